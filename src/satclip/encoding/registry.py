@@ -1,0 +1,3 @@
+from ..registry import Registry
+
+ENCODINGS = Registry("positional encoding")

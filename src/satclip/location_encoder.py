@@ -1,0 +1,67 @@
+"""``LocationEncoder``: positional encoding followed by a network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import encoding as _encoding
+from . import nn as _nn
+from .points import as_lonlat
+
+
+class LocationEncoder(nn.Module):
+    """Maps ``(N, 2)`` (lon, lat) degrees to ``(N, embed_dim)`` embeddings.
+
+    ``posenc`` and ``nnet`` are the attribute names of the original SatCLIP, so state dicts line up
+    (``nnet.layers.0.weight`` …). ``config`` records how the encoder was built; it is what the native
+    format stores in ``config.json``.
+    """
+
+    def __init__(self, posenc: nn.Module, nnet: nn.Module, config: dict | None = None):
+        super().__init__()
+        self.posenc = posenc
+        self.nnet = nnet
+        self.config = dict(config or {})
+
+    @classmethod
+    def from_config(cls, config: dict) -> LocationEncoder:
+        """Build from ``{"encoding": {"name": …, **params}, "network": {"name": …, **params}}``."""
+        enc_cfg = dict(config["encoding"])
+        net_cfg = dict(config["network"])
+        posenc = _encoding.create(enc_cfg.pop("name"), **enc_cfg)
+        nnet = _nn.create(net_cfg.pop("name"), input_dim=posenc.embedding_dim, **net_cfg)
+        return cls(posenc, nnet, config)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.config["network"]["num_classes"])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def feature_dtype(self) -> torch.dtype:
+        """The dtype coordinates are given to the positional encoding in by :meth:`encode`: float64 for
+        float64 models and for encodings that only work in float64 (``"analytic"`` harmonics), else the
+        network's dtype."""
+        if self.dtype == torch.float64 or getattr(self.posenc, "needs_float64", False):
+            return torch.float64
+        return self.dtype
+
+    def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
+        """Embed ``(N, 2)`` (lon, lat) degrees (no validation; see :meth:`encode`). Features are computed
+        in the input's dtype and cast to the network's."""
+        return self.nnet(self.posenc(lonlat).to(self.dtype))
+
+    @torch.no_grad()
+    def encode(self, points, batch_size: int = 65536) -> torch.Tensor:
+        """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees) in batches.
+
+        Returns an ``(N, embedding_dim)`` tensor in the model's dtype, on the model's device.
+        """
+        param = next(self.parameters())
+        lonlat = as_lonlat(points, dtype=torch.float64, device=param.device).to(self.feature_dtype)
+        parts = [self(chunk) for chunk in lonlat.split(batch_size)]
+        return torch.cat(parts) if parts else torch.empty(0, self.embedding_dim, dtype=param.dtype)

@@ -1,0 +1,3 @@
+from ..registry import Registry
+
+NETWORKS = Registry("network")

@@ -1,0 +1,64 @@
+"""Validation of (lon, lat) point arrays at the public boundary."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+MAX_REPORTED_ROWS = 5
+
+
+class InvalidPointsError(ValueError):
+    """Raised for coordinates that are not finite (lon, lat) degrees in range."""
+
+    def __init__(self, message: str, bad_rows: np.ndarray):
+        super().__init__(message)
+        self.bad_rows = bad_rows
+
+
+def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
+    """Boolean mask of rows that are non-finite or outside lon ∈ [-180, 180], lat ∈ [-90, 90]."""
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+    return ~ok
+
+
+def describe_invalid(lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0) -> str:
+    """A message naming the first bad rows and, where it fits, the lat/lon swap."""
+    rows = np.flatnonzero(bad)
+    shown = ", ".join(
+        f"row {r + row_offset}: (lon={lonlat[r, 0]!r}, lat={lonlat[r, 1]!r})" for r in rows[:MAX_REPORTED_ROWS]
+    )
+    more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
+    message = (
+        f"{len(rows)} invalid point(s): {shown}{more}. Expected finite (lon, lat) in degrees with "
+        "lon in [-180, 180] and lat in [-90, 90]."
+    )
+    finite = np.isfinite(lonlat).all(axis=1)
+    lat_out = finite & (np.abs(lonlat[:, 1]) > 90)
+    if lat_out.any() and (np.abs(lonlat[lat_out, 0]) <= 90).all():
+        message += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+    return message
+
+
+def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+    """Validate ``points`` and return them as a ``(N, 2)`` tensor of (lon, lat) degrees.
+
+    Accepts anything ``np.asarray`` or ``torch.as_tensor`` understands. ``dtype`` defaults to the input's
+    floating dtype (float64 for non-float input).
+    """
+    tensor = torch.as_tensor(points, device=device)
+    if tensor.ndim != 2 or tensor.shape[1] != 2:
+        raise ValueError(
+            f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}"
+        )
+    if dtype is None:
+        dtype = tensor.dtype if tensor.is_floating_point() else torch.float64
+    lon, lat = tensor[:, 0], tensor[:, 1]
+    ok = torch.isfinite(lon) & torch.isfinite(lat) & (lon.abs() <= 180) & (lat.abs() <= 90)
+    if not bool(ok.all()):
+        values = tensor.detach().to("cpu", torch.float64).numpy()
+        bad = ~ok.cpu().numpy()
+        raise InvalidPointsError(describe_invalid(values, bad), np.flatnonzero(bad))
+    return tensor.to(dtype)

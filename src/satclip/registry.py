@@ -1,0 +1,41 @@
+"""Name → builder registries (encodings, networks, image encoders, tasks, pretrained models)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named collection of builders; unknown names raise an error listing the known ones."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._builders: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def decorator(builder: Callable[..., T]) -> Callable[..., T]:
+            if name in self._builders:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._builders[name] = builder
+            return builder
+
+        return decorator
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._builders[name]
+        except KeyError:
+            known = ", ".join(sorted(self._builders))
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def create(self, name: str, **params) -> T:
+        return self.get(name)(**params)
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._builders
