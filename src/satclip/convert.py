@@ -8,7 +8,9 @@ from .io import native, original
 from .load import resolve
 
 
-def convert(source: str | Path, output: str | Path, *, location_only: bool = False, trust_checkpoint: bool = False) -> Path:
+def convert(
+    source: str | Path, output: str | Path, *, location_only: bool = False, trust_checkpoint: bool = False
+) -> Path:
     """Original ``.ckpt`` → native directory, or native directory → original ``.ckpt``.
 
     The image encoder (``visual.*``) and ``logit_scale`` travel along unless ``location_only``.
@@ -35,7 +37,11 @@ def convert(source: str | Path, output: str | Path, *, location_only: bool = Fal
 
     config, tensors = native.read_native(resolved.path)
     location = {k[len("location.") :]: v for k, v in tensors.items() if k.startswith("location.")}
-    visual = None if location_only else {k[len("visual.") :]: v for k, v in tensors.items() if k.startswith("visual.")}
+    visual = (
+        None
+        if location_only
+        else {k[len("visual.") :]: v for k, v in tensors.items() if k.startswith("visual.")}
+    )
     base = dict(config.get("metadata", {}).get("hyper_parameters", {}))
     for key in original.RELEASED_EXTRA_HPARAMS:
         base.pop(key, None)
@@ -43,17 +49,23 @@ def convert(source: str | Path, output: str | Path, *, location_only: bool = Fal
     if config.get("image_encoder") and not location_only:
         hparams.update(hparams_from_image_config(config["image_encoder"]))
     logit_scale = None if location_only else tensors.get("logit_scale")
-    return original.write_original(output, hparams, location, visual_state=visual or None, logit_scale=logit_scale)
+    return original.write_original(
+        output, hparams, location, visual_state=visual or None, logit_scale=logit_scale
+    )
 
 
 def image_config_from_hparams(hparams: dict) -> dict:
-    """Image-encoder config recorded from the original hyper-parameters."""
-    keys = ("vision_layers", "vision_width", "vision_patch_size", "image_resolution", "in_channels", "embed_dim")
-    return {k: hparams[k] for k in keys if k in hparams}
+    """The native ``image_encoder`` config (``{"name": …, **params}``) of original hyper-parameters."""
+    from .image import config_from_hparams
+
+    return config_from_hparams(hparams)
 
 
 def hparams_from_image_config(config: dict) -> dict:
-    return dict(config)
+    """Original ``vision_*`` hyper-parameters of a native ``image_encoder`` config (the inverse)."""
+    from .image import hparams_from_config
+
+    return hparams_from_config(config)
 
 
 def _jsonable(value):

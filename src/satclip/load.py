@@ -53,7 +53,9 @@ def resolve(source: str | Path) -> ResolvedSource:
             f"hub repository {text} holds neither a native model nor exactly one .ckpt (found {ckpts})"
         )
     if path.exists():
-        raise FileNotFoundError(f"{path} is a directory but not a satclip model (no config.json + model.safetensors)")
+        raise FileNotFoundError(
+            f"{path} is a directory but not a satclip model (no config.json + model.safetensors)"
+        )
     raise FileNotFoundError(
         f"no model {text!r}: not a file, a model directory, a known name ({', '.join(pretrained.names())}) "
         "or a Hugging Face id like 'microsoft/SatCLIP-ViT16-L40'"
@@ -103,7 +105,10 @@ def load(
                 f"harmonics_calculation applies to spherical-harmonics models; {source} uses "
                 f"{config['encoding']['name']!r}"
             )
-        config = {**config, "encoding": {**config["encoding"], "harmonics_calculation": harmonics_calculation}}
+        config = {
+            **config,
+            "encoding": {**config["encoding"], "harmonics_calculation": harmonics_calculation},
+        }
     encoder = LocationEncoder.from_config(config)
     encoder.load_state_dict(state)
     encoder.provenance = provenance

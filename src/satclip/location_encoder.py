@@ -50,6 +50,25 @@ class LocationEncoder(nn.Module):
             return torch.float64
         return self.dtype
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` without silent loss of precision.
+
+        ``from_config`` builds the module in torch's default float32, and a plain ``load_state_dict``
+        copies a float64 checkpoint (the released models' location weights are float64) into those
+        float32 parameters, rounding every weight; a later ``.to(torch.float64)`` cannot undo that
+        (embeddings then differ from the original by ~5e-8 relative). So when ``state_dict`` holds
+        floating-point tensors wider than this module's dtype, the module is first converted to that
+        dtype. Convert afterwards with ``.to(dtype=…)`` for the precision you want to run in.
+        """
+        widest = max(
+            (v.dtype for v in state_dict.values() if torch.is_tensor(v) and v.is_floating_point()),
+            key=lambda d: torch.finfo(d).bits,
+            default=None,
+        )
+        if widest is not None and torch.finfo(widest).bits > torch.finfo(self.dtype).bits:
+            self.to(dtype=widest)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         """Embed ``(N, 2)`` (lon, lat) degrees (no validation; see :meth:`encode`). Features are computed
         in the input's dtype and cast to the network's."""

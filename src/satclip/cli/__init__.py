@@ -14,6 +14,8 @@ import sys
 #: subcommand name → module (relative to this package) defining add_parser()
 COMMANDS = {
     "convert": ".convert",
+    "locate": ".locate",
+    "data": ".data",
 }
 
 

@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert
 
-    out = convert(args.source, args.output, location_only=args.location_only, trust_checkpoint=args.trust_checkpoint)
+    out = convert(
+        args.source, args.output, location_only=args.location_only, trust_checkpoint=args.trust_checkpoint
+    )
     print(f"wrote {out}")
     return 0

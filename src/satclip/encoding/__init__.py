@@ -14,8 +14,12 @@ import inspect
 
 from torch import nn
 
+from . import (
+    multiscale,  # noqa: F401  (registers "theory", "grid" and the "sphere*" family)
+    raw,  # noqa: F401  (registers "direct", "wrap", "cartesian3d")
+    spherical_harmonics,  # noqa: F401  (registers "sphericalharmonics")
+)
 from .registry import ENCODINGS
-from . import spherical_harmonics  # noqa: F401  (registers "sphericalharmonics")
 
 __all__ = ["create", "names", "ENCODINGS"]
 

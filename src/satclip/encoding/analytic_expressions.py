@@ -63,7 +63,9 @@ def _check_safe(tree: ast.AST, text: str) -> None:
             raise ValueError(f"unexpected {type(node).__name__} in spherical-harmonics expression {text!r}")
         if isinstance(node, ast.Name) and node.id not in _ALLOWED_NAMES:
             raise ValueError(f"unexpected name {node.id!r} in spherical-harmonics expression {text!r}")
-        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in {"cos", "sin"}):
+        if isinstance(node, ast.Call) and not (
+            isinstance(node.func, ast.Name) and node.func.id in {"cos", "sin"}
+        ):
             raise ValueError(f"unexpected call in spherical-harmonics expression {text!r}")
 
 

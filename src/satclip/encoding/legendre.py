@@ -36,6 +36,13 @@ def _coefficients(degree: int) -> list[tuple[torch.Tensor, torch.Tensor] | None]
     return coeffs
 
 
+def _mul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out[...] = a * b`` without a temporary; through a temporary when autograd must see it."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return out.copy_(a * b)
+    return torch.mul(a, b, out=out)
+
+
 def real_spherical_harmonics(
     cos_theta: torch.Tensor,
     sin_theta: torch.Tensor,
@@ -77,31 +84,31 @@ def real_spherical_harmonics(
     out_t = torch.empty(degree * degree, n, device=device, dtype=dtype)
 
     def fill(start: int, stop: int) -> None:
-            # Azimuth factors (degree, chunk): cos for m = 0…L-1, sin stored for m = L-1…1 (descending, the
-            # order of the m < 0 columns).
-            angle = m[:, None] * phi[None, start:stop].to(torch.float64)
-            cos_part = torch.cos(angle) * (_SQRT2 * sign)
-            cos_part[0] = m0_scale
-            sin_part = (torch.sin(angle) * (_SQRT2 * sign))[1:].flip(0)
-            cos_part, sin_part = cos_part.to(dtype), sin_part.to(dtype)
-            x = cos_theta[None, start:stop].to(dtype)
-            s = sin_theta[None, start:stop].to(dtype)
+        # Azimuth factors (degree, chunk): cos for m = 0…L-1, sin stored for m = L-1…1 (descending, the
+        # order of the m < 0 columns).
+        angle = m[:, None] * phi[None, start:stop].to(torch.float64)
+        cos_part = torch.cos(angle) * (_SQRT2 * sign)
+        cos_part[0] = m0_scale
+        sin_part = (torch.sin(angle) * (_SQRT2 * sign))[1:].flip(0)
+        cos_part, sin_part = cos_part.to(dtype), sin_part.to(dtype)
+        x = cos_theta[None, start:stop].to(dtype)
+        s = sin_theta[None, start:stop].to(dtype)
 
-            prev2 = None
-            prev = torch.full_like(x, 1.0 / math.sqrt(4 * math.pi))  # P̄_0^0
-            out_t[0, start:stop] = prev[0] * cos_part[0]
-            for l in range(1, degree):
-                cur = torch.empty(l + 1, stop - start, device=device, dtype=dtype)
-                if l >= 2:
-                    a, b = coeffs[l]
-                    torch.mul(x, prev[: l - 1], out=cur[: l - 1])
-                    cur[: l - 1].addcmul_(b, prev2[: l - 1], value=-1).mul_(a)
-                torch.mul(prev[l - 1 : l], x, out=cur[l - 1 : l]).mul_(subdiagonal[l])
-                torch.mul(prev[l - 1 : l], s, out=cur[l : l + 1]).mul_(sectoral[l])
-                base = l * l
-                torch.mul(cur, cos_part[: l + 1], out=out_t[base + l : base + 2 * l + 1, start:stop])
-                torch.mul(cur[1:].flip(0), sin_part[degree - 1 - l :], out=out_t[base : base + l, start:stop])
-                prev2, prev = prev, cur
+        prev2 = None
+        prev = torch.full_like(x, 1.0 / math.sqrt(4 * math.pi))  # P̄_0^0
+        _mul_into(prev[0], cos_part[0], out_t[0, start:stop])
+        for l in range(1, degree):
+            cur = torch.empty(l + 1, stop - start, device=device, dtype=dtype)
+            if l >= 2:
+                a, b = coeffs[l]
+                _mul_into(x, prev[: l - 1], cur[: l - 1])
+                cur[: l - 1].addcmul_(b, prev2[: l - 1], value=-1).mul_(a)
+            _mul_into(prev[l - 1 : l], x, cur[l - 1 : l]).mul_(subdiagonal[l])
+            _mul_into(prev[l - 1 : l], s, cur[l : l + 1]).mul_(sectoral[l])
+            base = l * l
+            _mul_into(cur, cos_part[: l + 1], out_t[base + l : base + 2 * l + 1, start:stop])
+            _mul_into(cur[1:].flip(0), sin_part[degree - 1 - l :], out_t[base : base + l, start:stop])
+            prev2, prev = prev, cur
 
     for start in range(0, n, CHUNK):
         fill(start, min(start + CHUNK, n))

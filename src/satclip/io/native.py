@@ -37,7 +37,9 @@ def read_native(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """Return ``(config, tensors)`` of a native model directory."""
     path = Path(path)
     if not is_native(path):
-        raise FileNotFoundError(f"{path} is not a satclip model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        raise FileNotFoundError(
+            f"{path} is not a satclip model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
     config = json.loads((path / CONFIG_FILE).read_text())
     if config.get("format") != FORMAT:
         raise ValueError(f"{path / CONFIG_FILE} is not a satclip config (format={config.get('format')!r})")

@@ -46,7 +46,9 @@ class OriginalCheckpoint:
 
     def location_state_dict(self) -> dict[str, torch.Tensor]:
         """The ``LocationEncoder`` state dict (``nnet.*``), checked against the duplicate copy."""
-        loc = {k[len(LOCATION_PREFIX) :]: v for k, v in self.state_dict.items() if k.startswith(LOCATION_PREFIX)}
+        loc = {
+            k[len(LOCATION_PREFIX) :]: v for k, v in self.state_dict.items() if k.startswith(LOCATION_PREFIX)
+        }
         alias = {
             k[len(LOCATION_ALIAS_PREFIX) :]: v
             for k, v in self.state_dict.items()
@@ -73,8 +75,9 @@ def location_config_from_hparams(hparams: dict) -> dict:
     missing = [k for k in ("le_type", "pe_type", "embed_dim") if k not in hparams]
     if missing:
         raise KeyError(f"checkpoint hyper_parameters lack {missing}; is this a SatCLIP checkpoint?")
-    from ..encoding import ENCODINGS
     import inspect
+
+    from ..encoding import ENCODINGS
 
     accepted = set(inspect.signature(ENCODINGS.get(hparams["le_type"])).parameters)
     encoding = {"name": hparams["le_type"]}
@@ -135,7 +138,7 @@ def write_original(
         state[VISUAL_PREFIX + key] = value.detach().clone()
     for key, value in location_state.items():
         state[LOCATION_ALIAS_PREFIX + key] = value.detach().clone()
-    for key, value in location_state.items():
+    for key in location_state:
         state[LOCATION_PREFIX + key] = state[LOCATION_ALIAS_PREFIX + key]  # shared, as in the original
     ckpt = {
         "epoch": epoch,
@@ -147,7 +150,10 @@ def write_original(
         "optimizer_states": [],
         "lr_schedulers": [],
         "hparams_name": "kwargs",
-        "hyper_parameters": {**hparams, **{k: v for k, v in RELEASED_EXTRA_HPARAMS.items() if k not in hparams}},
+        "hyper_parameters": {
+            **hparams,
+            **{k: v for k, v in RELEASED_EXTRA_HPARAMS.items() if k not in hparams},
+        },
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

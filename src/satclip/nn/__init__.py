@@ -10,10 +10,8 @@ import inspect
 
 from torch import nn
 
-from .registry import NETWORKS
-
-
 from . import mlp, siren  # noqa: E402,F401  (register the builders)
+from .registry import NETWORKS
 
 
 def create(name: str, **params) -> nn.Module:
@@ -21,7 +19,9 @@ def create(name: str, **params) -> nn.Module:
     accepted = set(inspect.signature(builder).parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:
-        raise TypeError(f"network {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted)}")
+        raise TypeError(
+            f"network {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted)}"
+        )
     return builder(**params)
 
 

@@ -48,8 +48,12 @@ class SirenNet(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(
             SirenLayer(
-                dim_in if i == 0 else dim_hidden, dim_hidden, w0=w0_initial if i == 0 else w0,
-                is_first=i == 0, bias=bias, dropout=dropout,
+                dim_in if i == 0 else dim_hidden,
+                dim_hidden,
+                w0=w0_initial if i == 0 else w0,
+                is_first=i == 0,
+                bias=bias,
+                dropout=dropout,
             )  # fmt: skip
             for i in range(num_layers)
         )
