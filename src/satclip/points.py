@@ -28,7 +28,7 @@ def describe_invalid(lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0) -
     """A message naming the first bad rows and, where it fits, the lat/lon swap."""
     rows = np.flatnonzero(bad)
     shown = ", ".join(
-        f"row {r + row_offset}: (lon={lonlat[r, 0]!r}, lat={lonlat[r, 1]!r})"
+        f"row {r + row_offset}: (lon={float(lonlat[r, 0])!r}, lat={float(lonlat[r, 1])!r})"
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
