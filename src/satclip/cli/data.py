@@ -1,0 +1,145 @@
+"""``satclip data …``: dataset commands (``verify``, ``download``; more can be added).
+
+To add a subcommand, list it in :data:`SUBCOMMANDS`: either a function ``add_NAME(subparsers)`` here, or
+the name of a module of this package (e.g. ``".data_bluemarble"``) defining ``add_subparser(subparsers)``.
+Either creates its parser and sets ``func``. Heavy imports belong inside the ``run`` functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _tqdm_progress(description: str):
+    """A ``progress(iterable, total)`` wrapper drawing a tqdm bar on stderr (plain iteration without tqdm)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return lambda iterable, total: tqdm(iterable, total=total, desc=description, unit="file", leave=False)
+
+
+def add_verify(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="check every image of an S2-100K root and print a table of problems",
+        description=(
+            "Reads ROOT/index.csv (columns fn,lon,lat or lat,lon,url,fn) and checks ROOT/images/: missing "
+            "files, files under --min-size bytes (no-data), unreadable or truncated GeoTIFFs, wrong band "
+            "count, height × width or dtype, invalid coordinates. Exit status 1 when anything is wrong."
+        ),
+    )
+    parser.add_argument("root", type=Path, help="dataset root holding index.csv and images/")
+    parser.add_argument("--full", action="store_true", help="also decode every pixel (slower)")
+    parser.add_argument("--bands", type=int, default=12, help="expected band count (default 12)")
+    parser.add_argument("--size", type=int, default=256, help="expected height and width in px (default 256)")
+    parser.add_argument("--dtype", default="uint16", help="expected dtype; 'any': no check (default uint16)")
+    parser.add_argument("--min-size", type=int, default=10_000, help="smaller = no-data (default 10000)")
+    parser.add_argument("--workers", type=int, default=1, help="threads reading headers (default 1)")
+    parser.add_argument("--show", type=int, default=3, help="bad file names shown per problem (default 3)")
+    parser.add_argument("--list", type=Path, metavar="CSV", help="write all problems to CSV")
+    parser.set_defaults(func=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ..data.index import IndexFormatError
+    from ..data.verify import CheckSpec, verify_s2100k
+
+    spec = CheckSpec(
+        bands=args.bands,
+        height=args.size,
+        width=args.size,
+        dtype=None if args.dtype == "any" else args.dtype,
+        min_size=args.min_size,
+        full=args.full,
+    )
+    try:
+        report = verify_s2100k(
+            args.root, spec, workers=args.workers, write_cache=True, progress=_tqdm_progress("verify")
+        )
+    except (IndexFormatError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.table(shown=args.show))
+    if args.list:
+        import csv
+
+        with args.list.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["fn", "problem", "detail"])
+            for problem, items in report.problems().items():
+                writer.writerows([name, problem, detail] for name, detail in items)
+        print(f"wrote {args.list}")
+    return 0 if report.all_ok else 1
+
+
+def add_download(subparsers) -> None:
+    from ..data.sources import HF_REPO
+
+    parser = subparsers.add_parser(
+        "download",
+        help="download S2-100K (index.csv + images/) from the Hugging Face hub, resumably",
+        description=(
+            f"Fetches the dataset repository {HF_REPO} (index.csv and the image tar shards), checks each "
+            "file against the checksum the hub publishes, and extracts the GeoTIFFs into ROOT/images/. "
+            "Rerunning resumes after the last completed shard. Offline, fetch the repository elsewhere "
+            "and pass it with --from."
+        ),
+    )
+    parser.add_argument("root", type=Path, help="dataset root to create or complete")
+    parser.add_argument("--repo", default=HF_REPO, help=f"hub dataset repository (default {HF_REPO})")
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit; default main); with --from, "
+                        "the commit the local copy was made from (enables known checksums)")
+    parser.add_argument("--from", dest="source", type=Path, metavar="DIR",
+                        help="use a local copy of the repository instead of the hub")
+    parser.add_argument("--keep-archives", action="store_true", help="keep the tar shards after extraction")
+    parser.set_defaults(func=run_download)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from ..data.download import download_s2100k
+    from ..data.sources import HubSource, LocalSource
+    from ..io.hub import DownloadError
+
+    try:
+        if args.source:
+            source = LocalSource(args.source, args.revision)
+        else:
+            source = HubSource(args.repo, args.revision)
+        summary = download_s2100k(
+            args.root, source, keep_archives=args.keep_archives, progress=_tqdm_progress("shards")
+        )
+    except (DownloadError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"{summary.root}: {len(summary.extracted)} file(s) fetched, {len(summary.skipped)} already done, "
+        f"{summary.images} images extracted. Check them with: satclip data verify {summary.root}"
+    )
+    return 0
+
+
+#: subcommand name → function adding its parser, or module (relative to this package) with add_subparser()
+SUBCOMMANDS: dict[str, Callable | str] = {
+    "verify": add_verify,
+    "download": add_download,
+    "bluemarble": ".data_bluemarble",
+}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="datasets: verify, download, …",
+        description="Dataset commands; `satclip data SUBCOMMAND --help` describes each.",
+    )
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    for add in SUBCOMMANDS.values():
+        if isinstance(add, str):
+            add = importlib.import_module(add, __package__).add_subparser
+        add(commands)
+    parser.set_defaults(func=lambda args: parser.print_help() or 0)

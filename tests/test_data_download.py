@@ -1,0 +1,230 @@
+"""`satclip data download` against fake hub sources: resuming, checksums, atomic extraction, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from satclip.cli import main
+from satclip.data import download as dl
+from satclip.data.download import ChecksumError, download_s2100k
+from satclip.data.sources import HubSource, LocalSource, RemoteFile
+from satclip.io.hub import DownloadError
+
+from .conftest import S2_EXAMPLES, require
+
+ALL_IMAGES = ["patch_0.tif", "patch_1.tif", "patch_2.tif"]
+INDEX = b"fn,lon,lat\npatch_0.tif,10.5,20.25\npatch_1.tif,-3.0,45.0\npatch_2.tif,100.0,-10.0\n"
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FakeHub:
+    """A dataset repository in memory; ``fetch`` writes where hf_hub_download would (directory/path)."""
+
+    def __init__(self, files: dict[str, bytes], published: dict[str, str | None] | None = None):
+        self.files = dict(files)
+        self.published = published if published is not None else {p: _sha256(d) for p, d in files.items()}
+        self.served = dict(files)  # what fetch returns; tests may tamper with it
+        self.fail_once: set[str] = set()
+        self.calls: list[str] = []
+        self.description = "fake://s2-100k"
+
+    def list_files(self):
+        return [RemoteFile(p, len(d), self.published.get(p)) for p, d in self.files.items()]
+
+    def fetch(self, file, directory):
+        self.calls.append(file.path)
+        target = directory / file.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = self.served[file.path]
+        if file.path in self.fail_once:
+            self.fail_once.discard(file.path)
+            target.write_bytes(data[: len(data) // 3])  # a partial download, then the connection drops
+            raise ConnectionError("connection reset by peer")
+        target.write_bytes(data)
+        return target
+
+
+def _shards() -> dict[str, bytes]:
+    return {
+        "index.csv": INDEX,
+        "data/shard-000.tar": _tar({"images/patch_0.tif": b"A" * 100, "README": b"not an image"}),
+        "data/shard-001.tar": _tar({"patch_1.tif": b"B" * 100}),
+        "data/shard-002.tar": _tar({"./x/patch_2.tif": b"C" * 100}),
+    }
+
+
+def test_download_extracts_every_shard(tmp_path):
+    hub = FakeHub(_shards())
+    summary = download_s2100k(tmp_path, hub)
+    assert (tmp_path / "index.csv").read_bytes() == INDEX
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ALL_IMAGES
+    assert (tmp_path / "images" / "patch_2.tif").read_bytes() == b"C" * 100
+    assert summary.images == 3 and len(summary.extracted) == 4
+    assert not list((tmp_path / dl.STATE_DIR / "files").rglob("*.tar"))  # archives deleted after extraction
+
+
+def test_download_resumes_after_an_interrupted_shard(tmp_path):
+    hub = FakeHub(_shards())
+    hub.fail_once.add("data/shard-001.tar")
+    with pytest.raises(DownloadError, match="shard-001.tar.*rerun"):
+        download_s2100k(tmp_path, hub)
+    assert [p.name for p in (tmp_path / "images").iterdir()] == ["patch_0.tif"]
+    assert hub.calls == ["index.csv", "data/shard-000.tar", "data/shard-001.tar"]
+
+    hub.calls.clear()
+    summary = download_s2100k(tmp_path, hub)
+    assert hub.calls == ["data/shard-001.tar", "data/shard-002.tar"]  # done shards are not fetched again
+    assert set(summary.skipped) == {"index.csv", "data/shard-000.tar"}
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ALL_IMAGES
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"B" * 100
+
+    hub.calls.clear()
+    assert download_s2100k(tmp_path, hub).extracted == ()
+    assert hub.calls == []
+
+
+def test_bad_checksum_is_rejected(tmp_path):
+    hub = FakeHub(_shards())
+    hub.served["data/shard-001.tar"] = _tar({"patch_1.tif": b"X" * 100})  # same size, other content
+    with pytest.raises(ChecksumError, match="shard-001.tar: sha256"):
+        download_s2100k(tmp_path, hub)
+    assert not (tmp_path / "images" / "patch_1.tif").exists()
+    assert not (tmp_path / dl.STATE_DIR / "files" / "data" / "shard-001.tar").exists()  # bad file removed
+    assert not dl._marker(tmp_path, RemoteFile("data/shard-001.tar")).exists()
+    hub.served["data/shard-001.tar"] = hub.files["data/shard-001.tar"]  # the mirror is fixed
+    download_s2100k(tmp_path, hub)
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"B" * 100
+
+
+def test_wrong_size_and_git_blob_checksums(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    blob_id = subprocess.run(["git", "hash-object", "--stdin"], input=INDEX, capture_output=True, check=True)
+    good = RemoteFile("index.csv", len(INDEX), git_sha1=blob_id.stdout.decode().strip())
+    path = tmp_path / "index.csv"
+    path.write_bytes(INDEX)
+    assert dl.verify_checksum(path, good).startswith("git blob")
+    path.write_bytes(INDEX.replace(b"10.5", b"10.6"))
+    with pytest.raises(ChecksumError, match="git blob id"):
+        dl.verify_checksum(path, good)
+    path.write_bytes(INDEX[:-1])
+    with pytest.raises(ChecksumError, match="expected 116"):
+        dl.verify_checksum(path, RemoteFile("index.csv", 116))
+
+
+def test_broken_archive_leaves_no_partial_images(tmp_path):
+    files = _shards()
+    whole = _tar({"patch_1.tif": b"B" * 5000, "patch_9.tif": b"D" * 5000})
+    files["data/shard-001.tar"] = whole[:8000]  # cut inside the second member's data
+    hub = FakeHub(files, published={})  # no checksums published: the damage shows only when extracting
+    with pytest.raises(DownloadError, match="cannot extract"):
+        download_s2100k(tmp_path, hub)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif"]  # no hidden leftovers
+
+
+def test_members_cannot_escape_the_images_folder(tmp_path):
+    files = {"index.csv": INDEX, "evil.tar": _tar({"../../evil.tif": b"E" * 10, "/abs/patch_0.tif": b"A"})}
+    download_s2100k(tmp_path / "root", FakeHub(files))
+    assert sorted(p.name for p in (tmp_path / "root" / "images").iterdir()) == ["evil.tif", "patch_0.tif"]
+    assert not (tmp_path / "evil.tif").exists()
+
+
+def test_repository_without_archives_is_described(tmp_path):
+    with pytest.raises(DownloadError, match="does not look like S2-100K.*README.md"):
+        download_s2100k(tmp_path, FakeHub({"README.md": b"hi", "index.csv": INDEX}))
+
+
+def test_hub_source_reads_lfs_checksums(tmp_path, monkeypatch):
+    """HubSource against huggingface_hub's own RepoFile objects, with the transport faked."""
+    hf_api = pytest.importorskip("huggingface_hub.hf_api")
+    import huggingface_hub
+
+    files = _shards()
+    entries = [hf_api.RepoFolder(path="data", oid="0" * 40)]
+    for path, data in files.items():
+        lfs = None if path == "index.csv" else {"size": len(data), "oid": _sha256(data), "pointerSize": 130}
+        blob = subprocess_free_git_blob_id(data) if lfs is None else "f" * 40
+        entries.append(hf_api.RepoFile(path=path, size=len(data), oid=blob, lfs=lfs))
+    served = dict(files)
+    served["data/shard-002.tar"] = _tar({"patch_2.tif": b"Z" * 100})
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", lambda self, *a, **k: iter(entries))
+
+    def fake_download(repo_id, filename, *, local_dir, **kwargs):
+        assert repo_id == "torchgeo/s2-100k" and kwargs["repo_type"] == "dataset"
+        target = Path(local_dir) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(served[filename])
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    listed = {f.path: f for f in HubSource().list_files()}
+    assert set(listed) == set(files)
+    assert listed["data/shard-000.tar"].sha256 == _sha256(files["data/shard-000.tar"])
+    assert listed["index.csv"].git_sha1 and listed["index.csv"].sha256 is None
+    with pytest.raises(ChecksumError, match="shard-002"):
+        download_s2100k(tmp_path, HubSource())
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif", "patch_1.tif"]
+
+
+def subprocess_free_git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_offline_download_says_what_to_fetch(tmp_path, capsys):
+    # conftest sets HF_HUB_OFFLINE=1
+    assert main(["data", "download", str(tmp_path / "s2")]) == 1
+    err = capsys.readouterr().err
+    assert "https://huggingface.co/datasets/torchgeo/s2-100k" in err
+    assert f"satclip data download {tmp_path / 's2'} --from DIR" in err
+
+
+def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):
+    require(S2_EXAMPLES)
+    pytest.importorskip("rasterio")
+    mirror = tmp_path / "mirror"
+    (mirror / "data").mkdir(parents=True)
+    names = ["patch_75123.tif", "patch_70975.tif", "patch_502692.tif"]
+    lines = (S2_EXAMPLES / "index.csv").read_text().splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    index = "fn,lon,lat\n" + "".join(f"{r[3]},{r[1]},{r[0]}\n" for r in rows if r[3] in names)
+    (mirror / "index.csv").write_text(index)
+    for shard, members in {"shard-000.tar": names[:2], "shard-001.tar": names[2:]}.items():
+        with tarfile.open(mirror / "data" / shard, "w") as tar:
+            for name in members:
+                tar.add(S2_EXAMPLES / "images" / name, arcname=name)
+    root = tmp_path / "s2"
+    assert main(["data", "download", str(root), "--from", str(mirror)]) == 0
+    assert "3 images extracted" in capsys.readouterr().out
+    assert (mirror / "data" / "shard-000.tar").exists()  # a local copy is used in place, never deleted
+    assert main(["data", "verify", str(root)]) == 0
+    assert main(["data", "download", str(root), "--from", str(mirror)]) == 0
+    assert "0 file(s) fetched, 3 already done" in capsys.readouterr().out
+
+
+def test_local_source_rejects_lfs_pointers(tmp_path):
+    (tmp_path / "index.csv").write_bytes(INDEX)
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n"
+    (tmp_path / "satclip.tar").write_text(pointer)
+    with pytest.raises(DownloadError, match="git lfs pull"):
+        download_s2100k(tmp_path / "root", LocalSource(tmp_path))

@@ -1,0 +1,245 @@
+"""S2-100K dataset and `satclip data verify` on a copy of the 20 real example patches with three bad files."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from satclip.cli import main
+from satclip.data import S2100K, CheckSpec, IndexFormatError, read_index, sentinel2_to_13_bands, verify_s2100k
+
+from .conftest import REFERENCE, S2_EXAMPLES, require
+
+rasterio = pytest.importorskip("rasterio")
+
+TRUNCATED, MISSING, THREE_BAND = "patch_70975.tif", "patch_502692.tif", "patch_322265.tif"
+
+
+def _copy_examples(dest: Path, names: list[str] | None = None) -> Path:
+    """Writable copy of the s2-examples root (optionally only ``names``, index rows kept in order)."""
+    require(S2_EXAMPLES)
+    (dest / "images").mkdir(parents=True)
+    with (S2_EXAMPLES / "index.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if names is not None:
+        rows = [r for r in rows if r["fn"] in names]
+    for row in rows:
+        shutil.copyfile(S2_EXAMPLES / "images" / row["fn"], dest / "images" / row["fn"])
+    _write_index(dest / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    return dest
+
+
+def _write_index(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _write_three_band(path: Path) -> None:
+    with rasterio.open(path) as src:
+        profile, data = src.profile, src.read()
+    profile.update(count=3, compress=None)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data[:3])
+
+
+@pytest.fixture(scope="module")
+def broken_root(tmp_path_factory) -> Path:
+    root = _copy_examples(tmp_path_factory.mktemp("s2") / "root")
+    _truncate(root / "images" / TRUNCATED)
+    (root / "images" / MISSING).unlink()
+    _write_three_band(root / "images" / THREE_BAND)
+    return root
+
+
+def _table_counts(text: str) -> dict[str, int]:
+    counts = {}
+    for line in text.splitlines():
+        match = re.match(r"^  (\S.*?)\s{2,}(\d+)$", line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_cli_verify_reports_exactly_the_three_bad_files(broken_root, capsys):
+    rc = main(["data", "verify", str(broken_root)])
+    out = capsys.readouterr().out
+    assert rc != 0
+    counts = _table_counts(out)
+    assert counts["total"] == 20
+    assert counts["readable"] == 17
+    assert counts["missing"] == 1
+    assert counts["corrupt / truncated"] == 1
+    assert counts["band count mismatch"] == 1
+    assert counts["shape mismatch"] == counts["dtype mismatch"] == counts["no-data (file < min size)"] == 0
+    for name in (TRUNCATED, MISSING, THREE_BAND):
+        assert name in out
+    assert "3 bands, expected 12" in out
+
+
+def test_cli_verify_full_read_and_problem_list(broken_root, tmp_path, capsys):
+    listing = tmp_path / "problems.csv"
+    rc = main(["data", "verify", str(broken_root), "--full", "--list", str(listing)])
+    assert rc == 1
+    assert "full read" in capsys.readouterr().out
+    with listing.open(newline="") as handle:
+        rows = {r["fn"]: r["problem"] for r in csv.DictReader(handle)}
+    assert rows == {TRUNCATED: "corrupt", MISSING: "missing", THREE_BAND: "bands"}
+
+
+def test_cli_verify_clean_root_exits_zero(capsys):
+    require(S2_EXAMPLES)
+    assert main(["data", "verify", str(S2_EXAMPLES)]) == 0
+    assert _table_counts(capsys.readouterr().out)["readable"] == 20
+
+
+def test_cli_verify_without_index_exits_two(tmp_path, capsys):
+    assert main(["data", "verify", str(tmp_path)]) == 2
+    assert "index.csv" in capsys.readouterr().err
+
+
+def test_dataset_yields_the_17_good_samples(broken_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        dataset = S2100K(broken_root, cache=False)
+    assert "17/20" in caplog.text and MISSING in caplog.text
+    index = read_index(broken_root / "index.csv")
+    good = [i for i, fn in enumerate(index.filenames) if fn not in (TRUNCATED, MISSING, THREE_BAND)]
+    assert len(dataset) == 17
+    assert list(dataset.filenames) == [index.filenames[i] for i in good]
+    samples = [dataset[i] for i in range(len(dataset))]
+    points = torch.stack([s["point"] for s in samples])
+    assert points.dtype == torch.float64
+    np.testing.assert_array_equal(points.numpy(), index.lonlat[good])
+    for sample in samples:
+        assert sample["image"].shape == (12, 256, 256) and sample["image"].dtype == torch.float32
+    # the pixels are the ones the original read: its preprocessing of them has the recorded sha256
+    expected = np.load(require(REFERENCE / "expected.npz"))
+    files, sha256 = expected["patch_files"].tolist(), expected["patch_preprocessed_sha256"].tolist()
+    digests = dict(zip(files, sha256, strict=True))
+    for name, sample in zip(dataset.filenames, samples, strict=True):
+        reflectance = sentinel2_to_13_bands(sample["image"].numpy())
+        assert hashlib.sha256(reflectance.tobytes()).hexdigest() == digests[name]
+
+
+def test_points_mode_reads_coordinates_only(broken_root, tmp_path):
+    dataset = S2100K(broken_root, mode="points")
+    assert len(dataset) == 20  # no file checks: the images are not needed
+    assert set(dataset[0]) == {"point"}
+    # a root with only index.csv works too
+    shutil.copyfile(broken_root / "index.csv", tmp_path / "index.csv")
+    only_index = S2100K(tmp_path, mode="points")
+    points = torch.stack([only_index[i]["point"] for i in range(20)]).numpy()
+    np.testing.assert_array_equal(points, read_index(tmp_path / "index.csv").lonlat)
+
+
+def test_both_index_layouts_give_the_same_samples(tmp_path):
+    require(S2_EXAMPLES)
+    with (S2_EXAMPLES / "index.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))[:3]
+    roots = {}
+    for layout, columns in {"satclip-examples": ["lat", "lon", "url", "fn"], "s2-100k": ["fn", "lon", "lat"],
+                            "reordered": ["lon", "extra", "fn", "lat"]}.items():
+        root = tmp_path / layout
+        (root / "images").mkdir(parents=True)
+        for row in rows:
+            shutil.copyfile(S2_EXAMPLES / "images" / row["fn"], root / "images" / row["fn"])
+        _write_index(root / "index.csv", [{**r, "extra": "x"} for r in rows], columns)
+        roots[layout] = S2100K(root, cache=False)
+    assert roots["satclip-examples"].index.layout == "satclip-examples"
+    assert roots["s2-100k"].index.layout == roots["reordered"].index.layout == "s2-100k"
+    expected = np.array([[float(r["lon"]), float(r["lat"])] for r in rows])
+    for dataset in roots.values():
+        assert list(dataset.filenames) == [r["fn"] for r in rows]
+        np.testing.assert_array_equal(dataset.points.numpy(), expected)
+        torch.testing.assert_close(dataset[2]["image"], roots["s2-100k"][2]["image"], rtol=0, atol=0)
+
+
+def test_unknown_index_layout_lists_the_columns(tmp_path):
+    (tmp_path / "index.csv").write_text("filename,x,y\npatch_0.tif,1,2\n")
+    with pytest.raises(IndexFormatError, match=r"\['filename', 'x', 'y'\].*fn,lon,lat"):
+        S2100K(tmp_path)
+
+
+def test_invalid_coordinates_and_tiny_files_are_skipped(tmp_path):
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"])
+    rows = list(csv.DictReader((root / "index.csv").open(newline="")))
+    rows[0]["lat"] = "95.0"  # out of range
+    _write_index(root / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    small = root / "images" / rows[1]["fn"]
+    with rasterio.open(S2_EXAMPLES / "images" / rows[1]["fn"]) as src:
+        profile, data = src.profile, src.read(window=((0, 16), (0, 16)))
+    profile.update(width=16, height=16, blockxsize=16, blockysize=16)
+    with rasterio.open(small, "w", **profile) as dst:  # a valid 12-band GeoTIFF, but under 10 kB
+        dst.write(data)
+    assert small.stat().st_size < 10_000
+    report = verify_s2100k(root)
+    assert report.status == ("coordinates", "nodata", "ok")
+    assert report.counts()["readable"] == 1
+    assert len(S2100K(root, cache=False)) == 1
+    assert len(S2100K(root, mode="points")) == 2  # bad coordinates are dropped in points mode too
+    # with the size check off, the tiny patch is caught as a shape mismatch instead
+    assert verify_s2100k(root, CheckSpec(min_size=0)).status[1] == "shape"
+
+
+def test_file_that_breaks_after_verification_is_substituted(tmp_path, caplog):
+    names = ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"]
+    root = _copy_examples(tmp_path / "root", names)
+    dataset = S2100K(root, cache=False)
+    expected_next = dataset[2]
+    _truncate(root / "images" / dataset.filenames[1])  # goes bad mid-"epoch"
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        sample = dataset[1]
+    assert dataset.filenames[1] in caplog.text
+    torch.testing.assert_close(sample["image"], expected_next["image"], rtol=0, atol=0)
+    torch.testing.assert_close(sample["point"], expected_next["point"], rtol=0, atol=0)
+    strict = S2100K(root, cache=False, verify="none", on_error="raise")
+    with pytest.raises(RuntimeError, match=dataset.filenames[1]):
+        strict[1]
+
+
+def test_verification_cache_is_reused_until_a_file_changes(tmp_path, monkeypatch):
+    names = ["patch_75123.tif", "patch_70975.tif"]
+    root = _copy_examples(tmp_path / "root", names)
+    assert len(S2100K(root)) == 2
+    checked = []
+
+    import satclip.data.verify as verify_module
+
+    real_check = verify_module.check_file
+
+    def counting_check(path, spec):
+        checked.append(path.name)
+        return real_check(path, spec)
+
+    monkeypatch.setattr(verify_module, "check_file", counting_check)
+    assert len(S2100K(root)) == 2
+    assert checked == []  # nothing re-read
+    target = root / "images" / names[1]
+    _truncate(target)
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    assert len(S2100K(root)) == 1
+    assert checked == [names[1]]
+    assert not (root / ".satclip").exists()  # the root itself is never written to
+
+
+def test_bad_arguments_are_named():
+    require(S2_EXAMPLES)
+    with pytest.raises(ValueError, match="'pixels'"):
+        S2100K(S2_EXAMPLES, mode="pixels")
+    with pytest.raises(ValueError, match="on_error"):
+        S2100K(S2_EXAMPLES, on_error="ignore")
