@@ -1,0 +1,3 @@
+from ..registry import Registry
+
+IMAGE_ENCODERS = Registry("image encoder")

@@ -1,0 +1,224 @@
+"""Pretrained backbone weights: the SSL4EO-S12 MoCo backbones the original SatCLIP starts from.
+
+The released SatCLIP checkpoints contain their whole backbone, so loading one never needs these. They
+are needed to *train* a SatCLIP model the original way (frozen pretrained backbone, trainable head).
+
+Where ``weights="sentinel2_all_moco"`` looks, in order:
+
+1. ``$SATCLIP_CACHE/backbones/<filename>`` (default ``~/.cache/satclip/backbones/``): put a downloaded
+   file here to use it offline;
+2. torchgeo's weight enums (``torchgeo.models.ResNet18_Weights.SENTINEL2_ALL_MOCO`` …), when torchgeo
+   is installed and working;
+3. the Hugging Face hub (``huggingface_hub``, revision pinned as in torchgeo).
+
+Files are checked against the sha256 prefix in their name (the torch hub convention). A local file can
+also be passed directly: ``weights="/path/to/file.pth"`` (a torch state dict, read with
+``weights_only=True``) or ``.safetensors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class BackboneWeightsError(RuntimeError):
+    """Pretrained backbone weights could not be found, downloaded or loaded."""
+
+
+@dataclass(frozen=True)
+class BackboneWeights:
+    """A pretrained backbone checkpoint and its provenance."""
+
+    arch: str  # timm architecture: resnet18 | resnet50 | vit_small_patch16_224
+    name: str  # e.g. "sentinel2_all_moco"
+    repo_id: str
+    filename: str
+    revision: str
+    torchgeo_enum: str  # e.g. "ResNet18_Weights.SENTINEL2_ALL_MOCO"
+    in_chans: int = 13
+    dataset: str = "SSL4EO-S12"
+    ssl_method: str = "moco"
+    publication: str = "https://arxiv.org/abs/2211.07044"
+
+    @property
+    def url(self) -> str:
+        return f"https://hf.co/{self.repo_id}/resolve/{self.revision}/{self.filename}"
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        match = re.search(r"-([0-9a-f]{8,})\.[^.]+$", self.filename)
+        return match.group(1) if match else None
+
+    def cache_path(self) -> Path:
+        return backbone_cache_dir() / self.filename
+
+
+def _moco(arch: str, enum: str, revision: str, digest: str) -> BackboneWeights:
+    return BackboneWeights(
+        arch=arch,
+        name="sentinel2_all_moco",
+        repo_id=f"torchgeo/{arch}_sentinel2_all_moco",
+        filename=f"{arch}_sentinel2_all_moco-{digest}.pth",
+        revision=revision,
+        torchgeo_enum=f"{enum}.SENTINEL2_ALL_MOCO",
+    )
+
+
+#: (arch, name) → weights; the URLs and revisions torchgeo 0.8 pins
+BACKBONE_WEIGHTS: dict[tuple[str, str], BackboneWeights] = {
+    (w.arch, w.name): w
+    for w in (
+        _moco("resnet18", "ResNet18_Weights", "5b8cddc9a14f3844350b7f40b85bcd32aed75918", "59bfdff9"),
+        _moco("resnet50", "ResNet50_Weights", "da4f3c9dbe09272eb902f3b37f46635fa4726879", "df8b932e"),
+        _moco(
+            "vit_small_patch16_224",
+            "ViTSmall16_Weights",
+            "1cb683f6c14739634cdfaaceb076529adf898c74",
+            "67c9032d",
+        ),
+    )
+}
+
+
+#: names of the head in timm models (resnet: fc, vit: head); never taken from pretrained weights
+HEAD_NAMES = ("fc", "head")
+
+
+def backbone_cache_dir() -> Path:
+    root = os.environ.get("SATCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "satclip")
+    return Path(root) / "backbones"
+
+
+def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file (``weights_only=True``; a nested ``state_dict``
+    or ``model`` entry is unwrapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneWeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return state
+
+
+def _check_sha256(path: Path, weights: BackboneWeights) -> None:
+    prefix = weights.sha256_prefix
+    if prefix is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(prefix):
+        raise BackboneWeightsError(
+            f"{path} has sha256 {digest.hexdigest()[:16]}…, expected one starting with {prefix}: the file is "
+            f"corrupt or not {weights.filename}; delete it and download {weights.url} again"
+        )
+
+
+def _from_torchgeo(weights: BackboneWeights) -> dict[str, torch.Tensor]:
+    import torchgeo.models  # noqa: F401 - ImportError (or a broken torchvision) means: not available
+
+    enum_name, member = weights.torchgeo_enum.split(".")
+    enum = getattr(torchgeo.models, enum_name)[member]
+    return enum.get_state_dict(progress=True)
+
+
+def _hf_download(weights: BackboneWeights) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(
+        hf_hub_download(repo_id=weights.repo_id, filename=weights.filename, revision=weights.revision)
+    )
+
+
+def fetch_state_dict(weights: BackboneWeights) -> dict[str, torch.Tensor]:
+    """The state dict of ``weights`` from the cache, torchgeo or the hub (see the module docstring)."""
+    cached = weights.cache_path()
+    if cached.is_file():
+        _check_sha256(cached, weights)
+        log.info("backbone weights: %s", cached)
+        return read_state_file(cached)
+    reasons = [f"not in {cached}"]
+    try:
+        state = _from_torchgeo(weights)
+        log.info("backbone weights: torchgeo %s", weights.torchgeo_enum)
+        return state
+    except Exception as err:  # noqa: BLE001 - ImportError, broken torchvision, network: try the next source
+        reasons.append(f"torchgeo: {type(err).__name__}: {err}")
+    try:
+        path = _hf_download(weights)
+        _check_sha256(path, weights)
+        log.info("backbone weights: %s", path)
+        return read_state_file(path)
+    except BackboneWeightsError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        reasons.append(f"Hugging Face hub: {type(err).__name__}: {err}")
+    raise BackboneWeightsError(
+        f"could not get the {weights.dataset} {weights.ssl_method} {weights.arch} backbone weights "
+        f"({'; '.join(reasons)}).\nDownload {weights.url}\nand save it as {cached} (or pass "
+        f"weights='/path/to/{weights.filename}'). Loading a released SatCLIP checkpoint does not need "
+        "this file."
+    )
+
+
+def resolve_state_dict(arch: str, weights: str | Path) -> dict[str, torch.Tensor]:
+    """``weights`` = a known name for ``arch`` (e.g. ``"sentinel2_all_moco"``) or a local file."""
+    key = (arch, str(weights))
+    if key in BACKBONE_WEIGHTS:
+        return fetch_state_dict(BACKBONE_WEIGHTS[key])
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return read_state_file(path)
+    known = sorted(name for a, name in BACKBONE_WEIGHTS if a == arch)
+    raise BackboneWeightsError(
+        f"backbone weights {str(weights)!r} for {arch} are neither a file nor a known name "
+        f"({', '.join(known)})"
+    )
+
+
+def load_backbone_weights(model: nn.Module, arch: str, weights: str | Path | dict) -> None:
+    """Load pretrained backbone weights into ``model`` (a timm-compatible ``arch``), leaving its head.
+
+    The head (``fc``/``head``) is trained from scratch, so it may be missing from (or differ in shape
+    from) ``weights``; every other tensor must be present with its shape.
+    """
+    state = dict(weights) if isinstance(weights, dict) else resolve_state_dict(arch, weights)
+    own = model.state_dict()
+    is_head = lambda key: key.split(".")[0] in HEAD_NAMES  # noqa: E731
+    state = {k: v for k, v in state.items() if not is_head(k)}
+    head_keys = {k for k in own if is_head(k)}
+    missing = sorted(set(own) - set(state) - head_keys)
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(state) & set(own) if tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"missing {missing[:5]}{' …' if len(missing) > 5 else ''}")
+        if unexpected:
+            details.append(f"unexpected {unexpected[:5]}{' …' if len(unexpected) > 5 else ''}")
+        if wrong:
+            details.append(
+                "wrong shape "
+                + ", ".join(f"{k} {tuple(state[k].shape)} ≠ {tuple(own[k].shape)}" for k in wrong[:5])
+            )
+        raise BackboneWeightsError(f"backbone weights do not fit {arch}: {'; '.join(details)}")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,191 @@
+"""The full SatCLIP model against the original: image embeddings and logits of the 20 real Sentinel-2
+patches from the fixture checkpoints (expected.npz, made by the original loader), the preprocessing on
+its own, and native ⇄ original round trips of full models."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.convert import convert
+from satclip.image import preprocess
+from satclip.io import original
+
+from .conftest import REFERENCE, S2_EXAMPLES, require
+
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return np.load(require(REFERENCE / "expected.npz"))
+
+
+@pytest.fixture(scope="module")
+def patches(expected):
+    """The 20 preprocessed patches ``(20, 13, 256, 256)`` float32, in index.csv order."""
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("rasterio")
+    index = pandas.read_csv(require(S2_EXAMPLES / "index.csv"))
+    assert list(index.columns) == ["lat", "lon", "url", "fn"]
+    assert list(index.fn) == list(expected["patch_files"])
+    np.testing.assert_array_equal(index[["lon", "lat"]].to_numpy(), expected["patch_lonlat"])
+    return np.stack([preprocess.load_sentinel2(S2_EXAMPLES / "images" / fn) for fn in index.fn])
+
+
+def _assert_close(actual, reference, name):
+    actual = np.asarray(actual, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    scale = np.abs(reference).max()
+    error = np.abs(actual - reference).max() / scale
+    assert error < RTOL, f"{name}: max error {error:.2e} relative to max |value| {scale:.3g}"
+
+
+def test_preprocessing_is_bit_identical(patches, expected):
+    assert patches.shape == (20, 13, 256, 256) and patches.dtype == np.float32
+    digests = [hashlib.sha256(np.ascontiguousarray(p).tobytes()).hexdigest() for p in patches]
+    assert digests == list(expected["patch_preprocessed_sha256"])
+    np.testing.assert_allclose(patches.mean(axis=(2, 3)), expected["patch_preprocessed_band_mean"], rtol=1e-5)
+    assert not patches[:, preprocess.B10_INDEX].any()
+
+
+def test_sentinel2_to_13_bands_layout():
+    raw = np.arange(2 * 12 * 2 * 3, dtype=np.uint16).reshape(2, 12, 2, 3) * 7
+    out = preprocess.sentinel2_to_13_bands(raw)
+    assert out.shape == (2, 13, 2, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, :10], raw[:, :10].astype(np.float32) / np.float32(10000))
+    np.testing.assert_array_equal(out[:, 10], 0)
+    np.testing.assert_array_equal(out[:, 11:], raw[:, 10:].astype(np.float32) / np.float32(10000))
+    np.testing.assert_array_equal(preprocess.sentinel2_reflectance(out * 10000), out)
+    with pytest.raises(ValueError, match="12 bands"):
+        preprocess.sentinel2_to_13_bands(np.zeros((13, 4, 4)))
+
+
+@pytest.fixture(scope="module", params=[10, 40])
+def released(request, patches, expected):
+    """(L, model, outputs) for each fixture checkpoint; outputs computed once per module."""
+    L = request.param
+    model = satclip.load_model(require(REFERENCE / f"satclip-resnet18-l{L}.ckpt"))
+    images = torch.from_numpy(patches)
+    lonlat = torch.from_numpy(expected["patch_lonlat"])
+    with torch.no_grad():
+        outputs = {
+            "image_embeddings": model.encode_image(images),
+            "logits": model(images, lonlat),
+            "logits_f32coords": model(images, lonlat.float())[0],
+        }
+    return L, model, outputs
+
+
+def test_released_checkpoint_matches_original(released, expected):
+    L, model, out = released
+    assert isinstance(model, satclip.SatCLIP) and not model.training
+    assert model.visual.config["name"] == "moco_resnet18" and model.visual.frozen_backbone
+    assert out["image_embeddings"].dtype == torch.float32
+    _assert_close(out["image_embeddings"], expected[f"l{L}_image_embeddings"], "image embeddings")
+    logits_per_image, logits_per_location = out["logits"]
+    assert logits_per_image.shape == (20, 20)
+    _assert_close(logits_per_image, expected[f"l{L}_logits_per_image"], "logits_per_image")
+    _assert_close(logits_per_location, expected[f"l{L}_logits_per_location"], "logits_per_location")
+    _assert_close(
+        out["logits_f32coords"], expected[f"l{L}_logits_per_image_f32coords"], "logits (f32 coords)"
+    )
+    assert float(model.logit_scale.detach()) == pytest.approx(float(expected[f"l{L}_logit_scale"]), rel=1e-7)
+    with torch.no_grad():
+        locations = model.location.encode(expected["patch_lonlat"])
+    _assert_close(locations, expected[f"l{L}_patch_location_embeddings"], "location embeddings")
+
+
+def test_float32_coordinates_follow_the_original(released, expected):
+    """Coordinates given as float32 (as the original's training step does) are rounded before the
+    float64 harmonics; at L = 40 that moves logits by ~1e-5, far more than our error, and we follow the
+    float32 reference."""
+    L, _, out = released
+    ref64, ref32 = expected[f"l{L}_logits_per_image"], expected[f"l{L}_logits_per_image_f32coords"]
+    if np.abs(ref64 - ref32).max() < 1e-5:
+        pytest.skip(f"at L = {L} float32 rounding moves logits by < 1e-5: indistinguishable from float noise")
+    ours = out["logits_f32coords"].numpy()
+    assert np.abs(ours - ref32).max() < 0.2 * np.abs(ours - ref64).max()
+
+
+def test_load_model_float64_keeps_checkpoint_weights_exact(expected):
+    path = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    model = satclip.load_model(path, dtype=torch.float64)
+    ckpt = original.read_original(path)
+    for key, value in ckpt.location_state_dict().items():
+        assert torch.equal(model.location.state_dict()[key], value), key
+    with torch.no_grad():
+        locations = model.encode_location(torch.from_numpy(expected["lonlat"][:50]))
+    np.testing.assert_allclose(
+        locations.numpy(), expected["l10_location_embeddings"][:50], rtol=1e-9, atol=1e-12
+    )
+
+
+def test_native_and_original_round_trips(tmp_path, released, patches, expected):
+    L, model, out = released
+    if L != 10:
+        pytest.skip("one configuration is enough for the format round trip")
+    ckpt_path = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    native_dir = convert(ckpt_path, tmp_path / "native")
+    back = convert(native_dir, tmp_path / "back.ckpt")
+    assert original.read_original(back).hparams == original.read_original(ckpt_path).hparams
+
+    images = torch.from_numpy(patches[:4])
+    lonlat = torch.from_numpy(expected["patch_lonlat"][:4])
+    for source in (native_dir, back):
+        reloaded = satclip.load_model(source)
+        assert reloaded.visual.config == model.visual.config
+        with torch.no_grad():
+            torch.testing.assert_close(
+                reloaded.encode_image(images), out["image_embeddings"][:4], rtol=0, atol=0
+            )
+            torch.testing.assert_close(reloaded(images, lonlat)[0], model(images, lonlat)[0], rtol=0, atol=0)
+
+    saved = model.save(tmp_path / "saved", metadata={"note": "test"})
+    reloaded = satclip.load_model(saved)
+    assert reloaded.provenance["metadata"] == {"note": "test"}
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+
+
+def test_location_only_sources_are_refused(tmp_path):
+    path = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    location_only = convert(path, tmp_path / "loc", location_only=True)
+    with pytest.raises(ValueError, match=r"only a location encoder.*satclip\.load\(\)"):
+        satclip.load_model(location_only)
+
+
+def test_mosaiks_model_saves_and_loads(tmp_path):
+    from satclip.location_encoder import LocationEncoder
+    from satclip.model import LOGIT_SCALE_INIT, SatCLIP
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 13, 16, 16, generator=generator)
+    visual = satclip.image.create("mosaiks", in_chans=13, num_filters=8, embed_dim=16).fit(images, seed=0)
+    location = LocationEncoder.from_config(
+        {"encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+         "network": {"name": "siren", "num_classes": 16, "dim_hidden": 8, "num_layers": 1}}
+    )  # fmt: skip
+    model = SatCLIP(visual, location).eval()
+    assert (
+        float(model.logit_scale.detach())
+        == pytest.approx(math.log(1 / 0.07))
+        == pytest.approx(LOGIT_SCALE_INIT)
+    )
+    lonlat = torch.tensor([[13.4, 52.5], [-70.0, -33.0], [151.2, -33.9], [0.0, 0.0]], dtype=torch.float64)
+    with torch.no_grad():
+        logits, transposed = model(images, lonlat)
+        img = torch.nn.functional.normalize(model.encode_image(images), dim=1)
+        loc = torch.nn.functional.normalize(model.encode_location(lonlat).float(), dim=1)
+    torch.testing.assert_close(logits, math.exp(LOGIT_SCALE_INIT) * img @ loc.T, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(transposed, logits.T)
+    reloaded = satclip.load_model(model.save(tmp_path / "mosaiks"))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images, lonlat)[0], logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="same embed_dim"):
+        SatCLIP(satclip.image.create("mosaiks", embed_dim=8), location)

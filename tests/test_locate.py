@@ -1,0 +1,112 @@
+"""Image → location retrieval: the Fibonacci grid, top-k against a brute-force reference, pluggable
+candidates, and the real ``satclip locate`` CLI on a fixture patch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.image import preprocess
+from satclip.locate import GRIDS, candidate_points, fibonacci_grid, locate
+
+from .conftest import REFERENCE, S2_EXAMPLES, require
+
+PATCH = "patch_75123.tif"  # index.csv row 0: lat -54.18078401057424, lon -68.2091418648589
+
+
+def test_fibonacci_grid_is_equal_area():
+    n = 20_000
+    points = fibonacci_grid(n)
+    assert points.shape == (n, 2) and points.dtype == np.float64
+    assert np.all(np.abs(points[:, 0]) <= 180) and np.all(np.abs(points[:, 1]) < 90)
+    # the fraction of points in a latitude band equals its share of the sphere's area
+    for lo, hi in [(-90, -60), (-10, 25), (30, 90)]:
+        share = (np.sin(np.radians(hi)) - np.sin(np.radians(lo))) / 2
+        inside = np.mean((points[:, 1] >= lo) & (points[:, 1] < hi))
+        assert abs(inside - share) < 2 / n * 10
+    # ... and in longitude sectors too
+    sector = np.mean((points[:, 0] >= 0) & (points[:, 0] < 90))
+    assert abs(sector - 0.25) < 0.005
+    # nearly uniform spacing: nearest-neighbour distances vary little (unit vectors, small sample)
+    lon, lat = np.radians(points[::40, 0]), np.radians(points[::40, 1])
+    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+    dots = xyz @ xyz.T
+    np.fill_diagonal(dots, -1)
+    nearest = np.arccos(np.clip(dots.max(axis=1), -1, 1))
+    assert nearest.min() > 0.5 * np.median(nearest)
+    with pytest.raises(ValueError, match="at least 1"):
+        fibonacci_grid(0)
+
+
+def test_candidate_points_are_pluggable():
+    assert candidate_points("fibonacci", 7).shape == (7, 2)
+    assert candidate_points(lambda n: np.zeros((n, 2)), 3).tolist() == [[0, 0]] * 3
+    assert candidate_points([[1.0, 2.0]], 99).tolist() == [[1.0, 2.0]]
+    with pytest.raises(KeyError, match="unknown location grid 'land'; known: fibonacci"):
+        candidate_points("land", 10)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        candidate_points(np.zeros((3, 3)), 3)
+    assert "fibonacci" in GRIDS
+
+
+@pytest.fixture(scope="module")
+def model():
+    return satclip.load_model(require(REFERENCE / "satclip-resnet18-l10.ckpt"))
+
+
+@pytest.fixture(scope="module")
+def patch():
+    pytest.importorskip("rasterio")
+    return torch.from_numpy(preprocess.load_sentinel2(require(S2_EXAMPLES / "images" / PATCH)))
+
+
+def test_locate_returns_the_best_candidates(model, patch):
+    grid_size, k = 3000, 5
+    result = locate(model, patch, k=k, grid_size=grid_size)
+    assert result.lonlat.shape == (1, k, 2) and result.scores.shape == (1, k)
+    scores = result.scores[0]
+    assert np.all(np.diff(scores) <= 0)
+    # brute force reference: cosine similarity to every grid point, computed independently
+    points = fibonacci_grid(grid_size)
+    with torch.no_grad():
+        img = model.encode_image(patch[None]).double().numpy()[0]
+        locs = model.location.encode(points).double().numpy()
+    cos = locs @ img / (np.linalg.norm(locs, axis=1) * np.linalg.norm(img))
+    best = np.argsort(-cos)[:k]
+    np.testing.assert_allclose(scores, cos[best], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(result.lonlat[0], points[best])
+    rows = result.rows(0)
+    assert len(rows) == k and rows[0] == (
+        points[best[0], 0],
+        points[best[0], 1],
+        pytest.approx(cos[best[0]], abs=1e-6),
+    )
+
+
+def test_locate_with_explicit_candidates_and_batches(model, patch):
+    candidates = np.array([[-68.2091418648589, -54.18078401057424], [0.0, 0.0], [100.0, 45.0]])
+    result = locate(model, torch.stack([patch, patch]), k=10, grid=candidates)
+    assert result.lonlat.shape == (2, 3, 2)  # k is capped at the number of candidates
+    np.testing.assert_array_equal(result.scores[0], result.scores[1])
+    assert sorted(map(tuple, result.lonlat[0])) == sorted(map(tuple, candidates))
+    with pytest.raises(ValueError, match="at least 1"):
+        locate(model, patch, k=0, grid=candidates)
+
+
+def test_locate_cli(model, capsys):
+    pytest.importorskip("rasterio")
+    tif = require(S2_EXAMPLES / "images" / PATCH)
+    ckpt = REFERENCE / "satclip-resnet18-l10.ckpt"
+    assert main(["locate", str(tif), "--model", str(ckpt), "--k", "3", "--grid-size", "500"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("image centre (from the GeoTIFF): lon -68.209") and "lat -54.18" in lines[0]
+    assert lines[1].split() == ["rank", "lon", "lat", "score", "km", "to", "centre"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    expected = locate(model, preprocess.load_sentinel2(tif), k=3, grid_size=500).rows(0)
+    for row, (lon, lat, score) in zip(rows, expected, strict=True):
+        assert float(row[1]) == pytest.approx(lon, abs=1e-4) and float(row[2]) == pytest.approx(lat, abs=1e-4)
+        assert float(row[3]) == pytest.approx(score, abs=1e-4)
