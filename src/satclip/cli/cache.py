@@ -1,0 +1,108 @@
+"""``satclip cache build|verify``: the backbone-feature cache for training from a frozen backbone.
+
+``satclip cache build --config CONFIG.yaml`` computes ``data.cache`` for ``model.image_encoder`` on
+``data.dataset``/``data.root`` (``data.cache_views`` views per image, ``data.cache_dtype``); it resumes an
+interrupted build and rebuilds a stale cache. ``satclip cache verify DIR`` checks a cache's files; with
+``--config`` it also checks that the cache matches the config, and ``--recompute K`` recomputes K images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .train import add_override_options, load_cli_config
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cache", help="build or verify a backbone-feature cache", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    actions = parser.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+
+    build = actions.add_parser("build", help="compute (or finish, or refresh) the cache of a training config")
+    add_override_options(build)
+    build.add_argument("--device", help="torch device for the backbone (default: cuda if available, else cpu)")
+    build.add_argument("--batch-size", type=int, default=64, help="views per backbone forward pass (default 64)")
+    build.add_argument("--num-workers", type=int, help="image-reading worker processes (default data.num_workers)")
+    build.add_argument("--rebuild", action="store_true", help="recompute even when the cache is up to date")
+    build.set_defaults(func=run_build)
+
+    verify = actions.add_parser("verify", help="check a cache (and that it matches a config)")
+    verify.add_argument("path", nargs="?", help="cache directory (default: data.cache of --config)")
+    add_override_options(verify)
+    verify.add_argument(
+        "--recompute", type=int, default=0, metavar="K", help="recompute K random images (needs --config)"
+    )
+    verify.add_argument("--device", default="cpu")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(func=run_verify)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..train.prepare import cache_from_config
+
+    config = load_cli_config(args)
+    if config.data.root is None:
+        raise SystemExit("satclip: cache build needs data.root (the image dataset), e.g. --data.root data/s2-100k")
+    bar = tqdm(total=None, unit="img", desc="caching features")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        cache = cache_from_config(
+            config, device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
+            rebuild=args.rebuild, progress=progress,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    print(f"{cache.path}: {len(cache)} images × {cache.views} views × {cache.feature_dim} features "
+          f"({cache.key['dtype']}) of {cache.image_encoder_config['name']}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ..train.cache import cache_key, verify_cache
+
+    path = args.path
+    expected_key = encoder = source = None
+    if args.config is not None or args.set_overrides or any(k.startswith("override:") for k in vars(args)):
+        from ..train.build import build_image_encoder
+        from ..train.prepare import source_from_config
+
+        config = load_cli_config(args)
+        path = path or config.data.cache
+        if config.data.root is not None:
+            source = source_from_config(config)
+            encoder = build_image_encoder(
+                config.model.image_encoder, embed_dim=config.model.embed_dim, seed=config.trainer.seed
+            )
+            expected_key = cache_key(
+                encoder, source, views=config.data.cache_views, dtype=config.data.cache_dtype, seed=config.trainer.seed
+            )
+    if path is None:
+        raise SystemExit("satclip: give the cache directory, or --config with data.cache")
+    if args.recompute and encoder is None:
+        raise SystemExit("satclip: --recompute needs --config with data.root (the images to recompute from)")
+    report = verify_cache(
+        path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device
+    )
+    if args.json:
+        print(json.dumps({"path": str(report.path), "ok": report.ok, "shape": list(report.shape),
+                          "problems": report.problems, "recomputed": report.recomputed,
+                          "max_abs_diff": report.max_abs_diff}, indent=2))  # fmt: skip
+    else:
+        status = "ok" if report.ok else "FAILED"
+        extra = ""
+        if report.recomputed:
+            extra = f", {report.recomputed} images recomputed (max |diff| {report.max_abs_diff:.3g})"
+        print(f"{report.path}: {status}, shape {report.shape}{extra}")
+        for problem in report.problems:
+            print(f"  - {problem}")
+    return 0 if report.ok else 1

@@ -1,0 +1,104 @@
+"""``satclip train --config CONFIG.yaml [--resume [CKPT]] [--SECTION.KEY VALUE …]``: contrastive pretraining.
+
+Every config key can be overridden on the command line: ``--optim.lr 3e-4``, ``--trainer.max_epochs 5``,
+``--model.location_encoder.encoding.legendre_polys 40``; keys not listed in ``--help`` with
+``--set KEY=VALUE``. Values are read as YAML scalars (``3e-4``, ``true``, ``null``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+
+def _option_keys() -> list[str]:
+    """Dotted keys offered as options: every scalar field, and the keys of the dict fields' defaults."""
+    from ..train.config import SECTIONS
+
+    keys = []
+    for section, cls in SECTIONS.items():
+        default = cls()
+        for f in dataclasses.fields(cls):
+            value = getattr(default, f.name)
+            if isinstance(value, dict):
+                keys += [f"{section}.{f.name}.{k}" for k in _leaves(value)]
+                if f.name == "image_encoder":
+                    keys.append(f"{section}.{f.name}.weights")
+            else:
+                keys.append(f"{section}.{f.name}")
+    return keys
+
+
+def _leaves(value: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, item in value.items():
+        out += _leaves(item, f"{prefix}{key}.") if isinstance(item, dict) else [f"{prefix}{key}"]
+    return out
+
+
+def add_override_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` plus one ``--SECTION.KEY VALUE`` option per config key and a generic ``--set``."""
+    parser.add_argument("--config", help="training YAML (sections model, data, optim, trainer); defaults if omitted")
+    group = parser.add_argument_group("config overrides (values parsed as YAML scalars)")
+    for key in _option_keys():
+        group.add_argument(f"--{key}", dest=f"override:{key}", metavar="VALUE", default=argparse.SUPPRESS)
+    group.add_argument(
+        "--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override any dotted key, e.g. --set model.image_encoder.num_filters=256",
+    )  # fmt: skip
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, str]:
+    overrides = {k[len("override:") :]: v for k, v in vars(args).items() if k.startswith("override:")}
+    for item in args.set_overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def load_cli_config(args: argparse.Namespace):
+    from ..train.config import load_config
+
+    try:
+        return load_config(args.config, collect_overrides(args))
+    except (KeyError, TypeError, ValueError) as err:
+        raise SystemExit(f"satclip: bad config: {err}") from None
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="contrastive pretraining (from a feature cache or from images)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_override_options(parser)
+    parser.add_argument(
+        "--resume", nargs="?", const=True, default=False, metavar="CKPT",
+        help="continue the run in trainer.output_dir from checkpoints/last.ckpt (or from CKPT)",
+    )  # fmt: skip
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_cli_config(args)
+    if args.print_config:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return 0
+    from ..train import fit
+
+    result = fit(config, resume=args.resume)
+    if result.history:
+        last = result.history[-1]
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
+        print(f"epoch {last['epoch']}: {metrics}")
+    for name, exported in result.exports.items():
+        print(f"{name}: {exported.native} (native), {exported.original} (original .ckpt)")
+    print(f"run directory: {result.run_dir}")
+    return 0

@@ -1,0 +1,120 @@
+"""Building the trainable model from a :class:`~satclip.train.config.TrainConfig`, and its image encoder.
+
+Random initialisations (a random backbone, the head, the location encoder) are drawn under
+``torch.manual_seed(seed)`` inside a forked RNG, so a config builds the same model every time — which
+also keeps a cache of a random backbone valid across ``satclip cache build`` and ``satclip train``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import nn
+
+from ..location_encoder import LocationEncoder
+from .cache import FeatureCache
+from .config import ModelConfig, TrainConfig
+from .pair import ContrastivePair
+
+log = logging.getLogger(__name__)
+
+#: image-encoder parameters that do not change the backbone's features (may differ from the cache's)
+_HEAD_ONLY_PARAMS = ("embed_dim", "weights")
+
+
+def location_config(model: ModelConfig) -> dict:
+    """The location-encoder config with the network's ``num_classes`` set to ``embed_dim``."""
+    config = copy.deepcopy(model.location_encoder)
+    for part in ("encoding", "network"):
+        if part not in config or "name" not in config[part]:
+            raise ValueError(
+                f"model.location_encoder.{part} needs a 'name' (e.g. {{'encoding': {{'name': "
+                "'sphericalharmonics', ...}, 'network': {'name': 'siren', ...}}), got "
+                f"{model.location_encoder!r}"
+            )
+    given = config["network"].get("num_classes")
+    if given is not None and int(given) != model.embed_dim:
+        raise ValueError(
+            f"model.location_encoder.network.num_classes={given} differs from model.embed_dim={model.embed_dim}"
+        )
+    config["network"]["num_classes"] = int(model.embed_dim)
+    return config
+
+
+def build_location_encoder(model: ModelConfig) -> LocationEncoder:
+    dtype = {"float32": torch.float32, "float64": torch.float64}[model.location_dtype]
+    return LocationEncoder.from_config(location_config(model)).to(dtype)
+
+
+def build_image_encoder(config: dict, *, embed_dim: int, seed: int) -> nn.Module:
+    """``satclip.image.create`` of ``config`` (``{"name": …, **params}``) with ``embed_dim``, seeded."""
+    from .. import image
+
+    params = dict(config)
+    if "name" not in params:
+        raise ValueError(f"model.image_encoder needs a 'name' (one of {', '.join(image.names())}), got {config!r}")
+    name = params.pop("name")
+    params["embed_dim"] = int(embed_dim)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return image.create(name, **params)
+
+
+def cached_image_config(model: ModelConfig, cache: FeatureCache) -> dict:
+    """The image encoder of a cached run: the cache's, with this run's ``embed_dim``. A config that names
+    an image encoder must agree with the cache on everything that changes the features."""
+    cached = cache.image_encoder_config
+    given = dict(model.image_encoder or {})
+    conflicts = [
+        f"{k}: config {given[k]!r} vs cache {cached.get(k)!r}"
+        for k in given
+        if k not in _HEAD_ONLY_PARAMS and (k not in cached or cached[k] != given[k])
+    ]
+    if conflicts:
+        raise ValueError(
+            f"model.image_encoder does not match the feature cache {cache.path} ({'; '.join(conflicts)}): "
+            "rebuild the cache with `satclip cache build --config CONFIG`, or drop model.image_encoder to use "
+            "the cache's"
+        )
+    return {**cached, "embed_dim": int(model.embed_dim)}
+
+
+def build_pair(config: TrainConfig, cache: FeatureCache | None) -> tuple[ContrastivePair, dict]:
+    """``(model, image_encoder_config)`` for a run: from ``cache`` only the head trains (``model.image``
+    is an ``nn.Linear(F, embed_dim)`` initialised as the encoder's own head), otherwise the full encoder.
+    """
+    seed = config.trainer.seed
+    if cache is not None:
+        image_config = cached_image_config(config.model, cache)
+        params = {k: v for k, v in image_config.items() if k != "weights"}
+        encoder = build_image_encoder(params, embed_dim=config.model.embed_dim, seed=seed)
+        if encoder.head.in_features != cache.feature_dim:
+            raise ValueError(
+                f"{image_config['name']} has {encoder.head.in_features} features, the cache {cache.path} holds "
+                f"{cache.feature_dim}"
+            )
+        image_part: nn.Module = copy.deepcopy(encoder.head).requires_grad_(True)
+    else:
+        encoder = build_image_encoder(config.model.image_encoder, embed_dim=config.model.embed_dim, seed=seed)
+        image_config = dict(encoder.config)
+        image_part = encoder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        location = build_location_encoder(config.model)
+    return ContrastivePair(image_part, location, config.model.logit_scale_init), image_config
+
+
+def full_image_encoder(pair: ContrastivePair, image_config: dict, cache: FeatureCache | None) -> nn.Module:
+    """The complete image encoder of a trained pair: from a cached run, the cache's backbone with the
+    trained head (loaded strictly, so a mismatch between cache and architecture fails loudly)."""
+    if cache is None:
+        return pair.image
+    params = {k: v for k, v in image_config.items() if k != "weights"}
+    encoder = build_image_encoder(params, embed_dim=int(image_config["embed_dim"]), seed=0)
+    state = cache.backbone_state()
+    prefix = cache.head_prefix
+    state.update({f"{prefix}.{k}": v for k, v in pair.image.state_dict().items()})
+    encoder.load_state_dict(state, strict=True)
+    return encoder

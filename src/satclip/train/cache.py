@@ -1,0 +1,570 @@
+"""Feature cache: a frozen backbone's pooled features of V views of every image, computed once.
+
+With a frozen backbone only the image head and the location encoder train, so the backbone's output for
+each augmented view can be stored and every training step becomes a memory read plus two small
+networks. View 0 of each image is the evaluation view (no augmentation; used for validation); views
+1 … V−1 are training views (flips and blur of the training transform), each drawn from a generator
+seeded by ``(seed, image, view)`` so a rebuilt cache is identical.
+
+Layout of a cache directory::
+
+    manifest.json       format, "complete", the key below, shape, dtype, head prefix, build info
+    features.npy        (N, V, F) float16|float32, read with np.load(mmap_mode="r")
+    lonlat.npy          (N, 2) float64 (lon, lat) degrees of each image (not jittered)
+    backbone.safetensors  the image encoder's state without its head (to export a full model later)
+
+The manifest's ``key`` — image encoder config, sha256 of the backbone weights, transform config,
+dataset fingerprint and size, V, dtype, seed — decides whether an existing cache can be reused:
+:func:`build_cache` reuses a complete cache with the same key, resumes an incomplete one (chunks are
+written to ``*.partial.npy`` and recorded in ``progress.npy`` only after they are flushed) and rebuilds a
+stale one. Finished files are moved into place atomically; ``manifest.json`` says ``complete`` last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .sources import PairSource
+
+log = logging.getLogger(__name__)
+
+FORMAT = "satclip.feature-cache"
+FORMAT_VERSION = 1
+MANIFEST, FEATURES, LONLAT, BACKBONE, PROGRESS = (
+    "manifest.json", "features.npy", "lonlat.npy", "backbone.safetensors", "progress.npy",
+)  # fmt: skip
+DTYPES = ("float16", "float32")
+
+Progress = Callable[[int, int], None]  # (images done, images total)
+
+
+class StaleCacheError(RuntimeError):
+    """A cache exists but was made from another backbone, transform or dataset."""
+
+
+# --- the backbone and its fingerprint -------------------------------------------------------------
+
+
+def head_prefix(encoder: nn.Module) -> str:
+    """State-dict prefix of ``encoder.head`` (``"fc"`` for the resnets, ``"head"`` for others)."""
+    head = encoder.head
+    for name, module in encoder.named_modules():
+        if module is head and name:
+            return name
+    raise ValueError(f"{type(encoder).__name__}.head is not a submodule of the encoder")
+
+
+def backbone_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """The encoder's state dict without its head (what the cached features depend on)."""
+    prefix = head_prefix(encoder) + "."
+    return {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if not k.startswith(prefix)}
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of a state dict, in sorted key order."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def cache_key(encoder: nn.Module, source: PairSource, *, views: int, dtype: str, seed: int) -> dict:
+    """What a cache's contents depend on; two caches with equal keys hold the same features."""
+    return {
+        # the head (and so embed_dim) does not change the features
+        "image_encoder": {
+            k: v for k, v in getattr(encoder, "config", {"name": type(encoder).__name__}).items() if k != "embed_dim"
+        },
+        "backbone_sha256": state_sha256(backbone_state(encoder)),
+        "transform": dict(source.transform_config),
+        "dataset": {"fingerprint": source.fingerprint, "size": len(source)},
+        "views": int(views),
+        "dtype": dtype,
+        "seed": int(seed),
+    }
+
+
+def key_differences(old: dict, new: dict) -> list[str]:
+    """Names of the top-level key entries that differ (for the stale-cache message)."""
+    return sorted(k for k in set(old) | set(new) if _jsonable(old.get(k)) != _jsonable(new.get(k)))
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureCache:
+    """A complete feature cache, opened lazily (picklable: DataLoader workers reopen the memmap)."""
+
+    path: Path
+    manifest: dict
+    _features: np.ndarray | None = field(default=None, repr=False)
+    _lonlat: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> FeatureCache:
+        path = Path(path)
+        manifest = read_manifest(path)
+        if not manifest.get("complete"):
+            raise RuntimeError(
+                f"feature cache {path} is incomplete (its build was interrupted): run `satclip cache build` "
+                "again with the same config to finish it"
+            )
+        for name in (FEATURES, LONLAT, BACKBONE):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"feature cache {path} lacks {name}: rebuild it with `satclip cache build`")
+        return cls(path, manifest)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "manifest": self.manifest, "_features": None, "_lonlat": None}
+
+    @property
+    def key(self) -> dict:
+        return self.manifest["key"]
+
+    @property
+    def features(self) -> np.ndarray:
+        """``(N, V, F)`` read-only memmap."""
+        if self._features is None:
+            self._features = np.load(self.path / FEATURES, mmap_mode="r")
+        return self._features
+
+    @property
+    def lonlat(self) -> np.ndarray:
+        """``(N, 2)`` float64 (lon, lat) degrees."""
+        if self._lonlat is None:
+            self._lonlat = np.load(self.path / LONLAT)
+        return self._lonlat
+
+    def __len__(self) -> int:
+        return int(self.manifest["shape"][0])
+
+    @property
+    def views(self) -> int:
+        return int(self.manifest["shape"][1])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.manifest["shape"][2])
+
+    @property
+    def image_encoder_config(self) -> dict:
+        return dict(self.key["image_encoder"])
+
+    @property
+    def head_prefix(self) -> str:
+        return self.manifest["head_prefix"]
+
+    def backbone_state(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(self.path / BACKBONE)
+
+    def gather(self, index: np.ndarray, view: np.ndarray) -> torch.Tensor:
+        """Features of images ``index`` (int array) in views ``view`` → float32 ``(len(index), F)``."""
+        return torch.from_numpy(np.asarray(self.features[index, view], dtype=np.float32))
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    file = path / MANIFEST
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{path} is not a feature cache (no {MANIFEST}); create it with `satclip cache build --config CONFIG`"
+        )
+    manifest = json.loads(file.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{file} is not a satclip feature cache (format={manifest.get('format')!r})")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} has cache format_version {manifest['format_version']}; upgrade satclip")
+    return manifest
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def view_generator(seed: int, index: int, view: int) -> torch.Generator:
+    """The generator of one (image, view): independent of order, workers and chunking."""
+    digest = hashlib.sha256(f"satclip-cache:{seed}:{index}:{view}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class _ImageViews(torch.utils.data.Dataset):
+    """Item j of a chunk → ``(V, C, H, W)`` views of image ``indices[j]``, its point and its index."""
+
+    def __init__(self, source: PairSource, indices: np.ndarray, views: int, seed: int):
+        self.source, self.indices, self.views, self.seed = source, indices, views, seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int):
+        index = int(self.indices[j])
+        image, point = self.source.raw(index)
+        out = [self.source.eval_view(image)]
+        out += [self.source.train_view(image, view_generator(self.seed, index, v)) for v in range(1, self.views)]
+        return torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in out]), point, index
+
+
+def build_cache(
+    path: str | Path,
+    encoder: nn.Module,
+    source: PairSource,
+    *,
+    views: int = 8,
+    dtype: str = "float16",
+    seed: int = 0,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    chunk_size: int = 1024,
+    amp: bool = False,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> FeatureCache:
+    """Compute (or finish, or reuse) the feature cache of ``encoder`` on ``source`` at ``path``.
+
+    Args:
+        encoder: an image encoder (``encode_features``, ``head``, ``config``) with a frozen backbone.
+        source: the images and their views (:mod:`satclip.train.sources`).
+        views: V, views per image (view 0 = evaluation view, 1 … V−1 = training views).
+        dtype: storage dtype, ``"float16"`` (half the disk and page cache) or ``"float32"``.
+        seed: seeds the training views (with the image and view number).
+        batch_size: views per backbone forward pass.
+        chunk_size: images per resumable unit (flushed and recorded when done).
+        amp: run the backbone under bfloat16 autocast (GPU); features are stored in ``dtype``.
+        rebuild: recompute even when a complete cache with the same key exists.
+        progress: called with (images done, images total) after each chunk.
+
+    Returns the opened :class:`FeatureCache`. Raises :class:`ValueError` when features overflow float16.
+    """
+    path = Path(path)
+    if dtype not in DTYPES:
+        raise ValueError(f"cache dtype {dtype!r} is not one of {list(DTYPES)}")
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    if not getattr(encoder, "frozen_backbone", False):
+        log.warning("caching features of a backbone that is not frozen: training from this cache keeps it fixed")
+    device = torch.device(device)
+    key = cache_key(encoder, source, views=views, dtype=dtype, seed=seed)
+    n = len(source)
+    if n == 0:
+        raise ValueError("cannot cache features of an empty dataset")
+
+    manifest = _existing_manifest(path)
+    if manifest is not None and not rebuild:
+        differ = key_differences(manifest.get("key", {}), _jsonable(key))
+        if not differ and manifest.get("complete"):
+            log.info("feature cache %s is up to date", path)
+            if progress:
+                progress(n, n)
+            return FeatureCache.open(path)
+        if differ:
+            log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
+            manifest = None
+        elif not (_partial(path, FEATURES).is_file() and _partial(path, LONLAT).is_file()):
+            manifest = None  # interrupted before its files were created
+    elif manifest is not None:
+        manifest = None
+    path.mkdir(parents=True, exist_ok=True)
+
+    encoder = encoder.to(device).eval()
+    if manifest is None:
+        _clear(path)
+        feature_dim = _probe_feature_dim(encoder, source, device)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": _jsonable(key),
+            "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
+            "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
+        }  # fmt: skip
+        _save_backbone(path / BACKBONE, encoder)
+        np.lib.format.open_memmap(_partial(path, FEATURES), mode="w+", dtype=dtype, shape=(n, views, feature_dim))
+        np.lib.format.open_memmap(_partial(path, LONLAT), mode="w+", dtype=np.float64, shape=(n, 2))
+        _atomic_write_json(path / MANIFEST, manifest)
+    chunks = (n + chunk_size - 1) // chunk_size
+    done = _read_progress(path, chunks)
+    features = np.load(_partial(path, FEATURES), mmap_mode="r+")
+    lonlat = np.load(_partial(path, LONLAT), mmap_mode="r+")
+    if features.shape != tuple(manifest["shape"]):
+        raise RuntimeError(f"{_partial(path, FEATURES)} has shape {features.shape}, manifest says {manifest['shape']}")
+    start = time.perf_counter()
+    images_done = int(sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(done)))
+    if progress:
+        progress(images_done, n)
+    if images_done:
+        log.info("resuming feature cache %s: %d of %d images done", path, images_done, n)
+    loader_batch = max(1, batch_size // views)
+    for chunk in np.flatnonzero(~done):
+        indices = np.arange(chunk * chunk_size, min(n, (chunk + 1) * chunk_size))
+        loader = torch.utils.data.DataLoader(
+            _ImageViews(source, indices, views, seed), batch_size=loader_batch, num_workers=num_workers,
+            shuffle=False, pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        for stacked, points, index in loader:
+            b = stacked.shape[0]
+            flat = stacked.flatten(0, 1).to(device, non_blocking=True)
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                out = encoder.encode_features(flat)
+            out = out.float().cpu().numpy().reshape(b, views, -1)
+            with np.errstate(over="ignore"):  # reported below, with what to do
+                stored = out.astype(dtype)
+            if not np.isfinite(stored).all():
+                bad = "non-finite backbone features" if not np.isfinite(out).all() else "features overflow float16"
+                raise ValueError(f"{bad} for images {index.tolist()[:5]}…; rebuild with dtype='float32'")
+            rows = index.numpy()
+            features[rows] = stored
+            lonlat[rows] = points.numpy()
+        features.flush()
+        lonlat.flush()
+        done[chunk] = True
+        _atomic_save_npy(path / PROGRESS, done)
+        images_done += len(indices)
+        if progress:
+            progress(images_done, n)
+    del features, lonlat
+    os.replace(_partial(path, FEATURES), path / FEATURES)
+    os.replace(_partial(path, LONLAT), path / LONLAT)
+    manifest = {**manifest, "complete": True, "build": {
+        "device": str(device), "seconds_last_session": round(time.perf_counter() - start, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }}  # fmt: skip
+    _atomic_write_json(path / MANIFEST, manifest)
+    (path / PROGRESS).unlink(missing_ok=True)
+    log.info("feature cache %s: %s %s features", path, manifest["shape"], dtype)
+    return FeatureCache.open(path)
+
+
+def write_cache(
+    path: str | Path,
+    features: np.ndarray,
+    lonlat: np.ndarray,
+    encoder: nn.Module,
+    *,
+    fingerprint: str,
+    transform_config: dict | None = None,
+    seed: int = 0,
+) -> FeatureCache:
+    """Store features computed elsewhere as a cache: ``features`` ``(N, V, F)`` (float16/float32; view 0
+    the evaluation view) of ``encoder``'s backbone, ``lonlat`` ``(N, 2)`` degrees, ``fingerprint`` naming
+    the images. Written atomically (into a temporary directory, then renamed)."""
+    from ..points import describe_invalid, invalid_rows
+
+    features = np.asarray(features)
+    lonlat = np.asarray(lonlat, dtype=np.float64)
+    if features.ndim != 3 or str(features.dtype) not in DTYPES:
+        raise ValueError(f"features must be (N, V, F) float16/float32, got {features.shape} {features.dtype}")
+    if lonlat.shape != (features.shape[0], 2):
+        raise ValueError(f"lonlat must be ({features.shape[0]}, 2) (lon, lat) degrees, got {lonlat.shape}")
+    if invalid_rows(lonlat).any():
+        raise ValueError(describe_invalid(lonlat, invalid_rows(lonlat)))
+    feature_dim = getattr(encoder, "feature_dim", features.shape[2])
+    if int(feature_dim) != features.shape[2]:
+        raise ValueError(f"{encoder.config.get('name')} has {feature_dim} features, the array {features.shape[2]}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o755)
+    source = PairSource(dataset=range(features.shape[0]), fingerprint=fingerprint)
+    if transform_config is not None:
+        source.transform_config = dict(transform_config)
+    key = cache_key(encoder, source, views=features.shape[1], dtype=str(features.dtype), seed=seed)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "key": _jsonable(key),
+        "shape": list(features.shape), "head_prefix": head_prefix(encoder),
+        "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
+        "build": {"device": "external", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }  # fmt: skip
+    try:
+        np.save(tmp / FEATURES, features)
+        np.save(tmp / LONLAT, lonlat)
+        _save_backbone(tmp / BACKBONE, encoder)
+        _atomic_write_json(tmp / MANIFEST, manifest)
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FeatureCache.open(path)
+
+
+def _probe_feature_dim(encoder: nn.Module, source: PairSource, device: torch.device) -> int:
+    feature_dim = getattr(encoder, "feature_dim", None)
+    if feature_dim is not None:
+        return int(feature_dim)
+    image, _ = source.raw(0)
+    with torch.inference_mode():
+        return int(encoder.encode_features(source.eval_view(image)[None].to(device)).shape[-1])
+
+
+def _existing_manifest(path: Path) -> dict | None:
+    try:
+        return read_manifest(path)
+    except FileNotFoundError:
+        return None
+
+
+def _partial(path: Path, name: str) -> Path:
+    return path / name.replace(".npy", ".partial.npy")
+
+
+def _clear(path: Path) -> None:
+    for name in (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE):
+        (path / name).unlink(missing_ok=True)
+        _partial(path, name).unlink(missing_ok=True)
+
+
+def _read_progress(path: Path, chunks: int) -> np.ndarray:
+    file = path / PROGRESS
+    if file.is_file():
+        done = np.load(file)
+        if done.shape == (chunks,) and done.dtype == bool:
+            return done.copy()
+        log.warning("%s does not match the cache's chunks; recomputing all chunks", file)
+    return np.zeros(chunks, dtype=bool)
+
+
+def _save_backbone(file: Path, encoder: nn.Module) -> None:
+    from safetensors.torch import save_file
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
+    os.close(fd)
+    try:
+        save_file(backbone_state(encoder), tmp)
+        os.chmod(tmp, 0o644)  # mkstemp files are private; a cache is ordinary data
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_json(file: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, file)
+
+
+def _atomic_save_npy(file: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".npy", dir=file.parent)
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, file)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON round trip (tuples → lists), so keys compare equal to what a manifest holds."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+# --- verifying ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CacheReport:
+    """Result of :func:`verify_cache`: ``ok`` when ``problems`` is empty."""
+
+    path: Path
+    shape: tuple[int, ...] = ()
+    problems: list[str] = field(default_factory=list)
+    recomputed: int = 0
+    max_abs_diff: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_cache(
+    path: str | Path,
+    *,
+    expected_key: dict | None = None,
+    encoder: nn.Module | None = None,
+    source: PairSource | None = None,
+    recompute: int = 0,
+    atol: float = 1e-2,
+    rtol: float = 1e-2,
+    device: str | torch.device = "cpu",
+) -> CacheReport:
+    """Check a cache: complete, files of the manifest's shape and dtype, finite features, valid
+    coordinates, backbone file matching its hash, and (``expected_key``) not stale. With ``encoder``,
+    ``source`` and ``recompute`` > 0, recompute that many random images (all views) and compare."""
+    path = Path(path)
+    report = CacheReport(path)
+    try:
+        manifest = read_manifest(path)
+    except (FileNotFoundError, ValueError) as err:
+        report.problems.append(str(err))
+        return report
+    report.shape = tuple(manifest.get("shape", ()))
+    if not manifest.get("complete"):
+        report.problems.append("incomplete: the build was interrupted (run `satclip cache build` to finish it)")
+        return report
+    if expected_key is not None:
+        differ = key_differences(manifest["key"], _jsonable(expected_key))
+        if differ:
+            report.problems.append(f"stale: {', '.join(differ)} differ from the config")
+    try:
+        cache = FeatureCache.open(path)
+        feats = cache.features
+    except (OSError, ValueError, RuntimeError) as err:
+        report.problems.append(str(err))
+        return report
+    if feats.shape != report.shape or str(feats.dtype) != manifest["key"]["dtype"]:
+        report.problems.append(f"features.npy is {feats.shape} {feats.dtype}, manifest says {report.shape}")
+        return report
+    for start in range(0, len(feats), 4096):
+        if not np.isfinite(feats[start : start + 4096]).all():
+            report.problems.append(f"non-finite features in images {start}…{start + 4095}")
+            break
+    from ..points import describe_invalid, invalid_rows
+
+    lonlat = cache.lonlat
+    if lonlat.shape != (report.shape[0], 2):
+        report.problems.append(f"lonlat.npy has shape {lonlat.shape}, expected ({report.shape[0]}, 2)")
+    elif invalid_rows(lonlat).any():
+        report.problems.append("lonlat.npy: " + describe_invalid(lonlat, invalid_rows(lonlat)))
+    if state_sha256(cache.backbone_state()) != manifest["key"]["backbone_sha256"]:
+        report.problems.append("backbone.safetensors does not match the manifest's backbone_sha256")
+    if recompute and encoder is not None and source is not None:
+        rng = np.random.default_rng()
+        picks = np.sort(rng.choice(len(cache), size=min(recompute, len(cache)), replace=False))
+        views_ds = _ImageViews(source, picks, cache.views, int(manifest["key"]["seed"]))
+        encoder = encoder.to(device).eval()
+        worst = 0.0
+        for j, index in enumerate(picks):
+            stacked, point, _ = views_ds[j]
+            with torch.inference_mode():
+                fresh = encoder.encode_features(stacked.to(device)).float().cpu().numpy()
+            stored = np.asarray(cache.features[index], dtype=np.float32)
+            worst = max(worst, float(np.abs(fresh - stored).max()))
+            if not np.allclose(fresh, stored, atol=atol, rtol=rtol):
+                report.problems.append(f"image {index}: recomputed features differ (max |diff| {worst:.3g})")
+            if not np.array_equal(point.numpy(), lonlat[index]):
+                report.problems.append(f"image {index}: stored (lon, lat) {lonlat[index]} != dataset {point.numpy()}")
+        report.recomputed, report.max_abs_diff = len(picks), worst
+    return report

@@ -1,0 +1,293 @@
+"""Typed training configuration: frozen dataclasses that map 1:1 onto the training YAML.
+
+::
+
+    model:    {image_encoder: {name: moco_resnet18, ...}, embed_dim: 256, location_encoder: {...}, ...}
+    data:     {source: cache, cache: runs/cache-rn18, batch_size: 8192, val_fraction: 0.1, ...}
+    optim:    {lr: 1.0e-4, weight_decay: 0.01, ...}
+    trainer:  {max_epochs: 500, seed: 0, precision: 32-true, output_dir: runs/satclip, ...}
+
+:func:`load_config` reads a YAML file and applies dotted overrides (``{"optim.lr": "3e-4"}``; values are
+parsed as YAML scalars). Unknown keys and values of the wrong type raise an error that names the key and
+lists the valid ones. Defaults are the paper's (AdamW, lr 1e-4, weight decay 0.01, 500 epochs, 10 %
+validation split, seed 0); the location encoder defaults to exact ``analytic-stable`` spherical harmonics
+(L = 10) and a SIREN in float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: log(1/0.07): the CLIP / SatCLIP initial temperature
+LOGIT_SCALE_INIT = math.log(1 / 0.07)
+
+
+def default_location_encoder() -> dict:
+    """SH L = 10 (exact recurrence, the original's analytic convention) → SIREN 100→512→512→256."""
+    return {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": 10, "harmonics_calculation": "analytic-stable"},
+        "network": {"name": "siren", "dim_hidden": 512, "num_layers": 2},
+    }
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is trained.
+
+    ``image_encoder`` is ``{"name": …, **params}`` for ``satclip.image.create``; with ``data.source: cache``
+    it may be left empty (``{}``) and is then taken from the cache manifest (it must match when given).
+    ``location_encoder`` is a :meth:`satclip.LocationEncoder.from_config` dict whose network's
+    ``num_classes`` is set from ``embed_dim``.
+    """
+
+    image_encoder: dict = field(default_factory=lambda: {"name": "moco_resnet18"})
+    embed_dim: int = 256
+    location_encoder: dict = field(default_factory=default_location_encoder)
+    logit_scale_init: float = LOGIT_SCALE_INIT
+    location_dtype: str = "float32"  # "float32" | "float64": parameters of the location encoder
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the (image, location) pairs come from.
+
+    ``source: cache`` reads pre-computed backbone features (``cache``: a directory made by
+    ``satclip cache build``): only the image head and the location encoder train, and a batch of
+    ``batch_size`` pairs is one contrastive softmax even on a CPU. ``source: images`` runs the image encoder
+    on every step (needed for trainable backbones); ``dataset`` names a dataset of ``satclip.data``.
+    ``batch_size`` is per device: with N devices one softmax spans N·batch_size pairs.
+    """
+
+    source: str = "cache"  # "cache" | "images"
+    cache: str | None = None
+    root: str | None = None
+    dataset: str = "s2100k"
+    batch_size: int = 8192
+    val_fraction: float = 0.1
+    num_workers: int = 0
+    coord_jitter: float = 0.01  # degrees; one-sided U(0, jitter) on lon and lat, as the original
+    drop_last: bool = False
+    cache_views: int = 8  # views per image in a cache built from this config (view 0 = evaluation view)
+    cache_dtype: str = "float16"  # storage dtype of cached features
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW; weight decay applies to matrices only (not biases, norms or ``logit_scale``)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How training runs. ``precision``: ``32-true`` (default) or ``bf16-mixed`` (GPU; the location
+    encoder stays in float32)."""
+
+    max_epochs: int = 500
+    seed: int = 0
+    output_dir: str = "runs/satclip"
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    fast_dev_run: int = 0
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    log_every_n_steps: int = 10
+    check_val_every_n_epoch: int = 1
+    enable_progress_bar: bool = True
+    deterministic: bool = True
+    export: bool = True  # write best/last as native model directories and original .ckpt files
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict:
+        """A plain, YAML/JSON-ready dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with dotted overrides applied: ``cfg.replace(**{"optim.lr": 3e-4})``."""
+        return from_dict(apply_overrides(self.to_dict(), overrides, parse=False))
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}
+_CHOICES = {
+    ("data", "source"): ("cache", "images"),
+    ("model", "location_dtype"): ("float32", "float64"),
+    ("data", "cache_dtype"): ("float16", "float32"),
+    ("trainer", "precision"): ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"),
+}
+
+
+def from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested dicts (missing keys take their defaults)."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise KeyError(f"unknown config section(s) {unknown}; valid: {sorted(SECTIONS)}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, Mapping):
+            raise TypeError(f"config section {name!r} must be a mapping, got {type(values).__name__}: {values!r}")
+        sections[name] = _build_section(name, cls, values)
+    return TrainConfig(**sections)
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read a training YAML (or start from the defaults when ``path`` is None) and apply dotted
+    ``overrides`` whose string values are parsed as YAML scalars (``"3e-4"`` → 3e-4, ``"true"`` → True)."""
+    raw: dict = {}
+    if path is not None:
+        import yaml
+
+        text = Path(path).read_text()
+        raw = yaml.safe_load(text) or {}
+        if not isinstance(raw, dict):
+            raise TypeError(f"{path}: a training config is a mapping of sections, got {type(raw).__name__}")
+    return from_dict(apply_overrides(raw, overrides or {}, parse=True))
+
+
+def dump_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write ``config`` as YAML (the exact form :func:`load_config` reads back)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, parse: bool) -> dict:
+    """Set dotted keys (``"model.location_encoder.encoding.legendre_polys"``) in a copy of ``raw``.
+
+    The first component must be a section, the second a field of it; deeper components address keys of
+    dict-valued fields (``image_encoder``, ``location_encoder``) and may create them.
+    """
+    out = copy.deepcopy(dict(raw))
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if len(parts) < 2 or parts[0] not in SECTIONS:
+            raise KeyError(
+                f"override {dotted!r} must be SECTION.KEY with SECTION one of {sorted(SECTIONS)}, "
+                "e.g. --optim.lr 3e-4"
+            )
+        names = [f.name for f in dataclasses.fields(SECTIONS[parts[0]])]
+        if parts[1] not in names:
+            raise KeyError(f"unknown key {parts[1]!r} in override {dotted!r}; {parts[0]} has: {', '.join(names)}")
+        if parse and isinstance(value, str):
+            value = _parse_scalar(value)
+        node = out.setdefault(parts[0], {})
+        if len(parts) > 2 and parts[1] not in node:
+            default = getattr(SECTIONS[parts[0]](), parts[1])
+            node[parts[1]] = copy.deepcopy(default)
+        for key in parts[1:-1]:
+            if not isinstance(node, dict):
+                raise TypeError(f"override {dotted!r}: {key!r} is not a mapping")
+            node = node.setdefault(key, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _parse_scalar(text: str) -> Any:
+    """YAML scalar, except that numbers like ``3e-4`` (a string to YAML 1.1) are numbers."""
+    import yaml
+
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _build_section(section: str, cls: type, values: Mapping[str, Any]):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise KeyError(f"unknown key(s) {unknown} in config section {section!r}; valid: {', '.join(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+        choices = _CHOICES.get((section, key))
+        if choices is not None and kwargs[key] not in choices:
+            raise ValueError(f"{section}.{key}={kwargs[key]!r} is not one of {list(choices)}")
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the annotation ``hint`` (int → float is allowed; str → Path is not)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"{key}={value!r} must be one of {options}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{key}={value!r} must be a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise TypeError(f"{key}={value!r} must be an integer")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{key}={value!r} must be true or false")
+        return value
+    if hint is str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # e.g. trainer.precision: 32
+        if not isinstance(value, str):
+            raise TypeError(f"{key}={value!r} must be a string")
+        return value
+    if hint is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{key}={value!r} must be a mapping")
+        return copy.deepcopy(dict(value))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise TypeError(f"{key}={value!r} must be a list of {len(args)} values")
+        return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

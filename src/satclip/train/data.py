@@ -1,0 +1,168 @@
+"""Batches for contrastive training, reproducible from the seed alone.
+
+Everything random about a batch — which images (the epoch's permutation), which cached view, the
+coordinate jitter, the image augmentations — is drawn from generators seeded by ``(seed, epoch, …)``.
+The data of epoch *e* is therefore the same whether a run went straight through or was resumed, and
+whatever the number of loader workers.
+
+:class:`EpochBatchSampler` yields one :class:`BatchSpec` per step (this rank's share of a global batch);
+:class:`CachedPairs` and :class:`ImagePairs` turn a spec into a batch dict
+``{"features" | "image": (B, …) float32, "lonlat": (B, 2) float64}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .cache import FeatureCache
+from .sources import PairSource
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``(train, val)`` split of ``range(n)``, both sorted; ``round(n · val_fraction)`` (at
+    least one when the fraction is > 0 and n > 1) samples go to validation."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n > 1:
+        n_val = max(n_val, 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def derived_seed(*parts: int | str) -> int:
+    """A 63-bit seed from integers/strings (stable across processes and Python versions)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def jitter_points(lonlat: torch.Tensor, jitter: float, generator: torch.Generator) -> torch.Tensor:
+    """Add one-sided ``U(0, jitter)`` degrees to lon and lat (the original's coordinate jitter), then wrap
+    lon into [-180, 180] and clamp lat to [-90, 90]. ``(B, 2)`` float64 in and out."""
+    if jitter == 0:
+        return lonlat
+    out = lonlat + torch.rand(lonlat.shape, generator=generator, dtype=torch.float64) * jitter
+    lon = torch.where(out[:, 0] > 180, out[:, 0] - 360, out[:, 0])
+    return torch.stack([lon, out[:, 1].clamp(max=90.0)], dim=1)
+
+
+def _jitter_generator(seed: int, spec: BatchSpec) -> torch.Generator:
+    return torch.Generator().manual_seed(derived_seed("jitter", seed, spec.epoch, spec.batch, spec.rank))
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """One step's work: this rank's ``indices`` (into the dataset) of global batch ``batch`` in ``epoch``."""
+
+    epoch: int
+    batch: int
+    rank: int
+    indices: np.ndarray
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Global batches of ``batch_size · world_size`` samples, split evenly over ranks.
+
+    ``shuffle``: a fresh permutation each epoch from ``(seed, epoch)`` (Lightning calls
+    :meth:`set_epoch`). A last, smaller global batch is kept (split evenly; up to world_size − 1
+    samples dropped) unless ``drop_last``. Indices within a rank's batch are sorted (memmap locality; the
+    loss does not depend on the order of pairs).
+    """
+
+    def __init__(
+        self, indices: np.ndarray, batch_size: int, *, shuffle: bool, seed: int, rank: int = 0,
+        world_size: int = 1, drop_last: bool = False,
+    ):  # fmt: skip
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _global_batches(self) -> list[np.ndarray]:
+        order = self.indices
+        if self.shuffle:
+            order = order[np.random.default_rng([self.seed, self.epoch]).permutation(len(order))]
+        step = self.batch_size * self.world_size
+        batches = [order[i : i + step] for i in range(0, len(order), step)]
+        if batches and len(batches[-1]) < step:
+            per_rank = len(batches[-1]) // self.world_size
+            if self.drop_last or per_rank == 0:
+                batches.pop()
+            else:
+                batches[-1] = batches[-1][: per_rank * self.world_size]
+        return batches
+
+    def __iter__(self) -> Iterator[BatchSpec]:
+        for number, batch in enumerate(self._global_batches()):
+            per_rank = len(batch) // self.world_size
+            mine = np.sort(batch[self.rank * per_rank : (self.rank + 1) * per_rank])
+            yield BatchSpec(self.epoch, number, self.rank, mine)
+
+    def __len__(self) -> int:
+        n, step = len(self.indices), self.batch_size * self.world_size
+        full, rest = divmod(n, step)
+        return full + int(rest // self.world_size > 0 and not self.drop_last)
+
+
+class CachedPairs(torch.utils.data.Dataset):
+    """Batches from a :class:`~satclip.train.cache.FeatureCache`.
+
+    Training (``train=True``): each image contributes one of its training views (1 … V−1, uniformly;
+    view 0 when V = 1) and jittered coordinates. Validation: view 0, exact coordinates.
+    """
+
+    def __init__(self, cache: FeatureCache, *, train: bool, seed: int, jitter: float = 0.0):
+        self.cache, self.train, self.seed, self.jitter = cache, train, seed, jitter
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
+        index = spec.indices
+        views = self.cache.views
+        if self.train and views > 1:
+            rng = np.random.default_rng(derived_seed("views", self.seed, spec.epoch, spec.batch, spec.rank))
+            view = rng.integers(1, views, size=len(index))
+        else:
+            view = np.zeros(len(index), dtype=np.int64)
+        lonlat = torch.from_numpy(self.cache.lonlat[index].astype(np.float64))
+        if self.train and self.jitter:
+            lonlat = jitter_points(lonlat, self.jitter, _jitter_generator(self.seed, spec))
+        return {"features": self.cache.gather(index, view), "lonlat": lonlat}
+
+
+class ImagePairs(torch.utils.data.Dataset):
+    """Batches of images read from a :class:`~satclip.train.sources.PairSource`, with the training view
+    (augmentation seeded by ``(seed, epoch, image)``) or the evaluation view."""
+
+    def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0):
+        self.source, self.train, self.seed, self.jitter = source, train, seed, jitter
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
+        images, points = [], []
+        for index in spec.indices:
+            image, point = self.source.raw(int(index))
+            if self.train:
+                generator = torch.Generator().manual_seed(derived_seed("view", self.seed, spec.epoch, int(index)))
+                image = self.source.train_view(image, generator)
+            else:
+                image = self.source.eval_view(image)
+            images.append(torch.as_tensor(image, dtype=torch.float32))
+            points.append(point)
+        lonlat = torch.stack(points).to(torch.float64)
+        if self.train and self.jitter:
+            lonlat = jitter_points(lonlat, self.jitter, _jitter_generator(self.seed, spec))
+        return {"image": torch.stack(images), "lonlat": lonlat}

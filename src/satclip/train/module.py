@@ -1,0 +1,60 @@
+"""The Lightning module: one contrastive objective for both data paths (cached features or images)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+
+from .config import TrainConfig, from_dict
+from .data import derived_seed
+from .loss import ContrastiveLoss
+from .optim import adamw
+from .pair import ContrastivePair
+
+
+class SatCLIPTrainingModule(pl.LightningModule):
+    """Trains a :class:`~satclip.train.pair.ContrastivePair` with :class:`~satclip.train.loss.ContrastiveLoss`.
+
+    Batches are ``{"features" | "image": (B, …), "lonlat": (B, 2) float64}``. Logged per step and
+    epoch: ``train_loss``, ``val_loss``, ``*_acc_i2l`` / ``*_acc_l2i`` (top-1 retrieval within the
+    gathered batch: is a row's best match its own pair?) and ``logit_scale``.
+
+    The global RNG (used only by the SIREN's dropout) is re-seeded from ``(seed, epoch, step, rank)``
+    before every training step, so a resumed run draws what an uninterrupted one would.
+    """
+
+    def __init__(self, config: dict, pair: ContrastivePair, image_config: dict, cache_key: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters({"config": config, "image_config": image_config, "cache_key": cache_key})
+        self.config: TrainConfig = from_dict(config)
+        self.pair = pair
+        self.loss = ContrastiveLoss()
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        inputs = batch["features"] if "features" in batch else batch["image"]
+        image = self.pair.encode_image(inputs)
+        location = self.pair.encode_location(batch["lonlat"])
+        out = self.loss(image, location, self.pair.logit_scale)
+        size = inputs.shape[0]
+        epoch = {"on_step": False, "on_epoch": True, "batch_size": size, "sync_dist": True}
+        self.log(f"{stage}_loss", out.loss, prog_bar=True, **{**epoch, "on_step": stage == "train"})
+        self.log(f"{stage}_acc_i2l", out.image_to_location_acc, **epoch)
+        self.log(f"{stage}_acc_l2i", out.location_to_image_acc, **epoch)
+        if stage == "train":
+            self.log("logit_scale", self.pair.logit_scale.detach(), on_step=True, on_epoch=False, batch_size=size)
+        return out.loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # per step, not per epoch: Lightning creates data iterators (which draw from the global RNG) at
+        # different moments in a fresh and in a resumed run
+        seed = derived_seed("global", self.config.trainer.seed, self.current_epoch, batch_idx, self.global_rank)
+        torch.manual_seed(seed)
+
+    def configure_optimizers(self):
+        return adamw(self.pair, self.config.optim)

@@ -1,0 +1,88 @@
+"""From a training config to its data: the image source and the feature cache (no Lightning needed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .build import build_image_encoder
+from .cache import FeatureCache, Progress, build_cache
+from .config import TrainConfig
+from .sources import PairSource, create_source
+
+log = logging.getLogger(__name__)
+
+
+def source_from_config(config: TrainConfig) -> PairSource:
+    """The registered ``data.dataset`` over ``data.root`` (coordinate jitter is applied by the batch
+    datasets, so sources get ``jitter=0``)."""
+    return create_source(config.data.dataset, config.data.root)
+
+
+def fit_from_data(encoder, source: PairSource, *, seed: int, images: int = 256) -> None:
+    """Fit an encoder whose backbone is fitted from data (``mosaiks``: ``fitted`` False, a ``fit`` method)
+    on the evaluation views of ``images`` images drawn with ``seed``; other encoders are left alone."""
+    fitted = getattr(encoder, "fitted", None)
+    if fitted is None or bool(fitted) or not callable(getattr(encoder, "fit", None)):
+        return
+    picks = np.sort(np.random.default_rng(seed).choice(len(source), size=min(images, len(source)), replace=False))
+    sample = torch.stack([torch.as_tensor(source.eval_view(source.raw(int(i))[0])) for i in picks])
+    log.info("fitting %s on %d images", encoder.config.get("name"), len(picks))
+    encoder.fit(sample, seed=seed)
+
+
+def _is_first_process() -> bool:
+    """False in the processes a distributed launcher started besides global rank 0 (any node)."""
+    ranks = (os.environ.get(name, "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    return all(not r.isdigit() or int(r) == 0 for r in ranks)
+
+
+def default_device(accelerator: str = "auto") -> torch.device:
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def cache_from_config(
+    config: TrainConfig,
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> FeatureCache:
+    """The feature cache ``data.cache`` for ``model.image_encoder`` on ``data.dataset``/``data.root``.
+
+    With ``data.root`` set, the cache is built, finished or (when stale) rebuilt as needed; without it,
+    the existing cache at ``data.cache`` is opened as is.
+    """
+    data = config.data
+    if not data.cache:
+        raise ValueError("data.cache must name the feature-cache directory (e.g. --data.cache runs/cache-rn18)")
+    if not _is_first_process():
+        # under DDP, rank 0 builds (Lightning launches the other ranks once it reaches Trainer.fit)
+        return FeatureCache.open(data.cache)
+    if data.root is None:
+        if not Path(data.cache).exists():
+            raise FileNotFoundError(
+                f"feature cache {data.cache} does not exist and data.root is not set: give data.root (the image "
+                "dataset) to build it, or run `satclip cache build --config CONFIG`"
+            )
+        return FeatureCache.open(data.cache)
+    source = source_from_config(config)
+    device = torch.device(device) if device is not None else default_device(config.trainer.accelerator)
+    encoder = build_image_encoder(
+        config.model.image_encoder, embed_dim=config.model.embed_dim, seed=config.trainer.seed
+    )
+    fit_from_data(encoder, source, seed=config.trainer.seed)
+    return build_cache(
+        data.cache, encoder, source, views=data.cache_views, dtype=data.cache_dtype, seed=config.trainer.seed,
+        batch_size=batch_size, num_workers=data.num_workers if num_workers is None else num_workers,
+        device=device, amp=config.trainer.precision.startswith("bf16") and device.type == "cuda",
+        rebuild=rebuild, progress=progress,
+    )  # fmt: skip

@@ -1,0 +1,148 @@
+"""Pair sources: images with their locations, and how a training or an evaluation view is made.
+
+A :class:`PairSource` separates reading (``dataset[i]`` → ``{"image", "point"}`` without augmentation)
+from viewing (``train_view(image, generator)`` / ``eval_view(image)``), so that augmentations are drawn
+from generators the caller seeds per (image, view) or per (epoch, image): the feature cache and the
+image training path are then reproducible regardless of worker processes, and a sample's raw image is
+read once per cached image rather than once per view.
+
+Sources are registered by name (``SOURCES``); ``data.dataset`` in the training config picks one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..registry import Registry
+
+TrainView = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+EvalView = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity_train(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return image
+
+
+def _identity_eval(image: torch.Tensor) -> torch.Tensor:
+    return image
+
+
+@dataclass
+class PairSource:
+    """A dataset of raw ``{"image": (C, H, W), "point": (2,) lon/lat degrees}`` samples and its views.
+
+    ``fingerprint`` identifies the samples (files and coordinates, in order) and ``transform_config``
+    the views; both go into feature-cache manifests so that a stale cache is detected.
+    """
+
+    dataset: Any
+    fingerprint: str
+    train_view: TrainView = _identity_train
+    eval_view: EvalView = _identity_eval
+    transform_config: dict = field(default_factory=lambda: {"train": "identity", "eval": "identity"})
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, point)`` of sample ``index``, unaugmented; point as float64 ``(2,)``."""
+        return unpack(self.dataset[index])
+
+
+def unpack(sample: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image, point)`` of a dict sample (``"image"`` and ``"point"``) or an ``(image, point)`` pair."""
+    if isinstance(sample, dict):
+        try:
+            image, point = sample["image"], sample["point"]
+        except KeyError as err:
+            raise KeyError(f"a sample must have 'image' and 'point', got keys {sorted(sample)}") from err
+    else:
+        image, point = sample
+    return torch.as_tensor(image), torch.as_tensor(point, dtype=torch.float64)
+
+
+def fingerprint_points(names: list[str] | tuple[str, ...] | None, lonlat: np.ndarray | torch.Tensor) -> str:
+    """sha256 of sample names (in order) and their float64 (lon, lat) bytes."""
+    digest = hashlib.sha256()
+    for name in names or ():
+        digest.update(name.encode() + b"\0")
+    points = np.ascontiguousarray(np.asarray(lonlat, dtype=np.float64))
+    digest.update(str(points.shape).encode())
+    digest.update(points.tobytes())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """A fingerprint of any dataset exposing ``points`` (and optionally ``filenames``)."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    if callable(fingerprint):
+        return str(fingerprint())
+    points = getattr(dataset, "points", None)
+    if points is None:
+        raise TypeError(
+            f"cannot fingerprint {type(dataset).__name__}: it has no 'points' attribute or fingerprint() "
+            "method; pass PairSource(dataset, fingerprint=...) explicitly"
+        )
+    return fingerprint_points(getattr(dataset, "filenames", None), np.asarray(points))
+
+
+SOURCES: Registry[PairSource] = Registry("pair source")
+
+
+@SOURCES.register("s2100k")
+def s2100k(root: str, jitter: float = 0.0, **transform_options) -> PairSource:
+    """S2-100K (or any root with ``index.csv`` + ``images/``) with the original pretrained-backbone
+    transform: train views flip and blur, eval views only rescale and add B10. Coordinate jitter is
+    applied by the training data path (``data.coord_jitter``), not here."""
+    from ..data.s2100k import S2100K
+    from ..data.transforms import s2_transform
+
+    dataset = S2100K(root, mode="both", transform=None)
+    train = s2_transform(True, jitter=jitter, **transform_options)
+    evaluate = s2_transform(False, **transform_options)
+    return PairSource(
+        dataset=dataset,
+        fingerprint=dataset_fingerprint(dataset),
+        train_view=train.image,
+        eval_view=evaluate.image,
+        transform_config={"train": repr(train), "eval": repr(evaluate)},
+    )
+
+
+def _dihedral_view(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal and vertical flips and a random transpose: one of the 8 symmetries of the square,
+    for imagery without a preferred orientation at patch scale."""
+    from ..data.functional import random_flip
+
+    image = random_flip(random_flip(image, -1, generator=generator), -2, generator=generator)
+    if torch.rand(1, generator=generator) < 0.5:
+        image = image.transpose(-1, -2)
+    return image
+
+
+@SOURCES.register("bluemarble")
+def bluemarble(root: str) -> PairSource:
+    """A Blue Marble corpus (``satclip.data.bluemarble``): float32 RGB in [0, 1]; training views are
+    random flips/transposes of the patch."""
+    from ..data.bluemarble import BlueMarble
+
+    dataset = BlueMarble(root)
+    return PairSource(
+        dataset=dataset,
+        fingerprint=dataset_fingerprint(dataset),
+        train_view=_dihedral_view,
+        transform_config={"train": "dihedral (flip h, flip v, transpose)", "eval": "identity"},
+    )
+
+
+def create_source(name: str, root: str | None, **options) -> PairSource:
+    """The registered source ``name`` over ``root`` (``data.dataset`` / ``data.root`` of the config)."""
+    if root is None:
+        raise ValueError(f"data.root is required to read the {name!r} dataset (the directory holding it)")
+    return SOURCES.create(name, root=str(root), **options)

@@ -1,0 +1,133 @@
+"""Feature cache: contents equal the backbone's output per view, reproducible, resumable, stale detection,
+verification, memory-mapped reads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from satclip.train.cache import (
+    FeatureCache,
+    build_cache,
+    cache_key,
+    state_sha256,
+    verify_cache,
+    view_generator,
+)  # fmt: skip
+
+from .train_helpers import flip_view, tiny_encoder, tiny_source
+
+
+def test_cache_holds_the_backbone_features_of_each_view(tmp_path):
+    encoder, source = tiny_encoder(), tiny_source(10)
+    cache = build_cache(tmp_path / "c", encoder, source, views=3, dtype="float32", chunk_size=4, batch_size=5)
+    assert cache.features.shape == (10, 3, 16) and isinstance(cache.features, np.memmap)
+    assert source.dataset.reads == 10  # one read per image, whatever the number of views
+    for index in (0, 7):
+        image, point = source.raw(index)
+        views = [image] + [flip_view(image, view_generator(0, index, v)) for v in (1, 2)]
+        with torch.no_grad():
+            expected = encoder.encode_features(torch.stack(views)).numpy()
+        np.testing.assert_allclose(cache.features[index], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(cache.lonlat[index], point.numpy())
+    assert not np.allclose(cache.features[:, 1], cache.features[:, 2])  # views differ
+    rows = cache.gather(np.array([3, 1]), np.array([2, 0]))
+    np.testing.assert_array_equal(rows.numpy(), cache.features[[3, 1], [2, 0]])
+    assert verify_cache(cache.path).ok
+
+
+def test_rebuild_is_identical_and_up_to_date_cache_is_reused(tmp_path):
+    a = build_cache(tmp_path / "a", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    b = build_cache(tmp_path / "b", tiny_encoder(), tiny_source(10), views=2, chunk_size=7, batch_size=3)
+    np.testing.assert_array_equal(a.features, b.features)  # independent of chunking and batching
+    source = tiny_source(10)
+    build_cache(tmp_path / "a", tiny_encoder(), source, views=2)
+    assert source.dataset.reads == 0
+
+
+def test_interrupted_build_resumes_to_the_same_cache(tmp_path):
+    reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done >= 6:
+            raise Stop
+
+    with pytest.raises(Stop):
+        build_cache(
+            tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=3, progress=stop_after_two_chunks
+        )
+    assert not verify_cache(tmp_path / "c").ok  # incomplete, and says so
+    with pytest.raises(RuntimeError, match="incomplete"):
+        FeatureCache.open(tmp_path / "c")
+    source = tiny_source(10)
+    cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=2, chunk_size=3)
+    assert source.dataset.reads == 4  # only the last two chunks (3 + 1 images) were computed
+    np.testing.assert_array_equal(cache.features, reference.features)
+    assert not (tmp_path / "c" / "progress.npy").exists()
+
+
+def test_stale_cache_is_detected_and_rebuilt(tmp_path):
+    path = tmp_path / "c"
+    build_cache(path, tiny_encoder(seed=0), tiny_source(10), views=2)
+    other_backbone = tiny_encoder(seed=1)
+    other_transform = tiny_source(10, tag="v2")
+    for encoder, source, field in ((other_backbone, tiny_source(10), "backbone_sha256"),
+                                   (tiny_encoder(), other_transform, "transform")):  # fmt: skip
+        key = cache_key(encoder, source, views=2, dtype="float16", seed=0)
+        report = verify_cache(path, expected_key=key)
+        assert not report.ok and field in report.problems[0]
+    rebuilt_source = tiny_source(10, tag="v2")
+    cache = build_cache(path, tiny_encoder(), rebuilt_source, views=2)
+    assert rebuilt_source.dataset.reads == 10
+    assert cache.key["transform"]["train"] == "flip+noise v2"
+
+
+def test_verify_detects_corruption(tmp_path):
+    cache = build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2)
+    features = np.load(cache.path / "features.npy", mmap_mode="r+")
+    features[4, 1, 0] = np.nan
+    features.flush()
+    del features
+    report = verify_cache(cache.path)
+    assert not report.ok and "non-finite" in report.problems[0]
+
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    manifest["key"]["backbone_sha256"] = "0" * 64
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    assert any("backbone" in p for p in verify_cache(cache.path).problems)
+
+
+def test_recompute_check_compares_fresh_features(tmp_path):
+    encoder, source = tiny_encoder(), tiny_source(10)
+    cache = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
+    report = verify_cache(cache.path, encoder=encoder, source=source, recompute=3)
+    assert report.ok and report.recomputed == 3 and report.max_abs_diff < 1e-5
+    with torch.no_grad():
+        encoder.filters.mul_(1.5)  # a different backbone under the same cache
+    assert not verify_cache(cache.path, encoder=encoder, source=source, recompute=3).ok
+
+
+def test_float16_overflow_is_refused(tmp_path):
+    encoder = tiny_encoder()
+    with torch.no_grad():
+        encoder.filters.mul_(1e6)
+    with pytest.raises(ValueError, match="float32"):
+        build_cache(tmp_path / "c", encoder, tiny_source(4), views=1, dtype="float16")
+
+
+def test_backbone_hash_ignores_the_head():
+    a, b = tiny_encoder(), tiny_encoder()
+    with torch.no_grad():
+        b.head.weight.add_(1)
+    key = {k: v for k, v in a.state_dict().items() if not k.startswith("head.")}
+    other = {k: v for k, v in b.state_dict().items() if not k.startswith("head.")}
+    assert state_sha256(key) == state_sha256(other)
+    assert cache_key(a, tiny_source(2), views=1, dtype="float16", seed=0) == cache_key(
+        b, tiny_source(2), views=1, dtype="float16", seed=0
+    )

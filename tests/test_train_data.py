@@ -1,0 +1,108 @@
+"""Batches: the seeded split, per-epoch order from the seed alone, rank sharding, cached views, jitter,
+and the weight-decay groups."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from satclip.location_encoder import LocationEncoder
+from satclip.train.config import OptimConfig
+from satclip.train.data import BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, jitter_points, split_indices
+from satclip.train.optim import adamw
+from satclip.train.pair import ContrastivePair
+
+from .train_helpers import SMALL_LOCATION, synthetic_cache, tiny_source
+
+
+def test_split_is_seeded_disjoint_and_ten_percent():
+    train, val = split_indices(1000, 0.1, seed=0)
+    assert len(val) == 100 and len(train) == 900
+    assert np.union1d(train, val).tolist() == list(range(1000))
+    again, val_again = split_indices(1000, 0.1, seed=0)
+    assert np.array_equal(val, val_again)
+    assert not np.array_equal(val, split_indices(1000, 0.1, seed=1)[1])
+    assert len(split_indices(20, 0.1, 0)[1]) == 2
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    def epoch_batches(epoch, sampler):
+        sampler.set_epoch(epoch)
+        return [spec.indices.tolist() for spec in sampler]
+
+    a = EpochBatchSampler(np.arange(50), 8, shuffle=True, seed=3)
+    b = EpochBatchSampler(np.arange(50), 8, shuffle=True, seed=3)
+    epoch2 = epoch_batches(2, a)
+    assert epoch_batches(0, b) != epoch2 and epoch_batches(2, b) == epoch2  # b visited epoch 0 first
+    assert sorted(sum(epoch2, [])) == list(range(50)) and len(a) == 7
+
+
+def test_ranks_share_each_global_batch():
+    indices = np.arange(45)
+    samplers = [EpochBatchSampler(indices, 4, shuffle=True, seed=0, rank=r, world_size=2) for r in range(2)]
+    single = EpochBatchSampler(indices, 8, shuffle=True, seed=0)
+    per_rank = [list(s) for s in samplers]
+    assert len(per_rank[0]) == len(per_rank[1]) == len(samplers[0]) == 6
+    for step, whole in enumerate(single):
+        parts = [per_rank[r][step].indices for r in range(2)]
+        assert len(parts[0]) == len(parts[1])
+        both = np.concatenate(parts)
+        if step < 5:
+            assert sorted(both) == sorted(whole.indices)
+        else:  # the last global batch of 5 becomes 2 + 2 (one sample dropped), never 3 + 2
+            assert len(both) == 4 and set(both) < set(whole.indices)
+
+
+def test_cached_batches_use_training_views_and_jitter(tmp_path):
+    cache = synthetic_cache(tmp_path / "c", n=40, views=4)
+    spec = BatchSpec(epoch=1, batch=0, rank=0, indices=np.arange(40))
+    train = CachedPairs(cache, train=True, seed=0, jitter=0.01)[spec]
+    val = CachedPairs(cache, train=False, seed=0, jitter=0.01)[spec]
+    features = np.asarray(cache.features, dtype=np.float32)
+    # every training row is one of views 1..3, never the evaluation view 0 (they are all distinct)
+    matches = [[np.array_equal(train["features"][i].numpy(), features[i, v]) for v in range(4)] for i in range(40)]
+    assert all(sum(row) == 1 and not row[0] for row in matches)
+    assert len({row.index(True) for row in matches}) == 3
+    np.testing.assert_array_equal(val["features"].numpy(), features[:, 0])
+    np.testing.assert_array_equal(val["lonlat"].numpy(), cache.lonlat)
+    shift = (train["lonlat"] - torch.from_numpy(cache.lonlat)).numpy()
+    assert train["lonlat"].dtype == torch.float64
+    assert (shift >= 0).all() and (shift <= 0.01).all() and shift.std() > 1e-3  # one-sided U(0, 0.01)
+    again = CachedPairs(cache, train=True, seed=0, jitter=0.01)[spec]
+    assert torch.equal(again["features"], train["features"]) and torch.equal(again["lonlat"], train["lonlat"])
+
+
+def test_jitter_stays_in_range():
+    points = torch.tensor([[179.999, 89.999], [-180.0, -90.0]], dtype=torch.float64)
+    out = jitter_points(points, 0.01, torch.Generator().manual_seed(0))
+    assert (out[:, 0].abs() <= 180).all() and (out[:, 1].abs() <= 90).all()
+
+
+def test_image_batches_are_reproducible():
+    source = tiny_source(6)
+    spec = BatchSpec(epoch=0, batch=0, rank=0, indices=np.arange(6))
+    a = ImagePairs(source, train=True, seed=0)[spec]
+    b = ImagePairs(tiny_source(6), train=True, seed=0)[spec]
+    c = ImagePairs(source, train=True, seed=0)[BatchSpec(1, 0, 0, np.arange(6))]
+    assert a["image"].shape == (6, 3, 8, 8) and torch.equal(a["image"], b["image"])
+    assert not torch.equal(a["image"], c["image"])  # another epoch, other augmentations
+
+
+def test_weight_decay_skips_biases_norms_and_logit_scale():
+    location = LocationEncoder.from_config(
+        {"encoding": SMALL_LOCATION["encoding"], "network": {**SMALL_LOCATION["network"], "num_classes": 8}}
+    )
+    image = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8))
+    pair = ContrastivePair(image, location, math.log(1 / 0.07))
+    optimizer = adamw(pair, OptimConfig())
+    no_decay, decay = optimizer.param_groups
+    names = {id(p): n for n, p in pair.named_parameters()}
+    assert no_decay["weight_decay"] == 0 and decay["weight_decay"] == 0.01 and decay["lr"] == 1e-4
+    assert {names[id(p)] for p in decay["params"]} == {
+        "image.0.weight", "location.nnet.layers.0.weight", "location.nnet.layers.1.weight",
+        "location.nnet.last_layer.weight",
+    }  # fmt: skip
+    assert "logit_scale" in {names[id(p)] for p in no_decay["params"]}
+    assert "image.1.weight" in {names[id(p)] for p in no_decay["params"]}  # the norm's scale

@@ -1,0 +1,154 @@
+"""Training from a feature cache: the loss falls, exports load with satclip.load, a killed and resumed
+run ends bit-identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main as cli_main
+from satclip.io.native import read_native
+from satclip.train import fit, from_dict, load_config
+
+from .train_helpers import SMALL_LOCATION, synthetic_cache
+
+
+def cached_config(cache_dir, output_dir, **sections) -> dict:
+    config = {
+        "model": {"embed_dim": 32, "image_encoder": {}, "location_encoder": SMALL_LOCATION},
+        "data": {"source": "cache", "cache": str(cache_dir), "batch_size": 512},
+        "optim": {"lr": 1e-3},
+        "trainer": {"max_epochs": 5, "output_dir": str(output_dir), "enable_progress_bar": False},
+    }
+    for section, values in sections.items():
+        config[section] = {**config[section], **values}
+    return config
+
+
+def test_cached_training_learns_and_exports(tmp_path):
+    synthetic_cache(tmp_path / "cache", n=2000)
+    result = fit(from_dict(cached_config(tmp_path / "cache", tmp_path / "run")))
+
+    history = result.history
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4]
+    train, val = [r["train_loss"] for r in history], [r["val_loss"] for r in history]
+    assert all(b < a for a, b in zip(val, val[1:], strict=False)), val
+    assert val[-1] < val[0] - 1 and train[-1] < train[0] - 1
+    # below chance (log of the batch size: 200 validation pairs, 512 training pairs)
+    assert val[-1] < np.log(200) - 1.5 and train[-1] < np.log(512)
+    assert history[-1]["val_acc_i2l"] > 10 / 200  # 10 × chance within the validation batch
+    assert result.checkpoints["best"].name == "best.ckpt" and result.checkpoints["last"].name == "last.ckpt"
+
+    # exports: native and original load with satclip.load and give the trained location encoder
+    points = np.array([[13.4, 52.5], [-58.4, -34.6], [151.2, -33.9], [0.0, 89.0]])
+    ckpt = torch.load(result.checkpoints["last"], weights_only=True)
+    trained = result.pair.location
+    trained.load_state_dict({k[len("pair.location.") :]: v for k, v in ckpt["state_dict"].items()
+                             if k.startswith("pair.location.")})  # fmt: skip
+    expected = trained.eval().encode(points)
+    for source in (result.exports["last"].native, result.exports["last"].original):
+        np.testing.assert_allclose(satclip.load(source).encode(points).numpy(), expected.numpy(), atol=1e-6)
+    config, tensors = read_native(result.exports["best"].native)
+    assert config["image_encoder"]["name"] == "mosaiks" and config["image_encoder"]["embed_dim"] == 32
+    assert config["location_encoder"]["network"]["num_classes"] == 32
+    assert tensors["visual.head.weight"].shape == (32, 32) and "visual.filters" in tensors
+    assert config["metadata"]["metrics"]["val_loss"] == pytest.approx(min(val), rel=1e-6)
+    assert tensors["logit_scale"].shape == ()
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning.pytorch as pl
+    from satclip.train import fit, load_config
+
+    class KillAt(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, as a crash or a pre-emption
+
+    fit(load_config(sys.argv[1]), callbacks=[KillAt()])
+    """
+)
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
+    synthetic_cache(tmp_path / "cache", n=200)
+    base = cached_config(tmp_path / "cache", tmp_path / "straight", data={"batch_size": 64},
+                         trainer={"max_epochs": 3})  # fmt: skip
+    straight = fit(from_dict(base))
+
+    base["trainer"]["output_dir"] = str(tmp_path / "killed")
+    config_file = tmp_path / "killed.yaml"
+    from satclip.train import dump_config
+
+    dump_config(from_dict(base), config_file)
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(config_file), "2"], env=env, capture_output=True)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    partial = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert partial["epoch"] == 1  # epochs 0 and 1 finished before the kill
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(load_config(config_file))
+    assert cli_main(["train", "--config", str(config_file), "--resume", "--trainer.enable_progress_bar", "false"]) == 0
+
+    resumed = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    reference = torch.load(straight.checkpoints["last"], weights_only=True)
+    assert resumed["epoch"] == reference["epoch"] == 2
+    assert resumed["state_dict"].keys() == reference["state_dict"].keys()
+    for key, value in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    lines = (tmp_path / "killed" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]  # 0, 1 killed session; 2 resumed
+
+    changed = from_dict({**base, "optim": {"lr": 0.5}})
+    with pytest.raises(ValueError, match=r"optim\.lr"):
+        fit(changed, resume=True)
+    synthetic_cache(tmp_path / "cache", n=200, seed=5)  # other images under the same path
+    with pytest.raises(ValueError, match="another feature cache"):
+        fit(from_dict(base), resume=True)
+
+
+def test_float32_location_encoder_agrees_with_float64():
+    """The default new-model location encoder (exact SH L = 10, SIREN 512) in float32 vs the same weights
+    in float64, over the whole globe: the float32 training path is accurate (see docs/training.md)."""
+    from satclip.train.build import build_location_encoder
+    from satclip.train.config import ModelConfig
+
+    torch.manual_seed(0)
+    encoder = build_location_encoder(ModelConfig()).eval()
+    points = torch.from_numpy(np.concatenate([
+        np.stack(np.meshgrid(np.linspace(-180, 180, 73), np.linspace(-90, 90, 37)), -1).reshape(-1, 2),
+        [[180.0, 90.0], [-180.0, -90.0], [0.0, 0.0]],
+    ]))  # fmt: skip
+    with torch.no_grad():
+        single = encoder(points).double()
+        double = encoder.double()(points)
+    error = (single - double).abs().max().item()
+    assert error < 5e-6 * double.abs().max().item(), error  # measured: 5e-7 (float32 rounding)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_runs_and_exports(tmp_path):
+    """Lightning DDP (2 CPU processes, gloo): the sampler shards each global batch, the loss gathers over
+    both ranks, rank 0 writes the history and the exports."""
+    synthetic_cache(tmp_path / "cache", n=400)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", data={"batch_size": 64}, trainer={
+        "max_epochs": 2, "accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})  # fmt: skip
+    result = fit(from_dict(config))
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    assert result.history[0]["step"] == 3  # 360 training pairs: global batches of 128, 128, 104 (52 per rank)
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+    points = np.array([[13.4, 52.5]])
+    assert satclip.load(result.exports["last"].native).encode(points).shape == (1, 32)
