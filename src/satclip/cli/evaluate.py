@@ -1,0 +1,149 @@
+"""``satclip evaluate``: probe frozen location embeddings on downstream tasks and write reports.
+
+    satclip evaluate --encoders wrap,sh-l10,geoclip --tasks all --protocol random --seeds 5 --out eval \\
+        --data stationDataAll.csv
+    satclip evaluate --encoders my-model/ --task-file points.csv --target-col yield --out eval
+    satclip evaluate --preset reference --data stationDataAll.csv --out results   # docs/results.md
+    satclip evaluate --preset paper --data stationDataAll.csv --out paper          # the notebook's protocol
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        if "," in text:
+            return tuple(int(s) for s in text.split(",") if s.strip())
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (5) or a list (0,3,7), got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n}")
+    return tuple(range(n))
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="probe location embeddings on downstream tasks (results.csv, results.md, figures)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--encoders", default=None,
+                        help="comma-separated encoder specs: raw encodings (direct, wrap, cartesian3d, sh-l10, "
+                             "sh-l40, theory, grid, spherec, …, NAME(key=value)), untrained-satclip, geoclip, "
+                             "or anything satclip.load takes (model dir, .ckpt, model name)")  # fmt: skip
+    parser.add_argument(
+        "--tasks", default=None, help="comma-separated task names or 'all' (default: all, or none with --task-file)"
+    )
+    parser.add_argument(
+        "--protocol", default="random", help="random | holdout-continent | spatial-block | paper (default random)"
+    )
+    parser.add_argument("--probes", default="mlp", help="comma-separated: mlp, linear (default mlp)")
+    parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="count or list (default 5)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (re-running resumes)")
+    parser.add_argument("--data", type=Path, default=None, help="air-temperature: local stationDataAll.csv")
+    parser.add_argument("--offline", action="store_true", help="never download (air-temperature)")
+    tf = parser.add_argument_group("user task from a table")
+    tf.add_argument("--task-file", type=Path, default=None, help="CSV or Parquet with lon, lat and a target")
+    tf.add_argument("--target-col", default=None, help="target column (default: the only other column)")
+    tf.add_argument("--lon-col", default=None, help="longitude column (default: lon/longitude/lng)")
+    tf.add_argument("--lat-col", default=None, help="latitude column (default: lat/latitude)")
+    tf.add_argument("--task-kind", choices=("regression", "classification"), default=None,
+                    help="default: numeric target → regression, else classification")  # fmt: skip
+    tf.add_argument("--task-name", default=None, help="name in reports (default: the file's stem)")
+    size = parser.add_argument_group("sizes and probe settings")
+    size.add_argument("--n-points", type=int, default=10_000, help="points per sampled task (default 10000)")
+    size.add_argument("--point-seed", type=int, default=None, help="seed of the task point sample")
+    size.add_argument("--min-class-points", type=int, default=20, help="drop rarer classes (default 20)")
+    size.add_argument("--max-epochs", type=int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
+    size.add_argument("--block-deg", type=float, default=10.0, help="spatial-block: block size in degrees")
+    size.add_argument("--folds", type=int, default=5, help="spatial-block: number of folds")
+    size.add_argument("--threads", type=int, default=1, help="torch threads per fitting process (default 1)")
+    size.add_argument("--workers", type=int, default=None,
+                      help="processes fitting folds in parallel (default 1; presets 2: right for an "
+                           "idle 2-core machine)")  # fmt: skip
+    parser.add_argument("--preset", choices=("reference", "paper"), default=None,
+                        help="reference: the docs/results.md benchmark (both protocols; --encoders adds "
+                             "models); paper: air-temperature under the notebook's protocol")  # fmt: skip
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the eval cache")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.set_defaults(func=run)
+
+
+def _progress():
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return lambda total: tqdm(total=total, unit="fit", dynamic_ncols=True, file=sys.stderr)
+
+
+def _config(args: argparse.Namespace):
+    from ..eval import EvalConfig, TaskFile, TaskOptions
+    from ..eval.encoders import split_specs
+    from ..eval.tasks import names
+
+    if not args.encoders:
+        raise SystemExit("satclip evaluate: --encoders is required (e.g. --encoders wrap,sh-l10,geoclip)")
+    if args.tasks is None:
+        tasks = () if args.task_file else tuple(names())
+    elif args.tasks.strip() == "all":
+        tasks = tuple(names())
+    else:
+        tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    options = TaskOptions(
+        n_points=args.n_points, min_class_points=args.min_class_points, data=args.data,
+        allow_download=not args.offline, use_cache=not args.no_cache,
+        **({"seed": args.point_seed} if args.point_seed is not None else {}),
+    )  # fmt: skip
+    task_file = None
+    if args.task_file:
+        task_file = TaskFile(args.task_file, args.target_col, args.lon_col, args.lat_col, args.task_kind,
+                             args.task_name)  # fmt: skip
+    protocol_options = {"block_deg": args.block_deg, "k": args.folds} if args.protocol == "spatial-block" else {}
+    probe_options = {}
+    if args.max_epochs:
+        probe_options = {"mlp": {"max_epochs": args.max_epochs}, "paper-mlp": {"epochs": args.max_epochs}}
+    return EvalConfig(
+        encoders=tuple(split_specs(args.encoders)), tasks=tasks, protocol=args.protocol,
+        probes=tuple(p.strip() for p in args.probes.split(",") if p.strip()), seeds=tuple(args.seeds),
+        task_options=options, task_file=task_file, protocol_options=protocol_options,
+        probe_options=probe_options, threads=args.threads or None, workers=args.workers or 1,
+        use_cache=not args.no_cache,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval import run_evaluation
+    from ..eval.protocols import PROTOCOLS
+
+    if args.protocol not in PROTOCOLS:
+        known = ", ".join(PROTOCOLS.names())
+        raise SystemExit(f"satclip evaluate: unknown --protocol {args.protocol!r}; known: {known}")
+    if args.preset == "reference":
+        from ..eval.encoders import split_specs
+        from ..eval.reference import run_reference
+
+        command = "satclip evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+        path = run_reference(args.out, split_specs(args.encoders or ""), data=args.data, threads=args.threads,
+                             workers=args.workers or 2, progress=_progress(), command=command)  # fmt: skip
+        print(f"wrote {path}")
+        return 0
+    if args.preset == "paper":
+        from ..eval.encoders import split_specs
+        from ..eval.reference import REFERENCE_ENCODERS, run_paper
+
+        encoders = split_specs(args.encoders) if args.encoders else REFERENCE_ENCODERS
+        path = run_paper(args.out, encoders, data=args.data, seeds=args.seeds, epochs=args.max_epochs,
+                         threads=args.threads, workers=args.workers or 2)  # fmt: skip
+        print(f"wrote {path}")
+        return 0
+    outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress())
+    print(f"{len(outputs.rows)} fits; wrote {outputs.files['md']} and {outputs.files['csv']}")
+    return 0

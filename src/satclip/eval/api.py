@@ -1,0 +1,38 @@
+"""One call that runs an evaluation and writes every report and figure into a folder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .report import write_reports
+from .runner import EvalConfig, evaluate, load_tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalOutputs:
+    """Rows of the run and the files written (``csv``, ``timings``, ``md``, ``bars``, ``maps``)."""
+
+    rows: list[dict]
+    files: dict[str, Path | list[Path]]
+
+
+def run_evaluation(
+    config: EvalConfig, out_dir: str | Path, *, figures: bool = True, progress: Callable[[int], object] | None = None
+) -> EvalOutputs:
+    """Evaluate and write ``results.csv``, ``timings.csv``, ``results.md``, ``bars_*.png`` and ``map_*.png``."""
+    out = Path(out_dir)
+    rows = evaluate(config, out, progress=progress)
+    tasks = load_tasks(config)
+    files: dict[str, Path | list[Path]] = dict(write_reports(rows, config, tasks, out))
+    if figures:
+        from .plots import bar_chart, residual_maps
+
+        files["bars"] = bar_chart(rows, tasks, out / "bars.png", f"satclip evaluate: {config.protocol}")
+        files["maps"] = residual_maps(rows, tasks, out)
+    log.info("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
+    return EvalOutputs(rows, files)

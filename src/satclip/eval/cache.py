@@ -1,0 +1,101 @@
+"""The evaluation cache: derived arrays (task labels, rasters, embeddings) written atomically.
+
+Root: ``$SATCLIP_CACHE/eval`` (default ``~/.cache/satclip/eval``). Every entry is one ``.npz`` whose name
+carries a hash of everything it was derived from, so a stale entry is never read; delete the folder to
+reclaim space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """``$SATCLIP_CACHE/eval`` (default ``~/.cache/satclip/eval``); not created here."""
+    base = os.environ.get("SATCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "satclip")
+    return Path(base) / "eval"
+
+
+def digest(*parts) -> str:
+    """A short stable hex digest of JSON-able parts, numpy arrays and bytes (16 hex characters)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            h.update(f"array:{arr.dtype.str}:{arr.shape}".encode())
+            h.update(arr.tobytes())
+        elif isinstance(part, bytes):
+            h.update(b"bytes:" + part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray], *, compress: bool = False) -> None:
+    """Save arrays as an ``.npz`` atomically (no pickled objects)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` written by :func:`save_npz` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def cached_arrays(
+    folder: str,
+    name: str,
+    build: Callable[[], dict[str, np.ndarray]],
+    *,
+    enabled: bool = True,
+    compress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Arrays stored at ``cache_root()/folder/name.npz``, built by ``build()`` on a miss.
+
+    ``name`` must already encode every input the arrays depend on (use :func:`digest`). A damaged entry
+    is rebuilt. With ``enabled=False`` nothing is read or written.
+    """
+    if not enabled:
+        return build()
+    path = cache_root() / folder / f"{name}.npz"
+    if path.is_file():
+        try:
+            return load_npz(path)
+        except (OSError, ValueError) as err:  # truncated by a crash before atomic writes, or damaged
+            log.warning("ignoring unreadable cache entry %s (%s); rebuilding", path, err)
+    arrays = build()
+    save_npz(path, arrays, compress=compress)
+    log.debug("cached %s", path)
+    return arrays

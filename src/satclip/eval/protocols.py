@@ -1,0 +1,144 @@
+"""Evaluation protocols: how a task's points are split into train / validation / test folds, by name.
+
+* ``random`` — per seed, a random 60 / 20 / 20 split; the ± in reports is the std over seeds.
+* ``holdout-continent`` — per seed and held-out continent (Natural Earth, six continents): train and
+  validate on the other continents, test on the held-out one, both zero-shot and with 1% of the held-out
+  continent's points added to training (the SatCLIP paper's geographic-generalisation setting). Both
+  variants are tested on the same points (the 1% sample is removed from the zero-shot test set too).
+* ``spatial-block`` — per seed, the globe is cut into D° × D° blocks that are dealt at random into k
+  folds; each fold is tested once, validation blocks are drawn from the training blocks.
+* ``paper`` — the SatCLIP air-temperature notebook: per seed a 50 / 50 train / test split, no
+  validation set (its probe trains for a fixed number of epochs); regression only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..registry import Registry
+from .naturalearth import MAIN_CONTINENTS
+from .tasks import REGRESSION, Task
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One train / validation / test split of a task, as index arrays into its points.
+
+    name: unique within a protocol run, e.g. ``"seed=0"``, ``"seed=0/Africa/1%"``, ``"seed=0/fold=3"``.
+    group: what the fold tests on beyond the seed (a continent, a block fold), ``""`` for ``random``.
+    variant: ``"zero-shot"`` or ``"1%"`` for ``holdout-continent``, else ``""``.
+    """
+
+    name: str
+    seed: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    group: str = ""
+    variant: str = ""
+
+
+PROTOCOLS: Registry = Registry("evaluation protocol")
+
+#: protocols that fix the probe (protocol → probe name)
+FIXED_PROBE = {"paper": "paper-mlp"}
+
+
+def _rng(seed: int, *salt: str) -> np.random.Generator:
+    """A generator for ``seed`` that also depends on ``salt`` (task, continent…), reproducibly."""
+    extra = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in salt]
+    return np.random.default_rng([int(seed), *extra])
+
+
+def _split(index: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:
+    index = rng.permutation(index)
+    bounds = np.round(np.cumsum(fractions)[:-1] * len(index)).astype(int)
+    return [np.sort(part) for part in np.split(index, bounds)]
+
+
+@PROTOCOLS.register("random")
+def random_split(task: Task, seeds: list[int], train: float = 0.6, val: float = 0.2) -> list[Fold]:
+    if not (0 < train < 1 and 0 <= val < 1 and train + val < 1):
+        raise ValueError(f"random split fractions train={train}, val={val} must leave a test share")
+    folds = []
+    for seed in seeds:
+        tr, va, te = _split(np.arange(len(task)), (train, val, 1 - train - val), _rng(seed, task.name))
+        folds.append(Fold(f"seed={seed}", seed, tr, va, te))
+    return folds
+
+
+@PROTOCOLS.register("holdout-continent")
+def holdout_continent(
+    task: Task, seeds: list[int], val: float = 0.2, fewshot: float = 0.01, min_test: int = 20,
+    continents: tuple[str, ...] = MAIN_CONTINENTS,
+) -> list[Fold]:  # fmt: skip
+    folds = []
+    for seed in seeds:
+        for continent in continents:
+            inside = np.flatnonzero(task.continents == continent)
+            if len(inside) < min_test:
+                continue
+            rng = _rng(seed, task.name, continent)
+            outside = np.flatnonzero(task.continents != continent)
+            tr, va = _split(outside, (1 - val, val), rng)
+            n_shot = max(1, int(round(fewshot * len(inside))))
+            shot, test = _split(inside, (n_shot / len(inside), 1 - n_shot / len(inside)), rng)
+            base = f"seed={seed}/{continent}"
+            folds.append(Fold(f"{base}/zero-shot", seed, tr, va, test, continent, "zero-shot"))
+            label = f"{fewshot:.0%}" if fewshot * 100 == int(fewshot * 100) else f"{fewshot:.1%}"
+            folds.append(Fold(f"{base}/{label}", seed, np.sort(np.concatenate([tr, shot])), va, test, continent, label))
+    if not folds:
+        raise ValueError(f"task {task.name}: no continent of {list(continents)} has >= {min_test} points")
+    return folds
+
+
+def block_ids(points: np.ndarray, block_deg: float) -> np.ndarray:
+    """Id of the ``block_deg`` × ``block_deg`` lon/lat block holding each ``(N, 2)`` point."""
+    n_lon = int(np.ceil(360 / block_deg))
+    col = np.minimum(np.floor((points[:, 0] + 180) / block_deg), n_lon - 1).astype(np.int64)
+    row = np.floor((points[:, 1] + 90) / block_deg).astype(np.int64)
+    return row * n_lon + col
+
+
+@PROTOCOLS.register("spatial-block")
+def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int = 5, val: float = 0.2) -> list[Fold]:
+    if block_deg <= 0 or k < 2:
+        raise ValueError(f"spatial-block needs block_deg > 0 and k >= 2, got {block_deg}, {k}")
+    ids = block_ids(task.points, block_deg)
+    blocks = np.unique(ids)
+    if len(blocks) < k + 1:
+        raise ValueError(f"task {task.name}: only {len(blocks)} blocks of {block_deg}°; use smaller blocks")
+    folds = []
+    for seed in seeds:
+        rng = _rng(seed, task.name, "blocks")
+        assignment = dict(zip(rng.permutation(blocks).tolist(), np.arange(len(blocks)) % k, strict=True))
+        fold_of = np.array([assignment[b] for b in ids.tolist()])
+        for f in range(k):
+            test = np.flatnonzero(fold_of == f)
+            rest_blocks = rng.permutation(np.unique(ids[fold_of != f]))
+            n_val = max(1, int(round(val * len(rest_blocks))))
+            val_mask = np.isin(ids, rest_blocks[:n_val]) & (fold_of != f)
+            train = np.flatnonzero((fold_of != f) & ~val_mask)
+            folds.append(Fold(f"seed={seed}/fold={f}", seed, train, np.flatnonzero(val_mask), test, f"fold={f}"))
+    return folds
+
+
+@PROTOCOLS.register("paper")
+def paper_split(task: Task, seeds: list[int], test: float = 0.5) -> list[Fold]:
+    if task.kind != REGRESSION:
+        raise ValueError(f"the paper protocol is the air-temperature notebook's regression; {task.name} is a "
+                         f"{task.kind} task")  # fmt: skip
+    empty = np.empty(0, dtype=np.int64)
+    folds = []
+    for seed in seeds:
+        tr, te = _split(np.arange(len(task)), (1 - test, test), _rng(seed, task.name))
+        folds.append(Fold(f"seed={seed}", seed, tr, empty, te))
+    return folds
+
+
+def make_folds(name: str, task: Task, seeds: list[int], **options) -> list[Fold]:
+    """The folds of protocol ``name`` for ``task`` (unknown names list the known ones)."""
+    return PROTOCOLS.get(name)(task, list(seeds), **options)

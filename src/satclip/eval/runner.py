@@ -1,0 +1,284 @@
+"""Run encoders × tasks × probes × folds of one protocol; resumable, deterministic for given seeds.
+
+Each finished fold is appended to ``OUT/rows.jsonl`` (with a key naming everything it depends on), so an
+interrupted run resumes where it stopped. Test predictions of the first seed's folds (zero-shot ones for
+``holdout-continent``; together they test every point once for the hold-out and block protocols) are kept in
+``OUT/predictions/`` for the residual maps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import embeddings, encoders, metrics, probes, protocols
+from .cache import digest, load_npz, save_npz
+from .tasks import REGRESSION, Task, TaskOptions, load_task, table_task
+
+log = logging.getLogger(__name__)
+
+ROWS_FILE = "rows.jsonl"
+PREDICTIONS_DIR = "predictions"
+#: columns of results.csv, in order (timings go to timings.csv: they differ between identical runs)
+COLUMNS = (
+    "task", "kind", "encoder", "protocol", "probe", "fold", "seed", "group", "variant",
+    "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1", "hparams",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A ``--task-file`` table (see :func:`satclip.eval.tasks.table_task`)."""
+
+    path: Path
+    target_col: str | None = None
+    lon_col: str | None = None
+    lat_col: str | None = None
+    kind: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate.
+
+    encoders: encoder specs (see :mod:`satclip.eval.encoders`). tasks: registered task names.
+    protocol: a name in :data:`satclip.eval.protocols.PROTOCOLS`. probes: probe names (``paper`` forces
+    ``paper-mlp``). seeds: split and probe seeds. protocol_options / probe_options: keyword options
+    (``probe_options`` maps probe name → options). threads: torch CPU threads while fitting (1 is fastest
+    on a shared 2-core machine; None leaves torch's setting). workers: processes fitting folds in parallel
+    (2 on an idle 2-core machine nearly halves the time; results are identical).
+    """
+
+    encoders: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
+    protocol: str = "random"
+    probes: tuple[str, ...] = ("mlp",)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    task_options: TaskOptions = TaskOptions()
+    task_file: TaskFile | None = None
+    protocol_options: dict = field(default_factory=dict)
+    probe_options: dict = field(default_factory=dict)
+    threads: int | None = 1
+    workers: int = 1
+    use_cache: bool = True
+
+    def probe_names(self) -> tuple[str, ...]:
+        fixed = protocols.FIXED_PROBE.get(self.protocol)
+        return (fixed,) if fixed else tuple(self.probes)
+
+
+def load_tasks(config: EvalConfig) -> list[Task]:
+    """The configured tasks (registered ones, then the task file), skipping what the protocol cannot run."""
+    tasks = [load_task(name, config.task_options) for name in config.tasks]
+    if config.task_file is not None:
+        tf = config.task_file
+        tasks.append(table_task(tf.path, target_col=tf.target_col, lon_col=tf.lon_col, lat_col=tf.lat_col,
+                                kind=tf.kind, name=tf.name, options=config.task_options))  # fmt: skip
+    if config.protocol == "paper":
+        skipped = [t.name for t in tasks if t.kind != REGRESSION]
+        if skipped:
+            log.warning("the paper protocol is regression only; skipping %s", ", ".join(skipped))
+        tasks = [t for t in tasks if t.kind == REGRESSION]
+    if not tasks:
+        raise ValueError("no tasks to evaluate: give --tasks and/or --task-file")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be unique, got {names}")
+    return tasks
+
+
+def _standardise(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    mean = x[train].mean(axis=0, dtype=np.float64)
+    std = x[train].std(axis=0, dtype=np.float64)
+    std[std < 1e-12] = 1.0
+    return ((x - mean) / std).astype(np.float32)
+
+
+def run_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: probes.Probe) -> tuple[dict, np.ndarray]:
+    """Fit ``probe`` on one fold; returns (metrics and choices, test predictions in target units)."""
+    x = _standardise(features, fold.train) if probe.standardise_features else features.astype(np.float32)
+    y = task.targets
+    scale = None
+    if task.kind == REGRESSION:
+        mean, std = float(y[fold.train].mean()), float(y[fold.train].std())
+        std = std if std > 1e-12 else 1.0
+        if probe.target_scaling == "max":
+            scale = float(np.max(y))  # the notebook divides by the maximum of the whole table
+            if scale == 0:
+                raise ValueError(f"task {task.name}: cannot scale targets by their maximum 0")
+            shift, factor = 0.0, scale
+        else:
+            shift, factor = mean, std
+        y_model = ((y - shift) / factor).astype(np.float32)
+    else:
+        y_model = y
+    data = probes.ProbeData(
+        x[fold.train], y_model[fold.train], x[fold.val], y_model[fold.val], x[fold.test], task.kind,
+        task.num_classes,
+    )  # fmt: skip
+    result = probe.fit_predict(data, seed=fold.seed)
+    y_test = y[fold.test]
+    if task.kind == REGRESSION:
+        predictions = result.predictions.astype(np.float64) * factor + shift
+        scores = metrics.regression_metrics(y_test / std, predictions / std)
+        scores["r2"] = metrics.r2(y_test, predictions)
+        if scale is not None:
+            scores["mse_max_scaled"] = metrics.mse(y_test / scale, predictions / scale)
+    else:
+        predictions = result.predictions.astype(np.int64)
+        scores = metrics.classification_metrics(y_test, predictions)
+    return {**scores, "hparams": json.dumps(result.info, sort_keys=True)}, predictions
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60]
+
+
+def _read_rows(path: Path) -> dict[str, dict]:
+    rows = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by an interruption
+                continue
+            rows[row["key"]] = row
+    return rows
+
+
+def _timed_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: probes.Probe):
+    start = time.perf_counter()
+    scores, predictions = run_fold(task, features, fold, probe)
+    return scores, predictions, time.perf_counter() - start
+
+
+def _init_worker(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def evaluate(
+    config: EvalConfig, out_dir: str | Path | None = None, *, progress: Callable[[int], object] | None = None
+) -> list[dict]:
+    """Run the evaluation; returns one row per (task, encoder, probe, fold) in a fixed order.
+
+    With ``out_dir``, finished folds are appended to ``rows.jsonl`` there and reused on a re-run, and
+    the first seed's test predictions are saved for maps. ``progress(total)`` may return a tqdm-like object
+    (``update``, ``set_postfix_str``, ``close``). With ``config.workers > 1`` folds are fitted in that many
+    spawned processes (results do not depend on it; a calling script needs the usual
+    ``if __name__ == "__main__":`` guard).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    done = _read_rows(out / ROWS_FILE) if out else {}
+    tasks = load_tasks(config)
+    encs = [encoders.create(spec) for spec in config.encoders]
+    names = [e.name for e in encs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"encoder specs must be unique, got {names}")
+    probe_names = config.probe_names()
+    probe_objs = [probes.create(n, **config.probe_options.get(n, {})) for n in probe_names]
+    folds = {t.name: protocols.make_folds(config.protocol, t, config.seeds, **config.protocol_options) for t in tasks}
+    total = sum(len(folds[t.name]) for t in tasks) * len(encs) * len(probe_objs)
+    bar = progress(total) if progress else None
+    previous_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    pool = None
+    if config.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(config.threads,))  # fmt: skip
+    rows: list[dict] = []
+    sink = None
+    try:
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            sink = open(out / ROWS_FILE, "a", encoding="utf-8")
+        for task in tasks:
+            task_key = digest(task.name, task.kind, task.points, task.targets)
+            for enc in encs:
+                slots: list[dict | None] = []
+                todo = []
+                for probe_name, probe in zip(probe_names, probe_objs, strict=True):
+                    options = config.probe_options.get(probe_name, {})
+                    for fold in folds[task.name]:
+                        key = digest(task_key, enc.identity, config.protocol, config.protocol_options,
+                                     probe_name, options, fold.name)  # fmt: skip
+                        slots.append(done.get(key))
+                        if slots[-1] is None:
+                            mapped = fold.seed == config.seeds[0] and fold.variant in ("", "zero-shot")
+                            todo.append((len(slots) - 1, key, probe_name, probe, fold, mapped))
+                        elif bar is not None:
+                            bar.update(1)
+                if todo:
+                    features = embeddings.embed(enc, task.points, use_cache=config.use_cache)
+                    if pool is None:
+                        results = (_timed_fold(task, features, job[4], job[3]) for job in todo)
+                    else:
+                        results = pool.map(
+                            _timed_fold, *zip(*[(task, features, job[4], job[3]) for job in todo], strict=True)
+                        )
+                    for (slot, key, probe_name, _, fold, mapped), (scores, predictions, seconds) in zip(
+                        todo, results, strict=True
+                    ):
+                        row = {
+                            "key": key, "task": task.name, "kind": task.kind, "encoder": enc.name,
+                            "protocol": config.protocol, "probe": probe_name, "fold": fold.name,
+                            "seed": fold.seed, "group": fold.group, "variant": fold.variant,
+                            "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+                            **scores, "seconds": round(seconds, 3), "embedding_dim": int(features.shape[1]),
+                        }  # fmt: skip
+                        if sink:
+                            sink.write(json.dumps(row) + "\n")
+                            sink.flush()
+                        if out and mapped:
+                            _save_predictions(out, task, enc.name, probe_name, fold, predictions)
+                        slots[slot] = row
+                        if bar is not None:
+                            bar.update(1)
+                            bar.set_postfix_str(f"{task.name} · {enc.name} · {probe_name}")
+                rows.extend(slots)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        if sink:
+            sink.close()
+        if bar is not None:
+            bar.close()
+        torch.set_num_threads(previous_threads)
+    return rows
+
+
+def _prediction_prefix(task: str, encoder: str, probe: str) -> str:
+    return f"{_slug(task)}__{_slug(encoder)}__{_slug(probe)}__"
+
+
+def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: protocols.Fold, pred) -> None:
+    path = out / PREDICTIONS_DIR / f"{_prediction_prefix(task.name, encoder, probe)}{_slug(fold.name)}.npz"
+    save_npz(path, {
+        "points": task.points[fold.test], "y_true": task.targets[fold.test], "y_pred": pred,
+        "fold": np.array(fold.name),
+    })  # fmt: skip
+
+
+def load_predictions(out: Path, task: str, encoder: str, probe: str) -> dict[str, np.ndarray] | None:
+    """The saved test predictions of (task, encoder, probe), all saved folds concatenated (``points``,
+    ``y_true``, ``y_pred``; ``folds`` lists the fold names), or None."""
+    paths = sorted((out / PREDICTIONS_DIR).glob(f"{_prediction_prefix(task, encoder, probe)}*.npz"))
+    if not paths:
+        return None
+    parts = [load_npz(p) for p in paths]
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in ("points", "y_true", "y_pred")}
+    merged["folds"] = np.array([str(p["fold"]) for p in parts])
+    return merged

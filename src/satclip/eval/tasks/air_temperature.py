@@ -1,0 +1,124 @@
+"""``air-temperature``: the SatCLIP paper's task — annual mean air temperature at 3,076 weather stations.
+
+Data: ``stationDataAll.csv`` of Hooker, Duveiller & Cescatti (2018), "A global dataset of air temperature
+derived from satellite remote sensing and weather stations", Scientific Data 5:180246 (figshare deposit
+12609182), as redistributed in the SatCLIP repository (``figures/ssl4eo/stationDataAll.csv``). Columns used:
+``Lon``, ``Lat`` and ``meanT`` (°C, 2003–2016 mean), the notebook's target.
+
+Where the file comes from, in order: ``TaskOptions.data`` (``--data PATH``); the eval cache
+(``$SATCLIP_CACHE/eval/downloads/stationDataAll.csv``); a download from :data:`URL`, checked against
+:data:`SHA256`. Offline with neither, the error says what to fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ...points import describe_invalid, invalid_rows
+from ..cache import atomic_write_bytes, cache_root
+from .base import REGRESSION, TASKS, Task, TaskOptions, continent_labels, subsample
+
+log = logging.getLogger(__name__)
+
+FILENAME = "stationDataAll.csv"
+URL = "https://raw.githubusercontent.com/microsoft/satclip/main/figures/ssl4eo/stationDataAll.csv"
+SHA256 = "92d8456d82aafd3929ccba589e0ffe4ca15eeb321c07c430855d6756aaf07d33"
+N_STATIONS = 3076
+LON, LAT, TARGET = "Lon", "Lat", "meanT"
+SOURCE = "Hooker et al. 2018 (Sci. Data 5:180246) station data, via the SatCLIP repository"
+
+#: how the download is opened (tests replace it with a fake transport)
+urlopen = urllib.request.urlopen
+
+
+def cached_path() -> Path:
+    """Where a downloaded (or hand-placed) copy is looked for: ``$SATCLIP_CACHE/eval/downloads/``."""
+    return cache_root() / "downloads" / FILENAME
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _offline_message(reason: str) -> str:
+    return (
+        f"air-temperature needs {FILENAME} (Hooker et al. 2018) and could not get it: {reason}. "
+        f"Download {URL} (sha256 {SHA256}) and either pass it with --data PATH "
+        f"(TaskOptions(data=PATH)) or save it as {cached_path()}"
+    )
+
+
+def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> Path:
+    """Fetch the station table into the cache after checking its sha256; returns the cached path."""
+    try:
+        with urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        raise FileNotFoundError(_offline_message(f"downloading {url} failed ({err})")) from err
+    actual = _sha256(data)
+    if actual != sha256:
+        raise ValueError(
+            f"downloaded {url} has sha256 {actual}, expected {sha256}: the file changed upstream or the "
+            f"download is damaged; nothing was saved. Fetch it by hand and pass it with --data PATH"
+        )
+    path = cached_path()
+    atomic_write_bytes(path, data)
+    log.info("downloaded %s to %s", url, path)
+    return path
+
+
+def station_file(options: TaskOptions) -> Path:
+    """The local station table to read: the given one, the cached one, or a fresh download."""
+    if options.data is not None:
+        path = Path(options.data).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"--data {path}: no such file (expected {FILENAME} from {URL})")
+        return path
+    path = cached_path()
+    if path.is_file():
+        return path
+    if not options.allow_download:
+        raise FileNotFoundError(_offline_message("no local copy was given and downloading is disabled"))
+    return download()
+
+
+def read_stations(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 2)`` float64 (lon, lat) and ``(N,)`` float64 ``meanT`` (°C) from a station table."""
+    data = Path(path).read_bytes()
+    if _sha256(data) != SHA256:
+        log.warning("%s differs from the published %s (sha256 %s); using it as given", path, FILENAME, SHA256)
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    missing = [c for c in (LON, LAT, TARGET) if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; found {reader.fieldnames}")
+    rows = [(row[LON], row[LAT], row[TARGET]) for row in reader]
+    try:
+        values = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    except ValueError as err:
+        raise ValueError(f"{path}: non-numeric {LON}/{LAT}/{TARGET} values ({err})") from err
+    points, target = values[:, :2], values[:, 2]
+    bad = invalid_rows(points)
+    if bad.any():
+        raise ValueError(f"{path}: {describe_invalid(points, bad)}")
+    keep = np.isfinite(target)
+    return points[keep], target[keep]
+
+
+@TASKS.register("air-temperature")
+def air_temperature(options: TaskOptions) -> Task:
+    points, target = read_stations(station_file(options))
+    index = subsample(len(points), options.n_points, options.seed)
+    points, target = points[index], target[index]
+    return Task(
+        name="air-temperature", kind=REGRESSION, points=points, targets=target,
+        continents=continent_labels(points, options.use_cache), target="annual mean air temperature (°C)",
+        source=SOURCE,
+    )  # fmt: skip

@@ -1,0 +1,121 @@
+"""What a downstream task is, and the helpers the task builders share."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ...registry import Registry
+from .. import naturalearth
+
+log = logging.getLogger(__name__)
+
+REGRESSION, CLASSIFICATION = "regression", "classification"
+
+#: seed of the shared land sample the offline tasks draw their points from; distinct from the seeds the
+#: Blue Marble pretraining sample uses, so downstream points are a fresh draw
+DEFAULT_POINT_SEED = 20250
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Options every task builder receives (each uses the ones that apply to it).
+
+    n_points: points drawn over land for the sampled tasks (before dropping invalid labels and rare classes);
+        tables (stations, ``--task-file``) are subsampled only when they hold more.
+    seed: seed of that draw (the probe and split seeds are separate).
+    min_class_points: classification classes with fewer points are dropped (with their points).
+    data: a local copy of the task's data file (``air-temperature``: ``stationDataAll.csv``).
+    allow_download: whether a task may fetch its data file when no local copy is given or cached.
+    use_cache: read and write derived arrays under the eval cache.
+    """
+
+    n_points: int = 10_000
+    seed: int = DEFAULT_POINT_SEED
+    min_class_points: int = 20
+    data: Path | None = None
+    allow_download: bool = True
+    use_cache: bool = True
+
+
+@dataclass(frozen=True)
+class Task:
+    """A downstream task: predict ``targets`` from the location embedding of ``points``.
+
+    points: ``(N, 2)`` float64 (lon, lat) degrees.
+    targets: ``(N,)`` float64 for regression (in the task's stated unit/transform), int64 class indices
+        into ``classes`` for classification.
+    continents: ``(N,)`` Natural Earth ``CONTINENT`` of each point (for ``holdout-continent``).
+    classes: ``(K,)`` class labels (classification only).
+    """
+
+    name: str
+    kind: str
+    points: np.ndarray
+    targets: np.ndarray
+    continents: np.ndarray
+    target: str
+    source: str
+    classes: np.ndarray | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        n = len(self.points)
+        if self.kind not in (REGRESSION, CLASSIFICATION):
+            raise ValueError(f"task kind must be {REGRESSION!r} or {CLASSIFICATION!r}, got {self.kind!r}")
+        if self.points.shape != (n, 2) or self.targets.shape != (n,) or self.continents.shape != (n,):
+            raise ValueError(
+                f"task {self.name}: points {self.points.shape}, targets {self.targets.shape} and continents "
+                f"{self.continents.shape} must be (N, 2), (N,) and (N,)"
+            )
+        if self.kind == CLASSIFICATION and self.classes is None:
+            raise ValueError(f"classification task {self.name} needs its class labels")
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.classes is None else len(self.classes)
+
+    def subset(self, index: np.ndarray) -> Task:
+        """The task restricted to rows ``index`` (classes are kept as they are)."""
+        return replace(self, points=self.points[index], targets=self.targets[index], continents=self.continents[index])
+
+
+TASKS: Registry = Registry("evaluation task")
+
+
+def continent_labels(points: np.ndarray, use_cache: bool = True) -> np.ndarray:
+    """Natural Earth continent of each point (nearest country for points on no polygon)."""
+    return naturalearth.continents(points, use_cache=use_cache).astype("<U32")
+
+
+def subsample(n_available: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of ``min(n, n_available)`` rows."""
+    if n >= n_available:
+        return np.arange(n_available)
+    return np.sort(np.random.default_rng(seed).choice(n_available, size=n, replace=False))
+
+
+def encode_classes(labels: np.ndarray, min_points: int, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop classes with fewer than ``min_points`` rows; returns (kept rows, class index per kept row,
+    sorted class labels)."""
+    values, counts = np.unique(labels, return_counts=True)
+    keep_classes = values[counts >= min_points]
+    rows = np.flatnonzero(np.isin(labels, keep_classes))
+    if len(keep_classes) < 2:
+        raise ValueError(
+            f"task {task}: fewer than 2 classes have >= {min_points} points ({len(labels)} points); "
+            "use more points (--n-points) or a lower --min-class-points"
+        )
+    dropped = len(values) - len(keep_classes)
+    if dropped:
+        log.info(
+            "%s: dropped %d classes with < %d points (%d points); %d classes remain",
+            task, dropped, min_points, len(labels) - len(rows), len(keep_classes),
+        )  # fmt: skip
+    return rows, np.searchsorted(keep_classes, labels[rows]).astype(np.int64), keep_classes

@@ -1,0 +1,110 @@
+"""A user task from a table of points and a target (``--task-file``): CSV or Parquet.
+
+Coordinate columns are given, or detected only from unambiguous names (exactly one of ``lon``,
+``longitude``, ``lng`` and one of ``lat``, ``latitude``, any case). The target column is given, or is the
+only other column. Non-numeric targets make a classification task, numeric ones a regression task,
+unless ``kind`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ...points import describe_invalid, invalid_rows
+from .._optional import require
+from .base import CLASSIFICATION, REGRESSION, Task, TaskOptions, continent_labels, encode_classes, subsample
+
+log = logging.getLogger(__name__)
+
+LON_NAMES = ("lon", "longitude", "lng")
+LAT_NAMES = ("lat", "latitude")
+
+
+def _read(path: Path):
+    pd = require("pandas")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        require("pyarrow")
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"{path}: no column {given!r} ({flag}); columns are {columns}")
+        return given
+    found = [c for c in columns if c.strip().lower() in names]
+    if len(found) != 1:
+        why = "none of" if not found else f"several ({found}) of"
+        raise ValueError(
+            f"{path}: cannot tell which column holds {what}: {why} the names {list(names)} appear among "
+            f"{columns}; name it with {flag}"
+        )
+    return found[0]
+
+
+def table_task(
+    path: str | Path,
+    *,
+    target_col: str | None = None,
+    lon_col: str | None = None,
+    lat_col: str | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    options: TaskOptions | None = None,
+) -> Task:
+    """Build a task from a CSV/Parquet table of (lon, lat) degrees and a target column.
+
+    Rows with a missing target are dropped; invalid coordinates raise, naming the rows. ``kind`` is
+    ``"regression"``, ``"classification"`` or None (decided from the target's dtype).
+    """
+    options = options or TaskOptions()
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--task-file {path}: no such file")
+    frame = _read(path)
+    columns = [str(c) for c in frame.columns]
+    lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
+    lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
+    if target_col is None:
+        rest = [c for c in columns if c not in (lon, lat)]
+        if len(rest) != 1:
+            raise ValueError(f"{path}: name the target column with --target-col (candidates: {rest})")
+        target_col = rest[0]
+    elif target_col not in columns:
+        raise ValueError(f"{path}: no column {target_col!r} (--target-col); columns are {columns}")
+    frame = frame[frame[target_col].notna()]
+    points = frame[[lon, lat]].to_numpy(dtype=np.float64)
+    bad = invalid_rows(points)
+    if bad.any():
+        raise ValueError(f"{path} ({lon}, {lat}): {describe_invalid(points, bad)}")
+    pd = require("pandas")
+    numeric = pd.api.types.is_numeric_dtype(frame[target_col]) and not pd.api.types.is_bool_dtype(frame[target_col])
+    if kind is None:
+        kind = REGRESSION if numeric else CLASSIFICATION
+        log.info("%s: target %r is %s, so the task is %s", path.name, target_col,
+                 "numeric" if numeric else "categorical", kind)  # fmt: skip
+    if kind not in (REGRESSION, CLASSIFICATION):
+        raise ValueError(f"task kind must be {REGRESSION!r} or {CLASSIFICATION!r}, got {kind!r}")
+    index = subsample(len(points), options.n_points, options.seed)
+    points = points[index]
+    raw = frame[target_col].to_numpy()[index]
+    task_name = name or path.stem
+    if kind == REGRESSION:
+        if not numeric:
+            raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed")
+        targets, classes = raw.astype(np.float64), None
+    else:
+        rows, targets, classes = encode_classes(raw.astype(str), options.min_class_points, task_name)
+        points = points[rows]
+    return Task(
+        name=task_name, kind=kind, points=points, targets=targets,
+        continents=continent_labels(points, options.use_cache), classes=classes,
+        target=target_col, source=f"user table {path}",
+    )  # fmt: skip

@@ -1,0 +1,146 @@
+"""``satclip evaluate`` end to end through the real CLI ``main()`` on small versions of every task."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from satclip.cli import main
+from tests.conftest import AIR_TEMPERATURE_CSV, require
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("shapefile")
+pytest.importorskip("h5py")
+pytest.importorskip("tifffile")
+
+TASKS = ("air-temperature", "era5-temperature", "era5-precipitation", "elevation", "koppen", "landcover", "country")
+
+
+def _task_file(path):
+    from satclip.data.land import sample_land_points
+
+    points = sample_land_points(240, seed=99)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["longitude", "latitude", "ndvi"])
+        for (lon, lat), value in zip(points, np.cos(np.radians(points[:, 1])) + 0.01 * points[:, 0], strict=True):
+            writer.writerow([lon, lat, value])
+    return path
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluate_runs_all_tasks_and_a_task_file_reproducibly(tmp_path):
+    data = require(AIR_TEMPERATURE_CSV)
+    table = _task_file(tmp_path / "user.csv")
+    args = ["evaluate", "--encoders", "wrap,untrained-satclip", "--tasks", "all", "--task-file", str(table),
+            "--protocol", "random", "--seeds", "2", "--n-points", "300", "--max-epochs", "2",
+            "--min-class-points", "5", "--data", str(data)]  # fmt: skip
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    out = tmp_path / "a"
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 8 * 2 * 2  # tasks (7 + file) × encoders × seeds
+    assert {r["task"] for r in rows} == set(TASKS) | {"user"}
+    by_cell = defaultdict(list)
+    for r in rows:
+        metrics = ("mse", "r2") if r["kind"] == "regression" else ("accuracy", "macro_f1")
+        by_cell[(r["task"], r["encoder"], r["probe"])].append(tuple(float(r[m]) for m in metrics))
+    # different seeds → different splits → a real spread, not one result copied (accuracy on ~40 test
+    # points can tie by chance, so both metrics are compared)
+    assert all(len(v) == 2 and v[0] != v[1] for v in by_cell.values())
+    assert all(v[0][0] != v[1][0] for k, v in by_cell.items() if k[0] in TASKS[:4] + ("user",))
+    text = (out / "results.md").read_text()
+    assert "**" in text and "± = std over seeds" in text and "| user | regression | 240 |" in text
+    assert (out / "bars_mlp.png").stat().st_size > 10_000
+    for task in (*TASKS, "user"):
+        assert (out / f"map_{task}_mlp.png").stat().st_size > 10_000
+
+    # same seeds → the same table, byte for byte (here from a fresh output folder, embeddings cached)
+    assert main(args + ["--out", str(tmp_path / "b"), "--no-figures"]) == 0
+    assert (tmp_path / "b" / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+
+    # re-running into the same folder resumes: nothing is fitted again
+    before = (out / "rows.jsonl").read_text()
+    assert main(args + ["--out", str(out), "--no-figures"]) == 0
+    assert (out / "rows.jsonl").read_text() == before
+    assert (out / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+
+
+def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
+    data = require(AIR_TEMPERATURE_CSV)
+    common = ["--n-points", "500", "--seeds", "1", "--probes", "linear", "--no-figures"]
+    assert main(["evaluate", "--encoders", "sh-l10", "--tasks", "era5-temperature", "--protocol",
+                 "holdout-continent", "--out", str(tmp_path / "h"), *common]) == 0  # fmt: skip
+    rows = _rows(tmp_path / "h" / "results.csv")
+    assert len(rows) == 12 and {r["variant"] for r in rows} == {"zero-shot", "1%"}
+    # the map of a hold-out run shows every continent's zero-shot test points
+    from satclip.eval.runner import load_predictions
+
+    merged = load_predictions(tmp_path / "h", "era5-temperature", "sh-l10", "linear")
+    assert len(merged["folds"]) == 6 and all(f.endswith("/zero-shot") for f in merged["folds"])
+    assert len(merged["y_pred"]) == sum(int(r["n_test"]) for r in rows if r["variant"] == "zero-shot")
+    assert {r["group"] for r in rows} == {"Africa", "Asia", "Europe", "North America", "Oceania", "South America"}
+    assert "## Per held-out continent" in (tmp_path / "h" / "results.md").read_text()
+
+    assert main(["evaluate", "--encoders", "wrap", "--tasks", "koppen", "--protocol", "spatial-block",
+                 "--block-deg", "30", "--folds", "3", "--min-class-points", "5", "--out", str(tmp_path / "s"),
+                 *common]) == 0  # fmt: skip
+    folds = [r["fold"] for r in _rows(tmp_path / "s" / "results.csv")]
+    assert folds == ["seed=0/fold=0", "seed=0/fold=1", "seed=0/fold=2"]
+
+    assert main(["evaluate", "--preset", "paper", "--encoders", "wrap", "--seeds", "2", "--max-epochs", "40",
+                 "--workers", "1", "--data", str(data), "--out", str(tmp_path / "p")]) == 0  # fmt: skip
+    rows = _rows(tmp_path / "p" / "results.csv")
+    assert [(r["task"], r["probe"], r["n_train"], r["n_val"], r["n_test"]) for r in rows] == [
+        ("air-temperature", "paper-mlp", "1538", "0", "1538")] * 2  # fmt: skip
+    assert all(float(r["mse_max_scaled"]) > 0 for r in rows)
+    assert json.loads(rows[0]["hparams"])["shared_hidden"] is True
+    text = (tmp_path / "p" / "results.md").read_text()
+    assert "MSE 0.25 ± 0.02" in text and "Protocol differences" in text and "target / max" in text
+
+
+def test_evaluate_offline_without_station_file_says_what_to_fetch(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stationDataAll.csv.*--data"):
+        main(["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--offline", "--out", str(tmp_path)])
+
+
+def test_reference_benchmark_configuration():
+    from satclip.eval import reference
+
+    configs = reference.reference_configs(["my-model/"])
+    assert configs["random"].encoders == (*reference.REFERENCE_ENCODERS, "my-model/")
+    assert configs["random"].tasks == TASKS and configs["random"].seeds == (0, 1, 2, 3, 4)
+    assert configs["holdout-continent"].tasks == TASKS[:-1]  # no zero-shot country classification
+    assert configs["holdout-continent"].seeds == (0,) and configs["random"].task_options.n_points == 5000
+    assert configs["random"].workers == 2 and configs["random"].threads == 1
+
+
+@pytest.mark.slow
+def test_reference_benchmark_report(tmp_path):
+    from satclip.eval import reference
+
+    path = reference.run_reference(
+        tmp_path, n_points=300, seeds=(0,), tasks=("era5-temperature",), probes=("linear",), workers=1,
+        command="satclip evaluate --preset reference",
+    )  # fmt: skip
+    text = path.read_text()
+    assert text.startswith("# Downstream evaluation") and "Command: `satclip evaluate --preset reference`" in text
+    assert "## satclip evaluate: random" in text and "## satclip evaluate: holdout-continent" in text
+    for encoder in reference.REFERENCE_ENCODERS:
+        assert f"| {encoder} |" in text
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_table(tmp_path):
+    args = ["evaluate", "--encoders", "sh-l10,wrap", "--tasks", "era5-temperature,koppen", "--protocol",
+            "holdout-continent", "--n-points", "500", "--seeds", "1", "--max-epochs", "3", "--no-figures"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()

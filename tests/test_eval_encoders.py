@@ -1,0 +1,145 @@
+"""Encoders under test: spec parsing, raw encodings, seeded untrained SatCLIP, the embedding cache, and our
+GeoCLIP re-implementation against the original module imported in isolation."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.eval import embeddings, encoders
+from tests.conftest import REFERENCE, require
+
+
+def test_split_and_parse_specs():
+    specs = encoders.split_specs("wrap, theory(min_radius=1,max_radius=360), sh-l10,models/my model")
+    assert specs == ["wrap", "theory(min_radius=1,max_radius=360)", "sh-l10", "models/my model"]
+    assert encoders.parse_spec(specs[1]) == ("theory", {"min_radius": 1, "max_radius": 360})
+    assert encoders.parse_spec("untrained-satclip(legendre_polys=40, seed=3)") == (
+        "untrained-satclip", {"legendre_polys": 40, "seed": 3},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="unbalanced"):
+        encoders.split_specs("theory(min_radius=1")
+    with pytest.raises(ValueError, match="key=value"):
+        encoders.parse_spec("theory(1)")
+
+
+def test_raw_encodings_are_the_registered_modules():
+    points = np.array([[13.4, 52.5], [-70.0, -33.0], [179.0, -89.0]])
+    sh = encoders.create("sh-l10").embed(points)
+    expected = satclip.encoding.create("sphericalharmonics", legendre_polys=10)(torch.from_numpy(points))
+    np.testing.assert_allclose(sh, expected.numpy(), rtol=1e-6, atol=1e-6)
+    assert sh.shape == (3, 100) and sh.dtype == np.float32
+    if "wrap" in satclip.encoding.names():
+        wrap = encoders.create("wrap").embed(points)
+        lon, lat = np.radians(points[:, 0]), np.radians(points[:, 1])
+        np.testing.assert_allclose(wrap, np.stack([np.cos(lon), np.sin(lon), np.cos(lat), np.sin(lat)], 1), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown encoder 'no-such-encoder'"):
+        encoders.create("no-such-encoder")
+
+
+def test_satclip_load_sources_are_encoders():
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    points = np.array([[13.4, 52.5], [-70.0, -33.0], [0.0, 89.9]])
+    enc = encoders.create(str(ckpt))
+    expected = satclip.load(ckpt).encode(points).numpy()
+    np.testing.assert_allclose(enc.embed(points), expected, rtol=1e-6, atol=1e-6)
+    assert enc.embedding_dim == 256 and enc.name == str(ckpt)
+
+
+def test_untrained_satclip_is_seeded_and_shaped():
+    points = np.array([[0.0, 0.0], [100.0, 45.0]])
+    a = encoders.create("untrained-satclip")
+    b = encoders.create("untrained-satclip(seed=0)")
+    c = encoders.create("untrained-satclip(seed=1)")
+    assert a.embed(points).shape == (2, 256)
+    np.testing.assert_array_equal(a.embed(points), b.embed(points))
+    assert not np.allclose(a.embed(points), c.embed(points))
+    assert a.identity.split("|")[1] == b.identity.split("|")[1] != c.identity.split("|")[1]
+    l40 = encoders.create("untrained-satclip-l40")
+    assert l40.module.posenc.embedding_dim == 1600
+
+
+def test_embeddings_are_cached_by_identity_and_points(monkeypatch):
+    enc = encoders.create("sh-l10")
+    points = np.array([[1.0, 2.0], [3.0, 4.0]])
+    first = embeddings.embed(enc, points)
+    monkeypatch.setattr(enc, "embed", lambda p: pytest.fail("embedded again instead of reading the cache"))
+    np.testing.assert_array_equal(embeddings.embed(enc, points), first)
+    monkeypatch.undo()
+    other = embeddings.embed(enc, points[::-1])  # other points: a new entry
+    np.testing.assert_array_equal(other, first[::-1])
+
+
+GEOCLIP_MODEL = None
+_spec = importlib.util.find_spec("geoclip")
+if _spec is not None and _spec.submodule_search_locations:
+    GEOCLIP_MODEL = Path(list(_spec.submodule_search_locations)[0]) / "model"
+
+
+def _isolated_original_geoclip():
+    """Import geoclip/model/location_encoder.py with only its own helpers (misc, rff) under a private
+    package name, so that the wheel's transformers/torchvision imports never run."""
+    if GEOCLIP_MODEL is None or not (GEOCLIP_MODEL / "location_encoder.py").is_file():
+        pytest.skip("the geoclip wheel is not installed")
+    name = "_isolated_geoclip_model"
+    package = types.ModuleType(name)
+    package.__path__ = [str(GEOCLIP_MODEL)]
+    saved = {k: sys.modules.get(k) for k in (name, f"{name}.misc", f"{name}.rff", f"{name}.location_encoder")}
+    sys.modules[name] = package
+    try:
+        for sub, path, is_package in (("misc", "misc.py", False), ("rff", "rff/__init__.py", True),
+                                      ("location_encoder", "location_encoder.py", False)):  # fmt: skip
+            location = GEOCLIP_MODEL / path
+            spec = importlib.util.spec_from_file_location(
+                f"{name}.{sub}", location, submodule_search_locations=[str(location.parent)] if is_package else None
+            )
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[f"{name}.{sub}"] = module
+            spec.loader.exec_module(module)
+        return sys.modules[f"{name}.location_encoder"]
+    except ImportError as err:
+        pytest.skip(f"geoclip's location_encoder.py does not import in isolation: {err}")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
+
+
+def test_geoclip_reimplementation_matches_the_original_module():
+    original_module = _isolated_original_geoclip()
+    original = original_module.LocationEncoder().eval()  # loads the wheel's weights itself
+    from satclip.eval.encoders.geoclip import load_geoclip
+
+    ours = load_geoclip()
+    g = torch.Generator().manual_seed(0)
+    lonlat = torch.stack([torch.rand(500, generator=g) * 360 - 180,
+                          torch.rad2deg(torch.asin(torch.rand(500, generator=g) * 2 - 1))], 1)  # fmt: skip
+    lonlat = torch.cat([lonlat, torch.tensor([[-180.0, -90.0], [180.0, 90.0], [0.0, 0.0], [13.4, 52.5]])])
+    with torch.no_grad():
+        theirs32 = original(lonlat[:, [1, 0]].float())  # GeoCLIP takes (lat, lon)
+        ours32 = ours(lonlat.float())
+        assert ours32.shape == (504, 512)
+        # float32: the σ = 256 branch amplifies rounding of the projection (phases of ~10³ rad)
+        np.testing.assert_allclose(ours32.numpy(), theirs32.numpy(), atol=1e-4)
+        theirs64 = original.double()(lonlat[:, [1, 0]].double())
+        ours64 = ours.double()(lonlat.double())
+        np.testing.assert_allclose(ours64.numpy(), theirs64.numpy(), atol=1e-7)
+        swapped = ours.double()(lonlat[:, [1, 0]].double())  # (lat, lon) fed as (lon, lat) must differ
+        assert np.abs(swapped.numpy() - theirs64.numpy()).max() > 1e-2
+
+
+def test_geoclip_encoder_by_name():
+    if GEOCLIP_MODEL is None:
+        pytest.skip("the geoclip wheel is not installed")
+    enc = encoders.create("geoclip")
+    out = enc.embed(np.array([[13.4, 52.5], [-70.0, -33.0]]))
+    assert out.shape == (2, 512) and np.isfinite(out).all()

@@ -1,0 +1,165 @@
+"""Protocols (split invariants), metrics (against scikit-learn) and probes (they learn, deterministically)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from satclip.eval import metrics, probes, protocols
+from satclip.eval.tasks import Task
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Fit as the runner does (one torch thread): much faster on a busy shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+CONTINENTS = ("Africa", "Asia", "Europe", "North America", "Oceania", "South America")
+
+
+def _task(n=1200, kind="regression", seed=0) -> Task:
+    rng = np.random.default_rng(seed)
+    points = np.stack([rng.uniform(-180, 180, n), rng.uniform(-60, 80, n)], axis=1)
+    continents = np.array(CONTINENTS)[rng.integers(0, 6, n)]
+    continents[:5] = "Seven seas (open ocean)"
+    targets = rng.standard_normal(n) if kind == "regression" else rng.integers(0, 3, n)
+    classes = None if kind == "regression" else np.array(["a", "b", "c"])
+    return Task("synthetic", kind, points, targets, continents, "t", "s", classes)
+
+
+def _check_partition(fold, n):
+    parts = [set(fold.train.tolist()), set(fold.val.tolist()), set(fold.test.tolist())]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    return set().union(*parts) == set(range(n))
+
+
+def test_random_split_partitions_and_is_seeded():
+    task = _task()
+    folds = protocols.make_folds("random", task, [0, 1])
+    assert [f.name for f in folds] == ["seed=0", "seed=1"]
+    for fold in folds:
+        assert _check_partition(fold, len(task))
+        assert (len(fold.train), len(fold.val), len(fold.test)) == (720, 240, 240)
+    again = protocols.make_folds("random", task, [0])
+    np.testing.assert_array_equal(again[0].test, folds[0].test)
+    assert not np.array_equal(folds[0].test, folds[1].test)
+
+
+def test_holdout_continent_zero_shot_and_one_percent():
+    task = _task()
+    folds = protocols.make_folds("holdout-continent", task, [0])
+    assert len(folds) == 12 and {f.variant for f in folds} == {"zero-shot", "1%"}
+    by_group = {}
+    for fold in folds:
+        assert (task.continents[fold.test] == fold.group).all()
+        assert not (task.continents[fold.val] == fold.group).any()
+        inside_train = (task.continents[fold.train] == fold.group).sum()
+        n_group = (task.continents == fold.group).sum()
+        n_shot = max(1, round(0.01 * n_group))
+        assert inside_train == (0 if fold.variant == "zero-shot" else n_shot)
+        assert len(fold.test) == n_group - n_shot
+        by_group.setdefault(fold.group, []).append(fold)
+    for zero, few in by_group.values():
+        np.testing.assert_array_equal(zero.test, few.test)  # the same test points for both variants
+        assert set(few.train.tolist()) - set(zero.train.tolist()) and set(zero.train.tolist()) < set(few.train.tolist())
+
+
+def test_spatial_block_tests_every_point_once_and_keeps_blocks_apart():
+    task = _task()
+    folds = protocols.make_folds("spatial-block", task, [0], block_deg=20, k=4)
+    tested = np.concatenate([f.test for f in folds])
+    assert sorted(tested.tolist()) == list(range(len(task)))
+    blocks = protocols.block_ids(task.points, 20)
+    for fold in folds:
+        assert _check_partition(fold, len(task))
+        test_blocks = set(blocks[fold.test].tolist())
+        assert not test_blocks & set(blocks[fold.train].tolist()) and not test_blocks & set(blocks[fold.val].tolist())
+        assert not set(blocks[fold.train].tolist()) & set(blocks[fold.val].tolist())
+
+
+def test_paper_split_is_half_and_regression_only():
+    folds = protocols.make_folds("paper", _task(1000), [3])
+    assert (len(folds[0].train), len(folds[0].val), len(folds[0].test)) == (500, 0, 500)
+    with pytest.raises(ValueError, match="regression"):
+        protocols.make_folds("paper", _task(kind="classification"), [0])
+    with pytest.raises(KeyError, match="known: holdout-continent, paper, random, spatial-block"):
+        protocols.make_folds("leave-one-out", _task(), [0])
+
+
+def test_metrics_match_scikit_learn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    y, p = rng.standard_normal(200), rng.standard_normal(200)
+    assert metrics.mse(y, p) == pytest.approx(sk.mean_squared_error(y, p))
+    assert metrics.r2(y, p) == pytest.approx(sk.r2_score(y, p))
+    c, d = rng.integers(0, 5, 300), rng.integers(0, 6, 300)
+    assert metrics.accuracy(c, d) == pytest.approx(sk.accuracy_score(c, d))
+    assert metrics.macro_f1(c, d) == pytest.approx(sk.f1_score(c, d, average="macro"))
+
+
+def _data(kind, n=900, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    signal = np.sin(2 * x[:, 0]) + x[:, 1] ** 2 - 1
+    if kind == "regression":
+        y = (signal + 0.05 * rng.standard_normal(n)).astype(np.float32)
+        k = 0
+    else:
+        y = np.digitize(signal, [-0.5, 0.5]).astype(np.int64)
+        k = 3
+    a, b = int(0.6 * n), int(0.8 * n)
+    return probes.ProbeData(x[:a], y[:a], x[a:b], y[a:b], x[b:], kind, k), y[b:]
+
+
+def test_ridge_probe_matches_least_squares_on_a_linear_problem():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((500, 5))
+    w = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    y = x @ w + 0.7
+    data = probes.ProbeData(x[:300], y[:300], x[300:400], y[300:400], x[400:], "regression")
+    result = probes.create("linear").fit_predict(data, seed=0)
+    np.testing.assert_allclose(result.predictions, y[400:], atol=1e-3)
+    assert result.info["alpha"] == min(probes.linear.RIDGE_ALPHAS)
+
+
+def test_mlp_beats_linear_on_a_nonlinear_target_and_is_deterministic():
+    data, y_test = _data("regression")
+    mlp = probes.create("mlp", max_epochs=40)
+    first = mlp.fit_predict(data, seed=0)
+    again = mlp.fit_predict(data, seed=0)
+    np.testing.assert_array_equal(first.predictions, again.predictions)
+    other = mlp.fit_predict(data, seed=1)
+    assert not np.array_equal(first.predictions, other.predictions)
+    linear = probes.create("linear").fit_predict(data, seed=0)
+    assert metrics.mse(y_test, first.predictions) < 0.5 * metrics.mse(y_test, linear.predictions)
+    assert first.info["lr"] in (1e-3, 3e-3) and 1 <= first.info["epochs"] <= 40
+
+
+def test_classification_probes_learn():
+    data, y_test = _data("classification")
+    chance = np.bincount(y_test).max() / len(y_test)
+    mlp = probes.create("mlp", max_epochs=40).fit_predict(data, seed=0)
+    logistic = probes.create("linear").fit_predict(data, seed=0)
+    assert metrics.accuracy(y_test, mlp.predictions) > chance + 0.2
+    assert metrics.accuracy(y_test, logistic.predictions) > chance
+    assert logistic.info["lambda"] in probes.linear.LOGISTIC_LAMBDAS
+
+
+def test_mlp_hidden_layers_are_independent_but_the_paper_mlp_shares_one():
+    from satclip.eval.probes.mlp import MLPConfig, build_mlp
+    from satclip.eval.probes.paper import build_notebook_mlp
+
+    ours = build_mlp(10, 1, MLPConfig(hidden=16, layers=3))
+    assert sum(p.numel() for p in ours.parameters()) == (10 * 16 + 16) + 2 * (16 * 16 + 16) + (16 + 1)
+    notebook = build_notebook_mlp(10)
+    linears = [m for m in notebook if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 4 and linears[1] is linears[2]  # the notebook's [Linear, ReLU] * 2
+    assert sum(p.numel() for p in notebook.parameters()) == (10 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
+    data, _ = _data("regression", n=300)
+    result = probes.create("paper-mlp", epochs=50).fit_predict(data, seed=0)
+    assert result.predictions.shape == (60,) and result.info["shared_hidden"]

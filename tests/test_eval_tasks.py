@@ -1,0 +1,194 @@
+"""Evaluation tasks: real label sources spot-checked at known places, the country lookup against brute
+force, the station table's download path (faked transport) and user tables."""
+
+from __future__ import annotations
+
+import io
+import urllib.error
+
+import numpy as np
+import pytest
+
+from tests.conftest import AIR_TEMPERATURE_CSV, require
+
+pytest.importorskip("shapefile")
+pytest.importorskip("h5py")
+pytest.importorskip("tifffile")
+
+from satclip.eval import naturalearth  # noqa: E402
+from satclip.eval.tasks import TaskOptions, elevation, era5, koppen, landcover, load_task, names, table_task  # noqa: E402  # noqa: E402
+from satclip.eval.tasks import air_temperature as air  # noqa: E402
+
+PARIS, MANAUS, SAHARA, CAIRO, MOSCOW = (2.35, 48.85), (-60.02, -3.1), (10.0, 23.0), (31.24, 30.04), (37.62, 55.75)
+
+
+def test_era5_labels_match_known_climates():
+    pts = np.array([PARIS, MANAUS, SAHARA, CAIRO, MOSCOW])
+    temp = era5.annual_mean_temperature(pts)
+    # spot values of the survey (docs/data.md): Paris 11.8, Manaus 26.8, Sahara 25.0, Cairo 22.6, Moscow 6.1 °C
+    np.testing.assert_allclose(temp, [11.8, 26.8, 25.0, 22.6, 6.1], atol=1.5)
+    rain = era5.annual_precipitation(pts)
+    assert 550 < rain[0] < 950 and rain[1] > 2000 and rain[2] < 60 and rain[3] < 60
+
+
+def test_altitude_koppen_landcover_spot_checks():
+    everest, dead_sea, tibet, pacific = (86.93, 27.99), (35.5, 31.5), (88.0, 33.0), (-150.0, 0.0)
+    alt = elevation.altitude_m(np.array([everest, dead_sea, tibet, pacific]))
+    assert alt[0] > 5000 and alt[1] < -100 and 4500 < alt[2] < 5600 and np.isnan(alt[3])
+    names_ = koppen.zone_names()
+    zones = [names_[v] for v in koppen.zone_values(np.array([PARIS, SAHARA, MANAUS, MOSCOW, pacific]))]
+    assert zones == ["Cfb", "BWh", "Af", "Dfb", "Ocean"]
+    iowa, congo = (-93.5, 42.0), (22.0, 0.0)
+    igbp = [landcover.IGBP_CLASSES[v] for v in landcover.igbp_values(np.array([SAHARA, congo, iowa, pacific]))]
+    assert igbp == ["barren", "evergreen broadleaf forest", "cropland", "water"]
+
+
+def _brute_force_country(point: np.ndarray, boxes: np.ndarray) -> list[int]:
+    """Every country whose rings contain the point by the even-odd rule (no raster)."""
+    from matplotlib.path import Path
+
+    hits = []
+    candidates = np.flatnonzero((boxes[:, 0] <= point[0]) & (point[0] <= boxes[:, 2]) & (boxes[:, 1] <= point[1])
+                                & (point[1] <= boxes[:, 3]))  # fmt: skip
+    for index in candidates:
+        rings = naturalearth._rings()[index]
+        inside = False
+        for ring in rings:
+            if ring[:, 0].min() <= point[0] <= ring[:, 0].max() and ring[:, 1].min() <= point[1] <= ring[:, 1].max():
+                inside ^= bool(Path(ring).contains_point(point))
+        if inside:
+            hits.append(index)
+    return hits
+
+
+def test_country_lookup_agrees_with_brute_force_point_in_polygon():
+    from satclip.data.land import sample_land_points
+
+    points = sample_land_points(400, seed=123)
+    fast = naturalearth.country_index(points)
+    boxes = np.array([np.concatenate([np.min([r.min(0) for r in rings], 0), np.max([r.max(0) for r in rings], 0)])
+                      if rings else [np.inf, np.inf, -np.inf, -np.inf] for rings in naturalearth._rings()])  # fmt: skip
+    checked = 0
+    for point, got in zip(points, fast, strict=True):
+        hits = _brute_force_country(point, boxes)
+        if len(hits) == 1:  # inside exactly one polygon: the lookup must agree
+            assert got == hits[0], (point, naturalearth.countries().codes[[got, hits[0]]])
+            checked += 1
+    assert checked >= 380  # the rest lie off every polygon (coast) and take the nearest country
+
+
+def test_country_and_continent_of_known_places():
+    maseru, vatican, off_boulogne = (27.48, -29.31), (12.4534, 41.9029), (1.45, 50.85)
+    codes, conts = naturalearth.lookup(np.array([PARIS, maseru, vatican, MANAUS, off_boulogne, (151.2, -33.87)]))
+    assert list(codes[:4]) == ["FRA", "LSO", "VAT", "BRA"]  # an enclave and a 0.44 km² state
+    assert codes[4] == "FRA"  # in the Channel off Boulogne: the nearest country
+    assert list(conts) == ["Europe", "Africa", "Europe", "South America", "Europe", "Oceania"]
+
+
+OFFLINE = ("era5-temperature", "era5-precipitation", "elevation", "koppen", "landcover", "country")
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_offline_tasks_are_well_formed(name):
+    options = TaskOptions(n_points=600, min_class_points=10)
+    task = load_task(name, options)
+    assert task.points.shape == (len(task), 2) and (300 if name == "country" else 500) <= len(task) <= 600
+    assert np.isfinite(task.targets).all()
+    assert set(task.continents) <= set(naturalearth.MAIN_CONTINENTS) | {"Seven seas (open ocean)"}
+    assert (task.points[:, 1] > -60).all()
+    if task.kind == "classification":
+        counts = np.bincount(task.targets, minlength=task.num_classes)
+        assert counts.min() >= 10 and task.num_classes >= 2
+    again = load_task(name, options)  # from the cache now
+    np.testing.assert_array_equal(again.targets, task.targets)
+    np.testing.assert_array_equal(again.points, task.points)
+
+
+def test_elevation_drops_greenland():
+    task = load_task("elevation", TaskOptions(n_points=3000))
+    greenland = naturalearth.country_codes(task.points) == "GRL"
+    assert not greenland.any()
+
+
+def test_air_temperature_from_local_file():
+    path = require(AIR_TEMPERATURE_CSV)
+    task = load_task("air-temperature", TaskOptions(data=path))
+    assert len(task) == air.N_STATIONS == 3076
+    assert task.points[0].tolist() == [7.82, 36.83] and task.targets[0] == pytest.approx(18.025)
+    assert -20 < task.targets.min() < task.targets.max() < 31
+    counts = dict(zip(*np.unique(task.continents, return_counts=True), strict=True))
+    assert counts["North America"] == 1549 and counts["Oceania"] == 108
+
+
+class _FakeResponse(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_air_temperature_download_checks_sha256_and_caches(monkeypatch):
+    data = require(AIR_TEMPERATURE_CSV).read_bytes()
+    urls = []
+
+    def fake_urlopen(url, timeout):
+        urls.append(url)
+        return _FakeResponse(data)
+
+    monkeypatch.setattr(air, "urlopen", fake_urlopen)
+    task = load_task("air-temperature", TaskOptions(n_points=100))
+    assert urls == [air.URL] and len(task) == 100
+    assert air.cached_path().read_bytes() == data
+    load_task("air-temperature", TaskOptions(n_points=100))  # served from the cache
+    assert len(urls) == 1
+
+    air.cached_path().unlink()
+    monkeypatch.setattr(air, "urlopen", lambda url, timeout: _FakeResponse(data + b"tampered"))
+    with pytest.raises(ValueError, match="sha256"):
+        load_task("air-temperature", TaskOptions())
+    assert not air.cached_path().exists()
+
+
+def test_air_temperature_offline_error_says_what_to_fetch(monkeypatch):
+    def offline(url, timeout):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(air, "urlopen", offline)
+    with pytest.raises(FileNotFoundError) as err:
+        load_task("air-temperature", TaskOptions())
+    message = str(err.value)
+    assert air.URL in message and air.SHA256 in message and "--data" in message and str(air.cached_path()) in message
+    with pytest.raises(FileNotFoundError, match="downloading is disabled"):
+        load_task("air-temperature", TaskOptions(allow_download=False))
+
+
+def test_task_names_and_unknown_task():
+    assert names()[:7] == ["air-temperature", "era5-temperature", "era5-precipitation", "elevation", "koppen",
+                           "landcover", "country"]  # fmt: skip
+    with pytest.raises(KeyError, match="known: air-temperature"):
+        load_task("biome")
+
+
+def test_table_task_detects_columns_and_kind(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"Longitude": [2.35, 13.4, -74.0, 151.2] * 10, "Latitude": [48.85, 52.5, 40.7, -33.9] * 10,
+                          "value": np.arange(40.0)})  # fmt: skip
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    task = table_task(tmp_path / "t.csv")
+    assert task.kind == "regression" and task.name == "t" and len(task) == 40
+    np.testing.assert_array_equal(task.targets, np.arange(40.0))
+    assert task.continents[0] == "Europe" and task.continents[2] == "North America"
+
+    frame.assign(label=["a", "b"] * 20).drop(columns="value").to_parquet(tmp_path / "c.parquet")
+    cls = table_task(tmp_path / "c.parquet", options=TaskOptions(min_class_points=5))
+    assert cls.kind == "classification" and list(cls.classes) == ["a", "b"]
+
+    frame.assign(lng=frame["Longitude"]).to_csv(tmp_path / "ambiguous.csv", index=False)
+    with pytest.raises(ValueError, match="--lon-col"):
+        table_task(tmp_path / "ambiguous.csv", target_col="value")
+    assert len(table_task(tmp_path / "ambiguous.csv", target_col="value", lon_col="lng")) == 40
+
+    frame.rename(columns={"Latitude": "Longitude", "Longitude": "Latitude"}).to_csv(tmp_path / "swap.csv", index=False)
+    with pytest.raises(ValueError, match="swapped"):
+        table_task(tmp_path / "swap.csv")
