@@ -1,0 +1,78 @@
+"""Embedding throughput (points/s) of ``satclip.embed`` for the released L = 10 and L = 40 architectures,
+against the original's float64 path measured in the same run.
+
+    python benchmarks/embed.py [--threads N] [--points 100000] [--repeats 3]
+
+Baseline ("original"): float64 network on the ``"analytic"`` harmonics (the sympy expressions evaluated as
+the original evaluates them — our stand-in for the original code's cost). Rows: that baseline, the
+default for a released checkpoint (float32 network, ``"analytic"`` features in float64) and the fast path
+(float32, ``"analytic-stable"``). Uses the fixture checkpoints when present (weights do not change the cost),
+else random weights with the released architecture (SIREN 512 → 512 → 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import satclip
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
+
+
+def encoder_for(degree: int, dtype: torch.dtype, harmonics: str) -> satclip.LocationEncoder:
+    ckpt = FIXTURES / f"satclip-resnet18-l{degree}.ckpt"
+    if ckpt.exists():
+        return satclip.load(ckpt, dtype=dtype, harmonics_calculation=harmonics)
+    config = {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": degree, "harmonics_calculation": harmonics},
+        "network": {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2},
+    }
+    return satclip.LocationEncoder.from_config(config).to(dtype).eval()
+
+
+def points_per_second(encoder, lonlat: np.ndarray, repeats: int) -> float:
+    satclip.embed(lonlat[:1000], model=encoder)  # warm-up (expression tables, allocator)
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        satclip.embed(lonlat, model=encoder)
+        times.append(time.perf_counter() - began)
+    return len(lonlat) / min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--points", type=int, default=100_000, help="points per timed call (baseline: /5 at L=40)")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    lat = np.rad2deg(np.arcsin(rng.uniform(-1, 1, args.points)))  # uniform on the sphere
+    lonlat = np.column_stack([rng.uniform(-180, 180, args.points), lat])
+    print(f"# satclip.embed throughput — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} thread(s), best of {args.repeats}")  # fmt: skip
+    print("| L | path | points | points/s | × original |")
+    print("|---|---|---|---|---|")
+    for degree in (10, 40):
+        rows = [
+            ("original stand-in: float64, analytic", torch.float64, "analytic"),
+            ("default: float32, analytic (float64 features)", torch.float32, "analytic"),
+            ("fast: float32, analytic-stable", torch.float32, "analytic-stable"),
+        ]
+        baseline = None
+        for label, dtype, harmonics in rows:
+            n = args.points if (degree == 10 or dtype == torch.float32) else max(1000, args.points // 5)
+            rate = points_per_second(encoder_for(degree, dtype, harmonics), lonlat[:n], args.repeats)
+            baseline = baseline or rate
+            print(f"| {degree} | {label} | {n:,} | {rate:,.0f} | {rate / baseline:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""``satclip export --format onnx|torchscript --model M -o FILE``: a standalone location encoder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a location encoder to ONNX or TorchScript (runs without satclip)",
+        description=(
+            "The exported model maps lonlat (N, 2) float64 (longitude, latitude in degrees) to embeddings "
+            "(N, D). Spherical harmonics are computed by the stable recurrence in float64 inside the graph "
+            "(see docs/export.md for the L=40 'analytic' difference near the poles)."
+        ),
+    )
+    parser.add_argument("--format", choices=["onnx", "torchscript"], required=True)
+    parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.onnx or .pt)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="network precision")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..embed.api import load_encoder
+    from ..export import export
+
+    if args.output.exists() and not args.overwrite:
+        print(f"satclip export: error: {args.output} already exists; pass --overwrite", file=sys.stderr)
+        return 2
+    try:
+        encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
+        export(encoder, args.output, args.format)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"satclip export: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        print(f"satclip export: error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({args.format}, embedding dim {encoder.embedding_dim}, {args.dtype})")
+    return 0

@@ -1,0 +1,68 @@
+"""Which columns of a table hold longitude and latitude.
+
+Only names that cannot mean anything else are detected (case-insensitively): ``lon``, ``longitude``,
+``lng`` and ``lat``, ``latitude``. ``x``/``y`` and similar are never guessed (they are often projected
+metres); name them explicitly. Two candidates for one axis is an error, not a choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+LON_NAMES = ("lon", "longitude", "lng")
+LAT_NAMES = ("lat", "latitude")
+#: names that look like coordinates but are not detected automatically (mentioned in errors)
+SUSPECT_NAMES = ("x", "y", "long", "lon_deg", "lat_deg", "easting", "northing", "coord_x", "coord_y")
+
+
+class ColumnError(ValueError):
+    """The coordinate columns could not be determined; the message lists the candidates."""
+
+
+def _matches(columns: Sequence[str], names: Sequence[str]) -> list[str]:
+    wanted = {n.lower() for n in names}
+    return [c for c in columns if str(c).strip().lower() in wanted]
+
+
+def detect_lonlat_columns(
+    columns: Sequence[str], lon_col: str | None = None, lat_col: str | None = None
+) -> tuple[str, str]:
+    """Return the ``(lon, lat)`` column names of a table with ``columns``.
+
+    Explicit ``lon_col``/``lat_col`` win (and must exist). Otherwise each axis needs exactly one column
+    named as in :data:`LON_NAMES` / :data:`LAT_NAMES`.
+
+    Raises:
+        ColumnError: a named column is missing, an axis has no or several candidates.
+    """
+    columns = [str(c) for c in columns]
+    for given, role in ((lon_col, "--lon-col"), (lat_col, "--lat-col")):
+        if given is not None and given not in columns:
+            raise ColumnError(f"{role} {given!r} is not a column; columns are {columns}")
+    found = {}
+    for axis, given, names, flag in (
+        ("longitude", lon_col, LON_NAMES, "--lon-col"),
+        ("latitude", lat_col, LAT_NAMES, "--lat-col"),
+    ):
+        if given is not None:
+            found[axis] = given
+            continue
+        candidates = _matches(columns, names)
+        if len(candidates) > 1:
+            raise ColumnError(f"ambiguous {axis} column: {candidates} all match; choose one with {flag} NAME")
+        if not candidates:
+            suspects = _matches(columns, SUSPECT_NAMES)
+            hint = (
+                f" Columns {suspects} may hold coordinates but are not used unless named (they may be "
+                "projected, not degrees)."
+                if suspects
+                else ""
+            )
+            raise ColumnError(
+                f"no {axis} column: expected one named {' / '.join(names)} (any case) among {columns}."
+                f"{hint} Name it with {flag} NAME."
+            )
+        found[axis] = candidates[0]
+    if found["longitude"] == found["latitude"]:
+        raise ColumnError(f"longitude and latitude are both column {found['longitude']!r}")
+    return found["longitude"], found["latitude"]

@@ -1,0 +1,295 @@
+"""Resumable, shardable embedding of a point file.
+
+The job splits the input into chunks of ``chunk_rows`` rows (chunk ``k`` = rows ``[k·C, (k+1)·C)``),
+embeds them in order and hands each to a sink (:mod:`satclip.embed.sinks`). A manifest in the work
+directory ``OUTPUT.partial/`` records the input fingerprint, the model identity, the options and the
+chunks done; it is rewritten atomically after every chunk. Rerunning the same command after a crash
+or a kill continues from the first chunk not done and produces byte-identical output; rerunning with a
+different input, model or options is refused. ``shard=(i, n)`` takes the i-th of n contiguous,
+chunk-aligned row ranges and writes ``OUTPUT`` with ``.shard-i-of-n`` before its suffix; the shards'
+rows concatenated in order are the unsharded output's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..points import InvalidPointsError, describe_invalid, invalid_rows
+from . import sinks
+from .api import DEFAULT_BATCH_SIZE, embed_lonlat
+from .sources import Source, coordinates
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+DEFAULT_CHUNK_ROWS = 65536
+
+
+class ResumeMismatchError(ValueError):
+    """A work directory exists for a different input, model or options."""
+
+
+class Progress(Protocol):
+    def start(self, total: int, done: int) -> None: ...
+    def update(self, rows: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def update(self, rows: int) -> None:
+        pass
+
+
+@dataclass
+class EmbedResult:
+    output: Path
+    rows: int
+    invalid: int
+    chunks: int
+    resumed_chunks: int
+    seconds: float
+    #: rows embedded by this call (less than ``rows`` when resuming)
+    embedded_rows: int = 0
+
+
+def model_identity(encoder) -> dict:
+    """What determines the embeddings: the config, the dtype and a sha256 of the weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return {"config": encoder.config, "dtype": str(encoder.dtype).removeprefix("torch."), "sha256": digest.hexdigest()}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0 ≤ i < n) → ``(i, n)``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N with integers, e.g. 0/8") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: need 0 <= I < N (shards are numbered from 0)")
+    return index, count
+
+
+def shard_path(output: Path, shard: tuple[int, int]) -> Path:
+    """``emb.parquet`` → ``emb.shard-3-of-8.parquet`` (unchanged for a single shard)."""
+    index, count = shard
+    if count == 1:
+        return output
+    return output.with_name(f"{output.stem}.shard-{index}-of-{count}{output.suffix}")
+
+
+def shard_chunks(num_rows: int, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """The chunk range ``[first, stop)`` of shard ``(i, n)``: contiguous, as even as whole chunks allow."""
+    index, count = shard
+    total = -(-num_rows // chunk_rows)
+    return total * index // count, total * (index + 1) // count
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int, InvalidPointsError | None]:
+    """Count rows (if the format does not know) and check the shard's coordinates.
+
+    Returns ``(num_rows, invalid_count, error naming the first invalid rows or None)``.
+    """
+    columns = [source.lon_col, source.lat_col]
+    num_rows = source.num_rows
+    first_chunk = 0
+    if num_rows is not None:
+        first_chunk, stop_chunk = shard_chunks(num_rows, chunk_rows, shard)
+        stop_row = min(stop_chunk * chunk_rows, num_rows)
+    else:
+        stop_row = sys.maxsize
+    bad_chunks: dict[int, int] = {}  # chunk → invalid rows in it
+    counted = first_chunk * chunk_rows
+    for index, table in source.chunks(first_chunk, stop_row, chunk_rows, columns):
+        lonlat = coordinates(table, *columns)
+        counted = index * chunk_rows + len(lonlat)
+        bad = invalid_rows(lonlat)
+        if bad.any():
+            bad_chunks[index] = int(bad.sum())
+    if num_rows is None:
+        num_rows = counted
+    first_chunk, stop_chunk = shard_chunks(num_rows, chunk_rows, shard)
+    in_shard = {i: n for i, n in bad_chunks.items() if first_chunk <= i < stop_chunk}
+    if not in_shard:
+        return num_rows, 0, None
+    total, index = sum(in_shard.values()), min(in_shard)
+    for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
+        lonlat = coordinates(table, *columns)
+        bad = invalid_rows(lonlat)
+        message = (
+            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows)} ({total} invalid row(s) in all; "
+            "pass --skip-invalid to write nulls for them)"
+        )
+        return num_rows, total, InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
+    raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return out
+
+
+def _resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
+    """The manifest of an unfinished run of the same job, or None (refuses one of another job)."""
+    path = workdir / MANIFEST
+    if not path.is_file():
+        return None
+    if restart:
+        shutil.rmtree(workdir)
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("identity") != identity:
+        changes = _differences(manifest.get("identity", {}), identity)
+        raise ResumeMismatchError(
+            f"{workdir} holds an unfinished run with a different input, model or options ({'; '.join(changes[:4])}). "
+            "Rerun with the same arguments to resume it, or pass --restart to discard it"
+        )
+    return manifest
+
+
+def _new_run(
+    source: Source, workdir: Path, identity: dict, chunk_rows: int, shard: tuple[int, int], skip_invalid: bool
+) -> dict:
+    """Check the input, then create an empty work directory; returns the new manifest (not yet written)."""
+    num_rows, invalid, error = _scan(source, chunk_rows, shard)
+    if error is not None and not skip_invalid:
+        raise error
+    if num_rows == 0:
+        raise ValueError(f"{source.path} has no rows")
+    first, stop = shard_chunks(num_rows, chunk_rows, shard)
+    if first == stop:
+        raise ValueError(
+            f"shard {shard[0]}/{shard[1]} is empty: {num_rows} rows make only {-(-num_rows // chunk_rows)} "
+            "chunk(s); use fewer shards or a smaller --chunk-rows"
+        )
+    if workdir.exists():
+        shutil.rmtree(workdir)  # leftovers without a manifest: nothing to resume
+    workdir.mkdir(parents=True)
+    return {
+        "satclip_embed_manifest": MANIFEST_VERSION, "input_path": str(source.path), "identity": identity,
+        "num_input_rows": num_rows, "chunks": [first, stop],
+        "rows": [first * chunk_rows, min(stop * chunk_rows, num_rows)], "invalid_rows": invalid, "done": [],
+    }  # fmt: skip
+
+
+def embed_file(
+    source: Source,
+    output: str | Path,
+    encoder,
+    *,
+    out_format: str | None = None,
+    layout: str = "list",
+    column: str = "embedding",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    skip_invalid: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: Progress | None = None,
+) -> EmbedResult:
+    """Embed every point of ``source`` into ``output`` (Parquet, NPY or Zarr), resumably.
+
+    Raises:
+        InvalidPointsError: invalid coordinates and not ``skip_invalid`` (checked before anything is
+            written; the message names the first bad rows by their row number in the file).
+        ResumeMismatchError: ``OUTPUT.partial/`` belongs to another input, model or options.
+        FileExistsError: ``output`` exists and not ``overwrite``.
+    """
+    began = time.perf_counter()
+    progress = progress or _NoProgress()
+    if layout not in sinks.LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {list(sinks.LAYOUTS)}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    output = shard_path(Path(output), shard)
+    fmt = sinks.format_of(output, out_format)
+    workdir = output.with_name(output.name + ".partial")
+    manifest_path = workdir / MANIFEST
+    dim = encoder.embedding_dim
+    dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
+    options = {
+        "format": fmt, "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "skip_invalid": skip_invalid, "shard": list(shard),
+    }  # fmt: skip
+    identity = json.loads(
+        json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
+    )
+
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    sink_type = sinks.SINKS.get(fmt)
+    sink_options = {**options, "attrs": {"satclip": {"model": identity["model"], "source": str(source.path)}}}
+    sink_type.check_columns(source.columns, dim, options)
+    manifest = _resume_manifest(workdir, identity, restart)
+    if manifest is None:
+        manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
+        rows = manifest["rows"][1] - manifest["rows"][0]
+        sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
+        _write_json(manifest_path, manifest)
+    first, stop = manifest["chunks"]
+    row0, row1 = manifest["rows"]
+    sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, sink_options)
+    done = set(manifest["done"])
+    resumed = len(done)
+    if resumed:
+        log.info("resuming %s: %d of %d chunks already done", output, resumed, stop - first)
+    done_rows = sum(min((k + 1) * chunk_rows, row1) - k * chunk_rows for k in done)
+    progress.start(row1 - row0, done_rows)
+
+    todo = [k for k in range(first, stop) if k not in done]
+    if todo:
+        for index, table in source.chunks(todo[0], row1, chunk_rows):
+            if index in done:
+                continue
+            lonlat = coordinates(table, source.lon_col, source.lat_col)
+            embeddings = embed_lonlat(
+                encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
+            )
+            embeddings = embeddings.cpu().numpy()
+            sink.write(index - first, table, embeddings, ~invalid_rows(lonlat))
+            done.add(index)
+            manifest["done"] = sorted(done)
+            _write_json(manifest_path, manifest)
+            progress.update(len(lonlat))
+    missing = sorted(set(range(first, stop)) - done)
+    if missing:
+        raise RuntimeError(f"{source.path} ended before chunk {missing[0]}: did the input change while running?")
+    sink.finalize(output, stop - first)
+    shutil.rmtree(workdir)
+    seconds = time.perf_counter() - began
+    rows = row1 - row0
+    return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows)

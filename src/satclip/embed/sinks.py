@@ -1,0 +1,202 @@
+"""Where embeddings go: Parquet, NPY or Zarr, written chunk by chunk into a work directory and turned
+into the final output in one atomic step.
+
+A sink writes chunk ``k`` so that a crash leaves either the whole chunk or something the manifest does
+not list (and that is therefore rewritten on resume). :meth:`Sink.finalize` builds the output under a
+temporary name next to it and renames it into place, so a complete-looking output is a complete one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..registry import Registry
+
+SINKS: Registry = Registry("output format")
+#: file suffix → format name
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".zarr": "zarr"}
+LAYOUTS = ("list", "columns")
+COLUMN_PREFIX = "emb_"
+
+
+def replace_atomically(tmp: Path, output: Path) -> None:
+    """Move a finished file or directory ``tmp`` to ``output`` (replacing it) in one rename."""
+    if output.is_dir() and not output.is_symlink():
+        trash = output.with_name(f".{output.name}.old-{os.getpid()}")
+        output.rename(trash)
+        tmp.rename(output)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, output)
+
+
+def embedding_column_names(dim: int) -> list[str]:
+    """``emb_000`` … (at least three digits) for the ``columns`` layout."""
+    width = max(3, len(str(dim - 1)))
+    return [f"{COLUMN_PREFIX}{j:0{width}d}" for j in range(dim)]
+
+
+class Sink:
+    """Receives chunks of ``(table, embeddings, valid)`` and assembles the output."""
+
+    def __init__(self, workdir: Path, num_rows: int, dim: int, dtype: np.dtype, chunk_rows: int, options: dict):
+        self.workdir, self.num_rows, self.dim = workdir, num_rows, dim
+        self.dtype, self.chunk_rows, self.options = np.dtype(dtype), chunk_rows, options
+
+    @staticmethod
+    def check_columns(columns: list[str], dim: int, options: dict) -> None:
+        """Raise if the output's own columns collide with input columns."""
+
+    def create(self) -> None:
+        """Prepare a new work directory (first run)."""
+
+    def write(self, index: int, table, embeddings: np.ndarray, valid: np.ndarray) -> None:
+        """Store chunk ``index`` (rows ``[index·C, …)`` of this output); ``embeddings`` is ``(n, dim)``
+        with NaN rows where ``valid`` is False."""
+        raise NotImplementedError
+
+    def finalize(self, output: Path, num_chunks: int) -> None:
+        raise NotImplementedError
+
+
+@SINKS.register("parquet")
+class ParquetSink(Sink):
+    """The input's columns plus the embedding, as one ``list<float>`` column (``layout="list"``, named by
+    ``column``) or one column per dimension (``layout="columns"``: ``emb_000`` …); nulls for invalid
+    points. Chunks are kept as Arrow IPC part files; one Parquet row group per chunk."""
+
+    @staticmethod
+    def check_columns(columns, dim, options):
+        ours = [options["column"]] if options["layout"] == "list" else embedding_column_names(dim)
+        clash = sorted(set(ours) & set(columns))
+        if clash:
+            hint = "--column NAME" if options["layout"] == "list" else "--layout list"
+            raise ValueError(f"the input already has column(s) {clash[:5]}; choose another name with {hint}")
+
+    def _part(self, index: int) -> Path:
+        return self.workdir / f"part-{index:06d}.arrow"
+
+    def write(self, index, table, embeddings, valid):
+        import pyarrow as pa
+
+        mask = pa.array(~valid) if not valid.all() else None
+        if self.options["layout"] == "list":
+            values = pa.array(np.ascontiguousarray(embeddings, dtype=self.dtype).reshape(-1))
+            column = pa.FixedSizeListArray.from_arrays(values, self.dim, mask=mask)
+            table = table.append_column(self.options["column"], column)
+        else:
+            for j, name in enumerate(embedding_column_names(self.dim)):
+                table = table.append_column(name, pa.array(embeddings[:, j].astype(self.dtype), mask=mask))
+        path = self._part(index)
+        tmp = path.with_suffix(".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+
+    def finalize(self, output, num_chunks):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+        writer = None
+        try:
+            for index in range(num_chunks):
+                with pa.memory_map(str(self._part(index))) as source:
+                    table = pa.ipc.open_file(source).read_all()
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            if writer is None:
+                raise ValueError("nothing to write: the input has no rows")
+            writer.close()
+            writer = None
+            replace_atomically(tmp, output)
+        finally:
+            if writer is not None:
+                writer.close()
+            tmp.unlink(missing_ok=True)
+
+
+@SINKS.register("npy")
+class NpySink(Sink):
+    """An ``(N, dim)`` array (NaN rows for invalid points), filled in place through a memory map."""
+
+    def _path(self) -> Path:
+        return self.workdir / "embeddings.npy"
+
+    def create(self):
+        array = np.lib.format.open_memmap(self._path(), mode="w+", dtype=self.dtype, shape=(self.num_rows, self.dim))
+        del array
+
+    def write(self, index, table, embeddings, valid):
+        array = np.lib.format.open_memmap(self._path(), mode="r+")
+        start = index * self.chunk_rows
+        array[start : start + len(embeddings)] = embeddings
+        array.flush()
+        del array
+
+    def finalize(self, output, num_chunks):
+        replace_atomically(self._path(), output)
+
+
+@SINKS.register("zarr")
+class ZarrSink(Sink):
+    """A Zarr (v2 format) group: ``embedding`` ``(point, dim)`` (NaN rows for invalid points) and ``lon``,
+    ``lat`` ``(point,)``, chunked like the job, with xarray's ``_ARRAY_DIMENSIONS`` and consolidated
+    metadata."""
+
+    def _path(self) -> Path:
+        return self.workdir / "store.zarr"
+
+    def create(self):
+        import zarr
+
+        group = zarr.open_group(str(self._path()), mode="w", zarr_format=2)
+        chunk = max(1, min(self.chunk_rows, self.num_rows))
+        group.create_array(
+            "embedding", shape=(self.num_rows, self.dim), chunks=(chunk, self.dim), dtype=self.dtype,
+            fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": ["point", "dim"]},
+        )  # fmt: skip
+        for name, long_name in (("lon", "longitude"), ("lat", "latitude")):
+            group.create_array(
+                name, shape=(self.num_rows,), chunks=(chunk,), dtype="float64", fill_value=np.nan,
+                attributes={"_ARRAY_DIMENSIONS": ["point"], "units": "degrees", "long_name": long_name},
+            )  # fmt: skip
+        group.attrs.update(self.options.get("attrs", {}))
+
+    def write(self, index, table, embeddings, valid):
+        import zarr
+
+        from .sources import coordinates
+
+        group = zarr.open_group(str(self._path()), mode="r+")
+        start = index * self.chunk_rows
+        stop = start + len(embeddings)
+        lonlat = coordinates(table, self.options["lon_col"], self.options["lat_col"])
+        group["embedding"][start:stop] = embeddings.astype(self.dtype)
+        group["lon"][start:stop] = lonlat[:, 0]
+        group["lat"][start:stop] = lonlat[:, 1]
+
+    def finalize(self, output, num_chunks):
+        import zarr
+
+        zarr.consolidate_metadata(str(self._path()))
+        replace_atomically(self._path(), output)
+
+
+def format_of(path: str | Path, fmt: str | None = None) -> str:
+    """The output format for ``path`` (from ``fmt`` or the suffix)."""
+    if fmt:
+        SINKS.get(fmt)
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(
+            f"cannot tell the output format of {path} from its suffix {suffix!r}; use one of {sorted(SUFFIXES)} "
+            f"or --format {{{','.join(SINKS.names())}}}"
+        )
+    return SUFFIXES[suffix]

@@ -1,0 +1,303 @@
+"""Point files read in chunks: CSV, Parquet, NPY, GeoJSON and GeoPackage, looked up by format name.
+
+Every source exposes its rows as Arrow tables with named columns plus the names of the longitude and
+latitude columns, and yields them in fixed-size chunks aligned to row 0, so chunk ``k`` always holds rows
+``[k·C, (k+1)·C)`` whatever the reader's own batching. CSV, Parquet and NPY stream with bounded memory;
+GeoJSON and GeoPackage are read whole (they are not formats for millions of points).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..registry import Registry
+from .columns import detect_lonlat_columns
+from .inputs import geo_lonlat, is_wgs84
+
+SOURCES: Registry = Registry("input format")
+#: file suffix → format name
+SUFFIXES = {
+    ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy",
+    ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg",
+}  # fmt: skip
+_READ_BATCH = 65536
+_FINGERPRINT_BLOCKS, _FINGERPRINT_BLOCK_BYTES = 16, 1 << 16
+
+
+def _pa():
+    try:
+        import pyarrow
+    except ImportError as err:  # pragma: no cover - pyarrow is in the embed extra
+        raise ImportError("reading point files needs pyarrow: pip install 'satclip[embed]'") from err
+    return pyarrow
+
+
+def file_fingerprint(path: Path) -> dict:
+    """Size, modification time and a hash of 16 evenly spaced 64 KiB blocks (first and last included):
+    cheap for any size, and changes when the content does in practice."""
+    stat = path.stat()
+    size = stat.st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for i in range(_FINGERPRINT_BLOCKS):
+            fh.seek(max(0, (size - _FINGERPRINT_BLOCK_BYTES) * i // (_FINGERPRINT_BLOCKS - 1)))
+            digest.update(fh.read(_FINGERPRINT_BLOCK_BYTES))
+    return {"size": size, "mtime_ns": stat.st_mtime_ns, "sample_sha256": digest.hexdigest()}
+
+
+def coordinates(table, lon_col: str, lat_col: str) -> np.ndarray:
+    """``(n, 2)`` float64 (lon, lat) of an Arrow table; nulls become NaN."""
+    pa = _pa()
+    out = np.empty((table.num_rows, 2), dtype=np.float64)
+    for j, name in enumerate((lon_col, lat_col)):
+        column = table.column(name)
+        try:
+            column = column.cast(pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise ValueError(f"coordinate column {name!r} ({column.type}) is not numeric: {err}") from err
+        out[:, j] = column.to_numpy(zero_copy_only=False)  # nulls → NaN for float columns
+    return out
+
+
+class Source:
+    """A table of points in a file. Subclasses implement :meth:`_open` (set ``columns``, maybe
+    ``num_rows``) and :meth:`_batches`."""
+
+    format = ""
+    columns: list[str] = []
+    #: number of rows if known without reading the data, else None (counted by a scan)
+    num_rows: int | None = None
+    #: for point-geometry formats: the columns holding the geometry's lon/lat (used unless named)
+    geometry_columns: tuple[str, str] | None = None
+
+    def __init__(self, path: Path, lon_col: str | None = None, lat_col: str | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"input {self.path} does not exist")
+        self._open()
+        if lon_col is None and lat_col is None and self.geometry_columns is not None:
+            self.lon_col, self.lat_col = self.geometry_columns
+        else:
+            self.lon_col, self.lat_col = detect_lonlat_columns(self.columns, lon_col, lat_col)
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _batches(self, start: int, columns: list[str] | None) -> tuple[int, Iterator]:
+        """``(first_row, record batches from first_row ≤ start on)``."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        return {"format": self.format, **file_fingerprint(self.path)}
+
+    def chunks(self, start_chunk: int, stop_row: int, chunk_rows: int, columns: list[str] | None = None):
+        """Yield ``(chunk_index, table)`` for chunks ``start_chunk, …`` up to row ``stop_row`` (exclusive;
+        the last chunk may be short). ``columns`` restricts what is read."""
+        pa = _pa()
+        start = start_chunk * chunk_rows
+        if start >= stop_row:
+            return
+        first, batches = self._batches(start, columns)
+        buffer, row, index = None, first, start_chunk
+        for batch in batches:
+            lo, hi = row, row + batch.num_rows
+            row = hi
+            if hi <= start:
+                continue
+            piece = pa.Table.from_batches([batch.slice(max(start - lo, 0), min(stop_row, hi) - max(start, lo))])
+            buffer = piece if buffer is None else pa.concat_tables([buffer, piece])
+            while buffer.num_rows >= chunk_rows:
+                yield index, buffer.slice(0, chunk_rows)
+                buffer, index = buffer.slice(chunk_rows), index + 1
+            if hi >= stop_row:
+                break
+        if buffer is not None and buffer.num_rows:
+            yield index, buffer
+
+
+@SOURCES.register("parquet")
+class ParquetSource(Source):
+    format = "parquet"
+
+    def _open(self):
+        import pyarrow.parquet as pq
+
+        self._file = pq.ParquetFile(self.path)
+        self.columns = list(self._file.schema_arrow.names)
+        self.num_rows = self._file.metadata.num_rows
+
+    def _batches(self, start, columns):
+        meta, first, group = self._file.metadata, 0, 0
+        while group < meta.num_row_groups and first + meta.row_group(group).num_rows <= start:
+            first += meta.row_group(group).num_rows
+            group += 1
+        groups = list(range(group, meta.num_row_groups))
+        return first, self._file.iter_batches(batch_size=_READ_BATCH, row_groups=groups, columns=columns)
+
+
+@SOURCES.register("csv")
+class CsvSource(Source):
+    """Comma-separated (tab for ``.tsv``) with a header row. Column types are inferred from the first
+    block (16 MiB); the coordinate columns are always read as float64 (empty, ``nan`` → NaN)."""
+
+    format = "csv"
+    BLOCK_SIZE = 1 << 24
+
+    def _open(self):
+        self.columns = list(self._reader(None, {}).schema.names)
+
+    def _reader(self, columns, types):
+        import pyarrow.csv as csv
+
+        return csv.open_csv(
+            self.path,
+            read_options=csv.ReadOptions(block_size=self.BLOCK_SIZE),
+            parse_options=csv.ParseOptions(delimiter="\t" if self.path.suffix.lower() == ".tsv" else ","),
+            convert_options=csv.ConvertOptions(column_types=types, include_columns=columns or []),
+        )
+
+    def _batches(self, start, columns):
+        pa = _pa()
+        types = {self.lon_col: pa.float64(), self.lat_col: pa.float64()}
+        reader = self._reader(columns, types)
+
+        def batches():
+            try:
+                yield from reader
+            except pa.ArrowInvalid as err:
+                raise ValueError(
+                    f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "
+                    "type later cannot be streamed: convert the file to Parquet"
+                ) from err
+
+        return 0, batches()
+
+
+@SOURCES.register("npy")
+class NpySource(Source):
+    """A ``.npy`` array of shape ``(N, 2)`` in (lon, lat) order, memory-mapped; columns ``lon``, ``lat``."""
+
+    format = "npy"
+    columns = ["lon", "lat"]
+
+    def _open(self):
+        self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        if self._array.ndim != 2 or self._array.shape[1] != 2:
+            raise ValueError(f"{self.path}: expected an (N, 2) array of (lon, lat), got shape {self._array.shape}")
+        self.num_rows = int(self._array.shape[0])
+
+    def _batches(self, start, columns):
+        pa = _pa()
+
+        def batches():
+            for lo in range(start, self.num_rows, _READ_BATCH):
+                block = np.asarray(self._array[lo : lo + _READ_BATCH], dtype=np.float64)
+                yield pa.RecordBatch.from_arrays([pa.array(block[:, 0]), pa.array(block[:, 1])], names=self.columns)
+
+        return start, batches()
+
+
+class InMemorySource(Source):
+    """Points read whole into an Arrow table (the geo formats). :meth:`_read` returns the attribute
+    table and the ``(N, 2)`` lon/lat of the point geometries; those become two more columns, ``lon`` and
+    ``lat`` (``geometry_lon``/``geometry_lat`` when the attributes already use those names)."""
+
+    def _read(self) -> tuple[object, np.ndarray]:
+        raise NotImplementedError
+
+    def _open(self):
+        pa = _pa()
+        attributes, lonlat = self._read()
+        names = list(attributes.schema.names)
+        lon_name, lat_name = ("geometry_lon", "geometry_lat") if {"lon", "lat"} & set(names) else ("lon", "lat")
+        self._table = attributes.append_column(lon_name, pa.array(lonlat[:, 0])).append_column(
+            lat_name, pa.array(lonlat[:, 1])
+        )
+        self.columns = names + [lon_name, lat_name]
+        self.num_rows = self._table.num_rows
+        self.geometry_columns = (lon_name, lat_name)
+
+    def _batches(self, start, columns):
+        table = self._table.select(columns) if columns else self._table
+        return start, iter(table.slice(start).to_batches(max_chunksize=_READ_BATCH))
+
+
+@SOURCES.register("geojson")
+class GeoJsonSource(InMemorySource):
+    """A GeoJSON FeatureCollection of Points (RFC 7946: always lon/lat on WGS 84); feature properties
+    become columns. Features without geometry get NaN coordinates (invalid points)."""
+
+    format = "geojson"
+
+    def _read(self):
+        pa = _pa()
+        data = json.loads(self.path.read_text())
+        if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+            kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{self.path}: expected a GeoJSON FeatureCollection, got {kind!r}")
+        crs = ((data.get("crs") or {}).get("properties") or {}).get("name")
+        if crs is not None and not (is_wgs84(crs) or crs.upper().endswith(("CRS84", "EPSG::4326"))):
+            raise ValueError(f"{self.path}: CRS {crs!r} is not lon/lat on WGS 84; reproject to EPSG:4326 first")
+        features = data.get("features") or []
+        lonlat = np.full((len(features), 2), np.nan)
+        for i, feature in enumerate(features):
+            geometry = feature.get("geometry") or {}
+            if geometry and geometry.get("type") != "Point":
+                raise ValueError(
+                    f"{self.path}: feature {i} is a {geometry.get('type')}; only Point geometries can be embedded"
+                )
+            coords = geometry.get("coordinates") or []
+            if len(coords) >= 2:
+                lonlat[i] = [float(coords[0]), float(coords[1])]
+        properties = [f.get("properties") or {} for f in features]
+        attributes = pa.table({"_": pa.nulls(len(features))}).drop_columns(["_"])  # N rows, no columns
+        keys = list(dict.fromkeys(k for p in properties for k in p))  # union, in order of appearance
+        if keys:
+            attributes = pa.table({k: [p.get(k) for p in properties] for k in keys})
+        return attributes, lonlat
+
+
+@SOURCES.register("gpkg")
+class GeoPackageSource(InMemorySource):
+    """A GeoPackage point layer (the first one), read with geopandas — an optional dependency — and
+    reprojected to EPSG:4326."""
+
+    format = "gpkg"
+
+    def _read(self):
+        pa = _pa()
+        try:
+            import geopandas
+        except ImportError as err:
+            raise ImportError(
+                f"reading {self.path} needs geopandas: pip install 'satclip[geo]' (or write the layer to Parquet/CSV "
+                "with lon/lat columns)"
+            ) from err
+        frame = geopandas.read_file(self.path)
+        attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
+        return attributes, geo_lonlat(frame)
+
+
+def format_of(path: str | Path, fmt: str | None = None) -> str:
+    """The format name for ``path`` (from ``fmt`` or the suffix)."""
+    if fmt:
+        SOURCES.get(fmt)
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(
+            f"cannot tell the format of {path} from its suffix {suffix!r}; known suffixes: {sorted(SUFFIXES)} "
+            f"(or name one of {SOURCES.names()})"
+        )
+    return SUFFIXES[suffix]
+
+
+def open_source(path: str | Path, fmt: str | None = None, lon_col: str | None = None, lat_col: str | None = None):
+    """Open a point file; ``fmt`` overrides the suffix."""
+    return SOURCES.get(format_of(path, fmt))(Path(os.fspath(path)), lon_col, lat_col)

