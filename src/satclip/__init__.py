@@ -7,8 +7,11 @@ torch.Size([1, 256])
 """
 
 from . import encoding, nn
+from .embed import embed  # the function; `from satclip.embed import embed_file` for files
 from .load import load
+from .load_model import load_model
 from .location_encoder import LocationEncoder
+from .model import SatCLIP
 
 __version__ = "0.1.0"
-__all__ = ["LocationEncoder", "encoding", "load", "nn", "__version__"]
+__all__ = ["embed", "LocationEncoder", "SatCLIP", "load_model", "encoding", "load", "nn", "__version__"]

@@ -14,8 +14,14 @@ import sys
 #: subcommand name → module (relative to this package) defining add_parser()
 COMMANDS = {
     "convert": ".convert",
+    "evaluate": ".evaluate",
+    "embed": ".embed",
+    "map": ".map",
+    "export": ".export",
     "locate": ".locate",
     "data": ".data",
+    "cache": ".cache",
+    "train": ".train",
 }
 
 
