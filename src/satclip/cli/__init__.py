@@ -13,6 +13,7 @@ import sys
 
 #: subcommand name → module (relative to this package) defining add_parser()
 COMMANDS = {
+    "demo": ".demo",
     "convert": ".convert",
     "evaluate": ".evaluate",
     "embed": ".embed",

@@ -1,0 +1,76 @@
+"""GPU checks: the stable SH recurrence and the released-architecture encoder on CUDA.
+
+    PYTHONPATH=src python benchmarks/gpu.py
+
+Prints CUDA-vs-CPU agreement (float64 and float32) and throughput (points/s) for the SH basis (L = 10, 40)
+and the released location-encoder architecture (float32 and bf16 autocast of the network).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from satclip import LocationEncoder
+from satclip.encoding import create
+
+
+def cuda_time(fn, *args, repeats: int = 5) -> float:
+    fn(*args)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def points(n: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    lon = torch.rand(n, generator=g, dtype=torch.float64) * 360 - 180
+    lat = torch.rad2deg(torch.asin(torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1))
+    return torch.stack([lon, lat], 1).to(device)
+
+
+def main() -> None:
+    device = torch.device("cuda")
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    for L in (10, 40):
+        sh = create("sphericalharmonics", legendre_polys=L)
+        ref = sh(points(10_000, "cpu"))
+        for dtype in (torch.float64, torch.float32):
+            got = sh(points(10_000, device).to(dtype)).double().cpu()
+            print(f"SH L={L} {str(dtype):14s} CUDA vs CPU float64: max abs diff {(got - ref).abs().max().item():.2e}")
+        for dtype in (torch.float64, torch.float32):
+            n = 1_000_000
+            pts = points(n, device).to(dtype)
+            t = cuda_time(sh, pts)
+            print(f"SH L={L} {str(dtype):14s} N={n:,}: {t * 1e3:.1f} ms, {n / t:,.0f} points/s")
+    for L in (10, 40):
+        torch.manual_seed(0)
+        enc = LocationEncoder.from_config({
+            "encoding": {"name": "sphericalharmonics", "legendre_polys": L},
+            "network": {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2},
+        }).eval().to(device)  # fmt: skip
+        n = 1_000_000
+        pts = points(n, device).float()
+        with torch.no_grad():
+            t = cuda_time(enc, pts)
+            print(f"encoder L={L} float32 N={n:,}: {t * 1e3:.1f} ms, {n / t:,.0f} points/s")
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                t = cuda_time(enc, pts)
+                bf = enc(pts[:10_000]).float()
+            exact = enc(pts[:10_000])
+            cos = torch.nn.functional.cosine_similarity(bf, exact).min().item()
+            print(
+                f"encoder L={L} bf16 autocast N={n:,}: {t * 1e3:.1f} ms, {n / t:,.0f} points/s, "
+                f"min cosine to float32 {cos:.5f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

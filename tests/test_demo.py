@@ -1,0 +1,73 @@
+"""The offline demo pipeline end to end (tiny sizes), the recipes and the shipped models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+import satclip
+from satclip.demo import QUICK, run_demo
+from satclip.pretrained import bundled_models
+from satclip.recipes import recipe_names, recipe_path
+from satclip.train.config import load_config
+
+
+def test_shipped_models_load_offline_without_shared(tmp_path):
+    code = (
+        "import socket, satclip, torch\n"
+        "def refuse(*a, **k): raise OSError('network disabled in this test')\n"
+        "socket.socket.connect = refuse\n"
+        "for name in ('bluemarble-l10', 'bluemarble-l40'):\n"
+        "    e = satclip.load(name)\n"
+        "    assert e.encode(torch.tensor([[13.4, 52.5]])).shape == (1, 256)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_shipped_models_follow_their_recipes():
+    assert set(bundled_models()) >= {"bluemarble-l10", "bluemarble-l40"}
+    for name in ("bluemarble-l10", "bluemarble-l40"):
+        recipe = load_config(recipe_path(name))
+        config = json.loads((bundled_models()[name] / "config.json").read_text())
+        shipped = config["location_encoder"]
+        assert shipped["encoding"] == recipe.model.location_encoder["encoding"]
+        assert config["image_encoder"]["name"] == recipe.model.image_encoder["name"]
+        assert recipe.data.batch_size == 8192
+    assert recipe_names() == ["bluemarble-l10", "bluemarble-l40"]
+
+
+def test_shipped_model_embeddings_are_structured():
+    """Nearby points embed closer than distant ones (a trained field, not noise)."""
+    encoder = satclip.load("bluemarble-l10")
+    points = torch.tensor([[10.0, 50.0], [10.5, 50.3], [-60.0, -5.0], [135.0, -25.0]])
+    emb = torch.nn.functional.normalize(encoder.encode(points), dim=1)
+    near = (emb[0] * emb[1]).sum()
+    far = torch.stack([(emb[0] * emb[2]).sum(), (emb[0] * emb[3]).sum()])
+    assert (near > far).all()
+
+
+def test_demo_end_to_end_tiny(tmp_path):
+    settings = replace(
+        QUICK, patches=2000, epochs=2, batch_size=512, eval_points=300, baselines=("direct",),
+        map_resolution=10.0, workers=1, extra_encoders=(),
+    )  # fmt: skip
+    report = run_demo(tmp_path / "demo", settings, report=lambda message: None)
+    text = report.read_text()
+    assert "## Results" in text and "direct" in text and "512 pairs per contrastive softmax" in text
+    for name in ("map.png", "training.png", "eval/results.csv"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0
+    encoder = satclip.load(tmp_path / "demo" / "model")
+    assert encoder.encode(torch.tensor([[0.0, 0.0]])).shape == (1, 256)
+
+
+@pytest.mark.slow
+def test_demo_quick_cli(tmp_path):
+    from satclip.cli import main
+
+    assert main(["demo", "--quick", "--out", str(tmp_path / "quick")]) == 0
+    assert (tmp_path / "quick" / "report.md").exists()
