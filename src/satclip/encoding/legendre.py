@@ -110,6 +110,8 @@ def real_spherical_harmonics(
             _mul_into(cur[1:].flip(0), sin_part[degree - 1 - l :], out_t[base : base + l, start:stop])
             prev2, prev = prev, cur
 
-    for start in range(0, n, CHUNK):
-        fill(start, min(start + CHUNK, n))
+    # Chunks keep the CPU working set in cache; on a GPU they would only multiply kernel launches.
+    chunk = CHUNK if device.type == "cpu" else max(n, 1)
+    for start in range(0, n, chunk):
+        fill(start, min(start + chunk, n))
     return out_t.T
