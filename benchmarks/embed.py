@@ -1,7 +1,10 @@
 """Embedding throughput (points/s) of ``satclip.embed`` for the released L = 10 and L = 40 architectures,
 against the original's float64 path measured in the same run.
 
-    python benchmarks/embed.py [--threads N] [--points 100000] [--repeats 3]
+    python benchmarks/embed.py [--threads 1] [--points 100000] [--repeats 3]
+
+One thread by default: on a shared CPU, torch's OpenMP threads spin at barriers while their partner is
+descheduled, which makes multi-threaded timings of the many small ops in the harmonics erratic.
 
 Baseline ("original"): float64 network on the ``"analytic"`` harmonics (the sympy expressions evaluated as
 the original evaluates them — our stand-in for the original code's cost). Rows: that baseline, the
@@ -48,7 +51,7 @@ def points_per_second(encoder, lonlat: np.ndarray, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--points", type=int, default=100_000, help="points per timed call (baseline: /5 at L=40)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N")
     args = parser.parse_args()

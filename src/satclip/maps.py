@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .embed.api import embed_lonlat
+
 log = logging.getLogger(__name__)
 
 LAND_MASK_FILE = "lsmask_1.25min_f.bin"
@@ -96,7 +98,7 @@ def land_mask(grid: Grid) -> np.ndarray:
 
 
 def field_blocks(
-    encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int = 65536, block_rows: int | None = None
+    encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int | None = None, block_rows: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` float32 embeddings of grid rows
     ``row0 … row0 + h``; cells outside ``mask`` are NaN (and not computed)."""
@@ -110,7 +112,7 @@ def field_blocks(
         values = np.full((len(points), dim), np.nan, dtype=np.float32)
         if keep.any():
             with torch.no_grad():
-                values[keep] = encoder.encode(points[keep], batch_size=batch_size).float().cpu().numpy()
+                values[keep] = embed_lonlat(encoder, points[keep], batch_size=batch_size).float().cpu().numpy()
         yield row0, values.reshape(len(rows), grid.width, dim)
 
 
@@ -298,7 +300,7 @@ def render_map(
     land_only: bool = False,
     pca: int | None = None,
     fmt: str | None = None,
-    batch_size: int = 65536,
+    batch_size: int | None = None,
     draw_coastlines: bool = True,
     title: str | None = None,
     progress: Callable[[int], None] | None = None,

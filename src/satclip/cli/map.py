@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--harmonics", choices=["analytic", "analytic-stable", "closed-form"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=65536)
+    parser.add_argument("--batch-size", type=int, help="points per forward pass (default: as satclip embed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
