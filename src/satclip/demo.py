@@ -25,8 +25,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 OFFLINE_TASKS = ("era5-temperature", "era5-precipitation", "elevation", "koppen", "landcover", "country")
-RAW_BASELINES = ("direct", "wrap", "cartesian3d", "sh-l10", "theory", "spherec", "spherecplus", "spherem",
-                 "spheremplus")  # fmt: skip
+#: the released SatCLIP hyper-parameters for the multi-scale encodings (their class defaults are for metres)
+_RELEASED_SCALES = "(min_radius=1,max_radius=360,frequency_num=16)"
+RAW_BASELINES = ("direct", "wrap", "cartesian3d", "sh-l10") + tuple(
+    name + _RELEASED_SCALES for name in ("theory", "spherec", "spherecplus", "spherem", "spheremplus")
+)
 
 
 @dataclass(frozen=True)
