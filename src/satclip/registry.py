@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -31,7 +32,18 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._builders))
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
+    def accepted(self, name: str) -> set[str]:
+        """The keyword parameters the builder of ``name`` takes."""
+        return set(inspect.signature(self.get(name)).parameters)
+
     def create(self, name: str, **params) -> T:
+        """Build ``name``; a parameter its builder does not take raises a TypeError listing the valid ones."""
+        accepted = self.accepted(name)
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise TypeError(
+                f"{self.kind} {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted) or 'none'}"
+            )
         return self.get(name)(**params)
 
     def names(self) -> list[str]:

@@ -10,8 +10,6 @@ Every encoding is an ``nn.Module`` with an ``embedding_dim`` attribute whose ``f
 
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
 from . import (
@@ -26,19 +24,12 @@ __all__ = ["create", "names", "ENCODINGS"]
 
 def create(name: str, **params) -> nn.Module:
     """Build the encoding ``name`` with ``params`` (e.g. ``legendre_polys``, ``min_radius``)."""
-    builder = ENCODINGS.get(name)
-    accepted = set(inspect.signature(builder).parameters)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise TypeError(
-            f"encoding {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted) or 'none'}"
-        )
-    return builder(**params)
+    return ENCODINGS.create(name, **params)
 
 
 def create_from_hparams(name: str, hparams: dict) -> nn.Module:
     """Build ``name`` from a hyper-parameter dict that may name parameters of other encodings too."""
-    accepted = set(inspect.signature(ENCODINGS.get(name)).parameters)
+    accepted = ENCODINGS.accepted(name)
     return create(name, **{k: v for k, v in hparams.items() if k in accepted})
 
 

@@ -15,8 +15,6 @@ encoders; ``mosaiks`` is a download-free random-features backbone.
 
 from __future__ import annotations
 
-import inspect
-
 from . import clip_resnet, clip_vit, mosaiks, resnet, vit  # noqa: F401  (register the builders)
 from .base import ImageEncoder
 from .hparams import config_from_hparams, hparams_from_config, normalize_config
@@ -31,14 +29,7 @@ __all__ = [
 
 def create(name: str, **params) -> ImageEncoder:
     """Build the image encoder ``name`` (e.g. ``embed_dim``, ``in_chans``, ``weights``)."""
-    builder = IMAGE_ENCODERS.get(name)
-    accepted = set(inspect.signature(builder).parameters)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise TypeError(
-            f"image encoder {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted)}"
-        )
-    return builder(**params)
+    return IMAGE_ENCODERS.create(name, **params)
 
 
 def from_config(config: dict, **overrides) -> ImageEncoder:

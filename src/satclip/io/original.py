@@ -75,11 +75,10 @@ def location_config_from_hparams(hparams: dict) -> dict:
     missing = [k for k in ("le_type", "pe_type", "embed_dim") if k not in hparams]
     if missing:
         raise KeyError(f"checkpoint hyper_parameters lack {missing}; is this a SatCLIP checkpoint?")
-    import inspect
 
     from ..encoding import ENCODINGS
 
-    accepted = set(inspect.signature(ENCODINGS.get(hparams["le_type"])).parameters)
+    accepted = ENCODINGS.accepted(hparams["le_type"])
     encoding = {"name": hparams["le_type"]}
     encoding.update({k: hparams[k] for k in _ENCODING_PARAMS if k in accepted and k in hparams})
     network = {"name": hparams["pe_type"], "num_classes": int(hparams["embed_dim"])}

@@ -6,8 +6,6 @@ named as in the original SatCLIP (``dim_hidden``, ``num_layers``).
 
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
 from . import mlp, siren  # noqa: E402,F401  (register the builders)
@@ -15,14 +13,7 @@ from .registry import NETWORKS
 
 
 def create(name: str, **params) -> nn.Module:
-    builder = NETWORKS.get(name)
-    accepted = set(inspect.signature(builder).parameters)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise TypeError(
-            f"network {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted)}"
-        )
-    return builder(**params)
+    return NETWORKS.create(name, **params)
 
 
 def names() -> list[str]:
