@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .io import native, original
@@ -31,17 +32,13 @@ def convert(
         config = {
             "location_encoder": ckpt.location_config(),
             "image_encoder": image_encoder,
-            "metadata": {"converted_from": str(resolved.path), "hyper_parameters": _jsonable(ckpt.hparams)},
+            "metadata": {"converted_from": str(resolved.path), "hyper_parameters": _json_ready(ckpt.hparams)},
         }
         return native.write_native(output, config, tensors)
 
     config, tensors = native.read_native(resolved.path)
     location = {k[len("location.") :]: v for k, v in tensors.items() if k.startswith("location.")}
-    visual = (
-        None
-        if location_only
-        else {k[len("visual.") :]: v for k, v in tensors.items() if k.startswith("visual.")}
-    )
+    visual = None if location_only else {k[len("visual.") :]: v for k, v in tensors.items() if k.startswith("visual.")}
     base = dict(config.get("metadata", {}).get("hyper_parameters", {}))
     for key in original.RELEASED_EXTRA_HPARAMS:
         base.pop(key, None)
@@ -49,9 +46,7 @@ def convert(
     if config.get("image_encoder") and not location_only:
         hparams.update(hparams_from_image_config(config["image_encoder"]))
     logit_scale = None if location_only else tensors.get("logit_scale")
-    return original.write_original(
-        output, hparams, location, visual_state=visual or None, logit_scale=logit_scale
-    )
+    return original.write_original(output, hparams, location, visual_state=visual or None, logit_scale=logit_scale)
 
 
 def image_config_from_hparams(hparams: dict) -> dict:
@@ -68,11 +63,6 @@ def hparams_from_image_config(config: dict) -> dict:
     return hparams_from_config(config)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
+def _json_ready(value):
+    """Tuples become lists, keys strings, anything else not JSON its repr."""
+    return json.loads(json.dumps(value, default=repr))
