@@ -56,6 +56,15 @@ def test_numpy_torch_and_dataframe_agree(encoder, lonlat):
     np.testing.assert_array_equal(from_frame, from_torch.numpy())
 
 
+def test_default_batch_size_follows_basis():
+    stable = satclip.LocationEncoder.from_config(CONFIG)
+    analytic = satclip.LocationEncoder.from_config(
+        {**CONFIG, "encoding": {**CONFIG["encoding"], "harmonics_calculation": "analytic"}}
+    )
+    assert stable.default_batch_size == 4096  # CPU: the SIREN activations stay in cache
+    assert analytic.default_batch_size == 65536  # per-call cost of each sympy expression
+
+
 def test_dtype_override_does_not_touch_callers_encoder(encoder, lonlat):
     out = satclip.embed(lonlat, model=encoder, dtype=torch.float64)
     assert out.dtype == np.float64

@@ -69,7 +69,7 @@ class Located:
 
 
 @torch.no_grad()
-def embed_candidates(model: SatCLIP, points: np.ndarray, batch_size: int = 65536) -> torch.Tensor:
+def embed_candidates(model: SatCLIP, points: np.ndarray, batch_size: int | None = None) -> torch.Tensor:
     """L2-normalised location embeddings ``(N, embed_dim)`` of candidate points (validated)."""
     embeddings = model.location.encode(points, batch_size=batch_size)
     return torch.nn.functional.normalize(embeddings, dim=1)

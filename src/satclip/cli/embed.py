@@ -39,7 +39,9 @@ def add_parser(subparsers) -> None:
         help="override the model's spherical-harmonics algorithm (analytic-stable: fast; identical at L=10)",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--batch-size", type=int, help="points per forward pass (default 4096; 65536 for analytic)")
+    parser.add_argument(
+        "--batch-size", type=int, help="points per forward pass (default 4096 on the CPU, else or for analytic 65536)"
+    )
     parser.add_argument("--chunk-rows", type=int, default=65536, help="rows per chunk (unit of resumption)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)")
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")

@@ -15,17 +15,6 @@ from .inputs import to_lonlat
 
 log = logging.getLogger(__name__)
 
-#: points per forward pass: small batches keep the SIREN's (batch × 512) activations in cache (≈1.2–1.5×
-#: faster than 65536 on CPU); the sympy-expression "analytic" basis pays a per-call cost for each of its
-#: L² expressions, so it gets large batches (benchmarks/embed.py)
-SMALL_BATCH, ANALYTIC_BATCH = 4096, 65536
-
-
-def default_batch_size(encoder: LocationEncoder) -> int:
-    """The batch size used when none is given: 65536 for float64-only ("analytic") features, else 4096."""
-    return ANALYTIC_BATCH if getattr(encoder.posenc, "needs_float64", False) else SMALL_BATCH
-
-
 def load_encoder(
     model: LocationEncoder | str | Path,
     *,
@@ -77,9 +66,9 @@ def embed_lonlat(
 
     Invalid rows (non-finite, |lon| > 180, |lat| > 90) raise :class:`~satclip.points.InvalidPointsError`
     naming them (row numbers shifted by ``row_offset``), or with ``skip_invalid`` come back as NaN rows.
-    ``batch_size`` None: :func:`default_batch_size`.
+    ``batch_size`` None: the encoder's ``default_batch_size``.
     """
-    batch_size = batch_size or default_batch_size(encoder)
+    batch_size = batch_size or encoder.default_batch_size
     values = lonlat.detach().to("cpu", torch.float64).numpy() if isinstance(lonlat, torch.Tensor) else lonlat
     values = np.asarray(values, dtype=np.float64)
     if not isinstance(lonlat, torch.Tensor):
@@ -119,7 +108,7 @@ def embed(
             EPSG:4326 if its CRS is another).
         model: a :class:`~satclip.LocationEncoder`, or any source :func:`satclip.load` accepts (a model
             name, a ``.ckpt`` file, a native model directory, a Hugging Face id).
-        batch_size: points per forward pass (bounds memory); default :func:`default_batch_size`.
+        batch_size: points per forward pass (bounds memory); default: the encoder's ``default_batch_size``.
         device, dtype: where and in which precision to run; default float32 on the CPU for a loaded
             source, the encoder's own for an encoder.
         harmonics_calculation: override the spherical-harmonics algorithm (e.g. ``"analytic-stable"``,

@@ -28,7 +28,7 @@ import torch
 
 from ..points import InvalidPointsError, describe_invalid, invalid_rows
 from . import sinks
-from .api import default_batch_size, embed_lonlat
+from .api import embed_lonlat
 from .sources import Source, coordinates
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ def embed_file(
     workdir = output.with_name(output.name + ".partial")
     manifest_path = workdir / MANIFEST
     dim = encoder.embedding_dim
-    batch_size = batch_size or default_batch_size(encoder)
+    batch_size = batch_size or encoder.default_batch_size
     dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
     options = {
         "format": fmt, "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
