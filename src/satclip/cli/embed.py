@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument(
-        "--batch-size", type=int, help="points per forward pass (default 4096 on the CPU, else or for analytic 65536)"
+        "--batch-size", type=int, help="points per forward pass (default 4096 on CPU; 65536 on GPUs or for analytic)"
     )
     parser.add_argument("--chunk-rows", type=int, default=65536, help="rows per chunk (unit of resumption)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)")

@@ -10,15 +10,15 @@ fixed m, the same three-term recurrence in l as ``P̄_l^|m|`` itself:
 with ``a_lm = sqrt((4l²−1)/(l²−m²))`` and ``b_lm = sqrt(((l−1)²−m²)/(4(l−1)²−1))`` (``b = 0`` for
 |m| = l − 1). So each degree's whole block of 2l + 1 columns comes from the two blocks before it in three
 vectorised passes; only the two sectoral columns ``Y_l^±l`` are new, from ``P̄_m^m = P̄_0^0 ·
-∏_{k≤m} sqrt((2k+1)/(2k)) · sin θ`` (one cumulative product) times the azimuth factors. Every quantity
-stays O(1): poles and antimeridian need no special case and L = 100 and beyond stay finite.
+∏_{k≤m} sqrt((2k+1)/(2k)) · sin θ`` (a running product over the degrees) times the azimuth factors.
+Every quantity stays O(1): poles and antimeridian need no special case and L = 100 and beyond stay finite.
 
 The recurrence runs in float64 (float32 only on devices without float64) whatever the output dtype, and
 rounds once: near the poles the three-term recurrence in float32 loses ~l²·eps (errors of 1e-4 at
 L = 40), and rounding cos θ to float32 costs as much again. On the CPU the work runs in chunks of points
-whose working set stays in cache, writing a ``(L², N)`` buffer whose rows are contiguous; the result is
-its transpose, an ``(N, L²)`` view (``.contiguous()`` if you need that layout; ``F.linear`` and ``@``
-consume it directly). Column ``l² + l + m`` holds (l, m).
+(:data:`CHUNK`) that keep each op long and the blocks in flight in L3, writing a ``(L², N)`` buffer whose
+rows are contiguous; the result is its transpose, an ``(N, L²)`` view (``.contiguous()`` if you need that
+layout; ``F.linear`` and ``@`` consume it directly). Column ``l² + l + m`` holds (l, m).
 """
 
 from __future__ import annotations
