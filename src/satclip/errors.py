@@ -1,0 +1,50 @@
+"""Errors whose message is complete for a user: the CLI prints them as one line and exits with their code.
+
+Exit codes (documented in the README's "Guarantees"):
+
+====  ==========================================================================================
+0     success
+1     runtime failure: offline download, missing extra, untrusted checkpoint, disk full, permission,
+      another run holds the lock, a corrupt or mismatched resume state, an unexpected error
+2     bad input: an argument, a file or a value that cannot be used as given (the message names it and
+      says what would work)
+130   interrupted (Ctrl-C)
+====  ==========================================================================================
+
+Library code raises these (or the standard ``ValueError``/``FileNotFoundError`` for bad input); only
+:mod:`satclip.cli` turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+EXIT_RUNTIME = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class SatclipError(Exception):
+    """Base of satclip's own errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class BadInputError(SatclipError, ValueError):
+    """An argument, file or value that cannot be used as given."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class OutputExistsError(BadInputError, FileExistsError):
+    """The output path exists and satclip may not replace it (not created by satclip, or no --overwrite)."""
+
+
+class LockedError(SatclipError, RuntimeError):
+    """Another live process holds the lock on the same work."""
+
+
+class MissingExtraError(SatclipError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class ResumeError(SatclipError, RuntimeError):
+    """Saved state to resume from is corrupt or belongs to other work."""

@@ -1,0 +1,36 @@
+"""Optional dependencies: ``require(module, extra)`` imports one or says which extra installs it."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingExtraError
+
+#: import name → pip requirement, where they differ
+PIP_NAMES = {
+    "shapefile": "pyshp",
+    "PIL": "pillow",
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "lightning": "lightning",
+}
+
+
+def require(module: str, extra: str, purpose: str | None = None) -> ModuleType:
+    """Import ``module`` (dotted names allowed) or raise :class:`MissingExtraError` naming the extra.
+
+    ``purpose`` completes the sentence "… needs X": e.g. ``require("rasterio", "data", "writing GeoTIFFs")``
+    fails with "writing GeoTIFFs needs rasterio, which is not installed: pip install 'satclip[data]' (or:
+    pip install rasterio)".
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        pip_name = PIP_NAMES.get(top, top)
+        what = purpose or f"satclip[{extra}]"
+        raise MissingExtraError(
+            f"{what} needs {pip_name}, which is not installed (or failed to import: {err}): "
+            f"pip install 'satclip[{extra}]' (or: pip install {pip_name})"
+        ) from err

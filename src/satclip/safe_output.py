@@ -1,0 +1,356 @@
+"""Output safety, written once: every file or directory satclip writes goes through this module.
+
+The rules:
+
+* A result appears complete or not at all: it is written under a temporary sibling name
+  (``.NAME.satclip-tmp-PID-XXXXXX``), fsynced, and renamed into place (:func:`atomic_file`,
+  :func:`atomic_dir`, :func:`publish`). Temporaries are removed on failure, and those left by a process
+  that died are removed by the next write of the same path.
+* A path is deleted or replaced only if satclip created it or the user said so: a directory satclip
+  creates holds a marker file (:data:`MARKER`); an existing file is replaced only with ``overwrite=True``
+  (the CLI's ``--overwrite``); a directory without the marker is never replaced or deleted, whatever the
+  flags; an output that is one of the inputs is refused.
+* Resumable work is locked (:func:`exclusive`): a second run on the same output fails at once naming the
+  PID that holds it; the lock of a process that died is taken over (the kernel releases ``flock`` locks
+  with their process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import BadInputError, LockedError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+#: file inside every directory satclip creates; proves that satclip may replace or delete it
+MARKER = ".satclip-output"
+_TMP_TAG = ".satclip-tmp-"
+_TMP_PID = re.compile(re.escape(_TMP_TAG) + r"(\d+)-[0-9a-f]+$")
+
+
+# --------------------------------------------------------------------------------------------- ownership
+def is_owned(path: str | Path) -> bool:
+    """True for a directory satclip created (it holds :data:`MARKER`)."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
+
+
+def mark_owned(directory: str | Path, kind: str = "output") -> None:
+    """Write the ownership marker into ``directory`` (which satclip has just created)."""
+    from . import __version__
+
+    (Path(directory) / MARKER).write_text(json.dumps({"created_by": "satclip", "version": __version__, "kind": kind}))
+
+
+def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
+    """Create ``path`` (and parents) as a satclip directory, or accept it if it is one already or empty.
+
+    Raises:
+        OutputExistsError: ``path`` is a file, or a non-empty directory satclip did not create.
+    """
+    path = Path(path)
+    if is_owned(path):
+        return path
+    if path.exists() or path.is_symlink():
+        if not path.is_dir() or path.is_symlink():
+            raise OutputExistsError(f"{path} exists and is not a directory; choose another path")
+        if any(path.iterdir()):
+            raise OutputExistsError(
+                f"{path} holds files satclip did not create (no {MARKER} marker); satclip never writes its work "
+                "into such a directory: choose a new or empty directory"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    mark_owned(path, kind)
+    return path
+
+
+def remove_owned(path: str | Path) -> None:
+    """Delete a directory satclip created; nothing happens if it does not exist.
+
+    Raises:
+        OutputExistsError: ``path`` exists but satclip did not create it (it is left as it is).
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not is_owned(path):
+        raise OutputExistsError(
+            f"refusing to delete {path}: satclip did not create it (no {MARKER} marker); move or remove it yourself"
+        )
+    shutil.rmtree(path)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+def check_output(
+    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), directory: bool = False
+) -> None:
+    """Raise unless satclip may write ``path`` (a file, or a directory with ``directory=True``).
+
+    May write: a path that does not exist; with ``overwrite``, an existing regular file (``directory=False``)
+    or a directory satclip created or an empty one (``directory=True``). Never: a path equal to one of
+    ``inputs``, a directory in place of a file, a directory of files satclip did not create.
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and _same(path, Path(source)):
+            raise BadInputError(f"the output {path} is also an input; choose another output path")
+    if not (path.exists() or path.is_symlink()):
+        return
+    if directory:
+        if not path.is_dir():
+            raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
+        if not (is_owned(path) or not any(path.iterdir())):
+            raise OutputExistsError(
+                f"{path} is a directory satclip did not create (no {MARKER} marker); satclip never replaces it, "
+                "even with --overwrite: choose another output path or remove it yourself"
+            )
+    elif path.is_dir():
+        raise OutputExistsError(
+            f"{path} is a directory; satclip writes a file there and never replaces a directory: choose a file path"
+        )
+    if not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+# ------------------------------------------------------------------------------------------ temporaries
+def temp_path(path: str | Path) -> Path:
+    """A fresh temporary sibling of ``path`` that :func:`clean_stale` recognises."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(3)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clean_stale(path: str | Path) -> None:
+    """Remove temporaries of ``path`` left by processes that are no longer running."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    prefix = f".{path.name}{_TMP_TAG}"
+    for entry in path.parent.iterdir():
+        if entry.name.startswith(prefix):
+            match = _TMP_PID.search(entry.name)
+            if match and not _alive(int(match.group(1))):
+                log.debug("removing %s, left by a run that stopped", entry)
+                _remove(entry)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or every file of a directory tree and the directories themselves, to disk."""
+    if path.is_dir():
+        for root, _, files in os.walk(path):
+            for name in files:
+                _fsync(Path(root, name))
+            _fsync_dir(Path(root))
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+# -------------------------------------------------------------------------------------------- publishing
+def publish(
+    finished: str | Path, path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Path:
+    """Move the finished file or directory ``finished`` (on the same filesystem) to ``path``, checked by
+    :func:`check_output`. A file lands in one atomic rename; a directory replacing an older satclip
+    directory is swapped in two renames, the old one deleted after."""
+    finished, path = Path(finished), Path(path)
+    directory = finished.is_dir()
+    inputs = list(inputs)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory)
+    if directory and not is_owned(finished):
+        mark_owned(finished)
+    _fsync(finished)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory)  # nothing appeared meanwhile
+    if directory and path.exists():
+        old = temp_path(path)
+        path.rename(old)
+        finished.rename(path)
+        shutil.rmtree(old)
+    else:
+        os.replace(finished, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; on success it replaces ``path`` atomically.
+
+    ``path`` is checked before anything is written (so a refused output costs nothing) and again before
+    the rename. On any error the temporary is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    inputs = list(inputs)
+    check_output(path, overwrite=overwrite, inputs=inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written for {path}")
+        publish(tmp, path, overwrite=overwrite, inputs=inputs)
+    finally:
+        _remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Like :func:`atomic_file` for a directory: yield an empty temporary directory (already marked as
+    satclip's) that replaces ``path`` when the block succeeds."""
+    path = Path(path)
+    inputs = list(inputs)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    tmp = temp_path(path)
+    tmp.mkdir()
+    try:
+        mark_owned(tmp)
+        yield tmp
+        publish(tmp, path, overwrite=overwrite, inputs=inputs)
+    finally:
+        _remove(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write a small file atomically (manifests, configs, state); replaces an existing file by default."""
+    path = Path(path)
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
+    return write_bytes(path, text.encode(), overwrite=overwrite)
+
+
+def write_json(path: str | Path, data, *, overwrite: bool = True, indent: int | None = 1) -> Path:
+    return write_text(path, json.dumps(data, indent=indent) + "\n", overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------------------- locks
+def lock_path(target: str | Path) -> Path:
+    """The lock file guarding ``target``: a hidden sibling, removed when the lock is released."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":  # pragma: no cover
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def exclusive(target: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``target`` (a file or directory, existing or not) for the block.
+
+    Raises:
+        LockedError: another live process holds it; the message names its PID and command.
+    """
+    target = Path(target)
+    path = lock_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            holder = _holder(fd)
+            os.close(fd)
+            who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            if holder.get("command"):
+                who += f": {holder['command']}"
+            raise LockedError(
+                f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, "
+                "or write to another output"
+            )
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder released and removed it between our open and lock: try again
+    previous = _holder(fd)
+    if previous.get("pid"):
+        log.info("taking over the lock on %s from PID %s, which stopped without releasing it", target, previous["pid"])
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300]}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps(me).encode())
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)
