@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import safe_output
 from .encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
+from .optional import require
 
 log = logging.getLogger(__name__)
 
@@ -120,38 +121,28 @@ def metadata(encoder) -> dict:
     }  # fmt: skip
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def export_torchscript(encoder, path: str | Path) -> Path:
+def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) -> Path:
     """Trace to TorchScript; ``torch.jit.load(path)(lonlat_float64)`` runs it (extra file ``satclip.json``)."""
     path = Path(path)
+    safe_output.check_output(path, overwrite=overwrite)
     module = exportable(encoder)
     example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
     with torch.no_grad():
         traced = torch.jit.trace(module, example, check_trace=False)
-    tmp = _tmp(path)
-    try:
+    with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files={"satclip.json": json.dumps(metadata(encoder))})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
-def export_onnx(encoder, path: str | Path, opset: int = OPSET) -> Path:
+def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: bool = False) -> Path:
     """Export to ONNX (input ``lonlat`` (N, 2) float64, output ``embedding``; dynamic N), with the
     metadata in the model's ``metadata_props`` (key ``satclip``)."""
-    try:
-        import onnx
-    except ImportError as err:
-        raise ImportError("ONNX export needs onnx: pip install 'satclip[export]'") from err
+    onnx = require("onnx", "export", "ONNX export")
     path = Path(path)
+    safe_output.check_output(path, overwrite=overwrite)
     module = exportable(encoder)
     example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
-    tmp = _tmp(path)
-    try:
+    with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
         with torch.no_grad():
             torch.onnx.export(
                 module, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["lonlat"],
@@ -161,15 +152,13 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET) -> Path:
         onnx.helper.set_model_props(model, {"satclip": json.dumps(metadata(encoder))})
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
-def export(encoder, path: str | Path, fmt: str) -> Path:
-    """Export ``encoder`` to ``path`` as ``fmt`` (``"onnx"`` or ``"torchscript"``)."""
+def export(encoder, path: str | Path, fmt: str, *, overwrite: bool = False) -> Path:
+    """Export ``encoder`` to ``path`` as ``fmt`` (``"onnx"`` or ``"torchscript"``); an existing ``path``
+    is replaced only with ``overwrite``."""
     exporters = {"onnx": export_onnx, "torchscript": export_torchscript}
     if fmt not in exporters:
         raise ValueError(f"export format {fmt!r} is not one of {list(exporters)}")
-    return exporters[fmt](encoder, path)
+    return exporters[fmt](encoder, path, overwrite=overwrite)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import safe_output
 from .report import write_reports
 from .runner import EvalConfig, evaluate, load_tasks
 
@@ -24,15 +25,21 @@ class EvalOutputs:
 def run_evaluation(
     config: EvalConfig, out_dir: str | Path, *, figures: bool = True, progress: Callable[[int], object] | None = None
 ) -> EvalOutputs:
-    """Evaluate and write ``results.csv``, ``timings.csv``, ``results.md``, ``bars_*.png`` and ``map_*.png``."""
-    out = Path(out_dir)
-    rows = evaluate(config, out, progress=progress)
-    tasks = load_tasks(config)
-    files: dict[str, Path | list[Path]] = dict(write_reports(rows, config, tasks, out))
-    if figures:
-        from .plots import bar_chart, residual_maps
+    """Evaluate and write ``results.csv``, ``timings.csv``, ``results.md``, ``bars_*.png`` and ``map_*.png``.
 
-        files["bars"] = bar_chart(rows, tasks, out / "bars.png", f"satclip evaluate: {config.protocol}")
-        files["maps"] = residual_maps(rows, tasks, out)
+    ``out_dir`` must be new, empty or an earlier evaluation's (finished folds there are reused); it is
+    locked while the evaluation runs.
+    """
+    out = Path(out_dir)
+    safe_output.make_owned_dir(out, kind="evaluation")  # refuses a directory of someone else's files
+    with safe_output.exclusive(out):
+        rows = evaluate(config, out, progress=progress)
+        tasks = load_tasks(config)
+        files: dict[str, Path | list[Path]] = dict(write_reports(rows, config, tasks, out))
+        if figures:
+            from .plots import bar_chart, residual_maps
+
+            files["bars"] = bar_chart(rows, tasks, out / "bars.png", f"satclip evaluate: {config.protocol}")
+            files["maps"] = residual_maps(rows, tasks, out)
     log.info("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
     return EvalOutputs(rows, files)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .. import safe_output
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -43,30 +42,10 @@ def digest(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_npz(path: Path, arrays: dict[str, np.ndarray], *, compress: bool = False) -> None:
-    """Save arrays as an ``.npz`` atomically (no pickled objects)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compress else np.savez)(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save arrays as an ``.npz`` atomically (no pickled objects); replaces an older entry."""
+    with safe_output.atomic_file(path, overwrite=True) as tmp, tmp.open("wb") as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safe_output
 from ._optional import require
 from .metrics import PRIMARY
 from .report import METRIC_TITLES, _ordered, summarise
@@ -63,7 +64,8 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
             fig.tight_layout()
             name = f"{path.stem}_{probe}" + (f"_{variant.replace('%', 'pct')}" if variant else "") + ".png"
             target = path.with_name(name)
-            fig.savefig(target, dpi=110)
+            with safe_output.atomic_file(target, overwrite=True) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
             plt.close(fig)
             written.append(target)
     return written
@@ -119,7 +121,8 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path) -> lis
             shown = str(folds[0]) if len(folds) == 1 else f"{len(folds)} folds of {str(folds[0]).split('/')[0]}"
             fig.suptitle(f"{task_name}: test residuals, probe {probe}, {shown}", fontsize=10)
             target = out / f"map_{task_name}_{probe}.png"
-            fig.savefig(target, dpi=100)
+            with safe_output.atomic_file(target, overwrite=True) as tmp:
+                fig.savefig(tmp, dpi=100, format="png")
             plt.close(fig)
             written.append(target)
     return written

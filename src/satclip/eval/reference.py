@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .. import safe_output
 from .api import run_evaluation
-from .cache import atomic_write_bytes
 from .runner import EvalConfig
 from .tasks import TaskOptions, names
 
@@ -88,7 +88,7 @@ def run_reference(
     if command:
         header.append(f"Command: `{command}`")
     path = out / "results.md"
-    atomic_write_bytes(path, ("\n".join(header) + "\n\n" + "\n\n".join(parts)).encode())
+    safe_output.write_bytes(path, ("\n".join(header) + "\n\n" + "\n\n".join(parts)).encode())
     return path
 
 

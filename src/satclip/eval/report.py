@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
+from .. import safe_output
 from .metrics import PRIMARY
 from .runner import COLUMNS, EvalConfig
 from .tasks import Task
@@ -54,7 +54,7 @@ def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _fmt_csv(row.get(k)) for k in columns})
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    safe_output.write_bytes(path, buffer.getvalue().encode())
 
 
 def _fmt_csv(value):
@@ -179,5 +179,5 @@ def write_reports(rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task
     paths = {"csv": out / "results.csv", "timings": out / "timings.csv", "md": out / "results.md"}
     write_csv(rows, paths["csv"], COLUMNS)
     write_csv(rows, paths["timings"], ("task", "encoder", "probe", "fold", "embedding_dim", "n_train", "seconds"))
-    atomic_write_bytes(paths["md"], markdown(rows, config, tasks).encode())
+    safe_output.write_bytes(paths["md"], markdown(rows, config, tasks).encode())
     return paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import safe_output
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, load_npz, save_npz
 from .tasks import REGRESSION, Task, TaskOptions, load_task, table_task
@@ -143,6 +145,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60]
 
 
+def _open_rows(path: Path):
+    """Open ``rows.jsonl`` for appending; a last line cut short by an interruption is ended first, so the
+    next row starts on a line of its own (the cut line is skipped by :func:`_read_rows`)."""
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+    sink = open(path, "a", encoding="utf-8")
+    if torn:
+        sink.write("\n")
+    return sink
+
+
 def _read_rows(path: Path) -> dict[str, dict]:
     rows = {}
     if path.is_file():
@@ -203,8 +219,8 @@ def evaluate(
     sink = None
     try:
         if out:
-            out.mkdir(parents=True, exist_ok=True)
-            sink = open(out / ROWS_FILE, "a", encoding="utf-8")
+            safe_output.make_owned_dir(out, kind="evaluation")
+            sink = _open_rows(out / ROWS_FILE)
         for task in tasks:
             task_key = digest(task.name, task.kind, task.points, task.targets)
             for enc in encs:

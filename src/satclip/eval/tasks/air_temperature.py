@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import safe_output
 from ...points import describe_invalid, invalid_rows
-from ..cache import atomic_write_bytes, cache_root
+from ..cache import cache_root
 from .base import REGRESSION, TASKS, Task, TaskOptions, continent_labels, subsample
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> Pat
             f"download is damaged; nothing was saved. Fetch it by hand and pass it with --data PATH"
         )
     path = cached_path()
-    atomic_write_bytes(path, data)
+    safe_output.write_bytes(path, data)
     log.info("downloaded %s to %s", url, path)
     return path
 
