@@ -18,6 +18,7 @@ The rules:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -192,6 +193,21 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
         pass
+    finally:
+        os.close(fd)
+
+
+def reserve(path: str | Path) -> None:
+    """Allocate the disk blocks of a (sparse) file now, e.g. one about to be filled through a memory map:
+    a full disk then fails here with ENOSPC instead of killing the process with SIGBUS mid-write."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: no worse than before
+            raise
     finally:
         os.close(fd)
 

@@ -9,8 +9,6 @@ a complete-looking output is a complete one.
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import numpy as np
@@ -119,17 +117,7 @@ class NpySink(Sink):
     def create(self):
         array = np.lib.format.open_memmap(self._path(), mode="w+", dtype=self.dtype, shape=(self.num_rows, self.dim))
         del array
-        # Reserve the blocks now: a memory map of a sparse file dies with SIGBUS when the disk fills up,
-        # whereas fallocate fails here with ENOSPC, before any work is done.
-        if hasattr(os, "posix_fallocate"):
-            fd = os.open(self._path(), os.O_RDWR)
-            try:
-                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-            except OSError as err:
-                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
-                    raise
-            finally:
-                os.close(fd)
+        safe_output.reserve(self._path())  # a full disk fails now, not with SIGBUS in the memory map
 
     def write(self, index, table, embeddings, valid):
         array = np.lib.format.open_memmap(self._path(), mode="r+")

@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import safe_output
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -266,87 +265,94 @@ def build_cache(
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")
 
-    manifest = _existing_manifest(path)
-    if manifest is not None and not rebuild:
-        differ = key_differences(manifest.get("key", {}), _jsonable(key))
-        if not differ and manifest.get("complete"):
-            log.info("feature cache %s is up to date", path)
-            if progress:
-                progress(n, n)
-            return FeatureCache.open(path)
-        if differ:
-            log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
+    with safe_output.exclusive(path):  # one build per cache directory
+        manifest = _existing_manifest(path)
+        if manifest is not None and not rebuild:
+            differ = key_differences(manifest.get("key", {}), _jsonable(key))
+            if not differ and manifest.get("complete"):
+                log.info("feature cache %s is up to date", path)
+                if progress:
+                    progress(n, n)
+                return FeatureCache.open(path)
+            if differ:
+                log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
+                manifest = None
+            elif not (_partial(path, FEATURES).is_file() and _partial(path, LONLAT).is_file()):
+                manifest = None  # interrupted before its files were created
+        elif manifest is not None:
             manifest = None
-        elif not (_partial(path, FEATURES).is_file() and _partial(path, LONLAT).is_file()):
-            manifest = None  # interrupted before its files were created
-    elif manifest is not None:
-        manifest = None
-    path.mkdir(parents=True, exist_ok=True)
+        if _existing_manifest(path) is not None and not safe_output.is_owned(path):
+            safe_output.mark_owned(path, kind="feature-cache")  # a cache made before ownership markers
+        safe_output.make_owned_dir(path, kind="feature-cache")
 
-    encoder = encoder.to(device).eval()
-    if manifest is None:
-        _clear(path)
-        feature_dim = _probe_feature_dim(encoder, source, device)
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": _jsonable(key),
-            "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
-            "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
-        }  # fmt: skip
-        _save_backbone(path / BACKBONE, encoder)
-        np.lib.format.open_memmap(_partial(path, FEATURES), mode="w+", dtype=dtype, shape=(n, views, feature_dim))
-        np.lib.format.open_memmap(_partial(path, LONLAT), mode="w+", dtype=np.float64, shape=(n, 2))
-        _atomic_write_json(path / MANIFEST, manifest)
-    chunks = (n + chunk_size - 1) // chunk_size
-    done = _read_progress(path, chunks)
-    features = np.load(_partial(path, FEATURES), mmap_mode="r+")
-    lonlat = np.load(_partial(path, LONLAT), mmap_mode="r+")
-    if features.shape != tuple(manifest["shape"]):
-        raise RuntimeError(f"{_partial(path, FEATURES)} has shape {features.shape}, manifest says {manifest['shape']}")
-    start = time.perf_counter()
-    images_done = int(sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(done)))
-    if progress:
-        progress(images_done, n)
-    if images_done:
-        log.info("resuming feature cache %s: %d of %d images done", path, images_done, n)
-    loader_batch = max(1, batch_size // views)
-    for chunk in np.flatnonzero(~done):
-        indices = np.arange(chunk * chunk_size, min(n, (chunk + 1) * chunk_size))
-        loader = torch.utils.data.DataLoader(
-            _ImageViews(source, indices, views, seed), batch_size=loader_batch, num_workers=num_workers,
-            shuffle=False, pin_memory=device.type == "cuda",
-        )  # fmt: skip
-        for stacked, points, index in loader:
-            b = stacked.shape[0]
-            flat = stacked.flatten(0, 1).to(device, non_blocking=True)
-            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                out = encoder.encode_features(flat)
-            out = out.float().cpu().numpy().reshape(b, views, -1)
-            with np.errstate(over="ignore"):  # reported below, with what to do
-                stored = out.astype(dtype)
-            if not np.isfinite(stored).all():
-                bad = "non-finite backbone features" if not np.isfinite(out).all() else "features overflow float16"
-                raise ValueError(f"{bad} for images {index.tolist()[:5]}…; rebuild with dtype='float32'")
-            rows = index.numpy()
-            features[rows] = stored
-            lonlat[rows] = points.numpy()
-        features.flush()
-        lonlat.flush()
-        done[chunk] = True
-        _atomic_save_npy(path / PROGRESS, done)
-        images_done += len(indices)
+        encoder = encoder.to(device).eval()
+        if manifest is None:
+            _clear(path)
+            feature_dim = _probe_feature_dim(encoder, source, device)
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": _jsonable(key),
+                "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
+                "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
+            }  # fmt: skip
+            _save_backbone(path / BACKBONE, encoder)
+            np.lib.format.open_memmap(_partial(path, FEATURES), mode="w+", dtype=dtype, shape=(n, views, feature_dim))
+            np.lib.format.open_memmap(_partial(path, LONLAT), mode="w+", dtype=np.float64, shape=(n, 2))
+            safe_output.reserve(_partial(path, FEATURES))  # a full disk fails now, not with SIGBUS later
+            _write_json(path / MANIFEST, manifest)
+        chunks = (n + chunk_size - 1) // chunk_size
+        done = _read_progress(path, chunks)
+        features = np.load(_partial(path, FEATURES), mmap_mode="r+")
+        lonlat = np.load(_partial(path, LONLAT), mmap_mode="r+")
+        if features.shape != tuple(manifest["shape"]):
+            raise RuntimeError(
+                f"{_partial(path, FEATURES)} has shape {features.shape}, manifest says {manifest['shape']}"
+            )
+        start = time.perf_counter()
+        images_done = int(sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(done)))
         if progress:
             progress(images_done, n)
-    del features, lonlat
-    os.replace(_partial(path, FEATURES), path / FEATURES)
-    os.replace(_partial(path, LONLAT), path / LONLAT)
-    manifest = {**manifest, "complete": True, "build": {
-        "device": str(device), "seconds_last_session": round(time.perf_counter() - start, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }}  # fmt: skip
-    _atomic_write_json(path / MANIFEST, manifest)
-    (path / PROGRESS).unlink(missing_ok=True)
-    log.info("feature cache %s: %s %s features", path, manifest["shape"], dtype)
-    return FeatureCache.open(path)
+        if images_done:
+            log.info("resuming feature cache %s: %d of %d images done", path, images_done, n)
+        loader_batch = max(1, batch_size // views)
+        for chunk in np.flatnonzero(~done):
+            indices = np.arange(chunk * chunk_size, min(n, (chunk + 1) * chunk_size))
+            loader = torch.utils.data.DataLoader(
+                _ImageViews(source, indices, views, seed), batch_size=loader_batch, num_workers=num_workers,
+                shuffle=False, pin_memory=device.type == "cuda",
+            )  # fmt: skip
+            for stacked, points, index in loader:
+                b = stacked.shape[0]
+                flat = stacked.flatten(0, 1).to(device, non_blocking=True)
+                with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                    out = encoder.encode_features(flat)
+                out = out.float().cpu().numpy().reshape(b, views, -1)
+                with np.errstate(over="ignore"):  # reported below, with what to do
+                    stored = out.astype(dtype)
+                if not np.isfinite(stored).all():
+                    bad = "non-finite backbone features" if not np.isfinite(out).all() else "features overflow float16"
+                    raise ValueError(f"{bad} for images {index.tolist()[:5]}…; rebuild with dtype='float32'")
+                rows = index.numpy()
+                features[rows] = stored
+                lonlat[rows] = points.numpy()
+            features.flush()
+            lonlat.flush()
+            done[chunk] = True
+            with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp, tmp.open("wb") as handle:
+                np.save(handle, done)
+            images_done += len(indices)
+            if progress:
+                progress(images_done, n)
+        del features, lonlat
+        safe_output.publish(_partial(path, FEATURES), path / FEATURES, overwrite=True)
+        safe_output.publish(_partial(path, LONLAT), path / LONLAT, overwrite=True)
+        manifest = {**manifest, "complete": True, "build": {
+            "device": str(device), "seconds_last_session": round(time.perf_counter() - start, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }}  # fmt: skip
+        _write_json(path / MANIFEST, manifest)
+        (path / PROGRESS).unlink(missing_ok=True)  # inside the cache directory satclip owns
+        log.info("feature cache %s: %s %s features", path, manifest["shape"], dtype)
+        return FeatureCache.open(path)
 
 
 def write_cache(
@@ -376,9 +382,6 @@ def write_cache(
     if int(feature_dim) != features.shape[2]:
         raise ValueError(f"{encoder.config.get('name')} has {feature_dim} features, the array {features.shape[2]}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    tmp.chmod(0o755)
     source = PairSource(dataset=range(features.shape[0]), fingerprint=fingerprint)
     if transform_config is not None:
         source.transform_config = dict(transform_config)
@@ -389,21 +392,11 @@ def write_cache(
         "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
         "build": {"device": "external", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }  # fmt: skip
-    try:
+    with safe_output.atomic_dir(path, overwrite=True) as tmp:  # replaces only a directory satclip made
         np.save(tmp / FEATURES, features)
         np.save(tmp / LONLAT, lonlat)
         _save_backbone(tmp / BACKBONE, encoder)
-        _atomic_write_json(tmp / MANIFEST, manifest)
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_json(tmp / MANIFEST, manifest)
     return FeatureCache.open(path)
 
 
@@ -428,6 +421,7 @@ def _partial(path: Path, name: str) -> Path:
 
 
 def _clear(path: Path) -> None:
+    """Remove a previous build's files from the cache directory (one satclip owns)."""
     for name in (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE):
         (path / name).unlink(missing_ok=True)
         _partial(path, name).unlink(missing_ok=True)
@@ -446,34 +440,12 @@ def _read_progress(path: Path, chunks: int) -> np.ndarray:
 def _save_backbone(file: Path, encoder: nn.Module) -> None:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-    os.close(fd)
-    try:
+    with safe_output.atomic_file(file, overwrite=True) as tmp:
         save_file(backbone_state(encoder), tmp)
-        os.chmod(tmp, 0o644)  # mkstemp files are private; a cache is ordinary data
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def _atomic_write_json(file: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, file)
-
-
-def _atomic_save_npy(file: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".npy", dir=file.parent)
-    with os.fdopen(fd, "wb") as handle:
-        np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, file)
+def _write_json(file: Path, data: dict) -> None:
+    safe_output.write_text(file, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _jsonable(value: Any) -> Any:
