@@ -6,7 +6,7 @@ time (one ``satclip.tar``; ``images/data_{1..10}.tar.xz``; ``data/shard-*.tar``)
 
 Per shard: fetch into ``ROOT/.download/`` (``huggingface_hub`` resumes a partial download), check its
 SHA-256 (or git blob id) when the source publishes one, extract its ``.tif`` members into a private
-``images/.partial-*`` folder, move them into ``images/`` one by one (each move atomic), then write the
+temporary folder beside ``images/``, move them into ``images/`` one by one (each move atomic), then write the
 shard's marker ``ROOT/.download/done/<shard>.json`` and delete the archive. A rerun skips shards with a
 marker and redoes any other shard from scratch, so an interruption at any point loses at most one shard's
 work and never leaves a half-written image in ``images/``.
@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .. import safe_output
+from ..errors import OutputExistsError
 from ..io.hub import DownloadError
 from .sources import HubSource, RemoteFile, Source, offline_instructions
 
@@ -52,13 +53,6 @@ class DownloadSummary:
 
 def _marker(root: Path, file: RemoteFile) -> Path:
     return root / STATE_DIR / "done" / (file.path.replace("/", "__") + ".json")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _digest(path: Path, algorithm: str, prefix: bytes = b"") -> str:
@@ -116,12 +110,14 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
 def extract_images(archive: Path, images: Path, label: str) -> int:
     """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored).
 
-    Members are streamed into ``images/.partial-<label>/`` first; only complete files are moved into
-    ``images/``. Member paths are reduced to their base name, so no member can write outside ``images/``.
+    Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
+    are moved into ``images/``, and an image already there is kept as it is (moves are atomic, so it is
+    complete). Member paths are reduced to their base name, so no member can write outside ``images/``.
     """
-    partial = images / f".partial-{label}"
-    shutil.rmtree(partial, ignore_errors=True)
+    safe_output.clean_stale(images / label)
+    partial = safe_output.temp_path(images / label)
     partial.mkdir(parents=True)
+    safe_output.mark_owned(partial, kind="download")
     names = []
     try:
         with tarfile.open(archive, mode="r:*") as tar:
@@ -136,13 +132,14 @@ def extract_images(archive: Path, images: Path, label: str) -> int:
                     shutil.copyfileobj(source, out, 1 << 20)
                 names.append(name)
         for name in names:
-            os.replace(partial / name, images / name)
+            if not (images / name).exists():
+                safe_output.publish(partial / name, images / name)
     except (tarfile.TarError, OSError, EOFError) as err:
         raise DownloadError(
             f"cannot extract {archive.name} ({type(err).__name__}: {err}); rerun to retry"
         ) from err
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        safe_output.remove_owned(partial)
     return len(names)
 
 
@@ -180,33 +177,41 @@ def download_s2100k(
             f"{source.description} does not look like S2-100K: expected index.csv and image archives "
             f"({', '.join(ARCHIVE_SUFFIXES)}), found: {listing or 'no files'}"
         )
-    staging = root / STATE_DIR / "files"
-    images = root / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    extracted, skipped, added = [], [], 0
+    with safe_output.exclusive(root):  # one download per dataset root
+        staging = root / STATE_DIR / "files"
+        images = root / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        extracted, skipped, added = [], [], 0
 
-    if _marker(root, index).is_file() and (root / "index.csv").is_file():
-        skipped.append(index.path)
-    else:
-        path = _fetch_checked(source, index, staging)
-        _write_atomic(root / "index.csv", path.read_bytes())
-        _write_atomic(_marker(root, index), json.dumps({"path": index.path, "sha256": index.sha256}).encode())
-        extracted.append(index.path)
+        if _marker(root, index).is_file() and (root / "index.csv").is_file():
+            skipped.append(index.path)
+        else:
+            path = _fetch_checked(source, index, staging)
+            data = path.read_bytes()
+            if (root / "index.csv").is_file() and (root / "index.csv").read_bytes() != data:
+                raise OutputExistsError(
+                    f"{root / 'index.csv'} exists and differs from the dataset's index.csv; satclip does not replace "
+                    "it: move it away or download into another root"
+                )
+            safe_output.write_bytes(root / "index.csv", data)
+            marker = {"path": index.path, "sha256": index.sha256}
+            safe_output.write_bytes(_marker(root, index), json.dumps(marker).encode())
+            extracted.append(index.path)
 
-    todo = [shard for shard in shards if not _marker(root, shard).is_file()]
-    skipped += [shard.path for shard in shards if _marker(root, shard).is_file()]
-    if skipped:
-        log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
-    for shard in progress(todo, len(todo)) if progress else todo:
-        path = _fetch_checked(source, shard, staging)
-        count = extract_images(path, images, shard.path.replace("/", "__"))
-        _write_atomic(
-            _marker(root, shard),
-            json.dumps({"path": shard.path, "sha256": shard.sha256, "images": count}).encode(),
-        )
-        if not keep_archives and path.resolve().is_relative_to(staging.resolve()):
-            path.unlink(missing_ok=True)
-        log.info("%s: %d images", shard.path, count)
-        extracted.append(shard.path)
-        added += count
+        todo = [shard for shard in shards if not _marker(root, shard).is_file()]
+        skipped += [shard.path for shard in shards if _marker(root, shard).is_file()]
+        if skipped:
+            log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
+        for shard in progress(todo, len(todo)) if progress else todo:
+            path = _fetch_checked(source, shard, staging)
+            count = extract_images(path, images, shard.path.replace("/", "__"))
+            safe_output.write_bytes(
+                _marker(root, shard),
+                json.dumps({"path": shard.path, "sha256": shard.sha256, "images": count}).encode(),
+            )
+            if not keep_archives and path.resolve().is_relative_to(staging.resolve()):
+                path.unlink(missing_ok=True)
+            log.info("%s: %d images", shard.path, count)
+            extracted.append(shard.path)
+            added += count
     return DownloadSummary(root, tuple(extracted), tuple(skipped), added)
