@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from . import safe_output
+
 log = logging.getLogger(__name__)
 
 OFFLINE_TASKS = ("era5-temperature", "era5-precipitation", "elevation", "koppen", "landcover", "country")
@@ -83,6 +85,12 @@ def run_demo(
     ``air_temperature``: a local copy of the stations table (``stationDataAll.csv``) to add the paper's
     air-temperature task (it is not shipped in any package).
     """
+    out = safe_output.make_owned_dir(out, kind="demo")  # new, empty, or an earlier demo's: never foreign files
+    with safe_output.exclusive(out):
+        return _run(out, settings, air_temperature, report)
+
+
+def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report: Callable[[str], None]) -> Path:
     from . import load
     from .eval.api import run_evaluation
     from .eval.runner import EvalConfig
@@ -91,12 +99,9 @@ def run_demo(
     from .pretrained import bundled_models
     from .recipes import CORPUS, train_recipe
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    run_dir = out / "work"
-    if (run_dir / "run").exists():
-        shutil.rmtree(run_dir / "run")  # training restarts; corpus and feature caches are reused
+    run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
+    safe_output.remove_owned(run_dir / "run")  # training restarts; corpus and feature caches are reused
 
     with _stage("pretraining (corpus, MOSAIKS features, contrastive training)", timings, report):
         result = train_recipe(
@@ -115,15 +120,15 @@ def run_demo(
             },
         )
     model_dir = out / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    shutil.copytree(result.exports["best"].native, model_dir)
+    with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
+        shutil.copytree(result.exports["best"].native, tmp, dirs_exist_ok=True)
 
     with _stage("world map", timings, report):
         encoder = load(model_dir)
         render_map(
-            encoder, out / "map.png", resolution=settings.map_resolution, title="satclip demo: PCA of embeddings"
-        )
+            encoder, out / "map.png", resolution=settings.map_resolution, title="satclip demo: PCA of embeddings",
+            overwrite=True,
+        )  # fmt: skip
     _training_curve(result.history, out / "training.png")
 
     extra = tuple(name for name in settings.extra_encoders if name in bundled_models())
@@ -140,8 +145,8 @@ def run_demo(
         evaluation = run_evaluation(config, out / "eval")
 
     path = out / "report.md"
-    path.write_text(_report(settings, result, evaluation, timings, model_dir, out))
-    (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out))
+    safe_output.write_json(out / "timings.json", timings, indent=2)
     report(f"[demo] report: {path}")
     return path
 
@@ -162,7 +167,8 @@ def _training_curve(history: list[dict], path: Path) -> None:
     ax.set_title("pretraining (8,192-pair batches)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with safe_output.atomic_file(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 

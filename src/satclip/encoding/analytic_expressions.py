@@ -22,6 +22,7 @@ from importlib import resources
 
 import torch
 
+from .. import safe_output
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,7 @@ def expression_texts(degree: int) -> dict[tuple[int, int], str]:
         else:
             log.info("generating %d analytic spherical harmonics with sympy (once)", len(missing))
             extra = {lm: sympy_expression(*lm) for lm in missing}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text("".join(f"{l} {m} {t}\n" for (l, m), t in extra.items()))
-            tmp.replace(cache)
+            safe_output.write_text(cache, "".join(f"{l} {m} {t}\n" for (l, m), t in extra.items()))
             table.update(extra)
     return table
 
