@@ -100,6 +100,8 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report
     from .recipes import CORPUS, train_recipe
 
     timings: dict[str, float] = {}
+    model_dir = out / "model"
+    safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
     run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
     safe_output.remove_owned(run_dir / "run")  # training restarts; corpus and feature caches are reused
 
@@ -119,7 +121,6 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report
                 "trainer.enable_progress_bar": True,
             },
         )
-    model_dir = out / "model"
     with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
         shutil.copytree(result.exports["best"].native, tmp, dirs_exist_ok=True)
 

@@ -1,0 +1,297 @@
+"""The output-safety layer, and the write-side attacks of issue 11 replayed against the real commands."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from satclip import safe_output
+from satclip.errors import BadInputError, LockedError, OutputExistsError
+
+from .test_embed_cli import checksum, embed, model, points  # noqa: F401 - fixtures
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def user_files(directory: Path) -> Path:
+    """A directory of someone else's files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "thesis.tex").write_text("years of work")
+    (directory / "data.csv").write_text("a,b\n1,2\n")
+    return directory
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def hold_lock(target: Path, then: str) -> subprocess.Popen:
+    """A real process that takes the lock on ``target``, prints ``locked`` and then runs ``then``."""
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        from satclip import safe_output
+        with safe_output.exclusive({str(target)!r}):
+            print("locked", flush=True)
+            {then}
+    """)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert process.stdout.readline().strip() == b"locked"
+    return process
+
+
+# --------------------------------------------------------------------------------------------- the layer
+def test_atomic_file_leaves_the_old_file_on_failure_and_no_temporaries(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with safe_output.atomic_file(target, overwrite=True) as tmp:
+            tmp.write_bytes(b"half of the new")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with safe_output.atomic_file(target, overwrite=True) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_existing_files_need_overwrite_and_directories_are_never_replaced_by_files(tmp_path):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        safe_output.write_text(tmp_path / "f", "x", overwrite=False)
+    user = user_files(tmp_path / "d")
+    before = snapshot(user)
+    with pytest.raises(OutputExistsError, match="is a directory"):
+        safe_output.write_text(user, "x", overwrite=True)
+    assert snapshot(user) == before
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_only_satclip_directories_are_replaced_or_deleted(tmp_path):
+    user = user_files(tmp_path / "user")
+    before = snapshot(user)
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match="did not create"):
+            with safe_output.atomic_dir(user, overwrite=overwrite) as tmp:
+                (tmp / "x").write_text("x")
+    with pytest.raises(OutputExistsError, match="refusing to delete"):
+        safe_output.remove_owned(user)
+    with pytest.raises(OutputExistsError, match="did not create"):
+        safe_output.make_owned_dir(user)
+    assert snapshot(user) == before
+
+    ours = tmp_path / "ours"
+    with safe_output.atomic_dir(ours) as tmp:
+        (tmp / "a").write_text("1")
+    assert safe_output.is_owned(ours)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        with safe_output.atomic_dir(ours) as tmp:
+            pass
+    with safe_output.atomic_dir(ours, overwrite=True) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in ours.iterdir()) == [safe_output.MARKER, "b"]
+    safe_output.remove_owned(ours)
+    assert not ours.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user"]
+
+
+def test_output_equal_to_an_input_is_refused(tmp_path):
+    source = tmp_path / "points.csv"
+    source.write_text("lon,lat\n0,0\n")
+    for same in (source, tmp_path / "." / "points.csv"):
+        with pytest.raises(BadInputError, match="also an input"):
+            safe_output.check_output(same, overwrite=True, inputs=[source])
+    (tmp_path / "link.csv").symlink_to(source)
+    with pytest.raises(BadInputError, match="also an input"):
+        safe_output.check_output(tmp_path / "link.csv", overwrite=True, inputs=[source])
+
+
+def test_temporaries_of_dead_processes_are_cleaned_by_the_next_write(tmp_path):
+    target = tmp_path / "out.bin"
+    dead = tmp_path / f".out.bin.satclip-tmp-{dead_pid()}-abcdef"
+    alive = tmp_path / f".out.bin.satclip-tmp-{os.getpid()}-abcdef"
+    dead_dir = tmp_path / f".out.bin.satclip-tmp-{dead_pid()}-012345"
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    dead_dir.mkdir()
+    (dead_dir / "part").write_bytes(b"x")
+    safe_output.write_bytes(target, b"ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "out.bin"])
+
+
+def test_a_second_run_is_refused_naming_the_holder(tmp_path):
+    target = tmp_path / "job"
+    holder = hold_lock(target, "sys.stdin.read()")
+    try:
+        with pytest.raises(LockedError, match=f"PID {holder.pid}"):
+            with safe_output.exclusive(target):
+                pass
+    finally:
+        holder.communicate(b"")
+    with safe_output.exclusive(target):  # released with its holder
+        pass
+    assert not safe_output.lock_path(target).exists()
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
+    target = tmp_path / "job"
+    holder = hold_lock(target, "os.kill(os.getpid(), signal.SIGKILL)")
+    holder.wait()
+    assert safe_output.lock_path(target).exists()  # left behind by the killed process
+    with caplog.at_level(logging.INFO, logger="satclip.safe_output"):
+        with safe_output.exclusive(target):
+            pass
+    assert f"from PID {holder.pid}" in caplog.text
+
+
+def test_reserve_allocates_the_blocks_of_a_sparse_file(tmp_path):
+    path = tmp_path / "sparse.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(1 << 20, 4))
+    size = path.stat().st_size
+    if path.stat().st_blocks * 512 >= size:
+        pytest.skip("this filesystem does not make sparse files")
+    safe_output.reserve(path)
+    assert path.stat().st_blocks * 512 >= size
+
+
+# ------------------------------------------------------------------------------------------- the attacks
+def test_embed_overwrite_never_replaces_a_directory_of_user_files(tmp_path, model, points):  # noqa: F811
+    source = tmp_path / "p.csv"
+    points.to_csv(source, index=False)
+    user = user_files(tmp_path / "results.parquet")
+    before = snapshot(user)
+    assert embed(source, "-o", user, "--model", model, "--overwrite") == 2
+    assert snapshot(user) == before
+    zarr_dir = user_files(tmp_path / "store.zarr")  # a directory output replaces only satclip's directories
+    assert embed(source, "-o", zarr_dir, "--model", model, "--overwrite") == 2
+    assert snapshot(zarr_dir) == snapshot(user)
+    assert embed(source, "-o", tmp_path / "ok.zarr", "--model", model) == 0
+    assert embed(source, "-o", tmp_path / "ok.zarr", "--model", model, "--overwrite") == 0
+
+
+def test_embed_keeps_a_foreign_partial_directory_and_refuses_output_equal_to_input(tmp_path, model, points):  # noqa: F811
+    source = tmp_path / "p.parquet"
+    points.to_parquet(source)
+    partial = user_files(tmp_path / "out.parquet.partial")
+    before = snapshot(partial)
+    assert embed(source, "-o", tmp_path / "out.parquet", "--model", model) == 2
+    assert snapshot(partial) == before and not (tmp_path / "out.parquet").exists()
+    original = source.read_bytes()
+    assert embed(source, "-o", source, "--model", model, "--overwrite") == 2
+    assert source.read_bytes() == original
+
+
+def test_concurrent_embeds_of_different_inputs_to_one_output(tmp_path, model, points):  # noqa: F811
+    """The second run is refused while the first holds the output; the first's output equals a solo run."""
+    first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
+    points.to_parquet(first)
+    points.assign(lon=points.lon / 2).to_parquet(second)
+    out = tmp_path / "out.parquet"
+    slow_first = textwrap.dedent(f"""
+        import sys, time
+        from satclip.embed import sinks
+        write = sinks.ParquetSink.write
+        def slow(self, *args):
+            if args[0] == 1:
+                print("running", flush=True)
+                sys.stdin.read()  # hold here until the test has tried the second run
+            write(self, *args)
+        sinks.ParquetSink.write = slow
+        from satclip.cli import main
+        sys.exit(main(["embed", {str(first)!r}, "-o", {str(out)!r}, "--model", {str(model)!r},
+                       "--chunk-rows", "64", "--no-progress"]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    process = subprocess.Popen([sys.executable, "-c", slow_first], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               env=env)  # fmt: skip
+    try:
+        assert process.stdout.readline().strip() == b"running"
+        from satclip.embed.api import load_encoder
+        from satclip.embed.job import embed_file
+        from satclip.embed.sources import open_source
+
+        with pytest.raises(LockedError, match=f"PID {process.pid}"):
+            embed_file(open_source(second), out, load_encoder(str(model)), chunk_rows=64)
+    finally:
+        process.communicate(b"")
+    assert process.returncode == 0
+    assert embed(first, "-o", tmp_path / "solo.parquet", "--model", model, "--chunk-rows", "64") == 0
+    assert checksum(out) == checksum(tmp_path / "solo.parquet")
+
+
+def test_embed_to_npy_fails_before_the_work_when_the_disk_is_full(tmp_path, model, points, monkeypatch):  # noqa: F811
+    source = tmp_path / "p.csv"
+    points.to_csv(source, index=False)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    job = importlib.import_module("satclip.embed.job")  # satclip.embed is also the function
+    from satclip.embed.api import load_encoder
+    from satclip.embed.sources import open_source
+
+    calls = []
+    monkeypatch.setattr(job, "embed_lonlat", lambda *a, **k: calls.append(1))
+    with pytest.raises(OSError) as err:
+        job.embed_file(open_source(source), tmp_path / "e.npy", load_encoder(str(model)))
+    assert err.value.errno == errno.ENOSPC and not calls
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_map_refuses_an_oversized_grid_at_once_and_leaves_nothing_when_stopped(tmp_path, model):  # noqa: F811
+    import satclip
+    from satclip.maps import render_map
+
+    encoder = satclip.load(model)
+    started = time.perf_counter()
+    with pytest.raises(BadInputError, match=r"--force") as err:
+        render_map(encoder, tmp_path / "huge.tif", resolution=0.001)
+    assert "core-hours" in str(err.value) and time.perf_counter() - started < 5
+    assert list(tmp_path.iterdir()) == [tmp_path / "model"]
+
+    def stop(rows):
+        raise KeyboardInterrupt
+
+    for name in ("m.tif", "m.zarr", "m.png"):
+        with pytest.raises(KeyboardInterrupt):
+            render_map(encoder, tmp_path / name, resolution=10, progress=stop)
+    assert list(tmp_path.iterdir()) == [tmp_path / "model"]  # no output, no hidden temporary, no lock
+
+
+def test_demo_and_evaluate_refuse_a_directory_of_user_files(tmp_path):
+    from satclip.demo import QUICK, run_demo
+    from satclip.eval.api import run_evaluation
+    from satclip.eval.runner import EvalConfig
+
+    user = user_files(tmp_path / "mine")
+    before = snapshot(user)
+    with pytest.raises(OutputExistsError, match="did not create"):
+        run_demo(user, QUICK)
+    with pytest.raises(OutputExistsError, match="did not create"):
+        run_evaluation(EvalConfig(encoders=("direct",), tasks=("country",)), user)
+    assert snapshot(user) == before
+
+    earlier = safe_output.make_owned_dir(tmp_path / "demo")  # an earlier demo's directory ...
+    user_files(earlier / "model")  # ... where the user put their own files under model/
+    before = snapshot(earlier / "model")
+    with pytest.raises(OutputExistsError, match="did not create"):
+        run_demo(earlier, QUICK)
+    assert snapshot(earlier / "model") == before
