@@ -32,7 +32,8 @@ def require(module: str, extra: str, purpose: str | None = None) -> ModuleType:
         top = module.split(".")[0]
         pip_name = PIP_NAMES.get(module) or PIP_NAMES.get(top, top)
         what = purpose or f"satclip[{extra}]"
+        missing = isinstance(err, ModuleNotFoundError) and module.startswith(err.name or "\0")
+        state = "which is not installed" if missing else f"which failed to import ({err})"
         raise MissingExtraError(
-            f"{what} needs {pip_name}, which is not installed (or failed to import: {err}): "
-            f"pip install 'satclip[{extra}]' (or: pip install {pip_name})"
+            f"{what} needs {pip_name}, {state}: pip install 'satclip[{extra}]' (or: pip install {pip_name})"
         ) from err

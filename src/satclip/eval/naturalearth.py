@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import assets
-from ._optional import require
+from ..optional import require
 from .cache import cached_arrays, digest
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Countries:
 
 
 def _read_shapefile():
-    shapefile = require("shapefile")
+    shapefile = require("shapefile", "eval")
     path = assets.COUNTRIES.path()
     reader = shapefile.Reader(str(path.with_suffix("")), encoding="utf-8")
     try:
@@ -77,8 +77,8 @@ def _rings() -> list[list[np.ndarray]]:
 
 
 def _rasterise() -> dict[str, np.ndarray]:
-    pil_image = require("PIL.Image")
-    pil_draw = require("PIL.ImageDraw")
+    pil_image = require("PIL.Image", "eval")
+    pil_draw = require("PIL.ImageDraw", "eval")
     path, records, shapes = _read_shapefile()
     rows, cols = round(180 / RESOLUTION), round(360 / RESOLUTION)
     grid = np.zeros((rows, cols), dtype=np.uint16)
@@ -135,7 +135,7 @@ def _exact(points: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
     candidates: ``(N, 9)`` ids from the point's neighbourhood (0 = none).
     """
-    mpath = require("matplotlib.path")
+    mpath = require("matplotlib.path", "eval")
     rings = _rings()
     result = np.zeros(len(points), dtype=np.int64)
     for cid in np.unique(candidates[candidates > 0]):

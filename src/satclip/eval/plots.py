@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from ._optional import require
+from ..optional import require
 from .metrics import PRIMARY
 from .report import METRIC_TITLES, _ordered, summarise
 from .runner import load_predictions
@@ -17,9 +17,9 @@ from .tasks import Task
 
 
 def _pyplot():
-    matplotlib = require("matplotlib")
+    matplotlib = require("matplotlib", "eval")
     matplotlib.use("Agg", force=False)
-    return require("matplotlib.pyplot")
+    return require("matplotlib.pyplot", "eval")
 
 
 def _land_background(step: int = 24) -> np.ndarray | None:

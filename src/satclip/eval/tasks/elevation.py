@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import assets
-from .._optional import require
+from ...optional import require
 from ..grids import cell_values
 from .base import REGRESSION, TASKS, Task, TaskOptions
 from .land import labelled_sample
@@ -23,7 +23,7 @@ MASKED_COUNTRIES = ("GRL",)
 
 def altitude_m(points: np.ndarray) -> np.ndarray:
     """Altitude in metres (float64, NaN where the grid has no data) at ``(N, 2)`` (lon, lat) points."""
-    h5py = require("h5py")
+    h5py = require("h5py", "eval")
     with h5py.File(assets.ALTITUDE.path(), "r") as f:
         codes = f["Altitude"][:]
     values = cell_values(codes, points)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import assets
-from .._optional import require
+from ...optional import require
 from ..grids import node_values
 from .base import REGRESSION, TASKS, Task, TaskOptions
 from .land import labelled_sample
@@ -21,7 +21,7 @@ SOURCE = "ERA5 monthly climatology 2000–2025 (Copernicus C3S, CC-BY-4.0) via t
 
 def climatology(variable: str) -> np.ndarray:
     """The ``(12, 721, 1440)`` float32 monthly climatology of ``t2m`` (°C) or ``tp`` (mm/month)."""
-    h5py = require("h5py")
+    h5py = require("h5py", "eval")
     with h5py.File(assets.ERA5_CLIMATOLOGY.path(), "r") as f:
         if variable not in f:
             raise KeyError(f"{variable!r} not in the ERA5 climatology file (has {sorted(f)})")

@@ -12,7 +12,7 @@ import csv
 import numpy as np
 
 from .. import assets
-from .._optional import require
+from ...optional import require
 from ..grids import cell_values
 from .base import CLASSIFICATION, TASKS, Task, TaskOptions, encode_classes
 from .land import labelled_sample
@@ -28,7 +28,7 @@ def zone_names() -> dict[int, str]:
 
 def zone_values(points: np.ndarray) -> np.ndarray:
     """Zone value (1–32, uint8) of the 100″ cell holding each ``(N, 2)`` (lon, lat) point."""
-    pil_image = require("PIL.Image")
+    pil_image = require("PIL.Image", "eval")
     previous = pil_image.MAX_IMAGE_PIXELS
     pil_image.MAX_IMAGE_PIXELS = None  # 84 Mpx from a known file, not a decompression bomb
     try:

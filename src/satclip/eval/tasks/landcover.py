@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import assets
-from .._optional import require
+from ...optional import require
 from ..grids import cell_values
 from .base import CLASSIFICATION, TASKS, Task, TaskOptions, encode_classes
 from .land import labelled_sample
@@ -27,7 +27,7 @@ NODATA = 255
 
 def igbp_values(points: np.ndarray) -> np.ndarray:
     """IGBP class (0–16, 255 = no data) of the 0.05° cell holding each ``(N, 2)`` (lon, lat) point."""
-    tifffile = require("tifffile")
+    tifffile = require("tifffile", "eval")
     grid = tifffile.imread(assets.LANDCOVER.path())
     if grid.shape != (3600, 7200):
         raise ValueError(f"MCD12C1 grid has shape {grid.shape}, expected (3600, 7200)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...points import describe_invalid, invalid_rows
-from .._optional import require
+from ...optional import require
 from .base import CLASSIFICATION, REGRESSION, Task, TaskOptions, continent_labels, encode_classes, subsample
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,10 @@ LAT_NAMES = ("lat", "latitude")
 
 
 def _read(path: Path):
-    pd = require("pandas")
+    pd = require("pandas", "eval")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        require("pyarrow")
+        require("pyarrow", "eval")
         return pd.read_parquet(path)
     if suffix in (".csv", ".txt", ".tsv"):
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
@@ -84,7 +84,7 @@ def table_task(
     bad = invalid_rows(points)
     if bad.any():
         raise ValueError(f"{path} ({lon}, {lat}): {describe_invalid(points, bad)}")
-    pd = require("pandas")
+    pd = require("pandas", "eval")
     numeric = pd.api.types.is_numeric_dtype(frame[target_col]) and not pd.api.types.is_bool_dtype(frame[target_col])
     if kind is None:
         kind = REGRESSION if numeric else CLASSIFICATION
