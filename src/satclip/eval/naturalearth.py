@@ -20,8 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import assets
 from ..optional import require
+from . import assets
 from .cache import cached_arrays, digest
 
 log = logging.getLogger(__name__)

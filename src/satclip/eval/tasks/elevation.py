@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import assets
 from ...optional import require
+from .. import assets
 from ..grids import cell_values
 from .base import REGRESSION, TASKS, Task, TaskOptions
 from .land import labelled_sample

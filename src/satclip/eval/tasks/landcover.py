@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import assets
 from ...optional import require
+from .. import assets
 from ..grids import cell_values
 from .base import CLASSIFICATION, TASKS, Task, TaskOptions, encode_classes
 from .land import labelled_sample
