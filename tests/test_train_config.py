@@ -56,6 +56,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
         ({"trainer": {"max_epochs": 2.5}}, "trainer.max_epochs"),
         ({"data": {"source": "tfrecords"}}, "tfrecords"),
         ({"optim": {"betas": [0.9]}}, "optim.betas"),
+        ({"trainer": {"checkpoint_every_n_steps": -1}}, "trainer.checkpoint_every_n_steps"),
     ],
 )
 def test_bad_configs_name_the_key(raw, message):

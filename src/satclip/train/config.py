@@ -92,7 +92,8 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainerConfig:
     """How training runs. ``precision``: ``32-true`` (default) or ``bf16-mixed`` (GPU; the location
-    encoder stays in float32)."""
+    encoder stays in float32). ``checkpoint_every_n_steps``: also write ``checkpoints/last.ckpt`` after
+    every N-th optimizer step (0: after every epoch only)."""
 
     max_epochs: int = 500
     seed: int = 0
@@ -111,6 +112,14 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     deterministic: bool = True
     export: bool = True  # write best/last as native model directories and original .ckpt files
+    checkpoint_every_n_steps: int = 0
+
+    def __post_init__(self):
+        if self.checkpoint_every_n_steps < 0:
+            raise ValueError(
+                f"trainer.checkpoint_every_n_steps={self.checkpoint_every_n_steps} must be >= 0 (0: only after "
+                "every epoch)"
+            )
 
 
 @dataclass(frozen=True)
@@ -168,13 +177,13 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 def dump_config(config: TrainConfig, path: str | Path) -> Path:
-    """Write ``config`` as YAML (the exact form :func:`load_config` reads back)."""
+    """Write ``config`` as YAML (the exact form :func:`load_config` reads back), atomically; an existing
+    file is replaced."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return path
+    from ..safe_output import write_text
+
+    return write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, parse: bool) -> dict:
