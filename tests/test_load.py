@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.convert import convert
+from satclip.errors import SatclipError
 from satclip.io import hub, native, original
 from satclip.io.safe_pickle import UntrustedCheckpointError
 
@@ -143,31 +148,135 @@ def test_harmonics_override(points):
     assert torch.allclose(exact.encode(points), released.encode(points), atol=1e-9, rtol=0)
 
 
-def test_registry_name_downloads_through_hub(monkeypatch, points):
-    calls = []
+class FakeHub:
+    """``huggingface_hub``'s network functions replaced by a fake transport that records every call.
 
-    def fake_download(repo_id, filename):
-        calls.append((repo_id, filename))
-        return require(CKPT_L10)
+    ``files`` maps (repo_id, filename) to a local file the hub "serves"; ``cached`` those in the local
+    cache; ``probe_error`` / ``download_error`` are raised by the reachability check / the download.
+    """
 
-    monkeypatch.setattr(hub, "_download", fake_download)
+    def __init__(self, monkeypatch, *, files=None, cached=None, probe_error=None, download_error=None):
+        hf = pytest.importorskip("huggingface_hub")
+        self.errors = pytest.importorskip("huggingface_hub.errors")
+        self.files, self.cached = dict(files or {}), dict(cached or {})
+        self.probe_error, self.download_error = probe_error, download_error
+        self.calls: list[tuple] = []
+        monkeypatch.setattr(hf, "get_hf_file_metadata", self.metadata)
+        monkeypatch.setattr(hf, "hf_hub_download", self.download)
+        monkeypatch.setattr(hf, "list_repo_files", self.list_repo_files)
+
+    def metadata(self, url, **kwargs):
+        self.calls.append(("metadata", url))
+        if self.probe_error is not None:
+            raise self.probe_error
+        return object()
+
+    def download(self, repo_id, filename, *, local_files_only=False, **kwargs):
+        self.calls.append(("download", repo_id, filename, local_files_only))
+        if local_files_only:
+            if (repo_id, filename) in self.cached:
+                return str(self.cached[repo_id, filename])
+            raise self.errors.LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
+        if self.download_error is not None:
+            raise self.download_error
+        return str(self.files[repo_id, filename])
+
+    def list_repo_files(self, repo_id, **kwargs):
+        self.calls.append(("list", repo_id))
+        return sorted(f for r, f in self.files if r == repo_id)
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """As if the machine had network (conftest sets HF_HUB_OFFLINE=1); the transport is still faked."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture
+def no_sockets(monkeypatch):
+    """Every attempt to open a connection is recorded and fails."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    for name in ("socket", "create_connection", "getaddrinfo"):
+        monkeypatch.setattr(socket, name, refuse)
+    return attempts
+
+
+RELEASED_L10 = ("microsoft/SatCLIP-ResNet18-L10", "satclip-resnet18-l10.ckpt")
+L40_URL = "https://huggingface.co/microsoft/SatCLIP-ViT16-L40/resolve/main/satclip-vit16-l40.ckpt"
+
+
+def test_registry_name_downloads_through_hub(monkeypatch, online, no_sockets, points):
+    fake = FakeHub(monkeypatch, files={RELEASED_L10: require(CKPT_L10)})
     encoder = satclip.load("satclip-resnet18-l10")
-    assert calls == [("microsoft/SatCLIP-ResNet18-L10", "satclip-resnet18-l10.ckpt")]
+    assert [c for c in fake.calls if c[0] == "download"] == [("download", *RELEASED_L10, False)]
     assert torch.equal(encoder.encode(points), satclip.load(CKPT_L10).encode(points))
-    satclip.load("microsoft/SatCLIP-ResNet18-L10")
-    assert calls[-1] == ("microsoft/SatCLIP-ResNet18-L10", "satclip-resnet18-l10.ckpt")
+    for source in ("microsoft/SatCLIP-ResNet18-L10", "hf://microsoft/SatCLIP-ResNet18-L10"):
+        fake.calls.clear()
+        satclip.load(source)
+        assert fake.calls[-1] == ("download", *RELEASED_L10, False)
+    assert no_sockets == []
 
 
-def test_offline_hub_error_says_what_to_fetch(monkeypatch):
-    def offline(repo_id, filename):
-        raise OSError("Network is unreachable")
+def test_hf_scheme_reaches_any_repository(monkeypatch, online, no_sockets, tmp_path, points):
+    model = tmp_path / "native"
+    convert(require(CKPT_L10), model, location_only=True)
+    files = {("someone/model", f): model / f for f in (native.CONFIG_FILE, native.WEIGHTS_FILE)}
+    fake = FakeHub(monkeypatch, files=files)
+    encoder = satclip.load("hf://someone/model")
+    assert ("list", "someone/model") in fake.calls
+    assert torch.equal(encoder.encode(points), satclip.load(model).encode(points))
+    with pytest.raises(FileNotFoundError, match="hf://someone/model"):
+        satclip.load("someone/model")  # without hf:// it is a (missing) local path
+    with pytest.raises(ValueError, match="not a Hugging Face repository id"):
+        satclip.load("hf://../etc")
 
-    monkeypatch.setattr(hub, "_download", offline)
+
+def test_offline_hub_error_says_what_to_fetch(monkeypatch, no_sockets):
+    # conftest sets HF_HUB_OFFLINE=1: only the cache is looked at, once
+    fake = FakeHub(monkeypatch)
+    start = time.perf_counter()
     with pytest.raises(hub.DownloadError) as info:
         satclip.load("satclip-vit16-l40")
+    assert time.perf_counter() - start < 1
+    assert fake.calls == [("download", "microsoft/SatCLIP-ViT16-L40", "satclip-vit16-l40.ckpt", True)]
     message = str(info.value)
-    assert "https://huggingface.co/microsoft/SatCLIP-ViT16-L40/resolve/main/satclip-vit16-l40.ckpt" in message
+    assert "HF_HUB_OFFLINE" in message and L40_URL in message
     assert "satclip.load('/path/to/satclip-vit16-l40.ckpt')" in message
+    assert isinstance(info.value, SatclipError) and info.value.exit_code == 1
+    assert no_sockets == []
+
+
+@pytest.mark.parametrize("where", ["probe", "download"])
+def test_connection_error_is_reported_once_without_retries(monkeypatch, online, no_sockets, caplog, where):
+    unreachable = ConnectionError("[Errno -2] Name or service not known")
+    if where == "probe":
+        fake = FakeHub(monkeypatch, probe_error=unreachable)
+    else:
+        fake = FakeHub(monkeypatch, files={("microsoft/SatCLIP-ViT16-L40", "satclip-vit16-l40.ckpt"): CKPT_L10},
+                       download_error=unreachable)  # fmt: skip
+    start = time.perf_counter()
+    with caplog.at_level(logging.INFO), pytest.raises(hub.DownloadError) as info:
+        satclip.load("satclip-vit16-l40")
+    assert time.perf_counter() - start < 1
+    downloads = [c for c in fake.calls if c[0] == "download"]
+    assert len(downloads) == 1  # no retry: the cache is looked at once (probe failed) or the download failed once
+    assert downloads[0][-1] is (where == "probe")
+    assert "Name or service not known" in str(info.value) and L40_URL in str(info.value)
+    assert not [r for r in caplog.records if r.name.startswith("huggingface_hub")]
+
+
+def test_unreachable_hub_uses_the_cache(monkeypatch, online, no_sockets, points):
+    fake = FakeHub(monkeypatch, cached={RELEASED_L10: require(CKPT_L10)}, probe_error=ConnectionError("down"))
+    encoder = satclip.load("satclip-resnet18-l10")
+    assert fake.calls[-1] == ("download", *RELEASED_L10, True)
+    assert torch.equal(encoder.encode(points), satclip.load(CKPT_L10).encode(points))
 
 
 def test_unknown_source_lists_known_names(tmp_path):

@@ -1,54 +1,114 @@
 """Fetching checkpoints from the Hugging Face hub (optional ``huggingface_hub`` extra).
 
 ``huggingface_hub`` verifies each LFS file against the sha256 the hub publishes and caches it under
-``HF_HOME``; offline, a :class:`DownloadError` says which file to fetch and how to pass it instead.
+``HF_HOME``. Failures are immediate and reported once: with ``HF_HUB_OFFLINE=1`` only the cache is looked
+at; online, one request without retries first checks that the hub answers (``huggingface_hub`` itself
+retries a failed connection for ~25 s before looking in its cache), and when it does not, the cache is used
+or one :class:`DownloadError` names the URL to fetch by hand and how to pass the file instead.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
+from ..errors import MissingExtraError, SatclipError
+from ..optional import require
 
-class DownloadError(RuntimeError):
-    pass
+log = logging.getLogger(__name__)
+
+#: seconds the reachability check waits for the hub
+PROBE_TIMEOUT = 10.0
 
 
-def _download(repo_id: str, filename: str) -> Path:
+class DownloadError(SatclipError, RuntimeError):
+    """A file could not be fetched (offline, unreachable, refused); the message says how to get it by hand."""
+
+
+def file_url(repo_id: str, filename: str) -> str:
+    return f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+
+
+def offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set (in the environment now, or when ``huggingface_hub`` was imported)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "on", "yes", "true"}:
+        return True
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub(what: str, manual: str):
     try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as err:
-        raise DownloadError(
-            f"fetching {repo_id}/{filename} needs huggingface_hub: pip install 'satclip[hub]', or download "
-            f"https://huggingface.co/{repo_id}/resolve/main/{filename} yourself and pass its path"
-        ) from err
-    return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        return require("huggingface_hub", "hub", what)
+    except MissingExtraError as err:
+        raise MissingExtraError(f"{err}; or {manual}") from err
+
+
+def _by_hand(repo_id: str, filename: str) -> str:
+    url = file_url(repo_id, filename)
+    return (
+        f"fetch {url} on a machine with internet access, copy it to this one (any directory) and pass its "
+        f"path instead, e.g. satclip.load('/path/to/{filename}') or `satclip ... --model /path/to/{filename}`"
+    )
 
 
 def fetch(repo_id: str, filename: str) -> Path:
-    """Download (or find in the hub cache) ``filename`` of ``repo_id`` and return its local path."""
+    """Download (or find in the hub cache) ``filename`` of ``repo_id`` and return its local path.
+
+    Raises:
+        DownloadError: offline or unreachable and not cached, or refused by the hub (no retries).
+        MissingExtraError: ``huggingface_hub`` is not installed.
+    """
+    hf = _hub(f"downloading {filename} from the Hugging Face repository {repo_id}", _by_hand(repo_id, filename))
+    reason = "HF_HUB_OFFLINE is set" if offline() else None
+    if reason is None:
+        try:  # one request, no retries: is the hub there at all?
+            hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename), timeout=PROBE_TIMEOUT)
+        except Exception as err:  # noqa: BLE001 - unreachable, refused, not found: all end in the cache
+            reason = f"{type(err).__name__}: {err}"
+    if reason is None:
+        try:
+            return Path(hf.hf_hub_download(repo_id=repo_id, filename=filename))
+        except Exception as err:  # noqa: BLE001 - network, auth and hub errors all end the same way
+            raise DownloadError(
+                f"could not download {filename} from the Hugging Face repository {repo_id} "
+                f"({type(err).__name__}: {err}). To get it anyway, {_by_hand(repo_id, filename)}."
+            ) from err
     try:
-        return _download(repo_id, filename)
-    except DownloadError:
-        raise
-    except Exception as err:  # noqa: BLE001 - network, auth and hub errors all end the same way
-        url = f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+        path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
+    except Exception as err:  # noqa: BLE001 - not in the cache (or a broken cache entry)
         raise DownloadError(
-            f"could not download {filename} from the Hugging Face repository {repo_id} ({type(err).__name__}: "
-            f"{err}).\nIf this machine is offline, fetch {url} elsewhere, copy it here and pass the file "
-            f"path instead, e.g. satclip.load('/path/to/{filename}') or `satclip ... --model /path/to/{filename}`."
+            f"cannot download {filename} from the Hugging Face repository {repo_id} ({reason}) and it is not in "
+            f"the hub cache. To get it, {_by_hand(repo_id, filename)}."
         ) from err
+    log.info("using the cached %s of %s (%s)", filename, repo_id, reason)
+    return path
 
 
 def list_files(repo_id: str) -> list[str]:
+    """The files of the hub repository ``repo_id`` (for ``hf://owner/name`` sources)."""
+    manual = (
+        f"download the model from https://huggingface.co/{repo_id}/tree/main (config.json + model.safetensors, "
+        "or its .ckpt) elsewhere and pass the local path"
+    )
+    hf = _hub(f"resolving hf://{repo_id}", manual)
+    if offline():
+        raise DownloadError(f"cannot list the Hugging Face repository {repo_id}: HF_HUB_OFFLINE is set; {manual}")
+    errors = require("huggingface_hub.errors", "hub")
+    try:  # one request, no retries (listing retries a failed connection for ~25 s)
+        hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, ".gitattributes"), timeout=PROBE_TIMEOUT)
+    except errors.HfHubHTTPError:
+        pass  # the hub answered (a repository without that file, or none at all: the listing says which)
+    except Exception as err:  # noqa: BLE001 - unreachable
+        raise DownloadError(
+            f"cannot reach the Hugging Face hub to list {repo_id} ({type(err).__name__}: {err}); {manual}"
+        ) from err
     try:
-        from huggingface_hub import list_repo_files
-    except ImportError as err:
-        raise DownloadError(f"resolving {repo_id} needs huggingface_hub: pip install 'satclip[hub]'") from err
-    try:
-        return list_repo_files(repo_id)
+        return list(hf.list_repo_files(repo_id))
     except Exception as err:  # noqa: BLE001
         raise DownloadError(
-            f"could not list the Hugging Face repository {repo_id} ({type(err).__name__}: {err}). Offline, "
-            "download its checkpoint (.ckpt) or native model (config.json + model.safetensors) elsewhere and "
-            "pass the local path."
+            f"could not list the Hugging Face repository {repo_id} ({type(err).__name__}: {err}); {manual}"
         ) from err

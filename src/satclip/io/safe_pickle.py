@@ -7,9 +7,12 @@ from pathlib import Path
 
 import torch
 
+from ..errors import SatclipError
 
-class UntrustedCheckpointError(pickle.UnpicklingError):
-    """A checkpoint needs Python objects outside the allowlist to be unpickled."""
+
+class UntrustedCheckpointError(SatclipError, pickle.UnpicklingError):
+    """A checkpoint needs Python objects outside the allowlist to be unpickled (a runtime refusal, exit 1);
+    the message names them and says how to proceed if the file is trusted."""
 
 
 class AttributeDict(dict):
@@ -55,6 +58,7 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
         names = [g for g in unsafe if g not in allowed] or [str(err).splitlines()[0]]
         raise UntrustedCheckpointError(
             f"refusing to unpickle {path}: it needs the Python global(s) {', '.join(names)}, which could run "
-            "arbitrary code. If you trust the file's origin, pass trust_checkpoint=True "
-            "(CLI: --trust-checkpoint)."
+            "arbitrary code. If you trust the file's origin, pass trust_checkpoint=True (CLI: "
+            "--trust-checkpoint), or convert it once with `satclip convert FILE DIR --trust-checkpoint` and "
+            "use the native directory, which needs no trust, from then on."
         ) from err
