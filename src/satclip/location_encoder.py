@@ -2,14 +2,94 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
 from . import encoding as _encoding
 from . import nn as _nn
+from .errors import BadInputError
 from .points import as_lonlat
 
 CPU_BATCH, LARGE_BATCH = 4096, 65536
+#: encoding parameters that set its output width (which is at least their value)
+ENCODING_SIZE_PARAMS = ("legendre_polys", "frequency_num")
+
+
+def _part(config: Mapping, key: str, registry, source: str) -> tuple[str, dict]:
+    part = config.get(key) if isinstance(config, Mapping) else None
+    if not isinstance(part, Mapping) or not isinstance(part.get("name"), str):
+        raise BadInputError(f"{source}: location_encoder.{key} must be an object with a 'name', got {part!r}")
+    params = {k: v for k, v in part.items() if k != "name"}
+    name = part["name"]
+    if name not in registry:
+        raise BadInputError(f"{source}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
+    unknown = sorted(set(params) - registry.accepted(name))
+    if unknown:
+        raise BadInputError(
+            f"{source}: {registry.kind} {name!r} got unexpected parameter(s) {unknown}; it accepts "
+            f"{sorted(registry.accepted(name))}"
+        )
+    return name, params
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config(config: Mapping, shapes: Mapping[str, tuple[int, ...]], source: str = "the model") -> None:
+    """Refuse a :class:`LocationEncoder` config that does not fit its weights, before anything is built.
+
+    Args:
+        config: ``{"encoding": {"name": …}, "network": {"name": …}}`` as in ``config.json``.
+        shapes: state-dict key (``nnet.…``) → shape of the weights, as read from a safetensors header or a
+            checkpoint without building a module.
+        source: names the file in messages.
+
+    Every size the config sets (the network's depth and widths, the encoding's output width) is compared
+    with the weights, so a config that asks for a network far larger than its file fails here at once
+    instead of allocating that network first.
+
+    Raises:
+        BadInputError: naming the config key, its value and what the weights hold.
+    """
+    enc_name, enc_params = _part(config, "encoding", _encoding.ENCODINGS, source)
+    net_name, net_params = _part(config, "network", _nn.NETWORKS, source)
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(_nn.NETWORKS.get(net_name)).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    sizes = _nn.sizes_from_shapes(net_name, shapes, prefix="nnet.")
+    for key, (found, evidence) in sizes.items():
+        if key == "input_dim":
+            continue
+        value = net_params.get(key, defaults.get(key))
+        if not _is_int(value) or value != found:
+            given = f"{value!r}" if key in net_params else f"not set (default {value!r})"
+            raise BadInputError(
+                f"{source}: location_encoder.network.{key} is {given} in the config, but the weights have "
+                f"{found} ({evidence})"
+            )
+    width, evidence = sizes["input_dim"]
+    for key in ENCODING_SIZE_PARAMS:
+        value = enc_params.get(key)
+        if key in enc_params and (not _is_int(value) or not 1 <= value <= width):
+            raise BadInputError(
+                f"{source}: location_encoder.encoding.{key} is {value!r} in the config, but the network's first "
+                f"layer takes {width} features ({evidence}), so it must be an integer from 1 to {width}"
+            )
+    try:  # its size parameters are bounded by the weights now: building it is cheap
+        posenc = _encoding.create(enc_name, **enc_params)
+    except (TypeError, ValueError) as err:
+        raise BadInputError(f"{source}: location_encoder.encoding is invalid: {err}") from err
+    if posenc.embedding_dim != width:
+        raise BadInputError(
+            f"{source}: location_encoder.encoding {dict(config['encoding'])} gives {posenc.embedding_dim} "
+            f"features, but the weights' first layer takes {width} ({evidence})"
+        )
 
 
 class LocationEncoder(nn.Module):
@@ -34,6 +114,22 @@ class LocationEncoder(nn.Module):
         posenc = _encoding.create(enc_cfg.pop("name"), **enc_cfg)
         nnet = _nn.create(net_cfg.pop("name"), input_dim=posenc.embedding_dim, **net_cfg)
         return cls(posenc, nnet, config)
+
+    @classmethod
+    def from_weights(cls, config: dict, state_dict: Mapping[str, torch.Tensor], source: str = "the model"):
+        """Build from ``config`` and load ``state_dict`` (strictly), after :func:`check_config` has
+        compared the config with the weights' shapes.
+
+        Raises:
+            BadInputError: the config does not fit the weights (nothing is built then).
+        """
+        check_config(config, {k: tuple(v.shape) for k, v in state_dict.items()}, source)
+        encoder = cls.from_config(config)
+        try:
+            encoder.load_state_dict(dict(state_dict))
+        except RuntimeError as err:
+            raise BadInputError(f"{source}: the location weights do not match the config: {err}") from err
+        return encoder
 
     @property
     def embedding_dim(self) -> int:

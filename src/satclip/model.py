@@ -86,7 +86,10 @@ class SatCLIP(nn.Module):
         )
         return logits_per_image, logits_per_image.T
 
-    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
-        """Write the native format (``config.json`` + ``model.safetensors``) atomically."""
+    def save(self, path: str | Path, metadata: dict | None = None, *, overwrite: bool = False) -> Path:
+        """Write the native format (``config.json`` + ``model.safetensors``) atomically.
+
+        An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
+        :func:`satclip.io.native.write_native`)."""
         config = {**self.config, "metadata": dict(metadata or {})}
-        return native.write_native(path, config, self.state_dict())
+        return native.write_native(path, config, self.state_dict(), overwrite=overwrite)

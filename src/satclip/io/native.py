@@ -15,17 +15,23 @@ no trust decision.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import BadInputError
+from ..safe_output import atomic_dir
+from .checks import check_finite
 
 FORMAT = "satclip"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: a config.json is a few kB; anything this large is not one
+MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def is_native(path: str | Path) -> bool:
@@ -33,43 +39,96 @@ def is_native(path: str | Path) -> bool:
     return path.is_dir() and (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
 
-def read_native(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Return ``(config, tensors)`` of a native model directory."""
-    path = Path(path)
+def _require_native(path: Path) -> None:
     if not is_native(path):
         raise FileNotFoundError(
             f"{path} is not a satclip model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
         )
-    config = json.loads((path / CONFIG_FILE).read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path / CONFIG_FILE} is not a satclip config (format={config.get('format')!r})")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format_version {config['format_version']}; this satclip reads up to {FORMAT_VERSION}: "
-            "upgrade satclip"
+
+
+def read_config(path: str | Path) -> dict:
+    """The checked ``config.json`` of a native model directory (format and version; nothing is built)."""
+    path = Path(path)
+    _require_native(path)
+    file = path / CONFIG_FILE
+    size = file.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise BadInputError(f"{file} is {size} bytes; a satclip config is a few kB (limit {MAX_CONFIG_BYTES})")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadInputError(f"{file} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise BadInputError(f"{file} is not a satclip config (format={found!r}, expected {FORMAT!r})")
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BadInputError(f"{file}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise BadInputError(
+            f"{path} has format_version {version}; this satclip reads up to {FORMAT_VERSION}: upgrade satclip"
         )
-    return config, load_file(path / WEIGHTS_FILE)
+    for key in ("location_encoder", "image_encoder", "metadata"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise BadInputError(f"{file}: {key!r} must be an object, got {type(value).__name__}")
+    if not config.get("location_encoder"):
+        raise BadInputError(f"{file} has no 'location_encoder'")
+    return config
 
 
-def write_native(path: str | Path, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write a native model directory atomically (a finished directory appears, or nothing)."""
+def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape of ``model.safetensors``, from its header alone (no tensor data is read)."""
+    path = Path(path)
+    _require_native(path)
+    try:
+        with safe_open(path / WEIGHTS_FILE, framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BadInputError(f"{path / WEIGHTS_FILE} is not a readable safetensors file: {err}") from err
+
+
+def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors ``keys`` (default: all) of ``model.safetensors``, refused if any holds a NaN or inf."""
+    path = Path(path)
+    _require_native(path)
+    file = path / WEIGHTS_FILE
+    try:
+        with safe_open(file, framework="pt") as handle:
+            names = list(handle.keys()) if keys is None else list(keys)
+            tensors = {key: handle.get_tensor(key) for key in names}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BadInputError(f"{file} is not a readable safetensors file: {err}") from err
+    check_finite(tensors, file)
+    return tensors
+
+
+def read_native(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Return ``(config, tensors)`` of a native model directory (see :func:`read_config`,
+    :func:`read_tensors`)."""
+    return read_config(path), read_tensors(path)
+
+
+def write_native(
+    path: str | Path,
+    config: dict,
+    tensors: dict[str, torch.Tensor],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+) -> Path:
+    """Write a native model directory atomically (a finished directory appears, or nothing).
+
+    An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip created it (or it is
+    empty); a directory holding other files is never touched, and ``path`` may not be one of ``inputs``
+    (see :mod:`satclip.safe_output`).
+
+    Raises:
+        OutputExistsError: ``path`` exists and may not be replaced.
+    """
     path = Path(path)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is ordinary data
+    with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path

@@ -8,13 +8,15 @@ two names). See docs/conventions.md.
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..errors import BadInputError
+from ..safe_output import atomic_file
+from .checks import check_finite
 from .safe_pickle import load_checkpoint
 
 LOCATION_PREFIX = "model.location."
@@ -57,12 +59,12 @@ class OriginalCheckpoint:
         if not loc:
             loc = alias
         if not loc:
-            raise KeyError(
+            raise BadInputError(
                 "checkpoint has no location encoder weights (no 'model.location.nnet.*' or 'model.nnet.*' keys)"
             )
         for key, value in alias.items():
             if key in loc and not torch.equal(loc[key], value):
-                raise ValueError(f"checkpoint is inconsistent: model.{key} differs from model.location.{key}")
+                raise BadInputError(f"checkpoint is inconsistent: model.{key} differs from model.location.{key}")
         return loc
 
     def visual_state_dict(self) -> dict[str, torch.Tensor]:
@@ -74,7 +76,7 @@ def location_config_from_hparams(hparams: dict) -> dict:
     positional encoding and ``pe_type`` the network, as in the original code)."""
     missing = [k for k in ("le_type", "pe_type", "embed_dim") if k not in hparams]
     if missing:
-        raise KeyError(f"checkpoint hyper_parameters lack {missing}; is this a SatCLIP checkpoint?")
+        raise BadInputError(f"checkpoint hyper_parameters lack {missing}; is this a SatCLIP checkpoint?")
 
     from ..encoding import ENCODINGS
 
@@ -109,7 +111,11 @@ def read_original(path: str | Path, *, trust_checkpoint: bool = False) -> Origin
     """Read an original SatCLIP ``.ckpt`` (see :func:`~satclip.io.safe_pickle.load_checkpoint`)."""
     ckpt = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ValueError(f"{path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters'")
+        raise BadInputError(f"{path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters'")
+    for key in ("state_dict", "hyper_parameters"):
+        if not isinstance(ckpt[key], dict):
+            raise BadInputError(f"{path}: {key!r} must be a dict, got {type(ckpt[key]).__name__}")
+    check_finite(ckpt["state_dict"], path)
     extra = {k: v for k, v in ckpt.items() if k not in ("state_dict", "hyper_parameters")}
     return OriginalCheckpoint(dict(ckpt["hyper_parameters"]), dict(ckpt["state_dict"]), extra)
 
@@ -123,12 +129,18 @@ def write_original(
     logit_scale: torch.Tensor | None = None,
     epoch: int = 0,
     global_step: int = 0,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
 ) -> Path:
     """Write a checkpoint in the released layout (duplicated location keys, extra hyper-parameters).
 
     The original loader rebuilds the whole model, so it accepts the file only when ``visual_state``
     (weights for ``hparams["vision_layers"]``) and ``logit_scale`` are included; ``satclip.load`` needs
-    only the location weights. Written atomically.
+    only the location weights. Written atomically; an existing file is replaced only with
+    ``overwrite=True``, a directory never, and ``path`` may not be one of ``inputs``.
+
+    Raises:
+        OutputExistsError: ``path`` exists and may not be replaced.
     """
     state: dict[str, torch.Tensor] = {}
     if logit_scale is not None:
@@ -155,13 +167,6 @@ def write_original(
         },
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, overwrite=overwrite, inputs=inputs) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return path

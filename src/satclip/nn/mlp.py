@@ -52,7 +52,7 @@ class FCNet(nn.Module):
         return self.class_emb(self.feats(x))
 
 
-from .registry import NETWORKS  # noqa: E402
+from .registry import NETWORKS, SIZES, BadInputError, matrix, numbered  # noqa: E402
 
 
 @NETWORKS.register("linear")
@@ -68,3 +68,39 @@ def _mlp(input_dim: int, num_classes: int = 256, dim_hidden: int = 256, num_laye
 @NETWORKS.register("fcnet")
 def _fcnet(input_dim: int, num_classes: int = 256, dim_hidden: int = 256) -> FCNet:
     return FCNet(input_dim, num_classes, dim_hidden)
+
+
+def _shape_of(shapes, key: str) -> tuple[int, int, str]:
+    rows, cols = matrix(shapes, key)
+    return rows, cols, f"{key} has shape ({rows}, {cols})"
+
+
+@SIZES.register("linear")
+def _linear_sizes(shapes, prefix: str = "") -> dict:
+    out, width, evidence = _shape_of(shapes, f"{prefix}weight")
+    return {"num_classes": (out, evidence), "input_dim": (width, evidence)}
+
+
+@SIZES.register("mlp")
+def _mlp_sizes(shapes, prefix: str = "") -> dict:
+    linear = numbered(shapes, f"{prefix}features.")
+    if len(linear) < 2 or linear != list(range(0, 2 * len(linear), 2)):
+        raise BadInputError(
+            f"the weights' {prefix}features.* linear layers are numbered {linear}, not 0, 2, 4, … (at least two)"
+        )
+    hidden, width, first = _shape_of(shapes, f"{prefix}features.0.weight")
+    out, _, last = _shape_of(shapes, f"{prefix}features.{linear[-1]}.weight")
+    count = f"{len(linear) - 2} hidden layers between {prefix}features.0 and {prefix}features.{linear[-1]}"
+    return {
+        "input_dim": (width, first),
+        "dim_hidden": (hidden, first),
+        "num_classes": (out, last),
+        "num_layers": (len(linear) - 2, count),
+    }
+
+
+@SIZES.register("fcnet")
+def _fcnet_sizes(shapes, prefix: str = "") -> dict:
+    hidden, width, first = _shape_of(shapes, f"{prefix}feats.0.weight")
+    out, _, last = _shape_of(shapes, f"{prefix}class_emb.weight")
+    return {"input_dim": (width, first), "dim_hidden": (hidden, first), "num_classes": (out, last)}

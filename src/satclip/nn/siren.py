@@ -65,9 +65,28 @@ class SirenNet(nn.Module):
         return self.last_layer(x)
 
 
-from .registry import NETWORKS  # noqa: E402
+from .registry import NETWORKS, SIZES, BadInputError, matrix, numbered  # noqa: E402
 
 
 @NETWORKS.register("siren")
 def _build(input_dim: int, num_classes: int = 256, dim_hidden: int = 256, num_layers: int = 2) -> SirenNet:
     return SirenNet(input_dim, dim_hidden, num_classes, num_layers)
+
+
+@SIZES.register("siren")
+def _sizes(shapes, prefix: str = "") -> dict:
+    layers = numbered(shapes, f"{prefix}layers.")
+    if layers != list(range(len(layers))):
+        raise BadInputError(f"the weights' sine layers {prefix}layers.* are numbered {layers}, not 0, 1, …")
+    last = f"{prefix}last_layer.weight"
+    out, width = matrix(shapes, last)
+    count = f"{len(layers)} sine layers ({prefix}layers.0 … {prefix}layers.{len(layers) - 1})" if layers else "none"
+    sizes = {
+        "num_layers": (len(layers), count),
+        "num_classes": (out, f"{last} has shape ({out}, {width})"),
+        "dim_hidden": (width, f"{last} has shape ({out}, {width})"),
+    }
+    first = f"{prefix}layers.0.weight" if layers else last
+    rows, cols = matrix(shapes, first)
+    sizes["input_dim"] = (cols, f"{first} has shape ({rows}, {cols})")
+    return sizes

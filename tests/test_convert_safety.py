@@ -1,0 +1,126 @@
+"""`satclip convert` and the model writers never destroy what satclip did not write (issue 11, item A)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.convert import convert
+from satclip.errors import BadInputError, OutputExistsError
+from satclip.io import native, original
+from satclip.location_encoder import LocationEncoder
+from satclip.safe_output import MARKER
+
+CONFIG = {
+    "encoding": {"name": "sphericalharmonics", "legendre_polys": 3, "harmonics_calculation": "analytic-stable"},
+    "network": {"name": "siren", "num_classes": 4, "dim_hidden": 8, "num_layers": 1},
+}
+POINT = [[13.4, 52.5]]
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    torch.manual_seed(0)
+    state = LocationEncoder.from_config(CONFIG).state_dict()
+    return original.write_original(tmp_path / "in.ckpt", original.hparams_from_location_config(CONFIG), state)
+
+
+def _user_directory(path):
+    (path / "sub").mkdir(parents=True)
+    (path / "notes.txt").write_text("my notes")
+    (path / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    return {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def _contents(path):
+    return {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_user_files_in_the_output_directory_survive(tmp_path, ckpt, overwrite):
+    target = tmp_path / "mine"
+    before = _user_directory(target)
+    with pytest.raises(OutputExistsError, match="satclip did not create"):
+        convert(ckpt, target, overwrite=overwrite)
+    assert _contents(target) == before
+    assert [p.name for p in tmp_path.iterdir() if "satclip-tmp" in p.name] == []
+
+
+def test_user_files_survive_the_cli(tmp_path, ckpt, capsys):
+    target = tmp_path / "mine"
+    before = _user_directory(target)
+    assert main(["convert", str(ckpt), str(target)]) != 0
+    assert "satclip did not create" in capsys.readouterr().err
+    assert _contents(target) == before
+
+
+def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path, ckpt):
+    model = convert(ckpt, tmp_path / "model")
+    unrelated = tmp_path / "notes.ckpt"
+    unrelated.write_bytes(b"not a checkpoint, but mine")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        convert(model, unrelated)
+    assert unrelated.read_bytes() == b"not a checkpoint, but mine"
+    assert convert(model, unrelated, overwrite=True) == unrelated
+    torch.testing.assert_close(satclip.load(unrelated).encode(POINT), satclip.load(ckpt).encode(POINT))
+    # a native model is a directory: an existing file is never replaced by one, with or without overwrite
+    text = tmp_path / "notes.txt"
+    text.write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match="not a directory"):
+            convert(ckpt, text, overwrite=overwrite)
+    assert text.read_text() == "mine"
+
+
+def test_satclip_output_is_replaced_only_with_overwrite(tmp_path, ckpt):
+    out = convert(ckpt, tmp_path / "model")
+    assert (out / MARKER).is_file() and native.is_native(out)
+    first = (out / native.WEIGHTS_FILE).read_bytes()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        convert(ckpt, out)
+    assert convert(ckpt, out, location_only=True, overwrite=True) == out
+    assert (out / native.WEIGHTS_FILE).read_bytes() == first  # same weights, rewritten in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ckpt", "model"]  # no temporaries left
+
+
+def test_output_equal_to_or_containing_the_input_is_refused(tmp_path, ckpt):
+    data = ckpt.read_bytes()
+    with pytest.raises(BadInputError, match="also an input"):
+        convert(ckpt, ckpt, overwrite=True)
+    assert ckpt.read_bytes() == data
+    model = convert(ckpt, tmp_path / "model")
+    files = _contents(model)
+    for output in (model, model / native.WEIGHTS_FILE, model / native.CONFIG_FILE):
+        with pytest.raises(BadInputError, match="also an input|not a directory"):
+            convert(model, output, overwrite=True)
+    assert _contents(model) == files
+    # a checkpoint kept inside a directory satclip wrote: converting into that directory would delete it
+    inside = model / "kept.ckpt"
+    inside.write_bytes(data)
+    with pytest.raises(BadInputError, match="contains the input"):
+        convert(inside, model, overwrite=True)
+    assert inside.read_bytes() == data
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path, ckpt, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(native, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        convert(ckpt, tmp_path / "model")
+    monkeypatch.setattr(original.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        original.write_original(tmp_path / "x.ckpt", original.hparams_from_location_config(CONFIG), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ckpt"]
+
+
+def test_write_native_never_replaces_a_foreign_directory(tmp_path):
+    target = tmp_path / "mine"
+    before = _user_directory(target)
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError):
+            native.write_native(target, {"location_encoder": CONFIG}, {"x": torch.zeros(1)}, overwrite=overwrite)
+    assert _contents(target) == before
