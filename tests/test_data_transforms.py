@@ -49,6 +49,41 @@ def test_eval_transform_accepts_numpy_and_centre_crops(raw_sample):
     torch.testing.assert_close(cropped, from_numpy[:, 16:240, 16:240], rtol=0, atol=0)
 
 
+def torchvision_offset(margin: int) -> int:
+    """torchvision's CenterCrop offset ``int(round(margin / 2.0))``, with the round-half-to-even written out
+    in integers: an odd margin 2k + 1 rounds k + 0.5 to the even one of k and k + 1."""
+    k = margin // 2
+    return k + 1 if margin % 2 == 1 and k % 2 == 1 else k
+
+
+def test_center_crop_follows_torchvision_offsets():
+    """Every margin 0 … 40 on both axes, numpy and torch: the window starts at torchvision's offsets. The
+    range covers margins ≡ 3 (mod 4), where flooring (margin // 2) puts the window one row higher."""
+    from satclip.image import preprocess
+
+    assert Fn.center_crop is preprocess.center_crop  # one implementation for the transforms and the CLI
+    size = 5
+    margins = range(41)
+    assert any(torchvision_offset(d) != d // 2 for d in margins)  # the check tells the conventions apart
+    for dh in margins:
+        for dw in (0, 1, 3, 6, 7):
+            h, w = size + dh, size + dw
+            image = np.arange(2 * h * w).reshape(2, h, w)
+            top, left = torchvision_offset(dh), torchvision_offset(dw)
+            want = image[:, top : top + size, left : left + size]
+            np.testing.assert_array_equal(preprocess.center_crop(image, size), want)
+            assert torch.equal(Fn.center_crop(torch.from_numpy(image), size), torch.from_numpy(want))
+    with pytest.raises(ValueError, match="cannot centre-crop 4×9 images to 5×5"):
+        Fn.center_crop(torch.zeros(1, 4, 9), size)
+
+
+def test_eval_transform_centre_crop_on_an_odd_margin(raw_sample):
+    """256 → 253 leaves a margin of 3: torchvision (and the eval transform) start at row and column 2."""
+    full = s2_transform(False)(raw_sample)["image"]
+    cropped = s2_transform(False, crop_size=253)(raw_sample)["image"]
+    torch.testing.assert_close(cropped, full[:, 2:255, 2:255], rtol=0, atol=0)
+
+
 def test_train_transform_is_reproducible_for_a_seed(raw_sample):
     def run(seed):
         transform = s2_transform(train=True, seed=seed)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# one centre crop for the whole library (torchvision's offsets); re-exported for the transforms
+from ..image.preprocess import center_crop  # noqa: F401
+
 
 def _check_chw(image: torch.Tensor, what: str) -> None:
     if image.ndim != 3:
@@ -26,16 +29,6 @@ def random_crop(image: torch.Tensor, size: int, generator: torch.Generator | Non
         return image
     top = int(torch.randint(0, h - size + 1, (1,), generator=generator).item())
     left = int(torch.randint(0, w - size + 1, (1,), generator=generator).item())
-    return image[..., top : top + size, left : left + size]
-
-
-def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size × size`` window (offsets rounded like torchvision's ``CenterCrop``)."""
-    _check_chw(image, "center_crop")
-    h, w = image.shape[-2:]
-    if h < size or w < size:
-        raise ValueError(f"cannot crop a {h}×{w} image to {size}×{size}; lower crop_size")
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     return image[..., top : top + size, left : left + size]
 
 

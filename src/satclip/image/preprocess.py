@@ -89,9 +89,14 @@ def load_sentinel2(path: str | Path) -> np.ndarray:
 
 
 def center_crop(images, size: int):
-    """The central ``size × size`` window of ``(..., H, W)`` images (numpy array or torch tensor)."""
+    """The central ``size × size`` window of ``(..., H, W)`` images (numpy array or torch tensor; a view).
+
+    The offsets are torchvision's ``CenterCrop``: ``top = round((H − size) / 2)`` with Python's
+    round-half-to-even, so an odd margin puts the extra row at the top when ⌊margin / 2⌋ is odd and at
+    the bottom otherwise (margin 3 → top 2, margin 5 → top 2), not always at the bottom.
+    """
     h, w = images.shape[-2], images.shape[-1]
     if h < size or w < size:
-        raise ValueError(f"cannot centre-crop {h}×{w} images to {size}×{size}")
-    top, left = (h - size) // 2, (w - size) // 2
+        raise ValueError(f"cannot centre-crop {h}×{w} images to {size}×{size}: crop to at most {min(h, w)}")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     return images[..., top : top + size, left : left + size]
