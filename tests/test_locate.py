@@ -9,6 +9,7 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.errors import BadInputError
 from satclip.image import preprocess
 from satclip.locate import GRIDS, candidate_points, fibonacci_grid, locate
 
@@ -110,3 +111,34 @@ def test_locate_cli(model, capsys):
     for row, (lon, lat, score) in zip(rows, expected, strict=True):
         assert float(row[1]) == pytest.approx(lon, abs=1e-4) and float(row[2]) == pytest.approx(lat, abs=1e-4)
         assert float(row[3]) == pytest.approx(score, abs=1e-4)
+
+
+def _bad_image(kind: str) -> torch.Tensor:
+    image = torch.rand(13, 32, 32, generator=torch.Generator().manual_seed(0))
+    if kind == "all-nan":
+        image[:] = float("nan")
+    elif kind == "one-inf":
+        image[3, 4, 5] = float("inf")
+    elif kind == "zeros":
+        image[:] = 0
+    elif kind == "constant":
+        image[:] = 0.25
+    return image
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [("all-nan", "image 1 has only NaN or infinite values"),
+     ("one-inf", "image 1 has 1 NaN or infinite values of"),
+     ("zeros", r"image 1 is constant \(every value is 0\)"),
+     ("constant", r"image 1 is constant \(every value is 0.25\)")],
+)  # fmt: skip
+def test_locate_refuses_images_without_location_signal(model, kind, reason):
+    good = _bad_image("none")
+    with pytest.raises(BadInputError, match=reason) as info:
+        locate(model, torch.stack([good, _bad_image(kind)]), k=3, grid_size=50)
+    assert "\n" not in str(info.value)
+    with pytest.raises(BadInputError, match=reason.replace("image 1", "image 0")):
+        locate(model, _bad_image(kind), k=3, grid_size=50)
+    scores = locate(model, good, k=3, grid_size=50).scores
+    assert np.isfinite(scores).all()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import BadInputError
 from .model import SatCLIP
 from .registry import Registry
 
@@ -75,6 +76,33 @@ def embed_candidates(model: SatCLIP, points: np.ndarray, batch_size: int | None 
     return torch.nn.functional.normalize(embeddings, dim=1)
 
 
+def check_images(images: torch.Tensor) -> None:
+    """Refuse images that carry no location signal: any NaN or inf, or one value everywhere (a no-data
+    patch). ``images`` is ``(B, C, H, W)``; the message names the first bad image and why."""
+    if images.ndim != 4 or images.shape[0] == 0 or images[0].numel() == 0:
+        raise BadInputError(
+            f"images must be a non-empty (B, C, H, W) or (C, H, W) array, got shape {tuple(images.shape)}"
+        )
+    flat = images.reshape(len(images), -1)
+    if flat.is_floating_point() or flat.is_complex():
+        finite = torch.isfinite(flat)
+        if not bool(finite.all()):
+            row = int((~finite).any(dim=1).nonzero()[0])
+            bad = int((~finite[row]).sum())
+            size = flat.shape[1]
+            what = "only NaN or infinite values" if bad == size else f"{bad} NaN or infinite values of {size}"
+            raise BadInputError(
+                f"image {row} has {what}; locating it needs finite pixel values (a no-data patch or a bad read?)"
+            )
+    constant = (flat == flat[:, :1]).all(dim=1)
+    if bool(constant.any()):
+        row = int(constant.nonzero()[0])
+        raise BadInputError(
+            f"image {row} is constant (every value is {flat[row, 0].item():g}): a no-data patch carries no location "
+            "signal, and every candidate would get the same score"
+        )
+
+
 @torch.no_grad()
 def locate(
     model: SatCLIP,
@@ -94,10 +122,14 @@ def locate(
         k: results per image (at most the number of candidates).
         grid, grid_size: candidate points (see :func:`candidate_points`).
         candidates: precomputed :func:`embed_candidates` of those points, to reuse across calls.
+
+    Raises:
+        BadInputError: an image is not finite or constant (:func:`check_images`), or a bad argument.
     """
     images = torch.as_tensor(images)
     if images.ndim == 3:
         images = images[None]
+    check_images(images)
     points = candidate_points(grid, grid_size)
     if candidates is None:
         candidates = embed_candidates(model, points)
@@ -105,7 +137,7 @@ def locate(
         raise ValueError(f"{len(candidates)} candidate embeddings for {len(points)} points")
     k = min(int(k), len(points))
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise BadInputError(f"k must be at least 1, got {k}")
     param = next(model.visual.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     image_embeddings = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=1)
