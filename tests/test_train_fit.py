@@ -15,6 +15,7 @@ import torch
 
 import satclip
 from satclip.cli import main as cli_main
+from satclip.errors import ResumeError
 from satclip.io.native import read_native
 from satclip.train import fit, from_dict, load_config
 
@@ -113,10 +114,10 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]  # 0, 1 killed session; 2 resumed
 
     changed = from_dict({**base, "optim": {"lr": 0.5}})
-    with pytest.raises(ValueError, match=r"optim\.lr"):
+    with pytest.raises(ResumeError, match=r"optim\.lr"):
         fit(changed, resume=True)
     synthetic_cache(tmp_path / "cache", n=200, seed=5)  # other images under the same path
-    with pytest.raises(ValueError, match="another feature cache"):
+    with pytest.raises(ResumeError, match="another feature cache"):
         fit(from_dict(base), resume=True)
 
 

@@ -1,37 +1,194 @@
-"""Lightning plumbing: atomic checkpoint files and a per-epoch history file."""
+"""Lightning plumbing: checkpoint files with a checksum, the two checkpoints of a run (``last``: the
+latest state, ``best``: the lowest ``val_loss``), the per-epoch history file, and the check a checkpoint
+passes before a run resumes from it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
+
+from .. import safe_output
+from ..errors import ResumeError
+from ..optional import require
+from .module import epoch_metrics
+
+pl = require("lightning.pytorch", "train", "training")
+_plugins = require("lightning.fabric.plugins", "train", "training")
+
+log = logging.getLogger(__name__)
+
+#: what to do about a checkpoint that cannot be used, appended to every ResumeError about one
+RESUME_FIX = (
+    "resume from an intact checkpoint of this run with --resume PATH (e.g. its checkpoints/best.ckpt), or start "
+    "a new run in another trainer.output_dir"
+)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file in the same directory, fsyncs it and renames it into
-    place: a checkpoint file is complete or absent, even when the process is killed mid-write."""
+def checksum_path(path: str | Path) -> Path:
+    """``NAME.sha256`` beside checkpoint ``NAME`` (the ``sha256sum`` format: ``sha256sum -c`` checks it)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.sha256")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recorded_digests(path: Path) -> list[str]:
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        return []
+    return [line.split()[0] for line in sidecar.read_text().splitlines() if line.strip()]
+
+
+def _record_digests(path: Path, digests: list[str]) -> None:
+    safe_output.write_text(checksum_path(path), "".join(f"{d}  {path.name}\n" for d in dict.fromkeys(digests)))
+
+
+class AtomicCheckpointIO(_plugins.TorchCheckpointIO):
+    """Writes each checkpoint through :func:`satclip.safe_output.atomic_file` (a temporary sibling, fsynced
+    and renamed: the file is complete or absent, even when the process is killed mid-write) and records its
+    sha256 in ``NAME.sha256``.
+
+    The checksum file lists the new digest beside the old one(s) before the rename and the new one alone
+    after it, so whenever the process stops it vouches for the checkpoint on disk, and a changed byte
+    (a disk or copy error) is caught by :func:`verify_checkpoint`.
+    """
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp files are private
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with safe_output.atomic_file(path, overwrite=True) as tmp:
+            torch.save(checkpoint, tmp)
+            digest = file_sha256(tmp)
+            _record_digests(path, [*_recorded_digests(path), digest])
+        _record_digests(path, [digest])
+
+    def remove_checkpoint(self, path) -> None:
+        super().remove_checkpoint(path)
+        checksum_path(path).unlink(missing_ok=True)
+
+
+def _zip_problem(path: Path) -> str | None:
+    """Why the torch zip archive at ``path`` is damaged (a record failing its CRC-32, a broken
+    directory), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as err:
+        return f"it is not a readable checkpoint archive ({err})"
+    return f"its record {bad!r} fails its CRC-32 check" if bad else None
+
+
+def verify_checkpoint(path: str | Path) -> dict:
+    """Check that checkpoint ``path`` is intact and a satclip training checkpoint, and return it (loaded
+    with ``weights_only=True``, tensors memory-mapped).
+
+    Intact: its sha256 is one its ``.sha256`` file records; a checkpoint without one (written by an older
+    satclip, or copied without it) must pass the CRC-32 checks of its zip records instead.
+
+    Raises:
+        ResumeError: the file is damaged, unreadable or not a satclip training checkpoint; the message names
+            the file, what is wrong and what to do.
+    """
+    path = Path(path)
+    expected = _recorded_digests(path)
+    if expected:
+        actual = file_sha256(path)
+        if actual not in expected:
+            raise ResumeError(
+                f"cannot resume from {path}: the file is damaged (disk or copy error): its sha256 {actual} is not "
+                f"the {expected[-1]} recorded in {checksum_path(path).name} when it was written; {RESUME_FIX}"
+            )
+    else:
+        problem = _zip_problem(path)
+        if problem:
+            raise ResumeError(f"cannot resume from {path}: the file is damaged: {problem}; {RESUME_FIX}")
+        log.warning("%s has no %s file (an older satclip wrote it): checked its CRC-32s instead", path,
+                    checksum_path(path).name)  # fmt: skip
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for a broken or foreign file
+        raise ResumeError(
+            f"cannot resume from {path}: it cannot be read as a checkpoint ({err}); {RESUME_FIX}"
+        ) from err
+    config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
+    if not isinstance(config, dict) or "state_dict" not in checkpoint:
+        raise ResumeError(
+            f"cannot resume from {path}: it is not a satclip training checkpoint (it holds no training config); "
+            f"{RESUME_FIX}"
+        )
+    return checkpoint
+
+
+class LatestCheckpoint(pl.callbacks.Checkpoint):
+    """Writes ``path`` (``checkpoints/last.ckpt``), the latest training state, whatever the metrics: after
+    every epoch (its validation included) and, with ``every_n_steps``, after every N-th optimizer step
+    within an epoch. It is the point a run resumes from; the best checkpoint is :class:`BestCheckpoint`."""
+
+    def __init__(self, path: str | Path, every_n_steps: int = 0):
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._saved_step = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if not self.every_n_steps or step % self.every_n_steps or step == self._saved_step:
+            return  # not due, or no optimizer step since the last save (gradient accumulation)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the epoch's last batch: the end-of-epoch checkpoint follows its validation
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+
+
+class BestCheckpoint(pl.callbacks.ModelCheckpoint):
+    """``dirpath/best.ckpt``: the state with the lowest ``monitor`` (``val_loss``), checked at the end of
+    every training epoch; with ``monitor=None`` (no validation) the latest state.
+
+    Its record of the best score survives a moved run directory (Lightning would drop it and let the next
+    epoch overwrite ``best.ckpt`` whatever its score)."""
+
+    def __init__(self, dirpath: str | Path, monitor: str | None = "val_loss"):
+        super().__init__(
+            dirpath=dirpath, filename="best", monitor=monitor, mode="min", save_top_k=1, save_last=False,
+            save_on_train_epoch_end=True, enable_version_counter=False,
+        )  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+
+            def moved(path):
+                if not isinstance(path, str) or not path or Path(old) not in Path(path).parents:
+                    return path
+                return os.path.join(new, os.path.relpath(path, old))
+
+            state_dict = {key: moved(value) for key, value in state_dict.items()}
+            state_dict["best_k_models"] = {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}
+            state_dict["dirpath"] = new
+        super().load_state_dict(state_dict)
 
 
 class History(pl.Callback):
@@ -55,19 +212,10 @@ class History(pl.Callback):
         if trainer.sanity_checking:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        for key, value in sorted(trainer.callback_metrics.items()):
-            if key.endswith("_step"):
-                continue
-            name = key[: -len("_epoch")] if key.endswith("_epoch") else key
-            row[name] = float(value)
+        row.update(epoch_metrics(trainer.callback_metrics))
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in self.rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.path)
+        safe_output.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))

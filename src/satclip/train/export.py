@@ -51,7 +51,8 @@ def export_pair(
     global_step: int = 0,
     metrics: dict | None = None,
 ) -> Exported:
-    """Write ``directory/name/`` (native) and ``directory/name.ckpt`` (original layout), atomically."""
+    """Write ``directory/name/`` (native) and ``directory/name.ckpt`` (original layout), atomically,
+    replacing earlier exports of that name (a directory only if satclip wrote it)."""
     directory = Path(directory)
     encoder = full_image_encoder(pair, image_config, cache)
     location_state = {k: v.detach().cpu() for k, v in pair.location.state_dict().items()}
@@ -74,6 +75,7 @@ def export_pair(
         directory / name,
         {"location_encoder": loc_config, "image_encoder": dict(image_config), "metadata": metadata},
         tensors,
+        overwrite=True,
     )
     base = {
         "embed_dim": config.model.embed_dim,
@@ -92,6 +94,6 @@ def export_pair(
     hparams = hparams_from_location_config(loc_config, base)
     original = write_original(
         directory / f"{name}.ckpt", hparams, location_state, visual_state=visual, logit_scale=logit_scale,
-        epoch=epoch, global_step=global_step,
+        epoch=epoch, global_step=global_step, overwrite=True,
     )  # fmt: skip
     return Exported(native, original)

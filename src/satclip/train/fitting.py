@@ -2,22 +2,30 @@
 
 A run directory (``trainer.output_dir``) holds::
 
+    .satclip-output             marker: satclip created it (it never writes a run into a foreign directory)
     config.yaml                 the resolved config of the run
-    checkpoints/last.ckpt       Lightning checkpoint after the latest epoch (resume point)
-    checkpoints/best.ckpt       lowest val_loss so far
+    checkpoints/last.ckpt       the latest state: after every epoch (and every N steps); the resume point
+    checkpoints/best.ckpt       the state with the lowest val_loss so far
+    checkpoints/*.ckpt.sha256   their sha256 (``sha256sum -c`` format), checked before a resume
     history.jsonl               one line of epoch metrics per finished epoch
     logs/version_*/metrics.csv  step and epoch metrics (CSV logger; TensorBoard too when installed)
     export/{best,last}/         native model directories (config.json + model.safetensors)
     export/{best,last}.ckpt     the same in the original .ckpt layout
 
-``resume=True`` continues from ``checkpoints/last.ckpt``: the data order, augmentation, jitter and dropout
-of every epoch depend only on the seed and the epoch number, and the checkpoint restores weights,
-optimizer state and loop counters, so an interrupted and resumed run ends with the same weights as an
-uninterrupted one.
+A run holds a lock on its directory (``.NAME.lock`` beside it) while it runs: a second run on the same
+``output_dir`` fails at once, naming the process that holds it.
+
+``resume=True`` continues from ``checkpoints/last.ckpt`` after checking it (:func:`check_resume`): intact
+(its sha256), a satclip training checkpoint, written by a run with the same config (only
+:data:`RESUMABLE_CHANGES` may differ) from the same feature cache. The data order, augmentation, jitter
+and dropout of every step depend only on the seed, the epoch and the step, and the checkpoint restores
+weights, optimizer state, loop counters and the position in the epoch, so an interrupted and resumed run
+ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -26,22 +34,31 @@ from pathlib import Path
 
 import torch
 
+from .. import safe_output
+from ..errors import OutputExistsError, ResumeError
+from ..optional import require
 from .config import TrainConfig, dump_config, from_dict, load_config
 from .export import Exported, export_pair, lightning_state_to_pair
 
 log = logging.getLogger(__name__)
 
-#: config keys a resumed run may change (everything else must match the run's config.yaml)
+#: config keys a resumed run may change (everything else must match the checkpoint's config)
 RESUMABLE_CHANGES = (
     "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.export",
-    "data.num_workers", "trainer.limit_val_batches",
+    "trainer.checkpoint_every_n_steps", "trainer.output_dir", "data.num_workers", "trainer.limit_val_batches",
 )  # fmt: skip
+
+#: what an older satclip left in a run directory (accepted, and marked as satclip's, without the marker)
+_LEGACY_RUN = {"config.yaml", "checkpoints", "history.jsonl", "logs", "tensorboard", "export"}
+_LEGACY_CHECKPOINTS = {"last.ckpt", "best.ckpt"}
+_LEGACY_EXPORT = {"config.json", "model.safetensors"}
 
 
 @dataclass
 class FitResult:
     """What a run produced. ``history``: one dict of epoch metrics per finished epoch (``epoch``,
-    ``train_loss``, ``val_loss``, ``val_acc_i2l`` …); ``exports``: ``{"best"|"last": Exported}``."""
+    ``train_loss``, ``val_loss``, ``val_acc_i2l`` …); ``checkpoints`` and ``exports``: ``{"best"|"last": …}``
+    (best: lowest ``val_loss``; last: the final state)."""
 
     run_dir: Path
     config: TrainConfig
@@ -70,27 +87,122 @@ def _flatten(value: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_resumable(saved: TrainConfig, current: TrainConfig) -> None:
-    old, new = _flatten(saved.to_dict()), _flatten(current.to_dict())
+def check_resume(path: str | Path, config: TrainConfig) -> dict:
+    """Check checkpoint ``path`` before a run with ``config`` resumes from it; return it (tensors
+    memory-mapped).
+
+    Raises:
+        ResumeError: it is damaged or not a satclip training checkpoint (see
+            :func:`~satclip.train.callbacks.verify_checkpoint`), or the run that wrote it had another config
+            (keys other than :data:`RESUMABLE_CHANGES` differ; missing keys count as their defaults).
+    """
+    from .callbacks import verify_checkpoint
+
+    checkpoint = verify_checkpoint(path)
+    try:
+        saved = from_dict(checkpoint["hyper_parameters"]["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ResumeError(
+            f"cannot resume from {path}: its training config is not one this satclip can read ({err}); start a "
+            "new run in another trainer.output_dir"
+        ) from err
+    old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
-        details = "; ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed)
-        raise ValueError(
-            f"cannot resume with a different config ({details}); only {', '.join(RESUMABLE_CHANGES)} may change"
+        details = "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in changed)
+        raise ResumeError(
+            f"cannot resume from {path}: it was written by a run with another config ({details}). Resume with "
+            f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change when resuming"
         )
+    return checkpoint
 
 
-def _check_same_cache(ckpt_path: Path, cache) -> None:
+def _check_same_cache(path: Path, checkpoint: dict, cache) -> None:
     from .cache import key_differences
 
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {}).get("cache_key")
+    saved = checkpoint.get("hyper_parameters", {}).get("cache_key")
     if saved is not None:
         differ = key_differences(saved, cache.key)
         if differ:
-            raise ValueError(
-                f"cannot resume {ckpt_path}: it was trained on another feature cache ({', '.join(differ)} differ "
-                f"from {cache.path})"
+            raise ResumeError(
+                f"cannot resume from {path}: it was trained on another feature cache ({', '.join(differ)} differ "
+                f"from {cache.path}); point data.cache at the run's cache, or start a new run in another "
+                "trainer.output_dir"
             )
+
+
+def _claim_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` as a satclip directory, or accept it (satclip's, empty, or a run directory of an
+    older satclip, which is marked).
+
+    Raises:
+        OutputExistsError: ``run_dir`` holds files satclip did not create.
+    """
+    if run_dir.is_dir() and not run_dir.is_symlink() and not safe_output.is_owned(run_dir):
+        names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+        checkpoints = run_dir / "checkpoints"
+        if (
+            (run_dir / "config.yaml").is_file() and checkpoints.is_dir() and names <= _LEGACY_RUN
+            and {p.name for p in checkpoints.iterdir() if not p.name.startswith(".")} <= _LEGACY_CHECKPOINTS
+        ):  # fmt: skip
+            log.info("%s: a run directory of an older satclip; marking it as satclip's", run_dir)
+            safe_output.mark_owned(run_dir, kind="training-run")
+            for export in (run_dir / "export" / "best", run_dir / "export" / "last"):
+                if export.is_dir() and {p.name for p in export.iterdir()} <= _LEGACY_EXPORT:
+                    safe_output.mark_owned(export)
+    safe_output.make_owned_dir(run_dir, kind="training-run")
+
+
+def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path, check: bool):
+    """``(checkpoint path, checked checkpoint)`` to resume from, ``(None, None)`` for a new run; the
+    checkpoint is checked (and returned) only with ``check``."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not resume:
+        if check and any((ckpt_dir / name).exists() for name in ("last.ckpt", "best.ckpt")):
+            raise OutputExistsError(
+                f"{run_dir} already holds a run (checkpoints/last.ckpt): continue it with --resume, or choose "
+                "another trainer.output_dir"
+            )
+        return None, None
+    path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume: {path} does not exist (start without --resume)")
+    return path, check_resume(path, config) if check else None
+
+
+def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Sequence):
+    """The Lightning trainer of a run, and its :class:`~satclip.train.callbacks.History`."""
+    pl = require("lightning.pytorch", "train", "training")
+    from lightning.pytorch.loggers import CSVLogger
+
+    from .callbacks import AtomicCheckpointIO, BestCheckpoint, History, LatestCheckpoint
+
+    t = config.trainer
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoints = [  # in this order: last.ckpt is written after best.ckpt, so it records best.ckpt's score
+        BestCheckpoint(ckpt_dir, monitor="val_loss" if has_val else None),
+        LatestCheckpoint(ckpt_dir / "last.ckpt", every_n_steps=t.checkpoint_every_n_steps),
+    ]
+    history = History(run_dir / "history.jsonl")
+    loggers = [CSVLogger(run_dir, name="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
+    except (ImportError, ModuleNotFoundError):
+        pass
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        num_nodes=t.num_nodes, precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
+        fast_dev_run=t.fast_dev_run, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches if has_val else 0, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=t.enable_progress_bar,
+        deterministic=t.deterministic, use_distributed_sampler=False, num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
+        callbacks=[history, *callbacks, *checkpoints], logger=loggers, enable_model_summary=False,
+    )  # fmt: skip
+    return trainer, history
 
 
 def fit(
@@ -110,87 +222,61 @@ def fit(
         source: a :class:`~satclip.train.sources.PairSource` to train from images (instead of
             ``data.dataset``/``data.root``).
         callbacks: extra Lightning callbacks.
+
+    Raises:
+        LockedError: another run is using ``output_dir``.
+        OutputExistsError: ``output_dir`` holds a run and ``resume`` is not set, or holds files satclip did
+            not create.
+        FileNotFoundError: ``resume`` is set and there is no checkpoint to resume from.
+        ResumeError: the checkpoint is damaged, or from a run with another config or feature cache.
     """
-    try:
-        import lightning.pytorch as pl
-        from lightning.pytorch.callbacks import ModelCheckpoint
-        from lightning.pytorch.loggers import CSVLogger
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("training needs Lightning: pip install 'satclip[train]'") from err
+    pl = require("lightning.pytorch", "train", "training")
+    from lightning.pytorch.utilities import rank_zero_only
+
     from .build import build_pair
-    from .callbacks import AtomicCheckpointIO, History
     from .datamodule import PairDataModule
     from .module import SatCLIPTrainingModule
     from .prepare import cache_from_config, source_from_config
 
     config = _as_config(config)
     run_dir = Path(config.trainer.output_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt_path = None
-    if resume:
-        ckpt_path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist (start without --resume)")
-        if (run_dir / "config.yaml").is_file():
-            _check_resumable(load_config(run_dir / "config.yaml"), config)
-    elif (ckpt_dir / "last.ckpt").exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run (checkpoints/last.ckpt): continue it with --resume, or choose "
-            "another trainer.output_dir"
-        )
+    # processes a DDP launcher starts run this function again: the launching one (rank 0) holds the lock,
+    # checks the run directory and the checkpoint, and writes
+    primary = rank_zero_only.rank == 0
+    with safe_output.exclusive(run_dir) if primary else contextlib.nullcontext():
+        ckpt_path, checkpoint = _resume_point(run_dir, config, resume, check=primary)
+        if primary:
+            _claim_run_dir(run_dir)
 
-    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    if config.data.source == "cache":
-        cache = cache if cache is not None else cache_from_config(config)
-        source = None
-    else:
-        source = source if source is not None else source_from_config(config)
-        cache = None
-    if ckpt_path is not None and cache is not None:
-        _check_same_cache(ckpt_path, cache)
-    pair, image_config = build_pair(config, cache)
-    module = SatCLIPTrainingModule(config.to_dict(), pair, image_config, cache.key if cache is not None else None)
-    datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
-    has_val = len(datamodule.val_indices) > 0
+        pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+        if config.data.source == "cache":
+            cache = cache if cache is not None else cache_from_config(config)
+            source = None
+        else:
+            source = source if source is not None else source_from_config(config)
+            cache = None
+        if checkpoint is not None and cache is not None:
+            _check_same_cache(ckpt_path, checkpoint, cache)
+        checkpoint = None  # Lightning reads it again; drop the memory map
+        pair, image_config = build_pair(config, cache)
+        module = SatCLIPTrainingModule(config.to_dict(), pair, image_config, cache.key if cache is not None else None)
+        datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
+        trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
+        if trainer.is_global_zero:
+            dump_config(config, run_dir / "config.yaml")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val_loss" if has_val else None, mode="min", save_top_k=1,
-        save_last=True, save_on_train_epoch_end=True, enable_version_counter=False,
-    )  # fmt: skip
-    history = History(run_dir / "history.jsonl")
-    loggers = [CSVLogger(run_dir, name="logs")]
-    try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
-    except (ImportError, ModuleNotFoundError):
-        pass
-    t = config.trainer
-    trainer = pl.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        num_nodes=t.num_nodes, precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
-        fast_dev_run=t.fast_dev_run, limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches if has_val else 0, log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=t.enable_progress_bar,
-        deterministic=t.deterministic, use_distributed_sampler=False, num_sanity_val_steps=0,
-        plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
-        callbacks=[checkpoint, history, *callbacks], logger=loggers, enable_model_summary=False,
-    )  # fmt: skip
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(config, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-
-    # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
-    rows = list(history.rows)
-    if history.path.is_file():
-        rows = [json.loads(line) for line in history.path.read_text().splitlines() if line.strip()]
-    result = FitResult(run_dir, config, history=rows, pair=pair, image_config=image_config)
-    for name in ("best", "last"):
-        if (ckpt_dir / f"{name}.ckpt").is_file() and not t.fast_dev_run:
-            result.checkpoints[name] = ckpt_dir / f"{name}.ckpt"
-    if trainer.is_global_zero and t.export:
-        result.exports = _export_all(result, cache, trainer, run_dir / "export")
+        # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
+        rows = list(history.rows)
+        if history.path.is_file():
+            rows = [json.loads(line) for line in history.path.read_text().splitlines() if line.strip()]
+        result = FitResult(run_dir, config, history=rows, pair=pair, image_config=image_config)
+        for name in ("best", "last"):
+            path = run_dir / "checkpoints" / f"{name}.ckpt"
+            if path.is_file() and not config.trainer.fast_dev_run:
+                result.checkpoints[name] = path
+        if trainer.is_global_zero and config.trainer.export:
+            result.exports = _export_all(result, cache, trainer, run_dir / "export")
     return result
 
 
@@ -211,11 +297,11 @@ def _export_all(result: FitResult, cache, trainer, directory: Path) -> dict[str,
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         pair, image_config = build_pair(result.config, cache)
         pair.load_state_dict(lightning_state_to_pair(ckpt["state_dict"]))
-        metrics = {}
-        for state in ckpt.get("callbacks", {}).values():
-            score = state.get("best_model_score") if isinstance(state, dict) else None
-            if score is not None and name == "best":
-                metrics["val_loss"] = float(score)
+        metrics = dict(ckpt.get("satclip", {}).get("metrics", {}))
+        if name == "best" and "val_loss" not in metrics:  # a checkpoint of an older satclip
+            for state in ckpt.get("callbacks", {}).values():
+                if isinstance(state, dict) and state.get("best_model_score") is not None:
+                    metrics["val_loss"] = float(state["best_model_score"])
         exports[name] = export_pair(
             pair, image_config, result.config, directory, name, cache=cache, epoch=ckpt.get("epoch", 0),
             global_step=ckpt.get("global_step", 0), metrics=metrics,

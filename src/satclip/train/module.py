@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
 
+from ..optional import require
 from .config import TrainConfig, from_dict
 from .data import derived_seed
 from .loss import ContrastiveLoss
 from .optim import adamw
 from .pair import ContrastivePair
+
+pl = require("lightning.pytorch", "train", "training")
+
+
+def epoch_metrics(metrics: dict) -> dict[str, float]:
+    """Lightning's ``callback_metrics`` as plain epoch-level numbers: ``*_step`` entries dropped, the
+    ``_epoch`` suffix removed (``train_loss_epoch`` → ``train_loss``)."""
+    out = {}
+    for key, value in sorted(metrics.items()):
+        if key.endswith("_step"):
+            continue
+        out[key[: -len("_epoch")] if key.endswith("_epoch") else key] = float(value)
+    return out
 
 
 class SatCLIPTrainingModule(pl.LightningModule):
@@ -21,6 +34,10 @@ class SatCLIPTrainingModule(pl.LightningModule):
 
     The global RNG (used only by the SIREN's dropout) is re-seeded from ``(seed, epoch, step, rank)``
     before every training step, so a resumed run draws what an uninterrupted one would.
+
+    Every checkpoint carries the run's resolved config (``hyper_parameters["config"]``, what a resume is
+    checked against), the feature cache's key and ``checkpoint["satclip"]["metrics"]``: the epoch-level
+    metrics when it was written.
     """
 
     def __init__(self, config: dict, pair: ContrastivePair, image_config: dict, cache_key: dict | None = None):
@@ -55,6 +72,9 @@ class SatCLIPTrainingModule(pl.LightningModule):
         # different moments in a fresh and in a resumed run
         seed = derived_seed("global", self.config.trainer.seed, self.current_epoch, batch_idx, self.global_rank)
         torch.manual_seed(seed)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["satclip"] = {"metrics": epoch_metrics(self.trainer.callback_metrics)}
 
     def configure_optimizers(self):
         return adamw(self.pair, self.config.optim)
