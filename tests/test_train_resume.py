@@ -1,0 +1,310 @@
+"""Training that really resumes: ``last.ckpt`` is the latest state (every epoch, optionally every N steps)
+and ``best.ckpt`` the lowest val_loss, kept apart; a run killed with SIGKILL and resumed ends with the
+weights of an uninterrupted run, bit for bit, from an epoch end or from mid-epoch; a damaged checkpoint,
+one of another config and a second run on the same directory are refused with a clear error."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from satclip import safe_output
+from satclip.errors import LockedError, OutputExistsError, ResumeError
+from satclip.io.native import read_native
+from satclip.train import dump_config, fit, from_dict
+from satclip.train.callbacks import AtomicCheckpointIO, checksum_path
+from satclip.train.data import split_indices
+
+from .test_train_fit import cached_config
+from .train_helpers import synthetic_cache
+
+EPOCHS = 6
+#: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch; lr 0.05 makes val_loss rise
+#: at some epochs (checked below, not assumed)
+SETTINGS = {"data": {"batch_size": 64}, "optim": {"lr": 0.05}, "trainer": {"max_epochs": EPOCHS}}
+
+
+def config_for(cache_dir, output_dir, **trainer) -> dict:
+    config = cached_config(cache_dir, output_dir, data=SETTINGS["data"], optim=SETTINGS["optim"],
+                           trainer={**SETTINGS["trainer"], **trainer})  # fmt: skip
+    return config
+
+
+class Snapshots(pl.Callback):
+    """The pair's weights at the end of every training epoch."""
+
+    def __init__(self):
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def on_train_epoch_end(self, trainer, module):
+        self.weights.append({k: v.detach().clone() for k, v in module.pair.state_dict().items()})
+
+
+class Batches(pl.Callback):
+    """``(epoch, batch_idx)`` of every training batch this session runs."""
+
+    def __init__(self):
+        self.seen: list[tuple[int, int]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.seen.append((trainer.current_epoch, batch_idx))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted run, its per-epoch weights and its validation losses."""
+    root = tmp_path_factory.mktemp("straight")
+    synthetic_cache(root / "cache", n=200)
+    snapshots = Snapshots()
+    result = fit(from_dict(config_for(root / "cache", root / "run")), callbacks=[snapshots])
+    val = [row["val_loss"] for row in result.history]
+    assert [row["epoch"] for row in result.history] == list(range(EPOCHS))
+    return {"root": root, "result": result, "weights": snapshots.weights, "val": val}
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning.pytorch as pl
+    from satclip.train import fit, load_config
+
+    when, at = sys.argv[2], int(sys.argv[3])
+
+    class Kill(pl.Callback):  # no clean-up: as a crash, an OOM kill or a pre-emption
+        def on_train_epoch_start(self, trainer, module):
+            if when == "epoch" and trainer.current_epoch == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if when == "step" and trainer.global_step == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    fit(load_config(sys.argv[1]), callbacks=[Kill()])
+    """
+)
+
+
+def run_killed(tmp_path, config: dict, when: str, at: int) -> None:
+    """Run ``config`` in a subprocess that SIGKILLs itself at the start of epoch ``at`` (``when="epoch"``)
+    or before the batch after optimizer step ``at`` (``when="step"``)."""
+    config_file = tmp_path / "killed.yaml"
+    dump_config(from_dict(config), config_file)
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(config_file), when, str(at)], env=env,
+                          capture_output=True)  # fmt: skip
+    assert done.returncode == -9, done.stderr.decode()[-3000:]
+
+
+def load(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def pair_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    return {k[len("pair.") :]: v for k, v in checkpoint["state_dict"].items()}
+
+
+def assert_same(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(actual[key], value), key
+
+
+def exported_pair(directory) -> dict[str, torch.Tensor]:
+    """An export's tensors under the pair's names (location.*, image.* for the head, logit_scale)."""
+    _, tensors = read_native(directory)
+    out = {k: v for k, v in tensors.items() if k.startswith("location.")}
+    out.update({f"image.{k[len('visual.head.') :]}": v for k, v in tensors.items() if k.startswith("visual.head.")})
+    out["logit_scale"] = tensors["logit_scale"]
+    return out
+
+
+def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrupted_run(tmp_path, straight):
+    val = straight["val"]
+    # the kill comes after an epoch whose val_loss did not improve: a checkpoint kept by val_loss alone
+    # would be an older epoch
+    worse = [e for e in range(1, EPOCHS - 1) if val[e] >= min(val[:e])]
+    assert worse, f"the run's val_loss improved every epoch, the test needs one that does not: {val}"
+    k = worse[0]
+    best = int(np.argmin(val))
+    assert best != EPOCHS - 1, f"the last epoch is the best, the test needs them to differ: {val}"
+
+    config = config_for(straight["root"] / "cache", tmp_path / "run")
+    run_killed(tmp_path, config, "epoch", k + 1)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert load(checkpoints / "last.ckpt")["epoch"] == k  # the latest state, whatever its val_loss
+    assert load(checkpoints / "best.ckpt")["epoch"] == int(np.argmin(val[: k + 1])) < k
+    assert_same(pair_weights(load(checkpoints / "last.ckpt")), straight["weights"][k])
+
+    with pytest.raises(OutputExistsError, match="--resume"):
+        fit(from_dict(config))
+    batches = Batches()
+    resumed = fit(from_dict(config), resume=True, callbacks=[batches])
+    assert batches.seen[0] == (k + 1, 0)  # continues at epoch k + 1, not at 0 nor at an older best epoch
+    assert sorted({epoch for epoch, _ in batches.seen}) == list(range(k + 1, EPOCHS))
+    assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
+
+    final = load(resumed.checkpoints["last"])
+    assert final["epoch"] == EPOCHS - 1
+    assert_same(pair_weights(final), pair_weights(load(straight["result"].checkpoints["last"])))
+    assert_same(pair_weights(final), straight["weights"][-1])
+
+    # export/last is the final state, export/best the lowest-val_loss epoch's; here they differ
+    assert_same(exported_pair(resumed.exports["last"].native), straight["weights"][-1])
+    assert_same(exported_pair(resumed.exports["best"].native), straight["weights"][best])
+    assert not torch.equal(straight["weights"][best]["logit_scale"], straight["weights"][-1]["logit_scale"])
+    metadata = read_native(resumed.exports["best"].native)[0]["metadata"]
+    assert metadata["epoch"] == best and metadata["metrics"]["val_loss"] == pytest.approx(val[best], rel=1e-6)
+    assert read_native(resumed.exports["last"].native)[0]["metadata"]["epoch"] == EPOCHS - 1
+
+
+def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, straight, monkeypatch):
+    saves = []
+    original = AtomicCheckpointIO.save_checkpoint
+
+    def recording(self, checkpoint, path, storage_options=None):
+        saves.append((os.path.basename(path), checkpoint["global_step"]))
+        return original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
+    config = config_for(straight["root"] / "cache", tmp_path / "run", max_epochs=2, checkpoint_every_n_steps=2)
+    fit(from_dict(config))
+    per_epoch = math.ceil(len(split_indices(200, 0.1, 0)[0]) / 64)
+    epoch_ends = {per_epoch * (e + 1) for e in range(2)}
+    expected = sorted(epoch_ends | {s for s in range(1, 2 * per_epoch + 1) if s % 2 == 0})
+    assert [step for name, step in saves if name == "last.ckpt"] == expected
+    assert [step for name, step in saves if name == "best.ckpt"] == sorted(epoch_ends)  # val_loss falls at first
+
+    saves.clear()
+    fit(from_dict(config_for(straight["root"] / "cache", tmp_path / "default", max_epochs=2)))
+    assert [step for name, step in saves if name == "last.ckpt"] == sorted(epoch_ends)  # off by default
+    monkeypatch.undo()
+
+    # killed after a step checkpoint in the middle of epoch 1: resumes at its next batch
+    step = per_epoch + 1
+    config = config_for(straight["root"] / "cache", tmp_path / "killed", checkpoint_every_n_steps=1)
+    run_killed(tmp_path, config, "step", step)
+    last = load(tmp_path / "killed" / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (1, step)
+    batches = Batches()
+    resumed = fit(from_dict(config), resume=True, callbacks=[batches])
+    assert batches.seen[0] == (1, 1)
+    assert len(batches.seen) == EPOCHS * per_epoch - step
+    assert_same(pair_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
+    assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """A finished 2-epoch run to damage in the tests (copied per test)."""
+    root = tmp_path_factory.mktemp("short")
+    synthetic_cache(root / "cache", n=200)
+    config = config_for(root / "cache", root / "run", max_epochs=2)
+    fit(from_dict(config))
+    return root, config
+
+
+def copy_run(short_run, tmp_path) -> dict:
+    root, config = short_run
+    shutil.copytree(root / "run", tmp_path / "run")
+    return {**config, "trainer": {**config["trainer"], "output_dir": str(tmp_path / "run")}}
+
+
+def record_offset(path, member_suffix: str = "") -> int:
+    """The file offset of the data of the largest record of a torch zip checkpoint."""
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if i.filename.endswith(member_suffix)), key=lambda i: i.file_size)
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset + 26)
+        name_length, extra_length = np.frombuffer(handle.read(4), dtype="<u2")
+    return info.header_offset + 30 + int(name_length) + int(extra_length) + info.file_size // 2
+
+
+def flip_byte(path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_is_refused(tmp_path, short_run):
+    config = copy_run(short_run, tmp_path)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert checksum_path(last).read_text().split() == [
+        __import__("hashlib").sha256(last.read_bytes()).hexdigest(), "last.ckpt",
+    ]  # fmt: skip
+    before = last.read_bytes()
+    flip_byte(last, record_offset(last))
+    with pytest.raises(ResumeError, match=r"last\.ckpt: the file is damaged .*sha256.*another trainer\.output_dir"):
+        fit(from_dict(config), resume=True)
+    # a checkpoint without its checksum file (an older satclip, a copy) is checked by its CRC-32s
+    checksum_path(last).unlink()
+    with pytest.raises(ResumeError, match=r"damaged: its record .* fails its CRC-32 check"):
+        fit(from_dict(config), resume=True)
+    last.write_bytes(before)  # intact again: resumes (nothing left to train) and exports
+    result = fit(from_dict(config), resume=True)
+    assert result.exports["last"].native.is_dir()
+
+
+def test_a_checkpoint_of_another_config_or_not_of_satclip_is_refused(tmp_path, short_run):
+    config = copy_run(short_run, tmp_path)
+    other = {**config, "model": {**config["model"], "embed_dim": 16}}
+    with pytest.raises(ResumeError, match=r"another config \(model\.embed_dim: 32 in the checkpoint, 16 now\)"):
+        fit(from_dict(other), resume=True)
+    lr = {**config, "optim": {"lr": 0.01}}
+    with pytest.raises(ResumeError, match=r"optim\.lr.*its config\.yaml.*another trainer\.output_dir"):
+        fit(from_dict(lr), resume=True)
+    # the same, from a checkpoint given by path into a fresh output directory
+    fresh = {**other, "trainer": {**other["trainer"], "output_dir": str(tmp_path / "fresh")}}
+    with pytest.raises(ResumeError, match=r"model\.embed_dim"):
+        fit(from_dict(fresh), resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert not (tmp_path / "fresh").exists()  # refused before anything was written
+
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, foreign)
+    with pytest.raises(ResumeError, match="not a satclip training checkpoint"):
+        fit(from_dict(config), resume=foreign)
+
+    # a resumable change: more epochs continue the run
+    more = {**config, "trainer": {**config["trainer"], "max_epochs": 3}}
+    result = fit(from_dict(more), resume=True)
+    assert [row["epoch"] for row in result.history] == [0, 1, 2]
+
+
+def test_a_second_run_on_the_same_output_dir_fails_fast(tmp_path, short_run):
+    config = config_for(short_run[0] / "cache", tmp_path / "run", max_epochs=1)
+    with safe_output.exclusive(tmp_path / "run"):
+        with pytest.raises(LockedError, match=rf"in use by another satclip run \(PID {os.getpid()}\b"):
+            fit(from_dict(config))
+    assert not (tmp_path / "run").exists()
+    assert fit(from_dict(config)).history  # the lock went with its holder
+
+
+def test_run_directory_ownership(tmp_path, short_run):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="satclip did not create"):
+        fit(from_dict(config_for(short_run[0] / "cache", foreign, max_epochs=1)))
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+    # a run directory of an older satclip (no marker, no checksum files) resumes and is marked
+    config = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    for directory in (run, run / "export" / "best", run / "export" / "last"):
+        (directory / safe_output.MARKER).unlink()
+    for sidecar in (run / "checkpoints").glob("*.sha256"):
+        sidecar.unlink()
+    fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 3}}), resume=True)
+    assert safe_output.is_owned(run) and checksum_path(run / "checkpoints" / "last.ckpt").is_file()
+    assert safe_output.is_owned(run / "export" / "best")  # its exports were replaced
