@@ -7,14 +7,18 @@ Two layouts are in use, told apart by their column names (never by position):
 
 Extra columns are ignored. Values are parsed with Python's correctly rounded ``float`` (the same float64
 values ``pandas.read_csv`` gives), so points are bit-identical to the original's.
+
+File names are relative to ``images/`` and must stay inside it: an absolute name or one with a ``..``
+component is never opened (:func:`name_problem`; verification reports such rows as ``path`` problems).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -58,6 +62,22 @@ def detect_layout(columns: list[str] | tuple[str, ...], *, path: str | Path = "i
             "columns so that the file name is in 'fn' and the coordinates in 'lon' and 'lat' (degrees)."
         )
     return max(matches, key=lambda name: len(INDEX_LAYOUTS[name]))
+
+
+def name_problem(name: str) -> str | None:
+    """Why the index file name ``name`` may not be opened (it would leave ``images/``), or ``None``."""
+    if "\x00" in name:
+        return "contains a NUL character"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
+        return "absolute path: file names are relative to images/"
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        return "'..' in the path leads outside images/"
+    return None
+
+
+def unsafe_rows(filenames: Sequence[str]) -> np.ndarray:
+    """``(N,)`` bool: rows whose file name :func:`name_problem` refuses."""
+    return np.array([name_problem(name) is not None for name in filenames], dtype=bool)
 
 
 def _to_float(value: str) -> float:

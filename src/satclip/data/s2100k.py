@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._optional import import_rasterio
-from .index import S2Index, read_index
+from ..optional import require
+from .index import S2Index, name_problem, read_index, unsafe_rows
 from .verify import CheckSpec, VerifyReport, verify_s2100k
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 Sample = dict[str, torch.Tensor]
 #: substitutes tried for one failing sample before giving up
 MAX_SUBSTITUTES = 16
+
+
+def _rasterio():
+    return require("rasterio", "data", "reading Sentinel-2 GeoTIFFs")
 
 
 class S2100K(Dataset):
@@ -92,9 +96,16 @@ class S2100K(Dataset):
             if bad.any():
                 message = describe_invalid(self.index.lonlat, bad)
                 log.warning("%s: skipping rows with %s", self.index.path, message)
-            keep = ~bad
+            outside = unsafe_rows(self.index.filenames)
+            if outside.any():
+                first = self.index.filenames[int(np.flatnonzero(outside)[0])]
+                log.warning(
+                    "%s: skipping %d row(s) whose file name leads outside images/ (first: %r, %s)",
+                    self.index.path, int(outside.sum()), first, name_problem(first),
+                )  # fmt: skip
+            keep = ~bad & ~outside
         else:
-            import_rasterio()
+            _rasterio()
             self.report = verify_s2100k(
                 self.root, self.spec, index=self.index, workers=workers, use_cache=cache, write_cache=cache
             )
@@ -118,7 +129,7 @@ class S2100K(Dataset):
         return self.root / "images" / self.filenames[item]
 
     def _read(self, item: int) -> torch.Tensor:
-        rasterio = import_rasterio()
+        rasterio = _rasterio()
         with rasterio.open(self.path(item)) as src:
             array = src.read()
         expected = (self.spec.bands, self.spec.height, self.spec.width)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import MissingExtraError
 from ..io.hub import DownloadError
-from ._optional import import_huggingface_hub
+from ..optional import require
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,15 @@ def offline_instructions(root: Path | str, repo_id: str = HF_REPO, revision: str
         f"machine and run `satclip data download {root} --from DIR`: it checks and extracts the archives "
         f"into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
     )
+
+
+def _huggingface_hub():
+    try:
+        return require("huggingface_hub", "hub", "downloading from the Hugging Face hub")
+    except MissingExtraError as err:
+        raise MissingExtraError(
+            f"{err}; or fetch the files by hand and use `satclip data download ROOT --from DIR`"
+        ) from err
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class HubSource:
         self.description = hub_url(repo_id, revision)
 
     def list_files(self) -> list[RemoteFile]:
-        hub = import_huggingface_hub()
+        hub = _huggingface_hub()
         try:
             tree = hub.HfApi().list_repo_tree(
                 self.repo_id, recursive=True, revision=self.revision, repo_type="dataset", token=self.token
@@ -107,7 +117,7 @@ class HubSource:
         return files
 
     def fetch(self, file: RemoteFile, directory: Path) -> Path:
-        hub = import_huggingface_hub()
+        hub = _huggingface_hub()
         try:
             path = hub.hf_hub_download(
                 self.repo_id,

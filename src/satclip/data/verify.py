@@ -1,10 +1,12 @@
 """Up-front checks of an S2-100K-style root, so that bad files are skipped before training, not mid-epoch.
 
 Each index row gets one status: ``ok`` or the first problem found, in this order —
-invalid coordinates, missing file, file under 10 kB (the original skips these as no-data), unreadable
-or truncated (``corrupt``), wrong band count, wrong height × width, wrong data type. The default check
-reads only the GeoTIFF header and checks that every image block the header points to lies inside the
-file (which catches truncated downloads); ``full=True`` also decodes every pixel.
+a file name that leads outside ``images/`` (absolute or with ``..``; never opened), invalid coordinates,
+missing file, file under 10 kB (the original skips these as no-data), unreadable or truncated
+(``corrupt``), wrong band count, wrong height × width, wrong data type. The default check reads only the
+GeoTIFF header and checks that every image block the header points to lies inside the file (which
+catches truncated downloads); ``full=True`` also decodes every pixel and reports an image with NaN or
+infinite values, or one value everywhere (no data), as ``corrupt``.
 
 Results can be cached per file (size + modification time) under ``$SATCLIP_CACHE/verify/`` (default
 ``~/.cache/satclip``; the dataset root is never written to), so that building the dataset a second time
@@ -17,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -25,16 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SatclipError
+from ..optional import require
 from ..paths import cache_dir
 from ..points import invalid_rows
-from ._optional import import_rasterio
-from .index import S2Index, read_index
+from ..safe_output import write_text
+from .index import S2Index, name_problem, read_index
 
 log = logging.getLogger(__name__)
 
 OK = "ok"
 #: problem status → description, in the order they are checked and reported
 PROBLEMS: dict[str, str] = {
+    "path": "file name outside images/",
     "coordinates": "invalid (lon, lat) in the index",
     "missing": "missing",
     "nodata": "no-data (file < min size)",
@@ -47,7 +51,7 @@ PROBLEMS: dict[str, str] = {
 MIN_FILE_SIZE = 10_000
 #: names of bad files shown per problem in logs and tables
 SHOWN_NAMES = 3
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: full reads also refuse non-finite and constant images
 
 Progress = Callable[[Iterable, int], Iterable]
 
@@ -56,7 +60,8 @@ Progress = Callable[[Iterable, int], Iterable]
 class CheckSpec:
     """What a good patch looks like: ``bands × height × width`` of ``dtype``, at least ``min_size`` bytes.
 
-    ``full=True`` also decodes all pixels (about 10× slower than the header check).
+    ``full=True`` also decodes all pixels (about 10× slower than the header check) and refuses images with
+    NaN or infinite values or a single value everywhere.
     """
 
     bands: int = 12
@@ -94,9 +99,26 @@ def _truncation(src, path: Path, size: int) -> str | None:
     return None
 
 
+def pixel_problem(pixels: np.ndarray) -> str | None:
+    """Why decoded pixels hold no image (NaN/inf values, or one value everywhere), or ``None``."""
+    if pixels.size == 0:
+        return "no pixels"
+    if np.issubdtype(pixels.dtype, np.inexact):
+        finite = np.isfinite(pixels)
+        if not finite.all():
+            bad = int(pixels.size - np.count_nonzero(finite))
+            if bad == pixels.size:
+                return "every pixel value is NaN or infinite"
+            return f"{bad} of {pixels.size} pixel values are NaN or infinite"
+    first = pixels.flat[0]
+    if (pixels == first).all():
+        return f"constant image: every pixel value is {first.item()!r} (no data)"
+    return None
+
+
 def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, str]:
     """``(status, detail)`` of one GeoTIFF: status ``"ok"`` or a key of :data:`PROBLEMS`."""
-    rasterio = import_rasterio()
+    rasterio = require("rasterio", "data", "reading Sentinel-2 GeoTIFFs")
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -118,7 +140,9 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, st
             if truncated:
                 return "corrupt", truncated
             if spec.full:
-                src.read()
+                problem = pixel_problem(src.read())
+                if problem:
+                    return "corrupt", problem
     except Exception as err:  # noqa: BLE001 - any failure to read the file makes it corrupt
         return "corrupt", f"{type(err).__name__}: {err}".strip()
     return OK, ""
@@ -211,11 +235,8 @@ def _save_cache(root: Path, spec: CheckSpec, files: dict[str, list]) -> None:
     )
     path = _cache_file(root, spec)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(payload)
-        os.replace(tmp, path)
-    except OSError as err:
+        write_text(path, payload)
+    except (OSError, SatclipError) as err:
         log.debug("cannot write verification cache %s: %s", path, err)
 
 
@@ -248,6 +269,9 @@ def verify_s2100k(
     fresh: dict[str, list] = {}
 
     def check(row: int) -> tuple[str, str]:
+        unsafe = name_problem(index.filenames[row])
+        if unsafe:
+            return "path", unsafe
         if bad_coordinates[row]:
             lon, lat = index.lonlat[row]
             return "coordinates", f"lon={lon!r}, lat={lat!r}"
