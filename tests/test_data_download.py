@@ -228,3 +228,13 @@ def test_local_source_rejects_lfs_pointers(tmp_path):
     (tmp_path / "satclip.tar").write_text(pointer)
     with pytest.raises(DownloadError, match="git lfs pull"):
         download_s2100k(tmp_path / "root", LocalSource(tmp_path))
+
+
+def test_missing_hub_extra_names_the_extra_and_the_offline_route(monkeypatch):
+    import sys
+
+    from satclip.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'satclip\[hub\]'.*--from DIR"):
+        HubSource().list_files()

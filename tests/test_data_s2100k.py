@@ -243,3 +243,54 @@ def test_bad_arguments_are_named():
         S2100K(S2_EXAMPLES, mode="pixels")
     with pytest.raises(ValueError, match="on_error"):
         S2100K(S2_EXAMPLES, on_error="ignore")
+
+
+def _rewrite(path: Path, pixels: np.ndarray) -> None:
+    """Replace a GeoTIFF's pixels (uncompressed, so it stays over the 10 kB no-data threshold)."""
+    with rasterio.open(path) as src:
+        profile = src.profile
+    profile.update(dtype=pixels.dtype.name, compress=None, nodata=None)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+
+
+def test_full_verify_reports_nan_and_constant_images(tmp_path, capsys):
+    names = ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"]
+    root = _copy_examples(tmp_path / "root", names)
+    _rewrite(root / "images" / names[0], np.zeros((12, 256, 256), np.uint16))
+    with rasterio.open(root / "images" / names[1]) as src:
+        partly_nan = src.read().astype(np.float32)
+    partly_nan[0, :10] = np.nan
+    _rewrite(root / "images" / names[1], partly_nan)
+    # the header check cannot see pixel values; the full read must
+    assert verify_s2100k(root, CheckSpec(dtype=None)).status == ("ok", "ok", "ok")
+    report = verify_s2100k(root, CheckSpec(dtype=None, full=True))
+    assert report.status == ("corrupt", "corrupt", "ok")
+    assert report.details[0] == "constant image: every pixel value is 0 (no data)"
+    assert report.details[1] == f"2560 of {12 * 256 * 256} pixel values are NaN or infinite"
+    _rewrite(root / "images" / names[1], np.full((12, 256, 256), np.nan, np.float32))
+    assert main(["data", "verify", str(root), "--full", "--dtype", "any", "--show", "5"]) == 1
+    out = capsys.readouterr().out
+    assert _table_counts(out)["corrupt / truncated"] == 2
+    assert "every pixel value is NaN or infinite" in out and "constant image" in out
+    assert len(S2100K(root, verify="full", spec=CheckSpec(dtype=None), cache=False)) == 1
+
+
+def test_index_rows_outside_the_root_are_bad_rows(tmp_path, caplog):
+    root = _copy_examples(tmp_path / "data" / "root", ["patch_75123.tif"])
+    # a perfectly readable patch outside the root, which the escaping rows point at
+    shutil.copyfile(S2_EXAMPLES / "images" / "patch_70975.tif", tmp_path / "data" / "outside.tif")
+    rows = list(csv.DictReader((root / "index.csv").open(newline="")))
+    escaping = ["../../outside.tif", str(tmp_path / "data" / "outside.tif"), "sub/../../../outside.tif"]
+    rows += [{**rows[0], "fn": name} for name in escaping]
+    _write_index(root / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    report = verify_s2100k(root)
+    assert report.status == ("ok", "path", "path", "path")
+    assert "'..'" in report.details[1] and "absolute" in report.details[2]
+    assert report.counts()["path"] == 3
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        dataset = S2100K(root, cache=False)
+    assert list(dataset.filenames) == ["patch_75123.tif"]
+    assert "file name outside images/" in caplog.text
+    assert list(S2100K(root, mode="points").filenames) == ["patch_75123.tif"]  # never used, even for points
+    assert main(["data", "verify", str(root)]) == 1
