@@ -150,7 +150,9 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
     with pytest.raises(OutputExistsError, match="--resume"):
         fit(from_dict(config))
     batches = Batches()
-    resumed = fit(from_dict(config), resume=True, callbacks=[batches])
+    # with a loader worker (a resumable change): workers draw batches before Lightning sets the epoch
+    workers = {**config, "data": {**config["data"], "num_workers": 1}}
+    resumed = fit(from_dict(workers), resume=True, callbacks=[batches])
     assert batches.seen[0] == (k + 1, 0)  # continues at epoch k + 1, not at 0 nor at an older best epoch
     assert sorted({epoch for epoch, _ in batches.seen}) == list(range(k + 1, EPOCHS))
     assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
