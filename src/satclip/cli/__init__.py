@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
+
+from ..errors import EXIT_INTERRUPTED
+from .boundary import cli_logging, describe
 
 #: subcommand name → module (relative to this package) defining add_parser()
 COMMANDS = {
@@ -26,32 +29,70 @@ COMMANDS = {
 }
 
 
+EPILOG = """\
+exit status: 0 success; 1 runtime failure (download, missing extra, untrusted checkpoint, disk full,
+permission, lock held by another run, bad resume state, unexpected error); 2 bad input (an argument,
+file or value; the message says what would work); 130 interrupted. Errors are one line on stderr;
+--debug (or SATCLIP_DEBUG=1) shows the traceback instead."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = argparse.ArgumentParser(
-        prog="satclip", description="SatCLIP location embeddings: load, embed, train, evaluate."
-    )
+        prog="satclip", description="SatCLIP location embeddings: load, embed, train, evaluate.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"satclip {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         importlib.import_module(module, __package__).add_parser(subparsers)
+    _accept_debug_anywhere(parser)
     return parser
 
 
+def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``--debug`` also follow a (sub)command: ``satclip embed … --debug`` is what people type."""
+    for action in parser._actions:  # argparse has no public walk over subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                # SUPPRESS: absent unless given, so it never overwrites a --debug given before the command
+                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _accept_debug_anywhere(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``satclip ARGV`` and return its exit status (never raises, except with ``--debug``).
+
+    Every exception a command raises ends here as one ``satclip: error: …`` line on stderr and the exit
+    status of :func:`satclip.cli.boundary.describe`, unless ``--debug`` or ``SATCLIP_DEBUG=1`` asks for the
+    exception itself.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or argparse's usage + error line (status 2)
+        return stop.code if isinstance(stop.code, int) else 0
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    debug = args.debug or os.environ.get("SATCLIP_DEBUG", "") not in ("", "0")
+    with cli_logging(args.verbose):
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print("satclip: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as err:
+            if debug:
+                raise
+            code, message = describe(err)
+            print(f"satclip: error: {message}", file=sys.stderr)
+            return code
 
 
 if __name__ == "__main__":  # pragma: no cover

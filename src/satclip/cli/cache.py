@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import BadInputError
+from .args import device, non_negative_int, positive_int
 from .train import add_override_options, load_cli_config
 
 
@@ -23,9 +25,15 @@ def add_parser(subparsers) -> None:
 
     build = actions.add_parser("build", help="compute (or finish, or refresh) the cache of a training config")
     add_override_options(build)
-    build.add_argument("--device", help="torch device for the backbone (default: cuda if available, else cpu)")
-    build.add_argument("--batch-size", type=int, default=64, help="views per backbone forward pass (default 64)")
-    build.add_argument("--num-workers", type=int, help="image-reading worker processes (default data.num_workers)")
+    build.add_argument(
+        "--device", type=device, help="torch device for the backbone (default: cuda if available, else cpu)"
+    )
+    build.add_argument(
+        "--batch-size", type=positive_int, default=64, help="views per backbone forward pass (default 64)"
+    )
+    build.add_argument(
+        "--num-workers", type=non_negative_int, help="image-reading worker processes (default data.num_workers)"
+    )
     build.add_argument("--rebuild", action="store_true", help="recompute even when the cache is up to date")
     build.set_defaults(func=run_build)
 
@@ -33,9 +41,9 @@ def add_parser(subparsers) -> None:
     verify.add_argument("path", nargs="?", help="cache directory (default: data.cache of --config)")
     add_override_options(verify)
     verify.add_argument(
-        "--recompute", type=int, default=0, metavar="K", help="recompute K random images (needs --config)"
+        "--recompute", type=non_negative_int, default=0, metavar="K", help="recompute K random images (needs --config)"
     )
-    verify.add_argument("--device", default="cpu")
+    verify.add_argument("--device", type=device, default="cpu", help="torch device for --recompute (default cpu)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=run_verify)
 
@@ -47,13 +55,15 @@ def run_build(args: argparse.Namespace) -> int:
 
     config = load_cli_config(args)
     if config.data.root is None:
-        raise SystemExit("satclip: cache build needs data.root (the image dataset), e.g. --data.root data/s2-100k")
-    bar = tqdm(total=None, unit="img", desc="caching features")
+        raise BadInputError("cache build needs data.root (the image dataset), e.g. --data.root data/s2-100k")
+    bars = []  # drawn from the first progress report on: an error before it prints no empty bar
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=total, unit="img", desc="caching features"))
+        bars[0].total = total
+        bars[0].n = done
+        bars[0].refresh()
 
     try:
         cache = cache_from_config(
@@ -61,7 +71,8 @@ def run_build(args: argparse.Namespace) -> int:
             rebuild=args.rebuild, progress=progress,
         )  # fmt: skip
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(f"{cache.path}: {len(cache)} images × {cache.views} views × {cache.feature_dim} features "
           f"({cache.key['dtype']}) of {cache.image_encoder_config['name']}")
     return 0
@@ -87,9 +98,9 @@ def run_verify(args: argparse.Namespace) -> int:
                 encoder, source, views=config.data.cache_views, dtype=config.data.cache_dtype, seed=config.trainer.seed
             )
     if path is None:
-        raise SystemExit("satclip: give the cache directory, or --config with data.cache")
+        raise BadInputError("give the cache directory, or --config with data.cache")
     if args.recompute and encoder is None:
-        raise SystemExit("satclip: --recompute needs --config with data.root (the images to recompute from)")
+        raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
     report = verify_cache(
         path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device
     )

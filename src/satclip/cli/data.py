@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from .args import non_negative_int, positive_int
 
 
 def _tqdm_progress(description: str):
@@ -35,18 +36,17 @@ def add_verify(subparsers) -> None:
     )
     parser.add_argument("root", type=Path, help="dataset root holding index.csv and images/")
     parser.add_argument("--full", action="store_true", help="also decode every pixel (slower)")
-    parser.add_argument("--bands", type=int, default=12, help="expected band count (default 12)")
-    parser.add_argument("--size", type=int, default=256, help="expected height and width in px (default 256)")
+    parser.add_argument("--bands", type=positive_int, default=12, help="expected band count (default 12)")
+    parser.add_argument("--size", type=positive_int, default=256, help="expected height and width in px (default 256)")
     parser.add_argument("--dtype", default="uint16", help="expected dtype; 'any': no check (default uint16)")
-    parser.add_argument("--min-size", type=int, default=10_000, help="smaller = no-data (default 10000)")
-    parser.add_argument("--workers", type=int, default=1, help="threads reading headers (default 1)")
-    parser.add_argument("--show", type=int, default=3, help="bad file names shown per problem (default 3)")
+    parser.add_argument("--min-size", type=non_negative_int, default=10_000, help="smaller = no-data (default 10000)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="threads reading headers (default 1)")
+    parser.add_argument("--show", type=non_negative_int, default=3, help="bad file names shown per problem (default 3)")
     parser.add_argument("--list", type=Path, metavar="CSV", help="write all problems to CSV")
     parser.set_defaults(func=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..data.index import IndexFormatError
     from ..data.verify import CheckSpec, verify_s2100k
 
     spec = CheckSpec(
@@ -57,13 +57,7 @@ def run_verify(args: argparse.Namespace) -> int:
         min_size=args.min_size,
         full=args.full,
     )
-    try:
-        report = verify_s2100k(
-            args.root, spec, workers=args.workers, write_cache=True, progress=_tqdm_progress("verify")
-        )
-    except (IndexFormatError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = verify_s2100k(args.root, spec, workers=args.workers, write_cache=True, progress=_tqdm_progress("verify"))
     print(report.table(shown=args.show))
     if args.list:
         import csv
@@ -103,19 +97,9 @@ def add_download(subparsers) -> None:
 def run_download(args: argparse.Namespace) -> int:
     from ..data.download import download_s2100k
     from ..data.sources import HubSource, LocalSource
-    from ..io.hub import DownloadError
 
-    try:
-        if args.source:
-            source = LocalSource(args.source, args.revision)
-        else:
-            source = HubSource(args.repo, args.revision)
-        summary = download_s2100k(
-            args.root, source, keep_archives=args.keep_archives, progress=_tqdm_progress("shards")
-        )
-    except (DownloadError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    source = LocalSource(args.source, args.revision) if args.source else HubSource(args.repo, args.revision)
+    summary = download_s2100k(args.root, source, keep_archives=args.keep_archives, progress=_tqdm_progress("shards"))
     print(
         f"{summary.root}: {len(summary.extracted)} file(s) fetched, {len(summary.skipped)} already done, "
         f"{summary.images} images extracted. Check them with: satclip data verify {summary.root}"

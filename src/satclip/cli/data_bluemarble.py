@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from .args import positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,9 @@ def add_subparser(data_subparsers) -> None:
             "with the same parameters reuses the existing corpus."
         ),
     )
-    parser.add_argument("--n", type=int, default=100_000, help="number of patches (default 100000)")
-    parser.add_argument("--patch-size", type=int, default=32, help="pixels a side (default 32)")
-    parser.add_argument("--gsd-km", type=float, default=7.5, help="km between pixel centres (default 7.5)")
+    parser.add_argument("--n", type=positive_int, default=100_000, help="number of patches (default 100000)")
+    parser.add_argument("--patch-size", type=positive_int, default=32, help="pixels a side (default 32)")
+    parser.add_argument("--gsd-km", type=positive_float, default=7.5, help="km between pixel centres (default 7.5)")
     parser.add_argument("--projection", default="aeqd", choices=["aeqd", "laea"],
                         help="azimuthal projection: equidistant (default) or Lambert equal-area")
     parser.add_argument("--seed", type=int, default=0, help="seed of the land-point sampler (default 0)")
@@ -44,15 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.bluemarble import BlueMarbleParams, build_bluemarble, contact_sheet, load_bluemarble_arrays
 
-    try:
-        params = BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km,
-                                  projection=args.projection, seed=args.seed, min_lat=args.min_lat,
-                                  max_lat=args.max_lat)
-        with tqdm(total=params.n, unit="patch", desc="bluemarble", leave=False) as bar:
-            out = build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    params = BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km, projection=args.projection,
+                              seed=args.seed, min_lat=args.min_lat, max_lat=args.max_lat)
+    with tqdm(total=params.n, unit="patch", desc="bluemarble", leave=False) as bar:
+        out = build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
     images, points = load_bluemarble_arrays(out)
     if args.preview is not None:
         from PIL import Image

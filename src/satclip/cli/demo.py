@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .args import existing_file, positive_int
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,10 +22,10 @@ def add_parser(subparsers) -> None:
         "--out", type=Path, default=Path("satclip-demo"), help="report directory (default ./satclip-demo)"
     )
     parser.add_argument("--quick", action="store_true", help="a smaller run (20k patches, fewer baselines)")
-    parser.add_argument("--air-temperature", type=Path, metavar="CSV",
+    parser.add_argument("--air-temperature", type=existing_file, metavar="CSV",
                         help="stationDataAll.csv, to add the paper's air-temperature task")  # fmt: skip
-    parser.add_argument("--epochs", type=int, help="override the number of pretraining epochs")
-    parser.add_argument("--workers", type=int, help="processes fitting probes (default 2)")
+    parser.add_argument("--epochs", type=positive_int, help="override the number of pretraining epochs")
+    parser.add_argument("--workers", type=positive_int, help="processes fitting probes (default 2)")
     parser.set_defaults(func=run)
 
 

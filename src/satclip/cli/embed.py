@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from .args import device, existing_file, positive_int, shard
 
 DTYPES = ("float32", "float64")
 
@@ -21,7 +22,9 @@ def add_parser(subparsers) -> None:
             "Exit code 2: invalid input (bad or missing coordinates, ambiguous columns)."
         ),
     )
-    parser.add_argument("input", type=Path, help="points file: .csv/.tsv, .parquet, .geojson, .gpkg or .npy (N×2)")
+    parser.add_argument(
+        "input", type=existing_file, help="points file: .csv/.tsv, .parquet, .geojson, .gpkg or .npy (N×2)"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .parquet, .npy or .zarr")
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--lon-col", help="longitude column (required for names like x or long)")
@@ -38,12 +41,16 @@ def add_parser(subparsers) -> None:
         "--harmonics", choices=["analytic", "analytic-stable", "closed-form"],
         help="override the model's spherical-harmonics algorithm (analytic-stable: fast; identical at L=10)",
     )  # fmt: skip
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
-        "--batch-size", type=int, help="points per forward pass (default 4096 on CPU; 65536 on GPUs or for analytic)"
+        "--batch-size",
+        type=positive_int,
+        help="points per forward pass (default 4096 on CPU; 65536 on GPUs or for analytic)",
     )
-    parser.add_argument("--chunk-rows", type=int, default=65536, help="rows per chunk (unit of resumption)")
-    parser.add_argument("--shard", default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)")
+    parser.add_argument("--chunk-rows", type=positive_int, default=65536, help="rows per chunk (unit of resumption)")
+    parser.add_argument(
+        "--shard", type=shard, default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)"
+    )
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
@@ -71,21 +78,15 @@ class _TqdmProgress:
             self.bar.close()
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"satclip embed: error: {message}", file=sys.stderr)
-    return code
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..embed.api import load_encoder
-    from ..embed.job import embed_file, parse_shard
+    from ..embed.job import embed_file
     from ..embed.sources import open_source
 
     progress = _TqdmProgress(enabled=not args.no_progress)
     try:
-        shard = parse_shard(args.shard)
         source = open_source(args.input, args.input_format, args.lon_col, args.lat_col)
         encoder = load_encoder(
             args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
@@ -93,13 +94,9 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         result = embed_file(
             source, args.output, encoder, out_format=args.format, layout=args.layout, column=args.column,
-            chunk_rows=args.chunk_rows, batch_size=args.batch_size, skip_invalid=args.skip_invalid, shard=shard,
-            overwrite=args.overwrite, restart=args.restart, progress=progress,
+            chunk_rows=args.chunk_rows, batch_size=args.batch_size, skip_invalid=args.skip_invalid,
+            shard=args.shard, overwrite=args.overwrite, restart=args.restart, progress=progress,
         )  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        return _fail(str(err))
-    except ImportError as err:
-        return _fail(str(err), 1)
     finally:
         progress.close()
     rate = result.embedded_rows / max(result.seconds, 1e-9)

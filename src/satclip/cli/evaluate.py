@@ -14,6 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..errors import BadInputError
+from .args import existing_file, non_negative_int, positive_float, positive_int
+
 
 def _seeds(text: str) -> tuple[int, ...]:
     try:
@@ -47,10 +50,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--probes", default="mlp", help="comma-separated: mlp, linear (default mlp)")
     parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="count or list (default 5)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (re-running resumes)")
-    parser.add_argument("--data", type=Path, default=None, help="air-temperature: local stationDataAll.csv")
+    parser.add_argument("--data", type=existing_file, default=None, help="air-temperature: local stationDataAll.csv")
     parser.add_argument("--offline", action="store_true", help="never download (air-temperature)")
     tf = parser.add_argument_group("user task from a table")
-    tf.add_argument("--task-file", type=Path, default=None, help="CSV or Parquet with lon, lat and a target")
+    tf.add_argument("--task-file", type=existing_file, default=None, help="CSV or Parquet with lon, lat and a target")
     tf.add_argument("--target-col", default=None, help="target column (default: the only other column)")
     tf.add_argument("--lon-col", default=None, help="longitude column (default: lon/longitude/lng)")
     tf.add_argument("--lat-col", default=None, help="latitude column (default: lat/latitude)")
@@ -58,14 +61,16 @@ def add_parser(subparsers) -> None:
                     help="default: numeric target → regression, else classification")  # fmt: skip
     tf.add_argument("--task-name", default=None, help="name in reports (default: the file's stem)")
     size = parser.add_argument_group("sizes and probe settings")
-    size.add_argument("--n-points", type=int, default=10_000, help="points per sampled task (default 10000)")
+    size.add_argument("--n-points", type=positive_int, default=10_000, help="points per sampled task (default 10000)")
     size.add_argument("--point-seed", type=int, default=None, help="seed of the task point sample")
-    size.add_argument("--min-class-points", type=int, default=20, help="drop rarer classes (default 20)")
-    size.add_argument("--max-epochs", type=int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
-    size.add_argument("--block-deg", type=float, default=10.0, help="spatial-block: block size in degrees")
-    size.add_argument("--folds", type=int, default=5, help="spatial-block: number of folds")
-    size.add_argument("--threads", type=int, default=1, help="torch threads per fitting process (default 1)")
-    size.add_argument("--workers", type=int, default=None,
+    size.add_argument("--min-class-points", type=non_negative_int, default=20, help="drop rarer classes (default 20)")
+    size.add_argument("--max-epochs", type=positive_int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
+    size.add_argument("--block-deg", type=positive_float, default=10.0, help="spatial-block: block size in degrees")
+    size.add_argument("--folds", type=positive_int, default=5, help="spatial-block: number of folds")
+    size.add_argument(
+        "--threads", type=non_negative_int, default=1, help="torch threads per fitting process (default 1)"
+    )
+    size.add_argument("--workers", type=positive_int, default=None,
                       help="processes fitting folds in parallel (default 1; presets 2: right for an "
                            "idle 2-core machine)")  # fmt: skip
     parser.add_argument("--preset", choices=("reference", "paper"), default=None,
@@ -90,7 +95,7 @@ def _config(args: argparse.Namespace):
     from ..eval.tasks import names
 
     if not args.encoders:
-        raise SystemExit("satclip evaluate: --encoders is required (e.g. --encoders wrap,sh-l10,geoclip)")
+        raise BadInputError("--encoders is required (e.g. --encoders wrap,sh-l10,geoclip)")
     if args.tasks is None:
         tasks = () if args.task_file else tuple(names())
     elif args.tasks.strip() == "all":
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.protocol not in PROTOCOLS:
         known = ", ".join(PROTOCOLS.names())
-        raise SystemExit(f"satclip evaluate: unknown --protocol {args.protocol!r}; known: {known}")
+        raise BadInputError(f"unknown --protocol {args.protocol!r}; known: {known}")
     if args.preset == "reference":
         from ..eval.encoders import split_specs
         from ..eval.reference import run_reference

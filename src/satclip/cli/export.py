@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -29,20 +28,12 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from .. import safe_output
     from ..embed.api import load_encoder
     from ..export import export
 
-    if args.output.exists() and not args.overwrite:
-        print(f"satclip export: error: {args.output} already exists; pass --overwrite", file=sys.stderr)
-        return 2
-    try:
-        encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
-        export(encoder, args.output, args.format)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"satclip export: error: {err}", file=sys.stderr)
-        return 2
-    except ImportError as err:
-        print(f"satclip export: error: {err}", file=sys.stderr)
-        return 1
+    safe_output.check_output(args.output, overwrite=args.overwrite)  # before loading the model
+    encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
+    export(encoder, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output} ({args.format}, embedding dim {encoder.embedding_dim}, {args.dtype})")
     return 0

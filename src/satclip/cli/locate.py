@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
+
+from .args import device, existing_file, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -17,12 +18,12 @@ def add_parser(subparsers) -> None:
             "Needs rasterio (pip install 'satclip[data]')."
         ),
     )
-    parser.add_argument("image", type=Path, help="GeoTIFF with 12 (B10 missing) or 13 Sentinel-2 bands")
+    parser.add_argument("image", type=existing_file, help="GeoTIFF with 12 (B10 missing) or 13 Sentinel-2 bands")
     parser.add_argument("--model", required=True, help="a .ckpt, a native model directory or a model name")
-    parser.add_argument("--k", type=int, default=5, help="number of results (default 5)")
-    parser.add_argument("--grid-size", type=int, default=10_000, help="candidate points (default 10000)")
+    parser.add_argument("--k", type=positive_int, default=5, help="number of results (default 5)")
+    parser.add_argument("--grid-size", type=positive_int, default=10_000, help="candidate points (default 10000)")
     parser.add_argument("--grid", default="fibonacci", help="candidate grid name (default fibonacci)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
 

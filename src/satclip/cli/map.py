@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from .args import device, positive_float, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -19,20 +20,25 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
-    parser.add_argument("--resolution", type=float, required=True, help="cell size in degrees, e.g. 1 or 0.25")
+    parser.add_argument("--resolution", type=positive_float, required=True, help="cell size in degrees, e.g. 1 or 0.25")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .tif, .zarr or .png")
     parser.add_argument("--format", choices=["geotiff", "zarr", "png"], help="override the suffix")
     parser.add_argument(
         "--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"), help="region (degrees)"
     )
     parser.add_argument("--land-only", action="store_true", help="only land cells (GSHHG mask); others are NaN/white")
-    parser.add_argument("--pca", type=int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims")
+    parser.add_argument(
+        "--pca", type=positive_int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims"
+    )
     parser.add_argument("--no-coastlines", action="store_true", help="PNG without coastlines")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--harmonics", choices=["analytic", "analytic-stable", "closed-form"])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, help="points per forward pass (default: as satclip embed)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument(
+        "--force", action="store_true", help="write a map over the size limit (8 GiB of float32; 26M cells for PNG)"
+    )
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
 
@@ -44,27 +50,17 @@ def run(args: argparse.Namespace) -> int:
     from ..embed.api import load_encoder
     from ..maps import make_grid, render_map
 
-    if args.output.exists() and not args.overwrite:
-        print(f"satclip map: error: {args.output} already exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
-    try:
-        grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
-        encoder = load_encoder(
-            args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
-            trust_checkpoint=args.trust_checkpoint,
+    grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
+    encoder = load_encoder(
+        args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
+        trust_checkpoint=args.trust_checkpoint,
+    )  # fmt: skip
+    with tqdm(unit="row", desc="map", disable=None) as bar:
+        render_map(
+            encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
+            land_only=args.land_only, pca=args.pca, fmt=args.format, batch_size=args.batch_size,
+            draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
+            progress=bar.update, overwrite=args.overwrite, force=args.force,
         )  # fmt: skip
-        with tqdm(unit="row", desc="map", disable=None) as bar:
-            render_map(
-                encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
-                land_only=args.land_only, pca=args.pca, fmt=args.format, batch_size=args.batch_size,
-                draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
-                progress=bar.update,
-            )  # fmt: skip
-    except (ValueError, FileNotFoundError) as err:
-        print(f"satclip map: error: {err}", file=sys.stderr)
-        return 2
-    except ImportError as err:
-        print(f"satclip map: error: {err}", file=sys.stderr)
-        return 1
     print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°)")
     return 0

@@ -11,6 +11,10 @@ import argparse
 import dataclasses
 import sys
 
+from ..errors import BadInputError
+from .args import existing_file
+from .boundary import message_of
+
 
 def _option_keys() -> list[str]:
     """Dotted keys offered as options: every scalar field, and the keys of the dict fields' defaults."""
@@ -39,7 +43,9 @@ def _leaves(value: dict, prefix: str = "") -> list[str]:
 
 def add_override_options(parser: argparse.ArgumentParser) -> None:
     """``--config`` plus one ``--SECTION.KEY VALUE`` option per config key and a generic ``--set``."""
-    parser.add_argument("--config", help="training YAML (sections model, data, optim, trainer); defaults if omitted")
+    parser.add_argument(
+        "--config", type=existing_file, help="training YAML (sections model, data, optim, trainer); defaults if omitted"
+    )
     group = parser.add_argument_group("config overrides (values parsed as YAML scalars)")
     for key in _option_keys():
         group.add_argument(f"--{key}", dest=f"override:{key}", metavar="VALUE", default=argparse.SUPPRESS)
@@ -54,7 +60,7 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, str]:
     for item in args.set_overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
+            raise BadInputError(f"--set takes KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value
     return overrides
 
@@ -62,10 +68,11 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, str]:
 def load_cli_config(args: argparse.Namespace):
     from ..train.config import load_config
 
+    overrides = collect_overrides(args)
     try:
-        return load_config(args.config, collect_overrides(args))
+        return load_config(args.config, overrides)
     except (KeyError, TypeError, ValueError) as err:
-        raise SystemExit(f"satclip: bad config: {err}") from None
+        raise BadInputError(f"bad config: {message_of(err)}") from err
 
 
 def add_parser(subparsers) -> None:

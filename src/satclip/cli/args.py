@@ -1,0 +1,106 @@
+"""argparse types shared by the commands: a bad value fails at parse time, naming the value and what works.
+
+Each type raises :class:`argparse.ArgumentTypeError`, which argparse turns into a usage line and
+``satclip COMMAND: error: argument --OPTION: MESSAGE`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1 (counts and sizes: --batch-size, --chunk-rows, --k, …)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0 (--recompute, --num-workers, …)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (--resolution, --gsd-km, …)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
+    return value
+
+
+def existing_file(text: str) -> Path:
+    """A path to an existing file."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file")
+    return path
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` with 0 ≤ I < N → ``(I, N)``."""
+    from ..embed.job import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:  # its message starts "--shard 'I/N': ", which argparse's prefix already says
+        raise argparse.ArgumentTypeError(str(err).replace("--shard ", "", 1)) from None
+
+
+def available_devices() -> list[str]:
+    """Device strings torch can use on this machine: ``cpu``, then ``cuda:0`` …, ``mps`` where present."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def device(text: str) -> str:
+    """A torch device string that names a device present here (``cpu``, ``cuda``, ``cuda:1``, ``mps``, …)."""
+    if text == "cpu":  # the common default: no need to import torch while parsing
+        return text
+    import torch
+
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a torch device; use one of: {', '.join(available_devices())}"
+        ) from None
+    if parsed.type == "cpu":
+        return text
+    backend = getattr(torch, parsed.type, None)
+    if parsed.type == "mps":
+        backend = getattr(torch.backends, "mps", None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: no {parsed.type} device on this machine; available: {', '.join(available_devices())}"
+        )
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if parsed.index is not None and parsed.index >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {count} {parsed.type} device(s); available: {', '.join(available_devices())}"
+        )
+    return text

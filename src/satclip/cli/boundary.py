@@ -1,0 +1,143 @@
+"""The CLI's error boundary and logging: every failure becomes one ``satclip: error: …`` line and an exit code.
+
+:func:`describe` maps an exception to ``(exit code, one-line message)`` following the table in
+:mod:`satclip.errors`; :func:`cli_logging` installs the one handler that prints log records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import linecache
+import logging
+import pickle
+import sys
+from collections.abc import Iterator
+
+from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError
+
+#: OSError errnos that say "the file system refused the write", not "the input is wrong"
+_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+#: exceptions of other modules, matched by qualified name (importing them here would load their modules on
+#: every error): runtime failures with a complete message, and input files that cannot be parsed
+_RUNTIME_BY_NAME = {"satclip.io.hub.DownloadError", "satclip.train.cache.StaleCacheError",
+                    "satclip.image.weights.BackboneWeightsError"}  # fmt: skip
+_BAD_INPUT_BY_NAME = {"yaml.error.YAMLError", "rasterio.errors.RasterioIOError"}
+
+
+def one_line(text: str) -> str:
+    """A message on one line: its non-empty lines joined by ``"; "`` (a trailing period dropped before each)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return "; ".join([line.removesuffix(".") for line in lines[:-1]] + lines[-1:])
+
+
+def message_of(err: BaseException) -> str:
+    """The user-facing text of ``err``: a KeyError's message without the quotes repr adds; an OSError from the
+    operating system as "REASON: FILENAME"."""
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        text = err.args[0]
+    elif isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.strerror}: {err.filename}"
+        if err.filename2 is not None:
+            text += f" → {err.filename2}"
+    else:
+        text = str(err)
+    return one_line(text) or type(err).__name__
+
+
+def _raised_by_satclip(err: BaseException) -> bool:
+    """True when ``err`` comes from a ``raise`` statement in satclip's code (a message written for the user),
+    not from Python failing inside it (``d[key]``, a call with the wrong arguments)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    if not str(frame.f_globals.get("__name__", "")).startswith("satclip"):
+        return False
+    return linecache.getline(frame.f_code.co_filename, tb.tb_lineno).lstrip().startswith("raise")
+
+
+def _type_names(err: BaseException) -> set[str]:
+    return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(err).__mro__}
+
+
+def describe(err: BaseException) -> tuple[int, str]:
+    """``(exit code, one-line message)`` for an exception that reached the CLI (see :mod:`satclip.errors`)."""
+    if isinstance(err, SatclipError):
+        return err.exit_code, message_of(err)
+    if isinstance(err, pickle.UnpicklingError):
+        return EXIT_RUNTIME, message_of(err)
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        where = err.filename if err.filename is not None else "the output"
+        return EXIT_RUNTIME, f"disk full while writing {where}: free space or choose another output"
+    if isinstance(err, OSError) and err.errno in _PERMISSION:
+        where = err.filename if err.filename is not None else message_of(err)
+        return EXIT_RUNTIME, (
+            f"permission denied / read-only file system: {where}: choose a writable location or fix its permissions"
+        )
+    if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, ValueError)):
+        return EXIT_BAD_INPUT, message_of(err)
+    if isinstance(err, ImportError):
+        return EXIT_RUNTIME, message_of(err)
+    if isinstance(err, (KeyError, TypeError)) and _raised_by_satclip(err):
+        return EXIT_BAD_INPUT, message_of(err)  # unknown registry name, parameter or config key
+    names = _type_names(err)
+    if names & _RUNTIME_BY_NAME:
+        return EXIT_RUNTIME, message_of(err)
+    if names & _BAD_INPUT_BY_NAME:
+        return EXIT_BAD_INPUT, message_of(err)
+    return EXIT_RUNTIME, (
+        f"unexpected error ({type(err).__name__}): {message_of(err)}; "
+        "rerun with --debug for the traceback and please report it"
+    )
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment (tests and progress bars swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _printed_below_root(record: logging.LogRecord) -> bool:
+    """True when a handler of a logger between the record's and the root has printed it already.
+
+    Libraries such as Lightning and torchmetrics add their own console handler yet let records propagate;
+    without this every such line would appear twice.
+    """
+    logger = logging.getLogger(record.name)
+    while logger is not None and logger is not logging.root:
+        if any(record.levelno >= h.level and not isinstance(h, logging.NullHandler) for h in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
+
+
+@contextlib.contextmanager
+def cli_logging(verbose: bool) -> Iterator[None]:
+    """The one console handler (on the root logger) for the duration of a command; removed afterwards, so
+    that in-process callers (tests) are left as they were."""
+    root = logging.getLogger()
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: not _printed_below_root(record))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
