@@ -1,0 +1,362 @@
+"""The CLI's error boundary: every command fails with its documented exit code and one error line, never a
+traceback (unless --debug); logging prints each record once."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from satclip.cli import main
+
+USAGE = "usage"  # argparse's rejection: a usage block, then "satclip COMMAND: error: …"
+ONE_LINE = "one line"  # the boundary's: stderr is exactly "satclip: error: …"
+
+
+def visible_lines(err: str) -> list[str]:
+    """stderr as a terminal shows it: a progress bar redrawn with \\r keeps only its last state."""
+    return [line.rsplit("\r", 1)[-1] for line in err.splitlines() if line.rsplit("\r", 1)[-1].strip()]
+
+
+def check_error(err: str, kind: str, expected: str) -> str:
+    """Assert ``err`` is one error (with argparse's usage for ``USAGE``) mentioning ``expected``; return it."""
+    assert "Traceback" not in err
+    lines = visible_lines(err)
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1, err
+    if kind == ONE_LINE:
+        assert lines == errors and errors[0].startswith("satclip: error: "), err
+    else:
+        assert lines[0].startswith("usage: satclip") and lines[-1] == errors[0], err
+        assert errors[0].startswith("satclip ") and ": error: " in errors[0], err
+    assert expected in errors[0], err
+    return errors[0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A small valid points file, a file that is not an image, and paths that do not exist."""
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a GeoTIFF")
+    return {"points": str(points), "junk": str(junk), "missing": str(tmp_path / "missing.csv"),
+            "out": str(tmp_path / "out"), "tmp": str(tmp_path)}  # fmt: skip
+
+
+# (argv with {placeholders} for ``files``, exit code, kind, text the error line must contain)
+CASES = [
+    # demo
+    (["demo", "--epochs", "0", "--out", "{out}"], 2, USAGE, "--epochs: must be a positive integer (1 or more), got 0"),
+    (["demo", "--air-temperature", "{missing}"], 2, USAGE, "no such file: {missing}"),
+    # convert
+    (["convert", "{missing}", "{out}"], 2, ONE_LINE, "{missing}"),
+    (["convert", "nosuch-model", "{out}"], 2, ONE_LINE, "no model 'nosuch-model'"),
+    (["convert", "bluemarble-l10"], 2, USAGE, "required: OUTPUT"),
+    # evaluate
+    (["evaluate", "--encoders", "wrap", "--tasks", "nosuch", "--out", "{out}"], 2, ONE_LINE,
+     "unknown evaluation task 'nosuch'; known: air-temperature,"),
+    (["evaluate", "--encoders", "wrap", "--tasks", "koppen", "--protocol", "nosuch", "--out", "{out}"], 2, ONE_LINE,
+     "unknown --protocol 'nosuch'; known:"),
+    (["evaluate", "--tasks", "koppen", "--out", "{out}"], 2, ONE_LINE, "--encoders is required"),
+    (["evaluate", "--encoders", "wrap", "--seeds", "0", "--out", "{out}"], 2, USAGE, "--seeds count must be >= 1"),
+    (["evaluate", "--encoders", "wrap", "--n-points", "-3", "--out", "{out}"], 2, USAGE, "got -3"),
+    (["evaluate", "--encoders", "wrap", "--task-file", "{missing}", "--out", "{out}"], 2, USAGE, "no such file"),
+    # embed
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--batch-size", "-5"], 2, USAGE,
+     "argument --batch-size: must be a positive integer (1 or more), got -5"),
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--chunk-rows", "zero"], 2, USAGE,
+     "argument --chunk-rows: expected an integer, got 'zero'"),
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--device", "bogus"], 2, USAGE,
+     "argument --device: 'bogus' is not a torch device; use one of: cpu"),
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--shard", "3/3"], 2, USAGE,
+     "argument --shard: '3/3': need 0 <= I < N"),
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--shard", "a/b"], 2, USAGE,
+     "expected I/N with integers"),
+    (["embed", "{missing}", "-o", "{out}.parquet", "--model", "bluemarble-l10"], 2, USAGE,
+     "argument input: no such file: {missing}"),
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "nosuch-model", "--no-progress"], 2, ONE_LINE,
+     "no model 'nosuch-model'"),
+    # map
+    (["map", "--model", "bluemarble-l10", "--resolution", "-1", "-o", "{out}.tif"], 2, USAGE,
+     "--resolution: must be a number greater than 0, got -1"),
+    (["map", "--model", "bluemarble-l10", "--resolution", "10", "-o", "{out}.tif", "--pca", "0"], 2, USAGE, "--pca"),
+    (["map", "--model", "bluemarble-l10", "--resolution", "0.01", "-o", "{out}.tif"], 2, ONE_LINE,
+     "pass --force to go ahead"),
+    (["map", "--model", "nosuch-model", "--resolution", "10", "-o", "{out}.tif"], 2, ONE_LINE, "no model"),
+    # export
+    (["export", "--format", "onnx", "--model", "nosuch-model", "-o", "{out}.onnx"], 2, ONE_LINE, "no model"),
+    (["export", "--format", "pdf", "--model", "bluemarble-l10", "-o", "{out}.onnx"], 2, USAGE, "invalid choice"),
+    (["export", "--format", "torchscript", "--model", "bluemarble-l10", "-o", "{points}"], 2, ONE_LINE,
+     "already exists; pass --overwrite"),
+    # locate
+    (["locate", "{missing}", "--model", "bluemarble-l10"], 2, USAGE, "argument image: no such file"),
+    (["locate", "{junk}", "--model", "bluemarble-l10", "--k", "0"], 2, USAGE, "--k: must be a positive integer"),
+    (["locate", "{junk}", "--model", "nosuch-model"], 2, ONE_LINE, "no model 'nosuch-model'"),
+    # data
+    (["data", "verify", "{tmp}"], 2, ONE_LINE, "no index file"),
+    (["data", "verify", "{tmp}", "--workers", "0"], 2, USAGE, "--workers: must be a positive integer"),
+    (["data", "download", "{out}"], 1, ONE_LINE, "--from DIR"),  # conftest: HF_HUB_OFFLINE=1
+    (["data", "bluemarble", "--n", "-5"], 2, USAGE, "--n: must be a positive integer (1 or more), got -5"),
+    (["data", "bluemarble", "--gsd-km", "nan"], 2, USAGE, "--gsd-km: must be a number greater than 0"),
+    # cache
+    (["cache", "build", "--batch-size", "-5"], 2, USAGE, "--batch-size: must be a positive integer"),
+    (["cache", "build", "--device", "cuda:99"], 2, USAGE, "--device: 'cuda:99'"),
+    (["cache", "build"], 2, ONE_LINE, "cache build needs data.root"),
+    (["cache", "build", "--config", "{missing}"], 2, USAGE, "--config: no such file"),
+    (["cache", "verify"], 2, ONE_LINE, "give the cache directory"),
+    (["cache", "verify", "{tmp}", "--recompute", "-1"], 2, USAGE, "--recompute: must be 0 or more, got -1"),
+    (["cache", "verify", "{tmp}", "--recompute", "2"], 2, ONE_LINE, "--recompute needs --config"),
+    # train
+    (["train", "--config", "{missing}"], 2, USAGE, "argument --config: no such file: {missing}"),
+    (["train", "--optim.lr", "fast", "--print-config"], 2, ONE_LINE, "bad config: optim.lr='fast' must be a number"),
+    (["train", "--set", "optim.lr", "--print-config"], 2, ONE_LINE, "--set takes KEY=VALUE, got 'optim.lr'"),
+    (["train", "--set", "optim.nosuch=1", "--print-config"], 2, ONE_LINE, "nosuch"),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "kind", "expected"), CASES, ids=[" ".join(case[0]) for case in CASES])
+def test_every_command_fails_with_one_line_and_its_exit_code(argv, code, kind, expected, files, capsys):
+    argv = [a.format(**files) for a in argv]
+    assert main(argv) == code
+    line = check_error(capsys.readouterr().err, kind, expected.format(**files))
+    assert not line.startswith('satclip: error: "')  # a KeyError's message, not its repr
+
+
+def test_every_command_is_covered():
+    """A new subcommand must add its bad-argument case above."""
+    from satclip.cli import COMMANDS
+    from satclip.cli.data import SUBCOMMANDS
+
+    covered = {argv[0] for argv, *_ in CASES} | {" ".join(argv[:2]) for argv, *_ in CASES}
+    assert set(COMMANDS) <= covered
+    assert {f"data {name}" for name in SUBCOMMANDS} | {"cache build", "cache verify"} <= covered
+
+
+def test_registry_errors_are_bad_input():
+    """An unknown name (KeyError) or parameter (Registry.create's TypeError) is input, not a crash: exit 2 and
+    the message as written, without the quotes a KeyError's str() adds."""
+    from satclip.cli.boundary import describe
+    from satclip.encoding.registry import ENCODINGS
+
+    with pytest.raises(TypeError) as caught:
+        ENCODINGS.create("wrap", nosuch=1)
+    assert describe(caught.value) == (
+        2, "positional encoding 'wrap' got unexpected parameter(s) ['nosuch']; it accepts none"
+    )  # fmt: skip
+    with pytest.raises(KeyError) as caught:
+        ENCODINGS.get("nosuch")
+    code, message = describe(caught.value)
+    assert code == 2 and message.startswith("unknown positional encoding 'nosuch'; known: ")
+
+
+def test_untrusted_checkpoint_is_refused_in_one_line(tmp_path, capsys):
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": logging.Formatter()}, ckpt)  # any non-allowlisted class
+    assert main(["convert", str(ckpt), str(tmp_path / "out")]) == 1
+    line = check_error(capsys.readouterr().err, ONE_LINE, "refusing to unpickle")
+    assert "--trust-checkpoint" in line and "logging.Formatter" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_convert_output_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "m.ckpt"
+    assert main(["convert", "bluemarble-l10", str(out), "--location-only"]) == 0
+    stamp = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["convert", "bluemarble-l10", str(out), "--location-only"]) == 2
+    check_error(capsys.readouterr().err, ONE_LINE, "already exists; pass --overwrite")
+    assert out.stat().st_mtime_ns == stamp
+    assert main(["convert", "bluemarble-l10", str(out), "--location-only", "--overwrite"]) == 0
+    assert out.stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (errno.ENOSPC, "disk full while writing {path}: free space or choose another output"),
+        (errno.EROFS, "permission denied / read-only file system: {path}:"),
+        (errno.EACCES, "permission denied / read-only file system: {path}:"),
+    ],
+)
+def test_write_failures_are_one_line(tmp_path, monkeypatch, capsys, number, expected):
+    """The file system refusing a write (here: the weights of ``satclip convert``) is exit 1, one line."""
+    from satclip.io import native
+
+    def refuse(tensors, path, *args, **kwargs):
+        raise OSError(number, os.strerror(number), str(path))
+
+    ckpt, out = tmp_path / "m.ckpt", tmp_path / "native"
+    assert main(["convert", "bluemarble-l10", str(ckpt), "--location-only"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(native, "save_file", refuse)
+    assert main(["convert", str(ckpt), str(out)]) == 1
+    line = check_error(capsys.readouterr().err, ONE_LINE, "model.safetensors")
+    before, after = expected.split("{path}")
+    assert line.startswith(f"satclip: error: {before}{tmp_path}") and after in line  # the file that failed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]  # nothing half-written left behind
+
+
+def _fail_with(monkeypatch, err: BaseException) -> None:
+    """Make ``satclip convert`` raise ``err`` (the parser picks ``run`` up when main builds it)."""
+    from satclip.cli import convert
+
+    def run(args):
+        raise err
+
+    monkeypatch.setattr(convert, "run", run)
+
+
+SATCLIP_MODULE = """
+def bug_key():
+    return {}["name"]
+
+
+def bug_type():
+    return len(5)
+
+
+def unknown_name():
+    raise KeyError(
+        "unknown thing 'x'; known: a, b"
+    )
+
+
+def bad_parameter():
+    raise TypeError("thing 'x' got unexpected parameter(s) ['y']; it accepts none")
+"""
+
+
+@pytest.fixture
+def satclip_module(tmp_path):
+    """A module named like satclip's own (the boundary trusts messages raised there) with bugs and raises."""
+    import importlib.util
+
+    path = tmp_path / "fake_satclip_module.py"
+    path.write_text(SATCLIP_MODULE)
+    spec = importlib.util.spec_from_file_location("satclip._fake_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("function", "code", "message"),
+    [
+        ("bug_key", 1, "unexpected error (KeyError): name; rerun with --debug"),
+        ("bug_type", 1, "unexpected error (TypeError): object of type 'int' has no len(); rerun with --debug"),
+        ("unknown_name", 2, "unknown thing 'x'; known: a, b"),
+        ("bad_parameter", 2, "thing 'x' got unexpected parameter(s) ['y']; it accepts none"),
+    ],
+)
+def test_key_and_type_errors_are_input_only_when_satclip_raises_them(
+    satclip_module, monkeypatch, capsys, function, code, message
+):
+    """A KeyError or TypeError from a failing expression in satclip is a bug (exit 1); one that satclip's code
+    raises with a message (registries, config checks) is bad input (exit 2)."""
+    from satclip.cli import convert
+
+    monkeypatch.setattr(convert, "run", lambda args: getattr(satclip_module, function)())
+    assert main(["convert", "a", "b"]) == code
+    line = check_error(capsys.readouterr().err, ONE_LINE, message)
+    assert line.startswith(f"satclip: error: {message}")
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
+    _fail_with(monkeypatch, KeyboardInterrupt())
+    assert main(["convert", "a", "b"]) == 130
+    assert capsys.readouterr().err == "satclip: interrupted\n"
+
+
+@pytest.mark.parametrize("where", ["before", "after", "env"])
+def test_debug_lets_the_exception_through(monkeypatch, capsys, where):
+    _fail_with(monkeypatch, RuntimeError("boom"))
+    argv = {"before": ["--debug", "convert", "a", "b"], "after": ["convert", "a", "b", "--debug"]}.get(where)
+    if where == "env":
+        monkeypatch.setenv("SATCLIP_DEBUG", "1")
+        argv = ["convert", "a", "b"]
+    with pytest.raises(RuntimeError, match="boom"):
+        main(argv)
+    monkeypatch.setenv("SATCLIP_DEBUG", "0")
+    assert main(["convert", "a", "b"]) == 1
+
+
+def test_help_lists_the_exit_codes(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "exit status: 0 success; 1 runtime failure" in out and "2 bad input" in out and "130 interrupted" in out
+    assert "--debug" in out
+
+
+def test_library_records_are_printed_once(monkeypatch, capsys):
+    """A library with its own console handler that also propagates (Lightning, torchmetrics) prints each line
+    once, not once per handler; satclip's own records go through the CLI's handler."""
+    from satclip.cli import convert
+
+    library = logging.getLogger("fake_library")
+    library.addHandler(logging.StreamHandler(sys.stderr))  # like lightning/__init__.py: and it propagates
+
+    def run(args):
+        library.warning("from the library")
+        logging.getLogger("satclip.cli.convert").info("from satclip")
+        return 0
+
+    monkeypatch.setattr(convert, "run", run)
+    try:
+        for _ in range(2):  # the second call's handler replaces the first's: still once
+            assert main(["convert", "a", "b"]) == 0
+            assert capsys.readouterr().err.splitlines() == ["from the library", "from satclip"]
+    finally:
+        library.handlers.clear()
+    logging.getLogger("satclip.cli.convert").info("after the command")
+    assert capsys.readouterr().err == ""  # the CLI's handler left with its command
+
+
+def satclip_process(*argv: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "satclip", *argv], capture_output=True, text=True, cwd=cwd)
+
+
+def test_real_entry_point_exit_codes_and_one_line(tmp_path):
+    bad_value = satclip_process("embed", "p.csv", "-o", "e.parquet", "--model", "bluemarble-l10", "--device",
+                                "bogus", cwd=tmp_path)  # fmt: skip
+    assert bad_value.returncode == 2 and bad_value.stdout == ""
+    check_error(bad_value.stderr, USAGE, "argument input: no such file: p.csv")
+
+    (tmp_path / "p.csv").write_text("lon,lat\n0,0\n")
+    bad_device = satclip_process("embed", "p.csv", "-o", "e.parquet", "--model", "bluemarble-l10", "--device",
+                                 "bogus", cwd=tmp_path)  # fmt: skip
+    assert bad_device.returncode == 2
+    check_error(bad_device.stderr, USAGE, "argument --device: 'bogus' is not a torch device")
+
+    missing = satclip_process("convert", "missing.ckpt", "out", cwd=tmp_path)
+    assert missing.returncode == 2
+    check_error(missing.stderr, ONE_LINE, "missing.ckpt")
+
+    debug = satclip_process("--debug", "convert", "missing.ckpt", "out", cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert "missing.ckpt" in debug.stderr.splitlines()[-1] and "satclip: error:" not in debug.stderr
+
+
+def test_real_training_run_logs_each_line_once(tmp_path):
+    """Lightning adds a console handler to the 'lightning' logger and lets records propagate to the root:
+    with the CLI's handler on the root, its lines used to appear twice."""
+    from .conftest import S2_EXAMPLES, require
+
+    args = [
+        "train", "--data.root", str(require(S2_EXAMPLES)), "--data.dataset", "s2100k",
+        "--model.image_encoder.name", "mosaiks", "--set", "model.image_encoder.in_chans=13",
+        "--set", "model.image_encoder.num_filters=4", "--data.cache", str(tmp_path / "cache"),
+        "--data.cache_views", "1", "--data.batch_size", "8", "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.output_dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    result = satclip_process(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line.removeprefix("INFO: ") for line in result.stderr.splitlines() if line.strip()]
+    assert any("GPU available" in line for line in lines)
+    repeated = {line for line in lines if lines.count(line) > 1}
+    assert not repeated, repeated
