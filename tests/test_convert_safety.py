@@ -48,12 +48,16 @@ def test_user_files_in_the_output_directory_survive(tmp_path, ckpt, overwrite):
     assert [p.name for p in tmp_path.iterdir() if "satclip-tmp" in p.name] == []
 
 
-def test_user_files_survive_the_cli(tmp_path, ckpt, capsys):
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_user_files_survive_the_cli(tmp_path, ckpt, capsys, flags):
     target = tmp_path / "mine"
     before = _user_directory(target)
-    assert main(["convert", str(ckpt), str(target)]) != 0
+    assert main(["convert", str(ckpt), str(target), *flags]) == 2
     assert "satclip did not create" in capsys.readouterr().err
     assert _contents(target) == before
+    model = tmp_path / "model"
+    assert main(["convert", str(ckpt), str(model)]) == 0
+    assert main(["convert", str(ckpt), str(model), *flags]) == (0 if flags else 2)
 
 
 def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path, ckpt):

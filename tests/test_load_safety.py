@@ -204,13 +204,17 @@ def test_every_network_has_a_size_reader():
     assert satclip_nn.SIZES.names() == satclip_nn.NETWORKS.names()
 
 
-def test_config_that_is_not_json_or_oversized_is_refused(tmp_path):
+def test_unreadable_config_or_weights_are_refused(tmp_path):
     model = _native(tmp_path / "m")
     (model / native.CONFIG_FILE).write_text("{not json")
     with pytest.raises(BadInputError, match="not valid JSON"):
         satclip.load(model)
     (model / native.CONFIG_FILE).write_bytes(b" " * (native.MAX_CONFIG_BYTES + 1))
     with pytest.raises(BadInputError, match="a few kB"):
+        satclip.load(model)
+    model = _native(tmp_path / "w")
+    (model / native.WEIGHTS_FILE).write_bytes(b"\xff" * 64)
+    with pytest.raises(BadInputError, match="not a readable safetensors file"):
         satclip.load(model)
 
 
