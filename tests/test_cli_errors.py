@@ -45,7 +45,9 @@ def files(tmp_path):
     points.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"not a GeoTIFF")
-    return {"points": str(points), "junk": str(junk), "missing": str(tmp_path / "missing.csv"),
+    yaml = tmp_path / "bad.yaml"
+    yaml.write_text("model: [unclosed\n")
+    return {"points": str(points), "junk": str(junk), "yaml": str(yaml), "missing": str(tmp_path / "missing.csv"),
             "out": str(tmp_path / "out"), "tmp": str(tmp_path)}  # fmt: skip
 
 
@@ -98,6 +100,7 @@ CASES = [
     (["locate", "{missing}", "--model", "bluemarble-l10"], 2, USAGE, "argument image: no such file"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--k", "0"], 2, USAGE, "--k: must be a positive integer"),
     (["locate", "{junk}", "--model", "nosuch-model"], 2, ONE_LINE, "no model 'nosuch-model'"),
+    (["locate", "{junk}", "--model", "bluemarble-l10"], 2, ONE_LINE, "not recognized as being in a supported"),
     # data
     (["data", "verify", "{tmp}"], 2, ONE_LINE, "no index file"),
     (["data", "verify", "{tmp}", "--workers", "0"], 2, USAGE, "--workers: must be a positive integer"),
@@ -114,6 +117,8 @@ CASES = [
     (["cache", "verify", "{tmp}", "--recompute", "2"], 2, ONE_LINE, "--recompute needs --config"),
     # train
     (["train", "--config", "{missing}"], 2, USAGE, "argument --config: no such file: {missing}"),
+    (["train", "--config", "{yaml}", "--print-config"], 2, ONE_LINE,
+     "invalid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
     (["train", "--optim.lr", "fast", "--print-config"], 2, ONE_LINE, "bad config: optim.lr='fast' must be a number"),
     (["train", "--set", "optim.lr", "--print-config"], 2, ONE_LINE, "--set takes KEY=VALUE, got 'optim.lr'"),
     (["train", "--set", "optim.nosuch=1", "--print-config"], 2, ONE_LINE, "nosuch"),

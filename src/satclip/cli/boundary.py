@@ -32,10 +32,13 @@ def one_line(text: str) -> str:
 
 
 def message_of(err: BaseException) -> str:
-    """The user-facing text of ``err``: a KeyError's message without the quotes repr adds; an OSError from the
-    operating system as "REASON: FILENAME"."""
+    """The user-facing text of ``err``, on one line: a KeyError's message without the quotes repr adds; an
+    OSError from the operating system as "REASON: FILENAME"; a YAML syntax error with its line and column."""
+    mark = getattr(err, "problem_mark", None)  # PyYAML's parse errors: a multi-line picture of the spot
     if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
         text = err.args[0]
+    elif mark is not None and getattr(err, "problem", None):
+        text = f"invalid YAML: {err.problem} (line {mark.line + 1}, column {mark.column + 1})"
     elif isinstance(err, OSError) and err.strerror and err.filename is not None:
         text = f"{err.strerror}: {err.filename}"
         if err.filename2 is not None:
@@ -128,16 +131,22 @@ def _printed_below_root(record: logging.LogRecord) -> bool:
 @contextlib.contextmanager
 def cli_logging(verbose: bool) -> Iterator[None]:
     """The one console handler (on the root logger) for the duration of a command; removed afterwards, so
-    that in-process callers (tests) are left as they were."""
-    root = logging.getLogger()
+    that in-process callers (tests) are left as they were.
+
+    satclip's records from INFO up, other libraries' from WARNING up (rasterio, for one, logs at INFO each
+    GDAL error it then raises); everything from DEBUG up with ``verbose``.
+    """
+    root, ours = logging.getLogger(), logging.getLogger("satclip")
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.addFilter(lambda record: not _printed_below_root(record))
-    level = root.level
+    levels = root.level, ours.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
