@@ -160,6 +160,21 @@ def test_registry_errors_are_bad_input():
     assert code == 2 and message.startswith("unknown positional encoding 'nosuch'; known: ")
 
 
+@pytest.mark.parametrize(
+    "error", ["satclip.train.cache.StaleCacheError", "satclip.image.weights.BackboneWeightsError",
+              "satclip.io.hub.DownloadError"],
+)  # fmt: skip
+def test_library_runtime_errors_keep_their_message(error):
+    """satclip's runtime failures print their own message (exit 1), not "unexpected error"."""
+    import importlib
+
+    from satclip.cli.boundary import describe
+
+    module, name = error.rsplit(".", 1)
+    err = getattr(importlib.import_module(module), name)("could not do it.\nDo this instead.")
+    assert describe(err) == (1, "could not do it; Do this instead.")
+
+
 def test_untrusted_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     ckpt = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": logging.Formatter()}, ckpt)  # any non-allowlisted class

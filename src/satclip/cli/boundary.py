@@ -19,9 +19,9 @@ from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError
 #: OSError errnos that say "the file system refused the write", not "the input is wrong"
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 #: exceptions of other modules, matched by qualified name (importing them here would load their modules on
-#: every error): runtime failures with a complete message, and input files that cannot be parsed
-_RUNTIME_BY_NAME = {"satclip.io.hub.DownloadError", "satclip.train.cache.StaleCacheError",
-                    "satclip.image.weights.BackboneWeightsError"}  # fmt: skip
+#: every error): runtime failures with a complete message (satclip's own until they derive from
+#: SatclipError), and input files that cannot be parsed
+_RUNTIME_BY_NAME = {"satclip.train.cache.StaleCacheError", "satclip.image.weights.BackboneWeightsError"}
 _BAD_INPUT_BY_NAME = {"yaml.error.YAMLError", "rasterio.errors.RasterioIOError"}
 
 
