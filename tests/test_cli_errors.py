@@ -380,3 +380,23 @@ def test_real_training_run_logs_each_line_once(tmp_path):
     assert any("GPU available" in line for line in lines)
     repeated = {line for line in lines if lines.count(line) > 1}
     assert not repeated, repeated
+
+
+def test_device_type_names_what_is_available(monkeypatch):
+    """Without a GPU here, fake two CUDA devices: the type accepts them and names them when refusing."""
+    import argparse
+
+    from satclip.cli.args import device
+
+    assert device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device("cuda") == "cuda" and device("cuda:1") == "cuda:1"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'cuda:2': this machine has 2 cuda device\(s\); "
+                                                         r"available: cpu, cuda:0, cuda:1"):  # fmt: skip
+        device("cuda:2")
+    with pytest.raises(argparse.ArgumentTypeError, match="'gpu' is not a torch device; use one of: cpu, cuda:0"):
+        device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(argparse.ArgumentTypeError, match="'cuda': no cuda device on this machine; available: cpu$"):
+        device("cuda")
