@@ -18,10 +18,8 @@ from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError
 
 #: OSError errnos that say "the file system refused the write", not "the input is wrong"
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
-#: exceptions of other modules, matched by qualified name (importing them here would load their modules on
-#: every error): runtime failures with a complete message (satclip's own until they derive from
-#: SatclipError), and input files that cannot be parsed
-_RUNTIME_BY_NAME = {"satclip.train.cache.StaleCacheError", "satclip.image.weights.BackboneWeightsError"}
+#: exceptions of other libraries, matched by qualified name (importing them here would load those libraries
+#: on every error): input files that cannot be parsed
 _BAD_INPUT_BY_NAME = {"yaml.error.YAMLError", "rasterio.errors.RasterioIOError"}
 
 
@@ -86,10 +84,7 @@ def describe(err: BaseException) -> tuple[int, str]:
         return EXIT_RUNTIME, message_of(err)
     if isinstance(err, (KeyError, TypeError)) and _raised_by_satclip(err):
         return EXIT_BAD_INPUT, message_of(err)  # unknown registry name, parameter or config key
-    names = _type_names(err)
-    if names & _RUNTIME_BY_NAME:
-        return EXIT_RUNTIME, message_of(err)
-    if names & _BAD_INPUT_BY_NAME:
+    if _type_names(err) & _BAD_INPUT_BY_NAME:
         return EXIT_BAD_INPUT, message_of(err)
     return EXIT_RUNTIME, (
         f"unexpected error ({type(err).__name__}): {message_of(err)}; "

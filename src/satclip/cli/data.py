@@ -43,12 +43,16 @@ def add_verify(subparsers) -> None:
     parser.add_argument("--workers", type=positive_int, default=1, help="threads reading headers (default 1)")
     parser.add_argument("--show", type=non_negative_int, default=3, help="bad file names shown per problem (default 3)")
     parser.add_argument("--list", type=Path, metavar="CSV", help="write all problems to CSV")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --list file")
     parser.set_defaults(func=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from .. import safe_output
     from ..data.verify import CheckSpec, verify_s2100k
 
+    if args.list:
+        safe_output.check_output(args.list, overwrite=args.overwrite, inputs=[args.root])  # before the work
     spec = CheckSpec(
         bands=args.bands,
         height=args.size,
@@ -62,7 +66,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.list:
         import csv
 
-        with args.list.open("w", newline="") as handle:
+        with safe_output.atomic_file(args.list, overwrite=args.overwrite) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["fn", "problem", "detail"])
             for problem, items in report.problems().items():

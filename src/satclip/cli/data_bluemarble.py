@@ -34,7 +34,8 @@ def add_subparser(data_subparsers) -> None:
     parser.add_argument("--max-lat", type=float, default=90.0, help="northern limit (default 90)")
     parser.add_argument("--out", type=Path, default=None,
                         help="corpus directory (default: $SATCLIP_CACHE/bluemarble/<hash of the parameters>)")
-    parser.add_argument("--force", action="store_true", help="replace a different corpus already in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a different corpus satclip built in --out (and an existing --preview file)")
     parser.add_argument("--preview", type=Path, default=None, metavar="PNG",
                         help="also write a contact sheet of the first 48 patches to this PNG")
     parser.set_defaults(func=run)
@@ -43,8 +44,11 @@ def add_subparser(data_subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from .. import safe_output
     from ..data.bluemarble import BlueMarbleParams, build_bluemarble, contact_sheet, load_bluemarble_arrays
 
+    if args.preview is not None:
+        safe_output.check_output(args.preview, overwrite=args.force)  # before the build, not after it
     params = BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km, projection=args.projection,
                               seed=args.seed, min_lat=args.min_lat, max_lat=args.max_lat)
     with tqdm(total=params.n, unit="patch", desc="bluemarble", leave=False) as bar:
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.preview is not None:
         from PIL import Image
 
-        Image.fromarray(contact_sheet(images[:48])).save(args.preview)
+        with safe_output.atomic_file(args.preview, overwrite=args.force) as tmp:
+            Image.fromarray(contact_sheet(images[:48])).save(tmp, format="PNG")
         log.info("wrote contact sheet %s", args.preview)
     size = f"{images.shape[1]}×{images.shape[2]} px"
     print(f"{out}  ({len(points)} patches, {size}, {images.nbytes / 1e6:.0f} MB)")

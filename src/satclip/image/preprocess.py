@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..optional import require
+
 #: Sentinel-2 L1C bands in the order the 13-band encoders expect them
 S2_BANDS_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 #: index at which the missing B10 band is inserted into 12-band patches
@@ -54,21 +56,16 @@ def sentinel2_reflectance(array: np.ndarray) -> np.ndarray:
 
 def read_geotiff(path: str | Path) -> np.ndarray:
     """All bands of a GeoTIFF as a ``(C, H, W)`` array in the file's dtype (needs rasterio)."""
-    try:
-        import rasterio
-    except ImportError as err:
-        raise ImportError("reading GeoTIFF images needs rasterio: pip install 'satclip[data]'") from err
+    rasterio = require("rasterio", "data", "reading GeoTIFF images")
     with rasterio.open(path) as src:
         return src.read()
 
 
 def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
     """(lon, lat) degrees of a georeferenced image's centre, or ``None`` without a CRS (needs rasterio)."""
-    try:
-        import rasterio
-        from rasterio.warp import transform
-    except ImportError as err:
-        raise ImportError("reading GeoTIFF images needs rasterio: pip install 'satclip[data]'") from err
+    rasterio = require("rasterio", "data", "reading GeoTIFF images")
+    from rasterio.warp import transform
+
     with rasterio.open(path) as src:
         if src.crs is None:
             return None

@@ -27,12 +27,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import SatclipError
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 
-class BackboneWeightsError(RuntimeError):
+class BackboneWeightsError(SatclipError, RuntimeError):
     """Pretrained backbone weights could not be found, downloaded or loaded."""
 
 

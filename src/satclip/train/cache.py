@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .. import safe_output
+from ..errors import SatclipError
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ DTYPES = ("float16", "float32")
 Progress = Callable[[int, int], None]  # (images done, images total)
 
 
-class StaleCacheError(RuntimeError):
+class StaleCacheError(SatclipError, RuntimeError):
     """A cache exists but was made from another backbone, transform or dataset."""
 
 
