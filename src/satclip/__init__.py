@@ -4,14 +4,56 @@
 >>> encoder = satclip.load("satclip-resnet18-l10")          # or a .ckpt path / model directory
 >>> encoder.encode(torch.tensor([[13.40, 52.52]])).shape      # (lon, lat) in degrees
 torch.Size([1, 256])
+
+The names below are imported on first use (PEP 562), so that ``import satclip`` — and with it the
+``satclip`` command's ``--help`` — does not pay for importing torch.
 """
 
-from . import encoding, nn
-from .embed import embed  # the function; `from satclip.embed import embed_file` for files
-from .load import load
-from .load_model import load_model
-from .location_encoder import LocationEncoder
-from .model import SatCLIP
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 __all__ = ["embed", "LocationEncoder", "SatCLIP", "load_model", "encoding", "load", "nn", "__version__"]
+
+#: public name → (module relative to this package, attribute in it; None for the module itself)
+_LAZY = {
+    "embed": (".embed.api", "embed"),  # the function; `from satclip.embed import embed_file` for files
+    "load": (".load", "load"),
+    "load_model": (".load_model", "load_model"),
+    "LocationEncoder": (".location_encoder", "LocationEncoder"),
+    "SatCLIP": (".model", "SatCLIP"),
+    "encoding": (".encoding", None),
+    "nn": (".nn", None),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """The ``satclip`` module. Importing a submodule makes Python bind it as an attribute of this package;
+    three of them share their name with a function (``satclip.embed``, ``satclip.load``,
+    ``satclip.load_model``), and that binding is ignored, so the name stays the function (the submodules
+    stay importable: ``from satclip.embed import embed_file``)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
