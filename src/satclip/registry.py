@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"did you mean 'x'?"`` (or ``'x' or 'y'``) for the known names closest to a misspelt ``name``, or
+    ``""`` when none is close (:func:`difflib.get_close_matches`, case-insensitive)."""
+    known = list(known)
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return "did you mean " + " or ".join(repr(by_lower[c]) for c in close) + "?"
 
 
 class Registry(Generic[T]):
@@ -30,7 +42,8 @@ class Registry(Generic[T]):
             return self._builders[name]
         except KeyError:
             known = ", ".join(sorted(self._builders))
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            hint = did_you_mean(name, self._builders)
+            raise KeyError(f"unknown {self.kind} {name!r}; {hint + ' ' if hint else ''}known: {known}") from None
 
     def accepted(self, name: str) -> set[str]:
         """The keyword parameters the builder of ``name`` takes."""

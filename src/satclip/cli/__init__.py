@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from ..errors import EXIT_INTERRUPTED
@@ -36,10 +37,33 @@ file or value; the message says what would work); 130 interrupted. Errors are on
 --debug (or SATCLIP_DEBUG=1) shows the traceback instead."""
 
 
+#: reStructuredText markup in module docstrings used as descriptions: ``literal`` and :role:`target`
+_RST = re.compile(r"``(.+?)``|:[a-z]+:`~?([^`]+)`")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with plain-text help (docstrings' RST markup removed) and a did-you-mean for a misspelt
+    choice (``satclip embedd`` → "did you mean 'embed'?"). Subcommand parsers are of this class too."""
+
+    def format_help(self) -> str:
+        return _RST.sub(lambda m: m[1] or m[2], super().format_help())
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as err:
+            from ..registry import did_you_mean
+
+            hint = did_you_mean(str(value), [str(c) for c in action.choices or ()])
+            if not hint:
+                raise
+            raise argparse.ArgumentError(action, f"{err.message}; {hint}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="satclip", description="SatCLIP location embeddings: load, embed, train, evaluate.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip

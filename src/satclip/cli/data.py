@@ -123,7 +123,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "data",
         help="datasets: verify, download, …",
-        description="Dataset commands; `satclip data SUBCOMMAND --help` describes each.",
+        description="Dataset commands; satclip data SUBCOMMAND --help describes each.",
     )
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     for add in SUBCOMMANDS.values():

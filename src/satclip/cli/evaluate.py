@@ -129,8 +129,11 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.protocols import PROTOCOLS
 
     if args.protocol not in PROTOCOLS:
+        from ..registry import did_you_mean
+
+        hint = did_you_mean(args.protocol, PROTOCOLS.names())
         known = ", ".join(PROTOCOLS.names())
-        raise BadInputError(f"unknown --protocol {args.protocol!r}; known: {known}")
+        raise BadInputError(f"unknown --protocol {args.protocol!r}; {hint + ' ' if hint else ''}known: {known}")
     if args.preset == "reference":
         from ..eval.encoders import split_specs
         from ..eval.reference import run_reference

@@ -16,7 +16,10 @@ def add_parser(subparsers) -> None:
             "(see docs/export.md for the L=40 'analytic' difference near the poles)."
         ),
     )
-    parser.add_argument("--format", choices=["onnx", "torchscript"], required=True)
+    parser.add_argument(
+        "--format", choices=["onnx", "torchscript"], required=True,
+        help="onnx (needs pip install 'satclip[export]') or torchscript (a .pt file for torch.jit.load)",
+    )  # fmt: skip
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.onnx or .pt)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="network precision")

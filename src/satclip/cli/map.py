@@ -31,8 +31,14 @@ def add_parser(subparsers) -> None:
         "--pca", type=positive_int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims"
     )
     parser.add_argument("--no-coastlines", action="store_true", help="PNG without coastlines")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--harmonics", choices=["analytic", "analytic-stable", "closed-form"])
+    parser.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32",
+        help="network precision (default float32; float64 for exact comparisons, slower)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--harmonics", choices=["analytic", "analytic-stable", "closed-form"],
+        help="override the model's spherical-harmonics algorithm (analytic-stable: fast; identical at L=10)",
+    )  # fmt: skip
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ... import encoding as _encoding
-from ...registry import Registry
+from ...registry import Registry, did_you_mean
 from ..cache import digest
 
 log = logging.getLogger(__name__)
@@ -186,8 +186,14 @@ def create(spec: str) -> Encoder:
     try:
         model = load(name, **params)
     except FileNotFoundError as err:
-        known = ", ".join(ENCODERS.names() + _encoding.names())
-        raise ValueError(f"unknown encoder {spec!r}: not one of {known}, and satclip.load failed: {err}") from err
+        from ...pretrained import names as model_names
+
+        known = ENCODERS.names() + _encoding.names()
+        hint = did_you_mean(name, known + model_names())
+        raise ValueError(
+            f"unknown encoder {spec!r}: {hint + ' ' if hint else ''}not one of {', '.join(known)}, and "
+            f"satclip.load failed: {err}"
+        ) from err
     return Encoder(spec, model, f"satclip.load({name!r})", model.feature_dtype)
 
 
