@@ -8,9 +8,11 @@ GeoJSON and GeoPackage are read whole (they are not formats for millions of poin
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,9 @@ SUFFIXES = {
     ".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg",
 }  # fmt: skip
 _READ_BATCH = 65536
+#: delimiters a CSV file is sniffed for (its first lines)
+CSV_DELIMITERS = ",;\t|"
+_SNIFF_BYTES = 1 << 16
 _FINGERPRINT_BLOCKS, _FINGERPRINT_BLOCK_BYTES = 16, 1 << 16
 
 
@@ -46,6 +51,20 @@ def file_fingerprint(path: Path) -> dict:
             fh.seek(max(0, (size - _FINGERPRINT_BLOCK_BYTES) * i // (_FINGERPRINT_BLOCKS - 1)))
             digest.update(fh.read(_FINGERPRINT_BLOCK_BYTES))
     return {"size": size, "mtime_ns": stat.st_mtime_ns, "sample_sha256": digest.hexdigest()}
+
+
+def sniff_delimiter(path: Path, default: str = ",") -> str:
+    """The delimiter of a delimited text file, one of :data:`CSV_DELIMITERS`: :class:`csv.Sniffer` on its
+    first lines (at most 64 KiB, 50 lines); ``default`` for a one-column or undecidable sample."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        sample = fh.read(_SNIFF_BYTES)
+    lines = sample.splitlines()
+    if len(sample) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    try:
+        return csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return default
 
 
 def coordinates(table, lon_col: str, lat_col: str) -> np.ndarray:
@@ -140,34 +159,40 @@ class ParquetSource(Source):
 
 @SOURCES.register("csv")
 class CsvSource(Source):
-    """Comma-separated (tab for ``.tsv``) with a header row. Column types are inferred from the first
-    block (16 MiB); the coordinate columns are always read as float64 (empty, ``nan`` → NaN)."""
+    """Delimited text with a header row: the delimiter (``,`` ``;`` tab ``|``) is sniffed from the first
+    lines (default: tab for ``.tsv``, else comma). Column types are inferred from the first block (16 MiB);
+    the coordinate columns are always read as float64 (empty, ``nan`` → NaN)."""
 
     format = "csv"
     BLOCK_SIZE = 1 << 24
 
     def _open(self):
+        self.delimiter = sniff_delimiter(self.path, "\t" if self.path.suffix.lower() == ".tsv" else ",")
         self.columns = list(self._reader(None, {}).schema.names)
 
     def _reader(self, columns, types):
-        import pyarrow.csv as csv
+        import pyarrow.csv as pa_csv
 
-        return csv.open_csv(
+        return pa_csv.open_csv(
             self.path,
-            read_options=csv.ReadOptions(block_size=self.BLOCK_SIZE),
-            parse_options=csv.ParseOptions(delimiter="\t" if self.path.suffix.lower() == ".tsv" else ","),
-            convert_options=csv.ConvertOptions(column_types=types, include_columns=columns or []),
+            read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
+            parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
+            convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns or []),
         )
 
     def _batches(self, start, columns):
         pa = _pa()
         types = {self.lon_col: pa.float64(), self.lat_col: pa.float64()}
-        reader = self._reader(columns, types)
 
         def batches():
             try:
-                yield from reader
+                yield from self._reader(columns, types)
             except pa.ArrowInvalid as err:
+                if re.search(r"invalid value '[-+]?\d*,\d+'", str(err)):
+                    raise ValueError(
+                        f"{self.path}: {err} (delimiter {self.delimiter!r}): decimal commas are not read as "
+                        "numbers; write decimal points (13.4) in the coordinate columns"
+                    ) from err
                 raise ValueError(
                     f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "
                     "type later cannot be streamed: convert the file to Parquet"
