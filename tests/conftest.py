@@ -1,24 +1,48 @@
-"""Shared test fixtures: paths to the golden data in ../shared and isolation from user caches."""
+"""Shared test fixtures: paths to the golden data (``../shared/fixtures`` or ``$SATCLIP_FIXTURES``) and
+isolation from user caches.
+
+The golden data is not part of the repository: it was made by running the original SatCLIP code (its
+README.md says how). Tests that need it are skipped without it, and the run ends with one line saying how
+many were.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+#: the golden data: $SATCLIP_FIXTURES when set, else ../shared/fixtures beside the checkout
+FIXTURES = Path(os.environ["SATCLIP_FIXTURES"]) if os.environ.get("SATCLIP_FIXTURES") else SHARED / "fixtures"
 REFERENCE = FIXTURES / "satclip-reference"
 S2_EXAMPLES = FIXTURES / "s2-examples"
 AIR_TEMPERATURE_CSV = FIXTURES / "air-temperature" / "stationDataAll.csv"
 
 
+#: the start of the skip reason of :func:`require`, counted by :func:`pytest_terminal_summary`
+_MISSING = "fixture not available"
+
+
 def require(path: Path) -> Path:
-    """Skip the test when golden data from ../shared is not present (it is in CI)."""
+    """Skip the test when the golden data is not present (it is in CI)."""
     if not path.exists():
-        pytest.skip(f"fixture not available: {path}")
+        pytest.skip(f"{_MISSING}: {path}")
     return path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """One line at the end of the run: how many tests were skipped for want of the golden data."""
+    reasons = [getattr(r, "longrepr", None) for r in terminalreporter.stats.get("skipped", [])]
+    count = sum(1 for r in reasons if isinstance(r, tuple) and str(r[-1]).startswith(f"Skipped: {_MISSING}"))
+    if count:
+        terminalreporter.write_line(
+            f"{count} test(s) need the golden fixtures and were skipped: {FIXTURES} does not exist "
+            "(set SATCLIP_FIXTURES=PATH; README.md, 'Tests and benchmarks', says where they come from)",
+            yellow=True,
+        )
 
 
 @pytest.fixture(autouse=True)
