@@ -209,7 +209,11 @@ def no_sockets(monkeypatch):
 
 
 RELEASED_L10 = ("microsoft/SatCLIP-ResNet18-L10", "satclip-resnet18-l10.ckpt")
-L40_URL = "https://huggingface.co/microsoft/SatCLIP-ViT16-L40/resolve/main/satclip-vit16-l40.ckpt"
+# pinned to the revision torchgeo 0.10.1 uses (satclip.pretrained)
+L40_URL = (
+    "https://huggingface.co/microsoft/SatCLIP-ViT16-L40/resolve/0ef2acc0b91d3c8cfdf4a0cc03207095989287ab/"
+    "satclip-vit16-l40.ckpt"
+)
 
 
 def test_registry_name_downloads_through_hub(monkeypatch, online, no_sockets, points):

@@ -9,6 +9,7 @@ or one :class:`DownloadError` names the URL to fetch by hand and how to pass the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -26,8 +27,8 @@ class DownloadError(SatclipError, RuntimeError):
     """A file could not be fetched (offline, unreachable, refused); the message says how to get it by hand."""
 
 
-def file_url(repo_id: str, filename: str) -> str:
-    return f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+def file_url(repo_id: str, filename: str, revision: str | None = None) -> str:
+    return f"https://huggingface.co/{repo_id}/resolve/{revision or 'main'}/{filename}"
 
 
 def offline() -> bool:
@@ -47,44 +48,65 @@ def _hub(what: str, manual: str):
         raise MissingExtraError(f"{err}; or {manual}") from err
 
 
-def _by_hand(repo_id: str, filename: str) -> str:
-    url = file_url(repo_id, filename)
+def _by_hand(repo_id: str, filename: str, revision: str | None = None) -> str:
+    url = file_url(repo_id, filename, revision)
     return (
         f"fetch {url} on a machine with internet access, copy it to this one (any directory) and pass its "
         f"path instead, e.g. satclip.load('/path/to/{filename}') or `satclip ... --model /path/to/{filename}`"
     )
 
 
-def fetch(repo_id: str, filename: str) -> Path:
-    """Download (or find in the hub cache) ``filename`` of ``repo_id`` and return its local path.
+def check_sha256(path: Path, expected: str, what: str) -> None:
+    """Raise :class:`DownloadError` unless the file ``path`` has the sha256 ``expected`` (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected.lower():
+        raise DownloadError(
+            f"{path} ({what}) has sha256 {digest.hexdigest()}, expected {expected}: the file is damaged or not the "
+            "pinned release; delete it (or its Hugging Face cache entry) and fetch it again"
+        )
+
+
+def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: str | None = None) -> Path:
+    """Download (or find in the hub cache) ``filename`` of ``repo_id`` at ``revision`` (default: the main
+    branch) and return its local path, checked against ``sha256`` when given.
 
     Raises:
-        DownloadError: offline or unreachable and not cached, or refused by the hub (no retries).
+        DownloadError: offline or unreachable and not cached, refused by the hub (no retries), or the file
+            does not have the expected sha256.
         MissingExtraError: ``huggingface_hub`` is not installed.
     """
-    hf = _hub(f"downloading {filename} from the Hugging Face repository {repo_id}", _by_hand(repo_id, filename))
+    by_hand = _by_hand(repo_id, filename, revision)
+    hf = _hub(f"downloading {filename} from the Hugging Face repository {repo_id}", by_hand)
+    pin = {"revision": revision} if revision else {}
+    what = f"{filename} of {repo_id}" + (f" at {revision}" if revision else "")
     reason = "HF_HUB_OFFLINE is set" if offline() else None
     if reason is None:
         try:  # one request, no retries: is the hub there at all?
-            hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename), timeout=PROBE_TIMEOUT)
+            hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, **pin), timeout=PROBE_TIMEOUT)
         except Exception as err:  # noqa: BLE001 - unreachable, refused, not found: all end in the cache
             reason = f"{type(err).__name__}: {err}"
     if reason is None:
         try:
-            return Path(hf.hf_hub_download(repo_id=repo_id, filename=filename))
+            path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, **pin))
         except Exception as err:  # noqa: BLE001 - network, auth and hub errors all end the same way
             raise DownloadError(
                 f"could not download {filename} from the Hugging Face repository {repo_id} "
-                f"({type(err).__name__}: {err}). To get it anyway, {_by_hand(repo_id, filename)}."
+                f"({type(err).__name__}: {err}). To get it anyway, {by_hand}."
             ) from err
-    try:
-        path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
-    except Exception as err:  # noqa: BLE001 - not in the cache (or a broken cache entry)
-        raise DownloadError(
-            f"cannot download {filename} from the Hugging Face repository {repo_id} ({reason}) and it is not in "
-            f"the hub cache. To get it, {_by_hand(repo_id, filename)}."
-        ) from err
-    log.info("using the cached %s of %s (%s)", filename, repo_id, reason)
+    else:
+        try:
+            path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True, **pin))
+        except Exception as err:  # noqa: BLE001 - not in the cache (or a broken cache entry)
+            raise DownloadError(
+                f"cannot download {filename} from the Hugging Face repository {repo_id} ({reason}) and it is "
+                f"not in the hub cache. To get it, {by_hand}."
+            ) from err
+        log.info("using the cached %s of %s (%s)", filename, repo_id, reason)
+    if sha256:
+        check_sha256(path, sha256, what)
     return path
 
 

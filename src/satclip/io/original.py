@@ -4,10 +4,17 @@ A released checkpoint holds ``hyper_parameters`` (the ``SatCLIPLightningModule``
 extra keys) and a ``state_dict`` with ``model.visual.*`` (image encoder), ``model.logit_scale`` and the
 location network twice, as ``model.location.nnet.*`` and ``model.nnet.*`` (one module registered under
 two names). See docs/conventions.md.
+
+Files satclip writes carry, beside that layout, a top-level ``"satclip"`` entry: the model's native config
+and, where the file's weights were rewritten for the original's basis (see :mod:`satclip.io.basis`), the
+exact tensors. :func:`parts_from_checkpoint` prefers it, so a round trip through the original layout is
+exact; the original's loaders read only ``hyper_parameters`` and ``state_dict`` and ignore it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +23,12 @@ import torch
 
 from ..errors import BadInputError
 from ..safe_output import atomic_file
+from . import basis, native
 from .checks import check_finite
+from .parts import ModelParts
 from .safe_pickle import load_checkpoint
+
+log = logging.getLogger(__name__)
 
 LOCATION_PREFIX = "model.location."
 LOCATION_ALIAS_PREFIX = "model."  # model.nnet.* duplicates model.location.nnet.*
@@ -35,6 +46,25 @@ RELEASED_HPARAMS = {
 #: keys the released checkpoints carry and the original loader pops before building the model
 RELEASED_EXTRA_HPARAMS = {"eval_downstream": False, "air_temp_data_path": None, "election_data_path": None}
 _ENCODING_PARAMS = ("legendre_polys", "harmonics_calculation", "min_radius", "max_radius", "frequency_num")
+#: the arguments of the original ``SatCLIPLightningModule.__init__`` (which ``get_satclip`` passes
+#: ``hyper_parameters`` to, after popping :data:`RELEASED_EXTRA_HPARAMS`): nothing else may be written
+ORIGINAL_INIT_ARGS = (
+    "embed_dim", "image_resolution", "vision_layers", "vision_width", "vision_patch_size", "in_channels",
+    "le_type", "pe_type", "frequency_num", "max_radius", "min_radius", "legendre_polys", "harmonics_calculation",
+    "sh_embedding_dims", "learning_rate", "weight_decay", "num_hidden_layers", "capacity",
+)  # fmt: skip
+#: bases (``harmonics_calculation``) the original code knows
+ORIGINAL_BASES = ("analytic", "closed-form")
+#: networks (``pe_type``) the original's ``get_neural_network`` knows, and the parameters it takes from
+#: the hyper-parameters (everything else about them is fixed in its code)
+ORIGINAL_NETWORK_PARAMS = {
+    "linear": ("num_classes",),
+    "mlp": ("num_classes", "dim_hidden", "num_layers"),
+    "siren": ("num_classes", "dim_hidden", "num_layers"),
+    "fcnet": ("num_classes", "dim_hidden"),
+}
+#: top-level key of satclip's own description of the model
+SATCLIP_KEY = "satclip"
 
 
 @dataclass
@@ -70,6 +100,10 @@ class OriginalCheckpoint:
     def visual_state_dict(self) -> dict[str, torch.Tensor]:
         return {k[len(VISUAL_PREFIX) :]: v for k, v in self.state_dict.items() if k.startswith(VISUAL_PREFIX)}
 
+    @property
+    def logit_scale(self) -> torch.Tensor | None:
+        return self.state_dict.get(LOGIT_SCALE_KEY)
+
 
 def location_config_from_hparams(hparams: dict) -> dict:
     """Our ``LocationEncoder`` config for the original hyper-parameters (``le_type`` names the
@@ -92,11 +126,20 @@ def location_config_from_hparams(hparams: dict) -> dict:
 
 
 def hparams_from_location_config(config: dict, base: dict | None = None) -> dict:
-    """Original hyper-parameters for a ``LocationEncoder`` config (the inverse of the above)."""
-    hparams = {**RELEASED_HPARAMS, **(base or {})}
+    """Original hyper-parameters for a ``LocationEncoder`` config (the inverse of the above), on top of the
+    released ones and ``base`` (keys the original does not take are dropped from ``base``).
+
+    The values are copied as they are (a satclip-only ``harmonics_calculation`` stays); use
+    :func:`checkpoint_for_original` for a file the original code reads.
+
+    Raises:
+        BadInputError: the config has a parameter the original's hyper-parameters cannot express.
+    """
+    hparams = {**RELEASED_HPARAMS, **{k: v for k, v in (base or {}).items() if k in ORIGINAL_INIT_ARGS}}
     encoding = dict(config["encoding"])
     network = dict(config["network"])
     hparams["le_type"] = encoding.pop("name")
+    unknown = sorted(set(encoding) - set(_ENCODING_PARAMS))
     hparams.update(encoding)
     hparams["pe_type"] = network.pop("name")
     hparams["embed_dim"] = network.pop("num_classes")
@@ -104,12 +147,22 @@ def hparams_from_location_config(config: dict, base: dict | None = None) -> dict
         hparams["capacity"] = network.pop("dim_hidden")
     if "num_layers" in network:
         hparams["num_hidden_layers"] = network.pop("num_layers")
+    unknown += sorted(f"network.{k}" for k in network)
+    if unknown:
+        raise BadInputError(
+            f"the location encoder's {unknown} cannot be written as original SatCLIP hyper-parameters (it takes "
+            f"{', '.join(ORIGINAL_INIT_ARGS)})"
+        )
     return hparams
 
 
 def read_original(path: str | Path, *, trust_checkpoint: bool = False) -> OriginalCheckpoint:
     """Read an original SatCLIP ``.ckpt`` (see :func:`~satclip.io.safe_pickle.load_checkpoint`)."""
-    ckpt = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    return checked_checkpoint(load_checkpoint(path, trust_checkpoint=trust_checkpoint), path)
+
+
+def checked_checkpoint(ckpt: object, path: str | Path) -> OriginalCheckpoint:
+    """An unpickled ``.ckpt`` checked for the Lightning layout and for finite weights."""
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise BadInputError(f"{path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters'")
     for key in ("state_dict", "hyper_parameters"):
@@ -118,6 +171,179 @@ def read_original(path: str | Path, *, trust_checkpoint: bool = False) -> Origin
     check_finite(ckpt["state_dict"], path)
     extra = {k: v for k, v in ckpt.items() if k not in ("state_dict", "hyper_parameters")}
     return OriginalCheckpoint(dict(ckpt["hyper_parameters"]), dict(ckpt["state_dict"]), extra)
+
+
+def _satclip_entry(ckpt: OriginalCheckpoint, location: dict[str, torch.Tensor], path) -> dict | None:
+    """The file's ``"satclip"`` entry when it describes these weights (else ``None``, logged)."""
+    entry = ckpt.extra.get(SATCLIP_KEY)
+    if not isinstance(entry, dict) or entry.get("format") != native.FORMAT:
+        return None
+    config = entry.get("location_encoder")
+    exact = entry.get("location_tensors") or {}
+    if not isinstance(config, dict) or not isinstance(exact, dict):
+        log.warning("%s: ignoring a malformed %r entry; reading hyper_parameters", path, SATCLIP_KEY)
+        return None
+    if exact:  # the file holds these tensors rewritten for another basis: they must still match
+        written = basis.columns_to(
+            exact, int(config["encoding"].get("legendre_polys", 0)),
+            config["encoding"].get("harmonics_calculation", basis.EXACT), str(entry.get("written_basis")),
+        )  # fmt: skip
+        if any(key not in location or not torch.equal(written[key], location[key]) for key in exact):
+            log.warning(
+                "%s: its weights were changed after satclip wrote them; reading hyper_parameters, not satclip's "
+                "entry", path,
+            )  # fmt: skip
+            return None
+    return entry
+
+
+def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, location_only: bool = False) -> ModelParts:
+    """The model in an original checkpoint; satclip's own ``"satclip"`` entry, where present and
+    consistent with the weights, is preferred over ``hyper_parameters``."""
+    location = ckpt.location_state_dict()
+    entry = _satclip_entry(ckpt, location, path)
+    provenance = {"source": str(path), "format": "original", "hyper_parameters": ckpt.hparams}
+    if entry is not None:
+        location = {**location, **entry.get("location_tensors", {})}
+        config = entry["location_encoder"]
+        metadata = dict(entry.get("metadata") or {})
+    else:
+        config = ckpt.location_config()
+        metadata = {"hyper_parameters": _json_ready(ckpt.hparams)}
+    parts = ModelParts(config, location, metadata=metadata, provenance=provenance)
+    if location_only:
+        return parts
+    visual = ckpt.visual_state_dict()
+    if visual:
+        from ..image import config_from_hparams
+
+        image_config = (entry or {}).get("image_encoder") or config_from_hparams(ckpt.hparams)
+        parts.image_config, parts.visual_state = image_config, visual
+    parts.logit_scale = ckpt.logit_scale
+    return parts
+
+
+def _json_ready(value):
+    """Tuples become lists, keys strings, anything else not JSON its repr."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def original_basis(config: dict) -> str | None:
+    """The ``harmonics_calculation`` a file for the original code states for a LocationEncoder config:
+    the model's own where the original knows it; for ``"analytic-stable"``, ``"analytic"`` while the
+    original's polynomials agree with it to < 1e-8 (``legendre_polys`` ≤ 20), else ``"closed-form"``
+    (with the first layer rescaled, see :mod:`satclip.io.basis`). ``None`` for other encodings."""
+    encoding = config["encoding"]
+    if encoding["name"] != "sphericalharmonics":
+        return None
+    calculation = encoding.get("harmonics_calculation", basis.EXACT)
+    if calculation in ORIGINAL_BASES:
+        return calculation
+    return "analytic" if int(encoding.get("legendre_polys", 10)) <= basis.ANALYTIC_EXACT_BELOW else "closed-form"
+
+
+def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: int = 0) -> dict:
+    """A checkpoint dict in the released layout that the original code loads: only hyper-parameters its
+    ``SatCLIPLightningModule.__init__`` takes (plus the three ``get_satclip`` pops), a basis it knows,
+    ``vision_layers`` naming the image encoder in the file (``None`` when there is none), and satclip's
+    exact description under :data:`SATCLIP_KEY`.
+
+    Raises:
+        BadInputError: the image encoder or a location-encoder setting has no original equivalent (the
+            message says to write the location encoder alone).
+    """
+    config = parts.location_config
+    if config["network"]["name"] not in ORIGINAL_NETWORK_PARAMS:
+        raise BadInputError(
+            f"network {config['network']['name']!r} has no original SatCLIP equivalent (it knows "
+            f"{', '.join(ORIGINAL_NETWORK_PARAMS)})"
+        )
+    location = dict(parts.location_state)
+    exact: dict[str, torch.Tensor] = {}
+    label = original_basis(config)
+    if label is not None:
+        own = config["encoding"].get("harmonics_calculation", basis.EXACT)
+        if own != label:
+            legendre = int(config["encoding"].get("legendre_polys", 10))
+            rewritten = basis.columns_to(location, legendre, own, label)
+            if not torch.equal(rewritten[basis.FIRST_LAYER], location[basis.FIRST_LAYER]):
+                exact[basis.FIRST_LAYER] = location[basis.FIRST_LAYER]
+            location = rewritten
+        config = {**config, "encoding": {**config["encoding"], "harmonics_calculation": label}}
+    base = dict(parts.metadata.get("hyper_parameters") or {})
+    optim = (parts.metadata.get("train_config") or {}).get("optim") or {}
+    base.update({k: optim[o] for k, o in (("learning_rate", "lr"), ("weight_decay", "weight_decay")) if o in optim})
+    hparams = hparams_from_location_config(config, base)
+    if parts.has_image_encoder:
+        from ..image import hparams_from_config
+
+        try:
+            hparams.update(hparams_from_config(parts.image_config))
+        except ValueError as err:
+            raise BadInputError(
+                f"{err}; write the location encoder alone with --location-only (location_only=True)"
+            ) from err
+    else:
+        hparams["vision_layers"] = None  # no image encoder in the file
+    entry = {
+        "format": native.FORMAT, "format_version": native.FORMAT_VERSION, **parts.native_config(),
+        "location_tensors": exact, "written_basis": label,
+    }  # fmt: skip
+    image = parts.has_image_encoder
+    ckpt = _layout(
+        hparams, location, visual_state=parts.visual_state if image else None,
+        logit_scale=parts.logit_scale if image else None, epoch=epoch, global_step=global_step,
+    )  # fmt: skip
+    ckpt[SATCLIP_KEY] = _json_ready_entry(entry)
+    return ckpt
+
+
+def _json_ready_entry(entry: dict) -> dict:
+    """``entry`` with its configs and metadata made plain (``torch.load(weights_only=True)`` reads them)."""
+    tensors = {k: v.detach().clone() for k, v in entry["location_tensors"].items()}
+    plain = _json_ready({k: v for k, v in entry.items() if k != "location_tensors"})
+    return {**plain, "location_tensors": tensors}
+
+
+def save_checkpoint(path: str | Path, ckpt: dict, *, overwrite: bool = False, inputs: Iterable = ()) -> Path:
+    """``torch.save`` ``ckpt`` to ``path`` atomically (see :func:`satclip.safe_output.atomic_file`)."""
+    path = Path(path)
+    with atomic_file(path, overwrite=overwrite, inputs=inputs) as tmp:
+        torch.save(ckpt, tmp)
+    return path
+
+
+def _layout(
+    hparams: dict,
+    location_state: dict[str, torch.Tensor],
+    *,
+    visual_state: dict[str, torch.Tensor] | None = None,
+    logit_scale: torch.Tensor | None = None,
+    epoch: int = 0,
+    global_step: int = 0,
+) -> dict:
+    """The released checkpoint layout (duplicated location keys, the extra hyper-parameters)."""
+    state: dict[str, torch.Tensor] = {}
+    if logit_scale is not None:
+        state[LOGIT_SCALE_KEY] = torch.as_tensor(logit_scale).detach().clone()
+    for key, value in (visual_state or {}).items():
+        state[VISUAL_PREFIX + key] = value.detach().clone()
+    for key, value in location_state.items():
+        state[LOCATION_ALIAS_PREFIX + key] = value.detach().clone()
+    for key in location_state:
+        state[LOCATION_PREFIX + key] = state[LOCATION_ALIAS_PREFIX + key]  # shared, as in the original
+    return {
+        "epoch": epoch,
+        "global_step": global_step,
+        "pytorch-lightning_version": "2.6.6",
+        "state_dict": state,
+        "loops": {},
+        "callbacks": {},
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": {**hparams, **{k: v for k, v in RELEASED_EXTRA_HPARAMS.items() if k not in hparams}},
+    }
 
 
 def write_original(
@@ -132,41 +358,17 @@ def write_original(
     overwrite: bool = False,
     inputs: Iterable[str | Path] = (),
 ) -> Path:
-    """Write a checkpoint in the released layout (duplicated location keys, extra hyper-parameters).
+    """Write ``hparams`` and weights as they are in the released layout (no ``"satclip"`` entry, no basis
+    rewriting: :func:`checkpoint_for_original` makes a file for the original code from a model).
 
-    The original loader rebuilds the whole model, so it accepts the file only when ``visual_state``
-    (weights for ``hparams["vision_layers"]``) and ``logit_scale`` are included; ``satclip.load`` needs
-    only the location weights. Written atomically; an existing file is replaced only with
-    ``overwrite=True``, a directory never, and ``path`` may not be one of ``inputs``.
+    Written atomically; an existing file is replaced only with ``overwrite=True``, a directory never, and
+    ``path`` may not be one of ``inputs``.
 
     Raises:
         OutputExistsError: ``path`` exists and may not be replaced.
     """
-    state: dict[str, torch.Tensor] = {}
-    if logit_scale is not None:
-        state[LOGIT_SCALE_KEY] = torch.as_tensor(logit_scale).detach().clone()
-    for key, value in (visual_state or {}).items():
-        state[VISUAL_PREFIX + key] = value.detach().clone()
-    for key, value in location_state.items():
-        state[LOCATION_ALIAS_PREFIX + key] = value.detach().clone()
-    for key in location_state:
-        state[LOCATION_PREFIX + key] = state[LOCATION_ALIAS_PREFIX + key]  # shared, as in the original
-    ckpt = {
-        "epoch": epoch,
-        "global_step": global_step,
-        "pytorch-lightning_version": "2.6.6",
-        "state_dict": state,
-        "loops": {},
-        "callbacks": {},
-        "optimizer_states": [],
-        "lr_schedulers": [],
-        "hparams_name": "kwargs",
-        "hyper_parameters": {
-            **hparams,
-            **{k: v for k, v in RELEASED_EXTRA_HPARAMS.items() if k not in hparams},
-        },
-    }
-    path = Path(path)
-    with atomic_file(path, overwrite=overwrite, inputs=inputs) as tmp:
-        torch.save(ckpt, tmp)
-    return path
+    ckpt = _layout(
+        hparams, location_state, visual_state=visual_state, logit_scale=logit_scale, epoch=epoch,
+        global_step=global_step,
+    )  # fmt: skip
+    return save_checkpoint(path, ckpt, overwrite=overwrite, inputs=inputs)

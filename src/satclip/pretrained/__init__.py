@@ -1,5 +1,12 @@
 """Known models by name: the six released SatCLIP checkpoints (Hugging Face hub) and models shipped
-inside this package."""
+inside this package.
+
+A released checkpoint is fetched at a pinned hub revision and checked against its sha256, as the
+backbones in :mod:`satclip.image.weights`, wherever an authoritative value is known. Known today: the
+revision of ``microsoft/SatCLIP-ViT16-L40`` (the one torchgeo 0.10 pins). Not known here: the other five
+revisions and all six sha256 values (the hub's LFS pointers could not be read offline); until they are
+filled in, those files come from the main branch and ``huggingface_hub``'s own LFS check is the only one.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +17,23 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class HubModel:
+    """A released checkpoint: hub repository, file, pinned revision and sha256 (``None`` where unknown)."""
+
     repo_id: str
     filename: str
+    revision: str | None = None
+    sha256: str | None = None
 
     @property
     def url(self) -> str:
-        return f"https://huggingface.co/{self.repo_id}/resolve/main/{self.filename}"
+        return f"https://huggingface.co/{self.repo_id}/resolve/{self.revision or 'main'}/{self.filename}"
 
 
-def _released(backbone: str, hub_backbone: str, legendre: int) -> tuple[str, HubModel]:
+def _released(
+    backbone: str, hub_backbone: str, legendre: int, revision: str | None = None, sha256: str | None = None
+) -> tuple[str, HubModel]:
     name = f"satclip-{backbone}-l{legendre}"
-    return name, HubModel(f"microsoft/SatCLIP-{hub_backbone}-L{legendre}", f"{name}.ckpt")
+    return name, HubModel(f"microsoft/SatCLIP-{hub_backbone}-L{legendre}", f"{name}.ckpt", revision, sha256)
 
 
 #: the six released checkpoints (Klemmer et al. 2025)
@@ -31,7 +44,8 @@ RELEASED: dict[str, HubModel] = dict(
         _released("resnet50", "ResNet50", 10),
         _released("resnet50", "ResNet50", 40),
         _released("vit16", "ViT16", 10),
-        _released("vit16", "ViT16", 40),
+        # revision: torchgeo 0.10.1, torchgeo/models/satclip.py (SatCLIP_Weights.SATCLIP_VIT16_L40)
+        _released("vit16", "ViT16", 40, revision="0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"),
     ]
 )
 _HUB_IDS = {model.repo_id.lower(): model for model in RELEASED.values()}
@@ -48,4 +62,12 @@ def bundled_models() -> dict[str, Path]:
 
 
 def names() -> list[str]:
+    """Every known model name: the released checkpoints, then the models shipped with satclip."""
     return sorted(RELEASED) + sorted(bundled_models())
+
+
+def fetch(model: HubModel) -> Path:
+    """The local path of a released checkpoint (downloaded at its pinned revision, sha256 checked)."""
+    from ..io import hub
+
+    return hub.fetch(model.repo_id, model.filename, revision=model.revision, sha256=model.sha256)

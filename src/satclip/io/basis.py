@@ -1,0 +1,92 @@
+"""Spherical-harmonics bases across readers: overriding a model's basis, and rewriting a first layer so a
+reader with another basis computes the same function.
+
+satclip's bases (``harmonics_calculation``) and who else computes them:
+
+* ``"analytic"`` — the original's sympy polynomials, with their float64 rounding error near the poles at
+  high degree (the released models were trained on them). Original code, rangegeo, rshf (L = 40 only).
+* ``"analytic-stable"`` — the same convention computed exactly (π on m = 0, no Condon–Shortley phase).
+  torchgeo ≥ 0.10 computes exactly this (with latitudes clamped to ±89.95°).
+* ``"closed-form"`` — the original's other option, exact: ``analytic-stable / π`` on m = 0 and
+  ``(−1)^m · analytic-stable`` otherwise.
+
+A SIREN's first layer is linear in the features, so a model on one exact basis is the same function on
+the other when its first layer's input columns are multiplied by the ratio of the two (:func:`columns_to`).
+``"analytic"`` equals ``"analytic-stable"`` to < 1e-8 for degrees below :data:`ANALYTIC_EXACT_BELOW`
+(measured on a 0.125° latitude grid with the poles: 9.4e-9 at degree 19, 1.2e-8 at 20, 0.62 at 39).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import BadInputError
+
+#: ``"analytic"`` agrees with the exact basis to < 1e-8 for ``legendre_polys`` up to this (degrees < 20)
+ANALYTIC_EXACT_BELOW = 20
+EXACT = "analytic-stable"
+#: bases with no rounding error (related by a column scaling)
+EXACT_BASES = ("analytic-stable", "closed-form")
+FIRST_LAYER = "nnet.layers.0.weight"
+
+
+def with_harmonics(config: dict, harmonics_calculation: str | None, source: object = "the model") -> dict:
+    """``config`` (a LocationEncoder config) with its spherical harmonics computed by
+    ``harmonics_calculation`` instead (``None``: unchanged). The weights stay as they are: this changes the
+    model when the two bases differ (see the module docstring).
+
+    Raises:
+        BadInputError: the model's encoding is not spherical harmonics.
+    """
+    if harmonics_calculation is None:
+        return config
+    encoding = config["encoding"]
+    if encoding["name"] != "sphericalharmonics":
+        raise BadInputError(
+            f"harmonics_calculation applies to spherical-harmonics models; {source} uses {encoding['name']!r}"
+        )
+    return {**config, "encoding": {**encoding, "harmonics_calculation": harmonics_calculation}}
+
+
+def degree_order(legendre_polys: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(l, m)`` of each of the ``legendre_polys²`` columns (index l² + l + m)."""
+    l = torch.arange(legendre_polys).repeat_interleave(2 * torch.arange(legendre_polys) + 1)
+    m = torch.cat([torch.arange(-k, k + 1) for k in range(legendre_polys)])
+    return l, m
+
+
+def closed_form_to_exact(legendre_polys: int) -> torch.Tensor:
+    """``(L²,)`` float64 factors f with ``analytic-stable = f · closed-form`` per column: π on m = 0,
+    (−1)^m otherwise."""
+    _, m = degree_order(legendre_polys)
+    return torch.where(m == 0, torch.tensor(math.pi, dtype=torch.float64), (-1.0) ** m.abs().double())
+
+
+def columns_to(
+    state: dict[str, torch.Tensor], legendre_polys: int, source: str, target: str
+) -> dict[str, torch.Tensor]:
+    """The location state dict (``nnet.*``) of the same function on basis ``target`` instead of ``source``:
+    the first layer's input columns rescaled (both bases exact; ``"analytic"`` counts as exact here, which
+    holds to the tolerance of :func:`reproduction_error`). Other tensors are shared, not copied."""
+    family = {"analytic": EXACT, EXACT: EXACT, "closed-form": "closed-form"}
+    source, target = family[source], family[target]
+    if source == target:
+        return dict(state)
+    factors = closed_form_to_exact(legendre_polys)
+    # features_exact = f · features_closed, so W_closed = W_exact · f and W_exact = W_closed / f
+    factors = factors if source == EXACT else 1 / factors
+    weight = state[FIRST_LAYER]
+    out = dict(state)
+    out[FIRST_LAYER] = (weight.double() * factors.to(weight.device)).to(weight.dtype)
+    return out
+
+
+def reproduction_error(legendre_polys: int, model_basis: str, reader_basis: str) -> float:
+    """Largest absolute difference between a feature of ``model_basis`` and the one a reader with
+    ``reader_basis`` computes after :func:`columns_to`: 0 between exact bases, else the analytic
+    polynomials' float64 error for these degrees (≤ 1e-8 below :data:`ANALYTIC_EXACT_BELOW`)."""
+    if (model_basis == "analytic") == (reader_basis == "analytic"):
+        return 0.0
+    return 1e-8 if legendre_polys <= ANALYTIC_EXACT_BELOW else math.inf

@@ -1,0 +1,150 @@
+"""Files other SatCLIP readers load: torchgeo ≥ 0.10 and rshf (the original code and rangegeo read the
+original ``.ckpt``, :mod:`satclip.io.original`).
+
+* ``torchgeo`` — ``torchgeo.models.satclip.SatCLIP(legendre_polys, capacity, embed_dim,
+  num_hidden_layers)`` computes the exact basis (satclip's ``"analytic-stable"``) with latitudes clamped
+  to ±:data:`TORCHGEO_LAT_CLAMP`; its ``load_state_dict(strict=True)`` takes ``nnet.*`` keys. We write
+  that state dict with ``torch.save`` (``torch.load(path, weights_only=True)`` reads it).
+* ``rshf`` — ``rshf.satclip.SatClip.from_pretrained(directory, strict=True)`` builds a fixed
+  architecture (L = 40 ``"analytic"`` harmonics, SIREN 1600 → 512 → 512 → 256) and reads
+  ``model.safetensors`` with ``location.nnet.*`` keys. A model with fewer degrees is written with its
+  first layer's missing input columns set to zero, which computes the same function. The directory's
+  ``config.json`` is satclip's native config (rshf ignores it), so satclip reads the directory back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from ..errors import BadInputError
+from ..safe_output import atomic_file
+from . import basis, native
+from .parts import ModelParts, pack
+
+TORCHGEO_LAT_CLAMP = 89.95
+#: rshf's fixed architecture
+RSHF_LEGENDRE_POLYS = 40
+RSHF_NETWORK = {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2}
+#: key of native configs whose first layer was zero-padded to rshf's width: {"input_columns": n}
+PADDING_KEY = "rshf_padding"
+
+
+def _harmonics_siren(parts: ModelParts, target: str) -> tuple[int, str]:
+    """``(legendre_polys, harmonics_calculation)`` of a spherical-harmonics SIREN model, else an error."""
+    encoding, network = parts.location_config["encoding"], parts.location_config["network"]
+    if encoding["name"] != "sphericalharmonics" or network["name"] != "siren":
+        raise BadInputError(
+            f"{target} reads spherical-harmonics SIREN location encoders only; this model is "
+            f"{encoding['name']!r} + {network['name']!r} (write it for the original code: --target original)"
+        )
+    return int(encoding.get("legendre_polys", 10)), encoding.get("harmonics_calculation", basis.EXACT)
+
+
+def torchgeo_state_dict(parts: ModelParts) -> dict[str, torch.Tensor]:
+    """The state dict torchgeo's ``SatCLIP`` loads strictly, in the exact basis it computes."""
+    legendre, own = _harmonics_siren(parts, "torchgeo")
+    return basis.columns_to(parts.location_state, legendre, own, basis.EXACT)
+
+
+def torchgeo_arguments(parts: ModelParts) -> dict[str, int]:
+    """What to pass to ``torchgeo.models.satclip.SatCLIP(...)`` for this model."""
+    legendre, _ = _harmonics_siren(parts, "torchgeo")
+    network = parts.location_config["network"]
+    return {
+        "legendre_polys": legendre, "capacity": int(network.get("dim_hidden", 256)),
+        "embed_dim": int(network["num_classes"]), "num_hidden_layers": int(network.get("num_layers", 2)),
+    }  # fmt: skip
+
+
+def write_torchgeo(path: str | Path, parts: ModelParts, *, overwrite: bool = False, inputs: Iterable = ()) -> Path:
+    """``torch.save`` :func:`torchgeo_state_dict` to ``path`` atomically."""
+    state = {k: v.detach().clone() for k, v in torchgeo_state_dict(parts).items()}
+    path = Path(path)
+    with atomic_file(path, overwrite=overwrite, inputs=inputs) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def is_torchgeo_state_dict(obj: object) -> bool:
+    """Whether an unpickled file is a bare location state dict (``nnet.*`` tensors only)."""
+    return (
+        isinstance(obj, dict) and bool(obj)
+        and all(isinstance(k, str) and k.startswith("nnet.") and torch.is_tensor(v) for k, v in obj.items())
+    )  # fmt: skip
+
+
+def parts_from_torchgeo(state: dict[str, torch.Tensor], path: str | Path) -> ModelParts:
+    """The model of a torchgeo state dict: the exact basis, sizes read from the weights."""
+    from ..nn import sizes_from_shapes
+
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        sizes = sizes_from_shapes("siren", shapes, prefix="nnet.")
+    except BadInputError as err:
+        raise BadInputError(f"{path} is not a torchgeo SatCLIP state dict: {err}") from err
+    width = sizes["input_dim"][0]
+    legendre = math.isqrt(width)
+    if legendre * legendre != width:
+        raise BadInputError(f"{path}: the first layer takes {width} features, not a square number (L²)")
+    config = {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": legendre, "harmonics_calculation": basis.EXACT},
+        "network": {"name": "siren", **{k: sizes[k][0] for k in ("num_classes", "dim_hidden", "num_layers")}},
+    }
+    return ModelParts(config, dict(state), provenance={"source": str(path), "format": "torchgeo"})
+
+
+def rshf_parts(parts: ModelParts) -> tuple[ModelParts, int]:
+    """The location encoder in rshf's architecture: ``(parts to write, input columns of the model)``.
+
+    Raises:
+        BadInputError: the network is not rshf's, or the model has more than 40 degrees.
+    """
+    legendre, own = _harmonics_siren(parts, "rshf")
+    network = dict(parts.location_config["network"])
+    network.setdefault("dim_hidden", 256)
+    network.setdefault("num_layers", 2)
+    if network != RSHF_NETWORK or legendre > RSHF_LEGENDRE_POLYS:
+        raise BadInputError(
+            f"rshf's SatClip is fixed at L ≤ {RSHF_LEGENDRE_POLYS} (zero-padded) and the network {RSHF_NETWORK}; "
+            f"this model has L = {legendre} and {parts.location_config['network']}"
+        )
+    # rshf evaluates the original's analytic polynomials: the same function as the exact basis up to their
+    # rounding error, so only closed-form weights need rescaling
+    state = basis.columns_to(parts.location_state, legendre, own, "analytic")
+    stored = basis.EXACT if own == "closed-form" else own
+    weight = state[basis.FIRST_LAYER]
+    padded = weight.new_zeros(weight.shape[0], RSHF_LEGENDRE_POLYS**2)
+    padded[:, : weight.shape[1]] = weight
+    state[basis.FIRST_LAYER] = padded
+    config = basis.with_harmonics(parts.location_config, stored)
+    out = ModelParts(config, state, metadata=dict(parts.metadata), provenance=dict(parts.provenance))
+    return out, legendre**2
+
+
+def write_rshf(path: str | Path, parts: ModelParts, *, overwrite: bool = False, inputs: Iterable = ()) -> Path:
+    """A directory ``rshf.satclip.SatClip.from_pretrained(path, strict=True)`` loads (and satclip too)."""
+    padded, columns = rshf_parts(parts)
+    config = {**padded.location_only().native_config(), PADDING_KEY: {"input_columns": columns}}
+    return native.write_native(path, config, pack(padded.location_only()), overwrite=overwrite, inputs=inputs)
+
+
+def unpad(config: dict, location_state: dict[str, torch.Tensor], source: object) -> dict[str, torch.Tensor]:
+    """The location state dict of a native directory written by :func:`write_rshf`, without the padding.
+
+    Raises:
+        BadInputError: the padded columns are not all zero (the file was changed).
+    """
+    padding = config.get(PADDING_KEY)
+    if not padding:
+        return location_state
+    columns = int(padding["input_columns"])
+    weight = location_state[basis.FIRST_LAYER]
+    if bool(weight[:, columns:].any()):
+        raise BadInputError(
+            f"{source}: the first layer's columns from {columns} on must be zero (rshf padding), but are not"
+        )
+    return {**location_state, basis.FIRST_LAYER: weight[:, :columns].contiguous()}

@@ -1,0 +1,76 @@
+"""Reading any model file into :class:`~satclip.io.parts.ModelParts` (native directory, original ``.ckpt``
+with or without satclip's entry, torchgeo state dict, rshf directory), checked before anything is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BadInputError
+from ..location_encoder import check_config
+from . import basis, native, original, peers
+from .parts import LOCATION, ModelParts, location_keys, unpack
+from .resolve import ResolvedSource, resolve
+from .safe_pickle import load_checkpoint
+
+
+def _native(path: Path, location_only: bool) -> ModelParts:
+    config = native.read_config(path)
+    shapes = native.read_shapes(path)
+    location_shapes = {name: shapes[key] for key, name in location_keys(shapes).items()}
+    padding = config.get(peers.PADDING_KEY)
+    if padding and basis.FIRST_LAYER in location_shapes:
+        rows, _ = location_shapes[basis.FIRST_LAYER]
+        location_shapes[basis.FIRST_LAYER] = (rows, int(padding["input_columns"]))
+    check_config(config["location_encoder"], location_shapes, str(path))  # before any tensor is read
+    keys = [k for k in shapes if k.startswith(LOCATION)] if location_only else None
+    location, visual, logit_scale = unpack(native.read_tensors(path, keys))
+    location = peers.unpad(config, location, path)
+    parts = ModelParts(
+        config["location_encoder"], location, metadata=dict(config.get("metadata") or {}),
+        provenance={"source": str(path), "format": "native", "metadata": config.get("metadata", {})},
+    )  # fmt: skip
+    if not location_only:
+        if visual and config.get("image_encoder"):
+            parts.image_config, parts.visual_state = config["image_encoder"], visual
+        parts.logit_scale = logit_scale
+    return parts
+
+
+def _file(path: Path, location_only: bool, trust_checkpoint: bool) -> ModelParts:
+    loaded = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    if peers.is_torchgeo_state_dict(loaded):
+        parts = peers.parts_from_torchgeo(loaded, path)
+    else:
+        parts = original.parts_from_checkpoint(
+            original.checked_checkpoint(loaded, path), path, location_only=location_only
+        )
+    check_config(parts.location_config, {k: tuple(v.shape) for k, v in parts.location_state.items()}, str(path))
+    return parts
+
+
+def read_parts(
+    source: str | Path | ResolvedSource, *, location_only: bool = False, trust_checkpoint: bool = False
+) -> ModelParts:
+    """The model of ``source`` (anything :func:`~satclip.io.resolve.resolve` takes, or its result).
+
+    ``location_only`` skips the image encoder (for a native directory its tensors are not even read).
+    The location config is checked against the weights' shapes (:func:`~satclip.location_encoder.check_config`)
+    and weights with NaN or inf are refused.
+
+    Raises:
+        BadInputError: the file is inconsistent or not a model; FileNotFoundError: no such source.
+    """
+    resolved = source if isinstance(source, ResolvedSource) else resolve(source)
+    if resolved.kind == "native":
+        return _native(resolved.path, location_only)
+    return _file(resolved.path, location_only, trust_checkpoint)
+
+
+def require_image_encoder(parts: ModelParts) -> ModelParts:
+    """``parts`` if they hold an image encoder, else an error saying what to use instead."""
+    if not parts.has_image_encoder:
+        raise BadInputError(
+            f"{parts.provenance.get('source', 'the model')} holds only a location encoder (no image encoder "
+            "weights); load it with satclip.load(), or convert the full original checkpoint"
+        )
+    return parts

@@ -1,0 +1,100 @@
+"""Model sources: a path, a known name, a released model's hub id or ``hf://owner/name`` → a local file or
+native directory (downloading if needed)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import pretrained
+from ..errors import BadInputError
+from . import hub, native
+
+#: prefix of an explicit Hugging Face hub source: ``hf://owner/name``
+HUB_SCHEME = "hf://"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: endings of model files: a source ending so names a local file, never a hub repository
+_FILE_SUFFIXES = (".ckpt", ".safetensors", ".json", ".pt", ".pth")
+
+
+@dataclass
+class ResolvedSource:
+    """Where a model comes from: a native directory or an original checkpoint file."""
+
+    kind: str  # "native" | "original"
+    path: Path
+
+
+def _looks_like_path(text: str) -> bool:
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return (
+        any(sep in text for sep in separators)
+        or text.startswith((".", "~"))
+        or text.lower().endswith(_FILE_SUFFIXES)
+    )
+
+
+def _local(path: Path) -> ResolvedSource:
+    if native.is_native(path):
+        return ResolvedSource("native", path)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"{path} is a directory but not a satclip model (no {native.CONFIG_FILE} + {native.WEIGHTS_FILE})"
+        )
+    if path.name in (native.CONFIG_FILE, native.WEIGHTS_FILE) and native.is_native(path.parent):
+        return ResolvedSource("native", path.parent)
+    return ResolvedSource("original", path)
+
+
+def _hub_repository(repo_id: str) -> ResolvedSource:
+    if not _HUB_ID.match(repo_id):
+        raise BadInputError(f"{HUB_SCHEME}{repo_id} is not a Hugging Face repository id (expected hf://owner/name)")
+    model = pretrained.released_for_hub_id(repo_id)
+    if model is not None:
+        return ResolvedSource("original", pretrained.fetch(model))
+    files = hub.list_files(repo_id)
+    if native.CONFIG_FILE in files and native.WEIGHTS_FILE in files:
+        config = hub.fetch(repo_id, native.CONFIG_FILE)
+        hub.fetch(repo_id, native.WEIGHTS_FILE)
+        return ResolvedSource("native", config.parent)
+    ckpts = [f for f in files if f.endswith(".ckpt")]
+    if len(ckpts) == 1:
+        return ResolvedSource("original", hub.fetch(repo_id, ckpts[0]))
+    raise FileNotFoundError(
+        f"hub repository {repo_id} holds neither a native model nor exactly one .ckpt (found {ckpts})"
+    )
+
+
+def resolve(source: str | Path) -> ResolvedSource:
+    """Turn a path, a model name, a released hub id or ``hf://owner/name`` into a local file or directory
+    (downloading if needed). Only names and ids are looked up on the hub; a path that does not exist is
+    an error naming it, never a hub request.
+
+    Raises:
+        FileNotFoundError: no such file or directory, or an unknown name (the message lists the known ones).
+    """
+    text = os.fspath(source)
+    if text.startswith(HUB_SCHEME):
+        return _hub_repository(text[len(HUB_SCHEME) :])
+    path = Path(text).expanduser()
+    if path.exists():
+        return _local(path)
+    if not isinstance(source, os.PathLike):
+        bundled = pretrained.bundled_models()
+        if text in bundled:
+            return ResolvedSource("native", bundled[text])
+        if text in pretrained.RELEASED:
+            model = pretrained.RELEASED[text]
+            return ResolvedSource("original", pretrained.fetch(model))
+        model = pretrained.released_for_hub_id(text)
+        if model is not None:
+            return ResolvedSource("original", pretrained.fetch(model))
+    if isinstance(source, os.PathLike) or _looks_like_path(text):
+        hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if _HUB_ID.match(text) else ""
+        raise FileNotFoundError(f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}")
+    raise FileNotFoundError(
+        f"no model {text!r}: not a file, a model directory or a known name ({', '.join(pretrained.names())}); "
+        f"a Hugging Face repository is written {HUB_SCHEME}owner/name"
+    )
