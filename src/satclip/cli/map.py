@@ -16,7 +16,10 @@ def add_parser(subparsers) -> None:
             "Embeds the centre of every RESOLUTION-degree cell. OUT.tif: float32 GeoTIFF (EPSG:4326), one band "
             "per embedding dimension (or per principal component with --pca N). OUT.zarr: the same as an "
             "xarray-readable Zarr store. OUT.png: the first three area-weighted principal components as RGB "
-            "with Natural Earth coastlines."
+            "with Natural Earth coastlines, the variance they explain written under the map. Only cells in the "
+            "model's training footprint are computed (land north of 60°S for the shipped bluemarble models, land "
+            "for models that record none): the others are NaN, or blank in the PNG (ocean white, land grey), "
+            "because the model never saw them. --all computes every cell."
         ),
     )
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
@@ -26,7 +29,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"), help="region (degrees)"
     )
-    parser.add_argument("--land-only", action="store_true", help="only land cells (GSHHG mask); others are NaN/white")
+    cells = parser.add_mutually_exclusive_group()
+    cells.add_argument(
+        "--all", action="store_true", dest="all_cells",
+        help="compute every cell, also ocean and land outside the model's training footprint (the raw field)",
+    )  # fmt: skip
+    cells.add_argument(
+        "--land-only", action="store_true",
+        help="only land cells (GSHHG mask) inside the training footprint; others are NaN/white",
+    )  # fmt: skip
     parser.add_argument(
         "--pca", type=positive_int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims"
     )
@@ -64,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(unit="row", desc="map", disable=None) as bar:
         render_map(
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
-            land_only=args.land_only, pca=args.pca, fmt=args.format, batch_size=args.batch_size,
+            land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format, batch_size=args.batch_size,
             draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
             progress=bar.update, overwrite=args.overwrite, force=args.force,
         )  # fmt: skip
