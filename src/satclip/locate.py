@@ -4,13 +4,19 @@ The image embedding is compared (cosine similarity) with the location embeddings
 by default a Fibonacci lattice of ``grid_size`` nearly equally spaced points over the globe; the ``k``
 best candidates are returned. Candidate sets are pluggable: a registered grid name, any callable
 ``n → (n, 2)`` (lon, lat) array (e.g. a land-only grid), or an explicit ``(N, 2)`` array.
+
+:func:`load_image` reads an image file the way a model was trained on: 12/13-band Sentinel-2 GeoTIFFs
+for the released models, RGB (PNG, JPEG, 3-band GeoTIFF) at the recorded patch size and scale for the
+shipped ``bluemarble-*`` models, and says in one line what would fit when the image does not.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +24,16 @@ import torch
 from .errors import BadInputError
 from .model import SatCLIP
 from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+#: pixel size of the S2-100K patches the released Sentinel-2 models were trained on (10 m)
+SENTINEL2_GSD_KM = 0.01
+#: an image whose pixel size is within this factor of the training scale is accepted
+SCALE_TOLERANCE = 1.25
+#: what a user with the other kind of image can use instead
+_RGB_MODEL_HINT = "locate RGB images with --model bluemarble-l10 (32×32 px at 7.5 km/px)"
+_S2_MODEL_HINT = "locate Sentinel-2 patches with a released model, e.g. --model satclip-resnet18-l10"
 
 #: candidate-point generators: name → function(n) returning an (n, 2) float64 (lon, lat) array
 GRIDS: Registry[np.ndarray] = Registry("location grid")
@@ -58,10 +74,14 @@ def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_
 @dataclass
 class Located:
     """Top-k candidates per image: ``lonlat`` ``(B, k, 2)`` degrees, ``scores`` ``(B, k)`` cosine
-    similarities in [-1, 1], best first."""
+    similarities in [-1, 1], best first. With a ``truth`` given to :func:`locate`: ``above_truth`` ``(B,)``,
+    the share of candidates scoring higher than the true location itself (≤ 0.01: in the top 1 %), and
+    ``candidates``, their number."""
 
     lonlat: np.ndarray
     scores: np.ndarray
+    above_truth: np.ndarray | None = None
+    candidates: int = 0
 
     def rows(self, index: int = 0) -> list[tuple[float, float, float]]:
         """``[(lon, lat, score), …]`` of image ``index``, best first."""
@@ -112,6 +132,7 @@ def locate(
     grid: str | Callable[[int], np.ndarray] | np.ndarray = "fibonacci",
     grid_size: int = 10_000,
     candidates: torch.Tensor | None = None,
+    truth: np.ndarray | None = None,
 ) -> Located:
     """The ``k`` candidate locations most similar to each image.
 
@@ -122,6 +143,8 @@ def locate(
         k: results per image (at most the number of candidates).
         grid, grid_size: candidate points (see :func:`candidate_points`).
         candidates: precomputed :func:`embed_candidates` of those points, to reuse across calls.
+        truth: ``(B, 2)`` or ``(2,)`` (lon, lat) where the images really are, if known: sets
+            ``Located.above_truth``.
 
     Raises:
         BadInputError: an image is not finite or constant (:func:`check_images`), or a bad argument.
@@ -144,4 +167,89 @@ def locate(
     similarity = image_embeddings.double() @ candidates.to(image_embeddings.device).double().T
     scores, index = similarity.topk(k, dim=1)
     index = index.cpu().numpy()
-    return Located(lonlat=points[index], scores=scores.cpu().numpy())
+    above = None
+    if truth is not None:
+        truth = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
+        if len(truth) != len(images):
+            raise ValueError(f"{len(truth)} true locations for {len(images)} images")
+        at_truth = embed_candidates(model, truth).to(image_embeddings.device).double()
+        own = (image_embeddings.double() * at_truth).sum(dim=1, keepdim=True)
+        above = (similarity > own).double().mean(dim=1).cpu().numpy()
+    return Located(lonlat=points[index], scores=scores.cpu().numpy(), above_truth=above, candidates=len(points))
+
+
+def _model_name(model, name: str | None) -> str:
+    if name:
+        return name
+    source = (getattr(model, "provenance", None) or {}).get("source")
+    return Path(source).name if source else "this model"
+
+
+def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> torch.Tensor:
+    """Read ``path`` as ``model`` was trained to see images → ``(C, H, W)`` float32 tensor.
+
+    - RGB models (3 input bands, e.g. ``bluemarble-l10``): PNG, JPEG or a 3-band GeoTIFF, scaled as
+      :func:`satclip.image.preprocess.read_rgb`; larger than the recorded patch size
+      (:func:`satclip.provenance.image_input`) → centre-cropped to it; a GeoTIFF's pixel size must be
+      within a factor 1.25 of the recorded scale (a picture carries none: its scale is assumed).
+    - Sentinel-2 models (13 input bands, the released ones): a 12- or 13-band L1C GeoTIFF at ≈10 m,
+      :func:`~satclip.image.preprocess.load_sentinel2`; centre-cropped to the encoder's fixed size (ViT).
+
+    ``name`` names the model in messages (default: its source's file name).
+
+    Raises:
+        BadInputError: bands, size or scale do not fit the model; the message says what would.
+    """
+    from .image import preprocess
+    from .provenance import image_input
+
+    path = Path(path)
+    name = _model_name(model, name)
+    in_chans = model.visual.in_chans
+    bands = preprocess.band_count(path)
+    scale = preprocess.pixel_size_km(path)
+    if in_chans == 3:
+        expected = image_input(model)
+        wants = expected.describe() if expected else "3-band RGB images"
+        if bands != 3:
+            hint = f": {_S2_MODEL_HINT}" if bands in (12, 13) else ""
+            kind = " (a Sentinel-2 patch?)" if bands in (12, 13) else ""
+            raise BadInputError(f"{name} takes {wants}; {path.name} has {bands} band(s){kind}{hint}")
+        image = torch.from_numpy(preprocess.read_rgb(path))
+        trained = expected.gsd_km if expected else None
+    elif in_chans == 13:
+        if bands not in (12, 13):
+            hint = f": {_RGB_MODEL_HINT}" if bands == 3 else ""
+            raise BadInputError(
+                f"{name} takes Sentinel-2 L1C GeoTIFFs with 12 (B10 missing) or 13 bands at 10 m/px, as in S2-100K; "
+                f"{path.name} has {bands} band(s){hint}"
+            )
+        image = torch.from_numpy(preprocess.load_sentinel2(path))
+        expected, trained = None, SENTINEL2_GSD_KM
+    else:
+        raise BadInputError(
+            f"{name} takes {in_chans}-band images; satclip locate reads 3-band RGB (for RGB models such as "
+            "bluemarble-l10) and 12/13-band Sentinel-2 GeoTIFFs (for the released models)"
+        )
+    if trained and scale is not None and not 1 / SCALE_TOLERANCE <= scale / trained <= SCALE_TOLERANCE:
+        raise BadInputError(
+            f"{path.name} has {scale:.3g} km/px; {name} was trained on {trained:g} km/px: resample the image to "
+            f"{trained:g} km/px (e.g. gdalwarp -tr with the size in the image's units) or use a model trained at "
+            f"its scale" + (f" ({_S2_MODEL_HINT} for 10 m Sentinel-2)" if in_chans == 3 and scale < 0.1 else "")
+        )
+    size = expected.patch_size if expected is not None and expected.patch_size else None
+    size = size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
+    height, width = image.shape[-2:]
+    if size is not None and (height < size or width < size):
+        extent = f" ({expected.extent_km:g} km across)" if expected is not None and expected.extent_km else ""
+        raise BadInputError(
+            f"{path.name} is {height}×{width} px; {name} takes {size}×{size} px{extent}: use a larger image"
+        )
+    if trained and scale is None and in_chans == 3:
+        log.info("%s carries no scale; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
+    if size is not None and (height, width) != (size, size):
+        from .image.preprocess import center_crop
+
+        log.info("centre-cropping %d×%d to %d×%d for %s", height, width, size, size, name)
+        image = center_crop(image, size)
+    return image.contiguous()

@@ -1,4 +1,4 @@
-"""``satclip locate IMAGE.tif --model M``: the most likely locations of a Sentinel-2 image."""
+"""``satclip locate IMAGE --model M``: the most likely locations of a satellite image."""
 
 from __future__ import annotations
 
@@ -11,18 +11,28 @@ from .args import device, existing_file, positive_int
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "locate",
-        help="rank candidate locations on the globe for a Sentinel-2 image",
+        help="rank candidate locations on the globe for a satellite image",
         description=(
-            "Embed IMAGE (a 12- or 13-band Sentinel-2 L1C GeoTIFF, as in S2-100K) with a full SatCLIP "
-            "model and print the K most similar of N candidate points (a Fibonacci grid over the globe). "
-            "Needs rasterio (pip install 'satclip[data]')."
+            "Embed IMAGE with a full SatCLIP model and print the K most similar of N candidate points (a "
+            "Fibonacci grid over the globe). The released models (satclip-resnet18-l10 …) take Sentinel-2 L1C "
+            "GeoTIFFs with 12 or 13 bands at 10 m/px, as in S2-100K; the shipped bluemarble-l10/-l40 take RGB "
+            "images (PNG, JPEG or a 3-band GeoTIFF) of 32×32 px at 7.5 km/px (larger ones are centre-cropped). "
+            "When the true location is known (a GeoTIFF's centre, or --truth), its rank among the candidates "
+            "is printed too. GeoTIFFs need rasterio (pip install 'satclip[data]'), pictures Pillow."
         ),
     )
-    parser.add_argument("image", type=existing_file, help="GeoTIFF with 12 (B10 missing) or 13 Sentinel-2 bands")
+    parser.add_argument(
+        "image", type=existing_file,
+        help="Sentinel-2 GeoTIFF (12 or 13 bands) or RGB PNG/JPEG/GeoTIFF, depending on the model",
+    )  # fmt: skip
     parser.add_argument("--model", required=True, help="a .ckpt, a native model directory or a model name")
     parser.add_argument("--k", type=positive_int, default=5, help="number of results (default 5)")
     parser.add_argument("--grid-size", type=positive_int, default=10_000, help="candidate points (default 10000)")
     parser.add_argument("--grid", default="fibonacci", help="candidate grid name (default fibonacci)")
+    parser.add_argument(
+        "--truth", type=float, nargs=2, metavar=("LON", "LAT"),
+        help="where the image really is (degrees): print its rank among the candidates (default: a GeoTIFF's centre)",
+    )  # fmt: skip
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
@@ -37,23 +47,27 @@ def great_circle_km(lon1: float, lat1: float, lon2: float, lat2: float) -> float
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from pathlib import Path
 
-    from ..image.preprocess import center_crop, geotiff_center_lonlat, load_sentinel2
+    import numpy as np
+
+    from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..load_model import load_model
-    from ..locate import locate
+    from ..locate import load_image, locate
+    from ..points import as_lonlat
 
+    if args.truth is not None:
+        as_lonlat(np.asarray([args.truth], dtype=np.float64))  # before loading the model; names a lat/lon swap
     model = load_model(args.model, device=args.device, trust_checkpoint=args.trust_checkpoint)
-    image = torch.from_numpy(load_sentinel2(args.image))
-    size = model.visual.image_size
-    if size is not None and tuple(image.shape[-2:]) != tuple(size):
-        print(f"centre-cropping {image.shape[-2]}×{image.shape[-1]} to {size[0]}×{size[1]} for this model")
-        image = center_crop(image, size[0])
-    result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size)
-    truth = geotiff_center_lonlat(args.image)
+    image = load_image(model, args.image, name=Path(str(args.model)).name)
+    truth = tuple(args.truth) if args.truth else None
+    if truth is None and not is_picture(args.image):
+        truth = geotiff_center_lonlat(args.image)
+        if truth is not None:
+            print(f"image centre (from the GeoTIFF): lon {truth[0]:.4f}, lat {truth[1]:.4f}")
+    result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth)
     header = f"{'rank':>4}  {'lon':>9}  {'lat':>8}  {'score':>7}"
     if truth is not None:
-        print(f"image centre (from the GeoTIFF): lon {truth[0]:.4f}, lat {truth[1]:.4f}")
         header += f"  {'km to centre':>12}"
     print(header)
     for rank, (lon, lat, score) in enumerate(result.rows(0), start=1):
@@ -61,4 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if truth is not None:
             line += f"  {great_circle_km(lon, lat, *truth):>12.0f}"
         print(line)
+    if result.above_truth is not None:  # rank: 1 + the candidates scoring higher than the true location
+        rank = round(float(result.above_truth[0]) * result.candidates) + 1
+        print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): rank {rank} of {result.candidates} "
+              f"candidates (top {100 * rank / result.candidates:.2g} %)")  # fmt: skip
     return 0

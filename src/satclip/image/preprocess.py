@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..optional import require
 
 #: Sentinel-2 L1C bands in the order the 13-band encoders expect them
@@ -72,6 +73,87 @@ def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
         x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
         lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
     return float(lon[0]), float(lat[0])
+
+
+#: suffixes read as pictures (Pillow) rather than GeoTIFFs (rasterio)
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def is_picture(path: str | Path) -> bool:
+    """True for PNG/JPEG files (no georeference, 8-bit)."""
+    return Path(path).suffix.lower() in PICTURE_SUFFIXES
+
+
+def _open_picture(path: str | Path):
+    pil_image = require("PIL.Image", "eval", "reading PNG/JPEG images")
+    return pil_image.open(path)
+
+
+def band_count(path: str | Path) -> int:
+    """Number of bands of a PNG/JPEG (an opaque alpha channel or a palette not counted) or GeoTIFF."""
+    if is_picture(path):
+        with _open_picture(path) as im:
+            if im.mode in ("P", "PA"):
+                return 3
+            bands = len(im.getbands())
+            if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema() == (255, 255):
+                bands -= 1  # an opaque alpha channel carries nothing
+            return bands
+    rasterio = require("rasterio", "data", "reading GeoTIFF images")
+    with rasterio.open(path) as src:
+        return int(src.count)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An RGB image → ``(3, H, W)`` float32 in [0, 1], as the Blue Marble corpus feeds the shipped models.
+
+    PNG/JPEG: 8-bit RGB (a palette or an opaque alpha channel is fine) / 255. GeoTIFF: 3 bands in R, G, B
+    order; uint8 / 255, or floats already in [0, 1].
+
+    Raises:
+        BadInputError: not 3 bands, or values that are not 8-bit or [0, 1] (the message says what would do).
+    """
+    bands = band_count(path)
+    if bands != 3:
+        raise BadInputError(f"{path} has {bands} band(s); an RGB image has 3 (red, green, blue)")
+    if is_picture(path):
+        with _open_picture(path) as im:
+            if im.mode not in ("RGB", "RGBA", "P", "PA"):
+                raise BadInputError(f"{path} is a {im.mode!r} picture; save it as 8-bit RGB")
+            pixels = np.asarray(im.convert("RGB"))
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    array = read_geotiff(path)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(array.dtype, np.floating) and np.nanmin(array) >= 0 and np.nanmax(array) <= 1:
+        return array.astype(np.float32)
+    raise BadInputError(
+        f"{path} holds {array.dtype} values in [{np.nanmin(array):g}, {np.nanmax(array):g}]; RGB models take "
+        "8-bit colour (uint8, 0-255) or floats in [0, 1]: rescale it, e.g. to a true-colour uint8 GeoTIFF or PNG"
+    )
+
+
+def pixel_size_km(path: str | Path) -> float | None:
+    """Ground distance between neighbouring pixel centres at a GeoTIFF's centre (km, the mean of the row
+    and column directions, on a sphere of radius 6371 km), or None for a picture or a GeoTIFF without CRS."""
+    if is_picture(path):
+        return None
+    rasterio = require("rasterio", "data", "reading GeoTIFF images")
+    from rasterio.warp import transform
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            return None
+        row, col = src.height / 2, src.width / 2
+        points = [src.xy(row, col, offset="ul"), src.xy(row, col + 1, offset="ul"), src.xy(row + 1, col, offset="ul")]
+        lon, lat = transform(src.crs, "EPSG:4326", [p[0] for p in points], [p[1] for p in points])
+    lon, lat = np.radians(lon), np.radians(lat)
+
+    def km(a: int, b: int) -> float:
+        h = np.sin((lat[b] - lat[a]) / 2) ** 2 + np.cos(lat[a]) * np.cos(lat[b]) * np.sin((lon[b] - lon[a]) / 2) ** 2
+        return float(2 * 6371.0 * np.arcsin(min(1.0, np.sqrt(h))))
+
+    return (km(0, 1) + km(0, 2)) / 2
 
 
 def load_sentinel2(path: str | Path) -> np.ndarray:
