@@ -61,13 +61,13 @@ def test_user_files_survive_the_cli(tmp_path, ckpt, capsys, flags):
 
 
 def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path, ckpt):
-    model = convert(ckpt, tmp_path / "model")
+    model = convert(ckpt, tmp_path / "model").path
     unrelated = tmp_path / "notes.ckpt"
     unrelated.write_bytes(b"not a checkpoint, but mine")
     with pytest.raises(OutputExistsError, match="--overwrite"):
         convert(model, unrelated)
     assert unrelated.read_bytes() == b"not a checkpoint, but mine"
-    assert convert(model, unrelated, overwrite=True) == unrelated
+    assert convert(model, unrelated, overwrite=True).path == unrelated
     torch.testing.assert_close(satclip.load(unrelated).encode(POINT), satclip.load(ckpt).encode(POINT))
     # a native model is a directory: an existing file is never replaced by one, with or without overwrite
     text = tmp_path / "notes.txt"
@@ -79,12 +79,12 @@ def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path, ckpt):
 
 
 def test_satclip_output_is_replaced_only_with_overwrite(tmp_path, ckpt):
-    out = convert(ckpt, tmp_path / "model")
+    out = convert(ckpt, tmp_path / "model").path
     assert (out / MARKER).is_file() and native.is_native(out)
     first = (out / native.WEIGHTS_FILE).read_bytes()
     with pytest.raises(OutputExistsError, match="--overwrite"):
         convert(ckpt, out)
-    assert convert(ckpt, out, location_only=True, overwrite=True) == out
+    assert convert(ckpt, out, location_only=True, overwrite=True).path == out
     assert (out / native.WEIGHTS_FILE).read_bytes() == first  # same weights, rewritten in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ckpt", "model"]  # no temporaries left
 
@@ -94,7 +94,7 @@ def test_output_equal_to_or_containing_the_input_is_refused(tmp_path, ckpt):
     with pytest.raises(BadInputError, match="also an input"):
         convert(ckpt, ckpt, overwrite=True)
     assert ckpt.read_bytes() == data
-    model = convert(ckpt, tmp_path / "model")
+    model = convert(ckpt, tmp_path / "model").path
     files = _contents(model)
     for output in (model, model / native.WEIGHTS_FILE, model / native.CONFIG_FILE):
         with pytest.raises(BadInputError, match="also an input|not a directory"):

@@ -1,14 +1,15 @@
-"""Conversion between the original ``.ckpt`` layout and the native format."""
+"""``satclip.convert``: write a model for a reader (satclip's native format, the original code and
+rangegeo, torchgeo, rshf)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .errors import BadInputError
-from .io import native, original
-from .load import resolve
-from .location_encoder import check_config
+from .io import TARGETS, native
+from .io.read import read_parts
+from .io.resolve import resolve
+from .io.targets import Written, is_directory_target, write
 from .safe_output import check_output
 
 
@@ -20,94 +21,60 @@ def _inside(path: Path, directory: Path) -> bool:
     return True
 
 
+def default_target(source_kind: str) -> str:
+    """``native`` for an original ``.ckpt`` (or other file) source, ``original`` for a native one."""
+    return "native" if source_kind != "native" else "original"
+
+
 def convert(
     source: str | Path,
     output: str | Path,
     *,
+    target: str | None = None,
     location_only: bool = False,
     trust_checkpoint: bool = False,
     overwrite: bool = False,
-) -> Path:
-    """Original ``.ckpt`` → native directory, or native directory → original ``.ckpt``.
+) -> Written:
+    """Write the model ``source`` (anything :func:`satclip.load` takes) for ``target``:
 
-    The image encoder (``visual.*``) and ``logit_scale`` travel along unless ``location_only``. The
-    location encoder's config is checked against its weights, and weights with NaN or inf are refused.
+    * ``"native"`` — a native directory (``config.json`` + ``model.safetensors``);
+    * ``"original"`` — a ``.ckpt`` the original code (``get_satclip``, or its ``get_satclip_loc_encoder``
+      for location-only files) and rangegeo load: only hyper-parameters the original takes, a basis it
+      knows (see :mod:`satclip.io.basis`), and satclip's exact description for :func:`satclip.load`;
+    * ``"torchgeo"`` — a ``torch.save`` state dict for ``torchgeo.models.satclip.SatCLIP`` (location only);
+    * ``"rshf"`` — a directory for ``rshf.satclip.SatClip.from_pretrained`` (location only).
+
+    ``target`` None: ``"native"`` for a ``.ckpt`` source, ``"original"`` for a native one. The image
+    encoder (``visual.*``) and ``logit_scale`` travel along unless ``location_only``. Every output loads
+    back with :func:`satclip.load` (exactly, for a model on satclip's default basis); the returned
+    :class:`~satclip.io.targets.Written` lists the readers that reproduce it and to what tolerance.
 
     ``output`` is written atomically. If it exists it is replaced only with ``overwrite=True``, and then
-    only a file (for a ``.ckpt``) or a directory satclip wrote (for a native model); a directory holding
-    other files is never replaced. ``output`` may not be ``source`` or contain it.
+    only a file, or a directory satclip wrote; a directory holding other files is never replaced.
+    ``output`` may not be ``source`` or contain it.
 
     Raises:
         OutputExistsError: ``output`` exists and may not be replaced (checked before reading ``source``).
-        BadInputError: ``output`` is the source, or the source is corrupt or inconsistent.
+        BadInputError: an unknown target; ``output`` is the source; the source is corrupt or inconsistent;
+            the target cannot express the model (e.g. an image encoder the original does not know: the
+            message names ``--location-only``).
     """
     resolved = resolve(source)
     output = Path(output)
-    to_native = resolved.kind == "original"
+    target = target or default_target(resolved.kind)
+    if target not in TARGETS:
+        raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     inputs = [resolved.path]
-    if not to_native:
+    if resolved.kind == "native":
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
-    check_output(output, overwrite=overwrite, inputs=inputs, directory=to_native)  # before the slow reading
+    directory = is_directory_target(target)
+    check_output(output, overwrite=overwrite, inputs=inputs, directory=directory)  # before the slow reading
     if output.is_dir() and _inside(resolved.path, output):  # replacing it would delete the input
         raise BadInputError(f"the output {output} contains the input {resolved.path}; choose another output path")
-    if to_native:
-        ckpt = original.read_original(resolved.path, trust_checkpoint=trust_checkpoint)
-        location_state = ckpt.location_state_dict()
-        check_config(ckpt.location_config(), {k: tuple(v.shape) for k, v in location_state.items()}, str(resolved.path))
-        tensors = {f"location.{k}": v for k, v in location_state.items()}
-        image_encoder = None
-        if not location_only:
-            visual = ckpt.visual_state_dict()
-            tensors.update({f"visual.{k}": v for k, v in visual.items()})
-            if original.LOGIT_SCALE_KEY in ckpt.state_dict:
-                tensors["logit_scale"] = ckpt.state_dict[original.LOGIT_SCALE_KEY]
-            if visual:
-                image_encoder = image_config_from_hparams(ckpt.hparams)
-        config = {
-            "location_encoder": ckpt.location_config(),
-            "image_encoder": image_encoder,
-            "metadata": {"converted_from": str(resolved.path), "hyper_parameters": _json_ready(ckpt.hparams)},
-        }
-        return native.write_native(output, config, tensors, overwrite=overwrite, inputs=inputs)
-
-    config = native.read_config(resolved.path)
-    prefix = "location."
-    shapes = native.read_shapes(resolved.path)
-    check_config(
-        config["location_encoder"],
-        {k[len(prefix) :]: v for k, v in shapes.items() if k.startswith(prefix)},
-        str(resolved.path),
-    )
-    tensors = native.read_tensors(resolved.path)
-    location = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    visual = None if location_only else {k[len("visual.") :]: v for k, v in tensors.items() if k.startswith("visual.")}
-    base = dict((config.get("metadata") or {}).get("hyper_parameters", {}))
-    for key in original.RELEASED_EXTRA_HPARAMS:
-        base.pop(key, None)
-    hparams = original.hparams_from_location_config(config["location_encoder"], base)
-    if config.get("image_encoder") and not location_only:
-        hparams.update(hparams_from_image_config(config["image_encoder"]))
-    logit_scale = None if location_only else tensors.get("logit_scale")
-    return original.write_original(
-        output, hparams, location, visual_state=visual or None, logit_scale=logit_scale,
-        overwrite=overwrite, inputs=inputs,
-    )  # fmt: skip
-
-
-def image_config_from_hparams(hparams: dict) -> dict:
-    """The native ``image_encoder`` config (``{"name": …, **params}``) of original hyper-parameters."""
-    from .image import config_from_hparams
-
-    return config_from_hparams(hparams)
-
-
-def hparams_from_image_config(config: dict) -> dict:
-    """Original ``vision_*`` hyper-parameters of a native ``image_encoder`` config (the inverse)."""
-    from .image import hparams_from_config
-
-    return hparams_from_config(config)
-
-
-def _json_ready(value):
-    """Tuples become lists, keys strings, anything else not JSON its repr."""
-    return json.loads(json.dumps(value, default=repr))
+    location_only = location_only or target in ("torchgeo", "rshf")
+    parts = read_parts(resolved, location_only=location_only, trust_checkpoint=trust_checkpoint)
+    if location_only:
+        parts = parts.location_only()
+    if resolved.kind != "native" and target == "native":
+        parts.metadata = {"converted_from": str(resolved.path), **parts.metadata}
+    return write(parts, output, target, overwrite=overwrite, inputs=inputs)

@@ -1,27 +1,39 @@
-"""``satclip convert SOURCE OUTPUT``: original ``.ckpt`` ⇄ native model directory."""
+"""``satclip convert SOURCE OUTPUT [--target native|original|torchgeo|rshf]``: write a model for a reader."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..io import TARGETS
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert an original SatCLIP .ckpt to a native model directory, or back",
+        help="write a model for a reader: native directory, original .ckpt, torchgeo or rshf",
         description=(
-            "SOURCE an original .ckpt (or a model name) → OUTPUT written as a native model directory "
-            "(config.json + model.safetensors). SOURCE a native directory → OUTPUT a .ckpt in the released "
-            "layout. An existing OUTPUT is replaced only with --overwrite."
+            "Write SOURCE (a .ckpt, a native model directory or a model name) as OUTPUT for --target: native "
+            "(a directory: config.json + model.safetensors), original (a .ckpt the original SatCLIP code and "
+            "rangegeo load), torchgeo (a state dict for torchgeo.models.satclip.SatCLIP) or rshf (a directory "
+            "for rshf's SatClip.from_pretrained). Default: native for a .ckpt SOURCE, original for a native "
+            "one. Prints which readers reproduce the model and to what tolerance (docs/export.md). An "
+            "existing OUTPUT is replaced only with --overwrite."
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="a .ckpt file, a native model directory or a model name")
     parser.add_argument(
         "output", metavar="OUTPUT", type=Path,
-        help="native model directory (from a .ckpt) or .ckpt file (from a directory)",
+        help="a directory (native, rshf) or a file (original: .ckpt, torchgeo: .pt)",
     )  # fmt: skip
-    parser.add_argument("--location-only", action="store_true", help="drop the image encoder")
+    parser.add_argument(
+        "--target", choices=TARGETS, default=None,
+        help="the reader to write for (default: native for a .ckpt SOURCE, original for a native directory)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--location-only", action="store_true",
+        help="write the location encoder alone (always so for torchgeo and rshf)",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
@@ -30,9 +42,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert
 
-    out = convert(
-        args.source, args.output, location_only=args.location_only, trust_checkpoint=args.trust_checkpoint,
-        overwrite=args.overwrite,
+    written = convert(
+        args.source, args.output, target=args.target, location_only=args.location_only,
+        trust_checkpoint=args.trust_checkpoint, overwrite=args.overwrite,
     )  # fmt: skip
-    print(f"wrote {out}")
+    print(written.report())
     return 0

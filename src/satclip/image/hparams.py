@@ -63,7 +63,7 @@ def hparams_from_config(config: dict) -> dict:
     if name not in ("clip_resnet", "clip_vit"):
         raise ValueError(
             f"image encoder {name!r} cannot be written as an original SatCLIP checkpoint (it knows "
-            f"{', '.join(MOCO_NAMES)}, clip_resnet, clip_vit); export the location encoder only"
+            f"{', '.join(MOCO_NAMES)}, clip_resnet, clip_vit)"
         )
     common = {
         "image_resolution": config["image_resolution"], "in_channels": config["in_chans"],

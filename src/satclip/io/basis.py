@@ -68,8 +68,9 @@ def columns_to(
     state: dict[str, torch.Tensor], legendre_polys: int, source: str, target: str
 ) -> dict[str, torch.Tensor]:
     """The location state dict (``nnet.*``) of the same function on basis ``target`` instead of ``source``:
-    the first layer's input columns rescaled (both bases exact; ``"analytic"`` counts as exact here, which
-    holds to the tolerance of :func:`reproduction_error`). Other tensors are shared, not copied."""
+    the first layer's input columns rescaled, in float64 (a float32 layer times π would be rounded). Both
+    bases are taken as exact; ``"analytic"`` counts as ``"analytic-stable"`` here, which it equals to < 1e-8
+    only below :data:`ANALYTIC_EXACT_BELOW`. Other tensors are shared, not copied."""
     family = {"analytic": EXACT, EXACT: EXACT, "closed-form": "closed-form"}
     source, target = family[source], family[target]
     if source == target:
@@ -79,14 +80,5 @@ def columns_to(
     factors = factors if source == EXACT else 1 / factors
     weight = state[FIRST_LAYER]
     out = dict(state)
-    out[FIRST_LAYER] = (weight.double() * factors.to(weight.device)).to(weight.dtype)
+    out[FIRST_LAYER] = weight.double() * factors.to(weight.device)
     return out
-
-
-def reproduction_error(legendre_polys: int, model_basis: str, reader_basis: str) -> float:
-    """Largest absolute difference between a feature of ``model_basis`` and the one a reader with
-    ``reader_basis`` computes after :func:`columns_to`: 0 between exact bases, else the analytic
-    polynomials' float64 error for these degrees (≤ 1e-8 below :data:`ANALYTIC_EXACT_BELOW`)."""
-    if (model_basis == "analytic") == (reader_basis == "analytic"):
-        return 0.0
-    return 1e-8 if legendre_polys <= ANALYTIC_EXACT_BELOW else math.inf

@@ -1,0 +1,177 @@
+"""Writing a model for a reader (``native``, ``original``, ``torchgeo``, ``rshf``) and saying which readers
+reproduce it, to what tolerance.
+
+Tolerances are the largest embedding difference relative to the largest embedding value (float64, over
+points on the whole sphere), as measured by tests/test_peer_exports.py; docs/export.md has the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadInputError
+from . import TARGETS, basis, native, original, peers
+from .parts import ModelParts, pack
+
+#: the original's polynomials on both sides (float64): only the order of summation differs
+SAME = 1e-12
+#: two exact bases (different algorithms) after rescaling the first layer's columns
+EXACT_BASES = 1e-9
+#: the original's ``"analytic"`` polynomials against the exact basis, legendre_polys ≤ 20 (< 1e-8 per feature)
+ANALYTIC_LOW_DEGREE = 1e-6
+#: |latitude| up to which an L = 40 model reproduces to 1e-6 under the other basis (analytic vs exact)
+HIGH_DEGREE_SAFE_LAT = 30.0
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A reader of a written model: ``name``, ``call`` (how to load the file), ``tolerance`` (largest
+    relative embedding difference from satclip's model; 0 bitwise equal; ``None`` not reproduced) and a
+    ``note`` (the region it holds in, or what differs)."""
+
+    name: str
+    call: str
+    tolerance: float | None
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.tolerance is None:
+            how = "does NOT reproduce the model"
+        elif self.tolerance == 0:
+            how = "reproduces it exactly"
+        else:
+            how = f"reproduces it to {self.tolerance:.0e} relative (float64)"
+        return f"{self.name}: {how}{'; ' + self.note if self.note else ''} — {self.call}"
+
+
+@dataclass(frozen=True)
+class Written:
+    """A written model file or directory and the readers that reproduce it (``os.PathLike``)."""
+
+    path: Path
+    target: str
+    readers: tuple[Reader, ...]
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def report(self) -> str:
+        lines = [f"wrote {self.path} ({self.target})"]
+        lines += [f"  {reader.describe()}" for reader in self.readers]
+        return "\n".join(lines)
+
+
+def _basis_of(parts: ModelParts) -> tuple[int, str] | None:
+    encoding = parts.location_config["encoding"]
+    if encoding["name"] != "sphericalharmonics":
+        return None
+    return int(encoding.get("legendre_polys", 10)), encoding.get("harmonics_calculation", basis.EXACT)
+
+
+def _across(legendre: int, model: str, reader: str) -> tuple[float | None, str]:
+    """Tolerance and note of a reader computing basis ``reader`` for a model on ``model``."""
+    if model == reader == "analytic":  # the same polynomials
+        return SAME, ""
+    if (model == "analytic") == (reader == "analytic"):  # exact bases, computed by different algorithms
+        return EXACT_BASES, ""
+    if legendre <= basis.ANALYTIC_EXACT_BELOW:
+        return ANALYTIC_LOW_DEGREE, ""
+    return None, (
+        f"at L = {legendre} the original's float64 'analytic' polynomials differ from the exact basis near the "
+        f"poles: within 1e-6 only for |lat| ≤ {HIGH_DEGREE_SAFE_LAT:g}°"
+    )
+
+
+def _original_readers(parts: ModelParts, path: Path, full: bool) -> list[Reader]:
+    label = original.original_basis(parts.location_config)
+    found = _basis_of(parts)
+    if found is None:
+        tolerance, note = SAME, "same encoding and network as the original's (not measured here)"
+    else:
+        legendre, own = found
+        tolerance, note = _across(legendre, own, label)
+    readers = [
+        Reader("satclip", f"satclip.load({str(path)!r})", 0.0),
+        Reader("rangegeo", f"rangegeo.load_satclip_location_encoder({str(path)!r})", tolerance, note),
+        Reader(
+            "original (location only)",
+            f"satclip.load_lightweight.get_satclip_loc_encoder({str(path)!r}, device)", tolerance, note,
+        ),  # fmt: skip
+    ]
+    if full:
+        readers.append(Reader("original (full model)", f"satclip.load.get_satclip({str(path)!r})", tolerance, note))
+    return readers
+
+
+def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
+    legendre, own = _basis_of(parts)
+    tolerance, note = _across(legendre, own, basis.EXACT)
+    back = 0.0 if own == basis.EXACT else tolerance
+    args = ", ".join(f"{k}={v}" for k, v in peers.torchgeo_arguments(parts).items())
+    clamp = f"latitudes beyond ±{peers.TORCHGEO_LAT_CLAMP}° are embedded as ±{peers.TORCHGEO_LAT_CLAMP}°"
+    # its basis coefficients take torch's default dtype when built: .double() later leaves them rounded to
+    # float32 (embeddings off by ~2e-7)
+    dtype = "in float64: build it under torch.set_default_dtype(torch.float64), not with .double() afterwards"
+    return [
+        Reader("satclip", f"satclip.load({str(path)!r})", back, note if back is None else ""),
+        Reader(
+            "torchgeo ≥ 0.10",
+            f"torchgeo.models.satclip.SatCLIP({args}).load_state_dict(torch.load({str(path)!r}))",
+            tolerance, "; ".join(x for x in (clamp, dtype, note) if x),
+        ),  # fmt: skip
+    ]
+
+
+def _rshf_readers(parts: ModelParts, path: Path) -> list[Reader]:
+    legendre, own = _basis_of(parts)
+    tolerance, note = _across(legendre, own, "analytic")
+    back = EXACT_BASES if own == "closed-form" else 0.0
+    return [
+        Reader("satclip", f"satclip.load({str(path)!r})", back),
+        Reader(
+            "rshf", f"rshf.satclip.SatClip.from_pretrained({str(path)!r}, strict=True).double()", tolerance, note,
+        ),  # fmt: skip
+    ]
+
+
+def write(
+    parts: ModelParts,
+    output: str | Path,
+    target: str,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    epoch: int = 0,
+    global_step: int = 0,
+) -> Written:
+    """Write ``parts`` for ``target`` (one of :data:`TARGETS`) to ``output``, atomically.
+
+    ``native`` and ``rshf`` write a directory, ``original`` a ``.ckpt`` and ``torchgeo`` a ``torch.save``
+    state dict. The image encoder travels along in ``native`` and ``original`` when ``parts`` hold one.
+
+    Raises:
+        BadInputError: an unknown target, or a model the target's reader cannot express (the message says
+            what would work).
+        OutputExistsError: ``output`` exists and may not be replaced.
+    """
+    output = Path(output)
+    if target == "native":
+        native.write_native(output, parts.native_config(), pack(parts), overwrite=overwrite, inputs=inputs)
+        return Written(output, target, (Reader("satclip", f"satclip.load({str(output)!r})", 0.0),))
+    if target == "original":
+        ckpt = original.checkpoint_for_original(parts, epoch=epoch, global_step=global_step)
+        original.save_checkpoint(output, ckpt, overwrite=overwrite, inputs=inputs)
+        return Written(output, target, tuple(_original_readers(parts, output, parts.has_image_encoder)))
+    if target == "torchgeo":
+        peers.write_torchgeo(output, parts, overwrite=overwrite, inputs=inputs)
+        return Written(output, target, tuple(_torchgeo_readers(parts, output)))
+    if target == "rshf":
+        peers.write_rshf(output, parts, overwrite=overwrite, inputs=inputs)
+        return Written(output, target, tuple(_rshf_readers(parts, output)))
+    raise BadInputError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
+
+
+def is_directory_target(target: str) -> bool:
+    return target in ("native", "rshf")

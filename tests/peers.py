@@ -1,0 +1,111 @@
+"""The peers' own loading code, for tests/test_peer_exports.py.
+
+rangegeo and rshf are installed from PyPI (``--no-deps``, see install.sh) and imported unchanged.
+torchgeo ≥ 0.10 needs Python ≥ 3.12 and cannot be installed here, so its ``torchgeo/models/satclip.py``
+is read from its wheel (``pip download``, or ``$SATCLIP_TORCHGEO_WHEEL``) and executed as a standalone
+module. Its only import that does not resolve is ``torchvision.models._api`` (``Weights``/``WeightsEnum``,
+used by its weights enum, not by the model): that one is stubbed while the file is executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import ssl
+import subprocess
+import sys
+import types
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TORCHGEO_FILE = "torchgeo/models/satclip.py"
+
+
+def rangegeo():
+    return pytest.importorskip("rangegeo", reason="rangegeo cannot be imported: pip install --no-deps rangegeo einops")
+
+
+def rshf_satclip():
+    """``rshf.satclip`` (needs transformers and einops), with the TLS verification rshf turns off on import
+    turned back on."""
+    context = ssl._create_default_https_context
+    try:
+        return pytest.importorskip(
+            "rshf.satclip", reason="rshf cannot be imported: pip install --no-deps rshf, plus einops and transformers"
+        )
+    finally:
+        ssl._create_default_https_context = context
+
+
+def torchgeo_wheel(directory: Path) -> Path:
+    """A torchgeo ≥ 0.10 wheel: ``$SATCLIP_TORCHGEO_WHEEL``, else downloaded with pip (skip if impossible)."""
+    given = os.environ.get("SATCLIP_TORCHGEO_WHEEL")
+    if given:
+        return Path(given)
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version",
+        "3.12", "--dest", str(directory), "torchgeo>=0.10",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"cannot download the torchgeo wheel ({err}); set SATCLIP_TORCHGEO_WHEEL=PATH")
+    wheels = sorted(directory.glob("torchgeo-*.whl"))
+    if not wheels:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"cannot download the torchgeo wheel (pip: {tail}); set SATCLIP_TORCHGEO_WHEEL=PATH")
+    return wheels[-1]
+
+
+@contextlib.contextmanager
+def _weights_api_stub():
+    """``torchvision.models._api`` with ``Weights``/``WeightsEnum`` while torchvision cannot be imported."""
+    try:
+        import torchvision.models._api  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or broken beside this torch
+        pass
+    else:
+        yield
+        return
+
+    @dataclass
+    class Weights:
+        url: str
+        transforms: object
+        meta: dict = field(default_factory=dict)
+
+    class WeightsEnum(enum.Enum):
+        pass
+
+    api = types.ModuleType("torchvision.models._api")
+    api.Weights, api.WeightsEnum = Weights, WeightsEnum
+    names = ("torchvision", "torchvision.models", "torchvision.models._api")
+    saved = {name: sys.modules.get(name) for name in names}
+    sys.modules.update(dict(zip(names, (types.ModuleType(names[0]), types.ModuleType(names[1]), api), strict=True)))
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def torchgeo_satclip(directory: Path) -> types.ModuleType:
+    """torchgeo's ``models/satclip.py`` as a module (its ``SatCLIP`` is what ``torchgeo.models.satclip``
+    builds)."""
+    pytest.importorskip("einops", reason="torchgeo's satclip.py imports einops: pip install einops")
+    wheel = torchgeo_wheel(directory)
+    with zipfile.ZipFile(wheel) as archive:
+        source = archive.read(TORCHGEO_FILE).decode()
+    module = types.ModuleType("torchgeo_models_satclip")
+    module.__file__ = f"{wheel}/{TORCHGEO_FILE}"
+    module.wheel = wheel.name
+    with _weights_api_stub():
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the peer's own file
+    return module
