@@ -35,11 +35,13 @@ def run_evaluation(
     with safe_output.exclusive(out):
         rows = evaluate(config, out, progress=progress)
         tasks = load_tasks(config)
-        files: dict[str, Path | list[Path]] = dict(write_reports(rows, config, tasks, out))
-        if figures:
+        files: dict[str, Path | list[Path]] = {}
+        if figures:  # first, so that results.md links them
             from .plots import bar_chart, residual_maps
 
             files["bars"] = bar_chart(rows, tasks, out / "bars.png", f"satclip evaluate: {config.protocol}")
             files["maps"] = residual_maps(rows, tasks, out)
+        pictures = [*files.get("bars", []), *files.get("maps", [])]
+        files.update(write_reports(rows, config, tasks, out, figures=pictures))
     log.info("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
     return EvalOutputs(rows, files)

@@ -11,7 +11,7 @@ import numpy as np
 from .. import safe_output
 from ..optional import require
 from .metrics import PRIMARY
-from .report import METRIC_TITLES, _ordered, summarise
+from .report import METRIC_TITLES, _ordered, display_names, summarise
 from .runner import load_predictions
 from .tasks import Task
 
@@ -39,13 +39,14 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
     kinds = {t.name: t.kind for t in tasks}
     task_names = _ordered(r["task"] for r in rows)
     encoder_names = _ordered(r["encoder"] for r in rows)
+    labels = [display_names(encoder_names)[e] for e in encoder_names]  # full specs: results.md's legend
     written = []
     for probe in _ordered(r["probe"] for r in rows):
         for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe):
             cols = min(4, len(task_names))
             nrows = math.ceil(len(task_names) / cols)
-            fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 0.35 * len(encoder_names) + 2.6 * nrows),
-                                     squeeze=False)  # fmt: skip
+            fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, (0.22 * len(encoder_names) + 1.2) * nrows + 0.4),
+                                     squeeze=False, layout="constrained")  # fmt: skip
             for ax, task in zip(axes.flat, task_names, strict=False):
                 metric = PRIMARY[kinds[task]][0]
                 stats = [summary.get((probe, variant, task, e), {}).get(metric) for e in encoder_names]
@@ -53,7 +54,7 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
                 errs = [s[1] if s and not math.isnan(s[1]) else 0.0 for s in stats]
                 y = np.arange(len(encoder_names))
                 ax.barh(y, means, xerr=errs, color="#4c72b0", ecolor="#333333", capsize=2)
-                ax.set_yticks(y, encoder_names, fontsize=8)
+                ax.set_yticks(y, labels, fontsize=8)
                 ax.invert_yaxis()
                 ax.set_title(f"{task}\n{METRIC_TITLES[metric]}", fontsize=9)
                 ax.tick_params(axis="x", labelsize=8)
@@ -61,7 +62,6 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
                 ax.set_visible(False)
             suffix = f" — {variant}" if variant else ""
             fig.suptitle(f"{title} — probe {probe}{suffix}", fontsize=10)
-            fig.tight_layout()
             name = f"{path.stem}_{probe}" + (f"_{variant.replace('%', 'pct')}" if variant else "") + ".png"
             target = path.with_name(name)
             with safe_output.atomic_file(target, overwrite=True) as tmp:
@@ -78,6 +78,7 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path) -> lis
     background = _land_background()
     written = []
     by_name = {t.name: t for t in tasks}
+    names = display_names(_ordered(r["encoder"] for r in rows))
     for probe in _ordered(r["probe"] for r in rows):
         for task_name in _ordered(r["task"] for r in rows):
             task = by_name[task_name]
@@ -100,12 +101,12 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path) -> lis
                 if task.kind == "regression":
                     sc = ax.scatter(lon, lat, c=residuals[k], s=2, cmap="RdBu_r", vmin=-limit, vmax=limit)
                     rmse = float(np.sqrt(np.mean(residuals[k] ** 2)))
-                    ax.set_title(f"{enc}  (RMSE {rmse:.3g})", fontsize=9)
+                    ax.set_title(f"{names[enc]}  (RMSE {rmse:.3g})", fontsize=9)
                 else:
                     wrong = p["y_pred"] != p["y_true"]
                     ax.scatter(lon[~wrong], lat[~wrong], s=2, c="#9ecae1", label="correct")
                     ax.scatter(lon[wrong], lat[wrong], s=2, c="#d62728", label="wrong")
-                    ax.set_title(f"{enc}  (accuracy {1 - wrong.mean():.3f})", fontsize=9)
+                    ax.set_title(f"{names[enc]}  (accuracy {1 - wrong.mean():.3f})", fontsize=9)
                 ax.set_xlim(-180, 180)
                 ax.set_ylim(-60, 85)
                 ax.set_xticks([])

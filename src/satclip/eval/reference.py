@@ -24,6 +24,7 @@ import torch
 
 from .. import safe_output
 from .api import run_evaluation
+from .report import relink
 from .runner import EvalConfig
 from .tasks import TaskOptions, names
 
@@ -79,7 +80,7 @@ def run_reference(
         start = time.perf_counter()
         run_evaluation(config, out / protocol, progress=progress)
         timings.append(f"{protocol}: {time.perf_counter() - start:.0f} s")
-        parts.append(_demote((out / protocol / "results.md").read_text(encoding="utf-8")))
+        parts.append(relink(_demote((out / protocol / "results.md").read_text(encoding="utf-8")), f"{protocol}/"))
     header = [
         "# Downstream evaluation", "",
         "Frozen location embeddings, probed on seven global tasks (see docs/data.md for data and licences).",

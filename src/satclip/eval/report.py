@@ -1,12 +1,22 @@
-"""Reports of an evaluation: ``results.csv``, ``timings.csv``, ``results.md`` (mean ± std, best in bold)."""
+"""Reports of an evaluation: ``results.csv``, ``timings.csv`` and ``results.md``.
+
+``results.md`` reads on its own: a paragraph generated from the numbers (who is best where, where results
+tie, what that means), mean ± std tables in which **bold** marks only a best whose ± std range does not
+overlap the runner-up's (*italic*: tied for best), a chance row (a probe that ignores location), the
+class-filtering rule and count per task, short encoder names with the full specs in a legend, and every
+figure linked with a caption.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+import os
+import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,31 +91,97 @@ def summarise(rows: Sequence[dict]) -> dict[tuple, dict[str, tuple[float, float,
     return out
 
 
-def _cell(stat: tuple[float, float, int] | None, bold: bool) -> str:
+#: table cells within this many ± std of each other are tied (1: the mean ± std ranges overlap)
+TIE_STDS = 1.0
+
+
+def display_names(encoders: Sequence[str]) -> dict[str, str]:
+    """Short names for tables and figures: a spec's name without its parameters (``theory(min_radius=1,…)``
+    → ``theory``), a path's last part (``runs/x/model`` → ``model``); names that would collide get
+    ``#2``, ``#3`` … in order. :func:`legend` lists the full specs."""
+    short = {}
+    for spec in encoders:
+        name = spec
+        match = re.fullmatch(r"\s*([^()]+?)\s*\((.*)\)\s*", spec)
+        if match:
+            name = match[1]
+        elif "/" in spec or os.sep in spec:
+            name = Path(spec.rstrip("/" + os.sep)).name or spec
+        short[spec] = name
+    seen: dict[str, int] = defaultdict(int)
+    for spec, name in short.items():
+        seen[name] += 1
+        if seen[name] > 1:
+            short[spec] = f"{name}#{seen[name]}"
+    return short
+
+
+def legend(names: dict[str, str]) -> str:
+    """A markdown table of the short names that differ from their full spec ('' when none does)."""
+    rows = [f"| {short} | `{spec}` |" for spec, short in names.items() if short != spec]
+    return "\n".join(["| name | encoder |", "|---|---|", *rows]) if rows else ""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Who is best on one task and metric: ``best`` (None when nothing was measured), ``tied`` (the
+    encoders tied with it, best first, empty when the best is clear) and ``verdict``: ``"clear"``,
+    ``"tie"``, ``"no-spread"`` (fewer than 2 folds: no std to judge by) or ``"alone"`` (one encoder)."""
+
+    best: str | None
+    tied: tuple[str, ...]
+    verdict: str
+
+
+def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bool) -> Ranking:
+    """Rank encoders by mean: the best is clear when no other mean lies within ``TIE_STDS`` × (its std +
+    the best's std) of it, i.e. their mean ± std ranges do not overlap; the others within are tied."""
+    items = [(e, st) for e, st in stats.items() if st is not None and not math.isnan(st[0])]
+    if not items:
+        return Ranking(None, (), "alone")
+    items.sort(key=lambda item: -item[1][0] if higher_is_better else item[1][0])
+    best, (mean, std, _) = items[0]
+    if len(items) == 1:
+        return Ranking(best, (), "alone")
+    if any(math.isnan(st[1]) for _, st in items):
+        return Ranking(best, (), "no-spread")
+    tied = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= TIE_STDS * (std + st[1]))
+    return Ranking(best, (best,) + tied if tied else (), "tie" if tied else "clear")
+
+
+def _cell(stat: tuple[float, float, int] | None, mark: str = "") -> str:
     if stat is None:
         return "–"
     mean, std, _ = stat
     text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
-    return f"**{text}**" if bold else text
+    return {"bold": f"**{text}**", "tie": f"*{text}*"}.get(mark, text)
 
 
-def metric_table(summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of) -> str:
-    """A markdown table: rows = encoders, columns = tasks, the metric ``metric_of(task)``; best bold."""
+def metric_table(
+    summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
+    names: dict[str, str] | None = None, chance: dict[str, dict[str, float]] | None = None,
+) -> str:  # fmt: skip
+    """A markdown table: rows = encoders (``names``: their display names), columns = tasks, the metric
+    ``metric_of(task)``; a clear best bold, encoders tied for best italic; a last row ``chance`` from
+    ``chance[task][metric]`` when given."""
+    names = names or {e: e for e in encoders}
     header = "| encoder | " + " | ".join(f"{t}<br>{METRIC_TITLES[metric_of(t)]}" for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
-    best = {}
+    marks: dict[tuple[str, str], str] = {}
     for t in tasks:
         metric = metric_of(t)
-        values = [summary.get((probe, variant, t, e), {}).get(metric) for e in encoders]
-        means = [v[0] for v in values if v is not None]
-        if means:
-            best[t] = max(means) if HIGHER_IS_BETTER[metric] else min(means)
+        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
+                       HIGHER_IS_BETTER[metric])  # fmt: skip
+        if ranking.verdict == "clear":
+            marks[(t, ranking.best)] = "bold"
+        for e in ranking.tied:
+            marks[(t, e)] = "tie"
     for e in encoders:
-        cells = []
-        for t in tasks:
-            stat = summary.get((probe, variant, t, e), {}).get(metric_of(t))
-            cells.append(_cell(stat, stat is not None and t in best and stat[0] == best[t]))
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        cells = [_cell(summary.get((probe, variant, t, e), {}).get(metric_of(t)), marks.get((t, e), "")) for t in tasks]
+        lines.append(f"| {names.get(e, e)} | " + " | ".join(cells) + " |")
+    if chance:
+        values = [chance.get(t, {}).get(metric_of(t)) for t in tasks]
+        lines.append("| *chance* | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
     return "\n".join(lines)
 
 
@@ -117,42 +193,174 @@ def _ordered(values) -> list:
     return seen
 
 
-def markdown(rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], title: str | None = None) -> str:
-    """The ``results.md`` text for one protocol run."""
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def reading(
+    summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
+    names: dict[str, str], chance: dict[str, dict[str, float]],
+) -> str:  # fmt: skip
+    """A paragraph saying, from the numbers, which encoder is best on which task, where the best is tied,
+    what a tie means, and which results are near chance."""
+    wins: dict[str, list[str]] = defaultdict(list)
+    ties, unjudged = [], []
+    for t in tasks:
+        metric = metric_of(t)
+        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
+                       HIGHER_IS_BETTER[metric])  # fmt: skip
+        if ranking.best is None:
+            continue
+        if ranking.verdict == "tie":
+            ties.append(f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied])})")
+        elif ranking.verdict == "no-spread":
+            unjudged.append(f"{t} (`{names[ranking.best]}`)")
+        else:
+            wins[ranking.best].append(t)
+    sentences = []
+    for e, won in sorted(wins.items(), key=lambda item: -len(item[1])):
+        sentences.append(f"`{names[e]}` is best on {_join(won)}, ahead of every other encoder by more than "
+                         "their spreads")  # fmt: skip
+    if ties:
+        sentences.append(
+            f"Tied for best: {_join(ties)}. There the spread over folds (± std) is as large as the differences, "
+            "so this run cannot rank those encoders; more seeds (--seeds) or points (--n-points) might"
+        )
+    if unjudged:
+        sentences.append(f"With one fold per task there is no spread to judge by; highest means: {_join(unjudged)}")
+    near = []
+    for t in tasks:
+        metric = metric_of(t)
+        floor = chance.get(t, {}).get(metric)
+        if floor is None:
+            continue
+        for e in encoders:
+            stat = summary.get((probe, variant, t, e), {}).get(metric)
+            if stat is None:
+                continue
+            gap = stat[0] - floor if HIGHER_IS_BETTER[metric] else floor - stat[0]
+            if gap < 0.1 * (1 if metric == "mse" else max(1 - floor, 0.1)):
+                near.append(f"`{names[e]}` on {t}")
+    if near:
+        sentences.append(f"Close to chance (a probe that ignores location, row *chance*): {_join(near)}")
+    elif chance:
+        sentences.append("Every encoder is well above chance (row *chance*: a probe that ignores location) "
+                         "on every task")  # fmt: skip
+    return ". ".join(sentences) + "." if sentences else ""
+
+
+def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:
+    out = ["| task | kind | points | target | chance (ignoring location) | source |", "|---|---|---|---|---|---|"]
+    for t in tasks:
+        if t.name not in task_names:
+            continue
+        if t.kind == "classification":
+            kept = t.class_filter
+            classes = (f", {kept.classes_kept} of {kept.classes_before} classes" if kept
+                       else f", {t.num_classes} classes")  # fmt: skip
+            floor = t.chance()
+            chance = (f"accuracy {floor['accuracy']:.3f} (most frequent class `{t.majority_class()}`), "
+                      f"1/K = {1 / max(t.num_classes, 1):.3f}")  # fmt: skip
+        else:
+            classes, chance = "", "MSE 1, R² 0 (predicting the mean)"
+        out.append(f"| {t.name} | {t.kind}{classes} | {len(t)} | {t.target} | {chance} | {t.source} |")
+    return out
+
+
+def _class_filter_note(tasks: Sequence[Task], task_names: Sequence[str]) -> str:
+    kept = [t for t in tasks if t.name in task_names and t.class_filter is not None]
+    if not kept:
+        return ""
+    minimum = kept[0].class_filter.min_points
+    parts = [f"{t.name} {t.class_filter.describe().split(':')[0]}" for t in kept]
+    return (
+        f"Classification tasks keep only the classes with at least {minimum} points (--min-class-points): a rarer "
+        "class cannot be split into training, validation and test points and leaves too little to learn from, "
+        f"and its points go with it. {_join(parts)}."
+    )
+
+
+def figure_caption(path: Path, kinds: dict[str, str] | None = None) -> str:
+    """The caption of a figure :mod:`satclip.eval.plots` writes, from its file name; ``kinds``: task name →
+    ``"regression"``/``"classification"``."""
+    stem, kinds = Path(path).stem, kinds or {}
+    if stem.startswith("bars_"):
+        probe = stem[len("bars_") :].replace("_", ", ")
+        return f"mean ± std of each task's primary metric, one bar per encoder (probe {probe})"
+    for task in sorted(kinds, key=len, reverse=True):
+        if stem.startswith(f"map_{task}_"):
+            probe = stem[len(f"map_{task}_") :]
+            colour = ("correct and wrong predictions" if kinds[task] == "classification"
+                      else "the residual (prediction − truth)")  # fmt: skip
+            return f"{task}: the test points of the first fold, one panel per encoder, showing {colour} (probe {probe})"
+    return stem
+
+
+def relink(markdown_text: str, prefix: str) -> str:
+    """Prefix the relative image links (``](x.png)``) of a report moved ``prefix`` up, e.g. ``"eval/"``."""
+    return re.sub(r"\]\((?![a-z]+:|/)([^)\s]+\.png)\)", lambda m: f"]({prefix}{m[1]})", markdown_text)
+
+
+def markdown(
+    rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], title: str | None = None,
+    figures: Sequence[Path] = (),
+) -> str:  # fmt: skip
+    """The ``results.md`` text for one protocol run; ``figures`` (PNG files beside it) are linked with
+    captions."""
     summary = summarise(rows)
     task_names = _ordered(r["task"] for r in rows)
     encoder_names = _ordered(r["encoder"] for r in rows)
+    names = display_names(encoder_names)
     kinds = {t.name: t.kind for t in tasks}
+    chance = {t.name: t.chance() for t in tasks}
     primary = lambda t: PRIMARY[kinds[t]][0]  # noqa: E731
     secondary = lambda t: "r2" if kinds[t] == "regression" else "macro_f1"  # noqa: E731
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
     out.append(
         f"Protocol `{config.protocol}`, seeds {list(config.seeds)}, probes {list(config.probe_names())}. "
-        f"± = {SPREAD.get(config.protocol, 'std over folds')}. Bold: best mean per task."
+        f"± = {SPREAD.get(config.protocol, 'std over folds')}. **Bold**: the best mean, when its mean ± std "
+        "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap). Row *chance*: a "
+        "probe that ignores location (predicting the mean; the most frequent class)."
     )
-    out += ["", "| task | kind | points | target | source |", "|---|---|---|---|---|"]
-    for t in tasks:
-        if t.name in task_names:
-            classes = f", {t.num_classes} classes" if t.num_classes else ""
-            out.append(f"| {t.name} | {t.kind}{classes} | {len(t)} | {t.target} | {t.source} |")
+    out += ["", *_task_rows(tasks, task_names)]
+    note = _class_filter_note(tasks, task_names)
+    if note:
+        out += ["", note]
+    table = legend(names)
+    if table:
+        out += ["", "Encoders by short name:", "", table]
     for probe in _ordered(r["probe"] for r in rows):
         for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe):
             label = f"probe `{probe}`" + (f", {variant}" if variant else "")
-            out += ["", f"## {label}", "", metric_table(summary, probe, variant, task_names, encoder_names, primary)]
-            out += ["", metric_table(summary, probe, variant, task_names, encoder_names, secondary)]
+            args = (summary, probe, variant, task_names, encoder_names)
+            out += ["", f"## {label}", ""]
+            text = reading(*args, primary, names, chance)
+            if text:
+                out += [f"**Reading it** ({METRIC_TITLES_SHORT}): {text}", ""]
+            out += [metric_table(*args, primary, names, chance)]
+            out += ["", metric_table(*args, secondary, names, chance)]
             if config.protocol == "paper":
-                out += ["", metric_table(summary, probe, variant, task_names, encoder_names,
-                                         lambda t: "mse_max_scaled")]  # fmt: skip
+                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names)]
     if config.protocol == "holdout-continent":
         out += ["", "## Per held-out continent", ""]
-        out.append(_continent_tables(rows, kinds))
+        out.append(_continent_tables(rows, kinds, names))
     if config.protocol == "paper":
         out += ["", "## Compared with the paper", ""] + [f"- {line}" for line in PAPER_REFERENCE]
         out += ["", "Protocol differences:", ""] + [f"- {line}" for line in PAPER_DIFFERENCES]
-    return "\n".join(out) + "\n"
+    if figures:
+        out += ["", "## Figures", ""]
+        for path in figures:
+            caption = figure_caption(path, kinds)
+            out += [f"![{caption}]({Path(path).name})", "", f"*{Path(path).name}: {caption}.*", ""]
+    return "\n".join(out).rstrip() + "\n"
 
 
-def _continent_tables(rows: Sequence[dict], kinds: dict[str, str]) -> str:
+#: what the reading paragraph ranks by
+METRIC_TITLES_SHORT = "primary metric: MSE ↓ for regression, accuracy ↑ for classification"
+
+
+def _continent_tables(rows: Sequence[dict], kinds: dict[str, str], names: dict[str, str]) -> str:
     parts = []
     for probe in _ordered(r["probe"] for r in rows):
         for task in _ordered(r["task"] for r in rows):
@@ -168,16 +376,18 @@ def _continent_tables(rows: Sequence[dict], kinds: dict[str, str]) -> str:
                 for g, v in cols:
                     vals = [r[metric] for r in sel if r["encoder"] == e and r["group"] == g and r["variant"] == v]
                     cells.append(f"{np.mean(vals):.3f}" if vals else "–")
-                parts.append(f"| {e} | " + " | ".join(cells) + " |")
+                parts.append(f"| {names.get(e, e)} | " + " | ".join(cells) + " |")
             parts.append("")
     return "\n".join(parts)
 
 
-def write_reports(rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], out: Path) -> dict[str, Path]:
-    """Write results.csv, timings.csv and results.md into ``out``; returns their paths."""
+def write_reports(
+    rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], out: Path, figures: Sequence[Path] = ()
+) -> dict[str, Path]:
+    """Write results.csv, timings.csv and results.md (linking ``figures``) into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "timings": out / "timings.csv", "md": out / "results.md"}
     write_csv(rows, paths["csv"], COLUMNS)
     write_csv(rows, paths["timings"], ("task", "encoder", "probe", "fold", "embedding_dim", "n_train", "seconds"))
-    safe_output.write_bytes(paths["md"], markdown(rows, config, tasks).encode())
+    safe_output.write_bytes(paths["md"], markdown(rows, config, tasks, figures=figures).encode())
     return paths

@@ -42,6 +42,27 @@ class TaskOptions:
 
 
 @dataclass(frozen=True)
+class ClassFilter:
+    """What a classification task kept: the ``classes_kept`` of ``classes_before`` classes (``points_kept``
+    of ``points_before`` points) that have at least ``min_points`` points."""
+
+    min_points: int
+    classes_before: int
+    classes_kept: int
+    points_before: int
+    points_kept: int
+
+    def describe(self) -> str:
+        """E.g. ``"keeps 34 of 141 classes (4,374 of 4,688 points): classes with fewer than 20 points are
+        dropped"``."""
+        text = (f"keeps {self.classes_kept} of {self.classes_before} classes ({self.points_kept:,} of "
+                f"{self.points_before:,} points)")  # fmt: skip
+        if self.classes_kept < self.classes_before:
+            text += f": classes with fewer than {self.min_points} points are dropped"
+        return text
+
+
+@dataclass(frozen=True)
 class Task:
     """A downstream task: predict ``targets`` from the location embedding of ``points``.
 
@@ -50,6 +71,7 @@ class Task:
         into ``classes`` for classification.
     continents: ``(N,)`` Natural Earth ``CONTINENT`` of each point (for ``holdout-continent``).
     classes: ``(K,)`` class labels (classification only).
+    class_filter: which classes were kept (classification only; see :func:`encode_classes`).
     """
 
     name: str
@@ -61,6 +83,7 @@ class Task:
     source: str
     classes: np.ndarray | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    class_filter: ClassFilter | None = None
 
     def __post_init__(self):
         n = len(self.points)
@@ -80,6 +103,22 @@ class Task:
     @property
     def num_classes(self) -> int:
         return 0 if self.classes is None else len(self.classes)
+
+    def chance(self) -> dict[str, float]:
+        """What a probe that ignores location scores: predicting the mean (regression: MSE 1 on the
+        standardised target, R² 0), or the most frequent class (accuracy = its share ``p``; macro-F1 =
+        ``2p / ((1 + p) K)``, its F1 averaged with K − 1 zeros)."""
+        if self.kind == REGRESSION:
+            return {"mse": 1.0, "r2": 0.0}
+        counts = np.bincount(self.targets.astype(np.int64), minlength=self.num_classes)
+        share = float(counts.max() / max(counts.sum(), 1))
+        return {"accuracy": share, "macro_f1": 2 * share / ((1 + share) * max(self.num_classes, 1))}
+
+    def majority_class(self) -> str | None:
+        """The most frequent class label (classification only)."""
+        if self.kind != CLASSIFICATION or self.classes is None or not len(self.targets):
+            return None
+        return str(self.classes[int(np.bincount(self.targets.astype(np.int64)).argmax())])
 
     def subset(self, index: np.ndarray) -> Task:
         """The task restricted to rows ``index`` (classes are kept as they are)."""
@@ -101,9 +140,12 @@ def subsample(n_available: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_available, size=n, replace=False))
 
 
-def encode_classes(labels: np.ndarray, min_points: int, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Drop classes with fewer than ``min_points`` rows; returns (kept rows, class index per kept row,
-    sorted class labels)."""
+def encode_classes(
+    labels: np.ndarray, min_points: int, task: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, ClassFilter]:
+    """Drop classes with fewer than ``min_points`` rows (too few to split into training, validation and test
+    points and learn from); returns (kept rows, class index per kept row, sorted class labels, what was
+    kept)."""
     values, counts = np.unique(labels, return_counts=True)
     keep_classes = values[counts >= min_points]
     rows = np.flatnonzero(np.isin(labels, keep_classes))
@@ -118,4 +160,5 @@ def encode_classes(labels: np.ndarray, min_points: int, task: str) -> tuple[np.n
             "%s: dropped %d classes with < %d points (%d points); %d classes remain",
             task, dropped, min_points, len(labels) - len(rows), len(keep_classes),
         )  # fmt: skip
-    return rows, np.searchsorted(keep_classes, labels[rows]).astype(np.int64), keep_classes
+    kept = ClassFilter(int(min_points), len(values), len(keep_classes), len(labels), len(rows))
+    return rows, np.searchsorted(keep_classes, labels[rows]).astype(np.int64), keep_classes, kept

