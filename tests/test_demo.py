@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -51,6 +52,14 @@ def test_shipped_model_embeddings_are_structured():
     assert (near > far).all()
 
 
+def test_contrastive_chance_is_batches_over_pairs():
+    from satclip.demo import contrastive_chance
+
+    assert contrastive_chance(10_000, 8192) == 2 / 10_000  # batches of 8,192 and 1,808
+    assert contrastive_chance(8192, 8192) == 1 / 8192
+    assert contrastive_chance(10_000, 8192, drop_last=True) == 1 / 10_000
+
+
 def test_demo_end_to_end_tiny(tmp_path):
     settings = replace(
         QUICK, patches=2000, epochs=2, batch_size=512, eval_points=300, baselines=("direct",),
@@ -61,6 +70,15 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert "## Results" in text and "direct" in text and "512 pairs per contrastive softmax" in text
     for name in ("map.png", "training.png", "eval/results.csv"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
+    # every picture linked with a caption, the eval ones under eval/
+    pictures = {p.relative_to(tmp_path / "demo").as_posix() for p in (tmp_path / "demo").rglob("*.png")}
+    linked = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", text)
+    assert {name for _, name in linked} == pictures and "eval/bars_mlp.png" in pictures
+    assert all(f"*{name.split('/')[-1]}: {caption}.*" in text for caption, name in linked)
+    # chance of the contrastive accuracies: 1 batch of 200 validation pairs, 4 of 1,800 training pairs
+    assert re.search(r"val_acc_i2l \d\.\d{3} \(chance 0\.00500\)", text)
+    assert re.search(r"train_acc_i2l \d\.\d{3} \(chance 0\.00222\)", text)
+    assert "## Compared with the model card" in text and "300 points per sampled task and 1 seed(s)" in text
     encoder = satclip.load(tmp_path / "demo" / "model")
     assert encoder.encode(torch.tensor([[0.0, 0.0]])).shape == (1, 256)
 

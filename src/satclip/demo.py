@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -173,10 +174,71 @@ def _training_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _report(settings, result, evaluation, timings, model_dir: Path, out: Path) -> str:
-    steps = result.history[-1].get("step", "?") if result.history else "?"
+#: the evaluation behind the README's model card (docs/results.md): points per sampled task, seeds
+MODEL_CARD_EVAL = {"eval_points": 5_000, "eval_seeds": 3}
+
+
+def contrastive_chance(pairs: int, batch_size: int, drop_last: bool = False) -> float:
+    """Chance level of an epoch's contrastive top-1 accuracy over ``pairs`` pairs in batches of
+    ``batch_size``: 1/b in a batch of b, averaged over pairs as Lightning weights batches, = batches / pairs."""
+    if pairs <= 0:
+        return float("nan")
+    batches = pairs // batch_size if drop_last else math.ceil(pairs / batch_size)
+    return max(batches, 1) / pairs
+
+
+def _last_epoch(result, settings) -> str:
+    """The last epoch's metrics, each accuracy with its chance level."""
     last = result.history[-1] if result.history else {}
-    results_md = (evaluation.files.get("md") or out / "eval" / "results.md").read_text()
+    data = result.config.data
+    n_val = int(round(settings.patches * data.val_fraction))
+    chance = {"train": contrastive_chance(settings.patches - n_val, data.batch_size, data.drop_last),
+              "val": contrastive_chance(n_val, data.batch_size, data.drop_last)}  # fmt: skip
+    parts = []
+    for key, value in last.items():
+        if not isinstance(value, float):
+            continue
+        stage = key.split("_")[0]
+        floor = f" (chance {chance[stage]:.5f})" if "_acc_" in key and stage in chance else ""
+        parts.append(f"{key} {value:.3f}{floor}")
+    return ", ".join(parts)
+
+
+def _card_differences(settings, result) -> list[str]:
+    """How this run differs from what the README's model card reports (recipe and evaluation)."""
+    from .recipes import recipe_path
+    from .train.config import load_config
+
+    card = load_config(recipe_path("bluemarble-l10"))
+    ours = result.config
+    lines = []
+    if (settings.eval_points, len(settings.eval_seeds)) != tuple(MODEL_CARD_EVAL.values()):
+        lines.append(
+            f"evaluation: {settings.eval_points:,} points per sampled task and {len(settings.eval_seeds)} seed(s) "
+            f"(model card: {MODEL_CARD_EVAL['eval_points']:,} points, {MODEL_CARD_EVAL['eval_seeds']} seeds): "
+            "the `bluemarble-l10` row here is the shipped model on a different sample, so expect its numbers to "
+            "differ from the card's by about their ± std"
+        )
+    trained = (settings.patches, ours.data.cache_views, ours.trainer.max_epochs, ours.optim.lr)
+    recipe = (100_000, card.data.cache_views, card.trainer.max_epochs, card.optim.lr)
+    if trained != recipe:
+        lines.append(
+            f"pretraining: the demo model trains {settings.epochs} epochs at lr {ours.optim.lr:g} on "
+            f"{settings.patches:,} patches with {ours.data.cache_views} cached view(s); `bluemarble-l10` trained "
+            f"{card.trainer.max_epochs} epochs (exported at its best validation loss) at lr {card.optim.lr:g} on "
+            f"100,000 patches with {card.data.cache_views} views: the two are different models, and the card's "
+            "numbers are no target for the demo model"
+        )
+    return lines
+
+
+def _report(settings, result, evaluation, timings, model_dir: Path, out: Path) -> str:
+    from .eval.report import display_names, relink
+
+    steps = result.history[-1].get("step", "?") if result.history else "?"
+    short = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(str(model_dir), "model")
+    results_md = relink((evaluation.files.get("md") or out / "eval" / "results.md").read_text(), "eval/")
+    differences = _card_differences(settings, result)
     lines = [
         "# satclip demo report",
         "",
@@ -188,16 +250,35 @@ def _report(settings, result, evaluation, timings, model_dir: Path, out: Path) -
         f"- corpus: {settings.patches:,} Blue Marble patches (32 px, 7.5 km/px, land north of 60°S, seed "
         f"{settings.seed}); {settings.views} cached MOSAIKS view(s) per patch",
         f"- pretraining: {settings.epochs} epochs, {steps} steps of {settings.batch_size:,} pairs per contrastive "
-        f"softmax, AdamW lr {settings.lr:g}; last epoch: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in last.items() if isinstance(v, float)),
-        f'- model: `{model_dir.relative_to(out)}/` (load with `satclip.load("{model_dir}")`)',
+        f"softmax, AdamW lr {settings.lr:g}; last epoch: {_last_epoch(result, settings)}. The accuracies are "
+        "contrastive top-1: the share of images whose own location scores highest in their batch (i2l), and of "
+        "locations whose own image does (l2i); chance is one over the batch size, averaged over the epoch's "
+        "batches",
+        f'- model: `{model_dir.relative_to(out)}/` (load with `satclip.load("{model_dir}")`), called `{short}` in '
+        "the tables below",
         f"- evaluation: MLP probe, `random` protocol, {settings.eval_points:,} points per sampled task, seeds "
         f"{list(settings.eval_seeds)}",
         "- stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
         "",
-        "![embedding map](map.png)",
+    ]
+    if differences:
+        lines += ["## Compared with the model card", "",
+                  "The README's model card (docs/results.md) reports other settings; here:", ""]  # fmt: skip
+        lines += [f"- {line}" for line in differences] + [""]
+    map_caption = (
+        f"the demo model's embeddings on a {settings.map_resolution:g}° grid, the first three principal components "
+        "as RGB (their share of the variance is written under the map); blank where the model never saw training "
+        "data: ocean and lakes white, land south of 60°S grey"
+    )
+    curve_caption = "contrastive loss per epoch, training and validation"
+    lines += [
+        f"![{map_caption}](map.png)",
         "",
-        "![training curve](training.png)",
+        f"*map.png: {map_caption}.*",
+        "",
+        f"![{curve_caption}](training.png)",
+        "",
+        f"*training.png: {curve_caption}.*",
         "",
         "## Results",
         "",
