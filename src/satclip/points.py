@@ -15,6 +15,9 @@ class InvalidPointsError(ValueError):
         super().__init__(message)
         self.bad_rows = bad_rows
 
+    def __reduce__(self):  # pickled with both arguments (Dask sends worker errors to the client)
+        return type(self), (str(self), self.bad_rows)
+
 
 def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
     """Boolean mask of rows that are non-finite or outside lon ∈ [-180, 180], lat ∈ [-90, 90]."""

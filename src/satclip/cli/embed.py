@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import device, existing_file, positive_int, shard
+from ..errors import BadInputError
+from .args import device, positive_int, shard
 
 DTYPES = ("float32", "float64")
+
+
+def _input_path(text: str) -> Path:
+    """An existing file, or a directory (a Parquet dataset of part files)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text}")
+    return path
 
 
 def add_parser(subparsers) -> None:
@@ -23,8 +32,10 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument(
-        "input", type=existing_file, help="points file: .csv/.tsv, .parquet, .geojson, .gpkg or .npy (N×2)"
-    )
+        "input", type=_input_path,
+        help="points file: .csv/.tsv, .parquet (also GeoParquet), .geojson, .gpkg or .npy (N×2); or a directory "
+        "of Parquet part files (a dataset)",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .parquet, .npy or .zarr")
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--lon-col", help="longitude column (required for names like x or long)")
@@ -47,7 +58,11 @@ def add_parser(subparsers) -> None:
         type=positive_int,
         help="points per forward pass (default 4096 on CPU; 65536 on GPUs or for analytic)",
     )
-    parser.add_argument("--chunk-rows", type=positive_int, default=65536, help="rows per chunk (unit of resumption)")
+    parser.add_argument(
+        "--chunk-rows", type=positive_int,
+        help="rows per chunk, the unit of resumption (default 65536); with --engine dask rows per partition, one "
+        "task and one output part (default 262144)",
+    )  # fmt: skip
     parser.add_argument(
         "--shard", type=shard, default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)"
     )
@@ -56,6 +71,23 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    parser.add_argument(
+        "--centroids", action="store_true", help="GeoParquet/GeoPackage: embed non-point geometries at their centroids"
+    )
+    parser.add_argument(
+        "--engine", choices=["local", "dask"], default="local",
+        help="local: this process (default); dask: Parquet in and out on a Dask cluster, one task per partition "
+        "(OUTPUT: a .parquet file, or a dataset directory when it has no suffix)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="--engine dask: the scheduler to use (e.g. tcp://host:8786); default: a local cluster started and "
+        "closed by this command",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=positive_int,
+        help="--engine dask without --scheduler: local worker processes (default: one per core)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -78,25 +110,50 @@ class _TqdmProgress:
             self.bar.close()
 
 
+def _run_dask(args: argparse.Namespace, source, encoder, progress):
+    from ..embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset
+    from ..embed.parquet import ParquetDatasetSource
+
+    if not isinstance(source, ParquetDatasetSource):
+        raise BadInputError(
+            f"--engine dask reads Parquet files and datasets, not {source.format}: convert {args.input} to Parquet "
+            "or use the local engine"
+        )
+    return embed_dataset(
+        source, args.output, encoder, scheduler=args.scheduler, workers=args.workers, out_format=args.format,
+        layout=args.layout, column=args.column, chunk_rows=args.chunk_rows or DEFAULT_PARTITION_ROWS,
+        batch_size=args.batch_size, skip_invalid=args.skip_invalid, overwrite=args.overwrite, restart=args.restart,
+        progress=progress,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..embed.api import load_encoder
-    from ..embed.job import embed_file
+    from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
     from ..embed.sources import open_source
 
+    if args.engine != "dask" and (args.scheduler or args.workers):
+        raise BadInputError("--scheduler and --workers apply to --engine dask")
+    if args.engine == "dask" and args.shard != (0, 1):
+        raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
     progress = _TqdmProgress(enabled=not args.no_progress)
     try:
-        source = open_source(args.input, args.input_format, args.lon_col, args.lat_col)
+        source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
         encoder = load_encoder(
             args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
             trust_checkpoint=args.trust_checkpoint,
         )  # fmt: skip
-        result = embed_file(
-            source, args.output, encoder, out_format=args.format, layout=args.layout, column=args.column,
-            chunk_rows=args.chunk_rows, batch_size=args.batch_size, skip_invalid=args.skip_invalid,
-            shard=args.shard, overwrite=args.overwrite, restart=args.restart, progress=progress,
-        )  # fmt: skip
+        if args.engine == "dask":
+            result = _run_dask(args, source, encoder, progress)
+        else:
+            result = embed_file(
+                source, args.output, encoder, out_format=args.format, layout=args.layout, column=args.column,
+                chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS, batch_size=args.batch_size,
+                skip_invalid=args.skip_invalid, shard=args.shard, overwrite=args.overwrite, restart=args.restart,
+                progress=progress,
+            )  # fmt: skip
     finally:
         progress.close()
     rate = result.embedded_rows / max(result.seconds, 1e-9)

@@ -11,7 +11,7 @@ import torch
 
 from ..location_encoder import LocationEncoder
 from ..points import InvalidPointsError, describe_invalid, invalid_rows
-from .inputs import to_lonlat
+from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,16 @@ def embed(
     lon_col: str | None = None,
     lat_col: str | None = None,
     skip_invalid: bool = False,
-) -> np.ndarray | torch.Tensor:
+    centroids: bool = False,
+):
     """Location embeddings of ``points``.
 
     Args:
         points: ``(N, 2)`` (lon, lat) degrees as a numpy array, a torch tensor or anything array-like; a
             pandas DataFrame (columns ``lon``/``longitude``/``lng`` and ``lat``/``latitude`` detected, or
-            named by ``lon_col``/``lat_col``); or a GeoDataFrame/GeoSeries of points (reprojected to
-            EPSG:4326 if its CRS is another).
+            named by ``lon_col``/``lat_col``); a GeoDataFrame/GeoSeries of points (reprojected to
+            EPSG:4326 if its CRS is another); or a Dask DataFrame / dask-geopandas GeoDataFrame of either
+            (embedded lazily, partition by partition: :func:`satclip.embed.distributed.embed_frame`).
         model: a :class:`~satclip.LocationEncoder`, or any source :func:`satclip.load` accepts (a model
             name, a ``.ckpt`` file, a native model directory, a Hugging Face id).
         batch_size: points per forward pass (bounds memory); default: the encoder's ``default_batch_size``.
@@ -114,16 +116,31 @@ def embed(
         harmonics_calculation: override the spherical-harmonics algorithm (e.g. ``"analytic-stable"``,
             several times faster than the released models' ``"analytic"`` at L = 40).
         skip_invalid: embed invalid points as NaN rows instead of raising.
+        centroids: geometries that are not points are embedded at their centroids instead of refused.
 
     Returns:
-        ``(N, embedding_dim)``: a torch tensor on the model's device for tensor input, else a numpy
-        array, in the model's dtype.
+        ``(N, embedding_dim)``: a torch tensor on the model's device for tensor input; for a GeoDataFrame
+        or GeoSeries a pandas DataFrame on its index (columns ``emb_000`` …); for a Dask DataFrame a lazy
+        Dask DataFrame likewise; else a numpy array; in the model's dtype.
 
     Raises:
         satclip.points.InvalidPointsError: invalid points (message names the first bad rows).
         satclip.embed.columns.ColumnError: the coordinate columns of a table are missing or ambiguous.
     """
-    lonlat = to_lonlat(points, lon_col, lat_col)
+    if is_dask_frame(points):
+        from .distributed import embed_frame
+
+        encoder = load_encoder(model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation)
+        return embed_frame(
+            points, encoder, batch_size=batch_size, lon_col=lon_col, lat_col=lat_col, skip_invalid=skip_invalid,
+            centroids=centroids,
+        )  # fmt: skip
+    lonlat = to_lonlat(points, lon_col, lat_col, centroids=centroids)
     encoder = load_encoder(model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation)
     out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid)
-    return out if isinstance(lonlat, torch.Tensor) else out.cpu().numpy()
+    if isinstance(lonlat, torch.Tensor):
+        return out
+    values = out.cpu().numpy()
+    if is_geo(points) and hasattr(points, "index"):
+        return embedding_frame(values, points.index)
+    return values

@@ -25,6 +25,20 @@ def is_geo(obj) -> bool:
     return all(hasattr(obj, name) for name in ("geometry", "crs", "to_crs"))
 
 
+def is_dask_frame(obj) -> bool:
+    """True for Dask DataFrames (and dask-geopandas GeoDataFrames), recognised without importing Dask."""
+    return hasattr(obj, "map_partitions") and hasattr(obj, "npartitions") and hasattr(obj, "__dask_graph__")
+
+
+def embedding_frame(values: np.ndarray, index):
+    """``(N, D)`` embeddings as a pandas DataFrame on ``index``, columns ``emb_000`` …"""
+    import pandas as pd
+
+    from .sinks import embedding_column_names
+
+    return pd.DataFrame(values, index=index, columns=embedding_column_names(values.shape[1]))
+
+
 def is_table(obj) -> bool:
     """True for DataFrame-like objects (named columns)."""
     return hasattr(obj, "columns") and hasattr(obj, "__getitem__") and not isinstance(obj, np.ndarray)
@@ -39,21 +53,54 @@ def is_wgs84(crs) -> bool:
     return text.strip().upper() in _WGS84_NAMES
 
 
-def geo_lonlat(obj) -> np.ndarray:
-    """``(N, 2)`` float64 (lon, lat) of a GeoDataFrame or GeoSeries of points, in EPSG:4326."""
-    crs = obj.crs
+def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray:
+    """``(N, 2)`` float64 (lon, lat) of a GeoDataFrame or GeoSeries of points, in EPSG:4326.
+
+    Other geometries are refused (naming the first rows), or with ``centroids`` replaced by their centroids,
+    computed in the data's CRS when it is projected and in the equal-area EPSG:6933 when it is lon/lat.
+    Missing and empty geometries give NaN (invalid points). ``note``: log the reprojection (INFO).
+    """
+    geometry = obj.geometry
+    kinds = np.asarray(geometry.geom_type, dtype=object)
+    other = np.array([k is not None and str(k) != "Point" for k in kinds], dtype=bool)
+    if other.any():
+        found = sorted({str(k) for k in kinds if k is not None})
+        if not centroids:
+            rows = ", ".join(str(r) for r in np.flatnonzero(other)[:5])
+            raise ValueError(
+                f"geometries must be points, found {found} (rows {rows}{' …' if other.sum() > 5 else ''}); pass "
+                "centroids=True (satclip embed --centroids) to embed their centroids, or reduce them yourself first "
+                "(.centroid, .representative_point())"
+            )
+        geometry = _with_centroids(geometry, other)
+        log.info("embedding the centroids of %d non-point geometries (%s)", int(other.sum()), ", ".join(found))
+    crs = geometry.crs
     if crs is None:
         log.warning("geometries have no CRS; assuming they are (lon, lat) degrees (EPSG:4326)")
     elif not is_wgs84(crs):
-        log.info("reprojecting %d geometries from %s to EPSG:4326", len(obj), crs)
-        obj = obj.to_crs("EPSG:4326")
-    geometry = obj.geometry
-    kinds = {str(t) for t in np.asarray(geometry.geom_type, dtype=object) if t is not None}
-    if kinds - {"Point"}:
-        raise ValueError(
-            f"geometries must be points, found {sorted(kinds)}; use .centroid or .representative_point() first"
-        )
+        (log.info if note else log.debug)("reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs)
+        geometry = geometry.to_crs("EPSG:4326")
     return np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
+
+
+#: equal-area CRS in which the centroids of lon/lat geometries are computed (WGS 84 / NSIDC EASE-Grid 2.0 Global)
+CENTROID_CRS = "EPSG:6933"
+
+
+def _with_centroids(geometry, rows: np.ndarray):
+    """A copy of the GeoSeries ``geometry`` with the geometries of ``rows`` (bool) replaced by their centroids;
+    points keep their exact coordinates."""
+    crs = geometry.crs
+    part = geometry[rows]
+    if crs is not None and crs.is_geographic:
+        centres = part.to_crs(CENTROID_CRS).centroid.to_crs(crs)
+    else:
+        if crs is None:
+            log.warning("centroids of geometries without a CRS are computed in their raw coordinates")
+        centres = part.centroid
+    out = geometry.copy()
+    out[rows] = centres.values
+    return out
 
 
 def column_values(table, name: str) -> np.ndarray:
@@ -73,13 +120,15 @@ def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) 
     return np.column_stack([column_values(table, lon_name), column_values(table, lat_name)])
 
 
-def to_lonlat(points, lon_col: str | None = None, lat_col: str | None = None) -> np.ndarray | torch.Tensor:
+def to_lonlat(
+    points, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False
+) -> np.ndarray | torch.Tensor:
     """Coordinates of ``points`` as ``(N, 2)`` (lon, lat): a tensor stays a tensor (same device), anything
-    else becomes a float64 numpy array. Values are not validated here."""
+    else becomes a float64 numpy array. Values are not validated here. ``centroids``: see :func:`geo_lonlat`."""
     if isinstance(points, torch.Tensor):
         return points
     if is_geo(points) and lon_col is None and lat_col is None:
-        return geo_lonlat(points)
+        return geo_lonlat(points, centroids=centroids)
     if is_table(points):
         return table_lonlat(points, lon_col, lat_col)
     array = np.asarray(points, dtype=np.float64)

@@ -29,6 +29,24 @@ def embedding_column_names(dim: int) -> list[str]:
     return [f"{COLUMN_PREFIX}{j:0{width}d}" for j in range(dim)]
 
 
+def with_embedding(
+    table, embeddings: np.ndarray, valid: np.ndarray, dtype, layout: str = "list", column: str = "embedding"
+):
+    """The Arrow ``table`` with ``embeddings`` ``(n, dim)`` appended as one ``fixed_size_list<dtype>[dim]``
+    column named ``column`` (``layout="list"``) or one column per dimension (``"columns"``: ``emb_000`` …);
+    rows where ``valid`` is False are null."""
+    import pyarrow as pa
+
+    dim = embeddings.shape[1]
+    mask = pa.array(~valid) if not valid.all() else None
+    if layout == "list":
+        values = pa.array(np.ascontiguousarray(embeddings, dtype=dtype).reshape(-1))
+        return table.append_column(column, pa.FixedSizeListArray.from_arrays(values, dim, mask=mask))
+    for j, name in enumerate(embedding_column_names(dim)):
+        table = table.append_column(name, pa.array(embeddings[:, j].astype(dtype), mask=mask))
+    return table
+
+
 class Sink:
     """Receives chunks of ``(table, embeddings, valid)`` and assembles the output."""
 
@@ -73,14 +91,7 @@ class ParquetSink(Sink):
     def write(self, index, table, embeddings, valid):
         import pyarrow as pa
 
-        mask = pa.array(~valid) if not valid.all() else None
-        if self.options["layout"] == "list":
-            values = pa.array(np.ascontiguousarray(embeddings, dtype=self.dtype).reshape(-1))
-            column = pa.FixedSizeListArray.from_arrays(values, self.dim, mask=mask)
-            table = table.append_column(self.options["column"], column)
-        else:
-            for j, name in enumerate(embedding_column_names(self.dim)):
-                table = table.append_column(name, pa.array(embeddings[:, j].astype(self.dtype), mask=mask))
+        table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         with safe_output.atomic_file(self._part(index), overwrite=True) as tmp:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)

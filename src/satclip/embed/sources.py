@@ -92,10 +92,13 @@ class Source:
     #: for point-geometry formats: the columns holding the geometry's lon/lat (used unless named)
     geometry_columns: tuple[str, str] | None = None
 
-    def __init__(self, path: Path, lon_col: str | None = None, lat_col: str | None = None):
+    def __init__(
+        self, path: Path, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False
+    ):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"input {self.path} does not exist")
+        self.centroids = centroids  # geo formats: embed the centroids of non-point geometries
         self._open()
         if lon_col is None and lat_col is None and self.geometry_columns is not None:
             self.lon_col, self.lat_col = self.geometry_columns
@@ -297,7 +300,7 @@ class GeoPackageSource(InMemorySource):
         geopandas = require("geopandas", "geo", f"reading {self.path} (or write it to Parquet/CSV with lon/lat)")
         frame = geopandas.read_file(self.path)
         attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
-        return attributes, geo_lonlat(frame)
+        return attributes, geo_lonlat(frame, centroids=self.centroids)
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str:
@@ -314,6 +317,22 @@ def format_of(path: str | Path, fmt: str | None = None) -> str:
     return SUFFIXES[suffix]
 
 
-def open_source(path: str | Path, fmt: str | None = None, lon_col: str | None = None, lat_col: str | None = None):
-    """Open a point file; ``fmt`` overrides the suffix."""
-    return SOURCES.get(format_of(path, fmt))(Path(os.fspath(path)), lon_col, lat_col)
+def open_source(
+    path: str | Path,
+    fmt: str | None = None,
+    lon_col: str | None = None,
+    lat_col: str | None = None,
+    *,
+    centroids: bool = False,
+):
+    """Open a point file, or a directory of Parquet part files; ``fmt`` overrides the suffix. GeoParquet files
+    and Parquet datasets are read by :class:`satclip.embed.parquet.ParquetDatasetSource`. ``centroids``:
+    embed the centroids of non-point geometries (GeoParquet, GeoPackage) instead of refusing them."""
+    path = Path(os.fspath(path))
+    fmt = "parquet" if path.is_dir() and fmt is None else format_of(path, fmt)
+    if fmt == "parquet":
+        from .parquet import ParquetDatasetSource, is_geoparquet
+
+        if path.is_dir() or is_geoparquet(path):
+            return ParquetDatasetSource(path, lon_col, lat_col, centroids=centroids)
+    return SOURCES.get(fmt)(path, lon_col, lat_col, centroids=centroids)

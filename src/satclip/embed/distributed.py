@@ -1,0 +1,440 @@
+"""Embedding on Dask: lazy Dask DataFrames (:func:`embed_frame`) and resumable Parquet jobs on a cluster
+(:func:`embed_dataset`, ``satclip embed --engine dask``).
+
+:func:`embed_dataset` splits the input (a Parquet file or dataset directory, see
+:mod:`satclip.embed.parquet`) into partitions of ``chunk_rows`` rows (partition ``k`` = rows
+``[k·C, (k+1)·C)``, the local engine's chunks) and runs one task per partition. The model, the input's
+description and the options reach every worker once, in a worker plugin (also on workers that join or
+restart later); tasks carry only a partition number. A task reads its rows, validates them (invalid rows
+are reported with their row number in the whole input, and nothing is written for that partition),
+embeds them and writes a Parquet part under a name of its own; the client, which alone holds the lock on
+the output, moves each finished part to its final name and records it in ``manifest.json`` in the work
+directory ``OUTPUT.partial/``. A rerun continues with the partitions not recorded; its output equals that
+of an uninterrupted run (and of the local engine: the same chunks in the same batches).
+
+Paths must be the same for the client and every worker (a shared file system), and workers need satclip
+installed. Invalid rows written as nulls by an earlier ``--skip-invalid`` run are reported again by a run
+without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import safe_output
+from ..errors import BadInputError, SatclipError
+from ..optional import require
+from ..points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
+from . import sinks
+from .api import embed_lonlat
+from .inputs import embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
+from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, model_identity
+from .sources import coordinates
+
+try:  # the plugin's base class; embed_dataset requires distributed before a plugin is made
+    from distributed import WorkerPlugin
+except ImportError:  # pragma: no cover - without the dask extra
+    WorkerPlugin = object
+
+log = logging.getLogger(__name__)
+
+#: rows per partition of ``satclip embed --engine dask`` (a multiple of every default batch size)
+DEFAULT_PARTITION_ROWS = 1 << 18
+#: rows per Parquet row group in the parts (the local engine's chunk)
+ROW_GROUP_ROWS = 1 << 16
+#: how often a partition is resubmitted after its task was cancelled (a cluster restart)
+RESUBMITS = 3
+
+
+class SchedulerError(SatclipError):
+    """The Dask scheduler cannot be reached."""
+
+
+def _dtype(encoder) -> np.dtype:
+    return np.dtype(str(encoder.dtype).removeprefix("torch."))
+
+
+# --------------------------------------------------------------------------------------- Dask DataFrames
+def _frame_partition(part, encoder, batch_size, lon_col, lat_col, skip_invalid, centroids, partition_info=None):
+    """Embeddings of one partition (a pandas DataFrame or GeoDataFrame) as a DataFrame on its index."""
+    if is_geo(part) and lon_col is None and lat_col is None:
+        lonlat = geo_lonlat(part, centroids=centroids, note=False)
+    else:
+        lonlat = table_lonlat(part, lon_col, lat_col)
+    try:
+        values = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid)
+    except InvalidPointsError as err:
+        number = (partition_info or {}).get("number", "?")
+        labels = [part.index[r] for r in err.bad_rows[:MAX_REPORTED_ROWS]]
+        raise InvalidPointsError(
+            f"partition {number} (row numbers within the partition; index labels {labels}): {err} "
+            "Pass skip_invalid=True for NaN rows instead.",
+            err.bad_rows,
+        ) from None
+    return embedding_frame(values.cpu().numpy(), part.index)
+
+
+def embed_frame(
+    frame,
+    encoder,
+    *,
+    batch_size: int | None = None,
+    lon_col: str | None = None,
+    lat_col: str | None = None,
+    skip_invalid: bool = False,
+    centroids: bool = False,
+):
+    """Embeddings of a Dask DataFrame (coordinate columns detected or named) or a dask-geopandas
+    GeoDataFrame of points, as a lazy Dask DataFrame with the same partitions and index and columns
+    ``emb_000`` … in the encoder's dtype.
+
+    The encoder enters the graph once, as one key every partition's task depends on (with a distributed
+    scheduler it is sent to each worker once). Invalid points raise when computed, naming the partition,
+    the rows within it and their index labels, or are NaN rows with ``skip_invalid``.
+    """
+    dask = require("dask", "dask", "embedding a Dask DataFrame")
+    pd = require("pandas", "dask", "embedding a Dask DataFrame")
+    crs = getattr(frame, "crs", None)
+    if crs is not None and not is_wgs84(crs) and lon_col is None and lat_col is None:
+        log.info("reprojecting the geometries from %s to EPSG:4326 (in each partition)", crs)
+    dtype = _dtype(encoder)
+    names = sinks.embedding_column_names(encoder.embedding_dim)
+    meta = pd.DataFrame({name: np.empty(0, dtype) for name in names}, index=frame._meta.index)
+    model = dask.delayed(encoder, name=f"satclip-model-{model_identity(encoder)['sha256'][:16]}", traverse=False)
+    return frame.map_partitions(
+        _frame_partition, model, batch_size, lon_col, lat_col, skip_invalid, centroids, meta=meta,
+        enforce_metadata=False,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ Parquet jobs
+@dataclass
+class _Partitions:
+    """What a worker needs to embed any partition of one job; sent once per worker in :class:`_JobPlugin`."""
+
+    encoder: object
+    source: object  # a ParquetDatasetSource
+    workdir: str
+    chunk_rows: int
+    batch_size: int
+    layout: str
+    column: str
+    skip_invalid: bool
+
+    def run(self, index: int, token: str) -> dict:
+        """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.parquet``; a dict for the client."""
+        pq = require("pyarrow.parquet", "embed", "writing Parquet")
+        source, rows = self.source, self.chunk_rows
+        start, stop = index * rows, min((index + 1) * rows, source.num_rows)
+        table = next((chunk for _, chunk in source.chunks(index, stop, rows)), None)
+        if table is None or table.num_rows != stop - start:
+            raise RuntimeError(f"{source.path} has fewer rows than when the job started: did it change?")
+        lonlat = coordinates(table, source.lon_col, source.lat_col)
+        bad = invalid_rows(lonlat)
+        result = {"index": index, "rows": table.num_rows, "invalid": int(bad.sum())}
+        if bad.any() and not self.skip_invalid:
+            rows_bad = np.flatnonzero(bad)
+            return {**result, "error": describe_invalid(lonlat, bad, start), "bad_rows": (rows_bad + start).tolist()}
+        embeddings = embed_lonlat(self.encoder, lonlat, batch_size=self.batch_size, skip_invalid=True)
+        table = sinks.with_embedding(
+            table, embeddings.cpu().numpy(), ~bad, _dtype(self.encoder), self.layout, self.column
+        )  # fmt: skip
+        pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.parquet"
+        with safe_output.atomic_file(pending) as tmp:
+            pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+        return {**result, "pending": str(pending)}
+
+
+#: worker process → the jobs its plugins set up, by plugin name
+_JOBS: dict[str, _Partitions] = {}
+
+
+class _JobPlugin(WorkerPlugin):
+    """Carries one job to every worker (pickled once, on the client, when registered)."""
+
+    def __init__(self, name: str, job: _Partitions):
+        self.name, self.job = name, job
+
+    def setup(self, worker) -> None:
+        _JOBS[self.name] = self.job
+
+    def teardown(self, worker) -> None:
+        _JOBS.pop(self.name, None)
+
+
+def _run_partition(name: str, index: int, token: str) -> dict:
+    job = _JOBS.get(name)
+    if job is None:
+        raise RuntimeError(f"this worker has no satclip job {name!r}: its plugin was not set up")
+    return job.run(index, token)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """distributed logs each connection at INFO on its own loggers; keep them to warnings unless satclip's
+    logger is at DEBUG."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers``
+    single-threaded worker processes (default: one per usable core) started here and closed afterwards."""
+    distributed = require("distributed", "dask", "embedding with --engine dask")
+    with _quiet_distributed():
+        yield from _connect(distributed, scheduler, workers)
+
+
+def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterator[object]:
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as err:
+            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+        with client:
+            yield client
+        return
+    workers = workers or usable_cores()
+    log.info("starting a local Dask cluster of %d worker process(es)", workers)
+    with distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        yield client
+
+
+def _output_kind(output: Path, out_format: str | None) -> str:
+    """``"file"`` (one Parquet file) or ``"dataset"`` (a directory of part files)."""
+    if out_format not in (None, "parquet", "parquet-dataset"):
+        raise BadInputError(
+            f"--engine dask writes Parquet (a .parquet file or a dataset directory), not {out_format!r}; "
+            "use the local engine for NPY and Zarr"
+        )
+    if out_format == "parquet-dataset" or safe_output.is_owned(output):
+        return "dataset"
+    suffix = output.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "file"
+    if suffix:
+        raise BadInputError(
+            f"--engine dask writes Parquet: {output} should end in .parquet (one file) or have no suffix "
+            "(a dataset directory of part files)"
+        )
+    return "dataset"
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return directory.is_dir() and path.resolve().is_relative_to(directory.resolve())
+
+
+def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -> InvalidPointsError:
+    parts = []
+    if failed:
+        first = min(failed, key=lambda r: r["index"])
+        parts.append(
+            f"{source.path}: {sum(r['invalid'] for r in failed)} invalid row(s) in {len(failed)} partition(s), "
+            f"nothing written for those; partition {first['index']}: {first['error']}"
+        )
+    if written:
+        listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])
+        parts.append(f"written with nulls for invalid rows by an earlier --skip-invalid run: {listed}")
+    bad = np.array(min(failed, key=lambda r: r["index"])["bad_rows"] if failed else [], dtype=np.int64)
+    return InvalidPointsError(
+        "; ".join(parts) + ". Pass --skip-invalid to write nulls for them (finished partitions are kept), "
+        "or fix the input and rerun with --restart",
+        bad,
+    )
+
+
+def _finish(parts: Path, workdir: Path, output: Path, kind: str, num_parts: int, overwrite: bool, inputs) -> None:
+    if kind == "dataset":
+        safe_output.publish(parts, output, overwrite=overwrite, inputs=inputs)
+    else:
+        pq = require("pyarrow.parquet", "embed", "writing Parquet")
+        merged = workdir / "output.parquet"
+        with safe_output.atomic_file(merged, overwrite=True) as tmp:
+            writer = None
+            try:
+                for index in range(num_parts):
+                    part = pq.ParquetFile(parts / f"part-{index:06d}.parquet")
+                    for group in range(part.metadata.num_row_groups):
+                        table = part.read_row_group(group)
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, table.schema)
+                        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            finally:
+                if writer is not None:
+                    writer.close()
+        safe_output.publish(merged, output, overwrite=overwrite, inputs=inputs)
+    safe_output.remove_owned(workdir)
+
+
+def embed_dataset(
+    source,
+    output: str | Path,
+    encoder,
+    *,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    out_format: str | None = None,
+    layout: str = "list",
+    column: str = "embedding",
+    chunk_rows: int = DEFAULT_PARTITION_ROWS,
+    batch_size: int | None = None,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: Progress | None = None,
+) -> EmbedResult:
+    """Embed a Parquet file or dataset (a path or a :class:`~satclip.embed.parquet.ParquetDatasetSource`)
+    on a Dask cluster into ``output``: one Parquet file (``.parquet``) or a dataset directory of part files
+    ``part-000000.parquet`` … (no suffix), both written atomically, resumably (see the module docstring).
+
+    The cluster: ``client`` (a ``distributed.Client``), else the scheduler at ``scheduler``, else a
+    ``LocalCluster`` of ``workers`` processes (default: one per core), started and closed here.
+
+    Raises:
+        InvalidPointsError: partitions with invalid rows and not ``skip_invalid`` (after every other
+            partition is done and recorded; the message names rows by their number in the whole input).
+        ResumeMismatchError, OutputExistsError, LockedError: as :func:`satclip.embed.embed_file`.
+        SchedulerError: ``scheduler`` cannot be reached.
+    """
+    from .parquet import ParquetDatasetSource
+
+    began = time.perf_counter()
+    progress = progress or _NoProgress()
+    if not isinstance(source, ParquetDatasetSource):
+        source = ParquetDatasetSource(source)
+    if layout not in sinks.LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {list(sinks.LAYOUTS)}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    if source.num_rows == 0:
+        raise ValueError(f"{source.path} has no rows")
+    output = Path(output)
+    kind = _output_kind(output, out_format)
+    workdir = output.with_name(output.name + ".partial")
+    if _inside(output, source.path) or _inside(workdir, source.path):
+        raise BadInputError(f"the output {output} is inside the input dataset {source.path}; write it elsewhere")
+    safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=kind == "dataset")
+    dim = encoder.embedding_dim
+    batch_size = batch_size or encoder.default_batch_size
+    options = {
+        "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "centroids": source.centroids,
+    }  # fmt: skip
+    sinks.ParquetSink.check_columns(source.columns, dim, options)
+    identity = json.loads(
+        json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
+    )
+    num_parts = -(-source.num_rows // chunk_rows)
+    manifest_path, parts, pending = workdir / MANIFEST, workdir / "parts", workdir / "pending"
+
+    with safe_output.exclusive(output):
+        manifest = _resume_manifest(workdir, identity, restart)
+        if manifest is None:
+            if safe_output.is_owned(workdir):
+                safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
+            safe_output.make_owned_dir(workdir, kind="embed-work")
+            safe_output.make_owned_dir(parts, kind="output")
+            manifest = {
+                "satclip_embed_manifest": 1, "engine": "dask", "input_path": str(source.path), "identity": identity,
+                "num_input_rows": source.num_rows, "partitions": num_parts, "done": {},
+            }  # fmt: skip
+            safe_output.write_json(manifest_path, manifest)
+        if safe_output.is_owned(pending):
+            safe_output.remove_owned(pending)  # parts of tasks whose run stopped before recording them
+        safe_output.make_owned_dir(pending, kind="embed-work")
+        done = {int(k): n for k, n in manifest["done"].items() if (parts / f"part-{int(k):06d}.parquet").is_file()}
+
+        def rows_of(index: int) -> int:
+            return min((index + 1) * chunk_rows, source.num_rows) - index * chunk_rows
+
+        resumed = len(done)
+        if resumed:
+            log.info("resuming %s: %d of %d partitions already done", output, resumed, num_parts)
+        done_rows = sum(rows_of(k) for k in done)
+        progress.start(source.num_rows, done_rows)
+        todo = [k for k in range(num_parts) if k not in done]
+        failed: list[dict] = []
+        if todo:
+            job = _Partitions(encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid)
+            with contextlib.ExitStack() as stack:
+                if client is None:
+                    client = stack.enter_context(dask_client(scheduler, workers))
+                failed = _run(client, job, todo, manifest, manifest_path, parts, progress)
+        written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
+        if failed or written:
+            raise _invalid_error(source, failed, written)
+        safe_output.remove_owned(pending)
+        _finish(parts, workdir, output, kind, num_parts, overwrite, [source.path])
+    seconds = time.perf_counter() - began
+    invalid = sum(manifest["done"].values())
+    return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)
+
+
+def _run(client, job: _Partitions, todo: list[int], manifest: dict, manifest_path: Path, parts: Path, progress):
+    """Run the partitions ``todo`` on ``client``; record each finished one; return the failed ones' results."""
+    distributed = require("distributed", "dask", "embedding with --engine dask")
+    token = secrets.token_hex(4)
+    name = f"satclip-embed-{token}"
+    client.register_plugin(_JobPlugin(name, job), name=name)
+    submitted: dict = {}  # future key → (partition, attempt)
+    futures: list = []
+    failed: list[dict] = []
+    try:
+        futures = client.map(_run_partition, [name] * len(todo), todo, [token] * len(todo), pure=False)
+        submitted = {future.key: (index, 0) for future, index in zip(futures, todo, strict=True)}
+        queue = distributed.as_completed(futures)
+        for future in queue:
+            index, attempt = submitted[future.key]
+            try:
+                result = future.result()
+            except CancelledError as err:
+                if attempt >= RESUBMITS:
+                    raise RuntimeError(
+                        f"partition {index} was cancelled {attempt + 1} times (cluster restarts?); rerun to resume"
+                    ) from err
+                log.warning("partition %d was cancelled (a cluster restart?); submitting it again", index)
+                retry = client.submit(_run_partition, name, index, token, pure=False)
+                submitted[retry.key] = (index, attempt + 1)
+                futures.append(retry)
+                queue.add(retry)
+                continue
+            if "error" in result:
+                failed.append(result)
+                continue
+            safe_output.publish(result["pending"], parts / f"part-{index:06d}.parquet", overwrite=True)
+            manifest["done"][str(index)] = result["invalid"]
+            safe_output.write_json(manifest_path, manifest)
+            progress.update(result["rows"])
+    finally:
+        client.cancel([future for future in futures if not future.done()])
+        with contextlib.suppress(Exception):  # the cluster may be gone already
+            client.unregister_worker_plugin(name)
+    return failed

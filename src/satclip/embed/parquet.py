@@ -1,0 +1,218 @@
+"""Parquet datasets (a file or a directory of part files), plain or GeoParquet, as one point source.
+
+A dataset directory holds ``*.parquet`` / ``*.pq`` part files, found recursively (names starting with
+``.`` or ``_`` are skipped, as pyarrow and Spark do) and read in natural order of their relative paths
+(``part.2`` before ``part.10``, as Dask writes them) as one table: row ``i`` of the dataset is row ``i`` of
+that concatenation. All parts must have the same columns and types. Hive-style ``key=value`` directories
+are refused (their keys are not columns of the files).
+
+GeoParquet (``geo`` metadata): unless ``lon_col``/``lat_col`` are given, the primary geometry column
+(WKB or GeoArrow ``point`` encoding) is read with geopandas (the ``geo`` extra), reprojected to EPSG:4326
+when its CRS is another, and appended as ``lon``/``lat`` columns (``geometry_lon``/``geometry_lat`` when
+those names are taken); the geometry column itself is kept. Non-point geometries are refused, or
+reduced to centroids with ``centroids=True`` (see :func:`satclip.embed.inputs.geo_lonlat`).
+
+A source holds paths and row counts, never open files, so it pickles small (it is sent to Dask workers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..optional import require
+from .columns import detect_lonlat_columns
+from .inputs import geo_lonlat, is_wgs84
+from .sources import _READ_BATCH, Source, file_fingerprint
+
+log = logging.getLogger(__name__)
+
+PART_SUFFIXES = (".parquet", ".pq")
+_TAIL_BYTES = 1 << 16
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
+
+
+def part_files(path: Path) -> list[Path]:
+    """The part files of a dataset directory in reading order (``[path]`` for a file).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: a directory without part files, or with Hive-style ``key=value`` directories.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist")
+    if path.is_file():
+        return [path]
+    found = []
+    for file in path.rglob("*"):
+        relative = file.relative_to(path)
+        if any(part.startswith((".", "_")) for part in relative.parts) or not file.is_file():
+            continue
+        if file.suffix.lower() in PART_SUFFIXES:
+            found.append(relative)
+    if not found:
+        raise ValueError(f"{path} is a directory without Parquet part files (*.parquet, *.pq)")
+    hive = sorted({p for f in found for p in f.parts[:-1] if "=" in p})
+    if hive:
+        raise ValueError(
+            f"{path} is Hive-partitioned ({hive[0]}/…): its partition keys are not columns of the files; "
+            "write the dataset without partition_cols, or embed each partition directory separately"
+        )
+    return [path / f for f in sorted(found, key=_natural_key)]
+
+
+def is_geoparquet(path: Path) -> bool:
+    """True for a Parquet file (or the first part of a dataset) with GeoParquet ``geo`` metadata."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(part_files(path)[0]).metadata or {}
+    return b"geo" in metadata
+
+
+def _geo_crs(meta: dict):
+    """The CRS of a GeoParquet column: a missing ``crs`` means OGC:CRS84, ``null`` means unknown (None)."""
+    if "crs" not in meta:
+        return "OGC:CRS84"
+    crs = meta["crs"]
+    if crs is None:
+        return None
+    pyproj = require("pyproj", "geo", "reading the CRS of GeoParquet geometries")
+    return pyproj.CRS.from_json_dict(crs) if isinstance(crs, dict) else pyproj.CRS.from_user_input(crs)
+
+
+def geometry_lonlat(column, meta: dict, *, centroids: bool = False) -> np.ndarray:
+    """``(n, 2)`` float64 (lon, lat) in EPSG:4326 of a GeoParquet geometry column (an Arrow array)."""
+    import pyarrow as pa
+
+    geopandas = require("geopandas", "geo", "reading GeoParquet geometries (or give --lon-col/--lat-col)")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column, pa.ExtensionArray):
+        column = column.storage
+    encoding = str(meta.get("encoding", "WKB")).lower()
+    crs = _geo_crs(meta)
+    if encoding == "wkb":
+        series = geopandas.GeoSeries.from_wkb(column.to_numpy(zero_copy_only=False), crs=crs)
+    elif encoding == "point":
+        x = column.field("x").to_numpy(zero_copy_only=False).astype(np.float64)
+        y = column.field("y").to_numpy(zero_copy_only=False).astype(np.float64)
+        if column.null_count:
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            x, y = np.where(valid, x, np.nan), np.where(valid, y, np.nan)
+        series = geopandas.GeoSeries.from_xy(x, y, crs=crs)
+    else:
+        raise ValueError(f"GeoParquet geometry encoding {meta.get('encoding')!r} is not supported (WKB or point)")
+    return geo_lonlat(series, centroids=centroids, note=False)
+
+
+class ParquetDatasetSource(Source):
+    """A Parquet file or dataset directory (see the module docstring); ``centroids`` for GeoParquet."""
+
+    format = "parquet-dataset"
+
+    def __init__(self, path, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False):
+        self.path = Path(path)
+        self.centroids = centroids
+        self._open()
+        if lon_col is None and lat_col is None and self.geometry_columns is not None:
+            self.lon_col, self.lat_col = self.geometry_columns
+            self._log_geometry()
+        else:
+            self.lon_col, self.lat_col = detect_lonlat_columns(self.columns, lon_col, lat_col)
+            self._geo = None  # coordinates come from columns: the geometry is just another column
+
+    def _open(self):
+        import pyarrow.parquet as pq
+
+        self.files = part_files(self.path)
+        schema, self._group_rows = None, []
+        for file in self.files:
+            meta = pq.read_metadata(file)
+            file_schema = meta.schema.to_arrow_schema()
+            if schema is None:
+                schema = file_schema
+            elif not file_schema.remove_metadata().equals(schema.remove_metadata()):
+                raise ValueError(
+                    f"{file} has other columns or types than {self.files[0]} ({file_schema.names} vs {schema.names}); "
+                    "all part files of a dataset must share one schema"
+                )
+            self._group_rows.append([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        self.file_rows = [sum(groups) for groups in self._group_rows]
+        self.num_rows = sum(self.file_rows)
+        self.columns = list(schema.names)
+        self._geo = None
+        geo = json.loads((schema.metadata or {}).get(b"geo", b"null"))
+        if geo:
+            primary = geo.get("primary_column", "geometry")
+            self._geo = (primary, geo.get("columns", {}).get(primary, {}))
+            names = set(self.columns)
+            self.geometry_columns = ("geometry_lon", "geometry_lat") if {"lon", "lat"} & names else ("lon", "lat")
+            self.columns = self.columns + list(self.geometry_columns)
+
+    def _log_geometry(self) -> None:
+        primary, meta = self._geo
+        crs = _geo_crs(meta)
+        if crs is not None and not is_wgs84(crs):
+            log.info("%s: reprojecting geometry column %r from %s to EPSG:4326", self.path, primary, crs)
+
+    def fingerprint(self) -> dict:
+        if self.path.is_file():
+            return {"format": self.format, **file_fingerprint(self.path)}
+        digest = hashlib.sha256()
+        for file in self.files:
+            stat = file.stat()
+            digest.update(f"{file.relative_to(self.path).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            with file.open("rb") as fh:  # the footer: schema, row groups and column statistics
+                fh.seek(max(0, stat.st_size - _TAIL_BYTES))
+                digest.update(fh.read())
+        return {"format": self.format, "files": len(self.files), "rows": self.num_rows, "sha256": digest.hexdigest()}
+
+    def _batches(self, start, columns):
+        import pyarrow.parquet as pq
+
+        virtual = set(self.geometry_columns or ()) if self._geo is not None else set()
+        read = None
+        if columns is not None:
+            read = [c for c in columns if c not in virtual]
+            if virtual & set(columns) and self._geo[0] not in read:
+                read.append(self._geo[0])
+        first, index = 0, 0  # the first file with rows at or after start, and its first row group
+        while index < len(self.files) and first + self.file_rows[index] <= start:
+            first += self.file_rows[index]
+            index += 1
+        group = 0
+        while index < len(self.files) and first + self._group_rows[index][group] <= start:
+            first += self._group_rows[index][group]
+            group += 1
+
+        def batches():
+            for number in range(index, len(self.files)):
+                groups = range(group if number == index else 0, len(self._group_rows[number]))
+                reader = pq.ParquetFile(self.files[number])
+                for batch in reader.iter_batches(_READ_BATCH, row_groups=groups, columns=read):
+                    yield self._with_lonlat(batch, columns) if virtual else batch
+
+        return first, batches()
+
+    def _with_lonlat(self, batch, columns):
+        """``batch`` with the geometry's lon/lat appended (and only ``columns``, if given); the schema keeps
+        its metadata, so what is written from it stays GeoParquet."""
+        import pyarrow as pa
+
+        primary, meta = self._geo
+        lonlat = geometry_lonlat(batch.column(primary), meta, centroids=self.centroids)
+        arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+        fields = {field.name: field for field in batch.schema}
+        for name, values in zip(self.geometry_columns, lonlat.T, strict=True):
+            arrays[name], fields[name] = pa.array(values), pa.field(name, pa.float64())
+        names = columns if columns is not None else self.columns
+        schema = pa.schema([fields[n] for n in names], metadata=batch.schema.metadata)
+        return pa.RecordBatch.from_arrays([arrays[n] for n in names], schema=schema)
