@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from satclip.image.cached import CachedFeatures
+from satclip.loss import ContrastiveLoss
+from satclip.model import SatCLIP
 from satclip.train.build import build_image_encoder, build_location_encoder
 from satclip.train.cache import build_cache, write_cache
 from satclip.train.config import ModelConfig, OptimConfig
 from satclip.train.data import CachedPairs, EpochBatchSampler, ImagePairs
-from satclip.train.loss import ContrastiveLoss
 from satclip.train.optim import adamw
-from satclip.train.pair import ContrastivePair
 from satclip.train.sources import PairSource
 
 S2_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "s2-examples"
@@ -209,7 +210,7 @@ def main() -> None:
     try:
         # 1. original-style: backbone on every step
         torch.manual_seed(0)
-        full = ContrastivePair(backbone, build_location_encoder(model), model.logit_scale_init).to(device).train()
+        full = SatCLIP(backbone, build_location_encoder(model), model.logit_scale_init).to(device).train()
         optimizer = adamw(full, OptimConfig())
         images = ImagePairs(source, train=True, seed=0, jitter=0.01)
         run_epoch(full, loader_for(images, args.images, args.batch_size, 99, args.workers), optimizer, device, amp, 1)
@@ -228,8 +229,8 @@ def main() -> None:
 
         # 3. cached, same images and batch size
         torch.manual_seed(0)
-        head = torch.nn.Linear(backbone.feature_dim, model.embed_dim)
-        cached = ContrastivePair(head, build_location_encoder(model), model.logit_scale_init).to(device).train()
+        head = CachedFeatures(torch.nn.Linear(backbone.feature_dim, model.embed_dim), dict(backbone.config))
+        cached = SatCLIP(head, build_location_encoder(model), model.logit_scale_init).to(device).train()
         optimizer = adamw(cached, OptimConfig())
         pairs = CachedPairs(cache, train=True, seed=0, jitter=0.01)
         run_epoch(cached, loader_for(pairs, args.images, args.batch_size, 99), optimizer, device, amp, 1)

@@ -8,11 +8,12 @@ import math
 import numpy as np
 import torch
 
+import satclip.image
 from satclip.location_encoder import LocationEncoder
+from satclip.model import SatCLIP
 from satclip.train.config import OptimConfig
 from satclip.train.data import BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, jitter_points, split_indices
 from satclip.train.optim import adamw
-from satclip.train.pair import ContrastivePair
 
 from .train_helpers import SMALL_LOCATION, synthetic_cache, tiny_source
 
@@ -94,15 +95,20 @@ def test_weight_decay_skips_biases_norms_and_logit_scale():
     location = LocationEncoder.from_config(
         {"encoding": SMALL_LOCATION["encoding"], "network": {**SMALL_LOCATION["network"], "num_classes": 8}}
     )
-    image = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8))
-    pair = ContrastivePair(image, location, math.log(1 / 0.07))
-    optimizer = adamw(pair, OptimConfig())
+    image = satclip.image.create(
+        "clip_vit", image_resolution=16, in_chans=3, embed_dim=8, width=64, layers=1, patch_size=8
+    )
+    model = SatCLIP(image, location, math.log(1 / 0.07))
+    optimizer = adamw(model, OptimConfig())
     no_decay, decay = optimizer.param_groups
-    names = {id(p): n for n, p in pair.named_parameters()}
+    names = {id(p): n for n, p in model.named_parameters()}
     assert no_decay["weight_decay"] == 0 and decay["weight_decay"] == 0.01 and decay["lr"] == 1e-4
-    assert {names[id(p)] for p in decay["params"]} == {
-        "image.0.weight", "location.nnet.layers.0.weight", "location.nnet.layers.1.weight",
-        "location.nnet.last_layer.weight",
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {n for n in decayed if n.startswith("location.")} == {
+        "location.nnet.layers.0.weight", "location.nnet.layers.1.weight", "location.nnet.last_layer.weight",
     }  # fmt: skip
+    assert all(names[id(p)].startswith("visual.") or names[id(p)] == "logit_scale" or names[id(p)].endswith("bias")
+               for p in no_decay["params"])  # fmt: skip
     assert "logit_scale" in {names[id(p)] for p in no_decay["params"]}
-    assert "image.1.weight" in {names[id(p)] for p in no_decay["params"]}  # the norm's scale
+    assert "visual.ln_post.weight" in {names[id(p)] for p in no_decay["params"]}  # a norm's scale
+    assert "visual.conv1.weight" in decayed and all(p.ndim >= 2 for p in decay["params"])

@@ -51,9 +51,9 @@ def test_cached_training_learns_and_exports(tmp_path):
     # exports: native and original load with satclip.load and give the trained location encoder
     points = np.array([[13.4, 52.5], [-58.4, -34.6], [151.2, -33.9], [0.0, 89.0]])
     ckpt = torch.load(result.checkpoints["last"], weights_only=True)
-    trained = result.pair.location
-    trained.load_state_dict({k[len("pair.location.") :]: v for k, v in ckpt["state_dict"].items()
-                             if k.startswith("pair.location.")})  # fmt: skip
+    trained = result.model.location
+    trained.load_state_dict({k[len("model.location.") :]: v for k, v in ckpt["state_dict"].items()
+                             if k.startswith("model.location.")})  # fmt: skip
     expected = trained.eval().encode(points)
     for source in (result.exports["last"].native, result.exports["last"].original):
         np.testing.assert_allclose(satclip.load(source).encode(points).numpy(), expected.numpy(), atol=1e-6)

@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from satclip.image.cached import CachedFeatures
 from satclip.location_encoder import LocationEncoder
-from satclip.train.loss import ContrastiveLoss
-from satclip.train.pair import ContrastivePair
+from satclip.loss import ContrastiveLoss
+from satclip.model import SatCLIP
 
 from .train_helpers import SMALL_LOCATION, sphere_points
 
@@ -54,12 +55,13 @@ def test_matched_pairs_beat_shuffled_pairs():
     assert loss(x, x, scale).loss < loss(x, x[torch.randperm(64, generator=generator)], scale).loss - 1
 
 
-def _model() -> ContrastivePair:
+def _model() -> SatCLIP:
     torch.manual_seed(0)
     location = LocationEncoder.from_config(
         {"encoding": SMALL_LOCATION["encoding"], "network": {**SMALL_LOCATION["network"], "num_classes": EMBED}}
     )
-    pair = ContrastivePair(torch.nn.Linear(FEATURES, EMBED), location, math.log(1 / 0.07))
+    head = CachedFeatures(torch.nn.Linear(FEATURES, EMBED), {"name": "features"})
+    pair = SatCLIP(head, location, math.log(1 / 0.07))
     # float64, so the comparison measures the gathering, not float32 summation order (in float32 the
     # first SIREN layer's gradients, up to 16 in size, differ by 5e-6 — 3e-7 relative — between the set-ups);
     # dropout off: the comparison is about the loss and its gathering
@@ -73,7 +75,7 @@ def _data():
     return features, lonlat
 
 
-def _loss_and_grads(pair: ContrastivePair, features, lonlat):
+def _loss_and_grads(pair: SatCLIP, features, lonlat):
     out = ContrastiveLoss()(pair.encode_image(features), pair.encode_location(lonlat), pair.logit_scale)
     out.loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in pair.named_parameters()}

@@ -41,13 +41,13 @@ def config_for(cache_dir, output_dir, **trainer) -> dict:
 
 
 class Snapshots(pl.Callback):
-    """The pair's weights at the end of every training epoch."""
+    """The trained model's weights at the end of every training epoch."""
 
     def __init__(self):
         self.weights: list[dict[str, torch.Tensor]] = []
 
     def on_train_epoch_end(self, trainer, module):
-        self.weights.append({k: v.detach().clone() for k, v in module.pair.state_dict().items()})
+        self.weights.append({k: v.detach().clone() for k, v in module.model.state_dict().items()})
 
 
 class Batches(pl.Callback):
@@ -111,8 +111,8 @@ def load(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def pair_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
-    return {k[len("pair.") :]: v for k, v in checkpoint["state_dict"].items()}
+def model_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    return {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items()}
 
 
 def assert_same(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
@@ -121,13 +121,11 @@ def assert_same(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
         assert torch.equal(actual[key], value), key
 
 
-def exported_pair(directory) -> dict[str, torch.Tensor]:
-    """An export's tensors under the pair's names (location.*, image.* for the head, logit_scale)."""
+def exported_trained(directory) -> dict[str, torch.Tensor]:
+    """An export's trained tensors (location.*, the head visual.head.*, logit_scale): the training model's
+    own names."""
     _, tensors = read_native(directory)
-    out = {k: v for k, v in tensors.items() if k.startswith("location.")}
-    out.update({f"image.{k[len('visual.head.') :]}": v for k, v in tensors.items() if k.startswith("visual.head.")})
-    out["logit_scale"] = tensors["logit_scale"]
-    return out
+    return {k: v for k, v in tensors.items() if k.startswith(("location.", "visual.head.")) or k == "logit_scale"}
 
 
 def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrupted_run(tmp_path, straight):
@@ -145,7 +143,7 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
     checkpoints = tmp_path / "run" / "checkpoints"
     assert load(checkpoints / "last.ckpt")["epoch"] == k  # the latest state, whatever its val_loss
     assert load(checkpoints / "best.ckpt")["epoch"] == int(np.argmin(val[: k + 1])) < k
-    assert_same(pair_weights(load(checkpoints / "last.ckpt")), straight["weights"][k])
+    assert_same(model_weights(load(checkpoints / "last.ckpt")), straight["weights"][k])
 
     with pytest.raises(OutputExistsError, match="--resume"):
         fit(from_dict(config))
@@ -159,12 +157,12 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
 
     final = load(resumed.checkpoints["last"])
     assert final["epoch"] == EPOCHS - 1
-    assert_same(pair_weights(final), pair_weights(load(straight["result"].checkpoints["last"])))
-    assert_same(pair_weights(final), straight["weights"][-1])
+    assert_same(model_weights(final), model_weights(load(straight["result"].checkpoints["last"])))
+    assert_same(model_weights(final), straight["weights"][-1])
 
     # export/last is the final state, export/best the lowest-val_loss epoch's; here they differ
-    assert_same(exported_pair(resumed.exports["last"].native), straight["weights"][-1])
-    assert_same(exported_pair(resumed.exports["best"].native), straight["weights"][best])
+    assert_same(exported_trained(resumed.exports["last"].native), straight["weights"][-1])
+    assert_same(exported_trained(resumed.exports["best"].native), straight["weights"][best])
     assert not torch.equal(straight["weights"][best]["logit_scale"], straight["weights"][-1]["logit_scale"])
     metadata = read_native(resumed.exports["best"].native)[0]["metadata"]
     assert metadata["epoch"] == best and metadata["metrics"]["val_loss"] == pytest.approx(val[best], rel=1e-6)
@@ -203,7 +201,7 @@ def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, st
     resumed = fit(from_dict(config), resume=True, callbacks=[batches])
     assert batches.seen[0] == (1, 1)
     assert len(batches.seen) == EPOCHS * per_epoch - step
-    assert_same(pair_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
+    assert_same(model_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
     assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
 
 

@@ -1,4 +1,5 @@
-"""The CLIP objective, distributed: every rank's pairs are negatives for every other rank's.
+"""The CLIP objective of :class:`satclip.SatCLIP`, distributed: every rank's pairs are negatives for every
+other rank's.
 
 With N processes holding B pairs each, :class:`ContrastiveLoss` all-gathers the normalised features
 *with gradients* and each rank scores its own B rows against all N·B columns (the "local loss" of

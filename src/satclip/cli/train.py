@@ -69,6 +69,8 @@ def load_cli_config(args: argparse.Namespace):
     from ..train.config import load_config
 
     overrides = collect_overrides(args)
+    if getattr(args, "target", None):
+        overrides["trainer.export_target"] = args.target
     try:
         return load_config(args.config, overrides)
     except (KeyError, TypeError, ValueError) as err:
@@ -88,6 +90,11 @@ def add_parser(subparsers) -> None:
         help="continue the run in trainer.output_dir from checkpoints/last.ckpt (or from CKPT)",
     )  # fmt: skip
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    parser.add_argument(
+        "--target", choices=("original", "torchgeo", "rshf"), default=None,
+        help="reader the exports are written for besides the native directory (trainer.export_target; default "
+        "original: a .ckpt the original code and rangegeo load; see docs/export.md)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
         print(f"epoch {last['epoch']}: {metrics}")
     for name, exported in result.exports.items():
-        print(f"{name}: {exported.native} (native), {exported.original} (original .ckpt)")
+        print(f"{name}: {exported.native} (native)")
+        print(exported.target.report())
     print(f"run directory: {result.run_dir}")
     return 0

@@ -33,26 +33,36 @@ RSHF_NETWORK = {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_lay
 PADDING_KEY = "rshf_padding"
 
 
-def _harmonics_siren(parts: ModelParts, target: str) -> tuple[int, str]:
-    """``(legendre_polys, harmonics_calculation)`` of a spherical-harmonics SIREN model, else an error."""
-    encoding, network = parts.location_config["encoding"], parts.location_config["network"]
+def check_target(config: dict, target: str) -> tuple[int, str]:
+    """``(legendre_polys, harmonics_calculation)`` of a LocationEncoder ``config`` that ``target``
+    (``"torchgeo"`` or ``"rshf"``) can read; else an error saying why and what would work."""
+    encoding, network = config["encoding"], config["network"]
     if encoding["name"] != "sphericalharmonics" or network["name"] != "siren":
         raise BadInputError(
             f"{target} reads spherical-harmonics SIREN location encoders only; this model is "
             f"{encoding['name']!r} + {network['name']!r} (write it for the original code: --target original)"
         )
-    return int(encoding.get("legendre_polys", 10)), encoding.get("harmonics_calculation", basis.EXACT)
+    legendre = int(encoding.get("legendre_polys", 10))
+    if target == "rshf":
+        network = {"dim_hidden": 256, "num_layers": 2, **network}
+        if network != RSHF_NETWORK or legendre > RSHF_LEGENDRE_POLYS:
+            raise BadInputError(
+                f"rshf's SatClip is fixed at L ≤ {RSHF_LEGENDRE_POLYS} (fewer degrees are zero-padded) and the "
+                f"network {RSHF_NETWORK}; this model has L = {legendre} and {config['network']} (write it for "
+                "torchgeo or the original code instead: --target torchgeo|original)"
+            )
+    return legendre, encoding.get("harmonics_calculation", basis.EXACT)
 
 
 def torchgeo_state_dict(parts: ModelParts) -> dict[str, torch.Tensor]:
     """The state dict torchgeo's ``SatCLIP`` loads strictly, in the exact basis it computes."""
-    legendre, own = _harmonics_siren(parts, "torchgeo")
+    legendre, own = check_target(parts.location_config, "torchgeo")
     return basis.columns_to(parts.location_state, legendre, own, basis.EXACT)
 
 
 def torchgeo_arguments(parts: ModelParts) -> dict[str, int]:
     """What to pass to ``torchgeo.models.satclip.SatCLIP(...)`` for this model."""
-    legendre, _ = _harmonics_siren(parts, "torchgeo")
+    legendre, _ = check_target(parts.location_config, "torchgeo")
     network = parts.location_config["network"]
     return {
         "legendre_polys": legendre, "capacity": int(network.get("dim_hidden", 256)),
@@ -103,15 +113,7 @@ def rshf_parts(parts: ModelParts) -> tuple[ModelParts, int]:
     Raises:
         BadInputError: the network is not rshf's, or the model has more than 40 degrees.
     """
-    legendre, own = _harmonics_siren(parts, "rshf")
-    network = dict(parts.location_config["network"])
-    network.setdefault("dim_hidden", 256)
-    network.setdefault("num_layers", 2)
-    if network != RSHF_NETWORK or legendre > RSHF_LEGENDRE_POLYS:
-        raise BadInputError(
-            f"rshf's SatClip is fixed at L ≤ {RSHF_LEGENDRE_POLYS} (zero-padded) and the network {RSHF_NETWORK}; "
-            f"this model has L = {legendre} and {parts.location_config['network']}"
-        )
+    legendre, own = check_target(parts.location_config, "rshf")
     # rshf evaluates the original's analytic polynomials: the same function as the exact basis up to their
     # rounding error, so only closed-form weights need rescaling
     state = basis.columns_to(parts.location_state, legendre, own, "analytic")

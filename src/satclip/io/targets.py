@@ -173,5 +173,22 @@ def write(
     raise BadInputError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
 
 
+def check_target(location_config: dict, target: str) -> None:
+    """Raise before any work when ``target`` cannot express a model with this location config (the image
+    encoder is checked when written: a model whose image encoder the original does not know is written
+    location-only by training, refused by ``convert`` unless ``location_only``)."""
+    if target not in TARGETS:
+        raise BadInputError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
+    if target in ("torchgeo", "rshf"):
+        peers.check_target(location_config, target)
+    elif target == "original":
+        if location_config["network"]["name"] not in original.ORIGINAL_NETWORK_PARAMS:
+            raise BadInputError(
+                f"network {location_config['network']['name']!r} has no original SatCLIP equivalent (it knows "
+                f"{', '.join(original.ORIGINAL_NETWORK_PARAMS)})"
+            )
+        original.hparams_from_location_config(location_config)
+
+
 def is_directory_target(target: str) -> bool:
     return target in ("native", "rshf")

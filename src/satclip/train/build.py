@@ -13,10 +13,11 @@ import logging
 import torch
 from torch import nn
 
+from ..image.cached import CachedFeatures
 from ..location_encoder import LocationEncoder
+from ..model import SatCLIP
 from .cache import FeatureCache
 from .config import ModelConfig, TrainConfig
-from .pair import ContrastivePair
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,10 @@ def cached_image_config(model: ModelConfig, cache: FeatureCache) -> dict:
     return {**cached, "embed_dim": int(model.embed_dim)}
 
 
-def build_pair(config: TrainConfig, cache: FeatureCache | None) -> tuple[ContrastivePair, dict]:
-    """``(model, image_encoder_config)`` for a run: from ``cache`` only the head trains (``model.image``
-    is an ``nn.Linear(F, embed_dim)`` initialised as the encoder's own head), otherwise the full encoder.
+def build_model(config: TrainConfig, cache: FeatureCache | None) -> tuple[SatCLIP, dict]:
+    """``(model, image_encoder_config)`` for a run: a :class:`~satclip.SatCLIP` whose ``visual`` is, from
+    ``cache``, a :class:`~satclip.image.cached.CachedFeatures` (identity backbone + the encoder's own head,
+    initialised as the encoder's, the only image part that trains), otherwise the full encoder.
     """
     seed = config.trainer.seed
     if cache is not None:
@@ -95,26 +97,25 @@ def build_pair(config: TrainConfig, cache: FeatureCache | None) -> tuple[Contras
                 f"{image_config['name']} has {encoder.head.in_features} features, the cache {cache.path} holds "
                 f"{cache.feature_dim}"
             )
-        image_part: nn.Module = copy.deepcopy(encoder.head).requires_grad_(True)
+        visual: nn.Module = CachedFeatures(copy.deepcopy(encoder.head).requires_grad_(True), image_config)
     else:
-        encoder = build_image_encoder(config.model.image_encoder, embed_dim=config.model.embed_dim, seed=seed)
-        image_config = dict(encoder.config)
-        image_part = encoder
+        visual = build_image_encoder(config.model.image_encoder, embed_dim=config.model.embed_dim, seed=seed)
+        image_config = dict(visual.config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         location = build_location_encoder(config.model)
-    return ContrastivePair(image_part, location, config.model.logit_scale_init), image_config
+    return SatCLIP(visual, location, config.model.logit_scale_init), image_config
 
 
-def full_image_encoder(pair: ContrastivePair, image_config: dict, cache: FeatureCache | None) -> nn.Module:
-    """The complete image encoder of a trained pair: from a cached run, the cache's backbone with the
+def full_image_encoder(model: SatCLIP, image_config: dict, cache: FeatureCache | None) -> nn.Module:
+    """The complete image encoder of a trained model: from a cached run, the cache's backbone with the
     trained head (loaded strictly, so a mismatch between cache and architecture fails loudly)."""
     if cache is None:
-        return pair.image
+        return model.visual
     params = {k: v for k, v in image_config.items() if k != "weights"}
     encoder = build_image_encoder(params, embed_dim=int(image_config["embed_dim"]), seed=0)
     state = cache.backbone_state()
     prefix = cache.head_prefix
-    state.update({f"{prefix}.{k}": v for k, v in pair.image.state_dict().items()})
+    state.update({f"{prefix}.{k}": v for k, v in model.visual.head.state_dict().items()})
     encoder.load_state_dict(state, strict=True)
     return encoder

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import types
 import typing
 from collections.abc import Mapping
@@ -26,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: log(1/0.07): the CLIP / SatCLIP initial temperature
-LOGIT_SCALE_INIT = math.log(1 / 0.07)
+from ..defaults import LOGIT_SCALE_INIT
 
 
 def default_location_encoder() -> dict:
@@ -111,8 +109,9 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     enable_progress_bar: bool = True
     deterministic: bool = True
-    export: bool = True  # write best/last as native model directories and original .ckpt files
+    export: bool = True  # write best/last as native model directories and files for export_target
     checkpoint_every_n_steps: int = 0
+    export_target: str = "original"  # original (.ckpt) | torchgeo (.pt) | rshf (directory); see docs/export.md
 
     def __post_init__(self):
         if self.checkpoint_every_n_steps < 0:
@@ -144,6 +143,7 @@ _CHOICES = {
     ("model", "location_dtype"): ("float32", "float64"),
     ("data", "cache_dtype"): ("float16", "float32"),
     ("trainer", "precision"): ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"),
+    ("trainer", "export_target"): ("original", "torchgeo", "rshf"),
 }
 
 

@@ -1,10 +1,11 @@
-"""Exporting a trained pair: a native model directory and an original-layout ``.ckpt``.
+"""Exporting a trained model: a native model directory and a file for ``trainer.export_target``.
 
 Both load with :func:`satclip.load`. The native directory holds ``location.*``, the complete image
 encoder as ``visual.*`` (for a cached run: the cache's backbone plus the trained head) and
-``logit_scale``; its ``metadata`` records the training config, epoch, step and metrics. The ``.ckpt``
-has the released layout (duplicated location keys, original hyper-parameters); image encoders the
-original cannot describe (e.g. ``mosaiks``) are left out of it, with their name in ``vision_layers``.
+``logit_scale``; its ``metadata`` records the training config, epoch, step and metrics. The target file is
+written by :func:`satclip.io.targets.write`: for ``original`` a ``.ckpt`` in the released layout (image
+encoders the original cannot describe, e.g. ``mosaiks``, are left out: a location-only file), for
+``torchgeo`` a ``.pt`` state dict, for ``rshf`` a ``-rshf`` directory.
 """
 
 from __future__ import annotations
@@ -15,32 +16,60 @@ from pathlib import Path
 
 import torch
 
-from ..io.native import write_native
-from ..io.original import hparams_from_location_config, write_original
+from ..errors import BadInputError
+from ..io.parts import ModelParts
+from ..io.targets import Written, write
+from ..model import SatCLIP
 from .build import full_image_encoder, location_config
 from .cache import FeatureCache
 from .config import TrainConfig
-from .pair import ContrastivePair
+from .module import model_state
 
 log = logging.getLogger(__name__)
+
+#: where each target is written beside the native directory ``<name>/``
+TARGET_NAMES = {"original": "{name}.ckpt", "torchgeo": "{name}.pt", "rshf": "{name}-rshf"}
 
 
 @dataclass(frozen=True)
 class Exported:
+    """``native``: the native directory; ``target``: the file written for ``trainer.export_target`` and the
+    readers that reproduce it."""
+
     native: Path
-    original: Path
+    target: Written
+
+    @property
+    def original(self) -> Path | None:
+        """The original-layout ``.ckpt`` (``None`` when the target was another reader's)."""
+        return self.target.path if self.target.target == "original" else None
 
 
-def lightning_state_to_pair(state: dict[str, torch.Tensor], prefix: str = "pair.") -> dict[str, torch.Tensor]:
-    """The :class:`ContrastivePair` state dict inside a Lightning checkpoint's ``state_dict``."""
+def lightning_state_to_model(state: dict[str, torch.Tensor], *, cached: bool) -> dict[str, torch.Tensor]:
+    """The :class:`~satclip.SatCLIP` state dict inside a training checkpoint's ``state_dict``."""
+    prefix = "model."
+    state = model_state(state, cached=cached)
     out = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not out:
         raise KeyError(f"checkpoint state_dict has no '{prefix}*' keys; is it a satclip training checkpoint?")
     return out
 
 
-def export_pair(
-    pair: ContrastivePair,
+def trained_parts(
+    model: SatCLIP, image_config: dict, config: TrainConfig, *, cache: FeatureCache | None = None, metadata: dict
+) -> ModelParts:
+    """The trained model as it is served: the complete image encoder (the cache's backbone in front of the
+    trained head for a cached run)."""
+    encoder = full_image_encoder(model, image_config, cache)
+    parts = model.to_parts(metadata)
+    parts.location_config = location_config(config.model)
+    parts.image_config = dict(image_config)
+    parts.visual_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    return parts
+
+
+def export_model(
+    model: SatCLIP,
     image_config: dict,
     config: TrainConfig,
     directory: str | Path,
@@ -51,14 +80,9 @@ def export_pair(
     global_step: int = 0,
     metrics: dict | None = None,
 ) -> Exported:
-    """Write ``directory/name/`` (native) and ``directory/name.ckpt`` (original layout), atomically,
+    """Write ``directory/name/`` (native) and the ``trainer.export_target`` file beside it, atomically,
     replacing earlier exports of that name (a directory only if satclip wrote it)."""
     directory = Path(directory)
-    encoder = full_image_encoder(pair, image_config, cache)
-    location_state = {k: v.detach().cpu() for k, v in pair.location.state_dict().items()}
-    visual_state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    logit_scale = pair.logit_scale.detach().cpu().clone()
-    loc_config = location_config(config.model)
     metadata = {
         "trained_with": "satclip.train",
         "epoch": int(epoch),
@@ -68,32 +92,15 @@ def export_pair(
     }
     if cache is not None:
         metadata["feature_cache"] = {"path": str(cache.path), "key": cache.key}
-    tensors = {f"location.{k}": v for k, v in location_state.items()}
-    tensors.update({f"visual.{k}": v for k, v in visual_state.items()})
-    tensors["logit_scale"] = logit_scale
-    native = write_native(
-        directory / name,
-        {"location_encoder": loc_config, "image_encoder": dict(image_config), "metadata": metadata},
-        tensors,
-        overwrite=True,
-    )
-    base = {
-        "embed_dim": config.model.embed_dim,
-        "learning_rate": config.optim.lr,
-        "weight_decay": config.optim.weight_decay,
-    }
-    visual = visual_state
+    parts = trained_parts(model, image_config, config, cache=cache, metadata=metadata)
+    native = write(parts, directory / name, "native", overwrite=True)
+    target = config.trainer.export_target
+    output = directory / TARGET_NAMES[target].format(name=name)
+    if target != "original":
+        parts = parts.location_only()
     try:
-        from ..image import hparams_from_config
-
-        base.update(hparams_from_config(image_config))
-    except (ValueError, KeyError) as err:  # an encoder the original cannot describe (e.g. mosaiks)
+        written = write(parts, output, target, overwrite=True, epoch=epoch, global_step=global_step)
+    except BadInputError as err:  # an image encoder the original cannot describe (e.g. mosaiks)
         log.info("%s: the .ckpt holds the location encoder only (%s)", name, err)
-        base["vision_layers"] = image_config.get("name")
-        visual = None
-    hparams = hparams_from_location_config(loc_config, base)
-    original = write_original(
-        directory / f"{name}.ckpt", hparams, location_state, visual_state=visual, logit_scale=logit_scale,
-        epoch=epoch, global_step=global_step, overwrite=True,
-    )  # fmt: skip
-    return Exported(native, original)
+        written = write(parts.location_only(), output, target, overwrite=True, epoch=epoch, global_step=global_step)
+    return Exported(native.path, written)

@@ -10,7 +10,8 @@ A run directory (``trainer.output_dir``) holds::
     history.jsonl               one line of epoch metrics per finished epoch
     logs/version_*/metrics.csv  step and epoch metrics (CSV logger; TensorBoard too when installed)
     export/{best,last}/         native model directories (config.json + model.safetensors)
-    export/{best,last}.ckpt     the same in the original .ckpt layout
+    export/{best,last}.ckpt     the same for trainer.export_target: original .ckpt (default), or
+                                {best,last}.pt (torchgeo), {best,last}-rshf/ (rshf)
 
 A run holds a lock on its directory (``.NAME.lock`` beside it) while it runs: a second run on the same
 ``output_dir`` fails at once, naming the process that holds it.
@@ -38,7 +39,7 @@ from .. import safe_output
 from ..errors import OutputExistsError, ResumeError
 from ..optional import require
 from .config import TrainConfig, dump_config, from_dict, load_config
-from .export import Exported, export_pair, lightning_state_to_pair
+from .export import Exported, export_model, lightning_state_to_model
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = (
     "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.export",
     "trainer.checkpoint_every_n_steps", "trainer.output_dir", "data.num_workers", "trainer.limit_val_batches",
+    "trainer.export_target",
 )  # fmt: skip
 
 #: what an older satclip left in a run directory (accepted, and marked as satclip's, without the marker)
@@ -65,7 +67,7 @@ class FitResult:
     checkpoints: dict[str, Path] = field(default_factory=dict)
     exports: dict[str, Exported] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
-    pair: torch.nn.Module | None = None
+    model: torch.nn.Module | None = None  # the trained SatCLIP (for a cached run, its visual is the head only)
     image_config: dict = field(default_factory=dict)
 
 
@@ -233,12 +235,15 @@ def fit(
     pl = require("lightning.pytorch", "train", "training")
     from lightning.pytorch.utilities import rank_zero_only
 
-    from .build import build_pair
+    from ..io.targets import check_target
+    from .build import build_model, location_config
     from .datamodule import PairDataModule
     from .module import SatCLIPTrainingModule
     from .prepare import cache_from_config, source_from_config
 
     config = _as_config(config)
+    if config.trainer.export:  # fail now, not after training
+        check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
     # processes a DDP launcher starts run this function again: the launching one (rank 0) holds the lock,
     # checks the run directory and the checkpoint, and writes
@@ -258,8 +263,8 @@ def fit(
         if checkpoint is not None and cache is not None:
             _check_same_cache(ckpt_path, checkpoint, cache)
         checkpoint = None  # Lightning reads it again; drop the memory map
-        pair, image_config = build_pair(config, cache)
-        module = SatCLIPTrainingModule(config.to_dict(), pair, image_config, cache.key if cache is not None else None)
+        model, image_config = build_model(config, cache)
+        module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
@@ -270,7 +275,7 @@ def fit(
         rows = list(history.rows)
         if history.path.is_file():
             rows = [json.loads(line) for line in history.path.read_text().splitlines() if line.strip()]
-        result = FitResult(run_dir, config, history=rows, pair=pair, image_config=image_config)
+        result = FitResult(run_dir, config, history=rows, model=model, image_config=image_config)
         for name in ("best", "last"):
             path = run_dir / "checkpoints" / f"{name}.ckpt"
             if path.is_file() and not config.trainer.fast_dev_run:
@@ -283,27 +288,27 @@ def fit(
 def _export_all(result: FitResult, cache, trainer, directory: Path) -> dict[str, Exported]:
     """Export best and last from their checkpoint files (or the in-memory model when none was written,
     e.g. under ``fast_dev_run``)."""
-    from .build import build_pair
+    from .build import build_model
 
     exports = {}
     if not result.checkpoints:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        exports["last"] = export_pair(
-            result.pair, result.image_config, result.config, directory, "last", cache=cache,
+        exports["last"] = export_model(
+            result.model, result.image_config, result.config, directory, "last", cache=cache,
             epoch=trainer.current_epoch, global_step=trainer.global_step, metrics=metrics,
         )  # fmt: skip
         return exports
     for name, path in result.checkpoints.items():
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        pair, image_config = build_pair(result.config, cache)
-        pair.load_state_dict(lightning_state_to_pair(ckpt["state_dict"]))
+        model, image_config = build_model(result.config, cache)
+        model.load_state_dict(lightning_state_to_model(ckpt["state_dict"], cached=cache is not None))
         metrics = dict(ckpt.get("satclip", {}).get("metrics", {}))
         if name == "best" and "val_loss" not in metrics:  # a checkpoint of an older satclip
             for state in ckpt.get("callbacks", {}).values():
                 if isinstance(state, dict) and state.get("best_model_score") is not None:
                     metrics["val_loss"] = float(state["best_model_score"])
-        exports[name] = export_pair(
-            pair, image_config, result.config, directory, name, cache=cache, epoch=ckpt.get("epoch", 0),
+        exports[name] = export_model(
+            model, image_config, result.config, directory, name, cache=cache, epoch=ckpt.get("epoch", 0),
             global_step=ckpt.get("global_step", 0), metrics=metrics,
         )  # fmt: skip
     return exports

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from ..loss import ContrastiveLoss
+from ..model import SatCLIP
 from ..optional import require
 from .config import TrainConfig, from_dict
 from .data import derived_seed
-from .loss import ContrastiveLoss
 from .optim import adamw
-from .pair import ContrastivePair
 
 pl = require("lightning.pytorch", "train", "training")
 
@@ -26,7 +26,7 @@ def epoch_metrics(metrics: dict) -> dict[str, float]:
 
 
 class SatCLIPTrainingModule(pl.LightningModule):
-    """Trains a :class:`~satclip.train.pair.ContrastivePair` with :class:`~satclip.train.loss.ContrastiveLoss`.
+    """Trains a :class:`~satclip.SatCLIP` (``self.model``) with :class:`~satclip.loss.ContrastiveLoss`.
 
     Batches are ``{"features" | "image": (B, …), "lonlat": (B, 2) float64}``. Logged per step and
     epoch: ``train_loss``, ``val_loss``, ``*_acc_i2l`` / ``*_acc_l2i`` (top-1 retrieval within the
@@ -37,28 +37,29 @@ class SatCLIPTrainingModule(pl.LightningModule):
 
     Every checkpoint carries the run's resolved config (``hyper_parameters["config"]``, what a resume is
     checked against), the feature cache's key and ``checkpoint["satclip"]["metrics"]``: the epoch-level
-    metrics when it was written.
+    metrics when it was written. Its state-dict keys are ``model.*`` (``model.visual.head.*`` for a cached
+    run); checkpoints of earlier satclip versions (``pair.*`` keys) are read too.
     """
 
-    def __init__(self, config: dict, pair: ContrastivePair, image_config: dict, cache_key: dict | None = None):
+    def __init__(self, config: dict, model: SatCLIP, image_config: dict, cache_key: dict | None = None):
         super().__init__()
         self.save_hyperparameters({"config": config, "image_config": image_config, "cache_key": cache_key})
         self.config: TrainConfig = from_dict(config)
-        self.pair = pair
+        self.model = model
         self.loss = ContrastiveLoss()
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         inputs = batch["features"] if "features" in batch else batch["image"]
-        image = self.pair.encode_image(inputs)
-        location = self.pair.encode_location(batch["lonlat"])
-        out = self.loss(image, location, self.pair.logit_scale)
+        image = self.model.encode_image(inputs)
+        location = self.model.encode_location(batch["lonlat"])
+        out = self.loss(image, location, self.model.logit_scale)
         size = inputs.shape[0]
         epoch = {"on_step": False, "on_epoch": True, "batch_size": size, "sync_dist": True}
         self.log(f"{stage}_loss", out.loss, prog_bar=True, **{**epoch, "on_step": stage == "train"})
         self.log(f"{stage}_acc_i2l", out.image_to_location_acc, **epoch)
         self.log(f"{stage}_acc_l2i", out.location_to_image_acc, **epoch)
         if stage == "train":
-            self.log("logit_scale", self.pair.logit_scale.detach(), on_step=True, on_epoch=False, batch_size=size)
+            self.log("logit_scale", self.model.logit_scale.detach(), on_step=True, on_epoch=False, batch_size=size)
         return out.loss
 
     def training_step(self, batch, batch_idx):
@@ -76,5 +77,25 @@ class SatCLIPTrainingModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["satclip"] = {"metrics": epoch_metrics(self.trainer.callback_metrics)}
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        cached = self.hparams.get("cache_key") is not None
+        checkpoint["state_dict"] = model_state(checkpoint["state_dict"], cached=cached)
+
     def configure_optimizers(self):
-        return adamw(self.pair, self.config.optim)
+        return adamw(self.model, self.config.optim)
+
+
+#: key prefixes of the training model in checkpoints of earlier satclip versions → today's
+_LEGACY_PREFIXES = {"pair.location.": "model.location.", "pair.logit_scale": "model.logit_scale"}
+
+
+def model_state(state: dict[str, torch.Tensor], *, cached: bool) -> dict[str, torch.Tensor]:
+    """A training checkpoint's ``state_dict`` with today's ``model.*`` keys (earlier versions trained a
+    ``pair`` with ``pair.image.*``: the head of a cached run, else the whole image encoder)."""
+    image = "model.visual.head." if cached else "model.visual."
+    prefixes = {**_LEGACY_PREFIXES, "pair.image.": image}
+    out = {}
+    for key, value in state.items():
+        old = next((p for p in prefixes if key.startswith(p)), None)
+        out[prefixes[old] + key[len(old) :] if old else key] = value
+    return out
