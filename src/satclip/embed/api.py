@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.basis import with_harmonics
 from ..location_encoder import LocationEncoder
 from ..points import InvalidPointsError, describe_invalid, invalid_rows
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
@@ -38,10 +39,7 @@ def load_encoder(
     param = next(model.parameters())
     current = getattr(model.posenc, "harmonics_calculation", None)
     if harmonics_calculation is not None and harmonics_calculation != current:
-        if current is None:
-            raise ValueError(f"harmonics_calculation applies to spherical-harmonics models, not {model.posenc}")
-        config = copy.deepcopy(model.config)
-        config["encoding"]["harmonics_calculation"] = harmonics_calculation
+        config = with_harmonics(copy.deepcopy(model.config), harmonics_calculation, "this encoder")
         rebuilt = LocationEncoder.from_config(config)
         rebuilt.load_state_dict(model.state_dict())
         rebuilt.provenance = getattr(model, "provenance", {})
