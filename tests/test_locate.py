@@ -109,7 +109,8 @@ def test_locate_cli(model, capsys):
     assert lines[1].split() == ["rank", "lon", "lat", "score", "km", "to", "centre"]
     rows = [line.split() for line in lines[2:5]]
     assert [r[0] for r in rows] == ["1", "2", "3"]
-    assert re.fullmatch(r"true location \(lon -68.2091, lat -54.1808\): rank \d+ of 500 candidates \(top .* %\)", lines[5])
+    truth = r"true location \(lon -68.2091, lat -54.1808\): rank \d+ of 500 candidates \(top .* %\)"
+    assert re.fullmatch(truth, lines[5])
     expected = locate(model, preprocess.load_sentinel2(tif), k=3, grid_size=500).rows(0)
     for row, (lon, lat, score) in zip(rows, expected, strict=True):
         assert float(row[1]) == pytest.approx(lon, abs=1e-4) and float(row[2]) == pytest.approx(lat, abs=1e-4)

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(unit="row", desc="map", disable=None) as bar:
         render_map(
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
-            land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format, batch_size=args.batch_size,
+            land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,
+            batch_size=args.batch_size,
             draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
             progress=bar.update, overwrite=args.overwrite, force=args.force,
         )  # fmt: skip
