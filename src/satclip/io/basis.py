@@ -32,6 +32,20 @@ EXACT_BASES = ("analytic-stable", "closed-form")
 FIRST_LAYER = "nnet.layers.0.weight"
 
 
+def is_exact(calculation: str) -> bool:
+    """Whether a ``harmonics_calculation`` is an exact basis (else a variant of the original's printed
+    ``"analytic"`` polynomials)."""
+    return calculation in EXACT_BASES
+
+
+def computes_original(calculation: str) -> bool:
+    """Whether satclip's ``calculation`` is what the original code (and rangegeo, rshf) compute for
+    ``"analytic"``: the printed polynomials evaluated in float64 in the original's order."""
+    from ..encoding.spherical_harmonics import CALCULATIONS
+
+    return calculation == "analytic-original" or (calculation == "analytic" and "analytic-original" not in CALCULATIONS)
+
+
 def with_harmonics(config: dict, harmonics_calculation: str | None, source: object = "the model") -> dict:
     """``config`` (a LocationEncoder config) with its spherical harmonics computed by
     ``harmonics_calculation`` instead (``None``: unchanged). The weights stay as they are: this changes the
@@ -71,8 +85,8 @@ def columns_to(
     the first layer's input columns rescaled, in float64 (a float32 layer times π would be rounded). Both
     bases are taken as exact; ``"analytic"`` counts as ``"analytic-stable"`` here, which it equals to < 1e-8
     only below :data:`ANALYTIC_EXACT_BELOW`. Other tensors are shared, not copied."""
-    family = {"analytic": EXACT, EXACT: EXACT, "closed-form": "closed-form"}
-    source, target = family[source], family[target]
+    source = "closed-form" if source == "closed-form" else EXACT
+    target = "closed-form" if target == "closed-form" else EXACT
     if source == target:
         return dict(state)
     factors = closed_form_to_exact(legendre_polys)

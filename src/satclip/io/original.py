@@ -237,8 +237,8 @@ def original_basis(config: dict) -> str | None:
     if encoding["name"] != "sphericalharmonics":
         return None
     calculation = encoding.get("harmonics_calculation", basis.EXACT)
-    if calculation in ORIGINAL_BASES:
-        return calculation
+    if calculation == "closed-form" or not basis.is_exact(calculation):  # the original's own, or its polynomials
+        return "closed-form" if calculation == "closed-form" else "analytic"
     return "analytic" if int(encoding.get("legendre_polys", 10)) <= basis.ANALYTIC_EXACT_BELOW else "closed-form"
 
 

@@ -15,7 +15,7 @@ from ..errors import BadInputError
 from . import TARGETS, basis, native, original, peers
 from .parts import ModelParts, pack
 
-#: the original's polynomials on both sides (float64): only the order of summation differs
+#: the original's polynomials evaluated its way on both sides (float64): only summation order differs
 SAME = 1e-12
 #: two exact bases (different algorithms) after rescaling the first layer's columns
 EXACT_BASES = 1e-9
@@ -71,12 +71,13 @@ def _basis_of(parts: ModelParts) -> tuple[int, str] | None:
 
 
 def _across(legendre: int, model: str, reader: str) -> tuple[float | None, str]:
-    """Tolerance and note of a reader computing basis ``reader`` for a model on ``model``."""
-    if model == reader == "analytic":  # the same polynomials
+    """Tolerance and note of a reader computing basis ``reader`` (``"analytic"``: the original's float64
+    polynomials; else an exact basis) for a model on satclip's basis ``model``."""
+    if reader == "analytic" and basis.computes_original(model):  # the same polynomials, the same way
         return SAME, ""
-    if (model == "analytic") == (reader == "analytic"):  # exact bases, computed by different algorithms
+    if basis.is_exact(model) and basis.is_exact(reader):  # exact bases, computed by different algorithms
         return EXACT_BASES, ""
-    if legendre <= basis.ANALYTIC_EXACT_BELOW:
+    if legendre <= basis.ANALYTIC_EXACT_BELOW:  # the polynomials are within 1e-8 of exact at these degrees
         return ANALYTIC_LOW_DEGREE, ""
     return None, (
         f"at L = {legendre} the original's float64 'analytic' polynomials differ from the exact basis near the "
@@ -127,7 +128,7 @@ def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
 def _rshf_readers(parts: ModelParts, path: Path) -> list[Reader]:
     legendre, own = _basis_of(parts)
     tolerance, note = _across(legendre, own, "analytic")
-    back = EXACT_BASES if own == "closed-form" else 0.0
+    back = EXACT_BASES if own == "closed-form" else 0.0  # closed-form weights were rescaled
     return [
         Reader("satclip", f"satclip.load({str(path)!r})", back),
         Reader(

@@ -8,14 +8,17 @@ also keeps a cache of a random backbone valid across ``satclip cache build`` and
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 
 import torch
 from torch import nn
 
+from ..encoding import ENCODINGS
 from ..image.cached import CachedFeatures
 from ..location_encoder import LocationEncoder
 from ..model import SatCLIP
+from ..nn import NETWORKS
 from .cache import FeatureCache
 from .config import ModelConfig, TrainConfig
 
@@ -25,8 +28,19 @@ log = logging.getLogger(__name__)
 _HEAD_ONLY_PARAMS = ("embed_dim", "weights")
 
 
+def _with_defaults(part: dict, registry) -> dict:
+    """``part`` (``{"name": …, **params}``) with every parameter its builder defaults written out, so an
+    export says what was trained even if a default changes later (``input_dim`` comes from the encoding)."""
+    signature = inspect.signature(registry.get(part["name"])).parameters
+    defaults = {
+        k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty and k != "input_dim"
+    }
+    return {**defaults, **part}
+
+
 def location_config(model: ModelConfig) -> dict:
-    """The location-encoder config with the network's ``num_classes`` set to ``embed_dim``."""
+    """The location-encoder config with the network's ``num_classes`` set to ``embed_dim`` and every
+    builder default written out."""
     config = copy.deepcopy(model.location_encoder)
     for part in ("encoding", "network"):
         if part not in config or "name" not in config[part]:
@@ -41,6 +55,8 @@ def location_config(model: ModelConfig) -> dict:
             f"model.location_encoder.network.num_classes={given} differs from model.embed_dim={model.embed_dim}"
         )
     config["network"]["num_classes"] = int(model.embed_dim)
+    config["encoding"] = _with_defaults(config["encoding"], ENCODINGS)
+    config["network"] = _with_defaults(config["network"], NETWORKS)
     return config
 
 
