@@ -16,13 +16,16 @@ import sys
 import types
 
 __version__ = "0.1.0"
-__all__ = ["embed", "LocationEncoder", "SatCLIP", "load_model", "encoding", "load", "nn", "__version__"]
+__all__ = [
+    "embed", "LocationEncoder", "SatCLIP", "load_model", "encoding", "list_pretrained", "load", "nn", "__version__",
+]  # fmt: skip
 
 #: public name → (module relative to this package, attribute in it; None for the module itself)
 _LAZY = {
     "embed": (".embed.api", "embed"),  # the function; `from satclip.embed import embed_file` for files
     "load": (".load", "load"),
     "load_model": (".load_model", "load_model"),
+    "list_pretrained": (".pretrained", "names"),  # every known model name (released, then shipped)
     "LocationEncoder": (".location_encoder", "LocationEncoder"),
     "SatCLIP": (".model", "SatCLIP"),
     "encoding": (".encoding", None),
