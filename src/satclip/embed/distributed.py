@@ -151,7 +151,7 @@ class _Partitions:
             table, embeddings.cpu().numpy(), ~bad, _dtype(self.encoder), self.layout, self.column
         )  # fmt: skip
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.parquet"
-        with safe_output.atomic_file(pending) as tmp:
+        with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
             pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
         return {**result, "pending": str(pending)}
 
@@ -222,7 +222,7 @@ def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterato
     workers = workers or usable_cores()
     log.info("starting a local Dask cluster of %d worker process(es)", workers)
     with distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         yield client
 

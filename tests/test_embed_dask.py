@@ -1,0 +1,286 @@
+"""Embedding on Dask: ``satclip embed --engine dask`` on a real LocalCluster (2 worker processes) against the
+single-process command, a worker killed mid-run, an interrupted run resumed, invalid rows in one partition,
+the model shipped once; ``satclip.embed`` on Dask DataFrames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.embed.distributed import embed_dataset
+from satclip.embed.parquet import ParquetDatasetSource
+from satclip.io.native import write_native
+
+from .test_embed_api import CONFIG
+
+distributed = pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
+
+N = 200_000
+PARTITION = ["--chunk-rows", "16384"]  # 13 partitions, a multiple of the batch size (4096) like the local chunks
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        yield cluster, client
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    return write_native(tmp_path_factory.mktemp("model") / "model", {"location_encoder": CONFIG}, tensors)
+
+
+def points(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "site": [f"s{i}" for i in range(n)],
+            "lon": rng.uniform(-180, 180, n),
+            "lat": rng.uniform(-90, 90, n),
+        }
+    )
+
+
+def write_dataset(frame: pd.DataFrame, directory: Path, parts: int = 4) -> Path:
+    """Part files ``part.0.parquet`` … (natural order matters past part.9), row groups not aligned to partitions."""
+    directory.mkdir(parents=True)
+    for i, rows in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        frame.iloc[rows].to_parquet(directory / f"part.{i}.parquet", row_group_size=7_000, index=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_dataset(points(N), tmp_path_factory.mktemp("in") / "points", parts=11)
+
+
+@pytest.fixture(scope="module")
+def expected(dataset, model, tmp_path_factory) -> Path:
+    """The single-process ``satclip embed`` output for the dataset."""
+    out = tmp_path_factory.mktemp("local") / "local.parquet"
+    assert main(["embed", str(dataset), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    return out
+
+
+def embeddings(table) -> np.ndarray:
+    column = table.column("embedding")
+    return np.asarray(column.combine_chunks().flatten()).reshape(len(table), -1)
+
+
+def assert_same(result: Path, expected: Path) -> None:
+    a, b = pq.read_table(result), pq.read_table(expected)
+    assert a.schema.names == b.schema.names
+    assert a.schema.field("embedding").type == b.schema.field("embedding").type  # fixed_size_list<float>[8]
+    for name in ("id", "site", "lon", "lat"):
+        assert a.column(name).equals(b.column(name)), name
+    ea, eb = embeddings(a), embeddings(b)
+    assert ea.dtype == eb.dtype == np.float32
+    np.testing.assert_array_equal(ea, eb)
+
+
+def test_cli_dask_equals_single_process(cluster, dataset, expected, model, tmp_path, capsys):
+    _, client = cluster
+    out = tmp_path / "emb.parquet"
+    args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
+    assert main([*args, "--scheduler", client.scheduler.address, *PARTITION]) == 0
+    assert "200000 points" in capsys.readouterr().out
+    assert_same(out, expected)
+    # the reference really is the model's embedding of the points
+    table = pq.read_table(expected, columns=["lon", "lat", "embedding"])
+    lonlat = np.column_stack([table.column("lon").to_numpy(), table.column("lat").to_numpy()])[:5000]
+    np.testing.assert_allclose(embeddings(table)[:5000], satclip.load(model).encode(lonlat).numpy(), atol=1e-6)
+    assert not out.with_name(out.name + ".partial").exists() and not any(tmp_path.glob(".*lock"))
+
+    # a dataset directory out: one part per partition, read back in order by pandas
+    directory = tmp_path / "emb"
+    assert main([*args[:3], str(directory), *args[4:], "--scheduler", client.scheduler.address, *PARTITION]) == 0
+    assert sorted(p.name for p in directory.glob("*.parquet")) == [f"part-{k:06d}.parquet" for k in range(13)]
+    assert_same(directory, expected)
+    frame = pd.read_parquet(directory)
+    assert frame["id"].tolist() == list(range(N))
+
+
+def test_model_shipped_once(cluster, dataset, model, tmp_path, monkeypatch):
+    """The encoder is pickled once on the client for 13 partitions (in the worker plugin), not per task."""
+    _, client = cluster
+    pickled = []
+    original = torch.nn.Module.__getstate__
+
+    def counting(self):
+        if isinstance(self, satclip.LocationEncoder):
+            pickled.append(type(self).__name__)
+        return original(self)
+
+    monkeypatch.setattr(satclip.LocationEncoder, "__getstate__", counting, raising=False)
+    source = ParquetDatasetSource(dataset)
+    result = embed_dataset(source, tmp_path / "out.parquet", satclip.load(model), client=client, chunk_rows=16384)
+    assert result.chunks == 13 and result.embedded_rows == N
+    assert pickled == ["LocationEncoder"]
+
+
+class _KillWorker:
+    """Progress that SIGKILLs one worker process (one with tasks) after the first finished partition."""
+
+    def __init__(self, client):
+        self.client, self.killed, self.updates = client, None, 0
+
+    def start(self, total, done):
+        pass
+
+    def update(self, rows):
+        self.updates += 1
+        if self.killed is None:
+            pids = self.client.run(os.getpid)
+            busy = [address for address, tasks in self.client.processing().items() if tasks] or list(pids)
+            self.killed = pids[busy[0]]
+            os.kill(self.killed, signal.SIGKILL)
+
+
+def test_worker_killed_mid_run(cluster, dataset, expected, model, tmp_path):
+    _, client = cluster
+    progress = _KillWorker(client)
+    out = tmp_path / "emb.parquet"
+    result = embed_dataset(
+        ParquetDatasetSource(dataset), out, satclip.load(model), client=client, chunk_rows=8192, progress=progress
+    )  # fmt: skip
+    assert progress.killed is not None and result.chunks == 25 and progress.updates == 25
+    assert_same(out, expected)
+    deadline = time.monotonic() + 60  # the nanny restarts the worker; later tests want two again
+    while len(client.run(os.getpid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert progress.killed not in client.run(os.getpid).values()
+
+
+class _Interrupt:
+    def __init__(self, after: int):
+        self.after, self.seen = after, 0
+
+    def start(self, total, done):
+        pass
+
+    def update(self, rows):
+        self.seen += 1
+        if self.seen == self.after:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, tmp_path, capsys):
+    _, client = cluster
+    out = tmp_path / "emb.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(4))
+    workdir = tmp_path / "emb.parquet.partial"
+    assert not out.exists() and (workdir / "manifest.json").is_file()
+    assert len(list((workdir / "parts").glob("part-*.parquet"))) >= 4
+    args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
+    assert main([*args, "--scheduler", client.scheduler.address, *PARTITION]) == 0
+    assert "resumed after" in capsys.readouterr().out
+    assert_same(out, expected)
+    assert not workdir.exists()
+    # other options are refused, not mixed in
+    out2 = tmp_path / "other.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out2, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(1))
+    assert main([*args[:3], str(out2), *args[4:], "--scheduler", client.scheduler.address, "--chunk-rows", "8192"]) == 2
+    assert "different input, model or options" in capsys.readouterr().err
+
+
+def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
+    _, client = cluster
+    frame = points(40_000, seed=1)
+    bad = [2 * 8192 + 5, 2 * 8192 + 4000]  # partition 2 of 8192-row partitions
+    frame.loc[bad[0], "lat"] = 95.0
+    frame.loc[bad[1], "lon"] = np.nan
+    dataset = write_dataset(frame, tmp_path / "in", parts=3)
+    out = tmp_path / "emb.parquet"
+    args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
+    args += ["--scheduler", client.scheduler.address, "--chunk-rows", "8192"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"row {bad[0]}: (lon=" in err and f"row {bad[1]}: (lon=nan" in err and "partition 2" in err
+    assert "--skip-invalid" in err and not out.exists()
+    parts = sorted(p.name for p in (tmp_path / "emb.parquet.partial" / "parts").glob("part-*.parquet"))
+    assert parts == [f"part-{k:06d}.parquet" for k in (0, 1, 3, 4)]  # nothing for partition 2
+    assert not list((tmp_path / "emb.parquet.partial" / "pending").glob("*.parquet"))
+
+    assert main([*args, "--skip-invalid"]) == 0  # the finished partitions are kept
+    assert "resumed after 4 chunk(s)" in capsys.readouterr().out
+    table = pq.read_table(out)
+    nulls = np.flatnonzero(table.column("embedding").is_null().to_numpy(zero_copy_only=False))
+    assert nulls.tolist() == bad and table.column("id").to_pylist() == list(range(40_000))
+    good = np.delete(np.arange(40_000), bad)
+    values = np.stack(table.column("embedding").take(good).to_numpy(zero_copy_only=False))
+    lonlat = frame[["lon", "lat"]].to_numpy()[good]
+    np.testing.assert_allclose(values, satclip.load(model).encode(lonlat).numpy(), atol=1e-6)
+
+
+def test_cli_starts_its_own_cluster(model, tmp_path, capsys):
+    dataset = write_dataset(points(3000), tmp_path / "in", parts=2)
+    out = tmp_path / "emb"
+    argv = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--workers", "1"]
+    assert main([*argv, "--no-progress", "--chunk-rows", "1024"]) == 0
+    assert len(list(out.glob("part-*.parquet"))) == 3
+    np.testing.assert_allclose(
+        np.stack(pd.read_parquet(out)["embedding"]),
+        satclip.load(model).encode(points(3000)[["lon", "lat"]].to_numpy()).numpy(),
+        atol=1e-6,
+    )
+    assert main([*argv, "--no-progress"]) == 2  # never replaced without --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys):
+    csv = tmp_path / "points.csv"
+    points(10).to_csv(csv, index=False)
+    base = ["embed", str(csv), "--model", str(model), "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "a.parquet"), "--engine", "dask"]) == 2
+    assert "reads Parquet files and datasets, not csv" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "a.parquet"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "apply to --engine dask" in capsys.readouterr().err
+    dataset = write_dataset(points(10), tmp_path / "in", parts=1)
+    assert main(["embed", str(dataset), "--model", str(model), "-o", str(dataset / "x"), "--engine", "dask"]) == 2
+    assert "inside the input dataset" in capsys.readouterr().err
+    assert main(["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "x.zarr"), "--engine", "dask"]) == 2
+    assert "--engine dask writes Parquet" in capsys.readouterr().err
+
+
+def test_dask_dataframe_api(cluster, model, monkeypatch):
+    _, client = cluster
+    encoder = satclip.load(model)
+    frame = points(5000, seed=2).set_index("id")
+    frame.index = frame.index * 10  # a non-default index to align on
+    pickled = []
+    original = torch.nn.Module.__getstate__
+    counting = lambda module: pickled.append(1) or original(module)  # noqa: E731
+    monkeypatch.setattr(satclip.LocationEncoder, "__getstate__", counting, raising=False)
+    lazy = satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder)
+    assert isinstance(lazy, dd.DataFrame) and list(lazy.columns) == [f"emb_{j:03d}" for j in range(8)]
+    assert not pickled  # nothing computed or sent yet
+    result = lazy.compute()  # on the cluster (the client is the default scheduler)
+    assert 1 <= len(pickled) <= 2  # one graph key, not a copy per partition (8)
+    monkeypatch.undo()
+    assert result.index.equals(frame.index) and (result.dtypes == np.float32).all()
+    np.testing.assert_array_equal(result.to_numpy(), encoder.encode(frame[["lon", "lat"]].to_numpy()).numpy())
+
+    frame.loc[frame.index[2000], "lat"] = -91.0
+    with pytest.raises(ValueError, match=r"partition 3 .*index labels \[20000\].*row 125: \(lon=.*, lat=-91.0\)"):
+        satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder).compute()
+    skipped = satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder, skip_invalid=True).compute()
+    assert skipped.loc[20000].isna().all() and skipped.drop(index=20000).notna().all().all()

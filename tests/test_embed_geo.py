@@ -1,0 +1,120 @@
+"""GeoPandas in and out with the real geopandas: GeoDataFrames in any CRS, centroids on request, GeoParquet
+and GeoPackage files through ``satclip embed``, dask-geopandas frames."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.io.native import write_native
+
+from .test_embed_api import CONFIG
+
+gpd = pytest.importorskip("geopandas")
+shapely = pytest.importorskip("shapely")
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return satclip.LocationEncoder.from_config(CONFIG).eval()
+
+
+@pytest.fixture
+def model(tmp_path, encoder):
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    return write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
+
+
+def lonlat(n: int = 500, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(-180, 180, n), rng.uniform(-80, 80, n)])  # Web Mercator stops at ±85°
+
+
+def mercator_frame(points: np.ndarray) -> gpd.GeoDataFrame:
+    wgs84 = gpd.GeoDataFrame(
+        {"name": [f"p{i}" for i in range(len(points))]},
+        geometry=gpd.points_from_xy(points[:, 0], points[:, 1]),
+        crs="EPSG:4326",
+        index=pd.Index(np.arange(len(points)) * 7 + 3, name="site"),
+    )
+    return wgs84.to_crs("EPSG:3857")
+
+
+def test_geodataframe_in_web_mercator(encoder, caplog):
+    points = lonlat()
+    frame = mercator_frame(points)
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        out = satclip.embed(frame, model=encoder)
+    assert any("reprojecting 500 geometries from EPSG:3857 to EPSG:4326" in r.getMessage() for r in caplog.records)
+    assert isinstance(out, pd.DataFrame) and out.index.equals(frame.index)
+    assert list(out.columns) == [f"emb_{j:03d}" for j in range(8)]
+    expected = satclip.embed(points, model=encoder)  # the same points in degrees
+    np.testing.assert_allclose(out.to_numpy(), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out.loc[frame.index[::-1]].to_numpy(), expected[::-1], rtol=0, atol=1e-5)
+    # a GeoSeries too, and a shuffled frame stays aligned on its index
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    np.testing.assert_allclose(
+        satclip.embed(shuffled.geometry, model=encoder).loc[frame.index].to_numpy(), expected, rtol=0, atol=1e-5
+    )
+
+
+def test_non_points_refused_or_reduced_to_centroids(encoder):
+    centres = lonlat(20, seed=1)
+    square = gpd.GeoSeries(gpd.points_from_xy(centres[:, 0], centres[:, 1]), crs="EPSG:4326").to_crs("EPSG:3857")
+    polygons = square.buffer(5_000, cap_style="square")  # squares symmetric about the centre, in metres
+    geometry = list(square)
+    geometry[3], geometry[11] = polygons.iloc[3], polygons.iloc[11]
+    frame = gpd.GeoDataFrame({"k": range(20)}, geometry=geometry, crs="EPSG:3857")
+    refused = r"must be points, found \['Point', 'Polygon'\] \(rows 3, 11\).*centroids=True"
+    with pytest.raises(ValueError, match=refused):
+        satclip.embed(frame, model=encoder)
+    out = satclip.embed(frame, model=encoder, centroids=True)
+    np.testing.assert_allclose(out.to_numpy(), satclip.embed(centres, model=encoder), rtol=0, atol=1e-5)
+
+
+def test_geoparquet_and_geopackage_through_the_cli(model, encoder, tmp_path):
+    points = lonlat(300, seed=2)
+    frame = mercator_frame(points).reset_index()
+    expected = satclip.embed(points, model=encoder)
+    frame.to_parquet(tmp_path / "points.parquet")
+    frame.to_file(tmp_path / "points.gpkg")
+    for name in ("points.parquet", "points.gpkg"):
+        out = tmp_path / f"{name}.emb.parquet"
+        assert main(["embed", str(tmp_path / name), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+        table = pq.read_table(out)
+        np.testing.assert_allclose(np.stack(table.column("lon").to_numpy()), points[:, 0], atol=1e-9)
+        values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
+        assert table.column("site").to_pylist() == frame["site"].tolist()
+    # GeoParquet in, GeoParquet out: the geometry column and its metadata are kept
+    back = gpd.read_parquet(tmp_path / "points.parquet.emb.parquet")
+    assert back.crs.to_epsg() == 3857 and back.geometry.geom_equals(frame.geometry).all()
+
+
+def test_geoparquet_polygons_need_centroids(model, tmp_path, capsys):
+    polygons = gpd.GeoDataFrame(geometry=[shapely.Point(10.0, 50.0).buffer(0.1)], crs="EPSG:4326")
+    polygons.to_parquet(tmp_path / "areas.parquet")
+    argv = ["embed", str(tmp_path / "areas.parquet"), "-o", str(tmp_path / "o.parquet"), "--model", str(model)]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "must be points, found ['Polygon']" in capsys.readouterr().err
+    assert main([*argv, "--no-progress", "--centroids"]) == 0
+    lon = pq.read_table(tmp_path / "o.parquet").column("lon").to_numpy()
+    assert abs(lon[0] - 10.0) < 1e-6  # the centroid of a circle about (10, 50), computed in an equal-area CRS
+
+
+def test_dask_geopandas_frame(encoder):
+    dask_geopandas = pytest.importorskip("dask_geopandas")
+    points = lonlat(1000, seed=3)
+    frame = mercator_frame(points)
+    lazy = satclip.embed(dask_geopandas.from_geopandas(frame, npartitions=4), model=encoder)
+    out = lazy.compute(scheduler="sync")
+    assert out.index.equals(frame.index)
+    np.testing.assert_allclose(out.to_numpy(), satclip.embed(points, model=encoder), rtol=0, atol=1e-5)
