@@ -34,8 +34,20 @@ def analytic_factor(lm: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def analytic_L40(sh_ref):
-    """Ours at L = 40 on all fixture points in one batch, and the running-error bound of one evaluation.
+def running_bound_L40(sh_ref):
+    """The running-error bound of one float64 evaluation of each printed expression at every fixture
+    point, ``(2000, 1600)``."""
+    texts = analytic_expressions.expression_texts(40)
+    _, bound = running_error.error_bounds(
+        [texts[l, m] for l in range(40) for m in range(-l, l + 1)], sh_ref["lonlat"]
+    )
+    return bound
+
+
+@pytest.fixture(scope="module")
+def analytic_L40(sh_ref, running_bound_L40):
+    """Our "analytic-original" (the original's evaluation) at L = 40 on all fixture points in one batch, and
+    twice the running-error bound of one evaluation.
 
     Exact equality with the fixtures is not available: the printed polynomials cancel catastrophically
     at high degree (terms up to 4e14 summing to O(1)), so an ulp of difference in cos θ or in one power
@@ -45,11 +57,7 @@ def analytic_L40(sh_ref):
     such evaluations, so we may differ from the fixtures by twice the bound and no more. Where the
     polynomial is well conditioned the bound is tiny (≤ 7e-12 for l < 10 away from the poles).
     """
-    texts = analytic_expressions.expression_texts(40)
-    _, bound = running_error.error_bounds(
-        [texts[l, m] for l in range(40) for m in range(-l, l + 1)], sh_ref["lonlat"]
-    )
-    return sh(sh_ref["lonlat"], 40, "analytic").numpy(), 2 * bound
+    return sh(sh_ref["lonlat"], 40, "analytic-original").numpy(), 2 * running_bound_L40
 
 
 def outside_bound(got, want, tolerance):
@@ -58,11 +66,11 @@ def outside_bound(got, want, tolerance):
 
 
 @pytest.mark.parametrize("L", [10, 40])
-def test_analytic_reproduces_original(sh_ref, analytic_L40, L):
+def test_analytic_original_reproduces_original(sh_ref, analytic_L40, L):
     got, tolerance = (a[:, : L * L] for a in analytic_L40)
     want = sh_ref[f"analytic_L{L}"]
     if L == 10:
-        got = sh(sh_ref["lonlat"], 10, "analytic").numpy()
+        got = sh(sh_ref["lonlat"], 10, "analytic-original").numpy()
         np.testing.assert_array_equal(got, analytic_L40[0][:, :100])
     bad = outside_bound(got, want, tolerance)
     worst = np.max(np.abs(got - want) / np.where(tolerance > 0, tolerance, np.inf))
@@ -110,8 +118,104 @@ def test_analytic_batch_size_noise_within_bound(sh_ref, analytic_L40):
     which is why the golden comparison cannot be exact."""
     got, tolerance = analytic_L40
     n = 105  # the special-point grid with poles and near-pole latitudes
-    chunks = [sh(sh_ref["lonlat"][i : i + 15], 40, "analytic").numpy() for i in range(0, n, 15)]
+    chunks = [sh(sh_ref["lonlat"][i : i + 15], 40, "analytic-original").numpy() for i in range(0, n, 15)]
     assert len(outside_bound(np.concatenate(chunks), got[:n], tolerance[:n])) == 0
+
+
+#: our own float64 error for "analytic" against the printed polynomials' exact value, a priori: the
+#: recurrence loses ~l²·u relative (u = 2⁻⁵³) and |Y| < 9 at L = 40: 40² · 1.1e-16 · 9 = 1.6e-12
+#: (measured against mpmath: 9.8e-14, test_analytic_is_the_exact_value_of_the_printed_polynomials)
+OWN_ERROR_L40 = 40**2 * 2.0**-53 * 9
+
+
+@pytest.mark.parametrize("L", [10, 40])
+def test_analytic_is_within_the_originals_rounding(sh_ref, running_bound_L40, L):
+    """"analytic" computes the exact value of the printed polynomials; the original's float64 evaluation
+    is within one running-error bound of that value, so the two differ by at most that bound plus our
+    own error, at every fixture point and column (poles and antimeridian included)."""
+    got = sh(sh_ref["lonlat"], L, "analytic").numpy()
+    want = sh_ref[f"analytic_L{L}"]
+    tolerance = running_bound_L40[:, : L * L] + OWN_ERROR_L40
+    bad = outside_bound(got, want, tolerance)
+    assert len(bad) == 0, f"{len(bad)} values outside the bound, e.g. {bad[:3].tolist()}"
+    np.testing.assert_array_equal(got[:, 0], want[:, 0])  # the printed constant itself
+    poles = np.abs(sh_ref["lonlat"][:, 1]) == 90
+    m_nonzero = sh_ref["lm_L40"][: L * L, 1] != 0
+    assert not got[np.ix_(poles, m_nonzero)].any()
+
+
+def test_analytic_is_not_the_original_evaluation_nor_the_true_harmonics(sh_ref):
+    """The three bases are distinct where it matters: "analytic" differs from "analytic-stable" by the
+    printed coefficients' error (up to 0.6 at L = 40) and from the original's evaluation by its rounding
+    noise (so a test that only compared with the original within its noise could not tell them apart)."""
+    lonlat = sh_ref["lonlat"]
+    exact = sh(lonlat, 40, "analytic").numpy()
+    assert np.abs(exact - sh(lonlat, 40, "analytic-stable").numpy()).max() > 0.5
+    assert np.abs(exact - sh_ref["analytic_L40"]).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_analytic_is_the_exact_value_of_the_printed_polynomials(sh_ref):
+    """Against an independent 50-digit mpmath evaluation of the printed text at the same float64 inputs
+    (cos θ and 1 − cos²θ as the original forms them), on the special points (poles, near-poles,
+    antimeridian) and a sample of others, for every column with l ≥ 37 and a sample of the rest."""
+    mpmath = pytest.importorskip("mpmath")
+    import ast
+
+    mpmath.mp.dps = 50
+    one_minus_x2 = ast.dump(ast.parse("1.0 - cos(theta)**2", mode="eval").body)
+
+    def evaluate(node, env):
+        if isinstance(node, ast.Constant):
+            return mpmath.mpf(float(node.value))
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        if isinstance(node, ast.UnaryOp):
+            return -evaluate(node.operand, env)
+        if isinstance(node, ast.Call):
+            arg = node.args[0]
+            if isinstance(arg, ast.Name) and arg.id == "theta":
+                return env["cos_theta"]
+            return (mpmath.cos if node.func.id == "cos" else mpmath.sin)(evaluate(arg, env))
+        if ast.dump(node) == one_minus_x2:
+            return env["one_minus_x2"]
+        if isinstance(node.op, ast.Pow):
+            base = env["one_minus_x2"] if ast.dump(node.left) == one_minus_x2 else evaluate(node.left, env)
+            return base ** mpmath.mpf(float(node.right.value))
+        a, b = evaluate(node.left, env), evaluate(node.right, env)
+        return a + b if isinstance(node.op, ast.Add) else a - b if isinstance(node.op, ast.Sub) else a * b
+
+    rng = np.random.default_rng(0)
+    lonlat = sh_ref["lonlat"]
+    rows = np.concatenate([np.arange(0, int(sh_ref["n_special"]), 9), rng.choice(np.arange(105, len(lonlat)), 5)])
+    lm = [(l, m) for l in range(40) for m in range(-l, l + 1) if l >= 37 or rng.random() < 0.03]
+    texts = analytic_expressions.expression_texts(40)
+    trees = {key: ast.parse(texts[key], mode="eval").body for key in lm}
+    got = sh(lonlat[rows], 40, "analytic").numpy()
+    worst = 0.0
+    for i, row in enumerate(rows):
+        theta, phi = np.deg2rad(lonlat[row, 1] + 90), np.deg2rad(lonlat[row, 0] + 180)
+        x = np.cos(theta)
+        env = {"theta": mpmath.mpf(theta), "phi": mpmath.mpf(phi), "cos_theta": mpmath.mpf(x),
+               "one_minus_x2": mpmath.mpf(1.0 - x * x)}  # fmt: skip
+        for l, m in lm:
+            worst = max(worst, abs(got[i, l * l + l + m] - float(evaluate(trees[l, m], env))))
+    assert worst <= OWN_ERROR_L40
+
+
+def test_analytic_float32_is_float64_rounded(sh_ref):
+    """float32 output: the float64 value rounded, with corrections below float32's resolution skipped."""
+    lonlat = torch.as_tensor(sh_ref["lonlat"])
+    got = create("sphericalharmonics", legendre_polys=40, harmonics_calculation="analytic")(lonlat.float())
+    want = sh(lonlat.float().double(), 40, "analytic")
+    assert got.dtype == torch.float32
+    # half an ulp of |value| < 9, plus the skipped corrections (each < 2^-24, at most 1,600 of them,
+    # bounded by their Σ|δ| in total)
+    from satclip.encoding.analytic_exact import printed_correction
+
+    corr = printed_correction(40)
+    skipped = float(corr.bound[corr.bound <= 2.0**-24].sum())
+    assert (got.double() - want).abs().max().item() <= 2.0**-24 * 8 + skipped
 
 
 @pytest.mark.parametrize("L", [10, 40])
@@ -132,12 +236,19 @@ def test_analytic_stable_agrees_with_analytic_at_L10(sh_ref):
     assert np.abs(diff).max() <= 1e-11
 
 
-def test_analytic_carries_the_original_error_near_poles(sh_ref):
-    """The reason "analytic" exists: at l = 39, m = 0, lat = −90 the original gives 8.478818, exact is 7.876957."""
-    south_pole = torch.tensor([[0.0, -90.0]], dtype=torch.float64)
+def test_analytic_carries_the_printed_coefficients_error_near_poles(sh_ref, running_bound_L40):
+    """The reason "analytic" is not "analytic-stable": at l = 39, m = 0, lat = −90 the true harmonic is
+    7.876957, the printed polynomial's exact value 8.482541 (its 15-digit coefficients) and the original's
+    float64 evaluation of it 8.478818 (its rounding noise, within the running-error bound there)."""
+    assert sh_ref["lonlat"][0, 1] == -90
+    south_pole = torch.as_tensor(sh_ref["lonlat"][:1])
     col = 39 * 39 + 39
-    assert sh(south_pole, 40, "analytic")[0, col].item() == pytest.approx(8.478818, abs=1e-6)
+    original = sh(south_pole, 40, "analytic-original")[0, col].item()
+    exact = sh(south_pole, 40, "analytic")[0, col].item()
+    assert original == pytest.approx(8.478818, abs=1e-6)
+    assert exact == pytest.approx(8.482541, abs=1e-6)
     assert sh(south_pole, 40, "analytic-stable")[0, col].item() == pytest.approx(7.876957, abs=1e-6)
+    assert abs(exact - original) <= running_bound_L40[0, col]
 
 
 def test_lm_ordering(sh_ref):
