@@ -282,12 +282,14 @@ def write_zarr(
         )  # fmt: skip
         for name, values, units in (("lat", grid.lat, "degrees_north"), ("lon", grid.lon, "degrees_east")):
             standard = "latitude" if name == "lat" else "longitude"
-            coord = group.create_array(
-                name, shape=values.shape, dtype="float64",
+            coord = group.create_array(  # fill_value None: xarray would read a 0.0 centre as missing (NaN)
+                name, shape=values.shape, dtype="float64", fill_value=None,
                 attributes={"_ARRAY_DIMENSIONS": [name], "units": units, "standard_name": standard},
             )  # fmt: skip
             coord[:] = values
-        band = group.create_array(band_dim, shape=(count,), dtype="int32", attributes={"_ARRAY_DIMENSIONS": [band_dim]})
+        band = group.create_array(
+            band_dim, shape=(count,), dtype="int32", fill_value=None, attributes={"_ARRAY_DIMENSIONS": [band_dim]}
+        )
         band[:] = np.arange(count, dtype=np.int32)
         for row0, values in blocks:
             data[:, row0 : row0 + values.shape[0], :] = np.moveaxis(values, -1, 0)
