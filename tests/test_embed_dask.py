@@ -277,7 +277,7 @@ def test_dask_dataframe_api(cluster, model, monkeypatch):
     assert 1 <= len(pickled) <= 2  # one graph key, not a copy per partition (8)
     monkeypatch.undo()
     assert result.index.equals(frame.index) and (result.dtypes == np.float32).all()
-    np.testing.assert_array_equal(result.to_numpy(), encoder.encode(frame[["lon", "lat"]].to_numpy()).numpy())
+    np.testing.assert_allclose(result.to_numpy(), encoder.encode(frame[["lon", "lat"]].to_numpy()).numpy(), atol=1e-5)
 
     frame.loc[frame.index[2000], "lat"] = -91.0
     with pytest.raises(ValueError, match=r"partition 3 .*index labels \[20000\].*row 125: \(lon=.*, lat=-91.0\)"):

@@ -57,6 +57,18 @@ def add_parser(subparsers) -> None:
         "--force", action="store_true", help="write a map over the size limit (8 GiB of float32; 26M cells for PNG)"
     )
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    parser.add_argument(
+        "--engine", choices=["local", "dask"], default="local",
+        help="local: this process (default); dask: Zarr only, chunk by chunk on a Dask cluster (the same cells, "
+        "values and attributes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", help="--engine dask: the scheduler to use (default: a local cluster)"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int,
+        help="--engine dask without --scheduler: local worker processes (default: one per core)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -65,13 +77,28 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..embed.api import load_encoder
-    from ..maps import make_grid, render_map
+    from ..errors import BadInputError
+    from ..maps import FORMATS, make_grid, render_map
 
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
+    if args.engine == "dask" and (args.pca or (args.format or FORMATS.get(args.output.suffix.lower())) != "zarr"):
+        raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")
+    if args.engine != "dask" and (args.scheduler or args.workers):
+        raise BadInputError("--scheduler and --workers apply to --engine dask")
     encoder = load_encoder(
         args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
         trust_checkpoint=args.trust_checkpoint,
     )  # fmt: skip
+    if args.engine == "dask":
+        from ..xarray import write_map_zarr
+
+        write_map_zarr(
+            encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
+            land_only=args.land_only, blank_unseen=not args.all_cells, batch_size=args.batch_size,
+            overwrite=args.overwrite, force=args.force, scheduler=args.scheduler, workers=args.workers,
+        )  # fmt: skip
+        print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°)")
+        return 0
     with tqdm(unit="row", desc="map", disable=None) as bar:
         render_map(
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,

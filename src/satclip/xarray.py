@@ -1,0 +1,334 @@
+"""Lazy embedding fields for xarray (the ``dask`` extra).
+
+>>> import numpy as np, satclip.xarray
+>>> lon, lat = np.arange(-179.95, 180, 0.1), np.arange(89.95, -90, -0.1)      # a 0.1° grid's cell centres
+>>> field = satclip.xarray.embedding_field("bluemarble-l10", lon, lat, where="land")
+>>> field                                          # (lat: 1800, lon: 3600, dim: 256), nothing computed yet
+>>> field.sel(lat=slice(55, 47), lon=slice(5, 15)).compute()      # only the chunks over central Europe
+>>> field.to_zarr("land.zarr")                     # chunk by chunk, on whatever Dask scheduler is active
+
+:func:`embedding_field` returns a Dask-backed ``xarray.DataArray`` ``(…, dim)``: each chunk of cells is
+embedded when (and only when) it is computed, on the threaded scheduler or a ``distributed`` cluster (the
+model enters the graph once, as one key). Coordinates and attributes follow CF: ``lat``/``lon`` in
+degrees_north/degrees_east; the model, its basis, dtype and the satclip version in the attributes.
+``satclip map --engine dask`` writes the same field as ``satclip map`` does (:func:`write_map_zarr`).
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, safe_output
+from .optional import require
+from .points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
+
+log = logging.getLogger(__name__)
+
+#: the name of the embedding axis (as in the Zarr maps of ``satclip map``)
+DIM = "dim"
+#: cells per chunk by default: 64 MiB of float32 embeddings at 256 dimensions
+DEFAULT_CHUNK_CELLS = 1 << 16
+LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
+LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+
+
+class LandCells:
+    """``where="land"``: cells whose centre is GSHHG land (not lake or ocean), the lookup of ``satclip map``."""
+
+    description = "GSHHG land cells (lakes and ocean not computed)"
+
+    def __call__(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        from . import maps
+
+        if lon.shape[0] == 1 and lat.shape[1] == 1:  # a chunk of a regular grid: its two axes
+            return maps.land_mask(_axes(lon, lat))
+        from .data.land import is_land
+
+        lon, lat = np.broadcast_arrays(lon, lat)
+        return is_land(np.column_stack([lon.reshape(-1), lat.reshape(-1)])).reshape(lon.shape)
+
+
+class MapCells:
+    """The cells ``satclip map`` computes on a regular grid: inside ``footprint`` (None: everywhere), and
+    land only with ``land_only`` (the same lookups, chunk by chunk)."""
+
+    def __init__(self, footprint=None, land_only: bool = False):
+        self.footprint, self.land_only = footprint, land_only
+        what = [] if footprint is None else [f"inside the training footprint ({footprint.describe()})"]
+        self.description = " and ".join(what + (["GSHHG land"] if land_only else [])) or "every cell"
+
+    def __call__(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        from . import maps
+
+        grid = _axes(lon, lat)
+        land = maps.land_mask(grid) if self.land_only or self.footprint is not None else None
+        mask = None if self.footprint is None else maps.footprint_mask(grid, self.footprint, land)
+        if self.land_only:
+            mask = land if mask is None else mask & land
+        return np.ones((grid.height, grid.width), bool) if mask is None else mask
+
+
+def _axes(lon: np.ndarray, lat: np.ndarray):
+    """A chunk of a regular grid as the ``lat``/``lon``/``height``/``width`` that :mod:`satclip.maps` reads."""
+    lon, lat = np.asarray(lon).reshape(-1), np.asarray(lat).reshape(-1)
+    return types.SimpleNamespace(lon=lon, lat=lat, width=len(lon), height=len(lat))
+
+
+def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_dtype, block_info=None):
+    """``(h, w, D)`` embeddings of one chunk; cells outside the mask are NaN and not computed."""
+    from .embed.api import embed_lonlat
+
+    lat_b, lon_b = np.broadcast_arrays(np.asarray(lat, np.float64), np.asarray(lon, np.float64))
+    shape = lat_b.shape
+    keep = np.ones(shape, bool)
+    if mask:
+        keep &= np.asarray(mask[0], bool)
+    if where is not None and keep.any():
+        keep &= np.broadcast_to(np.asarray(where(lon, lat), bool), shape)
+    out = np.full(shape + (encoder.embedding_dim,), np.nan, dtype=out_dtype)
+    cells = np.argwhere(keep)
+    points = np.column_stack([lon_b[keep], lat_b[keep]])
+    bad = invalid_rows(points)
+    if bad.any() and not skip_invalid:
+        (r0, _), (c0, _) = block_info[None]["array-location"][:2] if block_info else ((0, 0), (0, 0))
+        shown = ", ".join(
+            f"cell ({r0 + i}, {c0 + j}): (lon={float(lon_b[i, j])!r}, lat={float(lat_b[i, j])!r})"
+            for i, j in cells[bad][:MAX_REPORTED_ROWS]
+        )
+        raise InvalidPointsError(
+            f"{int(bad.sum())} cell(s) with invalid coordinates: {shown}. Expected finite (lon, lat) degrees in "
+            "range; pass skip_invalid=True to leave them NaN, or mask them with where=",
+            np.flatnonzero(bad),
+        )
+    if (~bad).any():
+        good = cells[~bad]
+        values = embed_lonlat(encoder, points[~bad], batch_size=batch_size).cpu().numpy()
+        out[good[:, 0], good[:, 1]] = values
+    return out
+
+
+def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple[int, int]:
+    height, width = shape
+    if chunks is None:
+        cx = min(width, 1024)
+        return min(height, max(1, DEFAULT_CHUNK_CELLS // cx)), cx
+    if isinstance(chunks, int):
+        chunks = (chunks, chunks)
+    if isinstance(chunks, dict):
+        unknown = sorted(set(chunks) - set(dims))
+        if unknown:
+            raise ValueError(f"chunks names unknown dimension(s) {unknown}; the grid's dimensions are {list(dims)}")
+        chunks = (chunks.get(dims[0], height), chunks.get(dims[1], width))
+    cy, cx = (int(c) for c in chunks)
+    if cy < 1 or cx < 1:
+        raise ValueError(f"chunks must be positive cell counts, got {chunks}")
+    return min(cy, height), min(cx, width)
+
+
+def _model_attrs(model, encoder) -> dict:
+    from .embed.job import model_identity
+
+    source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
+    encoding = dict(encoder.config.get("encoding", {}))
+    basis = encoding.pop("name", "?")
+    params = ", ".join(f"{k}={v}" for k, v in sorted(encoding.items()))
+    return {
+        "long_name": "SatCLIP location embedding",
+        "satclip_model": Path(str(source)).name if source else "unknown",
+        "satclip_model_sha256": model_identity(encoder)["sha256"],
+        "satclip_basis": f"{basis} ({params})" if params else basis,
+        "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
+        "satclip_version": __version__,
+    }
+
+
+def embedding_field(
+    model,
+    lon,
+    lat,
+    *,
+    chunks=None,
+    where: str | Callable | object | None = None,
+    skip_invalid: bool = False,
+    batch_size: int | None = None,
+    device=None,
+    dtype=None,
+    harmonics_calculation: str | None = None,
+    trust_checkpoint: bool = False,
+    name: str = "embedding",
+):
+    """The embedding field of ``model`` over a grid of cells, as a lazy (Dask-backed) ``xarray.DataArray``.
+
+    Args:
+        model: a :class:`~satclip.LocationEncoder` or any source :func:`satclip.load` takes.
+        lon, lat: degrees, either the 1-D axes of a regular grid (``(W,)`` and ``(H,)``: the field is
+            ``(lat, lon, dim)``), or 2-D coordinate arrays of one shape ``(H, W)``, e.g. a reprojected
+            raster's (the field is ``(y, x, dim)`` with ``lon``/``lat`` as auxiliary coordinates). numpy,
+            Dask or xarray arrays; an xarray input lends its dimension names (and other coordinates).
+        chunks: cells per chunk, ``(rows, columns)``, one int for both, or ``{dim: size}``; default
+            about 65,536 cells (up to 1,024 columns), i.e. 64 MiB of float32 at 256 dimensions. The
+            embedding axis is one chunk. Dask-backed 2-D coordinates keep their chunks unless given.
+        where: which cells to compute (the others are NaN, and chunks without any are never embedded):
+            ``"land"`` (the GSHHG land mask of ``satclip map --land-only``), a boolean array of the grid's
+            shape (numpy, Dask or xarray), or a callable ``f(lon, lat) -> bool array`` evaluated per chunk
+            on arrays that broadcast to the chunk (``(h, 1)`` and ``(1, w)`` on a regular grid).
+        skip_invalid: cells with invalid coordinates (non-finite, out of range) are NaN instead of an error
+            raised when their chunk is computed.
+        batch_size, device, dtype, harmonics_calculation, trust_checkpoint: as :func:`satclip.embed`.
+        name: the DataArray's name.
+
+    Returns:
+        ``xarray.DataArray`` of the model's dtype with dims ``(lat, lon, dim)`` or ``(y, x, dim)``.
+
+    Raises:
+        ValueError: coordinates of other shapes, out-of-range 1-D axes, an unknown ``where``.
+        MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
+    """
+    xr = require("xarray", "dask", "lazy embedding fields")
+    dask = require("dask", "dask", "lazy embedding fields")
+    darray = require("dask.array", "dask", "lazy embedding fields")
+    from .embed.api import load_encoder
+
+    encoder = load_encoder(
+        model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
+        trust_checkpoint=trust_checkpoint,
+    )  # fmt: skip
+    lon_data, lat_data = getattr(lon, "data", lon), getattr(lat, "data", lat)
+    extra_coords = {}
+    if np.ndim(lon_data) == 1 and np.ndim(lat_data) == 1:
+        dims = (getattr(lat, "dims", ("lat",))[0], getattr(lon, "dims", ("lon",))[0])
+        lat_axis, lon_axis = np.asarray(lat_data, np.float64), np.asarray(lon_data, np.float64)
+        for axis, values, limit in (("lon", lon_axis, 180), ("lat", lat_axis, 90)):
+            bad = ~np.isfinite(values) | (np.abs(values) > limit)
+            if bad.any():
+                raise ValueError(
+                    f"{axis} axis: {int(bad.sum())} value(s) not finite degrees in [-{limit}, {limit}], first at "
+                    f"index {int(np.flatnonzero(bad)[0])}: {values[bad][0]!r}"
+                )
+        shape = (len(lat_axis), len(lon_axis))
+        cy, cx = _chunk_sizes(shape, chunks, dims)
+        lat_d = darray.from_array(lat_axis[:, None], chunks=(cy, 1))
+        lon_d = darray.from_array(lon_axis[None, :], chunks=(1, cx))
+        coords = {
+            dims[0]: xr.Variable(dims[0], lat_axis, {**LAT_ATTRS, "axis": "Y"}),
+            dims[1]: xr.Variable(dims[1], lon_axis, {**LON_ATTRS, "axis": "X"}),
+        }
+    elif np.ndim(lon_data) == 2 and np.shape(lon_data) == np.shape(lat_data):
+        dims = tuple(getattr(lon, "dims", ("y", "x")))
+        shape = tuple(np.shape(lon_data))
+        given = chunks is None and hasattr(lon_data, "chunks")
+        lon_d = darray.asarray(lon_data).astype(np.float64)
+        lat_d = darray.asarray(lat_data).astype(np.float64)
+        if given:
+            lat_d = lat_d.rechunk(lon_d.chunks)
+        else:
+            size = _chunk_sizes(shape, chunks, dims)
+            lon_d, lat_d = lon_d.rechunk(size), lat_d.rechunk(size)
+        coords = {"lon": xr.Variable(dims, lon_d, LON_ATTRS), "lat": xr.Variable(dims, lat_d, LAT_ATTRS)}
+        for source in (lon, lat):
+            for key, coord in getattr(source, "coords", {}).items():
+                if key not in ("lon", "lat") and set(coord.dims) <= set(dims):
+                    extra_coords[key] = coord
+    else:
+        raise ValueError(
+            f"lon and lat must be the 1-D axes of a regular grid or 2-D arrays of one shape, got shapes "
+            f"{np.shape(lon_data)} and {np.shape(lat_data)}"
+        )
+
+    arrays = [lat_d, lon_d]
+    where_fn, description = None, "every cell"
+    if isinstance(where, str):
+        if where != "land":
+            raise ValueError(f"where={where!r}: use 'land', a boolean array of the grid's shape, or a callable")
+        where_fn = LandCells()
+        description = where_fn.description
+    elif callable(where):
+        where_fn = where
+        description = getattr(where, "description", f"cells where {getattr(where, '__name__', 'a callable')} holds")
+    elif where is not None:
+        if hasattr(where, "dims") and hasattr(where, "transpose"):
+            where = where.transpose(*dims)
+        mask = darray.asarray(getattr(where, "data", where)).astype(bool)
+        if mask.shape != shape:
+            raise ValueError(f"where: a mask of shape {mask.shape} for a grid of shape {shape}")
+        arrays.append(mask.rechunk(darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks)))
+        description = "cells of the given mask"
+
+    out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
+    dim = encoder.embedding_dim
+    identity = _model_attrs(model, encoder)
+    key = f"satclip-model-{identity['satclip_model_sha256'][:16]}-{str(encoder.dtype)}"
+    encoder_key = dask.delayed(encoder, name=key, traverse=False)
+    out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((dim,),)
+    data = darray.map_blocks(
+        _embed_block, arrays[0], arrays[1], encoder_key, *arrays[2:], where=where_fn, batch_size=batch_size,
+        skip_invalid=skip_invalid, out_dtype=out_dtype, dtype=out_dtype, new_axis=2, chunks=out_chunks,
+        meta=np.empty((0, 0, 0), out_dtype),
+    )  # fmt: skip
+    coords[DIM] = xr.Variable(DIM, np.arange(dim, dtype=np.int32), {"long_name": "embedding dimension"})
+    attrs = {**identity, "satclip_cells": description}
+    field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
+    return field.assign_coords(extra_coords) if extra_coords else field
+
+
+def write_map_zarr(
+    encoder,
+    output: str | Path,
+    *,
+    resolution: float,
+    bbox: tuple[float, float, float, float] | None = None,
+    land_only: bool = False,
+    blank_unseen: bool = True,
+    footprint=None,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    force: bool = False,
+    client=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> Path:
+    """``satclip map --engine dask``: the Zarr map of :func:`satclip.maps.render_map` (the same cells,
+    values, coordinates and attributes: ``embedding`` ``(dim, lat, lon)`` float32), computed chunk by chunk
+    on a Dask cluster (``client``, the scheduler at ``scheduler``, or a ``LocalCluster`` of ``workers``
+    processes started here) and written atomically. Chunks: rows of about 65,536 cells."""
+    from . import maps
+    from .embed.distributed import dask_client
+    from .provenance import training_footprint
+
+    xr = require("xarray", "dask", "satclip map --engine dask")
+    output = Path(output)
+    grid = maps.make_grid(resolution, bbox)
+    dim = encoder.embedding_dim
+    maps.check_size(grid, dim, "zarr", force)
+    safe_output.check_output(output, overwrite=overwrite, directory=True)
+    if blank_unseen:
+        footprint = footprint or training_footprint(encoder)
+        log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",
+                 footprint.describe(), footprint.origin)  # fmt: skip
+    cells = MapCells(footprint if blank_unseen else None, land_only)
+    rows = max(1, min(grid.height, DEFAULT_CHUNK_CELLS // grid.width))
+    field = embedding_field(encoder, grid.lon, grid.lat, chunks=(rows, grid.width), where=cells, batch_size=batch_size)
+    embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
+    embedding.attrs = field.attrs
+    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
+             "cells": maps._cells_note(footprint if blank_unseen else None, land_only)}  # fmt: skip
+    if blank_unseen:
+        attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
+                                       "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
+    dataset = xr.Dataset({"embedding": embedding}, attrs=attrs)
+    encoding = {"embedding": {"chunks": (1, rows, grid.width)}}
+    with safe_output.exclusive(output):
+        log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
+                 -(-grid.height // rows))  # fmt: skip
+        with safe_output.atomic_dir(output, overwrite=overwrite) as tmp:
+            if client is not None:
+                dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+            else:
+                with dask_client(scheduler, workers):
+                    dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+    return output

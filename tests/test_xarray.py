@@ -1,0 +1,188 @@
+"""Lazy embedding fields (satclip.xarray): values against encoder.encode, laziness per chunk, masks, 2-D
+coordinates, Zarr round trip, ``satclip map --engine dask`` against ``satclip map``; the extras' errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.cli import main
+from satclip.errors import MissingExtraError
+from satclip.io.native import write_native
+
+from .test_embed_api import CONFIG
+
+xr = pytest.importorskip("xarray")
+pytest.importorskip("dask.array")
+from satclip.xarray import embedding_field  # noqa: E402
+
+LON = np.arange(-179.0, 180.0, 2.0)  # a 2° × 2° global grid's cell centres (90 × 180)
+LAT = np.arange(89.0, -90.0, -2.0)
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return satclip.LocationEncoder.from_config(CONFIG).eval()
+
+
+class Counting:
+    """Wraps ``encoder.encode`` to record how many points each call embeds."""
+
+    def __init__(self, encoder):
+        self.calls, self.encode = [], encoder.encode
+        encoder.encode = self
+
+    def __call__(self, points, **kwargs):
+        self.calls.append(len(points))
+        return self.encode(points, **kwargs)
+
+
+def grid_points(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.tile(lon, len(lat)), np.repeat(lat, len(lon))])
+
+
+def test_lazy_field_equals_encode(encoder):
+    field = embedding_field(encoder, LON, LAT, chunks=(30, 60))
+    assert field.dims == ("lat", "lon", "dim") and field.shape == (90, 180, 8) and field.dtype == np.float32
+    assert field.chunks == ((30, 30, 30), (60, 60, 60), (8,))
+    assert field.lat.attrs["units"] == "degrees_north" and field.lon.attrs["standard_name"] == "longitude"
+    assert field.attrs["satclip_dtype"] == "float32" and field.attrs["satclip_version"] == satclip.__version__
+    assert field.attrs["satclip_basis"].startswith("sphericalharmonics (")
+    values = field.compute(scheduler="sync").values
+    # bit for bit: encode on each chunk's points (row-major); the network's float32 matmuls may round a row
+    # differently in a batch of another size, so against one call on all points within float32 rounding
+    expected = np.empty_like(values)
+    for r in range(0, 90, 30):
+        for c in range(0, 180, 60):
+            points = grid_points(LON[c : c + 60], LAT[r : r + 30])
+            expected[r : r + 30, c : c + 60] = encoder.encode(points).numpy().reshape(30, 60, 8)
+    np.testing.assert_array_equal(values, expected)
+    whole = encoder.encode(grid_points(LON, LAT)).numpy().reshape(90, 180, 8)
+    np.testing.assert_allclose(values, whole, rtol=0, atol=1e-5)
+
+
+def test_one_chunk_computes_one_chunk(encoder):
+    counting = Counting(encoder)
+    field = embedding_field(encoder, LON, LAT, chunks=(30, 60))
+    assert counting.calls == []  # building the field embeds nothing
+    part = field.sel(lat=slice(89, 31), lon=slice(-179, -61)).compute(scheduler="sync")  # chunk (0, 0) exactly
+    assert counting.calls == [30 * 60]
+    corner = field.isel(lat=slice(40, 45), lon=slice(70, 72)).compute(scheduler="sync")  # inside chunk (1, 1)
+    assert counting.calls == [30 * 60, 30 * 60]
+    np.testing.assert_array_equal(part.values, field.values[:30, :60])
+    np.testing.assert_array_equal(corner.values, field.values[40:45, 70:72])
+
+
+def test_zarr_round_trip(encoder, tmp_path):
+    field = embedding_field(encoder, LON, LAT, chunks=(45, 90))
+    field.to_zarr(tmp_path / "field.zarr")
+    back = xr.open_zarr(tmp_path / "field.zarr")["embedding"]
+    assert back.dims == field.dims and back.attrs == field.attrs and back.dtype == np.float32
+    for name in ("lat", "lon", "dim"):
+        np.testing.assert_array_equal(back[name].values, field[name].values)  # 0° stays 0, not NaN
+    assert back.lat.attrs["units"] == "degrees_north"
+    np.testing.assert_array_equal(back.values, field.compute(scheduler="sync").values)
+
+
+def test_where_land_skips_ocean(encoder):
+    from satclip.maps import land_mask, make_grid
+
+    land = land_mask(make_grid(2.0))
+    counting = Counting(encoder)
+    field = embedding_field(encoder, LON, LAT, chunks=(15, 30), where="land")
+    ocean = [(i, j) for i in range(6) for j in range(6) if not land[i * 15 : i * 15 + 15, j * 30 : j * 30 + 30].any()]
+    assert (3, 0) in ocean  # the South Pacific
+    pacific = field.isel(lat=slice(45, 60), lon=slice(0, 30)).compute(scheduler="sync")
+    assert np.isnan(pacific.values).all() and counting.calls == []  # an all-ocean chunk: no encoder call
+    values = field.compute(scheduler="sync").values
+    assert len(counting.calls) == 36 - len(ocean)
+    assert np.isnan(values[~land]).all() and not np.isnan(values[land]).any()
+    land_points = grid_points(LON, LAT)[land.reshape(-1)]
+    np.testing.assert_allclose(values[land], counting.encode(land_points).numpy(), rtol=0, atol=1e-5)
+    assert sum(counting.calls) == land.sum()
+    # a boolean mask and a callable select the same way
+    north = embedding_field(encoder, LON, LAT, where=lambda lon, lat: lat > 0).compute(scheduler="sync").values
+    mask = xr.DataArray(np.broadcast_to(LAT[:, None] > 0, (90, 180)), dims=("lat", "lon"))
+    np.testing.assert_array_equal(embedding_field(encoder, LON, LAT, where=mask).values, north)
+    assert np.isnan(north[45:]).all() and not np.isnan(north[:45]).any()
+
+
+def test_two_dimensional_coordinates(encoder):
+    pyproj = pytest.importorskip("pyproj")
+    x, y = np.arange(300_000, 700_000, 20_000.0), np.arange(5_800_000, 5_500_000, -20_000.0)  # UTM 33N, Germany
+    xx, yy = np.meshgrid(x, y)
+    lon, lat = pyproj.Transformer.from_crs(32633, 4326, always_xy=True).transform(xx, yy)
+    lon = xr.DataArray(lon, dims=("y", "x"), coords={"x": x, "y": y})
+    lat = xr.DataArray(lat, dims=("y", "x"), coords={"x": x, "y": y})
+    field = embedding_field(encoder, lon, lat, chunks={"y": 4, "x": 7})
+    assert field.dims == ("y", "x", "dim") and field.lon.dims == ("y", "x") and "x" in field.coords
+    assert field.chunks[:2] == ((4, 4, 4, 3), (7, 7, 6))
+    points = np.column_stack([lon.values.reshape(-1), lat.values.reshape(-1)])
+    expected = encoder.encode(points).numpy().reshape(15, 20, 8)
+    np.testing.assert_allclose(field.compute(scheduler="sync").values, expected, rtol=0, atol=1e-5)
+
+
+def test_invalid_coordinates(encoder):
+    lon = np.tile(np.linspace(0, 10, 6), (4, 1))
+    lat = np.tile(np.linspace(40, 50, 4)[:, None], (1, 6))
+    lon[2, 5] = np.nan
+    lat[3, 1] = 95.0
+    message = r"2 cell\(s\) with invalid coordinates: cell \(2, 5\): \(lon=nan, .*cell \(3, 1\): \(lon=2.0, lat=95.0\)"
+    with pytest.raises(ValueError, match=message):
+        embedding_field(encoder, lon, lat).compute(scheduler="sync")
+    with pytest.raises(ValueError, match=r"1 cell\(s\) with invalid coordinates: cell \(3, 1\)"):  # global indices
+        embedding_field(encoder, lon, lat, chunks=(2, 3)).isel(y=slice(2, 4), x=slice(0, 3)).compute(scheduler="sync")
+    values = embedding_field(encoder, lon, lat, skip_invalid=True).compute(scheduler="sync").values
+    assert np.isnan(values[2, 5]).all() and np.isnan(values[3, 1]).all() and np.isfinite(values[0]).all()
+    with pytest.raises(ValueError, match="lat axis: 1 value"):
+        embedding_field(encoder, LON, np.array([0.0, 91.0]))
+    with pytest.raises(ValueError, match="1-D axes of a regular grid or 2-D arrays of one shape"):
+        embedding_field(encoder, lon, LAT)
+    with pytest.raises(ValueError, match="where='sea'"):
+        embedding_field(encoder, LON, LAT, where="sea")
+
+
+def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
+    pytest.importorskip("distributed")
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    model = write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
+    base = ["map", "--model", str(model), "--resolution", "3", "--bbox", "-30", "-30", "60", "60"]
+    assert main([*base, "-o", str(tmp_path / "local.zarr")]) == 0
+    assert main([*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--workers", "1"]) == 0
+    local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
+    assert local.attrs == dask.attrs and local.embedding.dims == dask.embedding.dims == ("dim", "lat", "lon")
+    for name in ("lat", "lon", "dim"):
+        np.testing.assert_array_equal(local[name].values, dask[name].values)
+    blank = np.isnan(local.embedding.values)
+    assert blank.any() and not blank.all()  # cells outside the footprint (land) are NaN in both
+    np.testing.assert_array_equal(local.embedding.values, dask.embedding.values)
+    assert main([*base, "-o", str(tmp_path / "x.png"), "--engine", "dask"]) == 2
+
+
+def test_extras_are_imported_only_where_used(encoder, monkeypatch):
+    code = "import sys, satclip, satclip.embed, satclip.xarray; print(sorted({'dask', 'xarray', 'distributed', "
+    code += "'geopandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    monkeypatch.setitem(sys.modules, "xarray", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"lazy embedding fields needs xarray.*pip install 'satclip\[dask\]'"):
+        embedding_field(encoder, LON, LAT)
+    monkeypatch.setitem(sys.modules, "dask", None)
+
+    class FakeDaskFrame:
+        npartitions = 1
+
+        def map_partitions(self):
+            pass
+
+        def __dask_graph__(self):
+            pass
+
+    with pytest.raises(MissingExtraError, match=r"satclip\[dask\]"):
+        satclip.embed(FakeDaskFrame(), model=encoder)
