@@ -284,3 +284,27 @@ def test_dask_dataframe_api(cluster, model, monkeypatch):
         satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder).compute()
     skipped = satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder, skip_invalid=True).compute()
     assert skipped.loc[20000].isna().all() and skipped.drop(index=20000).notna().all().all()
+
+
+def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):
+    """Refused before a cluster is started: a locked output, a foreign directory (even with --overwrite),
+    a foreign work directory."""
+    from satclip import safe_output
+    from satclip.errors import LockedError, OutputExistsError
+
+    dataset = write_dataset(points(100), tmp_path / "in", parts=1)
+    encoder = satclip.load(model)
+    out = tmp_path / "emb"
+    with safe_output.exclusive(out), pytest.raises(LockedError, match="in use by another satclip run"):
+        embed_dataset(dataset, out, encoder, scheduler="tcp://127.0.0.1:1")
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="did not create"):
+        embed_dataset(dataset, out, encoder, overwrite=True, scheduler="tcp://127.0.0.1:1")
+    assert (out / "mine.txt").read_text() == "keep me"
+    work = tmp_path / "other.partial"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me too")
+    with pytest.raises(OutputExistsError, match="satclip did not create"):
+        embed_dataset(dataset, tmp_path / "other", encoder, scheduler="tcp://127.0.0.1:1")
+    assert (work / "notes.txt").read_text() == "keep me too"
