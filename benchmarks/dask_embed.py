@@ -1,0 +1,152 @@
+"""Throughput of ``satclip embed`` on one process vs ``--engine dask`` on a LocalCluster of 1 and 2 workers.
+
+    python benchmarks/dask_embed.py [--points 2000000] [--work /tmp/satclip-dask-bench]
+
+Input: a Parquet dataset of ``--points`` points uniform on the sphere (seed 0) in 8 part files (``id``,
+``lon``, ``lat``). Model: the released L = 10 architecture (the fixture checkpoint when present, else random
+weights: SH L = 10 → SIREN 512 → 512 → 256) with the fast ``analytic-stable`` basis, float32. Each row runs
+the real command in a fresh process (``python -m satclip embed``) and reports points per second of the
+whole command (wall, imports and cluster start-up included) and as the command reports it itself (from
+opening the input to the published output). Rows:
+
+* one process, 1 and 2 torch threads (``OMP_NUM_THREADS``), Parquet file out (the local engine);
+* ``--engine dask --workers 1`` and ``--workers 2`` (single-threaded worker processes), Parquet dataset out
+  (a directory of part files: no assembly pass), and ``--workers 2`` into one Parquet file.
+
+Targets (issue 13): 2 workers ≥ 1.7 × 1 worker, and ≥ 0.9 × one process with 2 threads. The outputs of all
+rows are checked to hold the same embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+import satclip
+from satclip.io.native import write_native
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
+FIXTURE = FIXTURES / "satclip-resnet18-l10.ckpt"
+
+
+def make_model(work: Path) -> str:
+    if FIXTURE.exists():
+        return str(FIXTURE)
+    config = {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": 10, "harmonics_calculation": "analytic-stable"},
+        "network": {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2},
+    }
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(config)
+    path = work / "model"
+    if not path.exists():
+        tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+        write_native(path, {"location_encoder": config}, tensors)
+    return str(path)
+
+
+def make_points(path: Path, n: int, parts: int = 8) -> None:
+    if path.exists():
+        return
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    for k in range(parts):
+        m = bounds[k + 1] - bounds[k]
+        lat = np.rad2deg(np.arcsin(rng.uniform(-1, 1, m)))
+        table = pa.table({"id": np.arange(bounds[k], bounds[k + 1]), "lon": rng.uniform(-180, 180, m), "lat": lat})
+        pq.write_table(table, path / f"part.{k}.parquet")
+
+
+def run(label: str, argv: list[str], threads: int, n: int, out: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "satclip", *argv], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    if done.returncode:
+        raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    reported = float(re.search(r"\(([\d.]+) points/s", done.stdout).group(1))
+    row = {"label": label, "wall": wall, "wall_rate": n / wall, "reported_rate": reported, "out": out}
+    print(f"| {label} | {wall:,.1f} | {n / wall:,.0f} | {reported:,.0f} |", flush=True)
+    return row
+
+
+def embeddings(path: Path, rows: range) -> np.ndarray:
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(path, format="parquet").take(pa.array(rows), columns=["embedding"])
+    return np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(len(table), -1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--points", type=int, default=2_000_000)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/satclip-dask-bench"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = args.work / f"points-{args.points}"
+    make_points(data, args.points)
+    model = make_model(args.work)
+    common = ["--model", model, "--harmonics", "analytic-stable", "--dtype", "float32", "--no-progress"]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()
+    print(f"# satclip embed: one process vs --engine dask — {args.points:,} points, model {Path(model).name}")
+    print(f"# {platform.processor() or platform.machine()}, {cpus} usable CPU(s), torch {torch.__version__}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, Python {platform.python_version()}, "
+          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
+    print("| run | wall s | points/s (wall) | points/s (as reported) |")
+    print("|---|---|---|---|")
+    rows = []
+    plan = [
+        ("one process, 1 thread → file", ["embed", str(data)], 1, "local1.parquet", []),
+        ("one process, 2 threads → file", ["embed", str(data)], 2, "local2.parquet", []),
+        ("dask, 1 worker → dataset", ["embed", str(data)], 1, "dask1", ["--engine", "dask", "--workers", "1"]),
+        ("dask, 2 workers → dataset", ["embed", str(data)], 1, "dask2", ["--engine", "dask", "--workers", "2"]),
+        ("dask, 2 workers → file", ["embed", str(data)], 1, "dask2.parquet", ["--engine", "dask", "--workers", "2"]),
+    ]
+    reference, bitwise = None, True
+    for label, argv, threads, name, extra in plan:
+        out = args.work / name
+        if out.is_dir():
+            shutil.rmtree(out)
+        out.unlink(missing_ok=True)
+        rows.append(run(label, [*argv, "-o", str(out), *common, *extra], threads, args.points, out))
+        sample = embeddings(out, range(args.points // 2, args.points // 2 + 20_000))
+        if reference is None:
+            reference = sample
+        elif not np.array_equal(sample, reference):
+            bitwise = False
+            np.testing.assert_allclose(sample, reference, rtol=0, atol=1e-5, err_msg=f"{label} vs the first run")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    by = {r["label"]: r for r in rows}
+    workers2, workers1 = by["dask, 2 workers → dataset"], by["dask, 1 worker → dataset"]
+    local2 = by["one process, 2 threads → file"]
+    load = os.getloadavg()
+    equal = "bit for bit" if bitwise else "within 1e-5 (not bit for bit)"
+    print(f"\nload average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; embeddings of all runs equal {equal} "
+          "(20,000 rows compared)")  # fmt: skip
+    for key, name in (("wall_rate", "wall"), ("reported_rate", "as reported")):
+        scaling = workers2[key] / workers1[key]
+        versus = workers2[key] / local2[key]
+        print(f"{name}: 2 workers / 1 worker = {scaling:.2f} (target ≥ 1.7: {'met' if scaling >= 1.7 else 'MISSED'}); "
+              f"2 workers / one process with 2 threads = {versus:.2f} (target ≥ 0.9: "
+              f"{'met' if versus >= 0.9 else 'MISSED'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
