@@ -113,6 +113,30 @@ def test_where_land_skips_ocean(encoder):
     assert np.isnan(north[45:]).all() and not np.isnan(north[:45]).any()
 
 
+def test_where_footprint(encoder):
+    """where='footprint' is the model's training footprint; the same cells on 1-D axes and 2-D coordinates."""
+    from satclip.maps import footprint_mask, make_grid
+    from satclip.provenance import LAND, Footprint
+    from satclip.xarray import MapCells
+
+    encoder.provenance = {"metadata": {"training_footprint": {"surface": "land", "min_lat": -60.0}}}
+    field = embedding_field(encoder, LON, LAT, where="footprint", chunks=(30, 60))
+    assert "footprint (land north of 60°S)" in field.attrs["satclip_cells"]
+    computed = ~np.isnan(field.compute(scheduler="sync").values[..., 0])
+    expected = footprint_mask(make_grid(2.0), Footprint(LAND, -60.0, 90.0))
+    np.testing.assert_array_equal(computed, expected)
+    # 2-D coordinates: point by point (Footprint.contains; its land lookup can differ from the grid's at a
+    # cell centre that falls exactly on an edge of the 1.25' mask)
+    lon2, lat2 = np.meshgrid(LON, LAT)
+    cells = MapCells(Footprint(LAND, -60.0, 90.0))
+    points = np.column_stack([lon2.reshape(-1), lat2.reshape(-1)])
+    pointwise = Footprint(LAND, -60.0, 90.0).contains(points).reshape(90, 180)
+    np.testing.assert_array_equal(cells(lon2, lat2), pointwise)
+    assert (pointwise != expected).sum() <= 8
+    both = ~np.isnan(embedding_field(encoder, lon2, lat2, where=cells).values[..., 0])
+    np.testing.assert_array_equal(both, pointwise)
+
+
 def test_two_dimensional_coordinates(encoder):
     pyproj = pytest.importorskip("pyproj")
     x, y = np.arange(300_000, 700_000, 20_000.0), np.arange(5_800_000, 5_500_000, -20_000.0)  # UTM 33N, Germany

@@ -54,8 +54,9 @@ class LandCells:
 
 
 class MapCells:
-    """The cells ``satclip map`` computes on a regular grid: inside ``footprint`` (None: everywhere), and
-    land only with ``land_only`` (the same lookups, chunk by chunk)."""
+    """The cells ``satclip map`` computes: inside ``footprint`` (a :class:`satclip.provenance.Footprint`;
+    None: everywhere), and land only with ``land_only`` (on a regular grid the same lookups as the map,
+    chunk by chunk)."""
 
     def __init__(self, footprint=None, land_only: bool = False):
         self.footprint, self.land_only = footprint, land_only
@@ -65,6 +66,14 @@ class MapCells:
     def __call__(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         from . import maps
 
+        if not (lon.shape[0] == 1 and lat.shape[1] == 1):  # 2-D coordinates: point by point
+            from .data.land import is_land
+
+            lon, lat = np.broadcast_arrays(lon, lat)
+            points = np.column_stack([lon.reshape(-1), lat.reshape(-1)])
+            land = is_land(points) if self.land_only or self.footprint is not None else None
+            keep = np.ones(len(points), bool) if self.footprint is None else self.footprint.contains(points, land)
+            return (keep & land if self.land_only else keep).reshape(lon.shape)
         grid = _axes(lon, lat)
         land = maps.land_mask(grid) if self.land_only or self.footprint is not None else None
         mask = None if self.footprint is None else maps.footprint_mask(grid, self.footprint, land)
@@ -174,9 +183,11 @@ def embedding_field(
             about 65,536 cells (up to 1,024 columns), i.e. 64 MiB of float32 at 256 dimensions. The
             embedding axis is one chunk. Dask-backed 2-D coordinates keep their chunks unless given.
         where: which cells to compute (the others are NaN, and chunks without any are never embedded):
-            ``"land"`` (the GSHHG land mask of ``satclip map --land-only``), a boolean array of the grid's
-            shape (numpy, Dask or xarray), or a callable ``f(lon, lat) -> bool array`` evaluated per chunk
-            on arrays that broadcast to the chunk (``(h, 1)`` and ``(1, w)`` on a regular grid).
+            ``"land"`` (the GSHHG land mask of ``satclip map --land-only``), ``"footprint"`` (the model's
+            training footprint, what ``satclip map`` computes by default: e.g. land north of 60°S for the
+            shipped models), a boolean array of the grid's shape (numpy, Dask or xarray), or a callable
+            ``f(lon, lat) -> bool array`` evaluated per chunk on arrays that broadcast to the chunk
+            (``(h, 1)`` and ``(1, w)`` on a regular grid).
         skip_invalid: cells with invalid coordinates (non-finite, out of range) are NaN instead of an error
             raised when their chunk is computed.
         batch_size, device, dtype, harmonics_calculation, trust_checkpoint: as :func:`satclip.embed`.
@@ -243,9 +254,16 @@ def embedding_field(
     arrays = [lat_d, lon_d]
     where_fn, description = None, "every cell"
     if isinstance(where, str):
-        if where != "land":
-            raise ValueError(f"where={where!r}: use 'land', a boolean array of the grid's shape, or a callable")
-        where_fn = LandCells()
+        if where not in ("land", "footprint"):
+            raise ValueError(
+                f"where={where!r}: use 'land', 'footprint', a boolean array of the grid's shape, or a callable"
+            )
+        if where == "land":
+            where_fn = LandCells()
+        else:
+            from .provenance import training_footprint
+
+            where_fn = MapCells(training_footprint(encoder))
         description = where_fn.description
     elif callable(where):
         where_fn = where
