@@ -38,7 +38,7 @@ from ..optional import require
 from ..points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from . import sinks
 from .api import embed_lonlat
-from .inputs import embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
+from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, model_identity
 from .sources import coordinates
 
@@ -107,7 +107,7 @@ def embed_frame(
     pd = require("pandas", "dask", "embedding a Dask DataFrame")
     crs = getattr(frame, "crs", None)
     if crs is not None and not is_wgs84(crs) and lon_col is None and lat_col is None:
-        log.info("reprojecting the geometries from %s to EPSG:4326 (in each partition)", crs)
+        log.info("reprojecting the geometries from %s to EPSG:4326 (in each partition)", crs_name(crs))
     dtype = _dtype(encoder)
     names = sinks.embedding_column_names(encoder.embedding_dim)
     meta = pd.DataFrame({name: np.empty(0, dtype) for name in names}, index=frame._meta.index)

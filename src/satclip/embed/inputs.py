@@ -53,6 +53,17 @@ def is_wgs84(crs) -> bool:
     return text.strip().upper() in _WGS84_NAMES
 
 
+def crs_name(crs) -> str:
+    """A short name for a CRS: ``EPSG:3857`` where an authority code is known, else its name."""
+    to_authority = getattr(crs, "to_authority", None)
+    authority = to_authority() if to_authority is not None else None
+    if authority:
+        return ":".join(authority)
+    if getattr(crs, "name", None):
+        return crs.name
+    return crs.to_string() if hasattr(crs, "to_string") else str(crs)
+
+
 def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) of a GeoDataFrame or GeoSeries of points, in EPSG:4326.
 
@@ -78,7 +89,9 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
     if crs is None:
         log.warning("geometries have no CRS; assuming they are (lon, lat) degrees (EPSG:4326)")
     elif not is_wgs84(crs):
-        (log.info if note else log.debug)("reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs)
+        (log.info if note else log.debug)(
+            "reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs_name(crs)
+        )  # fmt: skip
         geometry = geometry.to_crs("EPSG:4326")
     return np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
 

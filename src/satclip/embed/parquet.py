@@ -27,7 +27,7 @@ import numpy as np
 
 from ..optional import require
 from .columns import detect_lonlat_columns
-from .inputs import geo_lonlat, is_wgs84
+from .inputs import crs_name, geo_lonlat, is_wgs84
 from .sources import _READ_BATCH, Source, file_fingerprint
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class ParquetDatasetSource(Source):
         primary, meta = self._geo
         crs = _geo_crs(meta)
         if crs is not None and not is_wgs84(crs):
-            log.info("%s: reprojecting geometry column %r from %s to EPSG:4326", self.path, primary, crs)
+            log.info("%s: reprojecting geometry column %r from %s to EPSG:4326", self.path, primary, crs_name(crs))
 
     def fingerprint(self) -> dict:
         if self.path.is_file():
