@@ -71,3 +71,19 @@ def test_a_frozen_backbone_stays_in_eval_mode_while_training():
     assert model.training and model.visual.head.training and model.location.training
     assert not any(m.training for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert np.isclose(model.logit_scale.item(), np.log(1 / 0.07))
+
+
+def test_train_target_option_and_an_impossible_target_fails_before_training(tmp_path, capsys):
+    import pytest
+
+    from satclip.cli import main
+    from satclip.errors import BadInputError
+    from satclip.train import fit
+
+    assert main(["train", "--print-config", "--target", "rshf"]) == 0
+    assert "export_target: rshf" in capsys.readouterr().out
+    config = _config(tmp_path).to_dict()
+    config["trainer"]["export_target"] = "rshf"  # rshf's architecture is fixed: SIREN 512 → 256, not this one
+    with pytest.raises(BadInputError, match="rshf's SatClip is fixed"):
+        fit(from_dict(config))
+    assert not (tmp_path / "run").exists()
