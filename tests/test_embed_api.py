@@ -58,11 +58,12 @@ def test_numpy_torch_and_dataframe_agree(encoder, lonlat):
 
 def test_default_batch_size_follows_basis():
     stable = satclip.LocationEncoder.from_config(CONFIG)
-    analytic = satclip.LocationEncoder.from_config(
-        {**CONFIG, "encoding": {**CONFIG["encoding"], "harmonics_calculation": "analytic"}}
+    analytic, original = (
+        satclip.LocationEncoder.from_config({**CONFIG, "encoding": {**CONFIG["encoding"], "harmonics_calculation": c}})
+        for c in ("analytic", "analytic-original")
     )
-    assert stable.default_batch_size == 4096  # CPU: the SIREN activations stay in cache
-    assert analytic.default_batch_size == 65536  # per-call cost of each sympy expression
+    assert stable.default_batch_size == analytic.default_batch_size == 4096  # CPU: activations stay in cache
+    assert original.default_batch_size == 65536  # per-call cost of each sympy expression
 
 
 def test_dtype_override_does_not_touch_callers_encoder(encoder, lonlat):

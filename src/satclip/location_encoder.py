@@ -182,14 +182,18 @@ class LocationEncoder(nn.Module):
         return CPU_BATCH if on_cpu and not getattr(self.posenc, "needs_float64", False) else LARGE_BATCH
 
     @torch.no_grad()
-    def encode(self, points, batch_size: int | None = None) -> torch.Tensor:
-        """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees) in batches of
-        ``batch_size`` (default :attr:`default_batch_size`).
+    def encode(self, points, batch_size: int | None = None, precision: str | None = None) -> torch.Tensor:
+        """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees), at most ``batch_size`` at a
+        time, in ``precision`` (``"float32" | "bf16" | "float64" | "auto"``; default: what
+        :func:`satclip.load` chose, else the weights' dtype). See :mod:`satclip.precision` and
+        :func:`satclip.fused.encode_points` (the basis fused with the first layer).
 
-        Returns an ``(N, embedding_dim)`` tensor in the model's dtype, on the model's device.
+        Returns an ``(N, embedding_dim)`` tensor on the model's device: float64 for ``"float64"``, else
+        float32.
         """
-        batch_size = batch_size or self.default_batch_size
+        from . import fused
+        from . import precision as _precision
+
         param = next(self.parameters())
-        lonlat = as_lonlat(points, dtype=torch.float64, device=param.device).to(self.feature_dtype)
-        parts = [self(chunk) for chunk in lonlat.split(batch_size)]
-        return torch.cat(parts) if parts else torch.empty(0, self.embedding_dim, dtype=param.dtype)
+        lonlat = as_lonlat(points, dtype=torch.float64, device=param.device)
+        return fused.encode_points(self, lonlat, _precision.for_encoder(self, precision), batch_size)

@@ -28,7 +28,7 @@ import ast
 import math
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import torch
 
@@ -146,6 +146,22 @@ def exact_polynomial(l: int, m: int) -> Polynomial:
     return {e: norm * c for e, c in derivative.items()}
 
 
+def _divide_one_minus_x2(poly: Polynomial, text: str) -> Polynomial:
+    """``poly / (1 − x²)``, which must divide it exactly (e.g. ``3.0 − 3.0·x²``)."""
+    rest = {k: v for k, v in poly.items() if v}
+    quotient: Polynomial = {}
+    while rest:
+        top = max(rest)
+        if top < 2:
+            raise ValueError(f"(1 - cos(theta)**2) does not divide the polynomial of {text!r}")
+        coefficient = -rest[top]  # q_(top−2)·x^(top−2)·(1 − x²) has leading term −q_(top−2)·x^top
+        quotient[top - 2] = coefficient
+        for k, v in ((top, coefficient), (top - 2, -coefficient)):
+            rest[k] = rest.get(k, Decimal(0)) + v
+        rest = {k: v for k, v in rest.items() if v}
+    return quotient
+
+
 @dataclass(frozen=True)
 class PrintedCorrection:
     """Per corrected column: ``value = s^a · azimuth_m(φ) · Σ_k coefficients[k] · x^k`` with s = sin θ.
@@ -153,7 +169,8 @@ class PrintedCorrection:
     Attributes (all on the CPU; ``C`` corrected columns):
         columns: ``(C,)`` int64 output columns (index l² + l + m).
         coefficients: ``(degree, C)`` float64 δ_k.
-        sine_power: ``(C,)`` int64 a (even a: a polynomial factor (1 − x²)^(a/2)).
+        sine_power: ``(C,)`` int64 a = |m| (the text's (1 − x²)^(|m|/2), also where it was printed
+            multiplied into the polynomial).
         order: ``(C,)`` int64 m: azimuth cos(mφ) for m > 0, sin(|m|φ) for m < 0, 1 for m = 0.
         bound: ``(C,)`` float64 Σ_k |δ_k| ≥ |correction| for every point.
         constants: column → value of the expressions that are a bare constant (l = 0), which need no
@@ -193,12 +210,13 @@ class PrintedCorrection:
         return poly * azimuth * s[:, None] ** self.sine_power.to(device, dtype)[None, :]
 
 
-@lru_cache(maxsize=8)
-def printed_correction(degree: int) -> PrintedCorrection:
-    """The correction for every column of degree < ``degree`` whose printed coefficients differ from the
-    exact ones (all but a handful)."""
+@lru_cache(maxsize=4)
+def _exact_differences(degree: int) -> tuple[dict[int, float], dict[tuple[int, int], Polynomial]]:
+    """``(constants, differences)``: the columns whose expression is a bare constant (column → value),
+    and for every other (l, m) the exact polynomial ``printed − exact`` (in the form with the whole
+    (1 − x²)^(|m|/2) factored out)."""
     texts = expression_texts(degree)
-    columns, deltas, powers, orders, bounds, constants = [], [], [], [], [], {}
+    constants, differences = {}, {}
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         for l in range(degree):
@@ -211,24 +229,74 @@ def printed_correction(degree: int) -> PrintedCorrection:
                 if a == 0 and azimuth is None and set(printed) <= {0}:
                     constants[l * l + l + m] = float(printed.get(0, 0))
                     continue
-                exact = exact_polynomial(l, m)
-                for _ in range((abs(m) - a) // 2):  # the text kept part of (1 − x²)^(|m|/2) in its polynomial
-                    exact = _mul(exact, {0: Decimal(1), 2: Decimal(-1)})
-                delta = [float(printed.get(k, 0) - exact.get(k, 0)) for k in range(degree)]
-                if any(delta):
-                    columns.append(l * l + l + m)
-                    deltas.append(delta)
-                    powers.append(a)
-                    orders.append(m)
-                    bounds.append(math.fsum(abs(d) for d in delta))
+                for _ in range((abs(m) - a) // 2):  # part of (1 − x²)^(|m|/2) was multiplied into the polynomial
+                    printed = _divide_one_minus_x2(printed, text)
+                exact = _exact_polynomial_cached(l, m)
+                differences[l, m] = {
+                    k: printed.get(k, Decimal(0)) - exact.get(k, Decimal(0)) for k in set(printed) | set(exact)
+                }
+    return constants, differences
+
+
+@cache
+def _exact_polynomial_cached(l: int, m: int) -> Polynomial:
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return exact_polynomial(l, m)
+
+
+@lru_cache(maxsize=8)
+def printed_correction(degree: int) -> PrintedCorrection:
+    """The correction for every column of degree < ``degree`` whose printed coefficients differ from the
+    exact ones (all but a handful)."""
+    constants, differences = _exact_differences(degree)
+    columns, deltas, orders, bounds = [], [], [], []
+    for (l, m), difference in differences.items():
+        delta = [float(difference.get(k, 0)) for k in range(degree)]
+        if any(delta):
+            columns.append(l * l + l + m)
+            deltas.append(delta)
+            orders.append(m)
+            bounds.append(math.fsum(abs(d) for d in delta))
     return PrintedCorrection(
         columns=torch.tensor(columns, dtype=torch.int64),
         coefficients=torch.tensor(deltas, dtype=torch.float64).T.contiguous().reshape(degree, len(columns)),
-        sine_power=torch.tensor(powers, dtype=torch.int64),
+        sine_power=torch.tensor(orders, dtype=torch.int64).abs(),
         order=torch.tensor(orders, dtype=torch.int64),
         bound=torch.tensor(bounds, dtype=torch.float64),
         constants=constants,
     )
+
+
+@lru_cache(maxsize=8)
+def correction_in_harmonics(degree: int, threshold: float = 0.0) -> torch.Tensor:
+    """``(L², L²)`` float64 C with ``printed = exact + exact @ C`` column by column (``exact`` the true
+    harmonics in the analytic convention, rows are points): the correction of column (l, m) is a
+    polynomial in cos θ of degree ≤ l − |m| times the same s^|m|·azimuth as the harmonics of order m, so it
+    is exactly a combination of Y_{l'}^m, l' = |m| … l, found by a triangular solve in 60-digit arithmetic.
+    A network's first layer ``W`` applied to the printed basis is then ``W (I + C)ᵀ`` applied to the exact
+    one: the correction costs nothing per point. Columns whose correction bound (Σ|δ_k|) is at most
+    ``threshold`` are left out."""
+    constants, differences = _exact_differences(degree)
+    correction = torch.zeros(degree * degree, degree * degree, dtype=torch.float64)
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        for column, value in constants.items():  # Y_00 is the constant sqrt(π)/2 exactly
+            correction[column, column] = float(Decimal(value) / (_PI.sqrt() / 2) - 1)
+        for (l, m), difference in differences.items():
+            if math.fsum(abs(float(v)) for v in difference.values()) <= threshold:
+                continue
+            rest = dict(difference)
+            order = abs(m)
+            for degree_l in range(l, order - 1, -1):  # leading power of Y_{l'}^m's polynomial: l' − |m|
+                basis = _exact_polynomial_cached(degree_l, m)
+                top = degree_l - order
+                coefficient = rest.get(top, Decimal(0)) / basis[top]
+                if coefficient:
+                    for k, v in basis.items():
+                        rest[k] = rest.get(k, Decimal(0)) - coefficient * v
+                    correction[degree_l * degree_l + degree_l + m, l * l + l + m] = float(coefficient)
+    return correction
 
 
 def original_angles(lonlat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

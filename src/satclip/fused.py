@@ -1,0 +1,207 @@
+"""Location-encoder inference in a chosen precision, with the spherical-harmonics basis fused into the
+network's first layer.
+
+:func:`encode_points` is what :meth:`satclip.LocationEncoder.encode` runs. For the released architecture
+(spherical harmonics → SIREN) in float32 or bf16 it works on chunks of :data:`CHUNK` points: the scaled
+recurrence (:mod:`satclip.encoding.scaled_recurrence`) writes the chunk's ``(L², CHUNK)`` basis block, which
+stays in cache, and the first layer reads it straight away, its weights multiplied once by the
+recurrence's column constants κ and the SIREN's w0. The 1,600-wide feature block of L = 40 is never
+written out for all points. The basis is computed in float32 (float64 for points with |lat| >
+:data:`~satclip.encoding.scaled_recurrence.POLAR_LATITUDE`); for ``"analytic"`` models the printed-coefficient
+correction (:mod:`satclip.encoding.analytic_exact`) is added to the block.
+
+* ``"float32"``: float32 weights and products.
+* ``"bf16"``: the products in bfloat16 with float32 accumulation and bfloat16 activations (the arithmetic of
+  ``torch.autocast(dtype=torch.bfloat16)``, with the weights cast once per call instead of once per chunk);
+  the float32 basis is rounded once to bfloat16.
+* ``"float64"``, and any other encoder (other encodings or networks, a network in training mode): the
+  module's own forward in chunks, under ``torch.autocast`` for bf16.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import torch
+from torch import nn
+
+from . import precision as _precision
+from .encoding import analytic_exact, scaled_recurrence
+from .encoding.spherical_harmonics import SphericalHarmonics
+from .nn.siren import SirenNet
+
+#: points per fused chunk: the float32 basis block of L = 40 (1600 × 1024 × 4 B = 6.5 MB) and the first
+#: layer's 1024 × 512 activations stay in the cache hierarchy; measured on the AMX Xeon, 1 thread
+#: (benchmarks/encoding.py)
+CHUNK = 1024
+#: points per chunk of the generic path (as LocationEncoder.default_batch_size on the CPU)
+GENERIC_CHUNK = 4096
+#: points per chunk on GPUs: one launch per op for many points
+DEVICE_CHUNK = 65536
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_fusable(encoder) -> bool:
+    """Whether :func:`encode_points` can fuse ``encoder``'s basis and first layer: spherical harmonics
+    computed by the recurrence (not ``"analytic-original"``) into a SIREN in eval mode."""
+    posenc, nnet = encoder.posenc, encoder.nnet
+    return (
+        isinstance(posenc, SphericalHarmonics)
+        and posenc.harmonics_calculation in ("analytic", "analytic-stable", "closed-form")
+        and isinstance(nnet, SirenNet)
+        and not nnet.training
+        and len(nnet.layers) >= 1
+    )
+
+
+class _Plan:
+    """Everything a fused call needs that depends only on the encoder, precision and device."""
+
+    def __init__(self, encoder, precision: str, device: torch.device):
+        posenc, nnet = encoder.posenc, encoder.nnet
+        calc = posenc.harmonics_calculation
+        self.degree = posenc.legendre_polys
+        self.analytic = calc == "analytic"
+        self.recurrence = scaled_recurrence.plan(self.degree, 1.0 if calc == "closed-form" else math.pi,
+                                                 calc == "closed-form")  # fmt: skip
+        self.dtype = _precision.compute_dtype(precision)
+        kappa = self.recurrence.scale.to(device)
+        layers = list(nnet.layers)
+        weights = []
+        for i, layer in enumerate(layers):
+            weight = layer.weight.detach().to(device, torch.float64)
+            if i == 0:
+                if self.analytic:  # the printed polynomials = exact harmonics @ (I + C): fold C in
+                    correction = analytic_exact.correction_in_harmonics(self.degree).to(device)
+                    weight = weight + weight @ correction.T
+                weight = weight * kappa[None, :]
+            weight = weight * layer.w0
+            bias = layer.bias.detach().to(device, torch.float64) * layer.w0 if layer.bias is not None else None
+            weights.append((weight.to(self.dtype), None if bias is None else bias[:, None].to(self.dtype), layer.sine))
+        last = nnet.last_layer
+        weights.append((
+            last.weight.detach().to(device, self.dtype),
+            None if last.bias is None else last.bias.detach()[:, None].to(device, self.dtype),
+            last.sine,
+        ))  # fmt: skip
+        self.weights = weights
+        self.out_dim = last.weight.shape[0]
+
+    def network(self, features: torch.Tensor) -> torch.Tensor:
+        """``(L², c)`` scaled features (columns are points) in the compute dtype → ``(out_dim, c)``: every
+        product is ``W @ h`` on contiguous operands."""
+        h = features
+        for weight, bias, sine in self.weights:
+            h = torch.addmm(bias, weight, h) if bias is not None else weight @ h
+            if sine:
+                h = h.sin_()
+        return h
+
+
+def _plan(encoder, precision: str, device: torch.device) -> _Plan:
+    version = tuple((p.data_ptr(), p._version) for p in encoder.parameters())
+    key = (precision, str(device), version)
+    plans = _PLANS.setdefault(encoder, {})
+    if key not in plans:
+        plans.clear()  # an older version of the weights: drop it
+        plans[key] = _Plan(encoder, precision, device)
+    return plans[key]
+
+
+def _angles(lonlat: torch.Tensor, analytic: bool):
+    """``(x, s, phi)`` float64 for the recurrence: the original's angles for "analytic" (its polynomials
+    saw cos θ and (1 − cos²θ)^0.5), else cos θ = −sin(lat) and sin θ = cos(lat) (exactly 0 at the poles)."""
+    if analytic:
+        return analytic_exact.original_angles(lonlat)
+    lat = torch.deg2rad(lonlat[:, 1])
+    x = -torch.sin(lat)
+    s = torch.where(lonlat[:, 1].abs() == 90, 0.0, torch.cos(lat))
+    return x, s, torch.deg2rad(lonlat[:, 0] + 180)
+
+
+def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.Tensor:
+    device = lonlat.device
+    plan = _plan(encoder, precision, device)
+    n, degree = lonlat.shape[0], plan.degree
+    out = torch.empty(n, plan.out_dim, dtype=torch.float32, device=device)
+    polar = lonlat[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
+    groups = [(None, lonlat, torch.float32)]
+    if bool(polar.any()):
+        rest, near = (~polar).nonzero().squeeze(1), polar.nonzero().squeeze(1)
+        groups = [(rest, lonlat[rest], torch.float32), (near, lonlat[near], torch.float64)]
+    block32 = torch.empty(degree * degree, min(chunk, n), dtype=torch.float32, device=device)
+    staged = None  # bf16: the block rounded once
+    if plan.dtype != torch.float32:
+        staged = torch.empty(degree * degree, min(chunk, n), dtype=plan.dtype, device=device)
+    for index, points, basis_dtype in groups:
+        result = out if index is None else torch.empty(points.shape[0], plan.out_dim, device=device)
+        for start in range(0, points.shape[0], chunk):
+            part = points[start : start + chunk]
+            c = part.shape[0]
+            x, s, phi = _angles(part, plan.analytic)
+            block = block32[:, :c]
+            if basis_dtype != torch.float32:
+                block = torch.empty(degree * degree, c, dtype=basis_dtype, device=device)
+            scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block)
+            if staged is None:
+                features = block if block.dtype == torch.float32 else block.to(torch.float32)
+            else:
+                features = staged[:, :c].copy_(block)
+            result[start : start + c] = plan.network(features).T
+        if index is not None:
+            out.index_copy_(0, index, result)
+    return out
+
+
+def _generic(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.Tensor:
+    weights = _precision.weights_dtype(precision)
+    param = next(encoder.parameters())
+    module = encoder if param.dtype == weights else _converted(encoder, weights)
+    needs64 = precision == "float64" or getattr(encoder.posenc, "needs_float64", False)
+    feature_dtype = torch.float64 if needs64 else weights
+    out_dtype = torch.float64 if precision == "float64" else torch.float32
+    parts = []
+    for part in lonlat.split(chunk):
+        features = module.posenc(part.to(feature_dtype)).to(weights)
+        with torch.autocast(lonlat.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            parts.append(module.nnet(features).to(out_dtype))
+    return torch.cat(parts) if parts else torch.empty(0, encoder.embedding_dim, dtype=out_dtype, device=lonlat.device)
+
+
+def _converted(encoder, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``encoder`` in ``dtype`` (cached while the weights are unchanged)."""
+    import copy
+
+    version = tuple((p.data_ptr(), p._version) for p in encoder.parameters())
+    plans = _PLANS.setdefault(encoder, {})
+    key = ("converted", dtype, version)
+    if key not in plans:
+        plans[key] = copy.deepcopy(encoder).to(dtype=dtype)
+    return plans[key]
+
+
+@torch.no_grad()
+def encode_points(encoder, lonlat: torch.Tensor, precision: str, chunk: int | None = None) -> torch.Tensor:
+    """Embed ``(N, 2)`` (lon, lat) degrees (float64, validated, on the encoder's device).
+
+    Args:
+        encoder: a :class:`~satclip.LocationEncoder`.
+        precision: ``"float32"``, ``"bf16"`` or ``"float64"`` (resolve ``"auto"`` first with
+            :func:`satclip.precision.resolve`).
+        chunk: at most this many points per step (fused on the CPU: at most :data:`CHUNK`, the size that
+            keeps a step in cache; otherwise default :data:`GENERIC_CHUNK` on the CPU, 65,536 elsewhere).
+
+    Returns:
+        ``(N, embedding_dim)``: float64 for ``"float64"``, else float32.
+    """
+    precision = _precision.check(precision)
+    if precision == "auto":
+        raise ValueError("encode_points needs a resolved precision: call satclip.precision.resolve first")
+    lonlat = lonlat.to(torch.float64)
+    on_cpu = lonlat.device.type == "cpu"
+    if precision != "float64" and is_fusable(encoder):
+        limit = CHUNK if on_cpu else DEVICE_CHUNK
+        return _fused(encoder, lonlat, precision, min(chunk or limit, limit))
+    return _generic(encoder, lonlat, precision, chunk or (GENERIC_CHUNK if on_cpu else DEVICE_CHUNK))

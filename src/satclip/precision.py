@@ -1,0 +1,274 @@
+"""Precision as a user choice: ``"float32" | "bf16" | "float64" | "auto"``.
+
+* ``"float64"`` — weights and arithmetic in float64: for exact comparisons with the original (slow).
+* ``"float32"`` — float32 weights and network; the spherical harmonics in float32 (float64 near the
+  poles), so the basis is within 2e-5 of float64 (docs/conventions.md).
+* ``"bf16"`` — the network's matrix products in bfloat16 with float32 accumulation, as under
+  ``torch.autocast`` (the basis computed as for float32 and rounded once to bfloat16). Embeddings agree with
+  float32 to a cosine of ≥ 0.9999. Fast only where the hardware multiplies bfloat16 natively: CPUs with
+  AMX-BF16 or AVX512-BF16 (recent Xeons, AMD Zen 4) and CUDA GPUs from Ampere on; elsewhere it is emulated
+  and slower than float32.
+* ``"auto"`` (the default of :func:`satclip.load`) — bf16 where :func:`bf16_support` finds native bf16
+  matrix multiplication *and* a one-time calibration on a fixed probe set (:func:`probe_points`) measures
+  bf16 faster than float32 for this model and within a cosine of :data:`MIN_COSINE` of it; float32
+  otherwise. The calibration runs once per process, model and device (about a second at L = 40); what it
+  chose and why is logged at INFO and kept as ``encoder.precision_choice``.
+
+``$SATCLIP_PRECISION`` sets the default for :func:`satclip.load` and the CLI (e.g. ``float32`` to make
+results independent of the machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "bf16", "float64")
+#: environment variable with the default precision
+ENV = "SATCLIP_PRECISION"
+#: "auto" picks bf16 only if every probe point's embedding has at least this cosine to float32's
+MIN_COSINE = 0.9999
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bf16"}
+_ALIASES = {"fp32": "float32", "fp64": "float64", "bfloat16": "bf16", "32": "float32", "64": "float64"}
+
+
+def check(precision: str | torch.dtype) -> str:
+    """The canonical name of ``precision`` (a name from :data:`PRECISIONS`, an alias such as
+    ``"bfloat16"``, or a torch dtype).
+
+    Raises:
+        BadInputError: naming the value and the valid ones.
+    """
+    if isinstance(precision, torch.dtype):
+        if precision in _DTYPE_NAMES:
+            return _DTYPE_NAMES[precision]
+    elif isinstance(precision, str):
+        name = _ALIASES.get(precision.lower(), precision.lower())
+        if name in PRECISIONS:
+            return name
+    raise BadInputError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+
+
+def default() -> str:
+    """The default precision: ``$SATCLIP_PRECISION`` if set, else ``"auto"``."""
+    value = os.environ.get(ENV)
+    if not value:
+        return "auto"
+    try:
+        return check(value)
+    except BadInputError as err:
+        raise BadInputError(f"${ENV}: {err}") from None
+
+
+def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = None) -> str:
+    """The precision a call asks for: ``precision`` if given, else the one ``dtype`` implies (float32,
+    float64, bfloat16), else :func:`default`.
+
+    Raises:
+        BadInputError: ``precision`` and ``dtype`` contradict each other, or either is unknown.
+    """
+    by_dtype = check(dtype) if dtype is not None else None
+    if precision is None:
+        return by_dtype or default()
+    name = check(precision)
+    if by_dtype is not None and by_dtype != name and not (name in ("auto", "bf16") and by_dtype == "float32"):
+        raise BadInputError(
+            f"dtype={dtype} contradicts precision={precision!r}; pass one of them (precision is one of "
+            f"{', '.join(PRECISIONS)})"
+        )
+    return name
+
+
+def weights_dtype(precision: str) -> torch.dtype:
+    """The dtype the weights are kept in: float64 for ``"float64"``, else float32 (bf16 runs from float32
+    masters, like autocast)."""
+    return torch.float64 if check(precision) == "float64" else torch.float32
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    return {"float32": torch.float32, "bf16": torch.bfloat16, "float64": torch.float64}[check(precision)]
+
+
+def _cpu_capabilities() -> dict:
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        return dict(get())
+    flags = {}  # torch < 2.8: the individual probes
+    for name, probe in (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx_tile", "_is_amx_tile_supported")):
+        fn = getattr(torch.cpu, probe, None)
+        flags[name] = bool(fn()) if fn else False
+    flags["amx_bf16"] = flags.pop("amx_tile")  # AMX-BF16 ships with AMX-TILE on every CPU that has it
+    return flags
+
+
+#: CPU features that give native bfloat16 matrix multiplication (x86: AMX-BF16, AVX512-BF16; Arm: BF16)
+BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16")
+
+
+def bf16_support(device: str | torch.device = "cpu") -> tuple[bool, str]:
+    """Whether ``device`` multiplies bfloat16 matrices natively, and the evidence.
+
+    CPU: torch's cpuinfo flags (:func:`torch.cpu.get_capabilities`) for AMX-BF16, AVX512-BF16 or Arm BF16.
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is not used: it is true on any AVX-512 CPU, where
+    oneDNN emulates bf16 more slowly than float32.) CUDA: ``torch.cuda.is_bf16_supported`` without
+    emulation (compute capability ≥ 8.0). Other devices: no.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported(including_emulation=False)
+        name = torch.cuda.get_device_name(device)
+        return supported, f"{name}: {'native' if supported else 'no native'} bf16"
+    if device.type == "cpu":
+        caps = _cpu_capabilities()
+        found = [f for f in BF16_CPU_FEATURES if caps.get(f)]
+        if found:
+            return True, "CPU with " + ", ".join(found)
+        return False, f"CPU without {'/'.join(BF16_CPU_FEATURES[:2])}"
+    return False, f"{device.type}: bf16 not used"
+
+
+def describe_cpu() -> str:
+    """``"AVX512 (amx_bf16, avx512_bf16)"``: torch's dispatch level and its bf16 matrix features."""
+    caps = _cpu_capabilities()
+    found = [f for f in BF16_CPU_FEATURES if caps.get(f)]
+    return f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(found) if found else 'no bf16 matrix unit'})"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a precision request resolved to: ``precision`` (never ``"auto"``), the ``requested`` name,
+    ``reason`` in words, and for a calibrated ``"auto"`` the measured ``speedup`` of bf16 over float32 and
+    the ``min_cosine`` between them on the probe points."""
+
+    precision: str
+    requested: str
+    reason: str
+    speedup: float | None = None
+    min_cosine: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def probe_points(n: int = 2048) -> torch.Tensor:
+    """The fixed calibration set ``(n + 12, 2)`` float64 (lon, lat): a Fibonacci lattice (uniform on the
+    sphere) plus both poles, points 0.001° from them and the antimeridian."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    lat = torch.rad2deg(torch.asin(1 - 2 * i / n))
+    lon = torch.remainder(i * 360 * (1 - 1 / ((1 + math.sqrt(5)) / 2)) + 180, 360) - 180
+    special = torch.tensor(
+        [[0, 90], [0, -90], [-180, 90], [180, -90], [45, 89.999], [-45, -89.999],
+         [-180, 0], [180, 0], [-180, 45], [180, -45], [179.999, 60], [-179.999, -60]],
+        dtype=torch.float64,
+    )  # fmt: skip
+    return torch.cat([torch.stack([lon, lat], 1), special])
+
+
+def _fingerprint(module: torch.nn.Module) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(getattr(module, "config", type(module).__name__)).encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+_CALIBRATED: dict[tuple, Choice] = {}
+
+
+def _seconds(run, precision: str, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of ``run(precision)`` after a warm-up call (plans, weight casts)."""
+    run(precision)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(precision)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def resolve(precision: str, encoder, device: str | torch.device | None = None) -> Choice:
+    """Resolve ``precision`` for ``encoder`` (a :class:`~satclip.LocationEncoder`) on ``device`` (default:
+    the encoder's). Anything but ``"auto"`` is returned as asked; ``"auto"`` is calibrated once per process,
+    model, device and thread count."""
+    requested = check(precision)
+    if requested != "auto":
+        return Choice(requested, requested, "requested")
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    supported, evidence = bf16_support(device)
+    if not supported:
+        choice = Choice("float32", "auto", f"{evidence}: bf16 would be emulated")
+        log.info("precision auto -> float32 (%s)", choice.reason)
+        return choice
+    key = (str(device), torch.get_num_threads(), _fingerprint(encoder))
+    if key not in _CALIBRATED:
+        _CALIBRATED[key] = _calibrate(encoder, device, evidence)
+    return _CALIBRATED[key]
+
+
+def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
+    from .fused import encode_points
+
+    points = probe_points().to(device)
+
+    def run(precision):
+        out = encode_points(encoder, points, precision)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    reference, fast = run("float32").double(), run("bf16").double()
+    cosine = torch.nn.functional.cosine_similarity(reference, fast, dim=1).min().item()
+    speedup = _seconds(run, "float32") / _seconds(run, "bf16")
+    if cosine < MIN_COSINE:
+        choice = Choice("float32", "auto", f"{evidence}, but bf16 cosine {cosine:.6f} < {MIN_COSINE}", speedup, cosine)
+    elif speedup <= 1:
+        choice = Choice("float32", "auto", f"{evidence}, but bf16 measured {speedup:.2f}x float32", speedup, cosine)
+    else:
+        choice = Choice("bf16", "auto", f"{evidence}; bf16 measured {speedup:.1f}x float32", speedup, cosine)
+    log.info(
+        "precision auto -> %s (%s; min cosine to float32 %.6f on %d probe points)",
+        choice.precision, choice.reason, cosine, len(points),
+    )  # fmt: skip
+    return choice
+
+
+def configure(encoder, precision: str | torch.dtype | None = None, dtype: torch.dtype | None = None):
+    """Put ``encoder``'s weights in the dtype ``precision`` (or ``dtype``) needs and record the resolved
+    choice as ``encoder.precision`` (a name) and ``encoder.precision_choice`` (a :class:`Choice`), which
+    :meth:`~satclip.LocationEncoder.encode` uses. ``"auto"`` is calibrated here (:func:`resolve`).
+    Returns ``encoder``."""
+    wanted = requested(precision, dtype)
+    encoder.to(dtype=weights_dtype(wanted if wanted != "auto" else "float32"))
+    choice = resolve(wanted, encoder)
+    encoder.precision = choice.precision
+    encoder.precision_choice = choice
+    return encoder
+
+
+def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
+    """The resolved precision :meth:`~satclip.LocationEncoder.encode` runs in: ``precision`` if given
+    (``"auto"`` calibrated), else the one :func:`configure` recorded while the weights are still in its
+    dtype, else the weights' own dtype (float64 weights: ``"float64"``, else ``"float32"``)."""
+    if precision is not None:
+        return resolve(precision, encoder).precision
+    weights = next(encoder.parameters()).dtype
+    recorded = getattr(encoder, "precision", None)
+    if recorded is not None and weights_dtype(recorded) == weights:
+        return recorded
+    return "float64" if weights == torch.float64 else "float32"
+
+
+def clear_calibrations() -> None:
+    """Forget the calibrations of this process (tests; after changing threads or hardware settings)."""
+    _CALIBRATED.clear()

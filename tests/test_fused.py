@@ -1,0 +1,156 @@
+"""The fused encoder (basis + first layer in cache-sized chunks) and its scaled float32 recurrence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip import fused
+from satclip.encoding import create, scaled_recurrence
+from satclip.encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS
+
+from .conftest import REFERENCE, require
+
+#: the issue's accuracy target for a float32 basis at L = 40, poles included
+FLOAT32_BASIS_MAX_ABS = 1e-4
+#: bf16 embeddings against float32, every point (issue 14)
+BF16_MIN_COSINE = 0.9999
+
+
+def points_with_poles(n: int = 20000, seed: int = 1) -> torch.Tensor:
+    """Uniform points, a fifth of them within 15° of a pole, plus the poles, ±180° and near-pole points."""
+    rng = np.random.default_rng(seed)
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    lat[: n // 5] = np.sign(rng.uniform(-1, 1, n // 5)) * (90 - rng.uniform(0, 15, n // 5))
+    lon = rng.uniform(-180, 180, n)
+    special = [(0, 90), (0, -90), (-180, 90), (180, -90), (17, 89.9999), (-17, -89.99999), (-180, 0), (180, 0),
+               (180, 80.0001), (-180, -79.9999)]  # fmt: skip
+    return torch.as_tensor(np.concatenate([np.array(special, dtype=float), np.stack([lon, lat], 1)]))
+
+
+def stable_angles(lonlat: torch.Tensor):
+    lat = torch.deg2rad(lonlat[:, 1])
+    s = torch.where(lonlat[:, 1].abs() == 90, 0.0, torch.cos(lat))
+    return -torch.sin(lat), s, torch.deg2rad(lonlat[:, 0] + 180)
+
+
+@pytest.mark.parametrize("calc", ["analytic-stable", "closed-form"])
+def test_scaled_recurrence_float64_equals_legendre(calc):
+    """κ · Ŷ is the same basis as the unscaled recurrence (both float64): the scaling is exact algebra."""
+    pts = points_with_poles(3000)
+    m0_scale, condon_shortley = _RECURRENCE_CONVENTIONS[calc]
+    plan = scaled_recurrence.plan(40, m0_scale, condon_shortley)
+    got = scaled_recurrence.harmonics(*stable_angles(pts), plan, torch.float64)
+    want = create("sphericalharmonics", legendre_polys=40, harmonics_calculation=calc)(pts)
+    assert (got - want).abs().max().item() <= 1e-12  # both float64 recurrences: ~l²·u·|Y| apart
+
+
+def test_scaled_recurrence_float32_accuracy_poles_included():
+    """float32 basis within 1e-4 of float64 at L = 40 everywhere: float32 where it is accurate, float64
+    within 10° of the poles — where a float32 recurrence alone is not (the split is what makes it pass)."""
+    pts = points_with_poles()
+    x, s, phi = stable_angles(pts)
+    plan = scaled_recurrence.plan(40, math.pi, False)
+    exact = create("sphericalharmonics", legendre_polys=40)(pts)
+    polar = pts[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
+    split = scaled_recurrence.harmonics(x, s, phi, plan, torch.float32, polar=polar)
+    assert split.dtype == torch.float32 and torch.isfinite(split).all()
+    assert (split.double() - exact).abs().max().item() <= FLOAT32_BASIS_MAX_ABS
+    plain = scaled_recurrence.harmonics(x, s, phi, plan, torch.float32)
+    assert (plain.double() - exact).abs().max().item() > FLOAT32_BASIS_MAX_ABS
+    assert (plain.double() - exact)[~polar].abs().max().item() <= FLOAT32_BASIS_MAX_ABS / 4
+
+
+def released(L: int) -> satclip.LocationEncoder:
+    return satclip.load(require(REFERENCE / f"satclip-resnet18-l{L}.ckpt"), precision="float32")
+
+
+@pytest.fixture(scope="module")
+def fixture_points():
+    return torch.as_tensor(np.load(require(REFERENCE / "sh_reference.npz"))["lonlat"])
+
+
+@pytest.mark.parametrize("L", [10, 40])
+def test_fused_float32_equals_the_module_forward(L, fixture_points):
+    """The fused path computes the module's function: same basis (up to float32 rounding, ≤ 1e-4),
+    the "analytic" correction folded into the first layer instead of added to the basis."""
+    encoder = released(L)
+    assert fused.is_fusable(encoder)
+    with torch.no_grad():
+        reference = encoder.double()(fixture_points).float()  # float64 module forward, "analytic" basis
+    encoder.float()
+    got = fused.encode_points(encoder, fixture_points, "float32")
+    cosine = torch.nn.functional.cosine_similarity(got.double(), reference.double(), dim=1)
+    # float32 network on a ≤ 1e-4 basis: test_load_reference's float32 criterion
+    assert cosine.min().item() >= 0.99999
+    # and the "analytic" part is really there: the exact basis alone is further away near the poles
+    stable = satclip.load(
+        require(REFERENCE / f"satclip-resnet18-l{L}.ckpt"), precision="float32", harmonics_calculation="analytic-stable"
+    )
+    if L == 40:
+        gap = (fused.encode_points(stable, fixture_points, "float32") - reference).abs().max().item()
+        assert gap > 10 * (got - reference).abs().max().item()
+
+
+@pytest.mark.parametrize("L", [10, 40])
+def test_bf16_agrees_with_float32_at_every_fixture_point(L, fixture_points):
+    """Issue 14: min cosine ≥ 0.9999 on the 2,000 fixture points, poles and antimeridian included."""
+    encoder = released(L)
+    f32 = encoder.encode(fixture_points, precision="float32")
+    bf16 = encoder.encode(fixture_points, precision="bf16")
+    assert bf16.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(f32.double(), bf16.double(), dim=1)
+    worst = int(cosine.argmin())
+    assert cosine.min().item() >= BF16_MIN_COSINE, f"point {fixture_points[worst].tolist()}: {cosine[worst]}"
+    special = (fixture_points[:, 1].abs() == 90) | (fixture_points[:, 0].abs() == 180)
+    assert special.sum() >= 10 and bool(torch.isfinite(bf16).all())
+
+
+def test_bf16_generic_path_uses_autocast_and_agrees(fixture_points):
+    """Networks the fused path does not cover (here: the original's own "analytic" evaluation) run under
+    torch.autocast for bf16, with the same agreement."""
+    encoder = satclip.load(
+        require(REFERENCE / "satclip-resnet18-l10.ckpt"), precision="float32", harmonics_calculation="analytic-original"
+    )
+    assert not fused.is_fusable(encoder)
+    f32 = encoder.encode(fixture_points, precision="float32")
+    bf16 = encoder.encode(fixture_points, precision="bf16")
+    cosine = torch.nn.functional.cosine_similarity(f32.double(), bf16.double(), dim=1)
+    assert cosine.min().item() >= BF16_MIN_COSINE
+    assert (f32 - bf16).abs().max().item() > 1e-4  # it really ran in bf16
+
+
+def test_chunking_and_polar_split_are_invisible(fixture_points):
+    """Chunk size and the polar float64 group do not change a point's embedding beyond float32 GEMM
+    reassociation (different blockings of the same float32 products)."""
+    encoder = released(40)
+    whole = fused.encode_points(encoder, fixture_points, "float32")
+    pieces = torch.cat([fused.encode_points(encoder, p, "float32", chunk=7) for p in fixture_points.split(333)])
+    rows = range(0, len(fixture_points), 97)
+    one_by_one = torch.cat([fused.encode_points(encoder, fixture_points[i : i + 1], "float32") for i in rows])
+    scale = whole.abs().max().item()
+    # float32 products of length 1600 reassociated: a few ulps of the accumulated magnitude
+    assert (whole - pieces).abs().max().item() <= 1e-5 * scale
+    assert (whole[::97] - one_by_one).abs().max().item() <= 1e-5 * scale
+
+
+def test_empty_input_and_output_dtypes(fixture_points):
+    encoder = released(10)
+    for precision, dtype in (("float32", torch.float32), ("bf16", torch.float32), ("float64", torch.float64)):
+        out = encoder.encode(np.empty((0, 2)), precision=precision)
+        assert out.shape == (0, 256) and out.dtype == dtype
+        assert encoder.encode(fixture_points[:3], precision=precision).dtype == dtype
+
+
+def test_weights_updated_in_place_are_seen(fixture_points):
+    """The fused plan (weights cast and scaled once) is rebuilt when the weights change."""
+    encoder = released(10)
+    before = encoder.encode(fixture_points[:50], precision="float32")
+    with torch.no_grad():
+        encoder.nnet.last_layer.bias.add_(1.0)
+    after = encoder.encode(fixture_points[:50], precision="float32")
+    assert torch.allclose(after - before, torch.ones_like(before), atol=1e-4)

@@ -1,0 +1,139 @@
+"""The precision switch: names, the bf16 capability check, "auto" and its calibration."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import satclip
+from satclip import precision
+from satclip.errors import BadInputError
+
+from .conftest import REFERENCE, require
+
+
+@pytest.fixture(autouse=True)
+def fresh_calibrations(monkeypatch):
+    monkeypatch.delenv(precision.ENV, raising=False)  # the library default, "auto"
+    precision.clear_calibrations()
+    yield
+    precision.clear_calibrations()
+
+
+@pytest.fixture
+def ckpt():
+    return require(REFERENCE / "satclip-resnet18-l10.ckpt")
+
+
+def no_bf16_cpu(monkeypatch):
+    """A CPU like the AMD EPYC dev box or a pre-Sapphire-Rapids Xeon: AVX-512 without BF16, no AMX."""
+    caps = {"avx2": True, "avx512_f": True, "avx512_bf16": False, "amx_bf16": False, "amx_tile": False}
+    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: caps)
+
+
+def test_names_aliases_and_errors():
+    assert precision.check("bfloat16") == precision.check(torch.bfloat16) == "bf16"
+    assert precision.check("FP32") == precision.check(torch.float32) == "float32"
+    with pytest.raises(BadInputError, match="half.*auto, float32, bf16, float64"):
+        precision.check("half")
+    assert precision.requested(None, torch.float64) == "float64"
+    assert precision.requested("bf16", torch.float32) == "bf16"  # bf16 runs from float32 weights
+    with pytest.raises(BadInputError, match="contradicts"):
+        precision.requested("bf16", torch.float64)
+
+
+def test_default_is_auto_unless_the_environment_says(monkeypatch):
+    assert precision.default() == "auto"
+    monkeypatch.setenv(precision.ENV, "fp64")
+    assert precision.default() == "float64"
+    monkeypatch.setenv(precision.ENV, "fast")
+    with pytest.raises(BadInputError, match="SATCLIP_PRECISION"):
+        precision.default()
+
+
+def test_capability_check_reads_the_bf16_features(monkeypatch):
+    no_bf16_cpu(monkeypatch)
+    supported, why = precision.bf16_support("cpu")
+    assert not supported and "avx512_bf16" in why
+    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"avx512_f": True, "amx_bf16": True})
+    assert precision.bf16_support("cpu") == (True, "CPU with amx_bf16")
+    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"avx512_bf16": True})  # AMD Zen 4
+    assert precision.bf16_support("cpu")[0]
+
+
+def test_auto_falls_back_to_float32_without_bf16_and_measures_nothing(monkeypatch, ckpt, caplog):
+    no_bf16_cpu(monkeypatch)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("no calibration on a CPU without bf16")
+
+    monkeypatch.setattr(precision, "_calibrate", must_not_run)
+    with caplog.at_level(logging.INFO, logger="satclip.precision"):
+        encoder = satclip.load(ckpt)  # the default: "auto"
+    assert encoder.precision == "float32"
+    assert encoder.precision_choice.requested == "auto"
+    assert "float32" in caplog.text and "bf16 would be emulated" in caplog.text
+    assert encoder.encode([[0.0, 0.0]]).dtype == torch.float32
+
+
+def fake_timings(monkeypatch, seconds: dict[str, float]):
+    monkeypatch.setattr(precision, "bf16_support", lambda device="cpu": (True, "CPU with amx_bf16 (faked)"))
+    monkeypatch.setattr(precision, "_seconds", lambda run, name, repeats=3: seconds[name])
+
+
+def test_auto_picks_bf16_only_when_measured_faster(monkeypatch, ckpt):
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})
+    slower = satclip.load(ckpt, precision="auto").precision_choice
+    assert slower.precision == "float32" and slower.speedup == pytest.approx(0.8)
+    precision.clear_calibrations()
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    faster = satclip.load(ckpt, precision="auto").precision_choice
+    assert faster.precision == "bf16" and faster.speedup == pytest.approx(4.0)
+    assert faster.min_cosine >= precision.MIN_COSINE
+
+
+def test_auto_picks_bf16_only_within_the_cosine_bound(monkeypatch, ckpt):
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    monkeypatch.setattr(precision, "MIN_COSINE", 1.0)  # no bf16 result is that close
+    choice = satclip.load(ckpt, precision="auto").precision_choice
+    assert choice.precision == "float32" and "cosine" in choice.reason
+
+
+def test_calibration_runs_once_per_model_and_device(monkeypatch, ckpt):
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.5})
+    calls = []
+    real = precision._calibrate
+    monkeypatch.setattr(precision, "_calibrate", lambda *a: calls.append(1) or real(*a))
+    first = satclip.load(ckpt, precision="auto")
+    again = satclip.load(ckpt, precision="auto")
+    first.encode([[1.0, 2.0]], precision="auto")
+    assert len(calls) == 1 and first.precision_choice == again.precision_choice
+    with torch.no_grad():
+        again.nnet.last_layer.bias.add_(1.0)  # other weights: another model
+    precision.resolve("auto", again)
+    assert len(calls) == 2
+
+
+def test_auto_on_this_machine(ckpt):
+    """Whatever this CPU is: "auto" resolves to a concrete precision and records why."""
+    supported, _ = precision.bf16_support("cpu")
+    encoder = satclip.load(ckpt)
+    choice = encoder.precision_choice
+    assert choice.precision in (("bf16", "float32") if supported else ("float32",))
+    if supported:
+        assert choice.min_cosine is not None and choice.speedup is not None
+    assert precision.describe_cpu().startswith(torch.backends.cpu.get_cpu_capability())
+
+
+def test_dtype_still_works_and_the_recorded_precision_follows_the_weights(ckpt):
+    encoder = satclip.load(ckpt, dtype=torch.float64)
+    assert encoder.precision == "float64" and encoder.dtype == torch.float64
+    assert encoder.encode([[0.0, 0.0]]).dtype == torch.float64
+    bf16 = satclip.load(ckpt, precision="bf16")
+    assert bf16.dtype == torch.float32 and bf16.precision == "bf16"
+    bf16.double()  # weights changed by the user: encode follows them
+    assert bf16.encode([[0.0, 0.0]]).dtype == torch.float64
+    with pytest.raises(BadInputError, match="contradicts"):
+        satclip.load(ckpt, precision="bf16", dtype=torch.float64)
