@@ -291,3 +291,10 @@ def test_analytic_label_holds_to_1e8_below_degree_20():
     degree, _ = basis.degree_order(below + 1)
     assert error[degree < below].max() < 1e-8
     assert error[degree == below].max() > 1e-8
+
+
+def test_the_output_name_chooses_the_default_target(tmp_path):
+    assert convert("bluemarble-l10", tmp_path / "x.pt").target == "torchgeo"
+    assert convert("bluemarble-l10", tmp_path / "x.ckpt", location_only=True).target == "original"
+    assert convert(tmp_path / "x.ckpt", tmp_path / "native").target == "native"
+    assert convert(tmp_path / "native", tmp_path / "back").target == "original"

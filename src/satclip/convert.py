@@ -21,9 +21,11 @@ def _inside(path: Path, directory: Path) -> bool:
     return True
 
 
-def default_target(source_kind: str) -> str:
-    """``native`` for an original ``.ckpt`` (or other file) source, ``original`` for a native one."""
-    return "native" if source_kind != "native" else "original"
+def default_target(source_kind: str, output: Path) -> str:
+    """The target an output name asks for (``.ckpt``: original, ``.pt``/``.pth``: torchgeo), else
+    ``native`` for a file source and ``original`` for a native directory."""
+    by_suffix = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}.get(output.suffix.lower())
+    return by_suffix or ("native" if source_kind != "native" else "original")
 
 
 def convert(
@@ -44,7 +46,8 @@ def convert(
     * ``"torchgeo"`` — a ``torch.save`` state dict for ``torchgeo.models.satclip.SatCLIP`` (location only);
     * ``"rshf"`` — a directory for ``rshf.satclip.SatClip.from_pretrained`` (location only).
 
-    ``target`` None: ``"native"`` for a ``.ckpt`` source, ``"original"`` for a native one. The image
+    ``target`` None: ``"original"`` for an ``output`` ending in ``.ckpt``, ``"torchgeo"`` for ``.pt``/``.pth``,
+    else ``"native"`` for a ``.ckpt`` source and ``"original"`` for a native one. The image
     encoder (``visual.*``) and ``logit_scale`` travel along unless ``location_only``. Every output loads
     back with :func:`satclip.load` (exactly, for a model on satclip's default basis); the returned
     :class:`~satclip.io.targets.Written` lists the readers that reproduce it and to what tolerance.
@@ -61,7 +64,7 @@ def convert(
     """
     resolved = resolve(source)
     output = Path(output)
-    target = target or default_target(resolved.kind)
+    target = target or default_target(resolved.kind, output)
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     inputs = [resolved.path]

@@ -16,9 +16,10 @@ def add_parser(subparsers) -> None:
             "Write SOURCE (a .ckpt, a native model directory or a model name) as OUTPUT for --target: native "
             "(a directory: config.json + model.safetensors), original (a .ckpt the original SatCLIP code and "
             "rangegeo load), torchgeo (a state dict for torchgeo.models.satclip.SatCLIP) or rshf (a directory "
-            "for rshf's SatClip.from_pretrained). Default: native for a .ckpt SOURCE, original for a native "
-            "one. Prints which readers reproduce the model and to what tolerance (docs/export.md). An "
-            "existing OUTPUT is replaced only with --overwrite."
+            "for rshf's SatClip.from_pretrained). Default: original for an OUTPUT ending in .ckpt, torchgeo for "
+            ".pt, else native for a .ckpt SOURCE and original for a native one. Prints which readers reproduce "
+            "the model and to what tolerance (docs/export.md). An existing OUTPUT is replaced only with "
+            "--overwrite."
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="a .ckpt file, a native model directory or a model name")
@@ -28,7 +29,8 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default=None,
-        help="the reader to write for (default: native for a .ckpt SOURCE, original for a native directory)",
+        help="the reader to write for (default: from OUTPUT's suffix, .ckpt original, .pt torchgeo; else native "
+        "for a .ckpt SOURCE, original for a native directory)",
     )  # fmt: skip
     parser.add_argument(
         "--location-only", action="store_true",
