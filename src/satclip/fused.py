@@ -100,14 +100,24 @@ class _Plan:
         return h
 
 
+def _version(encoder) -> tuple:
+    """Changes when the weights are replaced or updated in place."""
+    return tuple((p.data_ptr(), p._version) for p in encoder.parameters())
+
+
+def _cached(encoder, key: tuple, build):
+    """``build()`` cached per encoder and ``key`` while its weights are unchanged."""
+    version = _version(encoder)
+    cache = _PLANS.setdefault(encoder, {})
+    for stale in [k for k in cache if k[0] != version]:  # plans of weights that no longer exist
+        del cache[stale]
+    if (version, *key) not in cache:
+        cache[(version, *key)] = build()
+    return cache[(version, *key)]
+
+
 def _plan(encoder, precision: str, device: torch.device) -> _Plan:
-    version = tuple((p.data_ptr(), p._version) for p in encoder.parameters())
-    key = (precision, str(device), version)
-    plans = _PLANS.setdefault(encoder, {})
-    if key not in plans:
-        plans.clear()  # an older version of the weights: drop it
-        plans[key] = _Plan(encoder, precision, device)
-    return plans[key]
+    return _cached(encoder, ("fused", precision, str(device)), lambda: _Plan(encoder, precision, device))
 
 
 def _angles(lonlat: torch.Tensor, analytic: bool):
@@ -132,6 +142,7 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
         rest, near = (~polar).nonzero().squeeze(1), polar.nonzero().squeeze(1)
         groups = [(rest, lonlat[rest], torch.float32), (near, lonlat[near], torch.float64)]
     block32 = torch.empty(degree * degree, min(chunk, n), dtype=torch.float32, device=device)
+    full_views = scaled_recurrence.block_views(block32, degree)
     staged = None  # bf16: the block rounded once
     if plan.dtype != torch.float32:
         staged = torch.empty(degree * degree, min(chunk, n), dtype=plan.dtype, device=device)
@@ -141,10 +152,10 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
             part = points[start : start + chunk]
             c = part.shape[0]
             x, s, phi = _angles(part, plan.analytic)
-            block = block32[:, :c]
+            block, views = block32[:, :c], full_views if c == block32.shape[1] else None
             if basis_dtype != torch.float32:
-                block = torch.empty(degree * degree, c, dtype=basis_dtype, device=device)
-            scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block)
+                block, views = torch.empty(degree * degree, c, dtype=basis_dtype, device=device), None
+            scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block, views)
             if staged is None:
                 features = block if block.dtype == torch.float32 else block.to(torch.float32)
             else:
@@ -174,12 +185,7 @@ def _converted(encoder, dtype: torch.dtype) -> nn.Module:
     """A copy of ``encoder`` in ``dtype`` (cached while the weights are unchanged)."""
     import copy
 
-    version = tuple((p.data_ptr(), p._version) for p in encoder.parameters())
-    plans = _PLANS.setdefault(encoder, {})
-    key = ("converted", dtype, version)
-    if key not in plans:
-        plans[key] = copy.deepcopy(encoder).to(dtype=dtype)
-    return plans[key]
+    return _cached(encoder, ("converted", dtype), lambda: copy.deepcopy(encoder).to(dtype=dtype))
 
 
 @torch.no_grad()

@@ -86,7 +86,24 @@ def _on(plan_: ScaledPlan, device: torch.device, dtype: torch.dtype) -> tuple:
     )
 
 
-def scaled_harmonics(x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_: ScaledPlan, out: torch.Tensor):
+def block_views(out: torch.Tensor, degree: int) -> list[tuple[torch.Tensor, ...]]:
+    """Per degree l ≥ 1 the row ranges of ``out`` (``(L², c)``) the recurrence reads and writes: slicing
+    costs as much as a small op, so a caller that fills the same buffer many times builds these once."""
+    views = []
+    for l in range(1, degree):
+        cur = out[l * l : (l + 1) ** 2]
+        prev = out[(l - 1) ** 2 : l * l]
+        if l >= 2:
+            views.append((cur[1 : 2 * l], prev, cur[2 : 2 * l - 1], out[(l - 2) ** 2 : (l - 1) ** 2]))
+        else:
+            views.append((cur[1 : 2 * l], prev, None, None))
+    return views
+
+
+def scaled_harmonics(
+    x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_: ScaledPlan, out: torch.Tensor,
+    views: list | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Fill ``out`` ``(L², c)`` with Ŷ at ``c`` points, in ``out``'s dtype.
 
     Args:
@@ -95,6 +112,7 @@ def scaled_harmonics(x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_:
         phi: ``(c,)`` azimuth in radians.
         plan_: from :func:`plan`.
         out: ``(L², c)`` tensor whose rows are contiguous.
+        views: :func:`block_views` of ``out`` (built here if not given).
 
     Returns:
         ``out``; the true harmonics are ``plan_.scale[:, None] · out``.
@@ -112,12 +130,10 @@ def scaled_harmonics(x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_:
     table[2::2] = powers[..., 0]  # m = +k: cos
     out.index_copy_(0, rows, table)
     xw = x.to(dtype)[None, :]
-    for l in range(1, degree):
-        cur = out[l * l : (l + 1) ** 2]
-        prev = out[(l - 1) ** 2 : l * l]
-        torch.mul(prev, xw, out=cur[1 : 2 * l])  # m = −(l−1) … l−1
-        if l >= 2:
-            cur[2 : 2 * l - 1].addcmul_(beta[l], out[(l - 2) ** 2 : (l - 1) ** 2], value=-1)
+    for l, (inner, prev, middle, prev2) in enumerate(views or block_views(out, degree), start=1):
+        torch.mul(prev, xw, out=inner)  # m = −(l−1) … l−1
+        if middle is not None:  # m = −(l−2) … l−2
+            middle.addcmul_(beta[l], prev2, value=-1)
     return out
 
 
