@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import BadInputError
+from . import precision_option
 from .args import device, positive_int, shard
 
 DTYPES = ("float32", "float64")
@@ -47,10 +48,11 @@ def add_parser(subparsers) -> None:
         help="Parquet: one list column (default) or one column per dimension (emb_000 …)",
     )  # fmt: skip
     parser.add_argument("--column", default="embedding", help="name of the list column (default: embedding)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="network precision (default float32)")
+    precision_option.add_arguments(parser, DTYPES)
     parser.add_argument(
-        "--harmonics", choices=["analytic", "analytic-stable", "closed-form"],
-        help="override the model's spherical-harmonics algorithm (analytic-stable: fast; identical at L=10)",
+        "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
+        help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
+        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
     )  # fmt: skip
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
@@ -128,8 +130,6 @@ def _run_dask(args: argparse.Namespace, source, encoder, progress):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..embed.api import load_encoder
     from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
     from ..embed.sources import open_source
@@ -142,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
         encoder = load_encoder(
-            args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
-            trust_checkpoint=args.trust_checkpoint,
+            args.model, device=args.device, harmonics_calculation=args.harmonics,
+            trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
         )  # fmt: skip
         if args.engine == "dask":
             result = _run_dask(args, source, encoder, progress)
@@ -160,5 +160,6 @@ def run(args: argparse.Namespace) -> int:
     skipped = f", {result.invalid} invalid written as null" if result.invalid else ""
     resumed = f", resumed after {result.resumed_chunks} chunk(s)" if result.resumed_chunks else ""
     timing = f"{result.seconds:.1f} s ({rate:.0f} points/s, reading and writing included)"
-    print(f"wrote {result.output}: {result.rows} points{skipped}{resumed} in {timing}")
+    precision = precision_option.describe(encoder)
+    print(f"wrote {result.output}: {result.rows} points{skipped}{resumed} in {timing}, precision {precision}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import precision as _precision
 from ..io.basis import with_harmonics
 from ..location_encoder import LocationEncoder
 from ..points import InvalidPointsError, describe_invalid, invalid_rows
@@ -23,18 +24,20 @@ def load_encoder(
     dtype: torch.dtype | None = None,
     harmonics_calculation: str | None = None,
     trust_checkpoint: bool = False,
+    precision: str | None = None,
 ) -> LocationEncoder:
     """A location encoder from a model source (anything :func:`satclip.load` takes) or an encoder.
 
-    An encoder passed in is used as it is when ``device``/``dtype``/``harmonics_calculation`` are None or
-    already match; otherwise a converted copy is used (the caller's module is never modified).
+    An encoder passed in is used as it is when ``device``/``dtype``/``harmonics_calculation``/``precision``
+    are None or already match; otherwise a converted copy is used (the caller's module is never modified).
+    ``precision`` (see :mod:`satclip.precision`) is resolved here and recorded on the returned encoder.
     """
     if not isinstance(model, LocationEncoder):
         from ..load import load
 
         return load(
-            model, device=device or "cpu", dtype=dtype or torch.float32, harmonics_calculation=harmonics_calculation,
-            trust_checkpoint=trust_checkpoint,
+            model, device=device or "cpu", dtype=dtype, harmonics_calculation=harmonics_calculation,
+            trust_checkpoint=trust_checkpoint, precision=precision,
         )  # fmt: skip
     param = next(model.parameters())
     current = getattr(model.posenc, "harmonics_calculation", None)
@@ -45,9 +48,15 @@ def load_encoder(
         rebuilt.provenance = getattr(model, "provenance", {})
         model = rebuilt.to(device=param.device, dtype=param.dtype).eval()
     want_device = torch.device(device) if device is not None else param.device
-    want_dtype = dtype or param.dtype
+    wanted = _precision.requested(precision, dtype) if precision is not None or dtype is not None else None
+    want_dtype = _precision.weights_dtype(wanted) if wanted not in (None, "auto") else param.dtype
     if want_device != param.device or want_dtype != param.dtype:
         model = copy.deepcopy(model).to(device=want_device, dtype=want_dtype)
+    if wanted is not None:
+        choice = _precision.resolve(wanted, model)
+        if getattr(model, "precision_choice", None) != choice:
+            model = copy.copy(model)  # shares the weights; only the recorded choice differs
+            model.precision, model.precision_choice = choice.precision, choice
     return model.eval()
 
 
@@ -59,28 +68,32 @@ def embed_lonlat(
     batch_size: int | None = None,
     skip_invalid: bool = False,
     row_offset: int = 0,
+    precision: str | None = None,
 ) -> torch.Tensor:
-    """Embed ``(N, 2)`` (lon, lat) degrees; returns ``(N, embedding_dim)`` in the model's dtype and device.
+    """Embed ``(N, 2)`` (lon, lat) degrees; returns ``(N, embedding_dim)`` on the model's device, float64 for
+    ``precision="float64"`` else float32 (``precision`` None: the encoder's, :func:`satclip.precision.for_encoder`).
 
     Invalid rows (non-finite, |lon| > 180, |lat| > 90) raise :class:`~satclip.points.InvalidPointsError`
     naming them (row numbers shifted by ``row_offset``), or with ``skip_invalid`` come back as NaN rows.
     ``batch_size`` None: the encoder's ``default_batch_size``.
     """
     batch_size = batch_size or encoder.default_batch_size
+    precision = _precision.for_encoder(encoder, precision)
     values = lonlat.detach().to("cpu", torch.float64).numpy() if isinstance(lonlat, torch.Tensor) else lonlat
     values = np.asarray(values, dtype=np.float64)
     if not isinstance(lonlat, torch.Tensor):
         lonlat = values if values.flags.writeable else values.copy()  # torch warns on read-only arrays
     bad = invalid_rows(values)
     if not bad.any():
-        return encoder.encode(lonlat, batch_size=batch_size)
+        return encoder.encode(lonlat, batch_size=batch_size, precision=precision)
     if not skip_invalid:
         raise InvalidPointsError(describe_invalid(values, bad, row_offset), np.flatnonzero(bad) + row_offset)
     param = next(encoder.parameters())
-    out = torch.full((len(values), encoder.embedding_dim), float("nan"), dtype=param.dtype, device=param.device)
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    out = torch.full((len(values), encoder.embedding_dim), float("nan"), dtype=dtype, device=param.device)
     good = torch.from_numpy(~bad).to(param.device)
     if bool(good.any()):
-        out[good] = encoder.encode(values[~bad], batch_size=batch_size)
+        out[good] = encoder.encode(values[~bad], batch_size=batch_size, precision=precision)
     log.debug("%d invalid point(s) embedded as NaN", int(bad.sum()))
     return out
 
@@ -97,6 +110,7 @@ def embed(
     lat_col: str | None = None,
     skip_invalid: bool = False,
     centroids: bool = False,
+    precision: str | None = None,
 ):
     """Location embeddings of ``points``.
 
@@ -109,8 +123,10 @@ def embed(
         model: a :class:`~satclip.LocationEncoder`, or any source :func:`satclip.load` accepts (a model
             name, a ``.ckpt`` file, a native model directory, a Hugging Face id).
         batch_size: points per forward pass (bounds memory); default: the encoder's ``default_batch_size``.
-        device, dtype: where and in which precision to run; default float32 on the CPU for a loaded
-            source, the encoder's own for an encoder.
+        device: where to run; default the CPU for a loaded source, the encoder's own for an encoder.
+        precision: ``"float32" | "bf16" | "float64" | "auto"`` (:mod:`satclip.precision`); default: for a
+            loaded source ``$SATCLIP_PRECISION`` or ``"auto"``, for an encoder what it was loaded with.
+            ``dtype`` (``torch.float32``/``torch.float64``) is the older way to say float32/float64.
         harmonics_calculation: override the spherical-harmonics algorithm (e.g. ``"analytic-stable"``,
             several times faster than the released models' ``"analytic"`` at L = 40).
         skip_invalid: embed invalid points as NaN rows instead of raising.
@@ -119,7 +135,7 @@ def embed(
     Returns:
         ``(N, embedding_dim)``: a torch tensor on the model's device for tensor input; for a GeoDataFrame
         or GeoSeries a pandas DataFrame on its index (columns ``emb_000`` …); for a Dask DataFrame a lazy
-        Dask DataFrame likewise; else a numpy array; in the model's dtype.
+        Dask DataFrame likewise; else a numpy array; float64 for ``precision="float64"``, else float32.
 
     Raises:
         satclip.points.InvalidPointsError: invalid points (message names the first bad rows).
@@ -128,13 +144,17 @@ def embed(
     if is_dask_frame(points):
         from .distributed import embed_frame
 
-        encoder = load_encoder(model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation)
+        encoder = load_encoder(
+            model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision
+        )
         return embed_frame(
             points, encoder, batch_size=batch_size, lon_col=lon_col, lat_col=lat_col, skip_invalid=skip_invalid,
             centroids=centroids,
         )  # fmt: skip
     lonlat = to_lonlat(points, lon_col, lat_col, centroids=centroids)
-    encoder = load_encoder(model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation)
+    encoder = load_encoder(
+        model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision
+    )
     out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid)
     if isinstance(lonlat, torch.Tensor):
         return out

@@ -65,15 +65,34 @@ class EmbedResult:
     seconds: float
     #: rows embedded by this call (less than ``rows`` when resuming)
     embedded_rows: int = 0
+    #: the precision the embeddings were computed in (see :func:`precision_record`)
+    precision: str = ""
 
 
 def model_identity(encoder) -> dict:
-    """What determines the embeddings: the config, the dtype and a sha256 of the weights."""
+    """What determines the embeddings: the config, the dtype, the precision it runs in (resolved: never
+    "auto") and a sha256 of the weights."""
+    from .. import precision as _precision
+
     digest = hashlib.sha256()
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return {"config": encoder.config, "dtype": str(encoder.dtype).removeprefix("torch."), "sha256": digest.hexdigest()}
+    dtype = str(encoder.dtype).removeprefix("torch.")
+    precision = _precision.for_encoder(encoder)
+    return {"config": encoder.config, "dtype": dtype, "precision": precision, "sha256": digest.hexdigest()}
+
+
+def precision_record(encoder) -> dict:
+    """The precision ``encoder`` runs in, for output metadata: ``{"precision": …}`` plus, when it was
+    chosen by "auto", ``requested``, ``reason``, ``speedup`` and ``min_cosine``."""
+    from .. import precision as _precision
+
+    chosen = _precision.for_encoder(encoder)
+    choice = getattr(encoder, "precision_choice", None)
+    if choice is not None and choice.precision == chosen:
+        return choice.as_dict()
+    return {"precision": chosen}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -235,7 +254,8 @@ def embed_file(
     manifest_path = workdir / MANIFEST
     dim = encoder.embedding_dim
     batch_size = batch_size or encoder.default_batch_size
-    dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
+    precision = precision_record(encoder)
+    dtype = np.dtype("float64" if precision["precision"] == "float64" else "float32")
     options = {
         "format": fmt, "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
         "chunk_rows": chunk_rows, "batch_size": batch_size, "skip_invalid": skip_invalid, "shard": list(shard),
@@ -246,7 +266,11 @@ def embed_file(
 
     safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
-    sink_options = {**options, "attrs": {"satclip": {"model": identity["model"], "source": str(source.path)}}}
+    sink_options = {
+        **options,
+        "attrs": {"satclip": {"model": identity["model"], "source": str(source.path), "precision": precision}},
+    }
+    log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
         manifest = _resume_manifest(workdir, identity, restart)
@@ -287,4 +311,6 @@ def embed_file(
         safe_output.remove_owned(workdir)
     seconds = time.perf_counter() - began
     rows = row1 - row0
-    return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows)
+    return EmbedResult(
+        output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows, precision["precision"]
+    )

@@ -9,6 +9,7 @@ a complete-looking output is a complete one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,11 @@ class ParquetSink(Sink):
                 for index in range(num_chunks):
                     with pa.memory_map(str(self._part(index))) as source:
                         table = pa.ipc.open_file(source).read_all()
-                        if writer is None:
-                            writer = pq.ParquetWriter(tmp, table.schema)
+                        if writer is None:  # the job's attributes (model, precision) as schema metadata
+                            attrs = {k: json.dumps(v) for k, v in self.options.get("attrs", {}).items()}
+                            writer = pq.ParquetWriter(tmp, table.schema.with_metadata({
+                                **(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in attrs.items()}
+                            }))  # fmt: skip
                         writer.write_table(table, row_group_size=max(table.num_rows, 1))
                 if writer is None:
                     raise ValueError("nothing to write: the input has no rows")

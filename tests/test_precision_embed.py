@@ -1,0 +1,87 @@
+"""The precision switch through satclip.embed and `satclip embed`: used, recorded in the output, checked."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import satclip
+from satclip import precision
+from satclip.cli import main
+
+from .test_embed_cli import model  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def points(tmp_path):
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 200), "lat": rng.uniform(-90, 90, 200)})
+    frame.loc[0] = (180.0, 90.0)
+    path = tmp_path / "points.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def test_embed_api_precision(model, points):  # noqa: F811
+    _, frame = points
+    lonlat = frame[["lon", "lat"]].to_numpy()
+    f32 = satclip.embed(lonlat, model=str(model), precision="float32")
+    bf16 = satclip.embed(lonlat, model=str(model), precision="bf16")
+    f64 = satclip.embed(lonlat, model=str(model), dtype=torch.float64)
+    assert f32.dtype == bf16.dtype == np.float32 and f64.dtype == np.float64
+    encoder = satclip.load(str(model), precision="float32")
+    np.testing.assert_array_equal(bf16, encoder.encode(lonlat, precision="bf16").numpy())
+    np.testing.assert_array_equal(f32, encoder.encode(lonlat).numpy())
+    assert np.abs(f32 - bf16).max() > 1e-5  # it ran in bf16 (agreement is test_fused's, for released models)
+    np.testing.assert_allclose(f32, f64, atol=1e-5)
+    again = satclip.embed(lonlat, model=encoder, precision="bf16")
+    np.testing.assert_array_equal(again, bf16)
+    assert encoder.precision == "float32"  # the caller's encoder keeps its own choice
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "zarr"])
+def test_embed_cli_records_the_precision(tmp_path, model, points, capsys, fmt):  # noqa: F811
+    if fmt == "zarr":
+        zarr = pytest.importorskip("zarr")
+    path, _ = points
+    out = tmp_path / f"e.{fmt}"
+    args = ["embed", str(path), "-o", str(out), "--model", str(model), "--precision", "bf16", "--no-progress"]
+    assert main(args) == 0
+    assert "precision bf16" in capsys.readouterr().out
+    if fmt == "parquet":
+        metadata = pq.read_schema(out).metadata
+        record = json.loads(metadata[b"satclip"])
+    else:
+        record = dict(zarr.open_group(str(out), mode="r").attrs)["satclip"]
+    assert record["precision"] == {"precision": "bf16", "requested": "bf16", "reason": "requested"}
+    assert record["model"]["precision"] == "bf16"
+
+
+def test_embed_cli_auto_says_what_it_chose(tmp_path, model, points, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.delenv(precision.ENV)
+    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"avx512_f": True})  # no bf16 unit
+    path, _ = points
+    out = tmp_path / "e.parquet"
+    assert main(["embed", str(path), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "precision float32 (auto: CPU without" in printed
+    record = json.loads(pq.read_schema(out).metadata[b"satclip"])
+    assert record["precision"]["requested"] == "auto" and record["precision"]["precision"] == "float32"
+
+
+def test_embed_cli_dtype_still_works_and_conflicts_are_refused(tmp_path, model, points, capsys):  # noqa: F811
+    path, _ = points
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(path), "-o", str(out), "--model", str(model), "--dtype", "float64", "--no-progress"]) == 0
+    assert np.load(out).dtype == np.float64
+    capsys.readouterr()
+    code = main(["embed", str(path), "-o", str(tmp_path / "f.npy"), "--model", str(model), "--dtype", "float64",
+                 "--precision", "bf16", "--no-progress"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "contradicts" in err and len(err.strip().splitlines()) == 1
