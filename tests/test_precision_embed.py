@@ -85,3 +85,32 @@ def test_embed_cli_dtype_still_works_and_conflicts_are_refused(tmp_path, model, 
     assert code == 2
     err = capsys.readouterr().err
     assert "contradicts" in err and len(err.strip().splitlines()) == 1
+
+
+def test_map_records_and_uses_the_precision(tmp_path, model, capsys):  # noqa: F811
+    pytest.importorskip("zarr")
+    import zarr
+
+    out = tmp_path / "m.zarr"
+    args = ["map", "--model", str(model), "--resolution", "30", "--all", "-o", str(out), "--precision", "bf16"]
+    assert main(args) == 0
+    assert "precision bf16" in capsys.readouterr().out
+    group = zarr.open_group(str(out), mode="r")
+    assert dict(group.attrs)["precision"] == "bf16"
+    from satclip.maps import field_blocks, make_grid
+
+    grid = make_grid(30)
+    encoder = satclip.load(str(model), precision="float32")
+    (_, bf16), = field_blocks(encoder, grid, precision="bf16")  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(group["embedding"]).transpose(1, 2, 0), bf16)
+
+
+def test_evaluate_loads_its_models_in_the_precision_asked(model):  # noqa: F811
+    from satclip.eval.encoders import create
+
+    with precision.default_as("bf16"):
+        encoder = create(str(model))
+    assert encoder.module.precision == "bf16"
+    points = np.array([[0.0, 0.0], [10.0, 80.0], [-180.0, -90.0]])
+    np.testing.assert_array_equal(encoder.embed(points), encoder.module.encode(points, precision="bf16").numpy())
+    assert create(f"{model}(precision='float64')").module.precision == "float64"

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import precision as _precision
 from . import safe_output
 from .embed.api import embed_lonlat
 from .errors import BadInputError
@@ -114,10 +115,12 @@ def footprint_mask(grid: Grid, footprint: Footprint, land: np.ndarray | None = N
 
 
 def field_blocks(
-    encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int | None = None, block_rows: int | None = None
+    encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int | None = None,
+    block_rows: int | None = None, precision: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` float32 embeddings of grid rows
-    ``row0 … row0 + h``; cells outside ``mask`` are NaN (and not computed)."""
+    ``row0 … row0 + h``; cells outside ``mask`` are NaN (and not computed). ``precision``: see
+    :mod:`satclip.precision` (default: the encoder's)."""
     dim = encoder.embedding_dim
     block_rows = block_rows or max(1, (1 << 18) // grid.width)
     lon, lat = grid.lon, grid.lat
@@ -128,7 +131,9 @@ def field_blocks(
         values = np.full((len(points), dim), np.nan, dtype=np.float32)
         if keep.any():
             with torch.no_grad():
-                values[keep] = embed_lonlat(encoder, points[keep], batch_size=batch_size).float().cpu().numpy()
+                values[keep] = embed_lonlat(
+                    encoder, points[keep], batch_size=batch_size, precision=precision
+                ).float().cpu().numpy()
         yield row0, values.reshape(len(rows), grid.width, dim)
 
 
@@ -383,8 +388,10 @@ def render_map(
     progress: Callable[[int], None] | None = None,
     overwrite: bool = False,
     force: bool = False,
+    precision: str | None = None,
 ) -> Path:
-    """Write the embedding field of ``encoder`` on a grid to ``output``.
+    """Write the embedding field of ``encoder`` on a grid to ``output``, in ``precision`` (see
+    :mod:`satclip.precision`; default: the encoder's; recorded in the GeoTIFF tags and Zarr attributes).
 
     ``fmt`` (default from the suffix): ``"geotiff"`` and ``"zarr"`` hold every embedding dimension, or the
     first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines,
@@ -421,7 +428,7 @@ def render_map(
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         def compute():
-            for row0, values in field_blocks(encoder, grid, mask=mask, batch_size=batch_size):
+            for row0, values in field_blocks(encoder, grid, mask=mask, batch_size=batch_size, precision=precision):
                 yield row0, values
                 if progress:
                     progress(values.shape[0])
@@ -438,7 +445,8 @@ def render_map(
             log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
         source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
         attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
-                 "cells": _cells_note(footprint if blank_unseen else None, land_only)}  # fmt: skip
+                 "cells": _cells_note(footprint if blank_unseen else None, land_only),
+                 "precision": _precision.for_encoder(encoder, precision)}  # fmt: skip
         if blank_unseen:
             attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
                                            "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip

@@ -20,6 +20,7 @@ results independent of the machine).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -87,6 +88,25 @@ def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = N
             f"{', '.join(PRECISIONS)})"
         )
     return name
+
+
+@contextlib.contextmanager
+def default_as(precision: str | None):
+    """Within the block :func:`default` is ``precision`` (None: unchanged), for this process and the worker
+    processes it starts (through ``$SATCLIP_PRECISION``). The CLI's ``--precision`` for commands that load
+    many models."""
+    if precision is None:
+        yield
+        return
+    saved = os.environ.get(ENV)
+    os.environ[ENV] = check(precision)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = saved
 
 
 def weights_dtype(precision: str) -> torch.dtype:

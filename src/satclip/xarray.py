@@ -316,6 +316,7 @@ def write_map_zarr(
     processes started here) and written atomically. Chunks: rows of about 65,536 cells."""
     from . import maps
     from .embed.distributed import dask_client
+    from .precision import for_encoder as precision_of
     from .provenance import training_footprint
 
     xr = require("xarray", "dask", "satclip map --engine dask")
@@ -334,7 +335,8 @@ def write_map_zarr(
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
     attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
-             "cells": maps._cells_note(footprint if blank_unseen else None, land_only)}  # fmt: skip
+             "cells": maps._cells_note(footprint if blank_unseen else None, land_only),
+             "precision": precision_of(encoder)}  # fmt: skip
     if blank_unseen:
         attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
                                        "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BadInputError
+from . import precision_option
 from .args import existing_file, non_negative_int, positive_float, positive_int
 
 
@@ -78,6 +79,10 @@ def add_parser(subparsers) -> None:
                              "models); paper: air-temperature under the notebook's protocol")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the eval cache")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--precision", choices=precision_option.PRECISIONS,
+        help="precision of the models satclip.load builds (a spec's own precision=... wins): " + precision_option.HELP,
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -125,6 +130,13 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..precision import default_as
+
+    with default_as(args.precision):  # for every model satclip.load builds, here and in worker processes
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..eval import run_evaluation
     from ..eval.protocols import PROTOCOLS
 

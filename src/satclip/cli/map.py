@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import precision_option
 from .args import device, positive_float, positive_int
 
 
@@ -42,13 +43,11 @@ def add_parser(subparsers) -> None:
         "--pca", type=positive_int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims"
     )
     parser.add_argument("--no-coastlines", action="store_true", help="PNG without coastlines")
+    precision_option.add_arguments(parser)
     parser.add_argument(
-        "--dtype", choices=["float32", "float64"], default="float32",
-        help="network precision (default float32; float64 for exact comparisons, slower)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--harmonics", choices=["analytic", "analytic-stable", "closed-form"],
-        help="override the model's spherical-harmonics algorithm (analytic-stable: fast; identical at L=10)",
+        "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
+        help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
+        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
     )  # fmt: skip
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
@@ -73,7 +72,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from ..embed.api import load_encoder
@@ -86,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.engine != "dask" and (args.scheduler or args.workers):
         raise BadInputError("--scheduler and --workers apply to --engine dask")
     encoder = load_encoder(
-        args.model, device=args.device, dtype=getattr(torch, args.dtype), harmonics_calculation=args.harmonics,
-        trust_checkpoint=args.trust_checkpoint,
+        args.model, device=args.device, harmonics_calculation=args.harmonics,
+        trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
     )  # fmt: skip
     if args.engine == "dask":
         from ..xarray import write_map_zarr
@@ -97,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             land_only=args.land_only, blank_unseen=not args.all_cells, batch_size=args.batch_size,
             overwrite=args.overwrite, force=args.force, scheduler=args.scheduler, workers=args.workers,
         )  # fmt: skip
-        print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°)")
+        print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
+              f"precision {precision_option.describe(encoder)})")  # fmt: skip
         return 0
     with tqdm(unit="row", desc="map", disable=None) as bar:
         render_map(
@@ -107,5 +106,6 @@ def run(args: argparse.Namespace) -> int:
             draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
             progress=bar.update, overwrite=args.overwrite, force=args.force,
         )  # fmt: skip
-    print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°)")
+    print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
+          f"precision {precision_option.describe(encoder)})")  # fmt: skip
     return 0

@@ -54,8 +54,11 @@ class Encoder:
 
     @torch.no_grad()
     def embed(self, points: np.ndarray) -> np.ndarray:
-        """``(N, 2)`` float64 (lon, lat) degrees → ``(N, D)`` float32 numpy features."""
+        """``(N, 2)`` float64 (lon, lat) degrees → ``(N, D)`` float32 numpy features. A loaded
+        :class:`~satclip.LocationEncoder` runs through its ``encode`` (in the precision it was loaded with)."""
         points = np.ascontiguousarray(points, dtype=np.float64)
+        if hasattr(self.module, "precision_choice"):  # from satclip.load: a precision was chosen for it
+            return self.module.encode(points, batch_size=self.batch_size).to(torch.float32).cpu().numpy()
         parts = []
         for start in range(0, len(points), self.batch_size):
             chunk = torch.from_numpy(points[start : start + self.batch_size]).to(self.input_dtype)
