@@ -89,8 +89,10 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    """How training runs. ``precision``: ``32-true`` (default) or ``bf16-mixed`` (GPU; the location
-    encoder stays in float32). ``checkpoint_every_n_steps``: also write ``checkpoints/last.ckpt`` after
+    """How training runs. ``precision``: ``32-true`` (default) or ``bf16-mixed`` (the location encoder stays
+    in float32), or the switch of :mod:`satclip.precision`: ``float32``, ``float64``, ``bf16`` (the location
+    network under bf16 autocast too) or ``auto`` (bf16 where the device multiplies it natively;
+    :mod:`satclip.train.precision`). ``checkpoint_every_n_steps``: also write ``checkpoints/last.ckpt`` after
     every N-th optimizer step (0: after every epoch only)."""
 
     max_epochs: int = 500
@@ -142,7 +144,9 @@ _CHOICES = {
     ("data", "source"): ("cache", "images"),
     ("model", "location_dtype"): ("float32", "float64"),
     ("data", "cache_dtype"): ("float16", "float32"),
-    ("trainer", "precision"): ("32-true", "32", "bf16-mixed", "16-mixed", "64-true"),
+    ("trainer", "precision"): (
+        "32-true", "32", "bf16-mixed", "16-mixed", "64-true", "float32", "bf16", "float64", "auto",
+    ),  # fmt: skip
     ("trainer", "export_target"): ("original", "torchgeo", "rshf"),
 }
 

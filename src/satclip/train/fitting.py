@@ -179,6 +179,7 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
     from lightning.pytorch.loggers import CSVLogger
 
     from .callbacks import AtomicCheckpointIO, BestCheckpoint, History, LatestCheckpoint
+    from .precision import resolve as resolve_precision
 
     t = config.trainer
     ckpt_dir = run_dir / "checkpoints"
@@ -196,7 +197,8 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
         pass
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        num_nodes=t.num_nodes, precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
+        num_nodes=t.num_nodes, precision=resolve_precision(t.precision, t.accelerator)[0],
+        accumulate_grad_batches=t.accumulate_grad_batches,
         fast_dev_run=t.fast_dev_run, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches if has_val else 0, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=t.enable_progress_bar,

@@ -7,6 +7,7 @@ import torch
 from ..loss import ContrastiveLoss
 from ..model import SatCLIP
 from ..optional import require
+from . import precision
 from .config import TrainConfig, from_dict
 from .data import derived_seed
 from .optim import adamw
@@ -47,12 +48,19 @@ class SatCLIPTrainingModule(pl.LightningModule):
         self.config: TrainConfig = from_dict(config)
         self.model = model
         self.loss = ContrastiveLoss()
+        self.location_autocast = precision.resolve(self.config.trainer.precision, self.config.trainer.accelerator)[1]
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         inputs = batch["features"] if "features" in batch else batch["image"]
-        image = self.model.encode_image(inputs)
-        location = self.model.encode_location(batch["lonlat"])
-        out = self.loss(image, location, self.model.logit_scale)
+        if self.location_autocast:  # trainer.precision "bf16" (or "auto" → bf16): satclip.train.precision
+            cached = "features" in batch  # then the image side is one linear head: float32
+            image = precision.encode_image(self.model, inputs) if cached else self.model.encode_image(inputs)
+            location = precision.encode_location(self.model, batch["lonlat"])
+            out = precision.float32_loss(self.loss, image, location, self.model.logit_scale)
+        else:
+            image = self.model.encode_image(inputs)
+            location = self.model.encode_location(batch["lonlat"])
+            out = self.loss(image, location, self.model.logit_scale)
         size = inputs.shape[0]
         epoch = {"on_step": False, "on_epoch": True, "batch_size": size, "sync_dist": True}
         self.log(f"{stage}_loss", out.loss, prog_bar=True, **{**epoch, "on_step": stage == "train"})

@@ -12,6 +12,7 @@ import torch
 from .build import build_image_encoder
 from .cache import FeatureCache, Progress, build_cache
 from .config import TrainConfig
+from .precision import resolve as resolve_precision
 from .sources import PairSource, create_source
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def cache_from_config(
     return build_cache(
         data.cache, encoder, source, views=data.cache_views, dtype=data.cache_dtype, seed=config.trainer.seed,
         batch_size=batch_size, num_workers=data.num_workers if num_workers is None else num_workers,
-        device=device, amp=config.trainer.precision.startswith("bf16") and device.type == "cuda",
+        device=device, amp=resolve_precision(config.trainer.precision, config.trainer.accelerator)[0].startswith("bf16")
+        and device.type == "cuda",
         rebuild=rebuild, progress=progress,
     )  # fmt: skip
