@@ -304,3 +304,11 @@ def test_invalid_points_are_named():
         encoder.encode([[0.0, 0.0], [10.0, 95.0]])
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         encoder.encode([[0.0, 0.0, 1.0]])
+
+
+def test_a_misspelt_model_name_gets_a_suggestion():
+    with pytest.raises(FileNotFoundError, match=r"no model 'bluemarble-l1' \(did you mean 'bluemarble-l10'"):
+        satclip.load("bluemarble-l1")
+    with pytest.raises(FileNotFoundError) as err:
+        satclip.load("qqqq")
+    assert "did you mean" not in str(err.value)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import pretrained
 from ..errors import BadInputError
+from ..registry import did_you_mean
 from . import hub, native
 
 #: prefix of an explicit Hugging Face hub source: ``hf://owner/name``
@@ -94,7 +95,8 @@ def resolve(source: str | Path) -> ResolvedSource:
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if _HUB_ID.match(text) else ""
         raise FileNotFoundError(f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}")
+    suggestion = did_you_mean(text, pretrained.names())
     raise FileNotFoundError(
-        f"no model {text!r}: not a file, a model directory or a known name ({', '.join(pretrained.names())}); "
-        f"a Hugging Face repository is written {HUB_SCHEME}owner/name"
+        f"no model {text!r}{f' ({suggestion})' if suggestion else ''}: not a file, a model directory or a known "
+        f"name ({', '.join(pretrained.names())}); a Hugging Face repository is written {HUB_SCHEME}owner/name"
     )
