@@ -57,6 +57,12 @@ ROW_GROUP_ROWS = 1 << 16
 RESUBMITS = 3
 
 
+#: Dask settings of the local cluster: its nanny's default MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's
+#: adaptive mmap threshold, and every activation tensor of a batch is then mapped and faulted in afresh:
+#: 30 % more CPU time per point, measured (benchmarks/RESULTS.md)
+LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 class SchedulerError(SatclipError):
     """The Dask scheduler cannot be reached."""
 
@@ -219,9 +225,10 @@ def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterato
         with client:
             yield client
         return
+    dask = require("dask", "dask", "embedding with --engine dask")
     workers = workers or usable_cores()
     log.info("starting a local Dask cluster of %d worker process(es)", workers)
-    with distributed.LocalCluster(
+    with dask.config.set(LOCAL_WORKER_CONFIG), distributed.LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         yield client
@@ -370,6 +377,7 @@ def embed_dataset(
         if safe_output.is_owned(pending):
             safe_output.remove_owned(pending)  # parts of tasks whose run stopped before recording them
         safe_output.make_owned_dir(pending, kind="embed-work")
+        safe_output.make_owned_dir(parts, kind="output")  # (again, if removed since: its partitions are redone)
         done = {int(k): n for k, n in manifest["done"].items() if (parts / f"part-{int(k):06d}.parquet").is_file()}
 
         def rows_of(index: int) -> int:
