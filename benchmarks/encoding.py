@@ -1,6 +1,12 @@
 """Spherical-harmonics basis and location-encoder throughput, with baselines measured in the same run.
 
-    python benchmarks/encoding.py [--threads 1] [--repeats 3] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/encoding.py --threads 1 [--repeats 3] [--quick] [--only-precision]
+
+First (issue 14), per L = 10 and 40, what a user gets, in points/s per core and as ratios measured in the
+same run (rows interleaved, best of ``--repeats`` rounds): the default for a released "analytic" checkpoint
+(satclip.load's precision "auto" and the exact-value "analytic" basis) against today's default (the
+original's sympy expressions in float64, float32 network, batches of 65,536, as satclip 0.1 ran them), the
+old and the fused float32 paths, and bf16; plus the CPU capability torch reports and what "auto" chose.
 
 Rows: our "analytic-stable" recurrence (float64/float32), our "analytic" path (the original's sympy
 expressions evaluated as the original does: a faithful stand-in for the original's cost), scipy evaluating
@@ -15,14 +21,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from satclip import LocationEncoder, hugepages
-from satclip.encoding import create
+import satclip
+from satclip import LocationEncoder, hugepages, precision
+from satclip.encoding import create, scaled_recurrence
 
 ORIGINAL_SECONDS = {("sh", 40, 100_000): 9.6, ("encoder", 40, 100_000): 15.9, ("encoder", 10, 100_000): 3.8}
 
@@ -121,14 +131,141 @@ def encoder_flops(L: int) -> int:
     return 2 * (L * L * 512 + 512 * 512 + 512 * 256)
 
 
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
+
+
+def released_weights(L: int, reference: Path) -> LocationEncoder:
+    """The fixture checkpoint of degree L (released format and architecture) if present, else the released
+    architecture with random weights and the checkpoints' "analytic" basis."""
+    ckpt = reference / f"satclip-resnet18-l{L}.ckpt"
+    if ckpt.exists():
+        return satclip.load(ckpt, precision="float32")
+    encoder = released_encoder(L, "analytic")
+    precision.configure(encoder, "float32")
+    return encoder
+
+
+def with_basis(encoder: LocationEncoder, calculation: str) -> LocationEncoder:
+    config = {**encoder.config, "encoding": {**encoder.config["encoding"], "harmonics_calculation": calculation}}
+    other = LocationEncoder.from_config(config)
+    other.load_state_dict(encoder.state_dict())
+    return other.float().eval()
+
+
+def old_encode(encoder: LocationEncoder, points: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``LocationEncoder.encode`` before issue 14: the module's forward in batches, coordinates in the
+    dtype the basis needs (float64 for the sympy expressions, else the network's float32)."""
+    lonlat = points.to(encoder.feature_dtype)
+    with torch.no_grad():
+        return torch.cat([encoder(chunk) for chunk in lonlat.split(batch_size)])
+
+
+def round_robin(rows: dict, repeats: int) -> dict:
+    """Best wall time of each ``(fn, n)`` row over ``repeats`` interleaved rounds (after one warm-up), so
+    that a busy machine slows every row alike."""
+    for fn, _ in rows.values():
+        fn()
+    best = {name: float("inf") for name in rows}
+    for _ in range(repeats):
+        for name, (fn, _) in rows.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def basis_rows(args) -> None:
+    """Issue 14 item 3: the fused encoder's float32 basis (scaled recurrence, float64 within 10° of the
+    poles) against the float64 recurrence rounded to float32, L = 40: speed and accuracy."""
+    n = args.points
+    pts = random_points(n, seed=4)
+    lat = torch.deg2rad(pts[:, 1])
+    x, s, phi = -torch.sin(lat), torch.where(pts[:, 1].abs() == 90, 0.0, torch.cos(lat)), torch.deg2rad(pts[:, 0] + 180)
+    plan = scaled_recurrence.plan(40, np.pi, False)
+    polar = pts[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
+    module = create("sphericalharmonics", legendre_polys=40)
+    block = torch.empty(1600, 2048)
+    views = scaled_recurrence.block_views(block, 40)
+
+    def scaled():
+        for i in range(0, n - 2047, 2048):
+            scaled_recurrence.scaled_harmonics(x[i : i + 2048], s[i : i + 2048], phi[i : i + 2048], plan, block, views)
+
+    seconds = round_robin({"f64": (lambda: module(pts.float()), n), "f32": (scaled, n)}, args.repeats)
+    exact = module(pts)
+    error = (scaled_recurrence.harmonics(x, s, phi, plan, torch.float32, polar=polar).double() - exact).abs().max()
+    print(f"  SH basis L=40: float64 recurrence -> float32 {n / seconds['f64']:,.0f} points/s; scaled float32 "
+          f"recurrence in 2048-point blocks {n // 2048 * 2048 / seconds['f32']:,.0f} points/s "
+          f"({seconds['f64'] / seconds['f32'] * (n // 2048 * 2048) / n:.1f}x); its max abs error with the "
+          f"polar points in float64, on 1e5 uniform points: {error:.1e} (target <= 1e-4)")  # fmt: skip
+
+
+def precision_section(args) -> dict:
+    """Issue 14's rows; returns {L: {row: points/s}}."""
+    from satclip import fused
+
+    supported, evidence = precision.bf16_support("cpu")
+    print(f"\n== what users get (issue 14), per core: torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{precision.describe_cpu()}, bf16 matmul {'yes' if supported else 'no'} ({evidence}) ==")  # fmt: skip
+    rates = {L: encoder_rows(L, args, fused) for L in (10, 40)}
+    r = rates[40]
+    print(f"acceptance on an AMX-BF16 CPU, L=40: bf16 >= 4x float32 exact: {r[3] / r[2]:.2f}x (fused float32), "
+          f"{r[3] / r[1]:.2f}x (today's); released-L=40 default >= 20x today's: {r[4] / r[0]:.1f}x")  # fmt: skip
+    basis_rows(args)
+    return rates
+
+
+ROWS = ("today's default: analytic expressions f64, f32 net", "today's float32 exact (analytic-stable)",
+        "float32 exact, fused", "bf16, fused", "default for an 'analytic' checkpoint")  # fmt: skip
+
+
+def encoder_rows(L: int, args, fused) -> list[float]:
+    """points/s of the :data:`ROWS` at degree L, measured interleaved."""
+    names = ROWS
+    base = released_weights(L, Path(args.reference))
+    original, stable, default = (with_basis(base, c) for c in ("analytic-original", "analytic-stable", "analytic"))
+    precision.clear_calibrations()
+    start = time.perf_counter()
+    precision.configure(default, "auto")
+    calibration = time.perf_counter() - start
+    choice = default.precision_choice
+    where = Path(args.reference) / f"satclip-resnet18-l{L}.ckpt"
+    print(f"L={L}: weights {where.name if where.exists() else 'random, released architecture'}; auto -> "
+          f"{choice.precision} ({choice.reason}; calibration {calibration:.1f} s, once per process)")  # fmt: skip
+    n, n_slow = args.points, (args.points // 5 if L == 40 else args.points)
+    pts, slow = random_points(n, seed=2), random_points(n_slow, seed=3)
+    rows = {
+        names[0]: (lambda: old_encode(original, slow, 65536), n_slow),
+        names[1]: (lambda: old_encode(stable, pts, 4096), n),
+        names[2]: (lambda: fused.encode_points(stable, pts, "float32"), n),
+        names[3]: (lambda: fused.encode_points(stable, pts, "bf16"), n),
+        names[4]: (lambda: default.encode(pts), n),
+    }
+    seconds = round_robin(rows, args.repeats)
+    r = [count / seconds[name] for name, (_, count) in rows.items()]
+    for name, rate in zip(names, r, strict=True):
+        label = f"{name} ({choice.precision})" if name == names[4] else name
+        print(f"  {label:60s} L={L:<3d} {rate:11,.0f} points/s")
+    print(f"  default / today's default {r[4] / r[0]:.1f}x; bf16 / float32 fused {r[3] / r[2]:.2f}x; "
+          f"bf16 / today's float32 {r[3] / r[1]:.2f}x; float32 fused / today's {r[2] / r[1]:.2f}x")  # fmt: skip
+    return r
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="N up to 1e5 only, fewer baselines")
+    parser.add_argument("--only-precision", action="store_true", help="only the issue-14 rows")
+    parser.add_argument("--points", type=int, default=50_000, help="points per issue-14 row (L=40 today: 1/5)")
+    parser.add_argument("--reference", default=str(REFERENCE), help="folder with satclip-resnet18-l{10,40}.ckpt")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {cpu}, load average {os.getloadavg()[0]:.1f}")
+    precision_section(args)
+    if args.only_precision:
+        return
 
     rows = []
 

@@ -154,3 +154,18 @@ def test_weights_updated_in_place_are_seen(fixture_points):
         encoder.nnet.last_layer.bias.add_(1.0)
     after = encoder.encode(fixture_points[:50], precision="float32")
     assert torch.allclose(after - before, torch.ones_like(before), atol=1e-4)
+
+
+def test_staged_recurrence_is_the_float32_block_rounded_once():
+    """bf16 features come from a float32 recurrence in three cached blocks, each rounded into the output:
+    bit for bit the float32 block rounded once."""
+    pts = points_with_poles(3000)
+    pts = pts[pts[:, 1].abs() <= scaled_recurrence.POLAR_LATITUDE]
+    x, s, phi = stable_angles(pts)
+    plan = scaled_recurrence.plan(40, math.pi, False)
+    block = scaled_recurrence.scaled_harmonics(x, s, phi, plan, torch.empty(1600, len(pts)))
+    ring = torch.empty(3, 79, len(pts) + 5)  # wider than needed, as the fused loop's last chunk sees it
+    staged = scaled_recurrence.scaled_harmonics_staged(
+        x, s, phi, plan, torch.empty(1600, len(pts), dtype=torch.bfloat16), ring
+    )
+    assert torch.equal(staged, block.to(torch.bfloat16))

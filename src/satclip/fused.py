@@ -34,7 +34,7 @@ from .nn.siren import SirenNet
 #: points per fused chunk: the float32 basis block of L = 40 (1600 × 1024 × 4 B = 6.5 MB) and the first
 #: layer's 1024 × 512 activations stay in the cache hierarchy; measured on the AMX Xeon, 1 thread
 #: (benchmarks/encoding.py)
-CHUNK = 1024
+CHUNK = 2048
 #: points per chunk of the generic path (as LocationEncoder.default_batch_size on the CPU)
 GENERIC_CHUNK = 4096
 #: points per chunk on GPUs: one launch per op for many points
@@ -80,24 +80,30 @@ class _Plan:
             weight = weight * layer.w0
             bias = layer.bias.detach().to(device, torch.float64) * layer.w0 if layer.bias is not None else None
             weights.append((weight.to(self.dtype), None if bias is None else bias[:, None].to(self.dtype), layer.sine))
+        self.hidden = weights
         last = nnet.last_layer
-        weights.append((
-            last.weight.detach().to(device, self.dtype),
-            None if last.bias is None else last.bias.detach()[:, None].to(device, self.dtype),
+        self.last = (
+            last.weight.detach().to(device, self.dtype).T,  # (hidden, out): the output comes out row-major
+            None if last.bias is None else last.bias.detach().to(device, self.dtype),
             last.sine,
-        ))  # fmt: skip
-        self.weights = weights
+        )
         self.out_dim = last.weight.shape[0]
 
-    def network(self, features: torch.Tensor) -> torch.Tensor:
-        """``(L², c)`` scaled features (columns are points) in the compute dtype → ``(out_dim, c)``: every
-        product is ``W @ h`` on contiguous operands."""
+    def network(self, features: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``(L², c)`` scaled features (columns are points) in the compute dtype → ``out`` ``(c, out_dim)``
+        float32. The hidden layers keep points in columns (``W @ h``, contiguous operands); the output
+        layer computes ``hᵀ Wᵀ``, so its result is already row-major (no transposing copy)."""
         h = features
-        for weight, bias, sine in self.weights:
+        for weight, bias, sine in self.hidden:
             h = torch.addmm(bias, weight, h) if bias is not None else weight @ h
             if sine:
                 h = h.sin_()
-        return h
+        weight, bias, sine = self.last
+        if out.dtype == self.dtype:
+            result = torch.addmm(bias, h.T, weight, out=out) if bias is not None else torch.mm(h.T, weight, out=out)
+        else:
+            result = out.copy_(torch.addmm(bias, h.T, weight) if bias is not None else h.T @ weight)
+        return result.sin_() if sine else result
 
 
 def _version(encoder) -> tuple:
@@ -137,32 +143,38 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
     n, degree = lonlat.shape[0], plan.degree
     out = torch.empty(n, plan.out_dim, dtype=torch.float32, device=device)
     polar = lonlat[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
+    # points near a pole get a float64 basis: as a group of their own (few: 1.5 % of a uniform sample),
+    # whose rows are put back in place at the end
     groups = [(None, lonlat, torch.float32)]
     if bool(polar.any()):
         rest, near = (~polar).nonzero().squeeze(1), polar.nonzero().squeeze(1)
         groups = [(rest, lonlat[rest], torch.float32), (near, lonlat[near], torch.float64)]
-    block32 = torch.empty(degree * degree, min(chunk, n), dtype=torch.float32, device=device)
-    full_views = scaled_recurrence.block_views(block32, degree)
-    staged = None  # bf16: the block rounded once
-    if plan.dtype != torch.float32:
-        staged = torch.empty(degree * degree, min(chunk, n), dtype=plan.dtype, device=device)
+    width = min(chunk, n)
+    if plan.dtype == torch.float32:  # the recurrence writes the features themselves
+        block32 = torch.empty(degree * degree, width, dtype=torch.float32, device=device)
+        full_views = scaled_recurrence.block_views(block32, degree)
+    else:  # bf16: a float32 recurrence in three cached blocks, each rounded once into the features
+        staged = torch.empty(degree * degree, width, dtype=plan.dtype, device=device)
+        ring = torch.empty(3, 2 * degree - 1, width, dtype=torch.float32, device=device)
     for index, points, basis_dtype in groups:
         result = out if index is None else torch.empty(points.shape[0], plan.out_dim, device=device)
         for start in range(0, points.shape[0], chunk):
             part = points[start : start + chunk]
             c = part.shape[0]
             x, s, phi = _angles(part, plan.analytic)
-            block, views = block32[:, :c], full_views if c == block32.shape[1] else None
-            if basis_dtype != torch.float32:
-                block, views = torch.empty(degree * degree, c, dtype=basis_dtype, device=device), None
-            scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block, views)
-            if staged is None:
-                features = block if block.dtype == torch.float32 else block.to(torch.float32)
+            if basis_dtype != torch.float32:  # near the poles
+                block = torch.empty(degree * degree, c, dtype=basis_dtype, device=device)
+                scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block)
+                features = block.to(plan.dtype)
+            elif plan.dtype == torch.float32:
+                features, views = block32[:, :c], full_views if c == width else None
+                scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, features, views)
             else:
-                features = staged[:, :c].copy_(block)
-            result[start : start + c] = plan.network(features).T
+                features = staged[:, :c]
+                scaled_recurrence.scaled_harmonics_staged(x, s, phi, plan.recurrence, features, ring)
+            plan.network(features, result[start : start + c])
         if index is not None:
-            out.index_copy_(0, index, result)
+            out[index] = result
     return out
 
 

@@ -120,20 +120,51 @@ def scaled_harmonics(
     degree = plan_.degree
     dtype, device = out.dtype, out.device
     beta, rows = _on(plan_, device, dtype)
-    # sectoral starts: (s·e^{iφ})^k, k = 1 … L−1, in float64 whatever the output (2L values per point)
-    complex_dtype = torch.complex128 if device.type != "mps" else torch.complex64
-    w = torch.polar(s.to(complex_dtype.to_real()), phi.to(complex_dtype.to_real()))
-    powers = torch.view_as_real(torch.cumprod(w.expand(degree - 1, -1), 0))  # (L−1, c, 2): cos, sin parts
-    table = torch.empty(2 * degree - 1, x.shape[0], dtype=dtype, device=device)
-    table[0] = 1.0
-    table[1::2] = powers[..., 1]  # m = −k: sin
-    table[2::2] = powers[..., 0]  # m = +k: cos
+    table = _sectoral(s, phi, degree, dtype)
     out.index_copy_(0, rows, table)
     xw = x.to(dtype)[None, :]
     for l, (inner, prev, middle, prev2) in enumerate(views or block_views(out, degree), start=1):
         torch.mul(prev, xw, out=inner)  # m = −(l−1) … l−1
         if middle is not None:  # m = −(l−2) … l−2
             middle.addcmul_(beta[l], prev2, value=-1)
+    return out
+
+
+def _sectoral(s: torch.Tensor, phi: torch.Tensor, degree: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(2L − 1, c)``: 1, then s^k·sin(kφ), s^k·cos(kφ) for k = 1 … L−1 — the complex powers (s·e^{iφ})^k,
+    computed in float64 whatever ``dtype`` (2L values per point)."""
+    device = s.device
+    complex_dtype = torch.complex128 if device.type != "mps" else torch.complex64
+    w = torch.polar(s.to(complex_dtype.to_real()), phi.to(complex_dtype.to_real()))
+    powers = torch.view_as_real(torch.cumprod(w.expand(degree - 1, -1), 0))  # (L−1, c, 2): cos, sin parts
+    table = torch.empty(2 * degree - 1, s.shape[0], dtype=dtype, device=device)
+    table[0] = 1.0
+    table[1::2] = powers[..., 1]  # m = −k: sin
+    table[2::2] = powers[..., 0]  # m = +k: cos
+    return table
+
+
+def scaled_harmonics_staged(
+    x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_: ScaledPlan, out: torch.Tensor, ring: torch.Tensor
+) -> torch.Tensor:
+    """As :func:`scaled_harmonics`, with the recurrence in ``ring``'s dtype (``(3, 2L − 1, c')``, c' ≥ c: the
+    three degree blocks in flight, small enough to stay in cache) and each finished block rounded into
+    ``out`` (e.g. bfloat16) right away, while it is still in cache."""
+    degree, c = plan_.degree, x.shape[0]
+    dtype = ring.dtype
+    beta, _ = _on(plan_, x.device, dtype)
+    table = _sectoral(s, phi, degree, dtype)
+    xw = x.to(dtype)[None, :]
+    out[0:1].copy_(table[0:1])
+    prev2, prev = None, table[0:1]
+    for l in range(1, degree):
+        cur = ring[l % 3, : 2 * l + 1, :c]
+        torch.mul(prev, xw, out=cur[1 : 2 * l])
+        if l >= 2:
+            cur[2 : 2 * l - 1].addcmul_(beta[l], prev2, value=-1)
+        cur[:: 2 * l].copy_(table[2 * l - 1 : 2 * l + 1])  # rows m = −l and m = l
+        out[l * l : (l + 1) ** 2].copy_(cur)
+        prev2, prev = prev, cur
     return out
 
 
