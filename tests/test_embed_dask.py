@@ -188,7 +188,7 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
         embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(4))
     workdir = tmp_path / "emb.parquet.partial"
     assert not out.exists() and (workdir / "manifest.json").is_file()
-    assert len(list((workdir / "parts").glob("part-*.parquet"))) >= 4
+    assert len(list((workdir / "parts").glob("part-*.arrow"))) >= 4  # Arrow parts, assembled into one file
     args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
     assert main([*args, "--scheduler", client.scheduler.address, *PARTITION]) == 0
     assert "resumed after" in capsys.readouterr().out
@@ -216,9 +216,9 @@ def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"row {bad[0]}: (lon=" in err and f"row {bad[1]}: (lon=nan" in err and "partition 2" in err
     assert "--skip-invalid" in err and not out.exists()
-    parts = sorted(p.name for p in (tmp_path / "emb.parquet.partial" / "parts").glob("part-*.parquet"))
-    assert parts == [f"part-{k:06d}.parquet" for k in (0, 1, 3, 4)]  # nothing for partition 2
-    assert not list((tmp_path / "emb.parquet.partial" / "pending").glob("*.parquet"))
+    parts = sorted(p.name for p in (tmp_path / "emb.parquet.partial" / "parts").glob("part-*"))
+    assert parts == [f"part-{k:06d}.arrow" for k in (0, 1, 3, 4)]  # nothing for partition 2
+    assert not list((tmp_path / "emb.parquet.partial" / "pending").glob("part-*"))
 
     assert main([*args, "--skip-invalid"]) == 0  # the finished partitions are kept
     assert "resumed after 4 chunk(s)" in capsys.readouterr().out

@@ -7,7 +7,8 @@
 description and the options reach every worker once, in a worker plugin (also on workers that join or
 restart later); tasks carry only a partition number. A task reads its rows, validates them (invalid rows
 are reported with their row number in the whole input, and nothing is written for that partition),
-embeds them and writes a Parquet part under a name of its own; the client, which alone holds the lock on
+embeds them and writes a part under a name of its own (Parquet for a dataset output, Arrow IPC for one
+Parquet file, assembled at the end without a decoding pass); the client, which alone holds the lock on
 the output, moves each finished part to its final name and records it in ``manifest.json`` in the work
 directory ``OUTPUT.partial/``. A rerun continues with the partitions not recorded; its output equals that
 of an uninterrupted run (and of the local engine: the same chunks in the same batches).
@@ -137,9 +138,12 @@ class _Partitions:
     layout: str
     column: str
     skip_invalid: bool
+    #: "parquet" (the parts are the output dataset) or "arrow" (IPC parts, assembled into one Parquet file)
+    part_format: str = "parquet"
 
     def run(self, index: int, token: str) -> dict:
-        """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.parquet``; a dict for the client."""
+        """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.FORMAT``; a dict for the client."""
+        pa = require("pyarrow", "embed", "writing Parquet")
         pq = require("pyarrow.parquet", "embed", "writing Parquet")
         source, rows = self.source, self.chunk_rows
         start, stop = index * rows, min((index + 1) * rows, source.num_rows)
@@ -156,9 +160,13 @@ class _Partitions:
         table = sinks.with_embedding(
             table, embeddings.cpu().numpy(), ~bad, _dtype(self.encoder), self.layout, self.column
         )  # fmt: skip
-        pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.parquet"
+        pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
-            pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+            if self.part_format == "parquet":
+                pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+            else:  # read back memory-mapped when assembling: no decoding pass on the client
+                with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                    writer.write_table(table, max_chunksize=ROW_GROUP_ROWS)
         return {**result, "pending": str(pending)}
 
 
@@ -277,22 +285,26 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
     )
 
 
+def _part_name(index: int, kind: str) -> str:
+    return f"part-{index:06d}.{'parquet' if kind == 'dataset' else 'arrow'}"
+
+
 def _finish(parts: Path, workdir: Path, output: Path, kind: str, num_parts: int, overwrite: bool, inputs) -> None:
     if kind == "dataset":
         safe_output.publish(parts, output, overwrite=overwrite, inputs=inputs)
-    else:
+    else:  # the Arrow parts in order into one Parquet file, a row group per 65,536 rows as the local engine
+        pa = require("pyarrow", "embed", "writing Parquet")
         pq = require("pyarrow.parquet", "embed", "writing Parquet")
         merged = workdir / "output.parquet"
         with safe_output.atomic_file(merged, overwrite=True) as tmp:
             writer = None
             try:
                 for index in range(num_parts):
-                    part = pq.ParquetFile(parts / f"part-{index:06d}.parquet")
-                    for group in range(part.metadata.num_row_groups):
-                        table = part.read_row_group(group)
+                    with pa.memory_map(str(parts / _part_name(index, kind))) as source:
+                        table = pa.ipc.open_file(source).read_all()
                         if writer is None:
                             writer = pq.ParquetWriter(tmp, table.schema)
-                        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             finally:
                 if writer is not None:
                     writer.close()
@@ -353,7 +365,7 @@ def embed_dataset(
     batch_size = batch_size or encoder.default_batch_size
     options = {
         "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
-        "chunk_rows": chunk_rows, "batch_size": batch_size, "centroids": source.centroids,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "centroids": source.centroids, "output": kind,
     }  # fmt: skip
     sinks.ParquetSink.check_columns(source.columns, dim, options)
     identity = json.loads(
@@ -378,7 +390,7 @@ def embed_dataset(
             safe_output.remove_owned(pending)  # parts of tasks whose run stopped before recording them
         safe_output.make_owned_dir(pending, kind="embed-work")
         safe_output.make_owned_dir(parts, kind="output")  # (again, if removed since: its partitions are redone)
-        done = {int(k): n for k, n in manifest["done"].items() if (parts / f"part-{int(k):06d}.parquet").is_file()}
+        done = {int(k): n for k, n in manifest["done"].items() if (parts / _part_name(int(k), kind)).is_file()}
 
         def rows_of(index: int) -> int:
             return min((index + 1) * chunk_rows, source.num_rows) - index * chunk_rows
@@ -391,11 +403,14 @@ def embed_dataset(
         todo = [k for k in range(num_parts) if k not in done]
         failed: list[dict] = []
         if todo:
-            job = _Partitions(encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid)
+            job = _Partitions(
+                encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
+                "parquet" if kind == "dataset" else "arrow",
+            )  # fmt: skip
             with contextlib.ExitStack() as stack:
                 if client is None:
                     client = stack.enter_context(dask_client(scheduler, workers))
-                failed = _run(client, job, todo, manifest, manifest_path, parts, progress)
+                failed = _run(client, job, todo, manifest, manifest_path, parts, kind, progress)
         written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
         if failed or written:
             raise _invalid_error(source, failed, written)
@@ -406,7 +421,9 @@ def embed_dataset(
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)
 
 
-def _run(client, job: _Partitions, todo: list[int], manifest: dict, manifest_path: Path, parts: Path, progress):
+def _run(
+    client, job: _Partitions, todo: list[int], manifest: dict, manifest_path: Path, parts: Path, kind: str, progress
+):
     """Run the partitions ``todo`` on ``client``; record each finished one; return the failed ones' results."""
     distributed = require("distributed", "dask", "embedding with --engine dask")
     token = secrets.token_hex(4)
@@ -437,7 +454,7 @@ def _run(client, job: _Partitions, todo: list[int], manifest: dict, manifest_pat
             if "error" in result:
                 failed.append(result)
                 continue
-            safe_output.publish(result["pending"], parts / f"part-{index:06d}.parquet", overwrite=True)
+            safe_output.publish(result["pending"], parts / _part_name(index, kind), overwrite=True)
             manifest["done"][str(index)] = result["invalid"]
             safe_output.write_json(manifest_path, manifest)
             progress.update(result["rows"])
