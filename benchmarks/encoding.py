@@ -8,7 +8,7 @@ same run (rows interleaved, best of ``--repeats`` rounds): the default for a rel
 original's sympy expressions in float64, float32 network, batches of 65,536, as satclip 0.1 ran them), the
 old and the fused float32 paths, and bf16; plus the CPU capability torch reports and what "auto" chose.
 
-Rows: our "analytic-stable" recurrence (float64/float32), our "analytic" path (the original's sympy
+Rows: our "analytic-stable" recurrence (float64/float32), our "analytic-original" path (the original's sympy
 expressions evaluated as the original does: a faithful stand-in for the original's cost), scipy evaluating
 each (l, m) separately, and sphericart-torch (if installed): its own compute, and mapped to SatCLIP's
 convention. Then float32 accuracy, and the released location-encoder architecture (SH → SIREN 512 → 512 →
@@ -274,7 +274,7 @@ def main() -> None:
         rows.append((what, L, dtype, n, seconds))
         print(f"{what:34s} L={L:<3d} {dtype:8s} N={n:<8d} {seconds:8.3f} s {n / seconds:12,.0f} pts/s {ratio}")
 
-    print("\n== spherical-harmonics basis (ratios: vs our faithful 'analytic' path in the same run) ==")
+    print("\n== spherical-harmonics basis (ratios: vs our faithful 'analytic-original' path in the same run) ==")
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     for L in (10, 40):
         for n in sizes:
@@ -286,9 +286,9 @@ def main() -> None:
                 continue
             base = None
             if n <= 100_000:
-                analytic = create("sphericalharmonics", legendre_polys=L, harmonics_calculation="analytic")
+                analytic = create("sphericalharmonics", legendre_polys=L, harmonics_calculation="analytic-original")
                 base = timeit(analytic, pts, repeats=1 if L == 40 else args.repeats)
-                report("analytic (original's expressions)", L, "float64", n, base)
+                report("analytic-original (its expressions)", L, "float64", n, base)
             stable = create("sphericalharmonics", legendre_polys=L)
             ours = timeit(stable, pts, repeats=args.repeats)
             report("analytic-stable", L, "float64", n, ours, base)
@@ -340,17 +340,17 @@ def main() -> None:
     for L in (10, 40):
         original = ORIGINAL_SECONDS[("encoder", L, n)]
         with torch.no_grad():
-            enc64 = released_encoder(L, "analytic").double()
+            enc64 = released_encoder(L, "analytic-original").double()
             t = timeit(enc64.encode, pts, repeats=1)
-            report("encoder analytic (as original)", L, "float64", n, t, original)
+            report("encoder analytic-original (as orig.)", L, "float64", n, t, original)
             enc32 = released_encoder(L, "analytic-stable")
             t = timeit(enc32.encode, pts, repeats=args.repeats)
-            report(f"encoder analytic-stable, batch {enc32.default_batch_size}", L, "float32", n, t, original)
+            report("encoder analytic-stable, fused", L, "float32", n, t, original)
             gflops = encoder_flops(L) * n / t / 1e9
             print(f"    network GFLOP/s {gflops:.1f} = {100 * gflops / peak:.0f}% of the GEMM peak")
-            enc32a = released_encoder(L, "analytic")
-            t = timeit(enc32a.encode, pts, repeats=1)
-            report("encoder analytic feats, f32 net", L, "float32", n, t, original)
+            enc32a = released_encoder(L, "analytic-original")
+            t = timeit(old_encode, enc32a, pts, 65536, repeats=1)
+            report("encoder analytic-original, f32 net", L, "float32", n, t, original)
 
 
 if __name__ == "__main__":

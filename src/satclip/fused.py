@@ -143,12 +143,12 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
     n, degree = lonlat.shape[0], plan.degree
     out = torch.empty(n, plan.out_dim, dtype=torch.float32, device=device)
     polar = lonlat[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
-    # points near a pole get a float64 basis: as a group of their own (few: 1.5 % of a uniform sample),
-    # whose rows are put back in place at the end
+    # points near a pole get a float64 basis: all points are computed in order (no scatter of the many),
+    # then the few near a pole (1.5 % of a uniform sample) again, and their rows replaced
     groups = [(None, lonlat, torch.float32)]
     if bool(polar.any()):
-        rest, near = (~polar).nonzero().squeeze(1), polar.nonzero().squeeze(1)
-        groups = [(rest, lonlat[rest], torch.float32), (near, lonlat[near], torch.float64)]
+        near = polar.nonzero().squeeze(1)
+        groups.append((near, lonlat[near], torch.float64))
     width = min(chunk, n)
     if plan.dtype == torch.float32:  # the recurrence writes the features themselves
         block32 = torch.empty(degree * degree, width, dtype=torch.float32, device=device)
