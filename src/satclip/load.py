@@ -41,9 +41,11 @@ def load(
             ``encoder.encode``.
         dtype: the older way to ask for a precision (``torch.float32`` / ``torch.float64``); it must agree
             with ``precision`` when both are given.
-        harmonics_calculation: override what the model records, e.g. ``"analytic-stable"`` to use the
-            exact, fast basis with a released checkpoint (identical to ≤ 1e-12 at L = 10; at L = 40 it
-            moves embeddings near the poles, see docs/conventions.md).
+        harmonics_calculation: override what the model records. The released checkpoints record
+            ``"analytic"``, computed as the exact value of the original's printed polynomials (fast, within
+            the original's own evaluation noise of its embeddings); ``"analytic-original"`` evaluates them
+            as the original does (bit-closest, slow); ``"analytic-stable"`` uses the true harmonics instead
+            (identical at L = 10; at L = 40 it moves embeddings near the poles). See docs/conventions.md.
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (runs code: only for files
             you trust). Not needed for the released checkpoints.
     """

@@ -127,8 +127,9 @@ def embed(
         precision: ``"float32" | "bf16" | "float64" | "auto"`` (:mod:`satclip.precision`); default: for a
             loaded source ``$SATCLIP_PRECISION`` or ``"auto"``, for an encoder what it was loaded with.
             ``dtype`` (``torch.float32``/``torch.float64``) is the older way to say float32/float64.
-        harmonics_calculation: override the spherical-harmonics algorithm (e.g. ``"analytic-stable"``,
-            several times faster than the released models' ``"analytic"`` at L = 40).
+        harmonics_calculation: override the spherical-harmonics basis (e.g. ``"analytic-original"``: the
+            original's own float64 evaluation of the released models' ``"analytic"`` polynomials, slow;
+            ``"analytic-stable"``: the true harmonics; docs/conventions.md).
         skip_invalid: embed invalid points as NaN rows instead of raising.
         centroids: geometries that are not points are embedded at their centroids instead of refused.
 
