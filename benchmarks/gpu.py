@@ -3,7 +3,9 @@
     PYTHONPATH=src python benchmarks/gpu.py
 
 Prints CUDA-vs-CPU agreement (float64 and float32) and throughput (points/s) for the SH basis (L = 10, 40)
-and the released location-encoder architecture (float32 and bf16 autocast of the network).
+and the released location-encoder architecture (float32 and bf16 autocast of the network), then the fused
+encoder of issue 14 (float32, bf16, chunk sizes; ``fused.DEVICE_CHUNK`` is the default) and what
+``precision="auto"`` picks on this GPU.
 """
 
 from __future__ import annotations
@@ -70,6 +72,26 @@ def main() -> None:
                 f"encoder L={L} bf16 autocast N={n:,}: {t * 1e3:.1f} ms, {n / t:,.0f} points/s, "
                 f"min cosine to float32 {cos:.5f}"
             )
+        fused_rows(enc, L, device)
+
+
+def fused_rows(enc, L: int, device) -> None:
+    """Issue 14: the fused encoder (satclip.fused: scaled basis in chunks read by the first layer) in float32
+    and bf16, and what precision="auto" picks here. Targets on one H200: L=40 bf16 >= 20M points/s, L=10
+    >= 50M points/s, min cosine to float32 >= 0.9999."""
+    from satclip import fused, precision
+
+    lonlat = points(4_000_000, device)
+    probe = lonlat[:100_000]
+    ref = fused.encode_points(enc, probe, "float32").double()
+    for name in ("float32", "bf16"):
+        for chunk in (65_536, 262_144, 1_048_576):
+            t = cuda_time(lambda name=name, chunk=chunk: fused.encode_points(enc, lonlat, name, chunk))
+            cos = torch.nn.functional.cosine_similarity(fused.encode_points(enc, probe, name, chunk).double(), ref)
+            print(f"fused L={L} {name:8s} chunk {chunk:>9,}: {len(lonlat) / t:,.0f} points/s, "
+                  f"min cosine to float32 {cos.min().item():.6f}")  # fmt: skip
+    choice = precision.resolve("auto", enc, device)
+    print(f"fused L={L}: precision auto -> {choice.precision} ({choice.reason})")
 
 
 if __name__ == "__main__":
