@@ -16,7 +16,7 @@ def _input_path(text: str) -> Path:
     """An existing file, or a directory (a Parquet dataset of part files)."""
     path = Path(text)
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such file or directory: {text}")
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
     return path
 
 
