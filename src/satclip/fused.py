@@ -148,7 +148,10 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
     groups = [(None, lonlat, torch.float32)]
     if bool(polar.any()):
         near = polar.nonzero().squeeze(1)
-        groups.append((near, lonlat[near], torch.float64))
+        # in the first pass they stand in at 45°: (s·e^{iφ})^39 near a pole is subnormal in float32, and
+        # subnormal operands slow float32 arithmetic and products down many times over
+        stand_in = torch.where(polar[:, None], lonlat.new_tensor([0.0, 45.0]), lonlat)
+        groups = [(None, stand_in, torch.float32), (near, lonlat[near], torch.float64)]
     width = min(chunk, n)
     if plan.dtype == torch.float32:  # the recurrence writes the features themselves
         block32 = torch.empty(degree * degree, width, dtype=torch.float32, device=device)
@@ -165,7 +168,9 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
             if basis_dtype != torch.float32:  # near the poles
                 block = torch.empty(degree * degree, c, dtype=basis_dtype, device=device)
                 scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block)
-                features = block.to(plan.dtype)
+                # values below float32's smallest normal number (< 1e-38 · κ ≤ 1e-25 in true units) become 0
+                # rather than subnormal operands of the product
+                features = block.masked_fill_(block.abs() < torch.finfo(torch.float32).tiny, 0.0).to(plan.dtype)
             elif plan.dtype == torch.float32:
                 features, views = block32[:, :c], full_views if c == width else None
                 scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, features, views)
