@@ -104,3 +104,12 @@ def device(text: str) -> str:
             f"{text!r}: this machine has {count} {parsed.type} device(s); available: {', '.join(available_devices())}"
         )
     return text
+
+
+def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
+    """``--harmonics``: override the model's spherical-harmonics algorithm (embed, map)."""
+    parser.add_argument(
+        "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
+        help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
+        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
+    )  # fmt: skip

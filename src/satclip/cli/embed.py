@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from . import precision_option
-from .args import device, positive_int, shard
+from .args import add_harmonics_option, device, positive_int, shard
 
 DTYPES = ("float32", "float64")
 
@@ -49,11 +49,7 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--column", default="embedding", help="name of the list column (default: embedding)")
     precision_option.add_arguments(parser, DTYPES)
-    parser.add_argument(
-        "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
-        help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
-        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
-    )  # fmt: skip
+    add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument(
         "--batch-size",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from . import precision_option
-from .args import device, positive_float, positive_int
+from .args import add_harmonics_option, device, positive_float, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -44,11 +44,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--no-coastlines", action="store_true", help="PNG without coastlines")
     precision_option.add_arguments(parser)
-    parser.add_argument(
-        "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
-        help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
-        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
-    )  # fmt: skip
+    add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
