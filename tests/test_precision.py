@@ -83,6 +83,21 @@ def fake_timings(monkeypatch, seconds: dict[str, float]):
     monkeypatch.setattr(precision, "_seconds", lambda run, name, repeats=3: seconds[name])
 
 
+def test_emulated_bf16_is_refused_after_a_quick_look(monkeypatch, ckpt):
+    """Where bf16 is far slower, one comparison on a few points decides, not the full calibration."""
+    monkeypatch.setattr(precision, "bf16_support", lambda device="cpu": (True, "CPU with amx_bf16 (faked)"))
+    calls = []
+
+    def seconds(run, name, repeats=3):
+        calls.append(repeats)
+        return {"float32": 1.0, "bf16": 50.0}[name]
+
+    monkeypatch.setattr(precision, "_seconds", seconds)
+    choice = satclip.load(ckpt, precision="auto").precision_choice
+    assert choice.precision == "float32" and choice.speedup == pytest.approx(0.02)
+    assert calls == [1, 1] and choice.min_cosine is None
+
+
 def test_auto_picks_bf16_only_when_measured_faster(monkeypatch, ckpt):
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})
     slower = satclip.load(ckpt, precision="auto").precision_choice
