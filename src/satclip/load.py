@@ -21,6 +21,13 @@ def load(
     harmonics_calculation: str | None = None,
     trust_checkpoint: bool = False,
     precision: str | None = None,
+    retrieval=None,
+    mode: str | None = None,
+    k: int | None = None,
+    beta: float | None = None,
+    temperature: float | None = None,
+    distance_scale_km: float | None = None,
+    exclude_radius_km: float | None = None,
 ) -> LocationEncoder:
     """Load a location encoder in eval mode.
 
@@ -48,10 +55,23 @@ def load(
             (identical at L = 10; at L = 40 it moves embeddings near the poles). See docs/conventions.md.
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (runs code: only for files
             you trust). Not needed for the released checkpoints.
+        retrieval: ``None`` (a plain location encoder), or a retrieval database — ``"auto"`` for the shipped
+            models (built from their corpus on first use) or a directory from ``satclip retrieval build`` —
+            to get a :class:`~satclip.retrieval.encoder.RetrievalEncoder` whose embedding is ``[location
+            embedding ‖ retrieved image embedding]``; ``mode`` (``"range+"`` default, or ``"range"``), ``k``,
+            ``beta``, ``temperature``, ``distance_scale_km`` and ``exclude_radius_km`` configure it (see
+            docs/retrieval.md). A database of another model or cache is refused.
     """
     parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint)
     source_name = parts.provenance["source"]
     config = with_harmonics(parts.location_config, harmonics_calculation, source)
     encoder = LocationEncoder.from_weights(config, parts.location_state, source_name)
     encoder.provenance = parts.provenance
-    return _precision.configure(encoder.to(device=device).eval(), precision, dtype)
+    encoder = _precision.configure(encoder.to(device=device).eval(), precision, dtype)
+    options = {"mode": mode, "k": k, "beta": beta, "temperature": temperature,
+               "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
+    if retrieval is None and all(value is None for value in options.values()):
+        return encoder
+    from .retrieval.encoder import augment
+
+    return augment(encoder, source, retrieval, trust_checkpoint=trust_checkpoint, **options)

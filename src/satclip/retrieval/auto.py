@@ -1,0 +1,86 @@
+"""``retrieval="auto"``: the database of a shipped model, built from the embedded Blue Marble corpus on first use.
+
+The shipped models (``bluemarble-l10``, ``bluemarble-l40``) were trained on the 100,000-patch corpus of
+:data:`satclip.recipes.CORPUS` through MOSAIKS features. Their databases are not shipped (tens of MB):
+the first use builds, under ``$SATCLIP_CACHE/retrieval/<name>/``, the corpus (if not there already), the
+model's MOSAIKS features of each patch's evaluation view (``features/``, a feature cache, one thread) and
+the database (``database/``). Every step is deterministic and reused afterwards; a step whose inputs
+changed (a new satclip with retrained weights) is rebuilt. About a minute on one CPU core once the corpus
+exists (building the corpus adds 20–45 s).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+def shipped_models() -> list[str]:
+    """Names of the models whose database ``"auto"`` can build (shipped models trained on Blue Marble)."""
+    import json
+
+    from ..pretrained import bundled_models
+
+    names = []
+    for name, directory in bundled_models().items():
+        metadata = json.loads((directory / "config.json").read_text()).get("metadata", {})
+        if metadata.get("train_config", {}).get("data", {}).get("dataset") == "bluemarble":
+            names.append(name)
+    return names
+
+
+def auto_directory(name: str) -> Path:
+    from ..paths import cache_dir
+
+    return cache_dir("retrieval", name)
+
+
+def auto_database(name: str, *, progress: Callable[[int, int], None] | None = None):
+    """The :class:`~satclip.retrieval.database.RetrievalDatabase` of shipped model ``name`` (built on first use).
+
+    Raises:
+        BadInputError: ``name`` is not a shipped Blue Marble model.
+    """
+    from ..load_model import load_model
+
+    known = shipped_models()
+    if str(name) not in known:
+        raise BadInputError(
+            f"retrieval='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
+            "build one with `satclip retrieval build --model M --cache C -o DB` and pass retrieval=DB"
+        )
+    model = load_model(name)
+    cache = auto_features(name, model, progress=progress)
+    from .database import build_database
+
+    # the directory is satclip's own: a stale database there is replaced, as a stale cache is rebuilt
+    return build_database(auto_directory(name) / "database", model, cache, overwrite=True, model_source=name)
+
+
+def auto_features(name: str, model, *, progress: Callable[[int, int], None] | None = None):
+    """The feature cache of ``model``'s image encoder on the recipe corpus, view 0 only (built or reused)."""
+    from ..data.bluemarble import build_bluemarble
+    from ..recipes import CORPUS, cpu_threads
+    from ..train.cache import build_cache
+    from ..train.sources import create_source
+
+    root = build_bluemarble(params=CORPUS)
+    source = create_source("bluemarble", root)
+    trained_on = (getattr(model, "provenance", {}) or {}).get("metadata", {}).get("feature_cache", {}).get("key", {})
+    fingerprint = trained_on.get("dataset", {}).get("fingerprint")
+    if fingerprint and fingerprint != source.fingerprint:
+        log.warning("the Blue Marble corpus %s (fingerprint %s) is not the one %s was trained on (%s); its "
+                    "database holds this corpus", root, source.fingerprint[:12], name, fingerprint[:12])  # fmt: skip
+    log.info("building the retrieval features of %s on %s (once)", name, root)
+    with cpu_threads(1):  # MOSAIKS' small products are fastest single-threaded (satclip.recipes)
+        return build_cache(
+            auto_directory(name) / "features", model.visual, source, views=1, dtype="float16", seed=0,
+            batch_size=1024, device="cpu", progress=progress,
+        )  # fmt: skip

@@ -1,0 +1,358 @@
+"""Retrieval databases: (location, location embedding, image embedding) triplets of a model over a feature cache.
+
+A database is built from a feature cache (:mod:`satclip.train.cache`: backbone features of a corpus) and a
+trained model whose image encoder has the cache's backbone: each cached image's evaluation view (view 0)
+goes through the model's image head (``visual.head``), each image's location through the model's location
+encoder. Both are computed in float64 on one thread (the same bytes whatever the machine's thread count)
+and stored in ``dtype``. Layout of a database directory::
+
+    manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from
+    lonlat.npy      (N, 2) float64 (lon, lat) degrees of each image
+    location.npy    (N, D) float16|float32 location embeddings (unnormalised)
+    image.npy       (N, E) float16|float32 image embeddings (unnormalised)
+
+The manifest's ``key`` names what the contents depend on: the model's identity (configs and sha256 of the
+location encoder's and the image head's weights, as :func:`satclip.load_model` reads them) and the cache's
+(sha256 of its manifest without the build record: backbone, transform, dataset, views, dtype, shape). A
+database whose model or cache changed is refused (:class:`StaleDatabaseError`, naming the command that
+rebuilds it). Nothing is unpickled; a database holds imagery embeddings only, never labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import safe_output
+from ..errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "satclip.retrieval-db"
+FORMAT_VERSION = 1
+MANIFEST, LONLAT, LOCATION, IMAGE = "manifest.json", "lonlat.npy", "location.npy", "image.npy"
+DTYPES = ("float16", "float32")
+#: float16 halves the files and the memory; measured on the bluemarble-l10 database it moves image embeddings
+#: by ≤ 2.4e-4 relative and retrieved embeddings by a cosine ≥ 0.9999999 (docs/retrieval.md)
+DEFAULT_DTYPE = "float16"
+#: the evaluation view of a feature cache (views 1 … V−1 are training augmentations)
+VIEW = 0
+FLOAT16_MAX = 65504.0
+
+
+class StaleDatabaseError(BadInputError):
+    """A database built from another model or another feature cache than the one it is used with."""
+
+
+# --- identities -----------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(_jsonable(value), sort_keys=True).encode()).hexdigest()
+
+
+def model_identity(model) -> dict:
+    """What a database depends on in a :class:`~satclip.SatCLIP` model: the location encoder's config and
+    weights (sha256 over names, dtypes, shapes and bytes) and the image encoder's config and head weights."""
+    from ..train.cache import head_prefix, state_sha256
+
+    visual = model.visual
+    head = {k: v for k, v in visual.head.state_dict().items()}
+    image_config = {k: v for k, v in dict(getattr(visual, "config", {})).items() if k != "weights"}
+    return _jsonable({
+        "location_encoder": dict(model.location.config),
+        "location_sha256": state_sha256(model.location.state_dict()),
+        "image_encoder": image_config,
+        "head": head_prefix(visual),
+        "head_sha256": state_sha256(head),
+    })  # fmt: skip
+
+
+def cache_identity(cache) -> dict:
+    """A feature cache's identity: sha256 of its manifest without the build record (which holds times and
+    devices), so rebuilding the same cache keeps a database valid and any change of content does not."""
+    manifest = {k: v for k, v in cache.manifest.items() if k != "build"}
+    return {"sha256": _sha256_json(manifest), "size": len(cache), "backbone_sha256": cache.key["backbone_sha256"],
+            "dataset": cache.key["dataset"]}  # fmt: skip
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if _jsonable(old.get(k)) != _jsonable(new.get(k)))
+
+
+# --- the database ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RetrievalDatabase:
+    """Triplets ``lonlat`` ``(N, 2)`` float64 degrees, ``location`` ``(N, D)`` and ``image`` ``(N, E)``
+    embeddings (float16 or float32 numpy arrays, as stored), with the manifest that describes them."""
+
+    lonlat: np.ndarray
+    location: np.ndarray
+    image: np.ndarray
+    manifest: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        from ..points import describe_invalid, invalid_rows
+
+        self.lonlat = np.ascontiguousarray(self.lonlat, dtype=np.float64)
+        n = len(self.lonlat)
+        if self.lonlat.shape != (n, 2) or self.location.ndim != 2 or self.image.ndim != 2:
+            raise BadInputError(
+                f"a retrieval database needs lonlat (N, 2), location (N, D) and image (N, E) arrays, got "
+                f"{self.lonlat.shape}, {self.location.shape}, {self.image.shape}"
+            )
+        if len(self.location) != n or len(self.image) != n:
+            raise BadInputError(
+                f"retrieval database arrays differ in length: {n}, {len(self.location)}, {len(self.image)}"
+            )
+        if n == 0:
+            raise BadInputError("a retrieval database needs at least one entry")
+        bad = invalid_rows(self.lonlat)
+        if bad.any():
+            raise BadInputError(f"retrieval database {self.path or ''}: {describe_invalid(self.lonlat, bad)}")
+
+    @classmethod
+    def from_arrays(cls, lonlat, location, image, manifest: dict | None = None) -> RetrievalDatabase:
+        """A database in memory (no model or cache behind it: nothing to check for staleness)."""
+        return cls(np.asarray(lonlat), np.asarray(location), np.asarray(image), dict(manifest or {}))
+
+    def __len__(self) -> int:
+        return len(self.lonlat)
+
+    @property
+    def location_dim(self) -> int:
+        return int(self.location.shape[1])
+
+    @property
+    def image_dim(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def key(self) -> dict:
+        return self.manifest.get("key", {})
+
+    def subset(self, keep: np.ndarray) -> RetrievalDatabase:
+        """The entries where boolean ``keep`` is True (e.g. all but one continent)."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self),):
+            raise ValueError(f"keep must be a boolean mask of {len(self)} entries, got shape {keep.shape}")
+        manifest = {**self.manifest, "subset": int(keep.sum())}
+        return RetrievalDatabase(self.lonlat[keep], self.location[keep], self.image[keep], manifest, self.path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RetrievalDatabase:
+        """Read a database directory (arrays into memory). Staleness is checked by :func:`check_fresh`."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        arrays = {}
+        for name in (LONLAT, LOCATION, IMAGE):
+            file = path / name
+            if not file.is_file():
+                raise BadInputError(
+                    f"retrieval database {path} lacks {name}: rebuild it with `satclip retrieval build`"
+                )
+            arrays[name] = np.load(file, allow_pickle=False)
+        n, d, e = manifest["shape"]
+        if arrays[LONLAT].shape != (n, 2) or arrays[LOCATION].shape != (n, d) or arrays[IMAGE].shape != (n, e):
+            raise BadInputError(
+                f"retrieval database {path}: files do not have the manifest's shape {manifest['shape']}; rebuild it "
+                "with `satclip retrieval build`"
+            )
+        return cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    file = path / MANIFEST
+    if not file.is_file():
+        raise BadInputError(
+            f"{path} is not a retrieval database (no {MANIFEST}); build one with "
+            "`satclip retrieval build --model M --cache C -o DB`"
+        )
+    manifest = json.loads(file.read_text())
+    if manifest.get("format") != FORMAT:
+        raise BadInputError(f"{file} is not a satclip retrieval database (format={manifest.get('format')!r})")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise BadInputError(
+            f"{path} has retrieval database format_version {manifest['format_version']}; upgrade satclip"
+        )
+    return manifest
+
+
+def rebuild_command(manifest: dict, path: str | Path | None) -> str:
+    built = manifest.get("built_from", {})
+    return (f"satclip retrieval build --model {built.get('model', 'MODEL')} --cache {built.get('cache', 'CACHE')} "
+            f"-o {path or 'DB'} --overwrite")  # fmt: skip
+
+
+def check_fresh(database: RetrievalDatabase, *, model=None, identity: dict | None = None, cache=None) -> None:
+    """Refuse a database built from another model or cache.
+
+    ``model`` (a :class:`~satclip.SatCLIP`) or its ``identity`` (:func:`model_identity`) is compared with the
+    manifest's model key. ``cache``: a :class:`~satclip.train.cache.FeatureCache`, or ``None`` to check the
+    cache the database was built from where it still exists (a database outlives a deleted cache).
+
+    Raises:
+        StaleDatabaseError: one line naming what changed and the command that rebuilds the database.
+    """
+    key = database.key
+    where = database.path or "the retrieval database"
+    fix = rebuild_command(database.manifest, database.path)
+    if model is not None or identity is not None:
+        identity = identity if identity is not None else model_identity(model)
+        differ = _differences(key.get("model", {}), identity)
+        if differ:
+            raise StaleDatabaseError(
+                f"retrieval database {where} was built from another model ({', '.join(differ)} differ); "
+                f"rebuild it: {fix}"
+            )
+    if cache is None:
+        recorded = database.manifest.get("built_from", {}).get("cache")
+        if recorded and (Path(recorded) / "manifest.json").is_file():
+            from ..train.cache import FeatureCache
+
+            try:
+                cache = FeatureCache.open(recorded)
+            except (OSError, RuntimeError, ValueError) as err:  # an incomplete rebuild in progress, say
+                raise StaleDatabaseError(f"retrieval database {where}: its feature cache {recorded} cannot be "
+                                         f"opened ({err}); finish the cache, then {fix}") from err  # fmt: skip
+        elif recorded:
+            log.debug("feature cache %s of %s is gone; using the database as built", recorded, where)
+    if cache is not None:
+        differ = _differences(key.get("cache", {}), cache_identity(cache))
+        if differ:
+            raise StaleDatabaseError(
+                f"retrieval database {where} was built from another feature cache than {cache.path} "
+                f"({', '.join(differ)} differ); rebuild it: {fix}"
+            )
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """float64 products summed in one order: the same bytes on any machine and thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _rounding(exact: np.ndarray, stored: np.ndarray) -> dict:
+    """How much storing moved the values: max |error| relative to the largest value, RMS relative error."""
+    diff = stored.astype(np.float64) - exact
+    scale = float(np.abs(exact).max()) or 1.0
+    rms = float(np.sqrt((diff**2).sum() / max((exact**2).sum(), 1e-300)))
+    return {"max_abs_over_max": float(np.abs(diff).max()) / scale, "rms_relative": rms}
+
+
+def embed_cache(model, cache, *, batch_size: int = 16384) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(lonlat, location, image)`` float64 arrays of every cached image (view 0) under ``model``."""
+    from ..train.cache import backbone_state, state_sha256
+
+    visual = model.visual
+    if state_sha256(backbone_state(visual)) != cache.key["backbone_sha256"]:
+        raise BadInputError(
+            f"feature cache {cache.path} holds features of another backbone than the model's "
+            f"{visual.config.get('name')} image encoder: build the cache with the model's image encoder "
+            "(the cache a model was trained from, or `satclip cache build` with its config)"
+        )
+    if cache.feature_dim != visual.feature_dim:
+        raise BadInputError(f"feature cache {cache.path} has {cache.feature_dim} features per image, the model's "
+                            f"image head takes {visual.feature_dim}")  # fmt: skip
+    head = copy.deepcopy(visual.head).to(torch.float64)  # the caller's model stays as it is
+    location = copy.deepcopy(model.location).to(torch.float64)
+    lonlat = np.asarray(cache.lonlat, dtype=np.float64)
+    locs, images = [], []
+    with one_thread(), torch.no_grad(), torch.autocast("cpu", enabled=False):
+        for start in range(0, len(cache), batch_size):
+            stop = min(len(cache), start + batch_size)
+            feats = torch.from_numpy(np.asarray(cache.features[start:stop, VIEW], dtype=np.float64))
+            images.append(head(feats).numpy())
+            locs.append(location(torch.from_numpy(lonlat[start:stop])).numpy())
+    return lonlat, np.concatenate(locs), np.concatenate(images)
+
+
+def build_database(
+    path: str | Path,
+    model,
+    cache,
+    *,
+    dtype: str = DEFAULT_DTYPE,
+    overwrite: bool = False,
+    model_source: str | None = None,
+    batch_size: int = 16384,
+) -> RetrievalDatabase:
+    """Build the retrieval database of ``model`` (a :class:`~satclip.SatCLIP` with the cache's backbone)
+    over ``cache`` (a :class:`~satclip.train.cache.FeatureCache` or its path) at ``path``.
+
+    An existing, up-to-date database of the same dtype is reused as it is; any other existing ``path`` is
+    replaced only with ``overwrite=True`` and only if satclip made it. ``model_source`` (the name or path the
+    model was loaded from) is recorded for the rebuild command in error messages.
+
+    Raises:
+        BadInputError: the cache is of another backbone, an embedding overflows float16, ``path`` exists.
+    """
+    from ..train.cache import FeatureCache
+
+    if dtype not in DTYPES:
+        raise BadInputError(f"retrieval database dtype {dtype!r} is not one of {list(DTYPES)}")
+    if not isinstance(cache, FeatureCache):
+        cache = FeatureCache.open(cache)
+    path = Path(path)
+    model = model.cpu().eval()
+    key = _jsonable({"model": model_identity(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtype})
+    with safe_output.exclusive(path):
+        if (path / MANIFEST).is_file():
+            try:
+                existing = read_manifest(path)
+            except BadInputError:
+                existing = None
+            if existing is not None and existing.get("key") == key:
+                log.info("retrieval database %s is up to date", path)
+                return RetrievalDatabase.open(path)
+        safe_output.check_output(path, overwrite=overwrite, inputs=[cache.path], directory=True)
+        lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
+        stored = {}
+        for name, values in ((LOCATION, location), (IMAGE, image)):
+            if not np.isfinite(values).all():
+                raise BadInputError(f"the model gives non-finite {name[:-4]} embeddings for cache {cache.path}")
+            if dtype == "float16" and np.abs(values).max() > FLOAT16_MAX:
+                raise BadInputError(f"{name[:-4]} embeddings exceed float16's range (max |x| "
+                                    f"{np.abs(values).max():.3g}): build with --dtype float32")  # fmt: skip
+            stored[name] = values.astype(dtype)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "key": key,
+            "shape": [len(lonlat), location.shape[1], image.shape[1]],
+            "files": {"lonlat": LONLAT, "location": LOCATION, "image": IMAGE},
+            "rounding": {name[:-4]: _rounding(exact, stored[name]) for name, exact in
+                         ((LOCATION, location), (IMAGE, image))},
+            "built_from": {"model": str(model_source or "MODEL"), "cache": str(Path(cache.path).resolve())},
+        }  # fmt: skip
+        with safe_output.atomic_dir(path, overwrite=overwrite, inputs=[cache.path]) as tmp:
+            np.save(tmp / LONLAT, lonlat)
+            np.save(tmp / LOCATION, stored[LOCATION])
+            np.save(tmp / IMAGE, stored[IMAGE])
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        log.info("retrieval database %s: %d entries, %s", path, len(lonlat), dtype)
+        return RetrievalDatabase.open(path)
