@@ -27,6 +27,7 @@ COMMANDS = {
     "data": ".data",
     "cache": ".cache",
     "train": ".train",
+    "retrieval": ".retrieval",
 }
 
 

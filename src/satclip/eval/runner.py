@@ -238,16 +238,20 @@ def evaluate(
                         elif bar is not None:
                             bar.update(1)
                 if todo:
-                    features = embeddings.embed(enc, task.points, use_cache=config.use_cache)
+                    # an encoder may embed each fold its own way (retrieval without the held-out continent)
+                    fold_encs = [enc.for_fold(job[4]) if hasattr(enc, "for_fold") else enc for job in todo]
+                    unique = {id(e): e for e in fold_encs}
+                    embedded = {i: embeddings.embed(e, task.points, use_cache=config.use_cache)
+                                for i, e in unique.items()}  # fmt: skip
+                    jobs = [(task, embedded[id(e)], job[4], job[3]) for e, job in zip(fold_encs, todo, strict=True)]
                     if pool is None:
-                        results = (_timed_fold(task, features, job[4], job[3]) for job in todo)
+                        results = (_timed_fold(*job) for job in jobs)
                     else:
-                        results = pool.map(
-                            _timed_fold, *zip(*[(task, features, job[4], job[3]) for job in todo], strict=True)
-                        )
-                    for (slot, key, probe_name, _, fold, mapped), (scores, predictions, seconds) in zip(
-                        todo, results, strict=True
+                        results = pool.map(_timed_fold, *zip(*jobs, strict=True))
+                    for (slot, key, probe_name, _, fold, mapped), job, (scores, predictions, seconds) in zip(
+                        todo, jobs, results, strict=True
                     ):
+                        features = job[1]
                         row = {
                             "key": key, "task": task.name, "kind": task.kind, "encoder": enc.name,
                             "protocol": config.protocol, "probe": probe_name, "fold": fold.name,

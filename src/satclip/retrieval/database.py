@@ -4,11 +4,11 @@ A database is built from a feature cache (:mod:`satclip.train.cache`: backbone f
 trained model whose image encoder has the cache's backbone: each cached image's evaluation view (view 0)
 goes through the model's image head (``visual.head``), each image's location through the model's location
 encoder. Both are computed in float64 on one thread (the same bytes whatever the machine's thread count)
-and stored in ``dtype``. Layout of a database directory::
+and stored (location embeddings in float32, image embeddings in ``dtype``). Layout of a database directory::
 
     manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from
     lonlat.npy      (N, 2) float64 (lon, lat) degrees of each image
-    location.npy    (N, D) float16|float32 location embeddings (unnormalised)
+    location.npy    (N, D) float32 location embeddings (unnormalised)
     image.npy       (N, E) float16|float32 image embeddings (unnormalised)
 
 The manifest's ``key`` names what the contents depend on: the model's identity (configs and sha256 of the
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
-from ..errors import BadInputError
+from ..errors import BadInputError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,12 @@ FORMAT = "satclip.retrieval-db"
 FORMAT_VERSION = 1
 MANIFEST, LONLAT, LOCATION, IMAGE = "manifest.json", "lonlat.npy", "location.npy", "image.npy"
 DTYPES = ("float16", "float32")
-#: float16 halves the files and the memory; measured on the bluemarble-l10 database it moves image embeddings
-#: by ≤ 2.4e-4 relative and retrieved embeddings by a cosine ≥ 0.9999999 (docs/retrieval.md)
+#: storage of the image embeddings. float16 halves them; measured on the bluemarble-l10 database (docs/retrieval.md)
+#: it moves retrieved embeddings by at most 2.4e-4 relative (cosine to float32 storage ≥ 1 − 3e-8): nothing a
+#: probe can see. Location embeddings stay float32: in float16 they reorder near-tied semantic neighbours, which
+#: moved a few retrieved embeddings by up to 11 % (median 6e-5).
 DEFAULT_DTYPE = "float16"
+LOCATION_DTYPE = "float32"
 #: the evaluation view of a feature cache (views 1 … V−1 are training augmentations)
 VIEW = 0
 FLOAT16_MAX = 65504.0
@@ -304,7 +307,8 @@ def build_database(
     batch_size: int = 16384,
 ) -> RetrievalDatabase:
     """Build the retrieval database of ``model`` (a :class:`~satclip.SatCLIP` with the cache's backbone)
-    over ``cache`` (a :class:`~satclip.train.cache.FeatureCache` or its path) at ``path``.
+    over ``cache`` (a :class:`~satclip.train.cache.FeatureCache` or its path) at ``path``, image embeddings
+    stored in ``dtype`` (see :data:`DEFAULT_DTYPE`).
 
     An existing, up-to-date database of the same dtype is reused as it is; any other existing ``path`` is
     replaced only with ``overwrite=True`` and only if satclip made it. ``model_source`` (the name or path the
@@ -321,7 +325,8 @@ def build_database(
         cache = FeatureCache.open(cache)
     path = Path(path)
     model = model.cpu().eval()
-    key = _jsonable({"model": model_identity(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtype})
+    dtypes = {"location": LOCATION_DTYPE, "image": dtype}
+    key = _jsonable({"model": model_identity(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
     with safe_output.exclusive(path):
         if (path / MANIFEST).is_file():
             try:
@@ -331,16 +336,21 @@ def build_database(
             if existing is not None and existing.get("key") == key:
                 log.info("retrieval database %s is up to date", path)
                 return RetrievalDatabase.open(path)
+            if existing is not None and not overwrite:
+                differ = ", ".join(_differences(existing.get("key", {}), key))
+                raise OutputExistsError(f"{path} holds a retrieval database of another {differ}; pass --overwrite "
+                                        "(overwrite=True) to replace it")  # fmt: skip
         safe_output.check_output(path, overwrite=overwrite, inputs=[cache.path], directory=True)
         lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
         stored = {}
         for name, values in ((LOCATION, location), (IMAGE, image)):
+            kind = name[:-4]
             if not np.isfinite(values).all():
-                raise BadInputError(f"the model gives non-finite {name[:-4]} embeddings for cache {cache.path}")
-            if dtype == "float16" and np.abs(values).max() > FLOAT16_MAX:
-                raise BadInputError(f"{name[:-4]} embeddings exceed float16's range (max |x| "
+                raise BadInputError(f"the model gives non-finite {kind} embeddings for cache {cache.path}")
+            if dtypes[kind] == "float16" and np.abs(values).max() > FLOAT16_MAX:
+                raise BadInputError(f"{kind} embeddings exceed float16's range (max |x| "
                                     f"{np.abs(values).max():.3g}): build with --dtype float32")  # fmt: skip
-            stored[name] = values.astype(dtype)
+            stored[name] = values.astype(dtypes[kind])
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "key": key,
             "shape": [len(lonlat), location.shape[1], image.shape[1]],
@@ -354,5 +364,5 @@ def build_database(
             np.save(tmp / LOCATION, stored[LOCATION])
             np.save(tmp / IMAGE, stored[IMAGE])
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        log.info("retrieval database %s: %d entries, %s", path, len(lonlat), dtype)
+        log.info("retrieval database %s: %d entries, image embeddings in %s", path, len(lonlat), dtype)
         return RetrievalDatabase.open(path)

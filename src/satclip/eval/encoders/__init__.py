@@ -7,7 +7,8 @@ A spec is a name with optional parameters in parentheses, e.g. ``sh-l10``, ``wra
 1. the names in :data:`ENCODERS` (``geoclip``, ``untrained-satclip``, aliases ``sh-l10``, ``sh-l40``,
    ``untrained-satclip-l10``, ``untrained-satclip-l40``);
 2. any positional encoding registered in :mod:`satclip.encoding` (raw features, no network);
-3. anything :func:`satclip.load` accepts (a model directory, a ``.ckpt``, a known model name, a hub id).
+3. ``MODEL+range`` / ``MODEL+range+(beta=…)``: MODEL with retrieval (:mod:`.retrieval`);
+4. anything :func:`satclip.load` accepts (a model directory, a ``.ckpt``, a known model name, a hub id).
 """
 
 from __future__ import annotations
@@ -184,6 +185,10 @@ def create(spec: str) -> Encoder:
         return ENCODERS.get(name)(name=spec, **params)
     if name in _encoding.names():
         return _raw(spec, name, **params)
+    from .retrieval import create_retrieval, is_retrieval_spec
+
+    if is_retrieval_spec(name):  # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md)
+        return create_retrieval(spec, name, params)
     from ...load import load
 
     try:
@@ -192,7 +197,9 @@ def create(spec: str) -> Encoder:
         from ...pretrained import names as model_names
 
         known = ENCODERS.names() + _encoding.names()
-        hint = did_you_mean(name, known + model_names())
+        from .retrieval import retrieval_names
+
+        hint = did_you_mean(name, known + model_names() + retrieval_names())
         raise ValueError(
             f"unknown encoder {spec!r}: {hint + ' ' if hint else ''}not one of {', '.join(known)}, and "
             f"satclip.load failed: {err}"

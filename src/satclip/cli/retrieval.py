@@ -1,0 +1,91 @@
+"""``satclip retrieval build``: the retrieval database of a model over a feature cache (docs/retrieval.md).
+
+``satclip retrieval build --model M --cache C -o DB`` embeds every cached image (its evaluation view) with
+the model's image head and its location with the model's location encoder, and writes ``DB`` (locations,
+location embeddings, image embeddings, a manifest naming the model and the cache). An up-to-date ``DB`` is
+kept as it is; another one is replaced only with ``--overwrite``. ``--cache auto`` (the shipped models)
+computes the model's features of the embedded Blue Marble corpus, as ``satclip.load(M, retrieval="auto")``
+does on first use; ``-o`` then defaults to where that looks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "retrieval", help="build retrieval databases (retrieval-augmented embeddings)", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    actions = parser.add_subparsers(dest="retrieval_command", metavar="ACTION", required=True)
+    build = actions.add_parser("build", help="build the database of a model over a feature cache")
+    build.add_argument("--model", required=True, help="model name, native model directory, .ckpt or hub id")
+    build.add_argument(
+        "--cache", required=True,
+        help="feature-cache directory (`satclip cache build`) of the model's image backbone, or 'auto' for a "
+             "shipped model's Blue Marble corpus",
+    )  # fmt: skip
+    build.add_argument("-o", "--output", type=Path, help="database directory (required unless --cache auto)")
+    build.add_argument(
+        "--dtype", choices=["float16", "float32"], default="float16",
+        help="storage of the image embeddings (default float16: moves retrieved ones by <= 2.4e-4 relative; "
+             "location embeddings are float32)",
+    )  # fmt: skip
+    build.add_argument("--overwrite", action="store_true", help="replace an existing database satclip built")
+    build.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    build.set_defaults(func=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from .. import safe_output
+    from ..errors import BadInputError
+    from ..load_model import load_model
+    from ..retrieval.database import build_database
+
+    auto = args.cache == "auto"
+    if args.output is None and not auto:
+        raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
+    if args.output is not None:
+        safe_output.check_output(args.output, overwrite=True, directory=True)  # a foreign directory: refuse now
+    model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
+    if auto:
+        from ..retrieval.auto import auto_directory, auto_features, shipped_models
+
+        if args.model not in shipped_models():
+            raise BadInputError(f"--cache auto is for the shipped models ({', '.join(shipped_models())}), not "
+                                f"{args.model}: give a feature cache built with its image encoder")  # fmt: skip
+        cache = auto_features(args.model, model, progress=_progress_bar())
+        output = args.output or auto_directory(args.model) / "database"
+        overwrite = args.overwrite or args.output is None  # the default location is satclip's own cache
+    else:
+        from ..train.cache import FeatureCache
+
+        cache_dir = Path(args.cache)
+        if not cache_dir.is_dir():
+            raise BadInputError(f"no such feature cache: {cache_dir} (build one with `satclip cache build`)")
+        cache = FeatureCache.open(cache_dir)
+        output, overwrite = args.output, args.overwrite
+    database = build_database(output, model, cache, dtype=args.dtype, overwrite=overwrite, model_source=args.model)
+    n, d, e = database.manifest["shape"]
+    print(f"{output}: {n} entries, {d}-d location (float32) and {e}-d image embeddings ({args.dtype}) of {args.model}")
+    return 0
+
+
+def _progress_bar():
+    bars = []
+
+    def progress(done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if not bars and done >= total:
+            return  # reused as it was: no bar
+        if not bars:
+            bars.append(tqdm(total=total, unit="img", desc="caching features"))
+        bars[0].n = done
+        bars[0].refresh()
+        if done >= total:
+            bars[0].close()
+
+    return progress

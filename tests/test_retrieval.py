@@ -1,0 +1,395 @@
+"""Retrieval databases and the retrieval-augmented encoder (docs/retrieval.md): reproducible builds, stale
+databases refused, exact neighbours with the radius exclusion (against brute-force haversine), the encoder
+against an independent numpy computation, the CLI and the evaluation specs, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+import satclip.image
+from satclip.cli import main
+from satclip.errors import BadInputError
+from satclip.retrieval.database import (
+    RetrievalDatabase,
+    StaleDatabaseError,
+    build_database,
+    check_fresh,
+    model_identity,
+)  # fmt: skip
+from satclip.retrieval.encoder import RetrievalEncoder
+from satclip.retrieval.geo import EARTH_RADIUS_KM, GeoIndex, great_circle_km, unit_vectors
+from satclip.retrieval.search import SemanticIndex
+from satclip.train.cache import write_cache
+
+from .train_helpers import location_features, sphere_points
+
+pytest.importorskip("scipy.spatial")
+
+DIM = 16  # embedding dim of the tiny models
+FILTERS = 8  # mosaiks filters: 16 backbone features
+
+
+def tiny_model(seed: int = 0) -> satclip.SatCLIP:
+    """A SatCLIP of a (never fitted) mosaiks image encoder with a random head and a small location encoder."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        visual = satclip.image.create("mosaiks", in_chans=3, num_filters=FILTERS, kernel_size=3, embed_dim=DIM)
+        location = satclip.LocationEncoder.from_config({
+            "encoding": {"name": "sphericalharmonics", "legendre_polys": 4, "harmonics_calculation": "analytic-stable"},
+            "network": {"name": "siren", "dim_hidden": 32, "num_layers": 1, "num_classes": DIM},
+        })  # fmt: skip
+    return satclip.SatCLIP(visual, location).eval()
+
+
+def tiny_cache(path, n: int = 200, seed: int = 0, model_seed: int = 0):
+    lonlat = sphere_points(n, seed)
+    features = location_features(lonlat, 2 * FILTERS, 2, seed + 1)
+    return write_cache(path, features, lonlat, tiny_model(model_seed).visual, fingerprint=f"tiny-{n}-{seed}")
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """(model directory, cache, database directory) of one tiny model."""
+    model_dir = tmp_path / "model"
+    tiny_model().save(model_dir)
+    cache = tiny_cache(tmp_path / "cache")
+    db = tmp_path / "db"
+    build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+    return model_dir, cache, db
+
+
+def files(directory) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# --- databases ------------------------------------------------------------------------------------
+
+
+def test_database_holds_the_models_embeddings_of_the_cache(setup):
+    model_dir, cache, db_dir = setup
+    db = RetrievalDatabase.open(db_dir)
+    model = satclip.load_model(model_dir)
+    assert db.manifest["shape"] == [len(cache), DIM, DIM] and db.location.dtype == np.float32
+    assert db.image.dtype == np.float16  # the default storage of image embeddings
+    np.testing.assert_array_equal(db.lonlat, cache.lonlat)
+    with torch.no_grad():
+        image = model.visual.head(torch.from_numpy(np.asarray(cache.features[:, 0], dtype=np.float32)))
+        location = model.location(torch.from_numpy(cache.lonlat))
+    np.testing.assert_allclose(db.image, image.numpy(), rtol=2e-3, atol=2e-3 * float(image.abs().max()))
+    np.testing.assert_allclose(db.location, location.numpy(), rtol=1e-5, atol=1e-5)
+    rounding = db.manifest["rounding"]["image"]["max_abs_over_max"]
+    assert 0 < rounding < 2**-10  # float16's half ulp relative to the largest value
+
+
+def test_database_built_twice_is_byte_identical(setup, tmp_path):
+    model_dir, cache, first = setup
+    second = tmp_path / "db2"
+    build_database(second, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+    assert files(first) == files(second) and len(files(first)) == 5  # marker, manifest and three arrays
+    before = files(first)
+    build_database(first, satclip.load_model(model_dir), cache, overwrite=True, model_source=str(model_dir))
+    assert files(first) == before
+
+
+def test_existing_database_is_reused_or_needs_overwrite(setup):
+    model_dir, cache, db = setup
+    mtime = (db / "image.npy").stat().st_mtime_ns
+    build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))  # up to date
+    assert (db / "image.npy").stat().st_mtime_ns == mtime
+    with pytest.raises(BadInputError, match="--overwrite"):
+        build_database(db, satclip.load_model(model_dir), cache, dtype="float32")
+    build_database(db, satclip.load_model(model_dir), cache, dtype="float32", overwrite=True)
+    assert RetrievalDatabase.open(db).image.dtype == np.float32
+
+
+def test_stale_database_is_refused_when_the_model_changed(setup, tmp_path):
+    model_dir, cache, db = setup
+    satclip.load(model_dir, retrieval=db)  # its own model: fine
+    other = tiny_model(seed=1)
+    other.visual.load_state_dict(satclip.load_model(model_dir).visual.state_dict())  # same backbone and head
+    other.save(tmp_path / "other")
+    with pytest.raises(StaleDatabaseError) as err:
+        satclip.load(tmp_path / "other", retrieval=db)
+    message = str(err.value)
+    assert "\n" not in message and "another model (location_sha256 differ)" in message
+    assert f"satclip retrieval build --model {model_dir} --cache" in message and "--overwrite" in message
+
+
+def test_stale_database_is_refused_when_the_cache_changed(setup, tmp_path):
+    model_dir, cache, db = setup
+    tiny_cache(cache.path, seed=5)  # rewritten in place: other images
+    with pytest.raises(StaleDatabaseError, match=r"another feature cache .*\(dataset, sha256 differ\); rebuild it"):
+        satclip.load(model_dir, retrieval=db)
+    with pytest.raises(StaleDatabaseError):
+        check_fresh(RetrievalDatabase.open(db))
+    # rebuilt as asked, it is accepted again
+    build_database(db, satclip.load_model(model_dir), cache.path, overwrite=True)
+    satclip.load(model_dir, retrieval=db)
+
+
+def test_rebuilding_the_same_cache_keeps_the_database_valid(setup):
+    model_dir, cache, db = setup
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    manifest["build"]["created"] = "another time"
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    check_fresh(RetrievalDatabase.open(db), identity=model_identity(satclip.load_model(model_dir)))
+
+
+def test_cache_of_another_backbone_is_refused(tmp_path):
+    model = tiny_model()
+    fitted = satclip.image.create("mosaiks", in_chans=3, num_filters=FILTERS, kernel_size=3, embed_dim=DIM)
+    fitted.fit(torch.rand(4, 3, 8, 8), seed=0)
+    lonlat = sphere_points(20, 0)
+    cache = write_cache(tmp_path / "c", location_features(lonlat, 2 * FILTERS, 1, 1), lonlat, fitted, fingerprint="x")
+    with pytest.raises(BadInputError, match="another backbone"):
+        build_database(tmp_path / "db", model, cache)
+
+
+# --- exact neighbours with the radius exclusion ---------------------------------------------------
+
+
+def hard_points(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random points with many at the poles and on both sides of the antimeridian."""
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    lon = rng.uniform(-180, 180, n)
+    pick = rng.integers(0, 4, n)
+    lat = np.where(pick == 1, np.sign(rng.uniform(-1, 1, n)) * rng.uniform(88, 90, n), lat)
+    lon = np.where(pick == 2, np.where(rng.uniform(size=n) < 0.5, -180, 180) + rng.normal(0, 0.05, n), lon)
+    lon = np.clip(lon, -180, 180)
+    lat[:4] = [90, -90, 90, 0]
+    lon[:4] = [0, 45, -180, 180]
+    return np.stack([lon, lat], axis=1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("radius", [0.0, 10.0, 300.0, 2500.0])
+def test_geographic_neighbours_are_exact_and_outside_the_radius(seed, radius):
+    rng = np.random.default_rng(seed)
+    entries = hard_points(400, rng)
+    queries = np.concatenate([hard_points(150, rng), entries[:50]])  # some queries sit on entries
+    k = 7
+    index, km = GeoIndex(entries).nearest(unit_vectors(queries), k, exclude_km=radius)
+    distance = great_circle_km(queries[:, None, :], entries[None, :, :])  # brute-force reference
+    for row in range(len(queries)):
+        allowed = np.flatnonzero(distance[row] >= radius)
+        expected = allowed[np.argsort(distance[row, allowed], kind="stable")][:k]
+        got = index[row][index[row] >= 0]
+        assert np.all(distance[row, got] >= radius), (queries[row], distance[row, got])
+        np.testing.assert_allclose(np.sort(distance[row, got]), distance[row, expected], rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(km[row, : len(got)], distance[row, got], rtol=1e-7, atol=1e-6)
+    if radius > 0:
+        on_entries = index[-50:]
+        assert not np.any(on_entries == np.arange(50)[:, None])  # an entry never retrieves itself
+
+
+def test_excluded_queries_with_crowded_surroundings_ask_the_tree_again():
+    rng = np.random.default_rng(0)
+    crowd = np.stack([rng.normal(10, 0.01, 100), rng.normal(50, 0.01, 100)], axis=1)  # 100 entries within ~3 km
+    entries = np.concatenate([crowd, sphere_points(50, 1)])
+    index, _ = GeoIndex(entries).nearest(unit_vectors(np.array([[10.0, 50.0]])), 5, exclude_km=20)
+    assert np.all(index >= 100) and len(set(index[0])) == 5
+
+
+@pytest.mark.parametrize("radius", [0.0, 50.0, 3000.0])
+def test_semantic_neighbours_are_exact_and_outside_the_radius(radius):
+    rng = np.random.default_rng(3)
+    entries = hard_points(300, rng)
+    keys = rng.normal(size=(300, 8)).astype(np.float32)
+    queries = np.concatenate([hard_points(60, rng), entries[:20]])
+    embeddings = torch.from_numpy(np.concatenate([rng.normal(size=(60, 8)), keys[:20]]).astype(np.float32))
+    geo = GeoIndex(entries)
+    xyz = unit_vectors(queries)
+    from satclip.retrieval.geo import exclusion_chord
+
+    limit = exclusion_chord(radius)
+    excluded = (lambda rows, index: geo.chord_to(xyz[rows], index) < limit) if radius else None
+    index, cosine = SemanticIndex(keys).search(embeddings, 5, excluded)
+    unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    q = embeddings.numpy() / np.linalg.norm(embeddings.numpy(), axis=1, keepdims=True)
+    reference = q @ unit.T
+    distance = great_circle_km(queries[:, None, :], entries[None, :, :])
+    reference[distance < radius] = -np.inf
+    expected = np.argsort(-reference, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(index, expected)
+    np.testing.assert_allclose(cosine, np.take_along_axis(reference, expected, 1), rtol=1e-5, atol=1e-6)
+    assert np.all(np.take_along_axis(distance, index, 1) >= radius)
+
+
+# --- the augmented encoder ------------------------------------------------------------------------
+
+
+def one_hot_database(n: int = 40, seed: int = 0) -> RetrievalDatabase:
+    """Entries whose image embedding i is the unit vector e_i: a retrieved embedding shows which entries
+    contributed (component i > 0)."""
+    lonlat = sphere_points(n, seed)
+    lonlat[:3] = [[0, 89.9], [179.99, 10], [-179.99, 10]]  # near a pole, both sides of the antimeridian
+    location = satclip.load(tiny_model_dir_cached(), precision="float32").encode(lonlat).numpy()
+    return RetrievalDatabase.from_arrays(lonlat, location, np.eye(n, dtype=np.float16))
+
+
+_MODEL_DIRS: dict = {}
+
+
+def tiny_model_dir_cached():
+    import tempfile
+    from pathlib import Path
+
+    if "dir" not in _MODEL_DIRS:
+        directory = Path(tempfile.mkdtemp()) / "model"
+        tiny_model().save(directory)
+        _MODEL_DIRS["dir"] = directory
+    return _MODEL_DIRS["dir"]
+
+
+@pytest.mark.parametrize("mode,beta", [("range", 1.0), ("range+", 1.0), ("range+", 0.5)])
+def test_an_entry_never_contributes_to_its_own_location_with_the_exclusion(mode, beta):
+    db = one_hot_database()
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    options = {"mode": mode, "beta": beta, "k": 4}
+    excluded = RetrievalEncoder(location, db, exclude_radius_km=10, **options).encode(db.lonlat)[:, DIM:]
+    included = RetrievalEncoder(location, db, **options).encode(db.lonlat)[:, DIM:]
+    own = torch.arange(len(db))
+    assert torch.all(excluded[own, own] == 0)
+    assert torch.all(included[own, own] > 0)  # without the exclusion each entry retrieves itself
+    np.testing.assert_allclose(excluded.sum(1).numpy(), 1.0, rtol=1e-5)  # weights of other entries sum to 1
+
+
+def reference_retrieval(query, location, db, mode, k, temperature, beta, scale, radius):
+    """The retrieved embeddings computed directly (numpy, float64), for comparison."""
+    distance = great_circle_km(query[:, None, :], db.lonlat[None, :, :])
+    image = db.image.astype(np.float64)
+    keys = db.location / np.linalg.norm(db.location, axis=1, keepdims=True)
+    cos = (location / np.linalg.norm(location, axis=1, keepdims=True)) @ keys.T
+    out = np.zeros((len(query), db.image_dim))
+    for row in range(len(query)):
+        ok = np.flatnonzero(distance[row] >= radius)
+        geo = ok[np.argsort(distance[row, ok])][:k]
+        sem = ok[np.argsort(-cos[row, ok])][:k]
+        w_geo = np.exp(-(distance[row, geo] - distance[row, geo].min()) / scale)
+        w_sem = np.exp((cos[row, sem] - cos[row, sem].max()) / temperature)
+        r_geo = (w_geo / w_geo.sum()) @ image[geo]
+        r_sem = (w_sem / w_sem.sum()) @ image[sem]
+        out[row] = r_sem if mode == "range" else beta * r_geo + (1 - beta) * r_sem
+    return out
+
+
+@pytest.mark.parametrize("mode,beta,radius", [("range", 1.0, 0.0), ("range+", 0.3, 500.0), ("range+", 1.0, 50.0)])
+def test_encoder_matches_a_direct_computation(mode, beta, radius):
+    rng = np.random.default_rng(1)
+    lonlat = sphere_points(120, 2)
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    db = RetrievalDatabase.from_arrays(
+        lonlat, location.encode(lonlat).numpy(), rng.normal(size=(120, 5)).astype(np.float32)
+    )
+    encoder = RetrievalEncoder(location, db, mode=mode, beta=beta, k=6, temperature=0.05, distance_scale_km=300,
+                               exclude_radius_km=radius)  # fmt: skip
+    query = hard_points(50, rng)
+    out = encoder.encode(query)
+    plain = location.encode(query)
+    assert out.shape == (50, DIM + 5) and encoder.embedding_dim == DIM + 5
+    torch.testing.assert_close(out[:, :DIM], plain)
+    expected = reference_retrieval(query, plain.numpy(), db, mode, 6, 0.05, beta, 300.0, radius)
+    np.testing.assert_allclose(out[:, DIM:].numpy(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(encoder(torch.from_numpy(query)), out)  # forward agrees with encode
+
+
+def test_retrieval_encoder_works_where_an_encoder_does(setup):
+    model_dir, _, db = setup
+    encoder = satclip.load(model_dir, retrieval=db, mode="range+", beta=0.5, k=3)
+    points = sphere_points(30, 7)
+    out = satclip.embed(points, model=encoder)
+    assert out.shape == (30, 2 * DIM) and torch.isfinite(torch.as_tensor(out)).all()
+    from satclip.points import InvalidPointsError
+
+    with pytest.raises(InvalidPointsError):
+        encoder.encode([[0.0, 95.0]])
+    far = encoder.excluding(np.arange(len(encoder.database)) < 100)
+    assert len(far.database) == len(encoder.database) - 100
+
+
+def test_bad_retrieval_options_are_one_line_errors(setup):
+    model_dir, _, db = setup
+    with pytest.raises(BadInputError, match="'rnage' is not one of .*did you mean 'range'"):
+        satclip.load(model_dir, retrieval=db, mode="rnage")
+    with pytest.raises(BadInputError, match="beta must be in"):
+        satclip.load(model_dir, retrieval=db, mode="range+", beta=2)
+    with pytest.raises(BadInputError, match="use mode='range\\+'"):
+        satclip.load(model_dir, retrieval=db, mode="range", beta=0.5)
+    with pytest.raises(BadInputError, match="pass retrieval="):
+        satclip.load(model_dir, k=4)
+    with pytest.raises(BadInputError, match="shipped models"):
+        satclip.load(model_dir, retrieval="auto")
+
+
+# --- the CLI and the evaluation specs --------------------------------------------------------------
+
+
+def test_cli_builds_a_database_end_to_end(tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    tiny_model().save(model_dir)
+    cache = tiny_cache(tmp_path / "cache", n=50)
+    db = tmp_path / "db"
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main(argv) == 0
+    assert f"{db}: 50 entries" in capsys.readouterr().out
+    assert satclip.load(model_dir, retrieval=db).encode(sphere_points(5, 3)).shape == (5, 2 * DIM)
+    assert main(argv) == 0  # up to date: kept
+    assert main([*argv[:-1], str(tmp_path / "db32"), "--dtype", "float32"]) == 0
+    assert RetrievalDatabase.open(tmp_path / "db32").image.dtype == np.float32
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main([*argv[:-1], str(foreign)]) == 2
+    assert "satclip did not create" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "mine"
+    assert main([*argv[:-2]]) == 2  # no -o
+    assert "-o DB" in capsys.readouterr().err
+    tiny_model(seed=3).save(tmp_path / "other")
+    assert (
+        main(["retrieval", "build", "--model", str(tmp_path / "other"), "--cache", str(cache.path), "-o", str(db)]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a retrieval database of another model; pass --overwrite" in err[0]
+
+
+def test_evaluation_specs_build_retrieval_encoders(setup):
+    from satclip.eval import encoders
+    from satclip.eval.protocols import Fold
+
+    model_dir, _, db = setup
+    enc = encoders.create(f"{model_dir}+range+(beta=0.5,k=4,database={db})")
+    assert enc.module.mode == "range+" and enc.module.beta == 0.5 and enc.module.k == 4
+    assert enc.module.exclude_radius_km == 10.0  # on by default in evaluations
+    assert enc.embed(sphere_points(10, 1)).shape == (10, 2 * DIM) and enc.embedding_dim == 2 * DIM
+    plain = encoders.create(f"{model_dir}+range(exclude_radius_km=0,database={db})")
+    assert plain.module.mode == "range" and plain.module.exclude_radius_km == 0
+    with pytest.raises(ValueError, match="unknown retrieval parameter"):
+        encoders.create(f"{model_dir}+range(betta=1,database={db})")
+    held = encoders.create(f"{model_dir}+range+(database={db},exclude_heldout=True)")
+    empty = np.empty(0, dtype=np.int64)
+    assert held.for_fold(Fold("seed=0", 0, empty, empty, empty)) is held
+    fold = Fold("seed=0/Europe/zero-shot", 0, empty, empty, empty, "Europe", "zero-shot")
+    without = held.for_fold(fold)
+    from satclip.eval.naturalearth import continents
+
+    assert "Europe" in set(continents(held.module.database.lonlat))
+    assert "Europe" not in set(continents(without.module.database.lonlat))
+    assert held.for_fold(fold) is without and without.name.endswith("[database without Europe]")
+
+
+def test_misspelt_retrieval_spec_gets_a_hint():
+    from satclip.eval import encoders
+
+    with pytest.raises(ValueError, match="did you mean 'bluemarble-l10\\+range'"):
+        encoders.create("bluemarble-l10+rnage")
+
+
+def test_earth_radius_matches_the_corpus():
+    from satclip.data.bluemarble import EARTH_RADIUS_KM as CORPUS_RADIUS
+
+    assert EARTH_RADIUS_KM == CORPUS_RADIUS
