@@ -84,7 +84,7 @@ ENCODERS: Registry = Registry("location encoder")
 
 
 def _untrained_satclip(name: str, legendre_polys: int = 10, seed: int = 0) -> Encoder:
-    from ...location_encoder import LocationEncoder
+    from ...models.location_encoder import LocationEncoder
 
     config = {
         "encoding": {"name": "sphericalharmonics", "legendre_polys": int(legendre_polys),
@@ -184,7 +184,7 @@ def create(spec: str) -> Encoder:
         return ENCODERS.get(name)(name=spec, **params)
     if name in _encoding.names():
         return _raw(spec, name, **params)
-    from ...load import load
+    from ...io.load import load
 
     try:
         model = load(name, **params)

@@ -1,0 +1,102 @@
+"""Loading a model from any source: :func:`load` gives the location encoder, :func:`load_model` the whole
+SatCLIP model (image encoder, location encoder, ``logit_scale``). Both are thin callers of :func:`.read.read_parts`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import BadInputError
+from ..models import precision as _precision
+from ..models.clip import SatCLIP
+from ..models.location_encoder import LocationEncoder
+from .basis import with_harmonics
+from .parts import pack
+from .read import read_parts, require_image_encoder
+
+log = logging.getLogger(__name__)
+
+
+def load(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    harmonics_calculation: str | None = None,
+    trust_checkpoint: bool = False,
+    precision: str | None = None,
+) -> LocationEncoder:
+    """Load a location encoder in eval mode.
+
+    Args:
+        source: an original SatCLIP ``.ckpt`` file; a native model directory (``config.json`` +
+            ``model.safetensors``); a known name (``satclip-resnet18-l10`` … ``satclip-vit16-l40``, or a
+            model shipped with satclip such as ``bluemarble-l10``); or a Hugging Face id
+            (``microsoft/SatCLIP-ViT16-L40``) of a released model; or ``hf://owner/name`` for any other
+            Hugging Face repository (holding ``config.json`` + ``model.safetensors`` or one ``.ckpt``).
+            Names, ids and ``hf://`` sources are downloaded with ``huggingface_hub``; anything that looks
+            like a path (has a ``/``, starts with ``.`` or ``~``, ends in ``.ckpt`` …) is only looked for on
+            disk, and a missing one is a FileNotFoundError naming it, never a hub request.
+        device: where the model runs.
+        precision: ``"float32" | "bf16" | "float64" | "auto"`` (default ``$SATCLIP_PRECISION``, else
+            ``"auto"``: bf16 where the hardware multiplies it natively and a one-time calibration measures
+            it faster and within a cosine of 0.9999 of float32, else float32; see :mod:`satclip.models.precision`).
+            The choice is kept as ``encoder.precision`` / ``encoder.precision_choice`` and used by
+            ``encoder.encode``.
+        dtype: the older way to ask for a precision (``torch.float32`` / ``torch.float64``); it must agree
+            with ``precision`` when both are given.
+        harmonics_calculation: override what the model records. The released checkpoints record
+            ``"analytic"``, computed as the exact value of the original's printed polynomials (fast, within
+            the original's own evaluation noise of its embeddings); ``"analytic-original"`` evaluates them
+            as the original does (bit-closest, slow); ``"analytic-stable"`` uses the true harmonics instead
+            (identical at L = 10; at L = 40 it moves embeddings near the poles). See docs/conventions.md.
+        trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (runs code: only for files
+            you trust). Not needed for the released checkpoints.
+    """
+    parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint)
+    source_name = parts.provenance["source"]
+    config = with_harmonics(parts.location_config, harmonics_calculation, source)
+    encoder = LocationEncoder.from_weights(config, parts.location_state, source_name)
+    encoder.provenance = parts.provenance
+    return _precision.configure(encoder.to(device=device).eval(), precision, dtype)
+
+def load_model(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    trust_checkpoint: bool = False,
+) -> SatCLIP:
+    """Load a full SatCLIP model (image encoder, location encoder, ``logit_scale``) in eval mode.
+
+    Args:
+        source: as :func:`satclip.load`: an original ``.ckpt`` (any of the six released
+            configurations, or the original's from-scratch CLIP encoders), a native model directory
+            with an ``image_encoder``, a known name, a released model's hub id or ``hf://owner/name``.
+            Backbone weights come from the file; nothing else is downloaded. The location encoder's
+            config is checked against the weights before anything is built.
+        device, dtype: where and in which precision the model runs (float32: as the original's image
+            side; its location network ran in float64, which moves logits by ~1e-6). The released
+            ``"analytic"`` harmonics are evaluated in float64 whatever ``dtype``.
+        trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (only for trusted files).
+    """
+    parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint))
+    source_name = parts.provenance["source"]
+    # cast before loading, so float64 weights (the location network) reach a float64 model unrounded
+    model = SatCLIP.from_config(parts.native_config()).to(device=device, dtype=dtype)
+    if parts.logit_scale is None:
+        log.warning("%s has no logit_scale; using the initial value log(1/0.07)", source_name)
+        parts.logit_scale = model.logit_scale.detach().clone()
+    try:
+        result = model.load_state_dict(pack(parts), strict=False)
+    except RuntimeError as err:  # shapes that differ from what the config builds
+        raise BadInputError(f"{source_name}: the weights do not match config: {err}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise BadInputError(
+            f"{source_name} does not match a {parts.image_config['name']} SatCLIP model: missing "
+            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    model.provenance = parts.provenance
+    return model.eval()
