@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 import satclip
-from satclip import LocationEncoder, hugepages, precision
-from satclip.encoding import create, scaled_recurrence
+from satclip import LocationEncoder
+from satclip.encoding import create, hugepages, scaled_recurrence
+from satclip.models import precision
 
 ORIGINAL_SECONDS = {("sh", 40, 100_000): 9.6, ("encoder", 40, 100_000): 15.9, ("encoder", 10, 100_000): 3.8}
 
@@ -202,7 +203,7 @@ def basis_rows(args) -> None:
 
 def precision_section(args) -> dict:
     """Issue 14's rows; returns {L: {row: points/s}}."""
-    from satclip import fused
+    from satclip.models import fused
 
     supported, evidence = precision.bf16_support("cpu")
     print(f"\n== what users get (issue 14), per core: torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "

@@ -76,10 +76,10 @@ def main() -> None:
 
 
 def fused_rows(enc, L: int, device) -> None:
-    """Issue 14: the fused encoder (satclip.fused: scaled basis in chunks read by the first layer) in float32
+    """Issue 14: the fused encoder (satclip.models.fused: scaled basis in chunks read by the first layer) in float32
     and bf16, and what precision="auto" picks here. Targets on one H200: L=40 bf16 >= 20M points/s, L=10
     >= 50M points/s, min cosine to float32 >= 0.9999."""
-    from satclip import fused, precision
+    from satclip.models import fused, precision
 
     lonlat = points(4_000_000, device)
     probe = lonlat[:100_000]

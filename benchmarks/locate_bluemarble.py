@@ -16,7 +16,7 @@ import torch
 
 import satclip
 from satclip.data.bluemarble import BlueMarble, BlueMarbleParams, default_corpus_dir
-from satclip.locate import fibonacci_grid
+from satclip.models.locate import fibonacci_grid
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from tests import peers  # noqa: E402
 
 import satclip  # noqa: E402
-from satclip.convert import convert  # noqa: E402
+from satclip.io.convert import convert  # noqa: E402
 from satclip.io.peers import TORCHGEO_LAT_CLAMP, torchgeo_arguments  # noqa: E402
 from satclip.io.read import read_parts  # noqa: E402
 

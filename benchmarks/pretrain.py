@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from satclip.image.cached import CachedFeatures
-from satclip.loss import ContrastiveLoss
-from satclip.model import SatCLIP
+from satclip.models.clip import SatCLIP
+from satclip.models.loss import ContrastiveLoss
 from satclip.train.build import build_image_encoder, build_location_encoder
 from satclip.train.cache import build_cache, write_cache
 from satclip.train.config import ModelConfig, OptimConfig

@@ -49,7 +49,7 @@ def test_help_starts_fast_and_without_torch():
 def test_import_satclip_is_light_and_the_api_still_resolves():
     code = (
         "import sys, satclip; assert 'torch' not in sys.modules; "
-        "import satclip.embed.job, satclip.load as _; "  # submodules sharing a name with a function
+        "import satclip.embed.job, satclip.io.load; "  # a subpackage sharing its name with a function
         "assert callable(satclip.embed) and callable(satclip.load) and callable(satclip.load_model); "
         "assert satclip.LocationEncoder.__name__ == 'LocationEncoder' and satclip.encoding.create; "
         "from satclip.embed import embed_file; from satclip.data import S2100K, BlueMarble"

@@ -7,10 +7,10 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.convert import convert
 from satclip.errors import BadInputError, OutputExistsError
 from satclip.io import native, original
-from satclip.location_encoder import LocationEncoder
+from satclip.io.convert import convert
+from satclip.models.location_encoder import LocationEncoder
 from satclip.safe_output import MARKER
 
 CONFIG = {

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import satclip
-from satclip.demo import QUICK, run_demo
 from satclip.pretrained import bundled_models
 from satclip.recipes import recipe_names, recipe_path
+from satclip.recipes.demo import QUICK, run_demo
 from satclip.train.config import load_config
 
 
@@ -53,7 +53,7 @@ def test_shipped_model_embeddings_are_structured():
 
 
 def test_contrastive_chance_is_batches_over_pairs():
-    from satclip.demo import contrastive_chance
+    from satclip.recipes.demo import contrastive_chance
 
     assert contrastive_chance(10_000, 8192) == 2 / 10_000  # batches of 8,192 and 1,808
     assert contrastive_chance(8192, 8192) == 1 / 8192

@@ -9,7 +9,7 @@ import torch
 
 import satclip
 from satclip.embed.columns import ColumnError, detect_lonlat_columns
-from satclip.points import InvalidPointsError
+from satclip.encoding.points import InvalidPointsError
 
 from .conftest import REFERENCE, require
 

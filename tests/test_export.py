@@ -12,7 +12,7 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.export import ExportableSphericalHarmonics
+from satclip.io.onnx import ExportableSphericalHarmonics
 
 from .conftest import REFERENCE, require
 

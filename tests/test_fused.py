@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import satclip
-from satclip import fused
 from satclip.encoding import create, scaled_recurrence
 from satclip.encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS
+from satclip.models import fused
 
 from .conftest import REFERENCE, require
 

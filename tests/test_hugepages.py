@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from satclip import hugepages
+from satclip.encoding import hugepages
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
@@ -18,7 +18,7 @@ ANON_HUGE_KIB = """
 import re, sys
 from pathlib import Path
 import torch
-from satclip import hugepages
+from satclip.encoding import hugepages
 
 out = hugepages.empty(16, 1 << 20, dtype=torch.float64)  # 128 MiB
 out.fill_(1.0)  # first touch: the kernel backs the advised range with 2 MiB pages

@@ -15,7 +15,7 @@ import satclip
 from satclip import image
 from satclip.image import weights as backbone_weights
 from satclip.image.hparams import config_from_hparams, hparams_from_config
-from satclip.model import SatCLIP
+from satclip.models.clip import SatCLIP
 
 from .conftest import REFERENCE, require
 

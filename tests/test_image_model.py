@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import satclip
-from satclip.convert import convert
 from satclip.image import preprocess
 from satclip.io import original
+from satclip.io.convert import convert
 
 from .conftest import REFERENCE, S2_EXAMPLES, require
 
@@ -211,8 +211,8 @@ def test_location_only_sources_are_refused(tmp_path):
 
 
 def test_mosaiks_model_saves_and_loads(tmp_path):
-    from satclip.location_encoder import LocationEncoder
-    from satclip.model import LOGIT_SCALE_INIT, SatCLIP
+    from satclip.models.clip import LOGIT_SCALE_INIT, SatCLIP
+    from satclip.models.location_encoder import LocationEncoder
 
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(4, 13, 16, 16, generator=generator)

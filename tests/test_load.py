@@ -16,9 +16,9 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.convert import convert
 from satclip.errors import SatclipError
 from satclip.io import hub, native, original
+from satclip.io.convert import convert
 from satclip.io.safe_pickle import UntrustedCheckpointError
 
 from .conftest import REFERENCE, require

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import satclip
-from satclip import nn as satclip_nn
-from satclip.convert import convert
+from satclip import networks as satclip_nn
 from satclip.errors import BadInputError, SatclipError
 from satclip.io import hub, native, original
+from satclip.io.convert import convert
 from satclip.io.safe_pickle import UntrustedCheckpointError
-from satclip.location_encoder import LocationEncoder, check_config
+from satclip.models.location_encoder import LocationEncoder, check_config
 
 from .conftest import REFERENCE, require
 

@@ -13,7 +13,7 @@ import satclip
 from satclip.cli import main
 from satclip.errors import BadInputError
 from satclip.image import preprocess
-from satclip.locate import GRIDS, candidate_points, fibonacci_grid, locate
+from satclip.models.locate import GRIDS, candidate_points, fibonacci_grid, locate
 
 from .conftest import REFERENCE, S2_EXAMPLES, require
 

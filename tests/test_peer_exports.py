@@ -17,8 +17,8 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.convert import convert
 from satclip.io import original, targets
+from satclip.io.convert import convert
 
 from . import peers
 from .conftest import REFERENCE, require
@@ -256,7 +256,7 @@ def test_closed_form_rescaling_reproduces_the_exact_basis(points):
     """The first-layer rewrite between satclip's own exact bases: a model on ``"analytic-stable"`` and its
     ``"closed-form"`` rewrite compute the same function (to float64 rounding)."""
     from satclip.io import basis
-    from satclip.location_encoder import LocationEncoder
+    from satclip.models.location_encoder import LocationEncoder
 
     torch.manual_seed(0)
     config = {

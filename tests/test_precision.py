@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import satclip
-from satclip import precision
 from satclip.errors import BadInputError
+from satclip.models import precision
 
 from .conftest import REFERENCE, require
 
@@ -70,7 +70,7 @@ def test_auto_falls_back_to_float32_without_bf16_and_measures_nothing(monkeypatc
         raise AssertionError("no calibration on a CPU without bf16")
 
     monkeypatch.setattr(precision, "_calibrate", must_not_run)
-    with caplog.at_level(logging.INFO, logger="satclip.precision"):
+    with caplog.at_level(logging.INFO, logger="satclip.models.precision"):
         encoder = satclip.load(ckpt)  # the default: "auto"
     assert encoder.precision == "float32"
     assert encoder.precision_choice.requested == "auto"

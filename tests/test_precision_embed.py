@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import satclip
-from satclip import precision
 from satclip.cli import main
+from satclip.models import precision
 
 from .test_embed_cli import model  # noqa: F401 - fixture
 
@@ -97,7 +97,7 @@ def test_map_records_and_uses_the_precision(tmp_path, model, capsys):  # noqa: F
     assert "precision bf16" in capsys.readouterr().out
     group = zarr.open_group(str(out), mode="r")
     assert dict(group.attrs)["precision"] == "bf16"
-    from satclip.maps import field_blocks, make_grid
+    from satclip.embed.maps import field_blocks, make_grid
 
     grid = make_grid(30)
     encoder = satclip.load(str(model), precision="float32")

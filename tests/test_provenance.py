@@ -11,7 +11,7 @@ import torch
 
 import satclip
 from satclip.io.native import write_native
-from satclip.provenance import Footprint, image_input, training_footprint
+from satclip.models.provenance import Footprint, image_input, training_footprint
 
 from .test_embed_api import CONFIG
 

@@ -304,7 +304,7 @@ def test_retrieval_encoder_works_where_an_encoder_does(setup):
     points = sphere_points(30, 7)
     out = satclip.embed(points, model=encoder)
     assert out.shape == (30, 2 * DIM) and torch.isfinite(torch.as_tensor(out)).all()
-    from satclip.points import InvalidPointsError
+    from satclip.encoding.points import InvalidPointsError
 
     with pytest.raises(InvalidPointsError):
         encoder.encode([[0.0, 95.0]])

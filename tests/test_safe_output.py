@@ -258,7 +258,7 @@ def test_embed_to_npy_fails_before_the_work_when_the_disk_is_full(tmp_path, mode
 
 def test_map_refuses_an_oversized_grid_at_once_and_leaves_nothing_when_stopped(tmp_path, model):  # noqa: F811
     import satclip
-    from satclip.maps import render_map
+    from satclip.embed.maps import render_map
 
     encoder = satclip.load(model)
     started = time.perf_counter()
@@ -277,9 +277,9 @@ def test_map_refuses_an_oversized_grid_at_once_and_leaves_nothing_when_stopped(t
 
 
 def test_demo_and_evaluate_refuse_a_directory_of_user_files(tmp_path):
-    from satclip.demo import QUICK, run_demo
     from satclip.eval.api import run_evaluation
     from satclip.eval.runner import EvalConfig
+    from satclip.recipes.demo import QUICK, run_demo
 
     user = user_files(tmp_path / "mine")
     before = snapshot(user)

@@ -14,7 +14,7 @@ from satclip.cli import main
 from satclip.data import s2_transform
 from satclip.io.native import read_native
 from satclip.io.original import read_original
-from satclip.model import SatCLIP
+from satclip.models.clip import SatCLIP
 from satclip.train.sources import create_source
 
 from .conftest import REFERENCE, S2_EXAMPLES, require
@@ -40,7 +40,7 @@ def _check_export(directory, trained_shapes_like: dict) -> None:
     visual = {k[len("visual."):]: tuple(v.shape) for k, v in tensors.items() if k.startswith("visual.")}
     assert visual == trained_shapes_like  # the released layout, key for key
     model = SatCLIP.from_config(config)
-    model.load_state_dict(tensors)  # strict: the exported keys are exactly satclip.model.SatCLIP's
+    model.load_state_dict(tensors)  # strict: the exported keys are exactly satclip.models.clip.SatCLIP's
     assert torch.equal(model.logit_scale.detach(), tensors["logit_scale"])
     original = read_original(ckpt)
     assert original.hparams["vision_layers"] == "moco_resnet18" and original.hparams["legendre_polys"] == 10

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 import satclip.image
-from satclip.location_encoder import LocationEncoder
-from satclip.model import SatCLIP
+from satclip.models.clip import SatCLIP
+from satclip.models.location_encoder import LocationEncoder
 from satclip.train.config import OptimConfig
 from satclip.train.data import BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, jitter_points, split_indices
 from satclip.train.optim import adamw

@@ -11,9 +11,9 @@ import torch
 import torch.multiprocessing as mp
 
 from satclip.image.cached import CachedFeatures
-from satclip.location_encoder import LocationEncoder
-from satclip.loss import ContrastiveLoss
-from satclip.model import SatCLIP
+from satclip.models.clip import SatCLIP
+from satclip.models.location_encoder import LocationEncoder
+from satclip.models.loss import ContrastiveLoss
 
 from .train_helpers import SMALL_LOCATION, sphere_points
 

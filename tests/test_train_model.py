@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from satclip.image.cached import CachedFeatures
-from satclip.model import SatCLIP
+from satclip.models.clip import SatCLIP
 from satclip.train import from_dict
 from satclip.train.build import build_model
 from satclip.train.module import model_state
@@ -62,7 +62,7 @@ def test_checkpoints_of_the_earlier_pair_are_remapped():
 
 def test_a_frozen_backbone_stays_in_eval_mode_while_training():
     import satclip.image
-    from satclip.location_encoder import LocationEncoder
+    from satclip.models.location_encoder import LocationEncoder
 
     visual = satclip.image.create("moco_resnet18", embed_dim=8)
     network = {**SMALL_LOCATION["network"], "num_classes": 8}

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 import torch
 
-from satclip import precision as inference_precision
+from satclip.models import precision as inference_precision
 from satclip.train import fit, from_dict, load_config, precision
 
 from .test_train_fit import cached_config
@@ -30,7 +30,7 @@ def test_switch_names_map_to_lightning(monkeypatch):
 
 
 def test_bf16_location_network_runs_under_autocast():
-    from satclip.location_encoder import LocationEncoder
+    from satclip.models.location_encoder import LocationEncoder
 
     from .train_helpers import SMALL_LOCATION
 

@@ -1,4 +1,4 @@
-"""Lazy embedding fields (satclip.xarray): values against encoder.encode, laziness per chunk, masks, 2-D
+"""Lazy embedding fields (satclip.embed.xarray): values against encoder.encode, laziness per chunk, masks, 2-D
 coordinates, Zarr round trip, ``satclip map --engine dask`` against ``satclip map``; the extras' errors."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .test_embed_api import CONFIG
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("dask.array")
-from satclip.xarray import embedding_field  # noqa: E402
+from satclip.embed.xarray import embedding_field  # noqa: E402
 
 LON = np.arange(-179.0, 180.0, 2.0)  # a 2° × 2° global grid's cell centres (90 × 180)
 LAT = np.arange(89.0, -90.0, -2.0)
@@ -91,7 +91,7 @@ def test_zarr_round_trip(encoder, tmp_path):
 
 
 def test_where_land_skips_ocean(encoder):
-    from satclip.maps import land_mask, make_grid
+    from satclip.embed.maps import land_mask, make_grid
 
     land = land_mask(make_grid(2.0))
     counting = Counting(encoder)
@@ -115,9 +115,9 @@ def test_where_land_skips_ocean(encoder):
 
 def test_where_footprint(encoder):
     """where='footprint' is the model's training footprint; the same cells on 1-D axes and 2-D coordinates."""
-    from satclip.maps import footprint_mask, make_grid
-    from satclip.provenance import LAND, Footprint
-    from satclip.xarray import MapCells
+    from satclip.embed.maps import footprint_mask, make_grid
+    from satclip.embed.xarray import MapCells
+    from satclip.models.provenance import LAND, Footprint
 
     encoder.provenance = {"metadata": {"training_footprint": {"surface": "land", "min_lat": -60.0}}}
     field = embedding_field(encoder, LON, LAT, where="footprint", chunks=(30, 60))
@@ -190,7 +190,7 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
 
 
 def test_extras_are_imported_only_where_used(encoder, monkeypatch):
-    code = "import sys, satclip, satclip.embed, satclip.xarray; print(sorted({'dask', 'xarray', 'distributed', "
+    code = "import sys, satclip, satclip.embed, satclip.embed.xarray; print(sorted({'dask', 'xarray', 'distributed', "
     code += "'geopandas'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -17,19 +17,20 @@ import types
 
 __version__ = "0.1.0"
 __all__ = [
-    "embed", "LocationEncoder", "SatCLIP", "load_model", "encoding", "list_pretrained", "load", "nn", "__version__",
+    "embed", "LocationEncoder", "SatCLIP", "load_model", "encoding", "list_pretrained", "load", "networks",
+    "__version__",
 ]  # fmt: skip
 
 #: public name → (module relative to this package, attribute in it; None for the module itself)
 _LAZY = {
     "embed": (".embed.api", "embed"),  # the function; `from satclip.embed import embed_file` for files
-    "load": (".load", "load"),
-    "load_model": (".load_model", "load_model"),
+    "load": (".io.load", "load"),
+    "load_model": (".io.load", "load_model"),
     "list_pretrained": (".pretrained", "names"),  # every known model name (released, then shipped)
-    "LocationEncoder": (".location_encoder", "LocationEncoder"),
-    "SatCLIP": (".model", "SatCLIP"),
+    "LocationEncoder": (".models.location_encoder", "LocationEncoder"),
+    "SatCLIP": (".models.clip", "SatCLIP"),
     "encoding": (".encoding", None),
-    "nn": (".nn", None),
+    "networks": (".networks", None),
 }
 
 
@@ -49,9 +50,9 @@ def __dir__() -> list[str]:
 
 class _Package(types.ModuleType):
     """The ``satclip`` module. Importing a submodule makes Python bind it as an attribute of this package;
-    three of them share their name with a function (``satclip.embed``, ``satclip.load``,
-    ``satclip.load_model``), and that binding is ignored, so the name stays the function (the submodules
-    stay importable: ``from satclip.embed import embed_file``)."""
+    the subpackage ``satclip.embed`` shares its name with the function ``satclip.embed``, and that binding
+    is ignored, so the name stays the function (the subpackage stays importable:
+    ``from satclip.embed import embed_file``)."""
 
     def __setattr__(self, name: str, value) -> None:
         if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:

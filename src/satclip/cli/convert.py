@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import convert
+    from ..io.convert import convert
 
     written = convert(
         args.source, args.output, target=args.target, location_only=args.location_only,

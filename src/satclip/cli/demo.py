@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..demo import FULL, QUICK, run_demo
+    from ..recipes.demo import FULL, QUICK, run_demo
 
     settings = QUICK if args.quick else FULL
     if args.epochs:

@@ -130,7 +130,7 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..precision import default_as
+    from ..models.precision import default_as
 
     with default_as(args.precision):  # for every model satclip.load builds, here and in worker processes
         return _run(args)

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import safe_output
     from ..embed.api import load_encoder
-    from ..export import export
+    from ..io.onnx import export
 
     safe_output.check_output(args.output, overwrite=args.overwrite)  # before loading the model
     encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)

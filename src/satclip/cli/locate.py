@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from ..encoding.points import as_lonlat
     from ..image.preprocess import geotiff_center_lonlat, is_picture
-    from ..load_model import load_model
-    from ..locate import load_image, locate
-    from ..points import as_lonlat
+    from ..io.load import load_model
+    from ..models.locate import load_image, locate
 
     if args.truth is not None:
         as_lonlat(np.asarray([args.truth], dtype=np.float64))  # before loading the model; names a lat/lon swap

@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..embed.api import load_encoder
+    from ..embed.maps import FORMATS, make_grid, render_map
     from ..errors import BadInputError
-    from ..maps import FORMATS, make_grid, render_map
 
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     if args.engine == "dask" and (args.pca or (args.format or FORMATS.get(args.output.suffix.lower())) != "zarr"):
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
     )  # fmt: skip
     if args.engine == "dask":
-        from ..xarray import write_map_zarr
+        from ..embed.xarray import write_map_zarr
 
         write_map_zarr(
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-#: satclip.precision.PRECISIONS, spelled out: `satclip --help` must not import torch (tests check both)
+#: satclip.models.precision.PRECISIONS, spelled out: `satclip --help` must not import torch (tests check both)
 PRECISIONS = ("auto", "float32", "bf16", "float64")
 HELP = (
     "float32 | bf16 | float64 | auto (default: $SATCLIP_PRECISION, else auto = bf16 where the CPU/GPU multiplies "
@@ -27,7 +27,7 @@ def load_arguments(args: argparse.Namespace) -> dict:
 
 def describe(encoder) -> str:
     """``"bf16 (auto: CPU with amx_bf16; bf16 measured 3.9x float32)"`` or ``"float32"``."""
-    from ..precision import for_encoder
+    from ..models.precision import for_encoder
 
     chosen = for_encoder(encoder)
     choice = getattr(encoder, "precision_choice", None)

@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..errors import BadInputError
-    from ..load_model import load_model
+    from ..io.load import load_model
     from ..retrieval.database import build_database
 
     auto = args.cache == "auto"

@@ -90,7 +90,7 @@ class S2100K(Dataset):
         self.report: VerifyReport | None = None
         self.spec = dataclasses.replace(spec or CheckSpec(), full=verify == "full")
         if verify == "none":
-            from ..points import describe_invalid, invalid_rows
+            from ..encoding.points import describe_invalid, invalid_rows
 
             bad = invalid_rows(self.index.lonlat)
             if bad.any():

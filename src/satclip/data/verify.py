@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoding.points import invalid_rows
 from ..errors import SatclipError
 from ..optional import require
 from ..paths import cache_dir
-from ..points import invalid_rows
 from ..safe_output import write_text
 from .index import S2Index, name_problem, read_index
 

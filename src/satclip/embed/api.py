@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import precision as _precision
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..io.basis import with_harmonics
-from ..location_encoder import LocationEncoder
-from ..points import InvalidPointsError, describe_invalid, invalid_rows
+from ..models import precision as _precision
+from ..models.location_encoder import LocationEncoder
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ def load_encoder(
 
     An encoder passed in is used as it is when ``device``/``dtype``/``harmonics_calculation``/``precision``
     are None or already match; otherwise a converted copy is used (the caller's module is never modified).
-    ``precision`` (see :mod:`satclip.precision`) is resolved here and recorded on the returned encoder.
+    ``precision`` (see :mod:`satclip.models.precision`) is resolved here and recorded on the returned encoder.
     """
     if not isinstance(model, LocationEncoder):
-        from ..load import load
+        from ..io.load import load
 
         return load(
             model, device=device or "cpu", dtype=dtype, harmonics_calculation=harmonics_calculation,
@@ -71,9 +71,10 @@ def embed_lonlat(
     precision: str | None = None,
 ) -> torch.Tensor:
     """Embed ``(N, 2)`` (lon, lat) degrees; returns ``(N, embedding_dim)`` on the model's device, float64 for
-    ``precision="float64"`` else float32 (``precision`` None: the encoder's, :func:`satclip.precision.for_encoder`).
+    ``precision="float64"`` else float32 (``precision`` None: the encoder's,
+    :func:`satclip.models.precision.for_encoder`).
 
-    Invalid rows (non-finite, |lon| > 180, |lat| > 90) raise :class:`~satclip.points.InvalidPointsError`
+    Invalid rows (non-finite, |lon| > 180, |lat| > 90) raise :class:`~satclip.encoding.points.InvalidPointsError`
     naming them (row numbers shifted by ``row_offset``), or with ``skip_invalid`` come back as NaN rows.
     ``batch_size`` None: the encoder's ``default_batch_size``.
     """
@@ -124,7 +125,7 @@ def embed(
             name, a ``.ckpt`` file, a native model directory, a Hugging Face id).
         batch_size: points per forward pass (bounds memory); default: the encoder's ``default_batch_size``.
         device: where to run; default the CPU for a loaded source, the encoder's own for an encoder.
-        precision: ``"float32" | "bf16" | "float64" | "auto"`` (:mod:`satclip.precision`); default: for a
+        precision: ``"float32" | "bf16" | "float64" | "auto"`` (:mod:`satclip.models.precision`); default: for a
             loaded source ``$SATCLIP_PRECISION`` or ``"auto"``, for an encoder what it was loaded with.
             ``dtype`` (``torch.float32``/``torch.float64``) is the older way to say float32/float64.
         harmonics_calculation: override the spherical-harmonics basis (e.g. ``"analytic-original"``: the
@@ -139,7 +140,7 @@ def embed(
         Dask DataFrame likewise; else a numpy array; float64 for ``precision="float64"``, else float32.
 
     Raises:
-        satclip.points.InvalidPointsError: invalid points (message names the first bad rows).
+        satclip.encoding.points.InvalidPointsError: invalid points (message names the first bad rows).
         satclip.embed.columns.ColumnError: the coordinate columns of a table are missing or ambiguous.
     """
     if is_dask_frame(points):

@@ -34,13 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, SatclipError
+from ..models.location_encoder import model_identity
 from ..optional import require
-from ..points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from . import sinks
 from .api import embed_lonlat
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
-from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, model_identity
+from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest
 from .sources import coordinates
 
 try:  # the plugin's base class; embed_dataset requires distributed before a plugin is made

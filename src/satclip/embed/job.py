@@ -12,7 +12,6 @@ rows concatenated in order are the unsharded output's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from .. import safe_output
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError
-from ..points import InvalidPointsError, describe_invalid, invalid_rows
+from ..models.location_encoder import model_identity
 from . import sinks
 from .api import embed_lonlat
 from .sources import Source, coordinates
@@ -69,24 +68,10 @@ class EmbedResult:
     precision: str = ""
 
 
-def model_identity(encoder) -> dict:
-    """What determines the embeddings: the config, the dtype, the precision it runs in (resolved: never
-    "auto") and a sha256 of the weights."""
-    from .. import precision as _precision
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    dtype = str(encoder.dtype).removeprefix("torch.")
-    precision = _precision.for_encoder(encoder)
-    return {"config": encoder.config, "dtype": dtype, "precision": precision, "sha256": digest.hexdigest()}
-
-
 def precision_record(encoder) -> dict:
     """The precision ``encoder`` runs in, for output metadata: ``{"precision": …}`` plus, when it was
     chosen by "auto", ``requested``, ``reason``, ``speedup`` and ``min_cosine``."""
-    from .. import precision as _precision
+    from ..models import precision as _precision
 
     chosen = _precision.for_encoder(encoder)
     choice = getattr(encoder, "precision_choice", None)

@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import torch
 
-from .. import hugepages
+from . import hugepages
 
 _SQRT2 = math.sqrt(2.0)
 _Y00 = 1 / math.sqrt(4 * math.pi)  # P̄_0^0

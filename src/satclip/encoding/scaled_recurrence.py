@@ -1,5 +1,5 @@
 """Spherical harmonics up to a per-column constant, two vectorised passes per degree: the basis kernel of
-the fused encoder (:mod:`satclip.fused`).
+the fused encoder (:mod:`satclip.models.fused`).
 
 :mod:`.legendre` computes ``Y_l^m = a_lm · (x · Y_{l-1}^m − b_lm · Y_{l-2}^m)`` (x = cos θ). Dividing every
 column by a constant ``κ_l^m`` (``κ_|m|^m`` the sectoral normalisation, ``κ_l^m = a_lm · κ_{l-1}^m``) turns
@@ -10,7 +10,7 @@ that into
 started from ``Ŷ_|m|^±|m| = s^|m| · cos(|m|φ)`` or ``· sin(|m|φ)`` (s = sin θ): the real and imaginary parts of
 ``(s·e^{iφ})^|m|``, one complex cumulative product for all orders. So a degree costs two passes over its
 block (a product and a fused multiply-subtract) and no per-point normalisation; the constants ``κ`` are
-applied once, to the first layer's weights (:mod:`satclip.fused`) or to the rows (:func:`harmonics`).
+applied once, to the first layer's weights (:mod:`satclip.models.fused`) or to the rows (:func:`harmonics`).
 The values keep the recurrence's relative accuracy; they shrink like 2^−(l−|m|) (≥ 1e-12 at L = 40), far
 from float32's underflow except for sin θ below ~0.1, i.e. within ~6° of a pole, where callers use
 float64 (:data:`POLAR_LATITUDE`).

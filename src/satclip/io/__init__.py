@@ -2,5 +2,5 @@
 file (:mod:`.read`), the original ``.ckpt`` (:mod:`.original`), bases across readers (:mod:`.basis`), peer
 formats (:mod:`.peers`) and writing for a reader (:mod:`.targets`)."""
 
-#: readers :func:`satclip.convert.convert` writes for (torch-free here, for the CLI's parser)
+#: readers :func:`satclip.io.convert.convert` writes for (torch-free here, for the CLI's parser)
 TARGETS = ("native", "original", "torchgeo", "rshf")

@@ -89,7 +89,7 @@ def is_torchgeo_state_dict(obj: object) -> bool:
 
 def parts_from_torchgeo(state: dict[str, torch.Tensor], path: str | Path) -> ModelParts:
     """The model of a torchgeo state dict: the exact basis, sizes read from the weights."""
-    from ..nn import sizes_from_shapes
+    from ..networks import sizes_from_shapes
 
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadInputError
-from ..location_encoder import check_config
+from ..models.location_encoder import check_config
 from . import basis, native, original, peers
 from .parts import LOCATION, ModelParts, location_keys, unpack
 from .resolve import ResolvedSource, resolve
@@ -54,7 +54,7 @@ def read_parts(
     """The model of ``source`` (anything :func:`~satclip.io.resolve.resolve` takes, or its result).
 
     ``location_only`` skips the image encoder (for a native directory its tensors are not even read).
-    The location config is checked against the weights' shapes (:func:`~satclip.location_encoder.check_config`)
+    The location config is checked against the weights' shapes (:func:`~satclip.models.location_encoder.check_config`)
     and weights with NaN or inf are refused.
 
     Raises:

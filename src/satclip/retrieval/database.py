@@ -112,7 +112,7 @@ class RetrievalDatabase:
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        from ..points import describe_invalid, invalid_rows
+        from ..encoding.points import describe_invalid, invalid_rows
 
         self.lonlat = np.ascontiguousarray(self.lonlat, dtype=np.float64)
         n = len(self.lonlat)

@@ -16,9 +16,9 @@ from torch import nn
 
 from ..encoding import ENCODINGS
 from ..image.cached import CachedFeatures
-from ..location_encoder import LocationEncoder
-from ..model import SatCLIP
-from ..nn import NETWORKS
+from ..models.clip import SatCLIP
+from ..models.location_encoder import LocationEncoder
+from ..networks import NETWORKS
 from .cache import FeatureCache
 from .config import ModelConfig, TrainConfig
 

@@ -369,7 +369,7 @@ def write_cache(
     """Store features computed elsewhere as a cache: ``features`` ``(N, V, F)`` (float16/float32; view 0
     the evaluation view) of ``encoder``'s backbone, ``lonlat`` ``(N, 2)`` degrees, ``fingerprint`` naming
     the images. Written atomically (into a temporary directory, then renamed)."""
-    from ..points import describe_invalid, invalid_rows
+    from ..encoding.points import describe_invalid, invalid_rows
 
     features = np.asarray(features)
     lonlat = np.asarray(lonlat, dtype=np.float64)
@@ -514,7 +514,7 @@ def verify_cache(
         if not np.isfinite(feats[start : start + 4096]).all():
             report.problems.append(f"non-finite features in images {start}…{start + 4095}")
             break
-    from ..points import describe_invalid, invalid_rows
+    from ..encoding.points import describe_invalid, invalid_rows
 
     lonlat = cache.lonlat
     if lonlat.shape != (report.shape[0], 2):

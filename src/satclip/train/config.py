@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..defaults import LOGIT_SCALE_INIT
+from ..models import LOGIT_SCALE_INIT
 
 
 def default_location_encoder() -> dict:
@@ -90,7 +90,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainerConfig:
     """How training runs. ``precision``: ``32-true`` (default) or ``bf16-mixed`` (the location encoder stays
-    in float32), or the switch of :mod:`satclip.precision`: ``float32``, ``float64``, ``bf16`` (the location
+    in float32), or the switch of :mod:`satclip.models.precision`: ``float32``, ``float64``, ``bf16`` (the location
     network under bf16 autocast too) or ``auto`` (bf16 where the device multiplies it natively;
     :mod:`satclip.train.precision`). ``checkpoint_every_n_steps``: also write ``checkpoints/last.ckpt`` after
     every N-th optimizer step (0: after every epoch only)."""

@@ -19,7 +19,7 @@ import torch
 from ..errors import BadInputError
 from ..io.parts import ModelParts
 from ..io.targets import Written, write
-from ..model import SatCLIP
+from ..models.clip import SatCLIP
 from .build import full_image_encoder, location_config
 from .cache import FeatureCache
 from .config import TrainConfig

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..loss import ContrastiveLoss
-from ..model import SatCLIP
+from ..models.clip import SatCLIP
+from ..models.loss import ContrastiveLoss
 from ..optional import require
 from . import precision
 from .config import TrainConfig, from_dict
@@ -27,7 +27,7 @@ def epoch_metrics(metrics: dict) -> dict[str, float]:
 
 
 class SatCLIPTrainingModule(pl.LightningModule):
-    """Trains a :class:`~satclip.SatCLIP` (``self.model``) with :class:`~satclip.loss.ContrastiveLoss`.
+    """Trains a :class:`~satclip.SatCLIP` (``self.model``) with :class:`~satclip.models.loss.ContrastiveLoss`.
 
     Batches are ``{"features" | "image": (B, …), "lonlat": (B, 2) float64}``. Logged per step and
     epoch: ``train_loss``, ``val_loss``, ``*_acc_i2l`` / ``*_acc_l2i`` (top-1 retrieval within the

@@ -1,11 +1,11 @@
-"""The precision switch of inference (:mod:`satclip.precision`) for training: ``trainer.precision`` may be
+"""The precision switch of inference (:mod:`satclip.models.precision`) for training: ``trainer.precision`` may be
 ``float32 | bf16 | float64 | auto`` besides Lightning's own strings.
 
 * ``bf16`` — Lightning's ``bf16-mixed`` (bfloat16 autocast around each step, on CPUs and GPUs) *and* the
   location network under that autocast too; its spherical-harmonics basis is computed outside it from
   float64 coordinates and rounded once, and the contrastive loss is computed in float32. (Lightning's own
   ``bf16-mixed`` keeps the whole location encoder in float32, as before.)
-* ``auto`` — ``bf16`` where :func:`satclip.precision.bf16_support` finds native bf16 matrix multiplication
+* ``auto`` — ``bf16`` where :func:`satclip.models.precision.bf16_support` finds native bf16 matrix multiplication
   on the device the run will use (a CUDA GPU when the accelerator allows one, else the CPU), else
   ``float32``. Training does not calibrate speed: bf16 products are what these units are for.
 * ``float32`` / ``float64`` — ``32-true`` / ``64-true``.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import precision as _precision
-from ..nn.siren import SirenNet
+from ..models import precision as _precision
+from ..networks.siren import SirenNet
 
 #: the switch's names → Lightning's precision strings
 LIGHTNING = {"float32": "32-true", "bf16": "bf16-mixed", "float64": "64-true"}

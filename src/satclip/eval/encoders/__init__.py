@@ -85,7 +85,7 @@ ENCODERS: Registry = Registry("location encoder")
 
 
 def _untrained_satclip(name: str, legendre_polys: int = 10, seed: int = 0) -> Encoder:
-    from ...location_encoder import LocationEncoder
+    from ...models.location_encoder import LocationEncoder
 
     config = {
         "encoding": {"name": "sphericalharmonics", "legendre_polys": int(legendre_polys),
@@ -189,7 +189,7 @@ def create(spec: str) -> Encoder:
 
     if is_retrieval_spec(name):  # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md)
         return create_retrieval(spec, name, params)
-    from ...load import load
+    from ...io.load import load
 
     try:
         model = load(name, **params)

@@ -73,7 +73,7 @@ class RetrievalEvalEncoder(Encoder):
 
 def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses)."""
-    from ...load import load
+    from ...io.load import load
 
     match = SPEC.match(name)
     params = dict(params)

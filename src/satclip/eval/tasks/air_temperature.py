@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import safe_output
-from ...points import describe_invalid, invalid_rows
+from ...encoding.points import describe_invalid, invalid_rows
 from ..cache import cache_root
 from .base import REGRESSION, TASKS, Task, TaskOptions, continent_labels, subsample
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...encoding.points import describe_invalid, invalid_rows
 from ...optional import require
-from ...points import describe_invalid, invalid_rows
 from .base import CLASSIFICATION, REGRESSION, Task, TaskOptions, continent_labels, encode_classes, subsample
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import BadInputError
-from .model import SatCLIP
-from .registry import Registry
+from ..errors import BadInputError
+from ..registry import Registry
+from .clip import SatCLIP
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
 
     - RGB models (3 input bands, e.g. ``bluemarble-l10``): PNG, JPEG or a 3-band GeoTIFF, scaled as
       :func:`satclip.image.preprocess.read_rgb`; larger than the recorded patch size
-      (:func:`satclip.provenance.image_input`) → centre-cropped to it; a GeoTIFF's pixel size must be
+      (:func:`satclip.models.provenance.image_input`) → centre-cropped to it; a GeoTIFF's pixel size must be
       within a factor 1.25 of the recorded scale (a picture carries none: its scale is assumed).
     - Sentinel-2 models (13 input bands, the released ones): a 12- or 13-band L1C GeoTIFF at ≈10 m,
       :func:`~satclip.image.preprocess.load_sentinel2`; centre-cropped to the encoder's fixed size (ViT).
@@ -200,7 +200,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
     Raises:
         BadInputError: bands, size or scale do not fit the model; the message says what would.
     """
-    from .image import preprocess
+    from ..image import preprocess
     from .provenance import image_input
 
     path = Path(path)
@@ -248,7 +248,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
     if trained and scale is None and in_chans == 3:
         log.info("%s carries no scale; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
     if size is not None and (height, width) != (size, size):
-        from .image.preprocess import center_crop
+        from ..image.preprocess import center_crop
 
         log.info("centre-cropping %d×%d to %d×%d for %s", height, width, size, size, name)
         image = center_crop(image, size)

@@ -26,10 +26,10 @@ import weakref
 import torch
 from torch import nn
 
+from ..encoding import analytic_exact, scaled_recurrence
+from ..encoding.spherical_harmonics import SphericalHarmonics
+from ..networks.siren import SirenNet
 from . import precision as _precision
-from .encoding import analytic_exact, scaled_recurrence
-from .encoding.spherical_harmonics import SphericalHarmonics
-from .nn.siren import SirenNet
 
 #: points per fused chunk: the float32 basis block of L = 40 (1600 × 1024 × 4 B = 6.5 MB) and the first
 #: layer's 1024 × 512 activations stay in the cache hierarchy; measured on the AMX Xeon, 1 thread
@@ -212,7 +212,7 @@ def encode_points(encoder, lonlat: torch.Tensor, precision: str, chunk: int | No
     Args:
         encoder: a :class:`~satclip.LocationEncoder`.
         precision: ``"float32"``, ``"bf16"`` or ``"float64"`` (resolve ``"auto"`` first with
-            :func:`satclip.precision.resolve`).
+            :func:`satclip.models.precision.resolve`).
         chunk: at most this many points per step (fused on the CPU: at most :data:`CHUNK`, the size that
             keeps a step in cache; otherwise default :data:`GENERIC_CHUNK` on the CPU, 65,536 elsewhere).
 
@@ -221,7 +221,7 @@ def encode_points(encoder, lonlat: torch.Tensor, precision: str, chunk: int | No
     """
     precision = _precision.check(precision)
     if precision == "auto":
-        raise ValueError("encode_points needs a resolved precision: call satclip.precision.resolve first")
+        raise ValueError("encode_points needs a resolved precision: call satclip.models.precision.resolve first")
     lonlat = lonlat.to(torch.float64)
     on_cpu = lonlat.device.type == "cpu"
     if precision != "float64" and is_fusable(encoder):

@@ -4,7 +4,7 @@ Grid cells are ``resolution`` degrees square; each is embedded at its centre. Ro
 (row 0 is the northern edge), as in GeoTIFF. Fields are produced in blocks of rows, so a fine global
 grid never needs the whole ``(H, W, D)`` array in memory; PCA takes two passes (fit, then project).
 
-By default only cells inside the model's training footprint are computed (:mod:`satclip.provenance`:
+By default only cells inside the model's training footprint are computed (:mod:`satclip.models.provenance`:
 land north of 60°S for the shipped models, land for models that record none); the others are NaN in
 GeoTIFF/Zarr and blank in pictures (ocean and lakes white, land outside the footprint grey), because an
 embedding there is an extrapolation the model was never trained for. ``blank_unseen=False`` (``--all``)
@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import precision as _precision
-from . import safe_output
-from .embed.api import embed_lonlat
-from .errors import BadInputError
-from .optional import require
-from .provenance import ANY, Footprint, training_footprint
+from .. import safe_output
+from ..errors import BadInputError
+from ..models import precision as _precision
+from ..models.provenance import ANY, Footprint, training_footprint
+from ..optional import require
+from .api import embed_lonlat
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
 
 def land_mask(grid: Grid) -> np.ndarray:
     """``(H, W)`` bool: True where the cell centre is land (GSHHG class 1; lakes and ocean are False)."""
-    from .data import land
+    from ..data import land
 
     raster = land.land_mask()
     rows, cols = raster.shape
@@ -120,7 +120,7 @@ def field_blocks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` float32 embeddings of grid rows
     ``row0 … row0 + h``; cells outside ``mask`` are NaN (and not computed). ``precision``: see
-    :mod:`satclip.precision` (default: the encoder's)."""
+    :mod:`satclip.models.precision` (default: the encoder's)."""
     dim = encoder.embedding_dim
     block_rows = block_rows or max(1, (1 << 18) // grid.width)
     lon, lat = grid.lon, grid.lat
@@ -391,13 +391,13 @@ def render_map(
     precision: str | None = None,
 ) -> Path:
     """Write the embedding field of ``encoder`` on a grid to ``output``, in ``precision`` (see
-    :mod:`satclip.precision`; default: the encoder's; recorded in the GeoTIFF tags and Zarr attributes).
+    :mod:`satclip.models.precision`; default: the encoder's; recorded in the GeoTIFF tags and Zarr attributes).
 
     ``fmt`` (default from the suffix): ``"geotiff"`` and ``"zarr"`` hold every embedding dimension, or the
     first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines,
     the variance they explain written under the map.
     ``blank_unseen`` (default): only cells in ``footprint`` (default: the model's own,
-    :func:`satclip.provenance.training_footprint`) are computed, the others are NaN (GeoTIFF, Zarr) or blank
+    :func:`satclip.models.provenance.training_footprint`) are computed, the others are NaN (GeoTIFF, Zarr) or blank
     (PNG: ocean and lakes white, land grey); False computes every cell. ``land_only`` also leaves out what
     is not GSHHG land (with ``blank_unseen=False``: all land, Antarctica included).
     ``progress`` is called with the number of grid rows finished. An existing ``output`` is replaced only

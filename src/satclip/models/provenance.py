@@ -69,7 +69,7 @@ class Footprint:
         inside = (lonlat[:, 1] >= self.min_lat) & (lonlat[:, 1] <= self.max_lat)
         if self.surface == LAND:
             if land is None:
-                from .data.land import is_land
+                from ..data.land import is_land
 
                 land = is_land(lonlat)
             inside &= np.asarray(land, dtype=bool).reshape(-1)
@@ -116,7 +116,7 @@ def metadata(model) -> dict:
         return provenance["metadata"]
     if provenance.get("format") != "native" or not provenance.get("source"):
         return {}
-    from .io import native
+    from ..io import native
 
     try:
         return dict(native.read_config(provenance["source"]).get("metadata") or {})
@@ -140,7 +140,7 @@ def _bluemarble_params(meta: dict) -> tuple[dict, str] | None:
             pass
     from dataclasses import asdict
 
-    from .data.bluemarble import BlueMarbleParams
+    from ..data.bluemarble import BlueMarbleParams
 
     return asdict(BlueMarbleParams()), "derived: trained on a Blue Marble corpus (its defaults; the corpus is gone)"
 

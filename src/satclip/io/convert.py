@@ -1,16 +1,16 @@
-"""``satclip.convert``: write a model for a reader (satclip's native format, the original code and
+"""``satclip.io.convert``: write a model for a reader (satclip's native format, the original code and
 rangegeo, torchgeo, rshf)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import BadInputError
-from .io import TARGETS, native
-from .io.read import read_parts
-from .io.resolve import resolve
-from .io.targets import Written, is_directory_target, write
-from .safe_output import check_output
+from ..errors import BadInputError
+from ..safe_output import check_output
+from . import TARGETS, native
+from .read import read_parts
+from .resolve import resolve
+from .targets import Written, is_directory_target, write
 
 
 def _inside(path: Path, directory: Path) -> bool:

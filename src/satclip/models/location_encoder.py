@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from . import encoding as _encoding
-from . import nn as _nn
-from .errors import BadInputError
-from .points import as_lonlat
+from .. import encoding as _encoding
+from .. import networks as _nn
+from ..encoding.points import as_lonlat
+from ..errors import BadInputError
 
 CPU_BATCH, LARGE_BATCH = 4096, 65536
 #: encoding parameters that set its output width (which is at least their value)
@@ -185,8 +186,8 @@ class LocationEncoder(nn.Module):
     def encode(self, points, batch_size: int | None = None, precision: str | None = None) -> torch.Tensor:
         """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees), at most ``batch_size`` at a
         time, in ``precision`` (``"float32" | "bf16" | "float64" | "auto"``; default: what
-        :func:`satclip.load` chose, else the weights' dtype). See :mod:`satclip.precision` and
-        :func:`satclip.fused.encode_points` (the basis fused with the first layer).
+        :func:`satclip.load` chose, else the weights' dtype). See :mod:`satclip.models.precision` and
+        :func:`satclip.models.fused.encode_points` (the basis fused with the first layer).
 
         Returns an ``(N, embedding_dim)`` tensor on the model's device: float64 for ``"float64"``, else
         float32.
@@ -197,3 +198,17 @@ class LocationEncoder(nn.Module):
         param = next(self.parameters())
         lonlat = as_lonlat(points, dtype=torch.float64, device=param.device)
         return fused.encode_points(self, lonlat, _precision.for_encoder(self, precision), batch_size)
+
+
+def model_identity(encoder) -> dict:
+    """What determines the embeddings: the config, the dtype, the precision it runs in (resolved: never
+    "auto") and a sha256 of the weights."""
+    from . import precision as _precision
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    dtype = str(encoder.dtype).removeprefix("torch.")
+    precision = _precision.for_encoder(encoder)
+    return {"config": encoder.config, "dtype": dtype, "precision": precision, "sha256": digest.hexdigest()}

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 log = logging.getLogger(__name__)
 

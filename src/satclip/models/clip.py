@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import image as _image
-from .defaults import LOGIT_SCALE_INIT
-from .io.parts import ModelParts
+from .. import image as _image
+from ..io.parts import ModelParts
+from . import LOGIT_SCALE_INIT
 from .location_encoder import LocationEncoder
 
 __all__ = ["LOGIT_SCALE_INIT", "SatCLIP"]
@@ -28,7 +28,7 @@ class SatCLIP(nn.Module):
     transpose, in the image encoder's dtype (as the original, which casts location features to it).
 
     This is also the model ``satclip train`` trains (with :class:`~satclip.image.cached.CachedFeatures` as
-    ``visual`` on cached backbone features), with :class:`satclip.loss.ContrastiveLoss` as objective.
+    ``visual`` on cached backbone features), with :class:`satclip.models.loss.ContrastiveLoss` as objective.
     """
 
     def __init__(
@@ -119,11 +119,11 @@ class SatCLIP(nn.Module):
         self, path: str | Path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False
     ):
         """Write the model for ``target`` (``"native"``: ``config.json`` + ``model.safetensors``; or
-        ``"original"``, ``"torchgeo"``, ``"rshf"``, see :func:`satclip.convert.convert`) atomically.
+        ``"original"``, ``"torchgeo"``, ``"rshf"``, see :func:`satclip.io.convert.convert`) atomically.
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
         :mod:`satclip.safe_output`). Returns the :class:`~satclip.io.targets.Written` file."""
-        from .io.targets import write
+        from ..io.targets import write
 
         parts = self.to_parts(metadata)
         return write(parts if target in ("native", "original") else parts.location_only(), path, target,

@@ -1,16 +1,22 @@
-"""``satclip.load``: a ready-to-use location encoder from any model source."""
+"""Loading a model from any source: :func:`load` gives the location encoder, :func:`load_model` the whole
+SatCLIP model (image encoder, location encoder, ``logit_scale``). Both are thin callers of :func:`.read.read_parts`."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
-from . import precision as _precision
-from .io.basis import with_harmonics
-from .io.read import read_parts
-from .io.resolve import HUB_SCHEME, ResolvedSource, resolve  # noqa: F401  (public here since 0.1)
-from .location_encoder import LocationEncoder
+from ..errors import BadInputError
+from ..models import precision as _precision
+from ..models.clip import SatCLIP
+from ..models.location_encoder import LocationEncoder
+from .basis import with_harmonics
+from .parts import pack
+from .read import read_parts, require_image_encoder
+
+log = logging.getLogger(__name__)
 
 
 def load(
@@ -43,7 +49,7 @@ def load(
         device: where the model runs.
         precision: ``"float32" | "bf16" | "float64" | "auto"`` (default ``$SATCLIP_PRECISION``, else
             ``"auto"``: bf16 where the hardware multiplies it natively and a one-time calibration measures
-            it faster and within a cosine of 0.9999 of float32, else float32; see :mod:`satclip.precision`).
+            it faster and within a cosine of 0.9999 of float32, else float32; see :mod:`satclip.models.precision`).
             The choice is kept as ``encoder.precision`` / ``encoder.precision_choice`` and used by
             ``encoder.encode``.
         dtype: the older way to ask for a precision (``torch.float32`` / ``torch.float64``); it must agree
@@ -72,6 +78,46 @@ def load(
                "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
     if retrieval is None and all(value is None for value in options.values()):
         return encoder
-    from .retrieval.encoder import augment
+    from ..retrieval.encoder import augment
 
     return augment(encoder, source, retrieval, trust_checkpoint=trust_checkpoint, **options)
+
+
+def load_model(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    trust_checkpoint: bool = False,
+) -> SatCLIP:
+    """Load a full SatCLIP model (image encoder, location encoder, ``logit_scale``) in eval mode.
+
+    Args:
+        source: as :func:`satclip.load`: an original ``.ckpt`` (any of the six released
+            configurations, or the original's from-scratch CLIP encoders), a native model directory
+            with an ``image_encoder``, a known name, a released model's hub id or ``hf://owner/name``.
+            Backbone weights come from the file; nothing else is downloaded. The location encoder's
+            config is checked against the weights before anything is built.
+        device, dtype: where and in which precision the model runs (float32: as the original's image
+            side; its location network ran in float64, which moves logits by ~1e-6). The released
+            ``"analytic"`` harmonics are evaluated in float64 whatever ``dtype``.
+        trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (only for trusted files).
+    """
+    parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint))
+    source_name = parts.provenance["source"]
+    # cast before loading, so float64 weights (the location network) reach a float64 model unrounded
+    model = SatCLIP.from_config(parts.native_config()).to(device=device, dtype=dtype)
+    if parts.logit_scale is None:
+        log.warning("%s has no logit_scale; using the initial value log(1/0.07)", source_name)
+        parts.logit_scale = model.logit_scale.detach().clone()
+    try:
+        result = model.load_state_dict(pack(parts), strict=False)
+    except RuntimeError as err:  # shapes that differ from what the config builds
+        raise BadInputError(f"{source_name}: the weights do not match config: {err}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise BadInputError(
+            f"{source_name} does not match a {parts.image_config['name']} SatCLIP model: missing "
+            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    model.provenance = parts.provenance
+    return model.eval()

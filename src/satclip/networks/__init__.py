@@ -1,4 +1,4 @@
-"""Networks that map positional encodings to embeddings, by name: ``satclip.nn.create(name, **params)``.
+"""Networks that map positional encodings to embeddings, by name: ``satclip.networks.create(name, **params)``.
 
 Every builder takes ``input_dim`` and ``num_classes`` (the embedding size) plus its own parameters,
 named as in the original SatCLIP (``dim_hidden``, ``num_layers``).

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import safe_output
+from .. import safe_output
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,13 @@ def run_demo(
 
 
 def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report: Callable[[str], None]) -> Path:
-    from . import load
-    from .eval.api import run_evaluation
-    from .eval.runner import EvalConfig
-    from .eval.tasks import TaskOptions
-    from .maps import render_map
-    from .pretrained import bundled_models
-    from .recipes import CORPUS, train_recipe
+    from ..embed.maps import render_map
+    from ..eval.api import run_evaluation
+    from ..eval.runner import EvalConfig
+    from ..eval.tasks import TaskOptions
+    from ..io.load import load
+    from ..pretrained import bundled_models
+    from . import CORPUS, train_recipe
 
     timings: dict[str, float] = {}
     model_dir = out / "model"
@@ -206,8 +206,8 @@ def _last_epoch(result, settings) -> str:
 
 def _card_differences(settings, result) -> list[str]:
     """How this run differs from what the README's model card reports (recipe and evaluation)."""
-    from .recipes import recipe_path
-    from .train.config import load_config
+    from ..train.config import load_config
+    from . import recipe_path
 
     card = load_config(recipe_path("bluemarble-l10"))
     ours = result.config
@@ -233,7 +233,7 @@ def _card_differences(settings, result) -> list[str]:
 
 
 def _report(settings, result, evaluation, timings, model_dir: Path, out: Path) -> str:
-    from .eval.report import display_names, relink
+    from ..eval.report import display_names, relink
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
     short = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(str(model_dir), "model")

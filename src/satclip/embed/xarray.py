@@ -1,8 +1,9 @@
 """Lazy embedding fields for xarray (the ``dask`` extra).
 
->>> import numpy as np, satclip.xarray
+>>> import numpy as np
+>>> from satclip.embed.xarray import embedding_field
 >>> lon, lat = np.arange(-179.95, 180, 0.1), np.arange(89.95, -90, -0.1)      # a 0.1° grid's cell centres
->>> field = satclip.xarray.embedding_field("bluemarble-l10", lon, lat, where="land")
+>>> field = embedding_field("bluemarble-l10", lon, lat, where="land")
 >>> field                                          # (lat: 1800, lon: 3600, dim: 256), nothing computed yet
 >>> field.sel(lat=slice(55, 47), lon=slice(5, 15)).compute()      # only the chunks over central Europe
 >>> field.to_zarr("land.zarr")                     # chunk by chunk, on whatever Dask scheduler is active
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, safe_output
-from .optional import require
-from .points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
+from .. import __version__, safe_output
+from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
+from ..optional import require
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,14 @@ class LandCells:
 
         if lon.shape[0] == 1 and lat.shape[1] == 1:  # a chunk of a regular grid: its two axes
             return maps.land_mask(_axes(lon, lat))
-        from .data.land import is_land
+        from ..data.land import is_land
 
         lon, lat = np.broadcast_arrays(lon, lat)
         return is_land(np.column_stack([lon.reshape(-1), lat.reshape(-1)])).reshape(lon.shape)
 
 
 class MapCells:
-    """The cells ``satclip map`` computes: inside ``footprint`` (a :class:`satclip.provenance.Footprint`;
+    """The cells ``satclip map`` computes: inside ``footprint`` (a :class:`satclip.models.provenance.Footprint`;
     None: everywhere), and land only with ``land_only`` (on a regular grid the same lookups as the map,
     chunk by chunk)."""
 
@@ -67,7 +68,7 @@ class MapCells:
         from . import maps
 
         if not (lon.shape[0] == 1 and lat.shape[1] == 1):  # 2-D coordinates: point by point
-            from .data.land import is_land
+            from ..data.land import is_land
 
             lon, lat = np.broadcast_arrays(lon, lat)
             points = np.column_stack([lon.reshape(-1), lat.reshape(-1)])
@@ -83,14 +84,14 @@ class MapCells:
 
 
 def _axes(lon: np.ndarray, lat: np.ndarray):
-    """A chunk of a regular grid as the ``lat``/``lon``/``height``/``width`` that :mod:`satclip.maps` reads."""
+    """A chunk of a regular grid as the ``lat``/``lon``/``height``/``width`` that :mod:`satclip.embed.maps` reads."""
     lon, lat = np.asarray(lon).reshape(-1), np.asarray(lat).reshape(-1)
     return types.SimpleNamespace(lon=lon, lat=lat, width=len(lon), height=len(lat))
 
 
 def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_dtype, block_info=None):
     """``(h, w, D)`` embeddings of one chunk; cells outside the mask are NaN and not computed."""
-    from .embed.api import embed_lonlat
+    from .api import embed_lonlat
 
     lat_b, lon_b = np.broadcast_arrays(np.asarray(lat, np.float64), np.asarray(lon, np.float64))
     shape = lat_b.shape
@@ -140,7 +141,7 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple
 
 
 def _model_attrs(model, encoder) -> dict:
-    from .embed.job import model_identity
+    from ..models.location_encoder import model_identity
 
     source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
     encoding = dict(encoder.config.get("encoding", {}))
@@ -203,7 +204,7 @@ def embedding_field(
     xr = require("xarray", "dask", "lazy embedding fields")
     dask = require("dask", "dask", "lazy embedding fields")
     darray = require("dask.array", "dask", "lazy embedding fields")
-    from .embed.api import load_encoder
+    from .api import load_encoder
 
     encoder = load_encoder(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
@@ -261,7 +262,7 @@ def embedding_field(
         if where == "land":
             where_fn = LandCells()
         else:
-            from .provenance import training_footprint
+            from ..models.provenance import training_footprint
 
             where_fn = MapCells(training_footprint(encoder))
         description = where_fn.description
@@ -310,14 +311,14 @@ def write_map_zarr(
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> Path:
-    """``satclip map --engine dask``: the Zarr map of :func:`satclip.maps.render_map` (the same cells,
+    """``satclip map --engine dask``: the Zarr map of :func:`satclip.embed.maps.render_map` (the same cells,
     values, coordinates and attributes: ``embedding`` ``(dim, lat, lon)`` float32), computed chunk by chunk
     on a Dask cluster (``client``, the scheduler at ``scheduler``, or a ``LocalCluster`` of ``workers``
     processes started here) and written atomically. Chunks: rows of about 65,536 cells."""
+    from ..models.precision import for_encoder as precision_of
+    from ..models.provenance import training_footprint
     from . import maps
-    from .embed.distributed import dask_client
-    from .precision import for_encoder as precision_of
-    from .provenance import training_footprint
+    from .distributed import dask_client
 
     xr = require("xarray", "dask", "satclip map --engine dask")
     output = Path(output)

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import safe_output
-from .encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
-from .optional import require
+from .. import safe_output
+from ..encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
+from ..optional import require
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def exportable(encoder) -> ExportableEncoder:
 
 def metadata(encoder) -> dict:
     """What travels inside the exported file: the config, provenance and the input/output contract."""
-    from .embed.job import model_identity
+    from ..models.location_encoder import model_identity
 
     identity = model_identity(encoder)
     return {
