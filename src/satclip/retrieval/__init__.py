@@ -6,3 +6,8 @@ point as ``[location embedding ‖ image embedding estimated from retrieved entr
 """
 
 from __future__ import annotations
+
+from .database import RetrievalDatabase, StaleDatabaseError, build_database, check_fresh
+from .encoder import RetrievalEncoder
+
+__all__ = ["RetrievalDatabase", "RetrievalEncoder", "StaleDatabaseError", "build_database", "check_fresh"]

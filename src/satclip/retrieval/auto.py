@@ -1,7 +1,8 @@
 """``retrieval="auto"``: the database of a shipped model, built from the embedded Blue Marble corpus on first use.
 
 The shipped models (``bluemarble-l10``, ``bluemarble-l40``) were trained on the 100,000-patch corpus of
-:data:`satclip.recipes.CORPUS` through MOSAIKS features. Their databases are not shipped (tens of MB):
+:data:`satclip.recipes.CORPUS` (the default :class:`~satclip.data.bluemarble.BlueMarbleParams`) through MOSAIKS
+features. Their databases are not shipped (tens of MB):
 the first use builds, under ``$SATCLIP_CACHE/retrieval/<name>/``, the corpus (if not there already), the
 model's MOSAIKS features of each patch's evaluation view (``features/``, a feature cache, one thread) and
 the database (``database/``). Every step is deterministic and reused afterwards; a step whose inputs
@@ -48,7 +49,7 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
     Raises:
         BadInputError: ``name`` is not a shipped Blue Marble model.
     """
-    from ..load_model import load_model
+    from ..io.load import load_model
 
     known = shipped_models()
     if str(name) not in known:
@@ -66,20 +67,21 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
 
 def auto_features(name: str, model, *, progress: Callable[[int, int], None] | None = None):
     """The feature cache of ``model``'s image encoder on the recipe corpus, view 0 only (built or reused)."""
-    from ..data.bluemarble import build_bluemarble
-    from ..recipes import CORPUS, cpu_threads
+    from ..data.bluemarble import BlueMarbleParams, build_bluemarble
     from ..train.cache import build_cache
     from ..train.sources import create_source
+    from .database import one_thread
 
-    root = build_bluemarble(params=CORPUS)
+    # the recipes' corpus (satclip.recipes.CORPUS) is the default parameters; checked by fingerprint below
+    root = build_bluemarble(params=BlueMarbleParams())
     source = create_source("bluemarble", root)
     trained_on = (getattr(model, "provenance", {}) or {}).get("metadata", {}).get("feature_cache", {}).get("key", {})
     fingerprint = trained_on.get("dataset", {}).get("fingerprint")
     if fingerprint and fingerprint != source.fingerprint:
         log.warning("the Blue Marble corpus %s (fingerprint %s) is not the one %s was trained on (%s); its "
                     "database holds this corpus", root, source.fingerprint[:12], name, fingerprint[:12])  # fmt: skip
-    log.info("building the retrieval features of %s on %s (once)", name, root)
-    with cpu_threads(1):  # MOSAIKS' small products are fastest single-threaded (satclip.recipes)
+    log.debug("the retrieval features of %s on %s", name, root)
+    with one_thread():  # MOSAIKS' small products are fastest single-threaded (satclip.recipes.cpu_threads)
         return build_cache(
             auto_directory(name) / "features", model.visual, source, views=1, dtype="float16", seed=0,
             batch_size=1024, device="cpu", progress=progress,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import LocationEncoder
 from ..errors import BadInputError
+from ..models.location_encoder import LocationEncoder
 from .geo import GeoIndex, exclusion_chord, unit_vectors
 from .search import SemanticIndex, softmax_weights, weighted_mean
 
@@ -28,9 +28,10 @@ MODES = ("range", "range+")
 #: defaults of :func:`satclip.load` and :class:`RetrievalEncoder`
 DEFAULTS = {"mode": "range+", "k": 16, "temperature": 0.01, "beta": 1.0, "distance_scale_km": 100.0,
             "exclude_radius_km": 0.0}  # fmt: skip
-#: points retrieved together: sorted along a space-filling curve first, which makes the k-d tree's and the
-#: gather's memory reads local (1.4–2× faster on one core)
-RETRIEVAL_CHUNK = 65536
+#: points embedded and retrieved together: sorted along a space-filling curve first, which makes the k-d
+#: tree's and the gather's memory reads local; small enough that the chunk's temporaries are reused from the
+#: heap instead of fresh (page-faulting) memory
+RETRIEVAL_CHUNK = 16384
 
 
 def check_options(mode: str, k: int, temperature: float, beta: float, distance_scale_km: float,
@@ -162,11 +163,11 @@ class RetrievalEncoder(LocationEncoder):
 
     # --- embedding -------------------------------------------------------------------------------
 
-    def retrieve(self, lonlat: np.ndarray, location: torch.Tensor) -> torch.Tensor:
+    def retrieve(self, lonlat: np.ndarray, location: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The retrieved image embeddings ``(B, E)`` float32 (CPU) of ``(B, 2)`` float64 (lon, lat) degrees
-        whose location embeddings are ``location`` ``(B, D)``."""
+        whose location embeddings are ``location`` ``(B, D)`` (written into ``out`` when given)."""
         lonlat = np.asarray(lonlat, dtype=np.float64)
-        out = torch.empty(len(lonlat), self.database.image_dim)
+        out = torch.empty(len(lonlat), self.database.image_dim) if out is None else out
         location = location.detach().to("cpu", torch.float32)
         for start in range(0, len(lonlat), RETRIEVAL_CHUNK):
             part = lonlat[start : start + RETRIEVAL_CHUNK]
@@ -183,7 +184,7 @@ class RetrievalEncoder(LocationEncoder):
                 index, cosine = self.semantic.search(queries, self.k, self._excluded(xyz))
                 semantic = weighted_mean(self.values, index, softmax_weights(cosine / self.temperature, index))
                 mixed = semantic.mul_(1.0 - self.beta) if mixed is None else mixed.add_(semantic, alpha=1.0 - self.beta)
-            out.index_copy_(0, torch.from_numpy(order + start), mixed)
+            out.index_copy_(0, torch.from_numpy(order + start), mixed.to(out.dtype))
         return out
 
     def _excluded(self, xyz: np.ndarray):
@@ -203,12 +204,24 @@ class RetrievalEncoder(LocationEncoder):
         """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees) → ``(N, D + E)``: the location
         embedding as :meth:`satclip.LocationEncoder.encode` computes it (``precision``, ``batch_size``), then
         the retrieved image embedding (float32), in the location embedding's dtype."""
-        from ..points import as_lonlat
+        from ..encoding.points import as_lonlat
 
         lonlat = as_lonlat(points, dtype=torch.float64, device="cpu")
-        location = super().encode(lonlat, batch_size=batch_size, precision=precision)
-        retrieved = self.retrieve(lonlat.numpy(), location)
-        return torch.cat([location, retrieved.to(device=location.device, dtype=location.dtype)], dim=1)
+        out = None
+        d = self.location_dim
+        for start in range(0, len(lonlat), RETRIEVAL_CHUNK):  # one output, written once (no concatenation)
+            part = lonlat[start : start + RETRIEVAL_CHUNK]
+            location = super().encode(part, batch_size=batch_size, precision=precision)
+            if out is None:
+                out = torch.empty(len(lonlat), self.embedding_dim, dtype=location.dtype, device=location.device)
+            out[start : start + len(part), :d] = location
+            if out.device.type == "cpu":
+                self.retrieve(part.numpy(), location, out=out[start : start + len(part), d:])
+            else:
+                out[start : start + len(part), d:] = self.retrieve(part.numpy(), location).to(out)
+        if out is None:
+            return torch.empty(0, self.embedding_dim)
+        return out
 
 
 def augment(
@@ -235,7 +248,7 @@ def augment(
     else:
         database = retrieval if isinstance(retrieval, RetrievalDatabase) else RetrievalDatabase.open(retrieval)
         if database.key:
-            from ..load_model import load_model
+            from ..io.load import load_model
 
             model = load_model(source, trust_checkpoint=trust_checkpoint)
             check_fresh(database, identity=model_identity(model))

@@ -91,7 +91,7 @@ class GeoIndex:
         index_out = np.full((len(xyz), k), -1, dtype=np.int64)
         chord_out = np.full((len(xyz), k), np.inf)
         todo = np.arange(len(xyz))
-        extra = 8 if limit > 0 else 0
+        extra = 2  # a 10 km radius holds 0.24 entries of a 100k-entry land corpus on average; more: ask again
         while len(todo):
             kk = min(n, k + extra)
             chord, index = self._query(xyz[todo], kk)
