@@ -24,7 +24,7 @@ __all__ = [
 #: public name → (module relative to this package, attribute in it; None for the module itself)
 _LAZY = {
     "embed": (".embed.api", "embed"),  # the function; `from satclip.embed import embed_file` for files
-    "load": (".io.load", "load"),
+    "load": (".api", "load"),
     "load_model": (".io.load", "load_model"),
     "list_pretrained": (".pretrained", "names"),  # every known model name (released, then shipped)
     "LocationEncoder": (".models.location_encoder", "LocationEncoder"),

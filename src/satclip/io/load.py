@@ -3,7 +3,6 @@ SatCLIP model (image encoder, location encoder, ``logit_scale``). Both are thin 
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -28,13 +27,6 @@ def load(
     harmonics_calculation: str | None = None,
     trust_checkpoint: bool = False,
     precision: str | None = None,
-    retrieval=None,
-    mode: str | None = None,
-    k: int | None = None,
-    beta: float | None = None,
-    temperature: float | None = None,
-    distance_scale_km: float | None = None,
-    exclude_radius_km: float | None = None,
 ) -> LocationEncoder:
     """Load a location encoder in eval mode.
 
@@ -62,27 +54,13 @@ def load(
             (identical at L = 10; at L = 40 it moves embeddings near the poles). See docs/conventions.md.
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (runs code: only for files
             you trust). Not needed for the released checkpoints.
-        retrieval: ``None`` (a plain location encoder), or a retrieval database — ``"auto"`` for the shipped
-            models (built from their corpus on first use) or a directory from ``satclip retrieval build`` —
-            to get a :class:`~satclip.retrieval.encoder.RetrievalEncoder` whose embedding is ``[location
-            embedding ‖ retrieved image embedding]``; ``mode`` (``"range+"`` default, or ``"range"``), ``k``,
-            ``beta``, ``temperature``, ``distance_scale_km`` and ``exclude_radius_km`` configure it (see
-            docs/retrieval.md). A database of another model or cache is refused.
     """
     parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint)
     source_name = parts.provenance["source"]
     config = with_harmonics(parts.location_config, harmonics_calculation, source)
     encoder = LocationEncoder.from_weights(config, parts.location_state, source_name)
     encoder.provenance = parts.provenance
-    encoder = _precision.configure(encoder.to(device=device).eval(), precision, dtype)
-    options = {"mode": mode, "k": k, "beta": beta, "temperature": temperature,
-               "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
-    if retrieval is None and all(value is None for value in options.values()):
-        return encoder
-    # served by satclip.retrieval, an application above io (docs/architecture.md): looked up by name when
-    # asked for, so that the core never imports it
-    augment = importlib.import_module("satclip.retrieval.encoder").augment
-    return augment(encoder, source, retrieval, trust_checkpoint=trust_checkpoint, **options)
+    return _precision.configure(encoder.to(device=device).eval(), precision, dtype)
 
 
 def load_model(

@@ -74,6 +74,7 @@ class RetrievalEvalEncoder(Encoder):
 def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses)."""
     from ...io.load import load
+    from ...retrieval.encoder import augment
 
     match = SPEC.match(name)
     params = dict(params)
@@ -86,7 +87,7 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
             f"{sorted([*OPTIONS, 'database', 'exclude_heldout'])}"
         )
     params.setdefault("exclude_radius_km", EVAL_EXCLUDE_RADIUS_KM)
-    module = load(match["base"], retrieval=database, mode=match["mode"], **params)
+    module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
     description = (
         f"satclip.load({match['base']!r}) + retrieval ({shown}; database {database}, {len(module.database)} entries)"
