@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -14,7 +15,8 @@ import torch
 import satclip
 from satclip.pretrained import bundled_models
 from satclip.recipes import recipe_names, recipe_path
-from satclip.recipes.demo import QUICK, run_demo
+from satclip.recipes.demo import QUICK, STAGES, run_demo
+from satclip.recipes.progress import StageProgress
 from satclip.train.config import load_config
 
 
@@ -65,8 +67,14 @@ def test_demo_end_to_end_tiny(tmp_path):
         QUICK, patches=2000, epochs=2, batch_size=512, eval_points=300, baselines=("direct",),
         map_resolution=10.0, workers=1, extra_encoders=(),
     )  # fmt: skip
-    report = run_demo(tmp_path / "demo", settings, report=lambda message: None)
+    shown = io.StringIO()  # not a terminal: a line per stage
+    report = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, shown))
     text = report.read_text()
+    lines = shown.getvalue().splitlines()
+    assert [line.split("]")[0] for line in lines if " done " in line] == [f"[{k}/5" for k in range(1, 6)]
+    assert "· 100% ·" in lines[-1] and not any("warning" in line.lower() for line in lines), lines
+    logged = (tmp_path / "demo" / "demo.log").read_text()
+    assert "feature cache" in logged and "demo stage evaluation" in logged  # the INFO lines went to the log
     assert "## Results" in text and "direct" in text and "512 pairs per contrastive softmax" in text
     for name in ("map.png", "training.png", "eval/results.csv"):
         assert (tmp_path / "demo" / name).stat().st_size > 0

@@ -43,6 +43,9 @@ def test_rebuild_is_identical_and_up_to_date_cache_is_reused(tmp_path):
     a = build_cache(tmp_path / "a", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
     b = build_cache(tmp_path / "b", tiny_encoder(), tiny_source(10), views=2, chunk_size=7, batch_size=3)
     np.testing.assert_array_equal(a.features, b.features)  # independent of chunking and batching
+    c = build_cache(tmp_path / "threads", tiny_encoder(), tiny_source(10), views=2, chunk_size=2, threads=3)
+    np.testing.assert_array_equal(a.features, c.features)  # and of building chunks in threads
+    np.testing.assert_array_equal(a.lonlat, c.lonlat)
     source = tiny_source(10)
     build_cache(tmp_path / "a", tiny_encoder(), source, views=2)
     assert source.dataset.reads == 0
@@ -70,6 +73,28 @@ def test_interrupted_build_resumes_to_the_same_cache(tmp_path):
     assert source.dataset.reads == 4  # only the last two chunks (3 + 1 images) were computed
     np.testing.assert_array_equal(cache.features, reference.features)
     assert not (tmp_path / "c" / "progress.npy").exists()
+
+
+def test_interrupted_threaded_build_resumes_to_the_same_cache(tmp_path):
+    """A chunk failing in one thread stops the build; the chunks recorded as done are kept and not redone."""
+    reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=2)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done >= 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=2, threads=2,
+                    progress=stop_after_two_chunks)  # fmt: skip
+    recorded = int(np.load(tmp_path / "c" / "progress.npy").sum())
+    assert 2 <= recorded < 5
+    source = tiny_source(10)
+    cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=2, chunk_size=2, threads=2)
+    assert source.dataset.reads == 10 - 2 * recorded
+    np.testing.assert_array_equal(cache.features, reference.features)
 
 
 def test_stale_cache_is_detected_and_rebuilt(tmp_path):

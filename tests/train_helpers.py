@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import satclip
+from satclip import image
 from satclip.train.cache import write_cache
 from satclip.train.sources import PairSource
 
@@ -36,7 +36,7 @@ def location_features(lonlat: np.ndarray, dim: int, views: int, seed: int, noise
 def synthetic_cache(path, n: int = 2000, num_filters: int = 16, views: int = 4, seed: int = 0):
     """A feature cache of ``n`` synthetic images for a (never fitted) ``mosaiks`` encoder of
     ``2 · num_filters`` features — only its config and (zero) buffers are used by training and export."""
-    encoder = satclip.image.create("mosaiks", in_chans=3, num_filters=num_filters, kernel_size=3)
+    encoder = image.create("mosaiks", in_chans=3, num_filters=num_filters, kernel_size=3)
     lonlat = sphere_points(n, seed)
     features = location_features(lonlat, 2 * num_filters, views, seed + 1)
     return write_cache(path, features, lonlat, encoder, fingerprint=f"synthetic-{n}-{seed}")
@@ -76,5 +76,5 @@ def tiny_source(n: int = 10, seed: int = 0, tag: str = "v1") -> PairSource:
 
 def tiny_encoder(seed: int = 0):
     """A fitted ``mosaiks`` encoder on 3-band images (8 filters → 16 features)."""
-    encoder = satclip.image.create("mosaiks", in_chans=3, num_filters=8, kernel_size=3, embed_dim=16)
+    encoder = image.create("mosaiks", in_chans=3, num_filters=8, kernel_size=3, embed_dim=16)
     return encoder.fit(TinyImages(10, seed).images, seed=seed)

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, epochs=args.epochs)
     if args.workers:
         settings = replace(settings, workers=args.workers)
-    path = run_demo(args.out, settings, air_temperature=args.air_temperature, report=print)
-    print(f"wrote {path}")
+    path = run_demo(args.out, settings, air_temperature=args.air_temperature)
+    print(f"wrote {path} (everything logged: {path.parent / 'demo.log'})")
     return 0

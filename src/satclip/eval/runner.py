@@ -215,12 +215,36 @@ def evaluate(
 
         pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(config.threads,))  # fmt: skip
-    rows: list[dict] = []
+    groups: list[tuple[Task, encoders.Encoder, list[dict | None]]] = []  # rows in the order returned
     sink = None
+
+    def record(group: int, slot: int, key: str, probe_name: str, fold, mapped: bool, features, result) -> None:
+        task, enc, slots = groups[group]
+        scores, predictions, seconds = result
+        row = {
+            "key": key, "task": task.name, "kind": task.kind, "encoder": enc.name,
+            "protocol": config.protocol, "probe": probe_name, "fold": fold.name,
+            "seed": fold.seed, "group": fold.group, "variant": fold.variant,
+            "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+            **scores, "seconds": round(seconds, 3), "embedding_dim": int(features.shape[1]),
+        }  # fmt: skip
+        if sink:
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+        if out and mapped:
+            _save_predictions(out, task, enc.name, probe_name, fold, predictions)
+        slots[slot] = row
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{task.name} · {enc.name} · {probe_name}")
+
     try:
         if out:
             safe_output.make_owned_dir(out, kind="evaluation")
             sink = _open_rows(out / ROWS_FILE)
+        # every fold is queued as soon as its embeddings exist, so the workers never wait for a (task,
+        # encoder) group to finish; rows are written as folds finish and returned in the fixed order
+        futures = {}
         for task in tasks:
             task_key = digest(task.name, task.kind, task.points, task.targets)
             for enc in encs:
@@ -237,38 +261,27 @@ def evaluate(
                             todo.append((len(slots) - 1, key, probe_name, probe, fold, mapped))
                         elif bar is not None:
                             bar.update(1)
-                if todo:
-                    # an encoder may embed each fold its own way (retrieval without the held-out continent)
-                    fold_encs = [enc.for_fold(job[4]) if hasattr(enc, "for_fold") else enc for job in todo]
-                    unique = {id(e): e for e in fold_encs}
-                    embedded = {i: embeddings.embed(e, task.points, use_cache=config.use_cache)
-                                for i, e in unique.items()}  # fmt: skip
-                    jobs = [(task, embedded[id(e)], job[4], job[3]) for e, job in zip(fold_encs, todo, strict=True)]
+                groups.append((task, enc, slots))
+                if not todo:
+                    continue
+                # an encoder may embed each fold its own way (retrieval without the held-out continent)
+                fold_encs = [enc.for_fold(job[4]) if hasattr(enc, "for_fold") else enc for job in todo]
+                unique = {id(e): e for e in fold_encs}
+                embedded = {i: embeddings.embed(e, task.points, use_cache=config.use_cache)
+                            for i, e in unique.items()}  # fmt: skip
+                for fold_enc, (slot, key, probe_name, probe, fold, mapped) in zip(fold_encs, todo, strict=True):
+                    features = embedded[id(fold_enc)]
+                    job = (len(groups) - 1, slot, key, probe_name, fold, mapped, features)
                     if pool is None:
-                        results = (_timed_fold(*job) for job in jobs)
+                        record(*job, _timed_fold(task, features, fold, probe))
                     else:
-                        results = pool.map(_timed_fold, *zip(*jobs, strict=True))
-                    for (slot, key, probe_name, _, fold, mapped), job, (scores, predictions, seconds) in zip(
-                        todo, jobs, results, strict=True
-                    ):
-                        features = job[1]
-                        row = {
-                            "key": key, "task": task.name, "kind": task.kind, "encoder": enc.name,
-                            "protocol": config.protocol, "probe": probe_name, "fold": fold.name,
-                            "seed": fold.seed, "group": fold.group, "variant": fold.variant,
-                            "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
-                            **scores, "seconds": round(seconds, 3), "embedding_dim": int(features.shape[1]),
-                        }  # fmt: skip
-                        if sink:
-                            sink.write(json.dumps(row) + "\n")
-                            sink.flush()
-                        if out and mapped:
-                            _save_predictions(out, task, enc.name, probe_name, fold, predictions)
-                        slots[slot] = row
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix_str(f"{task.name} · {enc.name} · {probe_name}")
-                rows.extend(slots)
+                        futures[pool.submit(_timed_fold, task, features, fold, probe)] = job
+        if futures:
+            from concurrent.futures import as_completed
+
+            for future in as_completed(futures):
+                record(*futures[future], future.result())
+        rows = [row for _, _, slots in groups for row in slots]
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

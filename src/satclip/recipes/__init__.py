@@ -45,7 +45,7 @@ def cpu_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train_recipe(
+def prepare_recipe(
     name: str,
     workdir: str | Path,
     *,
@@ -54,12 +54,11 @@ def train_recipe(
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ):
-    """Train recipe ``name`` in ``workdir`` (``cache/``, ``run/``); returns the :class:`FitResult`.
-
-    ``overrides``: dotted config keys (``{"trainer.max_epochs": 10}``); ``device`` for the feature cache.
-    """
+    """The ``(TrainConfig, FeatureCache)`` of recipe ``name`` in ``workdir`` (``cache/``, ``run/``): builds (or
+    finds) the corpus and the feature cache. ``overrides``: dotted config keys (``{"trainer.max_epochs": 10}``);
+    ``device`` for the feature cache; ``progress(images done, images total)`` while it is built."""
+    from ..embed.distributed import usable_cores
     from ..train.config import load_config
-    from ..train.fitting import fit
     from ..train.prepare import cache_from_config
 
     workdir = Path(workdir)
@@ -74,6 +73,16 @@ def train_recipe(
     log.info("recipe %s: corpus %s, %d epochs of batch %d", name, root, config.trainer.max_epochs,
              config.data.batch_size)  # fmt: skip
     on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    with cpu_threads(1 if on_cpu else torch.get_num_threads()):
-        cache = cache_from_config(config, device=device, batch_size=1024, progress=progress)
-    return fit(config, cache=cache)
+    with cpu_threads(1 if on_cpu else torch.get_num_threads()):  # on a CPU: one chunk per core instead
+        cache = cache_from_config(config, device=device, batch_size=1024, progress=progress,
+                                  threads=usable_cores() if on_cpu else 1)  # fmt: skip
+    return config, cache
+
+
+def train_recipe(name: str, workdir: str | Path, *, callbacks=(), **options):
+    """Train recipe ``name`` in ``workdir``: :func:`prepare_recipe` (``options``), then :func:`satclip.train.fit`
+    with the extra Lightning ``callbacks``; returns the :class:`FitResult`."""
+    from ..train.fitting import fit
+
+    config, cache = prepare_recipe(name, workdir, **options)
+    return fit(config, cache=cache, callbacks=callbacks)

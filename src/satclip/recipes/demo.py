@@ -19,11 +19,14 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import safe_output
+from .progress import StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +64,12 @@ QUICK = DemoSettings(
 )  # fmt: skip
 
 
-def _stage(name: str, timings: dict, report: Callable[[str], None]):
-    class _Timer:
-        def __enter__(self):
-            report(f"[demo] {name} …")
-            self.start = time.perf_counter()
+#: the stages of the demo and their shares of its time (seconds of the full demo on an idle 2-core CPU,
+#: benchmarks/RESULTS.md): the weights of the progress display's ETA
+STAGES = {"corpus": 18.0, "image features": 75.0, "pretraining": 150.0, "evaluation": 140.0, "map and report": 10.0}
 
-        def __exit__(self, *exc):
-            timings[name] = time.perf_counter() - self.start
-            report(f"[demo] {name}: {timings[name]:.0f} s")
-
-    return _Timer()
+#: third-party loggers that print INFO lines (Lightning's set-up notes and adverts) the demo keeps to its log file
+_LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
 
 def run_demo(
@@ -79,38 +77,130 @@ def run_demo(
     settings: DemoSettings = FULL,
     *,
     air_temperature: Path | None = None,
-    report: Callable[[str], None] = log.info,
+    progress: StageProgress | None = None,
 ) -> Path:
     """Run every stage into ``out`` and return the path of ``report.md``.
 
     ``air_temperature``: a local copy of the stations table (``stationDataAll.csv``) to add the paper's
-    air-temperature task (it is not shipped in any package).
+    air-temperature task (it is not shipped in any package). ``progress``: the display the stages report to
+    (default: one on stderr). The console shows only it and warnings; everything logged (satclip's INFO lines,
+    Lightning's, Python warnings from libraries) goes to ``out/demo.log``.
     """
     out = safe_output.make_owned_dir(out, kind="demo")  # new, empty, or an earlier demo's: never foreign files
-    with safe_output.exclusive(out):
-        return _run(out, settings, air_temperature, report)
+    progress = progress or StageProgress(STAGES)
+    with safe_output.exclusive(out), _quiet(out / "demo.log", progress):
+        try:
+            return _run(out, settings, air_temperature, progress)
+        finally:
+            progress.close()
 
 
-def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report: Callable[[str], None]) -> Path:
+@contextmanager
+def _quiet(log_file: Path, progress: StageProgress) -> Iterator[None]:
+    """Send log records and Python warnings to ``log_file``; only satclip's warnings and errors reach the
+    console, printed above the progress display. Restores every logger it touched."""
+    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = _ProgressHandler(progress)
+    console.setLevel(logging.WARNING)
+    ours = logging.getLogger("satclip")
+    touched = [ours, logging.getLogger("py.warnings"), *(logging.getLogger(n) for n in _LIBRARY_LOGGERS)]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in touched]
+    for logger in touched:
+        logger.handlers = [handler] + ([console] if logger is ours else [])
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # each distinct warning once, into the log file
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for logger, level, propagate, handlers in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
+        handler.close()
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, progress: StageProgress):
+        super().__init__()
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.write(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def _training_progress(progress: StageProgress):
+    """A Lightning callback reporting the share of training steps done to ``progress``."""
+    from lightning.pytorch.callbacks import Callback
+
+    class TrainingProgress(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            total = trainer.max_epochs * max(trainer.num_training_batches, 1)
+            progress.update(trainer.global_step / total)
+
+    return TrainingProgress()
+
+
+class _FoldProgress:
+    """The tqdm-like object :func:`satclip.eval.api.run_evaluation` reports finished folds to."""
+
+    def __init__(self, progress: StageProgress, total: int):
+        self.progress, self.total, self.done = progress, max(total, 1), 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.progress.update(self.done / self.total)
+
+    def set_postfix_str(self, text: str) -> None:  # which fold finished: in the log, not on the display
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progress: StageProgress) -> Path:
+    from ..data.bluemarble import build_bluemarble
     from ..embed.maps import render_map
     from ..eval.api import run_evaluation
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
     from ..pretrained import bundled_models
-    from . import CORPUS, train_recipe
+    from ..train.fitting import fit
+    from . import CORPUS, prepare_recipe
 
     timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        with progress.stage(name):
+            yield
+        timings[name] = time.perf_counter() - begin
+        log.info("demo stage %s: %.0f s", name, timings[name])
+
     model_dir = out / "model"
     safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
     run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
     safe_output.remove_owned(run_dir / "run")  # training restarts; corpus and feature caches are reused
+    corpus = replace(CORPUS, n=settings.patches, seed=settings.seed)
 
-    with _stage("pretraining (corpus, MOSAIKS features, contrastive training)", timings, report):
-        result = train_recipe(
+    with stage("corpus"):
+        built = [0]
+
+        def patches_done(count: int) -> None:
+            built[0] += count
+            progress.update(built[0] / settings.patches)
+
+        build_bluemarble(params=corpus, progress=patches_done)
+    with stage("image features"):
+        config, cache = prepare_recipe(
             "bluemarble-l10",
             run_dir,
-            corpus=replace(CORPUS, n=settings.patches, seed=settings.seed),
+            corpus=corpus,
             overrides={
                 "data.cache": str(run_dir / f"cache-{settings.patches}-{settings.views}"),
                 "data.cache_views": settings.views,
@@ -119,23 +209,19 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report
                 "trainer.max_epochs": settings.epochs,
                 "trainer.check_val_every_n_epoch": 1,
                 "trainer.seed": settings.seed,
-                "trainer.enable_progress_bar": True,
+                "trainer.enable_progress_bar": False,
+                "trainer.log_every_n_steps": 1,
             },
+            progress=lambda done, total: progress.update(done / max(total, 1)),
         )
-    with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
-        shutil.copytree(result.exports["best"].native, tmp, dirs_exist_ok=True)
-
-    with _stage("world map", timings, report):
-        encoder = load(model_dir)
-        render_map(
-            encoder, out / "map.png", resolution=settings.map_resolution, title="satclip demo: PCA of embeddings",
-            overwrite=True,
-        )  # fmt: skip
-    _training_curve(result.history, out / "training.png")
+    with stage("pretraining"):
+        result = fit(config, cache=cache, callbacks=[_training_progress(progress)])
+        with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
+            shutil.copytree(result.exports["best"].native, tmp, dirs_exist_ok=True)
 
     extra = tuple(name for name in settings.extra_encoders if name in bundled_models())
     tasks = settings.tasks + (("air-temperature",) if air_temperature else ())
-    config = EvalConfig(
+    eval_config = EvalConfig(
         encoders=(str(model_dir),) + extra + settings.baselines,
         tasks=tasks,
         protocol="random",
@@ -143,13 +229,18 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, report
         task_options=TaskOptions(n_points=settings.eval_points, data=air_temperature),
         workers=settings.workers,
     )
-    with _stage("evaluation", timings, report):
-        evaluation = run_evaluation(config, out / "eval")
+    with stage("evaluation"):
+        evaluation = run_evaluation(eval_config, out / "eval", progress=lambda total: _FoldProgress(progress, total))
 
-    path = out / "report.md"
-    safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out))
+    with stage("map and report"):
+        render_map(
+            load(model_dir), out / "map.png", resolution=settings.map_resolution,
+            title="satclip demo: PCA of embeddings", overwrite=True,
+        )  # fmt: skip
+        _training_curve(result.history, out / "training.png")
+        path = out / "report.md"
+        safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out))
     safe_output.write_json(out / "timings.json", timings, indent=2)
-    report(f"[demo] report: {path}")
     return path
 
 

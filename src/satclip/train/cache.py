@@ -236,6 +236,7 @@ def build_cache(
     amp: bool = False,
     rebuild: bool = False,
     progress: Progress | None = None,
+    threads: int = 1,
 ) -> FeatureCache:
     """Compute (or finish, or reuse) the feature cache of ``encoder`` on ``source`` at ``path``.
 
@@ -250,6 +251,9 @@ def build_cache(
         amp: run the backbone under bfloat16 autocast (GPU); features are stored in ``dtype``.
         rebuild: recompute even when a complete cache with the same key exists.
         progress: called with (images done, images total) after each chunk.
+        threads: chunks computed at once, each in a thread of its own (on a CPU, with torch's intra-op threads
+            set to 1: small MOSAIKS products scale across chunks, measured 1.6× with 2 on 2 cores, where more
+            intra-op threads slow down on a busy machine). The cache does not depend on it.
 
     Returns the opened :class:`FeatureCache`. Raises :class:`ValueError` when features overflow float16.
     """
@@ -302,11 +306,11 @@ def build_cache(
             _write_json(path / MANIFEST, manifest)
         chunks = (n + chunk_size - 1) // chunk_size
         done = _read_progress(path, chunks)
-        features = np.load(_partial(path, FEATURES), mmap_mode="r+")
-        lonlat = np.load(_partial(path, LONLAT), mmap_mode="r+")
-        if features.shape != tuple(manifest["shape"]):
+        maps = {name: np.load(_partial(path, file), mmap_mode="r+") for name, file in
+                (("features", FEATURES), ("lonlat", LONLAT))}  # fmt: skip
+        if maps["features"].shape != tuple(manifest["shape"]):
             raise RuntimeError(
-                f"{_partial(path, FEATURES)} has shape {features.shape}, manifest says {manifest['shape']}"
+                f"{_partial(path, FEATURES)} has shape {maps['features'].shape}, manifest says {manifest['shape']}"
             )
         start = time.perf_counter()
         images_done = int(sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(done)))
@@ -315,7 +319,9 @@ def build_cache(
         if images_done:
             log.info("resuming feature cache %s: %d of %d images done", path, images_done, n)
         loader_batch = max(1, batch_size // views)
-        for chunk in np.flatnonzero(~done):
+
+        def compute(chunk: int) -> int:
+            """Writes the features of one chunk into the memory maps; returns its number of images."""
             indices = np.arange(chunk * chunk_size, min(n, (chunk + 1) * chunk_size))
             loader = torch.utils.data.DataLoader(
                 _ImageViews(source, indices, views, seed), batch_size=loader_batch, num_workers=num_workers,
@@ -333,17 +339,38 @@ def build_cache(
                     bad = "non-finite backbone features" if not np.isfinite(out).all() else "features overflow float16"
                     raise ValueError(f"{bad} for images {index.tolist()[:5]}…; rebuild with dtype='float32'")
                 rows = index.numpy()
-                features[rows] = stored
-                lonlat[rows] = points.numpy()
-            features.flush()
-            lonlat.flush()
+                maps["features"][rows] = stored
+                maps["lonlat"][rows] = points.numpy()
+            return len(indices)
+
+        def finished(chunk: int, images: int) -> None:
+            nonlocal images_done
+            for array in maps.values():
+                array.flush()
             done[chunk] = True
             with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp, tmp.open("wb") as handle:
                 np.save(handle, done)
-            images_done += len(indices)
+            images_done += images
             if progress:
                 progress(images_done, n)
-        del features, lonlat
+
+        todo = [int(chunk) for chunk in np.flatnonzero(~done)]
+        if threads <= 1 or len(todo) <= 1:
+            for chunk in todo:
+                finished(chunk, compute(chunk))
+        else:
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
+            with ThreadPoolExecutor(threads) as pool:
+                running = {pool.submit(compute, chunk): chunk for chunk in todo}
+                try:
+                    for future in as_completed(running):
+                        finished(running[future], future.result())
+                except BaseException:
+                    for future in running:
+                        future.cancel()
+                    raise
+        maps.clear()  # closes the memory maps before their files are renamed
         safe_output.publish(_partial(path, FEATURES), path / FEATURES, overwrite=True)
         safe_output.publish(_partial(path, LONLAT), path / LONLAT, overwrite=True)
         manifest = {**manifest, "complete": True, "build": {

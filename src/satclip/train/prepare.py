@@ -56,11 +56,13 @@ def cache_from_config(
     num_workers: int | None = None,
     rebuild: bool = False,
     progress: Progress | None = None,
+    threads: int = 1,
 ) -> FeatureCache:
     """The feature cache ``data.cache`` for ``model.image_encoder`` on ``data.dataset``/``data.root``.
 
     With ``data.root`` set, the cache is built, finished or (when stale) rebuilt as needed; without it,
-    the existing cache at ``data.cache`` is opened as is.
+    the existing cache at ``data.cache`` is opened as is. ``threads``: chunks built at once (see
+    :func:`~satclip.train.cache.build_cache`).
     """
     data = config.data
     if not data.cache:
@@ -86,5 +88,5 @@ def cache_from_config(
         batch_size=batch_size, num_workers=data.num_workers if num_workers is None else num_workers,
         device=device, amp=resolve_precision(config.trainer.precision, config.trainer.accelerator)[0].startswith("bf16")
         and device.type == "cuda",
-        rebuild=rebuild, progress=progress,
+        rebuild=rebuild, progress=progress, threads=threads,
     )  # fmt: skip

@@ -1,0 +1,111 @@
+"""One progress display for a run of several stages: ``[3/5] pretraining ▕██████▏ 48% · 2:41 elapsed · ETA 2:55``.
+
+Each stage has a weight, its expected share of the run's time (measured once, see :data:`satclip.recipes.demo.
+STAGES`), and reports the fraction of itself that is done; the display shows the weighted fraction of the whole
+run, the time elapsed and the time left at the pace so far. On a terminal it is one line redrawn in place (tqdm);
+elsewhere (a log file, CI) it is a line per stage and at most one every :data:`LOG_EVERY` seconds within one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: seconds between progress lines when the output is not a terminal
+LOG_EVERY = 30.0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class StageProgress:
+    """Progress over ``stages`` (name → weight), shown on ``stream`` (default ``sys.stderr``)."""
+
+    def __init__(self, stages: dict[str, float], stream=None, *, clock=time.monotonic):
+        if not stages or min(stages.values()) <= 0:
+            raise ValueError(f"stages need positive weights, got {stages}")
+        self.stages = dict(stages)
+        self.total = sum(self.stages.values())
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self.start = clock()
+        self.done_weight = 0.0  # of the finished stages
+        self.current: str | None = None
+        self.fraction = 0.0  # of the current stage
+        self.last_line = -LOG_EVERY
+        self.bar = self._terminal_bar()
+
+    def _terminal_bar(self):
+        if not (hasattr(self.stream, "isatty") and self.stream.isatty()):
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=1000, file=self.stream, dynamic_ncols=True, leave=True,
+                    bar_format="{desc} {bar} {postfix}")  # fmt: skip
+
+    @property
+    def overall(self) -> float:
+        """The fraction of the whole run done."""
+        current = self.stages.get(self.current, 0.0) * self.fraction
+        return min(1.0, (self.done_weight + current) / self.total)
+
+    def status(self) -> str:
+        """``[k/n] stage · 48% · 2:41 elapsed · ETA 2:55`` (no ETA before 1 % is done)."""
+        names = list(self.stages)
+        k = names.index(self.current) + 1 if self.current in self.stages else len(names)
+        elapsed = self.clock() - self.start
+        done = self.overall
+        eta = f" · ETA {_clock(elapsed * (1 - done) / done)}" if 0.01 <= done < 1 else ""
+        return f"[{k}/{len(names)}] {self.current or 'done'} · {100 * done:.0f}% · {_clock(elapsed)} elapsed{eta}"
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[StageProgress]:
+        """Run stage ``name``; inside, :meth:`update` reports how much of it is done."""
+        if name not in self.stages:
+            raise KeyError(f"unknown stage {name!r}; stages: {', '.join(self.stages)}")
+        self.current, self.fraction = name, 0.0
+        self._show(force=True)
+        yield self
+        self.done_weight += self.stages[name]
+        self.fraction = 0.0
+        self._show(force=True, finished=name)
+
+    def update(self, fraction: float) -> None:
+        """The current stage is ``fraction`` (0–1) done."""
+        self.fraction = min(max(float(fraction), 0.0), 1.0)
+        self._show()
+
+    def write(self, line: str) -> None:
+        """A line of text above the display."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _show(self, force: bool = False, finished: str | None = None) -> None:
+        if self.bar is not None:
+            names = list(self.stages)
+            k = names.index(self.current) + 1
+            self.bar.set_description_str(f"[{k}/{len(names)}] {self.current}", refresh=False)
+            self.bar.n = int(1000 * self.overall)
+            self.bar.set_postfix_str(self.status().split(" · ", 1)[1], refresh=True)
+            return
+        now = self.clock()
+        if force or now - self.last_line >= LOG_EVERY:
+            self.last_line = now
+            text = self.status()
+            if finished is not None:
+                text = text.replace(f"] {finished} ·", f"] {finished} done ·", 1)
+            print(text, file=self.stream, flush=True)
