@@ -58,3 +58,19 @@ def test_unknown_stage_and_bad_weights_are_refused():
     with pytest.raises(KeyError, match="unknown stage 'c'"):
         with StageProgress({"a": 1.0}, io.StringIO()).stage("c"):
             pass
+
+
+def test_on_a_terminal_one_line_is_redrawn():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = Terminal()
+    progress = StageProgress({"a": 1.0, "b": 1.0}, shown)
+    for name in ("a", "b"):
+        with progress.stage(name):
+            progress.update(0.5)
+    progress.close()
+    text = shown.getvalue()
+    assert text.count("\n") == 1 and text.count("\r") > 3  # one line, redrawn in place
+    assert text.rstrip().split("\r")[-1].startswith("[2/2] b ") and "100% · 0:00 elapsed" in text

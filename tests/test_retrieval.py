@@ -19,7 +19,7 @@ from satclip.retrieval.database import (
     StaleDatabaseError,
     build_database,
     check_fresh,
-    model_identity,
+    model_key,
 )  # fmt: skip
 from satclip.retrieval.encoder import RetrievalEncoder
 from satclip.retrieval.geo import EARTH_RADIUS_KM, GeoIndex, great_circle_km, unit_vectors
@@ -137,7 +137,7 @@ def test_rebuilding_the_same_cache_keeps_the_database_valid(setup):
     manifest = json.loads((cache.path / "manifest.json").read_text())
     manifest["build"]["created"] = "another time"
     (cache.path / "manifest.json").write_text(json.dumps(manifest))
-    check_fresh(RetrievalDatabase.open(db), identity=model_identity(satclip.load_model(model_dir)))
+    check_fresh(RetrievalDatabase.open(db), identity=model_key(satclip.load_model(model_dir)))
 
 
 def test_cache_of_another_backbone_is_refused(tmp_path):

@@ -47,8 +47,7 @@ class StageProgress:
             from tqdm import tqdm
         except ImportError:
             return None
-        return tqdm(total=1000, file=self.stream, dynamic_ncols=True, leave=True,
-                    bar_format="{desc} {bar} {postfix}")  # fmt: skip
+        return tqdm(total=1000, file=self.stream, dynamic_ncols=True, leave=True, bar_format="{desc} {bar}")
 
     @property
     def overall(self) -> float:
@@ -100,7 +99,8 @@ class StageProgress:
             k = names.index(self.current) + 1
             self.bar.set_description_str(f"[{k}/{len(names)}] {self.current}", refresh=False)
             self.bar.n = int(1000 * self.overall)
-            self.bar.set_postfix_str(self.status().split(" · ", 1)[1], refresh=True)
+            self.bar.bar_format = "{desc} {bar} " + self.status().split(" · ", 1)[1]  # percent, elapsed, ETA
+            self.bar.refresh()
             return
         now = self.clock()
         if force or now - self.last_line >= LOG_EVERY:

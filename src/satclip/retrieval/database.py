@@ -68,7 +68,7 @@ def _sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(_jsonable(value), sort_keys=True).encode()).hexdigest()
 
 
-def model_identity(model) -> dict:
+def model_key(model) -> dict:
     """What a database depends on in a :class:`~satclip.SatCLIP` model: the location encoder's config and
     weights (sha256 over names, dtypes, shapes and bytes) and the image encoder's config and head weights."""
     from ..train.cache import head_prefix, state_sha256
@@ -208,7 +208,7 @@ def rebuild_command(manifest: dict, path: str | Path | None) -> str:
 def check_fresh(database: RetrievalDatabase, *, model=None, identity: dict | None = None, cache=None) -> None:
     """Refuse a database built from another model or cache.
 
-    ``model`` (a :class:`~satclip.SatCLIP`) or its ``identity`` (:func:`model_identity`) is compared with the
+    ``model`` (a :class:`~satclip.SatCLIP`) or its ``identity`` (:func:`model_key`) is compared with the
     manifest's model key. ``cache``: a :class:`~satclip.train.cache.FeatureCache`, or ``None`` to check the
     cache the database was built from where it still exists (a database outlives a deleted cache).
 
@@ -219,7 +219,7 @@ def check_fresh(database: RetrievalDatabase, *, model=None, identity: dict | Non
     where = database.path or "the retrieval database"
     fix = rebuild_command(database.manifest, database.path)
     if model is not None or identity is not None:
-        identity = identity if identity is not None else model_identity(model)
+        identity = identity if identity is not None else model_key(model)
         differ = _differences(key.get("model", {}), identity)
         if differ:
             raise StaleDatabaseError(
@@ -326,7 +326,7 @@ def build_database(
     path = Path(path)
     model = model.cpu().eval()
     dtypes = {"location": LOCATION_DTYPE, "image": dtype}
-    key = _jsonable({"model": model_identity(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
+    key = _jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
     with safe_output.exclusive(path):
         if (path / MANIFEST).is_file():
             try:

@@ -237,7 +237,7 @@ def augment(
     :class:`~satclip.retrieval.database.RetrievalDatabase` — checked against the model (and the cache it was
     built from, where that still exists)."""
     from .auto import AUTO, auto_database
-    from .database import RetrievalDatabase, check_fresh, model_identity
+    from .database import RetrievalDatabase, check_fresh, model_key
 
     options = {k: v for k, v in options.items() if v is not None}
     if retrieval is None:
@@ -251,5 +251,5 @@ def augment(
             from ..io.load import load_model
 
             model = load_model(source, trust_checkpoint=trust_checkpoint)
-            check_fresh(database, identity=model_identity(model))
+            check_fresh(database, identity=model_key(model))
     return RetrievalEncoder(encoder, database, **options)
