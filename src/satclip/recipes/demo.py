@@ -66,7 +66,7 @@ QUICK = DemoSettings(
 
 #: the stages of the demo and their shares of its time (seconds of the full demo on an idle 2-core CPU,
 #: benchmarks/RESULTS.md): the weights of the progress display's ETA
-STAGES = {"corpus": 18.0, "image features": 75.0, "pretraining": 150.0, "evaluation": 140.0, "map and report": 10.0}
+STAGES = {"corpus": 20.0, "image features": 42.0, "pretraining": 187.0, "evaluation": 128.0, "map and report": 3.0}
 
 #: third-party loggers that print INFO lines (Lightning's set-up notes and adverts) the demo keeps to its log file
 _LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
