@@ -115,6 +115,14 @@ CASES = [
     (["cache", "verify"], 2, ONE_LINE, "give the cache directory"),
     (["cache", "verify", "{tmp}", "--recompute", "-1"], 2, USAGE, "--recompute: must be 0 or more, got -1"),
     (["cache", "verify", "{tmp}", "--recompute", "2"], 2, ONE_LINE, "--recompute needs --config"),
+    # retrieval
+    (["retrieval", "build", "--model", "bluemarble-l10", "--cache", "{missing}", "-o", "{out}"], 2, ONE_LINE,
+     "no such feature cache: {missing}"),
+    (["retrieval", "build", "--model", "bluemarble-l10", "--cache", "{tmp}", "-o", "{out}"], 2, ONE_LINE,
+     "is not a feature cache (no manifest.json)"),
+    (["retrieval", "build", "--model", "nosuch-model", "--cache", "auto", "-o", "{out}"], 2, ONE_LINE, "no model"),
+    (["retrieval", "build", "--model", "bluemarble-l10", "--cache", "auto", "-o", "{out}", "--dtype", "float8"], 2,
+     USAGE, "invalid choice: 'float8'"),
     # train
     (["train", "--config", "{missing}"], 2, USAGE, "argument --config: no such file: {missing}"),
     (["train", "--config", "{yaml}", "--print-config"], 2, ONE_LINE,
