@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ import numpy as np
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, SatclipError
+from ..machine import usable_cores
 from ..models.location_encoder import model_identity
 from ..optional import require
 from . import sinks
@@ -193,13 +193,6 @@ def _run_partition(name: str, index: int, token: str) -> dict:
     if job is None:
         raise RuntimeError(f"this worker has no satclip job {name!r}: its plugin was not set up")
     return job.run(index, token)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    with contextlib.suppress(AttributeError):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

@@ -57,7 +57,7 @@ def prepare_recipe(
     """The ``(TrainConfig, FeatureCache)`` of recipe ``name`` in ``workdir`` (``cache/``, ``run/``): builds (or
     finds) the corpus and the feature cache. ``overrides``: dotted config keys (``{"trainer.max_epochs": 10}``);
     ``device`` for the feature cache; ``progress(images done, images total)`` while it is built."""
-    from ..embed.distributed import usable_cores
+    from ..machine import usable_cores
     from ..train.config import load_config
     from ..train.prepare import cache_from_config
 
