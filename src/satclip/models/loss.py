@@ -126,21 +126,19 @@ class _BlockedSymmetricCE(torch.autograd.Function):
         batch = image.shape[0]
         rows = torch.arange(batch, device=image.device)
         row_lse = image.new_empty(batch)
-        col_max = image.new_full((batch,), -math.inf)
-        col_sum = image.new_zeros(batch)
-        col_best = image.new_full((batch,), -math.inf)
+        col_max = image.new_full((batch,), -math.inf)  # the running maximum of each column, and its row
         col_arg = torch.zeros(batch, dtype=torch.int64, device=image.device)
+        col_sum = image.new_zeros(batch)
         row_hits = torch.zeros((), dtype=torch.int64, device=image.device)
         for start in range(0, batch, block):
             stop = min(start + block, batch)
             logits = torch.mm(image[start:stop], location.T).mul_(scale)
             row_lse[start:stop] = torch.logsumexp(logits, dim=1)
             row_hits += (logits.argmax(dim=1) == rows[start:stop]).sum()
-            block_best, block_arg = logits.max(dim=0)
-            better = block_best > col_best  # strict: the first row wins ties, as argmax over the whole column
-            col_best = torch.where(better, block_best, col_best)
+            block_max, block_arg = logits.max(dim=0)
+            better = block_max > col_max  # strict: the first row wins ties, as argmax over the whole column
             col_arg = torch.where(better, block_arg + start, col_arg)
-            new_max = torch.maximum(col_max, block_best)
+            new_max = torch.where(better, block_max, col_max)
             col_sum = col_sum * torch.exp(col_max - new_max) + logits.sub_(new_max).exp_().sum(dim=0)
             col_max = new_max
         col_lse = col_max + torch.log(col_sum)
