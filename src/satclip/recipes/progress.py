@@ -57,12 +57,18 @@ class StageProgress:
 
     def status(self) -> str:
         """``[k/n] stage · 48% · 2:41 elapsed · ETA 2:55`` (no ETA before 1 % is done)."""
+        return f"{self._label()} · {self._numbers()}"
+
+    def _label(self) -> str:
         names = list(self.stages)
         k = names.index(self.current) + 1 if self.current in self.stages else len(names)
+        return f"[{k}/{len(names)}] {self.current or 'done'}"
+
+    def _numbers(self) -> str:
         elapsed = self.clock() - self.start
         done = self.overall
         eta = f" · ETA {_clock(elapsed * (1 - done) / done)}" if 0.01 <= done < 1 else ""
-        return f"[{k}/{len(names)}] {self.current or 'done'} · {100 * done:.0f}% · {_clock(elapsed)} elapsed{eta}"
+        return f"{100 * done:.0f}% · {_clock(elapsed)} elapsed{eta}"
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageProgress]:
@@ -74,7 +80,7 @@ class StageProgress:
         yield self
         self.done_weight += self.stages[name]
         self.fraction = 0.0
-        self._show(force=True, finished=name)
+        self._show(force=True, finished=True)
 
     def update(self, fraction: float) -> None:
         """The current stage is ``fraction`` (0–1) done."""
@@ -93,19 +99,14 @@ class StageProgress:
             self.bar.close()
             self.bar = None
 
-    def _show(self, force: bool = False, finished: str | None = None) -> None:
+    def _show(self, force: bool = False, finished: bool = False) -> None:
         if self.bar is not None:
-            names = list(self.stages)
-            k = names.index(self.current) + 1
-            self.bar.set_description_str(f"[{k}/{len(names)}] {self.current}", refresh=False)
+            self.bar.set_description_str(self._label(), refresh=False)
             self.bar.n = int(1000 * self.overall)
-            self.bar.bar_format = "{desc} {bar} " + self.status().split(" · ", 1)[1]  # percent, elapsed, ETA
+            self.bar.bar_format = "{desc} {bar} " + self._numbers()
             self.bar.refresh()
             return
         now = self.clock()
         if force or now - self.last_line >= LOG_EVERY:
             self.last_line = now
-            text = self.status()
-            if finished is not None:
-                text = text.replace(f"] {finished} ·", f"] {finished} done ·", 1)
-            print(text, file=self.stream, flush=True)
+            print(f"{self._label()}{' done' if finished else ''} · {self._numbers()}", file=self.stream, flush=True)
