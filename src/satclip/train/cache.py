@@ -361,15 +361,13 @@ def build_cache(
         else:
             from concurrent.futures import ThreadPoolExecutor, as_completed
 
-            with ThreadPoolExecutor(threads) as pool:
+            pool = ThreadPoolExecutor(threads)
+            try:
                 running = {pool.submit(compute, chunk): chunk for chunk in todo}
-                try:
-                    for future in as_completed(running):
-                        finished(running[future], future.result())
-                except BaseException:
-                    for future in running:
-                        future.cancel()
-                    raise
+                for future in as_completed(running):
+                    finished(running[future], future.result())
+            finally:  # on an error, chunks not yet started are dropped; running ones end before the maps close
+                pool.shutdown(cancel_futures=True)
         maps.clear()  # closes the memory maps before their files are renamed
         safe_output.publish(_partial(path, FEATURES), path / FEATURES, overwrite=True)
         safe_output.publish(_partial(path, LONLAT), path / LONLAT, overwrite=True)
