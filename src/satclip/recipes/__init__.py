@@ -7,14 +7,14 @@ the corpus, fits MOSAIKS and caches its features, then trains with :func:`satcli
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import torch
 
 from ..data.bluemarble import BlueMarbleParams, build_bluemarble
+from ..machine import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,6 @@ def recipe_path(name: str) -> Path:
     if not path.is_file():
         raise KeyError(f"unknown recipe {name!r}; known: {', '.join(recipe_names())}")
     return path
-
-
-@contextmanager
-def cpu_threads(count: int) -> Iterator[None]:
-    """Run a block with ``count`` torch CPU threads. MOSAIKS' many small products are fastest (and steady)
-    single-threaded: with 2 threads on a busy 2-core machine they were measured 3–40× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def prepare_recipe(

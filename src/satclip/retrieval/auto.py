@@ -68,9 +68,9 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
 def auto_features(name: str, model, *, progress: Callable[[int, int], None] | None = None):
     """The feature cache of ``model``'s image encoder on the recipe corpus, view 0 only (built or reused)."""
     from ..data.bluemarble import BlueMarbleParams, build_bluemarble
+    from ..machine import cpu_threads
     from ..train.cache import build_cache
     from ..train.sources import create_source
-    from .database import one_thread
 
     # the recipes' corpus (satclip.recipes.CORPUS) is the default parameters; checked by fingerprint below
     root = build_bluemarble(params=BlueMarbleParams())
@@ -81,7 +81,7 @@ def auto_features(name: str, model, *, progress: Callable[[int, int], None] | No
         log.warning("the Blue Marble corpus %s (fingerprint %s) is not the one %s was trained on (%s); its "
                     "database holds this corpus", root, source.fingerprint[:12], name, fingerprint[:12])  # fmt: skip
     log.debug("the retrieval features of %s on %s", name, root)
-    with one_thread():  # MOSAIKS' small products are fastest single-threaded (satclip.recipes.cpu_threads)
+    with cpu_threads(1):  # MOSAIKS' small products are fastest single-threaded
         return build_cache(
             auto_directory(name) / "features", model.visual, source, views=1, dtype="float16", seed=0,
             batch_size=1024, device="cpu", progress=progress,

@@ -24,8 +24,6 @@ import copy
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,8 @@ import torch
 
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError
+from ..machine import cpu_threads
+from ..train.cache import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,8 @@ class StaleDatabaseError(BadInputError):
 # --- identities -----------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def _sha256_json(value: Any) -> str:
-    return hashlib.sha256(json.dumps(_jsonable(value), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(jsonable(value), sort_keys=True).encode()).hexdigest()
 
 
 def model_key(model) -> dict:
@@ -76,7 +72,7 @@ def model_key(model) -> dict:
     visual = model.visual
     head = {k: v for k, v in visual.head.state_dict().items()}
     image_config = {k: v for k, v in dict(getattr(visual, "config", {})).items() if k != "weights"}
-    return _jsonable({
+    return jsonable({
         "location_encoder": dict(model.location.config),
         "location_sha256": state_sha256(model.location.state_dict()),
         "image_encoder": image_config,
@@ -94,7 +90,7 @@ def cache_identity(cache) -> dict:
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if _jsonable(old.get(k)) != _jsonable(new.get(k)))
+    return sorted(k for k in set(old) | set(new) if jsonable(old.get(k)) != jsonable(new.get(k)))
 
 
 # --- the database ---------------------------------------------------------------------------------
@@ -250,17 +246,6 @@ def check_fresh(database: RetrievalDatabase, *, model=None, identity: dict | Non
 # --- building -------------------------------------------------------------------------------------
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """float64 products summed in one order: the same bytes on any machine and thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _rounding(exact: np.ndarray, stored: np.ndarray) -> dict:
     """How much storing moved the values: max |error| relative to the largest value, RMS relative error."""
     diff = stored.astype(np.float64) - exact
@@ -287,7 +272,7 @@ def embed_cache(model, cache, *, batch_size: int = 16384) -> tuple[np.ndarray, n
     location = copy.deepcopy(model.location).to(torch.float64)
     lonlat = np.asarray(cache.lonlat, dtype=np.float64)
     locs, images = [], []
-    with one_thread(), torch.no_grad(), torch.autocast("cpu", enabled=False):
+    with cpu_threads(1), torch.no_grad(), torch.autocast("cpu", enabled=False):
         for start in range(0, len(cache), batch_size):
             stop = min(len(cache), start + batch_size)
             feats = torch.from_numpy(np.asarray(cache.features[start:stop, VIEW], dtype=np.float64))
@@ -326,7 +311,7 @@ def build_database(
     path = Path(path)
     model = model.cpu().eval()
     dtypes = {"location": LOCATION_DTYPE, "image": dtype}
-    key = _jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
+    key = jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
     with safe_output.exclusive(path):
         if (path / MANIFEST).is_file():
             try:

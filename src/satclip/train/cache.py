@@ -101,7 +101,7 @@ def cache_key(encoder: nn.Module, source: PairSource, *, views: int, dtype: str,
 
 def key_differences(old: dict, new: dict) -> list[str]:
     """Names of the top-level key entries that differ (for the stale-cache message)."""
-    return sorted(k for k in set(old) | set(new) if _jsonable(old.get(k)) != _jsonable(new.get(k)))
+    return sorted(k for k in set(old) | set(new) if jsonable(old.get(k)) != jsonable(new.get(k)))
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def build_cache(
     with safe_output.exclusive(path):  # one build per cache directory
         manifest = _existing_manifest(path)
         if manifest is not None and not rebuild:
-            differ = key_differences(manifest.get("key", {}), _jsonable(key))
+            differ = key_differences(manifest.get("key", {}), jsonable(key))
             if not differ and manifest.get("complete"):
                 log.info("feature cache %s is up to date", path)
                 if progress:
@@ -295,7 +295,7 @@ def build_cache(
             _clear(path)
             feature_dim = _probe_feature_dim(encoder, source, device)
             manifest = {
-                "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": _jsonable(key),
+                "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": jsonable(key),
                 "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
                 "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
             }  # fmt: skip
@@ -413,7 +413,7 @@ def write_cache(
         source.transform_config = dict(transform_config)
     key = cache_key(encoder, source, views=features.shape[1], dtype=str(features.dtype), seed=seed)
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "key": _jsonable(key),
+        "format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "key": jsonable(key),
         "shape": list(features.shape), "head_prefix": head_prefix(encoder),
         "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
         "build": {"device": "external", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
@@ -474,7 +474,7 @@ def _write_json(file: Path, data: dict) -> None:
     safe_output.write_text(file, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON round trip (tuples → lists), so keys compare equal to what a manifest holds."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
@@ -523,7 +523,7 @@ def verify_cache(
         report.problems.append("incomplete: the build was interrupted (run `satclip cache build` to finish it)")
         return report
     if expected_key is not None:
-        differ = key_differences(manifest["key"], _jsonable(expected_key))
+        differ = key_differences(manifest["key"], jsonable(expected_key))
         if differ:
             report.problems.append(f"stale: {', '.join(differ)} differ from the config")
     try:
