@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from .args import device, existing_file, positive_int
 
@@ -38,14 +37,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def great_circle_km(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Haversine distance in km on a sphere of radius 6371 km."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a)))
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -55,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..io.load import load_model
     from ..models.locate import load_image, locate
+    from ..retrieval.geo import great_circle_km
 
     if args.truth is not None:
         as_lonlat(np.asarray([args.truth], dtype=np.float64))  # before loading the model; names a lat/lon swap
@@ -73,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for rank, (lon, lat, score) in enumerate(result.rows(0), start=1):
         line = f"{rank:>4}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
         if truth is not None:
-            line += f"  {great_circle_km(lon, lat, *truth):>12.0f}"
+            line += f"  {float(great_circle_km((lon, lat), truth)):>12.0f}"
         print(line)
     if result.above_truth is not None:  # rank: 1 + the candidates scoring higher than the true location
         rank = round(float(result.above_truth[0]) * result.candidates) + 1

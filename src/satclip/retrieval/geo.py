@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.bluemarble import EARTH_RADIUS_KM  # noqa: F401  (IUGG mean radius; public here for the index)
 from ..optional import require
 
-#: IUGG mean Earth radius, km (as :mod:`satclip.data.bluemarble`)
-EARTH_RADIUS_KM = 6371.0088
 #: entries are excluded up to this factor beyond the radius, so that rounding never lets one inside it back in
 EXCLUDE_MARGIN = 1e-9
 
