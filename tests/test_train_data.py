@@ -6,13 +6,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import satclip.image
 from satclip.models.clip import SatCLIP
 from satclip.models.location_encoder import LocationEncoder
 from satclip.train.config import OptimConfig
-from satclip.train.data import BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, jitter_points, split_indices
+from satclip.train.config import DataConfig
+from satclip.train.data import (
+    BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, footprint_jitter, jitter_points, split_indices,
+)  # fmt: skip
 from satclip.train.optim import adamw
 
 from .train_helpers import SMALL_LOCATION, synthetic_cache, tiny_source
@@ -79,6 +83,57 @@ def test_jitter_stays_in_range():
     points = torch.tensor([[179.999, 89.999], [-180.0, -90.0]], dtype=torch.float64)
     out = jitter_points(points, 0.01, torch.Generator().manual_seed(0))
     assert (out[:, 0].abs() <= 180).all() and (out[:, 1].abs() <= 90).all()
+
+
+def _great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lon1, lat1, lon2, lat2 = (np.radians(v) for v in (a[:, 0], a[:, 1], b[:, 0], b[:, 1]))
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0088 * np.arcsin(np.sqrt(h))
+
+
+def test_footprint_jitter_covers_the_square_around_each_point():
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(-180, 180, 4000), rng.uniform(-60, 80, 4000)])
+    points[:4] = [[179.9, 0.0], [-179.9, 10.0], [0.0, 89.5], [10.0, -89.5]]  # antimeridian, poles
+    out = footprint_jitter(torch.from_numpy(points), 120.0, torch.Generator().manual_seed(0)).numpy()
+    assert out.dtype == np.float64 and (np.abs(out[:, 0]) <= 180).all() and (np.abs(out[:, 1]) <= 90).all()
+    distance = _great_circle_km(points, out)  # azimuthal equidistant: ground distance = planar radius
+    assert distance.max() <= 120.0 * math.sqrt(2) + 1e-6 and distance.mean() > 70
+    # symmetric: north/south and east/west offsets average out (away from the poles)
+    mid = np.abs(points[:, 1]) < 60
+    north_km = (out[mid, 1] - points[mid, 1]) * 111.2
+    east_km = ((out[mid, 0] - points[mid, 0] + 180) % 360 - 180) * 111.2 * np.cos(np.radians(points[mid, 1]))
+    assert abs(north_km.mean()) < 3 and abs(east_km.mean()) < 3
+    # (flat-Earth east/north: exact to a few km at 120 km, meridians converge)
+    assert 115 < np.abs(north_km).max() <= 125 and 115 < np.abs(east_km).max() <= 125
+    again = footprint_jitter(torch.from_numpy(points), 120.0, torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_array_equal(out, again)
+    same = torch.from_numpy(points)
+    assert footprint_jitter(same, 0.0, torch.Generator()) is same
+
+
+def test_footprint_jitter_is_an_extra_seeded_stream(tmp_path):
+    cache = synthetic_cache(tmp_path / "c", n=40, views=4)
+    spec = BatchSpec(epoch=2, batch=1, rank=0, indices=np.arange(40))
+    plain = CachedPairs(cache, train=True, seed=0, jitter=0.01)[spec]
+    both = CachedPairs(cache, train=True, seed=0, jitter=0.01, jitter_km=120.0)[spec]
+    again = CachedPairs(cache, train=True, seed=0, jitter=0.01, jitter_km=120.0)[spec]
+    val = CachedPairs(cache, train=False, seed=0, jitter=0.01, jitter_km=120.0)[spec]
+    assert torch.equal(both["lonlat"], again["lonlat"]) and torch.equal(both["features"], plain["features"])
+    np.testing.assert_array_equal(val["lonlat"].numpy(), cache.lonlat)  # validation: exact coordinates
+    # the footprint offset comes first, then the same one-sided degree jitter as without it
+    only_km = CachedPairs(cache, train=True, seed=0, jitter=0.0, jitter_km=120.0)[spec]
+    degrees = (plain["lonlat"] - torch.from_numpy(cache.lonlat)).numpy()
+    shift = (both["lonlat"] - only_km["lonlat"]).numpy()
+    shift[:, 0] = (shift[:, 0] + 180) % 360 - 180
+    np.testing.assert_allclose(shift, degrees, atol=1e-9)
+    assert _great_circle_km(cache.lonlat, only_km["lonlat"].numpy()).max() <= 120.0 * math.sqrt(2) + 1e-6
+
+
+def test_jitter_options_are_checked():
+    assert DataConfig().coord_jitter_km == 0.0  # off by default: other recipes train as before
+    with pytest.raises(ValueError, match="coord_jitter_km"):
+        DataConfig(coord_jitter_km=-1.0)
 
 
 def test_image_batches_are_reproducible():

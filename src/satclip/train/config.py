@@ -72,9 +72,18 @@ class DataConfig:
     val_fraction: float = 0.1
     num_workers: int = 0
     coord_jitter: float = 0.01  # degrees; one-sided U(0, jitter) on lon and lat, as the original
+    # km; symmetric: a uniform point of the ±coord_jitter_km square (east, north) around each location in its
+    # local azimuthal-equidistant frame, i.e. anywhere on the image's footprint (half its width); 0 = off
+    coord_jitter_km: float = 0.0
     drop_last: bool = False
     cache_views: int = 8  # views per image in a cache built from this config (view 0 = evaluation view)
     cache_dtype: str = "float16"  # storage dtype of cached features
+
+    def __post_init__(self):
+        if self.coord_jitter < 0 or self.coord_jitter_km < 0:
+            raise ValueError(
+                f"data.coord_jitter={self.coord_jitter} and data.coord_jitter_km={self.coord_jitter_km} must be >= 0"
+            )
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,42 @@ def jitter_points(lonlat: torch.Tensor, jitter: float, generator: torch.Generato
     return torch.stack([lon, out[:, 1].clamp(max=90.0)], dim=1)
 
 
-def _jitter_generator(seed: int, spec: BatchSpec) -> torch.Generator:
-    return torch.Generator().manual_seed(derived_seed("jitter", seed, spec.epoch, spec.batch, spec.rank))
+#: mean Earth radius (km) of the footprint jitter, the Blue Marble corpus's spherical projection radius
+_EARTH_RADIUS_KM = 6371.0088
+
+
+def footprint_jitter(lonlat: torch.Tensor, half_width_km: float, generator: torch.Generator) -> torch.Tensor:
+    """Move each point to a uniformly drawn point of the ``±half_width_km`` square (east, north) around it in
+    its local azimuthal-equidistant frame — the ground footprint of a north-up image patch centred on it
+    (a Blue Marble patch of 32 px × 7.5 km: 120 km). Symmetric: the mean offset is zero. ``(B, 2)`` float64
+    (lon, lat) degrees in and out; lon in [-180, 180), lat in [-90, 90]."""
+    if half_width_km == 0:
+        return lonlat
+    offset = (torch.rand(lonlat.shape, generator=generator, dtype=torch.float64) * 2 - 1) * half_width_km
+    x, y = offset[:, 0], offset[:, 1]
+    rho = torch.hypot(x, y)
+    angle = rho / _EARTH_RADIUS_KM
+    safe = torch.where(rho > 0, rho, torch.ones_like(rho))
+    east, north = x * torch.sin(angle) / safe, y * torch.sin(angle) / safe
+    phi = torch.deg2rad(lonlat[:, 1])
+    lat = torch.rad2deg(torch.asin((torch.cos(angle) * torch.sin(phi) + north * torch.cos(phi)).clamp(-1.0, 1.0)))
+    dlon = torch.rad2deg(torch.atan2(east, torch.cos(angle) * torch.cos(phi) - north * torch.sin(phi)))
+    lon = torch.remainder(lonlat[:, 0] + dlon + 180.0, 360.0) - 180.0
+    return torch.stack([lon, lat], dim=1)
+
+
+def _jitter_generator(seed: int, spec: BatchSpec, stream: str = "jitter") -> torch.Generator:
+    return torch.Generator().manual_seed(derived_seed(stream, seed, spec.epoch, spec.batch, spec.rank))
+
+
+def jitter_batch(lonlat: torch.Tensor, seed: int, spec: BatchSpec, jitter: float, jitter_km: float) -> torch.Tensor:
+    """The training coordinates of a batch: the footprint jitter (``jitter_km``, its own stream) and then the
+    one-sided degree jitter (``jitter``), each from a generator seeded by (seed, epoch, batch, rank)."""
+    if jitter_km:
+        lonlat = footprint_jitter(lonlat, jitter_km, _jitter_generator(seed, spec, "jitter-km"))
+    if jitter:
+        lonlat = jitter_points(lonlat, jitter, _jitter_generator(seed, spec))
+    return lonlat
 
 
 @dataclass(frozen=True)
@@ -118,11 +152,11 @@ class CachedPairs(torch.utils.data.Dataset):
     """Batches from a :class:`~satclip.train.cache.FeatureCache`.
 
     Training (``train=True``): each image contributes one of its training views (1 … V−1, uniformly;
-    view 0 when V = 1) and jittered coordinates. Validation: view 0, exact coordinates.
+    view 0 when V = 1) and jittered coordinates (:func:`jitter_batch`). Validation: view 0, exact coordinates.
     """
 
-    def __init__(self, cache: FeatureCache, *, train: bool, seed: int, jitter: float = 0.0):
-        self.cache, self.train, self.seed, self.jitter = cache, train, seed, jitter
+    def __init__(self, cache: FeatureCache, *, train: bool, seed: int, jitter: float = 0.0, jitter_km: float = 0.0):
+        self.cache, self.train, self.seed, self.jitter, self.jitter_km = cache, train, seed, jitter, jitter_km
 
     def __len__(self) -> int:
         return len(self.cache)
@@ -136,8 +170,8 @@ class CachedPairs(torch.utils.data.Dataset):
         else:
             view = np.zeros(len(index), dtype=np.int64)
         lonlat = torch.from_numpy(self.cache.lonlat[index].astype(np.float64))
-        if self.train and self.jitter:
-            lonlat = jitter_points(lonlat, self.jitter, _jitter_generator(self.seed, spec))
+        if self.train:
+            lonlat = jitter_batch(lonlat, self.seed, spec, self.jitter, self.jitter_km)
         return {"features": self.cache.gather(index, view), "lonlat": lonlat}
 
 
@@ -145,8 +179,8 @@ class ImagePairs(torch.utils.data.Dataset):
     """Batches of images read from a :class:`~satclip.train.sources.PairSource`, with the training view
     (augmentation seeded by ``(seed, epoch, image)``) or the evaluation view."""
 
-    def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0):
-        self.source, self.train, self.seed, self.jitter = source, train, seed, jitter
+    def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0, jitter_km: float = 0.0):
+        self.source, self.train, self.seed, self.jitter, self.jitter_km = source, train, seed, jitter, jitter_km
 
     def __len__(self) -> int:
         return len(self.source)
@@ -163,6 +197,6 @@ class ImagePairs(torch.utils.data.Dataset):
             images.append(torch.as_tensor(image, dtype=torch.float32))
             points.append(point)
         lonlat = torch.stack(points).to(torch.float64)
-        if self.train and self.jitter:
-            lonlat = jitter_points(lonlat, self.jitter, _jitter_generator(self.seed, spec))
+        if self.train:
+            lonlat = jitter_batch(lonlat, self.seed, spec, self.jitter, self.jitter_km)
         return {"image": torch.stack(images), "lonlat": lonlat}

@@ -96,10 +96,10 @@ class PairDataModule(pl.LightningDataModule):
         self.position = {"epoch": int(state["epoch"]), "batch": int(state["batch"])}
 
     def _dataset(self, train: bool):
-        jitter = self.config.coord_jitter
+        jitter = {"jitter": self.config.coord_jitter, "jitter_km": self.config.coord_jitter_km}
         if self.cache is not None:
-            return CachedPairs(self.cache, train=train, seed=self.seed, jitter=jitter)
-        return ImagePairs(self.source, train=train, seed=self.seed, jitter=jitter)
+            return CachedPairs(self.cache, train=train, seed=self.seed, **jitter)
+        return ImagePairs(self.source, train=train, seed=self.seed, **jitter)
 
     def _loader(self, indices: np.ndarray, train: bool) -> torch.utils.data.DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
