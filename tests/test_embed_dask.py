@@ -117,6 +117,27 @@ def test_cli_dask_equals_single_process(cluster, dataset, expected, model, tmp_p
     assert frame["id"].tolist() == list(range(N))
 
 
+def test_partitions_are_embedded_a_row_group_at_a_time(cluster, dataset, expected, model, tmp_path):
+    """A partition is embedded and written in slices of at most 65,536 rows, each a whole number of batches:
+    the embeddings are those of the local engine with the same batches."""
+    _, client = cluster
+    out = tmp_path / "default"  # one partition of 200,000 rows (the default is 262,144): 4 row groups
+    embed_dataset(dataset, out, satclip.load(model), client=client)
+    assert_same(out, expected)
+    groups = pq.ParquetFile(out / "part-000000.parquet").metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [65_536] * 3 + [3_392]
+
+    # batches of 5,000 do not divide 65,536: slices of 65,000 rows, batches as the local engine's
+    local = tmp_path / "local.parquet"
+    options = ["--model", str(model), "--batch-size", "5000", "--chunk-rows", "150000", "--no-progress"]
+    assert main(["embed", str(dataset), "-o", str(local), *options]) == 0
+    out = tmp_path / "batches"
+    embed_dataset(dataset, out, satclip.load(model), client=client, batch_size=5000, chunk_rows=150_000)
+    assert_same(out, local)
+    groups = pq.ParquetFile(out / "part-000000.parquet").metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [65_000, 65_000, 20_000]
+
+
 def test_model_shipped_once(cluster, dataset, model, tmp_path, monkeypatch):
     """The encoder is pickled once on the client for 13 partitions (in the worker plugin), not per task."""
     _, client = cluster

@@ -144,8 +144,6 @@ class _Partitions:
 
     def run(self, index: int, token: str) -> dict:
         """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.FORMAT``; a dict for the client."""
-        pa = require("pyarrow", "embed", "writing Parquet")
-        pq = require("pyarrow.parquet", "embed", "writing Parquet")
         source, rows = self.source, self.chunk_rows
         start, stop = index * rows, min((index + 1) * rows, source.num_rows)
         table = next((chunk for _, chunk in source.chunks(index, stop, rows)), None)
@@ -157,18 +155,59 @@ class _Partitions:
         if bad.any() and not self.skip_invalid:
             rows_bad = np.flatnonzero(bad)
             return {**result, "error": describe_invalid(lonlat, bad, start), "bad_rows": (rows_bad + start).tolist()}
-        embeddings = embed_lonlat(self.encoder, lonlat, batch_size=self.batch_size, skip_invalid=True)
-        table = sinks.with_embedding(
-            table, embeddings.cpu().numpy(), ~bad, _dtype(self.encoder), self.layout, self.column
-        )  # fmt: skip
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
-            if self.part_format == "parquet":
-                pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
-            else:  # read back memory-mapped when assembling: no decoding pass on the client
-                with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table, max_chunksize=ROW_GROUP_ROWS)
+            with _PartWriter(tmp, self.part_format) as writer:
+                for offset, piece in self._pieces(table):
+                    valid = ~bad[offset : offset + piece.num_rows]
+                    embeddings = embed_lonlat(
+                        self.encoder, lonlat[offset : offset + piece.num_rows], batch_size=self.batch_size,
+                        skip_invalid=True,
+                    )  # fmt: skip
+                    piece = sinks.with_embedding(
+                        piece, embeddings.cpu().numpy(), valid, _dtype(self.encoder), self.layout, self.column
+                    )  # fmt: skip
+                    writer.write(piece)
         return {**result, "pending": str(pending)}
+
+    def _pieces(self, table) -> Iterator[tuple[int, object]]:
+        """``(offset, rows)`` slices of the partition: at most :data:`ROW_GROUP_ROWS` rows (a worker holds one
+        slice's embeddings at a time, not the partition's) and whole batches, so that the batches, and so the
+        embeddings, are those of the partition embedded at once, and of the local engine's chunks."""
+        step = max(self.batch_size, ROW_GROUP_ROWS // self.batch_size * self.batch_size)
+        for offset in range(0, table.num_rows, step):
+            yield offset, table.slice(offset, step)
+
+
+class _PartWriter:
+    """Writes a part one row group (Parquet) or record batch (Arrow IPC) per :meth:`write`."""
+
+    def __init__(self, path: Path, part_format: str):
+        self.path, self.part_format, self.writer, self.sink = str(path), part_format, None, None
+
+    def write(self, table) -> None:
+        pa = require("pyarrow", "embed", "writing Parquet")
+        if self.writer is None:
+            if self.part_format == "parquet":
+                self.writer = require("pyarrow.parquet", "embed", "writing Parquet").ParquetWriter(
+                    self.path, table.schema
+                )
+            else:  # read back memory-mapped when assembling: no decoding pass on the client
+                self.sink = pa.OSFile(self.path, "wb")
+                self.writer = pa.ipc.new_file(self.sink, table.schema)
+        if self.part_format == "parquet":
+            self.writer.write_table(table, row_group_size=table.num_rows)
+        else:
+            self.writer.write_table(table, max_chunksize=table.num_rows)
+
+    def __enter__(self) -> _PartWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.sink is not None:
+            self.sink.close()
 
 
 #: worker process → the jobs its plugins set up, by plugin name

@@ -50,8 +50,11 @@ def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch
     """Validate ``points`` and return them as a ``(N, 2)`` tensor of (lon, lat) degrees.
 
     Accepts anything ``np.asarray`` or ``torch.as_tensor`` understands. ``dtype`` defaults to the input's
-    floating dtype (float64 for non-float input).
+    floating dtype (float64 for non-float input). Read-only arrays (pandas' ``to_numpy()`` under
+    copy-on-write, memory-mapped files) are copied, never written.
     """
+    if isinstance(points, np.ndarray) and not points.flags.writeable:
+        points = points.copy()  # torch would warn that it cannot promise not to write to them
     tensor = torch.as_tensor(points, device=device)
     if tensor.ndim != 2 or tensor.shape[1] != 2:
         raise ValueError(
