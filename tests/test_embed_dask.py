@@ -334,7 +334,7 @@ def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):
 def test_local_cluster_workers_keep_glibcs_adaptive_malloc(monkeypatch):
     """satclip's own LocalCluster drops the nanny's MALLOC_TRIM_THRESHOLD_ (30 % more CPU per point) but keeps
     one OpenMP thread per worker."""
-    from satclip.embed.distributed import dask_client
+    from satclip.embed.cluster import dask_client
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with dask_client(workers=1) as client:

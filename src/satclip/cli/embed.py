@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from ..errors import BadInputError
@@ -108,7 +109,7 @@ class _TqdmProgress:
             self.bar.close()
 
 
-def _run_dask(args: argparse.Namespace, source, encoder, progress):
+def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
     from ..embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset
     from ..embed.parquet import ParquetDatasetSource
 
@@ -118,7 +119,7 @@ def _run_dask(args: argparse.Namespace, source, encoder, progress):
             "or use the local engine"
         )
     return embed_dataset(
-        source, args.output, encoder, scheduler=args.scheduler, workers=args.workers, out_format=args.format,
+        source, args.output, encoder, client=client, out_format=args.format,
         layout=args.layout, column=args.column, chunk_rows=args.chunk_rows or DEFAULT_PARTITION_ROWS,
         batch_size=args.batch_size, skip_invalid=args.skip_invalid, overwrite=args.overwrite, restart=args.restart,
         progress=progress,
@@ -126,23 +127,27 @@ def _run_dask(args: argparse.Namespace, source, encoder, progress):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..embed.api import load_encoder
-    from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
-    from ..embed.sources import open_source
-
     if args.engine != "dask" and (args.scheduler or args.workers):
         raise BadInputError("--scheduler and --workers apply to --engine dask")
     if args.engine == "dask" and args.shard != (0, 1):
         raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
-    progress = _TqdmProgress(enabled=not args.no_progress)
-    try:
+    with contextlib.ExitStack() as stack:
+        if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
+            from ..embed.cluster import starting_client
+
+            client = stack.enter_context(starting_client(args.scheduler, args.workers))
+        from ..embed.api import load_encoder
+        from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
+        from ..embed.sources import open_source
+
+        progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
         source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
         encoder = load_encoder(
             args.model, device=args.device, harmonics_calculation=args.harmonics,
             trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
         )  # fmt: skip
         if args.engine == "dask":
-            result = _run_dask(args, source, encoder, progress)
+            result = _run_dask(args, source, encoder, progress, client())
         else:
             result = embed_file(
                 source, args.output, encoder, out_format=args.format, layout=args.layout, column=args.column,
@@ -150,8 +155,6 @@ def run(args: argparse.Namespace) -> int:
                 skip_invalid=args.skip_invalid, shard=args.shard, overwrite=args.overwrite, restart=args.restart,
                 progress=progress,
             )  # fmt: skip
-    finally:
-        progress.close()
     rate = result.embedded_rows / max(result.seconds, 1e-9)
     skipped = f", {result.invalid} invalid written as null" if result.invalid else ""
     resumed = f", resumed after {result.resumed_chunks} chunk(s)" if result.resumed_chunks else ""

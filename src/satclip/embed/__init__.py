@@ -6,12 +6,25 @@
 The ``satclip embed`` command wraps :func:`embed_file` with a progress bar.
 """
 
-from .api import embed, load_encoder
-from .columns import ColumnError, detect_lonlat_columns
-from .job import EmbedResult, ResumeMismatchError, embed_file
-from .sources import open_source
+import importlib
 
-__all__ = [
-    "ColumnError", "EmbedResult", "ResumeMismatchError", "detect_lonlat_columns", "embed", "embed_file",
-    "load_encoder", "open_source",
-]  # fmt: skip
+#: public name → the submodule defining it; imported on first use, so that a light submodule (e.g.
+#: :mod:`satclip.embed.cluster`) can be imported without torch
+_EXPORTS = {
+    "embed": "api", "load_encoder": "api", "ColumnError": "columns", "detect_lonlat_columns": "columns",
+    "EmbedResult": "job", "ResumeMismatchError": "job", "embed_file": "job", "open_source": "sources",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -34,12 +34,12 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
-from ..errors import BadInputError, SatclipError
-from ..machine import usable_cores
+from ..errors import BadInputError
 from ..models.location_encoder import model_identity
 from ..optional import require
 from . import sinks
 from .api import embed_lonlat
+from .cluster import dask_client
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest
 from .sources import coordinates
@@ -57,16 +57,6 @@ DEFAULT_PARTITION_ROWS = 1 << 18
 ROW_GROUP_ROWS = 1 << 16
 #: how often a partition is resubmitted after its task was cancelled (a cluster restart)
 RESUBMITS = 3
-
-
-#: Dask settings of the local cluster: its nanny's default MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's
-#: adaptive mmap threshold, and every activation tensor of a batch is then mapped and faulted in afresh:
-#: 30 % more CPU time per point, measured (benchmarks/RESULTS.md)
-LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-
-
-class SchedulerError(SatclipError):
-    """The Dask scheduler cannot be reached."""
 
 
 def _dtype(encoder) -> np.dtype:
@@ -232,47 +222,6 @@ def _run_partition(name: str, index: int, token: str) -> dict:
     if job is None:
         raise RuntimeError(f"this worker has no satclip job {name!r}: its plugin was not set up")
     return job.run(index, token)
-
-
-@contextlib.contextmanager
-def _quiet_distributed() -> Iterator[None]:
-    """distributed logs each connection at INFO on its own loggers; keep them to warnings unless satclip's
-    logger is at DEBUG."""
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    if not log.isEnabledFor(logging.DEBUG):
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
-    """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers``
-    single-threaded worker processes (default: one per usable core) started here and closed afterwards."""
-    distributed = require("distributed", "dask", "embedding with --engine dask")
-    with _quiet_distributed():
-        yield from _connect(distributed, scheduler, workers)
-
-
-def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterator[object]:
-    if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as err:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
-        with client:
-            yield client
-        return
-    dask = require("dask", "dask", "embedding with --engine dask")
-    workers = workers or usable_cores()
-    log.info("starting a local Dask cluster of %d worker process(es)", workers)
-    with dask.config.set(LOCAL_WORKER_CONFIG), distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
-        yield client
 
 
 def _output_kind(output: Path, out_format: str | None) -> str:

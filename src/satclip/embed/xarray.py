@@ -318,7 +318,7 @@ def write_map_zarr(
     from ..models.precision import for_encoder as precision_of
     from ..models.provenance import training_footprint
     from . import maps
-    from .distributed import dask_client
+    from .cluster import dask_client
 
     xr = require("xarray", "dask", "satclip map --engine dask")
     output = Path(output)

@@ -1,0 +1,105 @@
+"""Dask clients for ``--engine dask``: a scheduler's, or a ``LocalCluster`` started here and closed afterwards.
+
+Imports neither torch nor the rest of satclip, so that ``satclip embed --engine dask`` can start its local
+cluster (:func:`starting_client`) while it imports torch and loads the model: the workers' start-up (a new
+Python process each, importing distributed, torch and satclip) overlaps the client's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import SatclipError
+from ..machine import usable_cores
+from ..optional import require
+
+log = logging.getLogger(__name__)
+
+#: Dask settings of the local cluster: its nanny's default MALLOC_TRIM_THRESHOLD_=65536 turns off glibc's
+#: adaptive mmap threshold, and every activation tensor of a batch is then mapped and faulted in afresh:
+#: 30 % more CPU time per point, measured (benchmarks/RESULTS.md)
+LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+#: imported by each local worker as it starts (while the client is busy with its own imports), rather than
+#: when the first task's job arrives
+WORKER_PRELOAD = ["satclip.embed.distributed"]
+
+
+class SchedulerError(SatclipError):
+    """The Dask scheduler cannot be reached."""
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """distributed logs each connection at INFO on its own loggers; keep them to warnings unless satclip's
+    logger is at DEBUG."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers``
+    single-threaded worker processes (default: one per usable core) started here and closed afterwards."""
+    distributed = require("distributed", "dask", "embedding with --engine dask")
+    with _quiet_distributed():
+        yield from _connect(distributed, scheduler, workers)
+
+
+def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterator[object]:
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as err:
+            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+        with client:
+            yield client
+        return
+    with _local_cluster(distributed, workers) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _local_cluster(distributed, workers: int | None) -> Iterator[object]:
+    dask = require("dask", "dask", "embedding with --engine dask")
+    workers = workers or usable_cores()
+    log.info("starting a local Dask cluster of %d worker process(es)", workers)
+    with dask.config.set(LOCAL_WORKER_CONFIG), distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", preload=WORKER_PRELOAD
+    ) as cluster:  # fmt: skip
+        yield cluster
+
+
+@contextlib.contextmanager
+def starting_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Callable[[], object]]:
+    """As :func:`dask_client`, but a local cluster starts in a background thread now; yields a function that
+    waits for it and returns the client (raising what starting raised). On exit the client and the cluster
+    are closed, after waiting for a start still under way."""
+    distributed = require("distributed", "dask", "embedding with --engine dask")
+    if scheduler is not None:  # nothing to start
+        with dask_client(scheduler) as client:
+            yield lambda: client
+        return
+    with _quiet_distributed(), contextlib.ExitStack() as stack:
+        with ThreadPoolExecutor(1, thread_name_prefix="satclip-dask") as pool:
+            cluster = pool.submit(stack.enter_context, _local_cluster(distributed, workers))
+            clients: list = []
+
+            def client() -> object:
+                if not clients:  # a Client is entered and left in one thread (it sets a context variable)
+                    clients.append(stack.enter_context(distributed.Client(cluster.result())))
+                return clients[0]
+
+            try:
+                yield client
+            finally:
+                with contextlib.suppress(Exception):  # wait for the start (a failed one has nothing to close)
+                    cluster.result()
