@@ -3,8 +3,9 @@
     python benchmarks/dask_embed.py [--points 2000000] [--repeats 3] [--work /tmp/satclip-dask-bench]
 
 Input: a Parquet dataset of ``--points`` points uniform on the sphere (seed 0) in 8 part files (``id``,
-``lon``, ``lat``). Model: the released L = 10 architecture (the fixture checkpoint when present, else random
-weights: SH L = 10 → SIREN 512 → 512 → 256) with the fast ``analytic-stable`` basis, float32. Each row runs
+``lon``, ``lat``). Model: the released architecture at ``--legendre`` 10 (default) or 40 (the fixture checkpoint
+when present, else random weights: SH L² → SIREN 512 → 512 → 256) with the fast ``analytic-stable`` basis,
+float32. Each row runs
 the real command in a fresh process (``python -m satclip embed``) and reports points per second of the
 whole command (wall, imports and cluster start-up included) and as the command reports it itself (from
 opening the input to the published output). Rows:
@@ -44,19 +45,23 @@ import satclip
 from satclip.io.native import write_native
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
-FIXTURE = FIXTURES / "satclip-resnet18-l10.ckpt"
 
 
-def make_model(work: Path) -> str:
-    if FIXTURE.exists():
-        return str(FIXTURE)
+def make_model(work: Path, legendre: int) -> str:
+    fixture = FIXTURES / f"satclip-resnet18-l{legendre}.ckpt"
+    if fixture.exists():
+        return str(fixture)
     config = {
-        "encoding": {"name": "sphericalharmonics", "legendre_polys": 10, "harmonics_calculation": "analytic-stable"},
+        "encoding": {
+            "name": "sphericalharmonics",
+            "legendre_polys": legendre,
+            "harmonics_calculation": "analytic-stable",
+        },
         "network": {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2},
     }
     torch.manual_seed(0)
     encoder = satclip.LocationEncoder.from_config(config)
-    path = work / "model"
+    path = work / f"model-l{legendre}"
     if not path.exists():
         tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
         write_native(path, {"location_encoder": config}, tensors)
@@ -115,13 +120,14 @@ def embeddings(paths: list[Path], rows: range) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, default=2_000_000)
+    parser.add_argument("--legendre", type=int, choices=(10, 40), default=10, help="the model's L (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each row's best is compared")
     parser.add_argument("--work", type=Path, default=Path("/tmp/satclip-dask-bench"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / f"points-{args.points}"
     make_points(data, args.points)
-    model = make_model(args.work)
+    model = make_model(args.work, args.legendre)
     common = ["--model", model, "--harmonics", "analytic-stable", "--dtype", "float32", "--no-progress"]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()
@@ -166,7 +172,9 @@ def main() -> None:
             row = run(label, argvs, threads, args.points)
             runs[label].append(row)
             print_row(row, args.points, prefix=f"round {round_}: ")
-            sample = embeddings(outs, range(args.points // 2, args.points // 2 + 20_000))  # (shards: in order)
+            sample = embeddings(
+                outs, range(args.points // 2, min(args.points, args.points // 2 + 20_000))
+            )  # (shards: in order)
             if reference is None:
                 reference = sample
             elif not np.array_equal(sample, reference):
