@@ -44,6 +44,22 @@ def test_shipped_models_follow_their_recipes():
     assert recipe_names() == ["bluemarble-l10", "bluemarble-l40"]
 
 
+def test_shipped_models_were_trained_by_their_recipes():
+    """The training config recorded in each shipped model is its recipe (paths aside)."""
+    from satclip.train.config import from_dict
+
+    for name in ("bluemarble-l10", "bluemarble-l40"):
+        recipe = load_config(recipe_path(name)).to_dict()
+        config = json.loads((bundled_models()[name] / "config.json").read_text())
+        trained = from_dict(config["metadata"]["train_config"]).to_dict()  # missing keys: their defaults
+        assert trained["model"] == recipe["model"] and trained["optim"] == recipe["optim"]
+        for key in ("root", "cache"):
+            trained["data"].pop(key), recipe["data"].pop(key)
+        assert trained["data"] == recipe["data"]
+        for key in ("max_epochs", "seed", "check_val_every_n_epoch", "precision"):
+            assert trained["trainer"][key] == recipe["trainer"][key], (name, key)
+
+
 def test_shipped_model_embeddings_are_structured():
     """Nearby points embed closer than distant ones (a trained field, not noise)."""
     encoder = satclip.load("bluemarble-l10")
