@@ -12,10 +12,15 @@ import torch
 import satclip.image
 from satclip.models.clip import SatCLIP
 from satclip.models.location_encoder import LocationEncoder
-from satclip.train.config import OptimConfig
-from satclip.train.config import DataConfig
+from satclip.train.config import DataConfig, OptimConfig
 from satclip.train.data import (
-    BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, footprint_jitter, jitter_points, split_indices,
+    BatchSpec,
+    CachedPairs,
+    EpochBatchSampler,
+    ImagePairs,
+    footprint_jitter,
+    jitter_points,
+    split_indices,
 )  # fmt: skip
 from satclip.train.optim import adamw
 
