@@ -4,6 +4,7 @@ the model shipped once; ``satclip.embed`` on Dask DataFrames."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import time
@@ -267,12 +268,20 @@ def test_cli_starts_its_own_cluster(model, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys):
+def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypatch):
     csv = tmp_path / "points.csv"
     points(10).to_csv(csv, index=False)
     base = ["embed", str(csv), "--model", str(model), "--no-progress"]
-    assert main([*base, "-o", str(tmp_path / "a.parquet"), "--engine", "dask"]) == 2
-    assert "reads Parquet files and datasets, not csv" in capsys.readouterr().err
+    with monkeypatch.context() as patched:  # an input it cannot read is refused before any cluster starts
+        cluster = importlib.import_module("satclip.embed.cluster")  # (satclip.embed is also the function)
+        patched.setattr(cluster, "starting_client", lambda *a, **k: pytest.fail("a cluster started"))
+        assert main([*base, "-o", str(tmp_path / "a.parquet"), "--engine", "dask"]) == 2
+        assert "reads Parquet files and datasets, not csv" in capsys.readouterr().err
+        no_lonlat = tmp_path / "columns.parquet"
+        pd.DataFrame({"a": [1.0], "b": [2.0]}).to_parquet(no_lonlat)
+        argv = ["embed", str(no_lonlat), "-o", str(tmp_path / "b.parquet"), "--model", str(model), "--engine", "dask"]
+        assert main(argv) == 2
+        assert "no longitude column" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "a.parquet"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "apply to --engine dask" in capsys.readouterr().err
     dataset = write_dataset(points(10), tmp_path / "in", parts=1)

@@ -56,7 +56,7 @@ def existing_file(text: str) -> Path:
 
 def shard(text: str) -> tuple[int, int]:
     """``"I/N"`` with 0 ≤ I < N → ``(I, N)``."""
-    from ..embed.job import parse_shard
+    from ..embed.shards import parse_shard
 
     try:
         return parse_shard(text)

@@ -109,8 +109,7 @@ class _TqdmProgress:
             self.bar.close()
 
 
-def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
-    from ..embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset
+def _check_dask_input(args: argparse.Namespace, source) -> None:
     from ..embed.parquet import ParquetDatasetSource
 
     if not isinstance(source, ParquetDatasetSource):
@@ -118,6 +117,11 @@ def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
             f"--engine dask reads Parquet files and datasets, not {source.format}: convert {args.input} to Parquet "
             "or use the local engine"
         )
+
+
+def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
+    from ..embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset
+
     return embed_dataset(
         source, args.output, encoder, client=client, out_format=args.format,
         layout=args.layout, column=args.column, chunk_rows=args.chunk_rows or DEFAULT_PARTITION_ROWS,
@@ -131,17 +135,20 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--scheduler and --workers apply to --engine dask")
     if args.engine == "dask" and args.shard != (0, 1):
         raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
+    from ..embed.sources import open_source  # (without torch: a bad input is reported before any start-up)
+
+    source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
     with contextlib.ExitStack() as stack:
         if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
             from ..embed.cluster import starting_client
 
+            _check_dask_input(args, source)
+
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
-        from ..embed.sources import open_source
 
         progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
-        source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
         encoder = load_encoder(
             args.model, device=args.device, harmonics_calculation=args.harmonics,
             trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),

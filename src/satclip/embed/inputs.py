@@ -9,11 +9,15 @@ their CRS is another one.
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .columns import detect_lonlat_columns
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +142,8 @@ def to_lonlat(
 ) -> np.ndarray | torch.Tensor:
     """Coordinates of ``points`` as ``(N, 2)`` (lon, lat): a tensor stays a tensor (same device), anything
     else becomes a float64 numpy array. Values are not validated here. ``centroids``: see :func:`geo_lonlat`."""
-    if isinstance(points, torch.Tensor):
+    torch = sys.modules.get("torch")  # (not imported: then points are no tensor; file readers stay torch-free)
+    if torch is not None and isinstance(points, torch.Tensor):
         return points
     if is_geo(points) and lon_col is None and lat_col is None:
         return geo_lonlat(points, centroids=centroids)
