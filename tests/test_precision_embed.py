@@ -114,3 +114,46 @@ def test_evaluate_loads_its_models_in_the_precision_asked(model):  # noqa: F811
     points = np.array([[0.0, 0.0], [10.0, 80.0], [-180.0, -90.0]])
     np.testing.assert_array_equal(encoder.embed(points), encoder.module.encode(points, precision="bf16").numpy())
     assert create(f"{model}(precision='float64')").module.precision == "float64"
+
+
+class _StopAfterFirstChunk:
+    def start(self, total, done):
+        pass
+
+    def update(self, rows):
+        raise KeyboardInterrupt
+
+
+def _auto(encoder, chosen: str):
+    """``encoder`` as ``precision="auto"`` leaves it when the calibration chose ``chosen``."""
+    encoder.precision, encoder.precision_choice = chosen, precision.Choice(chosen, "auto", "calibrated (test)")
+    return encoder
+
+
+def test_auto_precision_resumes_in_the_precision_it_started_with(tmp_path, model, points):  # noqa: F811
+    """"auto" times bf16 against float32 and may choose differently on the rerun of an interrupted job: the
+    rerun resumes in the precision the job started with (not refused as another model), and the output
+    equals an uninterrupted run in that precision; an explicit other precision is still refused."""
+    from satclip.embed import ResumeMismatchError, embed_file, open_source
+
+    path, _ = points
+    out, whole = tmp_path / "e.parquet", tmp_path / "whole.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(open_source(path), out, _auto(satclip.load(model), "bf16"), chunk_rows=64,
+                   progress=_StopAfterFirstChunk())  # fmt: skip
+    resumed = _auto(satclip.load(model), "float32")
+    result = embed_file(open_source(path), out, resumed, chunk_rows=64)
+    assert result.resumed_chunks == 1 and resumed.precision == "bf16"
+    embed_file(open_source(path), whole, _auto(satclip.load(model), "bf16"), chunk_rows=64)
+    values = [np.stack(pq.read_table(p).column("embedding").to_numpy(zero_copy_only=False)) for p in (out, whole)]
+    np.testing.assert_array_equal(values[0], values[1])
+    float32 = np.stack(satclip.load(model, precision="float32").encode(points[1].to_numpy()).numpy())
+    assert np.abs(values[0] - float32).max() > 0  # (the two precisions do differ: bf16 was kept)
+    assert json.loads(pq.read_schema(out).metadata[b"satclip"])["model"]["precision"] == "bf16"
+
+    again = tmp_path / "again.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(open_source(path), again, _auto(satclip.load(model), "bf16"), chunk_rows=64,
+                   progress=_StopAfterFirstChunk())  # fmt: skip
+    with pytest.raises(ResumeMismatchError, match="precision"):
+        embed_file(open_source(path), again, satclip.load(model, precision="float32"), chunk_rows=64)

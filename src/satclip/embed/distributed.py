@@ -41,7 +41,7 @@ from . import sinks
 from .api import embed_lonlat
 from .cluster import dask_client
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
-from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest
+from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, resume_precision
 from .sources import coordinates
 
 try:  # the plugin's base class; embed_dataset requires distributed before a plugin is made
@@ -343,6 +343,7 @@ def embed_dataset(
     if _inside(output, source.path) or _inside(workdir, source.path):
         raise BadInputError(f"the output {output} is inside the input dataset {source.path}; write it elsewhere")
     safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=kind == "dataset")
+    resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = batch_size or encoder.default_batch_size
     options = {

@@ -26,6 +26,7 @@ from .. import safe_output
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError
 from ..models.location_encoder import model_identity
+from ..models.precision import AUTO_CHOICES, Choice
 from . import sinks
 from .api import embed_lonlat
 from .shards import shard_chunks, shard_path
@@ -132,6 +133,26 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def resume_precision(encoder, workdir: Path, restart: bool) -> None:
+    """Let a run whose precision is ``"auto"`` resume in the precision its unfinished run in ``workdir``
+    started with. ``"auto"`` is decided by timing bf16 against float32, which can come out the other way
+    the next time on a busy machine, and one output's chunks must all be computed alike; without this, the
+    rerun with the same arguments would be refused as a different model."""
+    choice = getattr(encoder, "precision_choice", None)
+    path = workdir / MANIFEST
+    if restart or choice is None or choice.requested != "auto" or not path.is_file():
+        return
+    try:
+        started = json.loads(path.read_text())["identity"]["model"]["precision"]
+    except (OSError, ValueError, KeyError, TypeError):  # (reported by _resume_manifest, if it matters)
+        return
+    if started == choice.precision or started not in AUTO_CHOICES:
+        return
+    log.info("resuming in %s, the precision this run started with (\"auto\" chose %s now)", started, choice.precision)
+    encoder.precision = started
+    encoder.precision_choice = Choice(started, "auto", f"the precision the unfinished run started with ({started})")
+
+
 def _resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
     """The manifest of an unfinished run of the same job, or None (refuses one of another job)."""
     path = workdir / MANIFEST
@@ -212,6 +233,7 @@ def embed_file(
     fmt = sinks.format_of(output, out_format)
     workdir = output.with_name(output.name + ".partial")
     manifest_path = workdir / MANIFEST
+    resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = batch_size or encoder.default_batch_size
     precision = precision_record(encoder)

@@ -170,6 +170,10 @@ def describe_cpu() -> str:
     return f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(found) if found else 'no bf16 matrix unit'})"
 
 
+#: what ``"auto"`` can resolve to
+AUTO_CHOICES = ("float32", "bf16")
+
+
 @dataclass(frozen=True)
 class Choice:
     """What a precision request resolved to: ``precision`` (never ``"auto"``), the ``requested`` name,
