@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.bluemarble import EARTH_RADIUS_KM
 from .cache import FeatureCache
 from .sources import PairSource
 
@@ -51,10 +52,6 @@ def jitter_points(lonlat: torch.Tensor, jitter: float, generator: torch.Generato
     return torch.stack([lon, out[:, 1].clamp(max=90.0)], dim=1)
 
 
-#: mean Earth radius (km) of the footprint jitter, the Blue Marble corpus's spherical projection radius
-_EARTH_RADIUS_KM = 6371.0088
-
-
 def footprint_jitter(lonlat: torch.Tensor, half_width_km: float, generator: torch.Generator) -> torch.Tensor:
     """Move each point to a uniformly drawn point of the ``±half_width_km`` square (east, north) around it in
     its local azimuthal-equidistant frame — the ground footprint of a north-up image patch centred on it
@@ -65,7 +62,7 @@ def footprint_jitter(lonlat: torch.Tensor, half_width_km: float, generator: torc
     offset = (torch.rand(lonlat.shape, generator=generator, dtype=torch.float64) * 2 - 1) * half_width_km
     x, y = offset[:, 0], offset[:, 1]
     rho = torch.hypot(x, y)
-    angle = rho / _EARTH_RADIUS_KM
+    angle = rho / EARTH_RADIUS_KM  # (the Blue Marble corpus's spherical projection radius)
     safe = torch.where(rho > 0, rho, torch.ones_like(rho))
     east, north = x * torch.sin(angle) / safe, y * torch.sin(angle) / safe
     phi = torch.deg2rad(lonlat[:, 1])
