@@ -83,11 +83,11 @@ def starting_client(scheduler: str | None = None, workers: int | None = None) ->
     """As :func:`dask_client`, but a local cluster starts in a background thread now; yields a function that
     waits for it and returns the client (raising what starting raised). On exit the client and the cluster
     are closed, after waiting for a start still under way."""
-    distributed = require("distributed", "dask", "embedding with --engine dask")
     if scheduler is not None:  # nothing to start
         with dask_client(scheduler) as client:
             yield lambda: client
         return
+    distributed = require("distributed", "dask", "embedding with --engine dask")
     with _quiet_distributed(), contextlib.ExitStack() as stack:
         with ThreadPoolExecutor(1, thread_name_prefix="satclip-dask") as pool:
             cluster = pool.submit(stack.enter_context, _local_cluster(distributed, workers))
