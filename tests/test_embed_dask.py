@@ -5,6 +5,7 @@ the model shipped once; ``satclip.embed`` on Dask DataFrames."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import time
@@ -18,7 +19,8 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.embed.distributed import embed_dataset
+from satclip.embed import distributed as distributed_embed
+from satclip.embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset, partition_rows
 from satclip.embed.parquet import ParquetDatasetSource
 from satclip.io.native import write_native
 
@@ -122,8 +124,8 @@ def test_partitions_are_embedded_a_row_group_at_a_time(cluster, dataset, expecte
     """A partition is embedded and written in slices of at most 65,536 rows, each a whole number of batches:
     the embeddings are those of the local engine with the same batches."""
     _, client = cluster
-    out = tmp_path / "default"  # one partition of 200,000 rows (the default is 262,144): 4 row groups
-    embed_dataset(dataset, out, satclip.load(model), client=client)
+    out = tmp_path / "default"  # one partition of 200,000 rows: 4 row groups
+    embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=N)
     assert_same(out, expected)
     groups = pq.ParquetFile(out / "part-000000.parquet").metadata
     assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [65_536] * 3 + [3_392]
@@ -137,6 +139,42 @@ def test_partitions_are_embedded_a_row_group_at_a_time(cluster, dataset, expecte
     assert_same(out, local)
     groups = pq.ParquetFile(out / "part-000000.parquet").metadata
     assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [65_000, 65_000, 20_000]
+
+
+def test_partition_rows_balance_the_workers():
+    assert partition_rows(2_000_000, 2, 4096) == 253_952  # 8 partitions, 4 per worker (262,144 left one short)
+    assert partition_rows(2_000_000, 1, 4096) == 253_952
+    assert partition_rows(200_000, 2, 4096) == 102_400  # one partition would leave a worker idle
+    assert partition_rows(10, 2, 4096) == 4096
+    cases = [(2_000_000, 2, 4096), (10**8, 48, 4096), (200_001, 3, 5000), (10**7, 5, 65536), (1, 7, 1)]
+    for rows, threads, batch in cases:
+        size = partition_rows(rows, threads, batch)
+        parts = -(-rows // size)
+        assert size % batch == 0 and size < DEFAULT_PARTITION_ROWS + batch
+        # partitions handed out in turn: the busiest worker's rows exceed an even share by under a batch per
+        # partition it runs
+        rounds = -(-rows // (DEFAULT_PARTITION_ROWS * threads))
+        assert -(-parts // threads) * size < rows / threads + rounds * batch + size * (parts < threads)
+
+
+def test_default_partitions_fit_the_cluster_and_resume_on_another(
+    cluster, dataset, expected, model, tmp_path, monkeypatch
+):
+    """Without chunk_rows, a 2-thread cluster gets 2 equal partitions; an interrupted run resumes with the
+    partitions it recorded on a cluster of another size."""
+    _, client = cluster
+    out = tmp_path / "emb"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out, satclip.load(model), client=client, progress=_Interrupt(1))
+    manifest = json.loads((tmp_path / "emb.partial" / "manifest.json").read_text())
+    assert manifest["partitions"] == 2 and manifest["identity"]["options"]["chunk_rows"] == 102_400
+    monkeypatch.setattr(distributed_embed, "_cluster_threads", lambda client: 3)  # 3 partitions, were it new
+    result = embed_dataset(dataset, out, satclip.load(model), client=client)
+    assert result.chunks == 2 and result.resumed_chunks == 1
+    assert sorted(p.name for p in out.glob("*.parquet")) == ["part-000000.parquet", "part-000001.parquet"]
+    assert_same(out, expected)
+    restarted = embed_dataset(dataset, tmp_path / "new", satclip.load(model), client=client)
+    assert restarted.chunks == 3
 
 
 def test_model_shipped_once(cluster, dataset, model, tmp_path, monkeypatch):

@@ -60,7 +60,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--chunk-rows", type=positive_int,
         help="rows per chunk, the unit of resumption (default 65536); with --engine dask rows per partition, one "
-        "task and one output part (default 262144)",
+        "task and one output part (default: at most 262144, as many partitions as a multiple of the cluster's "
+        "threads; a rerun keeps those it started with)",
     )  # fmt: skip
     parser.add_argument(
         "--shard", type=shard, default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)"
@@ -120,11 +121,11 @@ def _check_dask_input(args: argparse.Namespace, source) -> None:
 
 
 def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
-    from ..embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset
+    from ..embed.distributed import embed_dataset
 
     return embed_dataset(
         source, args.output, encoder, client=client, out_format=args.format,
-        layout=args.layout, column=args.column, chunk_rows=args.chunk_rows or DEFAULT_PARTITION_ROWS,
+        layout=args.layout, column=args.column, chunk_rows=args.chunk_rows,
         batch_size=args.batch_size, skip_invalid=args.skip_invalid, overwrite=args.overwrite, restart=args.restart,
         progress=progress,
     )  # fmt: skip

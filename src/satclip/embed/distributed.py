@@ -2,8 +2,11 @@
 (:func:`embed_dataset`, ``satclip embed --engine dask``).
 
 :func:`embed_dataset` splits the input (a Parquet file or dataset directory, see
-:mod:`satclip.embed.parquet`) into partitions of ``chunk_rows`` rows (partition ``k`` = rows
-``[k·C, (k+1)·C)``, the local engine's chunks) and runs one task per partition. The model, the input's
+:mod:`satclip.embed.parquet`) into partitions of ``C`` rows (partition ``k`` = rows ``[k·C, (k+1)·C)``) and
+runs one task per partition. By default ``C`` is chosen for the cluster (:func:`partition_rows`: partitions of
+at most :data:`DEFAULT_PARTITION_ROWS` rows, as many as a multiple of the cluster's threads, so that every
+worker ends at about the same time) and recorded in the work directory: a rerun resumes with the recorded
+size on a cluster of any size. The model, the input's
 description and the options reach every worker once, in a worker plugin (also on workers that join or
 restart later); tasks carry only a partition number. A task reads its rows, validates them (invalid rows
 are reported with their row number in the whole input, and nothing is written for that partition),
@@ -41,7 +44,7 @@ from . import sinks
 from .api import embed_lonlat
 from .cluster import dask_client
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
-from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, resume_precision
+from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, recorded, resume_precision
 from .sources import coordinates
 
 try:  # the plugin's base class; embed_dataset requires distributed before a plugin is made
@@ -51,12 +54,31 @@ except ImportError:  # pragma: no cover - without the dask extra
 
 log = logging.getLogger(__name__)
 
-#: rows per partition of ``satclip embed --engine dask`` (a multiple of every default batch size)
+#: at most this many rows per partition of ``satclip embed --engine dask`` by default (see
+#: :func:`partition_rows`)
 DEFAULT_PARTITION_ROWS = 1 << 18
 #: rows per Parquet row group in the parts (the local engine's chunk)
 ROW_GROUP_ROWS = 1 << 16
 #: how often a partition is resubmitted after its task was cancelled (a cluster restart)
 RESUBMITS = 3
+
+
+def partition_rows(num_rows: int, threads: int, batch_size: int) -> int:
+    """Rows per partition for ``num_rows`` rows on a cluster of ``threads`` worker threads: the fewest
+    partitions of at most :data:`DEFAULT_PARTITION_ROWS` rows whose number is a multiple of ``threads``, of equal
+    size rounded up to whole batches (the last one shorter). With 2M rows on 2 workers: 8 partitions of
+    253,952 rows, each worker embedding 4 of about the same size, where partitions of 262,144 rows left the
+    last, of 164,992, to one worker while the other waited."""
+    threads = max(1, threads)
+    parts = -(-num_rows // DEFAULT_PARTITION_ROWS)
+    parts = -(-parts // threads) * threads
+    rows = -(-num_rows // parts)
+    return max(batch_size, -(-rows // batch_size) * batch_size)
+
+
+def _cluster_threads(client) -> int:
+    """Worker threads of the cluster behind ``client`` now (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
 
 
 def _dtype(encoder) -> np.dtype:
@@ -305,7 +327,7 @@ def embed_dataset(
     out_format: str | None = None,
     layout: str = "list",
     column: str = "embedding",
-    chunk_rows: int = DEFAULT_PARTITION_ROWS,
+    chunk_rows: int | None = None,
     batch_size: int | None = None,
     skip_invalid: bool = False,
     overwrite: bool = False,
@@ -318,6 +340,8 @@ def embed_dataset(
 
     The cluster: ``client`` (a ``distributed.Client``), else the scheduler at ``scheduler``, else a
     ``LocalCluster`` of ``workers`` processes (default: one per core), started and closed here.
+    ``chunk_rows``: rows per partition (default: those an unfinished run recorded, else
+    :func:`partition_rows` for the cluster's threads).
 
     Raises:
         InvalidPointsError: partitions with invalid rows and not ``skip_invalid`` (after every other
@@ -333,7 +357,7 @@ def embed_dataset(
         source = ParquetDatasetSource(source)
     if layout not in sinks.LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {list(sinks.LAYOUTS)}")
-    if chunk_rows < 1:
+    if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     if source.num_rows == 0:
         raise ValueError(f"{source.path} has no rows")
@@ -346,18 +370,33 @@ def embed_dataset(
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = batch_size or encoder.default_batch_size
-    options = {
-        "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
-        "chunk_rows": chunk_rows, "batch_size": batch_size, "centroids": source.centroids, "output": kind,
-    }  # fmt: skip
-    sinks.ParquetSink.check_columns(source.columns, dim, options)
-    identity = json.loads(
-        json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
-    )
-    num_parts = -(-source.num_rows // chunk_rows)
+    sinks.ParquetSink.check_columns(source.columns, dim, {"layout": layout, "column": column})
     manifest_path, parts, pending = workdir / MANIFEST, workdir / "parts", workdir / "pending"
 
-    with safe_output.exclusive(output):
+    with safe_output.exclusive(output), contextlib.ExitStack() as stack:
+
+        def connected():
+            nonlocal client
+            if client is None:
+                client = stack.enter_context(dask_client(scheduler, workers))
+            return client
+
+        if chunk_rows is None:  # an unfinished run's partitions, else partitions for this cluster
+            previous = None if restart else recorded(workdir, "options", "chunk_rows")
+            if isinstance(previous, int) and previous > 0:
+                chunk_rows = previous
+            else:  # (a foreign work directory is refused before any cluster starts)
+                safe_output.make_owned_dir(workdir, kind="embed-work")
+                chunk_rows = partition_rows(source.num_rows, _cluster_threads(connected()), batch_size)
+        options = {
+            "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col,
+            "lat_col": source.lat_col, "chunk_rows": chunk_rows, "batch_size": batch_size,
+            "centroids": source.centroids, "output": kind,
+        }  # fmt: skip
+        identity = json.loads(
+            json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
+        )
+        num_parts = -(-source.num_rows // chunk_rows)
         manifest = _resume_manifest(workdir, identity, restart)
         if manifest is None:
             if safe_output.is_owned(workdir):
@@ -390,10 +429,7 @@ def embed_dataset(
                 encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
                 "parquet" if kind == "dataset" else "arrow",
             )  # fmt: skip
-            with contextlib.ExitStack() as stack:
-                if client is None:
-                    client = stack.enter_context(dask_client(scheduler, workers))
-                failed = _run(client, job, todo, manifest, manifest_path, parts, kind, progress)
+            failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress)
         written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
         if failed or written:
             raise _invalid_error(source, failed, written)

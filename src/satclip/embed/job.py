@@ -133,19 +133,27 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def recorded(workdir: Path, *keys: str):
+    """What the unfinished run in ``workdir`` recorded in its identity under ``keys`` (e.g. ``"options",
+    "chunk_rows"``), or None: no run there, or not one of ours (:func:`_resume_manifest` reports that)."""
+    try:
+        value = json.loads((workdir / MANIFEST).read_text())["identity"]
+        for key in keys:
+            value = value[key]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value
+
+
 def resume_precision(encoder, workdir: Path, restart: bool) -> None:
     """Let a run whose precision is ``"auto"`` resume in the precision its unfinished run in ``workdir``
     started with. ``"auto"`` is decided by timing bf16 against float32, which can come out the other way
     the next time on a busy machine, and one output's chunks must all be computed alike; without this, the
     rerun with the same arguments would be refused as a different model."""
     choice = getattr(encoder, "precision_choice", None)
-    path = workdir / MANIFEST
-    if restart or choice is None or choice.requested != "auto" or not path.is_file():
+    if restart or choice is None or choice.requested != "auto":
         return
-    try:
-        started = json.loads(path.read_text())["identity"]["model"]["precision"]
-    except (OSError, ValueError, KeyError, TypeError):  # (reported by _resume_manifest, if it matters)
-        return
+    started = recorded(workdir, "model", "precision")
     if started == choice.precision or started not in AUTO_CHOICES:
         return
     log.info("resuming in %s, the precision this run started with (\"auto\" chose %s now)", started, choice.precision)
