@@ -306,6 +306,20 @@ def test_cli_starts_its_own_cluster(model, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_cli_dask_reads_one_parquet_file(cluster, model, tmp_path):
+    """A single Parquet file (not a dataset directory) in, as the local engine reads it."""
+    _, client = cluster
+    frame = points(30_000, seed=3)
+    single = tmp_path / "points.parquet"
+    frame.to_parquet(single, row_group_size=7_000, index=False)
+    local, dask = tmp_path / "local.parquet", tmp_path / "dask.parquet"
+    options = ["--model", str(model), "--no-progress"]
+    assert main(["embed", str(single), "-o", str(local), *options]) == 0
+    assert main(["embed", str(single), "-o", str(dask), *options, "--engine", "dask", "--scheduler",
+                 client.scheduler.address, *PARTITION]) == 0  # fmt: skip
+    assert_same(dask, local)
+
+
 def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypatch):
     csv = tmp_path / "points.csv"
     points(10).to_csv(csv, index=False)

@@ -110,14 +110,18 @@ class _TqdmProgress:
             self.bar.close()
 
 
-def _check_dask_input(args: argparse.Namespace, source) -> None:
+def _dask_source(args: argparse.Namespace, source):
+    """``source`` as the Dask engine reads it (a plain Parquet file too), or a one-line error."""
     from ..embed.parquet import ParquetDatasetSource
 
-    if not isinstance(source, ParquetDatasetSource):
-        raise BadInputError(
-            f"--engine dask reads Parquet files and datasets, not {source.format}: convert {args.input} to Parquet "
-            "or use the local engine"
-        )
+    if isinstance(source, ParquetDatasetSource):
+        return source
+    if source.format == "parquet":
+        return ParquetDatasetSource(source.path, source.lon_col, source.lat_col, centroids=args.centroids)
+    raise BadInputError(
+        f"--engine dask reads Parquet files and datasets, not {source.format}: convert {args.input} to Parquet "
+        "or use the local engine"
+    )
 
 
 def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
             from ..embed.cluster import starting_client
 
-            _check_dask_input(args, source)
+            source = _dask_source(args, source)
 
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         from ..embed.api import load_encoder
