@@ -212,6 +212,24 @@ def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swap
     assert np.isnan(array[200]).all() and np.isfinite(np.delete(array, 200, 0)).all()
 
 
+def test_skip_invalid_with_the_columns_layout(tmp_path, model, points, capsys):
+    # --layout columns --skip-invalid used to end in "unexpected error (TypeError): Mask must be a numpy array"
+    bad = points.copy()
+    bad.loc[[5, 200], "lat"] = 95.0
+    source = tmp_path / "points.csv"
+    bad.to_csv(source, index=False)
+    out = tmp_path / "c.parquet"
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--layout", "columns", "--skip-invalid") == 0
+    assert "2 invalid written as null" in capsys.readouterr().out
+    frame = pd.read_parquet(out)
+    names = [f"emb_{j:03d}" for j in range(8)]
+    assert frame[names].isna().all(axis=1).to_numpy().nonzero()[0].tolist() == [5, 200]
+    good = np.delete(np.arange(N), [5, 200])
+    np.testing.assert_allclose(
+        frame[names].to_numpy()[good], reference(model, points[["lon", "lat"]].to_numpy()[good]), atol=1e-5
+    )
+
+
 def test_first_bad_rows_are_named_across_chunks(tmp_path, model, points, capsys):
     bad = points.copy()
     bad.loc[[70, 71, 250], "lat"] = [91.0, -91.0, 100.0]

@@ -43,8 +43,9 @@ def with_embedding(
     if layout == "list":
         values = pa.array(np.ascontiguousarray(embeddings, dtype=dtype).reshape(-1))
         return table.append_column(column, pa.FixedSizeListArray.from_arrays(values, dim, mask=mask))
+    invalid = None if mask is None else ~np.asarray(valid, dtype=bool)  # pa.array wants a NumPy mask here
     for j, name in enumerate(embedding_column_names(dim)):
-        table = table.append_column(name, pa.array(embeddings[:, j].astype(dtype), mask=mask))
+        table = table.append_column(name, pa.array(embeddings[:, j].astype(dtype), mask=invalid))
     return table
 
 
