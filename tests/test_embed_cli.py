@@ -212,6 +212,18 @@ def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swap
     assert np.isnan(array[200]).all() and np.isfinite(np.delete(array, 200, 0)).all()
 
 
+def test_output_inside_an_input_dataset_is_refused(tmp_path, model, points, capsys):
+    """An output (and its work directory) inside a dataset directory would become one of its part files."""
+    dataset = tmp_path / "points"
+    dataset.mkdir()
+    points.to_parquet(dataset / "part.0.parquet")
+    for out in (dataset / "emb.parquet", dataset / "sub" / "emb.npy"):
+        assert embed(dataset, "-o", out, "--model", model) == 2
+        assert "inside the input dataset" in capsys.readouterr().err
+    assert [p.name for p in dataset.iterdir()] == ["part.0.parquet"]
+    assert embed(dataset, "-o", tmp_path / "emb.parquet", "--model", model) == 0
+
+
 def test_skip_invalid_with_the_columns_layout(tmp_path, model, points, capsys):
     # --layout columns --skip-invalid used to end in "unexpected error (TypeError): Mask must be a numpy array"
     bad = points.copy()

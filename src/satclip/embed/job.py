@@ -228,7 +228,7 @@ def embed_file(
         ResumeMismatchError: ``OUTPUT.partial/`` belongs to another input, model or options.
         OutputExistsError: ``output`` exists and not ``overwrite``, or it is a directory satclip did not
             create (never replaced), or ``OUTPUT.partial/`` exists and satclip did not create it.
-        BadInputError: ``output`` is the input.
+        BadInputError: ``output`` is the input, or inside the input dataset directory.
         LockedError: another run is writing the same output.
     """
     began = time.perf_counter()
@@ -254,6 +254,9 @@ def embed_file(
         json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
     )
 
+    source_dir = Path(source.path)
+    if source_dir.is_dir() and output.resolve().is_relative_to(source_dir.resolve()):  # it would become a part
+        raise BadInputError(f"the output {output} is inside the input dataset {source.path}; write it elsewhere")
     safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {
