@@ -122,3 +122,25 @@ def test_onnx_metadata_names_the_model(tmp_path):
     meta = json.loads({p.key: p.value for p in model.metadata_props}["satclip"])
     assert meta["config"]["encoding"]["legendre_polys"] == 10 and len(meta["weights_sha256"]) == 64
     assert [i.name for i in model.graph.input] == ["lonlat"]
+
+
+def test_export_never_replaces_its_own_model(tmp_path, capsys):
+    """--overwrite replaced the model it read: a .ckpt/.pt given as both --model and -o, or a native
+    directory's weights, became the exported graph."""
+    from satclip.io.native import write_native
+
+    from .test_embed_api import CONFIG
+
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    native = write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
+    ckpt = tmp_path / "model.ckpt"
+    assert main(["convert", str(native), str(ckpt), "--location-only"]) == 0
+    for model, out in ((ckpt, ckpt), (native, native / "model.safetensors"), (native, native / "config.json")):
+        before = out.read_bytes()
+        argv = ["export", "--format", "torchscript", "--model", str(model), "-o", str(out), "--overwrite"]
+        assert main(argv) == 2
+        assert "is also an input" in capsys.readouterr().err
+        assert out.read_bytes() == before
+    assert main(["export", "--format", "torchscript", "--model", str(native), "-o", str(native / "m.pt")]) == 0
