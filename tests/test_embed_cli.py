@@ -224,6 +224,19 @@ def test_output_inside_an_input_dataset_is_refused(tmp_path, model, points, caps
     assert embed(dataset, "-o", tmp_path / "emb.parquet", "--model", model) == 0
 
 
+def test_output_that_is_the_model_is_refused(tmp_path, model, points, capsys):
+    """-o naming the --model file (with --format and --overwrite) replaced the checkpoint with embeddings."""
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    ckpt = tmp_path / "model.ckpt"
+    assert main(["convert", str(model), str(ckpt), "--location-only"]) == 0
+    for weights, out in ((ckpt, ckpt), (model, model / "model.safetensors")):
+        before = out.read_bytes()
+        assert embed(source, "-o", out, "--format", "npy", "--model", weights, "--overwrite") == 2
+        assert "is also an input" in capsys.readouterr().err
+        assert out.read_bytes() == before
+
+
 def test_skip_invalid_with_the_columns_layout(tmp_path, model, points, capsys):
     # --layout columns --skip-invalid used to end in "unexpected error (TypeError): Mask must be a numpy array"
     bad = points.copy()

@@ -239,3 +239,20 @@ def test_geotiff_leaves_unseen_cells_nan(tmp_path, model):
         assert "land north of 40°N" in src.tags()["cells"]
     np.testing.assert_array_equal(kept[:3], values[:3])  # 57, 51, 45°N: as before
     assert not kept[3:].any() and values[4, 3]  # 39 and 33°N: Algeria was land, is outside now
+
+
+def test_map_never_replaces_its_own_model(tmp_path, model, capsys):
+    """-o naming the model (with --format and --overwrite) replaced the checkpoint or the native weights."""
+
+    def contents(path):
+        return sorted((p.name, p.read_bytes()) for p in ([path] if path.is_file() else path.iterdir()) if p.is_file())
+
+    ckpt = tmp_path / "model.ckpt"
+    assert main(["convert", str(model), str(ckpt), "--location-only"]) == 0
+    cases = ((ckpt, ckpt, "png"), (model, model / "model.safetensors", "geotiff"), (model, model, "zarr"))
+    for source, out, fmt in cases:
+        before = contents(out)
+        argv = ["map", "--model", str(source), "--resolution", "30", "-o", str(out), "--format", fmt, "--overwrite"]
+        assert main(argv) == 2
+        assert "is also an input" in capsys.readouterr().err
+        assert contents(out) == before

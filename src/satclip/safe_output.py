@@ -100,6 +100,14 @@ def _same(a: Path, b: Path) -> bool:
         return a.expanduser().resolve() == b.expanduser().resolve()
 
 
+def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> None:
+    """Raise :class:`BadInputError` if ``path`` is one of ``inputs`` (the same file, or the same path)."""
+    path = Path(path)
+    for source in inputs:
+        if source is not None and _same(path, Path(source)):
+            raise BadInputError(f"the output {path} is also an input; choose another output path")
+
+
 def check_output(
     path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), directory: bool = False
 ) -> None:
@@ -110,9 +118,7 @@ def check_output(
     ``inputs``, a directory in place of a file, a directory of files satclip did not create.
     """
     path = Path(path)
-    for source in inputs:
-        if source is not None and _same(path, Path(source)):
-            raise BadInputError(f"the output {path} is also an input; choose another output path")
+    check_not_input(path, inputs)
     if not (path.exists() or path.is_symlink()):
         return
     if directory:

@@ -33,13 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import safe_output
     from ..embed.api import load_encoder
-    from ..io import native
     from ..io.onnx import export
+    from ..io.resolve import local_model_files
 
-    model = Path(args.model).expanduser()  # a local model is an input: never replaced by its export
-    inputs = [model, model / native.CONFIG_FILE, model / native.WEIGHTS_FILE] if model.is_dir() else [model]
-    inputs = [p for p in inputs if p.exists()]
-    safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)  # before loading the model
+    # before loading the model; a local model is an input, never replaced by its export
+    safe_output.check_output(args.output, overwrite=args.overwrite, inputs=local_model_files(args.model))
     encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
     export(encoder, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output} ({args.format}, embedding dim {encoder.embedding_dim}, {args.dtype})")

@@ -100,3 +100,12 @@ def resolve(source: str | Path) -> ResolvedSource:
         f"no model {text!r}{f' ({suggestion})' if suggestion else ''}: not a file, a model directory or a known "
         f"name ({', '.join(pretrained.names())}); a Hugging Face repository is written {HUB_SCHEME}owner/name"
     )
+
+
+def local_model_files(source: str | Path) -> list[Path]:
+    """The files a local model ``source`` is read from (the path, and a native directory's config and
+    weights): the inputs an output must not replace. Empty for a name, a hub id or a missing path."""
+    path = Path(os.fspath(source)).expanduser()
+    if not path.exists():
+        return []
+    return [path, path / native.CONFIG_FILE, path / native.WEIGHTS_FILE] if path.is_dir() else [path]
