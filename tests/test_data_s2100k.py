@@ -102,6 +102,18 @@ def test_cli_verify_full_read_and_problem_list(broken_root, tmp_path, capsys):
     assert rows == {TRUNCATED: "corrupt", MISSING: "missing", THREE_BAND: "bands"}
 
 
+def test_cli_verify_list_never_replaces_the_dataset(tmp_path, capsys):
+    """--list ROOT/index.csv --overwrite replaced the index it had just verified with the problem list."""
+    root = _copy_examples(tmp_path / "root", names=[TRUNCATED, THREE_BAND])
+    for target in (root / "index.csv", root / "images" / THREE_BAND, root / "images" / "new.csv"):
+        before = target.read_bytes() if target.exists() else None
+        assert main(["data", "verify", str(root), "--list", str(target), "--overwrite"]) == 2
+        assert "input" in capsys.readouterr().err
+        assert (target.read_bytes() if target.exists() else None) == before
+    assert main(["data", "verify", str(root), "--list", str(root / "problems.csv")]) == 0  # beside it: fine
+    assert (root / "problems.csv").read_text().splitlines() == ["fn,problem,detail"]
+
+
 def test_cli_verify_clean_root_exits_zero(capsys):
     require(S2_EXAMPLES)
     assert main(["data", "verify", str(S2_EXAMPLES)]) == 0
