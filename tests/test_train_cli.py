@@ -113,3 +113,10 @@ def test_cache_build_fits_a_data_fitted_backbone(tmp_path, capsys):
     stamp = (tmp_path / "cache" / "features.npy").stat().st_mtime_ns
     assert main(["cache", "build", *args]) == 0  # same seed → same fit → same key: reused
     assert (tmp_path / "cache" / "features.npy").stat().st_mtime_ns == stamp
+
+
+def test_cache_verify_of_a_missing_directory_is_bad_input(tmp_path, capsys):
+    """A path that does not exist was reported as a failed cache ('FAILED, shape ()', exit 1)."""
+    assert main(["cache", "verify", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "no such feature cache" in err and "nope" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..errors import BadInputError
 from .args import device, non_negative_int, positive_int
@@ -99,6 +100,8 @@ def run_verify(args: argparse.Namespace) -> int:
             )
     if path is None:
         raise BadInputError("give the cache directory, or --config with data.cache")
+    if not Path(path).exists():
+        raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
     if args.recompute and encoder is None:
         raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
     report = verify_cache(
