@@ -108,6 +108,14 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> No
             raise BadInputError(f"the output {path} is also an input; choose another output path")
 
 
+def check_not_inside(path: str | Path, directory: str | Path, what: str = "the input") -> None:
+    """Raise :class:`BadInputError` if ``path`` would lie inside the existing directory ``directory`` (an
+    input whose contents an output must not join, e.g. a dataset of part files)."""
+    path, directory = Path(path), Path(directory)
+    if directory.is_dir() and path.expanduser().resolve().is_relative_to(directory.expanduser().resolve()):
+        raise BadInputError(f"the output {path} is inside {what} {directory}; write it elsewhere")
+
+
 def check_output(
     path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), directory: bool = False
 ) -> None:

@@ -50,12 +50,9 @@ def add_verify(subparsers) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..data.verify import CheckSpec, verify_s2100k
-    from ..errors import BadInputError
 
     if args.list:  # before the work; never the index or an image it verifies
-        images = args.root / "images"
-        if images.is_dir() and args.list.resolve().is_relative_to(images.resolve()):
-            raise BadInputError(f"the --list file {args.list} is inside the input {images}; write it elsewhere")
+        safe_output.check_not_inside(args.list, args.root / "images", "the input")
         inputs = [args.root, args.root / "index.csv"]
         safe_output.check_output(args.list, overwrite=args.overwrite, inputs=inputs)
     spec = CheckSpec(

@@ -266,10 +266,6 @@ def _output_kind(output: Path, out_format: str | None) -> str:
     return "dataset"
 
 
-def _inside(path: Path, directory: Path) -> bool:
-    return directory.is_dir() and path.resolve().is_relative_to(directory.resolve())
-
-
 def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -> InvalidPointsError:
     parts = []
     if failed:
@@ -364,8 +360,8 @@ def embed_dataset(
     output = Path(output)
     kind = _output_kind(output, out_format)
     workdir = output.with_name(output.name + ".partial")
-    if _inside(output, source.path) or _inside(workdir, source.path):
-        raise BadInputError(f"the output {output} is inside the input dataset {source.path}; write it elsewhere")
+    for path in (output, workdir):
+        safe_output.check_not_inside(path, source.path, "the input dataset")
     safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=kind == "dataset")
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim

@@ -254,9 +254,7 @@ def embed_file(
         json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
     )
 
-    source_dir = Path(source.path)
-    if source_dir.is_dir() and output.resolve().is_relative_to(source_dir.resolve()):  # it would become a part
-        raise BadInputError(f"the output {output} is inside the input dataset {source.path}; write it elsewhere")
+    safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {
