@@ -212,6 +212,26 @@ def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swap
     assert np.isnan(array[200]).all() and np.isfinite(np.delete(array, 200, 0)).all()
 
 
+def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):
+    """A reader's own error (JSON, Arrow, NumPy) says nothing of the file: the message names it."""
+    broken = {
+        "broken.geojson": b'{"type": "Feature',
+        "empty.csv": b"",
+        "not.parquet": b"hello",
+    }
+    for name, content in broken.items():
+        (tmp_path / name).write_bytes(content)
+    np.save(tmp_path / "objects.npy", np.array([[1, {}]], dtype=object), allow_pickle=True)
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "part.0.parquet").write_bytes(b"hello")
+    for name in [*broken, "objects.npy", "dataset"]:
+        out = tmp_path / f"out-{name}.parquet"
+        assert main(["embed", str(tmp_path / name), "-o", str(out), "--model", str(model), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(tmp_path / name) in err and "not a readable" in err, err
+        assert not out.exists()
+
+
 def test_output_inside_an_input_dataset_is_refused(tmp_path, model, points, capsys):
     """An output (and its work directory) inside a dataset directory would become one of its part files."""
     dataset = tmp_path / "points"

@@ -28,7 +28,7 @@ import numpy as np
 from ..optional import require
 from .columns import detect_lonlat_columns
 from .inputs import crs_name, geo_lonlat, is_wgs84
-from .sources import _READ_BATCH, Source, file_fingerprint
+from .sources import _READ_BATCH, Source, file_fingerprint, naming_the_file
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ class ParquetDatasetSource(Source):
     def __init__(self, path, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False):
         self.path = Path(path)
         self.centroids = centroids
-        self._open()
+        with naming_the_file(self.path, "parquet"):
+            self._open()
         if lon_col is None and lat_col is None and self.geometry_columns is not None:
             self.lon_col, self.lat_col = self.geometry_columns
             self._log_geometry()

@@ -8,6 +8,7 @@ GeoJSON and GeoPackage are read whole (they are not formats for millions of poin
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..optional import require
 from ..registry import Registry
 from .columns import detect_lonlat_columns
@@ -81,6 +83,18 @@ def coordinates(table, lon_col: str, lat_col: str) -> np.ndarray:
     return out
 
 
+@contextlib.contextmanager
+def naming_the_file(path: Path, fmt: str) -> Iterator[None]:
+    """Turn a reader's ValueError (JSON, Arrow, NumPy: their messages do not say which file) into a
+    :class:`BadInputError` naming ``path``; messages that already start with it pass unchanged."""
+    try:
+        yield
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise BadInputError(f"{path}: not a readable {fmt} file: {err}") from err
+
+
 class Source:
     """A table of points in a file. Subclasses implement :meth:`_open` (set ``columns``, maybe
     ``num_rows``) and :meth:`_batches`."""
@@ -99,7 +113,8 @@ class Source:
         if not self.path.is_file():
             raise FileNotFoundError(f"input {self.path} does not exist")
         self.centroids = centroids  # geo formats: embed the centroids of non-point geometries
-        self._open()
+        with naming_the_file(self.path, self.format):
+            self._open()
         if lon_col is None and lat_col is None and self.geometry_columns is not None:
             self.lon_col, self.lat_col = self.geometry_columns
         else:
@@ -333,6 +348,8 @@ def open_source(
     if fmt == "parquet":
         from .parquet import ParquetDatasetSource, is_geoparquet
 
-        if path.is_dir() or is_geoparquet(path):
+        with naming_the_file(path, "parquet"):
+            geoparquet = path.is_file() and is_geoparquet(path)
+        if path.is_dir() or geoparquet:
             return ParquetDatasetSource(path, lon_col, lat_col, centroids=centroids)
     return SOURCES.get(fmt)(path, lon_col, lat_col, centroids=centroids)
