@@ -212,6 +212,16 @@ def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swap
     assert np.isnan(array[200]).all() and np.isfinite(np.delete(array, 200, 0)).all()
 
 
+def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    for suffix in (".npy", ".zarr"):
+        out = tmp_path / f"emb{suffix}"
+        argv = ["embed", str(source), "-o", str(out), "--model", str(model), "--layout", "columns", "--no-progress"]
+        assert main(argv) == 2
+        assert "applies to Parquet output" in capsys.readouterr().err and not out.exists()
+
+
 def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):
     """A reader's own error (JSON, Arrow, NumPy) says nothing of the file: the message names it."""
     broken = {

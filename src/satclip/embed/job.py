@@ -239,6 +239,11 @@ def embed_file(
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     output = shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
+    if layout != "list" and fmt != "parquet":
+        raise BadInputError(
+            f"layout {layout!r} (one column per dimension) applies to Parquet output; {output} is {fmt}, which "
+            "holds the embeddings as one (N, D) array: drop the layout or write .parquet"
+        )
     workdir = output.with_name(output.name + ".partial")
     manifest_path = workdir / MANIFEST
     resume_precision(encoder, workdir, restart)
