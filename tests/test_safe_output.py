@@ -111,6 +111,13 @@ def test_only_satclip_directories_are_replaced_or_deleted(tmp_path):
     assert not ours.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["user"]
 
+    empty = tmp_path / "empty"  # made by the user beforehand: nothing to lose, no --overwrite needed
+    empty.mkdir()
+    with safe_output.atomic_dir(empty) as tmp:
+        (tmp / "c").write_text("3")
+    assert sorted(p.name for p in empty.iterdir()) == [safe_output.MARKER, "c"]
+    safe_output.remove_owned(empty)
+
 
 def test_output_equal_to_an_input_is_refused(tmp_path):
     source = tmp_path / "points.csv"

@@ -121,18 +121,21 @@ def check_output(
 ) -> None:
     """Raise unless satclip may write ``path`` (a file, or a directory with ``directory=True``).
 
-    May write: a path that does not exist; with ``overwrite``, an existing regular file (``directory=False``)
-    or a directory satclip created or an empty one (``directory=True``). Never: a path equal to one of
-    ``inputs``, a directory in place of a file, a directory of files satclip did not create.
+    May write: a path that does not exist, or an empty directory (``directory=True``: nothing is lost); with
+    ``overwrite``, an existing regular file (``directory=False``) or a directory satclip created
+    (``directory=True``). Never: a path equal to one of ``inputs``, a directory in place of a file, a
+    directory of files satclip did not create.
     """
     path = Path(path)
     check_not_input(path, inputs)
     if not (path.exists() or path.is_symlink()):
         return
     if directory:
-        if not path.is_dir():
+        if not path.is_dir() or path.is_symlink():
             raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
-        if not (is_owned(path) or not any(path.iterdir())):
+        if not any(path.iterdir()):
+            return
+        if not is_owned(path):
             raise OutputExistsError(
                 f"{path} is a directory satclip did not create (no {MARKER} marker); satclip never replaces it, "
                 "even with --overwrite: choose another output path or remove it yourself"
