@@ -281,7 +281,8 @@ def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: i
             hparams.update(hparams_from_config(parts.image_config))
         except ValueError as err:
             raise BadInputError(
-                f"{err}; write the location encoder alone with --location-only (location_only=True)"
+                f"{err}; write the location encoder alone with --location-only (location_only=True), or the "
+                "whole model in satclip's own format with --target native"
             ) from err
     else:
         hparams["vision_layers"] = None  # no image encoder in the file
