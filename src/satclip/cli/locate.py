@@ -42,14 +42,18 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..encoding.points import as_lonlat
+    from ..encoding.points import InvalidPointsError, as_lonlat
+    from ..errors import BadInputError
     from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..io.load import load_model
     from ..models.locate import load_image, locate
     from ..retrieval.geo import great_circle_km
 
-    if args.truth is not None:
-        as_lonlat(np.asarray([args.truth], dtype=np.float64))  # before loading the model; names a lat/lon swap
+    if args.truth is not None:  # before loading the model
+        try:
+            as_lonlat(np.asarray([args.truth], dtype=np.float64))
+        except InvalidPointsError as err:  # its message names "row 0": say which argument, and a lat/lon swap
+            raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g}: {str(err).split(': ', 2)[-1]}") from err
     model = load_model(args.model, device=args.device, trust_checkpoint=args.trust_checkpoint)
     image = load_image(model, args.image, name=Path(str(args.model)).name)
     truth = tuple(args.truth) if args.truth else None
