@@ -222,6 +222,13 @@ def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
         assert "applies to Parquet output" in capsys.readouterr().err and not out.exists()
 
 
+def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys):
+    source = tmp_path / "points.csv"
+    source.write_text("name,lat,lon\nx,20,10\ny,30,abc\n")
+    assert main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]) == 2
+    assert "the coordinate column 'lon' holds 'abc', not a number" in capsys.readouterr().err
+
+
 def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):
     """A reader's own error (JSON, Arrow, NumPy) says nothing of the file: the message names it."""
     broken = {

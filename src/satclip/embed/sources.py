@@ -211,6 +211,12 @@ class CsvSource(Source):
                         f"{self.path}: {err} (delimiter {self.delimiter!r}): decimal commas are not read as "
                         "numbers; write decimal points (13.4) in the coordinate columns"
                     ) from err
+                text = re.search(r"column #(\d+): CSV conversion error to double: invalid value '(.*)'", str(err))
+                if text and int(text[1]) < len(self.columns):
+                    raise ValueError(
+                        f"{self.path}: the coordinate column {self.columns[int(text[1])]!r} holds {text[2]!r}, not a "
+                        "number: coordinates are decimal degrees (13.4); fix or remove that row"
+                    ) from err
                 raise ValueError(
                     f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "
                     "type later cannot be streamed: convert the file to Parquet"
