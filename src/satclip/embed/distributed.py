@@ -382,7 +382,7 @@ def embed_dataset(
             if isinstance(previous, int) and previous > 0:
                 chunk_rows = previous
             else:  # (a foreign work directory is refused before any cluster starts)
-                safe_output.make_owned_dir(workdir, kind="embed-work")
+                safe_output.check_output(workdir, overwrite=True, directory=True)
                 chunk_rows = partition_rows(source.num_rows, _cluster_threads(connected()), batch_size)
         options = {
             "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col,
