@@ -159,7 +159,7 @@ class LatestCheckpoint(pl.callbacks.Checkpoint):
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # optimizer and loops too: a run resumes from it
         self._saved_step = trainer.global_step
 
 
