@@ -14,7 +14,8 @@ embeds them and writes a part under a name of its own (Parquet for a dataset out
 Parquet file, assembled at the end without a decoding pass); the client, which alone holds the lock on
 the output, moves each finished part to its final name and records it in ``manifest.json`` in the work
 directory ``OUTPUT.partial/``. A rerun continues with the partitions not recorded; its output equals that
-of an uninterrupted run (and of the local engine: the same chunks in the same batches).
+of an uninterrupted run (and of the local engine: partitions are whole batches, so every point is embedded
+in the same batch).
 
 Paths must be the same for the client and every worker (a shared file system), and workers need satclip
 installed. Invalid rows written as nulls by an earlier ``--skip-invalid`` run are reported again by a run
