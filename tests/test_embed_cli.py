@@ -222,11 +222,20 @@ def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
         assert "applies to Parquet output" in capsys.readouterr().err and not out.exists()
 
 
-def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys):
+def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, monkeypatch):
     source = tmp_path / "points.csv"
     source.write_text("name,lat,lon\nx,20,10\ny,30,abc\n")
     assert main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]) == 2
     assert "the coordinate column 'lon' holds 'abc', not a number" in capsys.readouterr().err
+    # text late in another column typed as numbers from the first block is not called a coordinate column
+    from satclip.embed.sources import CsvSource
+
+    monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1024)
+    late = tmp_path / "late.csv"
+    late.write_text("lon,lat,value\n" + "".join(f"{i % 180}.5,{i % 90}.5,{i}.5\n" for i in range(500)) + "5,5,abc\n")
+    assert main(["embed", str(late), "-o", str(tmp_path / "p.parquet"), "--model", str(model), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "coordinate column" not in err and "changes type later" in err
 
 
 def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):

@@ -212,10 +212,11 @@ class CsvSource(Source):
                         "numbers; write decimal points (13.4) in the coordinate columns"
                     ) from err
                 text = re.search(r"column #(\d+): CSV conversion error to double: invalid value '(.*)'", str(err))
-                if text and int(text[1]) < len(self.columns):
+                column = self.columns[int(text[1])] if text and int(text[1]) < len(self.columns) else None
+                if column in (self.lon_col, self.lat_col):  # (another column inferred as numbers is not named so)
                     raise ValueError(
-                        f"{self.path}: the coordinate column {self.columns[int(text[1])]!r} holds {text[2]!r}, not a "
-                        "number: coordinates are decimal degrees (13.4); fix or remove that row"
+                        f"{self.path}: the coordinate column {column!r} holds {text[2]!r}, not a number: "
+                        "coordinates are decimal degrees (13.4); fix or remove that row"
                     ) from err
                 raise ValueError(
                     f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "
