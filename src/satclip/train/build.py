@@ -120,7 +120,13 @@ def build_model(config: TrainConfig, cache: FeatureCache | None) -> tuple[SatCLI
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         location = build_location_encoder(config.model)
-    return SatCLIP(visual, location, config.model.logit_scale_init), image_config
+    model = SatCLIP(visual, location, config.model.logit_scale_init)
+    if config.model.init_from:
+        from .warm_start import warm_start
+
+        prefix = cache.head_prefix if cache is not None else None
+        warm_start(model, config.model.init_from, location_config(config.model), image_config, prefix)
+    return model, image_config
 
 
 def full_image_encoder(model: SatCLIP, image_config: dict, cache: FeatureCache | None) -> nn.Module:

@@ -43,7 +43,10 @@ class ModelConfig:
     ``image_encoder`` is ``{"name": …, **params}`` for ``satclip.image.create``; with ``data.source: cache``
     it may be left empty (``{}``) and is then taken from the cache manifest (it must match when given).
     ``location_encoder`` is a :meth:`satclip.LocationEncoder.from_config` dict whose network's
-    ``num_classes`` is set from ``embed_dim``.
+    ``num_classes`` is set from ``embed_dim``. ``init_from``: a trained model (anything ``satclip.load``
+    takes) whose weights start the run instead of a random initialisation: its location network (a
+    spherical-harmonics model of a lower degree too: the new degrees start at zero), ``logit_scale`` and,
+    when it computes the same image features, its image head (:mod:`satclip.train.warm_start`).
     """
 
     image_encoder: dict = field(default_factory=lambda: {"name": "moco_resnet18"})
@@ -51,6 +54,7 @@ class ModelConfig:
     location_encoder: dict = field(default_factory=default_location_encoder)
     logit_scale_init: float = LOGIT_SCALE_INIT
     location_dtype: str = "float32"  # "float32" | "float64": parameters of the location encoder
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""Starting a run from a trained model (``model.init_from``): coarse to fine in the spherical-harmonics degree.
+
+A SIREN's first layer is linear in the basis, and the columns of an L-degree basis are ordered by degree
+(index l² + l + m), so a model trained on degrees below L₀ is exactly the same function on a basis of degree
+L > L₀ when its first-layer columns are copied and those of the new degrees start at zero. Training then
+adds the finer degrees to a field that already holds the coarse ones, instead of learning everything at once
+from a random start (which at L = 40 fits the corpus's high-frequency detail before the large scales).
+
+What is copied: the location network (every tensor; the first layer padded as above, rescaled when the two
+exact bases differ by convention, :func:`satclip.io.basis.columns_to`), ``logit_scale``, and the image
+side when it computes the same features (the same image-encoder config): the head of a cached run, the
+whole encoder otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from ..image.cached import CachedFeatures
+from ..io.basis import FIRST_LAYER, columns_to
+from ..io.read import read_parts
+from ..models.clip import SatCLIP
+
+log = logging.getLogger(__name__)
+
+#: image-encoder parameters that do not change what the image features are
+_NOT_FEATURES = ("embed_dim", "weights")
+
+
+def warm_start(
+    model: SatCLIP, source: str, location_config: dict, image_config: dict, head_prefix: str | None = None
+) -> None:
+    """Copy the weights of the trained model ``source`` (anything :func:`satclip.load` takes) into ``model``,
+    a freshly built run whose location encoder is ``location_config`` and image encoder ``image_config``
+    (``head_prefix``: where a cached run's head sits in the complete encoder's state, ``FeatureCache.head_prefix``).
+
+    Raises:
+        ValueError: ``source``'s location encoder cannot start this one (another encoding or network, a
+            higher degree); the message names both.
+    """
+    parts = read_parts(source)
+    name = parts.provenance.get("source", source)
+    state = _location_state(parts.location_config, parts.location_state, location_config, name)
+    target = model.location.state_dict()
+    for key, tensor in state.items():
+        if key not in target or target[key].shape != tensor.shape:
+            raise ValueError(
+                f"model.init_from={source}: its location weight {key} {tuple(tensor.shape)} does not fit this "
+                f"run's {tuple(target[key].shape) if key in target else 'model (no such weight)'}"
+            )
+    model.location.load_state_dict(state, strict=True)
+    if parts.logit_scale is not None:
+        with torch.no_grad():
+            model.logit_scale.copy_(parts.logit_scale)
+    image = "kept from its initialisation"
+    if parts.has_image_encoder and _features(parts.image_config) == _features(image_config):
+        _copy_image(model.visual, parts.visual_state, head_prefix)
+        image = "head copied" if isinstance(model.visual, CachedFeatures) else "copied"
+    log.info(
+        "model.init_from %s: location network (L = %s → %s) and logit scale copied; image side %s",
+        name, parts.location_config["encoding"].get("legendre_polys"),
+        location_config["encoding"].get("legendre_polys"), image,
+    )  # fmt: skip
+
+
+def _features(image_config: dict | None) -> dict:
+    return {k: v for k, v in (image_config or {}).items() if k not in _NOT_FEATURES}
+
+
+def _location_state(config: dict, state: dict, target: dict, name: object) -> dict[str, torch.Tensor]:
+    """``state`` (``nnet.*`` of a location encoder ``config``) as weights of location encoder ``target``."""
+    encoding, goal = config["encoding"], target["encoding"]
+    differences = [
+        f"{part} {config[part]} vs {target[part]}"
+        for part in ("network",)
+        if _without(config[part], "num_classes") != _without(target[part], "num_classes")
+    ]
+    if encoding["name"] != goal["name"]:
+        differences.append(f"encoding {encoding['name']} vs {goal['name']}")
+    if differences:
+        raise ValueError(f"model.init_from={name} does not have this run's location encoder: {'; '.join(differences)}")
+    if encoding["name"] != "sphericalharmonics":
+        if _without(encoding, "name") != _without(goal, "name"):
+            raise ValueError(f"model.init_from={name}: encoding {encoding} differs from this run's {goal}")
+        return dict(state)
+    degree, goal_degree = int(encoding["legendre_polys"]), int(goal["legendre_polys"])
+    if degree > goal_degree:
+        raise ValueError(
+            f"model.init_from={name} has legendre_polys={degree}, more than this run's {goal_degree}: a run can "
+            "only start from a model of the same or a lower degree"
+        )
+    state = columns_to(state, degree, encoding["harmonics_calculation"], goal["harmonics_calculation"])
+    weight = state[FIRST_LAYER]
+    padded = weight.new_zeros(weight.shape[0], goal_degree**2)
+    padded[:, : weight.shape[1]] = weight
+    return {**state, FIRST_LAYER: padded}
+
+
+def _without(config: dict, key: str) -> dict:
+    return {k: v for k, v in config.items() if k != key}
+
+
+def _copy_image(visual: nn.Module, state: dict[str, torch.Tensor], head_prefix: str | None) -> None:
+    """The image weights ``state`` (a complete encoder's) into ``visual``: only its head (the tensors under
+    ``head_prefix``) when ``visual`` is a cached run's :class:`CachedFeatures`."""
+    if not isinstance(visual, CachedFeatures):
+        visual.load_state_dict(state, strict=True)
+        return
+    prefix = f"{head_prefix}."
+    visual.head.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
