@@ -124,8 +124,7 @@ def build_model(config: TrainConfig, cache: FeatureCache | None) -> tuple[SatCLI
     if config.model.init_from:
         from .warm_start import warm_start
 
-        prefix = cache.head_prefix if cache is not None else None
-        warm_start(model, config.model.init_from, location_config(config.model), image_config, prefix)
+        warm_start(model, config.model.init_from, location_config(config.model), image_config, cache)
     return model, image_config
 
 

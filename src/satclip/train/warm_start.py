@@ -8,8 +8,9 @@ from a random start (which at L = 40 fits the corpus's high-frequency detail bef
 
 What is copied: the location network (every tensor; the first layer padded as above, rescaled when the two
 exact bases differ by convention, :func:`satclip.io.basis.columns_to`), ``logit_scale``, and the image
-side when it computes the same features (the same image-encoder config): the head of a cached run, the
-whole encoder otherwise.
+side where it fits: into a cached run the head, when the model's backbone is the cache's (the same weights to
+float rounding — a backbone fitted to the data, like MOSAIKS, differs in the last bits between CPUs — so the
+head reads the same features); into a run on images the whole encoder, when its config is the run's.
 """
 
 from __future__ import annotations
@@ -19,23 +20,21 @@ import logging
 import torch
 from torch import nn
 
-from ..image.cached import CachedFeatures
 from ..io.basis import FIRST_LAYER, columns_to
+from ..io.parts import ModelParts
 from ..io.read import read_parts
 from ..models.clip import SatCLIP
+from .cache import FeatureCache
 
 log = logging.getLogger(__name__)
 
-#: image-encoder parameters that do not change what the image features are
-_NOT_FEATURES = ("embed_dim", "weights")
-
 
 def warm_start(
-    model: SatCLIP, source: str, location_config: dict, image_config: dict, head_prefix: str | None = None
+    model: SatCLIP, source: str, location_config: dict, image_config: dict, cache: FeatureCache | None = None
 ) -> None:
     """Copy the weights of the trained model ``source`` (anything :func:`satclip.load` takes) into ``model``,
     a freshly built run whose location encoder is ``location_config`` and image encoder ``image_config``
-    (``head_prefix``: where a cached run's head sits in the complete encoder's state, ``FeatureCache.head_prefix``).
+    (``cache``: the feature cache of a cached run).
 
     Raises:
         ValueError: ``source``'s location encoder cannot start this one (another encoding or network, a
@@ -55,19 +54,14 @@ def warm_start(
     if parts.logit_scale is not None:
         with torch.no_grad():
             model.logit_scale.copy_(parts.logit_scale)
-    image = "kept from its initialisation"
-    if parts.has_image_encoder and _features(parts.image_config) == _features(image_config):
-        _copy_image(model.visual, parts.visual_state, head_prefix)
-        image = "head copied" if isinstance(model.visual, CachedFeatures) else "copied"
+    image = "kept from its initialisation (another image encoder)"
+    if parts.has_image_encoder and _copy_image(model.visual, parts, image_config, cache):
+        image = "head copied" if cache is not None else "copied"
     log.info(
         "model.init_from %s: location network (L = %s → %s) and logit scale copied; image side %s",
         name, parts.location_config["encoding"].get("legendre_polys"),
         location_config["encoding"].get("legendre_polys"), image,
     )  # fmt: skip
-
-
-def _features(image_config: dict | None) -> dict:
-    return {k: v for k, v in (image_config or {}).items() if k not in _NOT_FEATURES}
 
 
 def _location_state(config: dict, state: dict, target: dict, name: object) -> dict[str, torch.Tensor]:
@@ -103,11 +97,24 @@ def _without(config: dict, key: str) -> dict:
     return {k: v for k, v in config.items() if k != key}
 
 
-def _copy_image(visual: nn.Module, state: dict[str, torch.Tensor], head_prefix: str | None) -> None:
-    """The image weights ``state`` (a complete encoder's) into ``visual``: only its head (the tensors under
-    ``head_prefix``) when ``visual`` is a cached run's :class:`CachedFeatures`."""
-    if not isinstance(visual, CachedFeatures):
-        visual.load_state_dict(state, strict=True)
-        return
-    prefix = f"{head_prefix}."
-    visual.head.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+def _copy_image(visual: nn.Module, parts: ModelParts, image_config: dict, cache: FeatureCache | None) -> bool:
+    """The image weights of ``parts`` (a complete encoder's) into ``visual`` where they fit (see the module
+    docstring); whether they did."""
+    if cache is None:
+        if parts.image_config != image_config:
+            return False
+        visual.load_state_dict(parts.visual_state, strict=True)
+        return True
+    prefix = f"{cache.head_prefix}."
+    backbone = {k: v for k, v in parts.visual_state.items() if not k.startswith(prefix)}
+    if not _same_weights(backbone, cache.backbone_state()):
+        return False
+    visual.head.load_state_dict({k[len(prefix) :]: v for k, v in parts.visual_state.items() if k.startswith(prefix)})
+    return True
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """The same tensors by name and shape, with values equal to float32 rounding."""
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.allclose(a[k].double(), b[k].double(), rtol=1e-5, atol=1e-7) for k in a
+    )
