@@ -72,6 +72,8 @@ def test_a_model_of_higher_degree_or_another_network_is_refused(trained):
         build_model(_run(root, source, 5), cache)
     with pytest.raises(ValueError, match="does not have this run's location encoder: network"):
         build_model(_run(root, source, 20, dim_hidden=32), cache)
+    with pytest.raises(FileNotFoundError, match="model.init_from: no such model file or directory"):
+        build_model(_run(root, root / "no-such-model", 20), cache)
 
 
 def test_another_image_encoder_keeps_its_own_head(trained, tmp_path):

@@ -40,7 +40,10 @@ def warm_start(
         ValueError: ``source``'s location encoder cannot start this one (another encoding or network, a
             higher degree); the message names both.
     """
-    parts = read_parts(source)
+    try:
+        parts = read_parts(source)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"model.init_from: {err}") from err
     name = parts.provenance.get("source", source)
     state = _location_state(parts.location_config, parts.location_state, location_config, name)
     target = model.location.state_dict()
