@@ -5,7 +5,9 @@
 Each model lands in OUT_DIR/<name>/ (native format) with its training history; copy those directories to
 src/satclip/pretrained/<name>/. The recipes are src/satclip/recipes/<name>.yaml (seed 0). A recipe that starts
 from another shipped model (``model.init_from: bluemarble-l10``) starts from the one trained in the same call,
-when there is one, rather than from the installed copy.
+when there is one, rather than from the installed copy. What the shipped model records about its corpus
+(``metadata.training_footprint``, ``metadata.image_input``: the recipes share one corpus) is carried over
+from the installed model of the same name.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import shutil
 import time
 from pathlib import Path
 
+from satclip.pretrained import bundled_models
 from satclip.recipes import recipe_path, train_recipe
+from satclip.safe_output import MARKER
 from satclip.train.config import load_config
 
 
@@ -42,9 +46,23 @@ def main() -> None:
         target = trained[name] = args.out / name
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(result.exports["best"].native, target)
+        shutil.copytree(result.exports["best"].native, target, ignore=shutil.ignore_patterns(MARKER))
+        carry_corpus_description(name, target)
         (target / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
         print(f"{name}: {time.perf_counter() - start:.0f} s, {len(result.history)} epochs → {target}", flush=True)
+
+
+def carry_corpus_description(name: str, target: Path) -> None:
+    """The installed ``name``'s recorded training footprint and image input, written into ``target``'s config."""
+    installed = bundled_models().get(name)
+    if installed is None:
+        return
+    recorded = json.loads((installed / "config.json").read_text())["metadata"]
+    config = json.loads((target / "config.json").read_text())
+    for key in ("training_footprint", "image_input"):
+        if key in recorded:
+            config["metadata"][key] = recorded[key]
+    (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
