@@ -202,8 +202,8 @@ def main() -> None:
     for key, name in (("wall_rate", "wall"), ("reported_rate", "as reported")):
         scaling = workers2[key] / workers1[key]
         versus = workers2[key] / local2[key]
-        print(f"{name}: 2 workers / 1 worker = {scaling:.2f} (target ≥ 1.7: {'met' if scaling >= 1.7 else 'MISSED'}); "
-              f"2 workers / one process with 2 threads = {versus:.2f} (target ≥ 0.9: "
+        print(f"{name}: 2 workers / 1 worker = {scaling:.3f} (target ≥ 1.7: {'met' if scaling >= 1.7 else 'MISSED'}); "
+              f"2 workers / one process with 2 threads = {versus:.3f} (target ≥ 0.9: "
               f"{'met' if versus >= 0.9 else 'MISSED'})")  # fmt: skip
     efficiency = workers2["cpu_rate"] / workers1["cpu_rate"]
     print(f"points per CPU-second, 2 workers / 1 worker = {efficiency:.2f} (1.0: no parallel overhead; on two idle "
