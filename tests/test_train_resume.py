@@ -29,8 +29,7 @@ from .test_train_fit import cached_config
 from .train_helpers import synthetic_cache
 
 EPOCHS = 6
-#: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch; lr 0.07 makes val_loss rise
-#: at some epochs (checked below, not assumed)
+#: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch
 SETTINGS = {"data": {"batch_size": 64}, "optim": {"lr": 0.07}, "trainer": {"max_epochs": EPOCHS}}
 
 
@@ -60,28 +59,57 @@ class Batches(pl.Callback):
         self.seen.append((trainer.current_epoch, batch_idx))
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+#: the epoch whose start multiplies the logits by e³ (``logit_scale`` + 3): a val_loss far above the epochs
+#: before it and the one after it, on any CPU (whether this small run's val_loss ever rises by itself
+#: depends on the last bits of its arithmetic)
+SPIKE_EPOCH = EPOCHS - 2
+
+
+class Spike(pl.Callback):
+    """``logit_scale`` += 3 at the start of ``SPIKE_EPOCH``: a worse epoch by construction (deterministic, so
+    a run with it killed and resumed is still the same run)."""
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == SPIKE_EPOCH:
+            with torch.no_grad():
+                module.model.logit_scale.add_(3.0)
+
+
+def _straight_run(root, *callbacks: pl.Callback) -> dict:
     """An uninterrupted run, its per-epoch weights and its validation losses."""
-    root = tmp_path_factory.mktemp("straight")
     synthetic_cache(root / "cache", n=200)
     snapshots = Snapshots()
-    result = fit(from_dict(config_for(root / "cache", root / "run")), callbacks=[snapshots])
+    result = fit(from_dict(config_for(root / "cache", root / "run")), callbacks=[snapshots, *callbacks])
     val = [row["val_loss"] for row in result.history]
     assert [row["epoch"] for row in result.history] == list(range(EPOCHS))
     return {"root": root, "result": result, "weights": snapshots.weights, "val": val}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    return _straight_run(tmp_path_factory.mktemp("straight"))
+
+
+@pytest.fixture(scope="module")
+def spiked(tmp_path_factory):
+    """As ``straight``, with the worse epoch :class:`Spike` makes."""
+    return _straight_run(tmp_path_factory.mktemp("spiked"), Spike())
 
 
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
     import lightning.pytorch as pl
+    import torch
     from satclip.train import fit, load_config
 
-    when, at = sys.argv[2], int(sys.argv[3])
+    when, at, spike = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
     class Kill(pl.Callback):  # no clean-up: as a crash, an OOM kill or a pre-emption
         def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == spike:  # as tests/test_train_resume.py's Spike
+                with torch.no_grad():
+                    module.model.logit_scale.add_(3.0)
             if when == "epoch" and trainer.current_epoch == at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
@@ -94,15 +122,16 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
-def run_killed(tmp_path, config: dict, when: str, at: int) -> None:
+def run_killed(tmp_path, config: dict, when: str, at: int, spike: bool = False) -> None:
     """Run ``config`` in a subprocess that SIGKILLs itself at the start of epoch ``at`` (``when="epoch"``)
-    or before the batch after optimizer step ``at`` (``when="step"``)."""
+    or before the batch after optimizer step ``at`` (``when="step"``); with ``spike``, as :class:`Spike` does."""
     config_file = tmp_path / "killed.yaml"
     dump_config(from_dict(config), config_file)
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, str(script), str(config_file), when, str(at)], env=env,
+    spike_epoch = str(SPIKE_EPOCH if spike else -1)
+    done = subprocess.run([sys.executable, str(script), str(config_file), when, str(at), spike_epoch], env=env,
                           capture_output=True)  # fmt: skip
     assert done.returncode == -9, done.stderr.decode()[-3000:]
 
@@ -128,7 +157,8 @@ def exported_trained(directory) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if k.startswith(("location.", "visual.head.")) or k == "logit_scale"}
 
 
-def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrupted_run(tmp_path, straight):
+def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrupted_run(tmp_path, spiked):
+    straight = spiked
     val = straight["val"]
     # the kill comes after an epoch whose val_loss did not improve: a checkpoint kept by val_loss alone
     # would be an older epoch
@@ -139,7 +169,7 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
     assert best != EPOCHS - 1, f"the last epoch is the best, the test needs them to differ: {val}"
 
     config = config_for(straight["root"] / "cache", tmp_path / "run")
-    run_killed(tmp_path, config, "epoch", k + 1)
+    run_killed(tmp_path, config, "epoch", k + 1, spike=True)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert load(checkpoints / "last.ckpt")["epoch"] == k  # the latest state, whatever its val_loss
     assert load(checkpoints / "best.ckpt")["epoch"] == int(np.argmin(val[: k + 1])) < k
@@ -150,7 +180,7 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
     batches = Batches()
     # with a loader worker (a resumable change): workers draw batches before Lightning sets the epoch
     workers = {**config, "data": {**config["data"], "num_workers": 1}}
-    resumed = fit(from_dict(workers), resume=True, callbacks=[batches])
+    resumed = fit(from_dict(workers), resume=True, callbacks=[batches, Spike()])
     assert batches.seen[0] == (k + 1, 0)  # continues at epoch k + 1, not at 0 nor at an older best epoch
     assert sorted({epoch for epoch, _ in batches.seen}) == list(range(k + 1, EPOCHS))
     assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
