@@ -3,6 +3,8 @@ exactly the same function; what cannot start it is refused with the reason."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -83,3 +85,17 @@ def test_another_image_encoder_keeps_its_own_head(trained, tmp_path):
     model, _ = build_model(_run(tmp_path, result.exports["last"].native, 10), other)
     torch.testing.assert_close(model.visual.head.weight, fresh.visual.head.weight)
     assert not torch.equal(model.location.nnet.layers[0].weight, fresh.location.nnet.layers[0].weight)
+
+
+def test_resuming_and_exporting_never_need_the_starting_model_again(trained, tmp_path):
+    result, _, root = trained
+    source = tmp_path / "source"
+    shutil.copytree(result.exports["last"].native, source)
+    config = _run(root, source, 20, run=str(tmp_path / "run"))
+    first = fit(config)
+    shutil.rmtree(source)  # the checkpoint holds everything a resume needs
+    again = fit(config, resume=True)
+    assert [row["epoch"] for row in again.history] == [row["epoch"] for row in first.history]
+    points = sphere_points(20, 1)
+    np.testing.assert_array_equal(satclip.load(again.exports["last"].native).encode(points).numpy(),
+                                  satclip.load(first.exports["last"].native).encode(points).numpy())  # fmt: skip

@@ -98,10 +98,12 @@ def cached_image_config(model: ModelConfig, cache: FeatureCache) -> dict:
     return {**cached, "embed_dim": int(model.embed_dim)}
 
 
-def build_model(config: TrainConfig, cache: FeatureCache | None) -> tuple[SatCLIP, dict]:
+def build_model(config: TrainConfig, cache: FeatureCache | None, *, warm: bool = True) -> tuple[SatCLIP, dict]:
     """``(model, image_encoder_config)`` for a run: a :class:`~satclip.SatCLIP` whose ``visual`` is, from
     ``cache``, a :class:`~satclip.image.cached.CachedFeatures` (identity backbone + the encoder's own head,
     initialised as the encoder's, the only image part that trains), otherwise the full encoder.
+    ``warm``: start from ``model.init_from`` when the config names one (``False`` where a checkpoint's weights
+    replace the initial ones anyway: a resumed run, an export), so those never need that model again.
     """
     seed = config.trainer.seed
     if cache is not None:
@@ -121,7 +123,7 @@ def build_model(config: TrainConfig, cache: FeatureCache | None) -> tuple[SatCLI
         torch.manual_seed(seed + 1)
         location = build_location_encoder(config.model)
     model = SatCLIP(visual, location, config.model.logit_scale_init)
-    if config.model.init_from:
+    if warm and config.model.init_from:
         from .warm_start import warm_start
 
         warm_start(model, config.model.init_from, location_config(config.model), image_config, cache)

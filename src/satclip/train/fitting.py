@@ -265,7 +265,7 @@ def fit(
         if checkpoint is not None and cache is not None:
             _check_same_cache(ckpt_path, checkpoint, cache)
         checkpoint = None  # Lightning reads it again; drop the memory map
-        model, image_config = build_model(config, cache)
+        model, image_config = build_model(config, cache, warm=ckpt_path is None)
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
@@ -302,7 +302,7 @@ def _export_all(result: FitResult, cache, trainer, directory: Path) -> dict[str,
         return exports
     for name, path in result.checkpoints.items():
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model, image_config = build_model(result.config, cache)
+        model, image_config = build_model(result.config, cache, warm=False)
         model.load_state_dict(lightning_state_to_model(ckpt["state_dict"], cached=cache is not None))
         metrics = dict(ckpt.get("satclip", {}).get("metrics", {}))
         if name == "best" and "val_loss" not in metrics:  # a checkpoint of an older satclip
