@@ -162,19 +162,31 @@ def patch_lonlat(points: np.ndarray, patch_size: int = 32, gsd_km: float = 7.5,
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2) as (lon, lat) degrees, got {points.shape}")
     x, y = (a.reshape(-1) for a in patch_offsets(patch_size, gsd_km))
+    return offset_lonlat(points, x, y, projection).reshape(len(points), patch_size, patch_size, 2)
+
+
+def offset_lonlat(centres: np.ndarray, x_km: np.ndarray, y_km: np.ndarray, projection: str = "aeqd") -> np.ndarray:
+    """(lon, lat) degrees of the points at planar offsets ``x_km`` east and ``y_km`` north of ``centres`` in
+    each centre's local azimuthal projection (the inverse spherical projection, ``aeqd`` or ``laea``).
+
+    ``centres``: ``(N, 2)`` (lon, lat) degrees; ``x_km``, ``y_km``: broadcastable against ``(N, M)`` (the same
+    ``(M,)`` offsets around every centre, or ``(N, 1)`` one offset per centre). Returns float64 ``(N, M, 2)``;
+    lon in [-180, 180), lat in [-90, 90].
+    """
+    x, y = np.broadcast_arrays(np.asarray(x_km, dtype=np.float64), np.asarray(y_km, dtype=np.float64))
     rho = np.hypot(x, y)
     angle = PROJECTIONS[projection](rho)
     sin_c, cos_c = np.sin(angle), np.cos(angle)
-    # unit-direction components scaled by sin(c); the centre pixel (rho = 0) has none
+    # unit-direction components scaled by sin(c); a zero offset (rho = 0) has none
     safe_rho = np.where(rho > 0, rho, 1.0)
     east, north = np.where(rho > 0, x * sin_c / safe_rho, 0.0), np.where(rho > 0, y * sin_c / safe_rho, 0.0)
 
-    phi0 = np.radians(points[:, 1])[:, None]
+    phi0 = np.radians(centres[:, 1])[:, None]
     sin_p, cos_p = np.sin(phi0), np.cos(phi0)
     lat = np.degrees(np.arcsin(np.clip(cos_c * sin_p + north * cos_p, -1.0, 1.0)))
     dlon = np.degrees(np.arctan2(east, cos_c * cos_p - north * sin_p))
-    lon = np.mod(points[:, :1] + dlon + 180.0, 360.0) - 180.0
-    return np.stack([lon, lat], axis=-1).reshape(len(points), patch_size, patch_size, 2)
+    lon = np.mod(centres[:, :1] + dlon + 180.0, 360.0) - 180.0
+    return np.stack(np.broadcast_arrays(lon, lat), axis=-1)
 
 
 def sample_bilinear(lonlat: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.bluemarble import EARTH_RADIUS_KM
+from ..data.bluemarble import offset_lonlat
 from .cache import FeatureCache
 from .sources import PairSource
 
@@ -60,16 +60,9 @@ def footprint_jitter(lonlat: torch.Tensor, half_width_km: float, generator: torc
     if half_width_km == 0:
         return lonlat
     offset = (torch.rand(lonlat.shape, generator=generator, dtype=torch.float64) * 2 - 1) * half_width_km
-    x, y = offset[:, 0], offset[:, 1]
-    rho = torch.hypot(x, y)
-    angle = rho / EARTH_RADIUS_KM  # (the Blue Marble corpus's spherical projection radius)
-    safe = torch.where(rho > 0, rho, torch.ones_like(rho))
-    east, north = x * torch.sin(angle) / safe, y * torch.sin(angle) / safe
-    phi = torch.deg2rad(lonlat[:, 1])
-    lat = torch.rad2deg(torch.asin((torch.cos(angle) * torch.sin(phi) + north * torch.cos(phi)).clamp(-1.0, 1.0)))
-    dlon = torch.rad2deg(torch.atan2(east, torch.cos(angle) * torch.cos(phi) - north * torch.sin(phi)))
-    lon = torch.remainder(lonlat[:, 0] + dlon + 180.0, 360.0) - 180.0
-    return torch.stack([lon, lat], dim=1)
+    offset = offset.numpy()
+    moved = offset_lonlat(lonlat.detach().cpu().double().numpy(), offset[:, :1], offset[:, 1:])
+    return torch.from_numpy(moved[:, 0])
 
 
 def _jitter_generator(seed: int, spec: BatchSpec, stream: str = "jitter") -> torch.Generator:
