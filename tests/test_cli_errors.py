@@ -102,7 +102,7 @@ CASES = [
     (["locate", "{junk}", "--model", "nosuch-model"], 2, ONE_LINE, "no model 'nosuch-model'"),
     (["locate", "{junk}", "--model", "bluemarble-l10"], 2, ONE_LINE, "not recognized as being in a supported"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--truth", "200", "10"], 2, ONE_LINE,
-     "--truth 200 10: (lon=200.0, lat=10.0). Expected finite (lon, lat)"),
+     "--truth 200 10 is not a location. Expected finite (lon, lat)"),
     # data
     (["data", "verify", "{tmp}"], 2, ONE_LINE, "no index file"),
     (["data", "verify", "{tmp}", "--workers", "0"], 2, USAGE, "--workers: must be a positive integer"),

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..encoding.points import InvalidPointsError, as_lonlat
+    from ..encoding.points import invalid_rows, valid_range_advice
     from ..errors import BadInputError
     from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..io.load import load_model
@@ -50,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval.geo import great_circle_km
 
     if args.truth is not None:  # before loading the model
-        try:
-            as_lonlat(np.asarray([args.truth], dtype=np.float64))
-        except InvalidPointsError as err:  # its message names "row 0": say which argument, and a lat/lon swap
-            raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g}: {str(err).split(': ', 2)[-1]}") from err
+        truth = np.asarray([args.truth], dtype=np.float64)
+        bad = invalid_rows(truth)
+        if bad.any():
+            raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g} is not a location. "
+                                f"{valid_range_advice(truth, bad)}")  # fmt: skip
     model = load_model(args.model, device=args.device, trust_checkpoint=args.trust_checkpoint)
     image = load_image(model, args.image, name=Path(str(args.model)).name)
     truth = tuple(args.truth) if args.truth else None

@@ -35,15 +35,17 @@ def describe_invalid(lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0) -
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
-    message = (
-        f"{len(rows)} invalid point(s): {shown}{more}. Expected finite (lon, lat) in degrees with "
-        "lon in [-180, 180] and lat in [-90, 90]."
-    )
+    return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad)}"
+
+
+def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
+    """What a valid point is, and the lat/lon swap where the invalid rows ``bad`` look like one."""
+    advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
     finite = np.isfinite(lonlat).all(axis=1)
-    lat_out = finite & (np.abs(lonlat[:, 1]) > 90)
+    lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
     if lat_out.any() and (np.abs(lonlat[lat_out, 0]) <= 90).all():
-        message += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
-    return message
+        advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+    return advice
 
 
 def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
