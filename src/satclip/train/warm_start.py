@@ -57,9 +57,12 @@ def warm_start(
     if parts.logit_scale is not None:
         with torch.no_grad():
             model.logit_scale.copy_(parts.logit_scale)
-    image = "kept from its initialisation (another image encoder)"
-    if parts.has_image_encoder and _copy_image(model.visual, parts, image_config, cache):
+    if not parts.has_image_encoder:
+        image = "kept from its initialisation (the model has none)"
+    elif _copy_image(model.visual, parts, image_config, cache):
         image = "head copied" if cache is not None else "copied"
+    else:
+        image = "kept from its initialisation (the model's computes other features)"
     log.info(
         "model.init_from %s: location network (L = %s → %s) and logit scale copied; image side %s",
         name, parts.location_config["encoding"].get("legendre_polys"),
@@ -70,11 +73,9 @@ def warm_start(
 def _location_state(config: dict, state: dict, target: dict, name: object) -> dict[str, torch.Tensor]:
     """``state`` (``nnet.*`` of a location encoder ``config``) as weights of location encoder ``target``."""
     encoding, goal = config["encoding"], target["encoding"]
-    differences = [
-        f"{part} {config[part]} vs {target[part]}"
-        for part in ("network",)
-        if _without(config[part], "num_classes") != _without(target[part], "num_classes")
-    ]
+    differences = []
+    if _without(config["network"], "num_classes") != _without(target["network"], "num_classes"):
+        differences.append(f"network {config['network']} vs {target['network']}")
     if encoding["name"] != goal["name"]:
         differences.append(f"encoding {encoding['name']} vs {goal['name']}")
     if differences:
