@@ -19,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+from satclip.io import native
 from satclip.pretrained import bundled_models
 from satclip.recipes import recipe_path, train_recipe
 from satclip.safe_output import MARKER
@@ -57,12 +58,12 @@ def carry_corpus_description(name: str, target: Path) -> None:
     installed = bundled_models().get(name)
     if installed is None:
         return
-    recorded = json.loads((installed / "config.json").read_text())["metadata"]
-    config = json.loads((target / "config.json").read_text())
+    recorded = json.loads((installed / native.CONFIG_FILE).read_text())["metadata"]
+    config = json.loads((target / native.CONFIG_FILE).read_text())
     for key in ("training_footprint", "image_input"):
         if key in recorded:
             config["metadata"][key] = recorded[key]
-    (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    native.write_config(target, config)
 
 
 if __name__ == "__main__":

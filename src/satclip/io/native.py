@@ -130,5 +130,10 @@ def write_native(
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_config(tmp, config)
     return path
+
+
+def write_config(directory: str | Path, config: dict) -> None:
+    """``directory``'s ``config.json`` in the layout every native model has (sorted keys, indent 2)."""
+    (Path(directory) / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
