@@ -8,7 +8,8 @@ when present, else random weights: SH L² → SIREN 512 → 512 → 256) with th
 float32. Each row runs
 the real command in a fresh process (``python -m satclip embed``) and reports points per second of the
 whole command (wall, imports and cluster start-up included) and as the command reports it itself (from
-opening the input to the published output). Rows:
+opening the input to the published output), and the CPU time the machine was busy meanwhile (Linux; all
+processes: run it with nothing else running). Rows:
 
 * one process, 1 and 2 torch threads (``OMP_NUM_THREADS``), Parquet file out (the local engine);
 * two single-threaded processes started at once, ``--shard 0/2`` and ``--shard 1/2`` (the hand-split
@@ -29,7 +30,6 @@ import argparse
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -81,10 +81,19 @@ def make_points(path: Path, n: int, parts: int = 8) -> None:
         pq.write_table(table, path / f"part.{k}.parquet")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (Linux ``/proc/stat``): the Dask workers are forked from a
+    server process the benchmark cannot wait for, so its children's resource usage would miss them. Counts
+    every process on the machine: run the benchmark with nothing else running."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def run(label: str, argvs: list[list[str]], threads: int, n: int) -> dict:
     """Run the commands ``argvs`` at the same time, each ``python -m satclip ARGV``; one row for all of them."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = busy_cpu_seconds()
     began = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, "-m", "satclip", *argv], env=env, stdout=subprocess.PIPE,
@@ -93,8 +102,7 @@ def run(label: str, argvs: list[list[str]], threads: int, n: int) -> dict:
     ]  # fmt: skip
     outputs = [proc.communicate() for proc in procs]
     wall = time.perf_counter() - began
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the commands and the Dask processes they started
-    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    cpu = busy_cpu_seconds() - cpu0
     for proc, (_, stderr) in zip(procs, outputs, strict=True):
         if proc.returncode:
             raise SystemExit(f"{label} failed ({proc.returncode}):\n{stderr[-3000:]}")

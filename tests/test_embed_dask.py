@@ -392,13 +392,18 @@ def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):
     assert (work / "notes.txt").read_text() == "keep me too"
 
 
-def test_local_cluster_workers_keep_glibcs_adaptive_malloc(monkeypatch):
+def test_local_cluster_workers_keep_glibcs_adaptive_malloc():
     """satclip's own LocalCluster drops the nanny's MALLOC_TRIM_THRESHOLD_ (30 % more CPU per point) but keeps
-    one OpenMP thread per worker."""
+    one torch thread per worker (forked workers do not get the OMP_NUM_THREADS=1 spawned ones do)."""
     from satclip.embed.cluster import dask_client
 
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    def torch_threads():
+        import torch
+
+        return torch.get_num_threads()
+
     with dask_client(workers=1) as client:
-        found = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ["OMP_NUM_THREADS"]))
-    environ = list(found.values())
-    assert environ == [(None, "1")]
+        threads = client.run(torch_threads)
+        nannies = list(client.cluster.workers.values())
+    assert [nanny.pre_spawn_env.get("MALLOC_TRIM_THRESHOLD_") for nanny in nannies] == [None]
+    assert list(threads.values()) == [1]
