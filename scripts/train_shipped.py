@@ -58,8 +58,8 @@ def carry_corpus_description(name: str, target: Path) -> None:
     installed = bundled_models().get(name)
     if installed is None:
         return
-    recorded = json.loads((installed / native.CONFIG_FILE).read_text())["metadata"]
-    config = json.loads((target / native.CONFIG_FILE).read_text())
+    recorded = native.read_config(installed).get("metadata", {})
+    config = native.read_config(target)
     for key in ("training_footprint", "image_input"):
         if key in recorded:
             config["metadata"][key] = recorded[key]

@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval.geo import great_circle_km
 
     if args.truth is not None:  # before loading the model
-        truth = np.asarray([args.truth], dtype=np.float64)
-        bad = invalid_rows(truth)
+        given = np.asarray([args.truth], dtype=np.float64)
+        bad = invalid_rows(given)
         if bad.any():
             raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g} is not a location. "
-                                f"{valid_range_advice(truth, bad)}")  # fmt: skip
+                                f"{valid_range_advice(given, bad)}")  # fmt: skip
     model = load_model(args.model, device=args.device, trust_checkpoint=args.trust_checkpoint)
     image = load_image(model, args.image, name=Path(str(args.model)).name)
     truth = tuple(args.truth) if args.truth else None
