@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
+
+#: the float ops torch 2.x computes with oneMKL's vector math (VML) on the CPU (ATen/cpu/vml.h)
+_VML_OPS = ("acos", "asin", "atan", "cos", "erf", "erfc", "erfinv", "exp", "log", "log10", "log2", "sin", "sqrt",
+            "tan", "tanh", "trunc")  # fmt: skip
 
 
 def usable_cores() -> int:
@@ -27,3 +32,24 @@ def cpu_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@functools.cache
+def settle_vector_math() -> None:
+    """Resolve oneMKL's vector-math dispatch once, on one thread, before torch splits a call over threads.
+
+    oneMKL picks each VML function's kernel on its first call. When that first call runs on several torch
+    threads at once (a process's first sizable ``torch.cos``, ``torch.sin``…), one thread can run the
+    low-accuracy kernel for its whole share of that one call (pytorch/pytorch#188792; oneMKL 2024.2, the
+    version in the torch 2.13 wheels): measured on a 2-core Intel Xeon, the first float64 ``torch.cos`` of
+    3,010 latitudes came back ~7e-9 off for half of them in 2 of 14 fresh processes. One one-element call
+    per function and dtype (single-threaded) settles the dispatch; later calls are exact.
+    """
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return
+    for dtype in (torch.float32, torch.float64):
+        one = torch.full((1,), 0.5, dtype=dtype)
+        for name in _VML_OPS:
+            getattr(torch, name)(one)

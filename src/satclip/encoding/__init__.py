@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..machine import settle_vector_math
 from . import (
     multiscale,  # noqa: F401  (registers "theory", "grid" and the "sphere*" family)
     raw,  # noqa: F401  (registers "direct", "wrap", "cartesian3d")
     spherical_harmonics,  # noqa: F401  (registers "sphericalharmonics")
 )
 from .registry import ENCODINGS
+
+settle_vector_math()  # before the first multi-threaded sin/cos of any encoding or network
 
 __all__ = ["create", "names", "ENCODINGS"]
 
