@@ -30,6 +30,10 @@ import torch
 
 #: points with |lat| above this (degrees) are computed in float64 when the output is float32 or narrower
 POLAR_LATITUDE = 80.0
+#: the ``seed_floor`` of :func:`scaled_harmonics_staged` for points near a pole: max κ at L = 40 is 3.9e11, so
+#: a true harmonic moves by ≤ 4e-9 (below float32's rounding of 1); the values left are ≥ ~1e-32 (seed ×
+#: 2^−(l−|m|)), far above float32's smallest normal number 1.2e-38
+SEED_FLOOR = 1e-20
 _Y00 = 1 / math.sqrt(4 * math.pi)
 
 
@@ -145,15 +149,24 @@ def _sectoral(s: torch.Tensor, phi: torch.Tensor, degree: int, dtype: torch.dtyp
 
 
 def scaled_harmonics_staged(
-    x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_: ScaledPlan, out: torch.Tensor, ring: torch.Tensor
-) -> torch.Tensor:
+    x: torch.Tensor, s: torch.Tensor, phi: torch.Tensor, plan_: ScaledPlan, out: torch.Tensor, ring: torch.Tensor,
+    seed_floor: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
     """As :func:`scaled_harmonics`, with the recurrence in ``ring``'s dtype (``(3, 2L − 1, c')``, c' ≥ c: the
     three degree blocks in flight, small enough to stay in cache) and each finished block rounded into
-    ``out`` (e.g. bfloat16) right away, while it is still in cache."""
+    ``out`` (e.g. bfloat16 or float32) right away, while it is still in cache.
+
+    ``seed_floor``: sectoral seeds ``s^|m|·cos|sin(|m|φ)`` smaller than this in magnitude are set to 0. Every
+    Ŷ of order m is its seed times a factor of magnitude ≤ 1, so this changes a true harmonic by at most
+    ``max(κ) · seed_floor`` (:data:`SEED_FLOOR`), and keeps the rounded values of points near a pole (float64
+    ring, narrower ``out``) clear of float32's subnormal range, which slows products down many times over.
+    """
     degree, c = plan_.degree, x.shape[0]
     dtype = ring.dtype
     beta, _ = _on(plan_, x.device, dtype)
     table = _sectoral(s, phi, degree, dtype)
+    if seed_floor:
+        table.masked_fill_(table.abs() < seed_floor, 0.0)
     xw = x.to(dtype)[None, :]
     out[0:1].copy_(table[0:1])
     prev2, prev = None, table[0:1]

@@ -143,8 +143,9 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
     n, degree = lonlat.shape[0], plan.degree
     out = torch.empty(n, plan.out_dim, dtype=torch.float32, device=device)
     polar = lonlat[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
-    # points near a pole get a float64 basis: all points are computed in order (no scatter of the many),
-    # then the few near a pole (1.5 % of a uniform sample) again, and their rows replaced
+    # points near a pole get a float64 recurrence (rounded degree by degree into the features): all points are
+    # computed in order (no scatter of the many), then the few near a pole (1.5 % of a uniform sample) again,
+    # and their rows replaced
     groups = [(None, lonlat, torch.float32)]
     if bool(polar.any()):
         near = polar.nonzero().squeeze(1)
@@ -154,29 +155,25 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
         groups = [(None, stand_in, torch.float32), (near, lonlat[near], torch.float64)]
     width = min(chunk, n)
     if plan.dtype == torch.float32:  # the recurrence writes the features themselves
-        block32 = torch.empty(degree * degree, width, dtype=torch.float32, device=device)
-        full_views = scaled_recurrence.block_views(block32, degree)
+        block = torch.empty(degree * degree, width, dtype=torch.float32, device=device)
+        full_views = scaled_recurrence.block_views(block, degree)
     else:  # bf16: a float32 recurrence in three cached blocks, each rounded once into the features
-        staged = torch.empty(degree * degree, width, dtype=plan.dtype, device=device)
-        ring = torch.empty(3, 2 * degree - 1, width, dtype=torch.float32, device=device)
+        block = torch.empty(degree * degree, width, dtype=plan.dtype, device=device)
+    rings = {}
     for index, points, basis_dtype in groups:
         result = out if index is None else torch.empty(points.shape[0], plan.out_dim, device=device)
         for start in range(0, points.shape[0], chunk):
             part = points[start : start + chunk]
             c = part.shape[0]
             x, s, phi = _angles(part, plan.analytic)
-            if basis_dtype != torch.float32:  # near the poles
-                block = torch.empty(degree * degree, c, dtype=basis_dtype, device=device)
-                scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, block)
-                # values below float32's smallest normal number (< 1e-38 · κ ≤ 1e-25 in true units) become 0
-                # rather than subnormal operands of the product
-                features = block.masked_fill_(block.abs() < torch.finfo(torch.float32).tiny, 0.0).to(plan.dtype)
-            elif plan.dtype == torch.float32:
-                features, views = block32[:, :c], full_views if c == width else None
-                scaled_recurrence.scaled_harmonics(x, s, phi, plan.recurrence, features, views)
-            else:
-                features = staged[:, :c]
-                scaled_recurrence.scaled_harmonics_staged(x, s, phi, plan.recurrence, features, ring)
+            features, recurrence = block[:, :c], plan.recurrence
+            if basis_dtype == torch.float32 and plan.dtype == torch.float32:
+                scaled_recurrence.scaled_harmonics(x, s, phi, recurrence, features, full_views if c == width else None)
+            else:  # bf16, or near a pole: the recurrence in basis_dtype, each degree rounded into the features
+                if basis_dtype not in rings:
+                    rings[basis_dtype] = torch.empty(3, 2 * degree - 1, width, dtype=basis_dtype, device=device)
+                floor = scaled_recurrence.SEED_FLOOR if basis_dtype != torch.float32 else 0.0
+                scaled_recurrence.scaled_harmonics_staged(x, s, phi, recurrence, features, rings[basis_dtype], floor)
             plan.network(features, result[start : start + c])
         if index is not None:
             out[index] = result
