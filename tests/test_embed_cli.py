@@ -70,6 +70,22 @@ def read_embeddings(path: Path) -> np.ndarray:
     return np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
 
 
+def assert_embeddings_stored_plain(path: Path, inputs: list[str]) -> None:
+    """Every row group of the Parquet file ``path`` (float32 embeddings) stores its embedding columns without
+    a dictionary or min/max statistics (no use for distinct float values; both cost writing time) and the
+    input columns ``inputs`` as pyarrow's defaults (statistics kept for filtering)."""
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_row_groups >= 1
+    for group in range(metadata.num_row_groups):
+        for index in range(metadata.num_columns):
+            column = metadata.row_group(group).column(index)
+            stats = column.statistics is not None and column.statistics.has_min_max
+            if column.path_in_schema.split(".")[0] in inputs:
+                assert stats, column.path_in_schema
+            else:
+                assert not stats and not column.has_dictionary_page, column.path_in_schema
+
+
 def write_input(points: pd.DataFrame, path: Path, monkeypatch) -> None:
     suffix = path.suffix
     if suffix == ".csv":
@@ -152,6 +168,30 @@ def test_output_formats_and_layouts(tmp_path, model, points):
     frame = pd.read_parquet(tmp_path / "c.parquet")
     assert list(frame.columns) == list(points.columns) + [f"emb_{j:03d}" for j in range(8)]
     np.testing.assert_allclose(frame[[f"emb_{j:03d}" for j in range(8)]].to_numpy(), expected, atol=1e-5)
+    assert_embeddings_stored_plain(tmp_path / "c.parquet", list(points.columns))
+    assert embed(source, "-o", tmp_path / "l.parquet", "--model", model, *CHUNK) == 0
+    np.testing.assert_allclose(read_embeddings(tmp_path / "l.parquet"), expected, atol=1e-5)
+    assert_embeddings_stored_plain(tmp_path / "l.parquet", list(points.columns))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_embeddings_dictionary_encoded_only_in_bf16(tmp_path, model, points, precision):
+    """bf16 embeddings (float32 values with 8 significant bits) are dictionary-encoded, float32 ones are not;
+    neither gets min/max statistics; the file reads back as the embeddings and names the precision."""
+    source = tmp_path / "points.parquet"
+    points.to_parquet(source)
+    out = tmp_path / "e.parquet"
+    assert embed(source, "-o", out, "--model", model, "--precision", precision, *CHUNK) == 0
+    metadata = pq.ParquetFile(out).metadata
+    embedding = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path.startswith("embedding")]
+    assert len(embedding) == 1
+    groups = [metadata.row_group(g).column(embedding[0]) for g in range(metadata.num_row_groups)]
+    assert len(groups) == 5
+    assert all(column.has_dictionary_page == (precision == "bf16") for column in groups)
+    assert not any(column.statistics is not None and column.statistics.has_min_max for column in groups)
+    lonlat = points[["lon", "lat"]].to_numpy()
+    np.testing.assert_allclose(read_embeddings(out), satclip.load(model, precision=precision).encode(lonlat), atol=1e-6)
+    assert json.loads(metadata.metadata[b"satclip"])["precision"]["precision"] == precision
 
 
 def test_column_rules(tmp_path, model, points, capsys):

@@ -25,6 +25,7 @@ from satclip.embed.parquet import ParquetDatasetSource
 from satclip.io.native import write_native
 
 from .test_embed_api import CONFIG
+from .test_embed_cli import assert_embeddings_stored_plain
 
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -118,6 +119,9 @@ def test_cli_dask_equals_single_process(cluster, dataset, expected, model, tmp_p
     assert_same(directory, expected)
     frame = pd.read_parquet(directory)
     assert frame["id"].tolist() == list(range(N))
+    inputs = pq.read_schema(next(dataset.glob("*.parquet"))).names
+    for path in [out, *directory.glob("*.parquet")]:
+        assert_embeddings_stored_plain(path, inputs)
 
 
 def test_partitions_are_embedded_a_row_group_at_a_time(cluster, dataset, expected, model, tmp_path):

@@ -39,6 +39,7 @@ import numpy as np
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError
+from ..models import precision
 from ..models.location_encoder import model_identity
 from ..optional import require
 from . import sinks
@@ -154,6 +155,8 @@ class _Partitions:
     skip_invalid: bool
     #: "parquet" (the parts are the output dataset) or "arrow" (IPC parts, assembled into one Parquet file)
     part_format: str = "parquet"
+    #: whether the Parquet parts' embeddings are dictionary-encoded (:func:`satclip.embed.sinks.dictionary_encoded`)
+    dictionary: bool = False
 
     def run(self, index: int, token: str) -> dict:
         """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.FORMAT``; a dict for the client."""
@@ -170,7 +173,8 @@ class _Partitions:
             return {**result, "error": describe_invalid(lonlat, bad, start), "bad_rows": (rows_bad + start).tolist()}
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
-            with _PartWriter(tmp, self.part_format) as writer:
+            embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)
+            with _PartWriter(tmp, self.part_format, embedding, self.dictionary) as writer:
                 for offset, piece in self._pieces(table):
                     valid = ~bad[offset : offset + piece.num_rows]
                     embeddings = embed_lonlat(
@@ -193,19 +197,19 @@ class _Partitions:
 
 
 class _PartWriter:
-    """Writes a part one row group (Parquet) or record batch (Arrow IPC) per :meth:`write`."""
+    """Writes a part one row group (Parquet) or record batch (Arrow IPC) per :meth:`write`; ``embedding`` and
+    ``dictionary`` as :func:`satclip.embed.sinks.parquet_writer`."""
 
-    def __init__(self, path: Path, part_format: str):
-        self.path, self.part_format, self.writer, self.sink = str(path), part_format, None, None
+    def __init__(self, path: Path, part_format: str, embedding: list[str], dictionary: bool):
+        self.path, self.part_format, self.embedding, self.dictionary = str(path), part_format, embedding, dictionary
+        self.writer, self.sink = None, None
 
     def write(self, table) -> None:
-        pa = require("pyarrow", "embed", "writing Parquet")
         if self.writer is None:
             if self.part_format == "parquet":
-                self.writer = require("pyarrow.parquet", "embed", "writing Parquet").ParquetWriter(
-                    self.path, table.schema
-                )
+                self.writer = sinks.parquet_writer(self.path, table.schema, self.embedding, self.dictionary)
             else:  # read back memory-mapped when assembling: no decoding pass on the client
+                pa = require("pyarrow", "embed", "writing Parquet")
                 self.sink = pa.OSFile(self.path, "wb")
                 self.writer = pa.ipc.new_file(self.sink, table.schema)
         if self.part_format == "parquet":
@@ -290,25 +294,18 @@ def _part_name(index: int, kind: str) -> str:
     return f"part-{index:06d}.{'parquet' if kind == 'dataset' else 'arrow'}"
 
 
-def _finish(parts: Path, workdir: Path, output: Path, kind: str, num_parts: int, overwrite: bool, inputs) -> None:
+def _finish(parts: Path, workdir: Path, output: Path, kind: str, num_parts: int, job: _Partitions, overwrite: bool,
+            inputs) -> None:  # fmt: skip
     if kind == "dataset":
         safe_output.publish(parts, output, overwrite=overwrite, inputs=inputs)
     else:  # the Arrow parts in order into one Parquet file, a row group per 65,536 rows as the local engine
-        pa = require("pyarrow", "embed", "writing Parquet")
-        pq = require("pyarrow.parquet", "embed", "writing Parquet")
         merged = workdir / "output.parquet"
         with safe_output.atomic_file(merged, overwrite=True) as tmp:
-            writer = None
-            try:
-                for index in range(num_parts):
-                    with pa.memory_map(str(parts / _part_name(index, kind))) as source:
-                        table = pa.ipc.open_file(source).read_all()
-                        if writer is None:
-                            writer = pq.ParquetWriter(tmp, table.schema)
-                        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            finally:
-                if writer is not None:
-                    writer.close()
+            embedding = sinks.output_columns(job.layout, job.column, job.encoder.embedding_dim)
+            sinks.arrow_parts_to_parquet(
+                [parts / _part_name(index, kind) for index in range(num_parts)], tmp, embedding, job.dictionary,
+                ROW_GROUP_ROWS,
+            )  # fmt: skip
         safe_output.publish(merged, output, overwrite=overwrite, inputs=inputs)
     safe_output.remove_owned(workdir)
 
@@ -421,17 +418,17 @@ def embed_dataset(
         progress.start(source.num_rows, done_rows)
         todo = [k for k in range(num_parts) if k not in done]
         failed: list[dict] = []
+        job = _Partitions(
+            encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
+            "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
+        )  # fmt: skip
         if todo:
-            job = _Partitions(
-                encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
-                "parquet" if kind == "dataset" else "arrow",
-            )  # fmt: skip
             failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress)
         written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
         if failed or written:
             raise _invalid_error(source, failed, written)
         safe_output.remove_owned(pending)
-        _finish(parts, workdir, output, kind, num_parts, overwrite, [source.path])
+        _finish(parts, workdir, output, kind, num_parts, job, overwrite, [source.path])
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)

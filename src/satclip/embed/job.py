@@ -264,6 +264,7 @@ def embed_file(
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {
         **options,
+        "precision": precision["precision"],
         "attrs": {"satclip": {"model": identity["model"], "source": str(source.path), "precision": precision}},
     }
     log.debug("embedding in %s", precision)

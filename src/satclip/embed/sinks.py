@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import safe_output
 from ..registry import Registry
+from . import parquet_append
 
 SINKS: Registry = Registry("output format")
 #: file suffix → format name
@@ -28,6 +29,52 @@ def embedding_column_names(dim: int) -> list[str]:
     """``emb_000`` … (at least three digits) for the ``columns`` layout."""
     width = max(3, len(str(dim - 1)))
     return [f"{COLUMN_PREFIX}{j:0{width}d}" for j in range(dim)]
+
+
+def output_columns(layout: str, column: str, dim: int) -> list[str]:
+    """The columns an output in ``layout`` adds to the input's: ``[column]`` (``"list"``) or ``emb_000`` …"""
+    return [column] if layout == "list" else embedding_column_names(dim)
+
+
+def dictionary_encoded(precision: str) -> bool:
+    """Whether Parquet embedding columns computed in ``precision`` are dictionary-encoded: bf16 values (float32
+    with 8 significant bits, at most 65,536 distinct) then take 436 bytes per 256-d point instead of 743 and
+    are written faster (3.4 against 4.5 µs); float32 values are all distinct, and a dictionary makes them
+    slower to write and larger (1.5× with one column per dimension). Measured: benchmarks/RESULTS.md."""
+    return precision == "bf16"
+
+
+def parquet_writer(path, schema, embedding: list[str], dictionary: bool = False):
+    """A ``pyarrow.parquet.ParquetWriter`` (to a path or a file object) of ``schema`` whose columns
+    ``embedding`` hold embeddings: those are written without min/max statistics (meaningless per dimension,
+    and a sixth of the writing time) and dictionary-encoded only if ``dictionary`` (see
+    :func:`dictionary_encoded`); the other columns get pyarrow's defaults."""
+    import pyarrow.parquet as pq
+
+    ours = set(embedding)
+    others = [name for name in schema.names if name not in ours]
+    where = str(path) if isinstance(path, str | Path) else path
+    return pq.ParquetWriter(where, schema, use_dictionary=dictionary or others, write_statistics=others)
+
+
+def arrow_parts_to_parquet(
+    parts: list[Path], target: str | Path, embedding: list[str], dictionary: bool, row_group_rows: int
+) -> None:
+    """Write the Arrow IPC files ``parts``, in order, into the Parquet file ``target`` (read memory-mapped: no
+    decoding pass) with :func:`parquet_writer`, in row groups of ``row_group_rows`` rows."""
+    import pyarrow as pa
+
+    writer = None
+    try:
+        for part in parts:
+            with pa.memory_map(str(part)) as source:
+                table = pa.ipc.open_file(source).read_all()
+                if writer is None:
+                    writer = parquet_writer(target, table.schema, embedding, dictionary)
+                writer.write_table(table, row_group_size=row_group_rows)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def with_embedding(
@@ -77,50 +124,52 @@ class Sink:
 class ParquetSink(Sink):
     """The input's columns plus the embedding, as one ``list<float>`` column (``layout="list"``, named by
     ``column``) or one column per dimension (``layout="columns"``: ``emb_000`` …); nulls for invalid
-    points. Chunks are kept as Arrow IPC part files; one Parquet row group per chunk."""
+    points. Each chunk is appended to the Parquet file in the work directory as one row group
+    (:mod:`satclip.embed.parquet_append`), its footer kept beside it until the last chunk: the data is
+    written once, and a resumed run continues after the last chunk recorded. Chunks come in order."""
 
     @staticmethod
     def check_columns(columns, dim, options):
-        ours = [options["column"]] if options["layout"] == "list" else embedding_column_names(dim)
-        clash = sorted(set(ours) & set(columns))
+        clash = sorted(set(output_columns(options["layout"], options["column"], dim)) & set(columns))
         if clash:
             hint = "--column NAME" if options["layout"] == "list" else "--layout list"
             raise ValueError(f"the input already has column(s) {clash[:5]}; choose another name with {hint}")
 
-    def _part(self, index: int) -> Path:
-        return self.workdir / f"part-{index:06d}.arrow"
+    def _path(self) -> Path:
+        return self.workdir / "output.parquet"
+
+    def _footer(self, index: int) -> Path:
+        return self.workdir / f"row-group-{index:06d}.footer"
+
+    def _read_footer(self, index: int) -> tuple[int, bytes]:
+        """``(end, footer)`` of chunk ``index``'s row group."""
+        try:
+            data = self._footer(index).read_bytes()
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"{self.workdir}: chunk {index}'s row group is not recorded; rerun with --restart"
+            ) from None
+        return int.from_bytes(data[:8], "little"), data[8:]
+
+    def _writer(self, file, schema):
+        embedding = output_columns(self.options["layout"], self.options["column"], self.dim)
+        return parquet_writer(file, schema, embedding, dictionary_encoded(self.options.get("precision", "float32")))
 
     def write(self, index, table, embeddings, valid):
-        import pyarrow as pa
-
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
-        with safe_output.atomic_file(self._part(index), overwrite=True) as tmp:
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
+        # the job's attributes (model, precision) as schema metadata
+        attrs = {k.encode(): json.dumps(v).encode() for k, v in self.options.get("attrs", {}).items()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **attrs})
+        start = self._read_footer(index - 1)[0] if index else 0
+        end, footer = parquet_append.write_row_group(self._path(), start, table, self._writer)
+        safe_output.write_bytes(self._footer(index), end.to_bytes(8, "little") + footer)
 
     def finalize(self, num_chunks):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        path = self.workdir / "output.parquet"
-        with safe_output.atomic_file(path, overwrite=True) as tmp:
-            writer = None
-            try:
-                for index in range(num_chunks):
-                    with pa.memory_map(str(self._part(index))) as source:
-                        table = pa.ipc.open_file(source).read_all()
-                        if writer is None:  # the job's attributes (model, precision) as schema metadata
-                            attrs = {k: json.dumps(v) for k, v in self.options.get("attrs", {}).items()}
-                            writer = pq.ParquetWriter(tmp, table.schema.with_metadata({
-                                **(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in attrs.items()}
-                            }))  # fmt: skip
-                        writer.write_table(table, row_group_size=max(table.num_rows, 1))
-                if writer is None:
-                    raise ValueError("nothing to write: the input has no rows")
-            finally:
-                if writer is not None:
-                    writer.close()
-        return path
+        if not num_chunks:
+            raise ValueError("nothing to write: the input has no rows")
+        footers = [self._read_footer(index) for index in range(num_chunks)]
+        parquet_append.finish(self._path(), footers[-1][0], [footer for _, footer in footers])
+        return self._path()
 
 
 @SINKS.register("npy")
