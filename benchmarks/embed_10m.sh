@@ -6,7 +6,7 @@
 #   bash benchmarks/embed_10m.sh            # N=10000000 WORK=/tmp/satclip-embed-10m by default
 #   N=1000000 bash benchmarks/embed_10m.sh  # a quicker rehearsal
 #
-# Needs ~25 GB free in $WORK (10 GB of Arrow part files + the 10 GB Parquet output at assembly time).
+# Needs ~11 GB free in $WORK (the 10 GB Parquet output, written once, chunk by chunk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000000}
