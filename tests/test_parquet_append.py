@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from satclip.embed import parquet_append, sinks
+from satclip.errors import ResumeError
 
 
 def tables(count: int, rows: int, layout: str, seed: int = 0) -> list:
@@ -96,3 +97,15 @@ def test_offsets_that_need_longer_varints(tmp_path):
 def test_a_footer_with_trailing_bytes_is_refused():
     with pytest.raises(ValueError, match="trailing"):
         parquet_append._moved(b"\x00\x00", 10)
+
+
+def test_continuing_a_file_that_is_not_the_one_written_is_refused(tmp_path):
+    parts = tables(2, 500, "list")
+    path = tmp_path / "f.parquet"
+    end, _ = parquet_append.write_row_group(path, 0, parts[0], writer_for("list"))
+    path.write_bytes(path.read_bytes()[: end // 2])  # cut short behind our back
+    with pytest.raises(ResumeError, match="not the Parquet file written so far"):
+        parquet_append.write_row_group(path, end, parts[1], writer_for("list"))
+    path.write_bytes(b"\0" * (2 * end))  # replaced
+    with pytest.raises(ResumeError, match="not the Parquet file written so far"):
+        parquet_append.write_row_group(path, end, parts[1], writer_for("list"))

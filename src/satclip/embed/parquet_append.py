@@ -18,6 +18,8 @@ import io
 import os
 from pathlib import Path
 
+from ..errors import ResumeError
+
 MAGIC = b"PAR1"
 
 # Thrift compact protocol type ids
@@ -45,14 +47,14 @@ class _AfterMagic(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        data = bytes(data)
-        size = len(data)
+        view = memoryview(data).cast("B")  # no copy of the pages
+        size = view.nbytes
         if self.skip:
             cut = min(len(self.skip), size)
-            if data[:cut] != self.skip[:cut]:
+            if bytes(view[:cut]) != self.skip[:cut]:
                 raise RuntimeError("the Parquet writer did not start with the magic bytes")
-            self.skip, data = self.skip[cut:], data[cut:]
-        self.file.write(data)
+            self.skip, view = self.skip[cut:], view[cut:]
+        self.file.write(view)
         return size
 
     def tell(self) -> int:
@@ -75,6 +77,10 @@ def write_row_group(path: str | Path, start: int, table, writer_for) -> tuple[in
     """
     mode = "r+b" if start else "w+b"
     with open(path, mode) as file:
+        if start and (file.read(len(MAGIC)) != MAGIC or file.seek(0, os.SEEK_END) < start):
+            raise ResumeError(
+                f"{path} is not the Parquet file written so far (changed since?): rerun with --restart"
+            )
         writer = writer_for(_AfterMagic(file, start), table.schema)
         try:
             writer.write_table(table, row_group_size=max(table.num_rows, 1))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from ..errors import ResumeError
 from ..registry import Registry
 from . import parquet_append
 
@@ -146,9 +147,8 @@ class ParquetSink(Sink):
         try:
             data = self._footer(index).read_bytes()
         except FileNotFoundError:
-            raise RuntimeError(
-                f"{self.workdir}: chunk {index}'s row group is not recorded; rerun with --restart"
-            ) from None
+            message = f"{self.workdir}: chunk {index}'s row group is not recorded; rerun with --restart"
+            raise ResumeError(message) from None
         return int.from_bytes(data[:8], "little"), data[8:]
 
     def _writer(self, file, schema):
