@@ -1,21 +1,21 @@
 """Embedding on Dask: lazy Dask DataFrames (:func:`embed_frame`) and resumable Parquet jobs on a cluster
 (:func:`embed_dataset`, ``satclip embed --engine dask``).
 
-:func:`embed_dataset` splits the input (a Parquet file or dataset directory, see
-:mod:`satclip.embed.parquet`) into partitions of ``C`` rows (partition ``k`` = rows ``[k·C, (k+1)·C)``) and
-runs one task per partition. By default ``C`` is chosen for the cluster (:func:`partition_rows`: partitions of
-at most :data:`DEFAULT_PARTITION_ROWS` rows, as many as a multiple of the cluster's threads, so that every
-worker ends at about the same time) and recorded in the work directory: a rerun resumes with the recorded
-size on a cluster of any size. The model, the input's
-description and the options reach every worker once, in a worker plugin (also on workers that join or
-restart later); tasks carry only a partition number. A task reads its rows, validates them (invalid rows
-are reported with their row number in the whole input, and nothing is written for that partition),
-embeds them and writes a part under a name of its own (Parquet for a dataset output, Arrow IPC for one
-Parquet file, assembled at the end without a decoding pass); the client, which alone holds the lock on
-the output, moves each finished part to its final name and records it in ``manifest.json`` in the work
-directory ``OUTPUT.partial/``. A rerun continues with the partitions not recorded; its output equals that
-of an uninterrupted run (and of the local engine: partitions are whole batches, so every point is embedded
-in the same batch).
+:func:`embed_dataset` splits the input (a Parquet file or dataset directory, see :mod:`satclip.embed.parquet`)
+into partitions of ``C`` rows (partition ``k`` = rows ``[k·C, (k+1)·C)``) and runs one task per partition. By
+default ``C`` is chosen for the cluster (:func:`partition_rows`: partitions of at most
+:data:`DEFAULT_PARTITION_ROWS` rows, as many as a multiple of the cluster's threads, so that every worker ends
+at about the same time) and recorded in the work directory: a rerun resumes with the recorded size on a
+cluster of any size. The model, the input's description and the options reach every worker once, in a worker
+plugin (also on workers that join or restart later); tasks carry only a partition number. A task reads its
+rows, validates them (invalid rows are reported with their row number in the whole input, and nothing is
+written for that partition), embeds them and writes a part under a name of its own (Parquet for a dataset
+output, Arrow IPC for one Parquet file); the client, which alone holds the lock on the output, moves each
+finished part to its final name and records it in ``manifest.json`` in the work directory ``OUTPUT.partial/``
+and, for one Parquet file, appends the finished parts to it in order as soon as each one's turn has come
+(:class:`_Assembly`). A rerun continues with the partitions not recorded; its output equals that of an
+uninterrupted run (and of the local engine: partitions are whole batches, so every point is embedded in the
+same batch).
 
 Paths must be the same for the client and every worker (a shared file system), and workers need satclip
 installed. Invalid rows written as nulls by an earlier ``--skip-invalid`` run are reported again by a run
@@ -38,11 +38,11 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
-from ..errors import BadInputError
+from ..errors import BadInputError, ResumeError
 from ..models import precision
 from ..models.location_encoder import model_identity
 from ..optional import require
-from . import sinks
+from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import dask_client
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
@@ -294,19 +294,51 @@ def _part_name(index: int, kind: str) -> str:
     return f"part-{index:06d}.{'parquet' if kind == 'dataset' else 'arrow'}"
 
 
-def _finish(parts: Path, workdir: Path, output: Path, kind: str, num_parts: int, job: _Partitions, overwrite: bool,
+class _Assembly:
+    """One Parquet file out: each finished partition's Arrow part is appended to ``OUTPUT.partial/output.parquet``
+    by the client as soon as every partition before it is done (its record batches as row groups,
+    :class:`~satclip.embed.parquet_append.RowGroupFile`), the progress recorded in the manifest (``assembled``):
+    little is left to do after the last partition, and a rerun continues where the assembly stopped."""
+
+    def __init__(self, workdir: Path, parts: Path, manifest: dict, manifest_path: Path, job: _Partitions):
+        embedding = sinks.output_columns(job.layout, job.column, job.encoder.embedding_dim)
+
+        def writer_for(file, schema):
+            return sinks.parquet_writer(file, schema, embedding, job.dictionary)
+
+        self.file = parquet_append.RowGroupFile(workdir / "output.parquet", workdir, writer_for)
+        self.parts, self.manifest, self.manifest_path = parts, manifest, manifest_path
+        self.state = manifest.setdefault("assembled", {"parts": 0, "row_groups": 0})
+
+    def advance(self) -> None:
+        """Append the done partitions that follow the assembled ones without a gap."""
+        pa = require("pyarrow", "embed", "writing Parquet")
+        while True:
+            index, group = self.state["parts"], self.state["row_groups"]
+            part = self.parts / _part_name(index, "file")
+            if str(index) not in self.manifest["done"] or not part.is_file():
+                return
+            with pa.memory_map(str(part)) as source:
+                reader = pa.ipc.open_file(source)
+                for batch in range(reader.num_record_batches):
+                    self.file.append(group, pa.Table.from_batches([reader.get_batch(batch)]))
+                    group += 1
+            self.state.update(parts=index + 1, row_groups=group)
+            safe_output.write_json(self.manifest_path, self.manifest)
+
+    def finish(self, num_parts: int) -> Path:
+        self.advance()
+        if self.state["parts"] != num_parts:
+            raise ResumeError(f"{self.parts}: partition {self.state['parts']} is missing; rerun with --restart")
+        return self.file.finish(self.state["row_groups"])
+
+
+def _finish(parts: Path, workdir: Path, output: Path, num_parts: int, assembly: _Assembly | None, overwrite: bool,
             inputs) -> None:  # fmt: skip
-    if kind == "dataset":
+    if assembly is None:  # a dataset: the parts are the output
         safe_output.publish(parts, output, overwrite=overwrite, inputs=inputs)
-    else:  # the Arrow parts in order into one Parquet file, a row group per 65,536 rows as the local engine
-        merged = workdir / "output.parquet"
-        with safe_output.atomic_file(merged, overwrite=True) as tmp:
-            embedding = sinks.output_columns(job.layout, job.column, job.encoder.embedding_dim)
-            sinks.arrow_parts_to_parquet(
-                [parts / _part_name(index, kind) for index in range(num_parts)], tmp, embedding, job.dictionary,
-                ROW_GROUP_ROWS,
-            )  # fmt: skip
-        safe_output.publish(merged, output, overwrite=overwrite, inputs=inputs)
+    else:
+        safe_output.publish(assembly.finish(num_parts), output, overwrite=overwrite, inputs=inputs)
     safe_output.remove_owned(workdir)
 
 
@@ -422,22 +454,25 @@ def embed_dataset(
             encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
             "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
         )  # fmt: skip
+        assembly = _Assembly(workdir, parts, manifest, manifest_path, job) if kind == "file" else None
         if todo:
-            failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress)
+            failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress, assembly)
         written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
         if failed or written:
             raise _invalid_error(source, failed, written)
         safe_output.remove_owned(pending)
-        _finish(parts, workdir, output, kind, num_parts, job, overwrite, [source.path])
+        _finish(parts, workdir, output, num_parts, assembly, overwrite, [source.path])
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)
 
 
 def _run(
-    client, job: _Partitions, todo: list[int], manifest: dict, manifest_path: Path, parts: Path, kind: str, progress
-):
-    """Run the partitions ``todo`` on ``client``; record each finished one; return the failed ones' results."""
+    client, job: _Partitions, todo: list[int], manifest: dict, manifest_path: Path, parts: Path, kind: str, progress,
+    assembly: _Assembly | None,
+):  # fmt: skip
+    """Run the partitions ``todo`` on ``client``; record each finished one (and append it to ``assembly``'s
+    file when its turn has come); return the failed ones' results."""
     distributed = require("distributed", "dask", "embedding with --engine dask")
     token = secrets.token_hex(4)
     name = f"satclip-embed-{token}"
@@ -471,6 +506,8 @@ def _run(
             manifest["done"][str(index)] = result["invalid"]
             safe_output.write_json(manifest_path, manifest)
             progress.update(result["rows"])
+            if assembly is not None:
+                assembly.advance()
     finally:
         client.cancel([future for future in futures if not future.done()])
         with contextlib.suppress(Exception):  # the cluster may be gone already

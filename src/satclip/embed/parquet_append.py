@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ..errors import ResumeError
+from ..safe_output import write_bytes
 
 MAGIC = b"PAR1"
 
@@ -125,6 +126,44 @@ def finish(path: str | Path, end: int, footers: list[bytes]) -> None:
         file.write(sink.getvalue().to_pybytes()[len(MAGIC) :])
         file.flush()
         os.fsync(file.fileno())
+
+
+class RowGroupFile:
+    """A Parquet file ``path`` grown one row group per :meth:`append`, in order, each row group's end and footer
+    recorded in ``records`` (a directory, e.g. the job's work directory) so that appending can continue in
+    another process after a crash: row group ``k`` is written from the recorded end of row group ``k − 1``.
+
+    Args:
+        writer_for: as :func:`write_row_group`.
+    """
+
+    def __init__(self, path: Path, records: Path, writer_for):
+        self.path, self.records, self.writer_for = Path(path), Path(records), writer_for
+
+    def _record(self, index: int) -> Path:
+        return self.records / f"row-group-{index:06d}.footer"
+
+    def _read(self, index: int) -> tuple[int, bytes]:
+        try:
+            data = self._record(index).read_bytes()
+        except FileNotFoundError:
+            message = f"{self.records}: row group {index} of {self.path.name} is not recorded; rerun with --restart"
+            raise ResumeError(message) from None
+        return int.from_bytes(data[:8], "little"), data[8:]
+
+    def append(self, index: int, table) -> None:
+        """Write ``table`` as row group ``index`` (replacing it and anything after it if written before)."""
+        start = self._read(index - 1)[0] if index else 0
+        end, footer = write_row_group(self.path, start, table, self.writer_for)
+        write_bytes(self._record(index), end.to_bytes(8, "little") + footer)
+
+    def finish(self, count: int) -> Path:
+        """Write the footer of row groups ``0 … count − 1`` (the file then ends there); returns the path."""
+        if not count:
+            raise ValueError("nothing to write: no rows")
+        records = [self._read(index) for index in range(count)]
+        finish(self.path, records[-1][0], [footer for _, footer in records])
+        return self.path
 
 
 # ----------------------------------------------------------------------------- Thrift compact encoding

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from ..errors import ResumeError
 from ..registry import Registry
 from . import parquet_append
 
@@ -56,26 +55,6 @@ def parquet_writer(path, schema, embedding: list[str], dictionary: bool = False)
     others = [name for name in schema.names if name not in ours]
     where = str(path) if isinstance(path, str | Path) else path
     return pq.ParquetWriter(where, schema, use_dictionary=dictionary or others, write_statistics=others)
-
-
-def arrow_parts_to_parquet(
-    parts: list[Path], target: str | Path, embedding: list[str], dictionary: bool, row_group_rows: int
-) -> None:
-    """Write the Arrow IPC files ``parts``, in order, into the Parquet file ``target`` (read memory-mapped: no
-    decoding pass) with :func:`parquet_writer`, in row groups of ``row_group_rows`` rows."""
-    import pyarrow as pa
-
-    writer = None
-    try:
-        for part in parts:
-            with pa.memory_map(str(part)) as source:
-                table = pa.ipc.open_file(source).read_all()
-                if writer is None:
-                    writer = parquet_writer(target, table.schema, embedding, dictionary)
-                writer.write_table(table, row_group_size=row_group_rows)
-    finally:
-        if writer is not None:
-            writer.close()
 
 
 def with_embedding(
@@ -136,20 +115,8 @@ class ParquetSink(Sink):
             hint = "--column NAME" if options["layout"] == "list" else "--layout list"
             raise ValueError(f"the input already has column(s) {clash[:5]}; choose another name with {hint}")
 
-    def _path(self) -> Path:
-        return self.workdir / "output.parquet"
-
-    def _footer(self, index: int) -> Path:
-        return self.workdir / f"row-group-{index:06d}.footer"
-
-    def _read_footer(self, index: int) -> tuple[int, bytes]:
-        """``(end, footer)`` of chunk ``index``'s row group."""
-        try:
-            data = self._footer(index).read_bytes()
-        except FileNotFoundError:
-            message = f"{self.workdir}: chunk {index}'s row group is not recorded; rerun with --restart"
-            raise ResumeError(message) from None
-        return int.from_bytes(data[:8], "little"), data[8:]
+    def _file(self) -> parquet_append.RowGroupFile:
+        return parquet_append.RowGroupFile(self.workdir / "output.parquet", self.workdir, self._writer)
 
     def _writer(self, file, schema):
         embedding = output_columns(self.options["layout"], self.options["column"], self.dim)
@@ -159,17 +126,12 @@ class ParquetSink(Sink):
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         # the job's attributes (model, precision) as schema metadata
         attrs = {k.encode(): json.dumps(v).encode() for k, v in self.options.get("attrs", {}).items()}
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **attrs})
-        start = self._read_footer(index - 1)[0] if index else 0
-        end, footer = parquet_append.write_row_group(self._path(), start, table, self._writer)
-        safe_output.write_bytes(self._footer(index), end.to_bytes(8, "little") + footer)
+        self._file().append(index, table.replace_schema_metadata({**(table.schema.metadata or {}), **attrs}))
 
     def finalize(self, num_chunks):
         if not num_chunks:
             raise ValueError("nothing to write: the input has no rows")
-        footers = [self._read_footer(index) for index in range(num_chunks)]
-        parquet_append.finish(self._path(), footers[-1][0], [footer for _, footer in footers])
-        return self._path()
+        return self._file().finish(num_chunks)
 
 
 @SINKS.register("npy")
