@@ -211,7 +211,9 @@ class CsvSource(Source):
                         f"{self.path}: {err} (delimiter {self.delimiter!r}): decimal commas are not read as "
                         "numbers; write decimal points (13.4) in the coordinate columns"
                     ) from err
-                text = re.search(r"column #(\d+): CSV conversion error to double: invalid value '(.*)'", str(err))
+                # (pyarrow names the row too when it reads on one thread)
+                conversion = r"column #(\d+): (?:Row #\d+: )?CSV conversion error to double: invalid value '(.*)'"
+                text = re.search(conversion, str(err))
                 column = self.columns[int(text[1])] if text and int(text[1]) < len(self.columns) else None
                 if column in (self.lon_col, self.lat_col):  # (another column inferred as numbers is not named so)
                     raise ValueError(
