@@ -301,11 +301,15 @@ def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
     np.testing.assert_allclose(values, satclip.load(model).encode(lonlat).numpy(), atol=1e-6)
 
 
-def test_cli_starts_its_own_cluster(model, tmp_path, capsys):
+def test_cli_starts_its_own_cluster(model, tmp_path, capsys, monkeypatch):
     dataset = write_dataset(points(3000), tmp_path / "in", parts=2)
     out = tmp_path / "emb"
     argv = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--workers", "1"]
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # (another cluster of this module may have left them)
+    environ = dict(os.environ)
     assert main([*argv, "--no-progress", "--chunk-rows", "1024"]) == 0
+    assert dict(os.environ) == environ  # the nanny's worker settings are not left in this process
     assert len(list(out.glob("part-*.parquet"))) == 3
     np.testing.assert_allclose(
         np.stack(pd.read_parquet(out)["embedding"]),

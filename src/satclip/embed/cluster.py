@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -88,10 +89,24 @@ def _local_cluster(distributed, workers: int | None) -> Iterator[object]:
     dask = require("dask", "dask", "embedding with --engine dask")
     workers = workers or usable_cores()
     log.info("starting a local Dask cluster of %d worker process(es)", workers)
-    with dask.config.set({**LOCAL_WORKER_CONFIG, **_start_forkserver()}), distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", preload=WORKER_PRELOAD
-    ) as cluster:  # fmt: skip
-        yield cluster
+    environ = dict(os.environ)
+    try:
+        with dask.config.set({**LOCAL_WORKER_CONFIG, **_start_forkserver()}), distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", preload=WORKER_PRELOAD
+        ) as cluster:  # fmt: skip
+            _restore(environ)
+            yield cluster
+    finally:
+        _restore(environ)
+
+
+def _restore(environ: dict) -> None:
+    """Put this process's environment back as it was: distributed's nanny writes the workers' settings
+    (``OMP_NUM_THREADS=1`` …) into the environment of the process that starts them, for good, and whatever
+    this process starts later (threads pools sized from it, subprocesses) would inherit them."""
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
+    os.environ.update(environ)
 
 
 def _start_forkserver() -> dict:
