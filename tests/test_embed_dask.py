@@ -91,6 +91,11 @@ def embeddings(table) -> np.ndarray:
 def assert_same(result: Path, expected: Path) -> None:
     a, b = pq.read_table(result), pq.read_table(expected)
     assert a.schema.names == b.schema.names
+    # what the output records about the job: the same model, input and precision as the local engine's
+    recorded = [json.loads(table.schema.metadata[b"satclip"]) for table in (a, b)]
+    for key in ("model", "source"):
+        assert recorded[0][key] == recorded[1][key], key
+    assert recorded[0]["precision"]["precision"] == recorded[1]["precision"]["precision"]
     assert a.schema.field("embedding").type == b.schema.field("embedding").type  # fixed_size_list<float>[8]
     for name in ("id", "site", "lon", "lat"):
         assert a.column(name).equals(b.column(name)), name
@@ -380,6 +385,21 @@ def test_dask_dataframe_api(cluster, model, monkeypatch):
         satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder).compute()
     skipped = satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder, skip_invalid=True).compute()
     assert skipped.loc[20000].isna().all() and skipped.drop(index=20000).notna().all().all()
+
+
+def test_frames_of_the_same_weights_in_other_precisions_stay_apart(cluster, model):
+    """Two encoders of one set of weights (float32, bf16) in one computation: each frame is its own encoder's
+    (the model's graph key names everything that changes its embeddings, not the weights alone)."""
+    import dask
+
+    frame = points(3000, seed=4).set_index("id")
+    lazy = [satclip.embed(dd.from_pandas(frame, npartitions=3), model=satclip.load(model, precision=p))
+            for p in ("float32", "bf16")]  # fmt: skip
+    together = dask.compute(*lazy)
+    apart = [frame.compute() for frame in lazy]
+    for both, alone in zip(together, apart, strict=True):
+        pd.testing.assert_frame_equal(both, alone)
+    assert np.abs(apart[0].to_numpy() - apart[1].to_numpy()).max() > 1e-4  # (bf16 does differ)
 
 
 def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):

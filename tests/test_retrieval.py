@@ -259,6 +259,41 @@ def test_an_entry_never_contributes_to_its_own_location_with_the_exclusion(mode,
     np.testing.assert_allclose(excluded.sum(1).numpy(), 1.0, rtol=1e-5)  # weights of other entries sum to 1
 
 
+class _StopAfterFirstChunk:
+    def start(self, total, done):
+        pass
+
+    def update(self, rows):
+        raise KeyboardInterrupt
+
+
+def test_a_job_resumes_only_with_the_retrieval_it_started_with(tmp_path):
+    """The identity of a job covers retrieval (options and the database's entries): resuming with other
+    options or another database is refused, instead of mixing two encoders' embeddings in one output, and the
+    output records the retrieval it was made with."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from satclip.embed import ResumeMismatchError, embed_file, open_source
+
+    db = one_hot_database()
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    lonlat = sphere_points(300, 5)
+    path, out = tmp_path / "points.parquet", tmp_path / "e.parquet"
+    pq.write_table(pa.table({"lon": lonlat[:, 0], "lat": lonlat[:, 1]}), path)
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(open_source(path), out, RetrievalEncoder(location, db, k=4), chunk_rows=64,
+                   progress=_StopAfterFirstChunk())  # fmt: skip
+    shuffled = RetrievalDatabase.from_arrays(db.lonlat, db.location, db.image[::-1].copy())  # other images
+    for other in (RetrievalEncoder(location, db, k=8), RetrievalEncoder(location, shuffled, k=4)):
+        with pytest.raises(ResumeMismatchError):
+            embed_file(open_source(path), out, other, chunk_rows=64)
+    result = embed_file(open_source(path), out, RetrievalEncoder(location, db, k=4), chunk_rows=64)
+    assert result.resumed_chunks == 1
+    recorded = json.loads(pq.read_schema(out).metadata[b"satclip"])["model"]["retrieval"]
+    assert recorded["k"] == 4 and recorded["database_sha256"] == db.sha256() != shuffled.sha256()
+
+
 def reference_retrieval(query, location, db, mode, k, temperature, beta, scale, radius):
     """The retrieved embeddings computed directly (numpy, float64), for comparison."""
     distance = great_circle_km(query[:, None, :], db.lonlat[None, :, :])
@@ -380,6 +415,28 @@ def test_evaluation_specs_build_retrieval_encoders(setup):
     assert "Europe" in set(continents(held.module.database.lonlat))
     assert "Europe" not in set(continents(without.module.database.lonlat))
     assert held.for_fold(fold) is without and without.name.endswith("[database without Europe]")
+
+
+def test_holdout_evaluation_embeds_each_fold_without_its_continent(setup, tmp_path):
+    """End to end through `satclip evaluate`: under holdout-continent, exclude_heldout=True embeds each held-out
+    fold's points with a database lacking that continent, so its zero-shot scores differ from the same encoder
+    with the whole database in every fold."""
+    import pandas as pd
+
+    from .conftest import AIR_TEMPERATURE_CSV, require
+
+    data = require(AIR_TEMPERATURE_CSV)
+    model_dir, _, db = setup
+    whole, held = f"{model_dir}+range+(database={db})", f"{model_dir}+range+(database={db},exclude_heldout=True)"
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--encoders", f"{whole},{held}", "--tasks", "air-temperature", "--data",
+            str(data), "--protocol", "holdout-continent", "--probes", "linear", "--seeds", "1",
+            "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = pd.read_csv(out / "results.csv")
+    zero_shot = rows[rows.variant == "zero-shot"].pivot_table(index="group", columns="encoder", values="mse")
+    assert len(zero_shot) >= 5
+    assert (zero_shot[whole] != zero_shot[held]).all()
 
 
 def test_misspelt_retrieval_spec_gets_a_hint():

@@ -67,6 +67,21 @@ def test_lazy_field_equals_encode(encoder):
     np.testing.assert_allclose(values, whole, rtol=0, atol=1e-5)
 
 
+def test_fields_of_the_same_weights_in_other_precisions_stay_apart_in_one_graph(encoder, tmp_path):
+    """The model enters the graph under a name of everything that changes its embeddings: fields of one
+    set of weights in float32 and bf16 computed together are each their own encoder's, not both the first's."""
+    import dask
+
+    path = tmp_path / "model"
+    write_native(path, {"location_encoder": CONFIG}, {f"location.{k}": v for k, v in encoder.state_dict().items()})
+    fields = [embedding_field(satclip.load(path, precision=p), LON[:30], LAT[:20]) for p in ("float32", "bf16")]
+    together = dask.compute(*fields, scheduler="sync")
+    apart = [field.compute(scheduler="sync") for field in fields]
+    for both, alone in zip(together, apart, strict=True):
+        np.testing.assert_array_equal(both.values, alone.values)
+    assert np.abs(apart[0].values - apart[1].values).max() > 1e-4  # (bf16 does differ)
+
+
 def test_one_chunk_computes_one_chunk(encoder):
     counting = Counting(encoder)
     field = embedding_field(encoder, LON, LAT, chunks=(30, 60))

@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +40,22 @@ from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, ResumeError
 from ..models import precision
-from ..models.location_encoder import model_identity
+from ..models.location_encoder import model_identity, model_token
 from ..optional import require
 from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import dask_client
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
-from .job import MANIFEST, EmbedResult, Progress, _NoProgress, _resume_manifest, recorded, resume_precision
+from .job import (
+    MANIFEST,
+    EmbedResult,
+    Progress,
+    _NoProgress,
+    _resume_manifest,
+    output_attrs,
+    recorded,
+    resume_precision,
+)
 from .sources import coordinates
 
 try:  # the plugin's base class; embed_dataset requires distributed before a plugin is made
@@ -133,7 +142,7 @@ def embed_frame(
     dtype = _dtype(encoder)
     names = sinks.embedding_column_names(encoder.embedding_dim)
     meta = pd.DataFrame({name: np.empty(0, dtype) for name in names}, index=frame._meta.index)
-    model = dask.delayed(encoder, name=f"satclip-model-{model_identity(encoder)['sha256'][:16]}", traverse=False)
+    model = dask.delayed(encoder, name=f"satclip-model-{model_token(encoder)}", traverse=False)
     return frame.map_partitions(
         _frame_partition, model, batch_size, lon_col, lat_col, skip_invalid, centroids, meta=meta,
         enforce_metadata=False,
@@ -157,6 +166,8 @@ class _Partitions:
     part_format: str = "parquet"
     #: whether the Parquet parts' embeddings are dictionary-encoded (:func:`satclip.embed.sinks.dictionary_encoded`)
     dictionary: bool = False
+    #: the job's attributes, written into every part's schema metadata (:func:`satclip.embed.job.output_attrs`)
+    attrs: dict = field(default_factory=dict)
 
     def run(self, index: int, token: str) -> dict:
         """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.FORMAT``; a dict for the client."""
@@ -184,7 +195,7 @@ class _Partitions:
                     piece = sinks.with_embedding(
                         piece, embeddings.cpu().numpy(), valid, _dtype(self.encoder), self.layout, self.column
                     )  # fmt: skip
-                    writer.write(piece)
+                    writer.write(sinks.with_attrs(piece, self.attrs))
         return {**result, "pending": str(pending)}
 
     def _pieces(self, table) -> Iterator[tuple[int, object]]:
@@ -453,6 +464,7 @@ def embed_dataset(
         job = _Partitions(
             encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
             "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
+            output_attrs(identity, source, encoder),
         )  # fmt: skip
         assembly = _Assembly(workdir, parts, manifest, manifest_path, job) if kind == "file" else None
         if todo:

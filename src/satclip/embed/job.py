@@ -82,6 +82,12 @@ def precision_record(encoder) -> dict:
     return {"precision": chosen}
 
 
+def output_attrs(identity: dict, source, encoder) -> dict:
+    """What an output records about the job that wrote it (Parquet schema metadata, Zarr attributes): the
+    model (as in the job's identity), the input and the precision."""
+    return {"satclip": {"model": identity["model"], "source": str(source.path), "precision": precision_record(encoder)}}
+
+
 def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int, InvalidPointsError | None]:
     """Count rows (if the format does not know) and check the shard's coordinates.
 
@@ -262,11 +268,7 @@ def embed_file(
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
-    sink_options = {
-        **options,
-        "precision": precision["precision"],
-        "attrs": {"satclip": {"model": identity["model"], "source": str(source.path), "precision": precision}},
-    }
+    sink_options = {**options, "precision": precision["precision"], "attrs": output_attrs(identity, source, encoder)}
     log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours

@@ -76,6 +76,13 @@ def with_embedding(
     return table
 
 
+def with_attrs(table, attrs: dict):
+    """The Arrow ``table`` with the job's attributes (model, precision: ``{key: JSON-able value}``) added to its
+    schema metadata, each value as JSON."""
+    encoded = {k.encode(): json.dumps(v).encode() for k, v in attrs.items()}
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **encoded}) if encoded else table
+
+
 class Sink:
     """Receives chunks of ``(table, embeddings, valid)`` and assembles the output."""
 
@@ -124,9 +131,7 @@ class ParquetSink(Sink):
 
     def write(self, index, table, embeddings, valid):
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
-        # the job's attributes (model, precision) as schema metadata
-        attrs = {k.encode(): json.dumps(v).encode() for k, v in self.options.get("attrs", {}).items()}
-        self._file().append(index, table.replace_schema_metadata({**(table.schema.metadata or {}), **attrs}))
+        self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
 
     def finalize(self, num_chunks):
         if not num_chunks:

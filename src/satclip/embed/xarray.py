@@ -201,6 +201,8 @@ def embedding_field(
         ValueError: coordinates of other shapes, out-of-range 1-D axes, an unknown ``where``.
         MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
     """
+    from ..models.location_encoder import model_token
+
     xr = require("xarray", "dask", "lazy embedding fields")
     dask = require("dask", "dask", "lazy embedding fields")
     darray = require("dask.array", "dask", "lazy embedding fields")
@@ -281,8 +283,7 @@ def embedding_field(
     out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
     dim = encoder.embedding_dim
     identity = _model_attrs(model, encoder)
-    key = f"satclip-model-{identity['satclip_model_sha256'][:16]}-{str(encoder.dtype)}"
-    encoder_key = dask.delayed(encoder, name=key, traverse=False)
+    encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(encoder)}", traverse=False)
     out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((dim,),)
     data = darray.map_blocks(
         _embed_block, arrays[0], arrays[1], encoder_key, *arrays[2:], where=where_fn, batch_size=batch_size,

@@ -202,7 +202,8 @@ class LocationEncoder(nn.Module):
 
 def model_identity(encoder) -> dict:
     """What determines the embeddings: the config, the dtype, the precision it runs in (resolved: never
-    "auto") and a sha256 of the weights."""
+    "auto"), a sha256 of the weights and, for an encoder with retrieval, its options and database
+    (``retrieval``, from the encoder's ``retrieval_identity()``)."""
     from . import precision as _precision
 
     digest = hashlib.sha256()
@@ -211,4 +212,18 @@ def model_identity(encoder) -> dict:
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     dtype = str(encoder.dtype).removeprefix("torch.")
     precision = _precision.for_encoder(encoder)
-    return {"config": encoder.config, "dtype": dtype, "precision": precision, "sha256": digest.hexdigest()}
+    identity = {"config": encoder.config, "dtype": dtype, "precision": precision, "sha256": digest.hexdigest()}
+    retrieval = getattr(encoder, "retrieval_identity", None)
+    if retrieval is not None:
+        identity["retrieval"] = retrieval()
+    return identity
+
+
+def model_token(encoder) -> str:
+    """A short hash of :func:`model_identity`: equal for encoders that give the same embeddings, different
+    when anything that changes them differs (weights, basis, dtype, precision, retrieval). Names the encoder
+    in Dask graphs, where two encoders under one name would be merged into one."""
+    import json
+
+    text = json.dumps(model_identity(encoder), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

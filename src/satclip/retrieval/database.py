@@ -106,6 +106,7 @@ class RetrievalDatabase:
     image: np.ndarray
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from ..encoding.points import describe_invalid, invalid_rows
@@ -146,6 +147,17 @@ class RetrievalDatabase:
     @property
     def key(self) -> dict:
         return self.manifest.get("key", {})
+
+    def sha256(self) -> str:
+        """A sha256 of the entries (their locations and embeddings: dtypes, shapes and bytes), computed once:
+        what a retrieval-augmented encoder's embeddings depend on, subsets and in-memory databases included."""
+        if self._sha256 is None:
+            digest = hashlib.sha256()
+            for array in (self.lonlat, self.location, self.image):
+                digest.update(f"{array.dtype.str}{array.shape}".encode())
+                digest.update(np.ascontiguousarray(array).data)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
 
     def subset(self, keep: np.ndarray) -> RetrievalDatabase:
         """The entries where boolean ``keep`` is True (e.g. all but one continent)."""

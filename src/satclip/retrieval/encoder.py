@@ -125,6 +125,11 @@ class RetrievalEncoder(LocationEncoder):
         return {"mode": self.mode, "k": self.k, "temperature": self.temperature, "beta": self.beta,
                 "distance_scale_km": self.distance_scale_km, "exclude_radius_km": self.exclude_radius_km}  # fmt: skip
 
+    def retrieval_identity(self) -> dict:
+        """What the retrieved half of the embeddings depends on beyond the location encoder (part of
+        :func:`~satclip.models.location_encoder.model_identity`): the options and the database's entries."""
+        return {**self.options, "database_sha256": self.database.sha256(), "database_entries": len(self.database)}
+
     def extra_repr(self) -> str:
         return f"database={len(self.database)} entries, " + ", ".join(f"{k}={v}" for k, v in self.options.items())
 
