@@ -4,6 +4,7 @@ and GeoPackage files through ``satclip embed``, dask-geopandas frames."""
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.errors import EXIT_RUNTIME
 from satclip.io.native import write_native
 
 from .test_embed_api import CONFIG
@@ -97,6 +99,22 @@ def test_geoparquet_and_geopackage_through_the_cli(model, encoder, tmp_path):
     # GeoParquet in, GeoParquet out: the geometry column and its metadata are kept
     back = gpd.read_parquet(tmp_path / "points.parquet.emb.parquet")
     assert back.crs.to_epsg() == 3857 and back.geometry.geom_equals(frame.geometry).all()
+
+
+def test_missing_extras_are_one_line_naming_them(model, tmp_path, capsys, monkeypatch):
+    """A GeoPackage without geopandas, and --engine dask without distributed: one line naming the extra."""
+    frame = mercator_frame(lonlat(20, seed=3)).reset_index()
+    frame.to_file(tmp_path / "points.gpkg")
+    frame.drop(columns="geometry").assign(lon=0.0, lat=0.0).to_parquet(tmp_path / "plain.parquet")
+    cases = [("geopandas", "points.gpkg", [], "geo"), ("distributed", "plain.parquet", ["--engine", "dask"], "dask")]
+    for module, name, extra_args, extra in cases:
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, module, None)  # as if not installed
+            argv = ["embed", str(tmp_path / name), "-o", str(tmp_path / f"{extra}.parquet"), "--model", str(model)]
+            assert main([*argv, *extra_args, "--no-progress"]) == EXIT_RUNTIME  # (the environment, not the input)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pip install 'satclip[{extra}]'" in err[0], err
+        assert not (tmp_path / f"{extra}.parquet").exists()
 
 
 def test_geoparquet_polygons_need_centroids(model, tmp_path, capsys):
