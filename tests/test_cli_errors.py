@@ -14,7 +14,7 @@ import torch
 
 from satclip.cli import main
 
-USAGE = "usage"  # argparse's rejection: a usage block, then "satclip COMMAND: error: …"
+USAGE = "usage"  # argparse's rejection: one line "satclip COMMAND: error: … (see satclip COMMAND --help)"
 ONE_LINE = "one line"  # the boundary's: stderr is exactly "satclip: error: …"
 
 
@@ -24,7 +24,8 @@ def visible_lines(err: str) -> list[str]:
 
 
 def check_error(err: str, kind: str, expected: str) -> str:
-    """Assert ``err`` is one error (with argparse's usage for ``USAGE``) mentioning ``expected``; return it."""
+    """Assert ``err`` is one error line (argparse's, naming the command's help, for ``USAGE``) mentioning
+    ``expected``; return it."""
     assert "Traceback" not in err
     lines = visible_lines(err)
     errors = [line for line in lines if "error:" in line]
@@ -32,8 +33,8 @@ def check_error(err: str, kind: str, expected: str) -> str:
     if kind == ONE_LINE:
         assert lines == errors and errors[0].startswith("satclip: error: "), err
     else:
-        assert lines[0].startswith("usage: satclip") and lines[-1] == errors[0], err
-        assert errors[0].startswith("satclip ") and ": error: " in errors[0], err
+        assert lines == errors and errors[0].startswith("satclip ") and ": error: " in errors[0], err
+        assert errors[0].endswith(" --help)"), err
     assert expected in errors[0], err
     return errors[0]
 

@@ -43,11 +43,15 @@ _RST = re.compile(r"``(.+?)``|:[a-z]+:`~?([^`]+)`")
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with plain-text help (docstrings' RST markup removed) and a did-you-mean for a misspelt
-    choice (``satclip embedd`` → "did you mean 'embed'?"). Subcommand parsers are of this class too."""
+    """argparse with plain-text help (docstrings' RST markup removed), a did-you-mean for a misspelt
+    choice (``satclip embedd`` → "did you mean 'embed'?") and errors of one line, as every other error of
+    the CLI (not argparse's usage block). Subcommand parsers are of this class too."""
 
     def format_help(self) -> str:
         return _RST.sub(lambda m: m[1] or m[2], super().format_help())
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def _check_value(self, action: argparse.Action, value) -> None:
         try:
