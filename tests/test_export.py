@@ -143,4 +143,7 @@ def test_export_never_replaces_its_own_model(tmp_path, capsys):
         assert main(argv) == 2
         assert "is also an input" in capsys.readouterr().err
         assert out.read_bytes() == before
-    assert main(["export", "--format", "torchscript", "--model", str(native), "-o", str(native / "m.pt")]) == 0
+    # nor joins its directory (a model directory satclip made is replaced whole by `convert --overwrite`)
+    assert main(["export", "--format", "torchscript", "--model", str(native), "-o", str(native / "m.pt")]) == 2
+    assert "is inside the input" in capsys.readouterr().err and not (native / "m.pt").exists()
+    assert main(["export", "--format", "torchscript", "--model", str(native), "-o", str(tmp_path / "m.pt")]) == 0

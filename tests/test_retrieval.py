@@ -392,6 +392,22 @@ def test_cli_builds_a_database_end_to_end(tmp_path, capsys):
     assert len(err) == 1 and "holds a retrieval database of another model; pass --overwrite" in err[0]
 
 
+def test_outputs_inside_an_input_directory_are_refused(setup, capsys):
+    """A database written into the feature cache it reads, a model converted into its own directory: refused
+    before any work, nothing written there."""
+    model_dir, cache, _ = setup
+    before = {path: files(path) for path in (model_dir, cache.path)}
+    cases = [
+        ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(cache.path / "db")],
+        ["convert", str(model_dir), str(model_dir / "copy")],
+    ]
+    for argv in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{argv[-1]} is inside the input" in err[0], err
+    assert {path: files(path) for path in (model_dir, cache.path)} == before
+
+
 def test_evaluation_specs_build_retrieval_encoders(setup):
     from satclip.eval import encoders
     from satclip.eval.protocols import Fold

@@ -101,11 +101,16 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> None:
-    """Raise :class:`BadInputError` if ``path`` is one of ``inputs`` (the same file, or the same path)."""
+    """Raise :class:`BadInputError` if ``path`` is one of ``inputs`` (the same file, or the same path) or lies
+    inside one that is a directory (a model directory, a feature cache, a dataset of part files: an output
+    must not join an input's contents)."""
     path = Path(path)
+    inputs = [Path(source) for source in inputs if source is not None]
     for source in inputs:
-        if source is not None and _same(path, Path(source)):
+        if _same(path, source):
             raise BadInputError(f"the output {path} is also an input; choose another output path")
+    for source in inputs:
+        check_not_inside(path, source)
 
 
 def check_not_inside(path: str | Path, directory: str | Path, what: str = "the input") -> None:
