@@ -302,3 +302,23 @@ def test_demo_and_evaluate_refuse_a_directory_of_user_files(tmp_path):
     with pytest.raises(OutputExistsError, match="did not create"):
         run_demo(earlier, QUICK)
     assert snapshot(earlier / "model") == before
+
+
+def test_a_failed_command_leaves_no_directories_it_made(tmp_path, model, points):  # noqa: F811
+    """Missing parent directories of an output are made (plain directories, no marker) and kept when the
+    command succeeds; when it fails, those it made are removed again, and nothing that was there before."""
+    from satclip.cli import main
+
+    good, bad = tmp_path / "p.csv", tmp_path / "bad.csv"
+    points.to_csv(good, index=False)
+    bad.write_text("lon,lat\n10,20\n10,95\n")
+    assert embed(bad, "-o", tmp_path / "new" / "deeper" / "o.parquet", "--model", model) == 2
+    assert not (tmp_path / "new").exists()
+    assert main(["evaluate", "--encoders", "sh-l10", "--tasks", "no-such-task", "--out", str(tmp_path / "ev")]) == 2
+    assert not (tmp_path / "ev").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()  # the user's: kept, even empty
+    assert embed(bad, "-o", empty / "o.parquet", "--model", model) == 2
+    assert empty.is_dir()
+    assert embed(good, "-o", tmp_path / "made" / "o.parquet", "--model", model) == 0
+    assert (tmp_path / "made" / "o.parquet").is_file() and not safe_output.is_owned(tmp_path / "made")

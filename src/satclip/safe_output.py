@@ -40,7 +40,47 @@ _TMP_TAG = ".satclip-tmp-"
 _TMP_PID = re.compile(re.escape(_TMP_TAG) + r"(\d+)-[0-9a-f]+$")
 
 
+#: directories this process created (missing parents of outputs, satclip directories), in order: those left
+#: empty by a command that failed are removed again (:func:`remove_created_if_empty`)
+_CREATED: list[Path] = []
+
+
 # --------------------------------------------------------------------------------------------- ownership
+def make_dirs(path: str | Path) -> Path:
+    """``mkdir -p path``, remembering each directory created (plain directories, no marker: satclip never
+    replaces or deletes them, except to remove them again, empty, when the command that made them fails)."""
+    path = Path(path)
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists() or directory.is_symlink():
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        _CREATED.append(directory)
+    return path
+
+
+def remove_created_if_empty() -> None:
+    """Remove the directories this process created that hold nothing (but satclip's marker), newest first:
+    what a failed command leaves of the paths it made for its outputs. Called by the CLI on a failure."""
+    while _CREATED:
+        directory = _CREATED.pop()
+        try:
+            entries = {entry.name for entry in directory.iterdir()}
+            if entries <= {MARKER}:
+                if entries:
+                    (directory / MARKER).unlink()
+                directory.rmdir()
+        except OSError:  # gone, not empty meanwhile, not ours to remove: leave it
+            continue
+
+
+def forget_created() -> None:
+    """Start a new command: the directories created so far are kept whatever happens next."""
+    _CREATED.clear()
+
+
 def is_owned(path: str | Path) -> bool:
     """True for a directory satclip created (it holds :data:`MARKER`)."""
     path = Path(path)
@@ -71,7 +111,7 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
                 f"{path} holds files satclip did not create (no {MARKER} marker); satclip never writes its work "
                 "into such a directory: choose a new or empty directory"
             )
-    path.mkdir(parents=True, exist_ok=True)
+    make_dirs(path)
     mark_owned(path, kind)
     return path
 
@@ -270,7 +310,7 @@ def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[s
     path = Path(path)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     clean_stale(path)
     tmp = temp_path(path)
     try:
@@ -289,7 +329,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False, inputs: Iterable[st
     path = Path(path)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     clean_stale(path)
     tmp = temp_path(path)
     tmp.mkdir()
@@ -359,7 +399,7 @@ def exclusive(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     path = lock_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 
+from .. import safe_output
 from ..errors import EXIT_INTERRUPTED
 from .boundary import cli_logging, describe
 
@@ -108,15 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = args.debug or os.environ.get("SATCLIP_DEBUG", "") not in ("", "0")
+    safe_output.forget_created()
     with cli_logging(args.verbose):
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
+            safe_output.remove_created_if_empty()
             if debug:
                 raise
             print("satclip: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as err:
+            safe_output.remove_created_if_empty()  # the directories made for outputs that never came
             if debug:
                 raise
             code, message = describe(err)
