@@ -125,6 +125,31 @@ def test_auto_picks_bf16_only_when_measured_faster(monkeypatch, ckpt):
     assert faster.min_cosine >= precision.MIN_COSINE
 
 
+def test_auto_is_measured_once_per_machine_and_kept(monkeypatch, ckpt):
+    """A later run (a new process: the in-memory calibrations gone) makes the same choice from the kept
+    calibration without measuring, even when the machine would now measure otherwise; a corrupt kept file,
+    or another thread count, is measured again."""
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    first = satclip.load(ckpt, precision="auto").precision_choice
+    assert first.precision == "bf16"
+    precision._CALIBRATED.clear()  # as in a new process
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})  # busy now: bf16 would measure slower
+    assert satclip.load(ckpt, precision="auto").precision_choice == first
+    files = list(precision.calibration_file(torch.device("cpu"), ("cpu", 1, "x")).parent.glob("*.json"))
+    assert len(files) == 1
+    files[0].write_text("{not json")
+    precision._CALIBRATED.clear()
+    assert satclip.load(ckpt, precision="auto").precision == "float32"  # measured again
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        precision._CALIBRATED.clear()
+        fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+        assert satclip.load(ckpt, precision="auto").precision == "bf16"  # another key: measured
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_auto_picks_bf16_only_within_the_cosine_bound(monkeypatch, ckpt):
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
     monkeypatch.setattr(precision, "MIN_COSINE", 1.0)  # no bf16 result is that close

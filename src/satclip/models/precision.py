@@ -11,9 +11,11 @@
 * ``"auto"`` (the default of :func:`satclip.load`) — bf16 where :func:`bf16_support` finds native bf16
   matrix multiplication *and* a one-time calibration on a fixed probe set (:func:`probe_points`) measures
   bf16 at least :data:`MIN_SPEEDUP` times as fast as float32 for this model and within a cosine of
-  :data:`MIN_COSINE` of it; float32 otherwise. The calibration runs once per process, model and device
-  (0.2 s at L = 10, 1.5 s at L = 40 on one core); what it chose and why is logged at INFO and kept as
-  ``encoder.precision_choice``.
+  :data:`MIN_COSINE` of it; float32 otherwise. The calibration runs once per machine, model, device,
+  thread count and torch version (0.2 s at L = 10, 1.5 s at L = 40 on one core) and is kept in
+  ``$SATCLIP_CACHE/precision/`` (:func:`calibration_file`): later runs make the same choice, so the same
+  command gives the same embeddings and output bytes, whatever else the machine is doing then (delete the
+  file to measure again). What it chose and why is logged at INFO and kept as ``encoder.precision_choice``.
 
 ``$SATCLIP_PRECISION`` sets the default for :func:`satclip.load` and the CLI (e.g. ``float32`` to make
 results independent of the machine).
@@ -229,8 +231,8 @@ def _seconds(run, precision: str, repeats: int = 3) -> float:
 
 def resolve(precision: str, encoder, device: str | torch.device | None = None) -> Choice:
     """Resolve ``precision`` for ``encoder`` (a :class:`~satclip.LocationEncoder`) on ``device`` (default:
-    the encoder's). Anything but ``"auto"`` is returned as asked; ``"auto"`` is calibrated once per process,
-    model, device and thread count."""
+    the encoder's). Anything but ``"auto"`` is returned as asked; ``"auto"`` is calibrated once per machine,
+    model, device, thread count and torch version, and the calibration kept (:func:`calibration_file`)."""
     requested = check(precision)
     if requested != "auto":
         return Choice(requested, requested, "requested")
@@ -242,8 +244,61 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
         return choice
     key = (str(device), torch.get_num_threads(), _fingerprint(encoder))
     if key not in _CALIBRATED:
-        _CALIBRATED[key] = _calibrate(encoder, device, evidence)
+        file = calibration_file(device, key)
+        choice = _read_calibration(file)
+        if choice is None:
+            choice = _calibrate(encoder, device, evidence)
+            _keep_calibration(file, choice)
+        else:
+            log.info("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
+                     choice.reason, file)  # fmt: skip
+        _CALIBRATED[key] = choice
     return _CALIBRATED[key]
+
+
+def calibration_file(device: torch.device, key: tuple):
+    """Where the calibration of ``key`` (device, threads, model fingerprint) on this machine is kept: a file
+    under ``$SATCLIP_CACHE/precision/`` named by a hash of the key, the machine (CPU or GPU model, the
+    instruction set torch dispatches to) and the torch version."""
+    import json
+    import platform
+
+    from ..paths import cache_dir
+
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+    identity = [*map(str, key), hardware, torch.backends.cpu.get_cpu_capability(), platform.machine(),
+                torch.__version__]  # fmt: skip
+    name = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
+    return cache_dir("precision", f"{name}.json")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        import platform
+
+        return platform.processor()
+
+
+def _read_calibration(file) -> Choice | None:
+    import json
+
+    try:
+        choice = Choice(**json.loads(file.read_text()))
+    except (OSError, ValueError, TypeError):  # none yet, or unreadable: measure (again)
+        return None
+    return choice if choice.precision in AUTO_CHOICES and choice.requested == "auto" else None
+
+
+def _keep_calibration(file, choice: Choice) -> None:
+    from .. import safe_output
+
+    try:
+        safe_output.write_json(file, choice.as_dict())
+    except OSError as err:  # a read-only cache: the next run measures again
+        log.debug("could not keep the precision calibration in %s: %s", file, err)
 
 
 def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
@@ -313,5 +368,11 @@ def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
 
 
 def clear_calibrations() -> None:
-    """Forget the calibrations of this process (tests; after changing threads or hardware settings)."""
+    """Forget the calibrations of this process and those kept in ``$SATCLIP_CACHE/precision/`` (tests;
+    after changing hardware settings): the next ``"auto"`` measures again."""
+    import shutil
+
+    from ..paths import cache_dir
+
     _CALIBRATED.clear()
+    shutil.rmtree(cache_dir("precision"), ignore_errors=True)
