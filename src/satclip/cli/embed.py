@@ -64,7 +64,8 @@ def add_parser(subparsers) -> None:
         "threads; a rerun keeps those it started with)",
     )  # fmt: skip
     parser.add_argument(
-        "--shard", type=shard, default="0/1", metavar="I/N", help="process the I-th of N parts (0-based)"
+        "--shard", type=shard, default="0/1", metavar="I/N", help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into "
+        "OUTPUT with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet)"
     )
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
