@@ -147,3 +147,12 @@ def test_export_never_replaces_its_own_model(tmp_path, capsys):
     assert main(["export", "--format", "torchscript", "--model", str(native), "-o", str(native / "m.pt")]) == 2
     assert "is inside the input" in capsys.readouterr().err and not (native / "m.pt").exists()
     assert main(["export", "--format", "torchscript", "--model", str(native), "-o", str(tmp_path / "m.pt")]) == 0
+
+
+def test_a_suffix_naming_the_other_format_is_refused(tmp_path, capsys):
+    """`-o model.pt --format onnx` wrote an ONNX file that torch.jit.load then failed on: refused, one line."""
+    for fmt, name in (("onnx", "m.pt"), ("torchscript", "m.onnx")):
+        argv = ["export", "--format", fmt, "--model", "bluemarble-l10", "-o", str(tmp_path / name)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--format" in err[0] and not (tmp_path / name).exists(), err

@@ -28,10 +28,22 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+#: output suffixes that name a format
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import safe_output
+    from ..errors import BadInputError
+
+    named = SUFFIX_FORMATS.get(args.output.suffix.lower())
+    if named is not None and named != args.format:
+        raise BadInputError(
+            f"-o {args.output} names a {named} file but --format is {args.format}: write "
+            f"{args.output.with_suffix('.onnx' if args.format == 'onnx' else '.pt')} or pass --format {named}"
+        )
     from ..embed.api import load_encoder
     from ..io.onnx import export
     from ..io.resolve import local_model_files
