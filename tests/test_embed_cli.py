@@ -460,3 +460,17 @@ def test_real_sigkill_then_resume(tmp_path, model):
     assert not (tmp_path / "killed.parquet").exists()
     subprocess.run([*command, str(tmp_path / "killed.parquet")], check=True)
     assert checksum(tmp_path / "killed.parquet") == checksum(tmp_path / "clean.parquet")
+
+
+def test_npy_files_that_are_not_numeric_arrays_are_named(tmp_path, model, capsys):  # noqa: F811
+    """A text file named .npy, an array of strings, an array of objects (never unpickled): one line each
+    saying what the file holds instead of numpy's advice to unpickle it or a bare conversion error."""
+    (tmp_path / "text.npy").write_text("lon,lat\n1,2\n")
+    np.save(tmp_path / "strings.npy", np.array([["a", "b"]]))
+    np.save(tmp_path / "objects.npy", np.array([[1.0, None]], dtype=object), allow_pickle=True)
+    expected = {"text": "is not a .npy file", "strings": "holds <U1 values, not numbers",
+                "objects": "holds Python objects, which satclip never unpickles"}  # fmt: skip
+    for name, text in expected.items():
+        assert embed(tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.out.npy", "--model", model) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and text in err[0], err

@@ -3,6 +3,7 @@ and GeoPackage files through ``satclip embed``, dask-geopandas frames."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -126,6 +127,28 @@ def test_geoparquet_polygons_need_centroids(model, tmp_path, capsys):
     assert main([*argv, "--no-progress", "--centroids"]) == 0
     lon = pq.read_table(tmp_path / "o.parquet").column("lon").to_numpy()
     assert abs(lon[0] - 10.0) < 1e-6  # the centroid of a circle about (10, 50), computed in an equal-area CRS
+
+
+def test_geojson_polygons_need_centroids(model, tmp_path, capsys):
+    """A GeoJSON of a point and a polygon: refused, naming --centroids; with it, the polygon's centroid (as
+    for GeoParquet and GeoPackage) and the point as it is, properties kept."""
+    features = [
+        {"type": "Feature", "properties": {"name": "a"}, "geometry": {"type": "Point", "coordinates": [13.4, 52.5]}},
+        {"type": "Feature", "properties": {"name": "b"},
+         "geometry": {"type": "Polygon", "coordinates": [[[9.9, 49.9], [10.1, 49.9], [10.1, 50.1], [9.9, 50.1],
+                                                          [9.9, 49.9]]]}},
+    ]  # fmt: skip
+    path = tmp_path / "areas.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    argv = ["embed", str(path), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "feature 1 is a Polygon" in err and "--centroids" in err
+    assert main([*argv, "--centroids"]) == 0
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.column("name").to_pylist() == ["a", "b"]
+    np.testing.assert_allclose(table.column("lon").to_numpy(), [13.4, 10.0], atol=1e-6)
+    np.testing.assert_allclose(table.column("lat").to_numpy(), [52.5, 50.0], atol=1e-3)
 
 
 def test_dask_geopandas_frame(encoder):

@@ -64,9 +64,10 @@ def add_parser(subparsers) -> None:
         "threads; a rerun keeps those it started with)",
     )  # fmt: skip
     parser.add_argument(
-        "--shard", type=shard, default="0/1", metavar="I/N", help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into "
-        "OUTPUT with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet)"
-    )
+        "--shard", type=shard, default="0/1", metavar="I/N",
+        help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into OUTPUT "
+        "with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet)",
+    )  # fmt: skip
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")

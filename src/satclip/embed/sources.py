@@ -236,7 +236,18 @@ class NpySource(Source):
     columns = ["lon", "lat"]
 
     def _open(self):
-        self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        with open(self.path, "rb") as file:
+            if file.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{self.path} is not a .npy file (no NumPy header); expected an (N, 2) array of "
+                                 "(lon, lat) saved with numpy.save, or give a CSV/Parquet file")  # fmt: skip
+        try:
+            self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:  # object arrays: loading them would unpickle
+            raise ValueError(f"{self.path} holds Python objects, which satclip never unpickles; expected an (N, 2) "
+                             "float array of (lon, lat)") from err  # fmt: skip
+        if self._array.dtype.kind not in "fiu":
+            raise ValueError(f"{self.path} holds {self._array.dtype} values, not numbers; expected an (N, 2) float "
+                             "array of (lon, lat)")  # fmt: skip
         if self._array.ndim != 2 or self._array.shape[1] != 2:
             raise ValueError(f"{self.path}: expected an (N, 2) array of (lon, lat), got shape {self._array.shape}")
         self.num_rows = int(self._array.shape[0])
@@ -298,8 +309,11 @@ class GeoJsonSource(InMemorySource):
         for i, feature in enumerate(features):
             geometry = feature.get("geometry") or {}
             if geometry and geometry.get("type") != "Point":
+                if self.centroids:  # centroids computed as for the other geo formats
+                    return _read_with_geopandas(self)
                 raise ValueError(
-                    f"{self.path}: feature {i} is a {geometry.get('type')}; only Point geometries can be embedded"
+                    f"{self.path}: feature {i} is a {geometry.get('type')}; only Point geometries can be embedded "
+                    "(--centroids embeds the centroids of other geometries)"
                 )
             coords = geometry.get("coordinates") or []
             if len(coords) >= 2:
@@ -320,11 +334,17 @@ class GeoPackageSource(InMemorySource):
     format = "gpkg"
 
     def _read(self):
-        pa = _pa()
-        geopandas = require("geopandas", "geo", f"reading {self.path} (or write it to Parquet/CSV with lon/lat)")
-        frame = geopandas.read_file(self.path)
-        attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
-        return attributes, geo_lonlat(frame, centroids=self.centroids)
+        return _read_with_geopandas(self)
+
+
+def _read_with_geopandas(source: InMemorySource) -> tuple[object, np.ndarray]:
+    """``source``'s file read with geopandas (an optional dependency): its attribute table and the lon/lat
+    of its points (EPSG:4326; centroids of other geometries with ``source.centroids``)."""
+    pa = _pa()
+    geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
+    frame = geopandas.read_file(source.path)
+    attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
+    return attributes, geo_lonlat(frame, centroids=source.centroids)
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str:
