@@ -169,6 +169,7 @@ def test_hub_source_reads_lfs_checksums(tmp_path, monkeypatch):
     served["data/shard-002.tar"] = _tar({"patch_2.tif": b"Z" * 100})
 
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", lambda self, *a, **k: iter(entries))
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
 
     def fake_download(repo_id, filename, *, local_dir, **kwargs):
         assert repo_id == "torchgeo/s2-100k" and kwargs["repo_type"] == "dataset"
@@ -185,6 +186,22 @@ def test_hub_source_reads_lfs_checksums(tmp_path, monkeypatch):
     with pytest.raises(ChecksumError, match="shard-002"):
         download_s2100k(tmp_path, HubSource())
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif", "patch_1.tif"]
+
+
+def test_an_unreachable_hub_fails_at_once_without_the_clients_retries(monkeypatch):
+    """Listing the repository retried a failed connection for ~25 s; one probe request decides instead."""
+    import huggingface_hub
+
+    def unreachable(url, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    def listing(self, *args, **kwargs):
+        raise AssertionError("listed although the hub cannot be reached")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", listing)
+    with pytest.raises(DownloadError, match=r"cannot list .*s2-100k.*Name or service not known"):
+        HubSource().list_files()
 
 
 def subprocess_free_git_blob_id(data: bytes) -> str:

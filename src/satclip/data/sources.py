@@ -95,7 +95,12 @@ class HubSource:
         self.description = hub_url(repo_id, revision)
 
     def list_files(self) -> list[RemoteFile]:
+        from ..io.hub import unreachable
+
         hub = _huggingface_hub()
+        reason = unreachable(self.repo_id, repo_type="dataset", revision=self.revision)
+        if reason is not None:  # at once, not after the hub client's retries
+            raise DownloadError(f"cannot list {self.description} ({reason}).")
         try:
             tree = hub.HfApi().list_repo_tree(
                 self.repo_id, recursive=True, revision=self.revision, repo_type="dataset", token=self.token

@@ -110,6 +110,22 @@ def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: s
     return path
 
 
+def unreachable(repo_id: str, *, repo_type: str | None = None, revision: str | None = None) -> str | None:
+    """Why the hub cannot be reached for ``repo_id`` (``"ConnectError: …"``), or None when it answers (an HTTP
+    error included: the real request says which). One request, no retries: listing a repository retries a
+    failed connection for ~25 s before giving up."""
+    hf = require("huggingface_hub", "hub")
+    errors = require("huggingface_hub.errors", "hub")
+    url = hf.hf_hub_url(repo_id, ".gitattributes", repo_type=repo_type, revision=revision)
+    try:
+        hf.get_hf_file_metadata(url, timeout=PROBE_TIMEOUT)
+    except errors.HfHubHTTPError:
+        return None  # it answered (a repository without that file, or none at all)
+    except Exception as err:  # noqa: BLE001 - unreachable
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
 def list_files(repo_id: str) -> list[str]:
     """The files of the hub repository ``repo_id`` (for ``hf://owner/name`` sources)."""
     manual = (
@@ -119,15 +135,9 @@ def list_files(repo_id: str) -> list[str]:
     hf = _hub(f"resolving hf://{repo_id}", manual)
     if offline():
         raise DownloadError(f"cannot list the Hugging Face repository {repo_id}: HF_HUB_OFFLINE is set; {manual}")
-    errors = require("huggingface_hub.errors", "hub")
-    try:  # one request, no retries (listing retries a failed connection for ~25 s)
-        hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, ".gitattributes"), timeout=PROBE_TIMEOUT)
-    except errors.HfHubHTTPError:
-        pass  # the hub answered (a repository without that file, or none at all: the listing says which)
-    except Exception as err:  # noqa: BLE001 - unreachable
-        raise DownloadError(
-            f"cannot reach the Hugging Face hub to list {repo_id} ({type(err).__name__}: {err}); {manual}"
-        ) from err
+    reason = unreachable(repo_id)
+    if reason is not None:
+        raise DownloadError(f"cannot reach the Hugging Face hub to list {repo_id} ({reason}); {manual}")
     try:
         return list(hf.list_repo_files(repo_id))
     except Exception as err:  # noqa: BLE001
