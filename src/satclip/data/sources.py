@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import MissingExtraError
+from ..errors import BadInputError, MissingExtraError
 from ..io.hub import DownloadError
 from ..optional import require
 
@@ -152,7 +152,7 @@ class LocalSource:
         self.revision = revision
         self.description = str(self.directory)
         if not self.directory.is_dir():
-            raise DownloadError(f"--from {self.directory}: no such directory")
+            raise BadInputError(f"--from {self.directory}: no such directory")
 
     def _recorded_sha256(self, relative: str) -> str | None:
         metadata = self.directory / ".cache" / "huggingface" / "download" / f"{relative}.metadata"

@@ -295,7 +295,7 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
         parts.append(f"written with nulls for invalid rows by an earlier --skip-invalid run: {listed}")
     bad = np.array(min(failed, key=lambda r: r["index"])["bad_rows"] if failed else [], dtype=np.int64)
     return InvalidPointsError(
-        "; ".join(parts) + ". Pass --skip-invalid to write nulls for them (finished partitions are kept), "
+        "; ".join(parts).rstrip(".") + ". Pass --skip-invalid to write nulls for them (finished partitions are kept), "
         "or fix the input and rerun with --restart",
         bad,
     )

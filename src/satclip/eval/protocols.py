@@ -106,7 +106,10 @@ def block_ids(points: np.ndarray, block_deg: float) -> np.ndarray:
 @PROTOCOLS.register("spatial-block")
 def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int = 5, val: float = 0.2) -> list[Fold]:
     if block_deg <= 0 or k < 2:
-        raise ValueError(f"spatial-block needs block_deg > 0 and k >= 2, got {block_deg}, {k}")
+        raise ValueError(
+            f"spatial-block needs a block size > 0 and at least 2 folds (--block-deg, --folds; block_deg, k), got "
+            f"{block_deg} and {k}"
+        )
     ids = block_ids(task.points, block_deg)
     blocks = np.unique(ids)
     if len(blocks) < k + 1:

@@ -92,8 +92,8 @@ def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = N
     name = check(precision)
     if by_dtype is not None and by_dtype != name and not (name in ("auto", "bf16") and by_dtype == "float32"):
         raise BadInputError(
-            f"dtype={dtype} contradicts precision={precision!r}; pass one of them (precision is one of "
-            f"{', '.join(PRECISIONS)})"
+            f"dtype {by_dtype} (--dtype) contradicts precision {name} (--precision); pass one of them (precision: "
+            f"one of {', '.join(PRECISIONS)})"
         )
     return name
 
