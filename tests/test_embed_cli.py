@@ -295,10 +295,9 @@ def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):
     }
     for name, content in broken.items():
         (tmp_path / name).write_bytes(content)
-    np.save(tmp_path / "objects.npy", np.array([[1, {}]], dtype=object), allow_pickle=True)
     (tmp_path / "dataset").mkdir()
     (tmp_path / "dataset" / "part.0.parquet").write_bytes(b"hello")
-    for name in [*broken, "objects.npy", "dataset"]:
+    for name in [*broken, "dataset"]:  # (NPY files of objects: test_npy_files_that_are_not_numeric_arrays…)
         out = tmp_path / f"out-{name}.parquet"
         assert main(["embed", str(tmp_path / name), "-o", str(out), "--model", str(model), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
@@ -474,3 +473,13 @@ def test_npy_files_that_are_not_numeric_arrays_are_named(tmp_path, model, capsys
         assert embed(tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.out.npy", "--model", model) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and text in err[0], err
+
+
+def test_embedding_column_names_are_checked(tmp_path, model, points, capsys):  # noqa: F811
+    """An empty --column wrote a Parquet column without a name; a --column for NPY output was ignored."""
+    source = tmp_path / "p.csv"
+    points.to_csv(source, index=False)
+    for out, column, text in (("o.parquet", "", "needs a name"), ("o.npy", "vec", "names the embedding column")):
+        assert embed(source, "-o", tmp_path / out, "--model", model, "--column", column) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and text in err[0] and not (tmp_path / out).exists(), err

@@ -245,6 +245,13 @@ def embed_file(
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     output = shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
+    if not column or column != column.strip():
+        raise BadInputError(f"embedding column {column!r}: it needs a name without surrounding spaces, e.g. embedding")
+    if column != "embedding" and fmt != "parquet":
+        raise BadInputError(
+            f"column {column!r} names the embedding column of Parquet output; {output} is {fmt}, which holds the "
+            "embeddings as one (N, D) array: drop the column name or write .parquet"
+        )
     if layout != "list" and fmt != "parquet":
         raise BadInputError(
             f"layout {layout!r} (one column per dimension) applies to Parquet output; {output} is {fmt}, which "

@@ -250,8 +250,8 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
             choice = _calibrate(encoder, device, evidence)
             _keep_calibration(file, choice)
         else:
-            log.info("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
-                     choice.reason, file)  # fmt: skip
+            log.debug("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
+                      choice.reason, file)  # fmt: skip
         _CALIBRATED[key] = choice
     return _CALIBRATED[key]
 
