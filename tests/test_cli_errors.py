@@ -101,7 +101,7 @@ CASES = [
     (["locate", "{missing}", "--model", "bluemarble-l10"], 2, USAGE, "argument image: no such file"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--k", "0"], 2, USAGE, "--k: must be a positive integer"),
     (["locate", "{junk}", "--model", "nosuch-model"], 2, ONE_LINE, "no model 'nosuch-model'"),
-    (["locate", "{junk}", "--model", "bluemarble-l10"], 2, ONE_LINE, "not recognized as being in a supported"),
+    (["locate", "{junk}", "--model", "bluemarble-l10"], 2, ONE_LINE, "junk.tif is not a GeoTIFF (GDAL cannot open"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--truth", "200", "10"], 2, ONE_LINE,
      "--truth 200 10 is not a location. Expected finite (lon, lat)"),
     # data

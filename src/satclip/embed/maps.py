@@ -17,9 +17,15 @@ Data used, all shipped in PyPI wheels (the ``eval`` extra): the GSHHG land–sea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import json
 import logging
 import math
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -87,7 +93,11 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     width = math.floor((east - west) / resolution + 1e-9)
     height = math.floor((north - south) / resolution + 1e-9)
     if width < 1 or height < 1:
-        raise ValueError(f"resolution {resolution}° is coarser than the bbox {bbox}")
+        area = "the whole globe" if bbox is None else f"the bbox {west:g} {south:g} {east:g} {north:g}"
+        raise ValueError(
+            f"resolution {resolution:g}° is coarser than {area} ({east - west:g}° × {north - south:g}°): "
+            f"use a resolution of at most {min(east - west, north - south):g}°"
+        )
     return Grid(float(west), float(north), float(resolution), width, height)
 
 
@@ -238,6 +248,60 @@ def check_size(grid: Grid, count: int, fmt: str, force: bool = False) -> None:
         )
 
 
+@contextlib.contextmanager
+def _native_stderr_held(held: bytearray) -> Iterator[None]:
+    """Collect in ``held``, instead of printing, what is written to the process's stderr (file descriptor 2,
+    C libraries included) inside the block."""
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+
+    def drain() -> None:  # a thread, so that a lot of output cannot fill the pipe and block the writer
+        while chunk := os.read(read_end, 1 << 16):
+            held.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees its end
+        os.close(saved)
+        reader.join()
+        os.close(read_end)
+
+
+@contextlib.contextmanager
+def _tiff_disk_full(path: Path) -> Iterator[Callable[[], contextlib.AbstractContextManager]]:
+    """Write the GeoTIFF ``path`` with GDAL calls made inside ``quiet()`` (the yielded function); a full disk
+    becomes ``OSError(ENOSPC)`` naming ``path``.
+
+    libtiff prints each failed write straight to stderr ("_tiffWriteProc: No space left on device.", once per
+    strip, often in a later call than the one that filled the disk) and GDAL then raises a bare "Write
+    failed", or nothing. So the output of the calls is held back to the end: when it names a full disk, that
+    is the error (the CLI's one "disk full while writing …" line), even if GDAL raised none; any other output is
+    printed then.
+    """
+    held = bytearray()
+    full = os.strerror(errno.ENOSPC)
+    try:
+        yield lambda: _native_stderr_held(held)
+    except Exception as err:
+        if full.encode() in held:
+            raise OSError(errno.ENOSPC, full, str(path)) from err
+        raise
+    else:
+        if full.encode() in held:
+            raise OSError(errno.ENOSPC, full, str(path))
+    finally:
+        if full.encode() not in held:
+            with open(2, "wb", closefd=False) as stderr:
+                stderr.write(held)
+
+
 def write_geotiff(
     path: Path,
     grid: Grid,
@@ -259,15 +323,49 @@ def write_geotiff(
         transform=from_origin(grid.west, grid.north, grid.resolution, grid.resolution), nodata=float("nan"),
         compress="deflate", interleave="band",
     )  # fmt: skip
-    with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            if tags:
-                dst.update_tags(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
-            for i, name in enumerate(band_names, start=1):
-                dst.set_band_description(i, name)
-            for row0, values in blocks:
-                window = Window(0, row0, grid.width, values.shape[0])
-                dst.write(np.moveaxis(values, -1, 0).astype(np.float32), window=window)
+    with safe_output.atomic_file(path, overwrite=overwrite) as tmp, _tiff_disk_full(path) as quiet:
+        with quiet():
+            dst = rasterio.open(tmp, "w", **profile)
+        try:
+            with quiet():
+                if tags:
+                    dst.update_tags(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
+                for i, name in enumerate(band_names, start=1):
+                    dst.set_band_description(i, name)
+            for row0, values in blocks:  # computed outside quiet(): the progress bar shows as it goes
+                bands = np.moveaxis(values, -1, 0).astype(np.float32)
+                with quiet():
+                    dst.write(bands, window=Window(0, row0, grid.width, values.shape[0]))
+        except BaseException:
+            with quiet(), contextlib.suppress(Exception):  # the first error is the one to report
+                dst.close()
+            raise
+        with quiet():
+            dst.close()
+
+
+@contextlib.contextmanager
+def _zarr_writes_settled() -> Iterator[None]:
+    """On an error, wait for the writes zarr still has in flight before it propagates.
+
+    zarr writes the chunks of an assignment concurrently on its own event loop and raises the first failure
+    (a full disk) at once; the other writes go on. Left alone, they could recreate files in the temporary
+    directory being removed, and at exit each prints a traceback ("Task was destroyed but it is pending!"),
+    burying the one-line error. On a full disk they all fail at once, so the wait is short.
+    """
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # (zarr's loop is internal API: if it moved, the error still goes on)
+            from zarr.core.sync import sync
+
+            async def others_done() -> None:
+                this = asyncio.current_task()
+                tasks = (task for task in asyncio.all_tasks() if task is not this)
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            sync(others_done())
+        raise
 
 
 def write_zarr(
@@ -277,7 +375,7 @@ def write_zarr(
     coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; written atomically."""
     zarr = require("zarr", "map", "writing Zarr maps")
 
-    with safe_output.atomic_dir(path, overwrite=overwrite) as tmp:
+    with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled():
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         group.attrs.update(attrs)
         rows = max(1, min(grid.height, (1 << 20) // grid.width))

@@ -9,6 +9,9 @@ This is the deterministic part of the original transform; the random crop/flips/
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,21 +58,54 @@ def sentinel2_reflectance(array: np.ndarray) -> np.ndarray:
     return sentinel2_to_13_bands(array)
 
 
+#: what satclip locate reads (with the functions below), named when a file is none of it
+IMAGE_KINDS = "PNG or JPEG pictures (.png, .jpg, .jpeg) and GeoTIFFs (any other name)"
+
+
+@contextlib.contextmanager
+def open_geotiff(path: str | Path) -> Iterator:
+    """``path`` opened with rasterio as a GeoTIFF (needs rasterio); one without georeference opens quietly (its
+    ``crs`` is None: the callers say what that means).
+
+    Only GDAL's GeoTIFF driver is tried, so that no other driver takes a CSV for a grid of XYZ points.
+
+    Raises:
+        BadInputError: not a GeoTIFF, or one that cannot be read to the end (truncated, damaged).
+    """
+    rasterio = require("rasterio", "data", "reading GeoTIFF images")
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path, driver="GTiff")
+    except RasterioIOError as err:
+        raise BadInputError(
+            f"{path} is not a GeoTIFF (GDAL cannot open it as one); satclip locate reads {IMAGE_KINDS}"
+        ) from err
+    try:
+        with src:
+            yield src
+    except RasterioIOError as err:
+        reason = str(err.__cause__ or err).rstrip(".")  # GDAL's own message, e.g. "TIFFReadEncodedStrip() failed"
+        raise BadInputError(
+            f"{path} cannot be read to the end ({reason}): is the GeoTIFF truncated or damaged?"
+        ) from err
+
+
 def read_geotiff(path: str | Path) -> np.ndarray:
     """All bands of a GeoTIFF as a ``(C, H, W)`` array in the file's dtype (needs rasterio)."""
-    rasterio = require("rasterio", "data", "reading GeoTIFF images")
-    with rasterio.open(path) as src:
+    with open_geotiff(path) as src:
         return src.read()
 
 
 def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
     """(lon, lat) degrees of a georeferenced image's centre, or ``None`` without a CRS (needs rasterio)."""
-    rasterio = require("rasterio", "data", "reading GeoTIFF images")
-    from rasterio.warp import transform
-
-    with rasterio.open(path) as src:
+    with open_geotiff(path) as src:
         if src.crs is None:
             return None
+        from rasterio.warp import transform
+
         x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
         lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
     return float(lon[0]), float(lat[0])
@@ -84,9 +120,27 @@ def is_picture(path: str | Path) -> bool:
     return Path(path).suffix.lower() in PICTURE_SUFFIXES
 
 
-def _open_picture(path: str | Path):
+@contextlib.contextmanager
+def _open_picture(path: str | Path) -> Iterator:
+    """``path`` opened with Pillow.
+
+    Raises:
+        BadInputError: not a picture Pillow knows, or one that cannot be decoded to the end (truncated, damaged).
+    """
     pil_image = require("PIL.Image", "eval", "reading PNG/JPEG images")
-    return pil_image.open(path)
+    try:
+        picture = pil_image.open(path)
+    except pil_image.UnidentifiedImageError as err:
+        raise BadInputError(
+            f"{path} is not a PNG or JPEG picture (Pillow cannot identify it); satclip locate reads {IMAGE_KINDS}"
+        ) from err
+    try:
+        with picture:
+            yield picture
+    except OSError as err:  # Pillow's decoders: "image file is truncated", "broken data stream …"
+        raise BadInputError(
+            f"{path} cannot be decoded to the end ({err}): is the picture truncated or damaged?"
+        ) from err
 
 
 def band_count(path: str | Path) -> int:
@@ -99,8 +153,7 @@ def band_count(path: str | Path) -> int:
             if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema() == (255, 255):
                 bands -= 1  # an opaque alpha channel carries nothing
             return bands
-    rasterio = require("rasterio", "data", "reading GeoTIFF images")
-    with rasterio.open(path) as src:
+    with open_geotiff(path) as src:
         return int(src.count)
 
 
@@ -138,12 +191,11 @@ def pixel_size_km(path: str | Path) -> float | None:
     and column directions, on a sphere of radius 6371 km), or None for a picture or a GeoTIFF without CRS."""
     if is_picture(path):
         return None
-    rasterio = require("rasterio", "data", "reading GeoTIFF images")
-    from rasterio.warp import transform
-
-    with rasterio.open(path) as src:
+    with open_geotiff(path) as src:
         if src.crs is None:
             return None
+        from rasterio.warp import transform
+
         row, col = src.height / 2, src.width / 2
         points = [src.xy(row, col, offset="ul"), src.xy(row, col + 1, offset="ul"), src.xy(row + 1, col, offset="ul")]
         lon, lat = transform(src.crs, "EPSG:4326", [p[0] for p in points], [p[1] for p in points])

@@ -191,14 +191,16 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
     - RGB models (3 input bands, e.g. ``bluemarble-l10``): PNG, JPEG or a 3-band GeoTIFF, scaled as
       :func:`satclip.image.preprocess.read_rgb`; larger than the recorded patch size
       (:func:`satclip.models.provenance.image_input`) → centre-cropped to it; a GeoTIFF's pixel size must be
-      within a factor 1.25 of the recorded scale (a picture carries none: its scale is assumed).
+      within a factor 1.25 of the recorded scale.
     - Sentinel-2 models (13 input bands, the released ones): a 12- or 13-band L1C GeoTIFF at ≈10 m,
       :func:`~satclip.image.preprocess.load_sentinel2`; centre-cropped to the encoder's fixed size (ViT).
 
-    ``name`` names the model in messages (default: its source's file name).
+    An image without georeference (a picture, a GeoTIFF without CRS) is taken to be at the training scale,
+    which is logged. ``name`` names the model in messages (default: its source's file name).
 
     Raises:
-        BadInputError: bands, size or scale do not fit the model; the message says what would.
+        BadInputError: not an image satclip reads, or bands, size or scale do not fit the model; the message
+            says what would.
     """
     from ..image import preprocess
     from .provenance import image_input
@@ -245,8 +247,8 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         raise BadInputError(
             f"{path.name} is {height}×{width} px; {name} takes {size}×{size} px{extent}: use a larger image"
         )
-    if trained and scale is None and in_chans == 3:
-        log.info("%s carries no scale; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
+    if trained and scale is None:  # a picture, or a GeoTIFF without CRS or geotransform
+        log.info("%s carries no georeference; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
     if size is not None and (height, width) != (size, size):
         from ..image.preprocess import center_crop
 

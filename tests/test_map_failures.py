@@ -1,0 +1,102 @@
+"""``satclip map`` when it cannot go ahead: a resolution coarser than the area, a full disk under GeoTIFF or Zarr.
+Each is one ``satclip: error: …`` line with the right exit status, nothing from GDAL, libtiff or asyncio around it,
+and no temporary left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import satclip
+from satclip import safe_output
+from satclip.cli import main
+from satclip.io.native import write_native
+
+from .test_embed_api import CONFIG
+
+DISK_FULL = "satclip: error: disk full while writing {where}: free space or choose another output"
+
+
+@pytest.fixture
+def model(tmp_path):
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    state = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    return write_native(tmp_path / "model", {"location_encoder": CONFIG}, state)
+
+
+@pytest.mark.parametrize(
+    ("extent", "expected"),
+    [
+        ([], "resolution 500° is coarser than the whole globe (360° × 180°): use a resolution of at most 180°"),
+        (["--bbox", "0", "40", "4", "50"],
+         "resolution 500° is coarser than the bbox 0 40 4 50 (4° × 10°): use a resolution of at most 4°"),
+    ],
+)  # fmt: skip
+def test_a_resolution_coarser_than_the_area_names_the_area_and_the_limit(tmp_path, capsys, extent, expected):
+    out = tmp_path / "m.png"
+    assert main(["map", "--model", "bluemarble-l10", "--resolution", "500", *extent, "-o", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"satclip: error: {expected}"]
+    assert not out.exists()
+
+
+def test_geotiff_on_a_full_disk(tmp_path, model, monkeypatch, capfd):
+    """The GeoTIFF's temporary is /dev/full, where every write fails with ENOSPC, as on a full disk: libtiff
+    printed "_tiffWriteProc: No space left on device." and GDAL raised "Write failed" (exit 2)."""
+    pytest.importorskip("rasterio")
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full (Linux)")
+    temporary = safe_output.temp_path
+
+    def full_disk_temporary(path):
+        tmp = temporary(path)
+        tmp.symlink_to("/dev/full")
+        return tmp
+
+    monkeypatch.setattr(safe_output, "temp_path", full_disk_temporary)
+    out = tmp_path / "m.tif"
+    assert main(["map", "--model", str(model), "--resolution", "2", "--all", "-o", str(out)]) == 1
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[-1] == DISK_FULL.format(where=out), lines
+    assert not [line for line in lines if "_tiff" in line or "Write failed" in line], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the temporary is gone, nothing published
+
+
+#: ``satclip map`` in a fresh interpreter whose Zarr chunk writes fail with ENOSPC, as on a full disk; zarr's
+#: asyncio tasks printed their tracebacks when the interpreter exited, so the check needs a process of its own
+ZARR_ON_A_FULL_DISK = textwrap.dedent(
+    """
+    import errno, os, sys
+
+    import zarr.storage
+
+    from satclip.cli import main
+
+    write = zarr.storage.LocalStore.set
+
+    async def full_disk(self, key, value, *args, **kwargs):
+        if key.startswith("embedding/") and not key.endswith((".zarray", ".zattrs")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return await write(self, key, value, *args, **kwargs)
+
+    zarr.storage.LocalStore.set = full_disk
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_zarr_on_a_full_disk(tmp_path):
+    pytest.importorskip("zarr")
+    out = tmp_path / "m.zarr"
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "2", "--all", "-o", str(out)]  # 256 chunks to write
+    done = subprocess.run([sys.executable, "-c", ZARR_ON_A_FULL_DISK, *argv], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[-1] == DISK_FULL.format(where="the output"), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Task was destroyed" not in done.stderr, done.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []  # the temporary directory is gone, nothing published
