@@ -109,8 +109,86 @@ def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
 
 def test_evaluate_offline_without_station_file_says_what_to_fetch(tmp_path, capsys):
     args = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--offline", "--out", str(tmp_path)]
-    assert main(args) == 2  # a missing input file
+    assert main(args) == 1  # a download that could not happen: a runtime failure, as the README says
     assert re.search("stationDataAll.csv.*--data", capsys.readouterr().err)
+
+
+def _error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("satclip: error: "), err
+    assert "unexpected error" not in lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """The station table's download fails as offline, and every attempt is recorded."""
+    import urllib.error
+
+    from satclip.eval.tasks import air_temperature
+
+    attempts = []
+
+    def offline(url, timeout):
+        attempts.append(url)
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(air_temperature, "urlopen", offline)
+    return attempts
+
+
+def test_a_failed_station_download_is_a_runtime_failure(tmp_path, capsys, no_network):
+    assert main(["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--out", str(tmp_path)]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert no_network and "could not get it: downloading" in line and "--data PATH" in line
+
+
+@pytest.mark.parametrize(
+    ("encoders", "tasks", "expected"),
+    [
+        ("bogus", "all", "unknown encoder 'bogus'"),
+        ("sh-l11", "all", "unknown encoder 'sh-l11': did you mean 'sh-l10' or 'sh-l40'?"),
+        ("sh-l10(foo=5)", "all", "location encoder 'sh-l10' got unexpected parameter(s) ['foo']; it accepts none"),
+        ("wrap", "biome,air-temperature", "unknown evaluation task 'biome'"),
+        # a model spec's download (HF_HUB_OFFLINE=1 here) comes after the cheap check of the task names
+        ("satclip-resnet18-l10", "biome", "unknown evaluation task 'biome'"),
+    ],
+)  # fmt: skip
+def test_cheap_checks_come_before_any_download(tmp_path, capsys, no_network, encoders, tasks, expected):
+    assert main(["evaluate", "--encoders", encoders, "--tasks", tasks, "--out", str(tmp_path / "out")]) == 2
+    assert expected in _error_line(capsys.readouterr().err)
+    assert not no_network  # nothing was downloaded (or tried)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("sh-l10(foo=5)", "location encoder 'sh-l10' got unexpected parameter(s) ['foo']; it accepts none"),
+        ("sh-l10(legendre_polys=abc)",
+         "location encoder 'sh-l10' got unexpected parameter(s) ['legendre_polys']; it accepts none"),
+        ("geoclip(x=1)", "location encoder 'geoclip' got unexpected parameter(s) ['x']; it accepts none"),
+        ("untrained-satclip(foo=1)",
+         "location encoder 'untrained-satclip' got unexpected parameter(s) ['foo']; it accepts ['legendre_polys', "
+         "'seed']"),
+        ("bluemarble-l10(foo=1)",
+         "location encoder 'bluemarble-l10' got unexpected parameter(s) ['foo']; it accepts ['device', 'dtype', "
+         "'harmonics_calculation', 'precision', 'trust_checkpoint']"),
+        ("sphericalharmonics(bogus=1)",
+         "positional encoding 'sphericalharmonics' got unexpected parameter(s) ['bogus']; it accepts "
+         "['harmonics_calculation', 'legendre_polys']"),
+        ("sphericalharmonics(legendre_polys=abc)",
+         "encoder 'sphericalharmonics(legendre_polys=abc)': parameter legendre_polys='abc' must be an integer "
+         "(its default is 10)"),
+        ("untrained-satclip(seed=1.5)",
+         "encoder 'untrained-satclip(seed=1.5)': parameter seed=1.5 must be an integer (its default is 0)"),
+        ("theory(min_radius=abc)", "parameter min_radius='abc' must be a number (its default is 1000.0)"),
+        ("bluemarble-l10(trust_checkpoint=yes)",
+         "parameter trust_checkpoint='yes' must be True or False (its default is False)"),
+    ],
+)  # fmt: skip
+def test_a_bad_encoder_parameter_is_named_with_its_encoder(tmp_path, capsys, spec, expected):
+    assert main(["evaluate", "--encoders", spec, "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
+    assert expected in _error_line(capsys.readouterr().err)
 
 
 def test_reference_benchmark_configuration():

@@ -18,6 +18,7 @@ pytest.importorskip("tifffile")
 from satclip.eval import naturalearth  # noqa: E402
 from satclip.eval.tasks import TaskOptions, elevation, era5, koppen, landcover, load_task, names, table_task  # noqa: E402  # noqa: E402
 from satclip.eval.tasks import air_temperature as air  # noqa: E402
+from satclip.io.hub import DownloadError  # noqa: E402
 
 PARIS, MANAUS, SAHARA, CAIRO, MOSCOW = (2.35, 48.85), (-60.02, -3.1), (10.0, 23.0), (31.24, 30.04), (37.62, 55.75)
 
@@ -145,7 +146,7 @@ def test_air_temperature_download_checks_sha256_and_caches(monkeypatch):
 
     air.cached_path().unlink()
     monkeypatch.setattr(air, "urlopen", lambda url, timeout: _FakeResponse(data + b"tampered"))
-    with pytest.raises(ValueError, match="sha256"):
+    with pytest.raises(DownloadError, match="sha256"):  # a failed download: a runtime error (exit 1)
         load_task("air-temperature", TaskOptions())
     assert not air.cached_path().exists()
 
@@ -155,11 +156,11 @@ def test_air_temperature_offline_error_says_what_to_fetch(monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(air, "urlopen", offline)
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DownloadError) as err:  # a runtime error (exit 1), not bad input
         load_task("air-temperature", TaskOptions())
     message = str(err.value)
     assert air.URL in message and air.SHA256 in message and "--data" in message and str(air.cached_path()) in message
-    with pytest.raises(FileNotFoundError, match="downloading is disabled"):
+    with pytest.raises(DownloadError, match="downloading is disabled"):
         load_task("air-temperature", TaskOptions(allow_download=False))
 
 

@@ -117,7 +117,28 @@ def test_stale_database_is_refused_when_the_model_changed(setup, tmp_path):
         satclip.load(tmp_path / "other", retrieval=db)
     message = str(err.value)
     assert "\n" not in message and "another model (location_sha256 differ)" in message
-    assert f"satclip retrieval build --model {model_dir} --cache" in message and "--overwrite" in message
+    assert f"it holds the embeddings of {model_dir}. Build one for {tmp_path / 'other'}: " in message
+    # a database of the model being loaded, not of the one the database holds
+    assert f"satclip retrieval build --model {tmp_path / 'other'} --cache CACHE -o {db} --overwrite" in message
+    assert "(or -o another directory, to keep this one), CACHE being a feature cache of its image encoder" in message
+    assert f"--model {model_dir}" not in message
+
+
+def test_stale_database_of_another_model_says_how_to_build_the_right_one(setup, tmp_path, capsys):
+    """Through `satclip evaluate` (exit 2, one line): a shipped model gets `--cache auto`, its own feature
+    cache; a database whose cache changed keeps the command that rebuilds it from its own model."""
+    model_dir, cache, db = setup
+    argv = ["evaluate", "--tasks", "country", "--out", str(tmp_path / "eval"), "--encoders"]
+    assert main([*argv, f"bluemarble-l10+range(database={db})"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"retrieval database {db} was built from another model (" in err[0], err
+    assert f"Build one for bluemarble-l10: satclip retrieval build --model bluemarble-l10 --cache auto -o {db} " \
+           "--overwrite (or -o another directory, to keep this one)" in err[0]  # fmt: skip
+    tiny_cache(cache.path, seed=5)  # the same model, its cache rewritten
+    assert main([*argv, f"{model_dir}+range(database={db})"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another feature cache" in err[0], err
+    assert f"rebuild it: satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db}" in err[0]
 
 
 def test_stale_database_is_refused_when_the_cache_changed(setup, tmp_path):

@@ -21,6 +21,14 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return "did you mean " + " or ".join(repr(by_lower[c]) for c in close) + "?"
 
 
+def check_parameters(kind: str, name: str, accepted: Iterable[str], params: Iterable[str]) -> None:
+    """Raise a TypeError naming the ``params`` that the ``kind`` ``name`` does not take, and those it does."""
+    accepted = sorted(accepted)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"{kind} {name!r} got unexpected parameter(s) {unknown}; it accepts {accepted or 'none'}")
+
+
 class Registry(Generic[T]):
     """A named collection of builders; unknown names raise an error listing the known ones."""
 
@@ -51,12 +59,7 @@ class Registry(Generic[T]):
 
     def create(self, name: str, **params) -> T:
         """Build ``name``; a parameter its builder does not take raises a TypeError listing the valid ones."""
-        accepted = self.accepted(name)
-        unknown = sorted(set(params) - accepted)
-        if unknown:
-            raise TypeError(
-                f"{self.kind} {name!r} got unexpected parameter(s) {unknown}; it accepts {sorted(accepted) or 'none'}"
-            )
+        check_parameters(self.kind, name, self.accepted(name), params)
         return self.get(name)(**params)
 
     def names(self) -> list[str]:

@@ -23,7 +23,7 @@ import torch
 from .. import safe_output
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, load_npz, save_npz
-from .tasks import REGRESSION, Task, TaskOptions, load_task, table_task
+from .tasks import REGRESSION, TASKS, Task, TaskOptions, load_task, table_task
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +195,16 @@ def evaluate(
     """
     out = Path(out_dir) if out_dir is not None else None
     done = _read_rows(out / ROWS_FILE) if out else {}
-    tasks = load_tasks(config)
+    # the cheap checks and the encoders first: task data may have to be downloaded
+    for name in config.tasks:
+        TASKS.get(name)  # an unknown task name raises, listing the known ones
     encs = [encoders.create(spec) for spec in config.encoders]
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
         raise ValueError(f"encoder specs must be unique, got {names}")
     probe_names = config.probe_names()
     probe_objs = [probes.create(n, **config.probe_options.get(n, {})) for n in probe_names]
+    tasks = load_tasks(config)
     folds = {t.name: protocols.make_folds(config.protocol, t, config.seeds, **config.protocol_options) for t in tasks}
     total = sum(len(folds[t.name]) for t in tasks) * len(encs) * len(probe_objs)
     bar = progress(total) if progress else None

@@ -207,21 +207,41 @@ def read_manifest(path: str | Path) -> dict:
     return manifest
 
 
+def _build_command(model: object, cache: object, path: str | Path | None) -> str:
+    return f"satclip retrieval build --model {model} --cache {cache} -o {path or 'DB'} --overwrite"
+
+
 def rebuild_command(manifest: dict, path: str | Path | None) -> str:
+    """The command that builds the database at ``path`` again, from the model and cache it was built from."""
     built = manifest.get("built_from", {})
-    return (f"satclip retrieval build --model {built.get('model', 'MODEL')} --cache {built.get('cache', 'CACHE')} "
-            f"-o {path or 'DB'} --overwrite")  # fmt: skip
+    return _build_command(built.get("model", "MODEL"), built.get("cache", "CACHE"), path)
 
 
-def check_fresh(database: RetrievalDatabase, *, model=None, identity: dict | None = None, cache=None) -> None:
+def _build_for(source: str | Path | None, path: str | Path | None) -> str:
+    """How to build a database of the model ``source`` (None: not known) at ``path`` or elsewhere; its
+    ``--cache`` is ``auto`` for a shipped model, else a feature cache of the model's image encoder."""
+    from .auto import shipped_models
+
+    keep = "(or -o another directory, to keep this one)"
+    if source is not None and str(source) in shipped_models():
+        return f"{_build_command(source, 'auto', path)} {keep}"
+    return (f"{_build_command(source or 'MODEL', 'CACHE', path)} {keep}, CACHE being a feature cache of its image "
+            "encoder (`satclip cache build`)")  # fmt: skip
+
+
+def check_fresh(
+    database: RetrievalDatabase, *, model=None, identity: dict | None = None, cache=None,
+    source: str | Path | None = None,
+) -> None:  # fmt: skip
     """Refuse a database built from another model or cache.
 
     ``model`` (a :class:`~satclip.SatCLIP`) or its ``identity`` (:func:`model_key`) is compared with the
-    manifest's model key. ``cache``: a :class:`~satclip.train.cache.FeatureCache`, or ``None`` to check the
-    cache the database was built from where it still exists (a database outlives a deleted cache).
+    manifest's model key; ``source``, the name or path that model was loaded from, goes into the command
+    that builds a database for it. ``cache``: a :class:`~satclip.train.cache.FeatureCache`, or ``None`` to
+    check the cache the database was built from where it still exists (a database outlives a deleted cache).
 
     Raises:
-        StaleDatabaseError: one line naming what changed and the command that rebuilds the database.
+        StaleDatabaseError: one line naming what changed and the command that builds the right database.
     """
     key = database.key
     where = database.path or "the retrieval database"
@@ -230,9 +250,11 @@ def check_fresh(database: RetrievalDatabase, *, model=None, identity: dict | Non
         identity = identity if identity is not None else model_key(model)
         differ = _differences(key.get("model", {}), identity)
         if differ:
+            built = database.manifest.get("built_from", {}).get("model", "a model")
             raise StaleDatabaseError(
-                f"retrieval database {where} was built from another model ({', '.join(differ)} differ); "
-                f"rebuild it: {fix}"
+                f"retrieval database {where} was built from another model ({', '.join(differ)} differ): it "
+                f"holds the embeddings of {built}. Build one for {source or 'the model you use'}: "
+                f"{_build_for(source, database.path)}"
             )
     if cache is None:
         recorded = database.manifest.get("built_from", {}).get("cache")

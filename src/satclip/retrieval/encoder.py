@@ -256,5 +256,5 @@ def augment(
             from ..io.load import load_model
 
             model = load_model(source, trust_checkpoint=trust_checkpoint)
-            check_fresh(database, identity=model_key(model))
+            check_fresh(database, identity=model_key(model), source=source)
     return RetrievalEncoder(encoder, database, **options)

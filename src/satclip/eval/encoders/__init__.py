@@ -14,6 +14,7 @@ A spec is a name with optional parameters in parentheses, e.g. ``sh-l10``, ``wra
 from __future__ import annotations
 
 import ast
+import inspect
 import logging
 import re
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ import torch
 from torch import nn
 
 from ... import encoding as _encoding
-from ...registry import Registry, did_you_mean
+from ...errors import BadInputError
+from ...registry import Registry, check_parameters, did_you_mean
 from ..cache import digest
 
 log = logging.getLogger(__name__)
@@ -178,21 +180,54 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return match["name"], params
 
 
+def _expected_kind(value: object, default: object) -> str | None:
+    """What ``value`` must be, judged by its parameter's numeric or boolean ``default``, when it is not that."""
+    if isinstance(default, bool):
+        fits, kind = isinstance(value, bool), "True or False"
+    elif isinstance(default, int):
+        fits, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        fits, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        return None
+    return None if fits else kind
+
+
+def _check_params(spec: str, kind: str, name: str, builder, params: dict, reserved: tuple[str, ...] = ()) -> None:
+    """Refuse, before anything is built, a parameter of ``spec`` that ``builder`` does not take (the
+    registries' check: it names the parameter, the encoder and the accepted ones) or a value that does not
+    fit its numeric or boolean default. ``reserved``: parameters of ``builder`` that a spec does not set."""
+    signature = inspect.signature(builder).parameters
+    check_parameters(kind, name, [key for key in signature if key not in reserved], params)
+    for key, value in params.items():
+        default = signature[key].default
+        expected = _expected_kind(value, default)
+        if expected:
+            raise BadInputError(
+                f"encoder {spec!r}: parameter {key}={value!r} must be {expected} (its default is {default!r})"
+            )
+
+
 def create(spec: str) -> Encoder:
-    """Build the encoder a spec names (see the module docstring for the lookup order)."""
+    """Build the encoder a spec names (see the module docstring for the lookup order). A parameter the
+    encoder does not take, or a value of the wrong type, is refused naming both before anything is built."""
     name, params = parse_spec(spec)
     if name in ENCODERS:
-        return ENCODERS.get(name)(name=spec, **params)
+        builder = ENCODERS.get(name)
+        _check_params(spec, ENCODERS.kind, name, builder, params, reserved=("name",))
+        return builder(name=spec, **params)
     if name in _encoding.names():
+        _check_params(spec, _encoding.ENCODINGS.kind, name, _encoding.ENCODINGS.get(name), params)
         return _raw(spec, name, **params)
     from .retrieval import create_retrieval, is_retrieval_spec
 
     if is_retrieval_spec(name):  # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md)
         return create_retrieval(spec, name, params)
     from ...io.load import load
+    from ...io.resolve import resolve
 
     try:
-        model = load(name, **params)
+        source = resolve(name)
     except FileNotFoundError as err:
         from ...pretrained import names as model_names
 
@@ -204,6 +239,8 @@ def create(spec: str) -> Encoder:
             f"unknown encoder {spec!r}: {hint + ' ' if hint else ''}not one of {', '.join(known)}, and "
             f"satclip.load failed: {err}"
         ) from err
+    _check_params(spec, ENCODERS.kind, name, load, params, reserved=("source",))
+    model = load(source.path, **params)
     return Encoder(spec, model, f"satclip.load({name!r})", model.feature_dtype)
 
 

@@ -7,7 +7,8 @@ derived from satellite remote sensing and weather stations", Scientific Data 5:1
 
 Where the file comes from, in order: ``TaskOptions.data`` (``--data PATH``); the eval cache
 (``$SATCLIP_CACHE/eval/downloads/stationDataAll.csv``); a download from :data:`URL`, checked against
-:data:`SHA256`. Offline with neither, the error says what to fetch and where to put it.
+:data:`SHA256`. Offline with neither, a :class:`~satclip.io.hub.DownloadError` (a runtime failure, exit 1)
+says what to fetch and where to put it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from ... import safe_output
 from ...encoding.points import describe_invalid, invalid_rows
+from ...io.hub import DownloadError
 from ..cache import cache_root
 from .base import REGRESSION, TASKS, Task, TaskOptions, continent_labels, subsample
 
@@ -63,10 +65,10 @@ def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> Pat
         with urlopen(url, timeout=timeout) as response:
             data = response.read()
     except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise FileNotFoundError(_offline_message(f"downloading {url} failed ({err})")) from err
+        raise DownloadError(_offline_message(f"downloading {url} failed ({err})")) from err
     actual = _sha256(data)
     if actual != sha256:
-        raise ValueError(
+        raise DownloadError(
             f"downloaded {url} has sha256 {actual}, expected {sha256}: the file changed upstream or the "
             f"download is damaged; nothing was saved. Fetch it by hand and pass it with --data PATH"
         )
@@ -87,7 +89,7 @@ def station_file(options: TaskOptions) -> Path:
     if path.is_file():
         return path
     if not options.allow_download:
-        raise FileNotFoundError(_offline_message("no local copy was given and downloading is disabled"))
+        raise DownloadError(_offline_message("no local copy was given and downloading is disabled"))
     return download()
 
 

@@ -1,0 +1,75 @@
+"""A checkpoint file torch cannot read (empty, truncated, not a torch file) is bad input on every command
+that loads a model: one line saying what the file is, exit 2, never "unexpected error"."""
+
+from __future__ import annotations
+
+import pytest
+
+from satclip.cli import main
+
+from .conftest import REFERENCE, require
+
+
+def _error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("satclip: error: "), err
+    assert "unexpected error" not in lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def broken(tmp_path):
+    """name → (a broken checkpoint, what the error says about it)."""
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("junk\n")
+    html = tmp_path / "page.ckpt"  # an error page saved in place of the file
+    html.write_text("<html><body>404 Not Found</body></html>")
+    return {
+        "empty": (empty, "the file is empty (0 bytes)"),
+        "junk": (junk, "it is not a torch checkpoint (5 bytes that are neither a zip archive nor a pickle)"),
+        "html": (html, "it is not a torch checkpoint"),
+    }
+
+
+@pytest.fixture
+def truncated(tmp_path):
+    path = tmp_path / "truncated.ckpt"
+    path.write_bytes(require(REFERENCE / "satclip-resnet18-l10.ckpt").read_bytes()[:100_000])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["empty", "junk", "html"])
+@pytest.mark.parametrize("trust", [False, True])
+def test_convert_of_a_broken_checkpoint_is_bad_input(tmp_path, capsys, broken, kind, trust):
+    path, reason = broken[kind]
+    argv = ["convert", str(path), str(tmp_path / "out")] + (["--trust-checkpoint"] if trust else [])
+    assert main(argv) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert f"{path} is not a readable checkpoint: {reason}" in line
+    assert "download or export it again" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_checkpoint_is_named_on_every_command(tmp_path, capsys, truncated):
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n10,20\n30,40\n")
+    commands = [
+        ["convert", str(truncated), str(tmp_path / "native")],
+        ["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(truncated)],
+        ["evaluate", "--encoders", str(truncated), "--tasks", "country", "--out", str(tmp_path / "eval")],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        line = _error_line(capsys.readouterr().err)
+        assert f"{truncated} is not a readable checkpoint: it is truncated or corrupt (100000 bytes; torch: " in line
+
+
+def test_a_torch_file_that_is_not_a_lightning_checkpoint_keeps_its_message(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "weights.ckpt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    assert main(["convert", str(path), str(tmp_path / "out")]) == 2
+    assert "not a Lightning checkpoint" in _error_line(capsys.readouterr().err)
