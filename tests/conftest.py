@@ -45,6 +45,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         )
 
 
+def one_error_line(err: str) -> str:
+    """stderr of a failed command as its one line ``satclip: error: …`` (never "unexpected error")."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("satclip: error: "), err
+    assert "unexpected error" not in lines[0]
+    return lines[0]
+
+
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory, monkeypatch):
     """Keep tests out of the user's caches and off the network-backed hub cache."""

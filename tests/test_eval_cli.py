@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from satclip.cli import main
-from tests.conftest import AIR_TEMPERATURE_CSV, require
+from tests.conftest import AIR_TEMPERATURE_CSV, one_error_line, require
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("shapefile")
@@ -113,13 +113,6 @@ def test_evaluate_offline_without_station_file_says_what_to_fetch(tmp_path, caps
     assert re.search("stationDataAll.csv.*--data", capsys.readouterr().err)
 
 
-def _error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("satclip: error: "), err
-    assert "unexpected error" not in lines[0]
-    return lines[0]
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """The station table's download fails as offline, and every attempt is recorded."""
@@ -139,7 +132,7 @@ def no_network(monkeypatch):
 
 def test_a_failed_station_download_is_a_runtime_failure(tmp_path, capsys, no_network):
     assert main(["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--out", str(tmp_path)]) == 1
-    line = _error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert no_network and "could not get it: downloading" in line and "--data PATH" in line
 
 
@@ -156,7 +149,7 @@ def test_a_failed_station_download_is_a_runtime_failure(tmp_path, capsys, no_net
 )  # fmt: skip
 def test_cheap_checks_come_before_any_download(tmp_path, capsys, no_network, encoders, tasks, expected):
     assert main(["evaluate", "--encoders", encoders, "--tasks", tasks, "--out", str(tmp_path / "out")]) == 2
-    assert expected in _error_line(capsys.readouterr().err)
+    assert expected in one_error_line(capsys.readouterr().err)
     assert not no_network  # nothing was downloaded (or tried)
 
 
@@ -188,7 +181,7 @@ def test_cheap_checks_come_before_any_download(tmp_path, capsys, no_network, enc
 )  # fmt: skip
 def test_a_bad_encoder_parameter_is_named_with_its_encoder(tmp_path, capsys, spec, expected):
     assert main(["evaluate", "--encoders", spec, "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
-    assert expected in _error_line(capsys.readouterr().err)
+    assert expected in one_error_line(capsys.readouterr().err)
 
 
 def test_reference_benchmark_configuration():

@@ -7,14 +7,7 @@ import pytest
 
 from satclip.cli import main
 
-from .conftest import REFERENCE, require
-
-
-def _error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("satclip: error: "), err
-    assert "unexpected error" not in lines[0]
-    return lines[0]
+from .conftest import REFERENCE, one_error_line, require
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ def test_convert_of_a_broken_checkpoint_is_bad_input(tmp_path, capsys, broken, k
     path, reason = broken[kind]
     argv = ["convert", str(path), str(tmp_path / "out")] + (["--trust-checkpoint"] if trust else [])
     assert main(argv) == 2
-    line = _error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert f"{path} is not a readable checkpoint: {reason}" in line
     assert "download or export it again" in line
     assert not (tmp_path / "out").exists()
@@ -62,7 +55,7 @@ def test_a_truncated_checkpoint_is_named_on_every_command(tmp_path, capsys, trun
     ]
     for argv in commands:
         assert main(argv) == 2, argv
-        line = _error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err)
         assert f"{truncated} is not a readable checkpoint: it is truncated or corrupt (100000 bytes; torch: " in line
 
 
@@ -72,4 +65,4 @@ def test_a_torch_file_that_is_not_a_lightning_checkpoint_keeps_its_message(tmp_p
     path = tmp_path / "weights.ckpt"
     torch.save({"weights": torch.zeros(2)}, path)
     assert main(["convert", str(path), str(tmp_path / "out")]) == 2
-    assert "not a Lightning checkpoint" in _error_line(capsys.readouterr().err)
+    assert "not a Lightning checkpoint" in one_error_line(capsys.readouterr().err)
