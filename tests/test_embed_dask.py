@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -360,6 +361,16 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
     assert "inside the input dataset" in capsys.readouterr().err
     assert main(["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "x.zarr"), "--engine", "dask"]) == 2
     assert "--engine dask writes Parquet" in capsys.readouterr().err
+
+    # a scheduler address nobody listens on: refused at once, not after the client's 30 s of retries
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("the client tried to connect"))
+    argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "y"), "--engine", "dask"]
+    assert main([*argv, "--scheduler", address]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot reach the Dask scheduler at {address}: " in err[0], err
 
 
 def test_dask_dataframe_api(cluster, model, monkeypatch):

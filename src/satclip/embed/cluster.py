@@ -33,6 +33,8 @@ LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOL
 FORKSERVER_PRELOAD = ["distributed", "satclip.embed.distributed"]
 #: run by each local worker as it starts (its ``dask_setup``, below)
 WORKER_PRELOAD = [__name__]
+#: seconds a scheduler address may take to accept a TCP connection before the client's own timeout decides
+PROBE_TIMEOUT = 5.0
 
 
 def dask_setup(worker) -> None:
@@ -71,8 +73,27 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         yield from _connect(distributed, scheduler, workers)
 
 
+def _probe(scheduler: str) -> None:
+    """Fail at once where a ``tcp://host:port`` scheduler cannot be reached (refused, unknown host): the Dask
+    client retries a refused connection until its 30 s timeout. Other protocols are left to the client."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        return
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT).close()
+    except (ConnectionRefusedError, socket.gaierror) as err:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+    except OSError:  # slow or filtered: the client's own timeout decides
+        return
+
+
 def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterator[object]:
     if scheduler is not None:
+        _probe(scheduler)
         try:
             client = distributed.Client(scheduler, timeout="30s")
         except (OSError, TimeoutError) as err:
