@@ -232,7 +232,7 @@ def encoder_rows(L: int, args, fused) -> list[float]:
     choice = default.precision_choice
     where = Path(args.reference) / f"satclip-resnet18-l{L}.ckpt"
     print(f"L={L}: weights {where.name if where.exists() else 'random, released architecture'}; auto -> "
-          f"{choice.precision} ({choice.reason}; calibration {calibration:.1f} s, once per process)")  # fmt: skip
+          f"{choice.precision} ({choice.reason}; calibration {calibration:.1f} s, measured afresh)")  # fmt: skip
     n, n_slow = args.points, (args.points // 5 if L == 40 else args.points)
     pts, slow = random_points(n, seed=2), random_points(n_slow, seed=3)
     rows = {
