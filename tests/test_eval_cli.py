@@ -217,3 +217,11 @@ def test_worker_processes_give_the_same_table(tmp_path):
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert main([*args, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
     assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
+
+
+def test_protocol_options_are_checked_before_any_download(tmp_path, capsys, no_network):
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--protocol", "spatial-block",
+            "--folds", "1", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "at least 2 folds (--block-deg, --folds" in one_error_line(capsys.readouterr().err)
+    assert not no_network and not (tmp_path / "out").exists()

@@ -103,13 +103,35 @@ def block_ids(points: np.ndarray, block_deg: float) -> np.ndarray:
     return row * n_lon + col
 
 
-@PROTOCOLS.register("spatial-block")
-def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int = 5, val: float = 0.2) -> list[Fold]:
+def _check_spatial_block(block_deg: float = 10.0, k: int = 5, val: float = 0.2) -> None:
     if block_deg <= 0 or k < 2:
         raise ValueError(
             f"spatial-block needs a block size > 0 and at least 2 folds (--block-deg, --folds; block_deg, k), got "
             f"{block_deg} and {k}"
         )
+
+
+#: protocol → the check of its options that needs no task
+_OPTION_CHECKS = {"spatial-block": _check_spatial_block}
+
+
+def check_options(name: str, **options) -> None:
+    """Refuse, before any task is read, an unknown protocol, an option it does not take or a value it cannot
+    use (the same checks as :func:`make_folds`)."""
+    import inspect
+
+    from ..registry import check_parameters
+
+    builder = PROTOCOLS.get(name)
+    taken = [key for key in inspect.signature(builder).parameters if key not in ("task", "seeds")]
+    check_parameters(PROTOCOLS.kind, name, taken, options)
+    if name in _OPTION_CHECKS:
+        _OPTION_CHECKS[name](**options)
+
+
+@PROTOCOLS.register("spatial-block")
+def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int = 5, val: float = 0.2) -> list[Fold]:
+    _check_spatial_block(block_deg, k, val)
     ids = block_ids(task.points, block_deg)
     blocks = np.unique(ids)
     if len(blocks) < k + 1:

@@ -198,6 +198,7 @@ def evaluate(
     # the cheap checks and the encoders first: task data may have to be downloaded
     for name in config.tasks:
         TASKS.get(name)  # an unknown task name raises, listing the known ones
+    protocols.check_options(config.protocol, **config.protocol_options)
     encs = [encoders.create(spec) for spec in config.encoders]
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
