@@ -253,6 +253,11 @@ def _native_stderr_held(held: bytearray) -> Iterator[None]:
     """Collect in ``held``, instead of printing, what is written to the process's stderr (file descriptor 2,
     C libraries included) inside the block."""
     sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to hold back (a detached process): nothing is printed anyway
+        yield
+        return
     read_end, write_end = os.pipe()
 
     def drain() -> None:  # a thread, so that a lot of output cannot fill the pipe and block the writer
@@ -261,7 +266,6 @@ def _native_stderr_held(held: bytearray) -> Iterator[None]:
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    saved = os.dup(2)
     os.dup2(write_end, 2)
     os.close(write_end)
     try:
