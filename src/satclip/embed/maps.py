@@ -301,7 +301,7 @@ def _tiff_disk_full(path: Path) -> Iterator[Callable[[], contextlib.AbstractCont
         if full.encode() in held:
             raise OSError(errno.ENOSPC, full, str(path))
     finally:
-        if full.encode() not in held:
+        if held and full.encode() not in held:
             with open(2, "wb", closefd=False) as stderr:
                 stderr.write(held)
 
