@@ -57,6 +57,8 @@ def test_yaml_round_trip_and_overrides(tmp_path):
         ({"data": {"source": "tfrecords"}}, "tfrecords"),
         ({"optim": {"betas": [0.9]}}, "optim.betas"),
         ({"trainer": {"checkpoint_every_n_steps": -1}}, "trainer.checkpoint_every_n_steps"),
+        ({"trainer": {"max_epochs": -1}}, "trainer.max_epochs=-1 must be a number of epochs"),  # (-1: endless)
+        ({"trainer": {"max_epochs": 0}}, "trainer.max_epochs=0"),
     ],
 )
 def test_bad_configs_name_the_key(raw, message):

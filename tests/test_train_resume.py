@@ -338,3 +338,42 @@ def test_run_directory_ownership(tmp_path, short_run):
     fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 3}}), resume=True)
     assert safe_output.is_owned(run) and checksum_path(run / "checkpoints" / "last.ckpt").is_file()
     assert safe_output.is_owned(run / "export" / "best")  # its exports were replaced
+
+
+SIGNALLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning.pytorch as pl
+
+    class Signal(pl.Callback):  # as a scheduler's SIGTERM or a Ctrl-C in the second epoch
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+
+    import satclip.train
+    from satclip.cli import main
+
+    real_fit = satclip.train.fit  # the command's fit, with the callback that signals
+    satclip.train.fit = lambda config, **kwargs: real_fit(config, callbacks=[Signal()], **kwargs)
+    sys.exit(main(["train", "--config", sys.argv[1]]))
+    """
+)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signalled_run_says_so_and_how_to_continue(tmp_path, signal_name):
+    """A SIGTERM ended the run early with exit 0, as if it had finished; a Ctrl-C with exit 1 and Lightning's
+    line only: both are "interrupted" (exit 130) with the command that continues the run, and no export."""
+    synthetic_cache(tmp_path / "cache", n=200)
+    config_file = tmp_path / "run.yaml"
+    dump_config(from_dict(config_for(tmp_path / "cache", tmp_path / "run", enable_progress_bar=False)), config_file)
+    script = tmp_path / "signalled_run.py"
+    script.write_text(SIGNALLED_RUN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(config_file), signal_name], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 130, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "satclip: interrupted"
+    assert f"continue it with `satclip train --config {tmp_path / 'run' / 'config.yaml'} --resume`" in lines[-2]
+    assert not (tmp_path / "run" / "export").exists()

@@ -129,6 +129,8 @@ class TrainerConfig:
     export_target: str = "original"  # original (.ckpt) | torchgeo (.pt) | rshf (directory); see docs/export.md
 
     def __post_init__(self):
+        if isinstance(self.max_epochs, int) and self.max_epochs < 1:  # (Lightning reads -1 as "without end")
+            raise ValueError(f"trainer.max_epochs={self.max_epochs} must be a number of epochs, 1 or more")
         if self.checkpoint_every_n_steps < 0:
             raise ValueError(
                 f"trainer.checkpoint_every_n_steps={self.checkpoint_every_n_steps} must be >= 0 (0: only after "

@@ -271,7 +271,7 @@ def fit(
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        _fit_or_interrupt(trainer, module, datamodule, ckpt_path, run_dir)
 
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
         rows = list(history.rows)
@@ -285,6 +285,25 @@ def fit(
         if trainer.is_global_zero and config.trainer.export:
             result.exports = _export_all(result, cache, trainer, run_dir / "export")
     return result
+
+
+def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, run_dir: Path) -> None:
+    """``trainer.fit``; a run stopped by Ctrl-C or SIGTERM raises :class:`KeyboardInterrupt` (the CLI's
+    "interrupted", exit 130) after saying how to continue it. Lightning itself ends a Ctrl-C with
+    ``sys.exit(1)`` and a SIGTERM by returning as if the run had finished."""
+    def interrupted() -> KeyboardInterrupt:
+        log.warning("training interrupted in epoch %d; continue it with `satclip train --config %s --resume`",
+                    trainer.current_epoch, run_dir / "config.yaml")  # fmt: skip
+        return KeyboardInterrupt()
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:
+            raise interrupted() from None
+        raise
+    if getattr(trainer, "received_sigterm", False):
+        raise interrupted()
 
 
 def _export_all(result: FitResult, cache, trainer, directory: Path) -> dict[str, Exported]:
