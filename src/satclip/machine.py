@@ -53,3 +53,44 @@ def settle_vector_math() -> None:
         one = torch.full((1,), 0.5, dtype=dtype)
         for name in _VML_OPS:
             getattr(torch, name)(one)
+
+
+def available_devices() -> list[str]:
+    """Device strings torch can use on this machine: ``cpu``, then ``cuda:0`` …, ``mps`` where present."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device) -> None:
+    """Raise :class:`~satclip.errors.BadInputError` unless ``device`` (a string or ``torch.device``) names a
+    device present here, saying which are."""
+    import torch
+
+    from .errors import BadInputError
+
+    if str(device) == "cpu":
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise BadInputError(f"{device!r} is not a torch device; use one of: {', '.join(available_devices())}") from None
+    if parsed.type == "cpu":
+        return
+    backend = getattr(torch.backends, "mps", None) if parsed.type == "mps" else getattr(torch, parsed.type, None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        raise BadInputError(
+            f"{str(device)!r}: no {parsed.type} device on this machine; available: {', '.join(available_devices())}"
+        )
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if parsed.index is not None and parsed.index >= count:
+        raise BadInputError(
+            f"{str(device)!r}: this machine has {count} {parsed.type} device(s); available: "
+            f"{', '.join(available_devices())}"
+        )

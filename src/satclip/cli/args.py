@@ -64,45 +64,17 @@ def shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err).replace("--shard ", "", 1)) from None
 
 
-def available_devices() -> list[str]:
-    """Device strings torch can use on this machine: ``cpu``, then ``cuda:0`` …, ``mps`` where present."""
-    import torch
-
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 def device(text: str) -> str:
     """A torch device string that names a device present here (``cpu``, ``cuda``, ``cuda:1``, ``mps``, …)."""
     if text == "cpu":  # the common default: no need to import torch while parsing
         return text
-    import torch
+    from ..errors import BadInputError
+    from ..machine import check_device
 
     try:
-        parsed = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a torch device; use one of: {', '.join(available_devices())}"
-        ) from None
-    if parsed.type == "cpu":
-        return text
-    backend = getattr(torch, parsed.type, None)
-    if parsed.type == "mps":
-        backend = getattr(torch.backends, "mps", None)
-    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: no {parsed.type} device on this machine; available: {', '.join(available_devices())}"
-        )
-    count = backend.device_count() if hasattr(backend, "device_count") else 1
-    if parsed.index is not None and parsed.index >= count:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: this machine has {count} {parsed.type} device(s); available: {', '.join(available_devices())}"
-        )
+        check_device(text)
+    except BadInputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
 
 

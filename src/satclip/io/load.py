@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadInputError
+from ..machine import check_device
 from ..models import precision as _precision
 from ..models.clip import SatCLIP
 from ..models.location_encoder import LocationEncoder
@@ -55,6 +56,7 @@ def load(
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (runs code: only for files
             you trust). Not needed for the released checkpoints.
     """
+    check_device(device)
     parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint)
     source_name = parts.provenance["source"]
     config = with_harmonics(parts.location_config, harmonics_calculation, source)
@@ -83,6 +85,7 @@ def load_model(
             ``"analytic"`` harmonics are evaluated in float64 whatever ``dtype``.
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (only for trusted files).
     """
+    check_device(device)
     parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint))
     source_name = parts.provenance["source"]
     # cast before loading, so float64 weights (the location network) reach a float64 model unrounded

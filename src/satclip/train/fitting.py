@@ -244,6 +244,7 @@ def fit(
     from .prepare import cache_from_config, source_from_config
 
     config = _as_config(config)
+    _check_accelerator(config.trainer.accelerator)
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
@@ -285,6 +286,23 @@ def fit(
         if trainer.is_global_zero and config.trainer.export:
             result.exports = _export_all(result, cache, trainer, run_dir / "export")
     return result
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """An accelerator this machine does not have is bad config, named (Lightning raises a bare
+    "No supported gpu backend found!")."""
+    from ..errors import BadInputError
+    from ..machine import available_devices, check_device
+
+    kind = {"gpu": "cuda"}.get(accelerator, accelerator)
+    if kind in ("cuda", "mps"):
+        try:
+            check_device(kind)
+        except BadInputError:
+            raise BadInputError(
+                f"trainer.accelerator={accelerator!r}, but this machine has no {kind} device (available: "
+                f"{', '.join(available_devices())}); use 'cpu' or 'auto'"
+            ) from None
 
 
 def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, run_dir: Path) -> None:
