@@ -210,3 +210,24 @@ def test_geodataframe_needs_points(encoder):
 def test_bad_shapes(encoder):
     with pytest.raises(ValueError, match=r"shape \(N, 2\).*\(4, 3\)"):
         satclip.embed(np.zeros((4, 3)), model=encoder)
+
+
+def test_what_encode_cannot_take_is_named_with_the_fix(encoder):
+    """encoder.encode on a DataFrame, strings, booleans or (2, N) points: a message saying what to pass, not
+    numpy's or torch's; no points at all, as a list or a (0, 2) array, are (0, D) alike."""
+    frame = pd.DataFrame({"lon": [0.0, 10.0], "lat": [0.0, 45.0]})
+    cases = [(frame, r"frame\[\['lon', 'lat'\]\]\.to_numpy\(\).*satclip\.embed"),
+             ([["a", "b"]], "points must be numbers"), ([[True, False]], "must be numbers.*bool"),
+             (np.zeros((2, 3)), r"got shape \(2, 3\) \(transposed\? pass points\.T\)")]  # fmt: skip
+    for points, message in cases:
+        with pytest.raises(ValueError, match=message):
+            encoder.encode(points)
+    assert encoder.encode([]).shape == encoder.encode(np.zeros((0, 2))).shape == (0, encoder.embedding_dim)
+
+
+def test_load_names_what_a_model_is(tmp_path):
+    from satclip.errors import BadInputError
+
+    for source in (torch.zeros(3), {"location.nnet.weight": torch.zeros(1)}, 5, None):
+        with pytest.raises(BadInputError, match="a model is a name, a .ckpt file, a model directory"):
+            satclip.load(source)

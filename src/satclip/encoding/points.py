@@ -55,13 +55,27 @@ def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch
     floating dtype (float64 for non-float input). Read-only arrays (pandas' ``to_numpy()`` under
     copy-on-write, memory-mapped files) are copied, never written.
     """
+    if hasattr(points, "columns") and hasattr(points, "iloc"):  # a DataFrame: its columns are named, not ordered
+        raise ValueError(
+            "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
+            "satclip.embed(frame, model=…), which finds the coordinate columns and keeps the index"
+        )
     if isinstance(points, np.ndarray) and not points.flags.writeable:
         points = points.copy()  # torch would warn that it cannot promise not to write to them
-    tensor = torch.as_tensor(points, device=device)
+    try:
+        tensor = torch.as_tensor(points, device=device)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
+    if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
+        tensor = tensor.reshape(0, 2)
     if tensor.ndim != 2 or tensor.shape[1] != 2:
+        transposed = " (transposed? pass points.T)" if tensor.ndim == 2 and tensor.shape[0] == 2 else ""
         raise ValueError(
-            f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}"
+            f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}{transposed}"
         )
+    if not (tensor.is_floating_point() or tensor.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                            torch.uint8)):  # fmt: skip
+        raise ValueError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
     if dtype is None:
         dtype = tensor.dtype if tensor.is_floating_point() else torch.float64
     lon, lat = tensor[:, 0], tensor[:, 1]

@@ -75,7 +75,17 @@ def resolve(source: str | Path) -> ResolvedSource:
 
     Raises:
         FileNotFoundError: no such file or directory, or an unknown name (the message lists the known ones).
+        BadInputError: ``source`` is not a string or path (e.g. a state dict or a tensor).
     """
+    if not isinstance(source, (str, os.PathLike)):
+        from ..errors import BadInputError
+
+        hint = " (a state dict: build the encoder with satclip.LocationEncoder.from_config(config) and load it " \
+            "with load_state_dict)" if isinstance(source, dict) else ""  # fmt: skip
+        raise BadInputError(
+            f"a model is a name, a .ckpt file, a model directory or hf://owner/name, not a {type(source).__name__}"
+            f"{hint}"
+        )
     text = os.fspath(source)
     if text.startswith(HUB_SCHEME):
         return _hub_repository(text[len(HUB_SCHEME) :])
