@@ -113,6 +113,11 @@ def test_cache_build_fits_a_data_fitted_backbone(tmp_path, capsys):
     stamp = (tmp_path / "cache" / "features.npy").stat().st_mtime_ns
     assert main(["cache", "build", *args]) == 0  # same seed → same fit → same key: reused
     assert (tmp_path / "cache" / "features.npy").stat().st_mtime_ns == stamp
+    # verify fits the backbone as build did: current, and fresh features equal the cached ones
+    capsys.readouterr()
+    assert main(["cache", "verify", *args, "--recompute", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["recomputed"] == 3 and report["max_abs_diff"] < 1e-2, report
 
 
 def test_cache_verify_of_a_missing_directory_is_bad_input(tmp_path, capsys):

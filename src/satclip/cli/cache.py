@@ -86,7 +86,7 @@ def run_verify(args: argparse.Namespace) -> int:
     expected_key = encoder = source = None
     if args.config is not None or args.set_overrides or any(k.startswith("override:") for k in vars(args)):
         from ..train.build import build_image_encoder
-        from ..train.prepare import source_from_config
+        from ..train.prepare import fit_from_data, source_from_config
 
         config = load_cli_config(args)
         path = path or config.data.cache
@@ -95,6 +95,7 @@ def run_verify(args: argparse.Namespace) -> int:
             encoder = build_image_encoder(
                 config.model.image_encoder, embed_dim=config.model.embed_dim, seed=config.trainer.seed
             )
+            fit_from_data(encoder, source, seed=config.trainer.seed)  # as `cache build` does (MOSAIKS)
             expected_key = cache_key(
                 encoder, source, views=config.data.cache_views, dtype=config.data.cache_dtype, seed=config.trainer.seed
             )
