@@ -156,3 +156,22 @@ def test_backbone_hash_ignores_the_head():
     assert cache_key(a, tiny_source(2), views=1, dtype="float16", seed=0) == cache_key(
         b, tiny_source(2), views=1, dtype="float16", seed=0
     )
+
+
+@pytest.mark.parametrize("damage", ["lonlat cut short", "manifest not json"])
+def test_a_damaged_cache_is_named_by_verify_and_rebuilt_by_build(tmp_path, damage):
+    """A cut-short lonlat.npy or a garbage manifest.json: verify named no file (numpy's or json's message
+    alone) and build reported the cache as fine; now verify names the file and build rebuilds it."""
+    encoder, source = tiny_encoder(), tiny_source(10)
+    cache = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
+    expected = np.array(cache.features)
+    file = cache.path / ("lonlat.npy" if damage.startswith("lonlat") else "manifest.json")
+    if damage.startswith("lonlat"):
+        file.write_bytes(file.read_bytes()[:100])
+    else:
+        file.write_text("{")
+    report = verify_cache(cache.path)
+    assert not report.ok and any(f"{file} is damaged" in p for p in report.problems), report.problems
+    rebuilt = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
+    assert verify_cache(rebuilt.path).ok
+    np.testing.assert_array_equal(np.array(rebuilt.features), expected)

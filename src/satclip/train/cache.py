@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import safe_output
-from ..errors import SatclipError
+from ..errors import BadInputError, SatclipError
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -141,15 +141,23 @@ class FeatureCache:
     def features(self) -> np.ndarray:
         """``(N, V, F)`` read-only memmap."""
         if self._features is None:
-            self._features = np.load(self.path / FEATURES, mmap_mode="r")
+            self._features = _load_cache_array(self.path / FEATURES, mmap_mode="r")
         return self._features
 
     @property
     def lonlat(self) -> np.ndarray:
         """``(N, 2)`` float64 (lon, lat) degrees."""
         if self._lonlat is None:
-            self._lonlat = np.load(self.path / LONLAT)
+            self._lonlat = _load_cache_array(self.path / LONLAT)
         return self._lonlat
+
+    def check_files(self) -> None:
+        """Raise :class:`~satclip.errors.BadInputError` naming a file of the cache that cannot be read as the
+        manifest describes it (cut short, overwritten)."""
+        for name, array, shape in ((FEATURES, self.features, tuple(self.manifest["shape"])),
+                                   (LONLAT, self.lonlat, (len(self), 2))):  # fmt: skip
+            if array.shape != shape:
+                raise _damaged(self.path / name, f"shape {array.shape}, the manifest says {shape}")
 
     def __len__(self) -> int:
         return int(self.manifest["shape"][0])
@@ -180,6 +188,20 @@ class FeatureCache:
         return torch.from_numpy(np.asarray(self.features[index, view], dtype=np.float32))
 
 
+def _damaged(file: Path, what: str) -> BadInputError:
+    return BadInputError(
+        f"{file} is damaged ({what}): rebuild the cache with `satclip cache build --config CONFIG` (it rebuilds a "
+        "damaged cache of its own) or `--rebuild`"
+    )
+
+
+def _load_cache_array(file: Path, **kwargs) -> np.ndarray:
+    try:
+        return np.load(file, allow_pickle=False, **kwargs)
+    except (ValueError, EOFError, OSError) as err:  # a truncated header or data, or another file in its place
+        raise _damaged(file, str(err) or type(err).__name__) from err
+
+
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     file = path / MANIFEST
@@ -187,7 +209,12 @@ def read_manifest(path: str | Path) -> dict:
         raise FileNotFoundError(
             f"{path} is not a feature cache (no {MANIFEST}); create it with `satclip cache build --config CONFIG`"
         )
-    manifest = json.loads(file.read_text())
+    try:
+        manifest = json.loads(file.read_text())
+    except ValueError as err:
+        raise _damaged(file, f"not JSON: {err}") from err
+    if not isinstance(manifest, dict):
+        raise _damaged(file, "not a JSON object")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{file} is not a satclip feature cache (format={manifest.get('format')!r})")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
@@ -275,11 +302,20 @@ def build_cache(
         if manifest is not None and not rebuild:
             differ = key_differences(manifest.get("key", {}), jsonable(key))
             if not differ and manifest.get("complete"):
-                log.info("feature cache %s is up to date", path)
-                if progress:
-                    progress(n, n)
-                return FeatureCache.open(path)
-            if differ:
+                try:
+                    cache = FeatureCache.open(path)
+                    cache.check_files()
+                except (BadInputError, FileNotFoundError) as err:
+                    log.warning("feature cache %s cannot be used (%s): rebuilding it", path, err)
+                    rebuild = True
+                else:
+                    log.info("feature cache %s is up to date", path)
+                    if progress:
+                        progress(n, n)
+                    return cache
+            if rebuild:
+                manifest = None
+            elif differ:
                 log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
                 manifest = None
             elif not (_partial(path, FEATURES).is_file() and _partial(path, LONLAT).is_file()):
@@ -436,9 +472,16 @@ def _probe_feature_dim(encoder: nn.Module, source: PairSource, device: torch.dev
 
 
 def _existing_manifest(path: Path) -> dict | None:
+    """The manifest of the cache at ``path``; None where there is none, or (in a directory satclip made) a
+    damaged one: that cache is rebuilt."""
     try:
         return read_manifest(path)
     except FileNotFoundError:
+        return None
+    except BadInputError as err:
+        if not safe_output.is_owned(path):
+            raise
+        log.warning("%s; rebuilding it", err)
         return None
 
 
@@ -537,11 +580,15 @@ def verify_cache(
         return report
     for start in range(0, len(feats), 4096):
         if not np.isfinite(feats[start : start + 4096]).all():
-            report.problems.append(f"non-finite features in images {start}…{start + 4095}")
+            report.problems.append(f"non-finite features in images {start}…{min(start + 4096, len(feats)) - 1}")
             break
     from ..encoding.points import describe_invalid, invalid_rows
 
-    lonlat = cache.lonlat
+    try:
+        lonlat = cache.lonlat
+    except BadInputError as err:
+        report.problems.append(str(err))
+        return report
     if lonlat.shape != (report.shape[0], 2):
         report.problems.append(f"lonlat.npy has shape {lonlat.shape}, expected ({report.shape[0]}, 2)")
     elif invalid_rows(lonlat).any():
