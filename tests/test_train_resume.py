@@ -311,6 +311,12 @@ def test_a_checkpoint_of_another_config_or_not_of_satclip_is_refused(tmp_path, s
     assert [row["epoch"] for row in result.history] == [0, 1, 2]
 
 
+def test_resuming_from_a_missing_file_points_to_the_runs_own_checkpoint(tmp_path, short_run):
+    config = copy_run(short_run, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"nope\.ckpt does not exist \(continue from .*last\.ckpt with"):
+        fit(from_dict(config), resume=str(tmp_path / "nope.ckpt"))
+
+
 def test_a_second_run_on_the_same_output_dir_fails_fast(tmp_path, short_run):
     config = config_for(short_run[0] / "cache", tmp_path / "run", max_epochs=1)
     with safe_output.exclusive(tmp_path / "run"):

@@ -100,7 +100,9 @@ def export_model(
         parts = parts.location_only()
     try:
         written = write(parts, output, target, overwrite=True, epoch=epoch, global_step=global_step)
-    except BadInputError as err:  # an image encoder the original cannot describe (e.g. mosaiks)
-        log.info("%s: the .ckpt holds the location encoder only (%s)", name, err)
+    except BadInputError:  # an image encoder the original cannot describe (e.g. mosaiks)
+        log.info("%s: %s holds the location encoder only (the original's format has no %s image encoder); the "
+                 "whole model is the native directory %s", name, output.name, image_config.get("name", "such an"),
+                 native.path)  # fmt: skip
         written = write(parts.location_only(), output, target, overwrite=True, epoch=epoch, global_step=global_step)
     return Exported(native.path, written)

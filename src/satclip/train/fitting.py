@@ -169,7 +169,9 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
         return None, None
     path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
     if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: {path} does not exist (start without --resume)")
+        hint = (f"continue from {ckpt_dir / 'last.ckpt'} with --resume alone" if (ckpt_dir / "last.ckpt").is_file()
+                else "start without --resume")  # fmt: skip
+        raise FileNotFoundError(f"cannot resume: {path} does not exist ({hint})")
     return path, check_resume(path, config) if check else None
 
 
