@@ -59,6 +59,7 @@ CASES = [
     (["demo", "--air-temperature", "{missing}"], 2, USAGE, "no such file: {missing}"),
     # convert
     (["convert", "{missing}", "{out}"], 2, ONE_LINE, "{missing}"),
+    (["convert", "{missing}", "-o", "{out}"], 2, USAGE, "unrecognized arguments: -o (see satclip convert --help)"),
     (["convert", "nosuch-model", "{out}"], 2, ONE_LINE, "no model 'nosuch-model'"),
     (["convert", "bluemarble-l10"], 2, USAGE, "required: OUTPUT"),
     # evaluate

@@ -102,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, --version, or argparse's usage + error line (status 2)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command they were given to, as its other errors are
+            commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+            commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as stop:  # --help, --version, or argparse's one error line (status 2)
         return stop.code if isinstance(stop.code, int) else 0
     if not getattr(args, "func", None):
         parser.print_help()
