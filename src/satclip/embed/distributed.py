@@ -142,7 +142,7 @@ def embed_frame(
     dtype = _dtype(encoder)
     names = sinks.embedding_column_names(encoder.embedding_dim)
     meta = pd.DataFrame({name: np.empty(0, dtype) for name in names}, index=frame._meta.index)
-    model = dask.delayed(encoder, name=f"satclip-model-{model_token(encoder)}", traverse=False)
+    model = dask.delayed(encoder, name=f"satclip-model-{model_token(model_identity(encoder))}", traverse=False)
     return frame.map_partitions(
         _frame_partition, model, batch_size, lon_col, lat_col, skip_invalid, centroids, meta=meta,
         enforce_metadata=False,

@@ -140,9 +140,8 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple
     return min(cy, height), min(cx, width)
 
 
-def _model_attrs(model, encoder) -> dict:
-    from ..models.location_encoder import model_identity
-
+def _model_attrs(model, encoder, identity: dict) -> dict:
+    """The field's attributes; ``identity``: the encoder's :func:`~satclip.models.location_encoder.model_identity`."""
     source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
     encoding = dict(encoder.config.get("encoding", {}))
     basis = encoding.pop("name", "?")
@@ -150,7 +149,7 @@ def _model_attrs(model, encoder) -> dict:
     return {
         "long_name": "SatCLIP location embedding",
         "satclip_model": Path(str(source)).name if source else "unknown",
-        "satclip_model_sha256": model_identity(encoder)["sha256"],
+        "satclip_model_sha256": identity["sha256"],
         "satclip_basis": f"{basis} ({params})" if params else basis,
         "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
         "satclip_version": __version__,
@@ -201,7 +200,7 @@ def embedding_field(
         ValueError: coordinates of other shapes, out-of-range 1-D axes, an unknown ``where``.
         MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
     """
-    from ..models.location_encoder import model_token
+    from ..models.location_encoder import model_identity, model_token
 
     xr = require("xarray", "dask", "lazy embedding fields")
     dask = require("dask", "dask", "lazy embedding fields")
@@ -282,8 +281,9 @@ def embedding_field(
 
     out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
     dim = encoder.embedding_dim
-    identity = _model_attrs(model, encoder)
-    encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(encoder)}", traverse=False)
+    identity = model_identity(encoder)
+    model_attrs = _model_attrs(model, encoder, identity)
+    encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(identity)}", traverse=False)
     out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((dim,),)
     data = darray.map_blocks(
         _embed_block, arrays[0], arrays[1], encoder_key, *arrays[2:], where=where_fn, batch_size=batch_size,
@@ -291,7 +291,7 @@ def embedding_field(
         meta=np.empty((0, 0, 0), out_dtype),
     )  # fmt: skip
     coords[DIM] = xr.Variable(DIM, np.arange(dim, dtype=np.int32), {"long_name": "embedding dimension"})
-    attrs = {**identity, "satclip_cells": description}
+    attrs = {**model_attrs, "satclip_cells": description}
     field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
     return field.assign_coords(extra_coords) if extra_coords else field
 

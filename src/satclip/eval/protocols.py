@@ -118,13 +118,9 @@ _OPTION_CHECKS = {"spatial-block": _check_spatial_block}
 def check_options(name: str, **options) -> None:
     """Refuse, before any task is read, an unknown protocol, an option it does not take or a value it cannot
     use (the same checks as :func:`make_folds`)."""
-    import inspect
-
     from ..registry import check_parameters
 
-    builder = PROTOCOLS.get(name)
-    taken = [key for key in inspect.signature(builder).parameters if key not in ("task", "seeds")]
-    check_parameters(PROTOCOLS.kind, name, taken, options)
+    check_parameters(PROTOCOLS.kind, name, PROTOCOLS.accepted(name) - {"task", "seeds"}, options)
     if name in _OPTION_CHECKS:
         _OPTION_CHECKS[name](**options)
 

@@ -80,12 +80,12 @@ def resolve(source: str | Path) -> ResolvedSource:
     if not isinstance(source, (str, os.PathLike)):
         from ..errors import BadInputError
 
-        hint = " (a state dict: build the encoder with satclip.LocationEncoder.from_config(config) and load it " \
-            "with load_state_dict)" if isinstance(source, dict) else ""  # fmt: skip
-        raise BadInputError(
-            f"a model is a name, a .ckpt file, a model directory or hf://owner/name, not a {type(source).__name__}"
-            f"{hint}"
-        )
+        kind = type(source).__name__
+        message = f"a model is a name, a .ckpt file, a model directory or hf://owner/name, not a {kind}"
+        if isinstance(source, dict):
+            message += " (a state dict: build the encoder with satclip.LocationEncoder.from_config(config) and load it "
+            message += "with load_state_dict)"
+        raise BadInputError(message)
     text = os.fspath(source)
     if text.startswith(HUB_SCHEME):
         return _hub_repository(text[len(HUB_SCHEME) :])

@@ -219,11 +219,11 @@ def model_identity(encoder) -> dict:
     return identity
 
 
-def model_token(encoder) -> str:
-    """A short hash of :func:`model_identity`: equal for encoders that give the same embeddings, different
+def model_token(identity: dict) -> str:
+    """A short hash of a :func:`model_identity`: equal for encoders that give the same embeddings, different
     when anything that changes them differs (weights, basis, dtype, precision, retrieval). Names the encoder
     in Dask graphs, where two encoders under one name would be merged into one."""
     import json
 
-    text = json.dumps(model_identity(encoder), sort_keys=True, default=str)
+    text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

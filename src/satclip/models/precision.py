@@ -294,10 +294,12 @@ def _read_calibration(file) -> Choice | None:
 
 def _keep_calibration(file, choice: Choice) -> None:
     from .. import safe_output
+    from ..errors import SatclipError
 
     try:
+        safe_output.make_owned_dir(file.parent, kind="precision-calibrations")
         safe_output.write_json(file, choice.as_dict())
-    except OSError as err:  # a read-only cache: the next run measures again
+    except (OSError, SatclipError) as err:  # a read-only cache, or a directory not ours: measure next time again
         log.debug("could not keep the precision calibration in %s: %s", file, err)
 
 
@@ -370,9 +372,8 @@ def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
 def clear_calibrations() -> None:
     """Forget the calibrations of this process and those kept in ``$SATCLIP_CACHE/precision/`` (tests;
     after changing hardware settings): the next ``"auto"`` measures again."""
-    import shutil
-
+    from .. import safe_output
     from ..paths import cache_dir
 
     _CALIBRATED.clear()
-    shutil.rmtree(cache_dir("precision"), ignore_errors=True)
+    safe_output.remove_owned(cache_dir("precision"))
