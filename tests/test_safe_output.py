@@ -322,3 +322,35 @@ def test_a_failed_command_leaves_no_directories_it_made(tmp_path, model, points)
     assert empty.is_dir()
     assert embed(good, "-o", tmp_path / "made" / "o.parquet", "--model", model) == 0
     assert (tmp_path / "made" / "o.parquet").is_file() and not safe_output.is_owned(tmp_path / "made")
+
+
+def test_library_writers_never_replace_the_model_they_were_loaded_from(tmp_path, model, points):  # noqa: F811
+    """The CLI refused ``-o`` naming ``--model``, but the Python writers given an encoder loaded from a file
+    (export, embed_file, render_map) replaced that .ckpt or the native weights with their output."""
+    from satclip.cli import main
+    from satclip.embed.api import load_encoder
+    from satclip.embed.job import embed_file
+    from satclip.embed.maps import render_map
+    from satclip.embed.sources import open_source
+    from satclip.io.onnx import export
+
+    source = tmp_path / "p.csv"
+    points.to_csv(source, index=False)
+    ckpt = tmp_path / "model.ckpt"
+    assert main(["convert", str(model), str(ckpt), "--location-only"]) == 0
+    for loaded_from, target in ((ckpt, ckpt), (model, model / "model.safetensors")):
+        encoder = load_encoder(str(loaded_from))
+        before = target.read_bytes()
+        writers = (
+            lambda: export(encoder, target, "torchscript", overwrite=True),
+            lambda: embed_file(open_source(source), target, encoder, out_format="npy", overwrite=True),
+            lambda: render_map(encoder, target, resolution=30, fmt="png", overwrite=True),
+        )
+        for write in writers:
+            with pytest.raises(BadInputError, match="is also an input"):
+                write()
+            assert target.read_bytes() == before
+    encoder = load_encoder(str(model))
+    with pytest.raises(BadInputError, match="is inside the input"):
+        export(encoder, model / "m.pt", "torchscript")
+    assert export(encoder, tmp_path / "m.pt", "torchscript") == tmp_path / "m.pt"

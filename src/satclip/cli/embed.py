@@ -152,13 +152,8 @@ def run(args: argparse.Namespace) -> int:
             source = _dask_source(args, source)
 
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
-        from .. import safe_output
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
-        from ..embed.shards import shard_path
-        from ..io.resolve import local_model_files
-
-        safe_output.check_not_input(shard_path(args.output, args.shard), local_model_files(args.model))
         progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
         encoder = load_encoder(
             args.model, device=args.device, harmonics_calculation=args.harmonics,

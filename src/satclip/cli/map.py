@@ -70,13 +70,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .. import safe_output
     from ..embed.api import load_encoder
     from ..embed.maps import FORMATS, make_grid, render_map
     from ..errors import BadInputError
-    from ..io.resolve import local_model_files
-
-    safe_output.check_not_input(args.output, local_model_files(args.model))
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     if args.engine == "dask" and (args.pca or (args.format or FORMATS.get(args.output.suffix.lower())) != "zarr"):
         raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")

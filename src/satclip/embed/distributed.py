@@ -39,6 +39,7 @@ import numpy as np
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, ResumeError
+from ..io.resolve import encoder_files
 from ..models import precision
 from ..models.location_encoder import model_identity, model_token
 from ..optional import require
@@ -403,7 +404,8 @@ def embed_dataset(
     workdir = output.with_name(output.name + ".partial")
     for path in (output, workdir):
         safe_output.check_not_inside(path, source.path, "the input dataset")
-    safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=kind == "dataset")
+    inputs = [source.path, *encoder_files(encoder)]
+    safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset")
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = batch_size or encoder.default_batch_size

@@ -25,6 +25,7 @@ import numpy as np
 from .. import safe_output
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError
+from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
 from ..models.precision import AUTO_CHOICES, Choice
 from . import sinks
@@ -273,7 +274,9 @@ def embed_file(
     )
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
-    safe_output.check_output(output, overwrite=overwrite, inputs=[source.path], directory=fmt == "zarr")
+    safe_output.check_output(
+        output, overwrite=overwrite, inputs=[source.path, *encoder_files(encoder)], directory=fmt == "zarr"
+    )
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {**options, "precision": precision["precision"], "attrs": output_attrs(identity, source, encoder)}
     log.debug("embedding in %s", precision)

@@ -36,6 +36,7 @@ import torch
 
 from .. import safe_output
 from ..errors import BadInputError
+from ..io.resolve import encoder_files
 from ..models import precision as _precision
 from ..models.provenance import ANY, Footprint, training_footprint
 from ..optional import require
@@ -516,7 +517,7 @@ def render_map(
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
     check_size(grid, n_components or dim, fmt, force)  # before anything grid-sized is allocated
-    safe_output.check_output(output, overwrite=overwrite, directory=fmt == "zarr")
+    safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
     land = land_mask(grid) if land_only or blank_unseen else None
     mask = None
     if blank_unseen:

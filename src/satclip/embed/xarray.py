@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import __version__, safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
+from ..io.resolve import encoder_files
 from ..optional import require
 
 log = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ def write_map_zarr(
     grid = maps.make_grid(resolution, bbox)
     dim = encoder.embedding_dim
     maps.check_size(grid, dim, "zarr", force)
-    safe_output.check_output(output, overwrite=overwrite, directory=True)
+    safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True)
     if blank_unseen:
         footprint = footprint or training_footprint(encoder)
         log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",

@@ -22,6 +22,7 @@ from torch import nn
 from .. import safe_output
 from ..encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
 from ..optional import require
+from .resolve import encoder_files
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def metadata(encoder) -> dict:
 def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) -> Path:
     """Trace to TorchScript; ``torch.jit.load(path)(lonlat_float64)`` runs it (extra file ``satclip.json``)."""
     path = Path(path)
-    safe_output.check_output(path, overwrite=overwrite)
+    safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     module = exportable(encoder)
     example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
     with torch.no_grad():
@@ -139,7 +140,7 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
     metadata in the model's ``metadata_props`` (key ``satclip``)."""
     onnx = require("onnx", "export", "ONNX export")
     path = Path(path)
-    safe_output.check_output(path, overwrite=overwrite)
+    safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     module = exportable(encoder)
     example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:

@@ -119,3 +119,10 @@ def local_model_files(source: str | Path) -> list[Path]:
     if not path.exists():
         return []
     return [path, path / native.CONFIG_FILE, path / native.WEIGHTS_FILE] if path.is_dir() else [path]
+
+
+def encoder_files(encoder) -> list[Path]:
+    """The local files a loaded ``encoder`` was read from (:func:`local_model_files` of its provenance's
+    source): what the library's writers refuse to replace, as the CLI does with ``--model``."""
+    source = (getattr(encoder, "provenance", None) or {}).get("source")
+    return local_model_files(source) if source else []
