@@ -128,6 +128,28 @@ def test_where_land_skips_ocean(encoder):
     assert np.isnan(north[45:]).all() and not np.isnan(north[:45]).any()
 
 
+def test_an_xarray_mask_is_taken_by_its_labels(encoder):
+    """A mask with coordinates was applied by position: over this descending-latitude grid, a northern mask
+    in ascending latitude computed the southern hemisphere."""
+    north = embedding_field(encoder, LON, LAT, where=lambda lon, lat: lat > 0).compute(scheduler="sync").values
+    ascending = LAT[::-1]
+    mask = xr.DataArray(np.broadcast_to(ascending[None, :] > 0, (180, 90)), dims=("lon", "lat"),
+                        coords={"lat": ascending, "lon": LON})  # fmt: skip
+    np.testing.assert_array_equal(embedding_field(encoder, LON, LAT, where=mask).values, north)
+    with pytest.raises(ValueError, match="lat coordinate does not hold the grid's lat values"):
+        embedding_field(encoder, LON, LAT, where=mask.assign_coords(lat=ascending + 0.5))
+    with pytest.raises(ValueError, match=r"the mask has dimensions \('x', 'y'\), the grid \('lat', 'lon'\)"):
+        embedding_field(encoder, LON, LAT, where=mask.rename(lon="x", lat="y"))
+    # 2-D coordinates: the mask's y labels are matched to the coordinates' (here reversed)
+    lon2, lat2 = np.meshgrid(LON, LAT)
+    y = np.arange(90.0)
+    coords = {"y": y, "x": np.arange(180.0)}
+    lon2, lat2 = (xr.DataArray(a, dims=("y", "x"), coords=coords) for a in (lon2, lat2))
+    flipped = xr.DataArray((lat2.values > 0)[::-1], dims=("y", "x"), coords={"y": y[::-1], "x": coords["x"]})
+    values = embedding_field(encoder, lon2, lat2, where=flipped).values
+    np.testing.assert_array_equal(np.isnan(values[..., 0]), ~(lat2.values > 0))
+
+
 def test_where_footprint(encoder):
     """where='footprint' is the model's training footprint; the same cells on 1-D axes and 2-D coordinates."""
     from satclip.embed.maps import footprint_mask, make_grid

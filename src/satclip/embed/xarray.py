@@ -157,6 +157,33 @@ def _model_attrs(model, encoder, identity: dict) -> dict:
     }
 
 
+def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
+    """An xarray ``mask`` in the grid's dimension order and, along each dimension both label, at the grid's
+    labels (an ascending-latitude mask over a descending grid is flipped to it, not applied by position).
+
+    Raises:
+        ValueError: the mask lacks one of the grid's dimensions, or does not hold a label of the grid's.
+    """
+    missing = [dim for dim in dims if dim not in mask.dims]
+    if missing:
+        raise ValueError(f"where: the mask has dimensions {tuple(mask.dims)}, the grid {dims}; name them alike")
+    mask = mask.transpose(*dims)
+    for dim in dims:
+        labels = getattr(grid_coords.get(dim), "values", None)
+        if dim not in mask.indexes or labels is None or np.ndim(labels) != 1:
+            continue
+        if np.array_equal(mask.indexes[dim].values, labels):
+            continue
+        try:
+            mask = mask.sel({dim: labels})
+        except KeyError:
+            raise ValueError(
+                f"where: the mask's {dim} coordinate does not hold the grid's {dim} values; give it the grid's "
+                "coordinates (or pass a plain array in the grid's order)"
+            ) from None
+    return mask
+
+
 def embedding_field(
     model,
     lon,
@@ -273,7 +300,7 @@ def embedding_field(
         description = getattr(where, "description", f"cells where {getattr(where, '__name__', 'a callable')} holds")
     elif where is not None:
         if hasattr(where, "dims") and hasattr(where, "transpose"):
-            where = where.transpose(*dims)
+            where = _mask_on_grid(where, dims, {**extra_coords, **coords})
         mask = darray.asarray(getattr(where, "data", where)).astype(bool)
         if mask.shape != shape:
             raise ValueError(f"where: a mask of shape {mask.shape} for a grid of shape {shape}")
