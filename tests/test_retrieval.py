@@ -366,6 +366,19 @@ def test_retrieval_encoder_works_where_an_encoder_does(setup):
         encoder.encode([[0.0, 95.0]])
     far = encoder.excluding(np.arange(len(encoder.database)) < 100)
     assert len(far.database) == len(encoder.database) - 100
+    # another harmonics calculation rebuilds the location network and keeps the retrieval (it dropped it:
+    # satclip.embed returned the location half alone), with the same options
+    other = satclip.embed(points, model=encoder, harmonics_calculation="analytic-original", precision="float64")
+    expected = encoder.encode(points, precision="float64").numpy()
+    assert other.shape == (30, 2 * DIM)
+    np.testing.assert_allclose(other[:, DIM:], expected[:, DIM:], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(other[:, :DIM], expected[:, :DIM], rtol=0, atol=1e-5)
+    # nor is it exported as the location network alone under the combined width
+    from satclip.io.onnx import export
+
+    with pytest.raises(BadInputError, match="retrieval-augmented encoder cannot be exported"):
+        export(encoder, model_dir.parent / "r.pt", "torchscript")
+    assert not (model_dir.parent / "r.pt").exists()
 
 
 def test_bad_retrieval_options_are_one_line_errors(setup):

@@ -46,7 +46,8 @@ def load_encoder(
         rebuilt = LocationEncoder.from_config(config)
         rebuilt.load_state_dict(model.state_dict())
         rebuilt.provenance = getattr(model, "provenance", {})
-        model = rebuilt.to(device=param.device, dtype=param.dtype).eval()
+        rebuilt = rebuilt.to(device=param.device, dtype=param.dtype).eval()
+        model = model.with_location(rebuilt) if hasattr(model, "with_location") else rebuilt  # retrieval kept
     want_device = torch.device(device) if device is not None else param.device
     wanted = _precision.requested(precision, dtype) if precision is not None or dtype is not None else None
     want_dtype = _precision.weights_dtype(wanted) if wanted not in (None, "auto") else param.dtype

@@ -21,6 +21,7 @@ from torch import nn
 
 from .. import safe_output
 from ..encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
+from ..errors import BadInputError
 from ..optional import require
 from .resolve import encoder_files
 
@@ -92,9 +93,18 @@ class ExportableEncoder(nn.Module):
 
 
 def exportable(encoder) -> ExportableEncoder:
-    """An export-friendly copy of ``encoder`` (a :class:`~satclip.LocationEncoder`), CPU, eval mode."""
+    """An export-friendly copy of ``encoder`` (a :class:`~satclip.LocationEncoder`), CPU, eval mode.
+
+    Raises:
+        BadInputError: a retrieval-augmented encoder (its retrieved half is a search of a database, not a graph).
+    """
     import copy
 
+    if hasattr(encoder, "database"):
+        raise BadInputError(
+            "a retrieval-augmented encoder cannot be exported: its retrieved half searches a database, which ONNX "
+            "and TorchScript graphs do not hold; export the plain model (satclip.load without retrieval=) instead"
+        )
     posenc = encoder.posenc
     if isinstance(posenc, SphericalHarmonics):
         calculation = posenc.harmonics_calculation

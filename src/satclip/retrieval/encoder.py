@@ -139,6 +139,11 @@ class RetrievalEncoder(LocationEncoder):
         database = self.database.subset(~np.asarray(drop, dtype=bool))
         return RetrievalEncoder(self._location(), database, **self._init_options())
 
+    def with_location(self, location: LocationEncoder) -> RetrievalEncoder:
+        """The same retrieval (database, options) over another location encoder of the same model, e.g. one
+        computing the harmonics another way (its precision choice is kept)."""
+        return RetrievalEncoder(location, self.database, **self._init_options())
+
     def _init_options(self) -> dict:
         options = self.options
         if self.mode == "range":
