@@ -76,11 +76,26 @@ def test_non_points_refused_or_reduced_to_centroids(encoder):
     geometry = list(square)
     geometry[3], geometry[11] = polygons.iloc[3], polygons.iloc[11]
     frame = gpd.GeoDataFrame({"k": range(20)}, geometry=geometry, crs="EPSG:3857")
-    refused = r"must be points, found \['Point', 'Polygon'\] \(rows 3, 11\).*centroids=True"
+    refused = r"must be points, found \['Polygon'\] \(rows 3, 11\).*centroids=True"
     with pytest.raises(ValueError, match=refused):
         satclip.embed(frame, model=encoder)
     out = satclip.embed(frame, model=encoder, centroids=True)
     np.testing.assert_allclose(out.to_numpy(), satclip.embed(centres, model=encoder), rtol=0, atol=1e-5)
+
+
+def test_missing_geometries_are_invalid_points(encoder):
+    """A missing geometry (geom_type NaN in geopandas 1.x) was taken for a non-point: refused even with
+    skip_invalid, as the docstring and the CLI have it (NaN rows)."""
+    points = lonlat(4, seed=2)
+    geometry = [shapely.Point(*points[0]), None, shapely.Point(), shapely.Point(*points[3])]
+    frame = gpd.GeoDataFrame({"k": range(4)}, geometry=geometry, crs="EPSG:4326")
+    out = satclip.embed(frame, model=encoder, skip_invalid=True)
+    assert np.isnan(out.to_numpy()[1:3]).all()
+    np.testing.assert_allclose(out.to_numpy()[[0, 3]], satclip.embed(points[[0, 3]], model=encoder), rtol=0, atol=1e-5)
+    from satclip.encoding.points import InvalidPointsError
+
+    with pytest.raises(InvalidPointsError, match="row 1: .*row 2: "):
+        satclip.embed(frame, model=encoder)
 
 
 def test_geoparquet_and_geopackage_through_the_cli(model, encoder, tmp_path):

@@ -77,9 +77,10 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
     """
     geometry = obj.geometry
     kinds = np.asarray(geometry.geom_type, dtype=object)
-    other = np.array([k is not None and str(k) != "Point" for k in kinds], dtype=bool)
+    missing = np.asarray(geometry.isna(), dtype=bool)  # geom_type is None or NaN there, by geopandas version
+    other = ~missing & (kinds != "Point")
     if other.any():
-        found = sorted({str(k) for k in kinds if k is not None})
+        found = sorted({str(k) for k in kinds[other]})
         if not centroids:
             rows = ", ".join(str(r) for r in np.flatnonzero(other)[:5])
             raise ValueError(
