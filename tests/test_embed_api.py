@@ -116,6 +116,16 @@ def test_dataframe_named_columns_and_missing_values(encoder):
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
 
 
+def test_dataframe_of_an_array_with_integer_column_labels(encoder, lonlat):
+    """DataFrame(array) has columns 0 and 1: naming them (0 or "0") was a ColumnError or a raw KeyError."""
+    frame = pd.DataFrame(lonlat[:20, ::-1].copy())  # lat in column 0, lon in column 1
+    expected = satclip.embed(lonlat[:20], model=encoder)
+    np.testing.assert_array_equal(satclip.embed(frame, model=encoder, lon_col=1, lat_col=0), expected)
+    np.testing.assert_array_equal(satclip.embed(frame, model=encoder, lon_col="1", lat_col="0"), expected)
+    with pytest.raises(ColumnError, match="'2' is not a column"):
+        satclip.embed(frame, model=encoder, lon_col=2, lat_col=0)
+
+
 @pytest.mark.parametrize(
     ("bad", "row", "swapped"),
     [((np.nan, 0.0), 2, False), ((0.0, np.inf), 2, False), ((10.0, 95.0), 2, True), ((181.0, 10.0), 2, False)],
@@ -203,7 +213,7 @@ def test_geodataframe_is_reprojected(encoder):
 
 def test_geodataframe_needs_points(encoder):
     series = FakeGeoSeries([0.0, 1.0], [0.0, 1.0], FakeCRS(4326), kinds=["Point", "Polygon"])
-    with pytest.raises(ValueError, match=r"must be points, found \['Point', 'Polygon'\].*centroid"):
+    with pytest.raises(ValueError, match=r"must be points, found \['Polygon'\].*centroid"):
         satclip.embed(series, model=encoder)
 
 

@@ -77,7 +77,7 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
     """
     geometry = obj.geometry
     kinds = np.asarray(geometry.geom_type, dtype=object)
-    missing = np.asarray(geometry.isna(), dtype=bool)  # geom_type is None or NaN there, by geopandas version
+    missing = np.array([k is None or k != k for k in kinds], dtype=bool)  # None or NaN, by geopandas version
     other = ~missing & (kinds != "Point")
     if other.any():
         found = sorted({str(k) for k in kinds[other]})
@@ -133,9 +133,13 @@ def column_values(table, name: str) -> np.ndarray:
 
 
 def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) -> np.ndarray:
-    """``(N, 2)`` float64 (lon, lat) from a DataFrame's coordinate columns (detected or named)."""
-    lon_name, lat_name = detect_lonlat_columns(list(table.columns), lon_col, lat_col)
-    return np.column_stack([column_values(table, lon_name), column_values(table, lat_name)])
+    """``(N, 2)`` float64 (lon, lat) from a DataFrame's coordinate columns (detected or named; a column labelled
+    by another type than str, e.g. ``DataFrame(array)``'s 0 and 1, is named by its label or its text)."""
+    labels = {str(label): label for label in table.columns}
+    lon_name, lat_name = detect_lonlat_columns(
+        list(labels), None if lon_col is None else str(lon_col), None if lat_col is None else str(lat_col)
+    )
+    return np.column_stack([column_values(table, labels[lon_name]), column_values(table, labels[lat_name])])
 
 
 def to_lonlat(

@@ -58,7 +58,7 @@ def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch
     if hasattr(points, "columns") and hasattr(points, "iloc"):  # a DataFrame: its columns are named, not ordered
         raise ValueError(
             "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
-            "satclip.embed(frame, model=…), which finds the coordinate columns and keeps the index"
+            "satclip.embed(frame, model=…), which finds the coordinate columns (rows come back in the frame's order)"
         )
     if isinstance(points, np.ndarray) and not points.flags.writeable:
         points = points.copy()  # torch would warn that it cannot promise not to write to them
