@@ -10,6 +10,7 @@ import torch
 import satclip
 from satclip.embed.columns import ColumnError, detect_lonlat_columns
 from satclip.encoding.points import InvalidPointsError
+from satclip.errors import BadInputError
 
 from .conftest import REFERENCE, require
 
@@ -126,6 +127,17 @@ def test_dataframe_of_an_array_with_integer_column_labels(encoder, lonlat):
         satclip.embed(frame, model=encoder, lon_col=2, lat_col=0)
 
 
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.0, True, "64"])
+def test_a_bad_batch_size_is_one_clear_error(encoder, lonlat, batch_size):
+    """-1 and 2.0 were raw torch errors (negative dimension; empty() argument), 0 silently the default."""
+    for call in (lambda: satclip.embed(lonlat[:5], model=encoder, batch_size=batch_size),
+                 lambda: encoder.encode(lonlat[:5], batch_size=batch_size)):  # fmt: skip
+        with pytest.raises(BadInputError, match=f"a whole number of points >= 1.*got {batch_size!r}"):
+            call()
+    np.testing.assert_allclose(satclip.embed(lonlat[:5], model=encoder, batch_size=np.int64(2)),
+                               satclip.embed(lonlat[:5], model=encoder), rtol=0, atol=1e-5)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("bad", "row", "swapped"),
     [((np.nan, 0.0), 2, False), ((0.0, np.inf), 2, False), ((10.0, 95.0), 2, True), ((181.0, 10.0), 2, False)],
@@ -236,7 +248,7 @@ def test_what_encode_cannot_take_is_named_with_the_fix(encoder):
 
 
 def test_load_names_what_a_model_is(tmp_path):
-    from satclip.errors import BadInputError
+
 
     for source in (torch.zeros(3), {"location.nnet.weight": torch.zeros(1)}, 5, None):
         with pytest.raises(BadInputError, match="a model is a name, a .ckpt file, a model directory"):

@@ -342,13 +342,13 @@ def test_library_writers_never_replace_the_model_they_were_loaded_from(tmp_path,
         encoder = load_encoder(str(loaded_from))
         before = target.read_bytes()
         writers = (
-            lambda: export(encoder, target, "torchscript", overwrite=True),
-            lambda: embed_file(open_source(source), target, encoder, out_format="npy", overwrite=True),
-            lambda: render_map(encoder, target, resolution=30, fmt="png", overwrite=True),
+            (export, (encoder, target, "torchscript"), {}),
+            (embed_file, (open_source(source), target, encoder), {"out_format": "npy"}),
+            (render_map, (encoder, target), {"resolution": 30, "fmt": "png"}),
         )
-        for write in writers:
+        for write, args, options in writers:
             with pytest.raises(BadInputError, match="is also an input"):
-                write()
+                write(*args, **options, overwrite=True)
             assert target.read_bytes() == before
     encoder = load_encoder(str(model))
     with pytest.raises(BadInputError, match="is inside the input"):

@@ -79,7 +79,7 @@ def embed_lonlat(
     naming them (row numbers shifted by ``row_offset``), or with ``skip_invalid`` come back as NaN rows.
     ``batch_size`` None: the encoder's ``default_batch_size``.
     """
-    batch_size = batch_size or encoder.default_batch_size
+    batch_size = encoder.batch_size(batch_size)
     precision = _precision.for_encoder(encoder, precision)
     values = lonlat.detach().to("cpu", torch.float64).numpy() if isinstance(lonlat, torch.Tensor) else lonlat
     values = np.asarray(values, dtype=np.float64)

@@ -408,7 +408,7 @@ def embed_dataset(
     safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset")
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
-    batch_size = batch_size or encoder.default_batch_size
+    batch_size = encoder.batch_size(batch_size)
     sinks.ParquetSink.check_columns(source.columns, dim, {"layout": layout, "column": column})
     manifest_path, parts, pending = workdir / MANIFEST, workdir / "parts", workdir / "pending"
 

@@ -262,7 +262,7 @@ def embed_file(
     manifest_path = workdir / MANIFEST
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
-    batch_size = batch_size or encoder.default_batch_size
+    batch_size = encoder.batch_size(batch_size)
     precision = precision_record(encoder)
     dtype = np.dtype("float64" if precision["precision"] == "float64" else "float32")
     options = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import numbers
 from collections.abc import Mapping
 
 import torch
@@ -182,6 +183,11 @@ class LocationEncoder(nn.Module):
         on_cpu = next(self.parameters()).device.type == "cpu"
         return CPU_BATCH if on_cpu and not getattr(self.posenc, "needs_float64", False) else LARGE_BATCH
 
+    def batch_size(self, batch_size: int | None) -> int:
+        """``batch_size`` checked (:func:`check_batch_size`), or :attr:`default_batch_size` for None."""
+        check_batch_size(batch_size)
+        return batch_size or self.default_batch_size
+
     @torch.no_grad()
     def encode(self, points, batch_size: int | None = None, precision: str | None = None) -> torch.Tensor:
         """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees), at most ``batch_size`` at a
@@ -195,9 +201,20 @@ class LocationEncoder(nn.Module):
         from . import fused
         from . import precision as _precision
 
+        check_batch_size(batch_size)
         param = next(self.parameters())
         lonlat = as_lonlat(points, dtype=torch.float64, device=param.device)
         return fused.encode_points(self, lonlat, _precision.for_encoder(self, precision), batch_size)
+
+
+def check_batch_size(batch_size) -> None:
+    """Raise :class:`BadInputError` unless ``batch_size`` is None (the model's default) or an integer ≥ 1."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise BadInputError(
+            f"batch_size must be a whole number of points >= 1, or None for the model's default; got {batch_size!r}"
+        )
 
 
 def model_identity(encoder) -> dict:
