@@ -193,3 +193,26 @@ def test_dtype_still_works_and_the_recorded_precision_follows_the_weights(ckpt):
     assert bf16.encode([[0.0, 0.0]]).dtype == torch.float64
     with pytest.raises(BadInputError, match="contradicts"):
         satclip.load(ckpt, precision="bf16", dtype=torch.float64)
+
+
+def test_float64_of_weights_rounded_at_load_says_so_once(ckpt, caplog):
+    """The released location networks hold float64 weights: loaded in float32 and then run in float64, the
+    embeddings were float64 arrays ~1e-7 from the original's, with nothing said (conventions: float64 is the
+    exact comparison)."""
+    import numpy as np
+
+    lonlat = np.load(REFERENCE / "expected.npz")["lonlat"]
+    expected = np.load(REFERENCE / "expected.npz")["l10_location_embeddings"]
+    rounded = satclip.load(ckpt, precision="float32")
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        near = rounded.encode(lonlat, precision="float64").numpy()
+        satclip.embed(lonlat, model=rounded, precision="float64")
+    warnings = [r.getMessage() for r in caplog.records if "rounded to float32" in r.getMessage()]
+    assert len(warnings) == 1 and "precision='float64'" in warnings[0]  # once per encoder (and its copies)
+    exact = satclip.load(ckpt, precision="float64")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        np.testing.assert_allclose(exact.encode(lonlat, precision="float64").numpy(), expected, rtol=0, atol=1e-12)
+        rounded.encode(lonlat, precision="float64")
+    assert not caplog.records
+    assert np.abs(near - expected).max() > 1e-9  # what the warning is about

@@ -349,7 +349,10 @@ def configure(encoder, precision: str | torch.dtype | None = None, dtype: torch.
     :meth:`~satclip.LocationEncoder.encode` uses. ``"auto"`` is calibrated here (:func:`resolve`).
     Returns ``encoder``."""
     wanted = requested(precision, dtype)
-    encoder.to(dtype=weights_dtype(wanted if wanted != "auto" else "float32"))
+    target = weights_dtype(wanted if wanted != "auto" else "float32")
+    if next(encoder.parameters()).dtype == torch.float64 and target != torch.float64:
+        encoder.weights_rounded = True  # float64 weights (the released location networks) kept in float32
+    encoder.to(dtype=target)
     choice = resolve(wanted, encoder)
     encoder.precision = choice.precision
     encoder.precision_choice = choice
@@ -361,12 +364,26 @@ def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
     (``"auto"`` calibrated), else the one :func:`configure` recorded while the weights are still in its
     dtype, else the weights' own dtype (float64 weights: ``"float64"``, else ``"float32"``)."""
     if precision is not None:
-        return resolve(precision, encoder).precision
+        resolved = resolve(precision, encoder).precision
+        if resolved == "float64" and getattr(encoder, "weights_rounded", False):
+            _warn_rounded(encoder)
+        return resolved
     weights = next(encoder.parameters()).dtype
     recorded = getattr(encoder, "precision", None)
     if recorded is not None and weights_dtype(recorded) == weights:
         return recorded
     return "float64" if weights == torch.float64 else "float32"
+
+
+def _warn_rounded(encoder) -> None:
+    """Say once per encoder that float64 asked of weights rounded to float32 at load is not the file's float64."""
+    if getattr(encoder, "rounded_warning_given", False):
+        return
+    encoder.rounded_warning_given = True
+    log.warning(
+        "computing in float64 with weights rounded to float32 when the model was loaded (the file holds float64 "
+        "weights): embeddings differ from the file's by ~1e-7; load it with precision='float64' for exact values"
+    )
 
 
 def clear_calibrations() -> None:
