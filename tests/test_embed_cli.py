@@ -398,6 +398,41 @@ def test_resume_after_a_kill_is_byte_identical(tmp_path, model, points, monkeypa
     assert not (killed.parent / f"{name}.partial").exists()
 
 
+@pytest.mark.parametrize("name", ["emb.parquet", "emb.npy", "emb.zarr"])
+@pytest.mark.parametrize("stop", ["publish", "remove_owned"])
+def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, points, monkeypatch, name, stop):
+    """Killed after publishing the output but before removing OUT.partial/, every rerun failed ('No such file
+    … OUT.partial/output.parquet', exit 2); killed while removing it, the half-deleted directory (marker gone)
+    blocked every rerun, --restart included. Now the next run completes the stopped one without embedding."""
+    from satclip import safe_output
+    from satclip.embed import job
+
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "stopped").mkdir()
+    clean, stopped = tmp_path / "clean" / name, tmp_path / "stopped" / name
+    assert embed(source, "-o", clean, "--model", model, *CHUNK) == 0
+    workdir = stopped.parent / f"{name}.partial"
+    real = getattr(safe_output, stop)
+
+    def killed(path, *args, **kwargs):  # at the end only: publishing the output, removing the work directory
+        if Path(path) in (workdir, workdir / {"emb.parquet": "output.parquet", "emb.npy": "embeddings.npy",
+                                              "emb.zarr": "store.zarr"}[name]):  # fmt: skip
+            raise Crash("simulated kill")
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(safe_output, stop, killed)
+        assert embed(source, "-o", stopped, "--model", model, *CHUNK) == 1
+    assert json.loads((workdir / "manifest.json").read_text())["finished"]
+    assert stopped.exists() == (stop == "remove_owned")
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "embed_lonlat", lambda *a, **k: pytest.fail("the finished run was embedded again"))
+        assert embed(source, "-o", stopped, "--model", model, *CHUNK, "--overwrite") == 0
+    assert checksum(stopped) == checksum(clean) and not workdir.exists()
+
+
 def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkeypatch, capsys):
     source = tmp_path / "points.parquet"
     points.to_parquet(source)

@@ -278,6 +278,36 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
     assert "different input, model or options" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("name", "stop"), [("emb.parquet", "remove_owned"), ("dataset", "publish")])
+def test_a_run_stopped_at_its_end_is_completed_by_the_next(cluster, dataset, expected, model, tmp_path, monkeypatch,
+                                                          name, stop):  # fmt: skip
+    """As the local engine: a run killed between finishing its work and removing OUT.partial/ is completed by
+    the next, without embedding again (an assembled file's rerun failed on the file already moved out)."""
+    from satclip import safe_output
+    from satclip.embed import distributed
+
+    _, client = cluster
+    out = tmp_path / name
+    workdir = tmp_path / f"{name}.partial"
+    real = getattr(safe_output, stop)
+
+    def killed(path, *args, **kwargs):
+        if Path(path) in (workdir, workdir / "parts", workdir / "output.parquet"):
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(safe_output, stop, killed)
+        with pytest.raises(KeyboardInterrupt):
+            embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384)
+    assert json.loads((workdir / "manifest.json").read_text())["finished"]
+    with monkeypatch.context() as patch:
+        patch.setattr(distributed, "_run", lambda *a, **k: pytest.fail("the finished run was embedded again"))
+        result = embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, overwrite=True)
+    assert result.embedded_rows == 0 and not workdir.exists()
+    assert_same(out, expected)
+
+
 def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
     _, client = cluster
     frame = points(40_000, seed=1)

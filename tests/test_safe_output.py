@@ -130,6 +130,31 @@ def test_output_equal_to_an_input_is_refused(tmp_path):
         safe_output.check_output(tmp_path / "link.csv", overwrite=True, inputs=[source])
 
 
+def test_a_directory_removal_stopped_midway_leaves_no_half_directory(tmp_path):
+    """remove_owned renames first: a process killed in its rmtree leaves a temporary, not a marker-less
+    half of the directory, and the next make_owned_dir of the path removes it."""
+    work = safe_output.make_owned_dir(tmp_path / "out.parquet.partial", kind="embed-work")
+    for i in range(50):
+        (work / f"row-group-{i:05d}.footer").write_bytes(b"x" * 100)
+    code = textwrap.dedent(f"""
+        import os, shutil
+        from satclip import safe_output
+        def killed(path):
+            for entry in sorted(os.listdir(path))[:20]:
+                os.unlink(os.path.join(path, entry))
+            os._exit(9)
+        shutil.rmtree = killed
+        safe_output.remove_owned({str(work)!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 9
+    assert not work.exists()
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".out.parquet.partial.satclip-tmp-")]
+    assert len(leftovers) == 1 and len(list(leftovers[0].iterdir())) == 31
+    assert safe_output.make_owned_dir(work, kind="embed-work") == work
+    assert [p.name for p in tmp_path.iterdir()] == [work.name]
+
+
 def test_temporaries_of_dead_processes_are_cleaned_by_the_next_write(tmp_path):
     target = tmp_path / "out.bin"
     dead = tmp_path / f".out.bin.satclip-tmp-{dead_pid()}-abcdef"

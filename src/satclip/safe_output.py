@@ -101,6 +101,7 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
         OutputExistsError: ``path`` is a file, or a non-empty directory satclip did not create.
     """
     path = Path(path)
+    clean_stale(path)  # e.g. what a process killed while removing an earlier ``path`` left
     if is_owned(path):
         return path
     if path.exists() or path.is_symlink():
@@ -117,7 +118,9 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
 
 
 def remove_owned(path: str | Path) -> None:
-    """Delete a directory satclip created; nothing happens if it does not exist.
+    """Delete a directory satclip created; nothing happens if it does not exist. The directory is renamed to a
+    temporary first, so a process killed while deleting leaves no half-deleted ``path`` (whose marker may be
+    gone already) but a temporary that the next write of ``path`` removes (:func:`clean_stale`).
 
     Raises:
         OutputExistsError: ``path`` exists but satclip did not create it (it is left as it is).
@@ -129,7 +132,10 @@ def remove_owned(path: str | Path) -> None:
         raise OutputExistsError(
             f"refusing to delete {path}: satclip did not create it (no {MARKER} marker); move or remove it yourself"
         )
-    shutil.rmtree(path)
+    doomed = temp_path(path)
+    path.rename(doomed)
+    shutil.rmtree(doomed)
+    clean_stale(path)
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -201,13 +207,18 @@ def temp_path(path: str | Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # not Linux, or gone meanwhile
+        return True
+    return stat[stat.rfind(")") + 2 :].split(" ", 1)[0] not in ("Z", "X")
 
 
 def _remove(path: Path) -> None:

@@ -53,7 +53,9 @@ from .job import (
     Progress,
     _NoProgress,
     _resume_manifest,
+    complete_stopped,
     output_attrs,
+    publish_work,
     recorded,
     resume_precision,
 )
@@ -345,15 +347,6 @@ class _Assembly:
         return self.file.finish(self.state["row_groups"])
 
 
-def _finish(parts: Path, workdir: Path, output: Path, num_parts: int, assembly: _Assembly | None, overwrite: bool,
-            inputs) -> None:  # fmt: skip
-    if assembly is None:  # a dataset: the parts are the output
-        safe_output.publish(parts, output, overwrite=overwrite, inputs=inputs)
-    else:
-        safe_output.publish(assembly.finish(num_parts), output, overwrite=overwrite, inputs=inputs)
-    safe_output.remove_owned(workdir)
-
-
 def embed_dataset(
     source,
     output: str | Path,
@@ -437,6 +430,10 @@ def embed_dataset(
         )
         num_parts = -(-source.num_rows // chunk_rows)
         manifest = _resume_manifest(workdir, identity, restart)
+        if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
+            invalid = sum(manifest["done"].values())
+            seconds = time.perf_counter() - began
+            return EmbedResult(output, source.num_rows, invalid, num_parts, num_parts, seconds, 0)
         if manifest is None:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
@@ -475,7 +472,8 @@ def embed_dataset(
         if failed or written:
             raise _invalid_error(source, failed, written)
         safe_output.remove_owned(pending)
-        _finish(parts, workdir, output, num_parts, assembly, overwrite, [source.path])
+        finished = parts if assembly is None else assembly.finish(num_parts)  # a dataset: the parts are the output
+        publish_work(workdir, manifest, finished, output, overwrite=overwrite, inputs=inputs)
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)

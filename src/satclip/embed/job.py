@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
-from ..errors import BadInputError
+from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
 from ..models.precision import AUTO_CHOICES, Choice
@@ -186,6 +186,34 @@ def _resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | Non
     return manifest
 
 
+def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *, overwrite: bool, inputs) -> None:
+    """Record in ``workdir``'s manifest that its work is ``finished`` (a file or directory in it), move that to
+    ``output`` and remove ``workdir``. A run killed in between is completed by the next (:func:`complete_stopped`)."""
+    manifest["finished"] = finished.relative_to(workdir).as_posix()
+    safe_output.write_json(workdir / MANIFEST, manifest)
+    safe_output.publish(finished, output, overwrite=overwrite, inputs=inputs)
+    safe_output.remove_owned(workdir)
+
+
+def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: bool, inputs) -> bool:
+    """Complete a run of the same job that stopped after finishing its work (:func:`publish_work`): publish what
+    it finished, unless it was published already, and remove ``workdir``. False if the run had not finished."""
+    finished = manifest.get("finished")
+    if finished is None:
+        return False
+    path = workdir / finished
+    if path.exists() or path.is_symlink():
+        safe_output.publish(path, output, overwrite=overwrite, inputs=inputs)
+    elif not output.exists():
+        raise ResumeError(
+            f"{workdir} records a finished run whose output is neither there nor at {output}; rerun with --restart"
+        )
+    else:
+        log.info("%s was completed by the run that stopped; removing its work directory", output)
+    safe_output.remove_owned(workdir)
+    return True
+
+
 def _new_run(
     source: Source, workdir: Path, identity: dict, chunk_rows: int, shard: tuple[int, int], skip_invalid: bool
 ) -> dict:
@@ -274,15 +302,19 @@ def embed_file(
     )
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
-    safe_output.check_output(
-        output, overwrite=overwrite, inputs=[source.path, *encoder_files(encoder)], directory=fmt == "zarr"
-    )
+    inputs = [source.path, *encoder_files(encoder)]
+    safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {**options, "precision": precision["precision"], "attrs": output_attrs(identity, source, encoder)}
     log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
         manifest = _resume_manifest(workdir, identity, restart)
+        if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
+            first, stop = manifest["chunks"]
+            rows = manifest["rows"][1] - manifest["rows"][0]
+            return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, stop - first,
+                               time.perf_counter() - began, 0, precision["precision"])  # fmt: skip
         if manifest is None:
             manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
             rows = manifest["rows"][1] - manifest["rows"][0]
@@ -315,9 +347,7 @@ def embed_file(
         missing = sorted(set(range(first, stop)) - done)
         if missing:
             raise RuntimeError(f"{source.path} ended before chunk {missing[0]}: did the input change while running?")
-        finished = sink.finalize(stop - first)
-        safe_output.publish(finished, output, overwrite=overwrite, inputs=[source.path])
-        safe_output.remove_owned(workdir)
+        publish_work(workdir, manifest, sink.finalize(stop - first), output, overwrite=overwrite, inputs=inputs)
     seconds = time.perf_counter() - began
     rows = row1 - row0
     return EmbedResult(
