@@ -74,6 +74,25 @@ def test_evaluate_runs_all_tasks_and_a_task_file_reproducibly(tmp_path):
     assert (out / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
 
 
+def test_maps_of_a_rerun_show_only_its_own_predictions(tmp_path):
+    """A second evaluation into the same folder (another protocol, fewer folds) drew its residual maps from
+    its own test points plus the earlier run's saved predictions."""
+    from satclip.eval.runner import load_predictions
+
+    out = tmp_path / "ev"
+    common = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--seeds", "1",
+              "--probes", "linear", "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(common) == 0
+    assert main([*common, "--protocol", "spatial-block", "--folds", "3"]) == 0
+    assert main([*common, "--protocol", "spatial-block", "--folds", "2"]) == 0
+    assert len(list((out / "predictions").iterdir())) == 1 + 3 + 2  # all three runs' test predictions are kept
+    last = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()][-2:]  # the last run's
+    assert [(r["protocol"], r["fold"]) for r in last] == [("spatial-block", f"seed=0/fold={i}") for i in (0, 1)]
+    shown = load_predictions(out, last)
+    assert list(shown["folds"]) == ["seed=0/fold=0", "seed=0/fold=1"]
+    assert len(shown["y_pred"]) == sum(r["n_test"] for r in last)
+
+
 def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
     data = require(AIR_TEMPERATURE_CSV)
     common = ["--n-points", "500", "--seeds", "1", "--probes", "linear", "--no-figures"]
@@ -84,7 +103,8 @@ def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
     # the map of a hold-out run shows every continent's zero-shot test points
     from satclip.eval.runner import load_predictions
 
-    merged = load_predictions(tmp_path / "h", "era5-temperature", "sh-l10", "linear")
+    keyed = [json.loads(line) for line in (tmp_path / "h" / "rows.jsonl").read_text().splitlines()]
+    merged = load_predictions(tmp_path / "h", keyed)
     assert len(merged["folds"]) == 6 and all(f.endswith("/zero-shot") for f in merged["folds"])
     assert len(merged["y_pred"]) == sum(int(r["n_test"]) for r in rows if r["variant"] == "zero-shot")
     assert {r["group"] for r in rows} == {"Africa", "Asia", "Europe", "North America", "Oceania", "South America"}

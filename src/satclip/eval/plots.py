@@ -83,7 +83,8 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path) -> lis
         for task_name in _ordered(r["task"] for r in rows):
             task = by_name[task_name]
             encs = _ordered(r["encoder"] for r in rows if r["task"] == task_name and r["probe"] == probe)
-            preds = [(e, load_predictions(out, task_name, e, probe)) for e in encs]
+            shown = [r for r in rows if r["task"] == task_name and r["probe"] == probe]
+            preds = [(e, load_predictions(out, [r for r in shown if r["encoder"] == e])) for e in encs]
             preds = [(e, p) for e, p in preds if p is not None]
             if not preds:
                 continue

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,7 +236,7 @@ def evaluate(
             sink.write(json.dumps(row) + "\n")
             sink.flush()
         if out and mapped:
-            _save_predictions(out, task, enc.name, probe_name, fold, predictions)
+            _save_predictions(out, task, enc.name, probe_name, fold, predictions, key)
         slots[slot] = row
         if bar is not None:
             bar.update(1)
@@ -297,25 +297,27 @@ def evaluate(
     return rows
 
 
-def _prediction_prefix(task: str, encoder: str, probe: str) -> str:
-    return f"{_slug(task)}__{_slug(encoder)}__{_slug(probe)}__"
+def _prediction_path(out: Path, task: str, encoder: str, probe: str, fold: str, key: str) -> Path:
+    """Where the test predictions of one result row (its ``key``: task data, encoder, protocol, probe, fold)
+    are kept: an earlier run into the same folder (other points, protocol or folds) never mixes in."""
+    return out / PREDICTIONS_DIR / f"{_slug(task)}__{_slug(encoder)}__{_slug(probe)}__{_slug(fold)}__{key[:16]}.npz"
 
 
-def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: protocols.Fold, pred) -> None:
-    path = out / PREDICTIONS_DIR / f"{_prediction_prefix(task.name, encoder, probe)}{_slug(fold.name)}.npz"
-    save_npz(path, {
+def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: protocols.Fold, pred, key: str) -> None:
+    save_npz(_prediction_path(out, task.name, encoder, probe, fold.name, key), {
         "points": task.points[fold.test], "y_true": task.targets[fold.test], "y_pred": pred,
         "fold": np.array(fold.name),
     })  # fmt: skip
 
 
-def load_predictions(out: Path, task: str, encoder: str, probe: str) -> dict[str, np.ndarray] | None:
-    """The saved test predictions of (task, encoder, probe), all saved folds concatenated (``points``,
-    ``y_true``, ``y_pred``; ``folds`` lists the fold names), or None."""
-    paths = sorted((out / PREDICTIONS_DIR).glob(f"{_prediction_prefix(task, encoder, probe)}*.npz"))
-    if not paths:
+def load_predictions(out: Path, rows: Sequence[dict]) -> dict[str, np.ndarray] | None:
+    """The saved test predictions of result ``rows`` (one task, encoder and probe; rows as :func:`evaluate`
+    returns them, with their ``key``), concatenated in the rows' order (``points``, ``y_true``, ``y_pred``;
+    ``folds`` lists the fold names), or None if none was saved (only the first seed's folds are)."""
+    paths = [_prediction_path(out, r["task"], r["encoder"], r["probe"], r["fold"], r["key"]) for r in rows]
+    parts = [load_npz(path) for path in paths if path.is_file()]
+    if not parts:
         return None
-    parts = [load_npz(p) for p in paths]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in ("points", "y_true", "y_pred")}
     merged["folds"] = np.array([str(p["fold"]) for p in parts])
     return merged
