@@ -55,7 +55,8 @@ def test_geotiff_on_a_full_disk(tmp_path, model, monkeypatch, capfd):
 
     def full_disk_temporary(path):
         tmp = temporary(path)
-        tmp.symlink_to("/dev/full")
+        if Path(path).name == "m.tif":  # the GeoTIFF's (the field in m.tif.partial/ has room)
+            tmp.symlink_to("/dev/full")
         return tmp
 
     monkeypatch.setattr(safe_output, "temp_path", full_disk_temporary)
@@ -64,7 +65,11 @@ def test_geotiff_on_a_full_disk(tmp_path, model, monkeypatch, capfd):
     lines = capfd.readouterr().err.splitlines()
     assert lines[-1] == DISK_FULL.format(where=out), lines
     assert not [line for line in lines if "_tiff" in line or "Write failed" in line], lines
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the temporary is gone, nothing published
+    # the temporary is gone, nothing published; the computed field is kept for the rerun
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif.partial", "model"]
+    monkeypatch.setattr(safe_output, "temp_path", temporary)
+    assert main(["map", "--model", str(model), "--resolution", "2", "--all", "-o", str(out)]) == 0
+    assert "resuming" in capfd.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "model"]
 
 
 #: ``satclip map`` in a fresh interpreter whose Zarr chunk writes fail with ENOSPC, as on a full disk; zarr's
@@ -99,4 +104,24 @@ def test_zarr_on_a_full_disk(tmp_path):
     lines = done.stderr.splitlines()
     assert lines[-1] == DISK_FULL.format(where="the output"), done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "Task was destroyed" not in done.stderr, done.stderr[-3000:]
-    assert list(tmp_path.iterdir()) == []  # the temporary directory is gone, nothing published
+    assert [p.name for p in tmp_path.iterdir()] == ["m.zarr.partial"]  # no temporary, nothing published: the field
+
+
+def test_a_field_without_room_fails_before_the_work(tmp_path, model, monkeypatch, capsys):
+    """The field kept for resuming is allocated first: a full disk is one line naming it, before any cell is
+    embedded (not a SIGBUS in its memory map), and nothing is left behind."""
+    import errno
+    import os
+
+    from satclip.embed import maps
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("embedded before the field had room"))
+    out = tmp_path / "m.tif"
+    assert main(["map", "--model", str(model), "--resolution", "2", "--all", "-o", str(out)]) == 1
+    where = out.with_name("m.tif.partial") / "field.npy"
+    assert capsys.readouterr().err.splitlines()[-1] == DISK_FULL.format(where=where)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -49,6 +49,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument(
+        "--restart", action="store_true",
+        help="discard an unfinished run into OUT (OUT.partial/) instead of resuming it (a killed map resumes at the "
+        "first unfinished block of rows when rerun with the same model, precision, grid and cells)",
+    )  # fmt: skip
+    parser.add_argument(
         "--force", action="store_true", help="write a map over the size limit (8 GiB of float32; 26M cells for PNG)"
     )
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     if args.engine == "dask" and (args.pca or (args.format or FORMATS.get(args.output.suffix.lower())) != "zarr"):
         raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")
+    if args.engine == "dask" and args.restart:
+        raise BadInputError("--restart applies to --engine local: a Dask map that stopped starts again when rerun")
     if args.engine != "dask" and (args.scheduler or args.workers):
         raise BadInputError("--scheduler and --workers apply to --engine dask")
     encoder = load_encoder(
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,
             batch_size=args.batch_size,
             draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
-            progress=bar.update, overwrite=args.overwrite, force=args.force,
+            progress=bar.update, overwrite=args.overwrite, force=args.force, restart=args.restart,
         )  # fmt: skip
     print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
           f"precision {precision_option.describe(encoder)})")  # fmt: skip

@@ -52,11 +52,11 @@ from .job import (
     EmbedResult,
     Progress,
     _NoProgress,
-    _resume_manifest,
     complete_stopped,
     output_attrs,
     publish_work,
     recorded,
+    resume_manifest,
     resume_precision,
 )
 from .sources import coordinates
@@ -429,7 +429,7 @@ def embed_dataset(
             json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
         )
         num_parts = -(-source.num_rows // chunk_rows)
-        manifest = _resume_manifest(workdir, identity, restart)
+        manifest = resume_manifest(workdir, identity, restart)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
             invalid = sum(manifest["done"].values())
             seconds = time.perf_counter() - began

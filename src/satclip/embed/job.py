@@ -142,7 +142,7 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def recorded(workdir: Path, *keys: str):
     """What the unfinished run in ``workdir`` recorded in its identity under ``keys`` (e.g. ``"options",
-    "chunk_rows"``), or None: no run there, or not one of ours (:func:`_resume_manifest` reports that)."""
+    "chunk_rows"``), or None: no run there, or not one of ours (:func:`resume_manifest` reports that)."""
     try:
         value = json.loads((workdir / MANIFEST).read_text())["identity"]
         for key in keys:
@@ -168,8 +168,13 @@ def resume_precision(encoder, workdir: Path, restart: bool) -> None:
     encoder.precision_choice = Choice(started, "auto", f"the precision the unfinished run started with ({started})")
 
 
-def _resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
-    """The manifest of an unfinished run of the same job, or None (refuses one of another job)."""
+def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
+    """The manifest of an unfinished run of the same job in ``workdir`` (``embed``'s, ``map``'s), or None;
+    ``restart`` discards it.
+
+    Raises:
+        ResumeMismatchError: the unfinished run is another job's (``identity`` differs).
+    """
     path = workdir / MANIFEST
     if not path.is_file():
         return None
@@ -309,7 +314,7 @@ def embed_file(
     log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
-        manifest = _resume_manifest(workdir, identity, restart)
+        manifest = resume_manifest(workdir, identity, restart)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
             first, stop = manifest["chunks"]
             rows = manifest["rows"][1] - manifest["rows"][0]

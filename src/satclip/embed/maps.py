@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,16 +39,17 @@ from .. import safe_output
 from ..errors import BadInputError
 from ..io.resolve import encoder_files
 from ..models import precision as _precision
+from ..models.location_encoder import model_identity
 from ..models.provenance import ANY, Footprint, training_footprint
 from ..optional import require
 from .api import embed_lonlat
+from .field_work import FieldWork, cells_digest
 
 log = logging.getLogger(__name__)
 
 GLOBE = (-180.0, -90.0, 180.0, 90.0)
-#: fields up to this size are computed once for PCA; larger ones are recomputed for the second pass
-IN_MEMORY_BYTES = 1 << 28
-#: outputs larger than this (uncompressed float32 estimate) need ``force=True``
+#: outputs larger than this (uncompressed float32 estimate) need ``force=True``; the field of a map is kept on
+#: disk while it is computed (resumable, and read twice for a PCA) when it is not larger either
 MAX_OUTPUT_BYTES = 8 << 30
 #: PNG pictures are assembled in memory: at most this many cells without ``force=True`` (0.05° globe)
 MAX_PNG_CELLS = 26_000_000
@@ -125,17 +127,25 @@ def footprint_mask(grid: Grid, footprint: Footprint, land: np.ndarray | None = N
     return mask
 
 
+def default_block_rows(grid: Grid) -> int:
+    """Grid rows embedded together: about 262,144 cells."""
+    return max(1, (1 << 18) // grid.width)
+
+
 def field_blocks(
     encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int | None = None,
-    block_rows: int | None = None, precision: str | None = None,
+    block_rows: int | None = None, precision: str | None = None, skip: Container[int] = (),
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` float32 embeddings of grid rows
-    ``row0 … row0 + h``; cells outside ``mask`` are NaN (and not computed). ``precision``: see
-    :mod:`satclip.models.precision` (default: the encoder's)."""
+    ``row0 … row0 + h`` (blocks of ``block_rows``, those whose ``row0`` is in ``skip`` left out); cells outside
+    ``mask`` are NaN (and not computed). ``precision``: see :mod:`satclip.models.precision` (default: the
+    encoder's)."""
     dim = encoder.embedding_dim
-    block_rows = block_rows or max(1, (1 << 18) // grid.width)
+    block_rows = block_rows or default_block_rows(grid)
     lon, lat = grid.lon, grid.lat
     for row0 in range(0, grid.height, block_rows):
+        if row0 in skip:
+            continue
         rows = lat[row0 : row0 + block_rows]
         points = np.column_stack([np.tile(lon, len(rows)), np.repeat(rows, grid.width)])
         keep = np.ones(len(points), bool) if mask is None else mask[row0 : row0 + len(rows)].reshape(-1)
@@ -492,6 +502,7 @@ def render_map(
     overwrite: bool = False,
     force: bool = False,
     precision: str | None = None,
+    restart: bool = False,
 ) -> Path:
     """Write the embedding field of ``encoder`` on a grid to ``output``, in ``precision`` (see
     :mod:`satclip.models.precision`; default: the encoder's; recorded in the GeoTIFF tags and Zarr attributes).
@@ -506,6 +517,9 @@ def render_map(
     ``progress`` is called with the number of grid rows finished. An existing ``output`` is replaced only
     with ``overwrite`` (and a directory only if satclip wrote it); outputs over :data:`MAX_OUTPUT_BYTES`
     (:data:`MAX_PNG_CELLS` for PNG) need ``force``. Concurrent runs on the same output are refused.
+    The field is kept in ``OUTPUT.partial/`` while it is computed (:mod:`satclip.embed.field_work`; unless it
+    is over :data:`MAX_OUTPUT_BYTES`, a large PCA's): a killed run resumes at the first unfinished block of rows
+    when run again with the same model, precision, grid and cells; ``restart`` discards the unfinished run.
     """
     output = Path(output)
     fmt = fmt or FORMATS.get(output.suffix.lower())
@@ -530,20 +544,31 @@ def render_map(
     with safe_output.exclusive(output):  # one run per output
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
-        def compute():
-            for row0, values in field_blocks(encoder, grid, mask=mask, batch_size=batch_size, precision=precision):
-                yield row0, values
+        compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
+        work = None
+        if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
+            identity = {"model": model_identity(encoder), "precision": _precision.for_encoder(encoder, precision),
+                        "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
+                        "cells": cells_digest(mask)}  # fmt: skip
+            work = FieldWork.open(output, identity, (grid.height, grid.width, dim), default_block_rows(grid), restart)
+            if work.done_rows:
+                log.info("resuming %s: %d of %d grid rows already done", output, work.done_rows, grid.height)
                 if progress:
-                    progress(values.shape[0])
+                    progress(work.done_rows)
+            work.fill(lambda done: compute(skip=done), progress)
+            blocks = work.blocks
+        else:  # only a PCA's field can be this large: computed twice, for the fit and for the projection
+            log.info("the field (%.1f GB) is too large to keep in %s.partial/: a killed run starts again",
+                     grid.height * grid.width * dim * 4 / 1e9, output.name)  # fmt: skip
 
-        blocks = compute
-        if n_components and grid.height * grid.width * dim * 4 <= IN_MEMORY_BYTES:
-            cached = list(compute())  # small enough: computed once for both the PCA fit and the projection
+            def blocks(report: bool = True):  # progress: the pass that writes the output
+                for row0, values in compute():
+                    yield row0, values
+                    if progress and report:
+                        progress(values.shape[0])
 
-            def blocks():
-                return iter(cached)
-
-        model_pca = fit_pca(blocks(), grid, n_components) if n_components else None
+        fitting = blocks() if work is not None else blocks(report=False)
+        model_pca = fit_pca(fitting, grid, n_components) if n_components else None
         if model_pca is not None:
             log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
         source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
@@ -571,4 +596,6 @@ def render_map(
         else:
             variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
             write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite)
+        if work is not None:
+            work.remove()
     return output

@@ -1,0 +1,90 @@
+"""The embedding field of a ``satclip map`` job, kept in ``OUT.partial/`` while it is computed.
+
+The field ``(H, W, D)`` float32 is a memory-mapped ``field.npy`` filled block of rows by block, each block
+flushed before ``manifest.json`` records it: a killed run resumes at the first block not recorded, and the
+output (GeoTIFF, Zarr, PNG, principal components) is then written from the field, which also spares the
+PCA's second pass from computing the field again. The job's identity (model, precision, grid, cells) must
+match to resume; the output's format and options may change between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .. import safe_output
+from .job import MANIFEST, resume_manifest
+
+FIELD = "field.npy"
+
+
+def cells_digest(mask: np.ndarray | None) -> str | None:
+    """A sha256 of the computed cells (None: all)."""
+    return None if mask is None else hashlib.sha256(np.packbits(mask)).hexdigest()
+
+
+class FieldWork:
+    """The work directory of one map job: ``open`` (new or resumed), ``fill`` the missing blocks, read the
+    finished field with ``blocks``, then ``remove``."""
+
+    def __init__(self, workdir: Path, manifest: dict):
+        self.workdir, self.manifest = workdir, manifest
+        self.block_rows = int(manifest["block_rows"])
+        self.shape = tuple(manifest["shape"])
+
+    @classmethod
+    def open(cls, output: Path, identity: dict, shape: tuple[int, int, int], block_rows: int,
+             restart: bool = False) -> FieldWork:  # fmt: skip
+        """The work of ``output``'s job: an unfinished run of the same ``identity`` is resumed (``restart``:
+        discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
+        workdir = output.with_name(output.name + ".partial")
+        manifest = resume_manifest(workdir, identity, restart)
+        if manifest is None:
+            if safe_output.is_owned(workdir):
+                safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
+            safe_output.make_owned_dir(workdir, kind="map-work")
+            try:
+                field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=shape)
+                del field
+                safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
+            except OSError as err:
+                safe_output.remove_owned(workdir)  # nothing computed yet
+                raise OSError(err.errno, err.strerror, str(workdir / FIELD)) from err
+            manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
+                        "block_rows": block_rows, "done": []}  # fmt: skip
+            safe_output.write_json(workdir / MANIFEST, manifest)
+        return cls(workdir, manifest)
+
+    @property
+    def done_rows(self) -> int:
+        return sum(min(self.block_rows, self.shape[0] - row0) for row0 in self.manifest["done"])
+
+    def fill(self, blocks: Callable[[set[int]], Iterator[tuple[int, np.ndarray]]],
+             progress: Callable[[int], None] | None = None) -> None:  # fmt: skip
+        """Compute the blocks not done yet: ``blocks(skip)`` yields ``(row0, values)`` for the blocks of
+        :attr:`block_rows` rows whose ``row0`` is not in ``skip``."""
+        done = set(self.manifest["done"])
+        field = np.load(self.workdir / FIELD, mmap_mode="r+")
+        try:
+            for row0, values in blocks(done):
+                field[row0 : row0 + values.shape[0]] = values
+                field.flush()
+                done.add(row0)
+                self.manifest["done"] = sorted(done)
+                safe_output.write_json(self.workdir / MANIFEST, self.manifest)
+                if progress:
+                    progress(values.shape[0])
+        finally:
+            del field
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """The finished field, ``(row0, values)`` a block of rows at a time."""
+        field = np.load(self.workdir / FIELD, mmap_mode="r")
+        for row0 in range(0, self.shape[0], self.block_rows):
+            yield row0, np.array(field[row0 : row0 + self.block_rows])
+
+    def remove(self) -> None:
+        safe_output.remove_owned(self.workdir)
