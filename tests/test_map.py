@@ -95,34 +95,35 @@ def test_geotiff_pca_matches_numpy(tmp_path, model):
     assert np.var(pcs[:, 0]) > np.var(pcs[:, 1]) > np.var(pcs[:, 2])
 
 
-@pytest.mark.parametrize("name", ["field.tif", "field.zarr", "pca.tif"])
+@pytest.mark.parametrize("name", ["field.tif", "field.zarr", "pca.tif", "land.tif"])
 def test_a_killed_map_resumes_where_it_stopped(tmp_path, model, monkeypatch, capsys, name):
     """satclip map restarted from zero after a kill (docs/scale.md said it resumes): the field is now kept
     in OUT.partial/ block by block, and the rerun computes only the blocks not done, with the same output."""
     from satclip.embed import maps
 
-    argv = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX, "--all"]
-    argv += ["--pca", "3"] if name.startswith("pca") else []
-    (tmp_path / "clean").mkdir()
-    assert main([*argv, "-o", str(tmp_path / "clean" / name)]) == 0
-    out = tmp_path / name
-    real, rows = maps.embed_lonlat, []
+    argv = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX]
+    argv += {"pca.tif": ["--all", "--pca", "3"], "land.tif": []}.get(name, ["--all"])  # land.tif: the footprint
     monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 30 grid rows: 8 blocks
+    real, calls = maps.embed_lonlat, []
 
-    def killed_after_three_blocks(encoder, points, **kwargs):
-        if len(rows) == 3:
+    def counted(encoder, points, **kwargs):
+        if len(calls) == 3 and killing:
             raise KeyboardInterrupt
-        rows.append(len(points))
+        calls.append(len(points))
         return real(encoder, points, **kwargs)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(maps, "embed_lonlat", killed_after_three_blocks)
-        assert main([*argv, "-o", str(out)]) == EXIT_INTERRUPTED
+    monkeypatch.setattr(maps, "embed_lonlat", counted)
+    killing = False
+    (tmp_path / "clean").mkdir()
+    assert main([*argv, "-o", str(tmp_path / "clean" / name)]) == 0
+    clean_calls, calls[:] = list(calls), []
+    out = tmp_path / name
+    killing = True
+    assert main([*argv, "-o", str(out)]) == EXIT_INTERRUPTED
     assert not out.exists() and (tmp_path / f"{name}.partial" / "field.npy").is_file()
-    rows.clear()
-    monkeypatch.setattr(maps, "embed_lonlat", lambda *a, **k: rows.append(len(a[1])) or real(*a, **k))
+    killing, calls[:] = False, []
     assert main([*argv, "-o", str(out)]) == 0
-    assert rows == [4 * 60] * 4 + [2 * 60]  # the 5 blocks not done, of 4 rows of 60 cells (the last of 2)
+    assert calls == clean_calls[3:]  # the blocks not done, and only those
     assert not (tmp_path / f"{name}.partial").exists()
     if name.endswith(".zarr"):
         zarr = pytest.importorskip("zarr")
@@ -132,15 +133,15 @@ def test_a_killed_map_resumes_where_it_stopped(tmp_path, model, monkeypatch, cap
         rasterio = pytest.importorskip("rasterio")
         with rasterio.open(out) as a, rasterio.open(tmp_path / "clean" / name) as b:
             np.testing.assert_array_equal(a.read(), b.read())
+            assert name != "land.tif" or np.isnan(a.read()).any()
     # another job into the same OUT is refused, not mixed in; --restart discards the unfinished run
-    with monkeypatch.context() as patch:
-        patch.setattr(maps, "embed_lonlat", killed_after_three_blocks)
-        rows.clear()
-        assert main([*argv, "-o", str(tmp_path / "other.tif")]) == EXIT_INTERRUPTED
-    other = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX, "-o"]
+    killing, calls[:] = True, []
+    assert main([*argv, "-o", str(tmp_path / "other.tif")]) == EXIT_INTERRUPTED
+    other = [*argv, "--precision", "float64", "-o"]
     capsys.readouterr()
-    assert main([*other, str(tmp_path / "other.tif")]) == 2  # the land cells only: another job
+    assert main([*other, str(tmp_path / "other.tif")]) == 2  # in another precision: another job
     assert "different input, model or options" in capsys.readouterr().err
+    killing = False
     assert main([*other, str(tmp_path / "other.tif"), "--restart"]) == 0
 
 

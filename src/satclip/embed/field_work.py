@@ -1,10 +1,11 @@
 """The embedding field of a ``satclip map`` job, kept in ``OUT.partial/`` while it is computed.
 
-The field ``(H, W, D)`` float32 is a memory-mapped ``field.npy`` filled block of rows by block, each block
-flushed before ``manifest.json`` records it: a killed run resumes at the first block not recorded, and the
-output (GeoTIFF, Zarr, PNG, principal components) is then written from the field, which also spares the
-PCA's second pass from computing the field again. The job's identity (model, precision, grid, cells) must
-match to resume; the output's format and options may change between runs.
+The field's computed cells (all, or those of the map's mask, in grid order) are a memory-mapped
+``field.npy`` ``(cells, D)`` float32, filled block of rows by block, each block flushed before
+``manifest.json`` records it: a killed run resumes at the first block not recorded, and the output (GeoTIFF,
+Zarr, PNG, principal components) is then written from the field, which also spares the PCA's second pass from
+computing the field again. The job's identity (model, precision, grid, cells) must match to resume; the
+output's format and options may change between runs.
 """
 
 from __future__ import annotations
@@ -30,24 +31,28 @@ class FieldWork:
     """The work directory of one map job: ``open`` (new or resumed), ``fill`` the missing blocks, read the
     finished field with ``blocks``, then ``remove``."""
 
-    def __init__(self, workdir: Path, manifest: dict):
-        self.workdir, self.manifest = workdir, manifest
+    def __init__(self, workdir: Path, manifest: dict, cells: np.ndarray | None):
+        self.workdir, self.manifest, self.cells = workdir, manifest, cells
         self.block_rows = int(manifest["block_rows"])
         self.shape = tuple(manifest["shape"])
+        per_row = np.full(self.shape[0], self.shape[1]) if cells is None else cells.sum(axis=1)
+        self.offsets = np.concatenate([[0], np.cumsum(per_row)])  # of each grid row's first cell in field.npy
 
     @classmethod
     def open(cls, output: Path, identity: dict, shape: tuple[int, int, int], block_rows: int,
-             restart: bool = False) -> FieldWork:  # fmt: skip
-        """The work of ``output``'s job: an unfinished run of the same ``identity`` is resumed (``restart``:
-        discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
+             cells: np.ndarray | None = None, restart: bool = False) -> FieldWork:  # fmt: skip
+        """The work of ``output``'s job, whose field of ``shape`` ``(H, W, D)`` holds values where the boolean
+        ``(H, W)`` ``cells`` (None: everywhere): an unfinished run of the same ``identity`` is resumed
+        (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
         workdir = output.with_name(output.name + ".partial")
         manifest = resume_manifest(workdir, identity, restart)
         if manifest is None:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
             safe_output.make_owned_dir(workdir, kind="map-work")
+            stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
             try:
-                field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=shape)
+                field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)
                 del field
                 safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
             except OSError as err:
@@ -56,7 +61,7 @@ class FieldWork:
             manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
                         "block_rows": block_rows, "done": []}  # fmt: skip
             safe_output.write_json(workdir / MANIFEST, manifest)
-        return cls(workdir, manifest)
+        return cls(workdir, manifest, cells)
 
     @property
     def done_rows(self) -> int:
@@ -70,7 +75,11 @@ class FieldWork:
         field = np.load(self.workdir / FIELD, mmap_mode="r+")
         try:
             for row0, values in blocks(done):
-                field[row0 : row0 + values.shape[0]] = values
+                rows = slice(row0, row0 + values.shape[0])
+                flat = values.reshape(-1, values.shape[-1])
+                field[self.offsets[rows.start] : self.offsets[rows.stop]] = (
+                    flat if self.cells is None else flat[self.cells[rows].reshape(-1)]
+                )
                 field.flush()
                 done.add(row0)
                 self.manifest["done"] = sorted(done)
@@ -83,8 +92,16 @@ class FieldWork:
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """The finished field, ``(row0, values)`` a block of rows at a time."""
         field = np.load(self.workdir / FIELD, mmap_mode="r")
-        for row0 in range(0, self.shape[0], self.block_rows):
-            yield row0, np.array(field[row0 : row0 + self.block_rows])
+        height, width, dim = self.shape
+        for row0 in range(0, height, self.block_rows):
+            rows = slice(row0, min(row0 + self.block_rows, height))
+            stored = field[self.offsets[rows.start] : self.offsets[rows.stop]]
+            if self.cells is None:
+                yield row0, np.array(stored).reshape(-1, width, dim)
+                continue
+            values = np.full((rows.stop - rows.start, width, dim), np.nan, dtype=np.float32)
+            values[self.cells[rows]] = stored
+            yield row0, values
 
     def remove(self) -> None:
         safe_output.remove_owned(self.workdir)

@@ -550,7 +550,8 @@ def render_map(
             identity = {"model": model_identity(encoder), "precision": _precision.for_encoder(encoder, precision),
                         "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
                         "cells": cells_digest(mask)}  # fmt: skip
-            work = FieldWork.open(output, identity, (grid.height, grid.width, dim), default_block_rows(grid), restart)
+            shape = (grid.height, grid.width, dim)
+            work = FieldWork.open(output, identity, shape, default_block_rows(grid), cells=mask, restart=restart)
             if work.done_rows:
                 log.info("resuming %s: %d of %d grid rows already done", output, work.done_rows, grid.height)
                 if progress:
