@@ -127,6 +127,18 @@ def test_dataframe_of_an_array_with_integer_column_labels(encoder, lonlat):
         satclip.embed(frame, model=encoder, lon_col=2, lat_col=0)
 
 
+def test_a_pyarrow_table_is_a_table(encoder, lonlat):
+    """A pyarrow Table's .columns (its columns' values) were taken for names: 'no longitude column … among
+    ['[\\n [\\n 1 …'], and its columns' to_numpy() refused the dtype (not numeric)."""
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"id": np.arange(20), "Longitude": lonlat[:20, 0], "lat": lonlat[:20, 1]})
+    np.testing.assert_array_equal(satclip.embed(table, model=encoder), satclip.embed(lonlat[:20], model=encoder))
+    nulls = pa.table({"lon": pa.array([10.0, None]), "lat": pa.array([5, 6], pa.int64())})
+    assert np.isnan(satclip.embed(nulls, model=encoder, skip_invalid=True)[1]).all()
+    with pytest.raises(ColumnError, match=r"among \['id', 'x'\]"):
+        satclip.embed(pa.table({"id": [1], "x": [1.0]}), model=encoder)
+
+
 @pytest.mark.parametrize("batch_size", [-1, 0, 2.0, True, "64"])
 def test_a_bad_batch_size_is_one_clear_error(encoder, lonlat, batch_size):
     """-1 and 2.0 were raw torch errors (negative dimension; empty() argument), 0 silently the default."""

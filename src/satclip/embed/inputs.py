@@ -124,6 +124,8 @@ def _with_centroids(geometry, rows: np.ndarray):
 def column_values(table, name: str) -> np.ndarray:
     """A table column as float64 (missing values become NaN)."""
     column = table[name]
+    if hasattr(column, "to_pandas") and not hasattr(column, "iloc"):  # pyarrow's or polars' column
+        column = column.to_pandas()
     try:
         if hasattr(column, "to_numpy"):
             return column.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -135,7 +137,8 @@ def column_values(table, name: str) -> np.ndarray:
 def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) from a DataFrame's coordinate columns (detected or named; a column labelled
     by another type than str, e.g. ``DataFrame(array)``'s 0 and 1, is named by its label or its text)."""
-    labels = {str(label): label for label in table.columns}
+    names = getattr(table, "column_names", None)  # a pyarrow Table's .columns are its columns' values
+    labels = {str(label): label for label in (table.columns if names is None else names)}
     lon_name, lat_name = detect_lonlat_columns(
         list(labels), None if lon_col is None else str(lon_col), None if lat_col is None else str(lat_col)
     )
