@@ -65,6 +65,24 @@ def test_cached_training_learns_and_exports(tmp_path):
     assert tensors["logit_scale"].shape == ()
 
 
+def test_epochs_without_validation_record_no_validation_metrics(tmp_path):
+    """With trainer.check_val_every_n_epoch = 2 the history gave the epochs without validation the previous
+    epoch's val_loss (as if measured), and the best checkpoint warned at every one that val_loss was missing."""
+    import warnings
+
+    synthetic_cache(tmp_path / "cache", n=2000)
+    every_other = {"max_epochs": 4, "check_val_every_n_epoch": 2}
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer=every_other)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(from_dict(config))
+    assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
+    assert [("val_loss" in row, "train_loss" in row) for row in result.history] == [(False, True), (True, True)] * 2
+    best = min((row["val_loss"], row["epoch"]) for row in result.history if "val_loss" in row)
+    config_best, _ = read_native(result.exports["best"].native)
+    assert config_best["metadata"]["metrics"]["val_loss"] == pytest.approx(best[0], rel=1e-6)
+
+
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys

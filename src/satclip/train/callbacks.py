@@ -163,7 +163,22 @@ class LatestCheckpoint(pl.callbacks.Checkpoint):
         self._saved_step = trainer.global_step
 
 
-class BestCheckpoint(pl.callbacks.ModelCheckpoint):
+class ValidatedEpochs(pl.Callback):
+    """Knows whether the current training epoch ran validation (``trainer.callback_metrics`` keeps the last
+    ``val_*`` values through the epochs without one, with ``trainer.check_val_every_n_epoch`` > 1)."""
+
+    _validated_epoch = -1
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+        super().on_validation_end(trainer, pl_module)
+
+    def validated(self, trainer: pl.Trainer) -> bool:
+        return self._validated_epoch == trainer.current_epoch
+
+
+class BestCheckpoint(ValidatedEpochs, pl.callbacks.ModelCheckpoint):
     """``dirpath/best.ckpt``: the state with the lowest ``monitor`` (``val_loss``), checked at the end of
     every training epoch; with ``monitor=None`` (no validation) the latest state.
 
@@ -175,6 +190,11 @@ class BestCheckpoint(pl.callbacks.ModelCheckpoint):
             dirpath=dirpath, filename="best", monitor=monitor, mode="min", save_top_k=1, save_last=False,
             save_on_train_epoch_end=True, enable_version_counter=False,
         )  # fmt: skip
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.monitor is not None and not self.validated(trainer):
+            return  # an epoch without validation: nothing to compare (Lightning warned or compared a stale value)
+        super().on_train_epoch_end(trainer, pl_module)
 
     def load_state_dict(self, state_dict: dict) -> None:
         old, new = state_dict.get("dirpath"), self.dirpath
@@ -191,9 +211,10 @@ class BestCheckpoint(pl.callbacks.ModelCheckpoint):
         super().load_state_dict(state_dict)
 
 
-class History(pl.Callback):
-    """Appends one JSON line per finished epoch (epoch-level metrics) to ``path``; on resume, lines of
-    epochs at or after the resumed epoch are dropped first, so the file always describes one run."""
+class History(ValidatedEpochs):
+    """Appends one JSON line per finished epoch (epoch-level metrics; ``val_*`` only for the epochs that ran
+    validation) to ``path``; on resume, lines of epochs at or after the resumed epoch are dropped first, so the
+    file always describes one run."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -212,7 +233,9 @@ class History(pl.Callback):
         if trainer.sanity_checking:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update(epoch_metrics(trainer.callback_metrics))
+        validated = self.validated(trainer)
+        row.update({k: v for k, v in epoch_metrics(trainer.callback_metrics).items()
+                    if validated or not k.startswith("val_")})  # fmt: skip
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()
