@@ -377,14 +377,20 @@ def crash_after(monkeypatch, calls: int) -> None:
     monkeypatch.setattr(job, "embed_lonlat", flaky)
 
 
-@pytest.mark.parametrize("name", ["emb.parquet", "emb.npy", "emb.zarr"])
-def test_resume_after_a_kill_is_byte_identical(tmp_path, model, points, monkeypatch, name):
+def clean_run_and_target(tmp_path, model, points, name: str) -> tuple[Path, Path, Path]:
+    """(input CSV, the output ``name`` of an uninterrupted run, a path ``name`` in another directory)."""
     source = tmp_path / "points.csv"
     points.to_csv(source, index=False)
     (tmp_path / "clean").mkdir()
-    (tmp_path / "killed").mkdir()
-    clean, killed = tmp_path / "clean" / name, tmp_path / "killed" / name
+    (tmp_path / "other").mkdir()
+    clean = tmp_path / "clean" / name
     assert embed(source, "-o", clean, "--model", model, *CHUNK) == 0
+    return source, clean, tmp_path / "other" / name
+
+
+@pytest.mark.parametrize("name", ["emb.parquet", "emb.npy", "emb.zarr"])
+def test_resume_after_a_kill_is_byte_identical(tmp_path, model, points, monkeypatch, name):
+    source, clean, killed = clean_run_and_target(tmp_path, model, points, name)
 
     with monkeypatch.context() as patch:
         crash_after(patch, 3)
@@ -407,12 +413,7 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, poin
     from satclip import safe_output
     from satclip.embed import job
 
-    source = tmp_path / "points.csv"
-    points.to_csv(source, index=False)
-    (tmp_path / "clean").mkdir()
-    (tmp_path / "stopped").mkdir()
-    clean, stopped = tmp_path / "clean" / name, tmp_path / "stopped" / name
-    assert embed(source, "-o", clean, "--model", model, *CHUNK) == 0
+    source, clean, stopped = clean_run_and_target(tmp_path, model, points, name)
     workdir = stopped.parent / f"{name}.partial"
     real = getattr(safe_output, stop)
 
