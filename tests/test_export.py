@@ -156,3 +156,54 @@ def test_a_suffix_naming_the_other_format_is_refused(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--format" in err[0] and not (tmp_path / name).exists(), err
+
+
+ENCODINGS = [
+    {"name": "direct"}, {"name": "wrap"}, {"name": "cartesian3d"}, {"name": "theory"}, {"name": "spherecplus"},
+    {"name": "grid", "min_radius": 1, "max_radius": 360, "frequency_num": 16}, {"name": "spherem"},
+]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS, ids=lambda e: e["name"])
+def test_every_encoding_exports_for_any_batch_size(tmp_path, encoding):
+    """grid/theory/sphere* exports ran for batches of 3 points only (the tracing batch's size was baked into
+    a reshape); direct/wrap/cartesian3d did not export to ONNX at all (torch.deg2rad: 'unexpected error')."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from satclip.io.onnx import export
+
+    config = {"encoding": encoding, "network": {"name": "siren", "num_classes": 8, "dim_hidden": 16, "num_layers": 2}}
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(config).eval()
+    points = np.array([[13.4, 52.5], [-179.9, -89.9], [180.0, 0.0], [0.0, 90.0], [-58.4, -34.6], [151.2, -33.9],
+                       [1.0, 2.0]])  # fmt: skip
+    expected = encoder.encode(points).numpy()
+    scripted = torch.jit.load(str(export(encoder, tmp_path / "m.pt", "torchscript")))
+    session = ort.InferenceSession(str(export(encoder, tmp_path / "m.onnx", "onnx")))
+    for n in (1, 7):
+        with torch.no_grad():
+            traced = scripted(torch.from_numpy(points[:n])).numpy()
+        # float32 networks: the graph's order of operations against encode's (a sin of 30 × its input)
+        np.testing.assert_allclose(traced, expected[:n], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(session.run(None, {"lonlat": points[:n]})[0], expected[:n], rtol=0, atol=1e-4)
+
+
+def test_an_export_that_keeps_the_tracing_batch_size_is_refused(tmp_path, monkeypatch):
+    """Exports are run on batches of other sizes before they are published."""
+    from satclip.encoding import multiscale
+    from satclip.errors import ExportError
+    from satclip.io.onnx import export
+
+    def baked(self, lonlat):  # the old forward: the batch size as a Python int, constant in a traced graph
+        coords = lonlat.to(torch.float64)
+        out = self._features(coords, self.frequencies.to(coords.device))
+        return out.reshape(len(lonlat), self.embedding_dim).to(lonlat.dtype)
+
+    monkeypatch.setattr(multiscale._MultiScale, "forward", baked)
+    config = {"encoding": ENCODINGS[5], "network": {"name": "siren", "num_classes": 8, "dim_hidden": 16,
+                                                    "num_layers": 2}}  # fmt: skip
+    encoder = satclip.LocationEncoder.from_config(config).eval()
+    for fmt, name in (("torchscript", "m.pt"), ("onnx", "m.onnx")):
+        with pytest.raises(ExportError, match="does not reproduce it for a batch of 1 point"):
+            export(encoder, tmp_path / name, fmt)
+    assert list(tmp_path.iterdir()) == []

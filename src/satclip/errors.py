@@ -48,3 +48,7 @@ class MissingExtraError(SatclipError, ImportError):
 
 class ResumeError(SatclipError, RuntimeError):
     """Saved state to resume from is corrupt or belongs to other work."""
+
+
+class ExportError(SatclipError, RuntimeError):
+    """A model that an export format cannot hold, or whose exported graph does not reproduce it."""

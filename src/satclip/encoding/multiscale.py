@@ -74,7 +74,7 @@ class _MultiScale(nn.Module):
         dtype = lonlat.dtype if lonlat.is_floating_point() else torch.float64
         coords = lonlat.to(torch.float64)
         out = self._features(coords, self.frequencies.to(coords.device))
-        return out.reshape(len(lonlat), self.embedding_dim).to(dtype)
+        return out.reshape(-1, self.embedding_dim).to(dtype)  # -1: a traced export keeps N dynamic
 
     def _features(self, coords: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -119,7 +119,7 @@ class Theory(_MultiScale):
         a3 = lon * -0.5 + lat * -half_sqrt3
         projections = torch.stack((lon, lon, a2, a2, a3, a3), dim=1)  # (N, 6)
         angles = projections[:, None, :] * freqs[:, None]  # (N, F, 6)
-        return _sin_even_cos_odd(angles.reshape(len(coords), 2, -1))
+        return _sin_even_cos_odd(angles.reshape(-1, 2, 3 * angles.shape[1]))  # (N, 2, 3F), N dynamic when traced
 
 
 class Grid(_MultiScale):

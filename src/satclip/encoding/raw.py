@@ -6,6 +6,8 @@ dtype (integer input is promoted to float64), as the original does: they are acc
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ def _radians(lonlat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"expected (N, 2) (lon, lat) degrees, got shape {tuple(lonlat.shape)}")
     if not lonlat.is_floating_point():
         lonlat = lonlat.to(torch.float64)
-    rad = torch.deg2rad(lonlat)
+    rad = lonlat * (math.pi / 180)  # torch.deg2rad's values, bit for bit; ONNX has no deg2rad
     return rad[:, 0], rad[:, 1]
 
 

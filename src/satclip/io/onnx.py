@@ -16,12 +16,13 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import safe_output
 from ..encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
-from ..errors import BadInputError
+from ..errors import BadInputError, ExportError
 from ..optional import require
 from .resolve import encoder_files
 
@@ -132,16 +133,46 @@ def metadata(encoder) -> dict:
     }  # fmt: skip
 
 
+#: the points an export is traced with
+TRACE_POINTS = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
+#: checked in batches of other sizes before an export is published (a traced graph can keep the tracing
+#: batch's size); poles and antimeridian included
+CHECK_POINTS = torch.tensor(
+    [[151.2, -33.9], [-179.9, 0.0], [180.0, 89.9], [0.0, -90.0], [-58.4, -34.6]], dtype=torch.float64
+)
+
+
+def check_exported(run, module: nn.Module, fmt: str) -> None:
+    """Raise :class:`ExportError` unless ``run`` (the exported file's forward, numpy in and out) gives what
+    ``module`` does for batches of 1 and 5 points."""
+    for n in (1, len(CHECK_POINTS)):
+        points = CHECK_POINTS[:n]
+        with torch.no_grad():
+            expected = module(points).double().numpy()
+        try:
+            got = np.asarray(run(points.numpy()), dtype=np.float64)
+        except Exception:  # e.g. a reshape to the tracing batch's size
+            got = None
+        if got is None or got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
+            raise ExportError(
+                f"the {fmt} export of this model does not reproduce it for a batch of {n} point(s) (its encoding "
+                f"{type(getattr(module, 'posenc', module)).__name__} does not trace to a graph of any batch size); "
+                "nothing was written"
+            )
+
+
 def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) -> Path:
     """Trace to TorchScript; ``torch.jit.load(path)(lonlat_float64)`` runs it (extra file ``satclip.json``)."""
     path = Path(path)
     safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     module = exportable(encoder)
-    example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
     with torch.no_grad():
-        traced = torch.jit.trace(module, example, check_trace=False)
+        traced = torch.jit.trace(module, TRACE_POINTS, check_trace=False)
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files={"satclip.json": json.dumps(metadata(encoder))})
+        loaded = torch.jit.load(str(tmp))
+        with torch.no_grad():
+            check_exported(lambda points: loaded(torch.from_numpy(points)).numpy(), module, "TorchScript")
     return path
 
 
@@ -151,18 +182,24 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
     onnx = require("onnx", "export", "ONNX export")
     path = Path(path)
     safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
+    ort = require("onnxruntime", "export", "checking the ONNX export")
     module = exportable(encoder)
-    example = torch.tensor([[0.0, 0.0], [13.4, 52.5], [-70.0, -33.4]], dtype=torch.float64)
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
-        with torch.no_grad():
-            torch.onnx.export(
-                module, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["lonlat"],
-                output_names=["embedding"], dynamic_axes={"lonlat": {0: "n"}, "embedding": {0: "n"}},
-            )  # fmt: skip
+        try:
+            with torch.no_grad():
+                torch.onnx.export(
+                    module, (TRACE_POINTS,), str(tmp), dynamo=False, opset_version=opset, input_names=["lonlat"],
+                    output_names=["embedding"], dynamic_axes={"lonlat": {0: "n"}, "embedding": {0: "n"}},
+                )  # fmt: skip
+        except torch.onnx.errors.OnnxExporterError as err:
+            first = str(err).split(";")[0].splitlines()[0]
+            raise ExportError(f"this model cannot be exported to ONNX: {first}; export it to TorchScript") from err
         model = onnx.load(str(tmp))
         onnx.helper.set_model_props(model, {"satclip": json.dumps(metadata(encoder))})
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        check_exported(lambda points: session.run(None, {"lonlat": points})[0], module, "ONNX")
     return path
 
 
