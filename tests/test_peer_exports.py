@@ -298,3 +298,47 @@ def test_the_output_name_chooses_the_default_target(tmp_path):
     assert convert("bluemarble-l10", tmp_path / "x.ckpt", location_only=True).target == "original"
     assert convert(tmp_path / "x.ckpt", tmp_path / "native").target == "native"
     assert convert(tmp_path / "native", tmp_path / "back").target == "original"
+
+
+def _native(path, encoding: dict, network: dict, same_hidden: bool = False):
+    from satclip.io.native import write_native
+
+    config = {"encoding": encoding, "network": {"num_classes": 16, "dim_hidden": 32, **network}}
+    torch.manual_seed(0)
+    state = satclip.LocationEncoder.from_config(config).state_dict()
+    if same_hidden:  # as an original mlp's, whose hidden layers are one shared layer
+        state = {k: state[k.replace("features.4.", "features.2.")].clone() for k in state}
+    return write_native(path, {"location_encoder": config}, {f"location.{k}": v for k, v in state.items()})
+
+
+@pytest.mark.parametrize("encoding", [{"name": "grid"}, {"name": "theory"}, {"name": "spherecplus"}],
+                         ids=lambda e: e["name"])  # fmt: skip
+def test_encodings_at_satclip_defaults_reach_the_original_as_they_are(tmp_path, points, encoding):
+    """A native config that left the radii at satclip's defaults was written with the released ones
+    (min_radius 1, max_radius 360): rangegeo, the original and satclip itself then computed another function
+    from the .ckpt (1.4 relative for grid), while convert said they reproduce it to 1e-6."""
+    rangegeo = peers.rangegeo()
+    source = _native(tmp_path / "model", encoding, {"name": "siren", "num_layers": 2})
+    written = convert(source, tmp_path / "model.ckpt", target="original", location_only=True)
+    with torch.no_grad():
+        peer = rangegeo.load_satclip_location_encoder(str(written.path))(torch.from_numpy(points)).numpy()
+    assert_reproduces(peer, ours(source, points), reader(written, "rangegeo"))
+    assert_round_trip_exact(written, source, points)
+
+
+def test_an_mlp_whose_hidden_layers_differ_is_not_written_for_the_original(tmp_path, points, capsys):
+    """The original's mlp shares its hidden layers: a satclip mlp of 2 hidden layers loaded in rangegeo without
+    error and computed another function (0.6 relative); one whose hidden layers are equal round-trips."""
+    rangegeo = peers.rangegeo()
+    sh = {"name": "sphericalharmonics", "legendre_polys": 10}
+    apart = _native(tmp_path / "apart", sh, {"name": "mlp", "num_layers": 2})
+    assert main(["convert", str(apart), str(tmp_path / "apart.ckpt")]) == 2
+    assert "one shared layer" in capsys.readouterr().err and not (tmp_path / "apart.ckpt").exists()
+    shared = _native(tmp_path / "shared", sh, {"name": "mlp", "num_layers": 2}, same_hidden=True)
+    written = convert(shared, tmp_path / "shared.ckpt", target="original", location_only=True)
+    with torch.no_grad():
+        peer = rangegeo.load_satclip_location_encoder(str(written.path))(torch.from_numpy(points)).numpy()
+    assert_reproduces(peer, ours(shared, points), reader(written, "rangegeo"))
+    with pytest.raises(satclip.errors.BadInputError, match="one shared layer"):
+        targets.check_target({"encoding": sh, "network": {"name": "mlp", "num_classes": 8, "num_layers": 2}},
+                             "original")  # fmt: skip

@@ -57,6 +57,16 @@ class Registry(Generic[T]):
         """The keyword parameters the builder of ``name`` takes."""
         return set(inspect.signature(self.get(name)).parameters)
 
+    def with_defaults(self, part: dict) -> dict:
+        """``part`` (``{"name": …, **params}``) with every parameter its builder defaults written out, so a
+        saved or exported config says what was built even where a reader (or a later satclip) defaults
+        otherwise (``input_dim`` comes from elsewhere)."""
+        signature = inspect.signature(self.get(part["name"])).parameters
+        defaults = {
+            k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty and k != "input_dim"
+        }
+        return {**defaults, **part}
+
     def create(self, name: str, **params) -> T:
         """Build ``name``; a parameter its builder does not take raises a TypeError listing the valid ones."""
         check_parameters(self.kind, name, self.accepted(name), params)

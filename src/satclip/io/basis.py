@@ -29,7 +29,15 @@ ANALYTIC_EXACT_BELOW = 20
 EXACT = "analytic-stable"
 #: bases with no rounding error (related by a column scaling)
 EXACT_BASES = ("analytic-stable", "closed-form")
-FIRST_LAYER = "nnet.layers.0.weight"
+#: the weight that reads the basis, per network (the released models' SIREN first)
+FIRST_LAYERS = {"siren": "nnet.layers.0.weight", "mlp": "nnet.features.0.weight", "fcnet": "nnet.feats.0.weight",
+                "linear": "nnet.weight"}  # fmt: skip
+FIRST_LAYER = FIRST_LAYERS["siren"]
+
+
+def first_layer(state: dict[str, torch.Tensor]) -> str:
+    """The key of the weight in a location state dict (``nnet.*``) that reads the basis."""
+    return next(key for key in FIRST_LAYERS.values() if key in state)
 
 
 def is_exact(calculation: str) -> bool:
@@ -92,7 +100,8 @@ def columns_to(
     factors = closed_form_to_exact(legendre_polys)
     # features_exact = f · features_closed, so W_closed = W_exact · f and W_exact = W_closed / f
     factors = factors if source == EXACT else 1 / factors
-    weight = state[FIRST_LAYER]
+    key = first_layer(state)
+    weight = state[key]
     out = dict(state)
-    out[FIRST_LAYER] = weight.double() * factors.to(weight.device)
+    out[key] = weight.double() * factors.to(weight.device)
     return out

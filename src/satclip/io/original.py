@@ -135,8 +135,11 @@ def hparams_from_location_config(config: dict, base: dict | None = None) -> dict
     Raises:
         BadInputError: the config has a parameter the original's hyper-parameters cannot express.
     """
+    from ..encoding import ENCODINGS
+
     hparams = {**RELEASED_HPARAMS, **{k: v for k, v in (base or {}).items() if k in ORIGINAL_INIT_ARGS}}
-    encoding = dict(config["encoding"])
+    # satclip's defaults written out: the released values in RELEASED_HPARAMS (min_radius 1, …) are not them
+    encoding = ENCODINGS.with_defaults(config["encoding"])
     network = dict(config["network"])
     hparams["le_type"] = encoding.pop("name")
     unknown = sorted(set(encoding) - set(_ENCODING_PARAMS))
@@ -242,6 +245,29 @@ def original_basis(config: dict) -> str | None:
     return "analytic" if int(encoding.get("legendre_polys", 10)) <= basis.ANALYTIC_EXACT_BELOW else "closed-form"
 
 
+def shared_hidden_layers(config: dict) -> int:
+    """How many hidden layers the original's network for ``config`` shares: its ``MLP`` repeats one
+    ``[Linear, ReLU]`` pair ``num_layers`` times by list multiplication, so they are one layer (0: none)."""
+    network = config["network"]
+    layers = int(network.get("num_layers", 2)) if network["name"] == "mlp" else 0
+    return layers if layers > 1 else 0
+
+
+def check_shared_hidden_layers(config: dict, location: dict[str, torch.Tensor]) -> None:
+    """Raise :class:`BadInputError` unless the hidden layers the original shares hold equal weights here (an
+    original checkpoint's do; satclip's own ``mlp`` trains them apart, and the original would load each of its
+    layers with the last one's weights: the file loads without error and computes another function)."""
+    layers = shared_hidden_layers(config)
+    for name in ("weight", "bias"):
+        tensors = [location[f"nnet.features.{2 * (i + 1)}.{name}"] for i in range(layers)]
+        if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
+            raise BadInputError(
+                f"the original SatCLIP code builds an mlp's {layers} hidden layers as one shared layer, and this "
+                "model's differ: it would load without error and compute another function. Write it with "
+                "--target native (satclip reads it), or train an mlp of num_layers 1 for the original"
+            )
+
+
 def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: int = 0) -> dict:
     """A checkpoint dict in the released layout that the original code loads: only hyper-parameters its
     ``SatCLIPLightningModule.__init__`` takes (plus the three ``get_satclip`` pops), a basis it knows,
@@ -259,6 +285,7 @@ def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: i
             f"{', '.join(ORIGINAL_NETWORK_PARAMS)})"
         )
     location = dict(parts.location_state)
+    check_shared_hidden_layers(config, location)
     exact: dict[str, torch.Tensor] = {}
     label = original_basis(config)
     if label is not None:
@@ -266,8 +293,9 @@ def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: i
         if own != label:
             legendre = int(config["encoding"].get("legendre_polys", 10))
             rewritten = basis.columns_to(location, legendre, own, label)
-            if not torch.equal(rewritten[basis.FIRST_LAYER], location[basis.FIRST_LAYER]):
-                exact[basis.FIRST_LAYER] = location[basis.FIRST_LAYER]
+            key = basis.first_layer(location)
+            if not torch.equal(rewritten[key], location[key]):
+                exact[key] = location[key]
             location = rewritten
         config = {**config, "encoding": {**config["encoding"], "harmonics_calculation": label}}
     base = dict(parts.metadata.get("hyper_parameters") or {})

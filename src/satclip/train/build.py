@@ -8,7 +8,6 @@ also keeps a cache of a random backbone valid across ``satclip cache build`` and
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 
 import torch
@@ -28,16 +27,6 @@ log = logging.getLogger(__name__)
 _HEAD_ONLY_PARAMS = ("embed_dim", "weights")
 
 
-def _with_defaults(part: dict, registry) -> dict:
-    """``part`` (``{"name": …, **params}``) with every parameter its builder defaults written out, so an
-    export says what was trained even if a default changes later (``input_dim`` comes from the encoding)."""
-    signature = inspect.signature(registry.get(part["name"])).parameters
-    defaults = {
-        k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty and k != "input_dim"
-    }
-    return {**defaults, **part}
-
-
 def location_config(model: ModelConfig) -> dict:
     """The location-encoder config with the network's ``num_classes`` set to ``embed_dim`` and every
     builder default written out."""
@@ -55,8 +44,8 @@ def location_config(model: ModelConfig) -> dict:
             f"model.location_encoder.network.num_classes={given} differs from model.embed_dim={model.embed_dim}"
         )
     config["network"]["num_classes"] = int(model.embed_dim)
-    config["encoding"] = _with_defaults(config["encoding"], ENCODINGS)
-    config["network"] = _with_defaults(config["network"], NETWORKS)
+    config["encoding"] = ENCODINGS.with_defaults(config["encoding"])
+    config["network"] = NETWORKS.with_defaults(config["network"])
     return config
 
 
