@@ -109,8 +109,17 @@ def test_locate_cli(model, capsys):
     assert lines[1].split() == ["rank", "lon", "lat", "score", "km", "to", "centre"]
     rows = [line.split() for line in lines[2:5]]
     assert [r[0] for r in rows] == ["1", "2", "3"]
-    truth = r"true location \(lon -68.2091, lat -54.1808\): rank \d+ of 500 candidates \(top .* %\)"
-    assert re.fullmatch(truth, lines[5])
+    truth = r"true location \(lon -68.2091, lat -54.1808\): (\d+) of the 500 candidates score higher \((.*) %\): " \
+            r"it would rank (\d+)"
+    found = re.fullmatch(truth, lines[5])
+    higher = int(found[1])
+    assert found[2] == f"{100 * higher / 500:.1f}" and int(found[3]) == higher + 1
+    # every candidate above it: 'rank 2 of 1 candidates (top 2e+02 %)' was printed; --truth: 'km to truth'
+    assert main(["locate", str(tif), "--model", str(ckpt), "--k", "1", "--grid-size", "1", "--truth", "10", "20"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[-3:] == ["km", "to", "truth"]
+    assert re.fullmatch(r"true location .*: [01] of the 1 candidates score higher \((0\.0|100\.0) %\): it would "
+                        r"rank [12]", lines[-1])  # fmt: skip
     expected = locate(model, preprocess.load_sentinel2(tif), k=3, grid_size=500).rows(0)
     for row, (lon, lat, score) in zip(rows, expected, strict=True):
         assert float(row[1]) == pytest.approx(lon, abs=1e-4) and float(row[2]) == pytest.approx(lat, abs=1e-4)
@@ -176,9 +185,10 @@ def _rank(capsys, *argv) -> int:
     """Run ``satclip locate`` and return the printed rank of the true location (of 10,000 candidates)."""
     assert main(["locate", *map(str, argv), "--model", "bluemarble-l10"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    match = re.fullmatch(r"true location \(lon .*, lat .*\): rank (\d+) of 10000 candidates \(top .* %\)", last)
+    match = re.fullmatch(r"true location \(lon .*, lat .*\): [\d,]+ of the 10,000 candidates score higher "
+                         r"\(.* %\): it would rank ([\d,]+)", last)  # fmt: skip
     assert match, last
-    return int(match[1])
+    return int(match[1].replace(",", ""))
 
 
 def test_locate_blue_marble_crop_png_in_top_one_percent(tmp_path, crop, capsys):

@@ -65,15 +65,15 @@ def run(args: argparse.Namespace) -> int:
     result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth)
     header = f"{'rank':>4}  {'lon':>9}  {'lat':>8}  {'score':>7}"
     if truth is not None:
-        header += f"  {'km to centre':>12}"
+        header += f"  {'km to truth' if args.truth else 'km to centre':>12}"
     print(header)
     for rank, (lon, lat, score) in enumerate(result.rows(0), start=1):
         line = f"{rank:>4}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
         if truth is not None:
             line += f"  {float(great_circle_km((lon, lat), truth)):>12.0f}"
         print(line)
-    if result.above_truth is not None:  # rank: 1 + the candidates scoring higher than the true location
-        rank = round(float(result.above_truth[0]) * result.candidates) + 1
-        print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): rank {rank} of {result.candidates} "
-              f"candidates (top {100 * rank / result.candidates:.2g} %)")  # fmt: skip
+    if result.above_truth is not None:  # the true location is not a candidate: its rank among them
+        higher = round(float(result.above_truth[0]) * result.candidates)
+        print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): {higher:,} of the {result.candidates:,} "
+              f"candidates score higher ({100 * higher / result.candidates:.1f} %): it would rank {higher + 1:,}")
     return 0
