@@ -128,3 +128,17 @@ def test_write_native_never_replaces_a_foreign_directory(tmp_path):
         with pytest.raises(OutputExistsError):
             native.write_native(target, {"location_encoder": CONFIG}, {"x": torch.zeros(1)}, overwrite=overwrite)
     assert _contents(target) == before
+
+
+def test_converted_weights_are_as_readable_as_the_config(tmp_path, ckpt):
+    """model.safetensors came out 0600 (safetensors creates it private) beside a 0644 config.json: no one else
+    sharing the directory could load the model."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert main(["convert", str(ckpt), str(tmp_path / "native"), "--target", "native"]) == 0
+        files = [p for p in (tmp_path / "native").iterdir() if not p.name.startswith(".")]
+        assert {p.name: p.stat().st_mode & 0o777 for p in files} == {"config.json": 0o644, "model.safetensors": 0o644}
+    finally:
+        os.umask(old)

@@ -270,6 +270,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    try:  # Linux: read without changing it (os.umask sets it, racing other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:  # pragma: no cover - other platforms
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def usual_permissions(path: str | Path) -> None:
+    """Give a file the permissions a newly created file gets (``0o666`` less the umask): writers that create
+    theirs private (safetensors' ``save_file``: ``0o600``) would leave the model unreadable to the others who
+    share its directory."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def reserve(path: str | Path) -> None:
     """Allocate the disk blocks of a (sparse) file now, e.g. one about to be filled through a memory map:
     a full disk then fails here with ENOSPC instead of killing the process with SIGBUS mid-write."""

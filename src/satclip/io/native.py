@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import BadInputError
-from ..safe_output import atomic_dir
+from ..safe_output import atomic_dir, usual_permissions
 from .checks import check_finite
 
 FORMAT = "satclip"
@@ -130,6 +130,7 @@ def write_native(
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
+        usual_permissions(tmp / WEIGHTS_FILE)  # safetensors writes it 0o600
         write_config(tmp, config)
     return path
 

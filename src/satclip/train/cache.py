@@ -511,6 +511,7 @@ def _save_backbone(file: Path, encoder: nn.Module) -> None:
 
     with safe_output.atomic_file(file, overwrite=True) as tmp:
         save_file(backbone_state(encoder), tmp)
+        safe_output.usual_permissions(tmp)  # safetensors writes it 0o600
 
 
 def _write_json(file: Path, data: dict) -> None:
