@@ -269,4 +269,8 @@ def test_cli_builds_then_reuses(tmp_path, capsys):
     assert main(argv[:-2]) == 0 and (out / "images.npy").stat().st_mtime_ns == stamp
     capsys.readouterr()
     assert main(["data", "bluemarble", "--n", "31", "--patch-size", "8", "--out", str(out)]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert "--overwrite" in capsys.readouterr().err
+    # an existing preview: the flag the message names is one the command takes (it named --overwrite, and
+    # took only --force)
+    assert main(argv) == 2 and "pass --overwrite to replace it" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0

@@ -34,7 +34,7 @@ def add_subparser(data_subparsers) -> None:
     parser.add_argument("--max-lat", type=float, default=90.0, help="northern limit (default 90)")
     parser.add_argument("--out", type=Path, default=None,
                         help="corpus directory (default: $SATCLIP_CACHE/bluemarble/<hash of the parameters>)")
-    parser.add_argument("--force", action="store_true",
+    parser.add_argument("--overwrite", "--force", dest="force", action="store_true",
                         help="replace a different corpus satclip built in --out (and an existing --preview file)")
     parser.add_argument("--preview", type=Path, default=None, metavar="PNG",
                         help="also write a contact sheet of the first 48 patches to this PNG")

@@ -316,7 +316,7 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             found = read_manifest(out) if (out / MANIFEST_FILE).is_file() else {}
             raise OutputExistsError(
                 f"{out} already holds a corpus with different parameters or source files (params "
-                f"{found.get('params')}); choose another --out, or pass --force (overwrite=True) to replace it"
+                f"{found.get('params')}); choose another --out, or pass --overwrite (overwrite=True) to replace it"
             )
         with safe_output.atomic_dir(out, overwrite=overwrite) as tmp:  # never replaces a foreign directory
             started = time.perf_counter()
@@ -412,7 +412,7 @@ def load_bluemarble_arrays(root: str | os.PathLike) -> tuple[np.memmap, np.ndarr
     if list(images.shape) != manifest["shape"] or len(points) != len(images):
         raise ValueError(f"{root} is inconsistent: images {images.shape}, {len(points)} points, manifest "
                          f"shape {manifest['shape']}; rebuild it with: "
-                         f"satclip data bluemarble --out {root} --force")
+                         f"satclip data bluemarble --out {root} --overwrite")
     return images, points
 
 
