@@ -103,6 +103,30 @@ def test_download_resumes_after_an_interrupted_shard(tmp_path):
     assert hub.calls == []
 
 
+def test_a_shard_whose_images_were_removed_is_fetched_again(tmp_path, caplog):
+    """The shards' markers were trusted: with images deleted since, a rerun fetched nothing ("3 already
+    done") and verify then reported them missing, with no way back but deleting satclip's state by hand."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path, hub)
+    (tmp_path / "images" / "patch_1.tif").unlink()
+    hub.calls.clear()
+    summary = download_s2100k(tmp_path, hub)
+    assert hub.calls == ["data/shard-001.tar"] and summary.images == 1
+    assert "data/shard-001.tar: 1 of its 1 images are missing" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ALL_IMAGES
+
+
+def test_a_local_copy_without_checksums_is_not_said_to_be_size_checked(tmp_path, caplog):
+    """--from DIR without checksums warned "only its size was checked": against the file's own size."""
+    from satclip.data.sources import LocalSource
+
+    (tmp_path / "copy" / "data").mkdir(parents=True)
+    for name, data in _shards().items():
+        (tmp_path / "copy" / name).write_bytes(data)
+    download_s2100k(tmp_path / "root", LocalSource(tmp_path / "copy"))
+    assert "only its size was checked" not in caplog.text and "no checksum to check it against" in caplog.text
+
+
 def test_bad_checksum_is_rejected(tmp_path):
     hub = FakeHub(_shards())
     hub.served["data/shard-001.tar"] = _tar({"patch_1.tif": b"X" * 100})  # same size, other content

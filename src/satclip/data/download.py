@@ -8,8 +8,8 @@ Per shard: fetch into ``ROOT/.download/`` (``huggingface_hub`` resumes a partial
 SHA-256 (or git blob id) when the source publishes one, extract its ``.tif`` members into a private
 temporary folder beside ``images/``, move them into ``images/`` one by one (each move atomic), then write the
 shard's marker ``ROOT/.download/done/<shard>.json`` and delete the archive. A rerun skips shards with a
-marker and redoes any other shard from scratch, so an interruption at any point loses at most one shard's
-work and never leaves a half-written image in ``images/``.
+marker whose images are all still in ``images/`` and redoes any other shard from scratch, so an interruption at
+any point loses at most one shard's work and never leaves a half-written image in ``images/``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ def verify_checksum(path: Path, file: RemoteFile) -> str:
         if actual != file.git_sha1.lower():
             raise ChecksumError(f"{file.path}: git blob id {actual}, expected {file.git_sha1}")
         return f"git blob {file.git_sha1}"
-    log.warning("%s: the source publishes no checksum; only its size was checked", file.path)
-    return "size only" if file.size is not None else "unchecked"
+    if file.size is not None:
+        log.warning("%s: the source publishes no checksum; only its size was checked", file.path)
+        return "size only"
+    log.warning("%s: no checksum to check it against (pass the copy's --revision if it is a known one)", file.path)
+    return "unchecked"
 
 
 def is_archive(path: str) -> bool:
@@ -107,8 +110,9 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     return path
 
 
-def extract_images(archive: Path, images: Path, label: str) -> int:
-    """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored).
+def extract_images(archive: Path, images: Path, label: str) -> list[str]:
+    """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored); returns
+    their names.
 
     Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
     are moved into ``images/``, and an image already there is kept as it is (moves are atomic, so it is
@@ -140,7 +144,21 @@ def extract_images(archive: Path, images: Path, label: str) -> int:
         ) from err
     finally:
         safe_output.remove_owned(partial)
-    return len(names)
+    return names
+
+
+def _shard_done(root: Path, images: Path, shard: RemoteFile) -> bool:
+    """Whether ``shard`` was extracted and its images are still in ``images/`` (a shard whose images were
+    removed since is fetched again; markers written before they listed the names are trusted)."""
+    marker = _marker(root, shard)
+    if not marker.is_file():
+        return False
+    names = json.loads(marker.read_text()).get("names")
+    missing = sum(not (images / name).is_file() for name in names or ())
+    if missing:
+        log.warning("%s: %d of its %d images are missing from %s; fetching it again", shard.path, missing,
+                    len(names), images)  # fmt: skip
+    return not missing
 
 
 def download_s2100k(
@@ -198,17 +216,17 @@ def download_s2100k(
             safe_output.write_bytes(_marker(root, index), json.dumps(marker).encode())
             extracted.append(index.path)
 
-        todo = [shard for shard in shards if not _marker(root, shard).is_file()]
-        skipped += [shard.path for shard in shards if _marker(root, shard).is_file()]
+        done = {shard.path for shard in shards if _shard_done(root, images, shard)}
+        todo = [shard for shard in shards if shard.path not in done]
+        skipped += [shard.path for shard in shards if shard.path in done]
         if skipped:
             log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
-            count = extract_images(path, images, shard.path.replace("/", "__"))
-            safe_output.write_bytes(
-                _marker(root, shard),
-                json.dumps({"path": shard.path, "sha256": shard.sha256, "images": count}).encode(),
-            )
+            names = extract_images(path, images, shard.path.replace("/", "__"))
+            count = len(names)
+            record = {"path": shard.path, "sha256": shard.sha256, "images": count, "names": names}
+            safe_output.write_bytes(_marker(root, shard), json.dumps(record).encode())
             if not keep_archives and path.resolve().is_relative_to(staging.resolve()):
                 path.unlink(missing_ok=True)
             log.info("%s: %d images", shard.path, count)

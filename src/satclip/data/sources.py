@@ -144,7 +144,8 @@ class LocalSource:
 
     Files are used in place (never moved or deleted). Checksums: the SHA-256 that ``huggingface-cli
     download --local-dir`` records in ``.cache/huggingface/download/*.metadata``, else
-    :data:`KNOWN_SHA256` when ``revision`` names a known commit, else none (size only).
+    :data:`KNOWN_SHA256` when ``revision`` names a known commit, else none (and no size: a local file's
+    size is its own, nothing to check it against).
     """
 
     def __init__(self, directory: str | Path, revision: str | None = None):
@@ -171,7 +172,7 @@ class LocalSource:
             if path.is_file() and not any(part.startswith(".") for part in relative.parts):
                 name = relative.as_posix()
                 sha256 = self._recorded_sha256(name) or known.get(name)
-                files.append(RemoteFile(name, path.stat().st_size, sha256))
+                files.append(RemoteFile(name, None, sha256))
         return files
 
     def fetch(self, file: RemoteFile, directory: Path) -> Path:
