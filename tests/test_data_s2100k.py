@@ -125,6 +125,14 @@ def test_cli_verify_without_index_exits_two(tmp_path, capsys):
     assert "index.csv" in capsys.readouterr().err
 
 
+def test_cli_verify_of_an_index_without_rows_exits_two(tmp_path, capsys):
+    """A header-only index.csv verified as 'total 0' with exit 0."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "index.csv").write_text("fn,lon,lat\n")
+    assert main(["data", "verify", str(tmp_path)]) == 2
+    assert "lists no images" in capsys.readouterr().err
+
+
 def test_dataset_yields_the_17_good_samples(broken_root, caplog):
     with caplog.at_level(logging.WARNING, logger="satclip.data"):
         dataset = S2100K(broken_root, cache=False)

@@ -116,5 +116,7 @@ def read_index(path: str | Path) -> S2Index:
                 raise IndexFormatError(f"{path}, line {line}: empty file name in column 'fn'")
             filenames.append(name)
             coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+    if not filenames:
+        raise IndexFormatError(f"{path} lists no images (a header only); an S2-100K index has a row per image")
     lonlat = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     return S2Index(path, layout, tuple(c.strip() for c in header), tuple(filenames), lonlat)
