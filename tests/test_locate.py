@@ -260,3 +260,19 @@ def test_locate_names_the_model_for_the_other_kind_of_image(tmp_path, crop, caps
     err = capsys.readouterr().err.strip()
     assert "takes Sentinel-2 L1C GeoTIFFs with 12 (B10 missing) or 13 bands" in err
     assert err.endswith("crop.png has 3 band(s): locate RGB images with --model bluemarble-l10 (32×32 px at 7.5 km/px)")
+
+
+def test_an_image_already_scaled_to_reflectance_is_flagged(tmp_path, caplog):
+    """A float GeoTIFF of reflectances (0–1) was divided by 10,000 again without a word."""
+    rasterio = pytest.importorskip("rasterio")
+    tif = require(S2_EXAMPLES / "images" / PATCH)
+    with rasterio.open(tif) as src:
+        profile, data = src.profile, src.read()
+    profile.update(dtype="float32")
+    scaled = tmp_path / "reflectance.tif"
+    with rasterio.open(scaled, "w", **profile) as dst:
+        dst.write(data.astype(np.float32) / 10_000)
+    preprocess.load_sentinel2(tif)
+    assert "look like reflectance" not in caplog.text  # digital numbers, as S2-100K stores them
+    preprocess.load_sentinel2(scaled)
+    assert "values up to 0." in caplog.text and "look like reflectance already" in caplog.text

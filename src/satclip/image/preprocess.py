@@ -10,6 +10,7 @@ This is the deterministic part of the original transform; the random crop/flips/
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ S2_BANDS_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B
 #: index at which the missing B10 band is inserted into 12-band patches
 B10_INDEX = 10
 #: digital number → reflectance
+log = logging.getLogger(__name__)
+
 REFLECTANCE_SCALE = 10_000.0
 
 
@@ -216,6 +219,14 @@ def load_sentinel2(path: str | Path) -> np.ndarray:
             f"{path} has {array.shape[0]} bands; SatCLIP's Sentinel-2 encoders need the 12 S2-100K bands "
             f"(B10 missing) or all 13 L1C bands ({', '.join(S2_BANDS_13)})"
         )
+    if np.issubdtype(array.dtype, np.floating):
+        top = float(np.nanmax(array)) if np.isfinite(array).any() else 0.0
+        if 0 < top <= 2.0:
+            log.warning(
+                "%s: values up to %.3g look like reflectance already; SatCLIP's Sentinel-2 encoders take L1C "
+                "digital numbers (reflectance × %g, as S2-100K stores them) and divide them by %g",
+                path, top, REFLECTANCE_SCALE, REFLECTANCE_SCALE,
+            )  # fmt: skip
     return sentinel2_reflectance(array)
 
 
