@@ -245,3 +245,32 @@ def test_protocol_options_are_checked_before_any_download(tmp_path, capsys, no_n
     assert main(argv) == 2
     assert "at least 2 folds (--block-deg, --folds" in one_error_line(capsys.readouterr().err)
     assert not no_network and not (tmp_path / "out").exists()
+
+
+def test_presets_refuse_what_they_fix_and_keep_what_applies(tmp_path, capsys, monkeypatch):
+    """--preset paper ran air-temperature whatever --task-file/--protocol/--probes/--n-points said, drew the
+    figures despite --no-figures, downloaded despite --offline, and its report said 3000 epochs for 5."""
+    data = require(AIR_TEMPERATURE_CSV)
+    out = tmp_path / "paper"
+    base = ["evaluate", "--preset", "paper", "--encoders", "wrap", "--out", str(out)]
+    assert main([*base, "--data", str(data), "--protocol", "spatial-block", "--n-points", "300"]) == 2
+    expected = ("satclip: error: --preset paper runs a fixed configuration: --protocol, --n-points do(es) not "
+                "apply to it; drop them, or run without --preset")
+    assert one_error_line(capsys.readouterr().err) == expected
+    assert not out.exists()
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "empty-cache"))
+    assert main([*base, "--offline"]) == 1
+    assert "download" in one_error_line(capsys.readouterr().err) and not (tmp_path / "empty-cache").exists()
+    assert main([*base, "--data", str(data), "--seeds", "1", "--max-epochs", "5", "--no-figures"]) == 0
+    assert not list(out.glob("*.png"))
+    assert "full-batch Adam lr 1e-3, 5 epochs" in (out / "results.md").read_text()
+
+
+def test_repeated_seeds_or_probes_are_refused(tmp_path, capsys):
+    """--seeds 0,0,0 fitted one split three times: '0.039 ± 0.000' and a bold winner 'by more than the spreads'."""
+    common = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--out", str(tmp_path)]
+    for seeds in ("0,0", "-1,2", ","):
+        assert main([*common, f"--seeds={seeds}"]) == 2
+        assert "--seeds takes a count (5) or a list of different seeds >= 0" in capsys.readouterr().err
+    assert main([*common, "--seeds", "1", "--probes", "linear,linear"]) == 2
+    assert one_error_line(capsys.readouterr().err) == "satclip: error: probes must be unique, got ['linear', 'linear']"

@@ -20,12 +20,16 @@ from .args import existing_file, non_negative_int, positive_float, positive_int
 
 
 def _seeds(text: str) -> tuple[int, ...]:
+    usage = f"--seeds takes a count (5) or a list of different seeds >= 0 (0,3,7), got {text!r}"
     try:
         if "," in text:
-            return tuple(int(s) for s in text.split(",") if s.strip())
+            seeds = tuple(int(s) for s in text.split(",") if s.strip())
+            if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+                raise ValueError
+            return seeds
         n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes a count (5) or a list (0,3,7), got {text!r}") from None
+        raise argparse.ArgumentTypeError(usage) from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n}")
     return tuple(range(n))
@@ -83,7 +87,26 @@ def add_parser(subparsers) -> None:
         "--precision", choices=precision_option.PRECISIONS,
         help="precision of the models satclip.load builds (a spec's own precision=... wins): " + precision_option.HELP,
     )  # fmt: skip
-    parser.set_defaults(func=run)
+    # what a preset fixes itself: given with --preset, these are refused rather than ignored
+    fixed = {"reference": ("tasks", "protocol", "probes", "seeds", "task_file", "target_col", "lon_col", "lat_col",
+                           "task_kind", "task_name", "n_points", "point_seed", "min_class_points", "max_epochs",
+                           "block_deg", "folds"),
+             "paper": ("tasks", "protocol", "probes", "task_file", "target_col", "lon_col", "lat_col", "task_kind",
+                       "task_name", "n_points", "point_seed", "min_class_points", "block_deg", "folds")}  # fmt: skip
+    flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    preset_fixed = {preset: {dest: (flags[dest], parser.get_default(dest)) for dest in dests}
+                    for preset, dests in fixed.items()}  # fmt: skip
+    parser.set_defaults(func=run, preset_fixed=preset_fixed)
+
+
+def _check_preset(args: argparse.Namespace) -> None:
+    """Refuse the options a ``--preset`` fixes itself (they were silently ignored)."""
+    given = [flag for dest, (flag, default) in args.preset_fixed[args.preset].items() if getattr(args, dest) != default]
+    if given:
+        raise BadInputError(
+            f"--preset {args.preset} runs a fixed configuration: {', '.join(given)} do(es) not apply to it; drop "
+            "them, or run without --preset"
+        )
 
 
 def _progress():
@@ -146,13 +169,17 @@ def _run(args: argparse.Namespace) -> int:
         hint = did_you_mean(args.protocol, PROTOCOLS.names())
         known = ", ".join(PROTOCOLS.names())
         raise BadInputError(f"unknown --protocol {args.protocol!r}; {hint + ' ' if hint else ''}known: {known}")
+    if args.preset:
+        _check_preset(args)
+    common = {"data": args.data, "threads": args.threads, "workers": args.workers or 2,
+              "allow_download": not args.offline, "use_cache": not args.no_cache, "figures": not args.no_figures}
     if args.preset == "reference":
         from ..eval.encoders import split_specs
         from ..eval.reference import run_reference
 
         command = "satclip evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-        path = run_reference(args.out, split_specs(args.encoders or ""), data=args.data, threads=args.threads,
-                             workers=args.workers or 2, progress=_progress(), command=command)  # fmt: skip
+        path = run_reference(args.out, split_specs(args.encoders or ""), progress=_progress(), command=command,
+                             **common)  # fmt: skip
         print(f"wrote {path}")
         return 0
     if args.preset == "paper":
@@ -160,8 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         from ..eval.reference import REFERENCE_ENCODERS, run_paper
 
         encoders = split_specs(args.encoders) if args.encoders else REFERENCE_ENCODERS
-        path = run_paper(args.out, encoders, data=args.data, seeds=args.seeds, epochs=args.max_epochs,
-                         threads=args.threads, workers=args.workers or 2)  # fmt: skip
+        path = run_paper(args.out, encoders, seeds=args.seeds, epochs=args.max_epochs, **common)
         print(f"wrote {path}")
         return 0
     outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress())

@@ -42,13 +42,14 @@ def reference_configs(
     extra_encoders: Sequence[str] = (), *, data: Path | None = None, n_points: int = REFERENCE_POINTS,
     seeds: Sequence[int] = REFERENCE_SEEDS, holdout_seeds: Sequence[int] = REFERENCE_HOLDOUT_SEEDS,
     probes: Sequence[str] = ("mlp",), tasks: Sequence[str] | None = None, threads: int | None = 1,
-    workers: int = 2,
+    workers: int = 2, allow_download: bool = True, use_cache: bool = True,
 ) -> dict[str, EvalConfig]:  # fmt: skip
     """The ``random`` and ``holdout-continent`` configurations of the reference benchmark."""
     encoders = tuple(REFERENCE_ENCODERS) + tuple(e for e in extra_encoders if e not in REFERENCE_ENCODERS)
+    options = TaskOptions(n_points=n_points, data=data, allow_download=allow_download, use_cache=use_cache)
     base = EvalConfig(
         encoders=encoders, tasks=tuple(tasks or names()), probes=tuple(probes), seeds=tuple(seeds),
-        task_options=TaskOptions(n_points=n_points, data=data), threads=threads, workers=workers,
+        task_options=options, threads=threads, workers=workers, use_cache=use_cache,
     )  # fmt: skip
     holdout_tasks = tuple(t for t in base.tasks if t not in NOT_HELD_OUT)
     return {
@@ -70,7 +71,7 @@ def _environment(config: EvalConfig) -> str:
 
 def run_reference(
     out_dir: str | Path, extra_encoders: Sequence[str] = (), *, progress: Callable[[int], object] | None = None,
-    command: str | None = None, **options,
+    command: str | None = None, figures: bool = True, **options,
 ) -> Path:  # fmt: skip
     """Run both protocols into ``out_dir/<protocol>/`` and write ``out_dir/results.md`` (returned)."""
     out = Path(out_dir)
@@ -78,7 +79,7 @@ def run_reference(
     configs = reference_configs(extra_encoders, **options)
     for protocol, config in configs.items():
         start = time.perf_counter()
-        run_evaluation(config, out / protocol, progress=progress)
+        run_evaluation(config, out / protocol, progress=progress, figures=figures)
         timings.append(f"{protocol}: {time.perf_counter() - start:.0f} s")
         parts.append(relink(_demote((out / protocol / "results.md").read_text(encoding="utf-8")), f"{protocol}/"))
     header = [
@@ -95,17 +96,20 @@ def run_reference(
 
 def paper_config(
     encoders: Sequence[str] = REFERENCE_ENCODERS, *, data: Path | None = None, seeds: Sequence[int] = REFERENCE_SEEDS,
-    epochs: int | None = None, threads: int | None = 1, workers: int = 1,
+    epochs: int | None = None, threads: int | None = 1, workers: int = 1, allow_download: bool = True,
+    use_cache: bool = True,
 ) -> EvalConfig:  # fmt: skip
     """``air-temperature`` under the ``paper`` protocol (notebook probe, 50/50 split, target / max)."""
     return EvalConfig(
         encoders=tuple(encoders), tasks=("air-temperature",), protocol="paper", seeds=tuple(seeds),
-        task_options=TaskOptions(data=data), threads=threads, workers=workers,
-        probe_options={"paper-mlp": {"epochs": epochs}} if epochs else {},
+        task_options=TaskOptions(data=data, allow_download=allow_download, use_cache=use_cache), threads=threads,
+        workers=workers, probe_options={"paper-mlp": {"epochs": epochs}} if epochs else {}, use_cache=use_cache,
     )  # fmt: skip
 
 
-def run_paper(out_dir: str | Path, encoders: Sequence[str] = REFERENCE_ENCODERS, **options) -> Path:
+def run_paper(
+    out_dir: str | Path, encoders: Sequence[str] = REFERENCE_ENCODERS, *, figures: bool = True, **options
+) -> Path:
     """Run :func:`paper_config` into ``out_dir``; returns its ``results.md`` (with the paper's figure)."""
-    run_evaluation(paper_config(encoders, **options), out_dir)
+    run_evaluation(paper_config(encoders, **options), out_dir, figures=figures)
     return Path(out_dir) / "results.md"

@@ -48,7 +48,7 @@ PAPER_REFERENCE = (
 PAPER_DIFFERENCES = (
     "Split: the notebook's single unseeded 50/50 split → here one seeded 50/50 split per seed, mean ± std.",
     "Probe: the notebook's MLP as written (64 hidden units, its two hidden blocks share one Linear, "
-    "full-batch Adam lr 1e-3, 3000 epochs, no validation, no early stopping, raw embeddings).",
+    "full-batch Adam lr 1e-3, {epochs} epochs, no validation, no early stopping, raw embeddings).",
     "Target: divided by its maximum, as in the notebook; the `MSE` column re-expresses the same predictions "
     "on the standardised target (÷ training std), the scale of the other tables.",
     "The paper's table comes from its own experiment scripts (hyper-parameter search, its splits); its "
@@ -347,7 +347,10 @@ def markdown(
         out.append(_continent_tables(rows, kinds, names))
     if config.protocol == "paper":
         out += ["", "## Compared with the paper", ""] + [f"- {line}" for line in PAPER_REFERENCE]
-        out += ["", "Protocol differences:", ""] + [f"- {line}" for line in PAPER_DIFFERENCES]
+        from .probes.paper import EPOCHS
+
+        epochs = config.probe_options.get("paper-mlp", {}).get("epochs") or EPOCHS
+        out += ["", "Protocol differences:", ""] + [f"- {line.format(epochs=epochs)}" for line in PAPER_DIFFERENCES]
     if figures:
         out += ["", "## Figures", ""]
         for path in figures:

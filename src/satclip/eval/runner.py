@@ -204,6 +204,11 @@ def evaluate(
     if len(set(names)) != len(names):
         raise ValueError(f"encoder specs must be unique, got {names}")
     probe_names = config.probe_names()
+    for what, values in (("probes", probe_names), ("seeds", config.seeds)):
+        if len(set(values)) != len(values):  # repeats fit the same folds again: a spread of 0 and a false winner
+            raise ValueError(f"{what} must be unique, got {list(values)}")
+    if not config.seeds or any(not isinstance(s, int) or s < 0 for s in config.seeds):
+        raise ValueError(f"seeds must be integers >= 0, at least one, got {list(config.seeds)}")
     probe_objs = [probes.create(n, **config.probe_options.get(n, {})) for n in probe_names]
     tasks = load_tasks(config)
     folds = {t.name: protocols.make_folds(config.protocol, t, config.seeds, **config.protocol_options) for t in tasks}
