@@ -79,9 +79,28 @@ def test_rank_rule():
     assert rank({"a": (0.5, 0.1, 3)}, True).verdict == "alone"
 
 
+def _blind(task: Task, protocol: str = "random", seeds=(0, 1, 2)) -> dict[str, list[float]]:
+    """Per variant, the mean over folds of the training mean's standardised test MSE (regression) or the
+    training majority class's test accuracy: what a probe that ignores location scores, computed here."""
+    from satclip.eval.protocols import make_folds
+
+    scores: dict[str, list[float]] = {}
+    for fold in make_folds(protocol, task, seeds):
+        test, train = task.targets[fold.test], task.targets[fold.train]
+        if task.kind == "regression":
+            score = float(np.mean(((test - train.mean()) / train.std()) ** 2))
+        else:
+            score = float(np.mean(test == np.bincount(train.astype(int)).argmax()))
+        scores.setdefault(fold.variant, []).append(score)
+    return {variant: float(np.mean(values)) for variant, values in scores.items()}
+
+
 def test_chance_levels_and_class_filtering_are_stated(report):
-    assert _row(report, "*chance*", 0) == ["1.000", "0.400"]  # MSE of the mean; the most frequent class
-    assert _row(report, "*chance*", 1) == ["0.000", f"{2 * 0.4 / (1.4 * 4):.3f}"]  # R²; its macro-F1
+    temperature = _task("era5-temperature", "regression", np.linspace(-1, 1, 50))
+    zones = _task("koppen", "classification", np.repeat(np.arange(4), [40, 30, 20, 10]),
+                  classes=np.array(["BWh", "Dfc", "Af", "ET"]))  # fmt: skip
+    # the training mean / majority class scored on each fold's test points (not 1 and 0.4 for the whole sample)
+    assert _row(report, "*chance*", 0) == [f"{_blind(temperature)['']:.3f}", f"{_blind(zones)['']:.3f}"]
     koppen = _row(report, "koppen")
     assert koppen[0] == "classification, 4 of 6 classes"
     assert koppen[3] == "accuracy 0.400 (most frequent class `BWh`), 1/K = 0.250"
@@ -121,3 +140,26 @@ def test_every_figure_written_is_linked_with_a_caption(tmp_path):
         assert f"*{name}: {caption}.*" in text and len(caption) > 30
     assert "showing correct and wrong predictions" in text and "showing the residual" in text
     assert "| *chance* |" in text and "koppen keeps" in text
+
+
+def test_the_chance_row_of_held_out_continents_is_their_own():
+    """Under holdout-continent the chance row was the whole sample's (MSE 1; koppen 0.159), so an encoder at
+    4.7 × what a location-blind probe scores on the held-out continents read 'close to chance'."""
+    continents = np.repeat(["Africa", "Asia", "Europe", "North America", "Oceania", "South America"], 40)
+    targets = np.repeat(np.arange(6.0), 40) + np.random.default_rng(0).normal(0, 0.1, 240)
+    task = _task("temperature", "regression", targets)
+    task = Task(**{**task.__dict__, "continents": continents})
+    rows = []
+    for variant, mse in (("zero-shot", 0.5), ("1%", 0.2)):
+        for seed, value in enumerate((mse - 0.01, mse + 0.01)):
+            rows += [{"task": "temperature", "kind": "regression", "encoder": e, "probe": "mlp", "variant": variant,
+                      "fold": f"f{seed}", "seed": 0, "group": "Asia", "mse": value + i, "r2": 0.0}
+                     for i, e in enumerate(("a", "b"))]
+    config = EvalConfig(encoders=("a", "b"), tasks=("temperature",), protocol="holdout-continent", seeds=(0,))
+    report = markdown(rows, config, [task])
+    expected = _blind(task, "holdout-continent", (0,))
+    assert expected["zero-shot"] > 1.5  # far above the whole sample's 1: the training mean misses each continent
+    assert _row(report, "*chance*", 0) == [f"{expected['zero-shot']:.3f}"]
+    assert _row(report, "*chance*", 2) == [f"{expected['1%']:.3f}"]
+    zero_shot = report.split("## probe `mlp`, zero-shot")[1].split("## probe")[0]
+    assert "Every encoder is well above chance" in zero_shot and "Close to chance" not in zero_shot

@@ -210,7 +210,7 @@ def reading(
         metric = metric_of(t)
         ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
                        HIGHER_IS_BETTER[metric])  # fmt: skip
-        if ranking.best is None:
+        if ranking.best is None or ranking.verdict == "alone":  # nothing to rank it against
             continue
         if ranking.verdict == "tie":
             ties.append(f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied])})")
@@ -228,8 +228,8 @@ def reading(
             "so this run cannot rank those encoders; more seeds (--seeds) or points (--n-points) might"
         )
     if unjudged:
-        sentences.append(f"With one fold per task there is no spread to judge by; highest means: {_join(unjudged)}")
-    near = []
+        sentences.append(f"With one fold per task there is no spread to judge by; best means: {_join(unjudged)}")
+    near, below, compared = [], [], 0
     for t in tasks:
         metric = metric_of(t)
         floor = chance.get(t, {}).get(metric)
@@ -239,12 +239,17 @@ def reading(
             stat = summary.get((probe, variant, t, e), {}).get(metric)
             if stat is None:
                 continue
+            compared += 1
             gap = stat[0] - floor if HIGHER_IS_BETTER[metric] else floor - stat[0]
-            if gap < 0.1 * (1 if metric == "mse" else max(1 - floor, 0.1)):
+            if gap < 0:
+                below.append(f"`{names[e]}` on {t}")
+            elif gap < 0.1 * (1 if metric == "mse" else max(1 - floor, 0.1)):
                 near.append(f"`{names[e]}` on {t}")
+    if below:
+        sentences.append(f"Worse than chance (a probe that ignores location, row *chance*): {_join(below)}")
     if near:
         sentences.append(f"Close to chance (a probe that ignores location, row *chance*): {_join(near)}")
-    elif chance:
+    if compared and not near and not below:
         sentences.append("Every encoder is well above chance (row *chance*: a probe that ignores location) "
                          "on every task")  # fmt: skip
     return ". ".join(sentences) + "." if sentences else ""
@@ -302,6 +307,22 @@ def relink(markdown_text: str, prefix: str) -> str:
     return re.sub(r"\]\((?![a-z]+:|/)([^)\s]+\.png)\)", lambda m: f"]({prefix}{m[1]})", markdown_text)
 
 
+def blind_chance(config: EvalConfig, tasks: Sequence[Task]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{variant: {task: {metric: value}}}``: the mean over the run's folds of what a probe that ignores
+    location scores (:func:`~satclip.eval.runner.blind_scores`), the row *chance* of the tables."""
+    from . import protocols
+    from .runner import blind_scores
+
+    scores: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for task in tasks:
+        for fold in protocols.make_folds(config.protocol, task, config.seeds, **config.protocol_options):
+            if len(fold.test) and len(fold.train):
+                scores[fold.variant][task.name].append(blind_scores(task, fold))
+    return {variant: {task: {metric: float(np.mean([s[metric] for s in folds])) for metric in folds[0]}
+                      for task, folds in by_task.items()}
+            for variant, by_task in scores.items()}  # fmt: skip
+
+
 def markdown(
     rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], title: str | None = None,
     figures: Sequence[Path] = (),
@@ -313,7 +334,7 @@ def markdown(
     encoder_names = _ordered(r["encoder"] for r in rows)
     names = display_names(encoder_names)
     kinds = {t.name: t.kind for t in tasks}
-    chance = {t.name: t.chance() for t in tasks}
+    chance = blind_chance(config, tasks)
     primary = lambda t: PRIMARY[kinds[t]][0]  # noqa: E731
     secondary = lambda t: "r2" if kinds[t] == "regression" else "macro_f1"  # noqa: E731
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
@@ -335,11 +356,12 @@ def markdown(
             label = f"probe `{probe}`" + (f", {variant}" if variant else "")
             args = (summary, probe, variant, task_names, encoder_names)
             out += ["", f"## {label}", ""]
-            text = reading(*args, primary, names, chance)
+            floor = chance.get(variant, {})
+            text = reading(*args, primary, names, floor)
             if text:
                 out += [f"**Reading it** ({METRIC_TITLES_SHORT}): {text}", ""]
-            out += [metric_table(*args, primary, names, chance)]
-            out += ["", metric_table(*args, secondary, names, chance)]
+            out += [metric_table(*args, primary, names, floor)]
+            out += ["", metric_table(*args, secondary, names, floor)]
             if config.protocol == "paper":
                 out += ["", metric_table(*args, lambda t: "mse_max_scaled", names)]
     if config.protocol == "holdout-continent":

@@ -105,14 +105,32 @@ def _standardise(x: np.ndarray, train: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
+def _target_moments(y: np.ndarray, train: np.ndarray) -> tuple[float, float]:
+    """Mean and std (1 where it is 0) of the training targets: the scale regression scores are on."""
+    mean, std = float(y[train].mean()), float(y[train].std())
+    return mean, std if std > 1e-12 else 1.0
+
+
+def blind_scores(task: Task, fold: protocols.Fold) -> dict[str, float]:
+    """What a probe that ignores location scores on ``fold``, scored as :func:`run_fold` scores: the training
+    targets' mean (regression) or most frequent class. Not a constant: on a held-out continent the training
+    mean or class can be far from the test points'."""
+    y_test = task.targets[fold.test]
+    if task.kind == REGRESSION:
+        mean, std = _target_moments(task.targets, fold.train)
+        predictions = np.full(len(y_test), mean)
+        return {"mse": metrics.mse(y_test / std, predictions / std), "r2": metrics.r2(y_test, predictions)}
+    majority = np.bincount(task.targets[fold.train].astype(np.int64), minlength=task.num_classes).argmax()
+    return metrics.classification_metrics(y_test, np.full(len(y_test), majority))
+
+
 def run_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: probes.Probe) -> tuple[dict, np.ndarray]:
     """Fit ``probe`` on one fold; returns (metrics and choices, test predictions in target units)."""
     x = _standardise(features, fold.train) if probe.standardise_features else features.astype(np.float32)
     y = task.targets
     scale = None
     if task.kind == REGRESSION:
-        mean, std = float(y[fold.train].mean()), float(y[fold.train].std())
-        std = std if std > 1e-12 else 1.0
+        mean, std = _target_moments(y, fold.train)
         if probe.target_scaling == "max":
             scale = float(np.max(y))  # the notebook divides by the maximum of the whole table
             if scale == 0:
