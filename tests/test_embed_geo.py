@@ -115,6 +115,25 @@ def test_geoparquet_and_geopackage_through_the_cli(model, encoder, tmp_path):
     # GeoParquet in, GeoParquet out: the geometry column and its metadata are kept
     back = gpd.read_parquet(tmp_path / "points.parquet.emb.parquet")
     assert back.crs.to_epsg() == 3857 and back.geometry.geom_equals(frame.geometry).all()
+    # the geometry's lon/lat may be named (they were an 'unexpected error (KeyError)'); swapped, they are refused
+    named = ["embed", str(tmp_path / "points.parquet"), "--model", str(model), "--no-progress", "-o"]
+    assert main([*named, str(tmp_path / "named.parquet"), "--lon-col", "lon", "--lat-col", "lat"]) == 0
+    assert pq.read_table(tmp_path / "named.parquet").equals(pq.read_table(tmp_path / "points.parquet.emb.parquet"))
+    assert main([*named, str(tmp_path / "swapped.parquet"), "--lon-col", "lat", "--lat-col", "lon"]) == 2
+
+
+def test_geometry_coordinates_never_take_an_attributes_name(model, tmp_path):
+    """GeoJSON properties 'lon' and 'geometry_lon' made the geometry's longitude a second 'geometry_lon':
+    'unexpected error (… exists 2 times)'."""
+    feature = {"type": "Feature", "properties": {"lon": 1, "geometry_lon": 2},
+               "geometry": {"type": "Point", "coordinates": [13.4, 52.5]}}  # fmt: skip
+    source = tmp_path / "p.geojson"
+    source.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    out = tmp_path / "p.parquet"
+    assert main(["embed", str(source), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    table = pq.read_table(out)
+    assert table.column_names[:4] == ["lon", "geometry_lon", "geometry_lon_2", "geometry_lat_2"]
+    assert table.column("geometry_lon_2").to_pylist() == [13.4] and table.column("lon").to_pylist() == [1]
 
 
 def test_missing_extras_are_one_line_naming_them(model, tmp_path, capsys, monkeypatch):

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..optional import require
 from .columns import detect_lonlat_columns
 from .inputs import crs_name, geo_lonlat, is_wgs84
-from .sources import _READ_BATCH, Source, file_fingerprint, naming_the_file
+from .sources import _READ_BATCH, Source, file_fingerprint, geometry_column_names, naming_the_file
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,21 @@ class ParquetDatasetSource(Source):
             self.lon_col, self.lat_col = self.geometry_columns
             self._log_geometry()
         else:
-            self.lon_col, self.lat_col = detect_lonlat_columns(self.columns, lon_col, lat_col)
-            self._geo = None  # coordinates come from columns: the geometry is just another column
+            chosen = detect_lonlat_columns(self.columns, lon_col, lat_col)
+            virtual = set(self.geometry_columns or ()) if self._geo is not None else set()
+            if virtual and chosen == tuple(self.geometry_columns):  # the geometry's, named
+                self.lon_col, self.lat_col = chosen
+                self._log_geometry()
+            elif virtual & set(chosen):
+                raise BadInputError(
+                    f"--lon-col/--lat-col {chosen[0]!r}/{chosen[1]!r}: {self.geometry_columns[0]!r} and "
+                    f"{self.geometry_columns[1]!r} are the point geometry's lon and lat; name two columns of the file, "
+                    "or neither to use the geometry"
+                )
+            else:  # coordinates come from columns: the geometry is just another column
+                self.lon_col, self.lat_col = chosen
+                self._geo = None
+                self.columns = [c for c in self.columns if c not in virtual]
 
     def _open(self):
         import pyarrow.parquet as pq
@@ -155,7 +169,7 @@ class ParquetDatasetSource(Source):
             primary = geo.get("primary_column", "geometry")
             self._geo = (primary, geo.get("columns", {}).get(primary, {}))
             names = set(self.columns)
-            self.geometry_columns = ("geometry_lon", "geometry_lat") if {"lon", "lat"} & names else ("lon", "lat")
+            self.geometry_columns = geometry_column_names(names)
             self.columns = self.columns + list(self.geometry_columns)
 
     def _log_geometry(self) -> None:

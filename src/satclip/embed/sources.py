@@ -263,10 +263,19 @@ class NpySource(Source):
         return start, batches()
 
 
+def geometry_column_names(names) -> tuple[str, str]:
+    """The names the geometry's lon/lat are added under: ``lon``/``lat``, else the first free pair of
+    ``geometry_lon``/``geometry_lat``, ``geometry_lon_2``/``geometry_lat_2``, …"""
+    taken = set(names)
+    pairs = [("lon", "lat"), ("geometry_lon", "geometry_lat")]
+    pairs += [(f"geometry_lon_{i}", f"geometry_lat_{i}") for i in range(2, len(taken) + 3)]
+    return next(pair for pair in pairs if not taken & set(pair))  # more pairs than names: one is free
+
+
 class InMemorySource(Source):
     """Points read whole into an Arrow table (the geo formats). :meth:`_read` returns the attribute
     table and the ``(N, 2)`` lon/lat of the point geometries; those become two more columns, ``lon`` and
-    ``lat`` (``geometry_lon``/``geometry_lat`` when the attributes already use those names)."""
+    ``lat`` (:func:`geometry_column_names`: others when the attributes already use those names)."""
 
     def _read(self) -> tuple[object, np.ndarray]:
         raise NotImplementedError
@@ -275,7 +284,7 @@ class InMemorySource(Source):
         pa = _pa()
         attributes, lonlat = self._read()
         names = list(attributes.schema.names)
-        lon_name, lat_name = ("geometry_lon", "geometry_lat") if {"lon", "lat"} & set(names) else ("lon", "lat")
+        lon_name, lat_name = geometry_column_names(names)
         self._table = attributes.append_column(lon_name, pa.array(lonlat[:, 0])).append_column(
             lat_name, pa.array(lonlat[:, 1])
         )
