@@ -456,6 +456,22 @@ def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkey
     assert "emb_000" in pq.read_schema(out).names
 
 
+def test_shards_keep_their_rows_of_the_input_index(tmp_path, model, points):
+    """Each shard copied the input's pandas RangeIndex metadata whole: pandas then gave every shard a fresh
+    0 … n−1 index, so shard 1's rows joined onto the input's first rows."""
+    frame = points.iloc[:300].set_axis(pd.RangeIndex(100, 400))
+    source = tmp_path / "points.parquet"
+    frame.to_parquet(source)
+    assert embed(source, "-o", tmp_path / "full.parquet", "--model", model, *CHUNK) == 0
+    for i in range(3):
+        assert embed(source, "-o", tmp_path / "part.parquet", "--model", model, *CHUNK, "--shard", f"{i}/3") == 0
+    shards = [pd.read_parquet(tmp_path / f"part.shard-{i}-of-3.parquet") for i in range(3)]
+    assert pd.concat(shards).index.equals(frame.index)
+    pd.testing.assert_frame_equal(pd.concat(shards), pd.read_parquet(tmp_path / "full.parquet"))
+    joined = frame.join(shards[1][["embedding"]], how="inner")
+    assert list(joined.index) == list(shards[1].index) and (joined["lon"] == shards[1]["lon"]).all()
+
+
 def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
     source = tmp_path / "points.csv"
     points.to_csv(source, index=False)

@@ -327,7 +327,7 @@ def embed_file(
             safe_output.write_json(manifest_path, manifest)
         first, stop = manifest["chunks"]
         row0, row1 = manifest["rows"]
-        sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, sink_options)
+        sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, {**sink_options, "first_row": row0})
         done = set(manifest["done"])
         resumed = len(done)
         if resumed:

@@ -83,6 +83,23 @@ def with_attrs(table, attrs: dict):
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **encoded}) if encoded else table
 
 
+def with_rows_of_input(table, first: int, count: int):
+    """The Arrow ``table``, a part of an input written as a file of ``count`` rows starting at input row
+    ``first`` (a ``--shard``), with the pandas metadata of the input's RangeIndex narrowed to those rows:
+    left whole, it no longer matches the row count, and pandas silently gives the part a fresh 0 … n−1 index
+    (a shard's rows would then join with other rows of the input)."""
+    metadata = table.schema.metadata or {}
+    if b"pandas" not in metadata:
+        return table
+    pandas = json.loads(metadata[b"pandas"])
+    for index in pandas.get("index_columns", []):
+        if isinstance(index, dict) and index.get("kind") == "range":
+            step = index.get("step", 1)
+            index["start"] = index["start"] + first * step
+            index["stop"] = index["start"] + count * step
+    return table.replace_schema_metadata({**metadata, b"pandas": json.dumps(pandas).encode()})
+
+
 class Sink:
     """Receives chunks of ``(table, embeddings, valid)`` and assembles the output."""
 
@@ -131,6 +148,7 @@ class ParquetSink(Sink):
 
     def write(self, index, table, embeddings, valid):
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
+        table = with_rows_of_input(table, self.options.get("first_row", 0), self.num_rows)
         self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
 
     def finalize(self, num_chunks):
