@@ -456,6 +456,28 @@ def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkey
     assert "emb_000" in pq.read_schema(out).names
 
 
+def test_csv_columns_pass_through_without_loss_and_bad_headers_are_named(tmp_path, model, capsys):
+    """Zip codes lost their leading zeros (01234 → 1234), ids beyond int64 their digits (read as float64); a
+    Latin-1 file gave a binary column; repeated header names a Parquet file pandas could not read; a .tsv
+    whose header had a comma was split on commas."""
+    source = tmp_path / "z.csv"
+    source.write_text("zip,lon,lat,gid,n\n01234,13.4,52.5,12345678901234567891,7\n00501,-58.4,-34.6,5,8\n")
+    assert embed(source, "-o", tmp_path / "z.parquet", "--model", model) == 0
+    table = pq.read_table(tmp_path / "z.parquet")
+    assert table.column("zip").to_pylist() == ["01234", "00501"]
+    assert table.column("gid").to_pylist() == ["12345678901234567891", "5"]
+    assert table.column("n").to_pylist() == [7, 8]  # numbers that lose nothing stay numbers
+    (tmp_path / "latin1.csv").write_bytes("lon,lat,name\n13.4,52.5,Köln\n".encode("latin-1"))
+    (tmp_path / "twice.csv").write_text("a,lon,lat,a\n1,13.4,52.5,x\n")
+    for name, message in (("latin1.csv", "hold text that is not UTF-8"), ("twice.csv", "names column(s) ['a'] more")):
+        assert embed(tmp_path / name, "-o", tmp_path / f"{name}.parquet", "--model", model) == 2
+        assert message in capsys.readouterr().err
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("place, region\tlon\tlat\nParis, IDF\t2.35\t48.85\nLyon, ARA\t4.8\t45.7\n")
+    assert embed(tsv, "-o", tmp_path / "p.parquet", "--model", model) == 0
+    assert pq.read_table(tmp_path / "p.parquet").column("place, region").to_pylist() == ["Paris, IDF", "Lyon, ARA"]
+
+
 def test_shards_keep_their_rows_of_the_input_index(tmp_path, model, points):
     """Each shard copied the input's pandas RangeIndex metadata whole: pandas then gave every shard a fresh
     0 … n−1 index, so shard 1's rows joined onto the input's first rows."""

@@ -178,15 +178,56 @@ class ParquetSource(Source):
 @SOURCES.register("csv")
 class CsvSource(Source):
     """Delimited text with a header row: the delimiter (``,`` ``;`` tab ``|``) is sniffed from the first
-    lines (default: tab for ``.tsv``, else comma). Column types are inferred from the first block (16 MiB);
-    the coordinate columns are always read as float64 (empty, ``nan`` → NaN)."""
+    lines (a ``.tsv`` whose header has a tab: tab; undecided: tab for ``.tsv``, else comma). Column types are
+    inferred from the first block (16 MiB), except that a column of numbers written with leading zeros
+    (``01234``) or of integers too large for int64 stays text (inferred, it would lose digits); the
+    coordinate columns are always read as float64 (empty, ``nan`` → NaN). Header names must be unique and
+    the text UTF-8."""
 
     format = "csv"
     BLOCK_SIZE = 1 << 24
 
     def _open(self):
-        self.delimiter = sniff_delimiter(self.path, "\t" if self.path.suffix.lower() == ".tsv" else ",")
-        self.columns = list(self._reader(None, {}).schema.names)
+        pa = _pa()
+        tsv = self.path.suffix.lower() == ".tsv"
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline()
+        self.delimiter = "\t" if tsv and "\t" in header else sniff_delimiter(self.path, "\t" if tsv else ",")
+        schema = self._reader(None, {}).schema
+        self.columns = list(schema.names)
+        repeated = sorted({name for name in self.columns if self.columns.count(name) > 1})
+        if repeated:
+            raise ValueError(f"the header names column(s) {repeated} more than once; give every column its own name")
+        binary = [field.name for field in schema if pa.types.is_binary(field.type)]
+        if binary:
+            raise ValueError(
+                f"column(s) {binary[:5]} hold text that is not UTF-8 (e.g. Latin-1 or Windows-1252): save the file "
+                "as UTF-8"
+            )
+        self._text_columns = self._lossy_numbers(schema)
+
+    def _lossy_numbers(self, schema) -> dict:
+        """``{column: string}`` for the columns of numbers that inferred types would change: leading zeros
+        (``007``), or integers beyond int64 (read as float64, losing digits)."""
+        import pyarrow.csv as pa_csv
+
+        pa = _pa()
+        numeric = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+        if not numeric:
+            return {}
+        as_text = pa_csv.open_csv(
+            self.path, read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
+            parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(numeric, pa.string()),
+                                                  include_columns=numeric),
+        ).read_next_batch()  # fmt: skip
+        lossy = {}
+        for name in numeric:
+            values = [v.strip() for v in as_text.column(name).to_pylist() if v]
+            if any(re.fullmatch(r"[-+]?0\d+", v) or (re.fullmatch(r"[-+]?\d{19,}", v) and abs(int(v)) >= 2**63)
+                   for v in values):  # fmt: skip
+                lossy[name] = pa.string()
+        return lossy
 
     def _reader(self, columns, types):
         import pyarrow.csv as pa_csv
@@ -200,7 +241,7 @@ class CsvSource(Source):
 
     def _batches(self, start, columns):
         pa = _pa()
-        types = {self.lon_col: pa.float64(), self.lat_col: pa.float64()}
+        types = {**self._text_columns, self.lon_col: pa.float64(), self.lat_col: pa.float64()}
 
         def batches():
             try:
