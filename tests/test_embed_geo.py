@@ -193,3 +193,19 @@ def test_dask_geopandas_frame(encoder):
     out = lazy.compute(scheduler="sync")
     assert out.index.equals(frame.index)
     np.testing.assert_allclose(out.to_numpy(), satclip.embed(points, model=encoder), rtol=0, atol=1e-5)
+
+
+def test_geojson_properties_of_mixed_types_ids_and_a_byte_order_mark(model, tmp_path):
+    """Valid GeoJSON was refused as 'not a readable geojson file': a property of mixed JSON types across
+    features (1 and "x"), a UTF-8 byte-order mark; feature ids were dropped."""
+    features = [{"type": "Feature", "id": ident, "properties": props, "geometry": {"type": "Point", "coordinates": xy}}
+                for ident, props, xy in (("a", {"v": 1}, [13.4, 52.5]), ("b", {"v": "x"}, [-58.4, -34.6]),
+                                         ("c", {"v": {"k": 1}, "n": 2}, [2.0, 3.0]))]  # fmt: skip
+    source = tmp_path / "mixed.geojson"
+    source.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8-sig")
+    out = tmp_path / "mixed.parquet"
+    assert main(["embed", str(source), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == ["a", "b", "c"]
+    assert table.column("v").to_pylist() == ["1", "x", '{"k": 1}'] and table.column("n").to_pylist() == [None, None, 2]
+    assert table.column("lon").to_pylist() == [13.4, -58.4, 2.0]

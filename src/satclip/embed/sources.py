@@ -341,13 +341,15 @@ class InMemorySource(Source):
 @SOURCES.register("geojson")
 class GeoJsonSource(InMemorySource):
     """A GeoJSON FeatureCollection of Points (RFC 7946: always lon/lat on WGS 84); feature properties
-    become columns. Features without geometry get NaN coordinates (invalid points)."""
+    become columns (a property whose values have different JSON types across features: a column of their
+    JSON text), features' ``id`` a column ``id`` (``feature_id`` if a property is called so). Features without
+    geometry get NaN coordinates (invalid points). A UTF-8 byte-order mark is skipped."""
 
     format = "geojson"
 
     def _read(self):
         pa = _pa()
-        data = json.loads(self.path.read_text())
+        data = json.loads(self.path.read_text(encoding="utf-8-sig"))
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
             kind = data.get("type") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{self.path}: expected a GeoJSON FeatureCollection, got {kind!r}")
@@ -369,11 +371,24 @@ class GeoJsonSource(InMemorySource):
             if len(coords) >= 2:
                 lonlat[i] = [float(coords[0]), float(coords[1])]
         properties = [f.get("properties") or {} for f in features]
+        columns = {}
+        if any("id" in f for f in features):
+            columns["feature_id" if any("id" in p for p in properties) else "id"] = [f.get("id") for f in features]
+        for key in dict.fromkeys(k for p in properties for k in p):  # union, in order of appearance
+            columns[key] = [p.get(key) for p in properties]
         attributes = pa.table({"_": pa.nulls(len(features))}).drop_columns(["_"])  # N rows, no columns
-        keys = list(dict.fromkeys(k for p in properties for k in p))  # union, in order of appearance
-        if keys:
-            attributes = pa.table({k: [p.get(k) for p in properties] for k in keys})
+        for key, values in columns.items():
+            attributes = attributes.append_column(key, _json_column(values))
         return attributes, lonlat
+
+
+def _json_column(values: list):
+    """An Arrow array of JSON values; values of different types (1 and "x", 1 and {"a": 1}) as their JSON text."""
+    pa = _pa()
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values])
 
 
 @SOURCES.register("gpkg")
