@@ -274,3 +274,23 @@ def test_repeated_seeds_or_probes_are_refused(tmp_path, capsys):
         assert "--seeds takes a count (5) or a list of different seeds >= 0" in capsys.readouterr().err
     assert main([*common, "--seeds", "1", "--probes", "linear,linear"]) == 2
     assert one_error_line(capsys.readouterr().err) == "satclip: error: probes must be unique, got ['linear', 'linear']"
+
+
+def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys):
+    """All targets missing ran '2 fits' with no test points; an inf target gave empty metrics; both with exit 0
+    and 'every encoder is well above chance'. --lon-col and --lat-col naming one column were accepted."""
+    rows = "".join(f"{i},{i},{i}\n" for i in range(20))
+    cases = {
+        "empty.csv": ("lon,lat,y\n1,2,\n3,4,\n", [], "0 of 2 row(s) have a target 'y'; a task needs at least 10"),
+        "inf.csv": ("lon,lat,y\n" + rows.replace("3,3,3", "3,3,inf"), [],
+                    "target 'y' is not a finite number in 1 row(s) (e.g. inf)"),
+        "same.csv": ("lon,lat,y\n" + rows, ["--lon-col", "lat", "--lat-col", "lat"],
+                     "--lon-col and --lat-col both name column 'lat'"),
+    }  # fmt: skip
+    for name, (text, extra, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        argv = ["evaluate", "--encoders", "wrap", "--task-file", str(tmp_path / name), "--seeds", "1", *extra]
+        assert main([*argv, "--out", str(tmp_path / f"out-{name}")]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("satclip: error: ") and message in last
+        assert not (tmp_path / f"out-{name}").exists()

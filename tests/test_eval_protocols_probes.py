@@ -163,3 +163,20 @@ def test_mlp_hidden_layers_are_independent_but_the_paper_mlp_shares_one():
     data, _ = _data("regression", n=300)
     result = probes.create("paper-mlp", epochs=50).fit_predict(data, seed=0)
     assert result.predictions.shape == (60,) and result.info["shared_hidden"]
+
+
+def test_a_pole_is_one_block_whatever_its_longitude():
+    """Points at exactly ±90° were split into blocks by longitude (and lat 90 into a row of its own), so the
+    same location sat in training and test folds."""
+    lon = np.linspace(-180, 180, 21)
+    points = np.concatenate([np.column_stack([lon, np.full(21, 90.0)]), np.column_stack([lon, np.full(21, -90.0)]),
+                             np.column_stack([lon, np.full(21, 85.0)])])  # fmt: skip
+    blocks = protocols.block_ids(points, 10)
+    assert len(set(blocks[:21])) == 1 and len(set(blocks[21:42])) == 1 and blocks[0] != blocks[21]
+    assert blocks[0] in set(blocks[42:])  # the north pole lies in the 80–90° band's blocks
+    task = Task(name="poles", kind="regression", points=points, targets=np.arange(63.0),
+                continents=np.array(["Asia"] * 63), target="y", source="test")  # fmt: skip
+    for fold in protocols.make_folds("spatial-block", task, [0], block_deg=10, k=3):
+        poles = {split: set(points[index][np.abs(points[index, 1]) == 90, 1]) for split, index in
+                 (("train", fold.train), ("test", fold.test))}  # fmt: skip
+        assert not poles["train"] & poles["test"]

@@ -113,6 +113,10 @@ def test_short_names_and_their_legend(report):
     assert report.count(THEORY) == 1  # only in the legend, never in a table row
     names = display_names(["wrap", "runs/a/model", "runs/b/model/", THEORY, "theory(min_radius=1e-5)"])
     assert list(names.values()) == ["wrap", "model", "model#2", "theory", "theory#2"]
+    # a spec that is the bare name keeps it (the default sphericalharmonics was shown as 'sphericalharmonics#2'
+    # and the L = 5 one as 'sphericalharmonics')
+    names = display_names(["sphericalharmonics(legendre_polys=5)", "sphericalharmonics", "a/model", "model"])
+    assert list(names.values()) == ["sphericalharmonics#2", "sphericalharmonics", "model#2", "model"]
 
 
 def test_relink_prefixes_relative_pictures_only():

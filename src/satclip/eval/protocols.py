@@ -96,10 +96,13 @@ def holdout_continent(
 
 
 def block_ids(points: np.ndarray, block_deg: float) -> np.ndarray:
-    """Id of the ``block_deg`` × ``block_deg`` lon/lat block holding each ``(N, 2)`` point."""
-    n_lon = int(np.ceil(360 / block_deg))
+    """Id of the ``block_deg`` × ``block_deg`` lon/lat block holding each ``(N, 2)`` point. A pole is one
+    point whatever its longitude: its points share one block, in the band next to it (lat ±90 on its own
+    row, or split by longitude, would put the same location in training and test folds)."""
+    n_lon, n_lat = int(np.ceil(360 / block_deg)), int(np.ceil(180 / block_deg))
     col = np.minimum(np.floor((points[:, 0] + 180) / block_deg), n_lon - 1).astype(np.int64)
-    row = np.floor((points[:, 1] + 90) / block_deg).astype(np.int64)
+    row = np.minimum(np.floor((points[:, 1] + 90) / block_deg), n_lat - 1).astype(np.int64)
+    col = np.where(np.abs(points[:, 1]) == 90, 0, col)
     return row * n_lon + col
 
 

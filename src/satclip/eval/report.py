@@ -98,7 +98,8 @@ TIE_STDS = 1.0
 def display_names(encoders: Sequence[str]) -> dict[str, str]:
     """Short names for tables and figures: a spec's name without its parameters (``theory(min_radius=1,…)``
     → ``theory``), a path's last part (``runs/x/model`` → ``model``); names that would collide get
-    ``#2``, ``#3`` … in order. :func:`legend` lists the full specs."""
+    ``#2``, ``#3`` … in order, except a spec that is the name itself (``theory`` beside ``theory(…)``), which
+    keeps it. :func:`legend` lists the full specs."""
     short = {}
     for spec in encoders:
         name = spec
@@ -110,6 +111,10 @@ def display_names(encoders: Sequence[str]) -> dict[str, str]:
         short[spec] = name
     seen: dict[str, int] = defaultdict(int)
     for spec, name in short.items():
+        if name in encoders:  # the bare name is itself one of the specs: that one keeps it
+            seen[name] = max(seen[name], 1)
+        if spec == name:
+            continue
         seen[name] += 1
         if seen[name] > 1:
             short[spec] = f"{name}#{seen[name]}"

@@ -49,6 +49,10 @@ def _column(columns: list[str], given: str | None, names: tuple[str, ...], what:
     return found[0]
 
 
+#: rows with a target a table task needs at least: training, validation and test points
+MIN_ROWS = 10
+
+
 def table_task(
     path: str | Path,
     *,
@@ -72,6 +76,8 @@ def table_task(
     columns = [str(c) for c in frame.columns]
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
+    if lon == lat:
+        raise ValueError(f"{path}: --lon-col and --lat-col both name column {lon!r}; name the longitude and latitude")
     if target_col is None:
         rest = [c for c in columns if c not in (lon, lat)]
         if len(rest) != 1:
@@ -79,7 +85,13 @@ def table_task(
         target_col = rest[0]
     elif target_col not in columns:
         raise ValueError(f"{path}: no column {target_col!r} (--target-col); columns are {columns}")
+    given = len(frame)
     frame = frame[frame[target_col].notna()]
+    if len(frame) < MIN_ROWS:
+        raise ValueError(
+            f"{path}: {len(frame)} of {given} row(s) have a target {target_col!r}; a task needs at least {MIN_ROWS} "
+            "(training, validation and test points)"
+        )
     points = frame[[lon, lat]].to_numpy(dtype=np.float64)
     bad = invalid_rows(points)
     if bad.any():
@@ -100,6 +112,10 @@ def table_task(
         if not numeric:
             raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed")
         targets, classes, kept = raw.astype(np.float64), None, None
+        infinite = np.flatnonzero(~np.isfinite(targets))
+        if len(infinite):
+            raise ValueError(f"{path}: target {target_col!r} is not a finite number in {len(infinite)} row(s) (e.g. "
+                             f"{float(targets[infinite[0]])}); remove them or leave them empty")  # fmt: skip
     else:
         rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
         points = points[rows]
