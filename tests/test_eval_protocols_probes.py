@@ -180,3 +180,9 @@ def test_a_pole_is_one_block_whatever_its_longitude():
         poles = {split: set(points[index][np.abs(points[index, 1]) == 90, 1]) for split, index in
                  (("train", fold.train), ("test", fold.test))}  # fmt: skip
         assert not poles["train"] & poles["test"]
+
+
+def test_too_few_blocks_for_the_folds_names_both_ways_out():
+    with pytest.raises(ValueError, match=r"lie in \d+ blocks of 60°, and 30 folds need at least 31; use smaller "
+                                         r"blocks \(--block-deg\) or fewer folds \(--folds\)"):  # fmt: skip
+        protocols.make_folds("spatial-block", _task(), [0], block_deg=60, k=30)

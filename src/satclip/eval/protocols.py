@@ -134,7 +134,10 @@ def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int 
     ids = block_ids(task.points, block_deg)
     blocks = np.unique(ids)
     if len(blocks) < k + 1:
-        raise ValueError(f"task {task.name}: only {len(blocks)} blocks of {block_deg}°; use smaller blocks")
+        raise ValueError(
+            f"task {task.name}: its points lie in {len(blocks)} blocks of {block_deg:g}°, and {k} folds need at least "
+            f"{k + 1}; use smaller blocks (--block-deg) or fewer folds (--folds)"
+        )
     folds = []
     for seed in seeds:
         rng = _rng(seed, task.name, "blocks")
