@@ -294,3 +294,12 @@ def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys)
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith("satclip: error: ") and message in last
         assert not (tmp_path / f"out-{name}").exists()
+
+
+def test_repeated_locations_in_a_user_table_are_pointed_out(tmp_path, capsys):
+    rows = "".join(f"{i},{i % 10},{i}\n" for i in range(20))  # lon i, lat i mod 10: distinct points
+    (tmp_path / "t.csv").write_text("lon,lat,y\n" + rows + "3,3,99\n4,4,98\n")  # two repeats
+    argv = ["evaluate", "--encoders", "wrap", "--task-file", str(tmp_path / "t.csv"), "--seeds", "1", "--probes",
+            "linear", "--no-figures", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 row(s) repeat another row's location" in capsys.readouterr().err

@@ -96,6 +96,10 @@ def table_task(
     bad = invalid_rows(points)
     if bad.any():
         raise ValueError(f"{path} ({lon}, {lat}): {describe_invalid(points, bad)}")
+    repeated = len(points) - len(np.unique(points, axis=0))
+    if repeated:
+        log.warning("%s: %d row(s) repeat another row's location; a random split can put one location in both "
+                    "training and test points (--protocol spatial-block cannot)", path.name, repeated)  # fmt: skip
     pd = require("pandas", "eval")
     numeric = pd.api.types.is_numeric_dtype(frame[target_col]) and not pd.api.types.is_bool_dtype(frame[target_col])
     if kind is None:
