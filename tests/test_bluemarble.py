@@ -232,6 +232,26 @@ def test_same_parameters_reuse_the_corpus_and_others_get_their_own(tmp_path):
     with pytest.raises(FileNotFoundError, match="satclip data bluemarble --out"):
         bm.load_bluemarble_arrays(tmp_path / "mine")
 
+    # a corpus copied beside the user's own files is not adopted as satclip's: it deleted them (rebuilt for other
+    # parameters, or for a truncated array), with or without overwrite
+    import shutil
+
+    for damage in ("other parameters", "truncated"):
+        mixed = tmp_path / f"mixed-{damage.split()[0]}"
+        mixed.mkdir()
+        for name in ("images.npy", "index.csv", "manifest.json"):
+            shutil.copy(changed / name, mixed / name)
+        (mixed / "notes.txt").write_text("keep me")
+        if damage == "truncated":
+            with open(mixed / "images.npy", "r+b") as f:
+                f.truncate(1000)
+        seed = 3 if damage == "other parameters" else 1  # (seed 1 at 5 km: the copied corpus's own parameters)
+        wanted = bm.BlueMarbleParams(**SMALL, seed=seed, gsd_km=5.0)
+        for overwrite in (False, True):
+            with pytest.raises(FileExistsError, match="satclip did not create"):
+                bm.build_bluemarble(mixed, wanted, overwrite=overwrite)
+            assert (mixed / "notes.txt").read_text() == "keep me"
+
 
 def test_dataset_items_and_dataloader(tmp_path):
     root = bm.build_bluemarble(tmp_path / "c", bm.BlueMarbleParams(n=20, patch_size=8, seed=0))

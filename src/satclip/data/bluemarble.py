@@ -302,7 +302,7 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
     params = params or BlueMarbleParams()
     key = corpus_key(params)
     out = Path(out) if out is not None else default_corpus_dir(params)
-    if _is_corpus(out) and not safe_output.is_owned(out):
+    if _is_corpus(out) and not safe_output.is_owned(out) and _only_corpus_files(out):
         safe_output.mark_owned(out, kind="bluemarble-corpus")  # a corpus built before ownership markers
     with safe_output.exclusive(out):  # one build per directory; a concurrent build of the same corpus waits out
         state = _corpus_state(out, key)
@@ -325,6 +325,12 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             _write_json(tmp / MANIFEST_FILE, manifest)
     log.info("wrote Blue Marble corpus %s (%d patches of %d px)", out, params.n, params.patch_size)
     return out
+
+
+def _only_corpus_files(root: Path) -> bool:
+    """Whether ``root`` holds nothing but a corpus's files (a directory with anything else in it, a corpus
+    copied beside the user's own files, is not adopted as satclip's: replacing it would delete them)."""
+    return {entry.name for entry in root.iterdir()} <= {IMAGES_FILE, INDEX_FILE, MANIFEST_FILE}
 
 
 def _is_corpus(root: Path) -> bool:
