@@ -467,6 +467,25 @@ def test_evaluation_specs_build_retrieval_encoders(setup):
     assert held.for_fold(fold) is without and without.name.endswith("[database without Europe]")
 
 
+def test_an_evaluation_cache_key_follows_the_database(setup):
+    """The eval embedding cache was keyed by the spec and the embeddings of 12 fixed points: a database that
+    changed away from those points kept the key, and evaluate reused the old database's embeddings."""
+    from satclip.eval import encoders
+    from satclip.eval.encoders import _FINGERPRINT_POINTS, Encoder
+    from satclip.retrieval.geo import unit_vectors
+
+    model_dir, _, db = setup
+    enc = encoders.create(f"{model_dir}+range+(k=4,database={db})")
+    index, _ = enc.module.geo.nearest(unit_vectors(_FINGERPRINT_POINTS), enc.module.k, enc.module.exclude_radius_km)
+    unused = np.ones(len(enc.module.database), dtype=bool)
+    unused[index[index >= 0]] = False  # every entry the fixed points retrieve stays
+    smaller = Encoder(enc.name, enc.module.excluding(unused & (np.arange(len(unused)) % 2 == 0)), enc.description,
+                      enc.input_dtype, enc.batch_size)  # fmt: skip
+    np.testing.assert_array_equal(smaller.embed(_FINGERPRINT_POINTS), enc.embed(_FINGERPRINT_POINTS))
+    assert len(smaller.module.database) < len(enc.module.database)
+    assert smaller.identity != enc.identity
+
+
 def test_holdout_evaluation_embeds_each_fold_without_its_continent(setup, tmp_path):
     """End to end through `satclip evaluate`: under holdout-continent, exclude_heldout=True embeds each held-out
     fold's points with a database lacking that continent, so its zero-shot scores differ from the same encoder

@@ -79,8 +79,13 @@ class Encoder:
     @cached_property
     def identity(self) -> str:
         """Cache key: the spec plus a digest of the embeddings of fixed points (changes when weights or
-        implementation change)."""
-        return f"{self.name}|{digest(self.embed(_FINGERPRINT_POINTS).round(5))}"
+        implementation change) and, with retrieval, of the database's entries and the options (a database that
+        changed away from the fixed points kept the key, and evaluations reused stale embeddings)."""
+        parts = [self.embed(_FINGERPRINT_POINTS).round(5)]
+        retrieval = getattr(self.module, "retrieval_identity", None)
+        if retrieval is not None:
+            parts.append(retrieval())
+        return f"{self.name}|{digest(*parts)}"
 
 
 ENCODERS: Registry = Registry("location encoder")
