@@ -303,3 +303,24 @@ def test_repeated_locations_in_a_user_table_are_pointed_out(tmp_path, capsys):
             "linear", "--no-figures", "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0
     assert "2 row(s) repeat another row's location" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, damage):
+    """A truncated or emptied embedding cache entry was 'unexpected error (BadZipFile)' / '(EOFError)', where the
+    cache promises to rebuild a damaged entry."""
+    from satclip.eval.cache import cache_root, cached_arrays
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"x": np.arange(1000.0)}
+
+    first = cached_arrays("embeddings", f"entry-{damage}", build)
+    path = cache_root() / "embeddings" / f"entry-{damage}.npz"
+    with open(path, "r+b") as f:
+        f.truncate(100 if damage == "truncated" else 0)
+    again = cached_arrays("embeddings", f"entry-{damage}", build)
+    assert len(calls) == 2 and np.array_equal(first["x"], again["x"])
+    assert np.array_equal(cached_arrays("embeddings", f"entry-{damage}", build)["x"], first["x"]) and len(calls) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def cached_arrays(
     if path.is_file():
         try:
             return load_npz(path)
-        except (OSError, ValueError) as err:  # truncated by a crash before atomic writes, or damaged
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # cut short, emptied or damaged
             log.warning("ignoring unreadable cache entry %s (%s); rebuilding", path, err)
     arrays = build()
     save_npz(path, arrays, compress=compress)
