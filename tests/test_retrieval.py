@@ -107,6 +107,36 @@ def test_existing_database_is_reused_or_needs_overwrite(setup):
     assert RetrievalDatabase.open(db).image.dtype == np.float32
 
 
+@pytest.mark.parametrize("damage", ["image.npy truncated", "lonlat.npy of another length", "manifest.json cut"])
+def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup, tmp_path, damage):
+    """A damaged database was reported 'up to date' by retrieval build and then failed on use, with advice to
+    rebuild that led back to the same error (or a JSON message naming no file)."""
+    model_dir, cache, db = setup
+    before = files(db)
+    name = damage.split()[0]
+    if damage.endswith("truncated"):
+        with open(db / name, "r+b") as f:
+            f.truncate(200)
+    elif damage.endswith("length"):
+        np.save(db / name, np.zeros((7, 2)))
+    else:
+        (db / name).write_text((db / name).read_text()[:40])
+    with pytest.raises(BadInputError, match=f"{name}.*(damaged|shape)"):
+        RetrievalDatabase.open(db)
+    build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+    assert files(db) == before
+    # a foreign directory holding a damaged database is named, never replaced
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for file in ("manifest.json", "lonlat.npy", "location.npy", "image.npy"):
+        (foreign / file).write_bytes((db / file).read_bytes())
+    with open(foreign / "image.npy", "r+b") as f:
+        f.truncate(200)
+    with pytest.raises(BadInputError, match="image.npy is damaged"):
+        build_database(foreign, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+    assert (foreign / "image.npy").stat().st_size == 200
+
+
 def test_stale_database_is_refused_when_the_model_changed(setup, tmp_path):
     model_dir, cache, db = setup
     satclip.load(model_dir, retrieval=db)  # its own model: fine

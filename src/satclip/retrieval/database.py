@@ -179,13 +179,19 @@ class RetrievalDatabase:
                 raise BadInputError(
                     f"retrieval database {path} lacks {name}: rebuild it with `satclip retrieval build`"
                 )
-            arrays[name] = np.load(file, allow_pickle=False)
+            try:
+                arrays[name] = np.load(file, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as err:
+                raise BadInputError(
+                    f"retrieval database {path}: {name} is damaged ({err}); rebuild it with `satclip retrieval build`"
+                ) from err
         n, d, e = manifest["shape"]
-        if arrays[LONLAT].shape != (n, 2) or arrays[LOCATION].shape != (n, d) or arrays[IMAGE].shape != (n, e):
-            raise BadInputError(
-                f"retrieval database {path}: files do not have the manifest's shape {manifest['shape']}; rebuild it "
-                "with `satclip retrieval build`"
-            )
+        for name, shape in ((LONLAT, (n, 2)), (LOCATION, (n, d)), (IMAGE, (n, e))):
+            if arrays[name].shape != shape:
+                raise BadInputError(
+                    f"retrieval database {path}: {name} has shape {arrays[name].shape}, the manifest's {shape}; "
+                    "rebuild it with `satclip retrieval build`"
+                )
         return cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
 
 
@@ -197,9 +203,13 @@ def read_manifest(path: str | Path) -> dict:
             f"{path} is not a retrieval database (no {MANIFEST}); build one with "
             "`satclip retrieval build --model M --cache C -o DB`"
         )
-    manifest = json.loads(file.read_text())
-    if manifest.get("format") != FORMAT:
-        raise BadInputError(f"{file} is not a satclip retrieval database (format={manifest.get('format')!r})")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadInputError(f"{file} is damaged (not JSON: {err}); rebuild it with `satclip retrieval build`") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise BadInputError(f"{file} is not a satclip retrieval database (format={found!r})")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BadInputError(
             f"{path} has retrieval database format_version {manifest['format_version']}; upgrade satclip"
@@ -350,11 +360,22 @@ def build_database(
         if (path / MANIFEST).is_file():
             try:
                 existing = read_manifest(path)
-            except BadInputError:
+            except BadInputError as err:
                 existing = None
+                if safe_output.is_owned(path):  # our own database, broken: rebuilding it loses nothing
+                    log.warning("%s; rebuilding it", err)
+                    overwrite = True
             if existing is not None and existing.get("key") == key:
-                log.info("retrieval database %s is up to date", path)
-                return RetrievalDatabase.open(path)
+                try:
+                    database = RetrievalDatabase.open(path)
+                except BadInputError as err:
+                    if not safe_output.is_owned(path):
+                        raise
+                    log.warning("%s; rebuilding it", err)
+                    existing, overwrite = None, True
+                else:
+                    log.info("retrieval database %s is up to date", path)
+                    return database
             if existing is not None and not overwrite:
                 differ = ", ".join(_differences(existing.get("key", {}), key))
                 raise OutputExistsError(f"{path} holds a retrieval database of another {differ}; pass --overwrite "
