@@ -137,6 +137,20 @@ def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup
     assert (foreign / "image.npy").stat().st_size == 200
 
 
+def test_an_up_to_date_database_is_read_while_another_process_holds_its_lock(setup):
+    """Two processes loading the built auto database at once: one failed with 'is in use by another satclip
+    run'; nothing needed writing (nor does a read-only cache allow it)."""
+    from .test_safe_output import hold_lock
+
+    model_dir, cache, db = setup
+    process = hold_lock(db, "import sys; sys.stdin.read()")
+    try:
+        database = build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+        assert len(database) == len(RetrievalDatabase.open(db))
+    finally:
+        process.communicate(b"")
+
+
 def test_stale_database_is_refused_when_the_model_changed(setup, tmp_path):
     model_dir, cache, db = setup
     satclip.load(model_dir, retrieval=db)  # its own model: fine

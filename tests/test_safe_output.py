@@ -182,6 +182,22 @@ def test_a_second_run_is_refused_naming_the_holder(tmp_path):
     assert not safe_output.lock_path(target).exists()
 
 
+def test_a_waiting_lock_waits_for_the_holder(tmp_path):
+    """Shared caches' builders wait for a concurrent build (then reuse it) instead of failing."""
+    target = tmp_path / "cache"
+    process = hold_lock(target, "import time; time.sleep(1.0)")
+    started = time.perf_counter()
+    try:
+        with pytest.raises(LockedError):
+            with safe_output.exclusive(target):
+                pass
+        with safe_output.exclusive(target, wait=True):
+            assert time.perf_counter() - started >= 0.5  # it held the lock for a second
+            assert process.poll() is not None or process.wait(timeout=5) == 0
+    finally:
+        process.communicate(b"")
+
+
 def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
     target = tmp_path / "job"
     holder = hold_lock(target, "os.kill(os.getpid(), signal.SIGKILL)")

@@ -394,19 +394,19 @@ def lock_path(target: str | Path) -> Path:
     return target.with_name(f".{target.name}.lock")
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, wait: bool = False) -> bool:
     if sys.platform == "win32":  # pragma: no cover
         import msvcrt
 
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)
         except OSError:
             return False
         return True
     import fcntl
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
     return True
@@ -421,11 +421,13 @@ def _holder(fd: int) -> dict:
 
 
 @contextlib.contextmanager
-def exclusive(target: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on ``target`` (a file or directory, existing or not) for the block.
+def exclusive(target: str | Path, *, wait: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on ``target`` (a file or directory, existing or not) for the block; with
+    ``wait``, wait for another process holding it (a shared cache that process is building: it is then there
+    to reuse) instead of raising.
 
     Raises:
-        LockedError: another live process holds it; the message names its PID and command.
+        LockedError: another live process holds it (not ``wait``); the message names its PID and command.
     """
     target = Path(target)
     path = lock_path(target)
@@ -434,14 +436,18 @@ def exclusive(target: str | Path) -> Iterator[Path]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
             holder = _holder(fd)
-            os.close(fd)
-            who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
-            if holder.get("command"):
-                who += f": {holder['command']}"
-            raise LockedError(
-                f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, "
-                "or write to another output"
-            )
+            if wait:
+                log.info("waiting for PID %s, which is building %s", holder.get("pid", "?"), target)
+                _try_lock(fd, wait=True)
+            else:
+                os.close(fd)
+                who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+                if holder.get("command"):
+                    who += f": {holder['command']}"
+                raise LockedError(
+                    f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, "
+                    "or write to another output"
+                )
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

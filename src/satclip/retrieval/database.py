@@ -20,6 +20,7 @@ rebuilds it). Nothing is unpickled; a database holds imagery embeddings only, ne
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -356,7 +357,12 @@ def build_database(
     model = model.cpu().eval()
     dtypes = {"location": LOCATION_DTYPE, "image": dtype}
     key = jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
-    with safe_output.exclusive(path):
+    with contextlib.suppress(BadInputError):  # up to date: read without the lock (read-only caches, readers at once)
+        if read_manifest(path).get("key") == key:
+            database = RetrievalDatabase.open(path)
+            log.info("retrieval database %s is up to date", path)
+            return database
+    with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
         if (path / MANIFEST).is_file():
             try:
                 existing = read_manifest(path)

@@ -248,6 +248,19 @@ class _ImageViews(torch.utils.data.Dataset):
         return torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in out]), point, index
 
 
+def _up_to_date(path: Path, key: dict):
+    """The complete, intact cache at ``path`` built for ``key``, or None."""
+    try:
+        manifest = _existing_manifest(path)
+        if manifest is None or not manifest.get("complete") or key_differences(manifest.get("key", {}), jsonable(key)):
+            return None
+        cache = FeatureCache.open(path)
+        cache.check_files()
+    except (BadInputError, FileNotFoundError, OSError, ValueError):
+        return None
+    return cache
+
+
 def build_cache(
     path: str | Path,
     encoder: nn.Module,
@@ -297,7 +310,14 @@ def build_cache(
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")
 
-    with safe_output.exclusive(path):  # one build per cache directory
+    if not rebuild:  # up to date: read without the lock (read-only caches, readers at once)
+        current = _up_to_date(path, key)
+        if current is not None:
+            log.info("feature cache %s is up to date", path)
+            if progress:
+                progress(n, n)
+            return current
+    with safe_output.exclusive(path, wait=True):  # one build per cache directory; a concurrent one is waited out
         manifest = _existing_manifest(path)
         if manifest is not None and not rebuild:
             differ = key_differences(manifest.get("key", {}), jsonable(key))
