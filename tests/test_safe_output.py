@@ -396,3 +396,15 @@ def test_library_writers_never_replace_the_model_they_were_loaded_from(tmp_path,
     with pytest.raises(BadInputError, match="is inside the input"):
         export(encoder, model / "m.pt", "torchscript")
     assert export(encoder, tmp_path / "m.pt", "torchscript") == tmp_path / "m.pt"
+
+
+def test_a_cache_given_with_a_tilde_is_in_the_home_directory(monkeypatch, tmp_path):
+    """SATCLIP_CACHE='~/satclip-cache' (quoted, so the shell leaves the ~) made a directory named '~' in the
+    working directory."""
+    from satclip.paths import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SATCLIP_CACHE", "~/satclip-cache")
+    assert cache_dir("precision") == tmp_path / "satclip-cache" / "precision"
+    monkeypatch.delenv("SATCLIP_CACHE")
+    assert cache_dir() == tmp_path / ".cache" / "satclip"
