@@ -106,6 +106,35 @@ def test_demo_end_to_end_tiny(tmp_path):
     encoder = satclip.load(tmp_path / "demo" / "model")
     assert encoder.encode(torch.tensor([[0.0, 0.0]])).shape == (1, 256)
 
+    # a rerun stopped after its new model replaced the old one leaves no report of the old model beside it (the
+    # report, map and curve of the first run stayed, describing a model no longer there)
+    from satclip.recipes import demo
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import unittest.mock
+
+    weights = (tmp_path / "demo" / "model" / "model.safetensors").read_bytes()
+    from satclip.embed import maps
+
+    with unittest.mock.patch.object(maps, "render_map", stopped), pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path / "demo", replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
+    assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() != weights  # the 1-epoch model
+    assert not [name for name in demo.REPORT_FILES if (tmp_path / "demo" / name).exists()]
+
+
+def test_a_bad_air_temperature_table_is_refused_before_the_work(tmp_path, capsys):
+    """It was read at the evaluation: minutes of corpus, features and pretraining first."""
+    from satclip.cli import main
+    from satclip.paths import cache_dir
+
+    junk = tmp_path / "junk.csv"
+    junk.write_text("a,b\n1,2\n")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--air-temperature", str(junk)]) == 2
+    assert "lacks column(s) ['Lon', 'Lat', 'meanT']" in capsys.readouterr().err
+    assert not cache_dir("bluemarble").exists() and not (tmp_path / "demo").exists()
+
 
 @pytest.mark.slow
 def test_demo_quick_cli(tmp_path):

@@ -138,6 +138,20 @@ def remove_owned(path: str | Path) -> None:
     clean_stale(path)
 
 
+def remove_owned_files(directory: str | Path, names: Iterable[str]) -> None:
+    """Delete the files ``names`` of a directory satclip created (its own outputs there, e.g. a report about
+    to go stale); missing ones are fine.
+
+    Raises:
+        OutputExistsError: ``directory`` is not satclip's (nothing is deleted).
+    """
+    directory = Path(directory)
+    if not is_owned(directory):
+        raise OutputExistsError(f"refusing to delete files in {directory}: satclip did not create it")
+    for name in names:
+        (directory / name).unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------------------------- checks
 def _same(a: Path, b: Path) -> bool:
     try:

@@ -196,7 +196,10 @@ def _timed_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: p
 
 
 def _init_worker(threads: int | None) -> None:
-    if threads:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool (workers printed
+    if threads:  # tracebacks of the KeyboardInterrupt each of them got)
         torch.set_num_threads(threads)
 
 

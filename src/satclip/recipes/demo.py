@@ -72,6 +72,10 @@ STAGES = {"corpus": 20.0, "image features": 42.0, "pretraining": 187.0, "evaluat
 _LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
 
+#: what a finished run writes about its model (besides model/ and eval/)
+REPORT_FILES = ("report.md", "map.png", "training.png", "timings.json")
+
+
 def run_demo(
     out: str | Path,
     settings: DemoSettings = FULL,
@@ -86,9 +90,13 @@ def run_demo(
     (default: one on stderr). The console shows only it and warnings; everything logged (satclip's INFO lines,
     Lightning's, Python warnings from libraries) goes to ``out/demo.log``.
     """
+    if air_temperature is not None:  # checked before the work (it was read only at the evaluation, minutes in)
+        from ..eval.tasks.air_temperature import read_stations
+
+        read_stations(air_temperature)
     out = safe_output.make_owned_dir(out, kind="demo")  # new, empty, or an earlier demo's: never foreign files
     progress = progress or StageProgress(STAGES)
-    with safe_output.exclusive(out), _quiet(out / "demo.log", progress):
+    with _quiet(out / "demo.log", progress), safe_output.exclusive(out):  # (a lock taken over: logged, not shown)
         try:
             return _run(out, settings, air_temperature, progress)
         finally:
@@ -216,6 +224,9 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
         )
     with stage("pretraining"):
         result = fit(config, cache=cache, callbacks=[_training_progress(progress)])
+        # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
+        # here on leaves no report rather than one of another model
+        safe_output.remove_owned_files(out, REPORT_FILES)
         with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
             shutil.copytree(result.exports["best"].native, tmp, dirs_exist_ok=True)
 
