@@ -383,3 +383,20 @@ def test_a_signalled_run_says_so_and_how_to_continue(tmp_path, signal_name):
     assert lines[-1] == "satclip: interrupted"
     assert f"continue it with `satclip train --config {tmp_path / 'run' / 'config.yaml'} --resume`" in lines[-2]
     assert not (tmp_path / "run" / "export").exists()
+
+
+def test_a_workflow_that_trains_as_one_stage_gives_its_own_continuation(caplog):
+    """The demo's Ctrl-C in pretraining said to continue with `satclip train --config … --resume`, which
+    finished the training but made no model, evaluation or report: the demo is rerun instead."""
+    import logging
+    import types
+
+    from satclip.train.fitting import _fit_or_interrupt
+
+    def fit(*args, **kwargs):
+        raise SystemExit(1)  # what Lightning does on Ctrl-C
+
+    trainer = types.SimpleNamespace(fit=fit, interrupted=True, current_epoch=1)
+    with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(KeyboardInterrupt):
+        _fit_or_interrupt(trainer, None, None, None, "rerun the same `satclip demo` command")
+    assert "training interrupted in epoch 1; rerun the same `satclip demo` command" in caplog.text

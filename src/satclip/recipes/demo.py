@@ -223,7 +223,8 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
             progress=lambda done, total: progress.update(done / max(total, 1)),
         )
     with stage("pretraining"):
-        result = fit(config, cache=cache, callbacks=[_training_progress(progress)])
+        again = "rerun the same `satclip demo` command: training starts again, the corpus and image features are reused"
+        result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
         # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
         # here on leaves no report rather than one of another model
         safe_output.remove_owned_files(out, REPORT_FILES)

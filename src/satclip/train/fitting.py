@@ -218,6 +218,7 @@ def fit(
     cache=None,
     source=None,
     callbacks: Sequence = (),
+    continue_with: str | None = None,
 ) -> FitResult:
     """Train and export. ``config``: a :class:`TrainConfig`, a dict of sections or a YAML path.
 
@@ -228,6 +229,8 @@ def fit(
         source: a :class:`~satclip.train.sources.PairSource` to train from images (instead of
             ``data.dataset``/``data.root``).
         callbacks: extra Lightning callbacks.
+        continue_with: what an interrupted run tells the user to do (default: ``satclip train --config
+            <output_dir>/config.yaml --resume``), e.g. the command of a workflow that trains as one stage.
 
     Raises:
         LockedError: another run is using ``output_dir``.
@@ -274,7 +277,8 @@ def fit(
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
-        _fit_or_interrupt(trainer, module, datamodule, ckpt_path, run_dir)
+        hint = continue_with or f"continue it with `satclip train --config {run_dir / 'config.yaml'} --resume`"
+        _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint)
 
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
         rows = list(history.rows)
@@ -307,13 +311,12 @@ def _check_accelerator(accelerator: str) -> None:
             ) from None
 
 
-def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, run_dir: Path) -> None:
+def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: str) -> None:
     """``trainer.fit``; a run stopped by Ctrl-C or SIGTERM raises :class:`KeyboardInterrupt` (the CLI's
-    "interrupted", exit 130) after saying how to continue it. Lightning itself ends a Ctrl-C with
+    "interrupted", exit 130) after saying how to continue it (``hint``). Lightning itself ends a Ctrl-C with
     ``sys.exit(1)`` and a SIGTERM by returning as if the run had finished."""
     def interrupted() -> KeyboardInterrupt:
-        log.warning("training interrupted in epoch %d; continue it with `satclip train --config %s --resume`",
-                    trainer.current_epoch, run_dir / "config.yaml")  # fmt: skip
+        log.warning("training interrupted in epoch %d; %s", trainer.current_epoch, hint)
         return KeyboardInterrupt()
 
     try:
