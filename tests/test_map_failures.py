@@ -125,3 +125,23 @@ def test_a_field_without_room_fails_before_the_work(tmp_path, model, monkeypatch
     where = out.with_name("m.tif.partial") / "field.npy"
     assert capsys.readouterr().err.splitlines()[-1] == DISK_FULL.format(where=where)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_pca_of_no_cells_is_refused_before_the_work(tmp_path, capsys):
+    """An ocean bbox with --pca (or a PNG) failed after the field was set up: OUT.partial/ stayed, and the fix the
+    error suggested (--all) was then refused as another job's unfinished run."""
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "1", "--bbox", "-40", "-40", "-30", "-30"]
+    assert main([*argv, "-o", str(tmp_path / "ocean.png")]) == 2
+    assert "no cells to fit a PCA on" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main([*argv, "-o", str(tmp_path / "ocean.png"), "--all"]) == 0
+
+
+def test_the_cells_note_says_land_only_within_any_footprint():
+    """With --land-only a model whose footprint is the whole globe was described as 'Every cell computed'."""
+    from satclip.embed.maps import _cells_note
+    from satclip.models.provenance import ANY, LAND, Footprint
+
+    note = _cells_note(Footprint(ANY, -90.0, 90.0), land_only=True)
+    assert note.startswith("Land cells only (GSHHG; --land-only)") and "Every cell" not in note
+    assert _cells_note(Footprint(LAND, -60.0, 90.0), land_only=False).startswith("Blank: outside")

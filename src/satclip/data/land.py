@@ -77,10 +77,19 @@ def mask_values(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2) as (lon, lat) degrees, got {points.shape}")
-    rows, cols = MASK_SHAPE
-    i = np.clip(np.floor((points[:, 1] + 90.0) * (rows / 180.0)), 0, rows - 1).astype(np.intp)
-    j = np.floor((points[:, 0] + 180.0) * (cols / 360.0)).astype(np.intp) % cols
-    return land_mask()[i, j]
+    return land_mask()[mask_rows(points[:, 1]), mask_cols(points[:, 0])]
+
+
+def mask_rows(lat: np.ndarray) -> np.ndarray:
+    """The mask rows holding latitudes (degrees; row 0 at 90°S, lat = 90 in the top row)."""
+    rows = MASK_SHAPE[0]
+    return np.clip(np.floor((np.asarray(lat, np.float64) + 90.0) * (rows / 180.0)), 0, rows - 1).astype(np.intp)
+
+
+def mask_cols(lon: np.ndarray) -> np.ndarray:
+    """The mask columns holding longitudes (degrees; they wrap)."""
+    cols = MASK_SHAPE[1]
+    return np.floor((np.asarray(lon, np.float64) + 180.0) * (cols / 360.0)).astype(np.intp) % cols
 
 
 def is_land(points: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ The field's computed cells (all, or those of the map's mask, in grid order) are 
 ``manifest.json`` records it: a killed run resumes at the first block not recorded, and the output (GeoTIFF,
 Zarr, PNG, principal components) is then written from the field, which also spares the PCA's second pass from
 computing the field again. The job's identity (model, precision, grid, cells) must match to resume; the
-output's format and options may change between runs.
+output's PCA and format (``--pca``, ``--format``; the output path is the work's name) may change between runs.
 """
 
 from __future__ import annotations

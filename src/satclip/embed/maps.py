@@ -108,11 +108,8 @@ def land_mask(grid: Grid) -> np.ndarray:
     """``(H, W)`` bool: True where the cell centre is land (GSHHG class 1; lakes and ocean are False)."""
     from ..data import land
 
-    raster = land.land_mask()
-    rows, cols = raster.shape
-    r = np.clip(((grid.lat + 90) / 180 * rows).astype(np.int64), 0, rows - 1)  # raster row 0 = 90°S
-    c = np.clip(((grid.lon + 180) / 360 * cols).astype(np.int64), 0, cols - 1)
-    return raster[r[:, None], c[None, :]] == 1
+    rows, cols = land.mask_rows(grid.lat), land.mask_cols(grid.lon)  # the cells land.is_land reads for a point
+    return land.land_mask()[rows[:, None], cols[None, :]] == land.LAND
 
 
 def footprint_mask(grid: Grid, footprint: Footprint, land: np.ndarray | None = None) -> np.ndarray | None:
@@ -171,6 +168,10 @@ class PCA:
         return ((values.astype(np.float64) - self.mean) @ self.components.T).astype(np.float32)
 
 
+NO_PCA_CELLS = ("no cells to fit a PCA on: none of the grid lies in the model's training footprint (or on land with "
+                "--land-only); choose another --bbox, or pass --all to compute the field everywhere")
+
+
 def fit_pca(blocks: Iterator[tuple[int, np.ndarray]], grid: Grid, n_components: int) -> PCA:
     """PCA of the non-NaN cells, each weighted by cos(latitude) (its area on the sphere)."""
     weights = np.cos(np.deg2rad(grid.lat))
@@ -186,10 +187,7 @@ def fit_pca(blocks: Iterator[tuple[int, np.ndarray]], grid: Grid, n_components: 
         first += w @ flat
         second += (flat * w[:, None]).T @ flat
     if first is None or total == 0:
-        raise ValueError(
-            "no cells to fit a PCA on: none of the grid lies in the model's training footprint (or on land with "
-            "--land-only); choose another --bbox, or pass --all to compute the field everywhere"
-        )
+        raise ValueError(NO_PCA_CELLS)
     mean = first / total
     cov = second / total - np.outer(mean, mean)
     eigval, eigvec = np.linalg.eigh(cov)
@@ -467,6 +465,8 @@ def _cells_note(footprint: Footprint | None, land_only: bool) -> str:
         return "Every cell computed (--all), also where the model never saw training data." if not land_only else (
             "Land cells only (GSHHG), also land the model never saw in training.")  # fmt: skip
     where = footprint.describe()
+    if land_only:
+        return f"Land cells only (GSHHG; --land-only) of the model's training footprint ({where}); others blank."
     if footprint.surface == ANY and footprint.global_band:
         return "Every cell computed: the model's training footprint is the whole globe."
     only_water = footprint.surface != ANY and footprint.global_band  # no land is outside the footprint
@@ -541,6 +541,8 @@ def render_map(
                  footprint.describe(), footprint.origin)  # fmt: skip
     if land_only:
         mask = land if mask is None else mask & land
+    if n_components and mask is not None and not mask.any():  # before any work (it left OUT.partial/ behind)
+        raise ValueError(NO_PCA_CELLS)
     with safe_output.exclusive(output):  # one run per output
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
