@@ -71,6 +71,7 @@ def test_geotiff_holds_the_field(tmp_path, model):
         assert src.crs.to_epsg() == 4326 and src.count == 8 and (src.height, src.width) == (5, 10)
         assert src.transform.c == -20 and src.transform.f == 60 and src.transform.a == 6 and src.transform.e == -6
         assert src.descriptions[0] == "emb_000"
+        assert src.tags()["satclip_model"] == "model" and len(src.tags()["satclip_model_sha256"]) == 64
         bands = src.read()
     expected = satclip.load(model).encode(centres()).numpy().reshape(5, 10, 8)
     np.testing.assert_allclose(np.moveaxis(bands, 0, -1), expected, atol=1e-6)

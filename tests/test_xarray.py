@@ -218,6 +218,10 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     assert main([*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--workers", "1"]) == 0
     local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
     assert local.attrs == dask.attrs and local.embedding.dims == dask.embedding.dims == ("dim", "lat", "lon")
+    # the model is recorded on the embedding in both (the local map recorded no model at all)
+    field = {k: v for k, v in dask.embedding.attrs.items() if k != "satclip_cells"}  # (the map's "cells" attribute)
+    assert local.embedding.attrs == field and local.embedding.attrs["satclip_model"] == "model"
+    assert len(local.embedding.attrs["satclip_model_sha256"]) == 64
     for name in ("lat", "lon", "dim"):
         np.testing.assert_array_equal(local[name].values, dask[name].values)
     blank = np.isnan(local.embedding.values)

@@ -381,11 +381,33 @@ def _zarr_writes_settled() -> Iterator[None]:
         raise
 
 
+def model_attrs(encoder, identity: dict, model=None) -> dict:
+    """What a map or field records about its model: name (``model`` as given, else the encoder's source),
+    sha256 of the weights, basis, dtype and satclip version; ``identity``: the encoder's
+    :func:`~satclip.models.location_encoder.model_identity`."""
+    from .. import __version__
+
+    source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
+    encoding = dict(encoder.config.get("encoding", {}))
+    basis = encoding.pop("name", "?")
+    params = ", ".join(f"{k}={v}" for k, v in sorted(encoding.items()))
+    return {
+        "long_name": "SatCLIP location embedding",
+        "satclip_model": Path(str(source)).name if source else "unknown",
+        "satclip_model_sha256": identity["sha256"],
+        "satclip_basis": f"{basis} ({params})" if params else basis,
+        "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
+        "satclip_version": __version__,
+    }
+
+
 def write_zarr(
-    path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict, *, overwrite: bool = False
+    path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict, *, overwrite: bool = False,
+    variable_attrs: dict | None = None,
 ) -> None:
-    """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` float32 with
-    coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; written atomically."""
+    """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` float32 (with
+    ``variable_attrs``) and coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; ``attrs`` on
+    the group; written atomically."""
     zarr = require("zarr", "map", "writing Zarr maps")
 
     with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled():
@@ -394,7 +416,7 @@ def write_zarr(
         rows = max(1, min(grid.height, (1 << 20) // grid.width))
         data = group.create_array(
             variable, shape=(count, grid.height, grid.width), chunks=(1, rows, grid.width), dtype="float32",
-            fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"]},
+            fill_value=np.nan, attributes={**(variable_attrs or {}), "_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"]},
         )  # fmt: skip
         for name, values, units in (("lat", grid.lat, "degrees_north"), ("lon", grid.lon, "degrees_east")):
             standard = "latitude" if name == "lat" else "longitude"
@@ -547,9 +569,9 @@ def render_map(
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
-        work = None
+        work, model = None, model_identity(encoder)
         if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
-            identity = {"model": model_identity(encoder), "precision": _precision.for_encoder(encoder, precision),
+            identity = {"model": model, "precision": _precision.for_encoder(encoder, precision),
                         "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
                         "cells": cells_digest(mask)}  # fmt: skip
             shape = (grid.height, grid.width, dim)
@@ -595,10 +617,12 @@ def render_map(
             count = n_components or dim
             pcs = model_pca is not None
             names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-            write_geotiff(output, grid, source, count, names, tags=attrs, overwrite=overwrite)
+            tags = {**model_attrs(encoder, model), **attrs}
+            write_geotiff(output, grid, source, count, names, tags=tags, overwrite=overwrite)
         else:
             variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
-            write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite)
+            write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite,
+                       variable_attrs=model_attrs(encoder, model))  # fmt: skip
         if work is not None:
             work.remove()
     return output

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, safe_output
+from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
 from ..io.resolve import encoder_files
 from ..optional import require
@@ -139,22 +139,6 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple
     if cy < 1 or cx < 1:
         raise ValueError(f"chunks must be positive cell counts, got {chunks}")
     return min(cy, height), min(cx, width)
-
-
-def _model_attrs(model, encoder, identity: dict) -> dict:
-    """The field's attributes; ``identity``: the encoder's :func:`~satclip.models.location_encoder.model_identity`."""
-    source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
-    encoding = dict(encoder.config.get("encoding", {}))
-    basis = encoding.pop("name", "?")
-    params = ", ".join(f"{k}={v}" for k, v in sorted(encoding.items()))
-    return {
-        "long_name": "SatCLIP location embedding",
-        "satclip_model": Path(str(source)).name if source else "unknown",
-        "satclip_model_sha256": identity["sha256"],
-        "satclip_basis": f"{basis} ({params})" if params else basis,
-        "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
-        "satclip_version": __version__,
-    }
 
 
 def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
@@ -310,7 +294,9 @@ def embedding_field(
     out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
     dim = encoder.embedding_dim
     identity = model_identity(encoder)
-    model_attrs = _model_attrs(model, encoder, identity)
+    from .maps import model_attrs as describe_model
+
+    model_attrs = describe_model(encoder, identity, model)
     encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(identity)}", traverse=False)
     out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((dim,),)
     data = darray.map_blocks(
