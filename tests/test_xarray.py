@@ -215,7 +215,12 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     model = write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
     base = ["map", "--model", str(model), "--resolution", "3", "--bbox", "-30", "-30", "60", "60"]
     assert main([*base, "-o", str(tmp_path / "local.zarr")]) == 0
+    from satclip import safe_output
+
+    # the work an unfinished local run of the Dask output left is removed once the Dask map is published
+    safe_output.make_owned_dir(tmp_path / "dask.zarr.partial", kind="map-work")
     assert main([*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--workers", "1"]) == 0
+    assert not (tmp_path / "dask.zarr.partial").exists()
     local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
     assert local.attrs == dask.attrs and local.embedding.dims == dask.embedding.dims == ("dim", "lat", "lon")
     # the model is recorded on the embedding in both (the local map recorded no model at all)
