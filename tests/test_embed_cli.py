@@ -557,3 +557,10 @@ def test_embedding_column_names_are_checked(tmp_path, model, points, capsys):  #
         assert embed(source, "-o", tmp_path / out, "--model", model, "--column", column) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and text in err[0] and not (tmp_path / out).exists(), err
+
+
+def test_a_boolean_coordinate_column_is_refused(tmp_path, model, capsys):
+    """A Parquet lon column of true/false was embedded as 1.0/0.0 degrees."""
+    pd.DataFrame({"lon": [True, False], "lat": [1.0, 2.0]}).to_parquet(tmp_path / "b.parquet")
+    assert embed(tmp_path / "b.parquet", "-o", tmp_path / "b.out.parquet", "--model", model) == 2
+    assert "coordinate column 'lon' holds true/false values, not degrees" in capsys.readouterr().err

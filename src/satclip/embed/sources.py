@@ -75,6 +75,8 @@ def coordinates(table, lon_col: str, lat_col: str) -> np.ndarray:
     out = np.empty((table.num_rows, 2), dtype=np.float64)
     for j, name in enumerate((lon_col, lat_col)):
         column = table.column(name)
+        if pa.types.is_boolean(column.type):  # Arrow casts true/false to 1.0/0.0: embedded as degrees
+            raise ValueError(f"coordinate column {name!r} holds true/false values, not degrees")
         try:
             column = column.cast(pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
