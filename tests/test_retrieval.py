@@ -590,3 +590,11 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
     satclip.load("bluemarble-l10", retrieval="auto")
     again = auto_directory("bluemarble-l10") / "database"
     assert again != database and {name: (again / name).read_bytes() for name in arrays} == arrays
+    # a float32 database built there (`satclip retrieval build --cache auto --dtype float32`) is kept: it was
+    # rebuilt in float16 by the next retrieval="auto", and back by the next build
+    from satclip.retrieval.database import build_database
+
+    build_database(again, model, auto_directory("bluemarble-l10") / "features", dtype="float32", overwrite=True)
+    stamp = (again / "image.npy").stat().st_mtime_ns
+    assert satclip.load("bluemarble-l10", retrieval="auto").database.image.dtype == np.float32
+    assert (again / "image.npy").stat().st_mtime_ns == stamp

@@ -59,10 +59,16 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
         )
     model = load_model(name)
     cache = auto_features(name, model, progress=progress)
-    from .database import build_database
+    from .database import DEFAULT_DTYPE, build_database, read_manifest
 
+    path = auto_directory(name) / "database"
+    dtype = DEFAULT_DTYPE
+    try:  # one `satclip retrieval build --cache auto --dtype float32` put there is kept, not rebuilt in float16
+        dtype = read_manifest(path)["key"]["dtype"]["image"]
+    except (BadInputError, KeyError, TypeError):
+        pass
     # the directory is satclip's own: a stale database there is replaced, as a stale cache is rebuilt
-    return build_database(auto_directory(name) / "database", model, cache, overwrite=True, model_source=name)
+    return build_database(path, model, cache, dtype=dtype, overwrite=True, model_source=name)
 
 
 def auto_features(name: str, model, *, progress: Callable[[int, int], None] | None = None):
