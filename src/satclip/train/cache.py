@@ -248,17 +248,18 @@ class _ImageViews(torch.utils.data.Dataset):
         return torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in out]), point, index
 
 
-def _up_to_date(path: Path, key: dict):
-    """The complete, intact cache at ``path`` built for ``key``, or None."""
+def _up_to_date(path: Path, key: dict) -> tuple[FeatureCache | None, str | None]:
+    """``(cache, None)``: the complete, intact cache at ``path`` built for ``key``; ``(None, problem)``: one
+    built for ``key`` that cannot be used (what is damaged); ``(None, None)``: none."""
     try:
         manifest = _existing_manifest(path)
         if manifest is None or not manifest.get("complete") or key_differences(manifest.get("key", {}), jsonable(key)):
-            return None
+            return None, None
         cache = FeatureCache.open(path)
         cache.check_files()
-    except (BadInputError, FileNotFoundError, OSError, ValueError):
-        return None
-    return cache
+    except (BadInputError, FileNotFoundError) as err:
+        return None, str(err)
+    return cache, None
 
 
 def build_cache(
@@ -310,30 +311,25 @@ def build_cache(
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")
 
+    def reused(cache: FeatureCache) -> FeatureCache:
+        log.info("feature cache %s is up to date", path)
+        if progress:
+            progress(n, n)
+        return cache
+
     if not rebuild:  # up to date: read without the lock (read-only caches, readers at once)
-        current = _up_to_date(path, key)
+        current, _ = _up_to_date(path, key)
         if current is not None:
-            log.info("feature cache %s is up to date", path)
-            if progress:
-                progress(n, n)
-            return current
+            return reused(current)
     with safe_output.exclusive(path, wait=True):  # one build per cache directory; a concurrent one is waited out
         manifest = _existing_manifest(path)
         if manifest is not None and not rebuild:
+            current, problem = _up_to_date(path, key)  # (again: a build just waited out may have made it)
+            if current is not None:
+                return reused(current)
             differ = key_differences(manifest.get("key", {}), jsonable(key))
-            if not differ and manifest.get("complete"):
-                try:
-                    cache = FeatureCache.open(path)
-                    cache.check_files()
-                except (BadInputError, FileNotFoundError) as err:
-                    log.warning("feature cache %s cannot be used (%s): rebuilding it", path, err)
-                    rebuild = True
-                else:
-                    log.info("feature cache %s is up to date", path)
-                    if progress:
-                        progress(n, n)
-                    return cache
-            if rebuild:
+            if problem:
+                log.warning("feature cache %s cannot be used (%s): rebuilding it", path, problem)
                 manifest = None
             elif differ:
                 log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
