@@ -58,6 +58,7 @@ from .job import (
     recorded,
     resume_manifest,
     resume_precision,
+    work_dir,
 )
 from .sources import coordinates
 
@@ -394,7 +395,7 @@ def embed_dataset(
         raise ValueError(f"{source.path} has no rows")
     output = Path(output)
     kind = _output_kind(output, out_format)
-    workdir = output.with_name(output.name + ".partial")
+    workdir = work_dir(output)
     for path in (output, workdir):
         safe_output.check_not_inside(path, source.path, "the input dataset")
     inputs = [source.path, *encoder_files(encoder)]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from .job import MANIFEST, resume_manifest
+from .job import MANIFEST, resume_manifest, work_dir
 
 FIELD = "field.npy"
 
@@ -44,7 +44,7 @@ class FieldWork:
         """The work of ``output``'s job, whose field of ``shape`` ``(H, W, D)`` holds values where the boolean
         ``(H, W)`` ``cells`` (None: everywhere): an unfinished run of the same ``identity`` is resumed
         (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
-        workdir = output.with_name(output.name + ".partial")
+        workdir = work_dir(output)
         manifest = resume_manifest(workdir, identity, restart)
         if manifest is None:
             if safe_output.is_owned(workdir):

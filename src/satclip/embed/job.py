@@ -168,6 +168,11 @@ def resume_precision(encoder, workdir: Path, restart: bool) -> None:
     encoder.precision_choice = Choice(started, "auto", f"the precision the unfinished run started with ({started})")
 
 
+def work_dir(output: Path) -> Path:
+    """``OUTPUT.partial/``: where the unfinished work of a job writing ``output`` is kept."""
+    return output.with_name(output.name + ".partial")
+
+
 def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
     """The manifest of an unfinished run of the same job in ``workdir`` (``embed``'s, ``map``'s), or None;
     ``restart`` discards it.
@@ -291,7 +296,7 @@ def embed_file(
             f"layout {layout!r} (one column per dimension) applies to Parquet output; {output} is {fmt}, which "
             "holds the embeddings as one (N, D) array: drop the layout or write .parquet"
         )
-    workdir = output.with_name(output.name + ".partial")
+    workdir = work_dir(output)
     manifest_path = workdir / MANIFEST
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim

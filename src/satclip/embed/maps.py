@@ -569,9 +569,9 @@ def render_map(
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
-        work, model = None, model_identity(encoder)
+        work, model_id = None, model_identity(encoder)
         if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
-            identity = {"model": model, "precision": _precision.for_encoder(encoder, precision),
+            identity = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
                         "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
                         "cells": cells_digest(mask)}  # fmt: skip
             shape = (grid.height, grid.width, dim)
@@ -617,12 +617,12 @@ def render_map(
             count = n_components or dim
             pcs = model_pca is not None
             names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-            tags = {**model_attrs(encoder, model), **attrs}
+            tags = {**model_attrs(encoder, model_id), **attrs}
             write_geotiff(output, grid, source, count, names, tags=tags, overwrite=overwrite)
         else:
             variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
             write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite,
-                       variable_attrs=model_attrs(encoder, model))  # fmt: skip
+                       variable_attrs=model_attrs(encoder, model_id))  # fmt: skip
         if work is not None:
             work.remove()
     return output

@@ -367,7 +367,9 @@ def write_map_zarr(
             else:
                 with dask_client(scheduler, workers):
                     dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
-        stale = output.with_name(output.name + ".partial")
+        from .job import work_dir
+
+        stale = work_dir(output)
         if safe_output.is_owned(stale):  # an unfinished local run of this output: obsolete now
             log.info("removing %s, the work of an unfinished local run of %s", stale, output)
             safe_output.remove_owned(stale)
