@@ -245,27 +245,33 @@ def original_basis(config: dict) -> str | None:
     return "analytic" if int(encoding.get("legendre_polys", 10)) <= basis.ANALYTIC_EXACT_BELOW else "closed-form"
 
 
-def shared_hidden_layers(config: dict) -> int:
-    """How many hidden layers the original's network for ``config`` shares: its ``MLP`` repeats one
-    ``[Linear, ReLU]`` pair ``num_layers`` times by list multiplication, so they are one layer (0: none)."""
+def check_network(config: dict, location: dict[str, torch.Tensor] | None = None) -> None:
+    """Raise :class:`BadInputError` unless the original code builds the network of location-encoder ``config``
+    and computes with it what satclip does: a network it knows, and no ``mlp`` hidden layers that differ, since
+    its ``MLP`` repeats one ``[Linear, ReLU]`` pair ``num_layers`` times by list multiplication (one shared
+    layer, loaded with the last one's weights: the file would load without error and compute another function).
+    ``location``: the weights, whose hidden layers may be equal (an original checkpoint's are); None (a model
+    about to be trained, which trains them apart): any repeated layer is refused."""
     network = config["network"]
+    if network["name"] not in ORIGINAL_NETWORK_PARAMS:
+        raise BadInputError(
+            f"network {network['name']!r} has no original SatCLIP equivalent (it knows "
+            f"{', '.join(ORIGINAL_NETWORK_PARAMS)})"
+        )
     layers = int(network.get("num_layers", 2)) if network["name"] == "mlp" else 0
-    return layers if layers > 1 else 0
-
-
-def check_shared_hidden_layers(config: dict, location: dict[str, torch.Tensor]) -> None:
-    """Raise :class:`BadInputError` unless the hidden layers the original shares hold equal weights here (an
-    original checkpoint's do; satclip's own ``mlp`` trains them apart, and the original would load each of its
-    layers with the last one's weights: the file loads without error and computes another function)."""
-    layers = shared_hidden_layers(config)
-    for name in ("weight", "bias"):
-        tensors = [location[f"nnet.features.{2 * (i + 1)}.{name}"] for i in range(layers)]
-        if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
-            raise BadInputError(
-                f"the original SatCLIP code builds an mlp's {layers} hidden layers as one shared layer, and this "
-                "model's differ: it would load without error and compute another function. Write it with "
-                "--target native (satclip reads it), or train an mlp of num_layers 1 for the original"
-            )
+    if layers < 2:
+        return
+    differ = location is None or any(
+        not torch.equal(location[f"nnet.features.2.{name}"], location[f"nnet.features.{2 * (i + 1)}.{name}"])
+        for name in ("weight", "bias") for i in range(1, layers)
+    )  # fmt: skip
+    if differ:
+        which = "a trained model's would differ" if location is None else "and this model's differ"
+        raise BadInputError(
+            f"the original SatCLIP code builds an mlp's {layers} hidden layers as one shared layer, {which}: it "
+            "would load without error and compute another function. Write it with --target native (satclip reads "
+            "it), or use network.num_layers 1 for the original"
+        )
 
 
 def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: int = 0) -> dict:
@@ -279,13 +285,8 @@ def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: i
             message says to write the location encoder alone).
     """
     config = parts.location_config
-    if config["network"]["name"] not in ORIGINAL_NETWORK_PARAMS:
-        raise BadInputError(
-            f"network {config['network']['name']!r} has no original SatCLIP equivalent (it knows "
-            f"{', '.join(ORIGINAL_NETWORK_PARAMS)})"
-        )
     location = dict(parts.location_state)
-    check_shared_hidden_layers(config, location)
+    check_network(config, location)
     exact: dict[str, torch.Tensor] = {}
     label = original_basis(config)
     if label is not None:

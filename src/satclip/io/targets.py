@@ -184,18 +184,8 @@ def check_target(location_config: dict, target: str) -> None:
     if target in ("torchgeo", "rshf"):
         peers.check_target(location_config, target)
     elif target == "original":
-        if location_config["network"]["name"] not in original.ORIGINAL_NETWORK_PARAMS:
-            raise BadInputError(
-                f"network {location_config['network']['name']!r} has no original SatCLIP equivalent (it knows "
-                f"{', '.join(original.ORIGINAL_NETWORK_PARAMS)})"
-            )
+        original.check_network(location_config)  # (no weights yet: training gives repeated layers their own)
         original.hparams_from_location_config(location_config)
-        if original.shared_hidden_layers(location_config):  # training gives them weights of their own
-            raise BadInputError(
-                f"the original SatCLIP code builds an mlp's {location_config['network']['num_layers']} hidden "
-                "layers as one shared layer: a trained model's would load without error and compute another "
-                "function; export to native, or use network.num_layers 1"
-            )
 
 
 def is_directory_target(target: str) -> bool:
