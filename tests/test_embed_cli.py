@@ -263,7 +263,7 @@ def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
 
 
 @pytest.mark.parametrize("arrow_threads", [None, 1])
-def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, monkeypatch, arrow_threads):
+def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_threads):
     source = tmp_path / "points.csv"
     source.write_text("name,lat,lon\nx,20,10\ny,30,abc\n")
     threads = pa.cpu_count()
@@ -275,15 +275,27 @@ def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, monkeypat
         pa.set_cpu_count(threads)
     assert code == 2
     assert "the coordinate column 'lon' holds 'abc', not a number" in capsys.readouterr().err
-    # text late in another column typed as numbers from the first block is not called a coordinate column
+
+
+def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypatch):
+    """Types are inferred from the first block; a later value that does not fit widens the column (integers →
+    float64 → text) instead of stopping the run, and no value changes on the way."""
     from satclip.embed.sources import CsvSource
 
     monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1024)
+    rows = [f"{i % 180}.5,{i % 90}.5,{i},{i},{i},\n" for i in range(500)]
+    rows += ["5,5,abc,7.25,8,9\n", "6,6,12,13,14,\n"]
     late = tmp_path / "late.csv"
-    late.write_text("lon,lat,value\n" + "".join(f"{i % 180}.5,{i % 90}.5,{i}.5\n" for i in range(500)) + "5,5,abc\n")
-    assert main(["embed", str(late), "-o", str(tmp_path / "p.parquet"), "--model", str(model), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "coordinate column" not in err and "changes type later" in err
+    late.write_text("lon,lat,name,value,count,later\n" + "".join(rows))
+    out = tmp_path / "p.parquet"
+    assert main(["embed", str(late), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    table = pq.read_table(out)
+    assert table.schema.field("name").type == pa.string() and table.schema.field("value").type == pa.float64()
+    assert table.schema.field("count").type == pa.int64() and table.schema.field("later").type == pa.int64()
+    assert table.column("name").to_pylist() == [str(i) for i in range(500)] + ["abc", "12"]
+    assert table.column("value").to_pylist() == [*map(float, range(500)), 7.25, 13.0]
+    assert table.column("later").to_pylist() == [None] * 500 + [9, None]
+    assert table.num_rows == 502
 
 
 def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):

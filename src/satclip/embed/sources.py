@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from ..registry import Registry
 from .columns import detect_lonlat_columns
 from .inputs import geo_lonlat, is_wgs84
 
+log = logging.getLogger(__name__)
 SOURCES: Registry = Registry("input format")
 #: file suffix → format name
 SUFFIXES = {
@@ -181,10 +183,11 @@ class ParquetSource(Source):
 class CsvSource(Source):
     """Delimited text with a header row: the delimiter (``,`` ``;`` tab ``|``) is sniffed from the first
     lines (a ``.tsv`` whose header has a tab: tab; undecided: tab for ``.tsv``, else comma). Column types are
-    inferred from the first block (16 MiB), except that a column of numbers written with leading zeros
-    (``01234``) or of integers too large for int64 stays text (inferred, it would lose digits); the
-    coordinate columns are always read as float64 (empty, ``nan`` → NaN). Header names must be unique and
-    the text UTF-8."""
+    inferred from the first block (16 MiB) and, in a larger file, widened where a later value does not fit
+    (integers → float64 → text; anything else → text), so a column keeps one type for the whole file. A column
+    of numbers written with leading zeros (``01234``) or of integers too large for int64 in the first block
+    stays text (inferred, it would lose digits); the coordinate columns are always read as float64 (empty,
+    ``nan`` → NaN). Header names must be unique and the text UTF-8."""
 
     format = "csv"
     BLOCK_SIZE = 1 << 24
@@ -231,6 +234,45 @@ class CsvSource(Source):
                 lossy[name] = pa.string()
         return lossy
 
+    def _whole_file_types(self) -> dict:
+        """``{column: type}`` for the pass-through columns whose type inferred from the first block does not
+        hold further on, found by reading the rest of the file with those types (once per source; nothing to
+        read when the first block is the whole file). A column is widened one step per failing value and the
+        reading starts again, so the types are those the whole file fits."""
+        if getattr(self, "_settled_types", None) is not None:
+            return self._settled_types
+        pa = _pa()
+        settled = dict(self._text_columns)
+        if self.path.stat().st_size > self.BLOCK_SIZE:
+            schema = self._reader(None, {}).schema
+            fixed = (self.lon_col, self.lat_col, *settled)
+            typed = [f.name for f in schema if f.name not in fixed and not pa.types.is_string(f.type)]
+            types = {name: schema.field(name).type for name in typed}
+            while typed:
+                try:
+                    for _ in self._reader(typed, {**types, **settled}):
+                        pass
+                    break
+                except pa.ArrowInvalid as err:
+                    name, value = self._failed_conversion(err)
+                    if name not in typed:  # (another fault: the reading proper reports it)
+                        break
+                    settled[name] = _wider_type(settled.get(name, types[name]), value)
+                    log.info("%s: column %r holds %r after the first %d MiB: read as %s", self.path, name, value,
+                             self.BLOCK_SIZE >> 20, settled[name])  # fmt: skip
+                    if pa.types.is_string(settled[name]):
+                        typed.remove(name)
+        self._settled_types = settled
+        return settled
+
+    def _failed_conversion(self, err) -> tuple[str | None, str | None]:
+        """``(column, value)`` named by pyarrow's conversion error (it names the row too when it reads on one
+        thread), else ``(None, None)``."""
+        failed = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to \w+: invalid value '(.*)'", str(err))
+        if failed is None or int(failed[1]) >= len(self.columns):
+            return None, None
+        return self.columns[int(failed[1])], failed[2]
+
     def _reader(self, columns, types):
         import pyarrow.csv as pa_csv
 
@@ -243,7 +285,7 @@ class CsvSource(Source):
 
     def _batches(self, start, columns):
         pa = _pa()
-        types = {**self._text_columns, self.lon_col: pa.float64(), self.lat_col: pa.float64()}
+        types = {**self._whole_file_types(), self.lon_col: pa.float64(), self.lat_col: pa.float64()}
 
         def batches():
             try:
@@ -254,13 +296,10 @@ class CsvSource(Source):
                         f"{self.path}: {err} (delimiter {self.delimiter!r}): decimal commas are not read as "
                         "numbers; write decimal points (13.4) in the coordinate columns"
                     ) from err
-                # (pyarrow names the row too when it reads on one thread)
-                conversion = r"column #(\d+): (?:Row #\d+: )?CSV conversion error to double: invalid value '(.*)'"
-                text = re.search(conversion, str(err))
-                column = self.columns[int(text[1])] if text and int(text[1]) < len(self.columns) else None
+                column, value = self._failed_conversion(err)
                 if column in (self.lon_col, self.lat_col):  # (another column inferred as numbers is not named so)
                     raise ValueError(
-                        f"{self.path}: the coordinate column {column!r} holds {text[2]!r}, not a number: "
+                        f"{self.path}: the coordinate column {column!r} holds {value!r}, not a number: "
                         "coordinates are decimal degrees (13.4); fix or remove that row"
                     ) from err
                 raise ValueError(
@@ -269,6 +308,18 @@ class CsvSource(Source):
                 ) from err
 
         return 0, batches()
+
+
+def _wider_type(current, value: str):
+    """The type one step wider than ``current`` that a CSV ``value`` it failed on may fit: a column of no
+    values yet → int64 or float64 by the value; int64 → float64 for a decimal value; else text."""
+    pa = _pa()
+    number = re.fullmatch(r"\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)\s*", value, re.IGNORECASE)
+    if pa.types.is_null(current) and re.fullmatch(r"\s*[-+]?[1-9]\d{0,17}\s*|\s*0\s*", value):
+        return pa.int64()
+    if (pa.types.is_null(current) or pa.types.is_integer(current)) and number:
+        return pa.float64()
+    return pa.string()
 
 
 @SOURCES.register("npy")
