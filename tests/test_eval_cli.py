@@ -93,6 +93,24 @@ def test_maps_of_a_rerun_show_only_its_own_predictions(tmp_path):
     assert len(shown["y_pred"]) == sum(r["n_test"] for r in last)
 
 
+def test_figures_of_an_earlier_run_do_not_linger(tmp_path):
+    """A rerun into the same folder drawing other figures (or none: --no-figures) left the earlier run's PNGs
+    beside a report they did not describe; files satclip did not write there stay."""
+    out = tmp_path / "ev"
+    common = ["evaluate", "--encoders", "wrap", "--n-points", "300", "--seeds", "1", "--probes", "linear",
+              "--out", str(out)]  # fmt: skip
+    assert main([*common, "--tasks", "elevation,country"]) == 0
+    figures = {"bars_linear.png", "map_elevation_linear.png", "map_country_linear.png"}
+    assert figures <= {p.name for p in out.iterdir()}
+    (out / "map_mine_linear.png").write_bytes(b"the user's own picture")
+    assert main([*common, "--tasks", "country"]) == 0
+    pngs = {p.name for p in out.glob("*.png")}
+    assert pngs == {"bars_linear.png", "map_country_linear.png", "map_mine_linear.png"}
+    assert main([*common, "--tasks", "country", "--no-figures"]) == 0
+    assert {p.name for p in out.glob("*.png")} == {"map_mine_linear.png"}
+    assert ".png" not in (out / "results.md").read_text()
+
+
 def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
     data = require(AIR_TEMPERATURE_CSV)
     common = ["--n-points", "500", "--seeds", "1", "--probes", "linear", "--no-figures"]

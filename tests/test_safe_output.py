@@ -119,6 +119,28 @@ def test_only_satclip_directories_are_replaced_or_deleted(tmp_path):
     safe_output.remove_owned(empty)
 
 
+def test_keep_only_written_deletes_only_what_an_earlier_run_recorded(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(OutputExistsError):
+        safe_output.keep_only_written(plain, "figures", [])
+    out = safe_output.make_owned_dir(tmp_path / "out")
+    for name in ("a.png", "b.png", "mine.png"):
+        (out / name).write_bytes(b"x")
+    safe_output.keep_only_written(out, "figures", [out / "a.png", out / "b.png"])
+    safe_output.keep_only_written(out, "figures", [out / "b.png"])
+    assert sorted(p.name for p in out.glob("*.png")) == ["b.png", "mine.png"]
+    (out / safe_output.MARKER).write_text("{damaged")  # a damaged record deletes nothing and is written anew
+    safe_output.keep_only_written(out, "figures", [])
+    assert sorted(p.name for p in out.glob("*.png")) == ["b.png", "mine.png"] and safe_output.is_owned(out)
+    marker = safe_output.json.loads((out / safe_output.MARKER).read_text())
+    marker["files"]["figures"] = ["../plain/x.png"]  # a record naming a path elsewhere deletes nothing
+    (plain / "x.png").write_bytes(b"x")
+    (out / safe_output.MARKER).write_text(safe_output.json.dumps(marker))
+    safe_output.keep_only_written(out, "figures", [])
+    assert (plain / "x.png").exists()
+
+
 def test_output_equal_to_an_input_is_refused(tmp_path):
     source = tmp_path / "points.csv"
     source.write_text("lon,lat\n0,0\n")

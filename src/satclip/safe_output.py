@@ -152,6 +152,35 @@ def remove_owned_files(directory: str | Path, names: Iterable[str]) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
+def keep_only_written(directory: str | Path, group: str, written: Iterable[str | Path]) -> None:
+    """Record ``written`` (files of ``directory`` satclip has just written) as the files of ``group`` there,
+    and delete the files an earlier run recorded for ``group`` that this run did not write: outputs whose
+    names depend on the run (one figure per task) do not linger beside results they no longer describe.
+    Only recorded names are deleted, never another file of the directory.
+
+    Raises:
+        OutputExistsError: ``directory`` is not satclip's (nothing is deleted).
+    """
+    directory = Path(directory)
+    if not is_owned(directory):
+        raise OutputExistsError(f"refusing to delete files in {directory}: satclip did not create it")
+    try:
+        marker = json.loads((directory / MARKER).read_text())
+    except ValueError:  # (a damaged marker still marks the directory; its record is lost)
+        marker = {}
+    marker = marker if isinstance(marker, dict) else {}
+    if not isinstance(marker.get("files"), dict):
+        marker["files"] = {}
+    names = sorted({Path(path).name for path in written})
+    earlier = marker["files"].get(group)
+    earlier = [name for name in earlier if isinstance(name, str)] if isinstance(earlier, list) else []
+    marker["files"][group] = names
+    write_json(directory / MARKER, marker)  # (first: a kill between the two leaves files, not a lost record)
+    for name in set(earlier) - set(names):
+        if Path(name).name == name:  # (a marker edited to name a path elsewhere deletes nothing)
+            (directory / name).unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------------------------- checks
 def _same(a: Path, b: Path) -> bool:
     try:

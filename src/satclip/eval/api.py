@@ -43,5 +43,6 @@ def run_evaluation(
             files["maps"] = residual_maps(rows, tasks, out)
         pictures = [*files.get("bars", []), *files.get("maps", [])]
         files.update(write_reports(rows, config, tasks, out, figures=pictures))
+        safe_output.keep_only_written(out, "figures", pictures)  # an earlier run's other figures go
     log.info("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
     return EvalOutputs(rows, files)
