@@ -124,6 +124,52 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert not [name for name in demo.REPORT_FILES if (tmp_path / "demo" / name).exists()]
 
 
+def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
+    """Training restarted from epoch 0 on every rerun (minutes of the full demo lost to a Ctrl-C); now a rerun
+    of the same settings continues from the last epoch saved, and other settings train afresh."""
+    from lightning.pytorch.callbacks import Callback
+
+    from satclip.eval import api
+    from satclip.recipes import demo
+
+    settings = replace(
+        QUICK, patches=2000, epochs=3, batch_size=512, eval_points=300, baselines=("direct",), workers=1,
+        extra_encoders=(),
+    )  # fmt: skip
+    trained, stop_at = [], [1]
+
+    class Epochs(Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == stop_at[0]:
+                raise KeyboardInterrupt
+            trained.append(trainer.current_epoch)
+
+    class Evaluated(Exception):
+        pass
+
+    def evaluation(*args, **kwargs):  # the training is what is looked at: stop the demo there
+        raise Evaluated
+
+    monkeypatch.setattr(demo, "_training_progress", lambda progress: Epochs())
+    monkeypatch.setattr(api, "run_evaluation", evaluation)
+    out = tmp_path / "demo"
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    assert trained == [0]
+    stop_at[0] = None
+    with pytest.raises(Evaluated):
+        run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    assert trained == [0, 1, 2]  # continued at epoch 1
+    history = [json.loads(line) for line in (out / "work" / "run" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    with pytest.raises(Evaluated):  # finished: nothing to train again
+        run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    assert trained == [0, 1, 2]
+    with pytest.raises(Evaluated):  # other settings: a new training
+        run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
+    assert trained == [0, 1, 2, 0]
+
+
 def test_a_bad_air_temperature_table_is_refused_before_the_work(tmp_path, capsys):
     """It was read at the evaluation: minutes of corpus, features and pretraining first."""
     from satclip.cli import main

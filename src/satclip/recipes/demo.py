@@ -193,7 +193,6 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
     model_dir = out / "model"
     safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
     run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
-    safe_output.remove_owned(run_dir / "run")  # training restarts; corpus and feature caches are reused
     corpus = replace(CORPUS, n=settings.patches, seed=settings.seed)
 
     with stage("corpus"):
@@ -223,8 +222,9 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
             progress=lambda done, total: progress.update(done / max(total, 1)),
         )
     with stage("pretraining"):
-        again = "rerun the same `satclip demo` command: training starts again, the corpus and image features are reused"
-        result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
+        resume = _continues(config)
+        again = "rerun the same `satclip demo` command: training continues where it stopped"
+        result = fit(config, cache=cache, resume=resume, callbacks=[_training_progress(progress)], continue_with=again)
         # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
         # here on leaves no report rather than one of another model
         safe_output.remove_owned_files(out, REPORT_FILES)
@@ -254,6 +254,28 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
         safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out))
     safe_output.write_json(out / "timings.json", timings, indent=2)
     return path
+
+
+def _continues(config) -> bool:
+    """Whether an earlier demo's training in ``config``'s output directory is continued: its last checkpoint was
+    written by a run of exactly this config (any other run there is discarded: training starts again)."""
+    from ..errors import ResumeError
+    from ..train.config import from_dict
+    from ..train.fitting import check_resume
+
+    run = Path(config.trainer.output_dir)
+    last = run / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        try:
+            saved = check_resume(last, config)["hyper_parameters"]["config"]
+            if from_dict(saved).to_dict() == config.to_dict():
+                log.info("continuing the training of an earlier demo run from %s", last)
+                return True
+            log.info("an earlier demo run trained with other settings in %s: training starts again", run)
+        except ResumeError as err:
+            log.info("training starts again: %s", err)
+    safe_output.remove_owned(run)
+    return False
 
 
 def _training_curve(history: list[dict], path: Path) -> None:
