@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -155,11 +157,12 @@ class FakeHub:
     cache; ``probe_error`` / ``download_error`` are raised by the reachability check / the download.
     """
 
-    def __init__(self, monkeypatch, *, files=None, cached=None, probe_error=None, download_error=None):
+    def __init__(self, monkeypatch, *, files=None, cached=None, probe_error=None, download_error=None, etag=None):
         hf = pytest.importorskip("huggingface_hub")
         self.errors = pytest.importorskip("huggingface_hub.errors")
         self.files, self.cached = dict(files or {}), dict(cached or {})
         self.probe_error, self.download_error = probe_error, download_error
+        self.etag = etag  # what the hub publishes for every file (for an LFS file: its sha256, quoted)
         self.calls: list[tuple] = []
         monkeypatch.setattr(hf, "get_hf_file_metadata", self.metadata)
         monkeypatch.setattr(hf, "hf_hub_download", self.download)
@@ -169,7 +172,7 @@ class FakeHub:
         self.calls.append(("metadata", url))
         if self.probe_error is not None:
             raise self.probe_error
-        return object()
+        return SimpleNamespace(etag=self.etag)
 
     def download(self, repo_id, filename, *, local_files_only=False, **kwargs):
         self.calls.append(("download", repo_id, filename, local_files_only))
@@ -189,8 +192,8 @@ class FakeHub:
 @pytest.fixture
 def online(monkeypatch):
     """As if the machine had network (conftest sets HF_HUB_OFFLINE=1); the transport is still faked."""
+    constants = pytest.importorskip("huggingface_hub.constants")  # (imported first: it reads the variable once)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    constants = pytest.importorskip("huggingface_hub.constants")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
@@ -240,6 +243,76 @@ def test_hf_scheme_reaches_any_repository(monkeypatch, online, no_sockets, tmp_p
         satclip.load("someone/model")  # without hf:// it is a (missing) local path
     with pytest.raises(ValueError, match="not a Hugging Face repository id"):
         satclip.load("hf://../etc")
+
+
+@pytest.fixture
+def hub_cache(monkeypatch, tmp_path):
+    """A hub cache of this test's own (``huggingface_hub`` reads HF_HOME once, at import)."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def _hub_cache_entry(cache: Path, repo_id: str, filename: str, content: Path, blob_name: str) -> Path:
+    """``content`` placed in the hub ``cache`` as ``huggingface_hub`` lays it out: a snapshot entry linking
+    to ``blobs/<blob_name>`` (for an LFS file, its sha256)."""
+    import shutil
+
+    from satclip import pretrained
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = pretrained.released_for_hub_id(repo_id).revision or "c" * 40
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    blob = repo / "blobs" / blob_name
+    shutil.copyfile(content, blob)
+    entry = repo / "snapshots" / commit / filename
+    entry.unlink(missing_ok=True)
+    entry.symlink_to(os.path.relpath(blob, entry.parent))
+    return entry
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_released_checkpoints_are_checked_against_the_hub_sha256(monkeypatch, online, points):
+    """Released files (no pinned sha256 known) were never hashed: a damaged download or cache entry, or
+    another file under a release's name, loaded as that release."""
+    ckpt = require(CKPT_L10)
+    fake = FakeHub(monkeypatch, files={RELEASED_L10: ckpt}, etag='"' + "0" * 64 + '"')
+    with pytest.raises(hub.DownloadError, match="the sha256 the hub publishes for it.* expected 0{64}"):
+        satclip.load("satclip-resnet18-l10")
+    fake.etag = f'"{_sha256(ckpt)}"'
+    assert torch.equal(satclip.load("satclip-resnet18-l10").encode(points), satclip.load(ckpt).encode(points))
+
+
+def test_hub_cache_entries_are_checked_against_their_blob_names(no_sockets, hub_cache, points):
+    """Offline, the cache is used: its blob names are the files' sha256."""
+    ckpt = require(CKPT_L10)
+    _hub_cache_entry(hub_cache, *RELEASED_L10, ckpt, "0" * 64)
+    with pytest.raises(hub.DownloadError, match="its hub cache entry is named by"):
+        satclip.load("satclip-resnet18-l10")
+    _hub_cache_entry(hub_cache, *RELEASED_L10, ckpt, _sha256(ckpt))
+    assert torch.equal(satclip.load("satclip-resnet18-l10").encode(points), satclip.load(ckpt).encode(points))
+    assert no_sockets == []
+
+
+def test_another_checkpoint_under_a_release_name_is_refused(no_sockets, hub_cache, capsys):
+    """A ResNet18 file in the cache entry of satclip-vit16-l40 (intact, so its sha256 matches its blob) loaded
+    and embedded as satclip-vit16-l40."""
+    l40 = require(REFERENCE / "satclip-resnet18-l40.ckpt")
+    _hub_cache_entry(hub_cache, "microsoft/SatCLIP-ViT16-L40", "satclip-vit16-l40.ckpt", l40, _sha256(l40))
+    with pytest.raises(hub.DownloadError) as info:
+        satclip.load("satclip-vit16-l40")
+    assert "is not the released satclip-vit16-l40.ckpt: its hyper_parameters give vision_layers 'moco_resnet18' " \
+        "(the release: 'moco_vit16')" in str(info.value)
+    assert main(["convert", "satclip-vit16-l40", "/tmp/never-written"]) == 1
+    assert "is not the released" in capsys.readouterr().err and not os.path.exists("/tmp/never-written")
 
 
 def test_offline_hub_error_says_what_to_fetch(monkeypatch, no_sockets):

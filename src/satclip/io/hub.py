@@ -1,10 +1,13 @@
 """Fetching checkpoints from the Hugging Face hub (optional ``huggingface_hub`` extra).
 
-``huggingface_hub`` verifies each LFS file against the sha256 the hub publishes and caches it under
-``HF_HOME``. Failures are immediate and reported once: with ``HF_HUB_OFFLINE=1`` only the cache is looked
-at; online, one request without retries first checks that the hub answers (``huggingface_hub`` itself
-retries a failed connection for ~25 s before looking in its cache), and when it does not, the cache is used
-or one :class:`DownloadError` names the URL to fetch by hand and how to pass the file instead.
+``huggingface_hub`` caches files under ``HF_HOME`` and checks only their size; satclip checks each file
+against a sha256: the pinned one when given, else the one the hub publishes for an LFS file (when
+downloading) or the name of its blob in the hub cache (the same sha256, when found there). A missing hub
+is reported at once: with ``HF_HUB_OFFLINE=1`` only the cache is looked at; online, one request without
+retries first checks that the hub answers (``huggingface_hub`` itself retries a failed connection for ~25 s
+before looking in its cache), and when it does not, the cache is used or one :class:`DownloadError` names
+the URL to fetch by hand and how to pass the file instead. Once the hub has answered, a transfer that stalls
+is resumed by ``huggingface_hub`` (a few times, logging each retry) before it fails.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
 from ..errors import MissingExtraError, SatclipError
@@ -65,7 +69,7 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
     if digest.hexdigest() != expected.lower():
         raise DownloadError(
             f"{path} ({what}) has sha256 {digest.hexdigest()}, expected {expected}: the file is damaged or not the "
-            "pinned release; delete it (or its Hugging Face cache entry) and fetch it again"
+            "release; delete it (or its Hugging Face cache entry) and fetch it again"
         )
 
 
@@ -83,9 +87,11 @@ def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: s
     pin = {"revision": revision} if revision else {}
     what = f"{filename} of {repo_id}" + (f" at {revision}" if revision else "")
     reason = "HF_HUB_OFFLINE is set" if offline() else None
+    published = None
     if reason is None:
         try:  # one request, no retries: is the hub there at all?
-            hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, **pin), timeout=PROBE_TIMEOUT)
+            metadata = hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, **pin), timeout=PROBE_TIMEOUT)
+            published = _sha256_or_none(getattr(metadata, "etag", None))  # (an LFS file's etag is its sha256)
         except Exception as err:  # noqa: BLE001 - unreachable, refused, not found: all end in the cache
             reason = f"{type(err).__name__}: {err}"
     if reason is None:
@@ -107,7 +113,25 @@ def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: s
         log.info("using the cached %s of %s (%s)", filename, repo_id, reason)
     if sha256:
         check_sha256(path, sha256, what)
+    elif published:
+        check_sha256(path, published, f"{what}; the sha256 the hub publishes for it")
+    elif (recorded := _blob_sha256(path)) is not None:
+        check_sha256(path, recorded, f"{what}; the sha256 its hub cache entry is named by")
     return path
+
+
+def _sha256_or_none(text: object) -> str | None:
+    text = str(text or "").strip('"').lower()
+    return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
+
+
+def _blob_sha256(path: Path) -> str | None:
+    """The sha256 a hub cache records for a file: the name of the blob its snapshot entry links to
+    (``…/blobs/<sha256>``), or None (not a link into a cache of LFS blobs)."""
+    if not path.is_symlink():
+        return None
+    blob = path.resolve()
+    return _sha256_or_none(blob.name) if blob.parent.name == "blobs" else None
 
 
 def unreachable(repo_id: str, *, repo_type: str | None = None, revision: str | None = None) -> str | None:

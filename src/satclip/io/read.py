@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import BadInputError
 from ..models.location_encoder import check_config
 from . import basis, native, original, peers
+from .hub import DownloadError
 from .parts import LOCATION, ModelParts, location_keys, unpack
 from .resolve import ResolvedSource, resolve
 from .safe_pickle import load_checkpoint
@@ -36,8 +37,10 @@ def _native(path: Path, location_only: bool) -> ModelParts:
     return parts
 
 
-def _file(path: Path, location_only: bool, trust_checkpoint: bool) -> ModelParts:
+def _file(path: Path, location_only: bool, trust_checkpoint: bool, release=None) -> ModelParts:
     loaded = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    if release is not None:
+        _check_release(loaded, path, release)
     if peers.is_torchgeo_state_dict(loaded):
         parts = peers.parts_from_torchgeo(loaded, path)
     else:
@@ -46,6 +49,17 @@ def _file(path: Path, location_only: bool, trust_checkpoint: bool) -> ModelParts
         )
     check_config(parts.location_config, {k: tuple(v.shape) for k, v in parts.location_state.items()}, str(path))
     return parts
+
+
+def _check_release(loaded: object, path: Path, release) -> None:
+    """Refuse a file fetched (or found in the hub cache) under a release's name that is not that release."""
+    hyper_parameters = loaded.get("hyper_parameters") if isinstance(loaded, dict) else None
+    differences = release.differences(hyper_parameters)
+    if differences:
+        raise DownloadError(
+            f"{path} is not the released {release.filename}: its hyper_parameters give {'; '.join(differences)}; "
+            f"delete it (or its Hugging Face cache entry) and fetch it again ({release.url})"
+        )
 
 
 def read_parts(
@@ -63,7 +77,7 @@ def read_parts(
     resolved = source if isinstance(source, ResolvedSource) else resolve(source)
     if resolved.kind == "native":
         return _native(resolved.path, location_only)
-    return _file(resolved.path, location_only, trust_checkpoint)
+    return _file(resolved.path, location_only, trust_checkpoint, resolved.release)
 
 
 def require_image_encoder(parts: ModelParts) -> ModelParts:

@@ -26,6 +26,8 @@ class ResolvedSource:
 
     kind: str  # "native" | "original"
     path: Path
+    #: the released checkpoint the source names (its file is checked to be that release)
+    release: pretrained.HubModel | None = None
 
 
 def _looks_like_path(text: str) -> bool:
@@ -54,7 +56,7 @@ def _hub_repository(repo_id: str) -> ResolvedSource:
         raise BadInputError(f"{HUB_SCHEME}{repo_id} is not a Hugging Face repository id (expected hf://owner/name)")
     model = pretrained.released_for_hub_id(repo_id)
     if model is not None:
-        return ResolvedSource("original", pretrained.fetch(model))
+        return ResolvedSource("original", pretrained.fetch(model), model)
     files = hub.list_files(repo_id)
     if native.CONFIG_FILE in files and native.WEIGHTS_FILE in files:
         config = hub.fetch(repo_id, native.CONFIG_FILE)
@@ -96,12 +98,9 @@ def resolve(source: str | Path) -> ResolvedSource:
         bundled = pretrained.bundled_models()
         if text in bundled:
             return ResolvedSource("native", bundled[text])
-        if text in pretrained.RELEASED:
-            model = pretrained.RELEASED[text]
-            return ResolvedSource("original", pretrained.fetch(model))
-        model = pretrained.released_for_hub_id(text)
+        model = pretrained.RELEASED.get(text) or pretrained.released_for_hub_id(text)
         if model is not None:
-            return ResolvedSource("original", pretrained.fetch(model))
+            return ResolvedSource("original", pretrained.fetch(model), model)
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if _HUB_ID.match(text) else ""
         raise FileNotFoundError(f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}")

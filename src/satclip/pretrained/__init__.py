@@ -5,7 +5,9 @@ A released checkpoint is fetched at a pinned hub revision and checked against it
 backbones in :mod:`satclip.image.weights`, wherever an authoritative value is known. Known today: the
 revision of ``microsoft/SatCLIP-ViT16-L40`` (the one torchgeo 0.10 pins). Not known here: the other five
 revisions and all six sha256 values (the hub's LFS pointers could not be read offline); until they are
-filled in, those files come from the main branch and ``huggingface_hub``'s own LFS check is the only one.
+filled in, a file is checked against the sha256 the hub publishes for it (when downloaded) or records in its
+cache (the blob's name), and every released checkpoint's hyper-parameters against the release's (backbone,
+L, network) before it is used under the release's name.
 """
 
 from __future__ import annotations
@@ -17,23 +19,40 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class HubModel:
-    """A released checkpoint: hub repository, file, pinned revision and sha256 (``None`` where unknown)."""
+    """A released checkpoint: hub repository, file, pinned revision and sha256 (``None`` where unknown), and
+    the hyper-parameters that set it apart from the other releases (``(key, value)`` pairs)."""
 
     repo_id: str
     filename: str
     revision: str | None = None
     sha256: str | None = None
+    hyper_parameters: tuple[tuple[str, object], ...] = ()
 
     @property
     def url(self) -> str:
         return f"https://huggingface.co/{self.repo_id}/resolve/{self.revision or 'main'}/{self.filename}"
+
+    def differences(self, hyper_parameters: object) -> list[str]:
+        """``"key 'found' (the release: 'expected')"`` for each of this release's hyper-parameters that a
+        checkpoint's ``hyper_parameters`` give otherwise (or not at all)."""
+        found = hyper_parameters if isinstance(hyper_parameters, dict) else {}
+        return [f"{key} {found.get(key)!r} (the release: {value!r})" for key, value in self.hyper_parameters
+                if found.get(key) != value]  # fmt: skip
+
+
+#: what all six releases share (their checkpoints' hyper_parameters, Klemmer et al. 2025)
+_RELEASE_ARCHITECTURE = (("le_type", "sphericalharmonics"), ("pe_type", "siren"), ("embed_dim", 256),
+                         ("capacity", 512), ("num_hidden_layers", 2), ("in_channels", 13))  # fmt: skip
 
 
 def _released(
     backbone: str, hub_backbone: str, legendre: int, revision: str | None = None, sha256: str | None = None
 ) -> tuple[str, HubModel]:
     name = f"satclip-{backbone}-l{legendre}"
-    return name, HubModel(f"microsoft/SatCLIP-{hub_backbone}-L{legendre}", f"{name}.ckpt", revision, sha256)
+    hyper_parameters = (("vision_layers", f"moco_{backbone}"), ("legendre_polys", legendre), *_RELEASE_ARCHITECTURE)
+    return name, HubModel(
+        f"microsoft/SatCLIP-{hub_backbone}-L{legendre}", f"{name}.ckpt", revision, sha256, hyper_parameters
+    )
 
 
 #: the six released checkpoints (Klemmer et al. 2025)
@@ -67,7 +86,8 @@ def names() -> list[str]:
 
 
 def fetch(model: HubModel) -> Path:
-    """The local path of a released checkpoint (downloaded at its pinned revision, sha256 checked)."""
+    """The local path of a released checkpoint (downloaded at its pinned revision, sha256 checked: the pinned
+    one, else the one the hub publishes or its cache records)."""
     from ..io import hub
 
     return hub.fetch(model.repo_id, model.filename, revision=model.revision, sha256=model.sha256)
