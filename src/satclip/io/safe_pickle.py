@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import pickletools
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,7 +55,8 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
     try:
         if trust_checkpoint:
             return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(_ALLOWED):
+        with torch.serialization.safe_globals(_ALLOWED), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # (refused or read: said so)
             return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, ImportError):
         raise  # the file system or a missing module, not the file's content: the CLI reports these as they are
@@ -62,18 +65,53 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
             raise _unreadable(path, err) from err
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # noqa: BLE001 - not a zip checkpoint; fall back to torch's message
-            unsafe = []
+        except Exception:  # noqa: BLE001 - not a zip checkpoint: read the pickle's opcodes instead
+            unsafe = _pickle_globals(path)
         allowed = {name for _, name in _ALLOWED}
-        names = [g for g in unsafe if g not in allowed] or [str(err).splitlines()[0]]
+        names = [g for g in unsafe if g not in allowed]
+        needs = (f"it needs the Python global(s) {', '.join(names)}, which could run arbitrary code" if names else
+                 f"torch's safe loader cannot read it ({_torch_reason(err)}), and reading it fully could run "
+                 "arbitrary code")  # fmt: skip
         raise UntrustedCheckpointError(
-            f"refusing to unpickle {path}: it needs the Python global(s) {', '.join(names)}, which could run "
-            "arbitrary code. If you trust the file's origin, pass trust_checkpoint=True (CLI: "
+            f"refusing to unpickle {path}: {needs}. If you trust the file's origin, pass trust_checkpoint=True (CLI: "
             "--trust-checkpoint), or convert it once with `satclip convert FILE DIR --trust-checkpoint` and "
             "use the native directory, which needs no trust, from then on."
         ) from err
     except Exception as err:  # noqa: BLE001 - unpickling garbage fails with any error type (KeyError, EOFError …)
         raise _unreadable(path, err) from err
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The ``module.name`` globals the pickles of an old-format (not zip) torch file refer to, read from their
+    opcodes without running anything (``GLOBAL`` names them; ``STACK_GLOBAL`` takes the last two strings)."""
+    found: list[str] = []
+    strings: list[str] = []
+    with open(path, "rb") as fh:
+        while fh.peek(1):  # (torch's old format is several pickles in a row, then raw tensor bytes)
+            try:
+                for opcode, arg, _ in pickletools.genops(fh):
+                    if opcode.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+            except Exception:  # noqa: BLE001 - bytes that are no pickle (the tensors): keep what was found
+                break
+    try:  # (what torch's safe loader reads anyway: tensors, storages, containers)
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        safe = set(_get_allowed_globals())
+    except (ImportError, AttributeError):
+        safe = set()
+    return [name for name in dict.fromkeys(found) if name not in safe]
+
+
+def _torch_reason(err: Exception) -> str:
+    """The line of torch's weights-only refusal that says what failed."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if line.startswith(("Unsupported", "Trying to", "Can only"))]
+    return (useful or lines or [type(err).__name__])[0]
 
 
 def _kind(path: Path) -> str:
