@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -230,6 +231,24 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value):
         with pytest.raises(BadInputError, match=r"nnet\.layers\.1\.weight"):
             convert(source, tmp_path / f"out-{source.name}")
     assert not (tmp_path / "out-n").exists() and not (tmp_path / "out-n.ckpt").exists()
+
+
+def test_weights_that_are_not_floating_point_tensors_are_refused(tmp_path):
+    """Integer weights were cast silently (embeddings off by up to 9.7); a list in place of a tensor ended
+    in an "unexpected error" traceback."""
+    state = _encoder().state_dict()
+    state["nnet.layers.1.weight"] = state["nnet.layers.1.weight"].mul(100).long()
+    torchgeo = tmp_path / "torchgeo.pt"
+    torch.save({k: v for k, v in state.items() if k.startswith("nnet.")}, torchgeo)
+    for source in (_native(tmp_path / "n", state=state), _ckpt(tmp_path / "n.ckpt", state=state), torchgeo):
+        with pytest.raises(BadInputError, match=r"weight (model\.)?(location\.)?nnet\.layers\.1\.weight .*int64"):
+            satclip.load(source)
+    ckpt = torch.load(_ckpt(tmp_path / "m.ckpt"), weights_only=True)
+    name = next(k for k in ckpt["state_dict"] if k.endswith("layers.1.bias"))
+    ckpt["state_dict"][name] = [1.0, 2.0]
+    torch.save(ckpt, tmp_path / "list.ckpt")
+    with pytest.raises(BadInputError, match=rf"weight {re.escape(name)} is a list, not a tensor"):
+        satclip.load(tmp_path / "list.ckpt")
 
 
 def test_non_finite_image_weights_are_refused_by_load_model(tmp_path):

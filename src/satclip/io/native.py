@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from ..errors import BadInputError
 from ..safe_output import atomic_dir, usual_permissions
-from .checks import check_finite
+from .checks import check_weights
 
 FORMAT = "satclip"
 FORMAT_VERSION = 1
@@ -99,7 +99,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[st
             tensors = {key: handle.get_tensor(key) for key in names}
     except (SafetensorError, OSError, ValueError) as err:
         raise BadInputError(f"{file} is not a readable safetensors file: {err}") from err
-    check_finite(tensors, file)
+    check_weights(tensors, file)
     return tensors
 
 

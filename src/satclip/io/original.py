@@ -24,7 +24,7 @@ import torch
 from ..errors import BadInputError
 from ..safe_output import atomic_file
 from . import basis, native
-from .checks import check_finite
+from .checks import check_weights
 from .parts import ModelParts
 from .safe_pickle import load_checkpoint
 
@@ -171,7 +171,7 @@ def checked_checkpoint(ckpt: object, path: str | Path) -> OriginalCheckpoint:
     for key in ("state_dict", "hyper_parameters"):
         if not isinstance(ckpt[key], dict):
             raise BadInputError(f"{path}: {key!r} must be a dict, got {type(ckpt[key]).__name__}")
-    check_finite(ckpt["state_dict"], path)
+    check_weights(ckpt["state_dict"], path)
     extra = {k: v for k, v in ckpt.items() if k not in ("state_dict", "hyper_parameters")}
     return OriginalCheckpoint(dict(ckpt["hyper_parameters"]), dict(ckpt["state_dict"]), extra)
 

@@ -23,6 +23,7 @@ import torch
 from ..errors import BadInputError
 from ..safe_output import atomic_file
 from . import basis, native
+from .checks import check_weights
 from .parts import ModelParts, pack
 
 TORCHGEO_LAT_CLAMP = 89.95
@@ -91,6 +92,7 @@ def parts_from_torchgeo(state: dict[str, torch.Tensor], path: str | Path) -> Mod
     """The model of a torchgeo state dict: the exact basis, sizes read from the weights."""
     from ..networks import sizes_from_shapes
 
+    check_weights(state, path)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
         sizes = sizes_from_shapes("siren", shapes, prefix="nnet.")
