@@ -92,6 +92,21 @@ def test_missing_local_path_never_touches_the_network(no_network, source):
     assert no_network == []
 
 
+@pytest.mark.parametrize("source", ["", " "])
+def test_an_empty_model_is_refused_not_the_current_directory(no_network, tmp_path, monkeypatch, capsys, source):
+    """``--model "$MODEL"`` with MODEL unset loaded the model directory the command ran in."""
+    monkeypatch.chdir(_native(tmp_path / "here"))
+    with pytest.raises(BadInputError, match="empty: give a name"):
+        satclip.load(source)
+    points = tmp_path / "p.csv"
+    points.write_text("lon,lat\n1,2\n")
+    from satclip.cli import main
+
+    assert main(["embed", str(points), "-o", str(tmp_path / "o.parquet"), "--model", source]) == 2
+    assert "empty: give a name" in capsys.readouterr().err and not (tmp_path / "o.parquet").exists()
+    assert no_network == []
+
+
 def test_missing_path_object_is_never_a_name(no_network, tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "satclip-resnet18-l10")):
         satclip.load(tmp_path / "satclip-resnet18-l10")

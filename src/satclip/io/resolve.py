@@ -80,8 +80,6 @@ def resolve(source: str | Path) -> ResolvedSource:
         BadInputError: ``source`` is not a string or path (e.g. a state dict or a tensor).
     """
     if not isinstance(source, (str, os.PathLike)):
-        from ..errors import BadInputError
-
         kind = type(source).__name__
         message = f"a model is a name, a .ckpt file, a model directory or hf://owner/name, not a {kind}"
         if isinstance(source, dict):
@@ -89,6 +87,11 @@ def resolve(source: str | Path) -> ResolvedSource:
             message += "with load_state_dict)"
         raise BadInputError(message)
     text = os.fspath(source)
+    if not text.strip():  # (Path("") is the current directory: an unset variable would load whatever is there)
+        raise BadInputError(
+            f"the model is {text!r}, empty: give a name ({', '.join(pretrained.names())}), a .ckpt file, a model "
+            "directory or hf://owner/name"
+        )
     if text.startswith(HUB_SCHEME):
         return _hub_repository(text[len(HUB_SCHEME) :])
     path = Path(text).expanduser()
