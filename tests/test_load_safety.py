@@ -266,6 +266,30 @@ def test_weights_that_are_not_floating_point_tensors_are_refused(tmp_path):
         satclip.load(tmp_path / "list.ckpt")
 
 
+@pytest.mark.parametrize(
+    ("hparams", "expected"),
+    [({"le_type": "foo"}, "unknown positional encoding 'foo'"),
+     ({"embed_dim": "abc"}, "hyper_parameters['embed_dim'] is 'abc', not a whole number"),
+     ({"capacity": 2.5}, "hyper_parameters['capacity'] is 2.5, not a whole number")],
+)  # fmt: skip
+def test_malformed_hyper_parameters_are_named_with_the_file(tmp_path, hparams, expected):
+    """They ended in "unexpected error (ValueError): invalid literal for int()…" or a message without the file."""
+    path = _ckpt(tmp_path / "m.ckpt", hparams_edit=hparams)
+    with pytest.raises(BadInputError) as info:
+        satclip.load(path)
+    assert str(info.value).startswith(f"{path}: ") and expected in str(info.value)
+
+
+@pytest.mark.parametrize("padding", [True, {"input_columns": "abc"}, {}])
+def test_a_malformed_rshf_padding_is_named(tmp_path, padding):
+    model = _native(tmp_path / "n")
+    config = json.loads((model / native.CONFIG_FILE).read_text())
+    config["rshf_padding"] = padding
+    (model / native.CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BadInputError, match="'rshf_padding' must be an object with a positive integer 'input_columns'"):
+        satclip.load(model)
+
+
 def test_non_finite_image_weights_are_refused_by_load_model(tmp_path):
     ckpt = torch.load(require(REFERENCE / "satclip-resnet18-l10.ckpt"), weights_only=True)
     ckpt["state_dict"]["model.visual.fc.weight"][0, 0] = float("nan")

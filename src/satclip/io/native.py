@@ -74,6 +74,14 @@ def read_config(path: str | Path) -> dict:
             raise BadInputError(f"{file}: {key!r} must be an object, got {type(value).__name__}")
     if not config.get("location_encoder"):
         raise BadInputError(f"{file} has no 'location_encoder'")
+    padding = config.get("rshf_padding")  # (peers.PADDING_KEY: what an rshf export adds)
+    if padding is not None:
+        columns = padding.get("input_columns") if isinstance(padding, dict) else None
+        if not isinstance(columns, int) or isinstance(columns, bool) or columns < 1:
+            raise BadInputError(
+                f"{file}: 'rshf_padding' must be an object with a positive integer 'input_columns' (as an rshf export "
+                f"writes it), got {padding!r}"
+            )
     return config
 
 

@@ -117,12 +117,23 @@ def location_config_from_hparams(hparams: dict) -> dict:
     accepted = ENCODINGS.accepted(hparams["le_type"])
     encoding = {"name": hparams["le_type"]}
     encoding.update({k: hparams[k] for k in _ENCODING_PARAMS if k in accepted and k in hparams})
-    network = {"name": hparams["pe_type"], "num_classes": int(hparams["embed_dim"])}
+    network = {"name": hparams["pe_type"], "num_classes": _whole(hparams, "embed_dim")}
     if hparams["pe_type"] != "linear":
-        network["dim_hidden"] = int(hparams.get("capacity", 256))
+        network["dim_hidden"] = _whole(hparams, "capacity", 256)
     if hparams["pe_type"] in ("siren", "mlp"):
-        network["num_layers"] = int(hparams.get("num_hidden_layers", 2))
+        network["num_layers"] = _whole(hparams, "num_hidden_layers", 2)
     return {"encoding": encoding, "network": network}
+
+
+def _whole(hparams: dict, key: str, default: int | None = None) -> int:
+    value = hparams.get(key, default)
+    try:
+        whole = int(value)
+    except (TypeError, ValueError):
+        whole = None
+    if whole is None or isinstance(value, bool) or whole != value:
+        raise BadInputError(f"hyper_parameters[{key!r}] is {value!r}, not a whole number")
+    return whole
 
 
 def hparams_from_location_config(config: dict, base: dict | None = None) -> dict:
@@ -211,7 +222,7 @@ def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, locatio
         config = entry["location_encoder"]
         metadata = dict(entry.get("metadata") or {})
     else:
-        config = ckpt.location_config()
+        config = _naming(path, ckpt.location_config)
         metadata = {"hyper_parameters": _json_ready(ckpt.hparams)}
     parts = ModelParts(config, location, metadata=metadata, provenance=provenance)
     if location_only:
@@ -220,10 +231,20 @@ def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, locatio
     if visual:
         from ..image import config_from_hparams
 
-        image_config = (entry or {}).get("image_encoder") or config_from_hparams(ckpt.hparams)
+        image_config = (entry or {}).get("image_encoder") or _naming(path, config_from_hparams, ckpt.hparams)
         parts.image_config, parts.visual_state = image_config, visual
     parts.logit_scale = ckpt.logit_scale
     return parts
+
+
+def _naming(path: str | Path, build, *args):
+    """``build(*args)`` (a config from hyper-parameters); a value it cannot take is a :class:`BadInputError`
+    that names the file."""
+    try:
+        return build(*args)
+    except (BadInputError, KeyError, TypeError, ValueError) as err:
+        text = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
+        raise BadInputError(f"{path}: {text}" if str(path) not in text else text) from err
 
 
 def _json_ready(value):
