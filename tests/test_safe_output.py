@@ -141,6 +141,22 @@ def test_keep_only_written_deletes_only_what_an_earlier_run_recorded(tmp_path):
     assert (plain / "x.png").exists()
 
 
+def test_a_published_directory_is_replaced_or_deleted_only_with_nothing_of_the_users_in_it(tmp_path):
+    """``convert --overwrite`` deleted the notes a user had put into a model directory satclip wrote."""
+    out = tmp_path / "model"
+    for content in (b"one", b"two"):
+        with safe_output.atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "weights.bin").write_bytes(content)
+    assert (out / "weights.bin").read_bytes() == b"two"  # its own directory is replaced
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="satclip wrote it, but not notes.txt in it"):
+        with safe_output.atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "weights.bin").write_bytes(b"three")
+    with pytest.raises(OutputExistsError, match="refusing to delete .*notes.txt"):
+        safe_output.remove_owned(out)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "weights.bin").read_bytes() == b"two"
+
+
 def test_output_equal_to_an_input_is_refused(tmp_path):
     source = tmp_path / "points.csv"
     source.write_text("lon,lat\n0,0\n")

@@ -132,6 +132,7 @@ def remove_owned(path: str | Path) -> None:
         raise OutputExistsError(
             f"refusing to delete {path}: satclip did not create it (no {MARKER} marker); move or remove it yourself"
         )
+    _refuse_foreign(path, "delete")
     doomed = temp_path(path)
     path.rename(doomed)
     shutil.rmtree(doomed)
@@ -164,21 +165,56 @@ def keep_only_written(directory: str | Path, group: str, written: Iterable[str |
     directory = Path(directory)
     if not is_owned(directory):
         raise OutputExistsError(f"refusing to delete files in {directory}: satclip did not create it")
+    names = sorted({Path(path).name for path in written})
+    earlier = recorded_files(directory, group) or []
+    _record_files(directory, group, names)  # (first: a kill between the two leaves files, not a lost record)
+    for name in set(earlier) - set(names):
+        (directory / name).unlink(missing_ok=True)
+
+
+def _marker(directory: Path) -> dict:
     try:
         marker = json.loads((directory / MARKER).read_text())
-    except ValueError:  # (a damaged marker still marks the directory; its record is lost)
+    except (OSError, ValueError):  # (a damaged marker still marks the directory; its record is lost)
         marker = {}
-    marker = marker if isinstance(marker, dict) else {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def recorded_files(directory: str | Path, group: str) -> list[str] | None:
+    """The names satclip recorded for ``group`` in ``directory``'s marker (plain names in it), or None when
+    nothing was recorded (a directory of an older satclip, or a damaged marker)."""
+    files = _marker(Path(directory)).get("files")
+    names = files.get(group) if isinstance(files, dict) else None
+    if not isinstance(names, list):
+        return None
+    return [name for name in names if isinstance(name, str) and name and Path(name).name == name]
+
+
+def _record_files(directory: Path, group: str, names: list[str]) -> None:
+    marker = _marker(directory)
     if not isinstance(marker.get("files"), dict):
         marker["files"] = {}
-    names = sorted({Path(path).name for path in written})
-    earlier = marker["files"].get(group)
-    earlier = [name for name in earlier if isinstance(name, str)] if isinstance(earlier, list) else []
     marker["files"][group] = names
-    write_json(directory / MARKER, marker)  # (first: a kill between the two leaves files, not a lost record)
-    for name in set(earlier) - set(names):
-        if Path(name).name == name:  # (a marker edited to name a path elsewhere deletes nothing)
-            (directory / name).unlink(missing_ok=True)
+    write_json(directory / MARKER, marker)
+
+
+def _not_written_by_satclip(directory: Path) -> list[str]:
+    """The entries of a directory satclip published that it did not write there (a user's notes added
+    later); none when it recorded nothing (a directory made step by step, or by an older satclip)."""
+    published = recorded_files(directory, "published")
+    if published is None:
+        return []
+    return sorted(entry.name for entry in directory.iterdir() if entry.name not in {*published, MARKER})
+
+
+def _refuse_foreign(directory: Path, action: str) -> None:
+    foreign = _not_written_by_satclip(directory)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(
+            f"refusing to {action} {directory}: satclip wrote it, but not {shown} in it; move those out first or "
+            "choose another output path"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -234,6 +270,8 @@ def check_output(
                 f"{path} is a directory satclip did not create (no {MARKER} marker); satclip never replaces it, "
                 "even with --overwrite: choose another output path or remove it yourself"
             )
+        if overwrite:
+            _refuse_foreign(path, "replace")
     elif path.is_dir():
         raise OutputExistsError(
             f"{path} is a directory; satclip writes a file there and never replaces a directory: choose a file path"
@@ -358,8 +396,10 @@ def publish(
     directory = finished.is_dir()
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory)
-    if directory and not is_owned(finished):
-        mark_owned(finished)
+    if directory:
+        if not is_owned(finished):
+            mark_owned(finished)
+        _record_files(finished, "published", sorted(e.name for e in finished.iterdir() if e.name != MARKER))
     _fsync(finished)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory)  # nothing appeared meanwhile
     if directory and path.exists():
