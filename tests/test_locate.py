@@ -89,6 +89,27 @@ def test_locate_returns_the_best_candidates(model, patch):
     )
 
 
+def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monkeypatch, capsys):
+    """All candidates were embedded and scored at once: --grid-size 100000000 asked for 100 GB ("unexpected
+    error"); now memory is bounded by a chunk, and the grid by MAX_GRID_SIZE."""
+    from satclip.models import locate as module
+
+    truth = np.array([10.0, 20.0])
+    whole = locate(model, patch, k=7, grid_size=500, truth=truth)
+    monkeypatch.setattr(module, "CANDIDATE_CHUNK", 3)
+    chunked = locate(model, patch, k=7, grid_size=500, truth=truth)
+    np.testing.assert_array_equal(chunked.lonlat, whole.lonlat)
+    np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-12)
+    points = fibonacci_grid(500)
+    with torch.no_grad():
+        img = torch.nn.functional.normalize(model.encode_image(patch[None]), dim=1).double()
+        locs = torch.nn.functional.normalize(model.location.encode(points), dim=1).double()
+        own = (img * torch.nn.functional.normalize(model.location.encode(truth[None]), dim=1).double()).sum()
+    assert chunked.above_truth[0] == pytest.approx(float((locs @ img[0] > own).double().mean()), abs=1e-12)
+    with pytest.raises(BadInputError, match="a grid of 100,000,000 candidates is more than locate makes"):
+        locate(model, patch, grid_size=100_000_000)
+
+
 def test_locate_with_explicit_candidates_and_batches(model, patch):
     candidates = np.array([[-68.2091418648589, -54.18078401057424], [0.0, 0.0], [100.0, 45.0]])
     result = locate(model, torch.stack([patch, patch]), k=10, grid=candidates)
@@ -262,8 +283,9 @@ def test_locate_names_the_model_for_the_other_kind_of_image(tmp_path, crop, caps
     assert err.endswith("crop.png has 3 band(s): locate RGB images with --model bluemarble-l10 (32×32 px at 7.5 km/px)")
 
 
-def test_an_image_already_scaled_to_reflectance_is_flagged(tmp_path, caplog):
-    """A float GeoTIFF of reflectances (0–1) was divided by 10,000 again without a word."""
+def test_an_image_already_scaled_to_reflectance_is_refused(tmp_path):
+    """A float GeoTIFF of reflectances (0–1) was divided by 10,000 again (first without a word, then with a
+    warning, still embedding what it knew to be wrong)."""
     rasterio = pytest.importorskip("rasterio")
     tif = require(S2_EXAMPLES / "images" / PATCH)
     with rasterio.open(tif) as src:
@@ -272,7 +294,28 @@ def test_an_image_already_scaled_to_reflectance_is_flagged(tmp_path, caplog):
     scaled = tmp_path / "reflectance.tif"
     with rasterio.open(scaled, "w", **profile) as dst:
         dst.write(data.astype(np.float32) / 10_000)
-    preprocess.load_sentinel2(tif)
-    assert "look like reflectance" not in caplog.text  # digital numbers, as S2-100K stores them
-    preprocess.load_sentinel2(scaled)
-    assert "values up to 0." in caplog.text and "look like reflectance already" in caplog.text
+    preprocess.load_sentinel2(tif)  # digital numbers, as S2-100K stores them
+    with pytest.raises(BadInputError, match=r"values up to 0\.\d+ look like reflectance already.*multiply it by 10000"):
+        preprocess.load_sentinel2(scaled)
+
+
+def test_sentinel2_scenes_are_read_as_their_central_patch_and_nodata_is_refused(tmp_path, capsys):
+    """A whole scene went through the ResNet at full size (1 GB at 2048² px, out of memory for a tile), and
+    pixels of the declared nodata value entered the model as dark ground."""
+    rasterio = pytest.importorskip("rasterio")
+    tif = require(S2_EXAMPLES / "images" / PATCH)
+    with rasterio.open(tif) as src:
+        profile, data = src.profile, src.read()
+    big = tmp_path / "scene.tif"
+    profile.update(height=1024, width=1024, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(big, "w", **profile) as dst:
+        dst.write(np.tile(data, (1, 4, 4)))
+    central = preprocess.load_sentinel2(big, size=256)
+    assert central.shape == (13, 256, 256)
+    np.testing.assert_array_equal(central, preprocess.center_crop(preprocess.load_sentinel2(big), 256))
+    gaps = tmp_path / "gaps.tif"
+    profile.update(height=256, width=256, nodata=0)
+    with rasterio.open(gaps, "w", **profile) as dst:
+        dst.write(np.where(np.arange(256)[None, :, None] < 64, 0, data).astype(data.dtype))
+    with pytest.raises(BadInputError, match=r"16,384 of 65,536 pixels in .*gaps.tif hold its nodata value"):
+        preprocess.load_sentinel2(gaps)

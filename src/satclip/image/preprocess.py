@@ -102,6 +102,27 @@ def read_geotiff(path: str | Path) -> np.ndarray:
         return src.read()
 
 
+def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(bands, nodata)`` of a GeoTIFF's central ``size × size`` window (the whole image when it is not larger,
+    or without ``size``; the window of :func:`center_crop`, read alone): ``(C, h, w)`` in the file's dtype,
+    and where any band holds the file's declared nodata value (``(h, w)`` bool; None when it declares none)."""
+    with open_geotiff(path) as src:
+        window = None
+        if size is not None and (src.height > size or src.width > size):
+            from rasterio.windows import Window
+
+            rows, cols = min(size, src.height), min(size, src.width)
+            top, left = int(round((src.height - rows) / 2.0)), int(round((src.width - cols) / 2.0))
+            window = Window(left, top, cols, rows)
+        array = src.read(window=window)
+        nodata = None if src.nodata is None else _equals(array, src.nodata).any(axis=0)
+    return array, nodata
+
+
+def _equals(array: np.ndarray, value: float) -> np.ndarray:
+    return np.isnan(array) if np.isnan(value) else array == value
+
+
 def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
     """(lon, lat) degrees of a georeferenced image's centre, or ``None`` without a CRS (needs rasterio)."""
     with open_geotiff(path) as src:
@@ -144,6 +165,15 @@ def _open_picture(path: str | Path) -> Iterator:
         raise BadInputError(
             f"{path} cannot be decoded to the end ({err}): is the picture truncated or damaged?"
         ) from err
+
+
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` in pixels of a PNG/JPEG or GeoTIFF (nothing but the header is read)."""
+    if is_picture(path):
+        with _open_picture(path) as im:
+            return im.height, im.width
+    with open_geotiff(path) as src:
+        return int(src.height), int(src.width)
 
 
 def band_count(path: str | Path) -> int:
@@ -211,22 +241,34 @@ def pixel_size_km(path: str | Path) -> float | None:
     return (km(0, 1) + km(0, 2)) / 2
 
 
-def load_sentinel2(path: str | Path) -> np.ndarray:
-    """Read a 12- or 13-band Sentinel-2 GeoTIFF → ``(13, H, W)`` float32 reflectance."""
-    array = read_geotiff(path)
+def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Read a 12- or 13-band Sentinel-2 GeoTIFF → ``(13, H, W)`` float32 reflectance; with ``size``, only its
+    central ``size × size`` px (a whole scene is not read).
+
+    Raises:
+        BadInputError: another band count; pixels of the file's declared nodata value (they would enter the
+            model as reflectance); float values that are reflectance already (they would be divided again).
+    """
+    array, nodata = _read_central(path, size)
     if array.shape[0] not in (12, 13):
-        raise ValueError(
+        raise BadInputError(
             f"{path} has {array.shape[0]} bands; SatCLIP's Sentinel-2 encoders need the 12 S2-100K bands "
             f"(B10 missing) or all 13 L1C bands ({', '.join(S2_BANDS_13)})"
+        )
+    if nodata is not None and nodata.any():
+        where = f"the central {nodata.shape[0]}×{nodata.shape[1]} px of " if size is not None else ""
+        raise BadInputError(
+            f"{int(nodata.sum()):,} of {nodata.size:,} pixels in {where}{path} hold its nodata value: a patch "
+            "with gaps would be embedded as if they were dark ground; give a patch without nodata"
         )
     if np.issubdtype(array.dtype, np.floating):
         top = float(np.nanmax(array)) if np.isfinite(array).any() else 0.0
         if 0 < top <= 2.0:
-            log.warning(
-                "%s: values up to %.3g look like reflectance already; SatCLIP's Sentinel-2 encoders take L1C "
-                "digital numbers (reflectance × %g, as S2-100K stores them) and divide them by %g",
-                path, top, REFLECTANCE_SCALE, REFLECTANCE_SCALE,
-            )  # fmt: skip
+            raise BadInputError(
+                f"{path}: values up to {top:.3g} look like reflectance already; SatCLIP's Sentinel-2 encoders take "
+                f"L1C digital numbers (reflectance × {REFLECTANCE_SCALE:g}, as S2-100K stores them): multiply it by "
+                f"{REFLECTANCE_SCALE:g}, or give the L1C file"
+            )
     return sentinel2_reflectance(array)
 
 

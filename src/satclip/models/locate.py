@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 #: pixel size of the S2-100K patches the released Sentinel-2 models were trained on (10 m)
 SENTINEL2_GSD_KM = 0.01
+#: the side of the S2-100K patches the released models were trained on (px): a larger image is cropped to it
+S2_100K_PATCH_PX = 256
+#: the most candidate points locate makes on a grid (2 GB of embeddings, were they kept)
+MAX_GRID_SIZE = 10_000_000
+#: candidate points embedded and scored at a time (memory: ~4 MB per 1,000 with 256-d embeddings)
+CANDIDATE_CHUNK = 262_144
 #: an image whose pixel size is within this factor of the training scale is accepted
 SCALE_TOLERANCE = 1.25
 #: what a user with the other kind of image can use instead
@@ -55,8 +61,23 @@ def fibonacci_grid(n: int) -> np.ndarray:
     return np.stack([lon, lat], axis=1)
 
 
+def _spacing_km(n: int) -> float:
+    """Typical distance between neighbours of ``n`` points spread evenly over the Earth (km)."""
+    return math.sqrt(4 * math.pi * 6371.0**2 / n)
+
+
 def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_size: int) -> np.ndarray:
-    """Resolve ``grid`` (a name in :data:`GRIDS`, a callable ``n → (n, 2)`` or an array) to ``(N, 2)``."""
+    """Resolve ``grid`` (a name in :data:`GRIDS`, a callable ``n → (n, 2)`` or an array) to ``(N, 2)``.
+
+    Raises:
+        BadInputError: a ``grid_size`` beyond :data:`MAX_GRID_SIZE` for a grid made here.
+    """
+    if not isinstance(grid, np.ndarray) and grid_size > MAX_GRID_SIZE:
+        raise BadInputError(
+            f"a grid of {grid_size:,} candidates is more than locate makes (at most {MAX_GRID_SIZE:,}, about "
+            f"{_spacing_km(MAX_GRID_SIZE):.0f} km apart; the default 10,000 are {_spacing_km(10_000):.0f} km apart): "
+            "use a smaller grid size, or pass your own candidate points around a region"
+        )
     if isinstance(grid, str):
         points = GRIDS.get(grid)(grid_size)
     elif callable(grid):
@@ -154,28 +175,39 @@ def locate(
         images = images[None]
     check_images(images)
     points = candidate_points(grid, grid_size)
-    if candidates is None:
-        candidates = embed_candidates(model, points)
-    if len(candidates) != len(points):
+    if candidates is not None and len(candidates) != len(points):
         raise ValueError(f"{len(candidates)} candidate embeddings for {len(points)} points")
     k = min(int(k), len(points))
     if k < 1:
         raise BadInputError(f"k must be at least 1, got {k}")
     param = next(model.visual.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    image_embeddings = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=1)
-    similarity = image_embeddings.double() @ candidates.to(image_embeddings.device).double().T
-    scores, index = similarity.topk(k, dim=1)
-    index = index.cpu().numpy()
-    above = None
+    image_embeddings = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=1).double()
+    own = None
     if truth is not None:
         truth = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
         if len(truth) != len(images):
             raise ValueError(f"{len(truth)} true locations for {len(images)} images")
-        at_truth = embed_candidates(model, truth).to(image_embeddings.device).double()
-        own = (image_embeddings.double() * at_truth).sum(dim=1, keepdim=True)
-        above = (similarity > own).double().mean(dim=1).cpu().numpy()
-    return Located(lonlat=points[index], scores=scores.cpu().numpy(), above_truth=above, candidates=len(points))
+        at_truth = embed_candidates(model, truth).to(device).double()
+        own = (image_embeddings * at_truth).sum(dim=1, keepdim=True)
+    scores = index = None
+    higher = torch.zeros(len(images), dtype=torch.float64, device=device)
+    for lo in range(0, len(points), CANDIDATE_CHUNK):  # (memory bounded by the chunk, not the grid)
+        chunk = (candidates[lo : lo + CANDIDATE_CHUNK] if candidates is not None
+                 else embed_candidates(model, points[lo : lo + CANDIDATE_CHUNK]))  # fmt: skip
+        similarity = image_embeddings @ chunk.to(device).double().T
+        if own is not None:
+            higher += (similarity > own).sum(dim=1)
+        top, where = similarity.topk(min(k, similarity.shape[1]), dim=1)
+        if scores is None:
+            scores, index = top, where + lo
+        else:  # (the earlier chunk first: among equal scores the lower index stays ahead)
+            merged = torch.cat([scores, top], dim=1)
+            scores, pick = merged.topk(min(k, merged.shape[1]), dim=1)
+            index = torch.cat([index, where + lo], dim=1).gather(1, pick)
+    above = (higher / len(points)).cpu().numpy() if own is not None else None
+    return Located(lonlat=points[index.cpu().numpy()], scores=scores.cpu().numpy(), above_truth=above,
+                   candidates=len(points))  # fmt: skip
 
 
 def _model_name(model, name: str | None) -> str:
@@ -193,7 +225,8 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
       (:func:`satclip.models.provenance.image_input`) → centre-cropped to it; a GeoTIFF's pixel size must be
       within a factor 1.25 of the recorded scale.
     - Sentinel-2 models (13 input bands, the released ones): a 12- or 13-band L1C GeoTIFF at ≈10 m,
-      :func:`~satclip.image.preprocess.load_sentinel2`; centre-cropped to the encoder's fixed size (ViT).
+      :func:`~satclip.image.preprocess.load_sentinel2`; centre-cropped to the encoder's fixed size (ViT) or,
+      larger than the 256 px S2-100K patches, to those (only that window is read).
 
     An image without georeference (a picture, a GeoTIFF without CRS) is taken to be at the training scale,
     which is logged. ``name`` names the model in messages (default: its source's file name).
@@ -226,7 +259,12 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
                 f"{name} takes Sentinel-2 L1C GeoTIFFs with 12 (B10 missing) or 13 bands at 10 m/px, as in S2-100K; "
                 f"{path.name} has {bands} band(s){hint}"
             )
-        image = torch.from_numpy(preprocess.load_sentinel2(path))
+        fixed = model.visual.image_size[0] if model.visual.image_size is not None else None
+        crop = fixed or S2_100K_PATCH_PX
+        image = torch.from_numpy(preprocess.load_sentinel2(path, size=crop))
+        if (bands_shape := preprocess.image_shape(path)) != tuple(image.shape[-2:]):
+            log.info("read the central %d×%d px of %s's %d×%d for %s (the size of its training patches)",
+                     *image.shape[-2:], path.name, *bands_shape, name)  # fmt: skip
         expected, trained = None, SENTINEL2_GSD_KM
     else:
         raise BadInputError(
