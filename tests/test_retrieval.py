@@ -483,6 +483,12 @@ def test_outputs_inside_an_input_directory_are_refused(setup, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"{argv[-1]} is inside the input" in err[0], err
+    # the model's own directory as the database, with --overwrite: it was replaced (config and weights gone)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(model_dir)]
+    assert main([*argv, "--overwrite"]) == 2
+    assert "is also an input" in capsys.readouterr().err
+    with pytest.raises(BadInputError, match="is also an input"):
+        build_database(model_dir, satclip.load_model(model_dir), cache, overwrite=True)
     assert {path: files(path) for path in (model_dir, cache.path)} == before
 
 

@@ -42,13 +42,15 @@ def run_build(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..errors import BadInputError
     from ..io.load import load_model
+    from ..io.resolve import local_model_files
     from ..retrieval.database import build_database
 
     auto = args.cache == "auto"
     if args.output is None and not auto:
         raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
-    if args.output is not None:
-        safe_output.check_output(args.output, overwrite=True, directory=True)  # a foreign directory: refuse now
+    if args.output is not None:  # a foreign directory, or the model's own: refuse now
+        inputs = [*local_model_files(args.model), *([args.cache] if args.cache != "auto" else [])]
+        safe_output.check_output(args.output, overwrite=True, directory=True, inputs=inputs)
     model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
     if auto:
         from ..retrieval.auto import auto_directory, auto_features, shipped_models

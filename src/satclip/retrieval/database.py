@@ -354,6 +354,10 @@ def build_database(
     if not isinstance(cache, FeatureCache):
         cache = FeatureCache.open(cache)
     path = Path(path)
+    from ..io.resolve import encoder_files
+
+    inputs = [cache.path, *encoder_files(model)]  # (never replaced by the database: the model dir included)
+    safe_output.check_not_input(path, inputs)
     model = model.cpu().eval()
     dtypes = {"location": LOCATION_DTYPE, "image": dtype}
     key = jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
@@ -386,7 +390,7 @@ def build_database(
                 differ = ", ".join(_differences(existing.get("key", {}), key))
                 raise OutputExistsError(f"{path} holds a retrieval database of another {differ}; pass --overwrite "
                                         "(overwrite=True) to replace it")  # fmt: skip
-        safe_output.check_output(path, overwrite=overwrite, inputs=[cache.path], directory=True)
+        safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
         lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
         stored = {}
         for name, values in ((LOCATION, location), (IMAGE, image)):
@@ -405,7 +409,7 @@ def build_database(
                          ((LOCATION, location), (IMAGE, image))},
             "built_from": {"model": str(model_source or "MODEL"), "cache": str(Path(cache.path).resolve())},
         }  # fmt: skip
-        with safe_output.atomic_dir(path, overwrite=overwrite, inputs=[cache.path]) as tmp:
+        with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
             np.save(tmp / LONLAT, lonlat)
             np.save(tmp / LOCATION, stored[LOCATION])
             np.save(tmp / IMAGE, stored[IMAGE])
