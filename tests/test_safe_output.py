@@ -376,12 +376,31 @@ def test_demo_and_evaluate_refuse_a_directory_of_user_files(tmp_path):
         run_evaluation(EvalConfig(encoders=("direct",), tasks=("country",)), user)
     assert snapshot(user) == before
 
-    earlier = safe_output.make_owned_dir(tmp_path / "demo")  # an earlier demo's directory ...
+    earlier = safe_output.make_owned_dir(tmp_path / "demo", kind="demo")  # an earlier demo's directory ...
     user_files(earlier / "model")  # ... where the user put their own files under model/
     before = snapshot(earlier / "model")
     with pytest.raises(OutputExistsError, match="did not create"):
         run_demo(earlier, QUICK)
     assert snapshot(earlier / "model") == before
+
+
+def test_a_satclip_directory_of_another_kind_is_not_taken_over(tmp_path, capsys):
+    """`evaluate --out MODEL_DIR` (or a training run or feature cache there) mixed its files into a model
+    directory satclip had written, and rewrote its marker."""
+    from satclip.cli import main
+
+    converted = tmp_path / "model"
+    assert main(["convert", "bluemarble-l10", str(converted), "--target", "native", "--location-only"]) == 0
+    before = snapshot(converted)
+    argv = ["evaluate", "--encoders", "direct", "--tasks", "elevation", "--n-points", "200", "--seeds", "1",
+            "--probes", "linear", "--no-figures", "--out", str(converted)]  # fmt: skip
+    assert main(argv) == 2
+    assert "is a satclip directory of kind 'output', not 'evaluation'" in capsys.readouterr().err
+    assert snapshot(converted) == before
+    run = safe_output.make_owned_dir(tmp_path / "run", kind="training-run")
+    assert safe_output.make_owned_dir(run, kind="training-run") == run  # its own kind: taken again
+    with pytest.raises(OutputExistsError, match="of kind 'training-run', not 'feature-cache'"):
+        safe_output.make_owned_dir(run, kind="feature-cache")
 
 
 def test_a_failed_command_leaves_no_directories_it_made(tmp_path, model, points):  # noqa: F811

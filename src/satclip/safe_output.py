@@ -95,14 +95,22 @@ def mark_owned(directory: str | Path, kind: str = "output") -> None:
 
 
 def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
-    """Create ``path`` (and parents) as a satclip directory, or accept it if it is one already or empty.
+    """Create ``path`` (and parents) as a satclip directory of ``kind``, or accept it if it is one already
+    (of that kind) or empty.
 
     Raises:
-        OutputExistsError: ``path`` is a file, or a non-empty directory satclip did not create.
+        OutputExistsError: ``path`` is a file, a non-empty directory satclip did not create, or a satclip
+            directory of another kind (a model directory given as an evaluation's output).
     """
     path = Path(path)
     clean_stale(path)  # e.g. what a process killed while removing an earlier ``path`` left
     if is_owned(path):
+        found = _marker(path).get("kind")
+        if isinstance(found, str) and found != kind:  # (a model directory is no evaluation or run directory)
+            raise OutputExistsError(
+                f"{path} is a satclip directory of kind {found!r}, not {kind!r}: satclip does not mix its outputs "
+                "there; choose a new or empty directory"
+            )
         return path
     if path.exists() or path.is_symlink():
         if not path.is_dir() or path.is_symlink():
