@@ -403,6 +403,26 @@ def test_a_satclip_directory_of_another_kind_is_not_taken_over(tmp_path, capsys)
         safe_output.make_owned_dir(run, kind="feature-cache")
 
 
+def test_an_output_under_a_file_is_refused_before_the_work(tmp_path, model, points, capsys):  # noqa: F811
+    """It failed at the first write, after the work, naming a hidden temporary or lock file."""
+    from satclip.cli import main
+
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    commands = [
+        ["embed", str(source), "-o", str(source / "out.parquet"), "--model", str(model)],
+        ["export", "--format", "torchscript", "--model", str(model), "-o", str(source / "m.pt")],
+        ["map", "--model", str(model), "--resolution", "30", "-o", str(source / "deeper" / "m.tif")],
+    ]
+    for argv in commands:
+        assert main([*argv, "--no-progress"] if argv[0] == "embed" else argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"satclip: error: {source} is a file, not a directory, so {argv[argv.index('-o') + 1]} cannot "
+                       "be written there; choose another output path"), err  # fmt: skip
+    with pytest.raises(BadInputError, match="is a file, not a directory"):
+        safe_output.make_dirs(source / "run")
+
+
 def test_a_failed_command_leaves_no_directories_it_made(tmp_path, model, points):  # noqa: F811
     """Missing parent directories of an output are made (plain directories, no marker) and kept when the
     command succeeds; when it fails, those it made are removed again, and nothing that was there before."""

@@ -50,6 +50,8 @@ def make_dirs(path: str | Path) -> Path:
     """``mkdir -p path``, remembering each directory created (plain directories, no marker: satclip never
     replaces or deletes them, except to remove them again, empty, when the command that made them fails)."""
     path = Path(path)
+    if not path.exists():
+        _check_parents(path)
     missing = []
     for directory in (path, *path.parents):
         if directory.exists() or directory.is_symlink():
@@ -267,6 +269,7 @@ def check_output(
     path = Path(path)
     check_not_input(path, inputs)
     if not (path.exists() or path.is_symlink()):
+        _check_parents(path)
         return
     if directory:
         if not path.is_dir() or path.is_symlink():
@@ -286,6 +289,17 @@ def check_output(
         )
     if not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def _check_parents(path: Path) -> None:
+    """Raise :class:`BadInputError` if ``path``'s parent could not be made: its nearest existing ancestor is
+    not a directory (``notes.csv/out.parquet``), found before any work rather than at the first write."""
+    for parent in path.expanduser().absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInputError(f"{parent} is a file, not a directory, so {path} cannot be written there; "
+                                    "choose another output path")  # fmt: skip
+            return
 
 
 # ------------------------------------------------------------------------------------------ temporaries
