@@ -446,6 +446,27 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, poin
     assert checksum(stopped) == checksum(clean) and not workdir.exists()
 
 
+@pytest.mark.parametrize("damage", ["corrupt", "[]"])
+def test_a_damaged_resume_record_is_named_with_the_fix(tmp_path, model, points, monkeypatch, capsys, damage):
+    """A damaged OUT.partial/manifest.json gave JSON's "Expecting value: line 1 column 1" (or "unexpected error
+    … 'list' object has no attribute 'get'") without naming the file or --restart."""
+    source = tmp_path / "points.parquet"
+    points.to_parquet(source)
+    out = tmp_path / "emb.parquet"
+    with monkeypatch.context() as patch:
+        crash_after(patch, 1)
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    record = tmp_path / "emb.parquet.partial" / "manifest.json"
+    record.write_text(damage)
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"satclip: error: {record}, the record of an unfinished run, is damaged (not the JSON object "
+                   "satclip writes); pass --restart to discard that run and start again"), err  # fmt: skip
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+
+
 def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkeypatch, capsys):
     source = tmp_path / "points.parquet"
     points.to_parquet(source)

@@ -179,6 +179,7 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
 
     Raises:
         ResumeMismatchError: the unfinished run is another job's (``identity`` differs).
+        ResumeError: its manifest is damaged.
     """
     path = workdir / MANIFEST
     if not path.is_file():
@@ -186,7 +187,15 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
     if restart:
         safe_output.remove_owned(workdir)
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise ResumeError(
+            f"{path}, the record of an unfinished run, is damaged (not the JSON object satclip writes); pass "
+            "--restart to discard that run and start again"
+        )
     if manifest.get("identity") != identity:
         changes = _differences(manifest.get("identity", {}), identity)
         raise ResumeMismatchError(
