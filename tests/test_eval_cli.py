@@ -314,6 +314,26 @@ def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys)
         assert not (tmp_path / f"out-{name}").exists()
 
 
+def test_unreadable_user_tables_are_named(tmp_path, capsys):
+    """They gave "'utf-8' codec can't decode byte …" or "No columns to parse from file", without the file."""
+    cases = {
+        "latin1.csv": ("lon,lat,name\n1,2,Zürich\n".encode("latin-1"), "is not UTF-8 text"),
+        "empty.csv": (b"", "is empty: expected a header row"),
+        "not.parquet": (b"hello", "is not a readable parquet table"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        argv = ["evaluate", "--encoders", "wrap", "--task-file", str(tmp_path / name), "--out", str(tmp_path / "o")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"satclip: error: --task-file {tmp_path / name} {message}") and "\n" not in err, err
+    (tmp_path / "stations.csv").write_bytes("Lon,Lat,meanT\n1,2,3\n# Zürich\n".encode("latin-1"))
+    from satclip.eval.tasks.air_temperature import read_stations
+
+    with pytest.raises(ValueError, match=f"{tmp_path / 'stations.csv'} is not UTF-8 text"):
+        read_stations(tmp_path / "stations.csv")
+
+
 def test_repeated_locations_in_a_user_table_are_pointed_out(tmp_path, capsys):
     rows = "".join(f"{i},{i % 10},{i}\n" for i in range(20))  # lon i, lat i mod 10: distinct points
     (tmp_path / "t.csv").write_text("lon,lat,y\n" + rows + "3,3,99\n4,4,98\n")  # two repeats

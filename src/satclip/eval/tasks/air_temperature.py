@@ -98,7 +98,12 @@ def read_stations(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = Path(path).read_bytes()
     if _sha256(data) != SHA256:
         log.warning("%s differs from the published %s (sha256 %s); using it as given", path, FILENAME, SHA256)
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); give the station table as "
+                         "UTF-8 CSV") from err  # fmt: skip
+    reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in (LON, LAT, TARGET) if c not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; found {reader.fieldnames}")

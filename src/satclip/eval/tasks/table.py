@@ -26,12 +26,22 @@ LAT_NAMES = ("lat", "latitude")
 def _read(path: Path):
     pd = require("pandas", "eval")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        require("pyarrow", "eval")
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt", ".tsv"):
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
+        raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv or .parquet")
+    try:
+        if suffix in (".parquet", ".pq"):
+            require("pyarrow", "eval")
+            return pd.read_parquet(path)
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv or .parquet")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--task-file {path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
+                         "UTF-8") from err  # fmt: skip
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(f"--task-file {path} is empty: expected a header row and a row per point") from err
+    except (pd.errors.ParserError, ValueError, OSError) as err:  # (pyarrow's errors are ValueErrors or OSErrors)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # (the file system's own errors, not the content's)
+        raise ValueError(f"--task-file {path} is not a readable {suffix[1:]} table: {err}") from err
 
 
 def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
