@@ -45,6 +45,23 @@ def test_a_resolution_coarser_than_the_area_names_the_area_and_the_limit(tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["map", "--model", "bluemarble-l10", "--resolution", "1e-30", "--force", "-o", "OUT/m.tif"],
+      "satclip maps at most 1,000,000,000,000 cells: use a coarser --resolution or a smaller --bbox"),
+     (["data", "bluemarble", "--patch-size", "100000", "--out", "OUT/c"], "patch_size must be 1 to 512 pixels"),
+     (["data", "bluemarble", "--n", "99999999999999", "--out", "OUT/c"],
+      "99,999,999,999,999 patches of 32 px would be 286,102,295 GiB of pixels; satclip builds corpora up to 64 GiB")],
+)  # fmt: skip
+def test_sizes_no_machine_holds_are_bad_input(tmp_path, capsys, argv, expected):
+    """They ended in "Maximum allowed size exceeded" (naming nothing), or a MemoryError reported as a bug, or
+    sampling without end."""
+    assert main([arg.replace("OUT", str(tmp_path)) for arg in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("satclip: error: ") and expected in err and "\n" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_geotiff_on_a_full_disk(tmp_path, model, monkeypatch, capfd):
     """The GeoTIFF's temporary is /dev/full, where every write fails with ENOSPC, as on a full disk: libtiff
     printed "_tiffWriteProc: No space left on device." and GDAL raised "Write failed" (exit 2)."""

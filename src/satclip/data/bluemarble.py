@@ -91,13 +91,26 @@ class BlueMarbleParams:
         _check_geometry(self.patch_size, self.gsd_km, self.projection)
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        size = self.n * self.patch_size**2 * 3
+        if size > MAX_CORPUS_BYTES:
+            raise ValueError(
+                f"{self.n:,} patches of {self.patch_size} px would be {size / 2**30:,.0f} GiB of pixels; satclip "
+                f"builds corpora up to {MAX_CORPUS_BYTES / 2**30:.0f} GiB (e.g. 100,000 patches of 32 px are 0.3 GiB): "
+                "use fewer or smaller patches"
+            )
         if not -90.0 <= self.min_lat < self.max_lat <= 90.0:
             raise ValueError(f"need -90 <= min_lat < max_lat <= 90, got {self.min_lat}, {self.max_lat}")
 
 
+#: the largest corpus (its uint8 pixels) and patch side satclip builds: past them a build runs out of memory
+#: (a block of 256 patches of P² pixels samples 256 · P² · 16 bytes of coordinates) or disk
+MAX_CORPUS_BYTES = 64 << 30
+MAX_PATCH_SIZE = 512
+
+
 def _check_geometry(patch_size: int, gsd_km: float, projection: str) -> None:
-    if patch_size < 1:
-        raise ValueError(f"patch_size must be >= 1 pixel, got {patch_size}")
+    if not 1 <= patch_size <= MAX_PATCH_SIZE:
+        raise ValueError(f"patch_size must be 1 to {MAX_PATCH_SIZE} pixels, got {patch_size}")
     if not gsd_km > 0 or not math.isfinite(gsd_km):
         raise ValueError(f"gsd_km must be a positive number of km per pixel, got {gsd_km}")
     if projection not in PROJECTIONS:

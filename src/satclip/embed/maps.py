@@ -51,6 +51,8 @@ GLOBE = (-180.0, -90.0, 180.0, 90.0)
 #: outputs larger than this (uncompressed float32 estimate) need ``force=True``; the field of a map is kept on
 #: disk while it is computed (resumable, and read twice for a PCA) when it is not larger either
 MAX_OUTPUT_BYTES = 8 << 30
+#: no grid has more cells than this, whatever ``force`` says (a 0.0002° globe)
+MAX_GRID_CELLS = 10**12
 #: PNG pictures are assembled in memory: at most this many cells without ``force=True`` (0.05° globe)
 MAX_PNG_CELLS = 26_000_000
 #: for the time estimate in the size message: points per second per core of a released L=40 model
@@ -95,6 +97,11 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
         raise ValueError(f"resolution must be positive degrees, got {resolution}")
     width = math.floor((east - west) / resolution + 1e-9)
     height = math.floor((north - south) / resolution + 1e-9)
+    if width * height > MAX_GRID_CELLS:  # (even --force cannot make it: its coordinates alone fill memory)
+        raise ValueError(
+            f"resolution {resolution:g}° makes {height:,} × {width:,} cells; satclip maps at most {MAX_GRID_CELLS:,} "
+            "cells: use a coarser --resolution or a smaller --bbox"
+        )
     if width < 1 or height < 1:
         area = "the whole globe" if bbox is None else f"the bbox {west:g} {south:g} {east:g} {north:g}"
         raise ValueError(
