@@ -304,6 +304,15 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
     _fail_with(monkeypatch, KeyboardInterrupt())
     assert main(["convert", "a", "b"]) == 130
     assert capsys.readouterr().err == "satclip: interrupted\n"
+    # a Ctrl-C while the command modules are imported (the first tenth of a second) gave a traceback
+    import satclip.cli as cli
+
+    def interrupted_import():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted_import)
+    assert main(["convert", "a", "b"]) == 130
+    assert capsys.readouterr().err == "satclip: interrupted\n"
 
 
 @pytest.mark.parametrize("where", ["before", "after", "env"])

@@ -100,14 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     status of :func:`satclip.cli.boundary.describe`, unless ``--debug`` or ``SATCLIP_DEBUG=1`` asks for the
     exception itself.
     """
-    parser = build_parser()
     try:
+        parser = build_parser()  # (imports the commands: a Ctrl-C this early is an interruption too)
         args, extra = parser.parse_known_args(argv)
         if extra:  # named by the command they were given to, as its other errors are
             commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
             commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as stop:  # --help, --version, or argparse's one error line (status 2)
         return stop.code if isinstance(stop.code, int) else 0
+    except KeyboardInterrupt:
+        print("satclip: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
