@@ -152,8 +152,9 @@ def test_a_bad_batch_size_is_one_clear_error(encoder, lonlat, batch_size):
 
 @pytest.mark.parametrize(
     ("bad", "row", "swapped"),
-    [((np.nan, 0.0), 2, False), ((0.0, np.inf), 2, False), ((10.0, 95.0), 2, True), ((181.0, 10.0), 2, False)],
-)
+    [((np.nan, 0.0), 2, False), ((0.0, np.inf), 2, False), ((10.0, 95.0), 2, True), ((181.0, 10.0), 2, False),
+     ((0.0, 1e30), 2, False)],  # (swapping would not make (0, 1e30) valid: no swap hint)
+)  # fmt: skip
 def test_invalid_points(encoder, lonlat, bad, row, swapped):
     points = lonlat[:5].copy()
     points[row] = bad

@@ -43,7 +43,8 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
     advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
-    if lat_out.any() and (np.abs(lonlat[lat_out, 0]) <= 90).all():
+    swapped_valid = (np.abs(lonlat[lat_out, 0]) <= 90) & (np.abs(lonlat[lat_out, 1]) <= 180)
+    if lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
         advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
     return advice
 
