@@ -216,7 +216,9 @@ class Sphere(_MultiScale):
     def _features(self, coords: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         lon1, lat1 = coords[:, 0:1], coords[:, 1:2]
         terms = self._terms(lon1 * freqs, lat1 * freqs, lon1, lat1)
-        return torch.stack(terms, dim=-1).repeat_interleave(2, dim=-1)  # (N, F, 2 · terms)
+        # (N, F, 2 · terms): each term twice, stacked rather than repeat_interleave'd (whose ONNX graph cannot
+        # reshape a batch of 0 points)
+        return torch.stack([term for term in terms for _ in range(2)], dim=-1)
 
 
 @ENCODINGS.register("theory")

@@ -144,8 +144,8 @@ CHECK_POINTS = torch.tensor(
 
 def check_exported(run, module: nn.Module, fmt: str) -> None:
     """Raise :class:`ExportError` unless ``run`` (the exported file's forward, numpy in and out) gives what
-    ``module`` does for batches of 1 and 5 points."""
-    for n in (1, len(CHECK_POINTS)):
+    ``module`` does for batches of 0, 1 and 5 points."""
+    for n in (0, 1, len(CHECK_POINTS)):
         points = CHECK_POINTS[:n]
         with torch.no_grad():
             expected = module(points).double().numpy()
