@@ -269,6 +269,15 @@ def test_locate_says_what_fits_when_model_and_image_do_not(tmp_path, crop, capsy
     capsys.readouterr()
 
 
+def test_a_tiff_named_like_a_picture_is_named_in_one_line(tmp_path, capfd):
+    """Pillow's TIFF reader printed "More samples per pixel than can be decoded: 12" before satclip's error."""
+    misnamed = tmp_path / "patch.png"
+    misnamed.write_bytes(require(S2_EXAMPLES / "images" / PATCH).read_bytes())
+    assert main(["locate", str(misnamed), "--model", "bluemarble-l10"]) == 2
+    expected = f"{misnamed} is a TIFF file named .png: rename it to .tif to read it as a GeoTIFF"
+    assert capfd.readouterr().err == f"satclip: error: {expected}\n"
+
+
 def test_locate_names_the_model_for_the_other_kind_of_image(tmp_path, crop, capsys):
     pytest.importorskip("rasterio")
     tif = require(S2_EXAMPLES / "images" / PATCH)

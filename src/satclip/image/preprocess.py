@@ -152,6 +152,12 @@ def _open_picture(path: str | Path) -> Iterator:
         BadInputError: not a picture Pillow knows, or one that cannot be decoded to the end (truncated, damaged).
     """
     pil_image = require("PIL.Image", "eval", "reading PNG/JPEG images")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # (Pillow's TIFF reader prints to stderr)
+        raise BadInputError(
+            f"{path} is a TIFF file named {Path(path).suffix}: rename it to .tif to read it as a GeoTIFF"
+        )
     try:
         picture = pil_image.open(path)
     except pil_image.UnidentifiedImageError as err:
