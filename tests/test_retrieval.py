@@ -107,7 +107,9 @@ def test_existing_database_is_reused_or_needs_overwrite(setup):
     assert RetrievalDatabase.open(db).image.dtype == np.float32
 
 
-@pytest.mark.parametrize("damage", ["image.npy truncated", "lonlat.npy of another length", "manifest.json cut"])
+@pytest.mark.parametrize(
+    "damage", ["image.npy truncated", "lonlat.npy of another length", "manifest.json cut", "image.npy with a NaN"]
+)
 def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup, tmp_path, damage):
     """A damaged database was reported 'up to date' by retrieval build and then failed on use, with advice to
     rebuild that led back to the same error (or a JSON message naming no file)."""
@@ -119,9 +121,13 @@ def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup
             f.truncate(200)
     elif damage.endswith("length"):
         np.save(db / name, np.zeros((7, 2)))
+    elif damage.endswith("NaN"):  # (the right shape: it was used, and every embedding near it became NaN)
+        values = np.load(db / name)
+        values[3, 1] = np.nan
+        np.save(db / name, values)
     else:
         (db / name).write_text((db / name).read_text()[:40])
-    with pytest.raises(BadInputError, match=f"{name}.*(damaged|shape)"):
+    with pytest.raises(BadInputError, match=f"{name}.*(damaged|shape|not all finite)"):
         RetrievalDatabase.open(db)
     build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
     assert files(db) == before

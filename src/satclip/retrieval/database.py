@@ -193,6 +193,11 @@ class RetrievalDatabase:
                     f"retrieval database {path}: {name} has shape {arrays[name].shape}, the manifest's {shape}; "
                     "rebuild it with `satclip retrieval build`"
                 )
+            if arrays[name].dtype.kind != "f" or not np.isfinite(arrays[name]).all():  # (a build never writes them)
+                raise BadInputError(
+                    f"retrieval database {path}: {name} holds {arrays[name].dtype} values that are not all finite "
+                    "numbers; it is damaged: rebuild it with `satclip retrieval build`"
+                )
         return cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
 
 
