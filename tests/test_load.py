@@ -241,6 +241,22 @@ def test_hf_scheme_reaches_any_repository(monkeypatch, online, no_sockets, tmp_p
     encoder = satclip.load("hf://someone/model")
     assert ("list", "someone/model") in fake.calls
     assert torch.equal(encoder.encode(points), satclip.load(model).encode(points))
+    # the weights are fetched at the commit the config came from (two unpinned requests could pair a config
+    # and weights of different pushes)
+    snapshot = tmp_path / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    for name in (native.CONFIG_FILE, native.WEIGHTS_FILE):
+        (snapshot / name).write_bytes((model / name).read_bytes())
+        fake.files["someone/model", name] = snapshot / name
+    revisions = []
+
+    def download(repo_id, filename, **kwargs):
+        revisions.append(kwargs.get("revision"))
+        return fake.download(repo_id, filename, **kwargs)
+
+    monkeypatch.setattr(pytest.importorskip("huggingface_hub"), "hf_hub_download", download)
+    assert torch.equal(satclip.load("hf://someone/model").encode(points), satclip.load(model).encode(points))
+    assert revisions == [None, "a" * 40]
     with pytest.raises(FileNotFoundError, match="hf://someone/model"):
         satclip.load("someone/model")  # without hf:// it is a (missing) local path
     with pytest.raises(ValueError, match="not a Hugging Face repository id"):

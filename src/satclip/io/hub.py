@@ -120,6 +120,12 @@ def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: s
     return path
 
 
+def snapshot_commit(path: Path) -> str | None:
+    """The commit a file fetched into the hub cache belongs to (``…/snapshots/<commit>/file``), or None."""
+    commit = Path(path).parent.name
+    return commit if Path(path).parent.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
 def _sha256_or_none(text: object) -> str | None:
     text = str(text or "").strip('"').lower()
     return text if re.fullmatch(r"[0-9a-f]{64}", text) else None

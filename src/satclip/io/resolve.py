@@ -60,7 +60,8 @@ def _hub_repository(repo_id: str) -> ResolvedSource:
     files = hub.list_files(repo_id)
     if native.CONFIG_FILE in files and native.WEIGHTS_FILE in files:
         config = hub.fetch(repo_id, native.CONFIG_FILE)
-        hub.fetch(repo_id, native.WEIGHTS_FILE)
+        # the weights of the same commit, not of a push in between (the config's snapshot names its commit)
+        hub.fetch(repo_id, native.WEIGHTS_FILE, revision=hub.snapshot_commit(config))
         return ResolvedSource("native", config.parent)
     ckpts = [f for f in files if f.endswith(".ckpt")]
     if len(ckpts) == 1:
