@@ -421,6 +421,9 @@ def test_an_output_under_a_file_is_refused_before_the_work(tmp_path, model, poin
                        "be written there; choose another output path"), err  # fmt: skip
     with pytest.raises(BadInputError, match="is a file, not a directory"):
         safe_output.make_dirs(source / "run")
+    with pytest.raises(BadInputError, match="is a file, not a directory"):  # (locks are made beside their target)
+        with safe_output.exclusive(source / "run"):
+            pass
 
 
 def test_a_failed_command_leaves_no_directories_it_made(tmp_path, model, points):  # noqa: F811

@@ -50,6 +50,9 @@ def make_dirs(path: str | Path) -> Path:
     """``mkdir -p path``, remembering each directory created (plain directories, no marker: satclip never
     replaces or deletes them, except to remove them again, empty, when the command that made them fails)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"{path} is a file, not a directory, so nothing can be written into it; choose another "
+                            "output path")  # fmt: skip
     if not path.exists():
         _check_parents(path)
     missing = []
