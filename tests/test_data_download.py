@@ -15,6 +15,7 @@ from satclip.cli import main
 from satclip.data import download as dl
 from satclip.data.download import ChecksumError, download_s2100k
 from satclip.data.sources import HubSource, LocalSource, RemoteFile
+from satclip.errors import OutputExistsError
 from satclip.io.hub import DownloadError
 
 from .conftest import S2_EXAMPLES, require
@@ -161,9 +162,14 @@ def test_broken_archive_leaves_no_partial_images(tmp_path):
     whole = _tar({"patch_1.tif": b"B" * 5000, "patch_9.tif": b"D" * 5000})
     files["data/shard-001.tar"] = whole[:8000]  # cut inside the second member's data
     hub = FakeHub(files, published={})  # no checksums published: the damage shows only when extracting
-    with pytest.raises(DownloadError, match="cannot extract"):
+    with pytest.raises(DownloadError, match="cannot extract.*rerun the same command to fetch it again"):
         download_s2100k(tmp_path, hub)
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif"]  # no hidden leftovers
+    # the damaged download is deleted: kept, the hub client found it complete and the rerun failed the same way
+    assert not (tmp_path / dl.STATE_DIR / "files" / "data" / "shard-001.tar").exists()
+    hub.files["data/shard-001.tar"] = hub.served["data/shard-001.tar"] = whole  # the mirror is fixed
+    download_s2100k(tmp_path, hub)
+    assert (tmp_path / "images" / "patch_9.tif").read_bytes() == b"D" * 5000
 
 
 def test_members_cannot_escape_the_images_folder(tmp_path):
@@ -264,11 +270,12 @@ def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):
 
 
 def test_local_source_rejects_lfs_pointers(tmp_path):
-    (tmp_path / "index.csv").write_bytes(INDEX)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "index.csv").write_bytes(INDEX)
     pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n"
-    (tmp_path / "satclip.tar").write_text(pointer)
+    (tmp_path / "copy" / "satclip.tar").write_text(pointer)
     with pytest.raises(DownloadError, match="git lfs pull"):
-        download_s2100k(tmp_path / "root", LocalSource(tmp_path))
+        download_s2100k(tmp_path / "root", LocalSource(tmp_path / "copy"))
 
 
 def test_missing_hub_extra_names_the_extra_and_the_offline_route(monkeypatch):
@@ -279,3 +286,86 @@ def test_missing_hub_extra_names_the_extra_and_the_offline_route(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'satclip\[hub\]'.*--from DIR"):
         HubSource().list_files()
+
+
+def _error_line(err: str) -> str:
+    """The error line a failed command ends with (after the checksum warnings a local copy gets)."""
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("satclip: error: ") and "unexpected error" not in line, err
+    return line
+
+
+def _local_copy(directory: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+    return directory
+
+
+def test_an_index_that_is_not_an_index_is_never_published(tmp_path, capsys):
+    """A --from copy with random bytes as index.csv (and no tar as images.tar) published them as ROOT/index.csv
+    before failing with "rerun to retry"; the rerun with a good copy kept them ("1 already done") and verify
+    then failed with a bare "'utf-8' codec can't decode"."""
+    root = tmp_path / "root"
+    garbage = _local_copy(tmp_path / "garbage", {"index.csv": b"\xff\xfe\x00\x9c" * 64, "images.tar": b"no tar" * 99})
+    assert main(["data", "download", str(root), "--from", str(garbage)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert f"{garbage / 'index.csv'} is not UTF-8 text" in line
+    assert not (root / "index.csv").exists()
+    other = _local_copy(tmp_path / "other", {"index.csv": b"filename,x,y\npatch_0.tif,1,2\n", **_shards()})
+    (other / "index.csv").write_bytes(b"filename,x,y\npatch_0.tif,1,2\n")  # columns of no index layout
+    assert main(["data", "download", str(root), "--from", str(other)]) == 2
+    assert "match no known index layout" in _error_line(capsys.readouterr().err)
+    assert not (root / "index.csv").exists()
+    good = _local_copy(tmp_path / "good", _shards())
+    assert main(["data", "download", str(root), "--from", str(good)]) == 0
+    assert "4 file(s) fetched, 0 already done" in capsys.readouterr().out
+    assert (root / "index.csv").read_bytes() == INDEX
+
+
+def test_a_resume_checks_the_index_against_its_source_and_checksum(tmp_path):
+    """The index's marker was trusted whatever the source and whatever became of ROOT/index.csv since."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path, hub)
+    mirror = FakeHub(_shards())
+    mirror.description = "fake://mirror"
+    summary = download_s2100k(tmp_path, mirror)  # another source: its index is fetched and compared
+    assert mirror.calls == ["index.csv"] and summary.extracted == ("index.csv",)
+    mirror.calls.clear()
+    assert download_s2100k(tmp_path, mirror).extracted == () and mirror.calls == []
+
+    (tmp_path / "index.csv").write_bytes(INDEX + b"patch_3.tif,1.0,2.0\n")  # changed since
+    with pytest.raises(OutputExistsError, match="index.csv exists and differs from the index.csv of fake://mirror"):
+        download_s2100k(tmp_path, mirror)
+    assert (tmp_path / "index.csv").read_bytes() == INDEX + b"patch_3.tif,1.0,2.0\n"  # never replaced
+
+    (tmp_path / "index.csv").write_bytes(INDEX)
+    new = INDEX.replace(b"10.5", b"10.6")  # the source now publishes another index
+    mirror.files["index.csv"] = mirror.served["index.csv"] = new
+    mirror.published["index.csv"] = _sha256(new)
+    mirror.calls.clear()
+    with pytest.raises(OutputExistsError, match="differs"):
+        download_s2100k(tmp_path, mirror)
+    assert mirror.calls == ["index.csv"] and (tmp_path / "index.csv").read_bytes() == INDEX
+
+
+def test_a_damaged_archive_of_a_local_copy_is_bad_input(tmp_path, capsys):
+    """A --from copy's archive that is no tar failed with exit 1 and "rerun to retry", which cannot help."""
+    copy = _local_copy(tmp_path / "copy", {"index.csv": INDEX, "images.tar": b"no tar" * 99})
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert f"cannot extract {copy / 'images.tar'}: not a readable tar archive" in line
+    assert "replace it with an intact copy of images.tar" in line and "rerun to retry" not in line
+    assert (copy / "images.tar").read_bytes() == b"no tar" * 99  # a local copy's file is never deleted
+    assert not list((tmp_path / "root").rglob("*.tif"))
+
+
+@pytest.mark.parametrize("where", ["copy", "copy/sub", "root/images"])
+def test_a_root_in_the_local_copy_is_refused(tmp_path, capsys, where):
+    """`satclip data download DIR --from DIR` wrote .download/ and images/ into the copy it read."""
+    copy = _local_copy(tmp_path / ("root/images" if where == "root/images" else "copy"), _shards())
+    root = tmp_path / ("root" if where == "root/images" else where)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 2
+    assert f"is inside the local copy (--from) {copy}" in _error_line(capsys.readouterr().err)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a lock

@@ -17,7 +17,7 @@ import torch
 from satclip.cli import main
 from satclip.data import S2100K, CheckSpec, IndexFormatError, read_index, sentinel2_to_13_bands, verify_s2100k
 
-from .conftest import REFERENCE, S2_EXAMPLES, require
+from .conftest import REFERENCE, S2_EXAMPLES, one_error_line, require
 
 rasterio = pytest.importorskip("rasterio")
 
@@ -314,3 +314,49 @@ def test_index_rows_outside_the_root_are_bad_rows(tmp_path, caplog):
     assert "file name outside images/" in caplog.text
     assert list(S2100K(root, mode="points").filenames) == ["patch_75123.tif"]  # never used, even for points
     assert main(["data", "verify", str(root)]) == 1
+
+
+@pytest.mark.parametrize("dtype", ["floaty", ""])
+def test_cli_verify_refuses_a_dtype_that_is_none(tmp_path, capsys, dtype):
+    """--dtype floaty was passed on: every file was reported "dtype mismatch … expected floaty", exit 1."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif"])
+    assert main(["data", "verify", str(root), "--dtype", dtype]) == 2
+    captured = capsys.readouterr()
+    assert f"--dtype: {dtype!r} is not a NumPy dtype (e.g. uint16, int16, float32), or 'any'" in captured.err
+    assert captured.out == ""
+    assert CheckSpec(dtype="<u2").dtype == "uint16"  # any spelling of a dtype is compared by its name
+    assert main(["data", "verify", str(root), "--dtype", "u2"]) == 0
+
+
+def test_cli_verify_names_an_index_that_is_not_utf8_csv(tmp_path, capsys):
+    """A non-UTF-8 index.csv failed with a bare "'utf-8' codec can't decode byte…", naming no file; one that
+    csv cannot split (a field over its size limit: no table at all) with an "unexpected error"."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "index.csv").write_bytes("fn,lon,lat\nbild_ä.tif,1,2\n".encode("latin-1"))
+    assert main(["data", "verify", str(tmp_path)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{tmp_path / 'index.csv'} is not UTF-8 text" in line and "save it as UTF-8" in line
+    (tmp_path / "index.csv").write_bytes(b"fn,lon,lat\n\"" + b"x" * 200_000 + b"\",1,2\n")
+    assert main(["data", "verify", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'index.csv'} is not a CSV table" in one_error_line(capsys.readouterr().err)
+
+
+def test_cli_verify_prints_coordinates_as_plain_numbers(tmp_path, capsys):
+    """The table showed "lon=np.float64(nan)", a numpy repr."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif"])
+    rows = list(csv.DictReader((root / "index.csv").open(newline="")))
+    rows[0].update(lon="nan", lat="95")
+    _write_index(root / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    assert main(["data", "verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "patch_75123.tif  (lon=nan, lat=95.0)" in out and "np." not in out
+
+
+def test_cli_verify_checks_the_list_path_before_verifying(tmp_path, capsys):
+    """--list under a regular file verified everything, then failed on a hidden temporary's "Not a directory"."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif"])
+    (tmp_path / "notes.csv").write_text("mine\n")
+    assert main(["data", "verify", str(root), "--list", str(tmp_path / "notes.csv" / "problems.csv")]) == 2
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'notes.csv'} is a file, not a directory" in one_error_line(captured.err)
+    assert captured.out == ""  # refused before the work: no table

@@ -24,6 +24,18 @@ def _tqdm_progress(description: str):
     return lambda iterable, total: tqdm(iterable, total=total, desc=description, unit="file", leave=False)
 
 
+def _dtype(text: str) -> str | None:
+    """--dtype: a numeric NumPy dtype's name, or ``None`` for 'any' (no check)."""
+    if text == "any":
+        return None
+    from ..data.verify import dtype_name
+
+    try:
+        return dtype_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}, or 'any'") from None
+
+
 def add_verify(subparsers) -> None:
     parser = subparsers.add_parser(
         "verify",
@@ -38,7 +50,8 @@ def add_verify(subparsers) -> None:
     parser.add_argument("--full", action="store_true", help="also decode every pixel (slower)")
     parser.add_argument("--bands", type=positive_int, default=12, help="expected band count (default 12)")
     parser.add_argument("--size", type=positive_int, default=256, help="expected height and width in px (default 256)")
-    parser.add_argument("--dtype", default="uint16", help="expected dtype; 'any': no check (default uint16)")
+    parser.add_argument("--dtype", type=_dtype, default="uint16",
+                        help="expected NumPy dtype (uint16, int16, float32, …); 'any': no check (default uint16)")
     parser.add_argument("--min-size", type=non_negative_int, default=10_000, help="smaller = no-data (default 10000)")
     parser.add_argument("--workers", type=positive_int, default=1, help="threads reading headers (default 1)")
     parser.add_argument("--show", type=non_negative_int, default=3, help="bad file names shown per problem (default 3)")
@@ -58,7 +71,7 @@ def run_verify(args: argparse.Namespace) -> int:
         bands=args.bands,
         height=args.size,
         width=args.size,
-        dtype=None if args.dtype == "any" else args.dtype,
+        dtype=args.dtype,
         min_size=args.min_size,
         full=args.full,
     )

@@ -10,6 +10,12 @@ temporary folder beside ``images/``, move them into ``images/`` one by one (each
 shard's marker ``ROOT/.download/done/<shard>.json`` and delete the archive. A rerun skips shards with a
 marker whose images are all still in ``images/`` and redoes any other shard from scratch, so an interruption at
 any point loses at most one shard's work and never leaves a half-written image in ``images/``.
+
+``index.csv`` is parsed before it is published (a file that is not an S2-100K index never reaches ``ROOT``);
+its marker records the source and the SHA-256 of what was written, and a rerun fetches it again unless both
+still hold (and the source still publishes the same checksum). An existing ``ROOT/index.csv`` that differs
+from the source's is never replaced. A local copy's archive that cannot be read is bad input, named; a
+downloaded one is deleted, so that the next run fetches it again.
 """
 
 from __future__ import annotations
@@ -17,16 +23,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import shutil
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import safe_output
-from ..errors import OutputExistsError
+from ..errors import BadInputError, OutputExistsError
 from ..io.hub import DownloadError
-from .sources import HubSource, RemoteFile, Source, offline_instructions
+from .index import read_index
+from .sources import HubSource, LocalSource, RemoteFile, Source, offline_instructions
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,10 @@ class ChecksumError(DownloadError):
     """A fetched file does not match the checksum its source publishes."""
 
 
+class ArchiveError(DownloadError):
+    """An archive cannot be read: damaged, truncated, or no tar file."""
+
+
 @dataclass(frozen=True)
 class DownloadSummary:
     """What :func:`download_s2100k` did: shards extracted now, shards already done, images added."""
@@ -53,6 +66,15 @@ class DownloadSummary:
 
 def _marker(root: Path, file: RemoteFile) -> Path:
     return root / STATE_DIR / "done" / (file.path.replace("/", "__") + ".json")
+
+
+def _record(marker: Path) -> dict | None:
+    """What a marker records, or ``None`` when there is none or it is unreadable (its file is then redone)."""
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _digest(path: Path, algorithm: str, prefix: bytes = b"") -> str:
@@ -91,6 +113,11 @@ def is_archive(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def _fetched(path: Path, staging: Path) -> bool:
+    """Whether ``path`` is satclip's own download (under ``staging``), not a local copy's file used in place."""
+    return path.resolve().is_relative_to(staging.resolve())
+
+
 def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     """Fetch ``file`` and check it; a file that fails the check is deleted (if it is ours) and re-raised."""
     try:
@@ -104,7 +131,7 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     try:
         verify_checksum(path, file)
     except ChecksumError:
-        if path.resolve().is_relative_to(staging.resolve()):
+        if _fetched(path, staging):
             path.unlink(missing_ok=True)
         raise
     return path
@@ -117,6 +144,9 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
     Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
     are moved into ``images/``, and an image already there is kept as it is (moves are atomic, so it is
     complete). Member paths are reduced to their base name, so no member can write outside ``images/``.
+
+    Raises:
+        ArchiveError: ``archive`` cannot be read (nothing is moved into ``images/`` then).
     """
     safe_output.clean_stale(images / label)
     partial = safe_output.temp_path(images / label)
@@ -138,10 +168,12 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
         for name in names:
             if not (images / name).exists():
                 safe_output.publish(partial / name, images / name)
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise DownloadError(
-            f"cannot extract {archive.name} ({type(err).__name__}: {err}); rerun to retry"
-        ) from err
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
+        if isinstance(err, OSError) and err.errno is not None:  # the system's (disk full, permissions), not the data's
+            raise
+        detail = str(err).partition("\n")[0].rstrip(":")  # tarfile lists each compression it tried below
+        reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+        raise ArchiveError(f"cannot extract {archive}: not a readable tar archive ({reason})") from err
     finally:
         safe_output.remove_owned(partial)
     return names
@@ -150,15 +182,34 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
 def _shard_done(root: Path, images: Path, shard: RemoteFile) -> bool:
     """Whether ``shard`` was extracted and its images are still in ``images/`` (a shard whose images were
     removed since is fetched again; markers written before they listed the names are trusted)."""
-    marker = _marker(root, shard)
-    if not marker.is_file():
+    record = _record(_marker(root, shard))
+    if record is None:
         return False
-    names = json.loads(marker.read_text()).get("names")
+    names = record.get("names")
     missing = sum(not (images / name).is_file() for name in names or ())
     if missing:
         log.warning("%s: %d of its %d images are missing from %s; fetching it again", shard.path, missing,
                     len(names), images)  # fmt: skip
     return not missing
+
+
+def _listed_checksum(file: RemoteFile) -> str | None:
+    """The checksum the source lists for ``file`` (SHA-256, else git blob id), if any."""
+    return file.sha256 or file.git_sha1
+
+
+def _index_done(root: Path, index: RemoteFile, source: Source) -> bool:
+    """Whether ``ROOT/index.csv`` was fetched from ``source``, is unchanged since, and the source still publishes
+    the same checksum for it (markers of older versions, which recorded neither source nor checksum, are not
+    trusted)."""
+    record = _record(_marker(root, index))
+    published = root / "index.csv"
+    if record is None or record.get("source") != source.description or not published.is_file():
+        return False
+    if record.get("sha256") != _digest(published, "sha256"):
+        log.warning("%s changed since it was downloaded; checking it against %s", published, source.description)
+        return False
+    return record.get("listed") == _listed_checksum(index)
 
 
 def download_s2100k(
@@ -179,10 +230,17 @@ def download_s2100k(
 
     Raises:
         DownloadError: the source cannot be reached (with instructions for fetching the files by hand),
-            has no ``index.csv`` or no archives, or a file fails its checksum (:class:`ChecksumError`).
+            has no ``index.csv`` or no archives, a file fails its checksum (:class:`ChecksumError`), or a
+            downloaded archive cannot be read (it is deleted, to be fetched again).
+        BadInputError: ``root`` lies in the local copy read, ``index.csv`` is no S2-100K index
+            (:class:`~satclip.data.index.IndexFormatError`), or an archive of a local copy cannot be read.
+        OutputExistsError: ``ROOT/index.csv`` exists and differs from the source's.
     """
     root = Path(root)
     source = source or HubSource()
+    if isinstance(source, LocalSource):  # the dataset is written next to the copy it is read from, never into it
+        for output in (root, root / "images", root / STATE_DIR):
+            safe_output.check_not_inside(output, source.directory, "the local copy (--from)")
     try:
         files = source.list_files()
     except DownloadError as err:
@@ -198,23 +256,26 @@ def download_s2100k(
     with safe_output.exclusive(root):  # one download per dataset root
         staging = root / STATE_DIR / "files"
         images = root / "images"
-        images.mkdir(parents=True, exist_ok=True)
         extracted, skipped, added = [], [], 0
 
-        if _marker(root, index).is_file() and (root / "index.csv").is_file():
+        if _index_done(root, index, source):
             skipped.append(index.path)
         else:
             path = _fetch_checked(source, index, staging)
+            read_index(path)  # not UTF-8 CSV, or not the columns of an index: refused before it reaches ROOT
             data = path.read_bytes()
             if (root / "index.csv").is_file() and (root / "index.csv").read_bytes() != data:
                 raise OutputExistsError(
-                    f"{root / 'index.csv'} exists and differs from the dataset's index.csv; satclip does not replace "
-                    "it: move it away or download into another root"
+                    f"{root / 'index.csv'} exists and differs from the index.csv of {source.description}; satclip "
+                    "does not replace it: move it away or download into another root"
                 )
             safe_output.write_bytes(root / "index.csv", data)
-            marker = {"path": index.path, "sha256": index.sha256}
-            safe_output.write_bytes(_marker(root, index), json.dumps(marker).encode())
+            record = {"path": index.path, "source": source.description, "sha256": hashlib.sha256(data).hexdigest(),
+                      "listed": _listed_checksum(index)}  # fmt: skip
+            safe_output.write_bytes(_marker(root, index), json.dumps(record).encode())
             extracted.append(index.path)
+
+        safe_output.make_dirs(images)
 
         done = {shard.path for shard in shards if _shard_done(root, images, shard)}
         todo = [shard for shard in shards if shard.path not in done]
@@ -223,11 +284,17 @@ def download_s2100k(
             log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
-            names = extract_images(path, images, shard.path.replace("/", "__"))
+            try:
+                names = extract_images(path, images, shard.path.replace("/", "__"))
+            except ArchiveError as err:
+                if not _fetched(path, staging):
+                    raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
+                path.unlink(missing_ok=True)
+                raise ArchiveError(f"{err}; deleted it: rerun the same command to fetch it again") from err
             count = len(names)
             record = {"path": shard.path, "sha256": shard.sha256, "images": count, "names": names}
             safe_output.write_bytes(_marker(root, shard), json.dumps(record).encode())
-            if not keep_archives and path.resolve().is_relative_to(staging.resolve()):
+            if not keep_archives and _fetched(path, staging):
                 path.unlink(missing_ok=True)
             log.info("%s: %d images", shard.path, count)
             extracted.append(shard.path)

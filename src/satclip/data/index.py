@@ -30,7 +30,7 @@ INDEX_LAYOUTS: dict[str, tuple[str, ...]] = {
 
 
 class IndexFormatError(ValueError):
-    """``index.csv`` is missing, empty or has columns that match no known layout."""
+    """``index.csv`` is missing, empty, not UTF-8 CSV, or has columns that match no known layout."""
 
 
 @dataclass(frozen=True)
@@ -95,27 +95,35 @@ def read_index(path: str | Path) -> S2Index:
             f"no index file at {path}; an S2-100K root holds index.csv and images/ "
             "(get it with `satclip data download ROOT`)"
         )
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise IndexFormatError(f"{path} is empty; expected a header row such as 'fn,lon,lat'")
-        layout = detect_layout(header, path=path)
-        position = {c.strip().lower(): i for i, c in enumerate(header)}
-        i_fn, i_lon, i_lat = position["fn"], position["lon"], position["lat"]
-        width = max(i_fn, i_lon, i_lat) + 1
-        filenames: list[str] = []
-        coords: list[tuple[float, float]] = []
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < width:
-                raise IndexFormatError(f"{path}, line {line}: expected {len(header)} fields, got {row}")
-            name = row[i_fn].strip()
-            if not name:
-                raise IndexFormatError(f"{path}, line {line}: empty file name in column 'fn'")
-            filenames.append(name)
-            coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header:
+                raise IndexFormatError(f"{path} is empty; expected a header row such as 'fn,lon,lat'")
+            layout = detect_layout(header, path=path)
+            position = {c.strip().lower(): i for i, c in enumerate(header)}
+            i_fn, i_lon, i_lat = position["fn"], position["lon"], position["lat"]
+            width = max(i_fn, i_lon, i_lat) + 1
+            filenames: list[str] = []
+            coords: list[tuple[float, float]] = []
+            for line, row in enumerate(reader, start=2):
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if len(row) < width:
+                    raise IndexFormatError(f"{path}, line {line}: expected {len(header)} fields, got {row}")
+                name = row[i_fn].strip()
+                if not name:
+                    raise IndexFormatError(f"{path}, line {line}: empty file name in column 'fn'")
+                filenames.append(name)
+                coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+    except UnicodeDecodeError as err:
+        raise IndexFormatError(
+            f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} cannot be decoded); save it as UTF-8 CSV "
+            "with a header row such as 'fn,lon,lat'"
+        ) from None
+    except csv.Error as err:  # e.g. a field over csv's size limit: no table
+        raise IndexFormatError(f"{path} is not a CSV table ({err}); expected rows such as 'fn,lon,lat'") from None
     if not filenames:
         raise IndexFormatError(f"{path} lists no images (a header only); an S2-100K index has a row per image")
     lonlat = np.asarray(coords, dtype=np.float64).reshape(-1, 2)

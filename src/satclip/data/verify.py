@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoding.points import invalid_rows
-from ..errors import SatclipError
+from ..errors import BadInputError, SatclipError
 from ..optional import require
 from ..paths import cache_dir
 from ..safe_output import write_text
@@ -60,6 +60,9 @@ Progress = Callable[[Iterable, int], Iterable]
 class CheckSpec:
     """What a good patch looks like: ``bands × height × width`` of ``dtype``, at least ``min_size`` bytes.
 
+    ``dtype`` is any numeric NumPy dtype (``"uint16"``, ``"f4"``; kept as its name, ``"float32"``), or ``None``
+    for no check.
+
     ``full=True`` also decodes all pixels (about 10× slower than the header check) and refuses images with
     NaN or infinite values or a single value everywhere.
     """
@@ -71,8 +74,27 @@ class CheckSpec:
     min_size: int = MIN_FILE_SIZE
     full: bool = False
 
+    def __post_init__(self) -> None:
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", dtype_name(self.dtype))
+
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def dtype_name(value: str) -> str:
+    """The name rasterio gives a numeric NumPy dtype (``"f4"`` → ``"float32"``), to compare band types with.
+
+    Raises:
+        BadInputError: ``value`` is not a numeric NumPy dtype.
+    """
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in "biufc":
+        raise BadInputError(f"{value!r} is not a NumPy dtype (e.g. uint16, int16, float32)")
+    return dtype.name
 
 
 def _truncation(src, path: Path, size: int) -> str | None:
@@ -273,8 +295,8 @@ def verify_s2100k(
         if unsafe:
             return "path", unsafe
         if bad_coordinates[row]:
-            lon, lat = index.lonlat[row]
-            return "coordinates", f"lon={lon!r}, lat={lat!r}"
+            lon, lat = index.lonlat[row].tolist()
+            return "coordinates", f"lon={lon}, lat={lat}"
         name = index.filenames[row]
         path = images / name
         try:
