@@ -446,16 +446,22 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, poin
     assert checksum(stopped) == checksum(clean) and not workdir.exists()
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "[]"])
-def test_a_damaged_resume_record_is_named_with_the_fix(tmp_path, model, points, monkeypatch, capsys, damage):
-    """A damaged OUT.partial/manifest.json gave JSON's "Expecting value: line 1 column 1" (or "unexpected error
-    … 'list' object has no attribute 'get'") without naming the file or --restart."""
+def stopped_after_one_chunk(tmp_path, model, points, monkeypatch) -> tuple[Path, Path]:
+    """``(input, output)`` of an embed killed after its first chunk (its work left in ``OUTPUT.partial/``)."""
     source = tmp_path / "points.parquet"
     points.to_parquet(source)
     out = tmp_path / "emb.parquet"
     with monkeypatch.context() as patch:
         crash_after(patch, 1)
         assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    return source, out
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "[]"])
+def test_a_damaged_resume_record_is_named_with_the_fix(tmp_path, model, points, monkeypatch, capsys, damage):
+    """A damaged OUT.partial/manifest.json gave JSON's "Expecting value: line 1 column 1" (or "unexpected error
+    … 'list' object has no attribute 'get'") without naming the file or --restart."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
     record = tmp_path / "emb.parquet.partial" / "manifest.json"
     record.write_text(damage)
     capsys.readouterr()
@@ -468,12 +474,7 @@ def test_a_damaged_resume_record_is_named_with_the_fix(tmp_path, model, points, 
 
 
 def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkeypatch, capsys):
-    source = tmp_path / "points.parquet"
-    points.to_parquet(source)
-    out = tmp_path / "emb.parquet"
-    with monkeypatch.context() as patch:
-        crash_after(patch, 1)
-        assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
     assert embed(source, "-o", out, "--model", model, *CHUNK, "--layout", "columns") == 2
     assert "options.layout: 'list' → 'columns'" in capsys.readouterr().err
     points.assign(lat=points.lat / 2).to_parquet(source)
