@@ -374,3 +374,22 @@ def test_unknown_calculation_and_degree():
         create("sphericalharmonics", legendre_polys=10, harmonics_calculation="discretized")
     with pytest.raises(ValueError, match="positive integer"):
         create("sphericalharmonics", legendre_polys=0)
+
+
+@pytest.mark.parametrize("damage", ["40 0 cos(theta", "not a line", "\xff"])
+def test_damaged_generated_expressions_are_generated_again(tmp_path, monkeypatch, damage):
+    """Expressions beyond the shipped L = 40 are generated once into the cache; a damaged or incomplete file
+    there ended in a KeyError or ValueError at every load."""
+    pytest.importorskip("sympy")
+    from satclip.paths import cache_dir
+
+    cache = cache_dir("analytic_sh") / "ylm_l41.txt"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(damage.encode("latin-1"))
+    analytic_expressions.expression_texts.cache_clear()
+    try:
+        texts = analytic_expressions.expression_texts(41)
+    finally:
+        analytic_expressions.expression_texts.cache_clear()
+    assert len(texts) == 41 * 41 and cache.read_text().count("\n") == 2 * 40 + 1
+    assert texts[40, 0] == analytic_expressions.sympy_expression(40, 0)

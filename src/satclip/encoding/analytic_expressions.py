@@ -85,14 +85,24 @@ def expression_texts(degree: int) -> dict[tuple[int, int], str]:
     missing = [(l, m) for l in range(degree) for m in range(-l, l + 1) if (l, m) not in table]
     if missing:
         cache = cache_dir("analytic_sh") / f"ylm_l{degree}.txt"
-        if cache.exists():
-            table.update(_read_lines(cache.open()))
-        else:
+        extra = _cached_lines(cache)
+        if not set(missing) <= set(extra):
+            if cache.exists():
+                log.warning("%s is damaged or incomplete: generating it again", cache)
             log.info("generating %d analytic spherical harmonics with sympy (once)", len(missing))
             extra = {lm: sympy_expression(*lm) for lm in missing}
             safe_output.write_text(cache, "".join(f"{l} {m} {t}\n" for (l, m), t in extra.items()))
-            table.update(extra)
+        table.update(extra)
     return table
+
+
+def _cached_lines(cache) -> dict[tuple[int, int], str]:
+    """The expressions an earlier run generated into ``cache`` (nothing when it is missing or unreadable)."""
+    try:
+        with open(cache, encoding="utf-8") as fh:
+            return _read_lines(fh)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
 
 
 @lru_cache(maxsize=4)
