@@ -158,15 +158,18 @@ def test_backbone_hash_ignores_the_head():
     )
 
 
-@pytest.mark.parametrize("damage", ["lonlat cut short", "manifest not json"])
+@pytest.mark.parametrize("damage", ["lonlat cut short", "manifest not json", "backbone cut short"])
 def test_a_damaged_cache_is_named_by_verify_and_rebuilt_by_build(tmp_path, damage):
     """A cut-short lonlat.npy or a garbage manifest.json: verify named no file (numpy's or json's message
-    alone) and build reported the cache as fine; now verify names the file and build rebuilds it."""
+    alone) and build reported the cache as fine; now verify names the file and build rebuilds it. A cut-short
+    backbone.safetensors crashed verify (SafetensorError) and build called the cache up to date."""
     encoder, source = tiny_encoder(), tiny_source(10)
     cache = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
     expected = np.array(cache.features)
-    file = cache.path / ("lonlat.npy" if damage.startswith("lonlat") else "manifest.json")
-    if damage.startswith("lonlat"):
+    file = cache.path / {"lonlat": "lonlat.npy", "manifest": "manifest.json", "backbone": "backbone.safetensors"}[
+        damage.split()[0]
+    ]
+    if damage.endswith("cut short"):
         file.write_bytes(file.read_bytes()[:100])
     else:
         file.write_text("{")

@@ -4,6 +4,7 @@ the fixture checkpoint's architecture (moco_resnet18, random backbone; SH L = 10
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from satclip.io.original import read_original
 from satclip.models.clip import SatCLIP
 from satclip.train.sources import create_source
 
-from .conftest import REFERENCE, S2_EXAMPLES, require
+from .conftest import REFERENCE, S2_EXAMPLES, one_error_line, require
 
 POINTS = np.array([[13.4, 52.5], [-58.4, -34.6], [151.2, -33.9]])
 
@@ -125,3 +126,17 @@ def test_cache_verify_of_a_missing_directory_is_bad_input(tmp_path, capsys):
     assert main(["cache", "verify", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "no such feature cache" in err and "nope" in err
+
+
+def test_a_cache_inside_the_image_folder_of_data_root_is_refused(tmp_path, capsys):
+    """`--data.cache ROOT/images/cache` wrote the cache into the dataset's image folder."""
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    images = root / "images"
+    before = sorted(p.name for p in images.iterdir())
+    args = ["--data.root", str(root), "--data.cache", str(images / "cache"), "--model.image_encoder.name", "mosaiks",
+            "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4"]  # fmt: skip
+    assert main(["cache", "build", *args]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"the output {images / 'cache'} is inside the image folder of data.root {images}" in line
+    assert sorted(p.name for p in images.iterdir()) == before

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 
+from satclip.cli import main
 from satclip.train.config import TrainConfig, dump_config, from_dict, load_config
+
+from .conftest import one_error_line
 
 REPO_CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
 
@@ -77,3 +81,43 @@ def test_bad_override_lists_valid_keys():
 def test_example_configs_load(name):
     config = load_config(REPO_CONFIGS / name)
     assert config.model.image_encoder["name"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("trainer.devices", 0, "or -1 for all"),
+        ("trainer.accumulate_grad_batches", 0, "1 or more"),
+        ("trainer.check_val_every_n_epoch", 0, "1 or more"),
+        ("trainer.limit_train_batches", -1, "a fraction of the batches above 0"),
+        ("trainer.limit_train_batches", 0, "a fraction of the batches above 0"),
+        ("trainer.fast_dev_run", -1, "0 (off)"),
+        ("trainer.seed", -1, "in [0, 4294967295]"),
+        ("model.embed_dim", -5, "1 or more"),
+        ("model.embed_dim", 0, "1 or more"),
+        ("model.location_encoder.network.dim_hidden", -5, "an integer, 1 or more"),
+        ("model.logit_scale_init", math.nan, "a finite number"),
+        ("data.batch_size", 0, "1 or more"),
+        ("data.num_workers", -1, "0 or more"),
+        ("data.coord_jitter", math.nan, "a finite number, 0 or more"),
+        ("optim.lr", -1, "a finite number above 0"),
+        ("optim.lr", math.nan, "a finite number above 0"),
+        ("optim.eps", 0, "a finite number above 0"),
+        ("optim.eps", math.inf, "a finite number above 0"),
+    ],
+)
+def test_out_of_range_values_name_the_key_the_value_and_what_is_allowed(key, value, allowed):
+    """These were accepted, to fail later in Lightning, numpy or torch without naming the key (or to train
+    nonsense: a negative learning rate); now the config refuses them."""
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)}=-?(\d|nan|inf)\S* must be .*{re.escape(allowed)}"):
+        TrainConfig().replace(**{key: value})
+
+
+def test_a_bad_value_on_the_command_line_is_one_line_before_the_run_directory_exists(tmp_path, capsys):
+    """trainer.devices 0 failed in Lightning ("unexpected error") after the run directory was made."""
+    run = tmp_path / "run"
+    assert main(["train", "--trainer.output_dir", str(run), "--trainer.devices", "0", "--data.cache",
+                 str(tmp_path / "cache")]) == 2  # fmt: skip
+    line = one_error_line(capsys.readouterr().err)
+    assert "trainer.devices=0 must be 1 or more devices per node, or -1 for all of them" in line
+    assert not run.exists()

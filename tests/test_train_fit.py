@@ -17,8 +17,9 @@ import satclip
 from satclip.cli import main as cli_main
 from satclip.errors import ResumeError
 from satclip.io.native import read_native
-from satclip.train import fit, from_dict, load_config
+from satclip.train import dump_config, fit, from_dict, load_config
 
+from .conftest import one_error_line
 from .train_helpers import SMALL_LOCATION, synthetic_cache
 
 
@@ -107,8 +108,6 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
 
     base["trainer"]["output_dir"] = str(tmp_path / "killed")
     config_file = tmp_path / "killed.yaml"
-    from satclip.train import dump_config
-
     dump_config(from_dict(base), config_file)
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
@@ -171,3 +170,48 @@ def test_two_process_ddp_training_runs_and_exports(tmp_path):
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
     points = np.array([[13.4, 52.5]])
     assert satclip.load(result.exports["last"].native).encode(points).shape == (1, 32)
+
+
+def _train_cli(tmp_path, config: dict, *extra: str) -> int:
+    config_file = tmp_path / "train.yaml"
+    dump_config(from_dict(config), config_file)
+    return cli_main(["train", "--config", str(config_file), *extra])
+
+
+def test_a_run_whose_loss_becomes_nan_stops_naming_the_epoch_and_exports_nothing(tmp_path, capsys):
+    """A learning rate far too high made the loss NaN: the run finished (exit 0) and exported models that
+    satclip.load refuses."""
+    synthetic_cache(tmp_path / "cache", n=200)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", data={"batch_size": 64}, optim={"lr": 1000.0})
+    assert _train_cli(tmp_path, config) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "training diverged: the training loss is nan in epoch 0" in line and "lower optim.lr (now 1000)" in line
+    assert not (tmp_path / "run" / "export").exists()
+
+
+def test_a_prebuilt_cache_of_other_views_or_dtype_is_refused_naming_both(tmp_path, capsys):
+    """With data.root unset the cache was opened as is: data.cache_views and data.cache_dtype were ignored and
+    config.yaml recorded values the cache does not have."""
+    synthetic_cache(tmp_path / "cache", n=200, views=4)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"max_epochs": 1})
+    assert _train_cli(tmp_path, config, "--data.cache_dtype", "float32") == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "holds 4 views of float16 features, the config says data.cache_views=8, data.cache_dtype=float32" in line
+    assert "--data.cache_views 4 --data.cache_dtype float16" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert _train_cli(tmp_path, config, "--data.cache_views", "4") == 0
+    assert load_config(tmp_path / "run" / "config.yaml").data.cache_views == 4
+
+
+def test_a_cut_short_cache_backbone_is_refused_before_training(tmp_path, capsys):
+    """A truncated backbone.safetensors: verify crashed ("unexpected error (SafetensorError)") and training
+    ran every epoch, then crashed at the export."""
+    synthetic_cache(tmp_path / "cache", n=200)
+    backbone = tmp_path / "cache" / "backbone.safetensors"
+    backbone.write_bytes(backbone.read_bytes()[:-8])
+    assert cli_main(["cache", "verify", str(tmp_path / "cache")]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and f"{backbone} is damaged" in out
+    assert _train_cli(tmp_path, cached_config(tmp_path / "cache", tmp_path / "run")) == 2
+    assert f"{backbone} is damaged" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "run" / "checkpoints").exists()

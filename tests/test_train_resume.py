@@ -19,14 +19,16 @@ import pytest
 import torch
 
 from satclip import safe_output
+from satclip.cli import main
 from satclip.errors import LockedError, OutputExistsError, ResumeError
 from satclip.io.native import read_native
 from satclip.train import dump_config, fit, from_dict
 from satclip.train.callbacks import AtomicCheckpointIO, checksum_path
 from satclip.train.data import split_indices
 
+from .conftest import S2_EXAMPLES, one_error_line, require
 from .test_train_fit import cached_config
-from .train_helpers import synthetic_cache
+from .train_helpers import SMALL_LOCATION, synthetic_cache
 
 EPOCHS = 6
 #: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch
@@ -400,3 +402,100 @@ def test_a_workflow_that_trains_as_one_stage_gives_its_own_continuation(caplog):
     with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(KeyboardInterrupt):
         _fit_or_interrupt(trainer, None, None, None, "rerun the same `satclip demo` command")
     assert "training interrupted in epoch 1; rerun the same `satclip demo` command" in caplog.text
+
+
+def _cli_config(tmp_path, config: dict, **trainer) -> str:
+    """``config`` (with ``trainer`` changes) as a YAML file for ``satclip train --config``."""
+    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
+    dump_config(from_dict({**config, "trainer": {**config["trainer"], **trainer}}), path)
+    return str(path)
+
+
+def test_another_runs_checkpoint_is_not_resumed_into_a_directory_holding_a_run(tmp_path, short_run, capsys):
+    """`--resume OTHER.ckpt` into an output_dir holding a finished run of another config exited 0: it replaced
+    that run's checkpoints and config.yaml, and history.jsonl mixed the epochs of the two runs."""
+    config = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    files = ("config.yaml", "history.jsonl", "checkpoints/last.ckpt", "checkpoints/best.ckpt")
+    before = {name: (run / name).read_bytes() for name in files}
+    other = {**config, "optim": {"lr": 0.01}}
+    fit(from_dict({**other, "trainer": {**other["trainer"], "output_dir": str(tmp_path / "other"), "max_epochs": 1}}))
+    theirs = str(tmp_path / "other" / "checkpoints" / "last.ckpt")
+
+    assert main(["train", "--config", _cli_config(tmp_path, other, max_epochs=3), "--resume", theirs]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"cannot resume from {theirs} in {run}: that directory holds another run (optim.lr: 0.07 there" in line
+    assert "choose another trainer.output_dir" in line
+    assert {name: (run / name).read_bytes() for name in files} == before
+    (run / "config.yaml").rename(tmp_path / "aside.yaml")  # without it, its last checkpoint's config tells
+    with pytest.raises(OutputExistsError, match=r"holds another run \(optim\.lr: 0\.07 there, 0\.01 now\)"):
+        fit(from_dict({**other, "trainer": {**other["trainer"], "output_dir": str(run)}}), resume=theirs)
+    (tmp_path / "aside.yaml").rename(run / "config.yaml")
+    # into a new directory it resumes; the run's own best checkpoint resumes into the run's directory
+    assert main(["train", "--config", _cli_config(tmp_path, other, output_dir=str(tmp_path / "new")),
+                 "--resume", theirs]) == 0  # fmt: skip
+    own_best = str(run / "checkpoints" / "best.ckpt")
+    assert main(["train", "--config", _cli_config(tmp_path, config), "--resume", own_best]) == 0
+
+
+def test_fewer_epochs_than_done_are_refused_and_config_yaml_is_kept(tmp_path, short_run, capsys):
+    """trainer.max_epochs below the epochs done: Lightning's MisconfigurationException ("unexpected error"),
+    or with one epoch less a silent re-export, after config.yaml was rewritten, so that the command printed to
+    continue the run failed from then on."""
+    config = copy_run(short_run, tmp_path)
+    recorded = dump_config(from_dict(config), tmp_path / "run" / "config.yaml")  # as the copy's own run wrote it
+    before = recorded.read_text()
+    assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=1), "--resume"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "trainer.max_epochs=1 is below the 2 epochs" in line and "--trainer.max_epochs 2 or more" in line
+    assert recorded.read_text() == before
+    assert main(["train", "--config", str(recorded), "--resume"]) == 0
+
+
+def test_resume_given_a_directory_says_it_takes_a_checkpoint_file(tmp_path, short_run, capsys):
+    """`--resume DIR` said "cannot resume: DIR does not exist"."""
+    config = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", "--config", _cli_config(tmp_path, config), "--resume", str(run)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"cannot resume from {run}: it is a directory; --resume takes a checkpoint file" in line
+
+
+def test_a_resume_from_another_cache_is_refused_before_the_cache_is_rebuilt(tmp_path):
+    """A resume to be refused for another feature cache first rebuilt (so destroyed) the run's cache, which
+    the dataset at data.root no longer matches."""
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    config = {
+        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 13, "num_filters": 4},
+                  "location_encoder": SMALL_LOCATION},
+        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "s2100k", "root": str(root),
+                 "batch_size": 4, "cache_views": 2, "val_fraction": 0.2},
+        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
+    }  # fmt: skip
+    fit(from_dict(config))
+    more = from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}})
+    assert len(fit(more, resume=True).history) == 2  # the same images: the run's own cache
+    files = {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()}
+    index = root / "index.csv"
+    index.write_text("".join(index.read_text().splitlines(keepends=True)[:-1]))  # one image fewer
+    with pytest.raises(ResumeError, match=r"another feature cache \(.*dataset.* differ"):
+        fit(more.replace(**{"trainer.max_epochs": 3}), resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()} == files
+
+
+def test_a_run_that_recorded_other_cache_views_resumes_with_the_caches(tmp_path):
+    """A run from a prebuilt cache recorded data.cache_views and data.cache_dtype whatever the cache held (the
+    defaults); now that a config must say the cache's, such a run resumes with them: the cache's key, checked
+    on every resume, holds both."""
+    synthetic_cache(tmp_path / "cache", n=200, views=4)
+    config = config_for(tmp_path / "cache", tmp_path / "run", max_epochs=1)
+    config["data"] = {**config["data"], "cache_views": 4}
+    fit(from_dict(config))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = load(last)
+    checkpoint["hyper_parameters"]["config"]["data"]["cache_views"] = 8  # as an older satclip recorded it
+    torch.save(checkpoint, last)
+    checksum_path(last).unlink()
+    result = fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}}), resume=True)
+    assert [row["epoch"] for row in result.history] == [0, 1]

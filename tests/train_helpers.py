@@ -33,9 +33,10 @@ def location_features(lonlat: np.ndarray, dim: int, views: int, seed: int, noise
     return (base[:, None, :] + noise * rng.normal(size=(len(lonlat), views, dim))).astype(np.float16)
 
 
-def synthetic_cache(path, n: int = 2000, num_filters: int = 16, views: int = 4, seed: int = 0):
+def synthetic_cache(path, n: int = 2000, num_filters: int = 16, views: int = 8, seed: int = 0):
     """A feature cache of ``n`` synthetic images for a (never fitted) ``mosaiks`` encoder of
-    ``2 · num_filters`` features — only its config and (zero) buffers are used by training and export."""
+    ``2 · num_filters`` features — only its config and (zero) buffers are used by training and export. Its
+    ``views`` default is ``data.cache_views``'s: a config that does not set it trains from the cache."""
     encoder = image.create("mosaiks", in_chans=3, num_filters=num_filters, kernel_size=3)
     lonlat = sphere_points(n, seed)
     features = location_features(lonlat, 2 * num_filters, views, seed + 1)

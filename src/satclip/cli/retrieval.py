@@ -49,8 +49,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.output is None and not auto:
         raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
     if args.output is not None:  # a foreign directory, or the model's own: refuse now
-        inputs = [*local_model_files(args.model), *([args.cache] if args.cache != "auto" else [])]
-        safe_output.check_output(args.output, overwrite=True, directory=True, inputs=inputs)
+        safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
     model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
     if auto:
         from ..retrieval.auto import auto_directory, auto_features, shipped_models

@@ -158,6 +158,8 @@ class FeatureCache:
                                    (LONLAT, self.lonlat, (len(self), 2))):  # fmt: skip
             if array.shape != shape:
                 raise _damaged(self.path / name, f"shape {array.shape}, the manifest says {shape}")
+        with self._backbone_file():
+            pass
 
     def __len__(self) -> int:
         return int(self.manifest["shape"][0])
@@ -179,9 +181,17 @@ class FeatureCache:
         return self.manifest["head_prefix"]
 
     def backbone_state(self) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
+        with self._backbone_file() as tensors:
+            return {name: tensors.get_tensor(name) for name in tensors.keys()}
 
-        return load_file(self.path / BACKBONE)
+    def _backbone_file(self):
+        """``backbone.safetensors`` opened (memory-mapped), its header checked against the file's size."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            return safe_open(self.path / BACKBONE, framework="pt")
+        except (SafetensorError, OSError) as err:  # cut short, overwritten
+            raise _damaged(self.path / BACKBONE, str(err)) from err
 
     def gather(self, index: np.ndarray, view: np.ndarray) -> torch.Tensor:
         """Features of images ``index`` (int array) in views ``view`` → float32 ``(len(index), F)``."""
@@ -610,8 +620,11 @@ def verify_cache(
         report.problems.append(f"lonlat.npy has shape {lonlat.shape}, expected ({report.shape[0]}, 2)")
     elif invalid_rows(lonlat).any():
         report.problems.append("lonlat.npy: " + describe_invalid(lonlat, invalid_rows(lonlat)))
-    if state_sha256(cache.backbone_state()) != manifest["key"]["backbone_sha256"]:
-        report.problems.append("backbone.safetensors does not match the manifest's backbone_sha256")
+    try:
+        if state_sha256(cache.backbone_state()) != manifest["key"]["backbone_sha256"]:
+            report.problems.append("backbone.safetensors does not match the manifest's backbone_sha256")
+    except BadInputError as err:
+        report.problems.append(str(err))
     if recompute and encoder is not None and source is not None:
         rng = np.random.default_rng()
         picks = np.sort(rng.choice(len(cache), size=min(recompute, len(cache)), replace=False))

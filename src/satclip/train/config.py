@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -56,6 +57,17 @@ class ModelConfig:
     location_dtype: str = "float32"  # "float32" | "float64": parameters of the location encoder
     init_from: str | None = None
 
+    def __post_init__(self):
+        _check("model.embed_dim", self.embed_dim, self.embed_dim >= 1, "1 or more")
+        _check("model.logit_scale_init", self.logit_scale_init, math.isfinite(self.logit_scale_init), "a finite number")
+        network = self.location_encoder.get("network")
+        for size in ("dim_hidden", "num_layers"):  # the sizes every network with hidden layers has
+            value = network.get(size) if isinstance(network, dict) else None
+            if value is not None:
+                key = f"model.location_encoder.network.{size}"
+                _check(key, value, isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                       "an integer, 1 or more")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -84,10 +96,13 @@ class DataConfig:
     cache_dtype: str = "float16"  # storage dtype of cached features
 
     def __post_init__(self):
-        if self.coord_jitter < 0 or self.coord_jitter_km < 0:
-            raise ValueError(
-                f"data.coord_jitter={self.coord_jitter} and data.coord_jitter_km={self.coord_jitter_km} must be >= 0"
-            )
+        _check("data.batch_size", self.batch_size, self.batch_size >= 1, "1 or more (pairs per device and step)")
+        _check("data.val_fraction", self.val_fraction, 0 <= self.val_fraction < 1, "in [0, 1) (0: no validation)")
+        _check("data.num_workers", self.num_workers, self.num_workers >= 0, "0 or more (0: load in the main process)")
+        for key in ("coord_jitter", "coord_jitter_km"):
+            value = getattr(self, key)
+            _check(f"data.{key}", value, math.isfinite(value) and value >= 0, "a finite number, 0 or more (0: off)")
+        _check("data.cache_views", self.cache_views, self.cache_views >= 1, "1 or more (view 0 is the evaluation view)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,13 @@ class OptimConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+
+    def __post_init__(self):
+        _check("optim.lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number above 0")
+        _check("optim.weight_decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+               "a finite number, 0 or more")  # fmt: skip
+        _check("optim.betas", self.betas, all(0 <= beta < 1 for beta in self.betas), "two numbers in [0, 1)")
+        _check("optim.eps", self.eps, math.isfinite(self.eps) and self.eps > 0, "a finite number above 0")
 
 
 @dataclass(frozen=True)
@@ -129,13 +151,23 @@ class TrainerConfig:
     export_target: str = "original"  # original (.ckpt) | torchgeo (.pt) | rshf (directory); see docs/export.md
 
     def __post_init__(self):
-        if isinstance(self.max_epochs, int) and self.max_epochs < 1:  # (Lightning reads -1 as "without end")
-            raise ValueError(f"trainer.max_epochs={self.max_epochs} must be a number of epochs, 1 or more")
-        if self.checkpoint_every_n_steps < 0:
-            raise ValueError(
-                f"trainer.checkpoint_every_n_steps={self.checkpoint_every_n_steps} must be >= 0 (0: only after "
-                "every epoch)"
-            )
+        # (Lightning reads max_epochs -1 as "without end")
+        _check("trainer.max_epochs", self.max_epochs, self.max_epochs >= 1, "a number of epochs, 1 or more")
+        _check("trainer.seed", self.seed, 0 <= self.seed < 2**32, f"in [0, {2**32 - 1}] (numpy's range)")
+        _check("trainer.devices", self.devices, self.devices >= 1 or self.devices == -1,
+               "1 or more devices per node, or -1 for all of them")  # fmt: skip
+        _check("trainer.num_nodes", self.num_nodes, self.num_nodes >= 1, "1 or more")
+        for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
+            _check(f"trainer.{key}", getattr(self, key), getattr(self, key) >= 1, "1 or more")
+        _check("trainer.fast_dev_run", self.fast_dev_run, self.fast_dev_run >= 0,
+               "0 (off) or a number of batches to run once, 1 or more")  # fmt: skip
+        for key, low in (("limit_train_batches", "above 0"), ("limit_val_batches", "0 (no validation) or more")):
+            value = getattr(self, key)
+            fraction = 0 < value <= 1 if key == "limit_train_batches" else 0 <= value <= 1
+            _check(f"trainer.{key}", value, fraction or (value > 1 and float(value).is_integer()),
+                   f"a fraction of the batches {low} up to 1.0, or a whole number of batches")  # fmt: skip
+        _check("trainer.checkpoint_every_n_steps", self.checkpoint_every_n_steps, self.checkpoint_every_n_steps >= 0,
+               "0 or more (0: only after every epoch)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,6 +184,12 @@ class TrainConfig:
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with dotted overrides applied: ``cfg.replace(**{"optim.lr": 3e-4})``."""
         return from_dict(apply_overrides(self.to_dict(), overrides, parse=False))
+
+
+def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
+    """Raise :class:`ValueError` naming the dotted ``key``, its ``value`` and what is ``allowed`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{key}={value!r} must be {allowed}")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}

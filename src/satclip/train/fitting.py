@@ -31,12 +31,13 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from .. import safe_output
-from ..errors import OutputExistsError, ResumeError
+from ..errors import BadInputError, OutputExistsError, ResumeError
 from ..optional import require
 from .config import TrainConfig, dump_config, from_dict, load_config
 from .export import Exported, export_model, lightning_state_to_model
@@ -48,6 +49,8 @@ RESUMABLE_CHANGES = (
     "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.export",
     "trainer.checkpoint_every_n_steps", "trainer.output_dir", "data.num_workers", "trainer.limit_val_batches",
     "trainer.export_target",
+    # what the feature cache's key holds (checked on resume; runs of an older satclip recorded the defaults)
+    "data.cache_views", "data.cache_dtype",
 )  # fmt: skip
 
 #: what an older satclip left in a run directory (accepted, and marked as satclip's, without the marker)
@@ -108,30 +111,63 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
             f"cannot resume from {path}: its training config is not one this satclip can read ({err}); start a "
             "new run in another trainer.output_dir"
         ) from err
-    old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    changed = _config_changes(saved, config, "in the checkpoint")
     if changed:
-        details = "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in changed)
         raise ResumeError(
-            f"cannot resume from {path}: it was written by a run with another config ({details}). Resume with "
+            f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
             f"{', '.join(RESUMABLE_CHANGES)} may change when resuming"
         )
     return checkpoint
 
 
-def _check_same_cache(path: Path, checkpoint: dict, cache) -> None:
+def _config_changes(saved: TrainConfig, config: TrainConfig, where: str) -> str:
+    """The keys other than :data:`RESUMABLE_CHANGES` whose values differ, with both values ("" if none)."""
+    old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
+
+
+def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: dict) -> None:
+    """Refuse to resume from checkpoint ``path`` with the feature cache of ``key`` (at ``cache_dir``, built or
+    not yet) unless the checkpoint's run trained on a cache of the same key."""
     from .cache import key_differences
 
-    saved = checkpoint.get("hyper_parameters", {}).get("cache_key")
+    saved = checkpoint["hyper_parameters"].get("cache_key")
     if saved is not None:
-        differ = key_differences(saved, cache.key)
+        differ = key_differences(saved, key)
         if differ:
             raise ResumeError(
                 f"cannot resume from {path}: it was trained on another feature cache ({', '.join(differ)} differ "
-                f"from {cache.path}); point data.cache at the run's cache, or start a new run in another "
-                "trainer.output_dir"
+                f"from the cache at {cache_dir}); point data.cache at the run's cache, or start a new run in "
+                "another trainer.output_dir"
             )
+
+
+def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
+    """Refuse to resume from checkpoint ``path`` into ``run_dir`` when ``run_dir`` holds another run: one
+    whose recorded config (its ``config.yaml``, else its ``checkpoints/last.ckpt``'s) differs from ``config``
+    beyond :data:`RESUMABLE_CHANGES` (the resumed run would replace its checkpoints and mix its history)."""
+    own, recorded = run_dir / "checkpoints" / "last.ckpt", run_dir / "config.yaml"
+    if own.is_file() and own.samefile(path):
+        return  # its own checkpoint: already checked against config
+    try:
+        if recorded.is_file():
+            saved = load_config(recorded)
+        elif own.is_file():
+            saved = from_dict(torch.load(own, map_location="cpu", weights_only=True, mmap=True)["hyper_parameters"]
+                              ["config"])  # fmt: skip
+        else:
+            return
+    except Exception as err:  # a config or checkpoint this satclip cannot read (many types): it cannot be compared
+        changed = f"its {recorded.name if recorded.is_file() else own.name} cannot be read: {err}"
+    else:
+        changed = _config_changes(saved, config, "there")
+    if changed:
+        raise OutputExistsError(
+            f"cannot resume from {path} in {run_dir}: that directory holds another run ({changed}), whose "
+            "checkpoints and history the resumed run would replace; choose another trainer.output_dir"
+        )
 
 
 def _claim_run_dir(run_dir: Path) -> None:
@@ -158,7 +194,7 @@ def _claim_run_dir(run_dir: Path) -> None:
 
 def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path, check: bool):
     """``(checkpoint path, checked checkpoint)`` to resume from, ``(None, None)`` for a new run; the
-    checkpoint is checked (and returned) only with ``check``."""
+    checkpoint (and that ``run_dir`` holds no other run) is checked, and it is returned, only with ``check``."""
     ckpt_dir = run_dir / "checkpoints"
     if not resume:
         if check and any((ckpt_dir / name).exists() for name in ("last.ckpt", "best.ckpt")):
@@ -168,11 +204,30 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             )
         return None, None
     path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
+    if path.is_dir():
+        raise BadInputError(
+            f"cannot resume from {path}: it is a directory; --resume takes a checkpoint file (e.g. "
+            f"{path / 'checkpoints' / 'last.ckpt'}), or no value to continue from {ckpt_dir / 'last.ckpt'}"
+        )
     if not path.is_file():
         hint = (f"continue from {ckpt_dir / 'last.ckpt'} with --resume alone" if (ckpt_dir / "last.ckpt").is_file()
                 else "start without --resume")  # fmt: skip
         raise FileNotFoundError(f"cannot resume: {path} does not exist ({hint})")
-    return path, check_resume(path, config) if check else None
+    if not check:
+        return path, None
+    checkpoint = check_resume(path, config)
+    # epochs whose end the checkpoint records (Lightning counts an epoch ended by its checkpoint as processed)
+    try:
+        done = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):  # (not recorded: Lightning itself says what it makes of it)
+        done = 0
+    if config.trainer.max_epochs < done:
+        raise BadInputError(
+            f"trainer.max_epochs={config.trainer.max_epochs} is below the {done} epochs {path} has done: resume "
+            f"with --trainer.max_epochs {done} or more"
+        )
+    _check_same_run(run_dir, path, config)
+    return path, checkpoint
 
 
 def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Sequence):
@@ -234,10 +289,14 @@ def fit(
 
     Raises:
         LockedError: another run is using ``output_dir``.
-        OutputExistsError: ``output_dir`` holds a run and ``resume`` is not set, or holds files satclip did
-            not create.
+        OutputExistsError: ``output_dir`` holds a run and ``resume`` is not set, or ``resume`` names a
+            checkpoint of another run than the one ``output_dir`` holds, or it holds files satclip did not create.
         FileNotFoundError: ``resume`` is set and there is no checkpoint to resume from.
-        ResumeError: the checkpoint is damaged, or from a run with another config or feature cache.
+        BadInputError: ``resume`` names a directory, ``trainer.max_epochs`` is below the epochs done, or the
+            feature cache is damaged or holds other views or another dtype than the config says.
+        ResumeError: the checkpoint is damaged, or from a run with another config or feature cache (refused
+            before a stale cache is rebuilt).
+        DivergedError: the training loss became non-finite (nothing is exported).
     """
     pl = require("lightning.pytorch", "train", "training")
     from lightning.pytorch.utilities import rank_zero_only
@@ -263,13 +322,17 @@ def fit(
 
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         if config.data.source == "cache":
-            cache = cache if cache is not None else cache_from_config(config)
+            # a resume from another cache is refused before a stale cache is rebuilt
+            same_cache = None if checkpoint is None else partial(_check_same_cache, ckpt_path, checkpoint)
+            if cache is None:
+                cache = cache_from_config(config, check_key=same_cache)
+            elif same_cache is not None:
+                same_cache(cache.path, cache.key)
+            cache.check_files()  # before training, not at export
             source = None
         else:
             source = source if source is not None else source_from_config(config)
             cache = None
-        if checkpoint is not None and cache is not None:
-            _check_same_cache(ckpt_path, checkpoint, cache)
         checkpoint = None  # Lightning reads it again; drop the memory map
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
@@ -297,7 +360,6 @@ def fit(
 def _check_accelerator(accelerator: str) -> None:
     """An accelerator this machine does not have is bad config, named (Lightning raises a bare
     "No supported gpu backend found!")."""
-    from ..errors import BadInputError
     from ..machine import available_devices, check_device
 
     kind = {"gpu": "cuda"}.get(accelerator, accelerator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import SatclipError
 from ..models.clip import SatCLIP
 from ..models.loss import ContrastiveLoss
 from ..optional import require
@@ -13,6 +14,10 @@ from .data import derived_seed
 from .optim import adamw
 
 pl = require("lightning.pytorch", "train", "training")
+
+
+class DivergedError(SatclipError, RuntimeError):
+    """The training loss became non-finite."""
 
 
 def epoch_metrics(metrics: dict) -> dict[str, float]:
@@ -71,7 +76,14 @@ class SatCLIPTrainingModule(pl.LightningModule):
         return out.loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):  # a step further would save and export a model satclip.load refuses
+            raise DivergedError(
+                f"training diverged: the training loss is {loss.item()} in epoch {self.current_epoch} (step "
+                f"{self.global_step}); nothing was exported: start a new run with a lower optim.lr (now "
+                f"{self.config.optim.lr:g})"
+            )
+        return loss
 
     def validation_step(self, batch, batch_idx):
         return self._step(batch, "val")

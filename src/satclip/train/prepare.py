@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import safe_output
+from ..errors import BadInputError
 from .build import build_image_encoder
-from .cache import FeatureCache, Progress, build_cache
+from .cache import FeatureCache, Progress, build_cache, cache_key
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
 from .sources import PairSource, create_source
@@ -57,12 +60,19 @@ def cache_from_config(
     rebuild: bool = False,
     progress: Progress | None = None,
     threads: int = 1,
+    check_key: Callable[[str, dict], None] | None = None,
 ) -> FeatureCache:
     """The feature cache ``data.cache`` for ``model.image_encoder`` on ``data.dataset``/``data.root``.
 
     With ``data.root`` set, the cache is built, finished or (when stale) rebuilt as needed; without it,
-    the existing cache at ``data.cache`` is opened as is. ``threads``: chunks built at once (see
-    :func:`~satclip.train.cache.build_cache`).
+    the existing cache at ``data.cache`` is opened as is, and must hold ``data.cache_views`` views of
+    ``data.cache_dtype`` features. ``threads``: chunks built at once (see
+    :func:`~satclip.train.cache.build_cache`). ``check_key(data.cache, key)`` is called with the key of the
+    cache before anything is built, to refuse it (a resume from another cache) without touching a stale one.
+
+    Raises:
+        BadInputError: ``data.cache`` lies inside the image folder of ``data.root``, or the existing cache
+            opened as is holds other views or another dtype than the config says.
     """
     data = config.data
     if not data.cache:
@@ -76,16 +86,30 @@ def cache_from_config(
                 f"feature cache {data.cache} does not exist and data.root is not set: give data.root (the image "
                 "dataset) to build it, or run `satclip cache build --config CONFIG`"
             )
-        return FeatureCache.open(data.cache)
+        cache = FeatureCache.open(data.cache)
+        views, dtype = cache.views, cache.key["dtype"]
+        if (data.cache_views, data.cache_dtype) != (views, dtype):
+            raise BadInputError(
+                f"feature cache {data.cache} holds {views} views of {dtype} features, the config says "
+                f"data.cache_views={data.cache_views}, data.cache_dtype={data.cache_dtype}: set --data.cache_views "
+                f"{views} --data.cache_dtype {dtype} to train from it, or give data.root to rebuild it as configured"
+            )
+        if check_key is not None:
+            check_key(data.cache, cache.key)
+        return cache
+    safe_output.check_not_inside(data.cache, Path(data.root) / "images", "the image folder of data.root")
     source = source_from_config(config)
     device = torch.device(device) if device is not None else default_device(config.trainer.accelerator)
     encoder = build_image_encoder(
         config.model.image_encoder, embed_dim=config.model.embed_dim, seed=config.trainer.seed
     )
     fit_from_data(encoder, source, seed=config.trainer.seed)
+    options = {"views": data.cache_views, "dtype": data.cache_dtype, "seed": config.trainer.seed}
+    if check_key is not None:
+        check_key(data.cache, cache_key(encoder, source, **options))
     return build_cache(
-        data.cache, encoder, source, views=data.cache_views, dtype=data.cache_dtype, seed=config.trainer.seed,
-        batch_size=batch_size, num_workers=data.num_workers if num_workers is None else num_workers,
+        data.cache, encoder, source, **options, batch_size=batch_size,
+        num_workers=data.num_workers if num_workers is None else num_workers,
         device=device, amp=resolve_precision(config.trainer.precision, config.trainer.accelerator)[0].startswith("bf16")
         and device.type == "cuda",
         rebuild=rebuild, progress=progress, threads=threads,
