@@ -51,6 +51,19 @@ def test_rebuild_is_identical_and_up_to_date_cache_is_reused(tmp_path):
     assert source.dataset.reads == 0
 
 
+def test_a_cache_written_from_outside_features_is_rebuilt_in_place(tmp_path):
+    """write_cache marked its directory a plain output: building the cache of another source there (stale:
+    rebuilt) was refused as a satclip directory of another kind."""
+    from satclip.train.cache import write_cache
+
+    features = np.zeros((10, 2, 16), dtype=np.float32)
+    lonlat = np.stack([np.linspace(-170, 170, 10), np.linspace(-80, 80, 10)], axis=1)
+    written = write_cache(tmp_path / "c", features, lonlat, tiny_encoder(), fingerprint="outside")
+    assert len(written) == 10
+    rebuilt = build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2)
+    assert verify_cache(rebuilt.path).ok and not np.array_equal(rebuilt.features, features)
+
+
 def test_interrupted_build_resumes_to_the_same_cache(tmp_path):
     reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
 

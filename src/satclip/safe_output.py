@@ -461,9 +461,11 @@ def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[s
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+def atomic_dir(
+    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), kind: str = "output"
+) -> Iterator[Path]:
     """Like :func:`atomic_file` for a directory: yield an empty temporary directory (already marked as
-    satclip's) that replaces ``path`` when the block succeeds."""
+    satclip's, of ``kind``) that replaces ``path`` when the block succeeds."""
     path = Path(path)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
@@ -472,7 +474,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False, inputs: Iterable[st
     tmp = temp_path(path)
     tmp.mkdir()
     try:
-        mark_owned(tmp)
+        mark_owned(tmp, kind)
         yield tmp
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
     finally:

@@ -480,7 +480,7 @@ def write_cache(
         "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
         "build": {"device": "external", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }  # fmt: skip
-    with safe_output.atomic_dir(path, overwrite=True) as tmp:  # replaces only a directory satclip made
+    with safe_output.atomic_dir(path, overwrite=True, kind="feature-cache") as tmp:  # only one satclip made
         np.save(tmp / FEATURES, features)
         np.save(tmp / LONLAT, lonlat)
         _save_backbone(tmp / BACKBONE, encoder)
