@@ -189,6 +189,37 @@ def test_two_dimensional_coordinates(encoder):
     np.testing.assert_allclose(field.compute(scheduler="sync").values, expected, rtol=0, atol=1e-5)
 
 
+def test_a_field_keeps_its_inputs_coordinates_and_pairs_them_by_name(encoder):
+    """1-D lon/lat along a raster's x/y replaced its x/y labels (metres) by degrees, so assigning the field to
+    its own dataset gave NaN everywhere; a transposed 2-D lat was paired by position (a value off by 1.3);
+    lon and lat of one point dimension made an N × N grid with a repeated dimension."""
+    x, y = np.array([1.05e6, 1.15e6, 1.25e6]), np.array([5.95e6, 5.85e6])  # a Web-Mercator raster's axes
+    ds = xr.Dataset({"band": (("y", "x"), np.ones((2, 3)))},
+                    coords={"x": x, "y": y, "lon": ("x", [9.4, 10.3, 11.2]), "lat": ("y", [47.1, 46.5])})  # fmt: skip
+    field = embedding_field(encoder, ds.lon, ds.lat)
+    np.testing.assert_array_equal(field.x.values, x)
+    assert field.dims == ("y", "x", "dim") and field.lon.dims == ("x",) and "axis" not in field.lon.attrs
+    ds["emb"] = field
+    assert not ds.emb.isnull().any()
+    expected = encoder.encode(grid_points(ds.lon.values, ds.lat.values)).numpy().reshape(2, 3, 8)
+    np.testing.assert_allclose(ds.emb.values, expected, rtol=0, atol=1e-5)
+    plain = embedding_field(encoder, np.array([9.4, 10.3]), np.array([47.1, 46.5]))  # (named lat/lon: indexes)
+    assert plain.dims == ("lat", "lon", "dim") and plain.lat.attrs["axis"] == "Y"
+
+    lon2, lat2 = np.meshgrid([5.0, 6.0, 7.0], [50.0, 49.0, 48.0])
+    lon = xr.DataArray(lon2, dims=("y", "x"))
+    lat = xr.DataArray(lat2, dims=("y", "x")).transpose("x", "y")
+    paired = embedding_field(encoder, lon, lat)
+    assert float(paired.lat[0, 1]) == 50.0
+    np.testing.assert_allclose(paired.values, embedding_field(encoder, lon, lat.transpose("y", "x")).values)
+    with pytest.raises(ValueError, match="must share their dimensions"):
+        embedding_field(encoder, lon, xr.DataArray(lat2, dims=("a", "b")))
+
+    stations = xr.Dataset(coords={"lon": ("station", [5.0, 6.0]), "lat": ("station", [50.0, 49.0])})
+    with pytest.raises(ValueError, match="both run along 'station': they are points"):
+        embedding_field(encoder, stations.lon, stations.lat)
+
+
 def test_invalid_coordinates(encoder):
     lon = np.tile(np.linspace(0, 10, 6), (4, 1))
     lat = np.tile(np.linspace(40, 50, 4)[:, None], (1, 6))
@@ -223,12 +254,15 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     assert not (tmp_path / "dask.zarr.partial").exists()
     local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
     assert local.attrs == dask.attrs and local.embedding.dims == dask.embedding.dims == ("dim", "lat", "lon")
-    # the model is recorded on the embedding in both (the local map recorded no model at all)
-    field = {k: v for k, v in dask.embedding.attrs.items() if k != "satclip_cells"}  # (the map's "cells" attribute)
-    assert local.embedding.attrs == field and local.embedding.attrs["satclip_model"] == "model"
+    # the model and the cells computed are recorded on the embedding in both (the local map recorded no model at
+    # all, then no cells), and the coordinates carry the same CF attributes (the local ones had no axis)
+    assert local.embedding.attrs == dask.embedding.attrs and local.embedding.attrs["satclip_model"] == "model"
     assert len(local.embedding.attrs["satclip_model_sha256"]) == 64
+    assert local.embedding.attrs["satclip_cells"] == "inside the training footprint (land)"
     for name in ("lat", "lon", "dim"):
         np.testing.assert_array_equal(local[name].values, dask[name].values)
+        assert local[name].attrs == dask[name].attrs
+    assert local.lat.attrs["axis"] == "Y" and local.lon.attrs["standard_name"] == "longitude"
     blank = np.isnan(local.embedding.values)
     assert blank.any() and not blank.all()  # cells outside the footprint (land) are NaN in both
     np.testing.assert_array_equal(local.embedding.values, dask.embedding.values)

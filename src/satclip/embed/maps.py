@@ -408,6 +408,11 @@ def model_attrs(encoder, identity: dict, model=None) -> dict:
     }
 
 
+#: CF attributes of latitude and longitude coordinates (satclip map's Zarr, lazy fields)
+LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
+LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+
+
 def write_zarr(
     path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict, *, overwrite: bool = False,
     variable_attrs: dict | None = None,
@@ -425,16 +430,18 @@ def write_zarr(
             variable, shape=(count, grid.height, grid.width), chunks=(1, rows, grid.width), dtype="float32",
             fill_value=np.nan, attributes={**(variable_attrs or {}), "_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"]},
         )  # fmt: skip
-        for name, values, units in (("lat", grid.lat, "degrees_north"), ("lon", grid.lon, "degrees_east")):
-            standard = "latitude" if name == "lat" else "longitude"
+        axes = (("lat", grid.lat, {**LAT_ATTRS, "axis": "Y"}), ("lon", grid.lon, {**LON_ATTRS, "axis": "X"}))
+        for name, values, cf in axes:
             coord = group.create_array(  # fill_value None: xarray would read a 0.0 centre as missing (NaN)
                 name, shape=values.shape, dtype="float64", fill_value=None,
-                attributes={"_ARRAY_DIMENSIONS": [name], "units": units, "standard_name": standard},
+                attributes={"_ARRAY_DIMENSIONS": [name], **cf},
             )  # fmt: skip
             coord[:] = values
+        band_attrs = {"long_name": "embedding dimension"} if band_dim == "dim" else {}  # (as a lazy field's)
         band = group.create_array(
-            band_dim, shape=(count,), dtype="int32", fill_value=None, attributes={"_ARRAY_DIMENSIONS": [band_dim]}
-        )
+            band_dim, shape=(count,), dtype="int32", fill_value=None,
+            attributes={"_ARRAY_DIMENSIONS": [band_dim], **band_attrs},
+        )  # fmt: skip
         band[:] = np.arange(count, dtype=np.int32)
         for row0, values in blocks:
             data[:, row0 : row0 + values.shape[0], :] = np.moveaxis(values, -1, 0)
@@ -628,8 +635,11 @@ def render_map(
             write_geotiff(output, grid, source, count, names, tags=tags, overwrite=overwrite)
         else:
             variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
+            from .xarray import MapCells  # (the cells a lazy field of the same map describes)
+
+            cells = MapCells(footprint if blank_unseen else None, land_only).description
             write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite,
-                       variable_attrs=model_attrs(encoder, model_id))  # fmt: skip
+                       variable_attrs={**model_attrs(encoder, model_id), "satclip_cells": cells})  # fmt: skip
         if work is not None:
             work.remove()
     return output

@@ -28,6 +28,7 @@ from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
 from ..io.resolve import encoder_files
 from ..optional import require
+from .maps import LAT_ATTRS, LON_ATTRS
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 DIM = "dim"
 #: cells per chunk by default: 64 MiB of float32 embeddings at 256 dimensions
 DEFAULT_CHUNK_CELLS = 1 << 16
-LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
-LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
 
 
 class LandCells:
@@ -223,10 +222,19 @@ def embedding_field(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint,
     )  # fmt: skip
+    if hasattr(lon, "dims") and hasattr(lat, "dims") and np.ndim(lon) == np.ndim(lat) == 2 and lat.dims != lon.dims:
+        if set(lat.dims) != set(lon.dims):
+            raise ValueError(f"lon has dims {lon.dims} and lat {lat.dims}: 2-D coordinates must share their dimensions")
+        lat = lat.transpose(*lon.dims)  # (paired by dimension name, not by position)
     lon_data, lat_data = getattr(lon, "data", lon), getattr(lat, "data", lat)
     extra_coords = {}
     if np.ndim(lon_data) == 1 and np.ndim(lat_data) == 1:
         dims = (getattr(lat, "dims", ("lat",))[0], getattr(lon, "dims", ("lon",))[0])
+        if dims[0] == dims[1]:
+            raise ValueError(
+                f"lon and lat both run along {dims[0]!r}: they are points, not the axes of a grid; embed points "
+                "with satclip.embed (a field needs a lat axis and a lon axis, or 2-D coordinates)"
+            )
         lat_axis, lon_axis = np.asarray(lat_data, np.float64), np.asarray(lon_data, np.float64)
         for axis, values, limit in (("lon", lon_axis, 180), ("lat", lat_axis, 90)):
             bad = ~np.isfinite(values) | (np.abs(values) > limit)
@@ -239,10 +247,13 @@ def embedding_field(
         cy, cx = _chunk_sizes(shape, chunks, dims)
         lat_d = darray.from_array(lat_axis[:, None], chunks=(cy, 1))
         lon_d = darray.from_array(lon_axis[None, :], chunks=(1, cx))
+        # lat/lon index the grid when the axes are named so; along other dimensions (a projected raster's
+        # y/x) they are auxiliary coordinates and the input's own coordinates of those dimensions are kept
         coords = {
-            dims[0]: xr.Variable(dims[0], lat_axis, {**LAT_ATTRS, "axis": "Y"}),
-            dims[1]: xr.Variable(dims[1], lon_axis, {**LON_ATTRS, "axis": "X"}),
+            "lat": xr.Variable(dims[0], lat_axis, {**LAT_ATTRS, "axis": "Y"} if dims[0] == "lat" else LAT_ATTRS),
+            "lon": xr.Variable(dims[1], lon_axis, {**LON_ATTRS, "axis": "X"} if dims[1] == "lon" else LON_ATTRS),
         }
+        extra_coords = _other_coords((lon, lat), dims)
     elif np.ndim(lon_data) == 2 and np.shape(lon_data) == np.shape(lat_data):
         dims = tuple(getattr(lon, "dims", ("y", "x")))
         shape = tuple(np.shape(lon_data))
@@ -255,10 +266,7 @@ def embedding_field(
             size = _chunk_sizes(shape, chunks, dims)
             lon_d, lat_d = lon_d.rechunk(size), lat_d.rechunk(size)
         coords = {"lon": xr.Variable(dims, lon_d, LON_ATTRS), "lat": xr.Variable(dims, lat_d, LAT_ATTRS)}
-        for source in (lon, lat):
-            for key, coord in getattr(source, "coords", {}).items():
-                if key not in ("lon", "lat") and set(coord.dims) <= set(dims):
-                    extra_coords[key] = coord
+        extra_coords = _other_coords((lon, lat), dims)
     else:
         raise ValueError(
             f"lon and lat must be the 1-D axes of a regular grid or 2-D arrays of one shape, got shapes "
@@ -308,6 +316,17 @@ def embedding_field(
     attrs = {**model_attrs, "satclip_cells": description}
     field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
     return field.assign_coords(extra_coords) if extra_coords else field
+
+
+def _other_coords(sources, dims) -> dict:
+    """The coordinates of xarray ``sources`` (lon, lat) other than lon/lat that lie along ``dims``: what the
+    field keeps of its input (e.g. a raster's projected x/y), so that it aligns with the input's dataset."""
+    found = {}
+    for source in sources:
+        for key, coord in getattr(source, "coords", {}).items():
+            if key not in ("lon", "lat") and set(coord.dims) <= set(dims):
+                found[key] = coord
+    return found
 
 
 def write_map_zarr(
