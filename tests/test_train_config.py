@@ -100,6 +100,7 @@ def test_example_configs_load(name):
         ("data.batch_size", 0, "1 or more"),
         ("data.num_workers", -1, "0 or more"),
         ("data.coord_jitter", math.nan, "a finite number, 0 or more"),
+        ("data.cache_views", 10**30, "1 to 1024"),  # (an OverflowError in the cache build: "please report it")
         ("optim.lr", -1, "a finite number above 0"),
         ("optim.lr", math.nan, "a finite number above 0"),
         ("optim.eps", 0, "a finite number above 0"),

@@ -69,6 +69,10 @@ class ModelConfig:
                        "an integer, 1 or more")  # fmt: skip
 
 
+#: the most views a feature cache holds per image (each costs a backbone pass and its share of the cache)
+MAX_CACHE_VIEWS = 1024
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the (image, location) pairs come from.
@@ -102,7 +106,8 @@ class DataConfig:
         for key in ("coord_jitter", "coord_jitter_km"):
             value = getattr(self, key)
             _check(f"data.{key}", value, math.isfinite(value) and value >= 0, "a finite number, 0 or more (0: off)")
-        _check("data.cache_views", self.cache_views, self.cache_views >= 1, "1 or more (view 0 is the evaluation view)")
+        _check("data.cache_views", self.cache_views, 1 <= self.cache_views <= MAX_CACHE_VIEWS,
+               f"1 to {MAX_CACHE_VIEWS} (view 0 is the evaluation view; the recipes use 8)")  # fmt: skip
 
 
 @dataclass(frozen=True)
