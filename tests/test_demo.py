@@ -105,6 +105,14 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert "## Compared with the model card" in text and "300 points per sampled task and 1 seed(s)" in text
     encoder = satclip.load(tmp_path / "demo" / "model")
     assert encoder.encode(torch.tensor([[0.0, 0.0]])).shape == (1, 256)
+    assert "trained by an earlier run" not in text
+
+    # the same command again: nothing is trained again, and the report says whose epochs those are (its stage
+    # times said "pretraining 0 s" of a model trained for 2 epochs)
+    weights = (tmp_path / "demo" / "model" / "model.safetensors").read_bytes()
+    again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings and continued here)" in again
+    assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() == weights
 
     # a rerun stopped after its new model replaced the old one leaves no report of the old model beside it (the
     # report, map and curve of the first run stayed, describing a model no longer there)

@@ -222,9 +222,10 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
             progress=lambda done, total: progress.update(done / max(total, 1)),
         )
     with stage("pretraining"):
-        resume = _continues(config)
+        earlier = _continues(config)
         again = "rerun the same `satclip demo` command: training continues where it stopped"
-        result = fit(config, cache=cache, resume=resume, callbacks=[_training_progress(progress)], continue_with=again)
+        result = fit(config, cache=cache, resume=earlier is not None, callbacks=[_training_progress(progress)],
+                     continue_with=again)  # fmt: skip
         # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
         # here on leaves no report rather than one of another model
         safe_output.remove_owned_files(out, REPORT_FILES)
@@ -251,31 +252,41 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
         )  # fmt: skip
         _training_curve(result.history, out / "training.png")
         path = out / "report.md"
-        safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out))
+        safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out, earlier or 0))
     safe_output.write_json(out / "timings.json", timings, indent=2)
     return path
 
 
-def _continues(config) -> bool:
-    """Whether an earlier demo's training in ``config``'s output directory is continued: its last checkpoint was
-    written by a run of exactly this config (any other run there is discarded: training starts again)."""
+def _continues(config) -> int | None:
+    """The epochs an earlier demo's training in ``config``'s output directory finished, when it is continued
+    (its last checkpoint was written by a run of exactly this config), else None: any other run there is
+    discarded and training starts again."""
     from ..errors import ResumeError
     from ..train.config import from_dict
-    from ..train.fitting import check_resume
+    from ..train.fitting import check_resume, epochs_done
 
     run = Path(config.trainer.output_dir)
     last = run / "checkpoints" / "last.ckpt"
     if last.is_file():
         try:
-            saved = check_resume(last, config)["hyper_parameters"]["config"]
-            if from_dict(saved).to_dict() == config.to_dict():
+            checkpoint = check_resume(last, config)
+            if from_dict(checkpoint["hyper_parameters"]["config"]).to_dict() == config.to_dict():
                 log.info("continuing the training of an earlier demo run from %s", last)
-                return True
+                return epochs_done(checkpoint)
             log.info("an earlier demo run trained with other settings in %s: training starts again", run)
         except ResumeError as err:
             log.info("training starts again: %s", err)
     safe_output.remove_owned(run)
-    return False
+    return None
+
+
+def _continued(earlier: int, epochs: int) -> str:
+    """What the report says of epochs an earlier run of the same settings trained (their time is not in the
+    stage times)."""
+    if not earlier:
+        return ""
+    which = f"all {epochs}" if earlier >= epochs else f"the first {earlier}"
+    return f" ({which} trained by an earlier run of these settings and continued here)"
 
 
 def _training_curve(history: list[dict], path: Path) -> None:
@@ -357,7 +368,7 @@ def _card_differences(settings, result) -> list[str]:
     return lines
 
 
-def _report(settings, result, evaluation, timings, model_dir: Path, out: Path) -> str:
+def _report(settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int = 0) -> str:
     from ..eval.report import display_names, relink
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
@@ -374,7 +385,8 @@ def _report(settings, result, evaluation, timings, model_dir: Path, out: Path) -
         "",
         f"- corpus: {settings.patches:,} Blue Marble patches (32 px, 7.5 km/px, land north of 60°S, seed "
         f"{settings.seed}); {settings.views} cached MOSAIKS view(s) per patch",
-        f"- pretraining: {settings.epochs} epochs, {steps} steps of {settings.batch_size:,} pairs per contrastive "
+        f"- pretraining: {settings.epochs} epochs{_continued(earlier_epochs, settings.epochs)}, {steps} steps of "
+        f"{settings.batch_size:,} pairs per contrastive "
         f"softmax, AdamW lr {settings.lr:g}; last epoch: {_last_epoch(result, settings)}. The accuracies are "
         "contrastive top-1: the share of images whose own location scores highest in their batch (i2l), and of "
         "locations whose own image does (l2i); chance is one over the batch size, averaged over the epoch's "

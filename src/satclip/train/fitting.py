@@ -216,11 +216,7 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
     if not check:
         return path, None
     checkpoint = check_resume(path, config)
-    # epochs whose end the checkpoint records (Lightning counts an epoch ended by its checkpoint as processed)
-    try:
-        done = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError, ValueError):  # (not recorded: Lightning itself says what it makes of it)
-        done = 0
+    done = epochs_done(checkpoint)
     if config.trainer.max_epochs < done:
         raise BadInputError(
             f"trainer.max_epochs={config.trainer.max_epochs} is below the {done} epochs {path} has done: resume "
@@ -228,6 +224,15 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
         )
     _check_same_run(run_dir, path, config)
     return path, checkpoint
+
+
+def epochs_done(checkpoint: dict) -> int:
+    """The epochs whose end a training checkpoint records (Lightning counts an epoch ended by its checkpoint
+    as processed); 0 where it records none."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Sequence):
