@@ -63,6 +63,27 @@ def test_a_cache_written_from_outside_features_is_rebuilt_in_place(tmp_path):
     rebuilt = build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2)
     assert verify_cache(rebuilt.path).ok and not np.array_equal(rebuilt.features, features)
 
+    # one written before markers named their kind ("output") is adopted the same way
+    from satclip import safe_output
+
+    old = write_cache(tmp_path / "old", features, lonlat, tiny_encoder(), fingerprint="outside").path
+    marker = json.loads((old / safe_output.MARKER).read_text())
+    (old / safe_output.MARKER).write_text(json.dumps({**marker, "kind": "output"}))
+    assert verify_cache(build_cache(old, tiny_encoder(), tiny_source(10), views=2).path).ok
+
+    # a build stopped in a cache written from outside features leaves satclip's own files there: writing the
+    # cache again replaces the directory (they were refused as files satclip had not written)
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        raise Stop
+
+    stopped = write_cache(tmp_path / "stopped", features, lonlat, tiny_encoder(), fingerprint="outside").path
+    with pytest.raises(Stop):
+        build_cache(stopped, tiny_encoder(), tiny_source(10), views=2, chunk_size=3, progress=stop)
+    assert len(write_cache(stopped, features, lonlat, tiny_encoder(), fingerprint="outside")) == 10
+
 
 def test_interrupted_build_resumes_to_the_same_cache(tmp_path):
     reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)

@@ -92,8 +92,17 @@ def is_owned(path: str | Path) -> bool:
     return path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
 
 
+def owned_kind(path: str | Path) -> str | None:
+    """The kind a satclip directory's marker names (``"output"`` where it names none), or None for a path
+    satclip did not create."""
+    if not is_owned(path):
+        return None
+    kind = _marker(Path(path)).get("kind")
+    return kind if isinstance(kind, str) else "output"
+
+
 def mark_owned(directory: str | Path, kind: str = "output") -> None:
-    """Write the ownership marker into ``directory`` (which satclip has just created)."""
+    """Write the ownership marker into ``directory`` (which satclip has just created, or adopts as ``kind``)."""
     from . import __version__
 
     (Path(directory) / MARKER).write_text(json.dumps({"created_by": "satclip", "version": __version__, "kind": kind}))
@@ -110,12 +119,17 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
     path = Path(path)
     clean_stale(path)  # e.g. what a process killed while removing an earlier ``path`` left
     if is_owned(path):
-        found = _marker(path).get("kind")
+        marker = _marker(path)
+        found = marker.get("kind")
         if isinstance(found, str) and found != kind:  # (a model directory is no evaluation or run directory)
             raise OutputExistsError(
                 f"{path} is a satclip directory of kind {found!r}, not {kind!r}: satclip does not mix its outputs "
                 "there; choose a new or empty directory"
             )
+        files = marker.get("files")
+        if isinstance(files, dict) and "published" in files:  # work goes on in it: its files are no longer those
+            del files["published"]                            # it was published with
+            write_json(path / MARKER, marker)
         return path
     if path.exists() or path.is_symlink():
         if not path.is_dir() or path.is_symlink():

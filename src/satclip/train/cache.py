@@ -348,8 +348,10 @@ def build_cache(
                 manifest = None  # interrupted before its files were created
         elif manifest is not None:
             manifest = None
-        if _existing_manifest(path) is not None and not safe_output.is_owned(path):
-            safe_output.mark_owned(path, kind="feature-cache")  # a cache made before ownership markers
+        if _existing_manifest(path) is not None and safe_output.owned_kind(path) in (None, "output"):
+            # a cache made before ownership markers, or one whose marker said "output" (write_cache's before
+            # markers named their kind)
+            safe_output.mark_owned(path, kind="feature-cache")
         safe_output.make_owned_dir(path, kind="feature-cache")
 
         encoder = encoder.to(device).eval()
