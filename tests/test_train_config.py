@@ -96,6 +96,7 @@ def test_example_configs_load(name):
         ("model.embed_dim", -5, "1 or more"),
         ("model.embed_dim", 0, "1 or more"),
         ("model.location_encoder.network.dim_hidden", -5, "an integer, 1 or more"),
+        ("model.location_encoder.network.num_layers", -1, "an integer, 0 or more"),  # (an mlp of 0: one hidden)
         ("model.logit_scale_init", math.nan, "a finite number"),
         ("data.batch_size", 0, "1 or more"),
         ("data.num_workers", -1, "0 or more"),
@@ -112,6 +113,19 @@ def test_out_of_range_values_name_the_key_the_value_and_what_is_allowed(key, val
     nonsense: a negative learning rate); now the config refuses them."""
     with pytest.raises(ValueError, match=rf"^{re.escape(key)}=-?(\d|nan|inf)\S* must be .*{re.escape(allowed)}"):
         TrainConfig().replace(**{key: value})
+
+
+def test_network_sizes_are_checked_by_what_each_network_takes():
+    """An mlp of 0 layers (one hidden layer: Linear, ReLU, Linear) was refused by the config check; a siren of 0
+    layers was built and failed at its first forward pass (a shape mismatch)."""
+    from satclip import LocationEncoder
+    from satclip.errors import BadInputError
+
+    mlp = {"name": "mlp", "dim_hidden": 16, "num_layers": 0, "num_classes": 8}
+    config = TrainConfig().replace(**{"model.location_encoder.network": mlp})
+    assert LocationEncoder.from_config(config.model.location_encoder).encode([[1.0, 2.0]]).shape == (1, 8)
+    with pytest.raises(BadInputError, match="network 'siren' has num_layers=0; it needs 1 or more sine layers"):
+        LocationEncoder.from_config({"encoding": {"name": "wrap"}, "network": {**mlp, "name": "siren"}})
 
 
 def test_a_bad_value_on_the_command_line_is_one_line_before_the_run_directory_exists(tmp_path, capsys):

@@ -70,6 +70,8 @@ from .registry import NETWORKS, SIZES, BadInputError, matrix, numbered  # noqa: 
 
 @NETWORKS.register("siren")
 def _build(input_dim: int, num_classes: int = 256, dim_hidden: int = 256, num_layers: int = 2) -> SirenNet:
+    if num_layers < 1:  # (its output layer reads dim_hidden features: a sine layer must make them)
+        raise BadInputError(f"network 'siren' has num_layers={num_layers}; it needs 1 or more sine layers")
     return SirenNet(input_dim, dim_hidden, num_classes, num_layers)
 
 

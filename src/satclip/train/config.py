@@ -61,12 +61,12 @@ class ModelConfig:
         _check("model.embed_dim", self.embed_dim, self.embed_dim >= 1, "1 or more")
         _check("model.logit_scale_init", self.logit_scale_init, math.isfinite(self.logit_scale_init), "a finite number")
         network = self.location_encoder.get("network")
-        for size in ("dim_hidden", "num_layers"):  # the sizes every network with hidden layers has
-            value = network.get(size) if isinstance(network, dict) else None
+        for size, low in (("dim_hidden", 1), ("num_layers", 0)):  # the sizes networks with hidden layers have
+            value = network.get(size) if isinstance(network, dict) else None  # (an mlp of 0 layers: one hidden)
             if value is not None:
                 key = f"model.location_encoder.network.{size}"
-                _check(key, value, isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                       "an integer, 1 or more")  # fmt: skip
+                _check(key, value, isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                       f"an integer, {low} or more")  # fmt: skip
 
 
 #: the most views a feature cache holds per image (each costs a backbone pass and its share of the cache)
