@@ -283,10 +283,10 @@ def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypat
     from satclip.embed.sources import CsvSource
 
     monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1024)
-    rows = [f"{i % 180}.5,{i % 90}.5,{i},{i},{i},\n" for i in range(500)]
-    rows += ["5,5,abc,7.25,8,9\n", "6,6,12,13,14,\n"]
+    rows = [f"{i % 180}.5,{i % 90}.5,{i},{i},{i},,2026-01-02\n" for i in range(500)]
+    rows += ["5,5,abc,7.25,8,9,soon\n", "6,6,12,13,14,,2026-01-03\n"]
     late = tmp_path / "late.csv"
-    late.write_text("lon,lat,name,value,count,later\n" + "".join(rows))
+    late.write_text("lon,lat,name,value,count,later,day\n" + "".join(rows))
     out = tmp_path / "p.parquet"
     assert main(["embed", str(late), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
     table = pq.read_table(out)
@@ -295,6 +295,7 @@ def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypat
     assert table.column("name").to_pylist() == [str(i) for i in range(500)] + ["abc", "12"]
     assert table.column("value").to_pylist() == [*map(float, range(500)), 7.25, 13.0]
     assert table.column("later").to_pylist() == [None] * 500 + [9, None]
+    assert table.column("day").to_pylist() == ["2026-01-02"] * 500 + ["soon", "2026-01-03"]  # (a date, then text)
     assert table.num_rows == 502
 
 

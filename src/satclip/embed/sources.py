@@ -268,7 +268,8 @@ class CsvSource(Source):
     def _failed_conversion(self, err) -> tuple[str | None, str | None]:
         """``(column, value)`` named by pyarrow's conversion error (it names the row too when it reads on one
         thread), else ``(None, None)``."""
-        failed = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to \w+: invalid value '(.*)'", str(err))
+        failed = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to [^:]+: invalid value '(.*)'",
+                           str(err))  # (types such as timestamp[s] or date32[day] too)
         if failed is None or int(failed[1]) >= len(self.columns):
             return None, None
         return self.columns[int(failed[1])], failed[2]
