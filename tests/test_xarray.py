@@ -205,6 +205,10 @@ def test_a_field_keeps_its_inputs_coordinates_and_pairs_them_by_name(encoder):
     np.testing.assert_allclose(ds.emb.values, expected, rtol=0, atol=1e-5)
     plain = embedding_field(encoder, np.array([9.4, 10.3]), np.array([47.1, 46.5]))  # (named lat/lon: indexes)
     assert plain.dims == ("lat", "lon", "dim") and plain.lat.attrs["axis"] == "Y"
+    era5 = xr.Dataset(coords={"latitude": [47.1, 46.5], "longitude": [9.4, 10.3]})  # its own axes: indexes still
+    named = embedding_field(encoder, era5.longitude, era5.latitude)
+    assert list(named.coords) == ["latitude", "longitude", "dim"] and named.latitude.attrs["axis"] == "Y"
+    np.testing.assert_array_equal(named.values, plain.values)
 
     lon2, lat2 = np.meshgrid([5.0, 6.0, 7.0], [50.0, 49.0, 48.0])
     lon = xr.DataArray(lon2, dims=("y", "x"))

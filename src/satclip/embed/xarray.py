@@ -247,13 +247,16 @@ def embedding_field(
         cy, cx = _chunk_sizes(shape, chunks, dims)
         lat_d = darray.from_array(lat_axis[:, None], chunks=(cy, 1))
         lon_d = darray.from_array(lon_axis[None, :], chunks=(1, cx))
-        # lat/lon index the grid when the axes are named so; along other dimensions (a projected raster's
-        # y/x) they are auxiliary coordinates and the input's own coordinates of those dimensions are kept
-        coords = {
-            "lat": xr.Variable(dims[0], lat_axis, {**LAT_ATTRS, "axis": "Y"} if dims[0] == "lat" else LAT_ATTRS),
-            "lon": xr.Variable(dims[1], lon_axis, {**LON_ATTRS, "axis": "X"} if dims[1] == "lon" else LON_ATTRS),
-        }
-        extra_coords = _other_coords((lon, lat), dims)
+        # an axis that is its dimension's own coordinate (lat along lat, ERA5's latitude along latitude) indexes
+        # the grid under that name; along other dimensions (a projected raster's y/x) lat/lon are auxiliary
+        # coordinates and the input's own coordinates of those dimensions are kept
+        coords = {}
+        for axis, dim, values, cf, letter in ((lat, dims[0], lat_axis, LAT_ATTRS, "Y"),
+                                              (lon, dims[1], lon_axis, LON_ATTRS, "X")):  # fmt: skip
+            index = dim in ("lat", "lon") or getattr(axis, "name", None) == dim
+            key = dim if index else ("lat" if letter == "Y" else "lon")
+            coords[key] = xr.Variable(dim, values, {**cf, "axis": letter} if index else cf)
+        extra_coords = {k: v for k, v in _other_coords((lon, lat), dims).items() if k not in coords}
     elif np.ndim(lon_data) == 2 and np.shape(lon_data) == np.shape(lat_data):
         dims = tuple(getattr(lon, "dims", ("y", "x")))
         shape = tuple(np.shape(lon_data))
