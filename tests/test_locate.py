@@ -328,3 +328,26 @@ def test_sentinel2_scenes_are_read_as_their_central_patch_and_nodata_is_refused(
         dst.write(np.where(np.arange(256)[None, :, None] < 64, 0, data).astype(data.dtype))
     with pytest.raises(BadInputError, match=r"16,384 of 65,536 pixels in .*gaps.tif hold its nodata value"):
         preprocess.load_sentinel2(gaps)
+    one_band = tmp_path / "one_band.tif"  # a 0 in one band is data (a gap is every band's nodata)
+    with rasterio.open(one_band, "w", **profile) as dst:
+        dst.write(np.where((np.arange(len(data)) == 3)[:, None, None] & (np.arange(256) < 64)[None, :, None], 0, data))
+    assert preprocess.load_sentinel2(one_band).shape == (13, 256, 256)
+
+
+def test_an_image_too_small_for_a_fixed_size_encoder_is_named_by_its_own_size(tmp_path, model):
+    """A Sentinel-2 image is read cropped: the message gave the cropped size (300×256 for a 320×256 file)."""
+    rasterio = pytest.importorskip("rasterio")
+    with rasterio.open(require(S2_EXAMPLES / "images" / PATCH)) as src:
+        profile, data = src.profile, src.read()
+    wide = tmp_path / "wide.tif"
+    profile.update(height=256, width=320)
+    with rasterio.open(wide, "w", **profile) as dst:
+        dst.write(np.concatenate([data, data[:, :, :64]], axis=2))
+    from satclip.models.locate import load_image
+
+    model.visual.image_size = (300, 300)  # as a ViT's fixed input
+    try:
+        with pytest.raises(BadInputError, match=r"wide.tif is 256×320 px; .* takes 300×300 px"):
+            load_image(model, wide, name="vit")
+    finally:
+        model.visual.image_size = None

@@ -105,7 +105,7 @@ def read_geotiff(path: str | Path) -> np.ndarray:
 def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(bands, nodata)`` of a GeoTIFF's central ``size × size`` window (the whole image when it is not larger,
     or without ``size``; the window of :func:`center_crop`, read alone): ``(C, h, w)`` in the file's dtype,
-    and where any band holds the file's declared nodata value (``(h, w)`` bool; None when it declares none)."""
+    and where every band holds the file's declared nodata value (``(h, w)`` bool; None when it declares none)."""
     with open_geotiff(path) as src:
         window = None
         if size is not None and (src.height > size or src.width > size):
@@ -115,7 +115,8 @@ def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.nd
             top, left = int(round((src.height - rows) / 2.0)), int(round((src.width - cols) / 2.0))
             window = Window(left, top, cols, rows)
         array = src.read(window=window)
-        nodata = None if src.nodata is None else _equals(array, src.nodata).any(axis=0)
+        # a gap is where every band holds the nodata value (rasterio's dataset mask): one band's 0 can be data
+        nodata = None if src.nodata is None else _equals(array, src.nodata).all(axis=0)
     return array, nodata
 
 

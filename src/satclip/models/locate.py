@@ -282,8 +282,9 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
     height, width = image.shape[-2:]
     if size is not None and (height < size or width < size):
         extent = f" ({expected.extent_km:g} km across)" if expected is not None and expected.extent_km else ""
+        file_height, file_width = preprocess.image_shape(path)  # (a Sentinel-2 image is read cropped)
         raise BadInputError(
-            f"{path.name} is {height}×{width} px; {name} takes {size}×{size} px{extent}: use a larger image"
+            f"{path.name} is {file_height}×{file_width} px; {name} takes {size}×{size} px{extent}: use a larger image"
         )
     if trained and scale is None:  # a picture, or a GeoTIFF without CRS or geotransform
         log.info("%s carries no georeference; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
