@@ -97,7 +97,7 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
         raise ValueError(f"resolution must be positive degrees, got {resolution}")
     width = math.floor((east - west) / resolution + 1e-9)
     height = math.floor((north - south) / resolution + 1e-9)
-    if width * height > MAX_GRID_CELLS:  # (even --force cannot make it: its coordinates alone fill memory)
+    if width * height > MAX_GRID_CELLS:  # (even --force cannot make it: no machine holds its field)
         raise ValueError(
             f"resolution {resolution:g}° makes {height:,} × {width:,} cells; satclip maps at most {MAX_GRID_CELLS:,} "
             "cells: use a coarser --resolution or a smaller --bbox"

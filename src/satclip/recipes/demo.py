@@ -94,7 +94,9 @@ def run_demo(
         from ..eval.tasks.air_temperature import read_stations
 
         read_stations(air_temperature)
-    out = safe_output.make_owned_dir(out, kind="demo")  # new, empty, or an earlier demo's: never foreign files
+    # new, empty, or an earlier demo's (never foreign files); absolute, so that the paths its run records are
+    # the same however the rerun spells it (`--out demo`, `--out ./demo`), and its training continues
+    out = safe_output.make_owned_dir(Path(out).expanduser().absolute(), kind="demo")
     progress = progress or StageProgress(STAGES)
     with _quiet(out / "demo.log", progress), safe_output.exclusive(out):  # (a lock taken over: logged, not shown)
         try:

@@ -107,7 +107,7 @@ class DataConfig:
             value = getattr(self, key)
             _check(f"data.{key}", value, math.isfinite(value) and value >= 0, "a finite number, 0 or more (0: off)")
         _check("data.cache_views", self.cache_views, 1 <= self.cache_views <= MAX_CACHE_VIEWS,
-               f"1 to {MAX_CACHE_VIEWS} (view 0 is the evaluation view; the recipes use 8)")  # fmt: skip
+               f"1 to {MAX_CACHE_VIEWS} (view 0 is the evaluation view)")  # fmt: skip
 
 
 @dataclass(frozen=True)
