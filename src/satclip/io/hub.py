@@ -60,8 +60,16 @@ def _by_hand(repo_id: str, filename: str, revision: str | None = None) -> str:
     )
 
 
+#: files this process found to have their sha256, as (path, size, mtime, sha256): not hashed again per load
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
 def check_sha256(path: Path, expected: str, what: str) -> None:
     """Raise :class:`DownloadError` unless the file ``path`` has the sha256 ``expected`` (hex)."""
+    stat = Path(path).stat()
+    seen = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, expected.lower())
+    if seen in _VERIFIED:
+        return
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(2**20), b""):
@@ -71,6 +79,7 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
             f"{path} ({what}) has sha256 {digest.hexdigest()}, expected {expected}: the file is damaged or not the "
             "release; delete it (or its Hugging Face cache entry) and fetch it again"
         )
+    _VERIFIED.add(seen)
 
 
 def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: str | None = None) -> Path:
