@@ -124,7 +124,7 @@ def test_network_sizes_are_checked_by_what_each_network_takes():
     mlp = {"name": "mlp", "dim_hidden": 16, "num_layers": 0, "num_classes": 8}
     config = TrainConfig().replace(**{"model.location_encoder.network": mlp})
     assert LocationEncoder.from_config(config.model.location_encoder).encode([[1.0, 2.0]]).shape == (1, 8)
-    with pytest.raises(BadInputError, match="network 'siren' has num_layers=0; it needs 1 or more sine layers"):
+    with pytest.raises(BadInputError, match="network 'siren' has num_layers=0, so .* dim_hidden must be 4, not 16"):
         LocationEncoder.from_config({"encoding": {"name": "wrap"}, "network": {**mlp, "name": "siren"}})
 
 

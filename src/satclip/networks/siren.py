@@ -70,8 +70,11 @@ from .registry import NETWORKS, SIZES, BadInputError, matrix, numbered  # noqa: 
 
 @NETWORKS.register("siren")
 def _build(input_dim: int, num_classes: int = 256, dim_hidden: int = 256, num_layers: int = 2) -> SirenNet:
-    if num_layers < 1:  # (its output layer reads dim_hidden features: a sine layer must make them)
-        raise BadInputError(f"network 'siren' has num_layers={num_layers}; it needs 1 or more sine layers")
+    if num_layers == 0 and dim_hidden != input_dim:  # (its output layer reads dim_hidden features: the input)
+        raise BadInputError(
+            f"network 'siren' has num_layers=0, so its output layer reads the {input_dim} input features: "
+            f"dim_hidden must be {input_dim}, not {dim_hidden} (or use 1 or more sine layers)"
+        )
     return SirenNet(input_dim, dim_hidden, num_classes, num_layers)
 
 
