@@ -196,7 +196,7 @@ def test_config_mismatch_names_key_config_value_and_weights(tmp_path):
 @pytest.mark.parametrize(
     "network",
     [{"name": "siren", "num_classes": 5, "dim_hidden": 7, "num_layers": 3},
-     {"name": "siren", "num_classes": 5, "dim_hidden": 7, "num_layers": 0},
+     {"name": "siren", "num_classes": 5, "dim_hidden": 9, "num_layers": 0},  # (its output layer reads the input)
      {"name": "mlp", "num_classes": 5, "dim_hidden": 7, "num_layers": 0},
      {"name": "mlp", "num_classes": 5, "dim_hidden": 7, "num_layers": 4},
      {"name": "fcnet", "num_classes": 5, "dim_hidden": 7},
@@ -207,13 +207,10 @@ def test_sizes_read_from_shapes_are_the_builder_parameters(network):
     module = satclip_nn.create(network["name"], input_dim=9, **params)
     shapes = {f"nnet.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
     sizes = {k: value for k, (value, _) in satclip_nn.sizes_from_shapes(network["name"], shapes, "nnet.").items()}
-    # a SIREN without sine layers feeds its input straight to the last layer, whose width is dim_hidden
-    no_sine_layers = network["name"] == "siren" and network["num_layers"] == 0
-    expected = {"input_dim": 7 if no_sine_layers else 9, **params}
+    expected = {"input_dim": 9, **params}
     assert sizes == expected
     encoding = {"name": "sphericalharmonics", "legendre_polys": 3}
-    if expected["input_dim"] == 9:
-        check_config({"encoding": encoding, "network": network}, shapes)  # the true config passes
+    check_config({"encoding": encoding, "network": network}, shapes)  # the true config passes
 
 
 def test_every_network_has_a_size_reader():
