@@ -428,6 +428,27 @@ def test_dask_dataframe_api(cluster, model, monkeypatch):
     assert skipped.loc[20000].isna().all() and skipped.drop(index=20000).notna().all().all()
 
 
+def test_the_documented_recipe_pairs_each_point_with_its_own_embedding(model, tmp_path):
+    """docs/scale.md joined the frames by index: part files written without an index all number their rows
+    from 0, and each point came back once per part file, with other points' embeddings."""
+    import dask
+
+    frame = points(400, seed=5)
+    (tmp_path / "points").mkdir()
+    for part in range(4):
+        frame.iloc[part * 100 : (part + 1) * 100].to_parquet(tmp_path / "points" / f"part.{part}.parquet", index=False)
+    with dask.config.set(scheduler="synchronous"):
+        lazy = dd.read_parquet(tmp_path / "points")  # (the recipe, as written there)
+        emb = satclip.embed(lazy, model=model)
+        dd.concat([lazy, emb], axis=1).to_parquet(tmp_path / "with-embeddings")
+    out = pd.read_parquet(tmp_path / "with-embeddings")
+    assert len(out) == len(frame) and (out["id"].to_numpy() == frame["id"].to_numpy()).all()
+    expected = satclip.load(model).encode(frame[["lon", "lat"]].to_numpy()).numpy()
+    np.testing.assert_allclose(out.filter(like="emb_").to_numpy(), expected, rtol=0, atol=1e-5)
+    recipe = (Path(__file__).parents[1] / "docs" / "scale.md").read_text()
+    assert "dd.concat([points, emb], axis=1).to_parquet(" in recipe and "points.join(emb).to_parquet(" not in recipe
+
+
 def test_frames_of_the_same_weights_in_other_precisions_stay_apart(cluster, model):
     """Two encoders of one set of weights (float32, bf16) in one computation: each frame is its own encoder's
     (the model's graph key names everything that changes its embeddings, not the weights alone)."""
