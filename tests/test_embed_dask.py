@@ -403,6 +403,56 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
     assert len(err) == 1 and f"cannot reach the Dask scheduler at {address}: " in err[0], err
 
 
+@pytest.mark.parametrize("answer", ["nothing", "http", "close"])
+def test_an_address_that_is_no_dask_scheduler_is_named_at_once(model, tmp_path, monkeypatch, capsys, answer):
+    """A service that is not a scheduler (the dashboard port 8787, say) hung the client without end, or its
+    bytes were read as a frame length ("unexpected error (MemoryError): Unable to allocate 3.07 EiB"), or it
+    took 92 s to fail."""
+    import threading
+
+    from satclip.embed import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "HANDSHAKE_TIMEOUT", 1.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            if answer == "http":
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            if answer == "nothing":
+                held.append(connection)  # accepted, never answered
+            else:
+                connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("the client tried to connect"))
+    dataset = write_dataset(points(10), tmp_path / "in", parts=1)
+    argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "y"), "--engine", "dask"]
+    try:  # (refused by the probe: the client is never asked)
+        assert main([*argv, "--scheduler", address]) == 1
+    finally:
+        server.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = {"nothing": "sent no Dask handshake within 1 s",
+                "http": "is not a Dask scheduler (it answered b'HTTP/1.1",
+                "close": "closed the connection before any Dask handshake"}[answer]  # fmt: skip
+    assert len(err) == 1 and expected in err[0] and "8787 is its dashboard" in err[0], err
+
+
+def test_a_real_scheduler_passes_the_probe(cluster):
+    from satclip.embed.cluster import _probe
+
+    _probe(cluster[0].scheduler_address)  # (its handshake arrives at once)
+
+
 def test_dask_dataframe_api(cluster, model, monkeypatch):
     _, client = cluster
     encoder = satclip.load(model)

@@ -46,6 +46,10 @@ def dask_setup(worker) -> None:
     torch.set_num_threads(1)
 
 
+#: seconds a scheduler has to send its handshake to the connectivity probe
+HANDSHAKE_TIMEOUT = 10.0
+
+
 class SchedulerError(SatclipError):
     """The Dask scheduler cannot be reached."""
 
@@ -74,9 +78,12 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
 
 
 def _probe(scheduler: str) -> None:
-    """Fail at once where a ``tcp://host:port`` scheduler cannot be reached (refused, unknown host): the Dask
-    client retries a refused connection until its 30 s timeout. Other protocols are left to the client."""
+    """Fail at once where a ``tcp://host:port`` scheduler cannot be reached (refused, unknown host: the Dask
+    client retries a refused connection until its 30 s timeout) or what answers there is no Dask scheduler (the
+    client waits for its handshake without a timeout, or reads another protocol's bytes as a frame length).
+    Other protocols are left to the client."""
     import socket
+    import struct
     from urllib.parse import urlsplit
 
     address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
@@ -84,11 +91,28 @@ def _probe(scheduler: str) -> None:
     if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
         return
     try:
-        socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT).close()
+        connection = socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT)
     except (ConnectionRefusedError, socket.gaierror) as err:
         raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
     except OSError:  # slow or filtered: the client's own timeout decides
         return
+    hint = "give the scheduler's address (port 8786 by default; 8787 is its dashboard)"
+    with connection:  # a scheduler speaks first: its handshake, 8 bytes of length and a small message
+        connection.settimeout(HANDSHAKE_TIMEOUT)
+        head = b""
+        try:
+            while len(head) < 8 and (more := connection.recv(8 - len(head))):
+                head += more
+        except OSError:
+            raise SchedulerError(
+                f"{scheduler} accepts connections but sent no Dask handshake within {HANDSHAKE_TIMEOUT:g} s: is it "
+                f"a Dask scheduler? {hint}"
+            ) from None
+    if len(head) < 8:
+        raise SchedulerError(f"{scheduler} closed the connection before any Dask handshake: {hint}")
+    (size,) = struct.unpack("<Q", head)
+    if not 0 < size < 1 << 24:
+        raise SchedulerError(f"{scheduler} is not a Dask scheduler (it answered {head!r}): {hint}")
 
 
 def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterator[object]:
