@@ -447,6 +447,26 @@ def test_an_address_that_is_no_dask_scheduler_is_named_at_once(model, tmp_path, 
     assert len(err) == 1 and expected in err[0] and "8787 is its dashboard" in err[0], err
 
 
+def test_a_damaged_part_file_is_named_in_one_line_by_both_engines(model, tmp_path, capfd):
+    """Damaged data inside a part file (a valid footer): "unexpected error (OSError): Couldn't deserialize
+    thrift …" without the file, and with --engine dask twenty lines of worker tracebacks before it."""
+    dataset = write_dataset(points(4000), tmp_path / "in", parts=4)
+    part = dataset / "part.2.parquet"
+    column = pq.ParquetFile(part).metadata.row_group(0).column(2)
+    data = bytearray(part.read_bytes())
+    offset = column.dictionary_page_offset or column.data_page_offset
+    data[offset : offset + 40] = b"\xff" * 40
+    part.write_bytes(bytes(data))
+    for engine, out in (([], "local.parquet"), (["--engine", "dask", "--workers", "1"], "dask")):
+        capfd.readouterr()
+        argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / out), "--no-progress", *engine]
+        assert main(argv) == 2
+        err = [line for line in capfd.readouterr().err.strip().splitlines() if not line.startswith("starting a")]
+        assert len(err) == 1, err  # (no worker's traceback)
+        assert err[0].startswith(f"satclip: error: {part}: not a readable Parquet file: Couldn't deserialize thrift")
+        assert not (tmp_path / out).exists()
+
+
 def test_a_real_scheduler_passes_the_probe(cluster):
     from satclip.embed.cluster import _probe
 

@@ -38,12 +38,22 @@ PROBE_TIMEOUT = 5.0
 
 
 def dask_setup(worker) -> None:
-    """Preloaded by each local worker: one torch thread per single-threaded worker process. Spawned workers
+    """Preloaded by each local worker: one torch thread per single-threaded worker process (spawned workers
     get it from the OMP_NUM_THREADS=1 their nanny sets; forked ones inherit the OpenMP settings of the server
-    process they are forked from, which has them too only if the nanny started it."""
+    process they are forked from, which has them too only if the nanny started it), and no log lines of its
+    own for what the client reports in one line (a task's error) or does on purpose (cancelling on Ctrl-C)."""
     import torch
 
     torch.set_num_threads(1)
+    for name in ("distributed.worker", "distributed.worker.state_machine"):
+        logging.getLogger(name).addFilter(_reported_by_the_client)
+
+
+def _reported_by_the_client(record: logging.LogRecord) -> bool:
+    """False for a worker's record of a failed task (its traceback; the client names the error) or of a task
+    cancelled when the client stops."""
+    message = str(record.msg)
+    return not (message.startswith("Compute Failed") or message.startswith("Async instruction"))
 
 
 #: seconds a scheduler has to send its handshake to the connectivity probe

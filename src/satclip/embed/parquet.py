@@ -211,9 +211,10 @@ class ParquetDatasetSource(Source):
         def batches():
             for number in range(index, len(self.files)):
                 groups = range(group if number == index else 0, len(self._group_rows[number]))
-                reader = pq.ParquetFile(self.files[number])
-                for batch in reader.iter_batches(_READ_BATCH, row_groups=groups, columns=read):
-                    yield self._with_lonlat(batch, columns) if virtual else batch
+                with naming_the_file(self.files[number], "Parquet"):  # (a damaged part file is named)
+                    reader = pq.ParquetFile(self.files[number])
+                    for batch in reader.iter_batches(_READ_BATCH, row_groups=groups, columns=read):
+                        yield self._with_lonlat(batch, columns) if virtual else batch
 
         return first, batches()
 

@@ -89,14 +89,25 @@ def coordinates(table, lon_col: str, lat_col: str) -> np.ndarray:
 
 @contextlib.contextmanager
 def naming_the_file(path: Path, fmt: str) -> Iterator[None]:
-    """Turn a reader's ValueError (JSON, Arrow, NumPy: their messages do not say which file) into a
-    :class:`BadInputError` naming ``path``; messages that already start with it pass unchanged."""
+    """Turn a reader's ValueError (JSON, Arrow, NumPy: their messages do not say which file) or Arrow's
+    OSError of damaged data (no errno: not the file system's) into a :class:`BadInputError` naming ``path``;
+    messages that already start with it pass unchanged."""
     try:
         yield
-    except ValueError as err:
-        if str(err).startswith(str(path)):
+    except (ValueError, OSError) as err:
+        if isinstance(err, OSError) and err.errno is not None or str(err).startswith(str(path)):
             raise
         raise BadInputError(f"{path}: not a readable {fmt} file: {err}") from err
+
+
+def _read_naming(batches: Iterator, path: Path, fmt: str) -> Iterator:
+    """``batches``, a reader's error while reading one (damaged data midway through a file) naming ``path``."""
+    while True:
+        with naming_the_file(path, fmt):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
 
 
 class Source:
@@ -142,6 +153,7 @@ class Source:
         if start >= stop_row:
             return
         first, batches = self._batches(start, columns)
+        batches = _read_naming(iter(batches), self.path, self.format)
         buffer, row, index = None, first, start_chunk
         for batch in batches:
             lo, hi = row, row + batch.num_rows
