@@ -386,6 +386,11 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
         assert "no longitude column" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "a.parquet"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "apply to --engine dask" in capsys.readouterr().err
+    both = ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]  # (the number was ignored)
+    assert main([*base, "-o", str(tmp_path / "a.parquet"), *both]) == 2
+    assert "--workers sizes the local cluster this command starts" in capsys.readouterr().err
+    assert main(["map", "--model", str(model), "--resolution", "30", "-o", str(tmp_path / "m.zarr"), *both]) == 2
+    assert "--workers sizes the local cluster this command starts" in capsys.readouterr().err
     dataset = write_dataset(points(10), tmp_path / "in", parts=1)
     assert main(["embed", str(dataset), "--model", str(model), "-o", str(dataset / "x"), "--engine", "dask"]) == 2
     assert "inside the input dataset" in capsys.readouterr().err

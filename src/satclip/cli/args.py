@@ -85,3 +85,30 @@ def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
         help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
         "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
     )  # fmt: skip
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler`` and ``--workers``: where ``--engine dask`` runs (embed, map)."""
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="--engine dask: the scheduler to use (e.g. tcp://host:8786); default: a local cluster started and "
+        "closed by this command",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=positive_int,
+        help="--engine dask without --scheduler: local worker processes (default: one per core)",
+    )  # fmt: skip
+
+
+def check_cluster_options(args: argparse.Namespace) -> None:
+    """Refuse ``--scheduler``/``--workers`` without ``--engine dask``, and ``--workers`` with ``--scheduler`` (whose
+    cluster has its own workers: the number was ignored)."""
+    from ..errors import BadInputError
+
+    if args.engine != "dask" and (args.scheduler or args.workers):
+        raise BadInputError("--scheduler and --workers apply to --engine dask")
+    if args.scheduler and args.workers:
+        raise BadInputError(
+            "--workers sizes the local cluster this command starts; the cluster of --scheduler runs the job on its "
+            "own workers: drop --workers (or --scheduler)"
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from . import precision_option
-from .args import add_harmonics_option, device, positive_int, shard
+from .args import add_cluster_options, add_harmonics_option, check_cluster_options, device, positive_int, shard
 
 DTYPES = ("float32", "float64")
 
@@ -81,15 +81,7 @@ def add_parser(subparsers) -> None:
         help="local: this process (default); dask: Parquet in and out on a Dask cluster, one task per partition "
         "(OUTPUT: a .parquet file, or a dataset directory when it has no suffix)",
     )  # fmt: skip
-    parser.add_argument(
-        "--scheduler", metavar="ADDRESS",
-        help="--engine dask: the scheduler to use (e.g. tcp://host:8786); default: a local cluster started and "
-        "closed by this command",
-    )  # fmt: skip
-    parser.add_argument(
-        "--workers", type=positive_int,
-        help="--engine dask without --scheduler: local worker processes (default: one per core)",
-    )  # fmt: skip
+    add_cluster_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -138,8 +130,7 @@ def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.engine != "dask" and (args.scheduler or args.workers):
-        raise BadInputError("--scheduler and --workers apply to --engine dask")
+    check_cluster_options(args)
     if args.engine == "dask" and args.shard != (0, 1):
         raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
     from ..embed.sources import open_source  # (without torch: a bad input is reported before any start-up)

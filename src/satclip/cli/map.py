@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from . import precision_option
-from .args import add_harmonics_option, device, positive_float, positive_int
+from .args import add_cluster_options, add_harmonics_option, check_cluster_options, device, positive_float, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -62,13 +62,7 @@ def add_parser(subparsers) -> None:
         help="local: this process (default); dask: Zarr only, chunk by chunk on a Dask cluster (the same cells, "
         "values and attributes)",
     )  # fmt: skip
-    parser.add_argument(
-        "--scheduler", metavar="ADDRESS", help="--engine dask: the scheduler to use (default: a local cluster)"
-    )
-    parser.add_argument(
-        "--workers", type=positive_int,
-        help="--engine dask without --scheduler: local worker processes (default: one per core)",
-    )  # fmt: skip
+    add_cluster_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -83,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")
     if args.engine == "dask" and args.restart:
         raise BadInputError("--restart applies to --engine local: a Dask map that stopped starts again when rerun")
-    if args.engine != "dask" and (args.scheduler or args.workers):
-        raise BadInputError("--scheduler and --workers apply to --engine dask")
+    check_cluster_options(args)
     encoder = load_encoder(
         args.model, device=args.device, harmonics_calculation=args.harmonics,
         trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
