@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
             "for rshf's SatClip.from_pretrained). Default: original for an OUTPUT ending in .ckpt, torchgeo for "
             ".pt, else native for a .ckpt SOURCE and original for a native one. Prints which readers reproduce "
             "the model and to what tolerance (docs/export.md). An existing OUTPUT is replaced only with "
-            "--overwrite."
+            "--overwrite, and never a directory satclip did not create or one holding files it did not write."
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="a .ckpt file, a native model directory or a model name")
@@ -36,7 +36,11 @@ def add_parser(subparsers) -> None:
         "--location-only", action="store_true",
         help="write the location encoder alone (always so for torchgeo and rshf)",
     )  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing OUTPUT satclip wrote (never a directory it did not create or one holding files it "
+        "did not write)",
+    )  # fmt: skip
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
 

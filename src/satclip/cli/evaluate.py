@@ -82,7 +82,9 @@ def add_parser(subparsers) -> None:
                         help="reference: the docs/results.md benchmark (both protocols; --encoders adds "
                              "models); paper: air-temperature under the notebook's protocol")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the eval cache")
-    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--no-figures", action="store_true", help="draw no PNG figures (those an earlier run drew into OUT are removed)"
+    )
     parser.add_argument(
         "--precision", choices=precision_option.PRECISIONS,
         help="precision of the models satclip.load builds (a spec's own precision=... wins): " + precision_option.HELP,

@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--model", required=True, help="a .ckpt, a native model directory or a model name")
     parser.add_argument("--k", type=positive_int, default=5, help="number of results (default 5)")
-    parser.add_argument("--grid-size", type=positive_int, default=10_000, help="candidate points (default 10000)")
+    parser.add_argument(
+        "--grid-size", type=positive_int, default=10_000, help="candidate points (default 10000, at most 10000000)"
+    )
     parser.add_argument("--grid", default="fibonacci", help="candidate grid name (default fibonacci)")
     parser.add_argument(
         "--truth", type=float, nargs=2, metavar=("LON", "LAT"),

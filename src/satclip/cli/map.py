@@ -47,15 +47,20 @@ def add_parser(subparsers) -> None:
     add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing OUT satclip wrote (never a directory it did not create or one holding files it "
+        "did not write)",
+    )  # fmt: skip
     parser.add_argument(
         "--restart", action="store_true",
         help="discard an unfinished run into OUT (OUT.partial/) instead of resuming it (a killed map resumes at the "
         "first unfinished block of rows when rerun with the same model, precision, grid and cells)",
     )  # fmt: skip
     parser.add_argument(
-        "--force", action="store_true", help="write a map over the size limit (8 GiB of float32; 26M cells for PNG)"
-    )
+        "--force", action="store_true",
+        help="write a map over the size limit (8 GiB of float32; 26M cells for PNG; never over 10^12 cells)",
+    )  # fmt: skip
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.add_argument(
         "--engine", choices=["local", "dask"], default="local",

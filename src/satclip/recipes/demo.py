@@ -9,7 +9,8 @@
 5. a report directory: ``report.md``, ``map.png`` (PCA → RGB of the embeddings), ``training.png``,
    ``model/`` (native format) and ``eval/`` (tables and figures).
 
-Every stage reuses its cache on a re-run (corpus, features, embeddings); training restarts.
+Every stage reuses its work on a rerun with the same settings (corpus, features, embeddings), and training
+continues from the last epoch saved; other settings train afresh.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 import warnings
@@ -96,7 +98,7 @@ def run_demo(
         read_stations(air_temperature)
     # new, empty, or an earlier demo's (never foreign files); absolute, so that the paths its run records are
     # the same however the rerun spells it (`--out demo`, `--out ./demo`), and its training continues
-    out = safe_output.make_owned_dir(Path(out).expanduser().absolute(), kind="demo")
+    out = safe_output.make_owned_dir(Path(os.path.abspath(Path(out).expanduser())), kind="demo")  # (.. folded)
     progress = progress or StageProgress(STAGES)
     with _quiet(out / "demo.log", progress), safe_output.exclusive(out):  # (a lock taken over: logged, not shown)
         try:
