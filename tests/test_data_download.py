@@ -179,9 +179,14 @@ def test_members_cannot_escape_the_images_folder(tmp_path):
     assert not (tmp_path / "evil.tif").exists()
 
 
-def test_repository_without_archives_is_described(tmp_path):
+def test_repository_without_archives_is_described(tmp_path, capsys):
     with pytest.raises(DownloadError, match="does not look like S2-100K.*README.md"):
         download_s2100k(tmp_path, FakeHub({"README.md": b"hi", "index.csv": INDEX}))
+    # a local copy that is no S2-100K is bad input (exit 2), not a failed download (exit 1)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "README.md").write_text("hi")
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(tmp_path / "copy")]) == 2
+    assert "does not look like S2-100K" in capsys.readouterr().err
 
 
 def test_hub_source_reads_lfs_checksums(tmp_path, monkeypatch):

@@ -119,6 +119,14 @@ def test_only_satclip_directories_are_replaced_or_deleted(tmp_path):
     safe_output.remove_owned(empty)
 
 
+def test_a_symbolic_link_is_named_as_one(tmp_path):
+    """A link to a directory was refused as "exists and is not a directory"."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(OutputExistsError, match="link is a symbolic link; give the directory it points to"):
+        safe_output.make_owned_dir(tmp_path / "link", kind="demo")
+
+
 def test_keep_only_written_deletes_only_what_an_earlier_run_recorded(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -132,7 +132,9 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
             write_json(path / MARKER, marker)
         return path
     if path.exists() or path.is_symlink():
-        if not path.is_dir() or path.is_symlink():
+        if path.is_symlink():  # (its target is not replaced through it)
+            raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
+        if not path.is_dir():
             raise OutputExistsError(f"{path} exists and is not a directory; choose another path")
         if any(path.iterdir()):
             raise OutputExistsError(

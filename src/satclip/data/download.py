@@ -249,7 +249,8 @@ def download_s2100k(
     shards = sorted((f for f in files if is_archive(f.path)), key=lambda f: f.path)
     if index is None or not shards:
         listing = ", ".join(f.path for f in files[:20]) + (" …" if len(files) > 20 else "")
-        raise DownloadError(
+        wrong = BadInputError if isinstance(source, LocalSource) else DownloadError  # (a local copy: bad input)
+        raise wrong(
             f"{source.description} does not look like S2-100K: expected index.csv and image archives "
             f"({', '.join(ARCHIVE_SUFFIXES)}), found: {listing or 'no files'}"
         )
