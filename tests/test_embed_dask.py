@@ -393,7 +393,7 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
     assert "--workers sizes the local cluster this command starts" in capsys.readouterr().err
     dataset = write_dataset(points(10), tmp_path / "in", parts=1)
     assert main(["embed", str(dataset), "--model", str(model), "-o", str(dataset / "x"), "--engine", "dask"]) == 2
-    assert "inside the input dataset" in capsys.readouterr().err
+    assert "is inside the input" in capsys.readouterr().err
     assert main(["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "x.zarr"), "--engine", "dask"]) == 2
     assert "--engine dask writes Parquet" in capsys.readouterr().err
 
@@ -537,6 +537,20 @@ def test_frames_of_the_same_weights_in_other_precisions_stay_apart(cluster, mode
     for both, alone in zip(together, apart, strict=True):
         pd.testing.assert_frame_equal(both, alone)
     assert np.abs(apart[0].to_numpy() - apart[1].to_numpy()).max() > 1e-4  # (bf16 does differ)
+
+
+def test_the_cli_refuses_an_existing_output_before_starting_a_cluster(model, tmp_path, caplog, capsys):
+    """A refused run started (and closed) a local cluster first: seconds for one line."""
+    import logging
+
+    dataset = write_dataset(points(100), tmp_path / "in", parts=1)
+    (tmp_path / "out.parquet").write_bytes(b"an earlier result")
+    argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "out.parquet"), "--engine", "dask"]
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert "starting a local Dask cluster" not in caplog.text
+    assert (tmp_path / "out.parquet").read_bytes() == b"an earlier result"
 
 
 def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):

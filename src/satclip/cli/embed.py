@@ -6,6 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from .. import safe_output
 from ..errors import BadInputError
 from . import precision_option
 from .args import add_cluster_options, add_harmonics_option, check_cluster_options, device, positive_int, shard
@@ -145,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
             from ..embed.cluster import starting_client
 
             source = _dask_source(args, source)
-
+            # what embed_dataset refuses anyway, refused before a cluster is started for nothing
+            dataset = not Path(args.output).suffix  # (the output's kind: a dataset directory or one Parquet file)
+            safe_output.check_output(args.output, overwrite=args.overwrite, inputs=[args.input], directory=dataset)
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
