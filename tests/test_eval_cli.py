@@ -314,6 +314,18 @@ def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys)
         assert not (tmp_path / f"out-{name}").exists()
 
 
+def test_an_evaluation_inside_a_model_directory_it_reads_is_refused(tmp_path, capsys):
+    """`--out MODEL/ev` was written into the model directory (every other command refuses that), and a later
+    `convert --overwrite` of the model then refused the directory for holding ev/."""
+    model = tmp_path / "model"
+    assert main(["convert", "bluemarble-l10", str(model), "--target", "native", "--location-only"]) == 0
+    argv = ["evaluate", "--encoders", str(model), "--tasks", "elevation", "--n-points", "200", "--seeds", "1",
+            "--probes", "linear", "--no-figures", "--out", str(model / "ev")]  # fmt: skip
+    assert main(argv) == 2
+    assert f"the output {model / 'ev'} is inside the input {model}" in capsys.readouterr().err
+    assert sorted(p.name for p in model.iterdir()) == [".satclip-output", "config.json", "model.safetensors"]
+
+
 def test_unreadable_user_tables_are_named(tmp_path, capsys):
     """They gave "'utf-8' codec can't decode byte …" or "No columns to parse from file", without the file."""
     cases = {

@@ -120,11 +120,21 @@ def test_only_satclip_directories_are_replaced_or_deleted(tmp_path):
 
 
 def test_a_symbolic_link_is_named_as_one(tmp_path):
-    """A link to a directory was refused as "exists and is not a directory"."""
+    """A link to a directory was refused as "exists and is not a directory"; a link loop on an output's way was
+    an "unexpected error (RuntimeError)", and a dangling one named satclip's hidden lock file."""
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(OutputExistsError, match="link is a symbolic link; give the directory it points to"):
         safe_output.make_owned_dir(tmp_path / "link", kind="demo")
+    with pytest.raises(OutputExistsError, match="link is a symbolic link; give the directory it points to"):
+        safe_output.check_output(tmp_path / "link", overwrite=True, directory=True)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    for name in ("loop", "dangling"):
+        with pytest.raises(BadInputError, match=f"{name} is a symbolic link to nothing"):
+            safe_output.check_output(tmp_path / name / "out.parquet", inputs=[tmp_path / "real"])
+        with pytest.raises(BadInputError, match=f"{name} is a symbolic link to nothing"):
+            safe_output.make_dirs(tmp_path / name / "run")
 
 
 def test_keep_only_written_deletes_only_what_an_earlier_run_recorded(tmp_path):

@@ -251,7 +251,10 @@ def _same(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return a.expanduser().resolve() == b.expanduser().resolve()
+        try:
+            return a.expanduser().resolve() == b.expanduser().resolve()
+        except (OSError, RuntimeError):  # (a symbolic-link loop: _check_parents names it)
+            return False
 
 
 def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> None:
@@ -271,7 +274,11 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
     """Raise :class:`BadInputError` if ``path`` would lie inside the existing directory ``directory`` (an
     input whose contents an output must not join, e.g. a dataset of part files)."""
     path, directory = Path(path), Path(directory)
-    if directory.is_dir() and path.expanduser().resolve().is_relative_to(directory.expanduser().resolve()):
+    try:
+        inside = directory.is_dir() and path.expanduser().resolve().is_relative_to(directory.expanduser().resolve())
+    except (OSError, RuntimeError):  # (a symbolic-link loop on the way: _check_parents names it)
+        inside = False
+    if inside:
         raise BadInputError(f"the output {path} is inside {what} {directory}; write it elsewhere")
 
 
@@ -291,7 +298,9 @@ def check_output(
         _check_parents(path)
         return
     if directory:
-        if not path.is_dir() or path.is_symlink():
+        if path.is_symlink():  # (its target is not replaced through it)
+            raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
+        if not path.is_dir():
             raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
         if not any(path.iterdir()):
             return
@@ -314,6 +323,9 @@ def _check_parents(path: Path) -> None:
     """Raise :class:`BadInputError` if ``path``'s parent could not be made: its nearest existing ancestor is
     not a directory (``notes.csv/out.parquet``), found before any work rather than at the first write."""
     for parent in path.expanduser().absolute().parents:
+        if parent.is_symlink() and not parent.exists():
+            raise BadInputError(f"{parent} is a symbolic link to nothing (its target is missing, or a loop), so {path} "
+                                "cannot be written there; fix the link or choose another output path")  # fmt: skip
         if parent.exists():
             if not parent.is_dir():
                 raise BadInputError(f"{parent} is a file, not a directory, so {path} cannot be written there; "

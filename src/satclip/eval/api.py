@@ -31,6 +31,10 @@ def run_evaluation(
     locked while the evaluation runs.
     """
     out = Path(out_dir)
+    from ..io.resolve import local_model_files
+
+    # never inside a model directory it evaluates (convert --overwrite of that model would refuse it then)
+    safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)])
     safe_output.make_owned_dir(out, kind="evaluation")  # refuses a directory of someone else's files
     with safe_output.exclusive(out):
         rows = evaluate(config, out, progress=progress)
