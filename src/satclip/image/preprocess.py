@@ -10,7 +10,6 @@ This is the deterministic part of the original transform; the random crop/flips/
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,6 @@ S2_BANDS_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B
 #: index at which the missing B10 band is inserted into 12-band patches
 B10_INDEX = 10
 #: digital number → reflectance
-log = logging.getLogger(__name__)
-
 REFLECTANCE_SCALE = 10_000.0
 
 
@@ -112,8 +109,7 @@ def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.nd
             from rasterio.windows import Window
 
             rows, cols = min(size, src.height), min(size, src.width)
-            top, left = int(round((src.height - rows) / 2.0)), int(round((src.width - cols) / 2.0))
-            window = Window(left, top, cols, rows)
+            window = Window(_centre_offset(src.width, cols), _centre_offset(src.height, rows), cols, rows)
         array = src.read(window=window)
         # a gap is where every band holds the nodata value (rasterio's dataset mask): one band's 0 can be data
         nodata = None if src.nodata is None else _equals(array, src.nodata).all(axis=0)
@@ -289,5 +285,11 @@ def center_crop(images, size: int):
     h, w = images.shape[-2], images.shape[-1]
     if h < size or w < size:
         raise ValueError(f"cannot centre-crop {h}×{w} images to {size}×{size}: crop to at most {min(h, w)}")
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    top, left = _centre_offset(h, size), _centre_offset(w, size)
     return images[..., top : top + size, left : left + size]
+
+
+def _centre_offset(length: int, size: int) -> int:
+    """Where a centred window of ``size`` starts along an axis of ``length``: torchvision's ``CenterCrop``
+    rounding (see :func:`center_crop`)."""
+    return int(round((length - size) / 2.0))
