@@ -137,10 +137,16 @@ def write_native(
     path = Path(path)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
-        usual_permissions(tmp / WEIGHTS_FILE)  # safetensors writes it 0o600
+        save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
         write_config(tmp, config)
     return path
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], file: str | Path) -> None:
+    """``safetensors``' ``save_file``, the file then given the permissions a new file gets (``save_file``
+    writes it ``0o600``: unreadable to the others who share its directory)."""
+    save_file(tensors, file)
+    usual_permissions(file)
 
 
 def write_config(directory: str | Path, config: dict) -> None:

@@ -535,11 +535,10 @@ def _read_progress(path: Path, chunks: int) -> np.ndarray:
 
 
 def _save_backbone(file: Path, encoder: nn.Module) -> None:
-    from safetensors.torch import save_file
+    from ..io.native import save_tensors
 
     with safe_output.atomic_file(file, overwrite=True) as tmp:
-        save_file(backbone_state(encoder), tmp)
-        safe_output.usual_permissions(tmp)  # safetensors writes it 0o600
+        save_tensors(backbone_state(encoder), tmp)
 
 
 def _write_json(file: Path, data: dict) -> None:
