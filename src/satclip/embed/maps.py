@@ -411,6 +411,9 @@ def model_attrs(encoder, identity: dict, model=None) -> dict:
 #: CF attributes of latitude and longitude coordinates (satclip map's Zarr, lazy fields)
 LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
 LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+#: the embedding axis of Zarr maps and lazy fields, and its attributes
+DIM = "dim"
+DIM_ATTRS = {"long_name": "embedding dimension"}
 
 
 def write_zarr(
@@ -437,10 +440,9 @@ def write_zarr(
                 attributes={"_ARRAY_DIMENSIONS": [name], **cf},
             )  # fmt: skip
             coord[:] = values
-        band_attrs = {"long_name": "embedding dimension"} if band_dim == "dim" else {}  # (as a lazy field's)
         band = group.create_array(
             band_dim, shape=(count,), dtype="int32", fill_value=None,
-            attributes={"_ARRAY_DIMENSIONS": [band_dim], **band_attrs},
+            attributes={"_ARRAY_DIMENSIONS": [band_dim], **(DIM_ATTRS if band_dim == DIM else {})},
         )  # fmt: skip
         band[:] = np.arange(count, dtype=np.int32)
         for row0, values in blocks:
@@ -634,7 +636,7 @@ def render_map(
             tags = {**model_attrs(encoder, model_id), **attrs}
             write_geotiff(output, grid, source, count, names, tags=tags, overwrite=overwrite)
         else:
-            variable, band = ("pca", "component") if model_pca is not None else ("embedding", "dim")
+            variable, band = ("pca", "component") if model_pca is not None else ("embedding", DIM)
             from .xarray import MapCells  # (the cells a lazy field of the same map describes)
 
             cells = MapCells(footprint if blank_unseen else None, land_only).description

@@ -28,12 +28,10 @@ from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
 from ..io.resolve import encoder_files
 from ..optional import require
-from .maps import LAT_ATTRS, LON_ATTRS
+from .maps import DIM, DIM_ATTRS, LAT_ATTRS, LON_ATTRS, model_attrs
 
 log = logging.getLogger(__name__)
 
-#: the name of the embedding axis (as in the Zarr maps of ``satclip map``)
-DIM = "dim"
 #: cells per chunk by default: 64 MiB of float32 embeddings at 256 dimensions
 DEFAULT_CHUNK_CELLS = 1 << 16
 
@@ -305,9 +303,7 @@ def embedding_field(
     out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
     dim = encoder.embedding_dim
     identity = model_identity(encoder)
-    from .maps import model_attrs as describe_model
-
-    model_attrs = describe_model(encoder, identity, model)
+    model_description = model_attrs(encoder, identity, model)
     encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(identity)}", traverse=False)
     out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((dim,),)
     data = darray.map_blocks(
@@ -315,8 +311,8 @@ def embedding_field(
         skip_invalid=skip_invalid, out_dtype=out_dtype, dtype=out_dtype, new_axis=2, chunks=out_chunks,
         meta=np.empty((0, 0, 0), out_dtype),
     )  # fmt: skip
-    coords[DIM] = xr.Variable(DIM, np.arange(dim, dtype=np.int32), {"long_name": "embedding dimension"})
-    attrs = {**model_attrs, "satclip_cells": description}
+    coords[DIM] = xr.Variable(DIM, np.arange(dim, dtype=np.int32), DIM_ATTRS)
+    attrs = {**model_description, "satclip_cells": description}
     field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
     return field.assign_coords(extra_coords) if extra_coords else field
 
