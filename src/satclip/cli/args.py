@@ -87,6 +87,15 @@ def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_overwrite_option(parser: argparse.ArgumentParser, output: str = "OUTPUT") -> None:
+    """``--overwrite``: replace an existing ``output`` satclip wrote (convert, embed, map)."""
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help=f"replace an existing {output} satclip wrote (never a directory it did not create or one holding files "
+        "it did not write)",
+    )  # fmt: skip
+
+
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """``--scheduler`` and ``--workers``: where ``--engine dask`` runs (embed, map)."""
     parser.add_argument(

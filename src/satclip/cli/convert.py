@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..io import TARGETS
+from .args import add_overwrite_option
 
 
 def add_parser(subparsers) -> None:
@@ -36,11 +37,7 @@ def add_parser(subparsers) -> None:
         "--location-only", action="store_true",
         help="write the location encoder alone (always so for torchgeo and rshf)",
     )  # fmt: skip
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace an existing OUTPUT satclip wrote (never a directory it did not create or one holding files it "
-        "did not write)",
-    )  # fmt: skip
+    add_overwrite_option(parser)
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
 

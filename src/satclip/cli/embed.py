@@ -9,7 +9,15 @@ from pathlib import Path
 from .. import safe_output
 from ..errors import BadInputError
 from . import precision_option
-from .args import add_cluster_options, add_harmonics_option, check_cluster_options, device, positive_int, shard
+from .args import (
+    add_cluster_options,
+    add_harmonics_option,
+    add_overwrite_option,
+    check_cluster_options,
+    device,
+    positive_int,
+    shard,
+)
 
 DTYPES = ("float32", "float64")
 
@@ -70,11 +78,7 @@ def add_parser(subparsers) -> None:
         "with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet)",
     )  # fmt: skip
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace an existing OUTPUT satclip wrote (never a directory it did not create or one holding files it "
-        "did not write)",
-    )  # fmt: skip
+    add_overwrite_option(parser)
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from . import precision_option
-from .args import add_cluster_options, add_harmonics_option, check_cluster_options, device, positive_float, positive_int
+from .args import (
+    add_cluster_options,
+    add_harmonics_option,
+    add_overwrite_option,
+    check_cluster_options,
+    device,
+    positive_float,
+    positive_int,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -47,11 +55,7 @@ def add_parser(subparsers) -> None:
     add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace an existing OUT satclip wrote (never a directory it did not create or one holding files it "
-        "did not write)",
-    )  # fmt: skip
+    add_overwrite_option(parser, "OUT")
     parser.add_argument(
         "--restart", action="store_true",
         help="discard an unfinished run into OUT (OUT.partial/) instead of resuming it (a killed map resumes at the "
