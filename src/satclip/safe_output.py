@@ -132,10 +132,7 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
             write_json(path / MARKER, marker)
         return path
     if path.exists() or path.is_symlink():
-        if path.is_symlink():  # (its target is not replaced through it)
-            raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
-        if not path.is_dir():
-            raise OutputExistsError(f"{path} exists and is not a directory; choose another path")
+        _refuse_non_directory(path)
         if any(path.iterdir()):
             raise OutputExistsError(
                 f"{path} holds files satclip did not create (no {MARKER} marker); satclip never writes its work "
@@ -175,11 +172,17 @@ def remove_owned_files(directory: str | Path, names: Iterable[str]) -> None:
     Raises:
         OutputExistsError: ``directory`` is not satclip's (nothing is deleted).
     """
+    directory = _owned_or_refused(directory)
+    for name in names:
+        (directory / name).unlink(missing_ok=True)
+
+
+def _owned_or_refused(directory: str | Path) -> Path:
+    """``directory``, a satclip directory whose own files may be deleted, or :class:`OutputExistsError`."""
     directory = Path(directory)
     if not is_owned(directory):
         raise OutputExistsError(f"refusing to delete files in {directory}: satclip did not create it")
-    for name in names:
-        (directory / name).unlink(missing_ok=True)
+    return directory
 
 
 def keep_only_written(directory: str | Path, group: str, written: Iterable[str | Path]) -> None:
@@ -191,9 +194,7 @@ def keep_only_written(directory: str | Path, group: str, written: Iterable[str |
     Raises:
         OutputExistsError: ``directory`` is not satclip's (nothing is deleted).
     """
-    directory = Path(directory)
-    if not is_owned(directory):
-        raise OutputExistsError(f"refusing to delete files in {directory}: satclip did not create it")
+    directory = _owned_or_refused(directory)
     names = sorted({Path(path).name for path in written})
     earlier = recorded_files(directory, group) or []
     _record_files(directory, group, names)  # (first: a kill between the two leaves files, not a lost record)
@@ -298,10 +299,7 @@ def check_output(
         _check_parents(path)
         return
     if directory:
-        if path.is_symlink():  # (its target is not replaced through it)
-            raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
-        if not path.is_dir():
-            raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
+        _refuse_non_directory(path)
         if not any(path.iterdir()):
             return
         if not is_owned(path):
@@ -317,6 +315,15 @@ def check_output(
         )
     if not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def _refuse_non_directory(path: Path) -> None:
+    """Raise :class:`OutputExistsError` unless the existing ``path`` is a directory itself (a symbolic link to
+    one is named: its target is never written through it)."""
+    if path.is_symlink():
+        raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
+    if not path.is_dir():
+        raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
 
 
 def _check_parents(path: Path) -> None:
