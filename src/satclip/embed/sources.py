@@ -210,7 +210,7 @@ class CsvSource(Source):
         with open(self.path, encoding="utf-8", errors="replace") as fh:
             header = fh.readline()
         self.delimiter = "\t" if tsv and "\t" in header else sniff_delimiter(self.path, "\t" if tsv else ",")
-        schema = self._reader(None, {}).schema
+        self._schema = schema = self._reader(None, {}).schema  # (the types inferred from the first block)
         self.columns = list(schema.names)
         repeated = sorted({name for name in self.columns if self.columns.count(name) > 1})
         if repeated:
@@ -256,10 +256,9 @@ class CsvSource(Source):
         pa = _pa()
         settled = dict(self._text_columns)
         if self.path.stat().st_size > self.BLOCK_SIZE:
-            schema = self._reader(None, {}).schema
             fixed = (self.lon_col, self.lat_col, *settled)
-            typed = [f.name for f in schema if f.name not in fixed and not pa.types.is_string(f.type)]
-            types = {name: schema.field(name).type for name in typed}
+            typed = [f.name for f in self._schema if f.name not in fixed and not pa.types.is_string(f.type)]
+            types = {name: self._schema.field(name).type for name in typed}
             while typed:
                 try:
                     for _ in self._reader(typed, {**types, **settled}):
