@@ -506,3 +506,32 @@ def test_a_cache_given_with_a_tilde_is_in_the_home_directory(monkeypatch, tmp_pa
     assert cache_dir("precision") == tmp_path / "satclip-cache" / "precision"
     monkeypatch.delenv("SATCLIP_CACHE")
     assert cache_dir() == tmp_path / ".cache" / "satclip"
+
+
+# ------------------------------------------------------------------------------------------- typed paths
+def test_user_path_expands_home_and_folds_dotdot_only_over_missing_directories(tmp_path, monkeypatch):
+    from satclip.paths import user_path
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_path("~/out.parquet") == tmp_path / "home" / "out.parquet"
+    monkeypatch.chdir(tmp_path)
+    assert user_path("nosuch/../out.parquet") == tmp_path / "out.parquet"
+    assert user_path("plain/out.parquet") == Path("plain/out.parquet")  # no '..': kept as typed
+    # where the directory exists and is a link, '..' is the link target's parent, as the kernel takes it
+    (tmp_path / "far" / "inner").mkdir(parents=True)
+    (tmp_path / "near").symlink_to(tmp_path / "far" / "inner")
+    assert user_path("near/../out.parquet") == tmp_path / "far" / "out.parquet"
+    (tmp_path / "link.parquet").symlink_to(tmp_path / "elsewhere.parquet")
+    assert user_path("nosuch/../link.parquet") == tmp_path / "link.parquet"  # the last component is not followed
+
+
+def test_cli_outputs_under_quoted_home_and_through_missing_dotdot(tmp_path, model, points, monkeypatch):  # noqa: F811
+    points.to_csv(tmp_path / "points.csv", index=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert embed("points.csv", "-o", "~/out.parquet", "--model", model) == 0
+    assert (home / "out.parquet").is_file() and not (tmp_path / "~").exists()
+    assert embed("points.csv", "-o", "nosuch/../out.parquet", "--model", model) == 0
+    assert (tmp_path / "out.parquet").is_file() and not (tmp_path / "nosuch").exists()

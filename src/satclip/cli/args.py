@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..paths import user_path  # also the argparse type of every path argument
+
 
 def _int(text: str) -> int:
     try:
@@ -46,7 +48,7 @@ def positive_float(text: str) -> float:
 
 def existing_file(text: str) -> Path:
     """A path to an existing file."""
-    path = Path(text)
+    path = user_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     if path.is_dir():

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .args import device, non_negative_int, positive_int
+from .args import device, non_negative_int, positive_int, user_path
 from .train import add_override_options, load_cli_config
 
 
@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     build.set_defaults(func=run_build)
 
     verify = actions.add_parser("verify", help="check a cache (and that it matches a config)")
-    verify.add_argument("path", nargs="?", help="cache directory (default: data.cache of --config)")
+    verify.add_argument("path", nargs="?", type=user_path, help="cache directory (default: data.cache of --config)")
     add_override_options(verify)
     verify.add_argument(
         "--recompute", type=non_negative_int, default=0, metavar="K", help="recompute K random images (needs --config)"

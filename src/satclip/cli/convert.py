@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..io import TARGETS
-from .args import add_overwrite_option
+from .args import add_overwrite_option, user_path
 
 
 def add_parser(subparsers) -> None:
@@ -25,7 +24,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("source", metavar="SOURCE", help="a .ckpt file, a native model directory or a model name")
     parser.add_argument(
-        "output", metavar="OUTPUT", type=Path,
+        "output", metavar="OUTPUT", type=user_path,
         help="a directory (native, rshf) or a file (original: .ckpt, torchgeo: .pt)",
     )  # fmt: skip
     parser.add_argument(

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
-from pathlib import Path
 
-from .args import non_negative_int, positive_int
+from .args import non_negative_int, positive_int, user_path
 
 
 def _tqdm_progress(description: str):
@@ -46,7 +45,7 @@ def add_verify(subparsers) -> None:
             "count, height × width or dtype, invalid coordinates. Exit status 1 when anything is wrong."
         ),
     )
-    parser.add_argument("root", type=Path, help="dataset root holding index.csv and images/")
+    parser.add_argument("root", type=user_path, help="dataset root holding index.csv and images/")
     parser.add_argument("--full", action="store_true", help="also decode every pixel (slower)")
     parser.add_argument("--bands", type=positive_int, default=12, help="expected band count (default 12)")
     parser.add_argument("--size", type=positive_int, default=256, help="expected height and width in px (default 256)")
@@ -55,7 +54,7 @@ def add_verify(subparsers) -> None:
     parser.add_argument("--min-size", type=non_negative_int, default=10_000, help="smaller = no-data (default 10000)")
     parser.add_argument("--workers", type=positive_int, default=1, help="threads reading headers (default 1)")
     parser.add_argument("--show", type=non_negative_int, default=3, help="bad file names shown per problem (default 3)")
-    parser.add_argument("--list", type=Path, metavar="CSV", help="write all problems to CSV")
+    parser.add_argument("--list", type=user_path, metavar="CSV", help="write all problems to CSV")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --list file")
     parser.set_defaults(func=run_verify)
 
@@ -102,11 +101,11 @@ def add_download(subparsers) -> None:
             "and pass it with --from."
         ),
     )
-    parser.add_argument("root", type=Path, help="dataset root to create or complete")
+    parser.add_argument("root", type=user_path, help="dataset root to create or complete")
     parser.add_argument("--repo", default=HF_REPO, help=f"hub dataset repository (default {HF_REPO})")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit; default main); with --from, "
                         "the commit the local copy was made from (enables known checksums)")
-    parser.add_argument("--from", dest="source", type=Path, metavar="DIR",
+    parser.add_argument("--from", dest="source", type=user_path, metavar="DIR",
                         help="use a local copy of the repository instead of the hub")
     parser.add_argument("--keep-archives", action="store_true", help="keep the tar shards after extraction")
     parser.set_defaults(func=run_download)

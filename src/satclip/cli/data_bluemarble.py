@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .args import positive_float, positive_int
+from .args import positive_float, positive_int, user_path
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +31,11 @@ def add_subparser(data_subparsers) -> None:
     parser.add_argument("--min-lat", type=float, default=-60.0,
                         help="southern limit of the sampled points in degrees (default -60: no Antarctica)")
     parser.add_argument("--max-lat", type=float, default=90.0, help="northern limit (default 90)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=user_path, default=None,
                         help="corpus directory (default: $SATCLIP_CACHE/bluemarble/<hash of the parameters>)")
     parser.add_argument("--overwrite", "--force", dest="force", action="store_true",
                         help="replace a different corpus satclip built in --out (and an existing --preview file)")
-    parser.add_argument("--preview", type=Path, default=None, metavar="PNG",
+    parser.add_argument("--preview", type=user_path, default=None, metavar="PNG",
                         help="also write a contact sheet of the first 48 patches to this PNG")
     parser.set_defaults(func=run)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import existing_file, positive_int
+from .args import existing_file, positive_int, user_path
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("satclip-demo"), help="report directory (default ./satclip-demo)"
+        "--out", type=user_path, default=Path("satclip-demo"), help="report directory (default ./satclip-demo)"
     )
     parser.add_argument("--quick", action="store_true", help="a smaller run (20k patches, fewer baselines)")
     parser.add_argument("--air-temperature", type=existing_file, metavar="CSV",

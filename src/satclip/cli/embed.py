@@ -17,6 +17,7 @@ from .args import (
     device,
     positive_int,
     shard,
+    user_path,
 )
 
 DTYPES = ("float32", "float64")
@@ -24,7 +25,7 @@ DTYPES = ("float32", "float64")
 
 def _input_path(text: str) -> Path:
     """An existing file, or a directory (a Parquet dataset of part files)."""
-    path = Path(text)
+    path = user_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     return path
@@ -47,7 +48,7 @@ def add_parser(subparsers) -> None:
         help="points file: .csv/.tsv, .parquet (also GeoParquet), .geojson, .gpkg or .npy (N×2); or a directory "
         "of Parquet part files (a dataset)",
     )  # fmt: skip
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output .parquet, .npy or .zarr")
+    parser.add_argument("-o", "--output", type=user_path, required=True, help="output .parquet, .npy or .zarr")
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--lon-col", help="longitude column (required for names like x or long)")
     parser.add_argument("--lat-col", help="latitude column")

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from ..errors import BadInputError
 from . import precision_option
-from .args import existing_file, non_negative_int, positive_float, positive_int
+from .args import existing_file, non_negative_int, positive_float, positive_int, user_path
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -54,7 +53,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--probes", default="mlp", help="comma-separated: mlp, linear (default mlp)")
     parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="count or list (default 5)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (re-running resumes)")
+    parser.add_argument("--out", type=user_path, required=True, help="output folder (re-running resumes)")
     parser.add_argument("--data", type=existing_file, default=None, help="air-temperature: local stationDataAll.csv")
     parser.add_argument("--offline", action="store_true", help="never download (air-temperature)")
     tf = parser.add_argument_group("user task from a table")

@@ -14,6 +14,7 @@ from .args import (
     device,
     positive_float,
     positive_int,
+    user_path,
 )
 
 
@@ -33,7 +34,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--resolution", type=positive_float, required=True, help="cell size in degrees, e.g. 1 or 0.25")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output .tif, .zarr or .png")
+    parser.add_argument("-o", "--output", type=user_path, required=True, help="output .tif, .zarr or .png")
     parser.add_argument("--format", choices=["geotiff", "zarr", "png"], help="override the suffix")
     parser.add_argument(
         "--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"), help="region (degrees)"

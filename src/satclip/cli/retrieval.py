@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .args import user_path
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -27,7 +29,7 @@ def add_parser(subparsers) -> None:
         help="feature-cache directory (`satclip cache build`) of the model's image backbone, or 'auto' for a "
              "shipped model's Blue Marble corpus",
     )  # fmt: skip
-    build.add_argument("-o", "--output", type=Path, help="database directory (required unless --cache auto)")
+    build.add_argument("-o", "--output", type=user_path, help="database directory (required unless --cache auto)")
     build.add_argument(
         "--dtype", choices=["float16", "float32"], default="float16",
         help="storage of the image embeddings (default float16: moves retrieved ones by <= 2.4e-4 relative; "

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import safe_output
+from ..paths import user_path
 from .progress import StageProgress
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def run_demo(
         read_stations(air_temperature)
     # new, empty, or an earlier demo's (never foreign files); absolute, so that the paths its run records are
     # the same however the rerun spells it (`--out demo`, `--out ./demo`), and its training continues
-    out = safe_output.make_owned_dir(Path(os.path.abspath(Path(out).expanduser())), kind="demo")  # (.. folded)
+    out = safe_output.make_owned_dir(Path(os.path.abspath(user_path(out))), kind="demo")
     progress = progress or StageProgress(STAGES)
     with _quiet(out / "demo.log", progress), safe_output.exclusive(out):  # (a lock taken over: logged, not shown)
         try:
