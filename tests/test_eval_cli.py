@@ -374,3 +374,20 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path, damage):
     again = cached_arrays("embeddings", f"entry-{damage}", build)
     assert len(calls) == 2 and np.array_equal(first["x"], again["x"])
     assert np.array_equal(cached_arrays("embeddings", f"entry-{damage}", build)["x"], first["x"]) and len(calls) == 2
+
+
+def test_a_link_in_place_of_the_rows_file_is_not_appended_through(tmp_path, capsys):
+    """rows.jsonl was opened for appending through a symbolic link put there since the last run, writing fold
+    records into the file it pointed at."""
+    out = tmp_path / "ev"
+    common = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--seeds", "1",
+              "--probes", "linear", "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(common) == 0
+    capsys.readouterr()
+    (out / "rows.jsonl").unlink()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    (out / "rows.jsonl").symlink_to(notes)
+    assert main(common) == 2
+    assert "rows.jsonl is a symbolic link" in one_error_line(capsys.readouterr().err)
+    assert notes.read_text() == "mine\n"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
+from ..errors import OutputExistsError
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, load_npz, save_npz
 from .tasks import REGRESSION, TASKS, Task, TaskOptions, load_task, table_task
@@ -166,12 +167,16 @@ def _slug(text: str) -> str:
 def _open_rows(path: Path):
     """Open ``rows.jsonl`` for appending; a last line cut short by an interruption is ended first, so the
     next row starts on a line of its own (the cut line is skipped by :func:`_read_rows`)."""
+    if path.is_symlink():  # appending through it would write into whatever it points at
+        raise OutputExistsError(f"{path} is a symbolic link, not the record of finished folds evaluate writes; "
+                                "remove it (or choose another --out) and rerun")  # fmt: skip
     torn = False
     if path.is_file() and path.stat().st_size:
         with path.open("rb") as fh:
             fh.seek(-1, os.SEEK_END)
             torn = fh.read(1) != b"\n"
-    sink = open(path, "a", encoding="utf-8")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW  # (a link made since the check: refused too)
+    sink = os.fdopen(os.open(path, flags, 0o666), "a", encoding="utf-8")
     if torn:
         sink.write("\n")
     return sink
