@@ -167,9 +167,6 @@ def _slug(text: str) -> str:
 def _open_rows(path: Path):
     """Open ``rows.jsonl`` for appending; a last line cut short by an interruption is ended first, so the
     next row starts on a line of its own (the cut line is skipped by :func:`_read_rows`)."""
-    if path.is_symlink():  # appending through it would write into whatever it points at
-        raise OutputExistsError(f"{path} is a symbolic link, not the record of finished folds evaluate writes; "
-                                "remove it (or choose another --out) and rerun")  # fmt: skip
     torn = False
     if path.is_file() and path.stat().st_size:
         with path.open("rb") as fh:
@@ -183,6 +180,9 @@ def _open_rows(path: Path):
 
 
 def _read_rows(path: Path) -> dict[str, dict]:
+    if path.is_symlink():  # appending through it would write fold records into whatever it points at
+        raise OutputExistsError(f"{path} is a symbolic link, not the record of finished folds evaluate writes; "
+                                "remove it (or choose another --out) and rerun")  # fmt: skip
     rows = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
