@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import numbers
@@ -196,7 +197,8 @@ class LocationEncoder(nn.Module):
         :func:`satclip.models.fused.encode_points` (the basis fused with the first layer).
 
         Returns an ``(N, embedding_dim)`` tensor on the model's device: float64 for ``"float64"``, else
-        float32.
+        float32. Embeddings are those of the trained function (eval mode: no dropout) even while the module
+        is in training mode, which is left as it is.
         """
         from . import fused
         from . import precision as _precision
@@ -204,7 +206,24 @@ class LocationEncoder(nn.Module):
         check_batch_size(batch_size)
         param = next(self.parameters())
         lonlat = as_lonlat(points, dtype=torch.float64, device=param.device)
-        return fused.encode_points(self, lonlat, _precision.for_encoder(self, precision), batch_size)
+        with evaluating(self):
+            return fused.encode_points(self, lonlat, _precision.for_encoder(self, precision), batch_size)
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module):
+    """``module`` in eval mode for the block, each submodule's own mode restored after (a fine-tuning loop that
+    embeds points in between keeps its dropout); nothing changes for a module in eval mode already."""
+    modes = [(m, m.training) for m in module.modules() if m.training]
+    if not modes:
+        yield module
+        return
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def check_batch_size(batch_size) -> None:

@@ -305,11 +305,13 @@ def _keep_calibration(file, choice: Choice) -> None:
 
 def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
     from .fused import encode_points
+    from .location_encoder import evaluating
 
     points = probe_points().to(device)
 
     def run(precision, subset=None):
-        out = encode_points(encoder, points if subset is None else points[:subset], precision)
+        with evaluating(encoder):  # (the embeddings encode gives: no dropout, also for a module being trained)
+            out = encode_points(encoder, points if subset is None else points[:subset], precision)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out
