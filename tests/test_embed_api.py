@@ -95,7 +95,7 @@ def test_column_detection(columns, expected):
 
 
 def test_column_detection_refuses_guesses():
-    with pytest.raises(ColumnError, match=r"\['x', 'y'\] may hold coordinates.*--lon-col"):
+    with pytest.raises(ColumnError, match=r"\['x', 'y'\] may hold coordinates.*lon_col=NAME \(--lon-col NAME"):
         detect_lonlat_columns(["x", "y", "value"])
     with pytest.raises(ColumnError, match=r"ambiguous longitude column: \['lon', 'Longitude'\]"):
         detect_lonlat_columns(["lon", "Longitude", "lat"])
@@ -266,3 +266,59 @@ def test_load_names_what_a_model_is(tmp_path):
     for source in (torch.zeros(3), {"location.nnet.weight": torch.zeros(1)}, 5, None):
         with pytest.raises(BadInputError, match="a model is a name, a .ckpt file, a model directory"):
             satclip.load(source)
+
+
+def test_embedding_a_module_in_training_mode_neither_drops_out_nor_changes_its_mode(encoder, lonlat):
+    """encode in training mode applied the SIREN's dropout (other embeddings every call), and satclip.embed
+    switched the caller's module to eval mode (a fine-tuning loop lost its dropout)."""
+    expected = encoder.encode(lonlat)
+    encoder.train()
+    encoder.nnet.layers[0].eval()  # a mode of its own, kept too
+    modes = [m.training for m in encoder.modules()]
+    assert torch.equal(encoder.encode(lonlat), expected)
+    np.testing.assert_array_equal(satclip.embed(lonlat, model=encoder), expected.numpy())
+    assert [m.training for m in encoder.modules()] == modes
+    assert encoder(torch.as_tensor(lonlat, dtype=torch.float32)).shape == expected.shape  # forward: still training
+
+
+def test_integer_masked_and_object_points(encoder):
+    """int8 points were all out of range (180 wrapped in int8); unsigned integers were refused by encode and
+    taken by embed; a masked array's masked values were embedded as coordinates."""
+    floats = np.array([[10.0, 5.0], [-120.0, 80.0]])
+    for points in (np.array([[10, 5], [-120, 80]], np.int8), torch.tensor([[10, 5], [-120, 80]], dtype=torch.int8),
+                   np.array([[10, 5], [120, 80]], np.uint32), np.array([[10.0, 5.0], [-120.0, 80.0]], object)):
+        same = encoder.encode(np.abs(floats) if points.dtype == np.uint32 else floats)
+        assert torch.equal(encoder.encode(points), same)
+        np.testing.assert_array_equal(satclip.embed(points, model=encoder), same.numpy())
+    masked = np.ma.masked_array([[10.0, 5.0], [3.0, 4.0]], mask=[[0, 0], [1, 0]])
+    for embed in (encoder.encode, lambda p: satclip.embed(p, model=encoder)):
+        with pytest.raises(InvalidPointsError, match=r"row 1: \(lon=nan, lat=4.0\)"):
+            embed(masked)
+    out = satclip.embed(masked, model=encoder, skip_invalid=True)
+    np.testing.assert_array_equal(out[0], encoder.encode(floats[:1]).numpy()[0])
+    assert np.isnan(out[1]).all()
+
+
+@pytest.mark.parametrize("points, message", [
+    (torch.tensor([13.4, 52.5]), r"shape \(N, 2\).*got shape \(2,\)"),
+    (torch.tensor(1.0), r"shape \(N, 2\).*got shape \(\)"),
+    (np.ones((3, 2), bool), "must be numbers.*bool"),
+    (np.array([[1 + 1j, 2]]), "must be numbers.*complex"),
+    (None, "must be numbers"),
+    (torch.zeros(4, 3) + 500, r"shape \(N, 2\).*\(4, 3\)"),
+])  # fmt: skip
+def test_embed_and_encode_refuse_the_same_inputs_alike(encoder, points, message):
+    """satclip.embed raised an internal IndexError on a 1-D tensor, embedded booleans and complex numbers that
+    encode refused, and named out-of-range values of an (N, 3) tensor instead of its shape."""
+    for embed in (encoder.encode, lambda p: satclip.embed(p, model=encoder)):
+        with pytest.raises(ValueError, match=message) as raised:
+            embed(points)
+        assert not isinstance(raised.value, InvalidPointsError)
+
+
+def test_a_device_that_is_not_here_is_named(encoder):
+    for device, message in (("cuda", "'cuda': no cuda device on this machine"), ("gpu", "'gpu' is not a torch device")):
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        with pytest.raises(BadInputError, match=message):
+            satclip.embed([[1.0, 2.0]], model=encoder, device=device)

@@ -294,3 +294,10 @@ def test_extras_are_imported_only_where_used(encoder, monkeypatch):
 
     with pytest.raises(MissingExtraError, match=r"satclip\[dask\]"):
         satclip.embed(FakeDaskFrame(), model=encoder)
+
+
+def test_a_grid_without_cells_is_named(encoder):
+    """An empty axis raised ZeroDivisionError from the chunk sizing."""
+    for lon, lat in (([], [0.0, 1.0]), ([0.0, 1.0], []), (np.zeros((1, 0)), np.zeros((1, 0)))):
+        with pytest.raises(ValueError, match="the grid has no cells"):
+            embedding_field(encoder, lon, lat)

@@ -11,6 +11,7 @@ import torch
 
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..io.basis import with_harmonics
+from ..machine import check_device
 from ..models import precision as _precision
 from ..models.location_encoder import LocationEncoder
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
@@ -29,7 +30,8 @@ def load_encoder(
     """A location encoder from a model source (anything :func:`satclip.load` takes) or an encoder.
 
     An encoder passed in is used as it is when ``device``/``dtype``/``harmonics_calculation``/``precision``
-    are None or already match; otherwise a converted copy is used (the caller's module is never modified).
+    are None or already match; otherwise a converted copy is used (the caller's module is never modified, its
+    train/eval mode included: :meth:`~satclip.LocationEncoder.encode` computes in eval mode whatever it is).
     ``precision`` (see :mod:`satclip.models.precision`) is resolved here and recorded on the returned encoder.
     """
     if not isinstance(model, LocationEncoder):
@@ -39,6 +41,8 @@ def load_encoder(
             model, device=device or "cpu", dtype=dtype, harmonics_calculation=harmonics_calculation,
             trust_checkpoint=trust_checkpoint, precision=precision,
         )  # fmt: skip
+    if device is not None:
+        check_device(device)
     param = next(model.parameters())
     current = getattr(model.posenc, "harmonics_calculation", None)
     if harmonics_calculation is not None and harmonics_calculation != current:
@@ -58,7 +62,7 @@ def load_encoder(
         if getattr(model, "precision_choice", None) != choice:
             model = copy.copy(model)  # shares the weights; only the recorded choice differs
             model.precision, model.precision_choice = choice.precision, choice
-    return model.eval()
+    return model  # (in the caller's mode: embeddings are computed in eval mode whatever it is)
 
 
 @torch.no_grad()

@@ -36,20 +36,20 @@ def detect_lonlat_columns(
         ColumnError: a named column is missing, an axis has no or several candidates.
     """
     columns = [str(c) for c in columns]
-    for given, role in ((lon_col, "--lon-col"), (lat_col, "--lat-col")):
+    for given, role in ((lon_col, "lon_col (--lon-col)"), (lat_col, "lat_col (--lat-col)")):
         if given is not None and given not in columns:
             raise ColumnError(f"{role} {given!r} is not a column; columns are {columns}")
     found = {}
     for axis, given, names, flag in (
-        ("longitude", lon_col, LON_NAMES, "--lon-col"),
-        ("latitude", lat_col, LAT_NAMES, "--lat-col"),
+        ("longitude", lon_col, LON_NAMES, "lon_col=NAME (--lon-col NAME on the command line)"),
+        ("latitude", lat_col, LAT_NAMES, "lat_col=NAME (--lat-col NAME on the command line)"),
     ):
         if given is not None:
             found[axis] = given
             continue
         candidates = _matches(columns, names)
         if len(candidates) > 1:
-            raise ColumnError(f"ambiguous {axis} column: {candidates} all match; choose one with {flag} NAME")
+            raise ColumnError(f"ambiguous {axis} column: {candidates} all match; choose one with {flag}")
         if not candidates:
             suspects = _matches(columns, SUSPECT_NAMES)
             hint = (
@@ -60,7 +60,7 @@ def detect_lonlat_columns(
             )
             raise ColumnError(
                 f"no {axis} column: expected one named {' / '.join(names)} (any case) among {columns}."
-                f"{hint} Name it with {flag} NAME."
+                f"{hint} Name it with {flag}."
             )
         found[axis] = candidates[0]
     if found["longitude"] == found["latitude"]:

@@ -149,15 +149,18 @@ def to_lonlat(
     points, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False
 ) -> np.ndarray | torch.Tensor:
     """Coordinates of ``points`` as ``(N, 2)`` (lon, lat): a tensor stays a tensor (same device), anything
-    else becomes a float64 numpy array. Values are not validated here. ``centroids``: see :func:`geo_lonlat`."""
+    else becomes a float64 numpy array. What is no (N, 2) array of numbers is refused
+    (:func:`satclip.encoding.points.coordinate_tensor`); the range is not checked here. ``centroids``: see
+    :func:`geo_lonlat`."""
     torch = sys.modules.get("torch")  # (not imported: then points are no tensor; file readers stay torch-free)
     if torch is not None and isinstance(points, torch.Tensor):
-        return points
+        from ..encoding.points import coordinate_tensor
+
+        return coordinate_tensor(points)
     if is_geo(points) and lon_col is None and lat_col is None:
         return geo_lonlat(points, centroids=centroids)
     if is_table(points):
         return table_lonlat(points, lon_col, lat_col)
-    array = np.asarray(points, dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {array.shape}")
-    return array
+    from ..encoding.points import coordinate_tensor  # (points to embed: torch is loaded)
+
+    return coordinate_tensor(points).to(torch.float64).numpy()

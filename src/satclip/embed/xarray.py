@@ -122,6 +122,8 @@ def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_
 
 def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple[int, int]:
     height, width = shape
+    if not height or not width:
+        raise ValueError(f"the grid has no cells ({height} × {width}): give each axis at least one coordinate")
     if chunks is None:
         cx = min(width, 1024)
         return min(height, max(1, DEFAULT_CHUNK_CELLS // cx)), cx

@@ -49,23 +49,28 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
     return advice
 
 
-def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
-    """Validate ``points`` and return them as a ``(N, 2)`` tensor of (lon, lat) degrees.
-
-    Accepts anything ``np.asarray`` or ``torch.as_tensor`` understands. ``dtype`` defaults to the input's
-    floating dtype (float64 for non-float input). Read-only arrays (pandas' ``to_numpy()`` under
-    copy-on-write, memory-mapped files) are copied, never written.
-    """
+def coordinate_tensor(points, *, device=None) -> torch.Tensor:
+    """``points`` as an ``(N, 2)`` tensor of numbers, neither converted nor checked for range (see
+    :func:`as_lonlat`). What is no (N, 2) array of numbers — a DataFrame, text, booleans, complex numbers,
+    (2, N) points — raises ValueError saying what to pass; the masked entries of a numpy masked array become
+    NaN (missing values, as pandas' NA)."""
     if hasattr(points, "columns") and hasattr(points, "iloc"):  # a DataFrame: its columns are named, not ordered
         raise ValueError(
             "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
             "satclip.embed(frame, model=…), which finds the coordinate columns (rows come back in the frame's order)"
         )
+    if isinstance(points, np.ndarray) and points.dtype.kind in "OM" or isinstance(points, np.ma.MaskedArray):
+        if points.dtype.kind not in "iufO":
+            raise ValueError(f"points must be numbers (lon, lat) in degrees, got {points.dtype}")
+        try:  # (objects: numbers held as Python objects, e.g. a frame's .values; masked entries: missing)
+            points = np.ma.filled(np.ma.asarray(points).astype(np.float64), np.nan)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
     if isinstance(points, np.ndarray) and not points.flags.writeable:
         points = points.copy()  # torch would warn that it cannot promise not to write to them
     try:
         tensor = torch.as_tensor(points, device=device)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:  # (RuntimeError: torch cannot infer a dtype, e.g. None)
         raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
     if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
         tensor = tensor.reshape(0, 2)
@@ -74,15 +79,26 @@ def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch
         raise ValueError(
             f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}{transposed}"
         )
-    if not (tensor.is_floating_point() or tensor.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
-                                                            torch.uint8)):  # fmt: skip
+    if tensor.dtype == torch.bool or tensor.is_complex():
         raise ValueError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
+    return tensor
+
+
+def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+    """Validate ``points`` and return them as a ``(N, 2)`` tensor of (lon, lat) degrees.
+
+    Accepts anything ``np.asarray`` or ``torch.as_tensor`` understands (:func:`coordinate_tensor`). ``dtype``
+    defaults to the input's floating dtype (float64 for integers). Read-only arrays (pandas' ``to_numpy()``
+    under copy-on-write, memory-mapped files) are copied, never written.
+    """
+    tensor = coordinate_tensor(points, device=device)
     if dtype is None:
         dtype = tensor.dtype if tensor.is_floating_point() else torch.float64
+    tensor = tensor.to(dtype)  # (before the range check: 180 does not fit an int8)
     lon, lat = tensor[:, 0], tensor[:, 1]
     ok = torch.isfinite(lon) & torch.isfinite(lat) & (lon.abs() <= 180) & (lat.abs() <= 90)
     if not bool(ok.all()):
         values = tensor.detach().to("cpu", torch.float64).numpy()
         bad = ~ok.cpu().numpy()
         raise InvalidPointsError(describe_invalid(values, bad), np.flatnonzero(bad))
-    return tensor.to(dtype)
+    return tensor
