@@ -7,9 +7,9 @@
   ``torch.autocast`` (the basis computed as for float32 and rounded once to bfloat16). Embeddings agree with
   float32 to a cosine of ≥ 0.9999 on the calibration's probe points; over 100,000 points uniform on the
   sphere the shipped models' lowest cosine is 0.99992 (L = 10) and 0.99988 (L = 40: two points below 0.9999,
-  both south of 88°S; every point below 0.99995 lies south of 77°S, where the models saw no data). Fast only where the hardware multiplies bfloat16 natively: CPUs with
-  AMX-BF16 or AVX512-BF16 (recent Xeons, AMD Zen 4) and CUDA GPUs from Ampere on; elsewhere it is emulated
-  and slower than float32.
+  both south of 88°S; every point below 0.99995 lies south of 77°S, where the models saw no data). Fast only
+  where the hardware multiplies bfloat16 natively: CPUs with AMX-BF16 or AVX512-BF16 (recent Xeons, AMD Zen 4)
+  and CUDA GPUs from Ampere on; elsewhere it is emulated and slower than float32.
 * ``"auto"`` (the default of :func:`satclip.load`) — bf16 where :func:`bf16_support` finds native bf16
   matrix multiplication *and* a one-time calibration on a fixed probe set (:func:`probe_points`) measures
   bf16 at least :data:`MIN_SPEEDUP` times as fast as float32 for this model and within a cosine of
