@@ -403,3 +403,16 @@ def test_a_misspelt_model_name_gets_a_suggestion():
     with pytest.raises(FileNotFoundError) as err:
         satclip.load("qqqq")
     assert "did you mean" not in str(err.value)
+
+
+def test_load_arguments_of_the_wrong_kind_are_named():
+    """satclip.load(retrieval=True) failed in os.fspath with a TypeError; load_model(dtype="float32"), a name as
+    load takes it, in torch's Module.to."""
+    from satclip.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"retrieval=True: pass 'auto'"):
+        satclip.load("bluemarble-l10", retrieval=True)
+    model = satclip.load_model("bluemarble-l10", dtype="float64")
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    with pytest.raises(BadInputError, match="dtype='auto'"):
+        satclip.load_model("bluemarble-l10", dtype="auto")

@@ -4,10 +4,12 @@ the applications it combines (docs/architecture.md)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
+from .errors import BadInputError
 from .io.load import load as load_location_encoder
 from .models.location_encoder import LocationEncoder
 
@@ -49,6 +51,12 @@ def load(
                "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
     if retrieval is None and all(value is None for value in options.values()):
         return encoder
+    from .retrieval.database import RetrievalDatabase
     from .retrieval.encoder import augment
 
+    if retrieval is not None and not isinstance(retrieval, (str, os.PathLike, RetrievalDatabase)):
+        raise BadInputError(
+            f"retrieval={retrieval!r}: pass 'auto' (the shipped models' database, built on first use), a database "
+            "directory from `satclip retrieval build`, or an opened RetrievalDatabase"
+        )
     return augment(encoder, source, retrieval, trust_checkpoint=trust_checkpoint, **options)

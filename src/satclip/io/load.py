@@ -86,6 +86,11 @@ def load_model(
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (only for trusted files).
     """
     check_device(device)
+    if not isinstance(dtype, torch.dtype):  # a name, as load takes it ("float32", "bf16", "float64")
+        name = _precision.check(dtype)
+        if name == "auto":
+            raise BadInputError("load_model(dtype='auto'): give the model's dtype: float32, float64 or bf16")
+        dtype = _precision.compute_dtype(name)
     parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint))
     source_name = parts.provenance["source"]
     # cast before loading, so float64 weights (the location network) reach a float64 model unrounded
