@@ -89,6 +89,10 @@ class SatCLIPTrainingModule(pl.LightningModule):
         return self._step(batch, "val")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # SatCLIP.train keeps a frozen backbone in eval mode (its batch norms use the running statistics the
+        # feature cache uses, and never update them); Lightning 2.6 neither calls module.train() when fitting
+        # starts nor after validation (it restores each submodule's flag itself), so it is applied here
+        self.model.train()
         # per step, not per epoch: Lightning creates data iterators (which draw from the global RNG) at
         # different moments in a fresh and in a resumed run
         seed = derived_seed("global", self.config.trainer.seed, self.current_epoch, batch_idx, self.global_rank)
