@@ -301,3 +301,16 @@ def test_a_grid_without_cells_is_named(encoder):
     for lon, lat in (([], [0.0, 1.0]), ([0.0, 1.0], []), (np.zeros((1, 0)), np.zeros((1, 0)))):
         with pytest.raises(ValueError, match="the grid has no cells"):
             embedding_field(encoder, lon, lat)
+
+
+def test_a_field_records_and_takes_its_precision(encoder):
+    """The attributes said satclip_dtype float32 for a field computed in bf16 (precision "auto" on bf16
+    hardware), and there was no precision= to choose."""
+    from satclip.models.precision import for_encoder
+
+    field = embedding_field(encoder, LON[:4], LAT[:3])
+    assert field.attrs["satclip_precision"] == for_encoder(encoder)
+    exact = embedding_field(encoder, LON[:4], LAT[:3], precision="float64")
+    assert exact.attrs["satclip_precision"] == "float64" and exact.dtype == np.float64
+    points = np.stack(np.meshgrid(LON[:4], LAT[:3]), -1).reshape(-1, 2)
+    np.testing.assert_array_equal(exact.values.reshape(-1, 8), encoder.encode(points, precision="float64").numpy())

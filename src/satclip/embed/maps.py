@@ -388,10 +388,10 @@ def _zarr_writes_settled() -> Iterator[None]:
         raise
 
 
-def model_attrs(encoder, identity: dict, model=None) -> dict:
+def model_attrs(encoder, identity: dict, model=None, precision: str | None = None) -> dict:
     """What a map or field records about its model: name (``model`` as given, else the encoder's source),
-    sha256 of the weights, basis, dtype and satclip version; ``identity``: the encoder's
-    :func:`~satclip.models.location_encoder.model_identity`."""
+    sha256 of the weights, basis, dtype, the precision it computes in and satclip version; ``identity``: the
+    encoder's :func:`~satclip.models.location_encoder.model_identity`."""
     from .. import __version__
 
     source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
@@ -404,6 +404,7 @@ def model_attrs(encoder, identity: dict, model=None) -> dict:
         "satclip_model_sha256": identity["sha256"],
         "satclip_basis": f"{basis} ({params})" if params else basis,
         "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
+        "satclip_precision": _precision.for_encoder(encoder, precision),
         "satclip_version": __version__,
     }
 
@@ -633,15 +634,16 @@ def render_map(
             count = n_components or dim
             pcs = model_pca is not None
             names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-            tags = {**model_attrs(encoder, model_id), **attrs}
+            tags = {**model_attrs(encoder, model_id, precision=precision), **attrs}
             write_geotiff(output, grid, source, count, names, tags=tags, overwrite=overwrite)
         else:
             variable, band = ("pca", "component") if model_pca is not None else ("embedding", DIM)
             from .xarray import MapCells  # (the cells a lazy field of the same map describes)
 
             cells = MapCells(footprint if blank_unseen else None, land_only).description
+            described = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
             write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite,
-                       variable_attrs={**model_attrs(encoder, model_id), "satclip_cells": cells})  # fmt: skip
+                       variable_attrs=described)  # fmt: skip
         if work is not None:
             work.remove()
     return output

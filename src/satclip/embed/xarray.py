@@ -180,6 +180,7 @@ def embedding_field(
     dtype=None,
     harmonics_calculation: str | None = None,
     trust_checkpoint: bool = False,
+    precision: str | None = None,
     name: str = "embedding",
 ):
     """The embedding field of ``model`` over a grid of cells, as a lazy (Dask-backed) ``xarray.DataArray``.
@@ -201,7 +202,9 @@ def embedding_field(
             (``(h, 1)`` and ``(1, w)`` on a regular grid).
         skip_invalid: cells with invalid coordinates (non-finite, out of range) are NaN instead of an error
             raised when their chunk is computed.
-        batch_size, device, dtype, harmonics_calculation, trust_checkpoint: as :func:`satclip.embed`.
+        batch_size, device, dtype, harmonics_calculation, trust_checkpoint, precision: as
+            :func:`satclip.embed` (the precision the chunks are computed in is recorded as the attribute
+            ``satclip_precision``).
         name: the DataArray's name.
 
     Returns:
@@ -220,7 +223,7 @@ def embedding_field(
 
     encoder = load_encoder(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
-        trust_checkpoint=trust_checkpoint,
+        trust_checkpoint=trust_checkpoint, precision=precision,
     )  # fmt: skip
     if hasattr(lon, "dims") and hasattr(lat, "dims") and np.ndim(lon) == np.ndim(lat) == 2 and lat.dims != lon.dims:
         if set(lat.dims) != set(lon.dims):
