@@ -592,3 +592,15 @@ def test_local_cluster_workers_keep_glibcs_adaptive_malloc():
         nannies = list(client.cluster.workers.values())
     assert [nanny.pre_spawn_env.get("MALLOC_TRIM_THRESHOLD_") for nanny in nannies] == [None]
     assert list(threads.values()) == [1]
+
+
+def test_a_dask_frame_without_coordinate_columns_is_refused_before_any_compute(model):
+    """The columns are known when the graph is built; a frame without them raised only at compute()."""
+    dd = pytest.importorskip("dask.dataframe")
+    from satclip.embed.columns import ColumnError
+
+    frame = dd.from_pandas(pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}), npartitions=1)
+    with pytest.raises(ColumnError, match=r"no longitude column.*lon_col=NAME"):
+        satclip.embed(frame, model=str(model))
+    with pytest.raises(ColumnError, match=r"lon_col \(--lon-col\) 'x' is not a column"):
+        satclip.embed(frame, model=str(model), lon_col="x", lat_col="b")

@@ -140,6 +140,8 @@ def embed_frame(
     """
     dask = require("dask", "dask", "embedding a Dask DataFrame")
     pd = require("pandas", "dask", "embedding a Dask DataFrame")
+    if not is_geo(frame._meta) or lon_col is not None or lat_col is not None:
+        table_lonlat(frame._meta, lon_col, lat_col)  # the columns are known now: missing or ambiguous ones raise here
     crs = getattr(frame, "crs", None)
     if crs is not None and not is_wgs84(crs) and lon_col is None and lat_col is None:
         log.info("reprojecting the geometries from %s to EPSG:4326 (in each partition)", crs_name(crs))
