@@ -82,3 +82,59 @@ def test_a_geotiff_without_georeference_gets_satclips_own_note(tmp_path, monkeyp
         "plain.tif carries no georeference; assuming 0.01 km/px, the scale satclip-resnet18-l10.ckpt was trained at"
     ]
     assert captured.out.splitlines()[0].split() == ["rank", "lon", "lat", "score"]  # no true location to rank
+
+
+def _header_only_png(path, width: int, height: int):
+    """A PNG whose header declares ``width × height`` RGB pixels, with a few bytes of image data (a few
+    hundred bytes on disk, however large it claims to be)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_a_picture_too_large_to_decode_safely_is_one_line(tmp_path, monkeypatch, capfd):
+    """Pillow's DecompressionBombError was "unexpected error … please report it" (exit 1); between Pillow's
+    limit and twice that it only warned, and the whole picture was decoded."""
+    Image = pytest.importorskip("PIL.Image")
+    monkeypatch.chdir(tmp_path)
+    _header_only_png(tmp_path / "huge.png", 100_000, 100_000)
+    assert main(["locate", "huge.png", "--model", "bluemarble-l10"]) == 2
+    assert _only_line(capfd) == (
+        f"satclip: error: huge.png has 10,000,000,000 pixels, more than Pillow decodes safely "
+        f"({Image.MAX_IMAGE_PIXELS:,}; a possible decompression bomb): crop it to the patch to locate (or downscale "
+        "it) first, e.g. 32×32 px at 7.5 km/px for the bluemarble-* models"
+    )
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save("large.png")
+    assert main(["locate", "large.png", "--model", "bluemarble-l10"]) == 2  # 1,600 pixels: Pillow only warns
+    assert _only_line(capfd).startswith("satclip: error: large.png has 1,600 pixels, more than Pillow decodes safely")
+
+
+def test_a_large_picture_is_cropped_before_it_is_converted(tmp_path):
+    """A 300 MB PNG took 2.1 GB: the whole picture went to float32 before its central 32×32 px were cut."""
+    import tracemalloc
+
+    Image = pytest.importorskip("PIL.Image")
+    import satclip
+    from satclip.models.locate import load_image
+
+    model = satclip.load_model("bluemarble-l10")
+    pixels = np.random.default_rng(0).integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
+    pixels[:, :1000] = 0  # (compresses: a quick file)
+    Image.fromarray(pixels).save(tmp_path / "big.png")
+    tracemalloc.start()
+    try:
+        image = load_image(model, tmp_path / "big.png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tuple(image.shape) == (3, 32, 32)
+    np.testing.assert_array_equal(image.numpy(), pixels[984:1016, 984:1016].transpose(2, 0, 1) / np.float32(255))
+    assert peak < 4_000_000, f"{peak:,} bytes allocated for a 32×32 px crop"  # the whole picture in float32: 48 MB

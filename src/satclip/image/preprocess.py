@@ -10,6 +10,7 @@ This is the deterministic part of the original transform; the random crop/flips/
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,11 @@ def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
     return float(lon[0]), float(lat[0])
 
 
+#: what to do with a picture too large to decode
+_PICTURE_FIX = (
+    "crop it to the patch to locate (or downscale it) first, e.g. 32×32 px at 7.5 km/px for the bluemarble-* models"
+)
+
 #: suffixes read as pictures (Pillow) rather than GeoTIFFs (rasterio)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -156,10 +162,19 @@ def _open_picture(path: str | Path) -> Iterator:
             f"{path} is a TIFF file named {Path(path).suffix}: rename it to .tif to read it as a GeoTIFF"
         )
     try:
-        picture = pil_image.open(path)
+        with warnings.catch_warnings():  # (Pillow only warns between its limit and twice that: refused alike)
+            warnings.simplefilter("error", pil_image.DecompressionBombWarning)
+            picture = pil_image.open(path)
     except pil_image.UnidentifiedImageError as err:
         raise BadInputError(
             f"{path} is not a PNG or JPEG picture (Pillow cannot identify it); satclip locate reads {IMAGE_KINDS}"
+        ) from err
+    except (pil_image.DecompressionBombError, pil_image.DecompressionBombWarning) as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
+        raise BadInputError(
+            f"{path} has {size}, more than Pillow decodes safely ({pil_image.MAX_IMAGE_PIXELS:,}; a possible "
+            f"decompression bomb): {_PICTURE_FIX}"
         ) from err
     try:
         with picture:
@@ -193,14 +208,17 @@ def band_count(path: str | Path) -> int:
         return int(src.count)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An RGB image → ``(3, H, W)`` float32 in [0, 1], as the Blue Marble corpus feeds the shipped models.
+def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
+    """An RGB image → ``(3, H, W)`` float32 in [0, 1], as the Blue Marble corpus feeds the shipped models; with
+    ``size``, only its central ``size × size`` px (the window of :func:`center_crop`; the whole image when it is
+    not larger), cut before anything is converted (a GeoTIFF's window is read alone).
 
     PNG/JPEG: 8-bit RGB (a palette or an opaque alpha channel is fine) / 255. GeoTIFF: 3 bands in R, G, B
     order; uint8 / 255, or floats already in [0, 1].
 
     Raises:
-        BadInputError: not 3 bands, or values that are not 8-bit or [0, 1] (the message says what would do).
+        BadInputError: not 3 bands, or values that are not 8-bit or [0, 1] (the message says what would do), or a
+            picture too large for Pillow to decode safely.
     """
     bands = band_count(path)
     if bands != 3:
@@ -209,9 +227,13 @@ def read_rgb(path: str | Path) -> np.ndarray:
         with _open_picture(path) as im:
             if im.mode not in ("RGB", "RGBA", "P", "PA"):
                 raise BadInputError(f"{path} is a {im.mode!r} picture; save it as 8-bit RGB")
+            if size is not None and (im.height > size or im.width > size):
+                rows, cols = min(size, im.height), min(size, im.width)
+                top, left = _centre_offset(im.height, rows), _centre_offset(im.width, cols)
+                im = im.crop((left, top, left + cols, top + rows))
             pixels = np.asarray(im.convert("RGB"))
         return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
-    array = read_geotiff(path)
+    array, _ = _read_central(path, size)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(array.dtype, np.floating) and np.nanmin(array) >= 0 and np.nanmax(array) <= 1:

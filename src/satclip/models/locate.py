@@ -250,7 +250,11 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
             hint = f": {_S2_MODEL_HINT}" if bands in (12, 13) else ""
             kind = " (a Sentinel-2 patch?)" if bands in (12, 13) else ""
             raise BadInputError(f"{name} takes {wants}; {path.name} has {bands} band(s){kind}{hint}")
-        image = torch.from_numpy(preprocess.read_rgb(path))
+        crop = expected.patch_size if expected is not None and expected.patch_size else None
+        crop = crop or (model.visual.image_size[0] if model.visual.image_size is not None else None)
+        image = torch.from_numpy(preprocess.read_rgb(path, size=crop))  # (only that window is converted)
+        if (file_shape := preprocess.image_shape(path)) != tuple(image.shape[-2:]):
+            log.info("centre-cropping %d×%d to %d×%d for %s", *file_shape, *image.shape[-2:], name)
         trained = expected.gsd_km if expected else None
     elif in_chans == 13:
         if bands not in (12, 13):
