@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import satclip
 from satclip import image
+from satclip.errors import BadInputError
 from satclip.image import weights as backbone_weights
 from satclip.image.hparams import config_from_hparams, hparams_from_config
 from satclip.models.clip import SatCLIP
@@ -242,8 +243,8 @@ def test_backbone_weights_that_do_not_fit(tmp_path):
     torch.save(_backbone_state("moco_resnet50", seed=0), path)
     with pytest.raises(backbone_weights.BackboneWeightsError, match="do not fit resnet18: .*unexpected"):
         image.create("moco_resnet18", weights=path)
-    with pytest.raises(backbone_weights.BackboneWeightsError, match="neither a file nor a known name"):
-        image.create("moco_resnet18", weights="imagenet")
+    with pytest.raises(BadInputError, match="neither a file .* nor a known name"):
+        image.create("moco_resnet18", weights="imagenet")  # (bad input, exit 2: not a failure to fetch)
 
 
 def test_named_weights_offline_error_says_what_to_fetch(monkeypatch):

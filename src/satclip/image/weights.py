@@ -12,8 +12,9 @@ Where ``weights="sentinel2_all_moco"`` looks, in order:
 3. the Hugging Face hub (``huggingface_hub``, revision pinned as in torchgeo).
 
 Files are checked against the sha256 prefix in their name (the torch hub convention). A local file can
-also be passed directly: ``weights="/path/to/file.pth"`` (a torch state dict, read with
-``weights_only=True``) or ``.safetensors``.
+also be passed directly: ``weights="/path/to/file.pth"`` (a torch state dict, read as checkpoints are by
+:func:`satclip.io.safe_pickle.load_checkpoint`: a pickle that needs anything besides tensors and containers is
+refused, never run) or ``.safetensors``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import SatclipError
+from ..errors import BadInputError, SatclipError
 from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -101,21 +102,45 @@ def backbone_cache_dir() -> Path:
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a torch file (``weights_only=True``; a nested ``state_dict``
-    or ``model`` entry is unwrapped)."""
+    """A state dict from ``.safetensors`` or a torch file (read by :func:`satclip.io.safe_pickle.load_checkpoint`:
+    tensors and plain containers only, nothing unpickled that could run code; a nested ``state_dict`` or
+    ``model`` entry is unwrapped).
+
+    Raises:
+        BadInputError: no such file, a file that is no readable state dict (the message names it).
+        UntrustedCheckpointError: a pickle that needs Python globals besides tensors and containers (refused,
+            not run).
+    """
+    from ..io.safe_pickle import UntrustedCheckpointError, load_checkpoint
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
+        raise BadInputError(f"backbone weights file not found: {path}; give the path of a .pth or .safetensors file")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(path)
+        except (SafetensorError, ValueError) as err:
+            raise BadInputError(
+                f"{path} is not a readable safetensors file ({err}); download it again, or give the right file"
+            ) from err
+    try:
+        state = load_checkpoint(path)
+    except UntrustedCheckpointError as err:  # (its advice, --trust-checkpoint, is for models, not backbones)
+        refusal = str(err).split(". If you trust", 1)[0]
+        raise UntrustedCheckpointError(
+            f"{refusal}. If you trust the file's origin, save its state dict as .safetensors once (torch.load with "
+            "weights_only=False, then safetensors.torch.save_file) and give that file"
+        ) from err
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneWeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+        raise BadInputError(
+            f"{path} does not hold a state dict (a mapping of names to tensors): give the backbone's weights file"
+        )
     return state
 
 
@@ -190,9 +215,9 @@ def resolve_state_dict(arch: str, weights: str | Path) -> dict[str, torch.Tensor
     if path.is_file():
         return read_state_file(path)
     known = sorted(name for a, name in BACKBONE_WEIGHTS if a == arch)
-    raise BackboneWeightsError(
-        f"backbone weights {str(weights)!r} for {arch} are neither a file nor a known name "
-        f"({', '.join(known)})"
+    raise BadInputError(
+        f"backbone weights {str(weights)!r} for {arch} are neither a file (no such file: {path}) nor a known name "
+        f"({', '.join(known)}): give the path of a .pth or .safetensors file, or one of those names"
     )
 
 
