@@ -610,3 +610,58 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
     stamp = (again / "image.npy").stat().st_mtime_ns
     assert satclip.load("bluemarble-l10", retrieval="auto").database.image.dtype == np.float32
     assert (again / "image.npy").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        # None dropped the 10 km default: the exclusion was silently off
+        ("exclude_radius_km=None", "exclude_radius_km=None is no distance; give a radius in km (default 10), or "
+                                   "exclude_radius_km=0 to turn the exclusion off"),
+        # bool('no'), bool('maybe'), bool('false') were all True
+        ("exclude_heldout='no'", "parameter exclude_heldout='no' must be True or False (its default is False)"),
+        ("exclude_heldout=maybe", "parameter exclude_heldout='maybe' must be True or False"),
+        ("exclude_heldout=false", "parameter exclude_heldout='false' must be True or False"),
+        # text compared with numbers: "unexpected error (TypeError)", exit 1
+        ("beta=abc", "parameter beta='abc' must be a number (its default is 1.0)"),
+        ("exclude_radius_km=abc", "parameter exclude_radius_km='abc' must be a number (its default is 10.0)"),
+        ("k=4.5", "parameter k=4.5 must be an integer (its default is 16)"),
+        # the last one silently won
+        ("k=4,k=8", "parameter k is given twice (k=4, k=8); give it once"),
+    ],
+)  # fmt: skip
+def test_retrieval_spec_values_are_checked(setup, tmp_path, capsys, params, expected):
+    from .conftest import one_error_line
+
+    model_dir, _, db = setup
+    spec = f"{model_dir}+range+(database={db},{params})"
+    assert main(["evaluate", "--encoders", spec, "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
+    assert expected in one_error_line(capsys.readouterr().err)
+
+
+def test_retrieval_options_of_the_api_are_checked(setup, caplog):
+    """satclip.load(retrieval=…): a k beyond the database was a MemoryError, text a TypeError, and a radius
+    that excludes everything an all-zero retrieved half without a word."""
+    model_dir, _, db = setup
+    with pytest.raises(BadInputError, match="k=1000000000 is more than the 200 entries of the database: give k <= 200"):
+        satclip.load(model_dir, retrieval=db, k=10**9)
+    for name, value in (("beta", "abc"), ("temperature", "0.1"), ("distance_scale_km", None),
+                        ("exclude_radius_km", "abc"), ("exclude_radius_km", True)):  # fmt: skip
+        if value is None:  # (None is satclip.load's "not given")
+            with pytest.raises(BadInputError, match=f"retrieval {name} must be a positive number, got None"):
+                RetrievalEncoder(satclip.load(model_dir), RetrievalDatabase.open(db), **{name: value})
+            continue
+        with pytest.raises(BadInputError, match=f"{name} must be"):
+            satclip.load(model_dir, retrieval=db, **{name: value})
+    with pytest.raises(BadInputError, match="exclude_radius_km=20016 excludes every database entry .* 20,015 km apart"):
+        satclip.load(model_dir, retrieval=db, exclude_radius_km=20016)
+    # below half the circumference, points left without any entry are pointed out, once
+    encoder = satclip.load(model_dir, retrieval=db, exclude_radius_km=19_000)
+    with caplog.at_level("WARNING", logger="satclip.retrieval.encoder"):
+        out = encoder.encode(sphere_points(50, 2)).numpy()
+        encoder.encode(sphere_points(50, 3))
+    empty = (out[:, DIM:] == 0).all(axis=1)
+    assert empty.any()
+    warned = [r.getMessage() for r in caplog.records if "exclude_radius_km=19000 leaves" in r.getMessage()]
+    assert len(warned) == 1 and f"{int(empty.sum())} of 50 point(s)" in warned[0]
+    assert not (satclip.load(model_dir, retrieval=db, k=200).encode(sphere_points(5, 2))[:, DIM:] == 0).all()

@@ -16,13 +16,17 @@ both searches (leakage-safe evaluation: a test point never retrieves the databas
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from ..errors import BadInputError
 from ..models.location_encoder import LocationEncoder
-from .geo import GeoIndex, exclusion_chord, unit_vectors
+from .geo import EARTH_RADIUS_KM, GeoIndex, exclusion_chord, unit_vectors
 from .search import SemanticIndex, softmax_weights, weighted_mean
+
+log = logging.getLogger(__name__)
 
 MODES = ("range", "range+")
 #: defaults of :func:`satclip.load` and :class:`RetrievalEncoder`
@@ -32,6 +36,19 @@ DEFAULTS = {"mode": "range+", "k": 16, "temperature": 0.01, "beta": 1.0, "distan
 #: tree's and the gather's memory reads local; small enough that the chunk's temporaries are reused from the
 #: heap instead of fresh (page-faulting) memory
 RETRIEVAL_CHUNK = 16384
+
+
+def _number(name: str, value, what: str) -> float:
+    """``value`` as a float, or :class:`BadInputError` naming the option (text, None and booleans are no
+    numbers: ``beta="abc"`` was a TypeError deep in a comparison)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise BadInputError(f"retrieval {name} must be {what}, got {value!r}")
+    return float(value)
+
+
+#: no two points on Earth are further apart than half its circumference (20,015 km): an exclusion radius that
+#: large leaves no database entry to retrieve, and the retrieved half of every embedding would be zeros
+MAX_EXCLUDE_RADIUS_KM = float(np.pi * EARTH_RADIUS_KM)
 
 
 def check_options(mode: str, k: int, temperature: float, beta: float, distance_scale_km: float,
@@ -44,15 +61,23 @@ def check_options(mode: str, k: int, temperature: float, beta: float, distance_s
         raise BadInputError(f"retrieval mode {mode!r} is not one of {list(MODES)}{'; ' + hint if hint else ''}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise BadInputError(f"retrieval k must be a positive integer, got {k!r}")
-    for name, value, low in (("temperature", temperature, 0.0), ("distance_scale_km", distance_scale_km, 0.0)):
-        if not np.isfinite(value) or value <= low:
+    for name, value in (("temperature", temperature), ("distance_scale_km", distance_scale_km)):
+        if not np.isfinite(_number(name, value, "a positive number")) or value <= 0:
             raise BadInputError(f"retrieval {name} must be a positive number, got {value!r}")
-    if not (0.0 <= beta <= 1.0):
-        raise BadInputError(f"retrieval beta must be in [0, 1] (0: semantic only, 1: geographic only), got {beta!r}")
+    what = "in [0, 1] (0: semantic only, 1: geographic only)"
+    if not (0.0 <= _number("beta", beta, what) <= 1.0):
+        raise BadInputError(f"retrieval beta must be {what}, got {beta!r}")
     if mode == "range" and beta != DEFAULTS["beta"]:
         raise BadInputError(f"beta={beta} blends semantic and geographic retrieval: use mode='range+' with it")
-    if not np.isfinite(exclude_radius_km) or exclude_radius_km < 0:
-        raise BadInputError(f"exclude_radius_km must be a distance >= 0 in km, got {exclude_radius_km!r}")
+    radius = _number("exclude_radius_km", exclude_radius_km, "a distance >= 0 in km (0: no exclusion)")
+    if not np.isfinite(radius) or radius < 0:
+        raise BadInputError(f"exclude_radius_km must be a distance >= 0 in km (0: no exclusion), got {radius!r}")
+    if radius >= MAX_EXCLUDE_RADIUS_KM:
+        raise BadInputError(
+            f"exclude_radius_km={radius:g} excludes every database entry (no two points on Earth are more than "
+            f"{MAX_EXCLUDE_RADIUS_KM:,.0f} km apart), so nothing would be retrieved; give a radius below that "
+            "(120 excludes the Blue Marble patch covering a point, 0 turns the exclusion off)"
+        )
 
 
 def morton_order(lonlat: np.ndarray, bits: int = 10) -> np.ndarray:
@@ -93,7 +118,7 @@ class RetrievalEncoder(LocationEncoder):
         exclude_radius_km: float = DEFAULTS["exclude_radius_km"],
     ):
         super().__init__(location.posenc, location.nnet, location.config)
-        check_options(mode, k, float(temperature), float(beta), float(distance_scale_km), float(exclude_radius_km))
+        check_options(mode, k, temperature, beta, distance_scale_km, exclude_radius_km)
         if database.location_dim != location.embedding_dim:
             raise BadInputError(
                 f"the retrieval database holds {database.location_dim}-d location embeddings, the model gives "
@@ -109,6 +134,7 @@ class RetrievalEncoder(LocationEncoder):
         self.values = torch.from_numpy(np.ascontiguousarray(database.image, dtype=np.float32))
         self._geo: GeoIndex | None = None
         self._semantic: SemanticIndex | None = None
+        self._warned_empty = False
 
     # --- description -----------------------------------------------------------------------------
 
@@ -186,16 +212,32 @@ class RetrievalEncoder(LocationEncoder):
             mixed = None
             if self.beta > 0:
                 index, km = self.geo.nearest(xyz, self.k, self.exclude_radius_km)
+                self._note_nothing_left(index)
                 mixed = weighted_mean(self.values, index, softmax_weights(-km / self.distance_scale_km, index))
                 if self.beta < 1:
                     mixed.mul_(self.beta)
             if self.beta < 1:
                 queries = location[torch.from_numpy(order + start)]
                 index, cosine = self.semantic.search(queries, self.k, self._excluded(xyz))
+                self._note_nothing_left(index)
                 semantic = weighted_mean(self.values, index, softmax_weights(cosine / self.temperature, index))
                 mixed = semantic.mul_(1.0 - self.beta) if mixed is None else mixed.add_(semantic, alpha=1.0 - self.beta)
             out.index_copy_(0, torch.from_numpy(order + start), mixed.to(out.dtype))
         return out
+
+    def _note_nothing_left(self, index: np.ndarray) -> None:
+        """Warn (once per encoder) when the exclusion radius left some points no entry at all: their retrieved
+        half is zeros, which a probe would otherwise take for imagery."""
+        if self.exclude_radius_km <= 0 or self._warned_empty or not len(index):
+            return
+        nothing = int((index[:, 0] < 0).sum())  # (valid entries come first: none in column 0, none at all)
+        if nothing:
+            self._warned_empty = True
+            log.warning(
+                "exclude_radius_km=%g leaves %d of %d point(s) of a batch no database entry (of %d) to retrieve: "
+                "their retrieved embedding is zeros; a smaller radius keeps some", self.exclude_radius_km, nothing,
+                len(index), len(self.database),
+            )  # fmt: skip
 
     def _excluded(self, xyz: np.ndarray):
         limit = exclusion_chord(self.exclude_radius_km)
@@ -262,4 +304,9 @@ def augment(
 
             model = load_model(source, trust_checkpoint=trust_checkpoint)
             check_fresh(database, identity=model_key(model), source=source)
+    k = options.get("k", DEFAULTS["k"])
+    if k > len(database):  # (a k of millions was a MemoryError in the k-d tree's query)
+        raise BadInputError(
+            f"retrieval k={k} is more than the {len(database)} entries of the database: give k <= {len(database)}"
+        )
     return RetrievalEncoder(encoder, database, **options)

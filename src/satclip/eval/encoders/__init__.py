@@ -169,7 +169,8 @@ def split_specs(text: str) -> list[str]:
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
-    """``"theory(min_radius=1,max_radius=360)"`` → ``("theory", {"min_radius": 1, "max_radius": 360})``."""
+    """``"theory(min_radius=1,max_radius=360)"`` → ``("theory", {"min_radius": 1, "max_radius": 360})``. A
+    parameter given twice is refused."""
     match = _SPEC.match(spec)
     if not match:
         raise ValueError(f"cannot parse encoder spec {spec!r}; expected NAME or NAME(key=value,...)")
@@ -178,10 +179,17 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"encoder spec {spec!r}: parameter {item!r} is not key=value")
+        key = key.strip()
         try:
-            params[key.strip()] = ast.literal_eval(value.strip())
+            parsed = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
-            params[key.strip()] = value.strip()
+            parsed = value.strip()
+        if key in params:  # the last one silently won
+            raise BadInputError(
+                f"encoder spec {spec!r}: parameter {key} is given twice ({key}={params[key]!r}, {key}={parsed!r}); "
+                "give it once"
+            )
+        params[key] = parsed
     return match["name"], params
 
 

@@ -7,19 +7,24 @@
 
 * ``exclude_radius_km`` — default :data:`EVAL_EXCLUDE_RADIUS_KM` here (0 in :func:`satclip.load`): no
   point retrieves a database entry within that distance of itself. Give ``exclude_radius_km=0`` for the
-  unprotected numbers.
+  unprotected numbers (``None`` is refused: it is no distance).
 * ``exclude_heldout=True`` — under ``holdout-continent``, each fold's points (train and test alike) are
   embedded with a database without the held-out continent (Natural Earth), so the probe never sees imagery
   of the continent it is tested on. Other protocols ignore it.
 
-The database holds imagery embeddings only; no downstream label enters it.
+Values are checked as the plain encoders' are (numbers where the default is one, ``True``/``False`` for
+``exclude_heldout``), before anything is loaded. The database holds imagery embeddings only; no downstream
+label enters it.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field
 
+from ...errors import BadInputError
+from ...retrieval.encoder import DEFAULTS
 from . import Encoder
 
 #: ``"bluemarble-l10+range+"`` → base model ``bluemarble-l10``, mode ``range+``
@@ -28,7 +33,6 @@ SPEC = re.compile(r"^(?P<base>.+?)\+(?P<mode>range\+?)$")
 #: diagonal) of the entry; 10 km removes that entry with a margin, and leaves the surrounding patches (240 km
 #: across), which are the imagery any point has around it
 EVAL_EXCLUDE_RADIUS_KM = 10.0
-OPTIONS = ("k", "temperature", "beta", "distance_scale_km", "exclude_radius_km")
 
 
 def is_retrieval_spec(name: str) -> bool:
@@ -71,21 +75,38 @@ class RetrievalEvalEncoder(Encoder):
         return self._per_group[fold.group]
 
 
+def _spec_parameters(
+    database: str = "auto", exclude_heldout: bool = False, k: int = DEFAULTS["k"],
+    temperature: float = DEFAULTS["temperature"], beta: float = DEFAULTS["beta"],
+    distance_scale_km: float = DEFAULTS["distance_scale_km"], exclude_radius_km: float = EVAL_EXCLUDE_RADIUS_KM,
+) -> None:  # fmt: skip
+    """The parameters a retrieval spec takes and their defaults here: what :func:`_check_params` checks a
+    spec's values against (a number where the default is one, ``True``/``False`` for ``exclude_heldout``)."""
+
+
 def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
-    """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses)."""
+    """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses). A parameter
+    it does not take, or a value of the wrong kind, is refused naming both, before anything is loaded."""
     from ...io.load import load
     from ...retrieval.encoder import augment
+    from . import _check_params
 
     match = SPEC.match(name)
+    unknown = sorted(set(params) - set(inspect.signature(_spec_parameters).parameters))
+    if unknown:
+        raise BadInputError(
+            f"encoder spec {spec!r}: unknown retrieval parameter(s) {unknown}; it accepts "
+            f"{sorted(inspect.signature(_spec_parameters).parameters)}"
+        )
+    if "exclude_radius_km" in params and params["exclude_radius_km"] is None:  # (it dropped the 10 km default)
+        raise BadInputError(
+            f"encoder spec {spec!r}: exclude_radius_km=None is no distance; give a radius in km (default "
+            f"{EVAL_EXCLUDE_RADIUS_KM:g}), or exclude_radius_km=0 to turn the exclusion off"
+        )
+    _check_params(spec, "retrieval encoder", name, _spec_parameters, params)
     params = dict(params)
     database = params.pop("database", "auto")
-    exclude_heldout = bool(params.pop("exclude_heldout", False))
-    unknown = sorted(set(params) - set(OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"encoder spec {spec!r}: unknown retrieval parameter(s) {unknown}; it accepts "
-            f"{sorted([*OPTIONS, 'database', 'exclude_heldout'])}"
-        )
+    exclude_heldout = params.pop("exclude_heldout", False)
     params.setdefault("exclude_radius_km", EVAL_EXCLUDE_RADIUS_KM)
     module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
