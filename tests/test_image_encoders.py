@@ -247,19 +247,6 @@ def test_backbone_weights_that_do_not_fit(tmp_path):
         image.create("moco_resnet18", weights="imagenet")  # (bad input, exit 2: not a failure to fetch)
 
 
-def test_named_weights_offline_error_says_what_to_fetch(monkeypatch):
-    def offline(weights):
-        raise OSError("no network")
-
-    monkeypatch.setattr(backbone_weights, "_hf_download", offline)
-    with pytest.raises(backbone_weights.BackboneWeightsError) as err:
-        image.create("moco_resnet50", weights="sentinel2_all_moco")
-    message = str(err.value)
-    assert "resnet50_sentinel2_all_moco-df8b932e.pth" in message
-    assert "https://hf.co/torchgeo/resnet50_sentinel2_all_moco/resolve/da4f3c9dbe" in message
-    assert str(backbone_weights.backbone_cache_dir()) in message and "no network" in message
-
-
 def _fake_weights(monkeypatch, tmp_path, state) -> tuple[backbone_weights.BackboneWeights, bytes]:
     """A BackboneWeights entry for resnet18 whose file name carries the sha256 of ``state`` saved."""
     raw = tmp_path / "raw.pth"

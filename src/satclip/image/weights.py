@@ -7,11 +7,17 @@ Where ``weights="sentinel2_all_moco"`` looks, in order:
 
 1. ``$SATCLIP_CACHE/backbones/<filename>`` (default ``~/.cache/satclip/backbones/``): put a downloaded
    file here to use it offline;
-2. torchgeo's weight enums (``torchgeo.models.ResNet18_Weights.SENTINEL2_ALL_MOCO`` …), when torchgeo
-   is installed and working;
-3. the Hugging Face hub (``huggingface_hub``, revision pinned as in torchgeo).
+2. torch hub's checkpoint directory (``torch.hub.get_dir()/checkpoints/<filename>``), where torchgeo keeps
+   the file once it has downloaded it;
+3. the Hugging Face hub, through :func:`satclip.io.hub.fetch` (revision pinned as in torchgeo; its cache
+   first; offline or unreachable, one error at once saying what to download from where and where to put it).
 
-Files are checked against the sha256 prefix in their name (the torch hub convention). A local file can
+Checksums: a download is checked against the full sha256 the hub publishes for the file (its LFS etag), or
+in the hub cache against the sha256 its blob is named by. Every file, downloaded or found, is also checked
+against the sha256 prefix in its name (8 hex digits, the torch hub convention torchgeo pins): that prefix is
+all that is published independently of the hub, so it is all satclip can pin here; a file placed by hand in
+(1) or (2) is checked against it alone.
+A local file can
 also be passed directly: ``weights="/path/to/file.pth"`` (a torch state dict, read as checkpoints are by
 :func:`satclip.io.safe_pickle.load_checkpoint`: a pickle that needs anything besides tensors and containers is
 refused, never run) or ``.safetensors``.
@@ -159,51 +165,41 @@ def _check_sha256(path: Path, weights: BackboneWeights) -> None:
         )
 
 
-def _from_torchgeo(weights: BackboneWeights) -> dict[str, torch.Tensor]:
-    import torchgeo.models  # noqa: F401 - ImportError (or a broken torchvision) means: not available
+def _by_hand(weights: BackboneWeights) -> str:
+    """How to get ``weights`` without satclip's download (what :func:`satclip.io.hub.fetch` says offline)."""
+    return (
+        f"fetch {weights.url} on a machine with internet access and save it as {weights.cache_path()}, or give its "
+        f"path as model.image_encoder.weights (weights='/path/to/{weights.filename}'); loading a released SatCLIP "
+        "checkpoint does not need this file"
+    )
 
-    enum_name, member = weights.torchgeo_enum.split(".")
-    enum = getattr(torchgeo.models, enum_name)[member]
-    return enum.get_state_dict(progress=True)
+
+def _local_copies(weights: BackboneWeights) -> list[Path]:
+    """Where a copy of ``weights`` may already be: satclip's backbone cache, torch hub's (torchgeo's) one."""
+    return [weights.cache_path(), Path(torch.hub.get_dir()) / "checkpoints" / weights.filename]
 
 
 def _hf_download(weights: BackboneWeights) -> Path:
-    from huggingface_hub import hf_hub_download
+    """The file from the Hugging Face hub (or its cache), checked against the sha256 the hub publishes."""
+    from ..io import hub
 
-    return Path(
-        hf_hub_download(repo_id=weights.repo_id, filename=weights.filename, revision=weights.revision)
-    )
+    return hub.fetch(weights.repo_id, weights.filename, revision=weights.revision, manual=_by_hand(weights))
 
 
 def fetch_state_dict(weights: BackboneWeights) -> dict[str, torch.Tensor]:
-    """The state dict of ``weights`` from the cache, torchgeo or the hub (see the module docstring)."""
-    cached = weights.cache_path()
-    if cached.is_file():
-        _check_sha256(cached, weights)
-        log.info("backbone weights: %s", cached)
-        return read_state_file(cached)
-    reasons = [f"not in {cached}"]
-    try:
-        state = _from_torchgeo(weights)
-        log.info("backbone weights: torchgeo %s", weights.torchgeo_enum)
-        return state
-    except Exception as err:  # noqa: BLE001 - ImportError, broken torchvision, network: try the next source
-        reasons.append(f"torchgeo: {type(err).__name__}: {err}")
-    try:
+    """The state dict of ``weights`` from a local copy or the hub (see the module docstring).
+
+    Raises:
+        DownloadError: not here and the hub cannot be reached (at once; the message says what to fetch and where
+            to put it), or the download does not have the sha256 the hub publishes.
+        BackboneWeightsError: a file without the sha256 prefix of its name.
+    """
+    path = next((p for p in _local_copies(weights) if p.is_file()), None)
+    if path is None:
         path = _hf_download(weights)
-        _check_sha256(path, weights)
-        log.info("backbone weights: %s", path)
-        return read_state_file(path)
-    except BackboneWeightsError:
-        raise
-    except Exception as err:  # noqa: BLE001
-        reasons.append(f"Hugging Face hub: {type(err).__name__}: {err}")
-    raise BackboneWeightsError(
-        f"could not get the {weights.dataset} {weights.ssl_method} {weights.arch} backbone weights "
-        f"({'; '.join(reasons)}).\nDownload {weights.url}\nand save it as {cached} (or pass "
-        f"weights='/path/to/{weights.filename}'). Loading a released SatCLIP checkpoint does not need "
-        "this file."
-    )
+    _check_sha256(path, weights)
+    log.info("backbone weights: %s", path)
+    return read_state_file(path)
 
 
 def resolve_state_dict(arch: str, weights: str | Path) -> dict[str, torch.Tensor]:

@@ -82,16 +82,19 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
     _VERIFIED.add(seen)
 
 
-def fetch(repo_id: str, filename: str, *, revision: str | None = None, sha256: str | None = None) -> Path:
+def fetch(
+    repo_id: str, filename: str, *, revision: str | None = None, sha256: str | None = None, manual: str | None = None
+) -> Path:
     """Download (or find in the hub cache) ``filename`` of ``repo_id`` at ``revision`` (default: the main
-    branch) and return its local path, checked against ``sha256`` when given.
+    branch) and return its local path, checked against ``sha256`` when given. ``manual``: how to get the file by
+    hand, where a model's advice (fetch it elsewhere and pass its path to satclip.load) does not fit.
 
     Raises:
         DownloadError: offline or unreachable and not cached, refused by the hub (no retries), or the file
             does not have the expected sha256.
         MissingExtraError: ``huggingface_hub`` is not installed.
     """
-    by_hand = _by_hand(repo_id, filename, revision)
+    by_hand = manual or _by_hand(repo_id, filename, revision)
     hf = _hub(f"downloading {filename} from the Hugging Face repository {repo_id}", by_hand)
     pin = {"revision": revision} if revision else {}
     what = f"{filename} of {repo_id}" + (f" at {revision}" if revision else "")
