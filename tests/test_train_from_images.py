@@ -33,3 +33,49 @@ def test_a_frozen_backbone_keeps_its_batch_norm_statistics_when_training_from_im
         assert torch.equal(trained.get_buffer(name), buffer), name
     exported = satclip.load_model(result.exports["last"].native)
     torch.testing.assert_close(exported.visual.bn1.running_mean, frozen.bn1.running_mean, rtol=0, atol=0)
+
+
+def _four_patches(tmp_path):
+    """An S2-100K root with the first 4 example patches (ViT-S/16 on a CPU is slow)."""
+    root = tmp_path / "s2"
+    (root / "images").mkdir(parents=True)
+    rows = (require(S2_EXAMPLES) / "index.csv").read_text().splitlines()[:5]
+    (root / "index.csv").write_text("\n".join(rows) + "\n")
+    for row in rows[1:]:
+        name = row.rsplit(",", 1)[1]
+        (root / "images" / name).symlink_to(S2_EXAMPLES / "images" / name)
+    return root
+
+
+def test_a_fixed_size_backbone_trains_and_caches_from_sentinel2_patches(tmp_path, capsys):
+    """moco_vit16 takes 224×224 px: `satclip cache build` and `satclip train` failed on the 256 px patches with
+    advice to call satclip.image.center_crop — a Python fix for a CLI user. The source now cuts its views to the
+    encoder's size, as the original's ViT runs did (crop_size 224: random crops in training)."""
+    import numpy as np
+    import yaml
+
+    from satclip.cli import main
+    from satclip.image import center_crop
+    from satclip.train import load_config
+    from satclip.train.cache import FeatureCache
+    from satclip.train.prepare import source_from_config
+
+    root = _four_patches(tmp_path)
+    config = _config(tmp_path, {"name": "moco_vit16"}, root=str(root), val_fraction=0.25, cache_views=2,
+                     cache=str(tmp_path / "cache"))  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    source = source_from_config(load_config(path))
+    image = source.raw(0)[0]
+    view = source.train_view(image, torch.Generator().manual_seed(0))
+    assert tuple(view.shape) == (13, 224, 224)
+    resnet = source_from_config(load_config(path, {"model.image_encoder.name": "moco_resnet18"}))
+    assert torch.equal(source.eval_view(image), center_crop(resnet.eval_view(image), 224))  # (resnets: 256 px)
+
+    assert main(["cache", "build", "--config", str(path)]) == 0
+    cache = FeatureCache.open(tmp_path / "cache")
+    assert (len(cache), cache.views, cache.feature_dim) == (4, 2, 384)
+    assert np.isfinite(np.asarray(cache.features, dtype=np.float32)).all()
+    assert main(["train", "--config", str(path), "--data.source", "images"]) == 0
+    assert (tmp_path / "run" / "export" / "last" / "model.safetensors").is_file()
+    capsys.readouterr()

@@ -16,15 +16,34 @@ from .build import build_image_encoder
 from .cache import FeatureCache, Progress, build_cache, cache_key
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
-from .sources import PairSource, create_source
+from .sources import SOURCES, PairSource, create_source
 
 log = logging.getLogger(__name__)
 
 
 def source_from_config(config: TrainConfig) -> PairSource:
     """The registered ``data.dataset`` over ``data.root`` (coordinate jitter is applied by the batch
-    datasets, so sources get ``jitter=0``)."""
-    return create_source(config.data.dataset, config.data.root)
+    datasets, so sources get ``jitter=0``). For an image encoder that takes one input size only (``moco_vit16``:
+    224 × 224), a source that can cut its views to it (``image_size``, e.g. S2-100K's 256 px patches) does."""
+    options = {}
+    size = fixed_image_size(config.model.image_encoder)
+    if size is not None and "image_size" in SOURCES.accepted(config.data.dataset):
+        options["image_size"] = size
+    return create_source(config.data.dataset, config.data.root, **options)
+
+
+def fixed_image_size(image_encoder: dict) -> int | None:
+    """The side of the one square input size the ``model.image_encoder`` config takes, or None (any size, or no
+    encoder named). The encoder is built on the meta device: no weights are loaded or allocated."""
+    from .. import image
+
+    params = {k: v for k, v in (image_encoder or {}).items() if k != "weights"}
+    name = params.pop("name", None)
+    if name is None:
+        return None
+    with torch.device("meta"):
+        size = image.create(name, **params).image_size
+    return int(size[0]) if size is not None and size[0] == size[1] else None
 
 
 def fit_from_data(encoder, source: PairSource, *, seed: int, images: int = 256) -> None:

@@ -96,13 +96,20 @@ SOURCES: Registry[PairSource] = Registry("pair source")
 
 
 @SOURCES.register("s2100k")
-def s2100k(root: str, jitter: float = 0.0, **transform_options) -> PairSource:
+def s2100k(root: str, jitter: float = 0.0, image_size: int | None = None, **transform_options) -> PairSource:
     """S2-100K (or any root with ``index.csv`` + ``images/``) with the original pretrained-backbone
     transform: train views flip and blur, eval views only rescale and add B10. Coordinate jitter is
-    applied by the training data path (``data.coord_jitter``), not here."""
+    applied by the training data path (``data.coord_jitter``), not here.
+
+    ``image_size``: the one input side of a fixed-size encoder (224 for ``moco_vit16``). Views are then cut to
+    it as the original's ViT runs did (``crop_size: 224``: a random 224 px crop of the 256 px patch in training,
+    drawn with the view's generator) and, for evaluation, the central window (as ``satclip locate`` reads an
+    image for such a model)."""
     from ..data.s2100k import S2100K
     from ..data.transforms import s2_transform
 
+    if image_size is not None:
+        transform_options.setdefault("crop_size", int(image_size))
     dataset = S2100K(root, mode="both", transform=None)
     train = s2_transform(True, jitter=jitter, **transform_options)
     evaluate = s2_transform(False, **transform_options)
