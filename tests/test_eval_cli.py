@@ -93,6 +93,26 @@ def test_maps_of_a_rerun_show_only_its_own_predictions(tmp_path):
     assert len(shown["y_pred"]) == sum(r["n_test"] for r in last)
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # the reused direct/wrap rows had no saved seed-1 predictions: the map showed sh-l10 alone
+        (["--encoders", "direct,wrap", "--seeds", "0,1"], ["--encoders", "direct,wrap,sh-l10", "--seeds", "1,2"]),
+        # the map, titled "2 folds of seed=1", mixed the test points of seeds 0 and 1
+        (["--encoders", "wrap", "--seeds", "0,"], ["--encoders", "wrap", "--seeds", "1,0"]),
+    ],
+)
+def test_maps_of_a_rerun_are_those_of_a_fresh_run(tmp_path, first, second):
+    """Residual maps show the current run's first seed for every encoder, whatever earlier runs into the same
+    folder fitted and kept: a rerun draws the map a fresh run of the same command draws."""
+    common = ["evaluate", "--tasks", "elevation", "--n-points", "300", "--probes", "linear"]
+    assert main([*common, *first, "--out", str(tmp_path / "used")]) == 0
+    assert main([*common, *second, "--out", str(tmp_path / "used")]) == 0
+    assert main([*common, *second, "--out", str(tmp_path / "fresh")]) == 0
+    for name in ("map_elevation_linear.png", "results.csv"):
+        assert (tmp_path / "used" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
+
+
 def test_figures_of_an_earlier_run_do_not_linger(tmp_path):
     """A rerun into the same folder drawing other figures (or none: --no-figures) left the earlier run's PNGs
     beside a report they did not describe; files satclip did not write there stay."""

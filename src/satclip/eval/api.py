@@ -44,7 +44,7 @@ def run_evaluation(
             from .plots import bar_chart, residual_maps
 
             files["bars"] = bar_chart(rows, tasks, out / "bars.png", f"satclip evaluate: {config.protocol}")
-            files["maps"] = residual_maps(rows, tasks, out)
+            files["maps"] = residual_maps(rows, tasks, out, seed=config.seeds[0])
         pictures = [*files.get("bars", []), *files.get("maps", [])]
         files.update(write_reports(rows, config, tasks, out, figures=pictures))
         safe_output.keep_only_written(out, "figures", pictures)  # an earlier run's other figures go

@@ -71,19 +71,22 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
     return written
 
 
-def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path) -> list[Path]:
-    """One PNG per task and probe: test points of the first fold, a panel per encoder, coloured by residual
-    (prediction − truth, in the target's unit) or by correct / wrong class."""
+def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path, seed: int | None = None) -> list[Path]:
+    """One PNG per task and probe: the test points of ``seed``'s folds (default: the first row's seed, the
+    run's first), a panel per encoder, coloured by residual (prediction − truth, in the target's unit) or by
+    correct / wrong class."""
     plt = _pyplot()
     background = _land_background()
     written = []
     by_name = {t.name: t for t in tasks}
     names = display_names(_ordered(r["encoder"] for r in rows))
+    if seed is None and rows:
+        seed = rows[0]["seed"]
     for probe in _ordered(r["probe"] for r in rows):
         for task_name in _ordered(r["task"] for r in rows):
             task = by_name[task_name]
             encs = _ordered(r["encoder"] for r in rows if r["task"] == task_name and r["probe"] == probe)
-            shown = [r for r in rows if r["task"] == task_name and r["probe"] == probe]
+            shown = [r for r in rows if r["task"] == task_name and r["probe"] == probe and r["seed"] == seed]
             preds = [(e, load_predictions(out, [r for r in shown if r["encoder"] == e])) for e in encs]
             preds = [(e, p) for e, p in preds if p is not None]
             if not preds:

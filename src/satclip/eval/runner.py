@@ -1,9 +1,10 @@
 """Run encoders × tasks × probes × folds of one protocol; resumable, deterministic for given seeds.
 
 Each finished fold is appended to ``OUT/rows.jsonl`` (with a key naming everything it depends on), so an
-interrupted run resumes where it stopped. Test predictions of the first seed's folds (zero-shot ones for
-``holdout-continent``; together they test every point once for the hold-out and block protocols) are kept in
-``OUT/predictions/`` for the residual maps.
+interrupted run resumes where it stopped. Test predictions of every seed's folds (zero-shot ones for
+``holdout-continent``; together a seed's folds test every point once for the hold-out and block protocols) are
+kept in ``OUT/predictions/``, by row key, for the residual maps, which show the run's first seed: a rerun
+that lists its seeds in another order, or adds encoders, maps what a fresh run of it would.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 ROWS_FILE = "rows.jsonl"
 PREDICTIONS_DIR = "predictions"
+#: folds whose test predictions are kept for the residual maps: together, a seed's folds of these variants test
+#: every point once (``holdout-continent``: the zero-shot ones)
+MAPPED_VARIANTS = ("", "zero-shot")
 #: columns of results.csv, in order (timings go to timings.csv: they differ between identical runs)
 COLUMNS = (
     "task", "kind", "encoder", "protocol", "probe", "fold", "seed", "group", "variant",
@@ -214,7 +218,8 @@ def evaluate(
     """Run the evaluation; returns one row per (task, encoder, probe, fold) in a fixed order.
 
     With ``out_dir``, finished folds are appended to ``rows.jsonl`` there and reused on a re-run, and
-    the first seed's test predictions are saved for maps. ``progress(total)`` may return a tqdm-like object
+    their test predictions are saved for maps (a finished fold of the first seed whose predictions are not
+    there, from an older satclip, is fitted again). ``progress(total)`` may return a tqdm-like object
     (``update``, ``set_postfix_str``, ``close``). With ``config.workers > 1`` folds are fitted in that many
     spawned processes (results do not depend on it; a calling script needs the usual
     ``if __name__ == "__main__":`` guard).
@@ -290,9 +295,16 @@ def evaluate(
                     for fold in folds[task.name]:
                         key = digest(task_key, enc.identity, config.protocol, config.protocol_options,
                                      probe_name, options, fold.name)  # fmt: skip
-                        slots.append(done.get(key))
-                        if slots[-1] is None:
-                            mapped = fold.seed == config.seeds[0] and fold.variant in ("", "zero-shot")
+                        mapped = fold.variant in MAPPED_VARIANTS
+                        row = done.get(key)
+                        if row is not None and out and mapped and fold.seed == config.seeds[0]:
+                            # a finished fold this run maps, whose predictions an earlier run did not keep (it
+                            # saved its own first seed's only): fitted again (the same result), so that the maps
+                            # show every encoder's test points of this run's first seed
+                            path = _prediction_path(out, task.name, enc.name, probe_name, fold.name, key)
+                            row = row if path.is_file() else None
+                        slots.append(row)
+                        if row is None:
                             todo.append((len(slots) - 1, key, probe_name, probe, fold, mapped))
                         elif bar is not None:
                             bar.update(1)
@@ -344,7 +356,8 @@ def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: pro
 def load_predictions(out: Path, rows: Sequence[dict]) -> dict[str, np.ndarray] | None:
     """The saved test predictions of result ``rows`` (one task, encoder and probe; rows as :func:`evaluate`
     returns them, with their ``key``), concatenated in the rows' order (``points``, ``y_true``, ``y_pred``;
-    ``folds`` lists the fold names), or None if none was saved (only the first seed's folds are)."""
+    ``folds`` lists the fold names), or None if none was saved (see :data:`MAPPED_VARIANTS`). Pass the rows
+    of one seed: each seed's folds test the same points again."""
     paths = [_prediction_path(out, r["task"], r["encoder"], r["probe"], r["fold"], r["key"]) for r in rows]
     parts = [load_npz(path) for path in paths if path.is_file()]
     if not parts:
