@@ -138,3 +138,20 @@ def test_a_large_picture_is_cropped_before_it_is_converted(tmp_path):
     assert tuple(image.shape) == (3, 32, 32)
     np.testing.assert_array_equal(image.numpy(), pixels[984:1016, 984:1016].transpose(2, 0, 1) / np.float32(255))
     assert peak < 4_000_000, f"{peak:,} bytes allocated for a 32×32 px crop"  # the whole picture in float32: 48 MB
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # writing the test's GeoTIFF
+def test_an_image_without_signal_is_named_by_its_file_and_judged_on_its_bands_as_read(tmp_path, monkeypatch, capfd):
+    """The checks said "image 0"; and a constant 12-band patch was located, because the zero B10 band inserted
+    for the model made the 13-band tensor non-constant (the same constant picture was refused)."""
+    rasterio = pytest.importorskip("rasterio")
+    Image = pytest.importorskip("PIL.Image")
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    monkeypatch.chdir(tmp_path)
+    with rasterio.open("flat.tif", "w", driver="GTiff", width=256, height=256, count=12, dtype="uint16") as dst:
+        dst.write(np.full((12, 256, 256), 1000, dtype=np.uint16))
+    assert main(["locate", "flat.tif", "--model", str(ckpt)]) == 2
+    assert _only_line(capfd).startswith("satclip: error: flat.tif is constant (every value is 0.1)")
+    Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8)).save("grey.png")
+    assert main(["locate", "grey.png", "--model", "bluemarble-l10"]) == 2
+    assert _only_line(capfd).startswith("satclip: error: grey.png is constant (every value is 0.50")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..image.preprocess import B10_INDEX, S2_BANDS_13
 from ..registry import Registry
 from .clip import SatCLIP
 
@@ -117,13 +118,19 @@ def embed_candidates(model: SatCLIP, points: np.ndarray, batch_size: int | None 
     return torch.nn.functional.normalize(embeddings, dim=1)
 
 
-def check_images(images: torch.Tensor) -> None:
+def check_images(images: torch.Tensor, names: list[str] | None = None) -> None:
     """Refuse images that carry no location signal: any NaN or inf, or one value everywhere (a no-data
-    patch). ``images`` is ``(B, C, H, W)``; the message names the first bad image and why."""
+    patch). ``images`` is ``(B, C, H, W)``; the message names the first bad image (by ``names[row]``, e.g. its
+    file, else "image ROW") and why. A 13-band image whose B10 band is all zero — the band inserted into
+    12-band Sentinel-2 patches — is constant when its other bands are: the inserted zeros carry nothing."""
     if images.ndim != 4 or images.shape[0] == 0 or images[0].numel() == 0:
         raise BadInputError(
             f"images must be a non-empty (B, C, H, W) or (C, H, W) array, got shape {tuple(images.shape)}"
         )
+
+    def label(row: int) -> str:
+        return names[row] if names is not None else f"image {row}"
+
     flat = images.reshape(len(images), -1)
     if flat.is_floating_point() or flat.is_complex():
         finite = torch.isfinite(flat)
@@ -133,13 +140,19 @@ def check_images(images: torch.Tensor) -> None:
             size = flat.shape[1]
             what = "only NaN or infinite values" if bad == size else f"{bad} NaN or infinite values of {size}"
             raise BadInputError(
-                f"image {row} has {what}; locating it needs finite pixel values (a no-data patch or a bad read?)"
+                f"{label(row)} has {what}; locating it needs finite pixel values (a no-data patch or a bad read?)"
             )
     constant = (flat == flat[:, :1]).all(dim=1)
+    if images.shape[1] == len(S2_BANDS_13):
+        others = torch.cat([images[:, :B10_INDEX], images[:, B10_INDEX + 1 :]], dim=1).reshape(len(images), -1)
+        inserted = (images[:, B10_INDEX] == 0).reshape(len(images), -1).all(dim=1)
+        constant_others = inserted & (others == others[:, :1]).all(dim=1)
+        constant |= constant_others
+        flat = torch.where(constant_others[:, None], others[:, :1], flat[:, :1])
     if bool(constant.any()):
         row = int(constant.nonzero()[0])
         raise BadInputError(
-            f"image {row} is constant (every value is {flat[row, 0].item():g}): a no-data patch carries no location "
+            f"{label(row)} is constant (every value is {flat[row, 0].item():g}): a no-data patch carries no location "
             "signal, and every candidate would get the same score"
         )
 
@@ -290,6 +303,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         raise BadInputError(
             f"{path.name} is {file_height}×{file_width} px; {name} takes {size}×{size} px{extent}: use a larger image"
         )
+    check_images(image[None], names=[path.name])  # (named by its file, the bands as read: no inserted B10 counts)
     if trained and scale is None:  # a picture, or a GeoTIFF without CRS or geotransform
         log.info("%s carries no georeference; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
     if size is not None and (height, width) != (size, size):
