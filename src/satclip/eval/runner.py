@@ -204,12 +204,46 @@ def _timed_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: p
     return scores, predictions, time.perf_counter() - start
 
 
-def _init_worker(threads: int | None) -> None:
+#: how often a worker looks whether the evaluation that started it is still there (seconds)
+PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker process when the process ``parent`` is gone. A killed evaluation (SIGKILL, the OOM
+    killer) left its workers waiting on their task queue forever, ~300 MB each: the kernel kills this one
+    with its parent on Linux (``PR_SET_PDEATHSIG``), and a daemon thread polling ``os.getppid()`` ends it
+    elsewhere, and where the parent died before the signal was set up."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # (no prctl here: the poll below does it)
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)  # (the parent is gone: nobody reads what this worker would compute)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="satclip-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int | None, parent: int | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool (workers printed
     if threads:  # tracebacks of the KeyboardInterrupt each of them got)
         torch.set_num_threads(threads)
+    if parent is not None:
+        _exit_with_parent(parent)
 
 
 def evaluate(
@@ -254,7 +288,7 @@ def evaluate(
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(config.threads,))  # fmt: skip
+                                   initializer=_init_worker, initargs=(config.threads, os.getpid()))  # fmt: skip
     groups: list[tuple[Task, encoders.Encoder, list[dict | None]]] = []  # rows in the order returned
     sink = None
 

@@ -1,0 +1,77 @@
+"""Worker processes of ``satclip evaluate --workers N`` end with the evaluation that started them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("h5py")
+if not Path("/proc/self/stat").exists():
+    pytest.skip("reads processes from /proc", allow_module_level=True)
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Live child processes of ``pid``: pid → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # (gone meanwhile)
+            continue
+        if f"\nPPid:\t{pid}\n" in status:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie nobody reaped: the container's init may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_end_when_the_evaluation_is_killed(tmp_path):
+    """SIGKILL of `satclip evaluate --workers 2` left both spawned workers (~320 MB each) waiting on their
+    task queue forever, re-parented to PID 1."""
+    out = tmp_path / "ev"
+    argv = [sys.executable, "-m", "satclip", "evaluate", "--encoders", "wrap", "--tasks", "elevation",
+            "--n-points", "3000", "--probes", "mlp", "--seeds", "8", "--workers", "2", "--no-figures",
+            "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        rows = out / "rows.jsonl"
+        # workers exist, have set themselves up and fitted a fold: the parent has written a row
+        while not (rows.is_file() and rows.read_bytes().count(b"\n") >= 1):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no fold finished within 120 s"
+            time.sleep(0.1)
+        workers = {pid: cmd for pid, cmd in _children(proc.pid).items() if "spawn_main" in cmd}
+        assert len(workers) == 2, _children(proc.pid)
+        assert proc.poll() is None, "the evaluation ended before it could be killed: make it longer"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the evaluation"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:  # (only those this test started)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
