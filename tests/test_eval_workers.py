@@ -41,6 +41,7 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.slow  # (~12 s: two spawned workers must import torch and fit a fold first)
 def test_workers_end_when_the_evaluation_is_killed(tmp_path):
     """SIGKILL of `satclip evaluate --workers 2` left both spawned workers (~320 MB each) waiting on their
     task queue forever, re-parented to PID 1."""
