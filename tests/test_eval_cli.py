@@ -289,6 +289,38 @@ def test_protocol_options_are_checked_before_any_download(tmp_path, capsys, no_n
     assert not no_network and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # the paper protocol fits its own probe: --probes was replaced silently, unknown names included
+        (["--protocol", "paper", "--probes", "linear,nosuch"],
+         "--protocol paper does not use --probes (--probes applies to random, holdout-continent, spatial-block); "
+         "drop them, or choose that protocol"),
+        (["--folds", "3"], "--protocol random does not use --folds (--folds applies to spatial-block)"),
+        (["--protocol", "holdout-continent", "--block-deg", "5", "--folds", "3"],
+         "--protocol holdout-continent does not use --block-deg, --folds (--block-deg applies to spatial-block; "
+         "--folds applies to spatial-block)"),
+    ],
+)  # fmt: skip
+def test_options_the_protocol_does_not_use_are_refused(tmp_path, capsys, no_network, options, expected):
+    out = tmp_path / "out"
+    assert main(["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", *options, "--out", str(out)]) == 2
+    assert expected in one_error_line(capsys.readouterr().err)
+    assert not no_network and not out.exists()
+
+
+def test_a_protocol_with_its_own_probe_refuses_others_from_python(tmp_path):
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig
+    from satclip.eval.runner import evaluate
+
+    config = EvalConfig(encoders=("wrap",), tasks=("elevation",), protocol="paper", probes=("linear",))
+    with pytest.raises(BadInputError, match=r"protocol 'paper' fits its own probe \(paper-mlp\): probes \['linear'\]"):
+        evaluate(config)
+    with pytest.raises(KeyError, match="unknown probe 'nosuch'"):
+        evaluate(EvalConfig(encoders=("wrap",), tasks=("elevation",), protocol="paper", probes=("mlp", "nosuch")))
+
+
 def test_presets_refuse_what_they_fix_and_keep_what_applies(tmp_path, capsys, monkeypatch):
     """--preset paper ran air-temperature whatever --task-file/--protocol/--probes/--n-points said, drew the
     figures despite --no-figures, downloaded despite --offline, and its report said 3000 epochs for 5."""

@@ -51,7 +51,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--protocol", default="random", help="random | holdout-continent | spatial-block | paper (default random)"
     )
-    parser.add_argument("--probes", default="mlp", help="comma-separated: mlp, linear (default mlp)")
+    parser.add_argument(
+        "--probes", default="mlp", help="comma-separated: mlp, linear (default mlp; --protocol paper fits its own)"
+    )
     parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="count or list (default 5)")
     parser.add_argument("--out", type=user_path, required=True, help="output folder (re-running resumes)")
     parser.add_argument("--data", type=existing_file, default=None, help="air-temperature: local stationDataAll.csv")
@@ -97,7 +99,30 @@ def add_parser(subparsers) -> None:
     flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
     preset_fixed = {preset: {dest: (flags[dest], parser.get_default(dest)) for dest in dests}
                     for preset, dests in fixed.items()}  # fmt: skip
-    parser.set_defaults(func=run, preset_fixed=preset_fixed)
+    # options of some protocols only: given with another, they are refused rather than ignored
+    protocol_only = {dest: (flags[dest], parser.get_default(dest), protocols)
+                     for dest, protocols in PROTOCOL_ONLY.items()}  # fmt: skip
+    parser.set_defaults(func=run, preset_fixed=preset_fixed, protocol_only=protocol_only)
+
+
+#: option → the protocols it applies to (paper fits its own probe; blocks and folds are spatial-block's)
+PROTOCOL_ONLY = {
+    "probes": ("random", "holdout-continent", "spatial-block"),
+    "block_deg": ("spatial-block",),
+    "folds": ("spatial-block",),
+}
+
+
+def _check_protocol_options(args: argparse.Namespace) -> None:
+    """Refuse options given that the chosen ``--protocol`` does not use (they were silently ignored)."""
+    given = [flag for dest, (flag, default, protocols) in args.protocol_only.items()
+             if getattr(args, dest) != default and args.protocol not in protocols]  # fmt: skip
+    if given:
+        used = {flag: protocols for flag, _, protocols in args.protocol_only.values() if flag in given}
+        where = "; ".join(f"{flag} applies to {', '.join(protocols)}" for flag, protocols in used.items())
+        raise BadInputError(
+            f"--protocol {args.protocol} does not use {', '.join(given)} ({where}); drop them, or choose that protocol"
+        )
 
 
 def _check_preset(args: argparse.Namespace) -> None:
@@ -172,6 +197,8 @@ def _run(args: argparse.Namespace) -> int:
         raise BadInputError(f"unknown --protocol {args.protocol!r}; {hint + ' ' if hint else ''}known: {known}")
     if args.preset:
         _check_preset(args)
+    else:
+        _check_protocol_options(args)
     common = {"data": args.data, "threads": args.threads, "workers": args.workers or 2,
               "allow_download": not args.offline, "use_cache": not args.no_cache, "figures": not args.no_figures}
     if args.preset == "reference":

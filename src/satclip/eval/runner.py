@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
-from ..errors import OutputExistsError
+from ..errors import BadInputError, OutputExistsError
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, load_npz, save_npz
 from .tasks import REGRESSION, TASKS, Task, TaskOptions, load_task, table_task
@@ -81,6 +81,18 @@ class EvalConfig:
     def probe_names(self) -> tuple[str, ...]:
         fixed = protocols.FIXED_PROBE.get(self.protocol)
         return (fixed,) if fixed else tuple(self.probes)
+
+    def check_probes(self) -> None:
+        """Refuse an unknown probe name, and probes other than the default under a protocol that fixes its
+        probe (``paper``): they were silently replaced, unknown names included."""
+        for name in self.probes:
+            probes.PROBES.get(name)  # an unknown name raises, listing the known ones
+        fixed = protocols.FIXED_PROBE.get(self.protocol)
+        if fixed and tuple(self.probes) not in (EvalConfig.probes, (fixed,)):
+            raise BadInputError(
+                f"protocol {self.protocol!r} fits its own probe ({fixed}): probes {list(self.probes)} (--probes) do "
+                f"not apply to it; leave them out, or use another protocol"
+            )
 
 
 def load_tasks(config: EvalConfig) -> list[Task]:
@@ -268,6 +280,7 @@ def evaluate(
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
         raise ValueError(f"encoder specs must be unique, got {names}")
+    config.check_probes()
     probe_names = config.probe_names()
     for what, values in (("probes", probe_names), ("seeds", config.seeds)):
         if len(set(values)) != len(values):  # repeats fit the same folds again: a spread of 0 and a false winner
