@@ -99,7 +99,8 @@ def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monk
     monkeypatch.setattr(module, "CANDIDATE_CHUNK", 3)
     chunked = locate(model, patch, k=7, grid_size=500, truth=truth)
     np.testing.assert_array_equal(chunked.lonlat, whole.lonlat)
-    np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-12)
+    # (the location network may round a row differently in a batch of another size: ~1e-6, docs/scale.md)
+    np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-5)
     points = fibonacci_grid(500)
     with torch.no_grad():
         img = torch.nn.functional.normalize(model.encode_image(patch[None]), dim=1).double()
