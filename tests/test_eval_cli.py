@@ -113,6 +113,32 @@ def test_maps_of_a_rerun_are_those_of_a_fresh_run(tmp_path, first, second):
         assert (tmp_path / "used" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
 
 
+def test_model_paths_with_parentheses_or_commas_are_evaluated(tmp_path, capsys):
+    """A model directory named "m10 (1)" was read as m10 with a parameter '1', and "v1,v2" as two encoders."""
+    import shutil
+
+    from satclip.eval import encoders
+    from satclip.io.resolve import resolve
+
+    shipped = resolve("bluemarble-l10").path
+    paths = [str(tmp_path / "m10 (1)"), str(tmp_path / "v1,v2")]
+    for path in paths:
+        shutil.copytree(shipped, path)
+    assert encoders.split_specs(f"wrap,{paths[0]},{paths[1]},sh-l10") == ["wrap", *paths, "sh-l10"]
+    assert encoders.create(paths[0]).embedding_dim == 256  # EvalConfig(encoders=(path,)) builds it so
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--encoders", f"wrap,{paths[0]},{paths[1]}", "--tasks", "elevation", "--n-points", "300",
+            "--probes", "linear", "--seeds", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert [r["encoder"] for r in _rows(out / "results.csv")] == ["wrap", *paths]
+    assert "| m10 (1) | `" in (out / "results.md").read_text()  # its short name is the directory's
+    # one that does not exist says what to do
+    missing = str(tmp_path / "gone (2)")
+    capsys.readouterr()
+    assert main([*argv[:2], missing, *argv[3:]]) == 2
+    assert "parameter '2' is not key=value; a model path with parentheses" in one_error_line(capsys.readouterr().err)
+
+
 def test_figures_of_an_earlier_run_do_not_linger(tmp_path):
     """A rerun into the same folder drawing other figures (or none: --no-figures) left the earlier run's PNGs
     beside a report they did not describe; files satclip did not write there stay."""

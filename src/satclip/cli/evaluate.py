@@ -44,7 +44,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--encoders", default=None,
                         help="comma-separated encoder specs: raw encodings (direct, wrap, cartesian3d, sh-l10, "
                              "sh-l40, theory, grid, spherec, …, NAME(key=value)), untrained-satclip, geoclip, "
-                             "or anything satclip.load takes (model dir, .ckpt, model name)")  # fmt: skip
+                             "or anything satclip.load takes (model dir, .ckpt, model name); a file or "
+                             "directory that exists is one spec as it stands, commas and parentheses in its "
+                             "name included (the longest such piece of the list)")  # fmt: skip
     parser.add_argument(
         "--tasks", default=None, help="comma-separated task names or 'all' (default: all, or none with --task-file)"
     )

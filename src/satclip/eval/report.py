@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from .encoders import existing_path
 from .metrics import PRIMARY
 from .runner import COLUMNS, EvalConfig
 from .tasks import Task
@@ -104,7 +105,7 @@ def display_names(encoders: Sequence[str]) -> dict[str, str]:
     for spec in encoders:
         name = spec
         match = re.fullmatch(r"\s*([^()]+?)\s*\((.*)\)\s*", spec)
-        if match:
+        if match and not existing_path(spec):  # (a model directory "m10 (1)" is a path, not parameters)
             name = match[1]
         elif "/" in spec or os.sep in spec:
             name = Path(spec.rstrip("/" + os.sep)).name or spec

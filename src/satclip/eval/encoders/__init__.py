@@ -16,9 +16,11 @@ from __future__ import annotations
 import ast
 import inspect
 import logging
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -149,36 +151,73 @@ def _build_sh40(name: str = "sh-l40") -> Encoder:
 _SPEC = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<params>.*)\))?\s*$")
 
 
-def split_specs(text: str) -> list[str]:
-    """Split a comma-separated list of specs, keeping commas inside parentheses: ``"a,b(x=1,y=2)"`` →
-    ``["a", "b(x=1,y=2)"]``."""
-    specs, depth, current = [], 0, []
-    for char in text:
+def existing_path(text: str) -> bool:
+    """Whether ``text`` names an existing file or directory: then it is one spec as it stands, its commas and
+    parentheses part of its name (a model directory ``m10 (1)`` or ``v1,v2``)."""
+    text = text.strip()
+    if not text:
+        return False
+    try:
+        return Path(text).expanduser().exists()
+    except OSError:  # (a name too long for a path, …: no file)
+        return False
+
+
+def _path_hint(text: str) -> str:
+    """What a spec that could not be read says where it looks like a path (with parentheses or commas)."""
+    if "/" not in text and os.sep not in text and not text.strip().startswith(("~", ".")):
+        return ""
+    return (
+        "; a model path with parentheses or commas in it is read as it stands only where it exists (and without "
+        "parameters): check it, or rename it or link it under a plain name (ln -s 'm10 (1)' m10-1)"
+    )
+
+
+def _spec_end(text: str, start: int) -> int:
+    """Where the spec starting at ``start`` ends: the first comma outside parentheses, or the end."""
+    depth = 0
+    for i in range(start, len(text)):
+        char = text[i]
         if char == "," and depth == 0:
-            specs.append("".join(current).strip())
-            current = []
-            continue
+            return i
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth < 0:
-            raise ValueError(f"unbalanced ')' in encoder list {text!r}")
-        current.append(char)
+            raise ValueError(f"unbalanced ')' in encoder list {text!r}{_path_hint(text)}")
     if depth:
-        raise ValueError(f"unbalanced '(' in encoder list {text!r}")
-    specs.append("".join(current).strip())
+        raise ValueError(f"unbalanced '(' in encoder list {text!r}{_path_hint(text)}")
+    return len(text)
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of specs, keeping commas inside parentheses: ``"a,b(x=1,y=2)"`` →
+    ``["a", "b(x=1,y=2)"]``. Where the text from a spec's start up to a later comma (or the end) names an
+    existing file or directory, the longest such piece is one spec as it stands: ``"wrap,runs/v1,v2 (1)"`` →
+    ``["wrap", "runs/v1,v2 (1)"]`` when that directory exists."""
+    specs, start = [], 0
+    while start <= len(text):
+        ends = [i for i in range(start, len(text)) if text[i] == ","] + [len(text)]
+        end = next((e for e in reversed(ends) if existing_path(text[start:e])), None)
+        if end is None:
+            end = _spec_end(text, start)
+        specs.append(text[start:end].strip())
+        start = end + 1
     return [s for s in specs if s]
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``"theory(min_radius=1,max_radius=360)"`` → ``("theory", {"min_radius": 1, "max_radius": 360})``. A
-    parameter given twice is refused."""
+    parameter given twice is refused. A spec naming an existing file or directory is that name, without
+    parameters, whatever parentheses or commas it holds."""
+    if existing_path(spec):
+        return spec.strip(), {}
     match = _SPEC.match(spec)
     if not match:
-        raise ValueError(f"cannot parse encoder spec {spec!r}; expected NAME or NAME(key=value,...)")
+        raise ValueError(f"cannot parse encoder spec {spec!r}; expected NAME or NAME(key=value,...){_path_hint(spec)}")
     params = {}
     for item in split_specs(match["params"] or ""):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"encoder spec {spec!r}: parameter {item!r} is not key=value")
+            raise ValueError(f"encoder spec {spec!r}: parameter {item!r} is not key=value{_path_hint(spec)}")
         key = key.strip()
         try:
             parsed = ast.literal_eval(value.strip())
@@ -262,4 +301,4 @@ def names() -> list[str]:
     return sorted(set(ENCODERS.names()) | set(_encoding.names()))
 
 
-__all__ = ["ENCODERS", "Encoder", "create", "names", "parse_spec", "split_specs"]
+__all__ = ["ENCODERS", "Encoder", "create", "existing_path", "names", "parse_spec", "split_specs"]
