@@ -396,6 +396,23 @@ def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys)
         assert not (tmp_path / f"out-{name}").exists()
 
 
+def test_text_in_a_coordinate_column_is_named_with_its_file_column_and_rows(tmp_path, capsys):
+    """It was "could not convert string to float: 'abc'", naming neither file, column nor row."""
+    lines = [f"{i},{i},{i}" for i in range(20)]
+    lines[4], lines[9] = "abc,4,4", "1.5°,9,9"
+    table = tmp_path / "points.csv"
+    table.write_text("\n".join(["lon,lat,y", *lines, "12,,12"]) + "\n")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--encoders", "wrap", "--task-file", str(table), "--seeds", "1", "--out", str(out)]
+    assert main(argv) == 2
+    expected = (
+        f"{table}: column 'lon' holds 2 value(s) that are no number (data rows from 0): row 4: 'abc', row 9: '1.5°'; "
+        "coordinates must be (lon, lat) in decimal degrees: fix or remove those rows"
+    )
+    assert one_error_line(capsys.readouterr().err) == f"satclip: error: {expected}"
+    assert not out.exists()
+
+
 def test_an_evaluation_inside_a_model_directory_it_reads_is_refused(tmp_path, capsys):
     """`--out MODEL/ev` was written into the model directory (every other command refuses that), and a later
     `convert --overwrite` of the model then refused the directory for holding ev/."""

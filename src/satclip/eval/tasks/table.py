@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...encoding.points import describe_invalid, invalid_rows
+from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows
 from ...optional import require
 from .base import CLASSIFICATION, REGRESSION, Task, TaskOptions, continent_labels, encode_classes, subsample
 
@@ -59,6 +59,25 @@ def _column(columns: list[str], given: str | None, names: tuple[str, ...], what:
     return found[0]
 
 
+def _coordinates(frame, column: str, path: Path) -> np.ndarray:
+    """Column ``column`` of ``frame`` as float64 degrees (empty cells NaN, refused with the invalid points);
+    text that is no number raises, naming the file, the column and the first such rows (numbered as the
+    table's data rows, from 0) — "could not convert string to float: 'abc'" named none of them."""
+    pd = require("pandas", "eval")
+    values = pd.to_numeric(frame[column], errors="coerce")
+    text = values.isna() & frame[column].notna()
+    if text.any():
+        rows = frame.index[text.to_numpy()]
+        shown = ", ".join(f"row {r}: {frame[column][r]!r}" for r in rows[:MAX_REPORTED_ROWS])
+        more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
+        raise ValueError(
+            f"{path}: column {column!r} holds {len(rows)} value(s) that are no number (data rows from 0): {shown}"
+            f"{more}; coordinates "
+            "must be (lon, lat) in decimal degrees: fix or remove those rows"
+        )
+    return values.to_numpy(dtype=np.float64)
+
+
 #: rows with a target a table task needs at least: training, validation and test points
 MIN_ROWS = 10
 
@@ -102,7 +121,7 @@ def table_task(
             f"{path}: {len(frame)} of {given} row(s) have a target {target_col!r}; a task needs at least {MIN_ROWS} "
             "(training, validation and test points)"
         )
-    points = frame[[lon, lat]].to_numpy(dtype=np.float64)
+    points = np.stack([_coordinates(frame, column, path) for column in (lon, lat)], axis=1)
     bad = invalid_rows(points)
     if bad.any():
         raise ValueError(f"{path} ({lon}, {lat}): {describe_invalid(points, bad)}")
