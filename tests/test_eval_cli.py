@@ -191,6 +191,19 @@ def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
     assert "MSE 0.25 ± 0.02" in text and "Protocol differences" in text and "target / max" in text
 
 
+def test_the_paper_report_says_how_many_stations_it_used(tmp_path):
+    """It said "the same 3,076 stations" whatever --n-points had sampled."""
+    data = require(AIR_TEMPERATURE_CSV)
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--protocol", "paper", "--seeds", "1",
+            "--max-epochs", "5", "--no-figures", "--data", str(data)]  # fmt: skip
+    assert main([*argv, "--n-points", "300", "--out", str(tmp_path / "few")]) == 0
+    text = (tmp_path / "few" / "results.md").read_text()
+    assert "Data: 300 of the notebook's 3,076 stations (Hooker et al. 2018), sampled (--n-points)" in text
+    assert "the same 3,076" not in text
+    assert main([*argv, "--out", str(tmp_path / "all")]) == 0
+    assert "Data: the same 3,076 stations (Hooker et al. 2018)" in (tmp_path / "all" / "results.md").read_text()
+
+
 def test_evaluate_offline_without_station_file_says_what_to_fetch(tmp_path, capsys):
     args = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--offline", "--out", str(tmp_path)]
     assert main(args) == 1  # a download that could not happen: a runtime failure, as the README says

@@ -55,8 +55,25 @@ PAPER_DIFFERENCES = (
     "The paper's table comes from its own experiment scripts (hyper-parameter search, its splits); its "
     "exact scale and split are not published with the notebook, so the 0.25 is context, not a like-for-like "
     "target.",
-    "Data: the same 3,076 stations (Hooker et al. 2018); continents from Natural Earth.",
+    "Data: {data}; continents from Natural Earth.",
 )
+
+
+def _paper_data(tasks: Sequence[Task]) -> str:
+    """What the paper protocol ran on: all of the notebook's stations, a sample of them (``--n-points``), or
+    another table."""
+    from .tasks.air_temperature import N_STATIONS
+
+    parts = []
+    for task in tasks:
+        if task.name != "air-temperature":
+            parts.append(f"`{task.name}`, {len(task):,} points ({task.source}), not the notebook's stations")
+        elif len(task) >= N_STATIONS:
+            parts.append(f"the same {N_STATIONS:,} stations (Hooker et al. 2018)")
+        else:
+            parts.append(f"{len(task):,} of the notebook's {N_STATIONS:,} stations (Hooker et al. 2018), sampled "
+                         "(--n-points)")  # fmt: skip
+    return "; ".join(parts)
 
 
 def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str]) -> None:
@@ -378,7 +395,9 @@ def markdown(
         from .probes.paper import EPOCHS
 
         epochs = config.probe_options.get("paper-mlp", {}).get("epochs") or EPOCHS
-        out += ["", "Protocol differences:", ""] + [f"- {line.format(epochs=epochs)}" for line in PAPER_DIFFERENCES]
+        out += ["", "Protocol differences:", ""] + [
+            f"- {line.format(epochs=epochs, data=_paper_data(tasks))}" for line in PAPER_DIFFERENCES
+        ]
     if figures:
         out += ["", "## Figures", ""]
         for path in figures:
