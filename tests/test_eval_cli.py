@@ -204,6 +204,17 @@ def test_the_paper_report_says_how_many_stations_it_used(tmp_path):
     assert "Data: the same 3,076 stations (Hooker et al. 2018)" in (tmp_path / "all" / "results.md").read_text()
 
 
+def test_tasks_are_loaded_once_per_evaluation(tmp_path, caplog):
+    """Reports loaded the tasks again after the fits: the work and its warnings came twice."""
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation,koppen", "--protocol", "paper", "--seeds", "1",
+            "--n-points", "300", "--max-epochs", "5", "--out", str(tmp_path / "ev")]  # fmt: skip
+    with caplog.at_level("WARNING", logger="satclip.eval"):
+        assert main(argv) == 0
+    assert [r.getMessage() for r in caplog.records if "regression only" in r.getMessage()] == [
+        "the paper protocol is regression only; skipping koppen"
+    ]
+
+
 def test_evaluate_offline_without_station_file_says_what_to_fetch(tmp_path, capsys):
     args = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--offline", "--out", str(tmp_path)]
     assert main(args) == 1  # a download that could not happen: a runtime failure, as the README says

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import safe_output
 from .report import write_reports
-from .runner import EvalConfig, evaluate, load_tasks
+from .runner import EvalConfig, evaluate_tasks
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ def run_evaluation(
     safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)])
     safe_output.make_owned_dir(out, kind="evaluation")  # refuses a directory of someone else's files
     with safe_output.exclusive(out):
-        rows = evaluate(config, out, progress=progress)
-        tasks = load_tasks(config)
+        rows, tasks = evaluate_tasks(config, out, progress=progress)
         files: dict[str, Path | list[Path]] = {}
         if figures:  # first, so that results.md links them
             from .plots import bar_chart, residual_maps

@@ -270,6 +270,14 @@ def evaluate(
     spawned processes (results do not depend on it; a calling script needs the usual
     ``if __name__ == "__main__":`` guard).
     """
+    return evaluate_tasks(config, out_dir, progress=progress)[0]
+
+
+def evaluate_tasks(
+    config: EvalConfig, out_dir: str | Path | None = None, *, progress: Callable[[int], object] | None = None
+) -> tuple[list[dict], list[Task]]:
+    """:func:`evaluate`, also returning the tasks it loaded (for reports: loading them again repeated the
+    work and its warnings)."""
     out = Path(out_dir) if out_dir is not None else None
     done = _read_rows(out / ROWS_FILE) if out else {}
     # the cheap checks and the encoders first: task data may have to be downloaded
@@ -384,7 +392,7 @@ def evaluate(
         if bar is not None:
             bar.close()
         torch.set_num_threads(previous_threads)
-    return rows
+    return rows, tasks
 
 
 def _prediction_path(out: Path, task: str, encoder: str, probe: str, fold: str, key: str) -> Path:
