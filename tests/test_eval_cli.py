@@ -400,6 +400,16 @@ def test_repeated_seeds_or_probes_are_refused(tmp_path, capsys):
     assert one_error_line(capsys.readouterr().err) == "satclip: error: probes must be unique, got ['linear', 'linear']"
 
 
+def test_one_given_seed_is_explained(tmp_path, capsys):
+    """--seeds 0 is a count of none, and neither --help nor the error said how to give one seed."""
+    out = tmp_path / "out"
+    common = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--out", str(out)]
+    assert main([*common, "--seeds", "0"]) == 2
+    assert "--seeds count must be >= 1, got 0 (seed 0 alone: --seeds 0,)" in capsys.readouterr().err
+    assert main(["evaluate", "--help"]) == 0
+    assert "one given seed takes a comma: 3, (3 alone is a count)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys):
     """All targets missing ran '2 fits' with no test points; an inf target gave empty metrics; both with exit 0
     and 'every encoder is well above chance'. --lon-col and --lat-col naming one column were accepted."""

@@ -30,7 +30,7 @@ def _seeds(text: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(usage) from None
     if n < 1:
-        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n}")
+        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n} (seed {n} alone: --seeds {n},)")
     return tuple(range(n))
 
 
@@ -56,7 +56,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--probes", default="mlp", help="comma-separated: mlp, linear (default mlp; --protocol paper fits its own)"
     )
-    parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="count or list (default 5)")
+    parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4),
+                        help="a count N: seeds 0..N-1 (default 5), or a list of seeds: 0,3,7; one given seed "
+                             "takes a comma: 3, (3 alone is a count)")  # fmt: skip
     parser.add_argument("--out", type=user_path, required=True, help="output folder (re-running resumes)")
     parser.add_argument("--data", type=existing_file, default=None, help="air-temperature: local stationDataAll.csv")
     parser.add_argument("--offline", action="store_true", help="never download (air-temperature)")
