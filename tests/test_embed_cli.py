@@ -422,7 +422,8 @@ def test_resume_after_a_kill_is_byte_identical(tmp_path, model, points, monkeypa
 def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, points, monkeypatch, name, stop):
     """Killed after publishing the output but before removing OUT.partial/, every rerun failed ('No such file
     … OUT.partial/output.parquet', exit 2); killed while removing it, the half-deleted directory (marker gone)
-    blocked every rerun, --restart included. Now the next run completes the stopped one without embedding."""
+    blocked every rerun, --restart included; the published output then asked for --overwrite. Now the next run
+    completes the stopped one without embedding, and without --overwrite."""
     from satclip import safe_output
     from satclip.embed import job
 
@@ -443,7 +444,7 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, poin
     assert stopped.exists() == (stop == "remove_owned")
     with monkeypatch.context() as patch:
         patch.setattr(job, "embed_lonlat", lambda *a, **k: pytest.fail("the finished run was embedded again"))
-        assert embed(source, "-o", stopped, "--model", model, *CHUNK, "--overwrite") == 0
+        assert embed(source, "-o", stopped, "--model", model, *CHUNK) == 0  # (its own output: no --overwrite)
     assert checksum(stopped) == checksum(clean) and not workdir.exists()
 
 

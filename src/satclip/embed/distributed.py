@@ -58,6 +58,7 @@ from .job import (
     recorded,
     resume_manifest,
     resume_precision,
+    stopped_after_publishing,
     work_dir,
 )
 from .sources import coordinates
@@ -401,7 +402,9 @@ def embed_dataset(
     for path in (output, workdir):
         safe_output.check_not_inside(path, source.path, "the input dataset")
     inputs = [source.path, *encoder_files(encoder)]
-    safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset")
+    same = json.loads(json.dumps({"input": source.fingerprint(), "model": model_identity(encoder)}))
+    if not stopped_after_publishing(workdir, output, **same):  # (the partitions, and so the options, come later)
+        safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset")
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = encoder.batch_size(batch_size)

@@ -214,6 +214,24 @@ def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *,
     safe_output.remove_owned(workdir)
 
 
+def stopped_after_publishing(workdir: Path, output: Path, **same) -> bool:
+    """Whether the run that ``workdir`` records finished and published ``output``, then stopped before removing
+    ``workdir`` (killed between the last steps of :func:`publish_work`), and its identity has the entries
+    ``same`` (its input, model, …): the existing ``output`` is then that run's, which the next run of the same
+    job only completes (:func:`complete_stopped`): no reason to refuse it for want of ``--overwrite``."""
+    try:
+        manifest = json.loads((workdir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("finished"), str):
+        return False
+    identity = manifest.get("identity")
+    if not isinstance(identity, dict) or any(identity.get(key) != value for key, value in same.items()):
+        return False
+    finished = workdir / manifest["finished"]
+    return (output.exists() or output.is_symlink()) and not (finished.exists() or finished.is_symlink())
+
+
 def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: bool, inputs) -> bool:
     """Complete a run of the same job that stopped after finishing its work (:func:`publish_work`): publish what
     it finished, unless it was published already, and remove ``workdir``. False if the run had not finished."""
@@ -322,7 +340,8 @@ def embed_file(
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     inputs = [source.path, *encoder_files(encoder)]
-    safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr")
+    if not stopped_after_publishing(workdir, output, **identity):
+        safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr")
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {**options, "precision": precision["precision"], "attrs": output_attrs(identity, source, encoder)}
     log.debug("embedding in %s", precision)
