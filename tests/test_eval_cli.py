@@ -410,6 +410,16 @@ def test_one_given_seed_is_explained(tmp_path, capsys):
     assert "one given seed takes a comma: 3, (3 alone is a count)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_an_encoder_spelt_twice_is_refused(tmp_path, capsys):
+    """direct(),direct ran the same encoder twice (a false tie in every table)."""
+    out = tmp_path / "out"
+    argv = ["evaluate", "--tasks", "elevation", "--n-points", "300", "--seeds", "1", "--out", str(out)]
+    assert main([*argv, "--encoders", "direct(),wrap,direct"]) == 2
+    expected = "satclip: error: encoders 'direct()' and 'direct' are the same encoder; give it once"
+    assert one_error_line(capsys.readouterr().err) == expected
+    assert not out.exists()
+
+
 def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys):
     """All targets missing ran '2 fits' with no test points; an inf target gave empty metrics; both with exit 0
     and 'every encoder is well above chance'. --lon-col and --lat-col naming one column were accepted."""

@@ -284,6 +284,13 @@ def evaluate_tasks(
     for name in config.tasks:
         TASKS.get(name)  # an unknown task name raises, listing the known ones
     protocols.check_options(config.protocol, **config.protocol_options)
+    spelt: dict[tuple, str] = {}
+    for spec in config.encoders:  # one encoder spelt twice ran twice, a false tie in every table
+        name, params = encoders.parse_spec(spec)
+        key = (name, tuple(sorted((k, repr(v)) for k, v in params.items())))
+        if key in spelt:
+            raise BadInputError(f"encoders {spelt[key]!r} and {spec!r} are the same encoder; give it once")
+        spelt[key] = spec
     encs = [encoders.create(spec) for spec in config.encoders]
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
