@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,3 +322,36 @@ def test_the_map_land_mask_reads_the_cell_is_land_reads():
         grid = make_grid(resolution)
         points = np.column_stack([np.tile(grid.lon, len(grid.lat)), np.repeat(grid.lat, len(grid.lon))])
         np.testing.assert_array_equal(land_mask(grid), is_land(points).reshape(grid.height, grid.width))
+
+
+@pytest.mark.parametrize("name", ["field.tif", "field.zarr"])
+def test_a_map_killed_after_writing_its_output_is_completed_by_the_next_run(tmp_path, model, monkeypatch, name):
+    """Killed after writing the output but before removing OUT.partial/, every rerun was refused ('already
+    exists; pass --overwrite'), the work directory left behind. The rerun of the same job now only removes it;
+    another job (here: another resolution) is still refused without --overwrite."""
+    from satclip import safe_output
+    from satclip.embed import maps
+
+    out = tmp_path / name
+    workdir = tmp_path / f"{name}.partial"
+    argv = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--all", "-o", str(out)]
+    real = safe_output.remove_owned
+
+    def killed(path, *args, **kwargs):
+        if Path(path) == workdir:
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(safe_output, "remove_owned", killed)
+        assert main(argv) == EXIT_INTERRUPTED
+    assert out.exists() and workdir.is_dir()
+    written = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) if out.is_dir() \
+        else out.read_bytes()  # fmt: skip
+    assert main([*argv[:4], "5", *argv[5:]]) == 2  # another job: the output is not its own
+    with monkeypatch.context() as patch:
+        patch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("the finished map was computed again"))
+        assert main(argv) == 0
+    assert not workdir.exists()
+    assert written == (sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+                       if out.is_dir() else out.read_bytes())  # fmt: skip

@@ -11,6 +11,7 @@ output's PCA and format (``--pca``, ``--format``; the output path is the work's 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -103,5 +104,27 @@ class FieldWork:
             values[self.cells[rows]] = stored
             yield row0, values
 
+    def record_published(self, described: dict) -> None:
+        """Record that the job's output is written (``described``: its format, PCA): a run killed before
+        :meth:`remove` leaves an output the next run of the same job recognises (:func:`published`)."""
+        self.manifest["published"] = described
+        safe_output.write_json(self.workdir / MANIFEST, self.manifest)
+
     def remove(self) -> None:
         safe_output.remove_owned(self.workdir)
+
+
+def published(output: Path, described: dict, **same) -> bool:
+    """Whether the work of ``output``'s job records that it wrote ``output`` as ``described`` and stopped before
+    removing its work directory (:meth:`FieldWork.record_published`), its identity having the entries ``same``:
+    the existing ``output`` is then that run's own, and only the work directory is left to remove."""
+    try:
+        manifest = json.loads((work_dir(output) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("published") != described:
+        return False
+    identity = manifest.get("identity")
+    same = json.loads(json.dumps(same))
+    return (isinstance(identity, dict) and all(identity.get(key) == value for key, value in same.items())
+            and (output.exists() or output.is_symlink()))  # fmt: skip

@@ -43,7 +43,8 @@ from ..models.location_encoder import model_identity
 from ..models.provenance import ANY, Footprint, training_footprint
 from ..optional import require
 from .api import embed_lonlat
-from .field_work import FieldWork, cells_digest
+from .field_work import FieldWork, cells_digest, published
+from .job import work_dir
 
 log = logging.getLogger(__name__)
 
@@ -570,6 +571,15 @@ def render_map(
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
     check_size(grid, n_components or dim, fmt, force)  # before anything grid-sized is allocated
+    model_id, described = model_identity(encoder), {"format": fmt, "pca": n_components}
+    same = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
+            "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]}}  # fmt: skip
+    if published(output, described, **same):  # a run of this job killed after writing it, before cleaning up
+        with safe_output.exclusive(output):
+            if published(output, described, **same):
+                log.info("%s was completed by the run that stopped; removing its work directory", output)
+                safe_output.remove_owned(work_dir(output))
+                return output
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
     land = land_mask(grid) if land_only or blank_unseen else None
     mask = None
@@ -586,11 +596,9 @@ def render_map(
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
-        work, model_id = None, model_identity(encoder)
+        work = None
         if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
-            identity = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
-                        "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
-                        "cells": cells_digest(mask)}  # fmt: skip
+            identity = {**same, "cells": cells_digest(mask)}
             shape = (grid.height, grid.width, dim)
             work = FieldWork.open(output, identity, shape, default_block_rows(grid), cells=mask, restart=restart)
             if work.done_rows:
@@ -641,9 +649,10 @@ def render_map(
             from .xarray import MapCells  # (the cells a lazy field of the same map describes)
 
             cells = MapCells(footprint if blank_unseen else None, land_only).description
-            described = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
+            variable_attrs = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
             write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite,
-                       variable_attrs=described)  # fmt: skip
+                       variable_attrs=variable_attrs)  # fmt: skip
         if work is not None:
+            work.record_published(described)
             work.remove()
     return output
