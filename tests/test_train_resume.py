@@ -355,7 +355,7 @@ SIGNALLED_RUN = textwrap.dedent(
 
     class Signal(pl.Callback):  # as a scheduler's SIGTERM or a Ctrl-C in the second epoch
         def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == 1:
+            if trainer.current_epoch == int(sys.argv[3]):
                 os.kill(os.getpid(), getattr(signal, sys.argv[2]))
 
     import satclip.train
@@ -378,13 +378,33 @@ def test_a_signalled_run_says_so_and_how_to_continue(tmp_path, signal_name):
     script = tmp_path / "signalled_run.py"
     script.write_text(SIGNALLED_RUN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, str(script), str(config_file), signal_name], env=env,
+    done = subprocess.run([sys.executable, str(script), str(config_file), signal_name, "1"], env=env,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 130, done.stderr[-3000:]
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == "satclip: interrupted"
     assert f"continue it with `satclip train --config {tmp_path / 'run' / 'config.yaml'} --resume`" in lines[-2]
     assert not (tmp_path / "run" / "export").exists()
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_is_told_to_start_again(tmp_path):
+    """Interrupted in its first epoch, the run said to continue with --resume, which then failed: no
+    checkpoints/last.ckpt. It says to start again, and that command works."""
+    from satclip.cli import main
+
+    synthetic_cache(tmp_path / "cache", n=200)
+    config_file = tmp_path / "run.yaml"
+    dump_config(from_dict(config_for(tmp_path / "cache", tmp_path / "run", enable_progress_bar=False,
+                                     max_epochs=1)), config_file)  # fmt: skip
+    script = tmp_path / "signalled_run.py"
+    script.write_text(SIGNALLED_RUN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(config_file), "SIGINT", "0"], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 130, done.stderr[-3000:]
+    command = f"satclip train --config {tmp_path / 'run' / 'config.yaml'}"
+    assert f"no epoch was saved yet, so there is nothing to resume: start it again with `{command}`" in done.stderr
+    assert main(command.split()[1:]) == 0
 
 
 def test_a_workflow_that_trains_as_one_stage_gives_its_own_continuation(caplog):
@@ -400,7 +420,7 @@ def test_a_workflow_that_trains_as_one_stage_gives_its_own_continuation(caplog):
 
     trainer = types.SimpleNamespace(fit=fit, interrupted=True, current_epoch=1)
     with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(KeyboardInterrupt):
-        _fit_or_interrupt(trainer, None, None, None, "rerun the same `satclip demo` command")
+        _fit_or_interrupt(trainer, None, None, None, lambda: "rerun the same `satclip demo` command")
     assert "training interrupted in epoch 1; rerun the same `satclip demo` command" in caplog.text
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -345,7 +345,15 @@ def fit(
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
-        hint = continue_with or f"continue it with `satclip train --config {run_dir / 'config.yaml'} --resume`"
+        command = f"satclip train --config {run_dir / 'config.yaml'}"
+
+        def hint() -> str:  # (at the interruption: whether an epoch was saved by then)
+            if continue_with:
+                return continue_with
+            if (run_dir / "checkpoints" / "last.ckpt").is_file():
+                return f"continue it with `{command} --resume`"
+            return f"no epoch was saved yet, so there is nothing to resume: start it again with `{command}`"
+
         _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint)
 
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
@@ -378,12 +386,12 @@ def _check_accelerator(accelerator: str) -> None:
             ) from None
 
 
-def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: str) -> None:
+def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[], str]) -> None:
     """``trainer.fit``; a run stopped by Ctrl-C or SIGTERM raises :class:`KeyboardInterrupt` (the CLI's
-    "interrupted", exit 130) after saying how to continue it (``hint``). Lightning itself ends a Ctrl-C with
+    "interrupted", exit 130) after saying how to continue it (``hint()``). Lightning itself ends a Ctrl-C with
     ``sys.exit(1)`` and a SIGTERM by returning as if the run had finished."""
     def interrupted() -> KeyboardInterrupt:
-        log.warning("training interrupted in epoch %d; %s", trainer.current_epoch, hint)
+        log.warning("training interrupted in epoch %d; %s", trainer.current_epoch, hint())
         return KeyboardInterrupt()
 
     try:
