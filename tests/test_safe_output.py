@@ -535,3 +535,23 @@ def test_cli_outputs_under_quoted_home_and_through_missing_dotdot(tmp_path, mode
     assert (home / "out.parquet").is_file() and not (tmp_path / "~").exists()
     assert embed("points.csv", "-o", "nosuch/../out.parquet", "--model", model) == 0
     assert (tmp_path / "out.parquet").is_file() and not (tmp_path / "nosuch").exists()
+
+
+def test_a_lock_ends_with_the_process_that_took_it_not_with_its_forked_children(tmp_path):
+    """A killed run's forked children (data-loader workers) inherited the lock's descriptor and held the lock
+    until they ended: the next run waited for, or was refused by, a process that was gone."""
+    import signal
+
+    target = tmp_path / "cache"
+    parent = hold_lock(target, "child = os.fork()\n"
+                               "            if child == 0:\n"
+                               "                import time; time.sleep(60); os._exit(0)\n"
+                               "            print(child, flush=True); signal.pause()")  # fmt: skip
+    child = int(parent.stdout.readline())
+    try:
+        parent.kill()
+        parent.wait()
+        with safe_output.exclusive(target):  # not LockedError naming the dead PID
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)

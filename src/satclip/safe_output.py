@@ -565,6 +565,21 @@ def _holder(fd: int) -> dict:
         return {}
 
 
+#: the descriptors of the locks this process holds: a forked child (a data-loader worker) closes its copies, so
+#: that the lock ends with the process that took it, not with the last of its children
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 @contextlib.contextmanager
 def exclusive(target: str | Path, *, wait: bool = False) -> Iterator[Path]:
     """Hold an exclusive lock on ``target`` (a file or directory, existing or not) for the block; with
@@ -607,9 +622,11 @@ def exclusive(target: str | Path, *, wait: bool = False) -> Iterator[Path]:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, json.dumps(me).encode())
+    _HELD.add(fd)
     try:
         yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        _HELD.discard(fd)
         os.close(fd)
