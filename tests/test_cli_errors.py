@@ -4,6 +4,7 @@ traceback (unless --debug); logging prints each record once."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import subprocess
@@ -422,3 +423,34 @@ def test_device_type_names_what_is_available(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(argparse.ArgumentTypeError, match="'cuda': no cuda device on this machine; available: cpu$"):
         device("cuda")
+
+
+def test_sigterm_interrupts_a_command_that_cleans_up_after_itself(tmp_path):
+    """A SIGTERM (a scheduler stopping the job) killed every command but train at once (status 143, no
+    message), leaving its lock and temporaries to the next run; it is now an interruption like Ctrl-C."""
+    import textwrap
+
+    script = tmp_path / "terminated_map.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, sys
+        from satclip.cli import main
+        from satclip.embed import maps
+
+        real, calls = maps.embed_lonlat, []
+        def embed_lonlat(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:  # the second block of grid rows: one is kept to resume from
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args, **kwargs)
+        maps.embed_lonlat = embed_lonlat
+        maps.default_block_rows = lambda grid: 4
+        sys.exit(main(["map", "--model", "bluemarble-l10", "--resolution", "5", "--all", "-o",
+                       sys.argv[1]]))
+    """))
+    out = tmp_path / "out" / "field.tif"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "satclip: interrupted"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["field.tif.partial"]  # no lock, no temporaries
+    assert json.loads((out.parent / "field.tif.partial" / "manifest.json").read_text())["done"] == [0]

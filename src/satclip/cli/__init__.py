@@ -7,10 +7,13 @@ imported lazily, so ``satclip --help`` stays fast and light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 
 from .. import safe_output
 from ..errors import EXIT_INTERRUPTED
@@ -93,6 +96,25 @@ def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
                 _accept_debug_anywhere(sub)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a scheduler or ``kill`` stopping the run) is an interruption like Ctrl-C for the block: the
+    command's clean-up runs (temporaries removed, locks released) and it exits 130 saying so, instead of
+    dying at once with status 143. Only where SIGTERM has its default action, in the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``satclip ARGV`` and return its exit status (never raises, except with ``--debug``).
 
@@ -116,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     debug = args.debug or os.environ.get("SATCLIP_DEBUG", "") not in ("", "0")
     safe_output.forget_created()
-    with cli_logging(args.verbose):
+    with cli_logging(args.verbose), _sigterm_interrupts():
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
