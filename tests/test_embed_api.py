@@ -304,7 +304,7 @@ def test_integer_masked_and_object_points(encoder):
     (torch.tensor(1.0), r"shape \(N, 2\).*got shape \(\)"),
     (np.ones((3, 2), bool), "must be numbers.*bool"),
     (np.array([[1 + 1j, 2]]), "must be numbers.*complex"),
-    (None, "must be numbers"),
+    (None, "points is None"),
     (torch.zeros(4, 3) + 500, r"shape \(N, 2\).*\(4, 3\)"),
 ])  # fmt: skip
 def test_embed_and_encode_refuse_the_same_inputs_alike(encoder, points, message):
@@ -322,3 +322,19 @@ def test_a_device_that_is_not_here_is_named(encoder):
             continue
         with pytest.raises(BadInputError, match=message):
             satclip.embed([[1.0, 2.0]], model=encoder, device=device)
+
+
+def test_array_likes_that_numpy_reads_are_points(encoder):
+    """Routing points through torch.as_tensor refused what numpy reads and satclip took before: other byte
+    orders, objects with __array__ (an xarray DataArray), None as a missing value."""
+    floats = np.array([[10.0, 5.0], [-120.0, 80.0]])
+    expected = encoder.encode(floats)
+    class ArrayLike:
+        def __array__(self, dtype=None, copy=None):
+            return floats
+
+    for points in (floats.astype(">f8"), ArrayLike(), [tuple(row) for row in floats]):
+        assert torch.equal(encoder.encode(points), expected)
+        np.testing.assert_array_equal(satclip.embed(points, model=encoder), expected.numpy())
+    out = satclip.embed([[10.0, 5.0], [None, None]], model=encoder, skip_invalid=True)
+    assert np.isnan(out[1]).all() and np.isfinite(out[0]).all()

@@ -163,4 +163,4 @@ def to_lonlat(
         return table_lonlat(points, lon_col, lat_col)
     from ..encoding.points import coordinate_tensor  # (points to embed: torch is loaded)
 
-    return coordinate_tensor(points).to(torch.float64).numpy()
+    return coordinate_tensor(points).cpu().double().numpy()

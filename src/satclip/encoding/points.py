@@ -59,19 +59,11 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
             "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
             "satclip.embed(frame, model=…), which finds the coordinate columns (rows come back in the frame's order)"
         )
-    if isinstance(points, np.ndarray) and points.dtype.kind in "OM" or isinstance(points, np.ma.MaskedArray):
-        if points.dtype.kind not in "iufO":
-            raise ValueError(f"points must be numbers (lon, lat) in degrees, got {points.dtype}")
-        try:  # (objects: numbers held as Python objects, e.g. a frame's .values; masked entries: missing)
-            points = np.ma.filled(np.ma.asarray(points).astype(np.float64), np.nan)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
-    if isinstance(points, np.ndarray) and not points.flags.writeable:
-        points = points.copy()  # torch would warn that it cannot promise not to write to them
-    try:
-        tensor = torch.as_tensor(points, device=device)
-    except (TypeError, ValueError, RuntimeError) as err:  # (RuntimeError: torch cannot infer a dtype, e.g. None)
-        raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
+    if points is None:
+        raise ValueError("points is None: pass an (N, 2) array of (lon, lat) in degrees")
+    if not isinstance(points, torch.Tensor) and not hasattr(points, "__cuda_array_interface__"):
+        points = _number_array(points)
+    tensor = torch.as_tensor(points, device=device)
     if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
         tensor = tensor.reshape(0, 2)
     if tensor.ndim != 2 or tensor.shape[1] != 2:
@@ -82,6 +74,26 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise ValueError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
     return tensor
+
+
+def _number_array(points) -> np.ndarray:
+    """``points`` (array-like: lists, numpy, xarray, anything with ``__array__``) as a numpy array of numbers
+    that torch takes without a copy where it can: numbers held as Python objects (a frame's ``.values``; None
+    missing) as float64, masked entries as NaN, other byte orders as the native one, read-only arrays copied
+    (torch cannot promise not to write to them)."""
+    try:
+        array = np.ma.asarray(points) if isinstance(points, np.ma.MaskedArray) else np.asarray(points)
+        if array.dtype.kind == "O":
+            array = array.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
+    if array.dtype.kind not in "iuf":  # booleans, complex numbers, text, dates
+        raise ValueError(f"points must be numbers (lon, lat) in degrees, got {array.dtype}")
+    if isinstance(array, np.ma.MaskedArray):
+        array = array.astype(np.float64).filled(np.nan)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array if array.flags.writeable else array.copy()
 
 
 def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
