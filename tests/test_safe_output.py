@@ -523,6 +523,13 @@ def test_user_path_expands_home_and_folds_dotdot_only_over_missing_directories(t
     assert user_path("near/../out.parquet") == tmp_path / "far" / "out.parquet"
     (tmp_path / "link.parquet").symlink_to(tmp_path / "elsewhere.parquet")
     assert user_path("nosuch/../link.parquet") == tmp_path / "link.parquet"  # the last component is not followed
+    # '~name' of no user is a name, as the shell leaves it (Path.expanduser raised RuntimeError: a traceback)
+    assert user_path("~no-such-user-here/draft.tif") == Path("~no-such-user-here/draft.tif")
+    monkeypatch.delenv("HOME")
+    import pwd
+
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    assert user_path("~/x.tif") == Path("~/x.tif")
 
 
 def test_cli_outputs_under_quoted_home_and_through_missing_dotdot(tmp_path, model, points, monkeypatch):  # noqa: F811

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import BadInputError, LockedError, OutputExistsError
+from .paths import expand_user
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         try:
-            return a.expanduser().resolve() == b.expanduser().resolve()
+            return expand_user(a).resolve() == expand_user(b).resolve()
         except (OSError, RuntimeError):  # (a symbolic-link loop: _check_parents names it)
             return False
 
@@ -276,7 +277,7 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
     input whose contents an output must not join, e.g. a dataset of part files)."""
     path, directory = Path(path), Path(directory)
     try:
-        inside = directory.is_dir() and path.expanduser().resolve().is_relative_to(directory.expanduser().resolve())
+        inside = directory.is_dir() and expand_user(path).resolve().is_relative_to(expand_user(directory).resolve())
     except (OSError, RuntimeError):  # (a symbolic-link loop on the way: _check_parents names it)
         inside = False
     if inside:
@@ -329,7 +330,7 @@ def _refuse_non_directory(path: Path) -> None:
 def _check_parents(path: Path) -> None:
     """Raise :class:`BadInputError` if ``path``'s parent could not be made: its nearest existing ancestor is
     not a directory (``notes.csv/out.parquet``), found before any work rather than at the first write."""
-    for parent in path.expanduser().absolute().parents:
+    for parent in expand_user(path).absolute().parents:
         if parent.is_symlink() and not parent.exists():
             raise BadInputError(f"{parent} is a symbolic link to nothing (its target is missing, or a loop), so {path} "
                                 "cannot be written there; fix the link or choose another output path")  # fmt: skip

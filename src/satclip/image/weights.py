@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, SatclipError
-from ..paths import cache_dir
+from ..paths import cache_dir, expand_user
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def resolve_state_dict(arch: str, weights: str | Path) -> dict[str, torch.Tensor
     key = (arch, str(weights))
     if key in BACKBONE_WEIGHTS:
         return fetch_state_dict(BACKBONE_WEIGHTS[key])
-    path = Path(weights).expanduser()
+    path = expand_user(weights)
     if path.is_file():
         return read_state_file(path)
     known = sorted(name for a, name in BACKBONE_WEIGHTS if a == arch)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import pretrained
 from ..errors import BadInputError
+from ..paths import expand_user
 from ..registry import did_you_mean
 from . import hub, native
 
@@ -95,7 +96,7 @@ def resolve(source: str | Path) -> ResolvedSource:
         )
     if text.startswith(HUB_SCHEME):
         return _hub_repository(text[len(HUB_SCHEME) :])
-    path = Path(text).expanduser()
+    path = expand_user(text)
     if path.exists():
         return _local(path)
     if not isinstance(source, os.PathLike):
@@ -118,7 +119,7 @@ def resolve(source: str | Path) -> ResolvedSource:
 def local_model_files(source: str | Path) -> list[Path]:
     """The files a local model ``source`` is read from (the path, and a native directory's config and
     weights): the inputs an output must not replace. Empty for a name, a hub id or a missing path."""
-    path = Path(os.fspath(source)).expanduser()
+    path = expand_user(os.fspath(source))
     if not path.exists():
         return []
     return [path, path / native.CONFIG_FILE, path / native.WEIGHTS_FILE] if path.is_dir() else [path]

@@ -20,7 +20,6 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 
 from ... import encoding as _encoding
 from ...errors import BadInputError
+from ...paths import user_path
 from ...registry import Registry, check_parameters, did_you_mean
 from ..cache import digest
 
@@ -158,7 +158,7 @@ def existing_path(text: str) -> bool:
     if not text:
         return False
     try:
-        return Path(text).expanduser().exists()
+        return user_path(text).exists()
     except OSError:  # (a name too long for a path, …: no file)
         return False
 

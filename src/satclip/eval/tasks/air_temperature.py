@@ -26,6 +26,7 @@ import numpy as np
 from ... import safe_output
 from ...encoding.points import describe_invalid, invalid_rows
 from ...io.hub import DownloadError
+from ...paths import expand_user
 from ..cache import cache_root
 from .base import REGRESSION, TASKS, Task, TaskOptions, continent_labels, subsample
 
@@ -81,7 +82,7 @@ def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> Pat
 def station_file(options: TaskOptions) -> Path:
     """The local station table to read: the given one, the cached one, or a fresh download."""
     if options.data is not None:
-        path = Path(options.data).expanduser()
+        path = expand_user(options.data)
         if not path.is_file():
             raise FileNotFoundError(f"--data {path}: no such file (expected {FILENAME} from {URL})")
         return path

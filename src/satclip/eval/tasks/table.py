@@ -15,6 +15,7 @@ import numpy as np
 
 from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows
 from ...optional import require
+from ...paths import expand_user
 from .base import CLASSIFICATION, REGRESSION, Task, TaskOptions, continent_labels, encode_classes, subsample
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def table_task(
     ``"regression"``, ``"classification"`` or None (decided from the target's dtype).
     """
     options = options or TaskOptions()
-    path = Path(path).expanduser()
+    path = expand_user(path)
     if not path.is_file():
         raise FileNotFoundError(f"--task-file {path}: no such file")
     frame = _read(path)
