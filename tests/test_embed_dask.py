@@ -303,8 +303,10 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(cluster, dataset, exp
     assert json.loads((workdir / "manifest.json").read_text())["finished"]
     with monkeypatch.context() as patch:
         patch.setattr(distributed, "_run", lambda *a, **k: pytest.fail("the finished run was embedded again"))
-        result = embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384)  # (no overwrite)
-    assert result.embedded_rows == 0 and not workdir.exists()
+        args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress",
+                "--scheduler", client.scheduler.address, "--chunk-rows", "16384"]  # fmt: skip
+        assert main(args) == 0  # the command too: no --overwrite for the stopped run's own output
+    assert not workdir.exists()
     assert_same(out, expected)
 
 

@@ -139,6 +139,18 @@ def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
     )  # fmt: skip
 
 
+def _published_by_a_stopped_run(output: Path, source) -> bool:
+    """Whether ``output`` exists as the output of a run of this input stopped after publishing it
+    (:func:`satclip.embed.job.stopped_after_publishing`)."""
+    if not (output.exists() or output.is_symlink()):
+        return False
+    import json
+
+    from ..embed.job import stopped_after_publishing, work_dir
+
+    return stopped_after_publishing(work_dir(output), output, input=json.loads(json.dumps(source.fingerprint())))
+
+
 def run(args: argparse.Namespace) -> int:
     check_cluster_options(args)
     if args.engine == "dask" and args.shard != (0, 1):
@@ -153,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
             source = _dask_source(args, source)
             # what embed_dataset refuses anyway, refused before a cluster is started for nothing
             dataset = not Path(args.output).suffix  # (the output's kind: a dataset directory or one Parquet file)
-            safe_output.check_output(args.output, overwrite=args.overwrite, inputs=[args.input], directory=dataset)
+            if not _published_by_a_stopped_run(args.output, source):  # (the run embed_dataset then completes)
+                safe_output.check_output(args.output, overwrite=args.overwrite, inputs=[args.input], directory=dataset)
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
