@@ -349,9 +349,28 @@ def test_a_map_killed_after_writing_its_output_is_completed_by_the_next_run(tmp_
     written = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) if out.is_dir() \
         else out.read_bytes()  # fmt: skip
     assert main([*argv[:4], "5", *argv[5:]]) == 2  # another job: the output is not its own
+    assert main([*argv[:-3], "--land-only", *argv[-2:]]) == 2  # other cells: another job too
     with monkeypatch.context() as patch:
         patch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("the finished map was computed again"))
         assert main(argv) == 0
     assert not workdir.exists()
     assert written == (sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
                        if out.is_dir() else out.read_bytes())  # fmt: skip
+
+
+def test_another_job_replacing_a_map_whose_run_stopped_after_writing_it_computes_its_own(tmp_path, monkeypatch):
+    """A map of other cells (--land-only after --all) with --overwrite over the output of a run stopped after
+    writing it was taken for that run: 'completed', the old field left in place."""
+    from satclip.embed import field_work
+
+    out = tmp_path / "field.tif"
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "10", "--all", "--precision", "float32", "-o", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(field_work.FieldWork, "remove", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert main(argv) == EXIT_INTERRUPTED
+    land = [a if a != "--all" else "--land-only" for a in argv]
+    assert main([*land, "--overwrite"]) == 0
+    assert not (tmp_path / "field.tif.partial").exists()
+    rasterio = pytest.importorskip("rasterio")
+    with rasterio.open(out) as src:
+        assert np.isnan(src.read(1)).any()  # the land-only map, not the stopped run's every-cell one

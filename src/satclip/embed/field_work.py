@@ -46,6 +46,8 @@ class FieldWork:
         ``(H, W)`` ``cells`` (None: everywhere): an unfinished run of the same ``identity`` is resumed
         (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
         workdir = work_dir(output)
+        if _manifest(workdir).get("published") is not None and safe_output.is_owned(workdir):
+            safe_output.remove_owned(workdir)  # the finished work of another job, whose output this one replaces
         manifest = resume_manifest(workdir, identity, restart)
         if manifest is None:
             if safe_output.is_owned(workdir):
@@ -114,15 +116,20 @@ class FieldWork:
         safe_output.remove_owned(self.workdir)
 
 
+def _manifest(workdir: Path) -> dict:
+    try:
+        manifest = json.loads((workdir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def published(output: Path, described: dict, **same) -> bool:
     """Whether the work of ``output``'s job records that it wrote ``output`` as ``described`` and stopped before
     removing its work directory (:meth:`FieldWork.record_published`), its identity having the entries ``same``:
     the existing ``output`` is then that run's own, and only the work directory is left to remove."""
-    try:
-        manifest = json.loads((work_dir(output) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or manifest.get("published") != described:
+    manifest = _manifest(work_dir(output))
+    if manifest.get("published") != described:
         return False
     identity = manifest.get("identity")
     same = json.loads(json.dumps(same))

@@ -574,13 +574,11 @@ def render_map(
     model_id, described = model_identity(encoder), {"format": fmt, "pca": n_components}
     same = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]}}  # fmt: skip
-    if published(output, described, **same):  # a run of this job killed after writing it, before cleaning up
-        with safe_output.exclusive(output):
-            if published(output, described, **same):
-                log.info("%s was completed by the run that stopped; removing its work directory", output)
-                safe_output.remove_owned(work_dir(output))
-                return output
-    safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
+    # a run of this job killed after writing the output, before removing its work: the output is its own (known
+    # once the cells are, below); otherwise an existing output is refused before the masks are computed
+    stopped = published(output, described, **same)
+    if not stopped:
+        safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
     land = land_mask(grid) if land_only or blank_unseen else None
     mask = None
     if blank_unseen:
@@ -592,13 +590,21 @@ def render_map(
         mask = land if mask is None else mask & land
     if n_components and mask is not None and not mask.any():  # before any work (it left OUT.partial/ behind)
         raise ValueError(NO_PCA_CELLS)
+    same["cells"] = cells_digest(mask)
+    if stopped:
+        with safe_output.exclusive(output):
+            if published(output, described, **same):
+                log.info("%s was completed by the run that stopped; removing its work directory", output)
+                safe_output.remove_owned(work_dir(output))
+                return output
+        safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
     with safe_output.exclusive(output):  # one run per output
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
         work = None
         if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
-            identity = {**same, "cells": cells_digest(mask)}
+            identity = same
             shape = (grid.height, grid.width, dim)
             work = FieldWork.open(output, identity, shape, default_block_rows(grid), cells=mask, restart=restart)
             if work.done_rows:
