@@ -534,3 +534,16 @@ def test_a_link_in_place_of_the_rows_file_is_not_appended_through(tmp_path, caps
     assert main(common) == 2
     assert "rows.jsonl is a symbolic link" in one_error_line(capsys.readouterr().err)
     assert notes.read_text() == "mine\n"
+
+
+def test_invalid_points_of_a_task_file_are_numbered_as_in_the_file(tmp_path, capsys):
+    """Out-of-range coordinates were numbered after the rows without a target were dropped (data row 5 was
+    'row 4'), while text in a coordinate column was numbered as in the file."""
+    lines = [f"{i},{i},{i}" for i in range(12)]
+    lines[2], lines[5] = "2,2,", "500,5,5"  # row 2: no target (dropped); row 5: out of range
+    table = tmp_path / "points.csv"
+    table.write_text("\n".join(["lon,lat,y", *lines]) + "\n")
+    argv = ["evaluate", "--encoders", "wrap", "--task-file", str(table), "--seeds", "1", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    error = one_error_line(capsys.readouterr().err)
+    assert "data rows from 0: 1 invalid point(s): row 5: (lon=500.0, lat=5.0)" in error

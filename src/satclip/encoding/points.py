@@ -27,11 +27,13 @@ def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
     return ~ok
 
 
-def describe_invalid(lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0) -> str:
-    """A message naming the first bad rows and, where it fits, the lat/lon swap."""
+def describe_invalid(lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None) -> str:
+    """A message naming the first bad rows (numbered from ``row_offset``, or by ``labels``: each row's number
+    in its file) and, where it fits, the lat/lon swap."""
     rows = np.flatnonzero(bad)
     shown = ", ".join(
-        f"row {r + row_offset}: (lon={float(lonlat[r, 0])!r}, lat={float(lonlat[r, 1])!r})"
+        f"row {r + row_offset if labels is None else labels[r]}: (lon={float(lonlat[r, 0])!r}, "
+        f"lat={float(lonlat[r, 1])!r})"
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""

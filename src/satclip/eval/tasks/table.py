@@ -102,7 +102,7 @@ def table_task(
     path = expand_user(path)
     if not path.is_file():
         raise FileNotFoundError(f"--task-file {path}: no such file")
-    frame = _read(path)
+    frame = _read(path).reset_index(drop=True)  # rows numbered as in the file (a Parquet index aside)
     columns = [str(c) for c in frame.columns]
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
@@ -125,7 +125,8 @@ def table_task(
     points = np.stack([_coordinates(frame, column, path) for column in (lon, lat)], axis=1)
     bad = invalid_rows(points)
     if bad.any():
-        raise ValueError(f"{path} ({lon}, {lat}): {describe_invalid(points, bad)}")
+        rows = frame.index.to_numpy()  # (the data rows of the file, from 0, as the text message numbers them)
+        raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: {describe_invalid(points, bad, labels=rows)}")
     repeated = len(points) - len(np.unique(points, axis=0))
     if repeated:
         log.warning("%s: %d row(s) repeat another row's location; a random split can put one location in both "
