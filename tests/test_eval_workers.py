@@ -42,15 +42,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow  # (~12 s: two spawned workers must import torch and fit a fold first)
-def test_workers_end_when_the_evaluation_is_killed(tmp_path):
+@pytest.mark.parametrize("stop", ["kill", "terminate-group"])
+def test_workers_end_when_the_evaluation_is_killed(tmp_path, stop):
     """SIGKILL of `satclip evaluate --workers 2` left both spawned workers (~320 MB each) waiting on their
-    task queue forever, re-parented to PID 1."""
+    task queue forever, re-parented to PID 1. A SIGTERM to the whole process group (a scheduler stopping the
+    job) killed the workers first, and the parent ended on their broken pool ("unexpected error", exit 1)."""
     out = tmp_path / "ev"
     argv = [sys.executable, "-m", "satclip", "evaluate", "--encoders", "wrap", "--tasks", "elevation",
             "--n-points", "3000", "--probes", "mlp", "--seeds", "8", "--workers", "2", "--no-figures",
             "--out", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     workers: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 120
@@ -63,8 +65,13 @@ def test_workers_end_when_the_evaluation_is_killed(tmp_path):
         workers = {pid: cmd for pid, cmd in _children(proc.pid).items() if "spawn_main" in cmd}
         assert len(workers) == 2, _children(proc.pid)
         assert proc.poll() is None, "the evaluation ended before it could be killed: make it longer"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        if stop == "kill":
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=60) == 130
+            assert proc.stderr.read().decode().strip().splitlines()[-1] == "satclip: interrupted"
         deadline = time.monotonic() + 10
         while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -251,8 +251,12 @@ def _exit_with_parent(parent: int) -> None:
 def _init_worker(threads: int | None, parent: int | None = None) -> None:
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool (workers printed
-    if threads:  # tracebacks of the KeyboardInterrupt each of them got)
+    # Ctrl-C, and a SIGTERM sent to the whole process group (a scheduler stopping the job), are the parent's: it
+    # stops the pool (workers printed tracebacks of the KeyboardInterrupt each got; killed by the SIGTERM, they
+    # left the parent a broken pool, an "unexpected error"); a worker ends with its parent (_exit_with_parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if threads:
         torch.set_num_threads(threads)
     if parent is not None:
         _exit_with_parent(parent)
