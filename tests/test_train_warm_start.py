@@ -99,3 +99,30 @@ def test_resuming_and_exporting_never_need_the_starting_model_again(trained, tmp
     points = sphere_points(20, 1)
     np.testing.assert_array_equal(satclip.load(again.exports["last"].native).encode(points).numpy(),
                                   satclip.load(first.exports["last"].native).encode(points).numpy())  # fmt: skip
+
+
+def test_training_only_the_new_degrees_keeps_everything_else_and_resumes(trained, tmp_path):
+    """model.train_degrees_from: only the first layer's columns of the new degrees train; the coarse field,
+    the rest of the network, the image head and logit_scale stay the starting model's, through a resume."""
+    result, cache, root = trained
+    source = result.exports["last"].native
+    config = _run(root, source, 20, run=str(tmp_path / "run"))
+    config = config.replace(**{"model.train_degrees_from": 10})
+    start, _ = build_model(config, cache)  # (the source's weights on this run's basis)
+    first = fit(config.replace(**{"trainer.max_epochs": 1}))
+    after_one = satclip.load_model(first.exports["last"].native)
+    resumed = fit(config, resume=True)  # (epoch 2, from the first's checkpoint; its exports replace the first's)
+    for ended in (after_one, satclip.load_model(resumed.exports["last"].native)):
+        weight = ended.location.nnet.layers[0].weight
+        first_layer = start.location.nnet.layers[0].weight[:, :100]  # (built in float64, trained in float32)
+        np.testing.assert_array_equal(weight[:, :100].detach().float().numpy(),
+                                      first_layer.detach().float().numpy())  # fmt: skip
+        assert weight[:, 100:].abs().max() > 0  # the new degrees trained
+        started = {**dict(start.named_parameters()), **{f"visual.{k}": v for k, v in start.visual.named_parameters()}}
+        for name, param in ended.named_parameters():
+            if name != "location.nnet.layers.0.weight" and name in started:
+                torch.testing.assert_close(param.float(), started[name].float(), rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(ended.visual.head.weight.float(), start.visual.head.weight.float(), rtol=0, atol=0)
+    assert not torch.equal(after_one.location.nnet.layers[0].weight, ended.location.nnet.layers[0].weight)
+    with pytest.raises(ValueError, match="model.train_degrees_from=20 must be a degree from 1 to legendre_polys - 1"):
+        config.replace(**{"model.train_degrees_from": 20})

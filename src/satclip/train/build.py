@@ -116,6 +116,10 @@ def build_model(config: TrainConfig, cache: FeatureCache | None, *, warm: bool =
         from .warm_start import warm_start
 
         warm_start(model, config.model.init_from, location_config(config.model), image_config, cache)
+    if config.model.train_degrees_from:
+        from .warm_start import train_degrees_from
+
+        train_degrees_from(model, config.model.train_degrees_from)
     return model, image_config
 
 

@@ -48,6 +48,9 @@ class ModelConfig:
     takes) whose weights start the run instead of a random initialisation: its location network (a
     spherical-harmonics model of a lower degree too: the new degrees start at zero), ``logit_scale`` and,
     when it computes the same image features, its image head (:mod:`satclip.train.warm_start`).
+    ``train_degrees_from``: train only the first layer's columns of the spherical-harmonic degrees from this
+    one up (the finer degrees added to an ``init_from`` model of this degree); every other weight — the rest of
+    the location network, the image head, ``logit_scale`` — stays as it starts (None: all train).
     """
 
     image_encoder: dict = field(default_factory=lambda: {"name": "moco_resnet18"})
@@ -56,8 +59,16 @@ class ModelConfig:
     logit_scale_init: float = LOGIT_SCALE_INIT
     location_dtype: str = "float32"  # "float32" | "float64": parameters of the location encoder
     init_from: str | None = None
+    train_degrees_from: int | None = None
 
     def __post_init__(self):
+        if self.train_degrees_from is not None:
+            encoding = self.location_encoder.get("encoding") or {}
+            degree = encoding.get("legendre_polys") if encoding.get("name") == "sphericalharmonics" else None
+            _check("model.train_degrees_from", self.train_degrees_from,
+                   isinstance(self.train_degrees_from, int) and not isinstance(self.train_degrees_from, bool)
+                   and isinstance(degree, int) and 1 <= self.train_degrees_from < degree,
+                   f"a degree from 1 to legendre_polys - 1 ({degree}) of a spherical-harmonics encoding")  # fmt: skip
         _check("model.embed_dim", self.embed_dim, self.embed_dim >= 1, "1 or more")
         _check("model.logit_scale_init", self.logit_scale_init, math.isfinite(self.logit_scale_init), "a finite number")
         network = self.location_encoder.get("network")

@@ -106,7 +106,12 @@ class SatCLIPTrainingModule(pl.LightningModule):
         checkpoint["state_dict"] = model_state(checkpoint["state_dict"], cached=cached)
 
     def configure_optimizers(self):
-        return adamw(self.model, self.config.optim)
+        optimizer = adamw(self.model, self.config.optim)
+        if self.config.model.train_degrees_from:
+            from .warm_start import keep_lower_degrees
+
+            keep_lower_degrees(optimizer, self.model, self.config.model.train_degrees_from)
+        return optimizer
 
 
 #: key prefixes of the training model in checkpoints of earlier satclip versions → today's

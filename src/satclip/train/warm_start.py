@@ -122,3 +122,33 @@ def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(
         a[k].shape == b[k].shape and torch.allclose(a[k].double(), b[k].double(), rtol=1e-5, atol=1e-7) for k in a
     )
+
+
+def train_degrees_from(model: SatCLIP, degree: int) -> None:
+    """Let only the first-layer columns of spherical-harmonic degrees ≥ ``degree`` of ``model``'s location
+    network train (``model.train_degrees_from``): every other parameter is frozen here, and the first layer's
+    columns of the lower degrees are kept by :func:`keep_lower_degrees` on the optimizer (its weight decay
+    would shrink them)."""
+    weight = model.location.nnet.layers[0].weight
+    if weight.shape[1] <= degree**2:
+        raise ValueError(f"model.train_degrees_from={degree}: the first layer has only {weight.shape[1]} columns")
+    for param in model.parameters():
+        param.requires_grad_(param is weight)
+
+
+def keep_lower_degrees(optimizer: torch.optim.Optimizer, model: SatCLIP, degree: int) -> None:
+    """Restore the first-layer columns of degrees < ``degree`` after every step of ``optimizer``, as they were
+    at its first step (the initial model's, or a resumed checkpoint's: the same)."""
+    weight = model.location.nnet.layers[0].weight
+    kept: list[torch.Tensor] = []
+
+    def remember(*_):
+        if not kept:
+            kept.append(weight.detach()[:, : degree**2].clone())
+
+    def restore(*_):
+        with torch.no_grad():
+            weight[:, : degree**2] = kept[0]
+
+    optimizer.register_step_pre_hook(remember)
+    optimizer.register_step_post_hook(restore)
