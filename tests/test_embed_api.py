@@ -338,3 +338,23 @@ def test_array_likes_that_numpy_reads_are_points(encoder):
         np.testing.assert_array_equal(satclip.embed(points, model=encoder), expected.numpy())
     out = satclip.embed([[10.0, 5.0], [None, None]], model=encoder, skip_invalid=True)
     assert np.isnan(out[1]).all() and np.isfinite(out[0]).all()
+
+
+def test_encoding_never_switches_the_callers_module(encoder, lonlat, monkeypatch):
+    """Each encode switched a module in training mode to eval mode and back: another thread embedding with it
+    (Dask's threaded scheduler) or training it meanwhile saw the wrong mode (dropout, or none). The caller's
+    module now keeps its mode throughout; the embeddings are computed on a view of it in eval mode."""
+    from satclip.models import fused
+
+    expected = encoder.encode(lonlat)
+    encoder.train()
+    seen = []
+    real = fused.encode_points
+
+    def watched(module, *args, **kwargs):
+        seen.append((encoder.training, module.training, module.nnet.layers[0].weight is encoder.nnet.layers[0].weight))
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(fused, "encode_points", watched)
+    assert torch.equal(encoder.encode(lonlat), expected)
+    assert seen == [(True, False, True)]  # the caller's module in training mode, the view shares its weights

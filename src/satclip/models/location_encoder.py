@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import hashlib
 import inspect
 import numbers
@@ -206,24 +206,27 @@ class LocationEncoder(nn.Module):
         check_batch_size(batch_size)
         param = next(self.parameters())
         lonlat = as_lonlat(points, dtype=torch.float64, device=param.device)
-        with evaluating(self):
-            return fused.encode_points(self, lonlat, _precision.for_encoder(self, precision), batch_size)
+        return fused.encode_points(in_eval_mode(self), lonlat, _precision.for_encoder(self, precision), batch_size)
 
 
-@contextlib.contextmanager
-def evaluating(module: nn.Module):
-    """``module`` in eval mode for the block, each submodule's own mode restored after (a fine-tuning loop that
-    embeds points in between keeps its dropout); nothing changes for a module in eval mode already."""
-    modes = [(m, m.training) for m in module.modules() if m.training]
-    if not modes:
-        yield module
-        return
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, mode in modes:
-            m.training = mode
+def in_eval_mode(module: nn.Module) -> nn.Module:
+    """``module`` itself in eval mode, or, where any part of it is in training mode, a view of it in eval mode:
+    the same parameters, buffers and attributes in modules of their own, so that the caller's modes are never
+    switched (a fine-tuning loop that embeds points in between keeps its dropout, also while other threads
+    embed with the same module)."""
+    if not any(m.training for m in module.modules()):
+        return module
+
+    def view(part: nn.Module) -> nn.Module:
+        clone = copy.copy(part)
+        clone.__dict__["_modules"] = {name: None if child is None else view(child)
+                                      for name, child in part._modules.items()}  # fmt: skip
+        clone.__dict__["_parameters"] = dict(part._parameters)
+        clone.__dict__["_buffers"] = dict(part._buffers)
+        clone.training = False
+        return clone
+
+    return view(module)
 
 
 def check_batch_size(batch_size) -> None:

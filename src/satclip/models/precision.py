@@ -307,13 +307,14 @@ def _keep_calibration(file, choice: Choice) -> None:
 
 def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
     from .fused import encode_points
-    from .location_encoder import evaluating
+    from .location_encoder import in_eval_mode
 
     points = probe_points().to(device)
 
+    evaluated = in_eval_mode(encoder)  # (the embeddings encode gives: no dropout, also for a module being trained)
+
     def run(precision, subset=None):
-        with evaluating(encoder):  # (the embeddings encode gives: no dropout, also for a module being trained)
-            out = encode_points(encoder, points if subset is None else points[:subset], precision)
+        out = encode_points(evaluated, points if subset is None else points[:subset], precision)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out
