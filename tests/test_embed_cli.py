@@ -19,6 +19,7 @@ import satclip
 from satclip.cli import main
 from satclip.io.native import write_native
 
+from .conftest import one_error_line
 from .test_embed_api import CONFIG, FakeCRS, FakeGeoDataFrame, FakeGeoSeries
 
 N = 300
@@ -600,3 +601,61 @@ def test_a_boolean_coordinate_column_is_refused(tmp_path, model, capsys):
     pd.DataFrame({"lon": [True, False], "lat": [1.0, 2.0]}).to_parquet(tmp_path / "b.parquet")
     assert embed(tmp_path / "b.parquet", "-o", tmp_path / "b.out.parquet", "--model", model) == 2
     assert "coordinate column 'lon' holds true/false values, not degrees" in capsys.readouterr().err
+
+
+def test_odd_input_files_are_read_or_named_in_one_line(tmp_path, model, capsys):
+    """Malformed GeoJSON (a null feature, a string geometry, properties as a list, coordinates as an object,
+    features as an object, a crs string) was 'unexpected error (AttributeError/KeyError)'; an 'EPSG'-typed or
+    linked crs member was ignored (metres embedded as degrees); a truncated .npy 'held Python objects'; a
+    damaged part named only its dataset; a decimal-comma Parquet column and a Parquet file named .csv named
+    no file or fix; a semicolon .csv.gz was read as one column."""
+    import gzip
+
+    point = {"type": "Point", "coordinates": [13.4, 52.5]}
+
+    def collection(features, **extra):
+        return json.dumps({"type": "FeatureCollection", "features": features, **extra})
+
+    def feature(geometry=point, properties=None):
+        return {"type": "Feature", "geometry": geometry, "properties": properties or {}}
+
+    refused = {
+        "null-feature.geojson": (collection([None]), "feature 0: feature is null, not a GeoJSON object"),
+        "wkt.geojson": (collection([feature("POINT(1 2)")]), "feature 0: its geometry is \"POINT(1 2)\""),
+        "list-properties.geojson": (collection([feature(properties=[1, 2])]), "'properties' is not an object"),
+        "object-coordinates.geojson": (collection([feature({"type": "Point", "coordinates": {"x": 1}})]),
+                                       "coordinates {\"x\": 1} are not a [lon, lat] list"),
+        "features-object.geojson": (json.dumps({"type": "FeatureCollection", "features": {"a": 1}}),
+                                    "'features' is a dict, not a list"),
+        "crs-string.geojson": (collection([feature()], crs="EPSG:3857"), "is not one satclip reads as lon/lat"),
+        "crs-epsg.geojson": (collection([feature()], crs={"type": "EPSG", "properties": {"code": 3857}}),
+                             "reproject the file to EPSG:4326"),
+        "crs-link.geojson": (collection([feature()], crs={"type": "link", "properties": {"href": "x"}}),
+                             "reproject the file to EPSG:4326"),
+    }  # fmt: skip
+    for name, (text, _) in refused.items():
+        (tmp_path / name).write_text(text)
+    np.save(tmp_path / "cut.npy", np.zeros((20, 2)))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "cut.npy").read_bytes()[:-50])
+    refused["cut.npy"] = (None, "is damaged or cut short")
+    pq.write_table(pa.table({"lon": ["13,4"], "lat": [52.5]}), tmp_path / "comma.parquet")
+    refused["comma.parquet"] = (None, "comma.parquet: coordinate column 'lon' (string) is not numeric (decimal commas?")
+    pq.write_table(pa.table({"lon": [13.4], "lat": [52.5]}), tmp_path / "parquet.csv")
+    refused["parquet.csv"] = (None, "is a Parquet file, not delimited text: name it .parquet")
+    (tmp_path / "ds").mkdir()
+    pq.write_table(pa.table({"lon": [1.0], "lat": [2.0]}), tmp_path / "ds" / "part.0.parquet")
+    (tmp_path / "ds" / "part.1.parquet").write_text("lon,lat\n1,2\n")
+    refused["ds"] = (None, f"{tmp_path / 'ds' / 'part.1.parquet'}: not a readable Parquet file")
+    for name, (_, expected) in refused.items():
+        assert embed(tmp_path / name, "-o", tmp_path / f"{name}.npy", "--model", model) == 2, name
+        assert expected in one_error_line(capsys.readouterr().err), name
+
+    encoder = satclip.load(model)
+    (tmp_path / "big.geojson").write_text(collection([feature(properties={"s2": 2**64 - 1})]))
+    (tmp_path / "semicolon.csv.gz").write_bytes(gzip.compress(b"lon;lat\n13.4;52.5\n"))
+    (tmp_path / "epsg4326.geojson").write_text(collection([feature()], crs={"type": "EPSG",
+                                                                           "properties": {"code": 4326}}))  # fmt: skip
+    for name, extra in (("big.geojson", []), ("semicolon.csv.gz", ["--input-format", "csv"]),
+                        ("epsg4326.geojson", [])):  # fmt: skip
+        assert embed(tmp_path / name, "-o", tmp_path / f"{name}.npy", "--model", model, *extra) == 0, name
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), encoder.encode([[13.4, 52.5]]).numpy())

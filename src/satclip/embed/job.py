@@ -105,7 +105,7 @@ def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int,
     bad_chunks: dict[int, int] = {}  # chunk → invalid rows in it
     counted = first_chunk * chunk_rows
     for index, table in source.chunks(first_chunk, stop_row, chunk_rows, columns):
-        lonlat = coordinates(table, *columns)
+        lonlat = coordinates(table, *columns, source.path)
         counted = index * chunk_rows + len(lonlat)
         bad = invalid_rows(lonlat)
         if bad.any():
@@ -118,7 +118,7 @@ def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int,
         return num_rows, 0, None
     total, index = sum(in_shard.values()), min(in_shard)
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
-        lonlat = coordinates(table, *columns)
+        lonlat = coordinates(table, *columns, source.path)
         bad = invalid_rows(lonlat)
         message = (
             f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows)} ({total} invalid row(s) in all; "
@@ -373,7 +373,7 @@ def embed_file(
             for index, table in source.chunks(todo[0], row1, chunk_rows):
                 if index in done:
                     continue
-                lonlat = coordinates(table, source.lon_col, source.lat_col)
+                lonlat = coordinates(table, source.lon_col, source.lat_col, source.path)
                 embeddings = embed_lonlat(
                     encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
                 )

@@ -150,7 +150,8 @@ class ParquetDatasetSource(Source):
         self.files = part_files(self.path)
         schema, self._group_rows = None, []
         for file in self.files:
-            meta = pq.read_metadata(file)
+            with naming_the_file(file, "Parquet"):  # (the part, not only the dataset)
+                meta = pq.read_metadata(file)
             file_schema = meta.schema.to_arrow_schema()
             if schema is None:
                 schema = file_schema

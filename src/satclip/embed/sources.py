@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import hashlib
 import json
 import logging
@@ -57,10 +58,17 @@ def file_fingerprint(path: Path) -> dict:
     return {"size": size, "mtime_ns": stat.st_mtime_ns, "sample_sha256": digest.hexdigest()}
 
 
+def _text(path: Path):
+    """``path`` opened as UTF-8 text (undecodable bytes replaced), decompressed if it is a ``.gz`` file."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8", errors="replace")
+    return open(path, newline="", encoding="utf-8", errors="replace")
+
+
 def sniff_delimiter(path: Path, default: str = ",") -> str:
     """The delimiter of a delimited text file, one of :data:`CSV_DELIMITERS`: :class:`csv.Sniffer` on its
     first lines (at most 64 KiB, 50 lines); ``default`` for a one-column or undecidable sample."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    with _text(path) as fh:
         sample = fh.read(_SNIFF_BYTES)
     lines = sample.splitlines()
     if len(sample) == _SNIFF_BYTES and len(lines) > 1:
@@ -71,20 +79,27 @@ def sniff_delimiter(path: Path, default: str = ",") -> str:
         return default
 
 
-def coordinates(table, lon_col: str, lat_col: str) -> np.ndarray:
-    """``(n, 2)`` float64 (lon, lat) of an Arrow table; nulls become NaN."""
+def coordinates(table, lon_col: str, lat_col: str, path: Path | None = None) -> np.ndarray:
+    """``(n, 2)`` float64 (lon, lat) of an Arrow table (read from ``path``, named in errors); nulls become NaN."""
     pa = _pa()
     out = np.empty((table.num_rows, 2), dtype=np.float64)
     for j, name in enumerate((lon_col, lat_col)):
         column = table.column(name)
         if pa.types.is_boolean(column.type):  # Arrow casts true/false to 1.0/0.0: embedded as degrees
-            raise ValueError(f"coordinate column {name!r} holds true/false values, not degrees")
+            raise ValueError(f"{_of(path)}coordinate column {name!r} holds true/false values, not degrees")
         try:
             column = column.cast(pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            raise ValueError(f"coordinate column {name!r} ({column.type}) is not numeric: {err}") from err
+            comma = " (decimal commas? write 52.5, not 52,5)" if "," in str(err) else ""
+            raise ValueError(
+                f"{_of(path)}coordinate column {name!r} ({column.type}) is not numeric{comma}: {err}"
+            ) from err
         out[:, j] = column.to_numpy(zero_copy_only=False)  # nulls → NaN for float columns
     return out
+
+
+def _of(path: Path | None) -> str:
+    return f"{path}: " if path is not None else ""
 
 
 @contextlib.contextmanager
@@ -207,7 +222,14 @@ class CsvSource(Source):
     def _open(self):
         pa = _pa()
         tsv = self.path.suffix.lower() == ".tsv"
-        with open(self.path, encoding="utf-8", errors="replace") as fh:
+        with open(self.path, "rb") as fh:
+            magic = fh.read(4)
+        if magic == b"PAR1":
+            raise ValueError(f"{self.path} is a Parquet file, not delimited text: name it .parquet or pass "
+                             "--input-format parquet")  # fmt: skip
+        if magic[:2] == b"\x1f\x8b" and self.path.suffix.lower() != ".gz":  # (Arrow decompresses by the suffix)
+            raise ValueError(f"{self.path} is gzip-compressed: name it {self.path.name}.gz, or decompress it")
+        with _text(self.path) as fh:
             header = fh.readline()
         self.delimiter = "\t" if tsv and "\t" in header else sniff_delimiter(self.path, "\t" if tsv else ",")
         self._schema = schema = self._reader(None, {}).schema  # (the types inferred from the first block)
@@ -348,9 +370,11 @@ class NpySource(Source):
                                  "(lon, lat) saved with numpy.save, or give a CSV/Parquet file")  # fmt: skip
         try:
             self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:  # object arrays: loading them would unpickle
-            raise ValueError(f"{self.path} holds Python objects, which satclip never unpickles; expected an (N, 2) "
-                             "float array of (lon, lat)") from err  # fmt: skip
+        except ValueError as err:
+            if _npy_holds_objects(self.path):  # loading them would unpickle
+                raise ValueError(f"{self.path} holds Python objects, which satclip never unpickles; expected an "
+                                 "(N, 2) float array of (lon, lat)") from err  # fmt: skip
+            raise ValueError(f"{self.path} is damaged or cut short ({err}): save the array again") from err
         if self._array.dtype.kind not in "fiu":
             raise ValueError(f"{self.path} holds {self._array.dtype} values, not numbers; expected an (N, 2) float "
                              "array of (lon, lat)")  # fmt: skip
@@ -367,6 +391,18 @@ class NpySource(Source):
                 yield pa.RecordBatch.from_arrays([pa.array(block[:, 0]), pa.array(block[:, 1])], names=self.columns)
 
         return start, batches()
+
+
+def _npy_holds_objects(path: Path) -> bool:
+    """Whether the header of the ``.npy`` file ``path`` declares Python objects (read without loading them)."""
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                      np.lib.format.read_array_header_2_0)(file)  # fmt: skip
+    except (ValueError, OSError):
+        return False
+    return header[2].hasobject
 
 
 def geometry_column_names(names) -> tuple[str, str]:
@@ -418,13 +454,20 @@ class GeoJsonSource(InMemorySource):
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
             kind = data.get("type") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{self.path}: expected a GeoJSON FeatureCollection, got {kind!r}")
-        crs = ((data.get("crs") or {}).get("properties") or {}).get("name")
-        if crs is not None and not (is_wgs84(crs) or crs.upper().endswith(("CRS84", "EPSG::4326"))):
-            raise ValueError(f"{self.path}: CRS {crs!r} is not lon/lat on WGS 84; reproject to EPSG:4326 first")
+        self._check_crs(data.get("crs"))
         features = data.get("features") or []
+        if not isinstance(features, list):
+            raise ValueError(f"{self.path}: 'features' is a {type(features).__name__}, not a list of Feature objects")
         lonlat = np.full((len(features), 2), np.nan)
         for i, feature in enumerate(features):
-            geometry = feature.get("geometry") or {}
+            geometry = feature.get("geometry") if isinstance(feature, dict) else None
+            if not isinstance(feature, dict) or not isinstance(geometry or {}, dict):
+                what = "feature" if not isinstance(feature, dict) else "its geometry"
+                shown = feature if not isinstance(feature, dict) else geometry
+                raise ValueError(f"{self.path}: feature {i}: {what} is {json.dumps(shown)[:60]}, not a GeoJSON object")
+            geometry = geometry or {}
+            if not isinstance(feature.get("properties") or {}, dict):
+                raise ValueError(f"{self.path}: feature {i}: 'properties' is not an object of named values")
             if geometry and geometry.get("type") != "Point":
                 if self.centroids:  # centroids computed as for the other geo formats
                     return _read_with_geopandas(self)
@@ -433,6 +476,9 @@ class GeoJsonSource(InMemorySource):
                     "(--centroids embeds the centroids of other geometries)"
                 )
             coords = geometry.get("coordinates") or []
+            if not isinstance(coords, list):
+                raise ValueError(f"{self.path}: feature {i}: coordinates {json.dumps(coords)[:60]} are not a "
+                                 "[lon, lat] list")  # fmt: skip
             if len(coords) >= 2:
                 lonlat[i] = [float(coords[0]), float(coords[1])]
         properties = [f.get("properties") or {} for f in features]
@@ -446,13 +492,27 @@ class GeoJsonSource(InMemorySource):
             attributes = attributes.append_column(key, _json_column(values))
         return attributes, lonlat
 
+    def _check_crs(self, crs) -> None:
+        """RFC 7946 GeoJSON is lon/lat on WGS 84; a ``crs`` member (GeoJSON 2008) must say so by name."""
+        if crs is None:
+            return
+        properties = crs.get("properties") if isinstance(crs, dict) else None
+        properties = properties if isinstance(properties, dict) else {}
+        kind = crs.get("type") if isinstance(crs, dict) else None
+        if kind == "EPSG" and properties.get("code") in (4326, "4326"):
+            return
+        name = properties.get("name") if kind == "name" else None  # (a linked crs: nothing satclip can check)
+        if not isinstance(name, str) or not (is_wgs84(name) or name.upper().endswith(("CRS84", "EPSG::4326"))):
+            raise ValueError(f"{self.path}: crs {json.dumps(crs)[:80]} is not one satclip reads as lon/lat on WGS 84; "
+                             "reproject the file to EPSG:4326 (RFC 7946 GeoJSON has no crs member) first")  # fmt: skip
+
 
 def _json_column(values: list):
     """An Arrow array of JSON values; values of different types (1 and "x", 1 and {"a": 1}) as their JSON text."""
     pa = _pa()
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # (OverflowError: an integer beyond 64 bits)
         return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values])
 
 
