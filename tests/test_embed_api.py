@@ -305,6 +305,7 @@ def test_integer_masked_and_object_points(encoder):
     (np.ones((3, 2), bool), "must be numbers.*bool"),
     (np.array([[1 + 1j, 2]]), "must be numbers.*complex"),
     (None, "points is None"),
+    ("points.csv", r"points is 'points.csv', text or a path.*satclip embed FILE"),
     (torch.zeros(4, 3) + 500, r"shape \(N, 2\).*\(4, 3\)"),
 ])  # fmt: skip
 def test_embed_and_encode_refuse_the_same_inputs_alike(encoder, points, message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -63,6 +65,11 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
         )
     if points is None:
         raise ValueError("points is None: pass an (N, 2) array of (lon, lat) in degrees")
+    if isinstance(points, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"points is {str(points)[:80]!r}, text or a path, not coordinates: read the file first (e.g. "
+            "pandas.read_csv) and pass the frame, or embed it with `satclip embed FILE -o OUT`"
+        )
     if not isinstance(points, torch.Tensor) and not hasattr(points, "__cuda_array_interface__"):
         points = _number_array(points)
     tensor = torch.as_tensor(points, device=device)
