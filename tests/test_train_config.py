@@ -136,3 +136,14 @@ def test_a_bad_value_on_the_command_line_is_one_line_before_the_run_directory_ex
     line = one_error_line(capsys.readouterr().err)
     assert "trainer.devices=0 must be 1 or more devices per node, or -1 for all of them" in line
     assert not run.exists()
+
+
+def test_paths_in_a_config_are_expanded_like_command_line_paths(tmp_path, monkeypatch):
+    """trainer.output_dir '~/run' wrote part of a run into ./~/run (satclip) and part into $HOME/run (Lightning
+    expands it for best.ckpt and the logs), and export/best never appeared; data.cache '~/c' made ./~/c."""
+    from satclip.train import from_dict
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = from_dict({"trainer": {"output_dir": "~/run"}, "data": {"cache": "~/c", "root": "~/s2"}})
+    assert config.trainer.output_dir == str(tmp_path / "run")
+    assert (config.data.cache, config.data.root) == (str(tmp_path / "c"), str(tmp_path / "s2"))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import LOGIT_SCALE_INIT
+from ..paths import expand_user
 
 
 def default_location_encoder() -> dict:
@@ -68,7 +69,8 @@ class ModelConfig:
             _check("model.train_degrees_from", self.train_degrees_from,
                    isinstance(self.train_degrees_from, int) and not isinstance(self.train_degrees_from, bool)
                    and isinstance(degree, int) and 1 <= self.train_degrees_from < degree,
-                   f"a degree from 1 to legendre_polys - 1 ({degree}) of a spherical-harmonics encoding")  # fmt: skip
+                   f"a degree from 1 to {degree - 1 if isinstance(degree, int) else 'legendre_polys - 1'} "
+                   "(legendre_polys - 1) of a spherical-harmonics encoding")  # fmt: skip
         _check("model.embed_dim", self.embed_dim, self.embed_dim >= 1, "1 or more")
         _check("model.logit_scale_init", self.logit_scale_init, math.isfinite(self.logit_scale_init), "a finite number")
         network = self.location_encoder.get("network")
@@ -111,6 +113,9 @@ class DataConfig:
     cache_dtype: str = "float16"  # storage dtype of cached features
 
     def __post_init__(self):
+        for key in ("cache", "root"):  # ('~/data', quoted in YAML: one place, not ./~/data and $HOME/data)
+            if isinstance(getattr(self, key), str):
+                object.__setattr__(self, key, str(expand_user(getattr(self, key))))
         _check("data.batch_size", self.batch_size, self.batch_size >= 1, "1 or more (pairs per device and step)")
         _check("data.val_fraction", self.val_fraction, 0 <= self.val_fraction < 1, "in [0, 1) (0: no validation)")
         _check("data.num_workers", self.num_workers, self.num_workers >= 0, "0 or more (0: load in the main process)")
@@ -167,6 +172,8 @@ class TrainerConfig:
     export_target: str = "original"  # original (.ckpt) | torchgeo (.pt) | rshf (directory); see docs/export.md
 
     def __post_init__(self):
+        if isinstance(self.output_dir, str):  # ('~/runs/x': Lightning expands it for some files, satclip for all)
+            object.__setattr__(self, "output_dir", str(expand_user(self.output_dir)))
         # (Lightning reads max_epochs -1 as "without end")
         _check("trainer.max_epochs", self.max_epochs, self.max_epochs >= 1, "a number of epochs, 1 or more")
         _check("trainer.seed", self.seed, 0 <= self.seed < 2**32, f"in [0, {2**32 - 1}] (numpy's range)")
