@@ -15,6 +15,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,13 +39,16 @@ PROBE_TIMEOUT = 5.0
 
 
 def dask_setup(worker) -> None:
-    """Preloaded by each local worker: one torch thread per single-threaded worker process (spawned workers
-    get it from the OMP_NUM_THREADS=1 their nanny sets; forked ones inherit the OpenMP settings of the server
-    process they are forked from, which has them too only if the nanny started it), and no log lines of its
-    own for what the client reports in one line (a task's error) or does on purpose (cancelling on Ctrl-C)."""
+    """Preloaded by each local worker: Ctrl-C left to the client (which closes the cluster), one torch thread
+    per single-threaded worker process (spawned workers get it from the OMP_NUM_THREADS=1 their nanny sets;
+    forked ones inherit the OpenMP settings of the server process they are forked from, which has them too only
+    if the nanny started it), and no log lines of its own for what the client reports in one line (a task's
+    error) or does on purpose (cancelling on Ctrl-C, removing its plugin)."""
     import torch
 
     torch.set_num_threads(1)
+    with contextlib.suppress(ValueError):  # (only from a main thread)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's: it closes the cluster
     for name in ("distributed.worker", "distributed.worker.state_machine"):
         logging.getLogger(name).addFilter(_reported_by_the_client)
 
@@ -53,7 +57,8 @@ def _reported_by_the_client(record: logging.LogRecord) -> bool:
     """False for a worker's record of a failed task (its traceback; the client names the error) or of a task
     cancelled when the client stops."""
     message = str(record.msg)
-    return not (message.startswith("Compute Failed") or message.startswith("Async instruction"))
+    stopping = message.startswith("Worker plugin") and "teardown" in message  # (its client gone mid-run)
+    return not (message.startswith("Compute Failed") or message.startswith("Async instruction") or stopping)
 
 
 #: seconds a scheduler has to send its handshake to the connectivity probe
@@ -75,7 +80,27 @@ def _quiet_distributed() -> Iterator[None]:
     try:
         yield
     finally:
-        logger.setLevel(level)
+        if logger.level != SILENT:
+            logger.setLevel(level)
+
+
+#: the level of distributed's and asyncio's loggers once a run is interrupted
+SILENT = logging.CRITICAL + 1
+
+
+@contextlib.contextmanager
+def _silent_if_interrupted() -> Iterator[None]:
+    """Around the work done with a client (inside its and its cluster's closing): on Ctrl-C or SIGTERM the
+    connections the interruption cuts are logged with tracebacks as the client and cluster close and the
+    process ends ("Future exception was never retrieved", "Stream is closed"); the one line "interrupted"
+    says it all, so those loggers are silenced first (unless satclip's logger is at DEBUG)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not log.isEnabledFor(logging.DEBUG):
+            for name in ("distributed", "asyncio"):
+                logging.getLogger(name).setLevel(SILENT)
+        raise
 
 
 @contextlib.contextmanager
@@ -132,11 +157,12 @@ def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterato
             client = distributed.Client(scheduler, timeout="30s")
         except (OSError, TimeoutError) as err:
             raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
-        with client:
+        with client, _silent_if_interrupted():
             yield client
         return
     with _local_cluster(distributed, workers) as cluster, distributed.Client(cluster) as client:
-        yield client
+        with _silent_if_interrupted():
+            yield client
 
 
 @contextlib.contextmanager
@@ -200,7 +226,8 @@ def starting_client(scheduler: str | None = None, workers: int | None = None) ->
                 return clients[0]
 
             try:
-                yield client
+                with _silent_if_interrupted():
+                    yield client
             finally:
                 with contextlib.suppress(Exception):  # wait for the start (a failed one has nothing to close)
                     cluster.result()
