@@ -665,3 +665,18 @@ def test_retrieval_options_of_the_api_are_checked(setup, caplog):
     warned = [r.getMessage() for r in caplog.records if "exclude_radius_km=19000 leaves" in r.getMessage()]
     assert len(warned) == 1 and f"{int(empty.sum())} of 50 point(s)" in warned[0]
     assert not (satclip.load(model_dir, retrieval=db, k=200).encode(sphere_points(5, 2))[:, DIM:] == 0).all()
+
+
+def test_an_in_memory_database_of_non_finite_or_integer_embeddings_is_refused():
+    """from_arrays took NaN embeddings (every point retrieving that entry came back NaN, silently) and integer
+    ones; a database opened from disk already refused them."""
+    from satclip.errors import BadInputError
+
+    lonlat = np.array([[0.0, 0.0], [10.0, 10.0]])
+    good = np.ones((2, 4), np.float32)
+    nan = good.copy()
+    nan[1, 2] = np.nan
+    for location, image, found in ((good, nan, "NaN or infinite"), (nan, good, "NaN or infinite"),
+                                   (good, np.ones((2, 4), np.int64), "int64 values")):  # fmt: skip
+        with pytest.raises(BadInputError, match=f"embeddings must be finite floating-point numbers, got {found}"):
+            RetrievalDatabase.from_arrays(lonlat, location, image)

@@ -131,8 +131,15 @@ class RetrievalDatabase:
 
     @classmethod
     def from_arrays(cls, lonlat, location, image, manifest: dict | None = None) -> RetrievalDatabase:
-        """A database in memory (no model or cache behind it: nothing to check for staleness)."""
-        return cls(np.asarray(lonlat), np.asarray(location), np.asarray(image), dict(manifest or {}))
+        """A database in memory (no model or cache behind it: nothing to check for staleness); its embeddings must
+        be finite floating-point numbers (a NaN would come back as NaN embeddings of every point retrieving it)."""
+        location, image = np.asarray(location), np.asarray(image)
+        for name, values in (("location", location), ("image", image)):
+            if values.dtype.kind != "f" or not np.isfinite(values).all():
+                found = "NaN or infinite values" if values.dtype.kind == "f" else f"{values.dtype} values"
+                raise BadInputError(f"retrieval database {name} embeddings must be finite floating-point numbers, "
+                                    f"got {found}")  # fmt: skip
+        return cls(np.asarray(lonlat), location, image, dict(manifest or {}))
 
     def __len__(self) -> int:
         return len(self.lonlat)
