@@ -147,3 +147,17 @@ def test_paths_in_a_config_are_expanded_like_command_line_paths(tmp_path, monkey
     config = from_dict({"trainer": {"output_dir": "~/run"}, "data": {"cache": "~/c", "root": "~/s2"}})
     assert config.trainer.output_dir == str(tmp_path / "run")
     assert (config.data.cache, config.data.root) == (str(tmp_path / "c"), str(tmp_path / "s2"))
+
+
+def test_overrides_of_an_empty_config_section(tmp_path):
+    """`data:` left empty in a YAML file (None) and an override of it failed with "'NoneType' object does not
+    support item assignment"; an override below a number said "'int' object does not support item assignment"."""
+    from satclip.train import TrainConfig, load_config
+
+    path = tmp_path / "empty.yaml"
+    path.write_text("model:\ndata:\n")
+    config = load_config(path, {"data.batch_size": 8, "model.location_encoder.encoding.legendre_polys": 20})
+    assert config.data.batch_size == 8 and config.model.location_encoder["encoding"]["legendre_polys"] == 20
+    assert config.model.location_encoder["network"] == TrainConfig().model.location_encoder["network"]
+    with pytest.raises(TypeError, match="data.batch_size is 8192, not a mapping of keys"):
+        TrainConfig().replace(**{"data.batch_size.x": 1})

@@ -285,14 +285,20 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, par
             raise KeyError(f"unknown key {parts[1]!r} in override {dotted!r}; {parts[0]} has: {', '.join(names)}")
         if parse and isinstance(value, str):
             value = _parse_scalar(value)
-        node = out.setdefault(parts[0], {})
-        if len(parts) > 2 and parts[1] not in node:
+        if out.get(parts[0]) is None:  # (absent, or an empty section in the YAML: `data:`)
+            out[parts[0]] = {}
+        node = out[parts[0]]
+        if len(parts) > 2 and node.get(parts[1]) is None:
             default = getattr(SECTIONS[parts[0]](), parts[1])
-            node[parts[1]] = copy.deepcopy(default)
-        for key in parts[1:-1]:
+            node[parts[1]] = copy.deepcopy(default) if default is not None else {}
+        for depth, key in enumerate(parts[1:-1], start=1):
             if not isinstance(node, dict):
-                raise TypeError(f"override {dotted!r}: {key!r} is not a mapping")
-            node = node.setdefault(key, {})
+                raise TypeError(f"override {dotted!r}: {'.'.join(parts[:depth])} is not a mapping")
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        if not isinstance(node, dict):
+            raise TypeError(f"override {dotted!r}: {'.'.join(parts[:-1])} is {node!r}, not a mapping of keys")
         node[parts[-1]] = value
     return out
 
