@@ -186,3 +186,23 @@ def test_too_few_blocks_for_the_folds_names_both_ways_out():
     with pytest.raises(ValueError, match=r"lie in \d+ blocks of 60°, and 30 folds need at least 31; use smaller "
                                          r"blocks \(--block-deg\) or fewer folds \(--folds\)"):  # fmt: skip
         protocols.make_folds("spatial-block", _task(), [0], block_deg=60, k=30)
+
+
+def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_meant(tmp_path):
+    """tasks="koppen" was read letter by letter ('unknown task k'), an empty encoder list gave an empty
+    result as if evaluated, n_points=0 a row of NaN scores, probe_options not keyed by probe were ignored, a path
+    as task_file or encoder an AttributeError."""
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, TaskOptions
+
+    config = EvalConfig(encoders="wrap", tasks="koppen", probes="linear", seeds=3)
+    assert (config.encoders, config.tasks, config.probes, config.seeds) == (("wrap",), ("koppen",), ("linear",), (3,))
+    assert EvalConfig(encoders=(tmp_path / "model",)).encoders == (str(tmp_path / "model"),)
+    for kwargs, message in (({"encoders": ()}, "encoders is empty"),
+                            ({"encoders": ("wrap",), "task_file": "points.csv"}, "must be a TaskFile"),
+                            ({"encoders": ("wrap",), "probe_options": {"alpha": 1.0}}, "keyed by probe name"),
+                            ({"encoders": ("wrap",), "threads": -1}, "threads=-1 must be")):  # fmt: skip
+        with pytest.raises(BadInputError, match=message):
+            EvalConfig(**kwargs)
+    with pytest.raises(ValueError, match="n_points=0 must be an integer, 1 or more"):
+        TaskOptions(n_points=0)

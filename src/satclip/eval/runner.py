@@ -78,6 +78,25 @@ class EvalConfig:
     workers: int = 1
     use_cache: bool = True
 
+    def __post_init__(self) -> None:
+        """One name where a tuple is wanted is taken as a tuple of it (``tasks="koppen"`` was read letter by
+        letter); what cannot be meant is refused, naming the field."""
+        for key, kind in (("encoders", (str, os.PathLike)), ("tasks", str), ("probes", str), ("seeds", int)):
+            value = getattr(self, key)
+            if isinstance(value, kind) and not isinstance(value, bool):
+                value = (value,)
+            object.__setattr__(self, key, tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value))
+        if not self.encoders:
+            raise BadInputError("EvalConfig: encoders is empty; give at least one encoder spec (e.g. 'wrap')")
+        if self.task_file is not None and not isinstance(self.task_file, TaskFile):
+            raise BadInputError(f"EvalConfig: task_file={self.task_file!r} must be a TaskFile(path=…, target_col=…)")
+        unknown = sorted(set(self.probe_options) - set(probes.PROBES.names()))
+        if unknown:
+            raise BadInputError(f"EvalConfig: probe_options are keyed by probe name ({', '.join(probes.PROBES.names())}"
+                                f"), got {unknown}: e.g. probe_options={{'linear': {{'alpha': 1.0}}}}")  # fmt: skip
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise BadInputError(f"EvalConfig: threads={self.threads!r} must be a number of threads, 1 or more, or None")
+
     def probe_names(self) -> tuple[str, ...]:
         fixed = protocols.FIXED_PROBE.get(self.protocol)
         return (fixed,) if fixed else tuple(self.probes)

@@ -40,6 +40,12 @@ class TaskOptions:
     allow_download: bool = True
     use_cache: bool = True
 
+    def __post_init__(self) -> None:
+        for key in ("n_points", "min_class_points"):  # (0 points gave a row of NaN scores, as if measured)
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TaskOptions: {key}={value!r} must be an integer, 1 or more")
+
 
 @dataclass(frozen=True)
 class ClassFilter:
