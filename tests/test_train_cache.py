@@ -18,7 +18,7 @@ from satclip.train.cache import (
     view_generator,
 )  # fmt: skip
 
-from .train_helpers import flip_view, tiny_encoder, tiny_source
+from .train_helpers import flip_view, sphere_points, tiny_encoder, tiny_source
 
 
 def test_cache_holds_the_backbone_features_of_each_view(tmp_path):
@@ -212,3 +212,17 @@ def test_a_damaged_cache_is_named_by_verify_and_rebuilt_by_build(tmp_path, damag
     rebuilt = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
     assert verify_cache(rebuilt.path).ok
     np.testing.assert_array_equal(np.array(rebuilt.features), expected)
+
+
+def test_written_features_without_images_views_or_finite_values_are_refused(tmp_path):
+    """write_cache stored NaN features (training then 'diverged', blaming the learning rate), zero views (an
+    IndexError in training) and zero images."""
+    from satclip.train.cache import write_cache
+
+    lonlat = sphere_points(4, 0)
+    for features, message in ((np.full((4, 2, 8), np.nan, np.float16), "NaN or infinite values"),
+                              (np.zeros((4, 0, 8), np.float16), "1 to 1024 views"),
+                              (np.zeros((0, 2, 8), np.float16), "at least one image")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            write_cache(tmp_path / "c", features, lonlat[: len(features)], tiny_encoder(), fingerprint="x")
+        assert not (tmp_path / "c").exists()

@@ -37,6 +37,7 @@ from torch import nn
 
 from .. import safe_output
 from ..errors import BadInputError, SatclipError
+from .config import MAX_CACHE_VIEWS
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -464,6 +465,11 @@ def write_cache(
     lonlat = np.asarray(lonlat, dtype=np.float64)
     if features.ndim != 3 or str(features.dtype) not in DTYPES:
         raise ValueError(f"features must be (N, V, F) float16/float32, got {features.shape} {features.dtype}")
+    if 0 in features.shape or features.shape[1] > MAX_CACHE_VIEWS:
+        raise ValueError(f"features must hold at least one image, 1 to {MAX_CACHE_VIEWS} views and one feature, got "
+                         f"shape {features.shape}")  # fmt: skip
+    if not np.isfinite(features).all():  # (training on them diverged at once, blaming the learning rate)
+        raise ValueError("features hold NaN or infinite values; a cache holds the backbone's finite outputs")
     if lonlat.shape != (features.shape[0], 2):
         raise ValueError(f"lonlat must be ({features.shape[0]}, 2) (lon, lat) degrees, got {lonlat.shape}")
     if invalid_rows(lonlat).any():
