@@ -680,3 +680,22 @@ def test_an_in_memory_database_of_non_finite_or_integer_embeddings_is_refused():
                                    (good, np.ones((2, 4), np.int64), "int64 values")):  # fmt: skip
         with pytest.raises(BadInputError, match=f"embeddings must be finite floating-point numbers, got {found}"):
             RetrievalDatabase.from_arrays(lonlat, location, image)
+
+
+def test_a_database_never_replaces_another_satclip_output_or_its_own_inputs(setup, tmp_path):
+    """retrieval build -o CORPUS (or a feature cache) took its manifest for a broken database of its own and
+    replaced the corpus, without --overwrite; -o RUN --overwrite deleted the model it was reading from inside it."""
+    from satclip import safe_output
+    from satclip.errors import BadInputError, OutputExistsError
+
+    model_dir, cache, _ = setup
+    corpus = safe_output.make_owned_dir(tmp_path / "corpus", kind="output")
+    (corpus / "manifest.json").write_text('{"format": "satclip.bluemarble"}')
+    (corpus / "images.npy").write_bytes(b"patches")
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match="holds a satclip satclip.bluemarble, not a retrieval database"):
+            build_database(corpus, satclip.load_model(model_dir), cache, overwrite=overwrite)
+    assert (corpus / "images.npy").read_bytes() == b"patches"
+    with pytest.raises(BadInputError, match=f"the output {tmp_path} contains the input"):
+        build_database(tmp_path, model_dir, cache, overwrite=True)  # (a path is loaded as a model too)
+    assert satclip.load_model(model_dir) is not None

@@ -270,6 +270,15 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> No
             raise BadInputError(f"the output {path} is also an input; choose another output path")
     for source in inputs:
         check_not_inside(path, source)
+        if path.is_dir() and _contains(path, source):  # replacing the directory would delete the input
+            raise BadInputError(f"the output {path} contains the input {source}; choose another output path")
+
+
+def _contains(directory: Path, path: Path) -> bool:
+    try:
+        return expand_user(path).resolve().is_relative_to(expand_user(directory).resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 def check_not_inside(path: str | Path, directory: str | Path, what: str = "the input") -> None:

@@ -13,14 +13,6 @@ from .resolve import resolve
 from .targets import Written, is_directory_target, write
 
 
-def _inside(path: Path, directory: Path) -> bool:
-    try:
-        path.resolve().relative_to(directory.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def default_target(source_kind: str, output: Path) -> str:
     """The target an output name asks for (``.ckpt``: original, ``.pt``/``.pth``: torchgeo), else
     ``native`` for a file source and ``original`` for a native directory."""
@@ -67,13 +59,11 @@ def convert(
     target = target or default_target(resolved.kind, output)
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    inputs = [resolved.path]
+    inputs = [resolved.path]  # (an output containing one is refused too: replacing it would delete the input)
     if resolved.kind == "native":
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
     directory = is_directory_target(target)
     check_output(output, overwrite=overwrite, inputs=inputs, directory=directory)  # before the slow reading
-    if output.is_dir() and _inside(resolved.path, output):  # replacing it would delete the input
-        raise BadInputError(f"the output {output} contains the input {resolved.path}; choose another output path")
     location_only = location_only or target in ("torchgeo", "rshf")
     parts = read_parts(resolved, location_only=location_only, trust_checkpoint=trust_checkpoint)
     if location_only:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,11 @@ def exportable(encoder) -> ExportableEncoder:
     """
     import copy
 
+    if isinstance(encoder, (str, os.PathLike)):
+        raise BadInputError(f"export takes a loaded location encoder, got the source {str(encoder)!r}: pass "
+                            "satclip.load(source), or use `satclip export --model SOURCE`")  # fmt: skip
+    if hasattr(encoder, "visual") and hasattr(encoder, "location"):  # a whole SatCLIP model: its location side
+        encoder = encoder.location
     if hasattr(encoder, "database"):
         raise BadInputError(
             "a retrieval-augmented encoder cannot be exported: its retrieved half searches a database, which ONNX "

@@ -25,6 +25,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,24 @@ class RetrievalDatabase:
         return cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
 
 
+def _refuse_other_outputs(path: Path) -> None:
+    """Raise :class:`OutputExistsError` if the existing directory ``path`` holds something other than a retrieval
+    database (a corpus, a feature cache, a model, a training run): those were taken for a broken database of
+    satclip's and replaced, also without --overwrite."""
+    if not path.is_dir() or path.is_symlink():
+        return
+    own = {MANIFEST, LONLAT, LOCATION, IMAGE, safe_output.MARKER}
+    other = sorted(entry.name for entry in path.iterdir() if entry.name not in own and not entry.name.startswith("."))
+    try:
+        found = json.loads((path / MANIFEST).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if other or (isinstance(found, str) and found != FORMAT):
+        what = f"a satclip {found}" if isinstance(found, str) and found != FORMAT else f"{', '.join(other[:5])}"
+        raise OutputExistsError(f"{path} holds {what}, not a retrieval database; satclip does not replace it, even "
+                                "with --overwrite: choose another output directory")  # fmt: skip
+
+
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     file = path / MANIFEST
@@ -348,7 +367,8 @@ def build_database(
     model_source: str | None = None,
     batch_size: int = 16384,
 ) -> RetrievalDatabase:
-    """Build the retrieval database of ``model`` (a :class:`~satclip.SatCLIP` with the cache's backbone)
+    """Build the retrieval database of ``model`` (a :class:`~satclip.SatCLIP` with the cache's backbone, or a
+    source :func:`satclip.load_model` takes)
     over ``cache`` (a :class:`~satclip.train.cache.FeatureCache` or its path) at ``path``, image embeddings
     stored in ``dtype`` (see :data:`DEFAULT_DTYPE`).
 
@@ -365,6 +385,17 @@ def build_database(
         raise BadInputError(f"retrieval database dtype {dtype!r} is not one of {list(DTYPES)}")
     if not isinstance(cache, FeatureCache):
         cache = FeatureCache.open(cache)
+    if isinstance(model, (str, os.PathLike)):
+        from ..io.load import load_model
+
+        model_source, model = model_source or str(model), load_model(model)
+    if not hasattr(model, "visual"):
+        raise BadInputError(
+            f"build_database needs a whole SatCLIP model (image and location encoders), got a "
+            f"{type(model).__name__}: pass satclip.load_model(source) or the source itself"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise BadInputError(f"batch_size={batch_size!r} must be an integer, 1 or more")
     path = Path(path)
     from ..io.resolve import encoder_files
 
@@ -379,6 +410,7 @@ def build_database(
             log.info("retrieval database %s is up to date", path)
             return database
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
+        _refuse_other_outputs(path)
         if (path / MANIFEST).is_file():
             try:
                 existing = read_manifest(path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -285,7 +286,8 @@ def fit(
     Args:
         resume: ``True`` continues from ``<output_dir>/checkpoints/last.ckpt``; a path continues from that
             checkpoint. Without it, an output directory that already holds checkpoints is refused.
-        cache: a :class:`~satclip.train.cache.FeatureCache` to train from (instead of ``data.cache``).
+        cache: a :class:`~satclip.train.cache.FeatureCache` (or its directory) to train from (instead of
+            ``data.cache``).
         source: a :class:`~satclip.train.sources.PairSource` to train from images (instead of
             ``data.dataset``/``data.root``).
         callbacks: extra Lightning callbacks.
@@ -313,6 +315,16 @@ def fit(
     from .prepare import cache_from_config, source_from_config
 
     config = _as_config(config)
+    from .cache import FeatureCache
+    from .sources import PairSource
+
+    if cache is not None and not isinstance(cache, FeatureCache):
+        if not isinstance(cache, (str, os.PathLike)):
+            raise TypeError(f"cache must be a FeatureCache or its directory, got {type(cache).__name__}")
+        cache = FeatureCache.open(cache)
+    if source is not None and not isinstance(source, PairSource):
+        raise TypeError(f"source must be a PairSource (satclip.train.sources: images with their locations and "
+                        f"transforms), got {type(source).__name__}")  # fmt: skip
     _check_accelerator(config.trainer.accelerator)
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
