@@ -207,3 +207,17 @@ def test_an_export_that_keeps_the_tracing_batch_size_is_refused(tmp_path, monkey
         with pytest.raises(ExportError, match="does not reproduce it for a batch of 0 point"):
             export(encoder, tmp_path / name, fmt)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_takes_a_whole_model_and_names_a_source_it_was_given(tmp_path):
+    """io.onnx.export on a path, or on the SatCLIP model satclip.load_model returns, failed with
+    "'str' / 'SatCLIP' object has no attribute 'posenc'"."""
+    from satclip.errors import BadInputError
+    from satclip.io.onnx import export
+
+    with pytest.raises(BadInputError, match="export takes a loaded location encoder, got the source 'bluemarble-l10'"):
+        export("bluemarble-l10", tmp_path / "a.pt", "torchscript")
+    path = export(satclip.load_model("bluemarble-l10"), tmp_path / "b.pt", "torchscript")
+    points = torch.tensor([[13.4, 52.5], [0.0, 0.0]], dtype=torch.float64)
+    expected = satclip.load("bluemarble-l10", precision="float32").encode(points)
+    torch.testing.assert_close(torch.jit.load(str(path))(points).float(), expected, atol=1e-5, rtol=0)

@@ -215,3 +215,16 @@ def test_a_cut_short_cache_backbone_is_refused_before_training(tmp_path, capsys)
     assert _train_cli(tmp_path, cached_config(tmp_path / "cache", tmp_path / "run")) == 2
     assert f"{backbone} is damaged" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_fit_names_a_cache_or_source_of_the_wrong_kind(tmp_path):
+    """fit(cache=<a dataset>) or source=<a plain Dataset> failed with an AttributeError inside, after claiming
+    the run directory."""
+    from satclip.train import fit, from_dict
+
+    config = from_dict({"trainer": {"output_dir": str(tmp_path / "run")}})
+    with pytest.raises(TypeError, match="cache must be a FeatureCache or its directory, got list"):
+        fit(config, cache=[1, 2])
+    with pytest.raises(TypeError, match="source must be a PairSource"):
+        fit(config, source=[1, 2])
+    assert not (tmp_path / "run").exists()

@@ -94,6 +94,21 @@ class ExportableEncoder(nn.Module):
         return self.nnet(self.posenc(lonlat.to(torch.float64)).to(self.dtype))
 
 
+def location_side(encoder):
+    """The location encoder to export: ``encoder``, or a whole SatCLIP model's; a source (a path, a name) is
+    refused with what to pass instead.
+
+    Raises:
+        BadInputError: ``encoder`` is a path or name, not a loaded model.
+    """
+    if isinstance(encoder, (str, os.PathLike)):
+        raise BadInputError(f"export takes a loaded location encoder, got the source {str(encoder)!r}: pass "
+                            "satclip.load(source), or use `satclip export --model SOURCE`")  # fmt: skip
+    if hasattr(encoder, "visual") and hasattr(encoder, "location"):  # a whole SatCLIP model: its location side
+        return encoder.location
+    return encoder
+
+
 def exportable(encoder) -> ExportableEncoder:
     """An export-friendly copy of ``encoder`` (a :class:`~satclip.LocationEncoder`), CPU, eval mode.
 
@@ -102,11 +117,7 @@ def exportable(encoder) -> ExportableEncoder:
     """
     import copy
 
-    if isinstance(encoder, (str, os.PathLike)):
-        raise BadInputError(f"export takes a loaded location encoder, got the source {str(encoder)!r}: pass "
-                            "satclip.load(source), or use `satclip export --model SOURCE`")  # fmt: skip
-    if hasattr(encoder, "visual") and hasattr(encoder, "location"):  # a whole SatCLIP model: its location side
-        encoder = encoder.location
+    encoder = location_side(encoder)
     if hasattr(encoder, "database"):
         raise BadInputError(
             "a retrieval-augmented encoder cannot be exported: its retrieved half searches a database, which ONNX "
@@ -169,7 +180,7 @@ def check_exported(run, module: nn.Module, fmt: str) -> None:
 
 def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) -> Path:
     """Trace to TorchScript; ``torch.jit.load(path)(lonlat_float64)`` runs it (extra file ``satclip.json``)."""
-    path = Path(path)
+    path, encoder = Path(path), location_side(encoder)
     safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     module = exportable(encoder)
     with torch.no_grad():
@@ -186,7 +197,7 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
     """Export to ONNX (input ``lonlat`` (N, 2) float64, output ``embedding``; dynamic N), with the
     metadata in the model's ``metadata_props`` (key ``satclip``)."""
     onnx = require("onnx", "export", "ONNX export")
-    path = Path(path)
+    path, encoder = Path(path), location_side(encoder)
     safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     ort = require("onnxruntime", "export", "checking the ONNX export")
     module = exportable(encoder)
