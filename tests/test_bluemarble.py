@@ -222,6 +222,13 @@ def test_same_parameters_reuse_the_corpus_and_others_get_their_own(tmp_path):
         f.truncate(1000)
     rebuilt = bm.build_bluemarble(root, bm.BlueMarbleParams(**SMALL, seed=2))
     assert bm.load_bluemarble_arrays(rebuilt)[0].shape == (200, 16, 16, 3)
+    patches = bm.load_bluemarble_arrays(rebuilt)[0].copy()
+    altered = np.load(root / "images.npy", mmap_mode="r+")  # altered in place, the size kept: was reused
+    altered[:] = 0
+    altered.flush()
+    del altered
+    rebuilt = bm.build_bluemarble(root, bm.BlueMarbleParams(**SMALL, seed=2))
+    np.testing.assert_array_equal(bm.load_bluemarble_arrays(rebuilt)[0], patches)
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

@@ -369,7 +369,21 @@ def _corpus_state(root: Path, key: dict) -> str:
         load_bluemarble_arrays(root)
     except (OSError, ValueError, KeyError):
         return "damaged"
+    recorded = manifest.get("images_sha256")  # (patches altered in place, the size kept: trained on silently)
+    if isinstance(recorded, str) and _images_sha256(root / IMAGES_FILE) != recorded:
+        return "damaged"
     return "same"
+
+
+def _images_sha256(path: Path) -> str:
+    """sha256 of a corpus's patches, kept per process for the file as it is (size, modification time)."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256.__wrapped__(Path(path))
 
 
 def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: int,
