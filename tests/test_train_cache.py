@@ -226,3 +226,17 @@ def test_written_features_without_images_views_or_finite_values_are_refused(tmp_
         with pytest.raises(ValueError, match=message):
             write_cache(tmp_path / "c", features, lonlat[: len(features)], tiny_encoder(), fingerprint="x")
         assert not (tmp_path / "c").exists()
+
+
+def test_build_cache_checks_its_sizes_and_source_before_writing(tmp_path):
+    """chunk_size=0 was a ZeroDivisionError, a negative one numpy's error, views='2' a TypeError, a plain dataset
+    an AttributeError — each after the cache directory and its partial files were written."""
+    for kwargs, error, message in (({"chunk_size": 0}, ValueError, "chunk_size=0 must be an integer from 1 up"),
+                                   ({"views": "2"}, ValueError, "views='2' must be an integer from 1 to 1024"),
+                                   ({"views": 100_000}, ValueError, "views=100000 must be"),
+                                   ({"batch_size": -1}, ValueError, "batch_size=-1 must be")):  # fmt: skip
+        with pytest.raises(error, match=message):
+            build_cache(tmp_path / "c", tiny_encoder(), tiny_source(), **kwargs)
+    with pytest.raises(TypeError, match="source must be a PairSource"):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source().dataset, views=2)
+    assert not (tmp_path / "c").exists()

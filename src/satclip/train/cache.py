@@ -312,8 +312,13 @@ def build_cache(
     path = Path(path)
     if dtype not in DTYPES:
         raise ValueError(f"cache dtype {dtype!r} is not one of {list(DTYPES)}")
-    if views < 1:
-        raise ValueError(f"views must be >= 1, got {views}")
+    for name, value, high in (("views", views, MAX_CACHE_VIEWS), ("chunk_size", chunk_size, None),
+                              ("batch_size", batch_size, None)):  # (checked before anything is written)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high and value > high):
+            raise ValueError(f"{name}={value!r} must be an integer from 1" + (f" to {high}" if high else " up"))
+    if not isinstance(source, PairSource):
+        raise TypeError(f"source must be a PairSource (images with their locations and transforms), got "
+                        f"{type(source).__name__}")  # fmt: skip
     if not getattr(encoder, "frozen_backbone", False):
         log.warning("caching features of a backbone that is not frozen: training from this cache keeps it fixed")
     device = torch.device(device)
