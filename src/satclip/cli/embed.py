@@ -144,11 +144,9 @@ def _published_by_a_stopped_run(output: Path, source) -> bool:
     (:func:`satclip.embed.job.stopped_after_publishing`)."""
     if not (output.exists() or output.is_symlink()):
         return False
-    import json
-
     from ..embed.job import stopped_after_publishing, work_dir
 
-    return stopped_after_publishing(work_dir(output), output, input=json.loads(json.dumps(source.fingerprint())))
+    return stopped_after_publishing(work_dir(output), output, input=source.fingerprint())
 
 
 def run(args: argparse.Namespace) -> int:

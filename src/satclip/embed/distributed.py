@@ -402,7 +402,7 @@ def embed_dataset(
     for path in (output, workdir):
         safe_output.check_not_inside(path, source.path, "the input dataset")
     inputs = [source.path, *encoder_files(encoder)]
-    same = json.loads(json.dumps({"input": source.fingerprint(), "model": model_identity(encoder)}))
+    same = {"input": source.fingerprint(), "model": model_identity(encoder)}
     if not stopped_after_publishing(workdir, output, **same):  # (the partitions, and so the options, come later)
         safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset")
     resume_precision(encoder, workdir, restart)

@@ -11,14 +11,13 @@ output's PCA and format (``--pca``, ``--format``; the output path is the work's 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .. import safe_output
-from .job import MANIFEST, resume_manifest, work_dir
+from .job import MANIFEST, identity_has, resume_manifest, work_dir, work_manifest
 
 FIELD = "field.npy"
 
@@ -46,7 +45,7 @@ class FieldWork:
         ``(H, W)`` ``cells`` (None: everywhere): an unfinished run of the same ``identity`` is resumed
         (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
         workdir = work_dir(output)
-        if _manifest(workdir).get("published") is not None and safe_output.is_owned(workdir):
+        if work_manifest(workdir).get("published") is not None and safe_output.is_owned(workdir):
             safe_output.remove_owned(workdir)  # the finished work of another job, whose output this one replaces
         manifest = resume_manifest(workdir, identity, restart)
         if manifest is None:
@@ -116,22 +115,10 @@ class FieldWork:
         safe_output.remove_owned(self.workdir)
 
 
-def _manifest(workdir: Path) -> dict:
-    try:
-        manifest = json.loads((workdir / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
-
-
 def published(output: Path, described: dict, **same) -> bool:
     """Whether the work of ``output``'s job records that it wrote ``output`` as ``described`` and stopped before
     removing its work directory (:meth:`FieldWork.record_published`), its identity having the entries ``same``:
     the existing ``output`` is then that run's own, and only the work directory is left to remove."""
-    manifest = _manifest(work_dir(output))
-    if manifest.get("published") != described:
-        return False
-    identity = manifest.get("identity")
-    same = json.loads(json.dumps(same))
-    return (isinstance(identity, dict) and all(identity.get(key) == value for key, value in same.items())
+    manifest = work_manifest(work_dir(output))
+    return (manifest.get("published") == described and identity_has(manifest, **same)
             and (output.exists() or output.is_symlink()))  # fmt: skip

@@ -140,15 +140,31 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def work_manifest(workdir: Path) -> dict:
+    """The manifest of the run in the work directory ``workdir`` (``embed``'s, ``map``'s), or ``{}``: no run
+    there, or a manifest that is no JSON object (:func:`resume_manifest` reports that)."""
+    try:
+        manifest = json.loads((workdir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def identity_has(manifest: dict, **same) -> bool:
+    """Whether the identity ``manifest`` records has the entries ``same`` (compared as JSON, as recorded)."""
+    identity = manifest.get("identity")
+    same = json.loads(json.dumps(same))
+    return isinstance(identity, dict) and all(identity.get(key) == value for key, value in same.items())
+
+
 def recorded(workdir: Path, *keys: str):
     """What the unfinished run in ``workdir`` recorded in its identity under ``keys`` (e.g. ``"options",
     "chunk_rows"``), or None: no run there, or not one of ours (:func:`resume_manifest` reports that)."""
-    try:
-        value = json.loads((workdir / MANIFEST).read_text())["identity"]
-        for key in keys:
-            value = value[key]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    value = work_manifest(workdir).get("identity")
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
     return value
 
 
@@ -219,14 +235,8 @@ def stopped_after_publishing(workdir: Path, output: Path, **same) -> bool:
     ``workdir`` (killed between the last steps of :func:`publish_work`), and its identity has the entries
     ``same`` (its input, model, …): the existing ``output`` is then that run's, which the next run of the same
     job only completes (:func:`complete_stopped`): no reason to refuse it for want of ``--overwrite``."""
-    try:
-        manifest = json.loads((workdir / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("finished"), str):
-        return False
-    identity = manifest.get("identity")
-    if not isinstance(identity, dict) or any(identity.get(key) != value for key, value in same.items()):
+    manifest = work_manifest(workdir)
+    if not isinstance(manifest.get("finished"), str) or not identity_has(manifest, **same):
         return False
     finished = workdir / manifest["finished"]
     return (output.exists() or output.is_symlink()) and not (finished.exists() or finished.is_symlink())
