@@ -275,6 +275,8 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> No
 
 
 def _contains(directory: Path, path: Path) -> bool:
+    """Whether ``path`` resolves to ``directory`` or a path inside it (False where it cannot be resolved: a
+    symbolic-link loop on the way, which :func:`_check_parents` names)."""
     try:
         return expand_user(path).resolve().is_relative_to(expand_user(directory).resolve())
     except (OSError, RuntimeError):
@@ -285,11 +287,7 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
     """Raise :class:`BadInputError` if ``path`` would lie inside the existing directory ``directory`` (an
     input whose contents an output must not join, e.g. a dataset of part files)."""
     path, directory = Path(path), Path(directory)
-    try:
-        inside = directory.is_dir() and expand_user(path).resolve().is_relative_to(expand_user(directory).resolve())
-    except (OSError, RuntimeError):  # (a symbolic-link loop on the way: _check_parents names it)
-        inside = False
-    if inside:
+    if directory.is_dir() and _contains(directory, path):
         raise BadInputError(f"the output {path} is inside {what} {directory}; write it elsewhere")
 
 

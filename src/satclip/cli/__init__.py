@@ -38,8 +38,8 @@ COMMANDS = {
 EPILOG = """\
 exit status: 0 success; 1 runtime failure (download, missing extra, untrusted checkpoint, disk full,
 permission, lock held by another run, bad resume state, unexpected error); 2 bad input (an argument,
-file or value; the message says what would work); 130 interrupted (Ctrl-C, SIGTERM). Errors are one line on stderr;
---debug (or SATCLIP_DEBUG=1) shows the traceback instead."""
+file or value; the message says what would work); 130 interrupted (Ctrl-C, SIGTERM). Errors are one
+line on stderr; --debug (or SATCLIP_DEBUG=1) shows the traceback instead."""
 
 
 #: reStructuredText markup in module docstrings used as descriptions: ``literal`` and :role:`target`
