@@ -576,9 +576,11 @@ def render_map(
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]}}  # fmt: skip
     # a run of this job killed after writing the output, before removing its work: the output is its own (known
     # once the cells are, below); otherwise an existing output is refused before the masks are computed
+    check_output = functools.partial(safe_output.check_output, output, overwrite=overwrite,
+                                     inputs=encoder_files(encoder), directory=fmt == "zarr")  # fmt: skip
     stopped = published(output, described, **same)
     if not stopped:
-        safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
+        check_output()
     land = land_mask(grid) if land_only or blank_unseen else None
     mask = None
     if blank_unseen:
@@ -597,16 +599,15 @@ def render_map(
                 log.info("%s was completed by the run that stopped; removing its work directory", output)
                 safe_output.remove_owned(work_dir(output))
                 return output
-        safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=fmt == "zarr")
+        check_output()  # (another job's output)
     with safe_output.exclusive(output):  # one run per output
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
         work = None
         if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
-            identity = same
             shape = (grid.height, grid.width, dim)
-            work = FieldWork.open(output, identity, shape, default_block_rows(grid), cells=mask, restart=restart)
+            work = FieldWork.open(output, same, shape, default_block_rows(grid), cells=mask, restart=restart)
             if work.done_rows:
                 log.info("resuming %s: %d of %d grid rows already done", output, work.done_rows, grid.height)
                 if progress:
