@@ -117,7 +117,7 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         UntrustedCheckpointError: a pickle that needs Python globals besides tensors and containers (refused,
             not run).
     """
-    from ..io.safe_pickle import UntrustedCheckpointError, load_checkpoint
+    from ..io.safe_pickle import load_checkpoint
 
     path = Path(path)
     if not path.is_file():
@@ -132,14 +132,10 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise BadInputError(
                 f"{path} is not a readable safetensors file ({err}); download it again, or give the right file"
             ) from err
-    try:
-        state = load_checkpoint(path)
-    except UntrustedCheckpointError as err:  # (its advice, --trust-checkpoint, is for models, not backbones)
-        refusal = str(err).split(". If you trust", 1)[0]
-        raise UntrustedCheckpointError(
-            f"{refusal}. If you trust the file's origin, save its state dict as .safetensors once (torch.load with "
-            "weights_only=False, then safetensors.torch.save_file) and give that file"
-        ) from err
+    state = load_checkpoint(path, if_trusted=(  # (not --trust-checkpoint: that is for models, not backbones)
+        "save its state dict as .safetensors once (torch.load with weights_only=False, then "
+        "safetensors.torch.save_file) and give that file"
+    ))  # fmt: skip
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -40,14 +40,22 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = b"\x80"
 
 
-def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict:
+#: what a refused model checkpoint's message says to do when the file is trusted
+IF_TRUSTED = (
+    "pass trust_checkpoint=True (CLI: --trust-checkpoint), or convert it once with `satclip convert FILE DIR "
+    "--trust-checkpoint` and use the native directory, which needs no trust, from then on."
+)
+
+
+def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False, if_trusted: str = IF_TRUSTED) -> dict:
     """``torch.load`` a checkpoint onto the CPU.
 
     By default only tensors, containers, primitive values and the allowlisted globals above are
     unpickled (``weights_only=True``). A file that needs anything else is refused with an
-    :class:`UntrustedCheckpointError` naming the globals; ``trust_checkpoint=True`` unpickles it fully,
-    which runs whatever code the file contains: only do that for files you trust. A file torch cannot
-    read (empty, truncated, corrupt, not written by ``torch.save``) is a :class:`BadInputError` saying so.
+    :class:`UntrustedCheckpointError` naming the globals and saying, for a trusted file, ``if_trusted``;
+    ``trust_checkpoint=True`` unpickles it fully, which runs whatever code the file contains: only do that
+    for files you trust. A file torch cannot read (empty, truncated, corrupt, not written by ``torch.save``)
+    is a :class:`BadInputError` saying so.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,9 +81,7 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
                  f"torch's safe loader cannot read it ({_torch_reason(err)}), and reading it fully could run "
                  "arbitrary code")  # fmt: skip
         raise UntrustedCheckpointError(
-            f"refusing to unpickle {path}: {needs}. If you trust the file's origin, pass trust_checkpoint=True (CLI: "
-            "--trust-checkpoint), or convert it once with `satclip convert FILE DIR --trust-checkpoint` and "
-            "use the native directory, which needs no trust, from then on."
+            f"refusing to unpickle {path}: {needs}. If you trust the file's origin, {if_trusted}"
         ) from err
     except Exception as err:  # noqa: BLE001 - unpickling garbage fails with any error type (KeyError, EOFError …)
         raise _unreadable(path, err) from err
