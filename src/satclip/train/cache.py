@@ -446,7 +446,7 @@ def build_cache(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }}  # fmt: skip
         _write_json(path / MANIFEST, manifest)
-        (path / PROGRESS).unlink(missing_ok=True)  # inside the cache directory satclip owns
+        safe_output.remove_owned_files(path, [PROGRESS])  # (the chunks' record: the manifest says complete now)
         log.info("feature cache %s: %s %s features", path, manifest["shape"], dtype)
         return FeatureCache.open(path)
 
@@ -529,10 +529,9 @@ def _partial(path: Path, name: str) -> Path:
 
 
 def _clear(path: Path) -> None:
-    """Remove a previous build's files from the cache directory (one satclip owns)."""
-    for name in (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE):
-        (path / name).unlink(missing_ok=True)
-        _partial(path, name).unlink(missing_ok=True)
+    """Remove a previous build's files from the cache directory (one satclip owns: refused otherwise)."""
+    names = (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE)
+    safe_output.remove_owned_files(path, [*names, *(_partial(path, name).name for name in names)])
 
 
 def _read_progress(path: Path, chunks: int) -> np.ndarray:
