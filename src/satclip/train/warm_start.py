@@ -129,7 +129,7 @@ def train_degrees_from(model: SatCLIP, degree: int) -> None:
     network train (``model.train_degrees_from``): every other parameter is frozen here, and the first layer's
     columns of the lower degrees are kept by :func:`keep_lower_degrees` on the optimizer (its weight decay
     would shrink them)."""
-    weight = model.location.nnet.layers[0].weight
+    weight = model.location.get_parameter(FIRST_LAYER)
     if weight.shape[1] <= degree**2:
         raise ValueError(f"model.train_degrees_from={degree}: the first layer has only {weight.shape[1]} columns")
     for param in model.parameters():
@@ -139,7 +139,7 @@ def train_degrees_from(model: SatCLIP, degree: int) -> None:
 def keep_lower_degrees(optimizer: torch.optim.Optimizer, model: SatCLIP, degree: int) -> None:
     """Restore the first-layer columns of degrees < ``degree`` after every step of ``optimizer``, as they were
     at its first step (the initial model's, or a resumed checkpoint's: the same)."""
-    weight = model.location.nnet.layers[0].weight
+    weight = model.location.get_parameter(FIRST_LAYER)
     kept: list[torch.Tensor] = []
 
     def remember(*_):
