@@ -193,3 +193,18 @@ def test_no_subnormal_operands_near_the_poles(monkeypatch, fixture_points, preci
     others = fixture_points[:300][fixture_points[:300, 1].abs() > 1e-3]
     out = fused.encode_points(released(40), torch.cat([near_poles.double(), others]), precision)
     assert subnormal[0] < 1e-3 * total[0] and torch.isfinite(out).all()  # one underflowed point: ~3e-3
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16", "float64"])
+def test_embeddings_written_into_the_columns_of_a_wider_output(fixture_points, precision):
+    """``out=`` (the location half of a retrieval encoder's output): the same numbers as a fresh result,
+    written into the given columns only, for the fused paths and the generic float64 one."""
+    encoder = released(10)
+    expected = fused.encode_points(encoder, fixture_points, precision)
+    wide = torch.full((len(fixture_points), encoder.location_dim + 3), 7.0, dtype=expected.dtype)
+    got = fused.encode_points(encoder, fixture_points, precision, chunk=100, out=wide[:, 1:-2])
+    assert got.data_ptr() == wide[:, 1:-2].data_ptr()
+    torch.testing.assert_close(wide[:, 1:-2], expected, rtol=0, atol=1e-6)
+    assert (wide[:, 0] == 7).all() and (wide[:, -2:] == 7).all()
+    with pytest.raises(ValueError, match="out must be"):
+        fused.encode_points(encoder, fixture_points, precision, out=wide)

@@ -404,6 +404,30 @@ def test_encoder_matches_a_direct_computation(mode, beta, radius):
     torch.testing.assert_close(encoder(torch.from_numpy(query)), out)  # forward agrees with encode
 
 
+def test_points_retrieved_in_chunks_along_a_curve_land_in_their_own_rows(monkeypatch):
+    """Retrieval visits a call's points chunk by chunk in space-filling-curve order and writes each row back
+    where its point was: many small chunks give the output of one, in every precision's output dtype."""
+    from satclip.retrieval import encoder as encoder_module
+
+    rng = np.random.default_rng(3)
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    lonlat = sphere_points(200, 4)
+    image = rng.normal(size=(200, 5)).astype(np.float32)
+    db = RetrievalDatabase.from_arrays(lonlat, location.encode(lonlat).numpy(), image)
+    query = hard_points(300, rng)
+    for precision in ("float32", "float64"):
+        encoder = RetrievalEncoder(location, db, mode="range+", beta=0.5, k=6, temperature=0.05)
+        whole = encoder.encode(query, precision=precision)
+        monkeypatch.setattr(encoder_module, "RETRIEVAL_CHUNK", 7)
+        pieces = encoder.encode(query, precision=precision)
+        monkeypatch.undo()
+        assert whole.dtype == pieces.dtype == (torch.float64 if precision == "float64" else torch.float32)
+        torch.testing.assert_close(whole[:, :DIM], location.encode(query, precision=precision), rtol=0, atol=0)
+        torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-6)
+        expected = reference_retrieval(query, whole[:, :DIM].float().numpy(), db, "range+", 6, 0.05, 0.5, 100.0, 0.0)
+        np.testing.assert_allclose(pieces[:, DIM:].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_retrieval_encoder_works_where_an_encoder_does(setup):
     model_dir, _, db = setup
     encoder = satclip.load(model_dir, retrieval=db, mode="range+", beta=0.5, k=3)

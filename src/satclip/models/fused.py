@@ -137,11 +137,11 @@ def _angles(lonlat: torch.Tensor, analytic: bool):
     return x, s, torch.deg2rad(lonlat[:, 0] + 180)
 
 
-def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.Tensor:
+def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int, out: torch.Tensor | None) -> torch.Tensor:
     device = lonlat.device
     plan = _plan(encoder, precision, device)
     n, degree = lonlat.shape[0], plan.degree
-    out = torch.empty(n, plan.out_dim, dtype=torch.float32, device=device)
+    out = torch.empty(n, plan.out_dim, dtype=torch.float32, device=device) if out is None else out
     polar = lonlat[:, 1].abs() > scaled_recurrence.POLAR_LATITUDE
     # points near a pole get a float64 recurrence (rounded degree by degree into the features): all points are
     # computed in order (no scatter of the many), then the few near a pole (1.5 % of a uniform sample) again,
@@ -180,19 +180,20 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.T
     return out
 
 
-def _generic(encoder, lonlat: torch.Tensor, precision: str, chunk: int) -> torch.Tensor:
+def _generic(encoder, lonlat: torch.Tensor, precision: str, chunk: int, out: torch.Tensor | None) -> torch.Tensor:
     weights = _precision.weights_dtype(precision)
     param = next(encoder.parameters())
     module = encoder if param.dtype == weights else _converted(encoder, weights)
     needs64 = precision == "float64" or getattr(encoder.posenc, "needs_float64", False)
     feature_dtype = torch.float64 if needs64 else weights
     out_dtype = torch.float64 if precision == "float64" else torch.float32
-    parts = []
-    for part in lonlat.split(chunk):
-        features = module.posenc(part.to(feature_dtype)).to(weights)
+    if out is None:
+        out = torch.empty(lonlat.shape[0], encoder.location_dim, dtype=out_dtype, device=lonlat.device)
+    for start in range(0, lonlat.shape[0], chunk):
+        features = module.posenc(lonlat[start : start + chunk].to(feature_dtype)).to(weights)
         with torch.autocast(lonlat.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            parts.append(module.nnet(features).to(out_dtype))
-    return torch.cat(parts) if parts else torch.empty(0, encoder.embedding_dim, dtype=out_dtype, device=lonlat.device)
+            out[start : start + chunk] = module.nnet(features)
+    return out
 
 
 def _converted(encoder, dtype: torch.dtype) -> nn.Module:
@@ -203,7 +204,9 @@ def _converted(encoder, dtype: torch.dtype) -> nn.Module:
 
 
 @torch.no_grad()
-def encode_points(encoder, lonlat: torch.Tensor, precision: str, chunk: int | None = None) -> torch.Tensor:
+def encode_points(
+    encoder, lonlat: torch.Tensor, precision: str, chunk: int | None = None, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Embed ``(N, 2)`` (lon, lat) degrees (float64, validated, on the encoder's device).
 
     Args:
@@ -212,16 +215,24 @@ def encode_points(encoder, lonlat: torch.Tensor, precision: str, chunk: int | No
             :func:`satclip.models.precision.resolve`).
         chunk: at most this many points per step (fused on the CPU: at most :data:`CHUNK`, the size that
             keeps a step in cache; otherwise default :data:`GENERIC_CHUNK` on the CPU, 65,536 elsewhere).
+        out: an ``(N, location_dim)`` tensor of the result's dtype and device to write the embeddings into
+            (e.g. the columns of a wider output; rows may be strided), instead of a new one.
 
     Returns:
-        ``(N, embedding_dim)``: float64 for ``"float64"``, else float32.
+        ``(N, location_dim)`` (``out`` when given): float64 for ``"float64"``, else float32.
     """
     precision = _precision.check(precision)
     if precision == "auto":
         raise ValueError("encode_points needs a resolved precision: call satclip.models.precision.resolve first")
     lonlat = lonlat.to(torch.float64)
     on_cpu = lonlat.device.type == "cpu"
+    if out is not None:
+        dtype = torch.float64 if precision == "float64" else torch.float32
+        shape = (lonlat.shape[0], encoder.location_dim)
+        if tuple(out.shape) != shape or out.dtype != dtype or out.device != lonlat.device:
+            raise ValueError(f"out must be {shape} {dtype} on {lonlat.device}, got {tuple(out.shape)} {out.dtype} "
+                             f"on {out.device}")  # fmt: skip
     if precision != "float64" and is_fusable(encoder):
         limit = CHUNK if on_cpu else DEVICE_CHUNK
-        return _fused(encoder, lonlat, precision, min(chunk or limit, limit))
-    return _generic(encoder, lonlat, precision, chunk or (GENERIC_CHUNK if on_cpu else DEVICE_CHUNK))
+        return _fused(encoder, lonlat, precision, min(chunk or limit, limit), out)
+    return _generic(encoder, lonlat, precision, chunk or (GENERIC_CHUNK if on_cpu else DEVICE_CHUNK), out)

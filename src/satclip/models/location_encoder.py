@@ -136,6 +136,11 @@ class LocationEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
+        return self.location_dim
+
+    @property
+    def location_dim(self) -> int:
+        """The width of the location network's output (of :attr:`embedding_dim`, less what a subclass adds)."""
         return int(self.config["network"]["num_classes"])
 
     @property

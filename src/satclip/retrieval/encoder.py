@@ -32,9 +32,9 @@ MODES = ("range", "range+")
 #: defaults of :func:`satclip.load` and :class:`RetrievalEncoder`
 DEFAULTS = {"mode": "range+", "k": 16, "temperature": 0.01, "beta": 1.0, "distance_scale_km": 100.0,
             "exclude_radius_km": 0.0}  # fmt: skip
-#: points embedded and retrieved together: sorted along a space-filling curve first, which makes the k-d
-#: tree's and the gather's memory reads local; small enough that the chunk's temporaries are reused from the
-#: heap instead of fresh (page-faulting) memory
+#: points retrieved together, taken in the order of a space-filling curve through all the points of a call
+#: (local memory reads in the k-d tree and the gather); small enough that the chunk's temporaries are reused
+#: from the heap instead of fresh (page-faulting) memory
 RETRIEVAL_CHUNK = 16384
 
 
@@ -139,10 +139,6 @@ class RetrievalEncoder(LocationEncoder):
     # --- description -----------------------------------------------------------------------------
 
     @property
-    def location_dim(self) -> int:
-        return int(self.config["network"]["num_classes"])
-
-    @property
     def embedding_dim(self) -> int:
         return self.location_dim + self.database.image_dim
 
@@ -201,14 +197,19 @@ class RetrievalEncoder(LocationEncoder):
 
     def retrieve(self, lonlat: np.ndarray, location: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The retrieved image embeddings ``(B, E)`` float32 (CPU) of ``(B, 2)`` float64 (lon, lat) degrees
-        whose location embeddings are ``location`` ``(B, D)`` (written into ``out`` when given)."""
+        whose location embeddings are ``location`` ``(B, D)`` (written into ``out`` when given, a CPU tensor
+        whose rows may be strided).
+
+        The points are taken in the order of a space-filling curve through all of them, :data:`RETRIEVAL_CHUNK`
+        at a time: neighbouring queries then walk the same branches of the k-d tree and gather the same
+        entries, while each chunk's temporaries stay small."""
         lonlat = np.asarray(lonlat, dtype=np.float64)
         out = torch.empty(len(lonlat), self.database.image_dim) if out is None else out
-        location = location.detach().to("cpu", torch.float32)
+        location = location.detach().to("cpu", torch.float32) if self.beta < 1 else None
+        order = morton_order(lonlat)
         for start in range(0, len(lonlat), RETRIEVAL_CHUNK):
-            part = lonlat[start : start + RETRIEVAL_CHUNK]
-            order = morton_order(part)
-            xyz = unit_vectors(part[order])
+            rows = order[start : start + RETRIEVAL_CHUNK]
+            xyz = unit_vectors(lonlat[rows])
             mixed = None
             if self.beta > 0:
                 index, km = self.geo.nearest(xyz, self.k, self.exclude_radius_km)
@@ -217,12 +218,11 @@ class RetrievalEncoder(LocationEncoder):
                 if self.beta < 1:
                     mixed.mul_(self.beta)
             if self.beta < 1:
-                queries = location[torch.from_numpy(order + start)]
-                index, cosine = self.semantic.search(queries, self.k, self._excluded(xyz))
+                index, cosine = self.semantic.search(location[torch.from_numpy(rows)], self.k, self._excluded(xyz))
                 self._note_nothing_left(index)
                 semantic = weighted_mean(self.values, index, softmax_weights(cosine / self.temperature, index))
                 mixed = semantic.mul_(1.0 - self.beta) if mixed is None else mixed.add_(semantic, alpha=1.0 - self.beta)
-            out.index_copy_(0, torch.from_numpy(order + start), mixed.to(out.dtype))
+            out.index_copy_(0, torch.from_numpy(rows), mixed.to(out.dtype))
         return out
 
     def _note_nothing_left(self, index: np.ndarray) -> None:
@@ -255,24 +255,25 @@ class RetrievalEncoder(LocationEncoder):
     def encode(self, points, batch_size: int | None = None, precision: str | None = None) -> torch.Tensor:
         """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees) → ``(N, D + E)``: the location
         embedding as :meth:`satclip.LocationEncoder.encode` computes it (``precision``, ``batch_size``), then
-        the retrieved image embedding (float32), in the location embedding's dtype."""
+        the retrieved image embedding (float32), in the location embedding's dtype; both written into one
+        output."""
         from ..encoding.points import as_lonlat
+        from ..models import fused
+        from ..models import precision as _precision
+        from ..models.location_encoder import check_batch_size, in_eval_mode
 
+        check_batch_size(batch_size)
+        device = next(self.parameters()).device
         lonlat = as_lonlat(points, dtype=torch.float64, device="cpu")
-        out = None
+        precision = _precision.for_encoder(self, precision)
+        dtype = torch.float64 if precision == "float64" else torch.float32
+        out = torch.empty(len(lonlat), self.embedding_dim, dtype=dtype, device=device)
         d = self.location_dim
-        for start in range(0, len(lonlat), RETRIEVAL_CHUNK):  # one output, written once (no concatenation)
-            part = lonlat[start : start + RETRIEVAL_CHUNK]
-            location = super().encode(part, batch_size=batch_size, precision=precision)
-            if out is None:
-                out = torch.empty(len(lonlat), self.embedding_dim, dtype=location.dtype, device=location.device)
-            out[start : start + len(part), :d] = location
-            if out.device.type == "cpu":
-                self.retrieve(part.numpy(), location, out=out[start : start + len(part), d:])
-            else:
-                out[start : start + len(part), d:] = self.retrieve(part.numpy(), location).to(out)
-        if out is None:
-            return torch.empty(0, self.embedding_dim)
+        location = fused.encode_points(in_eval_mode(self), lonlat.to(device), precision, batch_size, out=out[:, :d])
+        if device.type == "cpu":
+            self.retrieve(lonlat.numpy(), location, out=out[:, d:])
+        else:
+            out[:, d:] = self.retrieve(lonlat.numpy(), location).to(out)
         return out
 
 
