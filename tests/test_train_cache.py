@@ -4,11 +4,13 @@ verification, memory-mapped reads."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from satclip.cli import main
 from satclip.train.cache import (
     FeatureCache,
     build_cache,
@@ -160,6 +162,39 @@ def test_verify_detects_corruption(tmp_path):
     manifest["key"]["backbone_sha256"] = "0" * 64
     (cache.path / "manifest.json").write_text(json.dumps(manifest))
     assert any("backbone" in p for p in verify_cache(cache.path).problems)
+
+
+def test_verify_names_the_images_with_non_finite_features(tmp_path, capsys):
+    """A NaN in one image's features was reported as "non-finite features in images 0…4095", the whole block
+    of 4,096 images it was read in; now the report names the images that hold one, with their (lon, lat)."""
+    cache = build_cache(tmp_path / "c", tiny_encoder(), tiny_source(12), views=3)
+    features = np.load(cache.path / "features.npy", mmap_mode="r+")
+    features[2, 1, 5], features[7, 0, 0], features[11, 2, 15] = np.nan, np.inf, -np.inf
+    features.flush()
+    del features
+    lonlat = np.load(cache.path / "lonlat.npy")
+    report = verify_cache(cache.path)
+    assert len(report.problems) == 1
+    problem = report.problems[0]
+    assert "in 3 of 12 images: images 2 (lon=" in problem and "--rebuild" in problem
+    assert [int(i) for i in re.findall(r"(\d+) \(lon=", problem)] == [2, 7, 11]
+    for i in (2, 7, 11):
+        assert f"{i} (lon={float(lonlat[i, 0])!r}, lat={float(lonlat[i, 1])!r})" in problem
+    assert "…" not in problem
+
+    assert main(["cache", "verify", str(cache.path)]) == 1
+    assert f"  - {problem}" in capsys.readouterr().out.splitlines()
+
+
+def test_non_finite_images_are_found_block_by_block():
+    from satclip.train.cache import non_finite_images
+
+    features = np.ones((50, 2, 4), np.float16)
+    bad = [0, 3, 4, 9, 12, 13, 20, 21, 22, 30, 31, 44, 49]
+    features[bad, 1, 2] = np.nan
+    for block in (1, 4, 7, 4096):
+        assert non_finite_images(features, block=block) == (bad[:10], len(bad))
+    assert non_finite_images(np.ones((5, 1, 3), np.float32)) == ([], 0)
 
 
 def test_recompute_check_compares_fresh_features(tmp_path):

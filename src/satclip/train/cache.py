@@ -563,6 +563,43 @@ def jsonable(value: Any) -> Any:
 # --- verifying ------------------------------------------------------------------------------------
 
 
+#: images whose features are read at a time when checking them (a cache may be larger than memory)
+CHECK_BLOCK = 4096
+#: images with non-finite features named in a verify report
+SHOWN_IMAGES = 10
+
+
+def non_finite_images(features: np.ndarray, *, block: int = CHECK_BLOCK) -> tuple[list[int], int]:
+    """The first :data:`SHOWN_IMAGES` indices of images with a NaN or infinite feature in any view of the
+    ``(N, V, F)`` ``features``, and how many such images there are (reading ``block`` images at a time)."""
+    shown: list[int] = []
+    count = 0
+    for start in range(0, len(features), block):
+        chunk = features[start : start + block]
+        bad = np.flatnonzero(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)) + start
+        count += len(bad)
+        shown += bad[: SHOWN_IMAGES - len(shown)].tolist()
+    return shown, count
+
+
+def _describe_non_finite(shown: list[int], count: int, total: int, cache: FeatureCache) -> str:
+    """The non-finite problem of a verify report: the first bad images by index (the dataset's order) with
+    their (lon, lat) where lonlat.npy can be read."""
+    try:
+        lonlat = cache.lonlat if cache.lonlat.shape == (total, 2) else None
+    except BadInputError:  # (reported on its own)
+        lonlat = None
+    names = ", ".join(
+        f"{i}" if lonlat is None else f"{i} (lon={float(lonlat[i, 0])!r}, lat={float(lonlat[i, 1])!r})" for i in shown
+    )
+    more = f" and {count - len(shown)} more" if count > len(shown) else ""
+    which = "image" if count == 1 else "images"
+    return (
+        f"non-finite features (NaN or infinite) in {count} of {total} images: {which} {names}{more}; the cache was "
+        "changed after it was built: rebuild it with `satclip cache build --config CONFIG --rebuild`"
+    )
+
+
 @dataclass
 class CacheReport:
     """Result of :func:`verify_cache`: ``ok`` when ``problems`` is empty."""
@@ -616,10 +653,9 @@ def verify_cache(
     if feats.shape != report.shape or str(feats.dtype) != manifest["key"]["dtype"]:
         report.problems.append(f"features.npy is {feats.shape} {feats.dtype}, manifest says {report.shape}")
         return report
-    for start in range(0, len(feats), 4096):
-        if not np.isfinite(feats[start : start + 4096]).all():
-            report.problems.append(f"non-finite features in images {start}…{min(start + 4096, len(feats)) - 1}")
-            break
+    shown, count = non_finite_images(feats)
+    if count:
+        report.problems.append(_describe_non_finite(shown, count, len(feats), cache))
     from ..encoding.points import describe_invalid, invalid_rows
 
     try:
