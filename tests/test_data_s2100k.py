@@ -341,6 +341,51 @@ def test_cli_verify_names_an_index_that_is_not_utf8_csv(tmp_path, capsys):
     assert f"{tmp_path / 'index.csv'} is not a CSV table" in one_error_line(capsys.readouterr().err)
 
 
+def test_cli_verify_reports_malformed_index_lines_and_checks_the_other_rows(tmp_path, capsys):
+    """A line of index.csv with too few fields or no file name stopped `data verify` at the first one ("line 3:
+    expected 4 fields"), checking nothing else; now verify reports each such line by number and still checks
+    every other row (here also finding a truncated image), while reading the index for use still refuses it."""
+    names = ["patch_75123.tif", TRUNCATED, "patch_252161.tif"]
+    root = _copy_examples(tmp_path / "root", names)
+    _truncate(root / "images" / TRUNCATED)
+    good = (root / "index.csv").read_text().splitlines()  # header, then the rows of names in order
+    lines = [good[0], good[1], "12.5,3.25", good[2], "1,2,https://example.org/x.tif,  ", good[3], "only-one-field"]
+    (root / "index.csv").write_text("\n".join(lines) + "\n")
+    malformed = {3: "expected 4 fields, got ['12.5', '3.25']", 5: "empty file name in column 'fn'",
+                 7: "expected 4 fields, got ['only-one-field']"}  # fmt: skip
+
+    report = verify_s2100k(root)
+    assert report.malformed == tuple(malformed.items())
+    assert report.status == ("ok", "corrupt", "ok") and report.index.filenames == tuple(names)
+    assert not report.all_ok and report.counts()["total"] == 6 and report.counts()["malformed"] == 3
+    listing = tmp_path / "problems.csv"
+    assert main(["data", "verify", str(root), "--list", str(listing)]) == 1
+    out = capsys.readouterr().out
+    counts = _table_counts(out)
+    assert counts["malformed index line"] == 3 and counts["corrupt / truncated"] == 1 and counts["readable"] == 2
+    for line, problem in malformed.items():
+        assert f"line {line}  ({problem})" in out
+    with listing.open(newline="") as handle:
+        rows = [(r["fn"], r["problem"], r["detail"]) for r in csv.DictReader(handle)]
+    assert rows[:3] == [(f"line {line}", "malformed", problem) for line, problem in malformed.items()]
+    assert rows[3][:2] == (TRUNCATED, "corrupt") and len(rows) == 4
+
+    # training and data loading still refuse the index at its first malformed line, with today's message
+    first = f"{root / 'index.csv'}, line 3: {malformed[3]}"
+    for read in (read_index, lambda path: S2100K(path.parent, cache=False)):
+        with pytest.raises(IndexFormatError) as refused:
+            read(root / "index.csv")
+        assert str(refused.value) == first
+
+
+def test_cli_verify_of_an_index_of_malformed_lines_only(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "index.csv").write_text("fn,lon,lat\n,1,2\nx.tif,1\n")
+    assert main(["data", "verify", str(tmp_path)]) == 1
+    counts = _table_counts(capsys.readouterr().out)
+    assert counts["total"] == counts["malformed index line"] == 2 and counts["readable"] == 0
+
+
 def test_cli_verify_prints_coordinates_as_plain_numbers(tmp_path, capsys):
     """The table showed "lon=np.float64(nan)", a numpy repr."""
     root = _copy_examples(tmp_path / "root", ["patch_75123.tif"])

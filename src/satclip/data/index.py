@@ -87,9 +87,24 @@ def _to_float(value: str) -> float:
         return math.nan
 
 
-def read_index(path: str | Path) -> S2Index:
-    """Read an S2-100K ``index.csv`` (either layout, see the module docstring)."""
+def _row_problem(row: list[str], fields: int, width: int, i_fn: int) -> str | None:
+    """Why a CSV row of an index of ``fields`` columns is no index row (too few fields, no file name)."""
+    if len(row) < width:
+        return f"expected {fields} fields, got {row}"
+    if not row[i_fn].strip():
+        return "empty file name in column 'fn'"
+    return None
+
+
+def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = None) -> S2Index:
+    """Read an S2-100K ``index.csv`` (either layout, see the module docstring).
+
+    A line that is no row (too few fields, an empty file name) is refused with :class:`IndexFormatError`
+    naming it, or, with a ``malformed`` list (verification, which reports it), appended to that list as
+    ``(line number, what is wrong)`` and left out.
+    """
     path = Path(path)
+    skipped = 0
     if not path.is_file():
         raise IndexFormatError(
             f"no index file at {path}; an S2-100K root holds index.csv and images/ "
@@ -110,13 +125,15 @@ def read_index(path: str | Path) -> S2Index:
             for line, row in enumerate(reader, start=2):
                 if not row or all(not cell.strip() for cell in row):
                     continue
-                if len(row) < width:
-                    raise IndexFormatError(f"{path}, line {line}: expected {len(header)} fields, got {row}")
-                name = row[i_fn].strip()
-                if not name:
-                    raise IndexFormatError(f"{path}, line {line}: empty file name in column 'fn'")
-                filenames.append(name)
-                coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+                problem = _row_problem(row, len(header), width, i_fn)
+                if problem is None:
+                    filenames.append(row[i_fn].strip())
+                    coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+                elif malformed is None:
+                    raise IndexFormatError(f"{path}, line {line}: {problem}")
+                else:
+                    malformed.append((line, problem))
+                    skipped += 1
     except UnicodeDecodeError as err:
         raise IndexFormatError(
             f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} cannot be decoded); save it as UTF-8 CSV "
@@ -124,7 +141,7 @@ def read_index(path: str | Path) -> S2Index:
         ) from None
     except csv.Error as err:  # e.g. a field over csv's size limit: no table
         raise IndexFormatError(f"{path} is not a CSV table ({err}); expected rows such as 'fn,lon,lat'") from None
-    if not filenames:
+    if not filenames and not skipped:
         raise IndexFormatError(f"{path} lists no images (a header only); an S2-100K index has a row per image")
     lonlat = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     return S2Index(path, layout, tuple(c.strip() for c in header), tuple(filenames), lonlat)

@@ -1,12 +1,13 @@
 """Up-front checks of an S2-100K-style root, so that bad files are skipped before training, not mid-epoch.
 
-Each index row gets one status: ``ok`` or the first problem found, in this order —
-a file name that leads outside ``images/`` (absolute or with ``..``; never opened), invalid coordinates,
-missing file, file under 10 kB (the original skips these as no-data), unreadable or truncated
-(``corrupt``), wrong band count, wrong height × width, wrong data type. The default check reads only the
-GeoTIFF header and checks that every image block the header points to lies inside the file (which
-catches truncated downloads); ``full=True`` also decodes every pixel and reports an image with NaN or
-infinite values, or one value everywhere (no data), as ``corrupt``.
+A line of the index that is no row (too few fields, an empty file name) is reported as ``malformed`` by its
+line number, and every other row is still checked. Each index row gets one status: ``ok`` or the first
+problem found, in this order — a file name that leads outside ``images/`` (absolute or with ``..``; never
+opened), invalid coordinates, missing file, file under 10 kB (the original skips these as no-data),
+unreadable or truncated (``corrupt``), wrong band count, wrong height × width, wrong data type. The default
+check reads only the GeoTIFF header and checks that every image block the header points to lies inside
+the file (which catches truncated downloads); ``full=True`` also decodes every pixel and reports an image
+with NaN or infinite values, or one value everywhere (no data), as ``corrupt``.
 
 Results can be cached per file (size + modification time) under ``$SATCLIP_CACHE/verify/`` (default
 ``~/.cache/satclip``; the dataset root is never written to), so that building the dataset a second time
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 OK = "ok"
 #: problem status → description, in the order they are checked and reported
 PROBLEMS: dict[str, str] = {
+    "malformed": "malformed index line",
     "path": "file name outside images/",
     "coordinates": "invalid (lon, lat) in the index",
     "missing": "missing",
@@ -172,13 +174,16 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, st
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """Per-row results of :func:`verify_s2100k`; ``status[i]`` / ``details[i]`` belong to index row ``i``."""
+    """Per-row results of :func:`verify_s2100k`; ``status[i]`` / ``details[i]`` belong to index row ``i``.
+    ``malformed`` holds ``(line number, what is wrong)`` of the lines of ``index.csv`` that are no row (left out
+    of ``index``; counted in ``total`` and as ``malformed`` problems)."""
 
     root: Path
     index: S2Index
     spec: CheckSpec
     status: tuple[str, ...]
     details: tuple[str, ...]
+    malformed: tuple[tuple[int, str], ...] = ()
 
     @property
     def ok_mask(self) -> np.ndarray:
@@ -187,20 +192,24 @@ class VerifyReport:
 
     @property
     def all_ok(self) -> bool:
-        return all(s == OK for s in self.status)
+        return not self.malformed and all(s == OK for s in self.status)
 
     def counts(self) -> dict[str, int]:
         """``{"total", "readable", <each problem>}`` → number of rows (zeros included)."""
-        counts = {"total": len(self.status), "readable": sum(s == OK for s in self.status)}
+        counts = {"total": len(self.status) + len(self.malformed), "readable": sum(s == OK for s in self.status)}
         counts.update({name: 0 for name in PROBLEMS})
+        counts["malformed"] = len(self.malformed)
         for s in self.status:
             if s != OK:
                 counts[s] += 1
         return counts
 
     def problems(self) -> dict[str, list[tuple[str, str]]]:
-        """Problem status → ``[(file name, detail), ...]`` in index order (only problems that occur)."""
+        """Problem status → ``[(file name, detail), ...]`` in index order (only problems that occur); a malformed
+        line is named ``"line N"``."""
         found: dict[str, list[tuple[str, str]]] = {}
+        if self.malformed:
+            found["malformed"] = [(f"line {line}", problem) for line, problem in self.malformed]
         for name, s, detail in zip(self.index.filenames, self.status, self.details, strict=True):
             if s != OK:
                 found.setdefault(s, []).append((name, detail))
@@ -277,14 +286,15 @@ def verify_s2100k(
     Args:
         root: directory holding ``index.csv`` and ``images/``.
         spec: what a good patch looks like (bands, size, dtype, minimum bytes, full read or header only).
-        index: an already parsed index (default: read ``root/index.csv``).
+        index: an already parsed index (default: read ``root/index.csv``, reporting its malformed lines).
         workers: threads for the file checks (GDAL releases the GIL while reading).
         use_cache: reuse earlier results for files whose size and modification time are unchanged.
         write_cache: store the results for later ``use_cache`` runs (best effort, never fails).
         progress: optional wrapper ``progress(iterable, total)`` for a progress bar (the CLI passes tqdm).
     """
     root = Path(root)
-    index = read_index(root / "index.csv") if index is None else index
+    malformed: list[tuple[int, str]] = []
+    index = read_index(root / "index.csv", malformed=malformed) if index is None else index
     images = root / "images"
     bad_coordinates = invalid_rows(index.lonlat)
     cached = _load_cache(root, spec) if use_cache else {}
@@ -328,5 +338,6 @@ def verify_s2100k(
         spec=spec,
         status=tuple(r[0] for r in results),
         details=tuple(r[1] for r in results),
+        malformed=tuple(malformed),
     )
     return report
