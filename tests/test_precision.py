@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,6 +173,100 @@ def test_calibration_runs_once_per_model_and_device(monkeypatch, ckpt):
         again.nnet.last_layer.bias.add_(1.0)  # other weights: another model
     precision.resolve("auto", again)
     assert len(calls) == 2
+
+
+def shipped_encoder():
+    """A model shipped with the package (the calibration tests need no golden data)."""
+    return satclip.load("bluemarble-l10", precision="float32")
+
+
+def calibration_of(encoder) -> Path:
+    key = ("cpu", torch.get_num_threads(), precision._fingerprint(encoder))
+    return precision.calibration_file(torch.device("cpu"), key)
+
+
+def must_not_calibrate(*args):
+    raise AssertionError("calibrated although another process was calibrating")
+
+
+def test_auto_waits_for_the_calibration_another_process_is_making(monkeypatch, caplog):
+    """Shards of one job started at once on a fresh cache each calibrated while the others loaded the CPU, so
+    they could choose differently (one bf16, one float32) and overwrote each other's file. Now the first holds
+    the calibration's lock; a second waits for it (saying so once) and takes its choice without measuring."""
+    from satclip import safe_output
+
+    from .test_safe_output import hold_lock
+
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    monkeypatch.setattr(precision, "_calibrate", must_not_calibrate)
+    encoder = shipped_encoder()
+    file = calibration_of(encoder)
+    safe_output.make_owned_dir(file.parent, kind="precision-calibrations")  # as the calibrating process did
+    theirs = precision.Choice("float32", "auto", "measured by the other shard", 1.1, 0.99999)
+    # the other process: holds the lock until told to go on (once this one waits), then keeps its choice
+    keep = f"p._keep_calibration(Path({str(file)!r}), p.{theirs!r})"
+    process = hold_lock(
+        file, f"sys.stdin.readline(); from pathlib import Path; import satclip.models.precision as p; {keep}"
+    )
+
+    class GoOnWhenWaited(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("waiting for PID"):
+                process.stdin.write(b"go\n")
+                process.stdin.flush()
+
+    handler = GoOnWhenWaited()
+    logging.getLogger("satclip.safe_output").addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="satclip"):
+            choice = precision.resolve("auto", encoder)
+    finally:
+        logging.getLogger("satclip.safe_output").removeHandler(handler)
+        process.communicate(b"")
+    assert choice == theirs  # (this process would have measured bf16 4x as fast)
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for PID")]
+    assert waits == [f"waiting for PID {process.pid}, which is calibrating precision ({file})"]
+    assert "calibrated by another process" in caplog.text
+    assert process.returncode == 0
+    assert sorted(p.name for p in file.parent.iterdir()) == sorted([safe_output.MARKER, file.name])  # no lock left
+    assert precision.resolve("auto", encoder) == theirs  # kept in this process too
+
+
+def test_auto_calibrates_without_keeping_in_a_cache_not_satclips(monkeypatch):
+    """A precision directory holding someone else's files: calibrated each time, nothing written there (no
+    calibration, no lock file)."""
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    encoder = shipped_encoder()
+    foreign = calibration_of(encoder).parent
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    try:
+        assert precision.resolve("auto", encoder).precision == "bf16"
+        assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+        precision._CALIBRATED.clear()  # as in a new process: measured again
+        fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})
+        assert precision.resolve("auto", encoder).precision == "float32"
+    finally:
+        shutil.rmtree(foreign)  # (clear_calibrations removes only satclip's directory)
+
+
+def test_auto_calibrates_without_keeping_in_a_read_only_cache(monkeypatch):
+    """A read-only cache (one shared by an administrator): the lock file cannot be created either; calibrated
+    without keeping, no error."""
+    from satclip import safe_output
+
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    encoder = shipped_encoder()
+    directory = calibration_of(encoder).parent
+    safe_output.make_owned_dir(directory, kind="precision-calibrations")
+    directory.chmod(0o555)
+    try:
+        if os.access(directory, os.W_OK):
+            pytest.skip("this user writes into read-only directories (root)")
+        assert precision.resolve("auto", encoder).precision == "bf16"
+        assert sorted(p.name for p in directory.iterdir()) == [safe_output.MARKER]
+    finally:
+        directory.chmod(0o755)
 
 
 def test_auto_on_this_machine(ckpt):

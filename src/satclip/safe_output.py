@@ -589,10 +589,10 @@ os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 @contextlib.contextmanager
-def exclusive(target: str | Path, *, wait: bool = False) -> Iterator[Path]:
+def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = None) -> Iterator[Path]:
     """Hold an exclusive lock on ``target`` (a file or directory, existing or not) for the block; with
     ``wait``, wait for another process holding it (a shared cache that process is building: it is then there
-    to reuse) instead of raising.
+    to reuse) instead of raising, logging once what it waits for (``doing``, default ``"building TARGET"``).
 
     Raises:
         LockedError: another live process holds it (not ``wait``); the message names its PID and command.
@@ -605,7 +605,7 @@ def exclusive(target: str | Path, *, wait: bool = False) -> Iterator[Path]:
         if not _try_lock(fd):
             holder = _holder(fd)
             if wait:
-                log.info("waiting for PID %s, which is building %s", holder.get("pid", "?"), target)
+                log.info("waiting for PID %s, which is %s", holder.get("pid", "?"), doing or f"building {target}")
                 _try_lock(fd, wait=True)
             else:
                 os.close(fd)

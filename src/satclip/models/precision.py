@@ -17,7 +17,8 @@
   thread count and torch version (0.2 s at L = 10, 1.5 s at L = 40 on one core) and is kept in
   ``$SATCLIP_CACHE/precision/`` (:func:`calibration_file`): later runs make the same choice, so the same
   command gives the same embeddings and output bytes, whatever else the machine is doing then (delete the
-  file to measure again). What it chose and why is logged at INFO and kept as ``encoder.precision_choice``.
+  file to measure again); processes starting at once (shards of one job) wait for the first one's
+  calibration and take its choice. What it chose and why is logged at INFO and kept as ``encoder.precision_choice``.
 
 ``$SATCLIP_PRECISION`` sets the default for :func:`satclip.load` and the CLI (e.g. ``float32`` to make
 results independent of the machine).
@@ -249,8 +250,7 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
         file = calibration_file(device, key)
         choice = _read_calibration(file)
         if choice is None:
-            choice = _calibrate(encoder, device, evidence)
-            _keep_calibration(file, choice)
+            choice = _calibrate_once(file, encoder, device, evidence)
         else:
             log.debug("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
                       choice.reason, file)  # fmt: skip
@@ -292,6 +292,31 @@ def _read_calibration(file) -> Choice | None:
     except (OSError, ValueError, TypeError):  # none yet, or unreadable: measure (again)
         return None
     return choice if choice.precision in AUTO_CHOICES and choice.requested == "auto" else None
+
+
+def _calibrate_once(file, encoder, device: torch.device, evidence: str) -> Choice:
+    """Calibrate and keep the choice in ``file``, holding its lock (:func:`safe_output.exclusive`): processes
+    starting at once on a fresh cache (shards of one job) wait for the first one's calibration and take its
+    choice, rather than each measuring while the others load the machine (and choosing differently). In a
+    cache that cannot be written (read-only, or a directory not satclip's) calibrate without keeping it."""
+    from .. import safe_output
+    from ..errors import SatclipError
+
+    with contextlib.ExitStack() as locked:
+        try:
+            safe_output.make_owned_dir(file.parent, kind="precision-calibrations")
+            locked.enter_context(safe_output.exclusive(file, wait=True, doing=f"calibrating precision ({file})"))
+        except (OSError, SatclipError) as err:  # measure next time again
+            log.debug("could not keep the precision calibration in %s: %s", file, err)
+            return _calibrate(encoder, device, evidence)
+        choice = _read_calibration(file)  # made by the process waited for
+        if choice is not None:
+            log.info("precision auto -> %s (%s; calibrated by another process, %s)", choice.precision, choice.reason,
+                     file)  # fmt: skip
+            return choice
+        choice = _calibrate(encoder, device, evidence)
+        _keep_calibration(file, choice)
+        return choice
 
 
 def _keep_calibration(file, choice: Choice) -> None:
