@@ -415,9 +415,43 @@ def test_an_encoder_spelt_twice_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["evaluate", "--tasks", "elevation", "--n-points", "300", "--seeds", "1", "--out", str(out)]
     assert main([*argv, "--encoders", "direct(),wrap,direct"]) == 2
-    expected = "satclip: error: encoders 'direct()' and 'direct' are the same encoder; give it once"
+    expected = (
+        "satclip: error: encoders 'direct()' and 'direct' are the same encoder; give it once (keep 'direct()', "
+        "drop 'direct')"
+    )
     assert one_error_line(capsys.readouterr().err) == expected
     assert not out.exists()
+
+
+def test_a_model_spelt_twice_is_refused(tmp_path, capsys, monkeypatch):
+    """runs/m10,./runs/m10 (or its absolute path, a link to it, runs/m10/) evaluated one model twice: the
+    check compared the text, and every table showed a false tie. The CLI and the Python API refuse it."""
+    import shutil
+
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, encoders
+    from satclip.io.resolve import resolve
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(resolve("bluemarble-l10").path, tmp_path / "runs" / "m10")
+    (tmp_path / "link").symlink_to(tmp_path / "runs" / "m10", target_is_directory=True)
+    model = str((tmp_path / "runs" / "m10").resolve())
+    out = tmp_path / "out"
+    argv = ["evaluate", "--tasks", "elevation", "--n-points", "300", "--seeds", "1", "--probes", "linear",
+            "--out", str(out)]  # fmt: skip
+    for other in ("./runs/m10", model, "link", "runs/m10/", "runs/m10/config.json"):
+        assert main([*argv, "--encoders", f"runs/m10,wrap,{other}"]) == 2
+        expected = (
+            f"satclip: error: encoders 'runs/m10' and {other!r} are the same model ({model}); give it once "
+            f"(keep 'runs/m10', drop {other!r})"
+        )
+        assert one_error_line(capsys.readouterr().err) == expected
+        assert not out.exists()
+        with pytest.raises(BadInputError, match=re.escape(expected.removeprefix("satclip: error: "))):
+            EvalConfig(encoders=("runs/m10", "wrap", other), tasks=("elevation",), seeds=(1,))
+    # two copies are two models, and names are compared as names
+    shutil.copytree(tmp_path / "runs" / "m10", tmp_path / "runs" / "m10-copy")
+    encoders.check_distinct(["runs/m10", "runs/m10-copy", "bluemarble-l10", "direct()", "wrap"])
 
 
 def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys):

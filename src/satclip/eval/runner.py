@@ -88,6 +88,7 @@ class EvalConfig:
             object.__setattr__(self, key, tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value))
         if not self.encoders:
             raise BadInputError("EvalConfig: encoders is empty; give at least one encoder spec (e.g. 'wrap')")
+        encoders.check_distinct(self.encoders)  # one encoder spelt twice ran twice, a false tie in every table
         if self.task_file is not None and not isinstance(self.task_file, TaskFile):
             raise BadInputError(f"EvalConfig: task_file={self.task_file!r} must be a TaskFile(path=…, target_col=…)")
         unknown = sorted(set(self.probe_options) - set(probes.PROBES.names()))
@@ -307,13 +308,6 @@ def evaluate_tasks(
     for name in config.tasks:
         TASKS.get(name)  # an unknown task name raises, listing the known ones
     protocols.check_options(config.protocol, **config.protocol_options)
-    spelt: dict[tuple, str] = {}
-    for spec in config.encoders:  # one encoder spelt twice ran twice, a false tie in every table
-        name, params = encoders.parse_spec(spec)
-        key = (name, tuple(sorted((k, repr(v)) for k, v in params.items())))
-        if key in spelt:
-            raise BadInputError(f"encoders {spelt[key]!r} and {spec!r} are the same encoder; give it once")
-        spelt[key] = spec
     encs = [encoders.create(spec) for spec in config.encoders]
     names = [e.name for e in encs]
     if len(set(names)) != len(names):

@@ -232,6 +232,50 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return match["name"], params
 
 
+def _loaded_from(name: str) -> str | None:
+    """The file or model directory a spec naming an existing path loads, resolved (links followed, ``./``,
+    ``~`` and a trailing slash gone); a native model's ``config.json`` or ``model.safetensors`` is its
+    directory. None for a registered name (it is built by name, whatever file shares it) or no existing path."""
+    if name in ENCODERS or name in _encoding.names() or not existing_path(name):
+        return None
+    path = os.path.realpath(user_path(name.strip()))
+    from ...io.resolve import resolve
+
+    try:
+        return os.path.realpath(resolve(path).path)
+    except (OSError, ValueError):  # (not a model: create() says so; here it is the path)
+        return path
+
+
+def spec_key(spec: str) -> tuple:
+    """What ``spec`` builds, for telling two spellings of one encoder from two encoders: its name (for a path,
+    the file it loads; for ``MODEL+range``, MODEL's) and its parameters."""
+    name, params = parse_spec(spec)
+    loaded = _loaded_from(name)
+    if loaded is None:
+        from .retrieval import SPEC as RETRIEVAL
+
+        match = RETRIEVAL.match(name)
+        base = _loaded_from(match["base"]) if match else None
+        loaded = None if base is None else f"{base}+{match['mode']}"
+    return (loaded or name, tuple(sorted((k, repr(v)) for k, v in params.items())))
+
+
+def check_distinct(specs) -> None:
+    """Refuse one encoder given twice (it ran twice: a false tie in every table), however it is spelt:
+    ``direct()`` and ``direct``, or ``runs/m10``, ``./runs/m10/``, its absolute path and a link to it."""
+    seen: dict[tuple, str] = {}
+    for spec in specs:
+        key = spec_key(spec)
+        if key in seen:
+            spelt = {parse_spec(seen[key])[0], parse_spec(spec)[0]}
+            same = "the same encoder" if spelt == {key[0]} else f"the same model ({key[0]})"
+            raise BadInputError(
+                f"encoders {seen[key]!r} and {spec!r} are {same}; give it once (keep {seen[key]!r}, drop {spec!r})"
+            )
+        seen[key] = spec
+
+
 def _expected_kind(value: object, default: object) -> str | None:
     """What ``value`` must be, judged by its parameter's numeric or boolean ``default``, when it is not that."""
     if isinstance(default, bool):
@@ -301,4 +345,7 @@ def names() -> list[str]:
     return sorted(set(ENCODERS.names()) | set(_encoding.names()))
 
 
-__all__ = ["ENCODERS", "Encoder", "create", "existing_path", "names", "parse_spec", "split_specs"]
+__all__ = [
+    "ENCODERS", "Encoder", "check_distinct", "create", "existing_path", "names", "parse_spec", "spec_key",
+    "split_specs",
+]  # fmt: skip
