@@ -550,11 +550,14 @@ def test_a_lock_ends_with_the_process_that_took_it_not_with_its_forked_children(
     import signal
 
     target = tmp_path / "cache"
+    # the child says it runs (os.fork returns in it after its fork hooks), the parent names it: either order
     parent = hold_lock(target, "child = os.fork()\n"
                                "            if child == 0:\n"
-                               "                import time; time.sleep(60); os._exit(0)\n"
+                               "                print('forked', flush=True); import time; time.sleep(60); os._exit(0)\n"
                                "            print(child, flush=True); signal.pause()")  # fmt: skip
-    child = int(parent.stdout.readline())
+    lines = sorted(parent.stdout.readline().strip() for _ in range(2))
+    assert lines[1] == b"forked", lines
+    child = int(lines[0])
     try:
         parent.kill()
         parent.wait()
