@@ -5,6 +5,7 @@ trips and backbone-weight loading (local files, faked downloads, offline errors)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 
 import pytest
@@ -18,7 +19,7 @@ from satclip.image import weights as backbone_weights
 from satclip.image.hparams import config_from_hparams, hparams_from_config
 from satclip.models.clip import SatCLIP
 
-from .conftest import REFERENCE, require
+from .conftest import REFERENCE, S2_EXAMPLES, one_error_line, require
 
 ARCH_FEATURES = {"moco_resnet18": 512, "moco_resnet50": 2048, "moco_vit16": 384}
 
@@ -313,3 +314,95 @@ def test_vit_blocks_match_torch_transformer_layer(encoders):
             torch.nn.functional.layer_norm(t, (384,), encoder.norm.weight, encoder.norm.bias, 1e-6)[:, 0]
         )
         torch.testing.assert_close(encoder(x), expected)
+
+
+# --- sizes are checked before anything is built ------------------------------------------------------
+
+
+def _whole_number_parameters() -> list[tuple[str, str, object]]:
+    """(encoder, parameter, default) of every parameter whose default is a whole number (or, ``layers`` of
+    clip_resnet, a tuple of them): the sizes of every registered encoder."""
+    found = []
+    for name in image.names():
+        for key, parameter in inspect.signature(image.IMAGE_ENCODERS.get(name)).parameters.items():
+            default = parameter.default
+            entries = default if isinstance(default, tuple) else (default,)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in entries):
+                found.append((name, key, default))
+    return found
+
+
+SIZES = _whole_number_parameters()
+
+
+def test_every_whole_number_parameter_is_a_checked_size():
+    """A new encoder's size that satclip.image.create does not check would give torch's errors again."""
+    assert len(SIZES) >= 20
+    assert {key for _, key, _ in SIZES} <= set(image.SIZE_LIMITS)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "8", 10**9], ids=repr)
+@pytest.mark.parametrize(("name", "key", "default"), SIZES, ids=[f"{n}.{k}" for n, k, _ in SIZES])
+def test_sizes_that_are_not_whole_numbers_from_1_are_refused(name, key, default, bad):
+    """embed_dim=0 built an empty head (and mosaiks an empty model), in_chans=-5 or 2.5 failed deep in torch
+    ("negative dimension", "in_channels must be divisible by groups"), kernel_size=10**9 overflowed a storage
+    size and embed_dim=10**9 tried to allocate terabytes: one line now names the parameter and what it takes."""
+    value = (bad, *default[1:]) if isinstance(default, tuple) else bad  # (clip_resnet: blocks per stage)
+    with pytest.raises(BadInputError) as refused:
+        image.create(name, **{key: value})
+    limit = image.SIZE_LIMITS[key]
+    what = f"hold whole numbers from 1 to {limit}, not {bad!r}" if isinstance(default, tuple) else (
+        f"be a whole number from 1 to {limit}")  # fmt: skip
+    assert str(refused.value) == f"image encoder {name!r}: {key}={value!r} must {what}"
+
+
+def _bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+
+@pytest.mark.parametrize("name", image.names())
+def test_a_model_over_the_memory_limit_is_refused(name, monkeypatch):
+    """Sizes within their limits can still make a model of many GB: create weighs it on the meta device first,
+    exactly (a model of the limit's size is built, one byte over it is refused)."""
+    size = _bytes(image.create(name))
+    monkeypatch.setattr(image, "MAX_MODEL_BYTES", size)
+    assert _bytes(image.create(name)) == size
+    monkeypatch.setattr(image, "MAX_MODEL_BYTES", size - 1)
+    with pytest.raises(BadInputError, match=rf"^image encoder '{name}' with its defaults would take "
+                                            rf"{size / 2**30:,.1f} GiB for its weights, over the "):  # fmt: skip
+        image.create(name)
+
+
+def test_a_huge_head_is_refused_naming_its_size():
+    """embed_dim=2**20 on moco_resnet50 (2048 features) is a head of 8 GiB."""
+    small, larger = (_bytes(image.create("moco_resnet50", embed_dim=e)) for e in (1, 2))
+    expected = small + (2**20 - 1) * (larger - small)  # (the head grows by one row per embedding dimension)
+    with pytest.raises(BadInputError) as refused:
+        image.create("moco_resnet50", embed_dim=2**20)
+    assert str(refused.value) == (
+        f"image encoder 'moco_resnet50' with embed_dim=1048576 would take {expected / 2**30:,.1f} GiB for its "
+        f"weights, over the {image.MAX_MODEL_BYTES / 2**30:g} GiB an image encoder may: give smaller sizes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoder", "setting", "expected"),
+    [
+        ("moco_resnet18", "in_chans=0", "in_chans=0 must be a whole number from 1 to"),
+        ("mosaiks", "kernel_size=1000000000", "kernel_size=1000000000 must be a whole number from 1 to"),
+        ("mosaiks", "num_filters=2.5", "num_filters=2.5 must be a whole number from 1 to"),
+    ],
+)
+def test_satclip_train_refuses_a_bad_image_encoder_size(tmp_path, capsys, encoder, setting, expected):
+    """`satclip train` with model.image_encoder sizes like these ended in "unexpected error (RuntimeError):
+    Storage size calculation overflowed …" (exit 1), or trained until the first batch met a 0-band encoder."""
+    from satclip.cli import main
+
+    args = ["train", "--data.root", str(require(S2_EXAMPLES)), "--data.source", "images", "--data.batch_size", "4",
+            "--model.image_encoder.name", encoder, "--set", f"model.image_encoder.{setting}", "--model.embed_dim",
+            "8", "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar",
+            "false", "--trainer.output_dir", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"satclip: error: image encoder '{encoder}': {expected} "), line
+    assert not (tmp_path / "run").exists()
