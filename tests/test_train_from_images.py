@@ -79,3 +79,25 @@ def test_a_fixed_size_backbone_trains_and_caches_from_sentinel2_patches(tmp_path
     assert main(["train", "--config", str(path), "--data.source", "images"]) == 0
     assert (tmp_path / "run" / "export" / "last" / "model.safetensors").is_file()
     capsys.readouterr()
+
+
+def test_mosaiks_is_fitted_on_the_training_images_when_training_from_them(tmp_path):
+    """MOSAIKS samples its filters from images: `satclip train` with data.source images never fitted them and
+    ended in 'unexpected error (RuntimeError): MOSAIKS filters are not fitted'. The run fits them as `cache
+    build` does (256 images drawn with the run's seed), the exported model keeps them, and a resume keeps
+    the filters it trained with."""
+    import satclip
+    from satclip.image.mosaiks import Mosaiks
+    from satclip.train.prepare import fit_from_data, source_from_config
+
+    encoder = {"name": "mosaiks", "in_chans": 13, "num_filters": 8, "kernel_size": 3}
+    config = from_dict(_config(tmp_path, encoder))
+    result = fit(config)
+    expected = Mosaiks(in_chans=13, num_filters=8, kernel_size=3, embed_dim=8)
+    fit_from_data(expected, source_from_config(config), seed=config.trainer.seed)
+    exported = satclip.load_model(result.exports["last"].native)
+    assert bool(exported.visual.fitted)
+    torch.testing.assert_close(exported.visual.filters, expected.filters, rtol=0, atol=0)
+    resumed = fit(from_dict({**_config(tmp_path, encoder), "trainer": {**_config(tmp_path, encoder)["trainer"],
+                                                                         "max_epochs": 3}}), resume=True)  # fmt: skip
+    torch.testing.assert_close(resumed.model.visual.filters, expected.filters, rtol=0, atol=0)

@@ -312,7 +312,7 @@ def fit(
     from .build import build_model, location_config
     from .datamodule import PairDataModule
     from .module import SatCLIPTrainingModule
-    from .prepare import cache_from_config, source_from_config
+    from .prepare import cache_from_config, fit_from_data, source_from_config
 
     config = _as_config(config)
     from .cache import FeatureCache
@@ -352,6 +352,8 @@ def fit(
             cache = None
         checkpoint = None  # Lightning reads it again; drop the memory map
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
+        if source is not None and ckpt_path is None:  # (a resume restores what the run fitted)
+            fit_from_data(model.visual, source, seed=config.trainer.seed)  # MOSAIKS, as `cache build` does
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
