@@ -406,3 +406,15 @@ def test_satclip_train_refuses_a_bad_image_encoder_size(tmp_path, capsys, encode
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"satclip: error: image encoder '{encoder}': {expected} "), line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("name", "layers", "message"), [
+    ("clip_resnet", 5, r"layers=5 must give the blocks of its 4 stages, e\.g\. \(3, 4, 6, 3\)"),
+    ("clip_resnet", (1, 2, 3), r"layers must give the blocks of 4 stages, e\.g\. \(3, 4, 6, 3\), got \(1, 2, 3\)"),
+    ("clip_vit", (1, 2), r"layers=\(1, 2\) must be a whole number from 1 to 1024"),
+])  # fmt: skip
+def test_layers_of_the_wrong_shape_are_named(name, layers, message):
+    """clip_resnet takes blocks per stage, clip_vit a depth: the other shape was "'int' object is not iterable"
+    or int()'s complaint about a tuple."""
+    with pytest.raises(ValueError, match=message):
+        image.create(name, layers=layers)

@@ -64,7 +64,11 @@ def _check_sizes(name: str, params: dict) -> None:
         if key not in SIZE_LIMITS:
             continue
         limit = SIZE_LIMITS[key]
-        stages = key == "layers" and isinstance(value, (list, tuple))  # (clip_resnet: blocks per stage)
+        stages = key == "layers" and name == "clip_resnet"  # (blocks per stage: checked there as 4 numbers)
+        if stages and not isinstance(value, (list, tuple)):
+            raise BadInputError(
+                f"image encoder {name!r}: layers={value!r} must give the blocks of its 4 stages, e.g. (3, 4, 6, 3)"
+            )
         for entry in value if stages else [value]:
             if not isinstance(entry, numbers.Integral) or isinstance(entry, bool) or not 1 <= entry <= limit:
                 what = f"hold whole numbers from 1 to {limit}, not {entry!r}" if stages else (

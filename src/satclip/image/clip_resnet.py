@@ -105,7 +105,7 @@ class ModifiedResNet(ImageEncoder):
         super().__init__()
         layers = tuple(int(n) for n in layers)
         if len(layers) != 4:
-            raise ValueError(f"layers must give the blocks of 4 stages, got {layers}")
+            raise ValueError(f"layers must give the blocks of 4 stages, e.g. (3, 4, 6, 3), got {layers}")
         if image_resolution % 32:
             raise ValueError(f"image_resolution must be a multiple of 32, got {image_resolution}")
         heads = heads or width * 32 // 64
