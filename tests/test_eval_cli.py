@@ -454,6 +454,66 @@ def test_a_model_spelt_twice_is_refused(tmp_path, capsys, monkeypatch):
     encoders.check_distinct(["runs/m10", "runs/m10-copy", "bluemarble-l10", "direct()", "wrap"])
 
 
+def test_an_encoder_spelt_another_way_is_refused(tmp_path, capsys, monkeypatch):
+    """sh-l10,sphericalharmonics(legendre_polys=10) (an alias and what it builds), untrained-satclip and
+    untrained-satclip(seed=0) (a default written out), a retrieval's database=db and database=./db/ and its
+    defaults written out each ran one encoder twice, a false tie in every table: the check compared the
+    parsed name and parameters as given. The CLI and the Python API refuse them; encoders that differ run."""
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, encoders
+    from satclip.eval.encoders.retrieval import EVAL_EXCLUDE_RADIUS_KM
+    from satclip.retrieval.encoder import DEFAULTS
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "db").mkdir()
+    out = tmp_path / "out"
+    argv = ["evaluate", "--tasks", "elevation", "--n-points", "300", "--seeds", "1", "--probes", "linear",
+            "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--encoders", "sh-l10,wrap,sphericalharmonics(legendre_polys=10)"]) == 2
+    expected = (
+        "satclip: error: encoders 'sh-l10' and 'sphericalharmonics(legendre_polys=10)' are the same encoder (both "
+        "are sphericalharmonics(harmonics_calculation='analytic-stable',legendre_polys=10)); give it once (keep "
+        "'sh-l10', drop 'sphericalharmonics(legendre_polys=10)')"
+    )
+    assert one_error_line(capsys.readouterr().err) == expected
+    assert main([*argv, "--encoders", "untrained-satclip,untrained-satclip(seed=0)"]) == 2
+    expected = (
+        "satclip: error: encoders 'untrained-satclip' and 'untrained-satclip(seed=0)' are the same encoder (both "
+        "are untrained-satclip(legendre_polys=10,seed=0)); give it once (keep 'untrained-satclip', drop "
+        "'untrained-satclip(seed=0)')"
+    )
+    assert one_error_line(capsys.readouterr().err) == expected
+    assert not out.exists()
+
+    beta, k = DEFAULTS["beta"], DEFAULTS["k"]
+    same = [
+        ("sh-l10", "sphericalharmonics(legendre_polys=10)"), ("sh-l10", "sphericalharmonics"),
+        ("sh-l40", "sphericalharmonics(harmonics_calculation='analytic-stable',legendre_polys=40)"),
+        ("untrained-satclip", "untrained-satclip(seed=0)"), ("untrained-satclip", "untrained-satclip-l10"),
+        ("untrained-satclip-l40", "untrained-satclip(legendre_polys=40,seed=0)"),
+        ("theory", "theory(min_radius=1e3,max_radius=10000,frequency_num=16)"), ("direct", "direct()"),
+        ("bluemarble-l10+range(database=db)", "bluemarble-l10+range(database=./db/)"),
+        ("bluemarble-l10+range(database=db)", f"bluemarble-l10+range(database={tmp_path / 'db'})"),
+        ("bluemarble-l10+range", f"bluemarble-l10+range(beta={int(beta)})"),
+        ("bluemarble-l10+range+", f"bluemarble-l10+range+(k={k},exclude_radius_km={EVAL_EXCLUDE_RADIUS_KM:g})"),
+        ("satclip-vit16-l40", "hf://microsoft/SatCLIP-ViT16-L40"),
+    ]  # fmt: skip
+    points = np.array([[13.4, 52.5], [-58.4, -34.6], [151.2, -33.9]])
+    for first, other in same:
+        if "+range" not in first and not first.startswith("satclip-"):  # (what makes them one: they embed alike)
+            np.testing.assert_array_equal(encoders.create(first).embed(points), encoders.create(other).embed(points))
+        message = f"encoders {first!r} and {other!r} are the same "
+        with pytest.raises(BadInputError, match=re.escape(message)) as raised:
+            EvalConfig(encoders=(first, "wrap", other), tasks=("elevation",), seeds=(1,))
+        assert str(raised.value).endswith(f"; give it once (keep {first!r}, drop {other!r})")
+    # encoders that differ (a parameter, the model, the database, an alias of another size) run side by side
+    differ = ["sh-l10", "sh-l40", "sphericalharmonics(legendre_polys=11)", "untrained-satclip",
+              "untrained-satclip(seed=1)", "untrained-satclip-l40", "theory", "theory(min_radius=1000.5)",
+              "bluemarble-l10+range", "bluemarble-l10+range+", "bluemarble-l10+range(database=db)",
+              "bluemarble-l10+range+(beta=0.5)", "bluemarble-l10", "bluemarble-l40", "satclip-vit16-l10"]  # fmt: skip
+    assert EvalConfig(encoders=tuple(differ), tasks=("elevation",), seeds=(1,)).encoders == tuple(differ)
+
+
 def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys):
     """All targets missing ran '2 fits' with no test points; an inf target gave empty metrics; both with exit 0
     and 'every encoder is well above chance'. --lon-col and --lat-col naming one column were accepted."""

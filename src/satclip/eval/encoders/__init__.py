@@ -4,8 +4,8 @@ A spec is a name with optional parameters in parentheses, e.g. ``sh-l10``, ``wra
 ``theory(min_radius=1,max_radius=360,frequency_num=16)``, ``untrained-satclip(legendre_polys=40,seed=1)``,
 ``geoclip``, ``satclip-resnet18-l10`` or a path. It is resolved in this order:
 
-1. the names in :data:`ENCODERS` (``geoclip``, ``untrained-satclip``, aliases ``sh-l10``, ``sh-l40``,
-   ``untrained-satclip-l10``, ``untrained-satclip-l40``);
+1. the names in :data:`ENCODERS` (``geoclip``, ``untrained-satclip``, and the :data:`ALIASES` ``sh-l10``,
+   ``sh-l40``, ``untrained-satclip-l10``, ``untrained-satclip-l40``);
 2. any positional encoding registered in :mod:`satclip.encoding` (raw features, no network);
 3. ``MODEL+range`` / ``MODEL+range+(beta=…)``: MODEL with retrieval (:mod:`.retrieval`);
 4. anything :func:`satclip.load` accepts (a model directory, a ``.ckpt``, a known model name, a hub id).
@@ -115,14 +115,33 @@ def _build_untrained(name: str = "untrained-satclip", legendre_polys: int = 10, 
     return _untrained_satclip(name, legendre_polys, seed)
 
 
+#: names that build another encoder with some of its parameters set: ``sh-l10`` is
+#: ``sphericalharmonics(legendre_polys=10)``. Their builders build from here, and :func:`spec_key` reads it (an
+#: alias and its expansion given together ran one encoder twice)
+ALIASES: dict[str, tuple[str, dict]] = {
+    "sh-l10": ("sphericalharmonics", {"legendre_polys": 10}),
+    "sh-l40": ("sphericalharmonics", {"legendre_polys": 40}),
+    "untrained-satclip-l10": ("untrained-satclip", {"legendre_polys": 10}),
+    "untrained-satclip-l40": ("untrained-satclip", {"legendre_polys": 40}),
+}
+
+
+def _expand(alias: str, name: str, **params) -> Encoder:
+    """The encoder ``alias`` stands for, with ``params`` (those the alias leaves open), named ``name``."""
+    target, fixed = ALIASES[alias]
+    if target in ENCODERS:
+        return ENCODERS.get(target)(name=name, **fixed, **params)
+    return _raw(name, target, **fixed, **params)
+
+
 @ENCODERS.register("untrained-satclip-l10")
 def _build_untrained_l10(name: str = "untrained-satclip-l10", seed: int = 0) -> Encoder:
-    return _untrained_satclip(name, 10, seed)
+    return _expand("untrained-satclip-l10", name, seed=seed)
 
 
 @ENCODERS.register("untrained-satclip-l40")
 def _build_untrained_l40(name: str = "untrained-satclip-l40", seed: int = 0) -> Encoder:
-    return _untrained_satclip(name, 40, seed)
+    return _expand("untrained-satclip-l40", name, seed=seed)
 
 
 @ENCODERS.register("geoclip")
@@ -140,12 +159,12 @@ def _raw(name: str, encoding: str, **params) -> Encoder:
 
 @ENCODERS.register("sh-l10")
 def _build_sh10(name: str = "sh-l10") -> Encoder:
-    return _raw(name, "sphericalharmonics", legendre_polys=10)
+    return _expand("sh-l10", name)
 
 
 @ENCODERS.register("sh-l40")
 def _build_sh40(name: str = "sh-l40") -> Encoder:
-    return _raw(name, "sphericalharmonics", legendre_polys=40)
+    return _expand("sh-l40", name)
 
 
 _SPEC = re.compile(r"^\s*(?P<name>[^()]+?)\s*(?:\((?P<params>.*)\))?\s*$")
@@ -247,31 +266,113 @@ def _loaded_from(name: str) -> str | None:
         return path
 
 
-def spec_key(spec: str) -> tuple:
-    """What ``spec`` builds, for telling two spellings of one encoder from two encoders: its name (for a path,
-    the file it loads; for ``MODEL+range``, MODEL's) and its parameters."""
-    name, params = parse_spec(spec)
+def _model_key(name: str) -> str | None:
+    """The model a model spec's ``name`` loads, where that is known without loading it: the resolved file or
+    directory of a path, the shipped directory of a shipped model's name, the name of a released checkpoint
+    for its hub id or ``hf://`` id. None for anything else (compared by its name)."""
     loaded = _loaded_from(name)
-    if loaded is None:
-        from .retrieval import SPEC as RETRIEVAL
+    if loaded is not None:
+        return loaded
+    from ... import pretrained
+    from ...io.resolve import HUB_SCHEME
 
-        match = RETRIEVAL.match(name)
-        base = _loaded_from(match["base"]) if match else None
-        loaded = None if base is None else f"{base}+{match['mode']}"
-    return (loaded or name, tuple(sorted((k, repr(v)) for k, v in params.items())))
+    bundled = pretrained.bundled_models()
+    if name in bundled:
+        return os.path.realpath(bundled[name])
+    if name.startswith(HUB_SCHEME):
+        release = pretrained.released_for_hub_id(name[len(HUB_SCHEME) :])
+    else:
+        release = pretrained.RELEASED.get(name) or pretrained.released_for_hub_id(name)
+    return next((n for n, model in pretrained.RELEASED.items() if model == release), None)
+
+
+def _value_key(value: object) -> tuple:
+    """A parameter value as compared: a number by its value (``10``, ``10.0`` and ``1e1`` are one; a boolean
+    is no number), anything else by its type and ``repr``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ("number", "nan") if value != value else ("number", value)
+    return (type(value).__name__, repr(value))
+
+
+def _defaults(builder, reserved: tuple[str, ...] = ()) -> dict:
+    """The parameters ``builder`` takes that have a default, and their defaults (``reserved`` left out)."""
+    return {key: p.default for key, p in inspect.signature(builder).parameters.items()
+            if key not in reserved and p.default is not inspect.Parameter.empty}  # fmt: skip
+
+
+def _takes(spec: str, name: str, builder, params: dict, reserved: tuple[str, ...]) -> bool:
+    """Whether ``builder`` takes ``params`` (:func:`create` refuses them otherwise, saying why)."""
+    try:
+        _check_params(spec, ENCODERS.kind, name, builder, params, reserved)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _canonical(spec: str) -> tuple[str, dict, bool] | None:
+    """What ``spec`` builds, as ``(name, parameters, is_model)``: an alias expanded (``sh-l10`` is
+    ``sphericalharmonics`` with ``legendre_polys=10``), every parameter's default written out, a model named
+    by the model it loads (:func:`_model_key`; ``is_model``: it was found) and a retrieval database path
+    resolved. None where the encoder does not take the spec's parameters (:func:`create` refuses them)."""
+    name, params = parse_spec(spec)
+    if name in ENCODERS or name in _encoding.names():
+        registry, reserved = (ENCODERS, ("name",)) if name in ENCODERS else (_encoding.ENCODINGS, ())
+        if not _takes(spec, name, registry.get(name), params, reserved):
+            return None
+        target, fixed = ALIASES.get(name, (name, {}))
+        registry, reserved = (ENCODERS, ("name",)) if target in ENCODERS else (_encoding.ENCODINGS, ())
+        return target, {**_defaults(registry.get(target), reserved), **fixed, **params}, False
+    from .retrieval import SPEC as RETRIEVAL
+    from .retrieval import _spec_parameters
+
+    match = RETRIEVAL.match(name)
+    if match is None:
+        from ...io.load import load
+
+        builder, reserved, base = load, ("source",), name
+    else:
+        builder, reserved, base = _spec_parameters, (), match["base"]
+    if not _takes(spec, name, builder, params, reserved):
+        return None
+    model = _model_key(base)
+    params = {**_defaults(builder, reserved), **params}
+    if match is None:
+        return model or name, params, model is not None
+    database = params["database"]  # (a directory, relative to here, or "auto")
+    if isinstance(database, str) and database != "auto" and os.path.exists(database):
+        params["database"] = os.path.realpath(database)
+    return f"{model or base}+{match['mode']}", params, False
+
+
+def spec_key(spec: str) -> tuple:
+    """What ``spec`` builds, for telling two spellings of one encoder from two encoders: the name it builds
+    (an alias's expansion; for a model, the model it loads; for ``MODEL+range``, MODEL's) and every parameter,
+    defaults written out, numbers by value (see :func:`_canonical`); a spec :func:`create` refuses, as parsed."""
+    canonical = _canonical(spec)
+    name, params = parse_spec(spec) if canonical is None else canonical[:2]
+    return (name, tuple(sorted((k, _value_key(v)) for k, v in params.items())), canonical is not None)
 
 
 def check_distinct(specs) -> None:
     """Refuse one encoder given twice (it ran twice: a false tie in every table), however it is spelt:
-    ``direct()`` and ``direct``, or ``runs/m10``, ``./runs/m10/``, its absolute path and a link to it."""
+    ``direct()`` and ``direct``; ``sh-l10`` and ``sphericalharmonics(legendre_polys=10)``; ``untrained-satclip``
+    and ``untrained-satclip(seed=0)``; ``theory(min_radius=1000)`` and ``theory(min_radius=1e3)``; ``runs/m10``,
+    ``./runs/m10/``, its absolute path and a link to it; ``M+range(database=db)`` and ``(database=./db)``."""
     seen: dict[tuple, str] = {}
     for spec in specs:
         key = spec_key(spec)
         if key in seen:
-            spelt = {parse_spec(seen[key])[0], parse_spec(spec)[0]}
-            same = "the same encoder" if spelt == {key[0]} else f"the same model ({key[0]})"
+            first = seen[key]
+            name, params, model = _canonical(spec) or (*parse_spec(spec), False)
+            if parse_spec(first) == parse_spec(spec):
+                same = "the same encoder"
+            elif model:
+                same = f"the same model ({name})"
+            else:
+                shown = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
+                same = f"the same encoder (both are {name}({shown}))" if shown else f"the same encoder ({name})"
             raise BadInputError(
-                f"encoders {seen[key]!r} and {spec!r} are {same}; give it once (keep {seen[key]!r}, drop {spec!r})"
+                f"encoders {first!r} and {spec!r} are {same}; give it once (keep {first!r}, drop {spec!r})"
             )
         seen[key] = spec
 
@@ -346,6 +447,6 @@ def names() -> list[str]:
 
 
 __all__ = [
-    "ENCODERS", "Encoder", "check_distinct", "create", "existing_path", "names", "parse_spec", "spec_key",
+    "ALIASES", "ENCODERS", "Encoder", "check_distinct", "create", "existing_path", "names", "parse_spec", "spec_key",
     "split_specs",
 ]  # fmt: skip
