@@ -211,12 +211,16 @@ def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, st
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
     config = config_for(straight["root"] / "cache", tmp_path / "run", max_epochs=2, checkpoint_every_n_steps=2)
-    fit(from_dict(config))
+    history = fit(from_dict(config)).history
     per_epoch = math.ceil(len(split_indices(200, 0.1, 0)[0]) / 64)
     epoch_ends = {per_epoch * (e + 1) for e in range(2)}
     expected = sorted(epoch_ends | {s for s in range(1, 2 * per_epoch + 1) if s % 2 == 0})
     assert [step for name, step in saves if name == "last.ckpt"] == expected
-    assert [step for name, step in saves if name == "best.ckpt"] == sorted(epoch_ends)  # val_loss falls at first
+    # best.ckpt at the ends of the epochs whose val_loss is the lowest so far (whether the second epoch's is
+    # lower depends on the CPU's float32 rounding of so short a run)
+    losses = [row["val_loss"] for row in history]
+    improved = [per_epoch * (e + 1) for e, loss in enumerate(losses) if loss < min(losses[:e], default=math.inf)]
+    assert [step for name, step in saves if name == "best.ckpt"] == improved and improved[0] == per_epoch
 
     saves.clear()
     fit(from_dict(config_for(straight["root"] / "cache", tmp_path / "default", max_epochs=2)))
