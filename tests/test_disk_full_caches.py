@@ -14,7 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from satclip.cli import main
 
 DISK_FULL = "satclip: error: disk full while writing {where}: free space or choose another output"
 
@@ -77,3 +80,58 @@ def test_a_corpus_on_a_full_disk_is_one_line_and_builds_once_there_is_room(small
     assert satclip("data", "bluemarble", "--n", "2000", "--out", direct).returncode == 0
     for name in ("images.npy", "index.csv"):
         assert sha256(out / name) == sha256(direct / name), name
+
+
+# --- the evaluation cache ------------------------------------------------------------------------
+
+EVALUATE = ["evaluate", "--encoders", "wrap", "--seeds", "1", "--probes", "linear", "--max-epochs", "5",
+            "--no-figures"]  # fmt: skip
+
+
+@pytest.fixture
+def task_file(tmp_path) -> Path:
+    rng = np.random.default_rng(1)
+    lon, lat = rng.uniform(-180, 180, 400), rng.uniform(-60, 70, 400)
+    rows = "".join(f"{x:.17g},{y:.17g},{np.sin(y):.17g}\n" for x, y in zip(lon, lat, strict=True))
+    path = tmp_path / "task.csv"
+    path.write_text("lon,lat,y\n" + rows)
+    return path
+
+
+def _evaluate_without_a_cache_area(tmp_path, task_file, capsys) -> None:
+    """Evaluate with the cache area unwritable, then with --no-cache: the same results, and a warning per entry
+    naming it and saying what to do."""
+    args = [*EVALUATE, "--task-file", str(task_file)]
+    assert main([*args, "--out", str(tmp_path / "cached")]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("could not write the eval cache entry ")]
+    assert warnings, err[-3000:]
+    root = Path(os.environ["SATCLIP_CACHE"]) / "eval"
+    assert all(f" {root}/" in line and "continuing without caching it" in line and "--no-cache" in line
+               and "SATCLIP_CACHE" in line for line in warnings), warnings  # fmt: skip
+    assert main([*args, "--no-cache", "--out", str(tmp_path / "uncached")]) == 0
+    results = [(tmp_path / out / "results.csv").read_bytes() for out in ("cached", "uncached")]
+    assert results[0] == results[1]
+
+
+def test_an_eval_cache_that_cannot_be_made_only_costs_time(tmp_path, task_file, monkeypatch, capsys):
+    """With $SATCLIP_CACHE under a regular file the evaluation failed (exit 2) naming the cache path, although
+    the cache only saves time and the output had room."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache's parent should be\n")
+    monkeypatch.setenv("SATCLIP_CACHE", str(blocker / "cache"))
+    _evaluate_without_a_cache_area(tmp_path, task_file, capsys)
+    assert blocker.read_text() == "a file where the cache's parent should be\n"
+
+
+def test_a_full_eval_cache_only_costs_time(small_disk, tmp_path, task_file, monkeypatch, capsys):
+    """A full $SATCLIP_CACHE failed the evaluation with "disk full while writing the output" (exit 1) although
+    the output disk had room; now each entry that does not fit is a warning, and no partial entry is left."""
+    with open(small_disk.path / "filler", "wb") as filler, pytest.raises(OSError, match="No space left"):
+        while True:  # fill the disk
+            filler.write(b"\0" * 65536)
+            filler.flush()
+    monkeypatch.setenv("SATCLIP_CACHE", str(small_disk.path / "cache"))
+    _evaluate_without_a_cache_area(tmp_path, task_file, capsys)
+    left = [p for p in (small_disk.path / "cache").rglob("*") if p.is_file()]
+    assert all(p.suffix != ".npz" and ".satclip-tmp-" not in p.name for p in left), left

@@ -77,6 +77,19 @@ def cached_arrays(
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # cut short, emptied or damaged
             log.warning("ignoring unreadable cache entry %s (%s); rebuilding", path, err)
     arrays = build()
-    save_npz(path, arrays, compress=compress)
-    log.debug("cached %s", path)
+    _keep(path, arrays, compress)
     return arrays
+
+
+def _keep(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None:
+    """Store a cache entry if the cache area lets us: it only saves time, so a full, read-only or foreign
+    cache area is one warning, never the evaluation's failure (:func:`save_npz` leaves no partial file)."""
+    from ..errors import SatclipError
+
+    try:
+        save_npz(path, arrays, compress=compress)
+    except (OSError, SatclipError) as err:
+        log.warning("could not write the eval cache entry %s (%s); continuing without caching it "
+                    "(--no-cache skips the cache, SATCLIP_CACHE=DIR moves it)", path, err)  # fmt: skip
+    else:
+        log.debug("cached %s", path)
