@@ -135,3 +135,45 @@ def test_a_full_eval_cache_only_costs_time(small_disk, tmp_path, task_file, monk
     _evaluate_without_a_cache_area(tmp_path, task_file, capsys)
     left = [p for p in (small_disk.path / "cache").rglob("*") if p.is_file()]
     assert all(p.suffix != ".npz" and ".satclip-tmp-" not in p.name for p in left), left
+
+
+# --- the outputs of embed and map ----------------------------------------------------------------
+
+@pytest.fixture
+def points(tmp_path) -> Path:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    path = tmp_path / "points.parquet"
+    pd.DataFrame({"lon": rng.uniform(-180, 180, 5000), "lat": rng.uniform(-60, 80, 5000)}).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(("name", "written"), [("e.parquet", "output.parquet"), ("e.npy", "embeddings.npy"),
+                                               ("e.zarr", "store.zarr")])  # fmt: skip
+def test_embed_on_a_full_disk_names_the_file(small_disk, tmp_path, points, name, written):
+    """pyarrow, numpy and zarr raise a full disk without a filename: the line said "while writing the output".
+    5,000 embeddings of 256 float32 (5 MB) do not fit in 1 MiB."""
+    if name.endswith(".zarr"):
+        pytest.importorskip("zarr")
+    out = small_disk.path / name
+    done = satclip("embed", points, "-o", out, "--model", "bluemarble-l10", "--no-progress")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == DISK_FULL.format(where=out.with_name(f"{name}.partial") / written)
+    if name.endswith(".parquet"):  # the work is kept: with room, the run resumes into the same output
+        pq = pytest.importorskip("pyarrow.parquet")
+        small_disk.grow("64M")
+        assert satclip("embed", points, "-o", out, "--model", "bluemarble-l10", "--no-progress").returncode == 0
+        direct = tmp_path / name
+        assert satclip("embed", points, "-o", direct, "--model", "bluemarble-l10", "--no-progress").returncode == 0
+        assert pq.read_table(out).equals(pq.read_table(direct))
+
+
+def test_a_zarr_map_on_a_full_disk_names_it(small_disk):
+    """The field (4 MB at 4°) fits, the Zarr map written from it does not: the line named "the output"."""
+    pytest.importorskip("zarr")
+    small_disk.grow("6M")
+    out = small_disk.path / "m.zarr"
+    done = satclip("map", "--model", "bluemarble-l10", "--resolution", "4", "--all", "-o", out)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == DISK_FULL.format(where=out), done.stderr[-3000:]
+    assert [p.name for p in small_disk.path.iterdir()] == ["m.zarr.partial"]  # the field, kept for the rerun

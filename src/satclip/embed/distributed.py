@@ -46,6 +46,7 @@ from ..optional import require
 from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import dask_client
+from .file_errors import naming
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import (
     MANIFEST,
@@ -223,6 +224,10 @@ class _PartWriter:
         self.writer, self.sink = None, None
 
     def write(self, table) -> None:
+        with naming(self.path):
+            self._write(table)
+
+    def _write(self, table) -> None:
         if self.writer is None:
             if self.part_format == "parquet":
                 self.writer = sinks.parquet_writer(self.path, table.schema, self.embedding, self.dictionary)
@@ -239,10 +244,11 @@ class _PartWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.sink is not None:
-            self.sink.close()
+        with naming(self.path):
+            if self.writer is not None:
+                self.writer.close()
+            if self.sink is not None:
+                self.sink.close()
 
 
 #: worker process → the jobs its plugins set up, by plugin name

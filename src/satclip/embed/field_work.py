@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from .file_errors import naming
 from .job import MANIFEST, identity_has, resume_manifest, work_dir, work_manifest
 
 FIELD = "field.npy"
@@ -54,12 +55,13 @@ class FieldWork:
             safe_output.make_owned_dir(workdir, kind="map-work")
             stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
             try:
-                field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)
-                del field
-                safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
-            except OSError as err:
+                with naming(workdir / FIELD):
+                    field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)
+                    del field
+                    safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
+            except OSError:
                 safe_output.remove_owned(workdir)  # nothing computed yet
-                raise OSError(err.errno, err.strerror, str(workdir / FIELD)) from err
+                raise
             manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
                         "block_rows": block_rows, "done": []}  # fmt: skip
             safe_output.write_json(workdir / MANIFEST, manifest)
@@ -79,10 +81,11 @@ class FieldWork:
             for row0, values in blocks(done):
                 rows = slice(row0, row0 + values.shape[0])
                 flat = values.reshape(-1, values.shape[-1])
-                field[self.offsets[rows.start] : self.offsets[rows.stop]] = (
-                    flat if self.cells is None else flat[self.cells[rows].reshape(-1)]
-                )
-                field.flush()
+                with naming(self.workdir / FIELD):
+                    field[self.offsets[rows.start] : self.offsets[rows.stop]] = (
+                        flat if self.cells is None else flat[self.cells[rows].reshape(-1)]
+                    )
+                    field.flush()
                 done.add(row0)
                 self.manifest["done"] = sorted(done)
                 safe_output.write_json(self.workdir / MANIFEST, self.manifest)

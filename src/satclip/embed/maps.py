@@ -44,6 +44,7 @@ from ..models.provenance import ANY, Footprint, training_footprint
 from ..optional import require
 from .api import embed_lonlat
 from .field_work import FieldWork, cells_digest, published
+from .file_errors import naming
 from .job import work_dir
 
 log = logging.getLogger(__name__)
@@ -427,7 +428,7 @@ def write_zarr(
     the group; written atomically."""
     zarr = require("zarr", "map", "writing Zarr maps")
 
-    with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled():
+    with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled(), naming(path):
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         group.attrs.update(attrs)
         rows = max(1, min(grid.height, (1 << 20) // grid.width))
@@ -490,7 +491,7 @@ def write_png(
     if caption:
         fig.supxlabel(caption, fontsize=8, x=0.01, ha="left", multialignment="left")
     try:
-        with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
+        with safe_output.atomic_file(path, overwrite=overwrite) as tmp, naming(path):
             fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)

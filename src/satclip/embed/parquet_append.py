@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import ResumeError
 from ..safe_output import write_bytes
+from .file_errors import naming
 
 MAGIC = b"PAR1"
 
@@ -154,7 +155,8 @@ class RowGroupFile:
     def append(self, index: int, table) -> None:
         """Write ``table`` as row group ``index`` (replacing it and anything after it if written before)."""
         start = self._read(index - 1)[0] if index else 0
-        end, footer = write_row_group(self.path, start, table, self.writer_for)
+        with naming(self.path):
+            end, footer = write_row_group(self.path, start, table, self.writer_for)
         write_bytes(self._record(index), end.to_bytes(8, "little") + footer)
 
     def finish(self, count: int) -> Path:
@@ -162,7 +164,8 @@ class RowGroupFile:
         if not count:
             raise ValueError("nothing to write: no rows")
         records = [self._read(index) for index in range(count)]
-        finish(self.path, records[-1][0], [footer for _, footer in records])
+        with naming(self.path):
+            finish(self.path, records[-1][0], [footer for _, footer in records])
         return self.path
 
 

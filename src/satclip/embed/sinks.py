@@ -17,6 +17,7 @@ import numpy as np
 from .. import safe_output
 from ..registry import Registry
 from . import parquet_append
+from .file_errors import naming
 
 SINKS: Registry = Registry("output format")
 #: file suffix → format name
@@ -165,16 +166,19 @@ class NpySink(Sink):
         return self.workdir / "embeddings.npy"
 
     def create(self):
-        array = np.lib.format.open_memmap(self._path(), mode="w+", dtype=self.dtype, shape=(self.num_rows, self.dim))
-        del array
-        safe_output.reserve(self._path())  # a full disk fails now, not with SIGBUS in the memory map
+        with naming(self._path()):
+            array = np.lib.format.open_memmap(self._path(), mode="w+", dtype=self.dtype,
+                                              shape=(self.num_rows, self.dim))  # fmt: skip
+            del array
+            safe_output.reserve(self._path())  # a full disk fails now, not with SIGBUS in the memory map
 
     def write(self, index, table, embeddings, valid):
-        array = np.lib.format.open_memmap(self._path(), mode="r+")
-        start = index * self.chunk_rows
-        array[start : start + len(embeddings)] = embeddings
-        array.flush()
-        del array
+        with naming(self._path()):
+            array = np.lib.format.open_memmap(self._path(), mode="r+")
+            start = index * self.chunk_rows
+            array[start : start + len(embeddings)] = embeddings
+            array.flush()
+            del array
 
     def finalize(self, num_chunks):
         return self._path()
@@ -192,36 +196,39 @@ class ZarrSink(Sink):
     def create(self):
         import zarr
 
-        group = zarr.open_group(str(self._path()), mode="w", zarr_format=2)
-        chunk = max(1, min(self.chunk_rows, self.num_rows))
-        group.create_array(
-            "embedding", shape=(self.num_rows, self.dim), chunks=(chunk, self.dim), dtype=self.dtype,
-            fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": ["point", "dim"]},
-        )  # fmt: skip
-        for name, long_name in (("lon", "longitude"), ("lat", "latitude")):
+        with naming(self._path()):
+            group = zarr.open_group(str(self._path()), mode="w", zarr_format=2)
+            chunk = max(1, min(self.chunk_rows, self.num_rows))
             group.create_array(
-                name, shape=(self.num_rows,), chunks=(chunk,), dtype="float64", fill_value=np.nan,
-                attributes={"_ARRAY_DIMENSIONS": ["point"], "units": "degrees", "long_name": long_name},
+                "embedding", shape=(self.num_rows, self.dim), chunks=(chunk, self.dim), dtype=self.dtype,
+                fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": ["point", "dim"]},
             )  # fmt: skip
-        group.attrs.update(self.options.get("attrs", {}))
+            for name, long_name in (("lon", "longitude"), ("lat", "latitude")):
+                group.create_array(
+                    name, shape=(self.num_rows,), chunks=(chunk,), dtype="float64", fill_value=np.nan,
+                    attributes={"_ARRAY_DIMENSIONS": ["point"], "units": "degrees", "long_name": long_name},
+                )  # fmt: skip
+            group.attrs.update(self.options.get("attrs", {}))
 
     def write(self, index, table, embeddings, valid):
         import zarr
 
         from .sources import coordinates
 
-        group = zarr.open_group(str(self._path()), mode="r+")
         start = index * self.chunk_rows
         stop = start + len(embeddings)
         lonlat = coordinates(table, self.options["lon_col"], self.options["lat_col"])
-        group["embedding"][start:stop] = embeddings.astype(self.dtype)
-        group["lon"][start:stop] = lonlat[:, 0]
-        group["lat"][start:stop] = lonlat[:, 1]
+        with naming(self._path()):
+            group = zarr.open_group(str(self._path()), mode="r+")
+            group["embedding"][start:stop] = embeddings.astype(self.dtype)
+            group["lon"][start:stop] = lonlat[:, 0]
+            group["lat"][start:stop] = lonlat[:, 1]
 
     def finalize(self, num_chunks):
         import zarr
 
-        zarr.consolidate_metadata(str(self._path()))
+        with naming(self._path()):
+            zarr.consolidate_metadata(str(self._path()))
         return self._path()
 
 
