@@ -214,6 +214,8 @@ def test_existing_convert_output_needs_overwrite(tmp_path, capsys):
     ("number", "expected"),
     [
         (errno.ENOSPC, "disk full while writing {path}: free space or choose another output"),
+        (errno.EFBIG, "file too large for this file system or the file-size limit (ulimit -f): {path}: raise the "
+                      "limit or write elsewhere"),
         (errno.EROFS, "permission denied / read-only file system: {path}:"),
         (errno.EACCES, "permission denied / read-only file system: {path}:"),
     ],

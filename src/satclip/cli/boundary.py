@@ -73,6 +73,12 @@ def describe(err: BaseException) -> tuple[int, str]:
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         where = err.filename if err.filename is not None else "the output"
         return EXIT_RUNTIME, f"disk full while writing {where}: free space or choose another output"
+    if isinstance(err, OSError) and err.errno == errno.EFBIG:
+        where = err.filename if err.filename is not None else "the output"
+        return EXIT_RUNTIME, (
+            f"file too large for this file system or the file-size limit (ulimit -f): {where}: raise the limit or "
+            "write elsewhere"
+        )
     if isinstance(err, OSError) and err.errno in _PERMISSION:
         where = err.filename if err.filename is not None else message_of(err)
         return EXIT_RUNTIME, (
