@@ -230,7 +230,7 @@ def test_write_failures_are_one_line(tmp_path, monkeypatch, capsys, number, expe
     ckpt, out = tmp_path / "m.ckpt", tmp_path / "native"
     assert main(["convert", "bluemarble-l10", str(ckpt), "--location-only"]) == 0
     capsys.readouterr()
-    monkeypatch.setattr(native, "save_file", refuse)
+    monkeypatch.setattr(native, "save_tensors", refuse)
     assert main(["convert", str(ckpt), str(out)]) == 1
     line = check_error(capsys.readouterr().err, ONE_LINE, "model.safetensors")
     before, after = expected.split("{path}")

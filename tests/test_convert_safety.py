@@ -112,7 +112,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, ckpt, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(native, "save_file", disk_full)
+    monkeypatch.setattr(native, "save_tensors", disk_full)
     with pytest.raises(OSError, match="No space"):
         convert(ckpt, tmp_path / "model")
     monkeypatch.setattr(original.torch, "save", disk_full)

@@ -13,12 +13,16 @@ The rules:
 * Resumable work is locked (:func:`exclusive`): a second run on the same output fails at once naming the
   PID that holds it; the lock of a process that died is taken over (the kernel releases ``flock`` locks
   with their process).
+* A full disk or a file-size limit is an ``OSError`` naming the output (ENOSPC, EFBIG), never a
+  serialiser's errno-less error or abort: files are written with Python's own I/O (:func:`writing`,
+  :func:`write_data`, :func:`write_serialised`), and errors naming a temporary name the output instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import os
@@ -27,7 +31,7 @@ import secrets
 import shutil
 import socket
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import BadInputError, LockedError, OutputExistsError
@@ -495,7 +499,8 @@ def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[s
     clean_stale(path)
     tmp = temp_path(path)
     try:
-        yield tmp
+        with _naming(tmp, path):
+            yield tmp
         if not tmp.exists():
             raise RuntimeError(f"nothing was written for {path}")
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
@@ -518,17 +523,92 @@ def atomic_dir(
     tmp.mkdir()
     try:
         mark_owned(tmp, kind)
-        yield tmp
+        with _naming(tmp, path):
+            yield tmp
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
     finally:
         _remove(tmp)
+
+
+@contextlib.contextmanager
+def _naming(tmp: Path, path: Path) -> Iterator[None]:
+    """Re-raise an OSError that names the temporary ``tmp`` (or a file in it) naming the output ``path`` (or
+    that file in it) instead: the user knows the output, and the temporary is gone when the message shows."""
+    try:
+        yield
+    except OSError as err:
+        name = err.filename
+        if (
+            not isinstance(name, (str, bytes, os.PathLike))
+            or err.filename2 is not None
+            or not Path(os.fsdecode(name)).is_relative_to(tmp)
+        ):
+            raise
+        raise OSError(err.errno, err.strerror, str(path / Path(os.fsdecode(name)).relative_to(tmp))) from err
+
+
+class _Writer:
+    """A binary file open for writing through Python's own I/O (see :func:`writing`). Deliberately no
+    ``io.BufferedWriter``: ``np.save`` then writes through :meth:`write` in bounded chunks rather than with C
+    stdio, whose failures carry no errno."""
+
+    def __init__(self, handle, path: Path) -> None:
+        self._handle, self._path = handle, path
+
+    def write(self, data) -> int:
+        with _named(self._path):
+            return self._handle.write(data)
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """Give an OSError without a file name (a full disk: ENOSPC, a file-size limit: EFBIG) ``path``'s name."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[_Writer]:
+    """Open ``path`` (typically a temporary of :func:`atomic_file` or a file in :func:`atomic_dir`'s) to write
+    with Python's own file I/O: a full disk or a file-size limit is then an ``OSError`` with its errno and the
+    file's name, which the CLI reports in one line. Serialisers write their failures otherwise (safetensors'
+    ``save_file``: a SafetensorError; ``torch.save``: a RuntimeError without errno; ``torch.jit.save``: a C++
+    abort; ``np.save`` into a real file: an errno-less OSError), so satclip serialises small objects to bytes
+    in memory and writes them here (:func:`write_data`), and streams arrays here with ``np.save(handle, ...)``."""
+    path = Path(path)
+    with _named(path), path.open("wb") as handle:
+        yield _Writer(handle, path)
+
+
+def write_data(path: str | Path, data) -> Path:
+    """Write the bytes-like ``data`` (``bytes``, a ``memoryview`` such as ``BytesIO.getbuffer()``) to ``path``
+    through :func:`writing` (not atomically: give a temporary of :func:`atomic_file` or :func:`atomic_dir`)."""
+    with writing(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def write_serialised(path: str | Path, serialise: Callable[[io.BytesIO], object]) -> Path:
+    """``serialise(buffer)`` (``torch.save(obj, buffer)``, ``torch.jit.save(module, buffer)``) into memory, then
+    write the bytes to ``path`` with :func:`write_data`: torch's own file writer reports a full disk as a
+    RuntimeError without errno (``torch.save``) or aborts the process (``torch.jit.save``). For what fits in
+    memory (models, checkpoints: written from the buffer, not copied), not for arrays (``np.save`` them into
+    :func:`writing`, which streams them)."""
+    buffer = io.BytesIO()
+    serialise(buffer)
+    with buffer.getbuffer() as view:
+        return write_data(path, view)
 
 
 def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
     """Write a small file atomically (manifests, configs, state); replaces an existing file by default."""
     path = Path(path)
     with atomic_file(path, overwrite=overwrite) as tmp:
-        tmp.write_bytes(data)
+        write_data(tmp, data)
     return path
 
 

@@ -18,12 +18,12 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ..errors import BadInputError
-from ..safe_output import atomic_dir, usual_permissions
+from ..safe_output import atomic_dir, write_data
 from .checks import check_weights
 
 FORMAT = "satclip"
@@ -143,12 +143,12 @@ def write_native(
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], file: str | Path) -> None:
-    """``safetensors``' ``save_file``, the file then given the permissions a new file gets (``save_file``
-    writes it ``0o600``: unreadable to the others who share its directory)."""
-    save_file(tensors, file)
-    usual_permissions(file)
+    """``safetensors``' file of ``tensors``, serialised in memory and written by
+    :func:`satclip.safe_output.write_data` (``save_file`` reports a full disk without an errno; and writes its
+    file ``0o600``, where this one gets the permissions a new file gets)."""
+    write_data(file, safetensors.torch.save(tensors))
 
 
 def write_config(directory: str | Path, config: dict) -> None:
     """``directory``'s ``config.json`` in the layout every native model has (sorted keys, indent 2)."""
-    (Path(directory) / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_data(Path(directory) / CONFIG_FILE, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())

@@ -186,7 +186,8 @@ def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) ->
     with torch.no_grad():
         traced = torch.jit.trace(module, TRACE_POINTS, check_trace=False)
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={"satclip.json": json.dumps(metadata(encoder))})
+        extra = {"satclip.json": json.dumps(metadata(encoder))}  # (torch.jit.save to a file aborts on a full disk)
+        safe_output.write_serialised(tmp, lambda buffer: torch.jit.save(traced, buffer, _extra_files=extra))
         loaded = torch.jit.load(str(tmp))
         with torch.no_grad():
             check_exported(lambda points: loaded(torch.from_numpy(points)).numpy(), module, "TorchScript")

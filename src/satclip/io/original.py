@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadInputError
-from ..safe_output import atomic_file
+from ..safe_output import atomic_file, write_serialised
 from . import basis, native
 from .checks import check_weights
 from .parts import ModelParts
@@ -360,7 +360,7 @@ def save_checkpoint(path: str | Path, ckpt: dict, *, overwrite: bool = False, in
     """``torch.save`` ``ckpt`` to ``path`` atomically (see :func:`satclip.safe_output.atomic_file`)."""
     path = Path(path)
     with atomic_file(path, overwrite=overwrite, inputs=inputs) as tmp:
-        torch.save(ckpt, tmp)
+        write_serialised(tmp, lambda buffer: torch.save(ckpt, buffer))
     return path
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadInputError
-from ..safe_output import atomic_file
+from ..safe_output import atomic_file, write_serialised
 from . import basis, native
 from .checks import check_weights
 from .parts import ModelParts, pack
@@ -76,7 +76,7 @@ def write_torchgeo(path: str | Path, parts: ModelParts, *, overwrite: bool = Fal
     state = {k: v.detach().clone() for k, v in torchgeo_state_dict(parts).items()}
     path = Path(path)
     with atomic_file(path, overwrite=overwrite, inputs=inputs) as tmp:
-        torch.save(state, tmp)
+        write_serialised(tmp, lambda buffer: torch.save(state, buffer))
     return path
 
 

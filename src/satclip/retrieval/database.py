@@ -454,9 +454,9 @@ def build_database(
             "built_from": {"model": str(model_source or "MODEL"), "cache": str(Path(cache.path).resolve())},
         }  # fmt: skip
         with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
-            np.save(tmp / LONLAT, lonlat)
-            np.save(tmp / LOCATION, stored[LOCATION])
-            np.save(tmp / IMAGE, stored[IMAGE])
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            for name, values in ((LONLAT, lonlat), (LOCATION, stored[LOCATION]), (IMAGE, stored[IMAGE])):
+                with safe_output.writing(tmp / name) as handle:  # (np.save into a file: a full disk has no errno)
+                    np.save(handle, values)
+            safe_output.write_data(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         log.info("retrieval database %s: %d entries, image embeddings in %s", path, len(lonlat), dtype)
         return RetrievalDatabase.open(path)

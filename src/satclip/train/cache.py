@@ -418,7 +418,7 @@ def build_cache(
             for array in maps.values():
                 array.flush()
             done[chunk] = True
-            with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp, tmp.open("wb") as handle:
+            with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp, safe_output.writing(tmp) as handle:
                 np.save(handle, done)
             images_done += images
             if progress:
@@ -494,8 +494,9 @@ def write_cache(
         "build": {"device": "external", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }  # fmt: skip
     with safe_output.atomic_dir(path, overwrite=True, kind="feature-cache") as tmp:  # only one satclip made
-        np.save(tmp / FEATURES, features)
-        np.save(tmp / LONLAT, lonlat)
+        for name, values in ((FEATURES, features), (LONLAT, lonlat)):
+            with safe_output.writing(tmp / name) as handle:  # (np.save into a file: a full disk has no errno)
+                np.save(handle, values)
         _save_backbone(tmp / BACKBONE, encoder)
         _write_json(tmp / MANIFEST, manifest)
     return FeatureCache.open(path)

@@ -71,7 +71,7 @@ class AtomicCheckpointIO(_plugins.TorchCheckpointIO):
             raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
         path = Path(path)
         with safe_output.atomic_file(path, overwrite=True) as tmp:
-            torch.save(checkpoint, tmp)
+            safe_output.write_serialised(tmp, lambda buffer: torch.save(checkpoint, buffer))
             digest = file_sha256(tmp)
             _record_digests(path, [*_recorded_digests(path), digest])
         _record_digests(path, [digest])
