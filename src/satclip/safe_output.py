@@ -556,17 +556,19 @@ class _Writer:
         self._handle, self._path = handle, path
 
     def write(self, data) -> int:
-        with _named(self._path):
+        with naming(self._path):
             return self._handle.write(data)
 
 
 @contextlib.contextmanager
-def _named(path: Path) -> Iterator[None]:
-    """Give an OSError without a file name (a full disk: ENOSPC, a file-size limit: EFBIG) ``path``'s name."""
+def naming(path: str | Path) -> Iterator[None]:
+    """Inside, an ``OSError`` with an errno but no file name (a full disk: ENOSPC, a file-size limit: EFBIG,
+    as pyarrow, zarr and numpy raise them) is raised again as the same error naming ``path`` (the original
+    chained), so the CLI's line names the file; others pass unchanged."""
     try:
         yield
     except OSError as err:
-        if err.filename is not None:
+        if err.filename is not None or err.errno is None:
             raise
         raise OSError(err.errno, err.strerror, str(path)) from err
 
@@ -580,7 +582,7 @@ def writing(path: str | Path) -> Iterator[_Writer]:
     abort; ``np.save`` into a real file: an errno-less OSError), so satclip serialises small objects to bytes
     in memory and writes them here (:func:`write_data`), and streams arrays here with ``np.save(handle, ...)``."""
     path = Path(path)
-    with _named(path), path.open("wb") as handle:
+    with naming(path), path.open("wb") as handle:
         yield _Writer(handle, path)
 
 

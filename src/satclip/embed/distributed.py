@@ -43,10 +43,10 @@ from ..io.resolve import encoder_files
 from ..models import precision
 from ..models.location_encoder import model_identity, model_token
 from ..optional import require
+from ..safe_output import naming
 from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import dask_client
-from .file_errors import naming
 from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import (
     MANIFEST,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from .file_errors import naming
+from ..safe_output import naming
 from .job import MANIFEST, identity_has, resume_manifest, work_dir, work_manifest
 
 FIELD = "field.npy"

@@ -42,9 +42,9 @@ from ..models import precision as _precision
 from ..models.location_encoder import model_identity
 from ..models.provenance import ANY, Footprint, training_footprint
 from ..optional import require
+from ..safe_output import naming
 from .api import embed_lonlat
 from .field_work import FieldWork, cells_digest, published
-from .file_errors import naming
 from .job import work_dir
 
 log = logging.getLogger(__name__)

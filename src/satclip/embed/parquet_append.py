@@ -19,8 +19,7 @@ import os
 from pathlib import Path
 
 from ..errors import ResumeError
-from ..safe_output import write_bytes
-from .file_errors import naming
+from ..safe_output import naming, write_bytes
 
 MAGIC = b"PAR1"
 

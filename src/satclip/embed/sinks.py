@@ -16,8 +16,8 @@ import numpy as np
 
 from .. import safe_output
 from ..registry import Registry
+from ..safe_output import naming
 from . import parquet_append
-from .file_errors import naming
 
 SINKS: Registry = Registry("output format")
 #: file suffix → format name
