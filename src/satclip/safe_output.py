@@ -449,7 +449,8 @@ def reserve(path: str | Path) -> None:
         return
     fd = os.open(path, os.O_RDWR)
     try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        with naming(path):
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     except OSError as err:
         if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: no worse than before
             raise

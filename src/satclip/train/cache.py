@@ -372,7 +372,8 @@ def build_cache(
             _save_backbone(path / BACKBONE, encoder)
             np.lib.format.open_memmap(_partial(path, FEATURES), mode="w+", dtype=dtype, shape=(n, views, feature_dim))
             np.lib.format.open_memmap(_partial(path, LONLAT), mode="w+", dtype=np.float64, shape=(n, 2))
-            safe_output.reserve(_partial(path, FEATURES))  # a full disk fails now, not with SIGBUS later
+            for file in (FEATURES, LONLAT):  # a full disk fails now, not with SIGBUS later
+                safe_output.reserve(_partial(path, file))
             _write_json(path / MANIFEST, manifest)
         chunks = (n + chunk_size - 1) // chunk_size
         done = _read_progress(path, chunks)
