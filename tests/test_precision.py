@@ -232,6 +232,37 @@ def test_auto_waits_for_the_calibration_another_process_is_making(monkeypatch, c
     assert precision.resolve("auto", encoder) == theirs  # kept in this process too
 
 
+def test_threads_resolving_auto_at_once_calibrate_once(monkeypatch, caplog):
+    """Threads of one process (embedding in parallel) each calibrated too, and the second one logged that it
+    was waiting for its own PID; now one calibrates and the others take its choice."""
+    import threading
+
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
+    encoder = shipped_encoder()
+    calls, started, release = [], threading.Event(), threading.Event()
+    calibrate = precision._calibrate
+
+    def slow_calibration(*args):
+        calls.append(threading.current_thread().name)
+        started.set()
+        release.wait(timeout=60)  # the other threads reach resolve meanwhile
+        return calibrate(*args)
+
+    monkeypatch.setattr(precision, "_calibrate", slow_calibration)
+    choices = []
+    threads = [threading.Thread(target=lambda: choices.append(precision.resolve("auto", encoder))) for _ in range(3)]
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        threads[0].start()
+        started.wait(timeout=60)
+        for thread in threads[1:]:
+            thread.start()
+        release.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert len(calls) == 1 and len(choices) == 3 and len(set(choices)) == 1
+    assert "waiting for PID" not in caplog.text
+
+
 def test_auto_calibrates_without_keeping_in_a_cache_not_satclips(monkeypatch):
     """A precision directory holding someone else's files: calibrated each time, nothing written there (no
     calibration, no lock file)."""

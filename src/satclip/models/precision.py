@@ -31,6 +31,7 @@ import hashlib
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -219,6 +220,8 @@ def _fingerprint(module: torch.nn.Module) -> str:
 
 
 _CALIBRATED: dict[tuple, Choice] = {}
+#: held while this process calibrates (threads of one process embedding at once calibrate once, not each)
+_CALIBRATING = threading.Lock()
 
 
 def _seconds(run, precision: str, repeats: int = 3) -> float:
@@ -246,16 +249,17 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
         log.info("precision auto -> float32 (%s)", choice.reason)
         return choice
     key = (str(device), torch.get_num_threads(), _fingerprint(encoder))
-    if key not in _CALIBRATED:
-        file = calibration_file(device, key)
-        choice = _read_calibration(file)
-        if choice is None:
-            choice = _calibrate_once(file, encoder, device, evidence)
-        else:
-            log.debug("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
-                      choice.reason, file)  # fmt: skip
-        _CALIBRATED[key] = choice
-    return _CALIBRATED[key]
+    with _CALIBRATING:
+        if key not in _CALIBRATED:
+            file = calibration_file(device, key)
+            choice = _read_calibration(file)
+            if choice is None:
+                choice = _calibrate_once(file, encoder, device, evidence)
+            else:
+                log.debug("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
+                          choice.reason, file)  # fmt: skip
+            _CALIBRATED[key] = choice
+        return _CALIBRATED[key]
 
 
 def calibration_file(device: torch.device, key: tuple):
