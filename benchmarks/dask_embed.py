@@ -127,11 +127,18 @@ def embeddings(paths: list[Path], rows: range) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--points", type=int, default=2_000_000)
+    parser.add_argument("--points", type=int, default=2_000_000,
+                        help="points to embed (default 2M; more than two chunks of satclip embed's default size, "
+                             "which the two-shard row needs)")  # fmt: skip
     parser.add_argument("--legendre", type=int, choices=(10, 40), default=10, help="the model's L (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each row's best is compared")
     parser.add_argument("--work", type=Path, default=Path("/tmp/satclip-dask-bench"))
     args = parser.parse_args()
+    from satclip.embed.job import DEFAULT_CHUNK_ROWS
+
+    if args.points <= 2 * DEFAULT_CHUNK_ROWS:  # (each --shard of two needs a chunk of its own)
+        parser.error(f"--points must be over {2 * DEFAULT_CHUNK_ROWS:,} (two chunks of {DEFAULT_CHUNK_ROWS:,} rows, "
+                     f"one per shard of the hand-split row); got {args.points:,}")  # fmt: skip
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / f"points-{args.points}"
     make_points(data, args.points)

@@ -6,11 +6,11 @@ against the original's float64 path measured in the same run.
 One thread by default: on a shared CPU, torch's OpenMP threads spin at barriers while their partner is
 descheduled, which makes multi-threaded timings of the many small ops in the harmonics erratic.
 
-Baseline ("original"): float64 network on the ``"analytic"`` harmonics (the sympy expressions evaluated as
-the original evaluates them — our stand-in for the original code's cost). Rows: that baseline, the
-default for a released checkpoint (float32 network, ``"analytic"`` features in float64) and the fast path
-(float32, ``"analytic-stable"``). Uses the fixture checkpoints when present (weights do not change the cost),
-else random weights with the released architecture (SIREN 512 → 512 → 256).
+Baseline ("original"): float64 network on the ``"analytic-original"`` harmonics (the sympy expressions evaluated
+as the original evaluates them — our stand-in for the original code's cost). Rows: that baseline, the
+default for a released checkpoint (float32 network, ``"analytic"``: the exact value of those expressions from
+the recurrence) and ``"analytic-stable"`` (float32). Uses the fixture checkpoints when present (weights do not
+change the cost), else random weights with the released architecture (SIREN 512 → 512 → 256).
 """
 
 from __future__ import annotations
@@ -60,14 +60,15 @@ def main() -> None:
     lat = np.rad2deg(np.arcsin(rng.uniform(-1, 1, args.points)))  # uniform on the sphere
     lonlat = np.column_stack([rng.uniform(-180, 180, args.points), lat])
     print(f"# satclip.embed throughput — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), best of {args.repeats}")  # fmt: skip
+          f"cpu capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), "
+          f"best of {args.repeats}")  # fmt: skip
     print("| L | path | points | points/s | × original |")
     print("|---|---|---|---|---|")
     for degree in (10, 40):
         rows = [
-            ("original stand-in: float64, analytic", torch.float64, "analytic"),
-            ("default: float32, analytic (float64 features)", torch.float32, "analytic"),
-            ("fast: float32, analytic-stable", torch.float32, "analytic-stable"),
+            ("original stand-in: float64, analytic-original", torch.float64, "analytic-original"),
+            ("default for released checkpoints: float32, analytic", torch.float32, "analytic"),
+            ("float32, analytic-stable", torch.float32, "analytic-stable"),
         ]
         baseline = None
         for label, dtype, harmonics in rows:

@@ -10,6 +10,8 @@ encoder of issue 14 (float32, bf16, chunk sizes; ``fused.DEVICE_CHUNK`` is the d
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 
 import numpy as np
@@ -39,6 +41,11 @@ def points(n: int, device) -> torch.Tensor:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
+    if not torch.cuda.is_available():
+        cpu_only = "this torch is a CPU build" if torch.version.cuda is None else "torch finds no CUDA GPU"
+        sys.exit(f"benchmarks/gpu.py measures a CUDA GPU and {cpu_only}: run it on a GPU machine with a CUDA torch "
+                 "(./install.sh with SATCLIP_TORCH=skip keeps one you installed)")  # fmt: skip
     device = torch.device("cuda")
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
     for L in (10, 40):
