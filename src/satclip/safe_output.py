@@ -581,7 +581,7 @@ def writing(path: str | Path) -> Iterator[_Writer]:
     file's name, which the CLI reports in one line. Serialisers write their failures otherwise (safetensors'
     ``save_file``: a SafetensorError; ``torch.save``: a RuntimeError without errno; ``torch.jit.save``: a C++
     abort; ``np.save`` into a real file: an errno-less OSError), so satclip serialises small objects to bytes
-    in memory and writes them here (:func:`write_data`), and streams arrays here with ``np.save(handle, ...)``."""
+    in memory and writes them here (:func:`write_data`), and streams arrays here (:func:`save_array`)."""
     path = Path(path)
     with naming(path), path.open("wb") as handle:
         yield _Writer(handle, path)
@@ -595,12 +595,23 @@ def write_data(path: str | Path, data) -> Path:
     return Path(path)
 
 
+def save_array(path: str | Path, array) -> Path:
+    """``np.save`` ``array`` to ``path`` streamed through :func:`writing` (``np.save`` into a file by name
+    reports a full disk without an errno); not atomically: give a temporary of :func:`atomic_file` or
+    :func:`atomic_dir`."""
+    import numpy as np
+
+    with writing(path) as handle:
+        np.save(handle, array)
+    return Path(path)
+
+
 def write_serialised(path: str | Path, serialise: Callable[[io.BytesIO], object]) -> Path:
     """``serialise(buffer)`` (``torch.save(obj, buffer)``, ``torch.jit.save(module, buffer)``) into memory, then
     write the bytes to ``path`` with :func:`write_data`: torch's own file writer reports a full disk as a
     RuntimeError without errno (``torch.save``) or aborts the process (``torch.jit.save``). For what fits in
-    memory (models, checkpoints: written from the buffer, not copied), not for arrays (``np.save`` them into
-    :func:`writing`, which streams them)."""
+    memory (models, checkpoints: written from the buffer, not copied), not for arrays (:func:`save_array`
+    streams them)."""
     buffer = io.BytesIO()
     serialise(buffer)
     with buffer.getbuffer() as view:

@@ -336,7 +336,7 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             )
         with safe_output.atomic_dir(out, overwrite=overwrite) as tmp:  # never replaces a foreign directory
             started = time.perf_counter()
-            manifest = _write_corpus(tmp, out, params, key, block_size, progress)
+            manifest = _write_corpus(tmp, params, key, block_size, progress)
             manifest["build_seconds"] = round(time.perf_counter() - started, 2)
             _write_json(tmp / MANIFEST_FILE, manifest)
     log.info("wrote Blue Marble corpus %s (%d patches of %d px)", out, params.n, params.patch_size)
@@ -386,17 +386,15 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256.__wrapped__(Path(path))
 
 
-def _write_corpus(tmp: Path, out: Path, params: BlueMarbleParams, key: dict, block_size: int,
+def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: int,
                   progress: Callable[[int], None] | None) -> dict:
     from .. import __version__
 
     points = sample_land_points(params.n, params.seed, params.min_lat, params.max_lat)
     shape = (params.n, params.patch_size, params.patch_size, 3)
-    try:
+    with safe_output.naming(tmp / IMAGES_FILE):  # (atomic_dir names it as the corpus's file)
         images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=shape)
-        safe_output.reserve(tmp / IMAGES_FILE)  # a full disk fails now, not with SIGBUS in the memory map
-    except OSError as err:  # named as the corpus's file: the temporary directory is removed on the way out
-        raise OSError(err.errno, err.strerror, str(out / IMAGES_FILE)) from err
+    safe_output.reserve(tmp / IMAGES_FILE)  # a full disk fails now, not with SIGBUS in the memory map
     build_patches(points, params.patch_size, params.gsd_km, params.projection, block_size=block_size,
                   out=images, progress=progress)
     images.flush()

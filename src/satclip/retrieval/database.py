@@ -455,8 +455,7 @@ def build_database(
         }  # fmt: skip
         with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
             for name, values in ((LONLAT, lonlat), (LOCATION, stored[LOCATION]), (IMAGE, stored[IMAGE])):
-                with safe_output.writing(tmp / name) as handle:  # (np.save into a file: a full disk has no errno)
-                    np.save(handle, values)
+                safe_output.save_array(tmp / name, values)
             safe_output.write_data(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         log.info("retrieval database %s: %d entries, image embeddings in %s", path, len(lonlat), dtype)
         return RetrievalDatabase.open(path)

@@ -419,8 +419,8 @@ def build_cache(
             for array in maps.values():
                 array.flush()
             done[chunk] = True
-            with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp, safe_output.writing(tmp) as handle:
-                np.save(handle, done)
+            with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp:
+                safe_output.save_array(tmp, done)
             images_done += images
             if progress:
                 progress(images_done, n)
@@ -496,8 +496,7 @@ def write_cache(
     }  # fmt: skip
     with safe_output.atomic_dir(path, overwrite=True, kind="feature-cache") as tmp:  # only one satclip made
         for name, values in ((FEATURES, features), (LONLAT, lonlat)):
-            with safe_output.writing(tmp / name) as handle:  # (np.save into a file: a full disk has no errno)
-                np.save(handle, values)
+            safe_output.save_array(tmp / name, values)
         _save_backbone(tmp / BACKBONE, encoder)
         _write_json(tmp / MANIFEST, manifest)
     return FeatureCache.open(path)
