@@ -394,7 +394,37 @@ def test_cli_verify_prints_coordinates_as_plain_numbers(tmp_path, capsys):
     _write_index(root / "index.csv", rows, ["lat", "lon", "url", "fn"])
     assert main(["data", "verify", str(root)]) == 1
     out = capsys.readouterr().out
-    assert "patch_75123.tif  (lon=nan, lat=95.0)" in out and "np." not in out
+    assert "patch_75123.tif  (line 2: lon=nan, lat=95.0)" in out and "np." not in out
+
+
+def test_cli_verify_quotes_coordinates_that_are_no_numbers_with_their_line(tmp_path, capsys):
+    """A coordinate that is no number ("abc", "12,5" in a quoted field, an empty field) was shown as "lon=nan":
+    neither what index.csv held nor where. Now it is quoted as read, with its line."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"])
+    rows = list(csv.DictReader((root / "index.csv").open(newline="")))
+    rows[0]["lon"] = "abc"
+    rows[1]["lat"] = "12,5"
+    rows[2].update(lon="", lat="95")
+    _write_index(root / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    lines = (root / "index.csv").read_text().splitlines()
+    assert '"12,5"' in lines[2] and ",," in lines[3]  # (a quoted field; an empty one)
+    expected = {
+        rows[0]["fn"]: f"line 2: lon='abc' (not a number), lat={float(rows[0]['lat'])}",
+        rows[1]["fn"]: f"line 3: lon={float(rows[1]['lon'])}, lat='12,5' (not a number)",
+        rows[2]["fn"]: "line 4: lon='' (not a number), lat=95.0",
+    }
+
+    report = verify_s2100k(root)
+    assert report.status == ("coordinates",) * 3
+    assert dict(zip(report.index.filenames, report.details, strict=True)) == expected
+    listing = tmp_path / "problems.csv"
+    assert main(["data", "verify", str(root), "--list", str(listing)]) == 1
+    out = capsys.readouterr().out
+    assert _table_counts(out)["invalid (lon, lat) in the index"] == 3 and "nan" not in out
+    for name, detail in expected.items():
+        assert f"{name}  ({detail})" in out
+    with listing.open(newline="") as handle:
+        assert {r["fn"]: r["detail"] for r in csv.DictReader(handle)} == expected
 
 
 def test_cli_verify_checks_the_list_path_before_verifying(tmp_path, capsys):

@@ -96,12 +96,19 @@ def _row_problem(row: list[str], fields: int, width: int, i_fn: int) -> str | No
     return None
 
 
-def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = None) -> S2Index:
+def read_index(
+    path: str | Path,
+    *,
+    malformed: list[tuple[int, str]] | None = None,
+    as_read: list[tuple[int, str, str]] | None = None,
+) -> S2Index:
     """Read an S2-100K ``index.csv`` (either layout, see the module docstring).
 
     A line that is no row (too few fields, an empty file name) is refused with :class:`IndexFormatError`
     naming it, or, with a ``malformed`` list (verification, which reports it), appended to that list as
-    ``(line number, what is wrong)`` and left out.
+    ``(line number, what is wrong)`` and left out. With an ``as_read`` list (verification, which quotes the
+    text of invalid coordinates: a NaN does not say what the file held), each row's ``(line number, lon text,
+    lat text)`` is appended to it, in row order.
     """
     path = Path(path)
     skipped = 0
@@ -129,6 +136,8 @@ def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = No
                 if problem is None:
                     filenames.append(row[i_fn].strip())
                     coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
+                    if as_read is not None:
+                        as_read.append((line, row[i_lon], row[i_lat]))
                 elif malformed is None:
                     raise IndexFormatError(f"{path}, line {line}: {problem}")
                 else:

@@ -3,8 +3,9 @@
 A line of the index that is no row (too few fields, an empty file name) is reported as ``malformed`` by its
 line number, and every other row is still checked. Each index row gets one status: ``ok`` or the first
 problem found, in this order — a file name that leads outside ``images/`` (absolute or with ``..``; never
-opened), invalid coordinates, missing file, file under 10 kB (the original skips these as no-data),
-unreadable or truncated (``corrupt``), wrong band count, wrong height × width, wrong data type. The default
+opened), invalid coordinates (shown as read, with their line of ``index.csv``), missing file, file under
+10 kB (the original skips these as no-data), unreadable or truncated (``corrupt``), wrong band count, wrong
+height × width, wrong data type. The default
 check reads only the GeoTIFF header and checks that every image block the header points to lies inside
 the file (which catches truncated downloads); ``full=True`` also decodes every pixel and reports an image
 with NaN or infinite values, or one value everywhere (no data), as ``corrupt``.
@@ -271,6 +272,24 @@ def _save_cache(root: Path, spec: CheckSpec, files: dict[str, list]) -> None:
         log.debug("cannot write verification cache %s: %s", path, err)
 
 
+def _coordinates_detail(lonlat: np.ndarray, as_read: tuple[int, str, str] | None) -> str:
+    """The invalid ``(lon, lat)`` of a row: each value as the number read, or, where its text is no number (a NaN
+    would hide it), the text quoted as read; with the row's line of ``index.csv`` where ``as_read`` has it."""
+    if as_read is None:  # (an index parsed by the caller)
+        lon, lat = lonlat.tolist()
+        return f"lon={lon}, lat={lat}"
+    line, *texts = as_read
+    shown = []
+    for name, value, text in zip(("lon", "lat"), lonlat.tolist(), texts, strict=True):
+        try:
+            float(text)
+        except ValueError:
+            shown.append(f"{name}={text!r} (not a number)")
+        else:
+            shown.append(f"{name}={value}")
+    return f"line {line}: " + ", ".join(shown)
+
+
 def verify_s2100k(
     root: str | Path,
     spec: CheckSpec = CheckSpec(),
@@ -294,7 +313,8 @@ def verify_s2100k(
     """
     root = Path(root)
     malformed: list[tuple[int, str]] = []
-    index = read_index(root / "index.csv", malformed=malformed) if index is None else index
+    as_read: list[tuple[int, str, str]] = []
+    index = read_index(root / "index.csv", malformed=malformed, as_read=as_read) if index is None else index
     images = root / "images"
     bad_coordinates = invalid_rows(index.lonlat)
     cached = _load_cache(root, spec) if use_cache else {}
@@ -305,8 +325,7 @@ def verify_s2100k(
         if unsafe:
             return "path", unsafe
         if bad_coordinates[row]:
-            lon, lat = index.lonlat[row].tolist()
-            return "coordinates", f"lon={lon}, lat={lat}"
+            return "coordinates", _coordinates_detail(index.lonlat[row], as_read[row] if as_read else None)
         name = index.filenames[row]
         path = images / name
         try:
