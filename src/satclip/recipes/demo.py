@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import safe_output
+from ..errors import ResumeError
 from ..paths import user_path
 from .progress import StageProgress
 
@@ -229,8 +230,16 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
     with stage("pretraining"):
         earlier = _continues(config)
         again = "rerun the same `satclip demo` command: training continues where it stopped"
-        result = fit(config, cache=cache, resume=earlier is not None, callbacks=[_training_progress(progress)],
-                     continue_with=again)  # fmt: skip
+        try:  # fit checks the checkpoint (its sha256) once, as it resumes from it
+            result = fit(config, cache=cache, resume=earlier is not None, callbacks=[_training_progress(progress)],
+                         continue_with=again)  # fmt: skip
+        except ResumeError as err:
+            if earlier is None:
+                raise
+            log.info("training starts again: %s", err)  # a damaged checkpoint: discarded, as an unreadable one
+            safe_output.remove_owned(Path(config.trainer.output_dir))
+            earlier = None
+            result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
         # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
         # here on leaves no report rather than one of another model
         safe_output.remove_owned_files(out, REPORT_FILES)
@@ -265,21 +274,22 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
 def _continues(config) -> int | None:
     """The epochs an earlier demo's training in ``config``'s output directory finished, when it is continued
     (its last checkpoint was written by a run of exactly this config), else None: any other run there is
-    discarded and training starts again."""
-    from ..errors import ResumeError
+    discarded and training starts again. Its integrity is not checked here: ``fit`` checks it as it resumes
+    (hashing a checkpoint takes a while), and a damaged one is discarded then."""
+    from ..train.callbacks import read_checkpoint
     from ..train.config import from_dict
-    from ..train.fitting import check_resume, epochs_done
+    from ..train.fitting import epochs_done
 
     run = Path(config.trainer.output_dir)
     last = run / "checkpoints" / "last.ckpt"
     if last.is_file():
         try:
-            checkpoint = check_resume(last, config)
+            checkpoint = read_checkpoint(last)
             if from_dict(checkpoint["hyper_parameters"]["config"]).to_dict() == config.to_dict():
                 log.info("continuing the training of an earlier demo run from %s", last)
                 return epochs_done(checkpoint)
             log.info("an earlier demo run trained with other settings in %s: training starts again", run)
-        except ResumeError as err:
+        except (ResumeError, KeyError, TypeError, ValueError) as err:  # (from_dict: a config it cannot read)
             log.info("training starts again: %s", err)
     safe_output.remove_owned(run)
     return None

@@ -118,6 +118,18 @@ def verify_checkpoint(path: str | Path) -> dict:
             raise ResumeError(f"cannot resume from {path}: the file is damaged: {problem}; {RESUME_FIX}")
         log.warning("%s has no %s file (an older satclip wrote it): checked its CRC-32s instead", path,
                     checksum_path(path).name)  # fmt: skip
+    return read_checkpoint(path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Checkpoint ``path`` (loaded with ``weights_only=True``, tensors memory-mapped), refused unless it is a
+    satclip training checkpoint; its integrity is not checked (:func:`verify_checkpoint` checks it, then reads
+    it with this).
+
+    Raises:
+        ResumeError: it cannot be read, or it is not a satclip training checkpoint.
+    """
+    path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises many types for a broken or foreign file
