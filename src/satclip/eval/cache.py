@@ -44,8 +44,9 @@ def digest(*parts) -> str:
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray], *, compress: bool = False) -> None:
-    """Save arrays as an ``.npz`` atomically (no pickled objects); replaces an older entry."""
-    with safe_output.atomic_file(path, overwrite=True) as tmp, tmp.open("wb") as f:
+    """Save arrays as an ``.npz`` atomically (no pickled objects); replaces an older entry. A full disk or a
+    file-size limit is an ``OSError`` naming ``path`` (numpy's zip writer raises it without a file name)."""
+    with safe_output.atomic_file(path, overwrite=True) as tmp, safe_output.naming(tmp), tmp.open("wb") as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
 
 
@@ -81,6 +82,14 @@ def cached_arrays(
     return arrays
 
 
+def why_not_written(err: BaseException, path: Path) -> str:
+    """Why writing the cache file ``path`` failed, for a warning that names ``path`` itself: an ``OSError`` naming
+    ``path`` as ``[Errno N] reason`` (not the name a second time), anything else as its message."""
+    if isinstance(err, OSError) and err.strerror and err.filename == str(path):
+        return f"[Errno {err.errno}] {err.strerror}"
+    return str(err)
+
+
 def _keep(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None:
     """Store a cache entry if the cache area lets us: it only saves time, so a full, read-only or foreign
     cache area is one warning, never the evaluation's failure (:func:`save_npz` leaves no partial file)."""
@@ -90,6 +99,7 @@ def _keep(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None:
         save_npz(path, arrays, compress=compress)
     except (OSError, SatclipError) as err:
         log.warning("could not write the eval cache entry %s (%s); continuing without caching it "
-                    "(--no-cache skips the cache, SATCLIP_CACHE=DIR moves it)", path, err)  # fmt: skip
+                    "(--no-cache skips the cache, SATCLIP_CACHE=DIR moves it)", path,
+                    why_not_written(err, path))  # fmt: skip
     else:
         log.debug("cached %s", path)
