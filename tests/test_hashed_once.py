@@ -71,3 +71,51 @@ def test_a_continued_demo_hashes_its_checkpoint_once(tmp_path, monkeypatch):
     assert trained == [0, 1, 0, 1]
     assert hashed.count("last.ckpt") == 1, hashed
     assert "the file is damaged" in (out / "demo.log").read_text()
+
+
+def test_a_resumed_training_hashes_the_cache_backbone_once(tmp_path, monkeypatch):
+    """A training resumed with data.root set (its feature cache built or reused as needed) hashed the backbone's
+    state twice: once for the key the resume checks against the checkpoint's, once more for the key the cache is
+    built or reused by. Now once; a checkpoint trained on a cache of another backbone is still refused before the
+    cache is touched."""
+    import torch
+
+    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+    from satclip.errors import ResumeError
+    from satclip.train import cache, fit, from_dict
+    from satclip.train.callbacks import checksum_path
+
+    from .train_helpers import SMALL_LOCATION
+
+    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
+    config = {
+        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 4},
+                  "location_encoder": SMALL_LOCATION},
+        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "bluemarble", "root": str(root),
+                 "batch_size": 8, "cache_views": 2, "val_fraction": 0.2},
+        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
+    }  # fmt: skip
+    fit(from_dict(config))
+    hashed = []
+    state_sha256 = cache.state_sha256
+
+    def counted(state):
+        hashed.append(digest := state_sha256(state))
+        return digest
+
+    monkeypatch.setattr(cache, "state_sha256", counted)
+    more = from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}})
+    assert len(fit(more, resume=True).history) == 2
+    recorded = cache.FeatureCache.open(tmp_path / "cache").key["backbone_sha256"]
+    assert hashed == [recorded]
+
+    # the run's checkpoint says it trained on a cache of another backbone: refused, the cache left as it is
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["cache_key"]["backbone_sha256"] = "0" * 64
+    torch.save(checkpoint, last)
+    checksum_path(last).unlink()  # (as a checkpoint of an older satclip: checked by its CRC-32s)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()}
+    with pytest.raises(ResumeError, match=r"another feature cache \(backbone_sha256 differ"):
+        fit(more.replace(**{"trainer.max_epochs": 3}), resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()} == files

@@ -289,6 +289,7 @@ def build_cache(
     rebuild: bool = False,
     progress: Progress | None = None,
     threads: int = 1,
+    check_key: Callable[[dict], None] | None = None,
 ) -> FeatureCache:
     """Compute (or finish, or reuse) the feature cache of ``encoder`` on ``source`` at ``path``.
 
@@ -306,6 +307,8 @@ def build_cache(
         threads: chunks computed at once, each in a thread of its own (on a CPU, with torch's intra-op threads
             set to 1: small MOSAIKS products scale across chunks, measured 1.6× with 2 on 2 cores, where more
             intra-op threads slow down on a busy machine). The cache does not depend on it.
+        check_key: called with the cache's key (:func:`cache_key`) before anything is read or written, to
+            refuse it (a resume from another cache) without touching a stale cache.
 
     Returns the opened :class:`FeatureCache`. Raises :class:`ValueError` when features overflow float16.
     """
@@ -323,6 +326,8 @@ def build_cache(
         log.warning("caching features of a backbone that is not frozen: training from this cache keeps it fixed")
     device = torch.device(device)
     key = cache_key(encoder, source, views=views, dtype=dtype, seed=seed)
+    if check_key is not None:
+        check_key(key)
     n = len(source)
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")

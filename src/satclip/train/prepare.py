@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError
 from .build import build_image_encoder
-from .cache import FeatureCache, Progress, build_cache, cache_key
+from .cache import FeatureCache, Progress, build_cache
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
 from .sources import SOURCES, PairSource, create_source
@@ -123,11 +124,9 @@ def cache_from_config(
         config.model.image_encoder, embed_dim=config.model.embed_dim, seed=config.trainer.seed
     )
     fit_from_data(encoder, source, seed=config.trainer.seed)
-    options = {"views": data.cache_views, "dtype": data.cache_dtype, "seed": config.trainer.seed}
-    if check_key is not None:
-        check_key(data.cache, cache_key(encoder, source, **options))
     return build_cache(
-        data.cache, encoder, source, **options, batch_size=batch_size,
+        data.cache, encoder, source, views=data.cache_views, dtype=data.cache_dtype, seed=config.trainer.seed,
+        check_key=None if check_key is None else partial(check_key, data.cache), batch_size=batch_size,
         num_workers=data.num_workers if num_workers is None else num_workers,
         device=device, amp=resolve_precision(config.trainer.precision, config.trainer.accelerator)[0].startswith("bf16")
         and device.type == "cuda",
