@@ -110,14 +110,14 @@ def location_side(encoder):
 
 
 def exportable(encoder) -> ExportableEncoder:
-    """An export-friendly copy of ``encoder`` (a :class:`~satclip.LocationEncoder`), CPU, eval mode.
+    """An export-friendly copy of ``encoder`` (a :class:`~satclip.LocationEncoder`, as :func:`location_side`
+    gives it), CPU, eval mode.
 
     Raises:
         BadInputError: a retrieval-augmented encoder (its retrieved half is a search of a database, not a graph).
     """
     import copy
 
-    encoder = location_side(encoder)
     if hasattr(encoder, "database"):
         raise BadInputError(
             "a retrieval-augmented encoder cannot be exported: its retrieved half searches a database, which ONNX "
