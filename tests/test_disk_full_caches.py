@@ -8,6 +8,7 @@ SIGBUS, which would take the test run with it.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -19,7 +20,8 @@ import pytest
 
 from satclip.cli import main
 
-from .test_disk_full import TOO_LARGE, satclip_cli
+from .conftest import AIR_TEMPERATURE_CSV, require
+from .test_disk_full import TOO_LARGE, satclip_cli, size_limit
 
 DISK_FULL = "satclip: error: disk full while writing {where}: free space or choose another output"
 
@@ -157,6 +159,66 @@ def test_a_full_eval_cache_only_costs_time(small_disk, tmp_path, task_file, monk
     _evaluate_without_a_cache_area(tmp_path, task_file, capsys)
     left = [p for p in (small_disk.path / "cache").rglob("*") if p.is_file()]
     assert all(p.suffix != ".npz" and ".satclip-tmp-" not in p.name for p in left), left
+
+
+@pytest.fixture
+def station_download(monkeypatch) -> list[str]:
+    """The air-temperature station table's download, faked with the real table's bytes: the URLs fetched."""
+    from satclip.eval.tasks import air_temperature
+
+    data = require(AIR_TEMPERATURE_CSV).read_bytes()
+    fetched = []
+
+    def fake_urlopen(url, timeout):
+        fetched.append(url)
+        return io.BytesIO(data)
+
+    monkeypatch.setattr(air_temperature, "urlopen", fake_urlopen)
+    return fetched
+
+
+@pytest.mark.parametrize("cache", ["not a directory", "disk full", "file too large"])
+def test_a_station_table_the_cache_cannot_keep_is_used_all_the_same(cache, request, tmp_path, monkeypatch, capsys,
+                                                                    station_download):  # fmt: skip
+    """The downloaded station table (air-temperature) was written into $SATCLIP_CACHE without the eval cache's
+    fallback: a cache under a regular file failed the evaluation (exit 2), a full one or a file-size limit too
+    (exit 1), although the download had succeeded. Now that is one warning naming the file, and the run uses
+    the download: its results are those of the same table given with --data."""
+    from satclip.eval.tasks.air_temperature import URL, cached_path
+
+    args = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--n-points", "300", "--seeds", "1",
+            "--probes", "linear", "--max-epochs", "5", "--no-figures"]  # fmt: skip
+    assert main([*args, "--data", str(AIR_TEMPERATURE_CSV), "--no-cache", "--out", str(tmp_path / "given")]) == 0
+    assert station_download == []
+    limit = None
+    if cache == "not a directory":
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("a file where the cache's parent should be\n")
+        monkeypatch.setenv("SATCLIP_CACHE", str(blocker / "cache"))
+    elif cache == "disk full":
+        disk = request.getfixturevalue("small_disk").path
+        with open(disk / "filler", "wb") as filler, pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        monkeypatch.setenv("SATCLIP_CACHE", str(disk / "cache"))
+    else:
+        limit = 64 * 1024  # the table is 384 kB
+    capsys.readouterr()
+    with size_limit(limit):
+        assert main([*args, "--out", str(tmp_path / "downloaded")]) == 0, capsys.readouterr().err[-3000:]
+    assert station_download == [URL]
+    path = cached_path()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if path.name in line]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"could not keep the downloaded {path.name} as {path} (")
+    assert "using it for this run only" in warnings[0]
+    reasons = {"disk full": "([Errno 28] No space left on device)", "file too large": "([Errno 27] File too large)",
+               "not a directory": f"({tmp_path / 'not-a-directory'} is a file, not a directory"}  # fmt: skip
+    assert f"{path} {reasons[cache]}" in warnings[0]
+    assert not path.exists() and not (path.parent.is_dir() and any(path.parent.iterdir()))  # no temporary either
+    results = [(tmp_path / out / "results.csv").read_bytes() for out in ("given", "downloaded")]
+    assert results[0] == results[1]
 
 
 def test_evaluate_predictions_that_do_not_fit_name_the_file(tmp_path):

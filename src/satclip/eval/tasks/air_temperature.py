@@ -7,8 +7,9 @@ derived from satellite remote sensing and weather stations", Scientific Data 5:1
 
 Where the file comes from, in order: ``TaskOptions.data`` (``--data PATH``); the eval cache
 (``$SATCLIP_CACHE/eval/downloads/stationDataAll.csv``); a download from :data:`URL`, checked against
-:data:`SHA256`. Offline with neither, a :class:`~satclip.io.hub.DownloadError` (a runtime failure, exit 1)
-says what to fetch and where to put it.
+:data:`SHA256` and kept in the cache (best effort: where the cache cannot keep it, one warning, and the
+download serves the run from memory). Offline with neither, a :class:`~satclip.io.hub.DownloadError` (a
+runtime failure, exit 1) says what to fetch and where to put it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import numpy as np
 
 from ... import safe_output
 from ...encoding.points import describe_invalid, invalid_rows
+from ...errors import SatclipError
 from ...io.hub import DownloadError
 from ...paths import expand_user
-from ..cache import cache_root
+from ..cache import cache_root, why_not_written
 from .base import REGRESSION, TASKS, Task, TaskOptions, continent_labels, subsample
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,11 @@ def _offline_message(reason: str) -> str:
     )
 
 
-def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> Path:
-    """Fetch the station table into the cache after checking its sha256; returns the cached path."""
+def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> bytes:
+    """Fetch the station table and check its sha256; returns its bytes, after keeping a copy at
+    :func:`cached_path`. Keeping it only saves the next download: where the cache cannot (a full disk, a
+    file-size limit, a read-only or missing cache area) that is one warning naming the file, and the bytes
+    serve this run all the same."""
     try:
         with urlopen(url, timeout=timeout) as response:
             data = response.read()
@@ -74,29 +79,40 @@ def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> Pat
             f"download is damaged; nothing was saved. Fetch it by hand and pass it with --data PATH"
         )
     path = cached_path()
-    safe_output.write_bytes(path, data)
-    log.info("downloaded %s to %s", url, path)
-    return path
+    try:
+        safe_output.write_bytes(path, data)
+    except (OSError, SatclipError) as err:
+        log.warning("could not keep the downloaded %s as %s (%s); using it for this run only (SATCLIP_CACHE=DIR "
+                    "moves the cache, --data PATH reads a copy of your own)", FILENAME, path,
+                    why_not_written(err, path))  # fmt: skip
+    else:
+        log.info("downloaded %s to %s", url, path)
+    return data
 
 
-def station_file(options: TaskOptions) -> Path:
-    """The local station table to read: the given one, the cached one, or a fresh download."""
+def station_table(options: TaskOptions) -> tuple[bytes, str]:
+    """The station table to read, as ``(its bytes, where they come from)``: the given file, the cached one, or a
+    fresh download (:data:`URL`)."""
     if options.data is not None:
         path = expand_user(options.data)
         if not path.is_file():
             raise FileNotFoundError(f"--data {path}: no such file (expected {FILENAME} from {URL})")
-        return path
+        return path.read_bytes(), str(path)
     path = cached_path()
     if path.is_file():
-        return path
+        return path.read_bytes(), str(path)
     if not options.allow_download:
         raise DownloadError(_offline_message("no local copy was given and downloading is disabled"))
-    return download()
+    return download(), URL
 
 
 def read_stations(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 2)`` float64 (lon, lat) and ``(N,)`` float64 ``meanT`` (°C) from a station table."""
-    data = Path(path).read_bytes()
+    return parse_stations(Path(path).read_bytes(), str(path))
+
+
+def parse_stations(data: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_stations` of a station table's bytes (``path``: where they come from, for messages)."""
     if _sha256(data) != SHA256:
         log.warning("%s differs from the published %s (sha256 %s); using it as given", path, FILENAME, SHA256)
     try:
@@ -123,7 +139,7 @@ def read_stations(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @TASKS.register("air-temperature")
 def air_temperature(options: TaskOptions) -> Task:
-    points, target = read_stations(station_file(options))
+    points, target = parse_stations(*station_table(options))
     index = subsample(len(points), options.n_points, options.seed)
     points, target = points[index], target[index]
     return Task(
