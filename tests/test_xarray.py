@@ -150,6 +150,33 @@ def test_an_xarray_mask_is_taken_by_its_labels(encoder):
     np.testing.assert_array_equal(np.isnan(values[..., 0]), ~(lat2.values > 0))
 
 
+def test_a_mask_that_is_not_boolean_is_refused(encoder):
+    """A float mask was taken as true wherever non-zero: ERA5's land fraction lsm (0..1) or lsm.where(lsm > 0.5)
+    (NaN over sea) computed every cell. It is refused by its dtype, a Dask mask without computing it."""
+    import dask
+    import dask.array as darray
+
+    from satclip.errors import BadInputError
+
+    lon, lat = LON[:8], LAT[:6]
+    lsm = xr.DataArray(np.random.default_rng(0).uniform(0, 1, (6, 8)), dims=("lat", "lon"),
+                       coords={"lat": lat, "lon": lon})  # fmt: skip
+    kept = embedding_field(encoder, lon, lat, where=lsm > 0.5).compute(scheduler="sync").values
+    np.testing.assert_array_equal(~np.isnan(kept[..., 0]), (lsm > 0.5).values)  # the boolean mask: its cells
+    assert 0 < (lsm > 0.5).sum() < lsm.size
+    for mask, dtype in ((lsm, "float64"), (lsm.where(lsm > 0.5), "float64"), (lsm.values, "float64"),
+                        ((lsm > 0.5).astype(np.int8), "int8"), ([[1] * 8] * 6, "int64")):  # fmt: skip
+        with pytest.raises(BadInputError, match=rf"where: the mask has dtype {dtype}, not bool .*lsm > 0\.5"):
+            embedding_field(encoder, lon, lat, where=mask)
+
+    def unreadable():
+        raise AssertionError("the mask was computed")
+
+    lazy = darray.from_delayed(dask.delayed(unreadable)(), (6, 8), dtype=np.float32)
+    with pytest.raises(BadInputError, match="where: the mask has dtype float32, not bool"):
+        embedding_field(encoder, lon, lat, where=lazy)
+
+
 def test_where_footprint(encoder):
     """where='footprint' is the model's training footprint; the same cells on 1-D axes and 2-D coordinates."""
     from satclip.embed.maps import footprint_mask, make_grid

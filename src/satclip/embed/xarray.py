@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
+from ..errors import BadInputError
 from ..io.resolve import encoder_files
 from ..optional import require
 from .maps import DIM, DIM_ATTRS, LAT_ATTRS, LON_ATTRS, model_attrs
@@ -140,6 +141,17 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple
     return min(cy, height), min(cx, width)
 
 
+def _check_boolean(dtype) -> None:
+    """Refuse a ``where=`` mask of another dtype than bool, read from its dtype (a Dask mask is not computed):
+    taken as bool, every non-zero value (NaN included) would count as a cell to compute."""
+    if getattr(dtype, "kind", None) != "b":
+        raise BadInputError(
+            f"where: the mask has dtype {dtype}, not bool (every non-zero value, NaN included, would count as "
+            "a cell to compute): pass a boolean mask, e.g. lsm > 0.5 for a land fraction, or mask.notnull() for "
+            "one that is NaN outside"
+        )
+
+
 def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
     """An xarray ``mask`` in the grid's dimension order and, along each dimension both label, at the grid's
     labels (an ascending-latitude mask over a descending grid is flipped to it, not applied by position).
@@ -197,9 +209,10 @@ def embedding_field(
         where: which cells to compute (the others are NaN, and chunks without any are never embedded):
             ``"land"`` (the GSHHG land mask of ``satclip map --land-only``), ``"footprint"`` (the model's
             training footprint, what ``satclip map`` computes by default: e.g. land north of 60°S for the
-            shipped models), a boolean array of the grid's shape (numpy, Dask or xarray), or a callable
-            ``f(lon, lat) -> bool array`` evaluated per chunk on arrays that broadcast to the chunk
-            (``(h, 1)`` and ``(1, w)`` on a regular grid).
+            shipped models), a boolean array of the grid's shape (numpy, Dask or xarray; dtype bool: a
+            land fraction or a mask that is NaN outside is refused, pass ``lsm > 0.5`` or
+            ``mask.notnull()``), or a callable ``f(lon, lat) -> bool array`` evaluated per chunk on arrays
+            that broadcast to the chunk (``(h, 1)`` and ``(1, w)`` on a regular grid).
         skip_invalid: cells with invalid coordinates (non-finite, out of range) are NaN instead of an error
             raised when their chunk is computed.
         batch_size, device, dtype, harmonics_calculation, trust_checkpoint, precision: as
@@ -212,6 +225,7 @@ def embedding_field(
 
     Raises:
         ValueError: coordinates of other shapes, out-of-range 1-D axes, an unknown ``where``.
+        BadInputError: a ``where`` mask that is not boolean.
         MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
     """
     from ..models.location_encoder import model_identity, model_token
@@ -297,6 +311,9 @@ def embedding_field(
         where_fn = where
         description = getattr(where, "description", f"cells where {getattr(where, '__name__', 'a callable')} holds")
     elif where is not None:
+        if getattr(where, "dtype", None) is None:  # a list: numpy's dtype (xarray and Dask masks keep theirs)
+            where = np.asarray(where)
+        _check_boolean(where.dtype)
         if hasattr(where, "dims") and hasattr(where, "transpose"):
             where = _mask_on_grid(where, dims, {**extra_coords, **coords})
         mask = darray.asarray(getattr(where, "data", where)).astype(bool)
