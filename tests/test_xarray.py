@@ -177,6 +177,25 @@ def test_a_mask_that_is_not_boolean_is_refused(encoder):
         embedding_field(encoder, lon, lat, where=lazy)
 
 
+def test_a_mask_with_another_dimension_is_refused_with_the_fix(encoder):
+    """A mask with an extra dimension (ERA5's lsm has time of size 1) failed inside xarray ('must be a permuted
+    list of ...'); it is refused naming the dimension and how to drop it, and the fix it names works."""
+    from satclip.errors import BadInputError
+
+    lon, lat = LON[:8], LAT[:6]
+    north = (lat[:, None] > 86) & (lon[None, :] < -170)
+    lsm = xr.DataArray(north[None], dims=("time", "lat", "lon"), coords={"lat": lat, "lon": lon})
+    with pytest.raises(BadInputError, match=r"lacks: 'time' \(size 1\); .* e\.g\. mask\.squeeze\('time'\)$"):
+        embedding_field(encoder, lon, lat, where=lsm)
+    computed = embedding_field(encoder, lon, lat, where=lsm.squeeze("time")).compute(scheduler="sync").values
+    np.testing.assert_array_equal(~np.isnan(computed[..., 0]), north)
+    steps = xr.concat([lsm, ~lsm], "time")
+    with pytest.raises(BadInputError, match=r"'time' \(size 2\); .* mask\.isel\(time=0\) or mask\.sel\(time=…\)$"):
+        embedding_field(encoder, lon, lat, where=steps)
+    computed = embedding_field(encoder, lon, lat, where=steps.isel(time=1)).compute(scheduler="sync").values
+    np.testing.assert_array_equal(~np.isnan(computed[..., 0]), ~north)
+
+
 def test_where_footprint(encoder):
     """where='footprint' is the model's training footprint; the same cells on 1-D axes and 2-D coordinates."""
     from satclip.embed.maps import footprint_mask, make_grid

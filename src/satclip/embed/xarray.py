@@ -157,11 +157,23 @@ def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
     labels (an ascending-latitude mask over a descending grid is flipped to it, not applied by position).
 
     Raises:
-        ValueError: the mask lacks one of the grid's dimensions, or does not hold a label of the grid's.
+        ValueError: the mask lacks one of the grid's dimensions, has others (e.g. ERA5's ``time``), or does not
+            hold a label of the grid's.
     """
     missing = [dim for dim in dims if dim not in mask.dims]
     if missing:
         raise ValueError(f"where: the mask has dimensions {tuple(mask.dims)}, the grid {dims}; name them alike")
+    extra = {dim: size for dim, size in mask.sizes.items() if dim not in dims}
+    if extra:  # (never squeezed here: which time step is the mask is the caller's choice)
+        first, size = next(iter(extra.items()))
+        pick = f"{first}=" if isinstance(first, str) and first.isidentifier() else f"{{{first!r}: "
+        end = "" if pick.endswith("=") else "}"
+        how = f"mask.squeeze({first!r})" if size == 1 else f"mask.isel({pick}0{end}) or mask.sel({pick}…{end})"
+        raise BadInputError(
+            f"where: the mask has dimension(s) that the grid {dims} lacks: "
+            f"{', '.join(f'{dim!r} (size {n})' for dim, n in extra.items())}; select one value along each "
+            f"first, e.g. {how}"
+        )
     mask = mask.transpose(*dims)
     for dim in dims:
         labels = getattr(grid_coords.get(dim), "values", None)
