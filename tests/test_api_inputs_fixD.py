@@ -47,3 +47,46 @@ def test_reprojection_slack_is_tiny(encoder):
     values = np.array([[beyond, -np.nextafter(90.0, 91.0)], [180.001, 90.001], [-180 - 1e-6, np.nan], [beyond, 0.0]])
     out = onto_bounds(values.copy(), np.array([True, True, True, False]))
     np.testing.assert_array_equal(out, [[180.0, -90.0], [180.001, 90.001], [-180 - 1e-6, np.nan], [beyond, 0.0]])
+
+
+def _untrusted_ckpt(path):
+    """A small original-format checkpoint that needs a global outside the allowlist (a pathlib path)."""
+    import pathlib
+
+    from satclip.io import original
+
+    torch.manual_seed(0)
+    state = satclip.LocationEncoder.from_config(CONFIG).state_dict()
+    original.write_original(path, original.hparams_from_location_config(CONFIG), state)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["p"] = pathlib.PurePosixPath("/x")
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None])
+def test_trust_checkpoint_must_be_a_bool(tmp_path, value):
+    """trust_checkpoint was tested for truthiness: trust_checkpoint="no" unpickled the file fully."""
+    from satclip.errors import BadInputError
+
+    path = _untrusted_ckpt(tmp_path / "untrusted.ckpt")
+    for load in (satclip.load, lambda p, **kw: satclip.embed(np.array([[1.0, 2.0]]), model=p, **kw)):
+        with pytest.raises(BadInputError, match=rf"^trust_checkpoint={value!r} must be True or False[^\n]*$"):
+            load(path, trust_checkpoint=value)
+    with pytest.raises(BadInputError, match="must be True or False"):  # a source that is no .ckpt alike
+        satclip.load("bluemarble-l10", trust_checkpoint=value)
+
+
+def test_embed_takes_trust_checkpoint(tmp_path):
+    """satclip.embed(points, model="x.ckpt") said "pass trust_checkpoint=True", which embed did not accept."""
+    from satclip.io.safe_pickle import UntrustedCheckpointError
+
+    path = _untrusted_ckpt(tmp_path / "untrusted.ckpt")
+    points = np.array([[13.4, 52.5], [-58.4, -34.6]])
+    with pytest.raises(UntrustedCheckpointError, match="trust_checkpoint=True"):
+        satclip.embed(points, model=path)
+    out = satclip.embed(points, model=path, trust_checkpoint=True)
+    expected = satclip.load(path, trust_checkpoint=np.bool_(True)).encode(points).numpy()
+    np.testing.assert_array_equal(out, expected)
+    frame = __import__("pandas").DataFrame(points, columns=["lon", "lat"])
+    np.testing.assert_array_equal(satclip.embed(frame, model=path, trust_checkpoint=True), expected)

@@ -11,6 +11,7 @@ import torch
 
 from .errors import BadInputError
 from .io.load import load as load_location_encoder
+from .io.safe_pickle import check_trust
 from .models.location_encoder import LocationEncoder
 
 
@@ -43,6 +44,7 @@ def load(
     ``distance_scale_km`` and ``exclude_radius_km`` configure it (docs/retrieval.md). A database of another
     model or cache is refused.
     """
+    trust_checkpoint = check_trust(trust_checkpoint)  # (for every source: what works on a directory works on a .ckpt)
     encoder = load_location_encoder(
         source, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint, precision=precision,

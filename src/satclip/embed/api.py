@@ -11,12 +11,14 @@ import torch
 
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..io.basis import with_harmonics
+from ..io.safe_pickle import check_trust
 from ..machine import check_device
 from ..models import precision as _precision
 from ..models.location_encoder import LocationEncoder
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
 
 log = logging.getLogger(__name__)
+
 
 def load_encoder(
     model: LocationEncoder | str | Path,
@@ -34,6 +36,7 @@ def load_encoder(
     train/eval mode included: :meth:`~satclip.LocationEncoder.encode` computes in eval mode whatever it is).
     ``precision`` (see :mod:`satclip.models.precision`) is resolved here and recorded on the returned encoder.
     """
+    trust_checkpoint = check_trust(trust_checkpoint)
     if not isinstance(model, LocationEncoder):
         from ..io.load import load
 
@@ -117,6 +120,7 @@ def embed(
     skip_invalid: bool = False,
     centroids: bool = False,
     precision: str | None = None,
+    trust_checkpoint: bool = False,
 ):
     """Location embeddings of ``points``.
 
@@ -139,6 +143,8 @@ def embed(
             ``"analytic-stable"``: the true harmonics; docs/conventions.md).
         skip_invalid: embed invalid points as NaN rows instead of raising.
         centroids: geometries that are not points are embedded at their centroids instead of refused.
+        trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` model (runs code: only for files
+            you trust; True or False). Not needed for the released checkpoints.
 
     Returns:
         ``(N, embedding_dim)``: a torch tensor on the model's device for tensor input; for a GeoDataFrame
@@ -153,16 +159,18 @@ def embed(
         from .distributed import embed_frame
 
         encoder = load_encoder(
-            model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision
-        )
+            model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision,
+            trust_checkpoint=trust_checkpoint,
+        )  # fmt: skip
         return embed_frame(
             points, encoder, batch_size=batch_size, lon_col=lon_col, lat_col=lat_col, skip_invalid=skip_invalid,
             centroids=centroids,
         )  # fmt: skip
     lonlat = to_lonlat(points, lon_col, lat_col, centroids=centroids)
     encoder = load_encoder(
-        model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision
-    )
+        model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision,
+        trust_checkpoint=trust_checkpoint,
+    )  # fmt: skip
     out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid)
     if isinstance(lonlat, torch.Tensor):
         return out

@@ -7,6 +7,7 @@ import pickletools
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import BadInputError, SatclipError
@@ -47,6 +48,21 @@ IF_TRUSTED = (
 )
 
 
+def check_trust(trust_checkpoint) -> bool:
+    """``trust_checkpoint`` as a bool: True or False (a numpy bool too); anything else — ``"no"``, 0, None — is
+    refused, not tested for truthiness (``"no"`` would unpickle the file fully).
+
+    Raises:
+        BadInputError: naming the value.
+    """
+    if isinstance(trust_checkpoint, (bool, np.bool_)):
+        return bool(trust_checkpoint)
+    raise BadInputError(
+        f"trust_checkpoint={trust_checkpoint!r} must be True or False (True unpickles a .ckpt fully, which runs any "
+        "code it holds: only for files you trust)"
+    )
+
+
 def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False, if_trusted: str = IF_TRUSTED) -> dict:
     """``torch.load`` a checkpoint onto the CPU.
 
@@ -55,8 +71,9 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False, if_trus
     :class:`UntrustedCheckpointError` naming the globals and saying, for a trusted file, ``if_trusted``;
     ``trust_checkpoint=True`` unpickles it fully, which runs whatever code the file contains: only do that
     for files you trust. A file torch cannot read (empty, truncated, corrupt, not written by ``torch.save``)
-    is a :class:`BadInputError` saying so.
+    is a :class:`BadInputError` saying so, as is a ``trust_checkpoint`` that is no bool (:func:`check_trust`).
     """
+    trust_checkpoint = check_trust(trust_checkpoint)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
