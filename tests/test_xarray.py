@@ -94,6 +94,40 @@ def test_one_chunk_computes_one_chunk(encoder):
     np.testing.assert_array_equal(corner.values, field.values[40:45, 70:72])
 
 
+def test_chunks_take_the_documented_forms_and_auto(encoder):
+    """chunks='auto' said "invalid literal for int() with base 10: 'a'", 256.0 "'float' object is not iterable",
+    (64,) "not enough values to unpack", a numpy int the same as a float. The documented forms are taken (a
+    numpy int too), 'auto' is Dask's automatic chunking of the output, and anything else is refused naming
+    chunks=, the value and the forms."""
+    import re
+
+    import dask
+    from dask.array.core import normalize_chunks
+
+    from satclip.errors import BadInputError
+
+    assert embedding_field(encoder, LON, LAT, chunks=np.int64(30)).chunks == ((30,) * 3, (30,) * 6, (8,))
+    assert embedding_field(encoder, LON, LAT, chunks=[45, 60]).chunks == ((45, 45), (60,) * 3, (8,))
+    assert embedding_field(encoder, LON, LAT, chunks={"lon": 90}).chunks == ((90,), (90, 90), (8,))
+    with dask.config.set({"array.chunk-size": "128KiB"}):  # 4,096 cells of 8 float32: the 90 × 180 grid is split
+        auto = embedding_field(encoder, LON, LAT, chunks="auto")
+        expected = normalize_chunks(("auto", "auto", 8), (90, 180, 8), dtype=np.float32)
+        rows = embedding_field(encoder, LON, LAT, chunks={"lat": 45, "lon": "auto"})
+        expected_rows = normalize_chunks((45, "auto", 8), (90, 180, 8), dtype=np.float32)
+    assert auto.chunks == expected and len(expected[0]) > 1 and len(expected[1]) > 1
+    assert rows.chunks == expected_rows and rows.chunks[0] == (45, 45) and len(expected_rows[1]) > 1
+    whole = encoder.encode(grid_points(LON, LAT)).numpy().reshape(90, 180, 8)
+    np.testing.assert_allclose(auto.compute(scheduler="sync").values, whole, rtol=0, atol=1e-5)
+    assert embedding_field(encoder, LON, LAT, chunks="auto").chunks == ((90,), (180,), (8,))  # 128 MiB: one chunk
+
+    for chunks in ("Auto", 256.0, (64,), (30, 60, 8), True, 0, -1, {"lat": 2.5}, ((45, 45), (90, 90))):
+        forms = r": give cells per chunk as one positive int for both axes, \(rows, columns\) or \{'lat': rows, "
+        with pytest.raises(BadInputError, match=re.escape(f"chunks={chunks!r}") + forms + ".*'auto'"):
+            embedding_field(encoder, LON, LAT, chunks=chunks)
+    with pytest.raises(BadInputError, match=r"chunks=\{'dim': 8\} names dimension\(s\) \['dim'\] the grid lacks"):
+        embedding_field(encoder, LON, LAT, chunks={"dim": 8})
+
+
 def test_zarr_round_trip(encoder, tmp_path):
     field = embedding_field(encoder, LON, LAT, chunks=(45, 90))
     field.to_zarr(tmp_path / "field.zarr")

@@ -18,6 +18,7 @@ degrees_north/degrees_east; the model, its basis, dtype and the satclip version 
 from __future__ import annotations
 
 import logging
+import numbers
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -121,24 +122,50 @@ def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_
     return out
 
 
-def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str]) -> tuple[int, int]:
+def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int, dtype) -> tuple[int, int]:
+    """Cells per chunk ``(rows, columns)`` of a grid of ``shape`` (along ``dims``) for ``chunks=`` (see
+    :func:`embedding_field`). ``"auto"`` is Dask's automatic chunking (``normalize_chunks``) of the output,
+    ``(rows, columns, dim)`` of ``dtype`` with the embedding axis one chunk: chunks of up to Dask's
+    ``array.chunk-size``.
+
+    Raises:
+        BadInputError: ``chunks`` is none of the forms above, or names a dimension the grid lacks.
+    """
     height, width = shape
     if not height or not width:
         raise ValueError(f"the grid has no cells ({height} × {width}): give each axis at least one coordinate")
     if chunks is None:
         cx = min(width, 1024)
         return min(height, max(1, DEFAULT_CHUNK_CELLS // cx)), cx
-    if isinstance(chunks, int):
-        chunks = (chunks, chunks)
+    spec = chunks
     if isinstance(chunks, dict):
-        unknown = sorted(set(chunks) - set(dims))
+        unknown = sorted(set(chunks) - set(dims), key=str)
         if unknown:
-            raise ValueError(f"chunks names unknown dimension(s) {unknown}; the grid's dimensions are {list(dims)}")
-        chunks = (chunks.get(dims[0], height), chunks.get(dims[1], width))
-    cy, cx = (int(c) for c in chunks)
-    if cy < 1 or cx < 1:
-        raise ValueError(f"chunks must be positive cell counts, got {chunks}")
-    return min(cy, height), min(cx, width)
+            raise BadInputError(
+                f"chunks={chunks!r} names dimension(s) {unknown} the grid lacks; its dimensions are {list(dims)} "
+                "(the embedding axis is always one chunk)"
+            )
+        spec = (chunks.get(dims[0], height), chunks.get(dims[1], width))
+    elif not isinstance(chunks, (tuple, list)):
+        spec = (chunks, chunks)
+    if len(spec) != 2 or not all(_is_chunk_size(size) for size in spec):
+        raise BadInputError(
+            f"chunks={chunks!r}: give cells per chunk as one positive int for both axes, (rows, columns) or "
+            f"{{{dims[0]!r}: rows, {dims[1]!r}: columns}}, with 'auto' (Dask's automatic chunking) for any size"
+        )
+    spec = tuple(size if isinstance(size, str) else min(int(size), n) for size, n in zip(spec, shape, strict=True))
+    if any(isinstance(size, str) for size in spec):
+        from dask.array.core import normalize_chunks
+
+        auto = normalize_chunks((*spec, dim), (height, width, dim), dtype=dtype)
+        spec = tuple(sizes[0] for sizes in auto[:2])
+    return spec
+
+
+def _is_chunk_size(size) -> bool:
+    if isinstance(size, str):
+        return size == "auto"
+    return isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1
 
 
 def _check_boolean(dtype) -> None:
@@ -215,9 +242,12 @@ def embedding_field(
             ``(lat, lon, dim)``), or 2-D coordinate arrays of one shape ``(H, W)``, e.g. a reprojected
             raster's (the field is ``(y, x, dim)`` with ``lon``/``lat`` as auxiliary coordinates). numpy,
             Dask or xarray arrays; an xarray input lends its dimension names (and other coordinates).
-        chunks: cells per chunk, ``(rows, columns)``, one int for both, or ``{dim: size}``; default
-            about 65,536 cells (up to 1,024 columns), i.e. 64 MiB of float32 at 256 dimensions. The
-            embedding axis is one chunk. Dask-backed 2-D coordinates keep their chunks unless given.
+        chunks: cells per chunk, ``(rows, columns)``, one int for both, or ``{dim: size}`` (a dimension
+            not named is one chunk); ``"auto"``, for both axes or in place of one size, is Dask's automatic
+            chunking of the output (chunks of up to Dask's ``array.chunk-size``, 128 MiB unless
+            configured); default about 65,536 cells (up to 1,024 columns), i.e. 64 MiB of float32 at 256
+            dimensions. The embedding axis is one chunk. Dask-backed 2-D coordinates keep their chunks
+            unless given. Anything else (floats, ``-1``, one size in a tuple) raises BadInputError.
         where: which cells to compute (the others are NaN, and chunks without any are never embedded):
             ``"land"`` (the GSHHG land mask of ``satclip map --land-only``), ``"footprint"`` (the model's
             training footprint, what ``satclip map`` computes by default: e.g. land north of 60°S for the
@@ -237,7 +267,8 @@ def embedding_field(
 
     Raises:
         ValueError: coordinates of other shapes, out-of-range 1-D axes, an unknown ``where``.
-        BadInputError: a ``where`` mask that is not boolean.
+        BadInputError: a ``where`` mask that is not boolean or has other dimensions than the grid's;
+            ``chunks`` of another form.
         MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
     """
     from ..models.location_encoder import model_identity, model_token
@@ -251,6 +282,8 @@ def embedding_field(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint, precision=precision,
     )  # fmt: skip
+    out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
+    embedding_dim = encoder.embedding_dim
     if hasattr(lon, "dims") and hasattr(lat, "dims") and np.ndim(lon) == np.ndim(lat) == 2 and lat.dims != lon.dims:
         if set(lat.dims) != set(lon.dims):
             raise ValueError(f"lon has dims {lon.dims} and lat {lat.dims}: 2-D coordinates must share their dimensions")
@@ -273,7 +306,7 @@ def embedding_field(
                     f"index {int(np.flatnonzero(bad)[0])}: {values[bad][0]!r}"
                 )
         shape = (len(lat_axis), len(lon_axis))
-        cy, cx = _chunk_sizes(shape, chunks, dims)
+        cy, cx = _chunk_sizes(shape, chunks, dims, embedding_dim, out_dtype)
         lat_d = darray.from_array(lat_axis[:, None], chunks=(cy, 1))
         lon_d = darray.from_array(lon_axis[None, :], chunks=(1, cx))
         # an axis that is its dimension's own coordinate (lat along lat, ERA5's latitude along latitude) indexes
@@ -295,7 +328,7 @@ def embedding_field(
         if given:
             lat_d = lat_d.rechunk(lon_d.chunks)
         else:
-            size = _chunk_sizes(shape, chunks, dims)
+            size = _chunk_sizes(shape, chunks, dims, embedding_dim, out_dtype)
             lon_d, lat_d = lon_d.rechunk(size), lat_d.rechunk(size)
         coords = {"lon": xr.Variable(dims, lon_d, LON_ATTRS), "lat": xr.Variable(dims, lat_d, LAT_ATTRS)}
         extra_coords = _other_coords((lon, lat), dims)
@@ -334,18 +367,16 @@ def embedding_field(
         arrays.append(mask.rechunk(darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks)))
         description = "cells of the given mask"
 
-    out_dtype = np.dtype(str(encoder.dtype).removeprefix("torch."))
-    dim = encoder.embedding_dim
     identity = model_identity(encoder)
     model_description = model_attrs(encoder, identity, model)
     encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(identity)}", traverse=False)
-    out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((dim,),)
+    out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((embedding_dim,),)
     data = darray.map_blocks(
         _embed_block, arrays[0], arrays[1], encoder_key, *arrays[2:], where=where_fn, batch_size=batch_size,
         skip_invalid=skip_invalid, out_dtype=out_dtype, dtype=out_dtype, new_axis=2, chunks=out_chunks,
         meta=np.empty((0, 0, 0), out_dtype),
     )  # fmt: skip
-    coords[DIM] = xr.Variable(DIM, np.arange(dim, dtype=np.int32), DIM_ATTRS)
+    coords[DIM] = xr.Variable(DIM, np.arange(embedding_dim, dtype=np.int32), DIM_ATTRS)
     attrs = {**model_description, "satclip_cells": description}
     field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
     return field.assign_coords(extra_coords) if extra_coords else field
