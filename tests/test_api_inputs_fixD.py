@@ -4,6 +4,8 @@ longitudes in 0..360, and the dtype arguments. Each test failed before its fix."
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,32 @@ def test_embed_takes_trust_checkpoint(tmp_path):
     np.testing.assert_array_equal(out, expected)
     frame = __import__("pandas").DataFrame(points, columns=["lon", "lat"])
     np.testing.assert_array_equal(satclip.embed(frame, model=path, trust_checkpoint=True), expected)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [([True, False], "bool"), ([True, None], "boolean"), ([13.4 + 5j, 1.0], "complex128"),
+     ([13, 14], "timedelta64[ns]"), (["2020-01-01", "2020-01-02"], "datetime64[ns]")],
+)  # fmt: skip
+def test_table_columns_that_are_no_numbers_are_refused(encoder, values, dtype):
+    """A DataFrame's bool, complex, timedelta and datetime coordinate columns were embedded silently (as 1.0,
+    the real part, nanoseconds), while the array path refuses such points."""
+    import pandas as pd
+    import pyarrow as pa
+
+    column = pd.Series(values).astype(dtype)
+    frame = pd.DataFrame({"lat": [52.52, 10.0], "lon": column})
+    pattern = rf"^coordinate column 'lon' must be numbers \(lon, lat\) in degrees, got {re.escape(dtype)} \(.*\)$"
+    with pytest.raises(ValueError, match=pattern):
+        satclip.embed(frame, model=encoder)
+    with pytest.raises(ValueError, match=pattern.replace("'lon'", "'east'")):
+        satclip.embed(frame.rename(columns={"lon": "east"}), model=encoder, lon_col="east")
+    if dtype not in ("complex128", "timedelta64[ns]"):  # (Arrow has no complex numbers; its durations are ns)
+        with pytest.raises(ValueError, match=r"coordinate column 'lon' must be numbers"):
+            satclip.embed(pa.Table.from_pandas(frame), model=encoder)
+    if dtype in ("bool", "complex128"):  # the array path refuses the same values
+        with pytest.raises(ValueError, match=r"^points must be numbers \(lon, lat\) in degrees, got"):
+            satclip.embed(np.column_stack([column.to_numpy(), [52.52, 10.0]]).astype(dtype), model=encoder)
+    numbers = pd.DataFrame({"lon": pd.Series([13.4, None], dtype="Float64"), "lat": [52.52, 10.0]})
+    out = satclip.embed(numbers, model=encoder, skip_invalid=True)  # nullable numbers are still numbers
+    np.testing.assert_array_equal(out[0], satclip.embed(np.array([[13.4, 52.52]]), model=encoder)[0])

@@ -146,11 +146,30 @@ def _with_centroids(geometry, rows: np.ndarray):
     return out
 
 
+#: dtype kinds a coordinate column must not hold, as the array path refuses them (coordinate_tensor): booleans,
+#: complex numbers, timedeltas and dates convert to float64 without error, and were embedded as degrees
+_NOT_DEGREES = {"b": "true/false values", "c": "complex numbers", "m": "timedeltas", "M": "dates"}
+#: pandas' infer_dtype of a column of Python objects, for those kinds
+_INFERRED_KINDS = {"boolean": "b", "complex": "c", "timedelta": "m", "timedelta64": "m", "datetime": "M",
+                   "datetime64": "M"}  # fmt: skip
+
+
 def column_values(table, name: str) -> np.ndarray:
-    """A table column as float64 (missing values become NaN)."""
+    """A table column as float64 (missing values become NaN). A column of booleans, complex numbers, timedeltas or
+    dates is refused (ValueError naming it), as :func:`~satclip.encoding.points.coordinate_tensor` refuses them."""
     column = table[name]
     if hasattr(column, "to_pandas") and not hasattr(column, "iloc"):  # pyarrow's or polars' column
         column = column.to_pandas()
+    dtype = getattr(column, "dtype", None)
+    kind = getattr(dtype, "kind", None)
+    if kind == "O" and "pandas" in sys.modules:  # Python objects (e.g. Arrow's booleans with nulls): what they are
+        from pandas.api.types import infer_dtype
+
+        kind = _INFERRED_KINDS.get(infer_dtype(column, skipna=True), kind)
+    if kind in _NOT_DEGREES:  # (also pandas' nullable "boolean" and pyarrow-backed dtypes: they have a kind)
+        raise ValueError(
+            f"coordinate column {name!r} must be numbers (lon, lat) in degrees, got {dtype} ({_NOT_DEGREES[kind]})"
+        )
     try:
         if hasattr(column, "to_numpy"):
             return column.to_numpy(dtype=np.float64, na_value=np.nan)
