@@ -324,6 +324,41 @@ def test_invalid_coordinates(encoder):
         embedding_field(encoder, LON, LAT, where="sea")
 
 
+def test_longitudes_in_0_360_are_refused_saying_how_to_wrap_them(encoder):
+    """An ERA5-style longitude axis in [0, 360) was refused with 'lon axis: ... not finite degrees in [-180, 180]'
+    and no word of how to fix it (and its value shown as np.float64(210.0)); the message now says how to wrap
+    it, for an array and for a Dataset, and what it says works."""
+    import re
+
+    from satclip.errors import BadInputError
+
+    era5 = xr.Dataset(coords={"longitude": np.arange(0.0, 360.0, 30.0), "latitude": [45.0, -45.0]})
+    wrap = r"; the longitudes over 180 look like \[0, 360\] ones: wrap them with lon = \(\(lon \+ 180\) % 360\) - 180"
+    with pytest.raises(BadInputError, match=r"lon axis: 5 value\(s\) .*, first at index 7: 210\.0" + wrap) as raised:
+        embedding_field(encoder, era5.longitude, era5.latitude)
+    fix = re.fullmatch(r".*, on a Dataset (ds\.assign_coords\(longitude=.*\.sortby\('longitude'\))", str(raised.value))
+    wrapped = eval(fix.group(1), {"ds": era5})  # the fix the message names, as written
+    field = embedding_field(encoder, wrapped.longitude, wrapped.latitude)
+    lon = np.sort((era5.longitude.values + 180) % 360 - 180)
+    np.testing.assert_array_equal(field.longitude.values, lon)
+    expected = encoder.encode(grid_points(lon, era5.latitude.values)).numpy().reshape(2, 12, 8)
+    np.testing.assert_allclose(field.compute(scheduler="sync").values, expected, rtol=0, atol=1e-5)
+
+    with pytest.raises(BadInputError, match=r"first at index 7: 210\.0" + wrap + "$"):  # an array: no Dataset
+        embedding_field(encoder, era5.longitude.values, era5.latitude.values)
+    with pytest.raises(BadInputError, match=r"first at index 1: 400\.0$"):  # not a longitude in [0, 360]: no advice
+        embedding_field(encoder, np.array([0.0, 400.0]), LAT)
+    lon2, lat2 = np.meshgrid([150.0, 170.0, 190.0, 210.0], [10.0, 20.0])  # 2-D coordinates: when computed
+    with pytest.raises(ValueError, match=r"4 cell\(s\) with invalid coordinates: .*\)" + wrap + "; pass skip_invalid"):
+        embedding_field(encoder, lon2, lat2).compute(scheduler="sync")
+    lat2[0, 0] = 95.0
+    with pytest.raises(ValueError, match=r"5 cell\(s\) .*lat=95\.0\).*" + wrap):  # also beside a bad latitude
+        embedding_field(encoder, lon2, lat2).compute(scheduler="sync")
+    lon2[1, 1] = 400.0
+    with pytest.raises(ValueError, match=r"6 cell\(s\) .*lat in \[-90, 90\]\); pass skip_invalid"):
+        embedding_field(encoder, lon2, lat2).compute(scheduler="sync")
+
+
 def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     pytest.importorskip("distributed")
     tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}

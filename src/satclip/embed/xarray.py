@@ -110,9 +110,11 @@ def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_
             f"cell ({r0 + i}, {c0 + j}): (lon={float(lon_b[i, j])!r}, lat={float(lat_b[i, j])!r})"
             for i, j in cells[bad][:MAX_REPORTED_ROWS]
         )
+        wrap = _wrap_advice(points[bad, 0])
         raise InvalidPointsError(
             f"{int(bad.sum())} cell(s) with invalid coordinates: {shown}. Expected finite (lon, lat) degrees in "
-            "range; pass skip_invalid=True to leave them NaN, or mask them with where=",
+            f"range (lon in [-180, 180], lat in [-90, 90]){wrap}; pass skip_invalid=True to leave them NaN, or "
+            "mask them with where=",
             np.flatnonzero(bad),
         )
     if (~bad).any():
@@ -120,6 +122,20 @@ def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_
         values = embed_lonlat(encoder, points[~bad], batch_size=batch_size).cpu().numpy()
         out[good[:, 0], good[:, 1]] = values
     return out
+
+
+def _wrap_advice(lon: np.ndarray, axis: str | None = None) -> str:
+    """How to wrap longitudes into [-180, 180) where those of ``lon`` out of range look like longitudes in
+    [0, 360] (every finite one beyond ±180 lies in (180, 360]; ``""`` otherwise); with ``axis``, the name of
+    a 1-D lon axis, also how to do it on an xarray Dataset (sorted, so the axis ascends again)."""
+    with np.errstate(invalid="ignore"):
+        out = lon[np.isfinite(lon) & (np.abs(lon) > 180)]
+    if not out.size or not (out <= 360).all() or not (out > 180).all():
+        return ""
+    advice = "; the longitudes over 180 look like [0, 360] ones: wrap them with lon = ((lon + 180) % 360) - 180"
+    if axis is not None:
+        advice += f", on a Dataset ds.assign_coords({axis}=((ds.{axis} + 180) % 360) - 180).sortby({axis!r})"
+    return advice
 
 
 def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int, dtype) -> tuple[int, int]:
@@ -301,9 +317,11 @@ def embedding_field(
         for axis, values, limit in (("lon", lon_axis, 180), ("lat", lat_axis, 90)):
             bad = ~np.isfinite(values) | (np.abs(values) > limit)
             if bad.any():
-                raise ValueError(
+                name = getattr(lon, "name", None)
+                wrap = _wrap_advice(values[bad], name if isinstance(name, str) and name.isidentifier() else None)
+                raise BadInputError(
                     f"{axis} axis: {int(bad.sum())} value(s) not finite degrees in [-{limit}, {limit}], first at "
-                    f"index {int(np.flatnonzero(bad)[0])}: {values[bad][0]!r}"
+                    f"index {int(np.flatnonzero(bad)[0])}: {float(values[bad][0])!r}{wrap if axis == 'lon' else ''}"
                 )
         shape = (len(lat_axis), len(lon_axis))
         cy, cx = _chunk_sizes(shape, chunks, dims, embedding_dim, out_dtype)
