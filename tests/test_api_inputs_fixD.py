@@ -44,7 +44,7 @@ def test_reprojection_slack_is_tiny(encoder):
 
     beyond = np.nextafter(180.0, 200.0)
     frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([beyond, 10.0], [10.0, 10.0]), crs="EPSG:4326")
-    with pytest.raises(InvalidPointsError, match=r"row 0: \(lon=180\.00000000000003"):
+    with pytest.raises(InvalidPointsError, match=r"index label 0: \(lon=180\.00000000000003"):
         satclip.embed(frame, model=encoder)
     values = np.array([[beyond, -np.nextafter(90.0, 91.0)], [180.001, 90.001], [-180 - 1e-6, np.nan], [beyond, 0.0]])
     out = onto_bounds(values.copy(), np.array([True, True, True, False]))
@@ -121,3 +121,36 @@ def test_table_columns_that_are_no_numbers_are_refused(encoder, values, dtype):
     numbers = pd.DataFrame({"lon": pd.Series([13.4, None], dtype="Float64"), "lat": [52.52, 10.0]})
     out = satclip.embed(numbers, model=encoder, skip_invalid=True)  # nullable numbers are still numbers
     np.testing.assert_array_equal(out[0], satclip.embed(np.array([[13.4, 52.52]]), model=encoder)[0])
+
+
+def test_errors_for_pandas_input_name_index_labels(encoder):
+    """Errors for labelled pandas and geopandas input said "row 1", meaning position 1, while frame.loc[1] is another
+    (valid) row."""
+    import pandas as pd
+
+    from satclip.encoding.points import InvalidPointsError
+
+    frame = pd.DataFrame({"lon": [13.4, -58.4, 139.7], "lat": [52.5, np.nan, 35.7]}, index=[1, 0, 2])
+    with pytest.raises(
+        InvalidPointsError, match=r"^1 invalid point\(s\): index label 0: \(lon=-58\.4, lat=nan\)\."
+    ) as info:
+        satclip.embed(frame, model=encoder)
+    assert np.isnan(frame.loc[0, "lat"]) and info.value.bad_rows.tolist() == [1]  # (bad_rows: positions, as before)
+    named = frame.set_axis(["berlin", "buenos aires", "tokyo"])
+    with pytest.raises(InvalidPointsError, match=r"index label 'buenos aires': \(lon=-58\.4"):
+        satclip.embed(named, model=encoder)
+    with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): row 1: "):  # an array has no labels
+        satclip.embed(frame.to_numpy(), model=encoder)
+
+
+def test_geodataframe_errors_name_index_labels(encoder):
+    gpd = pytest.importorskip("geopandas")
+    shapely = pytest.importorskip("shapely")
+    from satclip.encoding.points import InvalidPointsError
+
+    geometry = [shapely.Point(13.4, 52.5), shapely.box(0, 0, 1, 1), shapely.Point(10.0, 95.0)]
+    frame = gpd.GeoDataFrame({"k": range(3)}, geometry=geometry, crs="EPSG:4326", index=[7, "b", 5])
+    with pytest.raises(ValueError, match=r"found \['Polygon'\] \(index labels 'b'\); pass centroids=True"):
+        satclip.embed(frame, model=encoder)
+    with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): index label 5: \(lon=10\.0, lat=95\.0\)"):
+        satclip.embed(frame, model=encoder, centroids=True)

@@ -111,7 +111,7 @@ def test_dataframe_named_columns_and_missing_values(encoder):
     frame = pd.DataFrame({"x": [10.0, 20.0], "y": [5.0, None]})
     with pytest.raises(ColumnError):
         satclip.embed(frame, model=encoder)
-    with pytest.raises(InvalidPointsError, match="row 1"):
+    with pytest.raises(InvalidPointsError, match=r"index label 1: \(lon=20\.0, lat=nan\)"):
         satclip.embed(frame, model=encoder, lon_col="x", lat_col="y")
     out = satclip.embed(frame, model=encoder, lon_col="x", lat_col="y", skip_invalid=True)
     assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()

@@ -76,7 +76,7 @@ def test_non_points_refused_or_reduced_to_centroids(encoder):
     geometry = list(square)
     geometry[3], geometry[11] = polygons.iloc[3], polygons.iloc[11]
     frame = gpd.GeoDataFrame({"k": range(20)}, geometry=geometry, crs="EPSG:3857")
-    refused = r"must be points, found \['Polygon'\] \(rows 3, 11\).*centroids=True"
+    refused = r"must be points, found \['Polygon'\] \(index labels 3, 11\).*centroids=True"
     with pytest.raises(ValueError, match=refused):
         satclip.embed(frame, model=encoder)
     out = satclip.embed(frame, model=encoder, centroids=True)
@@ -94,7 +94,7 @@ def test_missing_geometries_are_invalid_points(encoder):
     np.testing.assert_allclose(out.to_numpy()[[0, 3]], satclip.embed(points[[0, 3]], model=encoder), rtol=0, atol=1e-5)
     from satclip.encoding.points import InvalidPointsError
 
-    with pytest.raises(InvalidPointsError, match="row 1: .*row 2: "):
+    with pytest.raises(InvalidPointsError, match="index label 1: .*index label 2: "):
         satclip.embed(frame, model=encoder)
 
 

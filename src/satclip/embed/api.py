@@ -77,13 +77,15 @@ def embed_lonlat(
     skip_invalid: bool = False,
     row_offset: int = 0,
     precision: str | None = None,
+    index=None,
 ) -> torch.Tensor:
     """Embed ``(N, 2)`` (lon, lat) degrees; returns ``(N, embedding_dim)`` on the model's device, float64 for
     ``precision="float64"`` else float32 (``precision`` None: the encoder's,
     :func:`satclip.models.precision.for_encoder`).
 
     Invalid rows (non-finite, |lon| > 180, |lat| > 90) raise :class:`~satclip.encoding.points.InvalidPointsError`
-    naming them (row numbers shifted by ``row_offset``), or with ``skip_invalid`` come back as NaN rows.
+    naming them (row numbers shifted by ``row_offset``, or the labels of ``index``, the points' pandas index), or
+    with ``skip_invalid`` come back as NaN rows.
     ``batch_size`` None: the encoder's ``default_batch_size``.
     """
     batch_size = encoder.batch_size(batch_size)
@@ -96,7 +98,8 @@ def embed_lonlat(
     if not bad.any():
         return encoder.encode(lonlat, batch_size=batch_size, precision=precision)
     if not skip_invalid:
-        raise InvalidPointsError(describe_invalid(values, bad, row_offset), np.flatnonzero(bad) + row_offset)
+        message = describe_invalid(values, bad, row_offset, labels=index, index_labels=index is not None)
+        raise InvalidPointsError(message, np.flatnonzero(bad) + row_offset)
     param = next(encoder.parameters())
     dtype = torch.float64 if precision == "float64" else torch.float32
     out = torch.full((len(values), encoder.embedding_dim), float("nan"), dtype=dtype, device=param.device)
@@ -152,7 +155,8 @@ def embed(
         Dask DataFrame likewise; else a numpy array; float64 for ``precision="float64"``, else float32.
 
     Raises:
-        satclip.encoding.points.InvalidPointsError: invalid points (message names the first bad rows).
+        satclip.encoding.points.InvalidPointsError: invalid points (message names the first bad rows: their
+            index labels for pandas and geopandas input, else their row numbers).
         satclip.embed.columns.ColumnError: the coordinate columns of a table are missing or ambiguous.
     """
     if is_dask_frame(points):
@@ -167,11 +171,12 @@ def embed(
             centroids=centroids,
         )  # fmt: skip
     lonlat = to_lonlat(points, lon_col, lat_col, centroids=centroids)
+    index = points.index if hasattr(points, "iloc") else None  # pandas and geopandas: errors name index labels
     encoder = load_encoder(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision,
         trust_checkpoint=trust_checkpoint,
     )  # fmt: skip
-    out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid)
+    out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, index=index)
     if isinstance(lonlat, torch.Tensor):
         return out
     values = out.cpu().numpy()

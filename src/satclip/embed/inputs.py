@@ -68,10 +68,11 @@ def crs_name(crs) -> str:
     return crs.to_string() if hasattr(crs, "to_string") else str(crs)
 
 
-def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray:
+def geo_lonlat(obj, *, centroids: bool = False, note: bool = True, index_labels: bool = False) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) of a GeoDataFrame or GeoSeries of points, in EPSG:4326.
 
-    Other geometries are refused (naming the first rows), or with ``centroids`` replaced by their centroids,
+    Other geometries are refused (naming the first rows, by their index labels with ``index_labels``, else by
+    their positions: a file's rows), or with ``centroids`` replaced by their centroids,
     computed in the data's CRS when it is projected and in the equal-area EPSG:6933 when it is lon/lat.
     Missing and empty geometries give NaN (invalid points). Coordinates satclip reprojected that come back
     a few ulp beyond the antimeridian or a pole are put on it (:func:`onto_bounds`). ``note``: log the
@@ -85,9 +86,15 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True) -> np.ndarray
     if other.any():
         found = sorted({str(k) for k in kinds[other]})
         if not centroids:
-            rows = ", ".join(str(r) for r in np.flatnonzero(other)[:5])
+            positions = np.flatnonzero(other)[:5]
+            if index_labels and hasattr(obj, "index"):  # (text quoted, as encoding.points.row_name does)
+                named = "index labels " + ", ".join(
+                    repr(label) if isinstance(label, str) else str(label) for label in obj.index[positions]
+                )
+            else:
+                named = "rows " + ", ".join(str(r) for r in positions)
             raise ValueError(
-                f"geometries must be points, found {found} (rows {rows}{' …' if other.sum() > 5 else ''}); pass "
+                f"geometries must be points, found {found} ({named}{' …' if other.sum() > 5 else ''}); pass "
                 "centroids=True (satclip embed --centroids) to embed their centroids, or reduce them yourself first "
                 "(.centroid, .representative_point())"
             )
@@ -202,7 +209,7 @@ def to_lonlat(
 
         return coordinate_tensor(points)
     if is_geo(points) and lon_col is None and lat_col is None:
-        return geo_lonlat(points, centroids=centroids)
+        return geo_lonlat(points, centroids=centroids, index_labels=True)
     if is_table(points):
         return table_lonlat(points, lon_col, lat_col)
     from ..encoding.points import coordinate_tensor  # (points to embed: torch is loaded)

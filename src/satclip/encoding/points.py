@@ -29,17 +29,27 @@ def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
     return ~ok
 
 
-def describe_invalid(lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None) -> str:
+def describe_invalid(
+    lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None, *, index_labels: bool = False
+) -> str:
     """A message naming the first bad rows (numbered from ``row_offset``, or by ``labels``: each row's number
-    in its file) and, where it fits, the lat/lon swap."""
+    in its file) and, where it fits, the lat/lon swap. ``index_labels``: ``labels`` are the labels of a pandas
+    index, named as such (``index label 'a'``), not as row numbers."""
     rows = np.flatnonzero(bad)
     shown = ", ".join(
-        f"row {r + row_offset if labels is None else labels[r]}: (lon={float(lonlat[r, 0])!r}, "
-        f"lat={float(lonlat[r, 1])!r})"
+        f"{row_name(r + row_offset if labels is None else labels[r], index_labels)}: "
+        f"(lon={float(lonlat[r, 0])!r}, lat={float(lonlat[r, 1])!r})"
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
     return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad)}"
+
+
+def row_name(label, index_label: bool = False) -> str:
+    """``row 3``, or for the label of a pandas index ``index label 3`` / ``index label 'a'`` (text quoted)."""
+    if not index_label:
+        return f"row {label}"
+    return f"index label {label!r}" if isinstance(label, str) else f"index label {label}"
 
 
 def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
