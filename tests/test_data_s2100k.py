@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import os
 import re
@@ -425,6 +426,49 @@ def test_cli_verify_quotes_coordinates_that_are_no_numbers_with_their_line(tmp_p
         assert f"{name}  ({detail})" in out
     with listing.open(newline="") as handle:
         assert {r["fn"]: r["detail"] for r in csv.DictReader(handle)} == expected
+
+
+def test_index_lines_are_numbered_as_in_the_file_when_a_quoted_field_spans_lines(tmp_path, capsys):
+    """A quoted field holding a newline (a url here) shifted every later line number that verify reported (and
+    that reading refused), as records were counted, not lines. Now each row is named by the line it starts on,
+    the line `sed -n Np index.csv` or an editor shows."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"])
+    rows = list(csv.DictReader((root / "index.csv").open(newline="")))
+    rows[0]["url"] += "\nmirror: " + rows[0]["url"]  # one row on two lines
+    rows[1]["lon"] = "abc"
+    rows[2].update(lat="95", url=rows[2]["url"] + "\n\nmirror")  # starts on one line, ends two further
+    columns = ["lat", "lon", "url", "fn"]
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(rows[0])
+    text.write("12.5,3.25\n")
+    writer.writerows(rows[1:])
+    text.write("only-one-field\n")
+    (root / "index.csv").write_text(text.getvalue(), newline="")
+    lines = text.getvalue().split("\n")
+
+    def line_of(start: str) -> int:  # the number of the one line of the file that starts so (as sed numbers lines)
+        (number,) = [n for n, line in enumerate(lines, start=1) if line.startswith(start)]
+        return number
+
+    short, lone = line_of("12.5,3.25"), line_of("only-one-field")
+    abc, out_of_range = line_of(f"{rows[1]['lat']},abc,"), line_of("95,")
+    assert (short, abc, out_of_range, lone) == (4, 5, 6, 9)  # (the file is as meant: records 3, 4, 5 and 6)
+    report = verify_s2100k(root)
+    assert report.malformed == ((short, "expected 4 fields, got ['12.5', '3.25']"),
+                                (lone, "expected 4 fields, got ['only-one-field']"))  # fmt: skip
+    assert report.status == ("ok", "coordinates", "coordinates")
+    assert report.details[1:] == (
+        f"line {abc}: lon='abc' (not a number), lat={float(rows[1]['lat'])}",
+        f"line {out_of_range}: lon={float(rows[2]['lon'])}, lat=95.0",
+    )
+    assert main(["data", "verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"line {short}  (expected 4 fields" in out and f"line {lone}  (expected 4 fields" in out
+    assert f"(line {abc}: lon='abc'" in out and f"(line {out_of_range}: lon=" in out
+    with pytest.raises(IndexFormatError, match=f", line {short}: expected 4 fields"):
+        read_index(root / "index.csv")
 
 
 def test_cli_verify_checks_the_list_path_before_verifying(tmp_path, capsys):

@@ -106,7 +106,8 @@ def read_index(
 
     A line that is no row (too few fields, an empty file name) is refused with :class:`IndexFormatError`
     naming it, or, with a ``malformed`` list (verification, which reports it), appended to that list as
-    ``(line number, what is wrong)`` and left out. With an ``as_read`` list (verification, which quotes the
+    ``(line number, what is wrong)`` and left out. Line numbers are those of the file (a row whose quoted field
+    holds a newline spans lines; it is named by its first). With an ``as_read`` list (verification, which quotes the
     text of invalid coordinates: a NaN does not say what the file held), each row's ``(line number, lon text,
     lat text)`` is appended to it, in row order.
     """
@@ -129,7 +130,9 @@ def read_index(
             width = max(i_fn, i_lon, i_lat) + 1
             filenames: list[str] = []
             coords: list[tuple[float, float]] = []
-            for line, row in enumerate(reader, start=2):
+            end = reader.line_num  # the last line read: a quoted field may hold newlines, so records are no lines
+            for row in reader:
+                line, end = end + 1, reader.line_num  # the line the record starts on, as an editor numbers it
                 if not row or all(not cell.strip() for cell in row):
                     continue
                 problem = _row_problem(row, len(header), width, i_fn)
