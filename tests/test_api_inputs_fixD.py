@@ -154,3 +154,29 @@ def test_geodataframe_errors_name_index_labels(encoder):
         satclip.embed(frame, model=encoder)
     with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): index label 5: \(lon=10\.0, lat=95\.0\)"):
         satclip.embed(frame, model=encoder, centroids=True)
+
+
+def test_duplicated_coordinate_columns_are_named(encoder):
+    """Columns ["lon", "lat", "lon"] gave "points must have shape (N, 2) ... got shape (1, 3)", which does not say
+    that a column is duplicated."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from satclip.embed.columns import ColumnError
+
+    frame = pd.DataFrame([[13.4, 52.52, 1.0]], columns=["lon", "lat", "lon"])
+    message = r"^coordinate column 'lon' appears 2 times among the columns \['lon', 'lat', 'lon'\]: keep one"
+    with pytest.raises(ColumnError, match=message):
+        satclip.embed(frame, model=encoder)
+    with pytest.raises(
+        ColumnError, match=message.replace("'lon' appears", "'lat' appears").replace("'lat', 'lon'", "'lat', 'lat'")
+    ):
+        satclip.embed(frame.set_axis(["lon", "lat", "lat"], axis=1), model=encoder)
+    with pytest.raises(ColumnError, match=r"'x' appears 2 times"):
+        satclip.embed(frame.set_axis(["x", "y", "x"], axis=1), model=encoder, lon_col="x", lat_col="y")
+    table = pa.Table.from_arrays([pa.array([13.4]), pa.array([52.52]), pa.array([1.0])], names=["lon", "lat", "lon"])
+    with pytest.raises(ColumnError, match=message):
+        satclip.embed(table, model=encoder)
+    other = pd.DataFrame([[13.4, 52.52, 1.0, 2.0]], columns=["lon", "lat", "note", "note"])  # (others may repeat)
+    expected = satclip.embed(np.array([[13.4, 52.52]]), model=encoder)
+    np.testing.assert_array_equal(satclip.embed(other, model=encoder), expected)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .columns import detect_lonlat_columns
+from .columns import ColumnError, detect_lonlat_columns
 
 if TYPE_CHECKING:
     import torch
@@ -187,12 +187,20 @@ def column_values(table, name: str) -> np.ndarray:
 
 def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) from a DataFrame's coordinate columns (detected or named; a column labelled
-    by another type than str, e.g. ``DataFrame(array)``'s 0 and 1, is named by its label or its text)."""
+    by another type than str, e.g. ``DataFrame(array)``'s 0 and 1, is named by its label or its text). A coordinate
+    column whose name appears more than once is a :class:`~satclip.embed.columns.ColumnError`."""
     names = getattr(table, "column_names", None)  # a pyarrow Table's .columns are its columns' values
+    texts = [str(label) for label in (table.columns if names is None else names)]
     labels = {str(label): label for label in (table.columns if names is None else names)}
     lon_name, lat_name = detect_lonlat_columns(
         list(labels), None if lon_col is None else str(lon_col), None if lat_col is None else str(lat_col)
     )
+    for name in (lon_name, lat_name):  # (one label would select several columns: a frame, not a column)
+        if texts.count(name) > 1:
+            raise ColumnError(
+                f"coordinate column {name!r} appears {texts.count(name)} times among the columns {texts}: keep one "
+                "(e.g. frame.loc[:, ~frame.columns.duplicated()]) or rename the others"
+            )
     return np.column_stack([column_values(table, labels[lon_name]), column_values(table, labels[lat_name])])
 
 
