@@ -471,6 +471,32 @@ def test_index_lines_are_numbered_as_in_the_file_when_a_quoted_field_spans_lines
         read_index(root / "index.csv")
 
 
+def test_dataset_reports_invalid_coordinates_as_verify_does(tmp_path, capsys):
+    """S2100K verified the index it had read itself, and its report then showed "lon=nan, lat=…" with no line,
+    while `satclip data verify` showed the text as read and its line. Both now give the same details."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"])
+    rows = list(csv.DictReader((root / "index.csv").open(newline="")))
+    rows[0]["lon"] = "abc"
+    rows[1]["lat"] = "95"
+    _write_index(root / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    listing = tmp_path / "problems.csv"
+    assert main(["data", "verify", str(root), "--list", str(listing)]) == 1
+    capsys.readouterr()
+    with listing.open(newline="") as handle:
+        verified = {r["fn"]: r["detail"] for r in csv.DictReader(handle)}
+    assert verified == {
+        rows[0]["fn"]: f"line 2: lon='abc' (not a number), lat={float(rows[0]['lat'])}",
+        rows[1]["fn"]: f"line 3: lon={float(rows[1]['lon'])}, lat=95.0",
+    }
+    dataset = S2100K(root, cache=False)
+    assert list(dataset.filenames) == [rows[2]["fn"]]
+    report = dataset.report
+    assert report is not None and report.index is dataset.index  # (verified the index it had read)
+    bad = {name: detail for name, status, detail in zip(report.index.filenames, report.status, report.details,
+                                                        strict=True) if status != "ok"}  # fmt: skip
+    assert bad == verified
+
+
 def test_cli_verify_checks_the_list_path_before_verifying(tmp_path, capsys):
     """--list under a regular file verified everything, then failed on a hidden temporary's "Not a directory"."""
     root = _copy_examples(tmp_path / "root", ["patch_75123.tif"])

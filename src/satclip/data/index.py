@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
@@ -38,7 +38,10 @@ class S2Index:
     """The parsed index: ``filenames[i]`` (relative to ``images/``) was taken at ``lonlat[i]``.
 
     ``lonlat`` is ``(N, 2)`` float64 (lon, lat) degrees; unparseable values are NaN (flagged by
-    :func:`satclip.data.verify.verify_s2100k`, never silently used).
+    :func:`satclip.data.verify.verify_s2100k`, never silently used). A NaN does not say what the file held, so
+    ``unparsed`` keeps the text of those: row → ``(lon text, lat text)``, ``None`` for a value that is a number.
+    ``lines`` is ``(N,)`` int64, the line of the file each row starts on (``None`` for an index not read from a
+    file); verification names rows by it.
     """
 
     path: Path
@@ -46,6 +49,8 @@ class S2Index:
     columns: tuple[str, ...]
     filenames: tuple[str, ...]
     lonlat: np.ndarray
+    lines: np.ndarray | None = None
+    unparsed: Mapping[int, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -80,11 +85,11 @@ def unsafe_rows(filenames: Sequence[str]) -> np.ndarray:
     return np.array([name_problem(name) is not None for name in filenames], dtype=bool)
 
 
-def _to_float(value: str) -> float:
+def _to_float(value: str) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
-        return math.nan
+        return None
 
 
 def _row_problem(row: list[str], fields: int, width: int, i_fn: int) -> str | None:
@@ -96,20 +101,13 @@ def _row_problem(row: list[str], fields: int, width: int, i_fn: int) -> str | No
     return None
 
 
-def read_index(
-    path: str | Path,
-    *,
-    malformed: list[tuple[int, str]] | None = None,
-    as_read: list[tuple[int, str, str]] | None = None,
-) -> S2Index:
+def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = None) -> S2Index:
     """Read an S2-100K ``index.csv`` (either layout, see the module docstring).
 
     A line that is no row (too few fields, an empty file name) is refused with :class:`IndexFormatError`
     naming it, or, with a ``malformed`` list (verification, which reports it), appended to that list as
     ``(line number, what is wrong)`` and left out. Line numbers are those of the file (a row whose quoted field
-    holds a newline spans lines; it is named by its first). With an ``as_read`` list (verification, which quotes the
-    text of invalid coordinates: a NaN does not say what the file held), each row's ``(line number, lon text,
-    lat text)`` is appended to it, in row order.
+    holds a newline spans lines; it is named by its first), kept per row in :attr:`S2Index.lines`.
     """
     path = Path(path)
     skipped = 0
@@ -130,6 +128,8 @@ def read_index(
             width = max(i_fn, i_lon, i_lat) + 1
             filenames: list[str] = []
             coords: list[tuple[float, float]] = []
+            lines: list[int] = []
+            unparsed: dict[int, tuple[str | None, str | None]] = {}
             end = reader.line_num  # the last line read: a quoted field may hold newlines, so records are no lines
             for row in reader:
                 line, end = end + 1, reader.line_num  # the line the record starts on, as an editor numbers it
@@ -137,10 +137,14 @@ def read_index(
                     continue
                 problem = _row_problem(row, len(header), width, i_fn)
                 if problem is None:
+                    lon, lat = _to_float(row[i_lon]), _to_float(row[i_lat])
+                    if lon is None or lat is None:
+                        unparsed[len(filenames)] = (
+                            row[i_lon] if lon is None else None, row[i_lat] if lat is None else None
+                        )
                     filenames.append(row[i_fn].strip())
-                    coords.append((_to_float(row[i_lon]), _to_float(row[i_lat])))
-                    if as_read is not None:
-                        as_read.append((line, row[i_lon], row[i_lat]))
+                    coords.append((math.nan if lon is None else lon, math.nan if lat is None else lat))
+                    lines.append(line)
                 elif malformed is None:
                     raise IndexFormatError(f"{path}, line {line}: {problem}")
                 else:
@@ -156,4 +160,5 @@ def read_index(
     if not filenames and not skipped:
         raise IndexFormatError(f"{path} lists no images (a header only); an S2-100K index has a row per image")
     lonlat = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    return S2Index(path, layout, tuple(c.strip() for c in header), tuple(filenames), lonlat)
+    columns = tuple(c.strip() for c in header)
+    return S2Index(path, layout, columns, tuple(filenames), lonlat, np.asarray(lines, dtype=np.int64), unparsed)

@@ -272,22 +272,16 @@ def _save_cache(root: Path, spec: CheckSpec, files: dict[str, list]) -> None:
         log.debug("cannot write verification cache %s: %s", path, err)
 
 
-def _coordinates_detail(lonlat: np.ndarray, as_read: tuple[int, str, str] | None) -> str:
-    """The invalid ``(lon, lat)`` of a row: each value as the number read, or, where its text is no number (a NaN
-    would hide it), the text quoted as read; with the row's line of ``index.csv`` where ``as_read`` has it."""
-    if as_read is None:  # (an index parsed by the caller)
-        lon, lat = lonlat.tolist()
-        return f"lon={lon}, lat={lat}"
-    line, *texts = as_read
-    shown = []
-    for name, value, text in zip(("lon", "lat"), lonlat.tolist(), texts, strict=True):
-        try:
-            float(text)
-        except ValueError:
-            shown.append(f"{name}={text!r} (not a number)")
-        else:
-            shown.append(f"{name}={value}")
-    return f"line {line}: " + ", ".join(shown)
+def coordinates_detail(index: S2Index, row: int) -> str:
+    """The ``(lon, lat)`` of index row ``row`` as verification reports them: each value as the number read, or,
+    where its text is no number (a NaN would hide it), the text quoted as read; after the row's line of the file
+    (``"line 3: lon='abc' (not a number), lat=52.5"``)."""
+    texts = index.unparsed.get(row, (None, None))
+    shown = ", ".join(
+        f"{name}={value}" if text is None else f"{name}={text!r} (not a number)"
+        for name, value, text in zip(("lon", "lat"), index.lonlat[row].tolist(), texts, strict=True)
+    )
+    return shown if index.lines is None else f"line {int(index.lines[row])}: {shown}"
 
 
 def verify_s2100k(
@@ -313,8 +307,7 @@ def verify_s2100k(
     """
     root = Path(root)
     malformed: list[tuple[int, str]] = []
-    as_read: list[tuple[int, str, str]] = []
-    index = read_index(root / "index.csv", malformed=malformed, as_read=as_read) if index is None else index
+    index = read_index(root / "index.csv", malformed=malformed) if index is None else index
     images = root / "images"
     bad_coordinates = invalid_rows(index.lonlat)
     cached = _load_cache(root, spec) if use_cache else {}
@@ -325,7 +318,7 @@ def verify_s2100k(
         if unsafe:
             return "path", unsafe
         if bad_coordinates[row]:
-            return "coordinates", _coordinates_detail(index.lonlat[row], as_read[row] if as_read else None)
+            return "coordinates", coordinates_detail(index, row)
         name = index.filenames[row]
         path = images / name
         try:
