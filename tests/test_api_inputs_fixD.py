@@ -180,3 +180,30 @@ def test_duplicated_coordinate_columns_are_named(encoder):
     other = pd.DataFrame([[13.4, 52.52, 1.0, 2.0]], columns=["lon", "lat", "note", "note"])  # (others may repeat)
     expected = satclip.embed(np.array([[13.4, 52.52]]), model=encoder)
     np.testing.assert_array_equal(satclip.embed(other, model=encoder), expected)
+
+
+WRAP = r"The longitudes over 180 look like \[0, 360\] ones: wrap them with lon = \(\(lon \+ 180\) % 360\) - 180\.$"
+
+
+@pytest.mark.parametrize(
+    ("points", "hint", "swap"),
+    [([[350.0, 10.0], [10.0, 10.0]], True, False), ([[180.5, 10.0], [360.0, -5.0]], True, False),
+     ([[200.0, np.nan]], True, False), ([[350.0, 10.0], [-190.0, 10.0]], False, False),
+     ([[361.0, 10.0]], False, False), ([[10.0, 95.0], [200.0, 10.0]], True, True), ([[10.0, 95.0]], False, True)],
+)  # fmt: skip
+def test_longitudes_in_0_360_get_the_fix(encoder, points, hint, swap):
+    """Longitudes in 0..360 were refused with "lon in [-180, 180]" and no word of how to fix them; the hint comes
+    only where every finite longitude beyond ±180 lies in (180, 360], beside the lat/lon swap hint."""
+    import pandas as pd
+
+    from satclip.encoding.points import InvalidPointsError
+
+    points = np.array(points)
+    for embed in (encoder.encode, lambda p: satclip.embed(p, model=encoder),
+                  lambda p: satclip.embed(pd.DataFrame(p, columns=["lon", "lat"]), model=encoder)):  # fmt: skip
+        with pytest.raises(InvalidPointsError) as info:
+            embed(points)
+        message = str(info.value)
+        assert bool(re.search(WRAP, message)) == hint, message
+        assert ("lat/lon are swapped" in message) == swap, message
+        assert "\n" not in message

@@ -53,13 +53,19 @@ def row_name(label, index_label: bool = False) -> str:
 
 
 def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
-    """What a valid point is, and the lat/lon swap where the invalid rows ``bad`` look like one."""
+    """What a valid point is; the lat/lon swap where the invalid rows ``bad`` look like one; and how to wrap
+    longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in (180, 360]."""
     advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
     swapped_valid = (np.abs(lonlat[lat_out, 0]) <= 90) & (np.abs(lonlat[lat_out, 1]) <= 180)
     if lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
         advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+    lon = lonlat[bad, 0]
+    with np.errstate(invalid="ignore"):
+        lon_out = lon[np.isfinite(lon) & (np.abs(lon) > 180)]
+    if lon_out.size and ((lon_out > 180) & (lon_out <= 360)).all():  # (as satclip.embed.xarray says for an axis)
+        advice += " The longitudes over 180 look like [0, 360] ones: wrap them with lon = ((lon + 180) % 360) - 180."
     return advice
 
 
