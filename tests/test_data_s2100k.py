@@ -497,6 +497,35 @@ def test_dataset_reports_invalid_coordinates_as_verify_does(tmp_path, capsys):
     assert bad == verified
 
 
+def test_points_mode_warns_of_invalid_coordinates_as_verify_shows_them(tmp_path, caplog):
+    """With verify="none" (points mode) a skipped row was logged as "row 0: (lon=nan, lat=…)": no text as read,
+    and a row number that is no line. It is now named by its file and worded as `satclip data verify` shows it."""
+    require(S2_EXAMPLES)
+    with (S2_EXAMPLES / "index.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))[:5]
+    rows[0]["lon"] = "abc"
+    rows[1]["lat"] = "95"
+    rows[3].update(lon="", lat="12,5")
+    rows[4]["lon"] = "-200"
+    (tmp_path / "images").mkdir()
+    _write_index(tmp_path / "index.csv", rows, ["lat", "lon", "url", "fn"])
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        dataset = S2100K(tmp_path, mode="points")
+    assert list(dataset.filenames) == [rows[2]["fn"]]
+    first = {
+        rows[0]["fn"]: f"line 2: lon='abc' (not a number), lat={float(rows[0]['lat'])}",
+        rows[1]["fn"]: f"line 3: lon={float(rows[1]['lon'])}, lat=95.0",
+        rows[3]["fn"]: "line 5: lon='' (not a number), lat='12,5' (not a number)",
+    }
+    report = verify_s2100k(tmp_path)  # (the images are missing: only the coordinates' details are compared)
+    assert {n: d for n, s, d in zip(report.index.filenames, report.status, report.details, strict=True)
+            if s == "coordinates"} == {**first, rows[4]["fn"]: f"line 6: lon=-200.0, lat={float(rows[4]['lat'])}"}
+    shown = "; ".join(f"{name} ({detail})" for name, detail in first.items())
+    assert f"{tmp_path / 'index.csv'}: skipping 4 row(s) with invalid (lon, lat) in the index: {shown}; … and 1 more."\
+        in caplog.text  # fmt: skip
+    assert "nan" not in caplog.text and "row 0" not in caplog.text
+
+
 def test_cli_verify_checks_the_list_path_before_verifying(tmp_path, capsys):
     """--list under a regular file verified everything, then failed on a hidden temporary's "Not a directory"."""
     root = _copy_examples(tmp_path / "root", ["patch_75123.tif"])

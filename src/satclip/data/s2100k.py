@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from ..optional import require
 from .index import S2Index, name_problem, read_index, unsafe_rows
-from .verify import CheckSpec, VerifyReport, verify_s2100k
+from .verify import PROBLEMS, SHOWN_NAMES, CheckSpec, VerifyReport, coordinates_detail, verify_s2100k
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,19 @@ class S2100K(Dataset):
         self.report: VerifyReport | None = None
         self.spec = dataclasses.replace(spec or CheckSpec(), full=verify == "full")
         if verify == "none":
-            from ..encoding.points import describe_invalid, invalid_rows
+            from ..encoding.points import invalid_rows, valid_range_advice
 
             bad = invalid_rows(self.index.lonlat)
-            if bad.any():
-                message = describe_invalid(self.index.lonlat, bad)
-                log.warning("%s: skipping rows with %s", self.index.path, message)
+            if bad.any():  # each row as `satclip data verify` shows it: its line and the text that is no number
+                rows = np.flatnonzero(bad)
+                shown = "; ".join(
+                    f"{self.index.filenames[row]} ({coordinates_detail(self.index, row)})" for row in rows[:SHOWN_NAMES]
+                )
+                more = f"; … and {len(rows) - SHOWN_NAMES} more" if len(rows) > SHOWN_NAMES else ""
+                log.warning(
+                    "%s: skipping %d row(s) with %s: %s%s. %s", self.index.path, len(rows), PROBLEMS["coordinates"],
+                    shown, more, valid_range_advice(self.index.lonlat, bad),
+                )  # fmt: skip
             outside = unsafe_rows(self.index.filenames)
             if outside.any():
                 first = self.index.filenames[int(np.flatnonzero(outside)[0])]
