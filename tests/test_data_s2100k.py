@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -166,6 +167,17 @@ def test_points_mode_reads_coordinates_only(broken_root, tmp_path):
     only_index = S2100K(tmp_path, mode="points")
     points = torch.stack([only_index[i]["point"] for i in range(20)]).numpy()
     np.testing.assert_array_equal(points, read_index(tmp_path / "index.csv").lonlat)
+
+
+def test_a_coordinate_with_an_underscore_is_no_number_as_in_pandas(tmp_path):
+    """Python's float() reads "1_0" as 10.0 (a digit separator in source code); pandas.read_csv keeps it as text."""
+    text = "fn,lon,lat\na.tif,1_0,5\nb.tif,2,3\n"
+    (tmp_path / "index.csv").write_text(text)
+    index = read_index(tmp_path / "index.csv")
+    as_pandas = pd.read_csv(tmp_path / "index.csv")
+    assert not pd.api.types.is_numeric_dtype(as_pandas["lon"])  # pandas: not a number
+    assert np.isnan(index.lonlat[0, 0]) and index.unparsed[0] == ("1_0", None)
+    np.testing.assert_array_equal(index.lonlat[1], [2.0, 3.0])
 
 
 def test_both_index_layouts_give_the_same_samples(tmp_path):

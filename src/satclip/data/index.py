@@ -86,6 +86,8 @@ def unsafe_rows(filenames: Sequence[str]) -> np.ndarray:
 
 
 def _to_float(value: str) -> float | None:
+    if "_" in value:  # float() reads "1_0" as 10.0, pandas.read_csv as text: not a number in a table
+        return None
     try:
         return float(value)
     except (TypeError, ValueError):
