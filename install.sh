@@ -5,8 +5,11 @@
 #   ./install.sh demo       everything `satclip demo` needs, offline after this step
 #   ./install.sh dev        all extras + test tools
 #
-# torch is pinned to the 2.13.0 CPU wheel unless SATCLIP_TORCH says otherwise (e.g. SATCLIP_TORCH=skip to
-# keep a CUDA build you installed yourself): an unpinned torch pulls a multi-GB CUDA build.
+# torch is pinned to 2.13.0 unless SATCLIP_TORCH says otherwise (e.g. SATCLIP_TORCH=skip to keep a CUDA build
+# you installed yourself): an unpinned torch, or one a dependency asks for, pulls a newer multi-GB CUDA build.
+# Which build of 2.13.0 pip takes is its index's: the CPU wheel where pip is configured with one (find-links),
+# the CUDA one from plain PyPI on Linux; SATCLIP_TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU
+# wheel from PyTorch's own index.
 set -euo pipefail
 extras="${1:-}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,7 +19,7 @@ pip="python -m pip"
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 if [ "$torch_spec" != "skip" ]; then
-  $pip install -q "$torch_spec"
+  $pip install -q ${SATCLIP_TORCH_INDEX:+--index-url "$SATCLIP_TORCH_INDEX"} "$torch_spec"
   echo "$torch_spec" > "$constraints"
 fi
 
