@@ -207,3 +207,24 @@ def test_longitudes_in_0_360_get_the_fix(encoder, points, hint, swap):
         assert bool(re.search(WRAP, message)) == hint, message
         assert ("lat/lon are swapped" in message) == swap, message
         assert "\n" not in message
+
+
+def test_dtype_errors_name_dtype_and_what_it_takes(encoder):
+    """load(dtype=torch.float16) and load_model(dtype=None) said "precision=…", a parameter the caller did not
+    pass; load_model(dtype=torch.int64) failed in torch's Module.to with a TypeError."""
+    from satclip.errors import BadInputError
+
+    accepted = r"is not one of torch\.float32, torch\.float64, torch\.bfloat16 \(or precision= one of auto, "
+    for value in (torch.float16, torch.int64, "float16"):
+        for call in (lambda v: satclip.load("bluemarble-l10", dtype=v),
+                     lambda v: satclip.embed(np.array([[13.4, 52.5]]), model=encoder, dtype=v)):  # fmt: skip
+            with pytest.raises(BadInputError, match=rf"^dtype={re.escape(repr(value))} {accepted}[^\n]*\)$"):
+                call(value)
+    with pytest.raises(BadInputError, match=r"^precision='float16' is not one of auto, float32, bf16, float64$"):
+        satclip.load("bluemarble-l10", precision="float16")  # (the parameter passed is the one named)
+    accepted = r"give the model's dtype: torch\.float32, torch\.float64, torch\.bfloat16, torch\.float16 or a name"
+    for value in (None, torch.int64, torch.complex64, "auto", "int64"):
+        with pytest.raises(BadInputError, match=rf"^load_model\(dtype={re.escape(repr(value))}\): {accepted}"):
+            satclip.load_model("bluemarble-l10", dtype=value)
+    for value, dtype in ((torch.float64, torch.float64), ("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        assert {p.dtype for p in satclip.load_model("bluemarble-l10", dtype=value).parameters()} == {dtype}

@@ -65,6 +65,30 @@ def load(
     return _precision.configure(encoder.to(device=device).eval(), precision, dtype)
 
 
+#: what load_model(dtype=) takes, as its error lists it
+MODEL_DTYPES = "torch.float32, torch.float64, torch.bfloat16, torch.float16 or a name: float32, float64, bf16"
+
+
+def model_dtype(dtype) -> torch.dtype:
+    """:func:`load_model`'s ``dtype``: a floating-point torch dtype, or a name as :func:`load` takes it
+    (``"float32"``, ``"bf16"``, ``"float64"``).
+
+    Raises:
+        BadInputError: anything else (None, ``"auto"``, torch.int64 …), naming ``dtype=`` and the accepted ones.
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_floating_point:
+            return dtype
+    elif isinstance(dtype, str):
+        try:
+            name = _precision.check(dtype, "dtype")
+        except BadInputError:
+            name = "auto"  # (refused below, listing what load_model takes)
+        if name != "auto":
+            return _precision.compute_dtype(name)
+    raise BadInputError(f"load_model(dtype={dtype!r}): give the model's dtype: {MODEL_DTYPES}")
+
+
 def load_model(
     source: str | Path,
     *,
@@ -80,17 +104,14 @@ def load_model(
             with an ``image_encoder``, a known name, a released model's hub id or ``hf://owner/name``.
             Backbone weights come from the file; nothing else is downloaded. The location encoder's
             config is checked against the weights before anything is built.
-        device, dtype: where and in which precision the model runs (float32: as the original's image
-            side; its location network ran in float64, which moves logits by ~1e-6). The released
+        device, dtype: where and in which precision the model runs (a floating-point torch dtype or a name:
+            ``"float32"``, ``"float64"``, ``"bf16"``; float32: as the original's image side; its location network
+            ran in float64, which moves logits by ~1e-6). The released
             ``"analytic"`` harmonics are evaluated in float64 whatever ``dtype``.
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (only for trusted files).
     """
     check_device(device)
-    if not isinstance(dtype, torch.dtype):  # a name, as load takes it ("float32", "bf16", "float64")
-        name = _precision.check(dtype)
-        if name == "auto":
-            raise BadInputError("load_model(dtype='auto'): give the model's dtype: float32, float64 or bf16")
-        dtype = _precision.compute_dtype(name)
+    dtype = model_dtype(dtype)
     parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint))
     source_name = parts.provenance["source"]
     # cast before loading, so float64 weights (the location network) reach a float64 model unrounded

@@ -55,12 +55,17 @@ _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat
 _ALIASES = {"fp32": "float32", "fp64": "float64", "bfloat16": "bf16", "32": "float32", "64": "float64"}
 
 
-def check(precision: str | torch.dtype) -> str:
+#: the torch dtypes that name a precision (``dtype=``), as the errors list them
+DTYPES = ", ".join(map(str, _DTYPE_NAMES))
+
+
+def check(precision: str | torch.dtype, argument: str = "precision") -> str:
     """The canonical name of ``precision`` (a name from :data:`PRECISIONS`, an alias such as
-    ``"bfloat16"``, or a torch dtype).
+    ``"bfloat16"``, or a torch dtype), given as the parameter ``argument`` (``"precision"`` or ``"dtype"``:
+    the error names it).
 
     Raises:
-        BadInputError: naming the value and the valid ones.
+        BadInputError: naming the parameter, the value and the valid ones.
     """
     if isinstance(precision, torch.dtype):
         if precision in _DTYPE_NAMES:
@@ -69,7 +74,11 @@ def check(precision: str | torch.dtype) -> str:
         name = _ALIASES.get(precision.lower(), precision.lower())
         if name in PRECISIONS:
             return name
-    raise BadInputError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    if argument == "dtype":
+        raise BadInputError(
+            f"dtype={precision!r} is not one of {DTYPES} (or precision= one of {', '.join(PRECISIONS)})"
+        )
+    raise BadInputError(f"{argument}={precision!r} is not one of {', '.join(PRECISIONS)}")
 
 
 def default() -> str:
@@ -90,7 +99,7 @@ def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = N
     Raises:
         BadInputError: ``precision`` and ``dtype`` contradict each other, or either is unknown.
     """
-    by_dtype = check(dtype) if dtype is not None else None
+    by_dtype = check(dtype, "dtype") if dtype is not None else None
     if precision is None:
         return by_dtype or default()
     name = check(precision)
