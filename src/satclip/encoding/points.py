@@ -7,6 +7,8 @@ import os
 import numpy as np
 import torch
 
+from ..errors import BadInputError
+
 MAX_REPORTED_ROWS = 5
 
 
@@ -72,8 +74,8 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
 def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     """``points`` as an ``(N, 2)`` tensor of numbers, neither converted nor checked for range (see
     :func:`as_lonlat`). What is no (N, 2) array of numbers — a DataFrame, text, booleans, complex numbers,
-    (2, N) points — raises ValueError saying what to pass; the masked entries of a numpy masked array become
-    NaN (missing values, as pandas' NA)."""
+    (2, N) points, sparse, nested and meta tensors — raises ValueError saying what to pass; the masked entries
+    of a numpy masked array become NaN (missing values, as pandas' NA)."""
     if hasattr(points, "columns") and hasattr(points, "iloc"):  # a DataFrame: its columns are named, not ordered
         raise ValueError(
             "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
@@ -86,7 +88,9 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
             f"points is {str(points)[:80]!r}, text or a path, not coordinates: read the file first (e.g. "
             "pandas.read_csv) and pass the frame, or embed it with `satclip embed FILE -o OUT`"
         )
-    if not isinstance(points, torch.Tensor) and not hasattr(points, "__cuda_array_interface__"):
+    if isinstance(points, torch.Tensor):
+        _check_values_held(points)
+    elif not hasattr(points, "__cuda_array_interface__"):
         points = _number_array(points)
     tensor = torch.as_tensor(points, device=device)
     if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
@@ -101,11 +105,31 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     return tensor
 
 
+def _check_values_held(points: torch.Tensor) -> None:
+    """Refuse tensors whose values are not held as one dense (N, 2) block, which torch's elementwise operations
+    reject with errors that do not say what to pass: sparse and nested tensors, and meta tensors (no values)."""
+    if points.is_nested:
+        raise BadInputError(
+            f"points is a nested tensor (layout {points.layout}): pass one (N, 2) tensor of (lon, lat) in degrees, "
+            "e.g. torch.cat(points.unbind()) where each piece is (n, 2)"
+        )
+    if points.layout != torch.strided:
+        raise BadInputError(
+            f"points is a sparse tensor (layout {points.layout}): pass points.to_dense(), an (N, 2) tensor of "
+            "(lon, lat) in degrees"
+        )
+    if points.is_meta:
+        raise BadInputError(
+            f"points is a meta tensor (shape {tuple(points.shape)}): it has no values; pass a tensor on a device "
+            "that holds the (lon, lat) coordinates (e.g. the CPU)"
+        )
+
+
 def _number_array(points) -> np.ndarray:
     """``points`` (array-like: lists, numpy, xarray, anything with ``__array__``) as a numpy array of numbers
     that torch takes without a copy where it can: numbers held as Python objects (a frame's ``.values``; None
-    missing) as float64, masked entries as NaN, other byte orders as the native one, read-only arrays copied
-    (torch cannot promise not to write to them)."""
+    missing) and long doubles as float64, masked entries as NaN, other byte orders as the native one, read-only
+    arrays copied (torch cannot promise not to write to them)."""
     try:
         array = np.ma.asarray(points) if isinstance(points, np.ma.MaskedArray) else np.asarray(points)
         if array.dtype.kind == "O":
@@ -116,6 +140,8 @@ def _number_array(points) -> np.ndarray:
         raise ValueError(f"points must be numbers (lon, lat) in degrees, got {array.dtype}")
     if isinstance(array, np.ma.MaskedArray):
         array = array.astype(np.float64).filled(np.nan)
+    elif array.dtype.kind == "f" and array.dtype.itemsize > 8:  # longdouble, which torch does not take
+        array = array.astype(np.float64)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return array if array.flags.writeable else array.copy()
