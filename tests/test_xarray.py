@@ -230,6 +230,88 @@ def test_a_mask_with_another_dimension_is_refused_with_the_fix(encoder):
     np.testing.assert_array_equal(~np.isnan(computed[..., 0]), ~north)
 
 
+def test_a_mask_of_another_shape_is_refused_saying_how_to_fit_it(encoder):
+    """A numpy or Dask mask of shape (1, H, W) (a time step kept) or (W, H) was refused with 'where: a mask of
+    shape (1, 6, 8) for a grid of shape (6, 8)', a plain ValueError with no word of what to do (a Dask mask of
+    unknown shape with 'cannot convert float NaN to integer'). It is a BadInputError (still a ValueError) naming
+    the extra or swapped axes and the fix, and the fix it names works."""
+    import re
+
+    import dask.array as darray
+
+    from satclip.errors import BadInputError
+
+    lon, lat = LON[:8], LAT[:6]
+    north = (lat[:, None] > 86) & (lon[None, :] < -170)
+    expected = ~np.isnan(embedding_field(encoder, lon, lat, where=north).compute(scheduler="sync").values[..., 0])
+    np.testing.assert_array_equal(expected, north)
+    cases = (  # the mask, the advice, the fix it names
+        (north[None], "it has the extra axis 0 (size 1); squeeze it: {} (or mask[0])", "mask.squeeze(axis=0)"),
+        (np.stack([north, ~north]), "it has the extra axis 0 (size 2); select one value along it, e.g. {}", "mask[0]"),
+        (north[..., None], "it has the extra axis 2 (size 1); squeeze it: {} (or mask[:, :, 0])",
+         "mask.squeeze(axis=2)"),
+        (north.T, "its axes are swapped (lon, lat); transpose it: {}", "mask.T"),
+        (north.T[None], "it has the extra axis 0 (size 1) and its axes are swapped (lon, lat); squeeze it: {} (or "
+                        "mask[0].T)", "mask.squeeze(axis=0).T"),
+        (north.reshape(-1), "if it holds the grid's cells row by row, reshape it: {}", "mask.reshape(6, 8)"),
+    )  # fmt: skip
+    head = "where: a mask of shape {} for a grid of shape (6, 8) ('lat', 'lon'): "
+    for mask, advice, fix in cases:
+        for kind in (mask, darray.from_array(mask, chunks=2)):  # numpy and Dask alike
+            said = head.format(mask.shape) + advice.format(fix)
+            with pytest.raises(BadInputError, match=f"^{re.escape(said)}$") as raised:
+                embedding_field(encoder, lon, lat, where=kind)
+            assert isinstance(raised.value, ValueError)  # (callers catching ValueError still do)
+            fitted = eval(fix, {"mask": kind})  # the fix the message names, as written
+            computed = embedding_field(encoder, lon, lat, where=fitted).compute(scheduler="sync").values[..., 0]
+            np.testing.assert_array_equal(~np.isnan(computed), expected)
+    with pytest.raises(BadInputError, match=r"shape \(3, 8\) for a grid of shape \(6, 8\) .*: give a boolean array"):
+        embedding_field(encoder, lon, lat, where=north[:3])
+    rows = darray.from_array(north, chunks=2)
+    rows = rows[rows.sum(axis=1) >= 0]  # (all rows, but Dask no longer knows how many: boolean indexing)
+    said = "shape (nan, 8) for a grid of shape (6, 8) ('lat', 'lon'): its shape is unknown to Dask: give it known "
+    with pytest.raises(BadInputError, match=re.escape(said + "chunks first, mask.compute_chunk_sizes()")):
+        embedding_field(encoder, lon, lat, where=rows)
+    computed = embedding_field(encoder, lon, lat, where=rows.compute_chunk_sizes()).compute(scheduler="sync")
+    np.testing.assert_array_equal(~np.isnan(computed.values[..., 0]), expected)
+
+
+def test_bad_grid_and_mask_input_are_bad_input_errors_naming_the_fix(encoder):
+    """These were plain ValueErrors (the CLI's 'bad input' too, but not satclip's BadInputError that library
+    callers catch for bad input) and some named no fix: each is a BadInputError naming the value and the fix."""
+    import re
+
+    from satclip.errors import BadInputError
+
+    lon, lat = LON[:8], LAT[:6]
+    with pytest.raises(BadInputError, match=r"the grid has no cells \(0 × 8\): give each axis at least one"):
+        embedding_field(encoder, lon, [])
+    with pytest.raises(BadInputError, match=r"shapes \(6, 8\) and \(6,\): pass both axes .*np\.meshgrid\(lon, lat\)"):
+        embedding_field(encoder, np.meshgrid(lon, lat)[0], lat)
+    with pytest.raises(BadInputError, match=r"where='sea': use 'land', 'footprint'"):
+        embedding_field(encoder, lon, lat, where="sea")
+    stations = xr.Dataset(coords={"lon": ("station", [5.0, 6.0]), "lat": ("station", [50.0, 49.0])})
+    with pytest.raises(BadInputError, match="both run along 'station': they are points.*satclip.embed"):
+        embedding_field(encoder, stations.lon, stations.lat)
+    lon2, lat2 = np.meshgrid(lon, lat)
+    lon2 = xr.DataArray(lon2, dims=("y", "x"))
+    other = xr.DataArray(lat2, dims=("a", "b"))
+    with pytest.raises(BadInputError, match=r"must share their dimensions; .* lat\.rename\(\{'a': 'y', 'b': 'x'\}\)"):
+        embedding_field(encoder, lon2, other)
+    renamed = embedding_field(encoder, lon2, other.rename({"a": "y", "b": "x"}))  # the fix it names
+    np.testing.assert_array_equal(renamed.lat.values, lat2)
+
+    mask = xr.DataArray(np.ones((6, 8), bool), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    said = "the mask has dimensions ('y', 'x'), the grid ('lat', 'lon'); name them alike, e.g. "
+    said += "mask.rename({'y': …, 'x': …}) to ['lat', 'lon']"
+    with pytest.raises(BadInputError, match=re.escape(said)):
+        embedding_field(encoder, lon, lat, where=mask.rename(lat="y", lon="x"))
+    shifted = mask.assign_coords(lat=lat + 0.5)
+    with pytest.raises(BadInputError, match=r"lat coordinate does not hold the grid's lat values \(6 missing, first "
+                                            r"89\.0\); give it the grid's coordinates"):  # fmt: skip
+        embedding_field(encoder, lon, lat, where=shifted)
+
+
 def test_where_footprint(encoder):
     """where='footprint' is the model's training footprint; the same cells on 1-D axes and 2-D coordinates."""
     from satclip.embed.maps import footprint_mask, make_grid
@@ -386,6 +468,31 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     assert blank.any() and not blank.all()  # cells outside the footprint (land) are NaN in both
     np.testing.assert_array_equal(local.embedding.values, dask.embedding.values)
     assert main([*base, "-o", str(tmp_path / "x.png"), "--engine", "dask"]) == 2
+
+
+def test_map_engine_dask_bad_input_is_one_line(encoder, tmp_path):
+    """satclip map --engine dask refuses bad input through the real CLI as one line and exit status 2, no
+    traceback, before a cluster starts; a directory satclip did not create is left as it was."""
+    from .conftest import one_error_line
+
+    model = write_native(tmp_path / "model", {"location_encoder": CONFIG},
+                         {f"location.{k}": v for k, v in encoder.state_dict().items()})  # fmt: skip
+    mine = tmp_path / "mine.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    cases = (
+        (["--resolution", "3", "--bbox", "10", "0", "5", "20", "-o", str(tmp_path / "a.zarr")],
+         "bbox (10.0, 0.0, 5.0, 20.0) must be (west, south, east, north) with -180 <= west < east <= 180"),
+        (["--resolution", "50", "--bbox", "0", "0", "10", "10", "-o", str(tmp_path / "a.zarr")],
+         "resolution 50° is coarser than the bbox 0 0 10 10 (10° × 10°): use a resolution of at most 10°"),
+        (["--resolution", "30", "-o", str(mine)], f"{mine} is a directory satclip did not create"),
+    )  # fmt: skip
+    for argv, expected in cases:
+        command = [sys.executable, "-m", "satclip", "map", "--model", str(model), *argv, "--engine", "dask"]
+        done = subprocess.run([*command, "--workers", "1"], capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr
+        assert expected in one_error_line(done.stderr)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (tmp_path / "a.zarr").exists()
 
 
 def test_extras_are_imported_only_where_used(encoder, monkeypatch):

@@ -149,7 +149,7 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int
     """
     height, width = shape
     if not height or not width:
-        raise ValueError(f"the grid has no cells ({height} × {width}): give each axis at least one coordinate")
+        raise BadInputError(f"the grid has no cells ({height} × {width}): give each axis at least one coordinate")
     if chunks is None:
         cx = min(width, 1024)
         return min(height, max(1, DEFAULT_CHUNK_CELLS // cx)), cx
@@ -200,12 +200,17 @@ def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
     labels (an ascending-latitude mask over a descending grid is flipped to it, not applied by position).
 
     Raises:
-        ValueError: the mask lacks one of the grid's dimensions, has others (e.g. ERA5's ``time``), or does not
-            hold a label of the grid's.
+        BadInputError: the mask lacks one of the grid's dimensions, has others (e.g. ERA5's ``time``), or does
+            not hold a label of the grid's.
     """
     missing = [dim for dim in dims if dim not in mask.dims]
     if missing:
-        raise ValueError(f"where: the mask has dimensions {tuple(mask.dims)}, the grid {dims}; name them alike")
+        others = ", ".join(f"{dim!r}: …" for dim in mask.dims if dim not in dims)
+        how = f"mask.rename({{{others}}}) to {missing}" if others else f"a mask along {missing} too"
+        raise BadInputError(
+            f"where: the mask has dimensions {tuple(mask.dims)}, the grid {dims}; name them alike, e.g. {how}, "
+            "or pass a plain array in the grid's order"
+        )
     extra = {dim: size for dim, size in mask.sizes.items() if dim not in dims}
     if extra:  # (never squeezed here: which time step is the mask is the caller's choice)
         first, size = next(iter(extra.items()))
@@ -227,9 +232,11 @@ def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
         try:
             mask = mask.sel({dim: labels})
         except KeyError:
-            raise ValueError(
-                f"where: the mask's {dim} coordinate does not hold the grid's {dim} values; give it the grid's "
-                "coordinates (or pass a plain array in the grid's order)"
+            absent = labels[~np.isin(labels, mask.indexes[dim].values)]
+            which = f" ({len(absent)} missing, first {_plain(absent[0])})" if len(absent) else ""
+            raise BadInputError(
+                f"where: the mask's {dim} coordinate does not hold the grid's {dim} values{which}; give it the "
+                "grid's coordinates (or pass a plain array in the grid's order)"
             ) from None
     return mask
 
@@ -282,9 +289,9 @@ def embedding_field(
         ``xarray.DataArray`` of the model's dtype with dims ``(lat, lon, dim)`` or ``(y, x, dim)``.
 
     Raises:
-        ValueError: coordinates of other shapes, out-of-range 1-D axes, an unknown ``where``.
-        BadInputError: a ``where`` mask that is not boolean or has other dimensions than the grid's;
-            ``chunks`` of another form.
+        BadInputError (a ValueError): coordinates of other shapes or dimensions, out-of-range 1-D axes, a grid
+            without cells; an unknown ``where``, a ``where`` mask that is not boolean, has another shape or
+            other dimensions or labels than the grid's; ``chunks`` of another form.
         MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
     """
     from ..models.location_encoder import model_identity, model_token
@@ -302,14 +309,18 @@ def embedding_field(
     embedding_dim = encoder.embedding_dim
     if hasattr(lon, "dims") and hasattr(lat, "dims") and np.ndim(lon) == np.ndim(lat) == 2 and lat.dims != lon.dims:
         if set(lat.dims) != set(lon.dims):
-            raise ValueError(f"lon has dims {lon.dims} and lat {lat.dims}: 2-D coordinates must share their dimensions")
+            rename = ", ".join(f"{a!r}: {b!r}" for a, b in zip(lat.dims, lon.dims, strict=True) if a != b)
+            raise BadInputError(
+                f"lon has dims {lon.dims} and lat {lat.dims}: 2-D coordinates must share their dimensions; name "
+                f"them alike, e.g. lat.rename({{{rename}}}) if its axes are lon's in the same order"
+            )
         lat = lat.transpose(*lon.dims)  # (paired by dimension name, not by position)
     lon_data, lat_data = getattr(lon, "data", lon), getattr(lat, "data", lat)
     extra_coords = {}
     if np.ndim(lon_data) == 1 and np.ndim(lat_data) == 1:
         dims = (getattr(lat, "dims", ("lat",))[0], getattr(lon, "dims", ("lon",))[0])
         if dims[0] == dims[1]:
-            raise ValueError(
+            raise BadInputError(
                 f"lon and lat both run along {dims[0]!r}: they are points, not the axes of a grid; embed points "
                 "with satclip.embed (a field needs a lat axis and a lon axis, or 2-D coordinates)"
             )
@@ -351,16 +362,17 @@ def embedding_field(
         coords = {"lon": xr.Variable(dims, lon_d, LON_ATTRS), "lat": xr.Variable(dims, lat_d, LAT_ATTRS)}
         extra_coords = _other_coords((lon, lat), dims)
     else:
-        raise ValueError(
+        raise BadInputError(
             f"lon and lat must be the 1-D axes of a regular grid or 2-D arrays of one shape, got shapes "
-            f"{np.shape(lon_data)} and {np.shape(lat_data)}"
+            f"{np.shape(lon_data)} and {np.shape(lat_data)}: pass both axes (lon (W,), lat (H,)), or both 2-D "
+            "(np.meshgrid(lon, lat) makes them from the axes)"
         )
 
     arrays = [lat_d, lon_d]
     where_fn, description = None, "every cell"
     if isinstance(where, str):
         if where not in ("land", "footprint"):
-            raise ValueError(
+            raise BadInputError(
                 f"where={where!r}: use 'land', 'footprint', a boolean array of the grid's shape, or a callable"
             )
         if where == "land":
@@ -381,7 +393,10 @@ def embedding_field(
             where = _mask_on_grid(where, dims, {**extra_coords, **coords})
         mask = darray.asarray(getattr(where, "data", where)).astype(bool)
         if mask.shape != shape:
-            raise ValueError(f"where: a mask of shape {mask.shape} for a grid of shape {shape}")
+            raise BadInputError(
+                f"where: a mask of shape {mask.shape} for a grid of shape {shape} {dims}: "
+                f"{_mask_shape_advice(mask.shape, shape, dims)}"
+            )
         arrays.append(mask.rechunk(darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks)))
         description = "cells of the given mask"
 
@@ -398,6 +413,50 @@ def embedding_field(
     attrs = {**model_description, "satclip_cells": description}
     field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
     return field.assign_coords(extra_coords) if extra_coords else field
+
+
+def _plain(value) -> str:
+    """A label as the user wrote it: ``89.0``, not ``np.float64(89.0)``."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        value = value.item()
+    return repr(value)
+
+
+def _mask_shape_advice(shape: tuple[int, ...], grid: tuple[int, int], dims: tuple[str, str]) -> str:
+    """How to make a ``where=`` array of ``shape`` fit a grid of shape ``grid`` along ``dims``: squeeze or select
+    along the axes it has beyond the grid's, transpose it where its axes are swapped."""
+    if any(np.isnan(size) for size in shape):  # a Dask array of chunks of unknown size (e.g. boolean-indexed)
+        return "its shape is unknown to Dask: give it known chunks first, mask.compute_chunk_sizes()"
+    for order, swapped in ((grid, False), (grid[::-1], True)):
+        kept, rest = [], list(order)
+        for size in shape:  # the grid's sizes in order, the other axes extra (the first such reading)
+            kept.append(bool(rest) and size == rest[0])
+            if kept[-1]:
+                rest.pop(0)
+        extra = [(axis, size) for axis, (size, keep) in enumerate(zip(shape, kept, strict=True)) if not keep]
+        if rest or not (extra or swapped):
+            continue
+        what = " and ".join(f"{axis} (size {size})" for axis, size in extra)
+        what = [f"it has the extra {'axes' if len(extra) > 1 else 'axis'} {what}"] if extra else []
+        if swapped:
+            what.append(f"its axes are swapped ({dims[1]}, {dims[0]})")
+        index = [":" if keep else "0" for keep in kept]
+        while index and index[-1] == ":":  # (mask[0], not mask[0, :, :])
+            index.pop()
+        select = f"mask[{', '.join(index)}]" if extra else "mask"
+        fix = select + (".T" if swapped else "")
+        if extra and all(size == 1 for _, size in extra):
+            axes = extra[0][0] if len(extra) == 1 else tuple(axis for axis, _ in extra)
+            squeeze = f"mask.squeeze(axis={axes})" + (".T" if swapped else "")
+            how = f"squeeze it: {squeeze} (or {fix})"
+        elif extra:
+            how = f"select one value along {'it' if len(extra) == 1 else 'each'}, e.g. {fix}"
+        else:
+            how = f"transpose it: {fix}"
+        return f"{' and '.join(what)}; {how}"
+    if len(shape) != 2 and int(np.prod(shape)) == grid[0] * grid[1]:
+        return f"if it holds the grid's cells row by row, reshape it: mask.reshape{grid}"
+    return f"give a boolean array of the grid's shape {grid} ({dims[0]}, {dims[1]})"
 
 
 def _other_coords(sources, dims) -> dict:
