@@ -233,8 +233,8 @@ def test_a_mask_with_another_dimension_is_refused_with_the_fix(encoder):
 def test_a_mask_of_another_shape_is_refused_saying_how_to_fit_it(encoder):
     """A numpy or Dask mask of shape (1, H, W) (a time step kept) or (W, H) was refused with 'where: a mask of
     shape (1, 6, 8) for a grid of shape (6, 8)', a plain ValueError with no word of what to do (a Dask mask of
-    unknown shape with 'cannot convert float NaN to integer'). It is a BadInputError (still a ValueError) naming
-    the extra or swapped axes and the fix, and the fix it names works."""
+    unknown shape likewise, as 'shape (nan, 8)'). It is a BadInputError (still a ValueError) naming the extra or
+    swapped axes and the fix, and the fix it names works."""
     import re
 
     import dask.array as darray
