@@ -102,16 +102,35 @@ def _of(path: Path | None) -> str:
     return f"{path}: " if path is not None else ""
 
 
+#: satclip's own source files: a ValueError raised in one of them is satclip's verdict on the content
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _raised_by_satclip(err: BaseException) -> bool:
+    """Whether ``err`` is a :class:`BadInputError` or was raised in satclip's own code (its innermost frame),
+    not in a reader's (JSON, Arrow, NumPy, geopandas)."""
+    if isinstance(err, BadInputError):
+        return True
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
 @contextlib.contextmanager
 def naming_the_file(path: Path, fmt: str) -> Iterator[None]:
     """Turn a reader's ValueError (JSON, Arrow, NumPy: their messages do not say which file) or Arrow's
-    OSError of damaged data (no errno: not the file system's) into a :class:`BadInputError` naming ``path``;
-    messages that already start with it pass unchanged."""
+    OSError of damaged data (no errno: not the file system's) into a :class:`BadInputError` naming ``path``
+    as not a readable ``fmt`` file. satclip's own refusals of what it read (points that are not points) are
+    named ``path: message``, the file being readable; messages that already start with ``path`` pass
+    unchanged."""
     try:
         yield
     except (ValueError, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None or str(err).startswith(str(path)):
             raise
+        if isinstance(err, ValueError) and _raised_by_satclip(err):
+            raise BadInputError(f"{path}: {err}") from err
         raise BadInputError(f"{path}: not a readable {fmt} file: {err}") from err
 
 
