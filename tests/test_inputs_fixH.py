@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -70,3 +71,52 @@ def test_tensors_without_dense_values_are_refused(encoder, kind):
     if kind in ("nested", "jagged"):
         flat = torch.cat(points.unbind())
         torch.testing.assert_close(encoder.encode(flat), encoder.encode(torch.tensor([*POINTS, POINTS[0]])))
+
+
+def test_dask_frame_errors_name_index_labels_as_pandas_does(encoder):
+    """A Dask DataFrame's invalid points were named 'partition 1 (row numbers within the partition; index labels
+    ['d', 'e']): … row 0: (lon=…' while the same rows of a pandas frame are "index label 'd': (lon=…"; now the
+    pandas path's message with the partition number before it."""
+    dd = pytest.importorskip("dask.dataframe")
+    from satclip.encoding.points import InvalidPointsError
+
+    lon = [13.4, -58.4, 139.7, 10.0, 20.0, 30.0]
+    lat = [52.5, 1.0, 35.7, 95.0, np.nan, 1.0]  # invalid: 'd' and 'e', positions 0 and 1 of partition 1
+    frame = pd.DataFrame({"lon": lon, "lat": lat}, index=["a", "b", "c", "d", "e", "f"])
+    lazy = dd.from_pandas(frame, npartitions=2, sort=False)
+    part = lazy.get_partition(1).compute(scheduler="synchronous")
+    assert part.index.tolist() == ["d", "e", "f"]
+    with pytest.raises(InvalidPointsError) as pandas_error:
+        satclip.embed(part, model=encoder)
+    with pytest.raises(InvalidPointsError) as info:
+        satclip.embed(lazy, model=encoder).compute(scheduler="synchronous")
+    message = str(info.value)
+    assert message == f"partition 1: {pandas_error.value} Pass skip_invalid=True for NaN rows instead."
+    assert "index label 'd': (lon=10.0, lat=95.0), index label 'e': (lon=20.0, lat=nan)" in message
+    assert "row 0" not in message and info.value.bad_rows.tolist() == [0, 1]  # (bad_rows: positions, as before)
+    skipped = satclip.embed(lazy, model=encoder, skip_invalid=True).compute(scheduler="synchronous")
+    assert skipped.loc[["d", "e"]].isna().all().all() and skipped.drop(index=["d", "e"]).notna().all().all()
+
+
+def test_dask_geodataframe_non_points_name_index_labels(encoder):
+    """A dask-geopandas frame's non-point geometries were named by their positions within the partition ('found
+    ['Polygon'] (rows 0, 2)', no partition) where a GeoDataFrame's are named by index labels."""
+    dask_geopandas = pytest.importorskip("dask_geopandas")
+    gpd = pytest.importorskip("geopandas")
+    shapely = pytest.importorskip("shapely")
+
+    points = [shapely.Point(x, x) for x in range(6)]
+    points[3], points[5] = shapely.box(0, 0, 1, 1), shapely.box(1, 1, 2, 2)  # 'd' and 'f', in partition 1
+    frame = gpd.GeoDataFrame({"k": range(6)}, geometry=points, crs="EPSG:4326", index=["a", "b", "c", "d", "e", "f"])
+    lazy = dask_geopandas.from_geopandas(frame, npartitions=2, sort=False)
+    part = lazy.get_partition(1).compute(scheduler="synchronous")
+    assert part.index.tolist() == ["d", "e", "f"]
+    with pytest.raises(ValueError) as pandas_error:
+        satclip.embed(part, model=encoder)
+    with pytest.raises(ValueError) as info:
+        satclip.embed(lazy, model=encoder).compute(scheduler="synchronous")
+    assert str(info.value) == f"partition 1: {pandas_error.value}"
+    assert "found ['Polygon'] (index labels 'd', 'f'); pass centroids=True" in str(info.value)
+    centres = satclip.embed(lazy, model=encoder, centroids=True).compute(scheduler="synchronous")
+    expected = satclip.embed(frame, model=encoder, centroids=True).to_numpy()  # (embedded in other batches)
+    np.testing.assert_allclose(centres.to_numpy(), expected, rtol=0, atol=1e-5)

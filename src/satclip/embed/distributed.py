@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, describe_invalid, invalid_rows
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models import precision
@@ -104,20 +104,23 @@ def _dtype(encoder) -> np.dtype:
 
 # --------------------------------------------------------------------------------------- Dask DataFrames
 def _frame_partition(part, encoder, batch_size, lon_col, lat_col, skip_invalid, centroids, partition_info=None):
-    """Embeddings of one partition (a pandas DataFrame or GeoDataFrame) as a DataFrame on its index."""
+    """Embeddings of one partition (a pandas DataFrame or GeoDataFrame) as a DataFrame on its index. Errors
+    name the partition and the rows by their index labels, as :func:`satclip.embed` names a pandas frame's."""
+    number = (partition_info or {}).get("number", "?")
     if is_geo(part) and lon_col is None and lat_col is None:
-        lonlat = geo_lonlat(part, centroids=centroids, note=False)
+        try:
+            lonlat = geo_lonlat(part, centroids=centroids, note=False, index_labels=True)
+        except ValueError as err:
+            if type(err) is not ValueError:  # (only geo_lonlat's own: geometries that are not points)
+                raise
+            raise ValueError(f"partition {number}: {err}") from None
     else:
         lonlat = table_lonlat(part, lon_col, lat_col)
     try:
-        values = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid)
-    except InvalidPointsError as err:
-        number = (partition_info or {}).get("number", "?")
-        labels = [part.index[r] for r in err.bad_rows[:MAX_REPORTED_ROWS]]
+        values = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, index=part.index)
+    except InvalidPointsError as err:  # (bad_rows: positions within the partition)
         raise InvalidPointsError(
-            f"partition {number} (row numbers within the partition; index labels {labels}): {err} "
-            "Pass skip_invalid=True for NaN rows instead.",
-            err.bad_rows,
+            f"partition {number}: {err} Pass skip_invalid=True for NaN rows instead.", err.bad_rows
         ) from None
     return embedding_frame(values.cpu().numpy(), part.index)
 
@@ -137,8 +140,8 @@ def embed_frame(
     ``emb_000`` … in the encoder's dtype.
 
     The encoder enters the graph once, as one key every partition's task depends on (with a distributed
-    scheduler it is sent to each worker once). Invalid points raise when computed, naming the partition,
-    the rows within it and their index labels, or are NaN rows with ``skip_invalid``.
+    scheduler it is sent to each worker once). Invalid points, and geometries that are not points, raise when
+    computed, naming the partition and the rows' index labels; invalid points are NaN rows with ``skip_invalid``.
     """
     dask = require("dask", "dask", "embedding a Dask DataFrame")
     pd = require("pandas", "dask", "embedding a Dask DataFrame")
