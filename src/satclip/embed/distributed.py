@@ -47,7 +47,7 @@ from ..safe_output import naming
 from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import dask_client
-from .inputs import crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
+from .inputs import GeometryError, crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import (
     MANIFEST,
     EmbedResult,
@@ -110,10 +110,8 @@ def _frame_partition(part, encoder, batch_size, lon_col, lat_col, skip_invalid, 
     if is_geo(part) and lon_col is None and lat_col is None:
         try:
             lonlat = geo_lonlat(part, centroids=centroids, note=False, index_labels=True)
-        except ValueError as err:
-            if type(err) is not ValueError:  # (only geo_lonlat's own: geometries that are not points)
-                raise
-            raise ValueError(f"partition {number}: {err}") from None
+        except GeometryError as err:
+            raise GeometryError(f"partition {number}: {err}") from None
     else:
         lonlat = table_lonlat(part, lon_col, lat_col)
     try:

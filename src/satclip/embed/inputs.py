@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import BadInputError
 from .columns import ColumnError, detect_lonlat_columns
 
 if TYPE_CHECKING:
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "WGS 84"}
+
+
+class GeometryError(BadInputError):
+    """Geometries that are not points, where points are needed (and centroids were not asked for)."""
 
 
 def is_geo(obj) -> bool:
@@ -93,7 +98,7 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True, index_labels:
                 )
             else:
                 named = "rows " + ", ".join(str(r) for r in positions)
-            raise ValueError(
+            raise GeometryError(
                 f"geometries must be points, found {found} ({named}{' …' if other.sum() > 5 else ''}); pass "
                 "centroids=True (satclip embed --centroids) to embed their centroids, or reduce them yourself first "
                 "(.centroid, .representative_point())"

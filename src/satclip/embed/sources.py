@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -98,38 +99,34 @@ def coordinates(table, lon_col: str, lat_col: str, path: Path | None = None) -> 
     return out
 
 
+def _coordinate(value, path: Path, feature: int) -> float:
+    """One GeoJSON coordinate as a float: a JSON number; null is a missing value (NaN: an invalid point, as a
+    feature without coordinates is); anything else (text, true/false, a list) is refused naming the feature."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInputError(f"{path}: feature {feature}: coordinate {json.dumps(value)[:40]} is not a number; "
+                            "GeoJSON coordinates are numbers in degrees, [lon, lat]")  # fmt: skip
+    return float(value)
+
+
 def _of(path: Path | None) -> str:
     return f"{path}: " if path is not None else ""
-
-
-#: satclip's own source files: a ValueError raised in one of them is satclip's verdict on the content
-_PACKAGE = Path(__file__).resolve().parents[1]
-
-
-def _raised_by_satclip(err: BaseException) -> bool:
-    """Whether ``err`` is a :class:`BadInputError` or was raised in satclip's own code (its innermost frame),
-    not in a reader's (JSON, Arrow, NumPy, geopandas)."""
-    if isinstance(err, BadInputError):
-        return True
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
 
 
 @contextlib.contextmanager
 def naming_the_file(path: Path, fmt: str) -> Iterator[None]:
     """Turn a reader's ValueError (JSON, Arrow, NumPy: their messages do not say which file) or Arrow's
     OSError of damaged data (no errno: not the file system's) into a :class:`BadInputError` naming ``path``
-    as not a readable ``fmt`` file. satclip's own refusals of what it read (points that are not points) are
-    named ``path: message``, the file being readable; messages that already start with ``path`` pass
-    unchanged."""
+    as not a readable ``fmt`` file. satclip's own refusals of what it read (a :class:`BadInputError`: points
+    that are not points) are named ``path: message``, the file being readable; messages that already start
+    with ``path`` pass unchanged."""
     try:
         yield
     except (ValueError, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None or str(err).startswith(str(path)):
             raise
-        if isinstance(err, ValueError) and _raised_by_satclip(err):
+        if isinstance(err, BadInputError):  # satclip's own refusal of what it read
             raise BadInputError(f"{path}: {err}") from err
         raise BadInputError(f"{path}: not a readable {fmt} file: {err}") from err
 
@@ -499,7 +496,7 @@ class GeoJsonSource(InMemorySource):
                 raise ValueError(f"{self.path}: feature {i}: coordinates {json.dumps(coords)[:60]} are not a "
                                  "[lon, lat] list")  # fmt: skip
             if len(coords) >= 2:
-                lonlat[i] = [float(coords[0]), float(coords[1])]
+                lonlat[i] = [_coordinate(value, self.path, i) for value in coords[:2]]
         properties = [f.get("properties") or {} for f in features]
         columns = {}
         if any("id" in f for f in features):
