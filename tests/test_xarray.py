@@ -120,12 +120,57 @@ def test_chunks_take_the_documented_forms_and_auto(encoder):
     np.testing.assert_allclose(auto.compute(scheduler="sync").values, whole, rtol=0, atol=1e-5)
     assert embedding_field(encoder, LON, LAT, chunks="auto").chunks == ((90,), (180,), (8,))  # 128 MiB: one chunk
 
-    for chunks in ("Auto", 256.0, (64,), (30, 60, 8), True, 0, -1, {"lat": 2.5}, ((45, 45), (90, 90))):
+    for chunks in ("Auto", 256.0, (64,), (30, 60, 8), True, 0, -2, {"lat": 2.5}, ((45, 45), (90, 90))):
         forms = r": give cells per chunk as one positive int for both axes, \(rows, columns\) or \{'lat': rows, "
         with pytest.raises(BadInputError, match=re.escape(f"chunks={chunks!r}") + forms + ".*'auto'"):
             embedding_field(encoder, LON, LAT, chunks=chunks)
     with pytest.raises(BadInputError, match=r"chunks=\{'dim': 8\} names dimension\(s\) \['dim'\] the grid lacks"):
         embedding_field(encoder, LON, LAT, chunks={"dim": 8})
+
+
+def test_chunks_of_minus_one_or_none_are_whole_axes(encoder):
+    """chunks=-1 and -1 or None for one axis, the Dask/xarray convention for "the whole axis", were refused
+    ("chunks=-1: give cells per chunk as one positive int ..."); they are the whole axis, in a tuple or dict too,
+    and chunks=None is still the default. Values as encoder.encode."""
+    import dask
+    import dask.array as darray
+    from dask.array.core import normalize_chunks
+
+    from satclip.errors import BadInputError
+
+    fine = np.arange(-179.95, 180, 0.1)  # 3,600 columns: by default chunks of 1,024
+    default = embedding_field(encoder, fine, LAT).chunks
+    assert embedding_field(encoder, fine, LAT, chunks=None).chunks == default == ((64, 26), (1024,) * 3 + (528,), (8,))
+    assert embedding_field(encoder, fine, LAT, chunks=-1).chunks == ((90,), (3600,), (8,))
+    whole = embedding_field(encoder, LON, LAT, chunks=-1)
+    assert whole.chunks == ((90,), (180,), (8,))
+    assert embedding_field(encoder, LON, LAT, chunks=np.int64(-1)).chunks == whole.chunks
+    assert embedding_field(encoder, LON, LAT, chunks=(None, -1)).chunks == whole.chunks
+    rows = embedding_field(encoder, LON, LAT, chunks=(-1, 60))
+    assert rows.chunks == ((90,), (60, 60, 60), (8,))
+    assert embedding_field(encoder, LON, LAT, chunks=[None, 60]).chunks == rows.chunks
+    assert embedding_field(encoder, LON, LAT, chunks={"lat": None, "lon": 60}).chunks == rows.chunks
+    columns = embedding_field(encoder, LON, LAT, chunks={"lat": 30, "lon": -1})
+    assert columns.chunks == ((30, 30, 30), (180,), (8,))
+    assert embedding_field(encoder, LON, LAT, chunks=(30, None)).chunks == columns.chunks
+    with dask.config.set({"array.chunk-size": "128KiB"}):  # 'auto' beside a whole axis: Dask's own reading of it
+        auto = embedding_field(encoder, LON, LAT, chunks=("auto", -1))
+        expected = normalize_chunks(("auto", -1, 8), (90, 180, 8), dtype=np.float32)
+    assert auto.chunks == expected and expected[1] == (180,) and len(expected[0]) > 1
+    points = encoder.encode(grid_points(LON, LAT)).numpy().reshape(90, 180, 8)
+    for field in (whole, rows, columns, auto):
+        np.testing.assert_allclose(field.compute(scheduler="sync").values, points, rtol=0, atol=1e-5)
+
+    lon2, lat2 = np.meshgrid(LON[:20], LAT[:15])  # 2-D coordinates: Dask-backed ones rechunked as asked
+    lon2, lat2 = (xr.DataArray(darray.from_array(a, chunks=5), dims=("y", "x")) for a in (lon2, lat2))
+    assert embedding_field(encoder, lon2, lat2).chunks == ((5, 5, 5), (5, 5, 5, 5), (8,))  # (theirs, unless given)
+    field = embedding_field(encoder, lon2, lat2, chunks={"y": -1, "x": 10})
+    assert field.chunks == ((15,), (10, 10), (8,))
+    expected = encoder.encode(grid_points(LON[:20], LAT[:15])).numpy().reshape(15, 20, 8)
+    np.testing.assert_allclose(field.compute(scheduler="sync").values, expected, rtol=0, atol=1e-5)
+    for chunks in (-2, (None,), (None, None, None), {"lat": -1.0}):
+        with pytest.raises(BadInputError, match=r"-1 or None \(the whole axis\) for any size"):
+            embedding_field(encoder, LON, LAT, chunks=chunks)
 
 
 def test_zarr_round_trip(encoder, tmp_path):

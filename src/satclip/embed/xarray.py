@@ -140,8 +140,9 @@ def _wrap_advice(lon: np.ndarray, axis: str | None = None) -> str:
 
 def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int, dtype) -> tuple[int, int]:
     """Cells per chunk ``(rows, columns)`` of a grid of ``shape`` (along ``dims``) for ``chunks=`` (see
-    :func:`embedding_field`). ``"auto"`` is Dask's automatic chunking (``normalize_chunks``) of the output,
-    ``(rows, columns, dim)`` of ``dtype`` with the embedding axis one chunk: chunks of up to Dask's
+    :func:`embedding_field`). ``-1`` or ``None`` for a size is the whole axis (Dask's and xarray's convention;
+    ``chunks=None`` itself is the default). ``"auto"`` is Dask's automatic chunking (``normalize_chunks``) of
+    the output, ``(rows, columns, dim)`` of ``dtype`` with the embedding axis one chunk: chunks of up to Dask's
     ``array.chunk-size``.
 
     Raises:
@@ -167,9 +168,13 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int
     if len(spec) != 2 or not all(_is_chunk_size(size) for size in spec):
         raise BadInputError(
             f"chunks={chunks!r}: give cells per chunk as one positive int for both axes, (rows, columns) or "
-            f"{{{dims[0]!r}: rows, {dims[1]!r}: columns}}, with 'auto' (Dask's automatic chunking) for any size"
+            f"{{{dims[0]!r}: rows, {dims[1]!r}: columns}}, with 'auto' (Dask's automatic chunking) or -1 or None "
+            "(the whole axis) for any size"
         )
-    spec = tuple(size if isinstance(size, str) else min(int(size), n) for size, n in zip(spec, shape, strict=True))
+    spec = tuple(
+        n if _whole_axis(size) else size if isinstance(size, str) else min(int(size), n)
+        for size, n in zip(spec, shape, strict=True)
+    )
     if any(isinstance(size, str) for size in spec):
         from dask.array.core import normalize_chunks
 
@@ -181,7 +186,12 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int
 def _is_chunk_size(size) -> bool:
     if isinstance(size, str):
         return size == "auto"
-    return isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1
+    return _whole_axis(size) or isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1
+
+
+def _whole_axis(size) -> bool:
+    """``-1`` or ``None`` as one axis's chunk size: the whole axis."""
+    return size is None or isinstance(size, numbers.Integral) and not isinstance(size, bool) and size == -1
 
 
 def _check_boolean(dtype) -> None:
@@ -266,11 +276,13 @@ def embedding_field(
             raster's (the field is ``(y, x, dim)`` with ``lon``/``lat`` as auxiliary coordinates). numpy,
             Dask or xarray arrays; an xarray input lends its dimension names (and other coordinates).
         chunks: cells per chunk, ``(rows, columns)``, one int for both, or ``{dim: size}`` (a dimension
-            not named is one chunk); ``"auto"``, for both axes or in place of one size, is Dask's automatic
-            chunking of the output (chunks of up to Dask's ``array.chunk-size``, 128 MiB unless
-            configured); default about 65,536 cells (up to 1,024 columns), i.e. 64 MiB of float32 at 256
-            dimensions. The embedding axis is one chunk. Dask-backed 2-D coordinates keep their chunks
-            unless given. Anything else (floats, ``-1``, one size in a tuple) raises BadInputError.
+            not named is one chunk); ``-1`` or ``None`` in place of a size is the whole axis, and
+            ``chunks=-1`` the whole grid in one chunk (Dask's convention; ``chunks=None`` itself is the
+            default); ``"auto"``, for both axes or in place of one size, is Dask's automatic chunking of the
+            output (chunks of up to Dask's ``array.chunk-size``, 128 MiB unless configured); default about
+            65,536 cells (up to 1,024 columns), i.e. 64 MiB of float32 at 256 dimensions. The embedding axis
+            is one chunk. Dask-backed 2-D coordinates keep their chunks unless given. Anything else (floats,
+            ``0``, ``-2``, one size in a tuple) raises BadInputError.
         where: which cells to compute (the others are NaN, and chunks without any are never embedded):
             ``"land"`` (the GSHHG land mask of ``satclip map --land-only``), ``"footprint"`` (the model's
             training footprint, what ``satclip map`` computes by default: e.g. land north of 60°S for the
