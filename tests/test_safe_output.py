@@ -550,11 +550,12 @@ def test_a_lock_ends_with_the_process_that_took_it_not_with_its_forked_children(
     import signal
 
     target = tmp_path / "cache"
-    # the child says it runs (os.fork returns in it after its fork hooks), the parent names it: either order
+    # the child says it runs (os.fork returns in it after its fork hooks), the parent names it: either order,
+    # each line one write (print's text and newline could interleave with the other process's line)
     parent = hold_lock(target, "child = os.fork()\n"
                                "            if child == 0:\n"
-                               "                print('forked', flush=True); import time; time.sleep(60); os._exit(0)\n"
-                               "            print(child, flush=True); signal.pause()")  # fmt: skip
+                               "                os.write(1, b'forked\\n'); import time; time.sleep(60); os._exit(0)\n"
+                               "            os.write(1, b'%d\\n' % child); signal.pause()")  # fmt: skip
     lines = sorted(parent.stdout.readline().strip() for _ in range(2))
     assert lines[1] == b"forked", lines
     child = int(lines[0])
