@@ -374,3 +374,23 @@ def test_a_root_in_the_local_copy_is_refused(tmp_path, capsys, where):
     assert main(["data", "download", str(root), "--from", str(copy)]) == 2
     assert f"is inside the local copy (--from) {copy}" in _error_line(capsys.readouterr().err)
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a lock
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_local_copy_inside_the_roots_download_folder_is_never_deleted(tmp_path, capsys, damaged):
+    """`satclip data download ROOT --from ROOT/.download/files` (the archives an earlier --keep-archives run
+    left there) deleted the copy's shard after extracting it, and a damaged one as "fetch it again": satclip
+    took a file under its own staging folder for its own download, though a local copy's files are never
+    moved or deleted."""
+    shard = b"no tar" * 99 if damaged else _tar({"patch_0.tif": b"A" * 100})
+    files = {"index.csv": b"fn,lon,lat\npatch_0.tif,10.5,20.25\n", "shard-0.tar": shard}
+    root = tmp_path / "root"
+    copy = _local_copy(root / dl.STATE_DIR / "files", files)
+    code = main(["data", "download", str(root), "--from", str(copy)])
+    err = capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == files  # the user's copy, as it was
+    if damaged:
+        assert code == 2 and "replace it with an intact copy of shard-0.tar" in _error_line(err)
+    else:
+        assert code == 0, err
+        assert (root / "images" / "patch_0.tif").read_bytes() == b"A" * 100

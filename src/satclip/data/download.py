@@ -113,9 +113,12 @@ def is_archive(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _fetched(path: Path, staging: Path) -> bool:
-    """Whether ``path`` is satclip's own download (under ``staging``), not a local copy's file used in place."""
-    return path.resolve().is_relative_to(staging.resolve())
+def _fetched(source: Source, path: Path, staging: Path) -> bool:
+    """Whether ``path`` is satclip's own download, which it may delete: a file a fetching source wrote into
+    ``staging``. A local copy's file is used in place and never is, wherever the copy lies (even a
+    ``--from ROOT/.download/files`` kept by an earlier ``--keep-archives`` run), so this is decided by the
+    source, not by where the file is."""
+    return not isinstance(source, LocalSource) and path.resolve().is_relative_to(staging.resolve())
 
 
 def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
@@ -131,7 +134,7 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     try:
         verify_checksum(path, file)
     except ChecksumError:
-        if _fetched(path, staging):
+        if _fetched(source, path, staging):
             path.unlink(missing_ok=True)
         raise
     return path
@@ -288,14 +291,14 @@ def download_s2100k(
             try:
                 names = extract_images(path, images, shard.path.replace("/", "__"))
             except ArchiveError as err:
-                if not _fetched(path, staging):
+                if not _fetched(source, path, staging):
                     raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
                 path.unlink(missing_ok=True)
                 raise ArchiveError(f"{err}; deleted it: rerun the same command to fetch it again") from err
             count = len(names)
             record = {"path": shard.path, "sha256": shard.sha256, "images": count, "names": names}
             safe_output.write_bytes(_marker(root, shard), json.dumps(record).encode())
-            if not keep_archives and _fetched(path, staging):
+            if not keep_archives and _fetched(source, path, staging):
                 path.unlink(missing_ok=True)
             log.info("%s: %d images", shard.path, count)
             extracted.append(shard.path)
