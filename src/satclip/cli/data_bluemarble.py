@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from .args import positive_float, positive_int, user_path
 
@@ -44,21 +45,40 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .. import safe_output
-    from ..data.bluemarble import BlueMarbleParams, build_bluemarble, contact_sheet, load_bluemarble_arrays
+    from ..data import bluemarble as bm
 
-    if args.preview is not None:
-        safe_output.check_output(args.preview, overwrite=args.force)  # before the build, not after it
-    params = BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km, projection=args.projection,
-                              seed=args.seed, min_lat=args.min_lat, max_lat=args.max_lat)
+    params = bm.BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km, projection=args.projection,
+                                 seed=args.seed, min_lat=args.min_lat, max_lat=args.max_lat)
+    if args.preview is not None:  # before the build, not after it
+        _check_preview(args.preview, args.out if args.out is not None else bm.default_corpus_dir(params))
+        safe_output.check_output(args.preview, overwrite=args.force)
     with tqdm(total=params.n, unit="patch", desc="bluemarble", leave=False) as bar:
-        out = build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
-    images, points = load_bluemarble_arrays(out)
+        out = bm.build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
+    images, points = bm.load_bluemarble_arrays(out)
     if args.preview is not None:
         from PIL import Image
 
         with safe_output.atomic_file(args.preview, overwrite=args.force) as tmp:
-            Image.fromarray(contact_sheet(images[:48])).save(tmp, format="PNG")
+            Image.fromarray(bm.contact_sheet(images[:48])).save(tmp, format="PNG")
         log.info("wrote contact sheet %s", args.preview)
     size = f"{images.shape[1]}×{images.shape[2]} px"
     print(f"{out}  ({len(points)} patches, {size}, {images.nbytes / 1e6:.0f} MB)")
     return 0
+
+
+def _check_preview(preview: Path, corpus: Path) -> None:
+    """Refuse a preview inside the corpus directory, existing or not: written there it replaced a corpus file
+    (``--preview corpus/images.npy --overwrite`` left a PNG as the images, and the next run rebuilt the corpus),
+    and any other file there is not the corpus's own (a rebuild replaces the directory as a whole)."""
+    from ..errors import BadInputError
+    from ..paths import expand_user
+
+    try:
+        inside = expand_user(preview).resolve().is_relative_to(expand_user(corpus).resolve())
+    except (OSError, RuntimeError):  # (a symbolic-link loop: the output checks name it)
+        return
+    if inside:
+        raise BadInputError(
+            f"--preview {preview} is inside the corpus directory {corpus}, which holds only the corpus's own "
+            "files: write the contact sheet elsewhere (e.g. --preview sheet.png)"
+        )
