@@ -296,14 +296,21 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
 
 
 def check_output(
-    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), directory: bool = False
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    directory: bool = False,
+    kind: str | None = None,
 ) -> None:
     """Raise unless satclip may write ``path`` (a file, or a directory with ``directory=True``).
 
     May write: a path that does not exist, or an empty directory (``directory=True``: nothing is lost); with
     ``overwrite``, an existing regular file (``directory=False``) or a directory satclip created
-    (``directory=True``). Never: a path equal to one of ``inputs``, a directory in place of a file, a
-    directory of files satclip did not create.
+    (``directory=True``) of ``kind`` (the kind of directory about to be written there; None: any). Never: a
+    path equal to one of ``inputs``, a directory in place of a file, a directory of files satclip did not
+    create, a satclip directory of another kind (an evaluation, a training run, a feature cache: the user's
+    files may have joined satclip's there), whatever the flags.
     """
     path = Path(path)
     check_not_input(path, inputs)
@@ -319,6 +326,8 @@ def check_output(
                 f"{path} is a directory satclip did not create (no {MARKER} marker); satclip never replaces it, "
                 "even with --overwrite: choose another output path or remove it yourself"
             )
+        if kind is not None:
+            _refuse_other_kind(path, kind)
         if overwrite:
             _refuse_foreign(path, "replace")
     elif path.is_dir():
@@ -327,6 +336,22 @@ def check_output(
         )
     if not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+#: kinds recorded for directories that today's writers publish under another kind: a Blue Marble corpus built
+#: before ownership markers is marked ``"bluemarble-corpus"``, one built since is a plain ``"output"``
+_SAME_KIND = {"bluemarble-corpus": "output"}
+
+
+def _refuse_other_kind(path: Path, kind: str) -> None:
+    """Raise :class:`OutputExistsError` if the satclip directory ``path`` records a kind other than ``kind``. A
+    marker that records no kind (an older satclip's) is not refused: which kind it holds is unknown."""
+    found = _marker(path).get("kind")
+    if isinstance(found, str) and _SAME_KIND.get(found, found) != _SAME_KIND.get(kind, kind):
+        raise OutputExistsError(
+            f"{path} is a satclip directory of kind {found!r}, not {kind!r}; satclip never replaces it with another "
+            "kind of output, even with --overwrite: choose another output path or remove it yourself"
+        )
 
 
 def _refuse_non_directory(path: Path) -> None:
@@ -468,13 +493,14 @@ def publish(
     finished, path = Path(finished), Path(path)
     directory = finished.is_dir()
     inputs = list(inputs)
-    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory)
+    kind = (owned_kind(finished) or "output") if directory else None  # (an old ``path`` of another kind is refused)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)
     if directory:
         if not is_owned(finished):
             mark_owned(finished)
         _record_files(finished, "published", sorted(e.name for e in finished.iterdir() if e.name != MARKER))
     _fsync(finished)
-    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory)  # nothing appeared meanwhile
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)  # nothing appeared meanwhile
     if directory and path.exists():
         old = temp_path(path)
         path.rename(old)
@@ -517,7 +543,7 @@ def atomic_dir(
     satclip's, of ``kind``) that replaces ``path`` when the block succeeds."""
     path = Path(path)
     inputs = list(inputs)
-    check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=True, kind=kind)
     make_dirs(path.parent)
     clean_stale(path)
     tmp = temp_path(path)
