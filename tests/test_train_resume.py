@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from satclip import safe_output
 from satclip.cli import main
@@ -523,3 +524,26 @@ def test_a_run_that_recorded_other_cache_views_resumes_with_the_caches(tmp_path)
     checksum_path(last).unlink()
     result = fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}}), resume=True)
     assert [row["epoch"] for row in result.history] == [0, 1]
+
+
+def test_a_users_config_yaml_in_the_output_dir_is_never_rewritten(tmp_path, capsys):
+    """`satclip train --config u2/config.yaml --trainer.output_dir u2`, u2 holding the user's config (with
+    comments) and an empty checkpoints/: satclip took u2 for a run of an older satclip, marked it, and rewrote
+    config.yaml as the resolved config, the user's comments gone. It refuses, and changes nothing; a
+    config.yaml in the form satclip writes (an older satclip's interrupted run) is still continued there."""
+    synthetic_cache(tmp_path / "cache", n=200)
+    mine = tmp_path / "u2"
+    (mine / "checkpoints").mkdir(parents=True)
+    config = config_for(tmp_path / "cache", mine, max_epochs=1)
+    text = "# my smoke run: small, one epoch\n" + yaml.safe_dump(config, sort_keys=False)
+    (mine / "config.yaml").write_text(text)
+    command = ["train", "--config", str(mine / "config.yaml"), "--trainer.output_dir", str(mine)]
+    assert main(command) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{mine} is no satclip run" in line and "its config.yaml is not one satclip wrote" in line
+    assert (mine / "config.yaml").read_text() == text
+    assert sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*")) == ["checkpoints", "config.yaml"]
+
+    dump_config(from_dict(config), mine / "config.yaml")  # as an older satclip wrote it
+    assert main(command) == 0
+    assert safe_output.is_owned(mine) and (mine / "checkpoints" / "last.ckpt").is_file()

@@ -171,9 +171,25 @@ def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
         )
 
 
+def _written_by_satclip(path: Path) -> bool:
+    """Whether the YAML file ``path`` is in the form satclip writes a run's ``config.yaml`` in (every version:
+    :func:`~satclip.train.config.dump_config`, all sections, no comments), not a config someone wrote."""
+    import yaml
+
+    from .config import SECTIONS
+
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and list(data) == list(SECTIONS) and text == yaml.safe_dump(data, sort_keys=False)
+
+
 def _claim_run_dir(run_dir: Path) -> None:
     """Create ``run_dir`` as a satclip directory, or accept it (satclip's, empty, or a run directory of an
-    older satclip, which is marked).
+    older satclip, which is marked). A directory whose ``config.yaml`` satclip did not write (e.g. the
+    ``--config`` file itself, with its comments) is no older satclip's run: the run would replace that file.
 
     Raises:
         OutputExistsError: ``run_dir`` holds files satclip did not create.
@@ -185,6 +201,12 @@ def _claim_run_dir(run_dir: Path) -> None:
             (run_dir / "config.yaml").is_file() and checkpoints.is_dir() and names <= _LEGACY_RUN
             and {p.name for p in checkpoints.iterdir() if not p.name.startswith(".")} <= _LEGACY_CHECKPOINTS
         ):  # fmt: skip
+            if not _written_by_satclip(run_dir / "config.yaml"):
+                raise OutputExistsError(
+                    f"{run_dir} is no satclip run (no {safe_output.MARKER} marker) and its config.yaml is not one "
+                    "satclip wrote (comments or a form of its own), which a run there would replace: keep your "
+                    "config outside the run directory and choose a new or empty trainer.output_dir"
+                )
             log.info("%s: a run directory of an older satclip; marking it as satclip's", run_dir)
             safe_output.mark_owned(run_dir, kind="training-run")
             for export in (run_dir / "export" / "best", run_dir / "export" / "last"):
