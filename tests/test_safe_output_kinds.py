@@ -64,3 +64,43 @@ def test_the_library_writers_refuse_another_kind_too(tmp_path):
     with safe_output.atomic_dir(cache, overwrite=True, kind="feature-cache") as tmp:  # a new cache of its own kind
         (tmp / "features.npy").write_bytes(b"new")
     assert (cache / "features.npy").read_bytes() == b"new"
+
+
+def test_a_failed_command_leaves_a_users_empty_directory_the_users(tmp_path, capsys):
+    """`mkdir D; satclip evaluate ... --target-col nope --out D` failed but left D marked as an evaluation,
+    so that a later `convert ... D --overwrite` deleted the files the user had put there meanwhile."""
+    task = tmp_path / "task.csv"
+    task.write_text("lon,lat,value\n" + "".join(f"{i - 100},{i / 3 - 30},{i % 7}\n" for i in range(200)))
+    mine = tmp_path / "D1"
+    mine.mkdir()
+    argv = ["evaluate", "--encoders", "direct", "--task-file", str(task), "--target-col", "nope", "--seeds", "1",
+            "--probes", "linear", "--no-figures", "--out", str(mine)]  # fmt: skip
+    assert main(argv) == 2
+    assert "nope" in capsys.readouterr().err
+    assert mine.is_dir() and list(mine.iterdir()) == [] and not safe_output.is_owned(mine)
+    (mine / "notes.md").write_text("mine")
+    assert convert(mine, "--overwrite") == 2  # the user's directory now: never replaced
+    assert "did not create" in capsys.readouterr().err
+    assert snapshot(mine) == {"notes.md": b"mine"}
+
+
+def test_the_marker_put_into_a_users_empty_directory_is_taken_back_on_failure(tmp_path):
+    """Whatever command marks an empty directory of the user's and then fails (the CLI calls
+    remove_created_if_empty): the directory stays, without the marker; one satclip made goes."""
+    safe_output.forget_created()
+    mine, kept = tmp_path / "mine", tmp_path / "kept"
+    mine.mkdir()
+    kept.mkdir()
+    safe_output.make_owned_dir(mine, kind="evaluation")
+    safe_output.make_owned_dir(kept, kind="evaluation")
+    (kept / "rows.jsonl").write_text("{}\n")  # satclip's work done before the failure: kept, and kept marked
+    made = safe_output.make_owned_dir(tmp_path / "made", kind="demo")
+    assert safe_output.is_owned(mine) and safe_output.is_owned(made)
+    safe_output.remove_created_if_empty()
+    assert mine.is_dir() and list(mine.iterdir()) == []
+    assert not made.exists()
+    assert safe_output.owned_kind(kept) == "evaluation"
+    safe_output.make_owned_dir(mine, kind="evaluation")
+    safe_output.forget_created()  # a command that succeeded: its directories stay satclip's
+    safe_output.remove_created_if_empty()
+    assert safe_output.owned_kind(mine) == "evaluation"

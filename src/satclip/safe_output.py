@@ -48,6 +48,9 @@ _TMP_PID = re.compile(re.escape(_TMP_TAG) + r"(\d+)-[0-9a-f]+$")
 #: directories this process created (missing parents of outputs, satclip directories), in order: those left
 #: empty by a command that failed are removed again (:func:`remove_created_if_empty`)
 _CREATED: list[Path] = []
+#: the user's empty directories this process marked as satclip's (:func:`make_owned_dir`): a command that fails
+#: leaving nothing in one takes its marker back, so that the directory is the user's again, not satclip's to replace
+_ADOPTED: list[Path] = []
 
 
 # --------------------------------------------------------------------------------------------- ownership
@@ -72,8 +75,10 @@ def make_dirs(path: str | Path) -> Path:
 
 
 def remove_created_if_empty() -> None:
-    """Remove the directories this process created that hold nothing (but satclip's marker), newest first:
-    what a failed command leaves of the paths it made for its outputs. Called by the CLI on a failure."""
+    """Remove the directories this process created that hold nothing (but satclip's marker), newest first,
+    and take back the marker it put into an empty directory of the user's that still holds nothing else (the
+    directory stays): what a failed command leaves of the paths it made for its outputs. Called by the CLI on
+    a failure."""
     while _CREATED:
         directory = _CREATED.pop()
         try:
@@ -84,11 +89,19 @@ def remove_created_if_empty() -> None:
                 directory.rmdir()
         except OSError:  # gone, not empty meanwhile, not ours to remove: leave it
             continue
+    while _ADOPTED:
+        directory = _ADOPTED.pop()
+        try:
+            if {entry.name for entry in directory.iterdir()} == {MARKER} and not directory.is_symlink():
+                (directory / MARKER).unlink()
+        except OSError:  # gone or changed meanwhile: leave it
+            continue
 
 
 def forget_created() -> None:
-    """Start a new command: the directories created so far are kept whatever happens next."""
+    """Start a new command: the directories created (or marked) so far are kept whatever happens next."""
     _CREATED.clear()
+    _ADOPTED.clear()
 
 
 def is_owned(path: str | Path) -> bool:
@@ -113,38 +126,54 @@ def mark_owned(directory: str | Path, kind: str = "output") -> None:
     (Path(directory) / MARKER).write_text(json.dumps({"created_by": "satclip", "version": __version__, "kind": kind}))
 
 
-def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
-    """Create ``path`` (and parents) as a satclip directory of ``kind``, or accept it if it is one already
-    (of that kind) or empty.
+def check_owned_dir(path: str | Path, kind: str = "output") -> None:
+    """Raise unless :func:`make_owned_dir` would accept ``path`` for ``kind``; creates and marks nothing (a
+    command checks its output first, and makes it once its inputs have been checked too).
 
     Raises:
         OutputExistsError: ``path`` is a file, a non-empty directory satclip did not create, or a satclip
             directory of another kind (a model directory given as an evaluation's output).
     """
     path = Path(path)
-    clean_stale(path)  # e.g. what a process killed while removing an earlier ``path`` left
     if is_owned(path):
-        marker = _marker(path)
-        found = marker.get("kind")
+        found = _marker(path).get("kind")
         if isinstance(found, str) and found != kind:  # (a model directory is no evaluation or run directory)
             raise OutputExistsError(
                 f"{path} is a satclip directory of kind {found!r}, not {kind!r}: satclip does not mix its outputs "
                 "there; choose a new or empty directory"
             )
-        files = marker.get("files")
-        if isinstance(files, dict) and "published" in files:  # work goes on in it: its files are no longer those
-            del files["published"]                            # it was published with
-            write_json(path / MARKER, marker)
-        return path
-    if path.exists() or path.is_symlink():
+    elif path.exists() or path.is_symlink():
         _refuse_non_directory(path)
         if any(path.iterdir()):
             raise OutputExistsError(
                 f"{path} holds files satclip did not create (no {MARKER} marker); satclip never writes its work "
                 "into such a directory: choose a new or empty directory"
             )
+
+
+def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
+    """Create ``path`` (and parents) as a satclip directory of ``kind``, or accept it if it is one already
+    (of that kind) or empty. An empty directory of the user's is marked satclip's; if the command then fails
+    leaving nothing in it, the CLI takes the marker back (:func:`remove_created_if_empty`).
+
+    Raises:
+        OutputExistsError: as :func:`check_owned_dir`.
+    """
+    path = Path(path)
+    clean_stale(path)  # e.g. what a process killed while removing an earlier ``path`` left
+    check_owned_dir(path, kind)
+    if is_owned(path):
+        marker = _marker(path)
+        files = marker.get("files")
+        if isinstance(files, dict) and "published" in files:  # work goes on in it: its files are no longer those
+            del files["published"]                            # it was published with
+            write_json(path / MARKER, marker)
+        return path
+    existed = path.is_dir()
     make_dirs(path)
     mark_owned(path, kind)
+    if existed:
+        _ADOPTED.append(path)
     return path
 
 

@@ -35,7 +35,9 @@ def run_evaluation(
 
     # never inside a model directory it evaluates (convert --overwrite of that model would refuse it then)
     safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)])
-    safe_output.make_owned_dir(out, kind="evaluation")  # refuses a directory of someone else's files
+    # refuses a directory of someone else's files now; evaluate_tasks makes and marks it once the tasks and
+    # encoders are checked (a failed check leaves a user's empty directory as it was, not satclip's)
+    safe_output.check_owned_dir(out, kind="evaluation")
     with safe_output.exclusive(out):
         rows, tasks = evaluate_tasks(config, out, progress=progress)
         files: dict[str, Path | list[Path]] = {}
