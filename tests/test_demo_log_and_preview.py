@@ -3,11 +3,71 @@ log when a run is refused, and the corpus's own files when --preview names one o
 
 from __future__ import annotations
 
-import numpy as np
+import io
+import json
 
+import numpy as np
+import pytest
+
+from satclip import safe_output
 from satclip.data import bluemarble as bm
+from satclip.recipes.demo import QUICK, STAGES, run_demo
+from satclip.recipes.progress import StageProgress
 
 from .conftest import one_error_line
+from .test_safe_output import dead_pid, hold_lock
+
+
+def finished_demo(out):
+    """A demo directory as a finished run leaves it (made by the demo's own call), with its log."""
+    safe_output.make_owned_dir(out, kind="demo")
+    log = out / "demo.log"
+    log.write_text("2026-12-03 18:00:00,000 INFO satclip.recipes.demo: demo stage evaluation: 128 s\n")
+    return log
+
+
+def test_a_refused_demo_leaves_the_previous_log(tmp_path, capsys, monkeypatch):
+    """A second `satclip demo` on a directory in use was refused ('in use by … PID …') and left demo.log at 0
+    bytes; one refused for a user's file in model/ emptied the finished run's log too (the log was opened,
+    truncated, before the lock and the checks)."""
+    from satclip.cli import main
+    from satclip.paths import cache_dir
+
+    out = tmp_path / "dq"
+    log = finished_demo(out)
+    before = log.read_bytes()
+
+    holder = hold_lock(out, "sys.stdin.readline()")
+    try:
+        assert main(["demo", "--quick", "--out", str(out)]) != 0
+        assert "in use by another satclip run" in one_error_line(capsys.readouterr().err)
+    finally:
+        holder.communicate(b"\n")
+    assert log.read_bytes() == before
+
+    (out / "model").mkdir()
+    (out / "model" / "notes.txt").write_text("mine")
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    assert "did not create" in one_error_line(capsys.readouterr().err)
+    assert log.read_bytes() == before and (out / "model" / "notes.txt").read_text() == "mine"
+    assert not cache_dir("bluemarble").exists()  # refused before any work
+
+    # a run that starts replaces the log, with what was logged before it opened it (a stale lock taken over)
+    (out / "model" / "notes.txt").unlink()
+    pid = dead_pid()
+    safe_output.lock_path(out).write_text(json.dumps({"pid": pid, "host": "here", "command": "satclip demo"}))
+
+    class Stopped(Exception):
+        pass
+
+    def stopped(*args, **kwargs):
+        raise Stopped
+
+    monkeypatch.setattr(bm, "build_bluemarble", stopped)  # the first stage: the run has started
+    with pytest.raises(Stopped):
+        run_demo(out, QUICK, progress=StageProgress(STAGES, io.StringIO()))
+    logged = log.read_text()
+    assert f"taking over the lock on {out} from PID {pid}" in logged and before.decode() not in logged
 
 
 def test_a_preview_inside_the_corpus_is_refused(tmp_path, capsys):

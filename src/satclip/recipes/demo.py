@@ -102,18 +102,26 @@ def run_demo(
     # the same however the rerun spells it (`--out demo`, `--out ./demo`), and its training continues
     out = safe_output.make_owned_dir(Path(os.path.abspath(user_path(out))), kind="demo")
     progress = progress or StageProgress(STAGES)
-    with _quiet(out / "demo.log", progress), safe_output.exclusive(out):  # (a lock taken over: logged, not shown)
+    # a lock taken over is logged (into the log once it is open), not shown
+    with _quiet(out / "demo.log", progress) as log_file, safe_output.exclusive(out):
         try:
-            return _run(out, settings, air_temperature, progress)
+            # checked before the log is opened (truncated): a run refused here, as one refused for the lock
+            # above, leaves the previous run's log as it was
+            model_dir = out / "model"
+            safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
+            run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
+            log_file.open()
+            return _run(out, model_dir, run_dir, settings, air_temperature, progress)
         finally:
             progress.close()
 
 
 @contextmanager
-def _quiet(log_file: Path, progress: StageProgress) -> Iterator[None]:
-    """Send log records and Python warnings to ``log_file``; only satclip's warnings and errors reach the
-    console, printed above the progress display. Restores every logger it touched."""
-    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+def _quiet(log_file: Path, progress: StageProgress) -> Iterator[_LogFile]:
+    """Send log records and Python warnings to ``log_file`` (from the yielded handler's ``open()`` on, the
+    records before it held until then); only satclip's warnings and errors reach the console, printed above
+    the progress display. Restores every logger it touched."""
+    handler = _LogFile(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console = _ProgressHandler(progress)
     console.setLevel(logging.WARNING)
@@ -128,13 +136,40 @@ def _quiet(log_file: Path, progress: StageProgress) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")  # each distinct warning once, into the log file
-            yield
+            yield handler
     finally:
         logging.captureWarnings(False)
         for logger, level, propagate, handlers in saved:
             logger.handlers, logger.propagate = handlers, propagate
             logger.setLevel(level)
         handler.close()
+
+
+class _LogFile(logging.Handler):
+    """The log file, opened (and truncated) only by :meth:`open`; records before it are held in memory and
+    written then, and dropped if it is never opened (a refused run leaves the previous run's log)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.file, self.held = path, None, []
+
+    def open(self) -> None:
+        self.file = logging.FileHandler(self.path, mode="w", encoding="utf-8")
+        self.file.setFormatter(self.formatter)
+        for record in self.held:
+            self.file.emit(record)
+        self.held = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is None:
+            self.held.append(record)
+        else:
+            self.file.emit(record)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()
 
 
 class _ProgressHandler(logging.Handler):
@@ -175,7 +210,10 @@ class _FoldProgress:
         pass
 
 
-def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progress: StageProgress) -> Path:
+def _run(
+    out: Path, model_dir: Path, run_dir: Path, settings: DemoSettings, air_temperature: Path | None,
+    progress: StageProgress,
+) -> Path:  # fmt: skip
     from ..data.bluemarble import build_bluemarble
     from ..embed.maps import render_map
     from ..eval.api import run_evaluation
@@ -196,9 +234,6 @@ def _run(out: Path, settings: DemoSettings, air_temperature: Path | None, progre
         timings[name] = time.perf_counter() - begin
         log.info("demo stage %s: %.0f s", name, timings[name])
 
-    model_dir = out / "model"
-    safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
-    run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
     corpus = replace(CORPUS, n=settings.patches, seed=settings.seed)
 
     with stage("corpus"):
