@@ -265,6 +265,33 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
     assert f"from PID {holder.pid}" in caplog.text
 
 
+def test_a_lock_name_satclip_did_not_write_is_never_written_through(tmp_path, model, points, capsys):  # noqa: F811
+    """The lock followed a symbolic link at ``.NAME.lock`` (``notes.txt`` overwritten with the lock's JSON, the
+    link deleted; a dangling link's target created) and truncated, then deleted, a user's file of that name."""
+    source = tmp_path / "p.csv"
+    points.to_csv(source, index=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    link = safe_output.lock_path(tmp_path / "out.parquet")
+    link.symlink_to(notes.name)
+    dangling = safe_output.lock_path(tmp_path / "d.parquet")
+    dangling.symlink_to("nowhere.txt")
+    own = safe_output.lock_path(tmp_path / "o2.parquet")
+    own.write_text("the user's, named like a lock")
+    for output, lock in (("out.parquet", link), ("d.parquet", dangling), ("o2.parquet", own)):
+        assert embed(source, "-o", tmp_path / output, "--model", model) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"satclip: error: {lock}, where satclip keeps its lock, ") and "\n" not in err, err
+        assert not (tmp_path / output).exists()
+    assert notes.read_text() == "my notes" and link.is_symlink() and os.readlink(link) == notes.name
+    assert dangling.is_symlink() and not (tmp_path / "nowhere.txt").exists()
+    assert own.read_text() == "the user's, named like a lock"
+    empty = safe_output.lock_path(tmp_path / "e.parquet")
+    empty.touch()  # what a run killed between creating its lock and writing it leaves: satclip's, taken over
+    assert embed(source, "-o", tmp_path / "e.parquet", "--model", model) == 0
+    assert (tmp_path / "e.parquet").is_file() and not empty.exists()
+
+
 def test_reserve_allocates_the_blocks_of_a_sparse_file(tmp_path):
     path = tmp_path / "sparse.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(1 << 20, 4))

@@ -717,9 +717,57 @@ def _try_lock(fd: int, wait: bool = False) -> bool:
 def _holder(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        return json.loads(os.read(fd, 4096) or b"{}")
+        holder = json.loads(os.read(fd, 4096) or b"{}")
     except (OSError, ValueError):
         return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+_LOCK_KEYS = {"pid", "host", "command"}
+
+
+def _is_lock_content(fd: int) -> bool:
+    """Whether the file open as ``fd`` is a lock file as satclip writes them: a regular file holding nothing
+    (one whose writer was killed between creating and writing it) or the JSON record of its holder."""
+    import stat
+
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
+        return False
+    if info.st_size == 0:
+        return True
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        record = json.loads(os.read(fd, 4096))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("pid"), int) and set(record) <= _LOCK_KEYS
+
+
+def _open_lock(path: Path) -> int:
+    """Open (or create) the lock file ``path``, never through a symbolic link (whose target would be truncated
+    and written: a user's file, or a new one where a dangling link points).
+
+    Raises:
+        OutputExistsError: ``path`` is a symbolic link or not a regular file.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                       0o644)  # fmt: skip
+    except OSError as err:
+        if path.is_symlink():
+            raise OutputExistsError(
+                f"{path}, where satclip keeps its lock, is a symbolic link; satclip never writes through it: "
+                "remove the link yourself or choose another output path"
+            ) from err
+        if err.errno in (errno.EISDIR, errno.ENXIO):
+            raise OutputExistsError(_foreign_lock(path)) from err
+        raise
+
+
+def _foreign_lock(path: Path) -> str:
+    return (f"{path}, where satclip keeps its lock, holds something satclip did not write there; satclip never "
+            "replaces or deletes it: move it away or choose another output path")  # fmt: skip
 
 
 #: the descriptors of the locks this process holds: a forked child (a data-loader worker) closes its copies, so
@@ -750,7 +798,7 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
     path = lock_path(target)
     make_dirs(path.parent)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path)
         if not _try_lock(fd):
             holder = _holder(fd)
             if wait:
@@ -765,10 +813,10 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
                     f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, "
                     "or write to another output"
                 )
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
+        same = _same_file(fd, path)
+        if same and not _is_lock_content(fd):  # a user's file by that name: never truncated nor deleted
+            os.close(fd)
+            raise OutputExistsError(_foreign_lock(path))
         if same:
             break
         os.close(fd)  # the holder released and removed it between our open and lock: try again
@@ -783,7 +831,17 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
     try:
         yield path
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        if _same_file(fd, path):  # (not whatever may have been put in its place meanwhile)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         _HELD.discard(fd)
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` itself (not what a symbolic link there points to) is the file open as ``fd``."""
+    try:
+        here, there = os.fstat(fd), os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
