@@ -11,11 +11,14 @@ torch to shut down (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -84,23 +87,103 @@ def _quiet_distributed() -> Iterator[None]:
             logger.setLevel(level)
 
 
-#: the level of distributed's and asyncio's loggers once a run is interrupted
+#: the level of the Dask loggers once a run is interrupted
 SILENT = logging.CRITICAL + 1
+#: the loggers of a Dask client, its local cluster and their event loop: what an interruption cuts short is
+#: logged there, with tracebacks ("Future exception was never retrieved … Stream is closed", a failed broadcast
+#: to killed workers, tornado's "Exception in callback" for a call the interruption cancelled)
+DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+def _silence_dask_logs() -> None:
+    """Set the :data:`DASK_LOGGERS` and every logger below them to :data:`SILENT` (distributed.client and
+    tornado.application have levels and handlers of their own), unless satclip's logger is at DEBUG."""
+    if log.isEnabledFor(logging.DEBUG):
+        return
+    below = [name for name in list(logging.root.manager.loggerDict) if name.partition(".")[0] in DASK_LOGGERS]
+    for name in {*DASK_LOGGERS, *below}:
+        logging.getLogger(name).setLevel(SILENT)
 
 
 @contextlib.contextmanager
 def _silent_if_interrupted() -> Iterator[None]:
-    """Around the work done with a client (inside its and its cluster's closing): on Ctrl-C or SIGTERM the
-    connections the interruption cuts are logged with tracebacks as the client and cluster close and the
-    process ends ("Future exception was never retrieved", "Stream is closed"); the one line "interrupted"
-    says it all, so those loggers are silenced first (unless satclip's logger is at DEBUG)."""
+    """Around the work done with a client (inside its and its cluster's closing): the one line "interrupted"
+    says it all (a KeyboardInterrupt that no signal raised; :func:`_interruptions` silences at the signal)."""
     try:
         yield
     except KeyboardInterrupt:
-        if not log.isEnabledFor(logging.DEBUG):
-            for name in ("distributed", "asyncio"):
-                logging.getLogger(name).setLevel(SILENT)
+        _silence_dask_logs()
         raise
+
+
+@contextlib.contextmanager
+def _interruptions() -> Iterator[None]:
+    """While a Dask client and its cluster are in use (in the main thread; elsewhere nothing changes): Ctrl-C
+    and SIGTERM (where Python handles them: its KeyboardInterrupt, the CLI's for SIGTERM) silence the Dask
+    loggers the moment they arrive, before the handler raises. Silencing where the KeyboardInterrupt is caught
+    came too late: the clean-up on the way there (cancelling the tasks, removing the job's plugin) and the event
+    loop's thread meanwhile logged what the signal had cut (a broadcast to the workers a SIGTERM killed, a call
+    it cancelled before the loop had started it) with tracebacks.
+
+    And an interruption is not lost: Python runs a signal's handler wherever the main thread is, also in a
+    garbage-collector callback (the scheduler of a local cluster adds one) or a ``__del__``, where a
+    KeyboardInterrupt is printed as "Exception ignored in …" and dropped, and the job ran to its end (exit 0).
+    Such a KeyboardInterrupt is raised again in the main thread (``_thread.interrupt_main`` from a thread of
+    its own, once the main thread has left that callback), silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    unraisable_hook = sys.unraisablehook
+    received: list[int] = []  # the signals handled
+    dropped: list[int] = []  # their KeyboardInterrupts printed as "Exception ignored" and lost, not raised since
+    wake, stopping = threading.Event(), threading.Event()
+
+    def interrupt(signum, frame) -> None:
+        _silence_dask_logs()
+        received.append(signum)
+        dropped.clear()
+        handlers[signum](signum, frame)
+
+    def unraisable(event) -> None:
+        if received and isinstance(event.exc_value, KeyboardInterrupt):
+            dropped.append(received[-1])
+            wake.set()
+        else:
+            unraisable_hook(event)
+
+    def raise_again() -> None:
+        while wake.wait() and not stopping.is_set():
+            wake.clear()
+            if dropped:
+                signum = dropped[-1]
+                dropped.clear()
+                _thread.interrupt_main(signum)  # (runs interrupt() in the main thread, in its own code by then)
+
+    for signum in handlers:
+        signal.signal(signum, interrupt)
+    sys.unraisablehook = unraisable
+    thread = threading.Thread(target=raise_again, name="satclip-interrupt", daemon=True)
+    thread.start()
+    surfaced = False
+    try:
+        yield
+    except KeyboardInterrupt:
+        surfaced = True
+        raise
+    finally:
+        if sys.unraisablehook is unraisable:
+            sys.unraisablehook = unraisable_hook
+        for signum, handler in handlers.items():
+            if signal.getsignal(signum) is interrupt:
+                signal.signal(signum, handler)
+        stopping.set()
+        wake.set()
+        thread.join()
+        pending = bool(dropped)
+    if pending and not surfaced:  # dropped just before the end: the job is interrupted all the same
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -108,7 +191,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers``
     single-threaded worker processes (default: one per usable core) started here and closed afterwards."""
     distributed = require("distributed", "dask", "embedding with --engine dask")
-    with _quiet_distributed():
+    with _interruptions(), _quiet_distributed():
         yield from _connect(distributed, scheduler, workers)
 
 
@@ -194,13 +277,22 @@ def _start_forkserver() -> dict:
     """Start now (if not yet running) the server process that the local workers are forked from, preloaded
     with :data:`FORKSERVER_PRELOAD`: its imports run in a process of their own, beside whatever the caller
     does next. Returns the Dask setting that forks the workers from it, or nothing (spawn) where
-    multiprocessing has no forkserver (Windows). A server already running keeps the modules it has."""
+    multiprocessing has no forkserver (Windows). A server already running keeps the modules it has.
+
+    The server starts with Ctrl-C blocked (a signal mask is inherited, and kept by the workers forked from it
+    until :func:`dask_setup` ignores Ctrl-C): Ctrl-C to the whole job during its first seconds interrupted the
+    server's imports and the workers' start with KeyboardInterrupt tracebacks, some after "interrupted"."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return {}
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
     multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
-    forkserver.ensure_running()
+    resource_tracker.ensure_running()  # (first: starting it unblocks the signals it blocks for its own start)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # (this thread's: a Ctrl-C now waits)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
@@ -213,6 +305,11 @@ def starting_client(scheduler: str | None = None, workers: int | None = None) ->
         with dask_client(scheduler) as client:
             yield lambda: client
         return
+    with _interruptions():
+        yield from _starting_local(workers)
+
+
+def _starting_local(workers: int | None) -> Iterator[Callable[[], object]]:
     _start_forkserver()  # before importing distributed here: the workers' imports start at once
     distributed = require("distributed", "dask", "embedding with --engine dask")
     with _quiet_distributed(), contextlib.ExitStack() as stack:
