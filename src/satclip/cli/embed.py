@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
             # what embed_dataset refuses anyway, refused before a cluster is started for nothing
             dataset = not Path(args.output).suffix  # (the output's kind: a dataset directory or one Parquet file)
             if not _published_by_a_stopped_run(args.output, source):  # (the run embed_dataset then completes)
-                safe_output.check_output(args.output, overwrite=args.overwrite, inputs=[args.input], directory=dataset)
+                safe_output.check_output(
+                    args.output, overwrite=args.overwrite, inputs=[args.input], directory=dataset, kind="output"
+                )  # (a satclip directory of another kind, a training run, is refused here, not after the work)
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file

@@ -411,7 +411,9 @@ def embed_dataset(
     inputs = [source.path, *encoder_files(encoder)]
     same = {"input": source.fingerprint(), "model": model_identity(encoder)}
     if not stopped_after_publishing(workdir, output, **same):  # (the partitions, and so the options, come later)
-        safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset")
+        safe_output.check_output(  # (publish's kind: another kind, a training run, is refused now, not at the end)
+            output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset", kind="output"
+        )
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = encoder.batch_size(batch_size)

@@ -351,7 +351,9 @@ def embed_file(
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     inputs = [source.path, *encoder_files(encoder)]
     if not stopped_after_publishing(workdir, output, **identity):
-        safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr")
+        safe_output.check_output(  # (of the kind publish gives it: another kind is refused now, not at the end)
+            output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output"
+        )
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {**options, "precision": precision["precision"], "attrs": output_attrs(identity, source, encoder)}
     log.debug("embedding in %s", precision)

@@ -512,7 +512,7 @@ def write_map_zarr(
     grid = maps.make_grid(resolution, bbox)
     dim = encoder.embedding_dim
     maps.check_size(grid, dim, "zarr", force)
-    safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True)
+    safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
     if blank_unseen:
         footprint = footprint or training_footprint(encoder)
         log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",
