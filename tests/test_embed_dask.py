@@ -618,6 +618,8 @@ def test_a_signal_to_the_whole_job_is_one_line(tmp_path, signal_name):
     import subprocess
     import sys
 
+    from .test_embed_dask_signals_flake import ctrl_c_at_default
+
     rng = np.random.default_rng(0)
     n = 1_500_000
     pd.DataFrame({"lon": rng.uniform(-180, 180, n), "lat": rng.uniform(-90, 90, n)}).to_parquet(tmp_path / "p.parquet")
@@ -626,8 +628,9 @@ def test_a_signal_to_the_whole_job_is_one_line(tmp_path, signal_name):
             "bluemarble-l40", "--precision", "float32", "--engine", "dask", "--workers", "2",
             "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    with ctrl_c_at_default():  # (whatever this pytest ignores)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not list((tmp_path / "e.parquet.partial").glob("parts/*")) and time.monotonic() < deadline:
