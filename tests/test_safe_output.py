@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import logging
 import os
 import subprocess
@@ -173,6 +174,31 @@ def test_a_published_directory_is_replaced_or_deleted_only_with_nothing_of_the_u
     with pytest.raises(OutputExistsError, match="refusing to delete .*notes.txt"):
         safe_output.remove_owned(out)
     assert (out / "notes.txt").read_text() == "mine" and (out / "weights.bin").read_bytes() == b"two"
+
+
+def test_a_users_file_inside_a_published_directorys_folder_is_never_deleted(tmp_path):
+    """``--overwrite`` of a published Zarr store deleted a user's file in one of its folders
+    (``z.zarr/embedding/notes.txt``): only the top-level names were compared with those satclip wrote."""
+    out = tmp_path / "z.zarr"
+    with safe_output.atomic_dir(out) as tmp:
+        (tmp / "embedding").mkdir()
+        (tmp / "embedding" / "0.0").write_bytes(b"chunk")
+        (tmp / ".zattrs").write_text("{}")
+    (out / "embedding" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="satclip wrote it, but not embedding/notes.txt in it"):
+        with safe_output.atomic_dir(out, overwrite=True) as tmp:
+            (tmp / ".zattrs").write_text("{}")
+    with pytest.raises(OutputExistsError, match="refusing to delete .*embedding/notes.txt"):
+        safe_output.remove_owned(out)
+    assert (out / "embedding" / "notes.txt").read_text() == "mine"
+    (out / "embedding" / "notes.txt").unlink()
+    # a directory published by a satclip that recorded top-level names only: a recorded folder covers its files
+    marker = json.loads((out / safe_output.MARKER).read_text())
+    marker["files"]["published"] = ["embedding", ".zattrs"]
+    (out / safe_output.MARKER).write_text(json.dumps(marker))
+    with safe_output.atomic_dir(out, overwrite=True) as tmp:
+        (tmp / ".zattrs").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == sorted([".zattrs", safe_output.MARKER])
 
 
 def test_output_equal_to_an_input_is_refused(tmp_path):

@@ -262,13 +262,35 @@ def _record_files(directory: Path, group: str, names: list[str]) -> None:
     write_json(directory / MARKER, marker)
 
 
+def _published_paths(directory: Path) -> list[str]:
+    """Every file (or link) in ``directory`` but its marker, as paths relative to it: what publishing records."""
+    return sorted(
+        path.relative_to(directory).as_posix()
+        for path in directory.rglob("*")
+        if (path.is_symlink() or not path.is_dir()) and path.relative_to(directory).as_posix() != MARKER
+    )
+
+
 def _not_written_by_satclip(directory: Path) -> list[str]:
-    """The entries of a directory satclip published that it did not write there (a user's notes added
-    later); none when it recorded nothing (a directory made step by step, or by an older satclip)."""
-    published = recorded_files(directory, "published")
-    if published is None:
+    """The files of a directory satclip published that it did not write there (a user's notes added later, in
+    it or in one of its folders, e.g. a Zarr store's); none when it recorded nothing (a directory made step by
+    step, or by an older satclip). A recorded folder name (what satclip recorded before it recorded files)
+    covers everything in that folder."""
+    files = _marker(directory).get("files")
+    published = files.get("published") if isinstance(files, dict) else None
+    if not isinstance(published, list):
         return []
-    return sorted(entry.name for entry in directory.iterdir() if entry.name not in {*published, MARKER})
+    recorded = {name for name in published if isinstance(name, str)}
+    return [
+        path for path in _published_paths(directory)
+        if not any(part in recorded for part in _and_parents(path))
+    ]  # fmt: skip
+
+
+def _and_parents(path: str) -> list[str]:
+    """``a/b/c`` → ``[a/b/c, a/b, a]``."""
+    parts = path.split("/")
+    return ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
 def _refuse_foreign(directory: Path, action: str) -> None:
@@ -527,7 +549,7 @@ def publish(
     if directory:
         if not is_owned(finished):
             mark_owned(finished)
-        _record_files(finished, "published", sorted(e.name for e in finished.iterdir() if e.name != MARKER))
+        _record_files(finished, "published", _published_paths(finished))
     _fsync(finished)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)  # nothing appeared meanwhile
     if directory and path.exists():
