@@ -8,7 +8,9 @@ many were.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,20 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("satclip: error: "), err
     assert "unexpected error" not in lines[0]
     return lines[0]
+
+
+@contextlib.contextmanager
+def ctrl_c_at_default():
+    """Around starting a command: Ctrl-C reaches it as from a terminal. A shell's background job (a pytest run
+    with ``&`` in a script) ignores Ctrl-C, and so would the commands it starts: their Ctrl-C test failed."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:  # (a Python handler is reset to the default in the command started)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(autouse=True)

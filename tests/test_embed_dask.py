@@ -618,7 +618,7 @@ def test_a_signal_to_the_whole_job_is_one_line(tmp_path, signal_name):
     import subprocess
     import sys
 
-    from .test_embed_dask_signals_flake import ctrl_c_at_default
+    from .conftest import ctrl_c_at_default
 
     rng = np.random.default_rng(0)
     n = 1_500_000

@@ -10,7 +10,6 @@ run before the command (``PREAMBLE_*``, ``python -c``) sends the signal at the c
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -22,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
+from .conftest import ctrl_c_at_default
 
 pytest.importorskip("distributed")
 
@@ -94,20 +95,6 @@ def embed_argv(points: Path, out: Path, preamble: str | None = None) -> list[str
     command = ["-m", "satclip"] if preamble is None else ["-c", LAUNCH.format(preamble=preamble)]
     return [sys.executable, *command, "embed", str(points), "-o", str(out), "--model", "bluemarble-l40",
             "--precision", "float32", "--engine", "dask", "--workers", "2", "--no-progress"]  # fmt: skip
-
-
-@contextlib.contextmanager
-def ctrl_c_at_default():
-    """Around starting a command: Ctrl-C reaches it as from a terminal. A shell's background job (a pytest run
-    with ``&`` in a script) ignores Ctrl-C, and so would the commands it starts: their Ctrl-C test failed."""
-    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    if ignored:  # (a Python handler is reset to the default in the command started)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def start(argv: list[str]) -> subprocess.Popen:

@@ -27,7 +27,7 @@ from satclip.train import dump_config, fit, from_dict
 from satclip.train.callbacks import AtomicCheckpointIO, checksum_path
 from satclip.train.data import split_indices
 
-from .conftest import S2_EXAMPLES, one_error_line, require
+from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require
 from .test_train_fit import cached_config
 from .train_helpers import SMALL_LOCATION, synthetic_cache
 
@@ -383,8 +383,9 @@ def test_a_signalled_run_says_so_and_how_to_continue(tmp_path, signal_name):
     script = tmp_path / "signalled_run.py"
     script.write_text(SIGNALLED_RUN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, str(script), str(config_file), signal_name, "1"], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    with ctrl_c_at_default():  # (whatever this pytest ignores)
+        done = subprocess.run([sys.executable, str(script), str(config_file), signal_name, "1"], env=env,
+                              capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 130, done.stderr[-3000:]
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == "satclip: interrupted"
@@ -404,8 +405,9 @@ def test_a_run_interrupted_before_its_first_checkpoint_is_told_to_start_again(tm
     script = tmp_path / "signalled_run.py"
     script.write_text(SIGNALLED_RUN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, str(script), str(config_file), "SIGINT", "0"], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    with ctrl_c_at_default():  # (whatever this pytest ignores)
+        done = subprocess.run([sys.executable, str(script), str(config_file), "SIGINT", "0"], env=env,
+                              capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 130, done.stderr[-3000:]
     command = f"satclip train --config {tmp_path / 'run' / 'config.yaml'}"
     assert f"no epoch was saved yet, so there is nothing to resume: start it again with `{command}`" in done.stderr
