@@ -201,6 +201,73 @@ def test_a_users_file_inside_a_published_directorys_folder_is_never_deleted(tmp_
     assert sorted(p.name for p in out.iterdir()) == sorted([".zattrs", safe_output.MARKER])
 
 
+def test_a_users_empty_directory_is_filled_not_replaced(tmp_path, model, points):  # noqa: F811
+    """An empty directory a user made private (0o700) for an output was replaced by a new one with the usual
+    permissions (0o755): the embeddings became readable to everyone. It is now kept and filled."""
+    out = tmp_path / "private.zarr"
+    out.mkdir(mode=0o700)
+    out.chmod(0o700)
+    inode = out.stat().st_ino
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    assert embed(source, "-o", out, "--model", model) == 0
+    assert out.stat().st_ino == inode and oct(out.stat().st_mode & 0o777) == "0o700"
+    assert safe_output.owned_kind(out) == "output" and len(list(out.iterdir())) > 1
+    assert embed(source, "-o", out, "--model", model, "--overwrite") == 0  # replaced as satclip's: still private
+    assert oct(out.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path, model, points):  # noqa: F811
+    out = tmp_path / "e.npy"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    assert embed(source, "-o", out, "--model", model, "--overwrite") == 0
+    assert oct(out.stat().st_mode & 0o777) == "0o600" and np.load(out).ndim == 2
+
+
+def test_a_mount_point_is_filled_in_place(tmp_path, monkeypatch):
+    """An empty mount point given as an output failed with 'unexpected error … Device or resource busy': it
+    cannot be renamed. satclip's own directory there is now emptied of its recorded files and filled."""
+    out = tmp_path / "mnt"
+    out.mkdir()
+    renamed = []
+    real_rename = Path.rename
+    monkeypatch.setattr(os.path, "ismount", lambda path: Path(path) == out)
+    monkeypatch.setattr(Path, "rename", lambda self, target: renamed.append(self) or real_rename(self, target))
+    inode = out.stat().st_ino
+    for content in (b"one", b"two"):
+        with safe_output.atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / content.decode()).write_bytes(content)
+    assert out not in renamed and out.stat().st_ino == inode
+    assert snapshot(out) == {"sub/two": b"two", safe_output.MARKER: (out / safe_output.MARKER).read_bytes()}
+    (out / "notes.txt").write_text("mine")  # a user's file there is refused as anywhere else
+    with pytest.raises(OutputExistsError, match="not notes.txt"):
+        with safe_output.atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "x").write_bytes(b"x")
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sub" / "two").exists()
+
+
+def test_a_file_appearing_in_an_empty_output_directory_stays(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    check, checks = safe_output.check_output, []
+
+    def check_then_user_writes(path, **kwargs):  # the user writes just after publishing's last check
+        check(path, **kwargs)
+        checks.extend([path] if Path(path) == out else [])
+        if len(checks) == 3:  # (atomic_dir's, then publish's first and last)
+            (out / "notes.txt").write_text("mine")
+
+    monkeypatch.setattr(safe_output, "check_output", check_then_user_writes)
+    with pytest.raises(OutputExistsError, match="no longer empty"):
+        with safe_output.atomic_dir(out) as tmp:
+            (tmp / "x").write_bytes(b"x")
+    assert snapshot(out) == {"notes.txt": b"mine"}
+
+
 def test_output_equal_to_an_input_is_refused(tmp_path):
     source = tmp_path / "points.csv"
     source.write_text("lon,lat\n0,0\n")

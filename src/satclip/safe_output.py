@@ -30,6 +30,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -540,7 +541,9 @@ def publish(
 ) -> Path:
     """Move the finished file or directory ``finished`` (on the same filesystem) to ``path``, checked by
     :func:`check_output`. A file lands in one atomic rename; a directory replacing an older satclip
-    directory is swapped in two renames, the old one deleted after."""
+    directory is swapped in two renames, the old one deleted after. A user's empty directory (or a mount
+    point) is kept and filled instead. What replaces an existing ``path`` takes its permissions and group:
+    a private file or directory stays private."""
     finished, path = Path(finished), Path(path)
     directory = finished.is_dir()
     inputs = list(inputs)
@@ -552,15 +555,49 @@ def publish(
         _record_files(finished, "published", _published_paths(finished))
     _fsync(finished)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)  # nothing appeared meanwhile
-    if directory and path.exists():
+    if directory and path.exists() and (not is_owned(path) or os.path.ismount(path)):
+        _fill(path, finished)
+    elif directory and path.exists():
+        _take_permissions(path, finished)
         old = temp_path(path)
         path.rename(old)
         finished.rename(path)
         shutil.rmtree(old)
     else:
+        if path.exists():
+            _take_permissions(path, finished)
         os.replace(finished, path)
     _fsync_dir(path.parent)
     return path
+
+
+def _take_permissions(old: Path, new: Path) -> None:
+    """Give ``new`` the permission bits and group of ``old``, which it is about to replace (a group satclip's
+    user is not in stays the user's default)."""
+    status = old.stat()
+    os.chmod(new, stat.S_IMODE(status.st_mode))
+    if new.stat().st_gid != status.st_gid:
+        with contextlib.suppress(PermissionError):
+            os.chown(new, -1, status.st_gid)
+
+
+def _fill(path: Path, finished: Path) -> None:
+    """Publish the directory ``finished`` into the existing directory ``path``, which is kept: a user's empty
+    directory (its owner, permissions and links to it stay) or a mount point (which cannot be renamed).
+    :func:`check_output` has accepted ``path``: it is empty, or satclip's with only satclip's files, which are
+    deleted first. The marker moves in before the rest, so a stop midway leaves a satclip directory that a
+    rerun with --overwrite replaces, never unmarked files."""
+    if is_owned(path):
+        for entry in path.iterdir():
+            if entry.name != MARKER:
+                _remove(entry)
+    elif any(path.iterdir()):  # a file of the user's appeared since the check: it stays, and nothing is published
+        raise OutputExistsError(f"{path} is no longer empty; satclip did not write into it: choose another path")
+    os.replace(finished / MARKER, path / MARKER)
+    for entry in finished.iterdir():
+        os.replace(entry, path / entry.name)
+    finished.rmdir()
+    _fsync_dir(path)
 
 
 @contextlib.contextmanager
