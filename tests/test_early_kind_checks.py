@@ -15,7 +15,7 @@ import torch
 import satclip
 from satclip import safe_output
 from satclip.cli import main
-from satclip.embed import job
+from satclip.embed import api, job
 from satclip.embed.distributed import embed_dataset
 from satclip.errors import OutputExistsError
 from satclip.io import convert as convert_module
@@ -65,11 +65,21 @@ def test_local_embed_refuses_a_training_run_before_embedding(model, points, run_
     embedded = []
     real = job.embed_lonlat
     monkeypatch.setattr(job, "embed_lonlat", lambda *a, **k: embedded.append(1) or real(*a, **k))
+    loaded = []
+    real_load = api.load_encoder
+    monkeypatch.setattr(api, "load_encoder", lambda *a, **k: loaded.append(1) or real_load(*a, **k))
     before = snapshot(run_dir)
     argv = ["embed", str(points), "-o", str(run_dir), "--format", "zarr", "--model", str(model), "--overwrite"]
     assert main([*argv, "--no-progress"]) == 2
     assert_refused_untouched(run_dir, before, capsys.readouterr().err)
-    assert embedded == []
+    assert embedded == [] and loaded == []  # (the model, a released L=40 one, took seconds to load for nothing)
+    shard = run_dir.with_name("k.shard-1-of-2")  # a shard's output is checked, not the name given
+    shard.mkdir()
+    (shard / "mine.txt").write_text("x")
+    argv = ["embed", str(points), "-o", str(run_dir.parent / "k"), "--format", "zarr", "--model", str(model)]
+    assert main([*argv, "--shard", "1/2", "--no-progress"]) == 2
+    assert f"{shard} is a directory satclip did not create" in one_error_line(capsys.readouterr().err)
+    assert loaded == []
 
 
 def test_dask_embed_refuses_a_training_run_before_starting_a_cluster(model, points, run_dir, capsys, caplog):

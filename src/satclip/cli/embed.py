@@ -149,6 +149,24 @@ def _published_by_a_stopped_run(output: Path, source) -> bool:
     return stopped_after_publishing(work_dir(output), output, input=source.fingerprint())
 
 
+def _check_output(args: argparse.Namespace, source) -> None:
+    """Refuse now what the job would refuse at its start anyway: an existing output without --overwrite, a
+    directory of the user's files, a satclip directory of another kind (a training run)."""
+    if args.engine == "dask":
+        output, directory = Path(args.output), not Path(args.output).suffix  # (a dataset directory, or one file)
+    else:
+        from ..embed.shards import shard_path
+        from ..embed.sinks import format_of
+
+        output = shard_path(Path(args.output), args.shard)
+        directory = format_of(output, args.format) == "zarr"
+    safe_output.check_not_inside(output, source.path, "the input dataset")
+    if not _published_by_a_stopped_run(output, source):  # (the run the job then completes)
+        safe_output.check_output(
+            output, overwrite=args.overwrite, inputs=[args.input], directory=directory, kind="output"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     check_cluster_options(args)
     if args.engine == "dask" and args.shard != (0, 1):
@@ -161,13 +179,10 @@ def run(args: argparse.Namespace) -> int:
             from ..embed.cluster import starting_client
 
             source = _dask_source(args, source)
-            # what embed_dataset refuses anyway, refused before a cluster is started for nothing
-            dataset = not Path(args.output).suffix  # (the output's kind: a dataset directory or one Parquet file)
-            if not _published_by_a_stopped_run(args.output, source):  # (the run embed_dataset then completes)
-                safe_output.check_output(
-                    args.output, overwrite=args.overwrite, inputs=[args.input], directory=dataset, kind="output"
-                )  # (a satclip directory of another kind, a training run, is refused here, not after the work)
+            _check_output(args, source)  # (before a cluster is started for nothing)
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
+        else:
+            _check_output(args, source)  # (before the model is loaded for nothing)
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
         progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
