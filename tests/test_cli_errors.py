@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -45,12 +46,14 @@ def files(tmp_path):
     """A small valid points file, a file that is not an image, and paths that do not exist."""
     points = tmp_path / "points.csv"
     points.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
+    parquet = tmp_path / "points.parquet"
+    pd.read_csv(points).to_parquet(parquet)
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"not a GeoTIFF")
     yaml = tmp_path / "bad.yaml"
     yaml.write_text("model: [unclosed\n")
-    return {"points": str(points), "junk": str(junk), "yaml": str(yaml), "missing": str(tmp_path / "missing.csv"),
-            "out": str(tmp_path / "out"), "tmp": str(tmp_path)}  # fmt: skip
+    return {"points": str(points), "parquet": str(parquet), "junk": str(junk), "yaml": str(yaml),
+            "missing": str(tmp_path / "missing.csv"), "out": str(tmp_path / "out"), "tmp": str(tmp_path)}  # fmt: skip
 
 
 # (argv with {placeholders} for ``files``, exit code, kind, text the error line must contain)
@@ -87,6 +90,12 @@ CASES = [
      "argument input: no such file: {missing}"),
     (["embed", "{points}", "-o", "{out}.parquet", "--model", "nosuch-model", "--no-progress"], 2, ONE_LINE,
      "no model 'nosuch-model'"),
+    (["embed", "{points}", "-o", ".", "--format", "npy", "--model", "bluemarble-l10"], 2, ONE_LINE,
+     "the output . names a directory, not a new output in it: add the output's name (e.g. ./name, with the suffix"),
+    (["embed", "{points}", "-o", "/", "--format", "zarr", "--model", "bluemarble-l10"], 2, ONE_LINE,
+     "the output / names a directory"),
+    (["embed", "{parquet}", "-o", ".", "--engine", "dask", "--model", "bluemarble-l10"], 2, ONE_LINE,
+     "the output . names a directory, not a new output in it: add the output's name"),
     # map
     (["map", "--model", "bluemarble-l10", "--resolution", "-1", "-o", "{out}.tif"], 2, USAGE,
      "--resolution: must be a number greater than 0, got -1"),

@@ -347,6 +347,18 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
         raise BadInputError(f"the output {path} is inside {what} {directory}; write it elsewhere")
 
 
+def check_named(path: str | Path) -> None:
+    """Raise :class:`BadInputError` if ``path`` has no name of its own (``.``, ``..``, ``/``): satclip writes an
+    output beside it under a temporary name and renames it into place."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        example = os.path.join(path, "name")
+        raise BadInputError(
+            f"the output {path} names a directory, not a new output in it: add the output's name (e.g. {example}, "
+            "with the suffix of its format)"
+        )
+
+
 def check_output(
     path: str | Path,
     *,
@@ -365,6 +377,7 @@ def check_output(
     files may have joined satclip's there), whatever the flags.
     """
     path = Path(path)
+    check_named(path)
     check_not_input(path, inputs)
     if not (path.exists() or path.is_symlink()):
         _check_parents(path)

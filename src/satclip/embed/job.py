@@ -186,6 +186,7 @@ def resume_precision(encoder, workdir: Path, restart: bool) -> None:
 
 def work_dir(output: Path) -> Path:
     """``OUTPUT.partial/``: where the unfinished work of a job writing ``output`` is kept."""
+    safe_output.check_named(output)
     return output.with_name(output.name + ".partial")
 
 
