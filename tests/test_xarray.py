@@ -355,6 +355,10 @@ def test_bad_grid_and_mask_input_are_bad_input_errors_naming_the_fix(encoder):
     with pytest.raises(BadInputError, match=r"lat coordinate does not hold the grid's lat values \(6 missing, first "
                                             r"89\.0\); give it the grid's coordinates"):  # fmt: skip
         embedding_field(encoder, lon, lat, where=shifted)
+    repeated = mask.assign_coords(lon=np.r_[lon[0], lon[:-1]])  # pandas: "Reindexing only valid with uniquely…"
+    with pytest.raises(BadInputError, match=rf"lon coordinate repeats values \(first {lon[0]:g}\.0\) and does not "
+                                            "equal the grid's lon values"):  # fmt: skip
+        embedding_field(encoder, lon, lat, where=repeated)
 
 
 def test_where_footprint(encoder):

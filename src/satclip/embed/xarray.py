@@ -239,6 +239,13 @@ def _mask_on_grid(mask, dims: tuple[str, str], grid_coords: dict):
             continue
         if np.array_equal(mask.indexes[dim].values, labels):
             continue
+        if not mask.indexes[dim].is_unique:  # (which of two cells labelled alike is meant is unknown)
+            repeated = mask.indexes[dim][mask.indexes[dim].duplicated()]
+            raise BadInputError(
+                f"where: the mask's {dim} coordinate repeats values (first {_plain(repeated[0])}) and does not "
+                f"equal the grid's {dim} values, so its cells cannot be matched by label; give it the grid's "
+                "coordinates (or pass a plain array in the grid's order)"
+            )
         try:
             mask = mask.sel({dim: labels})
         except KeyError:
