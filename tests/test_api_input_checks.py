@@ -256,6 +256,10 @@ def _tensors():
             "sparse_coo": (dense.to_sparse(), r"sparse tensor \(layout torch\.sparse_coo\): pass points\.to_dense\(\)"),
             "sparse_csr": (dense.to_sparse_csr(), r"sparse tensor \(layout torch\.sparse_csr\): pass points\.to_dense"),
             "meta": (dense.to("meta"), r"meta tensor \(shape \(3, 2\)\): it has no values"),
+            "quantized": (
+                torch.quantize_per_tensor(dense, 0.01, 0, torch.qint32),
+                r"quantized tensor \(dtype torch\.qint32\): pass points\.dequantize\(\)",
+            ),
             "nested": (
                 torch.nested.nested_tensor([dense, dense[:1]]),
                 r"nested tensor \(layout torch\.strided\): .*torch\.cat\(points\.unbind\(\)\)",
@@ -267,7 +271,7 @@ def _tensors():
         }
 
 
-@pytest.mark.parametrize("kind", ["sparse_coo", "sparse_csr", "meta", "nested", "jagged"])
+@pytest.mark.parametrize("kind", ["sparse_coo", "sparse_csr", "meta", "quantized", "nested", "jagged"])
 def test_tensors_without_dense_values_are_refused(encoder, kind):
     """A sparse tensor given to encoder.encode failed in torch with NotImplementedError ("Could not run
     'aten::ne.Scalar' … from the 'SparseCPU' backend"), a meta one with "Cannot copy out of meta tensor", a
@@ -279,6 +283,8 @@ def test_tensors_without_dense_values_are_refused(encoder, kind):
         assert "\n" not in str(info.value)
     if kind.startswith("sparse"):  # the fix the message gives works
         torch.testing.assert_close(encoder.encode(points.to_dense()), encoder.encode(torch.tensor(POINTS)))
+    if kind == "quantized":  # (a scale of 0.01 holds the test's points exactly)
+        torch.testing.assert_close(encoder.encode(points.dequantize()), encoder.encode(torch.tensor(POINTS)))
     if kind in ("nested", "jagged"):
         flat = torch.cat(points.unbind())
         torch.testing.assert_close(encoder.encode(flat), encoder.encode(torch.tensor([*POINTS, POINTS[0]])))

@@ -107,7 +107,8 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
 
 def _check_values_held(points: torch.Tensor) -> None:
     """Refuse tensors whose values are not held as one dense (N, 2) block, which torch's elementwise operations
-    reject with errors that do not say what to pass: sparse and nested tensors, and meta tensors (no values)."""
+    reject with errors that do not say what to pass: sparse and nested tensors, meta tensors (no values) and
+    quantized ones (integers and a scale)."""
     if points.is_nested:
         raise BadInputError(
             f"points is a nested tensor (layout {points.layout}): pass one (N, 2) tensor of (lon, lat) in degrees, "
@@ -122,6 +123,11 @@ def _check_values_held(points: torch.Tensor) -> None:
         raise BadInputError(
             f"points is a meta tensor (shape {tuple(points.shape)}): it has no values; pass a tensor on a device "
             "that holds the (lon, lat) coordinates (e.g. the CPU)"
+        )
+    if points.is_quantized:
+        raise BadInputError(
+            f"points is a quantized tensor (dtype {points.dtype}): pass points.dequantize(), an (N, 2) tensor of "
+            "(lon, lat) in degrees (quantized coordinates are rounded to its scale)"
         )
 
 
