@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
@@ -313,6 +314,22 @@ def test_dask_frame_errors_name_index_labels_as_pandas_does(encoder):
     assert "row 0" not in message and info.value.bad_rows.tolist() == [0, 1]  # (bad_rows: positions, as before)
     skipped = satclip.embed(lazy, model=encoder, skip_invalid=True).compute(scheduler="synchronous")
     assert skipped.loc[["d", "e"]].isna().all().all() and skipped.drop(index=["d", "e"]).notna().all().all()
+
+
+def test_text_in_a_coordinate_column_is_named_by_index_label_and_partition(encoder):
+    """Text in a column of Python objects was 'coordinate column 'lon' is not numeric: could not convert string
+    to float: 'abc'', with no row, and from a Dask frame no partition either."""
+    dd = pytest.importorskip("dask.dataframe")
+    frame = pd.DataFrame({"lon": [13.4, None, 139.7, 10.0, "abc", 30.0], "lat": [0.0] * 6}, index=list("abcdef"))
+    said = "coordinate column 'lon' is not numeric at index label 'e': could not convert string to float: 'abc'"
+    with pytest.raises(ValueError, match=f"^{said}$"):  # (None before it is missing, not text)
+        satclip.embed(frame, model=encoder)
+    table = pa.Table.from_pandas(frame.fillna(1.0).astype({"lon": str}), preserve_index=False)  # (no labels)
+    with pytest.raises(ValueError, match="^coordinate column 'lon' is not numeric at row 4: could not"):
+        satclip.embed(table, model=encoder)
+    lazy = dd.from_pandas(frame.fillna(1.0), npartitions=2, sort=False)
+    with pytest.raises(ValueError, match=f"^partition 1: {said}$"):
+        satclip.embed(lazy, model=encoder).compute(scheduler="synchronous")
 
 
 def test_dask_geodataframe_non_points_name_index_labels(encoder):

@@ -47,6 +47,7 @@ from ..safe_output import naming
 from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import dask_client
+from .columns import ColumnError
 from .inputs import GeometryError, crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import (
     MANIFEST,
@@ -113,7 +114,12 @@ def _frame_partition(part, encoder, batch_size, lon_col, lat_col, skip_invalid, 
         except GeometryError as err:
             raise GeometryError(f"partition {number}: {err}") from None
     else:
-        lonlat = table_lonlat(part, lon_col, lat_col)
+        try:
+            lonlat = table_lonlat(part, lon_col, lat_col)
+        except ColumnError:  # (the frame's columns: the same in every partition)
+            raise
+        except ValueError as err:  # (a value in this partition: text in a column of Python objects)
+            raise ValueError(f"partition {number}: {err}") from None
     try:
         values = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, index=part.index)
     except InvalidPointsError as err:  # (bad_rows: positions within the partition)

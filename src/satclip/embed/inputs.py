@@ -170,6 +170,7 @@ def column_values(table, name: str) -> np.ndarray:
     """A table column as float64 (missing values become NaN). A column of booleans, complex numbers, timedeltas or
     dates is refused (ValueError naming it), as :func:`~satclip.encoding.points.coordinate_tensor` refuses them."""
     column = table[name]
+    labels = column.index if hasattr(column, "iloc") else None  # (a pandas column's; pyarrow's, polars' have none)
     if hasattr(column, "to_pandas") and not hasattr(column, "iloc"):  # pyarrow's or polars' column
         column = column.to_pandas()
     dtype = getattr(column, "dtype", None)
@@ -187,7 +188,22 @@ def column_values(table, name: str) -> np.ndarray:
             return column.to_numpy(dtype=np.float64, na_value=np.nan)
         return np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"coordinate column {name!r} is not numeric: {err}") from err
+        where = _first_unreadable(column, labels)
+        raise ValueError(f"coordinate column {name!r} is not numeric{where}: {err}") from err
+
+
+def _first_unreadable(column, labels) -> str:
+    """`` at index label L`` (with the column's index ``labels``; `` at row N`` without): where ``column``'s
+    first value that is no number is, to say in its error; empty if none is found. Runs only when the column
+    failed to convert."""
+    for position, value in enumerate(column.to_numpy() if hasattr(column, "to_numpy") else column):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            if value is None or value is getattr(sys.modules.get("pandas"), "NA", None):
+                continue  # (missing: NaN, as to_numpy makes it)
+            return f" at index label {labels[position]!r}" if labels is not None else f" at row {position}"
+    return ""
 
 
 def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) -> np.ndarray:
