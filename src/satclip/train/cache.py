@@ -116,6 +116,7 @@ class FeatureCache:
     manifest: dict
     _features: np.ndarray | None = field(default=None, repr=False)
     _lonlat: np.ndarray | None = field(default=None, repr=False)
+    _checked: bool = field(default=False, repr=False)  # check_files passed (it reads all features: once)
 
     @classmethod
     def open(cls, path: str | Path) -> FeatureCache:
@@ -126,13 +127,15 @@ class FeatureCache:
                 f"feature cache {path} is incomplete (its build was interrupted): run `satclip cache build` "
                 "again with the same config to finish it"
             )
+        _check_no_foreign_entries(path)
         for name in (FEATURES, LONLAT, BACKBONE):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"feature cache {path} lacks {name}: rebuild it with `satclip cache build`")
         return cls(path, manifest)
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "manifest": self.manifest, "_features": None, "_lonlat": None}
+        return {"path": self.path, "manifest": self.manifest, "_features": None, "_lonlat": None,
+                "_checked": self._checked}  # fmt: skip
 
     @property
     def key(self) -> dict:
@@ -155,12 +158,29 @@ class FeatureCache:
     def check_files(self) -> None:
         """Raise :class:`~satclip.errors.BadInputError` naming a file of the cache that cannot be read as the
         manifest describes it (cut short, overwritten)."""
+        if self._checked:
+            return
         for name, array, shape in ((FEATURES, self.features, tuple(self.manifest["shape"])),
                                    (LONLAT, self.lonlat, (len(self), 2))):  # fmt: skip
             if array.shape != shape:
                 raise _damaged(self.path / name, f"shape {array.shape}, the manifest says {shape}")
+        # coordinates, dtype and finite values too: a cache with NaN or lon=1e9 points, or features of another
+        # dtype, was reused and trained on (NaN val_loss, or "training diverged … lower optim.lr")
+        dtype = self.key.get("dtype")
+        if str(self.features.dtype) != dtype:
+            raise _damaged(self.path / FEATURES, f"dtype {self.features.dtype}, the manifest says {dtype}")
+        from ..encoding.points import describe_invalid, invalid_rows
+
+        bad = invalid_rows(self.lonlat)
+        if bad.any():
+            raise _damaged(self.path / LONLAT, describe_invalid(self.lonlat, bad))
+        if not all_finite(self.features):
+            shown, count = non_finite_images(self.features)
+            raise _damaged(self.path / FEATURES, f"NaN or infinite features in {count} of {len(self)} images, first "
+                                                 f"{', '.join(map(str, shown))}")  # fmt: skip
         with self._backbone_file():
             pass
+        self._checked = True
 
     def __len__(self) -> int:
         return int(self.manifest["shape"][0])
@@ -204,6 +224,21 @@ def _damaged(file: Path, what: str) -> BadInputError:
         f"{file} is damaged ({what}): rebuild the cache with `satclip cache build --config CONFIG` (it rebuilds a "
         "damaged cache of its own) or `--rebuild`"
     )
+
+
+def _check_no_foreign_entries(path: Path) -> None:
+    """Raise :class:`~satclip.errors.BadInputError` where one of a cache's file names in ``path`` is taken by
+    something else (a directory): satclip did not make it, so a rebuild may not delete it (it said "rebuilding
+    it", then failed with "Is a directory")."""
+    names = (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE)
+    for name in (*names, *(_partial(path, name).name for name in names)):
+        entry = path / name
+        if entry.exists() and not entry.is_file():
+            kind = "a directory" if entry.is_dir() else "not a regular file"
+            raise BadInputError(
+                f"{entry} is {kind}, not the feature cache's {name}: satclip did not make it and does not delete it; "
+                "move it away (or use another data.cache directory) and run again"
+            )
 
 
 def _load_cache_array(file: Path, **kwargs) -> np.ndarray:
@@ -331,6 +366,8 @@ def build_cache(
     n = len(source)
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")
+    if path.is_dir():  # (before "cannot be used: rebuilding it": a rebuild may not delete it)
+        _check_no_foreign_entries(path)
 
     def reused(cache: FeatureCache) -> FeatureCache:
         log.info("feature cache %s is up to date", path)
@@ -573,6 +610,22 @@ def jsonable(value: Any) -> Any:
 CHECK_BLOCK = 4096
 #: images with non-finite features named in a verify report
 SHOWN_IMAGES = 10
+
+
+def all_finite(features: np.ndarray, *, block: int = CHECK_BLOCK) -> bool:
+    """Whether the float16/float32 ``features`` hold no NaN or infinity, read ``block`` images at a time by
+    their exponent bits (3× faster than ``np.isfinite``: 0.15 s for 400 MB of float16 in the page cache)."""
+    bits, exponent = {"float16": (np.uint16, 0x7C00), "float32": (np.uint32, 0x7F800000)}.get(
+        str(features.dtype), (None, None)
+    )
+    for start in range(0, len(features), block):
+        chunk = np.asarray(features[start : start + block])
+        if bits is None:
+            if not np.isfinite(chunk).all():
+                return False
+        elif ((chunk.view(bits) & exponent) == exponent).any():
+            return False
+    return True
 
 
 def non_finite_images(features: np.ndarray, *, block: int = CHECK_BLOCK) -> tuple[list[int], int]:

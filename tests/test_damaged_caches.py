@@ -1,0 +1,102 @@
+"""Damaged caches satclip made: a feature cache with bad coordinates, features of another dtype or a directory in
+a file's place; a Blue Marble corpus with an edited index.csv or a damaged or missing manifest; an S2 image that
+passes the header check but cannot be decoded while a feature cache is built."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from satclip.cli import main as cli_main
+from satclip.train import dump_config, from_dict
+from satclip.train.cache import build_cache, verify_cache
+
+from .conftest import one_error_line
+from .test_train_fit import cached_config
+from .train_helpers import synthetic_cache, tiny_encoder, tiny_source
+
+
+def _train_cli(tmp_path, config: dict) -> int:
+    config_file = tmp_path / "train.yaml"
+    dump_config(from_dict(config), config_file)
+    return cli_main(["train", "--config", str(config_file)])
+
+
+def _damage_lonlat(file, how: str) -> None:
+    lonlat = np.load(file)
+    lonlat[3] = {"nan": [np.nan, 10.0], "lon 1e9": [1e9, 10.0]}[how]
+    np.save(file, lonlat)
+
+
+@pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 features"])
+def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tmp_path, caplog, damage):
+    """lonlat.npy with a NaN or lon=1e9, or features.npy saved as float32 where the manifest says float16: build
+    called the cache up to date (training then had NaN val_loss or 'diverged … lower optim.lr'); now it is
+    rebuilt, saying why."""
+    encoder, source = tiny_encoder(), tiny_source(10)
+    cache = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")
+    expected_features, expected_lonlat = np.array(cache.features), np.array(cache.lonlat)
+    if damage == "float32 features":
+        np.save(cache.path / "features.npy", expected_features.astype(np.float32))
+        file = cache.path / "features.npy"
+    else:
+        file = cache.path / "lonlat.npy"
+        _damage_lonlat(file, damage)
+    with caplog.at_level(logging.WARNING, logger="satclip.train.cache"):
+        rebuilt = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")
+    assert f"{file} is damaged" in caplog.text and "rebuilding it" in caplog.text
+    assert source.dataset.reads == 20  # built twice: the damaged cache was not reused
+    assert verify_cache(rebuilt.path).ok
+    np.testing.assert_array_equal(np.array(rebuilt.features), expected_features)
+    np.testing.assert_array_equal(np.array(rebuilt.lonlat), expected_lonlat)
+
+
+@pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 features", "nan features"])
+def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_path, capsys, damage):
+    """A cache opened as is (no data.root) with bad points trained: NaN val_loss, or 'training diverged … lower
+    optim.lr' blaming the learning rate for damaged data. Now one line names the file before training."""
+    synthetic_cache(tmp_path / "cache", n=200, views=8)
+    features = tmp_path / "cache" / "features.npy"
+    if damage == "float32 features":
+        np.save(features, np.load(features).astype(np.float32))
+        file = features
+    elif damage == "nan features":
+        values = np.load(features)
+        values[7, 2, 1] = np.nan
+        np.save(features, values)
+        file = features
+    else:
+        file = tmp_path / "cache" / "lonlat.npy"
+        _damage_lonlat(file, damage)
+    assert _train_cli(tmp_path, cached_config(tmp_path / "cache", tmp_path / "run")) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{file} is damaged" in line and "satclip cache build" in line
+    if damage == "float32 features":
+        assert "dtype float32, the manifest says float16" in line
+    elif damage == "nan features":
+        assert "NaN or infinite features in 1 of 200 images, first 7" in line
+    else:
+        assert {"nan": "row 3: (lon=nan, lat=10.0)", "lon 1e9": "row 3: (lon=1000000000.0, lat=10.0)"}[damage] in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_directory_in_place_of_a_cache_file_is_named_not_rebuilt(tmp_path, caplog):
+    """features.npy a directory: build said 'rebuilding it', then failed with 'Is a directory: …/features.npy'.
+    satclip did not make the directory and may not delete it: one line names it and the fix."""
+    encoder, source = tiny_encoder(), tiny_source(10)
+    cache = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
+    (cache.path / "features.npy").unlink()
+    (cache.path / "features.npy").mkdir()
+    (cache.path / "features.npy" / "mine.txt").write_text("keep me")
+    with caplog.at_level(logging.WARNING), pytest.raises(Exception) as raised:
+        build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
+    from satclip.errors import BadInputError
+
+    assert isinstance(raised.value, BadInputError), raised.value
+    message = str(raised.value)
+    assert f"{cache.path / 'features.npy'} is a directory" in message and "move it away" in message
+    assert "rebuilding" not in caplog.text
+    assert (cache.path / "features.npy" / "mine.txt").read_text() == "keep me"
+    assert source.dataset.reads == 10  # nothing was computed
