@@ -19,6 +19,7 @@ import numpy as np
 from .. import safe_output
 from ..safe_output import naming
 from .job import MANIFEST, identity_has, resume_manifest, work_dir, work_manifest
+from .sinks import check_work_array
 
 FIELD = "field.npy"
 
@@ -44,16 +45,20 @@ class FieldWork:
              cells: np.ndarray | None = None, restart: bool = False) -> FieldWork:  # fmt: skip
         """The work of ``output``'s job, whose field of ``shape`` ``(H, W, D)`` holds values where the boolean
         ``(H, W)`` ``cells`` (None: everywhere): an unfinished run of the same ``identity`` is resumed
-        (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`)."""
+        (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`), and
+        one whose ``field.npy`` is not all there (cut short, replaced) refused (:class:`~satclip.errors.ResumeError`).
+        """
         workdir = work_dir(output)
         if work_manifest(workdir).get("published") is not None and safe_output.is_owned(workdir):
             safe_output.remove_owned(workdir)  # the finished work of another job, whose output this one replaces
         manifest = resume_manifest(workdir, identity, restart)
-        if manifest is None:
+        stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
+        if manifest is not None:  # (NumPy's memory map would extend a field cut short with zeros)
+            check_work_array(workdir / FIELD, stored, np.float32, "the embedding field")
+        else:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
             safe_output.make_owned_dir(workdir, kind="map-work")
-            stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
             try:
                 with naming(workdir / FIELD):
                     field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)

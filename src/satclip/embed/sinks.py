@@ -10,11 +10,13 @@ a complete-looking output is a complete one.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import safe_output
+from ..errors import ResumeError
 from ..registry import Registry
 from ..safe_output import naming
 from . import parquet_append
@@ -101,12 +103,71 @@ def with_rows_of_input(table, first: int, count: int):
     return table.replace_schema_metadata({**metadata, b"pandas": json.dumps(pandas).encode()})
 
 
+def unusable_work(path: str | Path, what: str, problem: str) -> ResumeError:
+    """The error for ``path`` (``what``: "the embeddings", …) of an unfinished run that cannot be resumed from:
+    ``problem`` says why ("is missing", "is damaged (…)")."""
+    return ResumeError(
+        f"{path}, {what} of an unfinished run, {problem}; pass --restart to discard that run and start again"
+    )
+
+
+def check_work_array(path: Path, shape: tuple[int, ...], dtype, what: str) -> None:
+    """Raise :class:`~satclip.errors.ResumeError` unless ``path`` is the ``.npy`` file of a ``shape`` ``dtype``
+    array that satclip created, all of its bytes there: NumPy's writable memory map silently extends a file cut
+    short with zeros, which a resumed run would publish as embeddings. Reads the header only."""
+    dtype = np.dtype(dtype)
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"a .npy format version {version} satclip does not write")
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            stored, fortran, stored_dtype = read(file)
+            size, offset = os.fstat(file.fileno()).st_size, file.tell()
+    except FileNotFoundError:
+        raise unusable_work(path, what, "is missing") from None
+    except (OSError, ValueError) as err:  # a directory, no .npy header
+        raise unusable_work(path, what, f"is damaged (not the .npy file satclip writes: {err})") from None
+    if tuple(stored) != tuple(shape) or stored_dtype != dtype or fortran:
+        raise unusable_work(path, what, f"is damaged (it holds a {tuple(stored)} {stored_dtype} array, not the "
+                                        f"job's {tuple(shape)} {dtype})")  # fmt: skip
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if size != expected:
+        raise unusable_work(path, what, f"is damaged ({size:,} bytes, where its {tuple(shape)} {dtype} array "
+                                        f"takes {expected:,})")  # fmt: skip
+
+
 class Sink:
-    """Receives chunks of ``(table, embeddings, valid)`` and assembles the output."""
+    """Receives chunks of ``(table, embeddings, valid)`` and assembles the output.
+
+    Before its first :meth:`write` or :meth:`finalize`, a sink checks that what the run wrote so far (in a
+    resumed run: what earlier runs wrote) is all there (:meth:`check_work`): a damaged work directory is refused
+    with a :class:`~satclip.errors.ResumeError` asking for ``--restart``, never published."""
 
     def __init__(self, workdir: Path, num_rows: int, dim: int, dtype: np.dtype, chunk_rows: int, options: dict):
         self.workdir, self.num_rows, self.dim = workdir, num_rows, dim
         self.dtype, self.chunk_rows, self.options = np.dtype(dtype), chunk_rows, options
+        self._checked = False
+
+    def check_work(self) -> None:
+        """Raise :class:`~satclip.errors.ResumeError` if the work directory lacks what the run recorded as
+        written (checked once per sink, from sizes and keys: no data is read again)."""
+        if not self._checked:
+            self._check_work(self._done_chunks())
+            self._checked = True
+
+    def _check_work(self, done: list[int]) -> None:
+        """Check the work of the chunks ``done`` (this sink's numbers: 0 is its first)."""
+
+    def _done_chunks(self) -> list[int]:
+        """The chunks the job's manifest records as written, numbered as :meth:`write` is given them."""
+        from .job import work_manifest  # (job imports this module)
+
+        manifest = work_manifest(self.workdir)
+        done, chunks = manifest.get("done"), manifest.get("chunks")
+        if not isinstance(done, list) or not isinstance(chunks, list) or not chunks:
+            return []
+        return [k - chunks[0] for k in done if isinstance(k, int)]
 
     @staticmethod
     def check_columns(columns: list[str], dim: int, options: dict) -> None:
@@ -172,7 +233,11 @@ class NpySink(Sink):
             del array
             safe_output.reserve(self._path())  # a full disk fails now, not with SIGBUS in the memory map
 
+    def _check_work(self, done):
+        check_work_array(self._path(), (self.num_rows, self.dim), self.dtype, "the embeddings")
+
     def write(self, index, table, embeddings, valid):
+        self.check_work()
         with naming(self._path()):
             array = np.lib.format.open_memmap(self._path(), mode="r+")
             start = index * self.chunk_rows
@@ -181,6 +246,7 @@ class NpySink(Sink):
             del array
 
     def finalize(self, num_chunks):
+        self.check_work()
         return self._path()
 
 

@@ -1,0 +1,142 @@
+"""A resumed ``satclip embed`` or ``satclip map`` whose work directory (``OUT.partial/``) was damaged since the
+run stopped: it used to publish the damage (zeros for a cut-short .npy, NaN rows for a deleted Zarr chunk) and
+exit 0; it is now refused in one line naming the damaged file and ``--restart`` (exit 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from satclip.cli import main
+
+from .conftest import one_error_line
+from .test_embed_cli import CHUNK, N, checksum, clean_run_and_target, crash_after, embed, model, points  # noqa: F401
+from .test_map import BBOX
+
+RESTART = "pass --restart to discard that run and start again"
+
+
+def stopped_after_three_chunks(tmp_path, model, points, monkeypatch, name) -> tuple[Path, Path, Path, Path]:  # noqa: F811
+    """``(input, the output of a clean run, the output of a run killed after 3 of its 5 chunks, its work dir)``."""
+    source, clean, killed = clean_run_and_target(tmp_path, model, points, name)
+    with monkeypatch.context() as patch:
+        crash_after(patch, 3)
+        assert embed(source, "-o", killed, "--model", model, *CHUNK) == 1
+    workdir = killed.parent / f"{name}.partial"
+    assert json.loads((workdir / "manifest.json").read_text())["done"] == [0, 1, 2]
+    return source, clean, killed, workdir
+
+
+def stopped_before_finishing(tmp_path, model, points, monkeypatch, name) -> tuple[Path, Path, Path, Path]:  # noqa: F811
+    """As :func:`stopped_after_three_chunks`, the run killed after all of its chunks, as it assembled the output."""
+    from satclip.embed import sinks
+
+    source, clean, killed = clean_run_and_target(tmp_path, model, points, name)
+    sink = sinks.SINKS.get(sinks.format_of(killed))
+
+    def crash(self, num_chunks):
+        raise RuntimeError("simulated kill")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sink, "finalize", crash)
+        assert embed(source, "-o", killed, "--model", model, *CHUNK) == 1
+    workdir = killed.parent / f"{name}.partial"
+    assert json.loads((workdir / "manifest.json").read_text())["done"] == [0, 1, 2, 3, 4]
+    return source, clean, killed, workdir
+
+
+def refused(capsys, source, model, out) -> str:  # noqa: F811
+    """The one error line of resuming the embed into ``out`` (exit 1, nothing published), after the line that
+    says what it resumes, if any."""
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    assert not out.exists()
+    return error_line(capsys.readouterr().err)
+
+
+def error_line(err: str) -> str:
+    """The one ``satclip: error: …`` line of a failed command's stderr, its log lines ('resuming …') left out."""
+    return one_error_line("\n".join(line for line in err.splitlines() if line.startswith("satclip")))
+
+
+def restarted_as_clean(source, model, out, clean) -> None:  # noqa: F811
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
+    assert checksum(out) == checksum(clean)
+
+
+def cut(path: Path, size: int) -> None:
+    with open(path, "r+b") as file:
+        file.truncate(size)
+
+
+@pytest.mark.parametrize("stop", [stopped_after_three_chunks, stopped_before_finishing])
+def test_npy_cut_short_is_refused_not_filled_with_zeros(tmp_path, model, points, monkeypatch, capsys, stop):  # noqa: F811
+    """Resumed from an embeddings.npy cut short, the run said 'resuming … 3 of 5 chunks already done', exit 0,
+    and published zeros for the rows cut off (NumPy's memory map extends the file)."""
+    source, clean, out, workdir = stop(tmp_path, model, points, monkeypatch, "emb.npy")
+    work = workdir / "embeddings.npy"
+    full = work.stat().st_size
+    cut(work, 1000)
+    line = refused(capsys, source, model, out)
+    assert line.startswith(f"satclip: error: {work}, the embeddings of an unfinished run, is damaged (1,000 bytes, ")
+    assert f"takes {full:,}" in line and line.endswith(RESTART), line
+    assert work.stat().st_size == 1000  # not extended
+    restarted_as_clean(source, model, out, clean)
+
+
+def test_npy_replaced_or_deleted_is_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.npy")
+    work = workdir / "embeddings.npy"
+    np.save(work, np.zeros((N, 8), dtype=np.float64))  # the job's rows, another dtype
+    line = refused(capsys, source, model, out)
+    assert f"is damaged (it holds a ({N}, 8) float64 array, not the job's ({N}, 8) float32)" in line, line
+    work.unlink()
+    assert refused(capsys, source, model, out) == (
+        f"satclip: error: {work}, the embeddings of an unfinished run, is missing; {RESTART}"
+    )
+    restarted_as_clean(source, model, out, clean)
+
+
+@pytest.mark.parametrize("size", [1000, "header"])
+def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, size):  # noqa: F811
+    """A map resumed from a field.npy cut short said 'resuming …: 30 of 30 grid rows already done', exit 0, and
+    wrote an all-zero map."""
+    pytest.importorskip("zarr")
+    from satclip.embed import maps
+
+    argv = ["map", "--model", str(model), "--resolution", "2", "--bbox", *BBOX, "--all"]
+    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 15 grid rows: 4 blocks
+    real, calls = maps.embed_lonlat, []
+
+    def killed_after_two(encoder, points, **kwargs):  # noqa: F811
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(points))
+        return real(encoder, points, **kwargs)
+
+    (tmp_path / "clean").mkdir()
+    clean = tmp_path / "clean" / "field.zarr"
+    assert main([*argv, "-o", str(clean)]) == 0
+    out = tmp_path / "field.zarr"
+    with monkeypatch.context() as patch:
+        patch.setattr(maps, "embed_lonlat", killed_after_two)
+        assert main([*argv, "-o", str(out)]) != 0
+    field = tmp_path / "field.zarr.partial" / "field.npy"
+    full = field.stat().st_size
+    header = full - 15 * 30 * 8 * 4  # the header: float32 (15 × 30 cells, 8)
+    cut(field, header if size == "header" else size)
+    capsys.readouterr()
+    assert main([*argv, "-o", str(out)]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"satclip: error: {field}, the embedding field of an unfinished run, is damaged (")
+    assert f"where its (450, 8) float32 array takes {full:,})" in line and line.endswith(RESTART), line
+    assert not out.exists() and os.path.getsize(field) < full
+    assert main([*argv, "-o", str(out), "--restart"]) == 0
+    import zarr
+
+    a, b = (zarr.open_group(str(p), mode="r")["embedding"][:] for p in (out, clean))
+    np.testing.assert_array_equal(a, b)
