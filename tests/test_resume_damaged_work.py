@@ -101,6 +101,66 @@ def test_npy_replaced_or_deleted_is_refused(tmp_path, model, points, monkeypatch
     restarted_as_clean(source, model, out, clean)
 
 
+@pytest.mark.parametrize("stop", [stopped_after_three_chunks, stopped_before_finishing])
+@pytest.mark.parametrize("damage", ["deleted", "cut", "lon deleted"])
+def test_zarr_chunk_deleted_or_cut_is_refused(tmp_path, model, points, monkeypatch, capsys, stop, damage):  # noqa: F811
+    """A finished chunk deleted from the work store was published as NaN rows (like invalid points, which the
+    summary did not count), exit 0; one cut short was published too, and the output then failed when read."""
+    source, clean, out, workdir = stop(tmp_path, model, points, monkeypatch, "emb.zarr")
+    store = workdir / "store.zarr"
+    key = "lon/1" if damage == "lon deleted" else "embedding/1.0"
+    written = (store / key).stat().st_size
+    if damage == "cut":
+        cut(store / key, 100)
+        problem = f"its chunk {key} is 100 bytes, not the {written:,} written"
+    else:
+        (store / key).unlink()
+        problem = f"its chunk {key} is missing"
+    line = refused(capsys, source, model, out)
+    assert line == f"satclip: error: {store}, the output of an unfinished run, is damaged ({problem}); {RESTART}"
+    restarted_as_clean(source, model, out, clean)
+
+
+@pytest.mark.parametrize("lost", ["embedding/.zarray", "lat/.zarray", ".zgroup"])
+def test_zarr_metadata_missing_is_refused(tmp_path, model, points, monkeypatch, capsys, lost):  # noqa: F811
+    """Without embedding/.zarray the run failed with 'unexpected error (KeyError): embedding'."""
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
+    store = workdir / "store.zarr"
+    (store / lost).unlink()
+    line = refused(capsys, source, model, out)
+    assert line.startswith(f"satclip: error: {store}, the output of an unfinished run, is damaged (")
+    assert line.endswith(RESTART) and (lost == ".zgroup" or f"its array {lost.split('/')[0]!r}" in line), line
+    restarted_as_clean(source, model, out, clean)
+
+
+def test_zarr_chunk_record_missing_is_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
+    records = sorted(p.name for p in workdir.glob("zarr-chunk-*.json"))
+    assert records == [f"zarr-chunk-{k:06d}.json" for k in range(3)]  # one per chunk written
+    (workdir / records[2]).unlink()
+    line = refused(capsys, source, model, out)
+    assert f"cannot be checked (the record of its chunk 2, {workdir / records[2]}, is missing" in line, line
+    restarted_as_clean(source, model, out, clean)
+
+
+def test_zarr_chunk_of_invalid_points_alone_resumes(tmp_path, model, points, monkeypatch):  # noqa: F811
+    """zarr stores no chunk of nothing but missing values: a chunk of invalid points only is not damage."""
+    points.loc[64:127, "lat"] = 95.0  # chunk 1
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    args = ["--model", model, *CHUNK, "--skip-invalid"]
+    (tmp_path / "clean").mkdir()
+    clean, out = tmp_path / "clean" / "emb.zarr", tmp_path / "emb.zarr"
+    assert embed(source, "-o", clean, *args) == 0
+    assert not (clean / "embedding" / "1.0").exists() and (clean / "embedding" / "0.0").is_file()
+    with monkeypatch.context() as patch:
+        crash_after(patch, 3)
+        assert embed(source, "-o", out, *args) == 1
+    assert json.loads((tmp_path / "emb.zarr.partial" / "manifest.json").read_text())["done"] == [0, 1, 2]
+    assert embed(source, "-o", out, *args) == 0
+    assert checksum(out) == checksum(clean)
+
+
 @pytest.mark.parametrize("size", [1000, "header"])
 def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, size):  # noqa: F811
     """A map resumed from a field.npy cut short said 'resuming …: 30 of 30 grid rows already done', exit 0, and

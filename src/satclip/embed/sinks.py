@@ -254,10 +254,27 @@ class NpySink(Sink):
 class ZarrSink(Sink):
     """A Zarr (v2 format) group: ``embedding`` ``(point, dim)`` (NaN rows for invalid points) and ``lon``,
     ``lat`` ``(point,)``, chunked like the job, with xarray's ``_ARRAY_DIMENSIONS`` and consolidated
-    metadata."""
+    metadata. The size of each chunk's stored values is recorded beside the store (``zarr-chunk-K.json``), so
+    that a resumed run finds a chunk deleted or cut short (zarr would read it as missing values, or fail only
+    when the output is read); a chunk of nothing but missing values is not stored, and recorded so."""
+
+    ARRAYS = ("embedding", "lon", "lat")
 
     def _path(self) -> Path:
         return self.workdir / "store.zarr"
+
+    def _record(self, index: int) -> Path:
+        return self.workdir / f"zarr-chunk-{index:06d}.json"
+
+    def _stored(self, group, index: int) -> dict[str, int | None]:
+        """``{store key: size in bytes, or None where not stored}`` of chunk ``index`` of each array."""
+        sizes = {}
+        for name in self.ARRAYS:
+            array = group[name]
+            key = f"{array.path}/{array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))}"
+            file = self._path() / key
+            sizes[key] = file.stat().st_size if file.is_file() else None
+        return sizes
 
     def create(self):
         import zarr
@@ -276,11 +293,52 @@ class ZarrSink(Sink):
                 )  # fmt: skip
             group.attrs.update(self.options.get("attrs", {}))
 
+    def _check_work(self, done):
+        import zarr
+
+        store = self._path()
+        damaged = (KeyError, TypeError, ValueError, OSError, zarr.errors.BaseZarrError)
+        try:
+            group = zarr.open_group(str(store), mode="r")
+        except damaged as err:
+            raise unusable_work(store, "the output", "is missing" if not store.exists() else
+                                f"is damaged (not a Zarr group: {err})") from None  # fmt: skip
+        expected = {"embedding": (self.num_rows, self.dim), "lon": (self.num_rows,), "lat": (self.num_rows,)}
+        for name, shape in expected.items():
+            dtype = self.dtype if name == "embedding" else np.dtype("float64")
+            try:
+                array = group[name]
+            except damaged:
+                array = None
+            if not isinstance(array, zarr.Array) or array.shape != shape or np.dtype(array.dtype) != dtype:
+                raise unusable_work(store, "the output", f"is damaged (its array {name!r} is missing or not the "
+                                                         f"job's {shape} {dtype})")  # fmt: skip
+        for index in done:
+            record = self._record(index)
+            try:
+                written = json.loads(record.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                written = None
+            if not isinstance(written, dict):
+                raise unusable_work(store, "the output", f"cannot be checked (the record of its chunk {index}, "
+                                                         f"{record}, is missing or damaged)")  # fmt: skip
+            for key, size in self._stored(group, index).items():
+                if key in written and written[key] == size:
+                    continue
+                if key not in written:
+                    problem = f"its chunk {key} is not in the record {record}"
+                elif size is None:
+                    problem = f"its chunk {key} is missing"
+                else:
+                    problem = f"its chunk {key} is {size:,} bytes, not the {written[key] or 0:,} written"
+                raise unusable_work(store, "the output", f"is damaged ({problem})")
+
     def write(self, index, table, embeddings, valid):
         import zarr
 
         from .sources import coordinates
 
+        self.check_work()
         start = index * self.chunk_rows
         stop = start + len(embeddings)
         lonlat = coordinates(table, self.options["lon_col"], self.options["lat_col"])
@@ -289,10 +347,12 @@ class ZarrSink(Sink):
             group["embedding"][start:stop] = embeddings.astype(self.dtype)
             group["lon"][start:stop] = lonlat[:, 0]
             group["lat"][start:stop] = lonlat[:, 1]
+            safe_output.write_json(self._record(index), self._stored(group, index))
 
     def finalize(self, num_chunks):
         import zarr
 
+        self.check_work()
         with naming(self._path()):
             zarr.consolidate_metadata(str(self._path()))
         return self._path()
