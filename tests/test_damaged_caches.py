@@ -159,3 +159,61 @@ def test_a_damaged_or_missing_blue_marble_manifest_is_named_with_the_fix(tmp_pat
     assert "manifest.json" in line and "--overwrite" in line and "params None" not in line
     assert cli_main([*argv, "--overwrite"]) == 0
     assert bm.read_manifest(root)["params"]["seed"] == 3
+
+
+# --- an S2 image that cannot be decoded while a feature cache is built -------------------------------------
+
+
+def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplicated(tmp_path, caplog):
+    """A TIFF with pixels overwritten passes the header check and fails to decode: `cache build` logged 'using the
+    next readable sample' and stored the next patch twice (features and coordinates) as '4 images'. Now the image
+    is left out, reported and counted: the cache holds the 3 readable images once each."""
+    pytest.importorskip("rasterio")
+    import shutil
+
+    import torch
+
+    from satclip import image
+    from satclip.data import read_index
+    from satclip.train.sources import create_source
+
+    from .conftest import S2_EXAMPLES, require
+
+    names = ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif", "patch_25630.tif"]
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    lines = (require(S2_EXAMPLES) / "index.csv").read_text().splitlines()
+    rows = [line for line in lines[1:] if any(name in line for name in names)]
+    (root / "index.csv").write_text("\n".join([lines[0], *rows]) + "\n")
+    for name in names:
+        shutil.copyfile(S2_EXAMPLES / "images" / name, root / "images" / name)
+    index = read_index(root / "index.csv")
+    broken = index.filenames[1]
+    data = bytearray((root / "images" / broken).read_bytes())
+    middle = len(data) // 2  # compressed pixels overwritten, the header and the size intact
+    data[middle : middle + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    (root / "images" / broken).write_bytes(bytes(data))
+
+    source = create_source("s2100k", str(root))
+    assert len(source) == 4  # it passes the header check
+    encoder = image.create("mosaiks", in_chans=13, num_filters=4, kernel_size=3, embed_dim=8)
+    encoder.fit(torch.rand(4, 13, 32, 32, generator=torch.Generator().manual_seed(0)), seed=0)
+    with caplog.at_level(logging.WARNING):
+        cache = build_cache(tmp_path / "cache", encoder, source, views=1, dtype="float32", chunk_size=2)
+    assert "using the next readable sample" not in caplog.text
+    assert "left out 1 of 4 images" in caplog.text and broken in caplog.text
+    assert len(cache) == 3 and cache.features.shape == (3, 1, 8)
+    readable = [i for i in range(4) if index.filenames[i] != broken]
+    np.testing.assert_array_equal(cache.lonlat, index.lonlat[readable])  # each readable image once, in order
+    for row, i in enumerate(readable):
+        image_i, _ = source.raw(i)
+        with torch.no_grad():
+            expected = encoder.encode_features(source.eval_view(image_i)[None]).numpy()
+        np.testing.assert_allclose(cache.features[row], expected, rtol=1e-5, atol=1e-6)
+    assert verify_cache(cache.path).ok
+    assert cache.manifest["skipped"] == [1]
+    assert sorted(p.name for p in cache.path.iterdir() if not p.name.startswith(".")) == [
+        "backbone.safetensors", "features.npy", "lonlat.npy", "manifest.json",
+    ]  # fmt: skip
+    reused = build_cache(tmp_path / "cache", encoder, create_source("s2100k", str(root)), views=1, dtype="float32")
+    assert len(reused) == 3 and np.array_equal(reused.lonlat, cache.lonlat)  # the built cache, up to date

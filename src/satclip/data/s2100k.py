@@ -10,11 +10,14 @@ coordinates), logged (count and first names) and left out. A file that still fai
 (changed on disk after the check, a flaky network file system) is logged once and **replaced by the next
 readable sample** (``on_error="substitute"``, the default), so an epoch never dies halfway and batches
 keep their size; ``on_error="raise"`` raises instead. Substitutes are deterministic (next index, wrapping),
-so a seeded run stays reproducible.
+so a seeded run stays reproducible. A feature cache stores each sample once, so it reads with
+``on_error="skip"`` (:meth:`S2100K.skipping_unreadable`): such a sample raises :class:`UnreadableSampleError`
+and the cache leaves it out (a substitute was stored as a duplicate of the next patch).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -34,6 +37,14 @@ log = logging.getLogger(__name__)
 Sample = dict[str, torch.Tensor]
 #: substitutes tried for one failing sample before giving up
 MAX_SUBSTITUTES = 16
+
+
+class UnreadableSampleError(RuntimeError):
+    """The image file of a sample cannot be read (``on_error="skip"``): the sample is to be left out."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def _rasterio():
@@ -57,7 +68,8 @@ class S2100K(Dataset):
             rows with invalid coordinates.
         spec: expected band count, size, dtype and minimum file size (``CheckSpec()``: 12 × 256 × 256
             uint16, ≥ 10,000 bytes).
-        on_error: what to do when a file fails while being read: ``"substitute"`` or ``"raise"``.
+        on_error: what to do when a file fails while being read: ``"substitute"``, ``"raise"`` or ``"skip"``
+            (raise :class:`UnreadableSampleError`, for a reader that leaves the sample out).
         workers: threads for the verification pass.
         cache: reuse/store verification results keyed by file size and modification time (under
             ``$SATCLIP_CACHE/verify/``; the root itself is never written to).
@@ -71,14 +83,14 @@ class S2100K(Dataset):
         *,
         verify: Literal["header", "full", "none"] | None = None,
         spec: CheckSpec | None = None,
-        on_error: Literal["substitute", "raise"] = "substitute",
+        on_error: Literal["substitute", "raise", "skip"] = "substitute",
         workers: int = 1,
         cache: bool = True,
     ) -> None:
         if mode not in ("both", "points"):
             raise ValueError(f"mode must be 'both' or 'points', got {mode!r}")
-        if on_error not in ("substitute", "raise"):
-            raise ValueError(f"on_error must be 'substitute' or 'raise', got {on_error!r}")
+        if on_error not in ("substitute", "raise", "skip"):
+            raise ValueError(f"on_error must be 'substitute', 'raise' or 'skip', got {on_error!r}")
         verify = verify or ("header" if mode == "both" else "none")
         if verify not in ("header", "full", "none"):
             raise ValueError(f"verify must be 'header', 'full' or 'none', got {verify!r}")
@@ -131,6 +143,15 @@ class S2100K(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def skipping_unreadable(self) -> S2100K:
+        """This dataset reading with ``on_error="skip"`` (unless it raises): a sample whose file cannot be read
+        raises :class:`UnreadableSampleError` instead of being replaced by the next one."""
+        clone = copy.copy(self)
+        clone._failed = set()
+        if clone.on_error == "substitute":
+            clone.on_error = "skip"
+        return clone
+
     def path(self, item: int) -> Path:
         """Path of the image file of sample ``item``."""
         return self.root / "images" / self.filenames[item]
@@ -155,6 +176,10 @@ class S2100K(Dataset):
             except Exception as err:  # noqa: BLE001 - any read failure is handled the same way
                 if self.on_error == "raise":
                     raise RuntimeError(f"cannot read {self.path(candidate)}: {err}") from err
+                if self.on_error == "skip":
+                    raise UnreadableSampleError(
+                        self.path(candidate), f"cannot read {self.path(candidate)} ({type(err).__name__}: {err})"
+                    ) from err
                 self._failed.add(candidate)
                 log.warning(
                     "cannot read %s (%s: %s); using the next readable sample instead",

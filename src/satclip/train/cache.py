@@ -22,6 +22,7 @@ stale one. Finished files are moved into place atomically; ``manifest.json`` say
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "satclip.feature-cache"
 FORMAT_VERSION = 1
-MANIFEST, FEATURES, LONLAT, BACKBONE, PROGRESS = (
-    "manifest.json", "features.npy", "lonlat.npy", "backbone.safetensors", "progress.npy",
+MANIFEST, FEATURES, LONLAT, BACKBONE, PROGRESS, SKIPPED = (
+    "manifest.json", "features.npy", "lonlat.npy", "backbone.safetensors", "progress.npy", "skipped.npy",
 )  # fmt: skip
 DTYPES = ("float16", "float32")
 
@@ -230,8 +231,8 @@ def _check_no_foreign_entries(path: Path) -> None:
     """Raise :class:`~satclip.errors.BadInputError` where one of a cache's file names in ``path`` is taken by
     something else (a directory): satclip did not make it, so a rebuild may not delete it (it said "rebuilding
     it", then failed with "Is a directory")."""
-    names = (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE)
-    for name in (*names, *(_partial(path, name).name for name in names)):
+    names = (MANIFEST, PROGRESS, SKIPPED, FEATURES, LONLAT, BACKBONE)
+    for name in (*names, *(f(path, name).name for f in (_partial, _compact) for name in names)):
         entry = path / name
         if entry.exists() and not entry.is_file():
             kind = "a directory" if entry.is_dir() else "not a regular file"
@@ -278,7 +279,9 @@ def view_generator(seed: int, index: int, view: int) -> torch.Generator:
 
 
 class _ImageViews(torch.utils.data.Dataset):
-    """Item j of a chunk → ``(V, C, H, W)`` views of image ``indices[j]``, its point and its index."""
+    """Item j of a chunk → ``(V, C, H, W)`` views of image ``indices[j]``, its point, its index and None; or,
+    for an image whose file cannot be read (:class:`~satclip.data.s2100k.UnreadableSampleError`), ``(None,
+    None, index, why)``: it is left out of the cache."""
 
     def __init__(self, source: PairSource, indices: np.ndarray, views: int, seed: int):
         self.source, self.indices, self.views, self.seed = source, indices, views, seed
@@ -287,11 +290,27 @@ class _ImageViews(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, j: int):
+        from ..data.s2100k import UnreadableSampleError
+
         index = int(self.indices[j])
-        image, point = self.source.raw(index)
+        try:
+            image, point = self.source.raw(index)
+        except UnreadableSampleError as err:
+            return None, None, index, str(err)
         out = [self.source.eval_view(image)]
         out += [self.source.train_view(image, view_generator(self.seed, index, v)) for v in range(1, self.views)]
-        return torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in out]), point, index
+        return torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in out]), point, index, None
+
+
+def _collate_views(items: list) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, list]:
+    """A batch of :class:`_ImageViews` items → ``(views, points, indices)`` of the readable images (None when
+    there are none) and ``[(index, why), …]`` of the unreadable ones."""
+    read = [item for item in items if item[0] is not None]
+    unreadable = [(item[2], item[3]) for item in items if item[0] is None]
+    if not read:
+        return None, None, torch.zeros(0, dtype=torch.long), unreadable
+    return (torch.stack([item[0] for item in read]), torch.stack([item[1] for item in read]),
+            torch.tensor([item[2] for item in read]), unreadable)  # fmt: skip
 
 
 def _up_to_date(path: Path, key: dict) -> tuple[FeatureCache | None, str | None]:
@@ -361,6 +380,9 @@ def build_cache(
         log.warning("caching features of a backbone that is not frozen: training from this cache keeps it fixed")
     device = torch.device(device)
     key = cache_key(encoder, source, views=views, dtype=dtype, seed=seed)
+    skipping = getattr(source.dataset, "skipping_unreadable", None)
+    if callable(skipping):  # an unreadable image is left out, not replaced by the next one (stored twice)
+        source = dataclasses.replace(source, dataset=skipping())
     if check_key is not None:
         check_key(key)
     n = len(source)
@@ -419,6 +441,8 @@ def build_cache(
             _write_json(path / MANIFEST, manifest)
         chunks = (n + chunk_size - 1) // chunk_size
         done = _read_progress(path, chunks)
+        skipped = _read_skipped(path, n) if done.any() else np.zeros(n, dtype=bool)
+        reasons: dict[int, str] = {}
         maps = {name: np.load(_partial(path, file), mmap_mode="r+") for name, file in
                 (("features", FEATURES), ("lonlat", LONLAT))}  # fmt: skip
         if maps["features"].shape != tuple(manifest["shape"]):
@@ -438,9 +462,14 @@ def build_cache(
             indices = np.arange(chunk * chunk_size, min(n, (chunk + 1) * chunk_size))
             loader = torch.utils.data.DataLoader(
                 _ImageViews(source, indices, views, seed), batch_size=loader_batch, num_workers=num_workers,
-                shuffle=False, pin_memory=device.type == "cuda",
+                shuffle=False, pin_memory=device.type == "cuda", collate_fn=_collate_views,
             )  # fmt: skip
-            for stacked, points, index in loader:
+            for stacked, points, index, unreadable in loader:
+                for row, why in unreadable:
+                    skipped[row] = True
+                    reasons[row] = why
+                if stacked is None:
+                    continue
                 b = stacked.shape[0]
                 flat = stacked.flatten(0, 1).to(device, non_blocking=True)
                 with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
@@ -461,6 +490,8 @@ def build_cache(
             for array in maps.values():
                 array.flush()
             done[chunk] = True
+            with safe_output.atomic_file(path / SKIPPED, overwrite=True) as tmp:  # (before the chunk is done)
+                safe_output.save_array(tmp, skipped)
             with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp:
                 safe_output.save_array(tmp, done)
             images_done += images
@@ -481,15 +512,30 @@ def build_cache(
                     finished(running[future], future.result())
             finally:  # on an error, chunks not yet started are dropped; running ones end before the maps close
                 pool.shutdown(cancel_futures=True)
+        left_out = np.flatnonzero(skipped)
+        if len(left_out) == n:
+            raise RuntimeError(f"none of the {n} images could be read ({next(iter(reasons.values()), 'unreadable')}); "
+                               "run `satclip data verify ROOT --full` on the dataset")  # fmt: skip
+        files = {FEATURES: _partial(path, FEATURES), LONLAT: _partial(path, LONLAT)}
+        if len(left_out):
+            files = _without(path, maps, np.flatnonzero(~skipped))
+            first = "; ".join(reasons[i] for i in left_out[:3] if i in reasons) or f"images {left_out[:3].tolist()}"
+            log.warning(
+                "feature cache %s: left out %d of %d images whose files cannot be read (%s); "
+                "`satclip data verify ROOT --full` lists them", path, len(left_out), n, first,
+            )  # fmt: skip
         maps.clear()  # closes the memory maps before their files are renamed
-        safe_output.publish(_partial(path, FEATURES), path / FEATURES, overwrite=True)
-        safe_output.publish(_partial(path, LONLAT), path / LONLAT, overwrite=True)
-        manifest = {**manifest, "complete": True, "build": {
+        safe_output.publish(files[FEATURES], path / FEATURES, overwrite=True)
+        safe_output.publish(files[LONLAT], path / LONLAT, overwrite=True)
+        if len(left_out):
+            safe_output.remove_owned_files(path, [_partial(path, FEATURES).name, _partial(path, LONLAT).name])
+        manifest = {**manifest, "complete": True, "shape": [n - len(left_out), *manifest["shape"][1:]],
+                    "skipped": left_out.tolist(), "build": {
             "device": str(device), "seconds_last_session": round(time.perf_counter() - start, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }}  # fmt: skip
         _write_json(path / MANIFEST, manifest)
-        safe_output.remove_owned_files(path, [PROGRESS])  # (the chunks' record: the manifest says complete now)
+        safe_output.remove_owned_files(path, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
         log.info("feature cache %s: %s %s features", path, manifest["shape"], dtype)
         return FeatureCache.open(path)
 
@@ -571,10 +617,44 @@ def _partial(path: Path, name: str) -> Path:
     return path / name.replace(".npy", ".partial.npy")
 
 
+def _compact(path: Path, name: str) -> Path:
+    """Where an array without the images left out is written before it is moved into place."""
+    return path / name.replace(".npy", ".compact.npy")
+
+
 def _clear(path: Path) -> None:
     """Remove a previous build's files from the cache directory (one satclip owns: refused otherwise)."""
-    names = (MANIFEST, PROGRESS, FEATURES, LONLAT, BACKBONE)
-    safe_output.remove_owned_files(path, [*names, *(_partial(path, name).name for name in names)])
+    names = (MANIFEST, PROGRESS, SKIPPED, FEATURES, LONLAT, BACKBONE)
+    safe_output.remove_owned_files(
+        path, [*names, *(_partial(path, name).name for name in names), *(_compact(path, name).name for name in names)]
+    )
+
+
+def _without(path: Path, maps: dict[str, np.ndarray], kept: np.ndarray) -> dict[str, Path]:
+    """The built arrays with only the rows ``kept``, written beside them (``*.compact.npy``), block by block."""
+    files = {}
+    for name, file in (("features", FEATURES), ("lonlat", LONLAT)):
+        array = maps[name]
+        files[file] = _compact(path, file)
+        out = np.lib.format.open_memmap(files[file], mode="w+", dtype=array.dtype, shape=(len(kept), *array.shape[1:]))
+        for start in range(0, len(kept), CHECK_BLOCK):
+            out[start : start + CHECK_BLOCK] = array[kept[start : start + CHECK_BLOCK]]
+        out.flush()
+        del out
+    return files
+
+
+def _read_skipped(path: Path, n: int) -> np.ndarray:
+    """Which images the chunks done so far left out (unreadable files); none where there is no record."""
+    file = path / SKIPPED
+    if file.is_file():
+        try:
+            skipped = np.load(file)
+        except (ValueError, OSError, EOFError):
+            skipped = None
+        if skipped is not None and skipped.shape == (n,) and skipped.dtype == bool:
+            return skipped.copy()
+    return np.zeros(n, dtype=bool)
 
 
 def _read_progress(path: Path, chunks: int) -> np.ndarray:
@@ -734,11 +814,16 @@ def verify_cache(
     if recompute and encoder is not None and source is not None:
         rng = np.random.default_rng()
         picks = np.sort(rng.choice(len(cache), size=min(recompute, len(cache)), replace=False))
-        views_ds = _ImageViews(source, picks, cache.views, int(manifest["key"]["seed"]))
+        # cache row → image of the source: the images a build left out (unreadable) have no row
+        images = np.delete(np.arange(int(manifest["key"]["dataset"]["size"])), manifest.get("skipped", []))
+        views_ds = _ImageViews(source, images[picks], cache.views, int(manifest["key"]["seed"]))
         encoder = encoder.to(device).eval()
         worst = 0.0
         for j, index in enumerate(picks):
-            stacked, point, _ = views_ds[j]
+            stacked, point, _, unreadable = views_ds[j]
+            if stacked is None:
+                report.problems.append(f"image {index}: {unreadable}")
+                continue
             with torch.inference_mode():
                 fresh = encoder.encode_features(stacked.to(device)).float().cpu().numpy()
             stored = np.asarray(cache.features[index], dtype=np.float32)
