@@ -161,6 +161,18 @@ def test_zarr_chunk_of_invalid_points_alone_resumes(tmp_path, model, points, mon
     assert checksum(out) == checksum(clean)
 
 
+@pytest.mark.parametrize("stop", [stopped_after_three_chunks, stopped_before_finishing])
+def test_parquet_output_missing_is_refused(tmp_path, model, points, monkeypatch, capsys, stop):  # noqa: F811
+    """Without OUT.partial/output.parquet the run failed with 'No such file or directory: …', exit 2, no fix."""
+    source, clean, out, workdir = stop(tmp_path, model, points, monkeypatch, "emb.parquet")
+    work = workdir / "output.parquet"
+    work.unlink()
+    assert refused(capsys, source, model, out) == (
+        f"satclip: error: {work}, the output of an unfinished run, is missing; {RESTART}"
+    )
+    restarted_as_clean(source, model, out, clean)
+
+
 @pytest.mark.parametrize("size", [1000, "header"])
 def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, size):  # noqa: F811
     """A map resumed from a field.npy cut short said 'resuming …: 30 of 30 grid rows already done', exit 0, and

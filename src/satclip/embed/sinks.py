@@ -208,7 +208,13 @@ class ParquetSink(Sink):
         embedding = output_columns(self.options["layout"], self.options["column"], self.dim)
         return parquet_writer(file, schema, embedding, dictionary_encoded(self.options.get("precision", "float32")))
 
+    def _check_work(self, done):
+        path = self.workdir / "output.parquet"
+        if done and not path.is_file():
+            raise unusable_work(path, "the output", "is missing" if not path.exists() else "is not a file")
+
     def write(self, index, table, embeddings, valid):
+        self.check_work()
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         table = with_rows_of_input(table, self.options.get("first_row", 0), self.num_rows)
         self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
@@ -216,6 +222,7 @@ class ParquetSink(Sink):
     def finalize(self, num_chunks):
         if not num_chunks:
             raise ValueError("nothing to write: the input has no rows")
+        self.check_work()
         return self._file().finish(num_chunks)
 
 
