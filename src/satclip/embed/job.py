@@ -136,8 +136,14 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key}: {a!r} → {b!r}")
+            out.append(f"{prefix}{key}: {_clipped(a)} → {_clipped(b)}")
     return out
+
+
+def _clipped(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a whole recorded dictionary made a line of ~900)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def work_manifest(workdir: Path) -> dict:
@@ -190,13 +196,21 @@ def work_dir(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
+def damaged_manifest(path: Path, problem: str) -> ResumeError:
+    """The error for the damaged manifest ``path`` of an unfinished run (``problem``: what is wrong with it)."""
+    return ResumeError(
+        f"{path}, the record of an unfinished run, is damaged ({problem}); pass --restart to discard that run "
+        "and start again"
+    )
+
+
 def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
     """The manifest of an unfinished run of the same job in ``workdir`` (``embed``'s, ``map``'s), or None;
     ``restart`` discards it.
 
     Raises:
         ResumeMismatchError: the unfinished run is another job's (``identity`` differs).
-        ResumeError: its manifest is damaged.
+        ResumeError: its manifest is damaged, or another command's (its identity has other entries).
     """
     path = workdir / MANIFEST
     if not path.is_file():
@@ -209,12 +223,14 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
     except (UnicodeDecodeError, ValueError):
         manifest = None
     if not isinstance(manifest, dict):
-        raise ResumeError(
-            f"{path}, the record of an unfinished run, is damaged (not the JSON object satclip writes); pass "
-            "--restart to discard that run and start again"
-        )
-    if manifest.get("identity") != identity:
-        changes = _differences(manifest.get("identity", {}), identity)
+        raise damaged_manifest(path, "not the JSON object satclip writes")
+    recorded_identity = manifest.get("identity")
+    if not isinstance(recorded_identity, dict) or set(recorded_identity) != set(identity):
+        # (another command's record, e.g. satclip map's for an output of the same name, or no record at all:
+        # comparing it entry by entry listed whole dictionaries, ~900 characters, and called it other options)
+        raise damaged_manifest(path, f"it records no {', '.join(sorted(identity))} of a run of this command")
+    if recorded_identity != identity:
+        changes = _differences(recorded_identity, identity)
         raise ResumeMismatchError(
             f"{workdir} holds an unfinished run with a different input, model or options ({'; '.join(changes[:4])}). "
             "Rerun with the same arguments to resume it, or pass --restart to discard it"
@@ -285,6 +301,35 @@ def _new_run(
         "num_input_rows": num_rows, "chunks": [first, stop],
         "rows": [first * chunk_rows, min(stop * chunk_rows, num_rows)], "invalid_rows": invalid, "done": [],
     }  # fmt: skip
+
+
+def _check_manifest(path: Path, manifest: dict, chunk_rows: int, shard: tuple[int, int]) -> None:
+    """Raise :class:`~satclip.errors.ResumeError` unless the manifest ``path`` of an unfinished run of this job (its
+    identity is this job's) holds what :func:`embed_file` reads from it, as :func:`_new_run` and the chunks'
+    records wrote it: an edited or damaged ``done`` failed with "can only concatenate str (not "int") to str"."""
+
+    def integers(value, count: int | None = None) -> bool:
+        return isinstance(value, list) and count in (None, len(value)) and all(type(v) is int for v in value)
+
+    num_rows, chunks, done = manifest.get("num_input_rows"), manifest.get("chunks"), manifest.get("done")
+    finished = manifest.get("finished")
+    problem = None
+    if type(num_rows) is not int or num_rows < 1:
+        problem = f"num_input_rows {_clipped(num_rows)} is not a number of rows"
+    elif chunks != list(shard_chunks(num_rows, chunk_rows, shard)) or not integers(chunks, 2):
+        problem = f"chunks {_clipped(chunks)} are not the {num_rows} rows' chunks of {chunk_rows} in this shard"
+    elif (manifest.get("rows") != [chunks[0] * chunk_rows, min(chunks[1] * chunk_rows, num_rows)]
+          or not integers(manifest.get("rows"), 2)):  # fmt: skip
+        problem = f"rows {_clipped(manifest.get('rows'))} are not those of chunks {chunks}"
+    elif type(manifest.get("invalid_rows")) is not int or not 0 <= manifest["invalid_rows"] <= num_rows:
+        problem = f"invalid_rows {_clipped(manifest.get('invalid_rows'))} is not a number of rows"
+    elif not integers(done) or len(set(done)) != len(done) or not all(chunks[0] <= k < chunks[1] for k in done):
+        problem = f"done {_clipped(done)} is not a list of chunk numbers from {chunks[0]} to {chunks[1] - 1}"
+    elif finished is not None and (not isinstance(finished, str) or finished != Path(finished).name
+                                   or finished in ("", ".", "..")):  # fmt: skip
+        problem = f"finished {_clipped(finished)} is not the name of a file in the work directory"
+    if problem is not None:
+        raise damaged_manifest(path, problem)
 
 
 def embed_file(
@@ -361,6 +406,8 @@ def embed_file(
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
         manifest = resume_manifest(workdir, identity, restart)
+        if manifest is not None:
+            _check_manifest(manifest_path, manifest, chunk_rows, shard)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
             first, stop = manifest["chunks"]
             rows = manifest["rows"][1] - manifest["rows"][0]

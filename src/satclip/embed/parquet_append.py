@@ -144,12 +144,26 @@ class RowGroupFile:
         return self.records / f"row-group-{index:06d}.footer"
 
     def _read(self, index: int) -> tuple[int, bytes]:
+        """Row group ``index``'s recorded end and footer, checked: a damaged record (cut short, overwritten)
+        failed later with "unexpected error (IndexError): index out of bounds" or a footer pyarrow rejects."""
+        record = self._record(index)
         try:
-            data = self._record(index).read_bytes()
+            data = record.read_bytes()
         except FileNotFoundError:
             message = f"{self.records}: row group {index} of {self.path.name} is not recorded; rerun with --restart"
             raise ResumeError(message) from None
-        return int.from_bytes(data[:8], "little"), data[8:]
+        except IsADirectoryError:
+            data = b""
+        end, footer = int.from_bytes(data[:8], "little"), data[8:]
+        problem = _footer_problem(footer) if len(data) > 8 else f"{len(data)} bytes"
+        if problem is None and end <= len(MAGIC):
+            problem = f"row group ending at byte {end}"
+        if problem is not None:
+            raise ResumeError(
+                f"{record}, the record of row group {index} of {self.path.name}, is damaged ({problem}); rerun "
+                "with --restart"
+            )
+        return end, footer
 
     def append(self, index: int, table) -> None:
         """Write ``table`` as row group ``index`` (replacing it and anything after it if written before)."""
@@ -163,9 +177,38 @@ class RowGroupFile:
         if not count:
             raise ValueError("nothing to write: no rows")
         records = [self._read(index) for index in range(count)]
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < records[-1][0]:  # (ending it at the recorded end would fill the gap with zeros)
+            raise ResumeError(
+                f"{self.path} holds {size:,} bytes, less than the {records[-1][0]:,} of the row groups recorded "
+                "(cut short since?): rerun with --restart"
+            )
         with naming(self.path):
             finish(self.path, records[-1][0], [footer for _, footer in records])
         return self.path
+
+
+def _footer_problem(footer: bytes) -> str | None:
+    """What is wrong with ``footer`` as the footer of one row group :func:`write_row_group` returns (None:
+    nothing): its Thrift encoding ends early or late, or pyarrow does not read it as one row group's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        _moved(footer, 0)
+        metadata = pq.read_metadata(pa.BufferReader(MAGIC + footer + len(footer).to_bytes(4, "little") + MAGIC))
+    except IndexError:
+        return "a Parquet footer cut short"
+    except RecursionError:
+        return "not a Parquet footer: structures nested without end"
+    except (ValueError, OSError, pa.ArrowException) as err:
+        return f"not a Parquet footer: {str(err)[:100]}"
+    if metadata.num_row_groups != 1:
+        return f"a footer of {metadata.num_row_groups} row groups, not one"
+    return None
 
 
 # ----------------------------------------------------------------------------- Thrift compact encoding

@@ -1,0 +1,141 @@
+"""Damaged saved state of a resumable job, read through the real CLI: the row-group records and manifest of an
+unfinished ``satclip embed`` (OUT.partial/), a GeoPackage input that cannot be read, and the finished folds of
+``satclip evaluate --out`` (rows.jsonl). Each is refused in one line naming the file and the fix, or (the
+evaluation's rows) skipped with one warning and computed again; never "unexpected error"."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from .conftest import one_error_line
+from .test_embed_cli import CHUNK, embed, model, points, read_embeddings, reference, stopped_after_one_chunk  # noqa: F401
+
+
+def _resumed_error(source, out, model, capsys) -> str:  # noqa: F811
+    """Resume the embed of ``source`` into ``out``: it must fail with exit 1 and one error line (after, maybe,
+    the line "resuming …"); returns that line."""
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) <= 2 and all(line.startswith(f"resuming {out}: ") for line in lines[:-1]), lines
+    return one_error_line(lines[-1])
+
+
+def _restart_gives_the_embeddings(source, out, model, points) -> None:  # noqa: F811
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [100, 5])
+def test_a_damaged_row_group_record_is_named_with_restart(tmp_path, model, points, monkeypatch, capsys, size):  # noqa: F811
+    """A row-group footer record cut short gave "unexpected error (IndexError): index out of bounds on dimension
+    1" (cut to 100 bytes: inside the Thrift footer), or was read as a row group ending at byte 0 (cut to 5)."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    record = tmp_path / "emb.parquet.partial" / "row-group-000000.footer"
+    data = record.read_bytes()
+    assert len(data) > size
+    record.write_bytes(data[:size])
+    err = _resumed_error(source, out, model, capsys)
+    assert err.startswith(f"satclip: error: {record}, the record of row group 0 of output.parquet, is damaged ("), err
+    assert err.endswith("rerun with --restart"), err
+    _restart_gives_the_embeddings(source, out, model, points)
+
+
+def test_a_record_of_another_footer_is_named(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+    """A record whose footer bytes are replaced by other bytes of the same length (not a Parquet footer)."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    record = tmp_path / "emb.parquet.partial" / "row-group-000000.footer"
+    data = record.read_bytes()
+    record.write_bytes(data[:8] + bytes(range(256)) * (len(data) // 256) + b"\xff" * (len(data) % 256 - 8))
+    err = _resumed_error(source, out, model, capsys)
+    assert f"{record}, the record of row group 0 of output.parquet, is damaged (" in err, err
+    assert err.endswith("--restart"), err
+
+
+def test_an_output_cut_short_after_its_last_row_group_is_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+    """Every chunk done, OUT.partial/output.parquet cut short before the run wrote its footer: ending the file at
+    the recorded end filled the missing bytes with zeros and published that."""
+    from satclip.embed import parquet_append
+
+    source = tmp_path / "points.parquet"
+    points.to_parquet(source)
+    out = tmp_path / "emb.parquet"
+    real = parquet_append.finish
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("simulated kill before the footer")
+
+    monkeypatch.setattr(parquet_append, "finish", killed)
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    monkeypatch.setattr(parquet_append, "finish", real)
+    written = tmp_path / "emb.parquet.partial" / "output.parquet"
+    last = tmp_path / "emb.parquet.partial" / "row-group-000004.footer"
+    end = int.from_bytes(last.read_bytes()[:8], "little")  # (the file holds the last writer's footer after it)
+    written.write_bytes(written.read_bytes()[: end - 100])
+    err = _resumed_error(source, out, model, capsys)
+    assert err.startswith(f"satclip: error: {written} holds "), err
+    assert err.endswith("rerun with --restart") and not out.exists(), err
+    _restart_gives_the_embeddings(source, out, model, points)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("done", "0", "done '0' is not a list of chunk numbers from 0 to 4"),
+        ("done", ["0"], "done ['0'] is not a list of chunk numbers from 0 to 4"),
+        ("done", [0, 7], "done [0, 7] is not a list of chunk numbers from 0 to 4"),
+        ("chunks", "x", "chunks 'x' are not the 300 rows' chunks of 64 in this shard"),
+        ("rows", None, "rows None are not those of chunks [0, 5]"),
+        ("num_input_rows", "300", "num_input_rows '300' is not a number of rows"),
+        ("invalid_rows", [], "invalid_rows [] is not a number of rows"),
+        ("finished", "../../points.parquet", "finished '../../points.parquet' is not the name of a file in the work"),
+    ],
+)
+def test_a_manifest_with_fields_of_the_wrong_type_is_damaged(tmp_path, model, points, monkeypatch, capsys,  # noqa: F811
+                                                             field, value, named):  # fmt: skip
+    """`done` not a list of chunk numbers gave "unexpected error (TypeError): can only concatenate str (not
+    "int") to str"; other fields of the wrong type failed in other ways, or were trusted."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    record = tmp_path / "emb.parquet.partial" / "manifest.json"
+    manifest = json.loads(record.read_text())
+    assert field in manifest or field == "finished"
+    record.write_text(json.dumps({**manifest, field: value}))
+    err = _resumed_error(source, out, model, capsys)
+    assert err.startswith(f"satclip: error: {record}, the record of an unfinished run, is damaged ({named}"), err
+    assert err.endswith("pass --restart to discard that run and start again"), err
+    assert source.is_file()
+    _restart_gives_the_embeddings(source, out, model, points)
+
+
+@pytest.mark.parametrize("identity", ["missing", "map", "list"])
+def test_a_manifest_of_another_kind_is_named_in_a_short_line(tmp_path, model, points, monkeypatch, capsys,  # noqa: F811
+                                                              identity):  # fmt: skip
+    """A manifest without the job's identity (none, satclip map's, not an object) was compared entry by entry:
+    an ~900-character "different input, model or options (input: None → {…})" line that did not say the
+    record is not this job's."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    record = tmp_path / "emb.parquet.partial" / "manifest.json"
+    manifest = json.loads(record.read_text())
+    recorded = {"missing": None, "list": [manifest["identity"]],
+                "map": {"model": manifest["identity"]["model"], "grid": [1, 2], "cells": None}}[identity]  # fmt: skip
+    record.write_text(json.dumps({**manifest, "identity": recorded}))
+    err = _resumed_error(source, out, model, capsys)
+    assert err == (f"satclip: error: {record}, the record of an unfinished run, is damaged (it records no input, "
+                   "model, options of a run of this command); pass --restart to discard that run and start again")
+    _restart_gives_the_embeddings(source, out, model, points)
+
+
+def test_a_changed_option_is_listed_without_whole_records(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+    """An identity entry that is a dictionary on one side and not on the other was printed whole."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    record = tmp_path / "emb.parquet.partial" / "manifest.json"
+    manifest = json.loads(record.read_text())
+    record.write_text(json.dumps({**manifest, "identity": {**manifest["identity"], "model": "another"}}))
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert "model: 'another' → {" in err and len(err) < 400, err
+
