@@ -10,6 +10,8 @@ import json
 import numpy as np
 import pytest
 
+from satclip.cli import main
+
 from .conftest import one_error_line
 from .test_embed_cli import CHUNK, embed, model, points, read_embeddings, reference, stopped_after_one_chunk  # noqa: F401
 
@@ -139,3 +141,25 @@ def test_a_changed_option_is_listed_without_whole_records(tmp_path, model, point
     err = one_error_line(capsys.readouterr().err)
     assert "model: 'another' → {" in err and len(err) < 400, err
 
+
+@pytest.mark.parametrize("damage", ["cut", "text", "empty"])
+def test_an_unreadable_geopackage_is_named_in_one_line(tmp_path, model, points, capsys, damage):  # noqa: F811
+    """A GeoPackage cut short gave "unexpected error (DataSourceError): sqlite3_prepare_v2(…) failed: database
+    disk image is malformed; … please report it" (exit 1), without the file; so did any file GDAL cannot read."""
+    geopandas = pytest.importorskip("geopandas")
+    pytest.importorskip("pyogrio")
+    whole = tmp_path / "whole.gpkg"
+    frame = geopandas.GeoDataFrame(points, geometry=geopandas.points_from_xy(points.lon, points.lat), crs="EPSG:4326")
+    frame.to_file(whole, driver="GPKG")
+    assert main(["embed", str(whole), "-o", str(tmp_path / "whole.parquet"), "--model", str(model),
+                 "--no-progress"]) == 0  # fmt: skip
+    broken = tmp_path / "points.gpkg"
+    data = whole.read_bytes()
+    broken.write_bytes({"cut": data[: len(data) // 2], "text": b"lon,lat\n0,0\n", "empty": b""}[damage])
+    out = tmp_path / "emb.parquet"
+    capsys.readouterr()
+    assert main(["embed", str(broken), "-o", str(out), "--model", str(model), "--no-progress"]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err.startswith(f"satclip: error: {broken}: not a readable GeoPackage file ("), err
+    assert err.endswith("write it again, or give the points as Parquet or CSV with lon/lat"), err
+    assert not out.exists()

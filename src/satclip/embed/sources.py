@@ -548,9 +548,40 @@ def _read_with_geopandas(source: InMemorySource) -> tuple[object, np.ndarray]:
     of its points (EPSG:4326; centroids of other geometries with ``source.centroids``)."""
     pa = _pa()
     geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
-    frame = geopandas.read_file(source.path)
+    try:
+        frame = geopandas.read_file(source.path)
+    except _geo_read_errors() as err:  # (GDAL's errors are RuntimeErrors: "unexpected error" without the file)
+        kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
+        raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): damaged or cut short? "
+                            "write it again, or give the points as Parquet or CSV with lon/lat") from err  # fmt: skip
     attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
     return attributes, geo_lonlat(frame, centroids=source.centroids)
+
+
+def _geo_read_errors() -> tuple[type[Exception], ...]:
+    """The errors of geopandas' readers (pyogrio's, fiona's) for a file they cannot read: damaged, cut short,
+    not the format its name says (their ValueErrors are named by :func:`naming_the_file`)."""
+    errors: list[type[Exception]] = []
+    with contextlib.suppress(ImportError):
+        from pyogrio.errors import DataLayerError, DataSourceError
+
+        errors += [DataSourceError, DataLayerError]
+    with contextlib.suppress(ImportError):
+        from fiona.errors import FionaError
+
+        errors.append(FionaError)
+    return tuple(errors)
+
+
+def _gdal_reason(err: Exception) -> str:
+    """GDAL's message in ``err`` without its repeats, the SQL it ran and its advice to name a driver (which
+    satclip's command line has no place for)."""
+    parts: list[str] = []
+    for part in str(err).split("; "):
+        part = re.sub(r"^sqlite3_\w+\(.*\) failed: ", "", part.strip()).rstrip(".")
+        if part and not part.startswith("It might help") and part not in parts:
+            parts.append(part)
+    return "; ".join(parts)[:200] or type(err).__name__
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str:
