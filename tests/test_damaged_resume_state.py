@@ -6,6 +6,7 @@ evaluation's rows) skipped with one warning and computed again; never "unexpecte
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -163,3 +164,59 @@ def test_an_unreadable_geopackage_is_named_in_one_line(tmp_path, model, points, 
     assert err.startswith(f"satclip: error: {broken}: not a readable GeoPackage file ("), err
     assert err.endswith("write it again, or give the points as Parquet or CSV with lon/lat"), err
     assert not out.exists()
+
+
+EVALUATE = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--seeds", "0,1,2",
+            "--probes", "linear", "--no-figures"]  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", ["no key", "text metric", "binary", "not an object"])
+def test_damaged_rows_of_an_evaluation_are_fitted_again(tmp_path, capsys, caplog, damage):
+    """A damaged rows.jsonl in an `evaluate --out` folder: a row without "key" gave "unexpected error (KeyError):
+    key", a metric that is text "could not convert string to float: 'abc'" naming no file, undecodable bytes
+    "'utf-8' codec can't decode byte 0x9b …" naming none either. Now such lines are skipped with one warning
+    naming the file and their count, and their folds fitted again; the results are those of an intact run."""
+    pytest.importorskip("h5py")
+    clean, out = tmp_path / "clean", tmp_path / "ev"
+    assert main([*EVALUATE, "--out", str(clean)]) == 0
+    assert main([*EVALUATE, "--out", str(out)]) == 0
+    rows = out / "rows.jsonl"
+    lines = rows.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+    first, second = json.loads(lines[0]), json.loads(lines[1])
+    broken = {
+        "no key": [json.dumps({k: v for k, v in first.items() if k != "key"}).encode() + b"\n",
+                   json.dumps({**second, "key": 7}).encode() + b"\n"],
+        "text metric": [json.dumps({**first, "mse": "abc"}).encode() + b"\n",
+                        json.dumps({**second, "task": None}).encode() + b"\n"],
+        "binary": [b"\x9b\x00\xff" + lines[0][3:], bytes(range(14, 256)) + b"\n"],  # (no line ends inside)
+        "not an object": [b"[1, 2]\n", b"null\n"],
+    }[damage]
+    rows.write_bytes(b"".join([*broken, lines[2]]))
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip.eval.runner"):
+        assert main([*EVALUATE, "--out", str(out)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if "rows.jsonl" in r.getMessage()]
+    assert warnings == [f"{rows}: 2 line(s) are not records of finished folds (damaged, or cut short by an earlier "
+                        "interruption): skipped, their folds are fitted again"], warnings  # fmt: skip
+    assert "unexpected error" not in capsys.readouterr().err
+    # the two folds were fitted again (appended), the third reused; the results are the intact run's
+    assert rows.read_bytes().startswith(b"".join([*broken, lines[2]]))
+    refitted = [json.loads(line) for line in rows.read_bytes().splitlines()[3:]]
+    assert sorted(r["key"] for r in refitted) == sorted([first["key"], second["key"]])
+    assert (out / "results.csv").read_bytes() == (clean / "results.csv").read_bytes()
+
+
+def test_a_row_cut_short_by_an_interruption_is_fitted_again_without_a_warning(tmp_path, caplog):
+    """The last row cut short while it was written (no end of line): fitted again, as before, without a warning."""
+    pytest.importorskip("h5py")
+    out = tmp_path / "ev"
+    assert main([*EVALUATE, "--out", str(out)]) == 0
+    rows = out / "rows.jsonl"
+    data = rows.read_bytes()
+    rows.write_bytes(data[: len(data) - 40])
+    with caplog.at_level(logging.WARNING, logger="satclip.eval.runner"):
+        assert main([*EVALUATE, "--out", str(out)]) == 0
+    assert not [r for r in caplog.records if "rows.jsonl" in r.getMessage()]
+    assert len(rows.read_bytes().splitlines()) == 4

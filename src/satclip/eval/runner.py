@@ -215,18 +215,53 @@ def _open_rows(path: Path):
     return sink
 
 
+#: the entries of a fold's row (see ``record`` in :func:`evaluate_tasks`) that are text, and those that are numbers
+_ROW_TEXT = ("key", "task", "kind", "encoder", "protocol", "probe", "fold", "group", "variant", "hparams")
+_ROW_NUMBERS = ("seed", "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1",
+                "seconds", "embedding_dim")  # fmt: skip
+
+
+def _row(line: bytes) -> dict | None:
+    """The fold record on one line of ``rows.jsonl``, or None if the line is not one: cut short, not UTF-8 or
+    JSON, or a record without its key, names, or numbers where the report expects them."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except ValueError:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        return None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("key", "task", "encoder", "probe",
+                                                                                  "fold")):  # fmt: skip
+        return None
+    if any(k in row and not isinstance(row[k], str) for k in _ROW_TEXT):
+        return None
+    if any(row.get(k) is not None and (isinstance(row[k], bool) or not isinstance(row[k], int | float))
+           for k in _ROW_NUMBERS):  # fmt: skip
+        return None
+    return row
+
+
 def _read_rows(path: Path) -> dict[str, dict]:
+    """The finished folds recorded in ``path`` (``rows.jsonl``) by their key. A line that is no fold record is
+    skipped, its fold fitted again: silently when it is the last one, cut short by an interruption (no end of
+    line yet), else with one warning naming the file and the count (it stays in the file)."""
     if path.is_symlink():  # appending through it would write fold records into whatever it points at
         raise OutputExistsError(f"{path} is a symbolic link, not the record of finished folds evaluate writes; "
                                 "remove it (or choose another --out) and rerun")  # fmt: skip
-    rows = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by an interruption
-                continue
+    rows: dict[str, dict] = {}
+    if not path.is_file():
+        return rows
+    lines = path.read_bytes().split(b"\n")  # (bytes: one undecodable line must not lose the others)
+    damaged = 0
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        row = _row(line)
+        if row is not None:
             rows[row["key"]] = row
+        elif number < len(lines) - 1:  # (the last line, if it has no end of line, was cut short while written)
+            damaged += 1
+    if damaged:
+        log.warning("%s: %d line(s) are not records of finished folds (damaged, or cut short by an earlier "
+                    "interruption): skipped, their folds are fitted again", path, damaged)  # fmt: skip
     return rows
 
 
