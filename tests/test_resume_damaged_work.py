@@ -81,7 +81,13 @@ def test_npy_cut_short_is_refused_not_filled_with_zeros(tmp_path, model, points,
     work = workdir / "embeddings.npy"
     full = work.stat().st_size
     cut(work, 1000)
+    from satclip.embed import job
+
+    embedded, real = [], job.embed_lonlat
+    monkeypatch.setattr(job, "embed_lonlat", lambda *a, **k: embedded.append(1) or real(*a, **k))
     line = refused(capsys, source, model, out)
+    assert embedded == []  # refused before any chunk is embedded again
+    monkeypatch.undo()
     assert line.startswith(f"satclip: error: {work}, the embeddings of an unfinished run, is damaged (1,000 bytes, ")
     assert f"takes {full:,}" in line and line.endswith(RESTART), line
     assert work.stat().st_size == 1000  # not extended

@@ -421,6 +421,7 @@ def embed_file(
         first, stop = manifest["chunks"]
         row0, row1 = manifest["rows"]
         sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, {**sink_options, "first_row": row0})
+        sink.check_work()  # (a damaged work directory is refused before any chunk is embedded again)
         done = set(manifest["done"])
         resumed = len(done)
         if resumed:
