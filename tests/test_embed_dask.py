@@ -25,6 +25,7 @@ from satclip.embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset, par
 from satclip.embed.parquet import ParquetDatasetSource
 from satclip.io.native import write_native
 
+from .conftest import one_error_line
 from .test_embed_api import CONFIG
 from .test_embed_cli import assert_embeddings_stored_plain
 
@@ -276,6 +277,25 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
         embed_dataset(dataset, out2, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(1))
     assert main([*args[:3], str(out2), *args[4:], "--scheduler", client.scheduler.address, "--chunk-rows", "8192"]) == 2
     assert "different input, model or options" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("done", [["0"], {"0": "none"}, {"99": 0}, {"0": -1}])
+def test_a_damaged_dask_manifest_is_named_with_restart(cluster, dataset, model, tmp_path, capsys, done):
+    """A dask job's manifest whose ``done`` was edited or damaged failed with "unexpected error (AttributeError):
+    'list' object has no attribute 'items'" (or resumed on nonsense); now one line naming it and --restart."""
+    _, client = cluster
+    out = tmp_path / "emb.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(2))
+    manifest_path = tmp_path / "emb.parquet.partial" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["done"] = done
+    manifest_path.write_text(json.dumps(manifest))
+    args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
+    assert main([*args, "--scheduler", client.scheduler.address, "--chunk-rows", "16384"]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"satclip: error: {manifest_path}, the record of an unfinished run, is damaged (done "), line
+    assert line.endswith("pass --restart to discard that run and start again") and not out.exists()
 
 
 @pytest.mark.parametrize(("name", "stop"), [("emb.parquet", "remove_owned"), ("dataset", "publish")])

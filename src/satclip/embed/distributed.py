@@ -55,6 +55,7 @@ from .job import (
     Progress,
     _NoProgress,
     complete_stopped,
+    damaged_manifest,
     output_attrs,
     publish_work,
     recorded,
@@ -451,6 +452,8 @@ def embed_dataset(
         )
         num_parts = -(-source.num_rows // chunk_rows)
         manifest = resume_manifest(workdir, identity, restart)
+        if manifest is not None:
+            _check_manifest(manifest_path, manifest, num_parts, chunk_rows, source.num_rows)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
             invalid = sum(manifest["done"].values())
             seconds = time.perf_counter() - began
@@ -498,6 +501,25 @@ def embed_dataset(
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)
+
+
+def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int, num_rows: int) -> None:
+    """Raise :class:`~satclip.errors.ResumeError` unless the manifest ``path`` of an unfinished run of this job
+    holds what :func:`embed_dataset` reads from it: ``done`` maps partition numbers to their invalid rows (an edited
+    or damaged one failed with "'list' object has no attribute 'items'")."""
+    done = manifest.get("done")
+
+    def invalid_rows(key, value) -> bool:
+        if not (isinstance(key, str) and key.isdigit() and int(key) < num_parts and type(value) is int):
+            return False
+        return 0 <= value <= min((int(key) + 1) * chunk_rows, num_rows) - int(key) * chunk_rows
+
+    if manifest.get("partitions") != num_parts:
+        raise damaged_manifest(path, f"partitions {manifest.get('partitions')!r:.60} is not this job's {num_parts}")
+    if not isinstance(done, dict) or not all(invalid_rows(k, v) for k, v in done.items()):
+        raise damaged_manifest(
+            path, f"done {done!r:.60} does not map partitions 0 to {num_parts - 1} to their invalid rows"
+        )
 
 
 def _run(
