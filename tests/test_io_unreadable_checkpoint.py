@@ -56,7 +56,8 @@ def test_a_truncated_checkpoint_is_named_on_every_command(tmp_path, capsys, trun
     for argv in commands:
         assert main(argv) == 2, argv
         line = one_error_line(capsys.readouterr().err)
-        assert f"{truncated} is not a readable checkpoint: it is truncated or corrupt (100000 bytes; torch: " in line
+        assert f"{truncated} is not a readable checkpoint: it is truncated or corrupt (100000 bytes; zip: " in line
+        assert line.endswith("download or copy it again, or give the right file")
 
 
 def test_a_torch_file_that_is_not_a_lightning_checkpoint_keeps_its_message(tmp_path, capsys):

@@ -8,14 +8,13 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
-import zlib
 from pathlib import Path
 
 import torch
 
 from .. import safe_output
 from ..errors import ResumeError
+from ..io.safe_pickle import zip_problem
 from ..optional import require
 from .module import epoch_metrics
 
@@ -81,17 +80,6 @@ class AtomicCheckpointIO(_plugins.TorchCheckpointIO):
         checksum_path(path).unlink(missing_ok=True)
 
 
-def _zip_problem(path: Path) -> str | None:
-    """Why the torch zip archive at ``path`` is damaged (a record failing its CRC-32, a broken
-    directory), or None."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as err:
-        return f"it is not a readable checkpoint archive ({err})"
-    return f"its record {bad!r} fails its CRC-32 check" if bad else None
-
-
 def verify_checkpoint(path: str | Path) -> dict:
     """Check that checkpoint ``path`` is intact and a satclip training checkpoint, and return it (loaded
     with ``weights_only=True``, tensors memory-mapped).
@@ -113,7 +101,10 @@ def verify_checkpoint(path: str | Path) -> dict:
                 f"the {expected[-1]} recorded in {checksum_path(path).name} when it was written; {RESUME_FIX}"
             )
     else:
-        problem = _zip_problem(path)
+        try:
+            problem = zip_problem(path)
+        except OSError as err:
+            problem = f"it cannot be read ({err})"
         if problem:
             raise ResumeError(f"cannot resume from {path}: the file is damaged: {problem}; {RESUME_FIX}")
         log.warning("%s has no %s file (an older satclip wrote it): checked its CRC-32s instead", path,
