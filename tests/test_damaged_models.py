@@ -1,17 +1,24 @@
 """Damaged or wrong model files are refused in one line naming the file, what is wrong and what to do: a
-checkpoint whose zip records fail their CRC-32 (never used: torch itself does not check them)."""
+checkpoint whose zip records fail their CRC-32 (never used: torch itself does not check them), a native
+directory missing one of its files, a run's export/ directory, an export handed back to satclip, a checkpoint
+whose two copies of the location network differ, weights that lack a tensor."""
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
+import sys
 import zipfile
 
 import pytest
+import safetensors.torch
 import torch
 
 import satclip
 from satclip.cli import main
 from satclip.errors import BadInputError, ResumeError
+from satclip.io import native
 
 from .conftest import one_error_line
 
@@ -28,6 +35,14 @@ def checkpoint(tmp_path):
     """An original SatCLIP .ckpt (the bundled L=10 model's location encoder, as `satclip convert` writes it)."""
     path = tmp_path / "model.ckpt"
     assert main(["convert", "--location-only", "bluemarble-l10", str(path)]) == 0
+    return path
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A native model directory (the bundled L=10 model, as `satclip convert` writes it)."""
+    path = tmp_path / "native"
+    assert main(["convert", "bluemarble-l10", str(path), "--target", "native"]) == 0
     return path
 
 
@@ -75,3 +90,99 @@ def test_training_resume_uses_the_same_crc_check(tmp_path, checkpoint):
     with pytest.raises(ResumeError) as caught:
         verify_checkpoint(checkpoint)
     assert f"cannot resume from {checkpoint}: the file is damaged: {problem}; " in str(caught.value)
+
+
+def test_a_native_directory_missing_a_file_says_which(tmp_path, capsys, model_dir, points):
+    weights = model_dir / native.WEIGHTS_FILE
+    config = model_dir / native.CONFIG_FILE
+    cases = {}
+    no_config = tmp_path / "no-config"
+    no_config.mkdir()
+    (no_config / native.WEIGHTS_FILE).write_bytes(weights.read_bytes())
+    cases[no_config] = f"{no_config} is not a complete satclip model: it has model.safetensors but no config.json"
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    (no_weights / native.CONFIG_FILE).write_text(config.read_text())
+    cases[no_weights] = f"{no_weights} is not a complete satclip model: it has config.json but no model.safetensors"
+    config_dir = tmp_path / "config-dir"
+    config_dir.mkdir()
+    (config_dir / native.WEIGHTS_FILE).write_bytes(weights.read_bytes())
+    (config_dir / native.CONFIG_FILE).mkdir()
+    cases[config_dir] = f"{config_dir} is not a satclip model: its config.json is a directory, not a file"
+    for path, expected in cases.items():
+        with pytest.raises(FileNotFoundError, match="copy or download the model again"):
+            satclip.load(path)
+        assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(path)]) == 2
+        assert one_error_line(capsys.readouterr().err).startswith(f"satclip: error: {expected}")
+
+
+def test_a_runs_export_directory_names_its_models(tmp_path, capsys, model_dir, points):
+    run = tmp_path / "run"
+    for name in ("best", "last"):
+        (run / "export" / name).mkdir(parents=True)
+        for file in (native.CONFIG_FILE, native.WEIGHTS_FILE):
+            (run / "export" / name / file).write_bytes((model_dir / file).read_bytes())
+    export = run / "export"
+    for given in (export, run):
+        assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(given)]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert line.endswith(f": pass {export / 'best'} or {export / 'last'}"), line
+        assert line.startswith(f"satclip: error: {given} is not a satclip model"), line
+    satclip.load(export / "best")  # (what it says to pass is a model)
+
+
+@pytest.mark.parametrize(("fmt", "name", "kind", "runtime"), [
+    ("torchscript", "m.pt", "a TorchScript", "torch.jit.load"), ("onnx", "m.onnx", "an ONNX", "onnxruntime"),
+])  # fmt: skip
+@pytest.mark.parametrize("trust", [False, True])
+def test_an_export_given_back_to_satclip_says_what_it_is(tmp_path, points, fmt, name, kind, runtime, trust):
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+    exported = tmp_path / name
+    assert main(["export", "--format", fmt, "--model", "bluemarble-l10", "-o", str(exported)]) == 0
+    trusted = ["--trust-checkpoint"] if trust else []
+    argv = ["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(exported), *trusted]
+    done = subprocess.run([sys.executable, "-m", "satclip", *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    line = one_error_line(done.stderr)  # (one line: no UserWarning from torch.load before it)
+    assert line == (
+        f"satclip: error: {exported} is {kind} export, which satclip does not load: satclip loads .ckpt checkpoints "
+        "and native model directories (config.json + model.safetensors); exports are for other runtimes "
+        f"({runtime}). Give satclip the model it was exported from"
+    )
+
+
+def test_an_inconsistent_checkpoint_names_the_file_and_the_fix(tmp_path, capsys, checkpoint, points):
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    key = "model.nnet.layers.1.weight"
+    assert torch.equal(loaded["state_dict"][key], loaded["state_dict"]["model.location.nnet.layers.1.weight"])
+    loaded["state_dict"][key] = loaded["state_dict"][key] + 1
+    edited = tmp_path / "edited.ckpt"
+    torch.save(loaded, edited)
+    assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(edited)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"satclip: error: {edited} is inconsistent: {key} differs from model.location.nnet.")
+    assert line.endswith("the file was damaged or edited; download or copy it again")
+
+
+@pytest.mark.parametrize("form", ["native", "ckpt"])
+def test_weights_missing_a_tensor_name_the_file_and_the_fix(tmp_path, capsys, model_dir, checkpoint, points, form):
+    if form == "native":
+        weights = model_dir / native.WEIGHTS_FILE
+        tensors = safetensors.torch.load_file(weights)
+        del tensors["location.nnet.last_layer.weight"]
+        safetensors.torch.save_file(tensors, weights)
+        model, named = model_dir, weights
+    else:
+        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        for prefix in ("model.", "model.location."):
+            del loaded["state_dict"][f"{prefix}nnet.last_layer.weight"]
+        loaded.pop("satclip")  # (satclip's entry would name the tensor as missing before the network does)
+        torch.save(loaded, checkpoint)
+        model, named = checkpoint, checkpoint
+    assert json.loads((model_dir / native.CONFIG_FILE).read_text())["location_encoder"]["network"]["name"] == "siren"
+    assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(model)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"satclip: error: {named}: the weights have no nnet.last_layer.weight, which this network")
+    assert line.endswith("the weights file is incomplete or of another model: export, convert or download the model "
+                         "again")  # fmt: skip

@@ -15,6 +15,7 @@ no trust decision.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,10 +40,62 @@ def is_native(path: str | Path) -> bool:
     return path.is_dir() and (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
 
+#: how many entries of a directory that is no model are looked at for the models it holds (a run's export/)
+_MAX_ENTRIES = 1000
+
+
+def not_native(path: str | Path) -> str | None:
+    """Why the directory ``path`` is no native model, as one line naming it, what is missing and what to pass or
+    do instead; None for a native model (or a path that is not a directory)."""
+    path = Path(path)
+    if not path.is_dir() or is_native(path):
+        return None
+    files = [path / CONFIG_FILE, path / WEIGHTS_FILE]
+    for file in files:
+        if file.exists() and not file.is_file():
+            return (
+                f"{path} is not a satclip model: its {file.name} is a {_what(file)}, not a file; put the model's "
+                f"{file.name} there (copy or download the model again)"
+            )
+    present = [file.name for file in files if file.is_file()]
+    if present:
+        (missing,) = [file.name for file in files if file.name not in present]
+        return (
+            f"{path} is not a complete satclip model: it has {present[0]} but no {missing}; copy or download the "
+            f"model again (both {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    models = _models_in(path) or [f"export{os.sep}{name}" for name in _models_in(path / "export")]  # (a run's)
+    if models:
+        choices = " or ".join(str(path / name) for name in models)
+        return f"{path} is not a satclip model but holds {len(models)} of them ({', '.join(models)}): pass {choices}"
+    return f"{path} is a directory but not a satclip model (no {CONFIG_FILE} + {WEIGHTS_FILE})"
+
+
+def _what(path: Path) -> str:
+    return "directory" if path.is_dir() else "special file"
+
+
+def _models_in(path: Path) -> list[str]:
+    """The names of the native models directly inside the directory ``path`` (its first entries only)."""
+    models: list[str] = []
+    if not path.is_dir():
+        return models
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries):
+                if count >= _MAX_ENTRIES:
+                    break
+                if entry.is_dir() and is_native(entry.path):
+                    models.append(entry.name)
+    except OSError:
+        return []
+    return sorted(models)
+
+
 def _require_native(path: Path) -> None:
     if not is_native(path):
         raise FileNotFoundError(
-            f"{path} is not a satclip model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+            not_native(path) or f"{path} is not a satclip model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
         )
 
 

@@ -76,8 +76,9 @@ class OriginalCheckpoint:
     def location_config(self) -> dict:
         return location_config_from_hparams(self.hparams)
 
-    def location_state_dict(self) -> dict[str, torch.Tensor]:
-        """The ``LocationEncoder`` state dict (``nnet.*``), checked against the duplicate copy."""
+    def location_state_dict(self, source: str | Path = "the checkpoint") -> dict[str, torch.Tensor]:
+        """The ``LocationEncoder`` state dict (``nnet.*``), checked against the duplicate copy (``source`` names
+        the file in messages)."""
         loc = {
             k[len(LOCATION_PREFIX) :]: v for k, v in self.state_dict.items() if k.startswith(LOCATION_PREFIX)
         }
@@ -90,11 +91,16 @@ class OriginalCheckpoint:
             loc = alias
         if not loc:
             raise BadInputError(
-                "checkpoint has no location encoder weights (no 'model.location.nnet.*' or 'model.nnet.*' keys)"
+                f"{source} has no location encoder weights (no 'model.location.nnet.*' or 'model.nnet.*' keys): "
+                "it is no SatCLIP checkpoint, or not a complete one; give the SatCLIP .ckpt (or download it again)"
             )
         for key, value in alias.items():
             if key in loc and not torch.equal(loc[key], value):
-                raise BadInputError(f"checkpoint is inconsistent: model.{key} differs from model.location.{key}")
+                raise BadInputError(
+                    f"{source} is inconsistent: model.{key} differs from model.location.{key}, which a SatCLIP "
+                    "checkpoint stores twice with the same values: the file was damaged or edited; download or "
+                    "copy it again"
+                )
         return loc
 
     def visual_state_dict(self) -> dict[str, torch.Tensor]:
@@ -214,7 +220,7 @@ def _satclip_entry(ckpt: OriginalCheckpoint, location: dict[str, torch.Tensor], 
 def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, location_only: bool = False) -> ModelParts:
     """The model in an original checkpoint; satclip's own ``"satclip"`` entry, where present and
     consistent with the weights, is preferred over ``hyper_parameters``."""
-    location = ckpt.location_state_dict()
+    location = ckpt.location_state_dict(path)
     entry = _satclip_entry(ckpt, location, path)
     provenance = {"source": str(path), "format": "original", "hyper_parameters": ckpt.hparams}
     if entry is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from ..models.location_encoder import check_config
+from ..networks.registry import WeightsError
 from . import basis, native, original, peers
 from .hub import DownloadError
 from .parts import LOCATION, ModelParts, location_keys, unpack
@@ -22,7 +23,7 @@ def _native(path: Path, location_only: bool) -> ModelParts:
     if padding and basis.FIRST_LAYER in location_shapes:
         rows, _ = location_shapes[basis.FIRST_LAYER]
         location_shapes[basis.FIRST_LAYER] = (rows, int(padding["input_columns"]))
-    check_config(config["location_encoder"], location_shapes, str(path))  # before any tensor is read
+    _check_config(config["location_encoder"], location_shapes, path, path / native.WEIGHTS_FILE)  # before reading
     keys = [k for k in shapes if k.startswith(LOCATION)] if location_only else None
     location, visual, logit_scale = unpack(native.read_tensors(path, keys))
     location = peers.unpad(config, location, path)
@@ -47,8 +48,17 @@ def _file(path: Path, location_only: bool, trust_checkpoint: bool, release=None)
         parts = original.parts_from_checkpoint(
             original.checked_checkpoint(loaded, path), path, location_only=location_only
         )
-    check_config(parts.location_config, {k: tuple(v.shape) for k, v in parts.location_state.items()}, str(path))
+    _check_config(parts.location_config, {k: tuple(v.shape) for k, v in parts.location_state.items()}, path, path)
     return parts
+
+
+def _check_config(config: dict, shapes: dict, source: Path, weights: Path) -> None:
+    """:func:`~satclip.models.location_encoder.check_config`, naming ``weights`` (the file) when they lack a
+    tensor their network needs."""
+    try:
+        check_config(config, shapes, str(source))
+    except WeightsError as err:
+        raise BadInputError(f"{weights}: {err}") from err
 
 
 def _check_release(loaded: object, path: Path, release) -> None:

@@ -44,9 +44,7 @@ def _local(path: Path) -> ResolvedSource:
     if native.is_native(path):
         return ResolvedSource("native", path)
     if path.is_dir():
-        raise FileNotFoundError(
-            f"{path} is a directory but not a satclip model (no {native.CONFIG_FILE} + {native.WEIGHTS_FILE})"
-        )
+        raise FileNotFoundError(native.not_native(path))
     if path.name in (native.CONFIG_FILE, native.WEIGHTS_FILE) and native.is_native(path.parent):
         return ResolvedSource("native", path.parent)
     return ResolvedSource("original", path)

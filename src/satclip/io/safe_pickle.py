@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import pickletools
+import re
 import warnings
 import zipfile
 import zlib
@@ -41,6 +42,14 @@ _ALLOWED = [
 #: how a file torch writes starts: a zip archive (torch.save's format since 1.6) or a pickle (the older one)
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = b"\x80"
+#: how an ONNX model starts (protobuf ModelProto: field 1, ir_version, a small varint; then another field)
+_ONNX_HEAD = re.compile(rb"\x08[\x01-\x7f][\x12\x1a\x22\x2a\x32\x3a\x42]")
+#: what to say about an export handed back to satclip
+_EXPORT = (
+    "{path} is {kind} export, which satclip does not load: satclip loads .ckpt checkpoints and native model "
+    "directories (config.json + model.safetensors); exports are for other runtimes ({runtime}). Give satclip the "
+    "model it was exported from"
+)
 
 
 #: what a refused model checkpoint's message says to do when the file is trusted
@@ -125,13 +134,23 @@ def zip_problem(path: str | Path) -> str | None:
 
 
 def _check_intact(path: Path) -> None:
-    """Refuse a zip archive that fails its CRC-32 checks before torch reads it.
+    """Refuse an export (ONNX, TorchScript) and a zip archive that fails its CRC-32 checks before torch reads it.
 
     Raises:
         BadInputError: naming the file, what it is and what to do.
     """
-    if _kind(path) != "zip":
+    kind = _kind(path)
+    if kind == "onnx":
+        raise BadInputError(_EXPORT.format(path=path, kind="an ONNX", runtime="onnxruntime"))
+    if kind != "zip":
         return  # (empty, the old pickle format or no torch file: torch's reading says which)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            torchscript = any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        torchscript = False  # (zip_problem says what is wrong with it)
+    if torchscript:  # (torch.load would warn and hand it to torch.jit.load)
+        raise BadInputError(_EXPORT.format(path=path, kind="a TorchScript", runtime="torch.jit.load"))
     problem = zip_problem(path)
     if problem:
         raise BadInputError(
@@ -174,7 +193,8 @@ def _torch_reason(err: Exception) -> str:
 
 def _kind(path: Path) -> str:
     """``"empty"``; ``"zip"`` or ``"pickle"`` (the file starts as one of the formats ``torch.save`` writes: a zip
-    archive, or a pickle in the older format) or ``"other"``."""
+    archive, or a pickle in the older format); ``"onnx"`` (it ends in ``.onnx`` or starts as an ONNX model does);
+    or ``"other"``."""
     with open(path, "rb") as fh:
         head = fh.read(len(_ZIP_MAGIC))
     if not head:
@@ -183,7 +203,7 @@ def _kind(path: Path) -> str:
         return "zip"
     if head.startswith(_PICKLE_PROTOCOL):
         return "pickle"
-    return "other"
+    return "onnx" if path.suffix.lower() == ".onnx" or _ONNX_HEAD.match(head) else "other"
 
 
 def _unreadable(path: Path, err: Exception) -> BadInputError:

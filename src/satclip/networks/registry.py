@@ -19,16 +19,26 @@ SIZES = Registry("network")
 
 Shapes = Mapping[str, tuple[int, ...]]
 
+#: what to do about weights that lack a tensor their network needs, or hold one of the wrong rank
+WEIGHTS_FIX = "the weights file is incomplete or of another model: export, convert or download the model again"
+
+
+class WeightsError(BadInputError):
+    """Weights lack a tensor their network needs, or hold one of the wrong rank. The message names the tensor
+    and the fix, not the file: a reader that knows the file puts its name in front."""
+
 
 def matrix(shapes: Shapes, key: str) -> tuple[int, int]:
-    """The ``(out, in)`` shape of the 2-d weight ``key``, or a BadInputError saying it is missing."""
+    """The ``(out, in)`` shape of the 2-d weight ``key``, or a :class:`WeightsError` saying it is missing."""
     shape = shapes.get(key)
     if shape is None:
         near = sorted(shapes)[:8]
         more = " …" if len(shapes) > len(near) else ""
-        raise BadInputError(f"the weights have no {key}, which this network needs (found {near}{more})")
+        raise WeightsError(f"the weights have no {key}, which this network needs (found {near}{more}); {WEIGHTS_FIX}")
     if len(shape) != 2:
-        raise BadInputError(f"the weights' {key} has shape {tuple(shape)}; a linear layer's weight is 2-d")
+        raise WeightsError(
+            f"the weights' {key} has shape {tuple(shape)}; a linear layer's weight is 2-d; {WEIGHTS_FIX}"
+        )
     return int(shape[0]), int(shape[1])
 
 
