@@ -218,3 +218,37 @@ def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, si
 
     a, b = (zarr.open_group(str(p), mode="r")["embedding"][:] for p in (out, clean))
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("edit", [{"done": "0"}, {"done": [0, 3]}, {"done": [0, 99]}, {"block_rows": "4"},
+                                  {"shape": [1, 2, 3]}])  # fmt: skip
+def test_map_manifest_with_fields_of_the_wrong_type_is_damaged(tmp_path, model, monkeypatch, capsys, edit):  # noqa: F811
+    """A map's work manifest whose done, block_rows or shape was edited or damaged failed with 'unexpected error
+    (TypeError)' or resumed on nonsense (a block starting at row 3 of blocks of 4, one past the grid)."""
+    pytest.importorskip("zarr")
+    from satclip.embed import maps
+
+    argv = ["map", "--model", str(model), "--resolution", "2", "--bbox", *BBOX, "--all"]
+    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 15 grid rows: 4 blocks
+    real, calls = maps.embed_lonlat, []
+
+    def killed_after_two(encoder, points, **kwargs):  # noqa: F811
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(points))
+        return real(encoder, points, **kwargs)
+
+    out = tmp_path / "field.zarr"
+    with monkeypatch.context() as patch:
+        patch.setattr(maps, "embed_lonlat", killed_after_two)
+        assert main([*argv, "-o", str(out)]) != 0
+    path = tmp_path / "field.zarr.partial" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["done"] == [0, 4]
+    path.write_text(json.dumps({**manifest, **edit}))
+    capsys.readouterr()
+    assert main([*argv, "-o", str(out)]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"satclip: error: {path}, the record of an unfinished run, is damaged ({next(iter(edit))} ")
+    assert line.endswith("pass --restart to discard that run and start again") and not out.exists(), line
+    assert main([*argv, "-o", str(out), "--restart"]) == 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import safe_output
 from ..safe_output import naming
-from .job import MANIFEST, identity_has, resume_manifest, work_dir, work_manifest
+from .job import MANIFEST, damaged_manifest, identity_has, resume_manifest, work_dir, work_manifest
 from .sinks import check_work_array
 
 FIELD = "field.npy"
@@ -54,6 +54,7 @@ class FieldWork:
         manifest = resume_manifest(workdir, identity, restart)
         stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
         if manifest is not None:  # (NumPy's memory map would extend a field cut short with zeros)
+            _check_manifest(workdir / MANIFEST, manifest, shape)
             check_work_array(workdir / FIELD, stored, np.float32, "the embedding field")
         else:
             if safe_output.is_owned(workdir):
@@ -121,6 +122,24 @@ class FieldWork:
 
     def remove(self) -> None:
         safe_output.remove_owned(self.workdir)
+
+
+def _check_manifest(path: Path, manifest: dict, shape: tuple[int, int, int]) -> None:
+    """Raise :class:`~satclip.errors.ResumeError` unless the manifest ``path`` of an unfinished map of this job
+    holds what :class:`FieldWork` reads from it: the field's ``shape``, a ``block_rows`` and the first rows of the
+    blocks ``done`` (an edited or damaged one failed with "unexpected error (TypeError)", or resumed on nonsense)."""
+    block_rows, done = manifest.get("block_rows"), manifest.get("done")
+    problem = None
+    if manifest.get("shape") != list(shape):
+        problem = f"shape {manifest.get('shape')!r:.60} is not this map's {list(shape)}"
+    elif type(block_rows) is not int or block_rows < 1:
+        problem = f"block_rows {block_rows!r:.60} is not a number of grid rows"
+    elif not isinstance(done, list) or not all(
+        type(row) is int and 0 <= row < shape[0] and row % block_rows == 0 for row in done
+    ) or len(set(done)) != len(done):
+        problem = f"done {done!r:.60} is not a list of the first rows of blocks of {block_rows} grid rows"
+    if problem is not None:
+        raise damaged_manifest(path, problem)
 
 
 def published(output: Path, described: dict, **same) -> bool:
