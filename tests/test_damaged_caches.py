@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,18 +165,10 @@ def test_a_damaged_or_missing_blue_marble_manifest_is_named_with_the_fix(tmp_pat
 # --- an S2 image that cannot be decoded while a feature cache is built -------------------------------------
 
 
-def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplicated(tmp_path, caplog):
-    """A TIFF with pixels overwritten passes the header check and fails to decode: `cache build` logged 'using the
-    next readable sample' and stored the next patch twice (features and coordinates) as '4 images'. Now the image
-    is left out, reported and counted: the cache holds the 3 readable images once each."""
-    pytest.importorskip("rasterio")
+def s2_root_with_undecodable(tmp_path, broken: list[int]) -> Path:
+    """A 4-image S2-100K root whose images ``broken`` (positions in its index) have compressed pixels overwritten:
+    the header and the size intact, so they pass the header check and fail to decode."""
     import shutil
-
-    import torch
-
-    from satclip import image
-    from satclip.data import read_index
-    from satclip.train.sources import create_source
 
     from .conftest import S2_EXAMPLES, require
 
@@ -187,12 +180,31 @@ def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplica
     (root / "index.csv").write_text("\n".join([lines[0], *rows]) + "\n")
     for name in names:
         shutil.copyfile(S2_EXAMPLES / "images" / name, root / "images" / name)
+    from satclip.data import read_index
+
+    index = read_index(root / "index.csv")
+    for position in broken:
+        data = bytearray((root / "images" / index.filenames[position]).read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        (root / "images" / index.filenames[position]).write_bytes(bytes(data))
+    return root
+
+
+def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplicated(tmp_path, caplog):
+    """A TIFF with pixels overwritten passes the header check and fails to decode: `cache build` logged 'using the
+    next readable sample' and stored the next patch twice (features and coordinates) as '4 images'. Now the image
+    is left out, reported and counted: the cache holds the 3 readable images once each."""
+    pytest.importorskip("rasterio")
+    import torch
+
+    from satclip import image
+    from satclip.data import read_index
+    from satclip.train.sources import create_source
+
+    root = s2_root_with_undecodable(tmp_path, [1])
     index = read_index(root / "index.csv")
     broken = index.filenames[1]
-    data = bytearray((root / "images" / broken).read_bytes())
-    middle = len(data) // 2  # compressed pixels overwritten, the header and the size intact
-    data[middle : middle + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
-    (root / "images" / broken).write_bytes(bytes(data))
 
     source = create_source("s2100k", str(root))
     assert len(source) == 4  # it passes the header check
@@ -217,3 +229,24 @@ def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplica
     ]  # fmt: skip
     reused = build_cache(tmp_path / "cache", encoder, create_source("s2100k", str(root)), views=1, dtype="float32")
     assert len(reused) == 3 and np.array_equal(reused.lonlat, cache.lonlat)  # the built cache, up to date
+
+
+@pytest.mark.parametrize("feature_dim", [True, False])
+def test_a_cache_of_images_none_of_which_can_be_decoded_is_one_line(tmp_path, monkeypatch, feature_dim):
+    """Every image undecodable ended in 'unexpected error (RuntimeError): none of the 4 images could be read …
+    please report it' (or, for an encoder that does not declare its feature size, in the unreadable first image's
+    UnreadableSampleError): now a BadInputError saying to verify the dataset."""
+    pytest.importorskip("rasterio")
+    import torch
+
+    from satclip import image
+    from satclip.errors import BadInputError
+    from satclip.train.sources import create_source
+
+    source = create_source("s2100k", str(s2_root_with_undecodable(tmp_path, [0, 1, 2, 3])))
+    encoder = image.create("mosaiks", in_chans=13, num_filters=4, kernel_size=3, embed_dim=8)
+    encoder.fit(torch.rand(4, 13, 32, 32, generator=torch.Generator().manual_seed(0)), seed=0)
+    if not feature_dim:  # (the size is then measured on the first image that can be read)
+        monkeypatch.setattr(type(encoder), "feature_dim", property(lambda self: None), raising=False)
+    with pytest.raises(BadInputError, match=r"^none of the 4 images could be read.*`satclip data verify ROOT --full`"):
+        build_cache(tmp_path / "cache", encoder, source, views=1, dtype="float32", chunk_size=2)

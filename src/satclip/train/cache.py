@@ -514,8 +514,8 @@ def build_cache(
                 pool.shutdown(cancel_futures=True)
         left_out = np.flatnonzero(skipped)
         if len(left_out) == n:
-            raise RuntimeError(f"none of the {n} images could be read ({next(iter(reasons.values()), 'unreadable')}); "
-                               "run `satclip data verify ROOT --full` on the dataset")  # fmt: skip
+            raise BadInputError(f"none of the {n} images could be read ({next(iter(reasons.values()), 'unreadable')}); "
+                                "run `satclip data verify ROOT --full` on the dataset")  # fmt: skip
         files = {FEATURES: _partial(path, FEATURES), LONLAT: _partial(path, LONLAT)}
         if len(left_out):
             files = _without(path, maps, np.flatnonzero(~skipped))
@@ -594,7 +594,17 @@ def _probe_feature_dim(encoder: nn.Module, source: PairSource, device: torch.dev
     feature_dim = getattr(encoder, "feature_dim", None)
     if feature_dim is not None:
         return int(feature_dim)
-    image, _ = source.raw(0)
+    from ..data.s2100k import UnreadableSampleError
+
+    for index in range(len(source)):  # the first image that can be read (one that cannot is left out of the cache)
+        try:
+            image, _ = source.raw(index)
+            break
+        except UnreadableSampleError:
+            continue
+    else:
+        raise BadInputError(f"none of the {len(source)} images could be read; run `satclip data verify ROOT --full` "
+                            "on the dataset")  # fmt: skip
     with torch.inference_mode():
         return int(encoder.encode_features(source.eval_view(image)[None].to(device)).shape[-1])
 
