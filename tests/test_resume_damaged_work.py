@@ -179,30 +179,42 @@ def test_parquet_output_missing_is_refused(tmp_path, model, points, monkeypatch,
     restarted_as_clean(source, model, out, clean)
 
 
-@pytest.mark.parametrize("size", [1000, "header"])
-def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, size):  # noqa: F811
-    """A map resumed from a field.npy cut short said 'resuming …: 30 of 30 grid rows already done', exit 0, and
-    wrote an all-zero map."""
+def map_argv(model: Path) -> list[str]:  # noqa: F811
+    """``satclip map`` of a 15 × 30 grid (2°) of every cell, without its output."""
     pytest.importorskip("zarr")
+    return ["map", "--model", str(model), "--resolution", "2", "--bbox", *BBOX, "--all"]
+
+
+def map_stopped_after_two_blocks(tmp_path: Path, argv: list[str], monkeypatch) -> Path:
+    """``tmp_path/field.zarr``, the output of the map ``argv`` stopped by Ctrl-C after 2 of its 4 blocks of 4 grid
+    rows (blocks of 4 rows stay set for the test)."""
     from satclip.embed import maps
 
-    argv = ["map", "--model", str(model), "--resolution", "2", "--bbox", *BBOX, "--all"]
-    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 15 grid rows: 4 blocks
+    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)
     real, calls = maps.embed_lonlat, []
 
-    def killed_after_two(encoder, points, **kwargs):  # noqa: F811
+    def killed_after_two(encoder, lonlat, **kwargs):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(len(points))
-        return real(encoder, points, **kwargs)
+        calls.append(len(lonlat))
+        return real(encoder, lonlat, **kwargs)
 
-    (tmp_path / "clean").mkdir()
-    clean = tmp_path / "clean" / "field.zarr"
-    assert main([*argv, "-o", str(clean)]) == 0
     out = tmp_path / "field.zarr"
     with monkeypatch.context() as patch:
         patch.setattr(maps, "embed_lonlat", killed_after_two)
         assert main([*argv, "-o", str(out)]) != 0
+    return out
+
+
+@pytest.mark.parametrize("size", [1000, "header"])
+def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, size):  # noqa: F811
+    """A map resumed from a field.npy cut short said 'resuming …: 30 of 30 grid rows already done', exit 0, and
+    wrote an all-zero map."""
+    argv = map_argv(model)
+    (tmp_path / "clean").mkdir()
+    clean = tmp_path / "clean" / "field.zarr"
+    assert main([*argv, "-o", str(clean)]) == 0
+    out = map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
     field = tmp_path / "field.zarr.partial" / "field.npy"
     full = field.stat().st_size
     header = full - 15 * 30 * 8 * 4  # the header: float32 (15 × 30 cells, 8)
@@ -225,23 +237,8 @@ def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, si
 def test_map_manifest_with_fields_of_the_wrong_type_is_damaged(tmp_path, model, monkeypatch, capsys, edit):  # noqa: F811
     """A map's work manifest whose done, block_rows or shape was edited or damaged failed with 'unexpected error
     (TypeError)' or resumed on nonsense (a block starting at row 3 of blocks of 4, one past the grid)."""
-    pytest.importorskip("zarr")
-    from satclip.embed import maps
-
-    argv = ["map", "--model", str(model), "--resolution", "2", "--bbox", *BBOX, "--all"]
-    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 15 grid rows: 4 blocks
-    real, calls = maps.embed_lonlat, []
-
-    def killed_after_two(encoder, points, **kwargs):  # noqa: F811
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(len(points))
-        return real(encoder, points, **kwargs)
-
-    out = tmp_path / "field.zarr"
-    with monkeypatch.context() as patch:
-        patch.setattr(maps, "embed_lonlat", killed_after_two)
-        assert main([*argv, "-o", str(out)]) != 0
+    argv = map_argv(model)
+    out = map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
     path = tmp_path / "field.zarr.partial" / "manifest.json"
     manifest = json.loads(path.read_text())
     assert manifest["done"] == [0, 4]
