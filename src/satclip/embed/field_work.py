@@ -2,7 +2,8 @@
 
 The field's computed cells (all, or those of the map's mask, in grid order) are a memory-mapped
 ``field.npy`` ``(cells, D)`` float32, filled block of rows by block, each block flushed before
-``manifest.json`` records it: a killed run resumes at the first block not recorded, and the output (GeoTIFF,
+``manifest.json`` records it with the CRC-32 of its bytes: a killed run resumes at the first block not recorded
+(after checking the blocks recorded: a field cut short or changed is refused), and the output (GeoTIFF,
 Zarr, PNG, principal components) is then written from the field, which also spares the PCA's second pass from
 computing the field again. The job's identity (model, precision, grid, cells) must match to resume; the
 output's PCA and format (``--pca``, ``--format``; the output path is the work's name) may change between runs.
@@ -11,6 +12,7 @@ output's PCA and format (``--pca``, ``--format``; the output path is the work's 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 from .. import safe_output
 from ..safe_output import naming
 from .job import MANIFEST, damaged_manifest, identity_has, resume_manifest, work_dir, work_manifest
-from .sinks import check_work_array
+from .sinks import check_work_array, unusable_work
 
 FIELD = "field.npy"
 
@@ -56,6 +58,9 @@ class FieldWork:
         if manifest is not None:  # (NumPy's memory map would extend a field cut short with zeros)
             _check_manifest(workdir / MANIFEST, manifest, shape)
             check_work_array(workdir / FIELD, stored, np.float32, "the embedding field")
+            work = cls(workdir, manifest, cells)
+            work._check_blocks()
+            return work
         else:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
@@ -69,9 +74,28 @@ class FieldWork:
                 safe_output.remove_owned(workdir)  # nothing computed yet
                 raise
             manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
-                        "block_rows": block_rows, "done": []}  # fmt: skip
+                        "block_rows": block_rows, "done": [], "crc32": {}}  # fmt: skip
             safe_output.write_json(workdir / MANIFEST, manifest)
         return cls(workdir, manifest, cells)
+
+    def _block(self, field: np.ndarray, row0: int) -> np.ndarray:
+        """The stored values of the block of rows from ``row0``."""
+        stop = min(row0 + self.block_rows, self.shape[0])
+        return field[self.offsets[row0] : self.offsets[stop]]
+
+    def _check_blocks(self) -> None:
+        """Refuse (:class:`~satclip.errors.ResumeError`) a field whose blocks done differ from their recorded
+        CRC-32s (manifests of a satclip before 2026-12-04 record none; their blocks are not checked)."""
+        crcs = self.manifest.get("crc32")
+        if crcs is None:
+            return
+        field = np.load(self.workdir / FIELD, mmap_mode="r")
+        for row0 in self.manifest["done"]:
+            crc = zlib.crc32(self._block(field, row0))
+            if crc != crcs[str(row0)]:
+                raise unusable_work(self.workdir / FIELD, "the embedding field", f"is damaged (its block of rows "
+                                    f"from {row0} has changed since it was written: CRC-32 {crc:08x}, not "
+                                    f"{crcs[str(row0)]:08x})")  # fmt: skip
 
     @property
     def done_rows(self) -> int:
@@ -94,6 +118,8 @@ class FieldWork:
                     field.flush()
                 done.add(row0)
                 self.manifest["done"] = sorted(done)
+                if "crc32" in self.manifest:
+                    self.manifest["crc32"][str(row0)] = zlib.crc32(self._block(field, row0))
                 safe_output.write_json(self.workdir / MANIFEST, self.manifest)
                 if progress:
                     progress(values.shape[0])
@@ -138,6 +164,11 @@ def _check_manifest(path: Path, manifest: dict, shape: tuple[int, int, int]) -> 
         type(row) is int and 0 <= row < shape[0] and row % block_rows == 0 for row in done
     ) or len(set(done)) != len(done):
         problem = f"done {done!r:.60} is not a list of the first rows of blocks of {block_rows} grid rows"
+    crcs = manifest.get("crc32")
+    if problem is None and crcs is not None and not (
+        isinstance(crcs, dict) and all(type(crcs.get(str(row))) is int for row in done)
+    ):
+        problem = f"crc32 {crcs!r:.60} does not hold the CRC-32 of each block done"
     if problem is not None:
         raise damaged_manifest(path, problem)
 

@@ -300,6 +300,7 @@ def _new_run(
         "satclip_embed_manifest": MANIFEST_VERSION, "input_path": str(source.path), "identity": identity,
         "num_input_rows": num_rows, "chunks": [first, stop],
         "rows": [first * chunk_rows, min(stop * chunk_rows, num_rows)], "invalid_rows": invalid, "done": [],
+        "chunk_records": 1,  # (the sink records each chunk it stores: sinks.Sink)
     }  # fmt: skip
 
 

@@ -165,9 +165,13 @@ class RowGroupFile:
             )
         return end, footer
 
+    def end(self, index: int) -> int:
+        """The recorded end of row group ``index`` (the byte after it)."""
+        return self._read(index)[0]
+
     def append(self, index: int, table) -> None:
         """Write ``table`` as row group ``index`` (replacing it and anything after it if written before)."""
-        start = self._read(index - 1)[0] if index else 0
+        start = self.end(index - 1) if index else 0
         with naming(self.path):
             end, footer = write_row_group(self.path, start, table, self.writer_for)
         write_bytes(self._record(index), end.to_bytes(8, "little") + footer)

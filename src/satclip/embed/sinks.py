@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -137,33 +138,98 @@ def check_work_array(path: Path, shape: tuple[int, ...], dtype, what: str) -> No
                                         f"takes {expected:,})")  # fmt: skip
 
 
+def crc32_of(path: Path, start: int = 0, stop: int | None = None) -> list[int] | None:
+    """``[size, CRC-32]`` of the bytes ``start … stop`` (None: to the end) of the file ``path``, fewer bytes where
+    the file ends sooner; None if ``path`` is not a file."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(start)
+            size, crc, left = 0, 0, None if stop is None else max(stop - start, 0)
+            while left is None or left > 0:
+                block = file.read(2**24 if left is None else min(2**24, left))
+                if not block:
+                    break
+                size, crc = size + len(block), zlib.crc32(block, crc)
+                left = None if left is None else left - len(block)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return [size, crc]
+
+
 class Sink:
     """Receives chunks of ``(table, embeddings, valid)`` and assembles the output.
 
-    Before its first :meth:`write` or :meth:`finalize`, a sink checks that what the run wrote so far (in a
-    resumed run: what earlier runs wrote) is all there (:meth:`check_work`): a damaged work directory is refused
-    with a :class:`~satclip.errors.ResumeError` asking for ``--restart``, never published."""
+    After each chunk it writes, a sink records the size and CRC-32 of what it stored for the chunk
+    (``KIND-chunk-K.json`` in the work directory). Before its first :meth:`write` or :meth:`finalize`, it checks
+    that what the run wrote so far (in a resumed run: what earlier runs wrote) is all there and unchanged
+    (:meth:`check_work`): a damaged work directory (a file cut short, deleted or replaced, bytes flipped, a chunk
+    the manifest lists that was never stored) is refused with a :class:`~satclip.errors.ResumeError` asking for
+    ``--restart``, never published."""
+
+    #: the name of the chunk records (``KIND-chunk-K.json``)
+    KIND = ""
+    #: what the work file (:meth:`_path`) is, for messages
+    WHAT = "the output"
 
     def __init__(self, workdir: Path, num_rows: int, dim: int, dtype: np.dtype, chunk_rows: int, options: dict):
         self.workdir, self.num_rows, self.dim = workdir, num_rows, dim
         self.dtype, self.chunk_rows, self.options = np.dtype(dtype), chunk_rows, options
         self._checked = False
 
+    def _path(self) -> Path:
+        """The work file or store the chunks go to."""
+        raise NotImplementedError
+
+    def _record(self, index: int) -> Path:
+        return self.workdir / f"{self.KIND}-chunk-{index:06d}.json"
+
+    def _stored(self, index: int) -> dict[str, list[int] | None]:
+        """``{name of a piece of chunk index: [size, CRC-32] of its stored bytes, or None where not stored}``."""
+        raise NotImplementedError
+
+    def _record_chunk(self, index: int) -> None:
+        """Record what chunk ``index`` stored (after it is stored, before the manifest lists it)."""
+        safe_output.write_json(self._record(index), self._stored(index))
+
     def check_work(self) -> None:
         """Raise :class:`~satclip.errors.ResumeError` if the work directory lacks what the run recorded as
-        written (checked once per sink, from sizes and keys: no data is read again)."""
-        if not self._checked:
-            self._check_work(self._done_chunks())
-            self._checked = True
-
-    def _check_work(self, done: list[int]) -> None:
-        """Check the work of the chunks ``done`` (this sink's numbers: 0 is its first)."""
-
-    def _done_chunks(self) -> list[int]:
-        """The chunks the job's manifest records as written, numbered as :meth:`write` is given them."""
+        written, or holds it changed (checked once per sink; reads each chunk written so far once)."""
+        if self._checked:
+            return
         from .job import work_manifest  # (job imports this module)
 
         manifest = work_manifest(self.workdir)
+        done = self._done_chunks(manifest)
+        self._check_files(done)
+        for index in done:
+            self._check_chunk(index, required=manifest.get("chunk_records") == 1)
+        self._checked = True
+
+    def _check_files(self, done: list[int]) -> None:
+        """Check that the work file holds what the chunks ``done`` (this sink's numbers: 0 is its first) need."""
+
+    def _check_chunk(self, index: int, required: bool) -> None:
+        """Check chunk ``index`` against its record; without a record, refuse it if ``required`` (the run
+        recorded its chunks; runs of a satclip before 2026-12-04 did not, and theirs are resumed unchecked)."""
+        record = self._record(index)
+        try:
+            written = json.loads(record.read_text())
+        except FileNotFoundError:
+            if not required:
+                return
+            written = None
+        except (OSError, UnicodeDecodeError, ValueError):
+            written = None
+        if not isinstance(written, dict):
+            raise unusable_work(self._path(), self.WHAT, f"cannot be checked (the record of its chunk {index}, "
+                                                         f"{record}, is missing or damaged)")  # fmt: skip
+        for key, stored in self._stored(index).items():
+            problem = _changed(written.get(key), stored) if key in written else f"is not in the record {record}"
+            if problem:
+                raise unusable_work(self._path(), self.WHAT, f"is damaged (its chunk {key} {problem})")
+
+    def _done_chunks(self, manifest: dict) -> list[int]:
+        """The chunks the job's ``manifest`` records as written, numbered as :meth:`write` is given them."""
         done, chunks = manifest.get("done"), manifest.get("chunks")
         if not isinstance(done, list) or not isinstance(chunks, list) or not chunks:
             return []
@@ -177,13 +243,31 @@ class Sink:
         """Prepare a new work directory (first run)."""
 
     def write(self, index: int, table, embeddings: np.ndarray, valid: np.ndarray) -> None:
-        """Store chunk ``index`` (rows ``[index·C, …)`` of this output); ``embeddings`` is ``(n, dim)``
-        with NaN rows where ``valid`` is False."""
+        """Store chunk ``index`` (rows ``[index·C, …)`` of this output) and record it; ``embeddings`` is
+        ``(n, dim)`` with NaN rows where ``valid`` is False."""
         raise NotImplementedError
 
     def finalize(self, num_chunks: int) -> Path:
         """Assemble the finished output inside the work directory and return its path."""
         raise NotImplementedError
+
+
+def _changed(written, stored: list[int] | None) -> str | None:
+    """How a piece of a chunk ``stored`` now (``[size, CRC-32]``, None: missing) differs from the record
+    ``written`` of it (``[size, CRC-32]``, or a size alone in records of satclip 2026-12-03); None if it does not."""
+    if written is None:  # (a zarr chunk of missing values only is not stored)
+        return None if stored is None else f"is {stored[0]:,} bytes, not the 0 written"
+    if isinstance(written, int) and not isinstance(written, bool):
+        written = [written, None]
+    if not (isinstance(written, list) and len(written) == 2 and type(written[0]) is int):
+        return "has a damaged record"
+    if stored is None:
+        return "is missing"
+    if stored[0] != written[0]:
+        return f"is {stored[0]:,} bytes, not the {written[0]:,} written"
+    if written[1] is not None and stored[1] != written[1]:
+        return f"has changed since it was written (CRC-32 {stored[1]:08x}, not {written[1]:08x})"
+    return None
 
 
 @SINKS.register("parquet")
@@ -201,23 +285,34 @@ class ParquetSink(Sink):
             hint = "--column NAME" if options["layout"] == "list" else "--layout list"
             raise ValueError(f"the input already has column(s) {clash[:5]}; choose another name with {hint}")
 
+    KIND = "parquet"
+
+    def _path(self) -> Path:
+        return self.workdir / "output.parquet"
+
     def _file(self) -> parquet_append.RowGroupFile:
-        return parquet_append.RowGroupFile(self.workdir / "output.parquet", self.workdir, self._writer)
+        return parquet_append.RowGroupFile(self._path(), self.workdir, self._writer)
 
     def _writer(self, file, schema):
         embedding = output_columns(self.options["layout"], self.options["column"], self.dim)
         return parquet_writer(file, schema, embedding, dictionary_encoded(self.options.get("precision", "float32")))
 
-    def _check_work(self, done):
-        path = self.workdir / "output.parquet"
+    def _check_files(self, done):
+        path = self._path()
         if done and not path.is_file():
             raise unusable_work(path, "the output", "is missing" if not path.exists() else "is not a file")
+
+    def _stored(self, index):
+        file = self._file()
+        start = file.end(index - 1) if index else 0
+        return {f"{self._path().name} row group {index}": crc32_of(self._path(), start, file.end(index))}
 
     def write(self, index, table, embeddings, valid):
         self.check_work()
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         table = with_rows_of_input(table, self.options.get("first_row", 0), self.num_rows)
         self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
+        self._record_chunk(index)
 
     def finalize(self, num_chunks):
         if not num_chunks:
@@ -230,6 +325,9 @@ class ParquetSink(Sink):
 class NpySink(Sink):
     """An ``(N, dim)`` array (NaN rows for invalid points), filled in place through a memory map."""
 
+    KIND = "npy"
+    WHAT = "the embeddings"
+
     def _path(self) -> Path:
         return self.workdir / "embeddings.npy"
 
@@ -240,8 +338,14 @@ class NpySink(Sink):
             del array
             safe_output.reserve(self._path())  # a full disk fails now, not with SIGBUS in the memory map
 
-    def _check_work(self, done):
-        check_work_array(self._path(), (self.num_rows, self.dim), self.dtype, "the embeddings")
+    def _check_files(self, done):
+        check_work_array(self._path(), (self.num_rows, self.dim), self.dtype, self.WHAT)
+
+    def _stored(self, index):
+        start = index * self.chunk_rows
+        stop = min(start + self.chunk_rows, self.num_rows)
+        rows = np.load(self._path(), mmap_mode="r")[start:stop]  # (its header and size are checked)
+        return {f"{self._path().name}[{start}:{stop}]": [rows.nbytes, zlib.crc32(rows)]}
 
     def write(self, index, table, embeddings, valid):
         self.check_work()
@@ -251,6 +355,7 @@ class NpySink(Sink):
             array[start : start + len(embeddings)] = embeddings
             array.flush()
             del array
+        self._record_chunk(index)
 
     def finalize(self, num_chunks):
         self.check_work()
@@ -261,27 +366,28 @@ class NpySink(Sink):
 class ZarrSink(Sink):
     """A Zarr (v2 format) group: ``embedding`` ``(point, dim)`` (NaN rows for invalid points) and ``lon``,
     ``lat`` ``(point,)``, chunked like the job, with xarray's ``_ARRAY_DIMENSIONS`` and consolidated
-    metadata. The size of each chunk's stored values is recorded beside the store (``zarr-chunk-K.json``), so
-    that a resumed run finds a chunk deleted or cut short (zarr would read it as missing values, or fail only
-    when the output is read); a chunk of nothing but missing values is not stored, and recorded so."""
+    metadata. The chunk records (:class:`Sink`) let a resumed run find a chunk deleted, cut short or changed (zarr
+    would read a deleted one as missing values, and fail on a damaged one only when the output is read); a chunk
+    of nothing but missing values is not stored, and recorded so."""
 
+    KIND = "zarr"
     ARRAYS = ("embedding", "lon", "lat")
 
     def _path(self) -> Path:
         return self.workdir / "store.zarr"
 
-    def _record(self, index: int) -> Path:
-        return self.workdir / f"zarr-chunk-{index:06d}.json"
+    def _stored(self, index):
+        """``{store key: [size, CRC-32] of the stored chunk, or None where not stored}`` of chunk ``index`` of
+        each array."""
+        import zarr
 
-    def _stored(self, group, index: int) -> dict[str, int | None]:
-        """``{store key: size in bytes, or None where not stored}`` of chunk ``index`` of each array."""
-        sizes = {}
+        group = zarr.open_group(str(self._path()), mode="r")  # (its arrays are checked)
+        stored = {}
         for name in self.ARRAYS:
             array = group[name]
             key = f"{array.path}/{array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))}"
-            file = self._path() / key
-            sizes[key] = file.stat().st_size if file.is_file() else None
-        return sizes
+            stored[key] = crc32_of(self._path() / key)
+        return stored
 
     def create(self):
         import zarr
@@ -300,7 +406,7 @@ class ZarrSink(Sink):
                 )  # fmt: skip
             group.attrs.update(self.options.get("attrs", {}))
 
-    def _check_work(self, done):
+    def _check_files(self, done):
         import zarr
 
         store = self._path()
@@ -320,25 +426,6 @@ class ZarrSink(Sink):
             if not isinstance(array, zarr.Array) or array.shape != shape or np.dtype(array.dtype) != dtype:
                 raise unusable_work(store, "the output", f"is damaged (its array {name!r} is missing or not the "
                                                          f"job's {shape} {dtype})")  # fmt: skip
-        for index in done:
-            record = self._record(index)
-            try:
-                written = json.loads(record.read_text())
-            except (OSError, UnicodeDecodeError, ValueError):
-                written = None
-            if not isinstance(written, dict):
-                raise unusable_work(store, "the output", f"cannot be checked (the record of its chunk {index}, "
-                                                         f"{record}, is missing or damaged)")  # fmt: skip
-            for key, size in self._stored(group, index).items():
-                if key in written and written[key] == size:
-                    continue
-                if key not in written:
-                    problem = f"its chunk {key} is not in the record {record}"
-                elif size is None:
-                    problem = f"its chunk {key} is missing"
-                else:
-                    problem = f"its chunk {key} is {size:,} bytes, not the {written[key] or 0:,} written"
-                raise unusable_work(store, "the output", f"is damaged ({problem})")
 
     def write(self, index, table, embeddings, valid):
         import zarr
@@ -354,7 +441,7 @@ class ZarrSink(Sink):
             group["embedding"][start:stop] = embeddings.astype(self.dtype)
             group["lon"][start:stop] = lonlat[:, 0]
             group["lat"][start:stop] = lonlat[:, 1]
-            safe_output.write_json(self._record(index), self._stored(group, index))
+        self._record_chunk(index)
 
     def finalize(self, num_chunks):
         import zarr
