@@ -108,7 +108,8 @@ def test_existing_database_is_reused_or_needs_overwrite(setup):
 
 
 @pytest.mark.parametrize(
-    "damage", ["image.npy truncated", "lonlat.npy of another length", "manifest.json cut", "image.npy with a NaN"]
+    "damage", ["image.npy truncated", "lonlat.npy of another length", "manifest.json cut", "image.npy with a NaN",
+               "image.npy with a value changed", "location.npy with a value changed", "image.npy in float32"],
 )
 def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup, tmp_path, damage):
     """A damaged database was reported 'up to date' by retrieval build and then failed on use, with advice to
@@ -125,6 +126,12 @@ def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup
         values = np.load(db / name)
         values[3, 1] = np.nan
         np.save(db / name, values)
+    elif damage.endswith("changed"):  # (finite, the same size: it was used, and moved the embeddings near it)
+        values = np.load(db / name)
+        values[3, 1] = -2 * values[3, 1] + 1
+        np.save(db / name, values)
+    elif damage.endswith("float32"):  # (a float16 database's image embeddings written again in float32)
+        np.save(db / name, np.load(db / name).astype(np.float32))
     else:
         (db / name).write_text((db / name).read_text()[:40])
     with pytest.raises(BadInputError, match=f"{name}.*(damaged|shape|not all finite)"):
@@ -141,6 +148,15 @@ def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup
     with pytest.raises(BadInputError, match="image.npy is damaged"):
         build_database(foreign, satclip.load_model(model_dir), cache, model_source=str(model_dir))
     assert (foreign / "image.npy").stat().st_size == 200
+
+
+def test_a_database_of_an_older_satclip_without_entries_sha256_opens(setup):
+    model_dir, cache, db = setup
+    manifest = json.loads((db / "manifest.json").read_text())
+    built = RetrievalDatabase.open(db)
+    assert manifest.pop("entries_sha256") == built.sha256()
+    (db / "manifest.json").write_text(json.dumps(manifest))
+    assert RetrievalDatabase.open(db).sha256() == built.sha256()
 
 
 def test_an_up_to_date_database_is_read_while_another_process_holds_its_lock(setup):

@@ -6,7 +6,8 @@ goes through the model's image head (``visual.head``), each image's location thr
 encoder. Both are computed in float64 on one thread (the same bytes whatever the machine's thread count)
 and stored (location embeddings in float32, image embeddings in ``dtype``). Layout of a database directory::
 
-    manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from
+    manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from,
+                    entries_sha256 (:meth:`RetrievalDatabase.sha256` of the entries, checked when opened)
     lonlat.npy      (N, 2) float64 (lon, lat) degrees of each image
     location.npy    (N, D) float32 location embeddings (unnormalised)
     image.npy       (N, E) float16|float32 image embeddings (unnormalised)
@@ -206,7 +207,21 @@ class RetrievalDatabase:
                     f"retrieval database {path}: {name} holds {arrays[name].dtype} values that are not all finite "
                     "numbers; it is damaged: rebuild it with `satclip retrieval build`"
                 )
-        return cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
+        dtypes = manifest.get("key", {}).get("dtype", {}) if isinstance(manifest.get("key"), dict) else {}
+        for name, kind in ((LOCATION, "location"), (IMAGE, "image")):
+            if isinstance(dtypes, dict) and dtypes.get(kind) not in (None, arrays[name].dtype.name):
+                raise BadInputError(
+                    f"retrieval database {path}: {name} holds {arrays[name].dtype} values, not the {dtypes[kind]} "
+                    "of its manifest; it is damaged: rebuild it with `satclip retrieval build`"
+                )
+        database = cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
+        recorded = manifest.get("entries_sha256")  # (databases of a satclip before 2026-12-04 record none)
+        if recorded is not None and database.sha256() != recorded:
+            raise BadInputError(
+                f"retrieval database {path}: its entries ({LONLAT}, {LOCATION}, {IMAGE}) are damaged: their sha256 "
+                f"differs from the one recorded in {MANIFEST}; rebuild it with `satclip retrieval build`"
+            )
+        return database
 
 
 def _refuse_other_outputs(path: Path) -> None:
@@ -452,6 +467,7 @@ def build_database(
             "rounding": {name[:-4]: _rounding(exact, stored[name]) for name, exact in
                          ((LOCATION, location), (IMAGE, image))},
             "built_from": {"model": str(model_source or "MODEL"), "cache": str(Path(cache.path).resolve())},
+            "entries_sha256": RetrievalDatabase(lonlat, stored[LOCATION], stored[IMAGE]).sha256(),
         }  # fmt: skip
         with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
             for name, values in ((LONLAT, lonlat), (LOCATION, stored[LOCATION]), (IMAGE, stored[IMAGE])):
