@@ -10,12 +10,19 @@
 ``model.safetensors`` holds ``location.*`` (the :class:`~satclip.LocationEncoder` state dict) and, for
 full SatCLIP models, ``visual.*`` and ``logit_scale``. Safetensors cannot run code, so native models need
 no trust decision.
+
+``config.json``'s ``weights_sha256`` is the sha256 of the exact bytes :func:`write_native` wrote to
+``model.safetensors``; reading the tensors refuses a file that no longer has it (a disk or copy error changed a
+byte: safetensors stores no checksum, so the damaged values would be used). A config without the key (an older
+satclip's model, a hand-made one) is read unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +40,11 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 #: a config.json is a few kB; anything this large is not one
 MAX_CONFIG_BYTES = 16 * 2**20
+#: config.json's key for the sha256 (64 lowercase hex digits) of model.safetensors' bytes
+SHA256_KEY = "weights_sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: bytes hashed at a time (the file is never held in memory twice)
+_HASH_BLOCK = 2**20
 
 
 def is_native(path: str | Path) -> bool:
@@ -127,6 +139,12 @@ def read_config(path: str | Path) -> dict:
             raise BadInputError(f"{file}: {key!r} must be an object, got {type(value).__name__}")
     if not config.get("location_encoder"):
         raise BadInputError(f"{file} has no 'location_encoder'")
+    recorded = config.get(SHA256_KEY)
+    if recorded is not None and not (isinstance(recorded, str) and _SHA256.fullmatch(recorded)):
+        raise BadInputError(
+            f"{file}: {SHA256_KEY!r} must be the sha256 of {WEIGHTS_FILE} in 64 lowercase hex digits (as "
+            f"satclip writes it), got {recorded!r}; copy, download or export the model again"
+        )
     padding = config.get("rshf_padding")  # (peers.PADDING_KEY: what an rshf export adds)
     if padding is not None:
         columns = padding.get("input_columns") if isinstance(padding, dict) else None
@@ -150,18 +168,39 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-    """The tensors ``keys`` (default: all) of ``model.safetensors``, refused if any holds a NaN or inf."""
+    """The tensors ``keys`` (default: all) of ``model.safetensors``, refused if the file's sha256 is not the one
+    ``config.json`` records (when it records one) or any tensor holds a NaN or inf.
+
+    Raises:
+        BadInputError: naming the file, what is wrong with it and what to do.
+    """
     path = Path(path)
-    _require_native(path)
+    recorded = read_config(path).get(SHA256_KEY)
     file = path / WEIGHTS_FILE
     try:
         with safe_open(file, framework="pt") as handle:
             names = list(handle.keys()) if keys is None else list(keys)
             tensors = {key: handle.get_tensor(key) for key in names}
+        found = file_sha256(file) if recorded else None
     except (SafetensorError, OSError, ValueError) as err:
         raise BadInputError(f"{file} is not a readable safetensors file: {err}") from err
+    if found != recorded:
+        raise BadInputError(
+            f"{file} is damaged: its sha256 ({found[:12]}…) differs from the one recorded in {CONFIG_FILE} "
+            f"({recorded[:12]}…); copy, download or export the model again (if you changed its weights on "
+            f"purpose, delete {SHA256_KEY!r} from {CONFIG_FILE})"
+        )
     check_weights(tensors, file)
     return tensors
+
+
+def file_sha256(file: str | Path) -> str:
+    """The sha256 (hex) of the file ``file``, read in blocks."""
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_native(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -178,7 +217,8 @@ def write_native(
     overwrite: bool = False,
     inputs: Iterable[str | Path] = (),
 ) -> Path:
-    """Write a native model directory atomically (a finished directory appears, or nothing).
+    """Write a native model directory atomically (a finished directory appears, or nothing). ``config.json``
+    records the sha256 of the ``model.safetensors`` written (``weights_sha256``, replacing any ``config`` gives).
 
     An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip created it (or it is
     empty); a directory holding other files is never touched, and ``path`` may not be one of ``inputs``
@@ -190,16 +230,19 @@ def write_native(
     path = Path(path)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
-        save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
-        write_config(tmp, config)
+        sha256 = save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
+        write_config(tmp, {**config, SHA256_KEY: sha256})
     return path
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], file: str | Path) -> None:
+def save_tensors(tensors: dict[str, torch.Tensor], file: str | Path) -> str:
     """``safetensors``' file of ``tensors``, serialised in memory and written by
     :func:`satclip.safe_output.write_data` (``save_file`` reports a full disk without an errno; and writes its
-    file ``0o600``, where this one gets the permissions a new file gets)."""
-    write_data(file, safetensors.torch.save(tensors))
+    file ``0o600``, where this one gets the permissions a new file gets). Returns the sha256 (hex) of the bytes
+    written."""
+    data = safetensors.torch.save(tensors)
+    write_data(file, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_config(directory: str | Path, config: dict) -> None:
