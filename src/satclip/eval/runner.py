@@ -239,17 +239,13 @@ def _row(line: bytes) -> dict | None:
     return row
 
 
-def _read_rows(path: Path) -> dict[str, dict]:
-    """The finished folds recorded in ``path`` (``rows.jsonl``) by their key. A line that is no fold record is
-    skipped, its fold fitted again: silently when it is the last one, cut short by an interruption (no end of
-    line yet), else with one warning naming the file and the count (it stays in the file)."""
-    if path.is_symlink():  # appending through it would write fold records into whatever it points at
-        raise OutputExistsError(f"{path} is a symbolic link, not the record of finished folds evaluate writes; "
-                                "remove it (or choose another --out) and rerun")  # fmt: skip
+def _scan_rows(data: bytes) -> tuple[dict[str, dict], list[bytes], int]:
+    """The content of ``rows.jsonl`` as (its fold records by key; the lines that are fold records, in order and
+    byte for byte, without their end of line; how many other lines there are, not counting a last line cut
+    short). Blank lines are neither."""
+    lines = data.split(b"\n")  # (bytes: one undecodable line must not lose the others)
     rows: dict[str, dict] = {}
-    if not path.is_file():
-        return rows
-    lines = path.read_bytes().split(b"\n")  # (bytes: one undecodable line must not lose the others)
+    good: list[bytes] = []
     damaged = 0
     for number, line in enumerate(lines):
         if not line.strip():
@@ -257,12 +253,53 @@ def _read_rows(path: Path) -> dict[str, dict]:
         row = _row(line)
         if row is not None:
             rows[row["key"]] = row
+            good.append(line)
         elif number < len(lines) - 1:  # (the last line, if it has no end of line, was cut short while written)
             damaged += 1
+    return rows, good, damaged
+
+
+def _check_rows_file(path: Path) -> None:
+    """Refuse a ``rows.jsonl`` that is a symbolic link (never read, appended or replaced through it)."""
+    if path.is_symlink():  # appending through it would write fold records into whatever it points at
+        raise OutputExistsError(f"{path} is a symbolic link, not the record of finished folds evaluate writes; "
+                                "remove it (or choose another --out) and rerun")  # fmt: skip
+
+
+def _read_rows(path: Path) -> dict[str, dict]:
+    """The finished folds recorded in ``path`` (``rows.jsonl``) by their key. A line that is no fold record is
+    skipped, its fold fitted again: silently when it is the last one, cut short by an interruption (no end of
+    line yet), else with one warning naming the file and the count (:func:`_drop_damaged_rows` then removes
+    it from the file, so that the next run does not warn again)."""
+    _check_rows_file(path)
+    if not path.is_file():
+        return {}
+    rows, _, damaged = _scan_rows(path.read_bytes())
     if damaged:
         log.warning("%s: %d line(s) are not records of finished folds (damaged, or cut short by an earlier "
                     "interruption): skipped, their folds are fitted again", path, damaged)  # fmt: skip
     return rows
+
+
+def _drop_damaged_rows(out: Path) -> None:
+    """Rewrite ``out/rows.jsonl`` without its lines that are no fold record (damaged, or cut short by an
+    interruption), if it has any: they were skipped and warned about once (:func:`_read_rows`), and their
+    folds are being fitted again, so a later run has nothing to warn about. The fold records keep their order
+    and bytes; the file is replaced atomically, keeping its permissions (a stop here leaves the old file or
+    the new one, never fewer fold records). Only in satclip's own evaluation directory ``out``, by a run that
+    holds its lock (:func:`safe_output.exclusive`): another run appending meanwhile would write into the file
+    replaced."""
+    path = out / ROWS_FILE
+    if not safe_output.is_owned(out):  # (evaluate_tasks has made it satclip's: never a file of someone else's)
+        return
+    _check_rows_file(path)
+    if not path.is_file():
+        return
+    data = path.read_bytes()  # (read again: the file as it is under the lock, not as it was read before it)
+    _, good, _ = _scan_rows(data)
+    if len(good) == sum(1 for line in data.split(b"\n") if line.strip()):  # (all fold records: nothing to drop)
+        return
+    safe_output.write_bytes(path, b"".join(line + b"\n" for line in good))
 
 
 def _timed_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: probes.Probe):
@@ -327,16 +364,22 @@ def evaluate(
     there, from an older satclip, is fitted again). ``progress(total)`` may return a tqdm-like object
     (``update``, ``set_postfix_str``, ``close``). With ``config.workers > 1`` folds are fitted in that many
     spawned processes (results do not depend on it; a calling script needs the usual
-    ``if __name__ == "__main__":`` guard).
+    ``if __name__ == "__main__":`` guard). ``out_dir`` is locked while the evaluation runs
+    (:func:`satclip.safe_output.exclusive`): a second run into it at the same time raises
+    :class:`~satclip.errors.LockedError`.
     """
-    return evaluate_tasks(config, out_dir, progress=progress)[0]
+    if out_dir is None:
+        return evaluate_tasks(config, progress=progress)[0]
+    with safe_output.exclusive(os.path.abspath(out_dir)):  # (absolute: ``.`` has no name to put a lock beside)
+        return evaluate_tasks(config, out_dir, progress=progress)[0]
 
 
 def evaluate_tasks(
     config: EvalConfig, out_dir: str | Path | None = None, *, progress: Callable[[int], object] | None = None
 ) -> tuple[list[dict], list[Task]]:
     """:func:`evaluate`, also returning the tasks it loaded (for reports: loading them again repeated the
-    work and its warnings)."""
+    work and its warnings). The caller holds the lock of ``out_dir`` (:func:`satclip.safe_output.exclusive`):
+    lines of ``rows.jsonl`` that are no fold record are dropped from it (:func:`_drop_damaged_rows`)."""
     out = Path(out_dir) if out_dir is not None else None
     done = _read_rows(out / ROWS_FILE) if out else {}
     # the cheap checks and the encoders first: task data may have to be downloaded
@@ -395,6 +438,7 @@ def evaluate_tasks(
     try:
         if out:
             safe_output.make_owned_dir(out, kind="evaluation")
+            _drop_damaged_rows(out)  # (before appending: the rows of this run go into the file rewritten)
             sink = _open_rows(out / ROWS_FILE)
         # every fold is queued as soon as its embeddings exist, so the workers never wait for a (task,
         # encoder) group to finish; rows are written as folds finish and returned in the fixed order
