@@ -279,7 +279,52 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
     assert "different input, model or options" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("done", [["0"], {"0": "none"}, {"99": 0}, {"0": -1}])
+def _flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)
+        file.seek(offset)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("damaged", ["a part not yet assembled", "a row group assembled", "a part of a dataset"])
+def test_work_changed_since_written_is_done_again(cluster, dataset, expected, model, tmp_path, caplog, damaged):
+    """A part file of a finished partition, or a row group already appended to the output file, with a byte
+    flipped since it was written was published as it was, exit 0; it is now found by its recorded CRC-32, named
+    in a warning, and embedded (or assembled) again: the output equals the uninterrupted run's."""
+    _, client = cluster
+    out = tmp_path / ("emb" if damaged.endswith("dataset") else "emb.parquet")
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(5))
+    workdir = tmp_path / f"{out.name}.partial"
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert set(manifest["parts_crc32"]) == set(manifest["done"])
+    if damaged == "a row group assembled":
+        assert manifest["assembled"]["parts"] >= 1 and len(manifest["assembled"]["crc32"]) >= 1
+        end = int.from_bytes((workdir / "row-group-000000.footer").read_bytes()[:8], "little")
+        _flip(workdir / "output.parquet", end // 2)
+        named = f"{workdir / 'output.parquet'}: its row group 0 has changed since it was written"
+    else:
+        assembled = manifest.get("assembled", {}).get("parts", 0)
+        index = max(int(k) for k in manifest["done"])
+        assert index >= assembled
+        part = workdir / "parts" / f"part-{index:06d}.{'parquet' if damaged.endswith('dataset') else 'arrow'}"
+        _flip(part, part.stat().st_size // 2)
+        named = f"{part} has changed since it was written (CRC-32 "
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="satclip.embed.distributed"):
+        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384)
+    assert any(named in record.getMessage() for record in caplog.records), [r.getMessage() for r in caplog.records]
+    if damaged.endswith("dataset"):
+        a = pq.read_table(out)
+        assert np.array_equal(embeddings(a), embeddings(pq.read_table(expected)))
+    else:
+        assert_same(out, expected)
+
+
+@pytest.mark.parametrize(
+    "done", [["0"], {"0": "none"}, {"99": 0}, {"0": -1}, {"parts_crc32": {"0": "x"}}, {"parts_crc32": {"12": [1, 2]}}]
+)
 def test_a_damaged_dask_manifest_is_named_with_restart(cluster, dataset, model, tmp_path, capsys, done):
     """A dask job's manifest whose ``done`` was edited or damaged failed with "unexpected error (AttributeError):
     'list' object has no attribute 'items'" (or resumed on nonsense); now one line naming it and --restart."""
@@ -289,12 +334,14 @@ def test_a_damaged_dask_manifest_is_named_with_restart(cluster, dataset, model, 
         embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(2))
     manifest_path = tmp_path / "emb.parquet.partial" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["done"] = done
+    field = "parts_crc32" if isinstance(done, dict) and "parts_crc32" in done else "done"
+    manifest[field] = done[field] if field == "parts_crc32" else done
     manifest_path.write_text(json.dumps(manifest))
     args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
     assert main([*args, "--scheduler", client.scheduler.address, "--chunk-rows", "16384"]) == 1
     line = one_error_line(capsys.readouterr().err)
-    assert line.startswith(f"satclip: error: {manifest_path}, the record of an unfinished run, is damaged (done "), line
+    damaged = f"satclip: error: {manifest_path}, the record of an unfinished run, is damaged ({field} "
+    assert line.startswith(damaged), line
     assert line.endswith("pass --restart to discard that run and start again") and not out.exists()
 
 

@@ -212,7 +212,7 @@ class _Partitions:
                         piece, embeddings.cpu().numpy(), valid, _dtype(self.encoder), self.layout, self.column
                     )  # fmt: skip
                     writer.write(sinks.with_attrs(piece, self.attrs))
-        return {**result, "pending": str(pending)}
+        return {**result, "pending": str(pending), "stored": sinks.crc32_of(pending)}
 
     def _pieces(self, table) -> Iterator[tuple[int, object]]:
         """``(offset, rows)`` slices of the partition: at most :data:`ROW_GROUP_ROWS` rows (a worker holds one
@@ -340,7 +340,24 @@ class _Assembly:
 
         self.file = parquet_append.RowGroupFile(workdir / "output.parquet", workdir, writer_for)
         self.parts, self.manifest, self.manifest_path = parts, manifest, manifest_path
-        self.state = manifest.setdefault("assembled", {"parts": 0, "row_groups": 0})
+        self.state = manifest.setdefault("assembled", {"parts": 0, "row_groups": 0, "crc32": []})
+
+    def _stored(self, group: int) -> list[int] | None:
+        """``[size, CRC-32]`` of row group ``group`` of the output file as it is now."""
+        return sinks.crc32_of(self.file.path, self.file.end(group - 1) if group else 0, self.file.end(group))
+
+    def check(self) -> None:
+        """Start the assembly again from the first part (the parts are kept until the output is published) if a
+        row group appended so far changed since (cut short, bytes flipped); assemblies of a satclip before
+        2026-12-04 record no CRC-32s and are continued unchecked."""
+        for group, written in enumerate(self.state.get("crc32", [])):
+            problem = sinks.changed_since_written(written, self._stored(group))
+            if problem:
+                log.warning("%s: its row group %d %s; assembling it again from the first part", self.file.path,
+                            group, problem)  # fmt: skip
+                self.state.update(parts=0, row_groups=0, crc32=[])
+                safe_output.write_json(self.manifest_path, self.manifest)
+                return
 
     def advance(self) -> None:
         """Append the done partitions that follow the assembled ones without a gap."""
@@ -354,6 +371,8 @@ class _Assembly:
                 reader = pa.ipc.open_file(source)
                 for batch in range(reader.num_record_batches):
                     self.file.append(group, pa.Table.from_batches([reader.get_batch(batch)]))
+                    if "crc32" in self.state:
+                        self.state["crc32"][group:] = [self._stored(group)]
                     group += 1
             self.state.update(parts=index + 1, row_groups=group)
             safe_output.write_json(self.manifest_path, self.manifest)
@@ -465,13 +484,22 @@ def embed_dataset(
             safe_output.make_owned_dir(parts, kind="output")
             manifest = {
                 "satclip_embed_manifest": 1, "engine": "dask", "input_path": str(source.path), "identity": identity,
-                "num_input_rows": source.num_rows, "partitions": num_parts, "done": {},
+                "num_input_rows": source.num_rows, "partitions": num_parts, "done": {}, "parts_crc32": {},
             }  # fmt: skip
             safe_output.write_json(manifest_path, manifest)
         if safe_output.is_owned(pending):
             safe_output.remove_owned(pending)  # parts of tasks whose run stopped before recording them
         safe_output.make_owned_dir(pending, kind="embed-work")
         safe_output.make_owned_dir(parts, kind="output")  # (again, if removed since: its partitions are redone)
+        job = _Partitions(
+            encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
+            "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
+            output_attrs(identity, source, encoder),
+        )  # fmt: skip
+        assembly = _Assembly(workdir, parts, manifest, manifest_path, job) if kind == "file" else None
+        if assembly is not None:
+            assembly.check()
+        _redo_changed_parts(manifest, manifest_path, parts, kind, assembly.state["parts"] if assembly else 0)
         done = {int(k): n for k, n in manifest["done"].items() if (parts / _part_name(int(k), kind)).is_file()}
 
         def rows_of(index: int) -> int:
@@ -484,12 +512,6 @@ def embed_dataset(
         progress.start(source.num_rows, done_rows)
         todo = [k for k in range(num_parts) if k not in done]
         failed: list[dict] = []
-        job = _Partitions(
-            encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
-            "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
-            output_attrs(identity, source, encoder),
-        )  # fmt: skip
-        assembly = _Assembly(workdir, parts, manifest, manifest_path, job) if kind == "file" else None
         if todo:
             failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress, assembly)
         written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
@@ -501,6 +523,25 @@ def embed_dataset(
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)
+
+
+def _redo_changed_parts(manifest: dict, manifest_path: Path, parts: Path, kind: str, assembled: int) -> None:
+    """Remove from ``manifest`` (and from ``parts``) the parts done that changed since they were written, with a
+    warning, so that they are embedded again; those already assembled into the output file (below
+    ``assembled``) are not read again, and runs of a satclip before 2026-12-04 record no CRC-32s."""
+    records = manifest.get("parts_crc32", {})
+    changed = False
+    for key in sorted(set(manifest["done"]) & set(records), key=int):
+        part = parts / _part_name(int(key), kind)
+        problem = int(key) >= assembled and part.is_file() and sinks.changed_since_written(records[key],
+                                                                                          sinks.crc32_of(part))
+        if problem:
+            log.warning("%s %s; embedding partition %s again", part, problem, key)
+            part.unlink()
+            del manifest["done"][key], records[key]
+            changed = True
+    if changed:
+        safe_output.write_json(manifest_path, manifest)
 
 
 def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int, num_rows: int) -> None:
@@ -520,6 +561,16 @@ def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int,
         raise damaged_manifest(
             path, f"done {done!r:.60} does not map partitions 0 to {num_parts - 1} to their invalid rows"
         )
+    records = manifest.get("parts_crc32", {})
+    if not isinstance(records, dict) or not all(k in done and _crc_record(v) for k, v in records.items()):
+        raise damaged_manifest(path, f"parts_crc32 {records!r:.60} does not map partitions done to [size, CRC-32]")
+    assembled = manifest.get("assembled", {})
+    if not isinstance(assembled, dict) or not all(_crc_record(v) for v in assembled.get("crc32", [])):
+        raise damaged_manifest(path, f"assembled {assembled!r:.60} is not the assembly's state")
+
+
+def _crc_record(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(type(x) is int and x >= 0 for x in value)
 
 
 def _run(
@@ -559,6 +610,8 @@ def _run(
                 continue
             safe_output.publish(result["pending"], parts / _part_name(index, kind), overwrite=True)
             manifest["done"][str(index)] = result["invalid"]
+            if "parts_crc32" in manifest:
+                manifest["parts_crc32"][str(index)] = result["stored"]
             safe_output.write_json(manifest_path, manifest)
             progress.update(result["rows"])
             if assembly is not None:

@@ -224,7 +224,9 @@ class Sink:
             raise unusable_work(self._path(), self.WHAT, f"cannot be checked (the record of its chunk {index}, "
                                                          f"{record}, is missing or damaged)")  # fmt: skip
         for key, stored in self._stored(index).items():
-            problem = _changed(written.get(key), stored) if key in written else f"is not in the record {record}"
+            problem = f"is not in the record {record}" if key not in written else changed_since_written(
+                written[key], stored
+            )
             if problem:
                 raise unusable_work(self._path(), self.WHAT, f"is damaged (its chunk {key} {problem})")
 
@@ -252,7 +254,7 @@ class Sink:
         raise NotImplementedError
 
 
-def _changed(written, stored: list[int] | None) -> str | None:
+def changed_since_written(written, stored: list[int] | None) -> str | None:
     """How a piece of a chunk ``stored`` now (``[size, CRC-32]``, None: missing) differs from the record
     ``written`` of it (``[size, CRC-32]``, or a size alone in records of satclip 2026-12-03); None if it does not."""
     if written is None:  # (a zarr chunk of missing values only is not stored)
