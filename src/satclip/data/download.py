@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import safe_output
+from ..digests import file_digest
 from ..errors import BadInputError, OutputExistsError
 from ..io.hub import DownloadError
 from .index import read_index
@@ -77,15 +78,6 @@ def _record(marker: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _digest(path: Path, algorithm: str, prefix: bytes = b"") -> str:
-    h = hashlib.new(algorithm)
-    h.update(prefix)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_checksum(path: Path, file: RemoteFile) -> str:
     """Raise :class:`ChecksumError` unless ``path`` matches ``file``'s checksum; return what was checked."""
     size = path.stat().st_size
@@ -93,12 +85,12 @@ def verify_checksum(path: Path, file: RemoteFile) -> str:
         raise ChecksumError(f"{file.path}: {size} bytes, expected {file.size} (incomplete or wrong file)")
     expected = file.sha256
     if expected:
-        actual = _digest(path, "sha256")
+        actual = file_digest(path, "sha256")
         if actual != expected.lower():
             raise ChecksumError(f"{file.path}: sha256 {actual}, expected {expected}")
         return f"sha256 {expected}"
     if file.git_sha1:
-        actual = _digest(path, "sha1", f"blob {size}\0".encode())
+        actual = file_digest(path, "sha1", f"blob {size}\0".encode())
         if actual != file.git_sha1.lower():
             raise ChecksumError(f"{file.path}: git blob id {actual}, expected {file.git_sha1}")
         return f"git blob {file.git_sha1}"
@@ -209,7 +201,7 @@ def _index_done(root: Path, index: RemoteFile, source: Source) -> bool:
     published = root / "index.csv"
     if record is None or record.get("source") != source.description or not published.is_file():
         return False
-    if record.get("sha256") != _digest(published, "sha256"):
+    if record.get("sha256") != file_digest(published, "sha256"):
         log.warning("%s changed since it was downloaded; checking it against %s", published, source.description)
         return False
     return record.get("listed") == _listed_checksum(index)

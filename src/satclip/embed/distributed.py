@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from ..digests import file_crc32
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
@@ -212,7 +213,7 @@ class _Partitions:
                         piece, embeddings.cpu().numpy(), valid, _dtype(self.encoder), self.layout, self.column
                     )  # fmt: skip
                     writer.write(sinks.with_attrs(piece, self.attrs))
-        return {**result, "pending": str(pending), "stored": sinks.crc32_of(pending)}
+        return {**result, "pending": str(pending), "stored": file_crc32(pending)}
 
     def _pieces(self, table) -> Iterator[tuple[int, object]]:
         """``(offset, rows)`` slices of the partition: at most :data:`ROW_GROUP_ROWS` rows (a worker holds one
@@ -344,7 +345,7 @@ class _Assembly:
 
     def _stored(self, group: int) -> list[int] | None:
         """``[size, CRC-32]`` of row group ``group`` of the output file as it is now."""
-        return sinks.crc32_of(self.file.path, self.file.end(group - 1) if group else 0, self.file.end(group))
+        return file_crc32(self.file.path, self.file.end(group - 1) if group else 0, self.file.end(group))
 
     def check(self) -> None:
         """Start the assembly again from the first part (the parts are kept until the output is published) if a
@@ -533,8 +534,9 @@ def _redo_changed_parts(manifest: dict, manifest_path: Path, parts: Path, kind: 
     changed = False
     for key in sorted(set(manifest["done"]) & set(records), key=int):
         part = parts / _part_name(int(key), kind)
-        problem = int(key) >= assembled and part.is_file() and sinks.changed_since_written(records[key],
-                                                                                          sinks.crc32_of(part))
+        if int(key) < assembled or not part.is_file():
+            continue
+        problem = sinks.changed_since_written(records[key], file_crc32(part))
         if problem:
             log.warning("%s %s; embedding partition %s again", part, problem, key)
             part.unlink()

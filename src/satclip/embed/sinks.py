@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from ..digests import file_crc32
 from ..errors import ResumeError
 from ..registry import Registry
 from ..safe_output import naming
@@ -136,24 +137,6 @@ def check_work_array(path: Path, shape: tuple[int, ...], dtype, what: str) -> No
     if size != expected:
         raise unusable_work(path, what, f"is damaged ({size:,} bytes, where its {tuple(shape)} {dtype} array "
                                         f"takes {expected:,})")  # fmt: skip
-
-
-def crc32_of(path: Path, start: int = 0, stop: int | None = None) -> list[int] | None:
-    """``[size, CRC-32]`` of the bytes ``start … stop`` (None: to the end) of the file ``path``, fewer bytes where
-    the file ends sooner; None if ``path`` is not a file."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(start)
-            size, crc, left = 0, 0, None if stop is None else max(stop - start, 0)
-            while left is None or left > 0:
-                block = file.read(2**24 if left is None else min(2**24, left))
-                if not block:
-                    break
-                size, crc = size + len(block), zlib.crc32(block, crc)
-                left = None if left is None else left - len(block)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-    return [size, crc]
 
 
 class Sink:
@@ -307,7 +290,7 @@ class ParquetSink(Sink):
     def _stored(self, index):
         file = self._file()
         start = file.end(index - 1) if index else 0
-        return {f"{self._path().name} row group {index}": crc32_of(self._path(), start, file.end(index))}
+        return {f"{self._path().name} row group {index}": file_crc32(self._path(), start, file.end(index))}
 
     def write(self, index, table, embeddings, valid):
         self.check_work()
@@ -388,7 +371,7 @@ class ZarrSink(Sink):
         for name in self.ARRAYS:
             array = group[name]
             key = f"{array.path}/{array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))}"
-            stored[key] = crc32_of(self._path() / key)
+            stored[key] = file_crc32(self._path() / key)
         return stored
 
     def create(self):

@@ -25,7 +25,6 @@ refused, never run) or ``.safetensors``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..digests import file_digest
 from ..errors import BadInputError, SatclipError
 from ..paths import cache_dir, expand_user
 
@@ -150,13 +150,10 @@ def _check_sha256(path: Path, weights: BackboneWeights) -> None:
     prefix = weights.sha256_prefix
     if prefix is None:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(prefix):
+    found = file_digest(path)
+    if not found.startswith(prefix):
         raise BackboneWeightsError(
-            f"{path} has sha256 {digest.hexdigest()[:16]}…, expected one starting with {prefix}: the file is "
+            f"{path} has sha256 {found[:16]}…, expected one starting with {prefix}: the file is "
             f"corrupt or not {weights.filename}; delete it and download {weights.url} again"
         )
 

@@ -12,12 +12,12 @@ is resumed by ``huggingface_hub`` (a few times, logging each retry) before it fa
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 from pathlib import Path
 
+from ..digests import file_digest
 from ..errors import MissingExtraError, SatclipError
 from ..optional import require
 
@@ -70,13 +70,10 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
     seen = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, expected.lower())
     if seen in _VERIFIED:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected.lower():
+    found = file_digest(path)
+    if found != expected.lower():
         raise DownloadError(
-            f"{path} ({what}) has sha256 {digest.hexdigest()}, expected {expected}: the file is damaged or not the "
+            f"{path} ({what}) has sha256 {found}, expected {expected}: the file is damaged or not the "
             "release; delete it (or its Hugging Face cache entry) and fetch it again"
         )
     _VERIFIED.add(seen)

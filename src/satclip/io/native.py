@@ -30,6 +30,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..digests import file_digest
 from ..errors import BadInputError
 from ..safe_output import atomic_dir, write_data
 from .checks import check_weights
@@ -43,8 +44,6 @@ MAX_CONFIG_BYTES = 16 * 2**20
 #: config.json's key for the sha256 (64 lowercase hex digits) of model.safetensors' bytes
 SHA256_KEY = "weights_sha256"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-#: bytes hashed at a time (the file is never held in memory twice)
-_HASH_BLOCK = 2**20
 
 
 def is_native(path: str | Path) -> bool:
@@ -181,7 +180,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[st
         with safe_open(file, framework="pt") as handle:
             names = list(handle.keys()) if keys is None else list(keys)
             tensors = {key: handle.get_tensor(key) for key in names}
-        found = file_sha256(file) if recorded else None
+        found = file_digest(file) if recorded else None
     except (SafetensorError, OSError, ValueError) as err:
         raise BadInputError(f"{file} is not a readable safetensors file: {err}") from err
     if found != recorded:
@@ -192,15 +191,6 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[st
         )
     check_weights(tensors, file)
     return tensors
-
-
-def file_sha256(file: str | Path) -> str:
-    """The sha256 (hex) of the file ``file``, read in blocks."""
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_native(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -4,7 +4,6 @@ passes before a run resumes from it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import safe_output
+from ..digests import file_digest
 from ..errors import ResumeError
 from ..io.safe_pickle import zip_problem
 from ..optional import require
@@ -34,14 +34,6 @@ def checksum_path(path: str | Path) -> Path:
     """``NAME.sha256`` beside checkpoint ``NAME`` (the ``sha256sum`` format: ``sha256sum -c`` checks it)."""
     path = Path(path)
     return path.with_name(f"{path.name}.sha256")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _recorded_digests(path: Path) -> list[str]:
@@ -71,7 +63,7 @@ class AtomicCheckpointIO(_plugins.TorchCheckpointIO):
         path = Path(path)
         with safe_output.atomic_file(path, overwrite=True) as tmp:
             safe_output.write_serialised(tmp, lambda buffer: torch.save(checkpoint, buffer))
-            digest = file_sha256(tmp)
+            digest = file_digest(tmp)
             _record_digests(path, [*_recorded_digests(path), digest])
         _record_digests(path, [digest])
 
@@ -94,7 +86,7 @@ def verify_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     expected = _recorded_digests(path)
     if expected:
-        actual = file_sha256(path)
+        actual = file_digest(path)
         if actual not in expected:
             raise ResumeError(
                 f"cannot resume from {path}: the file is damaged (disk or copy error): its sha256 {actual} is not "
