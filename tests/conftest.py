@@ -51,6 +51,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         )
 
 
+def flip_byte(path: Path, offset: int) -> None:
+    """Invert the bits of the byte at ``offset`` of the file ``path`` (its size is kept)."""
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)
+        file.seek(offset)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
 def one_error_line(err: str) -> str:
     """stderr of a failed command as its one line ``satclip: error: …`` (never "unexpected error")."""
     lines = err.strip().splitlines()

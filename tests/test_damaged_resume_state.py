@@ -172,6 +172,18 @@ EVALUATE = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-point
             "--probes", "linear", "--no-figures"]  # fmt: skip
 
 
+def evaluated_twice(tmp_path) -> tuple:
+    """An intact evaluation (``clean``) and one into ``ev`` with the same rows (three folds): (clean, out, its
+    rows.jsonl, its three lines with their ends of line)."""
+    clean, out = tmp_path / "clean", tmp_path / "ev"
+    assert main([*EVALUATE, "--out", str(clean)]) == 0
+    assert main([*EVALUATE, "--out", str(out)]) == 0
+    rows = out / "rows.jsonl"
+    lines = rows.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3
+    return clean, out, rows, lines
+
+
 @pytest.mark.parametrize("damage", ["no key", "text metric", "binary", "not an object"])
 def test_damaged_rows_of_an_evaluation_are_fitted_again(tmp_path, capsys, caplog, damage):
     """A damaged rows.jsonl in an `evaluate --out` folder: a row without "key" gave "unexpected error (KeyError):
@@ -179,12 +191,7 @@ def test_damaged_rows_of_an_evaluation_are_fitted_again(tmp_path, capsys, caplog
     "'utf-8' codec can't decode byte 0x9b …" naming none either. Now such lines are skipped with one warning
     naming the file and their count, and their folds fitted again; the results are those of an intact run."""
     pytest.importorskip("h5py")
-    clean, out = tmp_path / "clean", tmp_path / "ev"
-    assert main([*EVALUATE, "--out", str(clean)]) == 0
-    assert main([*EVALUATE, "--out", str(out)]) == 0
-    rows = out / "rows.jsonl"
-    lines = rows.read_bytes().splitlines(keepends=True)
-    assert len(lines) == 3
+    clean, out, rows, lines = evaluated_twice(tmp_path)
     first, second = json.loads(lines[0]), json.loads(lines[1])
     broken = {
         "no key": [json.dumps({k: v for k, v in first.items() if k != "key"}).encode() + b"\n",

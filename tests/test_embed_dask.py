@@ -25,7 +25,7 @@ from satclip.embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset, par
 from satclip.embed.parquet import ParquetDatasetSource
 from satclip.io.native import write_native
 
-from .conftest import one_error_line
+from .conftest import flip_byte, one_error_line
 from .test_embed_api import CONFIG
 from .test_embed_cli import assert_embeddings_stored_plain
 
@@ -279,14 +279,6 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
     assert "different input, model or options" in capsys.readouterr().err
 
 
-def _flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        byte = file.read(1)
-        file.seek(offset)
-        file.write(bytes([byte[0] ^ 0xFF]))
-
-
 @pytest.mark.parametrize("damaged", ["a part not yet assembled", "a row group assembled", "a part of a dataset"])
 def test_work_changed_since_written_is_done_again(cluster, dataset, expected, model, tmp_path, caplog, damaged):
     """A part file of a finished partition, or a row group already appended to the output file, with a byte
@@ -302,14 +294,14 @@ def test_work_changed_since_written_is_done_again(cluster, dataset, expected, mo
     if damaged == "a row group assembled":
         assert manifest["assembled"]["parts"] >= 1 and len(manifest["assembled"]["crc32"]) >= 1
         end = int.from_bytes((workdir / "row-group-000000.footer").read_bytes()[:8], "little")
-        _flip(workdir / "output.parquet", end // 2)
+        flip_byte(workdir / "output.parquet", end // 2)
         named = f"{workdir / 'output.parquet'}: its row group 0 has changed since it was written"
     else:
         assembled = manifest.get("assembled", {}).get("parts", 0)
         index = max(int(k) for k in manifest["done"])
         assert index >= assembled
         part = workdir / "parts" / f"part-{index:06d}.{'parquet' if damaged.endswith('dataset') else 'arrow'}"
-        _flip(part, part.stat().st_size // 2)
+        flip_byte(part, part.stat().st_size // 2)
         named = f"{part} has changed since it was written (CRC-32 "
     caplog.clear()
     with caplog.at_level("WARNING", logger="satclip.embed.distributed"):

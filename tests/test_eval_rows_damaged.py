@@ -15,7 +15,7 @@ from satclip.cli import main
 from satclip.errors import LockedError
 from satclip.eval import EvalConfig, TaskOptions, evaluate, runner
 
-from .test_damaged_resume_state import EVALUATE
+from .test_damaged_resume_state import EVALUATE, evaluated_twice
 
 pytest.importorskip("h5py")
 
@@ -33,18 +33,6 @@ def _rerun(out, caplog) -> list[str]:
     with caplog.at_level(logging.WARNING, logger="satclip.eval.runner"):
         assert main([*EVALUATE, "--out", str(out)]) == 0
     return _warnings(caplog)
-
-
-def _evaluated(tmp_path) -> tuple:
-    """An intact evaluation (``clean``) and one into ``ev`` with the same rows (three folds): (clean, out, its
-    rows.jsonl, its three lines with their ends of line)."""
-    clean, out = tmp_path / "clean", tmp_path / "ev"
-    assert main([*EVALUATE, "--out", str(clean)]) == 0
-    assert main([*EVALUATE, "--out", str(out)]) == 0
-    rows = out / "rows.jsonl"
-    lines = rows.read_bytes().splitlines(keepends=True)
-    assert len(lines) == 3
-    return clean, out, rows, lines
 
 
 def _same_fold(line: bytes, again: bytes) -> None:
@@ -69,7 +57,7 @@ def test_a_damaged_line_is_warned_about_once_and_dropped(tmp_path, caplog, damag
     second warned the same again (the line stayed in the file) though it fitted nothing. Now the first rerun
     rewrites the file without the line: the good lines keep their bytes, order and the file's permissions,
     and the second rerun warns about nothing and fits nothing."""
-    clean, out, rows, lines = _evaluated(tmp_path)
+    clean, out, rows, lines = evaluated_twice(tmp_path)
     rows.write_bytes(lines[0] + _damage(lines[1], damage) + lines[2])
     rows.chmod(0o640)  # (not the umask's default: kept by the rewrite)
 
@@ -90,7 +78,7 @@ def test_a_row_cut_short_and_followed_by_new_rows_is_not_warned_about(tmp_path, 
     """The last row cut short by an interruption: the rerun fits its fold again without a warning, as before,
     but the cut line stayed in the file, ended and followed by the new row, and every later rerun warned about
     it ("1 line(s) are not records …") though it had nothing to fix. Now the rerun drops it."""
-    clean, out, rows, lines = _evaluated(tmp_path)
+    clean, out, rows, lines = evaluated_twice(tmp_path)
     rows.write_bytes(b"".join(lines)[:-40])
 
     assert _rerun(out, caplog) == []
@@ -108,7 +96,7 @@ def test_a_run_stopped_after_dropping_damaged_lines_loses_no_fold(tmp_path, capl
     """A run stopped after rows.jsonl was rewritten without its damaged line, before it appended the fold fitted
     again: the good lines are all there, byte for byte; the next run fits the missing fold without a warning
     (the damaged line is gone), and the results are those of an intact run."""
-    clean, out, rows, lines = _evaluated(tmp_path)
+    clean, out, rows, lines = evaluated_twice(tmp_path)
     rows.write_bytes(lines[0] + _damage(lines[1], "no key") + lines[2])
 
     def stopped(path):
@@ -131,7 +119,7 @@ def test_the_python_api_takes_the_lock_before_rewriting_rows(tmp_path, caplog):
     appended to rows.jsonl beside the first (and, now that damaged lines are dropped by rewriting the file, would
     have rewritten it under the other run). It is refused while another run holds the folder, which it leaves as
     it was; once free, it drops the damaged line as the CLI does."""
-    _, out, rows, lines = _evaluated(tmp_path)
+    _, out, rows, lines = evaluated_twice(tmp_path)
     damaged = lines[0] + _damage(lines[1], "text metric") + lines[2]
     rows.write_bytes(damaged)
     config = EvalConfig(encoders=("wrap",), tasks=("elevation",), probes=("linear",), seeds=(0, 1, 2),

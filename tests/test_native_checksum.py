@@ -22,13 +22,7 @@ from satclip.io import native
 from satclip.pretrained import bundled_models
 
 from .conftest import one_error_line
-
-
-@pytest.fixture
-def points(tmp_path):
-    path = tmp_path / "points.csv"
-    path.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
-    return path
+from .test_damaged_models import points  # noqa: F401
 
 
 @pytest.fixture
@@ -90,7 +84,7 @@ def test_a_byte_flipped_in_a_tensor_is_refused_by_the_api(model_dir, prefix):
         assert str(caught.value) == message
 
 
-def test_a_byte_flipped_in_a_tensor_is_refused_by_the_cli(tmp_path, capsys, model_dir, points):
+def test_a_byte_flipped_in_a_tensor_is_refused_by_the_cli(tmp_path, capsys, model_dir, points):  # noqa: F811
     message = damage(model_dir, "location.")
     out = tmp_path / "e.parquet"
     argv = ["embed", str(points), "-o", str(out), "--model", str(model_dir)]

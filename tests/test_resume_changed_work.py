@@ -13,11 +13,14 @@ import pytest
 
 from satclip.cli import main
 
+from .conftest import flip_byte
 from .test_embed_cli import CHUNK, N, checksum, crash_after, embed, model, points  # noqa: F401
 from .test_resume_damaged_work import (
     RESTART,
+    assert_same_field,
     error_line,
     map_argv,
+    map_clean_and_stopped,
     map_stopped_after_two_blocks,
     refused,
     restarted_as_clean,
@@ -25,15 +28,6 @@ from .test_resume_damaged_work import (
 )
 
 DIM = 8  # (the test model's embedding size)
-
-
-def flip(path: Path, offset: int) -> None:
-    """Invert the bits of the byte at ``offset`` of ``path`` (its size is kept)."""
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        byte = file.read(1)
-        file.seek(offset)
-        file.write(bytes([byte[0] ^ 0xFF]))
 
 
 def npy_data_offset(path: Path) -> int:
@@ -46,7 +40,7 @@ def npy_data_offset(path: Path) -> int:
 def test_npy_bytes_flipped_in_a_chunk_written_are_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.npy")
     work = workdir / "embeddings.npy"
-    flip(work, npy_data_offset(work) + (64 + 5) * DIM * 4 + 2)  # row 69, in chunk 1
+    flip_byte(work, npy_data_offset(work) + (64 + 5) * DIM * 4 + 2)  # row 69, in chunk 1
     line = refused(capsys, source, model, out)
     assert line.startswith(f"satclip: error: {work}, the embeddings of an unfinished run, is damaged (its chunk "
                            "embeddings.npy[64:128] has changed since it was written (CRC-32 "), line  # fmt: skip
@@ -71,7 +65,7 @@ def test_zarr_bytes_flipped_in_a_chunk_written_are_refused(tmp_path, model, poin
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
     store = workdir / "store.zarr"
     key = "embedding/1.0"
-    flip(store / key, (store / key).stat().st_size // 2)
+    flip_byte(store / key, (store / key).stat().st_size // 2)
     line = refused(capsys, source, model, out)
     assert line.startswith(f"satclip: error: {store}, the output of an unfinished run, is damaged (its chunk {key} "
                            "has changed since it was written (CRC-32 "), line  # fmt: skip
@@ -92,7 +86,7 @@ def test_parquet_bytes_flipped_in_a_row_group_written_are_refused(tmp_path, mode
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.parquet")
     work = workdir / "output.parquet"
     start, end = (int.from_bytes((workdir / f"row-group-{k:06d}.footer").read_bytes()[:8], "little") for k in (0, 1))
-    flip(work, (start + end) // 2)
+    flip_byte(work, (start + end) // 2)
     line = refused(capsys, source, model, out)
     assert line.startswith(f"satclip: error: {work}, the output of an unfinished run, is damaged (its chunk "
                            "output.parquet row group 1 has changed since it was written (CRC-32 "), line  # fmt: skip
@@ -125,7 +119,7 @@ def test_map_field_changed_since_written_is_refused(tmp_path, model, monkeypatch
     manifest = json.loads(path.read_text())
     assert manifest["done"] == [0, 4] and set(manifest["crc32"]) == {"0", "4"}
     if damage == "flipped":
-        flip(field, npy_data_offset(field) + (4 * 30 + 3) * DIM * 4 + 1)  # row 4, column 3: in the block from row 4
+        flip_byte(field, npy_data_offset(field) + (4 * 30 + 3) * DIM * 4 + 1)  # grid row 4, column 3: block 4–7
     else:
         path.write_text(json.dumps({**manifest, "done": [0, 4, 8]}))
     capsys.readouterr()
@@ -142,16 +136,10 @@ def test_map_field_changed_since_written_is_refused(tmp_path, model, monkeypatch
 
 def test_map_of_an_older_satclip_without_crc32_resumes(tmp_path, model, monkeypatch):  # noqa: F811
     argv = map_argv(model)
-    (tmp_path / "clean").mkdir()
-    clean = tmp_path / "clean" / "field.zarr"
-    assert main([*argv, "-o", str(clean)]) == 0
-    out = map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
+    clean, out = map_clean_and_stopped(tmp_path, argv, monkeypatch)
     path = tmp_path / "field.zarr.partial" / "manifest.json"
     manifest = json.loads(path.read_text())
     del manifest["crc32"]
     path.write_text(json.dumps(manifest))
     assert main([*argv, "-o", str(out)]) == 0
-    import zarr
-
-    a, b = (zarr.open_group(str(p), mode="r")["embedding"][:] for p in (out, clean))
-    np.testing.assert_array_equal(a, b)
+    assert_same_field(out, clean)

@@ -206,15 +206,27 @@ def map_stopped_after_two_blocks(tmp_path: Path, argv: list[str], monkeypatch) -
     return out
 
 
+def map_clean_and_stopped(tmp_path: Path, argv: list[str], monkeypatch) -> tuple[Path, Path]:
+    """``(the output of an uninterrupted map argv, the output of the same map stopped after 2 of its 4 blocks)``."""
+    (tmp_path / "clean").mkdir()
+    clean = tmp_path / "clean" / "field.zarr"
+    assert main([*argv, "-o", str(clean)]) == 0
+    return clean, map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
+
+
+def assert_same_field(a: Path, b: Path) -> None:
+    import zarr
+
+    x, y = (zarr.open_group(str(p), mode="r")["embedding"][:] for p in (a, b))
+    np.testing.assert_array_equal(x, y)
+
+
 @pytest.mark.parametrize("size", [1000, "header"])
 def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, size):  # noqa: F811
     """A map resumed from a field.npy cut short said 'resuming …: 30 of 30 grid rows already done', exit 0, and
     wrote an all-zero map."""
     argv = map_argv(model)
-    (tmp_path / "clean").mkdir()
-    clean = tmp_path / "clean" / "field.zarr"
-    assert main([*argv, "-o", str(clean)]) == 0
-    out = map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
+    clean, out = map_clean_and_stopped(tmp_path, argv, monkeypatch)
     field = tmp_path / "field.zarr.partial" / "field.npy"
     full = field.stat().st_size
     header = full - 15 * 30 * 8 * 4  # the header: float32 (15 × 30 cells, 8)
@@ -226,10 +238,7 @@ def test_map_field_cut_short_is_refused(tmp_path, model, monkeypatch, capsys, si
     assert f"where its (450, 8) float32 array takes {full:,})" in line and line.endswith(RESTART), line
     assert not out.exists() and os.path.getsize(field) < full
     assert main([*argv, "-o", str(out), "--restart"]) == 0
-    import zarr
-
-    a, b = (zarr.open_group(str(p), mode="r")["embedding"][:] for p in (out, clean))
-    np.testing.assert_array_equal(a, b)
+    assert_same_field(out, clean)
 
 
 @pytest.mark.parametrize("edit", [{"done": "0"}, {"done": [0, 3]}, {"done": [0, 99]}, {"block_rows": "4"},
