@@ -97,13 +97,13 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
         )
     if not resolution > 0:
         raise ValueError(f"resolution must be positive degrees, got {resolution}")
-    width = math.floor((east - west) / resolution + 1e-9)
-    height = math.floor((north - south) / resolution + 1e-9)
-    if width * height > MAX_GRID_CELLS:  # (even --force cannot make it: no machine holds its field)
+    across, down = (east - west) / resolution + 1e-9, (north - south) / resolution + 1e-9  # (inf for 1e-308°)
+    if across * down > MAX_GRID_CELLS:  # (even --force cannot make it: no machine holds its field)
         raise ValueError(
-            f"resolution {resolution:g}° makes {height:,} × {width:,} cells; satclip maps at most {MAX_GRID_CELLS:,} "
-            "cells: use a coarser --resolution or a smaller --bbox"
+            f"resolution {resolution:g}° makes {down:,.0f} × {across:,.0f} cells; satclip maps at most "
+            f"{MAX_GRID_CELLS:,} cells: use a coarser --resolution or a smaller --bbox"
         )
+    width, height = math.floor(across), math.floor(down)
     if width < 1 or height < 1:
         area = "the whole globe" if bbox is None else f"the bbox {west:g} {south:g} {east:g} {north:g}"
         raise ValueError(
