@@ -20,6 +20,14 @@ def usable_cores() -> int:
 
 
 @contextlib.contextmanager
+def max_workers() -> int:
+    """The most processes or threads a satclip command starts for one job (``--workers``, ``--num-workers``,
+    ``--threads``, ``data.num_workers``): 4 per usable core, at least 64. More only multiplies memory (each
+    worker holds the model or a loader's buffers), and a count typed wrong (``10**20``) started processes
+    without end."""
+    return max(64, 4 * usable_cores())
+
+
 def cpu_threads(count: int) -> Iterator[None]:
     """Run a block with ``count`` torch CPU threads (intra-op), restoring the number afterwards. One thread
     sums float64 products in one order (the same bytes on any machine), and MOSAIKS' many small products are

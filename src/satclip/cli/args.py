@@ -35,6 +35,26 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def worker_count(text: str) -> int:
+    """A number of worker processes or threads, 1 to :func:`satclip.machine.max_workers` (--workers, …)."""
+    return _at_most_max_workers(positive_int(text), text)
+
+
+def worker_count_or_zero(text: str) -> int:
+    """As :func:`worker_count`, 0 allowed (``--num-workers 0``: in the main process)."""
+    return _at_most_max_workers(non_negative_int(text), text)
+
+
+def _at_most_max_workers(value: int, text: str) -> int:
+    from ..machine import max_workers
+
+    if value > max_workers():
+        raise argparse.ArgumentTypeError(
+            f"must be at most {max_workers()} (4 per core of this machine, at least 64), got {text}"
+        )
+    return value
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (--resolution, --gsd-km, …)."""
     try:
