@@ -209,3 +209,18 @@ def test_geojson_properties_of_mixed_types_ids_and_a_byte_order_mark(model, tmp_
     assert table.column("id").to_pylist() == ["a", "b", "c"]
     assert table.column("v").to_pylist() == ["1", "x", '{"k": 1}'] and table.column("n").to_pylist() == [None, None, 2]
     assert table.column("lon").to_pylist() == [13.4, -58.4, 2.0]
+
+
+def test_a_table_without_geometries_read_as_a_geopackage_is_named(model, tmp_path, capsys):
+    """A CSV of lon/lat given --input-format gpkg: GDAL reads it as a table without geometries, which ended in
+    "unexpected error (AttributeError): 'DataFrame' object has no attribute 'geometry' … please report it"."""
+    source = tmp_path / "points.csv"
+    source.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
+    out = tmp_path / "o.parquet"
+    argv = ["embed", str(source), "-o", str(out), "--model", str(model), "--input-format", "gpkg", "--no-progress"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"satclip: error: {source} holds no geometries as a GeoPackage: if it is a table with lon/lat columns, drop "
+        "--input-format (or name its format: csv, parquet)"
+    )
+    assert not out.exists()

@@ -554,7 +554,13 @@ def _read_with_geopandas(source: InMemorySource) -> tuple[object, np.ndarray]:
         kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
         raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): damaged or cut short? "
                             "write it again, or give the points as Parquet or CSV with lon/lat") from err  # fmt: skip
-    attributes = pa.Table.from_pandas(frame.drop(columns=[frame.geometry.name]), preserve_index=False)
+    try:
+        geometry = frame.geometry.name
+    except AttributeError:  # (GDAL reads a CSV, say, as a table without geometries)
+        kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
+        raise BadInputError(f"{source.path} holds no geometries as a {kind}: if it is a table with lon/lat columns, "
+                            "drop --input-format (or name its format: csv, parquet)") from None  # fmt: skip
+    attributes = pa.Table.from_pandas(frame.drop(columns=[geometry]), preserve_index=False)
     return attributes, geo_lonlat(frame, centroids=source.centroids)
 
 
