@@ -19,7 +19,6 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-@contextlib.contextmanager
 def max_workers() -> int:
     """The most processes or threads a satclip command starts for one job (``--workers``, ``--num-workers``,
     ``--threads``, ``data.num_workers``): 4 per usable core, at least 64. More only multiplies memory (each
@@ -28,6 +27,7 @@ def max_workers() -> int:
     return max(64, 4 * usable_cores())
 
 
+@contextlib.contextmanager
 def cpu_threads(count: int) -> Iterator[None]:
     """Run a block with ``count`` torch CPU threads (intra-op), restoring the number afterwards. One thread
     sums float64 products in one order (the same bytes on any machine), and MOSAIKS' many small products are
