@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
         "--layout", choices=["list", "columns"], default="list",
         help="Parquet: one list column (default) or one column per dimension (emb_000 …)",
     )  # fmt: skip
-    parser.add_argument("--column", default="embedding", help="name of the list column (default: embedding)")
+    parser.add_argument("--column", help="--layout list: name of the list column (default: embedding)")
     precision_option.add_arguments(parser, DTYPES)
     add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
@@ -169,6 +169,11 @@ def _check_output(args: argparse.Namespace, source) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_cluster_options(args)
+    if args.column is not None and args.layout == "columns":
+        raise BadInputError(f"--column {args.column} names the list column of --layout list; --layout columns writes "
+                            "one column per dimension (emb_000 …): drop --column")  # fmt: skip
+    if args.column is None:
+        args.column = "embedding"
     if args.engine == "dask" and args.shard != (0, 1):
         raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
     from ..embed.sources import open_source  # (without torch: a bad input is reported before any start-up)
