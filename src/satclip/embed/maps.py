@@ -100,7 +100,7 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     across, down = (east - west) / resolution + 1e-9, (north - south) / resolution + 1e-9  # (inf for 1e-308°)
     if across * down > MAX_GRID_CELLS:  # (even --force cannot make it: no machine holds its field)
         raise ValueError(
-            f"resolution {resolution:g}° makes {down:,.0f} × {across:,.0f} cells; satclip maps at most "
+            f"resolution {resolution:g}° makes {_count(down)} × {_count(across)} cells; satclip maps at most "
             f"{MAX_GRID_CELLS:,} cells: use a coarser --resolution or a smaller --bbox"
         )
     width, height = math.floor(across), math.floor(down)
@@ -111,6 +111,11 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
             f"use a resolution of at most {min(east - west, north - south):g}°"
         )
     return Grid(float(west), float(north), float(resolution), width, height)
+
+
+def _count(value: float) -> str:
+    """A count for a message: 1,800,000; 3.6e+202 where digits would run on."""
+    return f"{value:,.0f}" if value < 1e15 else f"{value:.3g}"
 
 
 def land_mask(grid: Grid) -> np.ndarray:
