@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -32,3 +34,33 @@ def user_path(text: str | os.PathLike) -> Path:
     if path.name in ("", ".."):
         return Path(os.path.realpath(path))
     return Path(os.path.realpath(path.parent)) / path.name
+
+
+#: what a path is when it is neither a regular file nor a directory: satclip reads none of them as an input file
+#: (opening a FIFO waits for a writer) and replaces none as an output
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+)  # fmt: skip
+
+
+#: the errnos Path.exists() takes as "nothing there" (a missing name, a file on the way, a symbolic-link loop)
+_NOTHING_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def special_kind(path: str | os.PathLike) -> str | None:
+    """What the existing ``path`` (a symbolic link followed) is when it is neither a regular file nor a directory
+    (``"a FIFO (named pipe)"``, ``"a character device"``, …); None for a file, a directory or nothing there.
+
+    Raises:
+        OSError: the file system refused to look (a name too long for it: ENAMETOOLONG, …).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno in _NOTHING_THERE:
+            return None
+        raise
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "a special file")

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import BadInputError, LockedError, OutputExistsError
-from .paths import expand_user
+from .paths import expand_user, special_kind
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def check_output(
     (``directory=True``) of ``kind`` (the kind of directory about to be written there; None: any). Never: a
     path equal to one of ``inputs``, a directory in place of a file, a directory of files satclip did not
     create, a satclip directory of another kind (an evaluation, a training run, a feature cache: the user's
-    files may have joined satclip's there), whatever the flags.
+    files may have joined satclip's there), a FIFO, socket or device (or a link to one), whatever the flags.
     """
     path = Path(path)
     check_named(path)
@@ -382,6 +382,12 @@ def check_output(
     if not (path.exists() or path.is_symlink()):
         _check_parents(path)
         return
+    special = special_kind(path)
+    if special:  # (replaced by a rename, /dev/null would be a regular file for every program on the machine)
+        raise OutputExistsError(
+            f"{path} is {special}, not a file: satclip only replaces files and directories it wrote; choose another "
+            "output path"
+        )
     if directory:
         _refuse_non_directory(path)
         if not any(path.iterdir()):

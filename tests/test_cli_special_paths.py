@@ -1,0 +1,53 @@
+"""Paths the CLI met in an audit and handled badly: a FIFO (or device) as an output, replaced by --overwrite; a
+FIFO as an input file, on which the command hung; a name too long for the file system (a traceback, or
+"unexpected error … please report it"); an empty path, taken as the current directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from satclip import safe_output
+from satclip.cli import main
+from satclip.errors import OutputExistsError
+
+from .conftest import one_error_line
+
+
+@pytest.fixture
+def points(tmp_path):
+    path = tmp_path / "points.csv"
+    path.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------ FIFO as an output
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_a_fifo_output_is_refused_and_stays(points, tmp_path, capsys, overwrite):
+    """`embed … -o FIFO --overwrite` replaced the FIFO by a regular Parquet file (and /dev/null itself, as root);
+    without --overwrite the message suggested --overwrite. Now refused either way, the FIFO left as it was."""
+    fifo = tmp_path / "out.parquet"
+    os.mkfifo(fifo)
+    argv = ["embed", str(points), "-o", str(fifo), "--model", "bluemarble-l10", "--no-progress"]
+    assert main(argv + ["--overwrite"] * overwrite) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{fifo} is a FIFO (named pipe), not a file" in line
+    assert "--overwrite" not in line
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_publish_never_replaces_a_fifo_or_a_link_to_one(tmp_path):
+    """Every writer ends in safe_output.publish (atomic_file, atomic_dir): with overwrite=True it replaced a FIFO by
+    a rename; through a symbolic link to one it now names the FIFO too, and nothing moves."""
+    fifo, link = tmp_path / "fifo", tmp_path / "link"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        finished = tmp_path / f"finished-{target.name}"
+        finished.write_bytes(b"result")
+        with pytest.raises(OutputExistsError, match="is a FIFO"):
+            safe_output.publish(finished, target, overwrite=True)
+        assert finished.read_bytes() == b"result"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink()
