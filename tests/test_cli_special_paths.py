@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -21,6 +23,13 @@ def points(tmp_path):
     path = tmp_path / "points.csv"
     path.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n")
     return path
+
+
+def usage_error_line(err: str, command: str) -> str:
+    """stderr of a command argparse refused: its one line ``satclip COMMAND: error: argument …``."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"satclip {command}: error: argument "), err
+    return lines[0]
 
 
 # ------------------------------------------------------------------------------------ FIFO as an output
@@ -51,3 +60,27 @@ def test_publish_never_replaces_a_fifo_or_a_link_to_one(tmp_path):
             safe_output.publish(finished, target, overwrite=True)
         assert finished.read_bytes() == b"result"
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink()
+
+
+# ------------------------------------------------------------------------------------- FIFO as an input
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["train", "--config", "{fifo}", "--print-config"], "--config"),
+        (["demo", "--quick", "--air-temperature", "{fifo}", "--out", "{tmp}/demo"], "--air-temperature"),
+        (["locate", "{fifo}", "--model", "bluemarble-l10"], "image"),
+    ],
+)
+def test_a_fifo_input_is_refused_at_once(tmp_path, argv, option):
+    """A FIFO given as an input file was opened, and the command waited for a writer forever. Now refused while
+    parsing (in a subprocess with a timeout: the old code hung)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    argv = [arg.format(fifo=fifo, tmp=tmp_path) for arg in argv]
+    done = subprocess.run(
+        [sys.executable, "-m", "satclip", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    line = usage_error_line(done.stderr, argv[0])
+    assert f"argument {option}: {fifo} is a FIFO (named pipe), not a file: give a file" in line
+    assert not (tmp_path / "demo").exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..paths import user_path  # also the argparse type of every path argument
+from ..paths import special_kind, user_path  # user_path: also the argparse type of every path argument
 
 
 def _int(text: str) -> int:
@@ -67,12 +67,16 @@ def positive_float(text: str) -> float:
 
 
 def existing_file(text: str) -> Path:
-    """A path to an existing file."""
+    """A path to an existing regular file (a symbolic link to one): not a directory, and not a FIFO, socket or
+    device, which are refused here, before anything opens them (opening a FIFO waits for a writer)."""
     path = user_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file")
+    special = special_kind(path)
+    if special:
+        raise argparse.ArgumentTypeError(f"{text} is {special}, not a file: give a file")
     return path
 
 
