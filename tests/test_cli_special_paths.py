@@ -32,6 +32,11 @@ def usage_error_line(err: str, command: str) -> str:
     return lines[0]
 
 
+def too_long_name(tmp_path, suffix: str) -> str:
+    """A file name longer than the file system of ``tmp_path`` allows."""
+    return "a" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 45) + suffix
+
+
 # ------------------------------------------------------------------------------------ FIFO as an output
 @pytest.mark.parametrize("overwrite", [True, False])
 def test_a_fifo_output_is_refused_and_stays(points, tmp_path, capsys, overwrite):
@@ -84,3 +89,28 @@ def test_a_fifo_input_is_refused_at_once(tmp_path, argv, option):
     line = usage_error_line(done.stderr, argv[0])
     assert f"argument {option}: {fifo} is a FIFO (named pipe), not a file: give a file" in line
     assert not (tmp_path / "demo").exists()
+
+
+# ---------------------------------------------------------------------------------- a name too long
+@pytest.mark.parametrize("command", ["embed", "locate"])
+def test_an_input_name_too_long_is_one_line(tmp_path, points, capsys, command):
+    """The argparse type's Path.exists() raised ENAMETOOLONG out of main(): a 46-line traceback, exit 1."""
+    name = str(tmp_path / too_long_name(tmp_path, ".csv"))
+    argv = {"embed": ["embed", name, "-o", str(tmp_path / "e.parquet")], "locate": ["locate", name]}[command]
+    assert main([*argv, "--model", "bluemarble-l10"]) == 2
+    line = usage_error_line(capsys.readouterr().err, command)
+    assert "file name too long for the file system" in line
+    assert f"a name in it is {len(too_long_name(tmp_path, '.csv'))} bytes" in line
+    assert name not in line and len(line) < 400  # shortened, not the whole name (again)
+
+
+@pytest.mark.parametrize("where", ["output", "model"])
+def test_an_output_or_model_name_too_long_is_one_line(tmp_path, points, capsys, where):
+    """`embed -o NAME` or `--model NAME`, a name too long: "unexpected error (OSError) … please report it", exit 1."""
+    long = str(tmp_path / too_long_name(tmp_path, ".parquet"))
+    output, model = (long, "bluemarble-l10") if where == "output" else (str(tmp_path / "e.parquet"), long)
+    assert main(["embed", str(points), "-o", output, "--model", model, "--no-progress"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "file name too long for the file system" in line and "choose a shorter name" in line
+    assert len(line) < 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]

@@ -49,13 +49,20 @@ _RST = re.compile(r"``(.+?)``|:[a-z]+:`~?([^`]+)`")
 class Parser(argparse.ArgumentParser):
     """argparse with plain-text help (docstrings' RST markup removed), a did-you-mean for a misspelt
     choice (``satclip embedd`` → "did you mean 'embed'?") and errors of one line, as every other error of
-    the CLI (not argparse's usage block). Subcommand parsers are of this class too."""
+    the CLI (not argparse's usage block), also for an OSError of a type's look at the file system (a name too
+    long for it). Subcommand parsers are of this class too."""
 
     def format_help(self) -> str:
         return _RST.sub(lambda m: m[1] or m[2], super().format_help())
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _get_value(self, action: argparse.Action, arg_string: str):
+        try:
+            return super()._get_value(action, arg_string)
+        except OSError as err:  # a path type's look at the file system: a name too long for it (ENAMETOOLONG), …
+            raise argparse.ArgumentError(action, describe(err)[1]) from None
 
     def _check_value(self, action: argparse.Action, value) -> None:
         try:

@@ -10,9 +10,11 @@ import contextlib
 import errno
 import linecache
 import logging
+import os
 import pickle
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError
 
@@ -44,6 +46,38 @@ def message_of(err: BaseException) -> str:
     else:
         text = str(err)
     return one_line(text) or type(err).__name__
+
+
+def shortened(text: str, most: int = 60) -> str:
+    """``text`` cut in its middle (marked ``…``) to at most ``most`` characters: a path in a message stays
+    recognisable without filling the terminal."""
+    if len(text) <= most:
+        return text
+    tail = min(20, most // 3)
+    return f"{text[: most - tail - 1]}…{text[-tail:]}"
+
+
+def name_too_long(err: OSError) -> str:
+    """The one line for an ENAMETOOLONG ``err``: the path shortened, and which of its names is too long for the
+    file system (or that the whole path is)."""
+    name = os.fsdecode(err.filename) if isinstance(err.filename, (str, bytes, os.PathLike)) else ""
+    if not name:
+        return f"a file name too long for the file system ({message_of(err)}): choose a shorter name"
+    longest = max((len(os.fsencode(part)) for part in Path(name).parts), default=0)
+    limit = _name_max(Path(name))
+    size = (f"a name in it is {longest} bytes, the file system allows {limit}" if longest > limit
+            else f"{len(os.fsencode(name))} bytes in all")  # fmt: skip
+    return f"file name too long for the file system: {shortened(name)} ({size}): choose a shorter name"
+
+
+def _name_max(path: Path) -> int:
+    """The longest name (bytes) the file system of ``path``'s nearest existing ancestor allows (255 where it
+    cannot be asked)."""
+    for parent in path.absolute().parents:
+        with contextlib.suppress(OSError, ValueError):
+            if parent.is_dir():
+                return os.pathconf(parent, "PC_NAME_MAX")
+    return 255
 
 
 def _raised_by_satclip(err: BaseException) -> bool:
@@ -79,6 +113,8 @@ def describe(err: BaseException) -> tuple[int, str]:
             f"file too large for this file system or the file-size limit (ulimit -f): {where}: raise the limit or "
             "write elsewhere"
         )
+    if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:
+        return EXIT_BAD_INPUT, name_too_long(err)
     if isinstance(err, OSError) and err.errno in _PERMISSION:
         where = err.filename if err.filename is not None else message_of(err)
         return EXIT_RUNTIME, (
