@@ -114,3 +114,35 @@ def test_an_output_or_model_name_too_long_is_one_line(tmp_path, points, capsys, 
     assert "file name too long for the file system" in line and "choose a shorter name" in line
     assert len(line) < 400
     assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]
+
+
+# ------------------------------------------------------------------------------------- an empty path
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--quick", "--out", ""],
+        ["evaluate", "--task-file", "{points}", "--encoders", "wrap", "--out", ""],
+        ["data", "bluemarble", "--n", "10", "--out", ""],
+    ],
+)
+def test_an_empty_out_is_refused(tmp_path, points, monkeypatch, capsys, argv):
+    """`--out ""` ran the demo into the current directory (marking it satclip's), and other commands said
+    "PosixPath('.') has an empty name"."""
+    monkeypatch.chdir(tmp_path)
+    argv = [arg.format(points=points) for arg in argv]
+    before = sorted(os.listdir(tmp_path))
+    assert main(argv) == 2
+    command = argv[0] if argv[0] != "data" else "data bluemarble"
+    line = usage_error_line(capsys.readouterr().err, command)
+    assert "argument --out: an empty path was given: name a file or directory" in line
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_an_empty_data_cache_in_the_config_is_named(tmp_path, capsys):
+    """`data: {cache: ""}` in a training config: "PosixPath('.') has an empty name", no key named."""
+    config = tmp_path / "config.yaml"
+    config.write_text('data:\n  cache: ""\n')
+    assert main(["train", "--config", str(config), "--trainer.output_dir", str(tmp_path / "run")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "data.cache='' must be a directory's path or null, not empty" in line
+    assert not (tmp_path / "run").exists()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import stat
 from pathlib import Path
+
+from .errors import BadInputError
+
+
+class EmptyPathError(BadInputError, argparse.ArgumentTypeError):
+    """An empty text given as a path (an unset shell variable, most often): never taken as the current
+    directory. Also an argparse type error, so that a command line names the option it was given to."""
 
 
 def cache_dir(*parts: str) -> Path:
@@ -27,7 +35,13 @@ def user_path(text: str | os.PathLike) -> Path:
     """A path as a user means it: ``~`` expanded (also when quoted, so the shell left it), and ``..`` taken as
     the kernel takes it where the directories exist and by name where they do not — ``nosuch/../out`` is
     ``./out``, never a new directory ``nosuch``. The last component is kept as given (a symbolic link there is
-    seen, not followed)."""
+    seen, not followed).
+
+    Raises:
+        EmptyPathError: ``text`` is empty (``Path("")`` would be ``.``, the current directory).
+    """
+    if os.fspath(text) == "":
+        raise EmptyPathError("an empty path was given: name a file or directory")
     path = expand_user(text)
     if ".." not in path.parts:
         return path

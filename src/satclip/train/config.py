@@ -114,6 +114,7 @@ class DataConfig:
 
     def __post_init__(self):
         for key in ("cache", "root"):  # ('~/data', quoted in YAML: one place, not ./~/data and $HOME/data)
+            _check(f"data.{key}", getattr(self, key), getattr(self, key) != "", "a directory's path or null, not empty")
             if isinstance(getattr(self, key), str):
                 object.__setattr__(self, key, str(expand_user(getattr(self, key))))
         _check("data.batch_size", self.batch_size, self.batch_size >= 1, "1 or more (pairs per device and step)")
