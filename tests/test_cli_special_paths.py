@@ -74,6 +74,7 @@ def test_publish_never_replaces_a_fifo_or_a_link_to_one(tmp_path):
         (["train", "--config", "{fifo}", "--print-config"], "--config"),
         (["demo", "--quick", "--air-temperature", "{fifo}", "--out", "{tmp}/demo"], "--air-temperature"),
         (["locate", "{fifo}", "--model", "bluemarble-l10"], "image"),
+        (["embed", "{fifo}", "-o", "{tmp}/e.parquet", "--model", "bluemarble-l10"], "input"),
     ],
 )
 def test_a_fifo_input_is_refused_at_once(tmp_path, argv, option):

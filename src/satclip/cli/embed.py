@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import safe_output
 from ..errors import BadInputError
+from ..paths import special_kind
 from . import precision_option
 from .args import (
     add_cluster_options,
@@ -28,6 +29,9 @@ def _input_path(text: str) -> Path:
     path = user_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
+    special = special_kind(path)
+    if special:
+        raise argparse.ArgumentTypeError(f"{text} is {special}, not a file: give a file or a Parquet dataset")
     return path
 
 
