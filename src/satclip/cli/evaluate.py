@@ -34,6 +34,15 @@ def _seeds(text: str) -> tuple[int, ...]:
     return tuple(range(n))
 
 
+def _task_name(text: str) -> str:
+    from ..eval.tasks.table import check_task_name
+
+    try:
+        return check_task_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
@@ -69,7 +78,8 @@ def add_parser(subparsers) -> None:
     tf.add_argument("--lat-col", default=None, help="latitude column (default: lat/latitude)")
     tf.add_argument("--task-kind", choices=("regression", "classification"), default=None,
                     help="default: numeric target → regression, else classification")  # fmt: skip
-    tf.add_argument("--task-name", default=None, help="name in reports (default: the file's stem)")
+    tf.add_argument("--task-name", type=_task_name, default=None,
+                    help="name in reports: one line without '/' or '\\' (default: the file's stem)")  # fmt: skip
     size = parser.add_argument_group("sizes and probe settings")
     size.add_argument("--n-points", type=positive_int, default=10_000, help="points per sampled task (default 10000)")
     size.add_argument("--point-seed", type=int, default=None, help="seed of the task point sample")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,20 @@ log = logging.getLogger(__name__)
 def cache_root() -> Path:
     """``$SATCLIP_CACHE/eval`` (default ``~/.cache/satclip/eval``); not created here."""
     return cache_dir("eval")
+
+
+def file_part(name: str, empty: str = "_", *, unique: bool = False) -> str:
+    """``name`` (a task, encoder, probe or fold name) as part of a file name: every run of characters other than
+    ``A-Z a-z 0-9 _ . -`` becomes one ``_`` (so no ``/``, ``\\`` or control character), at most 60 characters;
+    ``empty`` where nothing (or only dots: ``.``, ``..``) is left. Every file name of an evaluation (predictions,
+    figures, cache entries) that holds such a name makes it with this. Two names can give one part (``a b``
+    and ``a_b``): with ``unique``, a part that is not the name itself ends in a digest of the name."""
+    part = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:60]
+    if not part.strip("."):
+        part = empty
+    if unique and part != name:
+        part += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return part
 
 
 def digest(*parts) -> str:

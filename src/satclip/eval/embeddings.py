@@ -7,19 +7,14 @@ the cache) and a hash of the points. Entries live in ``$SATCLIP_CACHE/eval/embed
 from __future__ import annotations
 
 import logging
-import re
 import time
 
 import numpy as np
 
-from .cache import cached_arrays, digest
+from .cache import cached_arrays, digest, file_part
 from .encoders import Encoder
 
 log = logging.getLogger(__name__)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60] or "encoder"
 
 
 def embed(encoder: Encoder, points: np.ndarray, *, use_cache: bool = True) -> np.ndarray:
@@ -33,7 +28,7 @@ def embed(encoder: Encoder, points: np.ndarray, *, use_cache: bool = True) -> np
         return {"embeddings": features}
 
     key = digest(encoder.identity, points)
-    arrays = cached_arrays("embeddings", f"{_slug(encoder.name)}-{key}", build, enabled=use_cache)
+    arrays = cached_arrays("embeddings", f"{file_part(encoder.name, 'encoder')}-{key}", build, enabled=use_cache)
     features = arrays["embeddings"]
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features)).any(axis=1).sum())

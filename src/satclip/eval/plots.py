@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import safe_output
 from ..optional import require
+from .cache import file_part
 from .metrics import PRIMARY
 from .report import METRIC_TITLES, _ordered, display_names, summarise
 from .runner import load_predictions
@@ -62,7 +63,8 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
                 ax.set_visible(False)
             suffix = f" — {variant}" if variant else ""
             fig.suptitle(f"{title} — probe {probe}{suffix}", fontsize=10)
-            name = f"{path.stem}_{probe}" + (f"_{variant.replace('%', 'pct')}" if variant else "") + ".png"
+            variant_part = f"_{file_part(variant.replace('%', 'pct'), unique=True)}" if variant else ""
+            name = f"{path.stem}_{file_part(probe, unique=True)}{variant_part}.png"
             target = path.with_name(name)
             with safe_output.atomic_file(target, overwrite=True) as tmp:
                 fig.savefig(tmp, dpi=110, format="png")
@@ -125,7 +127,7 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path, seed: 
             folds = preds[0][1]["folds"]
             shown = str(folds[0]) if len(folds) == 1 else f"{len(folds)} folds of {str(folds[0]).split('/')[0]}"
             fig.suptitle(f"{task_name}: test residuals, probe {probe}, {shown}", fontsize=10)
-            target = out / f"map_{task_name}_{probe}.png"
+            target = out / f"map_{file_part(task_name, unique=True)}_{file_part(probe, unique=True)}.png"
             with safe_output.atomic_file(target, overwrite=True) as tmp:
                 fig.savefig(tmp, dpi=100, format="png")
             plt.close(fig)

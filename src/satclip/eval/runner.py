@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError
 from . import embeddings, encoders, metrics, probes, protocols
-from .cache import digest, load_npz, save_npz
+from .cache import digest, file_part, load_npz, save_npz
 from .tasks import REGRESSION, TASKS, Task, TaskOptions, load_task, table_task
 
 log = logging.getLogger(__name__)
@@ -194,10 +193,6 @@ def run_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: prob
         predictions = result.predictions.astype(np.int64)
         scores = metrics.classification_metrics(y_test, predictions)
     return {**scores, "hparams": json.dumps(result.info, sort_keys=True)}, predictions
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60]
 
 
 def _open_rows(path: Path):
@@ -501,7 +496,8 @@ def evaluate_tasks(
 def _prediction_path(out: Path, task: str, encoder: str, probe: str, fold: str, key: str) -> Path:
     """Where the test predictions of one result row (its ``key``: task data, encoder, protocol, probe, fold)
     are kept: an earlier run into the same folder (other points, protocol or folds) never mixes in."""
-    return out / PREDICTIONS_DIR / f"{_slug(task)}__{_slug(encoder)}__{_slug(probe)}__{_slug(fold)}__{key[:16]}.npz"
+    parts = "__".join(file_part(name) for name in (task, encoder, probe, fold))
+    return out / PREDICTIONS_DIR / f"{parts}__{key[:16]}.npz"
 
 
 def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: protocols.Fold, pred, key: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...data.land import sample_land_points
 from .. import naturalearth
-from ..cache import cached_arrays, digest
+from ..cache import cached_arrays, digest, file_part
 from .base import TaskOptions
 
 MIN_LAT = -60.0
@@ -41,4 +41,5 @@ def labelled_sample(
         return {**base, "labels": np.asarray(label(base["points"]))}
 
     key = digest(name, options.n_points, options.seed, MIN_LAT, version)
-    return cached_arrays("tasks", f"{name}-{options.n_points}-{options.seed}-{key}", build, enabled=options.use_cache)
+    entry = f"{file_part(name)}-{options.n_points}-{options.seed}-{key}"
+    return cached_arrays("tasks", entry, build, enabled=options.use_cache)

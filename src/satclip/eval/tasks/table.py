@@ -9,6 +9,7 @@ unless ``kind`` says otherwise.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,26 @@ def _read(path: Path):
         if isinstance(err, OSError) and err.errno is not None:
             raise  # (the file system's own errors, not the content's)
         raise ValueError(f"--task-file {path} is not a readable {suffix[1:]} table: {err}") from err
+
+
+def check_task_name(name: str) -> str:
+    """``name`` if it can name a task in reports and file names, else a ``ValueError`` saying why: not empty, no
+    ``/`` or ``\\`` (``map_../../x_mlp.png`` was written outside the output folder), not ``.`` or ``..``, no
+    control character (a newline broke results.md's tables)."""
+    if not name.strip():
+        why = "is empty"
+    elif "/" in name or "\\" in name:
+        why = "holds a '/' or '\\'"
+    elif not name.strip("."):
+        why = "is only dots"
+    elif any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        why = "holds a control character or line break"
+    else:
+        return name
+    raise ValueError(
+        f"task name {name!r} {why}: a task name is one line of text without '/' or '\\' and not '.' or '..' "
+        "(e.g. soil-moisture or 'yield 2024')"
+    )
 
 
 def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
@@ -102,6 +123,14 @@ def table_task(
     path = expand_user(path)
     if not path.is_file():
         raise FileNotFoundError(f"--task-file {path}: no such file")
+    try:
+        task_name = check_task_name(path.stem if name is None else name)
+    except ValueError as err:
+        if name is not None:
+            raise
+        raise ValueError(
+            f"{err}; it is the stem of the file name (the default): name the task with --task-name"
+        ) from None
     frame = _read(path).reset_index(drop=True)  # rows numbered as in the file (a Parquet index aside)
     columns = [str(c) for c in frame.columns]
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
@@ -142,7 +171,6 @@ def table_task(
     index = subsample(len(points), options.n_points, options.seed)
     points = points[index]
     raw = frame[target_col].to_numpy()[index]
-    task_name = name or path.stem
     if kind == REGRESSION:
         if not numeric:
             raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed")

@@ -1,0 +1,110 @@
+"""Values of ``satclip evaluate`` (and ``demo --workers``) that wrote outside --out, ended in a traceback or an
+"unexpected error", or ran nonsense with exit 0: refused at argument time in one line naming the value (exit 2),
+through the real CLI ``main()``.
+
+Where a refused value is followed by ``--task-file MISSING``, the code before the fix accepted the value and then
+stopped at the missing file, so no test here can start a long run on that code.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from satclip.cli import main
+
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+FAST = ["--encoders", "wrap", "--max-epochs", "2", "--no-cache", "--seeds", "1"]
+
+
+def _task_file(path):
+    """200 points over lon × lat (-60°..70°) and a target that follows latitude: a real regression task."""
+    rng = np.random.default_rng(7)
+    lon, lat = rng.uniform(-180, 180, 200), rng.uniform(-60, 70, 200)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lon", "lat", "y"])
+        writer.writerows(zip(lon, lat, np.sin(np.radians(lat)) + 0.05 * rng.standard_normal(200), strict=True))
+    return path
+
+
+def _files(root):
+    """Every file and folder under ``root`` with its bytes (None for a folder)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.join(folder, name)] = None
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                found[os.path.join(folder, name)] = f.read()
+    return found
+
+
+def _refused(argv, capsys) -> str:
+    """The one error line of a command refused at argument time (exit 2)."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("satclip evaluate: error: ") or err.startswith("satclip demo: error: "), err
+    return err.strip()
+
+
+@pytest.mark.parametrize("figures", [True, False], ids=["figures", "no-figures"])
+def test_a_task_name_with_a_path_writes_nothing_outside_out(tmp_path, capsys, figures):
+    """``--task-name ../../../VICTIM``: the residual map went to ``OUT/map_../../../VICTIM_mlp.png``, which is
+    ``VICTIM_mlp.png`` beside OUT, replacing the user's file there (and a stray folder ``OUT/map_..``)."""
+    table = _task_file(tmp_path / "task.csv")
+    victim = tmp_path / "VICTIM_mlp.png"
+    victim.write_bytes(b"precious")
+    before = _files(tmp_path)
+    out = tmp_path / "ev"
+    argv = ["evaluate", *FAST, "--task-file", str(table), "--task-name", "../../../VICTIM", "--out", str(out)]
+    capsys.readouterr()
+    code = main(argv + ([] if figures else ["--no-figures"]))
+    err = capsys.readouterr().err
+    assert victim.read_bytes() == b"precious"
+    assert _files(tmp_path) == before  # nothing written anywhere, OUT not even made
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "satclip evaluate: error: argument --task-name: task name '../../../VICTIM' holds a '/' or '\\': a task "
+        "name is one line of text without '/' or '\\' and not '.' or '..' (e.g. soil-moisture or 'yield 2024') "
+        "(see satclip evaluate --help)"
+    ]
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("a/b", "holds a '/' or '\\'"), ("a\\b", "holds a '/' or '\\'"), ("..", "is only dots"), ("", "is empty"),
+    ("a\nb", "holds a control character or line break"), ("a\u2028b", "holds a control character or line break"),
+])  # fmt: skip
+def test_task_names_that_are_no_name_are_refused(tmp_path, capsys, name, why):
+    """``a/b`` made a subfolder ``map_a/``; a newline broke results.md's tables (exit 0)."""
+    argv = ["evaluate", *FAST, "--task-name", name, "--task-file", str(tmp_path / "missing.csv"), "--out",
+            str(tmp_path / "ev")]  # fmt: skip
+    err = _refused(argv, capsys)
+    assert f"argument --task-name: task name {name!r} {why}: a task name is one line of text" in err
+
+
+def test_a_long_task_name_is_a_short_file_name_inside_out(tmp_path, capsys):
+    """A task name is part of the figure's file name through the one function that makes names file names
+    (``satclip.eval.cache.file_part``): a 300-character name, with spaces and a non-ASCII letter, was a file
+    name over the 255-byte limit (the run failed after all its fits)."""
+    table = _task_file(tmp_path / "task.csv")
+    name = "Bodenfeuchte (Mai 2024) " + "ä" * 20 + "x" * 276
+    out = tmp_path / "ev"
+    assert main(["evaluate", *FAST, "--task-file", str(table), "--task-name", name, "--out", str(out)]) == 0
+    from satclip.eval.cache import file_part
+
+    maps = sorted(p.name for p in out.iterdir() if p.name.startswith("map_"))
+    part = file_part(name, unique=True)
+    assert maps == [f"map_{part}_mlp.png"]
+    assert part.startswith("Bodenfeuchte_Mai_2024_") and len(maps[0]) < 100
+    assert f"({maps[0]})" in (out / "results.md").read_text(encoding="utf-8")  # results.md links it
+    assert {p.name for p in tmp_path.iterdir()} == {"task.csv", "ev"}
+    with open(out / "results.csv", newline="", encoding="utf-8") as f:
+        assert [row["task"] for row in csv.DictReader(f)] == [name]
