@@ -108,3 +108,29 @@ def test_a_long_task_name_is_a_short_file_name_inside_out(tmp_path, capsys):
     assert {p.name for p in tmp_path.iterdir()} == {"task.csv", "ev"}
     with open(out / "results.csv", newline="", encoding="utf-8") as f:
         assert [row["task"] for row in csv.DictReader(f)] == [name]
+
+
+@pytest.mark.parametrize(("seeds", "expected"), [
+    ("1000000000000000000000", "argument --seeds: count 1000000000000000000000 is more than 1000, the most one "
+                               "evaluation runs"),
+    ("1001", "argument --seeds: count 1001 is more than 1000"),
+    ("100000000000000000000,", "argument --seeds: seed 100000000000000000000 is too large: seeds are 0 to "
+                               "4294967295"),
+    ("3,4294967296", "argument --seeds: seed 4294967296 is too large"),
+    (",".join(map(str, range(1001))), "argument --seeds: lists 1001 seeds; one evaluation runs at most 1000"),
+], ids=["count-10**21", "count-1001", "seed-10**20", "seed-2**32", "1001-seeds"])  # fmt: skip
+def test_seed_counts_and_seeds_out_of_range_are_refused(tmp_path, capsys, seeds, expected):
+    """``--seeds 10**21`` was a traceback (OverflowError in ``range``); a seed of 10**20 an "Overflow when unpacking
+    long long" after the progress bar, naming neither option nor value."""
+    argv = ["evaluate", "--encoders", "wrap", "--seeds", seeds, "--task-file", str(tmp_path / "missing.csv"),
+            "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert expected in _refused(argv, capsys)
+
+
+def test_the_largest_seed_runs(tmp_path):
+    table = _task_file(tmp_path / "task.csv")
+    argv = ["evaluate", "--encoders", "wrap", "--max-epochs", "2", "--no-cache", "--no-figures", "--seeds",
+            "4294967295,", "--task-file", str(table), "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main(argv) == 0
+    with open(tmp_path / "ev" / "results.csv", newline="") as f:
+        assert [row["seed"] for row in csv.DictReader(f)] == ["4294967295"]

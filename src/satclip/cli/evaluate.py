@@ -17,6 +17,12 @@ from ..errors import BadInputError
 from . import precision_option
 from .args import existing_file, non_negative_int, positive_float, positive_int, user_path
 
+#: the most seeds one evaluation runs: each seed fits every task × encoder × probe once more (the reports'
+#: tables use 5); a count typed wrong (10**21) was built into a tuple of that length, or a traceback
+MAX_SEEDS = 1000
+#: the largest seed: numpy's and scikit-learn's seeds are 32-bit (10**20 ended in "Overflow when unpacking long long")
+MAX_SEED = 2**32 - 1
+
 
 def _seeds(text: str) -> tuple[int, ...]:
     usage = f"--seeds takes a count (5) or a list of different seeds >= 0 (0,3,7), got {text!r}"
@@ -25,12 +31,25 @@ def _seeds(text: str) -> tuple[int, ...]:
             seeds = tuple(int(s) for s in text.split(",") if s.strip())
             if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
                 raise ValueError
-            return seeds
-        n = int(text)
+        else:
+            n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(usage) from None
+    if "," in text:
+        if len(seeds) > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"lists {len(seeds)} seeds; one evaluation runs at most {MAX_SEEDS}")
+        if max(seeds) > MAX_SEED:
+            raise argparse.ArgumentTypeError(
+                f"seed {max(seeds)} is too large: seeds are 0 to {MAX_SEED} (2**32 - 1, numpy's limit)"
+            )
+        return seeds
     if n < 1:
         raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n} (seed {n} alone: --seeds {n},)")
+    if n > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"count {n} is more than {MAX_SEEDS}, the most one evaluation runs (each seed fits every task, encoder "
+            "and probe once more)"
+        )
     return tuple(range(n))
 
 
