@@ -134,3 +134,20 @@ def test_the_largest_seed_runs(tmp_path):
     assert main(argv) == 0
     with open(tmp_path / "ev" / "results.csv", newline="") as f:
         assert [row["seed"] for row in csv.DictReader(f)] == ["4294967295"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--encoders", "wrap", "--workers", "100000000000000000000"],
+    ["evaluate", "--encoders", "wrap", "--threads", "100000000000000000000"],
+    ["demo", "--workers", "100000000000000000000"],
+], ids=["evaluate-workers", "evaluate-threads", "demo-workers"])  # fmt: skip
+def test_worker_and_thread_counts_are_bounded(tmp_path, capsys, argv):
+    """``evaluate --workers 10**20`` ended in "unexpected error (OverflowError) … please report it", ``--threads
+    10**20`` in "Overflow when unpacking long long"; ``demo --workers 10**20`` was accepted."""
+    from satclip.machine import max_workers
+
+    missing = "--air-temperature" if argv[0] == "demo" else "--task-file"
+    err = _refused([*argv, missing, str(tmp_path / "missing.csv"), "--out", str(tmp_path / "ev")], capsys)
+    option = argv[-2]
+    assert f"argument {option}: must be at most {max_workers()} (4 per core of this machine, at least 64), got " \
+           "100000000000000000000" in err  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import existing_file, positive_int, user_path
+from .args import existing_file, positive_int, user_path, worker_count
 
 
 def add_parser(subparsers) -> None:
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--air-temperature", type=existing_file, metavar="CSV",
                         help="stationDataAll.csv, to add the paper's air-temperature task")  # fmt: skip
     parser.add_argument("--epochs", type=positive_int, help="override the number of pretraining epochs")
-    parser.add_argument("--workers", type=positive_int, help="processes fitting probes (default 2)")
+    parser.add_argument("--workers", type=worker_count, help="processes fitting probes (default 2)")
     parser.set_defaults(func=run)
 
 

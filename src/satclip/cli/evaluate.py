@@ -15,7 +15,15 @@ import sys
 
 from ..errors import BadInputError
 from . import precision_option
-from .args import existing_file, non_negative_int, positive_float, positive_int, user_path
+from .args import (
+    existing_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    user_path,
+    worker_count,
+    worker_count_or_zero,
+)
 
 #: the most seeds one evaluation runs: each seed fits every task × encoder × probe once more (the reports'
 #: tables use 5); a count typed wrong (10**21) was built into a tuple of that length, or a traceback
@@ -106,10 +114,9 @@ def add_parser(subparsers) -> None:
     size.add_argument("--max-epochs", type=positive_int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
     size.add_argument("--block-deg", type=positive_float, default=10.0, help="spatial-block: block size in degrees")
     size.add_argument("--folds", type=positive_int, default=5, help="spatial-block: number of folds")
-    size.add_argument(
-        "--threads", type=non_negative_int, default=1, help="torch threads per fitting process (default 1)"
-    )
-    size.add_argument("--workers", type=positive_int, default=None,
+    size.add_argument("--threads", type=worker_count_or_zero, default=1,
+                      help="torch threads per fitting process (default 1; 0: torch's default)")  # fmt: skip
+    size.add_argument("--workers", type=worker_count, default=None,
                       help="processes fitting folds in parallel (default 1; presets 2: right for an "
                            "idle 2-core machine)")  # fmt: skip
     parser.add_argument("--preset", choices=("reference", "paper"), default=None,
