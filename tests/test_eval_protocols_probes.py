@@ -204,5 +204,5 @@ def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_me
                             ({"encoders": ("wrap",), "threads": -1}, "threads=-1 must be")):  # fmt: skip
         with pytest.raises(BadInputError, match=message):
             EvalConfig(**kwargs)
-    with pytest.raises(ValueError, match="n_points=0 must be an integer, 1 or more"):
+    with pytest.raises(ValueError, match="n_points=0 must be an integer, 10 or more"):
         TaskOptions(n_points=0)

@@ -151,3 +151,32 @@ def test_worker_and_thread_counts_are_bounded(tmp_path, capsys, argv):
     option = argv[-2]
     assert f"argument {option}: must be at most {max_workers()} (4 per core of this machine, at least 64), got " \
            "100000000000000000000" in err  # fmt: skip
+
+
+@pytest.mark.parametrize("probes", ["", ",", " , "])
+def test_probes_that_name_no_probe_are_refused(tmp_path, capsys, probes):
+    """``--probes ""`` ran 0 fits and wrote a results.csv of a header alone, exit 0."""
+    argv = ["evaluate", "--encoders", "wrap", "--probes", probes, "--task-file", str(tmp_path / "missing.csv"),
+            "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert f"argument --probes: names no probe, got {probes!r}: give mlp, linear or both" in _refused(argv, capsys)
+
+
+def test_too_few_points_are_refused_and_the_fewest_allowed_run(tmp_path, capsys):
+    """``--n-points 1`` ran 1 training point and no validation or test point: empty metrics and numpy warnings,
+    exit 0. The least allowed, 10, is split 6 / 2 / 2 by the random protocol."""
+    from satclip.eval.tasks.base import MIN_POINTS
+
+    table = _task_file(tmp_path / "task.csv")
+    for n in (1, MIN_POINTS - 1):
+        argv = ["evaluate", "--encoders", "wrap", "--n-points", str(n), "--task-file", str(tmp_path / "missing.csv"),
+                "--out", str(tmp_path / "ev")]  # fmt: skip
+        assert f"argument --n-points: must be at least {MIN_POINTS}, got {n}: a task needs training, validation " \
+               "and test points" in _refused(argv, capsys)  # fmt: skip
+    out = tmp_path / "ev"
+    argv = ["evaluate", *FAST, "--no-figures", "--n-points", str(MIN_POINTS), "--task-file", str(table), "--out",
+            str(out)]  # fmt: skip
+    assert main(argv) == 0
+    with open(out / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["n_train"], row["n_val"], row["n_test"]) == ("6", "2", "2")
+    assert np.isfinite(float(row["mse"])) and np.isfinite(float(row["r2"]))

@@ -61,6 +61,13 @@ def _seeds(text: str) -> tuple[int, ...]:
     return tuple(range(n))
 
 
+def _probes(text: str) -> str:
+    """A comma-separated list naming at least one probe (the names are checked with the configuration)."""
+    if not any(p.strip() for p in text.split(",")):
+        raise argparse.ArgumentTypeError(f"names no probe, got {text!r}: give mlp, linear or both (mlp,linear)")
+    return text
+
+
 def _task_name(text: str) -> str:
     from ..eval.tasks.table import check_task_name
 
@@ -68,6 +75,18 @@ def _task_name(text: str) -> str:
         return check_task_name(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _n_points(text: str) -> int:
+    from ..eval.tasks.base import MIN_POINTS
+
+    value = positive_int(text)
+    if value < MIN_POINTS:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_POINTS}, got {text}: a task needs training, validation and test points (the "
+            f"random protocol splits {MIN_POINTS} points 6/2/2)"
+        )
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -89,9 +108,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--protocol", default="random", help="random | holdout-continent | spatial-block | paper (default random)"
     )
-    parser.add_argument(
-        "--probes", default="mlp", help="comma-separated: mlp, linear (default mlp; --protocol paper fits its own)"
-    )
+    parser.add_argument("--probes", type=_probes, default="mlp",
+                        help="comma-separated: mlp, linear (default mlp; --protocol paper fits its own)")  # fmt: skip
     parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4),
                         help="a count N: seeds 0..N-1 (default 5), or a list of seeds: 0,3,7; one given seed "
                              "takes a comma: 3, (3 alone is a count)")  # fmt: skip
@@ -108,7 +126,7 @@ def add_parser(subparsers) -> None:
     tf.add_argument("--task-name", type=_task_name, default=None,
                     help="name in reports: one line without '/' or '\\' (default: the file's stem)")  # fmt: skip
     size = parser.add_argument_group("sizes and probe settings")
-    size.add_argument("--n-points", type=positive_int, default=10_000, help="points per sampled task (default 10000)")
+    size.add_argument("--n-points", type=_n_points, default=10_000, help="points per task (at least 10; default 10000)")
     size.add_argument("--point-seed", type=int, default=None, help="seed of the task point sample")
     size.add_argument("--min-class-points", type=non_negative_int, default=20, help="drop rarer classes (default 20)")
     size.add_argument("--max-epochs", type=positive_int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")

@@ -19,6 +19,11 @@ REGRESSION, CLASSIFICATION = "regression", "classification"
 #: Blue Marble pretraining sample uses, so downstream points are a fresh draw
 DEFAULT_POINT_SEED = 20250
 
+#: points a task needs at least (``--n-points``, the rows of a ``--task-file``): the ``random`` protocol's
+#: 60 / 20 / 20 split of 10 points is 6 training, 2 validation and 2 test points; below 9 a split gets one point
+#: or none (``--n-points 1``: 1 training point, empty metrics)
+MIN_POINTS = 10
+
 
 @dataclass(frozen=True)
 class TaskOptions:
@@ -41,10 +46,11 @@ class TaskOptions:
     use_cache: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("n_points", "min_class_points"):  # (0 points gave a row of NaN scores, as if measured)
+        # (0 points gave a row of NaN scores, as if measured; 1 point, empty splits and numpy warnings)
+        for key, least in (("n_points", MIN_POINTS), ("min_class_points", 1)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TaskOptions: {key}={value!r} must be an integer, 1 or more")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"TaskOptions: {key}={value!r} must be an integer, {least} or more")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,16 @@ import numpy as np
 from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows
 from ...optional import require
 from ...paths import expand_user
-from .base import CLASSIFICATION, REGRESSION, Task, TaskOptions, continent_labels, encode_classes, subsample
+from .base import (
+    CLASSIFICATION,
+    MIN_POINTS,
+    REGRESSION,
+    Task,
+    TaskOptions,
+    continent_labels,
+    encode_classes,
+    subsample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +109,6 @@ def _coordinates(frame, column: str, path: Path) -> np.ndarray:
     return values.to_numpy(dtype=np.float64)
 
 
-#: rows with a target a table task needs at least: training, validation and test points
-MIN_ROWS = 10
-
-
 def table_task(
     path: str | Path,
     *,
@@ -146,9 +151,9 @@ def table_task(
         raise ValueError(f"{path}: no column {target_col!r} (--target-col); columns are {columns}")
     given = len(frame)
     frame = frame[frame[target_col].notna()]
-    if len(frame) < MIN_ROWS:
+    if len(frame) < MIN_POINTS:
         raise ValueError(
-            f"{path}: {len(frame)} of {given} row(s) have a target {target_col!r}; a task needs at least {MIN_ROWS} "
+            f"{path}: {len(frame)} of {given} row(s) have a target {target_col!r}; a task needs at least {MIN_POINTS} "
             "(training, validation and test points)"
         )
     points = np.stack([_coordinates(frame, column, path) for column in (lon, lat)], axis=1)
