@@ -469,6 +469,19 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
     assert len(err) == 1 and f"cannot reach the Dask scheduler at {address}: " in err[0], err
 
 
+@pytest.mark.parametrize("address", ["not a url", "host", "host:abc", "tcp://:8786", "tcp://host:99999"])
+def test_a_scheduler_address_without_host_and_port_is_bad_input(model, tmp_path, monkeypatch, capsys, address):
+    """Without a host and a port number the client failed with "missing port number in address 'host'", no fix."""
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("the client tried to connect"))
+    dataset = write_dataset(points(10), tmp_path / "in", parts=1)
+    argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "y"), "--engine", "dask"]
+    assert main([*argv, "--scheduler", address]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: --scheduler {address!r} is not a Dask scheduler's address: give its host and port, e.g. "
+        "tcp://HOST:8786 (or HOST:8786)"
+    )
+
+
 @pytest.mark.parametrize("answer", ["nothing", "http", "close"])
 def test_an_address_that_is_no_dask_scheduler_is_named_at_once(model, tmp_path, monkeypatch, capsys, answer):
     """A service that is not a scheduler (the dashboard port 8787, say) hung the client without end, or its

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import SatclipError
+from ..errors import BadInputError, SatclipError
 from ..machine import usable_cores
 from ..optional import require
 
@@ -206,10 +206,17 @@ def _probe(scheduler: str) -> None:
 
     address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
     parts = urlsplit(address)
-    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+    try:
+        port = parts.port
+    except ValueError:  # (not a number, or out of range)
+        port = None
+    if parts.scheme == "tcp" and (not parts.hostname or port is None or " " in parts.netloc):
+        raise BadInputError(f"--scheduler {scheduler!r} is not a Dask scheduler's address: give its host and port, "
+                            "e.g. tcp://HOST:8786 (or HOST:8786)")  # fmt: skip
+    if parts.scheme != "tcp":
         return
     try:
-        connection = socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT)
+        connection = socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT)
     except (ConnectionRefusedError, socket.gaierror) as err:
         raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
     except OSError:  # slow or filtered: the client's own timeout decides
