@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from satclip.cli import main
+from tests.conftest import one_error_line
 
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
@@ -180,3 +181,35 @@ def test_too_few_points_are_refused_and_the_fewest_allowed_run(tmp_path, capsys)
         (row,) = list(csv.DictReader(f))
     assert (row["n_train"], row["n_val"], row["n_test"]) == ("6", "2", "2")
     assert np.isfinite(float(row["mse"])) and np.isfinite(float(row["r2"]))
+
+
+@pytest.mark.parametrize(("spec", "key", "limit", "default"), [
+    ("spherec(frequency_num=100000000000000000000)", "frequency_num", 512, 16),
+    ("sphericalharmonics(legendre_polys=101)", "legendre_polys", 100, 10),
+    ("untrained-satclip(legendre_polys=100000)", "legendre_polys", 100, 10),
+])  # fmt: skip
+def test_encoder_sizes_are_bounded_naming_the_parameter(tmp_path, capsys, spec, key, limit, default):
+    """``spherec(frequency_num=10**20)`` ended in "Maximum allowed size exceeded", naming nothing."""
+    table = _task_file(tmp_path / "task.csv")
+    argv = ["evaluate", "--encoders", spec, "--max-epochs", "2", "--no-cache", "--seeds", "1", "--no-figures",
+            "--task-file", str(table), "--out", str(tmp_path / "ev")]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    value = spec.split("=")[1].rstrip(")")
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: encoder {spec!r}: parameter {key}={value} is too large: it sizes the encoder's features, "
+        f"and {limit} is the most evaluate takes (its default is {default})"
+    )
+
+
+def test_a_task_file_without_a_target_column_says_what_it_needs(tmp_path, capsys):
+    """It said "name the target column with --target-col (candidates: [])": no column to name."""
+    table = tmp_path / "pts.csv"
+    table.write_text("lon,lat\n13.4,52.5\n-58.4,-34.6\n0,0\n")
+    argv = ["evaluate", *FAST, "--no-figures", "--task-file", str(table), "--out", str(tmp_path / "ev")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {table} has no column besides its coordinates 'lon' and 'lat': a task file needs a column "
+        "with the target to predict too (a number or a class label per point), e.g. lon,lat,yield"
+    )

@@ -390,10 +390,18 @@ def _expected_kind(value: object, default: object) -> str | None:
     return None if fits else kind
 
 
+#: the largest value of the spec parameters that size an encoder's arrays: each keeps its features at about
+#: 10,000 columns or fewer (``legendre_polys`` L: L² columns; ``frequency_num`` F: 6F for ``theory`` up to 16F for
+#: ``spheremplus``), already 800 MB of float64 for the default 10,000 points. ``frequency_num=10**20`` ended in
+#: "Maximum allowed size exceeded", naming nothing.
+MAX_SIZE_PARAMS = {"legendre_polys": 100, "frequency_num": 512}
+
+
 def _check_params(spec: str, kind: str, name: str, builder, params: dict, reserved: tuple[str, ...] = ()) -> None:
     """Refuse, before anything is built, a parameter of ``spec`` that ``builder`` does not take (the
-    registries' check: it names the parameter, the encoder and the accepted ones) or a value that does not
-    fit its numeric or boolean default. ``reserved``: parameters of ``builder`` that a spec does not set."""
+    registries' check: it names the parameter, the encoder and the accepted ones), a value that does not
+    fit its numeric or boolean default, or a size above :data:`MAX_SIZE_PARAMS`. ``reserved``: parameters of
+    ``builder`` that a spec does not set."""
     signature = inspect.signature(builder).parameters
     check_parameters(kind, name, [key for key in signature if key not in reserved], params)
     for key, value in params.items():
@@ -402,6 +410,12 @@ def _check_params(spec: str, kind: str, name: str, builder, params: dict, reserv
         if expected:
             raise BadInputError(
                 f"encoder {spec!r}: parameter {key}={value!r} must be {expected} (its default is {default!r})"
+            )
+        limit = MAX_SIZE_PARAMS.get(key)
+        if limit is not None and isinstance(value, int | float) and value > limit:
+            raise BadInputError(
+                f"encoder {spec!r}: parameter {key}={value!r} is too large: it sizes the encoder's features, and "
+                f"{limit} is the most evaluate takes (its default is {default!r})"
             )
 
 

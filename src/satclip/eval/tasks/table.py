@@ -144,6 +144,11 @@ def table_task(
         raise ValueError(f"{path}: --lon-col and --lat-col both name column {lon!r}; name the longitude and latitude")
     if target_col is None:
         rest = [c for c in columns if c not in (lon, lat)]
+        if not rest:
+            raise ValueError(
+                f"{path} has no column besides its coordinates {lon!r} and {lat!r}: a task file needs a column "
+                "with the target to predict too (a number or a class label per point), e.g. lon,lat,yield"
+            )
         if len(rest) != 1:
             raise ValueError(f"{path}: name the target column with --target-col (candidates: {rest})")
         target_col = rest[0]
