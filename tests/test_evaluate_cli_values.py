@@ -128,11 +128,14 @@ def test_seed_counts_and_seeds_out_of_range_are_refused(tmp_path, capsys, seeds,
     assert expected in _refused(argv, capsys)
 
 
-def test_the_largest_seed_runs(tmp_path):
+def test_the_largest_seed_runs_and_the_next_is_refused(tmp_path, capsys):
+    """The bound is numpy's: 2**32 - 1 is a seed a run takes (it was accepted before too), 2**32 is refused (it
+    ran as well)."""
     table = _task_file(tmp_path / "task.csv")
-    argv = ["evaluate", "--encoders", "wrap", "--max-epochs", "2", "--no-cache", "--no-figures", "--seeds",
-            "4294967295,", "--task-file", str(table), "--out", str(tmp_path / "ev")]  # fmt: skip
-    assert main(argv) == 0
+    argv = ["evaluate", "--encoders", "wrap", "--max-epochs", "2", "--no-cache", "--no-figures", "--task-file",
+            str(table), "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert "argument --seeds: seed 4294967296 is too large" in _refused([*argv, "--seeds", "4294967296,"], capsys)
+    assert main([*argv, "--seeds", "4294967295,"]) == 0
     with open(tmp_path / "ev" / "results.csv", newline="") as f:
         assert [row["seed"] for row in csv.DictReader(f)] == ["4294967295"]
 
@@ -165,22 +168,22 @@ def test_probes_that_name_no_probe_are_refused(tmp_path, capsys, probes):
 def test_too_few_points_are_refused_and_the_fewest_allowed_run(tmp_path, capsys):
     """``--n-points 1`` ran 1 training point and no validation or test point: empty metrics and numpy warnings,
     exit 0. The least allowed, 10, is split 6 / 2 / 2 by the random protocol."""
-    from satclip.eval.tasks.base import MIN_POINTS
-
     table = _task_file(tmp_path / "task.csv")
-    for n in (1, MIN_POINTS - 1):
+    for n in (1, 9):
         argv = ["evaluate", "--encoders", "wrap", "--n-points", str(n), "--task-file", str(tmp_path / "missing.csv"),
                 "--out", str(tmp_path / "ev")]  # fmt: skip
-        assert f"argument --n-points: must be at least {MIN_POINTS}, got {n}: a task needs training, validation " \
-               "and test points" in _refused(argv, capsys)  # fmt: skip
+        assert f"argument --n-points: must be at least 10, got {n}: a task needs training, validation and test " \
+               "points" in _refused(argv, capsys)  # fmt: skip
     out = tmp_path / "ev"
-    argv = ["evaluate", *FAST, "--no-figures", "--n-points", str(MIN_POINTS), "--task-file", str(table), "--out",
-            str(out)]  # fmt: skip
+    argv = ["evaluate", *FAST, "--no-figures", "--n-points", "10", "--task-file", str(table), "--out", str(out)]
     assert main(argv) == 0
     with open(out / "results.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert (row["n_train"], row["n_val"], row["n_test"]) == ("6", "2", "2")
     assert np.isfinite(float(row["mse"])) and np.isfinite(float(row["r2"]))
+    from satclip.eval.tasks.base import MIN_POINTS
+
+    assert MIN_POINTS == 10  # the bound the refusals name
 
 
 @pytest.mark.parametrize(("spec", "key", "limit", "default"), [
