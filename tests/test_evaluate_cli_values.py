@@ -216,3 +216,18 @@ def test_a_task_file_without_a_target_column_says_what_it_needs(tmp_path, capsys
         f"satclip: error: {table} has no column besides its coordinates 'lon' and 'lat': a task file needs a column "
         "with the target to predict too (a number or a class label per point), e.g. lon,lat,yield"
     )
+
+
+def test_a_pipe_in_a_task_name_keeps_the_report_tables_whole(tmp_path):
+    """A ``|`` in a task (or encoder) name ended its markdown table cell: results.md's rows got a column more."""
+    import re
+
+    task = _task_file(tmp_path / "t.csv")
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--task-file", str(task), "--task-name", "a|b", *FAST, "--no-figures", "--out", str(out)]
+    assert main(argv) == 0
+    text = (out / "results.md").read_text()
+    assert "a\\|b" in text
+    for table in re.findall(r"(?:^\|.*\n)+", text, flags=re.MULTILINE):  # each table: all rows as wide
+        widths = {len(re.split(r"(?<!\\)\|", row)) for row in table.splitlines()}
+        assert len(widths) == 1, table

@@ -139,9 +139,14 @@ def display_names(encoders: Sequence[str]) -> dict[str, str]:
     return short
 
 
+def _text(value) -> str:
+    """A name as the text of a markdown table cell: a ``|`` in it would end the cell."""
+    return str(value).replace("|", "\\|")
+
+
 def legend(names: dict[str, str]) -> str:
     """A markdown table of the short names that differ from their full spec ('' when none does)."""
-    rows = [f"| {short} | `{spec}` |" for spec, short in names.items() if short != spec]
+    rows = [f"| {_text(short)} | `{_text(spec)}` |" for spec, short in names.items() if short != spec]
     return "\n".join(["| name | encoder |", "|---|---|", *rows]) if rows else ""
 
 
@@ -188,7 +193,7 @@ def metric_table(
     ``metric_of(task)``; a clear best bold, encoders tied for best italic; a last row ``chance`` from
     ``chance[task][metric]`` when given."""
     names = names or {e: e for e in encoders}
-    header = "| encoder | " + " | ".join(f"{t}<br>{METRIC_TITLES[metric_of(t)]}" for t in tasks) + " |"
+    header = "| encoder | " + " | ".join(f"{_text(t)}<br>{METRIC_TITLES[metric_of(t)]}" for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
     marks: dict[tuple[str, str], str] = {}
     for t in tasks:
@@ -201,7 +206,7 @@ def metric_table(
             marks[(t, e)] = "tie"
     for e in encoders:
         cells = [_cell(summary.get((probe, variant, t, e), {}).get(metric_of(t)), marks.get((t, e), "")) for t in tasks]
-        lines.append(f"| {names.get(e, e)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_text(names.get(e, e))} | " + " | ".join(cells) + " |")
     if chance:
         values = [chance.get(t, {}).get(metric_of(t)) for t in tasks]
         lines.append("| *chance* | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) + " |")
@@ -292,7 +297,8 @@ def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:
                       f"1/K = {1 / max(t.num_classes, 1):.3f}")  # fmt: skip
         else:
             classes, chance = "", "MSE 1, R² 0 (predicting the mean)"
-        out.append(f"| {t.name} | {t.kind}{classes} | {len(t)} | {t.target} | {chance} | {t.source} |")
+        out.append(f"| {_text(t.name)} | {t.kind}{classes} | {len(t)} | {_text(t.target)} | {chance} | "
+                   f"{_text(t.source)} |")
     return out
 
 
@@ -426,7 +432,7 @@ def _continent_tables(rows: Sequence[dict], kinds: dict[str, str], names: dict[s
                 for g, v in cols:
                     vals = [r[metric] for r in sel if r["encoder"] == e and r["group"] == g and r["variant"] == v]
                     cells.append(f"{np.mean(vals):.3f}" if vals else "–")
-                parts.append(f"| {names.get(e, e)} | " + " | ".join(cells) + " |")
+                parts.append(f"| {_text(names.get(e, e))} | " + " | ".join(cells) + " |")
             parts.append("")
     return "\n".join(parts)
 
