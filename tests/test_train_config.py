@@ -97,10 +97,10 @@ def test_example_configs_load(name):
         ("model.embed_dim", 0, "1 or more"),
         ("model.location_encoder.network.dim_hidden", -5, "an integer, 1 or more"),
         ("model.location_encoder.network.num_layers", -1, "an integer, 0 or more"),  # (an mlp of 0: one hidden)
-        ("model.logit_scale_init", math.nan, "a finite number"),
+        ("model.logit_scale_init", math.nan, "in [-88, 88]"),
         ("data.batch_size", 0, "1 or more"),
-        ("data.num_workers", -1, "0 or more"),
-        ("data.coord_jitter", math.nan, "a finite number, 0 or more"),
+        ("data.num_workers", -1, "0 (load in the main process) to"),
+        ("data.coord_jitter", math.nan, "0 (off) to 180 degrees"),
         ("data.cache_views", 10**30, "1 to 1024"),  # (an OverflowError in the cache build: "please report it")
         ("optim.lr", -1, "a finite number above 0"),
         ("optim.lr", math.nan, "a finite number above 0"),

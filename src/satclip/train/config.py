@@ -72,7 +72,10 @@ class ModelConfig:
                    f"a degree from 1 to {degree - 1 if isinstance(degree, int) else 'legendre_polys - 1'} "
                    "(legendre_polys - 1) of a spherical-harmonics encoding")  # fmt: skip
         _check("model.embed_dim", self.embed_dim, self.embed_dim >= 1, "1 or more")
-        _check("model.logit_scale_init", self.logit_scale_init, math.isfinite(self.logit_scale_init), "a finite number")
+        _check("model.logit_scale_init", self.logit_scale_init, abs(self.logit_scale_init) <= MAX_LOGIT_SCALE_INIT,
+               f"in [-{MAX_LOGIT_SCALE_INIT}, {MAX_LOGIT_SCALE_INIT}] (the log of the inverse temperature: the logits "
+               f"are exp(logit_scale) × cosines, and exp({MAX_LOGIT_SCALE_INIT + 1}) overflows float32; default "
+               f"log(1/0.07) = {LOGIT_SCALE_INIT:.4f})")  # fmt: skip
         network = self.location_encoder.get("network")
         for size, low in (("dim_hidden", 1), ("num_layers", 0)):  # the sizes networks with hidden layers have
             value = network.get(size) if isinstance(network, dict) else None  # (an mlp of 0 layers: one hidden)
@@ -82,8 +85,20 @@ class ModelConfig:
                        f"an integer, {low} or more")  # fmt: skip
 
 
+#: the largest |model.logit_scale_init|: exp of more than ~88.7 overflows float32 (and bf16), so the logits would
+#: start infinite and the first step diverge ("lower optim.lr" would be the wrong advice)
+MAX_LOGIT_SCALE_INIT = 88
+
+#: the largest data.coord_jitter (degrees): the one-sided U(0, jitter) is added to lon and lat, and latitudes end
+#: at 90 (clamped there)
+MAX_COORD_JITTER = 180
+
 #: the most views a feature cache holds per image (each costs a backbone pass and its share of the cache)
 MAX_CACHE_VIEWS = 1024
+#: the most views one backbone forward pass of a cache build takes (``satclip cache build --batch-size``): a chunk
+#: of 1,024 images × the most views; a larger count was no batch at all (``--batch-size 10**20``: "Stop argument
+#: for islice() must be None or an integer")
+MAX_CACHE_BATCH_SIZE = 1024 * MAX_CACHE_VIEWS
 
 
 @dataclass(frozen=True)
@@ -119,10 +134,16 @@ class DataConfig:
                 object.__setattr__(self, key, str(expand_user(getattr(self, key))))
         _check("data.batch_size", self.batch_size, self.batch_size >= 1, "1 or more (pairs per device and step)")
         _check("data.val_fraction", self.val_fraction, 0 <= self.val_fraction < 1, "in [0, 1) (0: no validation)")
-        _check("data.num_workers", self.num_workers, self.num_workers >= 0, "0 or more (0: load in the main process)")
-        for key in ("coord_jitter", "coord_jitter_km"):
-            value = getattr(self, key)
-            _check(f"data.{key}", value, math.isfinite(value) and value >= 0, "a finite number, 0 or more (0: off)")
+        from ..machine import max_workers
+
+        most = max_workers()
+        _check("data.num_workers", self.num_workers, 0 <= self.num_workers <= most,
+               f"0 (load in the main process) to {most} (4 per core of this machine, at least 64)")  # fmt: skip
+        _check("data.coord_jitter", self.coord_jitter, 0 <= self.coord_jitter <= MAX_COORD_JITTER,
+               f"0 (off) to {MAX_COORD_JITTER} degrees (the span of latitudes: a one-sided jitter of more moves every "
+               "point past the north pole)")  # fmt: skip
+        km = self.coord_jitter_km
+        _check("data.coord_jitter_km", km, math.isfinite(km) and km >= 0, "a finite number, 0 or more (0: off)")
         _check("data.cache_views", self.cache_views, 1 <= self.cache_views <= MAX_CACHE_VIEWS,
                f"1 to {MAX_CACHE_VIEWS} (view 0 is the evaluation view)")  # fmt: skip
 
@@ -201,6 +222,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
+    def __post_init__(self):
+        _check_harmonics_fit(self.model, self.data)
+
     def to_dict(self) -> dict:
         """A plain, YAML/JSON-ready dict (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
@@ -208,6 +232,41 @@ class TrainConfig:
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with dotted overrides applied: ``cfg.replace(**{"optim.lr": 3e-4})``."""
         return from_dict(apply_overrides(self.to_dict(), overrides, parse=False))
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory this machine has (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_harmonics_fit(model: ModelConfig, data: DataConfig) -> None:
+    """Refuse a spherical-harmonics degree L whose L² basis functions cannot fit in this machine's memory: the
+    first layer's weights (L² × dim_hidden float32) plus one batch of features (data.batch_size × L², computed
+    in float64). A degree typed wrong (100000) failed at the first allocation ("unexpected error … tried to
+    allocate 1280000000000 bytes")."""
+    encoding = model.location_encoder.get("encoding") or {}
+    degree = encoding.get("legendre_polys") if encoding.get("name") == "sphericalharmonics" else None
+    if not isinstance(degree, int) or isinstance(degree, bool) or degree < 1:
+        return  # (a wrong type or value is the encoding's own error, naming it)
+    network = model.location_encoder.get("network") or {}
+    hidden = network.get("dim_hidden", 512) if isinstance(network, dict) else 512
+    hidden = hidden if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden >= 1 else 1
+    per_column = 4 * hidden + 8 * data.batch_size  # bytes per basis function
+    memory = _physical_memory()
+    if memory is None or degree**2 * per_column <= memory:
+        return
+    key = "model.location_encoder.encoding.legendre_polys"
+    raise ValueError(
+        f"{key}={degree} is too large for this machine: its L² = {degree**2:,} basis functions need at least "
+        f"{degree**2 * per_column / 1e9:,.0f} GB (the first layer, L² × dim_hidden {hidden} float32, and one batch "
+        f"of features, data.batch_size {data.batch_size} × L² float64) and this machine has {memory / 1e9:,.0f} GB of "
+        "memory (the released models use 10 and 40)"
+    )
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
@@ -225,6 +284,13 @@ _CHOICES = {
         "32-true", "32", "bf16-mixed", "16-mixed", "64-true", "float32", "bf16", "float64", "auto",
     ),  # fmt: skip
     ("trainer", "export_target"): ("original", "torchgeo", "rshf"),
+    # Lightning's names for the devices satclip trains on (tpu/xla: untested, and Lightning's own error named
+    # no key), and its strategies for them
+    ("trainer", "accelerator"): ("auto", "cpu", "gpu", "cuda", "mps"),
+    ("trainer", "strategy"): (
+        "auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+        "fsdp", "deepspeed",
+    ),  # fmt: skip
 }
 
 
@@ -250,7 +316,12 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     if path is not None:
         import yaml
 
-        text = Path(path).read_text()
+        try:
+            text = Path(path).read_text()
+        except UnicodeDecodeError as err:  # ("bad config: 'utf-8' codec can't decode byte 0x89 …" named no file)
+            raise ValueError(
+                f"{path} is not a YAML text file (byte {err.start} is not UTF-8 text): give the training config"
+            ) from None
         raw = yaml.safe_load(text) or {}
         if not isinstance(raw, dict):
             raise TypeError(f"{path}: a training config is a mapping of sections, got {type(raw).__name__}")
@@ -334,6 +405,10 @@ def _build_section(section: str, cls: type, values: Mapping[str, Any]):
     return cls(**kwargs)
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+               type(None): "null"}  # fmt: skip
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the annotation ``hint`` (int → float is allowed; str → Path is not)."""
     origin = typing.get_origin(hint)
@@ -348,16 +423,14 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                 return _coerce(key, value, option)
             except (TypeError, ValueError):
                 continue
-        raise TypeError(f"{key}={value!r} must be one of {options}")
+        raise TypeError(f"{key}={value!r} must be {' or '.join(_TYPE_WORDS.get(o, o.__name__) for o in options)}")
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"{key}={value!r} must be a number")
         return float(value)
-    if hint is int:
+    if hint is int:  # (a float never: 1e308 was taken as a 309-digit batch size while 2.5 was refused)
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise TypeError(f"{key}={value!r} must be an integer")
+            raise TypeError(f"{key}={value!r} must be an integer (written without a decimal point or exponent)")
         return value
     if hint is bool:
         if not isinstance(value, bool):

@@ -347,7 +347,7 @@ def fit(
     if source is not None and not isinstance(source, PairSource):
         raise TypeError(f"source must be a PairSource (satclip.train.sources: images with their locations and "
                         f"transforms), got {type(source).__name__}")  # fmt: skip
-    _check_accelerator(config.trainer.accelerator)
+    _check_accelerator(config.trainer.accelerator, config.trainer.devices)
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
@@ -406,10 +406,11 @@ def fit(
     return result
 
 
-def _check_accelerator(accelerator: str) -> None:
+def _check_accelerator(accelerator: str, devices: int = 1) -> None:
     """An accelerator this machine does not have is bad config, named (Lightning raises a bare
-    "No supported gpu backend found!")."""
-    from ..machine import available_devices, check_device
+    "No supported gpu backend found!"); so are more ``devices`` than it has of that kind: on the CPU one process
+    per usable core (``trainer.devices 100`` on a 2-core machine started 100 DDP processes), else its GPUs."""
+    from ..machine import available_devices, check_device, usable_cores
 
     kind = {"gpu": "cuda"}.get(accelerator, accelerator)
     if kind in ("cuda", "mps"):
@@ -420,12 +421,24 @@ def _check_accelerator(accelerator: str) -> None:
                 f"trainer.accelerator={accelerator!r}, but this machine has no {kind} device (available: "
                 f"{', '.join(available_devices())}); use 'cpu' or 'auto'"
             ) from None
+    if kind == "auto":  # (as Lightning picks it)
+        found = available_devices()
+        kind = "cuda" if "cuda:0" in found else "mps" if "mps" in found else "cpu"
+    have = {"cpu": usable_cores(), "cuda": torch.cuda.device_count() if kind == "cuda" else 0, "mps": 1}.get(kind)
+    if have is not None and devices > have:
+        what = f"{have} usable CPU core(s)" if kind == "cpu" else f"{have} {kind} device(s)"
+        raise BadInputError(
+            f"trainer.devices={devices} must be at most {have} here (or -1 for all of them): a {kind} run starts one "
+            f"process per device, and this machine has {what}"
+        )
 
 
 def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[], str]) -> None:
     """``trainer.fit``; a run stopped by Ctrl-C or SIGTERM raises :class:`KeyboardInterrupt` (the CLI's
     "interrupted", exit 130) after saying how to continue it (``hint()``). Lightning itself ends a Ctrl-C with
-    ``sys.exit(1)`` and a SIGTERM by returning as if the run had finished."""
+    ``sys.exit(1)`` and a SIGTERM by returning as if the run had finished. A SIGTERM sent to the process group
+    (``timeout``, a scheduler) also ends the ``data.num_workers`` loader workers, and the DataLoader raises
+    "DataLoader worker (pid N) is killed by signal: Terminated" for them: that is the same interruption."""
     def interrupted() -> KeyboardInterrupt:
         log.warning("training interrupted in epoch %d; %s", trainer.current_epoch, hint())
         return KeyboardInterrupt()
@@ -434,6 +447,10 @@ def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[],
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
+            raise interrupted() from None
+        raise
+    except RuntimeError as err:
+        if getattr(trainer, "received_sigterm", False) and str(err).startswith("DataLoader worker"):
             raise interrupted() from None
         raise
     if getattr(trainer, "received_sigterm", False):
