@@ -13,8 +13,20 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .args import device, non_negative_int, positive_int, user_path
+from .args import device, non_negative_int, positive_int, user_path, worker_count_or_zero
 from .train import add_override_options, load_cli_config
+
+
+def _batch_size(text: str) -> int:
+    """``--batch-size``: 1 to :data:`satclip.train.config.MAX_CACHE_BATCH_SIZE`."""
+    from ..train.config import MAX_CACHE_BATCH_SIZE
+
+    value = positive_int(text)
+    if value > MAX_CACHE_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_CACHE_BATCH_SIZE} views per forward pass (1,024 images × 1,024 views), got {text}"
+        )
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -30,11 +42,13 @@ def add_parser(subparsers) -> None:
         "--device", type=device, help="torch device for the backbone (default: cuda if available, else cpu)"
     )
     build.add_argument(
-        "--batch-size", type=positive_int, default=64, help="views per backbone forward pass (default 64)"
-    )
+        "--batch-size", type=_batch_size, default=64,
+        help="views per backbone forward pass (default 64, at most 1048576)",
+    )  # fmt: skip
     build.add_argument(
-        "--num-workers", type=non_negative_int, help="image-reading worker processes (default data.num_workers)"
-    )
+        "--num-workers", type=worker_count_or_zero,
+        help="image-reading worker processes (default data.num_workers)",
+    )  # fmt: skip
     build.add_argument("--rebuild", action="store_true", help="recompute even when the cache is up to date")
     build.set_defaults(func=run_build)
 
@@ -103,6 +117,7 @@ def run_verify(args: argparse.Namespace) -> int:
         raise BadInputError("give the cache directory, or --config with data.cache")
     if not Path(path).exists():
         raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
+    _check_is_cache(Path(path))
     if args.recompute and encoder is None:
         raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
     report = verify_cache(
@@ -121,3 +136,19 @@ def run_verify(args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(f"  - {problem}")
     return 0 if report.ok else 1
+
+
+def _check_is_cache(path: Path) -> None:
+    """Refuse, as bad input (exit 2, as a missing path is), what is no feature cache at all: a file, or a directory
+    with neither a cache's manifest nor its features (they were reported as a failed cache, exit 1). A cache
+    that lost some of its files is verified, and reported damaged."""
+    from ..train.cache import FEATURES, MANIFEST
+
+    if not path.is_dir():
+        what = "a file, not a directory" if path.is_file() else "not a directory"
+        raise BadInputError(f"{path} is {what}: a feature cache is the directory `satclip cache build` wrote")
+    if not (path / MANIFEST).exists() and not (path / FEATURES).exists():
+        raise BadInputError(
+            f"{path} is not a feature cache (no {MANIFEST}, no {FEATURES}): give the directory `satclip cache build` "
+            "wrote (data.cache)"
+        )

@@ -38,7 +38,7 @@ from torch import nn
 
 from .. import safe_output
 from ..errors import BadInputError, SatclipError
-from .config import MAX_CACHE_VIEWS
+from .config import MAX_CACHE_BATCH_SIZE, MAX_CACHE_VIEWS
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ def build_cache(
     if dtype not in DTYPES:
         raise ValueError(f"cache dtype {dtype!r} is not one of {list(DTYPES)}")
     for name, value, high in (("views", views, MAX_CACHE_VIEWS), ("chunk_size", chunk_size, None),
-                              ("batch_size", batch_size, None)):  # (checked before anything is written)
+                              ("batch_size", batch_size, MAX_CACHE_BATCH_SIZE)):  # (checked before anything is written)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high and value > high):
             raise ValueError(f"{name}={value!r} must be an integer from 1" + (f" to {high}" if high else " up"))
     if not isinstance(source, PairSource):
