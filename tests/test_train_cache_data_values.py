@@ -3,9 +3,27 @@ now refused at once with one line naming the key or option and what is allowed (
 
 from __future__ import annotations
 
-import torch
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from satclip import machine
+import pytest
+import torch
+import yaml
+
+from satclip import machine, safe_output
+from satclip.cli import main
+from satclip.train.config import MAX_CACHE_VIEWS
+
+from .conftest import one_error_line
+from .test_train_fit import cached_config
+from .train_helpers import synthetic_cache
+
+#: a cache build's forward pass: at most a chunk of 1,024 images × the most views
+MAX_CACHE_BATCH_SIZE = 1024 * MAX_CACHE_VIEWS
 
 
 def test_max_workers_is_a_number_and_cpu_threads_a_context():
@@ -15,3 +33,243 @@ def test_max_workers_is_a_number_and_cpu_threads_a_context():
     with machine.cpu_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+MOST_WORKERS = max(64, 4 * machine.usable_cores())
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    """The one error line of a command that exits 2."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    if ": error: argument " in err:  # an argparse type's error: "satclip COMMAND: error: argument --OPTION: …"
+        line = err.splitlines()[-1]
+        assert line.startswith("satclip ") and "unexpected error" not in line, err
+        return line
+    return one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # forked ~900 loader processes (all the machine's memory) for 10**20
+        (("data.num_workers", "100000000000000000000"),
+         f"data.num_workers=100000000000000000000 must be 0 (load in the main process) to {MOST_WORKERS}"),
+        (("data.num_workers", str(MOST_WORKERS + 1)), f"to {MOST_WORKERS} (4 per core"),
+        # "unexpected error (RuntimeError): … tried to allocate 1280000000000 bytes"
+        (("model.location_encoder.encoding.legendre_polys", "100000"),
+         "model.location_encoder.encoding.legendre_polys=100000 is too large for this machine: its L² = "
+         "10,000,000,000 basis functions need at least"),
+        # trained and exported (exit 0)
+        (("data.coord_jitter", "1e308"), "data.coord_jitter=1e+308 must be 0 (off) to 180 degrees"),
+        (("data.coord_jitter", "181"), "data.coord_jitter=181.0 must be 0 (off) to 180 degrees"),
+        # a 309-digit batch size in config.yaml, while 2.5 was refused
+        (("data.batch_size", "1e308"), "data.batch_size=1e+308 must be an integer"),
+        (("data.batch_size", "64.0"), "data.batch_size=64.0 must be an integer"),
+        # "must be one of (<class 'int'>, <class 'NoneType'>)"
+        (("model.train_degrees_from", "nosuch"), "model.train_degrees_from='nosuch' must be an integer or null"),
+        # "training diverged … a lower optim.lr"
+        (("model.logit_scale_init", "1e308"), "model.logit_scale_init=1e+308 must be in [-88, 88]"),
+        (("model.logit_scale_init", "-89"), "model.logit_scale_init=-89.0 must be in [-88, 88]"),
+        # Lightning's "Requirement 'torch_xla>=1.13' not met" (exit 1) and its own texts
+        (("trainer.accelerator", "tpu"),
+         "trainer.accelerator='tpu' is not one of ['auto', 'cpu', 'gpu', 'cuda', 'mps']"),
+        (("trainer.accelerator", "nosuch"), "trainer.accelerator='nosuch' is not one of ['auto', 'cpu'"),
+        (("trainer.strategy", "nosuch"), "trainer.strategy='nosuch' is not one of ['auto', 'single_device', 'ddp'"),
+    ],
+)
+def test_train_values_are_refused_by_the_config_check(tmp_path, capsys, override, expected):
+    key, value = override
+    run = tmp_path / "run"
+    line = _refused(capsys, ["train", "--set", f"{key}={value}", "--trainer.output_dir", str(run), "--print-config"])
+    assert line.startswith("satclip: error: bad config: ") and expected in line, line
+    assert not run.exists()
+
+
+def test_the_limits_keep_what_works(tmp_path):
+    """The largest values each bound allows still load (and 4 workers, L = 40 and an integer batch size)."""
+    from satclip.train.config import TrainConfig
+
+    config = TrainConfig().replace(**{
+        "data.num_workers": MOST_WORKERS, "data.coord_jitter": 180, "model.logit_scale_init": -88,
+        "model.location_encoder.encoding.legendre_polys": 40, "data.batch_size": 64, "trainer.strategy": "ddp",
+        "trainer.accelerator": "cpu",
+    })  # fmt: skip
+    assert config.data.num_workers == MOST_WORKERS and config.data.batch_size == 64
+    assert config.model.logit_scale_init == -88.0 and config.data.coord_jitter == 180.0
+
+
+def test_more_cpu_devices_than_cores_is_refused_before_the_run_starts(tmp_path, capsys):
+    """`trainer.devices 100` on a 2-core machine started 100 DDP processes."""
+    synthetic_cache(tmp_path / "cache", n=50)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cached_config(tmp_path / "cache", tmp_path / "run")))
+    cores = machine.usable_cores()
+    line = _refused(capsys, ["train", "--config", str(tmp_path / "c.yaml"), "--trainer.accelerator", "cpu",
+                             "--trainer.devices", str(cores + 1)])  # fmt: skip
+    assert f"trainer.devices={cores + 1} must be at most {cores} here (or -1 for all of them)" in line, line
+    assert f"this machine has {cores} usable CPU core(s)" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_that_is_no_text_names_the_file(tmp_path, capsys):
+    """`--config img.png` said "bad config: 'utf-8' codec can't decode byte 0x89 in position 0" (no file)."""
+    png = tmp_path / "img.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    line = _refused(capsys, ["train", "--config", str(png), "--print-config"])
+    assert f"{png} is not a YAML text file (byte 0 is not UTF-8 text)" in line, line
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        # 10**20 forked worker processes until the machine ran out of memory
+        ("--num-workers", str(MOST_WORKERS + 1), f"argument --num-workers: must be at most {MOST_WORKERS}"),
+        # "Stop argument for islice() must be None or an integer: 0 <= x <= sys.maxsize" (no option named)
+        ("--batch-size", "100000000000000000000", f"argument --batch-size: must be at most {MAX_CACHE_BATCH_SIZE}"),
+    ],
+)
+def test_cache_build_counts_are_bounded(tmp_path, capsys, option, value, expected):
+    line = _refused(capsys, ["cache", "build", "--data.root", str(tmp_path), "--data.cache", str(tmp_path / "c"),
+                             option, value])  # fmt: skip
+    assert expected in line, line
+    assert not (tmp_path / "c").exists()
+
+
+def test_cache_build_batch_size_bound_is_the_library_s(tmp_path):
+    """The library refuses what the CLI refuses (build_cache's own check, before anything is written)."""
+    from satclip.train.cache import build_cache
+
+    with pytest.raises(ValueError, match=f"batch_size=1048577 must be an integer from 1 to {MAX_CACHE_BATCH_SIZE}"):
+        build_cache(tmp_path / "c", None, None, batch_size=MAX_CACHE_BATCH_SIZE + 1)
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("what", ["file", "plain directory", "evaluation directory"])
+def test_cache_verify_of_no_cache_is_bad_input(tmp_path, capsys, what):
+    """A file or a directory that is no cache was reported as a failed cache (exit 1), a missing path exit 2."""
+    path = tmp_path / "x"
+    if what == "file":
+        path.write_text("not a cache\n")
+    else:
+        path.mkdir()
+        (path / "notes.txt").write_text("mine\n")
+        if what == "evaluation directory":
+            safe_output.mark_owned(path, kind="evaluation")
+    line = _refused(capsys, ["cache", "verify", str(path)])
+    if what == "file":
+        assert f"{path} is a file, not a directory: a feature cache is the directory" in line, line
+    else:
+        assert f"{path} is not a feature cache (no manifest.json, no features.npy)" in line, line
+
+
+def test_cache_verify_of_a_cache_without_its_manifest_still_reports_it_damaged(tmp_path, capsys):
+    """A cache that lost its manifest is a damaged cache (exit 1, the report), not "no cache"."""
+    synthetic_cache(tmp_path / "cache", n=20)
+    (tmp_path / "cache" / "manifest.json").unlink()
+    assert main(["cache", "verify", str(tmp_path / "cache")]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # numpy's "expected non-negative integer"
+        (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+        # exit 0 with numpy warnings and NaN pixels; 100000: patches 3 million km across
+        (["--gsd-km", "1e308"], "gsd_km must be at most 913.1 km per pixel for 32 px patches, got 1e+308"),
+        (["--gsd-km", "100000"], "got 100000: the patch's corners would lie 2,192,031 km from its centre, past the "
+                                 "antipode (20,015 km away in the aeqd projection)"),
+        (["--gsd-km", "600", "--projection", "laea"], "at most 581.3 km per pixel for 32 px patches, got 600"),
+    ],
+)
+def test_bluemarble_values_are_refused(tmp_path, capsys, argv, expected):
+    line = _refused(capsys, ["data", "bluemarble", "--n", "10", *argv, "--out", str(tmp_path / "bm")])
+    assert expected in line, line
+    assert not (tmp_path / "bm").exists()
+
+
+def test_bluemarble_into_another_kind_of_satclip_directory_suggests_no_overwrite(tmp_path, capsys):
+    """An evaluation directory as --out: "… remove it or pass --overwrite", and --overwrite was then refused."""
+    evaluation = tmp_path / "ev"
+    safe_output.make_owned_dir(evaluation, kind="evaluation")
+    (evaluation / "results.csv").write_text("task,metric\n")
+    for extra in ([], ["--overwrite"]):
+        line = _refused(capsys, ["data", "bluemarble", "--n", "10", "--out", str(evaluation), *extra])
+        assert f"{evaluation} is a satclip directory of kind 'evaluation'" in line, line
+        assert "pass --overwrite" not in line and f"remove {evaluation}" not in line
+    assert (evaluation / "results.csv").read_text() == "task,metric\n"
+
+
+def test_download_from_a_file_says_it_is_a_file(tmp_path, capsys):
+    """`data download dl1 --from afile` said "--from afile: no such directory"."""
+    (tmp_path / "afile").write_text("x\n")
+    line = _refused(capsys, ["data", "download", str(tmp_path / "dl"), "--from", str(tmp_path / "afile")])
+    assert f"--from {tmp_path / 'afile'} is a file: give the directory of a local copy" in line, line
+
+
+def test_retrieval_build_from_a_file_says_it_is_a_file(tmp_path, capsys):
+    """`retrieval build --cache afile` said "no such feature cache: afile"."""
+    (tmp_path / "afile").write_text("x\n")
+    line = _refused(capsys, ["retrieval", "build", "--model", "bluemarble-l10", "--cache", str(tmp_path / "afile"),
+                             "-o", str(tmp_path / "db")])  # fmt: skip
+    assert f"--cache {tmp_path / 'afile'} is a file, not a feature cache directory" in line, line
+    assert not (tmp_path / "db").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status and "\nState:\tZ" not in status:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads processes from /proc")
+def test_sigterm_to_the_process_group_of_a_run_with_loader_workers_is_an_interruption(tmp_path):
+    """`timeout` (or a scheduler) sends SIGTERM to the whole process group: the loader workers died of it and the
+    run ended in "unexpected error (RuntimeError): DataLoader worker (pid N) is killed by signal: Terminated …
+    please report it" (exit 1). Now it is the run's interruption: exit 130, how to continue, no worker left."""
+    synthetic_cache(tmp_path / "cache", n=2000)
+    # two workers for each of the two loaders: the more workers die of the SIGTERM, the surer the DataLoader
+    # reports one of them (with one worker the run, before the fix, sometimes ended cleanly by luck)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", data={"batch_size": 64, "num_workers": 2},
+                           trainer={"max_epochs": 10000})  # fmt: skip
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "satclip", "train", "--config", str(tmp_path / "c.yaml")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "history.jsonl").is_file():  # an epoch trained: the worker is serving batches
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no epoch within 120 s"
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        assert workers, "no loader worker"
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        err = proc.stderr.read().decode()
+        assert err.strip().splitlines()[-1] == "satclip: interrupted", err
+        assert "training interrupted in epoch" in err and "unexpected error" not in err and "Traceback" not in err
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and pid in _children(proc.pid) for pid in workers):
+            assert time.monotonic() < deadline, "loader workers outlived the run"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:  # (only those this test started)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .args import positive_float, positive_int, user_path
+from .args import non_negative_int, positive_float, positive_int, user_path
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def add_subparser(data_subparsers) -> None:
     parser.add_argument("--gsd-km", type=positive_float, default=7.5, help="km between pixel centres (default 7.5)")
     parser.add_argument("--projection", default="aeqd", choices=["aeqd", "laea"],
                         help="azimuthal projection: equidistant (default) or Lambert equal-area")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the land-point sampler (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the land-point sampler (default 0)")
     parser.add_argument("--min-lat", type=float, default=-60.0,
                         help="southern limit of the sampled points in degrees (default -60: no Antarctica)")
     parser.add_argument("--max-lat", type=float, default=90.0, help="northern limit (default 90)")

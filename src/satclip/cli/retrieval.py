@@ -66,6 +66,10 @@ def run_build(args: argparse.Namespace) -> int:
         from ..train.cache import FeatureCache
 
         cache_dir = Path(args.cache)
+        if cache_dir.exists() and not cache_dir.is_dir():  # (it was "no such feature cache")
+            what = "a file" if cache_dir.is_file() else "not a directory"
+            raise BadInputError(f"--cache {cache_dir} is {what}, not a feature cache directory: give the directory "
+                                "`satclip cache build` wrote (its data.cache)")  # fmt: skip
         if not cache_dir.is_dir():
             raise BadInputError(f"no such feature cache: {cache_dir} (build one with `satclip cache build`)")
         cache = FeatureCache.open(cache_dir)

@@ -64,6 +64,8 @@ def _laea_angle(rho_km: np.ndarray) -> np.ndarray:
 
 #: name → function mapping planar radius (km) to great-circle angle (rad)
 PROJECTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"aeqd": _aeqd_angle, "laea": _laea_angle}
+#: the farthest planar radius (km) each projection maps onto the globe: the antipode, π·R (aeqd) or 2·R (laea)
+_REACH_KM = {"aeqd": math.pi * EARTH_RADIUS_KM, "laea": 2 * EARTH_RADIUS_KM}
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class BlueMarbleParams:
         for name in ("gsd_km", "min_lat", "max_lat"):
             object.__setattr__(self, name, float(getattr(self, name)))
         _check_geometry(self.patch_size, self.gsd_km, self.projection)
+        if self.seed < 0:  # (numpy's "expected non-negative integer" named neither the seed nor the value)
+            raise ValueError(f"seed must be 0 or more (it seeds numpy's land-point sampler), got {self.seed}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         size = self.n * self.patch_size**2 * 3
@@ -116,6 +120,16 @@ def _check_geometry(patch_size: int, gsd_km: float, projection: str) -> None:
         raise ValueError(f"gsd_km must be a positive number of km per pixel, got {gsd_km}")
     if projection not in PROJECTIONS:
         raise ValueError(f"unknown projection {projection!r}; known: {sorted(PROJECTIONS)}")
+    # a patch must fit on the globe: its corners (half its diagonal from the centre) within the projection's reach
+    # (--gsd-km 100000 sampled patches 3 million km across, garbage; 1e308 overflowed to NaN pixels)
+    corner = max(patch_size - 1, 1) / 2 * math.sqrt(2)  # pixels from the centre
+    reach = _REACH_KM[projection]
+    if gsd_km * corner > reach:
+        raise ValueError(
+            f"gsd_km must be at most {reach / corner:,.1f} km per pixel for {patch_size} px patches, got {gsd_km:g}: "
+            f"the patch's corners would lie {gsd_km * corner:,.0f} km from its centre, past the antipode "
+            f"({reach:,.0f} km away in the {projection} projection)"
+        )
 
 
 # --- source image --------------------------------------------------------------------------------
@@ -343,6 +357,12 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
                         IMAGES_FILE, INDEX_FILE)
             overwrite = True  # our own corpus, broken: replacing it loses nothing
         elif out.exists() and safe_output.is_owned(out) and not overwrite:
+            kind = safe_output.owned_kind(out)
+            if kind not in ("output", "bluemarble-corpus"):  # (--overwrite was suggested, then refused for it)
+                raise OutputExistsError(
+                    f"{out} is a satclip directory of kind {kind!r}, not a Blue Marble corpus; satclip never replaces "
+                    "it with a corpus, even with --overwrite: choose another --out"
+                )
             if not (out / MANIFEST_FILE).exists():  # (it was called a corpus "with different parameters (params None)")
                 raise OutputExistsError(
                     f"{out} holds no {MANIFEST_FILE} (a damaged or interrupted corpus): remove {out} (a corpus "

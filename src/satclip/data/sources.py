@@ -152,6 +152,12 @@ class LocalSource:
         self.directory = Path(directory)
         self.revision = revision
         self.description = str(self.directory)
+        if self.directory.exists() and not self.directory.is_dir():  # (it was "no such directory")
+            what = "a file" if self.directory.is_file() else "not a directory"
+            raise BadInputError(
+                f"--from {self.directory} is {what}: give the directory of a local copy of the repository (a "
+                "`git clone` or `huggingface-cli download --local-dir` folder)"
+            )
         if not self.directory.is_dir():
             raise BadInputError(f"--from {self.directory}: no such directory")
 
