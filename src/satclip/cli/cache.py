@@ -115,11 +115,11 @@ def run_verify(args: argparse.Namespace) -> int:
             )
     if path is None:
         raise BadInputError("give the cache directory, or --config with data.cache")
+    if args.recompute and encoder is None:  # (the options first: they are wrong whatever the directory holds)
+        raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
     if not Path(path).exists():
         raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
     _check_is_cache(Path(path))
-    if args.recompute and encoder is None:
-        raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
     report = verify_cache(
         path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device
     )
