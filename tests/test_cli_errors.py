@@ -465,3 +465,28 @@ def test_sigterm_interrupts_a_command_that_cleans_up_after_itself(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == "satclip: interrupted"
     assert sorted(p.name for p in out.parent.iterdir()) == ["field.tif.partial"]  # no lock, no temporaries
     assert json.loads((out.parent / "field.tif.partial" / "manifest.json").read_text())["done"] == [0]
+
+
+def test_a_forked_worker_ends_on_sigterm_as_by_default():
+    """A process forked during a command (a DataLoader's worker) inherited the command's SIGTERM handler and
+    raised KeyboardInterrupt, printing a traceback of its own, where it should just end: its parent cleans up."""
+    import signal
+    import time
+
+    from satclip.cli import _sigterm_interrupts
+
+    with _sigterm_interrupts():
+        child = os.fork()
+        if child == 0:  # the worker
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                os._exit(0)
+            except KeyboardInterrupt:
+                os._exit(7)
+            os._exit(0)
+        _, status = os.waitpid(child, 0)
+        with pytest.raises(KeyboardInterrupt):  # (the command itself is still interrupted)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status

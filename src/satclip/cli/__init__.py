@@ -107,12 +107,19 @@ def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
 def _sigterm_interrupts():
     """SIGTERM (a scheduler or ``kill`` stopping the run) is an interruption like Ctrl-C for the block: the
     command's clean-up runs (temporaries removed, locks released) and it exits 130 saying so, instead of
-    dying at once with status 143. Only where SIGTERM has its default action, in the main thread."""
+    dying at once with status 143. Only where SIGTERM has its default action, in the main thread. A process
+    forked meanwhile (a DataLoader's or a pool's worker) inherits the handler but not the command's clean-up: a
+    SIGTERM ends it as by default, where a KeyboardInterrupt printed its traceback."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
+    command = os.getpid()
 
     def interrupt(signum, frame):
+        if os.getpid() != command:  # a forked worker: its parent cleans up
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise KeyboardInterrupt("SIGTERM")
 
     signal.signal(signal.SIGTERM, interrupt)
