@@ -231,3 +231,10 @@ def test_a_pipe_in_a_task_name_keeps_the_report_tables_whole(tmp_path):
     for table in re.findall(r"(?:^\|.*\n)+", text, flags=re.MULTILINE):  # each table: all rows as wide
         widths = {len(re.split(r"(?<!\\)\|", row)) for row in table.splitlines()}
         assert len(widths) == 1, table
+
+
+def test_min_class_points_below_one_is_refused_at_argument_time(capsys):
+    """--min-class-points 0 passed the argument check and was refused by TaskOptions after the tasks loaded, in
+    the words of its Python API ("TaskOptions: min_class_points=0 …")."""
+    line = _refused(["evaluate", "--min-class-points", "0", *FAST, "--task-file", "MISSING.csv"], capsys)
+    assert "argument --min-class-points: must be a positive integer (1 or more), got 0" in line, line

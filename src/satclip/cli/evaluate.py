@@ -17,7 +17,6 @@ from ..errors import BadInputError
 from . import precision_option
 from .args import (
     existing_file,
-    non_negative_int,
     positive_float,
     positive_int,
     user_path,
@@ -128,7 +127,7 @@ def add_parser(subparsers) -> None:
     size = parser.add_argument_group("sizes and probe settings")
     size.add_argument("--n-points", type=_n_points, default=10_000, help="points per task (at least 10; default 10000)")
     size.add_argument("--point-seed", type=int, default=None, help="seed of the task point sample")
-    size.add_argument("--min-class-points", type=non_negative_int, default=20, help="drop rarer classes (default 20)")
+    size.add_argument("--min-class-points", type=positive_int, default=20, help="drop rarer classes (default 20)")
     size.add_argument("--max-epochs", type=positive_int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
     size.add_argument("--block-deg", type=positive_float, default=10.0, help="spatial-block: block size in degrees")
     size.add_argument("--folds", type=positive_int, default=5, help="spatial-block: number of folds")
