@@ -19,6 +19,14 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def physical_memory() -> int | None:
+    """Bytes of memory this machine has (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def max_workers() -> int:
     """The most processes or threads a satclip command starts for one job (``--workers``, ``--num-workers``,
     ``--threads``, ``data.num_workers``): 4 per usable core, at least 64. More only multiplies memory (each

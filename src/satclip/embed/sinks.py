@@ -184,8 +184,9 @@ class Sink:
         manifest = work_manifest(self.workdir)
         done = self._done_chunks(manifest)
         self._check_files(done)
+        required = manifest.get("chunk_records") == 1
         for index in done:
-            self._check_chunk(index, required=manifest.get("chunk_records") == 1)
+            self._check_chunk(index, required)
         self._checked = True
 
     def _check_files(self, done: list[int]) -> None:
@@ -263,14 +264,14 @@ class ParquetSink(Sink):
     (:mod:`satclip.embed.parquet_append`), its footer kept beside it until the last chunk: the data is
     written once, and a resumed run continues after the last chunk recorded. Chunks come in order."""
 
+    KIND = "parquet"
+
     @staticmethod
     def check_columns(columns, dim, options):
         clash = sorted(set(output_columns(options["layout"], options["column"], dim)) & set(columns))
         if clash:
             hint = "--column NAME" if options["layout"] == "list" else "--layout list"
             raise ValueError(f"the input already has column(s) {clash[:5]}; choose another name with {hint}")
-
-    KIND = "parquet"
 
     def _path(self) -> Path:
         return self.workdir / "output.parquet"

@@ -548,16 +548,15 @@ def _read_with_geopandas(source: InMemorySource) -> tuple[object, np.ndarray]:
     of its points (EPSG:4326; centroids of other geometries with ``source.centroids``)."""
     pa = _pa()
     geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
+    kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
     try:
         frame = geopandas.read_file(source.path)
     except _geo_read_errors() as err:  # (GDAL's errors are RuntimeErrors: "unexpected error" without the file)
-        kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
         raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): damaged or cut short? "
                             "write it again, or give the points as Parquet or CSV with lon/lat") from err  # fmt: skip
     try:
         geometry = frame.geometry.name
     except AttributeError:  # (GDAL reads a CSV, say, as a table without geometries)
-        kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
         raise BadInputError(f"{source.path} holds no geometries as a {kind}: if it is a table with lon/lat columns, "
                             "drop --input-format (or name its format: csv, parquet)") from None  # fmt: skip
     attributes = pa.Table.from_pandas(frame.drop(columns=[geometry]), preserve_index=False)

@@ -234,16 +234,6 @@ class TrainConfig:
         return from_dict(apply_overrides(self.to_dict(), overrides, parse=False))
 
 
-def _physical_memory() -> int | None:
-    """Bytes of memory this machine has (None where the OS does not say)."""
-    import os
-
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def _check_harmonics_fit(model: ModelConfig, data: DataConfig) -> None:
     """Refuse a spherical-harmonics degree L whose L² basis functions cannot fit in this machine's memory: the
     first layer's weights (L² × dim_hidden float32) plus one batch of features (data.batch_size × L², computed
@@ -257,7 +247,9 @@ def _check_harmonics_fit(model: ModelConfig, data: DataConfig) -> None:
     hidden = network.get("dim_hidden", 512) if isinstance(network, dict) else 512
     hidden = hidden if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden >= 1 else 1
     per_column = 4 * hidden + 8 * data.batch_size  # bytes per basis function
-    memory = _physical_memory()
+    from ..machine import physical_memory
+
+    memory = physical_memory()
     if memory is None or degree**2 * per_column <= memory:
         return
     key = "model.location_encoder.encoding.legendre_polys"
