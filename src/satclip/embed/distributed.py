@@ -539,7 +539,7 @@ def _redo_changed_parts(manifest: dict, manifest_path: Path, parts: Path, kind: 
         problem = sinks.changed_since_written(records[key], file_crc32(part))
         if problem:
             log.warning("%s %s; embedding partition %s again", part, problem, key)
-            part.unlink()
+            safe_output.remove_owned_files(parts, [part.name])  # (parts/ is satclip's: make_owned_dir)
             del manifest["done"][key], records[key]
             changed = True
     if changed:
