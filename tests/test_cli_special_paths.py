@@ -92,6 +92,24 @@ def test_a_fifo_input_is_refused_at_once(tmp_path, argv, option):
     assert not (tmp_path / "demo").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "--model", "{fifo}", "--format", "onnx", "-o", "{tmp}/m.onnx"],
+        ["evaluate", "--encoders", "{fifo}", "--task-file", "{points}", "--out", "{tmp}/ev"],
+        ["embed", "{points}", "--model", "{fifo}", "-o", "{tmp}/e.npy"],
+    ],
+)
+def test_a_fifo_model_is_named_as_what_it_is(tmp_path, points, capsys, argv):
+    """A FIFO given as the model (the audit's "still short"): "checkpoint not found: …", though it is there."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert main([arg.format(fifo=fifo, tmp=tmp_path, points=points) for arg in argv]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{fifo} is a FIFO (named pipe), not a checkpoint: give a .ckpt file or a native model directory" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "points.csv"]
+
+
 # ---------------------------------------------------------------------------------- a name too long
 @pytest.mark.parametrize("command", ["embed", "locate"])
 def test_an_input_name_too_long_is_one_line(tmp_path, points, capsys, command):

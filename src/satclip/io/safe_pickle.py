@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError, SatclipError
+from ..paths import special_kind
 
 
 class UntrustedCheckpointError(SatclipError, pickle.UnpicklingError):
@@ -86,6 +87,8 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False, if_trus
     """
     trust_checkpoint = check_trust(trust_checkpoint)
     path = Path(path)
+    if (kind := special_kind(path)) is not None:  # (reading a FIFO would wait for a writer)
+        raise BadInputError(f"{path} is {kind}, not a checkpoint: give a .ckpt file or a native model directory")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     _check_intact(path)  # (torch reads a zip archive without checking its CRC-32s: a changed byte would be used)
