@@ -47,7 +47,9 @@ def main() -> None:
         target = trained[name] = args.out / name
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(result.exports["best"].native, target, ignore=shutil.ignore_patterns(MARKER))
+        # (no "best" when the run never validated: fewer epochs than trainer.check_val_every_n_epoch)
+        chosen = result.exports.get("best") or result.exports["last"]
+        shutil.copytree(chosen.native, target, ignore=shutil.ignore_patterns(MARKER))
         carry_corpus_description(name, target)
         (target / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
         print(f"{name}: {time.perf_counter() - start:.0f} s, {len(result.history)} epochs → {target}", flush=True)
