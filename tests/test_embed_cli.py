@@ -19,7 +19,7 @@ import satclip
 from satclip.cli import main
 from satclip.io.native import write_native
 
-from .conftest import FLOAT32_REASSOCIATION, one_error_line
+from .conftest import FLOAT32_REASSOCIATION, flip_byte, one_error_line
 from .test_embed_api import CONFIG, FakeCRS, FakeGeoDataFrame, FakeGeoSeries
 
 N = 300
@@ -173,6 +173,21 @@ def test_output_formats_and_layouts(tmp_path, model, points):
     assert embed(source, "-o", tmp_path / "l.parquet", "--model", model, *CHUNK) == 0
     np.testing.assert_allclose(read_embeddings(tmp_path / "l.parquet"), expected, atol=1e-5)
     assert_embeddings_stored_plain(tmp_path / "l.parquet", list(points.columns))
+
+
+def test_a_changed_byte_in_a_finished_parquet_output_fails_its_page_checksum(tmp_path, model, points):
+    """A published output carried no checksum of its own: a changed byte in an embedding page was read as a
+    different value. Every data page now carries its CRC-32, which a checking reader refuses."""
+    source, out = tmp_path / "points.parquet", tmp_path / "e.parquet"
+    points.to_parquet(source)
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    pq.read_table(out, page_checksum_verification=True)  # intact: reads
+    metadata = pq.ParquetFile(out).metadata
+    embedding = next(i for i in range(metadata.num_columns) if metadata.schema.column(i).path.startswith("embedding"))
+    chunk = metadata.row_group(2).column(embedding)
+    flip_byte(out, chunk.data_page_offset + chunk.total_compressed_size - 16)  # in the page's values
+    with pytest.raises(OSError, match="CRC checksum verification failed"):
+        pq.read_table(out, page_checksum_verification=True)
 
 
 @pytest.mark.parametrize("precision", ["float32", "bf16"])

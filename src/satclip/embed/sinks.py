@@ -53,13 +53,17 @@ def parquet_writer(path, schema, embedding: list[str], dictionary: bool = False)
     """A ``pyarrow.parquet.ParquetWriter`` (to a path or a file object) of ``schema`` whose columns
     ``embedding`` hold embeddings: those are written without min/max statistics (meaningless per dimension,
     and a sixth of the writing time) and dictionary-encoded only if ``dictionary`` (see
-    :func:`dictionary_encoded`); the other columns get pyarrow's defaults."""
+    :func:`dictionary_encoded`); the other columns get pyarrow's defaults. Every data page carries its CRC-32
+    (Parquet's page checksum), so a reader that checks them (``pyarrow.parquet.read_table(…,
+    page_checksum_verification=True)``) refuses a changed byte in a finished output instead of using it."""
     import pyarrow.parquet as pq
 
     ours = set(embedding)
     others = [name for name in schema.names if name not in ours]
     where = str(path) if isinstance(path, str | Path) else path
-    return pq.ParquetWriter(where, schema, use_dictionary=dictionary or others, write_statistics=others)
+    return pq.ParquetWriter(
+        where, schema, use_dictionary=dictionary or others, write_statistics=others, write_page_checksum=True
+    )
 
 
 def with_embedding(
