@@ -1,11 +1,13 @@
 """A resumed ``satclip embed`` or ``satclip map`` whose work directory changed since the run stopped without
 changing size: bytes flipped in a chunk already written, or a chunk the manifest lists that was never written.
-Sizes alone did not show it, and the damage was published with exit 0; each chunk's size and CRC-32 are now
-recorded when it is written and checked on resume."""
+Sizes alone did not show it, and the damage was published with exit 0. Each chunk's size and CRC-32 are now
+recorded when it is written and checked on resume: a changed chunk is embedded again, with a warning naming it
+(stop 31 refused it, and --restart embedded everything again); a chunk without its record is refused."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from .test_resume_damaged_work import (
     map_stopped_after_two_blocks,
     refused,
     restarted_as_clean,
+    resumed_as_clean,
     stopped_after_three_chunks,
 )
 
@@ -37,15 +40,17 @@ def npy_data_offset(path: Path) -> int:
     return offset
 
 
-def test_npy_bytes_flipped_in_a_chunk_written_are_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+def test_npy_bytes_flipped_in_a_chunk_written_are_embedded_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.npy")
     work = workdir / "embeddings.npy"
     flip_byte(work, npy_data_offset(work) + (64 + 5) * DIM * 4 + 2)  # row 69, in chunk 1
-    line = refused(capsys, source, model, out)
-    assert line.startswith(f"satclip: error: {work}, the embeddings of an unfinished run, is damaged (its chunk "
-                           "embeddings.npy[64:128] has changed since it was written (CRC-32 "), line  # fmt: skip
-    assert line.endswith(RESTART), line
-    restarted_as_clean(source, model, out, clean)
+    embedded, warnings = resumed_as_clean(monkeypatch, caplog, source, model, out, clean)
+    assert embedded == 3  # chunk 1, and 3 and 4 (never done)
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"{work}, the embeddings of an unfinished run: its chunk embeddings.npy[64:128] has changed since it was "
+        "written (CRC-32 "
+    ), warnings
+    assert warnings[0].endswith("); embedding it again"), warnings
 
 
 def test_npy_chunk_listed_done_but_never_written_is_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
@@ -61,15 +66,16 @@ def test_npy_chunk_listed_done_but_never_written_is_refused(tmp_path, model, poi
     restarted_as_clean(source, model, out, clean)
 
 
-def test_zarr_bytes_flipped_in_a_chunk_written_are_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+def test_zarr_bytes_flipped_in_a_chunk_written_are_embedded_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
     store = workdir / "store.zarr"
     key = "embedding/1.0"
     flip_byte(store / key, (store / key).stat().st_size // 2)
-    line = refused(capsys, source, model, out)
-    assert line.startswith(f"satclip: error: {store}, the output of an unfinished run, is damaged (its chunk {key} "
-                           "has changed since it was written (CRC-32 "), line  # fmt: skip
-    restarted_as_clean(source, model, out, clean)
+    embedded, warnings = resumed_as_clean(monkeypatch, caplog, source, model, out, clean)
+    assert embedded == 3
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"{store}, the output of an unfinished run: its chunk {key} has changed since it was written (CRC-32 "
+    ), warnings
 
 
 def test_zarr_records_of_sizes_alone_still_resume(tmp_path, model, points, monkeypatch):  # noqa: F811
@@ -82,15 +88,19 @@ def test_zarr_records_of_sizes_alone_still_resume(tmp_path, model, points, monke
     assert checksum(out) == checksum(clean)
 
 
-def test_parquet_bytes_flipped_in_a_row_group_written_are_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+def test_parquet_bytes_flipped_in_a_row_group_written_are_written_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
+    """Row group 1 changed: it and the row groups after it (each is appended after the one before) are written
+    again, row group 0 is kept."""
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.parquet")
     work = workdir / "output.parquet"
     start, end = (int.from_bytes((workdir / f"row-group-{k:06d}.footer").read_bytes()[:8], "little") for k in (0, 1))
     flip_byte(work, (start + end) // 2)
-    line = refused(capsys, source, model, out)
-    assert line.startswith(f"satclip: error: {work}, the output of an unfinished run, is damaged (its chunk "
-                           "output.parquet row group 1 has changed since it was written (CRC-32 "), line  # fmt: skip
-    restarted_as_clean(source, model, out, clean)
+    embedded, warnings = resumed_as_clean(monkeypatch, caplog, source, model, out, clean)
+    assert embedded == 4  # chunks 1 and 2, and 3 and 4 (never done)
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"{work}, the output of an unfinished run: its chunk output.parquet row group 1 "
+                                  "has changed since it was written (CRC-32 "), warnings  # fmt: skip
+    assert warnings[1] == f"{work}: writing its row groups [2] again too (each is appended after the one before it)"
 
 
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
@@ -108,28 +118,42 @@ def test_a_run_of_an_older_satclip_without_chunk_records_resumes(tmp_path, model
     assert checksum(out) == checksum(clean)
 
 
-@pytest.mark.parametrize("damage", ["flipped", "listed done"])
-def test_map_field_changed_since_written_is_refused(tmp_path, model, monkeypatch, capsys, damage):  # noqa: F811
-    """A map resumed from a field.npy with bytes flipped in a block done, or whose manifest lists a block never
-    computed, wrote that block's damage (or zeros) into the map, exit 0."""
+def test_map_field_block_changed_since_written_is_computed_again(tmp_path, model, monkeypatch, caplog):  # noqa: F811
+    """A map resumed from a field.npy with bytes flipped in a block done wrote that block's damage into the map,
+    exit 0 (stop 31 refused it); the block is now computed again, with a warning naming it."""
+    from satclip.embed import maps
+
     argv = map_argv(model)
-    out = map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
+    clean, out = map_clean_and_stopped(tmp_path, argv, monkeypatch)
     workdir = tmp_path / "field.zarr.partial"
     field, path = workdir / "field.npy", workdir / "manifest.json"
     manifest = json.loads(path.read_text())
     assert manifest["done"] == [0, 4] and set(manifest["crc32"]) == {"0", "4"}
-    if damage == "flipped":
-        flip_byte(field, npy_data_offset(field) + (4 * 30 + 3) * DIM * 4 + 1)  # grid row 4, column 3: block 4–7
-    else:
-        path.write_text(json.dumps({**manifest, "done": [0, 4, 8]}))
+    flip_byte(field, npy_data_offset(field) + (4 * 30 + 3) * DIM * 4 + 1)  # grid row 4, column 3: block 4–7
+    computed, real = [], maps.embed_lonlat
+    caplog.clear()
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        patch.setattr(maps, "embed_lonlat", lambda *a, **k: computed.append(1) or real(*a, **k))
+        assert main([*argv, "-o", str(out)]) == 0
+    assert_same_field(out, clean)
+    assert len(computed) == 3  # the block of rows 4–7, and the two never computed
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"{field}, the embedding field of an unfinished run: its block of rows from 4 has changed since it was "
+        "written (CRC-32 "
+    ), warnings
+
+
+def test_map_block_listed_done_but_never_computed_is_refused(tmp_path, model, monkeypatch, capsys):  # noqa: F811
+    """A manifest listing a block never computed: its zeros were written into the map, exit 0."""
+    argv = map_argv(model)
+    out = map_stopped_after_two_blocks(tmp_path, argv, monkeypatch)
+    path = tmp_path / "field.zarr.partial" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "done": [0, 4, 8]}))
     capsys.readouterr()
     assert main([*argv, "-o", str(out)]) == 1
     line = error_line(capsys.readouterr().err)
-    if damage == "flipped":
-        assert line.startswith(f"satclip: error: {field}, the embedding field of an unfinished run, is damaged (its "
-                               "block of rows from 4 has changed since it was written: CRC-32 "), line  # fmt: skip
-    else:
-        assert line.startswith(f"satclip: error: {path}, the record of an unfinished run, is damaged (crc32 "), line
+    assert line.startswith(f"satclip: error: {path}, the record of an unfinished run, is damaged (crc32 "), line
     assert line.endswith(RESTART) and not out.exists(), line
     assert main([*argv, "-o", str(out), "--restart"]) == 0
 

@@ -1,10 +1,12 @@
 """A resumed ``satclip embed`` or ``satclip map`` whose work directory (``OUT.partial/``) was damaged since the
 run stopped: it used to publish the damage (zeros for a cut-short .npy, NaN rows for a deleted Zarr chunk) and
-exit 0; it is now refused in one line naming the damaged file and ``--restart`` (exit 1)."""
+exit 0. Work that cannot be checked is now refused in one line naming the damaged file and ``--restart`` (exit
+1); a chunk missing or cut short in a store that can be checked is embedded again."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -68,6 +70,19 @@ def restarted_as_clean(source, model, out, clean) -> None:  # noqa: F811
     assert checksum(out) == checksum(clean)
 
 
+def resumed_as_clean(monkeypatch, caplog, source, model, out, clean) -> tuple[int, list[str]]:  # noqa: F811
+    """Resume the embed into ``out``: exit 0 and the clean run's bytes; returns ``(chunks embedded, warnings)``."""
+    from satclip.embed import job
+
+    embedded, real = [], job.embed_lonlat
+    caplog.clear()
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        patch.setattr(job, "embed_lonlat", lambda *a, **k: embedded.append(1) or real(*a, **k))
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    assert checksum(out) == checksum(clean)
+    return len(embedded), [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
 def cut(path: Path, size: int) -> None:
     with open(path, "r+b") as file:
         file.truncate(size)
@@ -109,22 +124,23 @@ def test_npy_replaced_or_deleted_is_refused(tmp_path, model, points, monkeypatch
 
 @pytest.mark.parametrize("stop", [stopped_after_three_chunks, stopped_before_finishing])
 @pytest.mark.parametrize("damage", ["deleted", "cut", "lon deleted"])
-def test_zarr_chunk_deleted_or_cut_is_refused(tmp_path, model, points, monkeypatch, capsys, stop, damage):  # noqa: F811
+def test_zarr_chunk_deleted_or_cut_is_embedded_again(tmp_path, model, points, monkeypatch, caplog, stop, damage):  # noqa: F811
     """A finished chunk deleted from the work store was published as NaN rows (like invalid points, which the
-    summary did not count), exit 0; one cut short was published too, and the output then failed when read."""
+    summary did not count), exit 0; one cut short was published too, and the output then failed when read. Then
+    both were refused, asking for --restart; now that chunk alone is embedded again, with a warning naming it."""
     source, clean, out, workdir = stop(tmp_path, model, points, monkeypatch, "emb.zarr")
     store = workdir / "store.zarr"
     key = "lon/1" if damage == "lon deleted" else "embedding/1.0"
     written = (store / key).stat().st_size
     if damage == "cut":
         cut(store / key, 100)
-        problem = f"its chunk {key} is 100 bytes, not the {written:,} written"
+        problem = f"is 100 bytes, not the {written:,} written"
     else:
         (store / key).unlink()
-        problem = f"its chunk {key} is missing"
-    line = refused(capsys, source, model, out)
-    assert line == f"satclip: error: {store}, the output of an unfinished run, is damaged ({problem}); {RESTART}"
-    restarted_as_clean(source, model, out, clean)
+        problem = "is missing"
+    embedded, warnings = resumed_as_clean(monkeypatch, caplog, source, model, out, clean)
+    assert embedded == (1 if stop is stopped_before_finishing else 3)  # chunk 1 (and 3, 4, never done)
+    assert warnings == [f"{store}, the output of an unfinished run: its chunk {key} {problem}; embedding it again"]
 
 
 @pytest.mark.parametrize("lost", ["embedding/.zarray", "lat/.zarray", ".zgroup"])

@@ -3,7 +3,8 @@
 The field's computed cells (all, or those of the map's mask, in grid order) are a memory-mapped
 ``field.npy`` ``(cells, D)`` float32, filled block of rows by block, each block flushed before
 ``manifest.json`` records it with the CRC-32 of its bytes: a killed run resumes at the first block not recorded
-(after checking the blocks recorded: a field cut short or changed is refused), and the output (GeoTIFF,
+(after checking the blocks recorded: a field cut short is refused, and a block changed since it was written is
+computed again), and the output (GeoTIFF,
 Zarr, PNG, principal components) is then written from the field, which also spares the PCA's second pass from
 computing the field again. The job's identity (model, precision, grid, cells) must match to resume; the
 output's PCA and format (``--pca``, ``--format``; the output path is the work's name) may change between runs.
@@ -12,6 +13,7 @@ output's PCA and format (``--pca``, ``--format``; the output path is the work's 
 from __future__ import annotations
 
 import hashlib
+import logging
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +23,9 @@ import numpy as np
 from .. import safe_output
 from ..safe_output import naming
 from .job import MANIFEST, damaged_manifest, identity_has, resume_manifest, work_dir, work_manifest
-from .sinks import check_work_array, unusable_work
+from .sinks import check_work_array
+
+log = logging.getLogger(__name__)
 
 FIELD = "field.npy"
 
@@ -84,18 +88,27 @@ class FieldWork:
         return field[self.offsets[row0] : self.offsets[stop]]
 
     def _check_blocks(self) -> None:
-        """Refuse (:class:`~satclip.errors.ResumeError`) a field whose blocks done differ from their recorded
-        CRC-32s (manifests of a satclip before 2026-12-04 record none; their blocks are not checked)."""
+        """Compute again the blocks done whose values changed since they were written (their recorded CRC-32s
+        differ), with a warning naming each; manifests of a satclip before 2026-12-04 record no CRC-32s, and
+        their blocks are not checked."""
         crcs = self.manifest.get("crc32")
         if crcs is None:
             return
         field = np.load(self.workdir / FIELD, mmap_mode="r")
+        changed = []
         for row0 in self.manifest["done"]:
             crc = zlib.crc32(self._block(field, row0))
             if crc != crcs[str(row0)]:
-                raise unusable_work(self.workdir / FIELD, "the embedding field", f"is damaged (its block of rows "
-                                    f"from {row0} has changed since it was written: CRC-32 {crc:08x}, not "
-                                    f"{crcs[str(row0)]:08x})")  # fmt: skip
+                log.warning("%s, the embedding field of an unfinished run: its block of rows from %d has changed since "
+                            "it was written (CRC-32 %08x, not %08x); computing it again", self.workdir / FIELD, row0,
+                            crc, crcs[str(row0)])  # fmt: skip
+                changed.append(row0)
+        del field
+        if changed:
+            self.manifest["done"] = [row0 for row0 in self.manifest["done"] if row0 not in changed]
+            for row0 in changed:
+                del crcs[str(row0)]
+            safe_output.write_json(self.workdir / MANIFEST, self.manifest)
 
     @property
     def done_rows(self) -> int:

@@ -422,7 +422,12 @@ def embed_file(
         first, stop = manifest["chunks"]
         row0, row1 = manifest["rows"]
         sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, {**sink_options, "first_row": row0})
-        sink.check_work()  # (a damaged work directory is refused before any chunk is embedded again)
+        # (a work directory that cannot be checked is refused before any chunk is embedded again; chunks that
+        # changed since they were written are embedded again)
+        changed = {first + index for index in sink.changed_chunks()}
+        if changed:
+            manifest["done"] = sorted(set(manifest["done"]) - changed)
+            safe_output.write_json(manifest_path, manifest)
         done = set(manifest["done"])
         resumed = len(done)
         if resumed:

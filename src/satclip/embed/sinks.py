@@ -10,6 +10,7 @@ a complete-looking output is a complete one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zlib
 from pathlib import Path
@@ -28,6 +29,8 @@ SINKS: Registry = Registry("output format")
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".zarr": "zarr"}
 LAYOUTS = ("list", "columns")
 COLUMN_PREFIX = "emb_"
+
+log = logging.getLogger(__name__)
 
 
 def embedding_column_names(dim: int) -> list[str]:
@@ -147,11 +150,12 @@ class Sink:
     """Receives chunks of ``(table, embeddings, valid)`` and assembles the output.
 
     After each chunk it writes, a sink records the size and CRC-32 of what it stored for the chunk
-    (``KIND-chunk-K.json`` in the work directory). Before its first :meth:`write` or :meth:`finalize`, it checks
-    that what the run wrote so far (in a resumed run: what earlier runs wrote) is all there and unchanged
-    (:meth:`check_work`): a damaged work directory (a file cut short, deleted or replaced, bytes flipped, a chunk
-    the manifest lists that was never stored) is refused with a :class:`~satclip.errors.ResumeError` asking for
-    ``--restart``, never published."""
+    (``KIND-chunk-K.json`` in the work directory). A resumed run first asks :meth:`changed_chunks`: the chunks
+    whose stored bytes changed since they were written (flipped, cut short, deleted) are named in a warning and
+    embedded again; a work directory that cannot be checked (its work file missing or of another shape, a
+    chunk's record missing or damaged) is refused with a :class:`~satclip.errors.ResumeError` asking for
+    ``--restart``. Nothing changed is ever published: :meth:`finalize` refuses while a changed chunk is not
+    written again."""
 
     #: the name of the chunk records (``KIND-chunk-K.json``)
     KIND = ""
@@ -161,7 +165,7 @@ class Sink:
     def __init__(self, workdir: Path, num_rows: int, dim: int, dtype: np.dtype, chunk_rows: int, options: dict):
         self.workdir, self.num_rows, self.dim = workdir, num_rows, dim
         self.dtype, self.chunk_rows, self.options = np.dtype(dtype), chunk_rows, options
-        self._checked = False
+        self._changed: set[int] | None = None  # (None: not checked yet)
 
     def _path(self) -> Path:
         """The work file or store the chunks go to."""
@@ -178,33 +182,34 @@ class Sink:
         """Record what chunk ``index`` stored (after it is stored, before the manifest lists it)."""
         safe_output.write_json(self._record(index), self._stored(index))
 
-    def check_work(self) -> None:
-        """Raise :class:`~satclip.errors.ResumeError` if the work directory lacks what the run recorded as
-        written, or holds it changed (checked once per sink; reads each chunk written so far once)."""
-        if self._checked:
-            return
-        from .job import work_manifest  # (job imports this module)
+    def changed_chunks(self) -> list[int]:
+        """The chunks (this sink's numbers) the run recorded as written whose stored bytes changed since, each
+        named in a warning: the job embeds them again. Raise :class:`~satclip.errors.ResumeError` if the work
+        directory cannot be checked. Checked once per sink; reads each chunk written so far once."""
+        if self._changed is None:
+            from .job import work_manifest  # (job imports this module)
 
-        manifest = work_manifest(self.workdir)
-        done = self._done_chunks(manifest)
-        self._check_files(done)
-        required = manifest.get("chunk_records") == 1
-        for index in done:
-            self._check_chunk(index, required)
-        self._checked = True
+            manifest = work_manifest(self.workdir)
+            done = self._done_chunks(manifest)
+            self._check_files(done)
+            required = manifest.get("chunk_records") == 1
+            changed = [index for index in done if self._changed_chunk(index, required)]
+            self._changed = set(self._to_write_again(done, changed))
+        return sorted(self._changed)
 
     def _check_files(self, done: list[int]) -> None:
         """Check that the work file holds what the chunks ``done`` (this sink's numbers: 0 is its first) need."""
 
-    def _check_chunk(self, index: int, required: bool) -> None:
-        """Check chunk ``index`` against its record; without a record, refuse it if ``required`` (the run
-        recorded its chunks; runs of a satclip before 2026-12-04 did not, and theirs are resumed unchecked)."""
+    def _changed_chunk(self, index: int, required: bool) -> bool:
+        """Whether chunk ``index`` differs from its record (with a warning naming how); without a record, refuse
+        it if ``required`` (the run recorded its chunks; runs of a satclip before 2026-12-04 did not, and theirs
+        are resumed unchecked)."""
         record = self._record(index)
         try:
             written = json.loads(record.read_text())
         except FileNotFoundError:
             if not required:
-                return
+                return False
             written = None
         except (OSError, UnicodeDecodeError, ValueError):
             written = None
@@ -212,11 +217,22 @@ class Sink:
             raise unusable_work(self._path(), self.WHAT, f"cannot be checked (the record of its chunk {index}, "
                                                          f"{record}, is missing or damaged)")  # fmt: skip
         for key, stored in self._stored(index).items():
-            problem = f"is not in the record {record}" if key not in written else changed_since_written(
-                written[key], stored
-            )
+            if key not in written:
+                raise unusable_work(self._path(), self.WHAT, f"cannot be checked (its chunk {key} is not in the "
+                                                             f"record {record})")  # fmt: skip
+            problem = changed_since_written(written[key], stored)
+            if problem == DAMAGED_RECORD:
+                raise unusable_work(self._path(), self.WHAT, f"cannot be checked (the record of its chunk {key}, "
+                                                             f"{record}, is damaged)")  # fmt: skip
             if problem:
-                raise unusable_work(self._path(), self.WHAT, f"is damaged (its chunk {key} {problem})")
+                log.warning("%s, %s of an unfinished run: its chunk %s %s; embedding it again", self._path(),
+                            self.WHAT, key, problem)  # fmt: skip
+                return True
+        return False
+
+    def _to_write_again(self, done: list[int], changed: list[int]) -> list[int]:
+        """The chunks to write again when the chunks ``changed`` of those ``done`` changed: these alone."""
+        return changed
 
     def _done_chunks(self, manifest: dict) -> list[int]:
         """The chunks the job's ``manifest`` records as written, numbered as :meth:`write` is given them."""
@@ -237,20 +253,36 @@ class Sink:
         ``(n, dim)`` with NaN rows where ``valid`` is False."""
         raise NotImplementedError
 
+    def _written(self, index: int) -> None:
+        """Chunk ``index`` is stored and recorded (a changed one, written again)."""
+        self.changed_chunks()
+        self._changed.discard(index)
+
+    def _check_unchanged(self) -> None:
+        """Before assembling: refuse if a chunk that changed since it was written was not written again."""
+        if changed := self.changed_chunks():
+            raise unusable_work(self._path(), self.WHAT, f"is damaged (its chunk(s) {changed} changed since they "
+                                                         "were written, and were not written again)")  # fmt: skip
+
     def finalize(self, num_chunks: int) -> Path:
         """Assemble the finished output inside the work directory and return its path."""
         raise NotImplementedError
 
 
+#: what :func:`changed_since_written` says of a record that is no record
+DAMAGED_RECORD = "has a damaged record"
+
+
 def changed_since_written(written, stored: list[int] | None) -> str | None:
     """How a piece of a chunk ``stored`` now (``[size, CRC-32]``, None: missing) differs from the record
-    ``written`` of it (``[size, CRC-32]``, or a size alone in records of satclip 2026-12-03); None if it does not."""
+    ``written`` of it (``[size, CRC-32]``, or a size alone in records of satclip 2026-12-03); None if it does not;
+    :data:`DAMAGED_RECORD` if ``written`` is no such record."""
     if written is None:  # (a zarr chunk of missing values only is not stored)
         return None if stored is None else f"is {stored[0]:,} bytes, not the 0 written"
     if isinstance(written, int) and not isinstance(written, bool):
         written = [written, None]
     if not (isinstance(written, list) and len(written) == 2 and type(written[0]) is int):
-        return "has a damaged record"
+        return DAMAGED_RECORD
     if stored is None:
         return "is missing"
     if stored[0] != written[0]:
@@ -298,16 +330,25 @@ class ParquetSink(Sink):
         return {f"{self._path().name} row group {index}": file_crc32(self._path(), start, file.end(index))}
 
     def write(self, index, table, embeddings, valid):
-        self.check_work()
+        self.changed_chunks()
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         table = with_rows_of_input(table, self.options.get("first_row", 0), self.num_rows)
         self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
         self._record_chunk(index)
+        self._written(index)
+
+    def _to_write_again(self, done, changed):
+        """The first changed row group and every one after it: row group k is appended after row group k − 1."""
+        again = [index for index in done if changed and index >= min(changed)]
+        if len(again) > len(changed):
+            log.warning("%s: writing its row groups %s again too (each is appended after the one before it)",
+                        self._path(), [index for index in again if index not in changed])  # fmt: skip
+        return again
 
     def finalize(self, num_chunks):
         if not num_chunks:
             raise ValueError("nothing to write: the input has no rows")
-        self.check_work()
+        self._check_unchanged()
         return self._file().finish(num_chunks)
 
 
@@ -338,7 +379,7 @@ class NpySink(Sink):
         return {f"{self._path().name}[{start}:{stop}]": [rows.nbytes, zlib.crc32(rows)]}
 
     def write(self, index, table, embeddings, valid):
-        self.check_work()
+        self.changed_chunks()
         with naming(self._path()):
             array = np.lib.format.open_memmap(self._path(), mode="r+")
             start = index * self.chunk_rows
@@ -346,9 +387,10 @@ class NpySink(Sink):
             array.flush()
             del array
         self._record_chunk(index)
+        self._written(index)
 
     def finalize(self, num_chunks):
-        self.check_work()
+        self._check_unchanged()
         return self._path()
 
 
@@ -422,7 +464,7 @@ class ZarrSink(Sink):
 
         from .sources import coordinates
 
-        self.check_work()
+        self.changed_chunks()
         start = index * self.chunk_rows
         stop = start + len(embeddings)
         lonlat = coordinates(table, self.options["lon_col"], self.options["lat_col"])
@@ -432,11 +474,12 @@ class ZarrSink(Sink):
             group["lon"][start:stop] = lonlat[:, 0]
             group["lat"][start:stop] = lonlat[:, 1]
         self._record_chunk(index)
+        self._written(index)
 
     def finalize(self, num_chunks):
         import zarr
 
-        self.check_work()
+        self._check_unchanged()
         with naming(self._path()):
             zarr.consolidate_metadata(str(self._path()))
         return self._path()
