@@ -167,3 +167,19 @@ def test_map_of_an_older_satclip_without_crc32_resumes(tmp_path, model, monkeypa
     path.write_text(json.dumps(manifest))
     assert main([*argv, "-o", str(out)]) == 0
     assert_same_field(out, clean)
+
+
+def test_a_sink_never_assembles_a_chunk_changed_and_not_written_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
+    """Whoever drives a sink: finalize refuses while a chunk that changed since it was written is not written
+    again (the job writes it again first)."""
+    from satclip.embed import sinks
+    from satclip.errors import ResumeError
+
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.npy")
+    work = workdir / "embeddings.npy"
+    flip_byte(work, npy_data_offset(work) + (64 + 5) * DIM * 4 + 2)  # chunk 1
+    sink = sinks.NpySink(workdir, N, DIM, np.float32, 64, {})
+    with pytest.raises(ResumeError, match=r"its chunk\(s\) \[1\] changed since they were written, and were not "):
+        sink.finalize(5)
+    sink.write(1, None, np.load(clean)[64:128], np.ones(64, dtype=bool))
+    assert sink.changed_chunks() == []
