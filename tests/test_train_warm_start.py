@@ -87,6 +87,21 @@ def test_another_image_encoder_keeps_its_own_head(trained, tmp_path):
     assert not torch.equal(model.location.nnet.layers[0].weight, fresh.location.nnet.layers[0].weight)
 
 
+def test_training_only_new_degrees_on_other_image_features_is_refused(trained, tmp_path):
+    """model.train_degrees_from freezes the image side: when the starting model's head cannot apply to this
+    run's features (MOSAIKS filters fitted with another trainer.seed), the run trained the new degrees against
+    a random, frozen head, learned nothing, and said so only in a log line."""
+    result, _, _ = trained
+    other = synthetic_cache(tmp_path / "cache", n=200, num_filters=8)  # other features: the head cannot apply
+    config = _run(tmp_path, result.exports["last"].native, 20).replace(**{"model.train_degrees_from": 10})
+    with pytest.raises(ValueError, match=r"model.train_degrees_from=10 trains the location network's first layer "
+                                         r"alone, but the image side of model.init_from=.* cannot be copied \(the "
+                                         r"model's computes other features, e.g. MOSAIKS filters fitted with another "
+                                         r"trainer.seed\): it would stay at its random initialisation"):  # fmt: skip
+        build_model(config, other)
+    build_model(config.replace(**{"model.train_degrees_from": None}), other)  # all of it trains: allowed
+
+
 def test_resuming_and_exporting_never_need_the_starting_model_again(trained, tmp_path):
     result, _, root = trained
     source = tmp_path / "source"

@@ -115,7 +115,15 @@ def build_model(config: TrainConfig, cache: FeatureCache | None, *, warm: bool =
     if warm and config.model.init_from:
         from .warm_start import warm_start
 
-        warm_start(model, config.model.init_from, location_config(config.model), image_config, cache)
+        not_copied = warm_start(model, config.model.init_from, location_config(config.model), image_config, cache)
+        if not_copied and config.model.train_degrees_from:  # (the image side would stay at random weights)
+            raise ValueError(
+                f"model.train_degrees_from={config.model.train_degrees_from} trains the location network's first "
+                f"layer alone, but the image side of model.init_from={config.model.init_from} cannot be copied "
+                f"({not_copied}, e.g. MOSAIKS filters fitted with another trainer.seed): it would stay at its "
+                "random initialisation and the run would learn nothing; use the image features the model was "
+                "trained on, or drop model.train_degrees_from"
+            )
     if config.model.train_degrees_from:
         from .warm_start import train_degrees_from
 

@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 def warm_start(
     model: SatCLIP, source: str, location_config: dict, image_config: dict, cache: FeatureCache | None = None
-) -> None:
+) -> str | None:
     """Copy the weights of the trained model ``source`` (anything :func:`satclip.load` takes) into ``model``,
     a freshly built run whose location encoder is ``location_config`` and image encoder ``image_config``
-    (``cache``: the feature cache of a cached run).
+    (``cache``: the feature cache of a cached run). Returns None if the image side was copied too, else why not.
 
     Raises:
         ValueError: ``source``'s location encoder cannot start this one (another encoding or network, a
@@ -57,17 +57,18 @@ def warm_start(
     if parts.logit_scale is not None:
         with torch.no_grad():
             model.logit_scale.copy_(parts.logit_scale)
+    not_copied = None
     if not parts.has_image_encoder:
-        image = "kept from its initialisation (the model has none)"
-    elif _copy_image(model.visual, parts, image_config, cache):
-        image = "head copied" if cache is not None else "copied"
-    else:
-        image = "kept from its initialisation (the model's computes other features)"
+        not_copied = "the model has none"
+    elif not _copy_image(model.visual, parts, image_config, cache):
+        not_copied = "the model's computes other features"
+    image = f"kept from its initialisation ({not_copied})" if not_copied else "head copied" if cache else "copied"
     log.info(
         "model.init_from %s: location network (L = %s → %s) and logit scale copied; image side %s",
         name, parts.location_config["encoding"].get("legendre_polys"),
         location_config["encoding"].get("legendre_polys"), image,
     )  # fmt: skip
+    return not_copied
 
 
 def _location_state(config: dict, state: dict, target: dict, name: object) -> dict[str, torch.Tensor]:
