@@ -1,7 +1,7 @@
 """Damaged saved state of a resumable job, read through the real CLI: the row-group records and manifest of an
 unfinished ``satclip embed`` (OUT.partial/), a GeoPackage input that cannot be read, and the finished folds of
-``satclip evaluate --out`` (rows.jsonl). Each is refused in one line naming the file and the fix, or (the
-evaluation's rows) skipped with one warning and computed again; never "unexpected error"."""
+``satclip evaluate --out`` (rows.jsonl). Each is refused in one line naming the file and the fix, or (a row group
+cut short, the evaluation's rows) named in one warning and computed again; never "unexpected error"."""
 
 from __future__ import annotations
 
@@ -58,10 +58,11 @@ def test_a_record_of_another_footer_is_named(tmp_path, model, points, monkeypatc
     assert err.endswith("--restart"), err
 
 
-def test_an_output_cut_short_after_its_last_row_group_is_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+def test_an_output_cut_short_after_its_last_row_group_is_written_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
     """Every chunk done, OUT.partial/output.parquet cut short before the run wrote its footer: ending the file at
-    the recorded end filled the missing bytes with zeros and published that."""
-    from satclip.embed import parquet_append
+    the recorded end filled the missing bytes with zeros and published that (then: refused, asking for
+    --restart). Now the row group cut short alone is embedded and written again."""
+    from satclip.embed import job, parquet_append
 
     source = tmp_path / "points.parquet"
     points.to_parquet(source)
@@ -78,12 +79,17 @@ def test_an_output_cut_short_after_its_last_row_group_is_refused(tmp_path, model
     last = tmp_path / "emb.parquet.partial" / "row-group-000004.footer"
     end = int.from_bytes(last.read_bytes()[:8], "little")  # (the file holds the last writer's footer after it)
     written.write_bytes(written.read_bytes()[: end - 100])
-    err = _resumed_error(source, out, model, capsys)
     start = int.from_bytes((last.parent / "row-group-000003.footer").read_bytes()[:8], "little")
-    assert err == (f"satclip: error: {written}, the output of an unfinished run, is damaged (its chunk output.parquet "
-                   f"row group 4 is {end - 100 - start:,} bytes, not the {end - start:,} written); pass --restart to "
-                   "discard that run and start again") and not out.exists(), err
-    _restart_gives_the_embeddings(source, out, model, points)
+    embedded, real_embed = [], job.embed_lonlat
+    monkeypatch.setattr(job, "embed_lonlat", lambda *a, **k: embedded.append(1) or real_embed(*a, **k))
+    with caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    assert len(embedded) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{written}, the output of an unfinished run: its chunk output.parquet row group 4 is {end - 100 - start:,} "
+        f"bytes, not the {end - start:,} written; embedding it again"
+    ]
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
 
 
 @pytest.mark.parametrize(
