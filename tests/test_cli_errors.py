@@ -84,6 +84,9 @@ CASES = [
      "argument --device: 'bogus' is not a torch device; use one of: cpu"),
     (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--shard", "3/3"], 2, USAGE,
      "argument --shard: '3/3': need 0 <= I < N"),
+    # (argparse read "-1/2" as an unknown option: "argument --shard: expected one argument")
+    (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--shard", "-1/2"], 2, USAGE,
+     "argument --shard: '-1/2': need 0 <= I < N"),
     (["embed", "{points}", "-o", "{out}.parquet", "--model", "bluemarble-l10", "--shard", "a/b"], 2, USAGE,
      "expected I/N with integers"),
     (["embed", "{missing}", "-o", "{out}.parquet", "--model", "bluemarble-l10"], 2, USAGE,

@@ -52,6 +52,12 @@ class Parser(argparse.ArgumentParser):
     the CLI (not argparse's usage block), also for an OSError of a type's look at the file system (a name too
     long for it). Subcommand parsers are of this class too."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a value like "-1/2" (--shard) is read as the option's value, as "-1" is, and refused by its type with
+        # the range it needs, not as an unknown option ("expected one argument")
+        self._negative_number_matcher = re.compile(r"^-\d+(/\d+)?$|^-\d*\.\d+$")
+
     def format_help(self) -> str:
         return _RST.sub(lambda m: m[1] or m[2], super().format_help())
 
