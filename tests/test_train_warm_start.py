@@ -89,8 +89,8 @@ def test_another_image_encoder_keeps_its_own_head(trained, tmp_path):
 
 def test_training_only_new_degrees_on_other_image_features_is_refused(trained, tmp_path):
     """model.train_degrees_from freezes the image side: when the starting model's head cannot apply to this
-    run's features (MOSAIKS filters fitted with another trainer.seed), the run trained the new degrees against
-    a random, frozen head, learned nothing, and said so only in a log line."""
+    run's features (MOSAIKS filters fitted with another trainer.seed), the run fitted the new degrees to a random,
+    frozen head (a random projection of the image features) and said so only in a log line."""
     result, _, _ = trained
     other = synthetic_cache(tmp_path / "cache", n=200, num_filters=8)  # other features: the head cannot apply
     config = _run(tmp_path, result.exports["last"].native, 20).replace(**{"model.train_degrees_from": 10})

@@ -121,8 +121,8 @@ def build_model(config: TrainConfig, cache: FeatureCache | None, *, warm: bool =
                 f"model.train_degrees_from={config.model.train_degrees_from} trains the location network's first "
                 f"layer alone, but the image side of model.init_from={config.model.init_from} cannot be copied "
                 f"({not_copied}, e.g. MOSAIKS filters fitted with another trainer.seed): it would stay at its "
-                "random initialisation and the run would learn nothing; use the image features the model was "
-                "trained on, or drop model.train_degrees_from"
+                "random initialisation, and the new degrees would be fitted to a random projection of the image "
+                "features; use the image features the model was trained on, or drop model.train_degrees_from"
             )
     if config.model.train_degrees_from:
         from .warm_start import train_degrees_from
