@@ -83,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from ..embed.maps import FORMATS, make_grid, render_map
     from ..errors import BadInputError
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
-    if args.pca not in (None, 3) and (args.format or FORMATS.get(args.output.suffix.lower())) == "png":
+    output_format = args.format or FORMATS.get(args.output.suffix.lower())
+    if args.pca not in (None, 3) and output_format == "png":
         raise BadInputError(f"--pca {args.pca}: a PNG map shows the first 3 principal components as red, green "
                             "and blue; drop --pca, or write a GeoTIFF (.tif) or Zarr (.zarr) map of N "
                             "components")  # fmt: skip
-    if args.engine == "dask" and (args.pca or (args.format or FORMATS.get(args.output.suffix.lower())) != "zarr"):
+    if args.engine == "dask" and (args.pca or output_format != "zarr"):
         raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")
     if args.engine == "dask" and args.restart:
         raise BadInputError("--restart applies to --engine local: a Dask map that stopped starts again when rerun")
