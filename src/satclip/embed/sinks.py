@@ -249,23 +249,27 @@ class Sink:
         """Prepare a new work directory (first run)."""
 
     def write(self, index: int, table, embeddings: np.ndarray, valid: np.ndarray) -> None:
-        """Store chunk ``index`` (rows ``[index·C, …)`` of this output) and record it; ``embeddings`` is
-        ``(n, dim)`` with NaN rows where ``valid`` is False."""
-        raise NotImplementedError
-
-    def _written(self, index: int) -> None:
-        """Chunk ``index`` is stored and recorded (a changed one, written again)."""
+        """Store chunk ``index`` (rows ``[index·C, …)`` of this output) and record it (a changed one is then
+        written again); ``embeddings`` is ``(n, dim)`` with NaN rows where ``valid`` is False."""
         self.changed_chunks()
+        self._store(index, table, embeddings, valid)
+        self._record_chunk(index)
         self._changed.discard(index)
 
-    def _check_unchanged(self) -> None:
-        """Before assembling: refuse if a chunk that changed since it was written was not written again."""
+    def _store(self, index: int, table, embeddings: np.ndarray, valid: np.ndarray) -> None:
+        """Store chunk ``index`` in the work file (:meth:`write`)."""
+        raise NotImplementedError
+
+    def finalize(self, num_chunks: int) -> Path:
+        """Assemble the finished output inside the work directory and return its path; refused while a chunk
+        that changed since it was written was not written again."""
         if changed := self.changed_chunks():
             raise unusable_work(self._path(), self.WHAT, f"is damaged (its chunk(s) {changed} changed since they "
                                                          "were written, and were not written again)")  # fmt: skip
+        return self._assemble(num_chunks)
 
-    def finalize(self, num_chunks: int) -> Path:
-        """Assemble the finished output inside the work directory and return its path."""
+    def _assemble(self, num_chunks: int) -> Path:
+        """Assemble the finished output of ``num_chunks`` chunks (:meth:`finalize`)."""
         raise NotImplementedError
 
 
@@ -329,13 +333,10 @@ class ParquetSink(Sink):
         start = file.end(index - 1) if index else 0
         return {f"{self._path().name} row group {index}": file_crc32(self._path(), start, file.end(index))}
 
-    def write(self, index, table, embeddings, valid):
-        self.changed_chunks()
+    def _store(self, index, table, embeddings, valid):
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         table = with_rows_of_input(table, self.options.get("first_row", 0), self.num_rows)
         self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
-        self._record_chunk(index)
-        self._written(index)
 
     def _to_write_again(self, done, changed):
         """The first changed row group and every one after it: row group k is appended after row group k − 1."""
@@ -345,10 +346,9 @@ class ParquetSink(Sink):
                         self._path(), [index for index in again if index not in changed])  # fmt: skip
         return again
 
-    def finalize(self, num_chunks):
+    def _assemble(self, num_chunks):
         if not num_chunks:
             raise ValueError("nothing to write: the input has no rows")
-        self._check_unchanged()
         return self._file().finish(num_chunks)
 
 
@@ -378,19 +378,15 @@ class NpySink(Sink):
         rows = np.load(self._path(), mmap_mode="r")[start:stop]  # (its header and size are checked)
         return {f"{self._path().name}[{start}:{stop}]": [rows.nbytes, zlib.crc32(rows)]}
 
-    def write(self, index, table, embeddings, valid):
-        self.changed_chunks()
+    def _store(self, index, table, embeddings, valid):
         with naming(self._path()):
             array = np.lib.format.open_memmap(self._path(), mode="r+")
             start = index * self.chunk_rows
             array[start : start + len(embeddings)] = embeddings
             array.flush()
             del array
-        self._record_chunk(index)
-        self._written(index)
 
-    def finalize(self, num_chunks):
-        self._check_unchanged()
+    def _assemble(self, num_chunks):
         return self._path()
 
 
@@ -459,12 +455,11 @@ class ZarrSink(Sink):
                 raise unusable_work(store, "the output", f"is damaged (its array {name!r} is missing or not the "
                                                          f"job's {shape} {dtype})")  # fmt: skip
 
-    def write(self, index, table, embeddings, valid):
+    def _store(self, index, table, embeddings, valid):
         import zarr
 
         from .sources import coordinates
 
-        self.changed_chunks()
         start = index * self.chunk_rows
         stop = start + len(embeddings)
         lonlat = coordinates(table, self.options["lon_col"], self.options["lat_col"])
@@ -473,13 +468,10 @@ class ZarrSink(Sink):
             group["embedding"][start:stop] = embeddings.astype(self.dtype)
             group["lon"][start:stop] = lonlat[:, 0]
             group["lat"][start:stop] = lonlat[:, 1]
-        self._record_chunk(index)
-        self._written(index)
 
-    def finalize(self, num_chunks):
+    def _assemble(self, num_chunks):
         import zarr
 
-        self._check_unchanged()
         with naming(self._path()):
             zarr.consolidate_metadata(str(self._path()))
         return self._path()
