@@ -66,18 +66,29 @@ def positive_float(text: str) -> float:
     return value
 
 
-def existing_file(text: str) -> Path:
-    """A path to an existing regular file (a symbolic link to one): not a directory, and not a FIFO, socket or
-    device, which are refused here, before anything opens them (opening a FIFO waits for a writer)."""
+def _existing(text: str, give: str) -> Path:
+    """``text`` as a path that exists and is no FIFO, socket or device: those are refused here, before anything
+    opens them (opening a FIFO waits for a writer), saying to ``give`` what the option takes."""
     path = user_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file")
     special = special_kind(path)
     if special:
-        raise argparse.ArgumentTypeError(f"{text} is {special}, not a file: give a file")
+        raise argparse.ArgumentTypeError(f"{text} is {special}, not a file: give {give}")
     return path
+
+
+def existing_file(text: str) -> Path:
+    """A path to an existing regular file (a symbolic link to one): not a directory, FIFO, socket or device."""
+    path = _existing(text, "a file")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file")
+    return path
+
+
+def existing_file_or_dataset(text: str) -> Path:
+    """An existing regular file, or a directory (a Parquet dataset of part files)."""
+    return _existing(text, "a file or a Parquet dataset")
 
 
 def shard(text: str) -> tuple[int, int]:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .. import safe_output
 from ..errors import BadInputError
-from ..paths import special_kind
 from . import precision_option
 from .args import (
     add_cluster_options,
@@ -16,23 +15,13 @@ from .args import (
     add_overwrite_option,
     check_cluster_options,
     device,
+    existing_file_or_dataset,
     positive_int,
     shard,
     user_path,
 )
 
 DTYPES = ("float32", "float64")
-
-
-def _input_path(text: str) -> Path:
-    """An existing file, or a directory (a Parquet dataset of part files)."""
-    path = user_path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such file: {text}")
-    special = special_kind(path)
-    if special:
-        raise argparse.ArgumentTypeError(f"{text} is {special}, not a file: give a file or a Parquet dataset")
-    return path
 
 
 def add_parser(subparsers) -> None:
@@ -48,7 +37,7 @@ def add_parser(subparsers) -> None:
         ),
     )
     parser.add_argument(
-        "input", type=_input_path,
+        "input", type=existing_file_or_dataset,
         help="points file: .csv/.tsv, .parquet (also GeoParquet), .geojson, .gpkg or .npy (N×2); or a directory "
         "of Parquet part files (a dataset)",
     )  # fmt: skip
