@@ -5,11 +5,15 @@ FIFO as an input file, on which the command hung; a name too long for the file s
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
+import yaml
 
 from satclip import safe_output
 from satclip.cli import main
@@ -71,7 +75,6 @@ def test_publish_never_replaces_a_fifo_or_a_link_to_one(tmp_path):
 @pytest.mark.parametrize(
     "argv, option",
     [
-        (["train", "--config", "{fifo}", "--print-config"], "--config"),
         (["demo", "--quick", "--air-temperature", "{fifo}", "--out", "{tmp}/demo"], "--air-temperature"),
         (["locate", "{fifo}", "--model", "bluemarble-l10"], "image"),
         (["embed", "{fifo}", "-o", "{tmp}/e.parquet", "--model", "bluemarble-l10"], "input"),
@@ -90,6 +93,87 @@ def test_a_fifo_input_is_refused_at_once(tmp_path, argv, option):
     line = usage_error_line(done.stderr, argv[0])
     assert f"argument {option}: {fifo} is a FIFO (named pipe), not a file: give a file" in line
     assert not (tmp_path / "demo").exists()
+
+
+# ------------------------------------------------------------------------------ a config from a pipe
+CONFIG = "optim:\n  lr: 0.005\n"
+
+
+def printed_config(argv: list[str], **run) -> subprocess.CompletedProcess:
+    """``satclip train … --print-config`` in a subprocess (a pipe is read by the process it was opened for)."""
+    return subprocess.run(
+        [sys.executable, "-m", "satclip", "train", *argv, "--print-config"], capture_output=True, text=True,
+        timeout=60, **run,
+    )  # fmt: skip
+
+
+def test_a_config_from_process_substitution_is_read(tmp_path):
+    """`train --config <(sed … base.yaml)`: the pipe (/dev/fd/63) was refused as "a FIFO (named pipe), not a file"."""
+    base = tmp_path / "base.yaml"
+    base.write_text(CONFIG.replace("0.005", "0.001"))
+    command = f"{sys.executable} -m satclip train --config <(sed s/0.001/0.005/ {base}) --print-config"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["optim"]["lr"] == 0.005
+
+
+def test_a_config_from_stdin_and_an_empty_one_from_dev_null(tmp_path):
+    """`--config /dev/stdin` with the YAML piped in, and `--config /dev/null` (a character device: no keys, the
+    defaults), were refused."""
+    piped = printed_config(["--config", "/dev/stdin"], input=CONFIG)
+    assert piped.returncode == 0, piped.stderr
+    assert yaml.safe_load(piped.stdout)["optim"]["lr"] == 0.005
+    empty, defaults = printed_config(["--config", "/dev/null"]), printed_config([])
+    assert empty.returncode == 0, empty.stderr
+    assert yaml.safe_load(empty.stdout) == yaml.safe_load(defaults.stdout)
+
+
+def test_a_config_pipe_read_before_its_writer_writes(capsys):
+    """A pipe whose writer holds it open and writes later is waited for (read in the process, through
+    /dev/fd/N as a shell passes it), not taken as empty."""
+    read_end, write_end = os.pipe()
+
+    def write_later():
+        time.sleep(0.3)
+        os.write(write_end, CONFIG.encode())
+        os.close(write_end)
+
+    writer = threading.Thread(target=write_later)
+    writer.start()
+    try:
+        assert main(["train", "--config", f"/dev/fd/{read_end}", "--print-config"]) == 0
+    finally:
+        writer.join()
+        os.close(read_end)
+    assert yaml.safe_load(capsys.readouterr().out)["optim"]["lr"] == 0.005
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("fifo", "{path} is a pipe with nothing to read (no program writes to it, or it wrote nothing): start its "
+         "writer first, or give a file"),
+        ("empty pipe", "/dev/stdin is a pipe with nothing to read"),
+        ("endless device", "/dev/zero holds more than 1 MiB: give the training config, a short YAML file"),
+        ("socket", "{path} is a socket, not a file: give a file or a pipe"),
+    ],
+)  # fmt: skip
+def test_a_config_that_cannot_be_read_is_refused_at_once(tmp_path, kind, expected):
+    """A FIFO no program writes to is refused at once (opening it for reading would wait for a writer), as is a
+    pipe whose writer wrote nothing; /dev/zero is refused after 1 MiB rather than read until memory runs out; a
+    socket is no config."""
+    path = tmp_path / kind.replace(" ", "-")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(path))
+    else:
+        path = {"empty pipe": "/dev/stdin", "endless device": "/dev/zero"}[kind]
+    done = printed_config(["--config", str(path)], input="")
+    assert done.returncode == 2, done.stderr
+    line = usage_error_line(done.stderr, "train")
+    assert f"argument --config: {expected.format(path=path)}" in line
 
 
 @pytest.mark.parametrize(

@@ -50,11 +50,14 @@ def user_path(text: str | os.PathLike) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-#: what a path is when it is neither a regular file nor a directory: satclip reads none of them as an input file
-#: (opening a FIFO waits for a writer) and replaces none as an output
+FIFO, CHARACTER_DEVICE = "a FIFO (named pipe)", "a character device"
+
+#: what a path is when it is neither a regular file nor a directory: satclip replaces none of them as an output,
+#: and reads them as input only where it reads a small text once (a pipe, /dev/null: cli.args.config_input);
+#: opening a FIFO waits for a writer
 _SPECIAL_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, FIFO), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, CHARACTER_DEVICE), (stat.S_ISBLK, "a block device"),
 )  # fmt: skip
 
 

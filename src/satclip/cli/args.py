@@ -7,9 +7,12 @@ Each type raises :class:`argparse.ArgumentTypeError`, which argparse turns into 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import NamedTuple
 
-from ..paths import special_kind, user_path  # user_path: also the argparse type of every path argument
+# user_path: also the argparse type of every path argument
+from ..paths import CHARACTER_DEVICE, FIFO, special_kind, user_path
 
 
 def _int(text: str) -> int:
@@ -89,6 +92,69 @@ def existing_file(text: str) -> Path:
 def existing_file_or_dataset(text: str) -> Path:
     """An existing regular file, or a directory (a Parquet dataset of part files)."""
     return _existing(text, "a file or a Parquet dataset")
+
+
+class ConfigInput(NamedTuple):
+    """A config read while parsing (:func:`config_input`): its path, to name it, and its bytes."""
+
+    path: Path
+    data: bytes
+
+
+#: the most :func:`config_input` reads (1 MiB: a training config is a few hundred bytes; /dev/zero never ends)
+CONFIG_LIMIT = 1 << 20
+
+
+def config_input(text: str) -> ConfigInput:
+    """A training config (``--config``), read here, once: a file, or a pipe — ``--config <(sed … base.yaml)``,
+    ``/dev/stdin``, a FIFO a program writes to — or ``/dev/null``; at most :data:`CONFIG_LIMIT` bytes.
+
+    A FIFO no program writes to is refused at once (opening it would wait for a writer), as is one whose writer
+    wrote nothing: the two cannot be told apart without waiting."""
+    path = user_path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file")
+    special = special_kind(path)
+    if special not in (None, FIFO, CHARACTER_DEVICE):
+        raise argparse.ArgumentTypeError(f"{text} is {special}, not a file: give a file or a pipe")
+    pipe = special == FIFO
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_NONBLOCK if pipe else 0))
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {err.strerror}") from None
+    try:
+        data = _read_at_most(fd, CONFIG_LIMIT + 1, pipe, text)
+    finally:
+        os.close(fd)
+    if len(data) > CONFIG_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"{text} holds more than {CONFIG_LIMIT >> 20} MiB: give the training config, a short YAML file"
+        )
+    return ConfigInput(path, data)
+
+
+def _read_at_most(fd: int, limit: int, pipe: bool, text: str) -> bytes:
+    """Up to ``limit`` bytes of ``fd``, to its end; a ``pipe`` opened without waiting must have a writer."""
+    chunks: list[bytes] = []
+    if pipe:
+        try:
+            first = os.read(fd, limit)
+        except BlockingIOError:  # a writer holds the pipe open and has written nothing yet
+            first = None
+        if first == b"":
+            raise argparse.ArgumentTypeError(
+                f"{text} is a pipe with nothing to read (no program writes to it, or it wrote nothing): start "
+                "its writer first, or give a file"
+            )
+        chunks += [first] if first else []
+        os.set_blocking(fd, True)
+    size = sum(map(len, chunks))
+    while size < limit and (chunk := os.read(fd, limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def shard(text: str) -> tuple[int, int]:

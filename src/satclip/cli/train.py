@@ -12,7 +12,7 @@ import dataclasses
 import sys
 
 from ..errors import BadInputError
-from .args import existing_file
+from .args import config_input
 from .boundary import message_of
 
 
@@ -44,7 +44,8 @@ def _leaves(value: dict, prefix: str = "") -> list[str]:
 def add_override_options(parser: argparse.ArgumentParser) -> None:
     """``--config`` plus one ``--SECTION.KEY VALUE`` option per config key and a generic ``--set``."""
     parser.add_argument(
-        "--config", type=existing_file, help="training YAML (sections model, data, optim, trainer); defaults if omitted"
+        "--config", type=config_input,
+        help="training YAML (sections model, data, optim, trainer; a file or a pipe: <(…)); defaults if omitted",
     )
     group = parser.add_argument_group("config overrides (values parsed as YAML scalars)")
     for key in _option_keys():
@@ -72,7 +73,9 @@ def load_cli_config(args: argparse.Namespace):
     if getattr(args, "target", None):
         overrides["trainer.export_target"] = args.target
     try:
-        return load_config(args.config, overrides)
+        if args.config is None:
+            return load_config(None, overrides)
+        return load_config(args.config.path, overrides, data=args.config.data)
     except (KeyError, TypeError, ValueError) as err:
         raise BadInputError(f"bad config: {message_of(err)}") from err
 

@@ -301,15 +301,22 @@ def from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
     return TrainConfig(**sections)
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, data: bytes | None = None
+) -> TrainConfig:
     """Read a training YAML (or start from the defaults when ``path`` is None) and apply dotted
-    ``overrides`` whose string values are parsed as YAML scalars (``"3e-4"`` → 3e-4, ``"true"`` → True)."""
+    ``overrides`` whose string values are parsed as YAML scalars (``"3e-4"`` → 3e-4, ``"true"`` → True).
+
+    ``data``: the YAML's bytes when they were already read from ``path`` (a pipe can be read only once);
+    ``path`` then only names them in errors."""
     raw: dict = {}
     if path is not None:
         import yaml
 
+        if data is None:
+            data = Path(path).read_bytes()
         try:
-            text = Path(path).read_text()
+            text = data.decode()
         except UnicodeDecodeError as err:  # ("bad config: 'utf-8' codec can't decode byte 0x89 …" named no file)
             raise ValueError(
                 f"{path} is not a YAML text file (byte {err.start} is not UTF-8 text): give the training config"
