@@ -201,20 +201,41 @@ def test_bluemarble_into_another_kind_of_satclip_directory_suggests_no_overwrite
     assert (evaluation / "results.csv").read_text() == "task,metric\n"
 
 
-def test_download_from_a_file_says_it_is_a_file(tmp_path, capsys):
-    """`data download dl1 --from afile` said "--from afile: no such directory"."""
-    (tmp_path / "afile").write_text("x\n")
+def non_directory(path, kind: str):
+    """A regular file or a FIFO at ``path``, and how an error names it."""
+    if kind == "file":
+        path.write_text("x\n")
+        return "a file"
+    os.mkfifo(path)
+    return "a FIFO (named pipe)"
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_download_from_a_file_says_it_is_a_file(tmp_path, capsys, kind):
+    """`data download dl1 --from afile` said "--from afile: no such directory"; a FIFO was "not a directory"."""
+    what = non_directory(tmp_path / "afile", kind)
     line = _refused(capsys, ["data", "download", str(tmp_path / "dl"), "--from", str(tmp_path / "afile")])
-    assert f"--from {tmp_path / 'afile'} is a file: give the directory of a local copy" in line, line
+    assert f"--from {tmp_path / 'afile'} is {what}: give the directory of a local copy" in line, line
 
 
-def test_retrieval_build_from_a_file_says_it_is_a_file(tmp_path, capsys):
-    """`retrieval build --cache afile` said "no such feature cache: afile"."""
-    (tmp_path / "afile").write_text("x\n")
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_retrieval_build_from_a_file_says_it_is_a_file(tmp_path, capsys, kind):
+    """`retrieval build --cache afile` said "no such feature cache: afile"; a FIFO was "not a directory"."""
+    what = non_directory(tmp_path / "afile", kind)
     line = _refused(capsys, ["retrieval", "build", "--model", "bluemarble-l10", "--cache", str(tmp_path / "afile"),
                              "-o", str(tmp_path / "db")])  # fmt: skip
-    assert f"--cache {tmp_path / 'afile'} is a file, not a feature cache directory" in line, line
+    assert f"--cache {tmp_path / 'afile'} is {what}, not a feature cache directory" in line, line
     assert not (tmp_path / "db").exists()
+
+
+def test_cache_verify_and_an_output_directory_name_a_fifo(tmp_path, capsys):
+    """`cache verify FIFO` and `data bluemarble --out FIFO` said "… is not a directory" / "is a file"."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    line = _refused(capsys, ["cache", "verify", str(fifo)])
+    assert f"{fifo} is a FIFO (named pipe), not a directory: a feature cache is the directory" in line, line
+    line = _refused(capsys, ["data", "bluemarble", "--n", "10", "--out", str(fifo / "bm")])
+    assert f"{fifo} is a FIFO (named pipe), not a directory" in line, line
 
 
 def _children(pid: int) -> list[int]:

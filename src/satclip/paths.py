@@ -81,3 +81,15 @@ def special_kind(path: str | os.PathLike) -> str | None:
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
     return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "a special file")
+
+
+def not_a_directory(path: str | os.PathLike) -> str | None:
+    """What the existing ``path`` (a symbolic link followed) is when a directory was asked for: ``"a file"``,
+    ``"a FIFO (named pipe)"``, …; None for a directory or nothing there.
+
+    Raises:
+        OSError: as :func:`special_kind`.
+    """
+    if not os.path.exists(path) or os.path.isdir(path):
+        return None
+    return special_kind(path) or "a file"

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import BadInputError, LockedError, OutputExistsError
-from .paths import expand_user, special_kind
+from .paths import expand_user, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def make_dirs(path: str | Path) -> Path:
     """``mkdir -p path``, remembering each directory created (plain directories, no marker: satclip never
     replaces or deletes them, except to remove them again, empty, when the command that made them fails)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise BadInputError(f"{path} is a file, not a directory, so nothing can be written into it; choose another "
+    what = not_a_directory(path)
+    if what:
+        raise BadInputError(f"{path} is {what}, not a directory, so nothing can be written into it; choose another "
                             "output path")  # fmt: skip
     if not path.exists():
         _check_parents(path)
@@ -442,8 +443,9 @@ def _check_parents(path: Path) -> None:
             raise BadInputError(f"{parent} is a symbolic link to nothing (its target is missing, or a loop), so {path} "
                                 "cannot be written there; fix the link or choose another output path")  # fmt: skip
         if parent.exists():
-            if not parent.is_dir():
-                raise BadInputError(f"{parent} is a file, not a directory, so {path} cannot be written there; "
+            what = not_a_directory(parent)
+            if what:
+                raise BadInputError(f"{parent} is {what}, not a directory, so {path} cannot be written there; "
                                     "choose another output path")  # fmt: skip
             return
 

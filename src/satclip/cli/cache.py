@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
+from ..paths import not_a_directory
 from .args import device, non_negative_int, positive_int, user_path, worker_count_or_zero
 from .train import add_override_options, load_cli_config
 
@@ -144,9 +145,10 @@ def _check_is_cache(path: Path) -> None:
     that lost some of its files is verified, and reported damaged."""
     from ..train.cache import FEATURES, MANIFEST
 
-    if not path.is_dir():
-        what = "a file, not a directory" if path.is_file() else "not a directory"
-        raise BadInputError(f"{path} is {what}: a feature cache is the directory `satclip cache build` wrote")
+    what = not_a_directory(path)
+    if what:
+        raise BadInputError(f"{path} is {what}, not a directory: a feature cache is the directory `satclip cache "
+                            "build` wrote")  # fmt: skip
     if not (path / MANIFEST).exists() and not (path / FEATURES).exists():
         raise BadInputError(
             f"{path} is not a feature cache (no {MANIFEST}, no {FEATURES}): give the directory `satclip cache build` "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..paths import not_a_directory
 from .args import user_path
 
 
@@ -66,8 +67,8 @@ def run_build(args: argparse.Namespace) -> int:
         from ..train.cache import FeatureCache
 
         cache_dir = Path(args.cache)
-        if cache_dir.exists() and not cache_dir.is_dir():  # (it was "no such feature cache")
-            what = "a file" if cache_dir.is_file() else "not a directory"
+        what = not_a_directory(cache_dir)
+        if what:  # (it was "no such feature cache")
             raise BadInputError(f"--cache {cache_dir} is {what}, not a feature cache directory: give the directory "
                                 "`satclip cache build` wrote (its data.cache)")  # fmt: skip
         if not cache_dir.is_dir():

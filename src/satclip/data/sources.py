@@ -15,6 +15,7 @@ from typing import Protocol
 from ..errors import BadInputError, MissingExtraError
 from ..io.hub import DownloadError
 from ..optional import require
+from ..paths import not_a_directory
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,8 @@ class LocalSource:
         self.directory = Path(directory)
         self.revision = revision
         self.description = str(self.directory)
-        if self.directory.exists() and not self.directory.is_dir():  # (it was "no such directory")
-            what = "a file" if self.directory.is_file() else "not a directory"
+        what = not_a_directory(self.directory)
+        if what:  # (it was "no such directory")
             raise BadInputError(
                 f"--from {self.directory} is {what}: give the directory of a local copy of the repository (a "
                 "`git clone` or `huggingface-cli download --local-dir` folder)"
