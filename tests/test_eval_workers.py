@@ -83,3 +83,69 @@ def test_workers_end_when_the_evaluation_is_killed(tmp_path, stop):
         for pid in workers:  # (only those this test started)
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+STUCK_PROBE_SCRIPT = '''
+import os
+import sys
+import time
+
+from satclip.eval.probes import PROBES, Probe
+
+
+@PROBES.register("stuck")
+class Stuck(Probe):
+    """A fold that takes as long as a large probe's: it says when it started, then sleeps."""
+
+    def fit_predict(self, data, seed):
+        open(os.path.join(os.environ["FITTING_DIR"], str(os.getpid())), "w").close()
+        time.sleep(600)
+
+
+if __name__ == "__main__":
+    from satclip.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow  # (~10 s: two spawned workers import torch)
+@pytest.mark.parametrize("when", ["fitting", "starting"])
+def test_ctrl_c_stops_an_evaluation_at_once_and_its_workers_with_it(tmp_path, when):
+    """Ctrl-C (SIGINT to the terminal's process group) stopped `satclip evaluate --workers 2` only once the
+    folds the workers were fitting had finished: nothing for as long as a fold takes (minutes for large probes),
+    and a second Ctrl-C meanwhile printed a traceback. A Ctrl-C while the workers still imported torch printed
+    each worker's traceback. Now the evaluation kills its workers and exits 130 with one line, at once."""
+    script = tmp_path / "stuck_probe.py"
+    script.write_text(STUCK_PROBE_SCRIPT)
+    fitting = tmp_path / "fitting"
+    fitting.mkdir()
+    argv = [sys.executable, str(script), "evaluate", "--encoders", "wrap", "--tasks", "elevation",
+            "--n-points", "500", "--probes", "stuck", "--seeds", "2", "--workers", "2", "--no-figures",
+            "--out", str(tmp_path / "ev")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FITTING_DIR": str(fitting)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            workers |= {pid for pid, cmd in _children(proc.pid).items() if "spawn_main" in cmd}
+            if (len(list(fitting.iterdir())) == 2) if when == "fitting" else workers:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, f"the workers did not {when[:-3]} within 120 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        # (a fold takes 600 s: the old code waited for it)
+        assert proc.wait(timeout=60) == 130
+        stderr = proc.stderr.read().decode()
+        assert "Traceback" not in stderr, stderr
+        assert stderr.strip().splitlines()[-1] == "satclip: interrupted"
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the evaluation"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

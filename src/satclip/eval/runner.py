@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -312,7 +313,6 @@ def _exit_with_parent(parent: int) -> None:
     killer) left its workers waiting on their task queue forever, ~300 MB each: the kernel kills this one
     with its parent on Linux (``PR_SET_PDEATHSIG``), and a daemon thread polling ``os.getppid()`` ends it
     elsewhere, and where the parent died before the signal was set up."""
-    import signal
     import sys
     import threading
 
@@ -335,18 +335,51 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="satclip-parent-watch", daemon=True).start()
 
 
-def _init_worker(threads: int | None, parent: int | None = None) -> None:
-    import signal
+#: the signals that stop an evaluation: the parent's to handle, never its workers' (see _init_worker)
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
+
+def _init_worker(threads: int | None, parent: int | None = None) -> None:
     # Ctrl-C, and a SIGTERM sent to the whole process group (a scheduler stopping the job), are the parent's: it
     # stops the pool (workers printed tracebacks of the KeyboardInterrupt each got; killed by the SIGTERM, they
-    # left the parent a broken pool, an "unexpected error"); a worker ends with its parent (_exit_with_parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # left the parent a broken pool, an "unexpected error"); a worker ends with its parent (_exit_with_parent).
+    # The worker started with both blocked (_submit): one that came while it imported torch is dropped here.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if threads:
         torch.set_num_threads(threads)
     if parent is not None:
         _exit_with_parent(parent)
+
+
+def _submit(pool, fn: Callable, *args):
+    """``pool.submit(fn, *args)`` with SIGINT and SIGTERM blocked in this thread meanwhile. ``submit`` spawns the
+    pool's workers, and a process starts with the signal mask of the thread that spawned it: a Ctrl-C to the
+    terminal's process group while a worker still imported torch printed that worker's traceback; now it waits
+    in the worker, blocked, until :func:`_init_worker` drops it. One sent to this process meanwhile is delivered
+    when the mask is restored, not lost."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _kill_workers(pool) -> None:
+    """End the workers of an evaluation that stops (Ctrl-C, SIGTERM, an error) at once. They ignore both
+    signals (:func:`_init_worker`), and shutting the pool down waited for the folds they were fitting: a
+    minute and more for large probes, with a second Ctrl-C printing a traceback. Nothing a worker holds is
+    kept: its fold is fitted again by the next run. (``pool._processes`` is private; Python 3.14 has
+    ``ProcessPoolExecutor.kill_workers``.)"""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):  # (gone already, or closed)
+            pass
+    for process in processes:
+        process.join(5)
 
 
 def evaluate(
@@ -475,13 +508,17 @@ def evaluate_tasks(
                     if pool is None:
                         record(*job, _timed_fold(task, features, fold, probe))
                     else:
-                        futures[pool.submit(_timed_fold, task, features, fold, probe)] = job
+                        futures[_submit(pool, _timed_fold, task, features, fold, probe)] = job
         if futures:
             from concurrent.futures import as_completed
 
             for future in as_completed(futures):
                 record(*futures[future], future.result())
         rows = [row for _, _, slots in groups for row in slots]
+    except BaseException:
+        if pool is not None:
+            _kill_workers(pool)
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
