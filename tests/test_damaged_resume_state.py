@@ -58,6 +58,30 @@ def test_a_record_of_another_footer_is_named(tmp_path, model, points, monkeypatc
     assert err.endswith("--restart"), err
 
 
+def test_a_row_group_record_with_other_statistics_is_written_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
+    """A row-group footer record whose column statistics changed (a valid footer still) was published as the
+    finished file's footer: a reader filtering on them (``lon >= …``) skipped the rows. The record is now part
+    of its chunk's check: the row group is embedded and written again, with the statistics of its rows."""
+    import struct
+
+    import pyarrow.parquet as pq
+
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    record = tmp_path / "emb.parquet.partial" / "row-group-000000.footer"
+    lowest = float(points["lon"][:64].min())
+    data = record.read_bytes()
+    assert struct.pack("<d", lowest) in data  # (twice: the footer's min and min_value)
+    record.write_bytes(data.replace(struct.pack("<d", lowest), struct.pack("<d", lowest + 1)))
+    with caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "its chunk row-group-000000.footer has changed since it was written" in warnings[0]
+    lon = pq.ParquetFile(out).schema_arrow.get_field_index("lon")
+    assert pq.ParquetFile(out).metadata.row_group(0).column(lon).statistics.min == lowest
+    assert len(pq.read_table(out, filters=[("lon", ">=", lowest)])) == len(points[points["lon"] >= lowest])
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+
+
 def test_an_output_cut_short_after_its_last_row_group_is_written_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
     """Every chunk done, OUT.partial/output.parquet cut short before the run wrote its footer: ending the file at
     the recorded end filled the missing bytes with zeros and published that (then: refused, asking for

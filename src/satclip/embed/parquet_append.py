@@ -140,13 +140,14 @@ class RowGroupFile:
     def __init__(self, path: Path, records: Path, writer_for):
         self.path, self.records, self.writer_for = Path(path), Path(records), writer_for
 
-    def _record(self, index: int) -> Path:
+    def record(self, index: int) -> Path:
+        """Where row group ``index``'s end and footer are recorded."""
         return self.records / f"row-group-{index:06d}.footer"
 
     def _read(self, index: int) -> tuple[int, bytes]:
         """Row group ``index``'s recorded end and footer, checked: a damaged record (cut short, overwritten)
         failed later with "unexpected error (IndexError): index out of bounds" or a footer pyarrow rejects."""
-        record = self._record(index)
+        record = self.record(index)
         try:
             data = record.read_bytes()
         except FileNotFoundError:
@@ -174,7 +175,7 @@ class RowGroupFile:
         start = self.end(index - 1) if index else 0
         with naming(self.path):
             end, footer = write_row_group(self.path, start, table, self.writer_for)
-        write_bytes(self._record(index), end.to_bytes(8, "little") + footer)
+        write_bytes(self.record(index), end.to_bytes(8, "little") + footer)
 
     def finish(self, count: int) -> Path:
         """Write the footer of row groups ``0 … count − 1`` (the file then ends there); returns the path."""

@@ -329,9 +329,15 @@ class ParquetSink(Sink):
             raise unusable_work(path, "the output", "is missing" if not path.exists() else "is not a file")
 
     def _stored(self, index):
+        """The row group's bytes, and its record: the footer the finished file gets (a changed statistic there
+        was published, and readers filtering on it skipped rows)."""
         file = self._file()
         start = file.end(index - 1) if index else 0
-        return {f"{self._path().name} row group {index}": file_crc32(self._path(), start, file.end(index))}
+        record = file.record(index)
+        return {
+            f"{self._path().name} row group {index}": file_crc32(self._path(), start, file.end(index)),
+            record.name: file_crc32(record),
+        }
 
     def _store(self, index, table, embeddings, valid):
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
