@@ -466,6 +466,53 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(tmp_path, model, poin
     assert checksum(stopped) == checksum(clean) and not workdir.exists()
 
 
+@pytest.mark.parametrize("name", ["emb.parquet", "emb.zarr"])
+def test_a_users_output_in_place_of_a_stopped_runs_is_never_taken_for_it(tmp_path, model, points, monkeypatch,
+                                                                         capsys, name):  # fmt: skip
+    """Killed after publishing its output, before removing OUT.partial/; the output then replaced by a file (or
+    directory) of the user's: the next run said "completed by the run that stopped", exit 0, and deleted
+    OUT.partial/, leaving the user's file as the embeddings. The run records what it published (the inode of a
+    file; a satclip directory): the next run now refuses, naming the output, and keeps the user's file."""
+    from satclip import safe_output
+
+    source, _, stopped = clean_run_and_target(tmp_path, model, points, name)
+    workdir = stopped.parent / f"{name}.partial"
+    real = safe_output.remove_owned
+
+    def killed(path, *args, **kwargs):
+        if Path(path) == workdir:
+            raise Crash("simulated kill")
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(safe_output, "remove_owned", killed)
+        assert embed(source, "-o", stopped, "--model", model, *CHUNK) == 1
+    safe_output.remove_owned(stopped) if stopped.is_dir() else stopped.unlink()
+    if name.endswith(".zarr"):
+        stopped.mkdir()
+        (stopped / "mine.txt").write_text("the user's")
+    else:
+        stopped.write_text("the user's")
+    capsys.readouterr()
+    if name.endswith(".zarr"):  # (a directory satclip did not make is never replaced)
+        assert embed(source, "-o", stopped, "--model", model, *CHUNK, "--overwrite") == 2
+        assert "is a directory satclip did not create" in one_error_line(capsys.readouterr().err)
+        assert (stopped / "mine.txt").read_text() == "the user's" and workdir.is_dir()
+        return
+    assert embed(source, "-o", stopped, "--model", model, *CHUNK) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err.startswith(f"satclip: error: {stopped} already exists") and "--overwrite" in err, err
+    assert embed(source, "-o", stopped, "--model", model, *CHUNK, "--overwrite") == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {workdir} records a finished run that published {stopped}, and {stopped} is not what it "
+        "published (replaced since?); rerun with --restart (and --overwrite to replace it)"
+    )
+    assert stopped.read_text() == "the user's" and workdir.is_dir()
+    assert embed(source, "-o", stopped, "--model", model, *CHUNK, "--restart", "--overwrite") == 0
+    np.testing.assert_allclose(read_embeddings(stopped), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+    assert not workdir.exists()
+
+
 def stopped_after_one_chunk(tmp_path, model, points, monkeypatch) -> tuple[Path, Path]:
     """``(input, output)`` of an embed killed after its first chunk (its work left in ``OUTPUT.partial/``)."""
     source = tmp_path / "points.parquet"

@@ -242,9 +242,28 @@ def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *,
     """Record in ``workdir``'s manifest that its work is ``finished`` (a file or directory in it), move that to
     ``output`` and remove ``workdir``. A run killed in between is completed by the next (:func:`complete_stopped`)."""
     manifest["finished"] = finished.relative_to(workdir).as_posix()
+    if finished.is_file():
+        manifest["finished_file"] = _file_identity(finished)
     safe_output.write_json(workdir / MANIFEST, manifest)
     safe_output.publish(finished, output, overwrite=overwrite, inputs=inputs)
     safe_output.remove_owned(workdir)
+
+
+def _file_identity(path: Path) -> list[int]:
+    """What tells the file ``path`` from any other, and is kept by the rename that publishes it: its device,
+    inode, size and modification time."""
+    status = path.lstat()
+    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns]
+
+
+def _is_published_output(manifest: dict, output: Path) -> bool:
+    """Whether ``output`` is what the finished run of ``manifest`` published: the file it recorded, or a satclip
+    directory (a file or directory of the user's put there since is not; manifests of satclip before 2026-12-04
+    recorded no file, and their output is taken as it is)."""
+    recorded = manifest.get("finished_file")
+    if recorded is not None:
+        return output.is_file() and not output.is_symlink() and _file_identity(output) == recorded
+    return safe_output.is_owned(output) if output.is_dir() else output.exists()
 
 
 def stopped_after_publishing(workdir: Path, output: Path, **same) -> bool:
@@ -256,7 +275,7 @@ def stopped_after_publishing(workdir: Path, output: Path, **same) -> bool:
     if not isinstance(manifest.get("finished"), str) or not identity_has(manifest, **same):
         return False
     finished = workdir / manifest["finished"]
-    return (output.exists() or output.is_symlink()) and not (finished.exists() or finished.is_symlink())
+    return _is_published_output(manifest, output) and not (finished.exists() or finished.is_symlink())
 
 
 def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: bool, inputs) -> bool:
@@ -271,6 +290,11 @@ def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: 
     elif not output.exists():
         raise ResumeError(
             f"{workdir} records a finished run whose output is neither there nor at {output}; rerun with --restart"
+        )
+    elif not _is_published_output(manifest, output):
+        raise ResumeError(
+            f"{workdir} records a finished run that published {output}, and {output} is not what it published "
+            "(replaced since?); rerun with --restart (and --overwrite to replace it)"
         )
     else:
         log.info("%s was completed by the run that stopped; removing its work directory", output)
