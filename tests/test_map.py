@@ -358,15 +358,71 @@ def test_a_map_killed_after_writing_its_output_is_completed_by_the_next_run(tmp_
                        if out.is_dir() else out.read_bytes())  # fmt: skip
 
 
+@pytest.mark.parametrize("name", ["field.tif", "field.zarr", "field.png"])
+@pytest.mark.parametrize("stop", ["recording", "published"])
+def test_a_map_killed_while_publishing_its_output_is_completed_by_the_next_run(tmp_path, model, monkeypatch,
+                                                                               name, stop):  # fmt: skip
+    """Killed after its output was in place but before the work directory recorded it ("published": just after
+    the rename), or while recording it, the rerun of the same job was refused ('already exists; pass
+    --overwrite'). The output is now written in OUT.partial/ and recorded before it is moved into place: the
+    rerun completes the stopped run (publishes its output, or finds it published) without computing the field
+    again, and gives the bytes of an uninterrupted run."""
+    from satclip import safe_output
+    from satclip.embed import maps
+
+    argv = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--all", "-o"]
+    (tmp_path / "clean").mkdir()
+    clean = tmp_path / "clean" / name
+    assert main([*argv, str(clean)]) == 0
+    out = tmp_path / name
+    workdir = tmp_path / f"{name}.partial"
+    real_json, real_fsync = safe_output.write_json, safe_output._fsync_dir
+
+    def killed_recording(path, data, *args, **kwargs):
+        if Path(path).parent == workdir and "published" in data:
+            raise KeyboardInterrupt
+        return real_json(path, data, *args, **kwargs)
+
+    def killed_after_rename(path):
+        real_fsync(path)
+        if Path(path) == tmp_path and out.exists():
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        if stop == "recording":
+            patch.setattr(safe_output, "write_json", killed_recording)
+        else:
+            patch.setattr(safe_output, "_fsync_dir", killed_after_rename)
+        assert main([*argv, str(out)]) == EXIT_INTERRUPTED
+    assert workdir.is_dir()
+    with monkeypatch.context() as patch:
+        patch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("the finished field was computed again"))
+        assert main([*argv, str(out)]) == 0
+    assert not workdir.exists()
+
+    def contents(path):
+        return sorted((p.relative_to(path), p.read_bytes()) for p in path.rglob("*") if p.is_file()) \
+            if path.is_dir() else path.read_bytes()  # fmt: skip
+
+    assert contents(out) == contents(clean)
+
+
 def test_another_job_replacing_a_map_whose_run_stopped_after_writing_it_computes_its_own(tmp_path, monkeypatch):
     """A map of other cells (--land-only after --all) with --overwrite over the output of a run stopped after
     writing it was taken for that run: 'completed', the old field left in place."""
-    from satclip.embed import field_work
+    from satclip import safe_output
 
     out = tmp_path / "field.tif"
     argv = ["map", "--model", "bluemarble-l10", "--resolution", "10", "--all", "--precision", "float32", "-o", str(out)]
+    real = safe_output.remove_owned
+
+    def killed(path, *args, **kwargs):
+        if Path(path) == tmp_path / "field.tif.partial":
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
     with monkeypatch.context() as patch:
-        patch.setattr(field_work.FieldWork, "remove", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+        patch.setattr(safe_output, "remove_owned", killed)
         assert main(argv) == EXIT_INTERRUPTED
     land = [a if a != "--all" else "--land-only" for a in argv]
     assert main([*land, "--overwrite"]) == 0

@@ -635,7 +635,7 @@ def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[s
     clean_stale(path)
     tmp = temp_path(path)
     try:
-        with _naming(tmp, path):
+        with naming_as(tmp, path):
             yield tmp
         if not tmp.exists():
             raise RuntimeError(f"nothing was written for {path}")
@@ -659,7 +659,7 @@ def atomic_dir(
     tmp.mkdir()
     try:
         mark_owned(tmp, kind)
-        with _naming(tmp, path):
+        with naming_as(tmp, path):
             yield tmp
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
     finally:
@@ -667,9 +667,10 @@ def atomic_dir(
 
 
 @contextlib.contextmanager
-def _naming(tmp: Path, path: Path) -> Iterator[None]:
-    """Re-raise an OSError that names the temporary ``tmp`` (or a file in it) naming the output ``path`` (or
-    that file in it) instead: the user knows the output, and the temporary is gone when the message shows."""
+def naming_as(tmp: Path, path: Path) -> Iterator[None]:
+    """Re-raise an OSError that names the temporary ``tmp`` (or a file in it; or an output written in a work
+    directory before it is published) naming the output ``path`` (or that file in it) instead: the user knows
+    the output, and the temporary is gone when the message shows."""
     try:
         yield
     except OSError as err:

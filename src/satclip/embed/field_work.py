@@ -22,7 +22,15 @@ import numpy as np
 
 from .. import safe_output
 from ..safe_output import naming
-from .job import MANIFEST, damaged_manifest, identity_has, resume_manifest, work_dir, work_manifest
+from .job import (
+    MANIFEST,
+    damaged_manifest,
+    publish_work,
+    resume_manifest,
+    stopped_after_publishing,
+    work_dir,
+    work_manifest,
+)
 from .sinks import check_work_array
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,7 @@ def cells_digest(mask: np.ndarray | None) -> str | None:
 
 class FieldWork:
     """The work directory of one map job: ``open`` (new or resumed), ``fill`` the missing blocks, read the
-    finished field with ``blocks``, then ``remove``."""
+    finished field with ``blocks``, write the output at ``output_path`` and ``publish`` it."""
 
     def __init__(self, workdir: Path, manifest: dict, cells: np.ndarray | None):
         self.workdir, self.manifest, self.cells = workdir, manifest, cells
@@ -55,7 +63,7 @@ class FieldWork:
         one whose ``field.npy`` is not all there (cut short, replaced) refused (:class:`~satclip.errors.ResumeError`).
         """
         workdir = work_dir(output)
-        if work_manifest(workdir).get("published") is not None and safe_output.is_owned(workdir):
+        if _left_after_publishing(workdir) and safe_output.is_owned(workdir):
             safe_output.remove_owned(workdir)  # the finished work of another job, whose output this one replaces
         manifest = resume_manifest(workdir, identity, restart)
         stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
@@ -153,14 +161,24 @@ class FieldWork:
             values[self.cells[rows]] = stored
             yield row0, values
 
-    def record_published(self, described: dict) -> None:
-        """Record that the job's output is written (``described``: its format, PCA): a run killed before
-        :meth:`remove` leaves an output the next run of the same job recognises (:func:`published`)."""
-        self.manifest["published"] = described
-        safe_output.write_json(self.workdir / MANIFEST, self.manifest)
+    def output_path(self, output: Path) -> Path:
+        """Where the output is written, in the work directory, before :meth:`publish` moves it to ``output``
+        (what a run stopped before publishing left there is removed first)."""
+        path = self.workdir / output.name
+        if path.is_dir() and not path.is_symlink():
+            safe_output.remove_owned(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        return path
 
-    def remove(self) -> None:
-        safe_output.remove_owned(self.workdir)
+    def publish(self, finished: Path, output: Path, described: dict, *, overwrite: bool, inputs) -> None:
+        """Move the output ``finished`` (:meth:`output_path`; ``described``: its format, PCA) to ``output`` and
+        remove the work directory, having recorded both (:func:`~satclip.embed.job.publish_work`): a run killed
+        on the way leaves what the next run of the same job completes (:func:`published`, or resumed with the
+        field done). A run killed after writing its output, before recording it, left an output the next run
+        refused to replace without --overwrite."""
+        self.manifest["published"] = described
+        publish_work(self.workdir, self.manifest, finished, output, overwrite=overwrite, inputs=inputs)
 
 
 def _check_manifest(path: Path, manifest: dict, shape: tuple[int, int, int]) -> None:
@@ -187,9 +205,18 @@ def _check_manifest(path: Path, manifest: dict, shape: tuple[int, int, int]) -> 
 
 
 def published(output: Path, described: dict, **same) -> bool:
-    """Whether the work of ``output``'s job records that it wrote ``output`` as ``described`` and stopped before
-    removing its work directory (:meth:`FieldWork.record_published`), its identity having the entries ``same``:
+    """Whether the work of ``output``'s job records that it published ``output`` as ``described`` and stopped
+    before removing its work directory (:meth:`FieldWork.publish`), its identity having the entries ``same``:
     the existing ``output`` is then that run's own, and only the work directory is left to remove."""
-    manifest = work_manifest(work_dir(output))
-    return (manifest.get("published") == described and identity_has(manifest, **same)
-            and (output.exists() or output.is_symlink()))  # fmt: skip
+    workdir = work_dir(output)
+    return work_manifest(workdir).get("published") == described and stopped_after_publishing(workdir, output, **same)
+
+
+def _left_after_publishing(workdir: Path) -> bool:
+    """Whether ``workdir`` is what a map job left after publishing its output (the finished work of the job that
+    wrote the output, not an unfinished one: its output is no longer in it)."""
+    manifest = work_manifest(workdir)
+    if manifest.get("published") is None:
+        return False
+    finished = manifest.get("finished")  # (not recorded by satclip before 2026-12-04: published then)
+    return not isinstance(finished, str) or not ((workdir / finished).exists() or (workdir / finished).is_symlink())

@@ -582,8 +582,9 @@ def render_map(
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]}}  # fmt: skip
     # a run of this job killed after writing the output, before removing its work: the output is its own (known
     # once the cells are, below); otherwise an existing output is refused before the masks are computed
-    check_output = functools.partial(safe_output.check_output, output, overwrite=overwrite,
-                                     inputs=encoder_files(encoder), directory=fmt == "zarr")  # fmt: skip
+    inputs = encoder_files(encoder)
+    check_output = functools.partial(safe_output.check_output, output, overwrite=overwrite, inputs=inputs,
+                                     directory=fmt == "zarr")  # fmt: skip
     stopped = published(output, described, **same)
     if not stopped:
         check_output()
@@ -643,29 +644,32 @@ def render_map(
                                            "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
         if model_pca is not None:
             attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
-        if fmt == "png":
-            image = np.empty((grid.height, grid.width, 3), dtype=np.float32)
-            for row0, values in source:
-                image[row0 : row0 + values.shape[0]] = values
-            shade = None if mask is None else land & ~mask  # land the model never saw: grey, ocean: white
-            caption = _pca_caption(model_pca) + "\n" + attrs["cells"]
-            write_png(output, grid, to_rgb(image, shade=shade), title=title, caption=caption,
-                      draw_coastlines=draw_coastlines, overwrite=overwrite)  # fmt: skip
-        elif fmt == "geotiff":
-            count = n_components or dim
-            pcs = model_pca is not None
-            names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-            tags = {**model_attrs(encoder, model_id, precision=precision), **attrs}
-            write_geotiff(output, grid, source, count, names, tags=tags, overwrite=overwrite)
-        else:
-            variable, band = ("pca", "component") if model_pca is not None else ("embedding", DIM)
-            from .xarray import MapCells  # (the cells a lazy field of the same map describes)
+        # the output is written in the work directory and then published (FieldWork.publish): a run stopped in
+        # between is completed by the next
+        target, replace = (output, overwrite) if work is None else (work.output_path(output), True)
+        with safe_output.naming_as(target, output):  # (a full disk names the output)
+            if fmt == "png":
+                image = np.empty((grid.height, grid.width, 3), dtype=np.float32)
+                for row0, values in source:
+                    image[row0 : row0 + values.shape[0]] = values
+                shade = None if mask is None else land & ~mask  # land the model never saw: grey, ocean: white
+                caption = _pca_caption(model_pca) + "\n" + attrs["cells"]
+                write_png(target, grid, to_rgb(image, shade=shade), title=title, caption=caption,
+                          draw_coastlines=draw_coastlines, overwrite=replace)  # fmt: skip
+            elif fmt == "geotiff":
+                count = n_components or dim
+                pcs = model_pca is not None
+                names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
+                tags = {**model_attrs(encoder, model_id, precision=precision), **attrs}
+                write_geotiff(target, grid, source, count, names, tags=tags, overwrite=replace)
+            else:
+                variable, band = ("pca", "component") if model_pca is not None else ("embedding", DIM)
+                from .xarray import MapCells  # (the cells a lazy field of the same map describes)
 
-            cells = MapCells(footprint if blank_unseen else None, land_only).description
-            variable_attrs = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
-            write_zarr(output, grid, source, n_components or dim, variable, band, attrs, overwrite=overwrite,
-                       variable_attrs=variable_attrs)  # fmt: skip
+                cells = MapCells(footprint if blank_unseen else None, land_only).description
+                variable_attrs = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
+                write_zarr(target, grid, source, n_components or dim, variable, band, attrs, overwrite=replace,
+                           variable_attrs=variable_attrs)  # fmt: skip
         if work is not None:
-            work.record_published(described)
-            work.remove()
+            work.publish(target, output, described, overwrite=overwrite, inputs=inputs)
     return output
