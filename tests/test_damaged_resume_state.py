@@ -82,6 +82,32 @@ def test_a_row_group_record_with_other_statistics_is_written_again(tmp_path, mod
     np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
 
 
+def test_a_parquet_run_whose_manifest_skips_a_chunk_writes_the_rest_again(tmp_path, model, points, monkeypatch,  # noqa: F811
+                                                                          caplog):  # fmt: skip
+    """A manifest of an unfinished Parquet run whose `done` skips a chunk ([0, 2]: chunk 1 lost from it): the
+    resumed run appended chunk 1 after chunk 0, cutting off chunk 2's row group, then refused chunk 2 as changed
+    and asked for --restart. Row groups are appended in order: every one after the gap is now written again,
+    with a warning naming them, and the output is the clean run's."""
+    from .test_embed_cli import crash_after
+
+    source = tmp_path / "points.parquet"
+    points.to_parquet(source)
+    out = tmp_path / "emb.parquet"
+    with monkeypatch.context() as patch:
+        crash_after(patch, 3)
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    record = tmp_path / "emb.parquet.partial" / "manifest.json"
+    manifest = json.loads(record.read_text())
+    assert manifest["done"] == [0, 1, 2]
+    record.write_text(json.dumps({**manifest, "done": [0, 2]}))
+    with caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{out}.partial/output.parquet: writing its row groups [2] again too (each is appended "
+                        "after the one before it)"], warnings  # fmt: skip
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+
+
 def test_an_output_cut_short_after_its_last_row_group_is_written_again(tmp_path, model, points, monkeypatch, caplog):  # noqa: F811
     """Every chunk done, OUT.partial/output.parquet cut short before the run wrote its footer: ending the file at
     the recorded end filled the missing bytes with zeros and published that (then: refused, asking for

@@ -345,8 +345,11 @@ class ParquetSink(Sink):
         self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
 
     def _to_write_again(self, done, changed):
-        """The first changed row group and every one after it: row group k is appended after row group k − 1."""
-        again = [index for index in done if changed and index >= min(changed)]
+        """The first changed row group and every one after it: row group k is appended after row group k − 1.
+        So is every row group after one not done (a manifest that lost a chunk: appending it cut them off)."""
+        not_done = min(set(range(len(done) + 1)) - set(done))
+        first = min([*changed, not_done])
+        again = [index for index in done if index >= first]
         if len(again) > len(changed):
             log.warning("%s: writing its row groups %s again too (each is appended after the one before it)",
                         self._path(), [index for index in again if index not in changed])  # fmt: skip
