@@ -117,6 +117,29 @@ def test_a_shard_whose_images_were_removed_is_fetched_again(tmp_path, caplog):
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ALL_IMAGES
 
 
+def test_an_image_of_other_bytes_in_the_images_place_is_kept_and_named(tmp_path, capsys):
+    """A file of the user's (or a damaged image) named as a member of a shard was kept as "already there", the
+    shard marked done and the dataset said complete, with the wrong image in it. It is still kept, and the
+    download now stops naming it, the shard not done; an identical file is taken as the image."""
+    hub = FakeHub(_shards())
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "patch_0.tif").write_bytes(b"A" * 100)  # the same bytes: a run stopped before
+    (tmp_path / "images" / "patch_1.tif").write_bytes(b"mine")
+    with pytest.raises(OutputExistsError) as raised:
+        download_s2100k(tmp_path, hub)
+    assert str(raised.value) == (
+        f"{tmp_path / 'images' / 'patch_1.tif'} is not the image patch_1.tif of shard-001.tar (other bytes: a file "
+        "of yours, or one changed since it was extracted); satclip never replaces it: move it away and rerun"
+    )
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"mine"
+    (tmp_path / "images" / "patch_1.tif").rename(tmp_path / "mine.tif")
+    hub.calls.clear()
+    summary = download_s2100k(tmp_path, hub)
+    assert hub.calls == ["data/shard-001.tar", "data/shard-002.tar"]  # shard-001 was not marked done
+    assert summary.images == 2
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"B" * 100
+
+
 def test_a_local_copy_without_checksums_is_not_said_to_be_size_checked(tmp_path, caplog):
     """--from DIR without checksums warned "only its size was checked": against the file's own size."""
     from satclip.data.sources import LocalSource

@@ -14,12 +14,14 @@ any point loses at most one shard's work and never leaves a half-written image i
 ``index.csv`` is parsed before it is published (a file that is not an S2-100K index never reaches ``ROOT``);
 its marker records the source and the SHA-256 of what was written, and a rerun fetches it again unless both
 still hold (and the source still publishes the same checksum). An existing ``ROOT/index.csv`` that differs
-from the source's is never replaced. A local copy's archive that cannot be read is bad input, named; a
-downloaded one is deleted, so that the next run fetches it again.
+from the source's is never replaced, nor is an image that differs from the member of its name. A local copy's
+archive that cannot be read is bad input, named; a downloaded one is deleted, so that the next run fetches it
+again.
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import logging
@@ -137,8 +139,10 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
     their names.
 
     Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
-    are moved into ``images/``, and an image already there is kept as it is (moves are atomic, so it is
-    complete). Member paths are reduced to their base name, so no member can write outside ``images/``.
+    are moved into ``images/``; an image already there is kept if it holds the member's bytes (moves are
+    atomic: a run stopped before left it complete), and refused otherwise (:class:`OutputExistsError`: it
+    was kept, and the dataset said complete, with a file of the user's or a damaged one in the image's place).
+    Member paths are reduced to their base name, so no member can write outside ``images/``.
 
     Raises:
         ArchiveError: ``archive`` cannot be read (nothing is moved into ``images/`` then).
@@ -163,6 +167,13 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
         for name in names:
             if not (images / name).exists():
                 safe_output.publish(partial / name, images / name)
+            elif not _same_file(images / name, partial / name):
+                raise OutputExistsError(
+                    f"{images / name} is not the image {name} of {archive.name} (other bytes: a file of yours, or "
+                    "one changed since it was extracted); satclip never replaces it: move it away and rerun"
+                )
+    except OutputExistsError:
+        raise
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None:  # the system's (disk full, permissions), not the data's
             raise
@@ -172,6 +183,11 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
     finally:
         safe_output.remove_owned(partial)
     return names
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether the files ``a`` and ``b`` hold the same bytes."""
+    return a.is_file() and filecmp.cmp(a, b, shallow=False)
 
 
 def _shard_done(root: Path, images: Path, shard: RemoteFile) -> bool:
