@@ -175,6 +175,12 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
         with pytest.raises(Evaluated):
             run_demo(spelling, settings, progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0, 1, 2]
+    # the directory moved: the run and feature cache in it are the same (training started again from epoch 0)
+    (tmp_path / "demo").rename(tmp_path / "moved")
+    with pytest.raises(Evaluated):
+        run_demo(tmp_path / "moved", settings, progress=StageProgress(STAGES, io.StringIO()))
+    assert trained == [0, 1, 2]
+    (tmp_path / "moved").rename(tmp_path / "demo")
     with pytest.raises(Evaluated):  # other settings: a new training
         run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0, 1, 2, 0]

@@ -549,3 +549,42 @@ def test_a_users_config_yaml_in_the_output_dir_is_never_rewritten(tmp_path, caps
     dump_config(from_dict(config), mine / "config.yaml")  # as an older satclip wrote it
     assert main(command) == 0
     assert safe_output.is_owned(mine) and (mine / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_run_resumes_from_its_feature_cache_moved_elsewhere(tmp_path):
+    """A feature cache moved (with the directory of a demo holding it) made the resumed run "another config
+    (data.cache: …)": refused, and the demo trained again from epoch 0. The checkpoint records the cache's key,
+    which is what is checked: the same features elsewhere resume; other features, or a checkpoint of a satclip
+    that recorded no key, are still refused."""
+    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+
+    from .train_helpers import SMALL_LOCATION
+
+    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
+    config = {
+        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 4},
+                  "location_encoder": SMALL_LOCATION},
+        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "bluemarble", "root": str(root),
+                 "batch_size": 8, "cache_views": 2, "val_fraction": 0.2},
+        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
+    }  # fmt: skip
+    fit(from_dict(config))
+    (tmp_path / "cache").rename(tmp_path / "moved")
+    moved = from_dict({**config, "data": {**config["data"], "cache": str(tmp_path / "moved")},
+                       "trainer": {**config["trainer"], "max_epochs": 2}})  # fmt: skip
+    assert len(fit(moved, resume=True).history) == 2
+    assert not (tmp_path / "cache").exists()  # (the moved cache was used, not built again)
+
+    views = moved.replace(**{"data.cache_views": 1, "data.cache": str(tmp_path / "other"), "trainer.max_epochs": 3})
+    with pytest.raises(ResumeError, match=r"another feature cache \(views differ"):
+        fit(views, resume=True)
+
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    del checkpoint["hyper_parameters"]["cache_key"]  # (as a checkpoint of an older satclip)
+    torch.save(checkpoint, last)
+    checksum_path(last).unlink()
+    (tmp_path / "moved").rename(tmp_path / "again")
+    again = moved.replace(**{"data.cache": str(tmp_path / "again"), "trainer.max_epochs": 3})
+    with pytest.raises(ResumeError, match=r"another config \(data.cache: "):
+        fit(again, resume=True)

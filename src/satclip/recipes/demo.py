@@ -320,7 +320,7 @@ def _continues(config) -> int | None:
     if last.is_file():
         try:
             checkpoint = read_checkpoint(last)
-            if from_dict(checkpoint["hyper_parameters"]["config"]).to_dict() == config.to_dict():
+            if _settings(from_dict(checkpoint["hyper_parameters"]["config"])) == _settings(config):
                 log.info("continuing the training of an earlier demo run from %s", last)
                 return epochs_done(checkpoint)
             log.info("an earlier demo run trained with other settings in %s: training starts again", run)
@@ -328,6 +328,16 @@ def _continues(config) -> int | None:
             log.info("training starts again: %s", err)
     safe_output.remove_owned(run)
     return None
+
+
+def _settings(config) -> dict:
+    """``config`` without the paths into the demo's directory (its run and feature cache), which change when the
+    directory is moved: the training of a moved demo continues (``fit`` checks that the cache holds the same
+    features, by its key)."""
+    settings = config.to_dict()
+    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "output_dir"}
+    settings["data"] = {k: v for k, v in settings["data"].items() if k != "cache"}
+    return settings
 
 
 def _continued(earlier: int, epochs: int) -> str:

@@ -112,20 +112,29 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
             f"cannot resume from {path}: its training config is not one this satclip can read ({err}); start a "
             "new run in another trainer.output_dir"
         ) from err
-    changed = _config_changes(saved, config, "in the checkpoint")
+    cache_keyed = isinstance(checkpoint["hyper_parameters"].get("cache_key"), dict)
+    changed = _config_changes(saved, config, "in the checkpoint", cache_keyed=cache_keyed)
     if changed:
         raise ResumeError(
             f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
-            f"{', '.join(RESUMABLE_CHANGES)} may change when resuming"
+            f"{', '.join(RESUMABLE_CHANGES)} (and {CACHE_PATH}, where the checkpoint records its cache's key) may "
+            "change when resuming"
         )
     return checkpoint
 
 
-def _config_changes(saved: TrainConfig, config: TrainConfig, where: str) -> str:
-    """The keys other than :data:`RESUMABLE_CHANGES` whose values differ, with both values ("" if none)."""
+#: may change when resuming from a checkpoint that records the key of the feature cache it trained on, which is
+#: checked instead (:func:`_check_same_cache`): the same cache moved elsewhere (a moved demo directory) is the same
+CACHE_PATH = "data.cache"
+
+
+def _config_changes(saved: TrainConfig, config: TrainConfig, where: str, *, cache_keyed: bool = False) -> str:
+    """The keys other than :data:`RESUMABLE_CHANGES` (and :data:`CACHE_PATH` if ``cache_keyed``) whose values
+    differ, with both values ("" if none)."""
     old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    allowed = (*RESUMABLE_CHANGES, CACHE_PATH) if cache_keyed else RESUMABLE_CHANGES
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in allowed)
     return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
 
 
