@@ -78,6 +78,27 @@ def test_zarr_bytes_flipped_in_a_chunk_written_are_embedded_again(tmp_path, mode
     ), warnings
 
 
+@pytest.mark.parametrize(("name", "edit"), [
+    ("embedding/.zarray", lambda meta: {**meta, "fill_value": 0.0}),  # missing values read as 0
+    ("embedding/.zattrs", lambda meta: {**meta, "_ARRAY_DIMENSIONS": ["row", "dim"]}),
+    (".zattrs", lambda meta: {key: value for key, value in meta.items() if not key.startswith("satclip")}),
+])  # fmt: skip
+def test_zarr_metadata_edited_in_the_work_store_is_written_again(tmp_path, model, points, monkeypatch, caplog,  # noqa: F811
+                                                                  name, edit):  # fmt: skip
+    """The metadata of the unfinished run's store (another fill value, dimension names, the model attributes
+    gone) was not checked: the resumed run published it as edited. It is now written again, as the run wrote
+    it, with a warning naming it; no chunk is embedded again for it."""
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
+    store = workdir / "store.zarr"
+    meta = json.loads((store / name).read_text())
+    assert edit(meta) != meta
+    (store / name).write_text(json.dumps(edit(meta)))
+    embedded, warnings = resumed_as_clean(monkeypatch, caplog, source, model, out, clean)
+    assert embedded == 2  # chunks 3 and 4, never done
+    assert warnings == [f"{store}, the output of an unfinished run: its metadata file {name} has changed since it "
+                        "was written; writing it again"]  # fmt: skip
+
+
 def test_zarr_records_of_sizes_alone_still_resume(tmp_path, model, points, monkeypatch):  # noqa: F811
     """The chunk records of satclip 2026-12-03 hold sizes alone: such a run resumes, checked by size."""
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")

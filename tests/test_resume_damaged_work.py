@@ -144,15 +144,17 @@ def test_zarr_chunk_deleted_or_cut_is_embedded_again(tmp_path, model, points, mo
 
 
 @pytest.mark.parametrize("lost", ["embedding/.zarray", "lat/.zarray", ".zgroup"])
-def test_zarr_metadata_missing_is_refused(tmp_path, model, points, monkeypatch, capsys, lost):  # noqa: F811
-    """Without embedding/.zarray the run failed with 'unexpected error (KeyError): embedding'."""
+def test_zarr_metadata_missing_is_written_again(tmp_path, model, points, monkeypatch, caplog, lost):  # noqa: F811
+    """Without embedding/.zarray the run failed with 'unexpected error (KeyError): embedding' (then: refused,
+    asking for --restart). The store's metadata is what the run wrote when it began: written again, with a
+    warning, and the chunks done are kept."""
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
     store = workdir / "store.zarr"
     (store / lost).unlink()
-    line = refused(capsys, source, model, out)
-    assert line.startswith(f"satclip: error: {store}, the output of an unfinished run, is damaged (")
-    assert line.endswith(RESTART) and (lost == ".zgroup" or f"its array {lost.split('/')[0]!r}" in line), line
-    restarted_as_clean(source, model, out, clean)
+    embedded, warnings = resumed_as_clean(monkeypatch, caplog, source, model, out, clean)
+    assert embedded == 2  # chunks 3 and 4, never done
+    assert warnings == [f"{store}, the output of an unfinished run: its metadata file {lost} is missing or "
+                        "damaged; writing it again"]  # fmt: skip
 
 
 def test_zarr_chunk_record_missing_is_refused(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811

@@ -405,7 +405,8 @@ class ZarrSink(Sink):
     ``lat`` ``(point,)``, chunked like the job, with xarray's ``_ARRAY_DIMENSIONS`` and consolidated
     metadata. The chunk records (:class:`Sink`) let a resumed run find a chunk deleted, cut short or changed (zarr
     would read a deleted one as missing values, and fail on a damaged one only when the output is read); a chunk
-    of nothing but missing values is not stored, and recorded so."""
+    of nothing but missing values is not stored, and recorded so. The store's metadata, written once when the
+    run begins, is checked against what the job writes and written again where it differs."""
 
     KIND = "zarr"
     ARRAYS = ("embedding", "lon", "lat")
@@ -426,11 +427,18 @@ class ZarrSink(Sink):
             stored[key] = file_crc32(self._path() / key)
         return stored
 
+    #: the files of a Zarr (v2) store that hold its metadata, not chunks
+    METADATA = (".zgroup", ".zattrs", ".zarray")
+
     def create(self):
+        self._create(self._path())
+
+    def _create(self, path: Path) -> None:
+        """Create the job's empty group at ``path``."""
         import zarr
 
-        with naming(self._path()):
-            group = zarr.open_group(str(self._path()), mode="w", zarr_format=2)
+        with naming(path):
+            group = zarr.open_group(str(path), mode="w", zarr_format=2)
             chunk = max(1, min(self.chunk_rows, self.num_rows))
             group.create_array(
                 "embedding", shape=(self.num_rows, self.dim), chunks=(chunk, self.dim), dtype=self.dtype,
@@ -447,6 +455,8 @@ class ZarrSink(Sink):
         import zarr
 
         store = self._path()
+        if store.is_dir():
+            self._restore_metadata()
         damaged = (KeyError, TypeError, ValueError, OSError, zarr.errors.BaseZarrError)
         try:
             group = zarr.open_group(str(store), mode="r")
@@ -463,6 +473,24 @@ class ZarrSink(Sink):
             if not isinstance(array, zarr.Array) or array.shape != shape or np.dtype(array.dtype) != dtype:
                 raise unusable_work(store, "the output", f"is damaged (its array {name!r} is missing or not the "
                                                          f"job's {shape} {dtype})")  # fmt: skip
+
+    def _restore_metadata(self) -> None:
+        """Write again, with a warning, each metadata file of the store that differs from what :meth:`create`
+        wrote (the chunks were encoded by it): an edited ``.zarray`` (another fill value, compressor, chunk shape)
+        or ``.zattrs`` was published as it was, its chunks then read otherwise or not at all."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=self.workdir) as scratch:
+            expected = Path(scratch) / "store.zarr"
+            self._create(expected)
+            for file in sorted(expected.rglob(".z*")):
+                name = file.relative_to(expected)
+                written = _json_or_none(self._path() / name)
+                if written != json.loads(file.read_bytes()):
+                    log.warning("%s, the output of an unfinished run: its metadata file %s %s; writing it again",
+                                self._path(), name, "is missing or damaged" if written is None else
+                                "has changed since it was written")  # fmt: skip
+                    safe_output.write_bytes(self._path() / name, file.read_bytes())
 
     def _store(self, index, table, embeddings, valid):
         import zarr
@@ -484,6 +512,14 @@ class ZarrSink(Sink):
         with naming(self._path()):
             zarr.consolidate_metadata(str(self._path()))
         return self._path()
+
+
+def _json_or_none(path: Path):
+    """The JSON value the file ``path`` holds, or None (missing, unreadable, not JSON)."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str:
