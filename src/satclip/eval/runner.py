@@ -346,7 +346,8 @@ def _init_worker(threads: int | None, parent: int | None = None) -> None:
     # The worker started with both blocked (_submit): one that came while it imported torch is dropped here.
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if hasattr(signal, "pthread_sigmask"):  # (not on Windows)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if threads:
         torch.set_num_threads(threads)
     if parent is not None:
@@ -359,6 +360,8 @@ def _submit(pool, fn: Callable, *args):
     terminal's process group while a worker still imported torch printed that worker's traceback; now it waits
     in the worker, blocked, until :func:`_init_worker` drops it. One sent to this process meanwhile is delivered
     when the mask is restored, not lost."""
+    if not hasattr(signal, "pthread_sigmask"):  # (Windows: no signal masks)
+        return pool.submit(fn, *args)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         return pool.submit(fn, *args)
