@@ -641,3 +641,27 @@ def test_invalid_points_of_a_task_file_are_numbered_as_in_the_file(tmp_path, cap
     assert main(argv) == 2
     error = one_error_line(capsys.readouterr().err)
     assert "data rows from 0: 1 invalid point(s): row 5: (lon=500.0, lat=5.0)" in error
+
+
+@pytest.mark.parametrize(("option", "name"), [("--task-file", "results.csv"), ("--data", "timings.csv")])
+def test_an_evaluation_holding_a_table_it_reads_is_refused(tmp_path, capsys, option, name):
+    """A --task-file (or --data) kept in the evaluation's own --out under a name it writes (results.csv,
+    timings.csv) was replaced by the results, exit 0: the user's table was gone."""
+    data = require(AIR_TEMPERATURE_CSV)
+    out = tmp_path / "ev"
+    common = ["--seeds", "1", "--probes", "linear", "--no-figures", "--n-points", "300", "--out", str(out)]
+    first = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--data", str(data), *common]
+    assert main(first) == 0
+    table = out / name
+    table.write_bytes(data.read_bytes())
+    if option == "--task-file":
+        argv = ["evaluate", "--encoders", "wrap", "--task-file", str(table), "--target-col", "meanT", "--lon-col",
+                "Lon", "--lat-col", "Lat", "--task-kind", "regression", *common]  # fmt: skip
+    else:
+        argv = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--data", str(table), *common]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: the output {out} contains the input {table}; choose another output path"
+    )
+    assert table.read_bytes() == data.read_bytes()

@@ -33,8 +33,10 @@ def run_evaluation(
     out = Path(out_dir)
     from ..io.resolve import local_model_files
 
-    # never inside a model directory it evaluates (convert --overwrite of that model would refuse it then)
-    safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)])
+    # never inside a model directory it evaluates (convert --overwrite of that model would refuse it then), nor
+    # holding a table it reads (a --task-file or --data named results.csv there was replaced by the results)
+    tables = [config.task_file.path if config.task_file else None, config.task_options.data]
+    safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)] + tables)
     # refuses a directory of someone else's files now; evaluate_tasks makes and marks it once the tasks and
     # encoders are checked (a failed check leaves a user's empty directory as it was, not satclip's)
     safe_output.check_owned_dir(out, kind="evaluation")
