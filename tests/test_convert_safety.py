@@ -142,3 +142,24 @@ def test_converted_weights_are_as_readable_as_the_config(tmp_path, ckpt):
         assert {p.name: p.stat().st_mode & 0o777 for p in files} == {"config.json": 0o644, "model.safetensors": 0o644}
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("target", ["native", "rshf"])
+def test_convert_never_replaces_another_commands_output_with_a_model(tmp_path, ckpt, capsys, target):
+    """`convert --overwrite` into an embedding store of `satclip embed` (a satclip directory, marked as an output
+    too) deleted the embeddings and wrote a model there, exit 0 (retrieval build refuses the reverse)."""
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n10,20\n-30,40\n")
+    store = tmp_path / "e.zarr"
+    assert main(["embed", str(points), "-o", str(store), "--model", str(ckpt), "--no-progress"]) == 0
+    before = sorted((p.relative_to(store), p.read_bytes()) for p in store.rglob("*") if p.is_file())
+    capsys.readouterr()
+    argv = ["convert", str(ckpt), str(store), "--overwrite", "--target", target, "--location-only"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"satclip: error: {store} holds embedding, lat, lon, not a satclip model; satclip does not "
+                   "replace it with one, even with --overwrite: choose another output directory"), err  # fmt: skip
+    assert sorted((p.relative_to(store), p.read_bytes()) for p in store.rglob("*") if p.is_file()) == before
+    model = tmp_path / "model"  # (a model of satclip's is replaced, as before)
+    assert main(["convert", str(ckpt), str(model), "--location-only"]) == 0
+    assert main(["convert", str(ckpt), str(model), "--overwrite", "--location-only"]) == 0

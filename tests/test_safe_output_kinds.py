@@ -43,9 +43,16 @@ def test_overwrite_still_replaces_its_own_kind_and_an_older_satclips_directory(t
     assert snapshot(model) == first
     older = safe_output.make_owned_dir(tmp_path / "older")
     (older / safe_output.MARKER).write_text(json.dumps({"created_by": "satclip", "version": "0.1"}))  # no kind
-    (older / "old.bin").write_bytes(b"x")
-    assert convert(older, "--overwrite") == 0  # unknown kind: replaced as before
+    for name in ("config.json", "model.safetensors"):
+        (older / name).write_bytes((model / name).read_bytes())
+    assert convert(older, "--overwrite") == 0  # unknown kind, a model in it: replaced as before
     assert snapshot(older) == first
+    (older / safe_output.MARKER).write_text(json.dumps({"created_by": "satclip", "version": "0.1"}))
+    for name in ("config.json", "model.safetensors"):
+        (older / name).unlink()
+    (older / "old.bin").write_bytes(b"x")  # (an older satclip's other output: its kind unknown, but no model)
+    assert convert(older, "--overwrite") == 2
+    assert (older / "old.bin").read_bytes() == b"x"
 
 
 def test_the_library_writers_refuse_another_kind_too(tmp_path):

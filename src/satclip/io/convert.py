@@ -64,6 +64,8 @@ def convert(
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
     directory = is_directory_target(target)
     check_output(output, overwrite=overwrite, inputs=inputs, directory=directory, kind="output")  # before the reading
+    if directory:
+        native.refuse_other_outputs(output)
     location_only = location_only or target in ("torchgeo", "rshf")
     parts = read_parts(resolved, location_only=location_only, trust_checkpoint=trust_checkpoint)
     if location_only:

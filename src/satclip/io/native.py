@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..digests import file_digest
-from ..errors import BadInputError
+from ..errors import BadInputError, OutputExistsError
 from ..safe_output import atomic_dir, write_data
 from .checks import check_weights
 
@@ -219,10 +219,28 @@ def write_native(
     """
     path = Path(path)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
+    refuse_other_outputs(path)
     with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
         sha256 = save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
         write_config(tmp, {**config, SHA256_KEY: sha256})
     return path
+
+
+def refuse_other_outputs(path: str | Path) -> None:
+    """Raise :class:`~satclip.errors.OutputExistsError` if the existing directory ``path`` holds something other
+    than a native model: another satclip command's output (an embedding store, a retrieval database, marked
+    satclip's too) was replaced by a model with ``--overwrite``. An empty directory, or a model, is not refused
+    here (:mod:`satclip.safe_output` decides whether it may be replaced)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink() or is_native(path):
+        return
+    other = sorted(entry.name for entry in path.iterdir() if not entry.name.startswith("."))
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise OutputExistsError(
+            f"{path} holds {shown}, not a satclip model; satclip does not replace it with one, even with "
+            "--overwrite: choose another output directory"
+        )
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], file: str | Path) -> str:
