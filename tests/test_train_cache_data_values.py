@@ -294,3 +294,30 @@ def test_sigterm_to_the_process_group_of_a_run_with_loader_workers_is_an_interru
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.parametrize("inside", ["images", "cache"])
+def test_a_run_directory_inside_the_image_folder_or_the_feature_cache_is_refused(tmp_path, capsys, inside):
+    """`trainer.output_dir` inside data.root/images (or inside the feature cache) was accepted: ~100 MB of
+    checkpoints joined the user's dataset (and its next archive), where `cache build` refuses a cache there."""
+    import shutil
+
+    from satclip.cli import main
+
+    from .conftest import S2_EXAMPLES, require
+
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    common = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
+              "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
+              "--data.cache", str(tmp_path / "cache"), "--data.cache_views", "1", "--data.batch_size", "8",
+              "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    assert main(["cache", "build", *common]) == 0
+    images = sorted(p.name for p in (root / "images").iterdir())
+    run = (root / "images" if inside == "images" else tmp_path / "cache") / "run"
+    capsys.readouterr()
+    assert main(["train", *common, "--trainer.output_dir", str(run)]) == 2
+    what = "the image folder of data.root " + str(root / "images") if inside == "images" else \
+        "the feature cache " + str(tmp_path / "cache")  # fmt: skip
+    assert capsys.readouterr().err.strip() == f"satclip: error: the output {run} is inside {what}; write it elsewhere"
+    assert not run.exists() and sorted(p.name for p in (root / "images").iterdir()) == images

@@ -180,6 +180,17 @@ def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
         )
 
 
+def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
+    """Refuse a run directory inside what the run reads: the image folder of ``data.root`` (its checkpoints
+    joined the user's dataset, and a later archive of it) or the feature cache (as ``cache build`` refuses a
+    cache inside the image folder)."""
+    if config.data.root:
+        safe_output.check_not_inside(run_dir, Path(config.data.root) / "images", "the image folder of data.root")
+    cache_dir = getattr(cache, "path", cache) if cache is not None else config.data.cache
+    if cache_dir:
+        safe_output.check_not_inside(run_dir, cache_dir, "the feature cache")
+
+
 def _written_by_satclip(path: Path) -> bool:
     """Whether the YAML file ``path`` is in the form satclip writes a run's ``config.yaml`` in (every version:
     :func:`~satclip.train.config.dump_config`, all sections, no comments), not a config someone wrote."""
@@ -360,6 +371,7 @@ def fit(
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
+    _check_not_in_inputs(run_dir, config, cache)
     # processes a DDP launcher starts run this function again: the launching one (rank 0) holds the lock,
     # checks the run directory and the checkpoint, and writes
     primary = rank_zero_only.rank == 0
