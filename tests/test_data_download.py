@@ -417,3 +417,16 @@ def test_a_local_copy_inside_the_roots_download_folder_is_never_deleted(tmp_path
     else:
         assert code == 0, err
         assert (root / "images" / "patch_0.tif").read_bytes() == b"A" * 100
+
+
+def test_a_dataset_is_never_downloaded_into_another_commands_output(tmp_path):
+    """`data download ROOT` into a model directory of `satclip convert` (a satclip directory of another kind)
+    mixed the dataset's index.csv, images/ and .download/ into it (a later convert --overwrite then refused it)."""
+    from satclip import safe_output
+
+    model = safe_output.make_owned_dir(tmp_path / "model", kind="output")
+    (model / "config.json").write_text("{}")
+    hub = FakeHub(_shards())
+    with pytest.raises(OutputExistsError, match=r"is a satclip directory of kind 'output' \(another command's"):
+        download_s2100k(model, hub)
+    assert sorted(p.name for p in model.iterdir()) == [safe_output.MARKER, "config.json"] and hub.calls == []

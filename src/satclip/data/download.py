@@ -245,10 +245,17 @@ def download_s2100k(
             downloaded archive cannot be read (it is deleted, to be fetched again).
         BadInputError: ``root`` lies in the local copy read, ``index.csv`` is no S2-100K index
             (:class:`~satclip.data.index.IndexFormatError`), or an archive of a local copy cannot be read.
-        OutputExistsError: ``ROOT/index.csv`` exists and differs from the source's.
+        OutputExistsError: ``ROOT/index.csv`` exists and differs from the source's, or ``root`` is another
+            satclip command's output directory.
     """
     root = Path(root)
     source = source or HubSource()
+    kind = safe_output.owned_kind(root)
+    if kind is not None:  # a model, a run, an evaluation, a cache: the dataset was mixed into it
+        raise OutputExistsError(
+            f"{root} is a satclip directory of kind {kind!r} (another command's output), not a dataset root; "
+            "download the dataset into another directory"
+        )
     if isinstance(source, LocalSource):  # the dataset is written next to the copy it is read from, never into it
         for output in (root, root / "images", root / STATE_DIR):
             safe_output.check_not_inside(output, source.directory, "the local copy (--from)")
