@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import satclip
+from satclip.errors import OutputExistsError
 from satclip.pretrained import bundled_models
 from satclip.recipes import recipe_names, recipe_path
 from satclip.recipes.demo import QUICK, STAGES, run_demo
@@ -181,7 +182,14 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
         run_demo(tmp_path / "moved", settings, progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0, 1, 2]
     (tmp_path / "moved").rename(tmp_path / "demo")
-    with pytest.raises(Evaluated):  # other settings: a new training
+    # other settings: a new training, the old run deleted; a file of the user's in it was deleted with it
+    notes = out / "work" / "run" / "NOTES.txt"
+    notes.write_text("mine")
+    with pytest.raises(OutputExistsError, match="also holds NOTES.txt, which satclip did not write"):
+        run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
+    assert notes.read_text() == "mine" and trained == [0, 1, 2]
+    notes.unlink()
+    with pytest.raises(Evaluated):
         run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0, 1, 2, 0]
 

@@ -54,8 +54,9 @@ RESUMABLE_CHANGES = (
     "data.cache_views", "data.cache_dtype",
 )  # fmt: skip
 
-#: what an older satclip left in a run directory (accepted, and marked as satclip's, without the marker)
-_LEGACY_RUN = {"config.yaml", "checkpoints", "history.jsonl", "logs", "tensorboard", "export"}
+#: what a run writes in its directory (and an older satclip left there: accepted, and marked as satclip's, without
+#: the marker)
+RUN_ENTRIES = frozenset({"config.yaml", "checkpoints", "history.jsonl", "logs", "tensorboard", "export"})
 _LEGACY_CHECKPOINTS = {"last.ckpt", "best.ckpt"}
 _LEGACY_EXPORT = {"config.json", "model.safetensors"}
 
@@ -191,6 +192,24 @@ def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
         safe_output.check_not_inside(run_dir, cache_dir, "the feature cache")
 
 
+def discard_run(run_dir: str | Path) -> None:
+    """Delete the directory of a training run satclip made (a demo's run of other settings), refusing one that
+    holds an entry a run does not write (a user's notes there were deleted with it).
+
+    Raises:
+        OutputExistsError: ``run_dir`` holds such an entry, or is no directory of satclip's (nothing deleted).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        foreign = sorted(e.name for e in run_dir.iterdir() if e.name not in RUN_ENTRIES and not e.name.startswith("."))
+        if foreign:
+            raise OutputExistsError(
+                f"refusing to delete {run_dir}, a training run of satclip's: it also holds {', '.join(foreign[:5])}, "
+                "which satclip did not write; move those out first"
+            )
+    safe_output.remove_owned(run_dir)
+
+
 def _written_by_satclip(path: Path) -> bool:
     """Whether the YAML file ``path`` is in the form satclip writes a run's ``config.yaml`` in (every version:
     :func:`~satclip.train.config.dump_config`, all sections, no comments), not a config someone wrote."""
@@ -218,7 +237,7 @@ def _claim_run_dir(run_dir: Path) -> None:
         names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
         checkpoints = run_dir / "checkpoints"
         if (
-            (run_dir / "config.yaml").is_file() and checkpoints.is_dir() and names <= _LEGACY_RUN
+            (run_dir / "config.yaml").is_file() and checkpoints.is_dir() and names <= RUN_ENTRIES
             and {p.name for p in checkpoints.iterdir() if not p.name.startswith(".")} <= _LEGACY_CHECKPOINTS
         ):  # fmt: skip
             if not _written_by_satclip(run_dir / "config.yaml"):
