@@ -588,3 +588,32 @@ def test_a_run_resumes_from_its_feature_cache_moved_elsewhere(tmp_path):
     again = moved.replace(**{"data.cache": str(tmp_path / "again"), "trainer.max_epochs": 3})
     with pytest.raises(ResumeError, match=r"another config \(data.cache: "):
         fit(again, resume=True)
+
+
+def test_a_users_file_in_an_export_is_refused_before_the_run_trains(tmp_path):
+    """A file of the user's in export/best (or export/best.ckpt replaced by a directory of theirs) was refused
+    only after the resumed run had trained its extra epochs and written last.ckpt: the exports were left an
+    epoch behind the checkpoints. It is now refused before any training, the run as it was."""
+    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+
+    from .train_helpers import SMALL_LOCATION
+
+    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
+    config = {
+        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 4},
+                  "location_encoder": SMALL_LOCATION},
+        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "bluemarble", "root": str(root),
+                 "batch_size": 8, "cache_views": 2, "val_fraction": 0.2},
+        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
+    }  # fmt: skip
+    fit(from_dict(config))
+    notes = tmp_path / "run" / "export" / "best" / "NOTES.txt"
+    notes.write_text("mine")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    more = from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}})
+    with pytest.raises(OutputExistsError, match="but not NOTES.txt in it"):
+        fit(more, resume=True)
+    assert last.read_bytes() == before and notes.read_text() == "mine"
+    notes.unlink()
+    assert len(fit(more, resume=True).history) == 2

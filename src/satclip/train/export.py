@@ -68,6 +68,26 @@ def trained_parts(
     return parts
 
 
+#: the exports a run writes (:func:`export_model`), by name
+EXPORT_NAMES = ("best", "last")
+
+
+def check_exports(directory: str | Path, target: str) -> None:
+    """Raise before training unless the exports of a run (``directory/{best,last}`` and their ``target`` files)
+    may be written: a user's file put in an earlier export was refused only after the training had run, the
+    checkpoints ahead of the exports."""
+    from .. import safe_output
+    from ..io import native
+    from ..io.targets import is_directory_target
+
+    directory = Path(directory)
+    for name in EXPORT_NAMES:
+        safe_output.check_output(directory / name, overwrite=True, directory=True, kind="output")
+        native.refuse_other_outputs(directory / name)
+        output = directory / TARGET_NAMES[target].format(name=name)
+        safe_output.check_output(output, overwrite=True, directory=is_directory_target(target), kind="output")
+
+
 def export_model(
     model: SatCLIP,
     image_config: dict,

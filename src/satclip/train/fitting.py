@@ -41,7 +41,7 @@ from .. import safe_output
 from ..errors import BadInputError, OutputExistsError, ResumeError
 from ..optional import require
 from .config import TrainConfig, dump_config, from_dict, load_config
-from .export import Exported, export_model, lightning_state_to_model
+from .export import Exported, check_exports, export_model, lightning_state_to_model
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +398,8 @@ def fit(
         ckpt_path, checkpoint = _resume_point(run_dir, config, resume, check=primary)
         if primary:
             _claim_run_dir(run_dir)
+            if config.trainer.export:  # (after the claim: it marks an older satclip's exports as satclip's)
+                check_exports(run_dir / "export", config.trainer.export_target)
 
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         if config.data.source == "cache":
