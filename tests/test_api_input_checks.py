@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import satclip
+from satclip.encoding.points import InvalidPointsError
 from satclip.errors import BadInputError
 
 from .test_embed_api import CONFIG
@@ -354,3 +355,59 @@ def test_dask_geodataframe_non_points_name_index_labels(encoder):
     centres = satclip.embed(lazy, model=encoder, centroids=True).compute(scheduler="synchronous")
     expected = satclip.embed(frame, model=encoder, centroids=True).to_numpy()  # (embedded in other batches)
     np.testing.assert_allclose(centres.to_numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_an_array_of_negative_strides_is_embedded(encoder):
+    """`encode(a[::-1])` (or np.flipud) failed with torch's "At least one stride in the given numpy array is
+    negative …": the array is copied, as read-only ones are."""
+    points = np.array([[13.4, 52.52], [1.0, 2.0], [-70.0, -33.0]])
+    expected = encoder.encode(points[::-1].copy()).numpy()
+    np.testing.assert_array_equal(encoder.encode(points[::-1]).numpy(), expected)
+    np.testing.assert_array_equal(satclip.embed(np.flipud(points), model=encoder), expected)
+
+
+@pytest.mark.parametrize(("values", "named"), [
+    ([[True, False]], r"entry \(0, 0\) is True \(bool\)"),
+    ([[12.5, "52.5"]], r"entry \(0, 1\) is '52.5' \(str\)"),
+    ([[1 + 2j, 2.0]], r"entry \(0, 0\) is \(1\+2j\) \(complex\)"),
+])  # fmt: skip
+def test_an_array_of_python_objects_is_refused_where_a_typed_one_is(encoder, values, named):
+    """True held as a Python object was embedded as 1 degree and "52.5" as 52.5, where the same values in a
+    bool or text array are refused."""
+    with pytest.raises(ValueError, match=rf"^points must be numbers \(lon, lat\) in degrees; {named}$"):
+        encoder.encode(np.array(values, dtype=object))
+
+
+def test_pd_na_in_an_array_of_python_objects_is_a_missing_value(encoder):
+    """pd.NA (what a nullable column's to_numpy() holds) gave "float() argument must be … not 'NAType'"; it is a
+    missing value, as None is: the row is named as invalid (or NaN with skip_invalid)."""
+    points = np.array([[pd.NA, 1.0], [2.0, 3.0]], dtype=object)
+    with pytest.raises(InvalidPointsError, match=r"row 0: \(lon=nan"):
+        encoder.encode(points)
+    out = satclip.embed(points, model=encoder, skip_invalid=True)
+    assert np.isnan(out[0]).all()
+    np.testing.assert_array_equal(out[1], encoder.encode([[2.0, 3.0]]).numpy()[0])
+
+
+def test_a_column_of_numbers_and_true_false_values_is_refused(encoder):
+    """A column of Python objects mixing numbers and booleans embedded True as 1 degree (one of booleans alone,
+    or a bool column, is refused)."""
+    frame = pd.DataFrame({"lon": pd.Series([True, 1.0, 2.0], dtype=object), "lat": [0.0, 1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"coordinate column 'lon' must be numbers .* \(true/false values\)"):
+        satclip.embed(frame, model=encoder)
+
+
+@pytest.mark.parametrize("option", ["skip_invalid", "centroids"])
+def test_the_switches_of_embed_take_true_or_false_only(encoder, option):
+    """`skip_invalid="no"` made invalid points NaN rows (and `centroids="no"` embedded polygons at their
+    centroids): any truthy value counted as True."""
+    with pytest.raises(BadInputError, match=rf"^{option} must be True or False, got 'no'$"):
+        satclip.embed(np.array([[200.0, 0.0], [1.0, 1.0]]), model=encoder, **{option: "no"})
+
+
+def test_a_dask_series_is_named_not_an_attribute_error(encoder):
+    """A Dask Series (one column) failed with "AttributeError: 'Series' object has no attribute 'columns'"."""
+    dd = pytest.importorskip("dask.dataframe")
+    frame = dd.from_pandas(pd.DataFrame({"lon": [1.0], "lat": [2.0]}), npartitions=1)
+    with pytest.raises(BadInputError, match=r"^points is a Dask Series \('lon'\), not a table of coordinates"):
+        satclip.embed(frame.lon, model=encoder)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
+from ..errors import BadInputError
 from ..io.basis import with_harmonics
 from ..io.safe_pickle import check_trust
 from ..machine import check_device
@@ -159,6 +160,9 @@ def embed(
             index labels for pandas and geopandas input, else their row numbers).
         satclip.embed.columns.ColumnError: the coordinate columns of a table are missing or ambiguous.
     """
+    for name, value in (("skip_invalid", skip_invalid), ("centroids", centroids)):
+        if not isinstance(value, (bool, np.bool_)):  # ("no" is true: invalid rows became NaN, polygons centroids)
+            raise BadInputError(f"{name} must be True or False, got {value!r}")
     if is_dask_frame(points):
         from .distributed import embed_frame
 

@@ -151,6 +151,11 @@ def embed_frame(
     """
     dask = require("dask", "dask", "embedding a Dask DataFrame")
     pd = require("pandas", "dask", "embedding a Dask DataFrame")
+    if not is_geo(frame._meta) and not hasattr(frame._meta, "columns"):  # (a Series failed on .columns)
+        raise BadInputError(
+            f"points is a Dask {type(frame._meta).__name__} ({frame._meta.name!r}), not a table of coordinates: pass "
+            "the Dask DataFrame with its lon and lat columns (e.g. frame[['lon', 'lat']])"
+        )
     if not is_geo(frame._meta) or lon_col is not None or lat_col is not None:
         table_lonlat(frame._meta, lon_col, lat_col)  # the columns are known now: missing or ambiguous ones raise here
     crs = getattr(frame, "crs", None)

@@ -178,7 +178,10 @@ def column_values(table, name: str) -> np.ndarray:
     if kind == "O" and "pandas" in sys.modules:  # Python objects (e.g. Arrow's booleans with nulls): what they are
         from pandas.api.types import infer_dtype
 
-        kind = _INFERRED_KINDS.get(infer_dtype(column, skipna=True), kind)
+        inferred = infer_dtype(column, skipna=True)
+        kind = _INFERRED_KINDS.get(inferred, kind)
+        if inferred.startswith("mixed") and any(isinstance(v, (bool, np.bool_)) for v in column.to_numpy()):
+            kind = "b"  # (numbers and true/false values: True was read as 1 degree)
     if kind in _NOT_DEGREES:  # (also pandas' nullable "boolean" and pyarrow-backed dtypes: they have a kind)
         raise ValueError(
             f"coordinate column {name!r} must be numbers (lon, lat) in degrees, got {dtype} ({_NOT_DEGREES[kind]})"

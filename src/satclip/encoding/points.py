@@ -91,7 +91,7 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     if isinstance(points, torch.Tensor):
         _check_values_held(points)
     elif not hasattr(points, "__cuda_array_interface__"):
-        points = _number_array(points)
+        points = number_array(points)
     tensor = torch.as_tensor(points, device=device)
     if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
         tensor = tensor.reshape(0, 2)
@@ -131,26 +131,50 @@ def _check_values_held(points: torch.Tensor) -> None:
         )
 
 
-def _number_array(points) -> np.ndarray:
+def number_array(points, what: str = "points") -> np.ndarray:
     """``points`` (array-like: lists, numpy, xarray, anything with ``__array__``) as a numpy array of numbers
-    that torch takes without a copy where it can: numbers held as Python objects (a frame's ``.values``; None
-    missing) and long doubles as float64, masked entries as NaN, other byte orders as the native one, read-only
-    arrays copied (torch cannot promise not to write to them)."""
+    that torch takes without a copy where it can: numbers held as Python objects (a frame's ``.values``; None and
+    ``pd.NA`` missing) and long doubles as float64, masked entries as NaN, other byte orders as the native one,
+    read-only arrays and arrays of negative strides (``a[::-1]``) copied (torch takes neither as it is). ``what``
+    names the values in errors (``"points"``, ``"lon axis"``)."""
+    degrees = "(lon, lat) in degrees" if what == "points" else "in degrees"
     try:
         array = np.ma.asarray(points) if isinstance(points, np.ma.MaskedArray) else np.asarray(points)
         if array.dtype.kind == "O":
-            array = array.astype(np.float64)
+            array = _object_numbers(array, what, degrees)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"points must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})") from None
+        if str(err).startswith(what):
+            raise
+        raise ValueError(f"{what} must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})"
+                         if what == "points" else f"{what} must be numbers {degrees} ({err})") from None  # fmt: skip
     if array.dtype.kind not in "iuf":  # booleans, complex numbers, text, dates
-        raise ValueError(f"points must be numbers (lon, lat) in degrees, got {array.dtype}")
+        raise ValueError(f"{what} must be numbers {degrees}, got {array.dtype}")
     if isinstance(array, np.ma.MaskedArray):
         array = array.astype(np.float64).filled(np.nan)
     elif array.dtype.kind == "f" and array.dtype.itemsize > 8:  # longdouble, which torch does not take
         array = array.astype(np.float64)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    return array if array.flags.writeable else array.copy()
+    return array if array.flags.writeable and min(array.strides, default=0) >= 0 else array.copy()
+
+
+#: what an array of Python objects may not hold where numbers are wanted (a typed array of them is refused)
+_NOT_NUMBERS = (bool, np.bool_, str, bytes, complex, np.complexfloating)
+
+
+def _object_numbers(array: np.ndarray, what: str, degrees: str) -> np.ndarray:
+    """An array of Python objects (numbers, None, ``pd.NA``) as float64, missing values as NaN; booleans, text and
+    complex numbers are refused as they are in typed arrays (``astype`` read True as 1 and "12.5" as 12.5)."""
+    flat = array.ravel().tolist()
+    for position, value in enumerate(flat):
+        if isinstance(value, _NOT_NUMBERS):
+            index = np.unravel_index(position, array.shape)
+            raise ValueError(f"{what} must be numbers {degrees}; entry {tuple(int(i) for i in index)} is {value!r} "
+                             f"({type(value).__name__})")  # fmt: skip
+    missing = [value is None or type(value).__name__ == "NAType" for value in flat]  # (pd.NA, without pandas)
+    if any(missing):
+        flat = [None if gone else value for value, gone in zip(flat, missing, strict=True)]
+    return np.array(flat, dtype=np.float64).reshape(array.shape)
 
 
 def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
