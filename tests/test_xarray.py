@@ -12,7 +12,7 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.errors import MissingExtraError
+from satclip.errors import BadInputError, MissingExtraError
 from satclip.io.native import write_native
 
 from .test_embed_api import CONFIG
@@ -585,3 +585,39 @@ def test_a_field_records_and_takes_its_precision(encoder):
     assert exact.attrs["satclip_precision"] == "float64" and exact.dtype == np.float64
     points = np.stack(np.meshgrid(LON[:4], LAT[:3]), -1).reshape(-1, 2)
     np.testing.assert_array_equal(exact.values.reshape(-1, 8), encoder.encode(points, precision="float64").numpy())
+
+
+@pytest.mark.parametrize(("axis", "message"), [
+    (np.array([True, False]), r"lon axis must be numbers in degrees, got bool"),
+    (np.array([1 + 5j, 2]), r"lon axis must be numbers in degrees, got complex128"),
+    (np.array(["1", "2"]), r"lon axis must be numbers in degrees, got <U1"),
+    (np.array(["2020-01-01"], dtype="datetime64[D]"), r"lon axis must be numbers in degrees, got datetime64\[D\]"),
+    (np.ma.masked_array([1.0, 2.0], mask=[0, 1]), r"lon axis: 1 value\(s\) not finite degrees"),
+])  # fmt: skip
+def test_an_axis_of_other_values_than_numbers_is_refused(encoder, axis, message):
+    """Booleans, complex numbers and text on an axis were read as degrees (True as 1°, 1+5j as 1°, "1" as 1°), a
+    masked entry as its hidden value, and dates failed with "cannot include dtype 'M' in a buffer" (numpy's
+    .data, a memoryview, taken for xarray's)."""
+    with pytest.raises(BadInputError if "finite" in message else ValueError, match=message):
+        embedding_field(encoder, axis, np.array([10.0]))
+
+
+def test_two_dimensional_coordinates_of_python_objects_are_refused(encoder):
+    """They failed in dask: "NotImplementedError: Can not use auto rechunking with object dtype"."""
+    values = np.full((2, 2), 1.0, dtype=object)
+    with pytest.raises(BadInputError, match=r"^lon must be numbers in degrees, got object: pass lon.astype\(float\)"):
+        embedding_field(encoder, values, values)
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    (lambda lon, lat: np.full(np.broadcast(lon, lat).shape, 0.3), r"returned ndarray of dtype float64, not booleans"),
+    (lambda lon, lat: None, r"returned NoneType, not booleans"),
+    (lambda lon, lat: np.ones(3, bool), r"returned shape \(3,\) for a chunk of \(3, 5\) cells"),
+])  # fmt: skip
+def test_what_a_where_function_returns_is_checked(encoder, where, message):
+    """A land fraction (0.3) returned by `where` computed every cell (cast to bool), None computed none (an
+    all-NaN field), and a wrong shape failed with numpy's broadcast error."""
+    field = embedding_field(encoder, np.arange(-10, 10.1, 5.0), np.arange(50, 39, -5.0), where=where)
+    with pytest.raises(BadInputError, match=rf"^where: the function {message}"):
+        field.compute(scheduler="sync")
+    assert embedding_field(encoder, np.array([0.0]), np.array([0.0]), where=lambda lon, lat: True).notnull().all()

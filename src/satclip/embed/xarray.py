@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows
+from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows, number_array
 from ..errors import BadInputError
 from ..io.resolve import encoder_files
 from ..optional import require
@@ -89,6 +89,22 @@ def _axes(lon: np.ndarray, lat: np.ndarray):
     return types.SimpleNamespace(lon=lon, lat=lat, width=len(lon), height=len(lat))
 
 
+def _where_mask(where: Callable, lon, lat, shape: tuple[int, ...]) -> np.ndarray:
+    """What ``where(lon, lat)`` returns for a chunk, checked: booleans of the chunk's shape (a land fraction or
+    None was cast to bool: every cell computed, or none)."""
+    mask = where(lon, lat)
+    dtype = np.bool_ if isinstance(mask, (bool, np.bool_)) else getattr(mask, "dtype", None)
+    if dtype is None or np.dtype(dtype) != np.bool_:
+        raise BadInputError(f"where: the function returned {type(mask).__name__}"
+                            f"{f' of dtype {dtype}' if dtype is not None else ''}, not booleans: return True for "
+                            "the cells to compute, e.g. `lambda lon, lat: is_land(lon, lat)`")  # fmt: skip
+    try:
+        return np.broadcast_to(np.asarray(mask), shape)
+    except ValueError:
+        raise BadInputError(f"where: the function returned shape {np.shape(mask)} for a chunk of {shape} cells: "
+                            "return one value per (lon, lat) it is given (they broadcast to the chunk)") from None
+
+
 def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_dtype, block_info=None):
     """``(h, w, D)`` embeddings of one chunk; cells outside the mask are NaN and not computed."""
     from .api import embed_lonlat
@@ -99,7 +115,7 @@ def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_
     if mask:
         keep &= np.asarray(mask[0], bool)
     if where is not None and keep.any():
-        keep &= np.broadcast_to(np.asarray(where(lon, lat), bool), shape)
+        keep &= _where_mask(where, lon, lat, shape)
     out = np.full(shape + (encoder.embedding_dim,), np.nan, dtype=out_dtype)
     cells = np.argwhere(keep)
     points = np.column_stack([lon_b[keep], lat_b[keep]])
@@ -334,7 +350,8 @@ def embedding_field(
                 f"them alike, e.g. lat.rename({{{rename}}}) if its axes are lon's in the same order"
             )
         lat = lat.transpose(*lon.dims)  # (paired by dimension name, not by position)
-    lon_data, lat_data = getattr(lon, "data", lon), getattr(lat, "data", lat)
+    # (an xarray object's values; a numpy array's .data is a memoryview of its buffer)
+    lon_data, lat_data = (c.data if hasattr(c, "dims") else c for c in (lon, lat))
     extra_coords = {}
     if np.ndim(lon_data) == 1 and np.ndim(lat_data) == 1:
         dims = (getattr(lat, "dims", ("lat",))[0], getattr(lon, "dims", ("lon",))[0])
@@ -343,7 +360,8 @@ def embedding_field(
                 f"lon and lat both run along {dims[0]!r}: they are points, not the axes of a grid; embed points "
                 "with satclip.embed (a field needs a lat axis and a lon axis, or 2-D coordinates)"
             )
-        lat_axis, lon_axis = np.asarray(lat_data, np.float64), np.asarray(lon_data, np.float64)
+        lat_axis, lon_axis = (number_array(data, f"{axis} axis").astype(np.float64)
+                              for data, axis in ((lat_data, "lat"), (lon_data, "lon")))  # fmt: skip
         for axis, values, limit in (("lon", lon_axis, 180), ("lat", lat_axis, 90)):
             bad = ~np.isfinite(values) | (np.abs(values) > limit)
             if bad.any():
@@ -371,6 +389,11 @@ def embedding_field(
         dims = tuple(getattr(lon, "dims", ("y", "x")))
         shape = tuple(np.shape(lon_data))
         given = chunks is None and hasattr(lon_data, "chunks")
+        for data, axis in ((lon_data, "lon"), (lat_data, "lat")):
+            kind = np.dtype(getattr(data, "dtype", None) or np.asarray(data).dtype).kind
+            if kind not in "iuf":  # (booleans, text and dates were read as degrees; objects failed in dask)
+                raise BadInputError(f"{axis} must be numbers in degrees, got {getattr(data, 'dtype', kind)}: pass "
+                                    f"{axis}.astype(float) if its values are numbers")  # fmt: skip
         lon_d = darray.asarray(lon_data).astype(np.float64)
         lat_d = darray.asarray(lat_data).astype(np.float64)
         if given:
