@@ -49,6 +49,9 @@ MIN_COSINE = 0.9999
 #: … and only if bf16 measured at least this much faster (so that timing noise on a busy machine cannot
 #: pick emulated bf16: where it is native, it is 2-4x)
 MIN_SPEEDUP = 1.2
+#: the calibration's way of measuring, in its files' names: a calibration measured another way (before the
+#: timings were interleaved, :func:`_speedup`) is made again
+CALIBRATION_METHOD = 2
 #: points of the first, quick comparison of the calibration (bf16 at most half as fast there: no full one)
 PRESCREEN = 256
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bf16"}
@@ -233,15 +236,21 @@ _CALIBRATED: dict[tuple, Choice] = {}
 _CALIBRATING = threading.Lock()
 
 
-def _seconds(run, precision: str, repeats: int = 3) -> float:
-    """Best of ``repeats`` timings of ``run(precision)`` after a warm-up call (plans, weight casts)."""
-    run(precision)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(precision)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _speedup(run, rounds: int = 5) -> float:
+    """How many times faster ``run("bf16")`` is than ``run("float32")``: the best timing of each over ``rounds``
+    rounds that run both in turn, after a warm-up call of each (plans, weight casts). Timed in turn, a burst of
+    another job's work slows both alike or one round only; timed one after the other (the best of three of each)
+    a second of it could fall on all of bf16's timings, and "auto" chose (and kept) float32 on a CPU where bf16
+    is 3x faster."""
+    best = {"float32": math.inf, "bf16": math.inf}
+    for name in best:
+        run(name)
+    for _ in range(rounds):
+        for name in best:
+            start = time.perf_counter()
+            run(name)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best["float32"] / best["bf16"]
 
 
 def resolve(precision: str, encoder, device: str | torch.device | None = None) -> Choice:
@@ -282,7 +291,7 @@ def calibration_file(device: torch.device, key: tuple):
 
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
     identity = [*map(str, key), hardware, torch.backends.cpu.get_cpu_capability(), platform.machine(),
-                torch.__version__]  # fmt: skip
+                torch.__version__, CALIBRATION_METHOD]  # fmt: skip
     name = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
     return cache_dir("precision", f"{name}.json")
 
@@ -361,7 +370,7 @@ def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
     # the full calibration would take a minute. (On so few points per-call costs dominate, so only a clear
     # loss counts: native bf16 measures ~1x here and 2-4x on the full probe set.)
     def quick_look() -> float:
-        return _seconds(lambda p: run(p, PRESCREEN), "float32", 1) / _seconds(lambda p: run(p, PRESCREEN), "bf16", 1)
+        return _speedup(lambda p: run(p, PRESCREEN), rounds=1)
 
     quick = quick_look()
     if quick < 0.5:  # a second look: one timing on a busy machine can come out many times too slow
@@ -372,7 +381,7 @@ def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
         return choice
     reference, fast = run("float32").double(), run("bf16").double()
     cosine = torch.nn.functional.cosine_similarity(reference, fast, dim=1).min().item()
-    speedup = _seconds(run, "float32") / _seconds(run, "bf16")
+    speedup = _speedup(run)
     if cosine < MIN_COSINE:
         choice = Choice("float32", "auto", f"{evidence}, but bf16 cosine {cosine:.6f} < {MIN_COSINE}", speedup, cosine)
     elif speedup < MIN_SPEEDUP:
