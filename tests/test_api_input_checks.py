@@ -411,3 +411,24 @@ def test_a_dask_series_is_named_not_an_attribute_error(encoder):
     frame = dd.from_pandas(pd.DataFrame({"lon": [1.0], "lat": [2.0]}), npartitions=1)
     with pytest.raises(BadInputError, match=r"^points is a Dask Series \('lon'\), not a table of coordinates"):
         satclip.embed(frame.lon, model=encoder)
+
+
+def test_column_names_given_with_an_array_are_refused(encoder):
+    """`satclip.embed(array, lon_col="lon")` ignored the name: an array's columns are (lon, lat) whatever it says."""
+    with pytest.raises(ValueError, match=r"^lon_col='lat' names columns of a table, but points is a ndarray"):
+        satclip.embed(np.array([[1.0, 2.0]]), model=encoder, lon_col="lat")
+
+
+def test_one_point_as_a_pair_is_told_how_to_pass_it(encoder):
+    with pytest.raises(ValueError, match=r"got shape \(2,\) \(one point\? pass \[\[lon, lat\]\]\)$"):
+        encoder.encode([13.4, 52.5])
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("", r"^retrieval='' names no database: pass retrieval='auto' or a database directory"),
+    ("Auto", r"^retrieval='Auto': did you mean retrieval='auto'\?$"),
+])  # fmt: skip
+def test_a_retrieval_value_that_names_no_database_is_named(value, message):
+    """`retrieval=""` was read as the directory "." (". is not a retrieval database"); "Auto" as a directory."""
+    with pytest.raises(BadInputError, match=message):
+        satclip.load("bluemarble-l10", retrieval=value)

@@ -235,6 +235,10 @@ def to_lonlat(
     else becomes a float64 numpy array. What is no (N, 2) array of numbers is refused
     (:func:`satclip.encoding.points.coordinate_tensor`); the range is not checked here. ``centroids``: see
     :func:`geo_lonlat`."""
+    if (lon_col is not None or lat_col is not None) and not is_table(points):  # (an array's names were ignored)
+        named = ", ".join(f"{k}={v!r}" for k, v in (("lon_col", lon_col), ("lat_col", lat_col)) if v is not None)
+        raise ValueError(f"{named} names columns of a table, but points is a {type(points).__name__}, whose "
+                         "columns are (lon, lat): pass the table, or the array without column names")  # fmt: skip
     torch = sys.modules.get("torch")  # (not imported: then points are no tensor; file readers stay torch-free)
     if torch is not None and isinstance(points, torch.Tensor):
         from ..encoding.points import coordinate_tensor

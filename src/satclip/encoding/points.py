@@ -96,7 +96,8 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
         tensor = tensor.reshape(0, 2)
     if tensor.ndim != 2 or tensor.shape[1] != 2:
-        transposed = " (transposed? pass points.T)" if tensor.ndim == 2 and tensor.shape[0] == 2 else ""
+        transposed = (" (transposed? pass points.T)" if tensor.ndim == 2 and tensor.shape[0] == 2
+                      else " (one point? pass [[lon, lat]])" if tuple(tensor.shape) == (2,) else "")  # fmt: skip
         raise ValueError(
             f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}{transposed}"
         )

@@ -296,6 +296,11 @@ def augment(
     if retrieval is None:
         raise BadInputError(f"{', '.join(options)} configure retrieval: pass retrieval='auto' or a database too")
     check_options(**{**DEFAULTS, **options})
+    if isinstance(retrieval, str) and retrieval.strip().lower() == AUTO and retrieval != AUTO:
+        raise BadInputError(f"retrieval={retrieval!r}: did you mean retrieval={AUTO!r}?")
+    if isinstance(retrieval, str) and not retrieval.strip():  # ('' was read as the directory '.')
+        raise BadInputError(f"retrieval={retrieval!r} names no database: pass retrieval={AUTO!r} or a database "
+                            "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
     if isinstance(retrieval, str) and retrieval == AUTO:
         database = auto_database(str(source))  # built from this very model and checked there
     else:
