@@ -201,6 +201,24 @@ def test_a_users_file_inside_a_published_directorys_folder_is_never_deleted(tmp_
     assert sorted(p.name for p in out.iterdir()) == sorted([".zattrs", safe_output.MARKER])
 
 
+def test_an_empty_folder_of_the_users_inside_a_published_directory_is_never_deleted(tmp_path):
+    """`convert --overwrite` deleted an empty folder the user made in a model directory it had written: only
+    files counted as the user's. An empty folder satclip published is still its own."""
+    out = tmp_path / "model"
+    with safe_output.atomic_dir(out) as tmp:
+        (tmp / "config.json").write_text("{}")
+        (tmp / "empty-of-satclips").mkdir()
+    (out / "mine").mkdir()
+    with pytest.raises(OutputExistsError, match="satclip wrote it, but not mine in it"):
+        with safe_output.atomic_dir(out, overwrite=True) as tmp:
+            (tmp / "config.json").write_text("{}")
+    assert (out / "mine").is_dir()
+    (out / "mine").rmdir()
+    with safe_output.atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == sorted(["config.json", safe_output.MARKER])
+
+
 def test_a_users_empty_directory_is_filled_not_replaced(tmp_path, model, points):  # noqa: F811
     """An empty directory a user made private (0o700) for an output was replaced by a new one with the usual
     permissions (0o755): the embeddings became readable to everyone. It is now kept and filled."""

@@ -265,11 +265,13 @@ def _record_files(directory: Path, group: str, names: list[str]) -> None:
 
 
 def _published_paths(directory: Path) -> list[str]:
-    """Every file (or link) in ``directory`` but its marker, as paths relative to it: what publishing records."""
+    """Every file (or link) and empty folder in ``directory`` but its marker, as paths relative to it: what
+    publishing records (an empty folder of the user's in it was deleted with it)."""
     return sorted(
         path.relative_to(directory).as_posix()
         for path in directory.rglob("*")
-        if (path.is_symlink() or not path.is_dir()) and path.relative_to(directory).as_posix() != MARKER
+        if (path.is_symlink() or not path.is_dir() or not any(path.iterdir()))
+        and path.relative_to(directory).as_posix() != MARKER
     )
 
 
