@@ -430,3 +430,15 @@ def test_a_dataset_is_never_downloaded_into_another_commands_output(tmp_path):
     with pytest.raises(OutputExistsError, match=r"is a satclip directory of kind 'output' \(another command's"):
         download_s2100k(model, hub)
     assert sorted(p.name for p in model.iterdir()) == [safe_output.MARKER, "config.json"] and hub.calls == []
+
+
+def test_an_index_of_the_same_bytes_is_kept_as_it_is(tmp_path):
+    """ROOT/index.csv, a link of the user's to a file of the same bytes, was replaced by a regular file."""
+    copy = tmp_path / "elsewhere.csv"
+    copy.write_bytes(INDEX)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.csv").symlink_to(copy)
+    download_s2100k(root, FakeHub(_shards()))
+    assert (root / "index.csv").is_symlink() and copy.read_bytes() == INDEX
+    assert sorted(p.name for p in (root / "images").iterdir()) == ALL_IMAGES

@@ -288,7 +288,8 @@ def download_s2100k(
                     f"{root / 'index.csv'} exists and differs from the index.csv of {source.description}; satclip "
                     "does not replace it: move it away or download into another root"
                 )
-            safe_output.write_bytes(root / "index.csv", data)
+            if not (root / "index.csv").is_file():  # (one of the same bytes is kept: a link of the user's stays)
+                safe_output.write_bytes(root / "index.csv", data, overwrite=False)
             record = {"path": index.path, "source": source.description, "sha256": hashlib.sha256(data).hexdigest(),
                       "listed": _listed_checksum(index)}  # fmt: skip
             safe_output.write_bytes(_marker(root, index), json.dumps(record).encode())
