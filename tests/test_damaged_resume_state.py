@@ -88,14 +88,7 @@ def test_a_parquet_run_whose_manifest_skips_a_chunk_writes_the_rest_again(tmp_pa
     resumed run appended chunk 1 after chunk 0, cutting off chunk 2's row group, then refused chunk 2 as changed
     and asked for --restart. Row groups are appended in order: every one after the gap is now written again,
     with a warning naming them, and the output is the clean run's."""
-    from .test_embed_cli import crash_after
-
-    source = tmp_path / "points.parquet"
-    points.to_parquet(source)
-    out = tmp_path / "emb.parquet"
-    with monkeypatch.context() as patch:
-        crash_after(patch, 3)
-        assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch, chunks=3)
     record = tmp_path / "emb.parquet.partial" / "manifest.json"
     manifest = json.loads(record.read_text())
     assert manifest["done"] == [0, 1, 2]

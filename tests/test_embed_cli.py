@@ -513,13 +513,14 @@ def test_a_users_output_in_place_of_a_stopped_runs_is_never_taken_for_it(tmp_pat
     assert not workdir.exists()
 
 
-def stopped_after_one_chunk(tmp_path, model, points, monkeypatch) -> tuple[Path, Path]:
-    """``(input, output)`` of an embed killed after its first chunk (its work left in ``OUTPUT.partial/``)."""
+def stopped_after_one_chunk(tmp_path, model, points, monkeypatch, chunks: int = 1) -> tuple[Path, Path]:
+    """``(input, output)`` of an embed to Parquet killed after its first chunk (or its first ``chunks``), its work
+    left in ``OUTPUT.partial/``."""
     source = tmp_path / "points.parquet"
     points.to_parquet(source)
     out = tmp_path / "emb.parquet"
     with monkeypatch.context() as patch:
-        crash_after(patch, 1)
+        crash_after(patch, chunks)
         assert embed(source, "-o", out, "--model", model, *CHUNK) == 1
     return source, out
 

@@ -80,21 +80,13 @@ def test_a_resumed_training_hashes_the_cache_backbone_once(tmp_path, monkeypatch
     cache is touched."""
     import torch
 
-    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
     from satclip.errors import ResumeError
     from satclip.train import cache, fit, from_dict
     from satclip.train.callbacks import checksum_path
 
-    from .train_helpers import SMALL_LOCATION
+    from .train_helpers import bluemarble_run
 
-    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
-    config = {
-        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 4},
-                  "location_encoder": SMALL_LOCATION},
-        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "bluemarble", "root": str(root),
-                 "batch_size": 8, "cache_views": 2, "val_fraction": 0.2},
-        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-    }  # fmt: skip
+    config = bluemarble_run(tmp_path)
     fit(from_dict(config))
     hashed = []
     state_sha256 = cache.state_sha256

@@ -29,7 +29,7 @@ from satclip.train.data import split_indices
 
 from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require
 from .test_train_fit import cached_config
-from .train_helpers import SMALL_LOCATION, synthetic_cache
+from .train_helpers import cached_run, synthetic_cache
 
 EPOCHS = 6
 #: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch
@@ -493,13 +493,7 @@ def test_a_resume_from_another_cache_is_refused_before_the_cache_is_rebuilt(tmp_
     the dataset at data.root no longer matches."""
     root = tmp_path / "s2"
     shutil.copytree(require(S2_EXAMPLES), root)
-    config = {
-        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 13, "num_filters": 4},
-                  "location_encoder": SMALL_LOCATION},
-        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "s2100k", "root": str(root),
-                 "batch_size": 4, "cache_views": 2, "val_fraction": 0.2},
-        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-    }  # fmt: skip
+    config = cached_run(tmp_path, root, "s2100k", in_chans=13, batch_size=4)
     fit(from_dict(config))
     more = from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}})
     assert len(fit(more, resume=True).history) == 2  # the same images: the run's own cache
@@ -556,18 +550,9 @@ def test_a_run_resumes_from_its_feature_cache_moved_elsewhere(tmp_path):
     (data.cache: …)": refused, and the demo trained again from epoch 0. The checkpoint records the cache's key,
     which is what is checked: the same features elsewhere resume; other features, or a checkpoint of a satclip
     that recorded no key, are still refused."""
-    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+    from .train_helpers import bluemarble_run
 
-    from .train_helpers import SMALL_LOCATION
-
-    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
-    config = {
-        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 4},
-                  "location_encoder": SMALL_LOCATION},
-        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "bluemarble", "root": str(root),
-                 "batch_size": 8, "cache_views": 2, "val_fraction": 0.2},
-        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-    }  # fmt: skip
+    config = bluemarble_run(tmp_path)
     fit(from_dict(config))
     (tmp_path / "cache").rename(tmp_path / "moved")
     moved = from_dict({**config, "data": {**config["data"], "cache": str(tmp_path / "moved")},
@@ -594,18 +579,9 @@ def test_a_users_file_in_an_export_is_refused_before_the_run_trains(tmp_path):
     """A file of the user's in export/best (or export/best.ckpt replaced by a directory of theirs) was refused
     only after the resumed run had trained its extra epochs and written last.ckpt: the exports were left an
     epoch behind the checkpoints. It is now refused before any training, the run as it was."""
-    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+    from .train_helpers import bluemarble_run
 
-    from .train_helpers import SMALL_LOCATION
-
-    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
-    config = {
-        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 4},
-                  "location_encoder": SMALL_LOCATION},
-        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": "bluemarble", "root": str(root),
-                 "batch_size": 8, "cache_views": 2, "val_fraction": 0.2},
-        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-    }  # fmt: skip
+    config = bluemarble_run(tmp_path)
     fit(from_dict(config))
     notes = tmp_path / "run" / "export" / "best" / "NOTES.txt"
     notes.write_text("mine")

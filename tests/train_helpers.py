@@ -79,3 +79,23 @@ def tiny_encoder(seed: int = 0):
     """A fitted ``mosaiks`` encoder on 3-band images (8 filters → 16 features)."""
     encoder = image.create("mosaiks", in_chans=3, num_filters=8, kernel_size=3, embed_dim=16)
     return encoder.fit(TinyImages(10, seed).images, seed=seed)
+
+
+def cached_run(tmp_path, root, dataset: str, in_chans: int, batch_size: int) -> dict:
+    """The config (a dict of sections) of a tiny run on the image dataset at ``root`` through a feature cache of a
+    4-filter MOSAIKS backbone (cache ``tmp_path/cache``, run ``tmp_path/run``, one epoch)."""
+    return {
+        "model": {"embed_dim": 8, "image_encoder": {"name": "mosaiks", "in_chans": in_chans, "num_filters": 4},
+                  "location_encoder": SMALL_LOCATION},
+        "data": {"source": "cache", "cache": str(tmp_path / "cache"), "dataset": dataset, "root": str(root),
+                 "batch_size": batch_size, "cache_views": 2, "val_fraction": 0.2},
+        "trainer": {"max_epochs": 1, "output_dir": str(tmp_path / "run"), "enable_progress_bar": False},
+    }  # fmt: skip
+
+
+def bluemarble_run(tmp_path) -> dict:
+    """:func:`cached_run` on a 40-patch Blue Marble corpus built in ``tmp_path``."""
+    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+
+    root = build_bluemarble(tmp_path / "corpus", BlueMarbleParams(n=40, patch_size=8, seed=0))
+    return cached_run(tmp_path, root, "bluemarble", in_chans=3, batch_size=8)
