@@ -224,3 +224,17 @@ def test_a_table_without_geometries_read_as_a_geopackage_is_named(model, tmp_pat
         "--input-format (or name its format: csv, parquet)"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["geometries.gpkg", "geometries.geojson"])
+def test_a_file_of_geometries_without_attributes_is_embedded(model, encoder, tmp_path, name):
+    """A GeoPackage or GeoJSON holding geometries and no attribute column was refused as "not a readable gpkg
+    file: Added column's length must match table's length" (a table of no columns has no rows)."""
+    points = lonlat(20, seed=4)
+    gpd.GeoDataFrame(geometry=gpd.points_from_xy(points[:, 0], points[:, 1]), crs="EPSG:4326").to_file(tmp_path / name)
+    out = tmp_path / "out.parquet"
+    assert main(["embed", str(tmp_path / name), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    table = pq.read_table(out)
+    np.testing.assert_allclose(np.stack(table.column("lon").to_numpy()), points[:, 0], atol=1e-9)
+    values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(values, satclip.embed(points, model=encoder), rtol=0, atol=1e-5)

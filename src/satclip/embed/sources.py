@@ -443,9 +443,13 @@ class InMemorySource(Source):
         attributes, lonlat = self._read()
         names = list(attributes.schema.names)
         lon_name, lat_name = geometry_column_names(names)
-        self._table = attributes.append_column(lon_name, pa.array(lonlat[:, 0])).append_column(
-            lat_name, pa.array(lonlat[:, 1])
-        )
+        coordinates = {lon_name: pa.array(lonlat[:, 0]), lat_name: pa.array(lonlat[:, 1])}
+        if not names:  # (geometries alone: a table of no columns has no rows to append the coordinates to)
+            self._table = pa.table(coordinates)
+        else:
+            self._table = attributes.append_column(lon_name, coordinates[lon_name]).append_column(
+                lat_name, coordinates[lat_name]
+            )
         self.columns = names + [lon_name, lat_name]
         self.num_rows = self._table.num_rows
         self.geometry_columns = (lon_name, lat_name)
