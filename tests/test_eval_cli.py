@@ -665,3 +665,21 @@ def test_an_evaluation_holding_a_table_it_reads_is_refused(tmp_path, capsys, opt
         f"satclip: error: the output {out} contains the input {table}; choose another output path"
     )
     assert table.read_bytes() == data.read_bytes()
+
+
+def test_holdout_continent_on_points_of_one_continent_is_refused(tmp_path, capsys):
+    """A task file whose points all lie in Africa: `--protocol holdout-continent` fitted its zero-shot probe on 0
+    points (empty metrics, numpy's 'Mean of empty slice' warnings) and its 1 % probe on 1 point, exit 0."""
+    rng = np.random.default_rng(1)
+    table = tmp_path / "africa.csv"
+    rows = [f"{lon},{lat},{y}" for lon, lat, y in zip(rng.uniform(0, 20, 300), rng.uniform(5, 15, 300),
+                                                       rng.normal(size=300), strict=True)]  # fmt: skip
+    table.write_text("\n".join(["lon,lat,y", *rows]) + "\n")
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--encoders", "wrap", "--task-file", str(table), "--target-col", "y", "--seeds", "1",
+            "--protocol", "holdout-continent", "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the INFO lines on the task it read)
+    assert err.startswith("satclip: error: task africa: holdout-continent holds out one continent"), err
+    assert "Africa 300" in err, err
+    assert err.endswith("use --protocol random or spatial-block for points of one continent"), err

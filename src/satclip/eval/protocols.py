@@ -79,10 +79,10 @@ def holdout_continent(
     for seed in seeds:
         for continent in continents:
             inside = np.flatnonzero(task.continents == continent)
-            if len(inside) < min_test:
+            outside = np.flatnonzero(task.continents != continent)
+            if len(inside) < min_test or len(outside) < min_test:  # (none outside: a probe fitted on 0 points)
                 continue
             rng = _rng(seed, task.name, continent)
-            outside = np.flatnonzero(task.continents != continent)
             tr, va = _split(outside, (1 - val, val), rng)
             n_shot = max(1, int(round(fewshot * len(inside))))
             shot, test = _split(inside, (n_shot / len(inside), 1 - n_shot / len(inside)), rng)
@@ -91,7 +91,13 @@ def holdout_continent(
             label = f"{fewshot:.0%}" if fewshot * 100 == int(fewshot * 100) else f"{fewshot:.1%}"
             folds.append(Fold(f"{base}/{label}", seed, np.sort(np.concatenate([tr, shot])), va, test, continent, label))
     if not folds:
-        raise ValueError(f"task {task.name}: no continent of {list(continents)} has >= {min_test} points")
+        names, counts = np.unique(task.continents, return_counts=True)
+        held = ", ".join(f"{name} {count}" for name, count in zip(names, counts, strict=True)) or "none"
+        raise ValueError(
+            f"task {task.name}: holdout-continent holds out one continent of {list(continents)} at a time and "
+            f"needs >= {min_test} points on it and >= {min_test} elsewhere to train on; the points by continent: "
+            f"{held}: use --protocol random or spatial-block for points of one continent"
+        )
     return folds
 
 
