@@ -493,3 +493,13 @@ def test_a_forked_worker_ends_on_sigterm_as_by_default():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
+
+
+@pytest.mark.parametrize("value", ["false", "no", "off", "0", " False "])
+def test_satclip_debug_set_to_a_no_keeps_the_one_line_errors(monkeypatch, capsys, tmp_path, value):
+    """SATCLIP_DEBUG=false (or no, off) turned debug on: a bad input printed a traceback and exited 1, not 2."""
+    monkeypatch.setenv("SATCLIP_DEBUG", value)
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n1,2\n")
+    assert main(["embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", "no-such-model"]) == 2
+    assert capsys.readouterr().err.startswith("satclip: error: ")

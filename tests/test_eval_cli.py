@@ -683,3 +683,16 @@ def test_holdout_continent_on_points_of_one_continent_is_refused(tmp_path, capsy
     assert err.startswith("satclip: error: task africa: holdout-continent holds out one continent"), err
     assert "Africa 300" in err, err
     assert err.endswith("use --protocol random or spatial-block for points of one continent"), err
+
+
+def test_task_file_options_without_a_task_file_are_refused(tmp_path, capsys):
+    """--target-col, --task-kind, --lon-col and --task-name without --task-file were ignored: the named task ran
+    as it is, exit 0."""
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--target-col", "y", "--task-kind",
+            "classification", "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main(argv) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        "satclip: error: --target-col, --task-kind describe(s) a --task-file table, and none is given: add "
+        "--task-file TABLE, or drop them"
+    )
+    assert not (tmp_path / "ev").exists()

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    debug = args.debug or os.environ.get("SATCLIP_DEBUG", "") not in ("", "0")
+    debug = args.debug or os.environ.get("SATCLIP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
     safe_output.forget_created()
     with cli_logging(args.verbose), _sigterm_interrupts():
         try:

@@ -184,6 +184,11 @@ def _check_protocol_options(args: argparse.Namespace) -> None:
         )
 
 
+#: the options that describe a --task-file table, and their destinations
+TASK_FILE_OPTIONS = {"--target-col": "target_col", "--lon-col": "lon_col", "--lat-col": "lat_col",
+                     "--task-kind": "task_kind", "--task-name": "task_name"}  # fmt: skip
+
+
 def _check_preset(args: argparse.Namespace) -> None:
     """Refuse the options a ``--preset`` fixes itself (they were silently ignored)."""
     given = [flag for dest, (flag, default) in args.preset_fixed[args.preset].items() if getattr(args, dest) != default]
@@ -254,6 +259,11 @@ def _run(args: argparse.Namespace) -> int:
         hint = did_you_mean(args.protocol, PROTOCOLS.names())
         known = ", ".join(PROTOCOLS.names())
         raise BadInputError(f"unknown --protocol {args.protocol!r}; {hint + ' ' if hint else ''}known: {known}")
+    if not args.task_file:  # (they were ignored: the evaluation ran on the named tasks alone)
+        given = [flag for flag, dest in TASK_FILE_OPTIONS.items() if getattr(args, dest) is not None]
+        if given:
+            raise BadInputError(f"{', '.join(given)} describe(s) a --task-file table, and none is given: add "
+                                "--task-file TABLE, or drop them")  # fmt: skip
     if args.preset:
         _check_preset(args)
     else:
