@@ -238,3 +238,20 @@ def test_min_class_points_below_one_is_refused_at_argument_time(capsys):
     the words of its Python API ("TaskOptions: min_class_points=0 …")."""
     line = _refused(["evaluate", "--min-class-points", "0", *FAST, "--task-file", "MISSING.csv"], capsys)
     assert "argument --min-class-points: must be a positive integer (1 or more), got 0" in line, line
+
+
+@pytest.mark.parametrize("option", [["--n-points", "10000"], ["--protocol", "random"], ["--seeds", "5"],
+                                    ["--probes", "mlp"], ["--min-class-points", "20"]])  # fmt: skip
+def test_an_option_a_preset_fixes_is_refused_even_at_its_default_value(tmp_path, capsys, option):
+    """`--preset reference --n-points 10000` (the option's default) was accepted and ignored: the reference ran
+    its own 5,000 points per task and both protocols. An option given is refused, whatever its value."""
+    assert main(["evaluate", "--preset", "reference", *option, "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"satclip: error: --preset reference runs a fixed configuration: {option[0]} "), err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_a_protocol_option_given_at_its_default_value_with_another_protocol_is_refused(tmp_path, capsys):
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--folds", "5", "--out", str(tmp_path / "ev")]
+    assert main(argv) == 2
+    assert "--protocol random does not use --folds" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from .args import (
     existing_file,
     positive_float,
     positive_int,
+    record_given,
     user_path,
     worker_count,
     worker_count_or_zero,
@@ -156,11 +157,10 @@ def add_parser(subparsers) -> None:
              "paper": ("tasks", "protocol", "probes", "task_file", "target_col", "lon_col", "lat_col", "task_kind",
                        "task_name", "n_points", "point_seed", "min_class_points", "block_deg", "folds")}  # fmt: skip
     flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
-    preset_fixed = {preset: {dest: (flags[dest], parser.get_default(dest)) for dest in dests}
-                    for preset, dests in fixed.items()}  # fmt: skip
+    preset_fixed = {preset: {dest: flags[dest] for dest in dests} for preset, dests in fixed.items()}
     # options of some protocols only: given with another, they are refused rather than ignored
-    protocol_only = {dest: (flags[dest], parser.get_default(dest), protocols)
-                     for dest, protocols in PROTOCOL_ONLY.items()}  # fmt: skip
+    protocol_only = {dest: (flags[dest], protocols) for dest, protocols in PROTOCOL_ONLY.items()}
+    record_given(parser, {dest for dests in fixed.values() for dest in dests} | set(PROTOCOL_ONLY))
     parser.set_defaults(func=run, preset_fixed=preset_fixed, protocol_only=protocol_only)
 
 
@@ -174,10 +174,10 @@ PROTOCOL_ONLY = {
 
 def _check_protocol_options(args: argparse.Namespace) -> None:
     """Refuse options given that the chosen ``--protocol`` does not use (they were silently ignored)."""
-    given = [flag for dest, (flag, default, protocols) in args.protocol_only.items()
-             if getattr(args, dest) != default and args.protocol not in protocols]  # fmt: skip
+    given = [flag for dest, (flag, protocols) in args.protocol_only.items()
+             if dest in args.given and args.protocol not in protocols]  # fmt: skip
     if given:
-        used = {flag: protocols for flag, _, protocols in args.protocol_only.values() if flag in given}
+        used = {flag: protocols for flag, protocols in args.protocol_only.values() if flag in given}
         where = "; ".join(f"{flag} applies to {', '.join(protocols)}" for flag, protocols in used.items())
         raise BadInputError(
             f"--protocol {args.protocol} does not use {', '.join(given)} ({where}); drop them, or choose that protocol"
@@ -191,7 +191,7 @@ TASK_FILE_OPTIONS = {"--target-col": "target_col", "--lon-col": "lon_col", "--la
 
 def _check_preset(args: argparse.Namespace) -> None:
     """Refuse the options a ``--preset`` fixes itself (they were silently ignored)."""
-    given = [flag for dest, (flag, default) in args.preset_fixed[args.preset].items() if getattr(args, dest) != default]
+    given = [flag for dest, flag in args.preset_fixed[args.preset].items() if dest in args.given]
     if given:
         raise BadInputError(
             f"--preset {args.preset} runs a fixed configuration: {', '.join(given)} do(es) not apply to it; drop "
@@ -260,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         known = ", ".join(PROTOCOLS.names())
         raise BadInputError(f"unknown --protocol {args.protocol!r}; {hint + ' ' if hint else ''}known: {known}")
     if not args.task_file:  # (they were ignored: the evaluation ran on the named tasks alone)
-        given = [flag for flag, dest in TASK_FILE_OPTIONS.items() if getattr(args, dest) is not None]
+        given = [flag for flag, dest in TASK_FILE_OPTIONS.items() if dest in args.given]
         if given:
             raise BadInputError(f"{', '.join(given)} describe(s) a --task-file table, and none is given: add "
                                 "--task-file TABLE, or drop them")  # fmt: skip
