@@ -730,3 +730,19 @@ def test_odd_input_files_are_read_or_named_in_one_line(tmp_path, model, capsys):
                         ("epsg4326.geojson", [])):  # fmt: skip
         assert embed(tmp_path / name, "-o", tmp_path / f"{name}.npy", "--model", model, *extra) == 0, name
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), encoder.encode([[13.4, 52.5]]).numpy())
+
+
+def test_a_missing_zarr_is_named_with_its_extra_before_any_embedding(tmp_path, model, points, monkeypatch, capsys):
+    """`embed -o x.zarr` without zarr said "No module named 'zarr'" (no extra to install) after its first chunk."""
+    from satclip.embed import job
+
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    for loaded in [m for m in sys.modules if m == "zarr" or m.startswith("zarr.")]:
+        monkeypatch.delitem(sys.modules, loaded)
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    monkeypatch.setattr(job, "embed_lonlat", lambda *a, **k: pytest.fail("a chunk was embedded"))
+    assert embed(source, "-o", tmp_path / "x.zarr", "--model", model) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("satclip: error: writing Zarr embeddings needs zarr, which is not installed: pip install "
+                          "'satclip[embed]'"), err  # fmt: skip

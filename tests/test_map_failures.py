@@ -166,3 +166,23 @@ def test_the_cells_note_says_land_only_within_any_footprint():
     note = _cells_note(Footprint(ANY, -90.0, 90.0), land_only=True)
     assert note.startswith("Land cells only (GSHHG; --land-only)") and "Every cell" not in note
     assert _cells_note(Footprint(LAND, -60.0, 90.0), land_only=False).startswith("Blank: outside")
+
+
+@pytest.mark.parametrize(("name", "module", "purpose"), [
+    ("m.png", "matplotlib", "drawing PNG maps"), ("m.tif", "rasterio", "writing GeoTIFF maps"),
+    ("m.zarr", "zarr", "writing Zarr maps"),
+])  # fmt: skip
+def test_a_missing_writer_is_named_before_the_field_is_computed(tmp_path, model, monkeypatch, capsys, name,
+                                                                 module, purpose):  # fmt: skip
+    """Without matplotlib (rasterio, zarr) the whole field was computed, then "drawing PNG maps needs matplotlib"
+    ended the run, leaving OUT.partial/ behind."""
+    from satclip.embed import maps
+
+    for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, loaded)
+    monkeypatch.setitem(sys.modules, module, None)  # (import fails: as where it is not installed)
+    monkeypatch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("the field was computed"))
+    assert main(["map", "--model", str(model), "--resolution", "30", "-o", str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"satclip: error: {purpose} needs {module}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -341,7 +341,7 @@ def write_geotiff(
 ) -> None:
     """Float32 GeoTIFF in EPSG:4326, one band per dimension/component, NaN nodata, ``tags`` as dataset
     metadata (values JSON-encoded); written atomically."""
-    rasterio = require("rasterio", "map", "writing GeoTIFF maps")
+    rasterio = require(*WRITERS["geotiff"])
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
@@ -431,7 +431,7 @@ def write_zarr(
     """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` float32 (with
     ``variable_attrs``) and coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; ``attrs`` on
     the group; written atomically."""
-    zarr = require("zarr", "map", "writing Zarr maps")
+    zarr = require(*WRITERS["zarr"])
 
     with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled(), naming(path):
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
@@ -471,7 +471,7 @@ def write_png(
 ) -> None:
     """A map picture: ``rgb`` ``(H, W, 3)`` in [0, 1] on lon/lat axes with coastlines, ``caption`` (lines of
     text) under it; written atomically."""
-    matplotlib = require("matplotlib", "map", "drawing PNG maps")
+    matplotlib = require(*WRITERS["png"])
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -503,6 +503,9 @@ def write_png(
 
 
 FORMATS = {".tif": "geotiff", ".tiff": "geotiff", ".zarr": "zarr", ".png": "png"}
+#: what writing a map of each format needs (:func:`~satclip.optional.require`'s module, extra and purpose)
+WRITERS = {"png": ("matplotlib", "map", "drawing PNG maps"), "geotiff": ("rasterio", "map", "writing GeoTIFF maps"),
+           "zarr": ("zarr", "map", "writing Zarr maps")}  # fmt: skip
 
 
 def _cells_note(footprint: Footprint | None, land_only: bool) -> str:
@@ -571,6 +574,7 @@ def render_map(
     fmt = fmt or FORMATS.get(output.suffix.lower())
     if fmt not in FORMATS.values():
         raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
+    require(*WRITERS[fmt])  # (before the field is computed: it was checked only when the map was written)
     grid = make_grid(resolution, bbox)
     dim = encoder.embedding_dim
     n_components = 3 if fmt == "png" else pca

@@ -20,6 +20,7 @@ import numpy as np
 from .. import safe_output
 from ..digests import file_crc32
 from ..errors import ResumeError
+from ..optional import require
 from ..registry import Registry
 from ..safe_output import naming
 from . import parquet_append
@@ -411,13 +412,17 @@ class ZarrSink(Sink):
     KIND = "zarr"
     ARRAYS = ("embedding", "lon", "lat")
 
+    @staticmethod
+    def check_columns(columns, dim, options):
+        _zarr()  # (before any work: a missing zarr was "No module named 'zarr'" once the first chunk was embedded)
+
     def _path(self) -> Path:
         return self.workdir / "store.zarr"
 
     def _stored(self, index):
         """``{store key: [size, CRC-32] of the stored chunk, or None where not stored}`` of chunk ``index`` of
         each array."""
-        import zarr
+        zarr = _zarr()
 
         group = zarr.open_group(str(self._path()), mode="r")  # (its arrays are checked)
         stored = {}
@@ -435,7 +440,7 @@ class ZarrSink(Sink):
 
     def _create(self, path: Path) -> None:
         """Create the job's empty group at ``path``."""
-        import zarr
+        zarr = _zarr()
 
         with naming(path):
             group = zarr.open_group(str(path), mode="w", zarr_format=2)
@@ -452,7 +457,7 @@ class ZarrSink(Sink):
             group.attrs.update(self.options.get("attrs", {}))
 
     def _check_files(self, done):
-        import zarr
+        zarr = _zarr()
 
         store = self._path()
         if store.is_dir():
@@ -493,7 +498,7 @@ class ZarrSink(Sink):
                     safe_output.write_bytes(self._path() / name, file.read_bytes())
 
     def _store(self, index, table, embeddings, valid):
-        import zarr
+        zarr = _zarr()
 
         from .sources import coordinates
 
@@ -507,11 +512,16 @@ class ZarrSink(Sink):
             group["lat"][start:stop] = lonlat[:, 1]
 
     def _assemble(self, num_chunks):
-        import zarr
+        zarr = _zarr()
 
         with naming(self._path()):
             zarr.consolidate_metadata(str(self._path()))
         return self._path()
+
+
+def _zarr():
+    """The zarr module, or :class:`~satclip.errors.MissingExtraError` naming the extra that installs it."""
+    return require("zarr", "embed", "writing Zarr embeddings")
 
 
 def _json_or_none(path: Path):
