@@ -503,3 +503,26 @@ def test_satclip_debug_set_to_a_no_keeps_the_one_line_errors(monkeypatch, capsys
     points.write_text("lon,lat\n1,2\n")
     assert main(["embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", "no-such-model"]) == 2
     assert capsys.readouterr().err.startswith("satclip: error: ")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["embed", "{points}", "-o", "{tmp}/o.npy", "--format", "parquet", "--model", "bluemarble-l10"],
+     "{tmp}/o.npy: its suffix .npy means npy, but --format says parquet: name it with the suffix of parquet, or "
+     "drop --format"),
+    (["map", "--model", "bluemarble-l10", "--resolution", "30", "-o", "{tmp}/m.tif", "--format", "png"],
+     "{tmp}/m.tif: its suffix .tif means geotiff, but --format says png: name it with the suffix of png, or drop "
+     "--format"),
+    (["convert", "bluemarble-l10", "{tmp}/c.ckpt", "--target", "native"],
+     "{tmp}/c.ckpt: its suffix .ckpt means original, but --target is native: name it for native, or drop "
+     "--target"),
+])  # fmt: skip
+def test_a_format_that_contradicts_the_outputs_suffix_is_refused(tmp_path, capsys, argv, message):
+    """`embed -o o.npy --format parquet` wrote Parquet into o.npy (np.load could not read it), `map -o m.tif
+    --format png` a PNG named .tif, `convert … c.ckpt --target native` a directory named c.ckpt; `export`
+    refused such a name."""
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n1,2\n")
+    argv = [a.format(points=points, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"satclip: error: {message.format(tmp=tmp_path)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]

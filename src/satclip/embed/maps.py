@@ -571,7 +571,11 @@ def render_map(
     when run again with the same model, precision, grid and cells; ``restart`` discards the unfinished run.
     """
     output = Path(output)
-    fmt = fmt or FORMATS.get(output.suffix.lower())
+    named = FORMATS.get(output.suffix.lower())
+    if fmt and named not in (None, fmt):  # (a PNG named .tif was written)
+        raise ValueError(f"{output}: its suffix {output.suffix} means {named}, but --format says {fmt}: name it "
+                         f"with the suffix of {fmt}, or drop --format")  # fmt: skip
+    fmt = fmt or named
     if fmt not in FORMATS.values():
         raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
     require(*WRITERS[fmt])  # (before the field is computed: it was checked only when the map was written)

@@ -533,11 +533,15 @@ def _json_or_none(path: Path):
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str:
-    """The output format for ``path`` (from ``fmt`` or the suffix)."""
+    """The output format for ``path`` (from ``fmt`` or the suffix; a ``fmt`` that contradicts a suffix of another
+    format is refused: ``-o x.npy --format parquet`` wrote Parquet that np.load could not read)."""
+    suffix = Path(path).suffix.lower()
     if fmt:
         SINKS.get(fmt)
+        if SUFFIXES.get(suffix, fmt) != fmt:
+            raise ValueError(f"{path}: its suffix {suffix} means {SUFFIXES[suffix]}, but --format says {fmt}: "
+                             f"name it with the suffix of {fmt}, or drop --format")  # fmt: skip
         return fmt
-    suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
         raise ValueError(
             f"cannot tell the output format of {path} from its suffix {suffix!r}; use one of {sorted(SUFFIXES)} "

@@ -12,11 +12,14 @@ from .read import read_parts
 from .resolve import resolve
 from .targets import Written, is_directory_target, write
 
+#: the target an output's suffix names
+SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
+
 
 def default_target(source_kind: str, output: Path) -> str:
     """The target an output name asks for (``.ckpt``: original, ``.pt``/``.pth``: torchgeo), else
     ``native`` for a file source and ``original`` for a native directory."""
-    by_suffix = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}.get(output.suffix.lower())
+    by_suffix = SUFFIX_TARGETS.get(output.suffix.lower())
     return by_suffix or ("native" if source_kind != "native" else "original")
 
 
@@ -56,6 +59,10 @@ def convert(
     """
     resolved = resolve(source)
     output = Path(output)
+    named = SUFFIX_TARGETS.get(output.suffix.lower())
+    if target and named not in (None, target):  # (--target native made a directory named c2.ckpt)
+        raise BadInputError(f"{output}: its suffix {output.suffix} means {named}, but --target is {target}: "
+                            f"name it for {target}, or drop --target")  # fmt: skip
     target = target or default_target(resolved.kind, output)
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
