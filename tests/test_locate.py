@@ -89,6 +89,28 @@ def test_locate_returns_the_best_candidates(model, patch):
     )
 
 
+def test_a_candidate_on_the_true_location_is_not_counted_above_it(model, patch, monkeypatch):
+    """The truth's embedding is computed in a call of its own, the candidates' in theirs: float32 rounding of the
+    same point (~1e-7 in a score) put a candidate on the truth above it ("1 of the 3 candidates score higher, it
+    would rank 2" with the truth ranked first, 0 km away)."""
+    from satclip.models import locate as module
+
+    with torch.no_grad():
+        img = torch.nn.functional.normalize(model.encode_image(patch[None]), dim=1).double()
+    real = module.embed_candidates
+
+    def rounded_otherwise(model, points, batch_size=None):  # (the truth alone: one point; the grid: two)
+        embeddings = real(model, points, batch_size).double()
+        return embeddings - 1e-7 * img if len(points) == 1 else embeddings
+
+    monkeypatch.setattr(module, "embed_candidates", rounded_otherwise)
+    grid = fibonacci_grid(2)
+    for truth in grid:
+        found = locate(model, patch, k=2, grid="fibonacci", grid_size=2, truth=truth)
+        higher = int(np.sum(found.scores[0] > found.scores[0][found.lonlat[0].tolist().index(truth.tolist())]))
+        assert found.above_truth[0] * 2 == higher  # (the other candidate, if it scores higher: not the truth)
+
+
 def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monkeypatch, capsys):
     """All candidates were embedded and scored at once: --grid-size 100000000 asked for 100 GB ("unexpected
     error"); now memory is bounded by a chunk, and the grid by MAX_GRID_SIZE."""
@@ -106,7 +128,8 @@ def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monk
         img = torch.nn.functional.normalize(model.encode_image(patch[None]), dim=1).double()
         locs = torch.nn.functional.normalize(model.location.encode(points), dim=1).double()
         own = (img * torch.nn.functional.normalize(model.location.encode(truth[None]), dim=1).double()).sum()
-    assert chunked.above_truth[0] == pytest.approx(float((locs @ img[0] > own).double().mean()), abs=1e-12)
+    assert chunked.above_truth[0] == pytest.approx(float((locs @ img[0] > own + module.SCORE_TIE).double().mean()),
+                                                   abs=1e-12)
     with pytest.raises(BadInputError, match="a grid of 100,000,000 candidates is more than locate makes"):
         locate(model, patch, grid_size=100_000_000)
 

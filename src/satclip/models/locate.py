@@ -36,6 +36,9 @@ S2_100K_PATCH_PX = 256
 MAX_GRID_SIZE = 10_000_000
 #: candidate points embedded and scored at a time (memory: ~4 MB per 1,000 with 256-d embeddings)
 CANDIDATE_CHUNK = 262_144
+#: a candidate scores higher than the true location only by more than this: the same point embedded in another
+#: batch differs by float32 rounding (~1e-7 in a score), and a candidate on the truth counted as above it
+SCORE_TIE = 1e-6
 #: an image whose pixel size is within this factor of the training scale is accepted
 SCALE_TOLERANCE = 1.25
 #: what a user with the other kind of image can use instead
@@ -210,7 +213,7 @@ def locate(
                  else embed_candidates(model, points[lo : lo + CANDIDATE_CHUNK]))  # fmt: skip
         similarity = image_embeddings @ chunk.to(device).double().T
         if own is not None:
-            higher += (similarity > own).sum(dim=1)
+            higher += (similarity > own + SCORE_TIE).sum(dim=1)
         top, where = similarity.topk(min(k, similarity.shape[1]), dim=1)
         if scores is None:
             scores, index = top, where + lo
