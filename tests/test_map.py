@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -430,3 +431,19 @@ def test_another_job_replacing_a_map_whose_run_stopped_after_writing_it_computes
     rasterio = pytest.importorskip("rasterio")
     with rasterio.open(out) as src:
         assert np.isnan(src.read(1)).any()  # the land-only map, not the stopped run's every-cell one
+
+
+def test_a_bbox_that_is_no_whole_number_of_cells_is_said_to_shrink(tmp_path, model, caplog):
+    """--bbox 0 0 10 10 at 7° made a 1 × 1 map of 0 3 7 10 (49 % of the area asked for), exit 0, said nowhere."""
+    with caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        assert main(["map", "--model", str(model), "--resolution", "7", "--bbox", "0", "0", "10", "10", "--all",
+                     "-o", str(tmp_path / "m.tif")]) == 0  # fmt: skip
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "the bbox 0 0 10 10 is not a whole number of 7° cells: the map covers 0 3 7 10, its partial cells at the "
+        "east and south edges left out"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip.embed"):
+        assert main(["map", "--model", str(model), "--resolution", "5", "--bbox", "0", "0", "10", "10", "--all",
+                     "-o", str(tmp_path / "whole.tif")]) == 0  # fmt: skip
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

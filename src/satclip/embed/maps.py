@@ -580,6 +580,10 @@ def render_map(
         raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
     require(*WRITERS[fmt])  # (before the field is computed: it was checked only when the map was written)
     grid = make_grid(resolution, bbox)
+    if bbox is not None and not np.allclose(grid.bounds, bbox, rtol=0, atol=1e-9):  # (said nowhere but here)
+        log.warning("the bbox %s is not a whole number of %g° cells: the map covers %s, its partial cells at the "
+                    "east and south edges left out", " ".join(f"{v:g}" for v in bbox), resolution,
+                    " ".join(f"{v:g}" for v in grid.bounds))  # fmt: skip
     dim = encoder.embedding_dim
     n_components = 3 if fmt == "png" else pca
     if n_components is not None and not 1 <= n_components <= dim:
