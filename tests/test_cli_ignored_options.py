@@ -43,3 +43,18 @@ def test_map_pca_of_a_png_is_refused(tmp_path, capsys):
                 "components")  # fmt: skip
     assert not out.exists()
     assert main([*argv, "--pca", "3"]) == 0  # (what a PNG shows anyway)
+
+
+def test_options_of_other_inputs_and_outputs_are_refused_not_ignored(tmp_path, capsys):
+    """`map -o m.tif --no-coastlines` and `embed points.csv --centroids` were accepted, and did nothing."""
+    from satclip.cli import main
+
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n1,2\n")
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "30", "-o", str(tmp_path / "m.tif"), "--no-coastlines"]
+    assert main(argv) == 2
+    assert "--no-coastlines applies to PNG maps; a geotiff map has no coastlines drawn" in capsys.readouterr().err
+    embed = ["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", "bluemarble-l10", "--centroids"]
+    assert main(embed) == 2
+    assert f"and {points} (csv) holds points as lon/lat: drop --centroids" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]

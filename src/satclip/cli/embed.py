@@ -172,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
     from ..embed.sources import open_source  # (without torch: a bad input is reported before any start-up)
 
     source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
+    if args.centroids and source.format in ("csv", "npy"):  # (accepted, and nothing done)
+        raise BadInputError(f"--centroids embeds the centroids of geometries, and {args.input} ({source.format}) "
+                            "holds points as lon/lat: drop --centroids")  # fmt: skip
     with contextlib.ExitStack() as stack:
         if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
             from ..embed.cluster import starting_client

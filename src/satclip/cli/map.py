@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import BadInputError
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     output_format = args.format or FORMATS.get(args.output.suffix.lower())
+    if args.no_coastlines and output_format != "png":  # (accepted, and nothing done)
+        raise BadInputError(f"--no-coastlines applies to PNG maps; a {output_format} map has no coastlines drawn: "
+                            "drop it")  # fmt: skip
     if args.pca not in (None, 3) and output_format == "png":
         raise BadInputError(f"--pca {args.pca}: a PNG map shows the first 3 principal components as red, green "
                             "and blue; drop --pca, or write a GeoTIFF (.tif) or Zarr (.zarr) map of N "
