@@ -526,3 +526,15 @@ def test_a_format_that_contradicts_the_outputs_suffix_is_refused(tmp_path, capsy
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == f"satclip: error: {message.format(tmp=tmp_path)}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]
+
+
+def test_a_satclip_cache_that_is_a_file_is_named_with_its_fix(tmp_path, monkeypatch, capsys):
+    """SATCLIP_CACHE naming a file: "…/afile is a file, not a directory, so …/afile/bluemarble cannot be written
+    there; choose another output path" (the user gave no output path, and the variable went unnamed)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("SATCLIP_CACHE", str(afile))
+    assert main(["data", "bluemarble", "--n", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"satclip: error: {afile} is a file, not a directory, so {afile}/"), err
+    assert err.endswith(f"cannot be written there; $SATCLIP_CACHE is {afile}: point it at a directory"), err

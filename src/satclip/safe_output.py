@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import BadInputError, LockedError, OutputExistsError
-from .paths import expand_user, not_a_directory, special_kind
+from .paths import cache_dir, expand_user, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
 
@@ -447,8 +447,11 @@ def _check_parents(path: Path) -> None:
         if parent.exists():
             what = not_a_directory(parent)
             if what:
-                raise BadInputError(f"{parent} is {what}, not a directory, so {path} cannot be written there; "
-                                    "choose another output path")  # fmt: skip
+                cache = cache_dir()
+                fix = (f"$SATCLIP_CACHE is {os.environ['SATCLIP_CACHE']}: point it at a directory"
+                       if os.environ.get("SATCLIP_CACHE") and _contains(parent, cache)
+                       else "choose another output path")  # fmt: skip
+                raise BadInputError(f"{parent} is {what}, not a directory, so {path} cannot be written there; {fix}")
             return
 
 
