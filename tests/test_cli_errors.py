@@ -538,3 +538,13 @@ def test_a_satclip_cache_that_is_a_file_is_named_with_its_fix(tmp_path, monkeypa
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"satclip: error: {afile} is a file, not a directory, so {afile}/"), err
     assert err.endswith(f"cannot be written there; $SATCLIP_CACHE is {afile}: point it at a directory"), err
+
+
+def test_a_files_control_characters_are_escaped_in_the_error_line(tmp_path, capsys):
+    """A CSV row that does not parse was quoted byte for byte: its terminal escape sequences (ESC [31m) reached
+    the user's terminal."""
+    points = tmp_path / "evil.csv"
+    points.write_bytes(b"lon,lat\n1\x1b[31mRED,2,3\n")
+    assert main(["embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", "bluemarble-l10"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "1\\x1b[31mRED" in err, err

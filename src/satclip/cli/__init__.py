@@ -109,6 +109,11 @@ def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
                 _accept_debug_anywhere(sub)
 
 
+#: control characters (but line breaks and tabs) as escapes in error lines: a message quoting a file's bytes
+#: (a CSV row that does not parse) sent its terminal escape sequences to the user's terminal
+_CONTROL_CHARACTERS = {c: f"\\x{c:02x}" for c in (*range(32), 127) if chr(c) not in "\n\t"}
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts():
     """SIGTERM (a scheduler or ``kill`` stopping the run) is an interruption like Ctrl-C for the block: the
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             if debug:
                 raise
             code, message = describe(err)
-            print(f"satclip: error: {message}", file=sys.stderr)
+            print(f"satclip: error: {message.translate(_CONTROL_CHARACTERS)}", file=sys.stderr)
             return code
 
 
