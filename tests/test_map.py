@@ -447,3 +447,11 @@ def test_a_bbox_that_is_no_whole_number_of_cells_is_said_to_shrink(tmp_path, mod
         assert main(["map", "--model", str(model), "--resolution", "5", "--bbox", "0", "0", "10", "10", "--all",
                      "-o", str(tmp_path / "whole.tif")]) == 0  # fmt: skip
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_bbox_across_the_antimeridian_is_told_how_to_map_it(tmp_path, model, capsys):
+    assert main(["map", "--model", str(model), "--resolution", "5", "--bbox", "170", "-10", "-170", "10",
+                 "-o", str(tmp_path / "m.tif")]) == 2  # fmt: skip
+    assert capsys.readouterr().err.strip().endswith(
+        "a box across the antimeridian is two maps: 170 -10 180 10 and -180 -10 -170 10"
+    )

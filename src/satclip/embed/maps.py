@@ -91,9 +91,12 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     from its north-west corner; a partial last cell is dropped so every centre lies inside ``bbox``."""
     west, south, east, north = bbox or GLOBE
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        wraps = -180 <= east < west <= 180 and -90 <= south < north <= 90
+        across = (f"; a box across the antimeridian is two maps: {west:g} {south:g} 180 {north:g} and -180 "
+                  f"{south:g} {east:g} {north:g}" if wraps else "")  # fmt: skip
         raise ValueError(
             f"bbox {bbox} must be (west, south, east, north) with -180 <= west < east <= 180 and "
-            "-90 <= south < north <= 90"
+            f"-90 <= south < north <= 90{across}"
         )
     if not resolution > 0:
         raise ValueError(f"resolution must be positive degrees, got {resolution}")
