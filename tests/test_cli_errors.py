@@ -548,3 +548,18 @@ def test_a_files_control_characters_are_escaped_in_the_error_line(tmp_path, caps
     assert main(["embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", "bluemarble-l10"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "1\\x1b[31mRED" in err, err
+
+
+def test_messages_that_named_no_fix_name_one(tmp_path, capsys):
+    """A CSV of a header alone said "has no rows"; a --task-file named like a task it runs beside said "task
+    names must be unique" without saying how to rename it."""
+    header = tmp_path / "header.csv"
+    header.write_text("lon,lat\n")
+    assert main(["embed", str(header), "-o", str(tmp_path / "x.parquet"), "--model", "bluemarble-l10"]) == 2
+    assert capsys.readouterr().err.strip().endswith("has no rows (a header alone?): give a file with points in it")
+    table = tmp_path / "elevation.csv"
+    table.write_text("lon,lat,y\n" + "".join(f"{i},{i % 80},{i}\n" for i in range(-150, 150)))
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--task-file", str(table), "--n-points", "100",
+            "--seeds", "1", "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith("name the --task-file's task otherwise with --task-name")

@@ -434,7 +434,7 @@ def embed_dataset(
     if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     if source.num_rows == 0:
-        raise ValueError(f"{source.path} has no rows")
+        raise ValueError(f"{source.path} has no rows (a header alone?): give a file with points in it")
     output = Path(output)
     kind = _output_kind(output, out_format)
     workdir = work_dir(output)

@@ -310,7 +310,7 @@ def _new_run(
     if error is not None and not skip_invalid:
         raise error
     if num_rows == 0:
-        raise ValueError(f"{source.path} has no rows")
+        raise ValueError(f"{source.path} has no rows (a header alone?): give a file with points in it")
     first, stop = shard_chunks(num_rows, chunk_rows, shard)
     if first == stop:
         raise ValueError(

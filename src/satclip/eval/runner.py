@@ -131,7 +131,8 @@ def load_tasks(config: EvalConfig) -> list[Task]:
         raise ValueError("no tasks to evaluate: give --tasks and/or --task-file")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
-        raise ValueError(f"task names must be unique, got {names}")
+        hint = "; name the --task-file's task otherwise with --task-name" if config.task_file else ""
+        raise ValueError(f"task names must be unique, got {names}{hint}")
     return tasks
 
 
