@@ -141,3 +141,10 @@ def test_decimal_commas_are_named(tmp_path, model, capsys):  # noqa: F811 - fixt
     assert main(["embed", str(path), "-o", str(tmp_path / "e.parquet"), "--model", str(model), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "decimal commas" in err and "';'" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("group", ["data", "cache", "retrieval"])
+def test_a_command_group_without_its_subcommand_is_a_usage_error(group, capsys):
+    """`satclip data` printed its help and exited 0, where `satclip cache` and `satclip retrieval` exit 2."""
+    assert main([group]) == 2
+    assert "the following arguments are required" in capsys.readouterr().err

@@ -139,9 +139,9 @@ def add_parser(subparsers) -> None:
         help="datasets: verify, download, …",
         description="Dataset commands; satclip data SUBCOMMAND --help describes each.",
     )
-    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    # (required, as cache's and retrieval's: `satclip data` alone printed its help and exited 0)
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     for add in SUBCOMMANDS.values():
         if isinstance(add, str):
             add = importlib.import_module(add, __package__).add_subparser
         add(commands)
-    parser.set_defaults(func=lambda args: parser.print_help() or 0)
