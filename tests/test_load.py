@@ -416,3 +416,12 @@ def test_load_arguments_of_the_wrong_kind_are_named():
     assert {p.dtype for p in model.parameters()} == {torch.float64}
     with pytest.raises(BadInputError, match="dtype='auto'"):
         satclip.load_model("bluemarble-l10", dtype="auto")
+
+
+def test_a_directory_of_checkpoints_names_them(tmp_path):
+    """satclip.load of a directory holding a .ckpt said "no config.json + model.safetensors", not naming it."""
+    source = require(CKPT_L10)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.ckpt").write_bytes(source.read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"holds 1 of them \(m\.ckpt\): pass .*/models/m\.ckpt$"):
+        satclip.load(tmp_path / "models")

@@ -87,7 +87,8 @@ def _what(path: Path) -> str:
 
 
 def _models_in(path: Path) -> list[str]:
-    """The names of the native models directly inside the directory ``path`` (its first entries only)."""
+    """The names of the native models and ``.ckpt`` files directly inside the directory ``path`` (its first
+    entries only)."""
     models: list[str] = []
     if not path.is_dir():
         return models
@@ -96,8 +97,8 @@ def _models_in(path: Path) -> list[str]:
             for count, entry in enumerate(entries):
                 if count >= _MAX_ENTRIES:
                     break
-                if entry.is_dir() and is_native(entry.path):
-                    models.append(entry.name)
+                if entry.is_dir() and is_native(entry.path) or entry.is_file() and entry.name.endswith(".ckpt"):
+                    models.append(entry.name)  # (a checkpoint there too: "no config.json" did not name it)
     except OSError:
         return []
     return sorted(models)
