@@ -637,6 +637,11 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
     stamp = (database / "image.npy").stat().st_mtime_ns
     satclip.load("bluemarble-l10", retrieval="auto")
     assert (database / "image.npy").stat().st_mtime_ns == stamp  # reused
+    # the shipped model's own directory is the shipped model (it was refused as "not the shipped models")
+    from satclip.pretrained import bundled_models
+
+    by_path = satclip.load(bundled_models()["bluemarble-l10"], retrieval="auto", k=4)
+    assert by_path.database.path == encoder.database.path and (database / "image.npy").stat().st_mtime_ns == stamp
     arrays = {name: (database / name).read_bytes() for name in ("lonlat.npy", "location.npy", "image.npy")}
     monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "elsewhere"))
     satclip.load("bluemarble-l10", retrieval="auto")

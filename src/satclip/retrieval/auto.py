@@ -43,6 +43,18 @@ def auto_directory(name: str) -> Path:
     return cache_dir("retrieval", name)
 
 
+def _shipped_name(source: str) -> str:
+    """The name of the shipped model ``source`` is (its name, or the path of its own directory in the package,
+    which was refused as "not the shipped models"); else ``source``."""
+    from ..pretrained import bundled_models
+
+    path = Path(source)
+    for name, directory in bundled_models().items():
+        if str(source) == name or (path.is_dir() and path.resolve() == Path(directory).resolve()):
+            return name
+    return source
+
+
 def auto_database(name: str, *, progress: Callable[[int, int], None] | None = None):
     """The :class:`~satclip.retrieval.database.RetrievalDatabase` of shipped model ``name`` (built on first use).
 
@@ -52,6 +64,7 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
     from ..io.load import load_model
 
     known = shipped_models()
+    name = _shipped_name(name)
     if str(name) not in known:
         raise BadInputError(
             f"retrieval='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
