@@ -46,7 +46,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--lon-col", help="longitude column (required for names like x or long)")
     parser.add_argument("--lat-col", help="latitude column")
     parser.add_argument("--input-format", choices=["csv", "parquet", "npy", "geojson", "gpkg"], help="override suffix")
-    parser.add_argument("--format", choices=["parquet", "npy", "zarr"], help="output format (default: from suffix)")
+    parser.add_argument("--format", choices=["parquet", "npy", "zarr"],
+                        help="output format (default: from the suffix; one that says another is refused)")
     parser.add_argument(
         "--layout", choices=["list", "columns"], default="list",
         help="Parquet: one list column (default) or one column per dimension (emb_000 …)",

@@ -35,7 +35,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--resolution", type=positive_float, required=True, help="cell size in degrees, e.g. 1 or 0.25")
     parser.add_argument("-o", "--output", type=user_path, required=True, help="output .tif, .zarr or .png")
-    parser.add_argument("--format", choices=["geotiff", "zarr", "png"], help="override the suffix")
+    parser.add_argument("--format", choices=["geotiff", "zarr", "png"],
+                        help="the map's format, for an OUT whose suffix does not say it (one that says another is "
+                             "refused)")  # fmt: skip
     parser.add_argument(
         "--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"), help="region (degrees)"
     )
