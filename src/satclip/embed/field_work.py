@@ -167,8 +167,8 @@ class FieldWork:
         path = self.workdir / output.name
         if path.is_dir() and not path.is_symlink():
             safe_output.remove_owned(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+        else:
+            safe_output.remove_owned_files(self.workdir, [output.name])
         return path
 
     def publish(self, finished: Path, output: Path, described: dict, *, overwrite: bool, inputs) -> None:

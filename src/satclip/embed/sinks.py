@@ -244,7 +244,8 @@ class Sink:
 
     @staticmethod
     def check_columns(columns: list[str], dim: int, options: dict) -> None:
-        """Raise if the output's own columns collide with input columns."""
+        """Raise, before any work, if this output cannot be written for this input: its own columns collide with
+        input columns, or a module it is written with is not installed."""
 
     def create(self) -> None:
         """Prepare a new work directory (first run)."""
@@ -431,9 +432,6 @@ class ZarrSink(Sink):
             key = f"{array.path}/{array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))}"
             stored[key] = file_crc32(self._path() / key)
         return stored
-
-    #: the files of a Zarr (v2) store that hold its metadata, not chunks
-    METADATA = (".zgroup", ".zattrs", ".zarray")
 
     def create(self):
         self._create(self._path())

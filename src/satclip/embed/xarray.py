@@ -390,10 +390,10 @@ def embedding_field(
         shape = tuple(np.shape(lon_data))
         given = chunks is None and hasattr(lon_data, "chunks")
         for data, axis in ((lon_data, "lon"), (lat_data, "lat")):
-            kind = np.dtype(getattr(data, "dtype", None) or np.asarray(data).dtype).kind
-            if kind not in "iuf":  # (booleans, text and dates were read as degrees; objects failed in dask)
-                raise BadInputError(f"{axis} must be numbers in degrees, got {getattr(data, 'dtype', kind)}: pass "
-                                    f"{axis}.astype(float) if its values are numbers")  # fmt: skip
+            dtype = np.dtype(data.dtype if hasattr(data, "dtype") else np.asarray(data).dtype)
+            if dtype.kind not in "iuf":  # (booleans, text and dates were read as degrees; objects failed in dask)
+                raise BadInputError(f"{axis} must be numbers in degrees, got {dtype}: pass {axis}.astype(float) if "
+                                    "its values are numbers")  # fmt: skip
         lon_d = darray.asarray(lon_data).astype(np.float64)
         lat_d = darray.asarray(lat_data).astype(np.float64)
         if given:

@@ -139,15 +139,17 @@ def number_array(points, what: str = "points") -> np.ndarray:
     read-only arrays and arrays of negative strides (``a[::-1]``) copied (torch takes neither as it is). ``what``
     names the values in errors (``"points"``, ``"lon axis"``)."""
     degrees = "(lon, lat) in degrees" if what == "points" else "in degrees"
+    odd = None
     try:
         array = np.ma.asarray(points) if isinstance(points, np.ma.MaskedArray) else np.asarray(points)
-        if array.dtype.kind == "O":
-            array = _object_numbers(array, what, degrees)
+        if array.dtype.kind == "O" and (odd := _first_non_number(array)) is None:
+            array = _object_numbers(array)
     except (TypeError, ValueError) as err:
-        if str(err).startswith(what):
-            raise
         raise ValueError(f"{what} must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})"
                          if what == "points" else f"{what} must be numbers {degrees} ({err})") from None  # fmt: skip
+    if odd is not None:  # (an array of Python objects: read by astype, True was 1 and "12.5" 12.5)
+        index, value = odd
+        raise ValueError(f"{what} must be numbers {degrees}; entry {index} is {value!r} ({type(value).__name__})")
     if array.dtype.kind not in "iuf":  # booleans, complex numbers, text, dates
         raise ValueError(f"{what} must be numbers {degrees}, got {array.dtype}")
     if isinstance(array, np.ma.MaskedArray):
@@ -163,18 +165,18 @@ def number_array(points, what: str = "points") -> np.ndarray:
 _NOT_NUMBERS = (bool, np.bool_, str, bytes, complex, np.complexfloating)
 
 
-def _object_numbers(array: np.ndarray, what: str, degrees: str) -> np.ndarray:
-    """An array of Python objects (numbers, None, ``pd.NA``) as float64, missing values as NaN; booleans, text and
-    complex numbers are refused as they are in typed arrays (``astype`` read True as 1 and "12.5" as 12.5)."""
-    flat = array.ravel().tolist()
-    for position, value in enumerate(flat):
+def _first_non_number(array: np.ndarray) -> tuple[tuple[int, ...], object] | None:
+    """The index and value of the first boolean, text or complex number in an array of Python objects (refused,
+    as typed arrays of them are), or None."""
+    for position, value in enumerate(array.ravel().tolist()):
         if isinstance(value, _NOT_NUMBERS):
-            index = np.unravel_index(position, array.shape)
-            raise ValueError(f"{what} must be numbers {degrees}; entry {tuple(int(i) for i in index)} is {value!r} "
-                             f"({type(value).__name__})")  # fmt: skip
-    missing = [value is None or type(value).__name__ == "NAType" for value in flat]  # (pd.NA, without pandas)
-    if any(missing):
-        flat = [None if gone else value for value, gone in zip(flat, missing, strict=True)]
+            return tuple(int(i) for i in np.unravel_index(position, array.shape)), value
+    return None
+
+
+def _object_numbers(array: np.ndarray) -> np.ndarray:
+    """An array of Python numbers, None and ``pd.NA`` as float64, the missing values NaN."""
+    flat = [None if type(value).__name__ == "NAType" else value for value in array.ravel().tolist()]  # (pd.NA)
     return np.array(flat, dtype=np.float64).reshape(array.shape)
 
 
