@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
+import glob
 import io
 import json
 import logging
@@ -52,6 +54,8 @@ _CREATED: list[Path] = []
 #: the user's empty directories this process marked as satclip's (:func:`make_owned_dir`): a command that fails
 #: leaving nothing in one takes its marker back, so that the directory is the user's again, not satclip's to replace
 _ADOPTED: list[Path] = []
+#: what satclip writes in its work directories, by kind (:func:`declare_contents`)
+_CONTENTS: dict[str, tuple[str, ...]] = {}
 
 
 # --------------------------------------------------------------------------------------------- ownership
@@ -119,6 +123,16 @@ def owned_kind(path: str | Path) -> str | None:
         return None
     kind = _marker(Path(path)).get("kind")
     return kind if isinstance(kind, str) else "output"
+
+
+def declare_contents(kind: str, *patterns: str) -> None:
+    """Declare what satclip writes in its directories of ``kind`` (work directories, whose files are written
+    one by one and never recorded): :func:`fnmatch.fnmatch` patterns of paths relative to the directory, a
+    matching folder covering everything in it; ``{output}`` stands for the directory's name without its
+    ``.partial`` suffix (the output the work is for). Deleting such a directory (:func:`remove_owned`) is
+    refused while it holds anything else (a user's notes put there were deleted with it); satclip's own
+    temporaries, locks and markers in it are always its own."""
+    _CONTENTS[kind] = patterns
 
 
 def mark_owned(directory: str | Path, kind: str = "output") -> None:
@@ -291,6 +305,30 @@ def _not_written_by_satclip(directory: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _not_declared(directory: Path) -> list[str]:
+    """The files (and empty folders) of ``directory`` that its kind's :func:`declare_contents` does not cover;
+    none for a kind that declared nothing."""
+    patterns = _CONTENTS.get(owned_kind(directory) or "")
+    if patterns is None:
+        return []
+    output = directory.name.removesuffix(".partial")
+    patterns = tuple(pattern.replace("{output}", glob.escape(output)) for pattern in patterns)
+    return [
+        path for path in _published_paths(directory)
+        if not any(fnmatch.fnmatchcase(_own_name(part), pattern) for part in _and_parents(path) for pattern in patterns)
+        and path.rsplit("/", 1)[-1] != MARKER
+    ]  # fmt: skip
+
+
+def _own_name(path: str) -> str:
+    """``path`` with a last component that is a temporary or the lock of a name (``.NAME.satclip-tmp-…``,
+    ``.NAME.lock``) read as that name."""
+    head, _, name = path.rpartition("/")
+    if name.startswith(".") and (_TMP_PID.search(name) or name.endswith(".lock")):
+        name = _TMP_PID.sub("", name)[1:].removesuffix(".lock")
+    return f"{head}/{name}" if head else name
+
+
 def _and_parents(path: str) -> list[str]:
     """``a/b/c`` → ``[a/b/c, a/b, a]``."""
     parts = path.split("/")
@@ -300,11 +338,20 @@ def _and_parents(path: str) -> list[str]:
 def _refuse_foreign(directory: Path, action: str) -> None:
     foreign = _not_written_by_satclip(directory)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise OutputExistsError(
-            f"refusing to {action} {directory}: satclip wrote it, but not {shown} in it; move those out first or "
-            "choose another output path"
+            f"refusing to {action} {directory}: satclip wrote it, but not {_listed(foreign)} in it; move those out "
+            "first or choose another output path"
         )
+    foreign = _not_declared(directory)
+    if foreign:
+        raise OutputExistsError(
+            f"refusing to {action} {directory}, satclip's {owned_kind(directory)} directory: it also holds "
+            f"{_listed(foreign)}, which satclip did not write; move those out and run again"
+        )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 # ----------------------------------------------------------------------------------------------- checks

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 FIELD = "field.npy"
 
+# what a map work directory holds: the manifest, the field and the output before it is published
+safe_output.declare_contents("map-work", MANIFEST, FIELD, "{output}")
+
 
 def cells_digest(mask: np.ndarray | None) -> str | None:
     """A sha256 of the computed cells (None: all)."""

@@ -39,6 +39,14 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_CHUNK_ROWS = 65536
 
+# what an embed work directory holds (of either engine; anything else, e.g. a user's notes, is never deleted
+# with it): the manifest, each chunk's record and the unfinished output (embed.sinks), the Parquet row groups'
+# footers (embed.parquet_append), the Dask engine's finished and pending parts (embed.distributed)
+safe_output.declare_contents(
+    "embed-work", MANIFEST, "*-chunk-[0-9]*.json", "output.parquet", "embeddings.npy", "store.zarr",
+    "row-group-[0-9]*.footer", "parts", "pending", "part-[0-9]*",
+)  # fmt: skip
+
 
 class ResumeMismatchError(BadInputError):
     """A work directory exists for a different input, model or options."""

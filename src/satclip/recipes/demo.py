@@ -221,7 +221,7 @@ def _run(
     from ..eval.tasks import TaskOptions
     from ..io.load import load
     from ..pretrained import bundled_models
-    from ..train.fitting import discard_run, fit
+    from ..train.fitting import fit
     from . import CORPUS, prepare_recipe
 
     timings: dict[str, float] = {}
@@ -272,7 +272,7 @@ def _run(
             if earlier is None:
                 raise
             log.info("training starts again: %s", err)  # a damaged checkpoint: discarded, as an unreadable one
-            discard_run(config.trainer.output_dir)
+            safe_output.remove_owned(config.trainer.output_dir)  # (refused if it holds what a run does not write)
             earlier = None
             result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
         # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
@@ -313,7 +313,7 @@ def _continues(config) -> int | None:
     (hashing a checkpoint takes a while), and a damaged one is discarded then."""
     from ..train.callbacks import read_checkpoint
     from ..train.config import from_dict
-    from ..train.fitting import discard_run, epochs_done
+    from ..train.fitting import epochs_done
 
     run = Path(config.trainer.output_dir)
     last = run / "checkpoints" / "last.ckpt"
@@ -326,7 +326,7 @@ def _continues(config) -> int | None:
             log.info("an earlier demo run trained with other settings in %s: training starts again", run)
         except (ResumeError, KeyError, TypeError, ValueError) as err:  # (from_dict: a config it cannot read)
             log.info("training starts again: %s", err)
-    discard_run(run)
+    safe_output.remove_owned(run)  # (refused if it holds what a run does not write: fitting.RUN_ENTRIES)
     return None
 
 

@@ -49,6 +49,10 @@ MANIFEST, FEATURES, LONLAT, BACKBONE, PROGRESS, SKIPPED = (
     "manifest.json", "features.npy", "lonlat.npy", "backbone.safetensors", "progress.npy", "skipped.npy",
 )  # fmt: skip
 DTYPES = ("float16", "float32")
+# what a cache directory holds: its files, and those of a build under way (_partial, _compact)
+safe_output.declare_contents(
+    "feature-cache", MANIFEST, FEATURES, LONLAT, BACKBONE, PROGRESS, SKIPPED, "*.partial.npy", "*.compact.npy"
+)
 
 Progress = Callable[[int, int], None]  # (images done, images total)
 

@@ -59,6 +59,7 @@ RESUMABLE_CHANGES = (
 RUN_ENTRIES = frozenset({"config.yaml", "checkpoints", "history.jsonl", "logs", "tensorboard", "export"})
 _LEGACY_CHECKPOINTS = {"last.ckpt", "best.ckpt"}
 _LEGACY_EXPORT = {"config.json", "model.safetensors"}
+safe_output.declare_contents("training-run", *RUN_ENTRIES)
 
 
 @dataclass
@@ -190,24 +191,6 @@ def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
     cache_dir = getattr(cache, "path", cache) if cache is not None else config.data.cache
     if cache_dir:
         safe_output.check_not_inside(run_dir, cache_dir, "the feature cache")
-
-
-def discard_run(run_dir: str | Path) -> None:
-    """Delete the directory of a training run satclip made (a demo's run of other settings), refusing one that
-    holds an entry a run does not write (a user's notes there were deleted with it).
-
-    Raises:
-        OutputExistsError: ``run_dir`` holds such an entry, or is no directory of satclip's (nothing deleted).
-    """
-    run_dir = Path(run_dir)
-    if run_dir.is_dir() and not run_dir.is_symlink():
-        foreign = sorted(e.name for e in run_dir.iterdir() if e.name not in RUN_ENTRIES and not e.name.startswith("."))
-        if foreign:
-            raise OutputExistsError(
-                f"refusing to delete {run_dir}, a training run of satclip's: it also holds {', '.join(foreign[:5])}, "
-                "which satclip did not write; move those out first"
-            )
-    safe_output.remove_owned(run_dir)
 
 
 def _written_by_satclip(path: Path) -> bool:

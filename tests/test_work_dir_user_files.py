@@ -1,0 +1,114 @@
+"""A file of the user's put into a work directory of satclip's (``OUT.partial/`` of ``embed`` and ``map``, a
+feature cache, a training run): ``--restart``, finishing the run or rebuilding the cache deleted it with satclip's
+own files, as those directories recorded no list of their files. What each kind of work directory holds is now
+declared (:func:`satclip.safe_output.declare_contents`): one that holds anything else is not deleted, in one line
+naming the file, and the run goes on once the file is moved out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from satclip import safe_output
+from satclip.cli import main
+from satclip.errors import OutputExistsError
+
+from .test_embed_cli import CHUNK, checksum, embed, model, points  # noqa: F401
+from .test_resume_damaged_work import (
+    assert_same_field,
+    error_line,
+    map_argv,
+    map_clean_and_stopped,
+    stopped_after_three_chunks,
+)
+from .train_helpers import tiny_encoder, tiny_source
+
+
+def refusal(workdir, kind: str, names: str = "notes.txt") -> str:
+    return (
+        f"satclip: error: refusing to delete {workdir}, satclip's {kind} directory: it also holds {names}, which "
+        "satclip did not write; move those out and run again"
+    )
+
+
+@pytest.mark.parametrize("name", ["emb.npy", "emb.parquet", "emb.zarr"])
+def test_restart_keeps_a_file_of_the_users_in_an_embed_work_directory(tmp_path, model, points, monkeypatch, capsys,  # noqa: F811
+                                                                      name):  # fmt: skip
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, name)
+    (workdir / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 2
+    assert error_line(capsys.readouterr().err) == refusal(workdir, "embed-work")
+    assert (workdir / "notes.txt").read_text() == "mine" and (workdir / "manifest.json").is_file()
+    (workdir / "notes.txt").rename(tmp_path / "notes.txt")
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
+    assert checksum(out) == checksum(clean) and not workdir.exists()
+
+
+def test_a_finished_embed_keeps_a_file_of_the_users_in_its_work_directory(tmp_path, model, points, monkeypatch,  # noqa: F811
+                                                                          capsys):  # fmt: skip
+    """The output is published; the work directory stays until the file is moved out, and the next run only
+    removes it."""
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.parquet")
+    (workdir / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
+    assert error_line(capsys.readouterr().err) == refusal(workdir, "embed-work")
+    assert checksum(out) == checksum(clean) and (workdir / "notes.txt").read_text() == "mine"
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2  # (still there)
+    (workdir / "notes.txt").rename(tmp_path / "notes.txt")
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    assert checksum(out) == checksum(clean) and not workdir.exists()
+
+
+def test_map_restart_keeps_a_file_of_the_users_in_its_work_directory(tmp_path, model, monkeypatch, capsys):  # noqa: F811
+    argv = map_argv(model)
+    clean, out = map_clean_and_stopped(tmp_path, argv, monkeypatch)
+    workdir = out.with_name(out.name + ".partial")
+    (workdir / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main([*argv, "-o", str(out), "--restart"]) == 2
+    assert error_line(capsys.readouterr().err) == refusal(workdir, "map-work")
+    assert (workdir / "notes.txt").read_text() == "mine"
+    (workdir / "notes.txt").rename(tmp_path / "notes.txt")
+    assert main([*argv, "-o", str(out), "--restart"]) == 0
+    assert_same_field(out, clean)
+    assert not workdir.exists()
+
+
+def test_a_feature_cache_holding_a_file_of_the_users_is_not_replaced(tmp_path):
+    """``write_cache`` over a cache that ``build_cache`` made replaced the whole directory, the user's file with
+    it (a rebuild by ``build_cache`` works in place and deletes only the cache's own files)."""
+    from satclip.train.cache import build_cache, write_cache
+
+    encoder, source = tiny_encoder(), tiny_source(6)
+    cache = build_cache(tmp_path / "c", encoder, source, views=1, dtype="float16")
+    features, lonlat = np.array(cache.features), np.array(cache.lonlat)
+    (cache.path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"satclip's feature-cache directory: it also holds notes\.txt"):
+        write_cache(cache.path, features * 2, lonlat, encoder, fingerprint="elsewhere")
+    assert (cache.path / "notes.txt").read_text() == "mine"
+    np.testing.assert_array_equal(np.load(cache.path / "features.npy"), features)
+    build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")  # (rebuilt in place: kept)
+    assert (cache.path / "notes.txt").read_text() == "mine"
+
+
+def test_only_what_a_kind_declares_is_satclips_own(tmp_path):
+    """Declared names and what is under a declared folder are satclip's, as are its temporaries, locks and the
+    markers of its own folders; ``{output}`` is the work's output name (a pattern character in it is literal)."""
+    safe_output.declare_contents("test-work", "manifest.json", "part-[0-9]*", "store", "{output}")
+    work = safe_output.make_owned_dir(tmp_path / "o[1].tif.partial", kind="test-work")
+    for name in ("manifest.json", "part-000001", "store/0/1", "o[1].tif", ".manifest.json.lock",
+                 ".part-000002.satclip-tmp-999999-a1b2c3", "store/.satclip-output"):  # fmt: skip
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text("")
+    (work / "empty").mkdir()
+    (work / "o1.tif").write_text("")
+    (work / "store2").write_text("")
+    with pytest.raises(OutputExistsError, match=r"it also holds empty, o1\.tif, store2, which satclip did not"):
+        safe_output.remove_owned(work)
+    for name in ("empty", "o1.tif", "store2"):
+        path = work / name
+        path.rmdir() if path.is_dir() else path.unlink()
+    safe_output.remove_owned(work)
+    assert not work.exists()
