@@ -420,6 +420,25 @@ def test_encoder_matches_a_direct_computation(mode, beta, radius):
     torch.testing.assert_close(encoder(torch.from_numpy(query)), out)  # forward agrees with encode
 
 
+@pytest.mark.parametrize("mode,beta", [("range", 1.0), ("range+", 0.5)])
+def test_the_semantic_search_is_the_same_with_a_bf16_network(mode, beta):
+    """The semantic queries were the network's output in the encoder's precision: with bf16 (what "auto" picks
+    on CPUs with bf16) the retrieved half moved by up to 77 % (bluemarble-l10, range) against float32, so that
+    the same call gave other embeddings on other CPUs. The queries are float32 now; the location half stays
+    the network's."""
+    rng = np.random.default_rng(3)
+    lonlat = sphere_points(400, 4)
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    db = RetrievalDatabase.from_arrays(
+        lonlat, location.encode(lonlat).numpy(), rng.normal(size=(400, 5)).astype(np.float32)
+    )
+    query = hard_points(300, rng)
+    encoder = RetrievalEncoder(location, db, mode=mode, beta=beta, k=8, temperature=0.01)
+    in_bf16, in_float32 = encoder.encode(query, precision="bf16"), encoder.encode(query, precision="float32")
+    assert not torch.equal(in_bf16[:, :DIM], in_float32[:, :DIM])  # (the networks do differ)
+    torch.testing.assert_close(in_bf16[:, DIM:], in_float32[:, DIM:], rtol=0, atol=0)
+
+
 def test_points_retrieved_in_chunks_along_a_curve_land_in_their_own_rows(monkeypatch):
     """Retrieval visits a call's points chunk by chunk in space-filling-curve order and writes each row back
     where its point was: many small chunks give the output of one, in every precision's output dtype."""
