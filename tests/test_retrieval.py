@@ -5,6 +5,7 @@ against an independent numpy computation, the CLI and the evaluation specs, on t
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -148,6 +149,31 @@ def test_a_damaged_database_of_satclips_is_rebuilt_and_a_foreign_one_named(setup
     with pytest.raises(BadInputError, match="image.npy is damaged"):
         build_database(foreign, satclip.load_model(model_dir), cache, model_source=str(model_dir))
     assert (foreign / "image.npy").stat().st_size == 200
+
+
+@pytest.mark.parametrize("edit", [
+    ("shape", None), ("key", [1]), ("format_version", "1"), ("built_from", "x"), ("key", {"model": "x"}),
+    ("shape", [200, 16]), ("entries_sha256", 7),
+])  # fmt: skip
+def test_a_manifest_with_an_entry_of_the_wrong_type_is_damaged(setup, capsys, edit):
+    """An edited manifest (an entry deleted, or of another type) failed with KeyError, AttributeError or
+    TypeError when loaded ("unexpected error … please report it" in the CLI), or was called up to date by a
+    build and then failed when loaded; it is damaged, as a cut-short one: named when loaded, rebuilt by a build."""
+    model_dir, cache, db = setup
+    before = files(db)
+    name, value = edit
+    manifest = json.loads((db / "manifest.json").read_text())
+    if value is None:
+        del manifest[name]
+    else:
+        manifest[name] = value
+    (db / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadInputError, match=f"manifest.json is damaged \\({name} .*rebuild it with"):
+        satclip.load(model_dir, retrieval=db)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main(argv) == 0
+    assert "is damaged" in capsys.readouterr().err
+    assert files(db) == before
 
 
 def test_a_database_of_an_older_satclip_without_entries_sha256_opens(setup):
@@ -533,6 +559,41 @@ def test_cli_builds_a_database_end_to_end(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a retrieval database of another model; pass --overwrite" in err[0]
+
+
+def test_a_cache_unfinished_or_with_bad_points_is_named_as_the_cache(setup, tmp_path, capsys):
+    """An interrupted cache build was "unexpected error (RuntimeError) … please report it"; a point off the globe
+    in the cache was blamed on "retrieval database :" (no path) with advice to wrap input points."""
+    model_dir, cache, _ = setup
+    copy = tmp_path / "copy"
+    shutil.copytree(cache.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(copy), "-o", str(tmp_path / "db2")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == (f"satclip: error: feature cache {copy} is incomplete (its build was interrupted): run `satclip "
+                   "cache build` again with the same config to finish it\n")  # fmt: skip
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    lonlat = np.load(copy / "lonlat.npy")
+    lonlat[5] = [200.0, 0.0]
+    np.save(copy / "lonlat.npy", lonlat)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"satclip: error: {copy / 'lonlat.npy'} is damaged (1 invalid point(s): row 5") and err.count(
+        "\n") == 1, err
+    assert not (tmp_path / "db2").exists()
+
+
+def test_the_rebuild_command_names_a_local_model_by_its_absolute_path(setup, tmp_path, monkeypatch):
+    """The rebuild command shown where a stale database is used named the model as typed at build time (a path
+    relative to the directory of the build)."""
+    model_dir, cache, _ = setup
+    monkeypatch.chdir(model_dir.parent)
+    argv = ["retrieval", "build", "--model", model_dir.name, "--cache", str(cache.path), "-o", str(tmp_path / "db3")]
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "db3" / "manifest.json").read_text())
+    assert manifest["built_from"]["model"] == str(model_dir)
 
 
 def test_outputs_inside_an_input_directory_are_refused(setup, capsys):

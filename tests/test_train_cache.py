@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from satclip.cli import main
+from satclip.errors import ResumeError
 from satclip.train.cache import (
     FeatureCache,
     build_cache,
@@ -102,7 +103,7 @@ def test_interrupted_build_resumes_to_the_same_cache(tmp_path):
             tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=3, progress=stop_after_two_chunks
         )
     assert not verify_cache(tmp_path / "c").ok  # incomplete, and says so
-    with pytest.raises(RuntimeError, match="incomplete"):
+    with pytest.raises(ResumeError, match="incomplete"):
         FeatureCache.open(tmp_path / "c")
     source = tiny_source(10)
     cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=2, chunk_size=3)

@@ -207,9 +207,9 @@ class RetrievalDatabase:
                     f"retrieval database {path}: {name} holds {arrays[name].dtype} values that are not all finite "
                     "numbers; it is damaged: rebuild it with `satclip retrieval build`"
                 )
-        dtypes = manifest.get("key", {}).get("dtype", {}) if isinstance(manifest.get("key"), dict) else {}
+        dtypes = manifest.get("key", {}).get("dtype", {})
         for name, kind in ((LOCATION, "location"), (IMAGE, "image")):
-            if isinstance(dtypes, dict) and dtypes.get(kind) not in (None, arrays[name].dtype.name):
+            if dtypes.get(kind) not in (None, arrays[name].dtype.name):
                 raise BadInputError(
                     f"retrieval database {path}: {name} holds {arrays[name].dtype} values, not the {dtypes[kind]} "
                     "of its manifest; it is damaged: rebuild it with `satclip retrieval build`"
@@ -257,11 +257,31 @@ def read_manifest(path: str | Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise BadInputError(f"{file} is not a satclip retrieval database (format={found!r})")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise BadInputError(f"{file} is damaged ({problem}); rebuild it with `satclip retrieval build`")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BadInputError(
             f"{path} has retrieval database format_version {manifest['format_version']}; upgrade satclip"
         )
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with the entries of a database's manifest that satclip reads (an edited or damaged one failed
+    with "unexpected error (KeyError)", or was called up to date by a build and failed when loaded), or None."""
+    shape, key, built = manifest.get("shape"), manifest.get("key", {}), manifest.get("built_from", {})
+    if type(manifest.get("format_version", 0)) is not int:
+        return f"format_version {manifest.get('format_version')!r:.40} is not a number"
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(n) is int and n >= 0 for n in shape)):
+        return f"shape {shape!r:.40} is not [entries, location size, image size]"
+    if not isinstance(key, dict) or not all(isinstance(key.get(k, {}), dict) for k in ("model", "cache", "dtype")):
+        return f"key {key!r:.40} is not the record of a model and a cache"
+    if not isinstance(built, dict) or not all(isinstance(v, str) for v in built.values()):
+        return f"built_from {built!r:.40} does not name a model and a cache"
+    if not isinstance(manifest.get("entries_sha256", ""), str):
+        return f"entries_sha256 {manifest.get('entries_sha256')!r:.40} is not a sha256"
+    return None
 
 
 def _build_command(model: object, cache: object, path: str | Path | None) -> str:
@@ -345,10 +365,24 @@ def _rounding(exact: np.ndarray, stored: np.ndarray) -> dict:
     return {"max_abs_over_max": float(np.abs(diff).max()) / scale, "rms_relative": rms}
 
 
+def _source_name(source: str | os.PathLike | None) -> str:
+    """How the rebuild command names the model ``source``: a local path made absolute (the command is shown where
+    the database is used, from any directory), a model's name or hub id as it is."""
+    if source is None:
+        return "MODEL"
+    return os.path.abspath(source) if os.path.exists(source) else str(source)
+
+
 def embed_cache(model, cache, *, batch_size: int = 16384) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(lonlat, location, image)`` float64 arrays of every cached image (view 0) under ``model``."""
+    """``(lonlat, location, image)`` float64 arrays of every cached image (view 0) under ``model``.
+
+    Raises:
+        BadInputError: the cache is damaged (points off the globe, non-finite features: named in the cache's
+            own files, not blamed on the database), or of another backbone.
+    """
     from ..train.cache import backbone_state, state_sha256
 
+    cache.check_files()
     visual = model.visual
     if state_sha256(backbone_state(visual)) != cache.key["backbone_sha256"]:
         raise BadInputError(
@@ -466,7 +500,7 @@ def build_database(
             "files": {"lonlat": LONLAT, "location": LOCATION, "image": IMAGE},
             "rounding": {name[:-4]: _rounding(exact, stored[name]) for name, exact in
                          ((LOCATION, location), (IMAGE, image))},
-            "built_from": {"model": str(model_source or "MODEL"), "cache": str(Path(cache.path).resolve())},
+            "built_from": {"model": _source_name(model_source), "cache": str(Path(cache.path).resolve())},
             "entries_sha256": RetrievalDatabase(lonlat, stored[LOCATION], stored[IMAGE]).sha256(),
         }  # fmt: skip
         with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:

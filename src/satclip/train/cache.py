@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .. import safe_output
-from ..errors import BadInputError, SatclipError
+from ..errors import BadInputError, ResumeError, SatclipError
 from .config import MAX_CACHE_BATCH_SIZE, MAX_CACHE_VIEWS
 from .sources import PairSource
 
@@ -128,7 +128,7 @@ class FeatureCache:
         path = Path(path)
         manifest = read_manifest(path)
         if not manifest.get("complete"):
-            raise RuntimeError(
+            raise ResumeError(
                 f"feature cache {path} is incomplete (its build was interrupted): run `satclip cache build` "
                 "again with the same config to finish it"
             )
