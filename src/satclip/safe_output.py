@@ -305,10 +305,10 @@ def _not_written_by_satclip(directory: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _not_declared(directory: Path) -> list[str]:
-    """The files (and empty folders) of ``directory`` that its kind's :func:`declare_contents` does not cover;
-    none for a kind that declared nothing."""
-    patterns = _CONTENTS.get(owned_kind(directory) or "")
+def undeclared(directory: Path, kind: str | None = None) -> list[str]:
+    """The files (and empty folders) of ``directory`` that :func:`declare_contents` of ``kind`` (default: the
+    kind its marker names) does not cover; none for a kind that declared nothing."""
+    patterns = _CONTENTS.get(kind or owned_kind(directory) or "")
     if patterns is None:
         return []
     output = directory.name.removesuffix(".partial")
@@ -342,7 +342,7 @@ def _refuse_foreign(directory: Path, action: str) -> None:
             f"refusing to {action} {directory}: satclip wrote it, but not {_listed(foreign)} in it; move those out "
             "first or choose another output path"
         )
-    foreign = _not_declared(directory)
+    foreign = undeclared(directory)
     if foreign:
         raise OutputExistsError(
             f"refusing to {action} {directory}, satclip's {owned_kind(directory)} directory: it also holds "
@@ -827,6 +827,29 @@ def lock_path(target: str | Path) -> Path:
     """The lock file guarding ``target``: a hidden sibling, removed when the lock is released."""
     target = Path(target)
     return target.with_name(f".{target.name}.lock")
+
+
+def lock_holder(target: str | Path) -> dict | None:
+    """The record (``pid``, ``host``, ``command``) of the live process that holds the lock on ``target``, or
+    None when none does. Creates nothing: a reader of a read-only directory may ask (e.g. whether a cache is
+    being built while it is checked)."""
+    if sys.platform == "win32":  # pragma: no cover
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(lock_path(target), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # (released when closed below)
+    except BlockingIOError:
+        return _holder(fd) or {"pid": "?"}
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
 
 
 def _try_lock(fd: int, wait: bool = False) -> bool:

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..errors import BadInputError, LockedError
 from ..paths import not_a_directory
 from .args import device, non_negative_int, positive_int, user_path, worker_count_or_zero
 from .train import add_override_options, load_cli_config
@@ -95,10 +95,10 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..train.cache import cache_key, verify_cache
+    from ..train.cache import building_now, cache_key, verify_cache
 
     path = args.path
-    expected_key = encoder = source = None
+    expected_key = encoder = source = trained = None
     if args.config is not None or args.set_overrides or any(k.startswith("override:") for k in vars(args)):
         from ..train.build import build_image_encoder
         from ..train.prepare import fit_from_data, source_from_config
@@ -114,16 +114,30 @@ def run_verify(args: argparse.Namespace) -> int:
             expected_key = cache_key(
                 encoder, source, views=config.data.cache_views, dtype=config.data.cache_dtype, seed=config.trainer.seed
             )
+        else:  # what training from the cache as it is checks (the cache was called ok whatever the config said)
+            expected_key = {"views": config.data.cache_views, "dtype": config.data.cache_dtype}
+            trained = config.model
     if path is None:
         raise BadInputError("give the cache directory, or --config with data.cache")
     if args.recompute and encoder is None:  # (the options first: they are wrong whatever the directory holds)
         raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
     if not Path(path).exists():
         raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
+    building = building_now(path)
+    if building:  # (it looked interrupted, or was "not a feature cache" before its manifest was written)
+        raise LockedError(building)
     _check_is_cache(Path(path))
     report = verify_cache(
         path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device
     )
+    if trained is not None and report.ok:
+        from ..train.build import cached_image_config
+        from ..train.cache import FeatureCache
+
+        try:
+            cached_image_config(trained, FeatureCache.open(path))
+        except ValueError as err:
+            report.problems.append(f"stale: {err}")
     if args.json:
         print(json.dumps({"path": str(report.path), "ok": report.ok, "shape": list(report.shape),
                           "problems": report.problems, "recomputed": report.recomputed,
@@ -143,7 +157,7 @@ def _check_is_cache(path: Path) -> None:
     """Refuse, as bad input (exit 2, as a missing path is), what is no feature cache at all: a file, or a directory
     with neither a cache's manifest nor its features (they were reported as a failed cache, exit 1). A cache
     that lost some of its files is verified, and reported damaged."""
-    from ..train.cache import FEATURES, MANIFEST
+    from ..train.cache import FEATURES, FORMAT, MANIFEST
 
     what = not_a_directory(path)
     if what:
@@ -154,3 +168,10 @@ def _check_is_cache(path: Path) -> None:
             f"{path} is not a feature cache (no {MANIFEST}, no {FEATURES}): give the directory `satclip cache build` "
             "wrote (data.cache)"
         )
+    try:
+        found = json.loads((path / MANIFEST).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):  # (none, or damaged: the cache's own check reports it)
+        found = None
+    if isinstance(found, str) and found != FORMAT:
+        raise BadInputError(f"{path} holds a {found}, not a feature cache: give the directory `satclip cache build` "
+                            "wrote (data.cache)")  # fmt: skip

@@ -268,9 +268,43 @@ def read_manifest(path: str | Path) -> dict:
         raise _damaged(file, "not a JSON object")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{file} is not a satclip feature cache (format={manifest.get('format')!r})")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise _damaged(file, problem)
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} has cache format_version {manifest['format_version']}; upgrade satclip")
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with the entries of a cache's manifest that satclip reads (an edited or damaged one failed
+    with "unexpected error (KeyError)", or a ``complete`` of "false" was taken for a complete cache), or None."""
+
+    def count(value) -> bool:
+        return type(value) is int and value >= 0
+
+    shape, key = manifest.get("shape"), manifest.get("key")
+    if not count(manifest.get("format_version", 0)):
+        return f"format_version {manifest.get('format_version')!r:.40} is not a number"
+    if not isinstance(manifest.get("complete", False), bool):
+        return f"complete {manifest.get('complete')!r:.40} is not true or false"
+    if not (isinstance(shape, list) and len(shape) == 3 and all(count(n) for n in shape)):
+        return f"shape {shape!r:.40} is not [images, views, features]"
+    if not isinstance(key, dict):
+        return f"key {key!r:.40} is not the record of what the features depend on"
+    dataset = key.get("dataset")
+    for name, fine in (
+        ("dtype", key.get("dtype") in DTYPES), ("views", count(key.get("views"))),
+        ("seed", type(key.get("seed")) is int), ("backbone_sha256", isinstance(key.get("backbone_sha256"), str)),
+        ("image_encoder", isinstance(key.get("image_encoder"), dict)),
+        ("dataset", isinstance(dataset, dict) and count(dataset.get("size"))),
+    ):  # fmt: skip
+        if not fine:
+            return f"key.{name} {key.get(name)!r:.40} is missing or not what satclip writes"
+    skipped = manifest.get("skipped", [])
+    if not (isinstance(skipped, list) and all(count(i) and i < dataset["size"] for i in skipped)):
+        return f"skipped {skipped!r:.40} is not a list of images of the dataset"
+    return None
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -422,9 +456,12 @@ def build_cache(
                 manifest = None  # interrupted before its files were created
         elif manifest is not None:
             manifest = None
-        if _existing_manifest(path) is not None and safe_output.owned_kind(path) in (None, "output"):
+        if (
+            _existing_manifest(path) is not None and safe_output.owned_kind(path) in (None, "output")
+            and not safe_output.undeclared(path, "feature-cache")
+        ):  # fmt: skip
             # a cache made before ownership markers, or one whose marker said "output" (write_cache's before
-            # markers named their kind)
+            # markers named their kind); not a directory of the user's holding a copied cache among other files
             safe_output.mark_owned(path, kind="feature-cache")
         safe_output.make_owned_dir(path, kind="feature-cache")
 
@@ -768,6 +805,36 @@ class CacheReport:
         return not self.problems
 
 
+#: the storage's rounding: half a unit in the last place of a float16/float32 value, relative to it (and the
+#: absolute half-spacing of float16's subnormals)
+ROUNDING = {"float16": (2.0**-11, 2.0**-25), "float32": (2.0**-24, 0.0)}
+#: the backbone's own noise between a build and a check, relative to the image's largest feature: float32 on
+#: CPUs (other batches, other CPUs; measured ≤ 4e-7 for ResNet18 and MOSAIKS, 2026-12-04), and where either ran
+#: on a GPU (TF32 convolutions, a build under bf16 autocast: 8 significant bits, over a backbone's layers)
+BACKBONE_NOISE = {"cpu": 1e-5, "gpu": 3e-2}
+
+
+def recompute_tolerance(manifest: dict, device: str | torch.device) -> tuple[float, float, float]:
+    """``(rtol, atol, scale_tol)``: a recomputed feature ``f`` of an image matches its stored value when
+    ``|f − stored| ≤ rtol·|f| + atol + scale_tol·max|f|`` (the maximum over the image's views), ``device``
+    being the one that recomputes. A fixed absolute tolerance (1e-2 before 2026-12-04) passed caches whose
+    features, ~3e-3 typically, were zeroed or swapped between images."""
+    rtol, atol = ROUNDING[manifest["key"]["dtype"]]
+    built = str(manifest.get("build", {}).get("device", "external")) if isinstance(manifest.get("build"), dict) else ""
+    on_cpu = built == "cpu" and torch.device(device).type == "cpu"
+    return rtol, atol, BACKBONE_NOISE["cpu" if on_cpu else "gpu"]
+
+
+def building_now(path: str | Path) -> str | None:
+    """What to say when a ``satclip cache build`` is writing the cache ``path`` now (it then looks interrupted, or
+    not a cache yet), or None."""
+    holder = safe_output.lock_holder(path)
+    if holder is None:
+        return None
+    return (f"feature cache {path} is being built now (PID {holder.get('pid', '?')}: {holder.get('command', '?')}); "
+            "verify it once that build has finished")  # fmt: skip
+
+
 def verify_cache(
     path: str | Path,
     *,
@@ -775,26 +842,30 @@ def verify_cache(
     encoder: nn.Module | None = None,
     source: PairSource | None = None,
     recompute: int = 0,
-    atol: float = 1e-2,
-    rtol: float = 1e-2,
     device: str | torch.device = "cpu",
 ) -> CacheReport:
     """Check a cache: complete, files of the manifest's shape and dtype, finite features, valid
-    coordinates, backbone file matching its hash, and (``expected_key``) not stale. With ``encoder``,
-    ``source`` and ``recompute`` > 0, recompute that many random images (all views) and compare."""
+    coordinates, backbone file matching its hash, and (``expected_key``: the entries of the key it should
+    have, all of them or some) not stale. With ``encoder``, ``source`` and ``recompute`` > 0, recompute that
+    many random images (all views) and compare (:func:`recompute_tolerance`)."""
     path = Path(path)
     report = CacheReport(path)
+    building = building_now(path)
+    if building:
+        report.problems.append(building)
+        return report
     try:
         manifest = read_manifest(path)
     except (FileNotFoundError, ValueError) as err:
         report.problems.append(str(err))
         return report
-    report.shape = tuple(manifest.get("shape", ()))
+    report.shape = tuple(manifest["shape"])
     if not manifest.get("complete"):
         report.problems.append("incomplete: the build was interrupted (run `satclip cache build` to finish it)")
         return report
     if expected_key is not None:
-        differ = key_differences(manifest["key"], jsonable(expected_key))
+        expected = jsonable(expected_key)
+        differ = key_differences({k: manifest["key"].get(k) for k in expected}, expected)
         if differ:
             report.problems.append(f"stale: {', '.join(differ)} differ from the config")
     try:
@@ -803,8 +874,9 @@ def verify_cache(
     except (OSError, ValueError, RuntimeError) as err:
         report.problems.append(str(err))
         return report
-    if feats.shape != report.shape or str(feats.dtype) != manifest["key"]["dtype"]:
-        report.problems.append(f"features.npy is {feats.shape} {feats.dtype}, manifest says {report.shape}")
+    dtype = manifest["key"]["dtype"]
+    if feats.shape != report.shape or str(feats.dtype) != dtype:
+        report.problems.append(f"features.npy is {feats.shape} {feats.dtype}, the manifest says {report.shape} {dtype}")
         return report
     shown, count = non_finite_images(feats)
     if count:
@@ -826,25 +898,40 @@ def verify_cache(
     except BadInputError as err:
         report.problems.append(str(err))
     if recompute and encoder is not None and source is not None:
-        rng = np.random.default_rng()
-        picks = np.sort(rng.choice(len(cache), size=min(recompute, len(cache)), replace=False))
-        # cache row → image of the source: the images a build left out (unreadable) have no row
-        images = np.delete(np.arange(int(manifest["key"]["dataset"]["size"])), manifest.get("skipped", []))
-        views_ds = _ImageViews(source, images[picks], cache.views, int(manifest["key"]["seed"]))
-        encoder = encoder.to(device).eval()
-        worst = 0.0
-        for j, index in enumerate(picks):
-            stacked, point, _, unreadable = views_ds[j]
-            if stacked is None:
-                report.problems.append(f"image {index}: {unreadable}")
-                continue
-            with torch.inference_mode():
-                fresh = encoder.encode_features(stacked.to(device)).float().cpu().numpy()
-            stored = np.asarray(cache.features[index], dtype=np.float32)
-            worst = max(worst, float(np.abs(fresh - stored).max()))
-            if not np.allclose(fresh, stored, atol=atol, rtol=rtol):
-                report.problems.append(f"image {index}: recomputed features differ (max |diff| {worst:.3g})")
-            if not np.array_equal(point.numpy(), lonlat[index]):
-                report.problems.append(f"image {index}: stored (lon, lat) {lonlat[index]} != dataset {point.numpy()}")
-        report.recomputed, report.max_abs_diff = len(picks), worst
+        _recompute(report, cache, encoder, source, recompute, device)
     return report
+
+
+def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, source: PairSource, count: int,
+               device: str | torch.device) -> None:  # fmt: skip
+    """Recompute ``count`` random images of ``cache`` into ``report``: a problem for each whose features (or
+    point) differ, and the largest difference relative to the tolerance's scale."""
+    manifest = cache.manifest
+    rtol, atol, scale_tol = recompute_tolerance(manifest, device)
+    rng = np.random.default_rng()
+    picks = np.sort(rng.choice(len(cache), size=min(count, len(cache)), replace=False))
+    # cache row → image of the source: the images a build left out (unreadable) have no row
+    images = np.delete(np.arange(manifest["key"]["dataset"]["size"]), manifest.get("skipped", []))
+    views_ds = _ImageViews(source, images[picks], cache.views, manifest["key"]["seed"])
+    encoder = encoder.to(device).eval()
+    worst = 0.0
+    for j, index in enumerate(picks):
+        stacked, point, _, unreadable = views_ds[j]
+        if stacked is None:
+            report.problems.append(f"image {index}: {unreadable}")
+            continue
+        with torch.inference_mode():
+            fresh = encoder.encode_features(stacked.to(device)).float().cpu().numpy()
+        stored = np.asarray(cache.features[index], dtype=np.float32)
+        diff = np.abs(fresh - stored)
+        largest = float(diff.max())  # (NaN where a stored feature is NaN)
+        worst = largest if not largest <= worst else worst
+        allowed = rtol * np.abs(fresh) + atol + scale_tol * float(np.abs(fresh).max())
+        if not (diff <= allowed).all():
+            report.problems.append(f"image {index}: recomputed features differ (max |diff| {largest:.3g}, more than "
+                                   f"the {float(allowed.max()):.3g} the storage and backbone explain)")  # fmt: skip
+        if not np.array_equal(point.numpy(), cache.lonlat[index]):
+            report.problems.append(
+                f"image {index}: stored (lon, lat) {cache.lonlat[index]} != dataset {point.numpy()}"
+            )
+    report.recomputed, report.max_abs_diff = len(picks), worst

@@ -1,0 +1,169 @@
+"""``satclip cache verify`` against caches changed or checked the wrong way: features altered within the old
+fixed tolerance (1e-2, when features are ~3e-3), a running maximum reported as each image's difference, a
+manifest with entries of the wrong type ("unexpected error (KeyError)"), a cache checked while a build writes
+it ("interrupted", "not a feature cache"), a config without data.root (called ok whatever it said), a directory
+of another satclip format (exit 1, not 2), and a user's directory holding a copied cache adopted by a build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from satclip import safe_output
+from satclip.cli import main
+from satclip.errors import OutputExistsError
+from satclip.train import dump_config, from_dict
+from satclip.train.cache import build_cache, verify_cache
+
+from .conftest import one_error_line
+from .train_helpers import tiny_encoder, tiny_source
+
+
+@pytest.fixture
+def built(tmp_path):
+    encoder, source = tiny_encoder(), tiny_source(10)
+    cache = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")
+    return encoder, source, cache
+
+
+def recomputed(built):
+    encoder, source, cache = built
+    return verify_cache(cache.path, encoder=encoder, source=source, recompute=len(cache))
+
+
+def changed(cache, change) -> None:
+    features = np.load(cache.path / "features.npy")
+    change(features)
+    np.save(cache.path / "features.npy", features)
+
+
+def test_an_untouched_float16_cache_passes_with_the_storage_rounding(built):
+    report = recomputed(built)
+    assert report.ok, report.problems
+    assert 0 < report.max_abs_diff  # (float16 storage: not zero, and within its rounding)
+
+
+@pytest.mark.parametrize("change", ["every value moved by 0.009", "two images swapped", "views swapped"])
+def test_features_changed_within_the_old_absolute_tolerance_are_found(built, change):
+    encoder, source, cache = built
+    if change == "every value moved by 0.009":  # (within the old atol=1e-2: real features are ~3e-3)
+        changed(cache, lambda f: f.__iadd__(np.float16(0.009)))
+    elif change == "two images swapped":
+        changed(cache, lambda f: f.__setitem__([3, 8], f[[8, 3]]))
+    else:
+        changed(cache, lambda f: f.__setitem__(slice(None), f[:, ::-1].copy()))
+    report = recomputed(built)
+    assert not report.ok
+    flagged = {int(p.split(":")[0].split()[1]) for p in report.problems if p.startswith("image ")}
+    assert flagged == ({3, 8} if change == "two images swapped" else set(range(10))), report.problems
+
+
+def test_each_image_is_reported_with_its_own_difference(built):
+    """The message gave the running maximum over the images checked so far, and a NaN hid behind max()."""
+    encoder, source, cache = built
+    before = np.load(cache.path / "features.npy").astype(np.float32)
+    changed(cache, lambda f: f.__setitem__(slice(None), (f * 2).astype(f.dtype)))
+    report = recomputed(built)
+    assert len(report.problems) == 10
+    for problem in report.problems:
+        index = int(problem.split(":")[0].split()[1])
+        own = float(np.abs(before[index]).max())  # (doubled: the difference is the value itself, near enough)
+        shown = float(problem.split("max |diff| ")[1].split(",")[0])
+        assert shown == pytest.approx(own, rel=5e-3), problem  # (printed to 3 digits)
+    changed(cache, lambda f: f.__setitem__((9, 0, 0), np.nan))
+    report = recomputed(built)
+    assert np.isnan(report.max_abs_diff)
+    assert any(p.startswith("image 9: recomputed features differ (max |diff| nan") for p in report.problems)
+
+
+@pytest.mark.parametrize("edit", [
+    ("key", None), ("key.dtype", None), ("format_version", "2"), ("key.seed", None), ("skipped", [100]),
+    ("shape", "abc"), ("complete", "false"),
+])  # fmt: skip
+def test_a_manifest_with_an_entry_of_the_wrong_type_is_reported_damaged(built, capsys, edit):
+    encoder, source, cache = built
+    name, value = edit
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    where, _, entry = name.rpartition(".")
+    holder = manifest[where] if where else manifest
+    if value is None:
+        del holder[entry]
+    else:
+        holder[entry] = value
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_cache(cache.path, encoder=encoder, source=source, recompute=3)
+    assert report.problems == [report.problems[0]] and f"manifest.json is damaged ({name} " in report.problems[0]
+    capsys.readouterr()
+    assert main(["cache", "verify", str(cache.path)]) == 1
+    out = capsys.readouterr()
+    assert out.err == "" and f"manifest.json is damaged ({name} " in out.out
+    build_cache(cache.path, encoder, source, views=2, dtype="float16")  # (its own damaged cache: rebuilt)
+    assert verify_cache(cache.path).ok
+
+
+def test_a_cache_being_built_is_said_to_be_so(built, capsys):
+    """A cache checked while `cache build` wrote it was 'incomplete: the build was interrupted', or, before its
+    manifest, 'not a feature cache' (exit 2)."""
+    _, _, cache = built
+    with safe_output.exclusive(cache.path):
+        assert not verify_cache(cache.path).ok
+        assert "is being built now (PID" in verify_cache(cache.path).problems[0]
+        capsys.readouterr()
+        assert main(["cache", "verify", str(cache.path)]) == 1
+        assert one_error_line(capsys.readouterr().err).startswith(
+            f"satclip: error: feature cache {cache.path} is being built now (PID "
+        )
+    assert verify_cache(cache.path).ok
+
+
+def test_a_config_without_data_root_is_compared_as_training_compares_it(built, tmp_path, capsys):
+    """`cache verify --config` with no data.root said ok whatever views, dtype or image encoder it named;
+    `satclip train` with that config refused the cache."""
+    _, _, cache = built
+    config = {"model": {"image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 8, "kernel_size": 3}},
+              "data": {"cache": str(cache.path), "cache_views": 2, "cache_dtype": "float16"}}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    for data, model, problem in [
+        ({}, {}, None),
+        ({"cache_views": 7}, {}, "stale: views differ from the config"),
+        ({"cache_dtype": "float32"}, {}, "stale: dtype differ from the config"),
+        ({}, {"num_filters": 4}, "stale: model.image_encoder does not match the feature cache"),
+    ]:
+        given = {"model": {"image_encoder": {**config["model"]["image_encoder"], **model}},
+                 "data": {**config["data"], **data}}  # fmt: skip
+        dump_config(from_dict(given), path)
+        capsys.readouterr()
+        assert main(["cache", "verify", "--config", str(path)]) == (0 if problem is None else 1)
+        out = capsys.readouterr().out
+        assert (problem is None and ": ok," in out) or (problem is not None and problem in out), out
+
+
+def test_a_directory_of_another_satclip_format_is_bad_input(tmp_path, capsys):
+    other = tmp_path / "db"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"format": "satclip.retrieval-database"}))
+    assert main(["cache", "verify", str(other)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {other} holds a satclip.retrieval-database, not a feature cache: give the directory "
+        "`satclip cache build` wrote (data.cache)"
+    )
+
+
+def test_a_users_directory_holding_a_copied_cache_is_not_adopted(built, tmp_path):
+    """A directory of the user's (no marker) with a cache copied into it among their own files was marked as
+    satclip's by a build (and its stale cache rebuilt there)."""
+    encoder, source, cache = built
+    mine = tmp_path / "mine"
+    shutil.copytree(cache.path, mine)
+    (mine / safe_output.MARKER).unlink()
+    (mine / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(OutputExistsError, match="holds files satclip did not create"):
+        build_cache(mine, encoder, source, views=3, dtype="float16")
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    (mine / "notes.txt").unlink()  # a cache of an older satclip (no marker) alone: adopted, as before
+    build_cache(mine, encoder, source, views=3, dtype="float16")
+    assert safe_output.owned_kind(mine) == "feature-cache"
