@@ -809,8 +809,9 @@ class CacheReport:
 #: absolute half-spacing of float16's subnormals)
 ROUNDING = {"float16": (2.0**-11, 2.0**-25), "float32": (2.0**-24, 0.0)}
 #: the backbone's own noise between a build and a check, relative to the image's largest feature: float32 on
-#: CPUs (other batches, other CPUs; measured ≤ 4e-7 for ResNet18 and MOSAIKS, 2026-12-04), and where either ran
-#: on a GPU (TF32 convolutions, a build under bf16 autocast: 8 significant bits, over a backbone's layers)
+#: CPUs (measured 0 for ResNet18 and MOSAIKS built and checked on one CPU, 2026-12-04; other CPUs' SIMD paths
+#: change float32 results in the last bits, ~1e-7 relative per operation), and where either ran on a GPU (TF32
+#: convolutions, a build under bf16 autocast: 8 significant bits, over a backbone's layers; not measured here)
 BACKBONE_NOISE = {"cpu": 1e-5, "gpu": 3e-2}
 
 
