@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ import torch
 import satclip
 from satclip.cli import main
 from satclip.embed import distributed as distributed_embed
+from satclip.embed.cluster import ClusterError
 from satclip.embed.distributed import DEFAULT_PARTITION_ROWS, embed_dataset, partition_rows
 from satclip.embed.parquet import ParquetDatasetSource
 from satclip.io.native import write_native
@@ -237,6 +239,30 @@ def test_worker_killed_mid_run(cluster, dataset, expected, model, tmp_path):
     while len(client.run(os.getpid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert progress.killed not in client.run(os.getpid).values()
+
+
+def test_a_partition_that_ends_its_workers_is_one_line_and_resumes(cluster, dataset, expected, model, tmp_path,
+                                                                     capsys):  # fmt: skip
+    """Workers that died running a partition more often than the scheduler allows (out of memory, say) ended the
+    CLI with "unexpected error (KilledWorker) … please report it". Now one line says what to do, and the rerun
+    resumes to the same output."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as fragile, distributed.Client(fragile) as client:  # fmt: skip
+        out = tmp_path / "emb.parquet"
+        with pytest.raises(ClusterError) as caught:
+            embed_dataset(ParquetDatasetSource(dataset), out, satclip.load(model), client=client, chunk_rows=8192,
+                          progress=_KillWorker(client))  # fmt: skip
+    assert "ended every Dask worker that ran it (out of memory?): give the workers more memory" in str(caught.value)
+    assert caught.value.exit_code == 1
+    done = json.loads((tmp_path / "emb.parquet.partial" / "manifest.json").read_text())["done"]
+    assert 0 < len(done) < 25
+    _, client = cluster
+    result = embed_dataset(ParquetDatasetSource(dataset), out, satclip.load(model), client=client, chunk_rows=8192)
+    assert result.resumed_chunks == len(done) and result.precision == "float32"
+    assert_same(out, expected)
 
 
 class _Interrupt:
@@ -460,27 +486,33 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
     assert main(["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "x.zarr"), "--engine", "dask"]) == 2
     assert "--engine dask writes Parquet" in capsys.readouterr().err
 
-    # a scheduler address nobody listens on: refused at once, not after the client's 30 s of retries
+    # a scheduler address nobody listens on: refused at once, not after the client's 30 s of retries (a tls://
+    # one failed with "unexpected error (TypeError): TLS expects a ssl_context argument", a ws:// one took 31 s)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+        port = sock.getsockname()[1]
     monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("the client tried to connect"))
     argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "y"), "--engine", "dask"]
-    assert main([*argv, "--scheduler", address]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"cannot reach the Dask scheduler at {address}: " in err[0], err
+    for scheme in ("tcp", "tls", "ws"):
+        address = f"{scheme}://127.0.0.1:{port}"
+        assert main([*argv, "--scheduler", address]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"cannot reach the Dask scheduler at {address}: " in err[0], err
 
 
-@pytest.mark.parametrize("address", ["not a url", "host", "host:abc", "tcp://:8786", "tcp://host:99999"])
+@pytest.mark.parametrize(
+    "address", ["not a url", "host", "host:abc", "tcp://:8786", "tcp://host:99999", "inproc://x", "ucx://host:1"]
+)
 def test_a_scheduler_address_without_host_and_port_is_bad_input(model, tmp_path, monkeypatch, capsys, address):
-    """Without a host and a port number the client failed with "missing port number in address 'host'", no fix."""
+    """Without a host and a port number the client failed with "missing port number in address 'host'", no fix;
+    an in-process address with "not enough values to unpack (expected 3, got 1)"."""
     monkeypatch.setattr(distributed, "Client", lambda *a, **k: pytest.fail("the client tried to connect"))
     dataset = write_dataset(points(10), tmp_path / "in", parts=1)
     argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "y"), "--engine", "dask"]
     assert main([*argv, "--scheduler", address]) == 2
     assert one_error_line(capsys.readouterr().err) == (
-        f"satclip: error: --scheduler {address!r} is not a Dask scheduler's address: give its host and port, e.g. "
-        "tcp://HOST:8786 (or HOST:8786)"
+        f"satclip: error: --scheduler {address!r} is not a Dask scheduler's network address: give its host and port, "
+        "e.g. tcp://HOST:8786 (or HOST:8786; tls://, ws:// and wss:// also)"
     )
 
 
@@ -546,6 +578,16 @@ def test_a_damaged_part_file_is_named_in_one_line_by_both_engines(model, tmp_pat
         assert len(err) == 1, err  # (no worker's traceback)
         assert err[0].startswith(f"satclip: error: {part}: not a readable Parquet file: Couldn't deserialize thrift")
         assert not (tmp_path / out).exists()
+
+
+def test_a_scheduler_without_workers_is_said_to_be_waited_for(caplog):
+    """A scheduler no worker had joined: the command waited without a word, for ever."""
+    from satclip.embed.cluster import dask_client
+
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0") as empty:
+        with caplog.at_level(logging.WARNING, logger="satclip.embed.cluster"), dask_client(empty.scheduler_address):
+            pass
+    assert f"the Dask scheduler at {empty.scheduler_address} has no workers: waiting for one to join" in caplog.text
 
 
 def test_a_real_scheduler_passes_the_probe(cluster):

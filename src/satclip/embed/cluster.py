@@ -68,8 +68,17 @@ def _reported_by_the_client(record: logging.LogRecord) -> bool:
 HANDSHAKE_TIMEOUT = 10.0
 
 
+#: the address schemes of schedulers reached over the network (Dask's ``inproc://`` lives in one process)
+NETWORK_SCHEMES = ("tcp", "tls", "ws", "wss")
+
+
 class SchedulerError(SatclipError):
     """The Dask scheduler cannot be reached."""
+
+
+class ClusterError(SatclipError, RuntimeError):
+    """The Dask cluster could not finish the work: its workers died running it, or it was cancelled again and
+    again; what was done is kept for a rerun."""
 
 
 @contextlib.contextmanager
@@ -210,16 +219,17 @@ def _probe(scheduler: str) -> None:
         port = parts.port
     except ValueError:  # (not a number, or out of range)
         port = None
-    if parts.scheme == "tcp" and (not parts.hostname or port is None or " " in parts.netloc):
-        raise BadInputError(f"--scheduler {scheduler!r} is not a Dask scheduler's address: give its host and port, "
-                            "e.g. tcp://HOST:8786 (or HOST:8786)")  # fmt: skip
-    if parts.scheme != "tcp":
-        return
+    if parts.scheme not in NETWORK_SCHEMES or not parts.hostname or port is None or " " in parts.netloc:
+        raise BadInputError(f"--scheduler {scheduler!r} is not a Dask scheduler's network address: give its host "
+                            "and port, e.g. tcp://HOST:8786 (or HOST:8786; tls://, ws:// and wss:// also)")  # fmt: skip
     try:
         connection = socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT)
     except (ConnectionRefusedError, socket.gaierror) as err:
         raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
     except OSError:  # slow or filtered: the client's own timeout decides
+        return
+    if parts.scheme != "tcp":  # (what answers is checked by the client: TLS and websockets speak first)
+        connection.close()
         return
     hint = "give the scheduler's address (port 8786 by default; 8787 is its dashboard)"
     with connection:  # a scheduler speaks first: its handshake, 8 bytes of length and a small message
@@ -247,6 +257,13 @@ def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterato
             client = distributed.Client(scheduler, timeout="30s")
         except (OSError, TimeoutError) as err:
             raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+        except TypeError as err:  # tls:// without TLS settings: "TLS expects a ssl_context argument …"
+            raise SchedulerError(
+                f"cannot connect to the Dask scheduler at {scheduler}: {err} (set the distributed.comm.tls settings of "
+                "Dask's configuration, or connect a distributed.Client yourself and embed from Python)"
+            ) from err
+        if not client.scheduler_info().get("workers"):  # (it waited for one without a word)
+            log.warning("the Dask scheduler at %s has no workers: waiting for one to join (Ctrl-C to stop)", scheduler)
         with client, _silent_if_interrupted():
             yield client
         return

@@ -47,7 +47,7 @@ from ..optional import require
 from ..safe_output import naming
 from . import parquet_append, sinks
 from .api import embed_lonlat
-from .cluster import dask_client
+from .cluster import ClusterError, dask_client
 from .columns import ColumnError
 from .inputs import GeometryError, crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
 from .job import (
@@ -482,7 +482,8 @@ def embed_dataset(
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
             invalid = sum(manifest["done"].values())
             seconds = time.perf_counter() - began
-            return EmbedResult(output, source.num_rows, invalid, num_parts, num_parts, seconds, 0)
+            return EmbedResult(output, source.num_rows, invalid, num_parts, num_parts, seconds, 0,
+                               precision.for_encoder(encoder))  # fmt: skip
         if manifest is None:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
@@ -528,7 +529,8 @@ def embed_dataset(
         publish_work(workdir, manifest, finished, output, overwrite=overwrite, inputs=inputs)
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
-    return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows)
+    return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
+                       precision.for_encoder(encoder))  # fmt: skip
 
 
 def _redo_changed_parts(manifest: dict, manifest_path: Path, parts: Path, kind: str, assembled: int) -> None:
@@ -601,9 +603,16 @@ def _run(
             index, attempt = submitted[future.key]
             try:
                 result = future.result()
+            except distributed.KilledWorker as err:  # (it was "unexpected error (KilledWorker) … please report it")
+                raise ClusterError(
+                    f"partition {index} ended every Dask worker that ran it (out "
+                    "of memory?): give the workers more memory (`dask worker --memory-limit`, or fewer --workers on "
+                    "this machine), then rerun the same command: it resumes with the partitions done (smaller "
+                    "partitions, --chunk-rows, need --restart)"
+                ) from err
             except CancelledError as err:
                 if attempt >= RESUBMITS:
-                    raise RuntimeError(
+                    raise ClusterError(
                         f"partition {index} was cancelled {attempt + 1} times (cluster restarts?); rerun to resume"
                     ) from err
                 log.warning("partition %d was cancelled (a cluster restart?); submitting it again", index)

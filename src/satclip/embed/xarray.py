@@ -17,10 +17,11 @@ degrees_north/degrees_east; the model, its basis, dtype and the satclip version 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -512,6 +513,22 @@ def _other_coords(sources, dims) -> dict:
     return found
 
 
+@contextlib.contextmanager
+def _workers_died(output: Path) -> Iterator[None]:
+    """:class:`~satclip.embed.cluster.ClusterError` for a field whose chunk ended every Dask worker that ran it (it
+    was "unexpected error (KilledWorker) … please report it")."""
+    from .cluster import ClusterError
+
+    distributed = require("distributed", "dask", "satclip map --engine dask")
+    try:
+        yield
+    except distributed.KilledWorker as err:
+        raise ClusterError(
+            f"a chunk of {output} ended every Dask worker that ran it (out of memory?): give the workers more memory "
+            "(`dask worker --memory-limit`, or fewer --workers on this machine) and run again"
+        ) from err
+
+
 def write_map_zarr(
     encoder,
     output: str | Path,
@@ -563,7 +580,7 @@ def write_map_zarr(
     with safe_output.exclusive(output):
         log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
                  -(-grid.height // rows))  # fmt: skip
-        with safe_output.atomic_dir(output, overwrite=overwrite) as tmp:
+        with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output):
             if client is not None:
                 dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
             else:
