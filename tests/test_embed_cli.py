@@ -348,6 +348,24 @@ def test_output_inside_an_input_dataset_is_refused(tmp_path, model, points, caps
     assert embed(dataset, "-o", tmp_path / "emb.parquet", "--model", model) == 0
 
 
+def test_part_files_of_other_schemas_are_named_by_what_differs(tmp_path, model, points, capsys):
+    """Parts whose column types differ were refused with two equal lists of names, "(['lon', 'lat', 'k'] vs
+    ['lon', 'lat', 'k'])" (pandas writes an empty part's text column as double)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dataset = tmp_path / "points"
+    dataset.mkdir()
+    lonlat = {"lon": [1.0], "lat": [3.0]}
+    pq.write_table(pa.table({**lonlat, "k": pa.array([1], pa.int32()), "name": ["a"]}), dataset / "part.0.parquet")
+    pq.write_table(pa.table({**lonlat, "k": pa.array([1], pa.int64()), "z": [1.0]}), dataset / "part.1.parquet")
+    assert embed(dataset, "-o", tmp_path / "emb.parquet", "--model", model) == 2
+    assert capsys.readouterr().err == (
+        f"satclip: error: {dataset / 'part.1.parquet'} has other columns or types than {dataset / 'part.0.parquet'} "
+        "(k: int64 vs int32, z only in this part, no name); all part files of a dataset must share one schema\n"
+    )
+
+
 def test_output_that_is_the_model_is_refused(tmp_path, model, points, capsys):
     """-o naming the --model file (with --format and --overwrite) replaced the checkpoint with embeddings."""
     source = tmp_path / "points.csv"

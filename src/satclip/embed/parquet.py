@@ -156,9 +156,10 @@ class ParquetDatasetSource(Source):
             if schema is None:
                 schema = file_schema
             elif not file_schema.remove_metadata().equals(schema.remove_metadata()):
+                difference = _schema_difference(file_schema, schema)
                 raise ValueError(
-                    f"{file} has other columns or types than {self.files[0]} ({file_schema.names} vs {schema.names}); "
-                    "all part files of a dataset must share one schema"
+                    f"{file} has other columns or types than {self.files[0]} ({difference}); all part files of a "
+                    "dataset must share one schema"
                 )
             self._group_rows.append([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         self.file_rows = [sum(groups) for groups in self._group_rows]
@@ -233,3 +234,20 @@ class ParquetDatasetSource(Source):
         names = columns if columns is not None else self.columns
         schema = pa.schema([fields[n] for n in names], metadata=batch.schema.metadata)
         return pa.RecordBatch.from_arrays([arrays[n] for n in names], schema=schema)
+
+
+def _schema_difference(schema, first) -> str:
+    """How the Arrow ``schema`` of a part file differs from the ``first`` one's: the columns of other types, those
+    only in one of them, or their order (listing both sets of names showed two equal lists for an int32 column
+    that is int64 in another part, as pandas writes an empty part's text column as double)."""
+    types = dict(zip(schema.names, schema.types, strict=True))
+    first_types = dict(zip(first.names, first.types, strict=True))
+    differences = [f"{name}: {types[name]} vs {first_types[name]}" for name in schema.names
+                   if name in first_types and types[name] != first_types[name]]  # fmt: skip
+    differences += [f"{name} only in this part" for name in schema.names if name not in first_types]
+    differences += [f"no {name}" for name in first.names if name not in types]
+    if not differences and schema.names != first.names:
+        differences.append(f"columns in another order: {schema.names} vs {first.names}")
+    if not differences:  # (nullability, field metadata)
+        differences.append(f"{schema} vs {first}".replace("\n", "; "))
+    return ", ".join(differences)
