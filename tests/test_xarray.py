@@ -121,7 +121,7 @@ def test_chunks_take_the_documented_forms_and_auto(encoder):
     assert embedding_field(encoder, LON, LAT, chunks="auto").chunks == ((90,), (180,), (8,))  # 128 MiB: one chunk
 
     for chunks in ("Auto", 256.0, (64,), (30, 60, 8), True, 0, -2, {"lat": 2.5}, ((45, 45), (90, 90))):
-        forms = r": give cells per chunk as one positive int for both axes, \(rows, columns\) or \{'lat': rows, "
+        forms = r": give one positive int \(the size along both axes\), \(rows, columns\) or \{'lat': rows, "
         with pytest.raises(BadInputError, match=re.escape(f"chunks={chunks!r}") + forms + ".*'auto'"):
             embedding_field(encoder, LON, LAT, chunks=chunks)
     with pytest.raises(BadInputError, match=r"chunks=\{'dim': 8\} names dimension\(s\) \['dim'\] the grid lacks"):

@@ -184,7 +184,7 @@ def _chunk_sizes(shape: tuple[int, int], chunks, dims: tuple[str, str], dim: int
         spec = (chunks, chunks)
     if len(spec) != 2 or not all(_is_chunk_size(size) for size in spec):
         raise BadInputError(
-            f"chunks={chunks!r}: give cells per chunk as one positive int for both axes, (rows, columns) or "
+            f"chunks={chunks!r}: give one positive int (the size along both axes), (rows, columns) or "
             f"{{{dims[0]!r}: rows, {dims[1]!r}: columns}}, with 'auto' (Dask's automatic chunking) or -1 or None "
             "(the whole axis) for any size"
         )
