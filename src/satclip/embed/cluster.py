@@ -205,10 +205,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
 
 
 def _probe(scheduler: str) -> None:
-    """Fail at once where a ``tcp://host:port`` scheduler cannot be reached (refused, unknown host: the Dask
-    client retries a refused connection until its 30 s timeout) or what answers there is no Dask scheduler (the
-    client waits for its handshake without a timeout, or reads another protocol's bytes as a frame length).
-    Other protocols are left to the client."""
+    """Fail at once where a scheduler's address is no network address (:data:`NETWORK_SCHEMES`), or it cannot be
+    reached (refused, unknown host: the Dask client retries a refused connection until its 30 s timeout), or what
+    answers a ``tcp://`` one is no Dask scheduler (the client waits for its handshake without a timeout, or reads
+    another protocol's bytes as a frame length; over TLS and websockets the client checks what answers)."""
     import socket
     import struct
     from urllib.parse import urlsplit
