@@ -138,6 +138,26 @@ def test_chunking_and_polar_split_are_invisible(fixture_points):
     assert (whole[::97] - one_by_one).abs().max().item() <= FLOAT32_REASSOCIATION * scale
 
 
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_the_number_of_torch_threads_changes_no_embedding(precision):
+    """The last chunk of a call (another width than the full chunks) and the points near a pole were multiplied
+    with all of torch's threads, whose blocking summed them in another order than one thread does: up to one bf16
+    step (0.031 at L = 40) between `satclip embed` and the same file on --engine dask (one thread per worker) or
+    under OMP_NUM_THREADS=1 (float32: 2.9e-6 at the polar rows). Full chunks sum alike with any number."""
+    encoder = satclip.load("bluemarble-l40", precision=precision)
+    points = points_with_poles(10000, seed=3).numpy()  # (4 full chunks, a last one of 2,010, and 2,000 polar)
+    before = torch.get_num_threads()
+    embeddings = []
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            embeddings.append(encoder.encode(points))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(embeddings[0], embeddings[1]) and torch.equal(embeddings[0], embeddings[2])
+    assert torch.get_num_threads() == before
+
+
 def test_empty_input_and_output_dtypes(fixture_points):
     encoder = released(10)
     for precision, dtype in (("float32", torch.float32), ("bf16", torch.float32), ("float64", torch.float64)):

@@ -43,6 +43,9 @@ def cpu_threads(count: int) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
+    if before == count:  # (a Dask worker's, a sharded run's: nothing to change)
+        yield
+        return
     torch.set_num_threads(count)
     try:
         yield

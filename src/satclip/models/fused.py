@@ -28,6 +28,7 @@ from torch import nn
 
 from ..encoding import analytic_exact, scaled_recurrence
 from ..encoding.spherical_harmonics import SphericalHarmonics
+from ..machine import cpu_threads
 from ..networks.siren import SirenNet
 from . import precision as _precision
 
@@ -174,7 +175,11 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int, out: torch
                     rings[basis_dtype] = torch.empty(3, 2 * degree - 1, width, dtype=basis_dtype, device=device)
                 floor = scaled_recurrence.SEED_FLOOR if basis_dtype != torch.float32 else 0.0
                 scaled_recurrence.scaled_harmonics_staged(x, s, phi, recurrence, features, rings[basis_dtype], floor)
-            plan.network(features, result[start : start + c])
+            if c == CHUNK or device.type != "cpu":
+                plan.network(features, result[start : start + c])
+            else:  # products of other widths (the last chunk, the points near a pole) sum in another order with
+                with cpu_threads(1):  # more threads: one thread gives a Dask worker's (or a sharded run's) bytes
+                    plan.network(features, result[start : start + c])
         if index is not None:
             out[index] = result
     return out
