@@ -54,10 +54,6 @@ def row_name(label, index_label: bool = False) -> str:
     return f"index label {label!r}" if isinstance(label, str) else f"index label {label}"
 
 
-#: the least fraction of a batch's points whose latitude is out of range for the advice to call it a lat/lon swap
-SWAP_FRACTION = 0.05
-
-
 def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
     """What a valid point is; the lat/lon swap where the invalid rows ``bad`` look like one; and how to wrap
     longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in (180, 360]."""
@@ -65,9 +61,7 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
     swapped_valid = (np.abs(lonlat[lat_out, 0]) <= 90) & (np.abs(lonlat[lat_out, 1]) <= 180)
-    # only where swapping would make them valid, and they are no stray few: swapped points put every longitude
-    # beyond ±90 (half of a global sample) in the latitude's place (one bad row in 3,000 was called a swap)
-    if lat_out.any() and swapped_valid.all() and lat_out.sum() >= SWAP_FRACTION * finite.sum():
+    if lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
         advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
     lon = lonlat[bad, 0]
     with np.errstate(invalid="ignore"):
