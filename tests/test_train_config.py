@@ -161,3 +161,17 @@ def test_overrides_of_an_empty_config_section(tmp_path):
     assert config.model.location_encoder["network"] == TrainConfig().model.location_encoder["network"]
     with pytest.raises(TypeError, match="data.batch_size is 8192, not a mapping of keys"):
         TrainConfig().replace(**{"data.batch_size.x": 1})
+
+
+def test_numbers_in_exponent_notation_in_a_yaml_file_are_numbers(tmp_path, capsys):
+    """`lr: 3e-4` in a config file (a string to YAML 1.1) was refused, "optim.lr='3e-4' must be a number", while
+    `--optim.lr 3e-4` worked (docs/training.md's `--config <(sed 's/lr: .*/lr: 3e-4/' …)` failed so)."""
+    path = tmp_path / "lr.yaml"
+    path.write_text("optim:\n  lr: 3e-4\n  eps: 1E-8\n  weight_decay: 1.5e+1\n")
+    config = load_config(path)
+    assert (config.optim.lr, config.optim.eps, config.optim.weight_decay) == (3e-4, 1e-8, 15.0)
+    assert load_config(path) == load_config(None, {"optim.lr": "3e-4", "optim.eps": "1E-8",
+                                                   "optim.weight_decay": "1.5e+1"})  # fmt: skip
+    path.write_text("data:\n  batch_size: 1e3\ntrainer:\n  precision: 1e3x\n")  # (an integer stays refused so)
+    with pytest.raises(TypeError, match=re.escape("data.batch_size=1000.0 must be an integer")):
+        load_config(path)

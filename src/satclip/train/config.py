@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -321,7 +323,7 @@ def load_config(
             raise ValueError(
                 f"{path} is not a YAML text file (byte {err.start} is not UTF-8 text): give the training config"
             ) from None
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=_loader()) or {}
         if not isinstance(raw, dict):
             raise TypeError(f"{path}: a training config is a mapping of sections, got {type(raw).__name__}")
     return from_dict(apply_overrides(raw, overrides or {}, parse=True))
@@ -372,6 +374,20 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, par
             raise TypeError(f"override {dotted!r}: {'.'.join(parts[:-1])} is {node!r}, not a mapping of keys")
         node[parts[-1]] = value
     return out
+
+
+@functools.cache
+def _loader() -> type:
+    """PyYAML's safe loader reading numbers in exponent notation without a decimal point (``lr: 3e-4``, a
+    string to YAML 1.1: "optim.lr='3e-4' must be a number") as floats, as YAML 1.2 and the overrides do."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return Loader
 
 
 def _parse_scalar(text: str) -> Any:
