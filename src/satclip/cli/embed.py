@@ -59,7 +59,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--batch-size",
         type=positive_int,
-        help="points per forward pass (default 4096 on CPU; 65536 on GPUs or for analytic)",
+        help="points per forward pass (default 4096 on CPU; 65536 on GPUs or for --harmonics analytic-original)",
     )
     parser.add_argument(
         "--chunk-rows", type=positive_int,

@@ -80,7 +80,8 @@ def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_
         raise BadInputError(
             f"a grid of {grid_size:,} candidates is more than locate makes (at most {MAX_GRID_SIZE:,}, about "
             f"{_spacing_km(MAX_GRID_SIZE):.0f} km apart; the default 10,000 are {_spacing_km(10_000):.0f} km apart): "
-            "use a smaller grid size, or pass your own candidate points around a region"
+            "use a smaller --grid-size, or (from Python) pass your own candidate points around a region as "
+            "satclip.models.locate.locate(model, images, grid=ARRAY)"
         )
     if isinstance(grid, str):
         points = GRIDS.get(grid)(grid_size)

@@ -184,8 +184,8 @@ class LocationEncoder(nn.Module):
     def default_batch_size(self) -> int:
         """Points per forward pass when none is given. 4096 on the CPU: the SIREN's 4096 × 512
         activations stay in cache, ≈1.2–1.5× faster than 65536 (benchmarks/embed.py). 65536 on other
-        devices, and for the sympy-expression ``"analytic"`` basis, which pays a per-call cost for each
-        of its L² expressions."""
+        devices, and for the sympy-expression ``"analytic-original"`` basis, which pays a per-call cost for
+        each of its L² expressions."""
         on_cpu = next(self.parameters()).device.type == "cpu"
         return CPU_BATCH if on_cpu and not getattr(self.posenc, "needs_float64", False) else LARGE_BATCH
 
