@@ -270,6 +270,37 @@ def test_verification_cache_is_reused_until_a_file_changes(tmp_path, monkeypatch
     assert not (root / ".satclip").exists()  # the root itself is never written to
 
 
+def test_a_file_it_may_not_read_is_unreadable_and_not_remembered(tmp_path, monkeypatch, capsys):
+    """A file without read permission was "corrupt / truncated (RasterioIOError …)" and cached so: the dataset
+    kept skipping it after a chmod (which changes neither size nor time); a link loop, or a folder it may not
+    search, was "missing (not found)"."""
+    names = ["patch_75123.tif", "patch_70975.tif"]
+    root = _copy_examples(tmp_path / "root", names)
+    denied = root / "images" / names[1]
+    real_open = Path.open
+
+    def no_permission(self, *args, **kwargs):
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:  # (tests may run as root, whom no chmod stops)
+        patch.setattr(Path, "open", no_permission)
+        assert main(["data", "verify", str(root)]) == 1
+        out = capsys.readouterr().out
+        assert _table_counts(out)["unreadable (permissions, a link loop)"] == 1, out
+        assert _table_counts(out)["corrupt / truncated"] == 0 and f"{names[1]}  (Permission denied)" in out, out
+        assert len(S2100K(root)) == 1
+    assert len(S2100K(root)) == 2  # readable again: checked again, not skipped from a record
+    loop = root / "images" / "loop.tif"
+    loop.symlink_to(loop.name)
+    with open(root / "index.csv", "a") as index:
+        index.write("10.0,10.0,,loop.tif\n")
+    assert main(["data", "verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert _table_counts(out)["missing"] == 0 and "loop.tif  (Too many levels of symbolic links)" in out, out
+
+
 def test_bad_arguments_are_named():
     require(S2_EXAMPLES)
     with pytest.raises(ValueError, match="'pixels'"):

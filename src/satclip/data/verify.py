@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -44,12 +45,15 @@ PROBLEMS: dict[str, str] = {
     "path": "file name outside images/",
     "coordinates": "invalid (lon, lat) in the index",
     "missing": "missing",
+    "unreadable": "unreadable (permissions, a link loop)",
     "nodata": "no-data (file < min size)",
     "corrupt": "corrupt / truncated",
     "bands": "band count mismatch",
     "shape": "shape mismatch",
     "dtype": "dtype mismatch",
 }
+#: results that are not kept for the next run: they change without the file's size or time changing (a chmod)
+NOT_CACHED = ("missing", "unreadable")
 #: files smaller than this are no-data patches, which the original skips
 MIN_FILE_SIZE = 10_000
 #: names of bad files shown per problem in logs and tables
@@ -147,8 +151,13 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, st
     path = Path(path)
     try:
         size = path.stat().st_size
+        if path.is_file():
+            with path.open("rb"):  # (rasterio's error for a file it may not read said "corrupt")
+                pass
     except FileNotFoundError:
         return "missing", "not found"
+    except OSError as err:
+        return "unreadable", err.strerror or type(err).__name__
     if not path.is_file():
         return "missing", "not a regular file"
     if size < spec.min_size:
@@ -323,25 +332,29 @@ def verify_s2100k(
         path = images / name
         try:
             stat = path.stat()
-        except OSError:
+        except FileNotFoundError:
             return "missing", "not found"
+        except OSError as err:  # (a folder it may not search, a link loop: they were "not found")
+            return "unreadable", err.strerror or type(err).__name__
         stamp = [stat.st_size, stat.st_mtime_ns]
         hit = cached.get(name)
         if hit is not None and hit[:2] == stamp:
             result = (hit[2], hit[3])
         else:
             result = check_file(path, spec)
-        if result[0] != "missing":
+        if result[0] not in NOT_CACHED:
             fresh[name] = [*stamp, *result]
         return result
 
     rows: Iterable[int] = range(len(index))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            results_iter = pool.map(check, rows)
-            results = list(progress(results_iter, len(index)) if progress else results_iter)
-    else:
-        results = [check(row) for row in (progress(rows, len(index)) if progress else rows)]
+    with warnings.catch_warnings():  # (once, around the threads: a PNG named .tif printed rasterio's warning)
+        warnings.simplefilter("ignore", require("rasterio", "data", "reading GeoTIFFs").errors.NotGeoreferencedWarning)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                results_iter = pool.map(check, rows)
+                results = list(progress(results_iter, len(index)) if progress else results_iter)
+        else:
+            results = [check(row) for row in (progress(rows, len(index)) if progress else rows)]
     if write_cache:
         _save_cache(root, spec, fresh)
     report = VerifyReport(
