@@ -117,6 +117,32 @@ def test_a_picture_too_large_to_decode_safely_is_one_line(tmp_path, monkeypatch,
     assert _only_line(capfd).startswith("satclip: error: large.png has 1,600 pixels, more than Pillow decodes safely")
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_16_bit_png_is_refused_not_read_by_its_high_bytes(tmp_path, monkeypatch, capfd):
+    """Pillow opens a 48-bit RGB PNG as "RGB" from the high byte of each value: a picture of values 0-1000 was
+    located as an almost black one (values 0-3), exit 0; a uint16 GeoTIFF is refused, and so is this now."""
+    import struct
+    import zlib
+
+    monkeypatch.chdir(tmp_path)
+    pixels = np.random.default_rng(0).integers(0, 1000, (32, 32, 3)).astype(">u2")
+    rows = b"".join(b"\x00" + row.tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", 32, 32, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows))
+    (tmp_path / "deep.png").write_bytes(png + _png_chunk(b"IEND", b""))
+    assert main(["locate", "deep.png", "--model", "bluemarble-l10"]) == 2
+    assert _only_line(capfd) == (
+        "satclip: error: deep.png is a 16-bit PNG; RGB models take 8-bit colour (0-255): rescale it to 8 bits per "
+        "channel"
+    )
+
+
 def test_a_large_picture_is_cropped_before_it_is_converted(tmp_path):
     """A 300 MB PNG took 2.1 GB: the whole picture went to float32 before its central 32×32 px were cut."""
     import tracemalloc

@@ -227,6 +227,9 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
         with _open_picture(path) as im:
             if im.mode not in ("RGB", "RGBA", "P", "PA"):
                 raise BadInputError(f"{path} is a {im.mode!r} picture; save it as 8-bit RGB")
+            if im.format == "PNG" and _png_bit_depth(path) == 16:  # (Pillow reads its high bytes alone, as RGB)
+                raise BadInputError(f"{path} is a 16-bit PNG; RGB models take 8-bit colour (0-255): rescale it to "
+                                    "8 bits per channel")  # fmt: skip
             if size is not None and (im.height > size or im.width > size):
                 rows, cols = min(size, im.height), min(size, im.width)
                 top, left = _centre_offset(im.height, rows), _centre_offset(im.width, cols)
@@ -242,6 +245,13 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
         f"{path} holds {array.dtype} values in [{np.nanmin(array):g}, {np.nanmax(array):g}]; RGB models take "
         "8-bit colour (uint8, 0-255) or floats in [0, 1]: rescale it, e.g. to a true-colour uint8 GeoTIFF or PNG"
     )
+
+
+def _png_bit_depth(path: str | Path) -> int:
+    """The bit depth a PNG's header (IHDR) records per channel."""
+    with open(path, "rb") as file:
+        header = file.read(25)
+    return header[24] if len(header) == 25 else 0
 
 
 def pixel_size_km(path: str | Path) -> float | None:
