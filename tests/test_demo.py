@@ -115,18 +115,22 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings and continued here)" in again
     assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() == weights
 
-    # a rerun stopped after its new model replaced the old one leaves no report of the old model beside it (the
-    # report, map and curve of the first run stayed, describing a model no longer there)
+    import unittest.mock
+
+    from satclip.embed import maps
     from satclip.recipes import demo
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    import unittest.mock
+    # the same command stopped in its report stage: its model is the one the report describes, and the report
+    # stays (it was deleted, though nothing had been trained)
+    with unittest.mock.patch.object(maps, "render_map", stopped), pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO()))
+    assert all((tmp_path / "demo" / name).exists() for name in demo.REPORT_FILES)
 
-    weights = (tmp_path / "demo" / "model" / "model.safetensors").read_bytes()
-    from satclip.embed import maps
-
+    # a rerun stopped after its new model replaced the old one leaves no report of the old model beside it (the
+    # report, map and curve of the first run stayed, describing a model no longer there)
     with unittest.mock.patch.object(maps, "render_map", stopped), pytest.raises(KeyboardInterrupt):
         run_demo(tmp_path / "demo", replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
     assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() != weights  # the 1-epoch model

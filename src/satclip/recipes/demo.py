@@ -15,6 +15,7 @@ continues from the last epoch saved; other settings train afresh.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import math
@@ -275,11 +276,13 @@ def _run(
             safe_output.remove_owned(config.trainer.output_dir)  # (refused if it holds what a run does not write)
             earlier = None
             result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
-        # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
-        # here on leaves no report rather than one of another model
-        safe_output.remove_owned_files(out, REPORT_FILES)
-        with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
-            shutil.copytree(result.exports["best"].native, tmp, dirs_exist_ok=True)
+        best = result.exports["best"].native
+        if not _same_model(best, model_dir):  # (a rerun that trained nothing keeps the report of its model)
+            # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
+            # here on leaves no report rather than one of another model
+            safe_output.remove_owned_files(out, REPORT_FILES)
+            with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
+                shutil.copytree(best, tmp, dirs_exist_ok=True)
 
     extra = tuple(name for name in settings.extra_encoders if name in bundled_models())
     tasks = settings.tasks + (("air-temperature",) if air_temperature else ())
@@ -304,6 +307,15 @@ def _run(
         safe_output.write_text(path, _report(settings, result, evaluation, timings, model_dir, out, earlier or 0))
     safe_output.write_json(out / "timings.json", timings, indent=2)
     return path
+
+
+def _same_model(export: Path, model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds the files of ``export`` (a native model directory), byte for byte."""
+    export, model_dir = Path(export), Path(model_dir)
+    names = sorted(p.name for p in export.iterdir() if p.name != safe_output.MARKER)
+    if not model_dir.is_dir() or names != sorted(p.name for p in model_dir.iterdir() if p.name != safe_output.MARKER):
+        return False
+    return all(filecmp.cmp(export / name, model_dir / name, shallow=False) for name in names)
 
 
 def _continues(config) -> int | None:
