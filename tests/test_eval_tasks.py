@@ -4,6 +4,7 @@ force, the station table's download path (faked transport) and user tables."""
 from __future__ import annotations
 
 import io
+import logging
 import urllib.error
 
 import numpy as np
@@ -169,6 +170,22 @@ def test_task_names_and_unknown_task():
                            "landcover", "country"]  # fmt: skip
     with pytest.raises(KeyError, match="known: air-temperature"):
         load_task("biome")
+
+
+def test_a_table_task_with_a_constant_target_or_rows_without_one_is_said_so(tmp_path, caplog):
+    """A constant regression target was evaluated as a task, its probes scoring a perfect MSE of 0; rows with no
+    target were left out without a word."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 50), "lat": rng.uniform(-60, 60, 50), "y": 5.0})
+    frame.to_csv(tmp_path / "const.csv", index=False)
+    with pytest.raises(ValueError, match="target 'y' is 5 at every point of the task: there is nothing to predict"):
+        table_task(tmp_path / "const.csv")
+    frame.assign(y=np.where(np.arange(50) % 7 == 0, np.nan, np.arange(50.0))).to_csv(tmp_path / "gaps.csv",
+                                                                                     index=False)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="satclip.eval.tasks.table"):
+        assert len(table_task(tmp_path / "gaps.csv")) == 42
+    assert "gaps.csv: 8 of 50 row(s) have no target 'y' (empty or NaN); left out" in caplog.text
 
 
 def test_table_task_detects_columns_and_kind(tmp_path):

@@ -166,6 +166,9 @@ def table_task(
     if bad.any():
         rows = frame.index.to_numpy()  # (the data rows of the file, from 0, as the text message numbers them)
         raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: {describe_invalid(points, bad, labels=rows)}")
+    if len(frame) < given:  # (they were left out without a word)
+        log.warning("%s: %d of %d row(s) have no target %r (empty or NaN); left out", path.name, given - len(frame),
+                    given, target_col)  # fmt: skip
     repeated = len(points) - len(np.unique(points, axis=0))
     if repeated:
         log.warning("%s: %d row(s) repeat another row's location; a random split can put one location in both "
@@ -189,6 +192,9 @@ def table_task(
         if len(infinite):
             raise ValueError(f"{path}: target {target_col!r} is not a finite number in {len(infinite)} row(s) (e.g. "
                              f"{float(targets[infinite[0]])}); remove them or leave them empty")  # fmt: skip
+        if np.all(targets == targets[0]):  # (scored a perfect MSE of 0, a meaningless task)
+            raise ValueError(f"{path}: target {target_col!r} is {targets[0]:g} at every point of the task: there is "
+                             "nothing to predict; give a target that varies")  # fmt: skip
     else:
         rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
         points = points[rows]
