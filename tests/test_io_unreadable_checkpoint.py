@@ -67,3 +67,26 @@ def test_a_torch_file_that_is_not_a_lightning_checkpoint_keeps_its_message(tmp_p
     torch.save({"weights": torch.zeros(2)}, path)
     assert main(["convert", str(path), str(tmp_path / "out")]) == 2
     assert "not a Lightning checkpoint" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_training_runs_resume_checkpoint_is_told_to_give_the_runs_export(tmp_path, capsys):
+    """`RUN/checkpoints/last.ckpt` given as a model was "checkpoint hyper_parameters lack ['le_type', 'pe_type',
+    'embed_dim']; is this a SatCLIP checkpoint?": it is one, of satclip's own training, and the export is the model."""
+    from satclip.train import fit, from_dict
+
+    from .test_train_fit import cached_config
+    from .train_helpers import synthetic_cache
+
+    synthetic_cache(tmp_path / "cache", n=600)
+    fit(from_dict(cached_config(tmp_path / "cache", tmp_path / "run", trainer={"max_epochs": 1})))
+    resume = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n10,20\n")
+    export = tmp_path / "run" / "export" / "last"
+    assert main(["embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", str(export)]) == 0
+    capsys.readouterr()
+    assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(resume)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {resume}: this is a checkpoint satclip train saves to resume a run (RUN/checkpoints/), not "
+        "a model: give the run's export instead, RUN/export/best or RUN/export/last (or the .ckpt beside them)"
+    )

@@ -115,6 +115,12 @@ def location_config_from_hparams(hparams: dict) -> dict:
     """Our ``LocationEncoder`` config for the original hyper-parameters (``le_type`` names the
     positional encoding and ``pe_type`` the network, as in the original code)."""
     missing = [k for k in ("le_type", "pe_type", "embed_dim") if k not in hparams]
+    if missing and isinstance(hparams.get("config"), dict) and "model" in hparams["config"]:
+        # (a run's checkpoints/last.ckpt was asked "is this a SatCLIP checkpoint?")
+        raise BadInputError(
+            "this is a checkpoint satclip train saves to resume a run (RUN/checkpoints/), not a model: give the run's "
+            "export instead, RUN/export/best or RUN/export/last (or the .ckpt beside them)"
+        )
     if missing:
         raise BadInputError(f"checkpoint hyper_parameters lack {missing}; is this a SatCLIP checkpoint?")
 
