@@ -228,8 +228,8 @@ def test_existing_convert_output_needs_overwrite(tmp_path, capsys):
         (errno.ENOSPC, "disk full while writing {path}: free space or choose another output"),
         (errno.EFBIG, "file too large for this file system or the file-size limit (ulimit -f): {path}: raise the "
                       "limit or write elsewhere"),
-        (errno.EROFS, "permission denied / read-only file system: {path}:"),
-        (errno.EACCES, "permission denied / read-only file system: {path}:"),
+        (errno.EROFS, "read-only file system: {path}: write elsewhere"),
+        (errno.EACCES, "permission denied: {path}: fix its permissions or use another location"),
     ],
 )
 def test_write_failures_are_one_line(tmp_path, monkeypatch, capsys, number, expected):
