@@ -704,3 +704,21 @@ def test_a_lock_ends_with_the_process_that_took_it_not_with_its_forked_children(
             pass
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_lock_that_cannot_be_written_names_the_output_not_the_lock_file(capsys):
+    """`-o /proc/x` (or trainer.output_dir there) failed with "No such file or directory: /proc/.x.lock", a file
+    the user never named."""
+    import sys
+
+    from satclip.cli import main
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc is Linux's")
+    with pytest.raises(OSError) as caught, safe_output.exclusive("/proc/satclip-test-output"):
+        pass
+    assert caught.value.filename == "/proc/satclip-test-output"
+    assert "satclip writes its lock beside it" in caught.value.strerror
+    assert main(["train", "--trainer.output_dir", "/proc/satclip-test-run", "--trainer.max_epochs", "1"]) != 0
+    err = capsys.readouterr().err
+    assert ".satclip-test-run.lock" not in err and "/proc/satclip-test-run" in err, err

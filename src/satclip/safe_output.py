@@ -954,7 +954,12 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
     path = lock_path(target)
     make_dirs(path.parent)
     while True:
-        fd = _open_lock(path)
+        try:
+            fd = _open_lock(path)
+        except OSError as err:  # (it named the hidden lock file, "No such file or directory: /proc/.x.lock")
+            if err.filename != str(path) or not err.strerror:
+                raise
+            raise type(err)(err.errno, f"{err.strerror} (satclip writes its lock beside it)", str(target)) from err
         if not _try_lock(fd):
             holder = _holder(fd)
             if wait:
