@@ -210,3 +210,16 @@ def test_table_task_detects_columns_and_kind(tmp_path):
     frame.rename(columns={"Latitude": "Longitude", "Longitude": "Latitude"}).to_csv(tmp_path / "swap.csv", index=False)
     with pytest.raises(ValueError, match="swapped"):
         table_task(tmp_path / "swap.csv")
+
+
+def test_a_class_target_of_one_class_or_a_class_per_point_says_what_is_wrong(tmp_path):
+    """Both were told "use more points (--n-points) or a lower --min-class-points", also at --min-class-points 1."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 40), "lat": rng.uniform(-60, 60, 40), "y": "forest"})
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(ValueError, match="the target is 'forest' at every point \\(40 points\\): there is nothing"):
+        table_task(tmp_path / "one.csv", options=TaskOptions(min_class_points=1))
+    frame.assign(y=[f"{v:.2f}m" for v in rng.uniform(0, 100, 40)]).to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(ValueError, match="each of its 40 points has a class of its own: .*--task-kind regression"):
+        table_task(tmp_path / "text.csv", options=TaskOptions(min_class_points=1))

@@ -161,6 +161,12 @@ def encode_classes(
     values, counts = np.unique(labels, return_counts=True)
     keep_classes = values[counts >= min_points]
     rows = np.flatnonzero(np.isin(labels, keep_classes))
+    if len(values) == 1:  # (it was told to lower --min-class-points, whatever its value)
+        raise ValueError(f"task {task}: the target is {str(values[0])!r} at every point ({len(labels)} points): there "
+                         "is nothing to classify; give a target with at least 2 classes")  # fmt: skip
+    if len(values) and counts.max() == 1:  # (no class in both training and test points: accuracy 0)
+        raise ValueError(f"task {task}: each of its {len(labels)} points has a class of its own: if the target is a "
+                         "measurement, pass --task-kind regression (a text column of numbers: clean it)")  # fmt: skip
     if len(keep_classes) < 2:
         raise ValueError(
             f"task {task}: fewer than 2 classes have >= {min_points} points ({len(labels)} points); "
