@@ -77,6 +77,11 @@ def test_rank_rule():
     assert tie.verdict == "tie" and set(tie.tied) == {"a", "b"}
     assert rank({"a": (0.9, float("nan"), 1), "b": (0.1, float("nan"), 1)}, True).verdict == "no-spread"
     assert rank({"a": (0.5, 0.1, 3)}, True).verdict == "alone"
+    # one fold: no spread to judge by, but two of exactly the best score are both named (the demo's report called
+    # `direct` best on country where `geoclip` scored the same 0.979798)
+    equal = rank({"direct": (0.979798, float("nan"), 1), "geoclip": (0.979798, float("nan"), 1),
+                  "wrap": (0.5, float("nan"), 1)}, True)  # fmt: skip
+    assert equal.verdict == "no-spread" and equal.tied == ("direct", "geoclip")
 
 
 def _blind(task: Task, protocol: str = "random", seeds=(0, 1, 2)) -> dict[str, list[float]]:

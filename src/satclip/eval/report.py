@@ -154,7 +154,8 @@ def legend(names: dict[str, str]) -> str:
 class Ranking:
     """Who is best on one task and metric: ``best`` (None when nothing was measured), ``tied`` (the
     encoders tied with it, best first, empty when the best is clear) and ``verdict``: ``"clear"``,
-    ``"tie"``, ``"no-spread"`` (fewer than 2 folds: no std to judge by) or ``"alone"`` (one encoder)."""
+    ``"tie"``, ``"no-spread"`` (fewer than 2 folds: no std to judge by; ``tied`` holds those of exactly the best
+    mean) or ``"alone"`` (one encoder)."""
 
     best: str | None
     tied: tuple[str, ...]
@@ -171,8 +172,9 @@ def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bo
     best, (mean, std, _) = items[0]
     if len(items) == 1:
         return Ranking(best, (), "alone")
-    if any(math.isnan(st[1]) for _, st in items):
-        return Ranking(best, (), "no-spread")
+    if any(math.isnan(st[1]) for _, st in items):  # (the encoders of exactly the best mean are tied all the same)
+        equal = tuple(e for e, st in items[1:] if st[0] == mean)
+        return Ranking(best, (best,) + equal if equal else (), "no-spread")
     tied = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= TIE_STDS * (std + st[1]))
     return Ranking(best, (best,) + tied if tied else (), "tie" if tied else "clear")
 
@@ -242,8 +244,8 @@ def reading(
             continue
         if ranking.verdict == "tie":
             ties.append(f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied])})")
-        elif ranking.verdict == "no-spread":
-            unjudged.append(f"{t} (`{names[ranking.best]}`)")
+        elif ranking.verdict == "no-spread":  # (two encoders of the same score were one "best")
+            unjudged.append(f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied or (ranking.best,)])})")
         else:
             wins[ranking.best].append(t)
     sentences = []
