@@ -374,7 +374,7 @@ def _training_curve(history: list[dict], path: Path) -> None:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("contrastive loss")
-    ax.set_title("pretraining (8,192-pair batches)")
+    ax.set_title("pretraining (batches of up to 8,192 pairs)")
     ax.legend()
     fig.tight_layout()
     with safe_output.atomic_file(path, overwrite=True) as tmp:
@@ -458,11 +458,13 @@ def _report(settings, result, evaluation, timings, model_dir: Path, out: Path, e
         f"- corpus: {settings.patches:,} Blue Marble patches (32 px, 7.5 km/px, land north of 60°S, seed "
         f"{settings.seed}); {settings.views} cached MOSAIKS view(s) per patch",
         f"- pretraining: {settings.epochs} epochs{_continued(earlier_epochs, settings.epochs)}, {steps} steps of "
-        f"{settings.batch_size:,} pairs per contrastive "
-        f"softmax, AdamW lr {settings.lr:g}; last epoch: {_last_epoch(result, settings)}. The accuracies are "
+        f"up to {settings.batch_size:,} pairs per contrastive "
+        f"softmax (an epoch's last batch is what remains), AdamW lr {settings.lr:g}; last epoch: "
+        f"{_last_epoch(result, settings)}. The accuracies are "
         "contrastive top-1: the share of images whose own location scores highest in their batch (i2l), and of "
         "locations whose own image does (l2i); chance is one over the batch size, averaged over the epoch's "
-        "batches",
+        "batches. The validation pairs make smaller batches than training's, so their loss starts from a lower "
+        "floor (ln of the batch size): compare each curve with its own chance, not the two curves",
         f'- model: `{model_dir.relative_to(out)}/` (load with `satclip.load("{model_dir}")`), called `{short}` in '
         "the tables below",
         f"- evaluation: MLP probe, `random` protocol, {settings.eval_points:,} points per sampled task, seeds "
