@@ -575,6 +575,27 @@ def test_a_run_resumes_from_its_feature_cache_moved_elsewhere(tmp_path):
         fit(again, resume=True)
 
 
+def test_a_run_resumes_with_its_images_moved_or_not_given(tmp_path):
+    """The dataset copied elsewhere (data.root) made the resumed run "another config (data.root: …)", as did
+    training on from the cache alone (data.root null), though the cache's key, checked on resume, holds the images'
+    fingerprint; other images are still refused."""
+    from .train_helpers import bluemarble_run
+
+    config = bluemarble_run(tmp_path)
+    fit(from_dict(config))
+    shutil.copytree(tmp_path / "corpus", tmp_path / "copy")
+    moved = from_dict({**config, "data": {**config["data"], "root": str(tmp_path / "copy")},
+                       "trainer": {**config["trainer"], "max_epochs": 2}})  # fmt: skip
+    assert len(fit(moved, resume=True).history) == 2
+    alone = moved.replace(**{"data.root": None, "trainer.max_epochs": 3})
+    assert len(fit(alone, resume=True).history) == 3
+    from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
+
+    other = build_bluemarble(tmp_path / "other", BlueMarbleParams(n=40, patch_size=8, seed=1))
+    with pytest.raises(ResumeError, match=r"another feature cache \(.*dataset differ"):
+        fit(moved.replace(**{"data.root": str(other), "trainer.max_epochs": 4}), resume=True)
+
+
 def test_a_users_file_in_an_export_is_refused_before_the_run_trains(tmp_path):
     """A file of the user's in export/best (or export/best.ckpt replaced by a directory of theirs) was refused
     only after the resumed run had trained its extra epochs and written last.ckpt: the exports were left an

@@ -120,22 +120,24 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
         raise ResumeError(
             f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
-            f"{', '.join(RESUMABLE_CHANGES)} (and {CACHE_PATH}, where the checkpoint records its cache's key) may "
+            f"{', '.join(RESUMABLE_CHANGES)} (and {', '.join(CACHE_PATHS)}, where the checkpoint records its cache's "
+            "key) may "
             "change when resuming"
         )
     return checkpoint
 
 
 #: may change when resuming from a checkpoint that records the key of the feature cache it trained on, which is
-#: checked instead (:func:`_check_same_cache`): the same cache moved elsewhere (a moved demo directory) is the same
-CACHE_PATH = "data.cache"
+#: checked instead (:func:`_check_same_cache`): the same cache moved elsewhere (a moved demo directory) is the same,
+#: and so are the images it was built from (the key holds their fingerprint, not their path) moved, or not given
+CACHE_PATHS = ("data.cache", "data.root")
 
 
 def _config_changes(saved: TrainConfig, config: TrainConfig, where: str, *, cache_keyed: bool = False) -> str:
-    """The keys other than :data:`RESUMABLE_CHANGES` (and :data:`CACHE_PATH` if ``cache_keyed``) whose values
+    """The keys other than :data:`RESUMABLE_CHANGES` (and :data:`CACHE_PATHS` if ``cache_keyed``) whose values
     differ, with both values ("" if none)."""
     old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
-    allowed = (*RESUMABLE_CHANGES, CACHE_PATH) if cache_keyed else RESUMABLE_CHANGES
+    allowed = (*RESUMABLE_CHANGES, *CACHE_PATHS) if cache_keyed else RESUMABLE_CHANGES
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in allowed)
     return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
 
