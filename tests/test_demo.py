@@ -113,7 +113,8 @@ def test_demo_end_to_end_tiny(tmp_path):
     # times said "pretraining 0 s" of a model trained for 2 epochs)
     weights = (tmp_path / "demo" / "model" / "model.safetensors").read_bytes()
     again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
-    assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings and continued here)" in again
+    assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings; none here, its model is " \
+           "reused)" in again
     assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() == weights
 
     import unittest.mock

@@ -357,8 +357,9 @@ def _continued(earlier: int, epochs: int) -> str:
     stage times)."""
     if not earlier:
         return ""
-    which = f"all {epochs}" if earlier >= epochs else f"the first {earlier}"
-    return f" ({which} trained by an earlier run of these settings and continued here)"
+    if earlier >= epochs:  # (nothing was continued: "and continued here" said otherwise)
+        return f" (all {epochs} trained by an earlier run of these settings; none here, its model is reused)"
+    return f" (the first {earlier} trained by an earlier run of these settings and continued here)"
 
 
 def _training_curve(history: list[dict], path: Path) -> None:
