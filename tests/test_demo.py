@@ -127,9 +127,12 @@ def test_demo_end_to_end_tiny(tmp_path):
 
     # the same command stopped in its report stage: its model is the one the report describes, and the report
     # stays (it was deleted, though nothing had been trained)
+    shown = io.StringIO()
     with unittest.mock.patch.object(maps, "render_map", stopped), pytest.raises(KeyboardInterrupt):
-        run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO()))
+        run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, shown))
     assert all((tmp_path / "demo" / name).exists() for name in demo.REPORT_FILES)
+    said = "demo interrupted in its map and report stage; rerun the same satclip demo command: only the map and "
+    assert said in (tmp_path / "demo" / "demo.log").read_text() and said in shown.getvalue(), shown.getvalue()
 
     # a rerun stopped after its new model replaced the old one leaves no report of the old model beside it (the
     # report, map and curve of the first run stayed, describing a model no longer there)

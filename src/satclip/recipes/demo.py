@@ -78,6 +78,13 @@ _LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytor
 
 
 #: what a finished run writes about its model (besides model/ and eval/)
+#: what a rerun of the same demo keeps of the work of a stage that was interrupted (the pretraining says so itself)
+RERUN_KEEPS = {
+    "corpus": "the corpus is built again (a half-built one is not kept)",
+    "image features": "the feature cache continues where it stopped",
+    "evaluation": "the folds already evaluated are kept",
+    "map and report": "only the map and report are made again",
+}
 REPORT_FILES = ("report.md", "map.png", "training.png", "timings.json")
 
 
@@ -231,7 +238,13 @@ def _run(
     def stage(name: str) -> Iterator[None]:
         begin = time.perf_counter()
         with progress.stage(name):
-            yield
+            try:
+                yield
+            except KeyboardInterrupt:  # (only the pretraining said what to do; the others "satclip: interrupted")
+                if name in RERUN_KEEPS:
+                    log.warning("demo interrupted in its %s stage; rerun the same satclip demo command: %s", name,
+                                RERUN_KEEPS[name])  # fmt: skip
+                raise
         timings[name] = time.perf_counter() - begin
         log.info("demo stage %s: %.0f s", name, timings[name])
 
