@@ -115,8 +115,8 @@ def describe(err: BaseException) -> tuple[int, str]:
         )
     if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:
         return EXIT_BAD_INPUT, name_too_long(err)
-    if isinstance(err, OSError) and err.errno in _PERMISSION:  # (a read refused was "read-only … choose a writable
-        where = err.filename if err.filename is not None else message_of(err)  # location" too)
+    if isinstance(err, OSError) and err.errno in _PERMISSION:  # (a read refused was "read-only …" too)
+        where = err.filename if err.filename is not None else message_of(err)
         if err.errno == errno.EROFS:
             return EXIT_RUNTIME, f"read-only file system: {where}: write elsewhere"
         return EXIT_RUNTIME, f"permission denied: {where}: fix its permissions or use another location"

@@ -905,8 +905,9 @@ def verify_cache(
 
 def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, source: PairSource, count: int,
                device: str | torch.device) -> None:  # fmt: skip
-    """Recompute ``count`` random images of ``cache`` into ``report``: a problem for each whose features (or
-    point) differ, and the largest difference relative to the tolerance's scale."""
+    """Recompute ``count`` random images of ``cache`` into ``report``: a problem for each whose features differ by
+    more than :func:`recompute_tolerance` allows (or whose point differs), and the largest absolute difference
+    (NaN where a stored feature is NaN)."""
     manifest = cache.manifest
     rtol, atol, scale_tol = recompute_tolerance(manifest, device)
     rng = np.random.default_rng()

@@ -121,8 +121,7 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
             f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
             f"{', '.join(RESUMABLE_CHANGES)} (and {', '.join(CACHE_PATHS)}, where the checkpoint records its cache's "
-            "key) may "
-            "change when resuming"
+            "key) may change when resuming"
         )
     return checkpoint
 
