@@ -80,11 +80,15 @@ def test_a_preview_inside_the_corpus_is_refused(tmp_path, capsys):
     assert main(argv) == 0
     capsys.readouterr()
     corpus = {p.name: p.read_bytes() for p in out.iterdir()}
-    for preview in (out / "images.npy", out / "sheet.png", tmp_path / "link" / "images.npy"):
-        (tmp_path / "link").unlink(missing_ok=True)
-        (tmp_path / "link").symlink_to(out)
+    (tmp_path / "link").symlink_to(out)
+    for preview in (out / "images.npy", out / "sheet.png", tmp_path / "link" / "sheet.png", tmp_path / "sheet.jpg"):
         assert main([*argv, "--preview", str(preview), "--overwrite"]) == 2
-        assert f"--preview {preview} is inside the corpus directory" in one_error_line(capsys.readouterr().err)
+        said = one_error_line(capsys.readouterr().err)
+        if preview.suffix == ".png":
+            assert f"--preview {preview} is inside the corpus directory" in said
+        else:  # (a .jpg got PNG bytes without a word; a corpus file's name is no picture's either)
+            assert said == (f"satclip: error: --preview {preview}: the contact sheet is a PNG picture; give a name "
+                            "ending in .png")  # fmt: skip
         assert {p.name: p.read_bytes() for p in out.iterdir()} == corpus
     images, _ = bm.load_bluemarble_arrays(out)
     assert images.shape == (30, 8, 8, 3) and images.dtype == np.uint8

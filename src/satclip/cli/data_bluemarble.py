@@ -68,12 +68,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_preview(preview: Path, corpus: Path) -> None:
-    """Refuse a preview inside the corpus directory, existing or not: written there it replaced a corpus file
-    (``--preview corpus/images.npy --overwrite`` left a PNG as the images, and the next run rebuilt the corpus),
-    and any other file there is not the corpus's own (a rebuild replaces the directory as a whole)."""
+    """Refuse a preview not named .png, or inside the corpus directory, existing or not: written there it replaced
+    a corpus file (``--preview corpus/images.npy --overwrite`` left a PNG as the images, and the next run rebuilt
+    the corpus), and any other file there is not the corpus's own (a rebuild replaces the directory as a whole)."""
     from ..errors import BadInputError
     from ..paths import expand_user
 
+    if preview.suffix.lower() != ".png":  # (PNG bytes were written into sheet.jpg without a word)
+        raise BadInputError(f"--preview {preview}: the contact sheet is a PNG picture; give a name ending in .png")
     try:
         inside = expand_user(preview).resolve().is_relative_to(expand_user(corpus).resolve())
     except (OSError, RuntimeError):  # (a symbolic-link loop: the output checks name it)
