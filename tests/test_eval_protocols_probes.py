@@ -206,3 +206,13 @@ def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_me
             EvalConfig(**kwargs)
     with pytest.raises(ValueError, match="n_points=0 must be an integer, 10 or more"):
         TaskOptions(n_points=0)
+
+
+def test_holdout_continent_refusal_names_points_of_no_continent_and_more_points():
+    """Points of no continent were listed with a blank name (" 23, Africa 13"), and the only advice was another
+    protocol "for points of one continent", for points that spanned the globe but were too few."""
+    task = _task(n=40)
+    task.continents[:] = np.array(["", "Africa", "Europe", "Asia"] * 10)
+    said = r"the points by continent: \(no continent\) 10, Africa 10, Asia 10, Europe 10: give more points \(--n-"
+    with pytest.raises(ValueError, match=said):
+        protocols.make_folds("holdout-continent", task, [0])

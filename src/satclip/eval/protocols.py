@@ -92,11 +92,13 @@ def holdout_continent(
             folds.append(Fold(f"{base}/{label}", seed, np.sort(np.concatenate([tr, shot])), va, test, continent, label))
     if not folds:
         names, counts = np.unique(task.continents, return_counts=True)
-        held = ", ".join(f"{name} {count}" for name, count in zip(names, counts, strict=True)) or "none"
+        held = ", ".join(f"{name or '(no continent)'} {count}"  # (a blank name was listed as " 23")
+                         for name, count in zip(names, counts, strict=True)) or "none"  # fmt: skip
         raise ValueError(
             f"task {task.name}: holdout-continent holds out one continent of {list(continents)} at a time and "
             f"needs >= {min_test} points on it and >= {min_test} elsewhere to train on; the points by continent: "
-            f"{held}: use --protocol random or spatial-block for points of one continent"
+            f"{held}: give more points (--n-points) if they span continents, or use --protocol random or "
+            "spatial-block for points of one continent"
         )
     return folds
 
