@@ -596,6 +596,26 @@ def test_a_run_resumes_with_its_images_moved_or_not_given(tmp_path):
         fit(moved.replace(**{"data.root": str(other), "trainer.max_epochs": 4}), resume=True)
 
 
+def test_continuing_a_run_in_a_new_directory_says_what_stays_behind(tmp_path, caplog):
+    """`--resume OTHER/checkpoints/last.ckpt` into a new output_dir gave a run whose history starts at the resumed
+    epoch and whose export/best may be missing (the best is the earlier run's), without a word."""
+    import logging
+
+    synthetic_cache(tmp_path / "cache", n=600)
+    first = cached_config(tmp_path / "cache", tmp_path / "first", trainer={"max_epochs": 1})
+    fit(from_dict(first))
+    second = cached_config(tmp_path / "cache", tmp_path / "second", trainer={"max_epochs": 2})
+    with caplog.at_level(logging.WARNING, logger="satclip.train.fitting"):
+        fit(from_dict(second), resume=tmp_path / "first" / "checkpoints" / "last.ckpt")
+    assert (f"continuing {tmp_path / 'first' / 'checkpoints' / 'last.ckpt'} in a new run directory "
+            f"{tmp_path / 'second'}: the 1 epoch(s) before, their history and best checkpoint stay in "
+            f"{tmp_path / 'first'}") in caplog.text  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip.train.fitting"):  # (its own run: nothing to say)
+        fit(from_dict(cached_config(tmp_path / "cache", tmp_path / "first", trainer={"max_epochs": 2})), resume=True)
+    assert "in a new run directory" not in caplog.text
+
+
 def test_a_users_file_in_an_export_is_refused_before_the_run_trains(tmp_path):
     """A file of the user's in export/best (or export/best.ckpt replaced by a directory of theirs) was refused
     only after the resumed run had trained its extra epochs and written last.ckpt: the exports were left an

@@ -355,7 +355,8 @@ def _listed(names: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def _same(a: Path, b: Path) -> bool:
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file or directory (one that exists, or the same path resolved)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -372,7 +373,7 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path | None]) -> No
     path = Path(path)
     inputs = [Path(source) for source in inputs if source is not None]
     for source in inputs:
-        if _same(path, source):
+        if same_path(path, source):
             raise BadInputError(f"the output {path} is also an input; choose another output path")
     for source in inputs:
         check_not_inside(path, source)

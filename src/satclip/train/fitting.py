@@ -269,6 +269,12 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             f"with --trainer.max_epochs {done} or more"
         )
     _check_same_run(run_dir, path, config)
+    source_run = path.parent.parent
+    if not (ckpt_dir / "last.ckpt").is_file() and not safe_output.same_path(source_run, run_dir):
+        # (the new run had no export/best and a history from the resumed epoch on, without a word)
+        log.warning("continuing %s in a new run directory %s: the %d epoch(s) before, their history and best "
+                    "checkpoint stay in %s; this run's history.jsonl and export/best cover the epochs it trains",
+                    path, run_dir, done, source_run)  # fmt: skip
     return path, checkpoint
 
 
