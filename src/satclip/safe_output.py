@@ -339,18 +339,19 @@ def _refuse_foreign(directory: Path, action: str) -> None:
     foreign = _not_written_by_satclip(directory)
     if foreign:
         raise OutputExistsError(
-            f"refusing to {action} {directory}: satclip wrote it, but not {_listed(foreign)} in it; move those out "
+            f"refusing to {action} {directory}: satclip wrote it, but not {listed(foreign)} in it; move those out "
             "first or choose another output path"
         )
     foreign = undeclared(directory)
     if foreign:
         raise OutputExistsError(
             f"refusing to {action} {directory}, satclip's {owned_kind(directory)} directory: it also holds "
-            f"{_listed(foreign)}, which satclip did not write; move those out and run again"
+            f"{listed(foreign)}, which satclip did not write; move those out and run again"
         )
 
 
-def _listed(names: list[str]) -> str:
+def listed(names: list[str]) -> str:
+    """The first five of ``names``, and how many more, for a one-line message."""
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 

@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..digests import file_digest
 from ..errors import BadInputError, OutputExistsError
-from ..safe_output import atomic_dir, write_data
+from ..safe_output import atomic_dir, listed, write_data
 from .checks import check_weights
 
 FORMAT = "satclip"
@@ -237,9 +237,8 @@ def refuse_other_outputs(path: str | Path) -> None:
         return
     other = sorted(entry.name for entry in path.iterdir() if not entry.name.startswith("."))
     if other:
-        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
         raise OutputExistsError(
-            f"{path} holds {shown}, not a satclip model; satclip does not replace it with one, even with "
+            f"{path} holds {listed(other)}, not a satclip model; satclip does not replace it with one, even with "
             "--overwrite: choose another output directory"
         )
 
