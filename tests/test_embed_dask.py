@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -456,6 +457,26 @@ def test_cli_dask_reads_one_parquet_file(cluster, model, tmp_path):
     assert main(["embed", str(single), "-o", str(local), *options]) == 0
     assert main(["embed", str(single), "-o", str(dask), *options, "--engine", "dask", "--scheduler",
                  client.scheduler.address, *PARTITION]) == 0  # fmt: skip
+    assert_same(dask, local)
+
+
+def test_workers_started_as_docs_say_embed_with_satclip_preloaded(model, tmp_path):
+    """docs/scale.md's workers for a cluster of your own: ``--preload satclip.embed.distributed`` imports satclip
+    and torch as each worker starts (not on the job's clock), and the job runs on them as on any worker."""
+    frame = points(20_000, seed=4)
+    single = tmp_path / "points.parquet"
+    frame.to_parquet(single, index=False)
+    local, dask = tmp_path / "local.parquet", tmp_path / "dask.parquet"
+    options = ["--model", str(model), "--no-progress"]
+    assert main(["embed", str(single), "-o", str(local), *options]) == 0
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+        preload=["satclip.embed.distributed"],
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        loaded = client.run(lambda: [name in sys.modules for name in ("satclip.embed.distributed", "torch")])
+        assert list(loaded.values()) == [[True, True]]
+        assert main(["embed", str(single), "-o", str(dask), *options, "--engine", "dask", "--scheduler",
+                     client.scheduler.address, "--chunk-rows", "8192"]) == 0  # fmt: skip
     assert_same(dask, local)
 
 
