@@ -90,6 +90,8 @@ def test_demo_end_to_end_tiny(tmp_path):
     lines = shown.getvalue().splitlines()
     assert [line.split("]")[0] for line in lines if " done " in line] == [f"[{k}/5" for k in range(1, 6)]
     assert "· 100% ·" in lines[-1] and not any("warning" in line.lower() for line in lines), lines
+    # nothing of this directory's to reuse (the corpus, in satclip's cache, may be another test's)
+    assert not [line for line in lines if line.startswith("note:") and "Blue Marble corpus" not in line], lines
     logged = (tmp_path / "demo" / "demo.log").read_text()
     assert "feature cache" in logged and "demo stage evaluation" in logged  # the INFO lines went to the log
     assert "## Results" in text and "direct" in text
@@ -112,9 +114,17 @@ def test_demo_end_to_end_tiny(tmp_path):
     # the same command again: nothing is trained again, and the report says whose epochs those are (its stage
     # times said "pretraining 0 s" of a model trained for 2 epochs)
     weights = (tmp_path / "demo" / "model" / "model.safetensors").read_bytes()
-    again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    shown = io.StringIO()
+    again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, shown)).read_text()
     assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings; none here, its model is " \
            "reused)" in again
+    # and the console says what the rerun reused, stage by stage (it said nothing: only demo.log did)
+    notes = [line for line in shown.getvalue().splitlines() if line.startswith("note: ")]
+    expected = ["reusing Blue Marble corpus ", "feature cache ", "reusing the model an earlier demo run of these "
+                "settings trained (2 epochs, ", "reusing 12 of 12 folds evaluated by an earlier run in "]  # fmt: skip
+    assert len(notes) == len(expected), notes
+    assert all(n.startswith(f"note: {e}") for n, e in zip(notes, expected, strict=True)), notes
+    assert notes[1].endswith("is up to date"), notes  # (12 folds: 6 tasks × 2 encoders, 1 probe, 1 seed)
     assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() == weights
 
     import unittest.mock
@@ -175,9 +185,12 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
         run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0]
     stop_at[0] = None
+    shown = io.StringIO()
     with pytest.raises(Evaluated):
-        run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
-    assert trained == [0, 1, 2]  # continued at epoch 1
+        run_demo(out, settings, progress=StageProgress(STAGES, shown))
+    assert trained == [0, 1, 2]  # continued at epoch 1, and the console says so (only demo.log did)
+    assert "note: continuing the training of an earlier demo run from " in shown.getvalue()
+    assert "(1 of 3 epochs done)" in shown.getvalue()
     history = [json.loads(line) for line in (out / "work" / "run" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [0, 1, 2]
     monkeypatch.chdir(tmp_path)
@@ -198,9 +211,11 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
         run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
     assert notes.read_text() == "mine" and trained == [0, 1, 2]
     notes.unlink()
+    shown = io.StringIO()
     with pytest.raises(Evaluated):
-        run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
-    assert trained == [0, 1, 2, 0]
+        run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, shown))
+    assert trained == [0, 1, 2, 0]  # trained afresh, and the console says why (demo.log alone said so, unnamed)
+    assert "trained with other settings (trainer.max_epochs): training starts again" in shown.getvalue()
 
 
 def test_a_bad_air_temperature_table_is_refused_before_the_work(tmp_path, capsys):

@@ -56,6 +56,9 @@ _CREATED: list[Path] = []
 _ADOPTED: list[Path] = []
 #: what satclip writes in its work directories, by kind (:func:`declare_contents`)
 _CONTENTS: dict[str, tuple[str, ...]] = {}
+#: ``extra=`` of an INFO record saying what a run takes over from an earlier one (a corpus, a feature cache,
+#: finished folds, trained epochs) or must start again: the demo's console, which shows warnings only, shows these
+RESUMED = {"resumed": True}
 
 
 # --------------------------------------------------------------------------------------------- ownership

@@ -15,8 +15,8 @@ def add_parser(subparsers) -> None:
         description=(
             "Builds a Blue Marble corpus, caches MOSAIKS features, pretrains an L=10 SatCLIP location encoder "
             "with 8,192-pair batches, evaluates it against baselines and writes OUT/report.md. About 7 minutes "
-            "on an idle 2-core CPU; --quick about 1. Shows one progress line; everything logged goes to "
-            "OUT/demo.log."
+            "on an idle 2-core CPU; --quick about 1. Shows one progress line, and notes of the earlier work a "
+            "rerun reuses; everything logged goes to OUT/demo.log."
         ),
     )
     parser.add_argument(

@@ -343,14 +343,14 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
     key = corpus_key(params)
     out = Path(out) if out is not None else default_corpus_dir(params)
     if _corpus_state(out, key) == "same":  # read only: no lock (a read-only cache, readers at once)
-        log.info("reusing Blue Marble corpus %s", out)
+        log.info("reusing Blue Marble corpus %s", out, extra=safe_output.RESUMED)
         return out
     if _is_corpus(out) and not safe_output.is_owned(out) and _only_corpus_files(out):
         safe_output.mark_owned(out, kind="bluemarble-corpus")  # a corpus built before ownership markers
     with safe_output.exclusive(out, wait=True):  # one build per directory; a concurrent build is waited out
         state = _corpus_state(out, key)
         if state == "same":
-            log.info("reusing Blue Marble corpus %s", out)
+            log.info("reusing Blue Marble corpus %s", out, extra=safe_output.RESUMED)
             return out
         if state == "damaged":
             log.warning("%s has the right manifest but unreadable or altered %s or %s; rebuilding it", out,

@@ -475,16 +475,26 @@ def evaluate_tasks(
         # every fold is queued as soon as its embeddings exist, so the workers never wait for a (task,
         # encoder) group to finish; rows are written as folds finish and returned in the fixed order
         futures = {}
+        task_keys = {task.name: digest(task.name, task.kind, task.points, task.targets) for task in tasks}
+
+        def fold_key(task: Task, enc: encoders.Encoder, probe_name: str, fold: protocols.Fold) -> str:
+            options = config.probe_options.get(probe_name, {})
+            return digest(task_keys[task.name], enc.identity, config.protocol, config.protocol_options, probe_name,
+                          options, fold.name)  # fmt: skip
+
+        if done:
+            kept = sum(fold_key(t, e, p, f) in done for t in tasks for e in encs for p in probe_names
+                       for f in folds[t.name])  # fmt: skip
+            if kept:
+                log.info("reusing %d of %d folds evaluated by an earlier run in %s", kept, total, out,
+                         extra=safe_output.RESUMED)  # fmt: skip
         for task in tasks:
-            task_key = digest(task.name, task.kind, task.points, task.targets)
             for enc in encs:
                 slots: list[dict | None] = []
                 todo = []
                 for probe_name, probe in zip(probe_names, probe_objs, strict=True):
-                    options = config.probe_options.get(probe_name, {})
                     for fold in folds[task.name]:
-                        key = digest(task_key, enc.identity, config.protocol, config.protocol_options,
-                                     probe_name, options, fold.name)  # fmt: skip
+                        key = fold_key(task, enc, probe_name, fold)
                         mapped = fold.variant in MAPPED_VARIANTS
                         row = done.get(key)
                         if row is not None and out and mapped and fold.seed == config.seeds[0]:

@@ -38,19 +38,21 @@ def prepare_recipe(
     workdir: str | Path,
     *,
     corpus: BlueMarbleParams = CORPUS,
+    corpus_root: Path | None = None,
     overrides: dict | None = None,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ):
     """The ``(TrainConfig, FeatureCache)`` of recipe ``name`` in ``workdir`` (``cache/``, ``run/``): builds (or
-    finds) the corpus and the feature cache. ``overrides``: dotted config keys (``{"trainer.max_epochs": 10}``);
+    finds) the corpus and the feature cache. ``corpus_root``: the directory :func:`build_bluemarble` returned for
+    ``corpus``, where the caller built it already. ``overrides``: dotted config keys (``{"trainer.max_epochs": 10}``);
     ``device`` for the feature cache; ``progress(images done, images total)`` while it is built."""
     from ..machine import usable_cores
     from ..train.config import load_config
     from ..train.prepare import cache_from_config
 
     workdir = Path(workdir)
-    root = build_bluemarble(params=corpus)
+    root = corpus_root or build_bluemarble(params=corpus)
     settings = {
         "data.root": str(root),
         "data.cache": str(workdir / "cache"),

@@ -99,7 +99,8 @@ def run_demo(
 
     ``air_temperature``: a local copy of the stations table (``stationDataAll.csv``) to add the paper's
     air-temperature task (it is not shipped in any package). ``progress``: the display the stages report to
-    (default: one on stderr). The console shows only it and warnings; everything logged (satclip's INFO lines,
+    (default: one on stderr). The console shows only it, warnings and notes of what an earlier run's work
+    is reused; everything logged (satclip's INFO lines,
     Lightning's, Python warnings from libraries) goes to ``out/demo.log``.
     """
     if air_temperature is not None:  # checked before the work (it was read only at the evaluation, minutes in)
@@ -127,12 +128,14 @@ def run_demo(
 @contextmanager
 def _quiet(log_file: Path, progress: StageProgress) -> Iterator[_LogFile]:
     """Send log records and Python warnings to ``log_file`` (from the yielded handler's ``open()`` on, the
-    records before it held until then); only satclip's warnings and errors reach the console, printed above
-    the progress display. Restores every logger it touched."""
+    records before it held until then); only satclip's warnings and errors, and its notes of what this run takes
+    over from an earlier one (records with ``extra=safe_output.RESUMED``), reach the console, printed above the
+    progress display. Restores every logger it touched."""
     handler = _LogFile(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console = _ProgressHandler(progress)
-    console.setLevel(logging.WARNING)
+    console.setLevel(logging.INFO)
+    console.addFilter(lambda record: record.levelno >= logging.WARNING or getattr(record, "resumed", False))
     ours = logging.getLogger("satclip")
     touched = [ours, logging.getLogger("py.warnings"), *(logging.getLogger(n) for n in _LIBRARY_LOGGERS)]
     saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in touched]
@@ -186,7 +189,8 @@ class _ProgressHandler(logging.Handler):
         self.progress = progress
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.progress.write(f"{record.levelname.lower()}: {record.getMessage()}")
+        what = "note" if record.levelno < logging.WARNING else record.levelname.lower()  # (what a rerun reuses)
+        self.progress.write(f"{what}: {record.getMessage()}")
 
 
 def _training_progress(progress: StageProgress):
@@ -257,12 +261,13 @@ def _run(
             built[0] += count
             progress.update(built[0] / settings.patches)
 
-        build_bluemarble(params=corpus, progress=patches_done)
+        root = build_bluemarble(params=corpus, progress=patches_done)
     with stage("image features"):
         config, cache = prepare_recipe(
             "bluemarble-l10",
             run_dir,
             corpus=corpus,
+            corpus_root=root,
             overrides={
                 "data.cache": str(run_dir / f"cache-{settings.patches}-{settings.views}"),
                 "data.cache_views": settings.views,
@@ -285,7 +290,8 @@ def _run(
         except ResumeError as err:
             if earlier is None:
                 raise
-            log.info("training starts again: %s", err)  # a damaged checkpoint: discarded, as an unreadable one
+            # a damaged checkpoint: discarded, as an unreadable one
+            log.info("training starts again: %s", err, extra=safe_output.RESUMED)
             safe_output.remove_owned(config.trainer.output_dir)  # (refused if it holds what a run does not write)
             earlier = None
             result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
@@ -345,12 +351,20 @@ def _continues(config) -> int | None:
     if last.is_file():
         try:
             checkpoint = read_checkpoint(last)
-            if _settings(from_dict(checkpoint["hyper_parameters"]["config"])) == _settings(config):
-                log.info("continuing the training of an earlier demo run from %s", last)
-                return epochs_done(checkpoint)
-            log.info("an earlier demo run trained with other settings in %s: training starts again", run)
+            changed = _changed(_settings(from_dict(checkpoint["hyper_parameters"]["config"])), _settings(config))
+            if not changed:
+                done, epochs = epochs_done(checkpoint), config.trainer.max_epochs
+                if done >= epochs:
+                    log.info("reusing the model an earlier demo run of these settings trained (%d epochs, %s)", epochs,
+                             run, extra=safe_output.RESUMED)  # fmt: skip
+                else:
+                    log.info("continuing the training of an earlier demo run from %s (%d of %d epochs done)", last,
+                             done, epochs, extra=safe_output.RESUMED)  # fmt: skip
+                return done
+            log.info("an earlier demo run in %s trained with other settings (%s): training starts again", run,
+                     ", ".join(changed), extra=safe_output.RESUMED)  # fmt: skip
         except (ResumeError, KeyError, TypeError, ValueError) as err:  # (from_dict: a config it cannot read)
-            log.info("training starts again: %s", err)
+            log.info("training starts again: %s", err, extra=safe_output.RESUMED)
     safe_output.remove_owned(run)  # (refused if it holds what a run does not write: fitting.RUN_ENTRIES)
     return None
 
@@ -363,6 +377,19 @@ def _settings(config) -> dict:
     settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "output_dir"}
     settings["data"] = {k: v for k, v in settings["data"].items() if k != "cache"}
     return settings
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    """The dotted names of the settings (two levels: ``trainer.max_epochs``) that differ between ``old`` and
+    ``new``."""
+    names = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += [f"{section}.{key}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+        elif a != b:
+            names.append(section)
+    return names
 
 
 def _continued(earlier: int, epochs: int) -> str:

@@ -430,7 +430,7 @@ def build_cache(
         _check_no_foreign_entries(path)
 
     def reused(cache: FeatureCache) -> FeatureCache:
-        log.info("feature cache %s is up to date", path)
+        log.info("feature cache %s is up to date", path, extra=safe_output.RESUMED)
         if progress:
             progress(n, n)
         return cache
@@ -495,7 +495,8 @@ def build_cache(
         if progress:
             progress(images_done, n)
         if images_done:
-            log.info("resuming feature cache %s: %d of %d images done", path, images_done, n)
+            log.info("resuming feature cache %s: %d of %d images done", path, images_done, n,
+                     extra=safe_output.RESUMED)  # fmt: skip
         loader_batch = max(1, batch_size // views)
 
         def compute(chunk: int) -> int:
