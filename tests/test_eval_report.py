@@ -109,6 +109,9 @@ def test_chance_levels_and_class_filtering_are_stated(report):
     koppen = _row(report, "koppen")
     assert koppen[0] == "classification, 4 of 6 classes"
     assert koppen[3] == "accuracy 0.400 (most frequent class `BWh`), 1/K = 0.250"
+    # the two chance levels (0.400 in the task table, another in the chance row) say which is which
+    assert "scored on the test splits as the encoders are; the task table's chance is the same prediction made " \
+           "and scored on all of a task's points" in report
     assert "keep only the classes with at least 20 points (--min-class-points)" in report
     assert "koppen keeps 4 of 6 classes (100 of 110 points)" in report
 

@@ -373,7 +373,9 @@ def markdown(
         f"Protocol `{config.protocol}`, seeds {list(config.seeds)}, probes {list(config.probe_names())}. "
         f"± = {SPREAD.get(config.protocol, 'std over folds')}. **Bold**: the best mean, when its mean ± std "
         "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap). Row *chance*: a "
-        "probe that ignores location (predicting the mean; the most frequent class)."
+        "probe that ignores location (predicting the training split's mean; its most frequent class), scored on "
+        "the test splits as the encoders are; the task table's chance is the same prediction made and scored on "
+        "all of a task's points, so the two differ by what the splits sample."
     )
     out += ["", *_task_rows(tasks, task_names)]
     note = _class_filter_note(tasks, task_names)
