@@ -54,8 +54,9 @@ from satclip.io.native import write_native
 
 #: stands for the running cluster's scheduler address in a row's command
 ADDRESS = "{address}"
-#: what docs/scale.md tells users to preload on their own workers
+#: what docs/scale.md tells users to preload on their own workers, and the Dask configuration it gives them
 PRELOAD = "satclip.embed.distributed"
+WORKER_CONFIG = "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
 RUNNING_1, RUNNING_2 = (f"dask, running cluster of {n} worker{'s' * (n > 1)} (--scheduler) → dataset" for n in (1, 2))
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
 
@@ -133,7 +134,10 @@ def running_cluster(work: Path, workers: int):
 
     scheduler_file = work / f"scheduler-{workers}.json"
     scheduler_file.unlink(missing_ok=True)
-    env = {**os.environ, "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_": "None"}
+    config = work / "dask-config"  # (the setting's name is upper case: a DASK_… variable's would be lowered)
+    config.mkdir(exist_ok=True)
+    (config / "satclip-workers.yaml").write_text(WORKER_CONFIG)
+    env = {**os.environ, "DASK_CONFIG": str(config)}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     module = [sys.executable, "-m"]
     scheduler = subprocess.Popen([*module, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",

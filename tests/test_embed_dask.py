@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -490,24 +491,38 @@ def test_cli_dask_reads_one_parquet_file(cluster, model, tmp_path):
     assert_same(dask, local)
 
 
-def test_workers_started_as_docs_say_embed_with_satclip_preloaded(model, tmp_path):
-    """docs/scale.md's workers for a cluster of your own: ``--preload satclip.embed.distributed`` imports satclip
-    and torch as each worker starts (not on the job's clock), and the job runs on them as on any worker."""
+def test_workers_started_as_docs_say_embed_with_satclip_preloaded(model, tmp_path, monkeypatch):
+    """docs/scale.md's workers for a cluster of your own: its Dask configuration file takes the nanny's
+    MALLOC_TRIM_THRESHOLD_ away (the DASK_… variable it gave first set a lower-cased other setting), and
+    ``--preload satclip.embed.distributed`` imports satclip and torch as each worker starts (not on the job's
+    clock); the job runs on them as on any worker."""
+    import re
+
+    import dask
+
+    recipe = (Path(__file__).parents[1] / "docs" / "scale.md").read_text()
+    yaml_text = re.search(r"satclip-workers\.yaml <<'EOF'\n(.*?)\n *EOF", recipe, re.S).group(1)
+    (tmp_path / "dask-config").mkdir()
+    (tmp_path / "dask-config" / "satclip-workers.yaml").write_text(textwrap.dedent(yaml_text))
+    config = dask.config.merge(dask.config.config, dask.config.collect(paths=[str(tmp_path / "dask-config")], env={}))
+    assert "--preload satclip.embed.distributed" in recipe
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # (an earlier cluster's nanny may have left it)
     frame = points(20_000, seed=4)
     single = tmp_path / "points.parquet"
     frame.to_parquet(single, index=False)
-    local, dask = tmp_path / "local.parquet", tmp_path / "dask.parquet"
+    local, dask_out = tmp_path / "local.parquet", tmp_path / "dask.parquet"
     options = ["--model", str(model), "--no-progress"]
     assert main(["embed", str(single), "-o", str(local), *options]) == 0
-    with distributed.LocalCluster(
+    with dask.config.set(config), distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
         preload=["satclip.embed.distributed"],
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         loaded = client.run(lambda: [name in sys.modules for name in ("satclip.embed.distributed", "torch")])
         assert list(loaded.values()) == [[True, True]]
-        assert main(["embed", str(single), "-o", str(dask), *options, "--engine", "dask", "--scheduler",
+        assert list(client.run(lambda: "MALLOC_TRIM_THRESHOLD_" in os.environ).values()) == [False]
+        assert main(["embed", str(single), "-o", str(dask_out), *options, "--engine", "dask", "--scheduler",
                      client.scheduler.address, "--chunk-rows", "8192"]) == 0  # fmt: skip
-    assert_same(dask, local)
+    assert_same(dask_out, local)
 
 
 def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypatch):
