@@ -90,3 +90,44 @@ def test_a_training_runs_resume_checkpoint_is_told_to_give_the_runs_export(tmp_p
         f"satclip: error: {resume}: this is a checkpoint satclip train saves to resume a run (RUN/checkpoints/), not "
         "a model: give the run's export instead, RUN/export/best or RUN/export/last (or the .ckpt beside them)"
     )
+
+
+class _Runs:
+    """Pickled, runs code when unpickled: it appends to ``ran``."""
+
+    def __reduce__(self):
+        return (_RAN.append, ("unpickled",))
+
+
+_RAN: list[str] = []
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_files_of_other_formats_are_named_and_never_unpickled(tmp_path, capsys, trust):
+    """A plain Python pickle was refused with advice to pass --trust-checkpoint, which ran its code and then called
+    the file "truncated or corrupt" (torch.load reads no plain pickle, trusted or not); a NumPy .npz (a zip) was
+    "truncated or corrupt … download it again". Both are named for what they are, before anything is unpickled."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    plain = tmp_path / "plain.ckpt"
+    plain.write_bytes(pickle.dumps({"state_dict": _Runs()}))
+    npz = tmp_path / "arrays.ckpt"
+    np.savez(npz.with_suffix(".npz"), lonlat=np.zeros((2, 2)))
+    npz.with_suffix(".npz").rename(npz)
+    trusted = ["--trust-checkpoint"] if trust else []
+    for path, what in ((plain, "is a Python pickle but not a torch checkpoint"),
+                       (npz, "is a zip archive but not a torch checkpoint (no data.pkl among its 1 entries, e.g. "
+                             "lonlat.npy; a NumPy .npz is such an archive)")):  # fmt: skip
+        assert main(["convert", str(path), str(tmp_path / "out"), *trusted]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{path} {what}" in line and "trust" not in line and "corrupt" not in line, line
+    assert _RAN == [] and not (tmp_path / "out").exists()
+    # torch's own files, in the older (not zip) format, are read as before
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": {}}, legacy, _use_new_zipfile_serialization=False)
+    from satclip.io.safe_pickle import load_checkpoint
+
+    assert load_checkpoint(legacy) == {"state_dict": {}}

@@ -43,8 +43,12 @@ _ALLOWED = [
 #: how a file torch writes starts: a zip archive (torch.save's format since 1.6) or a pickle (the older one)
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = b"\x80"
+#: bytes read to tell a torch file's start (its magic number's pickle is 16 bytes, 26 with protocol 4's frame)
+_PICKLE_HEAD = 32
 #: how an ONNX model starts (protobuf ModelProto: field 1, ir_version, a small varint; then another field)
 _ONNX_HEAD = re.compile(rb"\x08[\x01-\x7f][\x12\x1a\x22\x2a\x32\x3a\x42]")
+#: what to do with a file that is no checkpoint
+_GIVE = "satclip loads .ckpt checkpoints (torch.save) and native model directories; give the right file"
 #: what to say about an export handed back to satclip
 _EXPORT = (
     "{path} is {kind} export, which satclip does not load: satclip loads .ckpt checkpoints and native model "
@@ -145,6 +149,11 @@ def _check_intact(path: Path) -> None:
     kind = _kind(path)
     if kind == "onnx":
         raise BadInputError(_EXPORT.format(path=path, kind="an ONNX", runtime="onnxruntime"))
+    if kind == "plain-pickle":  # (torch.load cannot read it, trusted or not: no trust advice, nothing unpickled)
+        raise BadInputError(
+            f"{path} is a Python pickle but not a torch checkpoint (torch.save's files start with torch's magic "
+            f"number or are zip archives): {_GIVE}"
+        )
     if kind != "zip":
         return  # (empty, the old pickle format or no torch file: torch's reading says which)
     try:
@@ -158,6 +167,13 @@ def _check_intact(path: Path) -> None:
     if problem:
         raise BadInputError(
             f"{path} is not a readable checkpoint: {problem}; download or copy it again, or give the right file"
+        )
+    with zipfile.ZipFile(path) as archive:  # (intact: zip_problem read it)
+        names = archive.namelist()
+    if not any(name.rsplit("/", 1)[-1] == "data.pkl" for name in names):  # (torch's own record: the pickle)
+        raise BadInputError(
+            f"{path} is a zip archive but not a torch checkpoint (no data.pkl among its {len(names)} entries, e.g. "
+            f"{names[0] if names else 'none'}; a NumPy .npz is such an archive): {_GIVE}"
         )
 
 
@@ -196,17 +212,30 @@ def _torch_reason(err: Exception) -> str:
 
 def _kind(path: Path) -> str:
     """``"empty"``; ``"zip"`` or ``"pickle"`` (the file starts as one of the formats ``torch.save`` writes: a zip
-    archive, or a pickle in the older format); ``"onnx"`` (it ends in ``.onnx`` or starts as an ONNX model does);
-    or ``"other"``."""
+    archive, or a pickle of torch's magic number, the older format's start); ``"plain-pickle"`` (a pickle of
+    something else: no torch file); ``"onnx"`` (it ends in ``.onnx`` or starts as an ONNX model does); or
+    ``"other"``."""
     with open(path, "rb") as fh:
-        head = fh.read(len(_ZIP_MAGIC))
+        head = fh.read(_PICKLE_HEAD)
     if not head:
         return "empty"
     if head.startswith(_ZIP_MAGIC):
         return "zip"
     if head.startswith(_PICKLE_PROTOCOL):
-        return "pickle"
+        return "pickle" if _torch_magic(head) else "plain-pickle"
     return "onnx" if path.suffix.lower() == ".onnx" or _ONNX_HEAD.match(head) else "other"
+
+
+def _torch_magic(head: bytes) -> bool:
+    """Whether the pickle that starts ``head`` holds torch's magic number, read from its opcodes (nothing is
+    unpickled), or ``head`` is too short to tell (a file cut short is a damaged torch file, not another one)."""
+    try:
+        for opcode, arg, _ in pickletools.genops(head):
+            if opcode.name not in ("PROTO", "FRAME"):
+                return opcode.name in ("LONG1", "LONG4", "LONG", "INT") and arg == torch.serialization.MAGIC_NUMBER
+    except ValueError:  # (opcodes cut short at the end of head, or not a pickle's)
+        return len(head) < _PICKLE_HEAD
+    return False
 
 
 def _unreadable(path: Path, err: Exception) -> BadInputError:
