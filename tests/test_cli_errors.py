@@ -111,6 +111,15 @@ CASES = [
     (["export", "--format", "pdf", "--model", "bluemarble-l10", "-o", "{out}.onnx"], 2, USAGE, "invalid choice"),
     (["export", "--format", "torchscript", "--model", "bluemarble-l10", "-o", "{points}"], 2, ONE_LINE,
      "already exists; pass --overwrite"),
+    # an output named for another format was written under it, exit 0 (an ONNX file as x.ckpt, a checkpoint as x.onnx)
+    (["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", "{out}.ckpt"], 2, ONE_LINE,
+     "out.ckpt names a model (.ckpt), but an export is an ONNX file for other runtimes: write {out}.onnx"),
+    (["export", "--format", "torchscript", "--model", "bluemarble-l10", "-o", "{out}.onnx"], 2, ONE_LINE,
+     "out.onnx names an ONNX file but the format is torchscript: write {out}.pt or export as onnx"),
+    (["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", "-"], 2, ONE_LINE,
+     "the output - would be a file named '-': satclip writes no output to standard output"),
+    (["convert", "bluemarble-l10", "{out}.onnx", "--location-only"], 2, ONE_LINE,
+     "out.onnx: its suffix .onnx names an ONNX export, which convert does not write: export it with `satclip export"),
     # locate
     (["locate", "{missing}", "--model", "bluemarble-l10"], 2, USAGE, "argument image: no such file"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--k", "0"], 2, USAGE, "--k: must be a positive integer"),

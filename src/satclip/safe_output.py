@@ -412,6 +412,9 @@ def check_named(path: str | Path) -> None:
             f"the output {path} names a directory, not a new output in it: add the output's name (e.g. {example}, "
             "with the suffix of its format)"
         )
+    if str(path) == "-":  # (a file named "-" appeared where standard output was meant)
+        raise BadInputError("the output - would be a file named '-': satclip writes no output to standard output; "
+                            "give a file name, with the suffix of its format")  # fmt: skip
 
 
 def check_output(

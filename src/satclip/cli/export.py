@@ -29,28 +29,17 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-#: output suffixes that name a format
-SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import safe_output
-    from ..errors import BadInputError
-
-    named = SUFFIX_FORMATS.get(args.output.suffix.lower())
-    if named is not None and named != args.format:
-        raise BadInputError(
-            f"-o {args.output} names a {named} file but --format is {args.format}: write "
-            f"{args.output.with_suffix('.onnx' if args.format == 'onnx' else '.pt')} or pass --format {named}"
-        )
     from ..embed.api import load_encoder
-    from ..io.onnx import export
+    from ..io.onnx import check_export_path, export
     from ..io.resolve import local_model_files
 
-    # before loading the model; a local model is an input, never replaced by its export
+    # before loading the model: a local model is an input, never replaced by its export; a name of another format
     safe_output.check_output(args.output, overwrite=args.overwrite, inputs=local_model_files(args.model))
+    check_export_path(args.output, args.format)
     encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
     export(encoder, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output} ({args.format}, embedding dim {encoder.embedding_dim}, {args.dtype})")

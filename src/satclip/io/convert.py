@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import BadInputError
 from ..safe_output import check_output
 from . import TARGETS, native
+from .onnx import A_FORMAT, SUFFIX_FORMATS
 from .read import read_parts
 from .resolve import resolve
 from .targets import Written, is_directory_target, write
@@ -59,6 +60,11 @@ def convert(
     """
     resolved = resolve(source)
     output = Path(output)
+    export_format = SUFFIX_FORMATS.get(output.suffix.lower()) if output.suffix.lower() not in SUFFIX_TARGETS else None
+    if export_format is not None:  # (x.onnx was a Lightning checkpoint, "wrote x.onnx (original)")
+        raise BadInputError(f"{output}: its suffix {output.suffix} names {A_FORMAT[export_format]} export, which "
+                            f"convert does not write: export it with `satclip export --format {export_format} -o "
+                            f"{output}`, or name the output for a model (.ckpt, .pt, or a directory)")  # fmt: skip
     named = SUFFIX_TARGETS.get(output.suffix.lower())
     if target and named not in (None, target):  # (--target native made a directory named c2.ckpt)
         raise BadInputError(f"{output}: its suffix {output.suffix} means {named}, but --target is {target}: "

@@ -30,6 +30,12 @@ from .resolve import encoder_files
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
+#: output suffixes that name an export format
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+#: suffixes of models ``satclip convert`` writes (checkpoints, native weights), never of an export
+MODEL_SUFFIXES = (".ckpt", ".safetensors")
+#: each export format as messages name it
+A_FORMAT = {"onnx": "an ONNX", "torchscript": "a TorchScript"}
 OPSET = 17
 
 
@@ -221,10 +227,31 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
     return path
 
 
+def check_export_path(path: str | Path, fmt: str) -> None:
+    """Refuse an unknown ``fmt``, and a ``path`` whose suffix names another format or a model (``.ckpt``): an
+    ONNX file named ``x.ckpt`` or ``x.pt`` was written without a word.
+
+    Raises:
+        BadInputError: naming the value and the fix.
+    """
+    if fmt not in FORMATS:
+        raise BadInputError(f"export format {fmt!r} is not one of {list(FORMATS)}")
+    path = Path(path)
+    suffix = path.suffix.lower()
+    named = SUFFIX_FORMATS.get(suffix)
+    fitting = path.with_suffix(".onnx" if fmt == "onnx" else ".pt")
+    if named is not None and named != fmt:
+        raise BadInputError(f"{path} names {A_FORMAT[named]} file but the format is {fmt}: write {fitting} or "
+                            f"export as {named} (--format {named})")  # fmt: skip
+    if suffix in MODEL_SUFFIXES:
+        raise BadInputError(f"{path} names a model ({suffix}), but an export is {A_FORMAT[fmt]} file for other "
+                            f"runtimes: write {fitting} (`satclip convert` writes models)")  # fmt: skip
+
+
 def export(encoder, path: str | Path, fmt: str, *, overwrite: bool = False) -> Path:
     """Export ``encoder`` to ``path`` as ``fmt`` (``"onnx"`` or ``"torchscript"``); an existing ``path``
-    is replaced only with ``overwrite``."""
+    is replaced only with ``overwrite``. A suffix of another format is refused (:func:`check_export_path`)."""
+    safe_output.check_not_input(path, encoder_files(encoder))  # (said first: the model itself named as the output)
+    check_export_path(path, fmt)
     exporters = {"onnx": export_onnx, "torchscript": export_torchscript}
-    if fmt not in exporters:
-        raise ValueError(f"export format {fmt!r} is not one of {list(exporters)}")
     return exporters[fmt](encoder, path, overwrite=overwrite)
