@@ -342,3 +342,23 @@ def test_an_mlp_whose_hidden_layers_differ_is_not_written_for_the_original(tmp_p
     with pytest.raises(satclip.errors.BadInputError, match="one shared layer"):
         targets.check_target({"encoding": sh, "network": {"name": "mlp", "num_classes": 8, "num_layers": 2}},
                              "original")  # fmt: skip
+
+
+def test_the_original_readers_of_a_released_l40_model_are_described_as_measured(tmp_path, points, capsys):
+    """The convert report said the original's readers of an L = 40 'analytic' model differ "from the exact basis"
+    (the model is on no exact basis); they evaluate its own polynomials as the original does: exactly satclip's
+    'analytic-original', and within 1e-6 of its default 'analytic' only at low latitudes."""
+    rangegeo = peers.rangegeo()
+    source = require(REFERENCE / "satclip-resnet18-l40.ckpt")
+    assert main(["convert", str(source), str(tmp_path / "l40.ckpt"), "--location-only"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.strip().startswith("rangegeo:"))
+    assert "evaluates the original's 'analytic' polynomials in float64 as the original does" in line, line
+    assert "reproduces satclip.load(…, harmonics_calculation='analytic-original') exactly" in line, line
+    with torch.no_grad():
+        peer = rangegeo.load_satclip_location_encoder(str(tmp_path / "l40.ckpt"))(torch.from_numpy(points)).numpy()
+    original = satclip.load(tmp_path / "l40.ckpt", harmonics_calculation="analytic-original", precision="float64")
+    np.testing.assert_array_equal(peer, original.encode(points).numpy())
+    default = satclip.load(tmp_path / "l40.ckpt", precision="float64").encode(points).numpy()
+    low = np.abs(points[:, 1]) <= targets.HIGH_DEGREE_SAFE_LAT
+    assert relative(peer[low], default[low]) <= 1e-6 < relative(peer, default)

@@ -79,6 +79,13 @@ def _across(legendre: int, model: str, reader: str) -> tuple[float | None, str]:
         return EXACT_BASES, ""
     if legendre <= basis.ANALYTIC_EXACT_BELOW:  # the polynomials are within 1e-8 of exact at these degrees
         return ANALYTIC_LOW_DEGREE, ""
+    if model == reader == "analytic":  # the same polynomials, evaluated otherwise (docs/conventions.md)
+        return None, (
+            f"it evaluates the original's 'analytic' polynomials in float64 as the original does, satclip evaluates "
+            f"them more exactly: at L = {legendre} the two differ near the poles, within 1e-6 only for |lat| ≤ "
+            f"{HIGH_DEGREE_SAFE_LAT:g}°; it reproduces satclip.load(…, harmonics_calculation='analytic-original') "
+            "exactly"
+        )
     return None, (
         f"at L = {legendre} the original's float64 'analytic' polynomials differ from the exact basis near the "
         f"poles: within 1e-6 only for |lat| ≤ {HIGH_DEGREE_SAFE_LAT:g}°"
