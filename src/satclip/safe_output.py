@@ -353,6 +353,33 @@ def _refuse_foreign(directory: Path, action: str) -> None:
         )
 
 
+def recorded_format(manifest: str | Path) -> str | None:
+    """The ``"format"`` string a satclip manifest file records (``satclip.bluemarble``, a feature cache's …), or
+    None where there is none (no file, not JSON, no such string): the readers of each format report those."""
+    try:
+        found = json.loads(Path(manifest).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def refuse_other_contents(directory: str | Path, noun: str, own: Iterable[str] = ()) -> None:
+    """Raise :class:`OutputExistsError` if the existing directory ``directory`` holds anything but ``own`` (hidden
+    entries aside): another output (an embedding store, a corpus, a feature cache) that a writer of ``noun`` would
+    take for a broken one of its own and replace, also with ``--overwrite``. A missing or empty directory, or a
+    symbolic link (refused where it is written), passes."""
+    directory = Path(directory)
+    if not directory.is_dir() or directory.is_symlink():
+        return
+    own = set(own)
+    other = sorted(entry.name for entry in directory.iterdir() if entry.name not in own and entry.name[:1] != ".")
+    if other:
+        raise OutputExistsError(
+            f"{directory} holds {listed(other)}, not {noun}; satclip does not replace it with one, even with "
+            "--overwrite: choose another output directory"
+        )
+
+
 def listed(names: list[str]) -> str:
     """The first five of ``names``, and how many more, for a one-line message."""
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

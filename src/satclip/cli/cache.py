@@ -157,6 +157,7 @@ def _check_is_cache(path: Path) -> None:
     """Refuse, as bad input (exit 2, as a missing path is), what is no feature cache at all: a file, or a directory
     with neither a cache's manifest nor its features (they were reported as a failed cache, exit 1). A cache
     that lost some of its files is verified, and reported damaged."""
+    from .. import safe_output
     from ..train.cache import FEATURES, FORMAT, MANIFEST
 
     what = not_a_directory(path)
@@ -168,10 +169,7 @@ def _check_is_cache(path: Path) -> None:
             f"{path} is not a feature cache (no {MANIFEST}, no {FEATURES}): give the directory `satclip cache build` "
             "wrote (data.cache)"
         )
-    try:
-        found = json.loads((path / MANIFEST).read_text()).get("format")
-    except (OSError, ValueError, AttributeError):  # (none, or damaged: the cache's own check reports it)
-        found = None
-    if isinstance(found, str) and found != FORMAT:
+    found = safe_output.recorded_format(path / MANIFEST)  # (none, or damaged: the cache's own check reports it)
+    if found not in (None, FORMAT):
         raise BadInputError(f"{path} holds a {found}, not a feature cache: give the directory `satclip cache build` "
                             "wrote (data.cache)")  # fmt: skip

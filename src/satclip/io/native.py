@@ -31,8 +31,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..digests import file_digest
-from ..errors import BadInputError, OutputExistsError
-from ..safe_output import atomic_dir, listed, write_data
+from ..errors import BadInputError
+from ..safe_output import atomic_dir, refuse_other_contents, write_data
 from .checks import check_weights
 
 FORMAT = "satclip"
@@ -232,15 +232,8 @@ def refuse_other_outputs(path: str | Path) -> None:
     than a native model: another satclip command's output (an embedding store, a retrieval database, marked
     satclip's too) was replaced by a model with ``--overwrite``. An empty directory, or a model, is not refused
     here (:mod:`satclip.safe_output` decides whether it may be replaced)."""
-    path = Path(path)
-    if not path.is_dir() or path.is_symlink() or is_native(path):
-        return
-    other = sorted(entry.name for entry in path.iterdir() if not entry.name.startswith("."))
-    if other:
-        raise OutputExistsError(
-            f"{path} holds {listed(other)}, not a satclip model; satclip does not replace it with one, even with "
-            "--overwrite: choose another output directory"
-        )
+    if not is_native(path):
+        refuse_other_contents(path, "a satclip model")
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], file: str | Path) -> str:

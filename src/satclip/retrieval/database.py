@@ -228,18 +228,11 @@ def _refuse_other_outputs(path: Path) -> None:
     """Raise :class:`OutputExistsError` if the existing directory ``path`` holds something other than a retrieval
     database (a corpus, a feature cache, a model, a training run): those were taken for a broken database of
     satclip's and replaced, also without --overwrite."""
-    if not path.is_dir() or path.is_symlink():
-        return
-    own = {MANIFEST, LONLAT, LOCATION, IMAGE, safe_output.MARKER}
-    other = sorted(entry.name for entry in path.iterdir() if entry.name not in own and not entry.name.startswith("."))
-    try:
-        found = json.loads((path / MANIFEST).read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        found = None
-    if other or (isinstance(found, str) and found != FORMAT):
-        what = f"a satclip {found}" if isinstance(found, str) and found != FORMAT else f"{', '.join(other[:5])}"
-        raise OutputExistsError(f"{path} holds {what}, not a retrieval database; satclip does not replace it, even "
-                                "with --overwrite: choose another output directory")  # fmt: skip
+    found = safe_output.recorded_format(path / MANIFEST)
+    if found not in (None, FORMAT):
+        raise OutputExistsError(f"{path} holds a satclip {found}, not a retrieval database; satclip does not replace "
+                                "it with one, even with --overwrite: choose another output directory")  # fmt: skip
+    safe_output.refuse_other_contents(path, "a retrieval database", own=(MANIFEST, LONLAT, LOCATION, IMAGE))
 
 
 def read_manifest(path: str | Path) -> dict:
