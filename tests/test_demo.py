@@ -89,7 +89,9 @@ def test_demo_end_to_end_tiny(tmp_path):
     text = report.read_text()
     lines = shown.getvalue().splitlines()
     assert [line.split("]")[0] for line in lines if " done " in line] == [f"[{k}/5" for k in range(1, 6)]
-    assert "· 100% ·" in lines[-1] and not any("warning" in line.lower() for line in lines), lines
+    # no warning but the one these tiny tasks earn (country keeps 86 of 300 points: a 17-point test split)
+    warned = [line for line in lines if "warning" in line.lower()]
+    assert "· 100% ·" in lines[-1] and all("a test split holds only" in line for line in warned), lines
     # nothing of this directory's to reuse (the corpus, in satclip's cache, may be another test's)
     assert not [line for line in lines if line.startswith("note:") and "Blue Marble corpus" not in line], lines
     logged = (tmp_path / "demo" / "demo.log").read_text()

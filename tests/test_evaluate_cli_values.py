@@ -176,11 +176,15 @@ def test_too_few_points_are_refused_and_the_fewest_allowed_run(tmp_path, capsys)
                "points" in _refused(argv, capsys)  # fmt: skip
     out = tmp_path / "ev"
     argv = ["evaluate", *FAST, "--no-figures", "--n-points", "10", "--task-file", str(table), "--out", str(out)]
+    capsys.readouterr()
     assert main(argv) == 0
     with open(out / "results.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert (row["n_train"], row["n_val"], row["n_test"]) == ("6", "2", "2")
     assert np.isfinite(float(row["mse"])) and np.isfinite(float(row["r2"]))
+    # and says that 2 test points make a score of chance (a 12-row classification scored 0 without a word)
+    assert "task: a test split holds only 2 point(s), each of them 50 % of the score: such scores are mostly " \
+           "chance" in capsys.readouterr().err  # fmt: skip
     from satclip.eval.tasks.base import MIN_POINTS
 
     assert MIN_POINTS == 10  # the bound the refusals name

@@ -299,6 +299,19 @@ def _drop_damaged_rows(out: Path) -> None:
     safe_output.write_bytes(path, b"".join(line + b"\n" for line in good))
 
 
+#: test points per fold under which a task's scores are called noise (one point is over 5 % of each score)
+FEW_TEST_POINTS = 20
+
+
+def _warn_of_few_test_points(task: Task, folds: Sequence[protocols.Fold]) -> None:
+    """Warn where a fold of ``task`` tests fewer than :data:`FEW_TEST_POINTS` points: a 12-row task's folds
+    scored 0 or 1 on 2 test points each, without a word."""
+    smallest = min((len(fold.test) for fold in folds), default=0)
+    if 0 < smallest < FEW_TEST_POINTS:
+        log.warning("%s: a test split holds only %d point(s), each of them %.0f %% of the score: such scores are "
+                    "mostly chance; give the task more points", task.name, smallest, 100 / smallest)  # fmt: skip
+
+
 def _timed_fold(task: Task, features: np.ndarray, fold: protocols.Fold, probe: probes.Probe):
     start = time.perf_counter()
     scores, predictions = run_fold(task, features, fold, probe)
@@ -432,6 +445,8 @@ def evaluate_tasks(
     probe_objs = [probes.create(n, **config.probe_options.get(n, {})) for n in probe_names]
     tasks = load_tasks(config)
     folds = {t.name: protocols.make_folds(config.protocol, t, config.seeds, **config.protocol_options) for t in tasks}
+    for task in tasks:
+        _warn_of_few_test_points(task, folds[task.name])
     total = sum(len(folds[t.name]) for t in tasks) * len(encs) * len(probe_objs)
     bar = progress(total) if progress else None
     previous_threads = torch.get_num_threads()
