@@ -406,6 +406,8 @@ def test_one_given_seed_is_explained(tmp_path, capsys):
     common = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--out", str(out)]
     assert main([*common, "--seeds", "0"]) == 2
     assert "--seeds count must be >= 1, got 0 (seed 0 alone: --seeds 0,)" in capsys.readouterr().err
+    assert main([*common, "--seeds", "-1"]) == 2  # (it suggested --seeds -1, which is refused in turn)
+    assert "--seeds count must be >= 1, got -1 (seeds are 0 or more)" in capsys.readouterr().err
     assert main(["evaluate", "--help"]) == 0
     assert "one given seed takes a comma: 3, (3 alone is a count)" in " ".join(capsys.readouterr().out.split())
 

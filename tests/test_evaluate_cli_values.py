@@ -259,3 +259,88 @@ def test_a_protocol_option_given_at_its_default_value_with_another_protocol_is_r
     argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--folds", "5", "--out", str(tmp_path / "ev")]
     assert main(argv) == 2
     assert "--protocol random does not use --folds" in capsys.readouterr().err
+
+
+def _table(path, columns: dict, sep: str = ",") -> str:
+    """A task table of ``columns`` (name → values) at ``path``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter=sep)
+        writer.writerow(list(columns))
+        writer.writerows(zip(*columns.values(), strict=True))
+    return str(path)
+
+
+def _task_columns(n: int = 200, seed: int = 7) -> dict:
+    rng = np.random.default_rng(seed)
+    lon, lat = rng.uniform(-180, 180, n), rng.uniform(-60, 70, n)
+    return {"lon": lon, "lat": lat, "y": np.cos(np.radians(lat)) * 30 + rng.normal(0, 1, n)}
+
+
+def _error(argv, capsys) -> str:
+    """The one ``satclip: error`` line of a run refused once its task is read (exit 2; the lines before it say
+    what was read)."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("satclip: error: ")]
+    assert "Traceback" not in err and err.rstrip().endswith(line), err
+    return line
+
+
+def test_task_tables_that_would_score_nonsense_are_refused(tmp_path, capsys):
+    """Task files that ran with exit 0 and a nonsense score: a coordinate as the target (R² 0.9999); a numeric
+    column with one '-' (a classification of its values); a target of 1e200 (every score NaN); a ';'-separated
+    file (told to name its longitude column)."""
+    base = _task_columns()
+    run = ["evaluate", *FAST, "--no-figures", "--out", str(tmp_path / "ev"), "--task-file"]
+    table = _table(tmp_path / "t.csv", base)
+    assert "--target-col 'lat' is the latitude column; the target is what the location should predict" in _error(
+        [*run, table, "--target-col", "lat"], capsys)  # fmt: skip
+    dashed = {**base, "y": [f"{v:.1f}" for v in base["y"]]}
+    dashed["y"][7] = "-"
+    line = _error([*run, _table(tmp_path / "dash.csv", dashed)], capsys)
+    assert "target 'y' holds 1 value(s) that are no number (data rows from 0): row 7: '-'; fix or remove" in line
+    assert "or pass --task-kind classification if the column holds class labels" in line
+    huge = _table(tmp_path / "huge.csv", {**base, "y": base["y"] * 1e200})
+    assert "target 'y' reaches 3.1e+201, too large to score (its spread overflows)" in _error([*run, huge], capsys)
+    semi = _table(tmp_path / "semi.csv", base, sep=";")
+    assert "semi.csv reads as one column 'lon;lat;y': its values look separated by ';'" in _error([*run, semi], capsys)
+    assert not (tmp_path / "ev" / "results.csv").exists()
+
+
+def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, capsys):
+    """Whole-number codes 0–4 were regressed with only an INFO line; rows over --n-points were dropped without a
+    word; a target in units of 1e-14 was left unstandardised (its MSE ~0, 'best' by far)."""
+    base = _task_columns()
+    codes = _table(tmp_path / "codes.csv", {**base, "y": np.digitize(base["lat"], [-30, 0, 20, 45])})
+    out = tmp_path / "ev"
+    run = ["evaluate", *FAST, "--no-figures", "--task-file"]
+    capsys.readouterr()
+    assert main([*run, codes, "--out", str(out), "--n-points", "150"]) == 0
+    err = capsys.readouterr().err
+    assert "target 'y' holds only 5 distinct whole numbers (0, 1, 2, 3, 4): regressed as numbers; pass " \
+           "--task-kind classification if they are classes" in err  # fmt: skip
+    assert "codes.csv: 200 rows; the task uses a sample of 150 of them (--n-points to change)" in err
+    scores = {}
+    for name, factor in (("plain", 1.0), ("tiny", 1e-14)):  # (one task name: the splits are seeded by it)
+        (tmp_path / name).mkdir()
+        table = _table(tmp_path / name / "task.csv", {**base, "y": base["y"] * factor})
+        assert main([*run, table, "--out", str(tmp_path / name / "ev")]) == 0
+        with open(tmp_path / name / "ev" / "results.csv", newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        scores[name] = float(row["mse"])
+    assert scores["tiny"] == pytest.approx(scores["plain"], rel=1e-3), scores  # (the same task in other units)
+
+
+def test_spatial_blocks_that_leave_a_fold_nothing_to_train_on_are_refused(tmp_path, capsys):
+    """Three 10° blocks in two folds: the fold testing two blocks kept the third for validation and trained on
+    nothing, exit 0 (regression: NaN scores averaged away; classification: an untrained probe's accuracy)."""
+    rng = np.random.default_rng(3)
+    lon = np.r_[rng.uniform(0, 9, 200), rng.uniform(11, 19, 100), rng.uniform(21, 29, 100)]
+    lat = rng.uniform(41, 49, 400)
+    table = _table(tmp_path / "three.csv", {"lon": lon, "lat": lat, "y": lon + lat + rng.normal(0, 1, 400)})
+    argv = ["evaluate", *FAST, "--no-figures", "--task-file", table, "--protocol", "spatial-block", "--block-deg",
+            "10", "--folds", "2", "--out", str(tmp_path / "ev")]  # fmt: skip
+    line = _error(argv, capsys)
+    assert "task three: its points lie in 3 blocks of 10°; fold " in line
+    assert "leaving none to train on; use smaller blocks (--block-deg)" in line and "--folds" not in line

@@ -52,7 +52,8 @@ def _seeds(text: str) -> tuple[int, ...]:
             )
         return seeds
     if n < 1:
-        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n} (seed {n} alone: --seeds {n},)")
+        alone = f" (seed {n} alone: --seeds {n},)" if n == 0 else " (seeds are 0 or more)"  # (-1, was refused too)
+        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n}{alone}")
     if n > MAX_SEEDS:
         raise argparse.ArgumentTypeError(
             f"count {n} is more than {MAX_SEEDS}, the most one evaluation runs (each seed fits every task, encoder "

@@ -157,6 +157,13 @@ def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int 
             n_val = max(1, int(round(val * len(rest_blocks))))
             val_mask = np.isin(ids, rest_blocks[:n_val]) & (fold_of != f)
             train = np.flatnonzero((fold_of != f) & ~val_mask)
+            if len(train) == 0:  # (it was fitted on nothing and scored: NaN, or a made-up accuracy)
+                raise ValueError(
+                    f"task {task.name}: its points lie in {len(blocks)} blocks of {block_deg:g}°; fold {f} (seed "
+                    f"{seed}) tests {len(blocks) - len(rest_blocks)} of them and keeps {len(rest_blocks)} for "
+                    "validation, leaving none to train on; use smaller blocks (--block-deg)"
+                    + (" or fewer folds (--folds)" if k > 2 else "")
+                )
             folds.append(Fold(f"seed={seed}/fold={f}", seed, train, np.flatnonzero(val_mask), test, f"fold={f}"))
     return folds
 
@@ -175,5 +182,14 @@ def paper_split(task: Task, seeds: list[int], test: float = 0.5) -> list[Fold]:
 
 
 def make_folds(name: str, task: Task, seeds: list[int], **options) -> list[Fold]:
-    """The folds of protocol ``name`` for ``task`` (unknown names list the known ones)."""
-    return PROTOCOLS.get(name)(task, list(seeds), **options)
+    """The folds of protocol ``name`` for ``task`` (unknown names list the known ones). A fold without
+    training or test points is refused (a probe fitted on nothing was scored)."""
+    folds = PROTOCOLS.get(name)(task, list(seeds), **options)
+    for fold in folds:
+        if len(fold.train) == 0 or len(fold.test) == 0:
+            empty = "training" if len(fold.train) == 0 else "test"
+            raise ValueError(
+                f"task {task.name}: fold {fold.name} of the {name} protocol has no {empty} points "
+                f"({len(fold.train)} training, {len(fold.test)} test); give the task more points"
+            )
+    return folds

@@ -90,23 +90,65 @@ def _column(columns: list[str], given: str | None, names: tuple[str, ...], what:
     return found[0]
 
 
-def _coordinates(frame, column: str, path: Path) -> np.ndarray:
-    """Column ``column`` of ``frame`` as float64 degrees (empty cells NaN, refused with the invalid points);
-    text that is no number raises, naming the file, the column and the first such rows (numbered as the
-    table's data rows, from 0) — "could not convert string to float: 'abc'" named none of them."""
+def _numbers(frame, column: str):
+    """Column ``column`` of ``frame`` as numbers (empty cells NaN), and a description of its cells that are text
+    but no number, naming the first such rows (numbered as the table's data rows, from 0), or None."""
     pd = require("pandas", "eval")
     values = pd.to_numeric(frame[column], errors="coerce")
     text = values.isna() & frame[column].notna()
-    if text.any():
-        rows = frame.index[text.to_numpy()]
-        shown = ", ".join(f"row {r}: {frame[column][r]!r}" for r in rows[:MAX_REPORTED_ROWS])
-        more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
+    if not text.any():
+        return values, None
+    rows = frame.index[text.to_numpy()]
+    shown = ", ".join(f"row {r}: {frame[column][r]!r}" for r in rows[:MAX_REPORTED_ROWS])
+    more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
+    return values, f"{len(rows)} value(s) that are no number (data rows from 0): {shown}{more}"
+
+
+def _coordinates(frame, column: str, path: Path) -> np.ndarray:
+    """Column ``column`` of ``frame`` as float64 degrees (empty cells NaN, refused with the invalid points);
+    text that is no number raises, naming the file, the column and the first such rows — "could not convert
+    string to float: 'abc'" named none of them."""
+    values, text = _numbers(frame, column)
+    if text:
         raise ValueError(
-            f"{path}: column {column!r} holds {len(rows)} value(s) that are no number (data rows from 0): {shown}"
-            f"{more}; coordinates "
-            "must be (lon, lat) in decimal degrees: fix or remove those rows"
+            f"{path}: column {column!r} holds {text}; coordinates must be (lon, lat) in decimal degrees: fix or "
+            "remove those rows"
         )
     return values.to_numpy(dtype=np.float64)
+
+
+#: share of a text target's cells that are numbers from which it is taken for a numeric column with a few
+#: stray cells (a "-" or "n.a."), not for class labels
+MOSTLY_NUMBERS = 0.9
+#: whole-number targets with at most this many distinct values are said to look like class codes
+FEW_CODES = 20
+
+
+def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str, bool]:
+    """The task's kind (``kind``, or from the target's cells) and whether the target is numeric. A text column
+    that is mostly numbers is refused naming its other cells (a single "-" made a numeric target a
+    classification of its values); whole numbers of few values are regressed with a warning that they may be
+    classes."""
+    pd = require("pandas", "eval")
+    series = frame[column]
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if not numeric and kind != CLASSIFICATION and not pd.api.types.is_bool_dtype(series):
+        values, text = _numbers(frame, column)
+        if text and (kind == REGRESSION or values.notna().mean() >= MOSTLY_NUMBERS):
+            raise ValueError(
+                f"{path}: target {column!r} holds {text}; fix or remove those rows (empty cells are left out), "
+                "or pass --task-kind classification if the column holds class labels"
+            )
+    if kind is None:
+        kind = REGRESSION if numeric else CLASSIFICATION
+        log.info("%s: target %r is %s, so the task is %s", path.name, column,
+                 "numeric" if numeric else "categorical", kind)  # fmt: skip
+        codes = np.unique(series.to_numpy()) if numeric else ()
+        if numeric and len(codes) <= FEW_CODES and np.all(np.mod(codes, 1) == 0):
+            log.warning("%s: target %r holds only %d distinct whole numbers (%s): regressed as numbers; pass "
+                        "--task-kind classification if they are classes", path.name, column, len(codes),
+                        ", ".join(f"{c:g}" for c in codes[:5]) + (", …" if len(codes) > 5 else ""))  # fmt: skip
+    return kind, numeric
 
 
 def table_task(
@@ -138,6 +180,9 @@ def table_task(
         ) from None
     frame = _read(path).reset_index(drop=True)  # rows numbered as in the file (a Parquet index aside)
     columns = [str(c) for c in frame.columns]
+    if len(columns) == 1 and ";" in columns[0]:  # (told to name the longitude column with --lon-col)
+        raise ValueError(f"{path} reads as one column {columns[0]!r}: its values look separated by ';'; save it with "
+                         "',' between values (or tabs, as .tsv)")  # fmt: skip
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
     if lon == lat:
@@ -154,6 +199,10 @@ def table_task(
         target_col = rest[0]
     elif target_col not in columns:
         raise ValueError(f"{path}: no column {target_col!r} (--target-col); columns are {columns}")
+    if target_col in (lon, lat):  # (scored R² 0.9999: the coordinates predicting themselves)
+        which = "longitude" if target_col == lon else "latitude"
+        raise ValueError(f"{path}: --target-col {target_col!r} is the {which} column; the target is what the location "
+                         "should predict: name another column")  # fmt: skip
     given = len(frame)
     frame = frame[frame[target_col].notna()]
     if len(frame) < MIN_POINTS:
@@ -173,14 +222,12 @@ def table_task(
     if repeated:
         log.warning("%s: %d row(s) repeat another row's location; a random split can put one location in both "
                     "training and test points (--protocol spatial-block cannot)", path.name, repeated)  # fmt: skip
-    pd = require("pandas", "eval")
-    numeric = pd.api.types.is_numeric_dtype(frame[target_col]) and not pd.api.types.is_bool_dtype(frame[target_col])
-    if kind is None:
-        kind = REGRESSION if numeric else CLASSIFICATION
-        log.info("%s: target %r is %s, so the task is %s", path.name, target_col,
-                 "numeric" if numeric else "categorical", kind)  # fmt: skip
-    if kind not in (REGRESSION, CLASSIFICATION):
+    if kind not in (None, REGRESSION, CLASSIFICATION):
         raise ValueError(f"task kind must be {REGRESSION!r} or {CLASSIFICATION!r}, got {kind!r}")
+    kind, numeric = _target_kind(frame, target_col, kind, path)
+    if len(points) > options.n_points:  # (2,000 of 12,000 rows were left out without a word)
+        log.warning("%s: %d rows; the task uses a sample of %d of them (--n-points to change)", path.name,
+                    len(points), options.n_points)  # fmt: skip
     index = subsample(len(points), options.n_points, options.seed)
     points = points[index]
     raw = frame[target_col].to_numpy()[index]
@@ -195,6 +242,11 @@ def table_task(
         if np.all(targets == targets[0]):  # (scored a perfect MSE of 0, a meaningless task)
             raise ValueError(f"{path}: target {target_col!r} is {targets[0]:g} at every point of the task: there is "
                              "nothing to predict; give a target that varies")  # fmt: skip
+        with np.errstate(over="ignore"):
+            spread = targets.std()
+        if not np.isfinite(spread):  # (every score was NaN, exit 0)
+            raise ValueError(f"{path}: target {target_col!r} reaches {np.abs(targets).max():.2g}, too large to score "
+                             "(its spread overflows): give it in other units (divided by a power of ten)")  # fmt: skip
     else:
         rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
         points = points[rows]
