@@ -208,6 +208,13 @@ def test_unknown_index_layout_lists_the_columns(tmp_path):
         S2100K(tmp_path)
 
 
+def test_a_semicolon_separated_index_is_named_so(tmp_path):
+    """A ';'-separated index was told to rename its one column 'fn;lon;lat' to fn, lon and lat."""
+    (tmp_path / "index.csv").write_text("fn;lon;lat\npatch_0.tif;10.5;20.25\n")
+    with pytest.raises(IndexFormatError, match=r"reads as one column 'fn;lon;lat': its values look separated by ';'"):
+        read_index(tmp_path / "index.csv")
+
+
 def test_invalid_coordinates_and_tiny_files_are_skipped(tmp_path):
     root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"])
     rows = list(csv.DictReader((root / "index.csv").open(newline="")))

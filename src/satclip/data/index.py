@@ -60,6 +60,9 @@ def detect_layout(columns: list[str] | tuple[str, ...], *, path: str | Path = "i
     """Name of the layout whose columns all appear in ``columns`` (the most specific one wins)."""
     present = {c.strip().lower() for c in columns}
     matches = [name for name, cols in INDEX_LAYOUTS.items() if set(cols) <= present]
+    if not matches and len(columns) == 1 and ";" in columns[0]:  # (told to rename its one column)
+        raise IndexFormatError(f"{path} reads as one column {columns[0]!r}: its values look separated by ';'; save it "
+                               "with ',' between values")  # fmt: skip
     if not matches:
         known = "; ".join(f"{name}: {','.join(cols)}" for name, cols in INDEX_LAYOUTS.items())
         raise IndexFormatError(
