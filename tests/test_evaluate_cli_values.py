@@ -344,3 +344,25 @@ def test_spatial_blocks_that_leave_a_fold_nothing_to_train_on_are_refused(tmp_pa
     line = _error(argv, capsys)
     assert "task three: its points lie in 3 blocks of 10°; fold " in line
     assert "leaving none to train on; use smaller blocks (--block-deg)" in line and "--folds" not in line
+
+
+def test_points_holdout_continent_never_holds_out_are_counted(tmp_path, capsys):
+    """Points in the sea (no continent, or Natural Earth's 'Seven seas') were never held out, and nothing said
+    so; they are counted once per run (the reports make the folds again)."""
+    rng = np.random.default_rng(5)
+    n = 400
+    lon, lat = rng.uniform(-180, 180, n), rng.uniform(-60, 60, n)
+    table = _table(tmp_path / "globe.csv", {"lon": lon, "lat": lat, "y": np.cos(np.radians(lat)) + lon / 360})
+    capsys.readouterr()
+    argv = ["evaluate", *FAST, "--no-figures", "--task-file", table, "--protocol", "holdout-continent", "--out",
+            str(tmp_path / "ev")]  # fmt: skip
+    assert main(argv) == 0
+    from satclip.eval import tasks
+
+    labels = tasks.table_task(table).continents
+    elsewhere = int((~np.isin(labels, ("Africa", "Asia", "Europe", "North America", "Oceania",
+                                       "South America"))).sum())  # fmt: skip
+    said = [line for line in capsys.readouterr().err.splitlines() if "lie on none of the continents" in line]
+    assert elsewhere > 0 and len(said) == 1, said
+    assert said[0].startswith(f"task globe: {elsewhere} of {n} points lie on none of the continents held out ("), said
+    assert "(no continent)" in said[0] and "they are never held out" in said[0]

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ import numpy as np
 from ..registry import Registry
 from .naturalearth import MAIN_CONTINENTS
 from .tasks import REGRESSION, Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,26 @@ def _check_spatial_block(block_deg: float = 10.0, k: int = 5, val: float = 0.2) 
 
 #: protocol → the check of its options that needs no task
 _OPTION_CHECKS = {"spatial-block": _check_spatial_block}
+
+
+def _never_held_out(task: Task, continents: tuple[str, ...] = MAIN_CONTINENTS, **_) -> None:
+    elsewhere = ~np.isin(task.continents, continents)
+    if elsewhere.any():  # (ocean points were never held out, without a word)
+        names, counts = np.unique(task.continents[elsewhere], return_counts=True)
+        where = ", ".join(f"{name or '(no continent)'} {count}" for name, count in zip(names, counts, strict=True))
+        log.warning("task %s: %d of %d points lie on none of the continents held out (%s); they are never held out "
+                    "(always among the training and validation points)", task.name, int(elsewhere.sum()), len(task),
+                    where)  # fmt: skip
+
+
+#: protocol → what it warns of in a task's points, once per evaluation (make_folds runs again for the reports)
+_WARNINGS = {"holdout-continent": _never_held_out}
+
+
+def warn_about(name: str, task: Task, **options) -> None:
+    """Log what protocol ``name`` does with ``task`` that its results do not show (points it never holds out)."""
+    if name in _WARNINGS:
+        _WARNINGS[name](task, **options)
 
 
 def check_options(name: str, **options) -> None:

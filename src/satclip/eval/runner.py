@@ -446,6 +446,7 @@ def evaluate_tasks(
     tasks = load_tasks(config)
     folds = {t.name: protocols.make_folds(config.protocol, t, config.seeds, **config.protocol_options) for t in tasks}
     for task in tasks:
+        protocols.warn_about(config.protocol, task, **config.protocol_options)
         _warn_of_few_test_points(task, folds[task.name])
     total = sum(len(folds[t.name]) for t in tasks) * len(encs) * len(probe_objs)
     bar = progress(total) if progress else None
