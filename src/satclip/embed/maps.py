@@ -116,6 +116,37 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     return Grid(float(west), float(north), float(resolution), width, height)
 
 
+def warn_of_partial_cells(grid: Grid, bbox: tuple[float, float, float, float] | None) -> None:
+    """Warn where ``grid`` leaves out the partial cells at the east and south edges of ``bbox`` (default: the
+    globe, whose strip was left out without a word where the resolution does not divide 360° and 180°)."""
+    asked = bbox or GLOBE
+    if not np.allclose(grid.bounds, asked, rtol=0, atol=1e-9):
+        what = "the globe" if bbox is None else "the bbox " + " ".join(f"{v:g}" for v in bbox)
+        log.warning("%s is not a whole number of %g° cells: the map covers %s, its partial cells at the east and "
+                    "south edges left out", what, grid.resolution, " ".join(f"{v:g}" for v in grid.bounds))  # fmt: skip
+
+
+def warn_if_empty(mask: np.ndarray | None) -> None:
+    """Warn where a map computes none of its cells (an ocean or Antarctic --bbox): an all-NaN file, exit 0."""
+    if mask is not None and not mask.any():
+        log.warning("none of the map's %d cells lies in the model's training footprint (or on land with "
+                    "--land-only): every value is NaN; choose another --bbox, or pass --all to compute every cell",
+                    mask.size)  # fmt: skip
+
+
+def map_attrs(resolution: float, grid: Grid, land_only: bool, footprint: Footprint | None, precision: str) -> dict:
+    """The attributes of a GeoTIFF or Zarr map (tags; group attributes): strings, numbers and lists, which
+    netCDF holds too (the footprint, a dict, and ``land_only``, a bool, stopped ``xarray``'s ``to_netcdf`` of a
+    Zarr map): ``land_only`` 0 or 1, the training footprint of the blank cells, ``footprint``, as JSON."""
+    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": int(land_only),
+             "cells": _cells_note(footprint, land_only), "precision": precision}  # fmt: skip
+    if footprint is not None:
+        recorded = {"surface": footprint.surface, "min_lat": footprint.min_lat, "max_lat": footprint.max_lat,
+                    "origin": footprint.origin}  # fmt: skip
+        attrs["training_footprint"] = json.dumps(recorded)
+    return attrs
+
+
 def _count(value: float) -> str:
     """A count for a message: 1,800,000; 3.6e+202 where digits would run on."""
     return f"{value:,.0f}" if value < 1e15 else f"{value:.3g}"
@@ -266,11 +297,15 @@ def check_size(grid: Grid, count: int, fmt: str, force: bool = False) -> None:
     too_big = cells > MAX_PNG_CELLS if fmt == "png" else size > MAX_OUTPUT_BYTES
     if too_big and not force:
         hours = cells / _POINTS_PER_CORE_SECOND / 3600
+        if fmt == "png":  # (--pca N was suggested, which neither shrinks a picture nor is taken for PNG but 3)
+            what, limit, ways = f"a {grid.width:,} × {grid.height:,} pixel picture", f"{MAX_PNG_CELLS:,} cells", ""
+        else:
+            what, limit = f"≈{size / 1e9:,.1f} GB of float32 {fmt}", f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB"
+            ways = ", --pca N"
         raise BadInputError(
-            f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: "
-            f"≈{size / 1e9:,.1f} GB of float32 {fmt} and ≈{hours:,.1f} core-hours of embedding (the limit is "
-            f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB, {MAX_PNG_CELLS:,} cells for PNG); use a coarser --resolution, a "
-            "--bbox, --pca N, or pass --force to go ahead"
+            f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: {what} and "
+            f"≈{hours:,.1f} core-hours of embedding (the limit is {limit}); use a coarser --resolution, a --bbox"
+            f"{ways}, or pass --force to go ahead"
         )
 
 
@@ -583,10 +618,7 @@ def render_map(
         raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
     require(*WRITERS[fmt])  # (before the field is computed: it was checked only when the map was written)
     grid = make_grid(resolution, bbox)
-    if bbox is not None and not np.allclose(grid.bounds, bbox, rtol=0, atol=1e-9):  # (said nowhere but here)
-        log.warning("the bbox %s is not a whole number of %g° cells: the map covers %s, its partial cells at the "
-                    "east and south edges left out", " ".join(f"{v:g}" for v in bbox), resolution,
-                    " ".join(f"{v:g}" for v in grid.bounds))  # fmt: skip
+    warn_of_partial_cells(grid, bbox)
     dim = encoder.embedding_dim
     n_components = 3 if fmt == "png" else pca
     if n_components is not None and not 1 <= n_components <= dim:
@@ -614,6 +646,7 @@ def render_map(
         mask = land if mask is None else mask & land
     if n_components and mask is not None and not mask.any():  # before any work (it left OUT.partial/ behind)
         raise ValueError(NO_PCA_CELLS)
+    warn_if_empty(mask)
     same["cells"] = cells_digest(mask)
     if stopped:
         with safe_output.exclusive(output):
@@ -651,12 +684,8 @@ def render_map(
         if model_pca is not None:
             log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
         source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
-        attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
-                 "cells": _cells_note(footprint if blank_unseen else None, land_only),
-                 "precision": _precision.for_encoder(encoder, precision)}  # fmt: skip
-        if blank_unseen:
-            attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
-                                           "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
+        attrs = map_attrs(resolution, grid, land_only, footprint if blank_unseen else None,
+                          _precision.for_encoder(encoder, precision))  # fmt: skip
         if model_pca is not None:
             attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
         # the output is written in the work directory and then published (FieldWork.publish): a run stopped in

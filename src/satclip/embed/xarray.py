@@ -557,6 +557,7 @@ def write_map_zarr(
     xr = require("xarray", "dask", "satclip map --engine dask")
     output = Path(output)
     grid = maps.make_grid(resolution, bbox)
+    maps.warn_of_partial_cells(grid, bbox)  # (said by the local engine only)
     dim = encoder.embedding_dim
     maps.check_size(grid, dim, "zarr", force)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
@@ -569,12 +570,7 @@ def write_map_zarr(
     field = embedding_field(encoder, grid.lon, grid.lat, chunks=(rows, grid.width), where=cells, batch_size=batch_size)
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
-    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
-             "cells": maps._cells_note(footprint if blank_unseen else None, land_only),
-             "precision": precision_of(encoder)}  # fmt: skip
-    if blank_unseen:
-        attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
-                                       "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
+    attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
     dataset = xr.Dataset({"embedding": embedding}, attrs=attrs)
     encoding = {"embedding": {"chunks": (1, rows, grid.width)}}
     with safe_output.exclusive(output):
