@@ -314,8 +314,9 @@ def embedding_field(
             land fraction or a mask that is NaN outside is refused, pass ``lsm > 0.5`` or
             ``mask.notnull()``), or a callable ``f(lon, lat) -> bool array`` evaluated per chunk on arrays
             that broadcast to the chunk (``(h, 1)`` and ``(1, w)`` on a regular grid).
-        skip_invalid: cells with invalid coordinates (non-finite, out of range) are NaN instead of an error
-            raised when their chunk is computed.
+        skip_invalid: cells of 2-D coordinate arrays that are invalid (non-finite, out of range) are NaN
+            instead of an error raised when their chunk is computed. 1-D axes are checked at once, whatever
+            it says: an invalid value on an axis spoils a whole row or column, and is refused naming it.
         batch_size, device, dtype, harmonics_calculation, trust_checkpoint, precision: as
             :func:`satclip.embed` (the precision the chunks are computed in is recorded as the attribute
             ``satclip_precision``).
