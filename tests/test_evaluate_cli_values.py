@@ -366,3 +366,22 @@ def test_points_holdout_continent_never_holds_out_are_counted(tmp_path, capsys):
     assert elsewhere > 0 and len(said) == 1, said
     assert said[0].startswith(f"task globe: {elsewhere} of {n} points lie on none of the continents held out ("), said
     assert "(no continent)" in said[0] and "they are never held out" in said[0]
+
+
+def test_results_csv_names_each_rows_saved_predictions(tmp_path):
+    """predictions/ keeps every earlier run's files (told apart by a digest of their settings) and results.csv
+    named none of them: a user could not tell which file held a row's predictions."""
+    out = tmp_path / "ev"
+    named = []
+    for k, scale in enumerate((1.0, 2.0)):  # (the same task name, other targets: a second run's own files)
+        (tmp_path / str(k)).mkdir()
+        columns = _task_columns()
+        table = _table(tmp_path / str(k) / "task.csv", {**columns, "y": columns["y"] * scale})
+        assert main(["evaluate", *FAST, "--no-figures", "--task-file", table, "--out", str(out)]) == 0
+        with open(out / "results.csv", newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        saved = np.load(out / row["predictions"])
+        assert row["predictions"].startswith("predictions/") and len(saved["y_pred"]) == int(row["n_test"])
+        named.append((row["predictions"], saved["y_true"]))
+    assert named[0][0] != named[1][0] and len(list((out / "predictions").glob("*.npz"))) == 2
+    np.testing.assert_allclose(named[1][1], 2 * named[0][1])  # each row names its own run's file (same split)

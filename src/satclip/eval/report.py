@@ -24,7 +24,7 @@ import numpy as np
 from .. import safe_output
 from .encoders import existing_path
 from .metrics import PRIMARY
-from .runner import COLUMNS, EvalConfig
+from .runner import COLUMNS, EvalConfig, prediction_file
 from .tasks import Task
 
 #: what "±" means, per protocol
@@ -447,7 +447,7 @@ def write_reports(
     """Write results.csv, timings.csv and results.md (linking ``figures``) into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "timings": out / "timings.csv", "md": out / "results.md"}
-    write_csv(rows, paths["csv"], COLUMNS)
+    write_csv([{**row, "predictions": prediction_file(out, row)} for row in rows], paths["csv"], COLUMNS)
     write_csv(rows, paths["timings"], ("task", "encoder", "probe", "fold", "embedding_dim", "n_train", "seconds"))
     safe_output.write_bytes(paths["md"], markdown(rows, config, tasks, figures=figures).encode())
     return paths

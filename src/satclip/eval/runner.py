@@ -37,7 +37,7 @@ MAPPED_VARIANTS = ("", "zero-shot")
 #: columns of results.csv, in order (timings go to timings.csv: they differ between identical runs)
 COLUMNS = (
     "task", "kind", "encoder", "protocol", "probe", "fold", "seed", "group", "variant",
-    "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1", "hparams",
+    "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1", "hparams", "predictions",
 )  # fmt: skip
 
 
@@ -572,6 +572,14 @@ def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: pro
         "points": task.points[fold.test], "y_true": task.targets[fold.test], "y_pred": pred,
         "fold": np.array(fold.name),
     })  # fmt: skip
+
+
+def prediction_file(out: Path, row: dict) -> str:
+    """The saved test predictions of result ``row`` as a path relative to ``out`` (``predictions/….npz``), or ""
+    where none is there (a variant not mapped, or an evaluation without an output folder): results.csv names it,
+    since ``predictions/`` also keeps earlier runs' files, told apart by a digest of their settings."""
+    path = _prediction_path(out, row["task"], row["encoder"], row["probe"], row["fold"], row["key"])
+    return path.relative_to(out).as_posix() if path.is_file() else ""
 
 
 def load_predictions(out: Path, rows: Sequence[dict]) -> dict[str, np.ndarray] | None:
