@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+import satclip
 from satclip.cli import main
 
 USAGE = "usage"  # argparse's rejection: one line "satclip COMMAND: error: … (see satclip COMMAND --help)"
@@ -477,6 +478,30 @@ def test_sigterm_interrupts_a_command_that_cleans_up_after_itself(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == "satclip: interrupted"
     assert sorted(p.name for p in out.parent.iterdir()) == ["field.tif.partial"]  # no lock, no temporaries
     assert json.loads((out.parent / "field.tif.partial" / "manifest.json").read_text())["done"] == [0]
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_command_finished_keeps_its_exit_status(tmp_path, signum):
+    """Ctrl-C or SIGTERM while the finished command's process shut down (torch's teardown, a few hundred ms)
+    ended it by the signal (or 130, "interrupted") though its output was written and reported: a script
+    reading the status took the output for missing. The process now exits with the command's status."""
+    import signal
+    import time
+
+    from .conftest import REFERENCE, require
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "native"
+    command = [sys.executable, "-m", "satclip", "convert", str(require(REFERENCE / "satclip-resnet18-l10.ckpt")),
+               str(out)]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()  # the report: the command has returned (its last statement prints it)
+    time.sleep(0.05)
+    process.send_signal(getattr(signal, signum))
+    rest, err = process.communicate(timeout=60)
+    assert first.startswith(f"wrote {out} (native)") and process.returncode == 0, (process.returncode, err[-2000:])
+    assert "interrupted" not in err and "Traceback" not in err
+    assert satclip.load(out).encode(torch.tensor([[10.0, 20.0]])).shape == (1, 256)
 
 
 def test_a_forked_worker_ends_on_sigterm_as_by_default():

@@ -137,7 +137,18 @@ def _sigterm_interrupts():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGTERM) is interrupt:  # (not once the command has finished: ignored then)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _ignore_late_signals() -> None:
+    """Ignore Ctrl-C and SIGTERM from now on: the command has finished, and the process only exits (torch's
+    shut-down takes a few hundred ms). One arriving then exited 130 or died by the signal after the output had
+    been written and reported. Ignored, not handled: the interpreter's shut-down puts Python handlers back to
+    the default action, and keeps an ignored signal ignored."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,20 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     safe_output.forget_created()
     with cli_logging(args.verbose), _sigterm_interrupts():
         try:
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
         except KeyboardInterrupt:
             safe_output.remove_created_if_empty()
             if debug:
                 raise
             print("satclip: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            code = EXIT_INTERRUPTED
         except Exception as err:
             safe_output.remove_created_if_empty()  # the directories made for outputs that never came
             if debug:
                 raise
             code, message = describe(err)
             print(f"satclip: error: {message.translate(_CONTROL_CHARACTERS)}", file=sys.stderr)
-            return code
+        if argv is None:  # the satclip program, its work done and said: exiting takes a while (torch)
+            _ignore_late_signals()
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
