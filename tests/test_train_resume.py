@@ -5,6 +5,7 @@ one of another config and a second run on the same directory are refused with a 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -596,24 +597,46 @@ def test_a_run_resumes_with_its_images_moved_or_not_given(tmp_path):
         fit(moved.replace(**{"data.root": str(other), "trainer.max_epochs": 4}), resume=True)
 
 
-def test_continuing_a_run_in_a_new_directory_says_what_stays_behind(tmp_path, caplog):
-    """`--resume OTHER/checkpoints/last.ckpt` into a new output_dir gave a run whose history starts at the resumed
-    epoch and whose export/best may be missing (the best is the earlier run's), without a word."""
+def test_continuing_a_run_in_a_new_directory_takes_its_history_and_best(tmp_path, caplog):
+    """`--resume OTHER/checkpoints/last.ckpt` into a new output_dir gave a run whose history started at the
+    resumed epoch and which had no export/best unless it beat the other run's best. The new run now takes that
+    run's history of the epochs before and its best checkpoint, where the checkpoint resumed records them."""
     import logging
 
     synthetic_cache(tmp_path / "cache", n=600)
     first = cached_config(tmp_path / "cache", tmp_path / "first", trainer={"max_epochs": 1})
     fit(from_dict(first))
+    checkpoints = tmp_path / "first" / "checkpoints"
+    for name in ("last.ckpt", "last.ckpt.sha256"):  # (epoch 1's state, kept for the last case below)
+        shutil.copyfile(checkpoints / name, checkpoints / name.replace("last", "epoch1"))
     second = cached_config(tmp_path / "cache", tmp_path / "second", trainer={"max_epochs": 2})
-    with caplog.at_level(logging.WARNING, logger="satclip.train.fitting"):
-        fit(from_dict(second), resume=tmp_path / "first" / "checkpoints" / "last.ckpt")
-    assert (f"continuing {tmp_path / 'first' / 'checkpoints' / 'last.ckpt'} in a new run directory "
-            f"{tmp_path / 'second'}: the 1 epoch(s) before, their history and best checkpoint stay in "
-            f"{tmp_path / 'first'}") in caplog.text  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
+        result = fit(from_dict(second), resume=checkpoints / "last.ckpt")
+    assert (f"continuing {checkpoints / 'last.ckpt'} in a new run directory {tmp_path / 'second'}: the history of "
+            f"its 1 epoch(s) and its best checkpoint taken from {tmp_path / 'first'}") in caplog.text  # fmt: skip
+    # the new run holds the whole history and a best export, whichever epoch was best
+    history = [json.loads(line) for line in (tmp_path / "second" / "history.jsonl").read_text().splitlines()]
+    earlier = json.loads((tmp_path / "first" / "history.jsonl").read_text().splitlines()[0])
+    assert [row["epoch"] for row in history] == [0, 1] and history[0] == earlier
+    assert set(result.exports) == {"best", "last"}
+    best = json.loads((tmp_path / "second" / "export" / "best" / "config.json").read_text())["metadata"]["metrics"]
+    assert best["val_loss"] == pytest.approx(min(row["val_loss"] for row in history))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="satclip.train.fitting"):  # (its own run: nothing to say)
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):  # (its own run: nothing to say)
         fit(from_dict(cached_config(tmp_path / "cache", tmp_path / "first", trainer={"max_epochs": 2})), resume=True)
     assert "in a new run directory" not in caplog.text
+    # epoch 1's state after the first run went on: its history of epoch 0 is taken; the run's best is taken only
+    # where it is still the one epoch 1 recorded (epoch 1 did not beat it)
+    caplog.clear()
+    third = cached_config(tmp_path / "cache", tmp_path / "third", trainer={"max_epochs": 2})
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
+        fit(from_dict(third), resume=checkpoints / "epoch1.ckpt")
+    first_rows = [json.loads(line) for line in (tmp_path / "first" / "history.jsonl").read_text().splitlines()]
+    third_rows = [json.loads(line) for line in (tmp_path / "third" / "history.jsonl").read_text().splitlines()]
+    assert third_rows[0] == first_rows[0] and [row["epoch"] for row in third_rows] == [0, 1]
+    kept = first_rows[1]["val_loss"] >= first_rows[0]["val_loss"]  # (the first run's best is still epoch 0's)
+    assert ("its best checkpoint taken from" in caplog.text) == kept, caplog.text
+    assert ("its best checkpoint stay" in caplog.text) == (not kept), caplog.text
 
 
 def test_a_users_file_in_an_export_is_refused_before_the_run_trains(tmp_path):

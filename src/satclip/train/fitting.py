@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -269,13 +270,68 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             f"with --trainer.max_epochs {done} or more"
         )
     _check_same_run(run_dir, path, config)
-    source_run = path.parent.parent
-    if not (ckpt_dir / "last.ckpt").is_file() and not safe_output.same_path(source_run, run_dir):
-        # (the new run had no export/best and a history from the resumed epoch on, without a word)
-        log.warning("continuing %s in a new run directory %s: the %d epoch(s) before, their history and best "
-                    "checkpoint stay in %s; this run's history.jsonl and export/best cover the epochs it trains",
-                    path, run_dir, done, source_run)  # fmt: skip
     return path, checkpoint
+
+
+def _carry_over(path: Path, checkpoint: dict, run_dir: Path) -> None:
+    """A run continued from checkpoint ``path`` of another run in a new ``run_dir`` takes that run's history of
+    the epochs before and its best checkpoint (with its ``.sha256``), where ``checkpoint`` records that one as
+    its best: the new run had a history from the resumed epoch on and no export/best unless it beat that best.
+    What cannot be taken (a history or best of other epochs: ``path`` is not that run's latest) is said to stay."""
+    from .callbacks import checksum_path
+
+    source = path.parent.parent
+    if (run_dir / "checkpoints" / "last.ckpt").is_file() or safe_output.same_path(source, run_dir):
+        return
+    done = epochs_done(checkpoint)
+    taken, left = [], []
+    rows = _history_before(source / "history.jsonl", done)
+    if rows is not None:
+        safe_output.write_text(run_dir / "history.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+        taken.append(f"the history of its {done} epoch(s)")
+    else:
+        left.append("the history of its epochs")
+    best = _recorded_best(source / "checkpoints" / "best.ckpt", checkpoint)
+    if best is not None:
+        for file in (best, checksum_path(best)):
+            with safe_output.atomic_file(run_dir / "checkpoints" / file.name) as tmp:
+                shutil.copyfile(file, tmp)
+        taken.append("its best checkpoint")
+    else:
+        left.append("its best checkpoint")
+    log.log(logging.WARNING if left else logging.INFO, "continuing %s in a new run directory %s: %s%s", path, run_dir,
+                f"{' and '.join(taken)} taken from {source}" if taken else "",
+                f"{'; ' if taken else ''}{' and '.join(left)} stay in {source}, not recorded by {path.name}"
+                if left else "")  # fmt: skip
+
+
+def _history_before(history: Path, done: int) -> list[dict] | None:
+    """The rows of ``history`` (a run's history.jsonl) of epochs 0 … ``done`` − 1, or None where it lacks one."""
+    try:
+        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    before = [row for row in rows if isinstance(row, dict) and isinstance(row.get("epoch"), int)
+              and row["epoch"] < done]  # fmt: skip
+    return before if [row["epoch"] for row in before] == list(range(done)) else None
+
+
+def _recorded_best(best: Path, checkpoint: dict) -> Path | None:
+    """``best`` (a run's best.ckpt) where it is intact and ``checkpoint`` records it as its best (the same
+    score), else None."""
+    from .callbacks import checksum_path, verify_checkpoint
+
+    scores = [state.get("best_model_score") for state in checkpoint.get("callbacks", {}).values()
+              if isinstance(state, dict) and Path(str(state.get("best_model_path", ""))).name == best.name]  # fmt: skip
+    if len(scores) != 1 or scores[0] is None or not best.is_file() or not checksum_path(best).is_file():
+        return None
+    try:
+        saved = verify_checkpoint(best)
+    except ResumeError:
+        return None
+    mine = [state.get("best_model_score") for state in saved.get("callbacks", {}).values()
+            if isinstance(state, dict) and state.get("best_model_score") is not None]  # fmt: skip
+    return best if len(mine) == 1 and float(mine[0]) == float(scores[0]) else None
 
 
 def epochs_done(checkpoint: dict) -> int:
@@ -388,6 +444,8 @@ def fit(
         ckpt_path, checkpoint = _resume_point(run_dir, config, resume, check=primary)
         if primary:
             _claim_run_dir(run_dir)
+            if checkpoint is not None:
+                _carry_over(ckpt_path, checkpoint, run_dir)
             if config.trainer.export:  # (after the claim: it marks an older satclip's exports as satclip's)
                 check_exports(run_dir / "export", config.trainer.export_target)
 
