@@ -208,6 +208,16 @@ def test_unknown_index_layout_lists_the_columns(tmp_path):
         S2100K(tmp_path)
 
 
+def test_a_root_given_as_its_index_file_is_told_to_give_the_directory(tmp_path, capsys):
+    """`satclip data verify ROOT/index.csv` said "no index file at ROOT/index.csv/index.csv"."""
+    (tmp_path / "index.csv").write_text("fn,lon,lat\npatch_0.tif,10.5,20.25\n")
+    assert main(["data", "verify", str(tmp_path / "index.csv")]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {tmp_path / 'index.csv'} is a file; give the S2-100K root directory that holds it "
+        f"({tmp_path}), not the file itself"
+    )
+
+
 def test_a_semicolon_separated_index_is_named_so(tmp_path):
     """A ';'-separated index was told to rename its one column 'fn;lon;lat' to fn, lon and lat."""
     (tmp_path / "index.csv").write_text("fn;lon;lat\npatch_0.tif;10.5;20.25\n")

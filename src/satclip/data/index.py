@@ -117,6 +117,9 @@ def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = No
     path = Path(path)
     skipped = 0
     if not path.is_file():
+        if path.parent.is_file():  # (a root given as its index.csv: "no index file at …/index.csv/index.csv")
+            raise IndexFormatError(f"{path.parent} is a file; give the S2-100K root directory that holds it "
+                                   f"({path.parent.parent}), not the file itself")  # fmt: skip
         raise IndexFormatError(
             f"no index file at {path}; an S2-100K root holds index.csv and images/ "
             "(get it with `satclip data download ROOT`)"
