@@ -375,3 +375,21 @@ def test_an_image_too_small_for_a_fixed_size_encoder_is_named_by_its_own_size(tm
             load_image(model, wide, name="vit")
     finally:
         model.visual.image_size = None
+
+
+@pytest.mark.parametrize(("mode", "said"), [
+    ("CMYK", "4 band(s) (a CMYK picture): save it as 8-bit RGB"),
+    ("L", "1 band(s) (a greyscale picture): save it as 8-bit RGB"),
+    ("RGBA", "4 band(s) (a partly transparent RGB picture): save it as 8-bit RGB without transparency"),
+])  # fmt: skip
+def test_a_picture_of_another_colour_mode_is_named_by_its_mode(tmp_path, capsys, mode, said):
+    """A CMYK JPEG was refused as "4 band(s)", with no word of CMYK or of what to save it as."""
+    from PIL import Image
+
+    pixels = np.zeros((32, 32, 4), dtype=np.uint8)
+    pixels[..., 3] = 128  # (a partly transparent alpha channel counts as a band)
+    image = Image.fromarray(pixels, "RGBA").convert(mode) if mode != "RGBA" else Image.fromarray(pixels, "RGBA")
+    path = tmp_path / ("picture.jpg" if mode == "CMYK" else "picture.png")
+    image.save(path)
+    assert main(["locate", str(path), "--model", "bluemarble-l10"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"picture.{path.suffix[1:]} has {said}")

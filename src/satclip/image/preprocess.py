@@ -194,6 +194,14 @@ def image_shape(path: str | Path) -> tuple[int, int]:
         return int(src.height), int(src.width)
 
 
+def picture_mode(path: str | Path) -> str | None:
+    """Pillow's mode of a PNG/JPEG (``"RGB"``, ``"CMYK"``, ``"L"`` …), None for a GeoTIFF."""
+    if not is_picture(path):
+        return None
+    with _open_picture(path) as im:
+        return im.mode
+
+
 def band_count(path: str | Path) -> int:
     """Number of bands of a PNG/JPEG (an opaque alpha channel or a palette not counted) or GeoTIFF."""
     if is_picture(path):

@@ -44,6 +44,10 @@ SCALE_TOLERANCE = 1.25
 #: what a user with the other kind of image can use instead
 _RGB_MODEL_HINT = "locate RGB images with --model bluemarble-l10 (32×32 px at 7.5 km/px)"
 _S2_MODEL_HINT = "locate Sentinel-2 patches with a released model, e.g. --model satclip-resnet18-l10"
+#: Pillow's picture modes, as messages name them
+PICTURE_MODES = {"L": "greyscale", "LA": "greyscale", "1": "black-and-white", "I;16": "16-bit greyscale",
+                 "I": "32-bit greyscale", "F": "floating-point", "CMYK": "CMYK", "YCbCr": "YCbCr",
+                 "RGBA": "partly transparent RGB"}  # fmt: skip
 
 #: candidate-point generators: name → function(n) returning an (n, 2) float64 (lon, lat) array
 GRIDS: Registry[np.ndarray] = Registry("location grid")
@@ -266,6 +270,10 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         if bands != 3:
             hint = f": {_S2_MODEL_HINT}" if bands in (12, 13) else ""
             kind = " (a Sentinel-2 patch?)" if bands in (12, 13) else ""
+            mode = preprocess.picture_mode(path)
+            if mode not in (None, "RGB", "P", "PA"):  # (a CMYK JPEG was "4 band(s)", no word of CMYK)
+                kind = f" (a {PICTURE_MODES.get(mode, mode)} picture)"
+                hint = ": save it as 8-bit RGB" + (" without transparency" if mode in ("RGBA", "LA") else "")
             raise BadInputError(f"{name} takes {wants}; {path.name} has {bands} band(s){kind}{hint}")
         crop = expected.patch_size if expected is not None and expected.patch_size else None
         crop = crop or (model.visual.image_size[0] if model.visual.image_size is not None else None)
