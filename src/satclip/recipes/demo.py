@@ -99,9 +99,9 @@ def run_demo(
 
     ``air_temperature``: a local copy of the stations table (``stationDataAll.csv``) to add the paper's
     air-temperature task (it is not shipped in any package). ``progress``: the display the stages report to
-    (default: one on stderr). The console shows only it, warnings and notes of what an earlier run's work
-    is reused; everything logged (satclip's INFO lines,
-    Lightning's, Python warnings from libraries) goes to ``out/demo.log``.
+    (default: one on stderr). The console shows only it, warnings, and notes of the earlier work a rerun
+    reuses; everything logged (satclip's INFO lines, Lightning's, Python warnings from libraries) goes to
+    ``out/demo.log``.
     """
     if air_temperature is not None:  # checked before the work (it was read only at the evaluation, minutes in)
         from ..eval.tasks.air_temperature import read_stations
