@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -590,7 +591,12 @@ def test_messages_that_named_no_fix_name_one(tmp_path, capsys):
     header = tmp_path / "header.csv"
     header.write_text("lon,lat\n")
     assert main(["embed", str(header), "-o", str(tmp_path / "x.parquet"), "--model", "bluemarble-l10"]) == 2
-    assert capsys.readouterr().err.strip().endswith("has no rows (a header alone?): give a file with points in it")
+    assert capsys.readouterr().err.strip().endswith("has no points (a header alone?): give a file with points in it")
+    empty = tmp_path / "empty.npy"  # (it was asked whether it was "a header alone?" too)
+    np.save(empty, np.zeros((0, 2)))
+    assert main(["embed", str(empty), "-o", str(tmp_path / "y.parquet"), "--model", "bluemarble-l10"]) == 2
+    assert capsys.readouterr().err.strip().endswith("has no points (an array of 0 points): give a file with points "
+                                                    "in it")  # fmt: skip
     table = tmp_path / "elevation.csv"
     table.write_text("lon,lat,y\n" + "".join(f"{i},{i % 80},{i}\n" for i in range(-150, 150)))
     argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--task-file", str(table), "--n-points", "100",

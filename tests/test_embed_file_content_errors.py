@@ -46,3 +46,63 @@ def test_polygons_are_named_as_content_not_as_an_unreadable_file(model, tmp_path
     assert main(argv) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line.lower().startswith(f"satclip: error: {damaged}: not a readable parquet file: ".lower()), line
+
+
+def test_a_late_polygon_is_named_by_its_row_in_the_whole_file(model, tmp_path, capsys, caplog):
+    """A polygon at row 99,999 of a GeoParquet file was reported at row 34,463: its row in the 65,536-row batch
+    read; and a file without a CRS said so once per batch read, twice over (four times for 100,000 rows)."""
+    import logging
+
+    import numpy as np
+
+    n = 100_000
+    rng = np.random.default_rng(1)
+    points = gpd.GeoDataFrame({"id": np.arange(n)}, geometry=gpd.points_from_xy(rng.uniform(-180, 180, n),
+                                                                                 rng.uniform(-85, 85, n)))  # fmt: skip
+    points.loc[n - 1, "geometry"] = shapely.box(0, 0, 1, 1)
+    path = tmp_path / "late.parquet"
+    points.to_parquet(path, row_group_size=20_000)  # (no CRS)
+    argv = ["embed", str(path), "-o", str(tmp_path / "out.parquet"), "--model", str(model), "--no-progress"]
+    assert main(argv) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("satclip: error: ")]
+    assert f"found ['Polygon'] (rows {n - 1}); pass" in error
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        assert main([*argv, "--centroids"]) == 0
+    said = [r.getMessage() for r in caplog.records if "no CRS" in r.getMessage()]
+    assert said == [f"{path}: geometry column 'geometry' has no CRS; assuming (lon, lat) degrees (EPSG:4326)"], said
+
+
+def test_table_inputs_whose_columns_cannot_be_read_as_named_say_so(model, tmp_path, capsys):
+    """Two Parquet columns named lon were 'ambiguous' and, named with --lon-col as told, 'unexpected error
+    (KeyError)'; a CSV without a header was told to name its longitude column --lon-col 13.4, which read its
+    first point as the header and dropped it; a .csv.gz was 'cannot tell the format'; an .npy of shape (2, N)
+    was not told it is transposed."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array([13.4]), pa.array([52.5]), pa.array([1.0])],
+                                        names=["lon", "lat", "lon"]), twice)  # fmt: skip
+    headless = tmp_path / "headless.csv"
+    headless.write_text("13.4,52.5\n2.35,48.85\n")
+    transposed = tmp_path / "transposed.npy"
+    np.save(transposed, np.zeros((2, 5)))
+    cases = [
+        ([str(twice)], "2 columns are named 'lon' (longitude): rename all but one"),
+        ([str(twice), "--lon-col", "lon", "--lat-col", "lat"], "2 columns are named 'lon' (longitude)"),
+        ([str(headless)], "the column names ['13.4', '52.5'] are numbers (a CSV file without a header line"),
+        ([str(transposed)], "expected an (N, 2) array of (lon, lat), got shape (2, 5) (transposed? save points.T)"),
+    ]
+    for k, (given, said) in enumerate(cases):
+        argv = ["embed", *given, "-o", str(tmp_path / f"out{k}.parquet"), "--model", str(model), "--no-progress"]
+        assert main(argv) == 2, given
+        assert said in one_error_line(capsys.readouterr().err), given
+    compressed = tmp_path / "points.csv.gz"
+    import gzip
+
+    compressed.write_bytes(gzip.compress(b"lon,lat\n13.4,52.5\n2.35,48.85\n"))
+    out = tmp_path / "gz.parquet"
+    assert main(["embed", str(compressed), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    assert pq.read_table(out).num_rows == 2

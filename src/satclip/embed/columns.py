@@ -24,6 +24,14 @@ def _matches(columns: Sequence[str], names: Sequence[str]) -> list[str]:
     return [c for c in columns if str(c).strip().lower() in wanted]
 
 
+def _is_number(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
 def detect_lonlat_columns(
     columns: Sequence[str], lon_col: str | None = None, lat_col: str | None = None
 ) -> tuple[str, str]:
@@ -48,8 +56,14 @@ def detect_lonlat_columns(
             found[axis] = given
             continue
         candidates = _matches(columns, names)
-        if len(candidates) > 1:
+        if len(candidates) > 1 and len(set(candidates)) > 1:
             raise ColumnError(f"ambiguous {axis} column: {candidates} all match; choose one with {flag}")
+        if not candidates and columns and all(_is_number(c) for c in columns):  # (naming one lost the first row)
+            raise ColumnError(
+                f"no {axis} column: the column names {columns} are numbers (a CSV file without a header line, its "
+                "first row read as names? or a table of unnamed columns): add a header line such as lon,lat, or "
+                "name the columns lon and lat"
+            )
         if not candidates:
             suspects = _matches(columns, SUSPECT_NAMES)
             hint = (
@@ -63,6 +77,10 @@ def detect_lonlat_columns(
                 f"{hint} Name it with {flag}."
             )
         found[axis] = candidates[0]
+    for axis, name in found.items():  # (naming it, as the ambiguity said to, was "unexpected error (KeyError)")
+        if columns.count(name) > 1:
+            raise ColumnError(f"{columns.count(name)} columns are named {name!r} ({axis}): rename all but one, so "
+                              "that the name says which holds the coordinates")  # fmt: skip
     if found["longitude"] == found["latitude"]:
         raise ColumnError(f"longitude and latitude are both column {found['longitude']!r}")
     return found["longitude"], found["latitude"]

@@ -65,7 +65,7 @@ from .job import (
     stopped_after_publishing,
     work_dir,
 )
-from .sources import coordinates
+from .sources import coordinates, no_points
 
 try:  # the plugin's base class; embed_dataset requires distributed before a plugin is made
     from distributed import WorkerPlugin
@@ -434,7 +434,7 @@ def embed_dataset(
     if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     if source.num_rows == 0:
-        raise ValueError(f"{source.path} has no rows (a header alone?): give a file with points in it")
+        raise no_points(source)
     output = Path(output)
     kind = _output_kind(output, out_format)
     workdir = work_dir(output)

@@ -73,15 +73,17 @@ def crs_name(crs) -> str:
     return crs.to_string() if hasattr(crs, "to_string") else str(crs)
 
 
-def geo_lonlat(obj, *, centroids: bool = False, note: bool = True, index_labels: bool = False) -> np.ndarray:
+def geo_lonlat(
+    obj, *, centroids: bool = False, note: bool = True, index_labels: bool = False, first_row: int = 0
+) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) of a GeoDataFrame or GeoSeries of points, in EPSG:4326.
 
     Other geometries are refused (naming the first rows, by their index labels with ``index_labels``, else by
-    their positions: a file's rows), or with ``centroids`` replaced by their centroids,
+    their positions plus ``first_row``: a file's rows), or with ``centroids`` replaced by their centroids,
     computed in the data's CRS when it is projected and in the equal-area EPSG:6933 when it is lon/lat.
     Missing and empty geometries give NaN (invalid points). Coordinates satclip reprojected that come back
     a few ulp beyond the antimeridian or a pole are put on it (:func:`onto_bounds`). ``note``: log the
-    reprojection (INFO).
+    reprojection (INFO), the centroids and a missing CRS (a file read in batches says them once itself).
     """
     geometry = obj.geometry
     kinds = np.asarray(geometry.geom_type, dtype=object)
@@ -96,8 +98,8 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True, index_labels:
                 named = "index labels " + ", ".join(
                     repr(label) if isinstance(label, str) else str(label) for label in obj.index[positions]
                 )
-            else:
-                named = "rows " + ", ".join(str(r) for r in positions)
+            else:  # (``first_row``: a batch's rows are numbered as the whole input's)
+                named = "rows " + ", ".join(str(first_row + r) for r in positions)
             raise GeometryError(
                 f"geometries must be points, found {found} ({named}{' …' if other.sum() > 5 else ''}); pass "
                 "centroids=True (satclip embed --centroids) to embed their centroids, or reduce them yourself first "
@@ -106,10 +108,12 @@ def geo_lonlat(obj, *, centroids: bool = False, note: bool = True, index_labels:
         geometry = _with_centroids(geometry, other)
         if geometry.crs is not None and geometry.crs.is_geographic:  # (computed in CENTROID_CRS, projected back)
             reprojected = other
-        log.info("embedding the centroids of %d non-point geometries (%s)", int(other.sum()), ", ".join(found))
+        if note:
+            log.info("embedding the centroids of %d non-point geometries (%s)", int(other.sum()), ", ".join(found))
     crs = geometry.crs
     if crs is None:
-        log.warning("geometries have no CRS; assuming they are (lon, lat) degrees (EPSG:4326)")
+        if note:
+            log.warning("geometries have no CRS; assuming they are (lon, lat) degrees (EPSG:4326)")
     elif not is_wgs84(crs):
         (log.info if note else log.debug)(
             "reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs_name(crs)

@@ -31,7 +31,7 @@ from ..models.precision import AUTO_CHOICES, Choice
 from . import sinks
 from .api import embed_lonlat
 from .shards import shard_chunks, shard_path
-from .sources import Source, coordinates
+from .sources import Source, coordinates, no_points
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def _new_run(
     if error is not None and not skip_invalid:
         raise error
     if num_rows == 0:
-        raise ValueError(f"{source.path} has no rows (a header alone?): give a file with points in it")
+        raise no_points(source)
     first, stop = shard_chunks(num_rows, chunk_rows, shard)
     if first == stop:
         raise ValueError(

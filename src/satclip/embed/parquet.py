@@ -89,8 +89,9 @@ def _geo_crs(meta: dict):
     return pyproj.CRS.from_json_dict(crs) if isinstance(crs, dict) else pyproj.CRS.from_user_input(crs)
 
 
-def geometry_lonlat(column, meta: dict, *, centroids: bool = False) -> np.ndarray:
-    """``(n, 2)`` float64 (lon, lat) in EPSG:4326 of a GeoParquet geometry column (an Arrow array)."""
+def geometry_lonlat(column, meta: dict, *, centroids: bool = False, first_row: int = 0) -> np.ndarray:
+    """``(n, 2)`` float64 (lon, lat) in EPSG:4326 of a GeoParquet geometry column (an Arrow array) whose first
+    row is row ``first_row`` of its file or dataset (refusals name rows by that count)."""
     import pyarrow as pa
 
     geopandas = require("geopandas", "geo", "reading GeoParquet geometries (or give --lon-col/--lat-col)")
@@ -111,7 +112,7 @@ def geometry_lonlat(column, meta: dict, *, centroids: bool = False) -> np.ndarra
         series = geopandas.GeoSeries.from_xy(x, y, crs=crs)
     else:
         raise ValueError(f"GeoParquet geometry encoding {meta.get('encoding')!r} is not supported (WKB or point)")
-    return geo_lonlat(series, centroids=centroids, note=False)
+    return geo_lonlat(series, centroids=centroids, note=False, first_row=first_row)
 
 
 class ParquetDatasetSource(Source):
@@ -175,10 +176,17 @@ class ParquetDatasetSource(Source):
             self.columns = self.columns + list(self.geometry_columns)
 
     def _log_geometry(self) -> None:
+        """Say once what reading the geometry does (it is read batch by batch, twice: it was said per batch)."""
         primary, meta = self._geo
         crs = _geo_crs(meta)
-        if crs is not None and not is_wgs84(crs):
+        if crs is None:
+            log.warning("%s: geometry column %r has no CRS; assuming (lon, lat) degrees (EPSG:4326)", self.path,
+                        primary)  # fmt: skip
+        elif not is_wgs84(crs):
             log.info("%s: reprojecting geometry column %r from %s to EPSG:4326", self.path, primary, crs_name(crs))
+        if self.centroids:
+            log.info("%s: geometries of column %r that are not points are embedded as their centroids", self.path,
+                     primary)  # fmt: skip
 
     def fingerprint(self) -> dict:
         if self.path.is_file():
@@ -211,22 +219,24 @@ class ParquetDatasetSource(Source):
             group += 1
 
         def batches():
+            row = first
             for number in range(index, len(self.files)):
                 groups = range(group if number == index else 0, len(self._group_rows[number]))
                 with naming_the_file(self.files[number], "Parquet"):  # (a damaged part file is named)
                     reader = pq.ParquetFile(self.files[number])
                     for batch in reader.iter_batches(_READ_BATCH, row_groups=groups, columns=read):
-                        yield self._with_lonlat(batch, columns) if virtual else batch
+                        yield self._with_lonlat(batch, columns, row) if virtual else batch
+                        row += batch.num_rows
 
         return first, batches()
 
-    def _with_lonlat(self, batch, columns):
-        """``batch`` with the geometry's lon/lat appended (and only ``columns``, if given); the schema keeps
-        its metadata, so what is written from it stays GeoParquet."""
+    def _with_lonlat(self, batch, columns, first_row: int):
+        """``batch`` (rows ``first_row`` … of the input) with the geometry's lon/lat appended (and only
+        ``columns``, if given); the schema keeps its metadata, so what is written from it stays GeoParquet."""
         import pyarrow as pa
 
         primary, meta = self._geo
-        lonlat = geometry_lonlat(batch.column(primary), meta, centroids=self.centroids)
+        lonlat = geometry_lonlat(batch.column(primary), meta, centroids=self.centroids, first_row=first_row)
         arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
         fields = {field.name: field for field in batch.schema}
         for name, values in zip(self.geometry_columns, lonlat.T, strict=True):

@@ -395,7 +395,9 @@ class NpySource(Source):
             raise ValueError(f"{self.path} holds {self._array.dtype} values, not numbers; expected an (N, 2) float "
                              "array of (lon, lat)")  # fmt: skip
         if self._array.ndim != 2 or self._array.shape[1] != 2:
-            raise ValueError(f"{self.path}: expected an (N, 2) array of (lon, lat), got shape {self._array.shape}")
+            shape = self._array.shape
+            turned = " (transposed? save points.T)" if len(shape) == 2 and shape[0] == 2 else ""  # (as the API says)
+            raise ValueError(f"{self.path}: expected an (N, 2) array of (lon, lat), got shape {shape}{turned}")
         self.num_rows = int(self._array.shape[0])
 
     def _batches(self, start, columns):
@@ -593,12 +595,24 @@ def _gdal_reason(err: Exception) -> str:
     return "; ".join(parts)[:200] or type(err).__name__
 
 
+#: what an input of each format without points holds
+_EMPTY = {"csv": "a header alone?", "npy": "an array of 0 points", "geojson": "no features", "gpkg": "no features"}
+
+
+def no_points(source: Source) -> ValueError:
+    """The error for an input without points, saying what it holds ("a header alone?" was said of every format)."""
+    what = _EMPTY.get(source.format, "no rows")
+    return ValueError(f"{source.path} has no points ({what}): give a file with points in it")
+
+
 def format_of(path: str | Path, fmt: str | None = None) -> str:
     """The format name for ``path`` (from ``fmt`` or the suffix)."""
     if fmt:
         SOURCES.get(fmt)
         return fmt
     suffix = Path(path).suffix.lower()
+    if suffix == ".gz" and SUFFIXES.get(Path(path).with_suffix("").suffix.lower()) == "csv":  # (x.csv.gz)
+        return "csv"
     if suffix not in SUFFIXES:
         raise ValueError(
             f"cannot tell the format of {path} from its suffix {suffix!r}; known suffixes: {sorted(SUFFIXES)} "
