@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 import socket
 import subprocess
@@ -77,11 +76,9 @@ def _malicious_checkpoint(tmp_path, legacy: bool):
     path = tmp_path / ("legacy.ckpt" if legacy else "evil.ckpt")
     ckpt = torch.load(require(CKPT_L10), weights_only=True)
     ckpt["callbacks"] = {"evil": _Payload(marker)}
-    if legacy:
-        with open(path, "wb") as fh:
-            pickle.dump(ckpt, fh)
-    else:
-        torch.save(ckpt, path)
+    # legacy: torch's older format, a pickle after torch's magic number (a plain pickle is no torch file at all:
+    # refused before anything is read, tests/test_io_unreadable_checkpoint.py)
+    torch.save(ckpt, path, _use_new_zipfile_serialization=not legacy)
     return path, marker
 
 

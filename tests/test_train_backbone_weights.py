@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import re
 import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 
 from satclip.cli import main
@@ -49,7 +49,7 @@ def test_a_weights_file_that_is_no_state_dict_is_one_line_naming_it(tmp_path, ca
 
     marker = tmp_path / "ran"
     hostile = tmp_path / "hostile.pth"
-    hostile.write_bytes(pickle.dumps({"conv1.weight": _RunsACommand(marker)}, protocol=2))
+    torch.save({"conv1.weight": _RunsACommand(marker)}, hostile, _use_new_zipfile_serialization=False)
     assert _cache_build(tmp_path, hostile) == 1
     line = one_error_line(capfd.readouterr().err)
     assert line.startswith(f"satclip: error: refusing to unpickle {hostile}: it needs the Python global(s) ")
