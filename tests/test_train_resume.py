@@ -5,6 +5,7 @@ one of another config and a second run on the same directory are refused with a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -462,8 +463,72 @@ def test_another_runs_checkpoint_is_not_resumed_into_a_directory_holding_a_run(t
     # into a new directory it resumes; the run's own best checkpoint resumes into the run's directory
     assert main(["train", "--config", _cli_config(tmp_path, other, output_dir=str(tmp_path / "new")),
                  "--resume", theirs]) == 0  # fmt: skip
-    own_best = str(run / "checkpoints" / "best.ckpt")
-    assert main(["train", "--config", _cli_config(tmp_path, config), "--resume", own_best]) == 0
+    own_best = str(run / "checkpoints" / "best.ckpt")  # (with epochs left to train from it)
+    assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=3), "--resume", own_best]) == 0
+
+
+def test_resumes_that_would_roll_back_or_train_nothing_are_refused(tmp_path, short_run, capsys, caplog):
+    """(1) Another run's checkpoint of the same config, resumed into a directory holding a finished run, rolled
+    it back and left its later best beside the rolled-back last, exit 0. (2) A checkpoint that had done all of
+    trainer.max_epochs trained nothing and exported the directory's own last.ckpt, not itself; one saved during
+    the next epoch exported its part-trained state as the last finished epoch's. (3) A finished run resumed says
+    there is nothing to train."""
+    import logging
+
+    config = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    files = ("config.yaml", "history.jsonl", "checkpoints/last.ckpt", "checkpoints/best.ckpt")
+    before = {name: (run / name).read_bytes() for name in files}
+    elsewhere = tmp_path / "elsewhere"
+    fit(from_dict({**config, "trainer": {**config["trainer"], "output_dir": str(elsewhere), "max_epochs": 1}}))
+    theirs = str(elsewhere / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=2), "--resume", theirs]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"cannot resume from {theirs} in {run}: that directory holds a run of its own" in line, line
+    assert {name: (run / name).read_bytes() for name in files} == before
+    # all epochs done: from a checkpoint that is not the directory's last, nothing to train and the wrong export
+    assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=1, output_dir=str(tmp_path / "new")),
+                 "--resume", theirs]) == 2  # fmt: skip
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{theirs} has done all 1 epoch(s) of trainer.max_epochs=1: resuming from it trains nothing" in line
+    assert "--trainer.max_epochs 2 or more" in line
+    # saved during epoch 2 (a step checkpoint): the run must go on to finish that epoch
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["started"] = 2
+    checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"] = 1
+    midway = tmp_path / "midway" / "checkpoints" / "last.ckpt"
+    midway.parent.mkdir(parents=True)
+    torch.save(checkpoint, midway)
+    digest = hashlib.sha256(midway.read_bytes()).hexdigest()  # (as the run records it)
+    midway.with_name("last.ckpt.sha256").write_text(f"{digest}  last.ckpt\n")
+    assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=1, output_dir=str(tmp_path / "m2")),
+                 "--resume", str(midway)]) == 2  # fmt: skip
+    assert f"{midway} was saved during epoch 2, and trainer.max_epochs=1 ends the run before it: resume with " \
+           "--trainer.max_epochs 2 or more" in one_error_line(capsys.readouterr().err)  # fmt: skip
+    # the run's own finished last.ckpt: said to have nothing to train
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
+        fit(from_dict(config), resume=True)
+    assert f"{run} has trained all 2 epoch(s) of trainer.max_epochs: nothing to train" in caplog.text
+
+
+def test_an_interrupted_export_says_how_to_write_it(tmp_path, short_run, monkeypatch, caplog):
+    """Ctrl-C while a trained run wrote its exports said only "interrupted"; the training's own interruption
+    says how to continue."""
+    import logging
+
+    from satclip.train import fitting
+
+    config = copy_run(short_run, tmp_path)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitting, "_export_all", stopped)
+    with caplog.at_level(logging.WARNING, logger="satclip.train.fitting"), pytest.raises(KeyboardInterrupt):
+        fit(from_dict(config), resume=True)
+    assert ("export interrupted; the run is trained: write its exports with `satclip train --config "
+            f"{tmp_path / 'run' / 'config.yaml'} --resume`") in caplog.text  # fmt: skip
 
 
 def test_fewer_epochs_than_done_are_refused_and_config_yaml_is_kept(tmp_path, short_run, capsys):

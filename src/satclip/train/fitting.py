@@ -182,6 +182,12 @@ def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
             f"cannot resume from {path} in {run_dir}: that directory holds another run ({changed}), whose "
             "checkpoints and history the resumed run would replace; choose another trainer.output_dir"
         )
+    if own.is_file() and not safe_output.same_path(path.parent, own.parent):  # (of the same config: it was
+        raise OutputExistsError(  # rolled back to the other run's state, its best left beside it, without a word)
+            f"cannot resume from {path} in {run_dir}: that directory holds a run of its own (checkpoints/last.ckpt), "
+            "whose checkpoints, history and exports the resumed run would replace or mix with another's; continue "
+            f"that run with --resume alone, or continue {path.name} in another trainer.output_dir"
+        )
 
 
 def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
@@ -263,14 +269,38 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
     if not check:
         return path, None
     checkpoint = check_resume(path, config)
-    done = epochs_done(checkpoint)
-    if config.trainer.max_epochs < done:
+    done, epochs = epochs_done(checkpoint), config.trainer.max_epochs
+    if epochs < done:
         raise BadInputError(
-            f"trainer.max_epochs={config.trainer.max_epochs} is below the {done} epochs {path} has done: resume "
-            f"with --trainer.max_epochs {done} or more"
+            f"trainer.max_epochs={epochs} is below the {done} epochs {path} has done: resume with "
+            f"--trainer.max_epochs {done} or more"
         )
+    own = ckpt_dir / "last.ckpt"
+    if epochs == done and _epochs_started(checkpoint) > done:  # (its part of an epoch was exported as epoch done's)
+        raise BadInputError(
+            f"{path} was saved during epoch {done + 1}, and trainer.max_epochs={epochs} ends the run before it: "
+            f"resume with --trainer.max_epochs {done + 1} or more to finish that epoch"
+        )
+    if epochs == done and not (own.is_file() and own.samefile(path)):  # (the run's own last.ckpt was exported)
+        raise BadInputError(
+            f"{path} has done all {done} epoch(s) of trainer.max_epochs={epochs}: resuming from it trains nothing, "
+            f"and {run_dir}'s own checkpoints, not it, would be exported; pass --trainer.max_epochs {done + 1} or "
+            "more to train on from it"
+        )
+    if epochs == done:
+        log.info("%s has trained all %d epoch(s) of trainer.max_epochs: nothing to train; its exports are written "
+                 "again from its checkpoints", run_dir, done)  # fmt: skip
     _check_same_run(run_dir, path, config)
     return path, checkpoint
+
+
+def _epochs_started(checkpoint: dict) -> int:
+    """The epochs a training checkpoint records as started: one more than :func:`epochs_done` for a checkpoint
+    saved during an epoch (``trainer.checkpoint_every_n_steps``)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["started"])
+    except (KeyError, TypeError, ValueError):
+        return epochs_done(checkpoint)
 
 
 def _carry_over(path: Path, checkpoint: dict, run_dir: Path) -> None:
@@ -492,7 +522,11 @@ def fit(
             if path.is_file() and not config.trainer.fast_dev_run:
                 result.checkpoints[name] = path
         if trainer.is_global_zero and config.trainer.export:
-            result.exports = _export_all(result, cache, trainer, run_dir / "export")
+            try:
+                result.exports = _export_all(result, cache, trainer, run_dir / "export")
+            except KeyboardInterrupt:  # (only "interrupted" was said: the run is trained, its exports not written)
+                log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
+                raise
     return result
 
 
