@@ -658,8 +658,11 @@ def test_a_run_resumes_with_its_images_moved_or_not_given(tmp_path):
     from satclip.data.bluemarble import BlueMarbleParams, build_bluemarble
 
     other = build_bluemarble(tmp_path / "other", BlueMarbleParams(n=40, patch_size=8, seed=1))
-    with pytest.raises(ResumeError, match=r"another feature cache \(.*dataset differ"):
+    with pytest.raises(ResumeError, match=r"another feature cache \(.*dataset differ") as refused:
         fit(moved.replace(**{"data.root": str(other), "trainer.max_epochs": 4}), resume=True)
+    # (it said to point data.cache at the run's cache, which it was: the images are what differ)
+    assert ": the images of data.root differ); give data.root the images the run was trained on" in str(refused.value)
+    assert "dataset" in str(refused.value).split("(", 1)[1].split(")", 1)[0]
 
 
 def test_continuing_a_run_in_a_new_directory_takes_its_history_and_best(tmp_path, caplog):

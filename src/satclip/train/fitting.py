@@ -151,9 +151,13 @@ def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: 
     if saved is not None:
         differ = key_differences(saved, key)
         if differ:
+            images = "the images of data.root differ" if "dataset" in differ else ""  # (not a cache to point at)
+            fixes = (["give data.root the images the run was trained on"] if "dataset" in differ else []) + (
+                ["point data.cache at the run's cache"] if set(differ) - {"dataset"} else [])  # fmt: skip
+            fix = " and ".join(fixes)
             raise ResumeError(
                 f"cannot resume from {path}: it was trained on another feature cache ({', '.join(differ)} differ "
-                f"from the cache at {cache_dir}); point data.cache at the run's cache, or start a new run in "
+                f"from the cache at {cache_dir}{': ' + images if images else ''}); {fix}, or start a new run in "
                 "another trainer.output_dir"
             )
 
