@@ -51,6 +51,22 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     assert config.replace(**{"optim.lr": 0.5}).optim.lr == 0.5
 
 
+def test_a_location_encoder_given_in_part_in_yaml_is_filled_in_as_overrides_are(tmp_path):
+    """``network: {dim_hidden: 64}`` in a YAML file failed the run ("network needs a 'name'"), where the same
+    value as ``--model.location_encoder.network.dim_hidden 64`` kept the other defaults, and --print-config and
+    ``cache build`` took the YAML. A part naming another network is taken as given."""
+    from satclip.train.build import location_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {location_encoder: {network: {dim_hidden: 64}}}\n")
+    from_yaml = load_config(path)
+    from_override = load_config(None, {"model.location_encoder.network.dim_hidden": "64"})
+    assert from_yaml.model.location_encoder == from_override.model.location_encoder
+    assert location_config(from_yaml.model)["network"]["dim_hidden"] == 64
+    other = from_dict({"model": {"location_encoder": {"network": {"name": "mlp", "dim_hidden": 8}}}})
+    assert other.model.location_encoder["network"] == {"name": "mlp", "dim_hidden": 8}
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

@@ -40,6 +40,20 @@ def default_location_encoder() -> dict:
     }
 
 
+def _with_default_parts(location_encoder: dict) -> dict:
+    """``location_encoder`` with a missing ``encoding`` or ``network`` taken from the default, and one given
+    without a ``name`` merged over the default's (a YAML ``network: {dim_hidden: 64}`` failed the run with
+    "needs a 'name'" while ``--model.location_encoder.network.dim_hidden 64`` and ``--print-config`` took it)."""
+    defaults, merged = default_location_encoder(), dict(location_encoder)
+    for part, default in defaults.items():
+        given = merged.get(part)
+        if given is None:
+            merged[part] = default
+        elif isinstance(given, dict) and "name" not in given:
+            merged[part] = {**default, **given}
+    return merged
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What is trained.
@@ -65,6 +79,8 @@ class ModelConfig:
     train_degrees_from: int | None = None
 
     def __post_init__(self):
+        if isinstance(self.location_encoder, dict):  # a part given in part is filled in, as dotted overrides are
+            object.__setattr__(self, "location_encoder", _with_default_parts(self.location_encoder))
         if self.train_degrees_from is not None:
             encoding = self.location_encoder.get("encoding") or {}
             degree = encoding.get("legendre_polys") if encoding.get("name") == "sphericalharmonics" else None
