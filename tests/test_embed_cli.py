@@ -164,6 +164,11 @@ def test_output_formats_and_layouts(tmp_path, model, points):
     np.testing.assert_allclose(group["lon"][:], points.lon)
     assert group["embedding"].attrs["_ARRAY_DIMENSIONS"] == ["point", "dim"]
     assert group.attrs["satclip"]["model"]["config"] == CONFIG
+    # where the output came from, readable once it is moved: the model's path and the input's, absolute, and the
+    # satclip that wrote it (the input was recorded as typed, the model by its config and weights alone)
+    recorded = group.attrs["satclip"]
+    assert recorded["model_source"] == str(Path(model).absolute()) and recorded["source"] == str(source.absolute())
+    assert recorded["version"] == satclip.__version__
 
     assert embed(source, "-o", tmp_path / "c.parquet", "--model", model, "--layout", "columns") == 0
     frame = pd.read_parquet(tmp_path / "c.parquet")

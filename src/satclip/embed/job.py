@@ -93,8 +93,23 @@ def precision_record(encoder) -> dict:
 
 def output_attrs(identity: dict, source, encoder) -> dict:
     """What an output records about the job that wrote it (Parquet schema metadata, Zarr attributes): the
-    model (as in the job's identity), the input and the precision."""
-    return {"satclip": {"model": identity["model"], "source": str(source.path), "precision": precision_record(encoder)}}
+    model (as in the job's identity, and the name or path it was loaded from), the input (an absolute path: the
+    path as typed named nothing once the output moved), the precision and the satclip version."""
+    from .. import __version__
+
+    loaded_from = (getattr(encoder, "provenance", None) or {}).get("source")
+    return {"satclip": {
+        "model": identity["model"], "model_source": _absolute_if_local(loaded_from),
+        "source": str(Path(source.path).absolute()), "precision": precision_record(encoder), "version": __version__,
+    }}  # fmt: skip
+
+
+def _absolute_if_local(spec) -> str | None:
+    """A model's name as given (``bluemarble-l10``, ``hf://…``), or its local path made absolute."""
+    if spec is None:
+        return None
+    path = Path(str(spec))
+    return str(path.absolute()) if path.exists() else str(spec)
 
 
 def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int, InvalidPointsError | None]:
