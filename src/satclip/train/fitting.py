@@ -333,10 +333,10 @@ def _carry_over(path: Path, checkpoint: dict, run_dir: Path) -> None:
         taken.append("its best checkpoint")
     else:
         left.append("its best checkpoint")
-    log.log(logging.WARNING if left else logging.INFO, "continuing %s in a new run directory %s: %s%s", path, run_dir,
-                f"{' and '.join(taken)} taken from {source}" if taken else "",
-                f"{'; ' if taken else ''}{' and '.join(left)} stay in {source}, not recorded by {path.name}"
-                if left else "")  # fmt: skip
+    said = [f"{' and '.join(taken)} taken from {source}"] if taken else []
+    said += [f"{' and '.join(left)} stay in {source}, not recorded by {path.name}"] if left else []
+    log.log(logging.WARNING if left else logging.INFO, "continuing %s in a new run directory %s: %s", path, run_dir,
+            "; ".join(said))
 
 
 def _history_before(history: Path, done: int) -> list[dict] | None:
