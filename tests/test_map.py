@@ -486,6 +486,10 @@ def test_a_zarr_map_is_written_to_netcdf_as_it_is(tmp_path, model):
     back = xr.open_dataset(tmp_path / "m.nc", engine="h5netcdf")
     np.testing.assert_array_equal(back["embedding"].values, field["embedding"].values)
     assert json.loads(back.attrs["training_footprint"])["surface"] == "land" and back.attrs["land_only"] == 0
+    # and it names its CRS as CF readers look for it (it had units and standard names alone)
+    assert field["embedding"].attrs["grid_mapping"] == "spatial_ref" and "spatial_ref" in field.coords
+    pyproj = pytest.importorskip("pyproj")
+    assert pyproj.CRS.from_cf(back["spatial_ref"].attrs).to_epsg() == 4326
 
 
 def test_a_png_too_large_is_told_the_ways_a_png_has(tmp_path, model, capsys):

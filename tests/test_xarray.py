@@ -418,8 +418,13 @@ def test_a_field_keeps_its_inputs_coordinates_and_pairs_them_by_name(encoder):
     assert plain.dims == ("lat", "lon", "dim") and plain.lat.attrs["axis"] == "Y"
     era5 = xr.Dataset(coords={"latitude": [47.1, 46.5], "longitude": [9.4, 10.3]})  # its own axes: indexes still
     named = embedding_field(encoder, era5.longitude, era5.latitude)
-    assert list(named.coords) == ["latitude", "longitude", "dim"] and named.latitude.attrs["axis"] == "Y"
+    assert list(named.coords) == ["latitude", "longitude", "spatial_ref", "dim"] and named.latitude.attrs["axis"] == "Y"
     np.testing.assert_array_equal(named.values, plain.values)
+    # a lon/lat grid names its CRS (CF grid mapping, as rioxarray and GDAL read it); a projected raster's does not
+    assert named.attrs["grid_mapping"] == "spatial_ref" and "grid_mapping" not in field.attrs
+    assert named.spatial_ref.attrs["grid_mapping_name"] == "latitude_longitude" and "spatial_ref" not in field.coords
+    pyproj = pytest.importorskip("pyproj")
+    assert pyproj.CRS.from_cf(named.spatial_ref.attrs).to_epsg() == 4326
 
     lon2, lat2 = np.meshgrid([5.0, 6.0, 7.0], [50.0, 49.0, 48.0])
     lon = xr.DataArray(lon2, dims=("y", "x"))

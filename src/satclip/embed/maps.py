@@ -457,6 +457,18 @@ def model_attrs(encoder, identity: dict, model=None, precision: str | None = Non
 #: CF attributes of latitude and longitude coordinates (satclip map's Zarr, lazy fields)
 LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
 LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+#: the CF grid mapping of lon/lat cells on WGS 84 (EPSG:4326): a scalar coordinate that the embedding names in its
+#: ``grid_mapping`` attribute, the CRS of satclip's Zarr maps and lon/lat fields for CF readers (rioxarray, GDAL);
+#: they carried units and standard names alone
+GRID_MAPPING = "spatial_ref"
+WGS84_WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
+    'UNIT["degree",0.0174532925199433],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]'
+)
+WGS84_GRID_MAPPING = {
+    "grid_mapping_name": "latitude_longitude", "semi_major_axis": 6378137.0, "inverse_flattening": 298.257223563,
+    "longitude_of_prime_meridian": 0.0, "crs_wkt": WGS84_WKT, "spatial_ref": WGS84_WKT,
+}  # fmt: skip
 #: the embedding axis of Zarr maps and lazy fields, and its attributes
 DIM = "dim"
 DIM_ATTRS = {"long_name": "embedding dimension"}
@@ -477,8 +489,12 @@ def write_zarr(
         rows = max(1, min(grid.height, (1 << 20) // grid.width))
         data = group.create_array(
             variable, shape=(count, grid.height, grid.width), chunks=(1, rows, grid.width), dtype="float32",
-            fill_value=np.nan, attributes={**(variable_attrs or {}), "_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"]},
+            fill_value=np.nan, attributes={**(variable_attrs or {}), "_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"],
+                                           "grid_mapping": GRID_MAPPING, "coordinates": GRID_MAPPING},
         )  # fmt: skip
+        crs = group.create_array(GRID_MAPPING, shape=(), dtype="int32", fill_value=None,
+                                 attributes={"_ARRAY_DIMENSIONS": [], **WGS84_GRID_MAPPING})  # fmt: skip
+        crs[()] = 0
         axes = (("lat", grid.lat, {**LAT_ATTRS, "axis": "Y"}), ("lon", grid.lon, {**LON_ATTRS, "axis": "X"}))
         for name, values, cf in axes:
             coord = group.create_array(  # fill_value None: xarray would read a 0.0 centre as missing (NaN)

@@ -31,7 +31,7 @@ from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_row
 from ..errors import BadInputError
 from ..io.resolve import encoder_files
 from ..optional import require
-from .maps import DIM, DIM_ATTRS, LAT_ATTRS, LON_ATTRS, model_attrs
+from .maps import DIM, DIM_ATTRS, GRID_MAPPING, LAT_ATTRS, LON_ATTRS, WGS84_GRID_MAPPING, model_attrs
 
 log = logging.getLogger(__name__)
 
@@ -381,11 +381,15 @@ def embedding_field(
         # the grid under that name; along other dimensions (a projected raster's y/x) lat/lon are auxiliary
         # coordinates and the input's own coordinates of those dimensions are kept
         coords = {}
+        indexed = []
         for axis, dim, values, cf, letter in ((lat, dims[0], lat_axis, LAT_ATTRS, "Y"),
                                               (lon, dims[1], lon_axis, LON_ATTRS, "X")):  # fmt: skip
             index = dim in ("lat", "lon") or getattr(axis, "name", None) == dim
             key = dim if index else ("lat" if letter == "Y" else "lon")
             coords[key] = xr.Variable(dim, values, {**cf, "axis": letter} if index else cf)
+            indexed.append(index)
+        if all(indexed):  # a lon/lat grid: its CRS (along a projected raster's y/x it is the raster's)
+            coords[GRID_MAPPING] = xr.Variable((), np.int32(0), WGS84_GRID_MAPPING)
         extra_coords = {k: v for k, v in _other_coords((lon, lat), dims).items() if k not in coords}
     elif np.ndim(lon_data) == 2 and np.shape(lon_data) == np.shape(lat_data):
         dims = tuple(getattr(lon, "dims", ("y", "x")))
@@ -455,6 +459,8 @@ def embedding_field(
     )  # fmt: skip
     coords[DIM] = xr.Variable(DIM, np.arange(embedding_dim, dtype=np.int32), DIM_ATTRS)
     attrs = {**model_description, "satclip_cells": description}
+    if GRID_MAPPING in coords:
+        attrs["grid_mapping"] = GRID_MAPPING
     field = xr.DataArray(data, dims=(*dims, DIM), coords=coords, name=name, attrs=attrs)
     return field.assign_coords(extra_coords) if extra_coords else field
 
