@@ -106,3 +106,29 @@ def test_table_inputs_whose_columns_cannot_be_read_as_named_say_so(model, tmp_pa
     out = tmp_path / "gz.parquet"
     assert main(["embed", str(compressed), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
     assert pq.read_table(out).num_rows == 2
+
+
+def test_missing_geometries_are_named_as_such(model, tmp_path, capsys):
+    """A null GeoParquet geometry, or a GeoJSON point of one coordinate, was an invalid point
+    "(lon=nan, lat=nan)" without a word of the geometry; a CSV's NaN cells are what they say."""
+    import numpy as np
+
+    points = gpd.GeoDataFrame({"id": np.arange(6)}, geometry=gpd.points_from_xy(np.arange(6.0), np.arange(6.0)),
+                              crs="EPSG:4326")  # fmt: skip
+    points.loc[4, "geometry"] = None
+    points.to_parquet(tmp_path / "null.parquet")
+    (tmp_path / "short.geojson").write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {"type": '
+        '"Point", "coordinates": [13.4]}}, {"type": "Feature", "properties": {}, "geometry": {"type": "Point", '
+        '"coordinates": [1, 2]}}]}'
+    )
+    (tmp_path / "nan.csv").write_text("lon,lat\n1,2\nnan,nan\n")
+    for name, said in (("null.parquet", "Its (lon=nan, lat=nan) rows are null or empty geometries."),
+                       ("short.geojson", "Its (lon=nan, lat=nan) rows are features without a point (a null or empty "
+                                         "geometry, or fewer than two coordinates)."),
+                       ("nan.csv", None)):  # fmt: skip
+        argv = ["embed", str(tmp_path / name), "-o", str(tmp_path / f"{name}.out.parquet"), "--model", str(model),
+                "--no-progress"]  # fmt: skip
+        assert main(argv) == 2, name
+        line = one_error_line(capsys.readouterr().err)
+        assert "(lon=nan, lat=nan)" in line and (said in line if said else "rows are" not in line), line

@@ -143,9 +143,11 @@ def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int,
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
         lonlat = coordinates(table, *columns, source.path)
         bad = invalid_rows(lonlat)
+        missing = source.nan_means and bool(np.isnan(lonlat[bad]).all(axis=1).any())
         message = (
-            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows)} ({total} invalid row(s) in all; "
-            "pass --skip-invalid to write nulls for them)"
+            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows)}"
+            f"{f' Its (lon=nan, lat=nan) rows are {source.nan_means}.' if missing else ''} ({total} invalid row(s) in "
+            "all; pass --skip-invalid to write nulls for them)"
         )
         return num_rows, total, InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover

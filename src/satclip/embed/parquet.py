@@ -175,6 +175,10 @@ class ParquetDatasetSource(Source):
             self.geometry_columns = geometry_column_names(names)
             self.columns = self.columns + list(self.geometry_columns)
 
+    @property
+    def nan_means(self) -> str:
+        return "null or empty geometries" if self._geo is not None else ""
+
     def _log_geometry(self) -> None:
         """Say once what reading the geometry does (it is read batch by batch, twice: it was said per batch)."""
         primary, meta = self._geo

@@ -149,6 +149,9 @@ class Source:
     columns: list[str] = []
     #: number of rows if known without reading the data, else None (counted by a scan)
     num_rows: int | None = None
+    #: what a row whose lon and lat are both NaN stands for in this input, where its coordinates come from a
+    #: geometry (invalid rows were "(lon=nan, lat=nan)" without a word of the geometry)
+    nan_means: str = ""
     #: for point-geometry formats: the columns holding the geometry's lon/lat (used unless named)
     geometry_columns: tuple[str, str] | None = None
 
@@ -469,6 +472,7 @@ class GeoJsonSource(InMemorySource):
     geometry get NaN coordinates (invalid points). A UTF-8 byte-order mark is skipped."""
 
     format = "geojson"
+    nan_means = "features without a point (a null or empty geometry, or fewer than two coordinates)"
 
     def _read(self):
         pa = _pa()
@@ -544,6 +548,7 @@ class GeoPackageSource(InMemorySource):
     reprojected to EPSG:4326."""
 
     format = "gpkg"
+    nan_means = "null or empty geometries"
 
     def _read(self):
         return _read_with_geopandas(self)
