@@ -132,3 +132,25 @@ def test_missing_geometries_are_named_as_such(model, tmp_path, capsys):
         assert main(argv) == 2, name
         line = one_error_line(capsys.readouterr().err)
         assert "(lon=nan, lat=nan)" in line and (said in line if said else "rows are" not in line), line
+
+
+def test_a_geopackage_of_several_layers_needs_one_named(model, tmp_path, capsys):
+    """A GeoPackage of two layers embedded its first, with pyogrio's warning alone, and there was no way to
+    choose another; the layer is now part of the input (a rerun with another layer is another input)."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "multi.gpkg"
+    gpd.GeoDataFrame({"a": [1]}, geometry=gpd.points_from_xy([1.0], [2.0]), crs="EPSG:4326").to_file(path, layer="one")
+    gpd.GeoDataFrame({"a": [1, 2]}, geometry=gpd.points_from_xy([3.0, 4.0], [5.0, 6.0]), crs="EPSG:4326").to_file(
+        path, layer="two")  # fmt: skip
+    argv = ["embed", str(path), "--model", str(model), "--no-progress", "-o"]
+    assert main([*argv, str(tmp_path / "a.parquet")]) == 2
+    assert one_error_line(capsys.readouterr().err).endswith(f"{path} holds 2 layers (one, two): choose one with "
+                                                            "--layer NAME")  # fmt: skip
+    assert main([*argv, str(tmp_path / "b.parquet"), "--layer", "three"]) == 2
+    assert "has no layer 'three' (--layer); its layers are one, two" in one_error_line(capsys.readouterr().err)
+    assert main([*argv, str(tmp_path / "c.parquet"), "--layer", "two"]) == 0
+    assert pq.read_table(tmp_path / "c.parquet").column("lon").to_pylist() == [3.0, 4.0]
+    from satclip.embed.sources import open_source
+
+    assert open_source(path, layer="one").fingerprint() != open_source(path, layer="two").fingerprint()

@@ -80,6 +80,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--centroids", action="store_true", help="GeoParquet/GeoPackage: embed non-point geometries at their centroids"
     )
+    parser.add_argument("--layer", metavar="NAME", help="GeoPackage: the layer to embed (needed where it has several)")
     parser.add_argument(
         "--engine", choices=["local", "dask"], default="local",
         help="local: this process (default); dask: Parquet in and out on a Dask cluster, one task per partition "
@@ -172,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
     from ..embed.sources import open_source  # (without torch: a bad input is reported before any start-up)
 
-    source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids)
+    source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids,
+                         layer=args.layer)  # fmt: skip
     if args.centroids and source.format in ("csv", "npy"):  # (accepted, and nothing done)
         raise BadInputError(f"--centroids embeds the centroids of geometries, and {args.input} ({source.format}) "
                             "holds points as lon/lat: drop --centroids")  # fmt: skip

@@ -544,24 +544,44 @@ def _json_column(values: list):
 
 @SOURCES.register("gpkg")
 class GeoPackageSource(InMemorySource):
-    """A GeoPackage point layer (the first one), read with geopandas — an optional dependency — and
-    reprojected to EPSG:4326."""
+    """A GeoPackage point layer, read with geopandas — an optional dependency — and reprojected to EPSG:4326:
+    its only layer, or ``layer`` (a file of several layers is refused without one, naming them: the first was
+    embedded, without a word but pyogrio's own warning)."""
 
     format = "gpkg"
     nan_means = "null or empty geometries"
 
+    def __init__(self, path, lon_col=None, lat_col=None, *, centroids: bool = False, layer: str | None = None):
+        self.layer = layer
+        super().__init__(path, lon_col, lat_col, centroids=centroids)
+
+    def fingerprint(self) -> dict:  # (another layer of the same file is another input: a run resumes only its own)
+        return {**super().fingerprint(), **({"layer": self.layer} if self.layer is not None else {})}
+
     def _read(self):
-        return _read_with_geopandas(self)
+        geopandas = require("geopandas", "geo", f"reading {self.path} (or write it to Parquet/CSV with lon/lat)")
+        list_layers = getattr(geopandas, "list_layers", None)  # (geopandas 1.0 on)
+        try:
+            layers = [str(name) for name in list_layers(self.path)["name"]] if list_layers else []
+        except _geo_read_errors():
+            layers = []  # (the read below names what is wrong with the file)
+        if self.layer is None and len(layers) > 1:
+            raise BadInputError(f"{self.path} holds {len(layers)} layers ({', '.join(layers)}): choose one with "
+                                "--layer NAME")  # fmt: skip
+        if self.layer is not None and layers and self.layer not in layers:
+            raise BadInputError(f"{self.path} has no layer {self.layer!r} (--layer); its layers are "
+                                f"{', '.join(layers)}")  # fmt: skip
+        return _read_with_geopandas(self, layer=self.layer)
 
 
-def _read_with_geopandas(source: InMemorySource) -> tuple[object, np.ndarray]:
-    """``source``'s file read with geopandas (an optional dependency): its attribute table and the lon/lat
-    of its points (EPSG:4326; centroids of other geometries with ``source.centroids``)."""
+def _read_with_geopandas(source: InMemorySource, layer: str | None = None) -> tuple[object, np.ndarray]:
+    """``source``'s file (its ``layer``, where given) read with geopandas (an optional dependency): its attribute
+    table and the lon/lat of its points (EPSG:4326; centroids of other geometries with ``source.centroids``)."""
     pa = _pa()
     geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
     kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
     try:
-        frame = geopandas.read_file(source.path)
+        frame = geopandas.read_file(source.path, **({"layer": layer} if layer is not None else {}))
     except _geo_read_errors() as err:  # (GDAL's errors are RuntimeErrors: "unexpected error" without the file)
         raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): damaged or cut short? "
                             "write it again, or give the points as Parquet or CSV with lon/lat") from err  # fmt: skip
@@ -633,12 +653,18 @@ def open_source(
     lat_col: str | None = None,
     *,
     centroids: bool = False,
+    layer: str | None = None,
 ):
     """Open a point file, or a directory of Parquet part files; ``fmt`` overrides the suffix. GeoParquet files
     and Parquet datasets are read by :class:`satclip.embed.parquet.ParquetDatasetSource`. ``centroids``:
-    embed the centroids of non-point geometries (GeoParquet, GeoPackage) instead of refusing them."""
+    embed the centroids of non-point geometries (GeoParquet, GeoPackage) instead of refusing them. ``layer``:
+    the layer of a GeoPackage of several."""
     path = Path(os.fspath(path))
     fmt = "parquet" if path.is_dir() and fmt is None else format_of(path, fmt)
+    if layer is not None:
+        if fmt != "gpkg":
+            raise BadInputError(f"--layer {layer!r} names a layer of a GeoPackage; {path} is {fmt}: drop --layer")
+        return GeoPackageSource(path, lon_col, lat_col, centroids=centroids, layer=layer)
     if fmt == "parquet":
         from .parquet import ParquetDatasetSource, is_geoparquet
 
