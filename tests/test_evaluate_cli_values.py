@@ -185,6 +185,8 @@ def test_too_few_points_are_refused_and_the_fewest_allowed_run(tmp_path, capsys)
     # and says that 2 test points make a score of chance (a 12-row classification scored 0 without a word)
     assert "task: a test split holds only 2 point(s), each of them 50 % of the score: such scores are mostly " \
            "chance" in capsys.readouterr().err  # fmt: skip
+    assert "Test splits of fewer than 20 points: task (2). One point there is over 5 % of a score" in (
+        out / "results.md").read_text()  # (and results.md says so, beside its ranking)  # fmt: skip
     from satclip.eval.tasks.base import MIN_POINTS
 
     assert MIN_POINTS == 10  # the bound the refusals name

@@ -24,7 +24,7 @@ import numpy as np
 from .. import safe_output
 from .encoders import existing_path
 from .metrics import PRIMARY
-from .runner import COLUMNS, EvalConfig, prediction_file
+from .runner import COLUMNS, FEW_TEST_POINTS, EvalConfig, prediction_file
 from .tasks import Task
 
 #: what "±" means, per protocol
@@ -304,6 +304,22 @@ def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:
     return out
 
 
+def _few_test_points_note(rows: Sequence[dict]) -> str:
+    """A caveat for tasks whose folds test fewer than :data:`~satclip.eval.runner.FEW_TEST_POINTS` points (a
+    12-row task was ranked "ahead by more than their spreads" on 2 test points), or ""."""
+    smallest: dict[str, int] = {}
+    for row in rows:
+        n = int(row.get("n_test") or 0)
+        if n:
+            smallest[row["task"]] = min(n, smallest.get(row["task"], n))
+    few = {task: n for task, n in smallest.items() if n < FEW_TEST_POINTS}
+    if not few:
+        return ""
+    listed = _join([f"{task} ({n})" for task, n in few.items()])
+    return (f"Test splits of fewer than {FEW_TEST_POINTS} points: {listed}. One point there is over 5 % of a score, "
+            "so those scores, and any ranking on them, are mostly chance; give those tasks more points.")
+
+
 def _class_filter_note(tasks: Sequence[Task], task_names: Sequence[str]) -> str:
     kept = [t for t in tasks if t.name in task_names and t.class_filter is not None]
     if not kept:
@@ -378,9 +394,9 @@ def markdown(
         "all of a task's points, so the two differ by what the splits sample."
     )
     out += ["", *_task_rows(tasks, task_names)]
-    note = _class_filter_note(tasks, task_names)
-    if note:
-        out += ["", note]
+    for note in (_class_filter_note(tasks, task_names), _few_test_points_note(rows)):
+        if note:
+            out += ["", note]
     table = legend(names)
     if table:
         out += ["", "Encoders by short name:", "", table]
