@@ -132,6 +132,12 @@ def test_missing_geometries_are_named_as_such(model, tmp_path, capsys):
         assert main(argv) == 2, name
         line = one_error_line(capsys.readouterr().err)
         assert "(lon=nan, lat=nan)" in line and (said in line if said else "rows are" not in line), line
+    pytest.importorskip("distributed")  # the Dask engine says it too (its workers' message, read by the client)
+    argv = ["embed", str(tmp_path / "null.parquet"), "-o", str(tmp_path / "dask-out"), "--model", str(model),
+            "--no-progress", "--engine", "dask", "--workers", "1"]  # fmt: skip
+    assert main(argv) == 2
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("satclip: error: ")][0]
+    assert "Its (lon=nan, lat=nan) rows are null or empty geometries. Pass --skip-invalid" in line, line
 
 
 def test_a_geopackage_of_several_layers_needs_one_named(model, tmp_path, capsys):

@@ -313,9 +313,11 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
     parts = []
     if failed:
         first = min(failed, key=lambda r: r["index"])
+        geometry = getattr(source, "nan_means", "") if "(lon=nan, lat=nan)" in first["error"] else ""
         parts.append(
             f"{source.path}: {sum(r['invalid'] for r in failed)} invalid row(s) in {len(failed)} partition(s), "
             f"nothing written for those; partition {first['index']}: {first['error']}"
+            + (f" Its (lon=nan, lat=nan) rows are {geometry}." if geometry else "")
         )
     if written:
         listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])
