@@ -77,7 +77,6 @@ STAGES = {"corpus": 20.0, "image features": 42.0, "pretraining": 187.0, "evaluat
 _LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
 
-#: what a finished run writes about its model (besides model/ and eval/)
 #: what a rerun of the same demo keeps of the work of a stage that was interrupted (the pretraining says so itself)
 RERUN_KEEPS = {
     "corpus": "the corpus is built again (a half-built one is not kept)",
@@ -85,6 +84,7 @@ RERUN_KEEPS = {
     "evaluation": "the folds already evaluated are kept",
     "map and report": "only the map and report are made again",
 }
+#: what a finished run writes about its model (besides model/ and eval/)
 REPORT_FILES = ("report.md", "map.png", "training.png", "timings.json")
 
 
