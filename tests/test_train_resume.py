@@ -507,9 +507,19 @@ def test_resumes_that_would_roll_back_or_train_nothing_are_refused(tmp_path, sho
     assert f"{midway} was saved during epoch 2, and trainer.max_epochs=1 ends the run before it: resume with " \
            "--trainer.max_epochs 2 or more" in one_error_line(capsys.readouterr().err)  # fmt: skip
     # the run's own finished last.ckpt: said to have nothing to train
+    logs = sorted(p.name for p in (run / "logs").iterdir())
+    history = (run / "history.jsonl").read_text()
     with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
-        fit(from_dict(config), resume=True)
+        result = fit(from_dict(config), resume=True)
     assert f"{run} has trained all 2 epoch(s) of trainer.max_epochs: nothing to train" in caplog.text
+    # no trainer was started (it added an empty logs/version_N); the result is the finished run's
+    assert sorted(p.name for p in (run / "logs").iterdir()) == logs
+    assert (run / "history.jsonl").read_text() == history and [row["epoch"] for row in result.history] == [0, 1]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    trained = result.model.state_dict()
+    location = [name for name in saved if name.startswith("model.location")]
+    assert location and all(torch.equal(trained[name.removeprefix("model.")], saved[name]) for name in location)
+    assert set(result.exports) == {"best", "last"} and result.exports["last"].native.is_dir()
 
 
 def test_an_interrupted_export_says_how_to_write_it(tmp_path, short_run, monkeypatch, caplog):

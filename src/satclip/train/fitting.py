@@ -476,6 +476,8 @@ def fit(
     primary = rank_zero_only.rank == 0
     with safe_output.exclusive(run_dir) if primary else contextlib.nullcontext():
         ckpt_path, checkpoint = _resume_point(run_dir, config, resume, check=primary)
+        finished = (checkpoint is not None and epochs_done(checkpoint) == config.trainer.max_epochs
+                    and not config.trainer.fast_dev_run)
         if primary:
             _claim_run_dir(run_dir)
             if checkpoint is not None:
@@ -498,6 +500,14 @@ def fit(
             cache = None
         checkpoint = None  # Lightning reads it again; drop the memory map
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
+        command = f"satclip train --config {run_dir / 'config.yaml'}"
+        if finished:  # no trainer: it would train nothing and start an empty logs/version_N
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+            model.load_state_dict(lightning_state_to_model(state, cached=cache is not None))
+            dump_config(config, run_dir / "config.yaml")
+            result = _result(run_dir, config, model, image_config, _read_history(run_dir / "history.jsonl"))
+            _export_or_interrupt(result, cache, None, command)
+            return result
         if source is not None and ckpt_path is None:  # (a resume restores what the run fitted)
             fit_from_data(model.visual, source, seed=config.trainer.seed)  # MOSAIKS, as `cache build` does
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
@@ -505,7 +515,6 @@ def fit(
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
-        command = f"satclip train --config {run_dir / 'config.yaml'}"
 
         def hint() -> str:  # (at the interruption: whether an epoch was saved by then)
             if continue_with:
@@ -517,21 +526,40 @@ def fit(
         _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint)
 
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
-        rows = list(history.rows)
-        if history.path.is_file():
-            rows = [json.loads(line) for line in history.path.read_text().splitlines() if line.strip()]
-        result = FitResult(run_dir, config, history=rows, model=model, image_config=image_config)
-        for name in ("best", "last"):
-            path = run_dir / "checkpoints" / f"{name}.ckpt"
-            if path.is_file() and not config.trainer.fast_dev_run:
-                result.checkpoints[name] = path
-        if trainer.is_global_zero and config.trainer.export:
-            try:
-                result.exports = _export_all(result, cache, trainer, run_dir / "export")
-            except KeyboardInterrupt:  # (only "interrupted" was said: the run is trained, its exports not written)
-                log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
-                raise
+        rows = _read_history(history.path) if history.path.is_file() else list(history.rows)
+        result = _result(run_dir, config, model, image_config, rows)
+        if trainer.is_global_zero:
+            _export_or_interrupt(result, cache, trainer, command)
     return result
+
+
+def _result(run_dir: Path, config: TrainConfig, model, image_config: dict, history: list[dict]) -> FitResult:
+    """The :class:`FitResult` of a trained run in ``run_dir`` (its checkpoints; no exports yet)."""
+    result = FitResult(run_dir, config, history=history, model=model, image_config=image_config)
+    for name in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{name}.ckpt"
+        if path.is_file() and not config.trainer.fast_dev_run:
+            result.checkpoints[name] = path
+    return result
+
+
+def _read_history(path: Path) -> list[dict]:
+    """The rows of a run's history.jsonl ([] where there is none)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> None:
+    """Write the exports of a trained run (``trainer.export``) into ``result``; an interruption says how to
+    write them (only "interrupted" was said, the run trained and its exports not written)."""
+    if not result.config.trainer.export:
+        return
+    try:
+        result.exports = _export_all(result, cache, trainer, result.run_dir / "export")
+    except KeyboardInterrupt:
+        log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
+        raise
 
 
 def _check_accelerator(accelerator: str, devices: int = 1) -> None:
