@@ -405,6 +405,22 @@ def test_the_switches_of_embed_take_true_or_false_only(encoder, option):
         satclip.embed(np.array([[200.0, 0.0], [1.0, 1.0]]), model=encoder, **{option: "no"})
 
 
+@pytest.mark.parametrize("options", [{"skip_invalid": "no"}, {"batch_size": 0}, {"batch_size": 2.5}])
+def test_lazy_embeddings_refuse_bad_options_at_once(encoder, options):
+    """A lazy field or Dask frame took `skip_invalid="no"` as True (the invalid cell became NaN without a word)
+    and a `batch_size` of 0 or 2.5 without a word: it failed only when computed, perhaps on a worker midway."""
+    pytest.importorskip("xarray")
+    dd = pytest.importorskip("dask.dataframe")
+    from satclip.embed.xarray import embedding_field
+
+    name = next(iter(options))
+    with pytest.raises(BadInputError, match=rf"^{name} must be "):
+        embedding_field(encoder, np.array([[0.0, 400.0]]), np.array([[0.0, 10.0]]), **options)
+    frame = dd.from_pandas(pd.DataFrame({"lon": [1.0, 400.0], "lat": [2.0, 3.0]}), npartitions=1)
+    with pytest.raises(BadInputError, match=rf"^{name} must be "):
+        satclip.embed(frame, model=encoder, **options)
+
+
 def test_a_dask_series_is_named_not_an_attribute_error(encoder):
     """A Dask Series (one column) failed with "AttributeError: 'Series' object has no attribute 'columns'"."""
     dd = pytest.importorskip("dask.dataframe")

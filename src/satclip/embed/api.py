@@ -15,7 +15,7 @@ from ..io.basis import with_harmonics
 from ..io.safe_pickle import check_trust
 from ..machine import check_device
 from ..models import precision as _precision
-from ..models.location_encoder import LocationEncoder
+from ..models.location_encoder import LocationEncoder, check_batch_size
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,16 @@ def embed_lonlat(
     return out
 
 
+def check_options(batch_size, **flags) -> None:
+    """Raise :class:`BadInputError` now, not when a lazy result is computed, unless ``batch_size`` is None or a
+    whole number >= 1 and every flag is True or False (``"no"`` is true: invalid rows became NaN, polygons
+    centroids)."""
+    check_batch_size(batch_size)
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise BadInputError(f"{name} must be True or False, got {value!r}")
+
+
 def embed(
     points,
     model: LocationEncoder | str | Path,
@@ -160,9 +170,7 @@ def embed(
             index labels for pandas and geopandas input, else their row numbers).
         satclip.embed.columns.ColumnError: the coordinate columns of a table are missing or ambiguous.
     """
-    for name, value in (("skip_invalid", skip_invalid), ("centroids", centroids)):
-        if not isinstance(value, (bool, np.bool_)):  # ("no" is true: invalid rows became NaN, polygons centroids)
-            raise BadInputError(f"{name} must be True or False, got {value!r}")
+    check_options(batch_size, skip_invalid=skip_invalid, centroids=centroids)
     if is_dask_frame(points):
         from .distributed import embed_frame
 

@@ -149,8 +149,11 @@ def embed_frame(
     scheduler it is sent to each worker once). Invalid points, and geometries that are not points, raise when
     computed, naming the partition and the rows' index labels; invalid points are NaN rows with ``skip_invalid``.
     """
+    from .api import check_options
+
     dask = require("dask", "dask", "embedding a Dask DataFrame")
     pd = require("pandas", "dask", "embedding a Dask DataFrame")
+    check_options(batch_size, skip_invalid=skip_invalid, centroids=centroids)
     if not is_geo(frame._meta) and not hasattr(frame._meta, "columns"):  # (a Series failed on .columns)
         raise BadInputError(
             f"points is a Dask {type(frame._meta).__name__} ({frame._meta.name!r}), not a table of coordinates: pass "

@@ -336,8 +336,9 @@ def embedding_field(
     xr = require("xarray", "dask", "lazy embedding fields")
     dask = require("dask", "dask", "lazy embedding fields")
     darray = require("dask.array", "dask", "lazy embedding fields")
-    from .api import load_encoder
+    from .api import check_options, load_encoder
 
+    check_options(batch_size, skip_invalid=skip_invalid)
     encoder = load_encoder(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint, precision=precision,
