@@ -327,12 +327,26 @@ def test_high_degree_finite_at_poles_and_antimeridian(dtype):
     )  # m = 0 only
 
 
-def test_gradient_finite_at_poles():
+@pytest.mark.parametrize("calc", ["analytic-stable", "analytic"])
+def test_gradient_finite_at_poles(calc):
+    """The released checkpoints' "analytic" basis keeps the original's values (s = (1 − x²)^0.5) and had its
+    NaN gradients at ±90° too; they now flow as through sin θ: finite, and equal to central differences."""
     lonlat = torch.tensor(
-        [[10.0, 90.0], [10.0, -90.0], [180.0, 0.0]], dtype=torch.float64, requires_grad=True
-    )
-    sh(lonlat, 20, "analytic-stable").sum().backward()
+        [[10.0, 90.0], [10.0, -90.0], [180.0, 0.0], [50.0, 89.0], [-120.0, -33.0]], dtype=torch.float64,
+        requires_grad=True,
+    )  # fmt: skip
+    weights = torch.as_tensor(np.random.default_rng(1).normal(size=400))
+    (sh(lonlat, 20, calc) @ weights).sum().backward()
     assert torch.isfinite(lonlat.grad).all()
+    h = 1e-6
+    for j in range(2):
+        step = torch.zeros(2, dtype=torch.float64)
+        step[j] = h
+        with torch.no_grad():
+            inner = lonlat[3:]  # (central differences need room on both sides: not at a pole)
+            numeric = (sh(inner + step, 20, calc) @ weights - sh(inner - step, 20, calc) @ weights) / (2 * h)
+        assert torch.allclose(lonlat.grad[3:, j], numeric, rtol=1e-6, atol=1e-6)
+    assert torch.equal(sh(lonlat, 20, calc).detach(), sh(lonlat.detach(), 20, calc))  # the same values
 
 
 def test_recurrence_chunking_is_invisible():

@@ -302,8 +302,13 @@ def correction_in_harmonics(degree: int, threshold: float = 0.0) -> torch.Tensor
 def original_angles(lonlat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x, s, phi)`` float64 as the original computes them: θ = radians(lat + 90), x = cos θ,
     s = (1 − x²)^0.5 (so near the poles s carries the original's rounding, exactly 0 at ±90°) and
-    φ = radians(lon + 180)."""
+    φ = radians(lon + 180). Gradients with respect to the coordinates flow through s as through sin θ (which s
+    equals), finite at the poles, where the square root's is infinite (NaN embeddings' gradients before)."""
     lonlat = lonlat.to(torch.float64)
-    x = torch.cos(torch.deg2rad(lonlat[:, 1] + 90))
+    theta = torch.deg2rad(lonlat[:, 1] + 90)
+    x = torch.cos(theta)
     s = torch.sqrt(1.0 - x * x)
+    if s.requires_grad:  # the value stays the original's, bit for bit (sin θ − sin θ is exactly 0)
+        sine = torch.sin(theta)
+        s = s.detach() + (sine - sine.detach())
     return x, s, torch.deg2rad(lonlat[:, 0] + 180)

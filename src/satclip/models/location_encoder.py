@@ -203,7 +203,8 @@ class LocationEncoder(nn.Module):
 
         Returns an ``(N, embedding_dim)`` tensor on the model's device: float64 for ``"float64"``, else
         float32. Embeddings are those of the trained function (eval mode: no dropout) even while the module
-        is in training mode, which is left as it is.
+        is in training mode, which is left as it is. No gradients: for gradients with respect to the points
+        or the weights, call the module itself (``encoder(lonlat)``, a float tensor of valid (lon, lat)).
         """
         from . import fused
         from . import precision as _precision
