@@ -393,3 +393,28 @@ def test_a_picture_of_another_colour_mode_is_named_by_its_mode(tmp_path, capsys,
     image.save(path)
     assert main(["locate", str(path), "--model", "bluemarble-l10"]) == 2
     assert capsys.readouterr().err.strip().endswith(f"picture.{path.suffix[1:]} has {said}")
+
+
+@pytest.mark.parametrize("west", [179.0, 359.0])
+def test_a_geotiff_across_the_antimeridian_or_in_0_360_is_located(tmp_path, crop, capsys, west):
+    """A valid lon/lat GeoTIFF whose centre lies east of 180° (across the antimeridian, or a 0–360° raster)
+    failed with "1 invalid point(s): row 0: (lon=180.08, …)": the user gave no points, and cannot wrap a file's
+    georeference. Its centre is wrapped; RGB GeoTIFF pixels of the declared nodata value are refused, as the
+    Sentinel-2 reader refuses them (they were embedded as black ground)."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    pixels, _ = crop
+    tif = tmp_path / "east.tif"
+    profile = dict(driver="GTiff", width=32, height=32, count=3, dtype="uint8", crs="EPSG:4326",
+                   transform=from_origin(west, -16.0, 0.0675, 0.0675))  # fmt: skip
+    with rasterio.open(tif, "w", **profile) as dst:
+        dst.write(np.moveaxis(pixels, -1, 0))
+    assert main(["locate", str(tif), "--model", "bluemarble-l10", "--k", "1"]) == 0
+    expected = west + 16 * 0.0675 - 360
+    assert capsys.readouterr().out.startswith(f"image centre (from the GeoTIFF): lon {expected:.4f}, lat -17.0800")
+    gaps = tmp_path / "gaps.tif"
+    with rasterio.open(gaps, "w", **profile, nodata=0) as dst:
+        dst.write(np.where(np.arange(32)[None, None, :] < 16, 0, np.moveaxis(pixels, -1, 0)).astype(np.uint8))
+    assert main(["locate", str(gaps), "--model", "bluemarble-l10"]) == 2
+    assert "512 of 1,024 pixels in " in capsys.readouterr().err

@@ -117,12 +117,25 @@ def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.nd
     return array, nodata
 
 
+def _refuse_gaps(path, nodata: np.ndarray | None, size: int | None) -> None:
+    """Raise :class:`BadInputError` where pixels of a GeoTIFF's window hold its declared nodata value
+    (``nodata`` of :func:`_read_central`): they would enter the model as dark ground."""
+    if nodata is not None and nodata.any():
+        where = f"the central {nodata.shape[0]}×{nodata.shape[1]} px of " if size is not None else ""
+        raise BadInputError(
+            f"{int(nodata.sum()):,} of {nodata.size:,} pixels in {where}{path} hold its nodata value: a patch "
+            "with gaps would be embedded as if they were dark ground; give a patch without nodata"
+        )
+
+
 def _equals(array: np.ndarray, value: float) -> np.ndarray:
     return np.isnan(array) if np.isnan(value) else array == value
 
 
 def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
-    """(lon, lat) degrees of a georeferenced image's centre, or ``None`` without a CRS (needs rasterio)."""
+    """(lon, lat) degrees of a georeferenced image's centre, the longitude in [-180, 180) (a raster across the
+    antimeridian, or in 0–360°, has its centre east of 180°), or ``None`` without a CRS or a centre on Earth
+    (needs rasterio)."""
     with open_geotiff(path) as src:
         if src.crs is None:
             return None
@@ -130,7 +143,10 @@ def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
 
         x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
         lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
-    return float(lon[0]), float(lat[0])
+    lon, lat = float(lon[0]), float(lat[0])
+    if not (np.isfinite(lon) and np.isfinite(lat) and abs(lat) <= 90):
+        return None
+    return (lon + 180.0) % 360.0 - 180.0, lat
 
 
 #: what to do with a picture too large to decode
@@ -225,8 +241,8 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
     order; uint8 / 255, or floats already in [0, 1].
 
     Raises:
-        BadInputError: not 3 bands, or values that are not 8-bit or [0, 1] (the message says what would do), or a
-            picture too large for Pillow to decode safely.
+        BadInputError: not 3 bands, pixels of a GeoTIFF's declared nodata value, values that are not 8-bit or
+            [0, 1] (the message says what would do), or a picture too large for Pillow to decode safely.
     """
     bands = band_count(path)
     if bands != 3:
@@ -244,7 +260,8 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
                 im = im.crop((left, top, left + cols, top + rows))
             pixels = np.asarray(im.convert("RGB"))
         return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
-    array, _ = _read_central(path, size)
+    array, nodata = _read_central(path, size)
+    _refuse_gaps(path, nodata, size)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(array.dtype, np.floating) and np.nanmin(array) >= 0 and np.nanmax(array) <= 1:
@@ -298,12 +315,7 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
             f"{path} has {array.shape[0]} bands; SatCLIP's Sentinel-2 encoders need the 12 S2-100K bands "
             f"(B10 missing) or all 13 L1C bands ({', '.join(S2_BANDS_13)})"
         )
-    if nodata is not None and nodata.any():
-        where = f"the central {nodata.shape[0]}×{nodata.shape[1]} px of " if size is not None else ""
-        raise BadInputError(
-            f"{int(nodata.sum()):,} of {nodata.size:,} pixels in {where}{path} hold its nodata value: a patch "
-            "with gaps would be embedded as if they were dark ground; give a patch without nodata"
-        )
+    _refuse_gaps(path, nodata, size)
     if np.issubdtype(array.dtype, np.floating):
         top = float(np.nanmax(array)) if np.isfinite(array).any() else 0.0
         if 0 < top <= 2.0:
