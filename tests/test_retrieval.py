@@ -643,6 +643,31 @@ def test_evaluation_specs_build_retrieval_encoders(setup):
     assert held.for_fold(fold) is without and without.name.endswith("[database without Europe]")
 
 
+def test_a_model_directory_named_like_a_retrieval_spec_is_a_model(setup, tmp_path):
+    """`--encoders m+range`, a model directory of that name, was read as retrieval over model 'm' ("no model
+    'm'"), though an existing path is one spec as it stands; a database left empty by exclude_heldout failed as
+    "a retrieval database needs at least one entry", naming neither the fold nor what to do."""
+    from satclip.eval import encoders
+    from satclip.eval.encoders.retrieval import RetrievalEvalEncoder
+    from satclip.eval.naturalearth import continents
+    from satclip.eval.protocols import Fold
+
+    model_dir, _, db = setup
+    named = tmp_path / "m+range"
+    shutil.copytree(model_dir, named)
+    plain = encoders.create(str(named))
+    assert not isinstance(plain, RetrievalEvalEncoder) and plain.embedding_dim == DIM
+    held = encoders.create(f"{model_dir}+range+(database={db},exclude_heldout=True)")
+    where = continents(held.module.database.lonlat)
+    one = where[0]
+    alone = RetrievalEvalEncoder(held.name, held.module.excluding(where != one), held.description, held.input_dtype,
+                                 held.batch_size, exclude_heldout=True)  # fmt: skip
+    empty = np.empty(0, dtype=np.int64)
+    with pytest.raises(BadInputError, match=rf"every one of the {int((where == one).sum())} database entries lies "
+                                            rf"in {one}, so the database without it.* is empty; drop exclude_heldout"):
+        alone.for_fold(Fold(f"seed=0/{one}/zero-shot", 0, empty, empty, empty, one, "zero-shot"))
+
+
 def test_an_evaluation_cache_key_follows_the_database(setup):
     """The eval embedding cache was keyed by the spec and the embeddings of 12 fixed points: a database that
     changed away from those points kept the key, and evaluate reused the old database's embeddings."""

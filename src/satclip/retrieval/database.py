@@ -129,7 +129,8 @@ class RetrievalDatabase:
             raise BadInputError("a retrieval database needs at least one entry")
         bad = invalid_rows(self.lonlat)
         if bad.any():
-            raise BadInputError(f"retrieval database {self.path or ''}: {describe_invalid(self.lonlat, bad)}")
+            raise BadInputError(f"retrieval database{' ' + str(self.path) if self.path else ''}: "
+                                f"{describe_invalid(self.lonlat, bad)}")
 
     @classmethod
     def from_arrays(cls, lonlat, location, image, manifest: dict | None = None) -> RetrievalDatabase:

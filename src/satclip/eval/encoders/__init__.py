@@ -432,7 +432,8 @@ def create(spec: str) -> Encoder:
         return _raw(spec, name, **params)
     from .retrieval import create_retrieval, is_retrieval_spec
 
-    if is_retrieval_spec(name):  # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md)
+    # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md); a model directory so named is a model
+    if is_retrieval_spec(name) and not (not params and existing_path(name)):
         return create_retrieval(spec, name, params)
     from ...io.load import load
     from ...io.resolve import resolve

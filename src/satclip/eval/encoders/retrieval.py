@@ -66,6 +66,12 @@ class RetrievalEvalEncoder(Encoder):
             if "continents" not in self._per_group:
                 self._per_group["continents"] = continents(database.lonlat)
             drop = self._per_group["continents"] == fold.group
+            if drop.all():  # (it failed as "a retrieval database needs at least one entry")
+                raise BadInputError(
+                    f"encoder {self.name}: every one of the {len(database)} database entries lies in {fold.group}, so "
+                    f"the database without it, for the fold holding {fold.group} out, is empty; drop "
+                    "exclude_heldout=True, or use a database with imagery of other continents"
+                )
             module = self.module.excluding(drop)
             self._per_group[fold.group] = Encoder(
                 f"{self.name}[database without {fold.group}]", module,
