@@ -134,10 +134,11 @@ def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monk
         locate(model, patch, grid_size=100_000_000)
 
 
-def test_locate_with_explicit_candidates_and_batches(model, patch):
+def test_locate_with_explicit_candidates_and_batches(model, patch, caplog):
     candidates = np.array([[-68.2091418648589, -54.18078401057424], [0.0, 0.0], [100.0, 45.0]])
     result = locate(model, torch.stack([patch, patch]), k=10, grid=candidates)
-    assert result.lonlat.shape == (2, 3, 2)  # k is capped at the number of candidates
+    assert result.lonlat.shape == (2, 3, 2)  # k is capped at the number of candidates, and says so
+    assert "k=10 is more than the 3 candidates: all 3 are ranked" in caplog.text
     np.testing.assert_array_equal(result.scores[0], result.scores[1])
     assert sorted(map(tuple, result.lonlat[0])) == sorted(map(tuple, candidates))
     with pytest.raises(ValueError, match="at least 1"):
@@ -418,3 +419,21 @@ def test_a_geotiff_across_the_antimeridian_or_in_0_360_is_located(tmp_path, crop
         dst.write(np.where(np.arange(32)[None, None, :] < 16, 0, np.moveaxis(pixels, -1, 0)).astype(np.uint8))
     assert main(["locate", str(gaps), "--model", "bluemarble-l10"]) == 2
     assert "512 of 1,024 pixels in " in capsys.readouterr().err
+
+
+def test_a_model_whose_image_encoder_was_never_fitted_is_named(tmp_path, capsys):
+    """A model of MOSAIKS filters never fitted ended as "unexpected error (RuntimeError): MOSAIKS filters are not
+    fitted … please report it" (exit 1) once the image was embedded."""
+    visual = satclip.image.create("mosaiks", in_chans=3, num_filters=8, kernel_size=3, embed_dim=16)
+    location = satclip.LocationEncoder.from_config({
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": 4, "harmonics_calculation": "analytic-stable"},
+        "network": {"name": "siren", "dim_hidden": 16, "num_layers": 1, "num_classes": 16},
+    })  # fmt: skip
+    satclip.SatCLIP(visual, location).save(tmp_path / "unfitted")
+    picture = tmp_path / "patch.png"
+    pytest.importorskip("PIL.Image").fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)).save(
+        picture
+    )
+    assert main(["locate", str(picture), "--model", str(tmp_path / "unfitted")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("satclip: error: the model's image encoder (") and "was never fitted to images" in err

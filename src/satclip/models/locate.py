@@ -198,9 +198,18 @@ def locate(
     points = candidate_points(grid, grid_size)
     if candidates is not None and len(candidates) != len(points):
         raise ValueError(f"{len(candidates)} candidate embeddings for {len(points)} points")
-    k = min(int(k), len(points))
-    if k < 1:
+    if int(k) < 1:
         raise BadInputError(f"k must be at least 1, got {k}")
+    if int(k) > len(points):
+        log.warning("k=%d is more than the %d candidates: all %d are ranked", int(k), len(points), len(points))
+    k = min(int(k), len(points))
+    unfitted = [m for m in model.visual.modules() if isinstance(getattr(m, "fitted", None), torch.Tensor)
+                and not bool(m.fitted)]  # fmt: skip
+    if unfitted:  # (it failed as "unexpected error (RuntimeError)" when the image was embedded)
+        raise BadInputError(
+            f"the model's image encoder ({type(unfitted[0]).__name__}) was never fitted to images, so it locates "
+            "nothing: use a trained model (satclip train fits it; the shipped bluemarble-l10 is one)"
+        )
     param = next(model.visual.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     image_embeddings = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=1).double()
