@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import satclip
+import satclip.image
 from satclip.cli import main
 from satclip.errors import BadInputError
 from satclip.image import preprocess
