@@ -5,6 +5,7 @@ against an independent numpy computation, the CLI and the evaluation specs, on t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -666,6 +667,60 @@ def test_a_model_directory_named_like_a_retrieval_spec_is_a_model(setup, tmp_pat
     with pytest.raises(BadInputError, match=rf"every one of the {int((where == one).sum())} database entries lies "
                                             rf"in {one}, so the database without it.* is empty; drop exclude_heldout"):
         alone.for_fold(Fold(f"seed=0/{one}/zero-shot", 0, empty, empty, empty, one, "zero-shot"))
+
+
+def test_retrieval_build_refuses_its_output_before_building_features(setup, tmp_path, monkeypatch, capsys):
+    """`retrieval build --cache auto -o DB`, DB a database of another model, built the shipped model's feature
+    cache (30 s of work) before refusing DB; the shipped model's own directory was refused as "not the shipped
+    models" by the CLI while satclip.load took it."""
+    from satclip.pretrained import bundled_models
+    from satclip.retrieval import auto
+
+    _, _, db = setup
+    monkeypatch.setattr(auto, "auto_features", lambda *a, **k: pytest.fail("features built before the refusal"))
+    before = files(db)
+    for model in ("bluemarble-l10", str(bundled_models()["bluemarble-l10"])):
+        assert main(["retrieval", "build", "--model", model, "--cache", "auto", "-o", str(db)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"satclip: error: {db} holds a retrieval database of another model; pass --overwrite " \
+                      "(overwrite=True) to replace it", err  # fmt: skip
+    assert files(db) == before
+
+
+def test_a_users_file_in_the_auto_database_directory_is_named_with_a_fix_that_exists(tmp_path, monkeypatch):
+    """A file of the user's in satclip's own `retrieval="auto"` directory was refused (kept) after the features
+    were built, telling the user to "choose another output directory", which retrieval="auto" has none of."""
+    from satclip.errors import OutputExistsError
+    from satclip.retrieval import auto
+
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(auto, "auto_features", lambda *a, **k: pytest.fail("features built before the refusal"))
+    notes = auto.auto_directory("bluemarble-l10") / "database" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"holds notes\.txt, not a retrieval database; .*: move them out of "
+                                                r"it \(satclip keeps the retrieval='auto' database of bluemarble-l10"):
+        satclip.load("bluemarble-l10", retrieval="auto")
+    assert notes.read_text() == "mine"
+
+
+def test_database_paths_and_damage_are_named_as_they_are(setup, tmp_path, caplog):
+    """A missing path and a file given as the database were both "not a retrieval database (no manifest.json)";
+    a database whose manifest was edited to another dtype than its arrays hold was called damaged, to be
+    rebuilt with `satclip retrieval build`, which then refused it as "of another dtype; pass --overwrite"."""
+    model_dir, cache, db = setup
+    (tmp_path / "afile").write_text("x")
+    for path, what in ((tmp_path / "nope", "no such directory"), (tmp_path / "afile", "a file, not a directory")):
+        with pytest.raises(BadInputError, match=rf"^retrieval database {re.escape(str(path))}: {what}; give the"):
+            satclip.load(model_dir, retrieval=path)
+    manifest = json.loads((db / "manifest.json").read_text())
+    manifest["key"]["dtype"]["image"] = "float32"
+    (db / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadInputError, match="rebuild it with `satclip retrieval build"):
+        satclip.load(model_dir, retrieval=db)
+    build_database(db, satclip.load_model(model_dir), cache)  # rebuilt: its own database, damaged
+    assert "; rebuilding it" in caplog.text
+    assert satclip.load(model_dir, retrieval=db).database.image.dtype == np.float16
 
 
 def test_an_evaluation_cache_key_follows_the_database(setup):

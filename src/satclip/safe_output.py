@@ -363,11 +363,12 @@ def recorded_format(manifest: str | Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def refuse_other_contents(directory: str | Path, noun: str, own: Iterable[str] = ()) -> None:
+def refuse_other_contents(directory: str | Path, noun: str, own: Iterable[str] = (),
+                          fix: str = "choose another output directory") -> None:  # fmt: skip
     """Raise :class:`OutputExistsError` if the existing directory ``directory`` holds anything but ``own`` (hidden
     entries aside): another output (an embedding store, a corpus, a feature cache) that a writer of ``noun`` would
-    take for a broken one of its own and replace, also with ``--overwrite``. A missing or empty directory, or a
-    symbolic link (refused where it is written), passes."""
+    take for a broken one of its own and replace, also with ``--overwrite``; the message ends in ``fix``. A
+    missing or empty directory, or a symbolic link (refused where it is written), passes."""
     directory = Path(directory)
     if not directory.is_dir() or directory.is_symlink():
         return
@@ -376,7 +377,7 @@ def refuse_other_contents(directory: str | Path, noun: str, own: Iterable[str] =
     if other:
         raise OutputExistsError(
             f"{directory} holds {listed(other)}, not {noun}; satclip does not replace it with one, even with "
-            "--overwrite: choose another output directory"
+            f"--overwrite: {fix}"
         )
 
 

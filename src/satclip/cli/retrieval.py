@@ -55,13 +55,17 @@ def run_build(args: argparse.Namespace) -> int:
         safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
     model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
     if auto:
-        from ..retrieval.auto import auto_directory, auto_features, shipped_models
+        from ..retrieval.auto import auto_directory, auto_features, shipped_model_name, shipped_models
+        from ..retrieval.database import check_replaceable
 
-        if args.model not in shipped_models():
+        name = shipped_model_name(args.model)
+        if name not in shipped_models():
             raise BadInputError(f"--cache auto is for the shipped models ({', '.join(shipped_models())}), not "
                                 f"{args.model}: give a feature cache built with its image encoder")  # fmt: skip
-        cache = auto_features(args.model, model, progress=_progress_bar())
-        output = args.output or auto_directory(args.model) / "database"
+        if args.output is not None:  # (refused only after the features were built)
+            check_replaceable(args.output, model, overwrite=args.overwrite)
+        cache = auto_features(name, model, progress=_progress_bar())
+        output = args.output or auto_directory(name) / "database"
         overwrite = args.overwrite or args.output is None  # the default location is satclip's own cache
     else:
         from ..train.cache import FeatureCache

@@ -43,7 +43,7 @@ def auto_directory(name: str) -> Path:
     return cache_dir("retrieval", name)
 
 
-def _shipped_name(source: str) -> str:
+def shipped_model_name(source: str) -> str:
     """The name of the shipped model ``source`` is (its name, or the path of its own directory in the package,
     which was refused as "not the shipped models"); else ``source``."""
     from ..pretrained import bundled_models
@@ -64,17 +64,19 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
     from ..io.load import load_model
 
     known = shipped_models()
-    name = _shipped_name(name)
+    name = shipped_model_name(name)
     if str(name) not in known:
         raise BadInputError(
             f"retrieval='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
             "build one with `satclip retrieval build --model M --cache C -o DB` and pass retrieval=DB"
         )
-    model = load_model(name)
-    cache = auto_features(name, model, progress=progress)
-    from .database import DEFAULT_DTYPE, build_database, read_manifest
+    from .database import DEFAULT_DTYPE, build_database, read_manifest, refuse_other_outputs
 
     path = auto_directory(name) / "database"
+    # (there is no output to choose: it said "choose another output directory")
+    refuse_other_outputs(path, fix=f"move them out of it (satclip keeps the retrieval='auto' database of {name} there)")
+    model = load_model(name)
+    cache = auto_features(name, model, progress=progress)
     dtype = DEFAULT_DTYPE
     try:  # one `satclip retrieval build --cache auto --dtype float32` put there is kept, not rebuilt in float16
         dtype = read_manifest(path)["key"]["dtype"]["image"]

@@ -225,20 +225,56 @@ class RetrievalDatabase:
         return database
 
 
-def _refuse_other_outputs(path: Path) -> None:
-    """Raise :class:`OutputExistsError` if the existing directory ``path`` holds something other than a retrieval
-    database (a corpus, a feature cache, a model, a training run): those were taken for a broken database of
-    satclip's and replaced, also without --overwrite."""
+def _damaged(path: Path) -> str:
+    """Why the database at ``path`` cannot be opened ("" where it can)."""
+    try:
+        RetrievalDatabase.open(path)
+    except BadInputError as err:
+        return str(err)
+    return ""
+
+
+def _another_database(path: Path, differ: list[str]) -> OutputExistsError:
+    return OutputExistsError(f"{path} holds a retrieval database of another {', '.join(differ)}; pass --overwrite "
+                             "(overwrite=True) to replace it")  # fmt: skip
+
+
+def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
+    """Refuse, before any work (a feature cache built for it), an output ``path`` that
+    :func:`build_database` would refuse: something other than a retrieval database, or (without ``overwrite``)
+    a database of another model."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    refuse_other_outputs(path)
+    if overwrite:
+        return
+    try:
+        existing = read_manifest(path)
+    except BadInputError:
+        return  # (a broken one: build_database rebuilds it if it is satclip's, else refuses it)
+    if _differences(existing.get("key", {}).get("model", {}), model_key(model)) and not _damaged(path):
+        raise _another_database(path, ["model"])
+
+
+def refuse_other_outputs(path: Path, fix: str = "choose another output directory") -> None:
+    """Raise :class:`OutputExistsError`, its message ending in ``fix``, if the existing directory ``path`` holds
+    something other than a retrieval database (a corpus, a feature cache, a model, a training run, a user's
+    files): those were taken for a broken database of satclip's and replaced, also without --overwrite."""
     found = safe_output.recorded_format(path / MANIFEST)
     if found not in (None, FORMAT):
         raise OutputExistsError(f"{path} holds a satclip {found}, not a retrieval database; satclip does not replace "
-                                "it with one, even with --overwrite: choose another output directory")  # fmt: skip
-    safe_output.refuse_other_contents(path, "a retrieval database", own=(MANIFEST, LONLAT, LOCATION, IMAGE))
+                                f"it with one, even with --overwrite: {fix}")  # fmt: skip
+    safe_output.refuse_other_contents(path, "a retrieval database", own=(MANIFEST, LONLAT, LOCATION, IMAGE), fix=fix)
 
 
 def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     file = path / MANIFEST
+    if not path.exists() or path.is_file():  # (both were "not a retrieval database (no manifest.json)")
+        what = "no such directory" if not path.exists() else "a file, not a directory"
+        raise BadInputError(f"retrieval database {path}: {what}; give the directory `satclip retrieval build -o DB` "
+                            "wrote, or retrieval='auto' for a shipped model")  # fmt: skip
     if not file.is_file():
         raise BadInputError(
             f"{path} is not a retrieval database (no {MANIFEST}); build one with "
@@ -453,7 +489,7 @@ def build_database(
             log.info("retrieval database %s is up to date", path)
             return database
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
-        _refuse_other_outputs(path)
+        refuse_other_outputs(path)
         if (path / MANIFEST).is_file():
             try:
                 existing = read_manifest(path)
@@ -473,10 +509,11 @@ def build_database(
                 else:
                     log.info("retrieval database %s is up to date", path)
                     return database
+            if existing is not None and not overwrite and safe_output.is_owned(path) and _damaged(path):
+                log.warning("%s; rebuilding it", _damaged(path))  # (load said to rebuild it, build asked for
+                overwrite = True  # --overwrite: its manifest named another dtype than its arrays hold)
             if existing is not None and not overwrite:
-                differ = ", ".join(_differences(existing.get("key", {}), key))
-                raise OutputExistsError(f"{path} holds a retrieval database of another {differ}; pass --overwrite "
-                                        "(overwrite=True) to replace it")  # fmt: skip
+                raise _another_database(path, _differences(existing.get("key", {}), key))
         safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
         lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
         stored = {}
