@@ -62,7 +62,9 @@ def test_features_changed_within_the_old_absolute_tolerance_are_found(built, cha
 
 
 def test_each_image_is_reported_with_its_own_difference(built):
-    """The message gave the running maximum over the images checked so far, and a NaN hid behind max()."""
+    """The message gave the running maximum over the images checked so far, and a NaN hid behind max(); then it
+    set an image's largest difference against the largest allowance anywhere ("max |diff| 1.62e-05, more than the
+    5.13e-05 …"): it names the feature that differs beyond its own allowance."""
     encoder, source, cache = built
     before = np.load(cache.path / "features.npy").astype(np.float32)
     changed(cache, lambda f: f.__setitem__(slice(None), (f * 2).astype(f.dtype)))
@@ -71,12 +73,31 @@ def test_each_image_is_reported_with_its_own_difference(built):
     for problem in report.problems:
         index = int(problem.split(":")[0].split()[1])
         own = float(np.abs(before[index]).max())  # (doubled: the difference is the value itself, near enough)
-        shown = float(problem.split("max |diff| ")[1].split(",")[0])
+        shown, allowed = (float(problem.split(marker)[1].split(",")[0].split()[0]) for marker in ("|diff| ", "than the "))
         assert shown == pytest.approx(own, rel=5e-3), problem  # (printed to 3 digits)
+        assert shown > allowed, problem
     changed(cache, lambda f: f.__setitem__((9, 0, 0), np.nan))
     report = recomputed(built)
     assert np.isnan(report.max_abs_diff)
-    assert any(p.startswith("image 9: recomputed features differ (max |diff| nan") for p in report.problems)
+    assert any(p.startswith("image 9: recomputed features differ (view 0, feature 0: |diff| nan") for p in
+               report.problems)  # fmt: skip
+    one = np.load(cache.path / "features.npy")
+    one[:] = before.astype(one.dtype)
+    one[4, 1, 3] += np.float16(0.5)  # one feature of one view: named, its difference above its allowance
+    np.save(cache.path / "features.npy", one)
+    report = recomputed(built)
+    assert [p.split(" (")[0] for p in report.problems] == ["image 4: recomputed features differ"]
+    assert "(view 1, feature 3: |diff| 0.5" in report.problems[0], report.problems
+
+
+def test_a_cache_whose_build_stopped_before_its_manifest_is_said_to_be_incomplete(tmp_path, capsys):
+    """A directory `cache build` made and was killed in before writing its manifest was "not a feature cache"
+    (exit 2); it is an interrupted build, to be finished by `cache build`."""
+    directory = tmp_path / "c"
+    safe_output.make_owned_dir(directory, kind="feature-cache")
+    assert main(["cache", "verify", str(directory)]) == 1
+    out = capsys.readouterr().out
+    assert "incomplete: its build was interrupted before it wrote its manifest (run `satclip cache build`" in out
 
 
 @pytest.mark.parametrize("edit", [

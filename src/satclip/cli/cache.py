@@ -50,7 +50,10 @@ def add_parser(subparsers) -> None:
         "--num-workers", type=worker_count_or_zero,
         help="image-reading worker processes (default data.num_workers)",
     )  # fmt: skip
-    build.add_argument("--rebuild", action="store_true", help="recompute even when the cache is up to date")
+    build.add_argument("--rebuild", action="store_true",
+                       help="recompute even when the cache is up to date (e.g. to include images repaired since); "
+                            "the old features are deleted as it starts, and an interrupted rebuild is finished by "
+                            "the next `cache build`")  # fmt: skip
     build.set_defaults(func=run_build)
 
     verify = actions.add_parser("verify", help="check a cache (and that it matches a config)")
@@ -164,7 +167,9 @@ def _check_is_cache(path: Path) -> None:
     if what:
         raise BadInputError(f"{path} is {what}, not a directory: a feature cache is the directory `satclip cache "
                             "build` wrote")  # fmt: skip
-    if not (path / MANIFEST).exists() and not (path / FEATURES).exists():
+    if not (path / MANIFEST).exists() and not (path / FEATURES).exists() and (
+        safe_output.owned_kind(path) != "feature-cache"  # (a build interrupted early: reported as incomplete)
+    ):
         raise BadInputError(
             f"{path} is not a feature cache (no {MANIFEST}, no {FEATURES}): give the directory `satclip cache build` "
             "wrote (data.cache)"

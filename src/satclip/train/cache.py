@@ -174,6 +174,8 @@ class FeatureCache:
         dtype = self.key.get("dtype")
         if str(self.features.dtype) != dtype:
             raise _damaged(self.path / FEATURES, f"dtype {self.features.dtype}, the manifest says {dtype}")
+        if self.lonlat.dtype != np.float64:  # (float32 coordinates are ~1 m off)
+            raise _damaged(self.path / LONLAT, f"dtype {self.lonlat.dtype}, a cache stores float64 (lon, lat)")
         from ..encoding.points import describe_invalid, invalid_rows
 
         bad = invalid_rows(self.lonlat)
@@ -183,8 +185,9 @@ class FeatureCache:
             shown, count = non_finite_images(self.features)
             raise _damaged(self.path / FEATURES, f"NaN or infinite features in {count} of {len(self)} images, first "
                                                  f"{', '.join(map(str, shown))}")  # fmt: skip
-        with self._backbone_file():
-            pass
+        # its weights as the key records them: a damaged backbone was reused, trained on and exported
+        if state_sha256(self.backbone_state()) != self.key["backbone_sha256"]:
+            raise _damaged(self.path / BACKBONE, "its weights do not match the manifest's backbone_sha256")
         self._checked = True
 
     def __len__(self) -> int:
@@ -431,6 +434,13 @@ def build_cache(
 
     def reused(cache: FeatureCache) -> FeatureCache:
         log.info("feature cache %s is up to date", path, extra=safe_output.RESUMED)
+        skipped = cache.manifest.get("skipped", [])
+        if skipped:  # (files repaired since stay left out: the key knows the images by name and place)
+            log.warning(
+                "feature cache %s leaves out %d image(s) whose files could not be read when it was built (first: "
+                "image %s); once they are repaired, `satclip cache build --rebuild` includes them", path, len(skipped),
+                ", ".join(map(str, skipped[:3])),
+            )  # fmt: skip
         if progress:
             progress(n, n)
         return cache
@@ -837,6 +847,11 @@ def building_now(path: str | Path) -> str | None:
             "verify it once that build has finished")  # fmt: skip
 
 
+#: what ``verify`` says of a directory satclip made for a cache whose build stopped before it wrote a manifest
+INTERRUPTED_EARLY = ("incomplete: its build was interrupted before it wrote its manifest (run `satclip cache build` "
+                     "to build it)")  # fmt: skip
+
+
 def verify_cache(
     path: str | Path,
     *,
@@ -855,6 +870,9 @@ def verify_cache(
     building = building_now(path)
     if building:
         report.problems.append(building)
+        return report
+    if not (path / MANIFEST).exists() and safe_output.owned_kind(path) == "feature-cache":
+        report.problems.append(INTERRUPTED_EARLY)
         return report
     try:
         manifest = read_manifest(path)
@@ -892,6 +910,8 @@ def verify_cache(
         return report
     if lonlat.shape != (report.shape[0], 2):
         report.problems.append(f"lonlat.npy has shape {lonlat.shape}, expected ({report.shape[0]}, 2)")
+    elif lonlat.dtype != np.float64:
+        report.problems.append(f"lonlat.npy is {lonlat.dtype}, a cache stores float64 (lon, lat)")
     elif invalid_rows(lonlat).any():
         report.problems.append("lonlat.npy: " + describe_invalid(lonlat, invalid_rows(lonlat)))
     try:
@@ -931,8 +951,11 @@ def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, sou
         worst = largest if not largest <= worst else worst
         allowed = rtol * np.abs(fresh) + atol + scale_tol * float(np.abs(fresh).max())
         if not (diff <= allowed).all():
-            report.problems.append(f"image {index}: recomputed features differ (max |diff| {largest:.3g}, more than "
-                                   f"the {float(allowed.max()):.3g} the storage and backbone explain)")  # fmt: skip
+            at = np.unravel_index(np.argmax(np.where(diff <= allowed, -np.inf, diff - allowed)), diff.shape)
+            report.problems.append(
+                f"image {index}: recomputed features differ (view {at[0]}, feature {at[1]}: |diff| {float(diff[at]):.3g}, "
+                f"more than the {float(allowed[at]):.3g} the storage and backbone explain there)"
+            )  # fmt: skip
         if not np.array_equal(point.numpy(), cache.lonlat[index]):
             report.problems.append(
                 f"image {index}: stored (lon, lat) {cache.lonlat[index]} != dataset {point.numpy()}"
