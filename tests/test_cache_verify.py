@@ -73,7 +73,8 @@ def test_each_image_is_reported_with_its_own_difference(built):
     for problem in report.problems:
         index = int(problem.split(":")[0].split()[1])
         own = float(np.abs(before[index]).max())  # (doubled: the difference is the value itself, near enough)
-        shown, allowed = (float(problem.split(marker)[1].split(",")[0].split()[0]) for marker in ("|diff| ", "than the "))
+        shown, allowed = (float(problem.split(marker)[1].split(",")[0].split()[0])
+                          for marker in ("|diff| ", "than the "))  # fmt: skip
         assert shown == pytest.approx(own, rel=5e-3), problem  # (printed to 3 digits)
         assert shown > allowed, problem
     changed(cache, lambda f: f.__setitem__((9, 0, 0), np.nan))

@@ -953,8 +953,8 @@ def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, sou
         if not (diff <= allowed).all():
             at = np.unravel_index(np.argmax(np.where(diff <= allowed, -np.inf, diff - allowed)), diff.shape)
             report.problems.append(
-                f"image {index}: recomputed features differ (view {at[0]}, feature {at[1]}: |diff| {float(diff[at]):.3g}, "
-                f"more than the {float(allowed[at]):.3g} the storage and backbone explain there)"
+                f"image {index}: recomputed features differ (view {at[0]}, feature {at[1]}: |diff| "
+                f"{float(diff[at]):.3g}, more than the {float(allowed[at]):.3g} the storage and backbone explain there)"
             )  # fmt: skip
         if not np.array_equal(point.numpy(), cache.lonlat[index]):
             report.problems.append(
