@@ -122,6 +122,25 @@ def test_cli_verify_clean_root_exits_zero(capsys):
     assert _table_counts(capsys.readouterr().out)["readable"] == 20
 
 
+def test_a_file_listed_twice_is_reported_and_read_once(tmp_path, capsys, caplog):
+    """Rows listing a file an earlier row lists (copied lines, or the same file at other coordinates) verified
+    as readable, and the dataset (and a cache built from it) held that image twice."""
+    root = _copy_examples(tmp_path / "root")
+    lines = (root / "index.csv").read_text().splitlines()
+    assert lines[0] == "lat,lon,url,fn"  # (the fixture's layout)
+    _, _, url, fn = next(csv.reader([lines[2]]))
+    (root / "index.csv").write_text("\n".join([*lines, lines[1], f"0.5,0.5,{url},{fn}"]) + "\n")
+    assert main(["data", "verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    counts = _table_counts(out)
+    assert counts["total"] == 22 and counts["readable"] == 20 and counts["file listed again"] == 2, out
+    assert "its file is listed on line 2 already" in out and "its file is listed on line 3 already" in out
+    for verify in ("header", "none"):
+        dataset = S2100K(root, verify=verify)
+        assert len(dataset) == 20 and len(set(dataset.filenames)) == 20
+    assert "skipping 2 row(s) listing a file an earlier row lists already" in caplog.text
+
+
 def test_cli_verify_without_index_exits_two(tmp_path, capsys):
     assert main(["data", "verify", str(tmp_path)]) == 2
     assert "index.csv" in capsys.readouterr().err

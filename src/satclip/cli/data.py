@@ -42,7 +42,8 @@ def add_verify(subparsers) -> None:
         description=(
             "Reads ROOT/index.csv (columns fn,lon,lat or lat,lon,url,fn) and checks ROOT/images/: missing "
             "files, files under --min-size bytes (no-data), unreadable or truncated GeoTIFFs, wrong band "
-            "count, height × width or dtype, invalid coordinates; lines of the index that are no row (too few "
+            "count, height × width or dtype, invalid coordinates, a file listed by two rows; lines of the index "
+            "that are no row (too few "
             "fields, no file name) are reported by line number. Exit status 1 when anything is wrong."
         ),
     )

@@ -88,6 +88,18 @@ def unsafe_rows(filenames: Sequence[str]) -> np.ndarray:
     return np.array([name_problem(name) is not None for name in filenames], dtype=bool)
 
 
+def repeated_rows(filenames: Sequence[str]) -> np.ndarray:
+    """``(N,)`` int64: for each row, the earlier row listing the same file name, or -1 (the file's first row).
+    A file listed twice was read, cached and trained on twice, as two images."""
+    first: dict[str, int] = {}
+    earlier = np.full(len(filenames), -1, dtype=np.int64)
+    for row, name in enumerate(filenames):
+        seen = first.setdefault(name, row)
+        if seen != row:
+            earlier[row] = seen
+    return earlier
+
+
 def _to_float(value: str) -> float | None:
     if "_" in value:  # float() reads "1_0" as 10.0, pandas.read_csv as text: not a number in a table
         return None

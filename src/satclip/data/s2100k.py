@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..optional import require
-from .index import S2Index, name_problem, read_index, unsafe_rows
+from .index import S2Index, name_problem, read_index, repeated_rows, unsafe_rows
 from .verify import PROBLEMS, SHOWN_NAMES, CheckSpec, VerifyReport, coordinates_detail, verify_s2100k
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,12 @@ class S2100K(Dataset):
                     "%s: skipping %d row(s) whose file name leads outside images/ (first: %r, %s)",
                     self.index.path, int(outside.sum()), first, name_problem(first),
                 )  # fmt: skip
-            keep = ~bad & ~outside
+            repeated = repeated_rows(self.index.filenames) >= 0
+            if repeated.any():
+                first = self.index.filenames[int(np.flatnonzero(repeated)[0])]
+                log.warning("%s: skipping %d row(s) listing a file an earlier row lists already (first: %r)",
+                            self.index.path, int(repeated.sum()), first)  # fmt: skip
+            keep = ~bad & ~outside & ~repeated
         else:
             _rasterio()
             self.report = verify_s2100k(

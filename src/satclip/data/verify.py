@@ -3,7 +3,8 @@
 A line of the index that is no row (too few fields, an empty file name) is reported as ``malformed`` by its
 line number, and every other row is still checked. Each index row gets one status: ``ok`` or the first
 problem found, in this order — a file name that leads outside ``images/`` (absolute or with ``..``; never
-opened), invalid coordinates (shown as read, with their line of ``index.csv``), missing file, file under
+opened), a file listed by an earlier row already (``duplicate``: it would be trained on as two images), invalid
+coordinates (shown as read, with their line of ``index.csv``), missing file, file under
 10 kB (the original skips these as no-data), unreadable or truncated (``corrupt``), wrong band count, wrong
 height × width, wrong data type. The default
 check reads only the GeoTIFF header and checks that every image block the header points to lies inside
@@ -34,7 +35,7 @@ from ..errors import BadInputError, SatclipError
 from ..optional import require
 from ..paths import cache_dir
 from ..safe_output import write_text
-from .index import S2Index, name_problem, read_index
+from .index import S2Index, name_problem, read_index, repeated_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ OK = "ok"
 PROBLEMS: dict[str, str] = {
     "malformed": "malformed index line",
     "path": "file name outside images/",
+    "duplicate": "file listed again",
     "coordinates": "invalid (lon, lat) in the index",
     "missing": "missing",
     "unreadable": "unreadable (permissions, a link loop)",
@@ -281,6 +283,11 @@ def _save_cache(root: Path, spec: CheckSpec, files: dict[str, list]) -> None:
         log.debug("cannot write verification cache %s: %s", path, err)
 
 
+def _line_of(index: S2Index, row: int) -> str:
+    """Where row ``row`` of ``index`` is: its line of the file, or its row for an index not read from one."""
+    return f"on line {int(index.lines[row])}" if index.lines is not None else f"in row {row}"
+
+
 def coordinates_detail(index: S2Index, row: int) -> str:
     """The ``(lon, lat)`` of index row ``row`` as verification reports them: each value as the number read, or,
     where its text is no number (a NaN would hide it), the text quoted as read; after the row's line of the file
@@ -319,6 +326,7 @@ def verify_s2100k(
     index = read_index(root / "index.csv", malformed=malformed) if index is None else index
     images = root / "images"
     bad_coordinates = invalid_rows(index.lonlat)
+    earlier = repeated_rows(index.filenames)
     cached = _load_cache(root, spec) if use_cache else {}
     fresh: dict[str, list] = {}
 
@@ -326,6 +334,8 @@ def verify_s2100k(
         unsafe = name_problem(index.filenames[row])
         if unsafe:
             return "path", unsafe
+        if earlier[row] >= 0:  # (it was read, cached and trained on as a second image)
+            return "duplicate", f"its file is listed {_line_of(index, int(earlier[row]))} already"
         if bad_coordinates[row]:
             return "coordinates", coordinates_detail(index, row)
         name = index.filenames[row]
