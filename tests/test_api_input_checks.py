@@ -448,3 +448,27 @@ def test_a_retrieval_value_that_names_no_database_is_named(value, message):
     """`retrieval=""` was read as the directory "." (". is not a retrieval database"); "Auto" as a directory."""
     with pytest.raises(BadInputError, match=message):
         satclip.load("bluemarble-l10", retrieval=value)
+
+
+def test_messages_name_the_input_as_it_is(encoder, tmp_path, monkeypatch):
+    """What a notebook user met: a Series was told "one point? pass [[lon, lat]]"; -90.0001 (rounding) was said
+    to look like swapped lat/lon; a URL was read as the path "https:/example.com/x.ckpt"; a folder named like a
+    shipped model hid it without a word; an encoder moved to 'meta' failed inside torch; "k configure retrieval"."""
+    with pytest.raises(ValueError, match=r"^points is a pandas Series \('lon'\), one column: pass both"):
+        encoder.encode(pd.Series([13.4, 52.5], name="lon"))
+    with pytest.raises(InvalidPointsError, match=r"past a pole by at most 0\.001° \(rounding\?\): clip them") as err:
+        encoder.encode([[10.0, -90.0001]])
+    assert "swapped" not in str(err.value)
+    with pytest.raises(InvalidPointsError, match="lat/lon are swapped"):  # (far past a pole: as before)
+        encoder.encode([[10.0, -120.0]])
+    with pytest.raises(BadInputError, match=r"^https://example\.com/x\.ckpt is a URL: satclip loads no model from a"):
+        satclip.load("https://example.com/x.ckpt")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bluemarble-l10").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"it hides the model 'bluemarble-l10': rename that folder"):
+        satclip.load("bluemarble-l10")
+    with pytest.raises(BadInputError, match=r"^k configures retrieval: also pass retrieval='auto' or a database$"):
+        satclip.load(satclip.pretrained.bundled_models()["bluemarble-l40"], k=5)
+    meta = satclip.LocationEncoder.from_config(CONFIG).to("meta")
+    with pytest.raises(BadInputError, match=r"weights are on the 'meta' device, which holds no values"):
+        meta.encode([[1.0, 2.0]])

@@ -54,6 +54,10 @@ def row_name(label, index_label: bool = False) -> str:
     return f"index label {label!r}" if isinstance(label, str) else f"index label {label}"
 
 
+#: how far past a pole a latitude is taken for rounding (a projection's, a float32's) rather than another error
+POLE_ROUNDING = 1e-3
+
+
 def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
     """What a valid point is; the lat/lon swap where the invalid rows ``bad`` look like one; and how to wrap
     longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in (180, 360]."""
@@ -61,7 +65,11 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
     swapped_valid = (np.abs(lonlat[lat_out, 0]) <= 90) & (np.abs(lonlat[lat_out, 1]) <= 180)
-    if lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
+    past_pole = np.abs(lonlat[lat_out, 1]) - 90
+    if lat_out.any() and (past_pole <= POLE_ROUNDING).all():  # (rounding, not a swap: -90.0001 swapped is no point)
+        advice += (f" The latitudes beyond ±90 are past a pole by at most {POLE_ROUNDING:g}° (rounding?): clip them "
+                   "to [-90, 90].")  # fmt: skip
+    elif lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
         advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
     lon = lonlat[bad, 0]
     with np.errstate(invalid="ignore"):
@@ -80,6 +88,11 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
         raise ValueError(
             "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
             "satclip.embed(frame, model=…), which finds the coordinate columns (rows come back in the frame's order)"
+        )
+    if hasattr(points, "to_frame") and hasattr(points, "iloc"):  # a Series: one column (it was "one point?")
+        raise ValueError(
+            f"points is a pandas Series ({getattr(points, 'name', None)!r}), one column: pass both coordinate columns, "
+            "frame[['lon', 'lat']].to_numpy() (longitude first), or the frame to satclip.embed"
         )
     if points is None:
         raise ValueError("points is None: pass an (N, 2) array of (lon, lat) in degrees")

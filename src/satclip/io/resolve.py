@@ -17,6 +17,8 @@ from . import hub, native
 #: prefix of an explicit Hugging Face hub source: ``hf://owner/name``
 HUB_SCHEME = "hf://"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: a URL of any scheme but hf:// (which names a hub repository)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: endings of model files: a source ending so names a local file, never a hub repository
 _FILE_SUFFIXES = (".ckpt", ".safetensors", ".json", ".pt", ".pth")
 
@@ -94,9 +96,21 @@ def resolve(source: str | Path) -> ResolvedSource:
         )
     if text.startswith(HUB_SCHEME):
         return _hub_repository(text[len(HUB_SCHEME) :])
+    if _URL.match(text) and not isinstance(source, os.PathLike):  # (read as the path "https:/host/…")
+        raise BadInputError(
+            f"{text} is a URL: satclip loads no model from a URL; download the file and pass its path, or write a "
+            f"Hugging Face repository as {HUB_SCHEME}owner/name"
+        )
     path = expand_user(text)
     if path.exists():
-        return _local(path)
+        try:
+            return _local(path)
+        except FileNotFoundError as err:  # (a folder of that name hides the model: say so)
+            if isinstance(source, os.PathLike) or text not in pretrained.names():
+                raise
+            raise FileNotFoundError(
+                f"{err}; it hides the model {text!r}: rename that folder, or run from another directory"
+            ) from None
     if not isinstance(source, os.PathLike):
         bundled = pretrained.bundled_models()
         if text in bundled:

@@ -210,8 +210,7 @@ class LocationEncoder(nn.Module):
         from . import precision as _precision
 
         check_batch_size(batch_size)
-        param = next(self.parameters())
-        lonlat = as_lonlat(points, dtype=torch.float64, device=param.device)
+        lonlat = as_lonlat(points, dtype=torch.float64, device=weights_device(self))
         return fused.encode_points(in_eval_mode(self), lonlat, _precision.for_encoder(self, precision), batch_size)
 
 
@@ -233,6 +232,18 @@ def in_eval_mode(module: nn.Module) -> nn.Module:
         return clone
 
     return view(module)
+
+
+def weights_device(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s weights; :class:`BadInputError` for ``"meta"``, where there are none to compute
+    with (it failed as "Tensor.item() cannot be called on meta tensors" deep in the point checks)."""
+    device = next(module.parameters()).device
+    if device.type == "meta":
+        raise BadInputError(
+            "the encoder's weights are on the 'meta' device, which holds no values: load the model again, or give "
+            "it weights with .to_empty(device='cpu') and load_state_dict(...)"
+        )
+    return device
 
 
 def check_batch_size(batch_size) -> None:

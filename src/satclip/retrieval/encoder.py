@@ -262,10 +262,10 @@ class RetrievalEncoder(LocationEncoder):
         from ..encoding.points import as_lonlat
         from ..models import fused
         from ..models import precision as _precision
-        from ..models.location_encoder import check_batch_size, in_eval_mode
+        from ..models.location_encoder import check_batch_size, in_eval_mode, weights_device
 
         check_batch_size(batch_size)
-        device = next(self.parameters()).device
+        device = weights_device(self)
         lonlat = as_lonlat(points, dtype=torch.float64, device="cpu")
         precision = _precision.for_encoder(self, precision)
         dtype = torch.float64 if precision == "float64" else torch.float32
@@ -300,7 +300,8 @@ def augment(
 
     options = {k: v for k, v in options.items() if v is not None}
     if retrieval is None:
-        raise BadInputError(f"{', '.join(options)} configure retrieval: pass retrieval='auto' or a database too")
+        verb = "configures" if len(options) == 1 else "configure"
+        raise BadInputError(f"{', '.join(options)} {verb} retrieval: also pass retrieval='auto' or a database")
     check_options(**{**DEFAULTS, **options})
     if isinstance(retrieval, str) and retrieval.strip().lower() == AUTO and retrieval != AUTO:
         raise BadInputError(f"retrieval={retrieval!r}: did you mean retrieval={AUTO!r}?")
