@@ -45,7 +45,15 @@ def _damage_backbone(file) -> None:
     save_file(state, file)
 
 
-@pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 lonlat", "float32 features", "backbone weights"])
+def _change_one_feature(file) -> None:
+    """The last byte of ``features.npy`` flipped in its lowest bit: a finite value, slightly changed."""
+    data = bytearray(Path(file).read_bytes())
+    data[-2] ^= 0x01  # (little-endian: the low byte of the last value's mantissa)
+    Path(file).write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 lonlat", "float32 features", "backbone weights",
+                                    "one feature changed"])  # fmt: skip
 def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tmp_path, caplog, damage):
     """lonlat.npy with a NaN or lon=1e9, or features.npy saved as float32 where the manifest says float16: build
     called the cache up to date (training then had NaN val_loss or 'diverged … lower optim.lr'); now it is
@@ -59,6 +67,9 @@ def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tm
     elif damage == "backbone weights":  # (called up to date, trained on and exported as the model's backbone)
         file = cache.path / "backbone.safetensors"
         _damage_backbone(file)
+    elif damage == "one feature changed":  # (verify called it ok, build up to date: only --recompute found it)
+        file = cache.path / "features.npy"
+        _change_one_feature(file)
     else:
         file = cache.path / "lonlat.npy"
         _damage_lonlat(file, damage)
@@ -73,7 +84,7 @@ def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tm
 
 
 @pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 lonlat", "float32 features", "nan features",
-                                    "backbone weights"])  # fmt: skip
+                                    "backbone weights", "one feature changed"])  # fmt: skip
 def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_path, capsys, damage):
     """A cache opened as is (no data.root) with bad points trained: NaN val_loss, or 'training diverged … lower
     optim.lr' blaming the learning rate for damaged data. Now one line names the file before training."""
@@ -90,6 +101,9 @@ def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_p
     elif damage == "backbone weights":
         file = tmp_path / "cache" / "backbone.safetensors"
         _damage_backbone(file)
+    elif damage == "one feature changed":
+        file = features
+        _change_one_feature(file)
     else:
         file = tmp_path / "cache" / "lonlat.npy"
         _damage_lonlat(file, damage)
@@ -104,6 +118,8 @@ def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_p
         assert "its weights do not match the manifest's backbone_sha256" in line
     elif damage == "float32 lonlat":
         assert "dtype float32, a cache stores float64 (lon, lat)" in line
+    elif damage == "one feature changed":
+        assert "its bytes are not the ones it was built with (features_sha256 differs)" in line
     else:
         assert {"nan": "row 3: (lon=nan, lat=10.0)", "lon 1e9": "row 3: (lon=1000000000.0, lat=10.0)"}[damage] in line
     assert not (tmp_path / "run" / "checkpoints").exists()

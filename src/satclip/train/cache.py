@@ -8,7 +8,8 @@ seeded by ``(seed, image, view)`` so a rebuilt cache is identical.
 
 Layout of a cache directory::
 
-    manifest.json       format, "complete", the key below, shape, dtype, head prefix, build info
+    manifest.json       format, "complete", the key below, shape, dtype, head prefix, build info, and the
+                        sha256 of features.npy (checked before a cache is reused, trained on or verified)
     features.npy        (N, V, F) float16|float32, read with np.load(mmap_mode="r")
     lonlat.npy          (N, 2) float64 (lon, lat) degrees of each image (not jittered)
     backbone.safetensors  the image encoder's state without its head (to export a full model later)
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from .. import safe_output
+from ..digests import file_digest
 from ..errors import BadInputError, ResumeError, SatclipError
 from .config import MAX_CACHE_BATCH_SIZE, MAX_CACHE_VIEWS
 from .sources import PairSource
@@ -188,6 +190,9 @@ class FeatureCache:
         # its weights as the key records them: a damaged backbone was reused, trained on and exported
         if state_sha256(self.backbone_state()) != self.key["backbone_sha256"]:
             raise _damaged(self.path / BACKBONE, "its weights do not match the manifest's backbone_sha256")
+        problem = features_changed(self.path, self.manifest)
+        if problem:
+            raise _damaged(self.path / FEATURES, problem)
         self._checked = True
 
     def __len__(self) -> int:
@@ -225,6 +230,16 @@ class FeatureCache:
     def gather(self, index: np.ndarray, view: np.ndarray) -> torch.Tensor:
         """Features of images ``index`` (int array) in views ``view`` → float32 ``(len(index), F)``."""
         return torch.from_numpy(np.asarray(self.features[index, view], dtype=np.float32))
+
+
+def features_changed(path: Path, manifest: dict) -> str | None:
+    """What is wrong where the bytes of ``features.npy`` are not those the manifest records (``features_sha256``,
+    written when the cache was completed; caches of an older satclip record none), else None: a changed value
+    was reused and trained on, and only ``verify --recompute`` of that very image found it."""
+    recorded = manifest.get("features_sha256")
+    if recorded is None or file_digest(path / FEATURES) == recorded:
+        return None
+    return "its bytes are not the ones it was built with (features_sha256 differs): changed since"
 
 
 def _damaged(file: Path, what: str) -> BadInputError:
@@ -304,6 +319,8 @@ def _manifest_problem(manifest: dict) -> str | None:
     ):  # fmt: skip
         if not fine:
             return f"key.{name} {key.get(name)!r:.40} is missing or not what satclip writes"
+    if not isinstance(manifest.get("features_sha256", ""), str):
+        return f"features_sha256 {manifest.get('features_sha256')!r:.40} is not a digest"
     skipped = manifest.get("skipped", [])
     if not (isinstance(skipped, list) and all(count(i) and i < dataset["size"] for i in skipped)):
         return f"skipped {skipped!r:.40} is not a list of images of the dataset"
@@ -582,7 +599,7 @@ def build_cache(
         if len(left_out):
             safe_output.remove_owned_files(path, [_partial(path, FEATURES).name, _partial(path, LONLAT).name])
         manifest = {**manifest, "complete": True, "shape": [n - len(left_out), *manifest["shape"][1:]],
-                    "skipped": left_out.tolist(), "build": {
+                    "skipped": left_out.tolist(), "features_sha256": file_digest(path / FEATURES), "build": {
             "device": str(device), "seconds_last_session": round(time.perf_counter() - start, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }}  # fmt: skip
@@ -638,7 +655,7 @@ def write_cache(
         for name, values in ((FEATURES, features), (LONLAT, lonlat)):
             safe_output.save_array(tmp / name, values)
         _save_backbone(tmp / BACKBONE, encoder)
-        _write_json(tmp / MANIFEST, manifest)
+        _write_json(tmp / MANIFEST, {**manifest, "features_sha256": file_digest(tmp / FEATURES)})
     return FeatureCache.open(path)
 
 
@@ -901,6 +918,9 @@ def verify_cache(
     shown, count = non_finite_images(feats)
     if count:
         report.problems.append(_describe_non_finite(shown, count, len(feats), cache))
+    changed = None if count else features_changed(path, manifest)  # (the catch-all, where nothing more is said)
+    if changed:
+        report.problems.append(f"features.npy: {changed}")
     from ..encoding.points import describe_invalid, invalid_rows
 
     try:
