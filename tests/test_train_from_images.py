@@ -3,6 +3,7 @@ run as the feature cache runs it, and fixed-size backbones (ViT) get their input
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from satclip.train import fit, from_dict
@@ -101,3 +102,24 @@ def test_mosaiks_is_fitted_on_the_training_images_when_training_from_them(tmp_pa
     resumed = fit(from_dict({**_config(tmp_path, encoder), "trainer": {**_config(tmp_path, encoder)["trainer"],
                                                                          "max_epochs": 3}}), resume=True)  # fmt: skip
     torch.testing.assert_close(resumed.model.visual.filters, expected.filters, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("where", ["a file", "a user's directory"])
+def test_a_cache_directory_that_would_be_refused_is_refused_before_fitting(tmp_path, monkeypatch, where):
+    """`cache build` with data.cache a file or a directory of the user's fitted the MOSAIKS filters on the images
+    (minutes on a large dataset) and only then refused the output."""
+    from satclip.errors import OutputExistsError
+    from satclip.train import prepare
+
+    target = tmp_path / "cache"
+    if where == "a file":
+        target.write_text("mine")
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    monkeypatch.setattr(prepare, "fit_from_data", lambda *a, **k: pytest.fail("the filters were fitted first"))
+    config = from_dict(_config(tmp_path, {"name": "mosaiks", "in_chans": 13, "num_filters": 8, "kernel_size": 3},
+                               source="cache", cache=str(target)))  # fmt: skip
+    with pytest.raises(OutputExistsError):
+        prepare.cache_from_config(config)
+    assert (target.read_text() if where == "a file" else (target / "notes.txt").read_text()) == "mine"

@@ -371,6 +371,26 @@ def _collate_views(items: list) -> tuple[torch.Tensor | None, torch.Tensor | Non
             torch.tensor([item[2] for item in read]), unreadable)  # fmt: skip
 
 
+def _older_cache(path: Path) -> bool:
+    """Whether ``path`` is a cache made before ownership markers, or one whose marker said "output"
+    (write_cache's before markers named their kind), which a build marks as a feature cache; not a directory of
+    the user's holding a copied cache among other files."""
+    return (_existing_manifest(path) is not None and safe_output.owned_kind(path) in (None, "output")
+            and not safe_output.undeclared(path, "feature-cache"))  # fmt: skip
+
+
+def check_cache_directory(path: str | Path) -> None:
+    """Raise now what :func:`build_cache` would refuse at ``path`` only after the work before it (fitting the
+    MOSAIKS filters on the images): a file, a directory of the user's or another satclip output, a cache file name
+    taken by a directory."""
+    path = Path(path)
+    if path.is_dir():
+        _check_no_foreign_entries(path)
+        if _older_cache(path):
+            return
+    safe_output.check_owned_dir(path, kind="feature-cache")
+
+
 def _up_to_date(path: Path, key: dict) -> tuple[FeatureCache | None, str | None]:
     """``(cache, None)``: the complete, intact cache at ``path`` built for ``key``; ``(None, problem)``: one
     built for ``key`` that cannot be used (what is damaged); ``(None, None)``: none."""
@@ -483,12 +503,7 @@ def build_cache(
                 manifest = None  # interrupted before its files were created
         elif manifest is not None:
             manifest = None
-        if (
-            _existing_manifest(path) is not None and safe_output.owned_kind(path) in (None, "output")
-            and not safe_output.undeclared(path, "feature-cache")
-        ):  # fmt: skip
-            # a cache made before ownership markers, or one whose marker said "output" (write_cache's before
-            # markers named their kind); not a directory of the user's holding a copied cache among other files
+        if _older_cache(path):
             safe_output.mark_owned(path, kind="feature-cache")
         safe_output.make_owned_dir(path, kind="feature-cache")
 

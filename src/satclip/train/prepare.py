@@ -14,7 +14,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError
 from .build import build_image_encoder
-from .cache import FeatureCache, Progress, build_cache
+from .cache import FeatureCache, Progress, build_cache, check_cache_directory
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
 from .sources import SOURCES, PairSource, create_source
@@ -118,6 +118,7 @@ def cache_from_config(
             check_key(data.cache, cache.key)
         return cache
     safe_output.check_not_inside(data.cache, Path(data.root) / "images", "the image folder of data.root")
+    check_cache_directory(data.cache)  # (before the filters are fitted on the images)
     source = source_from_config(config)
     device = torch.device(device) if device is not None else default_device(config.trainer.accelerator)
     encoder = build_image_encoder(
