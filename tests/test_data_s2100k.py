@@ -141,6 +141,17 @@ def test_a_file_listed_twice_is_reported_and_read_once(tmp_path, capsys, caplog)
     assert "skipping 2 row(s) listing a file an earlier row lists already" in caplog.text
 
 
+def test_cli_verify_of_a_root_without_images_folder_says_so(tmp_path, capsys):
+    """Every row of a root without images/ was reported "missing: not found", the folder never named."""
+    root = _copy_examples(tmp_path / "root")
+    shutil.rmtree(root / "images")
+    assert main(["data", "verify", str(root)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {root} has no images/ folder: an S2-100K root holds index.csv and images/ with the files it "
+        "lists (`satclip data download` writes both)"
+    )
+
+
 def test_cli_verify_without_index_exits_two(tmp_path, capsys):
     assert main(["data", "verify", str(tmp_path)]) == 2
     assert "index.csv" in capsys.readouterr().err

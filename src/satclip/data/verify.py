@@ -325,6 +325,9 @@ def verify_s2100k(
     malformed: list[tuple[int, str]] = []
     index = read_index(root / "index.csv", malformed=malformed) if index is None else index
     images = root / "images"
+    if not images.is_dir():  # (every row was "missing: not found")
+        raise BadInputError(f"{root} has no images/ folder: an S2-100K root holds index.csv and images/ with the "
+                            "files it lists (`satclip data download` writes both)")  # fmt: skip
     bad_coordinates = invalid_rows(index.lonlat)
     earlier = repeated_rows(index.filenames)
     cached = _load_cache(root, spec) if use_cache else {}
