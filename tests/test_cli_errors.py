@@ -603,3 +603,18 @@ def test_messages_that_named_no_fix_name_one(tmp_path, capsys):
             "--seeds", "1", "--out", str(tmp_path / "ev")]  # fmt: skip
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().endswith("name the --task-file's task otherwise with --task-name")
+
+
+def test_a_log_line_during_a_progress_bar_gets_a_line_of_its_own(capsys):
+    """A warning logged while a tqdm bar was drawn was appended to the bar ("…img/s]feature cache …")."""
+    from tqdm import tqdm
+
+    from satclip.cli.boundary import cli_logging
+
+    with cli_logging(verbose=False):
+        bar = tqdm(total=10, desc="caching features", file=sys.stderr, ascii=True)
+        bar.update(3)
+        logging.getLogger("satclip.test").warning("feature cache c: left out 1 of 10 images")
+        bar.close()
+    segments = [part.strip() for part in capsys.readouterr().err.replace("\r", "\n").split("\n")]
+    assert "feature cache c: left out 1 of 10 images" in segments, segments

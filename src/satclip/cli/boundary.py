@@ -148,6 +148,18 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """A line of its own while a progress bar is drawn (it was appended to the bar: "…img/s]feature cache …"):
+        tqdm clears the bar, writes the line and draws the bar again below it."""
+        progress = sys.modules.get("tqdm")
+        if progress is None or not getattr(progress.tqdm, "_instances", None):
+            super().emit(record)
+            return
+        try:
+            progress.tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # (as logging.StreamHandler does: a failed write is reported, not raised)
+            self.handleError(record)
+
 
 def _printed_below_root(record: logging.LogRecord) -> bool:
     """True when a handler of a logger between the record's and the root has printed it already.
