@@ -293,3 +293,25 @@ def test_a_cache_of_images_none_of_which_can_be_decoded_is_one_line(tmp_path, mo
         monkeypatch.setattr(type(encoder), "feature_dim", property(lambda self: None), raising=False)
     with pytest.raises(BadInputError, match=r"^none of the 4 images could be read.*`satclip data verify ROOT --full`"):
         build_cache(tmp_path / "cache", encoder, source, views=1, dtype="float32", chunk_size=2)
+
+
+def test_mosaiks_is_fitted_on_the_readable_images_only(tmp_path, caplog):
+    """An unreadable image among those drawn to fit the MOSAIKS filters was read as the next readable one, which
+    the filters were then fitted on twice (while the cache leaves the image out)."""
+    pytest.importorskip("rasterio")
+    import torch
+
+    from satclip import image
+    from satclip.train.prepare import fit_from_data
+    from satclip.train.sources import create_source
+
+    root = s2_root_with_undecodable(tmp_path, [1])
+    source = create_source("s2100k", str(root))
+    fitted = image.create("mosaiks", in_chans=13, num_filters=4, kernel_size=3, embed_dim=8)
+    with caplog.at_level(logging.INFO, logger="satclip.train.prepare"):
+        fit_from_data(fitted, source, seed=0)
+    assert "fitting mosaiks on 3 images" in caplog.text
+    readable = source.skipping_unreadable()
+    expected = image.create("mosaiks", in_chans=13, num_filters=4, kernel_size=3, embed_dim=8)
+    expected.fit(torch.stack([torch.as_tensor(readable.eval_view(readable.raw(i)[0])) for i in (0, 2, 3)]), seed=0)
+    torch.testing.assert_close(fitted.filters, expected.filters, rtol=0, atol=0)

@@ -23,7 +23,6 @@ stale one. Finished files are moved into place atomically; ``manifest.json`` say
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -458,9 +457,7 @@ def build_cache(
         log.warning("caching features of a backbone that is not frozen: training from this cache keeps it fixed")
     device = torch.device(device)
     key = cache_key(encoder, source, views=views, dtype=dtype, seed=seed)
-    skipping = getattr(source.dataset, "skipping_unreadable", None)
-    if callable(skipping):  # an unreadable image is left out, not replaced by the next one (stored twice)
-        source = dataclasses.replace(source, dataset=skipping())
+    source = source.skipping_unreadable()  # an unreadable image is left out, not stored twice (as the next one)
     if check_key is not None:
         check_key(key)
     n = len(source)

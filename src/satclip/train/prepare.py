@@ -53,10 +53,21 @@ def fit_from_data(encoder, source: PairSource, *, seed: int, images: int = 256) 
     fitted = getattr(encoder, "fitted", None)
     if fitted is None or bool(fitted) or not callable(getattr(encoder, "fit", None)):
         return
+    from ..data.s2100k import UnreadableSampleError
+
     picks = np.sort(np.random.default_rng(seed).choice(len(source), size=min(images, len(source)), replace=False))
-    sample = torch.stack([torch.as_tensor(source.eval_view(source.raw(int(i))[0])) for i in picks])
-    log.info("fitting %s on %d images", encoder.config.get("name"), len(picks))
-    encoder.fit(sample, seed=seed)
+    source = source.skipping_unreadable()  # (an unreadable pick was read as the next image: fitted on it twice)
+    views = []
+    for i in picks:
+        try:
+            views.append(torch.as_tensor(source.eval_view(source.raw(int(i))[0])))
+        except UnreadableSampleError:
+            continue
+    if not views:
+        raise BadInputError(f"none of the {len(picks)} images drawn to fit {encoder.config.get('name')} could be read; "
+                            "run `satclip data verify ROOT --full` on the dataset")  # fmt: skip
+    log.info("fitting %s on %d images", encoder.config.get("name"), len(views))
+    encoder.fit(torch.stack(views), seed=seed)
 
 
 def _is_first_process() -> bool:

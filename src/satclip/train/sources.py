@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,13 @@ class PairSource:
     def raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, point)`` of sample ``index``, unaugmented; point as float64 ``(2,)``."""
         return unpack(self.dataset[index])
+
+    def skipping_unreadable(self) -> PairSource:
+        """This source, reading a sample whose file cannot be read as
+        :class:`~satclip.data.s2100k.UnreadableSampleError` rather than as the next readable sample (which was
+        then used twice), where its dataset can (``skipping_unreadable()``); else itself."""
+        skipping = getattr(self.dataset, "skipping_unreadable", None)
+        return replace(self, dataset=skipping()) if callable(skipping) else self
 
 
 def unpack(sample: Any) -> tuple[torch.Tensor, torch.Tensor]:
