@@ -307,6 +307,35 @@ def test_reference_benchmark_configuration():
     assert configs["random"].workers == 2 and configs["random"].threads == 1
 
 
+def test_the_reference_preset_never_writes_into_a_users_directory(tmp_path, monkeypatch, capsys):
+    """`--preset reference --out DIR`, DIR a folder of the user's, was written into (DIR/random/ …) and its
+    results.md replaced; the evaluate without a preset refused it. An earlier reference run's directory (which
+    an older satclip left unmarked) is still written into again."""
+    from satclip import safe_output
+    from satclip.eval import reference
+
+    def fake_evaluation(config, out, **kwargs):
+        safe_output.make_owned_dir(out, kind="evaluation")
+        (out / "results.md").write_text(f"# satclip evaluate: {config.protocol}\n")
+
+    monkeypatch.setattr(reference, "run_evaluation", fake_evaluation)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("MY OWN NOTES")
+    argv = ["evaluate", "--preset", "reference", "--no-figures", "--out", str(mine)]
+    assert main(argv) == 2
+    assert "holds files satclip did not create" in one_error_line(capsys.readouterr().err)
+    assert sorted(p.name for p in mine.iterdir()) == ["results.md"]
+    assert (mine / "results.md").read_text() == "MY OWN NOTES"
+    earlier = tmp_path / "earlier"  # as an older satclip left it: protocol directories marked, the top not
+    for protocol in ("random", "holdout-continent"):
+        fake_evaluation(reference.reference_configs()[protocol], earlier / protocol)
+    (earlier / "results.md").write_text("# Downstream evaluation\n")
+    assert reference.run_reference(earlier).read_text().startswith("# Downstream evaluation")
+    assert safe_output.owned_kind(earlier) == reference.REFERENCE_KIND
+    assert reference.run_reference(tmp_path / "new").is_file()
+
+
 @pytest.mark.slow
 def test_reference_benchmark_report(tmp_path):
     from satclip.eval import reference

@@ -73,10 +73,16 @@ def run_reference(
     out_dir: str | Path, extra_encoders: Sequence[str] = (), *, progress: Callable[[int], object] | None = None,
     command: str | None = None, figures: bool = True, **options,
 ) -> Path:  # fmt: skip
-    """Run both protocols into ``out_dir/<protocol>/`` and write ``out_dir/results.md`` (returned)."""
+    """Run both protocols into ``out_dir/<protocol>/`` and write ``out_dir/results.md`` (returned). ``out_dir``
+    must be new, empty or an earlier reference run's (a directory of the user's was written into, its
+    results.md replaced)."""
     out = Path(out_dir)
     parts, timings = [], []
     configs = reference_configs(extra_encoders, **options)
+    if _earlier_reference_run(out, configs):  # (of a satclip that did not mark it)
+        safe_output.mark_owned(out, kind=REFERENCE_KIND)
+    safe_output.check_owned_dir(out, kind=REFERENCE_KIND)
+    safe_output.make_owned_dir(out, kind=REFERENCE_KIND)
     for protocol, config in configs.items():
         start = time.perf_counter()
         run_evaluation(config, out / protocol, progress=progress, figures=figures)
@@ -104,6 +110,22 @@ def paper_config(
         encoders=tuple(encoders), tasks=("air-temperature",), protocol="paper", seeds=tuple(seeds),
         task_options=TaskOptions(data=data, allow_download=allow_download, use_cache=use_cache), threads=threads,
         workers=workers, probe_options={"paper-mlp": {"epochs": epochs}} if epochs else {}, use_cache=use_cache,
+    )  # fmt: skip
+
+
+#: the kind of directory a reference run writes (its protocols' evaluations and results.md)
+REFERENCE_KIND = "reference-evaluation"
+
+
+def _earlier_reference_run(out: Path, configs: dict) -> bool:
+    """Whether ``out`` is an unmarked directory holding only what a reference run writes: the evaluation
+    directories of its protocols (satclip's, marked) and results.md."""
+    if not out.is_dir() or out.is_symlink() or safe_output.is_owned(out):
+        return False
+    entries = [entry for entry in out.iterdir() if not entry.name.startswith(".")]
+    protocols = [entry for entry in entries if entry.name in configs]
+    return bool(protocols) and all(safe_output.owned_kind(entry) == "evaluation" for entry in protocols) and all(
+        entry.name in configs or entry.name == "results.md" for entry in entries
     )  # fmt: skip
 
 
