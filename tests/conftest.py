@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,11 @@ def isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SATCLIP_CACHE", str(root / "satclip"))
     monkeypatch.setenv("HF_HOME", str(root / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # (huggingface_hub reads the variable once, at import: imported while collecting a test module, before this
+    # fixture set it, it stayed online, and a later test of the offline cache tried huggingface.co)
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 

@@ -191,3 +191,44 @@ def test_numbers_in_exponent_notation_in_a_yaml_file_are_numbers(tmp_path, capsy
     path.write_text("data:\n  batch_size: 1e3\ntrainer:\n  precision: 1e3x\n")  # (an integer stays refused so)
     with pytest.raises(TypeError, match=re.escape("data.batch_size=1000.0 must be an integer")):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # a boolean or float degree trained (true: at L = 1) and exported a model satclip.load refused
+        (["--model.location_encoder.encoding.legendre_polys", "true"],
+         "model: location_encoder.encoding.legendre_polys=True must be an integer, 1 or more"),
+        (["--model.location_encoder.encoding.legendre_polys", "10.0"],
+         "model: location_encoder.encoding.legendre_polys=10.0 must be an integer, 1 or more"),
+        # --print-config accepted these; the run refused them
+        (["--model.location_encoder.encoding.legendre_polys", "0"],
+         "model: location_encoder.encoding.legendre_polys=0 must be an integer, 1 or more"),
+        (["--model.location_encoder.encoding.name", "bogus"], "model: unknown positional encoding 'bogus'; known:"),
+        (["--model.location_encoder.network.name", "bogus"], "model: unknown network 'bogus'; known:"),
+        (["--model.location_encoder.encoding.harmonics_calculation", "bogus"],
+         "model: location_encoder.encoding.harmonics_calculation='bogus' is not one of ['analytic',"),
+        # a misspelt key was blamed on the export format (and refused by --print-config only with export off)
+        (["--set", "model.location_encoder.encoding.legendre_pols=40"],
+         "got unexpected parameter(s) ['legendre_pols']; it accepts ['harmonics_calculation', 'legendre_polys']"),
+        (["--trainer.output_dir", "''"], "trainer.output_dir='' must be a directory's path, not empty"),  # (empty name)
+        (["--optim.l", "3"], "unrecognized arguments: --optim.l 3"),  # (taken for --optim.lr)
+    ],
+)  # fmt: skip
+def test_print_config_refuses_what_a_run_would(tmp_path, monkeypatch, capsys, argv, expected):
+    monkeypatch.chdir(tmp_path)  # (the default trainer.output_dir is relative: nothing may be written there)
+    for command in (["--print-config"], ["--trainer.max_epochs", "1"]):
+        assert main(["train", *command, *argv]) == 2
+        assert expected in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_encoding_that_is_no_mapping_is_bad_input(tmp_path, capsys):
+    """`encoding: sphericalharmonics` (a name for the mapping) was "unexpected error (AttributeError)", exit 1."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {location_encoder: {encoding: sphericalharmonics}}\n")
+    assert main(["train", "--config", str(config), "--print-config"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        "satclip: error: bad config: model: location_encoder.encoding must be an object with a 'name', got "
+        "'sphericalharmonics'"
+    )

@@ -42,7 +42,10 @@ def _leaves(value: dict, prefix: str = "") -> list[str]:
 
 
 def add_override_options(parser: argparse.ArgumentParser) -> None:
-    """``--config`` plus one ``--SECTION.KEY VALUE`` option per config key and a generic ``--set``."""
+    """``--config`` plus one ``--SECTION.KEY VALUE`` option per config key and a generic ``--set``; options are
+    taken as written only (``--optim.l 3`` was taken for ``--optim.lr 3``, ``--trainer.max_epoch`` for
+    ``--trainer.max_epochs``)."""
+    parser.allow_abbrev = False
     parser.add_argument(
         "--config", type=config_input,
         help="training YAML (sections model, data, optim, trainer; a file or a pipe: <(…)); defaults if omitted",

@@ -57,7 +57,7 @@ class SphericalHarmonics(nn.Module):
             raise ValueError(
                 f"harmonics_calculation={harmonics_calculation!r} is not one of {list(CALCULATIONS)}"
             )
-        if int(legendre_polys) != legendre_polys or legendre_polys < 1:
+        if isinstance(legendre_polys, bool) or int(legendre_polys) != legendre_polys or legendre_polys < 1:
             raise ValueError(f"legendre_polys must be a positive integer, got {legendre_polys!r}")
         self.legendre_polys = int(legendre_polys)
         self.harmonics_calculation = harmonics_calculation

@@ -42,6 +42,25 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_parts(config: Mapping, source: str = "the model") -> None:
+    """Refuse a :class:`LocationEncoder` config whose encoding or network is not ``{"name": …, **params}`` of a
+    known name and its parameters, or whose encoding width (:data:`ENCODING_SIZE_PARAMS`) is no integer ≥ 1
+    (``legendre_polys: true`` trained at L = 1, and 10.0 was written so: either model could not be loaded),
+    before anything is built or trained."""
+    name, params = _part(config, "encoding", _encoding.ENCODINGS, source)
+    _part(config, "network", _nn.NETWORKS, source)
+    for key in ENCODING_SIZE_PARAMS:
+        if key in params and not (_is_int(params[key]) and params[key] >= 1):
+            raise BadInputError(f"{source}: location_encoder.encoding.{key}={params[key]!r} must be an integer, 1 or "
+                                "more")  # fmt: skip
+    if name == "sphericalharmonics" and "harmonics_calculation" in params:
+        from ..encoding.spherical_harmonics import CALCULATIONS
+
+        if params["harmonics_calculation"] not in CALCULATIONS:
+            raise BadInputError(f"{source}: location_encoder.encoding.harmonics_calculation="
+                                f"{params['harmonics_calculation']!r} is not one of {list(CALCULATIONS)}")  # fmt: skip
+
+
 def check_config(config: Mapping, shapes: Mapping[str, tuple[int, ...]], source: str = "the model") -> None:
     """Refuse a :class:`LocationEncoder` config that does not fit its weights, before anything is built.
 

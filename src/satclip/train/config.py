@@ -81,6 +81,11 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.location_encoder, dict):  # a part given in part is filled in, as dotted overrides are
             object.__setattr__(self, "location_encoder", _with_default_parts(self.location_encoder))
+        from ..models.location_encoder import check_parts
+
+        # names, parameters and sizes now: --print-config accepted what the run refused, and a typo was blamed on
+        # the export format, a float or boolean legendre_polys trained a model that could not be loaded
+        check_parts(self.location_encoder, source="model")
         if self.train_degrees_from is not None:
             encoding = self.location_encoder.get("encoding") or {}
             degree = encoding.get("legendre_polys") if encoding.get("name") == "sphericalharmonics" else None
@@ -212,6 +217,9 @@ class TrainerConfig:
     export_target: str = "original"  # original (.ckpt) | torchgeo (.pt) | rshf (directory); see docs/export.md
 
     def __post_init__(self):
+        # (it was "PosixPath('.') has an empty name")
+        _check("trainer.output_dir", self.output_dir, str(self.output_dir).strip() != "",
+               "a directory's path, not empty")  # fmt: skip
         if isinstance(self.output_dir, str):  # ('~/runs/x': Lightning expands it for some files, satclip for all)
             object.__setattr__(self, "output_dir", str(expand_user(self.output_dir)))
         # (Lightning reads max_epochs -1 as "without end")
