@@ -76,8 +76,9 @@ def test_a_continued_demo_hashes_its_checkpoint_once(tmp_path, monkeypatch):
 def test_a_resumed_training_hashes_the_cache_backbone_once(tmp_path, monkeypatch):
     """A training resumed with data.root set (its feature cache built or reused as needed) hashed the backbone's
     state twice: once for the key the resume checks against the checkpoint's, once more for the key the cache is
-    built or reused by. Now once; a checkpoint trained on a cache of another backbone is still refused before the
-    cache is touched."""
+    built or reused by. Now once for the key, and once more the cache's own backbone file, checked before the
+    cache is reused (a damaged one was trained on); a checkpoint trained on a cache of another backbone is still
+    refused before the cache is touched."""
     import torch
 
     from satclip.errors import ResumeError
@@ -99,7 +100,7 @@ def test_a_resumed_training_hashes_the_cache_backbone_once(tmp_path, monkeypatch
     more = from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 2}})
     assert len(fit(more, resume=True).history) == 2
     recorded = cache.FeatureCache.open(tmp_path / "cache").key["backbone_sha256"]
-    assert hashed == [recorded]
+    assert hashed == [recorded, recorded]  # the encoder's backbone for the key, then the cache's file
 
     # the run's checkpoint says it trained on a cache of another backbone: refused, the cache left as it is
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
