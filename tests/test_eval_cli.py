@@ -727,3 +727,40 @@ def test_task_file_options_without_a_task_file_are_refused(tmp_path, capsys):
         "--task-file TABLE, or drop them"
     )
     assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # grew memory at 75 MB/s until the machine ran out
+        (["--tasks", "country", "--n-points", "1000000000000"], "--n-points: must be at most 1,000,000, got"),
+        # ignored without a word
+        (["--tasks", "air-temperature", "--probes", "linear", "--max-epochs", "1"],
+         "--max-epochs sets the MLP probe's epochs, and --probes linear has no mlp"),
+        # "give --tasks and/or --task-file", though --tasks was given
+        (["--tasks", "country", "--protocol", "paper"],
+         "no tasks to evaluate: the paper protocol runs regression tasks only, and none of the given ones is one"),
+        (["--tasks", "country", "--protocol", "holdout-continent"],
+         "no tasks to evaluate: holdout-continent cannot score country"),
+    ],
+)  # fmt: skip
+def test_evaluate_refuses_what_it_could_not_honour(tmp_path, capsys, extra, expected):
+    assert main(["evaluate", "--encoders", "wrap", "--seeds", "1", "--no-figures", *extra,
+                 "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_holdout_continent_skips_country_saying_why(tmp_path, caplog):
+    """country under holdout-continent scored 0.000 ± 0.000 for every encoder (a held-out continent's countries
+    are never trained on), and results.md called that a tie "more seeds might rank"."""
+    from satclip.eval import reference
+    from satclip.eval.runner import load_tasks
+
+    config = reference.reference_configs(tasks=("country", "koppen"), n_points=200)["random"]
+    from dataclasses import replace
+
+    with caplog.at_level("WARNING", logger="satclip.eval.runner"):
+        tasks = load_tasks(replace(config, protocol="holdout-continent"))
+    assert [t.name for t in tasks] == ["koppen"]
+    assert "skipping country under holdout-continent: no country lies in two continents" in caplog.text

@@ -79,13 +79,18 @@ def _task_name(text: str) -> str:
 
 
 def _n_points(text: str) -> int:
-    from ..eval.tasks.base import MIN_POINTS
+    from ..eval.tasks.base import MAX_POINTS, MIN_POINTS
 
     value = positive_int(text)
     if value < MIN_POINTS:
         raise argparse.ArgumentTypeError(
             f"must be at least {MIN_POINTS}, got {text}: a task needs training, validation and test points (the "
             f"random protocol splits {MIN_POINTS} points 6/2/2)"
+        )
+    if value > MAX_POINTS:  # (a typo grew memory until the machine ran out)
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_POINTS:,}, got {text}: the sampled tasks draw their points in memory, and a probe "
+            "on millions of points takes hours per fold on a CPU"
         )
     return value
 
@@ -232,6 +237,10 @@ def _config(args: argparse.Namespace):
                              args.task_name)  # fmt: skip
     protocol_options = {"block_deg": args.block_deg, "k": args.folds} if args.protocol == "spatial-block" else {}
     probe_options = {}
+    probes = [p.strip() for p in args.probes.split(",") if p.strip()]
+    if args.max_epochs and args.protocol != "paper" and "mlp" not in probes:  # (it was ignored without a word)
+        raise BadInputError(f"--max-epochs sets the MLP probe's epochs, and --probes {args.probes} has no mlp: drop "
+                            "it, or add mlp to --probes")  # fmt: skip
     if args.max_epochs:
         probe_options = {"mlp": {"max_epochs": args.max_epochs}, "paper-mlp": {"epochs": args.max_epochs}}
     return EvalConfig(

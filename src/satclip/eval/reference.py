@@ -25,7 +25,7 @@ import torch
 from .. import safe_output
 from .api import run_evaluation
 from .report import relink
-from .runner import EvalConfig
+from .runner import NOT_HELD_OUT, EvalConfig
 from .tasks import TaskOptions, names
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ REFERENCE_ENCODERS = ("direct", "wrap", "cartesian3d", "sh-l10", "untrained-satc
 REFERENCE_POINTS = 5_000
 REFERENCE_SEEDS = (0, 1, 2, 3, 4)
 REFERENCE_HOLDOUT_SEEDS = (0,)
-#: tasks left out of the hold-out protocol: no country lies in two continents, so zero-shot accuracy is 0
-NOT_HELD_OUT = ("country",)
 
 
 def reference_configs(

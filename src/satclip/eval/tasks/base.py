@@ -23,6 +23,9 @@ DEFAULT_POINT_SEED = 20250
 #: 60 / 20 / 20 split of 10 points is 6 training, 2 validation and 2 test points; below 9 a split gets one point
 #: or none (``--n-points 1``: 1 training point, empty metrics)
 MIN_POINTS = 10
+#: points a task may ask for at most: the sampled tasks draw them over land in memory (10^12 grew by 75 MB/s
+#: until the machine ran out), and probes on millions of points take hours per fold on a CPU
+MAX_POINTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class TaskOptions:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"TaskOptions: {key}={value!r} must be an integer, {least} or more")
+        if self.n_points > MAX_POINTS:
+            raise ValueError(f"TaskOptions: n_points={self.n_points!r} must be at most {MAX_POINTS:,}")
 
 
 @dataclass(frozen=True)
