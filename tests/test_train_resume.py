@@ -433,6 +433,27 @@ def test_a_workflow_that_trains_as_one_stage_gives_its_own_continuation(caplog):
     assert "training interrupted in epoch 1; rerun the same `satclip demo` command" in caplog.text
 
 
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_a_workflow_interrupted_before_its_first_checkpoint_says_it_starts_again(tmp_path, caplog, epoch):
+    """The demo interrupted in its first epoch said "training continues where it stopped"; with no checkpoint
+    saved, its rerun trained from the start without a word."""
+    import logging
+
+    class CtrlC(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.current_epoch == epoch:
+                raise KeyboardInterrupt
+
+    synthetic_cache(tmp_path / "cache", n=200)
+    config = from_dict(config_for(tmp_path / "cache", tmp_path / "run", enable_progress_bar=False, max_epochs=2))
+    with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(KeyboardInterrupt):
+        fit(config, callbacks=[CtrlC()], rerun="the same `satclip demo` command")
+    said = {0: "no epoch was saved yet, so there is nothing to resume: rerun the same `satclip demo` command to "
+               "start the training again",
+            1: "rerun the same `satclip demo` command: training continues where it stopped"}[epoch]  # fmt: skip
+    assert f"training interrupted in epoch {epoch}; {said}" in caplog.text
+
+
 def _cli_config(tmp_path, config: dict, **trainer) -> str:
     """``config`` (with ``trainer`` changes) as a YAML file for ``satclip train --config``."""
     path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"

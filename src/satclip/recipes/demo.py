@@ -283,10 +283,10 @@ def _run(
         )
     with stage("pretraining"):
         earlier = _continues(config)
-        again = "rerun the same `satclip demo` command: training continues where it stopped"
+        again = "the same `satclip demo` command"
         try:  # fit checks the checkpoint (its sha256) once, as it resumes from it
             result = fit(config, cache=cache, resume=earlier is not None, callbacks=[_training_progress(progress)],
-                         continue_with=again)  # fmt: skip
+                         rerun=again)  # fmt: skip
         except ResumeError as err:
             if earlier is None:
                 raise
@@ -294,7 +294,7 @@ def _run(
             log.info("training starts again: %s", err, extra=safe_output.RESUMED)
             safe_output.remove_owned(config.trainer.output_dir)  # (refused if it holds what a run does not write)
             earlier = None
-            result = fit(config, cache=cache, callbacks=[_training_progress(progress)], continue_with=again)
+            result = fit(config, cache=cache, callbacks=[_training_progress(progress)], rerun=again)
         best = result.exports["best"].native
         if not _same_model(best, model_dir):  # (a rerun that trained nothing keeps the report of its model)
             # the previous run's report, map and curve describe the model about to be replaced: a run stopped from

@@ -420,7 +420,7 @@ def fit(
     cache=None,
     source=None,
     callbacks: Sequence = (),
-    continue_with: str | None = None,
+    rerun: str | None = None,
 ) -> FitResult:
     """Train and export. ``config``: a :class:`TrainConfig`, a dict of sections or a YAML path.
 
@@ -432,8 +432,9 @@ def fit(
         source: a :class:`~satclip.train.sources.PairSource` to train from images (instead of
             ``data.dataset``/``data.root``).
         callbacks: extra Lightning callbacks.
-        continue_with: what an interrupted run tells the user to do (default: ``satclip train --config
-            <output_dir>/config.yaml --resume``), e.g. the command of a workflow that trains as one stage.
+        rerun: the command an interrupted run tells the user to rerun to continue it (or, before its first epoch
+            was saved, to start it again), e.g. "the same `satclip demo` command" of a workflow that trains as one
+            stage; default: ``satclip train --config <output_dir>/config.yaml`` with ``--resume``.
 
     Raises:
         LockedError: another run is using ``output_dir``.
@@ -517,9 +518,12 @@ def fit(
             dump_config(config, run_dir / "config.yaml")
 
         def hint() -> str:  # (at the interruption: whether an epoch was saved by then)
-            if continue_with:
-                return continue_with
-            if (run_dir / "checkpoints" / "last.ckpt").is_file():
+            saved = (run_dir / "checkpoints" / "last.ckpt").is_file()
+            if rerun:  # (it promised "training continues where it stopped" before any epoch was saved)
+                return (f"rerun {rerun}: training continues where it stopped" if saved else
+                        f"no epoch was saved yet, so there is nothing to resume: rerun {rerun} to start the training "
+                        "again")  # fmt: skip
+            if saved:
                 return f"continue it with `{command} --resume`"
             return f"no epoch was saved yet, so there is nothing to resume: start it again with `{command}`"
 
