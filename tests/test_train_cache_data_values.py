@@ -321,3 +321,23 @@ def test_a_run_directory_inside_the_image_folder_or_the_feature_cache_is_refused
         "the feature cache " + str(tmp_path / "cache")  # fmt: skip
     assert capsys.readouterr().err.strip() == f"satclip: error: the output {run} is inside {what}; write it elsewhere"
     assert not run.exists() and sorted(p.name for p in (root / "images").iterdir()) == images
+
+
+def test_a_run_or_cache_inside_a_blue_marble_corpus_is_refused(tmp_path, capsys):
+    """A Blue Marble corpus keeps its images in images.npy at its root: a run (checkpoints, exports) or a cache
+    written inside it was accepted (only an S2-100K root's images/ was kept out) and mixed with the corpus."""
+    from satclip.errors import BadInputError
+    from satclip.train import fit, from_dict
+
+    from .train_helpers import bluemarble_run
+
+    config = bluemarble_run(tmp_path)
+    root = Path(config["data"]["root"])
+    before = sorted(p.name for p in root.iterdir())
+    run = {**config, "trainer": {**config["trainer"], "output_dir": str(root / "run")}}
+    with pytest.raises(BadInputError, match=r"is inside the Blue Marble corpus of data\.root"):
+        fit(from_dict(run))
+    cache = {**config, "data": {**config["data"], "cache": str(root / "cache")}}
+    with pytest.raises(BadInputError, match=r"is inside the Blue Marble corpus of data\.root"):
+        fit(from_dict(cache))
+    assert sorted(p.name for p in root.iterdir()) == before

@@ -199,7 +199,9 @@ def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
     joined the user's dataset, and a later archive of it) or the feature cache (as ``cache build`` refuses a
     cache inside the image folder)."""
     if config.data.root:
-        safe_output.check_not_inside(run_dir, Path(config.data.root) / "images", "the image folder of data.root")
+        from .prepare import image_folder
+
+        safe_output.check_not_inside(run_dir, *image_folder(config))
     cache_dir = getattr(cache, "path", cache) if cache is not None else config.data.cache
     if cache_dir:
         safe_output.check_not_inside(run_dir, cache_dir, "the feature cache")

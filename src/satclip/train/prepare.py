@@ -47,6 +47,16 @@ def fixed_image_size(image_encoder: dict) -> int | None:
     return int(size[0]) if size is not None and size[0] == size[1] else None
 
 
+def image_folder(config: TrainConfig) -> tuple[Path, str]:
+    """Where ``data.root``'s images are, which no output may be written into, and how to name it: an S2-100K
+    root's ``images/``, a Blue Marble corpus as a whole (its ``images.npy`` lies at the root: a run written
+    inside it was mixed with the corpus)."""
+    root = Path(config.data.root)
+    if config.data.dataset == "bluemarble":
+        return root, "the Blue Marble corpus of data.root"
+    return root / "images", "the image folder of data.root"
+
+
 def fit_from_data(encoder, source: PairSource, *, seed: int, images: int = 256) -> None:
     """Fit an encoder whose backbone is fitted from data (``mosaiks``: ``fitted`` False, a ``fit`` method)
     on the evaluation views of ``images`` images drawn with ``seed``; other encoders are left alone."""
@@ -128,7 +138,7 @@ def cache_from_config(
         if check_key is not None:
             check_key(data.cache, cache.key)
         return cache
-    safe_output.check_not_inside(data.cache, Path(data.root) / "images", "the image folder of data.root")
+    safe_output.check_not_inside(data.cache, *image_folder(config))
     check_cache_directory(data.cache)  # (before the filters are fitted on the images)
     source = source_from_config(config)
     device = torch.device(device) if device is not None else default_device(config.trainer.accelerator)
