@@ -618,3 +618,30 @@ def test_a_log_line_during_a_progress_bar_gets_a_line_of_its_own(capsys):
         bar.close()
     segments = [part.strip() for part in capsys.readouterr().err.replace("\r", "\n").split("\n")]
     assert "feature cache c: left out 1 of 10 images" in segments, segments
+
+
+def test_a_trainer_setting_lightning_cannot_honour_is_bad_input():
+    """`--trainer.strategy deepspeed` without deepspeed was "unexpected error (MisconfigurationException) …
+    please report it", exit 1: it is a setting to change."""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    from satclip.cli.boundary import describe
+
+    err = MisconfigurationException("To use the DeepSpeedStrategy, you must have DeepSpeed installed.")
+    assert describe(err) == (2, "To use the DeepSpeedStrategy, you must have DeepSpeed installed.")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--set", "optim.lr=0.1", "--optim.lr", "0.2"],
+         "optim.lr is given twice, as '0.2' and as '0.1' (--set optim.lr=0.1): give it once"),
+        (["--target", "rshf", "--trainer.export_target", "torchgeo"],
+         "trainer.export_target is given twice, as 'torchgeo' and as 'rshf' (--target rshf): give it once"),
+    ],
+)  # fmt: skip
+def test_a_config_key_given_twice_with_other_values_is_refused(capsys, argv, expected):
+    """One of them won without a word (--set over the option whatever the order, --target over the option)."""
+    assert main(["train", "--print-config", *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"satclip: error: {expected}"
+    assert main(["train", "--print-config", "--set", "optim.lr=0.1", "--optim.lr", "0.1"]) == 0  # (the same: fine)

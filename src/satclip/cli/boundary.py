@@ -22,7 +22,11 @@ from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 #: exceptions of other libraries, matched by qualified name (importing them here would load those libraries
 #: on every error): input files that cannot be parsed
-_BAD_INPUT_BY_NAME = {"yaml.error.YAMLError", "rasterio.errors.RasterioIOError"}
+_BAD_INPUT_BY_NAME = {
+    "yaml.error.YAMLError", "rasterio.errors.RasterioIOError",
+    # Lightning's: a trainer setting this machine cannot honour (trainer.strategy deepspeed without deepspeed)
+    "lightning.fabric.utilities.exceptions.MisconfigurationException",
+}  # fmt: skip
 
 
 def one_line(text: str) -> str:

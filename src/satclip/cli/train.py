@@ -65,16 +65,24 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise BadInputError(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value
+        _given_once(overrides, key.strip(), value, f"--set {item}")
     return overrides
+
+
+def _given_once(overrides: dict[str, str], key: str, value: str, given: str) -> None:
+    """Add ``key: value`` to ``overrides``; the same key given twice with other values is refused (``--set
+    optim.lr=0.1 --optim.lr 0.2`` trained at 0.1 whatever the order)."""
+    if key in overrides and overrides[key] != value:
+        raise BadInputError(f"{key} is given twice, as {overrides[key]!r} and as {value!r} ({given}): give it once")
+    overrides[key] = value
 
 
 def load_cli_config(args: argparse.Namespace):
     from ..train.config import load_config
 
     overrides = collect_overrides(args)
-    if getattr(args, "target", None):
-        overrides["trainer.export_target"] = args.target
+    if getattr(args, "target", None):  # (it won over --trainer.export_target without a word)
+        _given_once(overrides, "trainer.export_target", args.target, f"--target {args.target}")
     try:
         if args.config is None:
             return load_config(None, overrides)
