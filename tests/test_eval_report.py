@@ -175,3 +175,17 @@ def test_the_chance_row_of_held_out_continents_is_their_own():
     assert _row(report, "*chance*", 2) == [f"{expected['1%']:.3f}"]
     zero_shot = report.split("## probe `mlp`, zero-shot")[1].split("## probe")[0]
     assert "Every encoder is well above chance" in zero_shot and "Close to chance" not in zero_shot
+
+
+def test_figure_captions_say_what_the_figures_show():
+    """A bar chart of the holdout protocol's 1 % variant was captioned "(probe mlp, 1pct)", and every map "the
+    test points of the first fold" though it shows every fold of the first seed (its title says how many)."""
+    from pathlib import Path
+
+    from satclip.eval.report import figure_caption
+
+    assert figure_caption(Path("bars_mlp_1pct.png")).endswith("(probe mlp, 1% variant)")
+    assert figure_caption(Path("bars_linear.png")).endswith("(probe linear)")
+    caption = figure_caption(Path("map_country_mlp.png"), {"country": "classification"})
+    assert caption.startswith("country: the test points of the first seed's folds (as the map's title says)")
+    assert "correct and wrong predictions (probe mlp)" in caption

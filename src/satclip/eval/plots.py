@@ -126,7 +126,8 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path, seed: 
                 axes.flat[0].legend(loc="lower left", fontsize=7, markerscale=3)
             folds = preds[0][1]["folds"]
             shown = str(folds[0]) if len(folds) == 1 else f"{len(folds)} folds of {str(folds[0]).split('/')[0]}"
-            fig.suptitle(f"{task_name}: test residuals, probe {probe}, {shown}", fontsize=10)
+            what = "test residuals" if task.kind == "regression" else "test predictions, correct or wrong"
+            fig.suptitle(f"{task_name}: {what}, probe {probe}, {shown}", fontsize=10)
             target = out / f"map_{file_part(task_name, unique=True)}_{file_part(probe, unique=True)}.png"
             with safe_output.atomic_file(target, overwrite=True) as tmp:
                 fig.savefig(tmp, dpi=100, format="png")

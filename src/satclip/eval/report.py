@@ -337,15 +337,17 @@ def figure_caption(path: Path, kinds: dict[str, str] | None = None) -> str:
     """The caption of a figure :mod:`satclip.eval.plots` writes, from its file name; ``kinds``: task name →
     ``"regression"``/``"classification"``."""
     stem, kinds = Path(path).stem, kinds or {}
-    if stem.startswith("bars_"):
-        probe = stem[len("bars_") :].replace("_", ", ")
-        return f"mean ± std of each task's primary metric, one bar per encoder (probe {probe})"
+    if stem.startswith("bars_"):  # bars_PROBE[_VARIANT], a variant's % written pct (plots.bar_chart)
+        probe, _, variant = stem[len("bars_") :].partition("_")
+        variant = f", {re.sub(r'(?<=[0-9])pct', '%', variant)} variant" if variant else ""
+        return f"mean ± std of each task's primary metric, one bar per encoder (probe {probe}{variant})"
     for task in sorted(kinds, key=len, reverse=True):
         if stem.startswith(f"map_{task}_"):
             probe = stem[len(f"map_{task}_") :]
             colour = ("correct and wrong predictions" if kinds[task] == "classification"
                       else "the residual (prediction − truth)")  # fmt: skip
-            return f"{task}: the test points of the first fold, one panel per encoder, showing {colour} (probe {probe})"
+            return (f"{task}: the test points of the first seed's folds (as the map's title says), one panel per "
+                    f"encoder, showing {colour} (probe {probe})")  # fmt: skip
     return stem
 
 
