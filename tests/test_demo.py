@@ -97,6 +97,8 @@ def test_demo_end_to_end_tiny(tmp_path):
     logged = (tmp_path / "demo" / "demo.log").read_text()
     assert "feature cache" in logged and "demo stage evaluation" in logged  # the INFO lines went to the log
     assert "## Results" in text and "direct" in text
+    stages = re.search(r"- stage times: (.*)", text)[1]  # (every stage's: "map and report" was missing)
+    assert [part.rsplit(" ", 2)[0] for part in stages.split(", ")] == list(STAGES), stages
     assert "up to 512 pairs per contrastive softmax (an epoch's last batch is what remains)" in text
     for name in ("map.png", "training.png", "eval/results.csv"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
