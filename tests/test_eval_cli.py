@@ -764,3 +764,25 @@ def test_holdout_continent_skips_country_saying_why(tmp_path, caplog):
         tasks = load_tasks(replace(config, protocol="holdout-continent"))
     assert [t.name for t in tasks] == ["koppen"]
     assert "skipping country under holdout-continent: no country lies in two continents" in caplog.text
+
+
+def test_offline_downloads_no_model_either(tmp_path, monkeypatch, capsys):
+    """`--offline` said "never download" but still asked the hub for a released model (a connection attempt in
+    its error); now no request is made and the error says it is offline and what to fetch."""
+    import os
+
+    hub_constants = pytest.importorskip("huggingface_hub.constants")
+    import huggingface_hub
+
+    from .conftest import AIR_TEMPERATURE_CSV, require
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # (as a user's shell: online)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: asked.append(a) or 1 / 0)
+    argv = ["evaluate", "--encoders", "satclip-resnet18-l10", "--tasks", "air-temperature", "--seeds", "1",
+            "--data", str(require(AIR_TEMPERATURE_CSV)), "--no-figures", "--offline", "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "(HF_HUB_OFFLINE is set) and it is not in the hub cache" in err and asked == []
+    assert "HF_HUB_OFFLINE" not in os.environ

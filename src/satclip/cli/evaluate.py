@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shlex
 import sys
 
@@ -121,7 +123,9 @@ def add_parser(subparsers) -> None:
                              "takes a comma: 3, (3 alone is a count)")  # fmt: skip
     parser.add_argument("--out", type=user_path, required=True, help="output folder (re-running resumes)")
     parser.add_argument("--data", type=existing_file, default=None, help="air-temperature: local stationDataAll.csv")
-    parser.add_argument("--offline", action="store_true", help="never download (air-temperature)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never download: neither task data (air-temperature) nor models (released checkpoints "
+                             "are read from the hub cache)")  # fmt: skip
     tf = parser.add_argument_group("user task from a table")
     tf.add_argument("--task-file", type=existing_file, default=None, help="CSV or Parquet with lon, lat and a target")
     tf.add_argument("--target-col", default=None, help="target column (default: the only other column)")
@@ -255,8 +259,26 @@ def _config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..models.precision import default_as
 
-    with default_as(args.precision):  # for every model satclip.load builds, here and in worker processes
+    with default_as(args.precision), _hub_offline(args.offline):  # (here and in worker processes)
         return _run(args)
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """With ``--offline``, no model is downloaded either (``HF_HUB_OFFLINE=1`` while the command runs: a released
+    model is read from the hub cache, or its error says what to fetch), not the task data alone."""
+    if not offline:
+        yield
+        return
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before
 
 
 def _run(args: argparse.Namespace) -> int:
