@@ -200,6 +200,10 @@ def test_the_paper_report_says_how_many_stations_it_used(tmp_path):
     text = (tmp_path / "few" / "results.md").read_text()
     assert "Data: 300 of the notebook's 3,076 stations (Hooker et al. 2018), sampled (--n-points)" in text
     assert "the same 3,076" not in text
+    # every table has its chance row, the notebook's scale (target / max) too (it had none)
+    tables = [block for block in text.split("\n\n") if block.startswith("| encoder |")]
+    assert len(tables) == 3 and all("| *chance* |" in table for table in tables), tables
+    assert float(tables[2].split("| *chance* | ")[1].split(" |")[0]) > 0
     assert main([*argv, "--out", str(tmp_path / "all")]) == 0
     assert "Data: the same 3,076 stations (Hooker et al. 2018)" in (tmp_path / "all" / "results.md").read_text()
 

@@ -414,7 +414,7 @@ def markdown(
             out += [metric_table(*args, primary, names, floor)]
             out += ["", metric_table(*args, secondary, names, floor)]
             if config.protocol == "paper":
-                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names)]
+                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names, floor)]
     if config.protocol == "holdout-continent":
         out += ["", "## Per held-out continent", ""]
         out.append(_continent_tables(rows, kinds, names))
