@@ -509,9 +509,12 @@ def build_database(
                 else:
                     log.info("retrieval database %s is up to date", path)
                     return database
-            if existing is not None and not overwrite and safe_output.is_owned(path) and _damaged(path):
-                log.warning("%s; rebuilding it", _damaged(path))  # (load said to rebuild it, build asked for
-                overwrite = True  # --overwrite: its manifest named another dtype than its arrays hold)
+            # its own database, damaged so that its manifest names another key than its arrays hold (another
+            # dtype): loading it said to rebuild it, and building asked for --overwrite
+            problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else ""
+            if problem:
+                log.warning("%s; rebuilding it", problem)
+                overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, _differences(existing.get("key", {}), key))
         safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True)

@@ -432,7 +432,7 @@ def create(spec: str) -> Encoder:
         return _raw(spec, name, **params)
     from .retrieval import create_retrieval, is_retrieval_spec
 
-    # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md); a model directory so named is a model
+    # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md); a directory so named is a model
     if is_retrieval_spec(name) and not (not params and existing_path(name)):
         return create_retrieval(spec, name, params)
     from ...io.load import load
