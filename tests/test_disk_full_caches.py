@@ -108,7 +108,7 @@ def test_a_corpus_index_that_does_not_fit_names_it(failure, request, tmp_path):
 
 # --- the evaluation cache ------------------------------------------------------------------------
 
-EVALUATE = ["evaluate", "--encoders", "wrap", "--seeds", "1", "--probes", "linear", "--max-epochs", "5",
+EVALUATE = ["evaluate", "--encoders", "wrap", "--seeds", "1", "--probes", "linear",
             "--no-figures"]  # fmt: skip
 
 
@@ -187,7 +187,7 @@ def test_a_station_table_the_cache_cannot_keep_is_used_all_the_same(cache, reque
     from satclip.eval.tasks.air_temperature import URL, cached_path
 
     args = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--n-points", "300", "--seeds", "1",
-            "--probes", "linear", "--max-epochs", "5", "--no-figures"]  # fmt: skip
+            "--probes", "linear", "--no-figures"]  # fmt: skip
     assert main([*args, "--data", str(AIR_TEMPERATURE_CSV), "--no-cache", "--out", str(tmp_path / "given")]) == 0
     assert station_download == []
     limit = None

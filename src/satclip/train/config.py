@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import math
 import re
 import types
@@ -81,11 +82,13 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.location_encoder, dict):  # a part given in part is filled in, as dotted overrides are
             object.__setattr__(self, "location_encoder", _with_default_parts(self.location_encoder))
-        from ..models.location_encoder import check_parts
-
         # names, parameters and sizes now: --print-config accepted what the run refused, and a typo was blamed on
-        # the export format, a float or boolean legendre_polys trained a model that could not be loaded
-        check_parts(self.location_encoder, source="model")
+        # the export format, a float or boolean legendre_polys trained a model that could not be loaded (the
+        # defaults need no check, nor the torch import it takes: `satclip --help` builds them)
+        if _exactly(self.location_encoder) != _exactly(default_location_encoder()):  # (10.0 == 10, True == 1)
+            from ..models.location_encoder import check_parts
+
+            check_parts(self.location_encoder, source="model")
         if self.train_degrees_from is not None:
             encoding = self.location_encoder.get("encoding") or {}
             degree = encoding.get("legendre_polys") if encoding.get("name") == "sphericalharmonics" else None
@@ -285,6 +288,11 @@ def _check_harmonics_fit(model: ModelConfig, data: DataConfig) -> None:
         f"of features, data.batch_size {data.batch_size} × L² float64) and this machine has {memory / 1e9:,.0f} GB of "
         "memory (the released models use 10 and 40)"
     )
+
+
+def _exactly(value: Any) -> str:
+    """``value`` as JSON: equal for equal values of equal types (``10.0 == 10`` and ``True == 1`` in Python)."""
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
