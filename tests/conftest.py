@@ -61,6 +61,17 @@ def flip_byte(path: Path, offset: int) -> None:
         file.write(bytes([byte[0] ^ 0xFF]))
 
 
+def users_output(path: Path, as_file: bool) -> Path:
+    """Put something of the user's at ``path``: a file, or a directory holding ``notes.txt``; returns the file
+    (to check that it is left as it was: it reads "mine")."""
+    if as_file:
+        path.write_text("mine")
+        return path
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    return path / "notes.txt"
+
+
 def one_error_line(err: str) -> str:
     """stderr of a failed command as its one line ``satclip: error: …`` (never "unexpected error")."""
     lines = err.strip().splitlines()

@@ -18,7 +18,7 @@ from satclip import machine, safe_output
 from satclip.cli import main
 from satclip.train.config import MAX_CACHE_VIEWS
 
-from .conftest import one_error_line
+from .conftest import one_error_line, users_output
 from .test_train_fit import cached_config
 from .train_helpers import synthetic_cache
 
@@ -149,13 +149,9 @@ def test_cache_build_batch_size_bound_is_the_library_s(tmp_path):
 def test_cache_verify_of_no_cache_is_bad_input(tmp_path, capsys, what):
     """A file or a directory that is no cache was reported as a failed cache (exit 1), a missing path exit 2."""
     path = tmp_path / "x"
-    if what == "file":
-        path.write_text("not a cache\n")
-    else:
-        path.mkdir()
-        (path / "notes.txt").write_text("mine\n")
-        if what == "evaluation directory":
-            safe_output.mark_owned(path, kind="evaluation")
+    users_output(path, as_file=what == "file")
+    if what == "evaluation directory":
+        safe_output.mark_owned(path, kind="evaluation")
     line = _refused(capsys, ["cache", "verify", str(path)])
     if what == "file":
         assert f"{path} is a file, not a directory: a feature cache is the directory" in line, line

@@ -8,7 +8,7 @@ import torch
 
 from satclip.train import fit, from_dict
 
-from .conftest import S2_EXAMPLES, require
+from .conftest import S2_EXAMPLES, require, users_output
 from .train_helpers import SMALL_LOCATION
 
 
@@ -112,14 +112,10 @@ def test_a_cache_directory_that_would_be_refused_is_refused_before_fitting(tmp_p
     from satclip.train import prepare
 
     target = tmp_path / "cache"
-    if where == "a file":
-        target.write_text("mine")
-    else:
-        target.mkdir()
-        (target / "notes.txt").write_text("mine")
+    mine = users_output(target, as_file=where == "a file")
     monkeypatch.setattr(prepare, "fit_from_data", lambda *a, **k: pytest.fail("the filters were fitted first"))
     config = from_dict(_config(tmp_path, {"name": "mosaiks", "in_chans": 13, "num_filters": 8, "kernel_size": 3},
                                source="cache", cache=str(target)))  # fmt: skip
     with pytest.raises(OutputExistsError):
         prepare.cache_from_config(config)
-    assert (target.read_text() if where == "a file" else (target / "notes.txt").read_text()) == "mine"
+    assert mine.read_text() == "mine"
