@@ -472,3 +472,14 @@ def test_messages_name_the_input_as_it_is(encoder, tmp_path, monkeypatch):
     meta = satclip.LocationEncoder.from_config(CONFIG).to("meta")
     with pytest.raises(BadInputError, match=r"weights are on the 'meta' device, which holds no values"):
         meta.encode([[1.0, 2.0]])
+
+
+def test_a_coordinate_in_the_frames_index_is_named(encoder):
+    """A frame whose lon was its index was told "no longitude column … among ['lat']"."""
+    from satclip.embed.columns import ColumnError
+
+    frame = pd.DataFrame([[1.0, 2.0]], columns=["lon", "lat"]).set_index("lon")
+    with pytest.raises(ColumnError, match=r"The frame's index holds \['lon'\]: make it a column with "
+                                          r"frame\.reset_index\(\)$"):  # fmt: skip
+        satclip.embed(frame, model=encoder)
+    assert satclip.embed(frame.reset_index(), model=encoder).shape == (1, encoder.embedding_dim)

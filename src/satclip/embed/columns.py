@@ -19,7 +19,7 @@ class ColumnError(ValueError):
     """The coordinate columns could not be determined; the message lists the candidates."""
 
 
-def _matches(columns: Sequence[str], names: Sequence[str]) -> list[str]:
+def matching_columns(columns: Sequence[str], names: Sequence[str]) -> list[str]:
     wanted = {n.lower() for n in names}
     return [c for c in columns if str(c).strip().lower() in wanted]
 
@@ -55,7 +55,7 @@ def detect_lonlat_columns(
         if given is not None:
             found[axis] = given
             continue
-        candidates = _matches(columns, names)
+        candidates = matching_columns(columns, names)
         if len(candidates) > 1 and len(set(candidates)) > 1:
             raise ColumnError(f"ambiguous {axis} column: {candidates} all match; choose one with {flag}")
         if not candidates and columns and all(_is_number(c) for c in columns):  # (naming one lost the first row)
@@ -65,7 +65,7 @@ def detect_lonlat_columns(
                 "name the columns lon and lat"
             )
         if not candidates:
-            suspects = _matches(columns, SUSPECT_NAMES)
+            suspects = matching_columns(columns, SUSPECT_NAMES)
             hint = (
                 f" Columns {suspects} may hold coordinates but are not used unless named (they may be "
                 "projected, not degrees)."

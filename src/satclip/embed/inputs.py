@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import BadInputError
-from .columns import ColumnError, detect_lonlat_columns
+from .columns import LAT_NAMES, LON_NAMES, ColumnError, detect_lonlat_columns, matching_columns
 
 if TYPE_CHECKING:
     import torch
@@ -220,9 +220,16 @@ def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) 
     names = getattr(table, "column_names", None)  # a pyarrow Table's .columns are its columns' values
     texts = [str(label) for label in (table.columns if names is None else names)]
     labels = {str(label): label for label in (table.columns if names is None else names)}
-    lon_name, lat_name = detect_lonlat_columns(
-        list(labels), None if lon_col is None else str(lon_col), None if lat_col is None else str(lat_col)
-    )
+    try:
+        lon_name, lat_name = detect_lonlat_columns(
+            list(labels), None if lon_col is None else str(lon_col), None if lat_col is None else str(lat_col)
+        )
+    except ColumnError as err:  # (a coordinate as the index was "no longitude column … among ['lat']")
+        index = [str(name) for name in getattr(getattr(table, "index", None), "names", []) or [] if name is not None]
+        if index and matching_columns(index, LON_NAMES + LAT_NAMES):
+            raise ColumnError(f"{err} The frame's index holds {index}: make it a column with "
+                              "frame.reset_index()") from None  # fmt: skip
+        raise
     for name in (lon_name, lat_name):  # (one label would select several columns: a frame, not a column)
         if texts.count(name) > 1:
             raise ColumnError(
