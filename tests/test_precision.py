@@ -42,6 +42,12 @@ def test_names_aliases_and_errors():
     assert precision.check("FP32") == precision.check(torch.float32) == "float32"
     with pytest.raises(BadInputError, match="half.*auto, float32, bf16, float64"):
         precision.check("half")
+    # the numbers as the texts "32" and "64" are (precision=32 was refused while "32" was taken)
+    assert precision.check(32) == precision.check("32") == "float32"
+    assert precision.check(64) == precision.check("64") == "float64"
+    for number in (16, True, 32.0):
+        with pytest.raises(BadInputError, match=r"is not one of auto, float32, bf16, float64"):
+            precision.check(number)
     assert precision.requested(None, torch.float64) == "float64"
     assert precision.requested("bf16", torch.float32) == "bf16"  # bf16 runs from float32 weights
     with pytest.raises(BadInputError, match="contradicts"):

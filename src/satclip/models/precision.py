@@ -77,6 +77,8 @@ def check(precision: str | torch.dtype, argument: str = "precision") -> str:
         name = _ALIASES.get(precision.lower(), precision.lower())
         if name in PRECISIONS:
             return name
+    elif isinstance(precision, int) and not isinstance(precision, bool) and str(precision) in _ALIASES:
+        return _ALIASES[str(precision)]  # (32 and 64, as "32" and "64" are)
     if argument == "dtype":
         raise BadInputError(
             f"dtype={precision!r} is not one of {DTYPES} (or precision= one of {', '.join(PRECISIONS)})"
