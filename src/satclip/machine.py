@@ -36,6 +36,21 @@ def max_workers() -> int:
 
 
 @contextlib.contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """Run a block with ``$name`` set to ``value``, for this process and the processes it starts (worker pools),
+    and put it back as it was afterwards (unset where it was unset)."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+@contextlib.contextmanager
 def cpu_threads(count: int) -> Iterator[None]:
     """Run a block with ``count`` torch CPU threads (intra-op), restoring the number afterwards. One thread
     sums float64 products in one order (the same bytes on any machine), and MOSAIKS' many small products are

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
 import sys
 
@@ -257,28 +256,14 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..machine import environment_variable
     from ..models.precision import default_as
 
-    with default_as(args.precision), _hub_offline(args.offline):  # (here and in worker processes)
+    # --offline downloads no model either, not the task data alone: a released model is read from the hub cache,
+    # or its error says what to fetch (here and in worker processes, as the precision)
+    offline = environment_variable("HF_HUB_OFFLINE", "1") if args.offline else contextlib.nullcontext()
+    with default_as(args.precision), offline:
         return _run(args)
-
-
-@contextlib.contextmanager
-def _hub_offline(offline: bool):
-    """With ``--offline``, no model is downloaded either (``HF_HUB_OFFLINE=1`` while the command runs: a released
-    model is read from the hub cache, or its error says what to fetch), not the task data alone."""
-    if not offline:
-        yield
-        return
-    before = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = before
 
 
 def _run(args: argparse.Namespace) -> int:

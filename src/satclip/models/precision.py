@@ -124,15 +124,10 @@ def default_as(precision: str | None):
     if precision is None:
         yield
         return
-    saved = os.environ.get(ENV)
-    os.environ[ENV] = check(precision)
-    try:
+    from ..machine import environment_variable
+
+    with environment_variable(ENV, check(precision)):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = saved
 
 
 def weights_dtype(precision: str) -> torch.dtype:
