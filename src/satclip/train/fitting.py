@@ -343,8 +343,10 @@ def _carry_over(path: Path, checkpoint: dict, run_dir: Path) -> None:
 
 def _history_before(history: Path, done: int) -> list[dict] | None:
     """The rows of ``history`` (a run's history.jsonl) of epochs 0 … ``done`` − 1, or None where it lacks one."""
+    if not history.is_file():
+        return None
     try:
-        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        rows = _read_history(history)
     except (OSError, ValueError):
         return None
     before = [row for row in rows if isinstance(row, dict) and isinstance(row.get("epoch"), int)
@@ -501,12 +503,12 @@ def fit(
         else:
             source = source if source is not None else source_from_config(config)
             cache = None
+        weights = checkpoint["state_dict"] if finished else None  # (the checked checkpoint's: not read again)
         checkpoint = None  # Lightning reads it again; drop the memory map
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
         command = f"satclip train --config {run_dir / 'config.yaml'}"
         if finished:  # no trainer: it would train nothing and start an empty logs/version_N
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
-            model.load_state_dict(lightning_state_to_model(state, cached=cache is not None))
+            model.load_state_dict(lightning_state_to_model(weights, cached=cache is not None))
             dump_config(config, run_dir / "config.yaml")
             result = _result(run_dir, config, model, image_config, _read_history(run_dir / "history.jsonl"))
             _export_or_interrupt(result, cache, None, command)
