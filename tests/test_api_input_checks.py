@@ -322,11 +322,11 @@ def test_text_in_a_coordinate_column_is_named_by_index_label_and_partition(encod
     to float: 'abc'', with no row, and from a Dask frame no partition either."""
     dd = pytest.importorskip("dask.dataframe")
     frame = pd.DataFrame({"lon": [13.4, None, 139.7, 10.0, "abc", 30.0], "lat": [0.0] * 6}, index=list("abcdef"))
-    said = "coordinate column 'lon' is not numeric at index label 'e': could not convert string to float: 'abc'"
+    said = r"coordinate column 'lon' holds text, not numbers, and 'abc' at index label 'e' is no number either: .*"
     with pytest.raises(ValueError, match=f"^{said}$"):  # (None before it is missing, not text)
         satclip.embed(frame, model=encoder)
     table = pa.Table.from_pandas(frame.fillna(1.0).astype({"lon": str}), preserve_index=False)  # (no labels)
-    with pytest.raises(ValueError, match="^coordinate column 'lon' is not numeric at row 4: could not"):
+    with pytest.raises(ValueError, match=r"^coordinate column 'lon' holds text, .* and 'abc' at row 4 is no number"):
         satclip.embed(table, model=encoder)
     lazy = dd.from_pandas(frame.fillna(1.0), npartitions=2, sort=False)
     with pytest.raises(ValueError, match=f"^partition 1: {said}$"):
@@ -395,6 +395,25 @@ def test_a_column_of_numbers_and_true_false_values_is_refused(encoder):
     frame = pd.DataFrame({"lon": pd.Series([True, 1.0, 2.0], dtype=object), "lat": [0.0, 1.0, 2.0]})
     with pytest.raises(ValueError, match=r"coordinate column 'lon' must be numbers .* \(true/false values\)"):
         satclip.embed(frame, model=encoder)
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(["12.5", "13.0"], index=["a", "b"]),  # text held as Python objects (a CSV read as text)
+    pd.Series(["12.5", None], index=["a", "b"], dtype="string"),  # pandas' text dtype, one missing
+    pd.Series([1.0, "12.5"], index=["a", "b"], dtype=object),  # numbers and text mixed
+])  # fmt: skip
+def test_a_column_of_text_is_refused_as_an_array_of_text_is(encoder, column):
+    """A DataFrame column of text numbers was embedded ("12.5" as 12.5 degrees) while encode refuses the same
+    text as an array: both refuse it, naming the first text value and the conversion."""
+    frame = pd.DataFrame({"lon": column, "lat": [0.0, 1.0]}, index=column.index)
+    first = next(label for label, value in column.items() if isinstance(value, str))
+    with pytest.raises(ValueError, match=rf"^coordinate column 'lon' holds text, not numbers \('12.5' at index "
+                                         rf"label '{first}'\): convert it first, e.g. .*to_numeric"):  # fmt: skip
+        satclip.embed(frame, model=encoder)
+    with pytest.raises(ValueError, match="must be numbers"):
+        encoder.encode(np.array([[column[first], "0.0"]]))
+    with pytest.raises(ValueError, match=r"holds text, not numbers \('12.5' at row 0\)"):  # (no labels)
+        satclip.embed(pa.table({"lon": ["12.5", "13.0"], "lat": [0.0, 1.0]}), model=encoder)
 
 
 @pytest.mark.parametrize("option", ["skip_invalid", "centroids"])

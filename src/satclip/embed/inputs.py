@@ -186,6 +186,15 @@ def column_values(table, name: str) -> np.ndarray:
         kind = _INFERRED_KINDS.get(inferred, kind)
         if inferred.startswith("mixed") and any(isinstance(v, (bool, np.bool_)) for v in column.to_numpy()):
             kind = "b"  # (numbers and true/false values: True was read as 1 degree)
+        text = _first(column, labels, _is_text)
+        if text:  # ("12.5" was read as 12.5 degrees, while encode refuses an array of text)
+            unreadable = _first(column, labels, _is_no_number)
+            fix = f"frame[{name!r}] = pandas.to_numeric(frame[{name!r}])"
+            raise ValueError(
+                f"coordinate column {name!r} holds text, not numbers, and{unreadable} is no number either: fix "
+                f"or drop that row, then convert the column, e.g. {fix}" if unreadable else
+                f"coordinate column {name!r} holds text, not numbers ({text.strip()}): convert it first, e.g. {fix}"
+            )  # fmt: skip
     if kind in _NOT_DEGREES:  # (also pandas' nullable "boolean" and pyarrow-backed dtypes: they have a kind)
         raise ValueError(
             f"coordinate column {name!r} must be numbers (lon, lat) in degrees, got {dtype} ({_NOT_DEGREES[kind]})"
@@ -195,21 +204,32 @@ def column_values(table, name: str) -> np.ndarray:
             return column.to_numpy(dtype=np.float64, na_value=np.nan)
         return np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        where = _first_unreadable(column, labels)
-        raise ValueError(f"coordinate column {name!r} is not numeric{where}: {err}") from err
+        where = _first(column, labels, _is_no_number).split(" at ", 1)[-1]
+        raise ValueError(f"coordinate column {name!r} is not numeric{' at ' + where if where else ''}: {err}") from err
 
 
-def _first_unreadable(column, labels) -> str:
-    """`` at index label L`` (with the column's index ``labels``; `` at row N`` without): where ``column``'s
-    first value that is no number is, to say in its error; empty if none is found. Runs only when the column
-    failed to convert."""
+def _is_text(value) -> bool:
+    return isinstance(value, (str, bytes))
+
+
+def _is_no_number(value) -> bool:
+    """Whether ``value`` is neither a number (nor text of one) nor missing (None, ``pd.NA``: NaN)."""
+    if value is None or value is getattr(sys.modules.get("pandas"), "NA", None):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
+def _first(column, labels, wanted) -> str:
+    """`` 'abc' at index label L`` (`` at row N`` without the column's index ``labels``): the first value of
+    ``column`` for which ``wanted(value)``, to say in an error; empty if there is none."""
     for position, value in enumerate(column.to_numpy() if hasattr(column, "to_numpy") else column):
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            if value is None or value is getattr(sys.modules.get("pandas"), "NA", None):
-                continue  # (missing: NaN, as to_numpy makes it)
-            return f" at index label {labels[position]!r}" if labels is not None else f" at row {position}"
+        if wanted(value):
+            where = f"index label {labels[position]!r}" if labels is not None else f"row {position}"
+            return f" {value!r} at {where}"
     return ""
 
 
