@@ -644,6 +644,22 @@ def test_evaluation_specs_build_retrieval_encoders(setup):
     assert held.for_fold(fold) is without and without.name.endswith("[database without Europe]")
 
 
+def test_a_database_path_with_a_comma_is_named_in_quotes(setup, tmp_path):
+    """`database=runs/a,b` split the parameters at its comma ("parameter 'b' is not key=value"): a quoted value
+    keeps its commas and parentheses, in `--encoders` lists too; an unclosed quote is named."""
+    from satclip.eval import encoders
+
+    model_dir, _, db = setup
+    odd = tmp_path / "db,v2 (1)"
+    shutil.copytree(db, odd)
+    spec = f"{model_dir}+range+(k=4,database='{odd}')"
+    assert encoders.split_specs(f"wrap,{spec},sh-l10") == ["wrap", spec, "sh-l10"]
+    enc = encoders.create(spec)
+    assert enc.module.k == 4 and enc.embed(sphere_points(5, 2)).shape == (5, 2 * DIM)
+    with pytest.raises(ValueError, match=r"^unclosed ' in encoder list .*: close the quoted value"):
+        encoders.split_specs(f"wrap,{model_dir}+range+(database='{odd})")
+
+
 def test_a_model_directory_named_like_a_retrieval_spec_is_a_model(setup, tmp_path):
     """`--encoders m+range`, a model directory of that name, was read as retrieval over model 'm' ("no model
     'm'"), though an existing path is one spec as it stands; a database left empty by exclude_heldout failed as

@@ -193,15 +193,23 @@ def _path_hint(text: str) -> str:
 
 
 def _spec_end(text: str, start: int) -> int:
-    """Where the spec starting at ``start`` ends: the first comma outside parentheses, or the end."""
-    depth = 0
+    """Where the spec starting at ``start`` ends: the first comma outside parentheses and quotes, or the end
+    (``database='runs/a,b'`` is one parameter)."""
+    depth, quote = 0, None
     for i in range(start, len(text)):
         char = text[i]
-        if char == "," and depth == 0:
+        if quote is not None:
+            quote = None if char == quote else quote
+            continue
+        if char in "'\"":
+            quote = char
+        elif char == "," and depth == 0:
             return i
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth < 0:
             raise ValueError(f"unbalanced ')' in encoder list {text!r}{_path_hint(text)}")
+    if quote is not None:
+        raise ValueError(f"unclosed {quote} in encoder list {text!r}: close the quoted value{_path_hint(text)}")
     if depth:
         raise ValueError(f"unbalanced '(' in encoder list {text!r}{_path_hint(text)}")
     return len(text)
