@@ -305,9 +305,25 @@ def test_task_tables_that_would_score_nonsense_are_refused(tmp_path, capsys):
     assert "or pass --task-kind classification if the column holds class labels" in line
     huge = _table(tmp_path / "huge.csv", {**base, "y": base["y"] * 1e200})
     assert "target 'y' reaches 3.1e+201, too large to score (its spread overflows)" in _error([*run, huge], capsys)
-    semi = _table(tmp_path / "semi.csv", base, sep=";")
-    assert "semi.csv reads as one column 'lon;lat;y': its values look separated by ';'" in _error([*run, semi], capsys)
     assert not (tmp_path / "ev" / "results.csv").exists()
+
+
+def test_task_tables_separated_by_semicolons_or_tabs_are_read(tmp_path, capsys):
+    """A ';'-separated task file (as spreadsheets write them where the decimal mark is a comma) was refused as
+    one column; its delimiter is sniffed as the embed command's is, and decimal commas are named."""
+    from satclip.eval.tasks.table import table_task
+
+    base = _task_columns()
+    comma = table_task(_table(tmp_path / "t.csv", base))
+    for sep in (";", "\t", "|"):
+        other = table_task(_table(tmp_path / f"t{ord(sep)}.csv", base, sep=sep))
+        np.testing.assert_array_equal(other.points, comma.points)
+        np.testing.assert_array_equal(other.targets, comma.targets)
+    decimal = {name: [f"{v:.3f}".replace(".", ",") for v in values] for name, values in base.items()}
+    run = ["evaluate", *FAST, "--no-figures", "--out", str(tmp_path / "ev"), "--task-file"]
+    line = _error([*run, _table(tmp_path / "dec.csv", decimal, sep=";")], capsys)
+    assert "column 'lon' holds 200 value(s) that are no number" in line
+    assert line.endswith("write decimal points (13.4): decimal commas are not read as numbers")
 
 
 def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, capsys):

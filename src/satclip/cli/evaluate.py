@@ -126,7 +126,9 @@ def add_parser(subparsers) -> None:
                         help="never download: neither task data (air-temperature) nor models (released checkpoints "
                              "are read from the hub cache)")  # fmt: skip
     tf = parser.add_argument_group("user task from a table")
-    tf.add_argument("--task-file", type=existing_file, default=None, help="CSV or Parquet with lon, lat and a target")
+    tf.add_argument("--task-file", type=existing_file, default=None,
+                    help="CSV (values separated by ',', ';', tab or '|'; decimal points) or Parquet with lon, lat "
+                         "and a target")  # fmt: skip
     tf.add_argument("--target-col", default=None, help="target column (default: the only other column)")
     tf.add_argument("--lon-col", default=None, help="longitude column (default: lon/longitude/lng)")
     tf.add_argument("--lat-col", default=None, help="latitude column (default: lat/latitude)")

@@ -43,7 +43,9 @@ def _read(path: Path):
         if suffix in (".parquet", ".pq"):
             require("pyarrow", "eval")
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        from ...embed.sources import sniff_delimiter
+
+        return pd.read_csv(path, sep=sniff_delimiter(path, "\t" if suffix == ".tsv" else ","))
     except UnicodeDecodeError as err:
         raise ValueError(f"--task-file {path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
                          "UTF-8") from err  # fmt: skip
@@ -110,10 +112,11 @@ def _coordinates(frame, column: str, path: Path) -> np.ndarray:
     string to float: 'abc'" named none of them."""
     values, text = _numbers(frame, column)
     if text:
-        raise ValueError(
-            f"{path}: column {column!r} holds {text}; coordinates must be (lon, lat) in decimal degrees: fix or "
-            "remove those rows"
-        )
+        decimal_commas = frame[column].astype(str).str.fullmatch(r"\s*[-+]?\d*,\d+\s*").any()
+        fix = "write decimal points (13.4): decimal commas are not read as numbers" if decimal_commas else (
+            "fix or remove those rows")  # fmt: skip
+        raise ValueError(f"{path}: column {column!r} holds {text}; coordinates must be (lon, lat) in decimal "
+                         f"degrees: {fix}")  # fmt: skip
     return values.to_numpy(dtype=np.float64)
 
 
@@ -180,9 +183,6 @@ def table_task(
         ) from None
     frame = _read(path).reset_index(drop=True)  # rows numbered as in the file (a Parquet index aside)
     columns = [str(c) for c in frame.columns]
-    if len(columns) == 1 and ";" in columns[0]:  # (told to name the longitude column with --lon-col)
-        raise ValueError(f"{path} reads as one column {columns[0]!r}: its values look separated by ';'; save it with "
-                         "',' between values (or tabs, as .tsv)")  # fmt: skip
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
     if lon == lat:
