@@ -217,7 +217,44 @@ def test_export_takes_a_whole_model_and_names_a_source_it_was_given(tmp_path):
 
     with pytest.raises(BadInputError, match="export takes a loaded location encoder, got the source 'bluemarble-l10'"):
         export("bluemarble-l10", tmp_path / "a.pt", "torchscript")
-    path = export(satclip.load_model("bluemarble-l10"), tmp_path / "b.pt", "torchscript")
+    model = satclip.load_model("bluemarble-l10")
+    path = export(model, tmp_path / "b.pt", "torchscript")
     points = torch.tensor([[13.4, 52.5], [0.0, 0.0]], dtype=torch.float64)
     expected = satclip.load("bluemarble-l10", precision="float32").encode(points)
-    torch.testing.assert_close(torch.jit.load(str(path))(points).float(), expected, atol=1e-5, rtol=0)
+    extra = {"satclip.json": ""}
+    torch.testing.assert_close(torch.jit.load(str(path), _extra_files=extra)(points).float(), expected, atol=1e-5,
+                               rtol=0)  # fmt: skip
+    # the metadata names the model it came from (its "source" was empty), and the model itself is left as it was
+    assert json.loads(extra["satclip.json"])["source"] == model.provenance["source"] != ""
+    assert not hasattr(model.location, "provenance")
+
+
+@pytest.mark.parametrize("calculation", ["analytic", "analytic-original"])
+def test_the_metadata_names_the_basis_the_file_computes(tmp_path, lonlat, calculation):
+    """An 'analytic-original' model (a basis satclip.load offers) failed to export with "unexpected error
+    (KeyError)"; an 'analytic' one was exported as the stable recurrence while its metadata said 'analytic', a
+    function 4.6e-2 away from the file's at L = 40. Both export the stable recurrence and say so."""
+    ckpt = require(REFERENCE / "satclip-resnet18-l40.ckpt")
+    encoder = satclip.load(ckpt, harmonics_calculation=calculation, precision="float64")
+    path = satclip.io.onnx.export(encoder, tmp_path / "m.pt", "torchscript")
+    extra = {"satclip.json": ""}
+    emb = torch.jit.load(str(path), _extra_files=extra)(torch.from_numpy(lonlat)).detach().numpy()
+    meta = json.loads(extra["satclip.json"])
+    assert meta["config"]["encoding"]["harmonics_calculation"] == "analytic-stable"
+    assert meta["source_harmonics_calculation"] == calculation
+    described = satclip.load(ckpt, harmonics_calculation=meta["config"]["encoding"]["harmonics_calculation"],
+                             precision="float64")  # fmt: skip
+    np.testing.assert_allclose(emb, described.encode(lonlat).numpy(), atol=1e-9, rtol=0)
+    assert encoder.posenc.harmonics_calculation == calculation  # (the encoder exported is left as it was)
+
+
+def test_export_checks_the_model_and_the_suffix_before_the_existing_file(tmp_path, capsys, monkeypatch):
+    """`--model ""` was "the output y.onnx is inside the input ." (an empty path is the current directory); an
+    existing m.pt exported as ONNX said "pass --overwrite", and then, with it, that the suffix is wrong."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--format", "onnx", "--model", "", "-o", "y.onnx"]) == 2
+    assert "the model is '', empty: give a name" in capsys.readouterr().err
+    (tmp_path / "m.pt").write_bytes(b"mine")
+    assert main(["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", "m.pt"]) == 2
+    assert "m.pt names a TorchScript file but the format is onnx" in capsys.readouterr().err
+    assert (tmp_path / "m.pt").read_bytes() == b"mine"

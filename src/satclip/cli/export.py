@@ -38,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from ..io.resolve import local_model_files
 
     # before loading the model: a local model is an input, never replaced by its export; a name of another format
-    safe_output.check_output(args.output, overwrite=args.overwrite, inputs=local_model_files(args.model))
+    # is refused before an existing file is (--overwrite would not help)
+    inputs = local_model_files(args.model)
+    safe_output.check_not_input(args.output, inputs)
     check_export_path(args.output, args.format)
+    safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
     export(encoder, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output} ({args.format}, embedding dim {encoder.embedding_dim}, {args.dtype})")

@@ -11,6 +11,7 @@ Other positional encodings are traced as they are.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -92,9 +93,11 @@ class ExportableSphericalHarmonics(nn.Module):
 class ExportableEncoder(nn.Module):
     """``posenc`` (float64 features) followed by the network in its own dtype."""
 
-    def __init__(self, posenc: nn.Module, nnet: nn.Module, dtype: torch.dtype):
+    def __init__(self, posenc: nn.Module, nnet: nn.Module, dtype: torch.dtype, harmonics_calculation: str | None):
         super().__init__()
         self.posenc, self.nnet, self.dtype = posenc, nnet, dtype
+        #: the spherical-harmonics basis the graph computes (None: another encoding)
+        self.harmonics_calculation = harmonics_calculation
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         return self.nnet(self.posenc(lonlat.to(torch.float64)).to(self.dtype))
@@ -111,7 +114,10 @@ def location_side(encoder):
         raise BadInputError(f"export takes a loaded location encoder, got the source {str(encoder)!r}: pass "
                             "satclip.load(source), or use `satclip export --model SOURCE`")  # fmt: skip
     if hasattr(encoder, "visual") and hasattr(encoder, "location"):  # a whole SatCLIP model: its location side
-        return encoder.location
+        location = copy.copy(encoder.location)  # (shares the weights; the user's model is left as it is)
+        if hasattr(encoder, "provenance") and not hasattr(location, "provenance"):
+            location.provenance = encoder.provenance  # (the metadata's "source" was empty)
+        return location
     return encoder
 
 
@@ -122,34 +128,46 @@ def exportable(encoder) -> ExportableEncoder:
     Raises:
         BadInputError: a retrieval-augmented encoder (its retrieved half is a search of a database, not a graph).
     """
-    import copy
-
     if hasattr(encoder, "database"):
         raise BadInputError(
             "a retrieval-augmented encoder cannot be exported: its retrieved half searches a database, which ONNX "
             "and TorchScript graphs do not hold; export the plain model (satclip.load without retrieval=) instead"
         )
-    posenc = encoder.posenc
+    posenc, calculation = encoder.posenc, None
     if isinstance(posenc, SphericalHarmonics):
         calculation = posenc.harmonics_calculation
-        if calculation == "analytic":
-            log.info("exporting the 'analytic' harmonics as the stable recurrence (same convention)")
+        if calculation in STABLE_FOR:
+            log.info("exporting the %r harmonics as the stable recurrence 'analytic-stable' (same convention; "
+                     "the file's metadata says so; docs/export.md: Accuracy)", calculation)  # fmt: skip
             calculation = "analytic-stable"
         m0_scale, condon_shortley = _RECURRENCE_CONVENTIONS[calculation]
         posenc = ExportableSphericalHarmonics(posenc.legendre_polys, m0_scale, condon_shortley)
     else:
         posenc = copy.deepcopy(posenc).to(torch.float64)
     nnet = copy.deepcopy(encoder.nnet).cpu()
-    return ExportableEncoder(posenc, nnet, next(nnet.parameters()).dtype).eval()
+    return ExportableEncoder(posenc, nnet, next(nnet.parameters()).dtype, calculation).eval()
 
 
-def metadata(encoder) -> dict:
-    """What travels inside the exported file: the config, provenance and the input/output contract."""
+#: the released models' float64 evaluations of the printed polynomials ("analytic", and the original's own
+#: "analytic-original"), which a graph computes as the exact harmonics of the same convention
+STABLE_FOR = ("analytic", "analytic-original")
+
+
+def metadata(encoder, module: ExportableEncoder) -> dict:
+    """What travels inside the exported file ``module`` of ``encoder``: the config (its basis the one the file
+    computes; the model's own under ``source_harmonics_calculation`` where that differs), provenance and the
+    input/output contract."""
     from ..models.location_encoder import model_identity
 
     identity = model_identity(encoder)
+    config = copy.deepcopy(encoder.config)
+    computed, extra = module.harmonics_calculation, {}
+    encoding = config.get("encoding") if isinstance(config, dict) else None
+    if computed is not None and isinstance(encoding, dict) and encoding.get("harmonics_calculation") != computed:
+        extra["source_harmonics_calculation"] = encoding.get("harmonics_calculation")
+        encoding["harmonics_calculation"] = computed
     return {
-        "satclip_export": 1, "config": encoder.config, "weights_sha256": identity["sha256"],
+        "satclip_export": 1, "config": config, **extra, "weights_sha256": identity["sha256"],
         "dtype": identity["dtype"], "embedding_dim": encoder.embedding_dim,
         "input": "lonlat: (N, 2) float64, (longitude, latitude) in degrees", "output": "embedding: (N, D)",
         "source": str(getattr(encoder, "provenance", {}).get("source", "")),
@@ -192,7 +210,8 @@ def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) ->
     with torch.no_grad():
         traced = torch.jit.trace(module, TRACE_POINTS, check_trace=False)
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
-        extra = {"satclip.json": json.dumps(metadata(encoder))}  # (torch.jit.save to a file aborts on a full disk)
+        extra = {"satclip.json": json.dumps(metadata(encoder, module))}
+        # (torch.jit.save to a file aborts on a full disk)
         safe_output.write_serialised(tmp, lambda buffer: torch.jit.save(traced, buffer, _extra_files=extra))
         loaded = torch.jit.load(str(tmp))
         with torch.no_grad():
@@ -219,7 +238,7 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
             first = str(err).split(";")[0].splitlines()[0]
             raise ExportError(f"this model cannot be exported to ONNX: {first}; export it to TorchScript") from err
         model = onnx.load(str(tmp))
-        onnx.helper.set_model_props(model, {"satclip": json.dumps(metadata(encoder))})
+        onnx.helper.set_model_props(model, {"satclip": json.dumps(metadata(encoder, module))})
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])

@@ -130,7 +130,10 @@ def resolve(source: str | Path) -> ResolvedSource:
 
 def local_model_files(source: str | Path) -> list[Path]:
     """The files a local model ``source`` is read from (the path, and a native directory's config and
-    weights): the inputs an output must not replace. Empty for a name, a hub id or a missing path."""
+    weights): the inputs an output must not replace. Empty for a name, a hub id, a missing path and an empty
+    ``source`` (no path: ``Path("")`` is the current directory)."""
+    if not os.fspath(source).strip():
+        return []
     path = expand_user(os.fspath(source))
     if not path.exists():
         return []
