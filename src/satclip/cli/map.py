@@ -62,7 +62,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--restart", action="store_true",
         help="discard an unfinished run into OUT (OUT.partial/) instead of resuming it (a killed map resumes at the "
-        "first unfinished block of rows when rerun with the same model, precision, grid and cells)",
+        "first unfinished block of rows when rerun with the same model, precision, batch size, grid and cells)",
     )  # fmt: skip
     parser.add_argument(
         "--force", action="store_true",
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..embed.api import load_encoder
-    from ..embed.maps import FORMATS, make_grid, render_map
+    from ..embed.maps import make_grid, map_format, render_map
     from ..errors import BadInputError
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
-    output_format = args.format or FORMATS.get(args.output.suffix.lower())
+    output_format = map_format(args.output, args.format)
     if args.no_coastlines and output_format != "png":  # (accepted, and nothing done)
         raise BadInputError(f"--no-coastlines applies to PNG maps; a {output_format} map has no coastlines drawn: "
                             "drop it")  # fmt: skip

