@@ -242,6 +242,11 @@ def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, st
     assert len(batches.seen) == EPOCHS * per_epoch - step
     assert_same(model_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
     assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
+    # the row of the epoch resumed in its middle says whose batches its training metrics cover (it read as a
+    # whole epoch's, in the demo's report and plot too); the others are the uninterrupted run's
+    assert [row.get("resumed_at_batch") for row in resumed.history] == [None, 1] + [None] * (EPOCHS - 2)
+    for row, whole in zip(resumed.history, straight["result"].history, strict=True):
+        assert row["epoch"] == 1 or row == whole
 
 
 @pytest.fixture(scope="module")

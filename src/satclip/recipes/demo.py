@@ -415,6 +415,10 @@ def _training_curve(history: list[dict], path: Path) -> None:
         points = [(h["epoch"], h[key]) for h in history if key in h]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    partial = [(h["epoch"], h["train_loss"]) for h in history if "resumed_at_batch" in h and "train_loss" in h]
+    if partial:  # (their training metrics cover the batches after a resume only)
+        ax.plot(*zip(*partial, strict=True), "o", color="white", markeredgecolor="black", linestyle="none",
+                label="train, batches after a resume only")  # fmt: skip
     ax.set_xlabel("epoch")
     ax.set_ylabel("contrastive loss")
     ax.set_title("pretraining (batches of up to 8,192 pairs)")
@@ -452,6 +456,8 @@ def _last_epoch(result, settings) -> str:
         stage = key.split("_")[0]
         floor = f" (chance {chance[stage]:.5f})" if "_acc_" in key and stage in chance else ""
         parts.append(f"{key} {value:.3f}{floor}")
+    if "resumed_at_batch" in last:
+        parts.append(f"(training metrics of batches {last['resumed_at_batch'] + 1} on: the run resumed in this epoch)")
     return ", ".join(parts)
 
 

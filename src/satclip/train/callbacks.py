@@ -209,11 +209,13 @@ class BestCheckpoint(ValidatedEpochs, pl.callbacks.ModelCheckpoint):
 class History(ValidatedEpochs):
     """Appends one JSON line per finished epoch (epoch-level metrics; ``val_*`` only for the epochs that ran
     validation) to ``path``; on resume, lines of epochs at or after the resumed epoch are dropped first, so the
-    file always describes one run."""
+    file always describes one run. The row of an epoch resumed in its middle says so (``resumed_at_batch``: its
+    training metrics cover the batches from there on; Lightning keeps no running means in a checkpoint)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.rows: list[dict] = []
+        self.resumed = (-1, 0)  # (epoch, batch) of a resume in the middle of an epoch
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         start = trainer.current_epoch  # restored from the checkpoint by now
@@ -221,6 +223,12 @@ class History(ValidatedEpochs):
         if self.path.is_file():
             rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         self.rows = [r for r in rows if r["epoch"] < start]
+        position = getattr(getattr(trainer, "datamodule", None), "position", None) or {}  # (restored with it)
+        if position.get("epoch") == start and position.get("batch", 0) > 0:
+            self.resumed = (start, int(position["batch"]))
+            log.info("resuming epoch %d at batch %d of %d: its training metrics in %s cover the batches from there "
+                     "on (its row says resumed_at_batch)", start, self.resumed[1], trainer.num_training_batches,
+                     self.path.name)  # fmt: skip
         if trainer.is_global_zero:
             self._write()
 
@@ -231,6 +239,8 @@ class History(ValidatedEpochs):
         validated = self.validated(trainer)
         row.update({k: v for k, v in epoch_metrics(trainer.callback_metrics).items()
                     if validated or not k.startswith("val_")})  # fmt: skip
+        if self.resumed[0] == trainer.current_epoch:
+            row["resumed_at_batch"] = self.resumed[1]
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()
