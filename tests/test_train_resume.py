@@ -590,7 +590,7 @@ def test_resume_given_a_directory_says_it_takes_a_checkpoint_file(tmp_path, shor
     assert f"cannot resume from {run}: it is a directory; --resume takes a checkpoint file" in line
 
 
-def test_a_resume_from_another_cache_is_refused_before_the_cache_is_rebuilt(tmp_path):
+def test_a_resume_from_another_cache_is_refused_before_the_cache_is_rebuilt(tmp_path, caplog):
     """A resume to be refused for another feature cache first rebuilt (so destroyed) the run's cache, which
     the dataset at data.root no longer matches."""
     root = tmp_path / "s2"
@@ -605,6 +605,10 @@ def test_a_resume_from_another_cache_is_refused_before_the_cache_is_rebuilt(tmp_
     with pytest.raises(ResumeError, match=r"another feature cache \(.*dataset.* differ"):
         fit(more.replace(**{"trainer.max_epochs": 3}), resume=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()} == files
+    # the finished run resumed as it is: refused without first saying its exports are written again
+    with caplog.at_level("INFO", logger="satclip"), pytest.raises(ResumeError, match="another feature cache"):
+        fit(more, resume=True)
+    assert "nothing to train" not in caplog.text
 
 
 def test_a_run_that_recorded_other_cache_views_resumes_with_the_caches(tmp_path):

@@ -293,9 +293,6 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             f"and {run_dir}'s own checkpoints, not it, would be exported; pass --trainer.max_epochs {done + 1} or "
             "more to train on from it"
         )
-    if epochs == done:
-        log.info("%s has trained all %d epoch(s) of trainer.max_epochs: nothing to train; its exports are written "
-                 "again from its checkpoints", run_dir, done)  # fmt: skip
     _check_same_run(run_dir, path, config)
     return path, checkpoint
 
@@ -508,6 +505,8 @@ def fit(
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
         command = f"satclip train --config {run_dir / 'config.yaml'}"
         if finished:  # no trainer: it would train nothing and start an empty logs/version_N
+            log.info("%s has trained all %d epoch(s) of trainer.max_epochs: nothing to train; its exports are written "
+                     "again from its checkpoints", run_dir, config.trainer.max_epochs)  # (once its cache is checked)
             model.load_state_dict(lightning_state_to_model(weights, cached=cache is not None))
             dump_config(config, run_dir / "config.yaml")
             result = _result(run_dir, config, model, image_config, _read_history(run_dir / "history.jsonl"))
