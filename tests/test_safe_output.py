@@ -235,6 +235,56 @@ def test_a_users_empty_directory_is_filled_not_replaced(tmp_path, model, points)
     assert oct(out.stat().st_mode & 0o777) == "0o700"
 
 
+@pytest.mark.parametrize("again", [[], ["--overwrite"]])
+def test_a_fill_of_an_empty_directory_stopped_midway_is_completed_by_the_rerun(  # noqa: F811
+    tmp_path, model, points, monkeypatch, again  # noqa: F811
+):
+    """A run stopped while it moved its Zarr store into the user's empty directory left part of it there; the
+    rerun asked for --overwrite, and with it published the entries not yet moved alone (the store lost .zgroup
+    and lon, and exited 0). The rerun now moves the rest, and the store equals an uninterrupted run's."""
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    clean = tmp_path / "clean.zarr"
+    assert embed(source, "-o", clean, "--model", model) == 0
+    out = tmp_path / "empty.zarr"
+    out.mkdir()
+    real, moved = os.replace, []
+
+    def stopping(src, dst):
+        if Path(dst).parent == out and Path(dst).name != safe_output.MARKER:
+            if len(moved) == 2:
+                raise KeyboardInterrupt
+            moved.append(Path(dst).name)
+        return real(src, dst)
+
+    monkeypatch.setattr(safe_output.os, "replace", stopping)
+    assert embed(source, "-o", out, "--model", model) == 130
+    monkeypatch.setattr(safe_output.os, "replace", real)
+    assert safe_output.is_owned(out) and 2 <= len(list(out.iterdir())) < len(list(clean.iterdir()))
+    assert embed(source, "-o", out, "--model", model, *again) == 0
+    strip = lambda d: {k: v for k, v in snapshot(d).items() if k != safe_output.MARKER}  # noqa: E731
+    assert strip(out) == strip(clean)
+    assert not (tmp_path / "empty.zarr.partial").exists()
+
+
+def test_an_old_directory_left_by_a_killed_swap_is_removed_by_the_next(tmp_path):
+    """A run killed between moving the old output aside and deleting it left that whole old copy as a hidden
+    sibling for ever: the next publish of the same output removes it (a live run's is kept)."""
+    out = tmp_path / "out.zarr"
+    with safe_output.atomic_dir(out) as tmp:
+        (tmp / "a").write_text("1")
+    stale = out.with_name(f".out.zarr{safe_output._TMP_TAG}{dead_pid()}-abcdef")
+    out.rename(stale)  # as publish leaves it when killed between its two renames
+    with safe_output.atomic_dir(out) as tmp:
+        (tmp / "a").write_text("2")
+    live = out.with_name(f".out.zarr{safe_output._TMP_TAG}{os.getpid()}-abcdef")
+    live.mkdir()
+    with safe_output.atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "a").write_text("3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.zarr"])
+    assert (out / "a").read_text() == "3"
+
+
 def test_a_replaced_file_keeps_its_permissions(tmp_path, model, points):  # noqa: F811
     out = tmp_path / "e.npy"
     out.write_bytes(b"old")

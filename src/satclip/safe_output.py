@@ -567,14 +567,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def clean_stale(path: str | Path) -> None:
-    """Remove temporaries of ``path`` left by processes that are no longer running."""
+def clean_stale(path: str | Path, keep: str | Path | None = None) -> None:
+    """Remove temporaries of ``path`` left by processes that are no longer running (but ``keep``)."""
     path = Path(path)
     if not path.parent.is_dir():
         return
     prefix = f".{path.name}{_TMP_TAG}"
     for entry in path.parent.iterdir():
-        if entry.name.startswith(prefix):
+        if entry.name.startswith(prefix) and not (keep is not None and entry == Path(keep)):
             match = _TMP_PID.search(entry.name)
             if match and not _alive(int(match.group(1))):
                 log.debug("removing %s, left by a run that stopped", entry)
@@ -656,6 +656,11 @@ def publish(
     finished, path = Path(finished), Path(path)
     directory = finished.is_dir()
     inputs = list(inputs)
+    if directory and interrupted_fill(finished, path):  # (its marker and some entries are in path already)
+        check_not_input(path, inputs)
+        _move_entries(finished, path)
+        _fsync_dir(path.parent)
+        return path
     kind = (owned_kind(finished) or "output") if directory else None  # (an old ``path`` of another kind is refused)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)
     if directory:
@@ -668,6 +673,7 @@ def publish(
         _fill(path, finished)
     elif directory and path.exists():
         _take_permissions(path, finished)
+        clean_stale(path, keep=finished)  # (an old directory a run killed here left, whole: gigabytes of it)
         old = temp_path(path)
         path.rename(old)
         finished.rename(path)
@@ -703,10 +709,31 @@ def _fill(path: Path, finished: Path) -> None:
     elif any(path.iterdir()):  # a file of the user's appeared since the check: it stays, and nothing is published
         raise OutputExistsError(f"{path} is no longer empty; satclip did not write into it: choose another path")
     os.replace(finished / MARKER, path / MARKER)
+    _move_entries(finished, path)
+
+
+def _move_entries(finished: Path, path: Path) -> None:
+    """Move what is left in ``finished`` into ``path`` (each entry in one rename) and remove ``finished``."""
     for entry in finished.iterdir():
         os.replace(entry, path / entry.name)
     finished.rmdir()
     _fsync_dir(path)
+
+
+def interrupted_fill(finished: str | Path, path: str | Path) -> bool:
+    """Whether publishing the directory ``finished`` into the kept directory ``path`` (:func:`_fill`) stopped
+    midway: ``finished`` has given ``path`` its marker, which records everything published, and ``path`` holds
+    only entries ``finished`` no longer has, the two together being that record. Publishing ``finished`` again
+    moves the rest (it replaced ``path`` with the rest alone, the entries moved before lost)."""
+    finished, path = Path(finished), Path(path)
+    if not (finished.is_dir() and path.is_dir()) or (finished / MARKER).exists() or not is_owned(path):
+        return False
+    files = _marker(path).get("files")
+    recorded = files.get("published") if isinstance(files, dict) else None  # (relative paths, as published)
+    if not isinstance(recorded, list):
+        return False
+    moved, left = set(_published_paths(path)), set(_published_paths(finished))
+    return moved.isdisjoint(left) and moved | left == set(recorded)
 
 
 @contextlib.contextmanager

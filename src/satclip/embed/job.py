@@ -292,15 +292,18 @@ def _is_published_output(manifest: dict, output: Path) -> bool:
 
 
 def stopped_after_publishing(workdir: Path, output: Path, **same) -> bool:
-    """Whether the run that ``workdir`` records finished and published ``output``, then stopped before removing
-    ``workdir`` (killed between the last steps of :func:`publish_work`), and its identity has the entries
+    """Whether the run that ``workdir`` records finished and published ``output`` (or was filling a kept directory
+    ``output`` with it: :func:`satclip.safe_output.interrupted_fill`), then stopped before removing ``workdir``
+    (killed between the last steps of :func:`publish_work`), and its identity has the entries
     ``same`` (its input, model, …): the existing ``output`` is then that run's, which the next run of the same
     job only completes (:func:`complete_stopped`): no reason to refuse it for want of ``--overwrite``."""
     manifest = work_manifest(workdir)
     if not isinstance(manifest.get("finished"), str) or not identity_has(manifest, **same):
         return False
     finished = workdir / manifest["finished"]
-    return _is_published_output(manifest, output) and not (finished.exists() or finished.is_symlink())
+    if finished.exists() or finished.is_symlink():  # stopped while filling a kept directory: its own, half there
+        return safe_output.interrupted_fill(finished, output)
+    return _is_published_output(manifest, output)
 
 
 def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: bool, inputs) -> bool:
