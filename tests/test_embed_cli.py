@@ -322,6 +322,31 @@ def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypat
     assert table.num_rows == 502
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_digits_after_the_first_block_are_kept(tmp_path, model, monkeypatch, suffix):
+    """After the first block an id beyond int64 made its whole column float64 (every id above 2^53 lost digits)
+    and a zip code 02134 became 2134; a gzip file smaller than a block was not checked past it at all (it failed
+    midway instead, after some chunks were embedded). Such columns are text, as in the first block."""
+    import gzip
+
+    from satclip.embed.sources import CsvSource
+
+    monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1024)
+    rows = [f"{i % 180}.5,{i % 90}.5,{i},{10000 + i},{i}\n" for i in range(500)]
+    rows += ["5,5,12345678901234567890,02134,-9223372036854775808\n"]
+    text = "lon,lat,id,zip,small\n" + "".join(rows)
+    source = tmp_path / f"late{suffix}"
+    source.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+    out = tmp_path / "p.parquet"
+    assert main(["embed", str(source), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    table = pq.read_table(out)
+    assert table.schema.field("id").type == pa.string() and table.schema.field("zip").type == pa.string()
+    assert table.column("id").to_pylist()[-2:] == ["499", "12345678901234567890"]
+    assert table.column("zip").to_pylist()[-2:] == ["10499", "02134"]
+    assert table.schema.field("small").type == pa.int64()  # (the smallest int64 fits it)
+    assert table.column("small").to_pylist()[-1] == -(2**63)
+
+
 def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):
     """A reader's own error (JSON, Arrow, NumPy) says nothing of the file: the message names it."""
     broken = {

@@ -231,7 +231,7 @@ class CsvSource(Source):
     lines (a ``.tsv`` whose header has a tab: tab; undecided: tab for ``.tsv``, else comma). Column types are
     inferred from the first block (16 MiB) and, in a larger file, widened where a later value does not fit
     (integers → float64 → text; anything else → text), so a column keeps one type for the whole file. A column
-    of numbers written with leading zeros (``01234``) or of integers too large for int64 in the first block
+    of numbers written with leading zeros (``01234``) or of integers too large for int64 anywhere in the file
     stays text (inferred, it would lose digits); the coordinate columns are always read as float64 (empty,
     ``nan`` → NaN). Header names must be unique and the text UTF-8."""
 
@@ -264,27 +264,29 @@ class CsvSource(Source):
             )
         self._text_columns = self._lossy_numbers(schema)
 
-    def _lossy_numbers(self, schema) -> dict:
+    def _lossy_numbers(self, schema, whole_file: bool = False) -> dict:
         """``{column: string}`` for the columns of numbers that inferred types would change: leading zeros
-        (``007``), or integers beyond int64 (read as float64, losing digits)."""
+        (``007``), or integers beyond int64 (read as float64, losing digits); in the first block, or with
+        ``whole_file`` in every block (a ``02134`` further on reads as int64 without an error)."""
         import pyarrow.csv as pa_csv
 
         pa = _pa()
         numeric = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+        coordinates = (getattr(self, "lon_col", None), getattr(self, "lat_col", None))  # (known after _open)
+        numeric = [name for name in numeric if name not in coordinates]  # (read as float64 whatever they hold)
         if not numeric:
             return {}
-        as_text = pa_csv.open_csv(
+        reader = pa_csv.open_csv(
             self.path, read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
             parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(numeric, pa.string()),
                                                   include_columns=numeric),
-        ).read_next_batch()  # fmt: skip
+        )  # fmt: skip
         lossy = {}
-        for name in numeric:
-            values = [v.strip() for v in as_text.column(name).to_pylist() if v]
-            if any(re.fullmatch(r"[-+]?0\d+", v) or (re.fullmatch(r"[-+]?\d{19,}", v) and abs(int(v)) >= 2**63)
-                   for v in values):  # fmt: skip
-                lossy[name] = pa.string()
+        for batch in reader if whole_file else [reader.read_next_batch()]:
+            for name in numeric:
+                if name not in lossy and any(_loses_digits(v.strip()) for v in batch.column(name).to_pylist() if v):
+                    lossy[name] = pa.string()
         return lossy
 
     def _whole_file_types(self) -> dict:
@@ -296,7 +298,9 @@ class CsvSource(Source):
             return self._settled_types
         pa = _pa()
         settled = dict(self._text_columns)
-        if self.path.stat().st_size > self.BLOCK_SIZE:
+        # (a gzip file of a few MiB may hold far more than the first block)
+        if self.path.stat().st_size > self.BLOCK_SIZE or self.path.suffix.lower() == ".gz":
+            settled.update(self._lossy_numbers(self._schema, whole_file=True))
             fixed = (self.lon_col, self.lat_col, *settled)
             typed = [f.name for f in self._schema if f.name not in fixed and not pa.types.is_string(f.type)]
             types = {name: self._schema.field(name).type for name in typed}
@@ -363,11 +367,22 @@ class CsvSource(Source):
         return 0, batches()
 
 
+def _loses_digits(value: str) -> bool:
+    """Whether a CSV number would change read as int64 or float64: leading zeros (``007``) or an integer beyond
+    int64."""
+    return bool(re.fullmatch(r"[-+]?0\d+", value)) or (
+        bool(re.fullmatch(r"[-+]?\d{19,}", value)) and not -(2**63) <= int(value) < 2**63
+    )
+
+
 def _wider_type(current, value: str):
     """The type one step wider than ``current`` that a CSV ``value`` it failed on may fit: a column of no
-    values yet → int64 or float64 by the value; int64 → float64 for a decimal value; else text."""
+    values yet → int64 or float64 by the value; int64 → float64 for a decimal value; else text (an integer
+    beyond int64 too: as float64 it would lose digits)."""
     pa = _pa()
     number = re.fullmatch(r"\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)\s*", value, re.IGNORECASE)
+    if re.fullmatch(r"\s*[-+]?\d+\s*", value) and _loses_digits(value.strip()):
+        return pa.string()
     if pa.types.is_null(current) and re.fullmatch(r"\s*[-+]?[1-9]\d{0,17}\s*|\s*0\s*", value):
         return pa.int64()
     if (pa.types.is_null(current) or pa.types.is_integer(current)) and number:
