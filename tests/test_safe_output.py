@@ -488,6 +488,13 @@ def test_embed_keeps_a_foreign_partial_directory_and_refuses_output_equal_to_inp
     original = source.read_bytes()
     assert embed(source, "-o", source, "--model", model, "--overwrite") == 2
     assert source.read_bytes() == original
+    # one with a manifest.json of the user's: called a damaged manifest ("pass --restart"), which --restart then
+    # refused to delete; it is named as the user's directory, with or without --restart
+    (partial / "manifest.json").write_text("mine")
+    before = snapshot(partial)
+    for restart in ([], ["--restart"]):
+        assert embed(source, "-o", tmp_path / "out.parquet", "--model", model, *restart) == 2
+    assert snapshot(partial) == before
 
 
 def test_concurrent_embeds_of_different_inputs_to_one_output(tmp_path, model, points):  # noqa: F811

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
-from ..errors import BadInputError, ResumeError
+from ..errors import BadInputError, OutputExistsError, ResumeError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
 from ..models.precision import AUTO_CHOICES, Choice
@@ -240,6 +240,11 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
     path = workdir / MANIFEST
     if not path.is_file():
         return None
+    if not safe_output.is_owned(workdir):  # (its manifest was called damaged, and --restart then refused)
+        raise OutputExistsError(
+            f"{workdir}, where this job keeps its unfinished work, is a directory satclip did not create: move or "
+            "remove it, or choose another output path"
+        )
     if restart:
         safe_output.remove_owned(workdir)
         return None
