@@ -9,6 +9,7 @@ stopped at the missing file, so no test here can start a long run on that code.
 from __future__ import annotations
 
 import csv
+import decimal
 import os
 
 import numpy as np
@@ -403,3 +404,43 @@ def test_results_csv_names_each_rows_saved_predictions(tmp_path):
         named.append((row["predictions"], saved["y_true"]))
     assert named[0][0] != named[1][0] and len(list((out / "predictions").glob("*.npz"))) == 2
     np.testing.assert_allclose(named[1][1], 2 * named[0][1])  # each row names its own run's file (same split)
+
+
+def test_task_tables_as_spreadsheets_and_r_write_them_are_read_as_meant(tmp_path, caplog):
+    """Numbers with decimal commas or thousands separators became a classification of their texts (exit 0);
+    class labels NA and None were read as missing and their rows left out; a Parquet target of decimals or of
+    numbers as text was classified (and refused with --task-kind regression); lon and lat as a Parquet file's
+    index were lost; a ';' at every line's end asked for --target-col; a target of 1e-200 scored MSE 0."""
+    pd = pytest.importorskip("pandas")
+    from satclip.eval.tasks.table import table_task
+
+    base = _task_columns()
+    comma = {**base, "y": [f"{v:.1f}".replace(".", ",") for v in base["y"]]}
+    with pytest.raises(ValueError, match=r"target 'y' holds numbers written with commas \('\d+,\d' in data row 0"):
+        table_task(_table(tmp_path / "comma.csv", comma, sep=";"))
+    thousands = {**base, "y": [f"{1000 * abs(v):,.0f}" for v in base["y"]]}
+    with pytest.raises(ValueError, match="a decimal comma or a thousands separator"):
+        table_task(_table(tmp_path / "thousands.csv", thousands))
+    labels = np.where(np.asarray(base["lon"]) < 0, "NA", "EU")
+    with caplog.at_level("WARNING"):
+        task = table_task(_table(tmp_path / "na.csv", {**base, "y": labels}))
+    assert sorted(task.classes) == ["EU", "NA"] and len(task.points) == len(labels)
+    assert "has the class label 'NA'" in caplog.text
+    missing = {**base, "y": ["NA" if i % 10 == 0 else f"{v:.3f}" for i, v in enumerate(base["y"])]}
+    task = table_task(_table(tmp_path / "r.csv", missing))  # (R writes NA in a column of numbers: missing)
+    assert task.kind == "regression" and len(task.points) == 180
+    frame = pd.DataFrame(base)
+    for name, values in (("decimal", [decimal.Decimal(f"{v:.2f}") for v in base["y"]]),
+                         ("text", [f"{v:.2f}" for v in base["y"]])):  # fmt: skip
+        frame.assign(y=values).to_parquet(tmp_path / f"{name}.parquet")
+        task = table_task(tmp_path / f"{name}.parquet")
+        assert task.kind == "regression"
+        np.testing.assert_allclose(np.sort(task.targets), np.sort(np.round(base["y"], 2)))
+    frame.set_index(["lon", "lat"]).to_parquet(tmp_path / "indexed.parquet")
+    plain = table_task(_table(tmp_path / "t.csv", base))
+    np.testing.assert_array_equal(table_task(tmp_path / "indexed.parquet").points, plain.points)
+    text = "lon;lat;y;\n" + "".join(f"{a};{b};{c};\n" for a, b, c in zip(*base.values(), strict=True))
+    (tmp_path / "trailing.csv").write_text(text)
+    assert table_task(tmp_path / "trailing.csv").kind == "regression"
+    with pytest.raises(ValueError, match=r"target 'y' reaches only .*e-199, too small to score"):
+        table_task(_table(tmp_path / "tiny.csv", {**base, "y": np.asarray(base["y"]) * 1e-200}))

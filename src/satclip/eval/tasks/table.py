@@ -34,7 +34,15 @@ LON_NAMES = ("lon", "longitude", "lng")
 LAT_NAMES = ("lat", "latitude")
 
 
+#: the texts pandas reads as missing values by default: in a column of numbers they still are (a CSV written by R
+#: holds NA), among class labels they are labels (NA is North America, Namibia, …)
+MISSING_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                          "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})  # fmt: skip
+
+
 def _read(path: Path):
+    """The table of a task file; columns of numbers (a CSV's with missing-value texts among them, a Parquet
+    file's of decimals or of text) as numbers, the row index a column where it is named (a Parquet file's)."""
     pd = require("pandas", "eval")
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
@@ -42,10 +50,15 @@ def _read(path: Path):
     try:
         if suffix in (".parquet", ".pq"):
             require("pyarrow", "eval")
-            return pd.read_parquet(path)
-        from ...embed.sources import sniff_delimiter
+            frame, missing = pd.read_parquet(path), frozenset()
+        else:
+            from ...embed.sources import sniff_delimiter
 
-        return pd.read_csv(path, sep=sniff_delimiter(path, "\t" if suffix == ".tsv" else ","))
+            sep = sniff_delimiter(path, "\t" if suffix == ".tsv" else ",")
+            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+            missing = MISSING_TEXT
+            blank = [c for c in frame.columns if str(c).startswith("Unnamed: ") and frame[c].isna().all()]
+            frame = frame.drop(columns=blank)  # (a ';' at the end of every line: a column of nothing)
     except UnicodeDecodeError as err:
         raise ValueError(f"--task-file {path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
                          "UTF-8") from err  # fmt: skip
@@ -55,6 +68,26 @@ def _read(path: Path):
         if isinstance(err, OSError) and err.errno is not None:
             raise  # (the file system's own errors, not the content's)
         raise ValueError(f"--task-file {path} is not a readable {suffix[1:]} table: {err}") from err
+    if any(name is not None for name in frame.index.names):  # (lon and lat as a Parquet file's index were dropped)
+        frame = frame.reset_index()
+    return _as_numbers(frame.reset_index(drop=True), missing)
+
+
+def _as_numbers(frame, missing: frozenset):
+    """``frame`` with its columns of Python objects (text, decimals) whose cells are all numbers, but for empty
+    ones and ``missing`` texts, as float64 columns (those cells NaN); other columns as they are."""
+    pd = require("pandas", "eval")
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        if any(isinstance(v, (bool, np.bool_)) for v in column.to_numpy(dtype=object)):  # (True is no 1.0)
+            continue
+        marked = column.isin(missing) if missing else pd.Series(False, index=column.index)
+        values = pd.to_numeric(column.mask(marked), errors="coerce")
+        if values.notna().any() and (values.notna() | column.isna() | marked).all():
+            frame[name] = values.astype(np.float64)
+    return frame
 
 
 def check_task_name(name: str) -> str:
@@ -136,6 +169,16 @@ def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str,
     series = frame[column]
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if not numeric and kind != CLASSIFICATION and not pd.api.types.is_bool_dtype(series):
+        cells = series.dropna().astype(str).str.strip()
+        commas = cells.str.fullmatch(r"[-+]?(\d+,\d+|\d{1,3}(,\d{3})+(\.\d+)?)")
+        plain = pd.to_numeric(cells, errors="coerce").notna()
+        if commas.any() and (commas | plain).mean() >= MOSTLY_NUMBERS:  # (it became a classification of them)
+            first = cells[commas].index[0]
+            raise ValueError(
+                f"{path}: target {column!r} holds numbers written with commas ({cells[first]!r} in data row {first}, "
+                "counted from 0: a decimal comma or a thousands separator); write them without (11.2, 1010), or pass "
+                "--task-kind classification if the column holds class labels"
+            )
         values, text = _numbers(frame, column)
         if text and (kind == REGRESSION or values.notna().mean() >= MOSTLY_NUMBERS):
             raise ValueError(
@@ -151,6 +194,10 @@ def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str,
             log.warning("%s: target %r holds only %d distinct whole numbers (%s): regressed as numbers; pass "
                         "--task-kind classification if they are classes", path.name, column, len(codes),
                         ", ".join(f"{c:g}" for c in codes[:5]) + (", …" if len(codes) > 5 else ""))  # fmt: skip
+    if not numeric:  # (pandas read them as missing values: their rows were left out)
+        for label, count in series[series.isin(MISSING_TEXT)].value_counts().items():
+            log.warning("%s: target %r has the class label %r (%d rows), kept as a class; leave those cells empty "
+                        "if it means a missing value", path.name, column, label, count)  # fmt: skip
     return kind, numeric
 
 
@@ -181,7 +228,7 @@ def table_task(
         raise ValueError(
             f"{err}; it is the stem of the file name (the default): name the task with --task-name"
         ) from None
-    frame = _read(path).reset_index(drop=True)  # rows numbered as in the file (a Parquet index aside)
+    frame = _read(path)  # rows numbered as in the file, from 0
     columns = [str(c) for c in frame.columns]
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
@@ -233,7 +280,8 @@ def table_task(
     raw = frame[target_col].to_numpy()[index]
     if kind == REGRESSION:
         if not numeric:
-            raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed")
+            raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed; pass "
+                             "--task-kind classification if the column holds class labels")  # fmt: skip
         targets, classes, kept = raw.astype(np.float64), None, None
         infinite = np.flatnonzero(~np.isfinite(targets))
         if len(infinite):
@@ -247,6 +295,9 @@ def table_task(
         if not np.isfinite(spread):  # (every score was NaN, exit 0)
             raise ValueError(f"{path}: target {target_col!r} reaches {np.abs(targets).max():.2g}, too large to score "
                              "(its spread overflows): give it in other units (divided by a power of ten)")  # fmt: skip
+        if spread < np.sqrt(np.finfo(np.float64).tiny):  # (its squares underflow: every MSE was 0.000, exit 0)
+            raise ValueError(f"{path}: target {target_col!r} reaches only {np.abs(targets).max():.2g}, too small to "
+                             "score (its spread underflows): give it in other units (multiplied by a power of ten)")  # fmt: skip
     else:
         rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
         points = points[rows]
