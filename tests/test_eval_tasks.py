@@ -151,6 +151,14 @@ def test_air_temperature_download_checks_sha256_and_caches(monkeypatch):
         load_task("air-temperature", TaskOptions())
     assert not air.cached_path().exists()
 
+    # a cached copy cut short (where the offline message says to save the file) was used "as given" and reported
+    # as the published table; it is refused, saying how to use it anyway, and left as it is
+    air.cached_path().write_bytes(data[: len(data) // 2])
+    with pytest.raises(DownloadError, match=r"differs from the published .*; delete it to download .* --data "):
+        load_task("air-temperature", TaskOptions(n_points=100))
+    assert air.cached_path().read_bytes() == data[: len(data) // 2]
+    assert len(load_task("air-temperature", TaskOptions(n_points=100, data=air.cached_path()))) == 100
+
 
 def test_air_temperature_offline_error_says_what_to_fetch(monkeypatch):
     def offline(url, timeout):

@@ -309,9 +309,11 @@ def test_released_checkpoints_are_checked_against_the_hub_sha256(monkeypatch, on
 def test_hub_cache_entries_are_checked_against_their_blob_names(no_sockets, hub_cache, points):
     """Offline, the cache is used: its blob names are the files' sha256."""
     ckpt = require(CKPT_L10)
-    _hub_cache_entry(hub_cache, *RELEASED_L10, ckpt, "0" * 64)
-    with pytest.raises(hub.DownloadError, match="its hub cache entry is named by"):
+    entry = _hub_cache_entry(hub_cache, *RELEASED_L10, ckpt, "0" * 64)
+    with pytest.raises(hub.DownloadError, match="its hub cache entry is named by") as err:
         satclip.load("satclip-resnet18-l10")
+    # the damaged blob is named too: deleting the entry alone, huggingface_hub linked the same blob again
+    assert f"delete it and the file it links to, {entry.resolve()}, and fetch it again" in str(err.value)
     _hub_cache_entry(hub_cache, *RELEASED_L10, ckpt, _sha256(ckpt))
     assert torch.equal(satclip.load("satclip-resnet18-l10").encode(points), satclip.load(ckpt).encode(points))
     assert no_sockets == []

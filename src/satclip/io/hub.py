@@ -73,9 +73,12 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
         return
     found = file_digest(path)
     if found != expected.lower():
+        blob = Path(path).resolve()
+        # (the hub cache links its file to a blob: deleting the link alone, the damaged blob was linked again)
+        delete = f"delete it and the file it links to, {blob}," if blob != Path(path).absolute() else "delete it"
         raise DownloadError(
             f"{path} ({what}) has sha256 {found}, expected {expected}: the file is damaged or not the "
-            "release; delete it (or its Hugging Face cache entry) and fetch it again"
+            f"release; {delete} and fetch it again"
         )
     _VERIFIED.add(seen)
 

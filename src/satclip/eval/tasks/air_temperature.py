@@ -100,7 +100,14 @@ def station_table(options: TaskOptions) -> tuple[bytes, str]:
         return path.read_bytes(), str(path)
     path = cached_path()
     if path.is_file():
-        return path.read_bytes(), str(path)
+        data = path.read_bytes()
+        if _sha256(data) != SHA256:  # (a copy cut short was used "as given", and reported as the published table)
+            raise DownloadError(
+                f"{path} differs from the published {FILENAME} (sha256 {SHA256}): the copy is damaged or another "
+                f"file; delete it to download it again (or save {URL} there), or pass --data {path} to use it as "
+                "it is"
+            )
+        return data, str(path)
     if not options.allow_download:
         raise DownloadError(_offline_message("no local copy was given and downloading is disabled"))
     return download(), URL

@@ -297,7 +297,8 @@ def table_task(
                              "(its spread overflows): give it in other units (divided by a power of ten)")  # fmt: skip
         if spread < np.sqrt(np.finfo(np.float64).tiny):  # (its squares underflow: every MSE was 0.000, exit 0)
             raise ValueError(f"{path}: target {target_col!r} reaches only {np.abs(targets).max():.2g}, too small to "
-                             "score (its spread underflows): give it in other units (multiplied by a power of ten)")  # fmt: skip
+                             "score (its spread underflows): give it in other units (multiplied by a power of "
+                             "ten)")  # fmt: skip
     else:
         rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
         points = points[rows]
