@@ -319,6 +319,33 @@ def test_hub_cache_entries_are_checked_against_their_blob_names(no_sockets, hub_
     assert no_sockets == []
 
 
+@pytest.mark.parametrize("hub_offline", [True, False])
+def test_an_hf_repository_in_the_hub_cache_loads_offline(no_sockets, hub_cache, points, monkeypatch, hub_offline):
+    """hf://owner/name failed offline ("cannot list the Hugging Face repository") though its snapshot was complete
+    in the hub cache, where a released name was found; its files are listed from the cached snapshot."""
+    import shutil
+
+    from satclip import pretrained
+
+    if hub_offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(hub.DownloadError, match="the hub cache has no snapshot of it"):
+        satclip.load("hf://someone/native")
+    model = Path(pretrained.bundled_models()["bluemarble-l10"])
+    repo, commit = hub_cache / "models--someone--native", "e" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "blobs").mkdir()
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        blob = repo / "blobs" / _sha256(model / name)
+        shutil.copyfile(model / name, blob)
+        (repo / "snapshots" / commit / name).symlink_to(os.path.relpath(blob, repo / "snapshots" / commit))
+    loaded = satclip.load("hf://someone/native")
+    assert torch.equal(loaded.encode(points), satclip.load(model).encode(points))
+    assert Path(loaded.provenance["source"]).name == commit  # (the snapshot directory, a native model)
+
+
 def test_another_checkpoint_under_a_release_name_is_refused(no_sockets, hub_cache, capsys):
     """A ResNet18 file in the cache entry of satclip-vit16-l40 (intact, so its sha256 matches its blob) loaded
     and embedded as satclip-vit16-l40."""

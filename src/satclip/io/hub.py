@@ -176,14 +176,31 @@ def list_files(repo_id: str) -> list[str]:
         "or its .ckpt) elsewhere and pass the local path"
     )
     hf = _hub(f"resolving hf://{repo_id}", manual)
-    if offline():
-        raise DownloadError(f"cannot list the Hugging Face repository {repo_id}: HF_HUB_OFFLINE is set; {manual}")
-    reason = unreachable(repo_id)
-    if reason is not None:
-        raise DownloadError(f"cannot reach the Hugging Face hub to list {repo_id} ({reason}); {manual}")
+    reason = "HF_HUB_OFFLINE is set" if offline() else unreachable(repo_id)
+    if reason is not None:  # the files of its snapshot in the hub cache, where there is one
+        cached = _cached_files(repo_id)
+        if cached:
+            log.info("listing the cached snapshot of %s (%s)", repo_id, reason)
+            return cached
+        raise DownloadError(f"cannot list the Hugging Face repository {repo_id} ({reason}) and the hub cache has no "
+                            f"snapshot of it; {manual}")  # fmt: skip
     try:
         return list(hf.list_repo_files(repo_id))
     except Exception as err:  # noqa: BLE001
         raise DownloadError(
             f"could not list the Hugging Face repository {repo_id} ({type(err).__name__}: {err}); {manual}"
         ) from err
+
+
+def _cached_files(repo_id: str) -> list[str]:
+    """The files of the main branch's snapshot of model repository ``repo_id`` in the hub cache (links to blobs
+    that are there; relative paths), or [] where it has none."""
+    constants = require("huggingface_hub.constants", "hub")
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    if not ref.is_file():
+        return []
+    snapshot = repo / "snapshots" / ref.read_text().strip()
+    if not snapshot.is_dir():
+        return []
+    return sorted(path.relative_to(snapshot).as_posix() for path in snapshot.rglob("*") if path.is_file())
