@@ -6,6 +6,7 @@ values. Each test failed before its fix."""
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -469,7 +470,7 @@ def test_a_retrieval_value_that_names_no_database_is_named(value, message):
         satclip.load("bluemarble-l10", retrieval=value)
 
 
-def test_messages_name_the_input_as_it_is(encoder, tmp_path, monkeypatch):
+def test_messages_name_the_input_as_it_is(encoder, tmp_path, monkeypatch, caplog):
     """What a notebook user met: a Series was told "one point? pass [[lon, lat]]"; -90.0001 (rounding) was said
     to look like swapped lat/lon; a URL was read as the path "https:/example.com/x.ckpt"; a folder named like a
     shipped model hid it without a word; an encoder moved to 'meta' failed inside torch; "k configure retrieval"."""
@@ -486,6 +487,16 @@ def test_messages_name_the_input_as_it_is(encoder, tmp_path, monkeypatch):
     (tmp_path / "bluemarble-l10").mkdir()
     with pytest.raises(FileNotFoundError, match=r"it hides the model 'bluemarble-l10': rename that folder"):
         satclip.load("bluemarble-l10")
+    # a model there under that name (here bluemarble-l40's) was loaded as bluemarble-l10 without a word
+    (tmp_path / "bluemarble-l10").rmdir()
+    shutil.copytree(satclip.pretrained.bundled_models()["bluemarble-l40"], tmp_path / "bluemarble-l10")
+    with caplog.at_level("WARNING", logger="satclip"):
+        assert satclip.load("bluemarble-l10").config["encoding"]["legendre_polys"] == 40
+    assert "not the model named 'bluemarble-l10': pass ./bluemarble-l10 to say you mean it" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="satclip"):
+        satclip.load("./bluemarble-l10")
+    assert caplog.text == ""
     with pytest.raises(BadInputError, match=r"^k configures retrieval: also pass retrieval='auto' or a database$"):
         satclip.load(satclip.pretrained.bundled_models()["bluemarble-l40"], k=5)
     meta = satclip.LocationEncoder.from_config(CONFIG).to("meta")

@@ -3,6 +3,7 @@ native directory (downloading if needed)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from ..errors import BadInputError
 from ..paths import expand_user
 from ..registry import did_you_mean
 from . import hub, native
+
+log = logging.getLogger(__name__)
 
 #: prefix of an explicit Hugging Face hub source: ``hf://owner/name``
 HUB_SCHEME = "hf://"
@@ -103,14 +106,20 @@ def resolve(source: str | Path) -> ResolvedSource:
         )
     path = expand_user(text)
     if path.exists():
+        hides = not isinstance(source, os.PathLike) and text in pretrained.names()
         try:
-            return _local(path)
+            resolved = _local(path)
         except FileNotFoundError as err:  # (a folder of that name hides the model: say so)
-            if isinstance(source, os.PathLike) or text not in pretrained.names():
+            if not hides:
                 raise
             raise FileNotFoundError(
                 f"{err}; it hides the model {text!r}: rename that folder, or run from another directory"
             ) from None
+        if hides:  # (an L = 40 file named satclip-resnet18-l10 was loaded as that model without a word)
+            log.warning("loading %s, the %s in the current directory, not the model named %r: pass ./%s to say you "
+                        "mean it, or rename it or run from another directory to load that model",
+                        path.absolute(), "directory" if path.is_dir() else "file", text, text)  # fmt: skip
+        return resolved
     if not isinstance(source, os.PathLike):
         bundled = pretrained.bundled_models()
         if text in bundled:
