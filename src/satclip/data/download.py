@@ -127,10 +127,13 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
         ) from err
     try:
         verify_checksum(path, file)
-    except ChecksumError:
+    except ChecksumError as err:  # (it named neither the file read nor what to do)
         if _fetched(source, path, staging):
             path.unlink(missing_ok=True)
-        raise
+            raise ChecksumError(f"{err}: the download was damaged and is deleted; rerun the same command to fetch "
+                                "it again") from None  # fmt: skip
+        raise ChecksumError(f"{err}, in {path}: the copy is damaged or another version; replace it with an intact "
+                            "copy (or fetch it again) and rerun the same command") from None  # fmt: skip
     return path
 
 
