@@ -127,7 +127,7 @@ def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
         Reader("satclip", f"satclip.load({str(path)!r})", back, note if back is None else ""),
         Reader(
             "torchgeo ≥ 0.10",
-            f"torchgeo.models.satclip.SatCLIP({args}).load_state_dict(torch.load({str(path)!r}))",
+            f"torchgeo.models.satclip.SatCLIP({args}).load_state_dict(torch.load({str(path)!r}, weights_only=True))",
             tolerance, "; ".join(x for x in (clamp, dtype, note) if x),
         ),  # fmt: skip
     ]
