@@ -444,3 +444,18 @@ def test_task_tables_as_spreadsheets_and_r_write_them_are_read_as_meant(tmp_path
     assert table_task(tmp_path / "trailing.csv").kind == "regression"
     with pytest.raises(ValueError, match=r"target 'y' reaches only .*e-199, too small to score"):
         table_task(_table(tmp_path / "tiny.csv", {**base, "y": np.asarray(base["y"]) * 1e-200}))
+
+
+def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, caplog):
+    """A rerun into the same --out with other encoders replaced results.csv, results.md and the figures with no
+    word (other commands refuse to replace another run's output); it says so, and a rerun of the same settings
+    does not."""
+    task = _task_file(tmp_path / "t.csv")
+    run = ["evaluate", "--no-cache", "--seeds", "1", "--no-figures", "--probes", "linear",
+           "--task-file", str(task), "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main([*run, "--encoders", "wrap,direct"]) == 0
+    with caplog.at_level("WARNING", logger="satclip"):
+        assert main([*run, "--encoders", "wrap,direct"]) == 0
+        assert "this report leaves out" not in caplog.text
+        assert main([*run, "--encoders", "wrap"]) == 0
+    assert "held 1 result(s) of an earlier run this report leaves out (encoders direct)" in caplog.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import re
@@ -24,8 +25,10 @@ import numpy as np
 from .. import safe_output
 from .encoders import existing_path
 from .metrics import PRIMARY
-from .runner import COLUMNS, FEW_TEST_POINTS, EvalConfig, prediction_file
+from .runner import COLUMNS, FEW_TEST_POINTS, ROWS_FILE, EvalConfig, prediction_file
 from .tasks import Task
+
+log = logging.getLogger(__name__)
 
 #: what "±" means, per protocol
 SPREAD = {
@@ -459,12 +462,35 @@ def _continent_tables(rows: Sequence[dict], kinds: dict[str, str], names: dict[s
     return "\n".join(parts)
 
 
+#: what tells one result row from another in results.csv
+_ROW_KEY = ("task", "encoder", "protocol", "probe", "fold")
+
+
+def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
+    """Warn where ``path``, an earlier run's results.csv, holds results this run's report leaves out (another
+    run's encoders, tasks, seeds: its report was replaced without a word; its folds stay and are reused)."""
+    try:
+        with path.open(newline="") as handle:
+            earlier = [tuple(row.get(k, "") for k in _ROW_KEY) for row in csv.DictReader(handle)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return
+    now = {tuple(str(row.get(k, "")) for k in _ROW_KEY) for row in rows}
+    gone = [key for key in earlier if key not in now]
+    if gone:
+        encoders = sorted({key[1] for key in gone})
+        log.warning("%s held %d result(s) of an earlier run this report leaves out (encoders %s): results.csv and "
+                    "results.md now hold this run's; its folds stay in %s and a run with its settings reuses them",
+                    path.parent, len(gone), ", ".join(encoders[:5]) + (", …" if len(encoders) > 5 else ""),
+                    path.parent / ROWS_FILE)  # fmt: skip
+
+
 def write_reports(
     rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], out: Path, figures: Sequence[Path] = ()
 ) -> dict[str, Path]:
     """Write results.csv, timings.csv and results.md (linking ``figures``) into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "timings": out / "timings.csv", "md": out / "results.md"}
+    _say_what_is_replaced(paths["csv"], rows)
     write_csv([{**row, "predictions": prediction_file(out, row)} for row in rows], paths["csv"], COLUMNS)
     write_csv(rows, paths["timings"], ("task", "encoder", "probe", "fold", "embedding_dim", "n_train", "seconds"))
     safe_output.write_bytes(paths["md"], markdown(rows, config, tasks, figures=figures).encode())
