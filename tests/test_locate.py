@@ -438,3 +438,107 @@ def test_a_model_whose_image_encoder_was_never_fitted_is_named(tmp_path, capsys)
     assert main(["locate", str(picture), "--model", str(tmp_path / "unfitted")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("satclip: error: the model's image encoder (") and "was never fitted to images" in err
+
+
+def test_geotiffs_are_read_as_the_imagery_they_hold(tmp_path, crop, capsys):
+    """Read as stored, these were embedded as other imagery, exit 0: a BGR file declaring its colours, a
+    south-up grid, a GDAL mask of gaps, an alpha band read as a band of Sentinel-2, scaled values, a rotated
+    grid, 8-bit 'digital numbers'; and 14.9 km × 0.1 km pixels passed the scale check as their mean."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.enums import ColorInterp
+    from rasterio.transform import Affine, from_origin
+
+    pixels, (lon, lat) = crop
+    bands = np.moveaxis(pixels, -1, 0)
+    crs = f"+proj=aeqd +lat_0={lat} +lon_0={lon} +R=6371008.8 +units=m"
+    north_up = from_origin(-120000, 120000, 7500, 7500)
+
+    def write(name, data, transform=north_up, interp=None, mask=None, **extra):
+        path = tmp_path / name
+        profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(data),
+                       dtype=data.dtype, crs=crs, transform=transform, **extra)  # fmt: skip
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            if mask is not None:
+                dst.write_mask(mask)
+        if interp:  # (kept when set on the written file, not while writing it)
+            with rasterio.open(path, "r+") as dst:
+                dst.colorinterp = interp
+        return path
+
+    expected = preprocess.read_rgb(write("crop.tif", bands))
+    bgr = write("bgr.tif", bands[::-1].copy(), interp=[ColorInterp.blue, ColorInterp.green, ColorInterp.red])
+    np.testing.assert_array_equal(preprocess.read_rgb(bgr), expected)
+    south_up = Affine(7500, 0, -120000, 0, 7500, -120000)  # row 0 is the southern edge
+    np.testing.assert_array_equal(preprocess.read_rgb(write("south.tif", bands[:, ::-1].copy(), south_up)), expected)
+    mask = np.full(pixels.shape[:2], 255, dtype=np.uint8)
+    mask[:, :8] = 0
+    with pytest.raises(BadInputError, match=r"256 of 1,024 pixels in .*masked.tif hold its nodata value or are masked"):
+        preprocess.read_rgb(write("masked.tif", bands, mask=mask))
+    with pytest.raises(BadInputError, match=r"declares values to be scaled .*gdal_translate -unscale"):
+        preprocess.read_rgb(_scaled(write("scaled.tif", bands)))
+    with pytest.raises(BadInputError, match="is on a rotated grid: warp it north up"):
+        preprocess.read_rgb(write("rotated.tif", bands, Affine(0, 7500, -120000, 7500, 0, -120000)))
+    wide = write("wide.tif", bands, from_origin(-120000, 120000, 14900, 100))
+    assert main(["locate", str(wide), "--model", "bluemarble-l10"]) == 2
+    assert "wide.tif has 14.9 × 0.1 km/px; bluemarble-l10 was trained on 7.5 km/px" in capsys.readouterr().err
+
+    s2 = preprocess.read_geotiff(require(S2_EXAMPLES / "images" / PATCH))[:12]
+    alpha = np.concatenate([s2, np.full_like(s2[:1], 65535)])
+    interp = [ColorInterp.gray] + [ColorInterp.undefined] * 11 + [ColorInterp.alpha]
+    with pytest.raises(BadInputError, match="band 13 is an alpha band"):
+        preprocess.load_sentinel2(write("s2_alpha.tif", alpha, interp=interp))
+    with pytest.raises(BadInputError, match="holds 8-bit values, which cannot be Sentinel-2 L1C digital numbers"):
+        preprocess.load_sentinel2(write("s2_u8.tif", np.clip(s2 // 40, 0, 255).astype(np.uint8)))
+
+
+def _scaled(path):
+    """``path`` (a GeoTIFF) with a scale and an offset declared for its bands."""
+    import rasterio
+
+    with rasterio.open(path, "r+") as dst:
+        dst.scales, dst.offsets = (0.5,) * dst.count, (10.0,) * dst.count
+    return path
+
+
+def test_pictures_are_read_as_shown(tmp_path, crop):
+    """A palette's or a colour key's transparent pixels were embedded as imagery, and a picture's EXIF
+    orientation (how it is shown) was ignored."""
+    Image = pytest.importorskip("PIL.Image")
+    pixels, _ = crop
+    keyed = pixels.copy()
+    keyed[:, :8] = 0
+    Image.fromarray(keyed).save(tmp_path / "key.png", transparency=(0, 0, 0))
+    with pytest.raises(BadInputError, match="key.png has transparent pixels"):
+        preprocess.read_rgb(tmp_path / "key.png")
+    palette = Image.fromarray(pixels).quantize(64)
+    palette.save(tmp_path / "palette.png", transparency=int(np.asarray(palette)[0, 0]))
+    with pytest.raises(BadInputError, match="palette.png has transparent pixels"):
+        preprocess.read_rgb(tmp_path / "palette.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: shown rotated 90° clockwise
+    Image.fromarray(np.rot90(pixels, 1).copy()).save(tmp_path / "turned.png", exif=exif)
+    np.testing.assert_array_equal(preprocess.read_rgb(tmp_path / "turned.png"),
+                                  preprocess.read_rgb(_png(tmp_path / "upright.png", pixels)))  # fmt: skip
+
+
+def test_the_python_locate_refuses_unscaled_pixels_and_a_k_that_is_no_whole_number(model, patch):
+    """uint8 pixels (0-255) were embedded as they are (rank 1 in Australia for an Amazon patch); k=2.7 was 2."""
+    with pytest.raises(BadInputError, match="images are uint8, not floats as the models take them"):
+        locate(model, (patch * 0).to(torch.uint8))
+    for k in (2.7, True):
+        with pytest.raises(BadInputError, match="k must be a whole number of at least 1"):
+            locate(model, patch, k=k)
+
+
+def test_a_sentinel2_patch_too_small_for_the_resnet_is_refused(tmp_path, capsys):
+    rasterio = pytest.importorskip("rasterio")
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    with rasterio.open(require(S2_EXAMPLES / "images" / PATCH)) as src:
+        profile, data = src.profile, src.read()
+    profile.update(height=16, width=16, transform=src.transform)
+    with rasterio.open(tmp_path / "tiny.tif", "w", **profile) as dst:
+        dst.write(data[:, :16, :16])
+    assert main(["locate", str(tmp_path / "tiny.tif"), "--model", str(ckpt)]) == 2
+    assert "tiny.tif is 16×16 px; satclip-resnet18-l10.ckpt takes Sentinel-2 patches of at least 32×32 px" in (
+        capsys.readouterr().err)  # fmt: skip

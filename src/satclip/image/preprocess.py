@@ -100,11 +100,14 @@ def read_geotiff(path: str | Path) -> np.ndarray:
         return src.read()
 
 
-def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(bands, nodata)`` of a GeoTIFF's central ``size × size`` window (the whole image when it is not larger,
+def _read_central(path: str | Path, size: int | None, rgb: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(bands, gaps)`` of a GeoTIFF's central ``size × size`` window (the whole image when it is not larger,
     or without ``size``; the window of :func:`center_crop`, read alone): ``(C, h, w)`` in the file's dtype,
-    and where every band holds the file's declared nodata value (``(h, w)`` bool; None when it declares none)."""
+    north up, and where it has no data (``(h, w)`` bool: its declared nodata value in every band, or its mask;
+    None where it has neither). ``rgb``: bands declared red, green and blue in another order are put in that
+    order. A file whose stored values are not the imagery as read is refused (:func:`_check_layout`)."""
     with open_geotiff(path) as src:
+        _check_layout(path, src)
         window = None
         if size is not None and (src.height > size or src.width > size):
             from rasterio.windows import Window
@@ -112,24 +115,73 @@ def _read_central(path: str | Path, size: int | None) -> tuple[np.ndarray, np.nd
             rows, cols = min(size, src.height), min(size, src.width)
             window = Window(_centre_offset(src.width, cols), _centre_offset(src.height, rows), cols, rows)
         array = src.read(window=window)
-        # a gap is where every band holds the nodata value (rasterio's dataset mask): one band's 0 can be data
-        nodata = None if src.nodata is None else _equals(array, src.nodata).all(axis=0)
-    return array, nodata
+        gaps = None
+        if src.nodata is not None or any(_MASKED & set(flags) for flags in _mask_flags(src)):
+            # rasterio's dataset mask: no data where every band holds the nodata value (one band's 0 can be
+            # data), or where the file's own mask says so (a GDAL mask band; an internal mask was embedded)
+            gaps = src.dataset_mask(window=window) == 0
+        if rgb:
+            array = _in_rgb_order(src, array)
+        if src.transform.e > 0:  # rows from south to north: turned north up, as the models were trained
+            array, gaps = array[:, ::-1], None if gaps is None else gaps[::-1]
+        if src.transform.a < 0:  # columns from east to west
+            array, gaps = array[:, :, ::-1], None if gaps is None else gaps[:, ::-1]
+    return np.ascontiguousarray(array), gaps
 
 
-def _refuse_gaps(path, nodata: np.ndarray | None, size: int | None) -> None:
-    """Raise :class:`BadInputError` where pixels of a GeoTIFF's window hold its declared nodata value
-    (``nodata`` of :func:`_read_central`): they would enter the model as dark ground."""
-    if nodata is not None and nodata.any():
-        where = f"the central {nodata.shape[0]}×{nodata.shape[1]} px of " if size is not None else ""
+def _mask_flags(src) -> list:
+    return [[flag.name for flag in flags] for flags in src.mask_flag_enums]
+
+
+#: rasterio mask flags of a file whose mask is its own (a mask band), not "all valid"
+_MASKED = {"per_dataset", "alpha"}
+
+
+def _check_layout(path, src) -> None:
+    """Refuse a GeoTIFF that read as it is would not be the imagery it holds: an alpha band (read as a band
+    of imagery), scale or offset tags (values that are not the imagery's own), a rotated grid, ground control
+    points instead of a grid, or more than one image."""
+    alpha = [i + 1 for i, interp in enumerate(src.colorinterp) if interp.name == "alpha"]
+    if alpha:
         raise BadInputError(
-            f"{int(nodata.sum()):,} of {nodata.size:,} pixels in {where}{path} hold its nodata value: a patch "
-            "with gaps would be embedded as if they were dark ground; give a patch without nodata"
+            f"{path}: band {alpha[0]} is an alpha band (transparency), not imagery: drop it (e.g. gdal_translate "
+            f"with -b for each other band and -mask {alpha[0]}), or give the patch without it"
         )
+    if any(scale != 1 for scale in src.scales) or any(offset != 0 for offset in src.offsets):
+        raise BadInputError(
+            f"{path} declares values to be scaled (scales {list(src.scales)}, offsets {list(src.offsets)}): satclip "
+            "reads the stored values as they are; write the imagery's own values (gdal_translate -unscale) and "
+            "give that file"
+        )
+    if src.transform.b != 0 or src.transform.d != 0:
+        raise BadInputError(f"{path} is on a rotated grid: warp it north up (gdalwarp) and give that file")
+    if src.crs is None and src.gcps[0]:
+        raise BadInputError(
+            f"{path} is georeferenced by ground control points, not a grid: warp it north up (gdalwarp) and give "
+            "that file (its scale and orientation are unknown otherwise)"
+        )
+    if src.subdatasets:
+        raise BadInputError(f"{path} holds {len(src.subdatasets)} images: give one image per file")
 
 
-def _equals(array: np.ndarray, value: float) -> np.ndarray:
-    return np.isnan(array) if np.isnan(value) else array == value
+def _in_rgb_order(src, array: np.ndarray) -> np.ndarray:
+    """``array`` (3 bands) in red, green, blue order where the file declares those colours in another order
+    (a BGR GeoTIFF was read as RGB)."""
+    names = [interp.name for interp in src.colorinterp]
+    if sorted(names) == ["blue", "green", "red"] and names != ["red", "green", "blue"]:
+        return array[[names.index("red"), names.index("green"), names.index("blue")]]
+    return array
+
+
+def _refuse_gaps(path, gaps: np.ndarray | None, size: int | None) -> None:
+    """Raise :class:`BadInputError` where a GeoTIFF's window has no data (``gaps`` of :func:`_read_central`):
+    those pixels would enter the model as dark ground."""
+    if gaps is not None and gaps.any():
+        where = f"the central {gaps.shape[0]}×{gaps.shape[1]} px of " if size is not None else ""
+        raise BadInputError(
+            f"{int(gaps.sum()):,} of {gaps.size:,} pixels in {where}{path} hold its nodata value or are masked: a "
+            "patch with gaps would be embedded as if they were dark ground; give a patch without nodata"
+        )
 
 
 def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
@@ -254,14 +306,22 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
             if im.format == "PNG" and _png_bit_depth(path) == 16:  # (Pillow reads its high bytes alone, as RGB)
                 raise BadInputError(f"{path} is a 16-bit PNG; RGB models take 8-bit colour (0-255): rescale it to "
                                     "8 bits per channel")  # fmt: skip
+            if "transparency" in im.info or im.mode == "PA":  # (a palette's or a colour key's: dropped)
+                alpha = im.convert("RGBA").getchannel("A").getextrema()
+                if alpha[0] < 255:
+                    raise BadInputError(f"{path} has transparent pixels; save it as 8-bit RGB without transparency "
+                                        "(a patch with gaps would be embedded as if they were imagery)")  # fmt: skip
+            from PIL import ImageOps
+
+            im = ImageOps.exif_transpose(im)  # (a camera's "rotate on display" was read as stored)
             if size is not None and (im.height > size or im.width > size):
                 rows, cols = min(size, im.height), min(size, im.width)
                 top, left = _centre_offset(im.height, rows), _centre_offset(im.width, cols)
                 im = im.crop((left, top, left + cols, top + rows))
             pixels = np.asarray(im.convert("RGB"))
         return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
-    array, nodata = _read_central(path, size)
-    _refuse_gaps(path, nodata, size)
+    array, gaps = _read_central(path, size, rgb=True)
+    _refuse_gaps(path, gaps, size)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(array.dtype, np.floating) and np.nanmin(array) >= 0 and np.nanmax(array) <= 1:
@@ -279,9 +339,9 @@ def _png_bit_depth(path: str | Path) -> int:
     return header[24] if len(header) == 25 else 0
 
 
-def pixel_size_km(path: str | Path) -> float | None:
-    """Ground distance between neighbouring pixel centres at a GeoTIFF's centre (km, the mean of the row
-    and column directions, on a sphere of radius 6371 km), or None for a picture or a GeoTIFF without CRS."""
+def pixel_size_km(path: str | Path) -> tuple[float, float] | None:
+    """Ground distances between neighbouring pixel centres at a GeoTIFF's centre along its rows and its columns
+    (km, on a sphere of radius 6371 km), or None for a picture or a GeoTIFF without CRS."""
     if is_picture(path):
         return None
     with open_geotiff(path) as src:
@@ -298,7 +358,7 @@ def pixel_size_km(path: str | Path) -> float | None:
         h = np.sin((lat[b] - lat[a]) / 2) ** 2 + np.cos(lat[a]) * np.cos(lat[b]) * np.sin((lon[b] - lon[a]) / 2) ** 2
         return float(2 * 6371.0 * np.arcsin(min(1.0, np.sqrt(h))))
 
-    return (km(0, 1) + km(0, 2)) / 2
+    return km(0, 1), km(0, 2)
 
 
 def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
@@ -309,13 +369,18 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
         BadInputError: another band count; pixels of the file's declared nodata value (they would enter the
             model as reflectance); float values that are reflectance already (they would be divided again).
     """
-    array, nodata = _read_central(path, size)
+    array, gaps = _read_central(path, size)
     if array.shape[0] not in (12, 13):
         raise BadInputError(
             f"{path} has {array.shape[0]} bands; SatCLIP's Sentinel-2 encoders need the 12 S2-100K bands "
             f"(B10 missing) or all 13 L1C bands ({', '.join(S2_BANDS_13)})"
         )
-    _refuse_gaps(path, nodata, size)
+    _refuse_gaps(path, gaps, size)
+    if array.dtype in (np.uint8, np.int8):  # (L1C digital numbers reach 10,000 and more: near-black as read)
+        raise BadInputError(
+            f"{path} holds 8-bit values, which cannot be Sentinel-2 L1C digital numbers (reflectance × "
+            f"{REFLECTANCE_SCALE:g}, up to 10,000 and more): give the L1C file (uint16, as S2-100K stores them)"
+        )
     if np.issubdtype(array.dtype, np.floating):
         top = float(np.nanmax(array)) if np.isfinite(array).any() else 0.0
         if 0 < top <= 2.0:

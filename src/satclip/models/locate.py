@@ -126,6 +126,10 @@ def embed_candidates(model: SatCLIP, points: np.ndarray, batch_size: int | None 
     return torch.nn.functional.normalize(embeddings, dim=1)
 
 
+#: the smallest Sentinel-2 patch the ResNet encoders take: their 32× downsampling leaves one position of it
+MIN_S2_PX = 32
+
+
 def check_images(images: torch.Tensor, names: list[str] | None = None) -> None:
     """Refuse images that carry no location signal: any NaN or inf, or one value everywhere (a no-data
     patch). ``images`` is ``(B, C, H, W)``; the message names the first bad image (by ``names[row]``, e.g. its
@@ -194,12 +198,17 @@ def locate(
     images = torch.as_tensor(images)
     if images.ndim == 3:
         images = images[None]
+    if not images.is_floating_point():  # (uint8 pixels 0-255 were embedded as they are: rank 1 in Australia)
+        raise BadInputError(
+            f"images are {str(images.dtype).removeprefix('torch.')}, not floats as the models take them: read them "
+            "with satclip.image.preprocess.read_rgb (RGB / 255) or load_sentinel2 (Sentinel-2 reflectance)"
+        )
     check_images(images)
     points = candidate_points(grid, grid_size)
     if candidates is not None and len(candidates) != len(points):
         raise ValueError(f"{len(candidates)} candidate embeddings for {len(points)} points")
-    if int(k) < 1:
-        raise BadInputError(f"k must be at least 1, got {k}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:  # (2.7 was 2, True 1)
+        raise BadInputError(f"k must be a whole number of at least 1, got {k!r}")
     if int(k) > len(points):
         log.warning("k=%d is more than the %d candidates: all %d are ranked", int(k), len(points), len(points))
     k = min(int(k), len(points))
@@ -300,6 +309,12 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         fixed = model.visual.image_size[0] if model.visual.image_size is not None else None
         crop = fixed or S2_100K_PATCH_PX
         image = torch.from_numpy(preprocess.load_sentinel2(path, size=crop))
+        if fixed is None and min(image.shape[-2:]) < MIN_S2_PX:  # (1×1 px was embedded and ranked)
+            raise BadInputError(
+                f"{path.name} is {image.shape[-2]}×{image.shape[-1]} px; {name} takes Sentinel-2 patches of at "
+                f"least {MIN_S2_PX}×{MIN_S2_PX} px (its ResNet reduces {MIN_S2_PX} px to one; S2-100K patches are "
+                f"{S2_100K_PATCH_PX} px): use a larger image"
+            )
         if (bands_shape := preprocess.image_shape(path)) != tuple(image.shape[-2:]):
             log.info("read the central %d×%d px of %s's %d×%d for %s (the size of its training patches)",
                      *image.shape[-2:], path.name, *bands_shape, name)  # fmt: skip
@@ -309,11 +324,14 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
             f"{name} takes {in_chans}-band images; satclip locate reads 3-band RGB (for RGB models such as "
             "bluemarble-l10) and 12/13-band Sentinel-2 GeoTIFFs (for the released models)"
         )
-    if trained and scale is not None and not 1 / SCALE_TOLERANCE <= scale / trained <= SCALE_TOLERANCE:
+    off = [km for km in scale or () if not 1 / SCALE_TOLERANCE <= km / trained <= SCALE_TOLERANCE] if trained else []
+    if off:  # (each direction: 14.9 km × 0.1 km pixels passed as their mean)
+        shown = f"{scale[0]:.3g} km/px" if f"{scale[0]:.3g}" == f"{scale[1]:.3g}" else (
+            f"{scale[0]:.3g} × {scale[1]:.3g} km/px")  # fmt: skip
         raise BadInputError(
-            f"{path.name} has {scale:.3g} km/px; {name} was trained on {trained:g} km/px: resample the image to "
+            f"{path.name} has {shown}; {name} was trained on {trained:g} km/px: resample the image to "
             f"{trained:g} km/px (e.g. gdalwarp -tr with the size in the image's units) or use a model trained at "
-            f"its scale" + (f" ({_S2_MODEL_HINT} for 10 m Sentinel-2)" if in_chans == 3 and scale < 0.1 else "")
+            f"its scale" + (f" ({_S2_MODEL_HINT} for 10 m Sentinel-2)" if in_chans == 3 and off[0] < 0.1 else "")
         )
     size = expected.patch_size if expected is not None and expected.patch_size else None
     size = size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
