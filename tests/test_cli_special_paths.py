@@ -219,6 +219,44 @@ def test_an_output_or_model_name_too_long_is_one_line(tmp_path, points, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]
 
 
+@pytest.mark.parametrize("command", ["embed", "map"])
+def test_an_output_name_without_room_for_its_work_names_is_refused_before_the_work(tmp_path, points, capsys,
+                                                                                   command):  # fmt: skip
+    """A legal name of 222-247 bytes: embed published its output and then failed on OUT.partial's temporary
+    (exit 2 after the work, and on every rerun), map failed after computing the field."""
+    name = "k" * (256 - safe_output.WORK_NAME_BYTES) + (".parquet" if command == "embed" else ".tif")
+    argv = (["embed", str(points), "--no-progress"] if command == "embed" else ["map", "--resolution", "30"])
+    assert main([*argv, "--model", "bluemarble-l10", "-o", str(tmp_path / name)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"satclip writes work files beside it whose names add {safe_output.WORK_NAME_BYTES} bytes" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]
+    fits = "k" * (255 - safe_output.WORK_NAME_BYTES - 8) + ".parquet"  # the longest name there is room for
+    assert main(["embed", str(points), "--no-progress", "--model", "bluemarble-l10", "-o", str(tmp_path / fits)]) == 0
+
+
+def test_a_lock_beside_an_output_under_a_dangling_link_is_one_line(tmp_path, points, capsys):
+    """`evaluate --out loop/ev` (loop a link to itself, or to nothing) was "unexpected error (OSError): Too many
+    levels of symbolic links … please report it"."""
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    for parent in ("loop", "dangling"):
+        argv = ["evaluate", "--task-file", str(points), "--encoders", "wrap", "--out", str(tmp_path / parent / "ev")]
+        assert main(argv) == 2
+        assert "is a symbolic link to nothing (its target is missing, or a loop)" in one_error_line(
+            capsys.readouterr().err)  # fmt: skip
+
+
+def test_a_quoted_tilde_is_the_home_directory_in_every_path_option(tmp_path, monkeypatch, capsys):
+    """`train --resume '~/run/…'` and `retrieval build --cache '~/c'` took ~ as a directory named ~, where every
+    other path option expands it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["train", "--config", "/dev/null", "--trainer.output_dir", str(tmp_path / "r"),
+                 "--resume", "~/run/last.ckpt"]) == 2  # fmt: skip
+    assert f"{tmp_path / 'home' / 'run' / 'last.ckpt'} does not exist" in capsys.readouterr().err
+    assert main(["retrieval", "build", "--model", "bluemarble-l10", "--cache", "~/c", "-o", str(tmp_path / "db")]) == 2
+    assert f"no such feature cache: {tmp_path / 'home' / 'c'}" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------- an empty path
 @pytest.mark.parametrize(
     "argv",

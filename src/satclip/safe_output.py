@@ -70,6 +70,9 @@ def make_dirs(path: str | Path) -> Path:
     if what:
         raise BadInputError(f"{path} is {what}, not a directory, so nothing can be written into it; choose another "
                             "output path")  # fmt: skip
+    if path.is_symlink() and not path.exists():  # (a lock beside an output in it was "unexpected error (OSError)")
+        raise BadInputError(f"{path} is a symbolic link to nothing (its target is missing, or a loop), so nothing can "
+                            "be written into it; fix the link or choose another output path")  # fmt: skip
     if not path.exists():
         _check_parents(path)
     missing = []
@@ -443,6 +446,29 @@ def check_named(path: str | Path) -> None:
     if str(path) == "-":  # (a file named "-" appeared where standard output was meant)
         raise BadInputError("the output - would be a file named '-': satclip writes no output to standard output; "
                             "give a file name, with the suffix of its format")  # fmt: skip
+    longest = _name_max(path) - WORK_NAME_BYTES
+    size = len(os.fsencode(path.name))
+    if longest < size <= longest + WORK_NAME_BYTES:  # (longer ones the file system refuses at once, as it says)
+        raise BadInputError(
+            f"the output name {path.name[:40]}… is {size} bytes; satclip writes work files beside it whose names add "
+            f"{WORK_NAME_BYTES} bytes to it (NAME.partial, temporaries), so it takes at most {longest}: choose a "
+            "shorter name"
+        )  # (it failed after the work, on every rerun too)
+
+
+#: the most bytes satclip adds to an output's name for its work beside it: ``.NAME.partial.satclip-tmp-PID-xxxxxx``
+WORK_NAME_BYTES = len(".") + len(".partial") + len(_TMP_TAG) + len("4194304") + len("-") + 6
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system holding ``path`` takes (255 where it does not say)."""
+    for directory in expand_user(path).absolute().parents:
+        if directory.is_dir():
+            try:
+                return int(os.pathconf(directory, "PC_NAME_MAX"))
+            except (OSError, ValueError):
+                break
+    return 255
 
 
 def check_output(

@@ -17,6 +17,11 @@ from ..paths import not_a_directory
 from .args import user_path
 
 
+def _cache_argument(text: str) -> str:
+    """``--cache``: ``auto``, or a directory as :func:`~satclip.paths.user_path` reads it (a quoted ``~`` too)."""
+    return text if text == "auto" else str(user_path(text))
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "retrieval", help="build retrieval databases (retrieval-augmented embeddings)", description=__doc__,
@@ -26,7 +31,7 @@ def add_parser(subparsers) -> None:
     build = actions.add_parser("build", help="build the database of a model over a feature cache")
     build.add_argument("--model", required=True, help="model name, native model directory, .ckpt or hub id")
     build.add_argument(
-        "--cache", required=True,
+        "--cache", required=True, type=_cache_argument,
         help="feature-cache directory (`satclip cache build`) of the model's image backbone, or 'auto' for a "
              "shipped model's Blue Marble corpus",
     )  # fmt: skip

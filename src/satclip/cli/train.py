@@ -12,7 +12,7 @@ import dataclasses
 import sys
 
 from ..errors import BadInputError
-from .args import config_input
+from .args import config_input, user_path
 from .boundary import message_of
 
 
@@ -100,7 +100,7 @@ def add_parser(subparsers) -> None:
     )
     add_override_options(parser)
     parser.add_argument(
-        "--resume", nargs="?", const=True, default=False, metavar="CKPT",
+        "--resume", nargs="?", const=True, default=False, metavar="CKPT", type=user_path,  # ('~/run/…' quoted)
         help="continue the run in trainer.output_dir from checkpoints/last.ckpt (or from CKPT)",
     )  # fmt: skip
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
