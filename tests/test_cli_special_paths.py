@@ -287,3 +287,17 @@ def test_an_empty_data_cache_in_the_config_is_named(tmp_path, capsys):
     line = one_error_line(capsys.readouterr().err)
     assert "data.cache='' must be a directory's path or null, not empty" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["2024_06_01", "007", "0x10", "run #3", " sp", "1e3", "true"])
+def test_a_path_override_is_the_path_as_typed(tmp_path, capsys, value):
+    """`--trainer.output_dir 007` trained into ./7 (and 2024_06_01 into ./20240601, 0x10 into ./16, 'run #3' into
+    ./run); 1e3 and true were refused as "must be a string". The printed config reads back as the same text."""
+    from satclip.train.config import load_config
+
+    assert main(["train", "--config", "/dev/null", "--trainer.output_dir", value, "--data.cache", value,
+                 "--print-config"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    (tmp_path / "c.yaml").write_text(printed)
+    config = load_config(tmp_path / "c.yaml")
+    assert config.trainer.output_dir == value and config.data.cache == value

@@ -211,7 +211,7 @@ def test_numbers_in_exponent_notation_in_a_yaml_file_are_numbers(tmp_path, capsy
         # a misspelt key was blamed on the export format (and refused by --print-config only with export off)
         (["--set", "model.location_encoder.encoding.legendre_pols=40"],
          "got unexpected parameter(s) ['legendre_pols']; it accepts ['harmonics_calculation', 'legendre_polys']"),
-        (["--trainer.output_dir", "''"], "trainer.output_dir='' must be a directory's path, not empty"),  # (empty name)
+        (["--trainer.output_dir", ""], "trainer.output_dir='' must be a directory's path, not empty"),  # (empty name)
         (["--optim.l", "3"], "unrecognized arguments: --optim.l 3"),  # (taken for --optim.lr)
     ],
 )  # fmt: skip

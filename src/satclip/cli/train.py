@@ -115,9 +115,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_cli_config(args)
     if args.print_config:
-        import yaml
+        from ..train.config import config_yaml
 
-        sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        sys.stdout.write(config_yaml(config.to_dict()))
         return 0
     from ..train import fit
 

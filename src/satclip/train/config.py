@@ -364,11 +364,21 @@ def load_config(
 def dump_config(config: TrainConfig, path: str | Path) -> Path:
     """Write ``config`` as YAML (the exact form :func:`load_config` reads back), atomically; an existing
     file is replaced."""
-    import yaml
-
     from ..safe_output import write_text
 
-    return write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return write_text(path, config_yaml(config.to_dict()))
+
+
+def config_yaml(data: Mapping[str, Any]) -> str:
+    """A config's values as the YAML text :func:`load_config` reads back as they are (``--print-config``,
+    ``config.yaml``)."""
+    import yaml
+
+    return yaml.dump(dict(data), Dumper=_dumper(), sort_keys=False)
+
+
+#: keys whose values are paths: an override gives them as typed, not as YAML reads it (``null``: none)
+PATH_KEYS = frozenset({"model.init_from", "data.cache", "data.root", "trainer.output_dir"})
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, parse: bool) -> dict:
@@ -388,8 +398,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, par
         names = [f.name for f in dataclasses.fields(SECTIONS[parts[0]])]
         if parts[1] not in names:
             raise KeyError(f"unknown key {parts[1]!r} in override {dotted!r}; {parts[0]} has: {', '.join(names)}")
-        if parse and isinstance(value, str):
-            value = _parse_scalar(value)
+        if parse and isinstance(value, str):  # (a path as typed: 007 was the directory 7, "run #3" run)
+            value = (None if value == "null" else value) if dotted in PATH_KEYS else _parse_scalar(value)
         if out.get(parts[0]) is None:  # (absent, or an empty section in the YAML: `data:`)
             out[parts[0]] = {}
         node = out[parts[0]]
@@ -417,9 +427,24 @@ def _loader() -> type:
     class Loader(yaml.SafeLoader):
         pass
 
-    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+0123456789"))
     return Loader
+
+
+@functools.cache
+def _dumper() -> type:
+    """PyYAML's safe dumper quoting the text that :func:`_loader` reads as a number (a directory named 1e3 was
+    written bare, and read back as 1000.0)."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+0123456789"))
+    return Dumper
+
+
+_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 
 def _parse_scalar(text: str) -> Any:

@@ -212,14 +212,16 @@ def _written_by_satclip(path: Path) -> bool:
     :func:`~satclip.train.config.dump_config`, all sections, no comments), not a config someone wrote."""
     import yaml
 
-    from .config import SECTIONS
+    from .config import SECTIONS, config_yaml
 
     try:
         text = path.read_text()
         data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(data, dict) and list(data) == list(SECTIONS) and text == yaml.safe_dump(data, sort_keys=False)
+    # (the form satclip writes, and before 2026-12-05 plain safe_dump's: the same text for almost every config)
+    return isinstance(data, dict) and list(data) == list(SECTIONS) and text in (
+        config_yaml(data), yaml.safe_dump(data, sort_keys=False))  # fmt: skip
 
 
 def _claim_run_dir(run_dir: Path) -> None:
