@@ -779,3 +779,22 @@ def test_a_lock_that_cannot_be_written_names_the_output_not_the_lock_file(capsys
     assert main(["train", "--trainer.output_dir", "/proc/satclip-test-run", "--trainer.max_epochs", "1"]) != 0
     err = capsys.readouterr().err
     assert ".satclip-test-run.lock" not in err and "/proc/satclip-test-run" in err, err
+
+
+def test_a_full_disk_while_an_output_is_reserved_leaves_no_work_directory(tmp_path, model, points, monkeypatch,  # noqa: F811
+                                                                           capsys):
+    """`embed -o e.npy` on a full disk left e.npy.partial/ with a reserved embeddings.npy and no manifest: a
+    rerun started over beside it, and it was never removed."""
+    from satclip.embed import sinks
+
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+
+    def full(self):  # (the NPY header is written, then reserving the rest fails)
+        (self.workdir / "embeddings.npy").write_bytes(b"\x93NUMPY" + b" " * 120)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.workdir / "embeddings.npy"))
+
+    monkeypatch.setattr(sinks.NpySink, "create", full)
+    assert embed(source, "-o", tmp_path / "e.npy", "--model", model) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "points.csv"]

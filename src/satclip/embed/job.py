@@ -474,8 +474,12 @@ def embed_file(
         if manifest is None:
             manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
             rows = manifest["rows"][1] - manifest["rows"][0]
-            sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
-            safe_output.write_json(manifest_path, manifest)
+            try:
+                sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
+                safe_output.write_json(manifest_path, manifest)
+            except BaseException:  # (a full disk left OUT.partial/ without a manifest: never resumed, never removed)
+                safe_output.remove_owned(workdir)  # nothing embedded yet
+                raise
         first, stop = manifest["chunks"]
         row0, row1 = manifest["rows"]
         sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, {**sink_options, "first_row": row0})
