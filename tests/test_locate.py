@@ -4,6 +4,7 @@ candidates, and the real ``satclip locate`` CLI on a fixture patch."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -471,6 +472,12 @@ def test_geotiffs_are_read_as_the_imagery_they_hold(tmp_path, crop, capsys):
     np.testing.assert_array_equal(preprocess.read_rgb(bgr), expected)
     south_up = Affine(7500, 0, -120000, 0, 7500, -120000)  # row 0 is the southern edge
     np.testing.assert_array_equal(preprocess.read_rgb(write("south.tif", bands[:, ::-1].copy(), south_up)), expected)
+    plain = tmp_path / "plain.tif"  # no georeference (rasterio's identity transform, rows "south up"): as stored
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (rasterio's NotGeoreferencedWarning)
+        with rasterio.open(plain, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8") as dst:
+            dst.write(bands)
+    np.testing.assert_array_equal(preprocess.read_rgb(plain), expected)
     mask = np.full(pixels.shape[:2], 255, dtype=np.uint8)
     mask[:, :8] = 0
     with pytest.raises(BadInputError, match=r"256 of 1,024 pixels in .*masked.tif hold its nodata value or are masked"):

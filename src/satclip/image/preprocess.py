@@ -122,9 +122,10 @@ def _read_central(path: str | Path, size: int | None, rgb: bool = False) -> tupl
             gaps = src.dataset_mask(window=window) == 0
         if rgb:
             array = _in_rgb_order(src, array)
-        if src.transform.e > 0:  # rows from south to north: turned north up, as the models were trained
+        grid = not src.transform.is_identity  # (a file without georeference has rasterio's identity: as stored)
+        if grid and src.transform.e > 0:  # rows from south to north: turned north up, as the models were trained
             array, gaps = array[:, ::-1], None if gaps is None else gaps[::-1]
-        if src.transform.a < 0:  # columns from east to west
+        if grid and src.transform.a < 0:  # columns from east to west
             array, gaps = array[:, :, ::-1], None if gaps is None else gaps[:, ::-1]
     return np.ascontiguousarray(array), gaps
 
