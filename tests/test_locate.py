@@ -495,6 +495,17 @@ def test_geotiffs_are_read_as_the_imagery_they_hold(tmp_path, crop, capsys):
     interp = [ColorInterp.gray] + [ColorInterp.undefined] * 11 + [ColorInterp.alpha]
     with pytest.raises(BadInputError, match="band 13 is an alpha band"):
         preprocess.load_sentinel2(write("s2_alpha.tif", alpha, interp=interp))
+    # bands named in another order (an alphabetical export: B8A last) are read in the encoders' order
+    order = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    alphabetical = sorted(order)
+    named = write("s2_named.tif", s2[[order.index(b) for b in alphabetical]])
+    with rasterio.open(named, "r+") as dst:
+        dst.descriptions = tuple(alphabetical)
+    np.testing.assert_array_equal(preprocess.load_sentinel2(named), preprocess.load_sentinel2(write("s2.tif", s2)))
+    with rasterio.open(named, "r+") as dst:
+        dst.descriptions = tuple(alphabetical[:-1] + ["B10"])
+    with pytest.raises(BadInputError, match="names its bands .*take B01, B02"):
+        preprocess.load_sentinel2(named)
     with pytest.raises(BadInputError, match="holds 8-bit values, which cannot be Sentinel-2 L1C digital numbers"):
         preprocess.load_sentinel2(write("s2_u8.tif", np.clip(s2 // 40, 0, 255).astype(np.uint8)))
 

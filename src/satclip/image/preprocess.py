@@ -100,12 +100,15 @@ def read_geotiff(path: str | Path) -> np.ndarray:
         return src.read()
 
 
-def _read_central(path: str | Path, size: int | None, rgb: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_central(
+    path: str | Path, size: int | None, rgb: bool = False, sentinel2: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(bands, gaps)`` of a GeoTIFF's central ``size × size`` window (the whole image when it is not larger,
     or without ``size``; the window of :func:`center_crop`, read alone): ``(C, h, w)`` in the file's dtype,
     north up, and where it has no data (``(h, w)`` bool: its declared nodata value in every band, or its mask;
     None where it has neither). ``rgb``: bands declared red, green and blue in another order are put in that
-    order. A file whose stored values are not the imagery as read is refused (:func:`_check_layout`)."""
+    order; ``sentinel2``: bands named B01 … B12 in another order are put in :data:`S2_BANDS_13`'s. A file whose
+    stored values are not the imagery as read is refused (:func:`_check_layout`)."""
     with open_geotiff(path) as src:
         _check_layout(path, src)
         window = None
@@ -122,6 +125,8 @@ def _read_central(path: str | Path, size: int | None, rgb: bool = False) -> tupl
             gaps = src.dataset_mask(window=window) == 0
         if rgb:
             array = _in_rgb_order(src, array)
+        if sentinel2:
+            array = _in_sentinel2_order(path, src.descriptions, array)
         grid = not src.transform.is_identity  # (a file without georeference has rasterio's identity: as stored)
         if grid and src.transform.e > 0:  # rows from south to north: turned north up, as the models were trained
             array, gaps = array[:, ::-1], None if gaps is None else gaps[::-1]
@@ -172,6 +177,22 @@ def _in_rgb_order(src, array: np.ndarray) -> np.ndarray:
     if sorted(names) == ["blue", "green", "red"] and names != ["red", "green", "blue"]:
         return array[[names.index("red"), names.index("green"), names.index("blue")]]
     return array
+
+
+def _in_sentinel2_order(path, descriptions, array: np.ndarray) -> np.ndarray:
+    """``array`` in :data:`S2_BANDS_13`'s order (B10 left out in 12 bands) where the file names its bands B01 …
+    B12 (``B1``, ``b8a`` too) in another order (an alphabetical export put B8A last: read as B12); refused where
+    those names are not the bands satclip takes. Files whose bands carry no such names are read in file order."""
+    names = [re.sub(r"^B0?(\d+A?)$", r"\1", (d or "").strip().upper()) for d in descriptions]
+    wanted = [re.sub(r"^B0?(\d+A?)$", r"\1", b) for b in S2_BANDS_13 if len(names) == 13 or b != "B10"]
+    if len(names) not in (12, 13) or not all(re.fullmatch(r"\d+A?", n) for n in names):  # (unnamed: file order)
+        return array
+    if sorted(names) != sorted(wanted):
+        raise BadInputError(
+            f"{path} names its bands {list(descriptions)}; SatCLIP's Sentinel-2 encoders take "
+            f"{', '.join(b for b in S2_BANDS_13 if len(names) == 13 or b != 'B10')}: give a file of those bands"
+        )
+    return array[[names.index(n) for n in wanted]] if names != wanted else array
 
 
 def _refuse_gaps(path, gaps: np.ndarray | None, size: int | None) -> None:
@@ -370,7 +391,7 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
         BadInputError: another band count; pixels of the file's declared nodata value (they would enter the
             model as reflectance); float values that are reflectance already (they would be divided again).
     """
-    array, gaps = _read_central(path, size)
+    array, gaps = _read_central(path, size, sentinel2=True)
     if array.shape[0] not in (12, 13):
         raise BadInputError(
             f"{path} has {array.shape[0]} bands; SatCLIP's Sentinel-2 encoders need the 12 S2-100K bands "
