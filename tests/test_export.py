@@ -258,3 +258,19 @@ def test_export_checks_the_model_and_the_suffix_before_the_existing_file(tmp_pat
     assert main(["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", "m.pt"]) == 2
     assert "m.pt names a TorchScript file but the format is onnx" in capsys.readouterr().err
     assert (tmp_path / "m.pt").read_bytes() == b"mine"
+
+
+def test_a_full_disk_during_an_onnx_export_names_the_file(tmp_path, capsys, monkeypatch):
+    """torch's and onnx's writers raise a full disk without a file name: the line said "the output"."""
+    import errno
+
+    pytest.importorskip("onnxruntime")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", full)
+    out = tmp_path / "e.onnx"
+    assert main(["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", str(out)]) == 1
+    assert f"disk full while writing {out}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -227,7 +227,8 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
     safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     ort = require("onnxruntime", "export", "checking the ONNX export")
     module = exportable(encoder)
-    with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
+    # (a full disk or file-size limit raised by torch's and onnx's writers names no file: it names the output)
+    with safe_output.atomic_file(path, overwrite=overwrite) as tmp, safe_output.naming(path):
         try:
             with torch.no_grad():
                 torch.onnx.export(
