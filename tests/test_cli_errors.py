@@ -645,3 +645,20 @@ def test_a_config_key_given_twice_with_other_values_is_refused(capsys, argv, exp
     assert main(["train", "--print-config", *argv]) == 2
     assert capsys.readouterr().err.strip() == f"satclip: error: {expected}"
     assert main(["train", "--print-config", "--set", "optim.lr=0.1", "--optim.lr", "0.1"]) == 0  # (the same: fine)
+
+
+@pytest.mark.parametrize("number", [errno.EACCES, errno.EROFS])
+def test_a_refused_write_in_satclips_cache_says_how_to_move_it(tmp_path, monkeypatch, capsys, number):
+    """`satclip data bluemarble` (no --out) with an unwritable cache said "permission denied: …/.cache: fix its
+    permissions", naming a path the user never gave and neither --out nor SATCLIP_CACHE."""
+    from satclip.data import bluemarble
+
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+
+    def refuse(out, params, **kwargs):
+        raise OSError(number, os.strerror(number), str(tmp_path / "cache" / "bluemarble"))
+
+    monkeypatch.setattr(bluemarble, "build_bluemarble", refuse)
+    assert main(["data", "bluemarble", "--n", "10"]) == 1
+    line = check_error(capsys.readouterr().err, ONE_LINE, "set SATCLIP_CACHE to a directory you can write")
+    assert f"it is satclip's cache ({tmp_path / 'cache'})" in line and "(e.g. --out)" in line

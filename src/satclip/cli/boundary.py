@@ -102,6 +102,20 @@ def _type_names(err: BaseException) -> set[str]:
     return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(err).__mro__}
 
 
+def _in_the_cache(filename) -> str:
+    """What to do where a refused ``filename`` is satclip's cache or on the way to it (a corpus, a calibration
+    kept there by default: the user named no such path), else ""."""
+    from ..paths import cache_dir
+
+    if not isinstance(filename, (str, os.PathLike)):
+        return ""
+    path, cache = Path(os.fsdecode(filename)).absolute(), cache_dir().absolute()
+    if not (path.is_relative_to(cache) or cache.is_relative_to(path)):
+        return ""
+    return (f"it is satclip's cache ({cache}): set SATCLIP_CACHE to a directory you can write, or give the command "
+            "an output path of your own (e.g. --out)")  # fmt: skip
+
+
 def describe(err: BaseException) -> tuple[int, str]:
     """``(exit code, one-line message)`` for an exception that reached the CLI (see :mod:`satclip.errors`)."""
     if isinstance(err, SatclipError):
@@ -121,9 +135,10 @@ def describe(err: BaseException) -> tuple[int, str]:
         return EXIT_BAD_INPUT, name_too_long(err)
     if isinstance(err, OSError) and err.errno in _PERMISSION:  # (a read refused was "read-only …" too)
         where = err.filename if err.filename is not None else message_of(err)
+        cache = _in_the_cache(err.filename)
         if err.errno == errno.EROFS:
-            return EXIT_RUNTIME, f"read-only file system: {where}: write elsewhere"
-        return EXIT_RUNTIME, f"permission denied: {where}: fix its permissions or use another location"
+            return EXIT_RUNTIME, f"read-only file system: {where}: {cache or 'write elsewhere'}"
+        return EXIT_RUNTIME, f"permission denied: {where}: {cache or 'fix its permissions or use another location'}"
     if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, ValueError)):
         return EXIT_BAD_INPUT, message_of(err)
     if isinstance(err, ImportError):
