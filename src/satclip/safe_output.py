@@ -269,11 +269,16 @@ def _marker(directory: Path) -> dict:
 def recorded_files(directory: str | Path, group: str) -> list[str] | None:
     """The names satclip recorded for ``group`` in ``directory``'s marker (plain names in it), or None when
     nothing was recorded (a directory of an older satclip, or a damaged marker)."""
-    files = _marker(Path(directory)).get("files")
+    names = _recorded(Path(directory), group)
+    return None if names is None else [name for name in names if name and Path(name).name == name]
+
+
+def _recorded(directory: Path, group: str) -> list[str] | None:
+    """What satclip recorded for ``group`` in ``directory``'s marker (texts: names, or relative paths for
+    ``"published"``), or None when nothing was recorded."""
+    files = _marker(directory).get("files")
     names = files.get(group) if isinstance(files, dict) else None
-    if not isinstance(names, list):
-        return None
-    return [name for name in names if isinstance(name, str) and name and Path(name).name == name]
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else None
 
 
 def _record_files(directory: Path, group: str, names: list[str]) -> None:
@@ -300,11 +305,10 @@ def _not_written_by_satclip(directory: Path) -> list[str]:
     it or in one of its folders, e.g. a Zarr store's); none when it recorded nothing (a directory made step by
     step, or by an older satclip). A recorded folder name (what satclip recorded before it recorded files)
     covers everything in that folder."""
-    files = _marker(directory).get("files")
-    published = files.get("published") if isinstance(files, dict) else None
-    if not isinstance(published, list):
+    published = _recorded(directory, "published")
+    if published is None:
         return []
-    recorded = {name for name in published if isinstance(name, str)}
+    recorded = set(published)
     return [
         path for path in _published_paths(directory)
         if not any(part in recorded for part in _and_parents(path))
@@ -754,9 +758,8 @@ def interrupted_fill(finished: str | Path, path: str | Path) -> bool:
     finished, path = Path(finished), Path(path)
     if not (finished.is_dir() and path.is_dir()) or (finished / MARKER).exists() or not is_owned(path):
         return False
-    files = _marker(path).get("files")
-    recorded = files.get("published") if isinstance(files, dict) else None  # (relative paths, as published)
-    if not isinstance(recorded, list):
+    recorded = _recorded(path, "published")
+    if recorded is None:
         return False
     moved, left = set(_published_paths(path)), set(_published_paths(finished))
     return moved.isdisjoint(left) and moved | left == set(recorded)
