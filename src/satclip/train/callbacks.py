@@ -206,6 +206,18 @@ class BestCheckpoint(ValidatedEpochs, pl.callbacks.ModelCheckpoint):
         super().load_state_dict(state_dict)
 
 
+def read_history(path: Path) -> list[dict]:
+    """The rows of a run's history.jsonl, as :class:`History` writes it ([] where there is none)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` as a run's history.jsonl (one JSON line per epoch), atomically."""
+    safe_output.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
 class History(ValidatedEpochs):
     """Appends one JSON line per finished epoch (epoch-level metrics; ``val_*`` only for the epochs that ran
     validation) to ``path``; on resume, lines of epochs at or after the resumed epoch are dropped first, so the
@@ -219,10 +231,7 @@ class History(ValidatedEpochs):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         start = trainer.current_epoch  # restored from the checkpoint by now
-        rows = []
-        if self.path.is_file():
-            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        self.rows = [r for r in rows if r["epoch"] < start]
+        self.rows = [r for r in read_history(self.path) if r["epoch"] < start]
         position = getattr(getattr(trainer, "datamodule", None), "position", None) or {}  # (restored with it)
         if position.get("epoch") == start and position.get("batch", 0) > 0:
             self.resumed = (start, int(position["batch"]))
@@ -246,4 +255,4 @@ class History(ValidatedEpochs):
             self._write()
 
     def _write(self) -> None:
-        safe_output.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+        write_history(self.path, self.rows)

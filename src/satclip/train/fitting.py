@@ -27,7 +27,6 @@ ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -313,7 +312,7 @@ def _carry_over(path: Path, checkpoint: dict, run_dir: Path) -> None:
     the epochs before and its best checkpoint (with its ``.sha256``), where ``checkpoint`` records that one as
     its best: the new run had a history from the resumed epoch on and no export/best unless it beat that best.
     What cannot be taken (a history or best of other epochs: ``path`` is not that run's latest) is said to stay."""
-    from .callbacks import checksum_path
+    from .callbacks import checksum_path, write_history
 
     source = path.parent.parent
     if (run_dir / "checkpoints" / "last.ckpt").is_file() or safe_output.same_path(source, run_dir):
@@ -322,7 +321,7 @@ def _carry_over(path: Path, checkpoint: dict, run_dir: Path) -> None:
     taken, left = [], []
     rows = _history_before(source / "history.jsonl", done)
     if rows is not None:
-        safe_output.write_text(run_dir / "history.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+        write_history(run_dir / "history.jsonl", rows)
         taken.append(f"the history of its {done} epoch(s)")
     else:
         left.append("the history of its epochs")
@@ -344,8 +343,10 @@ def _history_before(history: Path, done: int) -> list[dict] | None:
     """The rows of ``history`` (a run's history.jsonl) of epochs 0 … ``done`` − 1, or None where it lacks one."""
     if not history.is_file():
         return None
+    from .callbacks import read_history
+
     try:
-        rows = _read_history(history)
+        rows = read_history(history)
     except (OSError, ValueError):
         return None
     before = [row for row in rows if isinstance(row, dict) and isinstance(row.get("epoch"), int)
@@ -455,6 +456,7 @@ def fit(
 
     from ..io.targets import check_target
     from .build import build_model, location_config
+    from .callbacks import read_history
     from .datamodule import PairDataModule
     from .module import SatCLIPTrainingModule
     from .prepare import cache_from_config, fit_from_data, source_from_config
@@ -511,7 +513,7 @@ def fit(
                      "again from its checkpoints", run_dir, config.trainer.max_epochs)  # (once its cache is checked)
             model.load_state_dict(lightning_state_to_model(weights, cached=cache is not None))
             dump_config(config, run_dir / "config.yaml")
-            result = _result(run_dir, config, model, image_config, _read_history(run_dir / "history.jsonl"))
+            result = _result(run_dir, config, model, image_config, read_history(run_dir / "history.jsonl"))
             _export_or_interrupt(result, cache, None, command)
             return result
         if source is not None and ckpt_path is None:  # (a resume restores what the run fitted)
@@ -535,7 +537,7 @@ def fit(
         _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint)
 
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
-        rows = _read_history(history.path) if history.path.is_file() else list(history.rows)
+        rows = read_history(history.path) if history.path.is_file() else list(history.rows)
         result = _result(run_dir, config, model, image_config, rows)
         if trainer.is_global_zero:
             _export_or_interrupt(result, cache, trainer, command)
@@ -550,13 +552,6 @@ def _result(run_dir: Path, config: TrainConfig, model, image_config: dict, histo
         if path.is_file() and not config.trainer.fast_dev_run:
             result.checkpoints[name] = path
     return result
-
-
-def _read_history(path: Path) -> list[dict]:
-    """The rows of a run's history.jsonl ([] where there is none)."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> None:
