@@ -282,10 +282,16 @@ class CsvSource(Source):
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(numeric, pa.string()),
                                                   include_columns=numeric),
         )  # fmt: skip
+        import pyarrow.compute as pc
+
         lossy = {}
         for batch in reader if whole_file else [reader.read_next_batch()]:
             for name in numeric:
-                if name not in lossy and any(_loses_digits(v.strip()) for v in batch.column(name).to_pylist() if v):
+                if name in lossy:
+                    continue
+                column = batch.column(name)  # (the few values that may lose digits, found in C; then exactly)
+                suspects = pc.filter(column, pc.match_substring_regex(column, _MAY_LOSE_DIGITS)).to_pylist()
+                if any(_loses_digits(value.strip()) for value in suspects):
                     lossy[name] = pa.string()
         return lossy
 
@@ -365,6 +371,10 @@ class CsvSource(Source):
                 ) from err
 
         return 0, batches()
+
+
+#: CSV texts that may change read as int64 or float64 (:func:`_loses_digits` decides)
+_MAY_LOSE_DIGITS = r"^\s*[-+]?(0\d+|\d{19,})\s*$"
 
 
 def _loses_digits(value: str) -> bool:
