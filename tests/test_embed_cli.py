@@ -653,6 +653,15 @@ def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
     parts = [pq.read_table(tmp_path / f"part.shard-{i}-of-3.parquet") for i in range(3)]
     assert [p.num_rows for p in parts] == [64, 128, 108]  # chunks [0,1), [1,3), [3,5)
     assert pa.concat_tables(parts).equals(pq.read_table(tmp_path / "full.parquet"))
+    # each output names the input rows it holds: shards cut with another --chunk-rows would overlap, and say so
+    recorded = [json.loads(p.schema.metadata[b"satclip"])["input_rows"] for p in parts]
+    assert recorded == [{"start": 0, "stop": 64, "total": 300}, {"start": 64, "stop": 192, "total": 300},
+                        {"start": 192, "stop": 300, "total": 300}]  # fmt: skip
+    assert embed(source, "-o", tmp_path / "z.zarr", "--model", model, "--chunk-rows", "50", "--shard", "1/3") == 0
+    import zarr
+
+    assert zarr.open_group(str(tmp_path / "z.shard-1-of-3.zarr"), mode="r").attrs["satclip"]["input_rows"] == {
+        "start": 100, "stop": 200, "total": 300}
     assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, *CHUNK, "--shard", "3/3") == 2
     assert "need 0 <= I < N" in capsys.readouterr().err
     assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, "--shard", "0/2") == 2  # 1 chunk, 2 shards

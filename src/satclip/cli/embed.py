@@ -70,7 +70,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--shard", type=shard, default="0/1", metavar="I/N",
         help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into OUTPUT "
-        "with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet)",
+        "with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet); give every shard the same "
+        "--chunk-rows, or their parts overlap (a Parquet or Zarr output records its rows: satclip.input_rows)",
     )  # fmt: skip
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
     add_overwrite_option(parser)

@@ -104,6 +104,14 @@ def output_attrs(identity: dict, source, encoder) -> dict:
     }}  # fmt: skip
 
 
+def _input_rows(manifest: dict) -> dict:
+    """The rows of the input an output holds, for its attributes (``input_rows``): ``start`` and ``stop`` (input
+    rows, ``stop`` excluded) of the ``total``. Shards tile the input only when they were cut with the same
+    ``--chunk-rows``; the ranges say which rows each holds."""
+    start, stop = manifest["rows"]
+    return {"start": start, "stop": stop, "total": manifest["num_input_rows"]}
+
+
 def _absolute_if_local(spec) -> str | None:
     """A model's name as given (``bluemarble-l10``, ``hf://…``), or its local path made absolute."""
     if spec is None:
@@ -474,6 +482,7 @@ def embed_file(
         if manifest is None:
             manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
             rows = manifest["rows"][1] - manifest["rows"][0]
+            sink_options["attrs"]["satclip"]["input_rows"] = _input_rows(manifest)
             try:
                 sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
                 safe_output.write_json(manifest_path, manifest)
@@ -482,6 +491,7 @@ def embed_file(
                 raise
         first, stop = manifest["chunks"]
         row0, row1 = manifest["rows"]
+        sink_options["attrs"]["satclip"]["input_rows"] = _input_rows(manifest)
         sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, {**sink_options, "first_row": row0})
         # (a work directory that cannot be checked is refused before any chunk is embedded again; chunks that
         # changed since they were written are embedded again)
