@@ -496,7 +496,7 @@ def test_longitudes_in_0_360_are_refused_saying_how_to_wrap_them(encoder):
         embedding_field(encoder, lon2, lat2).compute(scheduler="sync")
 
 
-def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
+def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path, capsys):
     pytest.importorskip("distributed")
     tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
     model = write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
@@ -504,10 +504,18 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path):
     assert main([*base, "-o", str(tmp_path / "local.zarr")]) == 0
     from satclip import safe_output
 
-    # the work an unfinished local run of the Dask output left is removed once the Dask map is published
-    safe_output.make_owned_dir(tmp_path / "dask.zarr.partial", kind="map-work")
-    assert main([*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--workers", "1"]) == 0
-    assert not (tmp_path / "dask.zarr.partial").exists()
+    # the work an unfinished local run into the Dask map's output left (of any grid: it was removed once the Dask
+    # map was written, a 0.02° run's work for a 0.1° map) is kept, and the Dask map refused, unless --restart
+    work = tmp_path / "dask.zarr.partial"
+    safe_output.make_owned_dir(work, kind="map-work")
+    (work / "field.npy").write_bytes(b"work of hours")
+    dask_map = [*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--workers", "1"]
+    assert main(dask_map) == 2
+    err = capsys.readouterr().err
+    assert "holds the work of an unfinished local run" in err and "pass --restart to discard it" in err
+    assert (work / "field.npy").read_bytes() == b"work of hours" and not (tmp_path / "dask.zarr").exists()
+    assert main([*dask_map, "--restart"]) == 0
+    assert not work.exists()
     local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
     assert local.attrs == dask.attrs and local.embedding.dims == dask.embedding.dims == ("dim", "lat", "lon")
     # the model and the cells computed are recorded on the embedding in both (the local map recorded no model at

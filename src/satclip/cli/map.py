@@ -62,7 +62,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--restart", action="store_true",
         help="discard an unfinished run into OUT (OUT.partial/) instead of resuming it (a killed map resumes at the "
-        "first unfinished block of rows when rerun with the same model, precision, batch size, grid and cells)",
+        "first unfinished block of rows when rerun with the same model, precision, batch size, grid and cells; "
+        "--engine dask refuses to start beside one, and starts a stopped Dask map again)",
     )  # fmt: skip
     parser.add_argument(
         "--force", action="store_true",
@@ -95,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
                             "components")  # fmt: skip
     if args.engine == "dask" and (args.pca or output_format != "zarr"):
         raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")
-    if args.engine == "dask" and args.restart:
-        raise BadInputError("--restart applies to --engine local: a Dask map that stopped starts again when rerun")
     check_cluster_options(args)
     encoder = load_encoder(
         args.model, device=args.device, harmonics_calculation=args.harmonics,
@@ -109,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
             land_only=args.land_only, blank_unseen=not args.all_cells, batch_size=args.batch_size,
             overwrite=args.overwrite, force=args.force, scheduler=args.scheduler, workers=args.workers,
+            restart=args.restart,
         )  # fmt: skip
         print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
               f"precision {precision_option.describe(encoder)})")  # fmt: skip

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows, number_array
-from ..errors import BadInputError
+from ..errors import BadInputError, OutputExistsError
 from ..io.resolve import encoder_files
 from ..optional import require
 from .maps import DIM, DIM_ATTRS, GRID_MAPPING, LAT_ATTRS, LON_ATTRS, WGS84_GRID_MAPPING, model_attrs
@@ -562,11 +562,14 @@ def write_map_zarr(
     client=None,
     scheduler: str | None = None,
     workers: int | None = None,
+    restart: bool = False,
 ) -> Path:
     """``satclip map --engine dask``: the Zarr map of :func:`satclip.embed.maps.render_map` (the same cells,
     values, coordinates and attributes: ``embedding`` ``(dim, lat, lon)`` float32), computed chunk by chunk
     on a Dask cluster (``client``, the scheduler at ``scheduler``, or a ``LocalCluster`` of ``workers``
-    processes started here) and written atomically. Chunks: rows of about 65,536 cells."""
+    processes started here) and written atomically. Chunks: rows of about 65,536 cells. The unfinished work of
+    a local ``satclip map`` into ``output`` (``OUTPUT.partial/``) is kept, and the map refused, unless ``restart``
+    discards it."""
     from ..models.precision import for_encoder as precision_of
     from ..models.provenance import training_footprint
     from . import maps
@@ -580,6 +583,7 @@ def write_map_zarr(
     dim = encoder.embedding_dim
     maps.check_size(grid, dim, "zarr", force)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
+    _local_work_kept(output, restart)
     if blank_unseen:
         footprint = footprint or training_footprint(encoder)
         log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",
@@ -605,10 +609,27 @@ def write_map_zarr(
             else:
                 with dask_client(scheduler, workers):
                     dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
-        from .job import work_dir
-
-        stale = work_dir(output)
-        if safe_output.is_owned(stale):  # an unfinished local run of this output: obsolete now
-            log.info("removing %s, the work of an unfinished local run of %s", stale, output)
-            safe_output.remove_owned(stale)
     return output
+
+
+def _local_work_kept(output: Path, restart: bool) -> None:
+    """Refuse to start while ``OUTPUT.partial/`` holds the work of an unfinished local ``satclip map`` into
+    ``output`` (it was removed once the Dask map was written, whatever grid it was for), unless ``restart``
+    discards it."""
+    from .job import ResumeMismatchError, work_dir
+
+    workdir = work_dir(output)
+    if not workdir.exists():
+        return
+    if not safe_output.is_owned(workdir):
+        raise OutputExistsError(
+            f"{workdir}, where satclip map keeps its unfinished work, is a directory satclip did not create: move or "
+            "remove it, or choose another output path"
+        )
+    if not restart:
+        raise ResumeMismatchError(
+            f"{workdir} holds the work of an unfinished local run of {output}: rerun it without --engine dask to "
+            "resume it, or pass --restart to discard it"
+        )
+    log.info("removing %s, the work of an unfinished local run of %s (--restart)", workdir, output)
+    safe_output.remove_owned(workdir)
