@@ -477,6 +477,28 @@ def test_cli_starts_its_own_cluster(model, tmp_path, capsys, monkeypatch):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_a_run_refused_before_embedding_anything_does_not_ask_for_restart(cluster, model, tmp_path, capsys):
+    """The manifest is written before any partition runs: a GeoParquet with a polygon, refused by its partition
+    with "pass --centroids", then asked for --restart when rerun with --centroids (the options differed)."""
+    gpd = pytest.importorskip("geopandas")
+    from shapely.geometry import Point, Polygon
+
+    _, client = cluster
+    frame = points(2_000, seed=4)
+    geometry = [Point(x, y) for x, y in zip(frame.lon, frame.lat, strict=True)]
+    geometry[700] = Polygon([(0, 0), (1, 0), (1, 1), (0, 1)])
+    source = tmp_path / "places.parquet"
+    gpd.GeoDataFrame(frame[["id"]], geometry=geometry, crs="EPSG:4326").to_parquet(source)
+    out = tmp_path / "emb"
+    args = ["embed", str(source), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress",
+            "--scheduler", client.scheduler.address]  # fmt: skip
+    assert main(args) == 2
+    assert "--centroids" in capsys.readouterr().err and (tmp_path / "emb.partial" / "manifest.json").is_file()
+    assert main([*args, "--centroids"]) == 0
+    assert "--restart" not in capsys.readouterr().err
+    assert pq.read_table(out).num_rows == 2_000 and not (tmp_path / "emb.partial").exists()
+
+
 def test_cli_dask_reads_one_parquet_file(cluster, model, tmp_path):
     """A single Parquet file (not a dataset directory) in, as the local engine reads it."""
     _, client = cluster

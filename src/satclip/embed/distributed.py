@@ -54,6 +54,7 @@ from .job import (
     MANIFEST,
     EmbedResult,
     Progress,
+    ResumeMismatchError,
     _NoProgress,
     complete_stopped,
     damaged_manifest,
@@ -481,7 +482,16 @@ def embed_dataset(
             json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
         )
         num_parts = -(-source.num_rows // chunk_rows)
-        manifest = resume_manifest(workdir, identity, restart)
+        try:
+            manifest = resume_manifest(workdir, identity, restart)
+        except ResumeMismatchError:
+            if not _nothing_done(workdir, parts):
+                raise
+            # (the manifest is written before any partition runs: a run refused by its partitions, for a polygon
+            # without --centroids say, asked for --restart when rerun with the option its message named)
+            log.info("discarding %s: an unfinished run with other options that had embedded nothing", workdir)
+            safe_output.remove_owned(workdir)
+            manifest = None
         if manifest is not None:
             _check_manifest(manifest_path, manifest, num_parts, chunk_rows, source.num_rows)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
@@ -536,6 +546,17 @@ def embed_dataset(
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
                        precision.for_encoder(encoder))  # fmt: skip
+
+
+def _nothing_done(workdir: Path, parts: Path) -> bool:
+    """Whether the unfinished run in ``workdir`` (its manifest read as JSON) recorded no partition done and left
+    no part file."""
+    try:
+        manifest = json.loads((workdir / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    left = parts.is_dir() and any(entry.name != safe_output.MARKER for entry in parts.iterdir())
+    return isinstance(manifest, dict) and manifest.get("done") == {} and not left
 
 
 def _redo_changed_parts(manifest: dict, manifest_path: Path, parts: Path, kind: str, assembled: int) -> None:
