@@ -847,3 +847,34 @@ def test_a_signal_to_the_whole_job_is_one_line(tmp_path, signal_name):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "satclip: interrupted", err
+
+
+def test_ctrl_c_while_map_starts_its_cluster_is_one_line(tmp_path):
+    """`satclip map --engine dask` started its LocalCluster in the main thread: Ctrl-C during the start cut it
+    short, and Dask's clean-up at exit then failed on the half-started workers ("AssertionError: Status.init", a
+    forkserver's FileNotFoundError), ~30 lines of tracebacks after "satclip: interrupted" (5 of 7 tries)."""
+    import subprocess
+    import sys
+
+    from .conftest import ctrl_c_at_default
+
+    argv = [sys.executable, "-m", "satclip", "map", "--model", "bluemarble-l10", "--resolution", "0.05", "--bbox",
+            "-10", "35", "20", "60", "-o", str(tmp_path / "m.zarr"), "--engine", "dask", "--workers", "2"]  # fmt: skip
+    with ctrl_c_at_default():
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stderr:  # (the cluster starts right after this line, and takes seconds)
+            lines.append(line)
+            if line.startswith("starting a local Dask cluster"):
+                break
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = "".join(lines) + rest
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "satclip: interrupted", err

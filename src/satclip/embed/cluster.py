@@ -213,10 +213,16 @@ def _interruptions() -> Iterator[None]:
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
     """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a ``LocalCluster`` of ``workers``
-    single-threaded worker processes (default: one per usable core) started here and closed afterwards."""
+    single-threaded worker processes (default: one per usable core) started here and closed afterwards (started
+    as :func:`starting_client` starts it, so that Ctrl-C meanwhile does not cut its start short: that left
+    workers that Dask's own clean-up at exit failed on, with tracebacks after "interrupted")."""
+    if scheduler is None:
+        with starting_client(None, workers) as connect:
+            yield connect()
+        return
     distributed = require("distributed", "dask", "embedding with --engine dask")
     with _interruptions(), _quiet_distributed():
-        yield from _connect(distributed, scheduler, workers)
+        yield from _connect(distributed, scheduler)
 
 
 def _probe(scheduler: str) -> None:
@@ -265,26 +271,21 @@ def _probe(scheduler: str) -> None:
         raise SchedulerError(f"{scheduler} is not a Dask scheduler (it answered {head!r}): {hint}")
 
 
-def _connect(distributed, scheduler: str | None, workers: int | None) -> Iterator[object]:
-    if scheduler is not None:
-        _probe(scheduler)
-        try:
-            client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as err:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
-        except TypeError as err:  # tls:// without TLS settings: "TLS expects a ssl_context argument …"
-            raise SchedulerError(
-                f"cannot connect to the Dask scheduler at {scheduler}: {err} (set the distributed.comm.tls settings of "
-                "Dask's configuration, or connect a distributed.Client yourself and embed from Python)"
-            ) from err
-        if not client.scheduler_info().get("workers"):  # (it waited for one without a word)
-            log.warning("the Dask scheduler at %s has no workers: waiting for one to join (Ctrl-C to stop)", scheduler)
-        with client, _silent_if_interrupted():
-            yield client
-        return
-    with _local_cluster(distributed, workers) as cluster, distributed.Client(cluster) as client:
-        with _silent_if_interrupted():
-            yield client
+def _connect(distributed, scheduler: str) -> Iterator[object]:
+    _probe(scheduler)
+    try:
+        client = distributed.Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError) as err:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+    except TypeError as err:  # tls:// without TLS settings: "TLS expects a ssl_context argument …"
+        raise SchedulerError(
+            f"cannot connect to the Dask scheduler at {scheduler}: {err} (set the distributed.comm.tls settings of "
+            "Dask's configuration, or connect a distributed.Client yourself and embed from Python)"
+        ) from err
+    if not client.scheduler_info().get("workers"):  # (it waited for one without a word)
+        log.warning("the Dask scheduler at %s has no workers: waiting for one to join (Ctrl-C to stop)", scheduler)
+    with client, _silent_if_interrupted():
+        yield client
 
 
 @contextlib.contextmanager
