@@ -16,6 +16,7 @@ import satclip
 import satclip.image
 from satclip.cli import main
 from satclip.errors import BadInputError
+from satclip.retrieval import geo
 from satclip.retrieval.database import (
     RetrievalDatabase,
     StaleDatabaseError,
@@ -282,7 +283,10 @@ def hard_points(n: int, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("radius", [0.0, 10.0, 300.0, 2500.0])
-def test_geographic_neighbours_are_exact_and_outside_the_radius(seed, radius):
+@pytest.mark.parametrize("at_once", [None, 64])
+def test_geographic_neighbours_are_exact_and_outside_the_radius(seed, radius, at_once, monkeypatch):
+    if at_once:  # queries asked for in many small groups
+        monkeypatch.setattr(geo, "NEIGHBOURS_AT_ONCE", at_once)
     rng = np.random.default_rng(seed)
     entries = hard_points(400, rng)
     queries = np.concatenate([hard_points(150, rng), entries[:50]])  # some queries sit on entries
@@ -299,6 +303,29 @@ def test_geographic_neighbours_are_exact_and_outside_the_radius(seed, radius):
     if radius > 0:
         on_entries = index[-50:]
         assert not np.any(on_entries == np.arange(50)[:, None])  # an entry never retrieves itself
+
+
+def test_a_radius_of_thousands_of_km_keeps_memory_bounded():
+    """A 15,000 km radius excludes most entries: the tree was asked for nearly all of them for every query of a
+    batch at once (1–3 MB per query against the Blue Marble corpus: a MemoryError for a 16,384-point batch)."""
+    import tracemalloc
+
+    entries, queries = sphere_points(20_000, 1), sphere_points(1_000, 2)
+    index = GeoIndex(entries)
+    tracemalloc.start()
+    try:
+        got, km = index.nearest(unit_vectors(queries), 4, exclude_km=15_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one query of the whole batch held 1,000 × 20,000 neighbours: 320 MB of distances and indices, 160 MB more
+    # to sort them
+    assert peak < 300e6, peak  # (about 170 MB with NEIGHBOURS_AT_ONCE = 2^22)
+    distance = great_circle_km(queries[:20, None, :], entries[None, :, :])
+    for row in range(20):
+        allowed = np.flatnonzero(distance[row] >= 15_000)
+        expected = allowed[np.argsort(distance[row, allowed], kind="stable")][:4]
+        np.testing.assert_allclose(np.sort(km[row]), distance[row, expected], rtol=1e-7, atol=1e-6)
 
 
 def test_excluded_queries_with_crowded_surroundings_ask_the_tree_again():
