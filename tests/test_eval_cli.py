@@ -289,6 +289,10 @@ def test_cheap_checks_come_before_any_download(tmp_path, capsys, no_network, enc
         ("theory(min_radius=abc)", "parameter min_radius='abc' must be a number (its default is 1000.0)"),
         ("bluemarble-l10(trust_checkpoint=yes)",
          "parameter trust_checkpoint='yes' must be True or False (its default is False)"),
+        # "unexpected error (TypeError)" when the database was opened
+        ("bluemarble-l10+range+(database=5)", "parameter database=5 must be text in quotes (its default is 'auto')"),
+        ("sphericalharmonics(harmonics_calculation=True)",
+         "parameter harmonics_calculation=True must be text in quotes (its default is 'analytic-stable')"),
         # the last one silently won
         ("theory(min_radius=1,min_radius=5)",
          "encoder spec 'theory(min_radius=1,min_radius=5)': parameter min_radius is given twice (min_radius=1, "

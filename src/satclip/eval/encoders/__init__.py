@@ -386,8 +386,11 @@ def check_distinct(specs) -> None:
 
 
 def _expected_kind(value: object, default: object) -> str | None:
-    """What ``value`` must be, judged by its parameter's numeric or boolean ``default``, when it is not that."""
-    if isinstance(default, bool):
+    """What ``value`` must be, judged by its parameter's numeric, boolean or text ``default``, when it is not
+    that (``database=5`` of a retrieval spec was an "unexpected error (TypeError)" when the database opened)."""
+    if isinstance(default, str):
+        fits, kind = isinstance(value, str), "text in quotes"
+    elif isinstance(default, bool):
         fits, kind = isinstance(value, bool), "True or False"
     elif isinstance(default, int):
         fits, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
