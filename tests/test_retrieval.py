@@ -556,6 +556,11 @@ def test_bad_retrieval_options_are_one_line_errors(setup):
         satclip.load(model_dir, k=4)
     with pytest.raises(BadInputError, match="shipped models"):
         satclip.load(model_dir, retrieval="auto")
+    # before the model is loaded: a bad value was named only once it had loaded, or not at all where it failed to
+    with pytest.raises(BadInputError, match="beta must be in"):
+        satclip.load(model_dir.parent / "no-such-model", retrieval=db, beta=5)
+    with pytest.raises(BadInputError, match="retrieval=5: pass 'auto'"):
+        satclip.load(model_dir.parent / "no-such-model", retrieval=5)
 
 
 # --- the CLI and the evaluation specs --------------------------------------------------------------

@@ -4,12 +4,10 @@ the applications it combines (docs/architecture.md)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from .errors import BadInputError
 from .io.load import load as load_location_encoder
 from .io.safe_pickle import check_trust
 from .models.location_encoder import LocationEncoder
@@ -45,20 +43,17 @@ def load(
     model or cache is refused.
     """
     trust_checkpoint = check_trust(trust_checkpoint)  # (for every source: what works on a directory works on a .ckpt)
+    options = {"mode": mode, "k": k, "beta": beta, "temperature": temperature,
+               "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
+    plain = retrieval is None and all(value is None for value in options.values())
+    if not plain:  # (before the model is loaded: a bad beta was named only once it had loaded, or failed to)
+        from .retrieval.encoder import augment, check_arguments
+
+        check_arguments(retrieval, options)
     encoder = load_location_encoder(
         source, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint, precision=precision,
     )  # fmt: skip
-    options = {"mode": mode, "k": k, "beta": beta, "temperature": temperature,
-               "distance_scale_km": distance_scale_km, "exclude_radius_km": exclude_radius_km}  # fmt: skip
-    if retrieval is None and all(value is None for value in options.values()):
+    if plain:
         return encoder
-    from .retrieval.database import RetrievalDatabase
-    from .retrieval.encoder import augment
-
-    if retrieval is not None and not isinstance(retrieval, (str, os.PathLike, RetrievalDatabase)):
-        raise BadInputError(
-            f"retrieval={retrieval!r}: pass 'auto' (the shipped models' database, built on first use), a database "
-            "directory from `satclip retrieval build`, or an opened RetrievalDatabase"
-        )
     return augment(encoder, source, retrieval, trust_checkpoint=trust_checkpoint, **options)

@@ -17,6 +17,7 @@ both searches (leakage-safe evaluation: a test point never retrieves the databas
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import torch
@@ -283,6 +284,30 @@ class RetrievalEncoder(LocationEncoder):
         return out
 
 
+def check_arguments(retrieval, options: dict) -> dict:
+    """Refuse, before anything is loaded, a ``retrieval`` that names no database and ``options`` (``k``, ``beta``
+    …; ``None``: not given) that are out of range; returns the options given."""
+    from .auto import AUTO
+    from .database import RetrievalDatabase
+
+    options = {k: v for k, v in options.items() if v is not None}
+    if retrieval is None:
+        verb = "configures" if len(options) == 1 else "configure"
+        raise BadInputError(f"{', '.join(options)} {verb} retrieval: also pass retrieval='auto' or a database")
+    if not isinstance(retrieval, (str, os.PathLike, RetrievalDatabase)):
+        raise BadInputError(
+            f"retrieval={retrieval!r}: pass 'auto' (the shipped models' database, built on first use), a database "
+            "directory from `satclip retrieval build`, or an opened RetrievalDatabase"
+        )
+    check_options(**{**DEFAULTS, **options})
+    if isinstance(retrieval, str) and retrieval.strip().lower() == AUTO and retrieval != AUTO:
+        raise BadInputError(f"retrieval={retrieval!r}: did you mean retrieval={AUTO!r}?")
+    if isinstance(retrieval, str) and not retrieval.strip():  # ('' was read as the directory '.')
+        raise BadInputError(f"retrieval={retrieval!r} names no database: pass retrieval={AUTO!r} or a database "
+                            "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
+    return options
+
+
 def augment(
     encoder: LocationEncoder,
     source,
@@ -298,16 +323,7 @@ def augment(
     from .auto import AUTO, auto_database
     from .database import RetrievalDatabase, check_fresh, model_key
 
-    options = {k: v for k, v in options.items() if v is not None}
-    if retrieval is None:
-        verb = "configures" if len(options) == 1 else "configure"
-        raise BadInputError(f"{', '.join(options)} {verb} retrieval: also pass retrieval='auto' or a database")
-    check_options(**{**DEFAULTS, **options})
-    if isinstance(retrieval, str) and retrieval.strip().lower() == AUTO and retrieval != AUTO:
-        raise BadInputError(f"retrieval={retrieval!r}: did you mean retrieval={AUTO!r}?")
-    if isinstance(retrieval, str) and not retrieval.strip():  # ('' was read as the directory '.')
-        raise BadInputError(f"retrieval={retrieval!r} names no database: pass retrieval={AUTO!r} or a database "
-                            "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
+    options = check_arguments(retrieval, options)
     if isinstance(retrieval, str) and retrieval == AUTO:
         database = auto_database(str(source))  # built from this very model and checked there
     else:

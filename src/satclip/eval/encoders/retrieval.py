@@ -94,7 +94,7 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses). A parameter
     it does not take, or a value of the wrong kind, is refused naming both, before anything is loaded."""
     from ...io.load import load
-    from ...retrieval.encoder import augment
+    from ...retrieval.encoder import augment, check_arguments
     from . import _check_params
 
     match = SPEC.match(name)
@@ -114,6 +114,7 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     database = params.pop("database", "auto")
     exclude_heldout = params.pop("exclude_heldout", False)
     params.setdefault("exclude_radius_km", EVAL_EXCLUDE_RADIUS_KM)
+    check_arguments(database, {"mode": match["mode"], **params})  # (before the model loads)
     module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
     description = (
