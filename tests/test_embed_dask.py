@@ -99,7 +99,7 @@ def assert_same(result: Path, expected: Path) -> None:
     assert a.schema.names == b.schema.names
     # what the output records about the job: the same model, input and precision as the local engine's
     recorded = [json.loads(table.schema.metadata[b"satclip"]) for table in (a, b)]
-    for key in ("model", "source"):
+    for key in ("model", "source", "input_rows"):  # (the Dask engine recorded no input rows)
         assert recorded[0][key] == recorded[1][key], key
     assert recorded[0]["precision"]["precision"] == recorded[1]["precision"]["precision"]
     assert a.schema.field("embedding").type == b.schema.field("embedding").type  # fixed_size_list<float>[8]

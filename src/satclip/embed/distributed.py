@@ -516,7 +516,7 @@ def embed_dataset(
         job = _Partitions(
             encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
             "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
-            output_attrs(identity, source, encoder),
+            output_attrs(identity, source, encoder, (0, source.num_rows), source.num_rows),
         )  # fmt: skip
         assembly = _Assembly(workdir, parts, manifest, manifest_path, job) if kind == "file" else None
         if assembly is not None:

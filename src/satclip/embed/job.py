@@ -91,25 +91,20 @@ def precision_record(encoder) -> dict:
     return {"precision": chosen}
 
 
-def output_attrs(identity: dict, source, encoder) -> dict:
+def output_attrs(identity: dict, source, encoder, rows: tuple[int, int], total: int) -> dict:
     """What an output records about the job that wrote it (Parquet schema metadata, Zarr attributes): the
     model (as in the job's identity, and the name or path it was loaded from), the input (an absolute path: the
-    path as typed named nothing once the output moved), the precision and the satclip version."""
+    path as typed named nothing once the output moved), the input ``rows`` it holds (``[start, stop)`` of the
+    ``total``: shards tile the input only when they were cut with the same ``--chunk-rows``), the precision and
+    the satclip version."""
     from .. import __version__
 
     loaded_from = (getattr(encoder, "provenance", None) or {}).get("source")
     return {"satclip": {
         "model": identity["model"], "model_source": _absolute_if_local(loaded_from),
-        "source": str(Path(source.path).absolute()), "precision": precision_record(encoder), "version": __version__,
+        "source": str(Path(source.path).absolute()), "input_rows": {"start": rows[0], "stop": rows[1], "total": total},
+        "precision": precision_record(encoder), "version": __version__,
     }}  # fmt: skip
-
-
-def _input_rows(manifest: dict) -> dict:
-    """The rows of the input an output holds, for its attributes (``input_rows``): ``start`` and ``stop`` (input
-    rows, ``stop`` excluded) of the ``total``. Shards tile the input only when they were cut with the same
-    ``--chunk-rows``; the ranges say which rows each holds."""
-    start, stop = manifest["rows"]
-    return {"start": start, "stop": stop, "total": manifest["num_input_rows"]}
 
 
 def _absolute_if_local(spec) -> str | None:
@@ -467,7 +462,7 @@ def embed_file(
             output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output"
         )
     sink_type = sinks.SINKS.get(fmt)
-    sink_options = {**options, "precision": precision["precision"], "attrs": output_attrs(identity, source, encoder)}
+    sink_options = {**options, "precision": precision["precision"]}
     log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
@@ -479,10 +474,12 @@ def embed_file(
             rows = manifest["rows"][1] - manifest["rows"][0]
             return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, stop - first,
                                time.perf_counter() - began, 0, precision["precision"])  # fmt: skip
-        if manifest is None:
+        new_run = manifest is None
+        if new_run:
             manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
+        sink_options["attrs"] = output_attrs(identity, source, encoder, manifest["rows"], manifest["num_input_rows"])
+        if new_run:
             rows = manifest["rows"][1] - manifest["rows"][0]
-            sink_options["attrs"]["satclip"]["input_rows"] = _input_rows(manifest)
             try:
                 sink_type(workdir, rows, dim, dtype, chunk_rows, sink_options).create()
                 safe_output.write_json(manifest_path, manifest)
@@ -491,7 +488,6 @@ def embed_file(
                 raise
         first, stop = manifest["chunks"]
         row0, row1 = manifest["rows"]
-        sink_options["attrs"]["satclip"]["input_rows"] = _input_rows(manifest)
         sink = sink_type(workdir, row1 - row0, dim, dtype, chunk_rows, {**sink_options, "first_row": row0})
         # (a work directory that cannot be checked is refused before any chunk is embedded again; chunks that
         # changed since they were written are embedded again)
