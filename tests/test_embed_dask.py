@@ -561,6 +561,10 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
         argv = ["embed", str(no_lonlat), "-o", str(tmp_path / "b.parquet"), "--model", str(model), "--engine", "dask"]
         assert main(argv) == 2
         assert "no longitude column" in capsys.readouterr().err
+        for output in (["-o", str(tmp_path / "npy"), "--format", "npy"], ["-o", str(tmp_path / "x.zarr")]):
+            points(10).to_parquet(tmp_path / "p.parquet")  # (refused after a cluster had started: 2.4 s)
+            assert main(["embed", str(tmp_path / "p.parquet"), "--model", str(model), *output, "--engine", "dask"]) == 2
+            assert "--engine dask writes Parquet" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "a.parquet"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "apply to --engine dask" in capsys.readouterr().err
     both = ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]  # (the number was ignored)

@@ -149,7 +149,10 @@ def _check_output(args: argparse.Namespace, source) -> None:
     """Refuse now what the job would refuse at its start anyway: an existing output without --overwrite, a
     directory of the user's files, a satclip directory of another kind (a training run)."""
     if args.engine == "dask":
-        output, directory = Path(args.output), not Path(args.output).suffix  # (a dataset directory, or one file)
+        from ..embed.sinks import dask_output_kind
+
+        output = Path(args.output)
+        directory = dask_output_kind(output, args.format) == "dataset"  # (--format npy: refused before a cluster)
     else:
         from ..embed.shards import shard_path
         from ..embed.sinks import format_of

@@ -293,26 +293,6 @@ def _run_partition(name: str, index: int, token: str) -> dict:
     return job.run(index, token)
 
 
-def _output_kind(output: Path, out_format: str | None) -> str:
-    """``"file"`` (one Parquet file) or ``"dataset"`` (a directory of part files)."""
-    if out_format not in (None, "parquet", "parquet-dataset"):
-        raise BadInputError(
-            f"--engine dask writes Parquet (a .parquet file or a dataset directory), not {out_format!r}; "
-            "use the local engine for NPY and Zarr"
-        )
-    if out_format == "parquet-dataset" or safe_output.is_owned(output):
-        return "dataset"
-    suffix = output.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return "file"
-    if suffix:
-        raise BadInputError(
-            f"--engine dask writes Parquet: {output} should end in .parquet (one file) or have no suffix "
-            "(a dataset directory of part files)"
-        )
-    return "dataset"
-
-
 def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -> InvalidPointsError:
     parts = []
     if failed:
@@ -442,7 +422,7 @@ def embed_dataset(
     if source.num_rows == 0:
         raise no_points(source)
     output = Path(output)
-    kind = _output_kind(output, out_format)
+    kind = sinks.dask_output_kind(output, out_format)
     workdir = work_dir(output)
     for path in (output, workdir):
         safe_output.check_not_inside(path, source.path, "the input dataset")

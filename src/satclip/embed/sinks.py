@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import safe_output
 from ..digests import file_crc32
-from ..errors import ResumeError
+from ..errors import BadInputError, ResumeError
 from ..optional import require
 from ..registry import Registry
 from ..safe_output import naming
@@ -546,3 +546,24 @@ def format_of(path: str | Path, fmt: str | None = None) -> str:
             f"or --format {{{','.join(SINKS.names())}}}"
         )
     return SUFFIXES[suffix]
+
+
+def dask_output_kind(output: Path, out_format: str | None) -> str:
+    """What ``--engine dask`` writes to ``output``: ``"file"`` (one Parquet file) or ``"dataset"`` (a directory of
+    part files); another format is refused."""
+    if out_format not in (None, "parquet", "parquet-dataset"):
+        raise BadInputError(
+            f"--engine dask writes Parquet (a .parquet file or a dataset directory), not {out_format!r}; "
+            "use the local engine for NPY and Zarr"
+        )
+    if out_format == "parquet-dataset" or safe_output.is_owned(output):
+        return "dataset"
+    suffix = output.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "file"
+    if suffix:
+        raise BadInputError(
+            f"--engine dask writes Parquet: {output} should end in .parquet (one file) or have no suffix "
+            "(a dataset directory of part files)"
+        )
+    return "dataset"
