@@ -146,6 +146,9 @@ def test_errors_for_pandas_input_name_index_labels(encoder):
     named = frame.set_axis(["berlin", "buenos aires", "tokyo"])
     with pytest.raises(InvalidPointsError, match=r"index label 'buenos aires': \(lon=-58\.4"):
         satclip.embed(named, model=encoder)
+    pairs = frame.set_axis(pd.MultiIndex.from_tuples([(1, "a"), (3, "b"), (4, "c")]))  # (was np.int64(3))
+    with pytest.raises(InvalidPointsError, match=r"index label \(3, 'b'\): \(lon=-58\.4"):
+        satclip.embed(pairs, model=encoder)
     with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): row 1: "):  # an array has no labels
         satclip.embed(frame.to_numpy(), model=encoder)
 

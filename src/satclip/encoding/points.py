@@ -51,6 +51,8 @@ def row_name(label, index_label: bool = False) -> str:
     """``row 3``, or for the label of a pandas index ``index label 3`` / ``index label 'a'`` (text quoted)."""
     if not index_label:
         return f"row {label}"
+    if isinstance(label, tuple):  # a MultiIndex's: its numbers as numbers (NumPy 2 shows np.int64(1) in a repr)
+        label = tuple(part.item() if isinstance(part, np.generic) else part for part in label)
     return f"index label {label!r}" if isinstance(label, str) else f"index label {label}"
 
 
