@@ -29,6 +29,7 @@ from satclip.retrieval.geo import EARTH_RADIUS_KM, GeoIndex, great_circle_km, un
 from satclip.retrieval.search import SemanticIndex
 from satclip.train.cache import write_cache
 
+from .conftest import FLOAT32_REASSOCIATION
 from .train_helpers import location_features, sphere_points
 
 pytest.importorskip("scipy.spatial")
@@ -561,6 +562,19 @@ def test_bad_retrieval_options_are_one_line_errors(setup):
         satclip.load(model_dir.parent / "no-such-model", retrieval=db, beta=5)
     with pytest.raises(BadInputError, match="retrieval=5: pass 'auto'"):
         satclip.load(model_dir.parent / "no-such-model", retrieval=5)
+
+
+@pytest.mark.parametrize("mode", ["range", "range+"])
+def test_the_module_call_gives_nan_for_a_point_that_is_not_finite(setup, mode):
+    """Called as a torch module (no validation), a NaN point failed the geographic search ("'x' must be
+    finite") and got zeros from the semantic one; the location network gives it NaN."""
+    model_dir, _, db = setup
+    encoder = satclip.load(model_dir, retrieval=db, mode=mode)
+    points = torch.tensor([[13.4, 52.5], [float("nan"), 10.0], [-58.4, -34.6]], dtype=torch.float64)
+    with torch.no_grad():
+        out, finite = encoder(points), encoder(points[[0, 2]])
+    assert torch.isnan(out[1]).all()
+    torch.testing.assert_close(out[[0, 2]], finite, rtol=0, atol=FLOAT32_REASSOCIATION)  # (other batch sizes)
 
 
 # --- the CLI and the evaluation specs --------------------------------------------------------------

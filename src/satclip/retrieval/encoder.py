@@ -247,9 +247,18 @@ class RetrievalEncoder(LocationEncoder):
         return lambda rows, index: self.geo.chord_to(xyz[rows], index) < limit
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
-        """``(N, 2)`` (lon, lat) degrees → ``(N, D + E)`` (no validation; see :meth:`encode`)."""
+        """``(N, 2)`` (lon, lat) degrees → ``(N, D + E)`` (no validation; see :meth:`encode`). A point that is
+        not finite gets NaN, as the location network gives it (the geographic search failed on it, the semantic
+        one retrieved zeros)."""
         location = super().forward(lonlat)
-        retrieved = self.retrieve(lonlat.detach().to("cpu", torch.float64).numpy(), location)
+        points = lonlat.detach().to("cpu", torch.float64).numpy()
+        finite = np.isfinite(points).all(axis=1)
+        if finite.all():
+            retrieved = self.retrieve(points, location)
+        else:
+            retrieved = torch.full((len(points), self.database.image_dim), float("nan"))
+            rows = torch.from_numpy(finite)
+            retrieved[rows] = self.retrieve(points[finite], location[rows.to(location.device)])
         return torch.cat([location, retrieved.to(device=location.device, dtype=location.dtype)], dim=1)
 
     @torch.no_grad()
