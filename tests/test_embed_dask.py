@@ -735,6 +735,25 @@ def test_the_documented_recipe_pairs_each_point_with_its_own_embedding(model, tm
     assert "dd.concat([points, emb], axis=1).to_parquet(" in recipe and "points.join(emb).to_parquet(" not in recipe
 
 
+def test_points_with_the_embedding_frames_column_names_are_warned_of(model, caplog):
+    """Joined by the recipe, the frames repeated emb_000, and only writing the result failed ("Duplicate column
+    names"); `satclip embed` refuses such an input. A GeoDataFrame's embedding frame too."""
+    frame = points(100, seed=6).assign(emb_000=2.0)
+    with caplog.at_level("WARNING"):
+        satclip.embed(dd.from_pandas(frame, npartitions=2), model=model)
+    assert "already have column(s) ['emb_000'], as the embedding frame does" in caplog.text
+    caplog.clear()
+    gpd = pytest.importorskip("geopandas")
+    geo = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame.lon, frame.lat), crs="EPSG:4326")
+    with caplog.at_level("WARNING"):
+        satclip.embed(geo, model=model)
+    assert "already have column(s) ['emb_000']" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        satclip.embed(dd.from_pandas(frame.drop(columns="emb_000"), npartitions=2), model=model)
+    assert "already have" not in caplog.text
+
+
 def test_frames_of_the_same_weights_in_other_precisions_stay_apart(cluster, model):
     """Two encoders of one set of weights (float32, bf16) in one computation: each frame is its own encoder's
     (the model's graph key names everything that changes its embeddings, not the weights alone)."""

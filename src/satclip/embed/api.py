@@ -16,7 +16,7 @@ from ..io.safe_pickle import check_trust
 from ..machine import check_device
 from ..models import precision as _precision
 from ..models.location_encoder import LocationEncoder, check_batch_size
-from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat
+from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat, warn_of_shared_columns
 
 log = logging.getLogger(__name__)
 
@@ -193,5 +193,7 @@ def embed(
         return out
     values = out.cpu().numpy()
     if is_geo(points) and hasattr(points, "index"):
+        if hasattr(points, "columns"):
+            warn_of_shared_columns(points.columns, values.shape[1])
         return embedding_frame(values, points.index)
     return values

@@ -49,7 +49,16 @@ from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import ClusterError, dask_client
 from .columns import ColumnError
-from .inputs import GeometryError, crs_name, embedding_frame, geo_lonlat, is_geo, is_wgs84, table_lonlat
+from .inputs import (
+    GeometryError,
+    crs_name,
+    embedding_frame,
+    geo_lonlat,
+    is_geo,
+    is_wgs84,
+    table_lonlat,
+    warn_of_shared_columns,
+)
 from .job import (
     MANIFEST,
     EmbedResult,
@@ -165,6 +174,7 @@ def embed_frame(
     crs = getattr(frame, "crs", None)
     if crs is not None and not is_wgs84(crs) and lon_col is None and lat_col is None:
         log.info("reprojecting the geometries from %s to EPSG:4326 (in each partition)", crs_name(crs))
+    warn_of_shared_columns(frame._meta.columns, encoder.embedding_dim)
     dtype = _dtype(encoder)
     names = sinks.embedding_column_names(encoder.embedding_dim)
     meta = pd.DataFrame({name: np.empty(0, dtype) for name in names}, index=frame._meta.index)

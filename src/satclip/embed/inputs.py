@@ -48,6 +48,20 @@ def embedding_frame(values: np.ndarray, index):
     return pd.DataFrame(values, index=index, columns=embedding_column_names(values.shape[1]))
 
 
+def warn_of_shared_columns(columns, dim: int) -> None:
+    """Warn where the points' ``columns`` include the names of the embedding frame's (``emb_000`` …): joined
+    to the points as docs/scale.md shows, the frame repeats them, and writing the result fails only at the end
+    (``satclip embed`` refuses such an input)."""
+    from .sinks import embedding_column_names
+
+    shared = sorted(set(map(str, columns)) & set(embedding_column_names(dim)))
+    if shared:
+        log.warning(
+            "the points already have column(s) %s%s, as the embedding frame does: joining the two repeats those "
+            "names; rename or drop them first", shared[:3], f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+        )  # fmt: skip
+
+
 def is_table(obj) -> bool:
     """True for DataFrame-like objects (named columns)."""
     return hasattr(obj, "columns") and hasattr(obj, "__getitem__") and not isinstance(obj, np.ndarray)
