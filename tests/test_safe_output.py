@@ -497,6 +497,31 @@ def test_embed_keeps_a_foreign_partial_directory_and_refuses_output_equal_to_inp
     assert snapshot(partial) == before
 
 
+def test_an_output_named_like_another_outputs_work_directory_is_kept(tmp_path, model, points, capsys):  # noqa: F811
+    """`-o y.zarr.partial`, then `-o y.zarr`: the finished store was taken for leftover work and deleted, exit 0
+    (by `embed` and by `map`, either command's store)."""
+    from satclip.cli import main
+
+    source = tmp_path / "p.parquet"
+    points.to_parquet(source)
+    base = ["--model", str(model), "--resolution", "30", "--bbox", "-30", "-30", "30", "30"]
+    for first, second in (("embed", "embed"), ("embed", "map"), ("map", "embed"), ("map", "map")):
+        named = tmp_path / f"{first}-{second}.zarr.partial"
+        command = {"embed": ["embed", str(source), "--model", str(model), "--format", "zarr"],
+                   "map": ["map", *base, "--format", "zarr"]}  # fmt: skip
+        assert main([*command[first], "-o", str(named)]) == 0
+        before = snapshot(named)
+        output = str(tmp_path / f"{first}-{second}.zarr")
+        argv = ["embed", str(source), "--model", str(model), "-o", output] if second == "embed" else [
+            "map", *base, "-o", output]
+        for restart in ([], ["--restart"]):
+            assert main([*argv, *restart]) == 2, (first, second)
+            assert f"{named} is a satclip output directory, and satclip keeps its unfinished work" in (
+                capsys.readouterr().err
+            )
+        assert snapshot(named) == before and not Path(output).exists()
+
+
 def test_concurrent_embeds_of_different_inputs_to_one_output(tmp_path, model, points):  # noqa: F811
     """The second run is refused while the first holds the output; the first's output equals a solo run."""
     first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"

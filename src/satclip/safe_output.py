@@ -541,6 +541,19 @@ def _refuse_other_kind(path: Path, kind: str) -> None:
         )
 
 
+def check_work_dir(path: str | Path, kinds: Iterable[str]) -> None:
+    """Raise :class:`OutputExistsError` if ``path``, where a job keeps its unfinished work (and removes what it
+    left there), is a satclip directory that records a kind other than ``kinds``: a finished output of its own
+    named so (``-o out.zarr.partial``) was taken for leftover work and deleted, exit 0."""
+    path = Path(path)
+    found = _marker(path).get("kind") if path.is_dir() and is_owned(path) else None
+    if isinstance(found, str) and found not in kinds:
+        raise OutputExistsError(
+            f"{path} is a satclip {found} directory, and satclip keeps its unfinished work under that name: rename "
+            "it, or choose another output path"
+        )
+
+
 def _refuse_non_directory(path: Path) -> None:
     """Raise :class:`OutputExistsError` unless the existing ``path`` is a directory itself (a symbolic link to
     one is named: its target is never written through it)."""

@@ -218,10 +218,17 @@ def resume_precision(encoder, workdir: Path, restart: bool) -> None:
     encoder.precision_choice = Choice(started, "auto", f"the precision the unfinished run started with ({started})")
 
 
+#: the kinds of satclip's work directories, ``OUTPUT.partial/`` (``satclip embed``'s, ``satclip map``'s)
+WORK_KINDS = ("embed-work", "map-work")
+
+
 def work_dir(output: Path) -> Path:
-    """``OUTPUT.partial/``: where the unfinished work of a job writing ``output`` is kept."""
+    """``OUTPUT.partial/``: where the unfinished work of a job writing ``output`` is kept (refused where a satclip
+    directory of another kind, an output, has that name)."""
     safe_output.check_named(output)
-    return output.with_name(output.name + ".partial")
+    workdir = output.with_name(output.name + ".partial")
+    safe_output.check_work_dir(workdir, WORK_KINDS)
+    return workdir
 
 
 def damaged_manifest(path: Path, problem: str) -> ResumeError:
