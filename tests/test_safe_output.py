@@ -522,6 +522,33 @@ def test_an_output_named_like_another_outputs_work_directory_is_kept(tmp_path, m
         assert snapshot(named) == before and not Path(output).exists()
 
 
+@pytest.mark.parametrize("command", ["embed", "map"])
+def test_an_output_written_while_a_run_waited_for_its_lock_is_refused_before_any_work(
+    tmp_path, model, points, capsys, monkeypatch, command  # noqa: F811
+):  # fmt: skip
+    """The output was checked before the lock was taken, not after: a run that got the lock just after another
+    had published the same output computed the whole map, was refused at the end, and left its field (195 MB)
+    in OUT.partial/ for every rerun to refuse again."""
+    from satclip.cli import main
+
+    source = tmp_path / "p.parquet"
+    points.to_parquet(source)
+    out = tmp_path / "out.zarr"
+    exclusive = safe_output.exclusive
+
+    def another_run_published_first(path, *args, **kwargs):
+        if Path(path) == out and not out.exists():
+            safe_output.make_owned_dir(out)  # (what the run that held the lock published)
+        return exclusive(path, *args, **kwargs)
+
+    monkeypatch.setattr(safe_output, "exclusive", another_run_published_first)
+    argv = {"embed": ["embed", str(source), "--model", str(model), "-o", str(out)],
+            "map": ["map", "--model", str(model), "--resolution", "30", "-o", str(out)]}[command]  # fmt: skip
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert not (tmp_path / "out.zarr.partial").exists()  # refused before any work
+
+
 def test_concurrent_embeds_of_different_inputs_to_one_output(tmp_path, model, points):  # noqa: F811
     """The second run is refused while the first holds the output; the first's output equals a solo run."""
     first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"

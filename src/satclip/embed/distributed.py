@@ -438,10 +438,13 @@ def embed_dataset(
         safe_output.check_not_inside(path, source.path, "the input dataset")
     inputs = [source.path, *encoder_files(encoder)]
     same = {"input": source.fingerprint(), "model": model_identity(encoder)}
-    if not stopped_after_publishing(workdir, output, **same):  # (the partitions, and so the options, come later)
-        safe_output.check_output(  # (publish's kind: another kind, a training run, is refused now, not at the end)
-            output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset", kind="output"
-        )
+
+    def check_output() -> None:  # (publish's kind: another kind, a training run, is refused now, not at the end)
+        if not stopped_after_publishing(workdir, output, **same):  # (the partitions, and so the options, come later)
+            safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=kind == "dataset",
+                                     kind="output")  # fmt: skip
+
+    check_output()
     resume_precision(encoder, workdir, restart)
     dim = encoder.embedding_dim
     batch_size = encoder.batch_size(batch_size)
@@ -449,6 +452,7 @@ def embed_dataset(
     manifest_path, parts, pending = workdir / MANIFEST, workdir / "parts", workdir / "pending"
 
     with safe_output.exclusive(output), contextlib.ExitStack() as stack:
+        check_output()  # (again: a run that held the lock meanwhile may have written it)
 
         def connected():
             nonlocal client

@@ -464,15 +464,18 @@ def embed_file(
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     inputs = [source.path, *encoder_files(encoder)]
-    if not stopped_after_publishing(workdir, output, **identity):
-        safe_output.check_output(  # (of the kind publish gives it: another kind is refused now, not at the end)
-            output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output"
-        )
+
+    def check_output() -> None:  # (of the kind publish gives it: another kind is refused now, not at the end)
+        if not stopped_after_publishing(workdir, output, **identity):
+            safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output")
+
+    check_output()
     sink_type = sinks.SINKS.get(fmt)
     sink_options = {**options, "precision": precision["precision"]}
     log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
+        check_output()  # (again: a run that held the lock meanwhile may have written it)
         manifest = resume_manifest(workdir, identity, restart)
         if manifest is not None:
             _check_manifest(manifest_path, manifest, chunk_rows, shard)

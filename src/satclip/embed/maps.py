@@ -704,6 +704,8 @@ def render_map(
                 return output
         check_output()  # (another job's output)
     with safe_output.exclusive(output):  # one run per output
+        check_output()  # (again: a run that held the lock meanwhile may have written it, and the map was refused
+        # only once computed, its field left in OUT.partial/)
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
