@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from satclip.cli import main
@@ -588,6 +589,20 @@ def test_text_in_a_coordinate_column_is_named_with_its_file_column_and_rows(tmp_
     )
     assert one_error_line(capsys.readouterr().err) == f"satclip: error: {expected}"
     assert not out.exists()
+
+
+def test_an_evaluation_into_the_current_directory(tmp_path, monkeypatch, capsys):
+    """`--out .` failed with "PosixPath('.') has an empty name" (its lock had no name to sit beside)."""
+    rng = np.random.default_rng(0)
+    table = tmp_path / "points.csv"
+    pd.DataFrame({"lon": rng.uniform(-180, 180, 200), "lat": rng.uniform(-60, 60, 200),
+                  "y": rng.normal(size=200)}).to_csv(table, index=False)  # fmt: skip
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    argv = ["evaluate", "--encoders", "wrap", "--task-file", str(table), "--seeds", "1", "--probes", "linear",
+            "--no-figures", "--out", "."]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "here" / "results.csv").is_file() and not list(tmp_path.glob(".*.lock"))
 
 
 def test_an_evaluation_inside_a_model_directory_it_reads_is_refused(tmp_path, capsys):

@@ -929,8 +929,11 @@ def write_json(path: str | Path, data, *, overwrite: bool = True, indent: int | 
 
 # ------------------------------------------------------------------------------------------------- locks
 def lock_path(target: str | Path) -> Path:
-    """The lock file guarding ``target``: a hidden sibling, removed when the lock is released."""
+    """The lock file guarding ``target``: a hidden sibling, removed when the lock is released (of the absolute
+    path where ``target`` names no entry of its own: ``.``, ``..``)."""
     target = Path(target)
+    if target.name in ("", ".."):
+        target = Path(os.path.abspath(target))
     return target.with_name(f".{target.name}.lock")
 
 

@@ -437,7 +437,7 @@ def evaluate(
     """
     if out_dir is None:
         return evaluate_tasks(config, progress=progress)[0]
-    with safe_output.exclusive(os.path.abspath(out_dir)):  # (absolute: ``.`` has no name to put a lock beside)
+    with safe_output.exclusive(out_dir):
         return evaluate_tasks(config, out_dir, progress=progress)[0]
 
 
