@@ -301,3 +301,29 @@ def test_a_path_override_is_the_path_as_typed(tmp_path, capsys, value):
     (tmp_path / "c.yaml").write_text(printed)
     config = load_config(tmp_path / "c.yaml")
     assert config.trainer.output_dir == value and config.data.cache == value
+
+
+def test_no_home_directory_is_named_instead_of_a_directory_called_tilde(tmp_path, monkeypatch):
+    """With no $HOME and no password-database entry, `~` stayed a name: the demo's 80 MB corpus went into
+    ./~/.cache/satclip, logged as ~/.cache/satclip/… (which reads as the home directory)."""
+    import pwd
+
+    from satclip.errors import SatclipError
+    from satclip.paths import cache_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("SATCLIP_CACHE", raising=False)
+
+    def no_entry(uid):
+        raise KeyError(uid)
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(SatclipError, match=r"names no home directory here: set SATCLIP_CACHE"):
+        cache_dir("bluemarble")
+    monkeypatch.setenv("SATCLIP_CACHE", "~no-such-user-satclip/cache")
+    with pytest.raises(SatclipError, match=r"^\$SATCLIP_CACHE is '~no-such-user-satclip/cache', and"):
+        cache_dir("bluemarble")
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+    assert cache_dir("bluemarble") == tmp_path / "cache" / "bluemarble"
+    assert not (tmp_path / "~").exists()

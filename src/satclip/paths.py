@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import BadInputError
+from .errors import BadInputError, SatclipError
 
 
 class EmptyPathError(BadInputError, argparse.ArgumentTypeError):
@@ -17,9 +17,20 @@ class EmptyPathError(BadInputError, argparse.ArgumentTypeError):
 
 
 def cache_dir(*parts: str) -> Path:
-    """``$SATCLIP_CACHE/<parts…>``, default ``~/.cache/satclip/<parts…>`` (not created here)."""
-    root = os.environ.get("SATCLIP_CACHE") or os.path.join("~", ".cache", "satclip")
-    return expand_user(root).joinpath(*parts)  # SATCLIP_CACHE='~/…' (quoted, unexpanded by the shell) too
+    """``$SATCLIP_CACHE/<parts…>``, default ``~/.cache/satclip/<parts…>`` (not created here).
+
+    Raises:
+        SatclipError: there is no home directory to expand ``~`` to (no ``$HOME``, no entry in the password
+            database): the cache went into a directory named ``~`` in the current directory, logged as
+            ``~/.cache/satclip/…``, which reads as the home directory (``rm -rf ~`` to clean it up).
+    """
+    given = os.environ.get("SATCLIP_CACHE")
+    root = expand_user(given or os.path.join("~", ".cache", "satclip"))  # SATCLIP_CACHE='~/…' (quoted) too
+    if root.parts and root.parts[0].startswith("~"):
+        what = f"$SATCLIP_CACHE is {given!r}, and" if given else "satclip keeps its cache in ~/.cache/satclip, but"
+        raise SatclipError(f"{what} {root.parts[0]} names no home directory here: set SATCLIP_CACHE to a directory "
+                           "for satclip's cache (e.g. export SATCLIP_CACHE=/path/to/satclip-cache)")  # fmt: skip
+    return root.joinpath(*parts)
 
 
 def expand_user(path: str | os.PathLike) -> Path:
