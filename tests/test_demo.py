@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -113,6 +114,8 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert "## Compared with the model card" in text and "300 points per sampled task and 1 seed(s)" in text
     encoder = satclip.load(tmp_path / "demo" / "model")
     assert encoder.encode(torch.tensor([[0.0, 0.0]])).shape == (1, 256)
+    snippet = re.search(r"load with `satclip\.load\((.*?)\)`", text)[1]  # (a Python literal, quotes escaped)
+    assert ast.literal_eval(snippet) == str(tmp_path / "demo" / "model")
     assert "trained by an earlier run" not in text
 
     # the same command again: nothing is trained again, and the report says whose epochs those are (its stage

@@ -514,7 +514,7 @@ def _report(settings, result, evaluation, timings, model_dir: Path, out: Path, e
         "locations whose own image does (l2i); chance is one over the batch size, averaged over the epoch's "
         "batches. The validation pairs make smaller batches than training's, so their loss starts from a lower "
         "floor (ln of the batch size): compare each curve with its own chance, not the two curves",
-        f'- model: `{model_dir.relative_to(out)}/` (load with `satclip.load("{model_dir}")`), called `{short}` in '
+        f"- model: `{model_dir.relative_to(out)}/` (load with `satclip.load({str(model_dir)!r})`), called `{short}` in "
         "the tables below",
         f"- evaluation: MLP probe, `random` protocol, {settings.eval_points:,} points per sampled task, seeds "
         f"{list(settings.eval_seeds)}",
