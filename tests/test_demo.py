@@ -233,7 +233,9 @@ def test_a_bad_air_temperature_table_is_refused_before_the_work(tmp_path, capsys
     junk = tmp_path / "junk.csv"
     junk.write_text("a,b\n1,2\n")
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--air-temperature", str(junk)]) == 2
-    assert "lacks column(s) ['Lon', 'Lat', 'meanT']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lacks column(s) ['Lon', 'Lat', 'meanT']" in err
+    assert "using it as given" not in err  # (a warning that the table is used, then the error that it is not)
     assert not cache_dir("bluemarble").exists() and not (tmp_path / "demo").exists()
 
 

@@ -120,8 +120,6 @@ def read_stations(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_stations(data: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_stations` of a station table's bytes (``path``: where they come from, for messages)."""
-    if _sha256(data) != SHA256:
-        log.warning("%s differs from the published %s (sha256 %s); using it as given", path, FILENAME, SHA256)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -140,6 +138,8 @@ def parse_stations(data: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
     bad = invalid_rows(points)
     if bad.any():
         raise ValueError(f"{path}: {describe_invalid(points, bad)}")
+    if _sha256(data) != SHA256:  # (once it is read: a table refused below was called "used as given" first)
+        log.warning("%s differs from the published %s (sha256 %s); using it as given", path, FILENAME, SHA256)
     keep = np.isfinite(target)
     return points[keep], target[keep]
 
