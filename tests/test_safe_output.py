@@ -420,10 +420,17 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
     holder = hold_lock(target, "os.kill(os.getpid(), signal.SIGKILL)")
     holder.wait()
     assert safe_output.lock_path(target).exists()  # left behind by the killed process
+    # what it was removing when killed (an old output under --overwrite, renamed to its temporary name) stayed
+    # for good: a rerun that completed the job never removed it
+    removing = tmp_path / f".job.satclip-tmp-{holder.pid}-1a2b3c"
+    (removing / "store").mkdir(parents=True)
+    running = tmp_path / f".job.satclip-tmp-{os.getpid()}-4d5e6f"  # (a live process's: kept)
+    running.write_text("being written")
     with caplog.at_level(logging.INFO, logger="satclip.safe_output"):
         with safe_output.exclusive(target):
             pass
     assert f"from PID {holder.pid}" in caplog.text
+    assert not removing.exists() and running.exists()
 
 
 def test_a_lock_name_satclip_did_not_write_is_never_written_through(tmp_path, model, points, capsys):  # noqa: F811

@@ -1092,6 +1092,7 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
     previous = _holder(fd)
     if previous.get("pid"):
         log.info("taking over the lock on %s from PID %s, which stopped without releasing it", target, previous["pid"])
+        clean_stale(target)  # (its temporaries: an old output it was removing, under --overwrite, stayed for good)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300]}
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
