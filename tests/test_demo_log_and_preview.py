@@ -52,7 +52,8 @@ def test_a_refused_demo_leaves_the_previous_log(tmp_path, capsys, monkeypatch):
     assert log.read_bytes() == before and (out / "model" / "notes.txt").read_text() == "mine"
     assert not cache_dir("bluemarble").exists()  # refused before any work
 
-    # a run that starts replaces the log, with what was logged before it opened it (a stale lock taken over)
+    # a run that starts appends to the log, after a line that says so, what was logged before it opened it (a
+    # stale lock taken over); it replaced the log, and a rerun lost the log of the run that trained the model
     (out / "model" / "notes.txt").unlink()
     pid = dead_pid()
     safe_output.lock_path(out).write_text(json.dumps({"pid": pid, "host": "here", "command": "satclip demo"}))
@@ -67,7 +68,8 @@ def test_a_refused_demo_leaves_the_previous_log(tmp_path, capsys, monkeypatch):
     with pytest.raises(Stopped):
         run_demo(out, QUICK, progress=StageProgress(STAGES, io.StringIO()))
     logged = log.read_text()
-    assert f"taking over the lock on {out} from PID {pid}" in logged and before.decode() not in logged
+    assert logged.startswith(before.decode() + "\n--- satclip demo run again, ")
+    assert f"taking over the lock on {out} from PID {pid}" in logged.removeprefix(before.decode())
 
 
 def test_a_preview_inside_the_corpus_is_refused(tmp_path, capsys):

@@ -157,15 +157,20 @@ def _quiet(log_file: Path, progress: StageProgress) -> Iterator[_LogFile]:
 
 
 class _LogFile(logging.Handler):
-    """The log file, opened (and truncated) only by :meth:`open`; records before it are held in memory and
-    written then, and dropped if it is never opened (a refused run leaves the previous run's log)."""
+    """The log file, opened only by :meth:`open`; records before it are held in memory and written then, and
+    dropped if it is never opened (a refused run leaves the previous run's log). A run appends to the log of
+    earlier runs into the same directory, after a line that says so: a rerun replaced it, and the log of the
+    run that trained the model it reuses was lost."""
 
     def __init__(self, path: Path):
         super().__init__()
         self.path, self.file, self.held = path, None, []
 
     def open(self) -> None:
-        self.file = logging.FileHandler(self.path, mode="w", encoding="utf-8")
+        earlier = self.path.is_file() and self.path.stat().st_size > 0
+        self.file = logging.FileHandler(self.path, mode="a", encoding="utf-8")
+        if earlier:
+            self.file.stream.write(f"\n--- satclip demo run again, {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
         self.file.setFormatter(self.formatter)
         for record in self.held:
             self.file.emit(record)
