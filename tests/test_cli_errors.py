@@ -661,4 +661,15 @@ def test_a_refused_write_in_satclips_cache_says_how_to_move_it(tmp_path, monkeyp
     monkeypatch.setattr(bluemarble, "build_bluemarble", refuse)
     assert main(["data", "bluemarble", "--n", "10"]) == 1
     line = check_error(capsys.readouterr().err, ONE_LINE, "set SATCLIP_CACHE to a directory you can write")
-    assert f"it is satclip's cache ({tmp_path / 'cache'})" in line and "(e.g. --out)" in line
+    assert f"it is satclip's cache ({tmp_path / 'cache'})" in line
+    assert "`satclip data bluemarble` also takes --out" in line
+    # the demo's --out moves its report, not the corpus: it was told to give one (and shown the path twice)
+    from satclip.recipes import demo
+
+    def refuse_cache(*args, **kwargs):
+        raise OSError(number, os.strerror(number), str(tmp_path / "cache"))
+
+    monkeypatch.setattr(demo, "run_demo", refuse_cache)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 1
+    line = check_error(capsys.readouterr().err, ONE_LINE, "set SATCLIP_CACHE to a directory you can write")
+    assert "e.g. --out" not in line and line.count(str(tmp_path / "cache")) == 1, line

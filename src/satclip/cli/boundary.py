@@ -109,11 +109,17 @@ def _in_the_cache(filename) -> str:
 
     if not isinstance(filename, (str, os.PathLike)):
         return ""
-    path, cache = Path(os.fsdecode(filename)).absolute(), cache_dir().absolute()
+    try:
+        cache = cache_dir().absolute()
+    except SatclipError:  # (no home directory: then it is none of the cache's paths)
+        return ""
+    path = Path(os.fsdecode(filename)).absolute()
     if not (path.is_relative_to(cache) or cache.is_relative_to(path)):
         return ""
-    return (f"it is satclip's cache ({cache}): set SATCLIP_CACHE to a directory you can write, or give the command "
-            "an output path of your own (e.g. --out)")  # fmt: skip
+    # (`satclip demo --out` moves its report, not the corpus it keeps in the cache)
+    where = "" if path == cache else f" ({cache})"
+    return (f"it is satclip's cache{where}: set SATCLIP_CACHE to a directory you can write (`satclip data "
+            "bluemarble` also takes --out)")  # fmt: skip
 
 
 def describe(err: BaseException) -> tuple[int, str]:
