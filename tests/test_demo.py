@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import satclip
-from satclip.errors import OutputExistsError
 from satclip.pretrained import bundled_models
 from satclip.recipes import recipe_names, recipe_path
 from satclip.recipes.demo import QUICK, STAGES, run_demo
@@ -198,7 +197,8 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
     assert trained == [0, 1, 2]  # continued at epoch 1, and the console says so (only demo.log did)
     assert "note: continuing the training of an earlier demo run from " in shown.getvalue()
     assert "(1 of 3 epochs done)" in shown.getvalue()
-    history = [json.loads(line) for line in (out / "work" / "run" / "history.jsonl").read_text().splitlines()]
+    run = out / "work" / demo.training_dir_name(settings)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [0, 1, 2]
     monkeypatch.chdir(tmp_path)
     for spelling in ("demo", "demo/../demo"):  # finished: nothing to train again (the directory spelt otherwise)
@@ -211,18 +211,22 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
         run_demo(tmp_path / "moved", settings, progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0, 1, 2]
     (tmp_path / "moved").rename(tmp_path / "demo")
-    # other settings: a new training, the old run deleted; a file of the user's in it was deleted with it
-    notes = out / "work" / "run" / "NOTES.txt"
-    notes.write_text("mine")
-    with pytest.raises(OutputExistsError, match="also holds NOTES.txt, which satclip did not write"):
+    # other settings: a new training beside the earlier one, which stays as it was (it was deleted, and a file of
+    # the user's in it with it); the earlier settings again reuse their training, and their model is back in model/
+    weights = (out / "model" / "model.safetensors").read_bytes()
+    checkpoint = (run / "checkpoints" / "last.ckpt").read_bytes()
+    (run / "NOTES.txt").write_text("mine")
+    with pytest.raises(Evaluated):
         run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
-    assert notes.read_text() == "mine" and trained == [0, 1, 2]
-    notes.unlink()
+    assert trained == [0, 1, 2, 0]  # trained afresh
+    assert (out / "model" / "model.safetensors").read_bytes() != weights
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == checkpoint and (run / "NOTES.txt").is_file()
     shown = io.StringIO()
     with pytest.raises(Evaluated):
-        run_demo(out, replace(settings, epochs=1), progress=StageProgress(STAGES, shown))
-    assert trained == [0, 1, 2, 0]  # trained afresh, and the console says why (demo.log alone said so, unnamed)
-    assert "trained with other settings (trainer.max_epochs): training starts again" in shown.getvalue()
+        run_demo(out, settings, progress=StageProgress(STAGES, shown))
+    assert trained == [0, 1, 2, 0]  # nothing trained again
+    assert "reusing the model an earlier demo run of these settings trained (3 epochs" in shown.getvalue()
+    assert (out / "model" / "model.safetensors").read_bytes() == weights
 
 
 def test_a_bad_air_temperature_table_is_refused_before_the_work(tmp_path, capsys):

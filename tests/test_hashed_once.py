@@ -55,7 +55,7 @@ def test_a_continued_demo_hashes_its_checkpoint_once(tmp_path, monkeypatch):
     with pytest.raises(Evaluated):
         run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0, 1]
-    last = out / "work" / "run" / "checkpoints" / "last.ckpt"
+    last = out / "work" / demo.training_dir_name(settings) / "checkpoints" / "last.ckpt"
     assert last.is_file() and "last.ckpt" not in hashed  # (the new ones are hashed as their temporaries)
 
     hashed.clear()

@@ -10,7 +10,8 @@
    ``model/`` (native format) and ``eval/`` (tables and figures).
 
 Every stage reuses its work on a rerun with the same settings (corpus, features, embeddings), and training
-continues from the last epoch saved; other settings train afresh.
+continues from the last epoch saved; other settings train afresh in a directory of their own, so the training
+of the earlier settings is kept (a rerun of those reuses it).
 """
 
 from __future__ import annotations
@@ -275,6 +276,7 @@ def _run(
             corpus_root=root,
             overrides={
                 "data.cache": str(run_dir / f"cache-{settings.patches}-{settings.views}"),
+                "trainer.output_dir": str(run_dir / training_dir_name(settings)),
                 "data.cache_views": settings.views,
                 "data.batch_size": settings.batch_size,
                 "optim.lr": settings.lr,
@@ -333,6 +335,13 @@ def _run(
         safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0))
     safe_output.write_json(out / "timings.json", timings, indent=2)
     return path
+
+
+def training_dir_name(settings: DemoSettings) -> str:
+    """The directory in ``work/`` of the training of ``settings``: one per setting that changes what is trained
+    (a run of other settings, say ``--quick`` after the full demo, used to delete the earlier training)."""
+    return (f"run-{settings.patches}-{settings.views}-e{settings.epochs}-b{settings.batch_size}-lr{settings.lr:g}"
+            f"-s{settings.seed}")
 
 
 def _same_model(export: Path, model_dir: Path) -> bool:
