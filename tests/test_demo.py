@@ -116,6 +116,14 @@ def test_demo_end_to_end_tiny(tmp_path):
     snippet = re.search(r"load with `satclip\.load\((.*?)\)`", text)[1]  # (a Python literal, quotes escaped)
     assert ast.literal_eval(snippet) == str(tmp_path / "demo" / "model")
     assert "trained by an earlier run" not in text
+    # where the model stands, in one line on the console and atop the report (the run ended with "wrote
+    # report.md"), naming every task once
+    result = [line for line in lines if line.startswith("result: ")]
+    assert len(result) == 1 and result[0].startswith("result: the demo model (`model`) is "), lines
+    assert result[0].endswith(f" (the tables: {report})")
+    outcome = result[0].removeprefix("result: ").removesuffix(f" (the tables: {report})")
+    assert f"**Result**: {outcome} (primary metric of each task" in text
+    assert all(len(re.findall(rf"(?<![\w-]){task}(?![\w-])", outcome)) == 1 for task in settings.tasks), outcome
 
     # the same command again: nothing is trained again, and the report says whose epochs those are (its stage
     # times said "pretraining 0 s" of a model trained for 2 epochs)

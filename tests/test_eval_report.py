@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from satclip.eval.report import display_names, markdown, rank, relink
+from satclip.eval.report import display_names, markdown, rank, relink, standing
 from satclip.eval.runner import EvalConfig
 from satclip.eval.tasks.base import ClassFilter, Task
 
@@ -69,6 +69,27 @@ def test_a_tie_is_marked_as_a_tie_and_only_a_clear_best_is_bold(report):
     tied = re.search(r"Tied for best: era5-temperature \((.*?)\)\.", reading)[1]
     assert sorted(re.findall(r"`([^`]+)`", tied)) == ["bluemarble-l10", "sh-l10", "theory"]
     assert "this run cannot rank those encoders" in reading
+
+
+def test_standing_says_where_one_encoder_stands_task_by_task():
+    """The demo ended with "wrote report.md": where its model stood was a table to find. The line says it, ranked
+    as the tables rank (ties when the mean ± std ranges overlap; the secondary metric, 0.5 everywhere, unused)."""
+    runs = "runs/demo/model"
+    rows = _rows("elevation", "regression", "mse", "r2", {runs: (0.10, 0.01), "direct": (0.30, 0.01)})
+    rows += _rows("era5-temperature", "regression", "mse", "r2", {runs: (0.050, 0.004), "direct": (0.042, 0.009)})
+    rows += _rows("country", "classification", "accuracy", "macro_f1", {runs: (0.80, 0.01), "direct": (0.95, 0.01)})
+    rows += _rows("koppen", "classification", "accuracy", "macro_f1", {runs: (0.60, 0.01), "direct": (0.50, 0.01)})
+    assert standing(rows, runs) == ("best on elevation and koppen; tied for best with `direct` on era5-temperature; "
+                                    "behind `direct` on country")  # fmt: skip
+    assert standing(rows, "direct") == ("best on country; tied for best with `model` on era5-temperature; behind "
+                                        "`model` on elevation and koppen")  # fmt: skip
+    # one fold per task (the quick demo): means only, said so; equal means are level
+    one = [row for row in rows if row["seed"] == 1]
+    one += [{**row, "task": "landcover"} for row in one if row["task"] == "koppen" and row["encoder"] == runs]
+    one += [{**row, "task": "landcover", "encoder": "direct"} for row in one if row["task"] == "landcover"]
+    assert standing(one, runs) == ("the highest mean on elevation and koppen; level with `direct` on landcover; below "
+                                   "`direct` on era5-temperature and country; one fold per task, so no spread to judge "
+                                   "ties by")  # fmt: skip
 
 
 def test_rank_rule():

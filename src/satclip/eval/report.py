@@ -288,6 +288,41 @@ def reading(
     return ". ".join(sentences) + "." if sentences else ""
 
 
+def standing(rows: Sequence[dict], encoder: str) -> str:
+    """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
+    primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a, b; tied for best
+    with `x` on c; behind `y` on d"`` (with one fold per task: the highest mean, or below another's). The display
+    names are those of the tables (:func:`display_names`)."""
+    probe, variant = rows[0]["probe"], rows[0].get("variant", "")
+    summary = summarise(rows)
+    encoders = _ordered(r["encoder"] for r in rows)
+    names = display_names(encoders)
+    kinds = {r["task"]: r["kind"] for r in rows}
+    best, tied, behind, spread = [], defaultdict(list), defaultdict(list), True
+    for t in kinds:
+        metric = PRIMARY[kinds[t]][0]
+        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
+                       HIGHER_IS_BETTER[metric])  # fmt: skip
+        if ranking.best is None or summary.get((probe, variant, t, encoder), {}).get(metric) is None:
+            continue
+        spread = spread and ranking.verdict != "no-spread"
+        others = tuple(f"`{names[e]}`" for e in ranking.tied if e != encoder)
+        if ranking.best == encoder and not others:
+            best.append(t)
+        elif encoder in ranking.tied:
+            tied[others].append(t)
+        else:
+            behind[f"`{names[ranking.best]}`"].append(t)
+    parts = [f"best on {_join(best)}"] if best else []
+    parts += [f"tied for best with {_join(list(e))} on {_join(ts)}" for e, ts in tied.items()]
+    parts += [f"behind {e} on {_join(ts)}" for e, ts in behind.items()]
+    if not spread:  # one fold: means alone, no ties to judge by
+        parts = [p.replace("best on", "the highest mean on").replace("tied for best with", "level with")
+                 .replace("behind", "below") for p in parts]  # fmt: skip
+        parts.append("one fold per task, so no spread to judge ties by")
+    return "; ".join(parts)
+
+
 def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:
     out = ["| task | kind | points | target | chance (ignoring location) | source |", "|---|---|---|---|---|---|"]
     for t in tasks:

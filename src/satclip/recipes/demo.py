@@ -332,7 +332,11 @@ def _run(
         _training_curve(result.history, out / "training.png")
         path = out / "report.md"
         so_far = {**timings, "map and report": time.perf_counter() - begin}  # (the stage ends with this write)
-        safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0))
+        outcome = _outcome(evaluation, model_dir)
+        safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0,
+                                             outcome))  # fmt: skip
+        log.info("result: %s", outcome)
+        progress.write(f"result: {outcome} (the tables: {path})")
     safe_output.write_json(out / "timings.json", timings, indent=2)
     return path
 
@@ -342,6 +346,14 @@ def training_dir_name(settings: DemoSettings) -> str:
     (a run of other settings, say ``--quick`` after the full demo, used to delete the earlier training)."""
     return (f"run-{settings.patches}-{settings.views}-e{settings.epochs}-b{settings.batch_size}-lr{settings.lr:g}"
             f"-s{settings.seed}")
+
+
+def _outcome(evaluation, model_dir: Path) -> str:
+    """The demo's result in one line: where its model stands against the other encoders, task by task."""
+    from ..eval.report import display_names, standing
+
+    short = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows)))[str(model_dir)]
+    return f"the demo model (`{short}`) is {standing(evaluation.rows, str(model_dir))}"
 
 
 def _same_model(export: Path, model_dir: Path) -> bool:
@@ -503,7 +515,9 @@ def _card_differences(settings, result) -> list[str]:
     return lines
 
 
-def _report(settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int = 0) -> str:
+def _report(
+    settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int, outcome: str,
+) -> str:  # fmt: skip
     from ..eval.report import display_names, relink
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
@@ -515,6 +529,8 @@ def _report(settings, result, evaluation, timings, model_dir: Path, out: Path, e
         "",
         "SatCLIP end to end on this machine, offline: Blue Marble imagery → frozen MOSAIKS features → "
         "contrastive pretraining of an L = 10 spherical-harmonics SIREN location encoder → downstream probes.",
+        "",
+        f"**Result**: {outcome} (primary metric of each task, MLP probe; the tables under *Results* below).",
         "",
         "## What ran",
         "",
