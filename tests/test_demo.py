@@ -120,9 +120,10 @@ def test_demo_end_to_end_tiny(tmp_path):
     # report.md"), naming every task once
     result = [line for line in lines if line.startswith("result: ")]
     assert len(result) == 1 and result[0].startswith("result: the demo model (`model`) is "), lines
-    assert result[0].endswith(f" (the tables: {report})")
-    outcome = result[0].removeprefix("result: ").removesuffix(f" (the tables: {report})")
-    assert f"**Result**: {outcome} (primary metric of each task" in text
+    said = f" (primary metric: MSE ↓ for regression, accuracy ↑ for classification, MLP probe; the tables: {report})"
+    assert result[0].endswith(said)
+    outcome = result[0].removeprefix("result: ").removesuffix(said)
+    assert f"**Result**: {outcome} (primary metric: MSE" in text
     assert all(len(re.findall(rf"(?<![\w-]){task}(?![\w-])", outcome)) == 1 for task in settings.tasks), outcome
 
     # the same command again: nothing is trained again, and the report says whose epochs those are (its stage
@@ -235,6 +236,21 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
     assert trained == [0, 1, 2, 0]  # nothing trained again
     assert "reusing the model an earlier demo run of these settings trained (3 epochs" in shown.getvalue()
     assert (out / "model" / "model.safetensors").read_bytes() == weights
+    # a demo directory of an earlier satclip (every setting trained in work/run): its training of these settings
+    # is continued where it is now kept; one of other settings is left, with a note that it is no longer used
+    older = out / "work" / "run"
+    (run / "NOTES.txt").unlink()
+    run.rename(older)
+    with pytest.raises(Evaluated):
+        run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    assert trained == [0, 1, 2, 0] and (run / "checkpoints" / "last.ckpt").read_bytes() == checkpoint
+    assert not older.exists()
+    run.rename(older)
+    shown = io.StringIO()
+    with pytest.raises(Evaluated):
+        run_demo(out, replace(settings, epochs=2), progress=StageProgress(STAGES, shown))
+    assert trained == [0, 1, 2, 0, 0, 1] and (older / "checkpoints" / "last.ckpt").read_bytes() == checkpoint
+    assert f"note: {older} holds the training of an earlier satclip's demo of other settings" in shown.getvalue()
 
 
 def test_a_bad_air_temperature_table_is_refused_before_the_work(tmp_path, capsys):

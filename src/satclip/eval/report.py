@@ -290,9 +290,10 @@ def reading(
 
 def standing(rows: Sequence[dict], encoder: str) -> str:
     """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
-    primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a, b; tied for best
-    with `x` on c; behind `y` on d"`` (with one fold per task: the highest mean, or below another's). The display
-    names are those of the tables (:func:`display_names`)."""
+    primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a and b; tied for best
+    with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind the best and those tied with it, its rank by
+    mean in brackets; with one fold per task: the best mean, level with an equal one). The display names are
+    those of the tables (:func:`display_names`)."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
     summary = summarise(rows)
     encoders = _ordered(r["encoder"] for r in rows)
@@ -301,9 +302,9 @@ def standing(rows: Sequence[dict], encoder: str) -> str:
     best, tied, behind, spread = [], defaultdict(list), defaultdict(list), True
     for t in kinds:
         metric = PRIMARY[kinds[t]][0]
-        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
-                       HIGHER_IS_BETTER[metric])  # fmt: skip
-        if ranking.best is None or summary.get((probe, variant, t, encoder), {}).get(metric) is None:
+        means = {e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders}
+        ranking = rank(means, HIGHER_IS_BETTER[metric])
+        if ranking.best is None or means[encoder] is None:
             continue
         spread = spread and ranking.verdict != "no-spread"
         others = tuple(f"`{names[e]}`" for e in ranking.tied if e != encoder)
@@ -312,15 +313,24 @@ def standing(rows: Sequence[dict], encoder: str) -> str:
         elif encoder in ranking.tied:
             tied[others].append(t)
         else:
-            behind[f"`{names[ranking.best]}`"].append(t)
-    parts = [f"best on {_join(best)}"] if best else []
-    parts += [f"tied for best with {_join(list(e))} on {_join(ts)}" for e, ts in tied.items()]
-    parts += [f"behind {e} on {_join(ts)}" for e, ts in behind.items()]
-    if not spread:  # one fold: means alone, no ties to judge by
-        parts = [p.replace("best on", "the highest mean on").replace("tied for best with", "level with")
-                 .replace("behind", "below") for p in parts]  # fmt: skip
+            sign = 1 if HIGHER_IS_BETTER[metric] else -1
+            scored = [stat[0] for stat in means.values() if stat is not None]
+            ahead = sum(sign * mean > sign * means[encoder][0] for mean in scored)
+            leaders = tuple(f"`{names[e]}`" for e in ranking.tied or (ranking.best,))
+            behind[leaders].append(f"{t} ({_ordinal(ahead + 1)} of {len(scored)})")
+    if not (best or tied or behind):
+        return "not scored on any task"
+    top = "best" if spread else "the best mean"  # one fold: means alone, no spread to judge ties by
+    parts = [f"{top} on {_join(best)}"] if best else []
+    parts += [f"{'tied for best' if spread else 'level'} with {_join(e)} on {_join(ts)}" for e, ts in tied.items()]
+    parts += [f"behind {_join(e)} on {_join(ts)}" for e, ts in behind.items()]
+    if not spread:
         parts.append("one fold per task, so no spread to judge ties by")
     return "; ".join(parts)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:

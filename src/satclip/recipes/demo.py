@@ -235,6 +235,7 @@ def _run(
     from ..data.bluemarble import build_bluemarble
     from ..embed.maps import render_map
     from ..eval.api import run_evaluation
+    from ..eval.report import METRIC_TITLES_SHORT
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
@@ -336,7 +337,7 @@ def _run(
         safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0,
                                              outcome))  # fmt: skip
         log.info("result: %s", outcome)
-        progress.write(f"result: {outcome} (the tables: {path})")
+        progress.write(f"result: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})")
     safe_output.write_json(out / "timings.json", timings, indent=2)
     return path
 
@@ -376,6 +377,7 @@ def _continues(config) -> int | None:
 
     run = Path(config.trainer.output_dir)
     last = run / "checkpoints" / "last.ckpt"
+    _adopt_older_layout(run, config)
     if last.is_file():
         try:
             checkpoint = read_checkpoint(last)
@@ -383,8 +385,8 @@ def _continues(config) -> int | None:
             if not changed:
                 done, epochs = epochs_done(checkpoint), config.trainer.max_epochs
                 if done >= epochs:
-                    log.info("reusing the model an earlier demo run of these settings trained (%d epochs, %s)", epochs,
-                             run, extra=safe_output.RESUMED)  # fmt: skip
+                    log.info("reusing the model an earlier demo run of these settings trained (%d epoch%s, %s)",
+                             epochs, "s" * (epochs != 1), run, extra=safe_output.RESUMED)  # fmt: skip
                 else:
                     log.info("continuing the training of an earlier demo run from %s (%d of %d epochs done)", last,
                              done, epochs, extra=safe_output.RESUMED)  # fmt: skip
@@ -395,6 +397,29 @@ def _continues(config) -> int | None:
             log.info("training starts again: %s", err, extra=safe_output.RESUMED)
     safe_output.remove_owned(run)  # (refused if it holds what a run does not write: fitting.RUN_ENTRIES)
     return None
+
+
+def _adopt_older_layout(run: Path, config) -> None:
+    """Demos of an earlier satclip trained every setting in ``work/run``: that training becomes ``run`` when it is
+    of these settings (and is continued); a training of other settings is left there, with a note that it is no
+    longer used."""
+    from ..train.callbacks import read_checkpoint
+    from ..train.config import from_dict
+
+    older = run.parent / "run"
+    if run.exists() or not (older / "checkpoints" / "last.ckpt").is_file():
+        return
+    try:
+        checkpoint = read_checkpoint(older / "checkpoints" / "last.ckpt")
+        changed = _changed(_settings(from_dict(checkpoint["hyper_parameters"]["config"])), _settings(config))
+    except (ResumeError, KeyError, TypeError, ValueError):
+        changed = ["its checkpoint cannot be read"]
+    if changed:
+        log.info("%s holds the training of an earlier satclip's demo of other settings, which this version does not "
+                 "use (it trains each setting in a directory of its own): delete it to reclaim its space", older,
+                 extra=safe_output.RESUMED)  # fmt: skip
+    else:
+        os.replace(older, run)
 
 
 def _settings(config) -> dict:
@@ -426,7 +451,8 @@ def _continued(earlier: int, epochs: int) -> str:
     if not earlier:
         return ""
     if earlier >= epochs:  # (nothing was continued: "and continued here" said otherwise)
-        return f" (all {epochs} trained by an earlier run of these settings; none here, its model is reused)"
+        which = f"all {epochs}" if epochs > 1 else "it was"
+        return f" ({which} trained by an earlier run of these settings; none here, its model is reused)"
     return f" (the first {earlier} trained by an earlier run of these settings and continued here)"
 
 
@@ -518,7 +544,7 @@ def _card_differences(settings, result) -> list[str]:
 def _report(
     settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int, outcome: str,
 ) -> str:  # fmt: skip
-    from ..eval.report import display_names, relink
+    from ..eval.report import METRIC_TITLES_SHORT, display_names, relink
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
     short = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(str(model_dir), "model")
@@ -530,15 +556,15 @@ def _report(
         "SatCLIP end to end on this machine, offline: Blue Marble imagery → frozen MOSAIKS features → "
         "contrastive pretraining of an L = 10 spherical-harmonics SIREN location encoder → downstream probes.",
         "",
-        f"**Result**: {outcome} (primary metric of each task, MLP probe; the tables under *Results* below).",
+        f"**Result**: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables under *Results* below).",
         "",
         "## What ran",
         "",
         f"- corpus: {settings.patches:,} Blue Marble patches (32 px, 7.5 km/px, land north of 60°S, seed "
         f"{settings.seed}); {settings.views} cached MOSAIKS view(s) per patch",
-        f"- pretraining: {settings.epochs} epochs{_continued(earlier_epochs, settings.epochs)}, {steps} steps of "
-        f"up to {settings.batch_size:,} pairs per contrastive "
-        f"softmax (an epoch's last batch is what remains), AdamW lr {settings.lr:g}; last epoch: "
+        f"- pretraining: {settings.epochs} epoch{'s' * (settings.epochs != 1)}"
+        f"{_continued(earlier_epochs, settings.epochs)}, {steps} steps of up to {settings.batch_size:,} pairs per "
+        f"contrastive softmax (an epoch's last batch is what remains), AdamW lr {settings.lr:g}; last epoch: "
         f"{_last_epoch(result, settings)}. The accuracies are "
         "contrastive top-1: the share of images whose own location scores highest in their batch (i2l), and of "
         "locations whose own image does (l2i); chance is one over the batch size, averaged over the epoch's "
