@@ -57,6 +57,15 @@ def test_a_truncated_image_is_one_line(tmp_path, monkeypatch, capfd):
         "satclip: error: cut.png cannot be decoded to the end (image file is truncated): is the picture truncated or "
         "damaged?"
     )
+    # cut within the header (a JPEG's markers, a PNG's chunks): Pillow's OSError was an "unexpected error", exit 1
+    Image.fromarray(np.moveaxis(pixels, 0, -1)).save("whole.jpg")
+    (tmp_path / "head.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:100])
+    (tmp_path / "head.png").write_bytes((tmp_path / "whole.png").read_bytes()[:8] + b"junk" * 16)
+    for name in ("head.jpg", "head.png"):
+        assert main(["locate", name, "--model", "bluemarble-l10"]) == 2
+        assert _only_line(capfd) == (
+            f"satclip: error: {name} cannot be read (Truncated File Read): is the picture truncated or damaged?"
+        )
     assert main(["locate", "cut.tif", "--model", "bluemarble-l10"]) == 2
     line = _only_line(capfd)
     assert line.startswith("satclip: error: cut.tif cannot be read to the end (") and line.endswith(

@@ -266,6 +266,12 @@ def _open_picture(path: str | Path) -> Iterator:
             f"{path} has {size}, more than Pillow decodes safely ({pil_image.MAX_IMAGE_PIXELS:,}; a possible "
             f"decompression bomb): {_PICTURE_FIX}"
         ) from err
+    except OSError as err:
+        if err.errno is not None:  # the system's (an I/O error), not Pillow's reading of the header
+            raise
+        raise BadInputError(  # "Truncated File Read": the file ends within the header (a download cut short)
+            f"{path} cannot be read ({err}): is the picture truncated or damaged?"
+        ) from err
     try:
         with picture:
             yield picture
