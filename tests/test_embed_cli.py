@@ -286,9 +286,13 @@ def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
 
 
 @pytest.mark.parametrize("arrow_threads", [None, 1])
-def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_threads):
+def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_threads, monkeypatch):
+    """With the row it is in (counted from 0, as invalid points' rows are), found across the reader's blocks."""
+    from satclip.embed.sources import CsvSource
+
+    monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1 << 10)  # (128 rows a block: row 300 is in the third)
     source = tmp_path / "points.csv"
-    source.write_text("name,lat,lon\nx,20,10\ny,30,abc\n")
+    source.write_text("name,lat,lon\n" + "x,20,10\n" * 300 + "y,30,abc\n" + "z,40,11\n" * 200)
     threads = pa.cpu_count()
     if arrow_threads:  # read on one thread, pyarrow's message names the row as well (as on a one-core machine)
         pa.set_cpu_count(arrow_threads)
@@ -297,7 +301,7 @@ def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_thr
     finally:
         pa.set_cpu_count(threads)
     assert code == 2
-    assert "the coordinate column 'lon' holds 'abc', not a number" in capsys.readouterr().err
+    assert "the coordinate column 'lon' holds 'abc' in row 300, not a number" in capsys.readouterr().err
 
 
 def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypatch):

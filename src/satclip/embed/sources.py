@@ -336,6 +336,18 @@ class CsvSource(Source):
             return None, None
         return self.columns[int(failed[1])], failed[2]
 
+    def _row_holding(self, column: str, value: str) -> int | None:
+        """The first row (counted from 0, as invalid points' rows are) whose ``column`` reads as the text
+        ``value``, if any: the file is read again, that column as text (only when a conversion failed)."""
+        pa = _pa()
+        start = 0
+        for batch in self._reader([column], {column: pa.string()}):
+            hits = np.flatnonzero(np.asarray(batch.column(0).to_pylist(), dtype=object) == value)
+            if hits.size:
+                return start + int(hits[0])
+            start += batch.num_rows
+        return None
+
     def _reader(self, columns, types):
         import pyarrow.csv as pa_csv
 
@@ -361,9 +373,11 @@ class CsvSource(Source):
                     ) from err
                 column, value = self._failed_conversion(err)
                 if column in (self.lon_col, self.lat_col):  # (another column inferred as numbers is not named so)
+                    row = self._row_holding(column, value)
                     raise ValueError(
-                        f"{self.path}: the coordinate column {column!r} holds {value!r}, not a number: "
-                        "coordinates are decimal degrees (13.4); fix or remove that row"
+                        f"{self.path}: the coordinate column {column!r} holds {value!r}"
+                        f"{'' if row is None else f' in row {row}'}, not a number: coordinates are decimal degrees "
+                        "(13.4); fix or remove that row"
                     ) from err
                 raise ValueError(
                     f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "
