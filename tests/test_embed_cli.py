@@ -301,7 +301,8 @@ def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_thr
     finally:
         pa.set_cpu_count(threads)
     assert code == 2
-    assert "the coordinate column 'lon' holds 'abc' in row 300, not a number" in capsys.readouterr().err
+    said = "the coordinate column 'lon' holds 'abc' in row 300 (rows counted from 0, the first after the header line)"
+    assert f"{said}, not a number" in capsys.readouterr().err
 
 
 def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypatch):
@@ -439,6 +440,16 @@ def test_first_bad_rows_are_named_across_chunks(tmp_path, model, points, capsys)
     assert embed(source, "-o", tmp_path / "e.parquet", "--model", model, *CHUNK) == 2
     err = capsys.readouterr().err
     assert "row 70:" in err and "row 71:" in err and "3 invalid row(s) in all" in err
+
+
+def test_rows_of_a_csv_are_said_to_be_counted_from_the_first_after_its_header(tmp_path, model, capsys):
+    """"row 2" of a CSV is its 4th line: the message said nothing of how it counts."""
+    source = tmp_path / "points.csv"
+    source.write_text("lon,lat\n1,2\n3,4\nnan,5\n6,7\n")
+    assert embed(source, "-o", tmp_path / "e.npy", "--model", model) == 2
+    err = capsys.readouterr().err
+    assert "row 2: (lon=nan, lat=5.0)" in err
+    assert "(1 invalid row(s) in all, rows counted from 0, the first after the header line; pass" in err
 
 
 class Crash(RuntimeError):

@@ -312,6 +312,7 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
             f"{source.path}: {sum(r['invalid'] for r in failed)} invalid row(s) in {len(failed)} partition(s), "
             f"nothing written for those; partition {first['index']}: {first['error']}"
             + (f" Its (lon=nan, lat=nan) rows are {geometry}." if geometry else "")
+            + (f" ({source.numbering(int(first['bad_rows'][0]))})" if len(first["bad_rows"]) else "")
         )
     if written:
         listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])

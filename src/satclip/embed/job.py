@@ -150,7 +150,8 @@ def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int,
         message = (
             f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows)}"
             f"{f' Its (lon=nan, lat=nan) rows are {source.nan_means}.' if missing else ''} ({total} invalid row(s) in "
-            "all; pass --skip-invalid to write nulls for them)"
+            f"all, {source.numbering(index * chunk_rows + int(np.flatnonzero(bad)[0]))}; pass --skip-invalid to "
+            "write nulls for them)"
         )
         return num_rows, total, InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover

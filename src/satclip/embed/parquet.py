@@ -204,6 +204,14 @@ class ParquetDatasetSource(Source):
                 digest.update(fh.read())
         return {"format": self.format, "files": len(self.files), "rows": self.num_rows, "sha256": digest.hexdigest()}
 
+    def place(self, row: int) -> str:
+        first = 0
+        for file, rows in zip(self.files, self.file_rows, strict=True):
+            if row < first + rows:
+                return "" if file == self.path else f"row {row - first} of {file.relative_to(self.path).as_posix()}"
+            first += rows
+        return ""
+
     def _batches(self, start, columns):
         import pyarrow.parquet as pq
 

@@ -179,6 +179,19 @@ class Source:
     def fingerprint(self) -> dict:
         return {"format": self.format, **file_fingerprint(self.path)}
 
+    #: how messages count rows
+    row_numbers = "rows counted from 0"
+
+    def place(self, row: int) -> str:
+        """Where row ``row`` (counted from 0 over the whole input) is, for messages, where a row number alone does
+        not say it (a dataset's part file: ``"row 5 of part-2.parquet"``), else ``""``."""
+        return ""
+
+    def numbering(self, row: int) -> str:
+        """How the rows a message names are counted, and where ``row`` is (:meth:`place`) if that says more."""
+        place = self.place(row)
+        return self.row_numbers + (f"; row {row} is {place}" if place else "")
+
     def chunks(self, start_chunk: int, stop_row: int, chunk_rows: int, columns: list[str] | None = None):
         """Yield ``(chunk_index, table)`` for chunks ``start_chunk, …`` up to row ``stop_row`` (exclusive;
         the last chunk may be short). ``columns`` restricts what is read."""
@@ -236,6 +249,7 @@ class CsvSource(Source):
     ``nan`` → NaN). Header names must be unique and the text UTF-8."""
 
     format = "csv"
+    row_numbers = "rows counted from 0, the first after the header line"
     BLOCK_SIZE = 1 << 24
 
     def _open(self):
@@ -376,7 +390,8 @@ class CsvSource(Source):
                     row = self._row_holding(column, value)
                     raise ValueError(
                         f"{self.path}: the coordinate column {column!r} holds {value!r}"
-                        f"{'' if row is None else f' in row {row}'}, not a number: coordinates are decimal degrees "
+                        f"{'' if row is None else f' in row {row} ({self.row_numbers})'}, not a number: coordinates "
+                        "are decimal degrees "
                         "(13.4); fix or remove that row"
                     ) from err
                 raise ValueError(
