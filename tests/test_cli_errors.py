@@ -108,6 +108,11 @@ CASES = [
     (["map", "--model", "bluemarble-l10", "--resolution", "0.01", "-o", "{out}.tif"], 2, ONE_LINE,
      "pass --force to go ahead"),
     (["map", "--model", "nosuch-model", "--resolution", "10", "-o", "{out}.tif"], 2, ONE_LINE, "no model"),
+    # (each said "use a .zarr OUT and no --pca", whichever was given)
+    (["map", "--model", "bluemarble-l10", "--resolution", "10", "-o", "{out}.tif", "--engine", "dask"], 2, ONE_LINE,
+     "--engine dask writes Zarr maps of every dimension; {out}.tif is geotiff: use a .zarr OUT"),
+    (["map", "--model", "bluemarble-l10", "--resolution", "10", "-o", "{out}.zarr", "--engine", "dask", "--pca", "3"],
+     2, ONE_LINE, "--pca 3: --engine dask writes Zarr maps of every dimension: drop --pca"),
     # export
     (["export", "--format", "onnx", "--model", "nosuch-model", "-o", "{out}.onnx"], 2, ONE_LINE, "no model"),
     (["export", "--format", "pdf", "--model", "bluemarble-l10", "-o", "{out}.onnx"], 2, USAGE, "invalid choice"),
@@ -126,6 +131,9 @@ CASES = [
     (["locate", "{missing}", "--model", "bluemarble-l10"], 2, USAGE, "argument image: no such file"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--k", "0"], 2, USAGE, "--k: must be a positive integer"),
     (["locate", "{junk}", "--model", "nosuch-model"], 2, ONE_LINE, "no model 'nosuch-model'"),
+    # (checked after the model and image were read, and not named as the option)
+    (["locate", "{junk}", "--model", "nosuch-model", "--grid", "bogus"], 2, ONE_LINE,
+     "--grid: unknown location grid 'bogus'; known: fibonacci"),
     (["locate", "{junk}", "--model", "bluemarble-l10"], 2, ONE_LINE, "junk.tif is not a GeoTIFF (GDAL cannot open"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--truth", "200", "10"], 2, ONE_LINE,
      "--truth 200 10 is not a location. Expected finite (lon, lat)"),

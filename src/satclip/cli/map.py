@@ -94,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--pca {args.pca}: a PNG map shows the first 3 principal components as red, green "
                             "and blue; drop --pca, or write a GeoTIFF (.tif) or Zarr (.zarr) map of N "
                             "components")  # fmt: skip
-    if args.engine == "dask" and (args.pca or output_format != "zarr"):
-        raise BadInputError("--engine dask writes Zarr maps of every dimension: use a .zarr OUT and no --pca")
+    if args.engine == "dask" and output_format != "zarr":
+        raise BadInputError(f"--engine dask writes Zarr maps of every dimension; {args.output} is {output_format}: "
+                            "use a .zarr OUT")  # fmt: skip
+    if args.engine == "dask" and args.pca:
+        raise BadInputError(f"--pca {args.pca}: --engine dask writes Zarr maps of every dimension: drop --pca")
     check_cluster_options(args)
     encoder = load_encoder(
         args.model, device=args.device, harmonics_calculation=args.harmonics,
