@@ -379,6 +379,8 @@ def test_output_inside_an_input_dataset_is_refused(tmp_path, model, points, caps
     for out in (dataset / "emb.parquet", dataset / "sub" / "emb.npy"):
         assert embed(dataset, "-o", out, "--model", model) == 2
         assert "inside the input dataset" in capsys.readouterr().err
+    assert embed(dataset, "-o", dataset, "--format", "parquet", "--model", model) == 2  # (it said "inside" too)
+    assert f"the output {dataset} is the input dataset {dataset}; write it elsewhere" in capsys.readouterr().err
     assert [p.name for p in dataset.iterdir()] == ["part.0.parquet"]
     assert embed(dataset, "-o", tmp_path / "emb.parquet", "--model", model) == 0
 

@@ -434,7 +434,8 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
     input whose contents an output must not join, e.g. a dataset of part files)."""
     path, directory = Path(path), Path(directory)
     if directory.is_dir() and _contains(directory, path):
-        raise BadInputError(f"the output {path} is inside {what} {directory}; write it elsewhere")
+        where = "is" if same_path(path, directory) else "is inside"  # ("inside" it was said of the directory itself)
+        raise BadInputError(f"the output {path} {where} {what} {directory}; write it elsewhere")
 
 
 def check_named(path: str | Path) -> None:
