@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -912,6 +913,17 @@ def test_retrieval_options_of_the_api_are_checked(setup, caplog):
     model_dir, _, db = setup
     with pytest.raises(BadInputError, match="k=1000000000 is more than the 200 entries of the database: give k <= 200"):
         satclip.load(model_dir, retrieval=db, k=10**9)
+    # the 'auto' database: refused before it is built (a minute or more), by the corpus it is built from
+    from satclip.data.bluemarble import BlueMarbleParams
+    from satclip.retrieval import auto
+
+    most = BlueMarbleParams().n
+    with unittest.mock.patch.object(auto, "auto_database", side_effect=AssertionError("built")):
+        with pytest.raises(BadInputError, match=f"k={most + 1} is more than the {most:,} entries the "
+                                                f"retrieval='auto' database holds at most"):  # fmt: skip
+            satclip.load("bluemarble-l10", retrieval="auto", k=most + 1)
+        with pytest.raises(AssertionError, match="built"):  # (k within: on to the building)
+            satclip.load("bluemarble-l10", retrieval="auto", k=most)
     for name, value in (("beta", "abc"), ("temperature", "0.1"), ("distance_scale_km", None),
                         ("exclude_radius_km", "abc"), ("exclude_radius_km", True)):  # fmt: skip
         if value is None:  # (None is satclip.load's "not given")

@@ -333,7 +333,14 @@ def augment(
     from .database import RetrievalDatabase, check_fresh, model_key
 
     options = check_arguments(retrieval, options)
+    k = options.get("k", DEFAULTS["k"])
     if isinstance(retrieval, str) and retrieval == AUTO:
+        from ..data.bluemarble import BlueMarbleParams
+
+        most = BlueMarbleParams().n  # (it was refused once the database was built, a minute or more on)
+        if k > most:
+            raise BadInputError(f"retrieval k={k} is more than the {most:,} entries the retrieval='auto' database "
+                                f"holds at most (one per patch of the corpus): give k <= {most:,}")  # fmt: skip
         database = auto_database(str(source))  # built from this very model and checked there
     else:
         database = retrieval if isinstance(retrieval, RetrievalDatabase) else RetrievalDatabase.open(retrieval)
@@ -342,7 +349,6 @@ def augment(
 
             model = load_model(source, trust_checkpoint=trust_checkpoint)
             check_fresh(database, identity=model_key(model), source=source)
-    k = options.get("k", DEFAULTS["k"])
     if k > len(database):  # (a k of millions was a MemoryError in the k-d tree's query)
         raise BadInputError(
             f"retrieval k={k} is more than the {len(database)} entries of the database: give k <= {len(database)}"
