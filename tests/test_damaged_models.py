@@ -6,6 +6,7 @@ whose two copies of the location network differ, weights that lack a tensor."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -186,3 +187,34 @@ def test_weights_missing_a_tensor_name_the_file_and_the_fix(tmp_path, capsys, mo
     assert line.startswith(f"satclip: error: {named}: the weights have no nnet.last_layer.weight, which this network")
     assert line.endswith("the weights file is incomplete or of another model: export, convert or download the model "
                          "again")  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", ["missing", "shape", "extra"])
+def test_convert_refuses_weights_its_network_cannot_take(tmp_path, capsys, checkpoint, damage):
+    """Only the weight matrices' sizes were compared with the config: a checkpoint lacking a bias, or with one of
+    another size, was converted (exit 0, "reproduces it exactly") into a file nothing loads."""
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    loaded.pop("satclip")  # (satclip's own entry holds the weights too: the original's state dict is what is read)
+    key = "nnet.layers.1.bias"
+    for prefix in ("model.", "model.location."):
+        state = loaded["state_dict"]
+        if damage == "missing":
+            del state[prefix + key]
+        elif damage == "shape":
+            state[prefix + key] = torch.zeros(3, dtype=state[prefix + key].dtype)
+        else:
+            state[prefix + "nnet.layers.1.scale"] = torch.zeros(1)
+    edited = tmp_path / "edited.ckpt"
+    torch.save(loaded, edited)
+    width = loaded["state_dict"]["model.nnet.layers.1.weight"].shape[0]
+    said = {"missing": f"lack {key}", "shape": f"have {key} (3,) (expected ({width},))",
+            "extra": "hold nnet.layers.1.scale, which the network has not"}[damage]  # fmt: skip
+    for out in (tmp_path / "out.pt", tmp_path / "native"):
+        assert main(["convert", str(edited), str(out)]) == 2
+        assert one_error_line(capsys.readouterr().err) == (
+            f"satclip: error: {edited}: the weights {said}; the weights file is incomplete or of another model: "
+            "export, convert or download the model again"
+        )
+        assert not out.exists()
+    with pytest.raises(BadInputError, match=f"the weights {re.escape(said)}"):
+        satclip.load(edited)

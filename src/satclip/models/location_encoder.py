@@ -15,6 +15,7 @@ from .. import encoding as _encoding
 from .. import networks as _nn
 from ..encoding.points import as_lonlat
 from ..errors import BadInputError
+from ..networks.registry import WEIGHTS_FIX
 
 CPU_BATCH, LARGE_BATCH = 4096, 65536
 #: encoding parameters that set its output width (which is at least their value)
@@ -112,6 +113,17 @@ def check_config(config: Mapping, shapes: Mapping[str, tuple[int, ...]], source:
             f"{source}: location_encoder.encoding {dict(config['encoding'])} gives {posenc.embedding_dim} "
             f"features, but the weights' first layer takes {width} ({evidence})"
         )
+    with torch.device("meta"):  # every tensor the network holds, by name and shape (no memory: sizes are bounded)
+        needed = {f"nnet.{k}": tuple(v.shape) for k, v in _nn.create(net_name, input_dim=width, **net_params)
+                  .state_dict().items()}  # fmt: skip
+    given = {k: tuple(v) for k, v in shapes.items() if k.startswith("nnet.")}
+    missing, extra = sorted(set(needed) - set(given)), sorted(set(given) - set(needed))
+    wrong = [f"{k} {given[k]} (expected {needed[k]})" for k in sorted(set(needed) & set(given))
+             if given[k] != needed[k]]  # fmt: skip
+    for said, names in (("lack {}", missing), ("hold {}, which the network has not", extra), ("have {}", wrong)):
+        if names:
+            listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise BadInputError(f"{source}: the weights {said.format(listed)}; {WEIGHTS_FIX}")
 
 
 class LocationEncoder(nn.Module):
