@@ -17,6 +17,7 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.errors import BadInputError
 from satclip.io import original, targets
 from satclip.io.convert import convert
 
@@ -223,6 +224,18 @@ def test_convert_without_location_only_names_the_flag(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--location-only" in err[0] and "mosaiks" in err[0]
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_the_python_save_takes_the_location_only_its_message_names(tmp_path):
+    """SatCLIP.save(target="original") of a model the original cannot hold said to pass location_only=True, which
+    save did not take (TypeError)."""
+    model = satclip.load_model("bluemarble-l10")
+    with pytest.raises(BadInputError, match=r"location_only=True"):
+        model.save(tmp_path / "x.ckpt", target="original")
+    written = model.save(tmp_path / "x.ckpt", target="original", location_only=True)
+    points = torch.tensor([[13.4, 52.5], [-58.4, -34.6], [179.9, 89.9]])
+    torch.testing.assert_close(satclip.load(written.path).encode(points), satclip.load("bluemarble-l10").encode(points))
+    assert torch.load(written.path, map_location="cpu", weights_only=True)["hyper_parameters"]["vision_layers"] is None
 
 
 def test_convert_prints_the_readers(tmp_path, capsys):

@@ -116,15 +116,18 @@ class SatCLIP(nn.Module):
         )  # fmt: skip
 
     def save(
-        self, path: str | Path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False
-    ):
+        self, path: str | Path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False,
+        location_only: bool = False,
+    ):  # fmt: skip
         """Write the model for ``target`` (``"native"``: ``config.json`` + ``model.safetensors``; or
-        ``"original"``, ``"torchgeo"``, ``"rshf"``, see :func:`satclip.io.convert.convert`) atomically.
+        ``"original"``, ``"torchgeo"``, ``"rshf"``, see :func:`satclip.io.convert.convert`) atomically;
+        ``location_only``: without the image encoder (``"torchgeo"`` and ``"rshf"`` hold the location encoder
+        alone in any case).
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
         :mod:`satclip.safe_output`). Returns the :class:`~satclip.io.targets.Written` file."""
         from ..io.targets import write
 
         parts = self.to_parts(metadata)
-        return write(parts if target in ("native", "original") else parts.location_only(), path, target,
-                     overwrite=overwrite)  # fmt: skip
+        whole = target in ("native", "original") and not location_only
+        return write(parts if whole else parts.location_only(), path, target, overwrite=overwrite)
