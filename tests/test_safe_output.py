@@ -857,3 +857,26 @@ def test_a_full_disk_while_an_output_is_reserved_leaves_no_work_directory(tmp_pa
     assert embed(source, "-o", tmp_path / "e.npy", "--model", model) == 1
     assert "disk full" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "points.csv"]
+
+
+def test_an_output_directory_that_cannot_be_created_is_named_not_its_temporary(tmp_path, monkeypatch, capsys):
+    """`convert M ro/x-rshf --target rshf` in a directory it could not write said "permission denied:
+    ro/.x-rshf.satclip-tmp-32643-3796c0", a name the user never gave (file outputs named the output)."""
+    from satclip.cli import main
+
+    mkdir = Path.mkdir
+
+    def refused(self, *args, **kwargs):
+        if ".satclip-tmp-" in self.name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    out = tmp_path / "x-rshf"
+    with pytest.raises(PermissionError) as caught, safe_output.atomic_dir(out):
+        pass
+    assert caught.value.filename == str(out)
+    assert main(["convert", "bluemarble-l10", str(out), "--target", "rshf"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out}" in err and "satclip-tmp" not in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -814,10 +814,10 @@ def atomic_dir(
     make_dirs(path.parent)
     clean_stale(path)
     tmp = temp_path(path)
-    tmp.mkdir()
     try:
-        mark_owned(tmp, kind)
-        with naming_as(tmp, path):
+        with naming_as(tmp, path):  # (creating it too: an unwritable parent named the temporary)
+            tmp.mkdir()
+            mark_owned(tmp, kind)
             yield tmp
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
     finally:
