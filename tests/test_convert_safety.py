@@ -70,12 +70,34 @@ def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path, ckpt):
     assert convert(model, unrelated, overwrite=True).path == unrelated
     torch.testing.assert_close(satclip.load(unrelated).encode(POINT), satclip.load(ckpt).encode(POINT))
     # a native model is a directory: an existing file is never replaced by one, with or without overwrite
-    text = tmp_path / "notes.txt"
+    text = tmp_path / "notes"
     text.write_text("mine")
     for overwrite in (False, True):
         with pytest.raises(OutputExistsError, match="not a directory"):
             convert(ckpt, text, overwrite=overwrite)
     assert text.read_text() == "mine"
+
+
+@pytest.mark.parametrize(("source", "name", "target"), [
+    ("ckpt", "out.zip", None), ("ckpt", "out.json", "rshf"), ("bluemarble-l10", "out.safetensors", None),
+    ("bluemarble-l10", "out.bin", "torchgeo"),
+])  # fmt: skip
+def test_an_output_named_for_another_kind_of_file_is_refused(tmp_path, ckpt, capsys, source, name, target):
+    """A directory was written as out.zip or out.json, and a Lightning pickle as out.safetensors (which
+    safetensors then failed to read: "header too large")."""
+    from satclip.cli import main
+
+    argv = ["convert", str(ckpt) if source == "ckpt" else source, str(tmp_path / name), "--location-only"]
+    assert main(argv + (["--target", target] if target else [])) == 2
+    err = capsys.readouterr().err
+    stem = name.split(".")[0]
+    if name.endswith((".zip", ".json")):
+        said = f"is a directory of files, which a name ending in .{name.split('.')[1]} would pass for a file"
+        assert f"{said}: name it {stem}," in err
+    else:
+        wanted = ".pt" if target == "torchgeo" else ".ckpt"
+        assert f"target writes a {wanted}" in err and f"name it {stem}{wanted}," in err
+    assert list(tmp_path.iterdir()) == [] or all(p.name != name for p in tmp_path.iterdir())
 
 
 def test_satclip_output_is_replaced_only_with_overwrite(tmp_path, ckpt):

@@ -15,6 +15,9 @@ from .targets import Written, is_directory_target, write
 
 #: the target an output's suffix names
 SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
+#: suffixes of files, which a directory target's output may not carry (``out.json`` was a directory)
+FILE_SUFFIXES = (".safetensors", ".json", ".yaml", ".yml", ".zip", ".tar", ".gz", ".bin", ".pkl", ".pickle", ".h5",
+                 ".npy", ".npz", ".txt")  # fmt: skip
 
 
 def default_target(source_kind: str, output: Path) -> str:
@@ -77,6 +80,16 @@ def convert(
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
     directory = is_directory_target(target)
     check_output(output, overwrite=overwrite, inputs=inputs, directory=directory, kind="output")  # before the reading
+    suffix = output.suffix.lower()
+    if directory and suffix in FILE_SUFFIXES:
+        raise BadInputError(f"{output}: {target} is a directory of files, which a name ending in {output.suffix} "
+                            f"would pass for a file: name it {output.with_suffix('').name}, or write a model file "
+                            "(.ckpt, .pt)")  # fmt: skip
+    if not directory and suffix and SUFFIX_TARGETS.get(suffix) != target:  # (a pickle named out.safetensors)
+        wanted = " or ".join(k for k, v in SUFFIX_TARGETS.items() if v == target)
+        raise BadInputError(f"{output}: the {target} target writes a {wanted} file: name it "
+                            f"{output.with_suffix('').name}{wanted.split()[0]}, or write a directory "
+                            "(--target native)")  # fmt: skip
     if directory:
         native.refuse_other_outputs(output)
     location_only = location_only or target in ("torchgeo", "rshf")
