@@ -120,8 +120,17 @@ def test_onnx_metadata_names_the_model(tmp_path):
     assert main(["export", "--format", "onnx", "--model", str(ckpt), "-o", str(out)]) == 0
     model = onnx.load(str(out))
     meta = json.loads({p.key: p.value for p in model.metadata_props}["satclip"])
-    assert meta["config"]["encoding"]["legendre_polys"] == 10 and len(meta["weights_sha256"]) == 64
+    assert meta["config"]["encoding"]["legendre_polys"] == 10 and len(meta["model_sha256"]) == 64
     assert [i.name for i in model.graph.input] == ["lonlat"]
+    assert meta["satclip_version"] == satclip.__version__ and "weights_sha256" not in meta  # (a .ckpt: no file record)
+    # a native model: the sha256 its config.json records of its weights file (under that name the export recorded
+    # a hash of another thing), and a shipped model by its name, not its directory in the package
+    assert main(["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", str(tmp_path / "b.onnx")]) == 0
+    meta = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "b.onnx")).metadata_props}["satclip"])
+    from satclip.pretrained import bundled_models
+
+    config = json.loads((bundled_models()["bluemarble-l10"] / "config.json").read_text())
+    assert meta["weights_sha256"] == config["weights_sha256"] and meta["source"] == "bluemarble-l10"
 
 
 def test_export_never_replaces_its_own_model(tmp_path, capsys):
@@ -225,7 +234,7 @@ def test_export_takes_a_whole_model_and_names_a_source_it_was_given(tmp_path):
     torch.testing.assert_close(torch.jit.load(str(path), _extra_files=extra)(points).float(), expected, atol=1e-5,
                                rtol=0)  # fmt: skip
     # the metadata names the model it came from (its "source" was empty), and the model itself is left as it was
-    assert json.loads(extra["satclip.json"])["source"] == model.provenance["source"] != ""
+    assert json.loads(extra["satclip.json"])["source"] == "bluemarble-l10" and model.provenance["source"] != ""
     assert not hasattr(model.location, "provenance")
 
 

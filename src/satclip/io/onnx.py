@@ -166,12 +166,40 @@ def metadata(encoder, module: ExportableEncoder) -> dict:
     if computed is not None and isinstance(encoding, dict) and encoding.get("harmonics_calculation") != computed:
         extra["source_harmonics_calculation"] = encoding.get("harmonics_calculation")
         encoding["harmonics_calculation"] = computed
+    from .. import __version__
+
+    source = str(getattr(encoder, "provenance", {}).get("source", ""))
     return {
-        "satclip_export": 1, "config": config, **extra, "weights_sha256": identity["sha256"],
-        "dtype": identity["dtype"], "embedding_dim": encoder.embedding_dim,
+        "satclip_export": 1, "satclip_version": __version__, "config": config, **extra,
+        "model_sha256": identity["sha256"], **_source_weights(source), "dtype": identity["dtype"],
+        "embedding_dim": encoder.embedding_dim,
         "input": "lonlat: (N, 2) float64, (longitude, latitude) in degrees", "output": "embedding: (N, D)",
-        "source": str(getattr(encoder, "provenance", {}).get("source", "")),
+        "source": _source_name(source),
     }  # fmt: skip
+
+
+def _source_weights(source: str) -> dict:
+    """``{"weights_sha256": …}`` of a native model directory ``source``, as its ``config.json`` records it (the
+    sha256 of its ``model.safetensors``: what ties the export to the model's files), else ``{}``."""
+    from . import native
+
+    if not source or not Path(source).is_dir():
+        return {}
+    try:
+        recorded = native.read_config(source).get(native.SHA256_KEY)
+    except (BadInputError, OSError, ValueError):
+        return {}
+    return {native.SHA256_KEY: recorded} if isinstance(recorded, str) else {}
+
+
+def _source_name(source: str) -> str:
+    """``source`` as the user names it: a shipped model by its name (not its directory in the package)."""
+    from ..pretrained import bundled_models
+
+    for name, directory in bundled_models().items():
+        if source and Path(source).is_dir() and Path(source).resolve() == directory.resolve():
+            return name
+    return source
 
 
 #: the points an export is traced with
