@@ -416,10 +416,10 @@ def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
     # and which part file holds the first, in both engines (rows are counted over the whole dataset)
     first = np.cumsum([0] + [len(rows) for rows in np.array_split(np.arange(40_000), 3)])
     part = int(np.searchsorted(first, bad[0], side="right")) - 1
-    where = f"rows counted from 0; row {bad[0]} is row {bad[0] - first[part]} of part.{part}.parquet"
-    assert where in err
+    where = f"ows counted from 0; row {bad[0]} is row {bad[0] - first[part]} of part.{part}.parquet"
+    assert f"R{where}." in err
     local = ["embed", str(dataset), "-o", str(tmp_path / "local.parquet"), "--model", str(model), "--no-progress"]
-    assert main(local) == 2 and where in capsys.readouterr().err
+    assert main(local) == 2 and f"r{where};" in capsys.readouterr().err
     parts = sorted(p.name for p in (tmp_path / "emb.parquet.partial" / "parts").glob("part-*"))
     assert parts == [f"part-{k:06d}.arrow" for k in (0, 1, 3, 4)]  # nothing for partition 2
     assert not list((tmp_path / "emb.parquet.partial" / "pending").glob("part-*"))

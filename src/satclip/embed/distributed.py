@@ -303,6 +303,10 @@ def _run_partition(name: str, index: int, token: str) -> dict:
     return job.run(index, token)
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -> InvalidPointsError:
     parts = []
     if failed:
@@ -311,8 +315,8 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
         parts.append(
             f"{source.path}: {sum(r['invalid'] for r in failed)} invalid row(s) in {len(failed)} partition(s), "
             f"nothing written for those; partition {first['index']}: {first['error']}"
+            + (f" {_sentence(source.numbering(int(first['bad_rows'][0])))}." if len(first["bad_rows"]) else "")
             + (f" Its (lon=nan, lat=nan) rows are {geometry}." if geometry else "")
-            + (f" ({source.numbering(int(first['bad_rows'][0]))})" if len(first["bad_rows"]) else "")
         )
     if written:
         listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])
