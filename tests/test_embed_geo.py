@@ -83,6 +83,44 @@ def test_non_points_refused_or_reduced_to_centroids(encoder):
     np.testing.assert_allclose(out.to_numpy(), satclip.embed(centres, model=encoder), rtol=0, atol=1e-5)
 
 
+def _box_moments(west, south, east, north) -> np.ndarray:
+    """∬ r̂ dA over a lon/lat box on the unit sphere (dA = cos φ dφ dλ), in closed form."""
+    w, e, s, n = np.radians([west, east, south, north])
+    cos2 = (n - s) / 2 + (np.sin(2 * n) - np.sin(2 * s)) / 4  # ∫ cos²φ dφ
+    sin_cos = (np.sin(n) ** 2 - np.sin(s) ** 2) / 2  # ∫ sin φ cos φ dφ
+    return np.array([(np.sin(e) - np.sin(w)) * cos2, (np.cos(w) - np.cos(e)) * cos2, (e - w) * sin_cos])
+
+
+def _direction(moments: np.ndarray) -> tuple[float, float]:
+    x, y, z = moments
+    return float(np.degrees(np.arctan2(y, x))), float(np.degrees(np.arctan2(z, np.hypot(x, y))))
+
+
+def test_centroids_of_lon_lat_polygons_are_taken_on_the_sphere(encoder):
+    """Taken in EPSG:6933, which cuts the globe at ±180°: Fiji (parts at 177…180° and −180…−179°) was embedded at
+    89° E, a polar cap at 82.9° S instead of the pole."""
+    from shapely.geometry import MultiPolygon, box
+
+    from satclip.embed.centroids import sphere_centroids
+
+    fiji = MultiPolygon([box(177, -19, 180, -16), box(-180, -19, -179, -16)])
+    expected = _direction(_box_moments(177, -19, 181, -16))  # the same surface, its longitudes unwrapped
+    assert expected[0] == pytest.approx(179.0)
+    cap = box(-180, -90, 180, -80)
+    hole = box(0, 0, 10, 10).difference(box(1, 1, 3, 9))  # a hole subtracts its moments
+    cases = [(fiji, expected), (box(10, 40, 11, 41), _direction(_box_moments(10, 40, 11, 41))),
+             (box(100, 60, 140, 75), _direction(_box_moments(100, 60, 140, 75))),
+             (hole, _direction(_box_moments(0, 0, 10, 10) - _box_moments(1, 1, 3, 9)))]  # fmt: skip
+    found = sphere_centroids([geometry for geometry, _ in cases])
+    # (the edges are integrated in 0.25° pieces by Simpson's rule: 2e-9° off at most on these)
+    np.testing.assert_allclose(found, [centre for _, centre in cases], rtol=0, atol=1e-7)
+    assert sphere_centroids([cap])[0, 1] == pytest.approx(-90.0)
+    frame = gpd.GeoDataFrame({"k": [0, 1]}, geometry=[fiji, cap], crs="EPSG:4326")
+    out = satclip.embed(frame, model=encoder, centroids=True)
+    np.testing.assert_allclose(out.to_numpy(), satclip.embed(np.array([expected, (0.0, -90.0)]), model=encoder),
+                               rtol=0, atol=1e-5)  # fmt: skip
+
+
 def test_missing_geometries_are_invalid_points(encoder):
     """A missing geometry (geom_type NaN in geopandas 1.x) was taken for a non-point: refused even with
     skip_invalid, as the docstring and the CLI have it (NaN rows)."""

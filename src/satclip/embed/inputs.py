@@ -156,23 +156,33 @@ def onto_bounds(lonlat: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return lonlat
 
 
-#: equal-area CRS in which the centroids of lon/lat geometries are computed (WGS 84 / NSIDC EASE-Grid 2.0 Global)
+#: equal-area CRS in which the centroids of lon/lat geometries other than polygons (lines) are computed (WGS 84 /
+#: NSIDC EASE-Grid 2.0 Global); polygons' are taken on the sphere (:mod:`satclip.embed.centroids`)
 CENTROID_CRS = "EPSG:6933"
 
 
 def _with_centroids(geometry, rows: np.ndarray):
     """A copy of the GeoSeries ``geometry`` with the geometries of ``rows`` (bool) replaced by their centroids;
     points keep their exact coordinates."""
+    import shapely
+
+    from .centroids import sphere_centroids
+
     crs = geometry.crs
     part = geometry[rows]
     if crs is not None and crs.is_geographic:
-        centres = part.to_crs(CENTROID_CRS).centroid.to_crs(crs)
+        polygonal = np.isin(part.geom_type.to_numpy(), ("Polygon", "MultiPolygon"))
+        centres = np.empty(len(part), dtype=object)
+        # (across the antimeridian, or around a pole, a planar centroid is far off)
+        centres[polygonal] = shapely.points(sphere_centroids(part.values[polygonal]))
+        if not polygonal.all():
+            centres[~polygonal] = part[~polygonal].to_crs(CENTROID_CRS).centroid.to_crs(crs).values
     else:
         if crs is None:
             log.warning("centroids of geometries without a CRS are computed in their raw coordinates")
-        centres = part.centroid
+        centres = part.centroid.values
     out = geometry.copy()
-    out[rows] = centres.values
+    out[rows] = centres
     return out
 
 
