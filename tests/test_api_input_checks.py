@@ -151,6 +151,16 @@ def test_errors_for_pandas_input_name_index_labels(encoder):
         satclip.embed(pairs, model=encoder)
     with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): row 1: "):  # an array has no labels
         satclip.embed(frame.to_numpy(), model=encoder)
+    # labels that repeat do not find the row (frame.loc[0] is three rows): its position too
+    repeated = frame.set_axis([0, 0, 0])
+    with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): index label 0 \(position 1\): \(lon=-58"):
+        satclip.embed(repeated, model=encoder)
+    # NumPy labels as Python writes them: "index label np.int64(6)", "np.str_('b')" in NumPy 2
+    text = pd.DataFrame({"lon": ["1", "abc"], "lat": [1.0, 2.0]}, index=np.array([5, 6]))
+    with pytest.raises(ValueError, match=r"'abc' at index label 6 is no number either"):
+        satclip.embed(text, model=encoder)
+    with pytest.raises(ValueError, match=r"'abc' at index label 'b' is no number either"):
+        satclip.embed(text.set_axis(pd.Index([np.str_("a"), np.str_("b")], dtype=object)), model=encoder)
 
 
 def test_geodataframe_errors_name_index_labels(encoder):

@@ -250,9 +250,11 @@ def _is_no_number(value) -> bool:
 def _first(column, labels, wanted) -> str:
     """`` 'abc' at index label L`` (`` at row N`` without the column's index ``labels``): the first value of
     ``column`` for which ``wanted(value)``, to say in an error; empty if there is none."""
+    from ..encoding.points import row_name
+
     for position, value in enumerate(column.to_numpy() if hasattr(column, "to_numpy") else column):
         if wanted(value):
-            where = f"index label {labels[position]!r}" if labels is not None else f"row {position}"
+            where = row_name(labels[position], True) if labels is not None else row_name(position)
             return f" {value!r} at {where}"
     return ""
 

@@ -38,9 +38,11 @@ def describe_invalid(
     in its file) and, where it fits, the lat/lon swap. ``index_labels``: ``labels`` are the labels of a pandas
     index, named as such (``index label 'a'``), not as row numbers."""
     rows = np.flatnonzero(bad)
+    # labels that repeat do not find the row: its position too
+    repeated = index_labels and labels is not None and not getattr(labels, "is_unique", len(set(labels)) == len(labels))
     shown = ", ".join(
-        f"{row_name(r + row_offset if labels is None else labels[r], index_labels)}: "
-        f"(lon={float(lonlat[r, 0])!r}, lat={float(lonlat[r, 1])!r})"
+        f"{row_name(r + row_offset if labels is None else labels[r], index_labels)}"
+        f"{f' (position {r})' if repeated else ''}: (lon={float(lonlat[r, 0])!r}, lat={float(lonlat[r, 1])!r})"
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
@@ -49,6 +51,8 @@ def describe_invalid(
 
 def row_name(label, index_label: bool = False) -> str:
     """``row 3``, or for the label of a pandas index ``index label 3`` / ``index label 'a'`` (text quoted)."""
+    if isinstance(label, np.generic):  # (NumPy 2 shows np.int64(1), np.str_('a') in a repr)
+        label = label.item()
     if not index_label:
         return f"row {label}"
     if isinstance(label, tuple):  # a MultiIndex's: its numbers as numbers (NumPy 2 shows np.int64(1) in a repr)
