@@ -25,7 +25,7 @@ from satclip import safe_output
 from satclip.cli import main
 from satclip.errors import LockedError, OutputExistsError, ResumeError
 from satclip.io.native import read_native
-from satclip.train import dump_config, fit, from_dict
+from satclip.train import dump_config, fit, from_dict, load_config
 from satclip.train.callbacks import AtomicCheckpointIO, checksum_path
 from satclip.train.data import split_indices
 
@@ -765,3 +765,28 @@ def test_a_users_file_in_an_export_is_refused_before_the_run_trains(tmp_path):
     assert last.read_bytes() == before and notes.read_text() == "mine"
     notes.unlink()
     assert len(fit(more, resume=True).history) == 2
+
+
+def test_a_run_of_relative_paths_continues_from_any_directory(tmp_path, monkeypatch):
+    """config.yaml recorded output_dir and data.cache as typed (`run`, `cache`): the printed command to continue,
+    `satclip train --config run/config.yaml --resume`, failed from another directory ("no such file"), and with
+    the file's absolute path it looked for run/checkpoints/last.ckpt there (and, without --resume, would have
+    started a new run there). The run's own paths are recorded absolute."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    synthetic_cache(tmp_path / "work" / "cache", n=200)
+    monkeypatch.chdir(tmp_path / "work")
+    dump_config(from_dict(config_for("cache", "run", enable_progress_bar=False, max_epochs=1)), "run.yaml")
+    assert main(["train", "--config", "run.yaml"]) == 0
+    recorded = load_config(tmp_path / "work" / "run" / "config.yaml")
+    assert recorded.trainer.output_dir == str(tmp_path / "work" / "run")
+    assert recorded.data.cache == str(tmp_path / "work" / "cache")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = str(tmp_path / "work" / "run" / "config.yaml")
+    assert main(["train", "--config", config, "--resume", "--trainer.max_epochs", "2"]) == 0
+    history = (tmp_path / "work" / "run" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [0, 1]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    # the run's first config, its paths relative, still continues from its own directory (as an older satclip's)
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["train", "--config", "run.yaml", "--resume", "--trainer.max_epochs", "3"]) == 0

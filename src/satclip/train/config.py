@@ -379,6 +379,27 @@ def config_yaml(data: Mapping[str, Any]) -> str:
 
 #: keys whose values are paths: an override gives them as typed, not as YAML reads it (``null``: none)
 PATH_KEYS = frozenset({"model.init_from", "data.cache", "data.root", "trainer.output_dir"})
+#: the paths of a run's own data and directory, which a run records absolute (its config.yaml and checkpoints), so
+#: that `satclip train --config RUN/config.yaml --resume` continues it from any working directory
+#: (``model.init_from`` may be a model's name)
+RUN_PATHS = ("data.cache", "data.root", "trainer.output_dir")
+
+
+def absolute_path(path: str | None) -> str | None:
+    """``path`` (``~`` expanded) as an absolute path, as a relative one means it in the current directory."""
+    import os
+
+    from ..paths import user_path
+
+    return None if path is None else os.path.abspath(user_path(path))
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its :data:`RUN_PATHS` absolute."""
+    data = dataclasses.replace(config.data, cache=absolute_path(config.data.cache),
+                               root=absolute_path(config.data.root))  # fmt: skip
+    trainer = dataclasses.replace(config.trainer, output_dir=absolute_path(config.trainer.output_dir))
+    return dataclasses.replace(config, data=data, trainer=trainer)
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, parse: bool) -> dict:

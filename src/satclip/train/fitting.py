@@ -40,7 +40,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError, ResumeError
 from ..optional import require
-from .config import TrainConfig, dump_config, from_dict, load_config
+from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
 from .export import Exported, check_exports, export_model, lightning_state_to_model
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,8 @@ def _config_changes(saved: TrainConfig, config: TrainConfig, where: str, *, cach
     """The keys other than :data:`RESUMABLE_CHANGES` (and :data:`CACHE_PATHS` if ``cache_keyed``) whose values
     differ, with both values ("" if none)."""
     old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
+    for key in RUN_PATHS:  # (an older satclip recorded them as typed: taken in the current directory)
+        old[key], new[key] = absolute_path(old.get(key)), absolute_path(new.get(key))
     allowed = (*RESUMABLE_CHANGES, *CACHE_PATHS) if cache_keyed else RESUMABLE_CHANGES
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in allowed)
     return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
@@ -461,7 +463,7 @@ def fit(
     from .module import SatCLIPTrainingModule
     from .prepare import cache_from_config, fit_from_data, source_from_config
 
-    config = _as_config(config)
+    config = with_absolute_paths(_as_config(config))
     from .cache import FeatureCache
     from .sources import PairSource
 
