@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -122,14 +123,19 @@ KILLED_RUN = textwrap.dedent(
             if when == "step" and trainer.global_step == at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
+        def on_save_checkpoint(self, trainer, module, checkpoint):  # (before the file is written)
+            if when == "save" and trainer.global_step == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
     fit(load_config(sys.argv[1]), callbacks=[Kill()])
     """
 )
 
 
 def run_killed(tmp_path, config: dict, when: str, at: int, spike: bool = False) -> None:
-    """Run ``config`` in a subprocess that SIGKILLs itself at the start of epoch ``at`` (``when="epoch"``)
-    or before the batch after optimizer step ``at`` (``when="step"``); with ``spike``, as :class:`Spike` does."""
+    """Run ``config`` in a subprocess that SIGKILLs itself at the start of epoch ``at`` (``when="epoch"``),
+    before the batch after optimizer step ``at`` (``when="step"``) or as it saves the checkpoint of step ``at``
+    (``when="save"``); with ``spike``, as :class:`Spike` does."""
     config_file = tmp_path / "killed.yaml"
     dump_config(from_dict(config), config_file)
     script = tmp_path / "killed_run.py"
@@ -247,6 +253,43 @@ def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, st
     assert [row.get("resumed_at_batch") for row in resumed.history] == [None, 1] + [None] * (EPOCHS - 2)
     for row, whole in zip(resumed.history, straight["result"].history, strict=True):
         assert row["epoch"] == 1 or row == whole
+
+
+def test_a_run_killed_writing_an_epochs_checkpoint_keeps_that_epochs_whole_row(tmp_path, straight):
+    """Killed while it wrote the checkpoint after epoch 1 (its history row written, every batch's metrics), the
+    run resumed from the checkpoint of the batch before, at the epoch's last batch, and replaced the row with one
+    of that batch alone ("resumed_at_batch", other losses): the whole row on disk is kept."""
+    per_epoch = straight["result"].history[0]["step"]
+    config = config_for(straight["root"] / "cache", tmp_path / "killed", checkpoint_every_n_steps=1)
+    run_killed(tmp_path, config, "save", 2 * per_epoch)
+    assert load(tmp_path / "killed" / "checkpoints" / "last.ckpt")["global_step"] == 2 * per_epoch - 1
+    written = [json.loads(line) for line in (tmp_path / "killed" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in written] == [0, 1]
+    resumed = fit(from_dict(config), resume=True)
+    assert resumed.history == straight["result"].history  # every row the uninterrupted run's
+    assert_same(model_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
+
+
+def test_a_damaged_history_is_named_and_resumed_past(tmp_path, short_run, caplog):
+    """A history.jsonl cut short (or a line of junk) failed the resume with json's "Unterminated string starting
+    at: line 1 column 207", naming no file; one deleted was resumed past without a word."""
+    root, config = short_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    config = {**config, "trainer": {**config["trainer"], "output_dir": str(run), "max_epochs": 3}}
+    history = run / "history.jsonl"
+    history.write_text(history.read_text()[:-40])  # epoch 1's row cut short
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        resumed = fit(from_dict(config), resume=True)
+    assert f"{history} line 2 is damaged (not JSON: " in caplog.text
+    assert f"{history} holds no row of epoch(s) 1 (deleted or damaged)" in caplog.text
+    assert [row["epoch"] for row in resumed.history] == [0, 2]
+    caplog.clear()
+    history.unlink()
+    config["trainer"]["max_epochs"] = 4
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        fit(from_dict(config), resume=True)
+    assert f"{history} holds no row of epoch(s) 0, 1, 2 (deleted or damaged)" in caplog.text
 
 
 @pytest.fixture(scope="module")

@@ -207,10 +207,25 @@ class BestCheckpoint(ValidatedEpochs, pl.callbacks.ModelCheckpoint):
 
 
 def read_history(path: Path) -> list[dict]:
-    """The rows of a run's history.jsonl, as :class:`History` writes it ([] where there is none)."""
+    """The rows of a run's history.jsonl, as :class:`History` writes it ([] where there is none); a line that is
+    not such a row (the file damaged or edited) is skipped with a warning naming it."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            row, problem = None, f"not JSON: {err}"
+        else:
+            problem = "" if isinstance(row, dict) and isinstance(row.get("epoch"), int) else "no epoch's row"
+        if problem:
+            log.warning("%s line %d is damaged (%s): skipped", path, number, problem)
+            continue
+        rows.append(row)
+    return rows
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
@@ -228,10 +243,20 @@ class History(ValidatedEpochs):
         self.path = Path(path)
         self.rows: list[dict] = []
         self.resumed = (-1, 0)  # (epoch, batch) of a resume in the middle of an epoch
+        self.whole: dict | None = None  # that epoch's row, where a run stopped after writing it (see on_train_start)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         start = trainer.current_epoch  # restored from the checkpoint by now
-        self.rows = [r for r in read_history(self.path) if r["epoch"] < start]
+        earlier = read_history(self.path)
+        self.rows = [r for r in earlier if r["epoch"] < start]
+        missing = sorted(set(range(start)) - {r["epoch"] for r in self.rows})
+        if missing:  # (the checkpoints hold no metrics of earlier epochs to write them again from)
+            log.warning("%s holds no row of epoch(s) %s (deleted or damaged): the history of this run lacks them",
+                        self.path, ", ".join(map(str, missing)))  # fmt: skip
+        # a run stopped while it wrote the checkpoint after an epoch's row resumes before that epoch's last batch:
+        # the row on disk, of every batch, is kept (its step says it is this very epoch's), not replaced by one of
+        # the last batch alone
+        self.whole = next((r for r in earlier if r["epoch"] == start and "resumed_at_batch" not in r), None)
         position = getattr(getattr(trainer, "datamodule", None), "position", None) or {}  # (restored with it)
         if position.get("epoch") == start and position.get("batch", 0) > 0:
             self.resumed = (start, int(position["batch"]))
@@ -250,6 +275,8 @@ class History(ValidatedEpochs):
                     if validated or not k.startswith("val_")})  # fmt: skip
         if self.resumed[0] == trainer.current_epoch:
             row["resumed_at_batch"] = self.resumed[1]
+            if self.whole is not None and self.whole.get("step") == row["step"]:
+                row = self.whole
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()
