@@ -112,6 +112,47 @@ def test_interrupted_build_resumes_to_the_same_cache(tmp_path):
     assert not (tmp_path / "c" / "progress.npy").exists()
 
 
+@pytest.mark.parametrize("stopped", ["between the files", "hashing"])
+def test_a_build_stopped_while_publishing_is_finished_not_computed_again(tmp_path, monkeypatch, stopped):
+    """Killed after its files were moved into place, before the manifest said complete, a build was cleared and
+    computed again from the first chunk (the README says `cache build` continues at the first unfinished one)."""
+    from satclip import safe_output
+    from satclip.train import cache as cache_module
+
+    reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+
+    class Stop(BaseException):  # (as a kill: nothing catches it)
+        pass
+
+    publish, digest = safe_output.publish, cache_module.file_digest
+
+    def publish_one(built, target, **options):
+        if target.name == "lonlat.npy":
+            raise Stop
+        return publish(built, target, **options)
+
+    def stop(path):
+        raise Stop
+
+    if stopped == "hashing":
+        monkeypatch.setattr(cache_module, "file_digest", stop)
+    else:
+        monkeypatch.setattr(safe_output, "publish", publish_one)
+    with pytest.raises(Stop):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    monkeypatch.setattr(safe_output, "publish", publish)
+    monkeypatch.setattr(cache_module, "file_digest", digest)
+    with pytest.raises(ResumeError, match="incomplete"):
+        FeatureCache.open(tmp_path / "c")
+    source = tiny_source(10)
+    cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=2, chunk_size=3)
+    assert source.dataset.reads == 0  # nothing computed again
+    np.testing.assert_array_equal(cache.features, reference.features)
+    np.testing.assert_array_equal(cache.lonlat, reference.lonlat)
+    assert verify_cache(tmp_path / "c").ok
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
+
+
 def test_interrupted_threaded_build_resumes_to_the_same_cache(tmp_path):
     """A chunk failing in one thread stops the build; the chunks recorded as done are kept and not redone."""
     reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=2)

@@ -496,6 +496,10 @@ def build_cache(
             elif differ:
                 log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
                 manifest = None
+            elif manifest.get("publishing") and _published_or_built(path, manifest["publishing"]):
+                log.info("feature cache %s: finishing what a build stopped while publishing it had built", path,
+                         extra=safe_output.RESUMED)  # fmt: skip
+                return _publish(path, manifest, manifest.get("build", {}))
             elif not (_partial(path, FEATURES).is_file() and _partial(path, LONLAT).is_file()):
                 manifest = None  # interrupted before its files were created
         elif manifest is not None:
@@ -606,19 +610,28 @@ def build_cache(
                 "`satclip data verify ROOT --full` lists them", path, len(left_out), n, first,
             )  # fmt: skip
         maps.clear()  # closes the memory maps before their files are renamed
-        safe_output.publish(files[FEATURES], path / FEATURES, overwrite=True)
-        safe_output.publish(files[LONLAT], path / LONLAT, overwrite=True)
-        if len(left_out):
-            safe_output.remove_owned_files(path, [_partial(path, FEATURES).name, _partial(path, LONLAT).name])
-        manifest = {**manifest, "complete": True, "shape": [n - len(left_out), *manifest["shape"][1:]],
-                    "skipped": left_out.tolist(), "features_sha256": file_digest(path / FEATURES), "build": {
-            "device": str(device), "seconds_last_session": round(time.perf_counter() - start, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }}  # fmt: skip
+        # recorded first: a build stopped while it publishes is finished by the next (its chunks are all done)
+        manifest["publishing"] = {"shape": [n - len(left_out), *manifest["shape"][1:]], "skipped": left_out.tolist(),
+                                  "files": {name: file.name for name, file in files.items()}}  # fmt: skip
         _write_json(path / MANIFEST, manifest)
-        safe_output.remove_owned_files(path, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
-        log.info("feature cache %s: %s %s features", path, manifest["shape"], dtype)
-        return FeatureCache.open(path)
+        return _publish(path, manifest, {"device": str(device),
+                                         "seconds_last_session": round(time.perf_counter() - start, 3)})
+
+
+def _publish(path: Path, manifest: dict, build: dict) -> FeatureCache:
+    """Move the built files into place (those not moved yet), and record the cache complete."""
+    publishing = manifest.pop("publishing")
+    for name, built in publishing["files"].items():
+        if (path / built).is_file():
+            safe_output.publish(path / built, path / name, overwrite=True)
+    safe_output.remove_owned_files(path, [_partial(path, FEATURES).name, _partial(path, LONLAT).name])
+    manifest = {**manifest, "complete": True, "shape": publishing["shape"], "skipped": publishing["skipped"],
+                "features_sha256": file_digest(path / FEATURES),
+                "build": {**build, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}  # fmt: skip
+    _write_json(path / MANIFEST, manifest)
+    safe_output.remove_owned_files(path, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
+    log.info("feature cache %s: %s %s features", path, manifest["shape"], manifest["key"].get("dtype", ""))
+    return FeatureCache.open(path)
 
 
 def write_cache(
@@ -702,6 +715,19 @@ def _existing_manifest(path: Path) -> dict | None:
             raise
         log.warning("%s; rebuilding it", err)
         return None
+
+
+def _published_or_built(path: Path, publishing: dict) -> bool:
+    """Whether each file a stopped build was publishing is in place or still beside it, of the recorded shape."""
+    for name, built in publishing["files"].items():
+        file = path / built if (path / built).is_file() else path / name
+        try:
+            rows = np.load(file, mmap_mode="r").shape[0]
+        except (OSError, ValueError):
+            return False
+        if rows != publishing["shape"][0]:
+            return False
+    return True
 
 
 def _partial(path: Path, name: str) -> Path:
