@@ -484,7 +484,9 @@ def test_sigterm_interrupts_a_command_that_cleans_up_after_itself(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True)
     assert done.returncode == 130, done.stderr[-2000:]
-    assert done.stderr.strip().splitlines()[-1] == "satclip: interrupted"
+    # and says that a rerun continues (it said "interrupted" alone)
+    assert done.stderr.strip().splitlines()[-2:] == [
+        "satclip: the work done is kept: rerun the same command to continue where it stopped", "satclip: interrupted"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["field.tif.partial"]  # no lock, no temporaries
     assert json.loads((out.parent / "field.tif.partial" / "manifest.json").read_text())["done"] == [0]
 

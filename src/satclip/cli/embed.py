@@ -88,7 +88,7 @@ def add_parser(subparsers) -> None:
         "(OUTPUT: a .parquet file, or a dataset directory when it has no suffix)",
     )  # fmt: skip
     add_cluster_options(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, resumes=lambda args: True)
 
 
 class _TqdmProgress:
