@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 
 import lightning.pytorch as pl
@@ -833,3 +834,14 @@ def test_a_run_of_relative_paths_continues_from_any_directory(tmp_path, monkeypa
     # the run's first config, its paths relative, still continues from its own directory (as an older satclip's)
     monkeypatch.chdir(tmp_path / "work")
     assert main(["train", "--config", "run.yaml", "--resume", "--trainer.max_epochs", "3"]) == 0
+
+
+def test_a_resume_does_not_warn_of_its_own_checkpoints(tmp_path, short_run):
+    """Every resume printed Lightning's "Checkpoint directory … exists and is not empty": the run's own."""
+    root, config = short_run
+    shutil.copytree(root / "run", tmp_path / "run")
+    config = {**config, "trainer": {**config["trainer"], "output_dir": str(tmp_path / "run"), "max_epochs": 3}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(from_dict(config), resume=True)
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -606,7 +607,9 @@ def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[],
         return KeyboardInterrupt()
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():  # (a resumed run's checkpoints are there: Lightning warned of them each time)
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
             raise interrupted() from None
