@@ -78,11 +78,10 @@ def run_build(args: argparse.Namespace) -> int:
     bars = []  # drawn from the first progress report on: an error before it prints no empty bar
 
     def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="img", desc="caching features"))
+        if not bars:  # (from the images a resumed build had done: its rate is of this run's, not 1e8 img/s)
+            bars.append(tqdm(total=total, initial=done, unit="img", desc="caching features"))
         bars[0].total = total
-        bars[0].n = done
-        bars[0].refresh()
+        bars[0].update(done - bars[0].n)
 
     try:
         cache = cache_from_config(
