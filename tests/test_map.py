@@ -96,6 +96,15 @@ def test_geotiff_pca_matches_numpy(tmp_path, model):
     expected = (values - mean) @ top
     np.testing.assert_allclose(np.abs(pcs), np.abs(expected), atol=1e-4)  # PCs are defined up to sign
     assert np.var(pcs[:, 0]) > np.var(pcs[:, 1]) > np.var(pcs[:, 2])
+    # the same map as Zarr: its components named and numbered as the GeoTIFF's bands (it was "SatCLIP location
+    # embedding", components 0, 1, 2 beside the GeoTIFF's pc1 … pc3)
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    assert main(args[:-1] + [str(tmp_path / "pca.zarr")]) == 0
+    with xr.open_zarr(tmp_path / "pca.zarr") as opened:
+        assert opened.component.values.tolist() == [1, 2, 3]
+        assert opened.pca.attrs["long_name"] == "principal components of the SatCLIP location embedding"
+        np.testing.assert_array_equal(np.moveaxis(opened.pca.values, 0, -1).reshape(-1, 3), pcs)
 
 
 @pytest.mark.parametrize("name", ["field.tif", "field.zarr", "pca.tif", "land.tif"])
@@ -279,6 +288,7 @@ def test_geotiff_leaves_unseen_cells_nan(tmp_path, model):
     with rasterio.open(out) as src:
         bands = src.read()
         assert "training footprint (land)" in src.tags()["cells"]
+        assert src.tags()["cells"].startswith("NaN outside") and "white" not in src.tags()["cells"]  # (a PNG's colours)
     values = np.isfinite(bands[0])  # rows lat 57 … 33, columns lon -17 … 37 (see centres())
     assert not values[2, 0] and not values[2, 1] and not values[3, 1]  # Atlantic at 45°N and 39°N
     assert values[2, 3] and values[1, 7] and values[4, 3]  # France, Ukraine, Algeria
@@ -449,6 +459,10 @@ def test_a_bbox_that_is_no_whole_number_of_cells_is_said_to_shrink(tmp_path, mod
     with caplog.at_level(logging.WARNING, logger="satclip.embed"):
         assert main(["map", "--model", str(model), "--resolution", "5", "--bbox", "0", "0", "10", "10", "--all",
                      "-o", str(tmp_path / "whole.tif")]) == 0  # fmt: skip
+        # a third of a degree as typed: 300 cells fall 1e-8° short of 100° by rounding, which was said to leave out
+        # partial cells (of a map that covered "0 0 100 80"; the globe: 4e-8° short)
+        assert main(["map", "--model", str(model), "--resolution", "0.3333333333", "--bbox", "0", "0", "100", "80",
+                     "--all", "--pca", "3", "-o", str(tmp_path / "third.tif")]) == 0  # fmt: skip
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 

@@ -165,7 +165,7 @@ def test_the_cells_note_says_land_only_within_any_footprint():
 
     note = _cells_note(Footprint(ANY, -90.0, 90.0), land_only=True)
     assert note.startswith("Land cells only (GSHHG; --land-only)") and "Every cell" not in note
-    assert _cells_note(Footprint(LAND, -60.0, 90.0), land_only=False).startswith("Blank: outside")
+    assert _cells_note(Footprint(LAND, -60.0, 90.0), land_only=False, picture=True).startswith("Blank: outside")
 
 
 @pytest.mark.parametrize(("name", "module", "purpose"), [

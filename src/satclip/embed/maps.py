@@ -131,7 +131,7 @@ def warn_of_partial_cells(grid: Grid, bbox: tuple[float, float, float, float] | 
     """Warn where ``grid`` leaves out the partial cells at the east and south edges of ``bbox`` (default: the
     globe, whose strip was left out without a word where the resolution does not divide 360° and 180°)."""
     asked = bbox or GLOBE
-    if not np.allclose(grid.bounds, asked, rtol=0, atol=1e-9):
+    if not np.allclose(grid.bounds, asked, rtol=0, atol=1e-6 * grid.resolution):  # (rounding: 1/3° left 4e-8°)
         what = "the globe" if bbox is None else "the bbox " + " ".join(f"{v:g}" for v in bbox)
         log.warning("%s is not a whole number of %g° cells: the map covers %s, its partial cells at the east and "
                     "south edges left out", what, grid.resolution, " ".join(f"{v:g}" for v in grid.bounds))  # fmt: skip
@@ -523,7 +523,7 @@ def write_zarr(
             band_dim, shape=(count,), dtype="int32", fill_value=None,
             attributes={"_ARRAY_DIMENSIONS": [band_dim], **(DIM_ATTRS if band_dim == DIM else {})},
         )  # fmt: skip
-        band[:] = np.arange(count, dtype=np.int32)
+        band[:] = np.arange(count, dtype=np.int32) + (band_dim != DIM)  # components from 1, as the GeoTIFF's pc1 …
         for row0, values in blocks:
             data[:, row0 : row0 + values.shape[0], :] = np.moveaxis(values, -1, 0)
         zarr.consolidate_metadata(str(tmp))
@@ -586,16 +586,21 @@ WRITERS = {"png": ("matplotlib", "map", "drawing PNG maps"), "geotiff": ("raster
            "zarr": ("zarr", "map", "writing Zarr maps")}  # fmt: skip
 
 
-def _cells_note(footprint: Footprint | None, land_only: bool) -> str:
-    """One sentence on which cells hold values (pictures' captions, file metadata)."""
+def _cells_note(footprint: Footprint | None, land_only: bool, *, picture: bool = False) -> str:
+    """One sentence on which cells hold values: for a ``picture`` (a PNG's caption) in its colours, else (file
+    metadata) as NaN (a GeoTIFF's and a Zarr map's said "white: water, grey: land" of their NaN cells)."""
     if footprint is None:
         return "Every cell computed (--all), also where the model never saw training data." if not land_only else (
             "Land cells only (GSHHG), also land the model never saw in training.")  # fmt: skip
     where = footprint.describe()
     if land_only:
-        return f"Land cells only (GSHHG; --land-only) of the model's training footprint ({where}); others blank."
+        return (f"Land cells only (GSHHG; --land-only) of the model's training footprint ({where}); others "
+                f"{'blank' if picture else 'NaN'}.")  # fmt: skip
     if footprint.surface == ANY and footprint.global_band:
         return "Every cell computed: the model's training footprint is the whole globe."
+    if not picture:
+        return (f"NaN outside the model's training footprint ({where}), where it never saw an image. satclip map "
+                "--all computes every cell.")  # fmt: skip
     only_water = footprint.surface != ANY and footprint.global_band  # no land is outside the footprint
     colours = "white: ocean and lakes" if only_water else "white: water, grey: land"
     return (f"Blank: outside the model's training footprint ({where}), where it never saw an image ({colours}). "
@@ -747,7 +752,8 @@ def render_map(
                 for row0, values in source:
                     image[row0 : row0 + values.shape[0]] = values
                 shade = None if mask is None else land & ~mask  # land the model never saw: grey, ocean: white
-                caption = _pca_caption(model_pca) + "\n" + attrs["cells"]
+                caption = _pca_caption(model_pca) + "\n" + _cells_note(footprint if blank_unseen else None, land_only,
+                                                                      picture=True)  # fmt: skip
                 write_png(target, grid, to_rgb(image, shade=shade), title=title, caption=caption,
                           draw_coastlines=draw_coastlines, overwrite=replace)  # fmt: skip
             elif fmt == "geotiff":
@@ -762,6 +768,8 @@ def render_map(
 
                 cells = MapCells(footprint if blank_unseen else None, land_only).description
                 variable_attrs = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
+                if model_pca is not None:  # (it was named "SatCLIP location embedding")
+                    variable_attrs["long_name"] = "principal components of the SatCLIP location embedding"
                 write_zarr(target, grid, source, n_components or dim, variable, band, attrs, overwrite=replace,
                            variable_attrs=variable_attrs)  # fmt: skip
         if work is not None:
