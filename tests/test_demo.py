@@ -273,3 +273,21 @@ def test_demo_quick_cli(tmp_path):
 
     assert main(["demo", "--quick", "--out", str(tmp_path / "quick")]) == 0
     assert (tmp_path / "quick" / "report.md").exists()
+
+
+def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, capsys):
+    """The result line went to stderr, before the last line ("wrote …/report.md"): a user keeping stdout got the
+    path alone."""
+    from satclip.cli import main
+    from satclip.recipes import demo
+
+    tiny = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
+                   map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
+    monkeypatch.setattr(demo, "QUICK", tiny)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: the demo model (`model`) is "), out
+    assert "result: " not in err
+    outcome = lines[-1].removeprefix("result: ").split(" (primary metric")[0]
+    assert f"**Result**: {outcome} (" in (tmp_path / "demo" / "report.md").read_text()

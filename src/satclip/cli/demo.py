@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, epochs=args.epochs)
     if args.workers:
         settings = replace(settings, workers=args.workers)
-    path = run_demo(args.out, settings, air_temperature=args.air_temperature)
+    said: list[str] = []
+    path = run_demo(args.out, settings, air_temperature=args.air_temperature, on_result=said.append)
     print(f"wrote {path} (everything logged: {path.parent / 'demo.log'})")
+    print(*said, sep="\n")  # last: where the trained model stands (it came before the line above, on stderr)
     return 0

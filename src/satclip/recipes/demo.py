@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -95,8 +95,12 @@ def run_demo(
     *,
     air_temperature: Path | None = None,
     progress: StageProgress | None = None,
+    on_result: Callable[[str], None] | None = None,
 ) -> Path:
     """Run every stage into ``out`` and return the path of ``report.md``.
+
+    ``on_result``: called with the line saying where the trained model stands (default: the line is shown above
+    the progress display; the command line prints it last, on stdout).
 
     ``air_temperature``: a local copy of the stations table (``stationDataAll.csv``) to add the paper's
     air-temperature task (it is not shipped in any package). ``progress``: the display the stages report to
@@ -121,7 +125,7 @@ def run_demo(
             safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
             run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
             log_file.open()
-            return _run(out, model_dir, run_dir, settings, air_temperature, progress)
+            return _run(out, model_dir, run_dir, settings, air_temperature, progress, on_result)
         finally:
             progress.close()
 
@@ -230,7 +234,7 @@ class _FoldProgress:
 
 def _run(
     out: Path, model_dir: Path, run_dir: Path, settings: DemoSettings, air_temperature: Path | None,
-    progress: StageProgress,
+    progress: StageProgress, on_result: Callable[[str], None] | None,
 ) -> Path:  # fmt: skip
     from ..data.bluemarble import build_bluemarble
     from ..embed.maps import render_map
@@ -337,8 +341,12 @@ def _run(
         safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0,
                                              outcome))  # fmt: skip
         log.info("result: %s", outcome)
-        progress.write(f"result: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})")
+        result_line = f"result: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})"
+        if on_result is None:
+            progress.write(result_line)
     safe_output.write_json(out / "timings.json", timings, indent=2)
+    if on_result is not None:
+        on_result(result_line)
     return path
 
 
