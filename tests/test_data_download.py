@@ -292,6 +292,7 @@ def test_offline_download_says_what_to_fetch(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "https://huggingface.co/datasets/torchgeo/s2-100k" in err
     assert f"satclip data download {tmp_path / 's2'} --from DIR" in err
+    assert "; To download" not in err and "). To download S2-100K elsewhere" in err  # (a newline read "; To")
 
 
 def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):

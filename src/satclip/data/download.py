@@ -265,7 +265,7 @@ def download_s2100k(
     try:
         files = source.list_files()
     except DownloadError as err:
-        raise DownloadError(f"{err}\n{offline_instructions(root)}") from err
+        raise DownloadError(f"{str(err).rstrip('.')}. {offline_instructions(root)}") from err  # (a newline: "; To")
     index = next((f for f in files if f.path == "index.csv"), None)
     shards = sorted((f for f in files if is_archive(f.path)), key=lambda f: f.path)
     if index is None or not shards:
