@@ -48,7 +48,8 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     cells.add_argument(
         "--land-only", action="store_true",
-        help="only land cells (GSHHG mask) inside the training footprint; others are NaN/white",
+        help="only land cells (GSHHG mask) inside the training footprint; others are NaN/white (the same as the "
+             "default for a model trained on land only, as the shipped bluemarble models: their footprint is land)",
     )  # fmt: skip
     parser.add_argument(
         "--pca", type=positive_int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims"
