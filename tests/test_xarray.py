@@ -523,6 +523,10 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path, capsys):
     assert local.embedding.attrs == dask.embedding.attrs and local.embedding.attrs["satclip_model"] == "model"
     assert len(local.embedding.attrs["satclip_model_sha256"]) == 64
     assert local.embedding.attrs["satclip_cells"] == "inside the training footprint (land)"
+    # and on the dataset too (lost where a merge drops a variable's attributes), in both
+    assert local.attrs["satclip_model"] == "model" and local.attrs["satclip_version"] == satclip.__version__
+    assert {k: v for k, v in local.embedding.attrs.items() if k.startswith("satclip_") and k != "satclip_cells"} \
+        == {k: v for k, v in local.attrs.items() if k.startswith("satclip_")}
     for name in ("lat", "lon", "dim"):
         np.testing.assert_array_equal(local[name].values, dask[name].values)
         assert local[name].attrs == dask[name].attrs

@@ -127,6 +127,13 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
     return Grid(float(west), float(north), float(resolution), width, height)
 
 
+def zarr_group_attrs(attrs: dict, variable_attrs: dict) -> dict:
+    """A Zarr map's group attributes: the map's, and which model made it (the variable's ``satclip_*`` attributes
+    but the cells'), so that ``xr.open_zarr(...).attrs`` says it too (it was on the variable alone, lost where a
+    merge or ``to_array()`` drops a variable's attributes)."""
+    return {**attrs, **{k: v for k, v in variable_attrs.items() if k.startswith("satclip_") and k != "satclip_cells"}}
+
+
 def warn_of_partial_cells(grid: Grid, bbox: tuple[float, float, float, float] | None) -> None:
     """Warn where ``grid`` leaves out the partial cells at the east and south edges of ``bbox`` (default: the
     globe, whose strip was left out without a word where the resolution does not divide 360° and 180°)."""
@@ -770,7 +777,8 @@ def render_map(
                 variable_attrs = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
                 if model_pca is not None:  # (it was named "SatCLIP location embedding")
                     variable_attrs["long_name"] = "principal components of the SatCLIP location embedding"
-                write_zarr(target, grid, source, n_components or dim, variable, band, attrs, overwrite=replace,
+                write_zarr(target, grid, source, n_components or dim, variable, band,
+                           zarr_group_attrs(attrs, variable_attrs), overwrite=replace,
                            variable_attrs=variable_attrs)  # fmt: skip
         if work is not None:
             work.publish(target, output, described, overwrite=overwrite, inputs=inputs)

@@ -598,7 +598,7 @@ def write_map_zarr(
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
     attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
-    dataset = xr.Dataset({"embedding": embedding}, attrs=attrs)
+    dataset = xr.Dataset({"embedding": embedding}, attrs=maps.zarr_group_attrs(attrs, field.attrs))
     encoding = {"embedding": {"chunks": (1, rows, grid.width)}}
     with safe_output.exclusive(output):
         log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
