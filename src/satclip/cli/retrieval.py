@@ -60,7 +60,8 @@ def run_build(args: argparse.Namespace) -> int:
         safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
     model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
     if auto:
-        from ..retrieval.auto import auto_directory, auto_features, shipped_model_name, shipped_models
+        from ..pretrained import shipped_model_name
+        from ..retrieval.auto import auto_directory, auto_features, shipped_models
         from ..retrieval.database import check_replaceable
 
         name = shipped_model_name(args.model)

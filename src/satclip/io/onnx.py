@@ -167,6 +167,7 @@ def metadata(encoder, module: ExportableEncoder) -> dict:
         extra["source_harmonics_calculation"] = encoding.get("harmonics_calculation")
         encoding["harmonics_calculation"] = computed
     from .. import __version__
+    from ..pretrained import shipped_model_name
 
     source = str(getattr(encoder, "provenance", {}).get("source", ""))
     return {
@@ -174,7 +175,7 @@ def metadata(encoder, module: ExportableEncoder) -> dict:
         "model_sha256": identity["sha256"], **_source_weights(source), "dtype": identity["dtype"],
         "embedding_dim": encoder.embedding_dim,
         "input": "lonlat: (N, 2) float64, (longitude, latitude) in degrees", "output": "embedding: (N, D)",
-        "source": _source_name(source),
+        "source": shipped_model_name(source),  # (a shipped model by its name, not its directory in the package)
     }  # fmt: skip
 
 
@@ -190,16 +191,6 @@ def _source_weights(source: str) -> dict:
     except (BadInputError, OSError, ValueError):
         return {}
     return {native.SHA256_KEY: recorded} if isinstance(recorded, str) else {}
-
-
-def _source_name(source: str) -> str:
-    """``source`` as the user names it: a shipped model by its name (not its directory in the package)."""
-    from ..pretrained import bundled_models
-
-    for name, directory in bundled_models().items():
-        if source and Path(source).is_dir() and Path(source).resolve() == directory.resolve():
-            return name
-    return source
 
 
 #: the points an export is traced with

@@ -80,6 +80,17 @@ def bundled_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").is_file()}
 
 
+def shipped_model_name(source) -> str:
+    """The name of the shipped model ``source`` is (its name, or the path of its own directory in the package,
+    which was refused as "not the shipped models", and recorded in exports instead of the name); else
+    ``source``."""
+    path = Path(source)
+    for name, directory in bundled_models().items():
+        if str(source) == name or (path.is_dir() and path.resolve() == Path(directory).resolve()):
+            return name
+    return source
+
+
 def names() -> list[str]:
     """Every known model name: the released checkpoints, then the models shipped with satclip."""
     return sorted(RELEASED) + sorted(bundled_models())

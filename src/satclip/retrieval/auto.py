@@ -43,18 +43,6 @@ def auto_directory(name: str) -> Path:
     return cache_dir("retrieval", name)
 
 
-def shipped_model_name(source: str) -> str:
-    """The name of the shipped model ``source`` is (its name, or the path of its own directory in the package,
-    which was refused as "not the shipped models"); else ``source``."""
-    from ..pretrained import bundled_models
-
-    path = Path(source)
-    for name, directory in bundled_models().items():
-        if str(source) == name or (path.is_dir() and path.resolve() == Path(directory).resolve()):
-            return name
-    return source
-
-
 def auto_database(name: str, *, progress: Callable[[int, int], None] | None = None):
     """The :class:`~satclip.retrieval.database.RetrievalDatabase` of shipped model ``name`` (built on first use).
 
@@ -62,6 +50,7 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
         BadInputError: ``name`` is not a shipped Blue Marble model.
     """
     from ..io.load import load_model
+    from ..pretrained import shipped_model_name
 
     known = shipped_models()
     name = shipped_model_name(name)
