@@ -353,12 +353,14 @@ class CsvSource(Source):
     def _row_holding(self, column: str, value: str) -> int | None:
         """The first row (counted from 0, as invalid points' rows are) whose ``column`` reads as the text
         ``value``, if any: the file is read again, that column as text (only when a conversion failed)."""
+        import pyarrow.compute as pc
+
         pa = _pa()
         start = 0
         for batch in self._reader([column], {column: pa.string()}):
-            hits = np.flatnonzero(np.asarray(batch.column(0).to_pylist(), dtype=object) == value)
-            if hits.size:
-                return start + int(hits[0])
+            hit = pc.index(batch.column(0), value).as_py()  # (-1: not in this batch)
+            if hit >= 0:
+                return start + hit
             start += batch.num_rows
         return None
 
@@ -391,8 +393,7 @@ class CsvSource(Source):
                     raise ValueError(
                         f"{self.path}: the coordinate column {column!r} holds {value!r}"
                         f"{'' if row is None else f' in row {row} ({self.row_numbers})'}, not a number: coordinates "
-                        "are decimal degrees "
-                        "(13.4); fix or remove that row"
+                        "are decimal degrees (13.4); fix or remove that row"
                     ) from err
                 raise ValueError(
                     f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "

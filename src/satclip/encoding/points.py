@@ -38,8 +38,9 @@ def describe_invalid(
     in its file) and, where it fits, the lat/lon swap. ``index_labels``: ``labels`` are the labels of a pandas
     index, named as such (``index label 'a'``), not as row numbers."""
     rows = np.flatnonzero(bad)
-    # labels that repeat do not find the row: its position too
-    repeated = index_labels and labels is not None and not getattr(labels, "is_unique", len(set(labels)) == len(labels))
+    # labels that repeat do not find the row: its position too (a pandas index knows whether they do)
+    repeated = index_labels and labels is not None and not (
+        labels.is_unique if hasattr(labels, "is_unique") else len(set(labels)) == len(labels))  # fmt: skip
     shown = ", ".join(
         f"{row_name(r + row_offset if labels is None else labels[r], index_labels)}"
         f"{f' (position {r})' if repeated else ''}: (lon={float(lonlat[r, 0])!r}, lat={float(lonlat[r, 1])!r})"

@@ -359,10 +359,16 @@ def training_dir_name(settings: DemoSettings) -> str:
 
 def _outcome(evaluation, model_dir: Path) -> str:
     """The demo's result in one line: where its model stands against the other encoders, task by task."""
-    from ..eval.report import display_names, standing
+    from ..eval.report import standing
 
-    short = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows)))[str(model_dir)]
-    return f"the demo model (`{short}`) is {standing(evaluation.rows, str(model_dir))}"
+    return f"the demo model (`{_short_name(evaluation, model_dir)}`) is {standing(evaluation.rows, str(model_dir))}"
+
+
+def _short_name(evaluation, model_dir: Path) -> str:
+    """What the evaluation's tables call the demo model."""
+    from ..eval.report import display_names
+
+    return display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(str(model_dir), "model")
 
 
 def _same_model(export: Path, model_dir: Path) -> bool:
@@ -380,7 +386,6 @@ def _continues(config) -> int | None:
     discarded and training starts again. Its integrity is not checked here: ``fit`` checks it as it resumes
     (hashing a checkpoint takes a while), and a damaged one is discarded then."""
     from ..train.callbacks import read_checkpoint
-    from ..train.config import from_dict
     from ..train.fitting import epochs_done
 
     run = Path(config.trainer.output_dir)
@@ -389,7 +394,7 @@ def _continues(config) -> int | None:
     if last.is_file():
         try:
             checkpoint = read_checkpoint(last)
-            changed = _changed(_settings(from_dict(checkpoint["hyper_parameters"]["config"])), _settings(config))
+            changed = _settings_changed(checkpoint, config)
             if not changed:
                 done, epochs = epochs_done(checkpoint), config.trainer.max_epochs
                 if done >= epochs:
@@ -412,14 +417,12 @@ def _adopt_older_layout(run: Path, config) -> None:
     of these settings (and is continued); a training of other settings is left there, with a note that it is no
     longer used."""
     from ..train.callbacks import read_checkpoint
-    from ..train.config import from_dict
 
     older = run.parent / "run"
     if run.exists() or not (older / "checkpoints" / "last.ckpt").is_file():
         return
     try:
-        checkpoint = read_checkpoint(older / "checkpoints" / "last.ckpt")
-        changed = _changed(_settings(from_dict(checkpoint["hyper_parameters"]["config"])), _settings(config))
+        changed = _settings_changed(read_checkpoint(older / "checkpoints" / "last.ckpt"), config)
     except (ResumeError, KeyError, TypeError, ValueError):
         changed = ["its checkpoint cannot be read"]
     if changed:
@@ -428,6 +431,17 @@ def _adopt_older_layout(run: Path, config) -> None:
                  extra=safe_output.RESUMED)  # fmt: skip
     else:
         os.replace(older, run)
+
+
+def _settings_changed(checkpoint: dict, config) -> list[str]:
+    """The settings (:func:`_changed`) in which ``config`` differs from the demo run that wrote ``checkpoint``.
+
+    Raises:
+        KeyError, TypeError, ValueError: the checkpoint holds no config this satclip can read.
+    """
+    from ..train.config import from_dict
+
+    return _changed(_settings(from_dict(checkpoint["hyper_parameters"]["config"])), _settings(config))
 
 
 def _settings(config) -> dict:
@@ -552,10 +566,10 @@ def _card_differences(settings, result) -> list[str]:
 def _report(
     settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int, outcome: str,
 ) -> str:  # fmt: skip
-    from ..eval.report import METRIC_TITLES_SHORT, display_names, relink
+    from ..eval.report import METRIC_TITLES_SHORT, relink
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
-    short = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(str(model_dir), "model")
+    short = _short_name(evaluation, model_dir)
     results_md = relink((evaluation.files.get("md") or out / "eval" / "results.md").read_text(), "eval/")
     differences = _card_differences(settings, result)
     lines = [
