@@ -681,8 +681,42 @@ def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
         "start": 100, "stop": 200, "total": 300}
     assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, *CHUNK, "--shard", "3/3") == 2
     assert "need 0 <= I < N" in capsys.readouterr().err
-    assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, "--shard", "0/2") == 2  # 1 chunk, 2 shards
-    assert "shard 0/2 is empty" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npy", "zarr"])
+def test_more_shards_than_chunks_every_shard_succeeds(tmp_path, model, points, capsys, fmt):
+    """A job array of more shards than chunks: the empty shards write an output of no rows (the columns, the
+    embedding's width and the model's metadata of the others), so every task exits 0 and the parts still
+    concatenate to the whole output."""
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    for i in range(4):  # 300 rows, one chunk of 65,536: shards 0-2 are empty, shard 3 has every row
+        assert embed(source, "-o", tmp_path / f"part.{fmt}", "--model", model, "--shard", f"{i}/4") == 0
+    assert "shard 0/4 holds no rows" in capsys.readouterr().err
+    assert embed(source, "-o", tmp_path / f"full.{fmt}", "--model", model) == 0
+    names = [tmp_path / f"part.shard-{i}-of-4.{fmt}" for i in range(4)]
+    if fmt == "parquet":
+        parts = [pq.read_table(name) for name in names]
+        assert [p.num_rows for p in parts] == [0, 0, 0, 300]
+        assert all(p.schema.remove_metadata() == parts[3].schema.remove_metadata() for p in parts)
+        assert [json.loads(p.schema.metadata[b"satclip"])["input_rows"] for p in parts[:2]] == [
+            {"start": 0, "stop": 0, "total": 300}] * 2  # fmt: skip
+        assert pa.concat_tables(parts).equals(pq.read_table(tmp_path / "full.parquet"))
+        assert pd.read_parquet(names[0]).columns.tolist() == [*points.columns, "embedding"]
+    elif fmt == "npy":
+        parts = [np.load(name) for name in names]
+        assert [p.shape for p in parts] == [(0, 8)] * 3 + [(300, 8)]  # (the test model's 8 dimensions)
+        np.testing.assert_array_equal(np.concatenate(parts), np.load(tmp_path / "full.npy"))
+    else:
+        import xarray as xr
+
+        parts = [xr.open_zarr(name) for name in names]
+        assert [p.sizes["point"] for p in parts] == [0, 0, 0, 300] and parts[0].sizes["dim"] == 8
+        assert parts[0].attrs["satclip"]["input_rows"] == {"start": 0, "stop": 0, "total": 300}
+        whole = xr.concat(parts, dim="point")
+        full = xr.open_zarr(tmp_path / "full.zarr")
+        np.testing.assert_array_equal(whole["embedding"].values, full["embedding"].values)
 
 
 @pytest.mark.slow

@@ -71,7 +71,8 @@ def add_parser(subparsers) -> None:
         "--shard", type=shard, default="0/1", metavar="I/N",
         help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into OUTPUT "
         "with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet); give every shard the same "
-        "--chunk-rows, or their parts overlap (a Parquet or Zarr output records its rows: satclip.input_rows)",
+        "--chunk-rows, or their parts overlap (a Parquet or Zarr output records its rows: satclip.input_rows); "
+        "a shard left without a chunk (more shards than chunks) writes an output of no rows",
     )  # fmt: skip
     parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
     add_overwrite_option(parser)

@@ -356,11 +356,9 @@ def _new_run(
     if num_rows == 0:
         raise no_points(source)
     first, stop = shard_chunks(num_rows, chunk_rows, shard)
-    if first == stop:
-        raise ValueError(
-            f"shard {shard[0]}/{shard[1]} is empty: {num_rows} rows make only {-(-num_rows // chunk_rows)} "
-            "chunk(s); use fewer shards or a smaller --chunk-rows"
-        )
+    if first == stop:  # (a job array of more shards than chunks: every shard succeeds, the empty ones write no rows)
+        log.warning("shard %d/%d holds no rows: %d rows make only %d chunk(s) of %d; writing an output of no rows",
+                    shard[0], shard[1], num_rows, -(-num_rows // chunk_rows), chunk_rows)  # fmt: skip
     if safe_output.is_owned(workdir):
         safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
     safe_output.make_owned_dir(workdir, kind="embed-work")
@@ -530,7 +528,12 @@ def embed_file(
         missing = sorted(set(range(first, stop)) - done)
         if missing:
             raise RuntimeError(f"{source.path} ended before chunk {missing[0]}: did the input change while running?")
-        publish_work(workdir, manifest, sink.finalize(stop - first), output, overwrite=overwrite, inputs=inputs)
+        if first == stop:  # an empty shard: the columns its rows would have, from the input's first rows
+            _, table = next(source.chunks(0, min(chunk_rows, manifest["num_input_rows"]), chunk_rows))
+            finished = sink.finalize_empty(table.slice(0, 0))
+        else:
+            finished = sink.finalize(stop - first)
+        publish_work(workdir, manifest, finished, output, overwrite=overwrite, inputs=inputs)
     seconds = time.perf_counter() - began
     rows = row1 - row0
     return EmbedResult(

@@ -274,6 +274,11 @@ class Sink:
         """Assemble the finished output of ``num_chunks`` chunks (:meth:`finalize`)."""
         raise NotImplementedError
 
+    def finalize_empty(self, table) -> Path:
+        """Assemble the output of an empty shard: no rows, and the columns that rows of the input ``table``
+        (no rows) would have."""
+        return self._assemble(0)
+
 
 #: what :func:`changed_since_written` says of a record that is no record
 DAMAGED_RECORD = "has a damaged record"
@@ -358,9 +363,18 @@ class ParquetSink(Sink):
         return again
 
     def _assemble(self, num_chunks):
-        if not num_chunks:
-            raise ValueError("nothing to write: the input has no rows")
         return self._file().finish(num_chunks)
+
+    def finalize_empty(self, table):
+        embeddings = np.empty((0, self.dim), dtype=self.dtype)
+        table = with_embedding(table, embeddings, np.ones(0, dtype=bool), self.dtype, self.options["layout"],
+                               self.options["column"])  # fmt: skip
+        table = with_rows_of_input(table, self.options.get("first_row", 0), 0)
+        table = with_attrs(table, self.options.get("attrs", {}))
+        with naming(self._path()):
+            with self._writer(str(self._path()), table.schema) as writer:
+                writer.write_table(table)
+        return self._path()
 
 
 @SINKS.register("npy")
