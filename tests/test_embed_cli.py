@@ -305,6 +305,29 @@ def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_thr
     assert f"{said}, not a number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "bad_line, said",
+    [
+        ("5,6,c,d", "line 303 has 4 fields where the header has 3 ('5,6,c,d', delimiter ','): fix that line, e.g. "
+                    "quote a field that holds the delimiter"),
+        ("5,6", "line 303 has 2 fields where the header has 3 ('5,6', delimiter ','): fix that line, e.g. give it "
+                "every field (empty ones too)"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("where", ["first block", "later block"])
+def test_a_line_with_another_number_of_fields_is_named(tmp_path, model, capsys, monkeypatch, bad_line, said, where):
+    """pyarrow says "CSV parse error: Expected 3 columns, got 4: 5,6,c,d", without the line; a quoted field over
+    two lines before it makes the line number differ from the row's."""
+    from satclip.embed.sources import CsvSource
+
+    if where == "later block":
+        monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1 << 10)
+    source = tmp_path / "points.csv"
+    source.write_text('lon,lat,name\n1,2,"two\nlines"\n' + "1,2,a\n" * 299 + bad_line + "\n" + "3,4,b\n" * 10)
+    assert main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]) == 2
+    assert one_error_line(capsys.readouterr().err) == f"satclip: error: {source}: {said}"
+
+
 def test_csv_columns_keep_one_type_for_the_whole_file(tmp_path, model, monkeypatch):
     """Types are inferred from the first block; a later value that does not fit widens the column (integers →
     float64 → text) instead of stopping the run, and no value changes on the way."""

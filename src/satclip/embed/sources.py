@@ -367,11 +367,36 @@ class CsvSource(Source):
     def _reader(self, columns, types):
         import pyarrow.csv as pa_csv
 
-        return pa_csv.open_csv(
-            self.path,
-            read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
-            parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
-            convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns or []),
+        try:
+            return pa_csv.open_csv(
+                self.path,
+                read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
+                parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
+                convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns or []),
+            )
+        except _pa().ArrowInvalid as err:  # (a row in the first block)
+            if (field_count := self._field_count_error(err)) is not None:
+                raise field_count from err
+            raise
+
+    def _field_count_error(self, err) -> ValueError | None:
+        """For pyarrow's "CSV parse error: Expected 3 columns, got 4: 5,6,c,d" (which says neither where nor what
+        to do), the error naming the line of the file that holds that row; None for other errors."""
+        found = re.match(r"CSV parse error: Expected (\d+) columns, got (\d+): (.*)", str(err), re.DOTALL)
+        if found is None:
+            return None
+        expected, got, text = int(found[1]), int(found[2]), found[3]
+        line = None
+        with _text(self.path) as fh:  # (only when reading failed: the file is read again up to that line)
+            for number, content in enumerate(fh, start=1):
+                if content.rstrip("\r\n") == text:
+                    line = number
+                    break
+        where = f"line {line}" if line is not None else "a line"
+        fix = "quote a field that holds the delimiter" if got > expected else "give it every field (empty ones too)"
+        return ValueError(
+            f"{self.path}: {where} has {got} fields where the header has {expected} ({text[:80]!r}, delimiter "
+            f"{self.delimiter!r}): fix that line, e.g. {fix}"
         )
 
     def _batches(self, start, columns):
@@ -382,6 +407,8 @@ class CsvSource(Source):
             try:
                 yield from self._reader(columns, types)
             except pa.ArrowInvalid as err:
+                if (field_count := self._field_count_error(err)) is not None:
+                    raise field_count from err
                 if re.search(r"invalid value '[-+]?\d*,\d+'", str(err)):
                     raise ValueError(
                         f"{self.path}: {err} (delimiter {self.delimiter!r}): decimal commas are not read as "
