@@ -426,6 +426,25 @@ def test_part_files_of_other_schemas_are_named_by_what_differs(tmp_path, model, 
     )
 
 
+
+def test_part_files_with_their_columns_in_another_order_are_read_in_the_first_ones(tmp_path, model, points):
+    """Parts written from frames of another column order were refused ("columns in another order"); they hold the
+    same columns, and are read in the first part's order: the output is the one of the whole frame."""
+    dataset = tmp_path / "points"
+    dataset.mkdir()
+    points.iloc[:100].to_parquet(dataset / "part.0.parquet", index=False)
+    points.iloc[100:200][points.columns[::-1]].to_parquet(dataset / "part.1.parquet", index=False)
+    points.iloc[200:][["lat", "value", "site", "lon"]].to_parquet(dataset / "part.2.parquet", index=False)
+    whole = tmp_path / "whole.parquet"
+    points.to_parquet(whole, index=False)
+    for source, out in ((dataset, "parts.parquet"), (whole, "whole-emb.parquet")):
+        assert embed(source, "-o", tmp_path / out, "--model", model, *CHUNK) == 0
+    parts, expected = pq.read_table(tmp_path / "parts.parquet"), pq.read_table(tmp_path / "whole-emb.parquet")
+    assert parts.column_names == [*points.columns, "embedding"]
+    assert parts.drop_columns(["embedding"]).to_pandas().equals(points)
+    np.testing.assert_array_equal(np.stack(parts["embedding"].to_numpy(zero_copy_only=False)),
+                                  np.stack(expected["embedding"].to_numpy(zero_copy_only=False)))  # fmt: skip
+
 def test_output_that_is_the_model_is_refused(tmp_path, model, points, capsys):
     """-o naming the --model file (with --format and --overwrite) replaced the checkpoint with embeddings."""
     source = tmp_path / "points.csv"

@@ -149,20 +149,24 @@ class ParquetDatasetSource(Source):
         import pyarrow.parquet as pq
 
         self.files = part_files(self.path)
-        schema, self._group_rows = None, []
+        schema, self._group_rows, reordered = None, [], False
         for file in self.files:
             with naming_the_file(file, "Parquet"):  # (the part, not only the dataset)
                 meta = pq.read_metadata(file)
             file_schema = meta.schema.to_arrow_schema()
             if schema is None:
                 schema = file_schema
-            elif not file_schema.remove_metadata().equals(schema.remove_metadata()):
+            elif not _same_columns(file_schema, schema):
                 difference = _schema_difference(file_schema, schema)
                 raise ValueError(
                     f"{file} has other columns or types than {self.files[0]} ({difference}); all part files of a "
                     "dataset must share one schema"
                 )
+            reordered = reordered or file_schema.names != schema.names
             self._group_rows.append([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        # parts whose columns come in another order (written from frames of another column order) are read in the
+        # first part's: every chunk then has the same schema
+        self._column_order = list(schema.names) if reordered else None
         self.file_rows = [sum(groups) for groups in self._group_rows]
         self.num_rows = sum(self.file_rows)
         self.columns = list(schema.names)
@@ -216,7 +220,7 @@ class ParquetDatasetSource(Source):
         import pyarrow.parquet as pq
 
         virtual = set(self.geometry_columns or ()) if self._geo is not None else set()
-        read = None
+        read = self._column_order
         if columns is not None:
             read = [c for c in columns if c not in virtual]
             if virtual & set(columns) and self._geo[0] not in read:
@@ -258,18 +262,25 @@ class ParquetDatasetSource(Source):
         return pa.RecordBatch.from_arrays([arrays[n] for n in names], schema=schema)
 
 
+def _same_columns(schema, first) -> bool:
+    """Whether the Arrow ``schema`` of a part file has the ``first`` one's columns (names, types, nullability), in
+    any order; schema and field metadata aside."""
+    if sorted(schema.names) != sorted(first.names) or len(set(schema.names)) != len(schema.names):
+        return schema.remove_metadata().equals(first.remove_metadata())  # (repeated names: only in the same order)
+    fields = {field.name: field.remove_metadata() for field in first}
+    return all(field.remove_metadata().equals(fields[field.name]) for field in schema)
+
+
 def _schema_difference(schema, first) -> str:
     """How the Arrow ``schema`` of a part file differs from the ``first`` one's: the columns of other types, those
-    only in one of them, or their order (listing both sets of names showed two equal lists for an int32 column
-    that is int64 in another part, as pandas writes an empty part's text column as double)."""
+    only in one of them (listing both sets of names showed two equal lists for an int32 column that is int64 in
+    another part, as pandas writes an empty part's text column as double)."""
     types = dict(zip(schema.names, schema.types, strict=True))
     first_types = dict(zip(first.names, first.types, strict=True))
     differences = [f"{name}: {types[name]} vs {first_types[name]}" for name in schema.names
                    if name in first_types and types[name] != first_types[name]]  # fmt: skip
     differences += [f"{name} only in this part" for name in schema.names if name not in first_types]
     differences += [f"no {name}" for name in first.names if name not in types]
-    if not differences and schema.names != first.names:
-        differences.append(f"columns in another order: {schema.names} vs {first.names}")
     if not differences:  # (nullability, field metadata)
         differences.append(f"{schema} vs {first}".replace("\n", "; "))
     return ", ".join(differences)
