@@ -344,11 +344,14 @@ def test_a_flipped_byte_is_refused(tmp_path, short_run):
     assert result.exports["last"].native.is_dir()
 
 
-def test_a_checkpoint_of_another_config_or_not_of_satclip_is_refused(tmp_path, short_run):
+def test_a_checkpoint_of_another_config_or_not_of_satclip_is_refused(tmp_path, short_run, capsys):
     config = copy_run(short_run, tmp_path)
     other = {**config, "model": {**config["model"], "embed_dim": 16}}
     with pytest.raises(ResumeError, match=r"another config \(model\.embed_dim: 32 in the checkpoint, 16 now\)"):
         fit(from_dict(other), resume=True)
+    # the command: a bad input (exit 2, as embed's resume of another job), not a failure of the run (it exited 1)
+    assert main(["train", "--config", str(dump_config(from_dict(other), tmp_path / "other.yaml")), "--resume"]) == 2
+    assert "another config (model.embed_dim: 32 in the checkpoint" in one_error_line(capsys.readouterr().err)
     lr = {**config, "optim": {"lr": 0.01}}
     with pytest.raises(ResumeError, match=r"optim\.lr.*its config\.yaml.*another trainer\.output_dir"):
         fit(from_dict(lr), resume=True)

@@ -50,5 +50,10 @@ class ResumeError(SatclipError, RuntimeError):
     """Saved state to resume from is corrupt or belongs to other work."""
 
 
+class ResumeMismatchError(ResumeError, BadInputError):
+    """Saved state to resume from belongs to other work: another input, model, config or options than the ones
+    given (a bad input: the fix is to give the work's own, or to start anew)."""
+
+
 class ExportError(SatclipError, RuntimeError):
     """A model that an export format cannot hold, or whose exported graph does not reproduce it."""

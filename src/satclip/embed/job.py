@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import safe_output
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
-from ..errors import BadInputError, OutputExistsError, ResumeError
+from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
 from ..models.precision import AUTO_CHOICES, Choice
@@ -46,10 +46,6 @@ safe_output.declare_contents(
     "embed-work", MANIFEST, "*-chunk-[0-9]*.json", "output.parquet", "embeddings.npy", "store.zarr",
     "row-group-[0-9]*.footer", "parts", "pending", "part-[0-9]*",
 )  # fmt: skip
-
-
-class ResumeMismatchError(BadInputError):
-    """A work directory exists for a different input, model or options."""
 
 
 class Progress(Protocol):

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from .. import safe_output
-from ..errors import BadInputError, OutputExistsError, ResumeError
+from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..optional import require
 from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
 from .export import Exported, check_exports, export_model, lightning_state_to_model
@@ -102,8 +102,9 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
 
     Raises:
         ResumeError: it is damaged or not a satclip training checkpoint (see
-            :func:`~satclip.train.callbacks.verify_checkpoint`), or the run that wrote it had another config
-            (keys other than :data:`RESUMABLE_CHANGES` differ; missing keys count as their defaults).
+            :func:`~satclip.train.callbacks.verify_checkpoint`).
+        ResumeMismatchError: the run that wrote it had another config (keys other than
+            :data:`RESUMABLE_CHANGES` differ; missing keys count as their defaults); a bad input (exit 2).
     """
     from .callbacks import verify_checkpoint
 
@@ -118,7 +119,7 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
     cache_keyed = isinstance(checkpoint["hyper_parameters"].get("cache_key"), dict)
     changed = _config_changes(saved, config, "in the checkpoint", cache_keyed=cache_keyed)
     if changed:
-        raise ResumeError(
+        raise ResumeMismatchError(
             f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
             f"{', '.join(RESUMABLE_CHANGES)} (and {', '.join(CACHE_PATHS)}, where the checkpoint records its cache's "
@@ -157,7 +158,7 @@ def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: 
             fixes = (["give data.root the images the run was trained on"] if "dataset" in differ else []) + (
                 ["point data.cache at the run's cache"] if set(differ) - {"dataset"} else [])  # fmt: skip
             fix = " and ".join(fixes)
-            raise ResumeError(
+            raise ResumeMismatchError(
                 f"cannot resume from {path}: it was trained on another feature cache ({', '.join(differ)} differ "
                 f"from the cache at {cache_dir}{': ' + images if images else ''}); {fix}, or start a new run in "
                 "another trainer.output_dir"
@@ -450,8 +451,9 @@ def fit(
         FileNotFoundError: ``resume`` is set and there is no checkpoint to resume from.
         BadInputError: ``resume`` names a directory, ``trainer.max_epochs`` is below the epochs done, or the
             feature cache is damaged or holds other views or another dtype than the config says.
-        ResumeError: the checkpoint is damaged, or from a run with another config or feature cache (refused
-            before a stale cache is rebuilt).
+        ResumeError: the checkpoint is damaged.
+        ResumeMismatchError: the checkpoint is from a run with another config or feature cache (refused before a
+            stale cache is rebuilt).
         DivergedError: the training loss became non-finite (nothing is exported).
     """
     pl = require("lightning.pytorch", "train", "training")
