@@ -19,6 +19,7 @@ import pytest
 from satclip import safe_output
 from satclip.errors import BadInputError, LockedError, OutputExistsError
 
+from .conftest import one_error_line
 from .test_embed_cli import checksum, embed, model, points  # noqa: F401 - fixtures
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -838,6 +839,30 @@ def test_a_lock_that_cannot_be_written_names_the_output_not_the_lock_file(capsys
     assert main(["train", "--trainer.output_dir", "/proc/satclip-test-run", "--trainer.max_epochs", "1"]) != 0
     err = capsys.readouterr().err
     assert ".satclip-test-run.lock" not in err and "/proc/satclip-test-run" in err, err
+
+
+def test_a_lock_file_left_there_that_cannot_be_opened_is_named(tmp_path, monkeypatch, capsys):
+    """A stale lock file of another user's run (read-only to this one) was reported as the output itself,
+    "permission denied: OUT: fix its permissions", whose permissions were fine (the test runs as any user, root
+    included: the refusal is the operating system's, faked)."""
+    from satclip.cli import main
+
+    output = tmp_path / "emb.npy"
+    lock = safe_output.lock_path(output)
+    lock.write_text('{"pid": 1, "host": "elsewhere"}')
+    real_open = os.open
+
+    def refuse_the_lock(path, *args, **kwargs):
+        if str(path) == str(lock):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_the_lock)
+    (tmp_path / "p.csv").write_text("lon,lat\n1,2\n")
+    assert main(["embed", str(tmp_path / "p.csv"), "-o", str(output), "--model", "bluemarble-l10"]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: permission denied: {lock}: fix its permissions or use another location"
+    )
 
 
 def test_a_full_disk_while_an_output_is_reserved_leaves_no_work_directory(tmp_path, model, points, monkeypatch,  # noqa: F811

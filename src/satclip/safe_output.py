@@ -1066,8 +1066,8 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
         try:
             fd = _open_lock(path)
         except OSError as err:  # (it named the hidden lock file, "No such file or directory: /proc/.x.lock")
-            if err.filename != str(path) or not err.strerror:
-                raise
+            if err.filename != str(path) or not err.strerror or os.path.lexists(path):
+                raise  # (a lock file left there that this user cannot open: the file to remove, not the output)
             raise type(err)(err.errno, f"{err.strerror} (satclip writes its lock beside it)", str(target)) from err
         if not _try_lock(fd):
             holder = _holder(fd)
