@@ -1,8 +1,11 @@
 """One progress display for a run of several stages: ``[3/5] pretraining ▕██████▏ 48% · 2:41 elapsed · ETA 2:55``.
 
-Each stage has a weight, its expected share of the run's time (measured once, see :data:`satclip.recipes.demo.
-STAGES`), and reports the fraction of itself that is done; the display shows the weighted fraction of the whole
-run, the time elapsed and the time left at the pace so far. On a terminal it is one line redrawn in place (tqdm);
+Each stage has a weight, its expected seconds on a reference machine (measured once, see
+:data:`satclip.recipes.demo.STAGES`), and reports the fraction of itself that is done; the display shows the
+weighted fraction of the whole run, the time elapsed and the time left at the pace so far. Work an earlier run
+did and this one reuses (a rerun) is done in no time: a step of at least :data:`REUSED_SHARE` of the run done
+:data:`REUSED_SPEEDUP` times faster than its weight says is left out of the pace (a rerun's ETA was ~0 s with
+the evaluation still ahead). On a terminal it is one line redrawn in place (tqdm);
 elsewhere (a log file, CI) it is a line per stage and at most one every :data:`LOG_EVERY` seconds within one.
 """
 
@@ -15,6 +18,9 @@ from contextlib import contextmanager
 
 #: seconds between progress lines when the output is not a terminal
 LOG_EVERY = 30.0
+#: a step of progress of at least this share of the run, done this many times faster than its weight in seconds,
+#: is an earlier run's work reused: it does not count towards the pace the ETA extrapolates
+REUSED_SHARE, REUSED_SPEEDUP = 0.01, 20.0
 
 
 def _clock(seconds: float) -> str:
@@ -38,6 +44,9 @@ class StageProgress:
         self.current: str | None = None
         self.fraction = 0.0  # of the current stage
         self.last_line = -LOG_EVERY
+        self.reused = 0.0  # weight of the steps reused from an earlier run (see REUSED_SHARE)
+        self.reused_seconds = 0.0  # and the time they took
+        self.last_step = (0.0, self.start)  # (weight done, clock) at the last step
         self.bar = self._terminal_bar()
 
     def _terminal_bar(self):
@@ -67,8 +76,21 @@ class StageProgress:
     def _numbers(self) -> str:
         elapsed = self.clock() - self.start
         done = self.overall
-        eta = f" · ETA {_clock(elapsed * (1 - done) / done)}" if 0.01 <= done < 1 else ""
+        worked = done - self.reused / self.total  # (the share this run did itself, and the time it took)
+        eta = ""
+        if worked >= 0.01 and done < 1:
+            eta = f" · ETA {_clock((elapsed - self.reused_seconds) * (1 - done) / worked)}"
         return f"{100 * done:.0f}% · {_clock(elapsed)} elapsed{eta}"
+
+    def _step(self) -> None:
+        """Note the progress since the last step; a step an earlier run's work made (see :data:`REUSED_SHARE`)
+        is left out of the pace."""
+        weight, now = self.overall * self.total, self.clock()
+        step, seconds = weight - self.last_step[0], now - self.last_step[1]
+        if step >= REUSED_SHARE * self.total and seconds * REUSED_SPEEDUP < step:
+            self.reused += step
+            self.reused_seconds += seconds
+        self.last_step = (weight, now)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageProgress]:
@@ -80,11 +102,13 @@ class StageProgress:
         yield self
         self.done_weight += self.stages[name]
         self.fraction = 0.0
+        self._step()
         self._show(force=True, finished=True)
 
     def update(self, fraction: float) -> None:
         """The current stage is ``fraction`` (0–1) done."""
         self.fraction = min(max(float(fraction), 0.0), 1.0)
+        self._step()
         self._show()
 
     def write(self, line: str) -> None:
