@@ -49,6 +49,7 @@ def test_work_reused_from_an_earlier_run_is_left_out_of_the_pace():
     clock, shown = FakeClock(), io.StringIO()
     progress = StageProgress({"corpus": 20.0, "training": 180.0, "evaluation": 120.0, "report": 2.0}, shown,
                              clock=clock)  # fmt: skip
+    clock.now += 6  # the command starting: no stage's work (and the corpus, reused after it, took no time)
     for name in ("corpus", "training"):
         with progress.stage(name):  # reused: done at once
             clock.now += 0.5
@@ -58,7 +59,7 @@ def test_work_reused_from_an_earlier_run_is_left_out_of_the_pace():
         clock.now += 48  # 0.2 of 120 reference seconds in 48 s: half the reference pace
         progress.update(0.5)
         # 62 reference seconds left (60 of the evaluation, 2 of the report) at half the pace
-        assert progress.status() == "[3/4] evaluation · 81% · 0:49 elapsed · ETA 2:04"
+        assert progress.status() == "[3/4] evaluation · 81% · 0:55 elapsed · ETA 2:04"
         assert progress.reused == pytest.approx(200 + 36)
     # (at the pace of the reused work the ETA said 0:12); work done at 20x the reference pace or slower counts
     fast = StageProgress({"a": 100.0, "b": 100.0}, io.StringIO(), clock=clock)

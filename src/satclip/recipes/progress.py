@@ -2,11 +2,13 @@
 
 Each stage has a weight, its expected seconds on a reference machine (measured once, see
 :data:`satclip.recipes.demo.STAGES`), and reports the fraction of itself that is done; the display shows the
-weighted fraction of the whole run, the time elapsed and the time left at the pace so far. Work an earlier run
-did and this one reuses (a rerun) is done in no time: a step of at least :data:`REUSED_SHARE` of the run done
-:data:`REUSED_SPEEDUP` times faster than its weight says is left out of the pace (a rerun's ETA was ~0 s with
-the evaluation still ahead). On a terminal it is one line redrawn in place (tqdm);
-elsewhere (a log file, CI) it is a line per stage and at most one every :data:`LOG_EVERY` seconds within one.
+weighted fraction of the whole run, the time elapsed and the time left at the pace of the stages' work so far
+(time between stages, such as the command starting, is not). Work an earlier run did and this one reuses (a
+rerun) is done in no time: a step of at least :data:`REUSED_SHARE` of the run done :data:`REUSED_SPEEDUP` times
+faster than its weight says is left out of the pace (a rerun's ETA was ~0 s with the evaluation still ahead).
+
+On a terminal it is one line redrawn in place (tqdm); elsewhere (a log file, CI) it is a line per stage and at
+most one every :data:`LOG_EVERY` seconds within one.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class StageProgress:
         self.fraction = 0.0  # of the current stage
         self.last_line = -LOG_EVERY
         self.reused = 0.0  # weight of the steps reused from an earlier run (see REUSED_SHARE)
-        self.reused_seconds = 0.0  # and the time they took
+        self.worked, self.worked_seconds = 0.0, 0.0  # weight of the other steps, and the time they took
         self.last_step = (0.0, self.start)  # (weight done, clock) at the last step
         self.bar = self._terminal_bar()
 
@@ -76,10 +78,9 @@ class StageProgress:
     def _numbers(self) -> str:
         elapsed = self.clock() - self.start
         done = self.overall
-        worked = done - self.reused / self.total  # (the share this run did itself, and the time it took)
         eta = ""
-        if worked >= 0.01 and done < 1:
-            eta = f" · ETA {_clock((elapsed - self.reused_seconds) * (1 - done) / worked)}"
+        if self.worked >= 0.01 * self.total and done < 1:  # at the pace of the work this run did itself
+            eta = f" · ETA {_clock(self.worked_seconds * (1 - done) * self.total / self.worked)}"
         return f"{100 * done:.0f}% · {_clock(elapsed)} elapsed{eta}"
 
     def _step(self) -> None:
@@ -89,7 +90,8 @@ class StageProgress:
         step, seconds = weight - self.last_step[0], now - self.last_step[1]
         if step >= REUSED_SHARE * self.total and seconds * REUSED_SPEEDUP < step:
             self.reused += step
-            self.reused_seconds += seconds
+        else:
+            self.worked, self.worked_seconds = self.worked + step, self.worked_seconds + seconds
         self.last_step = (weight, now)
 
     @contextmanager
@@ -98,6 +100,7 @@ class StageProgress:
         if name not in self.stages:
             raise KeyError(f"unknown stage {name!r}; stages: {', '.join(self.stages)}")
         self.current, self.fraction = name, 0.0
+        self.last_step = (self.overall * self.total, self.clock())  # (time before a stage is no stage's work)
         self._show(force=True)
         yield self
         self.done_weight += self.stages[name]
