@@ -114,6 +114,30 @@ def test_maps_of_a_rerun_are_those_of_a_fresh_run(tmp_path, first, second):
         assert (tmp_path / "used" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes(), name
 
 
+def test_a_rerun_without_figures_reuses_folds_whose_predictions_are_gone(tmp_path, caplog):
+    """With --no-figures no map needs the predictions, yet the folds of the first seed whose predictions were
+    gone were fitted again (appending duplicate rows) while the log said every fold was reused; with figures
+    they are fitted again for the maps, and the log counts them as fitted."""
+    import logging
+    import shutil
+
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--encoders", "direct,wrap", "--tasks", "elevation", "--n-points", "300", "--seeds", "2",
+            "--probes", "linear", "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = (out / "rows.jsonl").read_text()
+    shutil.rmtree(out / "predictions")
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        assert main(argv) == 0
+    assert (out / "rows.jsonl").read_text() == rows
+    assert f"reusing 4 of 4 folds evaluated by an earlier run in {out}" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        assert main([a for a in argv if a != "--no-figures"]) == 0  # the maps of seed 0: its 2 folds again
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 4 + 2
+    assert f"reusing 2 of 4 folds evaluated by an earlier run in {out}" in caplog.text
+
+
 def test_model_paths_with_parentheses_or_commas_are_evaluated(tmp_path, capsys):
     """A model directory named "m10 (1)" was read as m10 with a parameter '1', and "v1,v2" as two encoders."""
     import shutil

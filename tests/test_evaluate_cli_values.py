@@ -459,3 +459,27 @@ def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, cap
         assert "this report leaves out" not in caplog.text
         assert main([*run, "--encoders", "wrap"]) == 0
     assert "held 1 result(s) of an earlier run this report leaves out (encoders direct)" in caplog.text
+
+
+@pytest.mark.parametrize("seed, said", [("-1", "must be 0 or more, got -1"),
+                                        (str(2**32), f"{2**32} is too large: seeds are 0 to {2**32 - 1}")])  # fmt: skip
+def test_a_point_seed_out_of_range_is_named(tmp_path, capsys, seed, said):
+    """`--point-seed -1` ended in numpy's "expected non-negative integer", naming no option; 10**20 was taken."""
+    line = _refused(["evaluate", *FAST, "--tasks", "elevation", "--point-seed", seed, "--out", str(tmp_path)], capsys)
+    assert f"argument --point-seed: {said}" in line, line
+    from satclip.eval import TaskOptions
+
+    with pytest.raises(ValueError, match=r"TaskOptions: seed=-1 must be an integer, 0 or more"):
+        TaskOptions(seed=-1)
+
+
+def test_data_without_the_task_that_reads_it_is_refused(tmp_path, capsys):
+    """--data (the air-temperature stations) with tasks that never read it ran without a word of it."""
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,2\n")
+    assert main(["evaluate", *FAST, "--tasks", "elevation", "--data", str(table), "--out", str(tmp_path / "ev")]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: --data {table} is the air-temperature task's stations table, and the tasks (elevation) do "
+        "not include air-temperature: add it to --tasks, or drop --data"
+    )
+    assert not (tmp_path / "ev").exists()

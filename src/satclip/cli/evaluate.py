@@ -18,6 +18,7 @@ from ..errors import BadInputError
 from . import precision_option
 from .args import (
     existing_file,
+    non_negative_int,
     positive_float,
     positive_int,
     record_given,
@@ -31,6 +32,14 @@ from .args import (
 MAX_SEEDS = 1000
 #: the largest seed: numpy's and scikit-learn's seeds are 32-bit (10**20 ended in "Overflow when unpacking long long")
 MAX_SEED = 2**32 - 1
+
+
+def _point_seed(text: str) -> int:
+    """``--point-seed``: 0 to :data:`MAX_SEED` (-1 was refused by numpy as "expected non-negative integer")."""
+    seed = non_negative_int(text)
+    if seed > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is too large: seeds are 0 to {MAX_SEED} (2**32 - 1, numpy's limit)")
+    return seed
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -138,7 +147,7 @@ def add_parser(subparsers) -> None:
                     help="name in reports: one line without '/' or '\\' (default: the file's stem)")  # fmt: skip
     size = parser.add_argument_group("sizes and probe settings")
     size.add_argument("--n-points", type=_n_points, default=10_000, help="points per task (at least 10; default 10000)")
-    size.add_argument("--point-seed", type=int, default=None, help="seed of the task point sample")
+    size.add_argument("--point-seed", type=_point_seed, default=None, help="seed of the task point sample (0 or more)")
     size.add_argument("--min-class-points", type=positive_int, default=20, help="drop rarer classes (default 20)")
     size.add_argument("--max-epochs", type=positive_int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
     size.add_argument("--block-deg", type=positive_float, default=10.0, help="spatial-block: block size in degrees")
@@ -231,6 +240,10 @@ def _config(args: argparse.Namespace):
         tasks = tuple(names())
     else:
         tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if args.data is not None and "air-temperature" not in tasks:  # (it was never read, without a word)
+        raise BadInputError(f"--data {args.data} is the air-temperature task's stations table, and the tasks "
+                            f"({', '.join(tasks) or 'the --task-file alone'}) do not include air-temperature: add it "
+                            "to --tasks, or drop --data")  # fmt: skip
     options = TaskOptions(
         n_points=args.n_points, min_class_points=args.min_class_points, data=args.data,
         allow_download=not args.offline, use_cache=not args.no_cache,
@@ -307,5 +320,5 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress())
-    print(f"{len(outputs.rows)} fits; wrote {outputs.files['md']} and {outputs.files['csv']}")
+    print(f"{len(outputs.rows)} results; wrote {outputs.files['md']} and {outputs.files['csv']}")
     return 0

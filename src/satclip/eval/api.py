@@ -41,7 +41,7 @@ def run_evaluation(
     # encoders are checked (a failed check leaves a user's empty directory as it was, not satclip's)
     safe_output.check_owned_dir(out, kind="evaluation")
     with safe_output.exclusive(out):
-        rows, tasks = evaluate_tasks(config, out, progress=progress)
+        rows, tasks = evaluate_tasks(config, out, progress=progress, maps=figures)
         files: dict[str, Path | list[Path]] = {}
         if figures:  # first, so that results.md links them
             from .plots import bar_chart, residual_maps

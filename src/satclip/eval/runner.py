@@ -442,11 +442,17 @@ def evaluate(
 
 
 def evaluate_tasks(
-    config: EvalConfig, out_dir: str | Path | None = None, *, progress: Callable[[int], object] | None = None
+    config: EvalConfig,
+    out_dir: str | Path | None = None,
+    *,
+    progress: Callable[[int], object] | None = None,
+    maps: bool = True,
 ) -> tuple[list[dict], list[Task]]:
     """:func:`evaluate`, also returning the tasks it loaded (for reports: loading them again repeated the
     work and its warnings). The caller holds the lock of ``out_dir`` (:func:`satclip.safe_output.exclusive`):
-    lines of ``rows.jsonl`` that are no fold record are dropped from it (:func:`_drop_damaged_rows`)."""
+    lines of ``rows.jsonl`` that are no fold record are dropped from it (:func:`_drop_damaged_rows`). ``maps``:
+    the caller draws the residual maps of the first seed, so a finished fold of that seed whose predictions an
+    earlier run did not keep is fitted again (without maps it is reused as it is)."""
     out = Path(out_dir) if out_dir is not None else None
     done = _read_rows(out / ROWS_FILE) if out else {}
     # the cheap checks and the encoders first: task data may have to be downloaded
@@ -520,8 +526,20 @@ def evaluate_tasks(
             return digest(task_keys[task.name], enc.identity, config.protocol, config.protocol_options, probe_name,
                           options, fold.name)  # fmt: skip
 
-        if done:
-            kept = sum(fold_key(t, e, p, f) in done for t in tasks for e in encs for p in probe_names
+        def reusable(task: Task, enc: encoders.Encoder, probe_name: str, fold: protocols.Fold) -> dict | None:
+            """The row of this fold an earlier run finished, if it is reused."""
+            key = fold_key(task, enc, probe_name, fold)
+            row = done.get(key)
+            if row is not None and out and maps and fold.variant in MAPPED_VARIANTS and fold.seed == config.seeds[0]:
+                # a finished fold this run maps, whose predictions an earlier run did not keep (it saved its own
+                # first seed's only): fitted again (the same result), so that the maps show every encoder's test
+                # points of this run's first seed
+                path = _prediction_path(out, task.name, enc.name, probe_name, fold.name, key)
+                row = row if path.is_file() else None
+            return row
+
+        if done:  # (counted as the loop below reuses them: refitted folds were counted as reused)
+            kept = sum(reusable(t, e, p, f) is not None for t in tasks for e in encs for p in probe_names
                        for f in folds[t.name])  # fmt: skip
             if kept:
                 log.info("reusing %d of %d folds evaluated by an earlier run in %s", kept, total, out,
@@ -534,13 +552,7 @@ def evaluate_tasks(
                     for fold in folds[task.name]:
                         key = fold_key(task, enc, probe_name, fold)
                         mapped = fold.variant in MAPPED_VARIANTS
-                        row = done.get(key)
-                        if row is not None and out and mapped and fold.seed == config.seeds[0]:
-                            # a finished fold this run maps, whose predictions an earlier run did not keep (it
-                            # saved its own first seed's only): fitted again (the same result), so that the maps
-                            # show every encoder's test points of this run's first seed
-                            path = _prediction_path(out, task.name, enc.name, probe_name, fold.name, key)
-                            row = row if path.is_file() else None
+                        row = reusable(task, enc, probe_name, fold)
                         slots.append(row)
                         if row is None:
                             todo.append((len(slots) - 1, key, probe_name, probe, fold, mapped))
