@@ -387,6 +387,28 @@ def test_points_holdout_continent_never_holds_out_are_counted(tmp_path, capsys):
     assert "(no continent)" in said[0] and "they are never held out" in said[0]
 
 
+def test_a_continent_with_too_few_points_to_hold_out_is_named(tmp_path, capsys):
+    """A continent with fewer points than a held-out one needs had no column in the report, and the spread was
+    over the other continents, without a word."""
+    rng = np.random.default_rng(6)
+    centres = {"Europe": (10, 50, 60), "Africa": (20, 5, 60), "Asia": (90, 45, 60), "Oceania": (135, -25, 8)}
+    lonlat = np.concatenate([np.column_stack([rng.uniform(lon - 4, lon + 4, n), rng.uniform(lat - 4, lat + 4, n)])
+                             for lon, lat, n in centres.values()])  # fmt: skip
+    table = _table(tmp_path / "four.csv", {"lon": lonlat[:, 0], "lat": lonlat[:, 1], "y": rng.normal(size=188)})
+    from satclip.eval import tasks
+
+    labels = tasks.table_task(table).continents
+    assert {name: int((labels == name).sum()) for name in centres} == {name: n for name, (*_, n) in centres.items()}
+    capsys.readouterr()
+    argv = ["evaluate", *FAST, "--no-figures", "--task-file", table, "--protocol", "holdout-continent", "--out",
+            str(tmp_path / "ev")]  # fmt: skip
+    assert main(argv) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "a held-out continent needs" in line]
+    assert said == ["task four: Oceania (8 points) has fewer than the 20 points a held-out continent needs: never "
+                    "held out, and no column of the report; give more points (--n-points) to hold it out"], said
+    assert "Oceania" not in (tmp_path / "ev" / "results.csv").read_text()
+
+
 def test_results_csv_names_each_rows_saved_predictions(tmp_path):
     """predictions/ keeps every earlier run's files (told apart by a digest of their settings) and results.csv
     named none of them: a user could not tell which file held a row's predictions."""

@@ -129,7 +129,15 @@ def _check_spatial_block(block_deg: float = 10.0, k: int = 5, val: float = 0.2) 
 _OPTION_CHECKS = {"spatial-block": _check_spatial_block}
 
 
-def _never_held_out(task: Task, continents: tuple[str, ...] = MAIN_CONTINENTS, **_) -> None:
+def _never_held_out(task: Task, continents: tuple[str, ...] = MAIN_CONTINENTS, min_test: int = 20, **_) -> None:
+    few = [(name, int((task.continents == name).sum())) for name in continents]
+    few = [(name, count) for name, count in few if 0 < count < min_test]
+    if few and len(few) < sum(1 for name in continents if (task.continents == name).any()):
+        # (its column was missing from the report, and the spread was over the other continents, without a word)
+        log.warning("task %s: %s ha%s fewer than the %d points a held-out continent needs: never held out, and no "
+                    "column of the report; give more points (--n-points) to hold it out", task.name,
+                    ", ".join(f"{name} ({count} points)" for name, count in few), "s" if len(few) == 1 else "ve",
+                    min_test)  # fmt: skip
     elsewhere = ~np.isin(task.continents, continents)
     if elsewhere.any():  # (ocean points were never held out, without a word)
         names, counts = np.unique(task.continents[elsewhere], return_counts=True)
