@@ -119,12 +119,20 @@ def test_a_rerun_without_figures_reuses_folds_whose_predictions_are_gone(tmp_pat
     gone were fitted again (appending duplicate rows) while the log said every fold was reused; with figures
     they are fitted again for the maps, and the log counts them as fitted."""
     import logging
+    import shlex
     import shutil
+
+    from satclip.eval.tasks.base import DEFAULT_POINT_SEED
 
     out = tmp_path / "ev"
     argv = ["evaluate", "--encoders", "direct,wrap", "--tasks", "elevation", "--n-points", "300", "--seeds", "2",
             "--probes", "linear", "--no-figures", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
+    # (its report says how to run it again: two runs of other --n-points had the same header)
+    from satclip import __version__
+
+    assert (f"Settings: 300 points per task (point seed {DEFAULT_POINT_SEED}); satclip {__version__}. Command: "
+            f"`satclip {shlex.join(argv)}`") in (out / "results.md").read_text().splitlines()  # fmt: skip
     rows = (out / "rows.jsonl").read_text()
     shutil.rmtree(out / "predictions")
     with caplog.at_level(logging.INFO, logger="satclip"):

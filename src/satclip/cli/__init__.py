@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # (reports name the command that wrote them)
     debug = args.debug or os.environ.get("SATCLIP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
     safe_output.forget_created()
     with cli_logging(args.verbose), _sigterm_interrupts():

@@ -300,13 +300,13 @@ def _run(args: argparse.Namespace) -> int:
         _check_preset(args)
     else:
         _check_protocol_options(args)
+    command = "satclip " + shlex.join(args.argv)
     common = {"data": args.data, "threads": args.threads, "workers": args.workers or 2,
               "allow_download": not args.offline, "use_cache": not args.no_cache, "figures": not args.no_figures}
     if args.preset == "reference":
         from ..eval.encoders import split_specs
         from ..eval.reference import run_reference
 
-        command = "satclip evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
         path = run_reference(args.out, split_specs(args.encoders or ""), progress=_progress(), command=command,
                              **common)  # fmt: skip
         print(f"wrote {path}")
@@ -319,6 +319,7 @@ def _run(args: argparse.Namespace) -> int:
         path = run_paper(args.out, encoders, seeds=args.seeds, epochs=args.max_epochs, **common)
         print(f"wrote {path}")
         return 0
-    outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress())
+    outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress(),
+                             command=command)  # fmt: skip
     print(f"{len(outputs.rows)} results; wrote {outputs.files['md']} and {outputs.files['csv']}")
     return 0

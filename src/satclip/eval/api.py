@@ -23,9 +23,15 @@ class EvalOutputs:
 
 
 def run_evaluation(
-    config: EvalConfig, out_dir: str | Path, *, figures: bool = True, progress: Callable[[int], object] | None = None
+    config: EvalConfig,
+    out_dir: str | Path,
+    *,
+    figures: bool = True,
+    progress: Callable[[int], object] | None = None,
+    command: str | None = None,
 ) -> EvalOutputs:
-    """Evaluate and write ``results.csv``, ``timings.csv``, ``results.md``, ``bars_*.png`` and ``map_*.png``.
+    """Evaluate and write ``results.csv``, ``timings.csv``, ``results.md`` (naming the ``command`` that ran it,
+    if given), ``bars_*.png`` and ``map_*.png``.
 
     ``out_dir`` must be new, empty or an earlier evaluation's (finished folds there are reused); it is
     locked while the evaluation runs.
@@ -49,7 +55,7 @@ def run_evaluation(
             files["bars"] = bar_chart(rows, tasks, out / "bars.png", f"satclip evaluate: {config.protocol}")
             files["maps"] = residual_maps(rows, tasks, out, seed=config.seeds[0])
         pictures = [*files.get("bars", []), *files.get("maps", [])]
-        files.update(write_reports(rows, config, tasks, out, figures=pictures))
+        files.update(write_reports(rows, config, tasks, out, figures=pictures, command=command))
         safe_output.keep_only_written(out, "figures", pictures)  # an earlier run's other figures go
     log.info("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
     return EvalOutputs(rows, files)

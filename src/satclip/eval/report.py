@@ -420,12 +420,31 @@ def blind_chance(config: EvalConfig, tasks: Sequence[Task]) -> dict[str, dict[st
             for variant, by_task in scores.items()}  # fmt: skip
 
 
+def settings_line(config: EvalConfig, command: str | None = None) -> str:
+    """What a protocol run's results depend on besides its protocol, seeds and probes (two runs of other
+    ``--n-points`` or ``--block-deg`` had the same header), and the ``command`` that ran it: enough to run it
+    again."""
+    from .. import __version__
+
+    options = config.task_options
+    parts = [f"{options.n_points:,} points per task (point seed {options.seed})"]
+    for what, values in (("protocol options", config.protocol_options), ("probe options", config.probe_options)):
+        if values:
+            parts.append(f"{what} " + ", ".join(f"{key}={value}" for key, value in values.items()))
+    if config.task_file is not None:
+        parts.append(f"task file `{config.task_file.path}`")
+    if options.data is not None:
+        parts.append(f"stations table `{options.data}`")
+    line = f"Settings: {'; '.join(parts)}; satclip {__version__}."
+    return line + (f" Command: `{command}`" if command else "")
+
+
 def markdown(
     rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], title: str | None = None,
-    figures: Sequence[Path] = (),
+    figures: Sequence[Path] = (), command: str | None = None,
 ) -> str:  # fmt: skip
     """The ``results.md`` text for one protocol run; ``figures`` (PNG files beside it) are linked with
-    captions."""
+    captions; ``command``: the command line that ran it, if any."""
     summary = summarise(rows)
     task_names = _ordered(r["task"] for r in rows)
     encoder_names = _ordered(r["encoder"] for r in rows)
@@ -443,6 +462,7 @@ def markdown(
         "the test splits as the encoders are; the task table's chance is the same prediction made and scored on "
         "all of a task's points, so the two differ by what the splits sample."
     )
+    out += ["", settings_line(config, command)]
     out += ["", *_task_rows(tasks, task_names)]
     for note in (_class_filter_note(tasks, task_names), _few_test_points_note(rows)):
         if note:
@@ -530,13 +550,15 @@ def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
 
 
 def write_reports(
-    rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], out: Path, figures: Sequence[Path] = ()
-) -> dict[str, Path]:
-    """Write results.csv, timings.csv and results.md (linking ``figures``) into ``out``; returns their paths."""
+    rows: Sequence[dict], config: EvalConfig, tasks: Sequence[Task], out: Path, figures: Sequence[Path] = (),
+    command: str | None = None,
+) -> dict[str, Path]:  # fmt: skip
+    """Write results.csv, timings.csv and results.md (linking ``figures``; naming the ``command`` that ran it)
+    into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "timings": out / "timings.csv", "md": out / "results.md"}
     _say_what_is_replaced(paths["csv"], rows)
     write_csv([{**row, "predictions": prediction_file(out, row)} for row in rows], paths["csv"], COLUMNS)
     write_csv(rows, paths["timings"], ("task", "encoder", "probe", "fold", "embedding_dim", "n_train", "seconds"))
-    safe_output.write_bytes(paths["md"], markdown(rows, config, tasks, figures=figures).encode())
+    safe_output.write_bytes(paths["md"], markdown(rows, config, tasks, figures=figures, command=command).encode())
     return paths
