@@ -513,10 +513,33 @@ def test_points_retrieved_in_chunks_along_a_curve_land_in_their_own_rows(monkeyp
         pieces = encoder.encode(query, precision=precision)
         monkeypatch.undo()
         assert whole.dtype == pieces.dtype == (torch.float64 if precision == "float64" else torch.float32)
+
         torch.testing.assert_close(whole[:, :DIM], location.encode(query, precision=precision), rtol=0, atol=0)
         torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-6)
         expected = reference_retrieval(query, whole[:, :DIM].float().numpy(), db, "range+", 6, 0.05, 0.5, 100.0, 0.0)
         np.testing.assert_allclose(pieces[:, DIM:].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_k_of_every_entry_asks_for_a_bounded_number_of_neighbours_at_once(monkeypatch):
+    """k = the database's size (allowed) asked the k-d tree for k neighbours of a whole 16,384-point chunk at once:
+    with the 100,000 entries of the shipped models' database, 12 GiB and a MemoryError. The chunks shrink with k
+    to NEIGHBOURS_AT_ONCE neighbours; the result is the same."""
+    from satclip.retrieval import encoder as encoder_module
+    from satclip.retrieval.geo import GeoIndex
+
+    rng = np.random.default_rng(4)
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    lonlat = sphere_points(300, 5)
+    db = RetrievalDatabase.from_arrays(lonlat, location.encode(lonlat).numpy(), rng.normal(size=(300, 5)))
+    query = hard_points(500, rng)
+    encoder = RetrievalEncoder(location, db, k=300)
+    whole = encoder.encode(query)
+    asked = []
+    real_query = GeoIndex._query
+    monkeypatch.setattr(GeoIndex, "_query", lambda self, xyz, k: asked.append(len(xyz) * k) or real_query(self, xyz, k))
+    monkeypatch.setattr(encoder_module, "NEIGHBOURS_AT_ONCE", 3000)
+    torch.testing.assert_close(encoder.encode(query), whole, rtol=1e-5, atol=1e-6)
+    assert len(asked) == 50 and max(asked) <= 3000  # (10 points of 300 neighbours a chunk)
 
 
 def test_retrieval_encoder_works_where_an_encoder_does(setup):
@@ -978,3 +1001,11 @@ def test_a_database_never_replaces_another_satclip_output_or_its_own_inputs(setu
     with pytest.raises(BadInputError, match=f"the output {tmp_path} contains the input"):
         build_database(tmp_path, model_dir, cache, overwrite=True)  # (a path is loaded as a model too)
     assert satclip.load_model(model_dir) is not None
+
+
+def test_a_database_of_another_models_embeddings_is_named_before_its_size():
+    """An in-memory database of 8-d location embeddings for a 256-d model, with fewer entries than k, was refused
+    for its k ("give k <= 1"), not for belonging to another model."""
+    one = RetrievalDatabase.from_arrays([[0.0, 0.0]], [[0.0] * 8], [[0.0] * 4])
+    with pytest.raises(BadInputError, match="holds 8-d location embeddings, the model gives 256-d ones"):
+        satclip.load("bluemarble-l10", retrieval=one)

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import BadInputError
 from ..models.location_encoder import LocationEncoder
-from .geo import EARTH_RADIUS_KM, GeoIndex, exclusion_chord, unit_vectors
+from .geo import EARTH_RADIUS_KM, NEIGHBOURS_AT_ONCE, GeoIndex, exclusion_chord, unit_vectors
 from .search import SemanticIndex, softmax_weights, weighted_mean
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,11 @@ class RetrievalEncoder(LocationEncoder):
         out = torch.empty(len(lonlat), self.database.image_dim) if out is None else out
         location = location.detach().to("cpu", torch.float32) if self.beta < 1 else None
         order = morton_order(lonlat)
-        for start in range(0, len(lonlat), RETRIEVAL_CHUNK):
-            rows = order[start : start + RETRIEVAL_CHUNK]
+        # (the neighbours of a chunk, k of them per point, stay within NEIGHBOURS_AT_ONCE: k = 100,000 entries asked
+        # for 16,384 points at once was a MemoryError of 12 GiB)
+        chunk = max(1, min(RETRIEVAL_CHUNK, NEIGHBOURS_AT_ONCE // self.k))
+        for start in range(0, len(lonlat), chunk):
+            rows = order[start : start + chunk]
             xyz = unit_vectors(lonlat[rows])
             mixed = None
             if self.beta > 0:
@@ -349,8 +352,8 @@ def augment(
 
             model = load_model(source, trust_checkpoint=trust_checkpoint)
             check_fresh(database, identity=model_key(model), source=source)
-    if k > len(database):  # (a k of millions was a MemoryError in the k-d tree's query)
-        raise BadInputError(
+    if k > len(database) and database.location_dim == encoder.embedding_dim:  # (else: that is what is wrong)
+        raise BadInputError(  # (a k of millions was a MemoryError in the k-d tree's query)
             f"retrieval k={k} is more than the {len(database)} entries of the database: give k <= {len(database)}"
         )
     return RetrievalEncoder(encoder, database, **options)
