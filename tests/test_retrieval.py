@@ -1009,3 +1009,21 @@ def test_a_database_of_another_models_embeddings_is_named_before_its_size():
     one = RetrievalDatabase.from_arrays([[0.0, 0.0]], [[0.0] * 8], [[0.0] * 4])
     with pytest.raises(BadInputError, match="holds 8-d location embeddings, the model gives 256-d ones"):
         satclip.load("bluemarble-l10", retrieval=one)
+
+
+def test_auto_for_a_model_that_is_not_shipped_is_refused_before_it_loads(monkeypatch, capsys):
+    """retrieval='auto' (and `retrieval build --cache auto`) for a released checkpoint downloaded it first and
+    refused it then (offline: "cannot download satclip-resnet18-l10.ckpt", exit 1)."""
+    import satclip.api
+    import satclip.io.load
+    from satclip.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(satclip.io.load, "load_model", never)
+    monkeypatch.setattr(satclip.api, "load_location_encoder", never)
+    with pytest.raises(BadInputError, match=r"builds the databases of the shipped models \(bluemarble-l10, "):
+        satclip.load("satclip-resnet18-l10", retrieval="auto")
+    assert main(["retrieval", "build", "--model", "satclip-resnet18-l10", "--cache", "auto"]) == 2
+    assert "--cache auto is for the shipped models" in capsys.readouterr().err

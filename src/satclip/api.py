@@ -49,7 +49,7 @@ def load(
     if not plain:  # (before the model is loaded: a bad beta was named only once it had loaded, or failed to)
         from .retrieval.encoder import augment, check_arguments
 
-        check_arguments(retrieval, options)
+        check_arguments(retrieval, options, source)
     encoder = load_location_encoder(
         source, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint, precision=precision,

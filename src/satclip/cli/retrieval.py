@@ -58,8 +58,7 @@ def run_build(args: argparse.Namespace) -> int:
         raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
     if args.output is not None:  # a foreign directory, or the model's own: refuse now
         safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
-    model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
-    if auto:
+    if auto:  # (before the model is loaded: a released checkpoint was downloaded first, and refused then)
         from ..pretrained import shipped_model_name
         from ..retrieval.auto import auto_directory, auto_features, shipped_models
         from ..retrieval.database import check_replaceable
@@ -68,6 +67,8 @@ def run_build(args: argparse.Namespace) -> int:
         if name not in shipped_models():
             raise BadInputError(f"--cache auto is for the shipped models ({', '.join(shipped_models())}), not "
                                 f"{args.model}: give a feature cache built with its image encoder")  # fmt: skip
+    model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
+    if auto:
         if args.output is not None:  # (refused only after the features were built)
             check_replaceable(args.output, model, overwrite=args.overwrite)
         cache = auto_features(name, model, progress=_progress_bar())

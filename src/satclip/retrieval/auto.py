@@ -43,6 +43,25 @@ def auto_directory(name: str) -> Path:
     return cache_dir("retrieval", name)
 
 
+def shipped_name(source) -> str:
+    """The name of the shipped model ``source`` is (a name, or its directory in the package).
+
+    Raises:
+        BadInputError: ``source`` is no shipped Blue Marble model (checked before any model is loaded: a released
+            checkpoint was downloaded first, and refused then).
+    """
+    from ..pretrained import shipped_model_name
+
+    known = shipped_models()
+    name = shipped_model_name(source)
+    if str(name) not in known:
+        raise BadInputError(
+            f"retrieval='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
+            "build one with `satclip retrieval build --model M --cache C -o DB` and pass retrieval=DB"
+        )
+    return str(name)
+
+
 def auto_database(name: str, *, progress: Callable[[int, int], None] | None = None):
     """The :class:`~satclip.retrieval.database.RetrievalDatabase` of shipped model ``name`` (built on first use).
 
@@ -50,15 +69,8 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
         BadInputError: ``name`` is not a shipped Blue Marble model.
     """
     from ..io.load import load_model
-    from ..pretrained import shipped_model_name
 
-    known = shipped_models()
-    name = shipped_model_name(name)
-    if str(name) not in known:
-        raise BadInputError(
-            f"retrieval='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
-            "build one with `satclip retrieval build --model M --cache C -o DB` and pass retrieval=DB"
-        )
+    name = shipped_name(name)
     from .database import DEFAULT_DTYPE, build_database, read_manifest, refuse_other_outputs
 
     path = auto_directory(name) / "database"

@@ -296,10 +296,11 @@ class RetrievalEncoder(LocationEncoder):
         return out
 
 
-def check_arguments(retrieval, options: dict) -> dict:
-    """Refuse, before anything is loaded, a ``retrieval`` that names no database and ``options`` (``k``, ``beta``
-    …; ``None``: not given) that are out of range; returns the options given."""
-    from .auto import AUTO
+def check_arguments(retrieval, options: dict, source=None) -> dict:
+    """Refuse, before anything is loaded, a ``retrieval`` that names no database (or ``'auto'`` for a ``source``
+    that is no shipped model) and ``options`` (``k``, ``beta`` …; ``None``: not given) that are out of range;
+    returns the options given."""
+    from .auto import AUTO, shipped_name
     from .database import RetrievalDatabase
 
     options = {k: v for k, v in options.items() if v is not None}
@@ -317,6 +318,8 @@ def check_arguments(retrieval, options: dict) -> dict:
     if isinstance(retrieval, str) and not retrieval.strip():  # ('' was read as the directory '.')
         raise BadInputError(f"retrieval={retrieval!r} names no database: pass retrieval={AUTO!r} or a database "
                             "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
+    if retrieval == AUTO and isinstance(source, (str, os.PathLike)):
+        shipped_name(source)
     return options
 
 
