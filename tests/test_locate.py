@@ -560,3 +560,11 @@ def test_a_sentinel2_patch_too_small_for_the_resnet_is_refused(tmp_path, capsys)
     assert main(["locate", str(tmp_path / "tiny.tif"), "--model", str(ckpt)]) == 2
     assert "tiny.tif is 16×16 px; satclip-resnet18-l10.ckpt takes Sentinel-2 patches of at least 32×32 px" in (
         capsys.readouterr().err)  # fmt: skip
+
+
+def test_a_small_share_of_candidates_above_the_truth_is_not_printed_as_none():
+    """1 of 10,000 candidates scoring higher was printed "(0.0 %)", as if none did."""
+    from satclip.cli.locate import _percent
+
+    assert [_percent(1, 10_000), _percent(2_461, 10_000_000), _percent(0, 500), _percent(123, 1_000)] == [
+        "0.01 %", "0.025 %", "0.0 %", "12.3 %"]  # fmt: skip

@@ -69,17 +69,27 @@ def run(args: argparse.Namespace) -> int:
         if truth is not None:
             print(f"image centre (from the GeoTIFF): lon {truth[0]:.4f}, lat {truth[1]:.4f}")
     result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth)
-    header = f"{'rank':>4}  {'lon':>9}  {'lat':>8}  {'score':>7}"
+    width = max(4, len(str(args.k)))  # (rank 10000 of --k 20000 stood a column off the others)
+    header = f"{'rank':>{width}}  {'lon':>9}  {'lat':>8}  {'score':>7}"
     if truth is not None:
         header += f"  {'km to truth' if args.truth else 'km to centre':>12}"
     print(header)
     for rank, (lon, lat, score) in enumerate(result.rows(0), start=1):
-        line = f"{rank:>4}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
+        line = f"{rank:>{width}}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
         if truth is not None:
             line += f"  {float(great_circle_km((lon, lat), truth)):>12.0f}"
         print(line)
     if result.above_truth is not None:  # the true location is not a candidate: its rank among them
         higher = round(float(result.above_truth[0]) * result.candidates)
         print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): {higher:,} of the {result.candidates:,} "
-              f"candidates score higher ({100 * higher / result.candidates:.1f} %): it would rank {higher + 1:,}")
+              f"candidates score higher ({_percent(higher, result.candidates)}): it would rank {higher + 1:,}")
     return 0
+
+
+def _percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage with two significant digits below 1 % ("0.025 %"; 1 of 10,000 was
+    "0.0 %", as if none)."""
+    share = 100 * part / whole
+    if share == 0 or share >= 1:
+        return f"{share:.1f} %"
+    return f"{share:.2g} %" if share >= 0.01 else f"{share:.1e} %"

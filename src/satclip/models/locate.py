@@ -210,7 +210,8 @@ def locate(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:  # (2.7 was 2, True 1)
         raise BadInputError(f"k must be a whole number of at least 1, got {k!r}")
     if int(k) > len(points):
-        log.warning("k=%d is more than the %d candidates: all %d are ranked", int(k), len(points), len(points))
+        log.warning("k=%s is more than the %s candidates: all %s are ranked", f"{int(k):,}", f"{len(points):,}",
+                    f"{len(points):,}")  # fmt: skip
     k = min(int(k), len(points))
     unfitted = [m for m in model.visual.modules() if isinstance(getattr(m, "fitted", None), torch.Tensor)
                 and not bool(m.fitted)]  # fmt: skip
