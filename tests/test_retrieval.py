@@ -1027,3 +1027,16 @@ def test_auto_for_a_model_that_is_not_shipped_is_refused_before_it_loads(monkeyp
         satclip.load("satclip-resnet18-l10", retrieval="auto")
     assert main(["retrieval", "build", "--model", "satclip-resnet18-l10", "--cache", "auto"]) == 2
     assert "--cache auto is for the shipped models" in capsys.readouterr().err
+
+
+def test_the_feature_caching_bar_is_closed_when_the_work_stops(capsys):
+    """A Ctrl-C while `retrieval build --cache auto` cached features wrote "satclip: interrupted" onto the bar's
+    line, and the bar was drawn again after it."""
+    import contextlib
+
+    from satclip.cli.retrieval import _ProgressBar
+
+    with pytest.raises(KeyboardInterrupt), contextlib.closing(_ProgressBar()) as progress:
+        progress(10, 100)
+        raise KeyboardInterrupt
+    assert progress.bar is None and capsys.readouterr().err.endswith("\n")

@@ -11,6 +11,7 @@ does on first use; ``-o`` then defaults to where that looks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from ..paths import not_a_directory
@@ -71,7 +72,8 @@ def run_build(args: argparse.Namespace) -> int:
     if auto:
         if args.output is not None:  # (refused only after the features were built)
             check_replaceable(args.output, model, overwrite=args.overwrite)
-        cache = auto_features(name, model, progress=_progress_bar())
+        with contextlib.closing(_ProgressBar()) as progress:
+            cache = auto_features(name, model, progress=progress)
         output = args.output or auto_directory(name) / "database"
         overwrite = args.overwrite or args.output is None  # the default location is satclip's own cache
     else:
@@ -92,19 +94,26 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar():
-    bars = []
+class _ProgressBar:
+    """The feature caching's progress (``progress(done, total)``), a bar once there is work; closed when done or
+    when the work stops (a Ctrl-C's "satclip: interrupted" was written onto the bar's line, then the bar again)."""
 
-    def progress(done: int, total: int) -> None:
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if not bars and done >= total:
+        if self.bar is None and done >= total:
             return  # reused as it was: no bar
-        if not bars:
-            bars.append(tqdm(total=total, unit="img", desc="caching features"))
-        bars[0].n = done
-        bars[0].refresh()
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="img", desc="caching features")
+        self.bar.n = done
+        self.bar.refresh()
         if done >= total:
-            bars[0].close()
+            self.close()
 
-    return progress
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
