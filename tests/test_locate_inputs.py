@@ -73,6 +73,26 @@ def test_a_truncated_image_is_one_line(tmp_path, monkeypatch, capfd):
     )
 
 
+def test_a_truncated_geotiff_of_one_strip_is_one_line_without_gdals_warnings(tmp_path, monkeypatch, capfd):
+    """Cut within its one strip, a GeoTIFF's StripByteCounts run past its end: GDAL warned "TIFFReadDirectory:
+    Bogus StripByteCounts field" each time the file was opened (five lines) before satclip's error line."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    monkeypatch.chdir(tmp_path)
+    pixels = np.random.default_rng(1).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    with rasterio.open("whole.tif", "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(10, 50, 0.01, 0.01)) as dst:  # fmt: skip
+        dst.write(pixels)
+    data = (tmp_path / "whole.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    assert main(["locate", "cut.tif", "--model", "bluemarble-l10"]) == 2
+    line = _only_line(capfd)
+    assert line.startswith("satclip: error: cut.tif cannot be read to the end (") and line.endswith(
+        "): is the GeoTIFF truncated or damaged?"
+    )
+
+
 def test_a_geotiff_without_georeference_gets_satclips_own_note(tmp_path, monkeypatch, capfd, recwarn):
     """rasterio warns (NotGeoreferencedWarning) on opening it; locate says instead what it assumes."""
     rasterio = pytest.importorskip("rasterio")

@@ -10,6 +10,7 @@ This is the deterministic part of the original transform; the random crop/flips/
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -64,6 +65,29 @@ IMAGE_KINDS = "PNG or JPEG pictures (.png, .jpg, .jpeg) and GeoTIFFs (any other 
 
 
 @contextlib.contextmanager
+def _gdal_warnings_held() -> Iterator[None]:
+    """GDAL's warnings while a file is opened and read (rasterio logs them on its ``rasterio`` loggers), logged
+    at DEBUG level: a file that cannot be read gets the one line of its :class:`BadInputError` (five lines of
+    "CPLE_AppDefined … TIFFReadDirectory: Bogus StripByteCounts field" came first, from each time it was
+    opened), and one that is read was read."""
+    logger, held = logging.getLogger("rasterio"), []
+    holder = logging.Handler()
+    holder.emit = held.append
+    propagate = logger.propagate
+    logger.addHandler(holder)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(holder)
+        logger.propagate = propagate
+        for record in held:
+            if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):  # (handle() does not check levels)
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                logging.getLogger(record.name).handle(record)
+
+
+@contextlib.contextmanager
 def open_geotiff(path: str | Path) -> Iterator:
     """``path`` opened with rasterio as a GeoTIFF (needs rasterio); one without georeference opens quietly (its
     ``crs`` is None: the callers say what that means).
@@ -76,22 +100,23 @@ def open_geotiff(path: str | Path) -> Iterator:
     rasterio = require("rasterio", "data", "reading GeoTIFF images")
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path, driver="GTiff")
-    except RasterioIOError as err:
-        raise BadInputError(
-            f"{path} is not a GeoTIFF (GDAL cannot open it as one); satclip locate reads {IMAGE_KINDS}"
-        ) from err
-    try:
-        with src:
-            yield src
-    except RasterioIOError as err:
-        reason = str(err.__cause__ or err).rstrip(".")  # GDAL's own message, e.g. "TIFFReadEncodedStrip() failed"
-        raise BadInputError(
-            f"{path} cannot be read to the end ({reason}): is the GeoTIFF truncated or damaged?"
-        ) from err
+    with _gdal_warnings_held():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                src = rasterio.open(path, driver="GTiff")
+        except RasterioIOError as err:
+            raise BadInputError(
+                f"{path} is not a GeoTIFF (GDAL cannot open it as one); satclip locate reads {IMAGE_KINDS}"
+            ) from err
+        try:
+            with src:
+                yield src
+        except RasterioIOError as err:
+            reason = str(err.__cause__ or err).rstrip(".")  # GDAL's message, e.g. "TIFFReadEncodedStrip() failed"
+            raise BadInputError(
+                f"{path} cannot be read to the end ({reason}): is the GeoTIFF truncated or damaged?"
+            ) from err
 
 
 def read_geotiff(path: str | Path) -> np.ndarray:
