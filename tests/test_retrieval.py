@@ -249,6 +249,28 @@ def test_stale_database_is_refused_when_the_cache_changed(setup, tmp_path):
     satclip.load(model_dir, retrieval=db)
 
 
+def test_a_database_whose_cache_is_damaged_is_used_as_one_whose_cache_is_gone(setup, caplog):
+    """With its feature cache's manifest damaged an intact database was refused ("finish the cache, then …"),
+    though it was used once the cache was deleted; a cache whose rebuild is under way still refuses it."""
+    import logging
+    import shutil
+
+    model_dir, cache, db = setup
+    manifest = cache.path / "manifest.json"
+    whole = manifest.read_text()
+    manifest.write_text("{bad")
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        damaged = satclip.load(model_dir, retrieval=db).encode([[10.0, 20.0]])
+    assert f"its feature cache {cache.path.resolve()} cannot be read (" in caplog.text
+    assert "using the database as built, unchecked against it" in caplog.text
+    shutil.move(cache.path, cache.path.with_name("elsewhere"))
+    torch.testing.assert_close(satclip.load(model_dir, retrieval=db).encode([[10.0, 20.0]]), damaged)
+    shutil.move(cache.path.with_name("elsewhere"), cache.path)
+    manifest.write_text(json.dumps({**json.loads(whole), "complete": False}))  # a rebuild under way
+    with pytest.raises(StaleDatabaseError, match=r"is incomplete .* finish the cache, then"):
+        satclip.load(model_dir, retrieval=db)
+
+
 def test_rebuilding_the_same_cache_keeps_the_database_valid(setup):
     model_dir, cache, db = setup
     manifest = json.loads((cache.path / "manifest.json").read_text())

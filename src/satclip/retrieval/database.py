@@ -370,6 +370,9 @@ def check_fresh(
 
             try:
                 cache = FeatureCache.open(recorded)
+            except BadInputError as err:  # damaged: as a cache that is gone (the database's own files are checked)
+                log.warning("retrieval database %s: its feature cache %s cannot be read (%s); using the database as "
+                            "built, unchecked against it", where, recorded, err)  # fmt: skip
             except (OSError, RuntimeError, ValueError) as err:  # an incomplete rebuild in progress, say
                 raise StaleDatabaseError(f"retrieval database {where}: its feature cache {recorded} cannot be "
                                          f"opened ({err}); finish the cache, then {fix}") from err  # fmt: skip
