@@ -480,7 +480,18 @@ def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, cap
         assert main([*run, "--encoders", "wrap,direct"]) == 0
         assert "this report leaves out" not in caplog.text
         assert main([*run, "--encoders", "wrap"]) == 0
-    assert "held 1 result(s) of an earlier run this report leaves out (encoders direct)" in caplog.text
+    assert "held results of an earlier run: 1 this report leaves out (encoders direct); results.csv" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="satclip"):  # (other points were replaced without a word)
+        assert main([*run, "--encoders", "wrap", "--n-points", "150"]) == 0
+    assert "held results of an earlier run: 1 of folds of other sizes (other --n-points, data or protocol options), " \
+           "replaced by this run's; " in caplog.text  # fmt: skip
+    caplog.clear()
+    other_task = ["evaluate", "--no-cache", "--seeds", "1", "--no-figures", "--probes", "linear", "--tasks",
+                  "elevation", "--n-points", "150", "--encoders", "wrap", "--out", str(tmp_path / "ev")]  # fmt: skip
+    with caplog.at_level("WARNING", logger="satclip"):  # (a task left out was named as its encoders)
+        assert main(other_task) == 0
+    assert "held results of an earlier run: 1 this report leaves out (tasks t); " in caplog.text, caplog.text
 
 
 @pytest.mark.parametrize("seed, said", [("-1", "must be 0 or more, got -1"),

@@ -533,20 +533,37 @@ _ROW_KEY = ("task", "encoder", "protocol", "probe", "fold")
 
 def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
     """Warn where ``path``, an earlier run's results.csv, holds results this run's report leaves out (another
-    run's encoders, tasks, seeds: its report was replaced without a word; its folds stay and are reused)."""
+    run's encoders, tasks, seeds: its report was replaced without a word; its folds stay and are reused) or
+    replaces with results of other settings (folds of other sizes: other points or protocol options; those were
+    replaced without a word, and dropped tasks were counted as encoders)."""
     try:
         with path.open(newline="") as handle:
-            earlier = [tuple(row.get(k, "") for k in _ROW_KEY) for row in csv.DictReader(handle)]
+            earlier = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error):
         return
-    now = {tuple(str(row.get(k, "")) for k in _ROW_KEY) for row in rows}
-    gone = [key for key in earlier if key not in now]
+    now = {tuple(str(row.get(k, "")) for k in _ROW_KEY): row for row in rows}
+    gone, changed = [], 0
+    for row in earlier:
+        key = tuple(row.get(k, "") for k in _ROW_KEY)
+        if key not in now:
+            gone.append(key)
+        elif (row.get("n_train"), row.get("n_test")) != (str(now[key].get("n_train")), str(now[key].get("n_test"))):
+            changed += 1
+    said = []
     if gone:
-        encoders = sorted({key[1] for key in gone})
-        log.warning("%s held %d result(s) of an earlier run this report leaves out (encoders %s): results.csv and "
-                    "results.md now hold this run's; its folds stay in %s and a run with its settings reuses them",
-                    path.parent, len(gone), ", ".join(encoders[:5]) + (", …" if len(encoders) > 5 else ""),
-                    path.parent / ROWS_FILE)  # fmt: skip
+        missing = []
+        for position, what in enumerate(("tasks", "encoders", "protocols", "probes", "folds")):
+            values = sorted({key[position] for key in gone} - {key[position] for key in now})
+            if values:
+                missing.append(f"{what} {', '.join(values[:5])}{', …' if len(values) > 5 else ''}")
+        said.append(f"{len(gone)} this report leaves out ({'; '.join(missing) or 'folds of this run'})")
+    if changed:
+        said.append(f"{changed} of folds of other sizes (other --n-points, data or protocol options), replaced by "
+                    "this run's")  # fmt: skip
+    if said:
+        log.warning("%s held results of an earlier run: %s; results.csv and results.md now hold this run's only; the "
+                    "earlier folds stay in %s and a run with their settings reuses them", path.parent,
+                    " and ".join(said), path.parent / ROWS_FILE)  # fmt: skip
 
 
 def write_reports(
