@@ -516,3 +516,17 @@ def test_data_without_the_task_that_reads_it_is_refused(tmp_path, capsys):
         "not include air-temperature: add it to --tasks, or drop --data"
     )
     assert not (tmp_path / "ev").exists()
+
+
+def test_an_empty_or_other_stations_table_says_what_it_should_be(tmp_path, capsys):
+    """An empty --data said "lacks column(s) ['Lon', 'Lat', 'meanT']; found None", and neither message said what
+    the file should be."""
+    empty, other = tmp_path / "empty.csv", tmp_path / "other.csv"
+    empty.write_text("")
+    other.write_text("a,b\n1,2\n")
+    wanted = "give the air-temperature stations table (the SatCLIP repository's stationDataAll.csv)"
+    for table, said in ((empty, "is empty"), (other, "lacks column(s) ['Lon', 'Lat', 'meanT'] (found ['a', 'b'])")):
+        argv = ["evaluate", *FAST, "--tasks", "air-temperature", "--offline", "--data", str(table), "--out",
+                str(tmp_path / "ev")]  # fmt: skip
+        assert main(argv) == 2
+        assert one_error_line(capsys.readouterr().err) == f"satclip: error: {table} {said}; {wanted}"

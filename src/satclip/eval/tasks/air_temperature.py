@@ -126,9 +126,12 @@ def parse_stations(data: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); give the station table as "
                          "UTF-8 CSV") from err  # fmt: skip
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in (LON, LAT, TARGET) if c not in (reader.fieldnames or [])]
+    wanted = "give the air-temperature stations table (the SatCLIP repository's stationDataAll.csv)"
+    if not reader.fieldnames:  # ("found None")
+        raise ValueError(f"{path} is empty; {wanted}")
+    missing = [c for c in (LON, LAT, TARGET) if c not in reader.fieldnames]
     if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; found {reader.fieldnames}")
+        raise ValueError(f"{path} lacks column(s) {missing} (found {reader.fieldnames}); {wanted}")
     rows = [(row[LON], row[LAT], row[TARGET]) for row in reader]
     try:
         values = np.array(rows, dtype=np.float64).reshape(-1, 3)
