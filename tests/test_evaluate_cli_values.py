@@ -530,3 +530,29 @@ def test_an_empty_or_other_stations_table_says_what_it_should_be(tmp_path, capsy
                 str(tmp_path / "ev")]  # fmt: skip
         assert main(argv) == 2
         assert one_error_line(capsys.readouterr().err) == f"satclip: error: {table} {said}; {wanted}"
+
+
+@pytest.mark.parametrize(
+    "spec, said",
+    [
+        ("theory(abc)", "encoder spec 'theory(abc)': parameter 'abc' is not key=value: write theory(key=value,...)"),
+        ("sh-l10(l=5", "unbalanced '(' in encoder list 'sh-l10(l=5': close each '(' with ')'"),
+        ("theory(min_radius=-1)", "encoder 'theory(min_radius=-1)': min_radius must be a positive finite number, "
+                                  "got -1"),
+        ("bluemarble-l10+range+beta=2", "encoder spec 'bluemarble-l10+range+beta=2': a retrieval spec is "
+                                        "MODEL+range or MODEL+range+, its parameters in parentheses, e.g. "
+                                        "bluemarble-l10+range+(beta=2)"),
+    ],
+)  # fmt: skip
+def test_a_malformed_encoder_spec_says_how_to_write_it(tmp_path, capsys, spec, said):
+    """They named the problem without the fix, or no encoder ("min_radius must be … got -1"), or listed every
+    encoder and model in 700 characters, suggesting bluemarble-l10+range+ for bluemarble-l10+range+beta=2."""
+    argv = ["evaluate", "--encoders", spec, "--tasks", "elevation", "--offline", "--out", str(tmp_path / "ev")]
+    assert main(argv) == 2
+    assert one_error_line(capsys.readouterr().err) == f"satclip: error: {said}"
+
+
+def test_too_few_points_say_the_least_there_is(tmp_path, capsys):
+    """--n-points 0 said "a positive integer (1 or more)"; the least is 10."""
+    line = _refused(["evaluate", *FAST, "--tasks", "elevation", "--n-points", "0", "--out", str(tmp_path)], capsys)
+    assert "argument --n-points: must be at least 10, got 0: " in line, line

@@ -15,7 +15,8 @@ from typing import NamedTuple
 from ..paths import CHARACTER_DEVICE, FIFO, special_kind, user_path
 
 
-def _int(text: str) -> int:
+def integer(text: str) -> int:
+    """Any integer (with a one-line error naming the text otherwise)."""
     try:
         return int(text)
     except ValueError:
@@ -24,7 +25,7 @@ def _int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """An integer ≥ 1 (counts and sizes: --batch-size, --chunk-rows, --k, …)."""
-    value = _int(text)
+    value = integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text}")
     return value
@@ -32,7 +33,7 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """An integer ≥ 0 (--recompute, --num-workers, …)."""
-    value = _int(text)
+    value = integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value

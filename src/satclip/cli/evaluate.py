@@ -18,6 +18,7 @@ from ..errors import BadInputError
 from . import precision_option
 from .args import (
     existing_file,
+    integer,
     non_negative_int,
     positive_float,
     positive_int,
@@ -91,7 +92,7 @@ def _task_name(text: str) -> str:
 def _n_points(text: str) -> int:
     from ..eval.tasks.base import MAX_POINTS, MIN_POINTS
 
-    value = positive_int(text)
+    value = integer(text)  # (0 was "a positive integer (1 or more)", where the least is MIN_POINTS)
     if value < MIN_POINTS:
         raise argparse.ArgumentTypeError(
             f"must be at least {MIN_POINTS}, got {text}: a task needs training, validation and test points (the "

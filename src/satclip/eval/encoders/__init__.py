@@ -211,7 +211,7 @@ def _spec_end(text: str, start: int) -> int:
     if quote is not None:
         raise ValueError(f"unclosed {quote} in encoder list {text!r}: close the quoted value{_path_hint(text)}")
     if depth:
-        raise ValueError(f"unbalanced '(' in encoder list {text!r}{_path_hint(text)}")
+        raise ValueError(f"unbalanced '(' in encoder list {text!r}: close each '(' with ')'{_path_hint(text)}")
     return len(text)
 
 
@@ -244,7 +244,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     for item in split_specs(match["params"] or ""):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"encoder spec {spec!r}: parameter {item!r} is not key=value{_path_hint(spec)}")
+            fix = _path_hint(spec) or f": write {match['name']}(key=value,...)"  # (a path's hint says its fix)
+            raise ValueError(f"encoder spec {spec!r}: parameter {item!r} is not key=value{fix}")
         key = key.strip()
         try:
             parsed = ast.literal_eval(value.strip())
@@ -440,12 +441,23 @@ def create(spec: str) -> Encoder:
         return builder(name=spec, **params)
     if name in _encoding.names():
         _check_params(spec, _encoding.ENCODINGS.kind, name, _encoding.ENCODINGS.get(name), params)
-        return _raw(spec, name, **params)
+        try:
+            return _raw(spec, name, **params)
+        except BadInputError:
+            raise
+        except ValueError as err:  # a value out of range ("min_radius must be … got -1" named no encoder)
+            raise BadInputError(f"encoder {spec!r}: {err}") from err
     from .retrieval import create_retrieval, is_retrieval_spec
 
     # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md); a directory so named is a model
     if is_retrieval_spec(name) and not (not params and existing_path(name)):
         return create_retrieval(spec, name, params)
+    base, plus, rest = name.partition("+range")
+    if plus and base and not existing_path(name):  # ("unknown encoder …", 700 characters, for beta=2 not in (…))
+        options = rest.lstrip("+")
+        example = f"{base}+range+({options})" if "=" in options else f"{base}+range+(beta=0.5)"
+        raise BadInputError(f"encoder spec {spec!r}: a retrieval spec is MODEL+range or MODEL+range+, its parameters "
+                            f"in parentheses, e.g. {example}")  # fmt: skip
     from ...io.load import load
     from ...io.resolve import resolve
 
