@@ -111,3 +111,20 @@ def test_the_marker_put_into_a_users_empty_directory_is_taken_back_on_failure(tm
     safe_output.forget_created()  # a command that succeeded: its directories stay satclip's
     safe_output.remove_created_if_empty()
     assert safe_output.owned_kind(mine) == "evaluation"
+
+
+def test_a_directory_with_a_damaged_marker_is_of_the_kind_that_works_in_it_next(tmp_path, capsys):
+    """A damaged marker counts as no kind, so any command may work in the directory; after one did (an
+    evaluation) it stayed of no kind for good, and a model could then be converted into the evaluation's
+    directory. The command that works in it marks it as its own kind again."""
+    evaluation = tmp_path / "ev"
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "100", "--seeds", "1",
+            "--probes", "linear", "--no-figures", "--out", str(evaluation)]  # fmt: skip
+    assert main(argv) == 0
+    (evaluation / safe_output.MARKER).write_text("{damaged")
+    assert main(argv) == 0
+    assert safe_output.owned_kind(evaluation) == "evaluation"
+    capsys.readouterr()
+    assert convert(evaluation, "--overwrite") == 2
+    assert "is a satclip directory of kind 'evaluation', not 'output'" in capsys.readouterr().err
+    assert (evaluation / "results.csv").is_file()

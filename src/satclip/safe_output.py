@@ -187,8 +187,15 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
     if is_owned(path):
         marker = _marker(path)
         files = marker.get("files")
-        if isinstance(files, dict) and "published" in files:  # work goes on in it: its files are no longer those
-            del files["published"]                            # it was published with
+        changed = isinstance(files, dict) and "published" in files
+        if changed:  # work goes on in it: its files are no longer those it was published with
+            del files["published"]
+        if not isinstance(marker.get("kind"), str):  # a damaged marker (or an older satclip's): of this kind now,
+            from . import __version__  # not of any kind (an evaluation into it made it a plain output for good)
+
+            marker.update({"created_by": "satclip", "version": __version__, "kind": kind})
+            changed = True
+        if changed:
             write_json(path / MARKER, marker)
         return path
     existed = path.is_dir()
