@@ -129,10 +129,17 @@ def test_demo_end_to_end_tiny(tmp_path):
     # the same command again: nothing is trained again, and the report says whose epochs those are (its stage
     # times said "pretraining 0 s" of a model trained for 2 epochs)
     weights = (tmp_path / "demo" / "model" / "model.safetensors").read_bytes()
+    timings = tmp_path / "demo" / "timings.json"
+    first = json.loads(timings.read_text())
+    assert list(first) == list(STAGES) and all(v > 0 for v in first.values())
+    timings.write_text(json.dumps({**first, "pretraining": 999.0}))  # (as if it had taken that long)
     shown = io.StringIO()
     again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, shown)).read_text()
     assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings; none here, its model is " \
            "reused)" in again
+    # the time of the reused training is the run's that did it (the report and timings.json said "0 s")
+    assert "pretraining 999 s (an earlier run's: reused)" in again
+    assert json.loads(timings.read_text())["pretraining"] == 999.0
     # and the console says what the rerun reused, stage by stage (it said nothing: only demo.log did)
     notes = [line for line in shown.getvalue().splitlines() if line.startswith("note: ")]
     expected = ["reusing Blue Marble corpus ", "feature cache ", "reusing the model an earlier demo run of these "
