@@ -464,3 +464,28 @@ def test_an_index_of_the_same_bytes_is_kept_as_it_is(tmp_path):
     download_s2100k(root, FakeHub(_shards()))
     assert (root / "index.csv").is_symlink() and copy.read_bytes() == INDEX
     assert sorted(p.name for p in (root / "images").iterdir()) == ALL_IMAGES
+
+
+def test_two_images_of_one_name_in_an_archive_are_refused(tmp_path, capsys):
+    """Members a/patch_0.tif and b/patch_0.tif are both images/patch_0.tif: the second replaced the first and
+    patch_0 was published holding another image's bytes (the first run failed naming a temporary path, the
+    rerun said "2 images extracted")."""
+    files = {**_shards(), "data/shard-000.tar": _tar({"a/patch_0.tif": b"A" * 100, "b/patch_0.tif": b"X" * 100})}
+    copy = _local_copy(tmp_path / "copy", files)
+    for _ in range(2):
+        assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 2
+        assert _error_line(capsys.readouterr().err) == (
+            f"satclip: error: cannot extract {copy / 'data' / 'shard-000.tar'}: it holds two images named "
+            "patch_0.tif (a/patch_0.tif and b/patch_0.tif), which would be one file in images/; it is no S2-100K "
+            "shard; replace it with an intact copy of data/shard-000.tar and rerun"
+        )
+        assert not (tmp_path / "root" / "images" / "patch_0.tif").exists()
+
+
+def test_archives_that_hold_none_of_the_indexed_images_are_said_to(tmp_path, caplog):
+    """A copy whose archive holds no image said "0 images extracted", exit 0, with images/ empty."""
+    files = {"index.csv": INDEX, "data/shard-000.tar": _tar({"readme.txt": b"hi", "patch_1.tif": b"B" * 10})}
+    with caplog.at_level("WARNING", logger="satclip"):
+        download_s2100k(tmp_path / "root", FakeHub(files))
+    assert (f"2 of the 3 images {tmp_path / 'root' / 'index.csv'} lists are in none of the archives of "
+            "fake://s2-100k (first: patch_0.tif, patch_2.tif)") in caplog.text  # fmt: skip

@@ -18,6 +18,7 @@ import torch
 
 from satclip.cli import main
 from satclip.data import S2100K, CheckSpec, IndexFormatError, read_index, sentinel2_to_13_bands, verify_s2100k
+from satclip.errors import BadInputError
 
 from .conftest import REFERENCE, S2_EXAMPLES, one_error_line, require
 
@@ -461,12 +462,11 @@ def test_cli_verify_reports_malformed_index_lines_and_checks_the_other_rows(tmp_
     assert rows[:3] == [(f"line {line}", "malformed", problem) for line, problem in malformed.items()]
     assert rows[3][:2] == (TRUNCATED, "corrupt") and len(rows) == 4
 
-    # training and data loading still refuse the index at its first malformed line, with today's message
-    first = f"{root / 'index.csv'}, line 3: {malformed[3]}"
-    for read in (read_index, lambda path: S2100K(path.parent, cache=False)):
-        with pytest.raises(IndexFormatError) as refused:
-            read(root / "index.csv")
-        assert str(refused.value) == first
+    # read_index alone still refuses the index at its first malformed line; the dataset skips those lines, as it
+    # skips rows of bad coordinates or unreadable images (see test_the_dataset_skips_index_lines_that_are_no_row…)
+    with pytest.raises(IndexFormatError) as refused:
+        read_index(root / "index.csv")
+    assert str(refused.value) == f"{root / 'index.csv'}, line 3: {malformed[3]}"
 
 
 def test_cli_verify_of_an_index_of_malformed_lines_only(tmp_path, capsys):
@@ -624,3 +624,37 @@ def test_cli_verify_checks_the_list_path_before_verifying(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"{tmp_path / 'notes.csv'} is a file, not a directory" in one_error_line(captured.err)
     assert captured.out == ""  # refused before the work: no table
+
+
+def test_an_index_naming_a_coordinate_column_twice_is_refused(tmp_path, capsys):
+    """`fn,lon,lat,lat` was read with its last lat (zeros here): every image on the equator, "readable 20"."""
+    root = _copy_examples(tmp_path / "root")
+    lines = (root / "index.csv").read_text().splitlines()
+    (root / "index.csv").write_text("\n".join([lines[0] + ",lat", *(line + ",0" for line in lines[1:])]) + "\n")
+    assert main(["data", "verify", str(root)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {root / 'index.csv'}: its header names column(s) ['lat'] more than once; give every "
+        "column its own name"
+    )
+
+
+def test_the_dataset_skips_index_lines_that_are_no_row_as_verify_does(tmp_path, caplog):
+    """`satclip data verify` reports a line of two fields and skips it; training refused the whole root over it
+    ("line 22: expected 4 fields")."""
+    root = _copy_examples(tmp_path / "root")
+    whole = len(read_index(root / "index.csv").filenames)
+    with (root / "index.csv").open("a") as handle:
+        handle.write("only,two\n")
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        dataset = S2100K(root, cache=False)
+    assert len(dataset) == whole
+    assert f"{root / 'index.csv'}: skipping 1 line(s) that are no row (first: line {whole + 2}, " in caplog.text
+
+
+def test_a_root_without_a_usable_image_is_bad_input(tmp_path, capsys):
+    """It ended as "unexpected error (RuntimeError): no usable samples …; please report it", exit 1."""
+    root = _copy_examples(tmp_path / "root")
+    for image in (root / "images").iterdir():
+        image.write_bytes(b"")
+    with pytest.raises(BadInputError, match=rf"no usable samples in {re.escape(str(root))}: run `satclip data verify"):
+        S2100K(root, cache=False)

@@ -20,7 +20,8 @@ def _tqdm_progress(description: str):
         from tqdm import tqdm
     except ImportError:
         return None
-    return lambda iterable, total: tqdm(iterable, total=total, desc=description, unit="file", leave=False)
+    return lambda iterable, total: tqdm(iterable, total=total, desc=description, unit="file", leave=False,
+                                        disable=None)  # (None: on a terminal only; logs got its redrawn lines)
 
 
 def _dtype(text: str) -> str | None:

@@ -107,7 +107,7 @@ class _ProgressBar:
         if self.bar is None and done >= total:
             return  # reused as it was: no bar
         if self.bar is None:
-            self.bar = tqdm(total=total, unit="img", desc="caching features")
+            self.bar = tqdm(total=total, unit="img", desc="caching features", disable=None)  # (a terminal only)
         self.bar.n = done
         self.bar.refresh()
         if done >= total:

@@ -154,13 +154,18 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
     partial = safe_output.temp_path(images / label)
     partial.mkdir(parents=True)
     safe_output.mark_owned(partial, kind="download")
-    names = []
+    names, members = [], {}
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar:
                 name = PurePosixPath(member.name).name
                 if not member.isfile() or not name.lower().endswith(IMAGE_SUFFIXES) or name.startswith("."):
                     continue
+                if name in members:  # (the second replaced the first, and the image published was another's)
+                    raise ArchiveError(f"cannot extract {archive}: it holds two images named {name} "
+                                       f"({members[name]} and {member.name}), which would be one file in images/; "
+                                       "it is no S2-100K shard")  # fmt: skip
+                members[name] = member.name
                 source = tar.extractfile(member)
                 if source is None:
                     continue
@@ -175,7 +180,7 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
                     f"{images / name} is not the image {name} of {archive.name} (other bytes: a file of yours, or "
                     "one changed since it was extracted); satclip never replaces it: move it away and rerun"
                 )
-    except OutputExistsError:
+    except (OutputExistsError, ArchiveError):
         raise
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None:  # the system's (disk full, permissions), not the data's
@@ -322,4 +327,19 @@ def download_s2100k(
             log.info("%s: %d images", shard.path, count)
             extracted.append(shard.path)
             added += count
+        _warn_of_unextracted(root, images, source)
     return DownloadSummary(root, tuple(extracted), tuple(skipped), added)
+
+
+def _warn_of_unextracted(root: Path, images: Path, source: Source) -> None:
+    """Warn of images ``index.csv`` lists that no archive held (a copy whose archives are not the index's said
+    "0 images extracted", exit 0, with images/ empty)."""
+    try:
+        listed = read_index(root / "index.csv").filenames
+    except (ValueError, OSError):  # (refused when it was fetched; reported by verify)
+        return
+    missing = [name for name in listed if not (images / name).is_file()]
+    if missing:
+        log.warning("%d of the %d images %s lists are in none of the archives of %s (first: %s); `satclip data "
+                    "verify %s` lists them", len(missing), len(listed), root / "index.csv", source.description,
+                    ", ".join(missing[:3]), root)  # fmt: skip

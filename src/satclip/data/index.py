@@ -143,7 +143,12 @@ def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = No
             if not header:
                 raise IndexFormatError(f"{path} is empty; expected a header row such as 'fn,lon,lat'")
             layout = detect_layout(header, path=path)
-            position = {c.strip().lower(): i for i, c in enumerate(header)}
+            names = [c.strip().lower() for c in header]
+            repeated = sorted({name for name in ("fn", "lon", "lat") if names.count(name) > 1})
+            if repeated:  # (the last one was read without a word: a lat column of zeros put every image on the equator)
+                raise IndexFormatError(f"{path}: its header names column(s) {repeated} more than once; give every "
+                                       "column its own name")  # fmt: skip
+            position = {name: i for i, name in enumerate(names)}
             i_fn, i_lon, i_lat = position["fn"], position["lon"], position["lat"]
             width = max(i_fn, i_lon, i_lat) + 1
             filenames: list[str] = []

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import BadInputError
 from ..optional import require
 from .index import S2Index, name_problem, read_index, repeated_rows, unsafe_rows
 from .verify import PROBLEMS, SHOWN_NAMES, CheckSpec, VerifyReport, coordinates_detail, verify_s2100k
@@ -98,7 +99,12 @@ class S2100K(Dataset):
         self.mode = mode
         self.transform = transform
         self.on_error = on_error
-        self.index: S2Index = read_index(self.root / "index.csv")
+        malformed: list[tuple[int, str]] = []  # lines that are no row: skipped, as verification does, and named
+        self.index: S2Index = read_index(self.root / "index.csv", malformed=malformed)
+        if malformed:  # (one such line refused the whole dataset that `satclip data verify` said was usable)
+            line, problem = malformed[0]
+            log.warning("%s: skipping %d line(s) that are no row (first: line %d, %s); `satclip data verify %s` lists "
+                        "them", self.root / "index.csv", len(malformed), line, problem[:200], self.root)  # fmt: skip
         self.report: VerifyReport | None = None
         self.spec = dataclasses.replace(spec or CheckSpec(), full=verify == "full")
         if verify == "none":
@@ -140,10 +146,8 @@ class S2100K(Dataset):
         self.filenames: tuple[str, ...] = tuple(self.index.filenames[i] for i in self.rows)
         self.points = torch.from_numpy(np.ascontiguousarray(self.index.lonlat[self.rows]))
         self._failed: set[int] = set()
-        if len(self.rows) == 0:
-            raise RuntimeError(
-                f"no usable samples in {self.root}: run `satclip data verify {self.root}` to see why"
-            )
+        if len(self.rows) == 0:  # (a RuntimeError: "unexpected error … please report it", exit 1)
+            raise BadInputError(f"no usable samples in {self.root}: run `satclip data verify {self.root}` to see why")
 
     def __len__(self) -> int:
         return len(self.rows)
