@@ -16,6 +16,7 @@ import sys
 import textwrap
 import warnings
 import zipfile
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -848,3 +849,18 @@ def test_a_resume_does_not_warn_of_its_own_checkpoints(tmp_path, short_run):
         warnings.simplefilter("always")
         fit(from_dict(config), resume=True)
     assert not [w for w in caught if "exists and is not empty" in str(w.message)]
+
+
+def test_fit_that_fails_to_open_its_data_leaves_no_run_directory(tmp_path):
+    """`fit()` from Python with the dataset not downloaded left OUTPUT_DIR/ holding only satclip's marker; the
+    command removes such a directory, the library call now does too (an existing one is kept)."""
+    config = {"trainer.output_dir": str(tmp_path / "run"), "data.root": str(tmp_path / "not-downloaded"),
+              "data.cache": str(tmp_path / "cache")}  # fmt: skip
+    smoke = Path(__file__).parents[1] / "configs" / "s2-examples-smoke.yaml"
+    with pytest.raises(ValueError, match="no index file at"):
+        fit(load_config(smoke, config))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ValueError, match="no index file at"):
+        fit(load_config(smoke, config))
+    assert (tmp_path / "run").is_dir() and not any((tmp_path / "run").iterdir())  # the user's, as it was

@@ -86,12 +86,12 @@ def make_dirs(path: str | Path) -> Path:
     return path
 
 
-def remove_created_if_empty() -> None:
+def remove_created_if_empty(since: tuple[int, int] = (0, 0)) -> None:
     """Remove the directories this process created that hold nothing (but satclip's marker), newest first,
     and take back the marker it put into an empty directory of the user's that still holds nothing else (the
     directory stays): what a failed command leaves of the paths it made for its outputs. Called by the CLI on
-    a failure."""
-    while _CREATED:
+    a failure; ``since``: only those recorded after that point (:func:`removed_if_left_empty`)."""
+    while len(_CREATED) > since[0]:
         directory = _CREATED.pop()
         try:
             entries = {entry.name for entry in directory.iterdir()}
@@ -101,13 +101,25 @@ def remove_created_if_empty() -> None:
                 directory.rmdir()
         except OSError:  # gone, not empty meanwhile, not ours to remove: leave it
             continue
-    while _ADOPTED:
+    while len(_ADOPTED) > since[1]:
         directory = _ADOPTED.pop()
         try:
             if {entry.name for entry in directory.iterdir()} == {MARKER} and not directory.is_symlink():
                 (directory / MARKER).unlink()
         except OSError:  # gone or changed meanwhile: leave it
             continue
+
+
+@contextlib.contextmanager
+def removed_if_left_empty() -> Iterator[None]:
+    """A library call that fails takes back the directories it made that hold nothing, as a failed command does
+    (:func:`remove_created_if_empty`); those of earlier calls stay."""
+    since = (len(_CREATED), len(_ADOPTED))
+    try:
+        yield
+    except BaseException:
+        remove_created_if_empty(since)
+        raise
 
 
 def forget_created() -> None:

@@ -456,6 +456,20 @@ def fit(
             stale cache is rebuilt).
         DivergedError: the training loss became non-finite (nothing is exported).
     """
+    with safe_output.removed_if_left_empty():  # (a run directory made before the data failed to open stayed)
+        return _fit(config, resume=resume, cache=cache, source=source, callbacks=callbacks, rerun=rerun)
+
+
+def _fit(
+    config: TrainConfig | dict | str | Path,
+    *,
+    resume: bool | str | Path,
+    cache,
+    source,
+    callbacks: Sequence,
+    rerun: str | None,
+) -> FitResult:
+    """:func:`fit`, without taking back what it made when it fails."""
     pl = require("lightning.pytorch", "train", "training")
     from lightning.pytorch.utilities import rank_zero_only
 
