@@ -16,7 +16,7 @@ from satclip.cli import main
 from satclip.data import download as dl
 from satclip.data.download import ChecksumError, download_s2100k
 from satclip.data.sources import HubSource, LocalSource, RemoteFile
-from satclip.errors import OutputExistsError
+from satclip.errors import BadInputError, OutputExistsError
 from satclip.io.hub import DownloadError
 
 from .conftest import S2_EXAMPLES, require
@@ -489,3 +489,22 @@ def test_archives_that_hold_none_of_the_indexed_images_are_said_to(tmp_path, cap
         download_s2100k(tmp_path / "root", FakeHub(files))
     assert (f"2 of the 3 images {tmp_path / 'root' / 'index.csv'} lists are in none of the archives of "
             "fake://s2-100k (first: patch_0.tif, patch_2.tif)") in caplog.text  # fmt: skip
+
+
+def test_an_unusable_file_of_a_local_copy_is_bad_input(tmp_path, capsys):
+    """A git-lfs pointer in --from exited 1 with "rerun the same command to resume" (a rerun cannot mend it), and a
+    file of another checksum exited 1 where a truncated archive of the same copy exited 2."""
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n"
+    lfs = _local_copy(tmp_path / "lfs", {"index.csv": INDEX, "data/shard-000.tar": pointer.encode()})
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(lfs)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "git lfs pull" in line and "rerun the same command to resume" not in line, line
+    files = _shards()
+    copy = _local_copy(tmp_path / "copy", files)
+    damaged = copy / "data" / "shard-001.tar"
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"?")
+    listed = [RemoteFile(name, len(data), sha256=_sha256(data)) for name, data in files.items()]
+    source = LocalSource(copy)
+    source.list_files = lambda: listed
+    with pytest.raises(BadInputError, match="the copy is damaged or another version"):
+        download_s2100k(tmp_path / "root2", source)

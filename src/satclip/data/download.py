@@ -57,6 +57,16 @@ class ArchiveError(DownloadError):
     """An archive cannot be read: damaged, truncated, or no tar file."""
 
 
+class DamagedCopyError(ChecksumError, BadInputError):
+    """A file of a local copy (``--from``) fails its checksum: bad input (exit 2, as a damaged archive of it is);
+    the copy is never changed."""
+
+
+class UnusableCopyError(DownloadError, BadInputError):
+    """A file of a local copy cannot be used as it is (a git-lfs pointer): bad input, which a rerun alone does not
+    mend (it said "rerun the same command to resume", exit 1)."""
+
+
 @dataclass(frozen=True)
 class DownloadSummary:
     """What :func:`download_s2100k` did: shards extracted now, shards already done, images added."""
@@ -120,6 +130,8 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     try:
         path = source.fetch(file, staging)
     except DownloadError as err:
+        if isinstance(source, LocalSource):
+            raise UnusableCopyError(str(err)) from err
         raise DownloadError(f"{err}; rerun the same command to resume") from err
     except Exception as err:  # noqa: BLE001 - a broken connection, a full disk, ...
         raise DownloadError(
@@ -132,8 +144,8 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
             path.unlink(missing_ok=True)
             raise ChecksumError(f"{err}: the download was damaged and is deleted; rerun the same command to fetch "
                                 "it again") from None  # fmt: skip
-        raise ChecksumError(f"{err}, in {path}: the copy is damaged or another version; replace it with an intact "
-                            "copy (or fetch it again) and rerun the same command") from None  # fmt: skip
+        raise DamagedCopyError(f"{err}, in {path}: the copy is damaged or another version; replace it with an intact "
+                               "copy (or fetch it again) and rerun the same command") from None  # fmt: skip
     return path
 
 
