@@ -293,6 +293,11 @@ def test_offline_download_says_what_to_fetch(tmp_path, capsys):
     assert "https://huggingface.co/datasets/torchgeo/s2-100k" in err
     assert f"satclip data download {tmp_path / 's2'} --from DIR" in err
     assert "; To download" not in err and "). To download S2-100K elsewhere" in err  # (a newline read "; To")
+    # what to fetch is the repository and revision asked for (it said torchgeo/s2-100k at main)
+    assert main(["data", "download", str(tmp_path / "s2"), "--repo", "me/mine", "--revision", "v1"]) == 1
+    err = capsys.readouterr().err
+    assert "fetch the dataset repository https://huggingface.co/datasets/me/mine/tree/v1 — " in err, err
+    assert "git clone https://huggingface.co/datasets/me/mine`" in err and "torchgeo" not in err
 
 
 def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):

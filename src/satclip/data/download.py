@@ -282,7 +282,9 @@ def download_s2100k(
     try:
         files = source.list_files()
     except DownloadError as err:
-        raise DownloadError(f"{str(err).rstrip('.')}. {offline_instructions(root)}") from err  # (a newline: "; To")
+        where = {"repo_id": source.repo_id, "revision": source.revision} if isinstance(source, HubSource) else {}
+        # (a newline: "; To"; the instructions named torchgeo/s2-100k at main whatever --repo and --revision said)
+        raise DownloadError(f"{str(err).rstrip('.')}. {offline_instructions(root, **where)}") from err
     index = next((f for f in files if f.path == "index.csv"), None)
     shards = sorted((f for f in files if is_archive(f.path)), key=lambda f: f.path)
     if index is None or not shards:
