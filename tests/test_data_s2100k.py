@@ -244,9 +244,26 @@ def test_a_root_given_as_its_index_file_is_told_to_give_the_directory(tmp_path, 
     (tmp_path / "index.csv").write_text("fn,lon,lat\npatch_0.tif,10.5,20.25\n")
     assert main(["data", "verify", str(tmp_path / "index.csv")]) == 2
     assert one_error_line(capsys.readouterr().err) == (
-        f"satclip: error: {tmp_path / 'index.csv'} is a file; give the S2-100K root directory that holds it "
-        f"({tmp_path}), not the file itself"
+        f"satclip: error: {tmp_path / 'index.csv'} is a file; give the S2-100K root directory that holds index.csv "
+        f"and images/ ({tmp_path}), not a file"
     )
+    # other paths that are no root are named for what they are (an image was "give … that holds it (images/)";
+    # a missing root, images/ itself and an index.csv that is a directory were all "no index file at …")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "patch_0.tif").write_bytes(b"II*\x00")
+    (tmp_path / "other" / "index.csv").mkdir(parents=True)
+    for given, said in [
+        (tmp_path / "images" / "patch_0.tif", f"{tmp_path / 'images' / 'patch_0.tif'} is a file; give the S2-100K "
+                                              "root directory that holds index.csv and images/, not a file"),
+        (tmp_path / "gone", f"no such directory: {tmp_path / 'gone'}; give the S2-100K root directory, which holds "
+                            "index.csv and images/ (get it with `satclip data download ROOT`)"),
+        (tmp_path / "images", f"no index file at {tmp_path / 'images' / 'index.csv'}: {tmp_path / 'images'} is the "
+                              f"images/ folder of the root {tmp_path}; give that root"),
+        (tmp_path / "other", f"{tmp_path / 'other' / 'index.csv'} is a directory, not the index file an S2-100K root "
+                             "holds"),
+    ]:  # fmt: skip
+        assert main(["data", "verify", str(given)]) == 2
+        assert one_error_line(capsys.readouterr().err) == f"satclip: error: {said}"
 
 
 def test_a_semicolon_separated_index_is_named_so(tmp_path):

@@ -857,10 +857,10 @@ def test_fit_that_fails_to_open_its_data_leaves_no_run_directory(tmp_path):
     config = {"trainer.output_dir": str(tmp_path / "run"), "data.root": str(tmp_path / "not-downloaded"),
               "data.cache": str(tmp_path / "cache")}  # fmt: skip
     smoke = Path(__file__).parents[1] / "configs" / "s2-examples-smoke.yaml"
-    with pytest.raises(ValueError, match="no index file at"):
+    with pytest.raises(ValueError, match="no such directory: "):
         fit(load_config(smoke, config))
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
     (tmp_path / "run").mkdir()
-    with pytest.raises(ValueError, match="no index file at"):
+    with pytest.raises(ValueError, match="no such directory: "):
         fit(load_config(smoke, config))
     assert (tmp_path / "run").is_dir() and not any((tmp_path / "run").iterdir())  # the user's, as it was

@@ -129,9 +129,19 @@ def read_index(path: str | Path, *, malformed: list[tuple[int, str]] | None = No
     path = Path(path)
     skipped = 0
     if not path.is_file():
-        if path.parent.is_file():  # (a root given as its index.csv: "no index file at …/index.csv/index.csv")
-            raise IndexFormatError(f"{path.parent} is a file; give the S2-100K root directory that holds it "
-                                   f"({path.parent.parent}), not the file itself")  # fmt: skip
+        root = path.parent
+        if root.is_file():  # (a root given as its index.csv: "no index file at …/index.csv/index.csv")
+            holder = f" ({root.parent})" if root.name == path.name else ""  # (an image's folder is no root)
+            raise IndexFormatError(f"{root} is a file; give the S2-100K root directory that holds index.csv and "
+                                   f"images/{holder}, not a file")  # fmt: skip
+        if not root.exists():
+            raise IndexFormatError(f"no such directory: {root}; give the S2-100K root directory, which holds "
+                                   "index.csv and images/ (get it with `satclip data download ROOT`)")  # fmt: skip
+        if path.is_dir():
+            raise IndexFormatError(f"{path} is a directory, not the index file an S2-100K root holds")
+        if root.name == "images" and (root.parent / path.name).is_file():
+            raise IndexFormatError(f"no index file at {path}: {root} is the images/ folder of the root {root.parent}; "
+                                   "give that root")  # fmt: skip
         raise IndexFormatError(
             f"no index file at {path}; an S2-100K root holds index.csv and images/ "
             "(get it with `satclip data download ROOT`)"
