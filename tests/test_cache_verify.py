@@ -171,9 +171,12 @@ def test_a_directory_of_another_satclip_format_is_bad_input(tmp_path, capsys):
     (other / "manifest.json").write_text(json.dumps({"format": "satclip.retrieval-database"}))
     assert main(["cache", "verify", str(other)]) == 2
     assert one_error_line(capsys.readouterr().err) == (
-        f"satclip: error: {other} holds a satclip.retrieval-database, not a feature cache: give the directory "
-        "`satclip cache build` wrote (data.cache)"
+        f"satclip: error: {other} holds a manifest of format 'satclip.retrieval-database', not a feature cache's: give "
+        "the directory `satclip cache build` wrote (data.cache)"
     )
+    (other / "manifest.json").write_text(json.dumps({"format": "other"}))  # (it said "holds a other")
+    assert main(["cache", "verify", str(other)]) == 2
+    assert "holds a manifest of format 'other', not a feature cache's" in capsys.readouterr().err
 
 
 def test_a_users_directory_holding_a_copied_cache_is_not_adopted(built, tmp_path):

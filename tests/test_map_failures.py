@@ -53,7 +53,7 @@ def test_a_resolution_coarser_than_the_area_names_the_area_and_the_limit(tmp_pat
       "satclip maps at most 1,000,000,000,000 cells: use a coarser --resolution or a smaller --bbox"),
      (["map", "--model", "bluemarble-l10", "--resolution", "1e-200", "-o", "OUT/m.tif"],  # (not 203 digits)
       "resolution 1e-200° makes 1.8e+202 × 3.6e+202 cells; satclip maps at most"),
-     (["data", "bluemarble", "--patch-size", "100000", "--out", "OUT/c"], "patch_size must be 1 to 512 pixels"),
+     (["data", "bluemarble", "--patch-size", "100000", "--out", "OUT/c"], "--patch-size must be 1 to 512 pixels"),
      (["data", "bluemarble", "--n", "99999999999999", "--out", "OUT/c"],
       "99,999,999,999,999 patches of 32 px would be 286,102,295 GiB of pixels; satclip builds corpora up to 64 GiB")],
 )  # fmt: skip

@@ -173,7 +173,9 @@ def test_cache_verify_of_a_cache_without_its_manifest_still_reports_it_damaged(t
         # numpy's "expected non-negative integer"
         (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
         # exit 0 with numpy warnings and NaN pixels; 100000: patches 3 million km across
-        (["--gsd-km", "1e308"], "gsd_km must be at most 913.1 km per pixel for 32 px patches, got 1e+308"),
+        (["--gsd-km", "1e308"], "--gsd-km must be at most 913.1 km per pixel for 32 px patches, got 1e+308"),
+        # (named as the Python API names it: "min_lat")
+        (["--min-lat", "10", "--max-lat", "5"], "need -90 <= --min-lat < --max-lat <= 90, got 10.0, 5.0"),
         (["--gsd-km", "100000"], "got 100000: the patch's corners would lie 2,192,031 km from its centre, past the "
                                  "antipode (20,015 km away in the aeqd projection)"),
         (["--gsd-km", "600", "--projection", "laea"], "at most 581.3 km per pixel for 32 px patches, got 600"),

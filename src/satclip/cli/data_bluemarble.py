@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
+from ..errors import BadInputError
 from .args import non_negative_int, positive_float, positive_int, user_path
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..data import bluemarble as bm
 
-    params = bm.BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km, projection=args.projection,
-                                 seed=args.seed, min_lat=args.min_lat, max_lat=args.max_lat)
+    try:
+        params = bm.BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km,
+                                     projection=args.projection, seed=args.seed, min_lat=args.min_lat,
+                                     max_lat=args.max_lat)  # fmt: skip
+    except ValueError as err:  # named as the options given ("min_lat", "gsd_km" are the Python API's names)
+        raise BadInputError(re.sub(r"\b(min_lat|max_lat|gsd_km|patch_size)\b",
+                                   lambda m: "--" + m[1].replace("_", "-"), str(err))) from None  # fmt: skip
     if args.preview is not None:  # before the build, not after it
         _check_preview(args.preview, args.out if args.out is not None else bm.default_corpus_dir(params))
         safe_output.check_output(args.preview, overwrite=args.force)
