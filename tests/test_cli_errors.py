@@ -683,3 +683,17 @@ def test_a_refused_write_in_satclips_cache_says_how_to_move_it(tmp_path, monkeyp
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 1
     line = check_error(capsys.readouterr().err, ONE_LINE, "set SATCLIP_CACHE to a directory you can write")
     assert "e.g. --out" not in line and line.count(str(tmp_path / "cache")) == 1, line
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys, tmp_path):
+    """`satclip cache verify C --json | head -1` sometimes ended with "unexpected error (BrokenPipeError) … please
+    report it", exit 1: the reader of the output went away, which ends a shell's commands quietly (SIGPIPE)."""
+    import satclip.cli.data as data_cli
+
+    def the_reader_went_away(args):
+        print("a first line")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(data_cli, "run_verify", the_reader_went_away)
+    assert main(["data", "verify", str(tmp_path)]) == 141
+    assert capsys.readouterr().err == ""

@@ -151,6 +151,20 @@ def _ignore_late_signals() -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
+#: the exit status of a command whose output's reader went away: a shell's for a command ended by SIGPIPE (128 + 13)
+EXIT_BROKEN_PIPE = 141
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it as Python exits fails no more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # (no real stdout: a test's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``satclip ARGV`` and return its exit status (never raises, except with ``--debug``).
 
@@ -187,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)  # fmt: skip
             print("satclip: interrupted", file=sys.stderr)
             code = EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader of its output went away (`… | head -1`): quietly, as a shell's
+            _quiet_stdout()  # commands end on SIGPIPE (it was an "unexpected error … please report it")
+            code = EXIT_BROKEN_PIPE
         except Exception as err:
             safe_output.remove_created_if_empty()  # the directories made for outputs that never came
             if debug:
