@@ -60,16 +60,17 @@ def run_build(args: argparse.Namespace) -> int:
     if args.output is not None:  # a foreign directory, or the model's own: refuse now
         safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
     if auto:  # (before the model is loaded: a released checkpoint was downloaded first, and refused then)
-        from ..pretrained import shipped_model_name
-        from ..retrieval.auto import auto_directory, auto_features, shipped_models
+        from ..retrieval.auto import auto_directory, auto_features, check_before_loading, shipped_models, shipped_name
         from ..retrieval.database import check_replaceable
 
-        name = shipped_model_name(args.model)
-        if name not in shipped_models():
+        try:
+            check_before_loading(args.model)
+        except BadInputError:
             raise BadInputError(f"--cache auto is for the shipped models ({', '.join(shipped_models())}), not "
-                                f"{args.model}: give a feature cache built with its image encoder")  # fmt: skip
+                                f"{args.model}: give a feature cache built with its image encoder") from None
     model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
     if auto:
+        name = shipped_name(args.model)
         if args.output is not None:  # (refused only after the features were built)
             check_replaceable(args.output, model, overwrite=args.overwrite)
         with contextlib.closing(_ProgressBar()) as progress:

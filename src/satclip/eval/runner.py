@@ -501,11 +501,12 @@ def evaluate_tasks(
             "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
             **scores, "seconds": round(seconds, 3), "embedding_dim": int(features.shape[1]),
         }  # fmt: skip
+        if out and mapped:  # (before the row: a fold recorded done whose predictions failed to be written was
+            # reused without them by a rerun that draws no maps)
+            _save_predictions(out, task, enc.name, probe_name, fold, predictions, key)
         if sink:
             sink.write(json.dumps(row) + "\n")
             sink.flush()
-        if out and mapped:
-            _save_predictions(out, task, enc.name, probe_name, fold, predictions, key)
         slots[slot] = row
         if bar is not None:
             bar.update(1)

@@ -13,6 +13,7 @@ exists (building the corpus adds 20–45 s).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,22 @@ def auto_directory(name: str) -> Path:
     from ..paths import cache_dir
 
     return cache_dir("retrieval", name)
+
+
+def check_before_loading(source) -> None:
+    """Refuse ``retrieval='auto'`` for a ``source`` that names a model but no shipped one, before it is loaded (a
+    released checkpoint was downloaded first, and refused then); a name of no model at all is left to the loader,
+    whose error says so.
+
+    Raises:
+        BadInputError: as :func:`shipped_name`.
+    """
+    from ..io.resolve import HUB_SCHEME
+    from ..pretrained import names
+
+    text = os.fspath(source)
+    if text in names() or text.startswith(HUB_SCHEME) or Path(text).expanduser().exists():
+        shipped_name(source)
 
 
 def shipped_name(source) -> str:

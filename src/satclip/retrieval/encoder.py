@@ -300,7 +300,7 @@ def check_arguments(retrieval, options: dict, source=None) -> dict:
     """Refuse, before anything is loaded, a ``retrieval`` that names no database (or ``'auto'`` for a ``source``
     that is no shipped model) and ``options`` (``k``, ``beta`` …; ``None``: not given) that are out of range;
     returns the options given."""
-    from .auto import AUTO, shipped_name
+    from .auto import AUTO, check_before_loading
     from .database import RetrievalDatabase
 
     options = {k: v for k, v in options.items() if v is not None}
@@ -319,7 +319,7 @@ def check_arguments(retrieval, options: dict, source=None) -> dict:
         raise BadInputError(f"retrieval={retrieval!r} names no database: pass retrieval={AUTO!r} or a database "
                             "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
     if retrieval == AUTO and isinstance(source, (str, os.PathLike)):
-        shipped_name(source)
+        check_before_loading(source)
     return options
 
 
