@@ -675,3 +675,17 @@ def test_a_root_without_a_usable_image_is_bad_input(tmp_path, capsys):
         image.write_bytes(b"")
     with pytest.raises(BadInputError, match=rf"no usable samples in {re.escape(str(root))}: run `satclip data verify"):
         S2100K(root, cache=False)
+
+
+def test_a_full_read_names_gdals_reason_for_a_damaged_image(tmp_path):
+    """Bytes overwritten in the middle of an image: its detail was "RasterioIOError: Read failed. See previous
+    exception for details.", an exception never shown."""
+    root = _copy_examples(tmp_path / "root", ["patch_526850.tif"])
+    image = root / "images" / "patch_526850.tif"
+    data = bytearray(image.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 5000] = bytes(range(256)) * 19 + bytes(136)
+    image.write_bytes(bytes(data))
+    report = verify_s2100k(root, CheckSpec(full=True), use_cache=False)
+    assert report.status == ("corrupt",), report.details
+    assert "previous exception" not in report.details[0] and "IReadBlock failed" in report.details[0], report.details

@@ -180,7 +180,9 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, st
                 if problem:
                     return "corrupt", problem
     except Exception as err:  # noqa: BLE001 - any failure to read the file makes it corrupt
-        return "corrupt", f"{type(err).__name__}: {err}".strip()
+        # (rasterio's "Read failed. See previous exception for details." named no reason: GDAL's is its cause)
+        shown = err.__cause__ if err.__cause__ is not None and "previous exception" in str(err) else err
+        return "corrupt", f"{type(shown).__name__}: {shown}".strip()
     return OK, ""
 
 
