@@ -905,6 +905,9 @@ def building_now(path: str | Path) -> str | None:
 #: what ``verify`` says of a directory satclip made for a cache whose build stopped before it wrote a manifest
 INTERRUPTED_EARLY = ("incomplete: its build was interrupted before it wrote its manifest (run `satclip cache build` "
                      "to build it)")  # fmt: skip
+#: and of one that holds its features but no manifest (removed since the build finished)
+LOST_MANIFEST = (f"damaged: it holds {FEATURES} but no {MANIFEST}, without which its features cannot be checked or "
+                 "used (run `satclip cache build` with its config to build it again)")  # fmt: skip
 
 
 def verify_cache(
@@ -927,7 +930,8 @@ def verify_cache(
         report.problems.append(building)
         return report
     if not (path / MANIFEST).exists() and safe_output.owned_kind(path) == "feature-cache":
-        report.problems.append(INTERRUPTED_EARLY)
+        # (a finished cache whose manifest was removed since was called interrupted too)
+        report.problems.append(LOST_MANIFEST if (path / FEATURES).is_file() else INTERRUPTED_EARLY)
         return report
     try:
         manifest = read_manifest(path)
