@@ -176,6 +176,24 @@ def test_weights_updated_in_place_are_seen(fixture_points):
     assert torch.allclose(after - before, torch.ones_like(before), atol=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_weights_updated_through_data_are_seen(fixture_points, precision):
+    """An update through ``p.data`` (weight averaging does that) leaves the tensors' version counters as they
+    were: the plans built for the old weights were used, and ``encode`` gave the old embeddings (bf16) or a mix
+    of old and new (float32, off the forward pass by up to 2.2)."""
+    encoder = released(10)
+    points = torch.as_tensor(fixture_points[:50], dtype=torch.float32)
+    before = encoder.encode(points, precision=precision)
+    for parameter in encoder.parameters():
+        parameter.data.mul_(0.5)
+    after = encoder.encode(points, precision=precision)
+    with torch.no_grad():
+        forward = encoder(points)
+    tolerance = 2e-2 if precision == "bf16" else 1e-5  # (bf16: its rounding of the features and the weights)
+    assert not torch.allclose(after, before, atol=0.1)
+    torch.testing.assert_close(after, forward, rtol=0, atol=tolerance)
+
+
 def test_staged_recurrence_is_the_float32_block_rounded_once():
     """bf16 features come from a float32 recurrence in three cached blocks, each rounded into the output:
     bit for bit the float32 block rounded once."""

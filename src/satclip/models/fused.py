@@ -108,19 +108,26 @@ class _Plan:
 
 
 def _version(encoder) -> tuple:
-    """Changes when the weights are replaced or updated in place."""
+    """Changes when the weights are replaced or updated in place (but not through ``.data``: see :func:`_cached`)."""
     return tuple((p.data_ptr(), p._version) for p in encoder.parameters())
 
 
 def _cached(encoder, key: tuple, build):
-    """``build()`` cached per encoder and ``key`` while its weights are unchanged."""
-    version = _version(encoder)
-    cache = _PLANS.setdefault(encoder, {})
-    for stale in [k for k in cache if k[0] != version]:  # plans of weights that no longer exist
-        del cache[stale]
-    if (version, *key) not in cache:
-        cache[(version, *key)] = build()
-    return cache[(version, *key)]
+    """``build()`` cached per encoder and ``key`` while its weights are unchanged: the same tensors (``_version``)
+    holding the same values as when the plans were built (a copy is kept and compared: an update through
+    ``p.data``, as weight averaging does, leaves ``_version`` as it was, and the plans gave the old weights'
+    embeddings without a word)."""
+    version, params = _version(encoder), [p.detach() for p in encoder.parameters()]
+    entry = _PLANS.setdefault(encoder, {})
+    weights = entry.get("weights")
+    if (weights is None or weights[0] != version
+            or not all(torch.equal(kept, now) for kept, now in zip(weights[1], params, strict=True))):  # fmt: skip
+        entry.clear()  # plans of weights that no longer exist
+        entry["weights"] = (version, [p.clone() for p in params])
+    plans = entry.setdefault("plans", {})
+    if key not in plans:
+        plans[key] = build()
+    return plans[key]
 
 
 def _plan(encoder, precision: str, device: torch.device) -> _Plan:
