@@ -208,7 +208,8 @@ def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
         help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "
-        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10)",
+        "evaluation, slow; analytic-stable: without the printed coefficients' error, identical at L=10; "
+        "closed-form: the original's other basis, the first layer rescaled to give the same embeddings)",
     )  # fmt: skip
 
 

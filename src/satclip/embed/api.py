@@ -11,7 +11,7 @@ import torch
 
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError
-from ..io.basis import with_harmonics
+from ..io.basis import rebased
 from ..io.safe_pickle import check_trust
 from ..machine import check_device
 from ..models import precision as _precision
@@ -50,9 +50,9 @@ def load_encoder(
     param = next(model.parameters())
     current = getattr(model.posenc, "harmonics_calculation", None)
     if harmonics_calculation is not None and harmonics_calculation != current:
-        config = with_harmonics(copy.deepcopy(model.config), harmonics_calculation, "this encoder")
+        config, state = rebased(copy.deepcopy(model.config), model.state_dict(), harmonics_calculation, "this encoder")
         rebuilt = LocationEncoder.from_config(config)
-        rebuilt.load_state_dict(model.state_dict())
+        rebuilt.load_state_dict(state)
         rebuilt.provenance = getattr(model, "provenance", {})
         rebuilt = rebuilt.to(device=param.device, dtype=param.dtype).eval()
         model = model.with_location(rebuilt) if hasattr(model, "with_location") else rebuilt  # retrieval kept

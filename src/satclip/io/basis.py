@@ -72,6 +72,25 @@ def with_harmonics(config: dict, harmonics_calculation: str | None, source: obje
     return {**config, "encoding": {**encoding, "harmonics_calculation": harmonics_calculation}}
 
 
+def rebased(
+    config: dict, state: dict[str, torch.Tensor], harmonics_calculation: str | None, source: object = "the model"
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(config, state)`` of a LocationEncoder with its spherical harmonics computed by ``harmonics_calculation``
+    (``None``: unchanged) and, across ``"closed-form"`` and the other bases, its first layer's columns rescaled
+    (:func:`columns_to`) so that it computes the same function: the override alone made another model (cosine
+    down to −0.10 with the shipped model's embeddings). Between the others the weights stay as they are.
+
+    Raises:
+        BadInputError: as :func:`with_harmonics`.
+    """
+    rebased_config = with_harmonics(config, harmonics_calculation, source)
+    before = config["encoding"].get("harmonics_calculation")
+    if harmonics_calculation is None or before is None or (before == "closed-form") == (harmonics_calculation ==
+                                                                                       "closed-form"):  # fmt: skip
+        return rebased_config, state
+    return rebased_config, columns_to(state, int(config["encoding"]["legendre_polys"]), before, harmonics_calculation)
+
+
 def degree_order(legendre_polys: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(l, m)`` of each of the ``legendre_polys²`` columns (index l² + l + m)."""
     l = torch.arange(legendre_polys).repeat_interleave(2 * torch.arange(legendre_polys) + 1)

@@ -13,7 +13,7 @@ from ..machine import check_device
 from ..models import precision as _precision
 from ..models.clip import SatCLIP
 from ..models.location_encoder import LocationEncoder
-from .basis import with_harmonics
+from .basis import rebased
 from .parts import pack
 from .read import read_parts, require_image_encoder
 
@@ -52,15 +52,17 @@ def load(
             ``"analytic"``, computed as the exact value of the original's printed polynomials (fast, within
             the original's own evaluation noise of its embeddings); ``"analytic-original"`` evaluates them
             as the original does (bit-closest, slow); ``"analytic-stable"`` uses the true harmonics instead
-            (identical at L = 10; at L = 40 it moves embeddings near the poles). See docs/conventions.md.
+            (identical at L = 10; at L = 40 it moves embeddings near the poles); ``"closed-form"`` computes the
+            original's other basis, with the first layer rescaled to give the same embeddings. See
+            docs/conventions.md.
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (runs code: only for files
             you trust). Not needed for the released checkpoints.
     """
     check_device(device)
     parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint)
     source_name = parts.provenance["source"]
-    config = with_harmonics(parts.location_config, harmonics_calculation, source)
-    encoder = LocationEncoder.from_weights(config, parts.location_state, source_name)
+    config, state = rebased(parts.location_config, parts.location_state, harmonics_calculation, source)
+    encoder = LocationEncoder.from_weights(config, state, source_name)
     encoder.provenance = parts.provenance
     return _precision.configure(encoder.to(device=device).eval(), precision, dtype)
 
