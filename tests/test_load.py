@@ -451,3 +451,23 @@ def test_a_directory_of_checkpoints_names_them(tmp_path):
     (tmp_path / "models" / "m.ckpt").write_bytes(source.read_bytes())
     with pytest.raises(FileNotFoundError, match=r"holds 1 of them \(m\.ckpt\): pass .*/models/m\.ckpt$"):
         satclip.load(tmp_path / "models")
+
+
+def test_a_location_encoder_saves_as_it_is_and_loads_back_the_same(tmp_path):
+    """A fine-tuned encoder from satclip.load had no .save; the usual torch.save(state_dict) loads back as a
+    torchgeo file on the exact basis (0.047 off a released L = 40 model near the poles)."""
+    from satclip.errors import OutputExistsError
+
+    source = require(REFERENCE / "satclip-resnet18-l40.ckpt")
+    encoder = satclip.load(source, precision="float64")
+    with torch.no_grad():
+        encoder.nnet.last_layer.bias.add_(0.25)  # (fine-tuned)
+    written = encoder.save(tmp_path / "tuned")
+    assert written.target == "native" and written.readers[0].tolerance == 0.0
+    back = satclip.load(tmp_path / "tuned", precision="float64")
+    assert back.posenc.harmonics_calculation == encoder.posenc.harmonics_calculation == "analytic"
+    points = np.column_stack([np.linspace(-180, 180, 500), np.linspace(-90, 90, 500)])
+    torch.testing.assert_close(back.encode(points), encoder.encode(points), rtol=0, atol=0)
+    with pytest.raises(OutputExistsError):
+        encoder.save(tmp_path / "tuned")
+    assert encoder.save(tmp_path / "tuned", overwrite=True).path == tmp_path / "tuned"

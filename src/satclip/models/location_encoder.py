@@ -165,6 +165,23 @@ class LocationEncoder(nn.Module):
             raise BadInputError(f"{source}: the location weights do not match the config: {err}") from err
         return encoder
 
+    def save(self, path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False):
+        """Write this location encoder (its weights as they are now: fine-tuned ones too) for ``target``
+        (``"native"``: ``config.json`` + ``model.safetensors``; ``"original"``, ``"torchgeo"``, ``"rshf"``: see
+        :func:`satclip.io.convert.convert`) atomically; it loads back with :func:`satclip.load` and gives the same
+        embeddings. ``torch.save(encoder.state_dict())`` does not: the file holds no config, and is read as a
+        torchgeo one on the exact basis (0.047 off a released L = 40 model near the poles). A retrieval
+        encoder's database is not written (it is built from a cache: ``satclip retrieval build``).
+
+        An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
+        :mod:`satclip.safe_output`). Returns the :class:`~satclip.io.targets.Written` file."""
+        from ..io.parts import ModelParts
+        from ..io.targets import write
+
+        config = {key: copy.deepcopy(self.config[key]) for key in ("encoding", "network")}
+        state = {k: v.detach().cpu() for k, v in LocationEncoder.state_dict(self).items()}
+        return write(ModelParts(config, state, metadata=dict(metadata or {})), path, target, overwrite=overwrite)
+
     @property
     def embedding_dim(self) -> int:
         return self.location_dim
