@@ -471,3 +471,19 @@ def test_a_location_encoder_saves_as_it_is_and_loads_back_the_same(tmp_path):
     with pytest.raises(OutputExistsError):
         encoder.save(tmp_path / "tuned")
     assert encoder.save(tmp_path / "tuned", overwrite=True).path == tmp_path / "tuned"
+
+
+def test_the_gradient_path_says_what_it_takes_and_encode_says_it_has_none():
+    """encoder(array) failed deep in torch ("'numpy.ndarray' object has no attribute 'is_floating_point'"), and
+    encode() of a tensor that requires grad returned one without, without a word."""
+    from satclip.errors import BadInputError
+
+    encoder = satclip.load("bluemarble-l10")
+    with pytest.raises(BadInputError, match=r"LocationEncoder\(lonlat\) takes a torch tensor .* not a ndarray: pass "
+                                            r"torch\.as_tensor\(points\), or use \.encode\(points\)"):  # fmt: skip
+        encoder(np.array([[13.4, 52.5]]))
+    points = torch.tensor([[13.4, 52.5]], requires_grad=True)
+    with pytest.warns(UserWarning, match=r"encode computes no gradients .* call the encoder itself"):
+        assert not encoder.encode(points).requires_grad
+    encoder(points).sum().backward()  # (the path for gradients)
+    assert points.grad is not None and torch.isfinite(points.grad).all()

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import inspect
 import numbers
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -226,6 +227,12 @@ class LocationEncoder(nn.Module):
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         """Embed ``(N, 2)`` (lon, lat) degrees (no validation; see :meth:`encode`). Features are computed
         in the input's dtype and cast to the network's."""
+        if not isinstance(lonlat, torch.Tensor):  # ("'numpy.ndarray' object has no attribute 'is_floating_point'")
+            raise BadInputError(
+                f"{type(self).__name__}(lonlat) takes a torch tensor (N, 2) of lon, lat degrees (the path for "
+                f"gradients), not a {type(lonlat).__name__}: pass torch.as_tensor(points), or use .encode(points), "
+                "which takes arrays and lists"
+            )
         return self.nnet(self.posenc(lonlat).to(self.dtype))
 
     @property
@@ -258,6 +265,9 @@ class LocationEncoder(nn.Module):
         from . import precision as _precision
 
         check_batch_size(batch_size)
+        if isinstance(points, torch.Tensor) and points.requires_grad:  # (the result had none, without a word)
+            warnings.warn("encode computes no gradients (its result does not require grad): call the encoder itself, "
+                          "encoder(lonlat), for gradients with respect to the points or the weights", stacklevel=2)
         lonlat = as_lonlat(points, dtype=torch.float64, device=weights_device(self))
         return fused.encode_points(in_eval_mode(self), lonlat, _precision.for_encoder(self, precision), batch_size)
 
