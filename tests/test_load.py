@@ -487,3 +487,12 @@ def test_the_gradient_path_says_what_it_takes_and_encode_says_it_has_none():
         assert not encoder.encode(points).requires_grad
     encoder(points).sum().backward()  # (the path for gradients)
     assert points.grad is not None and torch.isfinite(points.grad).all()
+
+
+def test_precision_follows_the_weights_dtype():
+    """After .double() the encoder's precision still said "float32" while encode gave float64."""
+    encoder = satclip.load("bluemarble-l10", precision="float32")
+    encoder.double()
+    assert encoder.precision == "float64" and encoder.encode([[13.4, 52.5]]).dtype == torch.float64
+    encoder.float()
+    assert encoder.precision == "float32" and encoder.encode([[13.4, 52.5]]).dtype == torch.float32

@@ -184,6 +184,19 @@ class LocationEncoder(nn.Module):
         return write(ModelParts(config, state, metadata=dict(metadata or {})), path, target, overwrite=overwrite)
 
     @property
+    def precision(self) -> str:
+        """The precision :meth:`encode` runs in by default: the one :func:`satclip.load` chose (or was given) while
+        the weights are still in its dtype, else the weights' dtype's (after ``.double()`` the name said
+        "float32" while ``encode`` gave float64)."""
+        from . import precision as _precision
+
+        return _precision.for_encoder(self)
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self.__dict__["recorded_precision"] = value
+
+    @property
     def embedding_dim(self) -> int:
         return self.location_dim
 

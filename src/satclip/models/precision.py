@@ -418,7 +418,7 @@ def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
             _warn_rounded(encoder)
         return resolved
     weights = next(encoder.parameters()).dtype
-    recorded = getattr(encoder, "precision", None)
+    recorded = getattr(encoder, "recorded_precision", None)
     if recorded is not None and weights_dtype(recorded) == weights:
         return recorded
     return "float64" if weights == torch.float64 else "float32"
