@@ -496,3 +496,17 @@ def test_precision_follows_the_weights_dtype():
     assert encoder.precision == "float64" and encoder.encode([[13.4, 52.5]]).dtype == torch.float64
     encoder.float()
     assert encoder.precision == "float32" and encoder.encode([[13.4, 52.5]]).dtype == torch.float32
+
+
+def test_bad_points_are_satclips_bad_input_errors():
+    """Invalid points and arrays of the wrong shape were plain ValueErrors (InvalidPointsError too), missed by
+    `except satclip.errors.SatclipError`; they are BadInputErrors, still ValueErrors."""
+    from satclip.encoding.points import InvalidPointsError
+    from satclip.errors import BadInputError, SatclipError
+
+    encoder = satclip.load("bluemarble-l10")
+    for points in ([[200.0, 0.0]], np.zeros((3, 3)), [[1.0, "x"]], None):
+        with pytest.raises(BadInputError) as caught:
+            encoder.encode(points)
+        assert isinstance(caught.value, (SatclipError, ValueError))
+    assert issubclass(InvalidPointsError, BadInputError)

@@ -12,7 +12,7 @@ from ..errors import BadInputError
 MAX_REPORTED_ROWS = 5
 
 
-class InvalidPointsError(ValueError):
+class InvalidPointsError(BadInputError):
     """Raised for coordinates that are not finite (lon, lat) degrees in range."""
 
     def __init__(self, message: str, bad_rows: np.ndarray):
@@ -92,19 +92,19 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     (2, N) points, sparse, nested and meta tensors — raises ValueError saying what to pass; the masked entries
     of a numpy masked array become NaN (missing values, as pandas' NA)."""
     if hasattr(points, "columns") and hasattr(points, "iloc"):  # a DataFrame: its columns are named, not ordered
-        raise ValueError(
+        raise BadInputError(
             "points is a DataFrame: pass frame[['lon', 'lat']].to_numpy() (longitude first), or use "
             "satclip.embed(frame, model=…), which finds the coordinate columns (rows come back in the frame's order)"
         )
     if hasattr(points, "to_frame") and hasattr(points, "iloc"):  # a Series: one column (it was "one point?")
-        raise ValueError(
+        raise BadInputError(
             f"points is a pandas Series ({getattr(points, 'name', None)!r}), one column: pass both coordinate columns, "
             "frame[['lon', 'lat']].to_numpy() (longitude first), or the frame to satclip.embed"
         )
     if points is None:
-        raise ValueError("points is None: pass an (N, 2) array of (lon, lat) in degrees")
+        raise BadInputError("points is None: pass an (N, 2) array of (lon, lat) in degrees")
     if isinstance(points, (str, bytes, os.PathLike)):
-        raise ValueError(
+        raise BadInputError(
             f"points is {str(points)[:80]!r}, text or a path, not coordinates: read the file first (e.g. "
             "pandas.read_csv) and pass the frame, or embed it with `satclip embed FILE -o OUT`"
         )
@@ -118,11 +118,11 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     if tensor.ndim != 2 or tensor.shape[1] != 2:
         transposed = (" (transposed? pass points.T)" if tensor.ndim == 2 and tensor.shape[0] == 2
                       else " (one point? pass [[lon, lat]])" if tuple(tensor.shape) == (2,) else "")  # fmt: skip
-        raise ValueError(
+        raise BadInputError(
             f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}{transposed}"
         )
     if tensor.dtype == torch.bool or tensor.is_complex():
-        raise ValueError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
+        raise BadInputError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
     return tensor
 
 
@@ -165,13 +165,13 @@ def number_array(points, what: str = "points") -> np.ndarray:
         if array.dtype.kind == "O" and (odd := _first_non_number(array)) is None:
             array = _object_numbers(array)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})"
+        raise BadInputError(f"{what} must be numbers, an (N, 2) array of (lon, lat) in degrees ({err})"
                          if what == "points" else f"{what} must be numbers {degrees} ({err})") from None  # fmt: skip
     if odd is not None:  # (an array of Python objects: read by astype, True was 1 and "12.5" 12.5)
         index, value = odd
-        raise ValueError(f"{what} must be numbers {degrees}; entry {index} is {value!r} ({type(value).__name__})")
+        raise BadInputError(f"{what} must be numbers {degrees}; entry {index} is {value!r} ({type(value).__name__})")
     if array.dtype.kind not in "iuf":  # booleans, complex numbers, text, dates
-        raise ValueError(f"{what} must be numbers {degrees}, got {array.dtype}")
+        raise BadInputError(f"{what} must be numbers {degrees}, got {array.dtype}")
     if isinstance(array, np.ma.MaskedArray):
         array = array.astype(np.float64).filled(np.nan)
     elif array.dtype.kind == "f" and array.dtype.itemsize > 8:  # longdouble, which torch does not take
