@@ -510,3 +510,18 @@ def test_bad_points_are_satclips_bad_input_errors():
             encoder.encode(points)
         assert isinstance(caught.value, (SatclipError, ValueError))
     assert issubclass(InvalidPointsError, BadInputError)
+
+
+def test_the_subpackages_are_reached_from_the_package():
+    """satclip.train, satclip.image … raised AttributeError until imported by name, and dir(satclip) listed
+    internals (_LAZY, _Package, importlib, sys)."""
+    import subprocess
+    import sys
+
+    code = ("import satclip; names = dir(satclip); "
+            "assert not [n for n in names if n.startswith('_') and n != '__version__'], names; "
+            "assert callable(satclip.train.fit) and satclip.image.__name__ == 'satclip.image'; "
+            "assert satclip.eval.run_evaluation and satclip.retrieval and satclip.io and satclip.data; "
+            "print('ok')")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

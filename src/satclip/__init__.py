@@ -31,6 +31,8 @@ _LAZY = {
     "SatCLIP": (".models.clip", "SatCLIP"),
     "encoding": (".encoding", None),
     "networks": (".networks", None),
+    # the subpackages a user reaches for (they raised AttributeError until imported by name)
+    **{name: (f".{name}", None) for name in ("data", "eval", "image", "io", "retrieval", "train")},
 }
 
 
@@ -44,8 +46,8 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+def __dir__() -> list[str]:  # (the public names: it listed _LAZY, _Package, importlib, sys …)
+    return sorted(set(__all__) | set(_LAZY))
 
 
 class _Package(types.ModuleType):
