@@ -179,6 +179,22 @@ def test_an_edited_blue_marble_index_is_rebuilt_not_reused(tmp_path, caplog):
     assert bm.build_bluemarble(root, params) == root and (root / "images.npy").stat().st_mtime_ns == stamp
 
 
+def test_a_damaged_blue_marble_corpus_holding_a_users_file_says_so_and_keeps_it(tmp_path, caplog):
+    """It logged "…; rebuilding it" and then refused to replace the directory (the user's file in it)."""
+    from satclip.errors import OutputExistsError
+
+    bm, params, root = _corpus(tmp_path)
+    (root / "index.csv").write_text((root / "index.csv").read_text() + "\n")  # altered
+    (root / "notes.txt").write_text("mine")
+    with caplog.at_level(logging.WARNING, logger="satclip.data"), pytest.raises(
+        OutputExistsError, match=r"holds a damaged Blue Marble corpus .* and files satclip did not write \(notes\.txt\)"
+    ):  # fmt: skip
+        bm.build_bluemarble(root, params)
+    assert "rebuilding it" not in caplog.text and (root / "notes.txt").read_text() == "mine"
+    (root / "notes.txt").unlink()
+    assert bm.build_bluemarble(root, params) == root  # rebuilt, the notes moved out
+
+
 @pytest.mark.parametrize("damage", ["cut short", "missing"])
 def test_a_damaged_or_missing_blue_marble_manifest_is_named_with_the_fix(tmp_path, capsys, damage):
     """A cut-short manifest.json: 'satclip: error: Unterminated string starting at: line 12 …' naming no file; a

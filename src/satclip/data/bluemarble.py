@@ -353,6 +353,14 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             log.info("reusing Blue Marble corpus %s", out, extra=safe_output.RESUMED)
             return out
         if state == "damaged":
+            others = sorted({entry.name for entry in out.iterdir() if not entry.name.startswith(".")}
+                            - {IMAGES_FILE, INDEX_FILE, MANIFEST_FILE})  # fmt: skip
+            if others:  # (it said "rebuilding it", then refused to replace the user's files)
+                raise OutputExistsError(
+                    f"{out} holds a damaged Blue Marble corpus (unreadable or altered {IMAGES_FILE} or {INDEX_FILE}) "
+                    f"and files satclip did not write ({', '.join(others[:5])}): move those out of it, and run again "
+                    "to rebuild the corpus"
+                )
             log.warning("%s has the right manifest but unreadable or altered %s or %s; rebuilding it", out,
                         IMAGES_FILE, INDEX_FILE)
             overwrite = True  # our own corpus, broken: replacing it loses nothing
