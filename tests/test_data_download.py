@@ -513,3 +513,18 @@ def test_an_unusable_file_of_a_local_copy_is_bad_input(tmp_path, capsys):
     source.list_files = lambda: listed
     with pytest.raises(BadInputError, match="the copy is damaged or another version"):
         download_s2100k(tmp_path / "root2", source)
+
+
+def test_an_image_two_shards_hold_with_other_bytes_is_the_archives_clash(tmp_path, capsys):
+    """The second shard's patch_1.tif (other bytes than the first shard's) was blamed on the user ("a file of
+    yours … move it away and rerun"); moving it away made the first shard clash in turn, for ever."""
+    files = {"index.csv": INDEX, "data/shard-000.tar": _tar({"patch_1.tif": b"B" * 100}),
+             "data/shard-001.tar": _tar({"patch_1.tif": b"Z" * 100, "patch_2.tif": b"C" * 100})}  # fmt: skip
+    copy = _local_copy(tmp_path / "copy", files)
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"satclip: error: cannot extract {copy / 'data' / 'shard-001.tar'}: its image patch_1.tif is in "
+        "data/shard-000.tar too, with other bytes; the archives clash; replace it with an intact copy of "
+        "data/shard-001.tar and rerun"
+    )
+    assert (tmp_path / "root" / "images" / "patch_1.tif").read_bytes() == b"B" * 100

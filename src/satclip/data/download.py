@@ -149,7 +149,7 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     return path
 
 
-def extract_images(archive: Path, images: Path, label: str) -> list[str]:
+def extract_images(archive: Path, images: Path, label: str, extracted_by: dict[str, str] | None = None) -> list[str]:
     """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored); returns
     their names.
 
@@ -159,8 +159,12 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
     was kept, and the dataset said complete, with a file of the user's or a damaged one in the image's place).
     Member paths are reduced to their base name, so no member can write outside ``images/``.
 
+    ``extracted_by``: image name → the archive an earlier shard extracted it from; an image of that name with
+    other bytes here is the archives' clash, not a file of the user's.
+
     Raises:
-        ArchiveError: ``archive`` cannot be read (nothing is moved into ``images/`` then).
+        ArchiveError: ``archive`` cannot be read, or it holds an image another shard holds with other bytes
+            (nothing is moved into ``images/`` then).
     """
     safe_output.clean_stale(images / label)
     partial = safe_output.temp_path(images / label)
@@ -187,6 +191,10 @@ def extract_images(archive: Path, images: Path, label: str) -> list[str]:
         for name in names:
             if not (images / name).exists():
                 safe_output.publish(partial / name, images / name)
+            elif not _same_file(images / name, partial / name) and name in (extracted_by or {}):
+                # (it blamed a file of the user's, and moving it away made the other shard clash in turn)
+                raise ArchiveError(f"cannot extract {archive}: its image {name} is in {extracted_by[name]} too, with "
+                                   "other bytes; the archives clash")  # fmt: skip
             elif not _same_file(images / name, partial / name):
                 raise OutputExistsError(
                     f"{images / name} is not the image {name} of {archive.name} (other bytes: a file of yours, or "
@@ -324,15 +332,18 @@ def download_s2100k(
         skipped += [shard.path for shard in shards if shard.path in done]
         if skipped:
             log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
+        extracted_by = {name: shard.path for shard in shards if shard.path in done
+                        for name in (_record(_marker(root, shard)) or {}).get("names") or ()}  # fmt: skip
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
             try:
-                names = extract_images(path, images, shard.path.replace("/", "__"))
+                names = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
             except ArchiveError as err:
                 if not _fetched(source, path, staging):
                     raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
                 path.unlink(missing_ok=True)
                 raise ArchiveError(f"{err}; deleted it: rerun the same command to fetch it again") from err
+            extracted_by.update(dict.fromkeys(names, shard.path))
             count = len(names)
             record = {"path": shard.path, "sha256": shard.sha256, "images": count, "names": names}
             safe_output.write_bytes(_marker(root, shard), json.dumps(record).encode())
