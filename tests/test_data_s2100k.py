@@ -689,3 +689,21 @@ def test_a_full_read_names_gdals_reason_for_a_damaged_image(tmp_path):
     report = verify_s2100k(root, CheckSpec(full=True), use_cache=False)
     assert report.status == ("corrupt",), report.details
     assert "previous exception" not in report.details[0] and "IReadBlock failed" in report.details[0], report.details
+
+
+def test_a_quote_never_closed_is_named_not_shown(tmp_path, capsys):
+    """A quote never closed made the rest of the file one row, shown whole as the line's detail (megabytes for
+    S2-100K); a long short row is cut."""
+    root = _copy_examples(tmp_path / "root")
+    lines = (root / "index.csv").read_text().splitlines()
+    long_row = "x" * 500 + ",1"
+    text = "\n".join([*lines[:3], long_row, '"patch_1.tif,1,2', *lines[3:]]) + "\n"
+    (root / "index.csv").write_text(text)
+    malformed: list = []
+    read_index(root / "index.csv", malformed=malformed)
+    (line_long, long_problem), (line_quote, quote_problem) = malformed
+    assert line_long == 4 and long_problem.endswith(" …") and len(long_problem) < 260, long_problem
+    assert line_quote == 5 and quote_problem == (
+        f"expected 4 fields; a quoted field opened on this line runs on over {len(lines) - 2} more line(s): is its "
+        "closing quote missing?"  # (the lines after it, and the file's last line break)
+    )

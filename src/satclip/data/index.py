@@ -112,7 +112,12 @@ def _to_float(value: str) -> float | None:
 def _row_problem(row: list[str], fields: int, width: int, i_fn: int) -> str | None:
     """Why a CSV row of an index of ``fields`` columns is no index row (too few fields, no file name)."""
     if len(row) < width:
-        return f"expected {fields} fields, got {row}"
+        more = sum(field.count("\n") for field in row)
+        if more:  # (a quote never closed: the rest of the file, megabytes of it, was shown as this row)
+            return (f"expected {fields} fields; a quoted field opened on this line runs on over {more} more line(s): "
+                    "is its closing quote missing?")
+        shown = repr(row)
+        return f"expected {fields} fields, got {shown if len(shown) <= 200 else shown[:200] + ' …'}"
     if not row[i_fn].strip():
         return "empty file name in column 'fn'"
     return None
