@@ -105,8 +105,8 @@ def test_on_a_terminal_one_line_is_redrawn():
 
 
 def test_the_demo_weighs_its_stages_by_the_run_it_is():
-    """--quick weighed its stages as the full demo's (pretraining 49 % of the time where it takes 60 %), and
-    --epochs did not change the pretraining's weight."""
+    """--quick weighed its stages as the full demo's (corpus and features a sixth of the time where they take a
+    tenth), and --epochs did not change the pretraining's weight."""
     from dataclasses import replace
 
     from satclip.recipes.demo import FULL, QUICK, QUICK_STAGES, STAGES, stage_seconds

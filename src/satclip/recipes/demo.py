@@ -73,9 +73,9 @@ QUICK = DemoSettings(
 #: the stages of the demo and their expected seconds (the full demo on an idle 2-core CPU, benchmarks/RESULTS.md):
 #: the weights of the progress display's ETA
 STAGES = {"corpus": 20.0, "image features": 42.0, "pretraining": 187.0, "evaluation": 128.0, "map and report": 3.0}
-#: the same for ``--quick`` (measured on a 2-core Intel Xeon with other work running, 2026-12-05: 1 min 56 s): its
-#: pretraining is 60 % of the time, not 49 %, and its evaluation 27 %, not 34 %
-QUICK_STAGES = {"corpus": 5.6, "image features": 6.4, "pretraining": 71.4, "evaluation": 31.3, "map and report": 1.4}
+#: the same for ``--quick`` (a fresh run, corpus built, on an idle 2-core Intel Xeon, 2026-12-06: 40 s; with other
+#: work running the pretraining took 71 s of 116): its corpus and features are a tenth of the time, not a sixth
+QUICK_STAGES = {"corpus": 2.9, "image features": 3.5, "pretraining": 14.9, "evaluation": 12.3, "map and report": 0.5}
 
 
 def stage_seconds(settings: DemoSettings) -> dict[str, float]:
