@@ -528,3 +528,15 @@ def test_an_image_two_shards_hold_with_other_bytes_is_the_archives_clash(tmp_pat
         "data/shard-001.tar and rerun"
     )
     assert (tmp_path / "root" / "images" / "patch_1.tif").read_bytes() == b"B" * 100
+
+
+def test_a_rerun_counts_the_images_it_added(tmp_path):
+    """One of a shard's two images deleted: the rerun extracts the shard again and said 2 images were
+    extracted; it adds one."""
+    files = {"index.csv": INDEX, "data/shard-000.tar": _tar({"patch_0.tif": b"A" * 10, "patch_1.tif": b"B" * 10}),
+             "data/shard-001.tar": _tar({"patch_2.tif": b"C" * 10})}  # fmt: skip
+    hub = FakeHub(files)
+    assert download_s2100k(tmp_path, hub).images == 3
+    (tmp_path / "images" / "patch_0.tif").unlink()
+    summary = download_s2100k(tmp_path, hub)
+    assert summary.extracted == ("data/shard-000.tar",) and summary.images == 1

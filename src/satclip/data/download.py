@@ -149,9 +149,12 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     return path
 
 
-def extract_images(archive: Path, images: Path, label: str, extracted_by: dict[str, str] | None = None) -> list[str]:
+def extract_images(
+    archive: Path, images: Path, label: str, extracted_by: dict[str, str] | None = None
+) -> tuple[list[str], int]:
     """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored); returns
-    their names.
+    their names, and how many of them were not in ``images/`` already (a rerun after one image was deleted
+    extracts its shard again, and said all of its images were extracted).
 
     Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
     are moved into ``images/``; an image already there is kept if it holds the member's bytes (moves are
@@ -188,9 +191,11 @@ def extract_images(archive: Path, images: Path, label: str, extracted_by: dict[s
                 with source, (partial / name).open("wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
                 names.append(name)
+        added = 0
         for name in names:
             if not (images / name).exists():
                 safe_output.publish(partial / name, images / name)
+                added += 1
             elif not _same_file(images / name, partial / name) and name in (extracted_by or {}):
                 # (it blamed a file of the user's, and moving it away made the other shard clash in turn)
                 raise ArchiveError(f"cannot extract {archive}: its image {name} is in {extracted_by[name]} too, with "
@@ -210,7 +215,7 @@ def extract_images(archive: Path, images: Path, label: str, extracted_by: dict[s
         raise ArchiveError(f"cannot extract {archive}: not a readable tar archive ({reason})") from err
     finally:
         safe_output.remove_owned(partial)
-    return names
+    return names, added
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -337,7 +342,7 @@ def download_s2100k(
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
             try:
-                names = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
+                names, new_images = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
             except ArchiveError as err:
                 if not _fetched(source, path, staging):
                     raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
@@ -351,7 +356,7 @@ def download_s2100k(
                 path.unlink(missing_ok=True)
             log.info("%s: %d images", shard.path, count)
             extracted.append(shard.path)
-            added += count
+            added += new_images
         _warn_of_unextracted(root, images, source)
     return DownloadSummary(root, tuple(extracted), tuple(skipped), added)
 
