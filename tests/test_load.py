@@ -525,3 +525,12 @@ def test_the_subpackages_are_reached_from_the_package():
             "print('ok')")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_repr_says_what_the_encoder_is():
+    """repr(encoder) showed "SirenLayer()" for every layer, and neither the embedding's width, the precision nor
+    the source."""
+    text = repr(satclip.load("bluemarble-l10", precision="float32"))
+    assert "embedding_dim=256, precision='float32', source='bluemarble-l10'" in text, text
+    assert "SirenLayer(in_features=100, out_features=512, bias=True, sine, w0=30, dropout=0.5)" in text, text
+    assert "SirenLayer(in_features=512, out_features=256, bias=True, linear)" in text, text

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import inspect
 import numbers
+import os
 import warnings
 from collections.abc import Mapping
 
@@ -182,6 +183,11 @@ class LocationEncoder(nn.Module):
         config = {key: copy.deepcopy(self.config[key]) for key in ("encoding", "network")}
         state = {k: v.detach().cpu() for k, v in LocationEncoder.state_dict(self).items()}
         return write(ModelParts(config, state, metadata=dict(metadata or {})), path, target, overwrite=overwrite)
+
+    def extra_repr(self) -> str:  # (what it embeds into, in what precision, from where: the repr said none of it)
+        source = getattr(self, "provenance", {}).get("source")
+        return f"embedding_dim={self.embedding_dim}, precision={self.precision!r}" + (
+            f", source={os.path.basename(str(source).rstrip('/')) or source!r}" if source else "")  # fmt: skip
 
     @property
     def precision(self) -> str:

@@ -28,6 +28,11 @@ class SirenLayer(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim_out, dim_in).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(dim_out).uniform_(-bound, bound)) if bias else None
 
+    def extra_repr(self) -> str:  # (it printed "SirenLayer()": no widths)
+        dim_out, dim_in = self.weight.shape
+        return (f"in_features={dim_in}, out_features={dim_out}, bias={self.bias is not None}, "
+                f"{f'sine, w0={self.w0:g}' if self.sine else 'linear'}{', dropout=0.5' if self.dropout else ''}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
         if self.dropout:
