@@ -189,9 +189,11 @@ def test_weights_updated_through_data_are_seen(fixture_points, precision):
     after = encoder.encode(points, precision=precision)
     with torch.no_grad():
         forward = encoder(points)
-    tolerance = 2e-2 if precision == "bf16" else 1e-5  # (bf16: its rounding of the features and the weights)
     assert not torch.allclose(after, before, atol=0.1)
-    torch.testing.assert_close(after, forward, rtol=0, atol=tolerance)
+    if precision == "bf16":  # (its rounding of the features and the weights: as issue 14's bf16 check)
+        assert torch.nn.functional.cosine_similarity(after, forward, dim=1).min() >= 0.9999
+    else:
+        torch.testing.assert_close(after, forward, rtol=0, atol=FLOAT32_REASSOCIATION * float(forward.abs().max()))
 
 
 def test_staged_recurrence_is_the_float32_block_rounded_once():
