@@ -134,7 +134,11 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert list(first) == list(STAGES) and all(v > 0 for v in first.values())
     timings.write_text(json.dumps({**first, "pretraining": 999.0}))  # (as if it had taken that long)
     shown = io.StringIO()
-    again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, shown)).read_text()
+    from satclip.recipes import demo as demo_module
+
+    with pytest.MonkeyPatch.context() as patch:  # (reused: faster than its expected seconds at all, on any CPU)
+        patch.setattr(demo_module, "REUSED_SPEEDUP", 1.0)
+        again = run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, shown)).read_text()
     assert "- pretraining: 2 epochs (all 2 trained by an earlier run of these settings; none here, its model is " \
            "reused)" in again
     # the time of the reused training is the run's that did it (the report and timings.json said "0 s")
