@@ -356,11 +356,12 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             others = sorted({entry.name for entry in out.iterdir() if not entry.name.startswith(".")}
                             - {IMAGES_FILE, INDEX_FILE, MANIFEST_FILE})  # fmt: skip
             if others:  # (it said "rebuilding it", then refused to replace the user's files)
-                raise OutputExistsError(
-                    f"{out} holds a damaged Blue Marble corpus (unreadable or altered {IMAGES_FILE} or {INDEX_FILE}) "
-                    f"and files satclip did not write ({', '.join(others[:5])}): move those out of it, and run again "
-                    "to rebuild the corpus"
-                )
+                damaged = (f"{out} holds a damaged Blue Marble corpus (unreadable or altered {IMAGES_FILE} or "
+                           f"{INDEX_FILE}) and files satclip did not write ({', '.join(others[:5])})")  # fmt: skip
+                if safe_output.is_owned(out):
+                    raise OutputExistsError(f"{damaged}: move those out of it, and run again to rebuild the corpus")
+                raise OutputExistsError(f"{damaged}; satclip did not create {out} and never replaces it: choose "
+                                        "another --out")  # fmt: skip
             log.warning("%s has the right manifest but unreadable or altered %s or %s; rebuilding it", out,
                         IMAGES_FILE, INDEX_FILE)
             overwrite = True  # our own corpus, broken: replacing it loses nothing
