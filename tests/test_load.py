@@ -534,3 +534,23 @@ def test_the_repr_says_what_the_encoder_is():
     assert "embedding_dim=256, precision='float32', source='bluemarble-l10'" in text, text
     assert "SirenLayer(in_features=100, out_features=512, bias=True, sine, w0=30, dropout=0.5)" in text, text
     assert "SirenLayer(in_features=512, out_features=256, bias=True, linear)" in text, text
+
+
+def test_a_trusted_checkpoint_with_namespace_hyper_parameters_loads(tmp_path):
+    """Older Lightning saved hyper-parameters as an argparse.Namespace: refused by default (unpickling it needs
+    trust), and with trust_checkpoint=True it was refused anyway ("'hyper_parameters' must be a dict")."""
+    import argparse
+
+    from satclip.io.safe_pickle import UntrustedCheckpointError
+
+    source = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"] = argparse.Namespace(**checkpoint["hyper_parameters"])
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    with pytest.raises(UntrustedCheckpointError, match="argparse.Namespace"):
+        satclip.load(older)
+    points = np.array([[13.4, 52.5], [-58.4, -34.6]])
+    loaded = satclip.load(older, trust_checkpoint=True, precision="float64")
+    torch.testing.assert_close(loaded.encode(points), satclip.load(source, precision="float64").encode(points),
+                               rtol=0, atol=0)  # fmt: skip

@@ -13,6 +13,7 @@ exact; the original's loaders read only ``hyper_parameters`` and ``state_dict`` 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Iterable
@@ -191,6 +192,8 @@ def checked_checkpoint(ckpt: object, path: str | Path) -> OriginalCheckpoint:
     """An unpickled ``.ckpt`` checked for the Lightning layout and for finite weights."""
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise BadInputError(f"{path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters'")
+    if isinstance(ckpt["hyper_parameters"], argparse.Namespace):  # (older Lightning's: a trusted file may hold one)
+        ckpt = {**ckpt, "hyper_parameters": vars(ckpt["hyper_parameters"])}
     for key in ("state_dict", "hyper_parameters"):
         if not isinstance(ckpt[key], dict):
             raise BadInputError(f"{path}: {key!r} must be a dict, got {type(ckpt[key]).__name__}")
