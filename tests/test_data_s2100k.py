@@ -707,3 +707,18 @@ def test_a_quote_never_closed_is_named_not_shown(tmp_path, capsys):
         f"expected 4 fields; a quoted field opened on this line runs on over {len(lines) - 2} more line(s): is its "
         "closing quote missing?"  # (the lines after it, and the file's last line break)
     )
+
+
+def test_verify_names_files_the_index_does_not_list(tmp_path, capsys):
+    """Files in images/ that no index row names (a name in another case, an index missing rows) are never checked
+    nor used, and verify said nothing of them; it lists them now, without failing the dataset for them."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_252161.tif"])
+    (root / "images" / "Patch_75123.TIF").write_bytes((root / "images" / "patch_75123.tif").read_bytes())
+    (root / "images" / "sub").mkdir()
+    (root / "images" / "sub" / "extra.tif").write_bytes(b"x")
+    (root / "images" / ".hidden").write_bytes(b"x")  # (hidden: satclip's temporaries and the like)
+    report = verify_s2100k(root, use_cache=False)
+    assert report.unlisted == ("Patch_75123.TIF", "sub/extra.tif") and report.all_ok
+    assert main(["data", "verify", str(root)]) == 0
+    assert ("not in the index (not checked, not used): 2 file(s) in images/: Patch_75123.TIF, sub/extra.tif"
+            in capsys.readouterr().out)  # fmt: skip

@@ -22,11 +22,12 @@ import hashlib
 import json
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -198,6 +199,9 @@ class VerifyReport:
     status: tuple[str, ...]
     details: tuple[str, ...]
     malformed: tuple[tuple[int, str], ...] = ()
+    #: files in ``images/`` (relative paths) the index does not list: not checked, not used (they were never
+    #: mentioned: a file named with another case, or an index missing rows, went unnoticed)
+    unlisted: tuple[str, ...] = ()
 
     @property
     def ok_mask(self) -> np.ndarray:
@@ -255,6 +259,11 @@ class VerifyReport:
                 lines.append(f"  {'':<{width}}  {'':>8}  {name}" + (f"  ({detail})" if detail else ""))
             if len(problems.get(key, [])) > shown:
                 lines.append(f"  {'':<{width}}  {'':>8}  … and {len(problems[key]) - shown} more")
+        if self.unlisted:
+            first = ", ".join(self.unlisted[:shown]) + (f", … and {len(self.unlisted) - shown} more"
+                                                        if len(self.unlisted) > shown else "")  # fmt: skip
+            lines.append(f"  not in the index (not checked, not used): {len(self.unlisted)} file(s) in images/: "
+                         f"{first}")
         return "\n".join(lines)
 
 
@@ -379,5 +388,18 @@ def verify_s2100k(
         status=tuple(r[0] for r in results),
         details=tuple(r[1] for r in results),
         malformed=tuple(malformed),
+        unlisted=_unlisted(images, index.filenames),
     )
     return report
+
+
+def _unlisted(images: Path, listed: Iterable[str]) -> tuple[str, ...]:
+    """The files under ``images`` (paths relative to it, sorted) that ``listed`` does not name."""
+    names = {PurePosixPath(name).as_posix().removeprefix("./") for name in listed}
+    found = []
+    for folder, folders, files in os.walk(images):
+        folders[:] = [name for name in folders if not name.startswith(".")]  # (satclip's temporaries, hidden ones)
+        relative = Path(folder).relative_to(images)
+        found += [(relative / name).as_posix() for name in files
+                  if not name.startswith(".") and (relative / name).as_posix() not in names]  # fmt: skip
+    return tuple(sorted(found))
