@@ -346,10 +346,15 @@ class ParquetSink(Sink):
             record.name: file_crc32(record),
         }
 
-    def _store(self, index, table, embeddings, valid):
+    def _output_table(self, table, embeddings: np.ndarray, valid: np.ndarray):
+        """The rows of the output for the input rows ``table``: with their embeddings, the rows of the input this
+        output holds, and the job's attributes."""
         table = with_embedding(table, embeddings, valid, self.dtype, self.options["layout"], self.options["column"])
         table = with_rows_of_input(table, self.options.get("first_row", 0), self.num_rows)
-        self._file().append(index, with_attrs(table, self.options.get("attrs", {})))
+        return with_attrs(table, self.options.get("attrs", {}))
+
+    def _store(self, index, table, embeddings, valid):
+        self._file().append(index, self._output_table(table, embeddings, valid))
 
     def _to_write_again(self, done, changed):
         """The first changed row group and every one after it: row group k is appended after row group k − 1.
@@ -366,11 +371,7 @@ class ParquetSink(Sink):
         return self._file().finish(num_chunks)
 
     def finalize_empty(self, table):
-        embeddings = np.empty((0, self.dim), dtype=self.dtype)
-        table = with_embedding(table, embeddings, np.ones(0, dtype=bool), self.dtype, self.options["layout"],
-                               self.options["column"])  # fmt: skip
-        table = with_rows_of_input(table, self.options.get("first_row", 0), 0)
-        table = with_attrs(table, self.options.get("attrs", {}))
+        table = self._output_table(table, np.empty((0, self.dim), dtype=self.dtype), np.ones(0, dtype=bool))
         with naming(self._path()):
             with self._writer(str(self._path()), table.schema) as writer:
                 writer.write_table(table)
