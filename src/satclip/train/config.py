@@ -396,10 +396,12 @@ def absolute_path(path: str | None) -> str | None:
 
 def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     """``config`` with its :data:`RUN_PATHS` absolute."""
-    data = dataclasses.replace(config.data, cache=absolute_path(config.data.cache),
-                               root=absolute_path(config.data.root))  # fmt: skip
-    trainer = dataclasses.replace(config.trainer, output_dir=absolute_path(config.trainer.output_dir))
-    return dataclasses.replace(config, data=data, trainer=trainer)
+    fields: dict[str, dict[str, str | None]] = {}
+    for key in RUN_PATHS:
+        section, name = key.split(".")
+        fields.setdefault(section, {})[name] = absolute_path(getattr(getattr(config, section), name))
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **values)
+                                          for section, values in fields.items()})  # fmt: skip
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, parse: bool) -> dict:
