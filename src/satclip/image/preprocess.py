@@ -65,7 +65,7 @@ IMAGE_KINDS = "PNG or JPEG pictures (.png, .jpg, .jpeg) and GeoTIFFs (any other 
 
 
 @contextlib.contextmanager
-def _gdal_warnings_held() -> Iterator[None]:
+def _gdal_warnings_as_debug() -> Iterator[None]:
     """GDAL's warnings while a file is opened and read (rasterio logs them on its ``rasterio`` loggers), logged
     at DEBUG level: a file that cannot be read gets the one line of its :class:`BadInputError` (five lines of
     "CPLE_AppDefined … TIFFReadDirectory: Bogus StripByteCounts field" came first, from each time it was
@@ -100,7 +100,7 @@ def open_geotiff(path: str | Path) -> Iterator:
     rasterio = require("rasterio", "data", "reading GeoTIFF images")
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    with _gdal_warnings_held():
+    with _gdal_warnings_as_debug():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
