@@ -62,3 +62,35 @@ def test_footprint_contains_and_refuses_nonsense():
         Footprint("sea")
     with pytest.raises(ValueError, match="min_lat < max_lat"):
         Footprint("land", 10, -10)
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_a_trained_model_records_its_inputs_and_not_the_paths_of_the_machine_it_was_trained_on(tmp_path):
+    """A model's metadata held the absolute paths of its corpus, cache and run (a shared model showed
+    ``/home/<user>/…``); the corpus path was what its footprint and image input were derived from, so they are
+    now recorded from the manifest at export."""
+    from satclip.train import fit, from_dict
+
+    from .train_helpers import bluemarble_run
+
+    result = fit(from_dict(bluemarble_run(tmp_path)))
+    for export in result.exports.values():
+        config = json.loads((export.native / "config.json").read_text())
+        assert not [s for s in _strings(config) if str(tmp_path) in s]
+        assert config["metadata"]["train_config"]["data"]["cache"] == "cache"
+        encoder = satclip.load(export.native)
+        footprint = training_footprint(encoder)
+        assert footprint.origin.startswith("recorded") and (footprint.min_lat, footprint.max_lat) == (-60.0, 90.0)
+        assert image_input(encoder).patch_size == 8  # the corpus's, not the defaults' 32
+    for name in ("bluemarble-l10", "bluemarble-l40"):
+        from satclip.pretrained import bundled_models
+
+        config = json.loads((bundled_models()[name] / "config.json").read_text())
+        assert not [s for s in _strings(config) if s.startswith("/")], name

@@ -8,9 +8,10 @@ Both are read from the ``metadata`` of a native model's ``config.json``:
 - ``image_input``: ``{"bands": ["red", "green", "blue"], "patch_size": 32, "gsd_km": 7.5,
   "scale": "uint8 / 255", …}``.
 
-The shipped ``bluemarble-*`` models record both. A model trained on a Blue Marble corpus that does not
-(``satclip demo``'s) has them derived from its recorded training config and the corpus manifest (or the
-corpus defaults when the corpus is gone). Anything else — the released S2-100K checkpoints, converted or
+Models trained by satclip on a Blue Marble corpus (the shipped ``bluemarble-*`` ones, ``satclip demo``'s)
+record both, read from the corpus manifest at export (:func:`recorded_inputs`). One exported before they were
+recorded has them derived from its training config's corpus path and manifest (or the corpus defaults when the
+corpus is gone). Anything else — the released S2-100K checkpoints, converted or
 user models — is taken to know **land anywhere** (S2-100K samples land; nothing is known of its latitude
 band) and to take images of unknown scale.
 """
@@ -131,18 +132,38 @@ def _bluemarble_params(meta: dict) -> tuple[dict, str] | None:
     data = ((meta.get("train_config") or {}).get("data")) or {}
     if data.get("dataset") != "bluemarble":
         return None
-    root = data.get("root")
-    if root:
-        try:
-            manifest = json.loads((Path(root) / "manifest.json").read_text())
-            return dict(manifest["params"]), f"derived from the Blue Marble corpus manifest in {root}"
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+    params = _corpus_params(data.get("root"))
+    if params is not None:
+        return params, f"derived from the Blue Marble corpus manifest in {data['root']}"
     from dataclasses import asdict
 
     from ..data.bluemarble import BlueMarbleParams
 
     return asdict(BlueMarbleParams()), "derived: trained on a Blue Marble corpus (its defaults; the corpus is gone)"
+
+
+def _corpus_params(root: str | None) -> dict | None:
+    """The parameters in the manifest of the Blue Marble corpus at ``root``; None if there is none to read."""
+    if not root:
+        return None
+    try:
+        return dict(json.loads((Path(root) / "manifest.json").read_text())["params"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recorded_inputs(train_config: dict) -> dict:
+    """``training_footprint`` and ``image_input`` for the metadata of a model trained by ``train_config`` on a
+    Blue Marble corpus, read from the corpus manifest while it is at hand: the model then knows them without
+    the corpus (or its path, which a shared model does not carry). ``{}`` for other data or no manifest."""
+    data = train_config.get("data") or {}
+    params = _corpus_params(data.get("root")) if data.get("dataset") == "bluemarble" else None
+    if params is None:
+        return {}
+    footprint = {"surface": LAND, "min_lat": float(params["min_lat"]), "max_lat": float(params["max_lat"])}
+    image = {"bands": ["red", "green", "blue"], "patch_size": int(params["patch_size"]),
+             "gsd_km": float(params["gsd_km"]), "scale": "uint8 / 255"}  # fmt: skip
+    return {"training_footprint": footprint, "image_input": image}
 
 
 def training_footprint(model) -> Footprint:

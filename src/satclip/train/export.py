@@ -2,7 +2,8 @@
 
 Both load with :func:`satclip.load`. The native directory holds ``location.*``, the complete image
 encoder as ``visual.*`` (for a cached run: the cache's backbone plus the trained head) and
-``logit_scale``; its ``metadata`` records the training config, epoch, step and metrics. The target file is
+``logit_scale``; its ``metadata`` records the training config (its paths by their last component only), epoch,
+step, metrics and, for a Blue Marble corpus, the training footprint and image input. The target file is
 written by :func:`satclip.io.targets.write`: for ``original`` a ``.ckpt`` in the released layout (image
 encoders the original cannot describe, e.g. ``mosaiks``, are left out: a location-only file), for
 ``torchgeo`` a ``.pt`` state dict, for ``rshf`` a ``-rshf`` directory.
@@ -20,9 +21,10 @@ from ..errors import BadInputError
 from ..io.parts import ModelParts
 from ..io.targets import Written, write
 from ..models.clip import SatCLIP
+from ..models.provenance import recorded_inputs
 from .build import full_image_encoder, location_config
 from .cache import FeatureCache
-from .config import TrainConfig
+from .config import RUN_PATHS, TrainConfig
 from .module import model_state
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,17 @@ def check_exports(directory: str | Path, target: str) -> None:
         safe_output.check_output(output, overwrite=True, directory=is_directory_target(target), kind="output")
 
 
+def shareable(train_config: dict) -> dict:
+    """``train_config`` (a :meth:`TrainConfig.to_dict`) with each of its :data:`RUN_PATHS` cut to its last
+    component: a model is shared, the layout of the machine that trained it (``/home/<user>/…``) is not."""
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in train_config.items()}
+    for key in RUN_PATHS:
+        section, name = key.split(".")
+        if out.get(section, {}).get(name):
+            out[section][name] = Path(out[section][name]).name
+    return out
+
+
 def export_model(
     model: SatCLIP,
     image_config: dict,
@@ -103,15 +116,17 @@ def export_model(
     """Write ``directory/name/`` (native) and the ``trainer.export_target`` file beside it, atomically,
     replacing earlier exports of that name (a directory only if satclip wrote it)."""
     directory = Path(directory)
+    train_config = config.to_dict()
     metadata = {
         "trained_with": "satclip.train",
         "epoch": int(epoch),
         "global_step": int(global_step),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
-        "train_config": config.to_dict(),
+        **recorded_inputs(train_config),
+        "train_config": shareable(train_config),
     }
     if cache is not None:
-        metadata["feature_cache"] = {"path": str(cache.path), "key": cache.key}
+        metadata["feature_cache"] = {"name": Path(cache.path).name, "key": cache.key}
     parts = trained_parts(model, image_config, config, cache=cache, metadata=metadata)
     native = write(parts, directory / name, "native", overwrite=True)
     target = config.trainer.export_target
