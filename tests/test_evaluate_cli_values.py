@@ -100,6 +100,8 @@ def test_a_long_task_name_is_a_short_file_name_inside_out(tmp_path, capsys):
     name = "Bodenfeuchte (Mai 2024) " + "ä" * 20 + "x" * 276
     out = tmp_path / "ev"
     assert main(["evaluate", *FAST, "--task-file", str(table), "--task-name", name, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "results; wrote" in printed.out and "wrote" not in printed.err  # (the API's "wrote …" was logged too)
     from satclip.eval.cache import file_part
 
     maps = sorted(p.name for p in out.iterdir() if p.name.startswith("map_"))

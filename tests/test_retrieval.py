@@ -633,7 +633,9 @@ def test_cli_builds_a_database_end_to_end(tmp_path, capsys):
     db = tmp_path / "db"
     argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
     assert main(argv) == 0
-    assert f"{db}: 50 entries" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"{db}: 50 entries" in printed.out
+    assert str(db) not in printed.err  # the summary was also logged on stderr
     assert satclip.load(model_dir, retrieval=db).encode(sphere_points(5, 3)).shape == (5, 2 * DIM)
     assert main(argv) == 0  # up to date: kept
     assert main([*argv[:-1], str(tmp_path / "db32"), "--dtype", "float32"]) == 0

@@ -57,5 +57,5 @@ def run_evaluation(
         pictures = [*files.get("bars", []), *files.get("maps", [])]
         files.update(write_reports(rows, config, tasks, out, figures=pictures, command=command))
         safe_output.keep_only_written(out, "figures", pictures)  # an earlier run's other figures go
-    log.info("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
+    log.debug("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
     return EvalOutputs(rows, files)

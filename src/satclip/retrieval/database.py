@@ -544,5 +544,5 @@ def build_database(
             for name, values in ((LONLAT, lonlat), (LOCATION, stored[LOCATION]), (IMAGE, stored[IMAGE])):
                 safe_output.save_array(tmp / name, values)
             safe_output.write_data(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-        log.info("retrieval database %s: %d entries, image embeddings in %s", path, len(lonlat), dtype)
+        log.debug("retrieval database %s: %d entries, image embeddings in %s", path, len(lonlat), dtype)
         return RetrievalDatabase.open(path)
