@@ -18,7 +18,7 @@ from satclip.embed.maps import make_grid
 from satclip.errors import EXIT_INTERRUPTED
 from satclip.io.native import write_native
 
-from .conftest import REFERENCE, one_error_line, require
+from .conftest import FLOAT32_REASSOCIATION, REFERENCE, one_error_line, require
 from .test_embed_api import CONFIG
 
 BBOX = ["-20", "30", "40", "60"]  # Europe / North Africa, 6° cells → 5 × 10
@@ -46,7 +46,7 @@ def test_grid_cell_centres():
     small = make_grid(0.7, (5.9, 47.3, 10.5, 55.1))  # partial last cells dropped: centres stay inside
     assert small.width == 6 and small.height == 11 and small.bounds[2] <= 10.5 and small.bounds[1] >= 47.3
     with pytest.raises(ValueError, match="bbox"):
-        make_grid(1.0, (10, 0, 5, 1))
+        make_grid(1.0, (10, 1, 5, 0))
 
 
 def test_land_mask_spot_checks():
@@ -517,9 +517,56 @@ def test_a_png_too_large_is_told_the_ways_a_png_has(tmp_path, model, capsys):
     assert "--pca" not in line and "GB" not in line
 
 
-def test_a_bbox_across_the_antimeridian_is_told_how_to_map_it(tmp_path, model, capsys):
-    assert main(["map", "--model", str(model), "--resolution", "5", "--bbox", "170", "-10", "-170", "10",
-                 "-o", str(tmp_path / "m.tif")]) == 2  # fmt: skip
-    assert capsys.readouterr().err.strip().endswith(
-        "a box across the antimeridian is two maps: 170 -10 180 10 and -180 -10 -170 10"
-    )
+def test_a_bbox_across_the_antimeridian_is_one_map_whose_longitudes_run_on(tmp_path, model, caplog):
+    """`--bbox 170 -10 -170 10` (Fiji, Samoa) was refused with advice to make two maps. It is one map: its
+    longitudes run 170 … 190, each cell embedded at its wrapped centre, as the globe's map holds it."""
+    rasterio = pytest.importorskip("rasterio")
+    base = ["map", "--model", str(model), "--resolution", "5", "--all"]
+    assert main([*base, "--bbox", "170", "-10", "-170", "10", "-o", str(tmp_path / "m.tif")]) == 0
+    assert main([*base, "-o", str(tmp_path / "globe.tif")]) == 0
+    with rasterio.open(tmp_path / "m.tif") as across, rasterio.open(tmp_path / "globe.tif") as globe:
+        assert tuple(across.bounds) == (170.0, -10.0, 190.0, 10.0) and across.shape == (4, 4)
+        values, everywhere = across.read(), globe.read()
+    from satclip.embed.maps import warn_about_box
+
+    assert "give the western edge first" not in caplog.text
+    long_way = (10, 0, 5, 10)  # west > east: across, whatever its width; said where it is the long way round
+    assert make_grid(5.0, long_way).bounds == (10, 0, 365, 10)
+    warn_about_box(make_grid(5.0, long_way), long_way)
+    assert "355° wide (10 … 365); if you meant 5 … 10, give the western edge first" in caplog.text
+    rows, tolerance = slice(16, 20), FLOAT32_REASSOCIATION * np.abs(everywhere).max()  # the globe's 10°N … 10°S
+    np.testing.assert_allclose(values[:, :, :2], everywhere[:, rows, -2:], rtol=0, atol=tolerance)  # 170 … 180
+    np.testing.assert_allclose(values[:, :, 2:], everywhere[:, rows, :2], rtol=0, atol=tolerance)  # -180 … -170
+
+
+@pytest.mark.parametrize(
+    ("bbox", "bounds"),
+    [("190 -10 200 10", (190, -10, 200, 10)), ("0 -10 360 10", (0, -10, 360, 10)),
+     ("170 -10 190 10", (170, -10, 190, 10)), ("-180 -10 180 10", (-180, -10, 180, 10))],
+)  # fmt: skip
+def test_a_bbox_in_0_360_longitudes_is_mapped_on_its_own_longitudes(tmp_path, model, bbox, bounds):
+    """Boxes in 0 … 360 longitudes (a Pacific-centred globe, ERA5's convention) were refused; the map keeps the
+    longitudes it was given, and its cells are the ones of the same place in -180 … 180."""
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    argv = ["map", "--model", str(model), "--resolution", "5", "--all", "--bbox", *bbox.split()]
+    assert main([*argv, "-o", str(tmp_path / "m.zarr")]) == 0
+    field = xr.open_zarr(tmp_path / "m.zarr").embedding
+    assert field.lon.values[0] == bounds[0] + 2.5 and field.lon.values[-1] == bounds[2] - 2.5
+    lon = ((field.lon.values + 180) % 360) - 180
+    points = np.column_stack([np.tile(lon, field.sizes["lat"]), np.repeat(field.lat.values, len(lon))])
+    expected = satclip.load(model).encode(torch.tensor(points)).numpy()
+    got = field.transpose("lat", "lon", "dim").values.reshape(len(points), -1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=FLOAT32_REASSOCIATION * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("bbox", ["-190 -10 0 10", "0 -10 400 10", "-170 -10 200 10", "0 10 10 -10"])
+def test_a_bbox_of_no_box_on_the_globe_is_refused(tmp_path, model, capsys, bbox):
+    argv = ["map", "--model", str(model), "--resolution", "5", "--bbox", *bbox.split(), "-o", str(tmp_path / "m.tif")]
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "must be (west, south, east, north) with longitudes in -180 … 180 (or 0 … 360" in line
+    assert ("is 370°" in line) == (bbox == "-170 -10 200 10")
+    assert not (tmp_path / "m.tif").exists()
+
+

@@ -217,17 +217,6 @@ def test_a_zarr_map_named_like_another_format_is_refused_by_both_engines(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    ("bbox", "fix"),
-    [("190 -10 200 10", "that box is -170 -10 -160 10"), ("0 -10 360 10", "the whole globe is -180 -10 180 10"),
-     ("170 -10 190 10", "that box crosses the antimeridian and is two maps, 170 -10 180 10 and -180 -10 -170 10")],
-)  # fmt: skip
-def test_a_bbox_in_0_360_longitudes_is_refused_with_the_box_to_give(tmp_path, capsys, bbox, fix):
-    argv = ["map", "--model", "bluemarble-l10", "--resolution", "5", "--bbox", *bbox.split()]
-    assert main([*argv, "-o", str(tmp_path / "m.tif")]) == 2
-    assert capsys.readouterr().err.strip().endswith(f"longitudes run from -180 to 180: {fix}")
-
-
 def test_a_pca_of_values_that_do_not_vary_explains_nothing():
     """A one-cell map's PCA reported explained-variance ratios of 0.098, 0.056, … (rounding noise normalised)."""
     import numpy as np

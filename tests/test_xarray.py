@@ -16,6 +16,7 @@ from satclip.cli import main
 from satclip.errors import BadInputError, MissingExtraError
 from satclip.io.native import write_native
 
+from .conftest import FLOAT32_REASSOCIATION
 from .test_embed_api import CONFIG
 
 xr = pytest.importorskip("xarray")
@@ -554,6 +555,23 @@ def test_a_map_of_no_cells_is_named_by_both_engines(encoder, tmp_path, caplog):
     assert np.isnan(xr.open_zarr(tmp_path / "ocean.zarr").embedding.values).all()
 
 
+def test_a_dask_map_across_the_antimeridian_is_the_local_one(encoder, tmp_path):
+    """The Dask engine embeds a box across the antimeridian at its wrapped centres and keeps the map's longitudes
+    (170 … 190), as the local engine does."""
+    distributed = pytest.importorskip("distributed")
+    from satclip.embed.maps import render_map
+    from satclip.embed.xarray import write_map_zarr
+
+    fiji = (170.0, -25.0, -170.0, -10.0)
+    render_map(encoder, tmp_path / "local.zarr", resolution=5, bbox=fiji, blank_unseen=False)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        write_map_zarr(encoder, tmp_path / "dask.zarr", resolution=5, bbox=fiji, blank_unseen=False, client=client)
+    local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
+    assert dask.lon.values.tolist() == local.lon.values.tolist() == [172.5, 177.5, 182.5, 187.5]
+    values = local.embedding.values
+    np.testing.assert_allclose(dask.embedding.values, values, rtol=0, atol=FLOAT32_REASSOCIATION * np.abs(values).max())
+
+
 def test_invalid_coordinates_are_named_under_a_land_mask(encoder):
     """With where="land", a cell of NaN coordinates read the mask at whatever index NaN cast to (a numpy
     RuntimeWarning), and was hidden or computed by chance; it is named as invalid, or NaN when skipped."""
@@ -579,8 +597,8 @@ def test_map_engine_dask_bad_input_is_one_line(encoder, tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
     cases = (
-        (["--resolution", "3", "--bbox", "10", "0", "5", "20", "-o", str(tmp_path / "a.zarr")],
-         "bbox (10.0, 0.0, 5.0, 20.0) must be (west, south, east, north) with -180 <= west < east <= 180"),
+        (["--resolution", "3", "--bbox", "-190", "0", "5", "20", "-o", str(tmp_path / "a.zarr")],
+         "bbox (-190.0, 0.0, 5.0, 20.0) must be (west, south, east, north) with longitudes in -180 … 180"),
         (["--resolution", "50", "--bbox", "0", "0", "10", "10", "-o", str(tmp_path / "a.zarr")],
          "resolution 50° is coarser than the bbox 0 0 10 10 (10° × 10°): use a resolution of at most 10°"),
         (["--resolution", "30", "-o", str(mine)], f"{mine} is a directory satclip did not create"),

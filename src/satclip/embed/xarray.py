@@ -579,7 +579,7 @@ def write_map_zarr(
     output = Path(output)
     maps.map_format(output, "zarr")  # (a Zarr store named .tif was written)
     grid = maps.make_grid(resolution, bbox)
-    maps.warn_of_partial_cells(grid, bbox)  # (said by the local engine only)
+    maps.warn_about_box(grid, bbox)  # (said by the local engine only)
     dim = encoder.embedding_dim
     maps.check_size(grid, dim, "zarr", force)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
@@ -591,10 +591,12 @@ def write_map_zarr(
     cells = MapCells(footprint if blank_unseen else None, land_only)
     rows = max(1, min(grid.height, DEFAULT_CHUNK_CELLS // grid.width))
     if (blank_unseen or land_only) and not any(
-        cells(grid.lon[None, :], grid.lat[r : r + rows, None]).any() for r in range(0, grid.height, rows)
+        cells(grid.wrapped_lon[None, :], grid.lat[r : r + rows, None]).any() for r in range(0, grid.height, rows)
     ):  # (stops at the first chunk with a cell to compute)
         maps.warn_no_cells(grid.height * grid.width)
-    field = embedding_field(encoder, grid.lon, grid.lat, chunks=(rows, grid.width), where=cells, batch_size=batch_size)
+    field = embedding_field(encoder, grid.wrapped_lon, grid.lat, chunks=(rows, grid.width), where=cells,
+                            batch_size=batch_size)  # fmt: skip
+    field = field.assign_coords(lon=field.lon.copy(data=grid.lon))  # the map's (170 … 190 across the antimeridian)
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
     attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
