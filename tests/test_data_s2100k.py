@@ -722,3 +722,31 @@ def test_verify_names_files_the_index_does_not_list(tmp_path, capsys):
     assert main(["data", "verify", str(root)]) == 0
     assert ("not in the index (not checked, not used): 2 file(s) in images/: Patch_75123.TIF, sub/extra.tif"
             in capsys.readouterr().out)  # fmt: skip
+
+
+def test_a_no_data_image_that_passes_the_header_check_is_left_out_of_a_cache_and_replaced_in_training(
+    tmp_path, caplog
+):
+    """A constant (no-data) patch passes the default header check; `data verify --full` called it corrupt, but
+    `cache build` stored its features and training used it as an image. Its pixels are read anyway: it is now
+    treated as an unreadable file (left out of a cache, replaced by the next sample in training)."""
+    from satclip import image
+    from satclip.data.s2100k import UnreadableSampleError
+    from satclip.train.cache import build_cache
+    from satclip.train.sources import create_source
+
+    names = ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"]
+    root = _copy_examples(tmp_path / "root", names)
+    _rewrite(root / "images" / names[1], np.zeros((12, 256, 256), np.uint16))
+    dataset = S2100K(root, cache=False)
+    assert len(dataset) == 3  # it passes the header check
+    with caplog.at_level(logging.WARNING, logger="satclip.data"):
+        sample = dataset[1]
+    assert f"{root / 'images' / names[1]} (ValueError: constant image: every pixel value is 0" in caplog.text
+    torch.testing.assert_close(sample["image"], dataset[2]["image"], rtol=0, atol=0)
+    with pytest.raises(UnreadableSampleError, match="constant image"):
+        dataset.skipping_unreadable()[1]
+    encoder = image.create("mosaiks", in_chans=13, num_filters=4, kernel_size=3, embed_dim=8)
+    encoder.fit(torch.rand(4, 13, 32, 32, generator=torch.Generator().manual_seed(0)), seed=0)
+    cache = build_cache(tmp_path / "cache", encoder, create_source("s2100k", str(root)), views=1, dtype="float32")
+    assert cache.manifest["skipped"] == [1] and len(cache) == 2

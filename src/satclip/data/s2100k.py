@@ -7,7 +7,8 @@ layouts) and ``images/*.tif``.
 Bad files are found before training by :func:`satclip.data.verify.verify_s2100k` (missing, < 10 kB
 no-data patches as in the original, unreadable or truncated, wrong bands/shape/dtype, invalid
 coordinates), logged (count and first names) and left out. A file that still fails while being read
-(changed on disk after the check, a flaky network file system) is logged once and **replaced by the next
+(changed on disk after the check, a flaky network file system; or whose pixels hold no image, NaN or one
+value everywhere, which the default header check cannot see) is logged once and **replaced by the next
 readable sample** (``on_error="substitute"``, the default), so an epoch never dies halfway and batches
 keep their size; ``on_error="raise"`` raises instead. Substitutes are deterministic (next index, wrapping),
 so a seeded run stays reproducible. A feature cache stores each sample once, so it reads with
@@ -31,7 +32,15 @@ from torch.utils.data import Dataset
 from ..errors import BadInputError
 from ..optional import require
 from .index import S2Index, name_problem, read_index, repeated_rows, unsafe_rows
-from .verify import PROBLEMS, SHOWN_NAMES, CheckSpec, VerifyReport, coordinates_detail, verify_s2100k
+from .verify import (
+    PROBLEMS,
+    SHOWN_NAMES,
+    CheckSpec,
+    VerifyReport,
+    coordinates_detail,
+    pixel_problem,
+    verify_s2100k,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +181,9 @@ class S2100K(Dataset):
         expected = (self.spec.bands, self.spec.height, self.spec.width)
         if array.shape != expected:
             raise ValueError(f"read an array of shape {array.shape}, expected {expected}")
+        problem = pixel_problem(array)  # (a no-data patch passes the header check; its pixels are read here anyway)
+        if problem is not None:
+            raise ValueError(problem)
         return torch.from_numpy(array.astype(np.float32))
 
     def _image(self, item: int) -> tuple[int, torch.Tensor]:
