@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 from collections.abc import Callable
 
 from .args import non_negative_int, positive_int, user_path
@@ -16,12 +17,12 @@ from .args import non_negative_int, positive_int, user_path
 
 def _tqdm_progress(description: str):
     """A ``progress(iterable, total)`` wrapper drawing a tqdm bar on stderr (plain iteration without tqdm)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
+    if importlib.util.find_spec("tqdm") is None:  # (an extra's)
         return None
-    return lambda iterable, total: tqdm(iterable, total=total, desc=description, unit="file", leave=False,
-                                        disable=None)  # (None: on a terminal only; logs got its redrawn lines)
+    from ..terminal import progress_bar
+
+    return lambda iterable, total: progress_bar(iterable, total=total, desc=description, unit="file", leave=False,
+                                                disable=None)  # (None: on a terminal only; logs got its redrawn lines)
 
 
 def _dtype(text: str) -> str | None:

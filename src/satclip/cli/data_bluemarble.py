@@ -44,10 +44,9 @@ def add_subparser(data_subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from .. import safe_output
     from ..data import bluemarble as bm
+    from ..terminal import progress_bar
 
     try:
         params = bm.BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km,
@@ -59,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.preview is not None:  # before the build, not after it
         _check_preview(args.preview, args.out if args.out is not None else bm.default_corpus_dir(params))
         safe_output.check_output(args.preview, overwrite=args.force)
-    bar = tqdm(total=params.n, unit="patch", desc="bluemarble", leave=False, disable=None)  # (None: on a terminal only)
+    # (disable=None: on a terminal only)
+    bar = progress_bar(total=params.n, unit="patch", desc="bluemarble", leave=False, disable=None)
     with bar:
         out = bm.build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
     images, points = bm.load_bluemarble_arrays(out)

@@ -98,9 +98,10 @@ class _TqdmProgress:
 
     def start(self, total: int, done: int) -> None:
         if self.enabled:
-            from tqdm import tqdm
+            from ..terminal import progress_bar
 
-            self.bar = tqdm(total=total, initial=done, unit="pt", unit_scale=True, desc="embedding", smoothing=0.1)
+            self.bar = progress_bar(total=total, initial=done, unit="pt", unit_scale=True, desc="embedding",
+                                    smoothing=0.1, disable=None)  # (None: on a terminal only; a log got its redraws)
 
     def update(self, rows: int) -> None:
         if self.bar is not None:

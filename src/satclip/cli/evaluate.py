@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import shlex
-import sys
 
 from ..errors import BadInputError
 from . import precision_option
@@ -221,11 +221,11 @@ def _check_preset(args: argparse.Namespace) -> None:
 
 
 def _progress():
-    try:
-        from tqdm import tqdm
-    except ImportError:
+    if importlib.util.find_spec("tqdm") is None:  # (an extra's)
         return None
-    return lambda total: tqdm(total=total, unit="fit", dynamic_ncols=True, file=sys.stderr)
+    from ..terminal import progress_bar
+
+    return lambda total: progress_bar(total=total, unit="fit")
 
 
 def _config(args: argparse.Namespace):

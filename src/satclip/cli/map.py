@@ -83,11 +83,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..embed.api import load_encoder
     from ..embed.maps import make_grid, map_format, render_map
     from ..errors import BadInputError
+    from ..terminal import progress_bar
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     output_format = map_format(args.output, args.format)
     if args.no_coastlines and output_format != "png":  # (accepted, and nothing done)
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
               f"precision {precision_option.describe(encoder)})")  # fmt: skip
         return 0
-    with tqdm(unit="row", desc="map", disable=None) as bar:
+    with progress_bar(unit="row", desc="map", disable=None) as bar:
         render_map(
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
             land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,

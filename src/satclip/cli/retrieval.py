@@ -103,12 +103,12 @@ class _ProgressBar:
         self.bar = None
 
     def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
+        from ..terminal import progress_bar
 
         if self.bar is None and done >= total:
             return  # reused as it was: no bar
         if self.bar is None:
-            self.bar = tqdm(total=total, unit="img", desc="caching features", disable=None)  # (a terminal only)
+            self.bar = progress_bar(total=total, unit="img", desc="caching features", disable=None)  # (a terminal only)
         self.bar.n = done
         self.bar.refresh()
         if done >= total:

@@ -13,6 +13,7 @@ most one every :data:`LOG_EVERY` seconds within one.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Iterator
@@ -54,11 +55,11 @@ class StageProgress:
     def _terminal_bar(self):
         if not (hasattr(self.stream, "isatty") and self.stream.isatty()):
             return None
-        try:
-            from tqdm import tqdm
-        except ImportError:
+        if importlib.util.find_spec("tqdm") is None:
             return None
-        return tqdm(total=1000, file=self.stream, dynamic_ncols=True, leave=True, bar_format="{desc} {bar}")
+        from ..terminal import progress_bar
+
+        return progress_bar(total=1000, stream=self.stream, leave=True, bar_format="{desc} {bar}")
 
     @property
     def overall(self) -> float:
