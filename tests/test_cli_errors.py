@@ -486,9 +486,36 @@ def test_sigterm_interrupts_a_command_that_cleans_up_after_itself(tmp_path):
     assert done.returncode == 130, done.stderr[-2000:]
     # and says that a rerun continues (it said "interrupted" alone)
     assert done.stderr.strip().splitlines()[-2:] == [
-        "satclip: the work done is kept: rerun the same command to continue where it stopped", "satclip: interrupted"]
+        f"satclip: the work done is kept in {out}.partial: rerun the same command to continue where it stopped",
+        "satclip: interrupted"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["field.tif.partial"]  # no lock, no temporaries
     assert json.loads((out.parent / "field.tif.partial" / "manifest.json").read_text())["done"] == [0]
+
+
+@pytest.mark.parametrize("chunks_done", [0, 1])
+def test_an_interrupted_embed_says_its_work_is_kept_only_where_it_did_some(tmp_path, monkeypatch, capsys, chunks_done):
+    """A Ctrl-C before the first chunk was saved said "the work done is kept: rerun …" of work that did not
+    exist; now the message comes only with work, and names where it is kept."""
+    from satclip.embed import job
+
+    table = tmp_path / "points.csv"
+    table.write_text("lon,lat\n" + "".join(f"{i % 360 - 180},{i % 140 - 70}\n" for i in range(30)))
+    real, calls = job.embed_lonlat, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > chunks_done:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job, "embed_lonlat", interrupted)
+    out = tmp_path / "out.parquet"
+    argv = ["embed", str(table), "-o", str(out), "--model", "bluemarble-l10", "--chunk-rows", "10"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    kept = f"satclip: the work done is kept in {out}.partial: rerun the same command to continue where it stopped"
+    assert (kept in err) == bool(chunks_done) and "work done is kept" in err if chunks_done else "kept" not in err
+    assert err.strip().endswith("satclip: interrupted")
 
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])

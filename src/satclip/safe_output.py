@@ -56,6 +56,8 @@ _CREATED: list[Path] = []
 _ADOPTED: list[Path] = []
 #: what satclip writes in its work directories, by kind (:func:`declare_contents`)
 _CONTENTS: dict[str, tuple[str, ...]] = {}
+#: where this command keeps work a rerun continues from (:func:`keep_work`)
+_KEPT: list[Path] = []
 #: ``extra=`` of an INFO record saying what a run takes over from an earlier one (a corpus, a feature cache,
 #: finished folds, trained epochs) or must start again: the demo's console, which shows warnings only, shows these
 RESUMED = {"resumed": True}
@@ -123,9 +125,24 @@ def removed_if_left_empty() -> Iterator[None]:
 
 
 def forget_created() -> None:
-    """Start a new command: the directories created (or marked) so far are kept whatever happens next."""
+    """Start a new command: the directories created (or marked) so far are kept whatever happens next, and no work
+    is recorded kept (:func:`keep_work`)."""
     _CREATED.clear()
     _ADOPTED.clear()
+    _KEPT.clear()
+
+
+def keep_work(path: str | Path) -> None:
+    """Record that ``path`` holds work of this command a rerun continues from (a chunk saved, or an earlier run's
+    work taken over): an interrupted command says where (:func:`kept_work`); one that has none says nothing of
+    it (it said "the work done is kept" after a Ctrl-C before any)."""
+    if Path(path) not in _KEPT:
+        _KEPT.append(Path(path))
+
+
+def kept_work() -> list[Path]:
+    """What :func:`keep_work` recorded since the command started."""
+    return list(_KEPT)
 
 
 def is_owned(path: str | Path) -> bool:

@@ -196,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             safe_output.remove_created_if_empty()
             if debug:
                 raise
-            if getattr(args, "resumes", lambda args: False)(args):  # (a command whose rerun continues its work)
-                print("satclip: the work done is kept: rerun the same command to continue where it stopped",
+            kept = ", ".join(str(path) for path in safe_output.kept_work())
+            if kept:  # (a command whose rerun continues its work, and did some)
+                print(f"satclip: the work done is kept in {kept}: rerun the same command to continue where it stopped",
                       file=sys.stderr)  # fmt: skip
             print("satclip: interrupted", file=sys.stderr)
             code = EXIT_INTERRUPTED

@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
                        help="recompute even when the cache is up to date (e.g. to include images repaired since); "
                             "the old features are deleted as it starts, and an interrupted rebuild is finished by "
                             "the next `cache build`")  # fmt: skip
-    build.set_defaults(func=run_build, resumes=lambda args: True)
+    build.set_defaults(func=run_build)
 
     verify = actions.add_parser("verify", help="check a cache (and that it matches a config)")
     verify.add_argument("path", nargs="?", type=user_path, help="cache directory (default: data.cache of --config)")

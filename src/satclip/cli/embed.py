@@ -89,7 +89,7 @@ def add_parser(subparsers) -> None:
         "(OUTPUT: a .parquet file, or a dataset directory when it has no suffix)",
     )  # fmt: skip
     add_cluster_options(parser)
-    parser.set_defaults(func=run, resumes=lambda args: True)
+    parser.set_defaults(func=run)
 
 
 class _TqdmProgress:

@@ -182,7 +182,7 @@ def add_parser(subparsers) -> None:
     # options of some protocols only: given with another, they are refused rather than ignored
     protocol_only = {dest: (flags[dest], protocols) for dest, protocols in PROTOCOL_ONLY.items()}
     record_given(parser, {dest for dests in fixed.values() for dest in dests} | set(PROTOCOL_ONLY))
-    parser.set_defaults(func=run, preset_fixed=preset_fixed, protocol_only=protocol_only, resumes=lambda args: True)
+    parser.set_defaults(func=run, preset_fixed=preset_fixed, protocol_only=protocol_only)
 
 
 #: option → the protocols it applies to (paper fits its own probe; blocks and folds are spatial-block's)

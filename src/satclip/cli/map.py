@@ -79,7 +79,7 @@ def add_parser(subparsers) -> None:
         "values and attributes)",
     )  # fmt: skip
     add_cluster_options(parser)
-    parser.set_defaults(func=run, resumes=lambda args: args.engine != "dask")  # (a Dask map starts again)
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

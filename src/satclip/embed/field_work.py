@@ -130,6 +130,8 @@ class FieldWork:
         """Compute the blocks not done yet: ``blocks(skip)`` yields ``(row0, values)`` for the blocks of
         :attr:`block_rows` rows whose ``row0`` is not in ``skip``."""
         done = set(self.manifest["done"])
+        if done:
+            safe_output.keep_work(self.workdir)
         field = np.load(self.workdir / FIELD, mmap_mode="r+")
         try:
             for row0, values in blocks(done):
@@ -145,6 +147,7 @@ class FieldWork:
                 if "crc32" in self.manifest:
                     self.manifest["crc32"][str(row0)] = zlib.crc32(self._block(field, row0))
                 safe_output.write_json(self.workdir / MANIFEST, self.manifest)
+                safe_output.keep_work(self.workdir)
                 if progress:
                     progress(values.shape[0])
         finally:

@@ -504,6 +504,7 @@ def embed_file(
         resumed = len(done)
         if resumed:
             log.info("resuming %s: %d of %d chunks already done", output, resumed, stop - first)
+            safe_output.keep_work(workdir)
         done_rows = sum(min((k + 1) * chunk_rows, row1) - k * chunk_rows for k in done)
         progress.start(row1 - row0, done_rows)
 
@@ -520,6 +521,7 @@ def embed_file(
                 done.add(index)
                 manifest["done"] = sorted(done)
                 safe_output.write_json(manifest_path, manifest)
+                safe_output.keep_work(workdir)
                 progress.update(len(lonlat))
         missing = sorted(set(range(first, stop)) - done)
         if missing:

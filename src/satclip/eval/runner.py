@@ -507,6 +507,7 @@ def evaluate_tasks(
         if sink:
             sink.write(json.dumps(row) + "\n")
             sink.flush()
+            safe_output.keep_work(out)
         slots[slot] = row
         if bar is not None:
             bar.update(1)
@@ -545,6 +546,7 @@ def evaluate_tasks(
             if kept:
                 log.info("reusing %d of %d folds evaluated by an earlier run in %s", kept, total, out,
                          extra=safe_output.RESUMED)  # fmt: skip
+                safe_output.keep_work(out)
         for task in tasks:
             for enc in encs:
                 slots: list[dict | None] = []

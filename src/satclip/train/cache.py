@@ -540,6 +540,7 @@ def build_cache(
         if images_done:
             log.info("resuming feature cache %s: %d of %d images done", path, images_done, n,
                      extra=safe_output.RESUMED)  # fmt: skip
+            safe_output.keep_work(path)
         loader_batch = max(1, batch_size // views)
 
         def compute(chunk: int) -> int:
@@ -579,6 +580,7 @@ def build_cache(
                 safe_output.save_array(tmp, skipped)
             with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp:
                 safe_output.save_array(tmp, done)
+            safe_output.keep_work(path)
             images_done += images
             if progress:
                 progress(images_done, n)
