@@ -570,3 +570,23 @@ def test_a_bbox_of_no_box_on_the_globe_is_refused(tmp_path, model, capsys, bbox)
     assert not (tmp_path / "m.tif").exists()
 
 
+
+
+def test_a_map_written_while_the_user_put_a_file_in_its_work_directory_is_a_success(tmp_path, model, monkeypatch,
+                                                                                     capsys):  # fmt: skip
+    """The map was published, then the work directory could not be removed (a file of the user's in it): exit 2,
+    "refusing to delete …", as if nothing were written, and so on every rerun."""
+    from satclip.embed import maps
+
+    out = tmp_path / "m.tif"
+    real = maps.embed_lonlat
+
+    def embed_and_leave_a_note(*args, **kwargs):
+        (tmp_path / "m.tif.partial" / "note.txt").write_text("mine")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "embed_lonlat", embed_and_leave_a_note)
+    assert main(["map", "--model", str(model), "--resolution", "30", "--all", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {out}, and left its work directory: refusing to delete {out}.partial" in err
+    assert out.is_file() and (tmp_path / "m.tif.partial" / "note.txt").read_text() == "mine"

@@ -277,13 +277,18 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
 
 def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *, overwrite: bool, inputs) -> None:
     """Record in ``workdir``'s manifest that its work is ``finished`` (a file or directory in it), move that to
-    ``output`` and remove ``workdir``. A run killed in between is completed by the next (:func:`complete_stopped`)."""
+    ``output`` and remove ``workdir`` (kept, with a warning, where it holds files satclip did not write: the output is
+    written; it exited 2 as if it were not). A run killed in between is completed by the next
+    (:func:`complete_stopped`)."""
     manifest["finished"] = finished.relative_to(workdir).as_posix()
     if finished.is_file():
         manifest["finished_file"] = _file_identity(finished)
     safe_output.write_json(workdir / MANIFEST, manifest)
     safe_output.publish(finished, output, overwrite=overwrite, inputs=inputs)
-    safe_output.remove_owned(workdir)
+    try:
+        safe_output.remove_owned(workdir)
+    except OutputExistsError as err:  # a file of the user's put there: the output is written all the same
+        log.warning("wrote %s, and left its work directory: %s", output, err)
 
 
 def _file_identity(path: Path) -> list[int]:
