@@ -123,6 +123,7 @@ def test_onnx_metadata_names_the_model(tmp_path):
     assert meta["config"]["encoding"]["legendre_polys"] == 10 and len(meta["model_sha256"]) == 64
     assert [i.name for i in model.graph.input] == ["lonlat"]
     assert meta["satclip_version"] == satclip.__version__ and "weights_sha256" not in meta  # (a .ckpt: no file record)
+    assert meta["source"] == ckpt.name  # (a local model by its name: the path as typed, /home/<user>/…, was kept)
     # a native model: the sha256 its config.json records of its weights file (under that name the export recorded
     # a hash of another thing), and a shipped model by its name, not its directory in the package
     assert main(["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", str(tmp_path / "b.onnx")]) == 0
@@ -283,3 +284,34 @@ def test_a_full_disk_during_an_onnx_export_names_the_file(tmp_path, capsys, monk
     assert main(["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", str(out)]) == 1
     assert f"disk full while writing {out}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_in_bf16_is_exported_with_a_word_on_its_precision(tmp_path, caplog):
+    """A model loaded with precision='bf16' was written as a float32 graph without a word (the file differs from
+    the model's own embeddings by bf16's rounding)."""
+    from satclip.io.onnx import export
+
+    with caplog.at_level("WARNING"):
+        export(satclip.load("bluemarble-l10", precision="float32"), tmp_path / "f.pt", "torchscript")
+        assert "bf16" not in caplog.text
+        export(satclip.load("bluemarble-l10", precision="bf16"), tmp_path / "b.pt", "torchscript")
+    assert "the model computes in bf16 (precision='bf16'); the exported graph computes in float32" in caplog.text
+
+
+def test_a_converted_model_names_its_source_by_name_not_by_local_path(tmp_path):
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    assert main(["convert", str(ckpt.absolute()), str(tmp_path / "native"), "--target", "native"]) == 0
+    config = json.loads((tmp_path / "native" / "config.json").read_text())
+    assert config["metadata"]["converted_from"] == "satclip-resnet18-l10.ckpt"
+
+
+def test_convert_takes_its_output_as_the_other_commands_do(tmp_path, capsys):
+    """`satclip convert SOURCE -o OUT` (as export, embed and map take it) was "unrecognized arguments: -o"."""
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    assert main(["convert", str(ckpt), "-o", str(tmp_path / "a.pt")]) == 0
+    assert (tmp_path / "a.pt").is_file()
+    assert main(["convert", str(ckpt)]) == 2
+    assert "give one OUTPUT, after SOURCE or as -o OUTPUT" in capsys.readouterr().err
+    assert main(["convert", str(ckpt), str(tmp_path / "b.pt"), "-o", str(tmp_path / "c.pt")]) == 2
+    assert f"{tmp_path / 'b.pt'} and -o {tmp_path / 'c.pt'}" in capsys.readouterr().err
+    assert not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()

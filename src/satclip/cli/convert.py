@@ -24,9 +24,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("source", metavar="SOURCE", help="a .ckpt file, a native model directory or a model name")
     parser.add_argument(
-        "output", metavar="OUTPUT", type=user_path,
-        help="a directory (native, rshf) or a file (original: .ckpt, torchgeo: .pt)",
+        "output", metavar="OUTPUT", type=user_path, nargs="?",
+        help="a directory (native, rshf) or a file (original: .ckpt, torchgeo: .pt); or give it as -o OUTPUT, as "
+             "the other commands take theirs",
     )  # fmt: skip
+    parser.add_argument("-o", "--output", dest="output_option", metavar="OUTPUT", type=user_path,
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument(
         "--target", choices=TARGETS, default=None,
         help="the reader to write for (default: from OUTPUT's suffix, .ckpt original, .pt torchgeo; else native "
@@ -42,10 +45,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import BadInputError
     from ..io.convert import convert
 
+    if (args.output is None) == (args.output_option is None):
+        given = "" if args.output is None else f": {args.output} and -o {args.output_option}"
+        raise BadInputError(f"give one OUTPUT, after SOURCE or as -o OUTPUT{given}")
     written = convert(
-        args.source, args.output, target=args.target, location_only=args.location_only,
+        args.source, args.output or args.output_option, target=args.target, location_only=args.location_only,
         trust_checkpoint=args.trust_checkpoint, overwrite=args.overwrite,
     )  # fmt: skip
     print(written.report())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import pretrained
 from ..errors import BadInputError
 from ..safe_output import check_output
 from . import TARGETS, native
@@ -97,5 +98,5 @@ def convert(
     if location_only:
         parts = parts.location_only()
     if resolved.kind != "native" and target == "native":
-        parts.metadata = {"converted_from": str(resolved.path), **parts.metadata}
+        parts.metadata = {"converted_from": pretrained.recorded_name(source), **parts.metadata}
     return write(parts, output, target, overwrite=overwrite, inputs=inputs)

@@ -133,6 +133,10 @@ def exportable(encoder) -> ExportableEncoder:
             "a retrieval-augmented encoder cannot be exported: its retrieved half searches a database, which ONNX "
             "and TorchScript graphs do not hold; export the plain model (satclip.load without retrieval=) instead"
         )
+    if getattr(encoder, "precision", None) == "bf16":  # (the file is written all the same: its float32 is closer)
+        log.warning("the model computes in bf16 (precision='bf16'); the exported graph computes in %s, as the model "
+                    "does with precision=%r: its embeddings differ from the model's bf16 ones by bf16's rounding",
+                    *[str(next(encoder.nnet.parameters()).dtype).removeprefix("torch.")] * 2)  # fmt: skip
     posenc, calculation = encoder.posenc, None
     if isinstance(posenc, SphericalHarmonics):
         calculation = posenc.harmonics_calculation
@@ -167,7 +171,7 @@ def metadata(encoder, module: ExportableEncoder) -> dict:
         extra["source_harmonics_calculation"] = encoding.get("harmonics_calculation")
         encoding["harmonics_calculation"] = computed
     from .. import __version__
-    from ..pretrained import shipped_model_name
+    from ..pretrained import recorded_name
 
     source = str(getattr(encoder, "provenance", {}).get("source", ""))
     return {
@@ -175,7 +179,7 @@ def metadata(encoder, module: ExportableEncoder) -> dict:
         "model_sha256": identity["sha256"], **_source_weights(source), "dtype": identity["dtype"],
         "embedding_dim": encoder.embedding_dim,
         "input": "lonlat: (N, 2) float64, (longitude, latitude) in degrees", "output": "embedding: (N, D)",
-        "source": shipped_model_name(source),  # (a shipped model by its name, not its directory in the package)
+        "source": recorded_name(source),  # (a shipped model by its name, a local one by its file name)
     }  # fmt: skip
 
 

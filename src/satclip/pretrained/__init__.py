@@ -91,6 +91,18 @@ def shipped_model_name(source) -> str:
     return source
 
 
+def recorded_name(source) -> str:
+    """How a file made from the model ``source`` names it: a shipped or released model by its name, a hub source
+    as given, a local file or directory by its own name alone (a file shared does not carry the layout of the
+    machine that wrote it, ``/home/<user>/…``)."""
+    from ..io.resolve import HUB_SCHEME
+
+    text = str(shipped_model_name(source))
+    if text in names() or text.startswith(HUB_SCHEME) or released_for_hub_id(text) is not None:
+        return text
+    return Path(text).name or text
+
+
 def names() -> list[str]:
     """Every known model name: the released checkpoints, then the models shipped with satclip."""
     return sorted(RELEASED) + sorted(bundled_models())
