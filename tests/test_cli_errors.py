@@ -65,9 +65,9 @@ CASES = [
     (["demo", "--air-temperature", "{missing}"], 2, USAGE, "no such file: {missing}"),
     # convert
     (["convert", "{missing}", "{out}"], 2, ONE_LINE, "{missing}"),
-    (["convert", "{missing}", "-o", "{out}"], 2, USAGE, "unrecognized arguments: -o (see satclip convert --help)"),
+    (["convert", "{missing}", "-o", "{out}"], 2, ONE_LINE, "{missing}"),
     (["convert", "nosuch-model", "{out}"], 2, ONE_LINE, "no model 'nosuch-model'"),
-    (["convert", "bluemarble-l10"], 2, USAGE, "required: OUTPUT"),
+    (["convert", "bluemarble-l10"], 2, ONE_LINE, "give one OUTPUT, after SOURCE or as -o OUTPUT"),
     # evaluate
     (["evaluate", "--encoders", "wrap", "--tasks", "nosuch", "--out", "{out}"], 2, ONE_LINE,
      "unknown evaluation task 'nosuch'; known: air-temperature,"),
