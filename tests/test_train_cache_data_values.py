@@ -341,3 +341,28 @@ def test_a_run_or_cache_inside_a_blue_marble_corpus_is_refused(tmp_path, capsys)
     with pytest.raises(BadInputError, match=r"is inside the Blue Marble corpus of data\.root"):
         fit(from_dict(cache))
     assert sorted(p.name for p in root.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"data": {"batch_size": 64, "drop_last": True}},
+         "data.batch_size=64 with data.drop_last=true leaves no training batch of the 18 training samples "
+         "(data.val_fraction=0.1 of them held out): lower data.batch_size to at most 18, or set data.drop_last false"),
+        ({"data": {"batch_size": 8}, "trainer": {"limit_train_batches": 0.01}},
+         "trainer.limit_train_batches=0.01 of the 3 training batches per epoch is less than one batch: use at least "
+         "0.334"),
+    ],
+)  # fmt: skip
+def test_a_run_of_no_training_batch_is_refused(tmp_path, capsys, overrides, expected):
+    """`drop_last` with a batch larger than the training samples trained nothing, exited 0 and exported the
+    untrained model as export/last; a limit_train_batches fraction under one batch failed in Lightning's words."""
+    synthetic_cache(tmp_path / "cache", n=20)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", data={"val_fraction": 0.1})
+    for section, values in overrides.items():
+        config[section] = {**config[section], **values}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path)]) == 2
+    assert one_error_line(capsys.readouterr().err) == f"satclip: error: {expected}"
+    assert not (tmp_path / "run").exists()  # (refused before anything is written)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import warnings
@@ -539,6 +540,7 @@ def _fit(
             fit_from_data(model.visual, source, seed=config.trainer.seed)  # MOSAIKS, as `cache build` does
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
+        _check_training_batches(len(datamodule.train_indices), config)
         trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
@@ -583,6 +585,30 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
     except KeyboardInterrupt:
         log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
         raise
+
+
+def _check_training_batches(samples: int, config: TrainConfig) -> None:
+    """Refuse a run that would train on no batch: ``data.drop_last`` with a batch larger than the training samples
+    (it trained nothing, exit 0, and exported the untrained model as ``export/last``), or a
+    ``trainer.limit_train_batches`` fraction of less than one batch (Lightning's error, once the run had begun)."""
+    data, trainer = config.data, config.trainer
+    devices = max(1, trainer.devices) * trainer.num_nodes  # (-1, all devices: at least one)
+    per_step = data.batch_size * devices
+    batches = samples // per_step if data.drop_last else -(-samples // per_step)
+    if batches == 0:
+        size = f"data.batch_size={data.batch_size}" + (f" on {devices} devices" if devices > 1 else "")
+        raise BadInputError(
+            f"{size} with data.drop_last=true leaves no training batch of the {samples} training samples "
+            f"(data.val_fraction={data.val_fraction:g} of them held out): lower data.batch_size to at most "
+            f"{samples // devices or 1}, or set data.drop_last false"
+        )
+    limit = trainer.limit_train_batches
+    if int(batches * limit) < 1:
+        least = math.ceil(1000 / batches) / 1000
+        raise BadInputError(
+            f"trainer.limit_train_batches={limit:g} of the {batches} training batches per epoch is less than one "
+            f"batch: use at least {least:g}"
+        )
 
 
 def _check_accelerator(accelerator: str, devices: int = 1) -> None:
