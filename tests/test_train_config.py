@@ -232,3 +232,20 @@ def test_an_encoding_that_is_no_mapping_is_bad_input(tmp_path, capsys):
         "satclip: error: bad config: model: location_encoder.encoding must be an object with a 'name', got "
         "'sphericalharmonics'"
     )
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, capsys):
+    """PyYAML keeps the last of two `lr:` lines without a word: the run trained with one of two values the file
+    gave, and the user could not tell which."""
+    from satclip.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text("optim:\n  lr: 1e-3\n  weight_decay: 0.1\n  lr: 2e-3\n")
+    assert main(["train", "--config", str(path), "--print-config"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "satclip: error: invalid YAML: 'lr' is given twice, at lines 2 and 4: keep one (line 4, column 3)"
+    )
+    # one name in two mappings is two keys
+    path.write_text("model:\n  location_encoder:\n    encoding: {name: sphericalharmonics, legendre_polys: 10}\n"
+                    "    network: {name: siren}\n")  # fmt: skip
+    assert main(["train", "--config", str(path), "--print-config"]) == 0

@@ -444,11 +444,23 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, par
 @functools.cache
 def _loader() -> type:
     """PyYAML's safe loader reading numbers in exponent notation without a decimal point (``lr: 3e-4``, a
-    string to YAML 1.1: "optim.lr='3e-4' must be a number") as floats, as YAML 1.2 and the overrides do."""
+    string to YAML 1.1: "optim.lr='3e-4' must be a number") as floats, as YAML 1.2 and the overrides do, and
+    refusing a key given twice in one mapping (PyYAML keeps the last without a word: which did the user mean?)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        f"in the mapping at line {node.start_mark.line + 1}", node.start_mark,
+                        f"{key!r} is given twice, at lines {seen[key] + 1} and {key_node.start_mark.line + 1}: keep "
+                        "one", key_node.start_mark,
+                    )  # fmt: skip
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+0123456789"))
     return Loader
