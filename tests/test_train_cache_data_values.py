@@ -366,3 +366,27 @@ def test_a_run_of_no_training_batch_is_refused(tmp_path, capsys, overrides, expe
     assert main(["train", "--config", str(path)]) == 2
     assert one_error_line(capsys.readouterr().err) == f"satclip: error: {expected}"
     assert not (tmp_path / "run").exists()  # (refused before anything is written)
+
+
+def test_a_run_into_a_file_says_its_epochs_and_no_lightning_chatter(tmp_path):
+    """Every run printed Lightning's GPU/TPU lines, an advert for a cloud logger, "limit_train_batches=1.0 was
+    configured …", a deprecation warning from inside Lightning and "fit stopped", and drew its progress bar's
+    frames into a file that stdout went to (the last one in front of the results, with a 'v_num: 0.000')."""
+    synthetic_cache(tmp_path / "cache", n=200)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", data={"val_fraction": 0.1},
+                           trainer={"max_epochs": 2, "enable_progress_bar": True})  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "satclip", "train", "--config", str(path)], capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for chatter in ("GPU available", "TPU available", "litlogger", "LeafSpec", "was configured so 100%",
+                    "`Trainer.fit` stopped", "logging interval"):  # fmt: skip
+        assert chatter not in done.stderr, chatter
+    assert "v_num" not in done.stdout and "━" not in done.stdout
+    epochs = [line.split(":")[0] for line in done.stderr.splitlines() if line.startswith("epoch ")]
+    assert epochs == ["epoch 1 of 2", "epoch 2 of 2"]  # (each epoch's row, where no bar shows it)
+    assert done.stdout.startswith("epoch 2 of 2: ")  # the summary counts epochs as they do
+    verbose = subprocess.run([sys.executable, "-m", "satclip", "-v", "train", "--config", str(path),
+                              "--trainer.output_dir", str(tmp_path / "v")], capture_output=True, text=True)  # fmt: skip
+    assert verbose.returncode == 0 and "GPU available" in verbose.stderr  # (-v shows them)

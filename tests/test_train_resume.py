@@ -284,14 +284,14 @@ def test_a_damaged_history_is_named_and_resumed_past(tmp_path, short_run, caplog
     with caplog.at_level(logging.WARNING, logger="satclip"):
         resumed = fit(from_dict(config), resume=True)
     assert f"{history} line 2 is damaged (not JSON: " in caplog.text
-    assert f"{history} holds no row of epoch(s) 1 (deleted or damaged)" in caplog.text
+    assert f"{history} holds no row of epoch(s) 2 (deleted or damaged)" in caplog.text  # (counted from 1)
     assert [row["epoch"] for row in resumed.history] == [0, 2]
     caplog.clear()
     history.unlink()
     config["trainer"]["max_epochs"] = 4
     with caplog.at_level(logging.WARNING, logger="satclip"):
         fit(from_dict(config), resume=True)
-    assert f"{history} holds no row of epoch(s) 0, 1, 2 (deleted or damaged)" in caplog.text
+    assert f"{history} holds no row of epoch(s) 1, 2, 3 (deleted or damaged)" in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -480,10 +480,10 @@ def test_a_workflow_that_trains_as_one_stage_gives_its_own_continuation(caplog):
     def fit(*args, **kwargs):
         raise SystemExit(1)  # what Lightning does on Ctrl-C
 
-    trainer = types.SimpleNamespace(fit=fit, interrupted=True, current_epoch=1)
+    trainer = types.SimpleNamespace(fit=fit, interrupted=True, current_epoch=1, max_epochs=5)
     with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(KeyboardInterrupt):
         _fit_or_interrupt(trainer, None, None, None, lambda: "rerun the same `satclip demo` command")
-    assert "training interrupted in epoch 1; rerun the same `satclip demo` command" in caplog.text
+    assert "training interrupted in epoch 2 of 5; rerun the same `satclip demo` command" in caplog.text
 
 
 @pytest.mark.parametrize("epoch", [0, 1])
@@ -504,7 +504,7 @@ def test_a_workflow_interrupted_before_its_first_checkpoint_says_it_starts_again
     said = {0: "no epoch was saved yet, so there is nothing to resume: rerun the same `satclip demo` command to "
                "start the training again",
             1: "rerun the same `satclip demo` command: training continues where it stopped"}[epoch]  # fmt: skip
-    assert f"training interrupted in epoch {epoch}; {said}" in caplog.text
+    assert f"training interrupted in epoch {epoch + 1} of 2; {said}" in caplog.text
 
 
 def _cli_config(tmp_path, config: dict, **trainer) -> str:

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if result.history:
         last = result.history[-1]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
-        print(f"epoch {last['epoch']}: {metrics}")
+        print(f"epoch {last['epoch'] + 1} of {result.config.trainer.max_epochs}: {metrics}")
     for name, exported in result.exports.items():
         print(f"{name}: {exported.native} (native)")
         print(exported.target.report())

@@ -237,10 +237,11 @@ class History(ValidatedEpochs):
     """Appends one JSON line per finished epoch (epoch-level metrics; ``val_*`` only for the epochs that ran
     validation) to ``path``; on resume, lines of epochs at or after the resumed epoch are dropped first, so the
     file always describes one run. The row of an epoch resumed in its middle says so (``resumed_at_batch``: its
-    training metrics cover the batches from there on; Lightning keeps no running means in a checkpoint)."""
+    training metrics cover the batches from there on; Lightning keeps no running means in a checkpoint).
+    ``announce``: also log each epoch's row (where no progress bar shows it: output to a file or pipe)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, announce: bool = False):
+        self.path, self.announce = Path(path), announce
         self.rows: list[dict] = []
         self.resumed = (-1, 0)  # (epoch, batch) of a resume in the middle of an epoch
         self.whole: dict | None = None  # that epoch's row, where a run stopped after writing it (see on_train_start)
@@ -252,7 +253,7 @@ class History(ValidatedEpochs):
         missing = sorted(set(range(start)) - {r["epoch"] for r in self.rows})
         if missing:  # (the checkpoints hold no metrics of earlier epochs to write them again from)
             log.warning("%s holds no row of epoch(s) %s (deleted or damaged): the history of this run lacks them",
-                        self.path, ", ".join(map(str, missing)))  # fmt: skip
+                        self.path, ", ".join(str(epoch + 1) for epoch in missing))  # fmt: skip
         # a run stopped while it wrote the checkpoint after an epoch's row resumes before that epoch's last batch:
         # the row on disk, of every batch, is kept (its step says it is this very epoch's), not replaced by one of
         # the last batch alone
@@ -260,9 +261,9 @@ class History(ValidatedEpochs):
         position = getattr(getattr(trainer, "datamodule", None), "position", None) or {}  # (restored with it)
         if position.get("epoch") == start and position.get("batch", 0) > 0:
             self.resumed = (start, int(position["batch"]))
-            log.info("resuming epoch %d at batch %d of %d: its training metrics in %s cover the batches from there "
-                     "on (its row says resumed_at_batch)", start, self.resumed[1], trainer.num_training_batches,
-                     self.path.name)  # fmt: skip
+            log.info("resuming epoch %d after its batch %d of %d: its training metrics in %s cover the batches from "
+                     "there on (its row says resumed_at_batch)", start + 1, self.resumed[1],
+                     trainer.num_training_batches, self.path.name)  # fmt: skip
         if trainer.is_global_zero:
             self._write()
 
@@ -280,6 +281,9 @@ class History(ValidatedEpochs):
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()
+            if self.announce:
+                metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k.endswith("_loss"))
+                log.info("epoch %d of %s: %s", row["epoch"] + 1, trainer.max_epochs, metrics)
 
     def _write(self) -> None:
         write_history(self.path, self.rows)

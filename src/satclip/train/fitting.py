@@ -31,8 +31,9 @@ import logging
 import math
 import os
 import shutil
+import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -400,7 +401,8 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
         BestCheckpoint(ckpt_dir, monitor="val_loss" if has_val else None),
         LatestCheckpoint(ckpt_dir / "last.ckpt", every_n_steps=t.checkpoint_every_n_steps),
     ]
-    history = History(run_dir / "history.jsonl")
+    bar = t.enable_progress_bar and _progress_bar_shown()
+    history = History(run_dir / "history.jsonl", announce=not bar)
     loggers = [CSVLogger(run_dir, name="logs")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -414,7 +416,7 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
         accumulate_grad_batches=t.accumulate_grad_batches,
         fast_dev_run=t.fast_dev_run, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches if has_val else 0, log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=t.enable_progress_bar,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=bar,
         deterministic=t.deterministic, use_distributed_sampler=False, num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
         callbacks=[history, *callbacks, *checkpoints], logger=loggers, enable_model_summary=False,
@@ -541,7 +543,8 @@ def _fit(
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         _check_training_batches(len(datamodule.train_indices), config)
-        trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
+        with _quiet_lightning():
+            trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
 
@@ -638,6 +641,30 @@ def _check_accelerator(accelerator: str, devices: int = 1) -> None:
         )
 
 
+def _progress_bar_shown() -> bool:
+    """Whether Lightning's progress bar has somewhere to show: a terminal or a notebook (into a file or a pipe it
+    wrote its frames, the last one in front of the results; each epoch's row is logged there instead)."""
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's INFO lines kept to ``-v`` (GPU and TPU available, an advert for a cloud logger,
+    "limit_*_batches=1.0 was configured …", "fit stopped: max_epochs reached"), and two of its warnings that are
+    none of the user's doing (a deprecation inside Lightning; a tiny run's fewer batches than log_every_n_steps)."""
+    lightning = logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    if not logging.getLogger("satclip").isEnabledFor(logging.DEBUG):
+        lightning.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
+            yield
+    finally:
+        lightning.setLevel(level)
+
+
 def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[], str]) -> None:
     """``trainer.fit``; a run stopped by Ctrl-C or SIGTERM raises :class:`KeyboardInterrupt` (the CLI's
     "interrupted", exit 130) after saying how to continue it (``hint()``). Lightning itself ends a Ctrl-C with
@@ -645,11 +672,13 @@ def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[],
     (``timeout``, a scheduler) also ends the ``data.num_workers`` loader workers, and the DataLoader raises
     "DataLoader worker (pid N) is killed by signal: Terminated" for them: that is the same interruption."""
     def interrupted() -> KeyboardInterrupt:
-        log.warning("training interrupted in epoch %d; %s", trainer.current_epoch, hint())
+        log.warning("training interrupted in epoch %d of %s; %s", trainer.current_epoch + 1, trainer.max_epochs,
+                    hint())  # (epochs counted from 1, as the refused resume and the summary count them)
         return KeyboardInterrupt()
 
     try:
-        with warnings.catch_warnings():  # (a resumed run's checkpoints are there: Lightning warned of them each time)
+        with _quiet_lightning(), warnings.catch_warnings():
+            # (a resumed run's checkpoints are there: Lightning warned of them each time)
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
