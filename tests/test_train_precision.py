@@ -29,6 +29,25 @@ def test_switch_names_map_to_lightning(monkeypatch):
         from_dict({"trainer": {"precision": "half"}})
 
 
+def test_float16_autocast_on_the_cpu_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    """`16-mixed` on a CPU run: Lightning trained in bf16-mixed, with a warning, while config.yaml and the exports
+    said 16-mixed."""
+    import yaml
+
+    from satclip.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    synthetic_cache(tmp_path / "cache", n=50)
+    path = tmp_path / "config.yaml"
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"precision": "16-mixed"})
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path)]) == 2
+    assert "trainer.precision='16-mixed' (float16 autocast) is for CUDA GPUs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert precision.resolve("16-mixed", "gpu") == ("16-mixed", False)  # on a GPU: Lightning's own
+
+
 def test_bf16_location_network_runs_under_autocast():
     from satclip.models.location_encoder import LocationEncoder
 

@@ -495,6 +495,9 @@ def _fit(
         raise TypeError(f"source must be a PairSource (satclip.train.sources: images with their locations and "
                         f"transforms), got {type(source).__name__}")  # fmt: skip
     _check_accelerator(config.trainer.accelerator, config.trainer.devices)
+    from .precision import resolve as resolve_precision
+
+    resolve_precision(config.trainer.precision, config.trainer.accelerator)  # (refuses what this machine cannot)
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)

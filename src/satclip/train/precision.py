@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import BadInputError
 from ..models import precision as _precision
 from ..networks.siren import SirenNet
 
@@ -25,12 +26,20 @@ LIGHTNING_NAMES = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true")
 
 
 def resolve(precision: str, accelerator: str = "auto") -> tuple[str, bool]:
-    """``(Lightning precision, location network under autocast)`` for ``trainer.precision``."""
+    """``(Lightning precision, location network under autocast)`` for ``trainer.precision``.
+
+    Raises:
+        BadInputError: ``16-mixed`` (float16 autocast) for a run on the CPU, where Lightning trained in
+            ``bf16-mixed`` instead, while the run's config and its exports said ``16-mixed``.
+    """
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if precision == "16-mixed" and not cuda:
+        raise BadInputError("trainer.precision='16-mixed' (float16 autocast) is for CUDA GPUs, and this run trains "
+                            "on the CPU (Lightning would train in bf16-mixed instead): use 'bf16' or 'float32'")
     if precision in LIGHTNING_NAMES:
         return precision, False
     name = _precision.check(precision)
     if name == "auto":
-        cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
         name = "bf16" if _precision.bf16_support("cuda" if cuda else "cpu")[0] else "float32"
     return LIGHTNING[name], name == "bf16"
 
