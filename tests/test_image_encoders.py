@@ -404,8 +404,11 @@ def test_satclip_train_refuses_a_bad_image_encoder_size(tmp_path, capsys, encode
             "false", "--trainer.output_dir", str(tmp_path / "run")]  # fmt: skip
     assert main(args) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert line.startswith(f"satclip: error: image encoder '{encoder}': {expected} "), line
+    assert line.startswith(f"satclip: error: bad config: image encoder '{encoder}': {expected} "), line
     assert not (tmp_path / "run").exists()
+    # the config check says so too (--print-config accepted what the run refused)
+    assert main([*args, "--print-config"]) == 2
+    assert one_error_line(capsys.readouterr().err) == line
 
 
 @pytest.mark.parametrize(("name", "layers", "message"), [

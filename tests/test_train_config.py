@@ -249,3 +249,15 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, capsys):
     path.write_text("model:\n  location_encoder:\n    encoding: {name: sphericalharmonics, legendre_polys: 10}\n"
                     "    network: {name: siren}\n")  # fmt: skip
     assert main(["train", "--config", str(path), "--print-config"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("model.image_encoder.name=nosuchnet", "model.image_encoder.name='nosuchnet' must be one of clip_resnet, "),
+     ("model.image_encoder.nosuch=1", "model.image_encoder: image encoder 'moco_resnet18' got unexpected parameter(s) "
+                                      "['nosuch']")],
+)  # fmt: skip
+def test_an_unknown_image_encoder_or_parameter_is_refused_by_print_config(capsys, setting, expected):
+    """--print-config accepted them (exit 0): the run refused them only once it began."""
+    assert main(["train", "--set", setting, "--print-config"]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith(f"satclip: error: bad config: {expected}")

@@ -39,7 +39,7 @@ MAX_MODEL_BYTES = 4 * 2**30
 
 __all__ = [
     "IMAGE_ENCODERS", "MAX_MODEL_BYTES", "SIZE_LIMITS", "ImageEncoder", "center_crop", "config_from_hparams",
-    "create", "from_config", "hparams_from_config", "names", "sentinel2_to_13_bands",
+    "check_spec", "create", "from_config", "hparams_from_config", "names", "sentinel2_to_13_bands",
 ]  # fmt: skip
 
 
@@ -55,6 +55,19 @@ def create(name: str, **params) -> ImageEncoder:
     check_parameters(IMAGE_ENCODERS.kind, name, IMAGE_ENCODERS.accepted(name), params)
     _check_sizes(name, params)
     return IMAGE_ENCODERS.create(name, **params)
+
+
+def check_spec(spec: dict, key: str = "model.image_encoder") -> None:
+    """Raise :class:`ValueError` (naming ``key``) unless ``spec`` (``{"name": …, **params}``) names an image
+    encoder, with parameters it takes, of sizes it allows: what :func:`create` checks, without building it."""
+    name, params = spec.get("name"), {k: v for k, v in spec.items() if k != "name"}
+    if name not in IMAGE_ENCODERS.names():
+        raise ValueError(f"{key}.name={name!r} must be one of {', '.join(names())}")
+    try:
+        check_parameters(IMAGE_ENCODERS.kind, name, IMAGE_ENCODERS.accepted(name), params)
+    except TypeError as err:
+        raise ValueError(f"{key}: {err}") from None
+    _check_sizes(name, params)
 
 
 def _check_sizes(name: str, params: dict) -> None:

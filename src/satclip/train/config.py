@@ -89,6 +89,10 @@ class ModelConfig:
             from ..models.location_encoder import check_parts
 
             check_parts(self.location_encoder, source="model")
+        if self.image_encoder and self.image_encoder != {"name": "moco_resnet18"}:  # ({}: the feature cache's)
+            from ..image import check_spec
+
+            check_spec(self.image_encoder)
         if self.train_degrees_from is not None:
             encoding = self.location_encoder.get("encoding") or {}
             degree = encoding.get("legendre_polys") if encoding.get("name") == "sphericalharmonics" else None
