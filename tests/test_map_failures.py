@@ -214,6 +214,9 @@ def test_a_zarr_map_named_like_another_format_is_refused_by_both_engines(tmp_pat
     assert "m.tif: its suffix .tif means geotiff, but --format says zarr" in capsys.readouterr().err
     assert main([*argv, "--no-coastlines", "-o", str(tmp_path / "m")]) == 2
     assert "cannot tell the map format of" in capsys.readouterr().err
+    # a suffix of a format satclip does not write maps in (a Zarr directory named m.nc was written, exit 0)
+    assert main([*argv, "--format", "zarr", "-o", str(tmp_path / "m.nc")]) == 2
+    assert "m.nc: satclip writes no netCDF maps" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -612,6 +612,11 @@ def write_png(
 PNG_MAP_INCHES, PNG_MIN_WIDTH_INCHES = (10.0, 20.0), 6.0
 
 FORMATS = {".tif": "geotiff", ".tiff": "geotiff", ".zarr": "zarr", ".png": "png"}
+#: suffixes of formats satclip does not write maps in: a map of another format named so (a Zarr directory
+#: named x.nc, a PNG named x.jpg) was written, and opened by nothing that took it for what its name says
+OTHER_FORMATS = {".nc": "netCDF", ".nc4": "netCDF", ".h5": "HDF5", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF",
+                 ".webp": "WebP", ".bmp": "BMP", ".svg": "SVG", ".pdf": "PDF", ".jp2": "JPEG 2000",
+                 ".vrt": "GDAL VRT", ".npy": "NumPy", ".parquet": "Parquet", ".csv": "CSV"}  # fmt: skip
 #: what writing a map of each format needs (:func:`~satclip.optional.require`'s module, extra and purpose)
 WRITERS = {"png": ("matplotlib", "map", "drawing PNG maps"), "geotiff": ("rasterio", "map", "writing GeoTIFF maps"),
            "zarr": ("zarr", "map", "writing Zarr maps")}  # fmt: skip
@@ -650,7 +655,12 @@ def _pca_caption(pca: PCA | None) -> str:
 def map_format(output: Path, fmt: str | None = None) -> str:
     """The format of a map written to ``output``: ``fmt`` (``--format``) or the one its suffix names; ValueError
     when they disagree (a PNG named .tif was written) or neither says."""
-    named = FORMATS.get(Path(output).suffix.lower())
+    suffix = Path(output).suffix.lower()
+    if suffix in OTHER_FORMATS:
+        raise ValueError(f"{output}: satclip writes no {OTHER_FORMATS[suffix]} maps, and a map of another format "
+                         f"named {suffix} would be taken for one: name it .tif (GeoTIFF), .zarr (Zarr: "
+                         "xarray.open_zarr(…).to_netcdf(…) makes netCDF of it) or .png")  # fmt: skip
+    named = FORMATS.get(suffix)
     if fmt and named not in (None, fmt):
         raise ValueError(f"{output}: its suffix {Path(output).suffix} means {named}, but --format says {fmt}: name "
                          f"it with the suffix of {fmt}, or drop --format")  # fmt: skip
