@@ -896,3 +896,17 @@ def test_a_missing_zarr_is_named_with_its_extra_before_any_embedding(tmp_path, m
     err = capsys.readouterr().err.strip()
     assert err.startswith("satclip: error: writing Zarr embeddings needs zarr, which is not installed: pip install "
                           "'satclip[embed]'"), err  # fmt: skip
+
+
+def test_an_output_that_leaves_the_ids_out_says_so(tmp_path, model, points, capsys):
+    """A .npy or .zarr output left the input's id and other columns out without a word."""
+    table = tmp_path / "in.csv"
+    points.to_csv(table, index=False)
+    others = ", ".join(name for name in points.columns if name not in ("lon", "lat"))
+    for suffix, holds in ((".npy", "nothing"), (".zarr", "lon and lat")):
+        out = tmp_path / f"out{suffix}"
+        assert main(["embed", str(table), "-o", str(out), "--model", str(model)]) == 0
+        assert (f"{out} holds the embeddings and {holds} of the input, in its row order: its other column(s) "
+                f"{others} are not written (a .parquet output keeps them)") in capsys.readouterr().err
+    assert main(["embed", str(table), "-o", str(tmp_path / "out.parquet"), "--model", str(model)]) == 0
+    assert "are not written" not in capsys.readouterr().err

@@ -474,6 +474,11 @@ def embed_file(
     sink_options = {**options, "precision": precision["precision"]}
     log.debug("embedding in %s", precision)
     sink_type.check_columns(source.columns, dim, options)
+    others = [name for name in source.columns if name not in (source.lon_col, source.lat_col)]
+    if sink_type.HOLDS is not None and others:  # (the ids were left out without a word)
+        log.info("%s holds the embeddings and %s of the input, in its row order: its other column(s) %s are not "
+                 "written (a .parquet output keeps them)", output, sink_type.HOLDS, ", ".join(others[:5]) +
+                 (", …" if len(others) > 5 else ""))  # fmt: skip
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
         check_output()  # (again: a run that held the lock meanwhile may have written it)
         manifest = resume_manifest(workdir, identity, restart)

@@ -162,6 +162,8 @@ class Sink:
     KIND = ""
     #: what the work file (:meth:`_path`) is, for messages
     WHAT = "the output"
+    #: what of the input the output holds besides the embeddings (None: every column)
+    HOLDS: str | None = None
 
     def __init__(self, workdir: Path, num_rows: int, dim: int, dtype: np.dtype, chunk_rows: int, options: dict):
         self.workdir, self.num_rows, self.dim = workdir, num_rows, dim
@@ -384,6 +386,7 @@ class NpySink(Sink):
 
     KIND = "npy"
     WHAT = "the embeddings"
+    HOLDS = "nothing"
 
     def _path(self) -> Path:
         return self.workdir / "embeddings.npy"
@@ -427,6 +430,7 @@ class ZarrSink(Sink):
 
     KIND = "zarr"
     ARRAYS = ("embedding", "lon", "lat")
+    HOLDS = "lon and lat"
 
     @staticmethod
     def check_columns(columns, dim, options):
