@@ -849,8 +849,6 @@ def test_odd_input_files_are_read_or_named_in_one_line(tmp_path, model, capsys):
         "features-object.geojson": (json.dumps({"type": "FeatureCollection", "features": {"a": 1}}),
                                     "'features' is a dict, not a list"),
         "crs-string.geojson": (collection([feature()], crs="EPSG:3857"), "is not one satclip reads as lon/lat"),
-        "crs-epsg.geojson": (collection([feature()], crs={"type": "EPSG", "properties": {"code": 3857}}),
-                             "reproject the file to EPSG:4326"),
         "crs-link.geojson": (collection([feature()], crs={"type": "link", "properties": {"href": "x"}}),
                              "reproject the file to EPSG:4326"),
     }  # fmt: skip
@@ -910,3 +908,23 @@ def test_an_output_that_leaves_the_ids_out_says_so(tmp_path, model, points, caps
                 f"{others} are not written (a .parquet output keeps them)") in capsys.readouterr().err
     assert main(["embed", str(table), "-o", str(tmp_path / "out.parquet"), "--model", str(model)]) == 0
     assert "are not written" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("crs", [{"type": "EPSG", "properties": {"code": 3857}},
+                                 {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}])
+def test_a_geojson_file_in_another_crs_is_reprojected_as_a_geopackage_is(tmp_path, model, capsys, crs):
+    """A GeoJSON 2008 file with a crs member naming EPSG:3857 was refused, while a GeoPackage or GeoParquet file
+    in that CRS was reprojected; the forms GDAL does not read (a bare string, a link) are still refused."""
+    pytest.importorskip("geopandas")
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(13.4, 52.5)
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]}, "properties": {"site": "a"}}
+    path = tmp_path / "mercator.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": [feature]}))
+    assert main(["embed", str(path), "-o", str(tmp_path / "out.parquet"), "--model", str(model)]) == 0
+    table = pq.read_table(tmp_path / "out.parquet").to_pandas()
+    np.testing.assert_allclose(table[["lon", "lat"]].to_numpy(), [[13.4, 52.5]], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.stack(table["embedding"]), reference(model, np.array([[13.4, 52.5]])), rtol=0,
+                               atol=1e-5)  # fmt: skip
+    assert table["site"].tolist() == ["a"] and "reprojected to EPSG:4326" in capsys.readouterr().err

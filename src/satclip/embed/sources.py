@@ -562,7 +562,17 @@ class GeoJsonSource(InMemorySource):
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
             kind = data.get("type") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{self.path}: expected a GeoJSON FeatureCollection, got {kind!r}")
-        self._check_crs(data.get("crs"))
+        crs = data.get("crs")
+        if not self._lonlat_crs(crs):  # a GeoJSON 2008 file in another CRS: reprojected, as a GeoPackage is
+            declared = self._declared_crs(crs)
+            refused = ValueError(f"{self.path}: crs {json.dumps(crs)[:80]} is not one satclip reads as lon/lat on WGS "
+                                 "84 or reprojects; reproject the file to EPSG:4326 (RFC 7946 GeoJSON has no crs "
+                                 "member) first")  # fmt: skip
+            if declared is None:
+                raise refused
+            log.info("%s: its crs member names %s: read with geopandas and reprojected to EPSG:4326", self.path,
+                     declared)  # fmt: skip
+            return _read_with_geopandas(self, crs=declared, refused=refused)
         features = data.get("features") or []
         if not isinstance(features, list):
             raise ValueError(f"{self.path}: 'features' is a {type(features).__name__}, not a list of Feature objects")
@@ -600,19 +610,32 @@ class GeoJsonSource(InMemorySource):
             attributes = attributes.append_column(key, _json_column(values))
         return attributes, lonlat
 
-    def _check_crs(self, crs) -> None:
-        """RFC 7946 GeoJSON is lon/lat on WGS 84; a ``crs`` member (GeoJSON 2008) must say so by name."""
+    @staticmethod
+    def _declared_crs(crs) -> str | None:
+        """The CRS a ``crs`` member of the GeoJSON 2008 forms names (``{"type": "name", …}``, ``{"type": "EPSG",
+        …}``), for pyproj; None for one GDAL does not read either (a linked CRS, a bare string: read as lon/lat)."""
+        properties = crs.get("properties") if isinstance(crs, dict) else None
+        if not isinstance(properties, dict):
+            return None
+        if crs.get("type") == "EPSG" and isinstance(properties.get("code"), (int, str)):
+            return f"EPSG:{properties['code']}"
+        name = properties.get("name") if crs.get("type") == "name" else None
+        return name if isinstance(name, str) else None
+
+    @staticmethod
+    def _lonlat_crs(crs) -> bool:
+        """Whether a GeoJSON file with the ``crs`` member (GeoJSON 2008) is lon/lat on WGS 84: RFC 7946 GeoJSON
+        has none and is; a member must say so by name (a file in another CRS was refused, while a GeoPackage or
+        GeoParquet file in it was reprojected)."""
         if crs is None:
-            return
+            return True
         properties = crs.get("properties") if isinstance(crs, dict) else None
         properties = properties if isinstance(properties, dict) else {}
         kind = crs.get("type") if isinstance(crs, dict) else None
         if kind == "EPSG" and properties.get("code") in (4326, "4326"):
-            return
+            return True
         name = properties.get("name") if kind == "name" else None  # (a linked crs: nothing satclip can check)
-        if not isinstance(name, str) or not (is_wgs84(name) or name.upper().endswith(("CRS84", "EPSG::4326"))):
-            raise ValueError(f"{self.path}: crs {json.dumps(crs)[:80]} is not one satclip reads as lon/lat on WGS 84; "
-                             "reproject the file to EPSG:4326 (RFC 7946 GeoJSON has no crs member) first")  # fmt: skip
+        return isinstance(name, str) and (is_wgs84(name) or name.upper().endswith(("CRS84", "EPSG::4326")))
 
 
 def _json_column(values: list):
@@ -656,9 +679,13 @@ class GeoPackageSource(InMemorySource):
         return _read_with_geopandas(self, layer=self.layer)
 
 
-def _read_with_geopandas(source: InMemorySource, layer: str | None = None) -> tuple[object, np.ndarray]:
+def _read_with_geopandas(
+    source: InMemorySource, layer: str | None = None, *, crs: str | None = None, refused: Exception | None = None
+) -> tuple[object, np.ndarray]:
     """``source``'s file (its ``layer``, where given) read with geopandas (an optional dependency): its attribute
-    table and the lon/lat of its points (EPSG:4326; centroids of other geometries with ``source.centroids``)."""
+    table and the lon/lat of its points (EPSG:4326; centroids of other geometries with ``source.centroids``).
+    ``crs``: the CRS the file declares, which GDAL must have read (else ``refused`` is raised: it read a CRS it
+    did not understand as lon/lat)."""
     pa = _pa()
     geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
     kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
@@ -672,6 +699,15 @@ def _read_with_geopandas(source: InMemorySource, layer: str | None = None) -> tu
     except AttributeError:  # (GDAL reads a CSV, say, as a table without geometries)
         raise BadInputError(f"{source.path} holds no geometries as a {kind}: if it is a table with lon/lat columns, "
                             "drop --input-format (or name its format: csv, parquet)") from None  # fmt: skip
+    if crs is not None:
+        import pyproj
+
+        try:
+            same = frame.crs is not None and pyproj.CRS.from_user_input(crs).equals(frame.crs)
+        except pyproj.exceptions.CRSError:
+            same = False
+        if not same:
+            raise refused or ValueError(f"{source.path}: GDAL read its CRS as {frame.crs}, not the {crs} it declares")
     attributes = pa.Table.from_pandas(frame.drop(columns=[geometry]), preserve_index=False)
     return attributes, geo_lonlat(frame, centroids=source.centroids)
 
