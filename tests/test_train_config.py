@@ -261,3 +261,13 @@ def test_an_unknown_image_encoder_or_parameter_is_refused_by_print_config(capsys
     """--print-config accepted them (exit 0): the run refused them only once it began."""
     assert main(["train", "--set", setting, "--print-config"]) == 2
     assert one_error_line(capsys.readouterr().err).startswith(f"satclip: error: bad config: {expected}")
+
+
+def test_a_negative_number_in_exponent_notation_is_a_value_not_an_option(capsys):
+    """`--optim.lr -1e-3` was "expected one argument" (argparse took -1e-3 for an option), while `-0.001` reached
+    the config check."""
+    assert main(["train", "--optim.lr", "-1e-3", "--print-config"]) == 2
+    assert one_error_line(capsys.readouterr().err) == "satclip: error: bad config: optim.lr=-0.001 must be a finite " \
+                                                      "number above 0"  # fmt: skip
+    assert main(["train", "--model.logit_scale_init", "-1E+1", "--print-config"]) == 0
+    assert "logit_scale_init: -10.0" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 
 from ..errors import BadInputError
@@ -41,11 +42,18 @@ def _leaves(value: dict, prefix: str = "") -> list[str]:
     return out
 
 
+#: a negative number as an option's value: -1, -.5, -0.5, -1e-3, -2.5E+4
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def add_override_options(parser: argparse.ArgumentParser) -> None:
     """``--config`` plus one ``--SECTION.KEY VALUE`` option per config key and a generic ``--set``; options are
     taken as written only (``--optim.l 3`` was taken for ``--optim.lr 3``, ``--trainer.max_epoch`` for
     ``--trainer.max_epochs``)."""
     parser.allow_abbrev = False
+    # a value such as -1e-3 is a number, not an option: argparse's own pattern knows -1 and -.5 only ("--optim.lr
+    # -1e-3: expected one argument", while --optim.lr -0.001 reached the config check)
+    parser._negative_number_matcher = NEGATIVE_NUMBER
     parser.add_argument(
         "--config", type=config_input,
         help="training YAML (sections model, data, optim, trainer; a file or a pipe: <(…)); defaults if omitted",
