@@ -170,6 +170,12 @@ def test_zarr_is_xarray_shaped_and_land_only(tmp_path, model):
     assert group["embedding"].attrs["_ARRAY_DIMENSIONS"] == ["dim", "lat", "lon"]
     assert group["lat"].attrs["_ARRAY_DIMENSIONS"] == ["lat"] and group["lat"][0] == 57
     np.testing.assert_array_equal(group["lon"][:], -17 + 6 * np.arange(10))
+    # CF: the conventions, and each cell's edges in the bounds variables its coordinates name (readers guessed them)
+    assert group.attrs["Conventions"] == "CF-1.8" and group["lon"].attrs["bounds"] == "lon_bnds"
+    assert group["lat_bnds"].attrs["_ARRAY_DIMENSIONS"] == ["lat", "nv"] and group["lat"].attrs["bounds"] == "lat_bnds"
+    west, north = -20 + 6 * np.arange(10), 60 - 6 * np.arange(5)
+    np.testing.assert_array_equal(group["lon_bnds"][:], np.column_stack([west, west + 6]))
+    np.testing.assert_array_equal(group["lat_bnds"][:], np.column_stack([north, north - 6]))
     data = group["embedding"][:]
     land = np.isfinite(data[0])
     # rows are lat 57, 51, 45, 39, 33; columns lon -17, -11, …, 37

@@ -528,9 +528,10 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path, capsys):
     assert local.attrs["satclip_model"] == "model" and local.attrs["satclip_version"] == satclip.__version__
     assert {k: v for k, v in local.embedding.attrs.items() if k.startswith("satclip_") and k != "satclip_cells"} \
         == {k: v for k, v in local.attrs.items() if k.startswith("satclip_")}
-    for name in ("lat", "lon", "dim"):
+    for name in ("lat", "lon", "dim", "lat_bnds", "lon_bnds"):
         np.testing.assert_array_equal(local[name].values, dask[name].values)
         assert local[name].attrs == dask[name].attrs
+    assert local.lat.attrs["bounds"] == "lat_bnds" and local.attrs["Conventions"] == "CF-1.8"
     assert local.lat.attrs["axis"] == "Y" and local.lon.attrs["standard_name"] == "longitude"
     blank = np.isnan(local.embedding.values)
     assert blank.any() and not blank.all()  # cells outside the footprint (land) are NaN in both

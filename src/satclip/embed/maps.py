@@ -141,10 +141,20 @@ def make_grid(resolution: float, bbox: tuple[float, float, float, float] | None 
 
 
 def zarr_group_attrs(attrs: dict, variable_attrs: dict) -> dict:
-    """A Zarr map's group attributes: the map's, and which model made it (the variable's ``satclip_*`` attributes
-    but the cells'), so that ``xr.open_zarr(...).attrs`` says it too (it was on the variable alone, lost where a
-    merge or ``to_array()`` drops a variable's attributes)."""
-    return {**attrs, **{k: v for k, v in variable_attrs.items() if k.startswith("satclip_") and k != "satclip_cells"}}
+    """A Zarr map's group attributes: the CF conventions it follows, the map's, and which model made it (the
+    variable's ``satclip_*`` attributes but the cells'), so that ``xr.open_zarr(...).attrs`` says it too (it was
+    on the variable alone, lost where a merge or ``to_array()`` drops a variable's attributes)."""
+    model = {k: v for k, v in variable_attrs.items() if k.startswith("satclip_") and k != "satclip_cells"}
+    return {"Conventions": CF_CONVENTIONS, **attrs, **model}
+
+
+def cell_bounds(grid: Grid) -> dict[str, np.ndarray]:
+    """The CF bounds variables of a map's cells: ``lat_bnds`` ``(lat, 2)`` (north, south edges) and ``lon_bnds``
+    ``(lon, 2)`` (west, east), which the ``bounds`` attributes of ``lat`` and ``lon`` name (a reader took the
+    centres for points, and had to guess the cells' extent from their spacing)."""
+    half = grid.resolution / 2
+    return {"lat_bnds": np.column_stack([grid.lat + half, grid.lat - half]),
+            "lon_bnds": np.column_stack([grid.lon - half, grid.lon + half])}  # fmt: skip
 
 
 def warn_about_box(grid: Grid, bbox: tuple[float, float, float, float] | None) -> None:
@@ -502,6 +512,10 @@ def model_attrs(encoder, identity: dict, model=None, precision: str | None = Non
     }
 
 
+#: the CF version satclip's Zarr maps follow (their group's ``Conventions``)
+CF_CONVENTIONS = "CF-1.8"
+#: the dimension of the two edges of each cell in the bounds variables (:func:`cell_bounds`)
+BOUNDS_DIM = "nv"
 #: CF attributes of latitude and longitude coordinates (satclip map's Zarr, lazy fields)
 LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
 LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
@@ -544,12 +558,18 @@ def write_zarr(
                                  attributes={"_ARRAY_DIMENSIONS": [], **WGS84_GRID_MAPPING})  # fmt: skip
         crs[()] = 0
         axes = (("lat", grid.lat, {**LAT_ATTRS, "axis": "Y"}), ("lon", grid.lon, {**LON_ATTRS, "axis": "X"}))
+        bounds = cell_bounds(grid)
         for name, values, cf in axes:
             coord = group.create_array(  # fill_value None: xarray would read a 0.0 centre as missing (NaN)
                 name, shape=values.shape, dtype="float64", fill_value=None,
-                attributes={"_ARRAY_DIMENSIONS": [name], **cf},
+                attributes={"_ARRAY_DIMENSIONS": [name], **cf, "bounds": f"{name}_bnds"},
             )  # fmt: skip
             coord[:] = values
+            edges = group.create_array(
+                f"{name}_bnds", shape=bounds[f"{name}_bnds"].shape, dtype="float64", fill_value=None,
+                attributes={"_ARRAY_DIMENSIONS": [name, BOUNDS_DIM]},
+            )  # fmt: skip
+            edges[:] = bounds[f"{name}_bnds"]
         band = group.create_array(
             band_dim, shape=(count,), dtype="int32", fill_value=None,
             attributes={"_ARRAY_DIMENSIONS": [band_dim], **(DIM_ATTRS if band_dim == DIM else {})},

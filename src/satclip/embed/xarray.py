@@ -600,7 +600,11 @@ def write_map_zarr(
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
     attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
-    dataset = xr.Dataset({"embedding": embedding}, attrs=maps.zarr_group_attrs(attrs, field.attrs))
+    bounds = {name: ((name.removesuffix("_bnds"), maps.BOUNDS_DIM), edges)
+              for name, edges in maps.cell_bounds(grid).items()}  # fmt: skip
+    dataset = xr.Dataset({"embedding": embedding, **bounds}, attrs=maps.zarr_group_attrs(attrs, field.attrs))
+    for name in ("lat", "lon"):  # (the Dataset's own copies: the field's coordinates keep their attributes)
+        dataset[name].attrs = {**dataset[name].attrs, "bounds": f"{name}_bnds"}
     encoding = {"embedding": {"chunks": (1, rows, grid.width)}}
     with safe_output.exclusive(output):
         log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
