@@ -654,7 +654,8 @@ def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkey
     assert "options.layout: 'list' → 'columns'" in capsys.readouterr().err
     points.assign(lat=points.lat / 2).to_parquet(source)
     assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
-    assert "input.sample_sha256" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "input.sample_sha256" in err and "touch -d" not in err  # (another content: no advice to touch it)
     assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
     np.testing.assert_allclose(
         read_embeddings(out), reference(model, points.assign(lat=points.lat / 2)[["lon", "lat"]].to_numpy()), atol=1e-5
@@ -663,6 +664,24 @@ def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkey
     assert "already exists" in capsys.readouterr().err
     assert embed(source, "-o", out, "--model", model, "--overwrite", "--layout", "columns") == 0
     assert "emb_000" in pq.read_schema(out).names
+
+
+def test_an_input_only_touched_is_told_how_to_resume(tmp_path, model, points, monkeypatch, capsys):
+    """An input whose modification time alone changed (touch, a copy without -p) was refused with --restart as the
+    only way out, which discards the work; the message gives the recorded time back."""
+    import os
+
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    recorded = source.stat().st_mtime_ns
+    os.utime(source, ns=(recorded, recorded + 10**9))
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
+    err = one_error_line(capsys.readouterr().err)
+    touch = f"`touch -d @{recorded // 10**9}.{recorded % 10**9:09d} INPUT` gives it back and the run resumes"
+    assert err.endswith(touch), err
+    os.utime(source, ns=(recorded, recorded))  # what that touch does
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
 
 
 def test_csv_columns_pass_through_without_loss_and_bad_headers_are_named(tmp_path, model, capsys):

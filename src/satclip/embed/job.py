@@ -268,11 +268,26 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
         raise damaged_manifest(path, f"it records no {', '.join(sorted(identity))} of a run of this command")
     if recorded_identity != identity:
         changes = _differences(recorded_identity, identity)
+        touched = all(change.startswith("input.mtime_ns:") for change in changes)
         raise ResumeMismatchError(
             f"{workdir} holds an unfinished run with a different input, model or options ({'; '.join(changes[:4])}). "
-            "Rerun with the same arguments to resume it, or pass --restart to discard it"
+            f"Rerun with the same arguments to resume it, or pass --restart to discard it"
+            f"{_touched(recorded_identity) if touched else ''}"
         )
     return manifest
+
+
+def _touched(recorded: dict) -> str:
+    """Advice where the input of an unfinished run differs only by its modification time (touched, or copied
+    without keeping it): its size and sampled blocks are the same, and giving it back its time resumes the run
+    (``--restart`` was the only way out, which discards the work)."""
+    input_ = recorded.get("input")
+    mtime = input_.get("mtime_ns") if isinstance(input_, dict) else None
+    if not isinstance(mtime, int):
+        return ""
+    return (f"; if the input only has a new modification time (touched, or copied without keeping it) and its "
+            f"content is the one the run began with, `touch -d @{mtime // 10**9}.{mtime % 10**9:09d} INPUT` gives it "
+            "back and the run resumes")
 
 
 def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *, overwrite: bool, inputs) -> None:
