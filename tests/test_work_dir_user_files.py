@@ -47,15 +47,18 @@ def test_restart_keeps_a_file_of_the_users_in_an_embed_work_directory(tmp_path, 
 
 def test_a_finished_embed_keeps_a_file_of_the_users_in_its_work_directory(tmp_path, model, points, monkeypatch,  # noqa: F811
                                                                           capsys):  # fmt: skip
-    """The output is published; the work directory stays until the file is moved out, and the next run only
-    removes it."""
+    """The output is published, and the command succeeds (it exited 2, as if nothing were written); the work
+    directory stays, with a warning on each run, until the file is moved out, and the next run only removes it."""
     source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.parquet")
     (workdir / "notes.txt").write_text("mine")
     capsys.readouterr()
-    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
-    assert error_line(capsys.readouterr().err) == refusal(workdir, "embed-work")
+    refused = refusal(workdir, "embed-work").removeprefix("satclip: error: ")
+    left = f"wrote {out}, and left its work directory: {refused}"
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    assert left in capsys.readouterr().err
     assert checksum(out) == checksum(clean) and (workdir / "notes.txt").read_text() == "mine"
-    assert embed(source, "-o", out, "--model", model, *CHUNK) == 2  # (still there)
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0  # (still there: said again)
+    assert left in capsys.readouterr().err
     (workdir / "notes.txt").rename(tmp_path / "notes.txt")
     assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
     assert checksum(out) == checksum(clean) and not workdir.exists()

@@ -292,17 +292,22 @@ def _touched(recorded: dict) -> str:
 
 def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *, overwrite: bool, inputs) -> None:
     """Record in ``workdir``'s manifest that its work is ``finished`` (a file or directory in it), move that to
-    ``output`` and remove ``workdir`` (kept, with a warning, where it holds files satclip did not write: the output is
-    written; it exited 2 as if it were not). A run killed in between is completed by the next
+    ``output`` and remove ``workdir`` (:func:`_remove_work`). A run killed in between is completed by the next
     (:func:`complete_stopped`)."""
     manifest["finished"] = finished.relative_to(workdir).as_posix()
     if finished.is_file():
         manifest["finished_file"] = _file_identity(finished)
     safe_output.write_json(workdir / MANIFEST, manifest)
     safe_output.publish(finished, output, overwrite=overwrite, inputs=inputs)
+    _remove_work(workdir, output)
+
+
+def _remove_work(workdir: Path, output: Path) -> None:
+    """Remove the work directory of the published ``output``; where it holds a file of the user's, keep it with
+    a warning: the output is written all the same (the run exited 2, as if it were not)."""
     try:
         safe_output.remove_owned(workdir)
-    except OutputExistsError as err:  # a file of the user's put there: the output is written all the same
+    except OutputExistsError as err:
         log.warning("wrote %s, and left its work directory: %s", output, err)
 
 
@@ -358,7 +363,7 @@ def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: 
         )
     else:
         log.info("%s was completed by the run that stopped; removing its work directory", output)
-    safe_output.remove_owned(workdir)
+    _remove_work(workdir, output)
     return True
 
 
