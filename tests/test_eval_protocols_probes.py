@@ -127,6 +127,23 @@ def test_ridge_probe_matches_least_squares_on_a_linear_problem():
     assert result.info["alpha"] == min(probes.linear.RIDGE_ALPHAS)
 
 
+@pytest.mark.parametrize("width", [40, 1500])
+def test_ridge_weights_are_the_regularised_least_squares_with_more_features_than_samples_too(width):
+    """With fewer samples than features the weights come from the samples' Gram matrix (a 10,000-wide basis took
+    minutes in a features × features decomposition): the same weights, for every penalty."""
+    from satclip.eval.probes.linear import _ridge_weights
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((200, width))
+    x -= x.mean(axis=0)
+    y = rng.standard_normal(200)
+    y -= y.mean()
+    weights = _ridge_weights(x, y)
+    for penalty in (1e-3, 1.0, 100.0):
+        expected = np.linalg.solve(x.T @ x + penalty * np.eye(width), x.T @ y)
+        np.testing.assert_allclose(weights(penalty), expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+
+
 def test_mlp_beats_linear_on_a_nonlinear_target_and_is_deterministic():
     data, y_test = _data("regression")
     mlp = probes.create("mlp", max_epochs=40)
