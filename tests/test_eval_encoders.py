@@ -143,3 +143,17 @@ def test_geoclip_encoder_by_name():
     enc = encoders.create("geoclip")
     out = enc.embed(np.array([[13.4, 52.5], [-70.0, -33.0]]))
     assert out.shape == (2, 512) and np.isfinite(out).all()
+
+
+def test_exclude_heldout_is_refused_outside_holdout_continent():
+    """Under `random` it changed nothing: the encoder ran as the plain retrieval encoder's twin, reported "tied for
+    best" with it."""
+    from satclip.errors import BadInputError
+    from satclip.eval.runner import EvalConfig
+
+    spec = "bluemarble-l10+range+(exclude_heldout=True)"
+    with pytest.raises(BadInputError, match=r"exclude_heldout=True leaves each held-out continent out of the "
+                                            r"database under --protocol holdout-continent; under random it changes "
+                                            r"nothing: drop it"):  # fmt: skip
+        EvalConfig(encoders=(spec,), tasks=("elevation",))
+    assert EvalConfig(encoders=(spec,), tasks=("elevation",), protocol="holdout-continent").encoders == (spec,)

@@ -89,6 +89,13 @@ class EvalConfig:
         if not self.encoders:
             raise BadInputError("EvalConfig: encoders is empty; give at least one encoder spec (e.g. 'wrap')")
         encoders.check_distinct(self.encoders)  # one encoder spelt twice ran twice, a false tie in every table
+        if self.protocol != "holdout-continent":  # (it ran, the plain retrieval encoder's twin, "tied for best")
+            for spec in self.encoders:
+                if encoders.parse_spec(spec)[1].get("exclude_heldout") is True:
+                    raise BadInputError(
+                        f"encoder {spec!r}: exclude_heldout=True leaves each held-out continent out of the database "
+                        f"under --protocol holdout-continent; under {self.protocol} it changes nothing: drop it"
+                    )
         if self.task_file is not None and not isinstance(self.task_file, TaskFile):
             raise BadInputError(f"EvalConfig: task_file={self.task_file!r} must be a TaskFile(path=…, target_col=…)")
         unknown = sorted(set(self.probe_options) - set(probes.PROBES.names()))
