@@ -175,18 +175,24 @@ def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bo
     best, (mean, std, _) = items[0]
     if len(items) == 1:
         return Ranking(best, (), "alone")
-    if any(math.isnan(st[1]) for _, st in items):  # (the encoders of exactly the best mean are tied all the same)
-        equal = tuple(e for e, st in items[1:] if st[0] == mean)
+    if any(math.isnan(st[1]) for _, st in items):  # (the encoders of the best mean as shown are level all the same:
+        # 0.02867 and 0.02885, both shown 0.029, made one "the best mean" in the result line, unmarked in the table)
+        equal = tuple(e for e, st in items[1:] if _shown(st[0]) == _shown(mean))
         return Ranking(best, (best,) + equal if equal else (), "no-spread")
     tied = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= TIE_STDS * (std + st[1]))
     return Ranking(best, (best,) + tied if tied else (), "tie" if tied else "clear")
+
+
+def _shown(value: float) -> str:
+    """A mean or std as the tables show it."""
+    return f"{value:.3f}"
 
 
 def _cell(stat: tuple[float, float, int] | None, mark: str = "") -> str:
     if stat is None:
         return "–"
     mean, std, _ = stat
-    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    text = _shown(mean) if math.isnan(std) else f"{_shown(mean)} ± {_shown(std)}"
     return {"bold": f"**{text}**", "tie": f"*{text}*"}.get(mark, text)
 
 
