@@ -164,7 +164,7 @@ def test_model_paths_with_parentheses_or_commas_are_evaluated(tmp_path, capsys):
             "--probes", "linear", "--seeds", "1", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert [r["encoder"] for r in _rows(out / "results.csv")] == ["wrap", *paths]
-    assert "| m10 (1) | `" in (out / "results.md").read_text()  # its short name is the directory's
+    assert "| `m10 (1)` | `" in (out / "results.md").read_text()  # its short name is the directory's
     # one that does not exist says what to do
     missing = str(tmp_path / "gone (2)")
     capsys.readouterr()

@@ -149,8 +149,11 @@ def test_chance_levels_and_class_filtering_are_stated(report):
 
 
 def test_short_names_and_their_legend(report):
-    assert f"| theory | `{THEORY}` |" in report
+    assert f"| `theory` | `{THEORY}` | Space2Vec's multi-scale sines (Mai et al. 2020): nothing learned |" in report
     assert report.count(THEORY) == 1  # only in the legend, never in a table row
+    # every encoder says what it is (a reader met `sh-l10` in the tables with no word on it)
+    assert ("| `sh-l10` |  | spherical harmonics, SatCLIP's input basis, without its network: nothing learned (L = "
+            "10: 100 features) |") in report  # fmt: skip
     names = display_names(["wrap", "runs/a/model", "runs/b/model/", THEORY, "theory(min_radius=1e-5)"])
     assert list(names.values()) == ["wrap", "model", "model#2", "theory", "theory#2"]
     # a spec that is the bare name keeps it (the default sphericalharmonics was shown as 'sphericalharmonics#2'

@@ -148,9 +148,13 @@ def _text(value) -> str:
 
 
 def legend(names: dict[str, str]) -> str:
-    """A markdown table of the short names that differ from their full spec ('' when none does)."""
-    rows = [f"| {_text(short)} | `{_text(spec)}` |" for spec, short in names.items() if short != spec]
-    return "\n".join(["| name | encoder |", "|---|---|", *rows]) if rows else ""
+    """A markdown table of the encoders: short name, full spec where it differs, and what each is (a reader met
+    `direct` or `sh-l10` in the tables with no word on what they are)."""
+    from .encoders import about
+
+    rows = [f"| `{_text(short)}` | {'' if short == spec else f'`{_text(spec)}`'} | {_text(about(spec))} |"
+            for spec, short in names.items()]  # fmt: skip
+    return "\n".join(["| name | spec | what it is |", "|---|---|---|", *rows])
 
 
 @dataclass(frozen=True)
@@ -473,9 +477,7 @@ def markdown(
     for note in (_class_filter_note(tasks, task_names), _few_test_points_note(rows)):
         if note:
             out += ["", note]
-    table = legend(names)
-    if table:
-        out += ["", "Encoders by short name:", "", table]
+    out += ["", "The encoders:", "", legend(names)]
     for probe in _ordered(r["probe"] for r in rows):
         for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe):
             label = f"probe `{probe}`" + (f", {variant}" if variant else "")

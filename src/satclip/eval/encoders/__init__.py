@@ -431,6 +431,49 @@ def _check_params(spec: str, kind: str, name: str, builder, params: dict, reserv
             )
 
 
+#: what the built-in encoders are, in a sentence for a report's reader (:func:`about`)
+ABOUT = {
+    "direct": "(lon, lat) in radians as they are: a baseline with nothing learned",
+    "wrap": "(cos lon, sin lon, cos lat, sin lat): a baseline with nothing learned",
+    "cartesian3d": "the point on the unit sphere (x, y, z): a baseline with nothing learned",
+    "sphericalharmonics": "spherical harmonics, SatCLIP's input basis, without its network: nothing learned",
+    "theory": "Space2Vec's multi-scale sines (Mai et al. 2020): nothing learned",
+    "grid": "Space2Vec's multi-scale sines on lon and lat (Mai et al. 2020): nothing learned",
+    "untrained-satclip": "SatCLIP's network with random weights: what pretraining adds is the difference",
+    "geoclip": "GeoCLIP's location encoder (Vivanco Cepeda et al. 2023), pretrained on geotagged photos",
+}
+
+
+def about(spec: str) -> str:
+    """One sentence on what the encoder ``spec`` is, for the reader of a report (the tables name them only)."""
+    if existing_path(spec):
+        return "a model loaded from this path"
+    name, params = parse_spec(spec)
+    match = _retrieval_spec(name)
+    if match is not None:
+        mode = "by place and by embedding (RANGE+)" if match["mode"] == "range+" else "by embedding (RANGE)"
+        return f"{about(match['base'])}, plus image features retrieved from its database {mode}"
+    target, fixed = ALIASES.get(name, (name, {}))
+    if target in ABOUT:
+        degree = {**fixed, **params}.get("legendre_polys")
+        if target == "sphericalharmonics" and isinstance(degree, int):
+            return f"{ABOUT[target]} (L = {degree}: {degree * degree} features)"
+        return ABOUT[target]
+    from ...pretrained import RELEASED, bundled_models
+
+    if name in bundled_models():
+        return "satclip's shipped model, pretrained on the Blue Marble corpus it builds (docs/results.md)"
+    if name in RELEASED:
+        return "a released SatCLIP checkpoint (Klemmer et al. 2025), pretrained on S2-100K"
+    return "a model (see its spec)"
+
+
+def _retrieval_spec(name: str):
+    from .retrieval import SPEC
+
+    return SPEC.match(name)
+
+
 def create(spec: str) -> Encoder:
     """Build the encoder a spec names (see the module docstring for the lookup order). A parameter the
     encoder does not take, or a value of the wrong type, is refused naming both before anything is built."""
