@@ -131,7 +131,7 @@ def test_a_rerun_without_figures_reuses_folds_whose_predictions_are_gone(tmp_pat
     # (its report says how to run it again: two runs of other --n-points had the same header)
     from satclip import __version__
 
-    assert (f"Settings: 300 points per task (point seed {DEFAULT_POINT_SEED}); satclip {__version__}. Command: "
+    assert (f"Settings: at most 300 points per task (point seed {DEFAULT_POINT_SEED}); satclip {__version__}. Command: "
             f"`satclip {shlex.join(argv)}`") in (out / "results.md").read_text().splitlines()  # fmt: skip
     rows = (out / "rows.jsonl").read_text()
     shutil.rmtree(out / "predictions")
@@ -222,6 +222,9 @@ def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
     assert json.loads(rows[0]["hparams"])["shared_hidden"] is True
     text = (tmp_path / "p" / "results.md").read_text()
     assert "MSE 0.25 ± 0.02" in text and "Protocol differences" in text and "target / max" in text
+    # the command that ran it, as other runs record it; only the options of the probe it ran (mlp's was listed)
+    assert "Command: `satclip evaluate --preset paper --encoders wrap" in text
+    assert "probe options paper-mlp={'epochs': 40}" in text and "mlp={'max_epochs'" not in text
 
 
 def test_the_paper_report_says_how_many_stations_it_used(tmp_path):

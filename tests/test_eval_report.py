@@ -224,3 +224,14 @@ def test_figure_captions_say_what_the_figures_show():
     caption = figure_caption(Path("map_country_mlp.png"), {"country": "classification"})
     assert caption.startswith("country: the test points of the first seed's folds (as the map's title says)")
     assert "correct and wrong predictions (probe mlp)" in caption
+
+
+def test_the_settings_name_the_options_of_the_probes_that_ran():
+    """`--max-epochs 2` under `random` listed "paper-mlp={'epochs': 2}" too, of a probe that never ran."""
+    from satclip.eval.report import settings_line
+    from satclip.eval.runner import EvalConfig
+
+    config = EvalConfig(encoders=("wrap",), tasks=("elevation",), probes=("mlp",),
+                        probe_options={"mlp": {"max_epochs": 2}, "paper-mlp": {"epochs": 2}})  # fmt: skip
+    line = settings_line(config)
+    assert "probe options mlp={'max_epochs': 2};" in line and "paper-mlp" not in line

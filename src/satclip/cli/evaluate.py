@@ -317,7 +317,7 @@ def _run(args: argparse.Namespace) -> int:
         from ..eval.reference import REFERENCE_ENCODERS, run_paper
 
         encoders = split_specs(args.encoders) if args.encoders else REFERENCE_ENCODERS
-        path = run_paper(args.out, encoders, seeds=args.seeds, epochs=args.max_epochs, **common)
+        path = run_paper(args.out, encoders, seeds=args.seeds, epochs=args.max_epochs, command=command, **common)
         print(f"wrote {path}")
         return 0
     outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress(),

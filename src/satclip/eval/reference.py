@@ -128,8 +128,10 @@ def _earlier_reference_run(out: Path, configs: dict) -> bool:
 
 
 def run_paper(
-    out_dir: str | Path, encoders: Sequence[str] = REFERENCE_ENCODERS, *, figures: bool = True, **options
-) -> Path:
-    """Run :func:`paper_config` into ``out_dir``; returns its ``results.md`` (with the paper's figure)."""
-    run_evaluation(paper_config(encoders, **options), out_dir, figures=figures)
+    out_dir: str | Path, encoders: Sequence[str] = REFERENCE_ENCODERS, *, figures: bool = True,
+    command: str | None = None, **options,
+) -> Path:  # fmt: skip
+    """Run :func:`paper_config` into ``out_dir``; returns its ``results.md`` (with the paper's figure and, where
+    given, the ``command`` that ran it)."""
+    run_evaluation(paper_config(encoders, **options), out_dir, figures=figures, command=command)
     return Path(out_dir) / "results.md"

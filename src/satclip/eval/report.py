@@ -437,8 +437,9 @@ def settings_line(config: EvalConfig, command: str | None = None) -> str:
     from .. import __version__
 
     options = config.task_options
-    parts = [f"{options.n_points:,} points per task (point seed {options.seed})"]
-    for what, values in (("protocol options", config.protocol_options), ("probe options", config.probe_options)):
+    parts = [f"at most {options.n_points:,} points per task (point seed {options.seed})"]  # (a smaller task: all)
+    used = {name: values for name, values in config.probe_options.items() if name in config.probe_names()}
+    for what, values in (("protocol options", config.protocol_options), ("probe options", used)):
         if values:
             parts.append(f"{what} " + ", ".join(f"{key}={value}" for key, value in values.items()))
     if config.task_file is not None:
