@@ -74,6 +74,9 @@ CASES = [
     (["evaluate", "--encoders", "wrap", "--tasks", "koppen", "--protocol", "nosuch", "--out", "{out}"], 2, ONE_LINE,
      "unknown --protocol 'nosuch'; known:"),
     (["evaluate", "--tasks", "koppen", "--out", "{out}"], 2, ONE_LINE, "--encoders is required"),
+    # (it was blamed on --max-epochs: "--probes ridge has no mlp")
+    (["evaluate", "--encoders", "wrap", "--probes", "ridge", "--max-epochs", "2", "--out", "{out}"], 2, ONE_LINE,
+     "unknown probe 'ridge'; known: linear, mlp, paper-mlp"),
     (["evaluate", "--encoders", "wrap", "--seeds", "0", "--out", "{out}"], 2, USAGE, "--seeds count must be >= 1"),
     (["evaluate", "--encoders", "wrap", "--n-points", "-3", "--out", "{out}"], 2, USAGE, "got -3"),
     (["evaluate", "--encoders", "wrap", "--task-file", "{missing}", "--out", "{out}"], 2, USAGE, "no such file"),

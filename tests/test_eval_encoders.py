@@ -4,6 +4,7 @@ GeoCLIP re-implementation against the original module imported in isolation."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import types
 from pathlib import Path
@@ -157,3 +158,15 @@ def test_exclude_heldout_is_refused_outside_holdout_continent():
                                             r"nothing: drop it"):  # fmt: skip
         EvalConfig(encoders=(spec,), tasks=("elevation",))
     assert EvalConfig(encoders=(spec,), tasks=("elevation",), protocol="holdout-continent").encoders == (spec,)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("theory(min_radius=5,max_radius=5)", "min_radius must be below max_radius (the finest and the coarsest scale)"),
+     ("theory(min_radius=10,max_radius=1)", "min_radius must be below max_radius"),
+     ("untrained-satclip(seed=-1)", "seed=-1 must be a whole number, 0 or more")],
+)  # fmt: skip
+def test_degenerate_encoder_parameters_are_refused(spec, expected):
+    """Equal radii gave 16 identical frequencies, reversed ones ran, a negative seed ran: all without a word."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        encoders.create(spec)

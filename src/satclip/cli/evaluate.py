@@ -231,6 +231,7 @@ def _progress():
 def _config(args: argparse.Namespace):
     from ..eval import EvalConfig, TaskFile, TaskOptions
     from ..eval.encoders import split_specs
+    from ..eval.probes import PROBES
     from ..eval.tasks import names
 
     if not args.encoders:
@@ -257,6 +258,8 @@ def _config(args: argparse.Namespace):
     protocol_options = {"block_deg": args.block_deg, "k": args.folds} if args.protocol == "spatial-block" else {}
     probe_options = {}
     probes = [p.strip() for p in args.probes.split(",") if p.strip()]
+    for name in probes:  # (an unknown name was blamed on --max-epochs: "--probes ridge has no mlp")
+        PROBES.get(name)
     if args.max_epochs and args.protocol != "paper" and "mlp" not in probes:  # (it was ignored without a word)
         raise BadInputError(f"--max-epochs sets the MLP probe's epochs, and --probes {args.probes} has no mlp: drop "
                             "it, or add mlp to --probes")  # fmt: skip

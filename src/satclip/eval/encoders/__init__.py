@@ -94,6 +94,8 @@ ENCODERS: Registry = Registry("location encoder")
 
 
 def _untrained_satclip(name: str, legendre_polys: int = 10, seed: int = 0) -> Encoder:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:  # (as every other seed of satclip)
+        raise BadInputError(f"encoder {name!r}: seed={seed!r} must be a whole number, 0 or more")
     from ...models.location_encoder import LocationEncoder
 
     config = {
