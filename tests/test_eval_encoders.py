@@ -162,11 +162,11 @@ def test_exclude_heldout_is_refused_outside_holdout_continent():
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
-    [("theory(min_radius=5,max_radius=5)", "min_radius must be below max_radius (the finest and the coarsest scale)"),
-     ("theory(min_radius=10,max_radius=1)", "min_radius must be below max_radius"),
+    [("theory(min_radius=10,max_radius=1)", "min_radius must be at most max_radius (the finest and the coarsest "
+                                            "scale), got 10 and 1"),
      ("untrained-satclip(seed=-1)", "seed=-1 must be a whole number, 0 or more")],
 )  # fmt: skip
-def test_degenerate_encoder_parameters_are_refused(spec, expected):
-    """Equal radii gave 16 identical frequencies, reversed ones ran, a negative seed ran: all without a word."""
+def test_reversed_radii_and_negative_seeds_are_refused(spec, expected):
+    """Reversed radii ran (the scales backwards), a negative seed ran: both without a word."""
     with pytest.raises(ValueError, match=re.escape(expected)):
         encoders.create(spec)

@@ -48,8 +48,8 @@ class _MultiScale(nn.Module):
         for name, value in (("min_radius", min_radius), ("max_radius", max_radius)):
             if not _is_real(value) or not 0 < value < math.inf:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if not min_radius < max_radius:  # (equal: every frequency the same; reversed: the scales backwards)
-            raise ValueError(f"min_radius must be below max_radius (the finest and the coarsest scale), got "
+        if min_radius > max_radius:  # (the scales ran backwards, without a word; equal radii are one scale)
+            raise ValueError(f"min_radius must be at most max_radius (the finest and the coarsest scale), got "
                              f"{min_radius!r} and {max_radius!r}")  # fmt: skip
         if not _is_real(frequency_num) or int(frequency_num) != frequency_num or frequency_num < 2:
             raise ValueError(
