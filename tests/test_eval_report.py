@@ -235,3 +235,22 @@ def test_the_settings_name_the_options_of_the_probes_that_ran():
                         probe_options={"mlp": {"max_epochs": 2}, "paper-mlp": {"epochs": 2}})  # fmt: skip
     line = settings_line(config)
     assert "probe options mlp={'max_epochs': 2};" in line and "paper-mlp" not in line
+
+
+def test_a_mean_above_chance_by_less_than_its_spread_is_not_called_well_above_it():
+    """MSE 0.882 ± 1.065 against chance's 1.337 was "well above chance" (its R² was worse than chance's)."""
+    continents = np.repeat(["Africa", "Asia", "Europe", "North America", "Oceania", "South America"], 40)
+    targets = np.repeat(np.arange(6.0), 40) + np.random.default_rng(0).normal(0, 0.1, 240)
+    task = _task("temperature", "regression", targets)
+    task = Task(**{**task.__dict__, "continents": continents})
+    chance = _blind(task, "holdout-continent", (0,))["zero-shot"]
+    rows = [{"task": "temperature", "kind": "regression", "encoder": e, "probe": "mlp", "variant": "zero-shot",
+             "fold": f"f{fold}", "seed": 0, "group": "Asia", "mse": value, "r2": 0.0}
+            for e, values in (("steady", (0.30, 0.32)), ("shaky", (0.05, chance + 0.4)))
+            for fold, value in enumerate(values)]  # fmt: skip
+    config = EvalConfig(encoders=("steady", "shaky"), tasks=("temperature",), protocol="holdout-continent",
+                        seeds=(0,))  # fmt: skip
+    report = markdown(rows, config, [task])
+    assert ("Above chance by less than the spread over folds (± std), so not surely above it: `shaky` on "
+            "temperature") in report
+    assert "Every encoder is well above chance" not in report and "`steady` on" not in report.split("Above chance")[1]

@@ -272,7 +272,7 @@ def reading(
         )
     if unjudged:
         sentences.append(f"With one fold per task there is no spread to judge by; best means: {_join(unjudged)}")
-    near, below, compared = [], [], 0
+    near, below, unsure, compared = [], [], [], 0
     for t in tasks:
         metric = metric_of(t)
         floor = chance.get(t, {}).get(metric)
@@ -288,11 +288,16 @@ def reading(
                 below.append(f"`{names[e]}` on {t}")
             elif gap < 0.1 * (1 if metric == "mse" else max(1 - floor, 0.1)):
                 near.append(f"`{names[e]}` on {t}")
+            elif not math.isnan(stat[1]) and gap <= TIE_STDS * stat[1]:  # (0.882 ± 1.065 against 1.337 was "well
+                unsure.append(f"`{names[e]}` on {t}")  # above chance", its R² worse than chance's)
     if below:
         sentences.append(f"Worse than chance (a probe that ignores location, row *chance*): {_join(below)}")
     if near:
         sentences.append(f"Close to chance (a probe that ignores location, row *chance*): {_join(near)}")
-    if compared and not near and not below:
+    if unsure:
+        sentences.append(f"Above chance by less than the spread over folds (± std), so not surely above it: "
+                         f"{_join(unsure)}")  # fmt: skip
+    if compared and not near and not below and not unsure:
         sentences.append("Every encoder is well above chance (row *chance*: a probe that ignores location) "
                          "on every task")  # fmt: skip
     return ". ".join(sentences) + "." if sentences else ""
