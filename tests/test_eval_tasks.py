@@ -193,7 +193,7 @@ def test_a_table_task_with_a_constant_target_or_rows_without_one_is_said_so(tmp_
                                                                                      index=False)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="satclip.eval.tasks.table"):
         assert len(table_task(tmp_path / "gaps.csv")) == 42
-    assert "gaps.csv: 8 of 50 row(s) have no target 'y' (empty or NaN); left out" in caplog.text
+    assert "gaps.csv: 8 of 50 row(s) have no target 'y' (empty or NaN): left out" in caplog.text
 
 
 def test_table_task_detects_columns_and_kind(tmp_path):

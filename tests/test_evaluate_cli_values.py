@@ -341,7 +341,7 @@ def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, cap
     err = capsys.readouterr().err
     assert "target 'y' holds only 5 distinct whole numbers (0, 1, 2, 3, 4): regressed as numbers; pass " \
            "--task-kind classification if they are classes" in err  # fmt: skip
-    assert "codes.csv: 200 rows; the task uses a sample of 150 of them (--n-points to change)" in err
+    assert "codes.csv: 200 rows: the task uses a sample of 150 of them (--n-points to change)" in err
     scores = {}
     for name, factor in (("plain", 1.0), ("tiny", 1e-14)):  # (one task name: the splits are seeded by it)
         (tmp_path / name).mkdir()
@@ -558,3 +558,21 @@ def test_too_few_points_say_the_least_there_is(tmp_path, capsys):
     """--n-points 0 said "a positive integer (1 or more)"; the least is 10."""
     line = _refused(["evaluate", *FAST, "--tasks", "elevation", "--n-points", "0", "--out", str(tmp_path)], capsys)
     assert "argument --n-points: must be at least 10, got 0: " in line, line
+
+
+def test_what_a_task_file_lost_or_repeats_is_in_results_md(tmp_path):
+    """Rows without a target left out, a sample of a larger table, locations repeated (a random split's leak):
+    said on stderr alone, while results.md showed the smaller count and called the scores well above chance."""
+    table = _task_file(tmp_path / "task.csv")
+    lines = table.read_text().splitlines()
+    rows = lines[1:] + lines[1:11]  # 10 locations twice (one of them then without a target: 9 repeated)
+    rows[0] = ",".join(rows[0].split(",")[:2] + [""])  # one without a target
+    table.write_text("\n".join([lines[0], *rows]) + "\n")
+    out = tmp_path / "ev"
+    argv = ["evaluate", *FAST, "--task-file", str(table), "--n-points", "150", "--out", str(out), "--no-figures"]
+    assert main(argv) == 0
+    text = (out / "results.md").read_text()
+    assert ("Notes on the data: task: 1 of 210 row(s) have no target 'y' (empty or NaN): left out; task: 9 row(s) "
+            "repeat another row's location: a random split can put one location in both training and test points "
+            "(--protocol spatial-block cannot); task: 209 rows: the task uses a sample of 150 of them (--n-points "
+            "to change).") in text

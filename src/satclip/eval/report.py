@@ -367,6 +367,12 @@ def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:
     return out
 
 
+def _task_notes(tasks: Sequence[Task], task_names: Sequence[str]) -> str:
+    """The tasks' notes on their data (a user table's rows left out or sampled, repeated locations), or ""."""
+    notes = [f"{t.name}: {note}" for t in tasks if t.name in task_names for note in t.notes]
+    return "Notes on the data: " + "; ".join(_text(note) for note in notes) + "." if notes else ""
+
+
 def _few_test_points_note(rows: Sequence[dict]) -> str:
     """A caveat for tasks whose folds test fewer than :data:`~satclip.eval.runner.FEW_TEST_POINTS` points (a
     12-row task was ranked "ahead by more than their spreads" on 2 test points), or ""."""
@@ -480,7 +486,7 @@ def markdown(
     )
     out += ["", settings_line(config, command)]
     out += ["", *_task_rows(tasks, task_names)]
-    for note in (_class_filter_note(tasks, task_names), _few_test_points_note(rows)):
+    for note in (_class_filter_note(tasks, task_names), _task_notes(tasks, task_names), _few_test_points_note(rows)):
         if note:
             out += ["", note]
     out += ["", "The encoders:", "", legend(names)]

@@ -262,19 +262,21 @@ def table_task(
     if bad.any():
         rows = frame.index.to_numpy()  # (the data rows of the file, from 0, as the text message numbers them)
         raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: {describe_invalid(points, bad, labels=rows)}")
+    notes = []  # (said on stderr alone, they were not in results.md: the data a reader of it sees)
     if len(frame) < given:  # (they were left out without a word)
-        log.warning("%s: %d of %d row(s) have no target %r (empty or NaN); left out", path.name, given - len(frame),
-                    given, target_col)  # fmt: skip
+        notes.append(f"{given - len(frame)} of {given} row(s) have no target {target_col!r} (empty or NaN): left out")
     repeated = len(points) - len(np.unique(points, axis=0))
     if repeated:
-        log.warning("%s: %d row(s) repeat another row's location; a random split can put one location in both "
-                    "training and test points (--protocol spatial-block cannot)", path.name, repeated)  # fmt: skip
+        notes.append(f"{repeated} row(s) repeat another row's location: a random split can put one location in both "
+                     "training and test points (--protocol spatial-block cannot)")  # fmt: skip
     if kind not in (None, REGRESSION, CLASSIFICATION):
         raise ValueError(f"task kind must be {REGRESSION!r} or {CLASSIFICATION!r}, got {kind!r}")
     kind, numeric = _target_kind(frame, target_col, kind, path)
     if len(points) > options.n_points:  # (2,000 of 12,000 rows were left out without a word)
-        log.warning("%s: %d rows; the task uses a sample of %d of them (--n-points to change)", path.name,
-                    len(points), options.n_points)  # fmt: skip
+        notes.append(f"{len(points)} rows: the task uses a sample of {options.n_points} of them (--n-points to "
+                     "change)")  # fmt: skip
+    for note in notes:
+        log.warning("%s: %s", path.name, note)
     index = subsample(len(points), options.n_points, options.seed)
     points = points[index]
     raw = frame[target_col].to_numpy()[index]
@@ -305,5 +307,5 @@ def table_task(
     return Task(
         name=task_name, kind=kind, points=points, targets=targets,
         continents=continent_labels(points, options.use_cache), classes=classes, class_filter=kept,
-        target=target_col, source=f"user table {path}",
+        target=target_col, source=f"user table {path}", notes=tuple(notes),
     )  # fmt: skip
