@@ -113,6 +113,9 @@ def test_registry_and_encoder_names_suggest(tmp_path, capsys):
         registry.get("era5-temprature")
     assert did_you_mean("qqq", ["era5-temperature"]) == ""
     assert did_you_mean("SH-L10", ["sh-l10", "sh-l40"]) == "did you mean 'sh-l10' or 'sh-l40'?"
+    # the start of a name (too short a part of it for difflib's ratio)
+    assert did_you_mean("holdout", ["holdout-continent", "random"]) == "did you mean 'holdout-continent'?"
+    assert did_you_mean("ra", ["random"]) == ""  # (two letters begin too much to mean one)
     code = main(["evaluate", "--encoders", "sh-l1O", "--tasks", "elevation", "--out", str(tmp_path / "a"), "--offline"])
     assert code == 2
     assert "unknown encoder 'sh-l1O': did you mean 'sh-l10'" in capsys.readouterr().err

@@ -576,3 +576,13 @@ def test_what_a_task_file_lost_or_repeats_is_in_results_md(tmp_path):
             "repeat another row's location: a random split can put one location in both training and test points "
             "(--protocol spatial-block cannot); task: 209 rows: the task uses a sample of 150 of them (--n-points "
             "to change).") in text
+
+
+def test_a_column_named_nearly_so_is_suggested(tmp_path, capsys):
+    """`--target-col Y` for a column `y` listed the columns without pointing at it."""
+    table = _task_file(tmp_path / "task.csv")
+    assert main(["evaluate", *FAST, "--task-file", str(table), "--target-col", "Y", "--out", str(tmp_path / "a")]) == 2
+    assert f"{table}: no column 'Y' (--target-col); did you mean 'y'? columns are ['lon', 'lat', 'y']" in \
+        capsys.readouterr().err  # fmt: skip
+    assert main(["evaluate", *FAST, "--task-file", str(table), "--lon-col", "LON", "--out", str(tmp_path / "b")]) == 2
+    assert "no column 'LON' (--lon-col); did you mean 'lon'?" in capsys.readouterr().err

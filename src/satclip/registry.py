@@ -12,10 +12,14 @@ T = TypeVar("T")
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``"did you mean 'x'?"`` (or ``'x' or 'y'``) for the known names closest to a misspelt ``name``, or
-    ``""`` when none is close (:func:`difflib.get_close_matches`, case-insensitive)."""
+    ``""`` when none is close (:func:`difflib.get_close_matches`, case-insensitive), or the names it begins
+    (``holdout`` for ``holdout-continent``, too short a part of it for difflib)."""
     known = list(known)
     by_lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=2, cutoff=0.6)
+    given = str(name).lower()
+    close = difflib.get_close_matches(given, list(by_lower), n=2, cutoff=0.6)
+    if not close and len(given) >= 3:
+        close = [k for k in by_lower if k.startswith(given)][:2]
     if not close:
         return ""
     return "did you mean " + " or ".join(repr(by_lower[c]) for c in close) + "?"

@@ -113,7 +113,7 @@ def check_task_name(name: str) -> str:
 def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
     if given is not None:
         if given not in columns:
-            raise ValueError(f"{path}: no column {given!r} ({flag}); columns are {columns}")
+            raise ValueError(f"{path}: no column {given!r} ({flag}); {_closest(given, columns)}columns are {columns}")
         return given
     found = [c for c in columns if c.strip().lower() in names]
     if len(found) != 1:
@@ -245,7 +245,8 @@ def table_task(
             raise ValueError(f"{path}: name the target column with --target-col (candidates: {rest})")
         target_col = rest[0]
     elif target_col not in columns:
-        raise ValueError(f"{path}: no column {target_col!r} (--target-col); columns are {columns}")
+        raise ValueError(f"{path}: no column {target_col!r} (--target-col); {_closest(target_col, columns)}columns "
+                         f"are {columns}")  # fmt: skip
     if target_col in (lon, lat):  # (scored R² 0.9999: the coordinates predicting themselves)
         which = "longitude" if target_col == lon else "latitude"
         raise ValueError(f"{path}: --target-col {target_col!r} is the {which} column; the target is what the location "
@@ -309,3 +310,11 @@ def table_task(
         continents=continent_labels(points, options.use_cache), classes=classes, class_filter=kept,
         target=target_col, source=f"user table {path}", notes=tuple(notes),
     )  # fmt: skip
+
+
+def _closest(name: str, columns) -> str:
+    """``"did you mean 'y'? "`` for a column named nearly so (``Y`` for ``y``), else ``""``."""
+    from ...registry import did_you_mean
+
+    hint = did_you_mean(name, [str(c) for c in columns])
+    return f"{hint} " if hint else ""
