@@ -500,17 +500,20 @@ def _training_curve(history: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    # epochs counted from 1, as the log and the report count them (history.jsonl counts from 0, as Lightning does)
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        points = [(h["epoch"], h[key]) for h in history if key in h]
+        points = [(h["epoch"] + 1, h[key]) for h in history if key in h]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
-    partial = [(h["epoch"], h["train_loss"]) for h in history if "resumed_at_batch" in h and "train_loss" in h]
+    partial = [(h["epoch"] + 1, h["train_loss"]) for h in history if "resumed_at_batch" in h and "train_loss" in h]
     if partial:  # (their training metrics cover the batches after a resume only)
         ax.plot(*zip(*partial, strict=True), "o", color="white", markeredgecolor="black", linestyle="none",
                 label="train, batches after a resume only")  # fmt: skip
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("contrastive loss")
     ax.set_title("pretraining (batches of up to 8,192 pairs)")
     ax.legend()
