@@ -258,7 +258,9 @@ def test_tasks_are_loaded_once_per_evaluation(tmp_path, caplog):
 def test_evaluate_offline_without_station_file_says_what_to_fetch(tmp_path, capsys):
     args = ["evaluate", "--encoders", "wrap", "--tasks", "air-temperature", "--offline", "--out", str(tmp_path)]
     assert main(args) == 1  # a download that could not happen: a runtime failure, as the README says
-    assert re.search("stationDataAll.csv.*--data", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search("stationDataAll.csv.*--data", err)
+    assert err.strip().endswith("; or leave air-temperature out of the tasks")  # (the offline way, not said)
 
 
 @pytest.fixture

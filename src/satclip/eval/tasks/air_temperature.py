@@ -57,8 +57,8 @@ def _sha256(data: bytes) -> str:
 def _offline_message(reason: str) -> str:
     return (
         f"air-temperature needs {FILENAME} (Hooker et al. 2018) and could not get it: {reason}. "
-        f"Download {URL} (sha256 {SHA256}) and either pass it with --data PATH "
-        f"(TaskOptions(data=PATH)) or save it as {cached_path()}"
+        f"Download {URL} (sha256 {SHA256}) and either pass it with --data PATH (in Python: "
+        f"TaskOptions(data=PATH)) or save it as {cached_path()}; or leave air-temperature out of the tasks"
     )
 
 
