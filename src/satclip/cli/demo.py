@@ -18,9 +18,9 @@ def add_parser(subparsers) -> None:
             "saying where the trained model stands, task by task. About 7 minutes on an idle 2-core CPU; --quick "
             "about 1. Shows one progress line, and notes of the earlier work a rerun reuses; everything logged goes "
             "to OUT/demo.log. OUT/work keeps the image features and the training of each setting a rerun reuses "
-            "(about 20 MB per setting; delete it to reclaim the space). The corpus (about 300 MB; 60 MB with "
-            "--quick) and the evaluation's data (50 MB) are kept in satclip's cache, ~/.cache/satclip or "
-            "$SATCLIP_CACHE."
+            "(about 110 MB for the full setting, 30 MB with --quick; delete it to reclaim the space). The corpus "
+            "(about 300 MB; 60 MB with --quick) and the evaluation's data (50 MB) are kept in satclip's cache, "
+            "~/.cache/satclip or $SATCLIP_CACHE."
         ),
     )
     parser.add_argument(
