@@ -145,6 +145,8 @@ def test_chance_levels_and_class_filtering_are_stated(report):
     assert "scored on the test splits as the encoders are; the task table's chance is the same prediction made " \
            "and scored on all of a task's points" in report
     assert "keep only the classes with at least 20 points (--min-class-points)" in report
+    # and what an MSE of the standardised target is in (a newcomer met the unit in no word)
+    assert "in units of the target's variance, so 1 is what predicting the mean scores" in report
     assert "koppen keeps 4 of 6 classes (100 of 110 points)" in report
 
 

@@ -482,7 +482,9 @@ def markdown(
         "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap). Row *chance*: a "
         "probe that ignores location (predicting the training split's mean; its most frequent class), scored on "
         "the test splits as the encoders are; the task table's chance is the same prediction made and scored on "
-        "all of a task's points, so the two differ by what the splits sample."
+        "all of a task's points, so the two differ by what the splits sample. MSE is of the standardised target "
+        "(the target ÷ its training std: in units of the target's variance, so 1 is what predicting the mean "
+        "scores and 0.1 leaves a tenth of the variance unexplained)."
     )
     out += ["", settings_line(config, command)]
     out += ["", *_task_rows(tasks, task_names)]
