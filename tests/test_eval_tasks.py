@@ -187,8 +187,11 @@ def test_a_table_task_with_a_constant_target_or_rows_without_one_is_said_so(tmp_
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 50), "lat": rng.uniform(-60, 60, 50), "y": 5.0})
     frame.to_csv(tmp_path / "const.csv", index=False)
-    with pytest.raises(ValueError, match="target 'y' is 5 at every point of the task: there is nothing to predict"):
+    with caplog.at_level(logging.WARNING, logger="satclip.eval.tasks.table"), pytest.raises(
+        ValueError, match="target 'y' is 5 at every point of the task: there is nothing to predict"
+    ):
         table_task(tmp_path / "const.csv")
+    assert "--task-kind classification if they are classes" not in caplog.text  # (before "nothing to predict")
     frame.assign(y=np.where(np.arange(50) % 7 == 0, np.nan, np.arange(50.0))).to_csv(tmp_path / "gaps.csv",
                                                                                      index=False)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="satclip.eval.tasks.table"):

@@ -190,7 +190,7 @@ def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str,
         log.info("%s: target %r is %s, so the task is %s", path.name, column,
                  "numeric" if numeric else "categorical", kind)  # fmt: skip
         codes = np.unique(series.to_numpy()) if numeric else ()
-        if numeric and len(codes) <= FEW_CODES and np.all(np.mod(codes, 1) == 0):
+        if numeric and 1 < len(codes) <= FEW_CODES and np.all(np.mod(codes, 1) == 0):  # (one: refused below)
             log.warning("%s: target %r holds only %d distinct whole numbers (%s): regressed as numbers; pass "
                         "--task-kind classification if they are classes", path.name, column, len(codes),
                         ", ".join(f"{c:g}" for c in codes[:5]) + (", …" if len(codes) > 5 else ""))  # fmt: skip
