@@ -553,7 +553,8 @@ def _fit(
 
         def hint() -> str:  # (at the interruption: whether an epoch was saved by then)
             saved = (run_dir / "checkpoints" / "last.ckpt").is_file()
-            if saved:  # (the CLI's "the work done is kept in …" named a feature cache, not the epochs trained)
+            if saved and rerun:  # a workflow's rerun continues them: the CLI's "the work done is kept in …" named
+                # the demo's feature cache alone (`satclip train` itself says its own way on: `--resume`)
                 safe_output.keep_work(run_dir / "checkpoints")
             if rerun:  # (it promised "training continues where it stopped" before any epoch was saved)
                 return (f"rerun {rerun}: training continues where it stopped" if saved else
