@@ -489,7 +489,7 @@ def build_database(
     with contextlib.suppress(BadInputError):  # up to date: read without the lock (read-only caches, readers at once)
         if read_manifest(path).get("key") == key:
             database = RetrievalDatabase.open(path)
-            log.info("retrieval database %s is up to date", path)
+            log.debug("retrieval database %s is up to date", path)
             return database
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
         refuse_other_outputs(path)
@@ -510,7 +510,7 @@ def build_database(
                     log.warning("%s; rebuilding it", err)
                     existing, overwrite = None, True
                 else:
-                    log.info("retrieval database %s is up to date", path)
+                    log.debug("retrieval database %s is up to date", path)
                     return database
             # its own database, damaged so that its manifest names another key than its arrays hold (another
             # dtype): loading it said to rebuild it, and building asked for --overwrite
