@@ -91,3 +91,15 @@ def test_bf16_training_losses_equal_float32_to_two_decimals(tmp_path):
         for key in ("train_loss", "val_loss"):
             assert abs(f32[key] - bf16[key]) < 0.005, (f32["epoch"], key, f32[key], bf16[key])
     assert histories["bf16"][-1]["val_loss"] < histories["bf16"][0]["val_loss"] - 0.5  # it learns
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
+def test_the_exports_record_what_auto_trained_in(tmp_path, monkeypatch, native_bf16, expected):
+    """`trainer.precision: auto` chose bf16 or float32 by the machine, and the exports said `auto` only."""
+    monkeypatch.setattr(inference_precision, "bf16_support", lambda device="cpu": (native_bf16, "faked"))
+    synthetic_cache(tmp_path / "cache", n=100)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"precision": "auto", "max_epochs": 1})
+    result = fit(from_dict(config))
+    for export in result.exports.values():
+        metadata = json.loads((export.native / "config.json").read_text())["metadata"]
+        assert metadata["trained_precision"] == expected and metadata["train_config"]["trainer"]["precision"] == "auto"

@@ -3,10 +3,10 @@
 Both load with :func:`satclip.load`. The native directory holds ``location.*``, the complete image
 encoder as ``visual.*`` (for a cached run: the cache's backbone plus the trained head) and
 ``logit_scale``; its ``metadata`` records the training config (its paths by their last component only), epoch,
-step, metrics and, for a Blue Marble corpus, the training footprint and image input. The target file is
-written by :func:`satclip.io.targets.write`: for ``original`` a ``.ckpt`` in the released layout (image
-encoders the original cannot describe, e.g. ``mosaiks``, are left out: a location-only file), for
-``torchgeo`` a ``.pt`` state dict, for ``rshf`` a ``-rshf`` directory.
+step, metrics, the precision it trained in and, for a Blue Marble corpus, the training footprint and image
+input. The target file is written by :func:`satclip.io.targets.write`: for ``original`` a ``.ckpt`` in the
+released layout (image encoders the original cannot describe, e.g. ``mosaiks``, are left out: a location-only
+file), for ``torchgeo`` a ``.pt`` state dict, for ``rshf`` a ``-rshf`` directory.
 """
 
 from __future__ import annotations
@@ -112,9 +112,11 @@ def export_model(
     epoch: int = 0,
     global_step: int = 0,
     metrics: dict | None = None,
+    trained_precision: str | None = None,
 ) -> Exported:
     """Write ``directory/name/`` (native) and the ``trainer.export_target`` file beside it, atomically,
-    replacing earlier exports of that name (a directory only if satclip wrote it)."""
+    replacing earlier exports of that name (a directory only if satclip wrote it). ``trained_precision``:
+    Lightning's precision the run trained in, recorded (``trainer.precision: auto`` says what it chose)."""
     directory = Path(directory)
     train_config = config.to_dict()
     metadata = {
@@ -124,6 +126,8 @@ def export_model(
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         **recorded_inputs(train_config),
         "train_config": shareable(train_config),
+        # Lightning's precision the run trained in: what trainer.precision "auto" resolved to on its machine
+        **({"trained_precision": trained_precision} if trained_precision else {}),
     }
     if cache is not None:
         metadata["feature_cache"] = {"name": Path(cache.path).name, "key": cache.key}

@@ -710,6 +710,7 @@ def _export_all(result: FitResult, cache, trainer, directory: Path) -> dict[str,
         exports["last"] = export_model(
             result.model, result.image_config, result.config, directory, "last", cache=cache,
             epoch=trainer.current_epoch, global_step=trainer.global_step, metrics=metrics,
+            trained_precision=str(trainer.precision),
         )  # fmt: skip
         return exports
     for name, path in result.checkpoints.items():
@@ -724,5 +725,6 @@ def _export_all(result: FitResult, cache, trainer, directory: Path) -> dict[str,
         exports[name] = export_model(
             model, image_config, result.config, directory, name, cache=cache, epoch=ckpt.get("epoch", 0),
             global_step=ckpt.get("global_step", 0), metrics=metrics,
+            trained_precision=ckpt.get("hyper_parameters", {}).get("trained_precision"),  # (older: not recorded)
         )  # fmt: skip
     return exports

@@ -49,11 +49,14 @@ class SatCLIPTrainingModule(pl.LightningModule):
 
     def __init__(self, config: dict, model: SatCLIP, image_config: dict, cache_key: dict | None = None):
         super().__init__()
-        self.save_hyperparameters({"config": config, "image_config": image_config, "cache_key": cache_key})
         self.config: TrainConfig = from_dict(config)
+        trained_in, self.location_autocast = precision.resolve(self.config.trainer.precision,
+                                                               self.config.trainer.accelerator)  # fmt: skip
+        # (what trainer.precision "auto" resolved to on the machine that trained: the exports record it)
+        self.save_hyperparameters({"config": config, "image_config": image_config, "cache_key": cache_key,
+                                   "trained_precision": trained_in})  # fmt: skip
         self.model = model
         self.loss = ContrastiveLoss()
-        self.location_autocast = precision.resolve(self.config.trainer.precision, self.config.trainer.accelerator)[1]
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         inputs = batch["features"] if "features" in batch else batch["image"]
