@@ -170,3 +170,14 @@ def test_reversed_radii_and_negative_seeds_are_refused(spec, expected):
     """Reversed radii ran (the scales backwards), a negative seed ran: both without a word."""
     with pytest.raises(ValueError, match=re.escape(expected)):
         encoders.create(spec)
+
+
+def test_every_built_in_encoder_says_what_it_is():
+    """The reports' table of encoders said "a model (see its spec)" of spherec and its kin (the demo's report)."""
+    from satclip.encoding.registry import ENCODINGS
+    from satclip.pretrained import RELEASED, bundled_models
+
+    names = [*ENCODINGS.names(), *encoders.ENCODERS.names(), *bundled_models(), *RELEASED]
+    vague = [name for name in names if encoders.about(name) == "a model (see its spec)"]
+    assert not vague, vague
+    assert "spherec" in ENCODINGS.names() and "Sphere2Vec" in encoders.about("spherec(min_radius=1)")

@@ -441,6 +441,8 @@ ABOUT = {
     "sphericalharmonics": "spherical harmonics, SatCLIP's input basis, without its network: nothing learned",
     "theory": "Space2Vec's multi-scale sines (Mai et al. 2020): nothing learned",
     "grid": "Space2Vec's multi-scale sines on lon and lat (Mai et al. 2020): nothing learned",
+    **{name: "Sphere2Vec's multi-scale sines on the sphere (Mai et al. 2023): nothing learned"
+       for name in ("spherec", "spherecplus", "spherem", "spheremplus")},
     "untrained-satclip": "SatCLIP's network with random weights: what pretraining adds is the difference",
     "geoclip": "GeoCLIP's location encoder (Vivanco Cepeda et al. 2023), pretrained on geotagged photos",
 }
@@ -461,13 +463,13 @@ def about(spec: str) -> str:
         if target == "sphericalharmonics" and isinstance(degree, int):
             return f"{ABOUT[target]} (L = {degree}: {degree * degree} features)"
         return ABOUT[target]
-    from ...pretrained import RELEASED, bundled_models
+    from ...pretrained import RELEASED, bundled_models, released_for_hub_id
 
     if name in bundled_models():
         return "satclip's shipped model, pretrained on the Blue Marble corpus it builds (docs/results.md)"
-    if name in RELEASED:
+    if name in RELEASED or released_for_hub_id(name) is not None:
         return "a released SatCLIP checkpoint (Klemmer et al. 2025), pretrained on S2-100K"
-    return "a model (see its spec)"
+    return "a model from the Hugging Face hub" if name.startswith("hf://") else "a model (see its spec)"
 
 
 def _retrieval_spec(name: str):
