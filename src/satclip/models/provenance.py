@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,20 +127,22 @@ def metadata(model) -> dict:
         return {}
 
 
-def _bluemarble_params(meta: dict) -> tuple[dict, str] | None:
-    """Parameters of the Blue Marble corpus a model was trained on (from the corpus manifest, else the
-    corpus defaults), with where they come from; None if it was not trained on one."""
+def _derived_inputs(meta: dict) -> tuple[dict, str] | None:
+    """``training_footprint`` and ``image_input`` (:func:`_corpus_inputs`) of a model that records neither but was
+    trained on a Blue Marble corpus: from the corpus manifest, else the corpus defaults; with where they come
+    from. None if it was not trained on one."""
     data = ((meta.get("train_config") or {}).get("data")) or {}
     if data.get("dataset") != "bluemarble":
         return None
     params = _corpus_params(data.get("root"))
     if params is not None:
-        return params, f"derived from the Blue Marble corpus manifest in {data['root']}"
+        return _corpus_inputs(params), f"derived from the Blue Marble corpus manifest in {data['root']}"
     from dataclasses import asdict
 
     from ..data.bluemarble import BlueMarbleParams
 
-    return asdict(BlueMarbleParams()), "derived: trained on a Blue Marble corpus (its defaults; the corpus is gone)"
+    return (_corpus_inputs(asdict(BlueMarbleParams())),
+            "derived: trained on a Blue Marble corpus (its defaults; the corpus is gone)")  # fmt: skip
 
 
 def _corpus_params(root: str | None) -> dict | None:
@@ -152,50 +155,53 @@ def _corpus_params(root: str | None) -> dict | None:
         return None
 
 
-def recorded_inputs(train_config: dict) -> dict:
-    """``training_footprint`` and ``image_input`` for the metadata of a model trained by ``train_config`` on a
-    Blue Marble corpus, read from the corpus manifest while it is at hand: the model then knows them without
-    the corpus (or its path, which a shared model does not carry). ``{}`` for other data or no manifest."""
-    data = train_config.get("data") or {}
-    params = _corpus_params(data.get("root")) if data.get("dataset") == "bluemarble" else None
-    if params is None:
-        return {}
+def _corpus_inputs(params: dict) -> dict:
+    """``training_footprint`` and ``image_input``, as a model's metadata records them, of a Blue Marble corpus of
+    ``params``."""
     footprint = {"surface": LAND, "min_lat": float(params["min_lat"]), "max_lat": float(params["max_lat"])}
     image = {"bands": ["red", "green", "blue"], "patch_size": int(params["patch_size"]),
              "gsd_km": float(params["gsd_km"]), "scale": "uint8 / 255"}  # fmt: skip
     return {"training_footprint": footprint, "image_input": image}
 
 
+def recorded_inputs(train_config: dict) -> dict:
+    """``training_footprint`` and ``image_input`` for the metadata of a model trained by ``train_config`` on a
+    Blue Marble corpus, read from the corpus manifest while it is at hand: the model then knows them without
+    the corpus (or its path, which a shared model does not carry). ``{}`` for other data or no manifest."""
+    data = train_config.get("data") or {}
+    params = _corpus_params(data.get("root")) if data.get("dataset") == "bluemarble" else None
+    return {} if params is None else _corpus_inputs(params)
+
+
+def _recorded_or_derived(meta: dict, key: str, usable: Callable[[object], bool]) -> tuple[dict | None, str]:
+    """The model's metadata entry ``key`` and where it comes from: recorded (where ``usable``), or derived
+    (:func:`_derived_inputs`); ``(None, "")`` when neither."""
+    if usable(meta.get(key)):
+        return meta[key], "recorded in the model's config.json"
+    derived = _derived_inputs(meta)
+    return (derived[0][key], derived[1]) if derived is not None else (None, "")
+
+
 def training_footprint(model) -> Footprint:
     """The model's :class:`Footprint`: recorded, derived from its training config, or assumed (land)."""
-    meta = metadata(model)
-    recorded = meta.get("training_footprint")
-    if isinstance(recorded, dict):
+    recorded, origin = _recorded_or_derived(metadata(model), "training_footprint", lambda v: isinstance(v, dict))
+    if recorded is not None:
         return Footprint(
             surface=str(recorded.get("surface", LAND)), min_lat=float(recorded.get("min_lat", -90.0)),
-            max_lat=float(recorded.get("max_lat", 90.0)), origin="recorded in the model's config.json",
+            max_lat=float(recorded.get("max_lat", 90.0)), origin=origin,
         )  # fmt: skip
-    derived = _bluemarble_params(meta)
-    if derived is not None:
-        params, origin = derived
-        return Footprint(LAND, float(params["min_lat"]), float(params["max_lat"]), origin)
     return Footprint()
 
 
 def image_input(model) -> ImageInput | None:
     """The model's :class:`ImageInput` (recorded or derived from a Blue Marble training config), else None."""
-    meta = metadata(model)
-    recorded = meta.get("image_input")
-    if isinstance(recorded, dict) and recorded.get("bands"):
+    recorded, origin = _recorded_or_derived(metadata(model), "image_input",
+                                            lambda v: isinstance(v, dict) and bool(v.get("bands")))  # fmt: skip
+    if recorded is not None:
         size, gsd = recorded.get("patch_size"), recorded.get("gsd_km")
         return ImageInput(
             bands=tuple(recorded["bands"]), patch_size=int(size) if size else None,
             gsd_km=float(gsd) if gsd and math.isfinite(float(gsd)) else None,
-            scale=str(recorded.get("scale", "uint8 / 255")), origin="recorded in the model's config.json",
+            scale=str(recorded.get("scale", "uint8 / 255")), origin=origin,
         )  # fmt: skip
-    derived = _bluemarble_params(meta)
-    if derived is not None:
-        params, origin = derived
-        return ImageInput(("red", "green", "blue"), int(params["patch_size"]), float(params["gsd_km"]),
-                          "uint8 / 255", origin)  # fmt: skip
     return None
