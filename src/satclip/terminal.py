@@ -32,10 +32,11 @@ def shape_options(stream: IO) -> dict[str, Any]:
     return {"ncols": columns, "nrows": rows}
 
 
-def progress_bar(iterable=None, *, stream: IO | None = None, **options):
-    """A tqdm bar on ``stream`` (default stderr) with ``options`` (``total``, ``desc``, ``unit``, ``disable=None``
-    for a terminal only, …), sized by :func:`shape_options`."""
+def progress_bar(iterable=None, *, stream: IO | None = None, disable: bool | None = None, **options):
+    """A tqdm bar on ``stream`` (default stderr) with ``options`` (``total``, ``desc``, ``unit``, …), sized by
+    :func:`shape_options`. By default (``disable=None``) it is drawn on a terminal only: into a log file its
+    redrawn lines are noise; ``disable=False`` draws it wherever the stream goes."""
     from tqdm import tqdm
 
     stream = sys.stderr if stream is None else stream
-    return tqdm(iterable, file=stream, **shape_options(stream), **options)
+    return tqdm(iterable, file=stream, disable=disable, **shape_options(stream), **options)

@@ -78,8 +78,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int) -> None:
         if not bars:  # (from the images a resumed build had done: its rate is of this run's, not 1e8 img/s)
-            bars.append(progress_bar(total=total, initial=done, unit="img", desc="caching features",
-                                     disable=None))  # (None: on a terminal only; logs got its redrawn lines)
+            bars.append(progress_bar(total=total, initial=done, unit="img", desc="caching features"))
         bars[0].total = total
         bars[0].update(done - bars[0].n)
 

@@ -21,8 +21,7 @@ def _tqdm_progress(description: str):
         return None
     from ..terminal import progress_bar
 
-    return lambda iterable, total: progress_bar(iterable, total=total, desc=description, unit="file", leave=False,
-                                                disable=None)  # (None: on a terminal only; logs got its redrawn lines)
+    return lambda iterable, total: progress_bar(iterable, total=total, desc=description, unit="file", leave=False)
 
 
 def _dtype(text: str) -> str | None:

@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preview is not None:  # before the build, not after it
         _check_preview(args.preview, args.out if args.out is not None else bm.default_corpus_dir(params))
         safe_output.check_output(args.preview, overwrite=args.force)
-    # (disable=None: on a terminal only)
-    bar = progress_bar(total=params.n, unit="patch", desc="bluemarble", leave=False, disable=None)
+    bar = progress_bar(total=params.n, unit="patch", desc="bluemarble", leave=False)
     with bar:
         out = bm.build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
     images, points = bm.load_bluemarble_arrays(out)

@@ -101,7 +101,7 @@ class _TqdmProgress:
             from ..terminal import progress_bar
 
             self.bar = progress_bar(total=total, initial=done, unit="pt", unit_scale=True, desc="embedding",
-                                    smoothing=0.1, disable=None)  # (None: on a terminal only; a log got its redraws)
+                                    smoothing=0.1)
 
     def update(self, rows: int) -> None:
         if self.bar is not None:

@@ -225,7 +225,7 @@ def _progress():
         return None
     from ..terminal import progress_bar
 
-    return lambda total: progress_bar(total=total, unit="fit")
+    return lambda total: progress_bar(total=total, unit="fit", disable=False)  # (into a log too: runs of hours)
 
 
 def _config(args: argparse.Namespace):

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
               f"precision {precision_option.describe(encoder)})")  # fmt: skip
         return 0
-    with progress_bar(unit="row", desc="map", disable=None) as bar:
+    with progress_bar(unit="row", desc="map") as bar:
         render_map(
             encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
             land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,

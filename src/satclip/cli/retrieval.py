@@ -108,7 +108,7 @@ class _ProgressBar:
         if self.bar is None and done >= total:
             return  # reused as it was: no bar
         if self.bar is None:
-            self.bar = progress_bar(total=total, unit="img", desc="caching features", disable=None)  # (a terminal only)
+            self.bar = progress_bar(total=total, unit="img", desc="caching features")
         self.bar.n = done
         self.bar.refresh()
         if done >= total:

@@ -134,9 +134,10 @@ def exportable(encoder) -> ExportableEncoder:
             "and TorchScript graphs do not hold; export the plain model (satclip.load without retrieval=) instead"
         )
     if getattr(encoder, "precision", None) == "bf16":  # (the file is written all the same: its float32 is closer)
+        graph = str(next(encoder.nnet.parameters()).dtype).removeprefix("torch.")
         log.warning("the model computes in bf16 (precision='bf16'); the exported graph computes in %s, as the model "
                     "does with precision=%r: its embeddings differ from the model's bf16 ones by bf16's rounding",
-                    *[str(next(encoder.nnet.parameters()).dtype).removeprefix("torch.")] * 2)  # fmt: skip
+                    graph, graph)  # fmt: skip
     posenc, calculation = encoder.posenc, None
     if isinstance(posenc, SphericalHarmonics):
         calculation = posenc.harmonics_calculation
