@@ -33,6 +33,11 @@ from ..models import LOGIT_SCALE_INIT
 from ..paths import expand_user
 
 
+def default_image_encoder() -> dict:
+    """The released models' backbone family: a ResNet18 pretrained with MoCo on Sentinel-2."""
+    return {"name": "moco_resnet18"}
+
+
 def default_location_encoder() -> dict:
     """SH L = 10 (exact recurrence, the original's analytic convention) → SIREN 100→512→512→256."""
     return {
@@ -71,7 +76,7 @@ class ModelConfig:
     the location network, the image head, ``logit_scale`` — stays as it starts (None: all train).
     """
 
-    image_encoder: dict = field(default_factory=lambda: {"name": "moco_resnet18"})
+    image_encoder: dict = field(default_factory=default_image_encoder)
     embed_dim: int = 256
     location_encoder: dict = field(default_factory=default_location_encoder)
     logit_scale_init: float = LOGIT_SCALE_INIT
@@ -89,7 +94,7 @@ class ModelConfig:
             from ..models.location_encoder import check_parts
 
             check_parts(self.location_encoder, source="model")
-        if self.image_encoder and self.image_encoder != {"name": "moco_resnet18"}:  # ({}: the feature cache's)
+        if self.image_encoder and self.image_encoder != default_image_encoder():  # ({}: the feature cache's)
             from ..image import check_spec
 
             check_spec(self.image_encoder)
