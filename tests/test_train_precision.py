@@ -4,6 +4,7 @@ and the location network, losses equal to float32's to two decimals over the fir
 from __future__ import annotations
 
 import json
+import logging
 from importlib import resources
 
 import pytest
@@ -103,3 +104,23 @@ def test_the_exports_record_what_auto_trained_in(tmp_path, monkeypatch, native_b
     for export in result.exports.values():
         metadata = json.loads((export.native / "config.json").read_text())["metadata"]
         assert metadata["trained_precision"] == expected and metadata["train_config"]["trainer"]["precision"] == "auto"
+
+
+def test_a_resumed_auto_run_goes_on_in_the_precision_it_started_in(tmp_path, monkeypatch, caplog):
+    """`trainer.precision: auto` resumed on a machine that resolves it otherwise changed precision mid-run
+    without a word (the second epoch in float32 after a first in bf16), and the exports said float32."""
+    synthetic_cache(tmp_path / "cache", n=100)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"precision": "auto", "max_epochs": 1})
+    monkeypatch.setattr(inference_precision, "bf16_support", lambda device="cpu": (True, "faked"))
+    fit(from_dict(config))
+    monkeypatch.setattr(inference_precision, "bf16_support", lambda device="cpu": (False, "faked"))
+    config["trainer"]["max_epochs"] = 2
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
+        result = fit(from_dict(config), resume=True)
+    assert [row["epoch"] for row in result.history] == [0, 1]
+    said = "resumes in bf16-mixed, the precision it started in (on this machine auto would choose 32-true)"
+    assert said in caplog.text
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True, mmap=True)
+    assert last["hyper_parameters"]["trained_precision"] == "bf16-mixed"
+    for export in result.exports.values():
+        assert json.loads((export.native / "config.json").read_text())["metadata"]["trained_precision"] == "bf16-mixed"

@@ -387,8 +387,9 @@ def epochs_done(checkpoint: dict) -> int:
         return 0
 
 
-def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Sequence):
-    """The Lightning trainer of a run, and its :class:`~satclip.train.callbacks.History`."""
+def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Sequence, trained: str | None):
+    """The Lightning trainer of a run, and its :class:`~satclip.train.callbacks.History`; ``trained``: the
+    precision a resumed run started in (:func:`_started_in`)."""
     pl = require("lightning.pytorch", "train", "training")
     from lightning.pytorch.loggers import CSVLogger
 
@@ -412,7 +413,7 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
         pass
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        num_nodes=t.num_nodes, precision=resolve_precision(t.precision, t.accelerator)[0],
+        num_nodes=t.num_nodes, precision=resolve_precision(t.precision, t.accelerator, trained=trained)[0],
         accumulate_grad_batches=t.accumulate_grad_batches,
         fast_dev_run=t.fast_dev_run, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches if has_val else 0, log_every_n_steps=t.log_every_n_steps,
@@ -530,6 +531,7 @@ def _fit(
             source = source if source is not None else source_from_config(config)
             cache = None
         weights = checkpoint["state_dict"] if finished else None  # (the checked checkpoint's: not read again)
+        trained = _started_in(ckpt_path, checkpoint, config) if not finished else None
         checkpoint = None  # Lightning reads it again; drop the memory map
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
         command = f"satclip train --config {run_dir / 'config.yaml'}"
@@ -543,11 +545,12 @@ def _fit(
             return result
         if source is not None and ckpt_path is None:  # (a resume restores what the run fitted)
             fit_from_data(model.visual, source, seed=config.trainer.seed)  # MOSAIKS, as `cache build` does
-        module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None)
+        module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None,
+                                       trained_precision=trained)  # fmt: skip
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         _check_training_batches(len(datamodule.train_indices), config)
         with _quiet_lightning():
-            trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks)
+            trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks, trained)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
 
@@ -572,6 +575,24 @@ def _fit(
         if trainer.is_global_zero:
             _export_or_interrupt(result, cache, trainer, command)
     return result
+
+
+def _started_in(path: Path | None, checkpoint: dict | None, config: TrainConfig) -> str | None:
+    """The Lightning precision resumed checkpoint ``path`` records its run trained in (``None`` for a new run, or one
+    of an older satclip), said where ``trainer.precision: auto`` would choose another on this machine: the run goes
+    on in it. ``checkpoint``: ``path`` as checked (a DDP worker, which did not check it, reads its own)."""
+    from .callbacks import read_checkpoint
+    from .precision import resolve as resolve_precision
+
+    if path is None:
+        return None
+    hyper = (checkpoint if checkpoint is not None else read_checkpoint(path))["hyper_parameters"]
+    trained = hyper.get("trained_precision")
+    here = resolve_precision(config.trainer.precision, config.trainer.accelerator)[0]
+    if trained is not None and config.trainer.precision == "auto" and trained != here:
+        log.info("trainer.precision auto: %s resumes in %s, the precision it started in (on this machine auto "
+                 "would choose %s)", path, trained, here)  # fmt: skip
+    return trained
 
 
 def _result(run_dir: Path, config: TrainConfig, model, image_config: dict, history: list[dict]) -> FitResult:

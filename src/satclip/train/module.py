@@ -47,12 +47,14 @@ class SatCLIPTrainingModule(pl.LightningModule):
     run); checkpoints of earlier satclip versions (``pair.*`` keys) are read too.
     """
 
-    def __init__(self, config: dict, model: SatCLIP, image_config: dict, cache_key: dict | None = None):
+    def __init__(self, config: dict, model: SatCLIP, image_config: dict, cache_key: dict | None = None,
+                 trained_precision: str | None = None):  # fmt: skip
         super().__init__()
         self.config: TrainConfig = from_dict(config)
         trained_in, self.location_autocast = precision.resolve(self.config.trainer.precision,
-                                                               self.config.trainer.accelerator)  # fmt: skip
-        # (what trainer.precision "auto" resolved to on the machine that trained: the exports record it)
+                                                               self.config.trainer.accelerator,
+                                                               trained=trained_precision)  # fmt: skip
+        # (what trainer.precision "auto" resolved to on the machine that started the run: the exports record it)
         self.save_hyperparameters({"config": config, "image_config": image_config, "cache_key": cache_key,
                                    "trained_precision": trained_in})  # fmt: skip
         self.model = model

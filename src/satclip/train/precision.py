@@ -25,8 +25,11 @@ LIGHTNING = {"float32": "32-true", "bf16": "bf16-mixed", "float64": "64-true"}
 LIGHTNING_NAMES = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true")
 
 
-def resolve(precision: str, accelerator: str = "auto") -> tuple[str, bool]:
+def resolve(precision: str, accelerator: str = "auto", *, trained: str | None = None) -> tuple[str, bool]:
     """``(Lightning precision, location network under autocast)`` for ``trainer.precision``.
+
+    ``trained``: the Lightning precision a resumed run's checkpoint records it trained in; ``auto`` keeps it,
+    so a run resumed on a machine that would choose otherwise goes on as it started.
 
     Raises:
         BadInputError: ``16-mixed`` (float16 autocast) for a run on the CPU, where Lightning trained in
@@ -40,7 +43,11 @@ def resolve(precision: str, accelerator: str = "auto") -> tuple[str, bool]:
         return precision, False
     name = _precision.check(precision)
     if name == "auto":
-        name = "bf16" if _precision.bf16_support("cuda" if cuda else "cpu")[0] else "float32"
+        started = {lightning: switch for switch, lightning in LIGHTNING.items() if switch in _precision.AUTO_CHOICES}
+        if trained in started:
+            name = started[trained]
+        else:
+            name = "bf16" if _precision.bf16_support("cuda" if cuda else "cpu")[0] else "float32"
     return LIGHTNING[name], name == "bf16"
 
 
