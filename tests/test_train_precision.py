@@ -9,6 +9,7 @@ from importlib import resources
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from satclip.models import precision as inference_precision
 from satclip.train import fit, from_dict, load_config, precision
@@ -124,3 +125,19 @@ def test_a_resumed_auto_run_goes_on_in_the_precision_it_started_in(tmp_path, mon
     assert last["hyper_parameters"]["trained_precision"] == "bf16-mixed"
     for export in result.exports.values():
         assert json.loads((export.native / "config.json").read_text())["metadata"]["trained_precision"] == "bf16-mixed"
+
+
+@pytest.mark.parametrize("location_dtype", ["float32", "float64"])
+def test_a_float64_run_says_its_exports_store_float32(tmp_path, caplog, location_dtype):
+    """`trainer.precision: float64` trained in float64 and its exports rounded the weights to
+    `model.location_dtype` float32, without a word; with `model.location_dtype: float64` they keep them."""
+    synthetic_cache(tmp_path / "cache", n=100)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"precision": "float64", "max_epochs": 1},
+                           model={"location_dtype": location_dtype})  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="satclip.train.fitting"):
+        result = fit(from_dict(config))
+    warned = "add --model.location_dtype float64 to keep its float64 weights" in caplog.text
+    assert warned == (location_dtype == "float32")
+    weights = load_file(result.exports["last"].native / "model.safetensors")
+    location = {v.dtype for k, v in weights.items() if k.startswith("location.") and v.is_floating_point()}
+    assert location == {getattr(torch, location_dtype)}

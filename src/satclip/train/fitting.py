@@ -498,7 +498,13 @@ def _fit(
     _check_accelerator(config.trainer.accelerator, config.trainer.devices)
     from .precision import resolve as resolve_precision
 
-    resolve_precision(config.trainer.precision, config.trainer.accelerator)  # (refuses what this machine cannot)
+    # (refuses what this machine cannot)
+    if resolve_precision(config.trainer.precision, config.trainer.accelerator)[0] == "64-true" and (
+        config.model.location_dtype != "float64"
+    ):
+        log.warning("trainer.precision=%s trains in float64, and the exports store the location encoder in "
+                    "model.location_dtype=%s: add --model.location_dtype float64 to keep its float64 weights",
+                    config.trainer.precision, config.model.location_dtype)  # fmt: skip
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
