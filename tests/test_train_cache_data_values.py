@@ -390,3 +390,25 @@ def test_a_run_into_a_file_says_its_epochs_and_no_lightning_chatter(tmp_path):
     verbose = subprocess.run([sys.executable, "-m", "satclip", "-v", "train", "--config", str(path),
                               "--trainer.output_dir", str(tmp_path / "v")], capture_output=True, text=True)  # fmt: skip
     assert verbose.returncode == 0 and "GPU available" in verbose.stderr  # (-v shows them)
+
+
+def test_the_progress_bar_counts_epochs_as_the_other_lines_do(tmp_path, monkeypatch, capsys):
+    """Lightning's bar said "Epoch 1" in the last epoch of `max_epochs 2` (from 0, no total), beside satclip's
+    "epoch 2 of 2" lines and summary."""
+    from lightning.pytorch.utilities import imports
+
+    from satclip.train import fit, fitting, from_dict
+
+    monkeypatch.setattr(fitting, "_progress_bar_shown", lambda: True)  # (a terminal)
+    synthetic_cache(tmp_path / "cache", n=200)
+    for rich in (True, False):  # (Lightning draws Rich's bar where rich is installed, else tqdm's)
+        if rich and not imports._RICH_AVAILABLE:
+            continue
+        monkeypatch.setattr(imports, "_RICH_AVAILABLE", rich)
+        config = cached_config(tmp_path / "cache", tmp_path / f"run{rich}",
+                               trainer={"max_epochs": 2, "enable_progress_bar": True})  # fmt: skip
+        fit(from_dict(config))
+        shown = capsys.readouterr()
+        bars = shown.out + shown.err
+        assert "Epoch 2/2" in bars, rich  # (Rich's bar, captured, shows its last frame only)
+        assert "Epoch 0" not in bars and "Epoch 1/1" not in bars and "Epoch 1:" not in bars, rich

@@ -233,6 +233,34 @@ def write_history(path: Path, rows: list[dict]) -> None:
     safe_output.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
+def epoch_progress_bar() -> pl.callbacks.ProgressBar:
+    """Lightning's progress bar (Rich's where rich is installed, as Lightning picks), with epochs counted as the
+    run's other lines count them: "Epoch 2/2" in the last of ``max_epochs`` 2, where Lightning's said "Epoch 1/1"
+    (Rich) or "Epoch 1" (tqdm), counting from 0."""
+    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+    return _RichEpochBar() if _RICH_AVAILABLE else _TqdmEpochBar()
+
+
+def _epoch_description(trainer: pl.Trainer) -> str:
+    return f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+
+
+class _RichEpochBar(pl.callbacks.RichProgressBar):
+    def _get_train_description(self, current_epoch: int) -> str:  # (Lightning's hook for the epoch bar's title)
+        return f"{_epoch_description(self.trainer):{len(self.validation_description)}}"  # (padded as Lightning's)
+
+
+class _TqdmEpochBar(pl.callbacks.TQDMProgressBar):
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_) -> None:  # (Lightning's, with the description)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=self.total_train_batches if self.total_train_batches != float("inf")
+                                      else None)  # fmt: skip
+        self.train_progress_bar.initial = 0
+        self.train_progress_bar.set_description(_epoch_description(trainer))
+
+
 class History(ValidatedEpochs):
     """Appends one JSON line per finished epoch (epoch-level metrics; ``val_*`` only for the epochs that ran
     validation) to ``path``; on resume, lines of epochs at or after the resumed epoch are dropped first, so the

@@ -393,7 +393,7 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
     pl = require("lightning.pytorch", "train", "training")
     from lightning.pytorch.loggers import CSVLogger
 
-    from .callbacks import AtomicCheckpointIO, BestCheckpoint, History, LatestCheckpoint
+    from .callbacks import AtomicCheckpointIO, BestCheckpoint, History, LatestCheckpoint, epoch_progress_bar
     from .precision import resolve as resolve_precision
 
     t = config.trainer
@@ -420,7 +420,8 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
         check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=bar,
         deterministic=t.deterministic, use_distributed_sampler=False, num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
-        callbacks=[history, *callbacks, *checkpoints], logger=loggers, enable_model_summary=False,
+        callbacks=[history, *([epoch_progress_bar()] if bar else []), *callbacks, *checkpoints], logger=loggers,
+        enable_model_summary=False,
     )  # fmt: skip
     return trainer, history
 
