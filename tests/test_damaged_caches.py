@@ -31,7 +31,8 @@ def _damage_lonlat(file, how: str) -> None:
     if how == "float32 lonlat":
         np.save(file, lonlat.astype(np.float32))
         return
-    lonlat[3] = {"nan": [np.nan, 10.0], "lon 1e9": [1e9, 10.0]}[how]
+    # "one point moved": valid, and the image's pair no longer (verify and build called it ok, training used it)
+    lonlat[3] = {"nan": [np.nan, 10.0], "lon 1e9": [1e9, 10.0], "one point moved": [10.0, 20.0]}[how]
     np.save(file, lonlat)
 
 
@@ -53,7 +54,7 @@ def _change_one_feature(file) -> None:
 
 
 @pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 lonlat", "float32 features", "backbone weights",
-                                    "one feature changed"])  # fmt: skip
+                                    "one feature changed", "one point moved"])  # fmt: skip
 def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tmp_path, caplog, damage):
     """lonlat.npy with a NaN or lon=1e9, or features.npy saved as float32 where the manifest says float16: build
     called the cache up to date (training then had NaN val_loss or 'diverged … lower optim.lr'); now it is
@@ -84,7 +85,7 @@ def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tm
 
 
 @pytest.mark.parametrize("damage", ["nan", "lon 1e9", "float32 lonlat", "float32 features", "nan features",
-                                    "backbone weights", "one feature changed"])  # fmt: skip
+                                    "backbone weights", "one feature changed", "one point moved"])  # fmt: skip
 def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_path, capsys, damage):
     """A cache opened as is (no data.root) with bad points trained: NaN val_loss, or 'training diverged … lower
     optim.lr' blaming the learning rate for damaged data. Now one line names the file before training."""
@@ -120,6 +121,8 @@ def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_p
         assert "dtype float32, a cache stores float64 (lon, lat)" in line
     elif damage == "one feature changed":
         assert "its bytes are not the ones it was built with (features_sha256 differs)" in line
+    elif damage == "one point moved":
+        assert "its bytes are not the ones it was built with (lonlat_sha256 differs)" in line
     else:
         assert {"nan": "row 3: (lon=nan, lat=10.0)", "lon 1e9": "row 3: (lon=1000000000.0, lat=10.0)"}[damage] in line
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -189,9 +189,8 @@ class FeatureCache:
         # its weights as the key records them: a damaged backbone was reused, trained on and exported
         if state_sha256(self.backbone_state()) != self.key["backbone_sha256"]:
             raise _damaged(self.path / BACKBONE, "its weights do not match the manifest's backbone_sha256")
-        problem = features_changed(self.path, self.manifest)
-        if problem:
-            raise _damaged(self.path / FEATURES, problem)
+        for name, problem in changed_files(self.path, self.manifest).items():
+            raise _damaged(self.path / name, problem)
         self._checked = True
 
     def __len__(self) -> int:
@@ -231,14 +230,25 @@ class FeatureCache:
         return torch.from_numpy(np.asarray(self.features[index, view], dtype=np.float32))
 
 
-def features_changed(path: Path, manifest: dict) -> str | None:
-    """What is wrong where the bytes of ``features.npy`` are not those the manifest records (``features_sha256``,
-    written when the cache was completed; caches of an older satclip record none), else None: a changed value
-    was reused and trained on, and only ``verify --recompute`` of that very image found it."""
-    recorded = manifest.get("features_sha256")
-    if recorded is None or file_digest(path / FEATURES) == recorded:
-        return None
-    return "its bytes are not the ones it was built with (features_sha256 differs): changed since"
+#: the files whose sha256 the manifest records when the cache is completed (a cache of an older satclip records the
+#: features' alone, or none): a changed feature was reused and trained on, and only ``verify --recompute`` of that very
+#: image found it; a changed point went unnoticed by ``verify``, ``verify --config`` and ``build`` alike
+DIGESTS = {FEATURES: "features_sha256", LONLAT: "lonlat_sha256"}
+
+
+def changed_files(path: Path, manifest: dict) -> dict[str, str]:
+    """``{file name: what is wrong}`` for the files of :data:`DIGESTS` whose bytes are not those the manifest
+    records."""
+    return {
+        name: f"its bytes are not the ones it was built with ({entry} differs): changed since"
+        for name, entry in DIGESTS.items()
+        if manifest.get(entry) is not None and file_digest(path / name) != manifest[entry]
+    }
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """The manifest's records of :data:`DIGESTS` for the files in ``path``."""
+    return {entry: file_digest(path / name) for name, entry in DIGESTS.items()}
 
 
 def _damaged(file: Path, what: str) -> BadInputError:
@@ -318,8 +328,9 @@ def _manifest_problem(manifest: dict) -> str | None:
     ):  # fmt: skip
         if not fine:
             return f"key.{name} {key.get(name)!r:.40} is missing or not what satclip writes"
-    if not isinstance(manifest.get("features_sha256", ""), str):
-        return f"features_sha256 {manifest.get('features_sha256')!r:.40} is not a digest"
+    for entry in DIGESTS.values():
+        if not isinstance(manifest.get(entry, ""), str):
+            return f"{entry} {manifest.get(entry)!r:.40} is not a digest"
     skipped = manifest.get("skipped", [])
     if not (isinstance(skipped, list) and all(count(i) and i < dataset["size"] for i in skipped)):
         return f"skipped {skipped!r:.40} is not a list of images of the dataset"
@@ -628,8 +639,7 @@ def _publish(path: Path, manifest: dict, build: dict) -> FeatureCache:
             safe_output.publish(path / built, path / name, overwrite=True)
     safe_output.remove_owned_files(path, [_partial(path, FEATURES).name, _partial(path, LONLAT).name])
     manifest = {**manifest, "complete": True, "shape": publishing["shape"], "skipped": publishing["skipped"],
-                "features_sha256": file_digest(path / FEATURES),
-                "build": {**build, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}  # fmt: skip
+                **_digests(path), "build": {**build, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}  # fmt: skip
     _write_json(path / MANIFEST, manifest)
     safe_output.remove_owned_files(path, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
     log.info("feature cache %s: %s %s features", path, manifest["shape"], manifest["key"].get("dtype", ""))
@@ -682,7 +692,7 @@ def write_cache(
         for name, values in ((FEATURES, features), (LONLAT, lonlat)):
             safe_output.save_array(tmp / name, values)
         _save_backbone(tmp / BACKBONE, encoder)
-        _write_json(tmp / MANIFEST, {**manifest, "features_sha256": file_digest(tmp / FEATURES)})
+        _write_json(tmp / MANIFEST, {**manifest, **_digests(tmp)})
     return FeatureCache.open(path)
 
 
@@ -962,9 +972,9 @@ def verify_cache(
     shown, count = non_finite_images(feats)
     if count:
         report.problems.append(_describe_non_finite(shown, count, len(feats), cache))
-    changed = None if count else features_changed(path, manifest)  # (the catch-all, where nothing more is said)
-    if changed:
-        report.problems.append(f"features.npy: {changed}")
+    for name, problem in changed_files(path, manifest).items():  # (the catch-all, where nothing more is said)
+        if not (count and name == FEATURES):
+            report.problems.append(f"{name}: {problem}")
     from ..encoding.points import describe_invalid, invalid_rows
 
     try:
