@@ -483,8 +483,8 @@ def build_cache(
         if skipped:  # (files repaired since stay left out: the key knows the images by name and place)
             log.warning(
                 "feature cache %s leaves out %d image(s) whose files could not be read when it was built (first: "
-                "image %s); once they are repaired, `satclip cache build --rebuild` includes them", path, len(skipped),
-                ", ".join(map(str, skipped[:3])),
+                "%s); once they are repaired, `satclip cache build --rebuild` includes them", path, len(skipped),
+                ", ".join(source.sample_name(i) for i in skipped[:3]),
             )  # fmt: skip
         if progress:
             progress(n, n)
@@ -611,16 +611,19 @@ def build_cache(
             finally:  # on an error, chunks not yet started are dropped; running ones end before the maps close
                 pool.shutdown(cancel_futures=True)
         left_out = np.flatnonzero(skipped)
-        if len(left_out) == n:
+        if len(left_out) == n:  # (nothing of it is worth resuming: a rerun reads them again, repaired or not)
+            maps.clear()
+            _clear(path)
             raise BadInputError(f"none of the {n} images could be read ({next(iter(reasons.values()), 'unreadable')}); "
-                                "run `satclip data verify ROOT --full` on the dataset")  # fmt: skip
+                                f"run {source.verify_command()} on the dataset")  # fmt: skip
         files = {FEATURES: _partial(path, FEATURES), LONLAT: _partial(path, LONLAT)}
         if len(left_out):
             files = _without(path, maps, np.flatnonzero(~skipped))
-            first = "; ".join(reasons[i] for i in left_out[:3] if i in reasons) or f"images {left_out[:3].tolist()}"
+            first = ("; ".join(reasons[i] for i in left_out[:3] if i in reasons)
+                     or ", ".join(source.sample_name(int(i)) for i in left_out[:3]))  # fmt: skip
             log.warning(
                 "feature cache %s: left out %d of %d images whose files cannot be read (%s); "
-                "`satclip data verify ROOT --full` lists them", path, len(left_out), n, first,
+                "%s lists them", path, len(left_out), n, first, source.verify_command(),
             )  # fmt: skip
         maps.clear()  # closes the memory maps before their files are renamed
         # recorded first: a build stopped while it publishes is finished by the next (its chunks are all done)
@@ -709,8 +712,8 @@ def _probe_feature_dim(encoder: nn.Module, source: PairSource, device: torch.dev
         except UnreadableSampleError:
             continue
     else:
-        raise BadInputError(f"none of the {len(source)} images could be read; run `satclip data verify ROOT --full` "
-                            "on the dataset")  # fmt: skip
+        raise BadInputError(f"none of the {len(source)} images could be read; run {source.verify_command()} on the "
+                            "dataset")  # fmt: skip
     with torch.inference_mode():
         return int(encoder.encode_features(source.eval_view(image)[None].to(device)).shape[-1])
 

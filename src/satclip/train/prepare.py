@@ -75,7 +75,7 @@ def fit_from_data(encoder, source: PairSource, *, seed: int, images: int = 256) 
             continue
     if not views:
         raise BadInputError(f"none of the {len(picks)} images drawn to fit {encoder.config.get('name')} could be read; "
-                            "run `satclip data verify ROOT --full` on the dataset")  # fmt: skip
+                            f"run {source.verify_command()} on the dataset")  # fmt: skip
     log.info("fitting %s on %d images", encoder.config.get("name"), len(views))
     encoder.fit(torch.stack(views), seed=seed)
 

@@ -12,8 +12,10 @@ Sources are registered by name (``SOURCES``); ``data.dataset`` in the training c
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,17 @@ class PairSource:
     def raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image, point)`` of sample ``index``, unaugmented; point as float64 ``(2,)``."""
         return unpack(self.dataset[index])
+
+    def sample_name(self, index: int) -> str:
+        """The file of sample ``index`` where its dataset names it (``path(index)``), else ``image {index}``."""
+        path = getattr(self.dataset, "path", None)
+        return Path(path(index)).name if callable(path) else f"image {index}"
+
+    def verify_command(self) -> str:
+        """The command that lists the samples whose files cannot be read: ``satclip data verify ROOT --full`` with
+        the dataset's root where it has one."""
+        root = getattr(self.dataset, "root", None)
+        return f"`satclip data verify {shlex.quote(str(root)) if root is not None else 'ROOT'} --full`"
 
     def skipping_unreadable(self) -> PairSource:
         """This source, reading a sample whose file cannot be read as
