@@ -372,3 +372,25 @@ def test_float64_of_weights_rounded_at_load_says_so_once(ckpt, caplog):
         rounded.encode(lonlat, precision="float64")
     assert not caplog.records
     assert np.abs(near - expected).max() > 1e-9  # what the warning is about
+
+
+def test_setting_precision_switches_it_as_load_would(ckpt, caplog):
+    """`encoder.precision = "float64"` was stored as given: the name read back was another ("float32") and
+    `encode` ran in float32; `"auto"` failed the next `encode` with an internal error; `"fast"` was taken and failed
+    every later call. Now the setter switches as `satclip.load(..., precision=…)` loads, or refuses the name."""
+    points = torch.tensor([[13.4, 52.52], [-58.38, -34.6]], dtype=torch.float64)
+    encoder = satclip.load(ckpt, precision="float32")
+    with caplog.at_level(logging.WARNING, logger="satclip.models.precision"):
+        encoder.precision = torch.float64
+    assert encoder.precision == "float64" and encoder.encode(points).dtype == torch.float64
+    # (the file's float64 weights were rounded to float32 at load: said, as `encode(precision="float64")` says)
+    assert "load it with precision='float64' for exact values" in caplog.text
+    encoder.precision = "float32"
+    assert encoder.precision == "float32"
+    fresh = satclip.load(ckpt, precision="float32")
+    torch.testing.assert_close(encoder.encode(points), fresh.encode(points), rtol=0, atol=0)
+    encoder.precision = "auto"
+    assert encoder.precision in precision.AUTO_CHOICES and encoder.encode(points).shape == (2, 256)
+    with pytest.raises(BadInputError, match=r"^precision='fast' is not one of auto, float32, bf16, float64$"):
+        encoder.precision = "fast"
+    assert encoder.precision in precision.AUTO_CHOICES and encoder.encode(points).shape == (2, 256)

@@ -27,7 +27,7 @@ from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
-from ..models.precision import AUTO_CHOICES, Choice
+from ..models.precision import AUTO_CHOICES, Choice, record
 from . import sinks
 from .api import embed_lonlat
 from .shards import shard_chunks, shard_path
@@ -211,8 +211,7 @@ def resume_precision(encoder, workdir: Path, restart: bool) -> None:
     if started == choice.precision or started not in AUTO_CHOICES:
         return
     log.info("resuming in %s, the precision this run started with (\"auto\" chose %s now)", started, choice.precision)
-    encoder.precision = started
-    encoder.precision_choice = Choice(started, "auto", f"the precision the unfinished run started with ({started})")
+    record(encoder, Choice(started, "auto", f"the precision the unfinished run started with ({started})"))
 
 
 #: the kinds of satclip's work directories, ``OUTPUT.partial/`` (``satclip embed``'s, ``satclip map``'s)

@@ -199,8 +199,13 @@ class LocationEncoder(nn.Module):
         return _precision.for_encoder(self)
 
     @precision.setter
-    def precision(self, value: str) -> None:
-        self.__dict__["recorded_precision"] = value
+    def precision(self, value: str | torch.dtype) -> None:
+        """Switch precision as ``satclip.load(..., precision=value)`` would load it: the weights converted to the
+        dtype it runs in, ``"auto"`` calibrated, a name it does not know refused (it was stored as given: a
+        different one came back, ``"fast"`` failed every later call)."""
+        from . import precision as _precision
+
+        _precision.configure(self, value)
 
     @property
     def embedding_dim(self) -> int:

@@ -401,11 +401,17 @@ def configure(encoder, precision: str | torch.dtype | None = None, dtype: torch.
     target = weights_dtype(wanted if wanted != "auto" else "float32")
     if next(encoder.parameters()).dtype == torch.float64 and target != torch.float64:
         encoder.weights_rounded = True  # float64 weights (the released location networks) kept in float32
+    elif target == torch.float64 and getattr(encoder, "weights_rounded", False):
+        _warn_rounded(encoder)
     encoder.to(dtype=target)
-    choice = resolve(wanted, encoder)
-    encoder.precision = choice.precision
-    encoder.precision_choice = choice
+    record(encoder, resolve(wanted, encoder))
     return encoder
+
+
+def record(encoder, choice: Choice) -> None:
+    """Record ``choice`` as the precision ``encoder.encode`` runs in (its weights already in the dtype it needs)."""
+    encoder.__dict__["recorded_precision"] = choice.precision
+    encoder.precision_choice = choice
 
 
 def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
