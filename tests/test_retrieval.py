@@ -1068,3 +1068,23 @@ def test_the_feature_caching_bar_is_closed_when_the_work_stops(capsys):
         raise KeyboardInterrupt
     err = capsys.readouterr().err  # (off a terminal no bar is drawn)
     assert progress.bar is None and (err == "" or err.endswith("\n"))
+
+
+def test_a_retrieval_encoder_is_not_saved_as_half_of_itself(setup, tmp_path):
+    """`encoder.save(path)` of a retrieval encoder wrote its location encoder alone, and said it loads back with the
+    same embeddings: 256 columns where it gave 512. It is refused with the way to save what can be saved; its
+    repr says what the plain one's does (size, precision, source) besides the database."""
+    from satclip.errors import BadInputError
+
+    model_dir, _, db = setup
+    encoder = satclip.load(model_dir, retrieval=db, precision="float64")
+    with pytest.raises(BadInputError, match=r"retrieval=DATABASE.*encoder\.location_encoder\(\)\.save\(path\)"):
+        encoder.save(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+    plain = encoder.location_encoder()
+    assert plain.precision == "float64" and plain.embedding_dim == encoder.location_dim
+    plain.save(tmp_path / "saved")
+    again = satclip.load(tmp_path / "saved", precision="float64")
+    points = torch.tensor([[13.4, 52.5], [-58.4, -34.6]], dtype=torch.float64)
+    torch.testing.assert_close(again.encode(points), encoder.encode(points)[:, : encoder.location_dim], rtol=0, atol=0)
+    assert f"embedding_dim={encoder.embedding_dim}, precision='float64'" in repr(encoder)

@@ -173,7 +173,8 @@ class LocationEncoder(nn.Module):
         :func:`satclip.io.convert.convert`) atomically; it loads back with :func:`satclip.load` and gives the same
         embeddings. ``torch.save(encoder.state_dict())`` does not: the file holds no config, and is read as a
         torchgeo one on the exact basis (0.047 off a released L = 40 model near the poles). A retrieval
-        encoder's database is not written (it is built from a cache: ``satclip retrieval build``).
+        encoder is refused: save its ``location_encoder()`` (its database is built from a cache: ``satclip
+        retrieval build``).
 
         An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
         :mod:`satclip.safe_output`). Returns the :class:`~satclip.io.targets.Written` file."""

@@ -93,6 +93,16 @@ def morton_order(lonlat: np.ndarray, bits: int = 10) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
+#: what an encoder sharing another's weights takes over from it: where they came from, the precision they run in
+_CARRIED = ("provenance", "recorded_precision", "precision_choice", "weights_rounded")
+
+
+def _carry_over(source: LocationEncoder, target: LocationEncoder) -> None:
+    for name in _CARRIED:
+        if name in vars(source):
+            target.__dict__[name] = vars(source)[name]
+
+
 class RetrievalEncoder(LocationEncoder):
     """A :class:`~satclip.LocationEncoder` (sharing ``location``'s weights) with retrieval: ``encode(points)``
     → ``(N, D + E)`` = ``[location embedding (D) ‖ retrieved image embedding (E)]``.
@@ -125,9 +135,7 @@ class RetrievalEncoder(LocationEncoder):
                 f"the retrieval database holds {database.location_dim}-d location embeddings, the model gives "
                 f"{location.embedding_dim}-d ones: it belongs to another model"
             )
-        for name in ("provenance", "precision", "precision_choice"):
-            if hasattr(location, name):
-                setattr(self, name, getattr(location, name))
+        _carry_over(location, self)
         self.database = database
         self.mode, self.k, self.temperature = mode, int(k), float(temperature)
         self.beta = 0.0 if mode == "range" else float(beta)
@@ -154,13 +162,14 @@ class RetrievalEncoder(LocationEncoder):
         return {**self.options, "database_sha256": self.database.sha256(), "database_entries": len(self.database)}
 
     def extra_repr(self) -> str:
-        return f"database={len(self.database)} entries, " + ", ".join(f"{k}={v}" for k, v in self.options.items())
+        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{super().extra_repr()}, database={len(self.database)} entries, {options}"
 
     def excluding(self, drop: np.ndarray) -> RetrievalEncoder:
         """The same encoder over the database without the entries where boolean ``drop`` is True (e.g. a
         held-out continent); shares the location network."""
         database = self.database.subset(~np.asarray(drop, dtype=bool))
-        return RetrievalEncoder(self._location(), database, **self._init_options())
+        return RetrievalEncoder(self.location_encoder(), database, **self._init_options())
 
     def with_location(self, location: LocationEncoder) -> RetrievalEncoder:
         """The same retrieval (database, options) over another location encoder of the same model, e.g. one
@@ -173,12 +182,22 @@ class RetrievalEncoder(LocationEncoder):
             options["beta"] = DEFAULTS["beta"]
         return options
 
-    def _location(self) -> LocationEncoder:
+    def location_encoder(self) -> LocationEncoder:
+        """The plain location encoder under this one (sharing its weights, its precision and provenance): the first
+        :attr:`location_dim` columns of its embeddings."""
         plain = LocationEncoder(self.posenc, self.nnet, self.config)
-        for name in ("provenance", "precision", "precision_choice"):
-            if hasattr(self, name):
-                setattr(plain, name, getattr(self, name))
+        _carry_over(self, plain)
         return plain
+
+    def save(self, path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False):
+        """Refused: a saved model is a location encoder, and the retrieved half of these embeddings (the database)
+        is not part of one; it wrote the location encoder alone, and said the file gave the same embeddings."""
+        raise BadInputError(
+            f"a retrieval encoder's embeddings are its location encoder's {self.location_dim} columns and "
+            f"{self.database.image_dim} retrieved from its database, which a saved model does not hold: load it "
+            "again with satclip.load(MODEL, retrieval=DATABASE), or save the location encoder's columns alone "
+            "with encoder.location_encoder().save(path)"
+        )
 
     # --- indices ---------------------------------------------------------------------------------
 
