@@ -368,3 +368,28 @@ def test_encoding_never_switches_the_callers_module(encoder, lonlat, monkeypatch
     monkeypatch.setattr(fused, "encode_points", watched)
     assert torch.equal(encoder.encode(lonlat), expected)
     assert seen == [(True, False, True)]  # the caller's module in training mode, the view shares its weights
+
+
+def test_xarray_points_are_read_by_their_names(encoder, lonlat):
+    """A DataArray labelled `coord=["lat", "lon"]` was read by place (latitudes as longitudes: swapped points
+    within ±90°, without a word), and a Dataset was refused with xarray's advice to call to_dataarray(), which gives
+    (variable, point) values: transposed. `satclip.embed` reads both by name, as a DataFrame's columns; `encode`,
+    which reads by place, refuses them with the way that works."""
+    xr = pytest.importorskip("xarray")
+    expected = satclip.embed(lonlat, model=encoder)
+    labelled = xr.DataArray(lonlat[:, ::-1], dims=("point", "coord"), coords={"coord": ["lat", "lon"]})
+    dataset = xr.Dataset({"latitude": ("point", lonlat[:, 1]), "value": ("point", np.arange(50))},
+                         coords={"lon": ("point", lonlat[:, 0])})  # fmt: skip
+    for points in (labelled, labelled.T, dataset):
+        np.testing.assert_array_equal(satclip.embed(points, model=encoder), expected)
+    with pytest.raises(BadInputError, match=r"^points is an xarray DataArray whose dimension 'coord' is labelled "
+                                            r"\['lat', 'lon'\].*satclip\.embed\(points, model=…\)"):  # fmt: skip
+        encoder.encode(labelled)
+    with pytest.raises(BadInputError, match=r"^points is an xarray Dataset: pass satclip\.embed\(dataset"):
+        encoder.encode(dataset)
+    gridded = xr.Dataset({"lon": ("x", [1.0, 2.0]), "lat": ("y", [3.0, 4.0, 5.0])})
+    with pytest.raises(ColumnError, match=r"'lon' runs along 'x' and 'lat' along 'y'.*embedding_field"):
+        satclip.embed(gridded, model=encoder)
+    unnamed = xr.DataArray(lonlat, dims=("point", "coord"), coords={"coord": ["a", "b"]})
+    np.testing.assert_array_equal(satclip.embed(unnamed, model=encoder, lon_col="a", lat_col="b"), expected)
+    np.testing.assert_array_equal(satclip.embed(xr.DataArray(lonlat), model=encoder), expected)  # (no labels: by place)

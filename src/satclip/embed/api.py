@@ -141,9 +141,10 @@ def embed(
     Args:
         points: ``(N, 2)`` (lon, lat) degrees as a numpy array, a torch tensor or anything array-like; a
             pandas DataFrame or pyarrow Table (columns ``lon``/``longitude``/``lng`` and ``lat``/``latitude``
-            detected, or named by ``lon_col``/``lat_col``; rows come back in order); a GeoDataFrame/GeoSeries
-            of points (reprojected to EPSG:4326 if its CRS is another); or a Dask DataFrame / dask-geopandas
-            GeoDataFrame of either (embedded lazily, partition by partition:
+            detected, or named by ``lon_col``/``lat_col``; rows come back in order), an xarray Dataset (its
+            variables so named) or a DataArray whose dimension of two is labelled (read by label); a
+            GeoDataFrame/GeoSeries of points (reprojected to EPSG:4326 if its CRS is another); or a Dask DataFrame /
+            dask-geopandas GeoDataFrame of either (embedded lazily, partition by partition:
             :func:`satclip.embed.distributed.embed_frame`).
         model: a :class:`~satclip.LocationEncoder`, or any source :func:`satclip.load` accepts (a model
             name, a ``.ckpt`` file, a native model directory, a Hugging Face id).

@@ -285,13 +285,46 @@ def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) 
     return np.column_stack([column_values(table, labels[lon_name]), column_values(table, labels[lat_name])])
 
 
+def _dataset_lonlat(dataset, lon_col: str | None, lat_col: str | None) -> np.ndarray:
+    """``(N, 2)`` float64 (lon, lat) of an xarray Dataset's one-dimensional variables (data or coordinates), found
+    as a table's columns are."""
+    names = {str(name): name for name in (*dataset.data_vars, *dataset.coords) if dataset[name].ndim == 1}
+    lon_name, lat_name = detect_lonlat_columns(list(names), lon_col, lat_col)
+    lon, lat = dataset[names[lon_name]], dataset[names[lat_name]]
+    if lon.dims != lat.dims:
+        raise ColumnError(
+            f"{lon_name!r} runs along {lon.dims[0]!r} and {lat_name!r} along {lat.dims[0]!r}: points are pairs along "
+            "one dimension (the cells of a lon × lat grid are embedded by satclip.embed.xarray.embedding_field)"
+        )
+    return _number_columns(lon.values, lat.values, lon_name, lat_name)
+
+
+def _number_columns(lon, lat, lon_name: str, lat_name: str) -> np.ndarray:
+    from ..encoding.points import number_array
+
+    return np.column_stack([number_array(lon, f"{lon_name} values"), number_array(lat, f"{lat_name} values")]).astype(
+        np.float64
+    )
+
+
 def to_lonlat(
     points, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False
 ) -> np.ndarray | torch.Tensor:
     """Coordinates of ``points`` as ``(N, 2)`` (lon, lat): a tensor stays a tensor (same device), anything
     else becomes a float64 numpy array. What is no (N, 2) array of numbers is refused
     (:func:`satclip.encoding.points.coordinate_tensor`); the range is not checked here. ``centroids``: see
-    :func:`geo_lonlat`."""
+    :func:`geo_lonlat`. An xarray Dataset is read by its coordinate variables, a DataArray with a labelled
+    dimension of two (``coord=["lat", "lon"]``) by its labels, as a table by its column names."""
+    from ..encoding.points import is_xarray_dataset, labelled_axis
+
+    if is_xarray_dataset(points):
+        return _dataset_lonlat(points, lon_col, lat_col)
+    labelled = labelled_axis(points)
+    if labelled is not None:
+        axis, labels = labelled
+        lon_name, lat_name = detect_lonlat_columns(labels, lon_col, lat_col)
+        values = np.moveaxis(np.asarray(points.values), axis, 1)
+        return _number_columns(values[:, labels.index(lon_name)], values[:, labels.index(lat_name)], lon_name, lat_name)
     if (lon_col is not None or lat_col is not None) and not is_table(points):  # (an array's names were ignored)
         named = ", ".join(f"{k}={v!r}" for k, v in (("lon_col", lon_col), ("lat_col", lat_col)) if v is not None)
         raise ValueError(f"{named} names columns of a table, but points is a {type(points).__name__}, whose "

@@ -101,6 +101,19 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
             f"points is a pandas Series ({getattr(points, 'name', None)!r}), one column: pass both coordinate columns, "
             "frame[['lon', 'lat']].to_numpy() (longitude first), or the frame to satclip.embed"
         )
+    if is_xarray_dataset(points):  # (xarray's own error advised to_dataarray(): (variable, point), transposed)
+        raise BadInputError(
+            "points is an xarray Dataset: pass satclip.embed(dataset, model=…), which reads its lon and lat "
+            "variables, or np.column_stack([dataset['lon'], dataset['lat']]) (longitude first)"
+        )
+    labelled = labelled_axis(points)
+    if labelled is not None:  # (read by place, a ["lat", "lon"] dimension embedded swapped points)
+        dim = points.dims[labelled[0]]
+        raise BadInputError(
+            f"points is an xarray DataArray whose dimension {dim!r} is labelled {labelled[1]}, and encode reads "
+            f"columns by place: pass satclip.embed(points, model=…), which reads them by label, or "
+            f"points.sel({dim}=[LON, LAT]) with your labels, longitude first"
+        )
     if points is None:
         raise BadInputError("points is None: pass an (N, 2) array of (lon, lat) in degrees")
     if isinstance(points, (str, bytes, os.PathLike)):
@@ -124,6 +137,24 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise BadInputError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
     return tensor
+
+
+def is_xarray_dataset(points) -> bool:
+    return hasattr(points, "data_vars") and hasattr(points, "coords")
+
+
+def labelled_axis(points) -> tuple[int, list[str]] | None:
+    """``(axis, labels)`` of a 2-D xarray DataArray's dimension of size 2 labelled with text (``coord=["lat",
+    "lon"]``): which coordinate each column holds is its label's to say, not its place; else None."""
+    dims, coords = getattr(points, "dims", None), getattr(points, "coords", None)
+    if dims is None or coords is None or is_xarray_dataset(points) or len(dims) != 2:
+        return None
+    for axis, dim in enumerate(dims):
+        if points.shape[axis] == 2 and dim in coords:
+            labels = np.asarray(coords[dim].values)
+            if labels.dtype.kind in "OUS":
+                return axis, [str(label) for label in labels]
+    return None
 
 
 def _check_values_held(points: torch.Tensor) -> None:
