@@ -276,3 +276,21 @@ def test_a_file_of_geometries_without_attributes_is_embedded(model, encoder, tmp
     np.testing.assert_allclose(np.stack(table.column("lon").to_numpy()), points[:, 0], atol=1e-9)
     values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(values, satclip.embed(points, model=encoder), rtol=0, atol=1e-5)
+
+
+def test_geometries_without_a_crs_are_said_once_and_metres_among_them_named(encoder, monkeypatch, caplog):
+    """A GeoDataFrame without a CRS logged its warning on every call (100 in a loop of 100), and one holding metres
+    (EPSG:3857 without its CRS) was refused as invalid points without a word of projections."""
+    from satclip.embed import inputs
+    from satclip.encoding.points import InvalidPointsError
+
+    monkeypatch.setattr(inputs, "_said", set(), raising=False)
+    degrees = gpd.GeoDataFrame(geometry=gpd.points_from_xy([13.4, -58.4], [52.5, -34.6]))
+    with caplog.at_level(logging.WARNING, logger="satclip.embed.inputs"):
+        for _ in range(3):
+            satclip.embed(degrees, model=encoder)
+    assert caplog.text.count("geometries have no CRS") == 1
+    metres = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1491681.17, -6500000.0], [6891000.0, -4100000.0]))
+    with pytest.raises(InvalidPointsError, match=r"Coordinates as large as 6,891,000 look projected \(metres or "
+                                                 r"feet\).*gdf\.set_crs"):  # fmt: skip
+        satclip.embed(metres, model=encoder)

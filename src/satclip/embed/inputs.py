@@ -126,8 +126,9 @@ def geo_lonlat(
             log.info("embedding the centroids of %d non-point geometries (%s)", int(other.sum()), ", ".join(found))
     crs = geometry.crs
     if crs is None:
-        if note:
-            log.warning("geometries have no CRS; assuming they are (lon, lat) degrees (EPSG:4326)")
+        if note and NO_CRS not in _said:  # (once a process: a notebook embedding frames in a loop got one a call)
+            _said.add(NO_CRS)
+            log.warning(NO_CRS)
     elif not is_wgs84(crs):
         (log.info if note else log.debug)(
             "reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs_name(crs)
@@ -136,6 +137,12 @@ def geo_lonlat(
         reprojected = np.ones(len(geometry), dtype=bool)
     lonlat = np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
     return onto_bounds(lonlat, reprojected)
+
+
+#: what is said of geometries without a CRS, once a process (:data:`_said`)
+NO_CRS = ("geometries have no CRS; assuming they are (lon, lat) degrees (EPSG:4326), as for every such input from "
+          "now on")  # fmt: skip
+_said: set[str] = set()
 
 
 #: degrees by which a coordinate satclip reprojected may lie outside lon ∈ [-180, 180], lat ∈ [-90, 90] and be put

@@ -61,6 +61,8 @@ def row_name(label, index_label: bool = False) -> str:
     return f"index label {label!r}" if isinstance(label, str) else f"index label {label}"
 
 
+#: a coordinate larger than this is taken for a projected one (metres or feet), not for degrees typed wrong
+PROJECTED = 1000.0
 #: how far past a pole a latitude is taken for rounding (a projection's, a float32's) rather than another error
 POLE_ROUNDING = 1e-3
 
@@ -78,6 +80,10 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
                    "to [-90, 90].")  # fmt: skip
     elif lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
         advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+    largest = np.abs(lonlat[bad & finite]).max(initial=0)
+    if largest > PROJECTED:
+        advice += (f" Coordinates as large as {largest:,.0f} look projected (metres or feet): give (lon, lat) "
+                   "degrees, or a GeoDataFrame whose CRS says what they are (gdf.set_crs(…)): satclip reprojects it.")
     lon = lonlat[bad, 0]
     with np.errstate(invalid="ignore"):
         lon_out = lon[np.isfinite(lon) & (np.abs(lon) > 180)]
