@@ -724,6 +724,28 @@ def test_verify_names_files_the_index_does_not_list(tmp_path, capsys):
             in capsys.readouterr().out)  # fmt: skip
 
 
+def test_verify_list_writes_the_files_the_index_does_not_list(tmp_path, capsys):
+    """`verify --list` wrote only the index's problems: files in images/ the index does not list were shown (at most
+    --show of them) in the table and left out of the CSV, which held only its header."""
+    root = _copy_examples(tmp_path / "root", ["patch_75123.tif", MISSING])
+    (root / "images" / MISSING).unlink()
+    extras = [f"extra_{i}.tif" for i in range(5)]
+    for name in extras:
+        (root / "images" / name).write_bytes(b"x")
+    listing = tmp_path / "problems.csv"
+    assert main(["data", "verify", str(root), "--show", "1", "--list", str(listing)]) == 1  # (the missing file)
+    assert "… and 4 more" in capsys.readouterr().out
+    with listing.open(newline="") as handle:
+        rows = [(r["fn"], r["problem"], r["detail"]) for r in csv.DictReader(handle)]
+    assert rows == [(MISSING, "missing", "not found")] + [
+        (name, "unlisted", "not in the index (not checked, not used)") for name in extras
+    ]
+    # files the index does not list fail nothing
+    shutil.copyfile(S2_EXAMPLES / "images" / MISSING, root / "images" / MISSING)
+    assert main(["data", "verify", str(root), "--list", str(listing), "--overwrite"]) == 0
+    assert len(listing.read_text().splitlines()) == 1 + len(extras)
+
+
 def test_a_no_data_image_that_passes_the_header_check_is_left_out_of_a_cache_and_replaced_in_training(
     tmp_path, caplog
 ):

@@ -45,7 +45,8 @@ def add_verify(subparsers) -> None:
             "files, files under --min-size bytes (no-data), unreadable or truncated GeoTIFFs, wrong band "
             "count, height × width or dtype, invalid coordinates, a file listed by two rows; lines of the index "
             "that are no row (too few "
-            "fields, no file name) are reported by line number. Exit status 1 when anything is wrong."
+            "fields, no file name) are reported by line number. Exit status 1 when anything is wrong; files in "
+            "images/ that the index does not list are named (and written by --list) but fail nothing."
         ),
     )
     parser.add_argument("root", type=user_path, help="dataset root holding index.csv and images/")
@@ -57,7 +58,8 @@ def add_verify(subparsers) -> None:
     parser.add_argument("--min-size", type=non_negative_int, default=10_000, help="smaller = no-data (default 10000)")
     parser.add_argument("--workers", type=positive_int, default=1, help="threads reading headers (default 1)")
     parser.add_argument("--show", type=non_negative_int, default=3, help="bad file names shown per problem (default 3)")
-    parser.add_argument("--list", type=user_path, metavar="CSV", help="write all problems to CSV")
+    parser.add_argument("--list", type=user_path, metavar="CSV",
+                        help="write every problem, and the files in images/ the index does not list, to CSV")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --list file")
     parser.set_defaults(func=run_verify)
 
@@ -85,8 +87,7 @@ def run_verify(args: argparse.Namespace) -> int:
         with safe_output.atomic_file(args.list, overwrite=args.overwrite) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["fn", "problem", "detail"])
-            for problem, items in report.problems().items():
-                writer.writerows([name, problem, detail] for name, detail in items)
+            writer.writerows(report.listing())
         print(f"wrote {args.list}")
     return 0 if report.all_ok else 1
 

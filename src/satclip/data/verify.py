@@ -55,6 +55,8 @@ PROBLEMS: dict[str, str] = {
     "shape": "shape mismatch",
     "dtype": "dtype mismatch",
 }
+#: what a file in ``images/`` that no index row names is (listed, never a failure: it is neither checked nor used)
+UNLISTED, UNLISTED_DETAIL = "unlisted", "not in the index (not checked, not used)"
 #: results that are not kept for the next run: they change without the file's size or time changing (a chmod)
 NOT_CACHED = ("missing", "unreadable")
 #: files smaller than this are no-data patches, which the original skips
@@ -233,6 +235,12 @@ class VerifyReport:
                 found.setdefault(s, []).append((name, detail))
         return {key: found[key] for key in PROBLEMS if key in found}
 
+    def listing(self) -> list[tuple[str, str, str]]:
+        """``(file name, problem, detail)`` of every problem (as :meth:`problems`), then of every file in ``images/``
+        the index does not list (problem :data:`UNLISTED`), for ``verify --list``."""
+        rows = [(name, problem, detail) for problem, items in self.problems().items() for name, detail in items]
+        return rows + [(name, UNLISTED, UNLISTED_DETAIL) for name in self.unlisted]
+
     def summary(self, shown: int = SHOWN_NAMES) -> str:
         """One line: counts per problem and the first ``shown`` names of each."""
         counts = self.counts()
@@ -262,8 +270,7 @@ class VerifyReport:
         if self.unlisted:
             first = ", ".join(self.unlisted[:shown]) + (f", … and {len(self.unlisted) - shown} more"
                                                         if len(self.unlisted) > shown else "")  # fmt: skip
-            lines.append(f"  not in the index (not checked, not used): {len(self.unlisted)} file(s) in images/: "
-                         f"{first}")
+            lines.append(f"  {UNLISTED_DETAIL}: {len(self.unlisted)} file(s) in images/: {first}")
         return "\n".join(lines)
 
 
