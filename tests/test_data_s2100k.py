@@ -273,6 +273,19 @@ def test_a_semicolon_separated_index_is_named_so(tmp_path):
         read_index(tmp_path / "index.csv")
 
 
+@pytest.mark.parametrize(("delimiter", "named"), [("\t", "tabs"), ("|", "'|'")])
+def test_a_tab_or_bar_separated_index_is_named_so(tmp_path, capsys, delimiter, named):
+    """A tab- or '|'-separated index was told to rename its columns ['lat\\tlon\\turl\\tfn'] (only ';' was named)."""
+    header = delimiter.join(["lat", "lon", "url", "fn"])
+    (tmp_path / "images").mkdir()
+    (tmp_path / "index.csv").write_text(f"{header}\n" + delimiter.join(["20.25", "10.5", "u", "patch_0.tif"]) + "\n")
+    assert main(["data", "verify", str(tmp_path)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {tmp_path / 'index.csv'} reads as one column {header!r}: its values look separated by "
+        f"{named}; save it with ',' between values"
+    )
+
+
 def test_invalid_coordinates_and_tiny_files_are_skipped(tmp_path):
     root = _copy_examples(tmp_path / "root", ["patch_75123.tif", "patch_70975.tif", "patch_252161.tif"])
     rows = list(csv.DictReader((root / "index.csv").open(newline="")))

@@ -28,6 +28,9 @@ INDEX_LAYOUTS: dict[str, tuple[str, ...]] = {
     "satclip-examples": ("lat", "lon", "url", "fn"),
 }
 
+#: delimiters other than ',' that a table saved as "CSV" often has → how a message names them
+OTHER_DELIMITERS = {";": "';'", "\t": "tabs", "|": "'|'"}
+
 
 class IndexFormatError(ValueError):
     """``index.csv`` is missing, empty, not UTF-8 CSV, or has columns that match no known layout."""
@@ -60,9 +63,11 @@ def detect_layout(columns: list[str] | tuple[str, ...], *, path: str | Path = "i
     """Name of the layout whose columns all appear in ``columns`` (the most specific one wins)."""
     present = {c.strip().lower() for c in columns}
     matches = [name for name, cols in INDEX_LAYOUTS.items() if set(cols) <= present]
-    if not matches and len(columns) == 1 and ";" in columns[0]:  # (told to rename its one column)
-        raise IndexFormatError(f"{path} reads as one column {columns[0]!r}: its values look separated by ';'; save it "
-                               "with ',' between values")  # fmt: skip
+    if not matches and len(columns) == 1:  # (told to rename its one column)
+        delimiter = max(OTHER_DELIMITERS, key=columns[0].count)
+        if delimiter in columns[0]:
+            raise IndexFormatError(f"{path} reads as one column {columns[0]!r}: its values look separated by "
+                                   f"{OTHER_DELIMITERS[delimiter]}; save it with ',' between values")  # fmt: skip
     if not matches:
         known = "; ".join(f"{name}: {','.join(cols)}" for name, cols in INDEX_LAYOUTS.items())
         raise IndexFormatError(
