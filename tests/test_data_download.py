@@ -297,7 +297,22 @@ def test_offline_download_says_what_to_fetch(tmp_path, capsys):
     assert main(["data", "download", str(tmp_path / "s2"), "--repo", "me/mine", "--revision", "v1"]) == 1
     err = capsys.readouterr().err
     assert "fetch the dataset repository https://huggingface.co/datasets/me/mine/tree/v1 — " in err, err
-    assert "git clone https://huggingface.co/datasets/me/mine`" in err and "torchgeo" not in err
+    assert "torchgeo" not in err
+
+
+def test_offline_download_fetches_the_revision_asked_for(tmp_path, capsys):
+    """The commands offline said to run fetched the default branch, not --revision, and the `--from` run they
+    suggested left out --revision, which enables the known checksums; values are shell-quoted."""
+    root = tmp_path / "my data"
+    assert main(["data", "download", str(root), "--repo", "me/mine", "--revision", "v1"]) == 1
+    err = capsys.readouterr().err
+    assert ("`git clone --no-checkout https://huggingface.co/datasets/me/mine DIR && git -C DIR checkout v1` "
+            "(git-lfs installed) or `huggingface-cli download me/mine --repo-type dataset --revision v1 --local-dir "
+            f"DIR`. Copy that folder to this machine and run `satclip data download '{root}' --from DIR --revision "
+            "v1`") in err, err  # fmt: skip
+    assert main(["data", "download", str(tmp_path / "s2")]) == 1  # (no revision: the default branch)
+    err = capsys.readouterr().err
+    assert "`git clone https://huggingface.co/datasets/torchgeo/s2-100k DIR`" in err and "--revision" not in err
 
 
 def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):

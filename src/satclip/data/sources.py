@@ -8,6 +8,7 @@ does the rest (checksums, extraction, resuming), so tests can pass a fake source
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,14 +36,21 @@ def hub_url(repo_id: str = HF_REPO, revision: str | None = None) -> str:
 
 
 def offline_instructions(root: Path | str, repo_id: str = HF_REPO, revision: str | None = None) -> str:
-    """What to fetch by hand, and where to put it, when the hub cannot be reached."""
+    """What to fetch by hand, and where to put it, when the hub cannot be reached (the commands fetch
+    ``revision``, and the ``--from`` run passes it on for :data:`KNOWN_SHA256`)."""
+    url = shlex.quote(f"https://huggingface.co/datasets/{repo_id}")
+    clone = f"git clone {url} DIR"
+    as_revision = ""
+    if revision:  # (--no-checkout: the default branch's 100 GB of LFS files are not fetched first; any revision)
+        clone = f"git clone --no-checkout {url} DIR && git -C DIR checkout {shlex.quote(revision)}"
+        as_revision = f" --revision {shlex.quote(revision)}"
     return (
         f"To download S2-100K elsewhere, fetch the dataset repository {hub_url(repo_id, revision)} — "
         f"index.csv and the image archives (*.tar / *.tar.xz, e.g. data/shard-*.tar or satclip.tar), about "
-        f"100 GB — e.g. with `git clone https://huggingface.co/datasets/{repo_id}` (git-lfs installed) or "
-        f"`huggingface-cli download {repo_id} --repo-type dataset --local-dir DIR`. Copy that folder to this "
-        f"machine and run `satclip data download {root} --from DIR`: it checks and extracts the archives "
-        f"into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
+        f"100 GB — e.g. with `{clone}` (git-lfs installed) or `huggingface-cli download {shlex.quote(repo_id)} "
+        f"--repo-type dataset{as_revision} --local-dir DIR`. Copy that folder to this machine and run "
+        f"`satclip data download {shlex.quote(str(root))} --from DIR{as_revision}`: it checks and extracts the "
+        f"archives into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
     )
 
 
