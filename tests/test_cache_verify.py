@@ -21,6 +21,9 @@ from satclip.train.cache import build_cache, verify_cache
 from .conftest import one_error_line
 from .train_helpers import tiny_encoder, tiny_source
 
+REBUILD = ("rebuild the cache with `satclip cache build --config CONFIG` (it rebuilds a damaged cache of its own) or "
+           "`--rebuild`")
+
 
 @pytest.fixture
 def built(tmp_path):
@@ -70,7 +73,7 @@ def test_each_image_is_reported_with_its_own_difference(built):
     changed(cache, lambda f: f.__setitem__(slice(None), (f * 2).astype(f.dtype)))
     report = recomputed(built)
     assert report.problems[0] == "features.npy: its bytes are not the ones it was built with (features_sha256 " \
-                                 "differs): changed since"  # fmt: skip
+                                 f"differs): changed since: {REBUILD}"  # fmt: skip
     assert len(report.problems) == 11
     for problem in report.problems[1:]:
         index = int(problem.split(":")[0].split()[1])
@@ -152,8 +155,12 @@ def test_a_config_without_data_root_is_compared_as_training_compares_it(built, t
     path = tmp_path / "c.yaml"
     for data, model, problem in [
         ({}, {}, None),
-        ({"cache_views": 7}, {}, "stale: views differ from the config"),
-        ({"cache_dtype": "float32"}, {}, "stale: dtype differ from the config"),
+        ({"cache_views": 7}, {}, "stale: views differs from the config (the cache's 2, the config's 7): rebuild it "
+                                 f"with `satclip cache build --config {path}`"),
+        ({"cache_dtype": "float32"}, {}, "stale: dtype differs from the config (the cache's \"float16\", the "
+                                         "config's \"float32\")"),
+        ({"cache_views": 7, "cache_dtype": "float32"}, {}, "stale: dtype and views differ from the config (dtype: the "
+         "cache's \"float16\", the config's \"float32\"; views: the cache's 2, the config's 7)"),
         ({}, {"num_filters": 4}, "stale: model.image_encoder does not match the feature cache"),
     ]:
         given = {"model": {"image_encoder": {**config["model"]["image_encoder"], **model}},
@@ -194,3 +201,35 @@ def test_a_users_directory_holding_a_copied_cache_is_not_adopted(built, tmp_path
     (mine / "notes.txt").unlink()  # a cache of an older satclip (no marker) alone: adopted, as before
     build_cache(mine, encoder, source, views=3, dtype="float16")
     assert safe_output.owned_kind(mine) == "feature-cache"
+
+
+def test_verify_names_the_fix_of_a_manifest_shape_or_of_files_changed_since(built, capsys):
+    """A manifest whose shape was edited, and features.npy or lonlat.npy whose bytes changed since the build, were
+    reported with no fix; the fix is said once however many files changed."""
+    _, _, cache = built
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    (cache.path / "manifest.json").write_text(json.dumps({**manifest, "shape": [10, 2, 8]}))
+    assert verify_cache(cache.path).problems == [
+        f"features.npy is (10, 2, 16) float16, the manifest says (10, 2, 8) float16: {REBUILD}"
+    ]
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    changed(cache, lambda f: f.__setitem__((0, 0, 0), f[0, 0, 0] + np.float16(1)))
+    lonlat = np.load(cache.path / "lonlat.npy")
+    np.save(cache.path / "lonlat.npy", lonlat + 0.5)
+    assert verify_cache(cache.path).problems == [
+        "features.npy: its bytes are not the ones it was built with (features_sha256 differs): changed since; "
+        f"lonlat.npy: its bytes are not the ones it was built with (lonlat_sha256 differs): changed since: {REBUILD}"
+    ]
+
+
+def test_a_stale_cache_is_told_the_values_and_the_build_of_the_config_given(built, tmp_path, capsys):
+    """`cache verify DIR --config C --data.cache_views 4` of a 2-view cache said "stale: views differ from the
+    config": neither value, nor the fix (the build of that config, its overrides and DIR)."""
+    _, _, cache = built
+    path = tmp_path / "my config.yaml"
+    dump_config(from_dict({"model": {"image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 8,
+                                                       "kernel_size": 3}},
+                           "data": {"cache_views": 2, "cache_dtype": "float16"}}), path)  # fmt: skip
+    assert main(["cache", "verify", str(cache.path), "--config", str(path), "--data.cache_views", "4"]) == 1
+    assert (f"  - stale: views differs from the config (the cache's 2, the config's 4): rebuild it with `satclip cache "
+            f"build --config '{path}' --data.cache_views 4 --data.cache {cache.path}`") in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from ..errors import BadInputError, LockedError
@@ -96,16 +97,18 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..train.cache import building_now, cache_key, verify_cache
+    from ..train.cache import BUILD_COMMAND, building_now, cache_key, verify_cache
 
     path = args.path
     expected_key = encoder = source = trained = None
+    build_command = BUILD_COMMAND
     if args.config is not None or args.set_overrides or any(k.startswith("override:") for k in vars(args)):
         from ..train.build import build_image_encoder
         from ..train.prepare import fit_from_data, source_from_config
 
         config = load_cli_config(args)
         path = path or config.data.cache
+        build_command = _build_command(args, config.data.cache)
         if config.data.root is not None:
             source = source_from_config(config)
             encoder = build_image_encoder(
@@ -129,7 +132,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise LockedError(building)
     _check_is_cache(Path(path))
     report = verify_cache(
-        path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device
+        path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device,
+        build_command=build_command,
     )
     if trained is not None and report.ok:
         from ..train.build import cached_image_config
@@ -152,6 +156,20 @@ def run_verify(args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(f"  - {problem}")
     return 0 if report.ok else 1
+
+
+def _build_command(args: argparse.Namespace, config_cache: str | Path | None) -> str:
+    """The ``satclip cache build`` of the config and overrides that ``args`` give (``CONFIG`` for a config read
+    from a pipe), with ``--data.cache`` where the cache verified is not the config's ``config_cache``."""
+    words = ["satclip", "cache", "build"]
+    if args.config is not None:
+        words += ["--config", str(args.config.path) if args.config.path.is_file() else "CONFIG"]
+    words += [word for name, value in vars(args).items() if name.startswith("override:")
+              for word in (f"--{name.removeprefix('override:')}", value)]  # fmt: skip
+    words += [word for item in args.set_overrides for word in ("--set", item)]
+    if args.path is not None and (config_cache is None or Path(config_cache).resolve() != args.path.resolve()):
+        words += ["--data.cache", str(args.path)]
+    return shlex.join(words)
 
 
 def _check_is_cache(path: Path) -> None:

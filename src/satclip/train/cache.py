@@ -251,11 +251,17 @@ def _digests(path: Path) -> dict[str, str]:
     return {entry: file_digest(path / name) for name, entry in DIGESTS.items()}
 
 
+#: the command that builds a cache, as messages name it where its config is not known
+BUILD_COMMAND = "satclip cache build --config CONFIG"
+
+
+def rebuild_fix(build_command: str = BUILD_COMMAND) -> str:
+    """The fix for a damaged cache, ``build_command`` being the command that builds it."""
+    return f"rebuild the cache with `{build_command}` (it rebuilds a damaged cache of its own) or `--rebuild`"
+
+
 def _damaged(file: Path, what: str) -> BadInputError:
-    return BadInputError(
-        f"{file} is damaged ({what}): rebuild the cache with `satclip cache build --config CONFIG` (it rebuilds a "
-        "damaged cache of its own) or `--rebuild`"
-    )
+    return BadInputError(f"{file} is damaged ({what}): {rebuild_fix()}")
 
 
 def _check_no_foreign_entries(path: Path) -> None:
@@ -853,7 +859,7 @@ def non_finite_images(features: np.ndarray, *, block: int = CHECK_BLOCK) -> tupl
     return shown, count
 
 
-def _describe_non_finite(shown: list[int], count: int, total: int, cache: FeatureCache) -> str:
+def _describe_non_finite(shown: list[int], count: int, total: int, cache: FeatureCache, build_command: str) -> str:
     """The non-finite problem of a verify report: the first bad images by index (the dataset's order) with
     their (lon, lat) where lonlat.npy can be read."""
     try:
@@ -867,8 +873,36 @@ def _describe_non_finite(shown: list[int], count: int, total: int, cache: Featur
     which = "image" if count == 1 else "images"
     return (
         f"non-finite features (NaN or infinite) in {count} of {total} images: {which} {names}{more}; the cache was "
-        "changed after it was built: rebuild it with `satclip cache build --config CONFIG --rebuild`"
+        f"changed after it was built: {rebuild_fix(build_command)}"
     )
+
+
+def _stale(cached: dict, expected: dict, build_command: str) -> str:
+    """The stale problem of a verify report: the entries of the key that differ (nested ones by dotted name), each
+    with the cache's value and the config's, and the build that replaces the cache."""
+    differ = _differing_values(cached, expected)
+    names = [name for name, _, _ in differ]
+    shown = [f"the cache's {_short(ours)}, the config's {_short(theirs)}" for _, ours, theirs in differ]
+    if len(differ) == 1:
+        said = f"{names[0]} differs from the config ({shown[0]})"
+    else:
+        listed = "; ".join(f"{name}: {values}" for name, values in zip(names, shown, strict=True))
+        said = f"{', '.join(names[:-1])} and {names[-1]} differ from the config ({listed})"
+    return f"stale: {said}: rebuild it with `{build_command}`"
+
+
+def _differing_values(cached: Any, expected: Any, name: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted name, cached value, expected value)`` of each entry that differs, dictionaries entered."""
+    if isinstance(cached, dict) and isinstance(expected, dict):
+        return [difference for key in sorted(set(cached) | set(expected)) for difference in
+                _differing_values(cached.get(key), expected.get(key), f"{name}.{key}" if name else key)]  # fmt: skip
+    return [] if cached == expected else [(name, cached, expected)]
+
+
+def _short(value: Any) -> str:
+    """``value`` as JSON, cut to 40 characters (a fingerprint, a config)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 @dataclass
@@ -933,11 +967,13 @@ def verify_cache(
     source: PairSource | None = None,
     recompute: int = 0,
     device: str | torch.device = "cpu",
+    build_command: str = BUILD_COMMAND,
 ) -> CacheReport:
     """Check a cache: complete, files of the manifest's shape and dtype, finite features, valid
     coordinates, backbone file matching its hash, and (``expected_key``: the entries of the key it should
     have, all of them or some) not stale. With ``encoder``, ``source`` and ``recompute`` > 0, recompute that
-    many random images (all views) and compare (:func:`recompute_tolerance`)."""
+    many random images (all views) and compare (:func:`recompute_tolerance`). The fixes name ``build_command``,
+    the command that builds the cache (the CLI's names the config and overrides it was given)."""
     path = Path(path)
     report = CacheReport(path)
     building = building_now(path)
@@ -959,9 +995,9 @@ def verify_cache(
         return report
     if expected_key is not None:
         expected = jsonable(expected_key)
-        differ = key_differences({k: manifest["key"].get(k) for k in expected}, expected)
-        if differ:
-            report.problems.append(f"stale: {', '.join(differ)} differ from the config")
+        cached = jsonable({k: manifest["key"].get(k) for k in expected})
+        if cached != expected:
+            report.problems.append(_stale(cached, expected, build_command))
     try:
         cache = FeatureCache.open(path)
         feats = cache.features
@@ -970,14 +1006,16 @@ def verify_cache(
         return report
     dtype = manifest["key"]["dtype"]
     if feats.shape != report.shape or str(feats.dtype) != dtype:
-        report.problems.append(f"features.npy is {feats.shape} {feats.dtype}, the manifest says {report.shape} {dtype}")
+        report.problems.append(f"{FEATURES} is {feats.shape} {feats.dtype}, the manifest says {report.shape} {dtype}: "
+                               f"{rebuild_fix(build_command)}")  # fmt: skip
         return report
     shown, count = non_finite_images(feats)
     if count:
-        report.problems.append(_describe_non_finite(shown, count, len(feats), cache))
-    for name, problem in changed_files(path, manifest).items():  # (the catch-all, where nothing more is said)
-        if not (count and name == FEATURES):
-            report.problems.append(f"{name}: {problem}")
+        report.problems.append(_describe_non_finite(shown, count, len(feats), cache, build_command))
+    changed = [f"{name}: {problem}" for name, problem in changed_files(path, manifest).items()
+               if not (count and name == FEATURES)]  # fmt: skip
+    if changed:  # (the catch-all, where nothing more is said; one fix for both files)
+        report.problems.append(f"{'; '.join(changed)}: {rebuild_fix(build_command)}")
     from ..encoding.points import describe_invalid, invalid_rows
 
     try:
