@@ -18,7 +18,7 @@ from satclip.errors import OutputExistsError
 from satclip.train import dump_config, from_dict
 from satclip.train.cache import build_cache, verify_cache
 
-from .conftest import one_error_line
+from .conftest import S2_EXAMPLES, one_error_line, require
 from .train_helpers import tiny_encoder, tiny_source
 
 REBUILD = ("rebuild the cache with `satclip cache build --config CONFIG` (it rebuilds a damaged cache of its own) or "
@@ -233,3 +233,23 @@ def test_a_stale_cache_is_told_the_values_and_the_build_of_the_config_given(buil
     assert main(["cache", "verify", str(cache.path), "--config", str(path), "--data.cache_views", "4"]) == 1
     assert (f"  - stale: views differs from the config (the cache's 2, the config's 4): rebuild it with `satclip cache "
             f"build --config '{path}' --data.cache_views 4 --data.cache {cache.path}`") in capsys.readouterr().out
+
+
+def test_a_cache_of_a_newer_satclip_is_refused_alike_by_verify_and_build(tmp_path, capsys):
+    """A manifest of format_version 99 exited 1 from `cache verify` (reported as a failed cache, which a script
+    would rebuild) and 2 from `cache build`: both refuse it as a file this satclip cannot use, exit 2."""
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    cache = tmp_path / "cache"
+    options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
+               "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
+               "--data.cache", str(cache), "--data.cache_views", "1"]  # fmt: skip
+    assert main(["cache", "build", *options]) == 0
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    said = f"satclip: error: {cache} has cache format_version 99; this satclip reads up to 1: upgrade satclip"
+    for command in (["cache", "verify", str(cache)], ["cache", "verify", *options], ["cache", "build", *options]):
+        capsys.readouterr()
+        assert main(command) == 2, command
+        assert capsys.readouterr().err.strip().splitlines()[-1] == said  # (after "fitting mosaiks …" with data.root)
+    assert json.loads((cache / "manifest.json").read_text())["format_version"] == 99  # (never rebuilt)

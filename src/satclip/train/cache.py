@@ -304,8 +304,10 @@ def read_manifest(path: str | Path) -> dict:
     problem = _manifest_problem(manifest)
     if problem:
         raise _damaged(file, problem)
+    # (a ValueError, no BadInputError: no damage for verify to report or build to rebuild; refused, exit 2)
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} has cache format_version {manifest['format_version']}; upgrade satclip")
+        raise ValueError(f"{path} has cache format_version {manifest['format_version']}; this satclip reads up "
+                               f"to {FORMAT_VERSION}: upgrade satclip")  # fmt: skip
     return manifest
 
 
@@ -973,7 +975,11 @@ def verify_cache(
     coordinates, backbone file matching its hash, and (``expected_key``: the entries of the key it should
     have, all of them or some) not stale. With ``encoder``, ``source`` and ``recompute`` > 0, recompute that
     many random images (all views) and compare (:func:`recompute_tolerance`). The fixes name ``build_command``,
-    the command that builds the cache (the CLI's names the config and overrides it was given)."""
+    the command that builds the cache (the CLI's names the config and overrides it was given).
+
+    Raises:
+        ValueError: the manifest is not one this satclip reads (another format, a newer format_version), as
+            :func:`read_manifest`; a damaged one is reported."""
     path = Path(path)
     report = CacheReport(path)
     building = building_now(path)
@@ -986,7 +992,7 @@ def verify_cache(
         return report
     try:
         manifest = read_manifest(path)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, BadInputError) as err:
         report.problems.append(str(err))
         return report
     report.shape = tuple(manifest["shape"])
