@@ -299,5 +299,5 @@ def test_cli_builds_then_reuses(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     # an existing preview: the flag the message names is one the command takes (it named --overwrite, and
     # took only --force)
-    assert main(argv) == 2 and "pass --overwrite to replace it" in capsys.readouterr().err
+    assert main(argv) == 2 and "pass --overwrite (overwrite=True in Python) to replace it" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0

@@ -18,7 +18,7 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.errors import SatclipError
+from satclip.errors import BadInputError, OutputExistsError, SatclipError
 from satclip.io import hub, native, original
 from satclip.io.convert import convert
 from satclip.io.safe_pickle import UntrustedCheckpointError
@@ -554,3 +554,15 @@ def test_a_trusted_checkpoint_with_namespace_hyper_parameters_loads(tmp_path):
     loaded = satclip.load(older, trust_checkpoint=True, precision="float64")
     torch.testing.assert_close(loaded.encode(points), satclip.load(source, precision="float64").encode(points),
                                rtol=0, atol=0)  # fmt: skip
+
+
+def test_python_callers_are_told_python_arguments(tmp_path):
+    """`satclip.load(…, harmonics_calculation="foo")` said the shipped model's config was invalid ("…/bluemarble-l10:
+    location_encoder.encoding is invalid"), the fault being the argument; `encoder.save` over an existing output
+    said only "pass --overwrite", a flag of the CLI."""
+    with pytest.raises(BadInputError, match=r"^harmonics_calculation='foo' is not one of \['analytic'"):
+        satclip.load("bluemarble-l10", harmonics_calculation="foo")
+    encoder = satclip.load("bluemarble-l10")
+    encoder.save(tmp_path / "saved")
+    with pytest.raises(OutputExistsError, match=r"pass --overwrite \(overwrite=True in Python\) to replace it"):
+        encoder.save(tmp_path / "saved")

@@ -559,7 +559,7 @@ def check_output(
             f"{path} is a directory; satclip writes a file there and never replaces a directory: choose a file path"
         )
     if not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{path} already exists; pass --overwrite (overwrite=True in Python) to replace it")
 
 
 #: kinds recorded for directories that today's writers publish under another kind: a Blue Marble corpus built

@@ -60,10 +60,15 @@ def with_harmonics(config: dict, harmonics_calculation: str | None, source: obje
     model when the two bases differ (see the module docstring).
 
     Raises:
-        BadInputError: the model's encoding is not spherical harmonics.
+        BadInputError: ``harmonics_calculation`` is no basis (the argument named, not the model), or the model's
+            encoding is not spherical harmonics.
     """
     if harmonics_calculation is None:
         return config
+    from ..encoding.spherical_harmonics import CALCULATIONS
+
+    if harmonics_calculation not in CALCULATIONS:
+        raise BadInputError(f"harmonics_calculation={harmonics_calculation!r} is not one of {list(CALCULATIONS)}")
     encoding = config["encoding"]
     if encoding["name"] != "sphericalharmonics":
         raise BadInputError(
