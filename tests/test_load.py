@@ -566,3 +566,11 @@ def test_python_callers_are_told_python_arguments(tmp_path):
     encoder.save(tmp_path / "saved")
     with pytest.raises(OutputExistsError, match=r"pass --overwrite \(overwrite=True in Python\) to replace it"):
         encoder.save(tmp_path / "saved")
+
+
+def test_the_package_docstring_example_runs_offline():
+    """`help(satclip)`'s example loaded a released checkpoint, which fails offline at once; it loads the shipped
+    model now, and runs as written."""
+    import doctest
+
+    assert doctest.testmod(satclip, verbose=False).failed == 0

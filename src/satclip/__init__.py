@@ -1,7 +1,7 @@
 """satclip: global location embeddings learned from satellite imagery (SatCLIP).
 
 >>> import satclip, torch
->>> encoder = satclip.load("satclip-resnet18-l10")          # or a .ckpt path / model directory
+>>> encoder = satclip.load("bluemarble-l10")   # shipped, offline; or a released name, .ckpt or model directory
 >>> encoder.encode(torch.tensor([[13.40, 52.52]])).shape      # (lon, lat) in degrees
 torch.Size([1, 256])
 

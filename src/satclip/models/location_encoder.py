@@ -224,7 +224,7 @@ class LocationEncoder(nn.Module):
     @property
     def feature_dtype(self) -> torch.dtype:
         """The dtype coordinates are given to the positional encoding in by :meth:`encode`: float64 for
-        float64 models and for encodings that only work in float64 (``"analytic"`` harmonics), else the
+        float64 models and for encodings that only work in float64 (``"analytic-original"`` harmonics), else the
         network's dtype."""
         if self.dtype == torch.float64 or getattr(self.posenc, "needs_float64", False):
             return torch.float64
