@@ -136,6 +136,19 @@ def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monk
         locate(model, patch, grid_size=100_000_000)
 
 
+def test_a_grid_too_large_is_refused_before_the_model_and_image_are_loaded(tmp_path, capsys):
+    """--grid-size was checked only once the model and the image had been loaded (their errors came first), while
+    --grid and --truth were checked at once."""
+    junk = tmp_path / "junk.tif"
+    junk.write_text("not an image\n")
+    argv = ["locate", str(junk), "--model", str(tmp_path / "no-model"), "--grid-size", "20000000"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("satclip: error: a grid of 20,000,000 candidates is more than locate makes") and (
+        len(err.splitlines()) == 1
+    )
+
+
 def test_locate_with_explicit_candidates_and_batches(model, patch, caplog):
     candidates = np.array([[-68.2091418648589, -54.18078401057424], [0.0, 0.0], [100.0, 45.0]])
     result = locate(model, torch.stack([patch, patch]), k=10, grid=candidates)

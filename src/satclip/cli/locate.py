@@ -48,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import BadInputError
     from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..io.load import load_model
-    from ..models.locate import GRIDS, load_image, locate
+    from ..models.locate import GRIDS, check_grid_size, load_image, locate
     from ..retrieval.geo import great_circle_km
 
     try:  # before loading the model and image
         GRIDS.get(args.grid)
     except KeyError as err:
         raise BadInputError(f"--grid: {err.args[0]}") from None
+    check_grid_size(args.grid_size)
     if args.truth is not None:  # before loading the model
         given = np.asarray([args.truth], dtype=np.float64)
         bad = invalid_rows(given)

@@ -74,19 +74,26 @@ def _spacing_km(n: int) -> float:
     return math.sqrt(4 * math.pi * 6371.0**2 / n)
 
 
-def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_size: int) -> np.ndarray:
-    """Resolve ``grid`` (a name in :data:`GRIDS`, a callable ``n → (n, 2)`` or an array) to ``(N, 2)``.
-
-    Raises:
-        BadInputError: a ``grid_size`` beyond :data:`MAX_GRID_SIZE` for a grid made here.
-    """
-    if not isinstance(grid, np.ndarray) and grid_size > MAX_GRID_SIZE:
+def check_grid_size(grid_size: int) -> None:
+    """Raise :class:`BadInputError` for a ``grid_size`` beyond :data:`MAX_GRID_SIZE` (``satclip locate`` checks it
+    before it loads the model and the image)."""
+    if grid_size > MAX_GRID_SIZE:
         raise BadInputError(
             f"a grid of {grid_size:,} candidates is more than locate makes (at most {MAX_GRID_SIZE:,}, about "
             f"{_spacing_km(MAX_GRID_SIZE):.0f} km apart; the default 10,000 are {_spacing_km(10_000):.0f} km apart): "
             "use a smaller --grid-size, or (from Python) pass your own candidate points around a region as "
             "satclip.models.locate.locate(model, images, grid=ARRAY)"
         )
+
+
+def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_size: int) -> np.ndarray:
+    """Resolve ``grid`` (a name in :data:`GRIDS`, a callable ``n → (n, 2)`` or an array) to ``(N, 2)``.
+
+    Raises:
+        BadInputError: a ``grid_size`` beyond :data:`MAX_GRID_SIZE` for a grid made here (:func:`check_grid_size`).
+    """
+    if not isinstance(grid, np.ndarray):
+        check_grid_size(grid_size)
     if isinstance(grid, str):
         points = GRIDS.get(grid)(grid_size)
     elif callable(grid):
