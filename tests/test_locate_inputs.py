@@ -210,3 +210,22 @@ def test_an_image_without_signal_is_named_by_its_file_and_judged_on_its_bands_as
     Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8)).save("grey.png")
     assert main(["locate", "grey.png", "--model", "bluemarble-l10"]) == 2
     assert _only_line(capfd).startswith("satclip: error: grey.png is constant (every value is 0.50")
+
+
+def test_a_picture_too_small_is_refused_before_its_crop_is_logged(tmp_path, monkeypatch, capfd):
+    """A 100×20 px picture logged "centre-cropping 100×20 to 32×20 for bluemarble-l10" and then was refused as too
+    small: the crop line is now said only of an image that passed every check."""
+    Image = pytest.importorskip("PIL.Image")
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (100, 20, 3), dtype=np.uint8)).save("narrow.png")
+    assert main(["locate", "narrow.png", "--model", "bluemarble-l10"]) == 2
+    assert _only_line(capfd) == (
+        "satclip: error: narrow.png is 100×20 px; bluemarble-l10 takes 32×32 px (240 km across): use a larger image"
+    )
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save("big.png")
+    assert main(["locate", "big.png", "--model", "bluemarble-l10", "--k", "1", "--grid-size", "10"]) == 0
+    assert capfd.readouterr().err.splitlines() == [
+        "big.png carries no georeference; assuming 7.5 km/px, the scale bluemarble-l10 was trained at",
+        "read the central 32×32 px of big.png's 40×48 for bluemarble-l10 (the size of its training patches)",
+    ]

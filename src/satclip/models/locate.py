@@ -301,11 +301,9 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
                 kind = f" (a {PICTURE_MODES.get(mode, mode)} picture)"
                 hint = ": save it as 8-bit RGB" + (" without transparency" if mode in ("RGBA", "LA") else "")
             raise BadInputError(f"{name} takes {wants}; {path.name} has {bands} band(s){kind}{hint}")
-        crop = expected.patch_size if expected is not None and expected.patch_size else None
-        crop = crop or (model.visual.image_size[0] if model.visual.image_size is not None else None)
-        image = torch.from_numpy(preprocess.read_rgb(path, size=crop))  # (only that window is converted)
-        if (file_shape := preprocess.image_shape(path)) != tuple(image.shape[-2:]):
-            log.info("centre-cropping %d×%d to %d×%d for %s", *file_shape, *image.shape[-2:], name)
+        size = expected.patch_size if expected is not None and expected.patch_size else None
+        size = size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
+        image = torch.from_numpy(preprocess.read_rgb(path, size=size))  # (only that window is converted)
         trained = expected.gsd_km if expected else None
     elif in_chans == 13:
         if bands not in (12, 13):
@@ -314,18 +312,14 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
                 f"{name} takes Sentinel-2 L1C GeoTIFFs with 12 (B10 missing) or 13 bands at 10 m/px, as in S2-100K; "
                 f"{path.name} has {bands} band(s){hint}"
             )
-        fixed = model.visual.image_size[0] if model.visual.image_size is not None else None
-        crop = fixed or S2_100K_PATCH_PX
-        image = torch.from_numpy(preprocess.load_sentinel2(path, size=crop))
-        if fixed is None and min(image.shape[-2:]) < MIN_S2_PX:  # (1×1 px was embedded and ranked)
+        size = model.visual.image_size[0] if model.visual.image_size is not None else None  # (a ViT's fixed input)
+        image = torch.from_numpy(preprocess.load_sentinel2(path, size=size or S2_100K_PATCH_PX))
+        if size is None and min(image.shape[-2:]) < MIN_S2_PX:  # (1×1 px was embedded and ranked)
             raise BadInputError(
                 f"{path.name} is {image.shape[-2]}×{image.shape[-1]} px; {name} takes Sentinel-2 patches of at "
                 f"least {MIN_S2_PX}×{MIN_S2_PX} px (its ResNet reduces {MIN_S2_PX} px to one; S2-100K patches are "
                 f"{S2_100K_PATCH_PX} px): use a larger image"
             )
-        if (bands_shape := preprocess.image_shape(path)) != tuple(image.shape[-2:]):
-            log.info("read the central %d×%d px of %s's %d×%d for %s (the size of its training patches)",
-                     *image.shape[-2:], path.name, *bands_shape, name)  # fmt: skip
         expected, trained = None, SENTINEL2_GSD_KM
     else:
         raise BadInputError(
@@ -341,21 +335,19 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
             f"{trained:g} km/px (e.g. gdalwarp -tr with the size in the image's units) or use a model trained at "
             f"its scale" + (f" ({_S2_MODEL_HINT} for 10 m Sentinel-2)" if in_chans == 3 and off[0] < 0.1 else "")
         )
-    size = expected.patch_size if expected is not None and expected.patch_size else None
-    size = size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
     height, width = image.shape[-2:]
+    file_shape = preprocess.image_shape(path)  # (an image larger than size is read as its central window)
     if size is not None and (height < size or width < size):
         extent = f" ({expected.extent_km:g} km across)" if expected is not None and expected.extent_km else ""
-        file_height, file_width = preprocess.image_shape(path)  # (a Sentinel-2 image is read cropped)
         raise BadInputError(
-            f"{path.name} is {file_height}×{file_width} px; {name} takes {size}×{size} px{extent}: use a larger image"
+            f"{path.name} is {file_shape[0]}×{file_shape[1]} px; {name} takes {size}×{size} px{extent}: use a larger "
+            "image"
         )
     check_images(image[None], names=[path.name])  # (named by its file, the bands as read: no inserted B10 counts)
     if trained and scale is None:  # a picture, or a GeoTIFF without CRS or geotransform
         log.info("%s carries no georeference; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
-    if size is not None and (height, width) != (size, size):
-        from ..image.preprocess import center_crop
-
-        log.info("centre-cropping %d×%d to %d×%d for %s", height, width, size, size, name)
-        image = center_crop(image, size)
+    # said once the image passed every check (a 100×20 px picture was "centre-cropped to 32×20", then refused)
+    if file_shape != (height, width):
+        log.info("read the central %d×%d px of %s's %d×%d for %s (the size of its training patches)", height, width,
+                 path.name, *file_shape, name)  # fmt: skip
     return image.contiguous()
