@@ -229,3 +229,21 @@ def test_a_picture_too_small_is_refused_before_its_crop_is_logged(tmp_path, monk
         "big.png carries no georeference; assuming 7.5 km/px, the scale bluemarble-l10 was trained at",
         "read the central 32×32 px of big.png's 40×48 for bluemarble-l10 (the size of its training patches)",
     ]
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # writing the test's GeoTIFF
+def test_nan_in_a_12_band_patch_are_counted_among_its_own_values(tmp_path, monkeypatch, capfd):
+    """The zero B10 band inserted for the model was counted: an all-NaN 12-band patch "has 786432 NaN or infinite
+    values of 851968", not that it holds only NaN, and the numbers had no thousands separators."""
+    rasterio = pytest.importorskip("rasterio")
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    monkeypatch.chdir(tmp_path)
+    bands = np.random.default_rng(3).uniform(100, 3000, (12, 64, 64)).astype(np.float32)
+    for name, data in (("nan.tif", np.full_like(bands, np.nan)), ("band.tif", np.where(
+            (np.arange(12) == 4)[:, None, None], np.nan, bands))):  # fmt: skip
+        with rasterio.open(name, "w", driver="GTiff", width=64, height=64, count=12, dtype="float32") as dst:
+            dst.write(data)
+    assert main(["locate", "nan.tif", "--model", str(ckpt)]) == 2
+    assert _only_line(capfd).startswith("satclip: error: nan.tif has only NaN or infinite values; ")
+    assert main(["locate", "band.tif", "--model", str(ckpt)]) == 2
+    assert _only_line(capfd).startswith("satclip: error: band.tif has 4,096 NaN or infinite values of 49,152; ")

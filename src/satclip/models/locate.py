@@ -141,7 +141,8 @@ def check_images(images: torch.Tensor, names: list[str] | None = None) -> None:
     """Refuse images that carry no location signal: any NaN or inf, or one value everywhere (a no-data
     patch). ``images`` is ``(B, C, H, W)``; the message names the first bad image (by ``names[row]``, e.g. its
     file, else "image ROW") and why. A 13-band image whose B10 band is all zero — the band inserted into
-    12-band Sentinel-2 patches — is constant when its other bands are: the inserted zeros carry nothing."""
+    12-band Sentinel-2 patches — is judged on its other bands: the inserted zeros carry nothing (it is constant
+    when they are, and its NaN are counted among their values)."""
     if images.ndim != 4 or images.shape[0] == 0 or images[0].numel() == 0:
         raise BadInputError(
             f"images must be a non-empty (B, C, H, W) or (C, H, W) array, got shape {tuple(images.shape)}"
@@ -151,27 +152,27 @@ def check_images(images: torch.Tensor, names: list[str] | None = None) -> None:
         return names[row] if names is not None else f"image {row}"
 
     flat = images.reshape(len(images), -1)
+    others, inserted = flat, torch.zeros(len(images), dtype=torch.bool, device=images.device)
+    if images.shape[1] == len(S2_BANDS_13):  # the values without a B10 band of zeros (inserted, not read)
+        others = torch.cat([images[:, :B10_INDEX], images[:, B10_INDEX + 1 :]], dim=1).reshape(len(images), -1)
+        inserted = (images[:, B10_INDEX] == 0).reshape(len(images), -1).all(dim=1)
     if flat.is_floating_point() or flat.is_complex():
         finite = torch.isfinite(flat)
         if not bool(finite.all()):
             row = int((~finite).any(dim=1).nonzero()[0])
-            bad = int((~finite[row]).sum())
-            size = flat.shape[1]
-            what = "only NaN or infinite values" if bad == size else f"{bad} NaN or infinite values of {size}"
+            values = others[row] if inserted[row] else flat[row]  # (an all-NaN 12-band patch had "786432 … of 851968")
+            bad, size = int((~torch.isfinite(values)).sum()), values.numel()
+            what = "only NaN or infinite values" if bad == size else f"{bad:,} NaN or infinite values of {size:,}"
             raise BadInputError(
                 f"{label(row)} has {what}; locating it needs finite pixel values (a no-data patch or a bad read?)"
             )
-    constant = (flat == flat[:, :1]).all(dim=1)
-    if images.shape[1] == len(S2_BANDS_13):
-        others = torch.cat([images[:, :B10_INDEX], images[:, B10_INDEX + 1 :]], dim=1).reshape(len(images), -1)
-        inserted = (images[:, B10_INDEX] == 0).reshape(len(images), -1).all(dim=1)
-        constant_others = inserted & (others == others[:, :1]).all(dim=1)
-        constant |= constant_others
-        flat = torch.where(constant_others[:, None], others[:, :1], flat[:, :1])
+    constant_others = inserted & (others == others[:, :1]).all(dim=1)
+    constant = (flat == flat[:, :1]).all(dim=1) | constant_others
     if bool(constant.any()):
         row = int(constant.nonzero()[0])
+        value = (others if constant_others[row] else flat)[row, 0].item()
         raise BadInputError(
-            f"{label(row)} is constant (every value is {flat[row, 0].item():g}): a no-data patch carries no location "
+            f"{label(row)} is constant (every value is {value:g}): a no-data patch carries no location "
             "signal, and every candidate would get the same score"
         )
 
