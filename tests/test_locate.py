@@ -562,6 +562,22 @@ def test_the_python_locate_refuses_unscaled_pixels_and_a_k_that_is_no_whole_numb
             locate(model, patch, k=k)
 
 
+def test_the_python_locate_names_channels_last_arrays_and_takes_read_only_ones():
+    """A (32, 32, 3) array failed as "ValueError: mosaiks takes 3-band images, got 32 bands (shape (1, 32, 32, 3))",
+    no word of channels-last; a read-only array set off torch's "non-writable tensors" UserWarning."""
+    model = satclip.load_model("bluemarble-l10")
+    picture = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    with pytest.raises(BadInputError, match=r"images of shape \(32, 32, 3\) look channels-last .*np\.moveaxis"):
+        locate(model, picture)
+    image = np.ascontiguousarray(picture.transpose(2, 0, 1))
+    expected = locate(model, image, k=2, grid_size=20)
+    image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = locate(model, image, k=2, grid_size=20)
+    np.testing.assert_array_equal(found.lonlat, expected.lonlat)
+
+
 def test_a_sentinel2_patch_too_small_for_the_resnet_is_refused(tmp_path, capsys):
     rasterio = pytest.importorskip("rasterio")
     ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")

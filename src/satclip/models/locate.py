@@ -201,11 +201,22 @@ def locate(
             ``Located.above_truth``.
 
     Raises:
-        BadInputError: an image is not finite or constant (:func:`check_images`), or a bad argument.
+        BadInputError: an image is not finite or constant (:func:`check_images`), channels-last, or a bad
+            argument.
     """
+    if isinstance(images, np.ndarray) and not images.flags.writeable:  # (torch warns of "non-writable tensors")
+        images = images.copy()
     images = torch.as_tensor(images)
+    given = tuple(images.shape)
     if images.ndim == 3:
         images = images[None]
+    in_chans = model.visual.in_chans
+    if images.ndim == 4 and images.shape[1] != in_chans and images.shape[-1] == in_chans:
+        raise BadInputError(
+            f"images of shape {given} look channels-last (…, H, W, {in_chans}); the model takes "
+            f"{in_chans}-band images as (B, C, H, W) or (C, H, W): move the bands first, e.g. "
+            "np.moveaxis(array, -1, -3) (array.transpose(2, 0, 1) for one image)"
+        )
     if not images.is_floating_point():  # (uint8 pixels 0-255 were embedded as they are: rank 1 in Australia)
         raise BadInputError(
             f"images are {str(images.dtype).removeprefix('torch.')}, not floats as the models take them: read them "
