@@ -247,3 +247,41 @@ def test_nan_in_a_12_band_patch_are_counted_among_its_own_values(tmp_path, monke
     assert _only_line(capfd).startswith("satclip: error: nan.tif has only NaN or infinite values; ")
     assert main(["locate", "band.tif", "--model", str(ckpt)]) == 2
     assert _only_line(capfd).startswith("satclip: error: band.tif has 4,096 NaN or infinite values of 49,152; ")
+
+
+def test_a_geotiff_of_more_than_rgb_is_refused_with_the_fix(tmp_path, monkeypatch, capfd):
+    """An RGBA GeoTIFF (band 4 declared alpha) was refused as "has 4 band(s)", no word of alpha, and an RGB +
+    near-infrared one the same, with no fix: the band count was checked before the file's declared layout."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.enums import ColorInterp
+    from rasterio.transform import from_origin
+
+    from satclip.errors import BadInputError
+    from satclip.image.preprocess import read_rgb
+
+    monkeypatch.chdir(tmp_path)
+    pixels = np.random.default_rng(4).integers(0, 256, (4, 32, 32), dtype=np.uint8)
+    profile = dict(driver="GTiff", width=32, height=32, count=4, dtype="uint8", crs="EPSG:4326",
+                   transform=from_origin(10, 50, 0.0675, 0.0675), photometric="MINISBLACK")  # fmt: skip
+    colours = {"rgba.tif": ["red", "green", "blue", "alpha"], "nir_first.tif": ["undefined", "red", "green", "blue"],
+               "rgbn.tif": None}  # (gray, undefined …: no colours declared)  # fmt: skip
+    for name, interp in colours.items():
+        with rasterio.open(name, "w", **profile) as dst:
+            dst.write(pixels)
+        if interp:
+            with rasterio.open(name, "r+") as dst:
+                dst.colorinterp = [ColorInterp[colour] for colour in interp]
+    wants = "bluemarble-l10 takes 3-band RGB (red, green, blue) images of 32×32 px at 7.5 km/px (240 km across)"
+    expected = {
+        "rgba.tif": "rgba.tif: band 4 is an alpha band (transparency), not imagery: drop it (gdal_translate -b 1 -b 2 "
+                    "-b 3 -mask 4 rgba.tif rgba_3bands.tif), or give the patch without it",
+        "nir_first.tif": f"{wants}; nir_first.tif has 4 band(s): keep its red, green and blue bands: gdal_translate "
+                         "-b 2 -b 3 -b 4 nir_first.tif nir_first_rgb.tif",
+        "rgbn.tif": f"{wants}; rgbn.tif has 4 band(s): keep its red, green and blue bands, e.g. gdal_translate -b 1 "
+                    "-b 2 -b 3 rgbn.tif rgbn_rgb.tif (if those are bands 1, 2, 3)",
+    }  # fmt: skip
+    for name, message in expected.items():
+        assert main(["locate", name, "--model", "bluemarble-l10"]) == 2
+        assert _only_line(capfd) == f"satclip: error: {message}"
+    with pytest.raises(BadInputError, match=r"rgbn.tif has 4 band\(s\); an RGB image has 3 .*-b 1 -b 2 -b 3 rgbn.tif"):
+        read_rgb("rgbn.tif")

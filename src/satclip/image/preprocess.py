@@ -174,9 +174,11 @@ def _check_layout(path, src) -> None:
     points instead of a grid, or more than one image."""
     alpha = [i + 1 for i, interp in enumerate(src.colorinterp) if interp.name == "alpha"]
     if alpha:
+        others = " ".join(f"-b {band}" for band in range(1, src.count + 1) if band not in alpha)
         raise BadInputError(
-            f"{path}: band {alpha[0]} is an alpha band (transparency), not imagery: drop it (e.g. gdal_translate "
-            f"with -b for each other band and -mask {alpha[0]}), or give the patch without it"
+            f"{path}: band {alpha[0]} is an alpha band (transparency), not imagery: drop it (gdal_translate {others} "
+            f"-mask {alpha[0]} {Path(path).name} {Path(path).stem}_{src.count - len(alpha)}bands.tif), or give the "
+            "patch without it"
         )
     if any(scale != 1 for scale in src.scales) or any(offset != 0 for offset in src.offsets):
         raise BadInputError(
@@ -324,7 +326,8 @@ def picture_mode(path: str | Path) -> str | None:
 
 
 def band_count(path: str | Path) -> int:
-    """Number of bands of a PNG/JPEG (an opaque alpha channel or a palette not counted) or GeoTIFF."""
+    """Number of bands of a PNG/JPEG (an opaque alpha channel or a palette not counted) or GeoTIFF (one that would
+    not be read as the imagery it holds is refused first, :func:`_check_layout`: an RGBA GeoTIFF was "4 bands")."""
     if is_picture(path):
         with _open_picture(path) as im:
             if im.mode in ("P", "PA"):
@@ -334,7 +337,20 @@ def band_count(path: str | Path) -> int:
                 bands -= 1  # an opaque alpha channel carries nothing
             return bands
     with open_geotiff(path) as src:
+        _check_layout(path, src)
         return int(src.count)
+
+
+def keep_rgb_advice(path: str | Path) -> str:
+    """How to make an RGB GeoTIFF of one with more than 3 bands (RGB and near-infrared, say): the gdal_translate
+    that keeps the bands it declares red, green and blue, or bands 1-3 where it declares none."""
+    with open_geotiff(path) as src:
+        colours = [interp.name for interp in src.colorinterp]
+    declared = all(colour in colours for colour in ("red", "green", "blue"))
+    keep = [colours.index(colour) + 1 for colour in ("red", "green", "blue")] if declared else [1, 2, 3]
+    command = f"gdal_translate {' '.join(f'-b {band}' for band in keep)} {Path(path).name} {Path(path).stem}_rgb.tif"
+    return f"keep its red, green and blue bands: {command}" if declared else (
+        f"keep its red, green and blue bands, e.g. {command} (if those are bands 1, 2, 3)")  # fmt: skip
 
 
 def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
@@ -351,7 +367,8 @@ def read_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
     """
     bands = band_count(path)
     if bands != 3:
-        raise BadInputError(f"{path} has {bands} band(s); an RGB image has 3 (red, green, blue)")
+        fix = f": {keep_rgb_advice(path)}" if bands > 3 and not is_picture(path) else ""
+        raise BadInputError(f"{path} has {bands} band(s); an RGB image has 3 (red, green, blue){fix}")
     if is_picture(path):
         with _open_picture(path) as im:
             if im.mode not in ("RGB", "RGBA", "P", "PA"):

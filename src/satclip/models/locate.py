@@ -312,6 +312,8 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
             if mode not in (None, "RGB", "P", "PA"):  # (a CMYK JPEG was "4 band(s)", no word of CMYK)
                 kind = f" (a {PICTURE_MODES.get(mode, mode)} picture)"
                 hint = ": save it as 8-bit RGB" + (" without transparency" if mode in ("RGBA", "LA") else "")
+            elif mode is None and bands > 3 and bands not in (12, 13):  # (RGB + near-infrared was "4 band(s)", no fix)
+                hint = f": {preprocess.keep_rgb_advice(path)}"
             raise BadInputError(f"{name} takes {wants}; {path.name} has {bands} band(s){kind}{hint}")
         size = expected.patch_size if expected is not None and expected.patch_size else None
         size = size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
