@@ -285,3 +285,28 @@ def test_a_geotiff_of_more_than_rgb_is_refused_with_the_fix(tmp_path, monkeypatc
         assert _only_line(capfd) == f"satclip: error: {message}"
     with pytest.raises(BadInputError, match=r"rgbn.tif has 4 band\(s\); an RGB image has 3 .*-b 1 -b 2 -b 3 rgbn.tif"):
         read_rgb("rgbn.tif")
+
+
+def test_a_picture_named_like_a_geotiff_or_a_geotiff_cut_in_its_header_is_named(tmp_path, monkeypatch, capfd):
+    """A PNG or JPEG named .tif was "not a GeoTIFF (GDAL cannot open it as one)", no word of renaming it (a TIFF
+    named .png got one), and so was a GeoTIFF cut within its header, no word of truncation."""
+    rasterio = pytest.importorskip("rasterio")
+    Image = pytest.importorskip("PIL.Image")
+    monkeypatch.chdir(tmp_path)
+    pixels = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save("png.tif", format="PNG")
+    Image.fromarray(pixels).save("jpeg.tif", format="JPEG")
+    with rasterio.open("whole.tif", "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=rasterio.transform.Affine(0.0675, 0, 10, 0, -0.0675, 50)) as dst:
+        dst.write(np.moveaxis(pixels, -1, 0))  # fmt: skip
+    (tmp_path / "head.tif").write_bytes((tmp_path / "whole.tif").read_bytes()[:16])
+    for name, expected in (("png.tif", "png.tif is a PNG file named .tif: rename it to .png to read it as a picture"),
+                           ("jpeg.tif", "jpeg.tif is a JPEG file named .tif: rename it to .jpg to read it as a "
+                                        "picture")):  # fmt: skip
+        assert main(["locate", name, "--model", "bluemarble-l10"]) == 2
+        assert _only_line(capfd) == f"satclip: error: {expected}"
+    assert main(["locate", "head.tif", "--model", "bluemarble-l10"]) == 2
+    line = _only_line(capfd)
+    assert line.startswith("satclip: error: head.tif is a TIFF file GDAL cannot open (") and line.endswith(
+        "): is the GeoTIFF truncated or damaged?"
+    )

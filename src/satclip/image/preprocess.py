@@ -62,6 +62,27 @@ def sentinel2_reflectance(array: np.ndarray) -> np.ndarray:
 
 #: what satclip locate reads (with the functions below), named when a file is none of it
 IMAGE_KINDS = "PNG or JPEG pictures (.png, .jpg, .jpeg) and GeoTIFFs (any other name)"
+#: a file's first bytes → its format, told apart before a reader that would misname it is tried
+_SIGNATURES = {b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"II+\x00": "TIFF", b"MM\x00+": "TIFF",
+               b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}  # fmt: skip
+#: the suffix under which satclip locate reads each format
+_SUFFIX = {"TIFF": ".tif", "PNG": ".png", "JPEG": ".jpg"}
+
+
+def _file_format(path: str | Path) -> str | None:
+    """"TIFF", "PNG" or "JPEG" by the file's first bytes, None for anything else."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def _misnamed(path: str | Path, kind: str) -> BadInputError:
+    """The error for a file of format ``kind`` under a name that satclip reads as another format."""
+    read_as = "a GeoTIFF" if kind == "TIFF" else "a picture"
+    return BadInputError(
+        f"{path} is a {kind} file named {Path(path).suffix or 'without a suffix'}: rename it to {_SUFFIX[kind]} to "
+        f"read it as {read_as}"
+    )
 
 
 @contextlib.contextmanager
@@ -106,6 +127,14 @@ def open_geotiff(path: str | Path) -> Iterator:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 src = rasterio.open(path, driver="GTiff")
         except RasterioIOError as err:
+            kind = _file_format(path)
+            if kind in ("PNG", "JPEG"):  # (it was "not a GeoTIFF", no word of what it is)
+                raise _misnamed(path, kind) from err
+            if kind == "TIFF":  # (a GeoTIFF cut within its header was "not a GeoTIFF")
+                reason = str(err).removeprefix(f"{path}: ").rstrip(".")
+                raise BadInputError(
+                    f"{path} is a TIFF file GDAL cannot open ({reason}): is the GeoTIFF truncated or damaged?"
+                ) from err
             raise BadInputError(
                 f"{path} is not a GeoTIFF (GDAL cannot open it as one); satclip locate reads {IMAGE_KINDS}"
             ) from err
@@ -272,12 +301,8 @@ def _open_picture(path: str | Path) -> Iterator:
         BadInputError: not a picture Pillow knows, or one that cannot be decoded to the end (truncated, damaged).
     """
     pil_image = require("PIL.Image", "eval", "reading PNG/JPEG images")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # (Pillow's TIFF reader prints to stderr)
-        raise BadInputError(
-            f"{path} is a TIFF file named {Path(path).suffix}: rename it to .tif to read it as a GeoTIFF"
-        )
+    if _file_format(path) == "TIFF":  # (Pillow's TIFF reader prints to stderr)
+        raise _misnamed(path, "TIFF")
     try:
         with warnings.catch_warnings():  # (Pillow only warns between its limit and twice that: refused alike)
             warnings.simplefilter("error", pil_image.DecompressionBombWarning)
