@@ -348,6 +348,30 @@ def test_an_image_already_scaled_to_reflectance_is_refused(tmp_path):
         preprocess.load_sentinel2(scaled)
 
 
+def test_negative_sentinel2_values_are_refused(tmp_path, capsys):
+    """An int16 patch with a block of -5000 (a fill value, or another product than L1C) was embedded without a
+    word, as reflectance -0.5: no L1C digital number is negative."""
+    rasterio = pytest.importorskip("rasterio")
+    tif = require(S2_EXAMPLES / "images" / PATCH)
+    with rasterio.open(tif) as src:
+        profile, data = src.profile, src.read()
+    profile.update(dtype="int16")
+    signed = data.astype(np.int16)
+    with rasterio.open(tmp_path / "signed.tif", "w", **profile) as dst:
+        dst.write(signed)
+    assert preprocess.load_sentinel2(tmp_path / "signed.tif").shape == (13, 256, 256)  # int16 itself is fine
+    signed[:, :64] = -5000
+    with rasterio.open(tmp_path / "filled.tif", "w", **profile) as dst:
+        dst.write(signed)
+    ckpt = REFERENCE / "satclip-resnet18-l10.ckpt"
+    assert main(["locate", str(tmp_path / "filled.tif"), "--model", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "filled.tif holds 196,608 negative values of 786,432 (down to -5000); " \
+        "SatCLIP's Sentinel-2 encoders take L1C digital numbers (0 to 10,000 and more, never negative)" in err
+    assert err.rstrip().endswith("declare the fill value nodata (gdal_edit.py -a_nodata VALUE) or rescale the file "
+                                 "to L1C digital numbers")  # fmt: skip
+
+
 def test_sentinel2_scenes_are_read_as_their_central_patch_and_nodata_is_refused(tmp_path, capsys):
     """A whole scene went through the ResNet at full size (1 GB at 2048² px, out of memory for a tile), and
     pixels of the declared nodata value entered the model as dark ground."""

@@ -462,7 +462,8 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
 
     Raises:
         BadInputError: another band count; pixels of the file's declared nodata value (they would enter the
-            model as reflectance); float values that are reflectance already (they would be divided again).
+            model as reflectance); negative values (no L1C digital number is); float values that are reflectance
+            already (they would be divided again).
     """
     array, gaps = _read_central(path, size, sentinel2=True)
     if array.shape[0] not in (12, 13):
@@ -475,6 +476,14 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
         raise BadInputError(
             f"{path} holds 8-bit values, which cannot be Sentinel-2 L1C digital numbers (reflectance × "
             f"{REFLECTANCE_SCALE:g}, up to 10,000 and more): give the L1C file (uint16, as S2-100K stores them)"
+        )
+    negative = int(np.count_nonzero(array < 0))
+    if negative:  # (an int16 block of -5000 was embedded as reflectance -0.5)
+        raise BadInputError(
+            f"{path} holds {negative:,} negative values of {array.size:,} (down to {np.nanmin(array):g}); SatCLIP's "
+            "Sentinel-2 encoders take L1C digital numbers (0 to 10,000 and more, never negative), so these are "
+            "another product's (a radiometric offset applied?) or a fill value: declare the fill value nodata "
+            "(gdal_edit.py -a_nodata VALUE) or rescale the file to L1C digital numbers"
         )
     if np.issubdtype(array.dtype, np.floating):
         top = float(np.nanmax(array)) if np.isfinite(array).any() else 0.0
