@@ -160,6 +160,11 @@ def test_locate_with_explicit_candidates_and_batches(model, patch, caplog):
         locate(model, patch, k=0, grid=candidates)
 
 
+def _truth_line(lines: list[str]) -> str:
+    """The line of ``satclip locate``'s output that ranks the true location (after the table and its note)."""
+    return next(line for line in lines if line.startswith("true location"))
+
+
 def test_locate_cli(model, capsys):
     pytest.importorskip("rasterio")
     tif = require(S2_EXAMPLES / "images" / PATCH)
@@ -172,7 +177,7 @@ def test_locate_cli(model, capsys):
     assert [r[0] for r in rows] == ["1", "2", "3"]
     truth = r"true location \(lon -68.2091, lat -54.1808\): (\d+) of the 500 candidates score higher \((.*) %\): " \
             r"it would rank (\d+)"
-    found = re.fullmatch(truth, lines[5])
+    found = re.fullmatch(truth, _truth_line(lines))
     higher = int(found[1])
     assert found[2] == f"{100 * higher / 500:.1f}" and int(found[3]) == higher + 1
     # every candidate above it: 'rank 2 of 1 candidates (top 2e+02 %)' was printed; --truth: 'km to truth'
@@ -180,7 +185,7 @@ def test_locate_cli(model, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[-3:] == ["km", "to", "truth"]
     assert re.fullmatch(r"true location .*: [01] of the 1 candidates score higher \((0\.0|100\.0) %\): it would "
-                        r"rank [12]", lines[-1])  # fmt: skip
+                        r"rank [12]", _truth_line(lines))  # fmt: skip
     expected = locate(model, preprocess.load_sentinel2(tif), k=3, grid_size=500).rows(0)
     for row, (lon, lat, score) in zip(rows, expected, strict=True):
         assert float(row[1]) == pytest.approx(lon, abs=1e-4) and float(row[2]) == pytest.approx(lat, abs=1e-4)
@@ -245,7 +250,7 @@ def _png(path, pixels):
 def _rank(capsys, *argv) -> int:
     """Run ``satclip locate`` and return the printed rank of the true location (of 10,000 candidates)."""
     assert main(["locate", *map(str, argv), "--model", "bluemarble-l10"]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    last = _truth_line(capsys.readouterr().out.strip().splitlines())
     match = re.fullmatch(r"true location \(lon .*, lat .*\): [\d,]+ of the 10,000 candidates score higher "
                          r"\(.* %\): it would rank ([\d,]+)", last)  # fmt: skip
     assert match, last
@@ -621,3 +626,28 @@ def test_a_small_share_of_candidates_above_the_truth_is_not_printed_as_none():
 
     assert [_percent(1, 10_000), _percent(2_461, 10_000_000), _percent(0, 500), _percent(123, 1_000)] == [
         "0.01 %", "0.025 %", "0.0 %", "12.3 %"]  # fmt: skip
+
+
+def test_candidates_outside_the_training_footprint_are_marked_or_left_out(tmp_path, capsys):
+    """README said locate reads the model's training footprint; it ranked the whole globe without a word: a bright
+    picture's top candidates were open South Atlantic, where bluemarble-l10 saw no image. Each candidate outside
+    is marked now, with a note, and --within-footprint ranks only the candidates inside."""
+    from satclip.models.provenance import training_footprint
+
+    Image = pytest.importorskip("PIL.Image")
+    pixels = (240 + np.random.default_rng(0).integers(0, 15, (32, 32, 3))).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "bright.png")
+    footprint = training_footprint(satclip.load_model("bluemarble-l10"))
+    shown = {}
+    for within in (False, True):
+        argv = ["locate", str(tmp_path / "bright.png"), "--model", "bluemarble-l10", "--k", "20"]
+        assert main(argv + ["--within-footprint"] * within) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        rows = [line.split() for line in lines[1:21]]
+        points = np.array([[float(row[1]), float(row[2])] for row in rows])
+        marked = np.array([row[-1] == "*" for row in rows])
+        np.testing.assert_array_equal(marked, ~footprint.contains(points))
+        note = "outside the model's training footprint (land north of 60°S), where it saw no images"
+        assert (note in lines[-1]) == marked.any()
+        shown[within] = marked
+    assert shown[False].any() and not shown[True].any()  # (this picture's best matches are at sea)

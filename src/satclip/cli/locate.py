@@ -16,8 +16,11 @@ def add_parser(subparsers) -> None:
             "Fibonacci grid over the globe). The released models (satclip-resnet18-l10 …) take Sentinel-2 L1C "
             "GeoTIFFs with 12 or 13 bands at 10 m/px, as in S2-100K; the shipped bluemarble-l10/-l40 take RGB "
             "images (PNG, JPEG or a 3-band GeoTIFF) of 32×32 px at 7.5 km/px (larger ones are centre-cropped). "
-            "When the true location is known (a GeoTIFF's centre, or --truth), its rank among the candidates "
-            "is printed too. GeoTIFFs need rasterio (pip install 'satclip[data]'), pictures Pillow."
+            "The score is the cosine similarity of the image's and the location's embeddings (-1 to 1). A "
+            "candidate outside the model's training footprint (land north of 60°S for the bluemarble models; land "
+            "assumed for a model that records none) is marked, or left out with --within-footprint. When the true "
+            "location is known (a GeoTIFF's centre, or --truth), its rank among the candidates is printed too. "
+            "GeoTIFFs need rasterio (pip install 'satclip[data]'), pictures Pillow."
         ),
     )
     parser.add_argument(
@@ -33,6 +36,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--truth", type=float, nargs=2, metavar=("LON", "LAT"),
         help="where the image really is (degrees): print its rank among the candidates (default: a GeoTIFF's centre)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--within-footprint", action="store_true",
+        help="rank only the grid points inside the model's training footprint (where it saw images)",
     )  # fmt: skip
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         truth = geotiff_center_lonlat(args.image)
         if truth is not None:
             print(f"image centre (from the GeoTIFF): lon {truth[0]:.4f}, lat {truth[1]:.4f}")
-    result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth)
+    result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth,
+                    within_footprint=args.within_footprint)  # fmt: skip
     width = max(4, len(str(args.k)))  # (rank 10000 of --k 20000 stood a column off the others)
     header = f"{'rank':>{width}}  {'lon':>9}  {'lat':>8}  {'score':>7}"
     if truth is not None:
@@ -79,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         line = f"{rank:>{width}}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
         if truth is not None:
             line += f"  {float(great_circle_km((lon, lat), truth)):>12.0f}"
-        print(line)
+        print(line + ("  *" if result.outside[0, rank - 1] else ""))
+    if result.outside[0].any():  # (open ocean ranked first, as if the model knew it)
+        print(f"* outside the model's training footprint ({result.footprint}), where it saw no images: "
+              "--within-footprint ranks only the candidates inside it")
     if result.above_truth is not None:  # the true location is not a candidate: its rank among them
         higher = round(float(result.above_truth[0]) * result.candidates)
         print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): {higher:,} of the {result.candidates:,} "

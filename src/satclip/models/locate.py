@@ -25,6 +25,7 @@ from ..errors import BadInputError
 from ..image.preprocess import B10_INDEX, S2_BANDS_13
 from ..registry import Registry
 from .clip import SatCLIP
+from .provenance import training_footprint
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ class Located:
     scores: np.ndarray
     above_truth: np.ndarray | None = None
     candidates: int = 0
+    #: ``(B, k)`` bool: the candidate lies outside the model's training footprint (where it saw no images)
+    outside: np.ndarray | None = None
+    #: what the model's training footprint is (``"land north of 60°S"``), as :attr:`outside` and the candidates
+    #: kept by ``within_footprint`` judge it
+    footprint: str = ""
 
     def rows(self, index: int = 0) -> list[tuple[float, float, float]]:
         """``[(lon, lat, score), …]`` of image ``index``, best first."""
@@ -187,6 +193,7 @@ def locate(
     grid_size: int = 10_000,
     candidates: torch.Tensor | None = None,
     truth: np.ndarray | None = None,
+    within_footprint: bool = False,
 ) -> Located:
     """The ``k`` candidate locations most similar to each image.
 
@@ -199,6 +206,9 @@ def locate(
         candidates: precomputed :func:`embed_candidates` of those points, to reuse across calls.
         truth: ``(B, 2)`` or ``(2,)`` (lon, lat) where the images really are, if known: sets
             ``Located.above_truth``.
+        within_footprint: rank only the grid's points inside the model's training footprint
+            (:func:`satclip.models.provenance.training_footprint`; not applied to an array ``grid``, which is ranked
+            as given). Either way ``Located.outside`` marks the candidates outside it.
 
     Raises:
         BadInputError: an image is not finite or constant (:func:`check_images`), channels-last, or a bad
@@ -223,7 +233,13 @@ def locate(
             "with satclip.image.preprocess.read_rgb (RGB / 255) or load_sentinel2 (Sentinel-2 reflectance)"
         )
     check_images(images)
+    footprint = training_footprint(model)
     points = candidate_points(grid, grid_size)
+    if within_footprint and not isinstance(grid, np.ndarray):
+        points = points[footprint.contains(points)]
+        if not len(points):
+            raise BadInputError(f"none of the {grid_size:,} grid points lies inside the model's training footprint "
+                                f"({footprint.describe()}): use a larger grid")  # fmt: skip
     if candidates is not None and len(candidates) != len(points):
         raise ValueError(f"{len(candidates)} candidate embeddings for {len(points)} points")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:  # (2.7 was 2, True 1)
@@ -265,8 +281,10 @@ def locate(
             scores, pick = merged.topk(min(k, merged.shape[1]), dim=1)
             index = torch.cat([index, where + lo], dim=1).gather(1, pick)
     above = (higher / len(points)).cpu().numpy() if own is not None else None
-    return Located(lonlat=points[index.cpu().numpy()], scores=scores.cpu().numpy(), above_truth=above,
-                   candidates=len(points))  # fmt: skip
+    best = points[index.cpu().numpy()]
+    outside = ~footprint.contains(best).reshape(best.shape[:2])
+    return Located(lonlat=best, scores=scores.cpu().numpy(), above_truth=above, candidates=len(points),
+                   outside=outside, footprint=footprint.describe())  # fmt: skip
 
 
 def _model_name(model, name: str | None) -> str:
