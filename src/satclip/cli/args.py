@@ -204,7 +204,7 @@ def record_given(parser: argparse.ArgumentParser, dests) -> None:
 
 
 def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
-    """``--harmonics``: override the model's spherical-harmonics algorithm (embed, map)."""
+    """``--harmonics``: override the model's spherical-harmonics algorithm (embed, map, locate)."""
     parser.add_argument(
         "--harmonics", choices=["analytic", "analytic-original", "analytic-stable", "closed-form"],
         help="override the model's spherical-harmonics algorithm (analytic-original: the original's own float64 "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import device, existing_file, positive_int
+from .args import add_harmonics_option, device, existing_file, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -41,6 +41,7 @@ def add_parser(subparsers) -> None:
         "--within-footprint", action="store_true",
         help="rank only the grid points inside the model's training footprint (where it saw images)",
     )  # fmt: skip
+    add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.set_defaults(func=run)
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         if bad.any():
             raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g} is not a location. "
                                 f"{valid_range_advice(given, bad)}")  # fmt: skip
-    model = load_model(args.model, device=args.device, trust_checkpoint=args.trust_checkpoint)
+    model = load_model(args.model, device=args.device, harmonics_calculation=args.harmonics,
+                       trust_checkpoint=args.trust_checkpoint)  # fmt: skip
     image = load_image(model, args.image, name=Path(str(args.model)).name)
     truth = tuple(args.truth) if args.truth else None
     if truth is None and not is_picture(args.image):
