@@ -947,3 +947,16 @@ def test_a_geojson_file_in_another_crs_is_reprojected_as_a_geopackage_is(tmp_pat
     np.testing.assert_allclose(np.stack(table["embedding"]), reference(model, np.array([[13.4, 52.5]])), rtol=0,
                                atol=1e-5)  # fmt: skip
     assert table["site"].tolist() == ["a"] and "reprojected to EPSG:4326" in capsys.readouterr().err
+
+
+def test_the_folders_an_output_path_lacked_are_said(model, points, tmp_path, capsys):
+    """`-o results/typo/out.parquet` made `results/typo/` without a word (a typo in a path went unnoticed); a
+    failed run takes them back and says nothing of them."""
+    points.to_csv(tmp_path / "points.csv", index=False)
+    argv = ["embed", str(tmp_path / "points.csv"), "--model", str(model)]
+    assert main([*argv, "-o", str(tmp_path / "results" / "typo" / "out.parquet")]) == 0
+    assert f"created {tmp_path / 'results' / 'typo'}, which did not exist" in capsys.readouterr().err
+    assert main([*argv, "-o", str(tmp_path / "results" / "typo" / "again.parquet")]) == 0
+    assert "which did not exist" not in capsys.readouterr().err
+    assert main([*argv, "-o", str(tmp_path / "new" / "out.parquet"), "--lon-col", "nothing"]) == 2
+    assert "which did not exist" not in capsys.readouterr().err and not (tmp_path / "new").exists()

@@ -124,6 +124,18 @@ def removed_if_left_empty() -> Iterator[None]:
         raise
 
 
+def created_folders() -> list[Path]:
+    """The missing folders of output paths this command created (that still exist), deepest ones only: a typo in
+    an output path made them without a word. Not those within satclip's outputs or its cache, which it lays out."""
+    try:
+        cache = cache_dir().resolve()
+    except Exception:  # (no home directory: no cache either)
+        cache = None
+    made = [d for d in _CREATED if d.is_dir() and not any(is_owned(a) for a in (d, *d.parents))
+            and not (cache is not None and (d.resolve() == cache or cache in d.resolve().parents))]  # fmt: skip
+    return [d for d in made if not any(other != d and d in other.parents for other in made)]
+
+
 def forget_created() -> None:
     """Start a new command: the directories created (or marked) so far are kept whatever happens next, and no work
     is recorded kept (:func:`keep_work`)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import re
 import signal
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     with cli_logging(args.verbose), _sigterm_interrupts():
         try:
             code = int(args.func(args) or 0)
+            for folder in safe_output.created_folders():  # (a typo in an output path made folders without a word)
+                logging.getLogger(__name__).info("created %s, which did not exist", folder)
         except KeyboardInterrupt:
             safe_output.remove_created_if_empty()
             if debug:
