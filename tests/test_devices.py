@@ -31,3 +31,10 @@ def test_training_on_an_accelerator_this_machine_lacks(tmp_path):
     with pytest.raises(BadInputError, match="trainer.accelerator='gpu', but this machine has no cuda device"):
         fit(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_meta_device_is_refused_for_what_it_is():
+    """`device="meta"` was refused as "no meta device on this machine": every machine has it, and it holds no
+    values to compute with."""
+    with pytest.raises(BadInputError, match=r"^'meta' holds no values \(shapes only\), so nothing can be computed"):
+        satclip.load("bluemarble-l10", device="meta")

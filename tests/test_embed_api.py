@@ -393,3 +393,16 @@ def test_xarray_points_are_read_by_their_names(encoder, lonlat):
     unnamed = xr.DataArray(lonlat, dims=("point", "coord"), coords={"coord": ["a", "b"]})
     np.testing.assert_array_equal(satclip.embed(unnamed, model=encoder, lon_col="a", lat_col="b"), expected)
     np.testing.assert_array_equal(satclip.embed(xr.DataArray(lonlat), model=encoder), expected)  # (no labels: by place)
+
+
+@pytest.mark.parametrize(("dtype", "step"), [(torch.float16, "0.125"), (torch.bfloat16, "1.0")])
+def test_16_bit_coordinates_are_said_to_be_rounded(encoder, dtype, step):
+    """float16 and bfloat16 coordinates were taken without a word: rounded to 0.125° and 1° steps before satclip
+    saw them (embeddings 0.06 and 0.18 off the float64 points')."""
+    points = torch.tensor([[170.3, -45.7], [13.4, 52.5]], dtype=dtype)
+    with pytest.warns(UserWarning, match=rf"points are {str(dtype)[6:]}, which holds coordinates to steps of up to "
+                                         rf"{step}°.*pass float32 or float64 coordinates") as said:  # fmt: skip
+        encoder.encode(points)
+    assert said[0].filename == __file__  # (the user's line, not satclip's)
+    with pytest.warns(UserWarning, match="pass float32 or float64 coordinates"):
+        satclip.embed(points.float().numpy().astype(np.float16), model=encoder)

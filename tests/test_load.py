@@ -483,8 +483,9 @@ def test_the_gradient_path_says_what_it_takes_and_encode_says_it_has_none():
                                             r"torch\.as_tensor\(points\), or use \.encode\(points\)"):  # fmt: skip
         encoder(np.array([[13.4, 52.5]]))
     points = torch.tensor([[13.4, 52.5]], requires_grad=True)
-    with pytest.warns(UserWarning, match=r"encode computes no gradients .* call the encoder itself"):
+    with pytest.warns(UserWarning, match=r"encode computes no gradients .* call the encoder itself") as said:
         assert not encoder.encode(points).requires_grad
+    assert said[0].filename == __file__  # (the caller's line: it named torch/utils/_contextlib.py)
     encoder(points).sum().backward()  # (the path for gradients)
     assert points.grad is not None and torch.isfinite(points.grad).all()
 

@@ -57,3 +57,19 @@ class ResumeMismatchError(ResumeError, BadInputError):
 
 class ExportError(SatclipError, RuntimeError):
     """A model that an export format cannot hold, or whose exported graph does not reproduce it."""
+
+
+def warn_caller(message: str) -> None:
+    """``warnings.warn(message)`` (a UserWarning) naming the first line outside satclip and torch's wrappers: the
+    user's call, however deep in satclip it is said (a fixed ``stacklevel`` named ``torch/utils/_contextlib.py``
+    where a ``no_grad`` method said it). Python shows it once per such line."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(package)
+                                 or f"{os.sep}torch{os.sep}" in frame.f_code.co_filename):  # fmt: skip
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level + 1)

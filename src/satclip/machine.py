@@ -117,6 +117,9 @@ def check_device(device) -> None:
         raise BadInputError(f"{device!r} is not a torch device; use one of: {', '.join(available_devices())}") from None
     if parsed.type == "cpu":
         return
+    if parsed.type == "meta":  # (it said "no meta device on this machine")
+        raise BadInputError(f"{str(device)!r} holds no values (shapes only), so nothing can be computed on it; use one "
+                            f"of: {', '.join(available_devices())}")  # fmt: skip
     backend = getattr(torch.backends, "mps", None) if parsed.type == "mps" else getattr(torch, parsed.type, None)
     if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
         raise BadInputError(

@@ -7,7 +7,6 @@ import hashlib
 import inspect
 import numbers
 import os
-import warnings
 from collections.abc import Mapping
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from .. import encoding as _encoding
 from .. import networks as _nn
 from ..encoding.points import as_lonlat
-from ..errors import BadInputError
+from ..errors import BadInputError, warn_caller
 from ..networks.registry import WEIGHTS_FIX
 
 CPU_BATCH, LARGE_BATCH = 4096, 65536
@@ -291,8 +290,8 @@ class LocationEncoder(nn.Module):
 
         check_batch_size(batch_size)
         if isinstance(points, torch.Tensor) and points.requires_grad:  # (the result had none, without a word)
-            warnings.warn("encode computes no gradients (its result does not require grad): call the encoder itself, "
-                          "encoder(lonlat), for gradients with respect to the points or the weights", stacklevel=2)
+            warn_caller("encode computes no gradients (its result does not require grad): call the encoder itself, "
+                        "encoder(lonlat), for gradients with respect to the points or the weights")
         lonlat = as_lonlat(points, dtype=torch.float64, device=weights_device(self))
         return fused.encode_points(in_eval_mode(self), lonlat, _precision.for_encoder(self, precision), batch_size)
 
