@@ -137,3 +137,33 @@ def test_the_python_api_takes_the_lock_before_rewriting_rows(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="satclip.eval.runner"):
         evaluate(config, out)
     assert _warnings(caplog) == []
+
+
+def test_records_of_another_model_under_the_same_name_are_replaced(tmp_path, caplog):
+    """Evaluating a model retrained in place (same directory, so the same encoder name) appended its folds to
+    rows.jsonl beside the old model's, under the same task, encoder, probe and fold names: two records of each
+    fold, one of a model no longer there. The rerun replaces them; records of other folds stay."""
+    import torch
+
+    import satclip
+
+    from .test_embed_api import CONFIG
+
+    model = tmp_path / "mine"
+    torch.manual_seed(0)
+    satclip.LocationEncoder.from_config(CONFIG).save(model)
+    argv = [*EVALUATE[:2], f"wrap,{model}", *EVALUATE[3:], "--out", str(tmp_path / "ev")]
+    assert main(argv) == 0
+    rows = tmp_path / "ev" / "rows.jsonl"
+    before = [json.loads(line) for line in rows.read_bytes().splitlines()]
+    torch.manual_seed(1)  # retrained: another model in the same place
+    satclip.LocationEncoder.from_config(CONFIG).save(model, overwrite=True)
+    with caplog.at_level(logging.INFO, logger="satclip.eval.runner"):
+        assert main(argv) == 0
+    after = [json.loads(line) for line in rows.read_bytes().splitlines()]
+    assert len(after) == len(before) == 6
+    assert [r for r in after if r["encoder"] == "wrap"] == [r for r in before if r["encoder"] == "wrap"]
+    mine = [r for r in after if r["encoder"] != "wrap"]
+    assert len(mine) == 3 and not {r["key"] for r in mine} & {r["key"] for r in before}
+    assert "3 record(s) of folds this run evaluates under other settings or another model of the same name are " \
+           "replaced" in caplog.text  # fmt: skip

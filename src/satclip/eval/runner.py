@@ -295,7 +295,7 @@ def _check_rows_file(path: Path) -> None:
 def _read_rows(path: Path) -> dict[str, dict]:
     """The finished folds recorded in ``path`` (``rows.jsonl``) by their key. A line that is no fold record is
     skipped, its fold fitted again: silently when it is the last one, cut short by an interruption (no end of
-    line yet), else with one warning naming the file and the count (:func:`_drop_damaged_rows` then removes
+    line yet), else with one warning naming the file and the count (:func:`_rewrite_rows` then removes
     it from the file, so that the next run does not warn again)."""
     _check_rows_file(path)
     if not path.is_file():
@@ -307,14 +307,14 @@ def _read_rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def _drop_damaged_rows(out: Path) -> None:
+def _rewrite_rows(out: Path, current: dict[tuple, str]) -> None:
     """Rewrite ``out/rows.jsonl`` without its lines that are no fold record (damaged, or cut short by an
-    interruption), if it has any: they were skipped and warned about once (:func:`_read_rows`), and their
-    folds are being fitted again, so a later run has nothing to warn about. The fold records keep their order
-    and bytes; the file is replaced atomically, keeping its permissions (a stop here leaves the old file or
-    the new one, never fewer fold records). Only in satclip's own evaluation directory ``out``, by a run that
-    holds its lock (:func:`safe_output.exclusive`): another run appending meanwhile would write into the file
-    replaced."""
+    interruption: skipped and warned about once, :func:`_read_rows`) and without the records this run supersedes:
+    of a fold ``current`` names by ``(task, encoder, protocol, probe, fold)``, under another key (an encoder of that
+    name that is another model now, other options), which stayed beside the new ones under the same names. The
+    records kept keep their order and bytes; the file is replaced atomically, keeping its permissions (a stop here
+    leaves the old file or the new one). Only in satclip's own evaluation directory ``out``, by a run that holds
+    its lock (:func:`safe_output.exclusive`): another run appending meanwhile would write into the file replaced."""
     path = out / ROWS_FILE
     if not safe_output.is_owned(out):  # (evaluate_tasks has made it satclip's: never a file of someone else's)
         return
@@ -323,9 +323,22 @@ def _drop_damaged_rows(out: Path) -> None:
         return
     data = path.read_bytes()  # (read again: the file as it is under the lock, not as it was read before it)
     _, good, _ = _scan_rows(data)
-    if len(good) == sum(1 for line in data.split(b"\n") if line.strip()):  # (all fold records: nothing to drop)
+    kept = []
+    for line in good:
+        row = _row(line)
+        if current.get(_fold_name(row), row["key"]) == row["key"]:
+            kept.append(line)
+    if len(kept) == sum(1 for line in data.split(b"\n") if line.strip()):  # (nothing to drop)
         return
-    safe_output.write_bytes(path, b"".join(line + b"\n" for line in good))
+    if len(kept) < len(good):
+        log.info("%s: %d record(s) of folds this run evaluates under other settings or another model of the same "
+                 "name are replaced", path, len(good) - len(kept))  # fmt: skip
+    safe_output.write_bytes(path, b"".join(line + b"\n" for line in kept))
+
+
+def _fold_name(row: dict) -> tuple:
+    """What a fold record is of, by name: ``(task, encoder, protocol, probe, fold)``."""
+    return tuple(row.get(name) for name in ("task", "encoder", "protocol", "probe", "fold"))
 
 
 #: test points per fold under which a task's scores are called noise (one point is over 5 % of each score)
@@ -457,7 +470,8 @@ def evaluate_tasks(
 ) -> tuple[list[dict], list[Task]]:
     """:func:`evaluate`, also returning the tasks it loaded (for reports: loading them again repeated the
     work and its warnings). The caller holds the lock of ``out_dir`` (:func:`satclip.safe_output.exclusive`):
-    lines of ``rows.jsonl`` that are no fold record are dropped from it (:func:`_drop_damaged_rows`). ``maps``:
+    lines of ``rows.jsonl`` that are no fold record, or of folds it evaluates anew, are dropped from it
+    (:func:`_rewrite_rows`). ``maps``:
     the caller draws the residual maps of the first seed, so a finished fold of that seed whose predictions an
     earlier run did not keep is fitted again (without maps it is reused as it is)."""
     out = Path(out_dir) if out_dir is not None else None
@@ -521,19 +535,22 @@ def evaluate_tasks(
             bar.set_postfix_str(f"{task.name} · {enc.name} · {probe_name}")
 
     try:
-        if out:
-            safe_output.make_owned_dir(out, kind="evaluation")
-            _drop_damaged_rows(out)  # (before appending: the rows of this run go into the file rewritten)
-            sink = _open_rows(out / ROWS_FILE)
-        # every fold is queued as soon as its embeddings exist, so the workers never wait for a (task,
-        # encoder) group to finish; rows are written as folds finish and returned in the fixed order
-        futures = {}
         task_keys = {task.name: digest(task.name, task.kind, task.points, task.targets) for task in tasks}
 
         def fold_key(task: Task, enc: encoders.Encoder, probe_name: str, fold: protocols.Fold) -> str:
             options = config.probe_options.get(probe_name, {})
             return digest(task_keys[task.name], enc.identity, config.protocol, config.protocol_options, probe_name,
                           options, fold.name)  # fmt: skip
+
+        if out:
+            safe_output.make_owned_dir(out, kind="evaluation")
+            current = {(t.name, e.name, config.protocol, p, f.name): fold_key(t, e, p, f) for t in tasks for e in encs
+                       for p in probe_names for f in folds[t.name]}  # fmt: skip
+            _rewrite_rows(out, current)  # (before appending: the rows of this run go into the file rewritten)
+            sink = _open_rows(out / ROWS_FILE)
+        # every fold is queued as soon as its embeddings exist, so the workers never wait for a (task,
+        # encoder) group to finish; rows are written as folds finish and returned in the fixed order
+        futures = {}
 
         def reusable(task: Task, enc: encoders.Encoder, probe_name: str, fold: protocols.Fold) -> dict | None:
             """The row of this fold an earlier run finished, if it is reused."""
