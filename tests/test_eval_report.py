@@ -256,3 +256,14 @@ def test_a_mean_above_chance_by_less_than_its_spread_is_not_called_well_above_it
     assert ("Above chance by less than the spread over folds (± std), so not surely above it: `shaky` on "
             "temperature") in report
     assert "Every encoder is well above chance" not in report and "`steady` on" not in report.split("Above chance")[1]
+
+
+def test_standing_in_brief_names_at_most_two_encoders_a_group():
+    """The demo's result line named every encoder tied with its model, task by task (480 characters in a run with
+    many ties); in brief it names two of a group and how many more (the report keeps them all)."""
+    runs = "runs/demo/model"
+    others = {name: (0.80, 0.01) for name in ("direct", "wrap", "geoclip", "sh-l10")}
+    rows = _rows("country", "classification", "accuracy", "macro_f1", {runs: (0.80, 0.01), **others})
+    assert standing(rows, runs) == "tied for best with `direct`, `wrap`, `geoclip` and `sh-l10` on country"
+    assert standing(rows, runs, most=2) == "tied for best with `direct`, `wrap` and 2 more on country"
+    assert standing(rows, runs, most=3) == "tied for best with `direct`, `wrap`, `geoclip` and `sh-l10` on country"

@@ -236,8 +236,11 @@ def _ordered(values) -> list:
     return seen
 
 
-def _join(items: Sequence[str]) -> str:
+def _join(items: Sequence[str], most: int | None = None) -> str:
+    """``"a, b and c"``; with ``most``, the first ``most`` of more items and how many others (``"a, b and 3 more"``)."""
     items = list(items)
+    if most is not None and len(items) > most + 1:
+        items = [*items[:most], f"{len(items) - most} more"]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
@@ -303,12 +306,13 @@ def reading(
     return ". ".join(sentences) + "." if sentences else ""
 
 
-def standing(rows: Sequence[dict], encoder: str) -> str:
+def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> str:
     """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
     primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a and b; tied for best
     with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind the best and those tied with it, its rank by
     mean in brackets; with one fold per task: the best mean, level with an equal one). The display names are
-    those of the tables (:func:`display_names`)."""
+    those of the tables (:func:`display_names`). ``most``: name at most that many encoders in a group, then how
+    many more (a terminal's line: with many ties it ran to 480 characters)."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
     summary = summarise(rows)
     encoders = _ordered(r["encoder"] for r in rows)
@@ -337,8 +341,9 @@ def standing(rows: Sequence[dict], encoder: str) -> str:
         return "not scored on any task"
     top = "best" if spread else "the best mean"  # one fold: means alone, no spread to judge ties by
     parts = [f"{top} on {_join(best)}"] if best else []
-    parts += [f"{'tied for best' if spread else 'level'} with {_join(e)} on {_join(ts)}" for e, ts in tied.items()]
-    parts += [f"behind {_join(e)} on {_join(ts)}" for e, ts in behind.items()]
+    parts += [f"{'tied for best' if spread else 'level'} with {_join(e, most)} on {_join(ts)}"
+              for e, ts in tied.items()]  # fmt: skip
+    parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
     if not spread:
         parts.append("one fold per task, so no spread to judge ties by")
     return "; ".join(parts)

@@ -358,7 +358,8 @@ def _run(
         safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0,
                                              outcome, reused))  # fmt: skip
         log.info("result: %s", outcome)
-        result_line = f"result: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})"
+        brief = _outcome(evaluation, model_dir, most=2)  # (the report names every encoder; a terminal line, two)
+        result_line = f"result: {brief} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})"
         if on_result is None:
             progress.write(result_line)
     safe_output.write_json(out / "timings.json", timings, indent=2)
@@ -374,11 +375,13 @@ def training_dir_name(settings: DemoSettings) -> str:
             f"-s{settings.seed}")
 
 
-def _outcome(evaluation, model_dir: Path) -> str:
-    """The demo's result in one line: where its model stands against the other encoders, task by task."""
+def _outcome(evaluation, model_dir: Path, most: int | None = None) -> str:
+    """The demo's result in one line: where its model stands against the other encoders, task by task (``most``:
+    as :func:`satclip.eval.report.standing`)."""
     from ..eval.report import standing
 
-    return f"the demo model (`{_short_name(evaluation, model_dir)}`) is {standing(evaluation.rows, str(model_dir))}"
+    where = standing(evaluation.rows, str(model_dir), most=most)
+    return f"the demo model (`{_short_name(evaluation, model_dir)}`) is {where}"
 
 
 def _short_name(evaluation, model_dir: Path) -> str:
