@@ -575,3 +575,16 @@ def test_the_package_docstring_example_runs_offline():
     import doctest
 
     assert doctest.testmod(satclip, verbose=False).failed == 0
+
+
+def test_the_gradient_path_refuses_points_out_of_range():
+    """`encoder(lonlat)`, the path for gradients, embedded lat 95 or NaN without a word (encode refuses them); an
+    optimisation that walked a point past a pole got an embedding of nowhere."""
+    from satclip.encoding.points import InvalidPointsError
+
+    encoder = satclip.load("bluemarble-l10", precision="float32")
+    points = torch.tensor([[13.4, 52.5], [10.0, 95.0]], requires_grad=True)
+    with pytest.raises(InvalidPointsError, match=r"1 invalid point\(s\): row 1: \(lon=10\.0, lat=95\.0\)"):
+        encoder(points)
+    encoder(points[:1]).sum().backward()  # (in range: gradients flow)
+    assert points.grad is not None

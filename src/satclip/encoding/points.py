@@ -256,10 +256,16 @@ def as_lonlat(points, *, dtype: torch.dtype | None = None, device=None) -> torch
     if dtype is None:
         dtype = tensor.dtype if tensor.is_floating_point() else torch.float64
     tensor = tensor.to(dtype)  # (before the range check: 180 does not fit an int8)
+    check_in_range(tensor)
+    return tensor
+
+
+def check_in_range(tensor: torch.Tensor) -> None:
+    """Raise :class:`InvalidPointsError` naming the rows of an ``(N, 2)`` tensor that are not finite (lon, lat)
+    degrees in range."""
     lon, lat = tensor[:, 0], tensor[:, 1]
     ok = torch.isfinite(lon) & torch.isfinite(lat) & (lon.abs() <= 180) & (lat.abs() <= 90)
     if not bool(ok.all()):
         values = tensor.detach().to("cpu", torch.float64).numpy()
         bad = ~ok.cpu().numpy()
         raise InvalidPointsError(describe_invalid(values, bad), np.flatnonzero(bad))
-    return tensor
