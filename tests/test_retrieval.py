@@ -16,6 +16,7 @@ import torch
 import satclip
 import satclip.image
 from satclip.cli import main
+from satclip.encoding.points import EARTH_RADIUS_KM, great_circle_km
 from satclip.errors import BadInputError
 from satclip.retrieval import geo
 from satclip.retrieval.database import (
@@ -26,7 +27,7 @@ from satclip.retrieval.database import (
     model_key,
 )  # fmt: skip
 from satclip.retrieval.encoder import RetrievalEncoder
-from satclip.retrieval.geo import EARTH_RADIUS_KM, GeoIndex, great_circle_km, unit_vectors
+from satclip.retrieval.geo import GeoIndex, unit_vectors
 from satclip.retrieval.search import SemanticIndex
 from satclip.train.cache import write_cache
 

@@ -52,12 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..encoding.points import invalid_rows, valid_range_advice
+    from ..encoding.points import great_circle_km, invalid_rows, valid_range_advice
     from ..errors import BadInputError
     from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..io.load import load_model
     from ..models.locate import GRIDS, check_grid_size, load_image, locate
-    from ..retrieval.geo import great_circle_km
 
     try:  # before loading the model and image
         GRIDS.get(args.grid)

@@ -32,6 +32,7 @@ import torch
 
 from .. import safe_output
 from ..digests import file_digest
+from ..encoding.points import EARTH_RADIUS_KM  # (the projection is spherical)
 from ..errors import BadInputError, OutputExistsError
 from ..optional import require
 from ..paths import cache_dir
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_FILE = "bmng.jpg"
 IMAGE_SHAPE = (2700, 5400, 3)
-EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius; the projection is spherical
 FORMAT = "satclip.bluemarble"
 #: bump when the bytes a given set of parameters produces change, so old caches are not reused
 ALGORITHM_VERSION = 1

@@ -23,6 +23,18 @@ class InvalidPointsError(BadInputError):
         return type(self), (str(self), self.bad_rows)
 
 
+#: IUGG mean Earth radius (km): distances on a sphere
+EARTH_RADIUS_KM = 6371.0088
+
+
+def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Haversine distance in km between (lon, lat) degree arrays ``a`` and ``b`` (broadcast, ``(..., 2)``)."""
+    a, b = np.radians(np.asarray(a, dtype=np.float64)), np.radians(np.asarray(b, dtype=np.float64))
+    dlat, dlon = b[..., 1] - a[..., 1], b[..., 0] - a[..., 0]
+    h = np.sin(dlat / 2) ** 2 + np.cos(a[..., 1]) * np.cos(b[..., 1]) * np.sin(dlon / 2) ** 2
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
 def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
     """Boolean mask of rows that are non-finite or outside lon ∈ [-180, 180], lat ∈ [-90, 90]."""
     lon, lat = lonlat[:, 0], lonlat[:, 1]

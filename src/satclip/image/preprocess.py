@@ -436,7 +436,7 @@ def _png_bit_depth(path: str | Path) -> int:
 
 def pixel_size_km(path: str | Path) -> tuple[float, float] | None:
     """Ground distances between neighbouring pixel centres at a GeoTIFF's centre along its rows and its columns
-    (km, on a sphere of radius 6371 km), or None for a picture or a GeoTIFF without CRS."""
+    (km, on a sphere), or None for a picture or a GeoTIFF without CRS."""
     if is_picture(path):
         return None
     with open_geotiff(path) as src:
@@ -447,13 +447,10 @@ def pixel_size_km(path: str | Path) -> tuple[float, float] | None:
         row, col = src.height / 2, src.width / 2
         points = [src.xy(row, col, offset="ul"), src.xy(row, col + 1, offset="ul"), src.xy(row + 1, col, offset="ul")]
         lon, lat = transform(src.crs, "EPSG:4326", [p[0] for p in points], [p[1] for p in points])
-    lon, lat = np.radians(lon), np.radians(lat)
+    from ..encoding.points import great_circle_km
 
-    def km(a: int, b: int) -> float:
-        h = np.sin((lat[b] - lat[a]) / 2) ** 2 + np.cos(lat[a]) * np.cos(lat[b]) * np.sin((lon[b] - lon[a]) / 2) ** 2
-        return float(2 * 6371.0 * np.arcsin(min(1.0, np.sqrt(h))))
-
-    return km(0, 1), km(0, 2)
+    lonlat = np.column_stack([lon, lat])
+    return float(great_circle_km(lonlat[0], lonlat[1])), float(great_circle_km(lonlat[0], lonlat[2]))
 
 
 def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:

@@ -22,9 +22,10 @@ import os
 import numpy as np
 import torch
 
+from ..encoding.points import EARTH_RADIUS_KM
 from ..errors import BadInputError
 from ..models.location_encoder import LocationEncoder
-from .geo import EARTH_RADIUS_KM, NEIGHBOURS_AT_ONCE, GeoIndex, exclusion_chord, unit_vectors
+from .geo import NEIGHBOURS_AT_ONCE, GeoIndex, exclusion_chord, unit_vectors
 from .search import SemanticIndex, softmax_weights, weighted_mean
 
 log = logging.getLogger(__name__)

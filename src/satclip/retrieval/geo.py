@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.bluemarble import EARTH_RADIUS_KM  # noqa: F401  (IUGG mean radius; public here for the index)
+from ..encoding.points import EARTH_RADIUS_KM
 from ..optional import require
 
 #: entries are excluded up to this factor beyond the radius, so that rounding never lets one inside it back in
@@ -32,14 +32,6 @@ def chord_from_km(km: float) -> float:
 def km_from_chord(chord: np.ndarray) -> np.ndarray:
     """Great-circle distance in km of chord lengths (unit sphere)."""
     return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64) / 2.0, 0.0, 1.0))
-
-
-def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Haversine distance in km between (lon, lat) degree arrays ``a`` and ``b`` (broadcast, ``(..., 2)``)."""
-    a, b = np.radians(np.asarray(a, dtype=np.float64)), np.radians(np.asarray(b, dtype=np.float64))
-    dlat, dlon = b[..., 1] - a[..., 1], b[..., 0] - a[..., 0]
-    h = np.sin(dlat / 2) ** 2 + np.cos(a[..., 1]) * np.cos(b[..., 1]) * np.sin(dlon / 2) ** 2
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def exclusion_chord(exclude_km: float) -> float:
