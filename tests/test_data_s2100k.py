@@ -333,9 +333,9 @@ def test_verification_cache_is_reused_until_a_file_changes(tmp_path, monkeypatch
 
     real_check = verify_module.check_file
 
-    def counting_check(path, spec):
+    def counting_check(path, spec, lonlat=None):
         checked.append(path.name)
-        return real_check(path, spec)
+        return real_check(path, spec, lonlat)
 
     monkeypatch.setattr(verify_module, "check_file", counting_check)
     assert len(S2100K(root)) == 2
@@ -785,3 +785,27 @@ def test_a_no_data_image_that_passes_the_header_check_is_left_out_of_a_cache_and
     encoder.fit(torch.rand(4, 13, 32, 32, generator=torch.Generator().manual_seed(0)), seed=0)
     cache = build_cache(tmp_path / "cache", encoder, create_source("s2100k", str(root)), views=1, dtype="float32")
     assert cache.manifest["skipped"] == [1] and len(cache) == 2
+
+
+def test_an_image_georeferenced_elsewhere_than_its_index_row_is_named(tmp_path, capsys):
+    """An image whose georeference puts it at 100°E 10°N while its index row says 25°E 13°S passed verify, the
+    default and --full alike, and was cached and trained on as an image of the row's place. Its centre is
+    checked against the row now, and checked again when the index changes (the file does not)."""
+    rasterio = pytest.importorskip("rasterio")
+    from affine import Affine
+
+    root = _copy_examples(tmp_path / "root")
+    name = sorted(p.name for p in (root / "images").iterdir())[0]
+    with rasterio.open(root / "images" / name, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        dst.crs = "EPSG:4326"
+        dst.transform = Affine(1e-4, 0.0, 100.0, 0.0, -1e-4, 10.0)  # (the north-west corner at 100°E 10°N)
+    assert main(["data", "verify", str(root), "--list", str(tmp_path / "problems.csv")]) == 1
+    assert "georeferenced elsewhere than its index row" in capsys.readouterr().out
+    listed = pd.read_csv(tmp_path / "problems.csv")
+    assert listed.fn.tolist() == [name] and listed.problem.tolist() == ["location"]
+    assert re.fullmatch(r"its centre is [\d,]+ km from the index's \(.*\)", listed.detail[0])
+    # the index moved to where the image is: the cached result is not reused
+    rows = pd.read_csv(root / "index.csv")
+    rows.loc[rows.fn == name, ["lon", "lat"]] = [100.0128, 9.9872]
+    rows.to_csv(root / "index.csv", index=False)
+    assert main(["data", "verify", str(root)]) == 0

@@ -43,7 +43,8 @@ def add_verify(subparsers) -> None:
         description=(
             "Reads ROOT/index.csv (columns fn,lon,lat or lat,lon,url,fn) and checks ROOT/images/: missing "
             "files, files under --min-size bytes (no-data), unreadable or truncated GeoTIFFs, wrong band "
-            "count, height × width or dtype, invalid coordinates, a file listed by two rows; lines of the index "
+            "count, height × width or dtype, invalid coordinates, an image georeferenced more than 5 km from its "
+            "row's (lon, lat), a file listed by two rows; lines of the index "
             "that are no row (too few "
             "fields, no file name) are reported by line number. Exit status 1 when anything is wrong; files in "
             "images/ that the index does not list are named (and written by --list) but fail nothing."

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..encoding.points import invalid_rows
+from ..encoding.points import great_circle_km, invalid_rows
 from ..errors import BadInputError, SatclipError
 from ..optional import require
 from ..paths import cache_dir
@@ -54,7 +54,11 @@ PROBLEMS: dict[str, str] = {
     "bands": "band count mismatch",
     "shape": "shape mismatch",
     "dtype": "dtype mismatch",
+    "location": "georeferenced elsewhere than its index row",
 }
+#: km between a georeferenced image's centre and its index row's (lon, lat) beyond which they are not the same place
+#: (an S2-100K patch is 2.56 km across; the fixture's agree to 10 m)
+LOCATION_TOLERANCE_KM = 5.0
 #: what a file in ``images/`` that no index row names is (listed, never a failure: it is neither checked nor used)
 UNLISTED, UNLISTED_DETAIL = "unlisted", "not in the index (not checked, not used)"
 #: results that are not kept for the next run: they change without the file's size or time changing (a chmod)
@@ -63,7 +67,7 @@ NOT_CACHED = ("missing", "unreadable")
 MIN_FILE_SIZE = 10_000
 #: names of bad files shown per problem in logs and tables
 SHOWN_NAMES = 3
-_CACHE_VERSION = 2  # 2: full reads also refuse non-finite and constant images
+_CACHE_VERSION = 3  # 2: full reads also refuse non-finite and constant images; 3: the centre is checked
 
 Progress = Callable[[Iterable, int], Iterable]
 
@@ -150,8 +154,10 @@ def pixel_problem(pixels: np.ndarray) -> str | None:
     return None
 
 
-def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, str]:
-    """``(status, detail)`` of one GeoTIFF: status ``"ok"`` or a key of :data:`PROBLEMS`."""
+def check_file(path: str | Path, spec: CheckSpec = CheckSpec(), lonlat: tuple[float, float] | None = None
+               ) -> tuple[str, str]:  # fmt: skip
+    """``(status, detail)`` of one GeoTIFF: status ``"ok"`` or a key of :data:`PROBLEMS`. ``lonlat``: where its
+    index row puts it, checked against its georeferenced centre (one without a CRS is not checked)."""
     rasterio = require("rasterio", "data", "reading Sentinel-2 GeoTIFFs")
     path = Path(path)
     try:
@@ -178,6 +184,9 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, st
             truncated = _truncation(src, path, size)
             if truncated:
                 return "corrupt", truncated
+            away = _km_from(src, lonlat) if lonlat is not None else None
+            if away is not None and away > LOCATION_TOLERANCE_KM:  # (an image of another place was paired with it)
+                return "location", f"its centre is {away:,.0f} km from the index's ({lonlat[0]:g}, {lonlat[1]:g})"
             if spec.full:
                 problem = pixel_problem(src.read())
                 if problem:
@@ -187,6 +196,17 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec()) -> tuple[str, st
         shown = err.__cause__ if err.__cause__ is not None and "previous exception" in str(err) else err
         return "corrupt", f"{type(shown).__name__}: {shown}".strip()
     return OK, ""
+
+
+def _km_from(src, lonlat: tuple[float, float]) -> float | None:
+    """km from an open GeoTIFF's centre to ``lonlat``, or None where it has no CRS."""
+    if src.crs is None:
+        return None
+    from rasterio.warp import transform
+
+    x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
+    lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
+    return float(great_circle_km((lon[0], lat[0]), lonlat))
 
 
 @dataclass(frozen=True)
@@ -367,12 +387,13 @@ def verify_s2100k(
             return "missing", "not found"
         except OSError as err:  # (a folder it may not search, a link loop: they were "not found")
             return "unreadable", err.strerror or type(err).__name__
-        stamp = [stat.st_size, stat.st_mtime_ns]
+        lonlat = (float(index.lonlat[row, 0]), float(index.lonlat[row, 1]))
+        stamp = [stat.st_size, stat.st_mtime_ns, *lonlat]  # (the row's place too: an edited index is checked again)
         hit = cached.get(name)
-        if hit is not None and hit[:2] == stamp:
-            result = (hit[2], hit[3])
+        if hit is not None and hit[:4] == stamp:
+            result = (hit[4], hit[5])
         else:
-            result = check_file(path, spec)
+            result = check_file(path, spec, lonlat)
         if result[0] not in NOT_CACHED:
             fresh[name] = [*stamp, *result]
         return result
