@@ -908,3 +908,49 @@ def test_ctrl_c_while_map_starts_its_cluster_is_one_line(tmp_path):
     err = "".join(lines) + rest
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "satclip: interrupted", err
+
+
+def test_relative_paths_reach_workers_that_run_elsewhere(cluster, model, tmp_path, monkeypatch):
+    """Relative input and output paths went to the workers as typed: a remote scheduler's workers, in a directory of
+    their own, read another file of that name (or none: pyarrow's raw error) and wrote the parts into their
+    directory, where the command did not find them. The workers of this cluster run in the directory the tests
+    started in, not the one the command runs in: the paths they get are absolute now."""
+    _, client = cluster
+    here = tmp_path / "here"
+    write_dataset(points(3000), here / "in", parts=2)
+    monkeypatch.chdir(here)
+    assert main(["embed", "in", "-o", "out.parquet", "--model", str(model), "--engine", "dask", "--scheduler",
+                 client.scheduler.address, "--no-progress"]) == 0  # fmt: skip
+    np.testing.assert_allclose(
+        np.stack(pd.read_parquet(here / "out.parquet")["embedding"]),
+        satclip.load(model).encode(points(3000)[["lon", "lat"]].to_numpy()).numpy(), atol=1e-6,
+    )  # fmt: skip
+
+
+def test_the_local_clusters_dashboard_listens_on_this_machine_only(monkeypatch):
+    """The local cluster's dashboard listened on every interface (0.0.0.0): the job's task names and paths to any
+    host that reaches the machine."""
+    from satclip.embed import cluster as cluster_module
+
+    seen = {}
+    real = distributed.LocalCluster
+
+    def recorded(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **{**kwargs, "n_workers": 0})
+
+    monkeypatch.setattr(distributed, "LocalCluster", recorded)
+    with cluster_module._local_cluster(distributed, 1) as started:
+        sockets = started.scheduler.http_server._sockets.values()
+        assert {s.getsockname()[0] for s in sockets} == {"127.0.0.1"}
+    assert seen["dashboard_address"].startswith("127.0.0.1:")
+
+
+def test_a_dask_map_too_large_is_not_told_to_use_pca(tmp_path, capsys):
+    """`satclip map … --engine dask` of a grid too large said "use … --pca N", which the Dask engine refuses."""
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "0.001", "-o", str(tmp_path / "huge.zarr")]
+    assert main([*argv, "--engine", "dask"]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert "use a coarser --resolution, a --bbox, or pass --force" in err and "--pca" not in err
+    assert main(argv) == 2  # (the local engine takes --pca N: it is suggested)
+    assert "a --bbox, --pca N, or pass --force" in capsys.readouterr().err

@@ -296,7 +296,8 @@ def _local_cluster(distributed, workers: int | None) -> Iterator[object]:
     environ = dict(os.environ)
     try:
         with dask.config.set({**LOCAL_WORKER_CONFIG, **_start_forkserver()}), distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", preload=WORKER_PRELOAD
+            n_workers=workers, threads_per_worker=1, processes=True, preload=WORKER_PRELOAD,
+            dashboard_address="127.0.0.1:0",  # (":0" listened on every interface: the job's paths to anyone)
         ) as cluster:  # fmt: skip
             _restore(environ)
             yield cluster

@@ -343,8 +343,9 @@ def coastlines(bbox: tuple[float, float, float, float], scale: str = "110m") -> 
     return lines
 
 
-def check_size(grid: Grid, count: int, fmt: str, force: bool = False) -> None:
-    """Refuse a map whose output would be unreasonably large, with the estimate and the ways out.
+def check_size(grid: Grid, count: int, fmt: str, force: bool = False, *, pca: bool = True) -> None:
+    """Refuse a map whose output would be unreasonably large, with the estimate and the ways out (``pca``: whether
+    ``--pca N`` is one of them; the Dask engine refuses it).
 
     Raises:
         BadInputError: the estimate exceeds :data:`MAX_OUTPUT_BYTES` (or :data:`MAX_PNG_CELLS` for PNG)
@@ -359,7 +360,7 @@ def check_size(grid: Grid, count: int, fmt: str, force: bool = False) -> None:
             what, limit, ways = f"a {grid.width:,} × {grid.height:,} pixel picture", f"{MAX_PNG_CELLS:,} cells", ""
         else:
             what, limit = f"≈{size / 1e9:,.1f} GB of float32 {fmt}", f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB"
-            ways = ", --pca N"
+            ways = ", --pca N" if pca else ""
         raise BadInputError(
             f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: {what} and "
             f"≈{hours:,.1f} core-hours of embedding (the limit is {limit}); use a coarser --resolution, a --bbox"

@@ -121,7 +121,7 @@ class ParquetDatasetSource(Source):
     format = "parquet-dataset"
 
     def __init__(self, path, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False):
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # (the workers of a remote scheduler read it from their own directory)
         self.centroids = centroids
         with naming_the_file(self.path, "parquet"):
             self._open()

@@ -576,12 +576,12 @@ def write_map_zarr(
     from .cluster import dask_client
 
     xr = require("xarray", "dask", "satclip map --engine dask")
-    output = Path(output)
+    output = Path(output).absolute()  # (workers write its chunks: a remote one's directory is not this one's)
     maps.map_format(output, "zarr")  # (a Zarr store named .tif was written)
     grid = maps.make_grid(resolution, bbox)
     maps.warn_about_box(grid, bbox)  # (said by the local engine only)
     dim = encoder.embedding_dim
-    maps.check_size(grid, dim, "zarr", force)
+    maps.check_size(grid, dim, "zarr", force, pca=False)  # (--engine dask refuses --pca)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
     _local_work_kept(output, restart)
     if blank_unseen:
