@@ -1089,3 +1089,23 @@ def test_a_retrieval_encoder_is_not_saved_as_half_of_itself(setup, tmp_path):
     points = torch.tensor([[13.4, 52.5], [-58.4, -34.6]], dtype=torch.float64)
     torch.testing.assert_close(again.encode(points), encoder.encode(points)[:, : encoder.location_dim], rtol=0, atol=0)
     assert f"embedding_dim={encoder.embedding_dim}, precision='float64'" in repr(encoder)
+
+
+def test_the_documented_exclusion_radii_are_the_patch_geometry():
+    """docs/retrieval.md said 120 km (half a patch's side) excludes every Blue Marble patch covering a point: a
+    patch's corners are half its diagonal away, and one whose corner held the point was still retrieved. The radii
+    the docs give, measured on the corpus's own projection: a patch's farthest point is 169.7 km from its centre
+    (under the 170 km given), a central pixel's is 10.6 km."""
+    from pathlib import Path
+
+    from satclip.data.bluemarble import offset_lonlat
+
+    centres = np.array([[13.4, 52.5], [-179.9, -59.0], [100.0, 89.0]])
+    for half, within in ((120.0, 170.0), (7.5, 10.61)):  # the patch's corners; the central pixels' outer corners
+        x, y = np.array([half, -half, half, -half]), np.array([half, half, -half, -half])
+        for centre in centres:
+            corners = offset_lonlat(centre[None], x, y)[0]
+            distance = great_circle_km(centre, corners)
+            np.testing.assert_allclose(distance, half * np.sqrt(2), rtol=1e-9)
+            assert (distance > half).all() and (distance <= within).all()
+    assert "`exclude_radius_km=170`" in (Path(__file__).parents[1] / "docs" / "retrieval.md").read_text()

@@ -78,7 +78,7 @@ def check_options(mode: str, k: int, temperature: float, beta: float, distance_s
         raise BadInputError(
             f"exclude_radius_km={radius:g} excludes every database entry (no two points on Earth are more than "
             f"{MAX_EXCLUDE_RADIUS_KM:,.0f} km apart), so nothing would be retrieved; give a radius below that "
-            "(120 excludes the Blue Marble patch covering a point, 0 turns the exclusion off)"
+            "(170 excludes every Blue Marble patch covering a point, 0 turns the exclusion off)"
         )
 
 

@@ -29,9 +29,10 @@ from . import Encoder
 
 #: ``"bluemarble-l10+range+"`` → base model ``bluemarble-l10``, mode ``range+``
 SPEC = re.compile(r"^(?P<base>.+?)\+(?P<mode>range\+?)$")
-#: Blue Marble pixels are 7.5 km: a point falls inside an entry's centre pixel only within 5.3 km (half its
-#: diagonal) of the entry; 10 km removes that entry with a margin, and leaves the surrounding patches (240 km
-#: across), which are the imagery any point has around it
+#: Blue Marble pixels are 7.5 km, and an entry's centre is the corner its four central pixels share: a point in one
+#: of them is within 7.5 km of the entry along each axis (10.6 km at their outer corners); 10 km removes the entry
+#: whose central pixels hold the point (all but those corners), and leaves the surrounding patches (240 km across),
+#: which are the imagery any point has around it
 EVAL_EXCLUDE_RADIUS_KM = 10.0
 
 
