@@ -1109,3 +1109,12 @@ def test_the_documented_exclusion_radii_are_the_patch_geometry():
             np.testing.assert_allclose(distance, half * np.sqrt(2), rtol=1e-9)
             assert (distance > half).all() and (distance <= within).all()
     assert "`exclude_radius_km=170`" in (Path(__file__).parents[1] / "docs" / "retrieval.md").read_text()
+
+
+def test_a_database_path_under_home_is_expanded(setup, monkeypatch):
+    """`satclip.load(…, retrieval="~/db")` said "no such directory", while `retrieval build -o '~/db'` and model
+    sources expand `~`."""
+    model_dir, _, db = setup
+    monkeypatch.setenv("HOME", str(db.parent))
+    encoder = satclip.load(model_dir, retrieval=f"~/{db.name}")
+    assert encoder.database.path == db

@@ -37,6 +37,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError
 from ..machine import cpu_threads
+from ..paths import expand_user
 from ..train.cache import jsonable
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,9 @@ class RetrievalDatabase:
 
     @classmethod
     def open(cls, path: str | Path) -> RetrievalDatabase:
-        """Read a database directory (arrays into memory). Staleness is checked by :func:`check_fresh`."""
-        path = Path(path)
+        """Read a database directory (arrays into memory; ``~`` expanded, as a model source's is). Staleness is
+        checked by :func:`check_fresh`."""
+        path = expand_user(path)
         manifest = read_manifest(path)
         arrays = {}
         for name in (LONLAT, LOCATION, IMAGE):
@@ -269,7 +271,7 @@ def refuse_other_outputs(path: Path, fix: str = "choose another output directory
 
 
 def read_manifest(path: str | Path) -> dict:
-    path = Path(path)
+    path = expand_user(path)
     file = path / MANIFEST
     if not path.exists() or path.is_file():  # (both were "not a retrieval database (no manifest.json)")
         what = "no such directory" if not path.exists() else "a file, not a directory"
