@@ -16,7 +16,7 @@ import torch
 import satclip
 import satclip.image
 from satclip.cli import main
-from satclip.encoding.points import EARTH_RADIUS_KM, great_circle_km
+from satclip.encoding.points import great_circle_km
 from satclip.errors import BadInputError
 from satclip.retrieval import geo
 from satclip.retrieval.database import (
@@ -885,12 +885,6 @@ def test_misspelt_retrieval_spec_gets_a_hint():
         encoders.create("bluemarble-l10+rnage")
 
 
-def test_earth_radius_matches_the_corpus():
-    from satclip.data.bluemarble import EARTH_RADIUS_KM as CORPUS_RADIUS
-
-    assert EARTH_RADIUS_KM == CORPUS_RADIUS
-
-
 def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeypatch, tmp_path):
     """``retrieval="auto"`` on a 300-patch corpus (the real one has 100,000): the shipped model's MOSAIKS
     features and head, reused on the next load, the same bytes when built again elsewhere."""
@@ -929,6 +923,9 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
     stamp = (again / "image.npy").stat().st_mtime_ns
     assert satclip.load("bluemarble-l10", retrieval="auto").database.image.dtype == np.float32
     assert (again / "image.npy").stat().st_mtime_ns == stamp
+    # and by a build without --dtype, which replaced it with a float16 one without a word
+    assert main(["retrieval", "build", "--model", "bluemarble-l10", "--cache", "auto"]) == 0
+    assert np.load(again / "image.npy").dtype == np.float32 and (again / "image.npy").stat().st_mtime_ns == stamp
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,9 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     build.add_argument("-o", "--output", type=user_path, help="database directory (required unless --cache auto)")
     build.add_argument(
-        "--dtype", choices=["float16", "float32"], default="float16",
+        "--dtype", choices=["float16", "float32"],
         help="storage of the image embeddings (default float16: moves retrieved ones by <= 2.4e-4 relative; "
-             "location embeddings are float32)",
+             "location embeddings are float32; --cache auto without -o keeps the dtype of the database there)",
     )  # fmt: skip
     build.add_argument("--overwrite", action="store_true", help="replace an existing database satclip built")
     build.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
@@ -52,7 +52,7 @@ def run_build(args: argparse.Namespace) -> int:
     from ..errors import BadInputError
     from ..io.load import load_model
     from ..io.resolve import local_model_files
-    from ..retrieval.database import build_database
+    from ..retrieval.database import DEFAULT_DTYPE, build_database
 
     auto = args.cache == "auto"
     if args.output is None and not auto:
@@ -60,7 +60,14 @@ def run_build(args: argparse.Namespace) -> int:
     if args.output is not None:  # a foreign directory, or the model's own: refuse now
         safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
     if auto:  # (before the model is loaded: a released checkpoint was downloaded first, and refused then)
-        from ..retrieval.auto import auto_directory, auto_features, check_before_loading, shipped_models, shipped_name
+        from ..retrieval.auto import (
+            auto_directory,
+            auto_features,
+            check_before_loading,
+            kept_dtype,
+            shipped_models,
+            shipped_name,
+        )
         from ..retrieval.database import check_replaceable
 
         try:
@@ -77,6 +84,7 @@ def run_build(args: argparse.Namespace) -> int:
             cache = auto_features(name, model, progress=progress)
         output = args.output or auto_directory(name) / "database"
         overwrite = args.overwrite or args.output is None  # the default location is satclip's own cache
+        dtype = args.dtype or (kept_dtype(output) if args.output is None else DEFAULT_DTYPE)
     else:
         from ..train.cache import FeatureCache
 
@@ -88,10 +96,10 @@ def run_build(args: argparse.Namespace) -> int:
         if not cache_dir.is_dir():
             raise BadInputError(f"no such feature cache: {cache_dir} (build one with `satclip cache build`)")
         cache = FeatureCache.open(cache_dir)
-        output, overwrite = args.output, args.overwrite
-    database = build_database(output, model, cache, dtype=args.dtype, overwrite=overwrite, model_source=args.model)
+        output, overwrite, dtype = args.output, args.overwrite, args.dtype or DEFAULT_DTYPE
+    database = build_database(output, model, cache, dtype=dtype, overwrite=overwrite, model_source=args.model)
     n, d, e = database.manifest["shape"]
-    print(f"{output}: {n} entries, {d}-d location (float32) and {e}-d image embeddings ({args.dtype}) of {args.model}")
+    print(f"{output}: {n} entries, {d}-d location (float32) and {e}-d image embeddings ({dtype}) of {args.model}")
     return 0
 
 

@@ -88,20 +88,27 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
     from ..io.load import load_model
 
     name = shipped_name(name)
-    from .database import DEFAULT_DTYPE, build_database, read_manifest, refuse_other_outputs
+    from .database import build_database, refuse_other_outputs
 
     path = auto_directory(name) / "database"
     # (there is no output to choose: it said "choose another output directory")
     refuse_other_outputs(path, fix=f"move them out of it (satclip keeps the retrieval='auto' database of {name} there)")
     model = load_model(name)
     cache = auto_features(name, model, progress=progress)
-    dtype = DEFAULT_DTYPE
-    try:  # one `satclip retrieval build --cache auto --dtype float32` put there is kept, not rebuilt in float16
-        dtype = read_manifest(path)["key"]["dtype"]["image"]
-    except (BadInputError, KeyError, TypeError):
-        pass
     # the directory is satclip's own: a stale database there is replaced, as a stale cache is rebuilt
-    return build_database(path, model, cache, dtype=dtype, overwrite=True, model_source=name)
+    return build_database(path, model, cache, dtype=kept_dtype(path), overwrite=True, model_source=name)
+
+
+def kept_dtype(path: Path) -> str:
+    """The image dtype of the database at ``path``, else the default: one `satclip retrieval build --cache auto
+    --dtype float32` put there is kept, not rebuilt in float16 (by ``retrieval="auto"``, or a build without
+    ``--dtype``, which replaced it without a word)."""
+    from .database import DEFAULT_DTYPE, read_manifest
+
+    try:
+        return read_manifest(path)["key"]["dtype"]["image"]
+    except (BadInputError, KeyError, TypeError):
+        return DEFAULT_DTYPE
 
 
 def auto_features(name: str, model, *, progress: Callable[[int, int], None] | None = None):
