@@ -1115,3 +1115,14 @@ def test_a_database_path_under_home_is_expanded(setup, monkeypatch):
     monkeypatch.setenv("HOME", str(db.parent))
     encoder = satclip.load(model_dir, retrieval=f"~/{db.name}")
     assert encoder.database.path == db
+
+
+def test_a_retrieval_spec_given_as_a_model_says_where_it_is_taken(tmp_path, capsys):
+    """`satclip embed … --model "bluemarble-l10+range+"` answered "no model … (did you mean 'bluemarble-l10'?)":
+    taking the suggestion dropped the retrieved half of the embeddings without a word."""
+    (tmp_path / "points.csv").write_text("lon,lat\n13.4,52.5\n")
+    argv = ["embed", str(tmp_path / "points.csv"), "-o", str(tmp_path / "out.npy"), "--model"]
+    assert main([*argv, "bluemarble-l10+range+(beta=0.5)"]) == 2
+    err = capsys.readouterr().err
+    assert "is a retrieval encoder spec, which satclip evaluate takes" in err and "did you mean" not in err
+    assert "satclip.load('bluemarble-l10', retrieval='auto' or DATABASE, mode='range+')" in err

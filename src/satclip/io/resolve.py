@@ -130,6 +130,13 @@ def resolve(source: str | Path) -> ResolvedSource:
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if _HUB_ID.match(text) else ""
         raise FileNotFoundError(f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}")
+    base, plus, mode = text.partition("+")
+    if plus and mode.startswith("range"):  # (its did-you-mean named the plain model: half the embedding, unsaid)
+        raise BadInputError(
+            f"{text!r} is a retrieval encoder spec, which satclip evaluate takes; a model here is a file, a directory "
+            f"or a name: from Python, satclip.load({base!r}, retrieval='auto' or DATABASE, "
+            f"mode={mode.partition('(')[0]!r}) embeds with retrieval"
+        )
     suggestion = did_you_mean(text, pretrained.names())
     raise FileNotFoundError(
         f"no model {text!r}{f' ({suggestion})' if suggestion else ''}: not a file, a model directory or a known "
