@@ -944,15 +944,20 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
         ("k=4.5", "parameter k=4.5 must be an integer (its default is 16)"),
         # the last one silently won
         ("k=4,k=8", "parameter k is given twice (k=4, k=8); give it once"),
+        # named the option, not the spec it came in
+        ("k=0", "+range+(database=…,k=0)': retrieval k must be a positive integer, got 0"),
+        # "use mode='range+' with it": the Python API's words
+        ("beta=0.5", "+range(database=…,beta=0.5)': beta blends semantic and geographic retrieval, which "),
     ],
 )  # fmt: skip
 def test_retrieval_spec_values_are_checked(setup, tmp_path, capsys, params, expected):
     from .conftest import one_error_line
 
     model_dir, _, db = setup
-    spec = f"{model_dir}+range+(database={db},{params})"
+    mode = "range" if params == "beta=0.5" else "range+"
+    spec = f"{model_dir}+{mode}(database={db},{params})"
     assert main(["evaluate", "--encoders", spec, "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
-    assert expected in one_error_line(capsys.readouterr().err)
+    assert expected.replace("…", str(db)) in one_error_line(capsys.readouterr().err)
 
 
 def test_retrieval_options_of_the_api_are_checked(setup, caplog):

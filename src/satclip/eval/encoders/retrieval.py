@@ -115,7 +115,13 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     database = params.pop("database", "auto")
     exclude_heldout = params.pop("exclude_heldout", False)
     params.setdefault("exclude_radius_km", EVAL_EXCLUDE_RADIUS_KM)
-    check_arguments(database, {"mode": match["mode"], **params})  # (before the model loads)
+    try:  # (before the model loads)
+        check_arguments(database, {"mode": match["mode"], **params})
+    except BadInputError as err:  # (named the option as Python takes it, not the spec it came in)
+        if match["mode"] == "range" and "beta" in params:
+            raise BadInputError(f"encoder spec {spec!r}: beta blends semantic and geographic retrieval, which "
+                                f"{match['base']}+range+ does; +range is semantic only") from None  # fmt: skip
+        raise BadInputError(f"encoder spec {spec!r}: {err}") from None
     module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
     description = (
