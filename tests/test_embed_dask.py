@@ -954,3 +954,20 @@ def test_a_dask_map_too_large_is_not_told_to_use_pca(tmp_path, capsys):
     assert "use a coarser --resolution, a --bbox, or pass --force" in err and "--pca" not in err
     assert main(argv) == 2  # (the local engine takes --pca N: it is suggested)
     assert "a --bbox, --pca N, or pass --force" in capsys.readouterr().err
+
+
+def test_invalid_rows_of_every_failing_partition_are_named(cluster, model, tmp_path, capsys):
+    """Bad rows in two partitions: the error counted both and named the first partition's rows alone, so the other
+    partition's came to light only after a fix and a rerun."""
+    _, client = cluster
+    frame = points(40_000, seed=2)
+    bad = [1 * 8192 + 7, 3 * 8192 + 11]  # partitions 1 and 3 of 8192-row partitions
+    frame.loc[bad, "lat"] = 95.0
+    dataset = write_dataset(frame, tmp_path / "in", parts=2)
+    args = ["embed", str(dataset), "-o", str(tmp_path / "emb.parquet"), "--model", str(model), "--engine", "dask",
+            "--no-progress", "--scheduler", client.scheduler.address, "--chunk-rows", "8192"]  # fmt: skip
+    assert main(args) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert "2 invalid row(s) in 2 partition(s)" in err and f"partition 1: 1 invalid point(s): row {bad[0]}" in err
+    assert f"of part.0.parquet; the first invalid row of each other partition: partition 3: row {bad[1]} (row " \
+           f"{bad[1] - 20_000} of part.1.parquet). Pass --skip-invalid" in err  # fmt: skip

@@ -318,6 +318,12 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
             + (f" {_sentence(source.numbering(int(first['bad_rows'][0])))}." if len(first["bad_rows"]) else "")
             + (f" Its (lon=nan, lat=nan) rows are {geometry}." if geometry else "")
         )
+        others = [r for r in sorted(failed, key=lambda r: r["index"]) if r is not first and len(r["bad_rows"])]
+        if others:  # (only the first partition's were named: the others' came to light one rerun at a time)
+            parts[-1] = parts[-1].rstrip(".")
+            shown = "; ".join(_first_row(source, r) for r in others[:3])
+            parts.append(f"the first invalid row of each other partition: {shown}"
+                         + (f" (and {len(others) - 3} more partitions)" if len(others) > 3 else ""))  # fmt: skip
     if written:
         listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])
         parts.append(f"written with nulls for invalid rows by an earlier --skip-invalid run: {listed}")
@@ -327,6 +333,13 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
         "or fix the input and rerun with --restart",
         bad,
     )
+
+
+def _first_row(source, failed: dict) -> str:
+    """``partition 3: row 24587 (row 4587 of part.1.parquet)`` of a failed partition's record."""
+    row = int(failed["bad_rows"][0])
+    place = source.place(row)
+    return f"partition {failed['index']}: row {row}" + (f" ({place})" if place else "")
 
 
 def _part_name(index: int, kind: str) -> str:
