@@ -175,15 +175,15 @@ def test_a_config_without_data_root_is_compared_as_training_compares_it(built, t
 def test_a_directory_of_another_satclip_format_is_bad_input(tmp_path, capsys):
     other = tmp_path / "db"
     other.mkdir()
-    (other / "manifest.json").write_text(json.dumps({"format": "satclip.retrieval-database"}))
+    (other / "manifest.json").write_text(json.dumps({"format": "satclip.retrieval-db"}))
     assert main(["cache", "verify", str(other)]) == 2
     assert one_error_line(capsys.readouterr().err) == (
-        f"satclip: error: {other} holds a manifest of format 'satclip.retrieval-database', not a feature cache's: give "
-        "the directory `satclip cache build` wrote (data.cache)"
-    )
+        f"satclip: error: {other} holds a satclip retrieval database, not a feature cache: give the directory "
+        "`satclip cache build` wrote (data.cache)"
+    )  # (the format's noun: "a satclip satclip.bluemarble" was said of a corpus)
     (other / "manifest.json").write_text(json.dumps({"format": "other"}))  # (it said "holds a other")
     assert main(["cache", "verify", str(other)]) == 2
-    assert "holds a manifest of format 'other', not a feature cache's" in capsys.readouterr().err
+    assert "holds a manifest of format 'other', not a feature cache" in capsys.readouterr().err
 
 
 def test_a_users_directory_holding_a_copied_cache_is_not_adopted(built, tmp_path):

@@ -1025,7 +1025,7 @@ def test_a_database_never_replaces_another_satclip_output_or_its_own_inputs(setu
     (corpus / "manifest.json").write_text('{"format": "satclip.bluemarble"}')
     (corpus / "images.npy").write_bytes(b"patches")
     for overwrite in (False, True):
-        with pytest.raises(OutputExistsError, match="holds a satclip satclip.bluemarble, not a retrieval database"):
+        with pytest.raises(OutputExistsError, match="holds a satclip Blue Marble corpus, not a retrieval database"):
             build_database(corpus, satclip.load_model(model_dir), cache, overwrite=overwrite)
     assert (corpus / "images.npy").read_bytes() == b"patches"
     with pytest.raises(BadInputError, match=f"the output {tmp_path} contains the input"):

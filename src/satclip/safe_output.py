@@ -408,6 +408,16 @@ def _refuse_foreign(directory: Path, action: str) -> None:
         )
 
 
+#: what each format of satclip's manifests is, for messages ("a satclip satclip.bluemarble" was said)
+FORMAT_NOUNS = {"satclip": "model", "satclip.bluemarble": "Blue Marble corpus",
+                "satclip.feature-cache": "feature cache", "satclip.retrieval-db": "retrieval database"}  # fmt: skip
+
+
+def format_noun(found: str | None) -> str:
+    """``"a Blue Marble corpus"`` for the format a manifest records, or what it records, quoted."""
+    return f"a satclip {FORMAT_NOUNS[found]}" if found in FORMAT_NOUNS else f"a manifest of format {found!r}"
+
+
 def recorded_format(manifest: str | Path) -> str | None:
     """The ``"format"`` string a satclip manifest file records (``satclip.bluemarble``, a feature cache's …), or
     None where there is none (no file, not JSON, no such string): the readers of each format report those."""

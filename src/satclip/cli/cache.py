@@ -192,5 +192,5 @@ def _check_is_cache(path: Path) -> None:
         )
     found = safe_output.recorded_format(path / MANIFEST)  # (none, or damaged: the cache's own check reports it)
     if found not in (None, FORMAT):
-        raise BadInputError(f"{path} holds a manifest of format {found!r}, not a feature cache's: give the directory "
+        raise BadInputError(f"{path} holds {safe_output.format_noun(found)}, not a feature cache: give the directory "
                             "`satclip cache build` wrote (data.cache)")  # fmt: skip

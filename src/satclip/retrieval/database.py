@@ -265,8 +265,8 @@ def refuse_other_outputs(path: Path, fix: str = "choose another output directory
     files): those were taken for a broken database of satclip's and replaced, also without --overwrite."""
     found = safe_output.recorded_format(path / MANIFEST)
     if found not in (None, FORMAT):
-        raise OutputExistsError(f"{path} holds a satclip {found}, not a retrieval database; satclip does not replace "
-                                f"it with one, even with --overwrite: {fix}")  # fmt: skip
+        raise OutputExistsError(f"{path} holds {safe_output.format_noun(found)}, not a retrieval database; satclip "
+                                f"does not replace it with one, even with --overwrite: {fix}")  # fmt: skip
     safe_output.refuse_other_contents(path, "a retrieval database", own=(MANIFEST, LONLAT, LOCATION, IMAGE), fix=fix)
 
 

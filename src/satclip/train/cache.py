@@ -300,7 +300,8 @@ def read_manifest(path: str | Path) -> dict:
     if not isinstance(manifest, dict):
         raise _damaged(file, "not a JSON object")
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{file} is not a satclip feature cache (format={manifest.get('format')!r})")
+        raise ValueError(f"{path} holds {safe_output.format_noun(manifest.get('format'))}, not a feature cache: give "
+                         "the directory `satclip cache build` wrote (data.cache)")  # fmt: skip
     problem = _manifest_problem(manifest)
     if problem:
         raise _damaged(file, problem)
