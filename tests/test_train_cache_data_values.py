@@ -412,3 +412,19 @@ def test_the_progress_bar_counts_epochs_as_the_other_lines_do(tmp_path, monkeypa
         bars = shown.out + shown.err
         assert "Epoch 2/2" in bars, rich  # (Rich's bar, captured, shows its last frame only)
         assert "Epoch 0" not in bars and "Epoch 1/1" not in bars and "Epoch 1:" not in bars, rich
+
+
+def test_the_results_of_a_run_list_its_readers_once(tmp_path, capsys):
+    """`satclip train` printed every reader of each export, best and last alike (about ten lines of the same
+    readers); each export is one line now, and the readers are listed once."""
+    synthetic_cache(tmp_path / "cache", n=100)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"max_epochs": 1})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    export = tmp_path / "run" / "export"
+    assert f"best: {export / 'best'} (native), {export / 'best.ckpt'} (original)" in out
+    assert f"last: {export / 'last'} (native), {export / 'last.ckpt'} (original)" in out
+    assert out.count(f"readers of {export / 'last.ckpt'} and the others:") == 1
+    assert sum("satclip: reproduces it exactly" in line for line in out) == 1

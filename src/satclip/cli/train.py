@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import re
 import sys
+from pathlib import Path
 
 from ..errors import BadInputError
 from .args import config_input, user_path
@@ -134,8 +135,14 @@ def run(args: argparse.Namespace) -> int:
         last = result.history[-1]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
         print(f"epoch {last['epoch'] + 1} of {result.config.trainer.max_epochs}: {metrics}")
-    for name, exported in result.exports.items():
-        print(f"{name}: {exported.native} (native)")
-        print(exported.target.report())
+    for name, exported in result.exports.items():  # (the readers of each: the same, said once)
+        target = exported.target
+        extra = f", {target.path} ({target.target})" if Path(target.path) != Path(exported.native) else ""
+        print(f"{name}: {exported.native} (native){extra}")
+    if result.exports:
+        shown = list(result.exports.values())[-1].target
+        others = " and the others" if len(result.exports) > 1 else ""
+        print(f"readers of {shown.path}{others}:")
+        print("\n".join(f"  {reader.describe()}" for reader in shown.readers))
     print(f"run directory: {result.run_dir}")
     return 0
