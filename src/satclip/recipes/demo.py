@@ -93,7 +93,7 @@ _LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytor
 RERUN_KEEPS = {
     "corpus": "the corpus is built again (a half-built one is not kept)",
     "image features": "the feature cache continues where it stopped",
-    "evaluation": "the folds already evaluated are kept",
+    "evaluation": "the probes already fitted (each task, encoder and seed) are kept",
     "map and report": "only the map and report are made again",
 }
 #: what a finished run writes about its model (besides model/ and eval/)
