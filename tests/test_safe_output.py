@@ -825,7 +825,8 @@ def test_a_lock_ends_with_the_process_that_took_it_not_with_its_forked_children(
 
 def test_a_lock_that_cannot_be_written_names_the_output_not_the_lock_file(capsys):
     """`-o /proc/x` (or trainer.output_dir there) failed with "No such file or directory: /proc/.x.lock", a file
-    the user never named."""
+    the user never named; then it named the output itself ("permission denied: d4/eval" of a writable folder in a
+    read-only one). It names the folder the lock goes into, and the output whose lock it is."""
     import sys
 
     from satclip.cli import main
@@ -834,11 +835,11 @@ def test_a_lock_that_cannot_be_written_names_the_output_not_the_lock_file(capsys
         pytest.skip("/proc is Linux's")
     with pytest.raises(OSError) as caught, safe_output.exclusive("/proc/satclip-test-output"):
         pass
-    assert caught.value.filename == "/proc/satclip-test-output"
-    assert "satclip writes its lock beside it" in caught.value.strerror
+    assert caught.value.filename == "/proc"
+    assert "(satclip writes the lock of satclip-test-output there)" in caught.value.strerror
     assert main(["train", "--trainer.output_dir", "/proc/satclip-test-run", "--trainer.max_epochs", "1"]) != 0
     err = capsys.readouterr().err
-    assert ".satclip-test-run.lock" not in err and "/proc/satclip-test-run" in err, err
+    assert ".satclip-test-run.lock" not in err and "satclip-test-run there" in err and ": /proc" in err, err
 
 
 def test_a_lock_file_left_there_that_cannot_be_opened_is_named(tmp_path, monkeypatch, capsys):

@@ -1126,7 +1126,9 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
         except OSError as err:  # (it named the hidden lock file, "No such file or directory: /proc/.x.lock")
             if err.filename != str(path) or not err.strerror or os.path.lexists(path):
                 raise  # (a lock file left there that this user cannot open: the file to remove, not the output)
-            raise type(err)(err.errno, f"{err.strerror} (satclip writes its lock beside it)", str(target)) from err
+            # (the folder it cannot write: the output's name was given, a folder inside that could be written)
+            raise type(err)(err.errno, f"{err.strerror} (satclip writes the lock of {target.name} there)",
+                            str(path.parent)) from err  # fmt: skip
         if not _try_lock(fd):
             holder = _holder(fd)
             if wait:
