@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from satclip import safe_output
 from satclip.cli import main
 from satclip.errors import ResumeError
 from satclip.train.cache import (
@@ -317,3 +318,12 @@ def test_build_cache_checks_its_sizes_and_source_before_writing(tmp_path):
     with pytest.raises(TypeError, match="source must be a PairSource"):
         build_cache(tmp_path / "c", tiny_encoder(), tiny_source().dataset, views=2)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_completed_cache_is_not_named_as_work_to_continue(tmp_path):
+    """The demo stopped in its first epoch said "nothing to resume" and, from the CLI, "the work done is kept in
+    …/cache-…: rerun the same command to continue where it stopped" of the feature cache it had finished. A cache
+    is named so while its build is unfinished only."""
+    safe_output.forget_created()  # (a command starts)
+    build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    assert tmp_path / "c" not in safe_output.kept_work()

@@ -152,6 +152,14 @@ def keep_work(path: str | Path) -> None:
         _KEPT.append(Path(path))
 
 
+def work_finished(path: str | Path) -> None:
+    """``path``'s work is done (a feature cache completed): an interruption later in the command does not name it
+    as work a rerun continues (after a training stopped before its first epoch, the demo said "nothing to resume"
+    and "the work done is kept in …/cache: rerun … to continue where it stopped" at once)."""
+    if Path(path) in _KEPT:
+        _KEPT.remove(Path(path))
+
+
 def kept_work() -> list[Path]:
     """What :func:`keep_work` recorded since the command started."""
     return list(_KEPT)

@@ -654,6 +654,7 @@ def _publish(path: Path, manifest: dict, build: dict) -> FeatureCache:
                 **_digests(path), "build": {**build, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}  # fmt: skip
     _write_json(path / MANIFEST, manifest)
     safe_output.remove_owned_files(path, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
+    safe_output.work_finished(path)
     log.info("feature cache %s: %s %s features", path, manifest["shape"], manifest["key"].get("dtype", ""))
     return FeatureCache.open(path)
 
