@@ -96,6 +96,18 @@ RERUN_KEEPS = {
     "evaluation": "the probes already fitted (each task, encoder and seed) are kept",
     "map and report": "only the map and report are made again",
 }
+#: the precision the evaluation embeds in where ``$SATCLIP_PRECISION`` names none: "auto" times bf16 against float32
+#: once per cache, and a busy machine or a fresh cache chose otherwise, moving the shipped model's scores between runs
+EVAL_PRECISION = "float32"
+
+
+def evaluation_precision() -> str:
+    """:data:`EVAL_PRECISION`, or the precision ``$SATCLIP_PRECISION`` asks for."""
+    from ..models.precision import ENV, default
+
+    return default() if os.environ.get(ENV) else EVAL_PRECISION
+
+
 #: what a finished run writes about its model (besides model/ and eval/)
 REPORT_FILES = ("report.md", "map.png", "training.png", "timings.json")
 
@@ -254,6 +266,7 @@ def _run(
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
+    from ..models.precision import default_as
     from ..pretrained import bundled_models
     from ..train.fitting import fit
     from . import CORPUS, prepare_recipe
@@ -342,7 +355,7 @@ def _run(
         task_options=TaskOptions(n_points=settings.eval_points, data=air_temperature),
         workers=settings.workers,
     )
-    with stage("evaluation"):
+    with stage("evaluation"), default_as(evaluation_precision()):
         evaluation = run_evaluation(eval_config, out / "eval", progress=lambda total: _FoldProgress(progress, total))
 
     with stage("map and report"):
@@ -630,7 +643,9 @@ def _report(
         f"- model: `{model_dir.relative_to(out)}/` (load with `satclip.load({str(model_dir)!r})`), called `{short}` in "
         "the tables below",
         f"- evaluation: MLP probe, `random` protocol, {settings.eval_points:,} points per sampled task, seeds "
-        f"{list(settings.eval_seeds)}",
+        f"{list(settings.eval_seeds)}, embeddings in {evaluation_precision()}"
+        + (" (the same on every machine and run; `$SATCLIP_PRECISION` sets another)"
+           if evaluation_precision() == EVAL_PRECISION else " (`$SATCLIP_PRECISION`)"),
         "- stage times: " + ", ".join(f"{k} {v:.0f} s" + (" (an earlier run's: reused)" if k in reused else "")
                                       for k, v in timings.items()),  # fmt: skip
         "",
