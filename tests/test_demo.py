@@ -334,3 +334,15 @@ def test_the_demo_evaluates_in_float32_unless_asked_otherwise(tmp_path, monkeypa
     from satclip.recipes.demo import evaluation_precision
 
     assert evaluation_precision() == (asked or "float32")
+
+
+def test_the_demo_refuses_an_output_inside_satclips_cache(tmp_path, monkeypatch, capsys):
+    """`--out` inside the cache (which the README says to delete) wrote the report and model there without a word;
+    the cache's own folders were refused as "files satclip did not create"."""
+    from satclip.cli import main
+
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+    for out in (tmp_path / "cache" / "mydemo", tmp_path / "cache"):
+        assert main(["demo", "--quick", "--out", str(out)]) == 2
+        assert f"--out {out} is inside satclip's cache ({tmp_path / 'cache'})" in capsys.readouterr().err
+        assert not (tmp_path / "cache" / "mydemo").exists()

@@ -137,7 +137,9 @@ def run_demo(
         read_stations(air_temperature)
     # new, empty, or an earlier demo's (never foreign files); absolute, so that the paths its run records are
     # the same however the rerun spells it (`--out demo`, `--out ./demo`), and its training continues
-    out = safe_output.make_owned_dir(Path(os.path.abspath(user_path(out))), kind="demo")
+    out = Path(os.path.abspath(user_path(out)))
+    _check_not_in_cache(out)
+    out = safe_output.make_owned_dir(out, kind="demo")
     progress = progress or StageProgress(stage_seconds(settings))
     # a lock taken over is logged (into the log once it is open), not shown
     with _quiet(out / "demo.log", progress) as log_file, safe_output.exclusive(out):
@@ -386,6 +388,18 @@ def training_dir_name(settings: DemoSettings) -> str:
     (a run of other settings, say ``--quick`` after the full demo, used to delete the earlier training)."""
     return (f"run-{settings.patches}-{settings.views}-e{settings.epochs}-b{settings.batch_size}-lr{settings.lr:g}"
             f"-s{settings.seed}")
+
+
+def _check_not_in_cache(out: Path) -> None:
+    """Refuse an output in satclip's cache, what the README says to delete to reclaim space (a report and model
+    there were written without a word; its own folders were refused as "files satclip did not create")."""
+    from ..errors import BadInputError
+    from ..paths import cache_dir
+
+    cache = cache_dir().resolve()
+    if out.resolve() == cache or cache in out.resolve().parents:
+        raise BadInputError(f"--out {out} is inside satclip's cache ({cache}), which holds what satclip derives to "
+                            "reuse and may be deleted to reclaim space: choose a folder of your own")  # fmt: skip
 
 
 def _outcome(evaluation, model_dir: Path, most: int | None = None) -> str:
