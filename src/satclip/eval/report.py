@@ -310,7 +310,7 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
     """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
     primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a and b; tied for best
     with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind the best and those tied with it, its rank by
-    mean in brackets; with one fold per task: the best mean, level with an equal one). The display names are
+    mean in brackets; with one fold per task: the best mean, level for it with an equal one). The display names are
     those of the tables (:func:`display_names`). ``most``: name at most that many encoders in a group, then how
     many more (a terminal's line: with many ties it ran to 480 characters)."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
@@ -341,7 +341,7 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
         return "not scored on any task"
     top = "best" if spread else "the best mean"  # one fold: means alone, no spread to judge ties by
     parts = [f"{top} on {_join(best)}"] if best else []
-    parts += [f"{'tied for best' if spread else 'level'} with {_join(e, most)} on {_join(ts)}"
+    parts += [f"{'tied for best' if spread else 'level for the best mean'} with {_join(e, most)} on {_join(ts)}"
               for e, ts in tied.items()]  # fmt: skip
     parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
     if not spread:
