@@ -346,3 +346,20 @@ def test_the_demo_refuses_an_output_inside_satclips_cache(tmp_path, monkeypatch,
         assert main(["demo", "--quick", "--out", str(out)]) == 2
         assert f"--out {out} is inside satclip's cache ({tmp_path / 'cache'})" in capsys.readouterr().err
         assert not (tmp_path / "cache" / "mydemo").exists()
+
+
+def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, monkeypatch):
+    """A rerun reusing all 30 folds still takes a few seconds (tasks loaded, figures drawn): judged by its speed
+    alone (not 20 times the expected), it was reported as a fresh evaluation of 3 s, and timings.json lost the
+    first run's time. (Here no stage is quick enough to count as reused by speed.)"""
+    from satclip.recipes import demo
+
+    monkeypatch.setattr(demo, "REUSED_SPEEDUP", 1e12)
+    settings = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
+                       map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
+    out = tmp_path / "demo"
+    run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    first = json.loads((out / "timings.json").read_text())["evaluation"]
+    report = run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    assert json.loads((out / "timings.json").read_text())["evaluation"] == first
+    assert f"evaluation {first:.0f} s (an earlier run's: reused)" in report
