@@ -78,6 +78,7 @@ def test_a_feature_cache_with_bad_points_or_another_dtype_is_rebuilt_by_build(tm
     with caplog.at_level(logging.WARNING, logger="satclip.train.cache"):
         rebuilt = build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")
     assert f"{file} is damaged" in caplog.text and "rebuilding it" in caplog.text
+    assert "rebuild the cache with" not in caplog.text  # (it told the build that was rebuilding it to rebuild it)
     assert source.dataset.reads == 20  # built twice: the damaged cache was not reused
     assert verify_cache(rebuilt.path).ok
     np.testing.assert_array_equal(np.array(rebuilt.features), expected_features)

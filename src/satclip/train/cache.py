@@ -260,8 +260,16 @@ def rebuild_fix(build_command: str = BUILD_COMMAND) -> str:
     return f"rebuild the cache with `{build_command}` (it rebuilds a damaged cache of its own) or `--rebuild`"
 
 
-def _damaged(file: Path, what: str) -> BadInputError:
-    return BadInputError(f"{file} is damaged ({what}): {rebuild_fix()}")
+class DamagedCacheError(BadInputError):
+    """A cache file that cannot be used; ``problem`` says what without the fix (a build that rebuilds it says so)."""
+
+    def __init__(self, file: Path, what: str):
+        self.problem = f"{file} is damaged ({what})"
+        super().__init__(f"{self.problem}: {rebuild_fix()}")
+
+
+def _damaged(file: Path, what: str) -> DamagedCacheError:
+    return DamagedCacheError(file, what)
 
 
 def _check_no_foreign_entries(path: Path) -> None:
@@ -419,8 +427,8 @@ def _up_to_date(path: Path, key: dict) -> tuple[FeatureCache | None, str | None]
             return None, None
         cache = FeatureCache.open(path)
         cache.check_files()
-    except (BadInputError, FileNotFoundError) as err:
-        return None, str(err)
+    except (BadInputError, FileNotFoundError) as err:  # (the build rebuilds it: "rebuild the cache with …" was said)
+        return None, getattr(err, "problem", str(err))
     return cache, None
 
 
