@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import BadInputError, LockedError, OutputExistsError
+from .errors import BadInputError, LockedError, OutputExistsError, SatclipError
 from .paths import cache_dir, expand_user, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def created_folders() -> list[Path]:
     an output path made them without a word. Not those within satclip's outputs or its cache, which it lays out."""
     try:
         cache = cache_dir().resolve()
-    except Exception:  # (no home directory: no cache either)
+    except SatclipError:  # (no home directory: no cache either)
         cache = None
     made = [d for d in _CREATED if d.is_dir() and not any(is_owned(a) for a in (d, *d.parents))
             and not (cache is not None and (d.resolve() == cache or cache in d.resolve().parents))]  # fmt: skip
