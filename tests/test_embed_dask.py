@@ -971,3 +971,17 @@ def test_invalid_rows_of_every_failing_partition_are_named(cluster, model, tmp_p
     assert "2 invalid row(s) in 2 partition(s)" in err and f"partition 1: 1 invalid point(s): row {bad[0]}" in err
     assert f"of part.0.parquet; the first invalid row of each other partition: partition 3: row {bad[1]} (row " \
            f"{bad[1] - 20_000} of part.1.parquet). Pass --skip-invalid" in err  # fmt: skip
+
+
+def test_a_misspelt_model_is_named_before_a_cluster_starts(model, tmp_path, monkeypatch, capsys):
+    """`--model no-such-model --engine dask` started a local cluster (4-5 s of worker processes) before it said that
+    the model does not exist."""
+    from satclip.embed import cluster as cluster_module
+
+    dataset = write_dataset(points(100), tmp_path / "in", parts=1)
+    started = []
+    monkeypatch.setattr(cluster_module, "starting_client", lambda *args: started.append(args))
+    argv = ["embed", str(dataset), "-o", str(tmp_path / "out.parquet"), "--model", "bluemarble-l1O", "--engine",
+            "dask", "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "no model 'bluemarble-l1O' (did you mean 'bluemarble-l10'" in capsys.readouterr().err and not started

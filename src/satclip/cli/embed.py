@@ -187,9 +187,11 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
             from ..embed.cluster import starting_client
+            from ..io.resolve import resolve
 
             source = _dask_source(args, source)
             _check_output(args, source)  # (before a cluster is started for nothing)
+            resolve(args.model)  # (a misspelt model was named once the cluster had started: 4-5 s)
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         else:
             _check_output(args, source)  # (before the model is loaded for nothing)
