@@ -1131,3 +1131,11 @@ def test_a_retrieval_spec_given_as_a_model_says_where_it_is_taken(tmp_path, caps
     err = capsys.readouterr().err
     assert "is a retrieval encoder spec, which satclip evaluate takes" in err and "did you mean" not in err
     assert "satclip.load('bluemarble-l10', retrieval='auto' or DATABASE, mode='range+')" in err
+
+
+def test_cache_auto_in_capitals_points_to_auto(tmp_path, capsys, monkeypatch):
+    """`--cache AUTO` said "no such feature cache: AUTO", no word of `--cache auto`."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["retrieval", "build", "--model", "bluemarble-l10", "--cache", "AUTO", "-o", str(tmp_path / "db")]) == 2
+    assert "no such feature cache: AUTO (build one with `satclip cache build`; for the shipped models' own, --cache " \
+           "auto)" in capsys.readouterr().err  # fmt: skip

@@ -94,7 +94,9 @@ def run_build(args: argparse.Namespace) -> int:
             raise BadInputError(f"--cache {cache_dir} is {what}, not a feature cache directory: give the directory "
                                 "`satclip cache build` wrote (its data.cache)")  # fmt: skip
         if not cache_dir.is_dir():
-            raise BadInputError(f"no such feature cache: {cache_dir} (build one with `satclip cache build`)")
+            auto_hint = "; for the shipped models' own, --cache auto" if str(cache_dir).lower() == "auto" else ""
+            raise BadInputError(f"no such feature cache: {cache_dir} (build one with `satclip cache build`"
+                                f"{auto_hint})")  # fmt: skip
         cache = FeatureCache.open(cache_dir)
         output, overwrite, dtype = args.output, args.overwrite, args.dtype or DEFAULT_DTYPE
     database = build_database(output, model, cache, dtype=dtype, overwrite=overwrite, model_source=args.model)
