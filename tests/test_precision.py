@@ -394,3 +394,15 @@ def test_setting_precision_switches_it_as_load_would(ckpt, caplog):
     with pytest.raises(BadInputError, match=r"^precision='fast' is not one of auto, float32, bf16, float64$"):
         encoder.precision = "fast"
     assert encoder.precision in precision.AUTO_CHOICES and encoder.encode(points).shape == (2, 256)
+
+
+@pytest.mark.parametrize("cast", ["half", "bfloat16"])
+def test_16_bit_weights_are_refused_not_computed_as_float32(ckpt, cast):
+    """After `.half()` or `.bfloat16()`, `encoder.precision` still read "float32" while `encode` computed with the
+    16-bit weights (1e-3 and 1e-2 off the float32 embeddings)."""
+    encoder = getattr(satclip.load(ckpt, precision="float32"), cast)()
+    with pytest.raises(BadInputError, match=r"the location weights are (float16|bfloat16) \(after \.half\(\) or "
+                                            r"\.bfloat16\(\)\).*call \.float\(\) first"):  # fmt: skip
+        encoder.encode([[13.4, 52.5]])
+    assert "weights)" in repr(encoder)  # (the repr names them instead)
+    assert encoder.float().encode([[13.4, 52.5]]).dtype == torch.float32

@@ -186,7 +186,11 @@ class LocationEncoder(nn.Module):
 
     def extra_repr(self) -> str:  # (what it embeds into, in what precision, from where: the repr said none of it)
         source = getattr(self, "provenance", {}).get("source")
-        return f"embedding_dim={self.embedding_dim}, precision={self.precision!r}" + (
+        try:
+            precision = repr(self.precision)
+        except BadInputError:  # (16-bit weights: named, not computed with)
+            precision = f"None ({str(self.dtype).removeprefix('torch.')} weights)"
+        return f"embedding_dim={self.embedding_dim}, precision={precision}" + (
             f", source={os.path.basename(str(source).rstrip('/')) or source!r}" if source else "")  # fmt: skip
 
     @property

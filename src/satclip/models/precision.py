@@ -417,13 +417,24 @@ def record(encoder, choice: Choice) -> None:
 def for_encoder(encoder, precision: str | torch.dtype | None = None) -> str:
     """The resolved precision :meth:`~satclip.LocationEncoder.encode` runs in: ``precision`` if given
     (``"auto"`` calibrated), else the one :func:`configure` recorded while the weights are still in its
-    dtype, else the weights' own dtype (float64 weights: ``"float64"``, else ``"float32"``)."""
+    dtype, else the weights' own dtype (float64 weights: ``"float64"``, else ``"float32"``).
+
+    Raises:
+        BadInputError: the weights are 16-bit (after ``.half()`` or ``.bfloat16()``): ``encode`` computed with them
+            while the precision read "float32" (up to 1e-2 off).
+    """
+    weights = next(encoder.parameters()).dtype
+    if weights not in (torch.float32, torch.float64):
+        raise BadInputError(
+            f"the location weights are {str(weights).removeprefix('torch.')} (after .half() or .bfloat16()), which "
+            "satclip does not compute with: call .float() first; encoder.precision = 'bf16' runs bf16 products over "
+            "float32 weights"
+        )
     if precision is not None:
         resolved = resolve(precision, encoder).precision
         if resolved == "float64" and getattr(encoder, "weights_rounded", False):
             _warn_rounded(encoder)
         return resolved
-    weights = next(encoder.parameters()).dtype
     recorded = getattr(encoder, "recorded_precision", None)
     if recorded is not None and weights_dtype(recorded) == weights:
         return recorded
