@@ -269,3 +269,15 @@ def test_standing_in_brief_names_at_most_two_encoders_a_group():
     assert standing(rows, runs) == "tied for best with `direct`, `wrap`, `geoclip` and `sh-l10` on country"
     assert standing(rows, runs, most=2) == "tied for best with `direct`, `wrap` and 2 more on country"
     assert standing(rows, runs, most=3) == "tied for best with `direct`, `wrap`, `geoclip` and `sh-l10` on country"
+
+
+def test_standing_in_brief_says_many_groups_of_ties_in_one_phrase():
+    """Six tasks, each tied with another group of encoders: the demo's line named each group (560 characters in
+    a full demo run); in brief the ties are one phrase, the tasks and how many others each."""
+    runs = "runs/demo/model"
+    rows = []
+    for i, task in enumerate(("a", "b", "c", "d")):
+        others = {name: (0.80, 0.01) for name in ("direct", "wrap", "geoclip", "sh-l10")[: i + 1]}
+        rows += _rows(task, "classification", "accuracy", "macro_f1", {runs: (0.80, 0.01), **others})
+    assert standing(rows, runs, most=2) == "tied for best on a, b, c and d (with 1 to 4 others each)"
+    assert standing(rows, runs).count("tied for best with") == 4  # (the report keeps every group)

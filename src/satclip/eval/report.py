@@ -312,7 +312,8 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
     with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind the best and those tied with it, its rank by
     mean in brackets; with one fold per task: the best mean, level for it with an equal one). The display names are
     those of the tables (:func:`display_names`). ``most``: name at most that many encoders in a group, then how
-    many more (a terminal's line: with many ties it ran to 480 characters)."""
+    many more, and with more than ``most`` groups of ties, one phrase for them all (a terminal's line: with many ties
+    it ran to 480 characters)."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
     summary = summarise(rows)
     encoders = _ordered(r["encoder"] for r in rows)
@@ -341,8 +342,13 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
         return "not scored on any task"
     top = "best" if spread else "the best mean"  # one fold: means alone, no spread to judge ties by
     parts = [f"{top} on {_join(best)}"] if best else []
-    parts += [f"{'tied for best' if spread else 'level for the best mean'} with {_join(e, most)} on {_join(ts)}"
-              for e, ts in tied.items()]  # fmt: skip
+    level = "tied for best" if spread else "level for the best mean"
+    if most is not None and len(tied) > most:  # (one phrase a group: six groups ran to 560 characters)
+        counts = sorted({len(e) for e in tied})
+        others = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+        parts.append(f"{level} on {_join([t for ts in tied.values() for t in ts])} (with {others} others each)")
+    else:
+        parts += [f"{level} with {_join(e, most)} on {_join(ts)}" for e, ts in tied.items()]
     parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
     if not spread:
         parts.append("one fold per task, so no spread to judge ties by")
