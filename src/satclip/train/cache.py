@@ -169,28 +169,28 @@ class FeatureCache:
         for name, array, shape in ((FEATURES, self.features, tuple(self.manifest["shape"])),
                                    (LONLAT, self.lonlat, (len(self), 2))):  # fmt: skip
             if array.shape != shape:
-                raise _damaged(self.path / name, f"shape {array.shape}, the manifest says {shape}")
+                raise DamagedCacheError(self.path / name, f"shape {array.shape}, the manifest says {shape}")
         # coordinates, dtype and finite values too: a cache with NaN or lon=1e9 points, or features of another
         # dtype, was reused and trained on (NaN val_loss, or "training diverged … lower optim.lr")
         dtype = self.key.get("dtype")
         if str(self.features.dtype) != dtype:
-            raise _damaged(self.path / FEATURES, f"dtype {self.features.dtype}, the manifest says {dtype}")
+            raise DamagedCacheError(self.path / FEATURES, f"dtype {self.features.dtype}, the manifest says {dtype}")
         if self.lonlat.dtype != np.float64:  # (float32 coordinates are ~1 m off)
-            raise _damaged(self.path / LONLAT, f"dtype {self.lonlat.dtype}, a cache stores float64 (lon, lat)")
+            raise DamagedCacheError(self.path / LONLAT, f"dtype {self.lonlat.dtype}, a cache stores float64 (lon, lat)")
         from ..encoding.points import describe_invalid, invalid_rows
 
         bad = invalid_rows(self.lonlat)
         if bad.any():
-            raise _damaged(self.path / LONLAT, describe_invalid(self.lonlat, bad))
+            raise DamagedCacheError(self.path / LONLAT, describe_invalid(self.lonlat, bad))
         if not all_finite(self.features):
             shown, count = non_finite_images(self.features)
-            raise _damaged(self.path / FEATURES, f"NaN or infinite features in {count} of {len(self)} images, first "
-                                                 f"{', '.join(map(str, shown))}")  # fmt: skip
+            raise DamagedCacheError(self.path / FEATURES, f"NaN or infinite features in {count} of {len(self)} images, "
+                                                          f"first {', '.join(map(str, shown))}")  # fmt: skip
         # its weights as the key records them: a damaged backbone was reused, trained on and exported
         if state_sha256(self.backbone_state()) != self.key["backbone_sha256"]:
-            raise _damaged(self.path / BACKBONE, "its weights do not match the manifest's backbone_sha256")
+            raise DamagedCacheError(self.path / BACKBONE, "its weights do not match the manifest's backbone_sha256")
         for name, problem in changed_files(self.path, self.manifest).items():
-            raise _damaged(self.path / name, problem)
+            raise DamagedCacheError(self.path / name, problem)
         self._checked = True
 
     def __len__(self) -> int:
@@ -223,7 +223,7 @@ class FeatureCache:
         try:
             return safe_open(self.path / BACKBONE, framework="pt")
         except (SafetensorError, OSError) as err:  # cut short, overwritten
-            raise _damaged(self.path / BACKBONE, str(err)) from err
+            raise DamagedCacheError(self.path / BACKBONE, str(err)) from err
 
     def gather(self, index: np.ndarray, view: np.ndarray) -> torch.Tensor:
         """Features of images ``index`` (int array) in views ``view`` → float32 ``(len(index), F)``."""
@@ -268,10 +268,6 @@ class DamagedCacheError(BadInputError):
         super().__init__(f"{self.problem}: {rebuild_fix()}")
 
 
-def _damaged(file: Path, what: str) -> DamagedCacheError:
-    return DamagedCacheError(file, what)
-
-
 def _check_no_foreign_entries(path: Path) -> None:
     """Raise :class:`~satclip.errors.BadInputError` where one of a cache's file names in ``path`` is taken by
     something else (a directory): satclip did not make it, so a rebuild may not delete it (it said "rebuilding
@@ -291,7 +287,7 @@ def _load_cache_array(file: Path, **kwargs) -> np.ndarray:
     try:
         return np.load(file, allow_pickle=False, **kwargs)
     except (ValueError, EOFError, OSError) as err:  # a truncated header or data, or another file in its place
-        raise _damaged(file, str(err) or type(err).__name__) from err
+        raise DamagedCacheError(file, str(err) or type(err).__name__) from err
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -304,15 +300,15 @@ def read_manifest(path: str | Path) -> dict:
     try:
         manifest = json.loads(file.read_text())
     except ValueError as err:
-        raise _damaged(file, f"not JSON: {err}") from err
+        raise DamagedCacheError(file, f"not JSON: {err}") from err
     if not isinstance(manifest, dict):
-        raise _damaged(file, "not a JSON object")
+        raise DamagedCacheError(file, "not a JSON object")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path} holds {safe_output.format_noun(manifest.get('format'))}, not a feature cache: give "
                          "the directory `satclip cache build` wrote (data.cache)")  # fmt: skip
     problem = _manifest_problem(manifest)
     if problem:
-        raise _damaged(file, problem)
+        raise DamagedCacheError(file, problem)
     # (a ValueError, no BadInputError: no damage for verify to report or build to rebuild; refused, exit 2)
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} has cache format_version {manifest['format_version']}; this satclip reads up "
