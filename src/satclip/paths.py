@@ -33,6 +33,17 @@ def cache_dir(*parts: str) -> Path:
     return root.joinpath(*parts)
 
 
+def in_cache(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is satclip's cache or inside it (links resolved); False where there is no home directory,
+    so no cache."""
+    try:
+        cache = cache_dir().resolve()
+    except SatclipError:
+        return False
+    path = Path(path).resolve()
+    return path == cache or cache in path.parents
+
+
 def expand_user(path: str | os.PathLike) -> Path:
     """``path`` with a leading ``~`` or ``~user`` expanded; ``~name`` of no user (or ``~`` without a home) stays a
     name, as the shell leaves it (``Path.expanduser`` raises)."""

@@ -37,8 +37,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import BadInputError, LockedError, OutputExistsError, SatclipError
-from .paths import cache_dir, expand_user, not_a_directory, special_kind
+from .errors import BadInputError, LockedError, OutputExistsError
+from .paths import cache_dir, expand_user, in_cache, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,7 @@ def removed_if_left_empty() -> Iterator[None]:
 def created_folders() -> list[Path]:
     """The missing folders of output paths this command created (that still exist), deepest ones only: a typo in
     an output path made them without a word. Not those within satclip's outputs or its cache, which it lays out."""
-    try:
-        cache = cache_dir().resolve()
-    except SatclipError:  # (no home directory: no cache either)
-        cache = None
-    made = [d for d in _CREATED if d.is_dir() and not any(is_owned(a) for a in (d, *d.parents))
-            and not (cache is not None and (d.resolve() == cache or cache in d.resolve().parents))]  # fmt: skip
+    made = [d for d in _CREATED if d.is_dir() and not any(is_owned(a) for a in (d, *d.parents)) and not in_cache(d)]
     return [d for d in made if not any(other != d and d in other.parents for other in made)]
 
 

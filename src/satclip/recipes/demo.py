@@ -404,12 +404,11 @@ def _check_not_in_cache(out: Path) -> None:
     """Refuse an output in satclip's cache, what the README says to delete to reclaim space (a report and model
     there were written without a word; its own folders were refused as "files satclip did not create")."""
     from ..errors import BadInputError
-    from ..paths import cache_dir
+    from ..paths import cache_dir, in_cache
 
-    cache = cache_dir().resolve()
-    if out.resolve() == cache or cache in out.resolve().parents:
-        raise BadInputError(f"--out {out} is inside satclip's cache ({cache}), which holds what satclip derives to "
-                            "reuse and may be deleted to reclaim space: choose a folder of your own")  # fmt: skip
+    if in_cache(out):
+        raise BadInputError(f"--out {out} is inside satclip's cache ({cache_dir()}), which holds what satclip derives "
+                            "to reuse and may be deleted to reclaim space: choose a folder of your own")  # fmt: skip
 
 
 def _outcome(evaluation, model_dir: Path, most: int | None = None) -> str:
