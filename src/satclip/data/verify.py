@@ -199,14 +199,11 @@ def check_file(path: str | Path, spec: CheckSpec = CheckSpec(), lonlat: tuple[fl
 
 
 def _km_from(src, lonlat: tuple[float, float]) -> float | None:
-    """km from an open GeoTIFF's centre to ``lonlat``, or None where it has no CRS."""
-    if src.crs is None:
-        return None
-    from rasterio.warp import transform
+    """km from an open GeoTIFF's centre to ``lonlat``, or None where it has no CRS (or a centre on Earth)."""
+    from ..image.preprocess import raster_center_lonlat
 
-    x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
-    lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
-    return float(great_circle_km((lon[0], lat[0]), lonlat))
+    centre = raster_center_lonlat(src)
+    return None if centre is None else float(great_circle_km(centre, lonlat))
 
 
 @dataclass(frozen=True)

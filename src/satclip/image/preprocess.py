@@ -267,12 +267,17 @@ def geotiff_center_lonlat(path: str | Path) -> tuple[float, float] | None:
     antimeridian, or in 0–360°, has its centre east of 180°), or ``None`` without a CRS or a centre on Earth
     (needs rasterio)."""
     with open_geotiff(path) as src:
-        if src.crs is None:
-            return None
-        from rasterio.warp import transform
+        return raster_center_lonlat(src)
 
-        x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
-        lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
+
+def raster_center_lonlat(src) -> tuple[float, float] | None:
+    """:func:`geotiff_center_lonlat` of a raster rasterio has open."""
+    if src.crs is None:
+        return None
+    from rasterio.warp import transform
+
+    x, y = src.xy(src.height / 2, src.width / 2, offset="ul")
+    lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
     lon, lat = float(lon[0]), float(lat[0])
     if not (np.isfinite(lon) and np.isfinite(lat) and abs(lat) <= 90):
         return None
