@@ -3,6 +3,7 @@ force, the station table's download path (faked transport) and user tables."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import urllib.error
@@ -17,7 +18,7 @@ pytest.importorskip("h5py")
 pytest.importorskip("tifffile")
 
 from satclip.eval import naturalearth  # noqa: E402
-from satclip.eval.tasks import TaskOptions, elevation, era5, koppen, landcover, load_task, names, table_task  # noqa: E402  # noqa: E402
+from satclip.eval.tasks import Task, TaskOptions, elevation, era5, koppen, landcover, load_task, names, table_task  # noqa: E402  # noqa: E402
 from satclip.eval.tasks import air_temperature as air  # noqa: E402
 from satclip.io.hub import DownloadError  # noqa: E402
 
@@ -234,3 +235,30 @@ def test_a_class_target_of_one_class_or_a_class_per_point_says_what_is_wrong(tmp
     frame.assign(y=[f"{v:.2f}m" for v in rng.uniform(0, 100, 40)]).to_csv(tmp_path / "text.csv", index=False)
     with pytest.raises(ValueError, match="each of its 40 points has a class of its own: .*--task-kind regression"):
         table_task(tmp_path / "text.csv", options=TaskOptions(min_class_points=1))
+
+
+def test_a_table_is_split_by_its_data_not_by_its_file_name(tmp_path):
+    """The folds were salted with the task's name, the file's stem by default: the same table under another file
+    name was split otherwise and scored otherwise. Built-in tasks keep the splits their name salts."""
+    pd = pytest.importorskip("pandas")
+    from satclip.eval import protocols
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 200), "lat": rng.uniform(-60, 60, 200),
+                          "y": rng.standard_normal(200)})  # fmt: skip
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    first, second = table_task(tmp_path / "a.csv"), table_task(tmp_path / "b.csv", name="renamed")
+    for protocol in ("random", "spatial-block", "paper"):
+        for one, other in zip(protocols.make_folds(protocol, first, [0, 1]),
+                              protocols.make_folds(protocol, second, [0, 1]), strict=True):  # fmt: skip
+            for part in ("train", "val", "test"):
+                np.testing.assert_array_equal(getattr(one, part), getattr(other, part))
+    frame.assign(lon=frame["lon"] / 2).to_csv(tmp_path / "c.csv", index=False)
+    moved = table_task(tmp_path / "c.csv", name="a")
+    assert not np.array_equal(protocols.make_folds("random", moved, [0])[0].test,
+                              protocols.make_folds("random", first, [0])[0].test)  # fmt: skip
+    builtin = Task("koppen", "regression", first.points, first.targets, first.continents, "y", "s")
+    salted = np.random.default_rng([0, int.from_bytes(hashlib.sha256(b"koppen").digest()[:8], "little")])
+    np.testing.assert_array_equal(protocols.make_folds("random", builtin, [0])[0].test,
+                                  np.sort(salted.permutation(200)[160:]))  # fmt: skip

@@ -343,7 +343,7 @@ def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, cap
            "--task-kind classification if they are classes" in err  # fmt: skip
     assert "codes.csv: 200 rows: the task uses a sample of 150 of them (--n-points to change)" in err
     scores = {}
-    for name, factor in (("plain", 1.0), ("tiny", 1e-14)):  # (one task name: the splits are seeded by it)
+    for name, factor in (("plain", 1.0), ("tiny", 1e-14)):  # (the splits are seeded by the points)
         (tmp_path / name).mkdir()
         table = _table(tmp_path / name / "task.csv", {**base, "y": base["y"] * factor})
         assert main([*run, table, "--out", str(tmp_path / name / "ev")]) == 0

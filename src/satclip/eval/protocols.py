@@ -50,9 +50,11 @@ PROTOCOLS: Registry = Registry("evaluation protocol")
 FIXED_PROBE = {"paper": "paper-mlp"}
 
 
-def _rng(seed: int, *salt: str) -> np.random.Generator:
-    """A generator for ``seed`` that also depends on ``salt`` (task, continent…), reproducibly."""
-    extra = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in salt]
+def _rng(seed: int, task: Task, *salt: str) -> np.random.Generator:
+    """A generator for ``seed`` that also depends on ``task`` (its split salt, else its name: the built-in tasks'
+    published splits) and ``salt`` (continent…), reproducibly."""
+    parts = (task.split_salt or task.name, *salt)
+    extra = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little") for s in parts]
     return np.random.default_rng([int(seed), *extra])
 
 
@@ -68,7 +70,7 @@ def random_split(task: Task, seeds: list[int], train: float = 0.6, val: float = 
         raise ValueError(f"random split fractions train={train}, val={val} must leave a test share")
     folds = []
     for seed in seeds:
-        tr, va, te = _split(np.arange(len(task)), (train, val, 1 - train - val), _rng(seed, task.name))
+        tr, va, te = _split(np.arange(len(task)), (train, val, 1 - train - val), _rng(seed, task))
         folds.append(Fold(f"seed={seed}", seed, tr, va, te))
     return folds
 
@@ -85,7 +87,7 @@ def holdout_continent(
             outside = np.flatnonzero(task.continents != continent)
             if len(inside) < min_test or len(outside) < min_test:  # (none outside: a probe fitted on 0 points)
                 continue
-            rng = _rng(seed, task.name, continent)
+            rng = _rng(seed, task, continent)
             tr, va = _split(outside, (1 - val, val), rng)
             n_shot = max(1, int(round(fewshot * len(inside))))
             shot, test = _split(inside, (n_shot / len(inside), 1 - n_shot / len(inside)), rng)
@@ -179,7 +181,7 @@ def spatial_block(task: Task, seeds: list[int], block_deg: float = 10.0, k: int 
         )
     folds = []
     for seed in seeds:
-        rng = _rng(seed, task.name, "blocks")
+        rng = _rng(seed, task, "blocks")
         assignment = dict(zip(rng.permutation(blocks).tolist(), np.arange(len(blocks)) % k, strict=True))
         fold_of = np.array([assignment[b] for b in ids.tolist()])
         for f in range(k):
@@ -207,7 +209,7 @@ def paper_split(task: Task, seeds: list[int], test: float = 0.5) -> list[Fold]:
     empty = np.empty(0, dtype=np.int64)
     folds = []
     for seed in seeds:
-        tr, te = _split(np.arange(len(task)), (1 - test, test), _rng(seed, task.name))
+        tr, te = _split(np.arange(len(task)), (1 - test, test), _rng(seed, task))
         folds.append(Fold(f"seed={seed}", seed, tr, empty, te))
     return folds
 

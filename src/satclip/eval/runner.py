@@ -535,7 +535,9 @@ def evaluate_tasks(
             bar.set_postfix_str(f"{task.name} · {enc.name} · {probe_name}")
 
     try:
-        task_keys = {task.name: digest(task.name, task.kind, task.points, task.targets) for task in tasks}
+        # (a split salt, where a task has one, too: rows of the splits an older satclip salted otherwise are not reused)
+        task_keys = {task.name: digest(task.name, task.kind, task.points, task.targets,
+                                       *([task.split_salt] if task.split_salt else [])) for task in tasks}  # fmt: skip
 
         def fold_key(task: Task, enc: encoders.Encoder, probe_name: str, fold: protocols.Fold) -> str:
             options = config.probe_options.get(probe_name, {})

@@ -91,6 +91,8 @@ class Task:
     continents: ``(N,)`` Natural Earth ``CONTINENT`` of each point (for ``holdout-continent``).
     classes: ``(K,)`` class labels (classification only).
     class_filter: which classes were kept (classification only; see :func:`encode_classes`).
+    split_salt: what the folds' random draws depend on besides the seed; ``""``: the task's name. A user
+        table's is a digest of its points: the same points split alike whatever the file is called.
     """
 
     name: str
@@ -103,6 +105,7 @@ class Task:
     classes: np.ndarray | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     class_filter: ClassFilter | None = None
+    split_salt: str = ""
 
     def __post_init__(self):
         n = len(self.points)

@@ -17,6 +17,7 @@ import numpy as np
 from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows
 from ...optional import require
 from ...paths import expand_user
+from ..cache import digest
 from .base import (
     CLASSIFICATION,
     MIN_POINTS,
@@ -309,6 +310,9 @@ def table_task(
         name=task_name, kind=kind, points=points, targets=targets,
         continents=continent_labels(points, options.use_cache), classes=classes, class_filter=kept,
         target=target_col, source=f"user table {path}", notes=tuple(notes),
+        # (salted with the file's name, a renamed copy split otherwise; by the points alone, the same points with a
+        # target in other units, or another target, split alike)
+        split_salt=digest(points),
     )  # fmt: skip
 
 
