@@ -331,7 +331,7 @@ def test_the_demo_evaluates_in_float32_unless_asked_otherwise(tmp_path, monkeypa
     with pytest.raises(Evaluated):
         run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO()))
     assert seen == [asked or "float32"]
-    from satclip.recipes.demo import evaluation_precision
+    from satclip.models.precision import evaluation_precision
 
     assert evaluation_precision() == (asked or "float32")
 

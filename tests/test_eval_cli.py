@@ -131,7 +131,8 @@ def test_a_rerun_without_figures_reuses_folds_whose_predictions_are_gone(tmp_pat
     # (its report says how to run it again: two runs of other --n-points had the same header)
     from satclip import __version__
 
-    assert (f"Settings: at most 300 points per task (point seed {DEFAULT_POINT_SEED}); satclip {__version__}. Command: "
+    assert (f"Settings: at most 300 points per task (point seed {DEFAULT_POINT_SEED}); embeddings in float64 "
+            f"(`direct`, `wrap`); satclip {__version__}. Command: "
             f"`satclip {shlex.join(argv)}`") in (out / "results.md").read_text().splitlines()  # fmt: skip
     rows = (out / "rows.jsonl").read_text()
     shutil.rmtree(out / "predictions")
@@ -846,3 +847,33 @@ def test_offline_downloads_no_model_either(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "(HF_HUB_OFFLINE is set) and it is not in the hub cache" in err and asked == []
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_evaluate_embeds_in_float32_unless_told_and_says_so(tmp_path, monkeypatch):
+    """Models were loaded in "auto", which a timing calibration resolves to bf16 or float32 (on a busy machine
+    the other one), moving the scores; results.md and results.csv said neither."""
+    from satclip.eval import EvalConfig, TaskFile, evaluate
+    from satclip.models import precision
+
+    calibrated = precision.resolve
+
+    def busy_machine(asked, encoder, device=None):  # ("auto" here measures bf16 as the faster)
+        if precision.check(asked) == "auto":
+            return precision.Choice("bf16", "auto", "a busy machine's timing")
+        return calibrated(asked, encoder, device)
+
+    monkeypatch.setattr(precision, "resolve", busy_machine)
+    monkeypatch.delenv(precision.ENV, raising=False)
+    table = _task_file(tmp_path / "t.csv")
+    argv = ["evaluate", "--encoders", "bluemarble-l10,wrap", "--task-file", str(table), "--seeds", "1", "--probes",
+            "linear", "--no-figures"]  # fmt: skip
+    for extra, expected in (([], "float32"), (["--precision", "auto"], "bf16"), (["--precision", "bf16"], "bf16")):
+        out = tmp_path / "_".join(["out", *extra])
+        assert main([*argv, *extra, "--out", str(out)]) == 0
+        assert {(r["encoder"], r["precision"]) for r in _rows(out / "results.csv")} == {
+            ("bluemarble-l10", expected), ("wrap", "float64")}  # fmt: skip
+        assert f"embeddings in {expected} (`bluemarble-l10`), float64 (`wrap`)" in (out / "results.md").read_text()
+    config = EvalConfig(encoders=("bluemarble-l10",), task_file=TaskFile(table), seeds=(1,), probes=("linear",))
+    assert {row["precision"] for row in evaluate(config)} == {"float32"}
+    monkeypatch.setenv(precision.ENV, "auto")
+    assert {row["precision"] for row in evaluate(config)} == {"bf16"}

@@ -169,7 +169,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--precision", choices=precision_option.PRECISIONS,
-        help="precision of the models satclip.load builds (a spec's own precision=... wins): " + precision_option.HELP,
+        help="precision of the models satclip.load builds (a spec's own precision=... wins): float32 | bf16 | "
+             "float64 | auto (default: $SATCLIP_PRECISION, else float32, so that scores are the same on every machine "
+             "and run; auto = bf16 where a one-time timing calibration finds it faster). results.md and results.csv "
+             "name the precision each encoder ran in",
     )  # fmt: skip
     # what a preset fixes itself: given with --preset, these are refused rather than ignored
     fixed = {"reference": ("tasks", "protocol", "probes", "seeds", "task_file", "target_col", "lon_col", "lat_col",

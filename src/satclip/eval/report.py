@@ -452,14 +452,19 @@ def blind_chance(config: EvalConfig, tasks: Sequence[Task]) -> dict[str, dict[st
             for variant, by_task in scores.items()}  # fmt: skip
 
 
-def settings_line(config: EvalConfig, command: str | None = None) -> str:
+def settings_line(config: EvalConfig, command: str | None = None, rows: Sequence[dict] = ()) -> str:
     """What a protocol run's results depend on besides its protocol, seeds and probes (two runs of other
-    ``--n-points`` or ``--block-deg`` had the same header), and the ``command`` that ran it: enough to run it
-    again."""
+    ``--n-points`` or ``--block-deg`` had the same header), the precision each encoder of ``rows`` ran in, and
+    the ``command`` that ran it: enough to run it again."""
     from .. import __version__
 
     options = config.task_options
     parts = [f"at most {options.n_points:,} points per task (point seed {options.seed})"]  # (a smaller task: all)
+    precisions = {row["encoder"]: row["precision"] for row in rows if row.get("precision")}
+    if precisions:  # (bf16 and float32 score differently: it was recorded nowhere)
+        by_precision = {p: [e for e, q in precisions.items() if q == p] for p in _ordered(precisions.values())}
+        parts.append("embeddings in " + ", ".join(f"{p} ({', '.join(f'`{e}`' for e in encs)})"
+                                                  for p, encs in by_precision.items()))  # fmt: skip
     used = {name: values for name, values in config.probe_options.items() if name in config.probe_names()}
     for what, values in (("protocol options", config.protocol_options), ("probe options", used)):
         if values:
@@ -497,7 +502,7 @@ def markdown(
         "(the target ÷ its training std: in units of the target's variance, so 1 is what predicting the mean "
         "scores and 0.1 leaves a tenth of the variance unexplained)."
     )
-    out += ["", settings_line(config, command)]
+    out += ["", settings_line(config, command, rows)]
     out += ["", *_task_rows(tasks, task_names)]
     for note in (_class_filter_note(tasks, task_names), _task_notes(tasks, task_names), _few_test_points_note(rows)):
         if note:

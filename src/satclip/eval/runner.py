@@ -37,7 +37,8 @@ MAPPED_VARIANTS = ("", "zero-shot")
 #: columns of results.csv, in order (timings go to timings.csv: they differ between identical runs)
 COLUMNS = (
     "task", "kind", "encoder", "protocol", "probe", "fold", "seed", "group", "variant",
-    "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1", "hparams", "predictions",
+    "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1", "hparams", "precision",
+    "predictions",
 )  # fmt: skip
 
 
@@ -242,7 +243,8 @@ def _open_rows(path: Path):
 
 
 #: the entries of a fold's row (see ``record`` in :func:`evaluate_tasks`) that are text, and those that are numbers
-_ROW_TEXT = ("key", "task", "kind", "encoder", "protocol", "probe", "fold", "group", "variant", "hparams")
+_ROW_TEXT = ("key", "task", "kind", "encoder", "protocol", "probe", "fold", "group", "variant", "hparams",
+             "precision")  # fmt: skip
 _ROW_NUMBERS = ("seed", "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1",
                 "seconds", "embedding_dim")  # fmt: skip
 
@@ -444,7 +446,9 @@ def _kill_workers(pool) -> None:
 def evaluate(
     config: EvalConfig, out_dir: str | Path | None = None, *, progress: Callable[[int], object] | None = None
 ) -> list[dict]:
-    """Run the evaluation; returns one row per (task, encoder, probe, fold) in a fixed order.
+    """Run the evaluation; returns one row per (task, encoder, probe, fold) in a fixed order. Models are
+    loaded in float32 unless ``$SATCLIP_PRECISION`` or a spec's ``precision=`` says otherwise
+    (:func:`satclip.models.precision.evaluation_precision`); each row names its encoder's ``precision``.
 
     With ``out_dir``, finished folds are appended to ``rows.jsonl`` there and reused on a re-run, and
     their test predictions are saved for maps (a finished fold of the first seed whose predictions are not
@@ -480,7 +484,10 @@ def evaluate_tasks(
     for name in config.tasks:
         TASKS.get(name)  # an unknown task name raises, listing the known ones
     protocols.check_options(config.protocol, **config.protocol_options)
-    encs = [encoders.create(spec) for spec in config.encoders]
+    from ..models.precision import default_as, evaluation_precision
+
+    with default_as(evaluation_precision()):  # (not "auto": a timing calibration chose, and moved the scores)
+        encs = [encoders.create(spec) for spec in config.encoders]
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
         raise ValueError(f"encoder specs must be unique, got {names}")
@@ -520,7 +527,8 @@ def evaluate_tasks(
             "protocol": config.protocol, "probe": probe_name, "fold": fold.name,
             "seed": fold.seed, "group": fold.group, "variant": fold.variant,
             "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
-            **scores, "seconds": round(seconds, 3), "embedding_dim": int(features.shape[1]),
+            **scores, "precision": enc.precision, "seconds": round(seconds, 3),
+            "embedding_dim": int(features.shape[1]),
         }  # fmt: skip
         if out and mapped:  # (before the row: a fold recorded done whose predictions failed to be written was
             # reused without them by a rerun that draws no maps)
@@ -607,7 +615,8 @@ def evaluate_tasks(
 
             for future in as_completed(futures):
                 record(*futures[future], future.result())
-        rows = [row for _, _, slots in groups for row in slots]
+        # (the precision of this run's encoder: a reused row of an older satclip has none)
+        rows = [{**row, "precision": enc.precision} for _, enc, slots in groups for row in slots]
     except BaseException:
         if pool is not None:
             _kill_workers(pool)

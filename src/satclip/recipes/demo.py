@@ -96,16 +96,6 @@ RERUN_KEEPS = {
     "evaluation": "the probes already fitted (each task, encoder and seed) are kept",
     "map and report": "only the map and report are made again",
 }
-#: the precision the evaluation embeds in where ``$SATCLIP_PRECISION`` names none: "auto" times bf16 against float32
-#: once per cache, and a busy machine or a fresh cache chose otherwise, moving the shipped model's scores between runs
-EVAL_PRECISION = "float32"
-
-
-def evaluation_precision() -> str:
-    """:data:`EVAL_PRECISION`, or the precision ``$SATCLIP_PRECISION`` asks for."""
-    from ..models.precision import ENV, default
-
-    return default() if os.environ.get(ENV) else EVAL_PRECISION
 
 
 #: what a finished run writes about its model (besides model/ and eval/)
@@ -268,7 +258,7 @@ def _run(
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
-    from ..models.precision import default_as
+    from ..models.precision import default_as, evaluation_precision
     from ..pretrained import bundled_models
     from ..train.fitting import fit
     from . import CORPUS, prepare_recipe
@@ -638,6 +628,7 @@ def _report(
     reused: set[str] = frozenset(),
 ) -> str:  # fmt: skip
     from ..eval.report import METRIC_TITLES_SHORT, relink
+    from ..models.precision import EVAL_PRECISION, evaluation_precision
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
     short = _short_name(evaluation, model_dir)

@@ -79,6 +79,16 @@ class Encoder:
             return int(self.module(probe).shape[1])
 
     @cached_property
+    def precision(self) -> str:
+        """The precision the features are computed in (``"float32"``, ``"bf16"``, ``"float64"``): a loaded
+        model's (chosen at :func:`satclip.load`), else its weights' dtype's, else the points' (raw encodings)."""
+        if hasattr(self.module, "precision_choice"):
+            return self.module.precision
+        weights = next(self.module.parameters(), None)
+        dtype = self.input_dtype if weights is None else weights.dtype
+        return "float64" if dtype == torch.float64 else "float32"
+
+    @cached_property
     def identity(self) -> str:
         """Cache key: the spec plus a digest of the embeddings of fixed points (changes when weights or
         implementation change) and, with retrieval, of the database's entries and the options (a database that
