@@ -473,7 +473,7 @@ def test_task_tables_as_spreadsheets_and_r_write_them_are_read_as_meant(tmp_path
 def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, caplog):
     """A rerun into the same --out with other encoders replaced results.csv, results.md and the figures with no
     word (other commands refuse to replace another run's output); it says so, and a rerun of the same settings
-    does not."""
+    does not. Folds replaced in rows.jsonl were said to stay there."""
     task = _task_file(tmp_path / "t.csv")
     run = ["evaluate", "--no-cache", "--seeds", "1", "--no-figures", "--probes", "linear",
            "--task-file", str(task), "--out", str(tmp_path / "ev")]  # fmt: skip
@@ -482,18 +482,22 @@ def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, cap
         assert main([*run, "--encoders", "wrap,direct"]) == 0
         assert "this report leaves out" not in caplog.text
         assert main([*run, "--encoders", "wrap"]) == 0
-    assert "held results of an earlier run: 1 this report leaves out (encoders direct); results.csv" in caplog.text
+    rows = tmp_path / "ev" / "rows.jsonl"
+    assert f"held results of an earlier run: 1 this report leaves out (encoders direct), which stay in {rows} for a " \
+           "run with their settings to reuse; results.csv" in caplog.text  # fmt: skip
+    assert len(rows.read_text().splitlines()) == 2
     caplog.clear()
     with caplog.at_level("WARNING", logger="satclip"):  # (other points were replaced without a word)
         assert main([*run, "--encoders", "wrap", "--n-points", "150"]) == 0
     assert "held results of an earlier run: 1 of folds of other sizes (other --n-points, data or protocol options), " \
-           "replaced by this run's; " in caplog.text  # fmt: skip
+           f"replaced by this run's in {rows} too; results.csv and results.md now hold this run's only" in caplog.text
+    assert "stay in" not in caplog.text and len(rows.read_text().splitlines()) == 2  # (it said they stayed)
     caplog.clear()
     other_task = ["evaluate", "--no-cache", "--seeds", "1", "--no-figures", "--probes", "linear", "--tasks",
                   "elevation", "--n-points", "150", "--encoders", "wrap", "--out", str(tmp_path / "ev")]  # fmt: skip
     with caplog.at_level("WARNING", logger="satclip"):  # (a task left out was named as its encoders)
         assert main(other_task) == 0
-    assert "held results of an earlier run: 1 this report leaves out (tasks t); " in caplog.text, caplog.text
+    assert "held results of an earlier run: 1 this report leaves out (tasks t), which stay in " in caplog.text
 
 
 @pytest.mark.parametrize("seed, said", [("-1", "must be 0 or more, got -1"),

@@ -573,12 +573,14 @@ def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
     """Warn where ``path``, an earlier run's results.csv, holds results this run's report leaves out (another
     run's encoders, tasks, seeds: its report was replaced without a word; its folds stay and are reused) or
     replaces with results of other settings (folds of other sizes: other points or protocol options; those were
-    replaced without a word, and dropped tasks were counted as encoders)."""
+    replaced without a word, and dropped tasks were counted as encoders; the run has replaced them in rows.jsonl
+    too, :func:`satclip.eval.runner._rewrite_rows`)."""
     try:
         with path.open(newline="") as handle:
             earlier = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error):
         return
+    rows_file = path.parent / ROWS_FILE
     now = {tuple(str(row.get(k, "")) for k in _ROW_KEY): row for row in rows}
     gone, changed = [], 0
     for row in earlier:
@@ -594,14 +596,14 @@ def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
             values = sorted({key[position] for key in gone} - {key[position] for key in now})
             if values:
                 missing.append(f"{what} {', '.join(values[:5])}{', …' if len(values) > 5 else ''}")
-        said.append(f"{len(gone)} this report leaves out ({'; '.join(missing) or 'folds of this run'})")
-    if changed:
+        said.append(f"{len(gone)} this report leaves out ({'; '.join(missing) or 'folds of this run'}), which stay in "
+                    f"{rows_file} for a run with their settings to reuse")  # fmt: skip
+    if changed:  # (said to stay in rows.jsonl too, which the run had just replaced them in)
         said.append(f"{changed} of folds of other sizes (other --n-points, data or protocol options), replaced by "
-                    "this run's")  # fmt: skip
+                    f"this run's in {rows_file} too")  # fmt: skip
     if said:
-        log.warning("%s held results of an earlier run: %s; results.csv and results.md now hold this run's only; the "
-                    "earlier folds stay in %s and a run with their settings reuses them", path.parent,
-                    " and ".join(said), path.parent / ROWS_FILE)  # fmt: skip
+        log.warning("%s held results of an earlier run: %s; results.csv and results.md now hold this run's only",
+                    path.parent, "; ".join(said))  # fmt: skip
 
 
 def write_reports(
