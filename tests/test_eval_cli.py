@@ -773,7 +773,7 @@ def test_holdout_continent_on_points_of_one_continent_is_refused(tmp_path, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the INFO lines on the task it read)
     assert err.startswith("satclip: error: task africa: holdout-continent holds out one continent"), err
-    assert "Africa 300" in err, err
+    assert "Africa 300: add rows to the table (--n-points only caps its rows) if they span continents" in err, err
     assert err.endswith("use --protocol random or spatial-block for points of one continent"), err
 
 

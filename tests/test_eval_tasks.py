@@ -262,3 +262,19 @@ def test_a_table_is_split_by_its_data_not_by_its_file_name(tmp_path):
     salted = np.random.default_rng([0, int.from_bytes(hashlib.sha256(b"koppen").digest()[:8], "little")])
     np.testing.assert_array_equal(protocols.make_folds("random", builtin, [0])[0].test,
                                   np.sort(salted.permutation(200)[160:]))  # fmt: skip
+
+
+def test_a_table_of_too_few_rows_per_class_says_so_and_lists_its_classes(tmp_path):
+    """A table was told to "use more points (--n-points)", which only caps a table's rows, and not which classes
+    it held or how many rows each."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    labels = ["forest"] * 25 + ["desert"] * 12 + ["ice"] * 3
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 40), "lat": rng.uniform(-60, 60, 40), "y": labels})
+    frame.to_csv(tmp_path / "few.csv", index=False)
+    with pytest.raises(ValueError) as caught:
+        table_task(tmp_path / "few.csv")
+    assert str(caught.value) == (
+        "task few: fewer than 2 classes have >= 20 points (40 points; by class: forest 25, desert 12, ice 3); the "
+        "table has too few rows of its classes: add rows, or lower --min-class-points"
+    )

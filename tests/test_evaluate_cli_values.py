@@ -407,7 +407,8 @@ def test_a_continent_with_too_few_points_to_hold_out_is_named(tmp_path, capsys):
     assert main(argv) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "a held-out continent needs" in line]
     assert said == ["task four: Oceania (8 points) has fewer than the 20 points a held-out continent needs: never "
-                    "held out, and no column of the report; give more points (--n-points) to hold it out"], said
+                    "held out, and no column of the report; add rows to the table (--n-points only caps its rows) to "
+                    "hold it out"], said  # (--n-points cannot add rows to a table)
     assert "Oceania" not in (tmp_path / "ev" / "results.csv").read_text()
 
 

@@ -102,7 +102,7 @@ def holdout_continent(
         raise ValueError(
             f"task {task.name}: holdout-continent holds out one continent of {list(continents)} at a time and "
             f"needs >= {min_test} points on it and >= {min_test} elsewhere to train on; the points by continent: "
-            f"{held}: give more points (--n-points) if they span continents, or use --protocol random or "
+            f"{held}: {task.more_points} if they span continents, or use --protocol random or "
             "spatial-block for points of one continent"
         )
     return folds
@@ -137,9 +137,9 @@ def _never_held_out(task: Task, continents: tuple[str, ...] = MAIN_CONTINENTS, m
     if few and len(few) < sum(1 for name in continents if (task.continents == name).any()):
         # (its column was missing from the report, and the spread was over the other continents, without a word)
         log.warning("task %s: %s ha%s fewer than the %d points a held-out continent needs: never held out, and no "
-                    "column of the report; give more points (--n-points) to hold it out", task.name,
+                    "column of the report; %s to hold it out", task.name,
                     ", ".join(f"{name} ({count} points)" for name, count in few), "s" if len(few) == 1 else "ve",
-                    min_test)  # fmt: skip
+                    min_test, task.more_points)  # fmt: skip
     elsewhere = ~np.isin(task.continents, continents)
     if elsewhere.any():  # (ocean points were never held out, without a word)
         names, counts = np.unique(task.continents[elsewhere], return_counts=True)

@@ -93,6 +93,7 @@ class Task:
     class_filter: which classes were kept (classification only; see :func:`encode_classes`).
     split_salt: what the folds' random draws depend on besides the seed; ``""``: the task's name. A user
         table's is a digest of its points: the same points split alike whatever the file is called.
+    more_points: how to give the task more points, as advice ends (``--n-points`` only caps a user table's rows).
     """
 
     name: str
@@ -106,6 +107,7 @@ class Task:
     notes: tuple[str, ...] = field(default_factory=tuple)
     class_filter: ClassFilter | None = None
     split_salt: str = ""
+    more_points: str = "give more points (--n-points)"
 
     def __post_init__(self):
         n = len(self.points)
@@ -162,12 +164,17 @@ def subsample(n_available: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_available, size=n, replace=False))
 
 
+#: classes a refusal lists with their counts at most (the most frequent first)
+LISTED_CLASSES = 10
+
+
 def encode_classes(
-    labels: np.ndarray, min_points: int, task: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, ClassFilter]:
+    labels: np.ndarray, min_points: int, task: str,
+    advice: str = "use more points (--n-points) or a lower --min-class-points",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, ClassFilter]:  # fmt: skip
     """Drop classes with fewer than ``min_points`` rows (too few to split into training, validation and test
     points and learn from); returns (kept rows, class index per kept row, sorted class labels, what was
-    kept)."""
+    kept). ``advice``: what to do when fewer than 2 classes are left."""
     values, counts = np.unique(labels, return_counts=True)
     keep_classes = values[counts >= min_points]
     rows = np.flatnonzero(np.isin(labels, keep_classes))
@@ -177,10 +184,13 @@ def encode_classes(
     if len(values) and counts.max() == 1:  # (no class in both training and test points: accuracy 0)
         raise ValueError(f"task {task}: each of its {len(labels)} points has a class of its own: if the target is a "
                          "measurement, pass --task-kind regression (a text column of numbers: clean it)")  # fmt: skip
-    if len(keep_classes) < 2:
+    if len(keep_classes) < 2:  # (which classes, and how far short, were not said)
+        order = np.argsort(-counts, kind="stable")
+        by_class = ", ".join(f"{values[i]} {counts[i]}" for i in order[:LISTED_CLASSES])
+        more = f" and {len(values) - LISTED_CLASSES} more" if len(values) > LISTED_CLASSES else ""
         raise ValueError(
-            f"task {task}: fewer than 2 classes have >= {min_points} points ({len(labels)} points); "
-            "use more points (--n-points) or a lower --min-class-points"
+            f"task {task}: fewer than 2 classes have >= {min_points} points ({len(labels)} points; by class: "
+            f"{by_class}{more}); {advice}"
         )
     dropped = len(values) - len(keep_classes)
     if dropped:

@@ -31,6 +31,10 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
+#: how to give a table task more points (advice of too few: --n-points, which samples the built-in tasks, only caps
+#: a table's rows)
+TABLE_MORE_POINTS = "add rows to the table (--n-points only caps its rows)"
+
 LON_NAMES = ("lon", "longitude", "lng")
 LAT_NAMES = ("lat", "latitude")
 
@@ -304,7 +308,10 @@ def table_task(
                              "score (its spread underflows): give it in other units (multiplied by a power of "
                              "ten)")  # fmt: skip
     else:
-        rows, targets, classes, kept = encode_classes(raw.astype(str), options.min_class_points, task_name)
+        rows, targets, classes, kept = encode_classes(
+            raw.astype(str), options.min_class_points, task_name,
+            "the table has too few rows of its classes: add rows, or lower --min-class-points",
+        )  # fmt: skip
         points = points[rows]
     return Task(
         name=task_name, kind=kind, points=points, targets=targets,
@@ -312,7 +319,7 @@ def table_task(
         target=target_col, source=f"user table {path}", notes=tuple(notes),
         # (salted with the file's name, a renamed copy split otherwise; by the points alone, the same points with a
         # target in other units, or another target, split alike)
-        split_salt=digest(points),
+        split_salt=digest(points), more_points=TABLE_MORE_POINTS,
     )  # fmt: skip
 
 
