@@ -243,6 +243,19 @@ def test_the_paper_report_says_how_many_stations_it_used(tmp_path):
     assert float(tables[2].split("| *chance* | ")[1].split(" |")[0]) > 0
     assert main([*argv, "--out", str(tmp_path / "all")]) == 0
     assert "Data: the same 3,076 stations (Hooker et al. 2018)" in (tmp_path / "all" / "results.md").read_text()
+    assert "## Compared with the paper" in (tmp_path / "all" / "results.md").read_text()
+
+
+def test_the_paper_protocol_on_a_table_is_not_compared_with_the_papers_air_temperature(tmp_path):
+    """A table of other data, named air-temperature too, was set beside the paper's air-temperature MSE 0.25."""
+    table = _task_file(tmp_path / "air-temperature.csv")
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--encoders", "wrap", "--task-file", str(table), "--protocol", "paper", "--seeds", "1",
+                 "--max-epochs", "5", "--no-figures", "--out", str(out)]) == 0  # fmt: skip
+    text = (out / "results.md").read_text()
+    assert "Compared with the paper" not in text and "0.25" not in text and "air temperature" not in text, text
+    assert "## The notebook's protocol" in text
+    assert "Data: `air-temperature`, 240 points (user table " in text and "not the notebook's stations" in text
 
 
 def test_tasks_are_loaded_once_per_evaluation(tmp_path, caplog):
