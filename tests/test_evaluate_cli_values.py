@@ -330,8 +330,9 @@ def test_task_tables_separated_by_semicolons_or_tabs_are_read(tmp_path, capsys):
 
 
 def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, capsys):
-    """Whole-number codes 0–4 were regressed with only an INFO line; rows over --n-points were dropped without a
-    word; a target in units of 1e-14 was left unstandardised (its MSE ~0, 'best' by far)."""
+    """Whole-number codes 0–4 were regressed with only an INFO line (then a warning on stderr alone, not in
+    results.md); rows over --n-points were dropped without a word; a target in units of 1e-14 was left
+    unstandardised (its MSE ~0, 'best' by far)."""
     base = _task_columns()
     codes = _table(tmp_path / "codes.csv", {**base, "y": np.digitize(base["lat"], [-30, 0, 20, 45])})
     out = tmp_path / "ev"
@@ -342,6 +343,8 @@ def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, cap
     assert "target 'y' holds only 5 distinct whole numbers (0, 1, 2, 3, 4): regressed as numbers; pass " \
            "--task-kind classification if they are classes" in err  # fmt: skip
     assert "codes.csv: 200 rows: the task uses a sample of 150 of them (--n-points to change)" in err
+    assert "codes: target 'y' holds only 5 distinct whole numbers (0, 1, 2, 3, 4): regressed as numbers; pass " \
+           "--task-kind classification if they are classes" in (out / "results.md").read_text()  # (stderr alone)
     scores = {}
     for name, factor in (("plain", 1.0), ("tiny", 1e-14)):  # (the splits are seeded by the points)
         (tmp_path / name).mkdir()
@@ -450,7 +453,7 @@ def test_task_tables_as_spreadsheets_and_r_write_them_are_read_as_meant(tmp_path
     with caplog.at_level("WARNING"):
         task = table_task(_table(tmp_path / "na.csv", {**base, "y": labels}))
     assert sorted(task.classes) == ["EU", "NA"] and len(task.points) == len(labels)
-    assert "has the class label 'NA'" in caplog.text
+    assert "has the class label 'NA'" in caplog.text and any("class label 'NA'" in note for note in task.notes)
     missing = {**base, "y": ["NA" if i % 10 == 0 else f"{v:.3f}" for i, v in enumerate(base["y"])]}
     task = table_task(_table(tmp_path / "r.csv", missing))  # (R writes NA in a column of numbers: missing)
     assert task.kind == "regression" and len(task.points) == 180

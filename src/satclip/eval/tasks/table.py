@@ -165,13 +165,14 @@ MOSTLY_NUMBERS = 0.9
 FEW_CODES = 20
 
 
-def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str, bool]:
-    """The task's kind (``kind``, or from the target's cells) and whether the target is numeric. A text column
-    that is mostly numbers is refused naming its other cells (a single "-" made a numeric target a
-    classification of its values); whole numbers of few values are regressed with a warning that they may be
-    classes."""
+def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str, bool, list[str]]:
+    """The task's kind (``kind``, or from the target's cells), whether the target is numeric, and notes on how it
+    was read. A text column that is mostly numbers is refused naming its other cells (a single "-" made a numeric
+    target a classification of its values); whole numbers of few values are regressed with a note that they may
+    be classes, class labels pandas reads as missing values are kept with one."""
     pd = require("pandas", "eval")
     series = frame[column]
+    notes = []  # (said on stderr alone, the codes regressed as numbers were not in results.md)
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if not numeric and kind != CLASSIFICATION and not pd.api.types.is_bool_dtype(series):
         cells = series.dropna().astype(str).str.strip()
@@ -196,14 +197,14 @@ def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str,
                  "numeric" if numeric else "categorical", kind)  # fmt: skip
         codes = np.unique(series.to_numpy()) if numeric else ()
         if numeric and 1 < len(codes) <= FEW_CODES and np.all(np.mod(codes, 1) == 0):  # (one: refused below)
-            log.warning("%s: target %r holds only %d distinct whole numbers (%s): regressed as numbers; pass "
-                        "--task-kind classification if they are classes", path.name, column, len(codes),
-                        ", ".join(f"{c:g}" for c in codes[:5]) + (", …" if len(codes) > 5 else ""))  # fmt: skip
+            shown = ", ".join(f"{c:g}" for c in codes[:5]) + (", …" if len(codes) > 5 else "")
+            notes.append(f"target {column!r} holds only {len(codes)} distinct whole numbers ({shown}): regressed as "
+                         "numbers; pass --task-kind classification if they are classes")  # fmt: skip
     if not numeric:  # (pandas read them as missing values: their rows were left out)
         for label, count in series[series.isin(MISSING_TEXT)].value_counts().items():
-            log.warning("%s: target %r has the class label %r (%d rows), kept as a class; leave those cells empty "
-                        "if it means a missing value", path.name, column, label, count)  # fmt: skip
-    return kind, numeric
+            notes.append(f"target {column!r} has the class label {label!r} ({count} rows), kept as a class; leave "
+                         "those cells empty if it means a missing value")  # fmt: skip
+    return kind, numeric, notes
 
 
 def table_task(
@@ -277,7 +278,8 @@ def table_task(
                      "training and test points (--protocol spatial-block cannot)")  # fmt: skip
     if kind not in (None, REGRESSION, CLASSIFICATION):
         raise ValueError(f"task kind must be {REGRESSION!r} or {CLASSIFICATION!r}, got {kind!r}")
-    kind, numeric = _target_kind(frame, target_col, kind, path)
+    kind, numeric, read_as = _target_kind(frame, target_col, kind, path)
+    notes += read_as
     if len(points) > options.n_points:  # (2,000 of 12,000 rows were left out without a word)
         notes.append(f"{len(points)} rows: the task uses a sample of {options.n_points} of them (--n-points to "
                      "change)")  # fmt: skip
