@@ -220,7 +220,7 @@ def test_table_task_detects_columns_and_kind(tmp_path):
     assert len(table_task(tmp_path / "ambiguous.csv", target_col="value", lon_col="lng")) == 40
 
     frame.rename(columns={"Latitude": "Longitude", "Longitude": "Latitude"}).to_csv(tmp_path / "swap.csv", index=False)
-    with pytest.raises(ValueError, match="swapped"):
+    with pytest.raises(ValueError, match="columns 'Longitude' and 'Latitude' hold each other's values"):
         table_task(tmp_path / "swap.csv")
 
 
@@ -278,3 +278,33 @@ def test_a_table_of_too_few_rows_per_class_says_so_and_lists_its_classes(tmp_pat
         "task few: fewer than 2 classes have >= 20 points (40 points; by class: forest 25, desert 12, ice 3); the "
         "table has too few rows of its classes: add rows, or lower --min-class-points"
     )
+
+
+def test_a_table_row_without_coordinates_is_left_out_and_swapped_columns_are_named(tmp_path):
+    """An empty or NaN lon or lat stopped the whole run as "1 invalid point(s)"; a missing target was left out
+    with a note. Swapped columns were told "satclip takes (lon, lat) order", though the columns are named."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 30), "lat": rng.uniform(-60, 60, 30),
+                          "y": rng.standard_normal(30)})  # fmt: skip
+    frame.loc[3, "lon"], frame.loc[7, "lat"], frame.loc[9, "y"] = np.nan, np.nan, np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    task = table_task(tmp_path / "gaps.csv")
+    assert len(task) == 27
+    assert task.notes == ("1 of 30 row(s) have no target 'y' (empty or NaN): left out",
+                          "2 of 30 row(s) have no 'lon' or 'lat' (empty or NaN): left out")  # fmt: skip
+    frame.loc[5, "lat"] = 95.0  # (out of range: still refused, naming the row)
+    frame.to_csv(tmp_path / "out.csv", index=False)
+    with pytest.raises(ValueError, match=r"1 invalid point\(s\): row 5: \(lon="):
+        table_task(tmp_path / "out.csv")
+    frame.loc[5, "lat"] = np.inf
+    frame.to_csv(tmp_path / "inf.csv", index=False)
+    with pytest.raises(ValueError, match=r"1 invalid point\(s\): row 5: \(lon=.*, lat=inf\)"):
+        table_task(tmp_path / "inf.csv")
+    frame.rename(columns={"lon": "lat", "lat": "lon"}).assign(lat=lambda f: f["lat"].clip(-170, 170)).to_csv(
+        tmp_path / "swap.csv", index=False)  # fmt: skip
+    with pytest.raises(ValueError) as caught:
+        table_task(tmp_path / "swap.csv")
+    assert "This looks like columns 'lon' and 'lat' hold each other's values: name the longitude and latitude " \
+           "columns with --lon-col and --lat-col." in str(caught.value)  # fmt: skip
+    assert "(lon, lat) order" not in str(caught.value)

@@ -43,12 +43,18 @@ def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
     return ~ok
 
 
+#: the hint where invalid points look like (lat, lon) ones, for points given in order
+SWAPPED = "This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+
+
 def describe_invalid(
-    lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None, *, index_labels: bool = False
-) -> str:
+    lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None, *, index_labels: bool = False,
+    swapped: str = SWAPPED,
+) -> str:  # fmt: skip
     """A message naming the first bad rows (numbered from ``row_offset``, or by ``labels``: each row's number
-    in its file) and, where it fits, the lat/lon swap. ``index_labels``: ``labels`` are the labels of a pandas
-    index, named as such (``index label 'a'``), not as row numbers."""
+    in its file) and, where it fits, the lat/lon swap (``swapped``: the hint, for points whose order is known
+    another). ``index_labels``: ``labels`` are the labels of a pandas index, named as such (``index label
+    'a'``), not as row numbers."""
     rows = np.flatnonzero(bad)
     # labels that repeat do not find the row: its position too (a pandas index knows whether they do)
     repeated = index_labels and labels is not None and not (
@@ -59,7 +65,7 @@ def describe_invalid(
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
-    return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad)}"
+    return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad, swapped)}"
 
 
 def row_name(label, index_label: bool = False) -> str:
@@ -79,9 +85,9 @@ PROJECTED = 1000.0
 POLE_ROUNDING = 1e-3
 
 
-def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
-    """What a valid point is; the lat/lon swap where the invalid rows ``bad`` look like one; and how to wrap
-    longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in (180, 360]."""
+def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED) -> str:
+    """What a valid point is; the lat/lon swap (``swapped``) where the invalid rows ``bad`` look like one; and how
+    to wrap longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in (180, 360]."""
     advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
@@ -91,7 +97,7 @@ def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray) -> str:
         advice += (f" The latitudes beyond ±90 are past a pole by at most {POLE_ROUNDING:g}° (rounding?): clip them "
                    "to [-90, 90].")  # fmt: skip
     elif lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
-        advice += " This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+        advice += f" {swapped}"
     largest = np.abs(lonlat[bad & finite]).max(initial=0)
     if largest > PROJECTED:
         advice += (f" Coordinates as large as {largest:,.0f} look projected (metres or feet): give (lon, lat) "

@@ -145,8 +145,8 @@ def _numbers(frame, column: str):
 
 
 def _coordinates(frame, column: str, path: Path) -> np.ndarray:
-    """Column ``column`` of ``frame`` as float64 degrees (empty cells NaN, refused with the invalid points);
-    text that is no number raises, naming the file, the column and the first such rows — "could not convert
+    """Column ``column`` of ``frame`` as float64 degrees (empty cells NaN: their rows are left out); text that
+    is no number raises, naming the file, the column and the first such rows — "could not convert
     string to float: 'abc'" named none of them."""
     values, text = _numbers(frame, column)
     if text:
@@ -219,7 +219,8 @@ def table_task(
 ) -> Task:
     """Build a task from a CSV/Parquet table of (lon, lat) degrees and a target column.
 
-    Rows with a missing target are dropped; invalid coordinates raise, naming the rows. ``kind`` is
+    Rows with a missing target or coordinate (empty, NaN) are dropped, with a note; invalid coordinates (infinite,
+    out of range) raise, naming the rows. ``kind`` is
     ``"regression"``, ``"classification"`` or None (decided from the target's dtype).
     """
     options = options or TaskOptions()
@@ -259,19 +260,31 @@ def table_task(
                          "should predict: name another column")  # fmt: skip
     given = len(frame)
     frame = frame[frame[target_col].notna()]
-    if len(frame) < MIN_POINTS:
-        raise ValueError(
-            f"{path}: {len(frame)} of {given} row(s) have a target {target_col!r}; a task needs at least {MIN_POINTS} "
-            "(training, validation and test points)"
-        )
+    with_target = len(frame)
     points = np.stack([_coordinates(frame, column, path) for column in (lon, lat)], axis=1)
+    # (empty or NaN cells: missing, as a missing target is; one stopped the run, called an invalid point)
+    located = ~np.isnan(points).any(axis=1)
+    frame, points = frame[located], points[located]
+    if len(frame) < MIN_POINTS:
+        both = f" and coordinates {lon!r}, {lat!r}" if len(frame) < with_target else ""
+        raise ValueError(
+            f"{path}: {len(frame)} of {given} row(s) have a target {target_col!r}{both}; a task needs at least "
+            f"{MIN_POINTS} (training, validation and test points)"
+        )
     bad = invalid_rows(points)
     if bad.any():
         rows = frame.index.to_numpy()  # (the data rows of the file, from 0, as the text message numbers them)
-        raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: {describe_invalid(points, bad, labels=rows)}")
+        # (the columns are named: "satclip takes (lon, lat) order" was no help)
+        swapped = (f"This looks like columns {lon!r} and {lat!r} hold each other's values: name the longitude and "
+                   "latitude columns with --lon-col and --lat-col.")  # fmt: skip
+        raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: "
+                         f"{describe_invalid(points, bad, labels=rows, swapped=swapped)}")  # fmt: skip
     notes = []  # (said on stderr alone, they were not in results.md: the data a reader of it sees)
-    if len(frame) < given:  # (they were left out without a word)
-        notes.append(f"{given - len(frame)} of {given} row(s) have no target {target_col!r} (empty or NaN): left out")
+    if with_target < given:  # (they were left out without a word)
+        notes.append(f"{given - with_target} of {given} row(s) have no target {target_col!r} (empty or NaN): left out")
+    if len(frame) < with_target:
+        notes.append(f"{with_target - len(frame)} of {given} row(s) have no {lon!r} or {lat!r} (empty or NaN): left "
+                     "out")  # fmt: skip
     repeated = len(points) - len(np.unique(points, axis=0))
     if repeated:
         notes.append(f"{repeated} row(s) repeat another row's location: a random split can put one location in both "
