@@ -308,3 +308,17 @@ def test_a_table_row_without_coordinates_is_left_out_and_swapped_columns_are_nam
     assert "This looks like columns 'lon' and 'lat' hold each other's values: name the longitude and latitude " \
            "columns with --lon-col and --lat-col." in str(caught.value)  # fmt: skip
     assert "(lon, lat) order" not in str(caught.value)
+
+
+def test_a_table_of_neither_coordinate_name_names_both_flags(tmp_path):
+    """Columns x and y: the error named --lon-col only, and the run with it was refused for --lat-col."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.uniform(-180, 180, 20), "y": rng.uniform(-60, 60, 20), "v": np.arange(20.0)})
+    frame.to_csv(tmp_path / "xy.csv", index=False)
+    with pytest.raises(ValueError, match="cannot tell which columns hold longitudes and latitudes: .* name them with "
+                                         "--lon-col and --lat-col$"):  # fmt: skip
+        table_task(tmp_path / "xy.csv")
+    with pytest.raises(ValueError, match="holds latitudes: none of .*; name it with --lat-col$"):
+        table_task(tmp_path / "xy.csv", lon_col="x")
+    assert len(table_task(tmp_path / "xy.csv", lon_col="x", lat_col="y", target_col="v")) == 20

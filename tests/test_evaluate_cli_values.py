@@ -101,7 +101,8 @@ def test_a_long_task_name_is_a_short_file_name_inside_out(tmp_path, capsys):
     out = tmp_path / "ev"
     assert main(["evaluate", *FAST, "--task-file", str(table), "--task-name", name, "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    assert "results; wrote" in printed.out and "wrote" not in printed.err  # (the API's "wrote …" was logged too)
+    assert printed.out.startswith("1 result; wrote ")  # ("1 results")
+    assert "wrote" not in printed.err  # (the API's "wrote …" was logged too)
     from satclip.eval.cache import file_part
 
     maps = sorted(p.name for p in out.iterdir() if p.name.startswith("map_"))

@@ -328,5 +328,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress(),
                              command=command)  # fmt: skip
-    print(f"{len(outputs.rows)} results; wrote {outputs.files['md']} and {outputs.files['csv']}")
+    count = len(outputs.rows)
+    print(f"{count} result{'s' * (count != 1)}; wrote {outputs.files['md']} and {outputs.files['csv']}")
     return 0

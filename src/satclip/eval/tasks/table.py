@@ -115,12 +115,17 @@ def check_task_name(name: str) -> str:
     )
 
 
+def _named(columns: list[str], names: tuple[str, ...]) -> list[str]:
+    """The ``columns`` named one of ``names`` (any case, spaces around ignored)."""
+    return [c for c in columns if c.strip().lower() in names]
+
+
 def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
     if given is not None:
         if given not in columns:
             raise ValueError(f"{path}: no column {given!r} ({flag}); {_closest(given, columns)}columns are {columns}")
         return given
-    found = [c for c in columns if c.strip().lower() in names]
+    found = _named(columns, names)
     if len(found) != 1:
         why = "none of" if not found else f"several ({found}) of"
         raise ValueError(
@@ -237,6 +242,12 @@ def table_task(
         ) from None
     frame = _read(path)  # rows numbered as in the file, from 0
     columns = [str(c) for c in frame.columns]
+    if all(given is None and len(_named(columns, names)) != 1 for given, names in ((lon_col, LON_NAMES),
+                                                                                    (lat_col, LAT_NAMES))):
+        # (each error named one flag: a second run was refused for the other)
+        raise ValueError(f"{path}: cannot tell which columns hold longitudes and latitudes: the names "
+                         f"{list(LON_NAMES)} and {list(LAT_NAMES)} do not each appear once among {columns}; name "
+                         "them with --lon-col and --lat-col")  # fmt: skip
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
     if lon == lat:
