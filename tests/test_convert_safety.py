@@ -185,3 +185,20 @@ def test_convert_never_replaces_another_commands_output_with_a_model(tmp_path, c
     model = tmp_path / "model"  # (a model of satclip's is replaced, as before)
     assert main(["convert", str(ckpt), str(model), "--location-only"]) == 0
     assert main(["convert", str(ckpt), str(model), "--overwrite", "--location-only"]) == 0
+
+
+def test_save_never_replaces_the_model_it_was_loaded_from(tmp_path, ckpt):
+    """`encoder.save(source, overwrite=True)` replaced the file or directory the model was loaded from (a released
+    57 MB checkpoint became a 1.8 MB location-only one; a native directory lost its image encoder): the CLI
+    refuses an output that is an input, the API did not."""
+    data = ckpt.read_bytes()
+    with pytest.raises(BadInputError, match="also an input"):
+        satclip.load(ckpt).save(ckpt, target="original", overwrite=True)
+    assert ckpt.read_bytes() == data
+    model = convert(ckpt, tmp_path / "model").path
+    files = _contents(model)
+    for output in (model, model / native.WEIGHTS_FILE):
+        with pytest.raises(BadInputError, match="also an input|not a directory"):
+            satclip.load(model).save(output, overwrite=True)
+    assert _contents(model) == files
+    assert satclip.load(model).save(tmp_path / "copy").path == tmp_path / "copy"  # (elsewhere, as before)

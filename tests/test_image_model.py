@@ -233,3 +233,23 @@ def test_mosaiks_model_saves_and_loads(tmp_path):
         torch.testing.assert_close(reloaded(images, lonlat)[0], logits, rtol=0, atol=0)
     with pytest.raises(ValueError, match="same embed_dim"):
         SatCLIP(satclip.image.create("mosaiks", embed_dim=8), location)
+
+
+def test_a_loaded_model_is_never_saved_over_its_source(tmp_path):
+    """`satclip.load_model(d).save(d, overwrite=True)` replaced the directory the model was read from (the CLI
+    refuses an output that is an input; SatCLIP.save did not), here losing its image encoder."""
+    from satclip.errors import BadInputError
+    from satclip.models.clip import SatCLIP
+    from satclip.models.location_encoder import LocationEncoder
+
+    images = torch.rand(4, 13, 16, 16, generator=torch.Generator().manual_seed(0))
+    visual = satclip.image.create("mosaiks", in_chans=13, num_filters=8, embed_dim=16).fit(images, seed=0)
+    location = LocationEncoder.from_config(
+        {"encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+         "network": {"name": "siren", "num_classes": 16, "dim_hidden": 8, "num_layers": 1}}
+    )  # fmt: skip
+    saved = SatCLIP(visual, location).save(tmp_path / "model").path
+    files = {p.name: p.read_bytes() for p in saved.iterdir()}
+    with pytest.raises(BadInputError, match="also an input"):
+        satclip.load_model(saved).save(saved, overwrite=True, location_only=True)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == files

@@ -124,10 +124,13 @@ class SatCLIP(nn.Module):
         ``location_only``: without the image encoder (``"torchgeo"`` and ``"rshf"`` hold the location encoder
         alone in any case).
 
-        An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
-        :mod:`satclip.safe_output`). Returns the :class:`~satclip.io.targets.Written` file."""
+        An existing ``path`` is replaced only with ``overwrite=True``: a file, or a directory satclip wrote (one
+        holding other files never is; see :mod:`satclip.safe_output`), and never the file or directory this
+        model was loaded from. Returns the :class:`~satclip.io.targets.Written` file."""
+        from ..io.resolve import encoder_files
         from ..io.targets import write
 
         parts = self.to_parts(metadata)
         whole = target in ("native", "original") and not location_only
-        return write(parts if whole else parts.location_only(), path, target, overwrite=overwrite)
+        parts = parts if whole else parts.location_only()
+        return write(parts, path, target, overwrite=overwrite, inputs=encoder_files(self))

@@ -175,14 +175,17 @@ class LocationEncoder(nn.Module):
         encoder is refused: save its ``location_encoder()`` (its database is built from a cache: ``satclip
         retrieval build``).
 
-        An existing ``path`` is replaced only with ``overwrite=True`` and only if satclip wrote it (see
-        :mod:`satclip.safe_output`). Returns the :class:`~satclip.io.targets.Written` file."""
+        An existing ``path`` is replaced only with ``overwrite=True``: a file, or a directory satclip wrote (one
+        holding other files never is; see :mod:`satclip.safe_output`), and never the file or directory this
+        encoder was loaded from. Returns the :class:`~satclip.io.targets.Written` file."""
         from ..io.parts import ModelParts
+        from ..io.resolve import encoder_files
         from ..io.targets import write
 
         config = {key: copy.deepcopy(self.config[key]) for key in ("encoding", "network")}
         state = {k: v.detach().cpu() for k, v in LocationEncoder.state_dict(self).items()}
-        return write(ModelParts(config, state, metadata=dict(metadata or {})), path, target, overwrite=overwrite)
+        parts = ModelParts(config, state, metadata=dict(metadata or {}))
+        return write(parts, path, target, overwrite=overwrite, inputs=encoder_files(self))
 
     def extra_repr(self) -> str:  # (what it embeds into, in what precision, from where: the repr said none of it)
         source = getattr(self, "provenance", {}).get("source")
