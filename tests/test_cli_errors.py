@@ -129,7 +129,7 @@ CASES = [
     (["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", "-"], 2, ONE_LINE,
      "the output - would be a file named '-': satclip writes no output to standard output"),
     (["convert", "bluemarble-l10", "{out}.onnx", "--location-only"], 2, ONE_LINE,
-     "out.onnx: its suffix .onnx names an ONNX export, which convert does not write: export it with `satclip export"),
+     "out.onnx: its suffix .onnx names an ONNX export, which is not a model: export it with `satclip export"),
     # locate
     (["locate", "{missing}", "--model", "bluemarble-l10"], 2, USAGE, "argument image: no such file"),
     (["locate", "{junk}", "--model", "bluemarble-l10", "--k", "0"], 2, USAGE, "--k: must be a positive integer"),
@@ -590,8 +590,8 @@ def test_satclip_debug_set_to_a_no_keeps_the_one_line_errors(monkeypatch, capsys
      "{tmp}/m.tif: its suffix .tif means geotiff, but --format says png: name it with the suffix of png, or drop "
      "--format"),
     (["convert", "bluemarble-l10", "{tmp}/c.ckpt", "--target", "native"],
-     "{tmp}/c.ckpt: its suffix .ckpt means original, but --target is native: name it for native, or drop "
-     "--target"),
+     "{tmp}/c.ckpt: its suffix .ckpt means original, but the target is native: name it c, or write original (drop "
+     "--target; target='original' in Python)"),
 ])  # fmt: skip
 def test_a_format_that_contradicts_the_outputs_suffix_is_refused(tmp_path, capsys, argv, message):
     """`embed -o o.npy --format parquet` wrote Parquet into o.npy (np.load could not read it), `map -o m.tif

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -202,3 +204,23 @@ def test_save_never_replaces_the_model_it_was_loaded_from(tmp_path, ckpt):
             satclip.load(model).save(output, overwrite=True)
     assert _contents(model) == files
     assert satclip.load(model).save(tmp_path / "copy").path == tmp_path / "copy"  # (elsewhere, as before)
+
+
+@pytest.mark.parametrize(("name", "target", "said"), [
+    ("x.ckpt", "torchgeo", "its suffix .ckpt means original, but the target is torchgeo: name it x.pt,"),
+    ("x.pt", "original", "its suffix .pt means torchgeo, but the target is original: name it x.ckpt,"),
+    ("x.ckpt", "native", "its suffix .ckpt means original, but the target is native: name it x,"),
+    ("x.onnx", "native", "its suffix .onnx names an ONNX export, which is not a model"),
+    ("x.safetensors", "native", "native is a directory of files, which a name ending in .safetensors would pass"),
+    ("x.json", "rshf", "rshf is a directory of files, which a name ending in .json would pass for a file: name it x,"),
+    ("x.bin", "original", "the original target writes a .ckpt file: name it x.ckpt,"),
+])  # fmt: skip
+def test_save_refuses_the_names_convert_refuses(tmp_path, ckpt, name, target, said):
+    """`encoder.save('x.ckpt', target='torchgeo')` wrote a torchgeo pickle as x.ckpt, `save('x.onnx')` and
+    `save('x.safetensors')` directories under those names: convert refused them, save skipped its checks."""
+    encoder = satclip.load(ckpt)
+    with pytest.raises(BadInputError, match=re.escape(f"{tmp_path / name}: {said}")):
+        encoder.save(tmp_path / name, target=target)
+    with pytest.raises(BadInputError, match=re.escape(said)):
+        convert(ckpt, tmp_path / name, target=target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ckpt"]

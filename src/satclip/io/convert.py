@@ -7,18 +7,11 @@ from pathlib import Path
 
 from .. import pretrained
 from ..errors import BadInputError
-from ..safe_output import check_output
+from ..safe_output import check_not_input, check_output
 from . import TARGETS, native
-from .onnx import A_FORMAT, SUFFIX_FORMATS
 from .read import read_parts
 from .resolve import resolve
-from .targets import Written, is_directory_target, write
-
-#: the target an output's suffix names
-SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
-#: suffixes of files, which a directory target's output may not carry (``out.json`` was a directory)
-FILE_SUFFIXES = (".safetensors", ".json", ".yaml", ".yml", ".zip", ".tar", ".gz", ".bin", ".pkl", ".pickle", ".h5",
-                 ".npy", ".npz", ".txt")  # fmt: skip
+from .targets import SUFFIX_TARGETS, Written, check_output_name, is_directory_target, write
 
 
 def default_target(source_kind: str, output: Path) -> str:
@@ -64,33 +57,16 @@ def convert(
     """
     resolved = resolve(source)
     output = Path(output)
-    export_format = SUFFIX_FORMATS.get(output.suffix.lower()) if output.suffix.lower() not in SUFFIX_TARGETS else None
-    if export_format is not None:  # (x.onnx was a Lightning checkpoint, "wrote x.onnx (original)")
-        raise BadInputError(f"{output}: its suffix {output.suffix} names {A_FORMAT[export_format]} export, which "
-                            f"convert does not write: export it with `satclip export --format {export_format} -o "
-                            f"{output}`, or name the output for a model (.ckpt, .pt, or a directory)")  # fmt: skip
-    named = SUFFIX_TARGETS.get(output.suffix.lower())
-    if target and named not in (None, target):  # (--target native made a directory named c2.ckpt)
-        raise BadInputError(f"{output}: its suffix {output.suffix} means {named}, but --target is {target}: "
-                            f"name it for {target}, or drop --target")  # fmt: skip
     target = target or default_target(resolved.kind, output)
     if target not in TARGETS:
         raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     inputs = [resolved.path]  # (an output containing one is refused too: replacing it would delete the input)
     if resolved.kind == "native":
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
+    check_not_input(output, inputs)  # (said first, then the name, then the existing output: before the reading)
+    check_output_name(output, target)
     directory = is_directory_target(target)
     check_output(output, overwrite=overwrite, inputs=inputs, directory=directory, kind="output")  # before the reading
-    suffix = output.suffix.lower()
-    if directory and suffix in FILE_SUFFIXES:
-        raise BadInputError(f"{output}: {target} is a directory of files, which a name ending in {output.suffix} "
-                            f"would pass for a file: name it {output.with_suffix('').name}, or write a model file "
-                            "(.ckpt, .pt)")  # fmt: skip
-    if not directory and suffix and SUFFIX_TARGETS.get(suffix) != target:  # (a pickle named out.safetensors)
-        wanted = " or ".join(k for k, v in SUFFIX_TARGETS.items() if v == target)
-        raise BadInputError(f"{output}: the {target} target writes a {wanted} file: name it "
-                            f"{output.with_suffix('').name}{wanted.split()[0]}, or write a directory "
-                            "(--target native)")  # fmt: skip
     if directory:
         native.refuse_other_outputs(output)
     location_only = location_only or target in ("torchgeo", "rshf")

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInputError
+from ..safe_output import check_not_input
 from . import TARGETS, basis, native, original, peers
+from .onnx import A_FORMAT, SUFFIX_FORMATS
 from .parts import ModelParts, pack
+
+#: the target an output's suffix names
+SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
+#: suffixes of files, which a directory target's output may not carry (``out.json`` was a directory)
+FILE_SUFFIXES = (".safetensors", ".json", ".yaml", ".yml", ".zip", ".tar", ".gz", ".bin", ".pkl", ".pickle", ".h5",
+                 ".npy", ".npz", ".txt")  # fmt: skip
 
 #: the original's polynomials evaluated its way on both sides (float64): only summation order differs
 SAME = 1e-12
@@ -161,11 +169,17 @@ def write(
     state dict. The image encoder travels along in ``native`` and ``original`` when ``parts`` hold one.
 
     Raises:
-        BadInputError: an unknown target, or a model the target's reader cannot express (the message says
-            what would work).
+        BadInputError: an unknown target, an ``output`` named for another kind of file
+            (:func:`check_output_name`), or a model the target's reader cannot express (the message says what
+            would work).
         OutputExistsError: ``output`` exists and may not be replaced.
     """
     output = Path(output)
+    if target not in TARGETS:
+        raise BadInputError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
+    inputs = list(inputs)
+    check_not_input(output, inputs)  # (said first: the model itself named as the output, its name fits or not)
+    check_output_name(output, target)
     if target == "native":
         native.write_native(output, parts.native_config(), pack(parts), overwrite=overwrite, inputs=inputs)
         return Written(output, target, (Reader("satclip", f"satclip.load({str(output)!r})", 0.0),))
@@ -176,10 +190,49 @@ def write(
     if target == "torchgeo":
         peers.write_torchgeo(output, parts, overwrite=overwrite, inputs=inputs)
         return Written(output, target, tuple(_torchgeo_readers(parts, output)))
-    if target == "rshf":
-        peers.write_rshf(output, parts, overwrite=overwrite, inputs=inputs)
-        return Written(output, target, tuple(_rshf_readers(parts, output)))
-    raise BadInputError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
+    peers.write_rshf(output, parts, overwrite=overwrite, inputs=inputs)  # (target == "rshf")
+    return Written(output, target, tuple(_rshf_readers(parts, output)))
+
+
+def fitting_name(output: Path, target: str) -> str:
+    """``output``'s name as ``target`` writes it: without a file's suffix for a directory, else with the
+    target's suffix."""
+    if is_directory_target(target):
+        return output.with_suffix("").name
+    return output.with_suffix("").name + next(k for k, v in SUFFIX_TARGETS.items() if v == target)
+
+
+def check_output_name(output: str | Path, target: str) -> None:
+    """Raise unless ``output``'s name fits what ``target`` (one of :data:`TARGETS`) writes: a directory
+    (``native``, ``rshf``) whose name has no file's suffix, or a file (``original``: ``.ckpt``, ``torchgeo``:
+    ``.pt``/``.pth``, or no suffix). :func:`write` checks it; ``convert`` before reading its source too.
+
+    Raises:
+        BadInputError: an export's suffix (a Lightning pickle was written as ``x.onnx``); a suffix another target
+            writes (a directory named ``c.ckpt``); a file's suffix on a directory (``out.json`` was a directory) or
+            a file of another format (a pickle as ``out.safetensors``).
+    """
+    output, directory = Path(output), is_directory_target(target)
+    suffix = output.suffix.lower()
+    export_format = SUFFIX_FORMATS.get(suffix) if suffix not in SUFFIX_TARGETS else None
+    if export_format is not None:
+        raise BadInputError(f"{output}: its suffix {output.suffix} names {A_FORMAT[export_format]} export, which is "
+                            f"not a model: export it with `satclip export --format {export_format} -o {output}`, "
+                            "or name the output for a model (.ckpt, .pt, or a directory)")  # fmt: skip
+    named = SUFFIX_TARGETS.get(suffix)
+    if named not in (None, target):
+        raise BadInputError(f"{output}: its suffix {output.suffix} means {named}, but the target is {target}: name it "
+                            f"{fitting_name(output, target)}, or write {named} (drop --target; target={named!r} in "
+                            "Python)")  # fmt: skip
+    if directory and suffix in FILE_SUFFIXES:
+        raise BadInputError(f"{output}: {target} is a directory of files, which a name ending in {output.suffix} "
+                            f"would pass for a file: name it {fitting_name(output, target)}, or write a model file "
+                            "(.ckpt, .pt)")  # fmt: skip
+    if not directory and suffix and named is None:
+        wanted = " or ".join(k for k, v in SUFFIX_TARGETS.items() if v == target)
+        fitting = fitting_name(output, target)
+        raise BadInputError(f"{output}: the {target} target writes a {wanted} file: name it {fitting}, or write a "
+                            "directory (--target native; target='native' in Python)")  # fmt: skip
 
 
 def check_target(location_config: dict, target: str) -> None:
