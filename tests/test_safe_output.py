@@ -906,3 +906,30 @@ def test_an_output_directory_that_cannot_be_created_is_named_not_its_temporary(t
     err = capsys.readouterr().err
     assert f"{out}" in err and "satclip-tmp" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_destination_is_named_not_the_temporary(tmp_path, monkeypatch, capsys):
+    """On a read-only file system `convert M /ro/x.ckpt` said "read-only file system: /ro/.x.ckpt.satclip-tmp-…":
+    the temporary's removal after the failed write (unlink refuses even a missing file there) raised EROFS again,
+    replacing the error that named the output."""
+    from satclip.cli import main
+
+    def read_only(method):
+        def refused(self, *args, **kwargs):
+            if ".satclip-tmp-" in str(self):
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            return method(self, *args, **kwargs)
+
+        return refused
+
+    for name in ("open", "mkdir", "unlink"):
+        monkeypatch.setattr(Path, name, read_only(getattr(Path, name)))
+    for out, writer in ((tmp_path / "x.ckpt", safe_output.atomic_file), (tmp_path / "x-rshf", safe_output.atomic_dir)):
+        with pytest.raises(OSError) as caught, writer(out) as tmp:
+            safe_output.write_data(tmp if writer is safe_output.atomic_file else tmp / "a", b"data")
+        assert (caught.value.errno, caught.value.filename) == (errno.EROFS, str(out))
+        argv = ["convert", "bluemarble-l10", str(out), "--location-only"] + ([] if out.suffix else ["--target", "rshf"])
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert str(out) in err and "satclip-tmp" not in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -666,10 +666,16 @@ def _alive(pid: int) -> bool:
 
 
 def _remove(path: Path) -> None:
+    """Remove ``path`` (a temporary, or satclip's file being replaced), as far as it can be: a removal that fails
+    must not replace the error that stopped the write (a read-only file system refuses to unlink even a file that
+    is not there: EROFS named the temporary, not the output)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            log.debug("could not remove %s: %s", path, err)
 
 
 def clean_stale(path: str | Path, keep: str | Path | None = None) -> None:
