@@ -117,6 +117,24 @@ def test_a_native_directory_missing_a_file_says_which(tmp_path, capsys, model_di
         assert one_error_line(capsys.readouterr().err).startswith(f"satclip: error: {expected}")
 
 
+def test_rshfs_own_directory_is_named_as_rshfs(tmp_path, capsys, points):
+    """A directory rshf's SatClip saved (model.safetensors in its layout, no config.json satclip reads) was "not a
+    complete satclip model … copy or download the model again", which no copy would mend."""
+    rshf = tmp_path / "rshf"
+    assert main(["convert", "bluemarble-l10", str(rshf), "--target", "rshf"]) == 0
+    for entry in rshf.iterdir():
+        if entry.name != native.WEIGHTS_FILE:
+            entry.unlink()
+    capsys.readouterr()
+    assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(rshf)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {rshf} is not a satclip model: it has model.safetensors in rshf's layout but no config.json "
+        "(rshf's SatClip saves none that satclip reads; `satclip convert --target rshf` writes one beside the "
+        "weights): load it with rshf.satclip.SatClip.from_pretrained, give satclip the model it was made from, or "
+        "copy or download the model again with its config.json"
+    )
+
+
 def test_a_runs_export_directory_names_its_models(tmp_path, capsys, model_dir, points):
     run = tmp_path / "run"
     for name in ("best", "last"):
@@ -147,9 +165,10 @@ def test_an_export_given_back_to_satclip_says_what_it_is(tmp_path, points, fmt, 
     assert done.returncode == 2, done.stderr
     line = one_error_line(done.stderr)  # (one line: no UserWarning from torch.load before it)
     assert line == (
-        f"satclip: error: {exported} is {kind} export, which satclip does not load: satclip loads .ckpt checkpoints "
-        "and native model directories (config.json + model.safetensors); exports are for other runtimes "
-        f"({runtime}). Give satclip the model it was exported from"
+        f"satclip: error: {exported} is {kind} export, which satclip does not load: satclip loads .ckpt checkpoints, "
+        "torchgeo .pt state dicts (torch.save) and model directories (config.json + model.safetensors: native, or "
+        f"rshf's as satclip writes them); exports are for other runtimes ({runtime}). Give satclip the model it was "
+        "exported from"
     )
 
 

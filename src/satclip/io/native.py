@@ -69,6 +69,13 @@ def not_native(path: str | Path) -> str | None:
                 f"{file.name} there (copy or download the model again)"
             )
     present = [file.name for file in files if file.is_file()]
+    if present == [WEIGHTS_FILE] and _in_rshf_layout(path / WEIGHTS_FILE):
+        return (
+            f"{path} is not a satclip model: it has {WEIGHTS_FILE} in rshf's layout but no {CONFIG_FILE} (rshf's "
+            "SatClip saves none that satclip reads; `satclip convert --target rshf` writes one beside the weights): "
+            "load it with rshf.satclip.SatClip.from_pretrained, give satclip the model it was made from, or copy or "
+            f"download the model again with its {CONFIG_FILE}"
+        )
     if present:
         (missing,) = [file.name for file in files if file.name not in present]
         return (
@@ -80,6 +87,17 @@ def not_native(path: str | Path) -> str | None:
         choices = " or ".join(str(path / name) for name in models)
         return f"{path} is not a satclip model but holds {len(models)} of them ({', '.join(models)}): pass {choices}"
     return f"{path} is a directory but not a satclip model (no {CONFIG_FILE} + {WEIGHTS_FILE})"
+
+
+def _in_rshf_layout(file: Path) -> bool:
+    """Whether the safetensors ``file`` holds the tensors of rshf's SatClip, by its header (False if unreadable)."""
+    from .peers import RSHF_SHAPES  # (peers builds on this module)
+
+    try:
+        with safe_open(file, framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()} == RSHF_SHAPES
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def _what(path: Path) -> str:

@@ -30,6 +30,12 @@ TORCHGEO_LAT_CLAMP = 89.95
 #: rshf's fixed architecture
 RSHF_LEGENDRE_POLYS = 40
 RSHF_NETWORK = {"name": "siren", "num_classes": 256, "dim_hidden": 512, "num_layers": 2}
+#: the tensors of rshf's SatClip (its model.safetensors), name → shape: SIREN 1600 → 512 → 512 → 256
+RSHF_SHAPES = {
+    "location.nnet.layers.0.weight": (512, RSHF_LEGENDRE_POLYS**2), "location.nnet.layers.0.bias": (512,),
+    "location.nnet.layers.1.weight": (512, 512), "location.nnet.layers.1.bias": (512,),
+    "location.nnet.last_layer.weight": (256, 512), "location.nnet.last_layer.bias": (256,),
+}  # fmt: skip
 #: key of native configs whose first layer was zero-padded to rshf's width: {"input_columns": n}
 PADDING_KEY = "rshf_padding"
 

@@ -47,13 +47,15 @@ _PICKLE_PROTOCOL = b"\x80"
 _PICKLE_HEAD = 32
 #: how an ONNX model starts (protobuf ModelProto: field 1, ir_version, a small varint; then another field)
 _ONNX_HEAD = re.compile(rb"\x08[\x01-\x7f][\x12\x1a\x22\x2a\x32\x3a\x42]")
+#: what satclip loads, as messages about a file it does not load say it
+_LOADS = ("satclip loads .ckpt checkpoints, torchgeo .pt state dicts (torch.save) and model directories "
+          "(config.json + model.safetensors: native, or rshf's as satclip writes them)")  # fmt: skip
 #: what to do with a file that is no checkpoint
-_GIVE = "satclip loads .ckpt checkpoints (torch.save) and native model directories; give the right file"
+_GIVE = f"{_LOADS}; give the right file"
 #: what to say about an export handed back to satclip
 _EXPORT = (
-    "{path} is {kind} export, which satclip does not load: satclip loads .ckpt checkpoints and native model "
-    "directories (config.json + model.safetensors); exports are for other runtimes ({runtime}). Give satclip the "
-    "model it was exported from"
+    "{path} is {kind} export, which satclip does not load: " + _LOADS + "; exports are for other runtimes "
+    "({runtime}). Give satclip the model it was exported from"
 )
 
 
