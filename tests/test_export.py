@@ -177,7 +177,10 @@ ENCODINGS = [
 @pytest.mark.parametrize("encoding", ENCODINGS, ids=lambda e: e["name"])
 def test_every_encoding_exports_for_any_batch_size(tmp_path, encoding):
     """grid/theory/sphere* exports ran for batches of 3 points only (the tracing batch's size was baked into
-    a reshape); direct/wrap/cartesian3d did not export to ONNX at all (torch.deg2rad: 'unexpected error')."""
+    a reshape); direct/wrap/cartesian3d did not export to ONNX at all (torch.deg2rad: 'unexpected error'); and
+    every one of them printed a multi-line TracerWarning from its (N, 2) input check while traced."""
+    import warnings
+
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from satclip.io.onnx import export
@@ -188,8 +191,13 @@ def test_every_encoding_exports_for_any_batch_size(tmp_path, encoding):
     points = np.array([[13.4, 52.5], [-179.9, -89.9], [180.0, 0.0], [0.0, 90.0], [-58.4, -34.6], [151.2, -33.9],
                        [1.0, 2.0]])  # fmt: skip
     expected = encoder.encode(points).numpy()
-    scripted = torch.jit.load(str(export(encoder, tmp_path / "m.pt", "torchscript")))
-    session = ort.InferenceSession(str(export(encoder, tmp_path / "m.onnx", "onnx")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scripted = torch.jit.load(str(export(encoder, tmp_path / "m.pt", "torchscript")))
+        session = ort.InferenceSession(str(export(encoder, tmp_path / "m.onnx", "onnx")))
+    assert [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)] == []
+    with pytest.raises(ValueError, match=r"expected \(N, 2\)"):  # (the check holds outside the trace)
+        encoder.posenc(torch.zeros(3, 3, dtype=torch.float64))
     for n in (0, 1, 7):  # (0: the sphere* ONNX graphs failed on an empty batch)
         with torch.no_grad():
             traced = scripted(torch.from_numpy(points[:n])).numpy()

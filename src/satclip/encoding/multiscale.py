@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .points import check_pairs
 from .registry import ENCODINGS
 
 # The original's class defaults: ``Theory`` and ``GridAndSphere`` differ.
@@ -72,8 +73,7 @@ class _MultiScale(nn.Module):
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         """``(N, 2)`` (lon, lat) degrees → ``(N, embedding_dim)`` in the input's floating dtype (float64 for
         integer input)."""
-        if lonlat.ndim != 2 or lonlat.shape[-1] != 2:
-            raise ValueError(f"expected (N, 2) (lon, lat) degrees, got shape {tuple(lonlat.shape)}")
+        check_pairs(lonlat)
         dtype = lonlat.dtype if lonlat.is_floating_point() else torch.float64
         coords = lonlat.to(torch.float64)
         out = self._features(coords, self.frequencies.to(coords.device))

@@ -27,6 +27,15 @@ class InvalidPointsError(BadInputError):
 EARTH_RADIUS_KM = 6371.0088
 
 
+def check_pairs(lonlat: torch.Tensor) -> None:
+    """Raise ValueError unless ``lonlat`` is ``(N, 2)``. Skipped while an export traces the encoding: its points
+    are satclip's own, and the comparison on a traced shape printed a TracerWarning to the user."""
+    if torch.jit.is_tracing():
+        return
+    if lonlat.ndim != 2 or lonlat.shape[-1] != 2:
+        raise ValueError(f"expected (N, 2) (lon, lat) degrees, got shape {tuple(lonlat.shape)}")
+
+
 def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Haversine distance in km between (lon, lat) degree arrays ``a`` and ``b`` (broadcast, ``(..., 2)``)."""
     a, b = np.radians(np.asarray(a, dtype=np.float64)), np.radians(np.asarray(b, dtype=np.float64))

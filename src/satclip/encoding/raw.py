@@ -11,13 +11,13 @@ import math
 import torch
 from torch import nn
 
+from .points import check_pairs
 from .registry import ENCODINGS
 
 
 def _radians(lonlat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, 2)`` degrees → (lon, lat) in radians, each ``(N,)``, in the input's floating dtype."""
-    if lonlat.ndim != 2 or lonlat.shape[-1] != 2:
-        raise ValueError(f"expected (N, 2) (lon, lat) degrees, got shape {tuple(lonlat.shape)}")
+    check_pairs(lonlat)
     if not lonlat.is_floating_point():
         lonlat = lonlat.to(torch.float64)
     rad = lonlat * (math.pi / 180)  # torch.deg2rad's values, bit for bit; ONNX has no deg2rad
