@@ -323,3 +323,23 @@ def test_convert_takes_its_output_as_the_other_commands_do(tmp_path, capsys):
     assert main(["convert", str(ckpt), str(tmp_path / "b.pt"), "-o", str(tmp_path / "c.pt")]) == 2
     assert f"{tmp_path / 'b.pt'} and -o {tmp_path / 'c.pt'}" in capsys.readouterr().err
     assert not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
+
+
+@pytest.mark.parametrize(("legendre", "said"), [
+    (40, "the export computes the 'analytic' harmonics as the stable recurrence 'analytic-stable' "
+         "(same convention; the file's metadata says so) and does NOT reproduce the model; at L = 40 the original's "
+         "float64 'analytic' polynomials differ from the exact basis near the poles: within 1e-6 only for |lat| ≤ "
+         "30° (docs/export.md: Accuracy)"),
+    (10, "reproduces it to 1e-06 relative (float64)"),
+])  # fmt: skip
+def test_an_export_says_whether_it_reproduces_the_model(tmp_path, capsys, legendre, said):
+    """An L = 40 'analytic' model's export differs from it by up to 4.7e-2 near the poles, but export printed only
+    an info line, where `satclip convert --target torchgeo` of the same model says it "does NOT reproduce" it."""
+    encoding = {"name": "sphericalharmonics", "legendre_polys": legendre, "harmonics_calculation": "analytic"}
+    config = {"encoding": encoding, "network": {"name": "siren", "num_classes": 4, "dim_hidden": 8, "num_layers": 1}}
+    satclip.LocationEncoder.from_config(config).save(tmp_path / "model")
+    assert main(["export", "--format", "torchscript", "--model", str(tmp_path / "model"), "-o",
+                 str(tmp_path / "m.pt")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert said in err, err
+    assert ("NOT" in err) == (legendre == 40)

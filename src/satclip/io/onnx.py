@@ -26,6 +26,7 @@ from .. import safe_output
 from ..encoding.spherical_harmonics import _RECURRENCE_CONVENTIONS, SphericalHarmonics
 from ..errors import BadInputError, ExportError
 from ..optional import require
+from . import basis
 from .resolve import encoder_files
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,25 @@ def exportable(encoder) -> ExportableEncoder:
     if isinstance(posenc, SphericalHarmonics):
         calculation = posenc.harmonics_calculation
         if calculation in STABLE_FOR:
-            log.info("exporting the %r harmonics as the stable recurrence 'analytic-stable' (same convention; "
-                     "the file's metadata says so; docs/export.md: Accuracy)", calculation)  # fmt: skip
-            calculation = "analytic-stable"
+            _say_basis(posenc.legendre_polys, calculation)
+            calculation = basis.EXACT
         m0_scale, condon_shortley = _RECURRENCE_CONVENTIONS[calculation]
         posenc = ExportableSphericalHarmonics(posenc.legendre_polys, m0_scale, condon_shortley)
     else:
         posenc = copy.deepcopy(posenc).to(torch.float64)
     nnet = copy.deepcopy(encoder.nnet).cpu()
     return ExportableEncoder(posenc, nnet, next(nnet.parameters()).dtype, calculation).eval()
+
+
+def _say_basis(legendre: int, calculation: str) -> None:
+    """Say that the export computes the harmonics ``calculation`` as the exact basis, and how closely that
+    reproduces the model, as ``satclip convert`` says it of its readers (a warning where it does not)."""
+    from .targets import Reader, across
+
+    reader = Reader("the export", "", *across(legendre, calculation, basis.EXACT))
+    log.log(logging.INFO if reader.tolerance is not None else logging.WARNING,
+            "the export computes the %r harmonics as the stable recurrence %r (same convention; the file's metadata "
+            "says so) and %s (docs/export.md: Accuracy)", calculation, basis.EXACT, reader.how())  # fmt: skip
 
 
 #: the released models' float64 evaluations of the printed polynomials ("analytic", and the original's own

@@ -44,14 +44,18 @@ class Reader:
     tolerance: float | None
     note: str = ""
 
-    def describe(self) -> str:
+    def how(self) -> str:
+        """How it reproduces the model, with the note: "does NOT reproduce the model; at L = 40 …"."""
         if self.tolerance is None:
             how = "does NOT reproduce the model"
         elif self.tolerance == 0:
             how = "reproduces it exactly"
         else:
             how = f"reproduces it to {self.tolerance:.0e} relative (float64)"
-        return f"{self.name}: {how}{'; ' + self.note if self.note else ''} — {self.call}"
+        return how + ("; " + self.note if self.note else "")
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.how()} — {self.call}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def _basis_of(parts: ModelParts) -> tuple[int, str] | None:
     return int(encoding.get("legendre_polys", 10)), encoding.get("harmonics_calculation", basis.EXACT)
 
 
-def _across(legendre: int, model: str, reader: str) -> tuple[float | None, str]:
+def across(legendre: int, model: str, reader: str) -> tuple[float | None, str]:
     """Tolerance and note of a reader computing basis ``reader`` (``"analytic"``: the original's float64
     polynomials; else an exact basis) for a model on satclip's basis ``model``."""
     if reader == "analytic" and basis.computes_original(model):  # the same polynomials, the same way
@@ -108,7 +112,7 @@ def _original_readers(parts: ModelParts, path: Path, full: bool) -> list[Reader]
         note = "its encoding matches the original's to 1e-10 per feature (tests/test_encodings.py); not measured here"
     else:
         legendre, own = found
-        tolerance, note = _across(legendre, own, label)
+        tolerance, note = across(legendre, own, label)
     readers = [
         Reader("satclip", f"satclip.load({str(path)!r})", 0.0),
         Reader("rangegeo", f"rangegeo.load_satclip_location_encoder({str(path)!r})", tolerance, note),
@@ -124,7 +128,7 @@ def _original_readers(parts: ModelParts, path: Path, full: bool) -> list[Reader]
 
 def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
     legendre, own = _basis_of(parts)
-    tolerance, note = _across(legendre, own, basis.EXACT)
+    tolerance, note = across(legendre, own, basis.EXACT)
     back = 0.0 if own == basis.EXACT else tolerance
     args = ", ".join(f"{k}={v}" for k, v in peers.torchgeo_arguments(parts).items())
     clamp = f"latitudes beyond ±{peers.TORCHGEO_LAT_CLAMP}° are embedded as ±{peers.TORCHGEO_LAT_CLAMP}°"
@@ -143,7 +147,7 @@ def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
 
 def _rshf_readers(parts: ModelParts, path: Path) -> list[Reader]:
     legendre, own = _basis_of(parts)
-    tolerance, note = _across(legendre, own, "analytic")
+    tolerance, note = across(legendre, own, "analytic")
     back = EXACT_BASES if own == "closed-form" else 0.0  # closed-form weights were rescaled
     return [
         Reader("satclip", f"satclip.load({str(path)!r})", back),
