@@ -375,3 +375,16 @@ def test_the_original_readers_of_a_released_l40_model_are_described_as_measured(
     default = satclip.load(tmp_path / "l40.ckpt", precision="float64").encode(points).numpy()
     low = np.abs(points[:, 1]) <= targets.HIGH_DEGREE_SAFE_LAT
     assert relative(peer[low], default[low]) <= 1e-6 < relative(peer, default)
+
+
+def test_an_original_checkpoint_records_what_it_was_converted_from(tmp_path):
+    """A .ckpt converted from a native model (or a name) recorded neither its source nor the satclip that wrote
+    it in its "satclip" entry, where a native directory converted from a .ckpt records its source."""
+    ckpt = convert("bluemarble-l10", tmp_path / "x.ckpt", location_only=True).path
+    entry = torch.load(ckpt, map_location="cpu", weights_only=True)[original.SATCLIP_KEY]
+    assert entry["metadata"]["converted_from"] == "bluemarble-l10"
+    assert entry["satclip_version"] == satclip.__version__
+    again = convert(ckpt, tmp_path / "native").path  # (the origin is kept through further conversions)
+    assert json.loads((again / "config.json").read_text())["metadata"]["converted_from"] == "bluemarble-l10"
+    rshf = convert("bluemarble-l10", tmp_path / "rshf", target="rshf").path
+    assert json.loads((rshf / "config.json").read_text())["metadata"]["converted_from"] == "bluemarble-l10"

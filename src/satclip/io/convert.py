@@ -73,6 +73,6 @@ def convert(
     parts = read_parts(resolved, location_only=location_only, trust_checkpoint=trust_checkpoint)
     if location_only:
         parts = parts.location_only()
-    if resolved.kind != "native" and target == "native":
+    if resolved.kind != "native" or target != "native":  # (an earlier conversion's record, kept, names the origin)
         parts.metadata = {"converted_from": pretrained.recorded_name(source), **parts.metadata}
     return write(parts, output, target, overwrite=overwrite, inputs=inputs)

@@ -351,9 +351,11 @@ def checkpoint_for_original(parts: ModelParts, *, epoch: int = 0, global_step: i
             ) from err
     else:
         hparams["vision_layers"] = None  # no image encoder in the file
+    from .. import __version__
+
     entry = {
         "format": native.FORMAT, "format_version": native.FORMAT_VERSION, **parts.native_config(),
-        "location_tensors": exact, "written_basis": label,
+        "location_tensors": exact, "written_basis": label, "satclip_version": __version__,
     }  # fmt: skip
     image = parts.has_image_encoder
     ckpt = _layout(
