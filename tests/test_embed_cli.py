@@ -745,6 +745,28 @@ def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
 
 
 
+def test_twelve_shards_sort_in_row_order_and_an_unpadded_one_is_named(tmp_path, model, points, capsys):
+    """Shard names were not zero-padded: ``sorted(glob(…))`` of 12 shards gave 0, 1, 10, 11, 2, … and their .npy
+    parts concatenated so misaligned rows without a word. A shard under its unpadded name (an earlier satclip's)
+    is now named, not written again beside it."""
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    chunks = ["--chunk-rows", "25"]  # 12 chunks: one a shard
+    assert embed(source, "-o", tmp_path / "full.npy", "--model", model, *chunks) == 0
+    for i in range(12):
+        assert embed(source, "-o", tmp_path / "part.npy", "--model", model, *chunks, "--shard", f"{i}/12") == 0
+    names = sorted(tmp_path.glob("part.shard-*.npy"))
+    assert [name.name for name in names[2:4]] == ["part.shard-02-of-12.npy", "part.shard-03-of-12.npy"]
+    np.testing.assert_array_equal(np.concatenate([np.load(name) for name in names]), np.load(tmp_path / "full.npy"))
+    capsys.readouterr()
+    (tmp_path / "part.shard-03-of-12.npy").rename(tmp_path / "part.shard-3-of-12.npy")
+    assert embed(source, "-o", tmp_path / "part.npy", "--model", model, *chunks, "--shard", "3/12") != 0
+    assert (f"{tmp_path / 'part.shard-3-of-12.npy'} is this shard's output under the name it had before shard "
+            "numbers were zero-padded (so that they sort in order): rename it to part.shard-03-of-12.npy (or remove "
+            "it) and rerun") in capsys.readouterr().err  # fmt: skip
+    assert not (tmp_path / "part.shard-03-of-12.npy").exists()
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "npy", "zarr"])
 def test_more_shards_than_chunks_every_shard_succeeds(tmp_path, model, points, capsys, fmt):
     """A job array of more shards than chunks: the empty shards write an output of no rows (the columns, the

@@ -70,7 +70,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--shard", type=shard, default="0/1", metavar="I/N",
         help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into OUTPUT "
-        "with .shard-I-of-N before its suffix (emb.parquet -> emb.shard-0-of-4.parquet); give every shard the same "
+        "with .shard-I-of-N before its suffix, I zero-padded so that the names sort in order (emb.parquet -> "
+        "emb.shard-0-of-4.parquet, emb.shard-03-of-12.parquet); give every shard the same "
         "--chunk-rows, or their parts overlap (a Parquet or Zarr output records its rows: satclip.input_rows); "
         "a shard left without a chunk (more shards than chunks) writes an output of no rows",
     )  # fmt: skip
@@ -156,9 +157,10 @@ def _check_output(args: argparse.Namespace, source) -> None:
         output = Path(args.output)
         directory = dask_output_kind(output, args.format) == "dataset"  # (--format npy: refused before a cluster)
     else:
-        from ..embed.shards import shard_path
+        from ..embed.shards import check_no_unpadded, shard_path
         from ..embed.sinks import format_of
 
+        check_no_unpadded(Path(args.output), args.shard)
         output = shard_path(Path(args.output), args.shard)
         directory = format_of(output, args.format) == "zarr"
     safe_output.check_not_inside(output, source.path, "the input dataset")

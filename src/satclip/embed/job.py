@@ -6,8 +6,8 @@ directory ``OUTPUT.partial/`` records the input fingerprint, the model identity,
 chunks done; it is rewritten atomically after every chunk. Rerunning the same command after a crash
 or a kill continues from the first chunk not done and produces byte-identical output; rerunning with a
 different input, model or options is refused. ``shard=(i, n)`` takes the i-th of n contiguous,
-chunk-aligned row ranges and writes ``OUTPUT`` with ``.shard-i-of-n`` before its suffix; the shards'
-rows concatenated in order are the unsharded output's.
+chunk-aligned row ranges and writes ``OUTPUT`` with ``.shard-i-of-n`` before its suffix (``i`` zero-padded to the
+width of ``n - 1``: the names sort in order); the shards' rows concatenated in order are the unsharded output's.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..models.location_encoder import model_identity
 from ..models.precision import AUTO_CHOICES, Choice, record
 from . import sinks
 from .api import embed_lonlat
-from .shards import shard_chunks, shard_path
+from .shards import check_no_unpadded, shard_chunks, shard_path
 from .sources import Source, coordinates, no_points
 
 log = logging.getLogger(__name__)
@@ -452,6 +452,7 @@ def embed_file(
         raise ValueError(f"layout {layout!r} is not one of {list(sinks.LAYOUTS)}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    check_no_unpadded(Path(output), shard)
     output = shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
     if not column or column != column.strip():
