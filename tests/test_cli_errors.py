@@ -521,6 +521,29 @@ def test_an_interrupted_embed_says_its_work_is_kept_only_where_it_did_some(tmp_p
     kept = f"satclip: the work done is kept in {out}.partial: rerun the same command to continue where it stopped"
     assert (kept in err) == bool(chunks_done) and "work done is kept" in err if chunks_done else "kept" not in err
     assert err.strip().endswith("satclip: interrupted")
+    # and only work is kept: an OUT.partial/ of no chunk made a rerun with other options refused ("--restart")
+    assert (tmp_path / "out.parquet.partial").exists() == bool(chunks_done)
+
+
+def test_a_map_interrupted_before_its_first_block_leaves_no_work(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C before the first block of grid rows was computed left OUT.partial/ (an empty field of full size,
+    352 MB at 0.1°, and a manifest of no block) without a word, and a rerun with other options was then refused
+    over it ("holds an unfinished run … pass --restart"). Nothing is left now, and the rerun runs."""
+    from satclip.embed import maps
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(maps, "embed_lonlat", interrupted)
+    out = tmp_path / "field.tif"
+    argv = ["map", "--model", "bluemarble-l10", "--resolution", "10", "--all", "-o", str(out)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.strip().endswith("satclip: interrupted") and "kept" not in err
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert main([*argv[:4], "20", *argv[5:]]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.tif"]
 
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])

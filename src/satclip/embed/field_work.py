@@ -25,6 +25,7 @@ from ..safe_output import naming
 from .job import (
     MANIFEST,
     damaged_manifest,
+    discarded_if_nothing_done,
     publish_work,
     resume_manifest,
     stopped_after_publishing,
@@ -85,7 +86,7 @@ class FieldWork:
                     field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)
                     del field
                     safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
-            except OSError:
+            except BaseException:  # (a full disk, a Ctrl-C while the field is reserved)
                 safe_output.remove_owned(workdir)  # nothing computed yet
                 raise
             manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
@@ -132,26 +133,27 @@ class FieldWork:
         done = set(self.manifest["done"])
         if done:
             safe_output.keep_work(self.workdir)
-        field = np.load(self.workdir / FIELD, mmap_mode="r+")
-        try:
-            for row0, values in blocks(done):
-                rows = slice(row0, row0 + values.shape[0])
-                flat = values.reshape(-1, values.shape[-1])
-                with naming(self.workdir / FIELD):
-                    field[self.offsets[rows.start] : self.offsets[rows.stop]] = (
-                        flat if self.cells is None else flat[self.cells[rows].reshape(-1)]
-                    )
-                    field.flush()
-                done.add(row0)
-                self.manifest["done"] = sorted(done)
-                if "crc32" in self.manifest:
-                    self.manifest["crc32"][str(row0)] = zlib.crc32(self._block(field, row0))
-                safe_output.write_json(self.workdir / MANIFEST, self.manifest)
-                safe_output.keep_work(self.workdir)
-                if progress:
-                    progress(values.shape[0])
-        finally:
-            del field
+        with discarded_if_nothing_done(self.workdir, self.manifest):  # (a run stopped before its first block)
+            field = np.load(self.workdir / FIELD, mmap_mode="r+")
+            try:
+                for row0, values in blocks(done):
+                    rows = slice(row0, row0 + values.shape[0])
+                    flat = values.reshape(-1, values.shape[-1])
+                    with naming(self.workdir / FIELD):
+                        field[self.offsets[rows.start] : self.offsets[rows.stop]] = (
+                            flat if self.cells is None else flat[self.cells[rows].reshape(-1)]
+                        )
+                        field.flush()
+                    done.add(row0)
+                    self.manifest["done"] = sorted(done)
+                    if "crc32" in self.manifest:
+                        self.manifest["crc32"][str(row0)] = zlib.crc32(self._block(field, row0))
+                    safe_output.write_json(self.workdir / MANIFEST, self.manifest)
+                    safe_output.keep_work(self.workdir)
+                    if progress:
+                        progress(values.shape[0])
+            finally:
+                del field
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """The finished field, ``(row0, values)`` a block of rows at a time."""

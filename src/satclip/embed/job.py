@@ -12,10 +12,12 @@ width of ``n - 1``: the names sort in order); the shards' rows concatenated in o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -289,6 +291,20 @@ def _touched(recorded: dict) -> str:
             "back and the run resumes")
 
 
+@contextlib.contextmanager
+def discarded_if_nothing_done(workdir: Path, manifest: dict) -> Iterator[None]:
+    """Remove the work directory ``workdir`` of a run stopped (Ctrl-C, an error) before its manifest recorded any
+    work ``done``: it held nothing to resume (a map's empty field took 352 MB), the interruption said nothing of
+    it, and a rerun with other options was refused over it ("holds an unfinished run … pass --restart")."""
+    try:
+        yield
+    except BaseException:
+        if not manifest["done"]:
+            with contextlib.suppress(OSError):  # (a file of the user's put in it: kept; the stop is what to report)
+                safe_output.remove_owned(workdir)
+        raise
+
+
 def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *, overwrite: bool, inputs) -> None:
     """Record in ``workdir``'s manifest that its work is ``finished`` (a file or directory in it), move that to
     ``output`` and remove ``workdir`` (:func:`_remove_work`). A run killed in between is completed by the next
@@ -539,20 +555,21 @@ def embed_file(
         progress.start(row1 - row0, done_rows)
 
         todo = [k for k in range(first, stop) if k not in done]
-        if todo:
-            for index, table in source.chunks(todo[0], row1, chunk_rows):
-                if index in done:
-                    continue
-                lonlat = coordinates(table, source.lon_col, source.lat_col, source.path)
-                embeddings = embed_lonlat(
-                    encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
-                )
-                sink.write(index - first, table, embeddings.cpu().numpy(), ~invalid_rows(lonlat))
-                done.add(index)
-                manifest["done"] = sorted(done)
-                safe_output.write_json(manifest_path, manifest)
-                safe_output.keep_work(workdir)
-                progress.update(len(lonlat))
+        with discarded_if_nothing_done(workdir, manifest):
+            if todo:
+                for index, table in source.chunks(todo[0], row1, chunk_rows):
+                    if index in done:
+                        continue
+                    lonlat = coordinates(table, source.lon_col, source.lat_col, source.path)
+                    embeddings = embed_lonlat(
+                        encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
+                    )
+                    sink.write(index - first, table, embeddings.cpu().numpy(), ~invalid_rows(lonlat))
+                    done.add(index)
+                    manifest["done"] = sorted(done)
+                    safe_output.write_json(manifest_path, manifest)
+                    safe_output.keep_work(workdir)
+                    progress.update(len(lonlat))
         missing = sorted(set(range(first, stop)) - done)
         if missing:
             raise RuntimeError(f"{source.path} ended before chunk {missing[0]}: did the input change while running?")
