@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import types
 from pathlib import Path
@@ -425,6 +426,27 @@ def test_part_files_of_other_schemas_are_named_by_what_differs(tmp_path, model, 
         "(k: int64 vs int32, z only in this part, no name); all part files of a dataset must share one schema\n"
     )
 
+
+
+def test_part_files_are_read_in_the_order_pandas_reads_them(tmp_path, model, points, caplog):
+    """The parts of a directory were read in natural order (part.2 before part.10) and pandas and pyarrow read
+    them by name (part.10 before part.2): a .npy output lined up with no frame the user read. It now lines up with
+    ``pd.read_parquet(directory)``, and a line says that Dask reads such parts in another order."""
+    dataset = tmp_path / "points"
+    dataset.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(points)), 12)):
+        points.iloc[rows].to_parquet(dataset / f"part.{i}.parquet", index=False)
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        assert embed(dataset, "-o", tmp_path / "emb.npy", "--model", model) == 0
+    read = pd.read_parquet(dataset)
+    assert read["site"].tolist() != points["site"].tolist()  # (the two orders differ)
+    assert embed(dataset, "-o", tmp_path / "emb.parquet", "--model", model) == 0
+    table = pq.read_table(tmp_path / "emb.parquet")
+    assert table.column("site").to_pylist() == read["site"].tolist()
+    np.testing.assert_array_equal(np.load(tmp_path / "emb.npy"), np.stack(table["embedding"].to_numpy(False)))
+    assert (f"{dataset}: its part files are read in the order of their names, as pandas and pyarrow read them "
+            "(part.10.parquet before part.2.parquet): row i of the output is row i of pandas.read_parquet, not of "
+            "Dask's read_parquet (natural order)") in caplog.text  # fmt: skip
 
 
 def test_part_files_with_their_columns_in_another_order_are_read_in_the_first_ones(tmp_path, model, points):

@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "input", type=existing_file_or_dataset,
         help="points file: .csv/.tsv, .parquet (also GeoParquet), .geojson, .gpkg or .npy (N×2); or a directory "
-        "of Parquet part files (a dataset)",
+        "of Parquet part files (a dataset, read in the order of the files' names, as pandas.read_parquet reads it)",
     )  # fmt: skip
     parser.add_argument("-o", "--output", type=user_path, required=True, help="output .parquet, .npy or .zarr")
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")

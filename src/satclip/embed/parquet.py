@@ -1,10 +1,12 @@
 """Parquet datasets (a file or a directory of part files), plain or GeoParquet, as one point source.
 
 A dataset directory holds ``*.parquet`` / ``*.pq`` part files, found recursively (names starting with
-``.`` or ``_`` are skipped, as pyarrow and Spark do) and read in natural order of their relative paths
-(``part.2`` before ``part.10``, as Dask writes them) as one table: row ``i`` of the dataset is row ``i`` of
-that concatenation. All parts must have the same columns and types. Hive-style ``key=value`` directories
-are refused (their keys are not columns of the files).
+``.`` or ``_`` are skipped, as pyarrow and Spark do) and read in the order of their relative paths as text
+(``part.10`` before ``part.2``), the order ``pandas.read_parquet`` and ``pyarrow.dataset`` read them in, as one
+table: row ``i`` of the dataset is row ``i`` of that concatenation, and of ``pd.read_parquet(directory)`` (Dask's
+``read_parquet`` reads Dask's ``part.0`` … ``part.10`` in natural order: that is said where it differs). All
+parts must have the same columns and types. Hive-style ``key=value`` directories are refused (their keys are
+not columns of the files).
 
 GeoParquet (``geo`` metadata): unless ``lon_col``/``lat_col`` are given, the primary geometry column
 (WKB or GeoArrow ``point`` encoding) is read with geopandas (the ``geo`` extra), reprojected to EPSG:4326
@@ -41,6 +43,18 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
 
 
+def _log_order(directory: Path, files: list[Path]) -> None:
+    """Say how the parts of ``directory`` are ordered where Dask would read them in another order (natural:
+    ``part.2`` before ``part.10``), the one place row numbers of the same dataset differ between readers."""
+    natural = sorted(files, key=_natural_key)
+    if natural != files:
+        first, other = next((a, b) for a, b in zip(files, natural, strict=True) if a != b)
+        log.info("%s: its part files are read in the order of their names, as pandas and pyarrow read them (%s "
+                 "before %s): row i of the output is row i of pandas.read_parquet, not of Dask's read_parquet (natural "
+                 "order)", directory, first.relative_to(directory).as_posix(),
+                 other.relative_to(directory).as_posix())  # fmt: skip
+
+
 def part_files(path: Path) -> list[Path]:
     """The part files of a dataset directory in reading order (``[path]`` for a file).
 
@@ -67,7 +81,7 @@ def part_files(path: Path) -> list[Path]:
             f"{path} is Hive-partitioned ({hive[0]}/…): its partition keys are not columns of the files; "
             "write the dataset without partition_cols, or embed each partition directory separately"
         )
-    return [path / f for f in sorted(found, key=_natural_key)]
+    return [path / f for f in sorted(found, key=Path.as_posix)]
 
 
 def is_geoparquet(path: Path) -> bool:
@@ -149,6 +163,8 @@ class ParquetDatasetSource(Source):
         import pyarrow.parquet as pq
 
         self.files = part_files(self.path)
+        if self.path.is_dir():
+            _log_order(self.path, self.files)
         schema, self._group_rows, reordered = None, [], False
         for file in self.files:
             with naming_the_file(file, "Parquet"):  # (the part, not only the dataset)
