@@ -164,10 +164,11 @@ def test_output_formats_and_layouts(tmp_path, model, points):
     np.testing.assert_allclose(group["embedding"][:], expected, atol=1e-5)
     np.testing.assert_allclose(group["lon"][:], points.lon)
     assert group["embedding"].attrs["_ARRAY_DIMENSIONS"] == ["point", "dim"]
-    assert group.attrs["satclip"]["model"]["config"] == CONFIG
     # where the output came from, readable once it is moved: the model's path and the input's, absolute, and the
-    # satclip that wrote it (the input was recorded as typed, the model by its config and weights alone)
-    recorded = group.attrs["satclip"]
+    # satclip that wrote it (the input was recorded as typed, the model by its config and weights alone); as JSON,
+    # as in a Parquet output's metadata
+    recorded = json.loads(group.attrs["satclip"])
+    assert recorded["model"]["config"] == CONFIG
     assert recorded["model_source"] == str(Path(model).absolute()) and recorded["source"] == str(source.absolute())
     assert recorded["version"] == satclip.__version__
 
@@ -760,11 +761,28 @@ def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
     assert embed(source, "-o", tmp_path / "z.zarr", "--model", model, "--chunk-rows", "50", "--shard", "1/3") == 0
     import zarr
 
-    assert zarr.open_group(str(tmp_path / "z.shard-1-of-3.zarr"), mode="r").attrs["satclip"]["input_rows"] == {
-        "start": 100, "stop": 200, "total": 300}
+    recorded = json.loads(zarr.open_group(str(tmp_path / "z.shard-1-of-3.zarr"), mode="r").attrs["satclip"])
+    assert recorded["input_rows"] == {"start": 100, "stop": 200, "total": 300}
     assert embed(source, "-o", tmp_path / "x.parquet", "--model", model, *CHUNK, "--shard", "3/3") == 2
     assert "need 0 <= I < N" in capsys.readouterr().err
 
+
+
+def test_a_zarr_output_converts_to_netcdf_with_lon_lat_coordinates(tmp_path, model, points):
+    """``xr.open_zarr(out).load().to_netcdf(…)`` of an embed Zarr output failed on its group attribute ``satclip``,
+    a dict ("Invalid value for attr 'satclip'"), as a map's did on its footprint. It holds JSON text now, and lon
+    and lat are the points' coordinates, in degrees_east and degrees_north as in a map's store."""
+    import xarray as xr
+
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    assert embed(source, "-o", tmp_path / "e.zarr", "--model", model) == 0
+    xr.open_zarr(tmp_path / "e.zarr").load().to_netcdf(tmp_path / "e.nc")
+    with xr.open_dataset(tmp_path / "e.nc") as converted:
+        assert json.loads(converted.attrs["satclip"])["input_rows"] == {"start": 0, "stop": N, "total": N}
+        assert sorted(converted.coords) == ["lat", "lon"]
+        assert converted["lon"].attrs["units"] == "degrees_east" and converted["lat"].attrs["units"] == "degrees_north"
+        np.testing.assert_array_equal(converted["lon"].values, points.lon)
 
 
 def test_twelve_shards_sort_in_row_order_and_an_unpadded_one_is_named(tmp_path, model, points, capsys):
@@ -818,7 +836,7 @@ def test_more_shards_than_chunks_every_shard_succeeds(tmp_path, model, points, c
 
         parts = [xr.open_zarr(name) for name in names]
         assert [p.sizes["point"] for p in parts] == [0, 0, 0, 300] and parts[0].sizes["dim"] == 8
-        assert parts[0].attrs["satclip"]["input_rows"] == {"start": 0, "stop": 0, "total": 300}
+        assert json.loads(parts[0].attrs["satclip"])["input_rows"] == {"start": 0, "stop": 0, "total": 300}
         whole = xr.concat(parts, dim="point")
         full = xr.open_zarr(tmp_path / "full.zarr")
         np.testing.assert_array_equal(whole["embedding"].values, full["embedding"].values)

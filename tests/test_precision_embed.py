@@ -57,7 +57,7 @@ def test_embed_cli_records_the_precision(tmp_path, model, points, capsys, fmt): 
         metadata = pq.read_schema(out).metadata
         record = json.loads(metadata[b"satclip"])
     else:
-        record = dict(zarr.open_group(str(out), mode="r").attrs)["satclip"]
+        record = json.loads(zarr.open_group(str(out), mode="r").attrs["satclip"])
     assert record["precision"] == {"precision": "bf16", "requested": "bf16", "reason": "requested"}
     assert record["model"]["precision"] == "bf16"
 

@@ -46,6 +46,7 @@ from ..safe_output import naming
 from .api import embed_lonlat
 from .field_work import FieldWork, cells_digest, published
 from .job import work_dir
+from .sinks import LAT_ATTRS, LON_ATTRS, netcdf_attrs
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +186,15 @@ def warn_no_cells(cells: int) -> None:
 
 
 def map_attrs(resolution: float, grid: Grid, land_only: bool, footprint: Footprint | None, precision: str) -> dict:
-    """The attributes of a GeoTIFF or Zarr map (tags; group attributes): strings, numbers and lists, which
-    netCDF holds too (the footprint, a dict, and ``land_only``, a bool, stopped ``xarray``'s ``to_netcdf`` of a
-    Zarr map): ``land_only`` 0 or 1, the training footprint of the blank cells, ``footprint``, as JSON."""
-    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": int(land_only),
+    """The attributes of a GeoTIFF or Zarr map (tags; group attributes), in the types netCDF holds
+    (:func:`~satclip.embed.sinks.netcdf_attrs`): ``land_only`` 0 or 1, the training footprint of the blank cells,
+    ``training_footprint``, as JSON."""
+    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
              "cells": _cells_note(footprint, land_only), "precision": precision}  # fmt: skip
     if footprint is not None:
-        recorded = {"surface": footprint.surface, "min_lat": footprint.min_lat, "max_lat": footprint.max_lat,
-                    "origin": footprint.origin}  # fmt: skip
-        attrs["training_footprint"] = json.dumps(recorded)
-    return attrs
+        attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
+                                       "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
+    return netcdf_attrs(attrs)
 
 
 def _count(value: float) -> str:
@@ -517,9 +517,6 @@ def model_attrs(encoder, identity: dict, model=None, precision: str | None = Non
 CF_CONVENTIONS = "CF-1.8"
 #: the dimension of the two edges of each cell in the bounds variables (:func:`cell_bounds`)
 BOUNDS_DIM = "nv"
-#: CF attributes of latitude and longitude coordinates (satclip map's Zarr, lazy fields)
-LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
-LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
 #: the CF grid mapping of lon/lat cells on WGS 84 (EPSG:4326): a scalar coordinate that the embedding names in its
 #: ``grid_mapping`` attribute, the CRS of satclip's Zarr maps and lon/lat fields for CF readers (rioxarray, GDAL);
 #: they carried units and standard names alone

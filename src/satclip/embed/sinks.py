@@ -96,6 +96,19 @@ def with_attrs(table, attrs: dict):
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **encoded}) if encoded else table
 
 
+#: CF attributes of latitude and longitude coordinates (satclip map's Zarr, lazy fields, embed's Zarr)
+LAT_ATTRS = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north"}
+LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east"}
+
+
+def netcdf_attrs(attrs: dict) -> dict:
+    """``attrs`` in the types a netCDF attribute holds (text, numbers and lists of them), for a Zarr store that
+    ``xr.open_zarr(…).to_netcdf(…)`` writes: a dict as JSON text (read it with ``json.loads``), a bool as 0 or 1
+    (either stopped xarray's ``to_netcdf``: "Invalid value for attr")."""
+    return {key: json.dumps(value) if isinstance(value, dict) else int(value) if isinstance(value, bool) else value
+            for key, value in attrs.items()}  # fmt: skip
+
+
 def with_rows_of_input(table, first: int, count: int):
     """The Arrow ``table``, a part of an input written as a file of ``count`` rows starting at input row
     ``first`` (a ``--shard``), with the pandas metadata of the input's RangeIndex narrowed to those rows:
@@ -464,14 +477,14 @@ class ZarrSink(Sink):
             chunk = max(1, min(self.chunk_rows, self.num_rows))
             group.create_array(
                 "embedding", shape=(self.num_rows, self.dim), chunks=(chunk, self.dim), dtype=self.dtype,
-                fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": ["point", "dim"]},
+                fill_value=np.nan, attributes={"_ARRAY_DIMENSIONS": ["point", "dim"], "coordinates": "lon lat"},
             )  # fmt: skip
-            for name, long_name in (("lon", "longitude"), ("lat", "latitude")):
+            for name, cf in (("lon", LON_ATTRS), ("lat", LAT_ATTRS)):
                 group.create_array(
                     name, shape=(self.num_rows,), chunks=(chunk,), dtype="float64", fill_value=np.nan,
-                    attributes={"_ARRAY_DIMENSIONS": ["point"], "units": "degrees", "long_name": long_name},
+                    attributes={"_ARRAY_DIMENSIONS": ["point"], **cf},
                 )  # fmt: skip
-            group.attrs.update(self.options.get("attrs", {}))
+            group.attrs.update(netcdf_attrs(self.options.get("attrs", {})))
 
     def _check_files(self, done):
         zarr = _zarr()
