@@ -289,7 +289,8 @@ def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
 
 @pytest.mark.parametrize("arrow_threads", [None, 1])
 def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_threads, monkeypatch):
-    """With the row it is in (counted from 0, as invalid points' rows are), found across the reader's blocks."""
+    """With the row it is in (counted from 0, as invalid points' rows are), found across the reader's blocks; and
+    --skip-invalid, which does not make text a null row, is said not to (it was refused as if it were not given)."""
     from satclip.embed.sources import CsvSource
 
     monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1 << 10)  # (128 rows a block: row 300 is in the third)
@@ -299,12 +300,14 @@ def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_thr
     if arrow_threads:  # read on one thread, pyarrow's message names the row as well (as on a one-core machine)
         pa.set_cpu_count(arrow_threads)
     try:
-        code = main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"])
+        code = main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress",
+                     "--skip-invalid"])  # fmt: skip
     finally:
         pa.set_cpu_count(threads)
     assert code == 2
     said = "the coordinate column 'lon' holds 'abc' in row 300 (rows counted from 0, the first after the header line)"
-    assert f"{said}, not a number" in capsys.readouterr().err
+    assert (f"{said}, not a number: coordinates are decimal degrees (13.4); fix or remove that row (--skip-invalid "
+            "writes nulls for missing or out-of-range coordinates, not for text)") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,11 @@ def add_parser(subparsers) -> None:
         "--chunk-rows, or their parts overlap (a Parquet or Zarr output records its rows: satclip.input_rows); "
         "a shard left without a chunk (more shards than chunks) writes an output of no rows",
     )  # fmt: skip
-    parser.add_argument("--skip-invalid", action="store_true", help="write nulls (NaN) for invalid points")
+    parser.add_argument(
+        "--skip-invalid", action="store_true",
+        help="write nulls (NaN) for invalid points: missing, NaN or out-of-range coordinates (text in a "
+        "coordinate column is refused all the same: fix or remove its row)",
+    )  # fmt: skip
     add_overwrite_option(parser)
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

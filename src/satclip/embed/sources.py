@@ -420,7 +420,8 @@ class CsvSource(Source):
                     raise ValueError(
                         f"{self.path}: the coordinate column {column!r} holds {value!r}"
                         f"{'' if row is None else f' in row {row} ({self.row_numbers})'}, not a number: coordinates "
-                        "are decimal degrees (13.4); fix or remove that row"
+                        "are decimal degrees (13.4); fix or remove that row (--skip-invalid writes nulls for "
+                        "missing or out-of-range coordinates, not for text)"
                     ) from err
                 raise ValueError(
                     f"{self.path}: {err}. Column types are inferred from the first rows; a column that changes "
