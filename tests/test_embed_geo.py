@@ -174,6 +174,26 @@ def test_geometry_coordinates_never_take_an_attributes_name(model, tmp_path):
     assert table.column("geometry_lon_2").to_pylist() == [13.4] and table.column("lon").to_pylist() == [1]
 
 
+def test_a_geometry_used_over_lon_lat_columns_is_said(model, tmp_path, caplog):
+    """A GeoParquet or GeoJSON file with a point geometry and lat/lon columns was embedded at the geometry's points,
+    the columns left unused without a word; one line now says so, and how to use the columns instead."""
+    frame = gpd.GeoDataFrame({"lat": [1.0], "lon": [2.0]}, geometry=gpd.points_from_xy([13.4], [52.5]), crs=4326)
+    frame.to_parquet(tmp_path / "both.parquet")
+    feature = {"type": "Feature", "properties": {"Latitude": 1.0}, "geometry": {"type": "Point", "coordinates": [13.4,
+               52.5]}}  # fmt: skip
+    (tmp_path / "both.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    for name, said in (("both.parquet", "'lat', 'lon'"), ("both.geojson", "'Latitude'")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="satclip"):
+            assert main(["embed", str(tmp_path / name), "-o", str(tmp_path / f"{name}.npy"), "--model", str(model),
+                         "--no-progress"]) == 0  # fmt: skip
+        assert (f"{tmp_path / name}: the coordinates are its point geometry's; its column(s) {said} are not used "
+                "(--lon-col/--lat-col use them instead)") in caplog.text  # fmt: skip
+    lonlat = np.array([[13.4, 52.5]])
+    np.testing.assert_allclose(np.load(tmp_path / "both.parquet.npy"), satclip.load(model).encode(lonlat).numpy(),
+                               atol=1e-6)  # fmt: skip
+
+
 def test_missing_extras_are_one_line_naming_them(model, tmp_path, capsys, monkeypatch):
     """A GeoPackage without geopandas, and --engine dask without distributed: one line naming the extra."""
     frame = mercator_frame(lonlat(20, seed=3)).reset_index()

@@ -30,8 +30,9 @@ def add_parser(subparsers) -> None:
         help="embed the points of a CSV/Parquet/GeoJSON/GeoPackage/NPY file into Parquet, NPY or Zarr",
         description=(
             "Reads INPUT in chunks (bounded memory for any number of points) and writes OUTPUT atomically. "
-            "Coordinates are the columns named lon/longitude/lng and lat/latitude (any case), a point "
-            "geometry, or the columns given with --lon-col/--lat-col; values are degrees. A killed run "
+            "Coordinates are a point geometry (GeoParquet, GeoJSON, GeoPackage; over columns named lon/lat too), "
+            "else the columns named lon/longitude/lng and lat/latitude (any case), or the columns given with "
+            "--lon-col/--lat-col (over a geometry too); values are degrees. A killed run "
             "resumes where it stopped when rerun with the same arguments (state in OUTPUT.partial/). "
             "Exit code 2: invalid input (bad or missing coordinates, ambiguous columns)."
         ),

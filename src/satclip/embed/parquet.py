@@ -31,7 +31,14 @@ from ..errors import BadInputError
 from ..optional import require
 from .columns import detect_lonlat_columns
 from .inputs import crs_name, geo_lonlat, is_wgs84
-from .sources import _READ_BATCH, Source, file_fingerprint, geometry_column_names, naming_the_file
+from .sources import (
+    _READ_BATCH,
+    Source,
+    file_fingerprint,
+    geometry_column_names,
+    log_geometry_wins,
+    naming_the_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +149,7 @@ class ParquetDatasetSource(Source):
         if lon_col is None and lat_col is None and self.geometry_columns is not None:
             self.lon_col, self.lat_col = self.geometry_columns
             self._log_geometry()
+            log_geometry_wins(self.path, self.columns, self.geometry_columns)
         else:
             chosen = detect_lonlat_columns(self.columns, lon_col, lat_col)
             virtual = set(self.geometry_columns or ()) if self._geo is not None else set()

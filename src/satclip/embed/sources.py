@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..optional import require
 from ..registry import Registry
-from .columns import detect_lonlat_columns
+from .columns import LAT_NAMES, LON_NAMES, detect_lonlat_columns, matching_columns
 from .inputs import geo_lonlat, is_wgs84
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ class Source:
             self._open()
         if lon_col is None and lat_col is None and self.geometry_columns is not None:
             self.lon_col, self.lat_col = self.geometry_columns
+            log_geometry_wins(self.path, self.columns, self.geometry_columns)
         else:
             self.lon_col, self.lat_col = detect_lonlat_columns(self.columns, lon_col, lat_col)
 
@@ -507,6 +508,15 @@ def _npy_holds_objects(path: Path) -> bool:
     except (ValueError, OSError):
         return False
     return header[2].hasobject
+
+
+def log_geometry_wins(path: Path, columns, geometry_columns: tuple[str, str]) -> None:
+    """Say that the point geometry gives the coordinates where the file has lon/lat columns too (they were left
+    unused without a word)."""
+    named = matching_columns([c for c in columns if c not in geometry_columns], LON_NAMES + LAT_NAMES)
+    if named:
+        log.info("%s: the coordinates are its point geometry's; its column(s) %s are not used (--lon-col/--lat-col "
+                 "use them instead)", path, ", ".join(map(repr, named)))  # fmt: skip
 
 
 def geometry_column_names(names) -> tuple[str, str]:
