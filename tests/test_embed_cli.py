@@ -682,6 +682,9 @@ def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkey
     assert embed(source, "-o", out, "--model", model, *CHUNK) == 2
     err = capsys.readouterr().err
     assert "input.sample_sha256" in err and "touch -d" not in err  # (another content: no advice to touch it)
+    # (it was told "Rerun with the same arguments to resume it", which it had just done)
+    assert err.rstrip().endswith("Its input has changed since that run began, so it cannot be resumed: pass --restart "
+                                 "to discard it and start again")  # fmt: skip
     assert embed(source, "-o", out, "--model", model, *CHUNK, "--restart") == 0
     np.testing.assert_allclose(
         read_embeddings(out), reference(model, points.assign(lat=points.lat / 2)[["lon", "lat"]].to_numpy()), atol=1e-5

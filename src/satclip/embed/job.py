@@ -270,10 +270,14 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
     if recorded_identity != identity:
         changes = _differences(recorded_identity, identity)
         touched = all(change.startswith("input.mtime_ns:") for change in changes)
+        if any(change.startswith("input.") for change in changes) and not touched:  # (no arguments resume it)
+            advice = ("Its input has changed since that run began, so it cannot be resumed: pass --restart to discard "
+                      "it and start again")  # fmt: skip
+        else:
+            advice = "Rerun with the same arguments to resume it, or pass --restart to discard it"
         raise ResumeMismatchError(
             f"{workdir} holds an unfinished run with a different input, model or options ({'; '.join(changes[:4])}). "
-            f"Rerun with the same arguments to resume it, or pass --restart to discard it"
-            f"{_touched(recorded_identity) if touched else ''}"
+            f"{advice}{_touched(recorded_identity) if touched else ''}"
         )
     return manifest
 
