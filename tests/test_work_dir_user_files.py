@@ -79,6 +79,22 @@ def test_map_restart_keeps_a_file_of_the_users_in_its_work_directory(tmp_path, m
     assert not workdir.exists()
 
 
+def test_a_directory_of_the_users_named_like_the_work_directory_is_named_so(tmp_path, model, points, capsys):  # noqa: F811
+    """A directory of the user's at ``OUT.partial`` (not satclip's) was told "choose a new or empty directory", of a
+    name the user had not chosen; the message now says that satclip keeps its unfinished work under that name."""
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    mine = tmp_path / "emb.parquet.partial"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert embed(source, "-o", tmp_path / "emb.parquet", "--model", model) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"satclip: error: {mine} is not satclip's, and emb.parquet.partial is where satclip keeps the unfinished work "
+        "of emb.parquet: move or rename it, or choose another output path"
+    )
+    assert (mine / "notes.txt").read_text() == "mine" and not (tmp_path / "emb.parquet").exists()
+
+
 def test_a_feature_cache_holding_a_file_of_the_users_is_not_replaced(tmp_path):
     """``write_cache`` over a cache that ``build_cache`` made replaced the whole directory, the user's file with
     it (a rebuild by ``build_cache`` works in place and deletes only the cache's own files)."""

@@ -605,14 +605,21 @@ def _refuse_other_kind(path: Path, kind: str) -> None:
 
 def check_work_dir(path: str | Path, kinds: Iterable[str]) -> None:
     """Raise :class:`OutputExistsError` if ``path``, where a job keeps its unfinished work (and removes what it
-    left there), is a satclip directory that records a kind other than ``kinds``: a finished output of its own
-    named so (``-o out.zarr.partial``) was taken for leftover work and deleted, exit 0."""
+    left there), is a satclip directory that records a kind other than ``kinds`` (a finished output of its own
+    named so, ``-o out.zarr.partial``, was taken for leftover work and deleted, exit 0), or a file or a directory of
+    files of the user's (an empty directory is taken)."""
     path = Path(path)
     found = _marker(path).get("kind") if path.is_dir() and is_owned(path) else None
     if isinstance(found, str) and found not in kinds:
         raise OutputExistsError(
             f"{path} is a satclip {found} directory, and satclip keeps its unfinished work under that name: rename "
             "it, or choose another output path"
+        )
+    if not is_owned(path) and (path.is_symlink() or path.exists() and not (path.is_dir() and not any(path.iterdir()))):
+        # (it was told "choose a new or empty directory", of a name the user had not chosen)
+        raise OutputExistsError(
+            f"{path} is not satclip's, and {path.name} is where satclip keeps the unfinished work of "
+            f"{path.name.removesuffix('.partial')}: move or rename it, or choose another output path"
         )
 
 
