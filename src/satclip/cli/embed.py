@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
         "embed",
         help="embed the points of a CSV/Parquet/GeoJSON/GeoPackage/NPY file into Parquet, NPY or Zarr",
         description=(
-            "Reads INPUT in chunks (bounded memory for any number of points) and writes OUTPUT atomically. "
+            "Reads a CSV, Parquet or NPY INPUT in chunks (bounded memory for any number of points; GeoJSON and "
+            "GeoPackage are read whole) and writes OUTPUT atomically. "
             "Coordinates are a point geometry (GeoParquet, GeoJSON, GeoPackage; over columns named lon/lat too), "
             "else the columns named lon/longitude/lng and lat/latitude (any case), or the columns given with "
             "--lon-col/--lat-col (over a geometry too); values are degrees. A killed run "
@@ -86,7 +87,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.add_argument(
-        "--centroids", action="store_true", help="GeoParquet/GeoPackage: embed non-point geometries at their centroids"
+        "--centroids", action="store_true",
+        help="GeoParquet/GeoJSON/GeoPackage: embed non-point geometries at their centroids",
     )
     parser.add_argument("--layer", metavar="NAME", help="GeoPackage: the layer to embed (needed where it has several)")
     parser.add_argument(
