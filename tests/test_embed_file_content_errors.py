@@ -160,3 +160,19 @@ def test_a_geopackage_of_several_layers_needs_one_named(model, tmp_path, capsys)
     from satclip.embed.sources import open_source
 
     assert open_source(path, layer="one").fingerprint() != open_source(path, layer="two").fingerprint()
+
+
+def test_spreadsheet_exports_and_standard_input_are_named_for_what_they_are(model, tmp_path, capsys):
+    """Excel's 'Unicode text' (UTF-16) failed with a raw "'utf-8' codec can't decode byte 0xff"; a 'sep=;' first
+    line was taken for the header ("no longitude column among ['sep=', '']"); and '-' was 'no such file: -'."""
+    (tmp_path / "u16.txt").write_text("lon\tlat\n1\t2\n", encoding="utf-16")
+    (tmp_path / "sep.csv").write_bytes(b"\xef\xbb\xbfsep=;\r\nlon;lat\r\n1;2\r\n")
+    expected = {"u16.txt": "is UTF-16 text (a spreadsheet's 'Unicode text'): save it as UTF-8",
+                "sep.csv": "the first line 'sep=;' is a spreadsheet's delimiter hint, not the header: delete that line",
+                "-": "'-' (standard input) is not read: write the data to a file"}  # fmt: skip
+    for name, says in expected.items():
+        path = name if name == "-" else str(tmp_path / name)
+        assert main(["embed", path, "-o", str(tmp_path / "out.npy"), "--model", str(model), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert not (tmp_path / "out.npy").exists()

@@ -74,6 +74,9 @@ def _existing(text: str, give: str) -> Path:
     """``text`` as a path that exists and is no FIFO, socket or device: those are refused here, before anything
     opens them (opening a FIFO waits for a writer), saying to ``give`` what the option takes."""
     path = user_path(text)
+    if text == "-" and not path.exists():  # (the usual name of standard input, which satclip does not read)
+        raise argparse.ArgumentTypeError(f"'-' (standard input) is not read: write the data to a file and give "
+                                         f"{give}")  # fmt: skip
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     special = special_kind(path)

@@ -263,8 +263,15 @@ class CsvSource(Source):
                              "--input-format parquet")  # fmt: skip
         if magic[:2] == b"\x1f\x8b" and self.path.suffix.lower() != ".gz":  # (Arrow decompresses by the suffix)
             raise ValueError(f"{self.path} is gzip-compressed: name it {self.path.name}.gz, or decompress it")
+        if magic[:2] in (b"\xff\xfe", b"\xfe\xff"):  # (Excel's "Unicode text": read as UTF-8, a raw codec error)
+            raise ValueError(f"{self.path} is UTF-16 text (a spreadsheet's 'Unicode text'): save it as UTF-8 (CSV "
+                             "UTF-8)")  # fmt: skip
         with _text(self.path) as fh:
             header = fh.readline()
+        hint = re.fullmatch(r"\ufeff?sep=(.)", header.rstrip("\r\n"))
+        if hint:  # (Excel's delimiter line before the header: its names were "sep=" and "")
+            raise ValueError(f"{self.path}: the first line {hint.group(0).lstrip(chr(0xfeff))!r} is a spreadsheet's "
+                             "delimiter hint, not the header: delete that line")  # fmt: skip
         self.delimiter = "\t" if tsv and "\t" in header else sniff_delimiter(self.path, "\t" if tsv else ",")
         self._schema = schema = self._reader(None, {}).schema  # (the types inferred from the first block)
         self.columns = list(schema.names)
