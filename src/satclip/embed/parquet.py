@@ -4,7 +4,7 @@ A dataset directory holds ``*.parquet`` / ``*.pq`` part files, found recursively
 ``.`` or ``_`` are skipped, as pyarrow and Spark do) and read in the order of their relative paths as text
 (``part.10`` before ``part.2``), the order ``pandas.read_parquet`` and ``pyarrow.dataset`` read them in, as one
 table: row ``i`` of the dataset is row ``i`` of that concatenation, and of ``pd.read_parquet(directory)`` (Dask's
-``read_parquet`` reads Dask's ``part.0`` … ``part.10`` in natural order: that is said where it differs). All
+``read_parquet`` reads Dask's ``part.0`` … ``part.10`` in natural order: the debug log says where it differs). All
 parts must have the same columns and types. Hive-style ``key=value`` directories are refused (their keys are
 not columns of the files).
 
@@ -56,7 +56,7 @@ def _log_order(directory: Path, files: list[Path]) -> None:
     natural = sorted(files, key=_natural_key)
     if natural != files:
         first, other = next((a, b) for a, b in zip(files, natural, strict=True) if a != b)
-        log.info("%s: its part files are read in the order of their names, as pandas and pyarrow read them (%s "
+        log.debug("%s: its part files are read in the order of their names, as pandas and pyarrow read them (%s "
                  "before %s): row i of the output is row i of pandas.read_parquet, not of Dask's read_parquet (natural "
                  "order)", directory, first.relative_to(directory).as_posix(),
                  other.relative_to(directory).as_posix())  # fmt: skip
