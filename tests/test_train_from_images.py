@@ -119,3 +119,51 @@ def test_a_cache_directory_that_would_be_refused_is_refused_before_fitting(tmp_p
     with pytest.raises(OutputExistsError):
         prepare.cache_from_config(config)
     assert mine.read_text() == "mine"
+
+
+def _patches(tmp_path, count: int):
+    """An S2-100K root with the first ``count`` example patches (an index.csv of its own, to be edited)."""
+    root = tmp_path / "s2"
+    (root / "images").mkdir(parents=True)
+    rows = (require(S2_EXAMPLES) / "index.csv").read_text().splitlines()[: count + 1]
+    (root / "index.csv").write_text("\n".join(rows) + "\n")
+    for row in rows[1:]:
+        name = row.rsplit(",", 1)[1]
+        (root / "images" / name).symlink_to(S2_EXAMPLES / "images" / name)
+    return root
+
+
+MOSAIKS = {"name": "mosaiks", "in_chans": 13, "num_filters": 4, "kernel_size": 3}
+
+
+def test_a_resume_on_other_images_is_refused(tmp_path, caplog):
+    """A run on images resumed after a row was dropped from index.csv trained on without a word, its
+    train/validation split drawn anew over the other samples: validation images were trained on. The checkpoint
+    records the images' fingerprint, and a resume on others is refused; one of an older satclip resumes, warned."""
+    import logging
+
+    from satclip.errors import ResumeMismatchError
+    from satclip.train.callbacks import checksum_path
+
+    root = _patches(tmp_path, 6)
+    config = _config(tmp_path, MOSAIKS, root=str(root))
+    config["trainer"]["max_epochs"] = 1
+    fit(from_dict(config))
+    more = {**config, "trainer": {**config["trainer"], "max_epochs": 2}}
+    index = root / "index.csv"
+    whole = index.read_text()
+    index.write_text("".join(whole.splitlines(keepends=True)[:-1]))  # one image fewer
+    with pytest.raises(ResumeMismatchError, match=r"the images of data.root differ from those it trained on \(5 "
+                                                  r"samples now, 6 when it trained\).*give data.root the images"):
+        fit(from_dict(more), resume=True)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["dataset_key"]["size"] == 6
+    del checkpoint["hyper_parameters"]["dataset_key"]  # (as a checkpoint of an older satclip)
+    torch.save(checkpoint, last)
+    checksum_path(last).unlink()
+    index.write_text(whole)
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        assert len(fit(from_dict(more), resume=True).history) == 2
+    assert f"{last} records no fingerprint of the images it trained on" in caplog.text
+

@@ -18,7 +18,7 @@ A run holds a lock on its directory (``.NAME.lock`` beside it) while it runs: a 
 
 ``resume=True`` continues from ``checkpoints/last.ckpt`` after checking it (:func:`check_resume`): intact
 (its sha256), a satclip training checkpoint, written by a run with the same config (only
-:data:`RESUMABLE_CHANGES` may differ) from the same feature cache. The data order, augmentation, jitter
+:data:`RESUMABLE_CHANGES` may differ) from the same feature cache or images. The data order, augmentation, jitter
 and dropout of every step depend only on the seed, the epoch and the step, and the checkpoint restores
 weights, optimizer state, loop counters and the position in the epoch, so an interrupted and resumed run
 ends with the same weights as an uninterrupted one.
@@ -165,6 +165,33 @@ def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: 
                 f"from the cache at {cache_dir}{': ' + images if images else ''}); {fix}, or start a new run in "
                 "another trainer.output_dir"
             )
+
+
+def _dataset_key(source) -> dict | None:
+    """What a run on images records of them (``None`` for a run on a feature cache, whose key holds it): their
+    fingerprint (the samples' names and coordinates, in order) and number."""
+    return None if source is None else {"fingerprint": source.fingerprint, "size": len(source)}
+
+
+def _check_same_images(path: Path, checkpoint: dict, source) -> None:
+    """Refuse to resume from checkpoint ``path`` on other images than its run trained on (``source``): the
+    train/validation split is drawn over the samples, so other samples (a row dropped from index.csv) move
+    validation images into training. A checkpoint of an older satclip, which recorded none, resumes with a warning."""
+    saved = checkpoint["hyper_parameters"].get("dataset_key")
+    if not isinstance(saved, dict):
+        log.warning("%s records no fingerprint of the images it trained on (an older satclip wrote it): whether "
+                    "data.root holds the same samples is not checked", path)  # fmt: skip
+        return
+    now = _dataset_key(source)
+    if saved.get("fingerprint") == now["fingerprint"]:
+        return
+    what = (f"{now['size']} samples now, {saved.get('size')} when it trained" if saved.get("size") != now["size"]
+            else f"the same number of samples, {now['size']}, with other names or coordinates")  # fmt: skip
+    raise ResumeMismatchError(
+        f"cannot resume from {path}: the images of data.root differ from those it trained on ({what}), and its "
+        "train/validation split with them; give data.root the images the run was trained on, or start a new run in "
+        "another trainer.output_dir"
+    )
 
 
 def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
@@ -537,6 +564,8 @@ def _fit(
         else:
             source = source if source is not None else source_from_config(config)
             cache = None
+            if checkpoint is not None:
+                _check_same_images(ckpt_path, checkpoint, source)
         weights = checkpoint["state_dict"] if finished else None  # (the checked checkpoint's: not read again)
         trained = _started_in(ckpt_path, checkpoint, config) if not finished else None
         checkpoint = None  # Lightning reads it again; drop the memory map
@@ -553,7 +582,7 @@ def _fit(
         if source is not None and ckpt_path is None:  # (a resume restores what the run fitted)
             fit_from_data(model.visual, source, seed=config.trainer.seed)  # MOSAIKS, as `cache build` does
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None,
-                                       trained_precision=trained)  # fmt: skip
+                                       trained_precision=trained, dataset_key=_dataset_key(source))  # fmt: skip
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         _check_training_batches(len(datamodule.train_indices), config)
         with _quiet_lightning():

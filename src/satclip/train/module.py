@@ -42,21 +42,23 @@ class SatCLIPTrainingModule(pl.LightningModule):
     before every training step, so a resumed run draws what an uninterrupted one would.
 
     Every checkpoint carries the run's resolved config (``hyper_parameters["config"]``, what a resume is
-    checked against), the feature cache's key and ``checkpoint["satclip"]["metrics"]``: the epoch-level
-    metrics when it was written. Its state-dict keys are ``model.*`` (``model.visual.head.*`` for a cached
-    run); checkpoints of earlier satclip versions (``pair.*`` keys) are read too.
+    checked against), the feature cache's key (a run on images: ``dataset_key``, its samples' fingerprint and
+    number) and ``checkpoint["satclip"]["metrics"]``: the epoch-level metrics when it was written. Its state-dict
+    keys are ``model.*`` (``model.visual.head.*`` for a cached run); checkpoints of earlier satclip versions
+    (``pair.*`` keys) are read too.
     """
 
     def __init__(self, config: dict, model: SatCLIP, image_config: dict, cache_key: dict | None = None,
-                 trained_precision: str | None = None):  # fmt: skip
+                 trained_precision: str | None = None, dataset_key: dict | None = None):  # fmt: skip
         super().__init__()
         self.config: TrainConfig = from_dict(config)
         trained_in, self.location_autocast = precision.resolve(self.config.trainer.precision,
                                                                self.config.trainer.accelerator,
                                                                trained=trained_precision)  # fmt: skip
         # (what trainer.precision "auto" resolved to on the machine that started the run: the exports record it)
+        # (dataset_key, of a run on images: what a resume checks data.root's samples against, as cache_key a cache)
         self.save_hyperparameters({"config": config, "image_config": image_config, "cache_key": cache_key,
-                                   "trained_precision": trained_in})  # fmt: skip
+                                   "trained_precision": trained_in, "dataset_key": dataset_key})  # fmt: skip
         self.model = model
         self.loss = ContrastiveLoss()
 
