@@ -167,3 +167,35 @@ def test_a_resume_on_other_images_is_refused(tmp_path, caplog):
         assert len(fit(from_dict(more), resume=True).history) == 2
     assert f"{last} records no fingerprint of the images it trained on" in caplog.text
 
+
+def test_an_unreadable_image_is_replaced_by_one_of_its_own_split(tmp_path, caplog):
+    """An image whose file went bad after the dataset was verified was replaced by the next sample of the whole
+    dataset, which could be a validation sample: trained on (twice per epoch). It is replaced by the next readable
+    sample of its own split, and named."""
+    import logging
+    import shutil
+
+    import numpy as np
+
+    from satclip.train.data import split_indices
+    from satclip.train.datamodule import PairDataModule
+    from satclip.train.prepare import source_from_config
+
+    root = _patches(tmp_path, 8)
+    for image in (root / "images").iterdir():  # (copies: one is damaged)
+        target = image.resolve()
+        image.unlink()
+        shutil.copyfile(target, image)
+    config = from_dict(_config(tmp_path, MOSAIKS, root=str(root), val_fraction=0.25, coord_jitter=0.0))
+    train, val = split_indices(8, 0.25, config.trainer.seed)
+    bad = next(int(i) for i in train if i + 1 in val)  # (its next sample is a validation sample)
+    source = source_from_config(config)  # (verified: the file breaks afterwards)
+    path = root / "images" / source.dataset.filenames[bad]
+    path.write_bytes(path.read_bytes()[:5000])
+    module = PairDataModule(config.data, config.trainer.seed, source=source)
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        trained = np.concatenate([batch["lonlat"].numpy() for batch in module.train_dataloader()])
+    points = source.dataset.points.numpy()
+    assert not any((trained == points[i]).all(axis=1).any() for i in [*val, bad])
+    assert len(trained) == len(train)
+    assert f"cannot read {path} (" in caplog.text and "the next readable training sample is used" in caplog.text

@@ -13,7 +13,9 @@ readable sample** (``on_error="substitute"``, the default), so an epoch never di
 keep their size; ``on_error="raise"`` raises instead. Substitutes are deterministic (next index, wrapping),
 so a seeded run stays reproducible. A feature cache stores each sample once, so it reads with
 ``on_error="skip"`` (:meth:`S2100K.skipping_unreadable`): such a sample raises :class:`UnreadableSampleError`
-and the cache leaves it out (a substitute was stored as a duplicate of the next patch).
+and the cache leaves it out (a substitute was stored as a duplicate of the next patch). Training from images reads
+that way too, and takes the next readable sample of the same split (:class:`satclip.train.data.ImagePairs`): the
+next one of the whole dataset could be a validation sample.
 """
 
 from __future__ import annotations

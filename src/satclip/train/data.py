@@ -13,6 +13,7 @@ whatever the number of loader workers.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ import torch
 from ..data.bluemarble import offset_lonlat
 from .cache import FeatureCache
 from .sources import PairSource
+
+log = logging.getLogger(__name__)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,18 +170,46 @@ class CachedPairs(torch.utils.data.Dataset):
 
 class ImagePairs(torch.utils.data.Dataset):
     """Batches of images read from a :class:`~satclip.train.sources.PairSource`, with the training view
-    (augmentation seeded by ``(seed, epoch, image)``) or the evaluation view."""
+    (augmentation seeded by ``(seed, epoch, image)``) or the evaluation view.
 
-    def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0, jitter_km: float = 0.0):
+    ``split``: the sample indices of this split (default: all). A sample whose file cannot be read (it changed
+    after the dataset was verified) is replaced, with a warning naming it, by the next readable sample of the
+    split, so that batches keep their size (ranks gather equal batches): the dataset's own substitute, the next
+    sample of the whole dataset, could be one of the other split (a validation pair trained on)."""
+
+    def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0, jitter_km: float = 0.0,
+                 split: np.ndarray | None = None):  # fmt: skip
         self.source, self.train, self.seed, self.jitter, self.jitter_km = source, train, seed, jitter, jitter_km
+        self.reader = source.skipping_unreadable()
+        self.split = np.sort(np.asarray(split if split is not None else np.arange(len(source)), dtype=np.int64))
+        self.unreadable: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.source)
 
+    def _raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, point)`` of sample ``index``, or of the next readable sample of the split after it."""
+        from ..data.s2100k import MAX_SUBSTITUTES, UnreadableSampleError
+        from ..errors import BadInputError
+
+        start = int(np.searchsorted(self.split, index))
+        for step in range(min(len(self.split), MAX_SUBSTITUTES + 1)):
+            candidate = int(self.split[(start + step) % len(self.split)])
+            if candidate in self.unreadable:
+                continue
+            try:
+                return self.reader.raw(candidate)
+            except UnreadableSampleError as err:
+                self.unreadable.add(candidate)
+                log.warning("%s: the next readable %s sample is used in its place", err,
+                            "training" if self.train else "validation")  # fmt: skip
+        raise BadInputError(f"the image files of {MAX_SUBSTITUTES + 1} samples in a row from sample {index} on cannot "
+                            f"be read: run {self.source.verify_command()} to list them")  # fmt: skip
+
     def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
         images, points = [], []
         for index in spec.indices:
-            image, point = self.source.raw(int(index))
+            image, point = self._raw(int(index))
             if self.train:
                 generator = torch.Generator().manual_seed(derived_seed("view", self.seed, spec.epoch, int(index)))
                 image = self.source.train_view(image, generator)

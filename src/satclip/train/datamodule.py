@@ -99,7 +99,8 @@ class PairDataModule(pl.LightningDataModule):
         jitter = {"jitter": self.config.coord_jitter, "jitter_km": self.config.coord_jitter_km}
         if self.cache is not None:
             return CachedPairs(self.cache, train=train, seed=self.seed, **jitter)
-        return ImagePairs(self.source, train=train, seed=self.seed, **jitter)
+        split = self.train_indices if train else self.val_indices
+        return ImagePairs(self.source, train=train, seed=self.seed, split=split, **jitter)
 
     def _loader(self, indices: np.ndarray, train: bool) -> torch.utils.data.DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
