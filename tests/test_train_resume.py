@@ -869,3 +869,19 @@ def test_fit_that_fails_to_open_its_data_leaves_no_run_directory(tmp_path):
     with pytest.raises(ValueError, match="no such directory: "):
         fit(load_config(smoke, config))
     assert (tmp_path / "run").is_dir() and not any((tmp_path / "run").iterdir())  # the user's, as it was
+
+
+def test_exports_of_another_target_left_by_an_earlier_export_are_named(tmp_path, short_run, caplog):
+    """Resumed with another export target (--target torchgeo after original), the run left export/last.ckpt and
+    best.ckpt of the earlier target beside the new exports without a word: an older model under the names of
+    the current ones. They are kept (never deleted) and named, with the command that writes them again."""
+    config = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    more = {**config, "trainer": {**config["trainer"], "max_epochs": 3, "export_target": "torchgeo"}}
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        fit(from_dict(more), resume=True)
+    old = f"{run / 'export' / 'best.ckpt'}, {run / 'export' / 'last.ckpt'}"
+    assert (f"{old}: exports for trainer.export_target original left by an earlier export (this one wrote torchgeo "
+            "only), they may hold an older model: write them again with `satclip train --config "
+            f"{run / 'config.yaml'} --resume --target original`, or delete them") in caplog.text  # fmt: skip
+    assert (run / "export" / "last.ckpt").is_file() and (run / "export" / "last.pt").is_file()

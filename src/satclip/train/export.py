@@ -90,6 +90,15 @@ def check_exports(directory: str | Path, target: str) -> None:
         safe_output.check_output(output, overwrite=True, directory=is_directory_target(target), kind="output")
 
 
+def other_targets(directory: str | Path, target: str) -> dict[str, list[Path]]:
+    """The exports in ``directory`` written for another ``trainer.export_target`` than ``target``, by target: an
+    earlier run's, which a run exporting for ``target`` does not write again (they hold the model of then)."""
+    directory = Path(directory)
+    found = {other: [directory / pattern.format(name=name) for name in EXPORT_NAMES]
+             for other, pattern in TARGET_NAMES.items() if other != target}  # fmt: skip
+    return {other: [p for p in paths if p.exists()] for other, paths in found.items() if any(p.exists() for p in paths)}
+
+
 def shareable(train_config: dict) -> dict:
     """``train_config`` (a :meth:`TrainConfig.to_dict`) with each of its :data:`RUN_PATHS` cut to its last
     component: a model is shared, the layout of the machine that trained it (``/home/<user>/…``) is not."""

@@ -44,7 +44,7 @@ from .. import safe_output
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..optional import require
 from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
-from .export import Exported, check_exports, export_model, lightning_state_to_model
+from .export import Exported, check_exports, export_model, lightning_state_to_model, other_targets
 
 log = logging.getLogger(__name__)
 
@@ -651,6 +651,11 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
     except KeyboardInterrupt:
         log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
         raise
+    target = result.config.trainer.export_target
+    for other, paths in other_targets(result.run_dir / "export", target).items():  # (never deleted: kept, and said)
+        log.warning("%s: exports for trainer.export_target %s left by an earlier export (this one wrote %s only), "
+                    "they may hold an older model: write them again with `%s --resume --target %s`, or delete them",
+                    ", ".join(str(p) for p in paths), other, target, command, other)  # fmt: skip
 
 
 def _check_training_batches(samples: int, config: TrainConfig) -> None:
