@@ -257,19 +257,42 @@ def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, st
         assert row["epoch"] == 1 or row == whole
 
 
-def test_a_run_killed_writing_an_epochs_checkpoint_keeps_that_epochs_whole_row(tmp_path, straight):
-    """Killed while it wrote the checkpoint after epoch 1 (its history row written, every batch's metrics), the
-    run resumed from the checkpoint of the batch before, at the epoch's last batch, and replaced the row with one
-    of that batch alone ("resumed_at_batch", other losses): the whole row on disk is kept."""
+def test_an_epochs_row_is_written_once_its_checkpoint_is_on_disk(tmp_path, straight):
+    """An epoch's row was written to history.jsonl (and announced) before its checkpoint: killed while it wrote
+    that checkpoint, the run had said epoch 2 was done, and resumed from the checkpoint of the batch before.
+    The row now follows the checkpoint: none was written, and the resumed run's row of that epoch says where it
+    resumed; its weights are the uninterrupted run's."""
     per_epoch = straight["result"].history[0]["step"]
     config = config_for(straight["root"] / "cache", tmp_path / "killed", checkpoint_every_n_steps=1)
     run_killed(tmp_path, config, "save", 2 * per_epoch)
     assert load(tmp_path / "killed" / "checkpoints" / "last.ckpt")["global_step"] == 2 * per_epoch - 1
     written = [json.loads(line) for line in (tmp_path / "killed" / "history.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in written] == [0, 1]
+    assert [row["epoch"] for row in written] == [0]
     resumed = fit(from_dict(config), resume=True)
-    assert resumed.history == straight["result"].history  # every row the uninterrupted run's
+    assert [row.get("resumed_at_batch") for row in resumed.history] == [None, per_epoch - 1] + [None] * (EPOCHS - 2)
     assert_same(model_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
+
+
+def test_a_run_interrupted_after_an_epochs_checkpoint_names_the_epoch_it_resumes_at(tmp_path, caplog, monkeypatch):
+    """Interrupted after epoch 2 was saved (writing its row), the run said "interrupted in epoch 2 of 3", as if
+    that epoch were lost; it says epoch 2 was saved and that a resume starts at epoch 3."""
+    from satclip.train.callbacks import History
+
+    write = History._write
+
+    def interrupted_at_epoch_2(self):
+        if [row["epoch"] for row in self.rows] == [0, 1]:
+            raise KeyboardInterrupt
+        write(self)
+
+    monkeypatch.setattr(History, "_write", interrupted_at_epoch_2)
+    synthetic_cache(tmp_path / "cache", n=200)
+    config = from_dict(config_for(tmp_path / "cache", tmp_path / "run", enable_progress_bar=False, max_epochs=3))
+    with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(KeyboardInterrupt):
+        fit(config)
+    assert ("training interrupted after epoch 2 of 3, which was saved; continue it with `satclip train --config "
+            f"{tmp_path / 'run' / 'config.yaml'} --resume` (it resumes at epoch 3)") in caplog.text  # fmt: skip
+    assert load(tmp_path / "run" / "checkpoints" / "last.ckpt")["epoch"] == 1
 
 
 def test_a_damaged_history_is_named_and_resumed_past(tmp_path, short_run, caplog):

@@ -139,6 +139,8 @@ class LatestCheckpoint(pl.callbacks.Checkpoint):
         self.path = Path(path)
         self.every_n_steps = every_n_steps
         self._saved_step = -1
+        #: (epoch, batch), counted from 0, where a run resumed from the last checkpoint this one saved starts
+        self.resumes_at: tuple[int, int] | None = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
@@ -156,6 +158,8 @@ class LatestCheckpoint(pl.callbacks.Checkpoint):
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # optimizer and loops too: a run resumes from it
         self._saved_step = trainer.global_step
+        position = trainer.datamodule.state_dict() if trainer.datamodule is not None else {}  # (what it recorded)
+        self.resumes_at = (position["epoch"], position["batch"]) if "epoch" in position else None
 
 
 class ValidatedEpochs(pl.Callback):
@@ -261,18 +265,22 @@ class _TqdmEpochBar(pl.callbacks.TQDMProgressBar):
         self.train_progress_bar.set_description(_epoch_description(trainer))
 
 
-class History(ValidatedEpochs):
+class History(ValidatedEpochs, pl.callbacks.Checkpoint):
     """Appends one JSON line per finished epoch (epoch-level metrics; ``val_*`` only for the epochs that ran
     validation) to ``path``; on resume, lines of epochs at or after the resumed epoch are dropped first, so the
     file always describes one run. The row of an epoch resumed in its middle says so (``resumed_at_batch``: its
     training metrics cover the batches from there on; Lightning keeps no running means in a checkpoint).
-    ``announce``: also log each epoch's row (where no progress bar shows it: output to a file or pipe)."""
+    ``announce``: also log each epoch's row (where no progress bar shows it: output to a file or pipe).
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint` only for when Lightning runs its epoch end: after the other
+    callbacks', with the checkpoints', in their order. Given after :class:`LatestCheckpoint`, an epoch's row is
+    written and announced once its ``last.ckpt`` is on disk (written before it, a Ctrl-C or a kill in between lost
+    the epoch just announced)."""
 
     def __init__(self, path: str | Path, *, announce: bool = False):
         self.path, self.announce = Path(path), announce
         self.rows: list[dict] = []
         self.resumed = (-1, 0)  # (epoch, batch) of a resume in the middle of an epoch
-        self.whole: dict | None = None  # that epoch's row, where a run stopped after writing it (see on_train_start)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         start = trainer.current_epoch  # restored from the checkpoint by now
@@ -282,10 +290,6 @@ class History(ValidatedEpochs):
         if missing:  # (the checkpoints hold no metrics of earlier epochs to write them again from)
             log.warning("%s holds no row of epoch(s) %s (deleted or damaged): the history of this run lacks them",
                         self.path, ", ".join(str(epoch + 1) for epoch in missing))  # fmt: skip
-        # a run stopped while it wrote the checkpoint after an epoch's row resumes before that epoch's last batch:
-        # the row on disk, of every batch, is kept (its step says it is this very epoch's), not replaced by one of
-        # the last batch alone
-        self.whole = next((r for r in earlier if r["epoch"] == start and "resumed_at_batch" not in r), None)
         position = getattr(getattr(trainer, "datamodule", None), "position", None) or {}  # (restored with it)
         if position.get("epoch") == start and position.get("batch", 0) > 0:
             self.resumed = (start, int(position["batch"]))
@@ -304,8 +308,6 @@ class History(ValidatedEpochs):
                     if validated or not k.startswith("val_")})  # fmt: skip
         if self.resumed[0] == trainer.current_epoch:
             row["resumed_at_batch"] = self.resumed[1]
-            if self.whole is not None and self.whole.get("step") == row["step"]:
-                row = self.whole
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()

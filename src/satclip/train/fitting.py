@@ -425,12 +425,13 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
 
     t = config.trainer
     ckpt_dir = run_dir / "checkpoints"
-    checkpoints = [  # in this order: last.ckpt is written after best.ckpt, so it records best.ckpt's score
-        BestCheckpoint(ckpt_dir, monitor="val_loss" if has_val else None),
-        LatestCheckpoint(ckpt_dir / "last.ckpt", every_n_steps=t.checkpoint_every_n_steps),
-    ]
     bar = t.enable_progress_bar and _progress_bar_shown()
     history = History(run_dir / "history.jsonl", announce=not bar)
+    checkpoints = [  # in this order: last.ckpt is written after best.ckpt, so it records best.ckpt's score, and the
+        BestCheckpoint(ckpt_dir, monitor="val_loss" if has_val else None),  # epoch's row once last.ckpt is on disk
+        LatestCheckpoint(ckpt_dir / "last.ckpt", every_n_steps=t.checkpoint_every_n_steps),
+        history,
+    ]
     loggers = [CSVLogger(run_dir, name="logs")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -447,7 +448,7 @@ def _trainer(config: TrainConfig, run_dir: Path, has_val: bool, callbacks: Seque
         check_val_every_n_epoch=t.check_val_every_n_epoch, enable_progress_bar=bar,
         deterministic=t.deterministic, use_distributed_sampler=False, num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
-        callbacks=[history, *([epoch_progress_bar()] if bar else []), *callbacks, *checkpoints], logger=loggers,
+        callbacks=[*([epoch_progress_bar()] if bar else []), *callbacks, *checkpoints], logger=loggers,
         enable_model_summary=False,
     )  # fmt: skip
     return trainer, history
@@ -740,8 +741,22 @@ def _fit_or_interrupt(trainer, module, datamodule, ckpt_path, hint: Callable[[],
     (``timeout``, a scheduler) also ends the ``data.num_workers`` loader workers, and the DataLoader raises
     "DataLoader worker (pid N) is killed by signal: Terminated" for them: that is the same interruption."""
     def interrupted() -> KeyboardInterrupt:
-        log.warning("training interrupted in epoch %d of %s; %s", trainer.current_epoch + 1, trainer.max_epochs,
-                    hint())  # (epochs counted from 1, as the refused resume and the summary count them)
+        # (epochs counted from 1, as the refused resume and the summary count them)
+        from .callbacks import LatestCheckpoint
+
+        latest = next((c for c in getattr(trainer, "callbacks", ()) if isinstance(c, LatestCheckpoint)), None)
+        saved = latest.resumes_at if latest is not None else None  # (None: nothing saved by this session)
+        epoch, epochs = trainer.current_epoch, trainer.max_epochs
+        # (stopped between an epoch's checkpoint and the next epoch: it said "in epoch 2" of a saved epoch 2)
+        where = f"after epoch {epoch + 1} of {epochs}, which was saved" if saved and saved[0] > epoch else (
+            f"in epoch {epoch + 1} of {epochs}")  # fmt: skip
+        if saved is None:
+            resumes = ""
+        elif saved[0] >= epochs:
+            resumes = " (all its epochs are saved: a resume writes its exports)"
+        else:
+            resumes = f" (it resumes at epoch {saved[0] + 1}{f', after its batch {saved[1]}' if saved[1] else ''})"
+        log.warning("training interrupted %s; %s%s", where, hint(), resumes)
         return KeyboardInterrupt()
 
     try:
