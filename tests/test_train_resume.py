@@ -742,9 +742,16 @@ def test_a_run_resumes_from_its_feature_cache_moved_elsewhere(tmp_path):
     assert len(fit(moved, resume=True).history) == 2
     assert not (tmp_path / "cache").exists()  # (the moved cache was used, not built again)
 
-    views = moved.replace(**{"data.cache_views": 1, "data.cache": str(tmp_path / "other"), "trainer.max_epochs": 3})
-    with pytest.raises(ResumeError, match=r"another feature cache \(views differ"):
+    # other views: the option is named with both values, not blamed on the cache ("point data.cache at the run's
+    # cache", which it was)
+    views = moved.replace(**{"data.cache_views": 1, "trainer.max_epochs": 3})
+    with pytest.raises(ResumeError) as refused:
         fit(views, resume=True)
+    assert str(refused.value) == (
+        f"cannot resume from {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}: it trained with data.cache_views 2, "
+        "the config says data.cache_views 1; resume with --data.cache_views 2 (drop --data.cache_views 1), or start "
+        "a new run in another trainer.output_dir"
+    )
 
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)

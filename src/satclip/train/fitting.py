@@ -147,24 +147,39 @@ def _config_changes(saved: TrainConfig, config: TrainConfig, where: str, *, cach
     return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
 
 
+#: the entries of a feature cache's key that a config option sets (changing it on resume is no other cache to use)
+CACHE_OPTIONS = {"views": "data.cache_views", "dtype": "data.cache_dtype"}
+
+
 def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: dict) -> None:
     """Refuse to resume from checkpoint ``path`` with the feature cache of ``key`` (at ``cache_dir``, built or
     not yet) unless the checkpoint's run trained on a cache of the same key."""
     from .cache import key_differences
 
     saved = checkpoint["hyper_parameters"].get("cache_key")
-    if saved is not None:
-        differ = key_differences(saved, key)
-        if differ:
-            images = "the images of data.root differ" if "dataset" in differ else ""  # (not a cache to point at)
-            fixes = (["give data.root the images the run was trained on"] if "dataset" in differ else []) + (
-                ["point data.cache at the run's cache"] if set(differ) - {"dataset"} else [])  # fmt: skip
-            fix = " and ".join(fixes)
-            raise ResumeMismatchError(
-                f"cannot resume from {path}: it was trained on another feature cache ({', '.join(differ)} differ "
-                f"from the cache at {cache_dir}{': ' + images if images else ''}); {fix}, or start a new run in "
-                "another trainer.output_dir"
-            )
+    if saved is None:
+        return
+    differ = key_differences(saved, key)
+    if not differ:
+        return
+    options, others = [k for k in differ if k in CACHE_OPTIONS], [k for k in differ if k not in CACHE_OPTIONS]
+    problems, fixes = [], []
+    if options:  # (it blamed the cache: "point data.cache at the run's cache", which it was)
+        problems.append("it trained with " + ", ".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
+                        + ", the config says " + ", ".join(f"{CACHE_OPTIONS[k]} {key[k]}" for k in options))
+        fixes.append("resume with " + " ".join(f"--{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options) + " (drop "
+                     + " ".join(f"--{CACHE_OPTIONS[k]} {key[k]}" for k in options) + ")")  # fmt: skip
+    if others:
+        images = "the images of data.root differ" if "dataset" in others else ""  # (not a cache to point at)
+        verb = "differs" if len(others) == 1 else "differ"
+        problems.append(f"it was trained on another feature cache ({', '.join(others)} {verb} from the cache at "
+                        f"{cache_dir}{': ' + images if images else ''})")  # fmt: skip
+        fixes += (["give data.root the images the run was trained on"] if "dataset" in others else []) + (
+            ["point data.cache at the run's cache"] if set(others) - {"dataset"} else [])  # fmt: skip
+    raise ResumeMismatchError(
+        f"cannot resume from {path}: {'; '.join(problems)}; {' and '.join(fixes)}, or start a new run in another "
+        "trainer.output_dir"
+    )
 
 
 def _dataset_key(source) -> dict | None:
