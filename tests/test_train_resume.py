@@ -664,6 +664,10 @@ def test_resume_given_a_directory_says_it_takes_a_checkpoint_file(tmp_path, shor
     assert main(["train", "--config", _cli_config(tmp_path, config), "--resume", str(run)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert f"cannot resume from {run}: it is a directory; --resume takes a checkpoint file" in line
+    assert f"(e.g. {run / 'checkpoints' / 'last.ckpt'})" in line
+    # the run's checkpoints/ given: its last.ckpt is named (it said checkpoints/checkpoints/last.ckpt)
+    assert main(["train", "--config", _cli_config(tmp_path, config), "--resume", str(run / "checkpoints")]) == 2
+    assert f"(e.g. {run / 'checkpoints' / 'last.ckpt'})" in one_error_line(capsys.readouterr().err)
 
 
 def test_a_resume_from_another_cache_is_refused_before_the_cache_is_rebuilt(tmp_path, caplog):

@@ -312,10 +312,12 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             )
         return None, None
     path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
-    if path.is_dir():
+    if path.is_dir():  # (a run's checkpoints/ given was told to try checkpoints/checkpoints/last.ckpt)
+        inside = path / "last.ckpt" if (path / "last.ckpt").is_file() or path.name == "checkpoints" else (
+            path / "checkpoints" / "last.ckpt")  # fmt: skip
         raise BadInputError(
-            f"cannot resume from {path}: it is a directory; --resume takes a checkpoint file (e.g. "
-            f"{path / 'checkpoints' / 'last.ckpt'}), or no value to continue from {ckpt_dir / 'last.ckpt'}"
+            f"cannot resume from {path}: it is a directory; --resume takes a checkpoint file (e.g. {inside}), or no "
+            f"value to continue from {ckpt_dir / 'last.ckpt'}"
         )
     if not path.is_file():
         hint = (f"continue from {ckpt_dir / 'last.ckpt'} with --resume alone" if (ckpt_dir / "last.ckpt").is_file()
