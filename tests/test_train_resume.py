@@ -919,3 +919,23 @@ def test_exports_of_another_target_left_by_an_earlier_export_are_named(tmp_path,
             "only), they may hold an older model: write them again with `satclip train --config "
             f"{run / 'config.yaml'} --resume --target original`, or delete them") in caplog.text  # fmt: skip
     assert (run / "export" / "last.ckpt").is_file() and (run / "export" / "last.pt").is_file()
+
+
+def test_a_file_that_is_no_training_checkpoint_is_a_bad_input(tmp_path, short_run, capsys):
+    """`--resume points.csv` said "the file is damaged: it is truncated or corrupt" (exit 1), and `--resume
+    RUN/export/last.ckpt` first warned it "has no last.ckpt.sha256 file (an older satclip wrote it)", false of an
+    export. Both are bad input (exit 2) saying what the file is; the export is pointed to --model.init_from."""
+    config = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n1,2\n")
+    more = _cli_config(tmp_path, config, max_epochs=3)
+    assert main(["train", "--config", more, "--resume", str(points)]) == 2
+    assert f"cannot resume from {points}: it is not a training checkpoint" in one_error_line(capsys.readouterr().err)
+    export = run / "export" / "last.ckpt"
+    assert main(["train", "--config", more, "--resume", str(export)]) == 2
+    err = capsys.readouterr().err
+    assert "sha256" not in err
+    assert (f"cannot resume from {export}: it is a model (weights only), not a satclip training checkpoint; resume "
+            f"from a run's checkpoints/last.ckpt, or start a new run from its weights with --model.init_from "
+            f"{run / 'export' / 'last'}") in one_error_line(err)  # fmt: skip

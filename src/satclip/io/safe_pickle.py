@@ -107,7 +107,7 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False, if_trus
     except (OSError, ImportError):
         raise  # the file system or a missing module, not the file's content: the CLI reports these as they are
     except pickle.UnpicklingError as err:
-        if trust_checkpoint or _kind(path) not in ("zip", "pickle"):
+        if trust_checkpoint or torch_file_kind(path) not in ("zip", "pickle"):
             raise _unreadable(path, err) from err
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -148,7 +148,7 @@ def _check_intact(path: Path) -> None:
     Raises:
         BadInputError: naming the file, what it is and what to do.
     """
-    kind = _kind(path)
+    kind = torch_file_kind(path)
     if kind == "onnx":
         raise BadInputError(_EXPORT.format(path=path, kind="an ONNX", runtime="onnxruntime"))
     if kind == "plain-pickle":  # (torch.load cannot read it, trusted or not: no trust advice, nothing unpickled)
@@ -212,7 +212,7 @@ def _torch_reason(err: Exception) -> str:
     return (useful or lines or [type(err).__name__])[0]
 
 
-def _kind(path: Path) -> str:
+def torch_file_kind(path: Path) -> str:
     """``"empty"``; ``"zip"`` or ``"pickle"`` (the file starts as one of the formats ``torch.save`` writes: a zip
     archive, or a pickle of torch's magic number, the older format's start); ``"plain-pickle"`` (a pickle of
     something else: no torch file); ``"onnx"`` (it ends in ``.onnx`` or starts as an ONNX model does); or
@@ -244,7 +244,7 @@ def _unreadable(path: Path, err: Exception) -> BadInputError:
     """The error for a file torch cannot read, saying what it looks like: empty, a damaged torch file or
     not a torch file at all."""
     size = path.stat().st_size
-    kind = _kind(path)
+    kind = torch_file_kind(path)
     if kind == "empty":
         reason = "the file is empty (0 bytes)"
     elif kind in ("zip", "pickle"):

@@ -13,8 +13,8 @@ import torch
 
 from .. import safe_output
 from ..digests import file_digest
-from ..errors import ResumeError
-from ..io.safe_pickle import zip_problem
+from ..errors import ResumeError, ResumeMismatchError
+from ..io.safe_pickle import torch_file_kind, zip_problem
 from ..optional import require
 from .module import epoch_metrics
 
@@ -80,8 +80,9 @@ def verify_checkpoint(path: str | Path) -> dict:
     satclip, or copied without it) must pass the CRC-32 checks of its zip records instead.
 
     Raises:
-        ResumeError: the file is damaged, unreadable or not a satclip training checkpoint; the message names
-            the file, what is wrong and what to do.
+        ResumeError: the file is damaged or unreadable; the message names the file, what is wrong and what to do.
+        ResumeMismatchError: it is not a satclip training checkpoint (a bad input): another file, or a model (an
+            export), for which the message names ``--model.init_from``.
     """
     path = Path(path)
     expected = _recorded_digests(path)
@@ -94,13 +95,22 @@ def verify_checkpoint(path: str | Path) -> dict:
             )
     else:
         try:
-            problem = zip_problem(path)
+            kind = torch_file_kind(path)
+            foreign = kind in ("other", "plain-pickle", "onnx")  # (a CSV was "damaged: truncated or corrupt", exit 1)
+            problem = zip_problem(path) if not foreign else None
         except OSError as err:
-            problem = f"it cannot be read ({err})"
+            foreign, problem = False, f"it cannot be read ({err})"
+        if foreign:
+            raise ResumeMismatchError(
+                f"cannot resume from {path}: it is not a training checkpoint (no file torch.save writes); give a run's "
+                "checkpoints/last.ckpt, or no value to continue the run in trainer.output_dir"
+            )
         if problem:
             raise ResumeError(f"cannot resume from {path}: the file is damaged: {problem}; {RESUME_FIX}")
+        checkpoint = read_checkpoint(path)  # (an export has no checksum file either: it is refused first)
         log.warning("%s has no %s file (an older satclip wrote it): checked its CRC-32s instead", path,
                     checksum_path(path).name)  # fmt: skip
+        return checkpoint
     return read_checkpoint(path)
 
 
@@ -110,7 +120,8 @@ def read_checkpoint(path: str | Path) -> dict:
     it with this).
 
     Raises:
-        ResumeError: it cannot be read, or it is not a satclip training checkpoint.
+        ResumeError: it cannot be read.
+        ResumeMismatchError: it is not a satclip training checkpoint (a bad input).
     """
     path = Path(path)
     try:
@@ -121,11 +132,28 @@ def read_checkpoint(path: str | Path) -> dict:
         ) from err
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict) or "state_dict" not in checkpoint:
-        raise ResumeError(
+        if _is_model(checkpoint):  # an export (export/last.ckpt) or a released checkpoint: weights, no training state
+            native = path.with_suffix("") if path.with_suffix("").is_dir() else path
+            raise ResumeMismatchError(
+                f"cannot resume from {path}: it is a model (weights only), not a satclip training checkpoint; resume "
+                f"from a run's checkpoints/last.ckpt, or start a new run from its weights with --model.init_from "
+                f"{native}"
+            )
+        raise ResumeMismatchError(
             f"cannot resume from {path}: it is not a satclip training checkpoint (it holds no training config); "
             f"{RESUME_FIX}"
         )
     return checkpoint
+
+
+def _is_model(checkpoint) -> bool:
+    """Whether a file read as a checkpoint is a model in the original's layout: a satclip export (its ``satclip``
+    entry describes the model) or a released SatCLIP checkpoint (the original's ``hyper_parameters``)."""
+    if not isinstance(checkpoint, dict):
+        return False
+    described = checkpoint.get("satclip")
+    hyper = checkpoint.get("hyper_parameters")
+    return (isinstance(described, dict) and "format" in described) or (isinstance(hyper, dict) and "le_type" in hyper)
 
 
 class LatestCheckpoint(pl.callbacks.Checkpoint):
