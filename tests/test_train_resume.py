@@ -939,3 +939,19 @@ def test_a_file_that_is_no_training_checkpoint_is_a_bad_input(tmp_path, short_ru
     assert (f"cannot resume from {export}: it is a model (weights only), not a satclip training checkpoint; resume "
             f"from a run's checkpoints/last.ckpt, or start a new run from its weights with --model.init_from "
             f"{run / 'export' / 'last'}") in one_error_line(err)  # fmt: skip
+
+
+def test_a_resume_from_an_earlier_checkpoint_of_the_run_says_it_rolls_back(tmp_path, short_run, caplog):
+    """`--resume checkpoints/best.ckpt` (an earlier state) in the run's own directory replaced its later epochs
+    (last.ckpt and history rows) without a word."""
+    config = copy_run(short_run, tmp_path)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for name in ("last.ckpt", "last.ckpt.sha256"):  # (epoch 2's state, kept)
+        shutil.copyfile(checkpoints / name, checkpoints / name.replace("last", "epoch2"))
+    fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 3}}), resume=True)
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        result = fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 4}}),
+                     resume=checkpoints / "epoch2.ckpt")  # fmt: skip
+    assert ("rolling back from epoch 3 to epoch 2 (epoch2.ckpt): checkpoints/last.ckpt and the history row of epoch "
+            "3 are replaced as the run trains on") in caplog.text  # fmt: skip
+    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]

@@ -345,7 +345,26 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             "more to train on from it"
         )
     _check_same_run(run_dir, path, config)
+    _say_rollback(own, path, checkpoint)
     return path, checkpoint
+
+
+def _say_rollback(own: Path, path: Path, checkpoint: dict) -> None:
+    """Say so where resuming from ``path`` (checked: ``checkpoint``), an earlier state of the run whose latest is
+    ``own`` (its checkpoints/best.ckpt), rolls the run back: it replaced that run's later epochs without a word."""
+    from .callbacks import read_checkpoint
+
+    if not own.is_file() or own.samefile(path):
+        return
+    try:
+        latest = read_checkpoint(own)
+    except ResumeError:  # (damaged: that is why it is resumed from another)
+        return
+    if int(latest.get("global_step", 0)) > int(checkpoint.get("global_step", 0)):
+        done, later = epochs_done(checkpoint), epochs_done(latest)
+        rows = f"row of epoch {later}" if later == done + 1 else f"rows of epochs {done + 1} to {later}"
+        log.info("rolling back from epoch %d to epoch %d (%s): checkpoints/last.ckpt and the history %s are replaced "
+                 "as the run trains on", later, done, path.name, rows)  # fmt: skip
 
 
 def _epochs_started(checkpoint: dict) -> int:
