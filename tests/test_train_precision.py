@@ -96,12 +96,15 @@ def test_bf16_training_losses_equal_float32_to_two_decimals(tmp_path):
 
 
 @pytest.mark.parametrize(("native_bf16", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
-def test_the_exports_record_what_auto_trained_in(tmp_path, monkeypatch, native_bf16, expected):
-    """`trainer.precision: auto` chose bf16 or float32 by the machine, and the exports said `auto` only."""
+def test_the_exports_record_what_auto_trained_in(tmp_path, monkeypatch, caplog, native_bf16, expected):
+    """`trainer.precision: auto` chose bf16 or float32 by the machine, and the exports said `auto` only; the run
+    said nothing of its choice either (`satclip embed` says it): it is said, with the evidence."""
     monkeypatch.setattr(inference_precision, "bf16_support", lambda device="cpu": (native_bf16, "faked"))
     synthetic_cache(tmp_path / "cache", n=100)
     config = cached_config(tmp_path / "cache", tmp_path / "run", trainer={"precision": "auto", "max_epochs": 1})
-    result = fit(from_dict(config))
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
+        result = fit(from_dict(config))
+    assert f"trainer.precision: {'bf16' if native_bf16 else 'float32'} (auto: faked)" in caplog.text
     for export in result.exports.values():
         metadata = json.loads((export.native / "config.json").read_text())["metadata"]
         assert metadata["trained_precision"] == expected and metadata["train_config"]["trainer"]["precision"] == "auto"

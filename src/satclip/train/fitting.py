@@ -652,19 +652,24 @@ def _fit(
 
 def _started_in(path: Path | None, checkpoint: dict | None, config: TrainConfig) -> str | None:
     """The Lightning precision resumed checkpoint ``path`` records its run trained in (``None`` for a new run, or one
-    of an older satclip), said where ``trainer.precision: auto`` would choose another on this machine: the run goes
-    on in it. ``checkpoint``: ``path`` as checked (a DDP worker, which did not check it, reads its own)."""
+    of an older satclip). What ``trainer.precision: auto`` trains in is said (as `satclip embed` says it): the
+    precision it chooses on this machine, or the one the run started in, where that differs: the run goes on in it.
+    ``checkpoint``: ``path`` as checked (a DDP worker, which did not check it, reads its own)."""
     from .callbacks import read_checkpoint
-    from .precision import resolve as resolve_precision
+    from .precision import LIGHTNING, auto_choice
 
-    if path is None:
-        return None
-    hyper = (checkpoint if checkpoint is not None else read_checkpoint(path))["hyper_parameters"]
-    trained = hyper.get("trained_precision")
-    here = resolve_precision(config.trainer.precision, config.trainer.accelerator)[0]
-    if trained is not None and config.trainer.precision == "auto" and trained != here:
+    trained = None
+    if path is not None:
+        trained = (checkpoint if checkpoint is not None else read_checkpoint(path))["hyper_parameters"].get(
+            "trained_precision")  # fmt: skip
+    if config.trainer.precision != "auto":
+        return trained
+    here, evidence = auto_choice(config.trainer.accelerator)
+    if trained is not None and trained != LIGHTNING[here]:
         log.info("trainer.precision auto: %s resumes in %s, the precision it started in (on this machine auto "
-                 "would choose %s)", path, trained, here)  # fmt: skip
+                 "would choose %s)", path, trained, LIGHTNING[here])  # fmt: skip
+    else:
+        log.info("trainer.precision: %s (auto: %s)", here, evidence)
     return trained
 
 

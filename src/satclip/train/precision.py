@@ -35,7 +35,7 @@ def resolve(precision: str, accelerator: str = "auto", *, trained: str | None = 
         BadInputError: ``16-mixed`` (float16 autocast) for a run on the CPU, where Lightning trained in
             ``bf16-mixed`` instead, while the run's config and its exports said ``16-mixed``.
     """
-    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    cuda = _on_cuda(accelerator)
     if precision == "16-mixed" and not cuda:
         raise BadInputError("trainer.precision='16-mixed' (float16 autocast) is for CUDA GPUs, and this run trains "
                             "on the CPU (Lightning would train in bf16-mixed instead): use 'bf16' or 'float32'")
@@ -44,11 +44,19 @@ def resolve(precision: str, accelerator: str = "auto", *, trained: str | None = 
     name = _precision.check(precision)
     if name == "auto":
         started = {lightning: switch for switch, lightning in LIGHTNING.items() if switch in _precision.AUTO_CHOICES}
-        if trained in started:
-            name = started[trained]
-        else:
-            name = "bf16" if _precision.bf16_support("cuda" if cuda else "cpu")[0] else "float32"
+        name = started[trained] if trained in started else auto_choice(accelerator)[0]
     return LIGHTNING[name], name == "bf16"
+
+
+def _on_cuda(accelerator: str) -> bool:
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def auto_choice(accelerator: str = "auto") -> tuple[str, str]:
+    """``(precision, evidence)`` that ``auto`` chooses for a new run with ``accelerator`` on this machine:
+    ``("bf16", "CPU with amx_bf16")``, ``("float32", "CPU without avx512_bf16/amx_bf16")``."""
+    supported, evidence = _precision.bf16_support("cuda" if _on_cuda(accelerator) else "cpu")
+    return ("bf16" if supported else "float32"), evidence
 
 
 def encode_location(model, lonlat: torch.Tensor) -> torch.Tensor:
