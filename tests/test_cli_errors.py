@@ -752,3 +752,34 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys, t
     monkeypatch.setattr(data_cli, "run_verify", the_reader_went_away)
     assert main(["data", "verify", str(tmp_path)]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_the_process_around_a_command_is_named_not_blamed_on_it(tmp_path, capsys):
+    """A prefix of an option was taken for it (`--over` replaced an existing output as --overwrite); a finished
+    command whose last line held a '—' under PYTHONIOENCODING=latin-1 exited 2 ("'latin-1' codec can't encode");
+    a full standard output was "disk full while writing the output" of an output written whole; and a deleted
+    working directory died inside oneMKL with status 2."""
+    (tmp_path / "p.csv").write_text("lon,lat\n0,0\n")
+    (tmp_path / "e.parquet").write_text("mine")
+    assert main(["embed", str(tmp_path / "p.csv"), "-o", str(tmp_path / "e.parquet"), "--model", "bluemarble-l10",
+                 "--over"]) == 2  # fmt: skip
+    assert "unrecognized arguments: --over" in capsys.readouterr().err
+    assert (tmp_path / "e.parquet").read_text() == "mine"
+
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    command = [sys.executable, "-m", "satclip", "convert", "bluemarble-l10", "t.pt"]
+    latin = subprocess.run(command, capture_output=True, cwd=tmp_path, env=env)
+    assert latin.returncode == 0 and b"\\u2014" in latin.stdout and latin.stderr == b"", latin.stderr
+    with open("/dev/full", "w") as full:  # (Linux)
+        written = subprocess.run([*command[:-1], "t2.pt"], stdout=full, stderr=subprocess.PIPE, text=True,
+                                 cwd=tmp_path)  # fmt: skip
+    assert written.returncode == 1 and (tmp_path / "t2.pt").is_file()
+    check_error(written.stderr, ONE_LINE, "disk full while writing standard output")
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); from satclip.cli import main; " \
+             "sys.exit(main(['embed', 'p.csv', '-o', 'e.parquet', '--model', 'bluemarble-l10']))"
+    deleted = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert deleted.returncode == 1
+    check_error(deleted.stderr, ONE_LINE, "the current directory no longer exists")

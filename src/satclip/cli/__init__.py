@@ -17,7 +17,7 @@ import sys
 import threading
 
 from .. import safe_output
-from ..errors import EXIT_INTERRUPTED
+from ..errors import EXIT_INTERRUPTED, EXIT_RUNTIME
 from .boundary import cli_logging, describe
 
 #: subcommand name → module (relative to this package) defining add_parser()
@@ -54,6 +54,8 @@ class Parser(argparse.ArgumentParser):
     long for it). Subcommand parsers are of this class too."""
 
     def __init__(self, *args, **kwargs):
+        # no prefixes of options: `--over` was taken for --overwrite and `--out` for --output, without a word
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # a value like "-1/2" (--shard) is read as the option's value, as "-1" is, and refused by its type with
         # the range it needs, not as an unknown option ("expected one argument")
@@ -166,6 +168,53 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _replace_unencodable_output() -> None:
+    """Write what standard output's encoding cannot (a ``°`` or ``—`` under ``PYTHONIOENCODING=latin-1`` or a C
+    locale outside UTF-8 mode) as escapes, as Python does on standard error: the last line of a finished command
+    raised UnicodeEncodeError, and the command exited 2 as if its input were bad."""
+    with contextlib.suppress(AttributeError, ValueError):  # (no real stdout: a test's capture)
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
+class _NamedStdout:
+    """Standard output whose failures to write (a full disk behind ``> out.txt``, ``> /dev/full``) name it: they
+    were "disk full while writing the output" of an output written whole. A closed pipe stays BrokenPipeError."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with self._named():
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        with self._named():
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _named():
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            if err.filename is not None:
+                raise
+            raise OSError(err.errno, err.strerror, "standard output") from err
+
+
+@contextlib.contextmanager
+def _restored_stdout(stream):
+    try:
+        yield
+    finally:
+        sys.stdout = stream
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``satclip ARGV`` and return its exit status (never raises, except with ``--debug``).
 
@@ -173,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     status of :func:`satclip.cli.boundary.describe`, unless ``--debug`` or ``SATCLIP_DEBUG=1`` asks for the
     exception itself.
     """
+    _replace_unencodable_output()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # (importing torch died inside oneMKL, with status 2 and no word of satclip's)
+        print("satclip: error: the current directory no longer exists: cd to one that does", file=sys.stderr)
+        return EXIT_RUNTIME
     try:
         parser = build_parser()  # (imports the commands: a Ctrl-C this early is an interruption too)
         args, extra = parser.parse_known_args(argv)
@@ -190,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # (reports name the command that wrote them)
     debug = args.debug or os.environ.get("SATCLIP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
     safe_output.forget_created()
-    with cli_logging(args.verbose), _sigterm_interrupts():
+    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
+    with cli_logging(args.verbose), _sigterm_interrupts(), _restored_stdout(stdout):
         try:
             code = int(args.func(args) or 0)
+            sys.stdout.flush()  # (here, where a failure is named: it was at exit, a traceback)
             for folder in safe_output.created_folders():  # (a typo in an output path made folders without a word)
                 logging.getLogger(__name__).info("created %s, which did not exist", folder)
         except KeyboardInterrupt:
