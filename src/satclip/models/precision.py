@@ -337,7 +337,7 @@ def _calibrate_once(file, encoder, device: torch.device, evidence: str) -> Choic
             safe_output.make_owned_dir(file.parent, kind="precision-calibrations")
             locked.enter_context(safe_output.exclusive(file, wait=True, doing=f"calibrating precision ({file})"))
         except (OSError, SatclipError) as err:  # measure next time again
-            log.debug("could not keep the precision calibration in %s: %s", file, err)
+            _not_kept(file, err)
             return _calibrate(encoder, device, evidence)
         choice = _read_calibration(file)  # made by the process waited for
         if choice is not None:
@@ -357,7 +357,15 @@ def _keep_calibration(file, choice: Choice) -> None:
         safe_output.make_owned_dir(file.parent, kind="precision-calibrations")
         safe_output.write_json(file, choice.as_dict())
     except (OSError, SatclipError) as err:  # a read-only cache, or a directory not ours: measure next time again
-        log.debug("could not keep the precision calibration in %s: %s", file, err)
+        _not_kept(file, err)
+
+
+def _not_kept(file, err: BaseException) -> None:
+    """Say that the calibration in ``file`` could not be kept: "auto" measures again on every run then, and a busy
+    machine can choose otherwise (it was a debug line, and embed's precision changed between runs unexplained)."""
+    log.warning("could not keep the precision calibration in %s (%s): precision auto measures again on every run and "
+                "may choose otherwise; set SATCLIP_CACHE to a directory you can write, or give the precision",
+                file, err)  # fmt: skip
 
 
 def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
