@@ -166,7 +166,7 @@ CASES = [
     # train
     (["train", "--config", "{missing}"], 2, USAGE, "argument --config: no such file: {missing}"),
     (["train", "--config", "{yaml}", "--print-config"], 2, ONE_LINE,
-     "invalid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
+     "bad config: {yaml}: invalid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
     (["train", "--optim.lr", "fast", "--print-config"], 2, ONE_LINE, "bad config: optim.lr='fast' must be a number"),
     (["train", "--set", "optim.lr", "--print-config"], 2, ONE_LINE, "--set takes KEY=VALUE, got 'optim.lr'"),
     (["train", "--set", "optim.nosuch=1", "--print-config"], 2, ONE_LINE, "nosuch"),

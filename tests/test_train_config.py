@@ -242,8 +242,9 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, capsys):
     path = tmp_path / "config.yaml"
     path.write_text("optim:\n  lr: 1e-3\n  weight_decay: 0.1\n  lr: 2e-3\n")
     assert main(["train", "--config", str(path), "--print-config"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "satclip: error: invalid YAML: 'lr' is given twice, at lines 2 and 4: keep one (line 4, column 3)"
+    assert capsys.readouterr().err.strip() == (  # (the file named: "invalid YAML: …" named none)
+        f"satclip: error: bad config: {path}: invalid YAML: 'lr' is given twice, at lines 2 and 4: keep one (line 4, "
+        "column 3)"
     )
     # one name in two mappings is two keys
     path.write_text("model:\n  location_encoder:\n    encoding: {name: sphericalharmonics, legendre_polys: 10}\n"

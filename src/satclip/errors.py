@@ -59,6 +59,15 @@ class ExportError(SatclipError, RuntimeError):
     """A model that an export format cannot hold, or whose exported graph does not reproduce it."""
 
 
+def yaml_problem(err: BaseException) -> str | None:
+    """A PyYAML parse error as one line, "invalid YAML: PROBLEM (line L, column C)" (its message draws the spot over
+    several lines); None for another error."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None or not getattr(err, "problem", None):
+        return None
+    return f"invalid YAML: {err.problem} (line {mark.line + 1}, column {mark.column + 1})"
+
+
 def warn_caller(message: str) -> None:
     """``warnings.warn(message)`` (a UserWarning) naming the first line outside satclip and torch's wrappers: the
     user's call, however deep in satclip it is said (a fixed ``stacklevel`` named ``torch/utils/_contextlib.py``

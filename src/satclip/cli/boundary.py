@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError
+from ..errors import EXIT_BAD_INPUT, EXIT_RUNTIME, SatclipError, yaml_problem
 
 #: OSError errnos that say "the file system refused the write", not "the input is wrong"
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -38,11 +38,10 @@ def one_line(text: str) -> str:
 def message_of(err: BaseException) -> str:
     """The user-facing text of ``err``, on one line: a KeyError's message without the quotes repr adds; an
     OSError from the operating system as "REASON: FILENAME"; a YAML syntax error with its line and column."""
-    mark = getattr(err, "problem_mark", None)  # PyYAML's parse errors: a multi-line picture of the spot
     if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
         text = err.args[0]
-    elif mark is not None and getattr(err, "problem", None):
-        text = f"invalid YAML: {err.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    elif yaml_problem(err):  # PyYAML's parse errors: a multi-line picture of the spot
+        text = yaml_problem(err)
     elif isinstance(err, OSError) and err.strerror and err.filename is not None:
         text = f"{err.strerror}: {err.filename}"
         if err.filename2 is not None:

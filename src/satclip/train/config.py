@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import BadInputError, yaml_problem
 from ..models import LOGIT_SCALE_INIT
 from ..paths import expand_user
 
@@ -364,7 +365,12 @@ def load_config(
             raise ValueError(
                 f"{path} is not a YAML text file (byte {err.start} is not UTF-8 text): give the training config"
             ) from None
-        raw = yaml.load(text, Loader=_loader()) or {}
+        try:
+            raw = yaml.load(text, Loader=_loader()) or {}
+        except yaml.YAMLError as err:  # ("invalid YAML: … (line 2, column 1)" named no file)
+            if not yaml_problem(err):
+                raise
+            raise BadInputError(f"{path}: {yaml_problem(err)}") from None
         if not isinstance(raw, dict):
             raise TypeError(f"{path}: a training config is a mapping of sections, got {type(raw).__name__}")
     return from_dict(apply_overrides(raw, overrides or {}, parse=True))
