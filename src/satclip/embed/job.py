@@ -516,8 +516,10 @@ def embed_file(
     sink_type.check_columns(source.columns, dim, options)
     others = [name for name in source.columns if name not in (source.lon_col, source.lat_col)]
     if sink_type.HOLDS is not None and others:  # (the ids were left out without a word)
-        log.info("%s holds the embeddings and %s of the input, in its row order: its other column(s) %s are not "
-                 "written (a .parquet output keeps them)", output, sink_type.HOLDS, ", ".join(others[:5]) +
+        # (a dataset's parts: in the order pandas reads them, not Dask's natural order of part.2 before part.10)
+        order = " (its part files by name, as pandas.read_parquet reads them)" if Path(source.path).is_dir() else ""
+        log.info("%s holds the embeddings and %s of the input, in its row order%s: its other column(s) %s are not "
+                 "written (a .parquet output keeps them)", output, sink_type.HOLDS, order, ", ".join(others[:5]) +
                  (", …" if len(others) > 5 else ""))  # fmt: skip
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
         check_output()  # (again: a run that held the lock meanwhile may have written it)

@@ -4,7 +4,7 @@ A dataset directory holds ``*.parquet`` / ``*.pq`` part files, found recursively
 ``.`` or ``_`` are skipped, as pyarrow and Spark do) and read in the order of their relative paths as text
 (``part.10`` before ``part.2``), the order ``pandas.read_parquet`` and ``pyarrow.dataset`` read them in, as one
 table: row ``i`` of the dataset is row ``i`` of that concatenation, and of ``pd.read_parquet(directory)`` (Dask's
-``read_parquet`` reads Dask's ``part.0`` … ``part.10`` in natural order: the debug log says where it differs). All
+``read_parquet`` reads Dask's ``part.0`` … ``part.10`` in natural order). All
 parts must have the same columns and types. Hive-style ``key=value`` directories are refused (their keys are
 not columns of the files).
 
@@ -48,18 +48,6 @@ _TAIL_BYTES = 1 << 16
 
 def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
-
-
-def _log_order(directory: Path, files: list[Path]) -> None:
-    """Say how the parts of ``directory`` are ordered where Dask would read them in another order (natural:
-    ``part.2`` before ``part.10``), the one place row numbers of the same dataset differ between readers."""
-    natural = sorted(files, key=_natural_key)
-    if natural != files:
-        first, other = next((a, b) for a, b in zip(files, natural, strict=True) if a != b)
-        log.debug("%s: its part files are read in the order of their names, as pandas and pyarrow read them (%s "
-                 "before %s): row i of the output is row i of pandas.read_parquet, not of Dask's read_parquet (natural "
-                 "order)", directory, first.relative_to(directory).as_posix(),
-                 other.relative_to(directory).as_posix())  # fmt: skip
 
 
 def part_files(path: Path) -> list[Path]:
@@ -171,8 +159,6 @@ class ParquetDatasetSource(Source):
         import pyarrow.parquet as pq
 
         self.files = part_files(self.path)
-        if self.path.is_dir():
-            _log_order(self.path, self.files)
         schema, self._group_rows, reordered = None, [], False
         for file in self.files:
             with naming_the_file(file, "Parquet"):  # (the part, not only the dataset)
