@@ -145,6 +145,7 @@ CASES = [
     (["data", "verify", "{tmp}", "--workers", "0"], 2, USAGE, "--workers: must be a positive integer"),
     (["data", "download", "{out}"], 1, ONE_LINE, "--from DIR"),  # conftest: HF_HUB_OFFLINE=1
     (["data", "download", "{out}", "--from", "{missing}"], 2, ONE_LINE, "--from {missing}: no such directory"),
+    (["data", "download", "{out}", "--revision", ""], 2, USAGE, "argument --revision: '' is not a name"),
     (["data", "bluemarble", "--n", "-5"], 2, USAGE, "--n: must be a positive integer (1 or more), got -5"),
     (["data", "bluemarble", "--gsd-km", "nan"], 2, USAGE, "--gsd-km: must be a number greater than 0"),
     # cache

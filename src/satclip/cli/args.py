@@ -161,6 +161,13 @@ def _read_at_most(fd: int, limit: int, pipe: bool, text: str) -> bytes:
     return b"".join(chunks)
 
 
+def name_without_spaces(text: str) -> str:
+    """A non-empty name with no white space in it (a hub revision: an empty one was taken as given)."""
+    if not text or text.split() != [text]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a name: give one without spaces (main, a tag or a commit)")
+    return text
+
+
 def shard(text: str) -> tuple[int, int]:
     """``"I/N"`` with 0 ≤ I < N → ``(I, N)``."""
     from ..embed.shards import parse_shard

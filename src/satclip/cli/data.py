@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 
-from .args import non_negative_int, positive_int, user_path
+from .args import name_without_spaces, non_negative_int, positive_int, user_path
 
 
 def _tqdm_progress(description: str):
@@ -108,8 +108,9 @@ def add_download(subparsers) -> None:
     )
     parser.add_argument("root", type=user_path, help="dataset root to create or complete")
     parser.add_argument("--repo", default=HF_REPO, help=f"hub dataset repository (default {HF_REPO})")
-    parser.add_argument("--revision", help="hub revision (branch, tag or commit; default main); with --from, "
-                        "the commit the local copy was made from (enables known checksums)")
+    parser.add_argument("--revision", type=name_without_spaces,
+                        help="hub revision (branch, tag or commit; default main); with --from, the commit the local "
+                        "copy was made from (enables known checksums)")  # fmt: skip
     parser.add_argument("--from", dest="source", type=user_path, metavar="DIR",
                         help="use a local copy of the repository instead of the hub")
     parser.add_argument("--keep-archives", action="store_true", help="keep the tar shards after extraction")
