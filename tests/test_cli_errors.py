@@ -146,6 +146,7 @@ CASES = [
     (["data", "download", "{out}"], 1, ONE_LINE, "--from DIR"),  # conftest: HF_HUB_OFFLINE=1
     (["data", "download", "{out}", "--from", "{missing}"], 2, ONE_LINE, "--from {missing}: no such directory"),
     (["data", "download", "{out}", "--revision", ""], 2, USAGE, "argument --revision: '' is not a name"),
+    (["data", "download", "{yaml}"], 2, ONE_LINE, "{yaml} is a file, not a dataset root"),  # (before the hub)
     (["data", "bluemarble", "--n", "-5"], 2, USAGE, "--n: must be a positive integer (1 or more), got -5"),
     (["data", "bluemarble", "--gsd-km", "nan"], 2, USAGE, "--gsd-km: must be a number greater than 0"),
     # cache

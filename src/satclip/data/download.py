@@ -289,6 +289,8 @@ def download_s2100k(
             f"{root} is a satclip directory of kind {kind!r} (another command's output), not a dataset root; "
             "download the dataset into another directory"
         )
+    if root.exists() and not root.is_dir():  # (said after the hub was asked, with "extract into p.csv/images")
+        raise BadInputError(f"{root} is a file, not a dataset root: give a directory to create or complete")
     if isinstance(source, LocalSource):  # the dataset is written next to the copy it is read from, never into it
         for output in (root, root / "images", root / STATE_DIR):
             safe_output.check_not_inside(output, source.directory, "the local copy (--from)")
