@@ -887,10 +887,13 @@ def test_npy_files_that_are_not_numeric_arrays_are_named(tmp_path, model, capsys
 
 
 def test_embedding_column_names_are_checked(tmp_path, model, points, capsys):  # noqa: F811
-    """An empty --column wrote a Parquet column without a name; a --column for NPY output was ignored."""
+    """An empty --column wrote a Parquet column without a name (then was told to lose its surrounding spaces); one
+    with a line break went into the schema; a --column for NPY output was ignored."""
     source = tmp_path / "p.csv"
     points.to_csv(source, index=False)
-    for out, column, text in (("o.parquet", "", "needs a name"), ("o.npy", "vec", "names the embedding column")):
+    for out, column, text in (("o.parquet", "", "give it a name of printable characters"),
+                              ("o.parquet", "a\nb", "give it a name of printable characters"),
+                              ("o.npy", "vec", "names the embedding column")):  # fmt: skip
         assert embed(source, "-o", tmp_path / out, "--model", model, "--column", column) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and text in err[0] and not (tmp_path / out).exists(), err

@@ -475,8 +475,10 @@ def embed_file(
     check_no_unpadded(Path(output), shard)
     output = shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
-    if not column or column != column.strip():
-        raise BadInputError(f"embedding column {column!r}: it needs a name without surrounding spaces, e.g. embedding")
+    if not column.strip() or column != column.strip() or not column.isprintable():
+        # (an empty name was told to lose its surrounding spaces; a line break went into the Parquet schema)
+        raise BadInputError(f"embedding column {column!r}: give it a name of printable characters without surrounding "
+                            "spaces, e.g. embedding")  # fmt: skip
     if column != "embedding" and fmt != "parquet":
         raise BadInputError(
             f"column {column!r} names the embedding column of Parquet output; {output} is {fmt}, which holds the "
