@@ -322,3 +322,15 @@ def test_a_table_of_neither_coordinate_name_names_both_flags(tmp_path):
     with pytest.raises(ValueError, match="holds latitudes: none of .*; name it with --lat-col$"):
         table_task(tmp_path / "xy.csv", lon_col="x")
     assert len(table_task(tmp_path / "xy.csv", lon_col="x", lat_col="y", target_col="v")) == 20
+
+
+def test_a_table_not_utf8_or_separated_by_spaces_says_where_and_what(tmp_path):
+    """A Latin-1 byte was placed by pandas' offset in its own buffer ("at byte 1" for byte 21); a space-separated
+    .txt was read as one column, 'lon lat y', and the user told to name it with --lon-col."""
+    (tmp_path / "latin1.csv").write_bytes("lon,lat,y\n1,2,3\n4,5,Zürich\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"is not UTF-8 text \(invalid start byte at byte 21, line 3\): save it"):
+        table_task(tmp_path / "latin1.csv")
+    (tmp_path / "spaces.txt").write_text("lon lat y\n" + "".join(f"{i} {i} {i}\n" for i in range(20)))
+    with pytest.raises(ValueError, match="its header 'lon lat y' is one column holding spaces: the file seems "
+                                         "space-separated; satclip reads text separated by ',', ';', tab or '|'"):
+        table_task(tmp_path / "spaces.txt")

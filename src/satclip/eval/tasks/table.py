@@ -65,7 +65,7 @@ def _read(path: Path):
             blank = [c for c in frame.columns if str(c).startswith("Unnamed: ") and frame[c].isna().all()]
             frame = frame.drop(columns=blank)  # (a ';' at the end of every line: a column of nothing)
     except UnicodeDecodeError as err:
-        raise ValueError(f"--task-file {path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
+        raise ValueError(f"--task-file {path} is not UTF-8 text ({_first_undecodable(path, err)}): save it as "
                          "UTF-8") from err  # fmt: skip
     except pd.errors.EmptyDataError as err:
         raise ValueError(f"--task-file {path} is empty: expected a header row and a row per point") from err
@@ -73,9 +73,25 @@ def _read(path: Path):
         if isinstance(err, OSError) and err.errno is not None:
             raise  # (the file system's own errors, not the content's)
         raise ValueError(f"--task-file {path} is not a readable {suffix[1:]} table: {err}") from err
+    if suffix not in (".parquet", ".pq") and len(frame.columns) == 1 and " " in str(frame.columns[0]).strip():
+        raise ValueError(f"--task-file {path}: its header {str(frame.columns[0])[:60]!r} is one column holding "
+                         "spaces: the file seems space-separated; satclip reads text separated by ',', ';', tab or "
+                         "'|': write it with one of those")  # fmt: skip
     if any(name is not None for name in frame.index.names):  # (lon and lat as a Parquet file's index were dropped)
         frame = frame.reset_index()
     return _as_numbers(frame.reset_index(drop=True), missing)
+
+
+def _first_undecodable(path: Path, err: UnicodeDecodeError) -> str:
+    """What and where the first byte of ``path`` that is no UTF-8 is ("invalid start byte at byte 13, line 2"):
+    ``err``, pandas', counts the bytes of its own buffer, not of the file."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        line = data.count(b"\n", 0, whole.start) + 1
+        return f"{whole.reason} at byte {whole.start}, line {line}"
+    return err.reason
 
 
 def _as_numbers(frame, missing: frozenset):
