@@ -334,3 +334,64 @@ def test_a_table_not_utf8_or_separated_by_spaces_says_where_and_what(tmp_path):
     with pytest.raises(ValueError, match="its header 'lon lat y' is one column holding spaces: the file seems "
                                          "space-separated; satclip reads text separated by ',', ';', tab or '|'"):
         table_task(tmp_path / "spaces.txt")
+
+
+def _stations(n: int = 40):
+    """A table of ``n`` points (lon, lat) and a target ``y``, as a pandas DataFrame."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"lon": rng.uniform(-170, 170, n), "lat": rng.uniform(-60, 60, n), "y": rng.normal(size=n)})
+
+
+def test_a_geo_task_file_takes_its_points_from_the_geometry(tmp_path):
+    """GeoJSON and GeoPackage were refused as an "unknown table format", and a GeoParquet file was told to name
+    its longitude column with --lon-col (its points were WKB bytes in a column 'geometry')."""
+    geopandas = pytest.importorskip("geopandas")
+    frame = _stations()
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    plain = table_task(tmp_path / "plain.csv")
+    points = geopandas.GeoDataFrame({"y": frame["y"]}, geometry=geopandas.points_from_xy(frame["lon"], frame["lat"]),
+                                    crs="EPSG:4326")  # fmt: skip
+    points.to_file(tmp_path / "t.geojson", driver="GeoJSON")
+    points.to_file(tmp_path / "t.gpkg", driver="GPKG")
+    points.to_parquet(tmp_path / "t.parquet")
+    points.to_crs("EPSG:3857").to_parquet(tmp_path / "mercator.parquet")  # (reprojected back, as embed does)
+    for name in ("t.geojson", "t.gpkg", "t.parquet", "mercator.parquet"):
+        task = table_task(tmp_path / name)
+        assert task.kind == "regression" and task.target == "y", name
+        np.testing.assert_allclose(task.points, plain.points, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(task.targets, plain.targets)
+    assert table_task(tmp_path / "t.parquet").split_salt == plain.split_salt
+    # named columns win over the geometry
+    points.assign(x=frame["lat"], z=frame["lon"]).to_file(tmp_path / "named.geojson", driver="GeoJSON")
+    named = table_task(tmp_path / "named.geojson", lon_col="z", lat_col="x", target_col="y")
+    np.testing.assert_allclose(named.points, plain.points, rtol=0, atol=1e-9)
+
+    shapes = points.set_geometry(points.to_crs("EPSG:3857").buffer(1000.0).to_crs("EPSG:4326"))
+    shapes.to_file(tmp_path / "shapes.geojson", driver="GeoJSON")
+    with pytest.raises(ValueError, match="shapes.geojson: feature 0 is a Polygon; only Point geometries"):
+        table_task(tmp_path / "shapes.geojson")
+    shapes.to_parquet(tmp_path / "shapes.parquet")
+    with pytest.raises(ValueError, match=r"shapes.parquet: geometries must be points, found \['Polygon'\] \(rows 0"):
+        table_task(tmp_path / "shapes.parquet")
+
+
+def test_a_table_task_from_a_dataframe_reads_as_its_file_does(tmp_path, caplog):
+    """``table_task(pd.read_csv(...))`` raised "expected str, bytes or os.PathLike object, not DataFrame"."""
+    geopandas = pytest.importorskip("geopandas")
+    frame = _stations()
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    plain = table_task(tmp_path / "plain.csv")
+    task = table_task(frame)
+    assert (task.name, task.kind, task.target) == ("table", "regression", "y")
+    np.testing.assert_array_equal(task.points, plain.points)
+    np.testing.assert_array_equal(task.targets, plain.targets)
+    assert task.split_salt == plain.split_salt
+    points = geopandas.GeoDataFrame({"y": frame["y"]}, geometry=geopandas.points_from_xy(frame["lon"], frame["lat"]),
+                                    crs="EPSG:4326").to_crs("EPSG:3857")  # fmt: skip
+    np.testing.assert_allclose(table_task(points, name="geo").points, plain.points, rtol=0, atol=1e-9)
+    with caplog.at_level(logging.WARNING, logger="satclip.eval.tasks.table"):
+        assert len(table_task(frame.assign(y=frame["y"].where(frame.index > 0)), name="gaps")) == 39
+    assert "DataFrame 'gaps': 1 of 40 row(s) have no target 'y' (empty or NaN): left out" in caplog.text
+    with pytest.raises(ValueError, match="DataFrame 'table': cannot tell which column holds longitudes"):
+        table_task(frame.rename(columns={"lon": "x"}))

@@ -138,7 +138,8 @@ def add_parser(subparsers) -> None:
     tf = parser.add_argument_group("user task from a table")
     tf.add_argument("--task-file", type=existing_file, default=None,
                     help="CSV (values separated by ',', ';', tab or '|'; decimal points) or Parquet with lon, lat "
-                         "and a target")  # fmt: skip
+                         "and a target; or GeoParquet, GeoJSON or GeoPackage whose point geometries are the points "
+                         "(reprojected to EPSG:4326, as embed reads them)")  # fmt: skip
     tf.add_argument("--target-col", default=None, help="target column (default: the only other column)")
     tf.add_argument("--lon-col", default=None, help="longitude column (default: lon/longitude/lng)")
     tf.add_argument("--lat-col", default=None, help="latitude column (default: lat/latitude)")

@@ -1,8 +1,9 @@
-"""A user task from a table of points and a target (``--task-file``): CSV or Parquet.
+"""A user task from a table of points and a target (``--task-file``): CSV, Parquet, or a pandas DataFrame; or
+points as geometries (GeoParquet, GeoJSON, GeoPackage, a GeoDataFrame), read as ``satclip embed`` reads them.
 
-Coordinate columns are given, or detected only from unambiguous names (exactly one of ``lon``,
-``longitude``, ``lng`` and one of ``lat``, ``latitude``, any case). The target column is given, or is the
-only other column. Non-numeric targets make a classification task, numeric ones a regression task,
+Coordinate columns are given, or are a geo table's point geometry, or detected only from unambiguous names
+(exactly one of ``lon``, ``longitude``, ``lng`` and one of ``lat``, ``latitude``, any case). The target column is
+given, or is the only other column. Non-numeric targets make a classification task, numeric ones a regression task,
 unless ``kind`` says otherwise.
 """
 
@@ -45,17 +46,30 @@ MISSING_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", 
                           "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})  # fmt: skip
 
 
+#: suffixes of the geo formats ``satclip embed`` reads with its own readers (GeoParquet is told by its metadata)
+GEO_SUFFIXES = (".geojson", ".json", ".gpkg")
+
+
 def _read(path: Path):
-    """The table of a task file; columns of numbers (a CSV's with missing-value texts among them, a Parquet
+    """The table of a task file and, for points given as geometries, the names of the two columns their lon/lat
+    were added as (else None). Columns of numbers (a CSV's with missing-value texts among them, a Parquet
     file's of decimals or of text) as numbers, the row index a column where it is named (a Parquet file's)."""
     pd = require("pandas", "eval")
     suffix = path.suffix.lower()
+    if suffix in GEO_SUFFIXES:
+        return _geo_file(path)
     if suffix not in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
-        raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv or .parquet")
+        raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv, .parquet (GeoParquet "
+                         "too), .geojson or .gpkg")  # fmt: skip
+    geoparquet = False
     try:
         if suffix in (".parquet", ".pq"):
             require("pyarrow", "eval")
-            frame, missing = pd.read_parquet(path), frozenset()
+            from ...embed.parquet import is_geoparquet
+
+            geoparquet = is_geoparquet(path)
+            frame = None if geoparquet else pd.read_parquet(path)
+            missing = frozenset()
         else:
             from ...embed.sources import sniff_delimiter
 
@@ -73,13 +87,59 @@ def _read(path: Path):
         if isinstance(err, OSError) and err.errno is not None:
             raise  # (the file system's own errors, not the content's)
         raise ValueError(f"--task-file {path} is not a readable {suffix[1:]} table: {err}") from err
+    if geoparquet:  # (its geometry column was a column of WKB bytes, and lon/lat were looked for among the others)
+        geopandas = require("geopandas", "geo", f"reading {path} (or write it to Parquet/CSV with lon/lat)")
+        return _geo_frame(geopandas.read_parquet(path), path)
     if suffix not in (".parquet", ".pq") and len(frame.columns) == 1 and " " in str(frame.columns[0]).strip():
         raise ValueError(f"--task-file {path}: its header {str(frame.columns[0])[:60]!r} is one column holding "
                          "spaces: the file seems space-separated; satclip reads text separated by ',', ';', tab or "
                          "'|': write it with one of those")  # fmt: skip
-    if any(name is not None for name in frame.index.names):  # (lon and lat as a Parquet file's index were dropped)
+    return _columns_of(frame, missing), None
+
+
+def _columns_of(frame, missing: frozenset = frozenset()):
+    """``frame`` with its row index a column where it is named (lon and lat as a Parquet file's index were
+    dropped), rows numbered from 0, and its columns of numbers as numbers (:func:`_as_numbers`)."""
+    if any(name is not None for name in frame.index.names):
         frame = frame.reset_index()
     return _as_numbers(frame.reset_index(drop=True), missing)
+
+
+def _geo_file(path: Path):
+    """A GeoJSON or GeoPackage task file read by ``satclip embed``'s readers (:func:`satclip.embed.sources.
+    open_source`: CRS checked and reprojected to EPSG:4326, non-point geometries refused) as :func:`_read` returns
+    a table: its attributes, and its points' lon/lat as two more columns, whose names it returns too."""
+    from ...embed.sources import open_source
+
+    source = open_source(path)
+    rows = source.num_rows
+    chunk = next(source.chunks(0, rows, rows), None)  # (the whole table: these formats are read whole)
+    frame = chunk[1].to_pandas() if chunk else require("pandas", "eval").DataFrame(columns=source.columns)
+    return _columns_of(frame), source.geometry_columns
+
+
+def _geo_frame(frame, where):
+    """A GeoDataFrame (``where`` it comes from, for messages) as :func:`_read` returns a table: its attributes
+    (geometry columns dropped), and the lon/lat of its points as ``satclip embed`` reads them
+    (:func:`satclip.embed.inputs.geo_lonlat`: in EPSG:4326, non-point geometries refused) as two more columns,
+    whose names it returns too."""
+    from ...embed.inputs import GeometryError, geo_lonlat
+    from ...embed.sources import geometry_column_names, log_geometry_wins
+
+    try:
+        lonlat = geo_lonlat(frame)
+    except GeometryError as err:
+        raise GeometryError(f"{where}: {err}") from None
+    attributes = _columns_of(require("pandas", "eval").DataFrame(frame.drop(columns=_geometry_columns(frame))))
+    names = geometry_column_names(str(c) for c in attributes.columns)
+    log_geometry_wins(where, attributes.columns, names)
+    return attributes.assign(**dict(zip(names, lonlat.T, strict=True))), names
+
+
+def _geometry_columns(frame) -> list:
+    """The columns of the GeoDataFrame ``frame`` that hold geometries (its active one and any other)."""
+    geopandas = require("geopandas", "geo")
+    return [c for c in frame.columns if isinstance(frame[c].dtype, geopandas.array.GeometryDtype)]
 
 
 def _first_undecodable(path: Path, err: UnicodeDecodeError) -> str:
@@ -165,7 +225,7 @@ def _numbers(frame, column: str):
     return values, f"{len(rows)} value(s) that are no number (data rows from 0): {shown}{more}"
 
 
-def _coordinates(frame, column: str, path: Path) -> np.ndarray:
+def _coordinates(frame, column: str, path: Path | str) -> np.ndarray:
     """Column ``column`` of ``frame`` as float64 degrees (empty cells NaN: their rows are left out); text that
     is no number raises, naming the file, the column and the first such rows — "could not convert
     string to float: 'abc'" named none of them."""
@@ -186,11 +246,12 @@ MOSTLY_NUMBERS = 0.9
 FEW_CODES = 20
 
 
-def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str, bool, list[str]]:
+def _target_kind(frame, column: str, kind: str | None, where, short: str) -> tuple[str, bool, list[str]]:
     """The task's kind (``kind``, or from the target's cells), whether the target is numeric, and notes on how it
     was read. A text column that is mostly numbers is refused naming its other cells (a single "-" made a numeric
     target a classification of its values); whole numbers of few values are regressed with a note that they may
-    be classes, class labels pandas reads as missing values are kept with one."""
+    be classes, class labels pandas reads as missing values are kept with one. ``where`` the table is, for
+    messages (``short``: in the log)."""
     pd = require("pandas", "eval")
     series = frame[column]
     notes = []  # (said on stderr alone, the codes regressed as numbers were not in results.md)
@@ -202,19 +263,19 @@ def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str,
         if commas.any() and (commas | plain).mean() >= MOSTLY_NUMBERS:  # (it became a classification of them)
             first = cells[commas].index[0]
             raise ValueError(
-                f"{path}: target {column!r} holds numbers written with commas ({cells[first]!r} in data row {first}, "
+                f"{where}: target {column!r} holds numbers written with commas ({cells[first]!r} in data row {first}, "
                 "counted from 0: a decimal comma or a thousands separator); write them without (11.2, 1010), or pass "
                 "--task-kind classification if the column holds class labels"
             )
         values, text = _numbers(frame, column)
         if text and (kind == REGRESSION or values.notna().mean() >= MOSTLY_NUMBERS):
             raise ValueError(
-                f"{path}: target {column!r} holds {text}; fix or remove those rows (empty cells are left out), "
+                f"{where}: target {column!r} holds {text}; fix or remove those rows (empty cells are left out), "
                 "or pass --task-kind classification if the column holds class labels"
             )
     if kind is None:
         kind = REGRESSION if numeric else CLASSIFICATION
-        log.info("%s: target %r is %s, so the task is %s", path.name, column,
+        log.info("%s: target %r is %s, so the task is %s", short, column,
                  "numeric" if numeric else "categorical", kind)  # fmt: skip
         codes = np.unique(series.to_numpy()) if numeric else ()
         if numeric and 1 < len(codes) <= FEW_CODES and np.all(np.mod(codes, 1) == 0):  # (one: refused below)
@@ -229,7 +290,7 @@ def _target_kind(frame, column: str, kind: str | None, path: Path) -> tuple[str,
 
 
 def table_task(
-    path: str | Path,
+    table,
     *,
     target_col: str | None = None,
     lon_col: str | None = None,
@@ -238,25 +299,42 @@ def table_task(
     name: str | None = None,
     options: TaskOptions | None = None,
 ) -> Task:
-    """Build a task from a CSV/Parquet table of (lon, lat) degrees and a target column.
+    """Build a task from a table of (lon, lat) degrees and a target column.
 
+    ``table``: a file (CSV/TSV, Parquet; GeoParquet, GeoJSON or GeoPackage of points) or a pandas DataFrame (a
+    GeoDataFrame of points), read alike; a geo table's points are its point geometries, reprojected to EPSG:4326,
+    unless ``lon_col``/``lat_col`` name other columns. ``name`` defaults to the file's stem, or ``"table"``.
     Rows with a missing target or coordinate (empty, NaN) are dropped, with a note; invalid coordinates (infinite,
     out of range) raise, naming the rows. ``kind`` is
     ``"regression"``, ``"classification"`` or None (decided from the target's dtype).
     """
     options = options or TaskOptions()
-    path = expand_user(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--task-file {path}: no such file")
-    try:
-        task_name = check_task_name(path.stem if name is None else name)
-    except ValueError as err:
-        if name is not None:
-            raise
-        raise ValueError(
-            f"{err}; it is the stem of the file name (the default): name the task with --task-name"
-        ) from None
-    frame = _read(path)  # rows numbered as in the file, from 0
+    pd = require("pandas", "eval")
+    if isinstance(table, pd.DataFrame):  # (refused with "expected str, bytes or os.PathLike object")
+        from ...embed.inputs import is_geo
+
+        task_name = check_task_name("table" if name is None else name)
+        path = short = f"DataFrame {task_name!r}"  # (where the table is, in messages)
+        frame, geometry = _geo_frame(table, path) if is_geo(table) else (_columns_of(table), None)
+    else:
+        path = expand_user(table)
+        if not path.is_file():
+            raise FileNotFoundError(f"--task-file {path}: no such file")
+        try:
+            task_name = check_task_name(path.stem if name is None else name)
+        except ValueError as err:
+            if name is not None:
+                raise
+            raise ValueError(
+                f"{err}; it is the stem of the file name (the default): name the task with --task-name"
+            ) from None
+        short = path.name
+        frame, geometry = _read(path)  # rows numbered as in the file, from 0
+    if geometry is not None:
+        if {lon_col, lat_col} <= {None, *geometry}:  # (the points are the geometry's, unless others are named)
+            lon_col, lat_col = lon_col or geometry[0], lat_col or geometry[1]
+        else:
+            frame = frame.drop(columns=list(geometry))
     columns = [str(c) for c in frame.columns]
     if all(given is None and len(_named(columns, names)) != 1 for given, names in ((lon_col, LON_NAMES),
                                                                                     (lat_col, LAT_NAMES))):
@@ -318,13 +396,13 @@ def table_task(
                      "training and test points (--protocol spatial-block cannot)")  # fmt: skip
     if kind not in (None, REGRESSION, CLASSIFICATION):
         raise ValueError(f"task kind must be {REGRESSION!r} or {CLASSIFICATION!r}, got {kind!r}")
-    kind, numeric, read_as = _target_kind(frame, target_col, kind, path)
+    kind, numeric, read_as = _target_kind(frame, target_col, kind, path, short)
     notes += read_as
     if len(points) > options.n_points:  # (2,000 of 12,000 rows were left out without a word)
         notes.append(f"{len(points)} rows: the task uses a sample of {options.n_points} of them (--n-points to "
                      "change)")  # fmt: skip
     for note in notes:
-        log.warning("%s: %s", path.name, note)
+        log.warning("%s: %s", short, note)
     index = subsample(len(points), options.n_points, options.seed)
     points = points[index]
     raw = frame[target_col].to_numpy()[index]
