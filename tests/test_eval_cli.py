@@ -890,3 +890,35 @@ def test_evaluate_embeds_in_float32_unless_told_and_says_so(tmp_path, monkeypatc
     assert {row["precision"] for row in evaluate(config)} == {"float32"}
     monkeypatch.setenv(precision.ENV, "auto")
     assert {row["precision"] for row in evaluate(config)} == {"bf16"}
+
+
+def test_a_geo_task_file_of_shapes_or_layers_takes_centroids_and_layer(tmp_path, capsys):
+    """A GeoJSON of polygons and a GeoPackage of two layers were refused as "unknown table format"; read as embed
+    reads them, their errors advise --centroids and --layer, which evaluate takes as embed does."""
+    geopandas = pytest.importorskip("geopandas")
+    rng = np.random.default_rng(0)
+    points = geopandas.GeoDataFrame({"y": rng.normal(size=60)}, crs="EPSG:4326",
+                                    geometry=geopandas.points_from_xy(rng.uniform(-170, 170, 60),
+                                                                      rng.uniform(-60, 60, 60)))  # fmt: skip
+    points.set_geometry(points.to_crs("EPSG:3857").buffer(1000.0).to_crs("EPSG:4326")).to_file(
+        tmp_path / "shapes.geojson", driver="GeoJSON")  # fmt: skip
+    for layer in ("a", "b"):
+        points.to_file(tmp_path / "two.gpkg", layer=layer, driver="GPKG")
+    points.drop(columns="geometry").assign(lon=points.geometry.x, lat=points.geometry.y).to_csv(tmp_path / "t.csv")
+    base = ["evaluate", "--encoders", "wrap", "--seeds", "1", "--probes", "linear", "--no-figures"]
+    refusals = [
+        (["--task-file", str(tmp_path / "shapes.geojson")], "feature 0 is a Polygon; only Point geometries"),
+        (["--task-file", str(tmp_path / "two.gpkg")], "holds 2 layers (a, b): choose one with --layer NAME"),
+        (["--task-file", str(tmp_path / "t.csv"), "--centroids"], "holds points as lon/lat: drop --centroids"),
+        (["--task-file", str(tmp_path / "t.csv"), "--layer", "a"], "is not one: drop --layer"),
+        (["--tasks", "elevation", "--centroids"], "--centroids describe(s) a --task-file table, and none is given"),
+    ]
+    for extra, message in refusals:
+        assert main([*base, *extra, "--out", str(tmp_path / "refused")]) == 2, extra
+        assert message in one_error_line(capsys.readouterr().err), extra
+    assert not (tmp_path / "refused").exists()
+    for extra in (["--task-file", str(tmp_path / "shapes.geojson"), "--centroids"],
+                  ["--task-file", str(tmp_path / "two.gpkg"), "--layer", "b"]):  # fmt: skip
+        out = tmp_path / f"out-{extra[2]}"
+        assert main([*base, *extra, "--out", str(out)]) == 0, capsys.readouterr().err
+        assert len(pd.read_csv(out / "results.csv")) == 1

@@ -202,14 +202,26 @@ class StoreGiven(argparse._StoreAction):
         namespace.given = frozenset(getattr(namespace, "given", frozenset())) | {self.dest}
 
 
+class StoreTrueGiven(argparse._StoreTrueAction):
+    """:class:`StoreGiven` of a flag (``action="store_true"``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset())) | {self.dest}
+
+
+#: argparse's actions whose use :func:`record_given` records, and the action that does
+_RECORDING = {argparse._StoreAction: StoreGiven, argparse._StoreTrueAction: StoreTrueGiven}
+
+
 def record_given(parser: argparse.ArgumentParser, dests) -> None:
-    """Make ``parser``'s store options of the destinations ``dests`` record themselves in ``args.given``
-    (:class:`StoreGiven`; a frozenset, empty by default)."""
+    """Make ``parser``'s store (and store-true) options of the destinations ``dests`` record themselves in
+    ``args.given`` (:class:`StoreGiven`; a frozenset, empty by default)."""
     for action in parser._actions:
         if action.dest in dests:
-            if type(action) is not argparse._StoreAction:
+            if type(action) not in _RECORDING:
                 raise TypeError(f"{action.option_strings[0]} is no plain store option: its use cannot be recorded")
-            action.__class__ = StoreGiven
+            action.__class__ = _RECORDING[type(action)]
     parser.set_defaults(given=frozenset())
 
 

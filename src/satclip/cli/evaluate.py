@@ -140,6 +140,10 @@ def add_parser(subparsers) -> None:
                     help="CSV (values separated by ',', ';', tab or '|'; decimal points) or Parquet with lon, lat "
                          "and a target; or GeoParquet, GeoJSON or GeoPackage whose point geometries are the points "
                          "(reprojected to EPSG:4326, as embed reads them)")  # fmt: skip
+    tf.add_argument("--centroids", action="store_true",
+                    help="GeoParquet/GeoJSON/GeoPackage: take the centroids of non-point geometries as the points")
+    tf.add_argument("--layer", metavar="NAME", default=None,
+                    help="GeoPackage: the layer of the points (needed where it has several)")
     tf.add_argument("--target-col", default=None, help="target column (default: the only other column)")
     tf.add_argument("--lon-col", default=None, help="longitude column (default: lon/longitude/lng)")
     tf.add_argument("--lat-col", default=None, help="latitude column (default: lat/latitude)")
@@ -177,10 +181,11 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     # what a preset fixes itself: given with --preset, these are refused rather than ignored
     fixed = {"reference": ("tasks", "protocol", "probes", "seeds", "task_file", "target_col", "lon_col", "lat_col",
-                           "task_kind", "task_name", "n_points", "point_seed", "min_class_points", "max_epochs",
-                           "block_deg", "folds"),
+                           "task_kind", "task_name", "centroids", "layer", "n_points", "point_seed", "min_class_points",
+                           "max_epochs", "block_deg", "folds"),
              "paper": ("tasks", "protocol", "probes", "task_file", "target_col", "lon_col", "lat_col", "task_kind",
-                       "task_name", "n_points", "point_seed", "min_class_points", "block_deg", "folds")}  # fmt: skip
+                       "task_name", "centroids", "layer", "n_points", "point_seed", "min_class_points", "block_deg",
+                       "folds")}  # fmt: skip
     flags = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
     preset_fixed = {preset: {dest: flags[dest] for dest in dests} for preset, dests in fixed.items()}
     # options of some protocols only: given with another, they are refused rather than ignored
@@ -211,7 +216,8 @@ def _check_protocol_options(args: argparse.Namespace) -> None:
 
 #: the options that describe a --task-file table, and their destinations
 TASK_FILE_OPTIONS = {"--target-col": "target_col", "--lon-col": "lon_col", "--lat-col": "lat_col",
-                     "--task-kind": "task_kind", "--task-name": "task_name"}  # fmt: skip
+                     "--task-kind": "task_kind", "--task-name": "task_name", "--centroids": "centroids",
+                     "--layer": "layer"}  # fmt: skip
 
 
 def _check_preset(args: argparse.Namespace) -> None:
@@ -258,7 +264,7 @@ def _config(args: argparse.Namespace):
     task_file = None
     if args.task_file:
         task_file = TaskFile(args.task_file, args.target_col, args.lon_col, args.lat_col, args.task_kind,
-                             args.task_name)  # fmt: skip
+                             args.task_name, args.centroids, args.layer)  # fmt: skip
     protocol_options = {"block_deg": args.block_deg, "k": args.folds} if args.protocol == "spatial-block" else {}
     probe_options = {}
     probes = [p.strip() for p in args.probes.split(",") if p.strip()]

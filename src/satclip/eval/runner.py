@@ -52,6 +52,8 @@ class TaskFile:
     lat_col: str | None = None
     kind: str | None = None
     name: str | None = None
+    centroids: bool = False
+    layer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ def load_tasks(config: EvalConfig) -> list[Task]:
     if config.task_file is not None:
         tf = config.task_file
         tasks.append(table_task(tf.path, target_col=tf.target_col, lon_col=tf.lon_col, lat_col=tf.lat_col,
-                                kind=tf.kind, name=tf.name, options=config.task_options))  # fmt: skip
+                                kind=tf.kind, name=tf.name, options=config.task_options, centroids=tf.centroids,
+                                layer=tf.layer))  # fmt: skip
     why = "give --tasks and/or --task-file"
     if config.protocol == "paper":
         skipped = [t.name for t in tasks if t.kind != REGRESSION]

@@ -50,14 +50,17 @@ MISSING_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", 
 GEO_SUFFIXES = (".geojson", ".json", ".gpkg")
 
 
-def _read(path: Path):
+def _read(path: Path, centroids: bool = False, layer: str | None = None):
     """The table of a task file and, for points given as geometries, the names of the two columns their lon/lat
     were added as (else None). Columns of numbers (a CSV's with missing-value texts among them, a Parquet
-    file's of decimals or of text) as numbers, the row index a column where it is named (a Parquet file's)."""
+    file's of decimals or of text) as numbers, the row index a column where it is named (a Parquet file's).
+    ``centroids``, ``layer``: as ``satclip embed`` takes them (:func:`satclip.embed.sources.open_source`)."""
     pd = require("pandas", "eval")
     suffix = path.suffix.lower()
     if suffix in GEO_SUFFIXES:
-        return _geo_file(path)
+        return _geo_file(path, centroids, layer)
+    if layer is not None:  # (a GeoPackage's; embed's readers refuse it for their other formats)
+        raise ValueError(f"--layer {layer!r} names a layer of a GeoPackage; {path} is not one: drop --layer")
     if suffix not in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
         raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv, .parquet (GeoParquet "
                          "too), .geojson or .gpkg")  # fmt: skip
@@ -89,7 +92,7 @@ def _read(path: Path):
         raise ValueError(f"--task-file {path} is not a readable {suffix[1:]} table: {err}") from err
     if geoparquet:  # (its geometry column was a column of WKB bytes, and lon/lat were looked for among the others)
         geopandas = require("geopandas", "geo", f"reading {path} (or write it to Parquet/CSV with lon/lat)")
-        return _geo_frame(geopandas.read_parquet(path), path)
+        return _geo_frame(geopandas.read_parquet(path), path, centroids)
     if suffix not in (".parquet", ".pq") and len(frame.columns) == 1 and " " in str(frame.columns[0]).strip():
         raise ValueError(f"--task-file {path}: its header {str(frame.columns[0])[:60]!r} is one column holding "
                          "spaces: the file seems space-separated; satclip reads text separated by ',', ';', tab or "
@@ -105,29 +108,29 @@ def _columns_of(frame, missing: frozenset = frozenset()):
     return _as_numbers(frame.reset_index(drop=True), missing)
 
 
-def _geo_file(path: Path):
+def _geo_file(path: Path, centroids: bool, layer: str | None):
     """A GeoJSON or GeoPackage task file read by ``satclip embed``'s readers (:func:`satclip.embed.sources.
     open_source`: CRS checked and reprojected to EPSG:4326, non-point geometries refused) as :func:`_read` returns
     a table: its attributes, and its points' lon/lat as two more columns, whose names it returns too."""
     from ...embed.sources import open_source
 
-    source = open_source(path)
+    source = open_source(path, centroids=centroids, layer=layer)
     rows = source.num_rows
     chunk = next(source.chunks(0, rows, rows), None)  # (the whole table: these formats are read whole)
     frame = chunk[1].to_pandas() if chunk else require("pandas", "eval").DataFrame(columns=source.columns)
     return _columns_of(frame), source.geometry_columns
 
 
-def _geo_frame(frame, where):
+def _geo_frame(frame, where, centroids: bool):
     """A GeoDataFrame (``where`` it comes from, for messages) as :func:`_read` returns a table: its attributes
     (geometry columns dropped), and the lon/lat of its points as ``satclip embed`` reads them
     (:func:`satclip.embed.inputs.geo_lonlat`: in EPSG:4326, non-point geometries refused) as two more columns,
-    whose names it returns too."""
+    whose names it returns too; ``centroids``: those of non-point geometries instead of refusing them."""
     from ...embed.inputs import GeometryError, geo_lonlat
     from ...embed.sources import geometry_column_names, log_geometry_wins
 
     try:
-        lonlat = geo_lonlat(frame)
+        lonlat = geo_lonlat(frame, centroids=centroids)
     except GeometryError as err:
         raise GeometryError(f"{where}: {err}") from None
     attributes = _columns_of(require("pandas", "eval").DataFrame(frame.drop(columns=_geometry_columns(frame))))
@@ -298,12 +301,16 @@ def table_task(
     kind: str | None = None,
     name: str | None = None,
     options: TaskOptions | None = None,
+    centroids: bool = False,
+    layer: str | None = None,
 ) -> Task:
     """Build a task from a table of (lon, lat) degrees and a target column.
 
     ``table``: a file (CSV/TSV, Parquet; GeoParquet, GeoJSON or GeoPackage of points) or a pandas DataFrame (a
     GeoDataFrame of points), read alike; a geo table's points are its point geometries, reprojected to EPSG:4326,
-    unless ``lon_col``/``lat_col`` name other columns. ``name`` defaults to the file's stem, or ``"table"``.
+    unless ``lon_col``/``lat_col`` name other columns; ``centroids``: the centroids of its other geometries (else
+    refused); ``layer``: a GeoPackage's layer (needed where it has several). ``name`` defaults to the file's stem, or
+    ``"table"``.
     Rows with a missing target or coordinate (empty, NaN) are dropped, with a note; invalid coordinates (infinite,
     out of range) raise, naming the rows. ``kind`` is
     ``"regression"``, ``"classification"`` or None (decided from the target's dtype).
@@ -315,7 +322,9 @@ def table_task(
 
         task_name = check_task_name("table" if name is None else name)
         path = short = f"DataFrame {task_name!r}"  # (where the table is, in messages)
-        frame, geometry = _geo_frame(table, path) if is_geo(table) else (_columns_of(table), None)
+        if layer is not None:
+            raise ValueError(f"--layer {layer!r} names a layer of a GeoPackage; {path} is none: drop --layer")
+        frame, geometry = _geo_frame(table, path, centroids) if is_geo(table) else (_columns_of(table), None)
     else:
         path = expand_user(table)
         if not path.is_file():
@@ -329,7 +338,10 @@ def table_task(
                 f"{err}; it is the stem of the file name (the default): name the task with --task-name"
             ) from None
         short = path.name
-        frame, geometry = _read(path)  # rows numbered as in the file, from 0
+        frame, geometry = _read(path, centroids, layer)  # rows numbered as in the file, from 0
+    if centroids and geometry is None:  # (accepted, and nothing done)
+        raise ValueError(f"--centroids takes the centroids of geometries, and {path} holds points as lon/lat: drop "
+                         "--centroids")  # fmt: skip
     if geometry is not None:
         if {lon_col, lat_col} <= {None, *geometry}:  # (the points are the geometry's, unless others are named)
             lon_col, lat_col = lon_col or geometry[0], lat_col or geometry[1]
