@@ -673,16 +673,20 @@ def _alive(pid: int) -> bool:
 
 
 def _remove(path: Path) -> None:
-    """Remove ``path`` (a temporary, or satclip's file being replaced), as far as it can be: a removal that fails
-    must not replace the error that stopped the write (a read-only file system refuses to unlink even a file that
-    is not there: EROFS named the temporary, not the output)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as err:
-            log.debug("could not remove %s: %s", path, err)
+        path.unlink(missing_ok=True)
+
+
+def _remove_temporary(tmp: Path) -> None:
+    """Remove the temporary ``tmp`` as far as it can be: a removal that fails must not replace the error that
+    stopped the write (a read-only file system refuses to unlink even a file that is not there: EROFS named the
+    temporary, not the output). satclip's files being replaced are removed strictly (:func:`_remove`)."""
+    try:
+        _remove(tmp)
+    except OSError as err:
+        log.debug("could not remove %s: %s", tmp, err)
 
 
 def clean_stale(path: str | Path, keep: str | Path | None = None) -> None:
@@ -873,7 +877,7 @@ def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[s
             raise RuntimeError(f"nothing was written for {path}")
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
     finally:
-        _remove(tmp)
+        _remove_temporary(tmp)
 
 
 @contextlib.contextmanager
@@ -895,7 +899,7 @@ def atomic_dir(
             yield tmp
         publish(tmp, path, overwrite=overwrite, inputs=inputs)
     finally:
-        _remove(tmp)
+        _remove_temporary(tmp)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ output's PCA and format (``--pca``, ``--format``; the output path is the work's 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import zlib
@@ -87,7 +88,8 @@ class FieldWork:
                     del field
                     safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
             except BaseException:  # (a full disk, a Ctrl-C while the field is reserved)
-                safe_output.remove_owned(workdir)  # nothing computed yet
+                with contextlib.suppress(OSError):  # (nothing computed yet; a failed removal must not hide why)
+                    safe_output.remove_owned(workdir)
                 raise
             manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
                         "block_rows": block_rows, "done": [], "crc32": {}}  # fmt: skip

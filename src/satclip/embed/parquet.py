@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +43,6 @@ log = logging.getLogger(__name__)
 
 PART_SUFFIXES = (".parquet", ".pq")
 _TAIL_BYTES = 1 << 16
-
-
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
 
 
 def part_files(path: Path) -> list[Path]:

@@ -258,7 +258,6 @@ def _run(
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
-    from ..models.precision import default_as, evaluation_precision
     from ..pretrained import bundled_models
     from ..train.fitting import fit
     from . import CORPUS, prepare_recipe
@@ -356,7 +355,7 @@ def _run(
         folds.append(_FoldProgress(progress, total))
         return folds[-1]
 
-    with stage("evaluation") as evaluating, default_as(evaluation_precision()):
+    with stage("evaluation") as evaluating:  # (in the evaluation precision: satclip.eval.runner)
         evaluation = run_evaluation(eval_config, out / "eval", progress=fold_progress)
         evaluating["reused"] = bool(folds) and folds[-1].fitted == 0
 

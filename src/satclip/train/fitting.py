@@ -351,7 +351,7 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
 
 def _say_rollback(own: Path, path: Path, checkpoint: dict) -> None:
     """Say so where resuming from ``path`` (checked: ``checkpoint``), an earlier state of the run whose latest is
-    ``own`` (its checkpoints/best.ckpt), rolls the run back: it replaced that run's later epochs without a word."""
+    ``own`` (its checkpoints/last.ckpt), rolls the run back: it replaced that run's later epochs without a word."""
     from .callbacks import read_checkpoint
 
     if not own.is_file() or own.samefile(path):
