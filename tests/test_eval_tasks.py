@@ -276,8 +276,15 @@ def test_a_table_of_too_few_rows_per_class_says_so_and_lists_its_classes(tmp_pat
         table_task(tmp_path / "few.csv")
     assert str(caught.value) == (
         "task few: fewer than 2 classes have >= 20 points (40 points; by class: forest 25, desert 12, ice 3); the "
-        "table has too few rows of its classes: add rows, or lower --min-class-points"
+        "table has too few rows of its classes: add rows to the table (--n-points only caps its rows), or lower "
+        "--min-class-points"
     )
+    # a table sampled down to --n-points: raising it gives the task more rows (it was told to add rows)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 400), "lat": rng.uniform(-60, 60, 400),
+                          "y": ["A"] * 340 + ["B"] * 60})  # fmt: skip
+    frame.to_csv(tmp_path / "many.csv", index=False)
+    with pytest.raises(ValueError, match=r"raise --n-points \(the table has 400 rows, the task took 60\), or lower"):
+        table_task(tmp_path / "many.csv", options=TaskOptions(n_points=60))
 
 
 def test_a_table_row_without_coordinates_is_left_out_and_swapped_columns_are_named(tmp_path):

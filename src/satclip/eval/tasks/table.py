@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: how to give a table task more points (advice of too few: --n-points, which samples the built-in tasks, only caps
 #: a table's rows)
 TABLE_MORE_POINTS = "add rows to the table (--n-points only caps its rows)"
+#: the same, for a table of more rows than the task took
+SAMPLED_MORE_POINTS = "raise --n-points (the table has {rows} rows, the task took {taken})"
 
 LON_NAMES = ("lon", "longitude", "lng")
 LAT_NAMES = ("lat", "latitude")
@@ -415,6 +417,9 @@ def table_task(
                      "change)")  # fmt: skip
     for note in notes:
         log.warning("%s: %s", short, note)
+    # (a sampled table was told to add rows, --n-points "only capping" them)
+    more = TABLE_MORE_POINTS if len(points) <= options.n_points else SAMPLED_MORE_POINTS.format(
+        rows=len(points), taken=options.n_points)  # fmt: skip
     index = subsample(len(points), options.n_points, options.seed)
     points = points[index]
     raw = frame[target_col].to_numpy()[index]
@@ -442,7 +447,7 @@ def table_task(
     else:
         rows, targets, classes, kept = encode_classes(
             raw.astype(str), options.min_class_points, task_name,
-            "the table has too few rows of its classes: add rows, or lower --min-class-points",
+            f"the table has too few rows of its classes: {more}, or lower --min-class-points",
         )  # fmt: skip
         points = points[rows]
     return Task(
@@ -451,7 +456,7 @@ def table_task(
         target=target_col, source=f"user table {path}", notes=tuple(notes),
         # (salted with the file's name, a renamed copy split otherwise; by the points alone, the same points with a
         # target in other units, or another target, split alike)
-        split_salt=digest(points), more_points=TABLE_MORE_POINTS,
+        split_salt=digest(points), more_points=more,
     )  # fmt: skip
 
 
