@@ -693,6 +693,21 @@ def test_resume_refuses_changed_options_or_input(tmp_path, model, points, monkey
     assert "emb_000" in pq.read_schema(out).names
 
 
+def test_a_resume_given_another_input_names_the_one_it_ran_on(tmp_path, model, points, monkeypatch, capsys):
+    """Another file given by mistake was told its input had changed and could not be resumed (pass --restart, which
+    discards the finished work), though rerunning with the first input resumes it."""
+    source, out = stopped_after_one_chunk(tmp_path, model, points, monkeypatch)
+    other = tmp_path / "other.parquet"
+    points.assign(lat=points.lat / 2).to_parquet(other)
+    capsys.readouterr()
+    assert embed(other, "-o", out, "--model", model, *CHUNK) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err.endswith(f"That run was on {source}: rerun with it to resume, or pass --restart to discard it and start "
+                        "again"), err  # fmt: skip
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    np.testing.assert_allclose(read_embeddings(out), reference(model, points[["lon", "lat"]].to_numpy()), atol=1e-5)
+
+
 def test_an_input_only_touched_is_told_how_to_resume(tmp_path, model, points, monkeypatch, capsys):
     """An input whose modification time alone changed (touch, a copy without -p) was refused with --restart as the
     only way out, which discards the work; the message gives the recorded time back."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -495,7 +496,7 @@ def embed_dataset(
         )
         num_parts = -(-source.num_rows // chunk_rows)
         try:
-            manifest = resume_manifest(workdir, identity, restart)
+            manifest = resume_manifest(workdir, identity, restart, source.path)
         except ResumeMismatchError:
             if not _nothing_done(workdir, parts):
                 raise
@@ -517,8 +518,9 @@ def embed_dataset(
             safe_output.make_owned_dir(workdir, kind="embed-work")
             safe_output.make_owned_dir(parts, kind="output")
             manifest = {
-                "satclip_embed_manifest": 1, "engine": "dask", "input_path": str(source.path), "identity": identity,
-                "num_input_rows": source.num_rows, "partitions": num_parts, "done": {}, "parts_crc32": {},
+                "satclip_embed_manifest": 1, "engine": "dask", "input_path": os.path.abspath(source.path),
+                "identity": identity, "num_input_rows": source.num_rows, "partitions": num_parts, "done": {},
+                "parts_crc32": {},
             }  # fmt: skip
             safe_output.write_json(manifest_path, manifest)
         if safe_output.is_owned(pending):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -237,9 +238,9 @@ def damaged_manifest(path: Path, problem: str) -> ResumeError:
     )
 
 
-def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None:
+def resume_manifest(workdir: Path, identity: dict, restart: bool, input_path: Path | None = None) -> dict | None:
     """The manifest of an unfinished run of the same job in ``workdir`` (``embed``'s, ``map``'s), or None;
-    ``restart`` discards it.
+    ``restart`` discards it. ``input_path``: the input this run reads, named where the unfinished run's was another.
 
     Raises:
         ResumeMismatchError: the unfinished run is another job's (``identity`` differs).
@@ -270,7 +271,13 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool) -> dict | None
     if recorded_identity != identity:
         changes = _differences(recorded_identity, identity)
         touched = all(change.startswith("input.mtime_ns:") for change in changes)
-        if any(change.startswith("input.") for change in changes) and not touched:  # (no arguments resume it)
+        recorded_input = manifest.get("input_path")
+        if (input_path is not None and isinstance(recorded_input, str)
+                and os.path.abspath(recorded_input) != os.path.abspath(input_path)):  # fmt: skip
+            # (another file given was told that its input had changed, and to throw the finished work away)
+            advice = (f"That run was on {recorded_input}: rerun with it to resume, or pass --restart to discard it and "
+                      "start again")  # fmt: skip
+        elif any(change.startswith("input.") for change in changes) and not touched:  # (no arguments resume it)
             advice = ("Its input has changed since that run began, so it cannot be resumed: pass --restart to discard "
                       "it and start again")  # fmt: skip
         else:
@@ -403,7 +410,7 @@ def _new_run(
         safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
     safe_output.make_owned_dir(workdir, kind="embed-work")
     return {
-        "satclip_embed_manifest": MANIFEST_VERSION, "input_path": str(source.path), "identity": identity,
+        "satclip_embed_manifest": MANIFEST_VERSION, "input_path": os.path.abspath(source.path), "identity": identity,
         "num_input_rows": num_rows, "chunks": [first, stop],
         "rows": [first * chunk_rows, min(stop * chunk_rows, num_rows)], "invalid_rows": invalid, "done": [],
         "chunk_records": 1,  # (the sink records each chunk it stores: sinks.Sink)
@@ -525,7 +532,7 @@ def embed_file(
                  (", …" if len(others) > 5 else ""))  # fmt: skip
     with safe_output.exclusive(output):  # one run per output: the work directory and the output are ours
         check_output()  # (again: a run that held the lock meanwhile may have written it)
-        manifest = resume_manifest(workdir, identity, restart)
+        manifest = resume_manifest(workdir, identity, restart, source.path)
         if manifest is not None:
             _check_manifest(manifest_path, manifest, chunk_rows, shard)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
