@@ -694,7 +694,11 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
         log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
         raise
     target = result.config.trainer.export_target
+    latest = result.run_dir / "checkpoints" / "last.ckpt"
+    trained = latest.stat().st_mtime_ns if latest.is_file() else None
     for other, paths in other_targets(result.run_dir / "export", target).items():  # (never deleted: kept, and said)
+        if trained is not None and all(p.stat().st_mtime_ns >= trained for p in paths):
+            continue  # (exported since the run last trained: the same model; each target's resume warned of the other)
         log.warning("%s: exports for trainer.export_target %s left by an earlier export (this one wrote %s only), "
                     "they may hold an older model: write them again with `%s --resume --target %s`, or delete them",
                     ", ".join(str(p) for p in paths), other, target, command, other)  # fmt: skip
