@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import pretrained
-from ..errors import BadInputError
-from ..safe_output import check_not_input, check_output
-from . import TARGETS, native
+from ..safe_output import check_output
+from . import native
 from .read import read_parts
 from .resolve import resolve
-from .targets import SUFFIX_TARGETS, Written, check_output_name, is_directory_target, write
+from .targets import SUFFIX_TARGETS, Written, check_write, is_directory_target, write
 
 
 def default_target(source_kind: str, output: Path) -> str:
@@ -58,13 +57,10 @@ def convert(
     resolved = resolve(source)
     output = Path(output)
     target = target or default_target(resolved.kind, output)
-    if target not in TARGETS:
-        raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     inputs = [resolved.path]  # (an output containing one is refused too: replacing it would delete the input)
     if resolved.kind == "native":
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
-    check_not_input(output, inputs)  # (said first, then the name, then the existing output: before the reading)
-    check_output_name(output, target)
+    check_write(output, target, inputs)  # (then the existing output: all before the reading)
     directory = is_directory_target(target)
     check_output(output, overwrite=overwrite, inputs=inputs, directory=directory, kind="output")  # before the reading
     if directory:

@@ -178,12 +178,8 @@ def write(
             would work).
         OutputExistsError: ``output`` exists and may not be replaced.
     """
-    output = Path(output)
-    if target not in TARGETS:
-        raise BadInputError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
-    inputs = list(inputs)
-    check_not_input(output, inputs)  # (said first: the model itself named as the output, its name fits or not)
-    check_output_name(output, target)
+    output, inputs = Path(output), list(inputs)
+    check_write(output, target, inputs)
     if target == "native":
         native.write_native(output, parts.native_config(), pack(parts), overwrite=overwrite, inputs=inputs)
         return Written(output, target, (Reader("satclip", f"satclip.load({str(output)!r})", 0.0),))
@@ -196,6 +192,16 @@ def write(
         return Written(output, target, tuple(_torchgeo_readers(parts, output)))
     peers.write_rshf(output, parts, overwrite=overwrite, inputs=inputs)  # (target == "rshf")
     return Written(output, target, tuple(_rshf_readers(parts, output)))
+
+
+def check_write(output: str | Path, target: str, inputs: list) -> None:
+    """Raise unless ``target`` is known, ``output`` is none of ``inputs`` (said first: the model itself named as
+    the output, its name fits or not) and its name fits ``target`` (:func:`check_output_name`). :func:`write` checks
+    it; ``convert`` before reading its source too."""
+    if target not in TARGETS:
+        raise BadInputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    check_not_input(output, inputs)
+    check_output_name(output, target)
 
 
 def fitting_name(output: Path, target: str) -> str:
