@@ -309,7 +309,7 @@ def test_the_demo_evaluates_in_float32_unless_asked_otherwise(tmp_path, monkeypa
     """The evaluation embedded in precision "auto": a busy machine, or a fresh cache, timed bf16 otherwise and the
     shipped model's scores moved between runs (koppen macro-F1 0.675 and 0.642), the report saying nothing of it.
     It embeds in float32 now, as the report says, unless $SATCLIP_PRECISION asks for another."""
-    from satclip.eval import api
+    from satclip.eval import encoders
     from satclip.models import precision
 
     if asked:
@@ -323,11 +323,11 @@ def test_the_demo_evaluates_in_float32_unless_asked_otherwise(tmp_path, monkeypa
     class Evaluated(Exception):
         pass
 
-    def evaluation(*args, **kwargs):
+    def create(*args, **kwargs):  # (the evaluation's models: built in the precision it embeds in)
         seen.append(precision.default())
         raise Evaluated
 
-    monkeypatch.setattr(api, "run_evaluation", evaluation)
+    monkeypatch.setattr(encoders, "create", create)
     with pytest.raises(Evaluated):
         run_demo(tmp_path / "demo", settings, progress=StageProgress(STAGES, io.StringIO()))
     assert seen == [asked or "float32"]
