@@ -20,6 +20,8 @@ from satclip.io.native import write_native
 from .test_embed_api import CONFIG
 
 DISK_FULL = "satclip: error: disk full while writing {where}: free space or choose another output"
+#: what a failed run whose finished blocks a rerun resumes adds (its work folder was left unnamed)
+KEPT = " (the work done so far is kept in {work})"
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ def test_geotiff_on_a_full_disk(tmp_path, model, monkeypatch, capfd):
     out = tmp_path / "m.tif"
     assert main(["map", "--model", str(model), "--resolution", "2", "--all", "-o", str(out)]) == 1
     lines = capfd.readouterr().err.splitlines()
-    assert lines[-1] == DISK_FULL.format(where=out), lines
+    assert lines[-1] == DISK_FULL.format(where=out) + KEPT.format(work=f"{out}.partial"), lines
     assert not [line for line in lines if "_tiff" in line or "Write failed" in line], lines
     # the temporary is gone, nothing published; the computed field is kept for the rerun
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif.partial", "model"]
@@ -123,7 +125,8 @@ def test_zarr_on_a_full_disk(tmp_path):
     done = subprocess.run([sys.executable, "-c", ZARR_ON_A_FULL_DISK, *argv], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
     lines = done.stderr.splitlines()
-    assert lines[-1] == DISK_FULL.format(where=out), done.stderr[-3000:]  # (zarr's OSError names no file)
+    # (zarr's OSError names no file)
+    assert lines[-1] == DISK_FULL.format(where=out) + KEPT.format(work=f"{out}.partial"), done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "Task was destroyed" not in done.stderr, done.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ["m.zarr.partial"]  # no temporary, nothing published: the field
 

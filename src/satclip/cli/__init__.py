@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             if debug:
                 raise
             code, message = describe(err)
+            kept = ", ".join(str(path) for path in safe_output.kept_work())
+            if kept:  # (a run that failed at its last step left its finished work unnamed: 279 MB of it)
+                message += f" (the work done so far is kept in {kept})"
             print(f"satclip: error: {message.translate(_CONTROL_CHARACTERS)}", file=sys.stderr)
         if argv is None:  # the satclip program, its work done and said: exiting takes a while (torch)
             _ignore_late_signals()
