@@ -43,7 +43,12 @@ _FINGERPRINT_BLOCKS, _FINGERPRINT_BLOCK_BYTES = 16, 1 << 16
 
 
 def _pa():
-    return require("pyarrow", "embed", "reading point files")
+    pa = require("pyarrow", "embed", "reading point files")
+    # pandas now, if it is there: pyarrow imports it on first use from code that swallows exceptions, and a Ctrl-C
+    # landing in that import was lost (the run finished, exit 0)
+    with contextlib.suppress(ImportError):
+        import pandas  # noqa: F401
+    return pa
 
 
 def file_fingerprint(path: Path) -> dict:
