@@ -369,6 +369,13 @@ def test_a_geo_task_file_takes_its_points_from_the_geometry(tmp_path):
         np.testing.assert_allclose(task.points, plain.points, rtol=0, atol=1e-9)
         np.testing.assert_array_equal(task.targets, plain.targets)
     assert table_task(tmp_path / "t.parquet").split_salt == plain.split_salt
+    # read back from a projected CRS, the points differ in their last bits: they split alike all the same
+    assert table_task(tmp_path / "mercator.parquet").split_salt == plain.split_salt
+    # rows without a geometry are left out as such (they were said to have no 'lon' or 'lat', columns of satclip's)
+    missing = points.copy()
+    missing.loc[[0, 1], "geometry"] = None
+    missing.to_parquet(tmp_path / "missing.parquet")
+    assert "2 of 40 row(s) have no geometry (null or empty): left out" in table_task(tmp_path / "missing.parquet").notes
     # named columns win over the geometry
     points.assign(x=frame["lat"], z=frame["lon"]).to_file(tmp_path / "named.geojson", driver="GeoJSON")
     named = table_task(tmp_path / "named.geojson", lon_col="z", lat_col="x", target_col="y")

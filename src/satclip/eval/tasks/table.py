@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: how to give a table task more points (advice of too few: --n-points, which samples the built-in tasks, only caps
 #: a table's rows)
 TABLE_MORE_POINTS = "add rows to the table (--n-points only caps its rows)"
+#: decimals of degrees the points that seed a table's split are rounded to
+SALT_DECIMALS = 9
 #: the same, for a table of more rows than the task took
 SAMPLED_MORE_POINTS = "raise --n-points (the table has {rows} rows, the task took {taken})"
 
@@ -401,9 +403,10 @@ def table_task(
     notes = []  # (said on stderr alone, they were not in results.md: the data a reader of it sees)
     if with_target < given:  # (they were left out without a word)
         notes.append(f"{given - with_target} of {given} row(s) have no target {target_col!r} (empty or NaN): left out")
-    if len(frame) < with_target:
-        notes.append(f"{with_target - len(frame)} of {given} row(s) have no {lon!r} or {lat!r} (empty or NaN): left "
-                     "out")  # fmt: skip
+    if len(frame) < with_target:  # (of a geometry: named by the columns satclip made of it)
+        of_geometry = geometry is not None and (lon, lat) == tuple(geometry)
+        what = "geometry (null or empty)" if of_geometry else f"{lon!r} or {lat!r} (empty or NaN)"
+        notes.append(f"{with_target - len(frame)} of {given} row(s) have no {what}: left out")
     repeated = len(points) - len(np.unique(points, axis=0))
     if repeated:
         notes.append(f"{repeated} row(s) repeat another row's location: a random split can put one location in both "
@@ -456,7 +459,8 @@ def table_task(
         target=target_col, source=f"user table {path}", notes=tuple(notes),
         # (salted with the file's name, a renamed copy split otherwise; by the points alone, the same points with a
         # target in other units, or another target, split alike)
-        split_salt=digest(points), more_points=more,
+        # (rounded to 1e-9°, 0.1 mm: points read back from a projected CRS differ in their last bits)
+        split_salt=digest(np.round(points, SALT_DECIMALS)), more_points=more,
     )  # fmt: skip
 
 
