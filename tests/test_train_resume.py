@@ -753,8 +753,8 @@ def test_a_run_resumes_from_its_feature_cache_moved_elsewhere(tmp_path):
         fit(views, resume=True)
     assert str(refused.value) == (
         f"cannot resume from {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}: it trained with data.cache_views 2, "
-        "the config says data.cache_views 1; resume with --data.cache_views 2 (drop --data.cache_views 1), or start "
-        "a new run in another trainer.output_dir"
+        "the config says data.cache_views 1; resume with data.cache_views 2 (in the config, or --data.cache_views 2), "
+        "or start a new run in another trainer.output_dir"  # ("drop --data.cache_views 1": a flag never given)
     )
 
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -939,6 +939,10 @@ def test_a_file_that_is_no_training_checkpoint_is_a_bad_input(tmp_path, short_ru
     assert main(["train", "--config", more, "--resume", str(points)]) == 2
     assert f"cannot resume from {points}: it is not a training checkpoint" in one_error_line(capsys.readouterr().err)
     export = run / "export" / "last.ckpt"
+    # the export's directory too (it was told to try export/last/checkpoints/last.ckpt, which cannot be)
+    assert main(["train", "--config", more, "--resume", str(run / "export" / "last")]) == 2
+    assert (f"cannot resume from {run / 'export' / 'last'}: it is a model (weights only), not a satclip training "
+            "checkpoint") in one_error_line(capsys.readouterr().err)
     assert main(["train", "--config", more, "--resume", str(export)]) == 2
     err = capsys.readouterr().err
     assert "sha256" not in err

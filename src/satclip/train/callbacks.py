@@ -114,6 +114,15 @@ def verify_checkpoint(path: str | Path) -> dict:
     return read_checkpoint(path)
 
 
+def a_model_given(path: Path, model: Path) -> ResumeMismatchError:
+    """The refusal of ``--resume`` given a model (``path``: an export, a released checkpoint), with ``model`` to
+    start a new run from."""
+    return ResumeMismatchError(
+        f"cannot resume from {path}: it is a model (weights only), not a satclip training checkpoint; resume from a "
+        f"run's checkpoints/last.ckpt, or start a new run from its weights with --model.init_from {model}"
+    )
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Checkpoint ``path`` (loaded with ``weights_only=True``, tensors memory-mapped), refused unless it is a
     satclip training checkpoint; its integrity is not checked (:func:`verify_checkpoint` checks it, then reads
@@ -133,12 +142,7 @@ def read_checkpoint(path: str | Path) -> dict:
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict) or "state_dict" not in checkpoint:
         if _is_model(checkpoint):  # an export (export/last.ckpt) or a released checkpoint: weights, no training state
-            native = path.with_suffix("") if path.with_suffix("").is_dir() else path
-            raise ResumeMismatchError(
-                f"cannot resume from {path}: it is a model (weights only), not a satclip training checkpoint; resume "
-                f"from a run's checkpoints/last.ckpt, or start a new run from its weights with --model.init_from "
-                f"{native}"
-            )
+            raise a_model_given(path, path.with_suffix("") if path.with_suffix("").is_dir() else path)
         raise ResumeMismatchError(
             f"cannot resume from {path}: it is not a satclip training checkpoint (it holds no training config); "
             f"{RESUME_FIX}"

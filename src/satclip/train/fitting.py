@@ -167,8 +167,11 @@ def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: 
     if options:  # (it blamed the cache: "point data.cache at the run's cache", which it was)
         problems.append("it trained with " + ", ".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
                         + ", the config says " + ", ".join(f"{CACHE_OPTIONS[k]} {key[k]}" for k in options))
-        fixes.append("resume with " + " ".join(f"--{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options) + " (drop "
-                     + " ".join(f"--{CACHE_OPTIONS[k]} {key[k]}" for k in options) + ")")  # fmt: skip
+        # (named as options to set, wherever the config's value came from: "drop --data.cache_views 3" was said of
+        # a value the YAML gave)
+        fixes.append("resume with " + ", ".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
+                     + " (in the config, or --" + " --".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
+                     + ")")  # fmt: skip
     if others:
         images = "the images of data.root differ" if "dataset" in others else ""  # (not a cache to point at)
         verb = "differs" if len(others) == 1 else "differ"
@@ -312,6 +315,10 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             )
         return None, None
     path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
+    if path.is_dir() and (path / "config.json").is_file():  # (an export: told to try export/last/checkpoints/…)
+        from .callbacks import a_model_given
+
+        raise a_model_given(path, path)
     if path.is_dir():  # (a run's checkpoints/ given was told to try checkpoints/checkpoints/last.ckpt)
         inside = path / "last.ckpt" if (path / "last.ckpt").is_file() or path.name == "checkpoints" else (
             path / "checkpoints" / "last.ckpt")  # fmt: skip
