@@ -281,5 +281,6 @@ def test_a_zarr_map_on_a_full_disk_names_it(small_disk):
     out = small_disk.path / "m.zarr"
     done = satclip("map", "--model", "bluemarble-l10", "--resolution", "4", "--all", "-o", out)
     assert done.returncode == 1, done.stderr[-3000:]
-    assert done.stderr.splitlines()[-1] == DISK_FULL.format(where=out), done.stderr[-3000:]
-    assert [p.name for p in small_disk.path.iterdir()] == ["m.zarr.partial"]  # the field, kept for the rerun
+    kept = f" (the work done so far is kept in {out}.partial)"  # (the field, kept for the rerun, is named)
+    assert done.stderr.splitlines()[-1] == DISK_FULL.format(where=out) + kept, done.stderr[-3000:]
+    assert [p.name for p in small_disk.path.iterdir()] == ["m.zarr.partial"]
