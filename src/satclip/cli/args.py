@@ -114,7 +114,10 @@ def config_input(text: str) -> ConfigInput:
     ``/dev/stdin``, a FIFO a program writes to — or ``/dev/null``; at most :data:`CONFIG_LIMIT` bytes.
 
     A FIFO no program writes to is refused at once (opening it would wait for a writer), as is one whose writer
-    wrote nothing: the two cannot be told apart without waiting."""
+    wrote nothing: the two cannot be told apart without waiting. ``-`` is standard input (``/dev/stdin``) where no
+    file of that name exists."""
+    if text == "-" and not Path(text).exists():  # (it was "no such file: -")
+        text = "/dev/stdin"
     path = user_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file: {text}")

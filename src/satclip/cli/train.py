@@ -57,7 +57,8 @@ def add_override_options(parser: argparse.ArgumentParser) -> None:
     parser._negative_number_matcher = NEGATIVE_NUMBER
     parser.add_argument(
         "--config", type=config_input,
-        help="training YAML (sections model, data, optim, trainer; a file or a pipe: <(…)); defaults if omitted",
+        help="training YAML (sections model, data, optim, trainer; a file, a pipe: <(…), or - for standard input); "
+             "defaults if omitted",
     )
     group = parser.add_argument_group("config overrides (values parsed as YAML scalars)")
     for key in _option_keys():
