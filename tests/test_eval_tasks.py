@@ -398,6 +398,8 @@ def test_a_table_task_from_a_dataframe_reads_as_its_file_does(tmp_path, caplog):
     plain = table_task(tmp_path / "plain.csv")
     task = table_task(frame)
     assert (task.name, task.kind, task.target) == ("table", "regression", "y")
+    with pytest.raises(TypeError, match="takes a file's path or a pandas DataFrame .*, not a Series"):
+        table_task(frame["y"])  # (it was "expected str, bytes or os.PathLike object, not Series")
     np.testing.assert_array_equal(task.points, plain.points)
     np.testing.assert_array_equal(task.targets, plain.targets)
     assert task.split_salt == plain.split_salt

@@ -10,6 +10,7 @@ unless ``kind`` says otherwise.
 from __future__ import annotations
 
 import logging
+import os
 import unicodedata
 from pathlib import Path
 
@@ -330,6 +331,9 @@ def table_task(
             raise ValueError(f"--layer {layer!r} names a layer of a GeoPackage; {path} is none: drop --layer")
         frame, geometry = _geo_frame(table, path, centroids) if is_geo(table) else (_columns_of(table), None)
     else:
+        if not isinstance(table, (str, os.PathLike)):  # (a Series was "expected str, bytes or os.PathLike object")
+            raise TypeError(f"a table task takes a file's path or a pandas DataFrame of lon, lat and target columns, "
+                            f"not a {type(table).__name__}")  # fmt: skip
         path = expand_user(table)
         if not path.is_file():
             raise FileNotFoundError(f"--task-file {path}: no such file")
