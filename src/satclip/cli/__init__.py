@@ -208,7 +208,9 @@ class _NamedStdout:
 
 
 @contextlib.contextmanager
-def _restored_stdout(stream):
+def _named_stdout():
+    """Standard output as :class:`_NamedStdout` within the block."""
+    stream, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
     try:
         yield
     finally:
@@ -245,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # (reports name the command that wrote them)
     debug = args.debug or os.environ.get("SATCLIP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
     safe_output.forget_created()
-    stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
-    with cli_logging(args.verbose), _sigterm_interrupts(), _restored_stdout(stdout):
+    with cli_logging(args.verbose), _sigterm_interrupts(), _named_stdout():
         try:
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # (here, where a failure is named: it was at exit, a traceback)

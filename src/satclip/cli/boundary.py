@@ -40,8 +40,8 @@ def message_of(err: BaseException) -> str:
     OSError from the operating system as "REASON: FILENAME"; a YAML syntax error with its line and column."""
     if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
         text = err.args[0]
-    elif yaml_problem(err):  # PyYAML's parse errors: a multi-line picture of the spot
-        text = yaml_problem(err)
+    elif problem := yaml_problem(err):  # PyYAML's parse errors: a multi-line picture of the spot
+        text = problem
     elif isinstance(err, OSError) and err.strerror and err.filename is not None:
         text = f"{err.strerror}: {err.filename}"
         if err.filename2 is not None:

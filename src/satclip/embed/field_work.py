@@ -12,7 +12,6 @@ output's PCA and format (``--pca``, ``--format``; the output path is the work's 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import zlib
@@ -26,6 +25,7 @@ from ..safe_output import naming
 from .job import (
     MANIFEST,
     damaged_manifest,
+    discard_work,
     discarded_if_nothing_done,
     publish_work,
     resume_manifest,
@@ -87,9 +87,8 @@ class FieldWork:
                     field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)
                     del field
                     safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
-            except BaseException:  # (a full disk, a Ctrl-C while the field is reserved)
-                with contextlib.suppress(OSError):  # (nothing computed yet; a failed removal must not hide why)
-                    safe_output.remove_owned(workdir)
+            except BaseException:  # (a full disk, a Ctrl-C while the field is reserved: nothing computed yet)
+                discard_work(workdir)
                 raise
             manifest = {"satclip_map_manifest": 1, "identity": identity, "shape": list(shape),
                         "block_rows": block_rows, "done": [], "crc32": {}}  # fmt: skip

@@ -311,9 +311,15 @@ def discarded_if_nothing_done(workdir: Path, manifest: dict) -> Iterator[None]:
         yield
     except BaseException:
         if not manifest["done"]:
-            with contextlib.suppress(OSError):  # (a file of the user's put in it: kept; the stop is what to report)
-                safe_output.remove_owned(workdir)
+            discard_work(workdir)
         raise
+
+
+def discard_work(workdir: Path) -> None:
+    """Remove the work directory ``workdir``, which holds nothing done, as a run stops: a removal that fails (a
+    file of the user's put in it, kept) must not replace what stopped the run, which is what to report."""
+    with contextlib.suppress(OSError):
+        safe_output.remove_owned(workdir)
 
 
 def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *, overwrite: bool, inputs) -> None:

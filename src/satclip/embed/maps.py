@@ -109,12 +109,13 @@ def box_edges(bbox: tuple[float, float, float, float] | None) -> tuple[float, fl
     if across:
         east += 360
     longitudes = across or -180 <= west < east <= 360 and east - west <= 360
-    if longitudes and not -90 <= south < north <= 90:  # (said alone: it was the message of bad longitudes)
+    latitudes = -90 <= south < north <= 90
+    if longitudes and not latitudes:  # (said alone: it was the message of bad longitudes)
         beyond = next((f"{name} {value:g} is beyond {pole}°" for name, value, pole in
                        (("south", south, -90), ("north", north, 90)) if not -90 <= value <= 90), None)  # fmt: skip
         raise ValueError(f"bbox {bbox}: {beyond or f'south {south:g} is not south of north {north:g}'}; a bbox is "
                          "(west, south, east, north) with -90 <= south < north <= 90")  # fmt: skip
-    if not (longitudes and -90 <= south < north <= 90):
+    if not longitudes:
         wide = (f"; a box is at most 360° across, and {west:g} … {east:g} is {east - west:g}°"
                 if -180 <= west < east <= 360 else "")  # fmt: skip
         raise ValueError(

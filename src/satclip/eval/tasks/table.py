@@ -64,8 +64,7 @@ def _read(path: Path, centroids: bool = False, layer: str | None = None):
     suffix = path.suffix.lower()
     if suffix in GEO_SUFFIXES:
         return _geo_file(path, centroids, layer)
-    if layer is not None:  # (a GeoPackage's; embed's readers refuse it for their other formats)
-        raise ValueError(f"--layer {layer!r} names a layer of a GeoPackage; {path} is not one: drop --layer")
+    _no_layer(layer, path)
     if suffix not in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
         raise ValueError(f"--task-file {path}: unknown table format {suffix!r}; use .csv, .tsv, .parquet (GeoParquet "
                          "too), .geojson or .gpkg")  # fmt: skip
@@ -103,6 +102,13 @@ def _read(path: Path, centroids: bool = False, layer: str | None = None):
                          "spaces: the file seems space-separated; satclip reads text separated by ',', ';', tab or "
                          "'|': write it with one of those")  # fmt: skip
     return _columns_of(frame, missing), None
+
+
+def _no_layer(layer: str | None, where) -> None:
+    """Refuse ``layer`` (a GeoPackage's) for the table ``where``, which is no GeoPackage (embed's readers refuse it
+    for their other formats)."""
+    if layer is not None:
+        raise ValueError(f"--layer {layer!r} names a layer of a GeoPackage; {where} is not one: drop --layer")
 
 
 def _columns_of(frame, missing: frozenset = frozenset()):
@@ -327,8 +333,7 @@ def table_task(
 
         task_name = check_task_name("table" if name is None else name)
         path = short = f"DataFrame {task_name!r}"  # (where the table is, in messages)
-        if layer is not None:
-            raise ValueError(f"--layer {layer!r} names a layer of a GeoPackage; {path} is none: drop --layer")
+        _no_layer(layer, path)
         frame, geometry = _geo_frame(table, path, centroids) if is_geo(table) else (_columns_of(table), None)
     else:
         if not isinstance(table, (str, os.PathLike)):  # (a Series was "expected str, bytes or os.PathLike object")
