@@ -212,7 +212,7 @@ def test_numbers_in_exponent_notation_in_a_yaml_file_are_numbers(tmp_path, capsy
         (["--set", "model.location_encoder.encoding.legendre_pols=40"],
          "got unexpected parameter(s) ['legendre_pols']; it accepts ['harmonics_calculation', 'legendre_polys']"),
         (["--trainer.output_dir", ""], "trainer.output_dir='' must be a directory's path, not empty"),  # (empty name)
-        (["--optim.l", "3"], "unrecognized arguments: --optim.l 3"),  # (taken for --optim.lr)
+        (["--optim.l", "3"], "--optim.l: unknown key 'l' in override 'optim.l'; optim has: lr,"),  # (was --optim.lr)
     ],
 )  # fmt: skip
 def test_print_config_refuses_what_a_run_would(tmp_path, monkeypatch, capsys, argv, expected):
@@ -221,6 +221,28 @@ def test_print_config_refuses_what_a_run_would(tmp_path, monkeypatch, capsys, ar
         assert main(["train", *command, *argv]) == 2
         assert expected in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "--optim.lrr", "1"],
+         "satclip train: error: --optim.lrr: unknown key 'lrr' in override 'optim.lrr'; optim has: lr, weight_decay"),
+        (["train", "--model.image_encoder.num_filters", "256"],
+         "satclip train: error: --model.image_encoder.num_filters has no option of its own: give it as --set "
+         "model.image_encoder.num_filters=VALUE"),
+        (["cache", "build", "--optim.lrr=1"], "satclip cache build: error: --optim.lrr=1: unknown key 'lrr'"),
+        (["train", "--bogus"], "satclip train: error: unrecognized arguments: --bogus"),
+    ],
+)  # fmt: skip
+def test_an_unknown_section_key_option_names_the_keys(capsys, argv, expected):
+    """`--optim.lrr 1` was argparse's bare "unrecognized arguments", while docs/training.md promised errors naming
+    the key and the valid choices; a key with no option of its own (`--set` takes it) was refused alike."""
+    from satclip.cli import main
+
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
 
 
 def test_an_encoding_that_is_no_mapping_is_bad_input(tmp_path, capsys):

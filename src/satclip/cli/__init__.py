@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command's parser ``args`` were parsed by: ``satclip cache build``'s, not ``satclip cache``'s."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or getattr(args, sub.dest, None) not in sub.choices:
+            return parser
+        parser = sub.choices[getattr(args, sub.dest)]
+
+
 def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
     """Let ``--debug`` also follow a (sub)command: ``satclip embed … --debug`` is what people type."""
     for action in parser._actions:  # argparse has no public walk over subparsers
@@ -234,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()  # (imports the commands: a Ctrl-C this early is an interruption too)
         args, extra = parser.parse_known_args(argv)
         if extra:  # named by the command they were given to, as its other errors are
-            commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-            commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
+            command = _innermost(parser, args)
+            explain = getattr(command, "explain_unrecognized", None)
+            command.error((explain and explain(extra)) or f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as stop:  # --help, --version, or argparse's one error line (status 2)
         return stop.code if isinstance(stop.code, int) else 0
     except KeyboardInterrupt:

@@ -67,6 +67,25 @@ def add_override_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override any dotted key, e.g. --set model.image_encoder.num_filters=256",
     )  # fmt: skip
+    parser.explain_unrecognized = unrecognized_override
+
+
+def unrecognized_override(extra: list[str]) -> str | None:
+    """Why a ``--SECTION.KEY`` among ``extra`` (arguments argparse did not take) is no option: a key the config
+    does not have, named with the keys its section has, or a key with no option of its own, which ``--set`` takes
+    (both were argparse's bare "unrecognized arguments")."""
+    from ..train.config import apply_overrides
+
+    for token in extra:
+        if not (token.startswith("--") and "." in token):
+            continue
+        key = token[2:].partition("=")[0]
+        try:
+            apply_overrides({}, {key: None}, parse=False)
+        except (KeyError, TypeError) as err:
+            return f"{token}: {message_of(err)}"
+        return f"{token} has no option of its own: give it as --set {key}=VALUE"
+    return None
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, str]:
