@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -237,3 +238,27 @@ def test_convert_refuses_weights_its_network_cannot_take(tmp_path, capsys, check
         assert not out.exists()
     with pytest.raises(BadInputError, match=f"the weights {re.escape(said)}"):
         satclip.load(edited)
+
+
+def test_ctrl_c_while_the_weights_are_read_is_an_interruption(monkeypatch, capsys, model_dir, points):
+    """torch swallows a KeyboardInterrupt raised while it builds a tensor for safetensors and raises a ValueError
+    with nothing chained: a Ctrl-C while a model loaded was reported as a damaged file (exit 2), not "interrupted"."""
+
+    def interrupted_open(*args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)  # (runs Python's handler here, which raises KeyboardInterrupt)
+        except KeyboardInterrupt:
+            pass
+        raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(native, "safe_open", interrupted_open)
+        for read in (native.read_tensors, native.read_shapes):
+            with pytest.raises(KeyboardInterrupt):
+                read(model_dir)
+        assert main(["embed", str(points), "--model", str(model_dir), "-o", str(points.with_suffix(".parquet"))]) == 130
+        assert capsys.readouterr().err.strip().splitlines()[-1] == "satclip: interrupted"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

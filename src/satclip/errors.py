@@ -17,6 +17,9 @@ Library code raises these (or the standard ``ValueError``/``FileNotFoundError`` 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -82,3 +85,38 @@ def warn_caller(message: str) -> None:
                                  or f"{os.sep}torch{os.sep}" in frame.f_code.co_filename):  # fmt: skip
         frame, level = frame.f_back, level + 1
     warnings.warn(message, UserWarning, stacklevel=level + 1)
+
+
+@contextlib.contextmanager
+def interruptions_kept() -> Iterator[None]:
+    """Around a call into code that turns a KeyboardInterrupt raised inside it into an error of its own: an error
+    the block raises after Ctrl-C or SIGTERM was handled in it is raised as a KeyboardInterrupt. (torch, building a
+    tensor for safetensors, raises "ValueError: could not determine the shape of object type
+    'torch.storage.UntypedStorage'" with nothing chained, which was reported as a damaged file.) In the main thread,
+    for the signals Python handles; elsewhere the block runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    handled: list[int] = []
+
+    def note(signum, frame) -> None:
+        handled.append(signum)
+        handlers[signum](signum, frame)
+
+    for signum in handlers:
+        signal.signal(signum, note)
+    try:
+        yield
+    except Exception as err:
+        if handled:
+            raise KeyboardInterrupt from err
+        raise
+    finally:
+        for signum, handler in handlers.items():
+            if signal.getsignal(signum) is note:
+                signal.signal(signum, handler)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..digests import file_digest
-from ..errors import BadInputError, SatclipError
+from ..errors import BadInputError, SatclipError, interruptions_kept
 from ..paths import cache_dir, expand_user
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(path)
+            with interruptions_kept():
+                return load_file(path)
         except (SafetensorError, ValueError) as err:
             raise BadInputError(
                 f"{path} is not a readable safetensors file ({err}); download it again, or give the right file"

@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..digests import file_digest
-from ..errors import BadInputError
+from ..errors import BadInputError, interruptions_kept
 from ..safe_output import atomic_dir, refuse_other_contents, write_data
 from .checks import check_weights
 
@@ -94,7 +94,7 @@ def _in_rshf_layout(file: Path) -> bool:
     from .peers import RSHF_SHAPES  # (peers builds on this module)
 
     try:
-        with safe_open(file, framework="pt") as handle:
+        with interruptions_kept(), safe_open(file, framework="pt") as handle:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()} == RSHF_SHAPES
     except (SafetensorError, OSError, ValueError):
         return False
@@ -179,7 +179,7 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     path = Path(path)
     _require_native(path)
     try:
-        with safe_open(path / WEIGHTS_FILE, framework="pt") as handle:
+        with interruptions_kept(), safe_open(path / WEIGHTS_FILE, framework="pt") as handle:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise BadInputError(f"{path / WEIGHTS_FILE} is not a readable safetensors file: {err}") from err
@@ -196,7 +196,7 @@ def read_tensors(path: str | Path, keys: Iterable[str] | None = None) -> dict[st
     recorded = read_config(path).get(SHA256_KEY)
     file = path / WEIGHTS_FILE
     try:
-        with safe_open(file, framework="pt") as handle:
+        with interruptions_kept(), safe_open(file, framework="pt") as handle:
             names = list(handle.keys()) if keys is None else list(keys)
             tensors = {key: handle.get_tensor(key) for key in names}
         found = file_digest(file) if recorded else None
