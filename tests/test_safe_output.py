@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from satclip import safe_output
-from satclip.errors import BadInputError, LockedError, OutputExistsError
+from satclip.errors import BadInputError, LockedError, OutputExistsError, SatclipError
 
 from .conftest import one_error_line
 from .test_embed_cli import checksum, embed, model, points  # noqa: F401 - fixtures
@@ -175,6 +175,31 @@ def test_a_published_directory_is_replaced_or_deleted_only_with_nothing_of_the_u
     with pytest.raises(OutputExistsError, match="refusing to delete .*notes.txt"):
         safe_output.remove_owned(out)
     assert (out / "notes.txt").read_text() == "mine" and (out / "weights.bin").read_bytes() == b"two"
+
+
+def test_a_read_only_directory_is_refused_before_it_is_replaced_or_deleted(tmp_path, monkeypatch):
+    """`retrieval build --overwrite` of a read-only (555) database swapped the new one in, then failed deleting the
+    old one's files ("permission denied", exit 1) and left it beside it as a hidden copy. (The test runs as any
+    user, root included, whom no permission stops: a user's refusal is faked from the mode bits.)"""
+    out = tmp_path / "db"
+    with safe_output.atomic_dir(out) as tmp:
+        (tmp / "location.npy").write_bytes(b"old")
+    out.chmod(0o555)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: real_access(path, mode, **kwargs) and not (
+        mode & os.W_OK and not os.stat(path).st_mode & 0o200))
+    try:
+        started = []
+        with pytest.raises(SatclipError, match=f"refusing to replace {out}: it is read-only, so satclip cannot "
+                                               f"delete its files; make it writable \\(chmod u\\+w {out}\\)"):
+            with safe_output.atomic_dir(out, overwrite=True) as tmp:
+                started.append(tmp)
+        with pytest.raises(SatclipError, match=f"refusing to delete {out}: it is read-only"):
+            safe_output.remove_owned(out)
+        assert not started and (out / "location.npy").read_bytes() == b"old"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
+    finally:
+        out.chmod(0o755)
 
 
 def test_a_users_file_inside_a_published_directorys_folder_is_never_deleted(tmp_path):

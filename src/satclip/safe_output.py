@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import BadInputError, LockedError, OutputExistsError
+from .errors import BadInputError, LockedError, OutputExistsError, SatclipError
 from .paths import cache_dir, expand_user, in_cache, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,7 @@ def remove_owned(path: str | Path) -> None:
             f"refusing to delete {path}: satclip did not create it (no {MARKER} marker); move or remove it yourself"
         )
     _refuse_foreign(path, "delete")
+    _refuse_read_only(path, "delete")
     doomed = temp_path(path)
     path.rename(doomed)
     shutil.rmtree(doomed)
@@ -408,6 +409,16 @@ def _refuse_foreign(directory: Path, action: str) -> None:
         raise OutputExistsError(
             f"refusing to {action} {directory}, satclip's {owned_kind(directory)} directory: it also holds "
             f"{listed(foreign)}, which satclip did not write; move those out and run again"
+        )
+
+
+def _refuse_read_only(directory: Path, action: str) -> None:
+    """Refuse a directory whose files cannot be deleted: replacing it swapped the new one in, then failed deleting
+    the old one ("permission denied", exit 1), which was left beside it as a hidden temporary."""
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise SatclipError(
+            f"refusing to {action} {directory}: it is read-only, so satclip cannot delete its files; make it "
+            f"writable (chmod u+w {directory}) or choose another output path"
         )
 
 
@@ -579,6 +590,7 @@ def check_output(
             _refuse_other_kind(path, kind)
         if overwrite:
             _refuse_foreign(path, "replace")
+            _refuse_read_only(path, "replace")
     elif path.is_dir():
         raise OutputExistsError(
             f"{path} is a directory; satclip writes a file there and never replaces a directory: choose a file path"
