@@ -818,6 +818,34 @@ def test_a_users_file_in_the_auto_database_directory_is_named_with_a_fix_that_ex
     assert notes.read_text() == "mine"
 
 
+def test_an_up_to_date_database_with_a_users_file_in_it_is_kept(setup, tmp_path, monkeypatch, capsys):
+    """A file of the user's in an up-to-date database made `retrieval build` (without --overwrite) refuse to
+    replace it, and retrieval="auto" refuse its own database as "holds mine.txt, not a retrieval database", though
+    nothing was to be written. It is kept; a database to be rebuilt is refused naming the database and the file."""
+    from satclip.retrieval import auto
+
+    model_dir, cache, db = setup
+    (db / "README.txt").write_text("mine")
+    before = files(db)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main(argv) == 0 and files(db) == before
+    tiny_model(seed=3).save(tmp_path / "other")
+    assert main([*argv[:3], str(tmp_path / "other"), *argv[4:], "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"satclip: error: {db} holds a retrieval database and README.txt, which satclip did not write; satclip does "
+        "not rebuild the database with those in it: move them out of it and run again"
+    )
+    assert files(db) == before
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache_root"))
+    own = auto.auto_directory("bluemarble-l10") / "database"
+    build_database(own, satclip.load_model(model_dir), cache)
+    (own / "mine.txt").write_text("mine")
+    before = files(own)
+    monkeypatch.setattr(auto, "auto_features", lambda *args, **kwargs: cache)
+    monkeypatch.setattr("satclip.io.load.load_model", lambda *args, **kwargs: satclip.load_model(model_dir))
+    assert len(auto.auto_database("bluemarble-l10")) == len(cache) and files(own) == before
+
+
 def test_database_paths_and_damage_are_named_as_they_are(setup, tmp_path, caplog):
     """A missing path and a file given as the database were both "not a retrieval database (no manifest.json)";
     a database whose manifest was edited to another dtype than its arrays hold was called damaged, to be

@@ -448,16 +448,22 @@ def refuse_other_contents(directory: str | Path, noun: str, own: Iterable[str] =
     entries aside): another output (an embedding store, a corpus, a feature cache) that a writer of ``noun`` would
     take for a broken one of its own and replace, also with ``--overwrite``; the message ends in ``fix``. A
     missing or empty directory, or a symbolic link (refused where it is written), passes."""
-    directory = Path(directory)
-    if not directory.is_dir() or directory.is_symlink():
-        return
-    own = set(own)
-    other = sorted(entry.name for entry in directory.iterdir() if entry.name not in own and entry.name[:1] != ".")
+    other = other_contents(directory, own)
     if other:
         raise OutputExistsError(
             f"{directory} holds {listed(other)}, not {noun}; satclip does not replace it with one, even with "
             f"--overwrite: {fix}"
         )
+
+
+def other_contents(directory: str | Path, own: Iterable[str]) -> list[str]:
+    """The names in the existing directory ``directory`` but ``own`` and hidden ones, sorted (none where it is
+    missing or a symbolic link)."""
+    directory = Path(directory)
+    if not directory.is_dir() or directory.is_symlink():
+        return []
+    own = set(own)
+    return sorted(entry.name for entry in directory.iterdir() if entry.name not in own and entry.name[:1] != ".")
 
 
 def listed(names: list[str]) -> str:

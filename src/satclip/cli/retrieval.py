@@ -48,17 +48,16 @@ def add_parser(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .. import safe_output
     from ..errors import BadInputError
     from ..io.load import load_model
     from ..io.resolve import local_model_files
-    from ..retrieval.database import DEFAULT_DTYPE, build_database
+    from ..retrieval.database import DEFAULT_DTYPE, build_database, check_output_path
 
     auto = args.cache == "auto"
     if args.output is None and not auto:
         raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
     if args.output is not None:  # a foreign directory, or the model's own: refuse now
-        safe_output.check_output(args.output, overwrite=True, directory=True, inputs=local_model_files(args.model))
+        check_output_path(args.output, inputs=local_model_files(args.model))
     if auto:  # (before the model is loaded: a released checkpoint was downloaded first, and refused then)
         from ..retrieval.auto import (
             auto_directory,

@@ -92,7 +92,8 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
 
     path = auto_directory(name) / "database"
     # (there is no output to choose: it said "choose another output directory")
-    refuse_other_outputs(path, fix=f"move them out of it (satclip keeps the retrieval='auto' database of {name} there)")
+    refuse_other_outputs(path, fix=f"move them out of it (satclip keeps the retrieval='auto' database of {name} there)",
+                         rebuilding=False)
     model = load_model(name)
     cache = auto_features(name, model, progress=progress)
     # the directory is satclip's own: a stale database there is replaced, as a stale cache is rebuilt

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,7 +249,7 @@ def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
     path = Path(path)
     if not path.is_dir():
         return
-    refuse_other_outputs(path)
+    refuse_other_outputs(path, rebuilding=False)
     if overwrite:
         return
     try:
@@ -259,15 +260,35 @@ def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
         raise _another_database(path, ["model"])
 
 
-def refuse_other_outputs(path: Path, fix: str = "choose another output directory") -> None:
+def check_output_path(path: str | Path, inputs: Iterable[str | Path]) -> None:
+    """Refuse, before the model is loaded, an output ``path`` that no database is written to whatever the model: a
+    file, a directory of the user's or another output of satclip's, an input. A retrieval database there is left to
+    :func:`build_database`: an up-to-date one is kept as it is (a file of the user's in it, or read-only)."""
+    path = Path(path)
+    safe_output.check_not_input(path, inputs)
+    if safe_output.recorded_format(path / MANIFEST) != FORMAT:
+        safe_output.check_output(path, overwrite=True, directory=True, inputs=inputs)
+
+
+def refuse_other_outputs(path: Path, fix: str = "choose another output directory", *, rebuilding: bool = True) -> None:
     """Raise :class:`OutputExistsError`, its message ending in ``fix``, if the existing directory ``path`` holds
     something other than a retrieval database (a corpus, a feature cache, a model, a training run, a user's
-    files): those were taken for a broken database of satclip's and replaced, also without --overwrite."""
+    files): those were taken for a broken database of satclip's and replaced, also without --overwrite. A
+    database with files of the user's beside its own is refused only when ``rebuilding`` it (it is not known yet
+    whether it is up to date, and so kept as it is, where ``rebuilding=False``)."""
     found = safe_output.recorded_format(path / MANIFEST)
     if found not in (None, FORMAT):
         raise OutputExistsError(f"{path} holds {safe_output.format_noun(found)}, not a retrieval database; satclip "
                                 f"does not replace it with one, even with --overwrite: {fix}")  # fmt: skip
-    safe_output.refuse_other_contents(path, "a retrieval database", own=(MANIFEST, LONLAT, LOCATION, IMAGE), fix=fix)
+    own = (MANIFEST, LONLAT, LOCATION, IMAGE)
+    if found is None:
+        safe_output.refuse_other_contents(path, "a retrieval database", own=own, fix=fix)
+        return
+    other = safe_output.other_contents(path, own)
+    if other and rebuilding:  # (it said "holds notes.txt, not a retrieval database")
+        raise OutputExistsError(f"{path} holds a retrieval database and {safe_output.listed(other)}, which satclip "
+                                "did not write; satclip does not rebuild the database with those in it: move them "
+                                "out of it and run again")  # fmt: skip
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -494,7 +515,7 @@ def build_database(
             log.debug("retrieval database %s is up to date", path)
             return database
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
-        refuse_other_outputs(path)
+        refuse_other_outputs(path, rebuilding=False)
         if (path / MANIFEST).is_file():
             try:
                 existing = read_manifest(path)
@@ -522,6 +543,7 @@ def build_database(
                 overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, _differences(existing.get("key", {}), key))
+        refuse_other_outputs(path)
         safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
         lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
         stored = {}
