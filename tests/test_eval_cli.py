@@ -576,7 +576,7 @@ def test_an_encoder_spelt_another_way_is_refused(tmp_path, capsys, monkeypatch):
     assert one_error_line(capsys.readouterr().err) == expected
     assert not out.exists()
 
-    beta, k = DEFAULTS["beta"], DEFAULTS["k"]
+    k = DEFAULTS["k"]
     same = [
         ("sh-l10", "sphericalharmonics(legendre_polys=10)"), ("sh-l10", "sphericalharmonics"),
         ("sh-l40", "sphericalharmonics(harmonics_calculation='analytic-stable',legendre_polys=40)"),
@@ -585,7 +585,8 @@ def test_an_encoder_spelt_another_way_is_refused(tmp_path, capsys, monkeypatch):
         ("theory", "theory(min_radius=1e3,max_radius=10000,frequency_num=16)"), ("direct", "direct()"),
         ("bluemarble-l10+range(database=db)", "bluemarble-l10+range(database=./db/)"),
         ("bluemarble-l10+range(database=db)", f"bluemarble-l10+range(database={tmp_path / 'db'})"),
-        ("bluemarble-l10+range", f"bluemarble-l10+range(beta={int(beta)})"),
+        ("bluemarble-l10+range", "bluemarble-l10+range(beta=0)"),
+        ("bluemarble-l10+range", "bluemarble-l10+range+(beta=0)"),  # (the same embeddings: test_retrieval.py)
         ("bluemarble-l10+range+", f"bluemarble-l10+range+(k={k},exclude_radius_km={EVAL_EXCLUDE_RADIUS_KM:g})"),
         ("satclip-vit16-l40", "hf://microsoft/SatCLIP-ViT16-L40"),
     ]  # fmt: skip
@@ -603,6 +604,22 @@ def test_an_encoder_spelt_another_way_is_refused(tmp_path, capsys, monkeypatch):
               "bluemarble-l10+range", "bluemarble-l10+range+", "bluemarble-l10+range(database=db)",
               "bluemarble-l10+range+(beta=0.5)", "bluemarble-l10", "bluemarble-l40", "satclip-vit16-l10"]  # fmt: skip
     assert EvalConfig(encoders=tuple(differ), tasks=("elevation",), seeds=(1,)).encoders == tuple(differ)
+
+
+def test_a_retrieval_encoder_spelt_twice_is_named_as_given(tmp_path, capsys):
+    """bluemarble-l10+range and bluemarble-l10+range+(beta=0), one encoder, ran twice; and two spellings of one
+    were named by the package's model directory ("both are /…/satclip/pretrained/bluemarble-l10+range+(…)")."""
+    out = tmp_path / "out"
+    argv = ["evaluate", "--tasks", "elevation", "--n-points", "300", "--seeds", "1", "--out", str(out)]
+    assert main([*argv, "--encoders", "bluemarble-l10+range,bluemarble-l10+range+(beta=0)"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        "satclip: error: encoders 'bluemarble-l10+range' and 'bluemarble-l10+range+(beta=0)' are the same encoder "
+        "(both are bluemarble-l10+range(database='auto',exclude_heldout=False,exclude_radius_km=10.0,k=16,"
+        "temperature=0.01)); give it once (keep 'bluemarble-l10+range', drop 'bluemarble-l10+range+(beta=0)')"
+    )
+    assert main([*argv, "--encoders", "bluemarble-l10+range+,bluemarble-l10+range+(k=16)"]) == 2
+    assert "(both are bluemarble-l10+range+(beta=1.0," in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
 
 
 def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys):

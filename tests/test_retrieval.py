@@ -592,6 +592,15 @@ def test_retrieval_encoder_works_where_an_encoder_does(setup):
     assert not (model_dir.parent / "r.pt").exists()
 
 
+def test_range_plus_at_beta_zero_embeds_as_range(setup):
+    """What makes `M+range` and `M+range+(beta=0)` one encoder (an evaluation refuses the two together)."""
+    model_dir, _, db = setup
+    points = sphere_points(20, 5)
+    semantic = satclip.load(model_dir, retrieval=db, mode="range", k=4)
+    blended = satclip.load(model_dir, retrieval=db, mode="range+", beta=0, k=4, distance_scale_km=7.0)
+    assert torch.equal(semantic.encode(points), blended.encode(points))
+
+
 def test_bad_retrieval_options_are_one_line_errors(setup):
     model_dir, _, db = setup
     with pytest.raises(BadInputError, match="'rnage' is not one of .*did you mean 'range'"):

@@ -330,11 +330,13 @@ def _takes(spec: str, name: str, builder, params: dict, reserved: tuple[str, ...
     return True
 
 
-def _canonical(spec: str) -> tuple[str, dict, bool] | None:
-    """What ``spec`` builds, as ``(name, parameters, is_model)``: an alias expanded (``sh-l10`` is
+def _canonical(spec: str) -> tuple[str, dict, bool, str] | None:
+    """What ``spec`` builds, as ``(name, parameters, is_model, shown)``: an alias expanded (``sh-l10`` is
     ``sphericalharmonics`` with ``legendre_polys=10``), every parameter's default written out, a model named
-    by the model it loads (:func:`_model_key`; ``is_model``: it was found) and a retrieval database path
-    resolved. None where the encoder does not take the spec's parameters (:func:`create` refuses them)."""
+    by the model it loads (:func:`_model_key`; ``is_model``: it was found), a retrieval database path resolved
+    and ``+range+`` at ``beta=0`` taken for ``+range`` (which has no beta, nor a distance scale); ``shown``: the
+    name as a message gives it (a retrieval's model as the spec names it). None where the encoder does not take
+    the spec's parameters (:func:`create` refuses them)."""
     name, params = parse_spec(spec)
     if name in ENCODERS or name in _encoding.names():
         registry, reserved = (ENCODERS, ("name",)) if name in ENCODERS else (_encoding.ENCODINGS, ())
@@ -342,7 +344,7 @@ def _canonical(spec: str) -> tuple[str, dict, bool] | None:
             return None
         target, fixed = ALIASES.get(name, (name, {}))
         registry, reserved = (ENCODERS, ("name",)) if target in ENCODERS else (_encoding.ENCODINGS, ())
-        return target, {**_defaults(registry.get(target), reserved), **fixed, **params}, False
+        return target, {**_defaults(registry.get(target), reserved), **fixed, **params}, False, target
     from .retrieval import SPEC as RETRIEVAL
     from .retrieval import _spec_parameters
 
@@ -358,11 +360,16 @@ def _canonical(spec: str) -> tuple[str, dict, bool] | None:
     model = _model_key(base)
     params = {**_defaults(builder, reserved), **params}
     if match is None:
-        return model or name, params, model is not None
+        return model or name, params, model is not None, model or name
     database = params["database"]  # (a directory, relative to here, or "auto")
     if isinstance(database, str) and database != "auto" and os.path.exists(database):
         params["database"] = os.path.realpath(database)
-    return f"{model or base}+{match['mode']}", params, False
+    mode = match["mode"]
+    semantic = _value_key(params["beta"]) == _value_key(0)  # (range+ at beta 0 embeds as range)
+    if semantic or mode == "range" and "beta" not in parse_spec(spec)[1]:
+        mode = "range"
+        del params["beta"], params["distance_scale_km"]
+    return f"{model or base}+{mode}", params, False, f"{base}+{mode}"
 
 
 def spec_key(spec: str) -> tuple:
@@ -384,14 +391,14 @@ def check_distinct(specs) -> None:
         key = spec_key(spec)
         if key in seen:
             first = seen[key]
-            name, params, model = _canonical(spec) or (*parse_spec(spec), False)
+            name, params, model, shown = _canonical(spec) or (*parse_spec(spec), False, parse_spec(spec)[0])
             if parse_spec(first) == parse_spec(spec):
                 same = "the same encoder"
             elif model:
                 same = f"the same model ({name})"
             else:
-                shown = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
-                same = f"the same encoder (both are {name}({shown}))" if shown else f"the same encoder ({name})"
+                values = ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
+                same = f"the same encoder (both are {shown}({values}))" if values else f"the same encoder ({shown})"
             raise BadInputError(
                 f"encoders {first!r} and {spec!r} are {same}; give it once (keep {first!r}, drop {spec!r})"
             )
