@@ -412,7 +412,7 @@ def tiny_model_dir_cached():
     return _MODEL_DIRS["dir"]
 
 
-@pytest.mark.parametrize("mode,beta", [("range", 1.0), ("range+", 1.0), ("range+", 0.5)])
+@pytest.mark.parametrize("mode,beta", [("range", 0.0), ("range+", 1.0), ("range+", 0.5)])
 def test_an_entry_never_contributes_to_its_own_location_with_the_exclusion(mode, beta):
     db = one_hot_database()
     location = satclip.load(tiny_model_dir_cached(), precision="float32")
@@ -479,7 +479,7 @@ def reference_retrieval(query, location, db, mode, k, temperature, beta, scale, 
     return out
 
 
-@pytest.mark.parametrize("mode,beta,radius", [("range", 1.0, 0.0), ("range+", 0.3, 500.0), ("range+", 1.0, 50.0)])
+@pytest.mark.parametrize("mode,beta,radius", [("range", 0.0, 0.0), ("range+", 0.3, 500.0), ("range+", 1.0, 50.0)])
 def test_encoder_matches_a_direct_computation(mode, beta, radius):
     rng = np.random.default_rng(1)
     lonlat = sphere_points(120, 2)
@@ -499,7 +499,7 @@ def test_encoder_matches_a_direct_computation(mode, beta, radius):
     torch.testing.assert_close(encoder(torch.from_numpy(query)), out)  # forward agrees with encode
 
 
-@pytest.mark.parametrize("mode,beta", [("range", 1.0), ("range+", 0.5)])
+@pytest.mark.parametrize("mode,beta", [("range", 0.0), ("range+", 0.5)])
 def test_the_semantic_search_is_the_same_with_a_bf16_network(mode, beta):
     """The semantic queries were the network's output in the encoder's precision: with bf16 (what "auto" picks
     on CPUs with bf16) the retrieved half moved by up to 77 % (bluemarble-l10, range) against float32, so that
@@ -605,7 +605,7 @@ def test_bad_retrieval_options_are_one_line_errors(setup):
     model_dir, _, db = setup
     with pytest.raises(BadInputError, match="'rnage' is not one of .*did you mean 'range'"):
         satclip.load(model_dir, retrieval=db, mode="rnage")
-    with pytest.raises(BadInputError, match="beta must be in"):
+    with pytest.raises(BadInputError, match="beta must be a number in"):
         satclip.load(model_dir, retrieval=db, mode="range+", beta=2)
     with pytest.raises(BadInputError, match="use mode='range\\+'"):
         satclip.load(model_dir, retrieval=db, mode="range", beta=0.5)
@@ -614,7 +614,7 @@ def test_bad_retrieval_options_are_one_line_errors(setup):
     with pytest.raises(BadInputError, match="shipped models"):
         satclip.load(model_dir, retrieval="auto")
     # before the model is loaded: a bad value was named only once it had loaded, or not at all where it failed to
-    with pytest.raises(BadInputError, match="beta must be in"):
+    with pytest.raises(BadInputError, match="beta must be a number in"):
         satclip.load(model_dir.parent / "no-such-model", retrieval=db, beta=5)
     with pytest.raises(BadInputError, match="retrieval=5: pass 'auto'"):
         satclip.load(model_dir.parent / "no-such-model", retrieval=5)
@@ -995,6 +995,38 @@ def test_retrieval_spec_values_are_checked(setup, tmp_path, capsys, params, expe
     spec = f"{model_dir}+{mode}(database={db},{params})"
     assert main(["evaluate", "--encoders", spec, "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
     assert expected.replace("…", str(db)) in one_error_line(capsys.readouterr().err)
+
+
+def test_retrieval_specs_are_named_in_their_own_words(tmp_path, capsys):
+    """`database='auto '` was told "did you mean retrieval='auto'?" (the Python API's word); a database or model
+    that is not there was named without the spec; geoclip+range+ was "no model 'geoclip'", though geoclip is a
+    known encoder, one without the image side retrieval needs."""
+    from .conftest import one_error_line
+
+    nowhere = tmp_path / "nowhere"
+    cases = {
+        "bluemarble-l10+range+(database='auto ')": "database='auto ': did you mean database='auto'?",
+        f"bluemarble-l10+range+(database={nowhere})": f"retrieval database {nowhere}: no such directory; give the",
+        "nomodel+range+": "no model 'nomodel': not a file, a model directory or a known name",
+        "geoclip+range+": "retrieval needs a satclip model (its image side embeds the database), and geoclip is an "
+                          "encoder without one: give a model, e.g. bluemarble-l10+range+",
+    }  # fmt: skip
+    for spec, expected in cases.items():
+        assert main(["evaluate", "--encoders", spec, "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
+        assert one_error_line(capsys.readouterr().err).startswith(f"satclip: error: encoder spec {spec!r}: {expected}")
+
+
+def test_beta_is_a_number_and_only_zero_with_mode_range(setup):
+    """beta='0.5' was told to be "in [0, 1]" (it is; it is no number); mode='range' took beta=1.0 without a word,
+    its options then saying beta=0.0, and refused beta=0, which is what it is."""
+    model_dir, _, db = setup
+    with pytest.raises(BadInputError, match=r"^retrieval beta must be a number in \[0, 1\] .*, got '0.5'$"):
+        satclip.load(model_dir, retrieval=db, beta="0.5")
+    for beta in (1.0, 0.5):
+        with pytest.raises(BadInputError, match=rf"^beta={beta} blends semantic and geographic retrieval: use "
+                                                r"mode='range\+' with it \(mode='range' is beta=0\)$"):  # fmt: skip
+            satclip.load(model_dir, retrieval=db, mode="range", beta=beta)
+    assert satclip.load(model_dir, retrieval=db, mode="range", beta=0).options["beta"] == 0.0
 
 
 def test_retrieval_options_of_the_api_are_checked(setup, caplog):

@@ -31,7 +31,7 @@ from .search import SemanticIndex, softmax_weights, weighted_mean
 log = logging.getLogger(__name__)
 
 MODES = ("range", "range+")
-#: defaults of :func:`satclip.load` and :class:`RetrievalEncoder`
+#: defaults of :func:`satclip.load` and :class:`RetrievalEncoder` (``beta``: range+'s; ``mode="range"`` is beta 0)
 DEFAULTS = {"mode": "range+", "k": 16, "temperature": 0.01, "beta": 1.0, "distance_scale_km": 100.0,
             "exclude_radius_km": 0.0}  # fmt: skip
 #: points retrieved together, taken in the order of a space-filling curve through all the points of a call
@@ -53,9 +53,9 @@ def _number(name: str, value, what: str) -> float:
 MAX_EXCLUDE_RADIUS_KM = float(np.pi * EARTH_RADIUS_KM)
 
 
-def check_options(mode: str, k: int, temperature: float, beta: float, distance_scale_km: float,
+def check_options(mode: str, k: int, temperature: float, beta: float | None, distance_scale_km: float,
                   exclude_radius_km: float) -> None:  # fmt: skip
-    """Raise :class:`BadInputError` naming a bad retrieval option and what it accepts."""
+    """Raise :class:`BadInputError` naming a bad retrieval option and what it accepts (``beta=None``: not given)."""
     if mode not in MODES:
         from ..registry import did_you_mean
 
@@ -66,11 +66,12 @@ def check_options(mode: str, k: int, temperature: float, beta: float, distance_s
     for name, value in (("temperature", temperature), ("distance_scale_km", distance_scale_km)):
         if not np.isfinite(_number(name, value, "a positive number")) or value <= 0:
             raise BadInputError(f"retrieval {name} must be a positive number, got {value!r}")
-    what = "in [0, 1] (0: semantic only, 1: geographic only)"
-    if not (0.0 <= _number("beta", beta, what) <= 1.0):
+    what = "a number in [0, 1] (0: semantic only, 1: geographic only)"  # ('0.5' was told to be in [0, 1])
+    if beta is not None and not (0.0 <= _number("beta", beta, what) <= 1.0):
         raise BadInputError(f"retrieval beta must be {what}, got {beta!r}")
-    if mode == "range" and beta != DEFAULTS["beta"]:
-        raise BadInputError(f"beta={beta} blends semantic and geographic retrieval: use mode='range+' with it")
+    if mode == "range" and beta not in (None, 0):  # (beta=1 was taken, and options said beta=0.0)
+        raise BadInputError(f"beta={beta} blends semantic and geographic retrieval: use mode='range+' with it "
+                            "(mode='range' is beta=0)")  # fmt: skip
     radius = _number("exclude_radius_km", exclude_radius_km, "a distance >= 0 in km (0: no exclusion)")
     if not np.isfinite(radius) or radius < 0:
         raise BadInputError(f"exclude_radius_km must be a distance >= 0 in km (0: no exclusion), got {radius!r}")
@@ -111,7 +112,8 @@ class RetrievalEncoder(LocationEncoder):
     Args:
         location: the model's location encoder (its precision choice is kept).
         database: a :class:`~satclip.retrieval.database.RetrievalDatabase` of the same model.
-        mode, k, temperature, beta, distance_scale_km, exclude_radius_km: see the module docstring.
+        mode, k, temperature, beta, distance_scale_km, exclude_radius_km: see the module docstring (``beta``: None
+            or 0 with ``mode="range"``).
 
     The database and its indices stay on the CPU (retrieval is a CPU k-d tree and a product); the location
     network runs where ``location`` is, and the output is on its device. Retrieval is float32.
@@ -125,7 +127,7 @@ class RetrievalEncoder(LocationEncoder):
         mode: str = DEFAULTS["mode"],
         k: int = DEFAULTS["k"],
         temperature: float = DEFAULTS["temperature"],
-        beta: float = DEFAULTS["beta"],
+        beta: float | None = None,
         distance_scale_km: float = DEFAULTS["distance_scale_km"],
         exclude_radius_km: float = DEFAULTS["exclude_radius_km"],
     ):
@@ -139,7 +141,7 @@ class RetrievalEncoder(LocationEncoder):
         _carry_over(location, self)
         self.database = database
         self.mode, self.k, self.temperature = mode, int(k), float(temperature)
-        self.beta = 0.0 if mode == "range" else float(beta)
+        self.beta = 0.0 if mode == "range" else float(DEFAULTS["beta"] if beta is None else beta)
         self.distance_scale_km, self.exclude_radius_km = float(distance_scale_km), float(exclude_radius_km)
         self.values = torch.from_numpy(np.ascontiguousarray(database.image, dtype=np.float32))
         self._geo: GeoIndex | None = None
@@ -170,18 +172,12 @@ class RetrievalEncoder(LocationEncoder):
         """The same encoder over the database without the entries where boolean ``drop`` is True (e.g. a
         held-out continent); shares the location network."""
         database = self.database.subset(~np.asarray(drop, dtype=bool))
-        return RetrievalEncoder(self.location_encoder(), database, **self._init_options())
+        return RetrievalEncoder(self.location_encoder(), database, **self.options)
 
     def with_location(self, location: LocationEncoder) -> RetrievalEncoder:
         """The same retrieval (database, options) over another location encoder of the same model, e.g. one
         computing the harmonics another way (its precision choice is kept)."""
-        return RetrievalEncoder(location, self.database, **self._init_options())
-
-    def _init_options(self) -> dict:
-        options = self.options
-        if self.mode == "range":
-            options["beta"] = DEFAULTS["beta"]
-        return options
+        return RetrievalEncoder(location, self.database, **self.options)
 
     def location_encoder(self) -> LocationEncoder:
         """The plain location encoder under this one (sharing its weights, its precision and provenance): the first
@@ -316,10 +312,10 @@ class RetrievalEncoder(LocationEncoder):
         return out
 
 
-def check_arguments(retrieval, options: dict, source=None) -> dict:
+def check_arguments(retrieval, options: dict, source=None, argument: str = "retrieval") -> dict:
     """Refuse, before anything is loaded, a ``retrieval`` that names no database (or ``'auto'`` for a ``source``
     that is no shipped model) and ``options`` (``k``, ``beta`` …; ``None``: not given) that are out of range;
-    returns the options given."""
+    returns the options given. ``argument``: what the database is given as (an evaluation spec's ``database``)."""
     from .auto import AUTO, check_before_loading
     from .database import RetrievalDatabase
 
@@ -332,11 +328,11 @@ def check_arguments(retrieval, options: dict, source=None) -> dict:
             f"retrieval={retrieval!r}: pass 'auto' (the shipped models' database, built on first use), a database "
             "directory from `satclip retrieval build`, or an opened RetrievalDatabase"
         )
-    check_options(**{**DEFAULTS, **options})
+    check_options(**{**DEFAULTS, "beta": None, **options})
     if isinstance(retrieval, str) and retrieval.strip().lower() == AUTO and retrieval != AUTO:
-        raise BadInputError(f"retrieval={retrieval!r}: did you mean retrieval={AUTO!r}?")
+        raise BadInputError(f"{argument}={retrieval!r}: did you mean {argument}={AUTO!r}?")
     if isinstance(retrieval, str) and not retrieval.strip():  # ('' was read as the directory '.')
-        raise BadInputError(f"retrieval={retrieval!r} names no database: pass retrieval={AUTO!r} or a database "
+        raise BadInputError(f"{argument}={retrieval!r} names no database: pass {argument}={AUTO!r} or a database "
                             "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
     if retrieval == AUTO and isinstance(source, (str, os.PathLike)):
         check_before_loading(source)

@@ -95,8 +95,9 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses). A parameter
     it does not take, or a value of the wrong kind, is refused naming both, before anything is loaded."""
     from ...io.load import load
+    from ...retrieval.auto import shipped_models
     from ...retrieval.encoder import augment, check_arguments
-    from . import _check_params
+    from . import ENCODERS, _check_params, _encoding
 
     match = SPEC.match(name)
     unknown = sorted(set(params) - set(inspect.signature(_spec_parameters).parameters))
@@ -115,14 +116,21 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
     database = params.pop("database", "auto")
     exclude_heldout = params.pop("exclude_heldout", False)
     params.setdefault("exclude_radius_km", EVAL_EXCLUDE_RADIUS_KM)
+    if match["base"] in ENCODERS or match["base"] in _encoding.names():  # ("no model 'geoclip': not a file, …")
+        raise BadInputError(f"encoder spec {spec!r}: retrieval needs a satclip model (its image side embeds the "
+                            f"database), and {match['base']} is an encoder without one: give a model, e.g. "
+                            f"{shipped_models()[0]}+{match['mode']}")  # fmt: skip
     try:  # (before the model loads)
-        check_arguments(database, {"mode": match["mode"], **params})
+        check_arguments(database, {"mode": match["mode"], **params}, argument="database")
     except BadInputError as err:  # (named the option as Python takes it, not the spec it came in)
         if match["mode"] == "range" and "beta" in params:
             raise BadInputError(f"encoder spec {spec!r}: beta blends semantic and geographic retrieval, which "
                                 f"{match['base']}+range+ does; +range is semantic only") from None  # fmt: skip
         raise BadInputError(f"encoder spec {spec!r}: {err}") from None
-    module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
+    try:
+        module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
+    except (BadInputError, FileNotFoundError) as err:  # (a model or database that is not there named no spec)
+        raise BadInputError(f"encoder spec {spec!r}: {err}") from err
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
     description = (
         f"satclip.load({match['base']!r}) + retrieval ({shown}; database {database}, {len(module.database)} entries)"
