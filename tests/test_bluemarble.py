@@ -301,3 +301,39 @@ def test_cli_builds_then_reuses(tmp_path, capsys):
     # took only --force)
     assert main(argv) == 2 and "pass --overwrite (overwrite=True in Python) to replace it" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_another_satclip_output_is_never_replaced_by_a_corpus(tmp_path, capsys):
+    """`satclip convert bluemarble-l10 M; satclip data bluemarble --out M --overwrite` replaced the model with a
+    corpus: both were marked as a generic satclip "output", and any such directory was taken for a corpus."""
+    from satclip import safe_output
+    from satclip.cli import main
+
+    model = tmp_path / "model"
+    assert main(["convert", "bluemarble-l10", str(model), "--target", "native", "--location-only"]) == 0
+    before = sorted(p.name for p in model.iterdir())
+    for flags in ([], ["--overwrite"]):
+        capsys.readouterr()
+        assert main(["data", "bluemarble", "--n", "5", "--patch-size", "8", "--out", str(model), *flags]) == 2
+        assert (f"{model} is a satclip model, not a Blue Marble corpus; satclip never replaces it with a corpus, even "
+                "with --overwrite") in capsys.readouterr().err  # fmt: skip
+        assert sorted(p.name for p in model.iterdir()) == before
+    corpus = bm.build_bluemarble(tmp_path / "corpus", bm.BlueMarbleParams(n=5, patch_size=8))
+    assert safe_output.owned_kind(corpus) == bm.KIND
+
+
+def test_a_corpus_marked_as_a_generic_output_is_still_reused_and_replaced(tmp_path):
+    """Corpora written before they had a kind of their own are marked "output": told by their manifest, they are
+    reused, and replaced with --overwrite (marked as corpora from then on)."""
+    from satclip import safe_output
+
+    params = bm.BlueMarbleParams(n=5, patch_size=8, seed=1)
+    corpus = bm.build_bluemarble(tmp_path / "corpus", params)
+    safe_output.mark_owned(corpus, kind="output")
+    stamp = (corpus / "images.npy").stat().st_mtime_ns
+    assert bm.build_bluemarble(corpus, params) == corpus and (corpus / "images.npy").stat().st_mtime_ns == stamp
+    other = bm.BlueMarbleParams(n=5, patch_size=8, seed=2)
+    with pytest.raises(FileExistsError, match="different parameters"):
+        bm.build_bluemarble(corpus, other)
+    bm.build_bluemarble(corpus, other, overwrite=True)
+    assert bm.read_manifest(corpus)["params"]["seed"] == 2 and safe_output.owned_kind(corpus) == bm.KIND

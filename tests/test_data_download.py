@@ -472,6 +472,13 @@ def test_a_dataset_is_never_downloaded_into_another_commands_output(tmp_path):
     with pytest.raises(OutputExistsError, match=r"is a satclip directory of kind 'output' \(another command's"):
         download_s2100k(model, hub)
     assert sorted(p.name for p in model.iterdir()) == [safe_output.MARKER, "config.json"] and hub.calls == []
+    (model / "config.json").write_text('{"format": "satclip"}')  # a model, named so
+    with pytest.raises(OutputExistsError, match=r"model is a satclip model \(another command's output\)"):
+        download_s2100k(model, hub)
+    corpus = safe_output.make_owned_dir(tmp_path / "corpus", kind="bluemarble-corpus")  # (it said "of kind 'output'")
+    with pytest.raises(OutputExistsError, match=r"corpus is a satclip Blue Marble corpus \(another command's"):
+        download_s2100k(corpus, hub)
+    assert hub.calls == []
 
 
 def test_an_index_of_the_same_bytes_is_kept_as_it_is(tmp_path):

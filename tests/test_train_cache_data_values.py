@@ -196,7 +196,7 @@ def test_bluemarble_into_another_kind_of_satclip_directory_suggests_no_overwrite
     (evaluation / "results.csv").write_text("task,metric\n")
     for extra in ([], ["--overwrite"]):
         line = _refused(capsys, ["data", "bluemarble", "--n", "10", "--out", str(evaluation), *extra])
-        assert f"{evaluation} is a satclip directory of kind 'evaluation'" in line, line
+        assert f"{evaluation} is a satclip evaluation, not a Blue Marble corpus" in line, line
         assert "pass --overwrite" not in line and f"remove {evaluation}" not in line
     assert (evaluation / "results.csv").read_text() == "task,metric\n"
 

@@ -432,6 +432,27 @@ def format_noun(found: str | None) -> str:
     return f"a satclip {FORMAT_NOUNS[found]}" if found in FORMAT_NOUNS else f"a manifest of format {found!r}"
 
 
+#: what satclip's directories of each kind are, for messages (a corpus was "a satclip directory of kind 'output'")
+KIND_NOUNS = {"bluemarble-corpus": "Blue Marble corpus", "feature-cache": "feature cache",
+              "training-run": "training run", "evaluation": "evaluation"}  # fmt: skip
+
+
+def owned_noun(directory: str | Path) -> str:
+    """What the satclip directory ``directory`` is, for messages: ``"a satclip Blue Marble corpus"`` by its kind,
+    or, for the generic kind ``"output"`` (models, converted models, stores, corpora written before they had a kind
+    of their own), by the format its ``manifest.json`` or ``config.json`` records; else ``"a satclip directory of
+    kind 'K'"``."""
+    kind = owned_kind(directory)
+    if kind in KIND_NOUNS:
+        return f"a satclip {KIND_NOUNS[kind]}"
+    if kind == "output":
+        for name in ("manifest.json", "config.json"):
+            found = recorded_format(Path(directory) / name)
+            if found in FORMAT_NOUNS:
+                return format_noun(found)
+    return f"a satclip directory of kind {kind!r}"
+
+
 def recorded_format(manifest: str | Path) -> str | None:
     """The ``"format"`` string a satclip manifest file records (``satclip.bluemarble``, a feature cache's …), or
     None where there is none (no file, not JSON, no such string): the readers of each format report those."""
@@ -605,16 +626,11 @@ def check_output(
         raise OutputExistsError(f"{path} already exists; pass --overwrite (overwrite=True in Python) to replace it")
 
 
-#: kinds recorded for directories that today's writers publish under another kind: a Blue Marble corpus built
-#: before ownership markers is marked ``"bluemarble-corpus"``, one built since is a plain ``"output"``
-_SAME_KIND = {"bluemarble-corpus": "output"}
-
-
 def _refuse_other_kind(path: Path, kind: str) -> None:
     """Raise :class:`OutputExistsError` if the satclip directory ``path`` records a kind other than ``kind``. A
     marker that records no kind (an older satclip's) is not refused: which kind it holds is unknown."""
     found = _marker(path).get("kind")
-    if isinstance(found, str) and _SAME_KIND.get(found, found) != _SAME_KIND.get(kind, kind):
+    if isinstance(found, str) and found != kind:
         raise OutputExistsError(
             f"{path} is a satclip directory of kind {found!r}, not {kind!r}; satclip never replaces it with another "
             "kind of output, even with --overwrite: choose another output path or remove it yourself"

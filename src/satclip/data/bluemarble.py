@@ -46,6 +46,9 @@ FORMAT = "satclip.bluemarble"
 #: bump when the bytes a given set of parameters produces change, so old caches are not reused
 ALGORITHM_VERSION = 1
 IMAGES_FILE, INDEX_FILE, MANIFEST_FILE = "images.npy", "index.csv", "manifest.json"
+#: the kind of satclip directory a corpus is (a model directory, marked like a corpus, was replaced by one)
+KIND = "bluemarble-corpus"
+safe_output.declare_contents(KIND, IMAGES_FILE, INDEX_FILE, MANIFEST_FILE)
 
 
 # --- projections: ground radius (km) → angular distance from the centre (radians) -----------------
@@ -345,8 +348,8 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
     if _corpus_state(out, key) == "same":  # read only: no lock (a read-only cache, readers at once)
         log.info("reusing Blue Marble corpus %s", out, extra=safe_output.RESUMED)
         return out
-    if _is_corpus(out) and not safe_output.is_owned(out) and _only_corpus_files(out):
-        safe_output.mark_owned(out, kind="bluemarble-corpus")  # a corpus built before ownership markers
+    if _older_corpus(out):
+        safe_output.mark_owned(out, kind=KIND)
     with safe_output.exclusive(out, wait=True):  # one build per directory; a concurrent build is waited out
         state = _corpus_state(out, key)
         if state == "same":
@@ -365,13 +368,12 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             log.warning("%s has the right manifest but unreadable or altered %s or %s; rebuilding it", out,
                         IMAGES_FILE, INDEX_FILE)
             overwrite = True  # our own corpus, broken: replacing it loses nothing
-        elif out.exists() and safe_output.is_owned(out) and not overwrite:
-            kind = safe_output.owned_kind(out)
-            if kind not in ("output", "bluemarble-corpus"):  # (--overwrite was suggested, then refused for it)
-                raise OutputExistsError(
-                    f"{out} is a satclip directory of kind {kind!r}, not a Blue Marble corpus; satclip never replaces "
-                    "it with a corpus, even with --overwrite: choose another --out"
-                )
+        elif safe_output.is_owned(out) and safe_output.owned_kind(out) != KIND:
+            raise OutputExistsError(
+                f"{out} is {safe_output.owned_noun(out)}, not a Blue Marble corpus; satclip never replaces it with a "
+                "corpus, even with --overwrite: choose another --out"
+            )
+        elif safe_output.is_owned(out) and not overwrite:
             if not (out / MANIFEST_FILE).exists():  # (it was called a corpus "with different parameters (params None)")
                 raise OutputExistsError(
                     f"{out} holds no {MANIFEST_FILE} (a damaged or interrupted corpus): remove {out} (a corpus "
@@ -382,7 +384,7 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
                 f"{out} already holds a corpus with different parameters or source files (params "
                 f"{found.get('params')}); choose another --out, or pass --overwrite (overwrite=True) to replace it"
             )
-        with safe_output.atomic_dir(out, overwrite=overwrite) as tmp:  # never replaces a foreign directory
+        with safe_output.atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:  # never a foreign directory
             started = time.perf_counter()
             manifest = _write_corpus(tmp, params, key, block_size, progress)
             manifest["build_seconds"] = round(time.perf_counter() - started, 2)
@@ -391,18 +393,14 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
     return out
 
 
-def _only_corpus_files(root: Path) -> bool:
-    """Whether ``root`` holds nothing but a corpus's files (a directory with anything else in it, a corpus
-    copied beside the user's own files, is not adopted as satclip's: replacing it would delete them)."""
-    return {entry.name for entry in root.iterdir()} <= {IMAGES_FILE, INDEX_FILE, MANIFEST_FILE}
-
-
-def _is_corpus(root: Path) -> bool:
-    try:
-        read_manifest(root)
-    except (FileNotFoundError, ValueError, json.JSONDecodeError):
-        return False
-    return True
+def _older_corpus(root: Path) -> bool:
+    """Whether ``root`` is a corpus built before ownership markers, or one marked as a generic ``"output"`` (as
+    corpora were before they had a kind of their own), told by its manifest, which a build marks as a corpus; not
+    a directory with anything else in it (a corpus copied beside the user's own files: replacing it would delete
+    them)."""
+    return (safe_output.recorded_format(root / MANIFEST_FILE) == FORMAT
+            and safe_output.owned_kind(root) in (None, "output")
+            and not safe_output.undeclared(root, KIND))  # fmt: skip
 
 
 def _corpus_state(root: Path, key: dict) -> str:

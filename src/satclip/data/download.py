@@ -283,10 +283,9 @@ def download_s2100k(
     """
     root = Path(root)
     source = source or HubSource()
-    kind = safe_output.owned_kind(root)
-    if kind is not None:  # a model, a run, an evaluation, a cache: the dataset was mixed into it
+    if safe_output.is_owned(root):  # a model, a run, an evaluation, a cache: the dataset was mixed into it
         raise OutputExistsError(
-            f"{root} is a satclip directory of kind {kind!r} (another command's output), not a dataset root; "
+            f"{root} is {safe_output.owned_noun(root)} (another command's output), not a dataset root; "
             "download the dataset into another directory"
         )
     if root.exists() and not root.is_dir():  # (said after the hub was asked, with "extract into p.csv/images")
