@@ -156,7 +156,7 @@ def test_a_config_without_data_root_is_compared_as_training_compares_it(built, t
     for data, model, problem in [
         ({}, {}, None),
         ({"cache_views": 7}, {}, "stale: views differs from the config (the cache's 2, the config's 7): rebuild it "
-                                 f"with `satclip cache build --config {path}`"),
+                                 f"with `satclip cache build --config {path} --data.root ROOT`"),
         ({"cache_dtype": "float32"}, {}, "stale: dtype differs from the config (the cache's \"float16\", the "
                                          "config's \"float32\")"),
         ({"cache_views": 7, "cache_dtype": "float32"}, {}, "stale: dtype and views differ from the config (dtype: the "
@@ -232,7 +232,23 @@ def test_a_stale_cache_is_told_the_values_and_the_build_of_the_config_given(buil
                            "data": {"cache_views": 2, "cache_dtype": "float16"}}), path)  # fmt: skip
     assert main(["cache", "verify", str(cache.path), "--config", str(path), "--data.cache_views", "4"]) == 1
     assert (f"  - stale: views differs from the config (the cache's 2, the config's 4): rebuild it with `satclip cache "
-            f"build --config '{path}' --data.cache_views 4 --data.cache {cache.path}`") in capsys.readouterr().out
+            f"build --config '{path}' --data.cache_views 4 --data.root ROOT --data.cache {cache.path}`"
+            ) in capsys.readouterr().out
+
+
+def test_the_build_suggested_without_a_data_root_asks_for_one(built, tmp_path, capsys):
+    """`cache verify C --config smoke.yaml --data.root null` said "rebuild it with `satclip cache build --config
+    smoke.yaml --data.root null`", which refused to run: a build needs data.root."""
+    _, _, cache = built
+    path = tmp_path / "smoke.yaml"
+    dump_config(from_dict({"model": {"image_encoder": {"name": "mosaiks", "in_chans": 3, "num_filters": 8,
+                                                       "kernel_size": 3}},
+                           "data": {"root": str(tmp_path), "cache_views": 4}}), path)  # fmt: skip
+    for given in (["--data.root", "null"], ["--set", "data.root=null"]):
+        capsys.readouterr()
+        assert main(["cache", "verify", str(cache.path), "--config", str(path), *given]) == 1
+        assert (f"rebuild it with `satclip cache build --config {path} --data.root ROOT --data.cache {cache.path}`"
+                in capsys.readouterr().out)
 
 
 def test_a_cache_of_a_newer_satclip_is_refused_alike_by_verify_and_build(tmp_path, capsys):

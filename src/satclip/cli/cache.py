@@ -108,7 +108,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
         config = load_cli_config(args)
         path = path or config.data.cache
-        build_command = _build_command(args, config.data.cache)
+        build_command = _build_command(args, config.data.cache, config.data.root)
         if config.data.root is not None:
             source = source_from_config(config)
             encoder = build_image_encoder(
@@ -158,15 +158,22 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _build_command(args: argparse.Namespace, config_cache: str | Path | None) -> str:
+def _build_command(args: argparse.Namespace, config_cache: str | Path | None, root: str | Path | None) -> str:
     """The ``satclip cache build`` of the config and overrides that ``args`` give (``CONFIG`` for a config read
-    from a pipe), with ``--data.cache`` where the cache verified is not the config's ``config_cache``."""
+    from a pipe), with ``--data.cache`` where the cache verified is not the config's ``config_cache``, and
+    ``--data.root ROOT`` in place of whatever gave the config no data ``root`` (a build needs one: ``--data.root
+    null`` was suggested, and the build it named refused to run)."""
     words = ["satclip", "cache", "build"]
     if args.config is not None:
         words += ["--config", str(args.config.path) if args.config.path.is_file() else "CONFIG"]
-    words += [word for name, value in vars(args).items() if name.startswith("override:")
-              for word in (f"--{name.removeprefix('override:')}", value)]  # fmt: skip
-    words += [word for item in args.set_overrides for word in ("--set", item)]
+    overrides = {name.removeprefix("override:"): value for name, value in vars(args).items()
+                 if name.startswith("override:")}  # fmt: skip
+    sets = args.set_overrides
+    if root is None:
+        overrides["data.root"] = "ROOT"
+        sets = [item for item in sets if item.partition("=")[0].strip() != "data.root"]
+    words += [word for name, value in overrides.items() for word in (f"--{name}", value)]
+    words += [word for item in sets for word in ("--set", item)]
     if args.path is not None and (config_cache is None or Path(config_cache).resolve() != args.path.resolve()):
         words += ["--data.cache", str(args.path)]
     return shlex.join(words)
