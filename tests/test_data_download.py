@@ -282,6 +282,34 @@ def test_an_unreachable_hub_fails_at_once_without_the_clients_retries(monkeypatc
         HubSource().list_files()
 
 
+def test_a_local_path_given_as_repo_is_never_sent_to_the_hub(tmp_path, monkeypatch, capsys):
+    """`--repo myrepos/s2`, an existing directory, was asked of the hub ("cannot list https://huggingface.co/
+    datasets/myrepos/s2"), and `--repo ./repo` met the hub client's own error, naming neither --repo nor --from."""
+    import socket
+
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a request was made")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myrepos" / "s2").mkdir(parents=True)
+    (tmp_path / "notes").write_text("mine")
+    for repo, said in [
+        ("myrepos/s2", "--repo myrepos/s2 is a local directory, not a Hugging Face dataset repository; satclip sends "
+                       "no local path to the hub: for a local copy of the repository use --from myrepos/s2"),
+        ("./repo", "--repo './repo' is not a Hugging Face dataset repository id (owner/name, of letters, digits, '.', "
+                   "'_' and '-'); for a local copy of the repository use --from DIR"),
+        ("notes", "--repo 'notes' is not a Hugging Face dataset repository id"),
+    ]:
+        assert main(["data", "download", "dlR", "--repo", repo]) == 2
+        assert _error_line(capsys.readouterr().err).startswith(f"satclip: error: {said}"), repo
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["myrepos", "notes"]
+
+
 def subprocess_free_git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import BadInputError, MissingExtraError
-from ..io.hub import DownloadError
+from ..io.hub import REPO_ID, DownloadError
 from ..optional import require
-from ..paths import not_a_directory
+from ..paths import expand_user, not_a_directory
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,24 @@ class Source(Protocol):
         ...
 
 
+def _check_repo_id(repo_id: str) -> None:
+    """Raise :class:`BadInputError` unless ``repo_id`` is a hub repository id (``owner/name``): a local path is
+    never sent to the hub (a directory ``owner/name`` was, and ``./repo`` met the hub client's own error, which
+    named neither --repo nor --from)."""
+    if expand_user(repo_id).is_dir():
+        raise BadInputError(f"--repo {repo_id} is a local directory, not a Hugging Face dataset repository; satclip "
+                            f"sends no local path to the hub: for a local copy of the repository use --from "
+                            f"{shlex.quote(repo_id)}")  # fmt: skip
+    if not REPO_ID.match(repo_id) or expand_user(repo_id).exists():
+        raise BadInputError(f"--repo {repo_id!r} is not a Hugging Face dataset repository id (owner/name, of letters, "
+                            "digits, '.', '_' and '-'); for a local copy of the repository use --from DIR")  # fmt: skip
+
+
 class HubSource:
     """The dataset repository on the Hugging Face hub (``huggingface_hub``; resumes partial downloads)."""
 
     def __init__(self, repo_id: str = HF_REPO, revision: str | None = None, token: str | None = None):
+        _check_repo_id(repo_id)
         self.repo_id = repo_id
         self.revision = revision
         self.token = token

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: seconds the reachability check waits for the hub
 PROBE_TIMEOUT = 10.0
+#: a hub repository id: ``owner/name``
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class DownloadError(SatclipError, RuntimeError):

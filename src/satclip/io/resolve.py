@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 #: prefix of an explicit Hugging Face hub source: ``hf://owner/name``
 HUB_SCHEME = "hf://"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: a URL of any scheme but hf:// (which names a hub repository)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: endings of model files: a source ending so names a local file, never a hub repository
@@ -56,7 +55,7 @@ def _local(path: Path) -> ResolvedSource:
 
 
 def _hub_repository(repo_id: str) -> ResolvedSource:
-    if not _HUB_ID.match(repo_id):
+    if not hub.REPO_ID.match(repo_id):
         raise BadInputError(f"{HUB_SCHEME}{repo_id} is not a Hugging Face repository id (expected hf://owner/name)")
     model = pretrained.released_for_hub_id(repo_id)
     if model is not None:
@@ -128,7 +127,7 @@ def resolve(source: str | Path) -> ResolvedSource:
         if model is not None:
             return ResolvedSource("original", pretrained.fetch(model), model)
     if isinstance(source, os.PathLike) or _looks_like_path(text):
-        hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if _HUB_ID.match(text) else ""
+        hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if hub.REPO_ID.match(text) else ""
         raise FileNotFoundError(f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}")
     base, plus, mode = text.partition("+")
     if plus and mode.startswith("range"):  # (its did-you-mean named the plain model: half the embedding, unsaid)
