@@ -359,11 +359,19 @@ def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):
                 tar.add(S2_EXAMPLES / "images" / name, arcname=name)
     root = tmp_path / "s2"
     assert main(["data", "download", str(root), "--from", str(mirror)]) == 0
-    assert "3 images extracted" in capsys.readouterr().out
+    assert "3 file(s) read from the local copy, 0 already done, 3 images extracted" in capsys.readouterr().out
     assert (mirror / "data" / "shard-000.tar").exists()  # a local copy is used in place, never deleted
     assert main(["data", "verify", str(root)]) == 0
     assert main(["data", "download", str(root), "--from", str(mirror)]) == 0
-    assert "0 file(s) fetched, 3 already done" in capsys.readouterr().out
+    assert "0 file(s) read from the local copy, 3 already done" in capsys.readouterr().out
+    capsys.readouterr()
+    # an extracted root given as the copy: said so (it listed 20 of its images as what it found, never index.csv)
+    assert main(["data", "download", str(tmp_path / "x3"), "--from", str(root)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"satclip: error: --from {root} is an S2-100K root already extracted (index.csv and images/), not a copy of "
+        f"the hub repository: use it as data.root as it is; check it with `satclip data verify {root}`"
+    )
+    assert not (tmp_path / "x3").exists()
 
 
 def test_local_source_rejects_lfs_pointers(tmp_path):
@@ -416,7 +424,7 @@ def test_an_index_that_is_not_an_index_is_never_published(tmp_path, capsys):
     assert not (root / "index.csv").exists()
     good = _local_copy(tmp_path / "good", _shards())
     assert main(["data", "download", str(root), "--from", str(good)]) == 0
-    assert "4 file(s) fetched, 0 already done" in capsys.readouterr().out
+    assert "4 file(s) read from the local copy, 0 already done" in capsys.readouterr().out
     assert (root / "index.csv").read_bytes() == INDEX
 
 

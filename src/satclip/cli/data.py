@@ -123,8 +123,9 @@ def run_download(args: argparse.Namespace) -> int:
 
     source = LocalSource(args.source, args.revision) if args.source else HubSource(args.repo, args.revision)
     summary = download_s2100k(args.root, source, keep_archives=args.keep_archives, progress=_tqdm_progress("shards"))
+    done = "read from the local copy" if args.source else "fetched"  # (a local copy's were said to be fetched)
     print(
-        f"{summary.root}: {len(summary.extracted)} file(s) fetched, {len(summary.skipped)} already done, "
+        f"{summary.root}: {len(summary.extracted)} file(s) {done}, {len(summary.skipped)} already done, "
         f"{summary.images} images extracted. Check them with: satclip data verify {summary.root}"
     )
     return 0

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import lzma
+import shlex
 import shutil
 import tarfile
 import zlib
@@ -302,6 +303,14 @@ def download_s2100k(
     index = next((f for f in files if f.path == "index.csv"), None)
     shards = sorted((f for f in files if is_archive(f.path)), key=lambda f: f.path)
     if index is None or not shards:
+        if isinstance(source, LocalSource) and (source.directory / "index.csv").is_file() and (
+            source.directory / "images"
+        ).is_dir():  # (it listed the first 20 images as what it found, and never index.csv)
+            raise BadInputError(
+                f"--from {source.directory} is an S2-100K root already extracted (index.csv and images/), not a copy "
+                f"of the hub repository: use it as data.root as it is; check it with `satclip data verify "
+                f"{shlex.quote(str(source.directory))}`"
+            )
         listing = ", ".join(f.path for f in files[:20]) + (" …" if len(files) > 20 else "")
         wrong = BadInputError if isinstance(source, LocalSource) else DownloadError  # (a local copy: bad input)
         raise wrong(
