@@ -337,3 +337,19 @@ def test_a_corpus_marked_as_a_generic_output_is_still_reused_and_replaced(tmp_pa
         bm.build_bluemarble(corpus, other)
     bm.build_bluemarble(corpus, other, overwrite=True)
     assert bm.read_manifest(corpus)["params"]["seed"] == 2 and safe_output.owned_kind(corpus) == bm.KIND
+
+
+def test_an_output_inside_another_satclip_output_is_refused(tmp_path, capsys):
+    """`data bluemarble --out CORPUS/sub` wrote a corpus inside another; `--out CORPUS --overwrite` then refused to
+    replace CORPUS because of sub/."""
+    from satclip.cli import main
+
+    params = bm.BlueMarbleParams(n=5, patch_size=8, seed=1)
+    corpus = bm.build_bluemarble(tmp_path / "corpus", params)
+    assert main(["data", "bluemarble", "--n", "5", "--patch-size", "8", "--out", str(corpus / "sub")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"satclip: error: {corpus / 'sub'} is inside {corpus}, a satclip Blue Marble corpus: satclip writes no other "
+        "output into it; choose a path outside it"
+    )
+    assert sorted(p.name for p in corpus.iterdir()) == [".satclip-output", "images.npy", "index.csv", "manifest.json"]
+    bm.build_bluemarble(corpus, bm.BlueMarbleParams(n=5, patch_size=8, seed=2), overwrite=True)

@@ -251,6 +251,24 @@ def test_the_build_suggested_without_a_data_root_asks_for_one(built, tmp_path, c
                 in capsys.readouterr().out)
 
 
+def test_a_cache_is_never_built_inside_another_satclip_output(built, tmp_path, capsys):
+    """`cache build --data.cache C1/nested` built a cache inside the cache C1 (which then held files satclip did
+    not write there)."""
+    _, _, cache = built
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    nested = cache.path / "nested"
+    options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
+               "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
+               "--data.cache", str(nested), "--data.cache_views", "1"]  # fmt: skip
+    assert main(["cache", "build", *options]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {nested} is inside {cache.path}, a satclip feature cache: satclip writes no other output "
+        "into it; choose a path outside it"
+    )
+    assert not nested.exists() and verify_cache(cache.path).ok
+
+
 def test_a_cache_of_a_newer_satclip_is_refused_alike_by_verify_and_build(tmp_path, capsys):
     """A manifest of format_version 99 exited 1 from `cache verify` (reported as a failed cache, which a script
     would rebuild) and 2 from `cache build`: both refuse it as a file this satclip cannot use, exit 2."""

@@ -514,7 +514,9 @@ def test_a_dataset_is_never_downloaded_into_another_commands_output(tmp_path):
     corpus = safe_output.make_owned_dir(tmp_path / "corpus", kind="bluemarble-corpus")  # (it said "of kind 'output'")
     with pytest.raises(OutputExistsError, match=r"corpus is a satclip Blue Marble corpus \(another command's"):
         download_s2100k(corpus, hub)
-    assert hub.calls == []
+    with pytest.raises(OutputExistsError, match=r"s2 is inside .*corpus, a satclip Blue Marble corpus: satclip writes"):
+        download_s2100k(corpus / "s2", hub)  # (it was made in the corpus, which --overwrite then refused to replace)
+    assert hub.calls == [] and not (corpus / "s2").exists()
 
 
 def test_an_index_of_the_same_bytes_is_kept_as_it_is(tmp_path):

@@ -537,6 +537,25 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
         raise BadInputError(f"the output {path} {where} {what} {directory}; write it elsewhere")
 
 
+def check_not_in_output(path: str | Path) -> None:
+    """Raise :class:`OutputExistsError` if the output ``path`` that a user named, not itself a satclip directory
+    already, lies inside one (a parent holds :data:`MARKER`): it joined another command's output (``data bluemarble
+    --out CORPUS/sub``), which satclip then refused to replace for it. For the roots of commands' outputs only:
+    satclip lays out its own outputs inside its directories (a run's exports, a demo's work and feature cache, an
+    evaluation's protocols), and writes into its temporaries, through the other checks."""
+    path = expand_user(path)
+    if is_owned(path):
+        return
+    try:
+        parents = path.resolve().parents
+    except (OSError, RuntimeError):  # (a symbolic-link loop: _check_parents names it)
+        parents = path.absolute().parents
+    for parent in parents:
+        if is_owned(parent):
+            raise OutputExistsError(f"{path} is inside {parent}, {owned_noun(parent)}: satclip writes no other output "
+                                    "into it; choose a path outside it")  # fmt: skip
+
+
 def check_named(path: str | Path) -> None:
     """Raise :class:`BadInputError` if ``path`` has no name of its own (``.``, ``..``, ``/``): satclip writes an
     output beside it under a temporary name and renames it into place."""

@@ -69,12 +69,15 @@ def add_parser(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from .. import safe_output
     from ..terminal import progress_bar
     from ..train.prepare import cache_from_config
 
     config = load_cli_config(args)
     if config.data.root is None:
         raise BadInputError("cache build needs data.root (the image dataset), e.g. --data.root data/s2-100k")
+    if config.data.cache is not None:  # (not in cache_from_config: a demo keeps its cache in its work directory)
+        safe_output.check_not_in_output(config.data.cache)
     bars = []  # drawn from the first progress report on: an error before it prints no empty bar
 
     def progress(done: int, total: int) -> None:

@@ -348,6 +348,7 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
     if _corpus_state(out, key) == "same":  # read only: no lock (a read-only cache, readers at once)
         log.info("reusing Blue Marble corpus %s", out, extra=safe_output.RESUMED)
         return out
+    safe_output.check_not_in_output(out)
     if _older_corpus(out):
         safe_output.mark_owned(out, kind=KIND)
     with safe_output.exclusive(out, wait=True):  # one build per directory; a concurrent build is waited out

@@ -289,6 +289,7 @@ def download_s2100k(
             f"{root} is {safe_output.owned_noun(root)} (another command's output), not a dataset root; "
             "download the dataset into another directory"
         )
+    safe_output.check_not_in_output(root)
     if root.exists() and not root.is_dir():  # (said after the hub was asked, with "extract into p.csv/images")
         raise BadInputError(f"{root} is a file, not a dataset root: give a directory to create or complete")
     if isinstance(source, LocalSource):  # the dataset is written next to the copy it is read from, never into it
