@@ -82,6 +82,8 @@ def test_help_is_plain_text_and_explains_every_option():
     assert not unexplained, f"options without help: {unexplained}"
     cache_help = dict(_parsers(build_parser()))["satclip cache"].format_help()
     assert "satclip cache build --config CONFIG.yaml computes data.cache" in cache_help
+    data_line = next(line for line in build_parser().format_help().splitlines() if line.split()[:1] == ["data"])
+    assert data_line.split(None, 1)[1] == "datasets: verify, download, bluemarble"  # (it ended "download, …")
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,22 @@ def test_cli_verify_full_read_and_problem_list(broken_root, tmp_path, capsys):
     assert rows == {TRUNCATED: "corrupt", MISSING: "missing", THREE_BAND: "bands"}
 
 
+def test_cli_verify_prints_no_gdal_messages_amid_its_table(tmp_path, capsys):
+    """A TIFF whose directory is damaged printed GDAL's own "CPLE_AppDefined in patch_….tif:
+    TIFFReadDirectoryCheckOrder…" on stderr amid the table, which reports the file itself."""
+    import struct
+
+    root = _copy_examples(tmp_path / "root", names=[TRUNCATED, THREE_BAND])
+    damaged = bytearray((root / "images" / THREE_BAND).read_bytes())
+    directory = struct.unpack("<I", damaged[4:8])[0]
+    damaged[directory + 2 : directory + 40] = bytes(b ^ 0x5A for b in damaged[directory + 2 : directory + 40])
+    (root / "images" / THREE_BAND).write_bytes(bytes(damaged))
+    assert main(["data", "verify", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert _table_counts(captured.out)["corrupt / truncated"] == 1 and THREE_BAND in captured.out
+    assert "CPLE" not in captured.err and "TIFFReadDirectory" not in captured.err, captured.err
+
+
 def test_cli_verify_list_never_replaces_the_dataset(tmp_path, capsys):
     """--list ROOT/index.csv --overwrite replaced the index it had just verified with the problem list."""
     root = _copy_examples(tmp_path / "root", names=[TRUNCATED, THREE_BAND])

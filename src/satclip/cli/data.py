@@ -1,4 +1,4 @@
-"""``satclip data …``: dataset commands (``verify``, ``download``; more can be added).
+"""``satclip data …``: dataset commands (``verify``, ``download``, ``bluemarble``; more can be added).
 
 To add a subcommand, list it in :data:`SUBCOMMANDS`: either a function ``add_NAME(subparsers)`` here, or
 the name of a module of this package (e.g. ``".data_bluemarble"``) defining ``add_subparser(subparsers)``.
@@ -142,7 +142,7 @@ SUBCOMMANDS: dict[str, Callable | str] = {
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="datasets: verify, download, …",
+        help=f"datasets: {', '.join(SUBCOMMANDS)}",  # (it listed "verify, download, …" without bluemarble)
         description="Dataset commands; satclip data SUBCOMMAND --help describes each.",
     )
     # (required, as cache's and retrieval's: `satclip data` alone printed its help and exited 0)

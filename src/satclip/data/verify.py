@@ -395,8 +395,12 @@ def verify_s2100k(
             fresh[name] = [*stamp, *result]
         return result
 
+    from ..image.preprocess import gdal_warnings_as_debug
+
     rows: Iterable[int] = range(len(index))
-    with warnings.catch_warnings():  # (once, around the threads: a PNG named .tif printed rasterio's warning)
+    # (once, around the threads: a PNG named .tif printed rasterio's warning, a damaged TIFF GDAL's "CPLE_AppDefined
+    # in patch_….tif: TIFFReadDirectoryCheckOrder…" amid the table, which reports each file's problem)
+    with warnings.catch_warnings(), gdal_warnings_as_debug():
         warnings.simplefilter("ignore", require("rasterio", "data", "reading GeoTIFFs").errors.NotGeoreferencedWarning)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
