@@ -121,6 +121,23 @@ def test_cli_verify_prints_no_gdal_messages_amid_its_table(tmp_path, capsys):
     assert "CPLE" not in captured.err and "TIFFReadDirectory" not in captured.err, captured.err
 
 
+def test_opening_a_dataset_says_it_checks_its_images(tmp_path, caplog):
+    """`cache build` and `train` on real S2-100K checked 100,000 headers (~11 min) with nothing on the screen; the
+    check now says what it reads and how many files, and a second opening (results reused) says nothing."""
+    from satclip.data import S2100K
+
+    root = _copy_examples(tmp_path / "root", names=[TRUNCATED, THREE_BAND, MISSING])
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        S2100K(root)
+    said = [r.getMessage() for r in caplog.records if r.name == "satclip.data.verify"]
+    assert said == [f"checking the header of 3 image(s) in {root / 'images'} (1 thread(s)); later runs reuse the "
+                    "results"], said  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        S2100K(root)
+    assert not [r for r in caplog.records if r.name == "satclip.data.verify"]
+
+
 def test_cli_verify_list_never_replaces_the_dataset(tmp_path, capsys):
     """--list ROOT/index.csv --overwrite replaced the index it had just verified with the problem list."""
     root = _copy_examples(tmp_path / "root", names=[TRUNCATED, THREE_BAND])
