@@ -403,6 +403,25 @@ def test_sentinel2_scenes_are_read_as_their_central_patch_and_nodata_is_refused(
     assert preprocess.load_sentinel2(one_band).shape == (13, 256, 256)
 
 
+def test_pixels_zero_in_every_band_are_refused_without_a_declared_nodata(tmp_path, capsys):
+    """A patch whose edge was 0 in all 12 bands (L1C's no-data value) was located when the file declared no nodata
+    (the same file declaring nodata=0 was refused); every fixture patch still reads (a 0 in some bands is data)."""
+    rasterio = pytest.importorskip("rasterio")
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    with rasterio.open(require(S2_EXAMPLES / "images" / PATCH)) as src:
+        profile, data = src.profile, src.read()
+    assert profile["nodata"] is None
+    edge = tmp_path / "edge.tif"
+    with rasterio.open(edge, "w", **profile) as dst:
+        dst.write(np.where(np.arange(256)[None, :, None] < 128, 0, data).astype(data.dtype))
+    assert main(["locate", str(edge), "--model", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "32,768 of 65,536 pixels in the central 256×256 px of" in err and "are 0 in every band" in err, err
+    assert "crop the patch to its valid pixels" in err and len(err.strip().splitlines()) == 1, err
+    for tif in sorted((S2_EXAMPLES / "images").glob("*.tif")):
+        assert preprocess.load_sentinel2(tif).shape == (13, 256, 256)
+
+
 def test_an_image_too_small_for_a_fixed_size_encoder_is_named_by_its_own_size(tmp_path, model):
     """A Sentinel-2 image is read cropped: the message gave the cropped size (300×256 for a 320×256 file)."""
     rasterio = pytest.importorskip("rasterio")

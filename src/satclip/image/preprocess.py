@@ -258,14 +258,17 @@ def _in_sentinel2_order(path, descriptions, array: np.ndarray) -> np.ndarray:
     return array[[names.index(n) for n in wanted]] if names != wanted else array
 
 
-def _refuse_gaps(path, gaps: np.ndarray | None, size: int | None) -> None:
-    """Raise :class:`BadInputError` where a GeoTIFF's window has no data (``gaps`` of :func:`_read_central`):
-    those pixels would enter the model as dark ground."""
+def _refuse_gaps(
+    path, gaps: np.ndarray | None, size: int | None, held: str = "hold its nodata value or are masked",
+    fix: str = "give a patch without nodata",
+) -> None:  # fmt: skip
+    """Raise :class:`BadInputError` where a GeoTIFF's window has no data (``gaps`` of :func:`_read_central`, or
+    what ``held`` says of them): those pixels would enter the model as dark ground."""
     if gaps is not None and gaps.any():
         where = f"the central {gaps.shape[0]}×{gaps.shape[1]} px of " if size is not None else ""
         raise BadInputError(
-            f"{int(gaps.sum()):,} of {gaps.size:,} pixels in {where}{path} hold its nodata value or are masked: a "
-            "patch with gaps would be embedded as if they were dark ground; give a patch without nodata"
+            f"{int(gaps.sum()):,} of {gaps.size:,} pixels in {where}{path} {held}: a patch with gaps would be "
+            f"embedded as if they were dark ground; {fix}"
         )
 
 
@@ -470,9 +473,9 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
     central ``size × size`` px (a whole scene is not read).
 
     Raises:
-        BadInputError: another band count; pixels of the file's declared nodata value (they would enter the
-            model as reflectance); negative values (no L1C digital number is); float values that are reflectance
-            already (they would be divided again).
+        BadInputError: another band count; pixels of the file's declared nodata value, or 0 in every band (L1C's
+            no-data value, declared or not: they would enter the model as reflectance); negative values (no L1C
+            digital number is); float values that are reflectance already (they would be divided again).
     """
     array, gaps = _read_central(path, size, sentinel2=True)
     if array.shape[0] not in (12, 13):
@@ -502,6 +505,10 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
                 f"L1C digital numbers (reflectance × {REFLECTANCE_SCALE:g}, as S2-100K stores them): multiply it by "
                 f"{REFLECTANCE_SCALE:g}, or give the L1C file"
             )
+    # (a patch's edge of L1C no-data zeros was located when the file declared no nodata)
+    _refuse_gaps(path, ~array.any(axis=0), size, held="are 0 in every band, Sentinel-2 L1C's no-data value",
+                 fix="crop the patch to its valid pixels (gdal_translate -srcwin) and declare 0 nodata (gdal_edit.py "
+                 "-a_nodata 0)")  # fmt: skip
     return sentinel2_reflectance(array)
 
 
