@@ -247,7 +247,7 @@ def test_dtype_errors_name_dtype_and_what_it_takes(encoder):
         with pytest.raises(BadInputError, match=rf"^load_model\(dtype={re.escape(repr(value))}\): {accepted}"):
             satclip.load_model("bluemarble-l10", dtype=value)
     for value, dtype in ((torch.float64, torch.float64), ("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        assert {p.dtype for p in satclip.load_model("bluemarble-l10", dtype=value).parameters()} == {dtype}
+        assert {p.dtype for p in satclip.load_model("bluemarble-l10", dtype=value).visual.parameters()} == {dtype}
 
 
 POINTS = [[13.4, 52.52], [-58.38, -34.6], [139.7, 35.7]]

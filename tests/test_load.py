@@ -444,6 +444,24 @@ def test_load_arguments_of_the_wrong_kind_are_named():
         satclip.load_model("bluemarble-l10", dtype="auto")
 
 
+def test_a_16_bit_load_model_keeps_the_location_encoder_in_float32():
+    """load_model(dtype="bf16") cast the location network too: model.location.encode and locate failed saying
+    "call .float() first" (a call the user never made), and encode_location ran in bf16 (0.024 off)."""
+    from satclip.models.locate import locate
+
+    ckpt = require(CKPT_L10)
+    points = torch.tensor([[13.4, 52.5], [-70.0, -33.0], [151.2, -33.9]])
+    expected = satclip.load(ckpt, precision="float32").encode(points)
+    images = torch.rand(1, 13, 64, 64, generator=torch.Generator().manual_seed(0))
+    for dtype, image_dtype in (("bf16", torch.bfloat16), (torch.float16, torch.float16)):
+        model = satclip.load_model(ckpt, dtype=dtype)
+        assert {p.dtype for p in model.visual.parameters()} == {image_dtype}
+        assert {p.dtype for p in model.location.parameters()} == {torch.float32} == {model.logit_scale.dtype}
+        torch.testing.assert_close(model.location.encode(points), expected, rtol=0, atol=0)
+        torch.testing.assert_close(model.encode_location(points), expected, rtol=0, atol=1e-5)
+        assert locate(model, images, k=2, grid_size=50).lonlat.shape == (1, 2, 2)
+
+
 def test_a_directory_of_checkpoints_names_them(tmp_path):
     """satclip.load of a directory holding a .ckpt said "no config.json + model.safetensors", not naming it."""
     source = require(CKPT_L10)

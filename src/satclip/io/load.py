@@ -109,8 +109,10 @@ def load_model(
             config is checked against the weights before anything is built.
         device, dtype: where and in which precision the model runs (a floating-point torch dtype or a name:
             ``"float32"``, ``"float64"``, ``"bf16"``; float32: as the original's image side; its location network
-            ran in float64, which moves logits by ~2e-6). The released ``"analytic"`` harmonics are evaluated in
-            float64 whatever ``dtype``.
+            ran in float64, which moves logits by ~2e-6). A 16-bit dtype (bf16, float16) is the image encoder's
+            alone: the location encoder and ``logit_scale`` stay float32 (a SIREN in bf16 is off by up to 0.024),
+            so location embeddings are those :func:`satclip.load` computes. The released ``"analytic"`` harmonics
+            are evaluated in float64 whatever ``dtype``.
         harmonics_calculation: override the basis the model records, as :func:`satclip.load`. At L = 40 the
             default ``"analytic"`` (the exact value of the original's printed polynomials) moves logits by up to
             ~2e-4 from the original's near the poles; ``"analytic-original"`` is its own evaluation (slow).
@@ -122,8 +124,10 @@ def load_model(
     source_name = parts.provenance["source"]
     parts.location_config, parts.location_state = rebased(parts.location_config, parts.location_state,
                                                           harmonics_calculation, source)  # fmt: skip
-    # cast before loading, so float64 weights (the location network) reach a float64 model unrounded
-    model = SatCLIP.from_config(parts.native_config()).to(device=device, dtype=dtype)
+    # cast before loading, so float64 weights (the location network) reach a float64 model unrounded; 16 bits
+    # only for the image encoder (a bf16 location network failed in model.location.encode and locate)
+    model = SatCLIP.from_config(parts.native_config())
+    model.to(device=device, dtype=torch.float32 if dtype.itemsize < 4 else dtype).visual.to(dtype=dtype)
     if parts.logit_scale is None:
         log.warning("%s has no logit_scale; using the initial value log(1/0.07)", source_name)
         parts.logit_scale = model.logit_scale.detach().clone()
