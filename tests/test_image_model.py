@@ -253,3 +253,22 @@ def test_a_loaded_model_is_never_saved_over_its_source(tmp_path):
     with pytest.raises(BadInputError, match="also an input"):
         satclip.load_model(saved).save(saved, overwrite=True, location_only=True)
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == files
+
+
+def test_encode_image_refuses_what_locate_refuses_and_takes_numpy(patches):
+    """encode_image embedded raw digital numbers (an integer tensor, cast without / 10,000), all-NaN images and
+    1×1 or 16×16 px images, and failed on a numpy array with "'numpy.ndarray' object has no attribute 'to'"."""
+    from satclip.errors import BadInputError
+
+    model = satclip.load_model(require(REFERENCE / "satclip-resnet18-l10.ckpt"))
+    image = patches[:1]
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(image), model.encode_image(torch.from_numpy(image)))
+        with pytest.raises(BadInputError, match=r"^images are int32, not floats .*: scale them \(Sentinel-2"):
+            model.encode_image(torch.from_numpy((image * 10_000).astype(np.int32)))
+        with pytest.raises(BadInputError, match=r"^image 1 has only NaN or infinite values; embedding it needs"):
+            model.encode_image(np.concatenate([image, np.full_like(image, np.nan)]))
+        for side in (1, 16):
+            with pytest.raises(BadInputError, match=rf"at least 32×32 px, got {side}×{side}: use larger images$"):
+                model.encode_image(image[..., :side, :side])
+        assert model.encode_image(image[..., :32, :32]).shape == (1, 256)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+from ..errors import BadInputError
+from .preprocess import B10_INDEX, S2_BANDS_13
 
 
 class ImageEncoder(nn.Module):
@@ -22,6 +26,8 @@ class ImageEncoder(nn.Module):
     frozen_backbone: bool = False
     #: the one input size (H, W) the encoder accepts, or None for any size
     image_size: tuple[int, int] | None = None
+    #: the smallest height and width (px) the encoder embeds an image of, or None for any size
+    min_size: int | None = None
 
     @property
     def feature_dim(self) -> int:
@@ -53,7 +59,8 @@ class ImageEncoder(nn.Module):
         self.frozen_backbone = True
 
     def check_input(self, images: torch.Tensor) -> None:
-        """Raise a clear error for input of the wrong rank, band count or (for fixed-size encoders) size."""
+        """Raise a clear error for input of the wrong rank, band count or size (fixed-size encoders: another
+        size; others: smaller than :attr:`min_size`)."""
         if images.ndim != 4:
             raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
         if images.shape[1] != self.in_chans:
@@ -67,3 +74,45 @@ class ImageEncoder(nn.Module):
                 f"{self.config['name']} takes {h}×{w} images only, got {got_h}×{got_w}: "
                 f"centre-crop or resize to {h}×{w} first (e.g. satclip.image.center_crop(images, {h}))"
             )
+        if self.min_size is not None and min(images.shape[-2:]) < self.min_size:  # (1×1 px was embedded)
+            raise BadInputError(
+                f"{self.config['name']} takes images of at least {self.min_size}×{self.min_size} px, got "
+                f"{images.shape[-2]}×{images.shape[-1]}: use larger images"
+            )
+
+
+def float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``images`` (a tensor or numpy array; a read-only array is copied, as torch warns of those) as a tensor.
+
+    Raises:
+        BadInputError: integer pixels, which the models would embed unscaled (digital numbers, 0-255 colour).
+    """
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()
+    images = torch.as_tensor(images)
+    if not images.is_floating_point():  # (uint8 pixels 0-255 were embedded as they are: rank 1 in Australia)
+        raise BadInputError(
+            f"images are {str(images.dtype).removeprefix('torch.')}, not floats as the models take them: scale them "
+            "(Sentinel-2 L1C digital numbers / 10,000, 8-bit RGB / 255), as satclip.image.preprocess.load_sentinel2 "
+            "and read_rgb read files"
+        )
+    return images
+
+
+def refuse_non_finite(images: torch.Tensor, names: list[str] | None = None) -> None:
+    """Raise :class:`BadInputError` naming the first of ``(B, …)`` ``images`` with a NaN or infinite value (by
+    ``names[row]``, else "image ROW") and how many it has. A 13-band image whose B10 band is all zero — the band
+    inserted into 12-band Sentinel-2 patches — is counted without it (an all-NaN patch had "786432 … of 851968")."""
+    if bool(torch.isfinite(images.sum())):  # (a NaN or inf makes the sum one: 12× faster than isfinite on a batch)
+        return
+    finite = torch.isfinite(images)
+    if bool(finite.all()):  # (the sum of finite values overflowed)
+        return
+    row = int((~finite).reshape(len(images), -1).any(dim=1).nonzero()[0])
+    values = images[row]
+    if values.ndim == 3 and values.shape[0] == len(S2_BANDS_13) and bool((values[B10_INDEX] == 0).all()):
+        values = torch.cat([values[:B10_INDEX], values[B10_INDEX + 1 :]])
+    bad, size = int((~torch.isfinite(values)).sum()), values.numel()
+    what = "only NaN or infinite values" if bad == size else f"{bad:,} NaN or infinite values of {size:,}"
+    label = names[row] if names is not None else f"image {row}"
+    raise BadInputError(f"{label} has {what}; embedding it needs finite pixel values (a no-data patch or a bad read?)")

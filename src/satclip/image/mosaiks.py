@@ -98,6 +98,11 @@ class Mosaiks(ImageEncoder):
         self.head = nn.Linear(2 * num_filters, embed_dim)
         self.frozen_backbone = True  # nothing to train besides the head
 
+    @property
+    def min_size(self) -> int:
+        """One filter's size: a smaller image has no patch to respond to."""
+        return self.config["kernel_size"]
+
     @torch.no_grad()
     def fit(self, images, seed: int = 0, num_whitening_patches: int = 10_000) -> Mosaiks:
         """Sample the filters (and the whitening statistics) from ``(B, C, H, W)`` images.

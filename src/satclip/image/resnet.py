@@ -134,6 +134,9 @@ class ResNet(ImageEncoder):
             if isinstance(module, (BasicBlock, Bottleneck)):
                 nn.init.zeros_(module.last_bn.weight)
 
+    #: its 32× downsampling leaves one position of a 32 px image (1×1 px gave an embedding of padding)
+    min_size = 32
+
     @property
     def head(self) -> nn.Linear:
         return self.fc

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import image as _image
+from ..image.base import float_images, refuse_non_finite
 from ..io.parts import ModelParts
 from . import LOGIT_SCALE_INIT
 from .location_encoder import LocationEncoder
@@ -78,8 +80,16 @@ class SatCLIP(nn.Module):
             self.visual.head.train()
         return self
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` images → ``(B, embed_dim)`` unnormalised embeddings in the encoder's dtype."""
+    def encode_image(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``(B, C, H, W)`` images (floats: a tensor or numpy array) → ``(B, embed_dim)`` unnormalised embeddings
+        in the encoder's dtype.
+
+        Raises:
+            BadInputError: integer pixels (scale them first: reflectance = digital numbers / 10,000, colour / 255),
+                a NaN or infinite value; images smaller than the encoder's ``min_size`` (its ``check_input``).
+        """
+        images = float_images(images)
+        refuse_non_finite(images)
         return self.visual(images.to(self.visual.dtype))
 
     def encode_location(self, lonlat: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
+from ..image.base import float_images, refuse_non_finite
 from ..image.preprocess import B10_INDEX, S2_BANDS_13
 from ..registry import Registry
 from .clip import SatCLIP
@@ -153,33 +154,20 @@ def check_images(images: torch.Tensor, names: list[str] | None = None) -> None:
         raise BadInputError(
             f"images must be a non-empty (B, C, H, W) or (C, H, W) array, got shape {tuple(images.shape)}"
         )
-
-    def label(row: int) -> str:
-        return names[row] if names is not None else f"image {row}"
-
+    refuse_non_finite(images, names)
     flat = images.reshape(len(images), -1)
     others, inserted = flat, torch.zeros(len(images), dtype=torch.bool, device=images.device)
     if images.shape[1] == len(S2_BANDS_13):  # the values without a B10 band of zeros (inserted, not read)
         others = torch.cat([images[:, :B10_INDEX], images[:, B10_INDEX + 1 :]], dim=1).reshape(len(images), -1)
         inserted = (images[:, B10_INDEX] == 0).reshape(len(images), -1).all(dim=1)
-    if flat.is_floating_point() or flat.is_complex():
-        finite = torch.isfinite(flat)
-        if not bool(finite.all()):
-            row = int((~finite).any(dim=1).nonzero()[0])
-            values = others[row] if inserted[row] else flat[row]  # (an all-NaN 12-band patch had "786432 … of 851968")
-            bad, size = int((~torch.isfinite(values)).sum()), values.numel()
-            what = "only NaN or infinite values" if bad == size else f"{bad:,} NaN or infinite values of {size:,}"
-            raise BadInputError(
-                f"{label(row)} has {what}; locating it needs finite pixel values (a no-data patch or a bad read?)"
-            )
     constant_others = inserted & (others == others[:, :1]).all(dim=1)
     constant = (flat == flat[:, :1]).all(dim=1) | constant_others
     if bool(constant.any()):
         row = int(constant.nonzero()[0])
         value = (others if constant_others[row] else flat)[row, 0].item()
         raise BadInputError(
-            f"{label(row)} is constant (every value is {value:g}): a no-data patch carries no location "
-            "signal, and every candidate would get the same score"
+            f"{names[row] if names is not None else f'image {row}'} is constant (every value is {value:g}): a "
+            "no-data patch carries no location signal, and every candidate would get the same score"
         )
 
 
@@ -214,9 +202,7 @@ def locate(
         BadInputError: an image is not finite or constant (:func:`check_images`), channels-last, or a bad
             argument.
     """
-    if isinstance(images, np.ndarray) and not images.flags.writeable:  # (torch warns of "non-writable tensors")
-        images = images.copy()
-    images = torch.as_tensor(images)
+    images = float_images(images)
     given = tuple(images.shape)
     if images.ndim == 3:
         images = images[None]
@@ -226,11 +212,6 @@ def locate(
             f"images of shape {given} look channels-last (…, H, W, {in_chans}); the model takes "
             f"{in_chans}-band images as (B, C, H, W) or (C, H, W): move the bands first, e.g. "
             "np.moveaxis(array, -1, -3) (array.transpose(2, 0, 1) for one image)"
-        )
-    if not images.is_floating_point():  # (uint8 pixels 0-255 were embedded as they are: rank 1 in Australia)
-        raise BadInputError(
-            f"images are {str(images.dtype).removeprefix('torch.')}, not floats as the models take them: read them "
-            "with satclip.image.preprocess.read_rgb (RGB / 255) or load_sentinel2 (Sentinel-2 reflectance)"
         )
     check_images(images)
     footprint = training_footprint(model)
