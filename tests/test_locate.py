@@ -610,6 +610,17 @@ def test_the_python_locate_refuses_unscaled_pixels_and_a_k_that_is_no_whole_numb
             locate(model, patch, k=k)
 
 
+def test_the_python_locate_refuses_a_grid_size_that_is_no_whole_number(model, patch):
+    """grid_size=10.5 was taken (a Fibonacci grid of 11 points), True as 1, while the CLI refuses them."""
+    for grid_size in (10.5, True, 0, -3, "100"):
+        with pytest.raises(BadInputError, match=rf"^grid_size must be a whole number of at least 1, got "
+                           rf"{re.escape(repr(grid_size))}$"):  # fmt: skip
+            locate(model, patch, grid_size=grid_size)
+    with pytest.raises(BadInputError, match=r"^k must be a whole number of at least 1, got 0$"):
+        locate(model, patch, k=0, grid_size=10)
+    assert locate(model, patch, k=1, grid_size=np.int64(10)).candidates == 10
+
+
 def test_the_python_locate_names_channels_last_arrays_and_takes_read_only_ones():
     """A (32, 32, 3) array failed as "ValueError: mosaiks takes 3-band images, got 32 bands (shape (1, 32, 32, 3))",
     no word of channels-last; a read-only array set off torch's "non-writable tensors" UserWarning."""

@@ -76,9 +76,16 @@ def _spacing_km(n: int) -> float:
     return math.sqrt(4 * math.pi * 6371.0**2 / n)
 
 
+def _check_count(name: str, value) -> None:
+    """Raise :class:`BadInputError` unless ``value`` is a whole number of at least 1 (2.7 was 2, True 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise BadInputError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
 def check_grid_size(grid_size: int) -> None:
-    """Raise :class:`BadInputError` for a ``grid_size`` beyond :data:`MAX_GRID_SIZE` (``satclip locate`` checks it
-    before it loads the model and the image)."""
+    """Raise :class:`BadInputError` for a ``grid_size`` that is no whole number of at least 1 (10.5 made 11 points)
+    or beyond :data:`MAX_GRID_SIZE` (``satclip locate`` checks it before it loads the model and the image)."""
+    _check_count("grid_size", grid_size)
     if grid_size > MAX_GRID_SIZE:
         raise BadInputError(
             f"a grid of {grid_size:,} candidates is more than locate makes (at most {MAX_GRID_SIZE:,}, about "
@@ -92,7 +99,8 @@ def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_
     """Resolve ``grid`` (a name in :data:`GRIDS`, a callable ``n → (n, 2)`` or an array) to ``(N, 2)``.
 
     Raises:
-        BadInputError: a ``grid_size`` beyond :data:`MAX_GRID_SIZE` for a grid made here (:func:`check_grid_size`).
+        BadInputError: a ``grid_size`` that is no whole number from 1 to :data:`MAX_GRID_SIZE` for a grid made here
+            (:func:`check_grid_size`).
     """
     if not isinstance(grid, np.ndarray):
         check_grid_size(grid_size)
@@ -223,8 +231,7 @@ def locate(
                                 f"({footprint.describe()}): use a larger grid")  # fmt: skip
     if candidates is not None and len(candidates) != len(points):
         raise ValueError(f"{len(candidates)} candidate embeddings for {len(points)} points")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:  # (2.7 was 2, True 1)
-        raise BadInputError(f"k must be a whole number of at least 1, got {k!r}")
+    _check_count("k", k)
     if int(k) > len(points):
         log.warning("k=%s is more than the %s candidates: all %s are ranked", f"{int(k):,}", f"{len(points):,}",
                     f"{len(points):,}")  # fmt: skip
