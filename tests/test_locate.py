@@ -621,6 +621,14 @@ def test_the_python_locate_refuses_a_grid_size_that_is_no_whole_number(model, pa
     assert locate(model, patch, k=1, grid_size=np.int64(10)).candidates == 10
 
 
+def test_the_rank_column_is_as_wide_as_the_ranks_printed(tmp_path, capsys):
+    """--k 99999999999999999999 widened the rank column to 20 characters for the few rows printed."""
+    picture = _png(tmp_path / "rgb.png", np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert main(["locate", str(picture), "--model", "bluemarble-l10", "--k", "9" * 20, "--grid-size", "12"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("rank  ") and lines[1].startswith("   1  ") and lines[12].startswith("  12  "), lines
+
+
 def test_the_python_locate_names_channels_last_arrays_and_takes_read_only_ones():
     """A (32, 32, 3) array failed as "ValueError: mosaiks takes 3-band images, got 32 bands (shape (1, 32, 32, 3))",
     no word of channels-last; a read-only array set off torch's "non-writable tensors" UserWarning."""

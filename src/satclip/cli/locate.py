@@ -79,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"image centre (from the GeoTIFF): lon {truth[0]:.4f}, lat {truth[1]:.4f}")
     result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth,
                     within_footprint=args.within_footprint)  # fmt: skip
-    width = max(4, len(str(args.k)))  # (rank 10000 of --k 20000 stood a column off the others)
+    rows = result.rows(0)
+    width = max(4, len(str(len(rows))))  # (rank 10000 stood a column off the others; --k 10**19 made it 20 wide)
     header = f"{'rank':>{width}}  {'lon':>9}  {'lat':>8}  {'score':>7}"
     if truth is not None:
         header += f"  {'km to truth' if args.truth else 'km to centre':>12}"
     print(header)
-    for rank, (lon, lat, score) in enumerate(result.rows(0), start=1):
+    for rank, (lon, lat, score) in enumerate(rows, start=1):
         line = f"{rank:>{width}}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
         if truth is not None:
             line += f"  {float(great_circle_km((lon, lat), truth)):>12.0f}"
