@@ -629,6 +629,43 @@ def test_the_rank_column_is_as_wide_as_the_ranks_printed(tmp_path, capsys):
     assert lines[0].startswith("rank  ") and lines[1].startswith("   1  ") and lines[12].startswith("  12  "), lines
 
 
+def test_locate_writes_the_ranked_rows_to_csv_or_json(tmp_path, capsys):
+    """satclip locate printed its table only: nothing machine-readable. --output writes the rows (CSV or JSON by the
+    suffix, anything else refused), never replacing a file without --overwrite; the printed table is unchanged."""
+    import csv
+    import json
+
+    picture = _png(tmp_path / "rgb.png", np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    argv = ["locate", str(picture), "--model", "bluemarble-l10", "--k", "3", "--grid-size", "50", "--truth", "10", "50"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert main([*argv, "-o", str(tmp_path / "out.csv")]) == 0
+    assert capsys.readouterr().out.splitlines() == [*table, f"wrote {tmp_path / 'out.csv'}"]
+    with open(tmp_path / "out.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["rank", "lon", "lat", "score", "inside_footprint", "km_to_truth", "truth_rank"]
+    for row, line in zip(rows, table[1:4], strict=True):
+        shown = line.split()
+        assert [row["rank"], f"{float(row['lon']):.4f}", f"{float(row['lat']):.4f}", f"{float(row['score']):.4f}",
+                f"{float(row['km_to_truth']):.0f}"] == shown[:5]  # fmt: skip
+        assert row["inside_footprint"] == str(len(shown) == 5)  # ("*" marks a row outside)
+        assert table[-1].endswith(f"it would rank {row['truth_rank']}")
+    assert main([*argv, "-o", str(tmp_path / "out.json")]) == 0
+    capsys.readouterr()
+    document = json.loads((tmp_path / "out.json").read_text())
+    assert document["candidates"] == 50 and document["truth"]["lon"] == 10 and document["truth"]["from"] == "--truth"
+    assert [row["rank"] for row in document["rows"]] == [1, 2, 3]
+    assert document["rows"][0]["score"] == pytest.approx(float(rows[0]["score"]), abs=0)
+    (tmp_path / "out.csv").write_text("mine")
+    assert main([*argv, "-o", str(tmp_path / "out.csv")]) == 2
+    assert "out.csv already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out.csv").read_text() == "mine"
+    assert main([*argv, "-o", str(tmp_path / "out.csv"), "--overwrite"]) == 0
+    assert (tmp_path / "out.csv").read_text().startswith("rank,lon,lat,score,")
+    assert main([*argv, "-o", str(tmp_path / "out.txt")]) == 2
+    assert "out.txt: name a .csv or .json file" in capsys.readouterr().err and not (tmp_path / "out.txt").exists()
+
+
 def test_the_python_locate_names_channels_last_arrays_and_takes_read_only_ones():
     """A (32, 32, 3) array failed as "ValueError: mosaiks takes 3-band images, got 32 bands (shape (1, 32, 32, 3))",
     no word of channels-last; a read-only array set off torch's "non-writable tensors" UserWarning."""

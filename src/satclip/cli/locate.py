@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_harmonics_option, device, existing_file, positive_int
+from .args import add_harmonics_option, device, existing_file, positive_int, user_path
+
+#: what --output writes, by the file's suffix
+OUTPUT_SUFFIXES = (".csv", ".json")
 
 
 def add_parser(subparsers) -> None:
@@ -20,6 +23,7 @@ def add_parser(subparsers) -> None:
             "candidate outside the model's training footprint (land north of 60°S for the bluemarble models; land "
             "assumed for a model that records none) is marked, or left out with --within-footprint. When the true "
             "location is known (a GeoTIFF's centre, or --truth), its rank among the candidates is printed too. "
+            "--output also writes the ranked rows to a CSV or JSON file. "
             "GeoTIFFs need rasterio (pip install 'satclip[data]'), pictures Pillow."
         ),
     )
@@ -41,6 +45,12 @@ def add_parser(subparsers) -> None:
         "--within-footprint", action="store_true",
         help="rank only the grid points inside the model's training footprint (where it saw images)",
     )  # fmt: skip
+    parser.add_argument(
+        "-o", "--output", type=user_path, metavar="FILE",
+        help="also write the ranked rows to FILE, CSV or JSON by its suffix (.csv, .json): rank, lon, lat, score, "
+        "inside_footprint, and km_to_truth and truth_rank when the true location is known",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
@@ -52,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from .. import safe_output
     from ..encoding.points import great_circle_km, invalid_rows, valid_range_advice
     from ..errors import BadInputError
     from ..image.preprocess import geotiff_center_lonlat, is_picture
     from ..io.load import load_model
+    from ..io.resolve import local_model_files
     from ..models.locate import GRIDS, check_grid_size, load_image, locate
 
     try:  # before loading the model and image
@@ -69,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         if bad.any():
             raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g} is not a location. "
                                 f"{valid_range_advice(given, bad)}")  # fmt: skip
+    inputs = [args.image, *local_model_files(args.model)]
+    if args.output is not None:  # before loading the model: a name of another format, an existing file
+        if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise BadInputError(f"--output {args.output}: name a .csv or .json file (the suffix says which is "
+                                "written)")  # fmt: skip
+        safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     model = load_model(args.model, device=args.device, harmonics_calculation=args.harmonics,
                        trust_checkpoint=args.trust_checkpoint)  # fmt: skip
     image = load_image(model, args.image, name=Path(str(args.model)).name)
@@ -79,25 +97,59 @@ def run(args: argparse.Namespace) -> int:
             print(f"image centre (from the GeoTIFF): lon {truth[0]:.4f}, lat {truth[1]:.4f}")
     result = locate(model, image, k=args.k, grid=args.grid, grid_size=args.grid_size, truth=truth,
                     within_footprint=args.within_footprint)  # fmt: skip
-    rows = result.rows(0)
+    inside = ~result.outside[0]
+    rows = [{"rank": rank, "lon": lon, "lat": lat, "score": score, "inside_footprint": bool(inside[rank - 1])}
+            for rank, (lon, lat, score) in enumerate(result.rows(0), start=1)]  # fmt: skip
+    higher = round(float(result.above_truth[0]) * result.candidates) if result.above_truth is not None else None
+    if truth is not None:
+        for row in rows:
+            row["km_to_truth"] = float(great_circle_km((row["lon"], row["lat"]), truth))
+            row["truth_rank"] = higher + 1  # (the rank the true location would take among the candidates)
     width = max(4, len(str(len(rows))))  # (rank 10000 stood a column off the others; --k 10**19 made it 20 wide)
     header = f"{'rank':>{width}}  {'lon':>9}  {'lat':>8}  {'score':>7}"
     if truth is not None:
         header += f"  {'km to truth' if args.truth else 'km to centre':>12}"
     print(header)
-    for rank, (lon, lat, score) in enumerate(rows, start=1):
-        line = f"{rank:>{width}}  {lon:>9.4f}  {lat:>8.4f}  {score:>7.4f}"
+    for row in rows:
+        line = f"{row['rank']:>{width}}  {row['lon']:>9.4f}  {row['lat']:>8.4f}  {row['score']:>7.4f}"
         if truth is not None:
-            line += f"  {float(great_circle_km((lon, lat), truth)):>12.0f}"
-        print(line + ("  *" if result.outside[0, rank - 1] else ""))
+            line += f"  {row['km_to_truth']:>12.0f}"
+        print(line + ("" if row["inside_footprint"] else "  *"))
     if result.outside[0].any():  # (open ocean ranked first, as if the model knew it)
         print(f"* outside the model's training footprint ({result.footprint}), where it saw no images: "
               "--within-footprint ranks only the candidates inside it")
-    if result.above_truth is not None:  # the true location is not a candidate: its rank among them
-        higher = round(float(result.above_truth[0]) * result.candidates)
+    if higher is not None:  # the true location is not a candidate: its rank among them
         print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): {higher:,} of the {result.candidates:,} "
               f"candidates score higher ({_percent(higher, result.candidates)}): it would rank {higher + 1:,}")
+    if args.output is not None:
+        _write_rows(args, rows, result, truth, inputs)
+        print(f"wrote {args.output}")
     return 0
+
+
+def _write_rows(args: argparse.Namespace, rows: list[dict], result, truth, inputs: list) -> None:
+    """The ranked rows to ``args.output``, atomically: CSV (one line per row), or JSON (the rows with the image,
+    model, candidates, footprint and true location they were ranked with)."""
+    import csv
+    import io
+    import json
+
+    from .. import safe_output
+
+    if args.output.suffix.lower() == ".json":
+        truth_at = None if truth is None else {"lon": truth[0], "lat": truth[1], "rank": rows[0]["truth_rank"],
+                                               "from": "--truth" if args.truth else "GeoTIFF centre"}  # fmt: skip
+        document = {"image": str(args.image), "model": str(args.model), "candidates": result.candidates,
+                    "footprint": result.footprint, "truth": truth_at, "rows": rows}  # fmt: skip
+        text = json.dumps(document, indent=1) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    with safe_output.atomic_file(args.output, overwrite=args.overwrite, inputs=inputs) as tmp:
+        safe_output.write_data(tmp, text.encode())
 
 
 def _percent(part: int, whole: int) -> str:
