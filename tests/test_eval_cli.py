@@ -909,6 +909,20 @@ def test_evaluate_embeds_in_float32_unless_told_and_says_so(tmp_path, monkeypatc
     assert {row["precision"] for row in evaluate(config)} == {"bf16"}
 
 
+def test_a_precision_no_encoder_takes_is_said(tmp_path, caplog):
+    """`--precision bf16` with raw encodings only (they compute in float64) changed nothing, and only results.md's
+    Settings line said what ran; with a satclip model among the encoders nothing is said."""
+    table = _task_file(tmp_path / "t.csv")
+    argv = ["evaluate", "--task-file", str(table), "--seeds", "1", "--probes", "linear", "--no-figures",
+            "--precision", "bf16"]  # fmt: skip
+    assert main([*argv, "--encoders", "wrap,direct", "--out", str(tmp_path / "raw")]) == 0
+    assert "--precision bf16 set the precision of none of the encoders" in caplog.text
+    assert "wrap (float64), direct (float64)" in caplog.text
+    caplog.clear()
+    assert main([*argv, "--encoders", "bluemarble-l10,wrap", "--out", str(tmp_path / "model")]) == 0
+    assert "set the precision of none" not in caplog.text
+
+
 def test_a_geo_task_file_of_shapes_or_layers_takes_centroids_and_layer(tmp_path, capsys):
     """A GeoJSON of polygons and a GeoPackage of two layers were refused as "unknown table format"; read as embed
     reads them, their errors advise --centroids and --layer, which evaluate takes as embed does."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import logging
 import shlex
 
 from ..errors import BadInputError
@@ -27,6 +28,8 @@ from .args import (
     worker_count,
     worker_count_or_zero,
 )
+
+log = logging.getLogger(__name__)
 
 #: the most seeds one evaluation runs: each seed fits every task × encoder × probe once more (the reports'
 #: tables use 5); a count typed wrong (10**21) was built into a tuple of that length, or a traceback
@@ -337,4 +340,17 @@ def _run(args: argparse.Namespace) -> int:
                              command=command)  # fmt: skip
     count = len(outputs.rows)
     print(f"{count} result{'s' * (count != 1)}; wrote {outputs.files['md']} and {outputs.files['csv']}")
+    _note_precision_unused(args.precision, outputs.rows)
     return 0
+
+
+def _note_precision_unused(precision: str | None, rows: list[dict]) -> None:
+    """Warn when ``--precision`` set the precision of no encoder evaluated (it sets satclip models'; raw encodings
+    and GeoCLIP compute in their own), which was said only by results.md's Settings line."""
+    ran = {row["encoder"]: row.get("precision") for row in rows}
+    if precision is None or not ran or any(p == precision or precision == "auto" and p in ("bf16", "float32")
+                                           for p in ran.values()):  # fmt: skip
+        return
+    shown = ", ".join(f"{encoder} ({p})" for encoder, p in ran.items())
+    log.warning("--precision %s set the precision of none of the encoders: it applies to satclip models, and these "
+                "ran in their own: %s", precision, shown)
