@@ -248,3 +248,18 @@ def test_embeddings_written_into_the_columns_of_a_wider_output(fixture_points, p
     assert (wide[:, 0] == 7).all() and (wide[:, -2:] == 7).all()
     with pytest.raises(ValueError, match="out must be"):
         fused.encode_points(encoder, fixture_points, precision, out=wide)
+
+
+@pytest.mark.parametrize("model", ["shipped", "fixture"])
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_a_callers_autocast_changes_no_embedding(model, precision):
+    """Under the caller's ``torch.autocast`` (bf16 or float16) encode of a float32 model failed with "mat1 and
+    mat2 must have the same dtype" in the fused output layer, and a bf16 one gave other bytes under float16."""
+    source = "bluemarble-l10" if model == "shipped" else require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    encoder = satclip.load(source, precision=precision)
+    points = points_with_poles(300).numpy()  # poles included: their rows come from a second pass
+    expected = encoder.encode(points)
+    for dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast("cpu", dtype=dtype):
+            assert torch.equal(encoder.encode(points), expected), dtype
+            assert np.array_equal(satclip.embed(points, encoder), expected.numpy()), dtype

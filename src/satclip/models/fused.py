@@ -231,7 +231,8 @@ def encode_points(
             (e.g. the columns of a wider output; rows may be strided), instead of a new one.
 
     Returns:
-        ``(N, location_dim)`` (``out`` when given): float64 for ``"float64"``, else float32.
+        ``(N, location_dim)`` (``out`` when given): float64 for ``"float64"``, else float32; the same bytes inside
+        and outside a caller's ``torch.autocast`` (it is off here).
     """
     precision = _precision.check(precision)
     if precision == "auto":
@@ -244,7 +245,10 @@ def encode_points(
         if tuple(out.shape) != shape or out.dtype != dtype or out.device != lonlat.device:
             raise ValueError(f"out must be {shape} {dtype} on {lonlat.device}, got {tuple(out.shape)} {out.dtype} "
                              f"on {out.device}")  # fmt: skip
-    if precision != "float64" and is_fusable(encoder):
-        limit = CHUNK if on_cpu else DEVICE_CHUNK
-        return _fused(encoder, lonlat, precision, min(chunk or limit, limit), out)
-    return _generic(encoder, lonlat, precision, chunk or (GENERIC_CHUNK if on_cpu else DEVICE_CHUNK), out)
+    # the precision is chosen here: a caller's autocast made the fused products mix dtypes ("mat1 and mat2 must
+    # have the same dtype") or round float32 ones to float16
+    with torch.autocast(lonlat.device.type, enabled=False):
+        if precision != "float64" and is_fusable(encoder):
+            limit = CHUNK if on_cpu else DEVICE_CHUNK
+            return _fused(encoder, lonlat, precision, min(chunk or limit, limit), out)
+        return _generic(encoder, lonlat, precision, chunk or (GENERIC_CHUNK if on_cpu else DEVICE_CHUNK), out)
