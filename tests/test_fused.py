@@ -263,3 +263,19 @@ def test_a_callers_autocast_changes_no_embedding(model, precision):
         with torch.autocast("cpu", dtype=dtype):
             assert torch.equal(encoder.encode(points), expected), dtype
             assert np.array_equal(satclip.embed(points, encoder), expected.numpy()), dtype
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16", "float64"])
+def test_another_default_dtype_changes_no_embedding(precision):
+    """After ``torch.set_default_dtype(torch.float64)``, encode of points near a pole failed with "Index put
+    requires the source and destination dtypes match": their second pass wrote into a buffer of the default
+    dtype."""
+    encoder = satclip.load("bluemarble-l10", precision=precision)
+    points = points_with_poles(300).numpy()
+    expected = encoder.encode(points)
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = encoder.encode(points)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert got.dtype == expected.dtype and torch.equal(got, expected)

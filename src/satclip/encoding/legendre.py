@@ -48,7 +48,7 @@ def _recurrence_coefficients(degree: int) -> tuple[torch.Tensor, list[tuple[torc
     degree l ≥ 1 the columns ``a_lm`` for m = −(l−1) … l−1 and ``b_lm`` for m = −(l−2) … l−2, float64."""
     m = torch.arange(degree, dtype=torch.float64)
     sectoral = torch.sqrt((2 * m + 1) / (2 * m).clamp(min=1))
-    rows: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0, 1), torch.empty(0, 1))]
+    rows: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0, 1, dtype=torch.float64),) * 2]
     for l in range(1, degree):
         order = torch.arange(-(l - 1), l, dtype=torch.float64).abs()
         a = torch.sqrt((4.0 * l * l - 1) / (l * l - order * order))

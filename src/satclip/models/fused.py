@@ -169,7 +169,7 @@ def _fused(encoder, lonlat: torch.Tensor, precision: str, chunk: int, out: torch
         block = torch.empty(degree * degree, width, dtype=plan.dtype, device=device)
     rings = {}
     for index, points, basis_dtype in groups:
-        result = out if index is None else torch.empty(points.shape[0], plan.out_dim, device=device)
+        result = out if index is None else torch.empty(points.shape[0], plan.out_dim, dtype=out.dtype, device=device)
         for start in range(0, points.shape[0], chunk):
             part = points[start : start + chunk]
             c = part.shape[0]
