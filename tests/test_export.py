@@ -196,7 +196,7 @@ def test_every_encoding_exports_for_any_batch_size(tmp_path, encoding):
         scripted = torch.jit.load(str(export(encoder, tmp_path / "m.pt", "torchscript")))
         session = ort.InferenceSession(str(export(encoder, tmp_path / "m.onnx", "onnx")))
     assert [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)] == []
-    with pytest.raises(ValueError, match=r"expected \(N, 2\)"):  # (the check holds outside the trace)
+    with pytest.raises(ValueError, match=r"must have shape \(N, 2\)"):  # (the check holds outside the trace)
         encoder.posenc(torch.zeros(3, 3, dtype=torch.float64))
     for n in (0, 1, 7):  # (0: the sphere* ONNX graphs failed on an empty batch)
         with torch.no_grad():

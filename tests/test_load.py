@@ -606,3 +606,22 @@ def test_the_gradient_path_refuses_points_out_of_range():
         encoder(points)
     encoder(points[:1]).sum().backward()  # (in range: gradients flow)
     assert points.grad is not None
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2,), (4, 3, 2), (3, 1)])
+def test_the_gradient_path_refuses_other_shapes_as_encode_does(shape):
+    """`encoder(lonlat)` of shape (N, 3) embedded the first two columns without a word, and (2,) or (4, 3, 2)
+    failed deep in the encoding (IndexError, RuntimeError) instead of naming the shape as encode does."""
+    from satclip.errors import BadInputError
+
+    encoder = satclip.load("bluemarble-l10", precision="float32")
+    points = torch.zeros(shape)
+    with pytest.raises(BadInputError) as said:
+        encoder.encode(points)
+    with pytest.raises(BadInputError, match=r"^points must have shape \(N, 2\) as \(lon, lat\) in degrees, got "
+                                            rf"shape {re.escape(str(shape))}") as forward:  # fmt: skip
+        encoder(points)
+    assert str(forward.value) == str(said.value)
+    encoder.train()  # (in training mode too: a shape check reads no values)
+    with pytest.raises(BadInputError, match=r"must have shape \(N, 2\)"):
+        encoder(points)

@@ -28,12 +28,17 @@ EARTH_RADIUS_KM = 6371.0088
 
 
 def check_pairs(lonlat: torch.Tensor) -> None:
-    """Raise ValueError unless ``lonlat`` is ``(N, 2)``. Skipped while an export traces the encoding: its points
-    are satclip's own, and the comparison on a traced shape printed a TracerWarning to the user."""
+    """Raise :class:`BadInputError` unless ``lonlat`` is ``(N, 2)`` (a shape check only: no values are read).
+    Skipped while an export traces the encoding: its points are satclip's own, and the comparison on a traced
+    shape printed a TracerWarning to the user."""
     if torch.jit.is_tracing():
         return
-    if lonlat.ndim != 2 or lonlat.shape[-1] != 2:
-        raise ValueError(f"expected (N, 2) (lon, lat) degrees, got shape {tuple(lonlat.shape)}")
+    if lonlat.ndim != 2 or lonlat.shape[1] != 2:
+        transposed = (" (transposed? pass points.T)" if lonlat.ndim == 2 and lonlat.shape[0] == 2
+                      else " (one point? pass [[lon, lat]])" if tuple(lonlat.shape) == (2,) else "")  # fmt: skip
+        raise BadInputError(
+            f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(lonlat.shape)}{transposed}"
+        )
 
 
 def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -161,12 +166,7 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     tensor = torch.as_tensor(points, device=device)
     if tensor.numel() == 0 and tensor.ndim < 2:  # [] or np.array([]): no points
         tensor = tensor.reshape(0, 2)
-    if tensor.ndim != 2 or tensor.shape[1] != 2:
-        transposed = (" (transposed? pass points.T)" if tensor.ndim == 2 and tensor.shape[0] == 2
-                      else " (one point? pass [[lon, lat]])" if tuple(tensor.shape) == (2,) else "")  # fmt: skip
-        raise BadInputError(
-            f"points must have shape (N, 2) as (lon, lat) in degrees, got shape {tuple(tensor.shape)}{transposed}"
-        )
+    check_pairs(tensor)
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise BadInputError(f"points must be numbers (lon, lat) in degrees, got {tensor.dtype}")
     if tensor.dtype in ROUNDING_DTYPES:  # (results moved by up to 0.06 / 0.18 from the float64 points': said once)

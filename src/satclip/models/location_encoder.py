@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import encoding as _encoding
 from .. import networks as _nn
-from ..encoding.points import as_lonlat, check_in_range
+from ..encoding.points import as_lonlat, check_in_range, check_pairs
 from ..errors import BadInputError, warn_caller
 from ..networks.registry import WEIGHTS_FIX
 
@@ -257,16 +257,17 @@ class LocationEncoder(nn.Module):
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         """Embed ``(N, 2)`` (lon, lat) degrees, the path for gradients (:meth:`encode` is inference). Features are
-        computed in the input's dtype and cast to the network's. In eval mode points out of range are refused, as
-        :meth:`encode` refuses them (training checks its data instead)."""
+        computed in the input's dtype and cast to the network's. Another shape is refused, and in eval mode points
+        out of range, as :meth:`encode` refuses them (training checks its data instead)."""
         if not isinstance(lonlat, torch.Tensor):  # ("'numpy.ndarray' object has no attribute 'is_floating_point'")
             raise BadInputError(
                 f"{type(self).__name__}(lonlat) takes a torch tensor (N, 2) of lon, lat degrees (the path for "
                 f"gradients), not a {type(lonlat).__name__}: pass torch.as_tensor(points), or use .encode(points), "
                 "which takes arrays and lists"
             )
-        if not self.training and lonlat.ndim == 2 and lonlat.shape[1] == 2:  # (lat 95 embedded garbage silently; a
-            check_in_range(lonlat.detach())  # training step's points are checked by its data)
+        check_pairs(lonlat)  # ((N, 3) embedded its first two columns silently; (2,) failed deep in the encoding)
+        if not self.training:  # (lat 95 embedded garbage silently; a training step's points are checked by its data)
+            check_in_range(lonlat.detach())
         return self.nnet(self.posenc(lonlat).to(self.dtype))
 
     @property
