@@ -203,6 +203,24 @@ def test_calibration_runs_once_per_model_and_device(monkeypatch, ckpt):
     assert len(calls) == 2
 
 
+def test_a_saved_model_loads_with_the_same_calibration(monkeypatch, ckpt, tmp_path):
+    """The fingerprint hashed repr(config), which follows the key order, and config.json has sorted keys: a model
+    saved and loaded again was calibrated anew (a measurement that could pick the other precision, embeddings
+    0.02 apart)."""
+    config = {"encoding": {"name": "sphericalharmonics", "legendre_polys": 10}, "network": {"name": "siren"}}
+    reordered = {"network": {"name": "siren"}, "encoding": {"legendre_polys": 10, "name": "sphericalharmonics"}}
+    assert precision._fingerprint(types.SimpleNamespace(config=config, state_dict=dict)) == precision._fingerprint(
+        types.SimpleNamespace(config=reordered, state_dict=dict))  # fmt: skip
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.5})
+    calls = []
+    real = precision._calibrate
+    monkeypatch.setattr(precision, "_calibrate", lambda *a: calls.append(1) or real(*a))
+    first = satclip.load(ckpt, precision="auto")
+    first.save(tmp_path / "saved")
+    again = satclip.load(tmp_path / "saved", precision="auto")
+    assert len(calls) == 1 and again.precision_choice == first.precision_choice
+
+
 def shipped_encoder():
     """A model shipped with the package (the calibration tests need no golden data)."""
     return satclip.load("bluemarble-l10", precision="float32")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -231,8 +232,12 @@ def probe_points(n: int = 2048) -> torch.Tensor:
 
 
 def _fingerprint(module: torch.nn.Module) -> str:
+    """A hash of the model's config and weights: the same for the same model however it was loaded (the config
+    in canonical JSON: its repr followed the key order, and a model saved (config.json has sorted keys) and
+    loaded again was calibrated anew, and could run in the other precision)."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr(getattr(module, "config", type(module).__name__)).encode())
+    config = getattr(module, "config", type(module).__name__)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
