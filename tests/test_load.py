@@ -491,6 +491,23 @@ def test_a_location_encoder_saves_as_it_is_and_loads_back_the_same(tmp_path):
     assert encoder.save(tmp_path / "tuned", overwrite=True).path == tmp_path / "tuned"
 
 
+@pytest.mark.parametrize("target", ["native", "original"])
+def test_metadata_json_cannot_store_is_refused_before_anything_is_written(tmp_path, target):
+    """save(metadata={"a": object()}) failed with json's TypeError 13 frames deep in the writer."""
+    from satclip.errors import BadInputError
+
+    encoder = satclip.load("bluemarble-l10")
+    output = tmp_path / ("m" if target == "native" else "m.ckpt")
+    with pytest.raises(BadInputError, match=r"^metadata\['a'\] is of type object, which config\.json cannot hold"):
+        encoder.save(output, metadata={"a": object()}, target=target)
+    with pytest.raises(BadInputError, match=r"^metadata\['a'\]\['b'\]\[1\] is of type set"):
+        encoder.save(output, metadata={"a": {"b": [1, {2}]}}, target=target)
+    with pytest.raises(BadInputError, match=r"^metadata has the key \(1, 2\) of type tuple"):
+        encoder.save(output, metadata={(1, 2): 3}, target=target)
+    assert list(tmp_path.iterdir()) == []
+    encoder.save(output, metadata={"a": [1, 2.5, None, True, "x", {"b": 1}]}, target=target)
+
+
 def test_the_gradient_path_says_what_it_takes_and_encode_says_it_has_none():
     """encoder(array) failed deep in torch ("'numpy.ndarray' object has no attribute 'is_floating_point'"), and
     encode() of a tensor that requires grad returned one without, without a word."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..errors import BadInputError
+
 LOCATION = "location."
 VISUAL = "visual."
 LOGIT_SCALE = "logit_scale"
@@ -50,6 +52,27 @@ class ModelParts:
             "image_encoder": self.image_config if self.visual_state else None,
             "metadata": self.metadata,
         }
+
+
+def check_metadata(metadata: Mapping) -> None:
+    """Raise :class:`BadInputError` naming the first entry of ``metadata`` that JSON cannot store (``config.json``
+    holds it), before anything is written (json's TypeError came from deep in the writer)."""
+
+    def check(value, where: str) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if key is not None and not isinstance(key, (str, int, float, bool)):
+                    raise BadInputError(f"{where} has the key {key!r} of type {type(key).__name__}, which config.json "
+                                        "cannot hold: give keys that are strings")  # fmt: skip
+                check(item, f"{where}[{key!r}]")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                check(item, f"{where}[{index}]")
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            raise BadInputError(f"{where} is of type {type(value).__name__}, which config.json cannot hold: give "
+                                "metadata of JSON values (str, number, bool, None, list, dict)")  # fmt: skip
+
+    check(metadata, "metadata")
 
 
 def pack(parts: ModelParts) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from ..errors import BadInputError
 from ..safe_output import check_not_input
 from . import TARGETS, basis, native, original, peers
 from .onnx import A_FORMAT, SUFFIX_FORMATS
-from .parts import ModelParts, pack
+from .parts import ModelParts, check_metadata, pack
 
 #: the target an output's suffix names
 SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
@@ -174,12 +174,13 @@ def write(
 
     Raises:
         BadInputError: an unknown target, an ``output`` named for another kind of file
-            (:func:`check_output_name`), or a model the target's reader cannot express (the message says what
-            would work).
+            (:func:`check_output_name`), metadata JSON cannot store (:func:`check_metadata`), or a model the
+            target's reader cannot express (the message says what would work).
         OutputExistsError: ``output`` exists and may not be replaced.
     """
     output, inputs = Path(output), list(inputs)
     check_write(output, target, inputs)
+    check_metadata(parts.metadata)
     if target == "native":
         native.write_native(output, parts.native_config(), pack(parts), overwrite=overwrite, inputs=inputs)
         return Written(output, target, (Reader("satclip", f"satclip.load({str(output)!r})", 0.0),))
