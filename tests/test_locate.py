@@ -113,6 +113,19 @@ def test_a_candidate_on_the_true_location_is_not_counted_above_it(model, patch, 
         assert found.above_truth[0] * 2 == higher  # (the other candidate, if it scores higher: not the truth)
 
 
+@pytest.mark.parametrize("truth", [[[1.0, 2.0, 3.0]], [1.0, 2.0, 3.0, 4.0], [[[1.0, 2.0]]]])
+def test_a_truth_of_another_shape_is_one_line(model, patch, monkeypatch, truth):
+    """truth of shape (1, 3) failed as "cannot reshape array of size 3 into shape (2)", after the image was
+    embedded; (4,) was read as two rows."""
+    monkeypatch.setattr(model, "encode_image", lambda images: pytest.fail("the image was embedded first"))
+    shape = re.escape(str(np.shape(truth)))
+    with pytest.raises(BadInputError, match=rf"^truth must be \(lon, lat\) for one image or \(B, 2\), .*, got "
+                                            rf"shape {shape}$"):  # fmt: skip
+        locate(model, patch, grid_size=500, truth=truth)
+    with pytest.raises(BadInputError, match=r"^2 true locations for 1 images: give one \(lon, lat\) per image$"):
+        locate(model, patch, grid_size=500, truth=[[1.0, 2.0], [3.0, 4.0]])
+
+
 def test_candidates_are_scored_in_chunks_with_the_same_result(model, patch, monkeypatch, capsys):
     """All candidates were embedded and scored at once: --grid-size 100000000 asked for 100 GB ("unexpected
     error"); now memory is bounded by a chunk, and the grid by MAX_GRID_SIZE."""

@@ -222,6 +222,14 @@ def locate(
             "np.moveaxis(array, -1, -3) (array.transpose(2, 0, 1) for one image)"
         )
     check_images(images)
+    if truth is not None:  # (before the images are embedded: (1, 3) failed as "cannot reshape array of size 3")
+        truth = np.asarray(truth, dtype=np.float64)
+        if truth.shape != (2,) and (truth.ndim != 2 or truth.shape[1] != 2):
+            raise BadInputError(f"truth must be (lon, lat) for one image or (B, 2), one row per image, got shape "
+                                f"{truth.shape}")  # fmt: skip
+        truth = truth.reshape(-1, 2)
+        if len(truth) != len(images):
+            raise BadInputError(f"{len(truth)} true locations for {len(images)} images: give one (lon, lat) per image")
     footprint = training_footprint(model)
     points = candidate_points(grid, grid_size)
     if within_footprint and not isinstance(grid, np.ndarray):
@@ -248,9 +256,6 @@ def locate(
     image_embeddings = torch.nn.functional.normalize(model.encode_image(images.to(device)), dim=1).double()
     own = None
     if truth is not None:
-        truth = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
-        if len(truth) != len(images):
-            raise ValueError(f"{len(truth)} true locations for {len(images)} images")
         at_truth = embed_candidates(model, truth).to(device).double()
         own = (image_embeddings * at_truth).sum(dim=1, keepdim=True)
     scores = index = None
