@@ -277,6 +277,13 @@ def test_load_names_what_a_model_is(tmp_path):
             satclip.load(source)
 
 
+def test_a_compiled_encoder_is_the_encoder_it_wraps(encoder, lonlat):
+    """satclip.embed(points, torch.compile(encoder)) was refused: "a model is a name, a .ckpt file, … not a
+    OptimizedModule"."""
+    compiled = torch.compile(encoder)  # (compiles at its first call, never made here)
+    np.testing.assert_array_equal(satclip.embed(lonlat, compiled), encoder.encode(lonlat).numpy())
+
+
 def test_embedding_a_module_in_training_mode_neither_drops_out_nor_changes_its_mode(encoder, lonlat):
     """encode in training mode applied the SIREN's dropout (other embeddings every call), and satclip.embed
     switched the caller's module to eval mode (a fine-tuning loop lost its dropout)."""

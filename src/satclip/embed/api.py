@@ -30,7 +30,8 @@ def load_encoder(
     trust_checkpoint: bool = False,
     precision: str | None = None,
 ) -> LocationEncoder:
-    """A location encoder from a model source (anything :func:`satclip.load` takes) or an encoder.
+    """A location encoder from a model source (anything :func:`satclip.load` takes) or an encoder (also one
+    compiled with ``torch.compile``: the encoder it wraps).
 
     An encoder passed in is used as it is when ``device``/``dtype``/``harmonics_calculation``/``precision``
     are None or already match; otherwise a converted copy is used (the caller's module is never modified, its
@@ -38,6 +39,8 @@ def load_encoder(
     ``precision`` (see :mod:`satclip.models.precision`) is resolved here and recorded on the returned encoder.
     """
     trust_checkpoint = check_trust(trust_checkpoint)
+    if isinstance(getattr(model, "_orig_mod", None), LocationEncoder):  # torch.compile(encoder): was refused as "not
+        model = model._orig_mod  # a OptimizedModule"; encode runs the fused path, never the compiled forward
     if not isinstance(model, LocationEncoder):
         from ..io.load import load
 
