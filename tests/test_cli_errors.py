@@ -210,6 +210,23 @@ def test_registry_errors_are_bad_input():
     assert code == 2 and message.startswith("unknown positional encoding 'nosuch'; known: ")
 
 
+def test_an_unknown_name_is_satclips_bad_input_and_still_a_key_error():
+    """An unknown protocol, probe or grid in the Python API was a bare KeyError whose str() was quoted; it is a
+    BadInputError (callers catching KeyError still catch it), its str() the message."""
+    from satclip.errors import BadInputError
+    from satclip.eval.probes import create
+    from satclip.eval.protocols import PROTOCOLS
+    from satclip.models.locate import GRIDS
+
+    for lookup, expected in ((lambda: PROTOCOLS.get("randon"), "unknown evaluation protocol 'randon'; did you mean "
+                              "'random'?"), (lambda: create("mpl"), "unknown probe 'mpl'; did you mean 'mlp'?"),
+                             (lambda: GRIDS.get("fibonaci"), "unknown location grid 'fibonaci'; did you mean "
+                              "'fibonacci'? known: fibonacci")):  # fmt: skip
+        with pytest.raises(BadInputError) as caught:
+            lookup()
+        assert isinstance(caught.value, KeyError) and str(caught.value).startswith(expected)
+
+
 @pytest.mark.parametrize(
     "error", ["satclip.train.cache.StaleCacheError", "satclip.image.weights.BackboneWeightsError",
               "satclip.io.hub.DownloadError"],

@@ -87,10 +87,26 @@ def test_bad_configs_name_the_key(raw, message):
 
 
 def test_bad_override_lists_valid_keys():
-    with pytest.raises(KeyError, match="lr, weight_decay"):
+    """A typo was a bare KeyError (its str() quoted, no satclip error); it is a BadInputError that is a KeyError
+    too, its str() the message."""
+    from satclip.errors import BadInputError
+
+    with pytest.raises(KeyError, match="lr, weight_decay") as caught:
         load_config(None, {"optim.lr_max": "1"})
-    with pytest.raises(KeyError, match="SECTION.KEY"):
+    assert isinstance(caught.value, BadInputError) and str(caught.value).startswith("unknown key 'lr_max' in override")
+    with pytest.raises(BadInputError, match=r"SECTION\.KEY .*, e\.g\. --optim\.lr 3e-4 "
+                                            r"\(\{'optim\.lr': 3e-4\} in Python\)$"):  # fmt: skip
         load_config(None, {"lr": "1"})
+
+
+def test_overrides_that_are_no_mapping_are_named():
+    """load_config(path, ["trainer.max_epochs=5"]) failed with "'list' object has no attribute 'items'"."""
+    from satclip.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"^overrides is a mapping of dotted keys to values, e\.g\. "
+                                            r"\{'trainer\.max_epochs': 5\}, not a list "
+                                            r"\(\['trainer\.max_epochs=5'\]\)$"):  # fmt: skip
+        load_config(None, ["trainer.max_epochs=5"])
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in REPO_CONFIGS.glob("*.yaml")))

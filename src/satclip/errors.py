@@ -37,6 +37,14 @@ class BadInputError(SatclipError, ValueError):
     exit_code = EXIT_BAD_INPUT
 
 
+class UnknownNameError(BadInputError, KeyError):
+    """A name that is none of the known ones (a registry's, a config's keys): the message lists them. A
+    :class:`KeyError` too, as such lookups raised before (``except KeyError`` keeps working), with the message as
+    its ``str()`` (a KeyError's is quoted)."""
+
+    __str__ = BadInputError.__str__
+
+
 class OutputExistsError(BadInputError, FileExistsError):
     """The output path exists and satclip may not replace it (not created by satclip, or no --overwrite)."""
 

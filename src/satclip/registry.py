@@ -7,6 +7,8 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
+from .errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -34,7 +36,8 @@ def check_parameters(kind: str, name: str, accepted: Iterable[str], params: Iter
 
 
 class Registry(Generic[T]):
-    """A named collection of builders; unknown names raise an error listing the known ones."""
+    """A named collection of builders; an unknown name raises :class:`~satclip.errors.UnknownNameError` (a
+    BadInputError and a KeyError) listing the known ones."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -55,7 +58,8 @@ class Registry(Generic[T]):
         except KeyError:
             known = ", ".join(sorted(self._builders))
             hint = did_you_mean(name, self._builders)
-            raise KeyError(f"unknown {self.kind} {name!r}; {hint + ' ' if hint else ''}known: {known}") from None
+            hint = f"{hint} " if hint else ""
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; {hint}known: {known}") from None
 
     def accepted(self, name: str) -> set[str]:
         """The keyword parameters the builder of ``name`` takes."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInputError, yaml_problem
+from ..errors import BadInputError, UnknownNameError, yaml_problem
 from ..models import LOGIT_SCALE_INIT
 from ..paths import expand_user
 
@@ -335,7 +335,7 @@ def from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
     raw = dict(raw or {})
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise KeyError(f"unknown config section(s) {unknown}; valid: {sorted(SECTIONS)}")
+        raise UnknownNameError(f"unknown config section(s) {unknown}; valid: {sorted(SECTIONS)}")
     sections = {}
     for name, cls in SECTIONS.items():
         values = raw.get(name) or {}
@@ -425,17 +425,21 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any], *, par
     The first component must be a section, the second a field of it; deeper components address keys of
     dict-valued fields (``image_encoder``, ``location_encoder``) and may create them.
     """
+    if not isinstance(overrides, Mapping):  # (a list of "KEY=VALUE" failed as "'list' object has no attribute 'items'")
+        raise BadInputError(f"overrides is a mapping of dotted keys to values, e.g. {{'trainer.max_epochs': 5}}, not a "
+                            f"{type(overrides).__name__} ({overrides!r:.80})")  # fmt: skip
     out = copy.deepcopy(dict(raw))
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         if len(parts) < 2 or parts[0] not in SECTIONS:
-            raise KeyError(
+            raise UnknownNameError(
                 f"override {dotted!r} must be SECTION.KEY with SECTION one of {sorted(SECTIONS)}, "
-                "e.g. --optim.lr 3e-4"
+                "e.g. --optim.lr 3e-4 ({'optim.lr': 3e-4} in Python)"
             )
         names = [f.name for f in dataclasses.fields(SECTIONS[parts[0]])]
         if parts[1] not in names:
-            raise KeyError(f"unknown key {parts[1]!r} in override {dotted!r}; {parts[0]} has: {', '.join(names)}")
+            raise UnknownNameError(f"unknown key {parts[1]!r} in override {dotted!r}; {parts[0]} has: "
+                                   f"{', '.join(names)}")  # fmt: skip
         if parse and isinstance(value, str):  # (a path as typed: 007 was the directory 7, "run #3" run)
             value = (None if value == "null" else value) if dotted in PATH_KEYS else _parse_scalar(value)
         if out.get(parts[0]) is None:  # (absent, or an empty section in the YAML: `data:`)
@@ -517,7 +521,7 @@ def _build_section(section: str, cls: type, values: Mapping[str, Any]):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise KeyError(f"unknown key(s) {unknown} in config section {section!r}; valid: {', '.join(names)}")
+        raise UnknownNameError(f"unknown key(s) {unknown} in config section {section!r}; valid: {', '.join(names)}")
     kwargs = {}
     for key, value in values.items():
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
