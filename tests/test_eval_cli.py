@@ -631,7 +631,7 @@ def test_user_tables_without_enough_finite_targets_are_refused(tmp_path, capsys)
         "inf.csv": ("lon,lat,y\n" + rows.replace("3,3,3", "3,3,inf"), [],
                     "target 'y' is not a finite number in 1 row(s) (e.g. inf)"),
         "same.csv": ("lon,lat,y\n" + rows, ["--lon-col", "lat", "--lat-col", "lat"],
-                     "--lon-col and --lat-col both name column 'lat'"),
+                     "--lon-col and --lat-col (lon_col= and lat_col= in Python) both name column 'lat'"),
     }  # fmt: skip
     for name, (text, extra, message) in cases.items():
         (tmp_path / name).write_text(text)

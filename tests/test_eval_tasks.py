@@ -313,21 +313,27 @@ def test_a_table_row_without_coordinates_is_left_out_and_swapped_columns_are_nam
     with pytest.raises(ValueError) as caught:
         table_task(tmp_path / "swap.csv")
     assert "This looks like columns 'lon' and 'lat' hold each other's values: name the longitude and latitude " \
-           "columns with --lon-col and --lat-col." in str(caught.value)  # fmt: skip
+           "columns with --lon-col and --lat-col (lon_col= and lat_col= in Python)." in str(caught.value)  # fmt: skip
     assert "(lon, lat) order" not in str(caught.value)
 
 
 def test_a_table_of_neither_coordinate_name_names_both_flags(tmp_path):
-    """Columns x and y: the error named --lon-col only, and the run with it was refused for --lat-col."""
+    """Columns x and y: the error named --lon-col only, and the run with it was refused for --lat-col. Called from
+    Python, the messages named only the command line's flags, not table_task's arguments."""
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.uniform(-180, 180, 20), "y": rng.uniform(-60, 60, 20), "v": np.arange(20.0)})
     frame.to_csv(tmp_path / "xy.csv", index=False)
-    with pytest.raises(ValueError, match="cannot tell which columns hold longitudes and latitudes: .* name them with "
-                                         "--lon-col and --lat-col$"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"cannot tell which columns hold longitudes and latitudes: .* name them with "
+                                         r"--lon-col and --lat-col \(lon_col= and lat_col= in Python\)$"):  # fmt: skip
         table_task(tmp_path / "xy.csv")
-    with pytest.raises(ValueError, match="holds latitudes: none of .*; name it with --lat-col$"):
+    with pytest.raises(ValueError, match=r"holds latitudes: none of .*; name it with --lat-col "
+                                         r"\(lat_col= in Python\)$"):  # fmt: skip
         table_task(tmp_path / "xy.csv", lon_col="x")
+    with pytest.raises(ValueError, match=r"no column 'X', given as --lon-col \(lon_col= in Python\); did you mean "):
+        table_task(tmp_path / "xy.csv", lon_col="X", lat_col="y")
+    with pytest.raises(ValueError, match=r"name the target column with --target-col \(target_col= in Python\)"):
+        table_task(frame.assign(w=1.0), lon_col="x", lat_col="y")
     assert len(table_task(tmp_path / "xy.csv", lon_col="x", lat_col="y", target_col="v")) == 20
 
 

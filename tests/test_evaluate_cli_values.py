@@ -300,7 +300,8 @@ def test_task_tables_that_would_score_nonsense_are_refused(tmp_path, capsys):
     base = _task_columns()
     run = ["evaluate", *FAST, "--no-figures", "--out", str(tmp_path / "ev"), "--task-file"]
     table = _table(tmp_path / "t.csv", base)
-    assert "--target-col 'lat' is the latitude column; the target is what the location should predict" in _error(
+    assert "--target-col 'lat' (target_col= in Python) is the latitude column; the target is what the location " \
+           "should predict" in _error(
         [*run, table, "--target-col", "lat"], capsys)  # fmt: skip
     dashed = {**base, "y": [f"{v:.1f}" for v in base["y"]]}
     dashed["y"][7] = "-"
@@ -591,7 +592,8 @@ def test_a_column_named_nearly_so_is_suggested(tmp_path, capsys):
     """`--target-col Y` for a column `y` listed the columns without pointing at it."""
     table = _task_file(tmp_path / "task.csv")
     assert main(["evaluate", *FAST, "--task-file", str(table), "--target-col", "Y", "--out", str(tmp_path / "a")]) == 2
-    assert f"{table}: no column 'Y' (--target-col); did you mean 'y'? columns are ['lon', 'lat', 'y']" in \
+    assert f"{table}: no column 'Y', given as --target-col (target_col= in Python); did you mean 'y'? columns are " \
+           "['lon', 'lat', 'y']" in \
         capsys.readouterr().err  # fmt: skip
     assert main(["evaluate", *FAST, "--task-file", str(table), "--lon-col", "LON", "--out", str(tmp_path / "b")]) == 2
-    assert "no column 'LON' (--lon-col); did you mean 'lon'?" in capsys.readouterr().err
+    assert "no column 'LON', given as --lon-col (lon_col= in Python); did you mean 'lon'?" in capsys.readouterr().err

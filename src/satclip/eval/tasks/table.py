@@ -210,17 +210,23 @@ def _named(columns: list[str], names: tuple[str, ...]) -> list[str]:
     return [c for c in columns if c.strip().lower() in names]
 
 
+def python_name(flag: str) -> str:
+    """``"--target-col (target_col= in Python)"``: messages of a table task are read from the CLI and from Python."""
+    return f"{flag} ({flag.removeprefix('--').replace('-', '_')}= in Python)"
+
+
 def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
     if given is not None:
         if given not in columns:
-            raise ValueError(f"{path}: no column {given!r} ({flag}); {_closest(given, columns)}columns are {columns}")
+            raise ValueError(f"{path}: no column {given!r}, given as {python_name(flag)}; "
+                             f"{_closest(given, columns)}columns are {columns}")  # fmt: skip
         return given
     found = _named(columns, names)
     if len(found) != 1:
         why = "none of" if not found else f"several ({found}) of"
         raise ValueError(
             f"{path}: cannot tell which column holds {what}: {why} the names {list(names)} appear among "
-            f"{columns}; name it with {flag}"
+            f"{columns}; name it with {python_name(flag)}"
         )
     return found[0]
 
@@ -366,11 +372,12 @@ def table_task(
         # (each error named one flag: a second run was refused for the other)
         raise ValueError(f"{path}: cannot tell which columns hold longitudes and latitudes: the names "
                          f"{list(LON_NAMES)} and {list(LAT_NAMES)} do not each appear once among {columns}; name "
-                         "them with --lon-col and --lat-col")  # fmt: skip
+                         "them with --lon-col and --lat-col (lon_col= and lat_col= in Python)")  # fmt: skip
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
     if lon == lat:
-        raise ValueError(f"{path}: --lon-col and --lat-col both name column {lon!r}; name the longitude and latitude")
+        raise ValueError(f"{path}: --lon-col and --lat-col (lon_col= and lat_col= in Python) both name column {lon!r}; "
+                         "name the longitude and latitude")  # fmt: skip
     if target_col is None:
         rest = [c for c in columns if c not in (lon, lat)]
         if not rest:
@@ -379,15 +386,16 @@ def table_task(
                 "with the target to predict too (a number or a class label per point), e.g. lon,lat,yield"
             )
         if len(rest) != 1:
-            raise ValueError(f"{path}: name the target column with --target-col (candidates: {rest})")
+            raise ValueError(f"{path}: name the target column with --target-col (target_col= in Python); candidates: "
+                             f"{rest}")  # fmt: skip
         target_col = rest[0]
     elif target_col not in columns:
-        raise ValueError(f"{path}: no column {target_col!r} (--target-col); {_closest(target_col, columns)}columns "
-                         f"are {columns}")  # fmt: skip
+        raise ValueError(f"{path}: no column {target_col!r}, given as {python_name('--target-col')}; "
+                         f"{_closest(target_col, columns)}columns are {columns}")  # fmt: skip
     if target_col in (lon, lat):  # (scored R² 0.9999: the coordinates predicting themselves)
         which = "longitude" if target_col == lon else "latitude"
-        raise ValueError(f"{path}: --target-col {target_col!r} is the {which} column; the target is what the location "
-                         "should predict: name another column")  # fmt: skip
+        raise ValueError(f"{path}: --target-col {target_col!r} (target_col= in Python) is the {which} column; the "
+                         "target is what the location should predict: name another column")  # fmt: skip
     given = len(frame)
     frame = frame[frame[target_col].notna()]
     with_target = len(frame)
@@ -406,7 +414,7 @@ def table_task(
         rows = frame.index.to_numpy()  # (the data rows of the file, from 0, as the text message numbers them)
         # (the columns are named: "satclip takes (lon, lat) order" was no help)
         swapped = (f"This looks like columns {lon!r} and {lat!r} hold each other's values: name the longitude and "
-                   "latitude columns with --lon-col and --lat-col.")  # fmt: skip
+                   "latitude columns with --lon-col and --lat-col (lon_col= and lat_col= in Python).")  # fmt: skip
         raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: "
                          f"{describe_invalid(points, bad, labels=rows, swapped=swapped)}")  # fmt: skip
     notes = []  # (said on stderr alone, they were not in results.md: the data a reader of it sees)
