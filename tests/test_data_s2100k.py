@@ -121,11 +121,13 @@ def test_cli_verify_prints_no_gdal_messages_amid_its_table(tmp_path, capsys):
     assert "CPLE" not in captured.err and "TIFFReadDirectory" not in captured.err, captured.err
 
 
-def test_opening_a_dataset_says_it_checks_its_images(tmp_path, caplog):
+def test_opening_a_dataset_says_it_checks_its_images(tmp_path, caplog, monkeypatch):
     """`cache build` and `train` on real S2-100K checked 100,000 headers (~11 min) with nothing on the screen; the
-    check now says what it reads and how many files, and a second opening (results reused) says nothing."""
-    from satclip.data import S2100K
+    check now says what it reads and how many files (from SAY_CHECKING_FROM of them: here 3), and a second opening
+    (results reused) says nothing."""
+    from satclip.data import S2100K, verify
 
+    monkeypatch.setattr(verify, "SAY_CHECKING_FROM", 3)
     root = _copy_examples(tmp_path / "root", names=[TRUNCATED, THREE_BAND, MISSING])
     with caplog.at_level(logging.INFO, logger="satclip"):
         S2100K(root)
