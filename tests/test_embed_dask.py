@@ -501,7 +501,8 @@ def test_a_run_refused_before_embedding_anything_does_not_ask_for_restart(cluste
     args = ["embed", str(source), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress",
             "--scheduler", client.scheduler.address]  # fmt: skip
     assert main(args) == 2
-    assert "--centroids" in capsys.readouterr().err and (tmp_path / "emb.partial" / "manifest.json").is_file()
+    # (nothing was done: no work directory is left, as of a local run stopped before its first chunk)
+    assert "--centroids" in capsys.readouterr().err and not (tmp_path / "emb.partial").exists()
     assert main([*args, "--centroids"]) == 0
     assert "--restart" not in capsys.readouterr().err
     assert pq.read_table(out).num_rows == 2_000 and not (tmp_path / "emb.partial").exists()
@@ -986,3 +987,81 @@ def test_a_misspelt_model_is_named_before_a_cluster_starts(model, tmp_path, monk
             "dask", "--workers", "1", "--no-progress"]  # fmt: skip
     assert main(argv) == 2
     assert "no model 'bluemarble-l1O' (did you mean 'bluemarble-l10'" in capsys.readouterr().err and not started
+
+
+def test_a_worker_of_another_satclip_version_is_refused(cluster, model, tmp_path, monkeypatch, capsys):
+    """A worker running another satclip version than the command was neither detected nor recorded: its partitions
+    (6 of 13) came out otherwise, mixed into an output recording the command's version only."""
+    _, client = cluster
+    points(2_000).to_parquet(tmp_path / "pts.parquet", index=False)
+    out = tmp_path / "emb.parquet"
+    workers_version = satclip.__version__
+    monkeypatch.setattr(satclip, "__version__", "0.0.1+other")  # (the command's; the workers run the real one)
+    code = main(["embed", str(tmp_path / "pts.parquet"), "-o", str(out), "--model", str(model), "--engine", "dask",
+                 "--scheduler", client.scheduler.address, "--no-progress"])  # fmt: skip
+    err = one_error_line(capsys.readouterr().err)
+    assert code == 1
+    assert any(f"the Dask worker at {address} runs" in err for address in client.scheduler_info()["workers"]), err
+    assert f"runs satclip {workers_version}, and " in err, err
+    assert "this command satclip 0.0.1+other: install the same satclip version" in err, err
+    assert not out.exists() and not (tmp_path / "emb.parquet.partial").exists()  # (nothing done: nothing kept)
+
+
+def test_workers_that_cannot_import_satclip_are_named(model, tmp_path, capsys):
+    """A worker without satclip failed the run with "unexpected error (Exception): ModuleNotFoundError … please
+    report it", and left OUT.partial/ holding only a manifest."""
+    points(2_000).to_parquet(tmp_path / "pts.parquet", index=False)
+    out = tmp_path / "emb.parquet"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:  # fmt: skip
+        hide = "import sys\nsys.modules.update({m: None for m in ['satclip', *sys.modules] if m.split('.')[0] == " \
+            "'satclip'})"
+        client.run(exec, hide, {})  # (the worker's satclip gone: "import of satclip halted")
+        code = main(["embed", str(tmp_path / "pts.parquet"), "-o", str(out), "--model", str(model), "--engine",
+                     "dask", "--scheduler", client.scheduler.address, "--no-progress"])  # fmt: skip
+        (address,) = client.scheduler_info()["workers"]
+    # (this test's own scheduler, in this process, logs the worker's traceback: a remote one logs it there)
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("satclip: ")]
+    assert code == 1
+    assert f"the Dask workers at {address} cannot import satclip" in err, err
+    assert "install satclip[dask]==" in err and "on every worker" in err, err
+    assert not out.exists() and not (tmp_path / "emb.parquet.partial").exists()
+
+
+class _ElsewhereSource(ParquetDatasetSource):
+    """The input as a worker on another file system sees it: not there (the command reads its rows and columns)."""
+
+    def chunks(self, *args, **kwargs):
+        raise FileNotFoundError(2, "Failed to open local file", str(self.path))
+
+
+def _run_partition_elsewhere(*args):
+    """A task of a worker on another file system: the part it writes is not where the command looks."""
+    result = distributed_embed._run_partition(*args)
+    os.replace(result["pending"], result["pending"] + ".elsewhere")
+    return result
+
+
+@pytest.mark.parametrize("missing", ["input", "output"])
+def test_a_worker_that_cannot_see_the_paths_is_named(cluster, model, tmp_path, monkeypatch, missing):
+    """A worker that could not read the input or write the output where the command does (another machine or mount
+    namespace) failed with the raw "[Errno 2] Failed to open local file …" (exit 2, as if the input were bad, though
+    this command reads it) or "No such file or directory: …/pending/part-….arrow"."""
+    _, client = cluster
+    points(2_000).to_parquet(tmp_path / "pts.parquet", index=False)
+    source = ParquetDatasetSource(tmp_path / "pts.parquet")
+    if missing == "input":
+        source = _ElsewhereSource(tmp_path / "pts.parquet")
+    else:
+        monkeypatch.setattr(distributed_embed, "_run_partition", _run_partition_elsewhere)
+    with pytest.raises(ClusterError) as refused:
+        embed_dataset(source, tmp_path / "emb.parquet", satclip.load(model), client=client, chunk_rows=1024)
+    message = str(refused.value)
+    assert refused.value.exit_code == 1
+    assert message.startswith("the Dask worker at tcp://"), message
+    if missing == "input":
+        assert f"cannot read {tmp_path / 'pts.parquet'} ([Errno 2] Failed to open local file" in message, message
+    else:
+        assert f"to {tmp_path / 'emb.parquet.partial' / 'pending'}/part-00000" in message, message
+        assert "which this command cannot find" in message, message
+    assert "every worker need the input and output paths on one shared file system" in message

@@ -68,6 +68,7 @@ from .job import (
     _NoProgress,
     complete_stopped,
     damaged_manifest,
+    discarded_if_nothing_done,
     output_attrs,
     publish_work,
     recorded,
@@ -187,6 +188,12 @@ def embed_frame(
 
 
 # ------------------------------------------------------------------------------------------ Parquet jobs
+def _satclip_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
 @dataclass
 class _Partitions:
     """What a worker needs to embed any partition of one job; sent once per worker in :class:`_JobPlugin`."""
@@ -205,12 +212,15 @@ class _Partitions:
     dictionary: bool = False
     #: the job's attributes, written into every part's schema metadata (:func:`satclip.embed.job.output_attrs`)
     attrs: dict = field(default_factory=dict)
+    #: the client's satclip version, which every worker must run (:meth:`_JobPlugin.setup`)
+    version: str = field(default_factory=_satclip_version)
 
     def run(self, index: int, token: str) -> dict:
         """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.FORMAT``; a dict for the client."""
         source, rows = self.source, self.chunk_rows
         start, stop = index * rows, min((index + 1) * rows, source.num_rows)
-        table = next((chunk for _, chunk in source.chunks(index, stop, rows)), None)
+        with _shared_path(source.path, "read"):  # (the client read it: a worker that cannot sees another file system)
+            table = next((chunk for _, chunk in source.chunks(index, stop, rows)), None)
         if table is None or table.num_rows != stop - start:
             raise RuntimeError(f"{source.path} has fewer rows than when the job started: did it change?")
         lonlat = coordinates(table, source.lon_col, source.lat_col, source.path)
@@ -233,7 +243,7 @@ class _Partitions:
                         piece, embeddings.cpu().numpy(), valid, _dtype(self.encoder), self.layout, self.column
                     )  # fmt: skip
                     writer.write(sinks.with_attrs(piece, self.attrs))
-        return {**result, "pending": str(pending), "stored": file_crc32(pending)}
+        return {**result, "pending": str(pending), "stored": file_crc32(pending), "worker": _worker_address()}
 
     def _pieces(self, table) -> Iterator[tuple[int, object]]:
         """``(offset, rows)`` slices of the partition: at most :data:`ROW_GROUP_ROWS` rows (a worker holds one
@@ -242,6 +252,33 @@ class _Partitions:
         step = max(self.batch_size, ROW_GROUP_ROWS // self.batch_size * self.batch_size)
         for offset in range(0, table.num_rows, step):
             yield offset, table.slice(offset, step)
+
+
+def _worker_address() -> str:
+    """``the Dask worker at tcp://…`` running this task, or ``a Dask worker`` outside one."""
+    try:
+        from distributed import get_worker
+
+        return f"the Dask worker at {get_worker().address}"
+    except (ImportError, ValueError):
+        return "a Dask worker"
+
+
+#: what a worker that does not see the command's files (another machine, another mount namespace) is told
+SHARED_PATHS = "the command and every worker need the input and output paths on one shared file system, mounted at " \
+    "the same place"
+
+
+@contextlib.contextmanager
+def _shared_path(path, action: str) -> Iterator[None]:
+    """Name a worker that cannot find ``path``, which the client found: ``[Errno 2] Failed to open local file`` on a
+    worker was reported as bad input (exit 2)."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise ClusterError(
+            f"{_worker_address()} cannot {action} {path} ({err}), which this command can: {SHARED_PATHS}"
+        ) from None
 
 
 class _PartWriter:
@@ -280,8 +317,8 @@ class _PartWriter:
                 self.sink.close()
 
 
-#: worker process → the jobs its plugins set up, by plugin name
-_JOBS: dict[str, _Partitions] = {}
+#: worker process → the jobs its plugins set up (or why this worker refused one), by plugin name
+_JOBS: dict[str, _Partitions | ClusterError] = {}
 
 
 class _JobPlugin(WorkerPlugin):
@@ -291,6 +328,16 @@ class _JobPlugin(WorkerPlugin):
         self.name, self.job = name, job
 
     def setup(self, worker) -> None:
+        """Refuse a worker of another satclip version than the client's (whose version the output records): its
+        partitions came out otherwise, mixed into the output without a word."""
+        version = _satclip_version()
+        if version != self.job.version:  # (a worker joining later refuses each task: _run_partition)
+            _JOBS[self.name] = ClusterError(
+                f"the Dask worker at {worker.address} runs satclip {version}, and this command satclip "
+                f"{self.job.version}: install the same satclip version (satclip[dask]=={self.job.version}) on every "
+                "worker"
+            )
+            raise _JOBS[self.name]
         _JOBS[self.name] = self.job
 
     def teardown(self, worker) -> None:
@@ -301,6 +348,8 @@ def _run_partition(name: str, index: int, token: str) -> dict:
     job = _JOBS.get(name)
     if job is None:
         raise RuntimeError(f"this worker has no satclip job {name!r}: its plugin was not set up")
+    if isinstance(job, ClusterError):
+        raise job
     return job.run(index, token)
 
 
@@ -549,7 +598,8 @@ def embed_dataset(
         todo = [k for k in range(num_parts) if k not in done]
         failed: list[dict] = []
         if todo:
-            failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress, assembly)
+            with discarded_if_nothing_done(workdir, manifest):  # (a cluster that refused the job: nothing to resume)
+                failed = _run(connected(), job, todo, manifest, manifest_path, parts, kind, progress, assembly)
         written = [] if skip_invalid else sorted((int(k), n) for k, n in manifest["done"].items() if n)
         if failed or written:
             raise _invalid_error(source, failed, written)
@@ -622,6 +672,32 @@ def _crc_record(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(type(x) is int and x >= 0 for x in value)
 
 
+def _register(client, plugin: _JobPlugin, name: str) -> None:
+    """Send the job to the workers, or say which of them cannot take it: a worker without satclip (unpickling the
+    plugin) failed with "unexpected error (Exception): ModuleNotFoundError … please report it"."""
+    try:
+        client.register_plugin(plugin, name=name)
+    except Exception as err:  # (a worker's error unpickling it reaches here as Exception("ModuleNotFoundError(…)"))
+        if not isinstance(err, ImportError) and not str(err).startswith(("ModuleNotFoundError(", "ImportError(")):
+            raise
+        raise ClusterError(
+            f"the Dask workers {_without_satclip(client)} cannot import satclip ({err}): install "
+            f"satclip[dask]=={plugin.job.version} (this command's version) on every worker"
+        ) from None
+
+
+def _without_satclip(client) -> str:
+    """``at ADDRESS, …``: the workers where satclip is not found; else the scheduler's address."""
+    import importlib.util
+
+    try:
+        found = client.run(importlib.util.find_spec, "satclip", on_error="return")
+    except Exception:  # (a cluster that fails this too: named by its scheduler)
+        found = {}
+    missing = [address for address, spec in found.items() if spec is None]
+    return f"at {', '.join(missing)}" if missing else f"of the scheduler at {client.scheduler.address}"
+
+
 def _run(
     client, job: _Partitions, todo: list[int], manifest: dict, manifest_path: Path, parts: Path, kind: str, progress,
     assembly: _Assembly | None,
@@ -631,11 +707,11 @@ def _run(
     distributed = require("distributed", "dask", "embedding with --engine dask")
     token = secrets.token_hex(4)
     name = f"satclip-embed-{token}"
-    client.register_plugin(_JobPlugin(name, job), name=name)
     submitted: dict = {}  # future key → (partition, attempt)
     futures: list = []
     failed: list[dict] = []
     try:
+        _register(client, _JobPlugin(name, job), name)  # (refused: unregistered, or workers joining later refuse too)
         futures = client.map(_run_partition, [name] * len(todo), todo, [token] * len(todo), pure=False)
         submitted = {future.key: (index, 0) for future, index in zip(futures, todo, strict=True)}
         queue = distributed.as_completed(futures)
@@ -663,6 +739,9 @@ def _run(
             if "error" in result:
                 failed.append(result)
                 continue
+            if not Path(result["pending"]).is_file():  # ("No such file or directory: …/pending/part-….arrow")
+                raise ClusterError(f"{result['worker']} wrote partition {index} to {result['pending']}, which this "
+                                   f"command cannot find: {SHARED_PATHS}")  # fmt: skip
             safe_output.publish(result["pending"], parts / _part_name(index, kind), overwrite=True)
             manifest["done"][str(index)] = result["invalid"]
             if "parts_crc32" in manifest:
