@@ -787,6 +787,38 @@ def test_shards_concatenate_to_the_full_output(tmp_path, model, points, capsys):
 
 
 
+def test_a_shard_made_otherwise_than_its_siblings_is_refused(tmp_path, model, points, monkeypatch, capsys):
+    """Shards were never checked against each other: shards of one output made with another precision, model or
+    --chunk-rows read back together as one dataset with two models side by side and rows twice."""
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    out = tmp_path / "part.parquet"
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", "0/3") == 0
+    with monkeypatch.context() as patch:  # shard 2: unfinished, its manifest there
+        crash_after(patch, 1)
+        assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", "2/3") == 1
+    capsys.readouterr()
+    for options, finished, change in [
+        (["--precision", "float64", *CHUNK], True, "model.dtype: 'float32' → 'float64'"),
+        (["--chunk-rows", "50"], True, "input_rows.stop: 64 → 100"),  # (its rows: those of other chunks)
+        (["--precision", "float64", *CHUNK], False, "model.dtype: 'float32' → 'float64'"),
+        (["--chunk-rows", "50"], False, "chunk_rows: 64 → 50"),
+    ]:
+        if not finished:
+            (tmp_path / "part.shard-0-of-3.parquet").rename(tmp_path / "away.parquet")
+        assert embed(source, "-o", out, "--model", model, *options, "--shard", "1/3") == 2
+        err = one_error_line(capsys.readouterr().err)
+        sibling = tmp_path / ("part.shard-0-of-3.parquet" if finished else "part.shard-2-of-3.parquet.partial")
+        assert f"{sibling} is shard {0 if finished else 2}/3 of {out}, made with another model" in err, err
+        assert f"({change}" in err, err
+        assert "give every shard the same options as the others, or remove it" in err, err
+        assert not (tmp_path / "part.shard-1-of-3.parquet").exists()
+        if not finished:
+            (tmp_path / "away.parquet").rename(tmp_path / "part.shard-0-of-3.parquet")
+    for i in (1, 2):  # the same options as the others: the shards are made, and the unfinished one resumed
+        assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", f"{i}/3") == 0
+
+
 def test_a_zarr_output_converts_to_netcdf_with_lon_lat_coordinates(tmp_path, model, points):
     """``xr.open_zarr(out).load().to_netcdf(…)`` of an embed Zarr output failed on its group attribute ``satclip``,
     a dict ("Invalid value for attr 'satclip'"), as a map's did on its footprint. It holds JSON text now, and lon

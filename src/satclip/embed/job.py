@@ -114,6 +114,57 @@ def _absolute_if_local(spec) -> str | None:
     return str(path.absolute()) if path.exists() else str(spec)
 
 
+def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, source: Source) -> None:
+    """Refuse shard ``shard`` of ``output`` (the path before ``.shard-I-of-N``) where another shard of the same N,
+    finished (a Parquet or Zarr output: a .npy records nothing) or unfinished, was made with another model or
+    precision, ``--chunk-rows`` or input: read back together, such shards held two models side by side, and rows
+    twice (cut with other chunks)."""
+    index, count = shard
+    chunk_rows = identity["options"]["chunk_rows"]
+    for other in range(count):
+        sibling = shard_path(output, (other, count))
+        if other == index or not (sibling.exists() or work_dir(sibling).exists()):
+            continue
+        recorded = work_manifest(work_dir(sibling)).get("identity")
+        if isinstance(recorded, dict):  # unfinished: its manifest
+            options = recorded.get("options")
+            have = {"model": recorded.get("model"), "input": recorded.get("input"),
+                    "chunk_rows": options.get("chunk_rows") if isinstance(options, dict) else None}  # fmt: skip
+            wanted = {"model": identity["model"], "input": identity["input"], "chunk_rows": chunk_rows}
+        else:  # finished: what it records (output_attrs)
+            have = _recorded_attrs(sibling)
+            rows = have.get("input_rows")
+            if not isinstance(rows, dict) or type(rows.get("total")) is not int:
+                continue
+            total = rows["total"] if source.num_rows is None else source.num_rows
+            first, stop = shard_chunks(total, chunk_rows, (other, count))
+            rows = {"start": first * chunk_rows, "stop": min(stop * chunk_rows, total), "total": total}
+            wanted = {"model": identity["model"], "source": str(Path(source.path).absolute()), "input_rows": rows}
+            have = {key: have.get(key) for key in wanted}
+        changes = _differences(have, wanted)
+        if changes:
+            raise BadInputError(
+                f"{sibling if sibling.exists() else work_dir(sibling)} is shard {other}/{count} of {output}, made with "
+                f"another model, precision, --chunk-rows or input ({'; '.join(changes[:3])}): read back together, the "
+                f"shards would mix them; give every shard the same options as the others, or remove it"
+            )
+
+
+def _recorded_attrs(output: Path) -> dict:
+    """What a finished Parquet or Zarr output records of the job that wrote it (:func:`output_attrs`), or ``{}``."""
+    try:
+        if output.is_dir():  # a Zarr store's group attributes (JSON text: sinks.netcdf_attrs)
+            recorded = json.loads((output / ".zattrs").read_text()).get("satclip")
+        else:
+            import pyarrow.parquet as pq
+
+            recorded = (pq.read_schema(output).metadata or {}).get(b"satclip")
+        recorded = json.loads(recorded) if isinstance(recorded, (str, bytes)) else recorded
+    except (OSError, ValueError, AttributeError):  # (not one of satclip's outputs: nothing recorded to compare)
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int, InvalidPointsError | None]:
     """Count rows (if the format does not know) and check the shard's coordinates.
 
@@ -486,7 +537,7 @@ def embed_file(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     check_no_unpadded(Path(output), shard)
-    output = shard_path(Path(output), shard)
+    unsharded, output = Path(output), shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
     if not column.strip() or column != column.strip() or not column.isprintable():
         # (an empty name was told to lose its surrounding spaces; a line break went into the Parquet schema)
@@ -518,6 +569,7 @@ def embed_file(
     )
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
+    check_sibling_shards(unsharded, shard, identity, source)
     inputs = [source.path, *encoder_files(encoder)]
 
     def check_output() -> None:  # (of the kind publish gives it: another kind is refused now, not at the end)
