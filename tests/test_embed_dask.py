@@ -1065,3 +1065,36 @@ def test_a_worker_that_cannot_see_the_paths_is_named(cluster, model, tmp_path, m
         assert f"to {tmp_path / 'emb.parquet.partial' / 'pending'}/part-00000" in message, message
         assert "which this command cannot find" in message, message
     assert "every worker need the input and output paths on one shared file system" in message
+
+
+def test_an_unfinished_run_of_the_other_engine_is_named(cluster, model, tmp_path, capsys, monkeypatch):
+    """A killed run rerun with the other engine was told "Its input has changed since that run began, so it cannot
+    be resumed: pass --restart" (the engines record the input's format otherwise), though nothing had changed."""
+    from .test_embed_cli import crash_after
+
+    _, client = cluster
+    source = tmp_path / "pts.parquet"
+    points(3_000).to_parquet(source, index=False)
+    out, work = tmp_path / "emb.parquet", tmp_path / "emb.parquet.partial"
+    args = ["embed", str(source), "-o", str(out), "--model", str(model), "--chunk-rows", "1024", "--no-progress"]
+    dask = ["--engine", "dask", "--scheduler", client.scheduler.address]
+    with monkeypatch.context() as patch:
+        crash_after(patch, 1)
+        assert main(args) == 1
+    capsys.readouterr()
+    assert main([*args, *dask]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {work} holds the work of an unfinished run of the local engine: rerun it without --engine "
+        "dask to resume it, or pass --restart to discard it"
+    )
+    assert main(args) == 0  # (resumed, as said)
+    out.unlink()
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(source, out, satclip.load(model), client=client, chunk_rows=1024, progress=_Interrupt(1))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {work} holds the work of an unfinished run of the dask engine: rerun it with --engine "
+        "dask to resume it, or pass --restart to discard it"
+    )
+    assert main([*args, *dask]) == 0 and pq.read_table(out).num_rows == 3_000

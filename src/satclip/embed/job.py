@@ -320,6 +320,13 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool, input_path: Pa
         # comparing it entry by entry listed whole dictionaries, ~900 characters, and called it other options)
         raise damaged_manifest(path, f"it records no {', '.join(sorted(identity))} of a run of this command")
     if recorded_identity != identity:
+        began, engine = (_engine(entries) for entries in (recorded_identity, identity))
+        if began != engine:  # (its input's format, "parquet-dataset" against "parquet", was called a changed input)
+            raise ResumeMismatchError(
+                f"{workdir} holds the work of an unfinished run of the {began} engine: rerun it "
+                f"{'with' if began == 'dask' else 'without'} --engine dask to resume it, or pass --restart to discard "
+                "it"
+            )
         changes = _differences(recorded_identity, identity)
         touched = all(change.startswith("input.mtime_ns:") for change in changes)
         recorded_input = manifest.get("input_path")
@@ -338,6 +345,12 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool, input_path: Pa
             f"{advice}{_touched(recorded_identity) if touched else ''}"
         )
     return manifest
+
+
+def _engine(identity: dict) -> str:
+    """The engine of the run an identity is recorded by: ``"dask"`` (``--engine dask``) or ``"local"``."""
+    options = identity.get("options")
+    return "dask" if isinstance(options, dict) and options.get("engine") == "dask" else "local"
 
 
 def _touched(recorded: dict) -> str:
