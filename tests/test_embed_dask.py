@@ -1098,3 +1098,21 @@ def test_an_unfinished_run_of_the_other_engine_is_named(cluster, model, tmp_path
         "dask to resume it, or pass --restart to discard it"
     )
     assert main([*args, *dask]) == 0 and pq.read_table(out).num_rows == 3_000
+
+
+@pytest.mark.parametrize("command", ["embed", "map"])
+def test_more_local_workers_than_cores_are_refused(model, tmp_path, monkeypatch, capsys, command):
+    """``--workers 64`` on 2 cores started 64 worker processes, each with a 64th of the memory, and distributed's
+    "Pausing worker" warnings reached the terminal."""
+    import satclip.machine
+
+    monkeypatch.setattr(satclip.machine, "usable_cores", lambda: 2)
+    args = ["map", "--model", str(model), "--resolution", "10", "-o", str(tmp_path / "m.zarr")]
+    if command == "embed":
+        points(100).to_parquet(tmp_path / "pts.parquet", index=False)
+        args = ["embed", str(tmp_path / "pts.parquet"), "-o", str(tmp_path / "emb.parquet"), "--model", str(model)]
+    assert main([*args, "--engine", "dask", "--workers", "3"]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err.startswith("satclip: error: --workers 3: this machine has 2 usable core(s), and the local cluster runs "
+                          "one single-threaded worker process per core"), err  # fmt: skip
+    assert err.endswith("give at most 2, or --scheduler for a larger cluster"), err

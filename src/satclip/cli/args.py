@@ -256,13 +256,14 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--workers", type=positive_int,
-        help="--engine dask without --scheduler: local worker processes (default: one per core)",
+        help="--engine dask without --scheduler: local worker processes, at most one per usable core (default: one "
+        "per core)",
     )  # fmt: skip
 
 
 def check_cluster_options(args: argparse.Namespace) -> None:
-    """Refuse ``--scheduler``/``--workers`` without ``--engine dask``, and ``--workers`` with ``--scheduler`` (whose
-    cluster has its own workers: the number was ignored)."""
+    """Refuse ``--scheduler``/``--workers`` without ``--engine dask``, ``--workers`` with ``--scheduler`` (whose
+    cluster has its own workers: the number was ignored), and more local workers than usable cores."""
     from ..errors import BadInputError
 
     if args.engine != "dask" and (args.scheduler or args.workers):
@@ -271,4 +272,12 @@ def check_cluster_options(args: argparse.Namespace) -> None:
         raise BadInputError(
             "--workers sizes the local cluster this command starts; the cluster of --scheduler runs the job on its "
             "own workers: drop --workers (or --scheduler)"
+        )
+    from ..machine import usable_cores
+
+    if args.workers and args.workers > usable_cores():  # (64 on 2 cores: 64 processes pausing at their share of memory)
+        raise BadInputError(
+            f"--workers {args.workers}: this machine has {usable_cores()} usable core(s), and the local cluster runs "
+            "one single-threaded worker process per core (more share the cores and split the memory, each paused "
+            f"at its small share): give at most {usable_cores()}, or --scheduler for a larger cluster"
         )
