@@ -239,11 +239,12 @@ def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_overwrite_option(parser: argparse.ArgumentParser, output: str = "OUTPUT") -> None:
-    """``--overwrite``: replace an existing ``output`` satclip wrote (convert, embed, map)."""
+    """``--overwrite``: replace an existing ``output`` (convert, embed, map), as
+    :func:`satclip.safe_output.check_output` allows."""
     parser.add_argument(
         "--overwrite", action="store_true",
-        help=f"replace an existing {output} satclip wrote (never a directory it did not create or one holding files "
-        "it did not write)",
+        help=f"replace an existing {output}: a file (any, also one satclip did not write) or a directory satclip "
+        "created (never a directory it did not create or one holding files it did not write)",
     )  # fmt: skip
 
 

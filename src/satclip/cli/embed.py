@@ -73,8 +73,9 @@ def add_parser(subparsers) -> None:
         "--shard", type=shard, default="0/1", metavar="I/N",
         help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into OUTPUT "
         "with .shard-I-of-N before its suffix, I zero-padded so that the names sort in order (emb.parquet -> "
-        "emb.shard-0-of-4.parquet, emb.shard-03-of-12.parquet); give every shard the same "
-        "--chunk-rows, or their parts overlap (a Parquet or Zarr output records its rows: satclip.input_rows); "
+        "emb.shard-0-of-4.parquet, emb.shard-03-of-12.parquet); every shard needs the same model, precision, "
+        "--chunk-rows and input: a shard made otherwise than a sibling there (finished, or unfinished) is refused "
+        "(a Parquet or Zarr output records its rows: satclip.input_rows); "
         "a shard left without a chunk (more shards than chunks) writes an output of no rows",
     )  # fmt: skip
     parser.add_argument(

@@ -14,8 +14,8 @@ output, Arrow IPC for one Parquet file); the client, which alone holds the lock 
 finished part to its final name and records it in ``manifest.json`` in the work directory ``OUTPUT.partial/``
 and, for one Parquet file, appends the finished parts to it in order as soon as each one's turn has come
 (:class:`_Assembly`). A rerun continues with the partitions not recorded; its output equals that of an
-uninterrupted run (and of the local engine: partitions are whole batches, so every point is embedded in the
-same batch).
+uninterrupted run, and its columns and values those of the local engine (partitions are whole batches, so every
+point is embedded in the same batch; the row groups differ).
 
 Paths must be the same for the client and every worker (a shared file system), and workers need satclip
 installed. Invalid rows written as nulls by an earlier ``--skip-invalid`` run are reported again by a run
