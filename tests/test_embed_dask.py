@@ -792,6 +792,18 @@ def test_the_cli_refuses_an_existing_output_before_starting_a_cluster(model, tmp
     assert (tmp_path / "out.parquet").read_bytes() == b"an earlier result"
 
 
+def test_the_cli_refuses_a_locked_output_before_starting_a_cluster(model, tmp_path, caplog, capsys):
+    """A second run on an output another run is writing was refused only once its cluster had started (7 s)."""
+    from satclip import safe_output
+
+    dataset = write_dataset(points(100), tmp_path / "in", parts=1)
+    argv = ["embed", str(dataset), "--model", str(model), "-o", str(tmp_path / "out"), "--engine", "dask"]
+    with safe_output.exclusive(tmp_path / "out"), caplog.at_level(logging.INFO):
+        assert main(argv) == 1
+    assert f"{tmp_path / 'out'} is in use by another satclip run (PID {os.getpid()}" in capsys.readouterr().err
+    assert "starting a local Dask cluster" not in caplog.text
+
+
 def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):
     """Refused before a cluster is started: a locked output, a foreign directory (even with --overwrite),
     a foreign work directory."""

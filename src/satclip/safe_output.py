@@ -1092,6 +1092,25 @@ def lock_holder(target: str | Path) -> dict | None:
     return None
 
 
+def check_unlocked(target: str | Path) -> None:
+    """Raise :class:`LockedError` now if another live process holds the lock on ``target``: a command that starts
+    something slow first (a Dask cluster) is refused before it, not after (:func:`exclusive` still takes the lock,
+    and refuses a run that took it in between)."""
+    holder = lock_holder(target)
+    if holder is not None:
+        raise _locked(target, holder)
+
+
+def _locked(target: str | Path, holder: dict) -> LockedError:
+    who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    if holder.get("command"):
+        who += f": {holder['command']}"
+    return LockedError(
+        f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, or write to another "
+        "output"
+    )
+
+
 def _try_lock(fd: int, wait: bool = False) -> bool:
     if sys.platform == "win32":  # pragma: no cover
         import msvcrt
@@ -1209,13 +1228,7 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
                 _try_lock(fd, wait=True)
             else:
                 os.close(fd)
-                who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
-                if holder.get("command"):
-                    who += f": {holder['command']}"
-                raise LockedError(
-                    f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, "
-                    "or write to another output"
-                )
+                raise _locked(target, holder)
         same = _same_file(fd, path)
         if same and not _is_lock_content(fd):  # a user's file by that name: never truncated nor deleted
             os.close(fd)

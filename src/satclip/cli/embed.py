@@ -157,8 +157,9 @@ def _published_by_a_stopped_run(output: Path, source) -> bool:
 
 
 def _check_output(args: argparse.Namespace, source) -> None:
-    """Refuse now what the job would refuse at its start anyway: an existing output without --overwrite, a
-    directory of the user's files, a satclip directory of another kind (a training run)."""
+    """Refuse now what the job would refuse at its start anyway: an output another run is writing, an existing
+    output without --overwrite, a directory of the user's files, a satclip directory of another kind (a training
+    run)."""
     if args.engine == "dask":
         from ..embed.sinks import dask_output_kind
 
@@ -172,6 +173,7 @@ def _check_output(args: argparse.Namespace, source) -> None:
         output = shard_path(Path(args.output), args.shard)
         directory = format_of(output, args.format) == "zarr"
     safe_output.check_not_inside(output, source.path, "the input dataset")
+    safe_output.check_unlocked(output)  # (a second run on it was refused once the cluster had started: 7 s)
     if not _published_by_a_stopped_run(output, source):  # (the run the job then completes)
         safe_output.check_output(
             output, overwrite=args.overwrite, inputs=[args.input], directory=directory, kind="output"
