@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import types
 from pathlib import Path
@@ -815,8 +816,12 @@ def test_a_shard_made_otherwise_than_its_siblings_is_refused(tmp_path, model, po
         assert not (tmp_path / "part.shard-1-of-3.parquet").exists()
         if not finished:
             (tmp_path / "away.parquet").rename(tmp_path / "part.shard-0-of-3.parquet")
-    for i in (1, 2):  # the same options as the others: the shards are made, and the unfinished one resumed
-        assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", f"{i}/3") == 0
+    # a copy of the input with another modification time (shards run on several machines) is the same input
+    times = source.stat()
+    os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns + 10**10))
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", "1/3") == 0
+    os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns))  # (shard 2's own run resumes on its input's time)
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", "2/3") == 0
 
 
 def test_a_zarr_output_converts_to_netcdf_with_lon_lat_coordinates(tmp_path, model, points):

@@ -128,9 +128,9 @@ def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, s
         recorded = work_manifest(work_dir(sibling)).get("identity")
         if isinstance(recorded, dict):  # unfinished: its manifest
             options = recorded.get("options")
-            have = {"model": recorded.get("model"), "input": recorded.get("input"),
+            have = {"model": recorded.get("model"), "input": _content(recorded.get("input")),
                     "chunk_rows": options.get("chunk_rows") if isinstance(options, dict) else None}  # fmt: skip
-            wanted = {"model": identity["model"], "input": identity["input"], "chunk_rows": chunk_rows}
+            wanted = {"model": identity["model"], "input": _content(identity["input"]), "chunk_rows": chunk_rows}
         else:  # finished: what it records (output_attrs)
             have = _recorded_attrs(sibling)
             rows = have.get("input_rows")
@@ -139,7 +139,7 @@ def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, s
             total = rows["total"] if source.num_rows is None else source.num_rows
             first, stop = shard_chunks(total, chunk_rows, (other, count))
             rows = {"start": first * chunk_rows, "stop": min(stop * chunk_rows, total), "total": total}
-            wanted = {"model": identity["model"], "source": str(Path(source.path).absolute()), "input_rows": rows}
+            wanted = {"model": identity["model"], "input_rows": rows}
             have = {key: have.get(key) for key in wanted}
         changes = _differences(have, wanted)
         if changes:
@@ -148,6 +148,13 @@ def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, s
                 f"another model, precision, --chunk-rows or input ({'; '.join(changes[:3])}): read back together, the "
                 f"shards would mix them; give every shard the same options as the others, or remove it"
             )
+
+
+def _content(fingerprint):
+    """An input's fingerprint without its modification time: shards run on several machines read copies of one
+    input, whose times differ (a finished shard records its input by path and rows alone, and the path may differ
+    between machines too: only the rows are compared)."""
+    return {k: v for k, v in fingerprint.items() if k != "mtime_ns"} if isinstance(fingerprint, dict) else fingerprint
 
 
 def _recorded_attrs(output: Path) -> dict:
