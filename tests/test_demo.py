@@ -360,6 +360,15 @@ def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, mon
     out = tmp_path / "demo"
     run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
     first = json.loads((out / "timings.json").read_text())["evaluation"]
-    report = run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    # the folder moved: the evaluation of its model is reused too (keyed by the model's absolute path, its folds
+    # were fitted again, with a warning of an earlier run's results left out and orphan rows in rows.jsonl)
+    out = out.rename(tmp_path / "moved")
+    shown = io.StringIO()
+    report = run_demo(out, settings, progress=StageProgress(STAGES, shown)).read_text()
+    assert "note: reusing 12 of 12 folds evaluated by an earlier run" in shown.getvalue(), shown.getvalue()
+    assert "held results of an earlier run" not in shown.getvalue()
     assert json.loads((out / "timings.json").read_text())["evaluation"] == first
     assert f"evaluation {first:.0f} s (an earlier run's: reused)" in report
+    assert len((out / "eval" / "rows.jsonl").read_text().splitlines()) == 12
+    assert "result: the demo model (`model`) is " in shown.getvalue()
+    assert f"| `model` | `{out / 'model'}` | a model loaded from this path |" in report  # (its spec: the path)

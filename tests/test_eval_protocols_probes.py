@@ -218,7 +218,9 @@ def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_me
     for kwargs, message in (({"encoders": ()}, "encoders is empty"),
                             ({"encoders": ("wrap",), "task_file": "points.csv"}, "must be a TaskFile"),
                             ({"encoders": ("wrap",), "probe_options": {"alpha": 1.0}}, "keyed by probe name"),
-                            ({"encoders": ("wrap",), "threads": -1}, "threads=-1 must be")):  # fmt: skip
+                            ({"encoders": ("wrap",), "threads": -1}, "threads=-1 must be"),
+                            ({"encoders": ("wrap",), "names": {"direct": "d"}}, r"keyed by encoder spec \(wrap")
+                            ):  # fmt: skip
         with pytest.raises(BadInputError, match=message):
             EvalConfig(**kwargs)
     with pytest.raises(ValueError, match="n_points=0 must be an integer, 10 or more"):

@@ -156,13 +156,16 @@ def _text(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def legend(names: dict[str, str]) -> str:
+def legend(names: dict[str, str], specs: dict[str, str] | None = None) -> str:
     """A markdown table of the encoders: short name, full spec where it differs, and what each is (a reader met
-    `direct` or `sh-l10` in the tables with no word on what they are)."""
+    `direct` or `sh-l10` in the tables with no word on what they are). ``specs``: the spec of an encoder the
+    results name otherwise (:class:`EvalConfig` ``names``), by that name."""
     from .encoders import about
 
-    rows = [f"| `{_text(short)}` | {'' if short == spec else f'`{_text(spec)}`'} | {_text(about(spec))} |"
-            for spec, short in names.items()]  # fmt: skip
+    rows = []
+    for name, short in names.items():
+        spec = (specs or {}).get(name, name)
+        rows.append(f"| `{_text(short)}` | {'' if short == spec else f'`{_text(spec)}`'} | {_text(about(spec))} |")
     return "\n".join(["| name | spec | what it is |", "|---|---|---|", *rows])
 
 
@@ -516,7 +519,7 @@ def markdown(
     for note in (_class_filter_note(tasks, task_names), _task_notes(tasks, task_names), _few_test_points_note(rows)):
         if note:
             out += ["", note]
-    out += ["", "The encoders:", "", legend(names)]
+    out += ["", "The encoders:", "", legend(names, {config.names.get(s, s): s for s in config.encoders})]
     for probe in _ordered(r["probe"] for r in rows):
         for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe):
             label = f"probe `{probe}`" + (f", {variant}" if variant else "")

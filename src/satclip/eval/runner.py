@@ -65,7 +65,9 @@ class EvalConfig:
     ``paper-mlp``). seeds: split and probe seeds. protocol_options / probe_options: keyword options
     (``probe_options`` maps probe name → options). threads: torch CPU threads while fitting (1 is fastest
     on a shared 2-core machine; None leaves torch's setting). workers: processes fitting folds in parallel
-    (2 on an idle 2-core machine nearly halves the time; results are identical).
+    (2 on an idle 2-core machine nearly halves the time; results are identical). names: the name the results give
+    an encoder, by its spec (default: the spec; the demo names its model by its place in the demo's folder, so that
+    a moved folder reuses its folds: they are keyed by name and the model's outputs).
     """
 
     encoders: tuple[str, ...]
@@ -80,6 +82,7 @@ class EvalConfig:
     threads: int | None = 1
     workers: int = 1
     use_cache: bool = True
+    names: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """One name where a tuple is wanted is taken as a tuple of it (``tasks="koppen"`` was read letter by
@@ -99,6 +102,10 @@ class EvalConfig:
                         f"encoder {spec!r}: exclude_heldout=True leaves each held-out continent out of the database "
                         f"under --protocol holdout-continent; under {self.protocol} it changes nothing: drop it"
                     )
+        unnamed = sorted(set(self.names) - set(self.encoders))
+        if unnamed:
+            raise BadInputError(f"EvalConfig: names are keyed by encoder spec ({', '.join(self.encoders)}), got "
+                                f"{unnamed}")
         if self.task_file is not None and not isinstance(self.task_file, TaskFile):
             raise BadInputError(f"EvalConfig: task_file={self.task_file!r} must be a TaskFile(path=…, target_col=…)")
         unknown = sorted(set(self.probe_options) - set(probes.PROBES.names()))
@@ -491,6 +498,8 @@ def evaluate_tasks(
 
     with default_as(evaluation_precision()):  # (not "auto": a timing calibration chose, and moved the scores)
         encs = [encoders.create(spec) for spec in config.encoders]
+    for enc, spec in zip(encs, config.encoders, strict=True):  # (before its identity, which holds the name)
+        enc.name = config.names.get(spec, spec)
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
         raise ValueError(f"encoder specs must be unique, got {names}")

@@ -98,6 +98,9 @@ RERUN_KEEPS = {
 }
 
 
+#: what the evaluation calls the demo's model: its folder in the demo's, which stays the same when that is moved
+MODEL_NAME = "model"
+
 #: what a finished run writes about its model (besides model/ and eval/)
 REPORT_FILES = ("report.md", "map.png", "training.png", "timings.json")
 
@@ -343,6 +346,7 @@ def _run(
     tasks = settings.tasks + (("air-temperature",) if air_temperature else ())
     eval_config = EvalConfig(
         encoders=(str(model_dir),) + extra + settings.baselines,
+        names={str(model_dir): MODEL_NAME},  # (by its path, a moved demo evaluated its model again)
         tasks=tasks,
         protocol="random",
         seeds=settings.eval_seeds,
@@ -368,11 +372,11 @@ def _run(
         _training_curve(result.history, out / "training.png")
         path = out / "report.md"
         so_far = {**timings, "map and report": time.perf_counter() - begin}  # (the stage ends with this write)
-        outcome = _outcome(evaluation, model_dir)
+        outcome = _outcome(evaluation)
         safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0,
                                              outcome, reused))  # fmt: skip
         log.info("result: %s", outcome)
-        brief = _outcome(evaluation, model_dir, most=2)  # (the report names every encoder; a terminal line, two)
+        brief = _outcome(evaluation, most=2)  # (the report names every encoder; a terminal line, two)
         result_line = f"result: {brief} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})"
         if on_result is None:
             progress.write(result_line)
@@ -400,20 +404,20 @@ def _check_not_in_cache(out: Path) -> None:
                             "to reuse and may be deleted to reclaim space: choose a folder of your own")  # fmt: skip
 
 
-def _outcome(evaluation, model_dir: Path, most: int | None = None) -> str:
+def _outcome(evaluation, most: int | None = None) -> str:
     """The demo's result in one line: where its model stands against the other encoders, task by task (``most``:
     as :func:`satclip.eval.report.standing`)."""
     from ..eval.report import standing
 
-    where = standing(evaluation.rows, str(model_dir), most=most)
-    return f"the demo model (`{_short_name(evaluation, model_dir)}`) is {where}"
+    where = standing(evaluation.rows, MODEL_NAME, most=most)
+    return f"the demo model (`{_short_name(evaluation)}`) is {where}"
 
 
-def _short_name(evaluation, model_dir: Path) -> str:
+def _short_name(evaluation) -> str:
     """What the evaluation's tables call the demo model."""
     from ..eval.report import display_names
 
-    return display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(str(model_dir), "model")
+    return display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows))).get(MODEL_NAME, "model")
 
 
 def _same_model(export: Path, model_dir: Path) -> bool:
@@ -630,7 +634,7 @@ def _report(
     from ..models.precision import EVAL_PRECISION, evaluation_precision
 
     steps = result.history[-1].get("step", "?") if result.history else "?"
-    short = _short_name(evaluation, model_dir)
+    short = _short_name(evaluation)
     results_md = relink((evaluation.files.get("md") or out / "eval" / "results.md").read_text(), "eval/")
     differences = _card_differences(settings, result)
     lines = [
