@@ -636,9 +636,8 @@ def _fit(
 
         def hint() -> str:  # (at the interruption: whether an epoch was saved by then)
             saved = (run_dir / "checkpoints" / "last.ckpt").is_file()
-            if saved and rerun:  # a workflow's rerun continues them: the CLI's "the work done is kept in …" named
-                # the demo's feature cache alone (`satclip train` itself says its own way on: `--resume`)
-                safe_output.keep_work(run_dir / "checkpoints")
+            # a workflow's checkpoints are not recorded as kept work (safe_output.keep_work): the CLI's "the work
+            # done is kept in …/checkpoints: rerun the same command …" repeated this hint's advice on the next line
             if rerun:  # (it promised "training continues where it stopped" before any epoch was saved)
                 return (f"rerun {rerun}: training continues where it stopped" if saved else
                         f"no epoch was saved yet, so there is nothing to resume: rerun {rerun} to start the training "
