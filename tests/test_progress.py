@@ -88,7 +88,9 @@ def test_unknown_stage_and_bad_weights_are_refused():
             pass
 
 
-def test_on_a_terminal_one_line_is_redrawn():
+def test_on_a_terminal_one_line_is_redrawn(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm")  # (TERM=dumb gets lines: a run of the tests there drew none)
+
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True

@@ -17,6 +17,12 @@ import pytest
 from satclip.recipes.progress import StageProgress
 
 
+@pytest.fixture(autouse=True)
+def _a_terminal_that_redraws(monkeypatch):
+    """Tests run from a TERM=dumb terminal (which gets lines, not a bar) see the bars a terminal shows."""
+    monkeypatch.setenv("TERM", "xterm")
+
+
 def _terminal(columns: int, rows: int) -> tuple[int, int]:
     """A pseudo-terminal ``(master, slave)`` whose size is ``columns`` × ``rows``."""
     master, slave = pty.openpty()
@@ -62,6 +68,24 @@ def test_the_demo_progress_line_shows_on_a_terminal_that_reports_no_size():
         progress.close()
     shown = _read_all(master)
     assert "[1/2] corpus" in shown and "[2/2]" not in shown
+
+
+def test_a_dumb_terminal_gets_the_progress_lines_of_a_pipe(monkeypatch):
+    """`TERM=dumb` (an editor's shell, a CI log viewer) got the redrawn bar: 62 carriage returns and block
+    characters shown as text. It gets a line per stage, as a pipe does."""
+    from satclip.terminal import progress_bar
+
+    monkeypatch.setenv("TERM", "dumb")
+    master, slave = _terminal(100, 30)
+    with os.fdopen(slave, "w") as stream:
+        progress = StageProgress({"corpus": 1.0, "pretraining": 3.0}, stream)
+        with progress.stage("corpus"):
+            progress.update(0.5)
+        progress.close()
+        assert progress_bar(range(3), stream=stream).disable
+    shown = _read_all(master)
+    assert "\r" not in shown.replace("\r\n", "\n") and "█" not in shown, repr(shown)
+    assert "[1/2] corpus done · 25% ·" in shown, repr(shown)
 
 
 def test_embed_draws_no_bar_into_a_log(tmp_path):

@@ -32,11 +32,23 @@ def shape_options(stream: IO) -> dict[str, Any]:
     return {"ncols": columns, "nrows": rows}
 
 
+def redraws(stream: IO) -> bool:
+    """Whether ``stream`` is a terminal that can redraw a line in place: a terminal, but not one of
+    ``TERM=dumb`` (an editor's shell, a CI log viewer), which shows every redraw (carriage returns, block
+    characters) as text, as a pipe or a log file would."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # (no isatty, or closed)
+        return False
+    return terminal and os.environ.get("TERM") != "dumb"
+
+
 def progress_bar(iterable=None, *, stream: IO | None = None, disable: bool | None = None, **options):
     """A tqdm bar on ``stream`` (default stderr) with ``options`` (``total``, ``desc``, ``unit``, …), sized by
-    :func:`shape_options`. By default (``disable=None``) it is drawn on a terminal only: into a log file its
-    redrawn lines are noise; ``disable=False`` draws it wherever the stream goes."""
+    :func:`shape_options`. By default (``disable=None``) it is drawn where it :func:`redraws` only: into a log
+    file its redrawn lines are noise; ``disable=False`` draws it wherever the stream goes."""
     from tqdm import tqdm
 
     stream = sys.stderr if stream is None else stream
+    disable = not redraws(stream) if disable is None else disable
     return tqdm(iterable, file=stream, disable=disable, **shape_options(stream), **options)

@@ -7,8 +7,8 @@ weighted fraction of the whole run, the time elapsed and the time left at the pa
 rerun) is done in no time: a step of at least :data:`REUSED_SHARE` of the run done :data:`REUSED_SPEEDUP` times
 faster than its weight says is left out of the pace (a rerun's ETA was ~0 s with the evaluation still ahead).
 
-On a terminal it is one line redrawn in place (tqdm); elsewhere (a log file, CI) it is a line per stage and at
-most one every :data:`LOG_EVERY` seconds within one.
+On a terminal it is one line redrawn in place (tqdm); elsewhere (a log file, CI, a ``TERM=dumb`` terminal:
+:func:`satclip.terminal.redraws`) it is a line per stage and at most one every :data:`LOG_EVERY` seconds within one.
 """
 
 from __future__ import annotations
@@ -53,11 +53,10 @@ class StageProgress:
         self.bar = self._terminal_bar()
 
     def _terminal_bar(self):
-        if not (hasattr(self.stream, "isatty") and self.stream.isatty()):
+        from ..terminal import progress_bar, redraws
+
+        if not redraws(self.stream) or importlib.util.find_spec("tqdm") is None:
             return None
-        if importlib.util.find_spec("tqdm") is None:
-            return None
-        from ..terminal import progress_bar
 
         return progress_bar(total=1000, stream=self.stream, leave=True, bar_format="{desc} {bar}")
 

@@ -764,7 +764,9 @@ def _check_accelerator(accelerator: str, devices: int = 1) -> None:
 def _progress_bar_shown() -> bool:
     """Whether Lightning's progress bar has somewhere to show: a terminal or a notebook (into a file or a pipe it
     wrote its frames, the last one in front of the results; each epoch's row is logged there instead)."""
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    from ..terminal import redraws
+
+    return redraws(sys.stdout) or "ipykernel" in sys.modules
 
 
 @contextlib.contextmanager
