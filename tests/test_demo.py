@@ -98,7 +98,7 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert "feature cache" in logged and "demo stage evaluation" in logged  # the INFO lines went to the log
     assert "## Results" in text and "direct" in text
     stages = re.search(r"- stage times: (.*)", text)[1]  # (every stage's: "map and report" was missing)
-    assert [part.rsplit(" ", 2)[0] for part in stages.split(", ")] == list(STAGES), stages
+    assert [re.sub(r" \d+ s( \(.*\))?$", "", part) for part in stages.split(", ")] == list(STAGES), stages
     assert "up to 512 pairs per contrastive softmax (an epoch's last batch is what remains)" in text
     for name in ("map.png", "training.png", "eval/results.csv"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
@@ -175,7 +175,11 @@ def test_demo_end_to_end_tiny(tmp_path):
     with unittest.mock.patch.object(maps, "render_map", stopped), pytest.raises(KeyboardInterrupt):
         run_demo(tmp_path / "demo", replace(settings, epochs=1), progress=StageProgress(STAGES, io.StringIO()))
     assert (tmp_path / "demo" / "model" / "model.safetensors").read_bytes() != weights  # the 1-epoch model
-    assert not [name for name in demo.REPORT_FILES if (tmp_path / "demo" / name).exists()]
+    assert not [name for name in demo.REPORT_FILES if name != "timings.json" and (tmp_path / "demo" / name).exists()]
+    # timings.json holds this run's times of the stages that ended (each written as it ended), none of the
+    # model replaced
+    stopped_run = json.loads(timings.read_text())
+    assert list(stopped_run) == list(STAGES)[:4] and stopped_run["pretraining"] != 999.0, stopped_run
 
 
 def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
@@ -210,11 +214,15 @@ def test_a_stopped_demo_continues_its_training(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
     assert trained == [0]
+    # the times of the stages that ended are kept for the rerun (timings.json was written at the end only, and the
+    # resumed run's report said "corpus 0 s, image features 0 s")
+    assert list(json.loads((out / "timings.json").read_text())) == ["corpus", "image features"]
     stop_at[0] = None
     shown = io.StringIO()
     with pytest.raises(Evaluated):
         run_demo(out, settings, progress=StageProgress(STAGES, shown))
     assert trained == [0, 1, 2]  # continued at epoch 1, and the console says so (only demo.log did)
+    assert list(json.loads((out / "timings.json").read_text())) == ["corpus", "image features", "pretraining"]
     assert "note: continuing the training of an earlier demo run from " in shown.getvalue()
     assert "(1 of 3 epochs done)" in shown.getvalue()
     run = out / "work" / demo.training_dir_name(settings)
@@ -357,8 +365,14 @@ def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, mon
     monkeypatch.setattr(demo, "REUSED_SPEEDUP", 1e12)
     settings = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
                        map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
+    from satclip.data.bluemarble import build_bluemarble
+    from satclip.recipes import CORPUS
+
+    build_bluemarble(params=replace(CORPUS, n=settings.patches, seed=settings.seed))  # (as another --out did)
     out = tmp_path / "demo"
-    run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    report = run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    # the corpus came from satclip's cache: said so (its "corpus 0 s" read as a stage that took no time)
+    assert "- stage times: corpus 0 s (reused from satclip's cache), image features " in report
     first = json.loads((out / "timings.json").read_text())["evaluation"]
     # the folder moved: the evaluation of its model is reused too (keyed by the model's absolute path, its folds
     # were fitted again, with a warning of an earlier run's results left out and orphan rows in rows.jsonl)

@@ -267,8 +267,11 @@ def _run(
 
     timings: dict[str, float] = {}
     # a stage that reuses an earlier run's work keeps that run's time (a rerun's report and timings.json said
-    # "0 s" for the corpus, the features and the training: how long they take was lost)
-    earlier_timings, expected, reused = _earlier_timings(out / "timings.json"), stage_seconds(settings), set()
+    # "0 s" for the corpus, the features and the training: how long they take was lost); each stage's time is
+    # written as it ends, so that a run interrupted later keeps it for its rerun; reused: stage -> what the
+    # report says of it
+    earlier_timings, expected = _earlier_timings(out / "timings.json"), stage_seconds(settings)
+    reused: dict[str, str] = {}
 
     @contextmanager
     def stage(name: str) -> Iterator[dict]:
@@ -286,13 +289,18 @@ def _run(
         timings[name] = time.perf_counter() - begin
         log.info("demo stage %s: %.0f s", name, timings[name])
         quick = said["reused"] or timings[name] * REUSED_SPEEDUP < expected[name]
-        if quick and earlier_timings.get(name, 0.0) > timings[name]:
-            timings[name] = earlier_timings[name]
-            reused.add(name)
+        earlier = earlier_timings.get(name, 0.0)
+        if quick and earlier > timings[name]:
+            timings[name] = earlier
+            reused[name] = "an earlier run's: reused"
+        elif said["reused"]:  # ("corpus 0 s": the corpus another --out had built, in satclip's cache)
+            reused[name] = "reused from satclip's cache" if name == "corpus" else "reused: its time was not recorded"
+        known = {**earlier_timings, **timings}  # (the earlier run's of the stages not run yet)
+        safe_output.write_json(out / "timings.json", {k: known[k] for k in STAGES if k in known}, indent=2)
 
     corpus = replace(CORPUS, n=settings.patches, seed=settings.seed)
 
-    with stage("corpus"):
+    with stage("corpus") as building:
         built = [0]
 
         def patches_done(count: int) -> None:
@@ -300,6 +308,7 @@ def _run(
             progress.update(built[0] / settings.patches)
 
         root = build_bluemarble(params=corpus, progress=patches_done)
+        building["reused"] = built[0] == 0  # (a corpus in satclip's cache: no patch was built)
     with stage("image features"):
         config, cache = prepare_recipe(
             "bluemarble-l10",
@@ -339,6 +348,7 @@ def _run(
             # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
             # here on leaves no report rather than one of another model
             safe_output.remove_owned_files(out, REPORT_FILES)
+            earlier_timings.clear()  # (those of the model replaced)
             with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
                 shutil.copytree(best, tmp, dirs_exist_ok=True)
 
@@ -380,7 +390,6 @@ def _run(
         result_line = f"result: {brief} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})"
         if on_result is None:
             progress.write(result_line)
-    safe_output.write_json(out / "timings.json", timings, indent=2)
     if on_result is not None:
         on_result(result_line)
     return path
@@ -628,11 +637,12 @@ def _earlier_timings(path: Path) -> dict[str, float]:
 
 def _report(
     settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int, outcome: str,
-    reused: set[str] = frozenset(),
+    reused: dict[str, str] | None = None,
 ) -> str:  # fmt: skip
     from ..eval.report import METRIC_TITLES_SHORT, relink
     from ..models.precision import EVAL_PRECISION, evaluation_precision
 
+    reused = reused or {}
     steps = result.history[-1].get("step", "?") if result.history else "?"
     short = _short_name(evaluation)
     results_md = relink((evaluation.files.get("md") or out / "eval" / "results.md").read_text(), "eval/")
@@ -663,7 +673,7 @@ def _report(
         f"{list(settings.eval_seeds)}, embeddings in {evaluation_precision()}"
         + (" (the same on every machine and run; `$SATCLIP_PRECISION` sets another)"
            if evaluation_precision() == EVAL_PRECISION else " (`$SATCLIP_PRECISION`)"),
-        "- stage times: " + ", ".join(f"{k} {v:.0f} s" + (" (an earlier run's: reused)" if k in reused else "")
+        "- stage times: " + ", ".join(f"{k} {v:.0f} s" + (f" ({reused[k]})" if k in reused else "")
                                       for k, v in timings.items()),  # fmt: skip
         "",
     ]
