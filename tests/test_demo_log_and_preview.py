@@ -72,6 +72,24 @@ def test_a_refused_demo_leaves_the_previous_log(tmp_path, capsys, monkeypatch):
     assert f"taking over the lock on {out} from PID {pid}" in logged.removeprefix(before.decode())
 
 
+def test_a_failed_demo_logs_its_error(tmp_path, monkeypatch):
+    """A demo that failed (a read-only SATCLIP_CACHE) left demo.log empty: the error went to the console only,
+    after the log was closed. It is the log's last line, once."""
+    out = tmp_path / "dq"
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "bluemarble"))
+
+    monkeypatch.setattr(bm, "build_bluemarble", read_only)
+    shown = io.StringIO()
+    with pytest.raises(PermissionError):
+        run_demo(out, QUICK, progress=StageProgress(STAGES, shown))
+    said = f"PermissionError: [Errno 13] Permission denied: '{tmp_path / 'cache' / 'bluemarble'}'"
+    lines = (out / "demo.log").read_text().splitlines()
+    assert lines[-1].endswith(f"ERROR satclip.recipes.demo: the demo stopped on an error: {said}"), lines
+    assert sum(said in line for line in lines) == 1 and "error" not in shown.getvalue()
+
+
 def test_a_preview_inside_the_corpus_is_refused(tmp_path, capsys):
     """`--preview bm/images.npy --overwrite` replaced the corpus's images with the PNG (the next run: 'right
     manifest but unreadable arrays; rebuilding it')."""

@@ -144,8 +144,22 @@ def run_demo(
             run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
             log_file.open()
             return _run(out, model_dir, run_dir, settings, air_temperature, progress, on_result)
+        except Exception as err:  # into the log only (the caller says it): a failed run left demo.log empty
+            log_file.handle(logging.makeLogRecord({
+                "name": log.name, "levelno": logging.ERROR, "levelname": "ERROR",
+                "msg": "the demo stopped on an error: %s", "args": (_error_line(err),),
+            }))  # fmt: skip
+            raise
         finally:
             progress.close()
+
+
+def _error_line(err: Exception) -> str:
+    """``err`` in one line: satclip's own message, else its type and text."""
+    from ..errors import SatclipError
+
+    text = " ".join(str(err).split())
+    return text if isinstance(err, SatclipError) else f"{type(err).__name__}: {text}"
 
 
 @contextmanager
