@@ -309,7 +309,15 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: the demo model (`model`) is "), out
     assert "result: " not in err
     outcome = lines[-1].removeprefix("result: ").split(" (primary metric")[0]
-    assert f"**Result**: {outcome} (" in (tmp_path / "demo" / "report.md").read_text()
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert f"**Result**: {outcome} (" in report
+    # for a newcomer: what a probe and the protocol are, that this was the quick demo, and the test-set sizes to
+    # judge a difference by (n_test was in eval/results.csv only)
+    assert "A probe is a small model trained on each encoder's frozen embeddings" in report
+    assert "60 % to train the probe, 20 % to validate it and 20 % to test it" in report
+    assert "- this was `satclip demo --quick`: the full demo trains on 100,000 patches" in report
+    sizes = re.search(r"Test points per fold \(.*?\): (.*)\.\n", report)[1]
+    assert sizes.startswith("era5-temperature 60, ") and len(sizes.split(", ")) == 6, sizes
 
 
 @pytest.mark.parametrize("asked", [None, "bf16"])

@@ -78,11 +78,15 @@ STAGES = {"corpus": 20.0, "image features": 42.0, "pretraining": 187.0, "evaluat
 QUICK_STAGES = {"corpus": 2.9, "image features": 3.5, "pretraining": 14.9, "evaluation": 12.3, "map and report": 0.5}
 
 
+def is_quick(settings: DemoSettings) -> bool:
+    """Whether ``settings`` are ``--quick``'s (``--epochs`` and ``--workers`` aside)."""
+    return replace(settings, epochs=QUICK.epochs, workers=QUICK.workers) == QUICK
+
+
 def stage_seconds(settings: DemoSettings) -> dict[str, float]:
     """The expected seconds of each stage of the demo of ``settings``: those measured for the full demo or for
     ``--quick``, the pretraining's scaled by the number of epochs (``--epochs``)."""
-    quick = replace(settings, epochs=QUICK.epochs, workers=QUICK.workers) == QUICK
-    base, seconds = (QUICK, QUICK_STAGES) if quick else (FULL, STAGES)
+    base, seconds = (QUICK, QUICK_STAGES) if is_quick(settings) else (FULL, STAGES)
     return {**seconds, "pretraining": seconds["pretraining"] * settings.epochs / base.epochs}
 
 #: third-party loggers that print INFO lines (Lightning's set-up notes and adverts) the demo keeps to its log file
@@ -638,6 +642,14 @@ def _card_differences(settings, result) -> list[str]:
     return lines
 
 
+def _test_sizes(evaluation) -> str:
+    """``"country 99, elevation 300"``: each task's test points per fold (a range where the folds differ)."""
+    sizes: dict[str, set[int]] = {}
+    for row in evaluation.rows:
+        sizes.setdefault(row["task"], set()).add(int(row["n_test"]))
+    return ", ".join(f"{task} {min(n)}" + (f"–{max(n)}" if len(n) > 1 else "") for task, n in sizes.items())
+
+
 def _earlier_timings(path: Path) -> dict[str, float]:
     """The stage times an earlier run wrote to ``path`` (``timings.json``); none where it is missing or damaged."""
     try:
@@ -686,11 +698,20 @@ def _report(
         f"- evaluation: MLP probe, `random` protocol, {settings.eval_points:,} points per sampled task, seeds "
         f"{list(settings.eval_seeds)}, embeddings in {evaluation_precision()}"
         + (" (the same on every machine and run; `$SATCLIP_PRECISION` sets another)"
-           if evaluation_precision() == EVAL_PRECISION else " (`$SATCLIP_PRECISION`)"),
+           if evaluation_precision() == EVAL_PRECISION else " (`$SATCLIP_PRECISION`)")
+        + ". A probe is a small model trained on each encoder's frozen embeddings to predict a task's target (a "
+        "temperature, a land-cover class, …); `random` splits each task's points at random, per seed, 60 % to "
+        "train the probe, 20 % to validate it and 20 % to test it",
         "- stage times: " + ", ".join(f"{k} {v:.0f} s" + (f" ({reused[k]})" if k in reused else "")
                                       for k, v in timings.items()),  # fmt: skip
         "",
     ]
+    if is_quick(settings):  # (a newcomer read the quick run as the demo)
+        lines[-1:-1] = [
+            f"- this was `satclip demo --quick`: the full demo trains on {FULL.patches:,} patches with "
+            f"{FULL.views} views for {FULL.epochs} epochs and evaluates {FULL.eval_points:,} points per sampled task "
+            f"over {len(FULL.eval_seeds)} seeds against {len(FULL.baselines)} baselines (a spread to judge ties by)"
+        ]
     if differences:
         lines += ["## Compared with the model card", "",
                   "The README's model card (docs/results.md) reports other settings; here:", ""]  # fmt: skip
@@ -711,6 +732,8 @@ def _report(
         f"*training.png: {curve_caption}.*",
         "",
         "## Results",
+        "",
+        f"Test points per fold (one point of a classification task is 1/n of its accuracy): {_test_sizes(evaluation)}.",
         "",
         ("\n" + results_md).replace("\n# ", "\n### ").replace("\n## ", "\n### ").strip(),
         "",
