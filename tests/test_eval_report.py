@@ -100,6 +100,18 @@ def test_standing_says_where_one_encoder_stands_task_by_task():
         == "not scored on any task"
 
 
+def test_standing_says_a_shared_place_is_shared():
+    """The demo's model, tied with two others on country (96 of 99 test points each), was "behind `direct` and
+    `geoclip` on country (3rd of 5)", as if it alone held that place."""
+    runs = "runs/demo/model"
+    rows = _rows("country", "classification", "accuracy", "macro_f1", {
+        "direct": (0.99, 0.0), "geoclip": (0.99, 0.0), runs: (0.9697, 0.0), "sh-l10": (0.9697, 0.0),
+        "bluemarble-l10": (0.9697, 0.0),
+    })  # fmt: skip
+    assert standing(rows, runs) == "behind `direct` and `geoclip` on country (tied 3rd of 5)"
+    assert standing(rows[:9], runs) == "behind `direct` and `geoclip` on country (3rd of 3)"  # (alone: no tie)
+
+
 def test_rank_rule():
     assert rank({"a": (0.9, 0.01, 3), "b": (0.7, 0.01, 3)}, True).verdict == "clear"
     tie = rank({"a": (0.042, 0.002, 3), "b": (0.042, 0.009, 3), "c": (0.2, 0.01, 3)}, False)

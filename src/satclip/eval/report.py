@@ -345,11 +345,13 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
         elif encoder in ranking.tied:
             tied[others].append(t)
         else:
-            sign = 1 if HIGHER_IS_BETTER[metric] else -1
+            sign, own = (1 if HIGHER_IS_BETTER[metric] else -1), means[encoder][0]
             scored = [stat[0] for stat in means.values() if stat is not None]
-            ahead = sum(sign * mean > sign * means[encoder][0] for mean in scored)
+            # a place shared with an equal mean (as the tables show it) is said so: "3rd of 5" hid a three-way tie
+            level = sum(_shown(mean) == _shown(own) for mean in scored) - 1
+            ahead = sum(sign * mean > sign * own and _shown(mean) != _shown(own) for mean in scored)
             leaders = tuple(f"`{names[e]}`" for e in ranking.tied or (ranking.best,))
-            behind[leaders].append(f"{t} ({_ordinal(ahead + 1)} of {len(scored)})")
+            behind[leaders].append(f"{t} ({'tied ' * (level > 0)}{_ordinal(ahead + 1)} of {len(scored)})")
     if not (best or tied or behind):
         return "not scored on any task"
     top = "best" if spread else "the best mean"  # one fold: means alone, no spread to judge ties by
