@@ -59,13 +59,18 @@ def test_embed_shows_its_bar_on_a_terminal_of_any_reported_size(tmp_path, column
     assert "embedding: 100%" in shown and "3.00k/3.00k" in shown, shown[-2000:]
 
 
+def _half_a_stage(stream) -> None:
+    """The demo's progress display of two stages on ``stream``, the first half done, then closed."""
+    progress = StageProgress({"corpus": 1.0, "pretraining": 3.0}, stream)
+    with progress.stage("corpus"):
+        progress.update(0.5)
+    progress.close()
+
+
 def test_the_demo_progress_line_shows_on_a_terminal_that_reports_no_size():
     master, slave = _terminal(0, 0)
     with os.fdopen(slave, "w") as stream:
-        progress = StageProgress({"corpus": 1.0, "pretraining": 3.0}, stream)
-        with progress.stage("corpus"):
-            progress.update(0.5)
-        progress.close()
+        _half_a_stage(stream)
     shown = _read_all(master)
     assert "[1/2] corpus" in shown and "[2/2]" not in shown
 
@@ -78,10 +83,7 @@ def test_a_dumb_terminal_gets_the_progress_lines_of_a_pipe(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
     master, slave = _terminal(100, 30)
     with os.fdopen(slave, "w") as stream:
-        progress = StageProgress({"corpus": 1.0, "pretraining": 3.0}, stream)
-        with progress.stage("corpus"):
-            progress.update(0.5)
-        progress.close()
+        _half_a_stage(stream)
         assert progress_bar(range(3), stream=stream).disable
     shown = _read_all(master)
     assert "\r" not in shown.replace("\r\n", "\n") and "█" not in shown, repr(shown)
