@@ -394,8 +394,10 @@ class CsvSource(Source):
 
     def _field_count_error(self, err) -> ValueError | None:
         """For pyarrow's "CSV parse error: Expected 3 columns, got 4: 5,6,c,d" (which says neither where nor what
-        to do), the error naming the line of the file that holds that row; None for other errors."""
-        found = re.match(r"CSV parse error: Expected (\d+) columns, got (\d+): (.*)", str(err), re.DOTALL)
+        to do; read on one thread, as where its thread pool holds one, it starts "Row #302: "), the error naming the
+        line of the file that holds that row; None for other errors."""
+        found = re.match(r"CSV parse error: (?:Row #\d+: )?Expected (\d+) columns, got (\d+): (.*)", str(err),
+                         re.DOTALL)  # fmt: skip
         if found is None:
             return None
         expected, got, text = int(found[1]), int(found[2]), found[3]
