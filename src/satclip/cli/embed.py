@@ -173,11 +173,13 @@ def _check_output(args: argparse.Namespace, source) -> None:
         output = shard_path(Path(args.output), args.shard)
         directory = format_of(output, args.format) == "zarr"
     safe_output.check_not_inside(output, source.path, "the input dataset")
-    safe_output.check_unlocked(output)  # (a second run on it was refused once the cluster had started: 7 s)
     if not _published_by_a_stopped_run(output, source):  # (the run the job then completes)
         safe_output.check_output(
             output, overwrite=args.overwrite, inputs=[args.input], directory=directory, kind="output"
         )
+    # after the checks of its name ('/' was "has an empty name"): a second run on it was refused once the cluster
+    # had started (7 s)
+    safe_output.check_unlocked(output)
 
 
 def run(args: argparse.Namespace) -> int:
