@@ -808,7 +808,7 @@ def test_a_shard_made_otherwise_than_its_siblings_is_refused(tmp_path, model, po
     capsys.readouterr()
     for options, finished, change in [
         (["--precision", "float64", *CHUNK], True, "model.dtype: 'float32' → 'float64'"),
-        (["--chunk-rows", "50"], True, "input_rows.stop: 64 → 100"),  # (its rows: those of other chunks)
+        (["--chunk-rows", "50"], True, "chunk_rows: 64 → 50"),
         (["--precision", "float64", *CHUNK], False, "model.dtype: 'float32' → 'float64'"),
         (["--chunk-rows", "50"], False, "chunk_rows: 64 → 50"),
     ]:
@@ -817,12 +817,17 @@ def test_a_shard_made_otherwise_than_its_siblings_is_refused(tmp_path, model, po
         assert embed(source, "-o", out, "--model", model, *options, "--shard", "1/3") == 2
         err = one_error_line(capsys.readouterr().err)
         sibling = tmp_path / ("part.shard-0-of-3.parquet" if finished else "part.shard-2-of-3.parquet.partial")
-        assert f"{sibling} is shard {0 if finished else 2}/3 of {out}, made with another model" in err, err
+        assert f"{sibling} is shard {0 if finished else 2}/3 of {out}, made with another model or precision" in err
         assert f"({change}" in err, err
         assert "give every shard the same options as the others, or remove it" in err, err
         assert not (tmp_path / "part.shard-1-of-3.parquet").exists()
         if not finished:
             (tmp_path / "away.parquet").rename(tmp_path / "part.shard-0-of-3.parquet")
+    # another input (fewer rows, one point changed) beside a finished shard: refused by its content
+    other = tmp_path / "other.csv"
+    points.iloc[:250].assign(lon=[1.0, *points.lon.iloc[1:250]]).to_csv(other, index=False)
+    assert embed(other, "-o", out, "--model", model, *CHUNK, "--shard", "1/3") == 2
+    assert "part.shard-0-of-3.parquet is shard 0/3" in one_error_line(capsys.readouterr().err)
     # a copy of the input with another modification time (shards run on several machines) is the same input
     times = source.stat()
     os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns + 10**10))

@@ -453,7 +453,8 @@ def test_a_16_bit_load_model_keeps_the_location_encoder_in_float32():
     points = torch.tensor([[13.4, 52.5], [-70.0, -33.0], [151.2, -33.9]])
     expected = satclip.load(ckpt, precision="float32").encode(points)
     images = torch.rand(1, 13, 64, 64, generator=torch.Generator().manual_seed(0))
-    for dtype, image_dtype in (("bf16", torch.bfloat16), (torch.float16, torch.float16)):
+    for dtype, image_dtype in (("bf16", torch.bfloat16), (torch.float16, torch.float16), ("float16", torch.float16),
+                               ("bfloat16", torch.bfloat16)):  # ('float16' was refused while torch.float16 loaded)
         model = satclip.load_model(ckpt, dtype=dtype)
         assert {p.dtype for p in model.visual.parameters()} == {image_dtype}
         assert {p.dtype for p in model.location.parameters()} == {torch.float32} == {model.logit_scale.dtype}
@@ -504,6 +505,11 @@ def test_metadata_json_cannot_store_is_refused_before_anything_is_written(tmp_pa
         encoder.save(output, metadata={"a": {"b": [1, {2}]}}, target=target)
     with pytest.raises(BadInputError, match=r"^metadata has the key \(1, 2\) of type tuple"):
         encoder.save(output, metadata={(1, 2): 3}, target=target)
+    # 1 was written as "1" (it did not load back as given, and {1: …, "1": …} gave one key twice); NaN as no JSON
+    with pytest.raises(BadInputError, match=r"^metadata has the key 1 of type int, .* give keys that are strings"):
+        encoder.save(output, metadata={1: "x"}, target=target)
+    with pytest.raises(BadInputError, match=r"^metadata\['a'\] is nan, which JSON cannot hold"):
+        encoder.save(output, metadata={"a": float("nan")}, target=target)
     assert list(tmp_path.iterdir()) == []
     encoder.save(output, metadata={"a": [1, 2.5, None, True, "x", {"b": 1}]}, target=target)
 

@@ -677,6 +677,13 @@ def test_locate_writes_the_ranked_rows_to_csv_or_json(tmp_path, capsys):
     assert (tmp_path / "out.csv").read_text().startswith("rank,lon,lat,score,")
     assert main([*argv, "-o", str(tmp_path / "out.txt")]) == 2
     assert "out.txt: name a .csv or .json file" in capsys.readouterr().err and not (tmp_path / "out.txt").exists()
+    # not inside another satclip output, whose --overwrite the file then blocked
+    from satclip import safe_output
+
+    (tmp_path / "corpus").mkdir()
+    safe_output.mark_owned(tmp_path / "corpus", kind="bluemarble-corpus")
+    assert main([*argv, "-o", str(tmp_path / "corpus" / "ranks.csv")]) == 2
+    assert "ranks.csv is inside" in capsys.readouterr().err and not (tmp_path / "corpus" / "ranks.csv").exists()
 
 
 def test_the_python_locate_names_channels_last_arrays_and_takes_read_only_ones():

@@ -806,7 +806,7 @@ def test_retrieval_build_refuses_its_output_before_building_features(setup, tmp_
         assert main(["retrieval", "build", "--model", model, "--cache", "auto", "-o", str(db)]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"satclip: error: {db} holds a retrieval database of another model; pass --overwrite " \
-                      "(overwrite=True) to replace it", err  # fmt: skip
+                      "(overwrite=True in Python) to replace it", err  # fmt: skip
     assert files(db) == before
 
 

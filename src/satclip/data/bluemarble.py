@@ -328,7 +328,7 @@ def read_manifest(root: str | os.PathLike) -> dict:
 def _damaged_manifest(root: str | os.PathLike, what: str) -> BadInputError:
     return BadInputError(
         f"{Path(root) / MANIFEST_FILE} is damaged ({what}): remove {root} (a corpus satclip builds again from its "
-        "parameters) or pass --overwrite (overwrite=True), and run again"
+        "parameters) or pass --overwrite (overwrite=True in Python), and run again"
     )
 
 
@@ -378,7 +378,8 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             if not (out / MANIFEST_FILE).exists():  # (it was called a corpus "with different parameters (params None)")
                 raise OutputExistsError(
                     f"{out} holds no {MANIFEST_FILE} (a damaged or interrupted corpus): remove {out} (a corpus "
-                    "satclip builds again from its parameters) or pass --overwrite (overwrite=True), and run again"
+                    "satclip builds again from its parameters) or pass --overwrite (overwrite=True in Python), and "
+                    "run again"
                 )
             found = read_manifest(out)  # (a damaged one: BadInputError naming it)
             raise OutputExistsError(

@@ -94,14 +94,16 @@ def output_attrs(identity: dict, source, encoder, rows: tuple[int, int], total: 
     """What an output records about the job that wrote it (Parquet schema metadata, Zarr attributes): the
     model (as in the job's identity, and the name or path it was loaded from), the input (an absolute path: the
     path as typed named nothing once the output moved), the input ``rows`` it holds (``[start, stop)`` of the
-    ``total``: shards tile the input only when they were cut with the same ``--chunk-rows``), the precision and
-    the satclip version."""
+    ``total``: shards tile the input only when they were cut with the same ``--chunk-rows``, recorded too), the
+    input's content fingerprint (:func:`_content`: a sibling shard is compared by it), the precision and the
+    satclip version."""
     from .. import __version__
 
     loaded_from = (getattr(encoder, "provenance", None) or {}).get("source")
     return {"satclip": {
         "model": identity["model"], "model_source": _absolute_if_local(loaded_from),
         "source": str(Path(source.path).absolute()), "input_rows": {"start": rows[0], "stop": rows[1], "total": total},
+        "input": _content(identity["input"]), "chunk_rows": identity["options"]["chunk_rows"],
         "precision": precision_record(encoder), "version": __version__,
     }}  # fmt: skip
 
@@ -136,17 +138,21 @@ def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, s
             rows = have.get("input_rows")
             if not isinstance(rows, dict) or type(rows.get("total")) is not int:
                 continue
-            total = rows["total"] if source.num_rows is None else source.num_rows
-            first, stop = shard_chunks(total, chunk_rows, (other, count))
-            rows = {"start": first * chunk_rows, "stop": min(stop * chunk_rows, total), "total": total}
-            wanted = {"model": identity["model"], "input_rows": rows}
+            if "input" in have:  # (since 2026-12-06: the input by its content, and --chunk-rows)
+                wanted = {"model": identity["model"], "input": _content(identity["input"]), "chunk_rows": chunk_rows}
+            else:  # (an older shard: its rows, which another --chunk-rows or a shorter input cuts otherwise)
+                total = rows["total"] if source.num_rows is None else source.num_rows
+                first, stop = shard_chunks(total, chunk_rows, (other, count))
+                rows = {"start": first * chunk_rows, "stop": min(stop * chunk_rows, total), "total": total}
+                wanted = {"model": identity["model"], "input_rows": rows}
             have = {key: have.get(key) for key in wanted}
         changes = _differences(have, wanted)
         if changes:
             raise BadInputError(
                 f"{sibling if sibling.exists() else work_dir(sibling)} is shard {other}/{count} of {output}, made with "
-                f"another model, precision, --chunk-rows or input ({'; '.join(changes[:3])}): read back together, the "
-                f"shards would mix them; give every shard the same options as the others, or remove it"
+                f"another model or precision (--model, --precision, --dtype), --chunk-rows or input "
+                f"({'; '.join(changes[:3])}): read back together, the shards would mix them; give every shard the same "
+                "options as the others, or remove it"
             )
 
 

@@ -68,7 +68,10 @@ def load(
 
 
 #: what load_model(dtype=) takes, as its error lists it
-MODEL_DTYPES = "torch.float32, torch.float64, torch.bfloat16, torch.float16 or a name: float32, float64, bf16"
+MODEL_DTYPES = "torch.float32, torch.float64, torch.bfloat16, torch.float16 or a name: float32, float64, bf16 " \
+    "(bfloat16), float16"
+#: 16-bit names load_model takes beyond the precisions' (float16: for the image encoder alone, as torch.float16)
+_MODEL_DTYPE_NAMES = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
 
 
 def model_dtype(dtype) -> torch.dtype:
@@ -82,6 +85,8 @@ def model_dtype(dtype) -> torch.dtype:
         if dtype.is_floating_point:
             return dtype
     elif isinstance(dtype, str):
+        if dtype.strip().lower() in _MODEL_DTYPE_NAMES:  # (torch.float16 was taken and 'float16' refused)
+            return _MODEL_DTYPE_NAMES[dtype.strip().lower()]
         try:
             name = _precision.check(dtype, "dtype")
         except BadInputError:

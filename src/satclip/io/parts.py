@@ -7,6 +7,7 @@ native layout is assembled in one place, :func:`pack`, and taken apart in one pl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -61,13 +62,15 @@ def check_metadata(metadata: Mapping) -> None:
     def check(value, where: str) -> None:
         if isinstance(value, Mapping):
             for key, item in value.items():
-                if key is not None and not isinstance(key, (str, int, float, bool)):
+                if not isinstance(key, str):  # (1 was written as "1": it did not load back as it was given)
                     raise BadInputError(f"{where} has the key {key!r} of type {type(key).__name__}, which config.json "
-                                        "cannot hold: give keys that are strings")  # fmt: skip
+                                        "holds as text only: give keys that are strings")  # fmt: skip
                 check(item, f"{where}[{key!r}]")
         elif isinstance(value, (list, tuple)):
             for index, item in enumerate(value):
                 check(item, f"{where}[{index}]")
+        elif isinstance(value, float) and not math.isfinite(value):  # (NaN was written as JSON no reader takes)
+            raise BadInputError(f"{where} is {value}, which JSON cannot hold: give a finite number, or None")
         elif value is not None and not isinstance(value, (str, int, float, bool)):
             raise BadInputError(f"{where} is of type {type(value).__name__}, which config.json cannot hold: give "
                                 "metadata of JSON values (str, number, bool, None, list, dict)")  # fmt: skip

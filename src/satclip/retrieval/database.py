@@ -239,7 +239,7 @@ def _damaged(path: Path) -> str:
 
 def _another_database(path: Path, differ: list[str]) -> OutputExistsError:
     return OutputExistsError(f"{path} holds a retrieval database of another {', '.join(differ)}; pass --overwrite "
-                             "(overwrite=True) to replace it")  # fmt: skip
+                             "(overwrite=True in Python) to replace it")  # fmt: skip
 
 
 def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
@@ -297,7 +297,7 @@ def read_manifest(path: str | Path) -> dict:
     if not path.exists() or path.is_file():  # (both were "not a retrieval database (no manifest.json)")
         what = "no such directory" if not path.exists() else "a file, not a directory"
         raise BadInputError(f"retrieval database {path}: {what}; give the directory `satclip retrieval build -o DB` "
-                            "wrote, or retrieval='auto' for a shipped model")  # fmt: skip
+                            "wrote, or 'auto' for a shipped model's")  # fmt: skip
     if not file.is_file():
         raise BadInputError(
             f"{path} is not a retrieval database (no {MANIFEST}); build one with "
