@@ -575,7 +575,9 @@ def test_dask_engine_refuses_what_it_cannot_do(model, tmp_path, capsys, monkeypa
             assert main(["embed", str(tmp_path / "p.parquet"), "--model", str(model), *output, "--engine", "dask"]) == 2
             assert "--engine dask writes Parquet" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "a.parquet"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
-    assert "apply to --engine dask" in capsys.readouterr().err
+    assert "--scheduler applies to --engine dask: add --engine dask, or drop it" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "a.parquet"), "--workers", "1"]) == 2  # (it named --scheduler too)
+    assert "error: --workers applies to --engine dask" in capsys.readouterr().err
     both = ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]  # (the number was ignored)
     assert main([*base, "-o", str(tmp_path / "a.parquet"), *both]) == 2
     assert "--workers sizes the local cluster this command starts" in capsys.readouterr().err

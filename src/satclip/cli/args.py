@@ -268,7 +268,10 @@ def check_cluster_options(args: argparse.Namespace) -> None:
     from ..errors import BadInputError
 
     if args.engine != "dask" and (args.scheduler or args.workers):
-        raise BadInputError("--scheduler and --workers apply to --engine dask")
+        given = " and ".join(flag for flag, value in (("--scheduler", args.scheduler), ("--workers", args.workers))
+                             if value)  # (--workers alone was told "--scheduler and --workers apply …")
+        raise BadInputError(f"{given} appl{'y' if ' and ' in given else 'ies'} to --engine dask: add --engine dask, "
+                            "or drop it")  # fmt: skip
     if args.scheduler and args.workers:
         raise BadInputError(
             "--workers sizes the local cluster this command starts; the cluster of --scheduler runs the job on its "

@@ -62,15 +62,15 @@ class ImageEncoder(nn.Module):
         """Raise a clear error for input of the wrong rank, band count or size (fixed-size encoders: another
         size; others: smaller than :attr:`min_size`)."""
         if images.ndim != 4:
-            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+            raise BadInputError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
         if images.shape[1] != self.in_chans:
-            raise ValueError(
+            raise BadInputError(
                 f"{self.config['name']} takes {self.in_chans}-band images, got {images.shape[1]} bands "
                 f"(shape {tuple(images.shape)})"
             )
         if self.image_size is not None and tuple(images.shape[-2:]) != tuple(self.image_size):
             (h, w), (got_h, got_w) = self.image_size, images.shape[-2:]
-            raise ValueError(
+            raise BadInputError(
                 f"{self.config['name']} takes {h}×{w} images only, got {got_h}×{got_w}: "
                 f"centre-crop or resize to {h}×{w} first (e.g. satclip.image.center_crop(images, {h}))"
             )
