@@ -909,6 +909,18 @@ def test_evaluate_embeds_in_float32_unless_told_and_says_so(tmp_path, monkeypatc
     assert {row["precision"] for row in evaluate(config)} == {"bf16"}
 
 
+def test_evaluate_reports_progress_as_lines_where_no_bar_redraws(tmp_path, capsys):
+    """Into a log (or a TERM=dumb terminal) evaluate wrote tqdm's redraws: carriage returns and block characters
+    between its lines. It writes plain lines there: fits done of the total, the time, the latest fit."""
+    table = _task_file(tmp_path / "t.csv")
+    argv = ["evaluate", "--encoders", "wrap,direct", "--task-file", str(table), "--seeds", "1", "--probes", "linear",
+            "--no-figures", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "█" not in err, repr(err)
+    assert re.search(r"^2 of 2 fits \(100 %\) in \d+ s, t · (wrap|direct) · linear$", err, re.MULTILINE), err
+
+
 def test_a_precision_no_encoder_takes_is_said(tmp_path, caplog):
     """`--precision bf16` with raw encodings only (they compute in float64) changed nothing, and only results.md's
     Settings line said what ran; with a satclip model among the encoders nothing is said."""

@@ -52,3 +52,38 @@ def progress_bar(iterable=None, *, stream: IO | None = None, disable: bool | Non
     stream = sys.stderr if stream is None else stream
     disable = not redraws(stream) if disable is None else disable
     return tqdm(iterable, file=stream, disable=disable, **shape_options(stream), **options)
+
+
+class ProgressLines:
+    """A progress report for where a bar cannot be redrawn (a pipe, a log file, ``TERM=dumb``): a plain line of
+    ``what`` done of ``total`` with the elapsed time and the latest description, at most every ``every`` seconds
+    and at the end, with tqdm's ``update``/``set_postfix_str``/``close`` (a tqdm bar wrote its redraws into logs,
+    carriage returns and block characters)."""
+
+    def __init__(self, total: int, unit: str, stream: IO | None = None, every: float = 30.0):
+        import time
+
+        self.total, self.unit, self.every, self.done, self.postfix = total, unit, every, 0, ""
+        self.stream = sys.stderr if stream is None else stream
+        self._clock = time.monotonic
+        self.start = self.last = self._clock()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._clock() - self.last >= self.every:
+            self._line()
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        if self.done:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = self._clock()
+        share = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
+        after = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.done:,} of {self.total:,} {self.unit}s{share} in {self.last - self.start:.0f} s{after}",
+              file=self.stream, flush=True)
+

@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import shlex
+import sys
 
 from ..errors import BadInputError
 from . import precision_option
@@ -236,9 +237,12 @@ def _check_preset(args: argparse.Namespace) -> None:
 def _progress():
     if importlib.util.find_spec("tqdm") is None:  # (an extra's)
         return None
-    from ..terminal import progress_bar
+    from ..terminal import ProgressLines, progress_bar, redraws
 
-    return lambda total: progress_bar(total=total, unit="fit", disable=False)  # (into a log too: runs of hours)
+    if redraws(sys.stderr):
+        return lambda total: progress_bar(total=total, unit="fit", disable=False)
+    # into a log or a TERM=dumb terminal too (runs of hours), as lines: a bar wrote its redraws there
+    return lambda total: ProgressLines(total, "fit")
 
 
 def _config(args: argparse.Namespace):
