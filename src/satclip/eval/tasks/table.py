@@ -215,6 +215,10 @@ def python_name(flag: str) -> str:
     return f"{flag} ({flag.removeprefix('--').replace('-', '_')}= in Python)"
 
 
+#: the two coordinate options, as :func:`python_name` names one
+COORDINATE_OPTIONS = "--lon-col and --lat-col (lon_col= and lat_col= in Python)"
+
+
 def _column(columns: list[str], given: str | None, names: tuple[str, ...], what: str, flag: str, path) -> str:
     if given is not None:
         if given not in columns:
@@ -372,11 +376,11 @@ def table_task(
         # (each error named one flag: a second run was refused for the other)
         raise ValueError(f"{path}: cannot tell which columns hold longitudes and latitudes: the names "
                          f"{list(LON_NAMES)} and {list(LAT_NAMES)} do not each appear once among {columns}; name "
-                         "them with --lon-col and --lat-col (lon_col= and lat_col= in Python)")  # fmt: skip
+                         f"them with {COORDINATE_OPTIONS}")  # fmt: skip
     lon = _column(columns, lon_col, LON_NAMES, "longitudes", "--lon-col", path)
     lat = _column(columns, lat_col, LAT_NAMES, "latitudes", "--lat-col", path)
     if lon == lat:
-        raise ValueError(f"{path}: --lon-col and --lat-col (lon_col= and lat_col= in Python) both name column {lon!r}; "
+        raise ValueError(f"{path}: {COORDINATE_OPTIONS} both name column {lon!r}; "
                          "name the longitude and latitude")  # fmt: skip
     if target_col is None:
         rest = [c for c in columns if c not in (lon, lat)]
@@ -386,7 +390,7 @@ def table_task(
                 "with the target to predict too (a number or a class label per point), e.g. lon,lat,yield"
             )
         if len(rest) != 1:
-            raise ValueError(f"{path}: name the target column with --target-col (target_col= in Python); candidates: "
+            raise ValueError(f"{path}: name the target column with {python_name('--target-col')}; candidates: "
                              f"{rest}")  # fmt: skip
         target_col = rest[0]
     elif target_col not in columns:
@@ -414,7 +418,7 @@ def table_task(
         rows = frame.index.to_numpy()  # (the data rows of the file, from 0, as the text message numbers them)
         # (the columns are named: "satclip takes (lon, lat) order" was no help)
         swapped = (f"This looks like columns {lon!r} and {lat!r} hold each other's values: name the longitude and "
-                   "latitude columns with --lon-col and --lat-col (lon_col= and lat_col= in Python).")  # fmt: skip
+                   f"latitude columns with {COORDINATE_OPTIONS}.")  # fmt: skip
         raise ValueError(f"{path} ({lon}, {lat}), data rows from 0: "
                          f"{describe_invalid(points, bad, labels=rows, swapped=swapped)}")  # fmt: skip
     notes = []  # (said on stderr alone, they were not in results.md: the data a reader of it sees)
