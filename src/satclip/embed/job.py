@@ -123,24 +123,24 @@ def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, s
     twice (cut with other chunks)."""
     index, count = shard
     chunk_rows = identity["options"]["chunk_rows"]
+    this = {"model": identity["model"], "input": _content(identity["input"]), "chunk_rows": chunk_rows}
     for other in range(count):
         sibling = shard_path(output, (other, count))
         if other == index or not (sibling.exists() or work_dir(sibling).exists()):
             continue
         recorded = work_manifest(work_dir(sibling)).get("identity")
+        wanted = this
         if isinstance(recorded, dict):  # unfinished: its manifest
             options = recorded.get("options")
             have = {"model": recorded.get("model"), "input": _content(recorded.get("input")),
                     "chunk_rows": options.get("chunk_rows") if isinstance(options, dict) else None}  # fmt: skip
-            wanted = {"model": identity["model"], "input": _content(identity["input"]), "chunk_rows": chunk_rows}
         else:  # finished: what it records (output_attrs)
             have = _recorded_attrs(sibling)
             rows = have.get("input_rows")
             if not isinstance(rows, dict) or type(rows.get("total")) is not int:
                 continue
-            if "input" in have:  # (since 2026-12-06: the input by its content, and --chunk-rows)
-                wanted = {"model": identity["model"], "input": _content(identity["input"]), "chunk_rows": chunk_rows}
-            else:  # (an older shard: its rows, which another --chunk-rows or a shorter input cuts otherwise)
+            if "input" not in have:  # (an older shard: its rows, which another --chunk-rows or a shorter input cuts
+                # otherwise; since 2026-12-06 a shard records its input by content, and --chunk-rows)
                 total = rows["total"] if source.num_rows is None else source.num_rows
                 first, stop = shard_chunks(total, chunk_rows, (other, count))
                 rows = {"start": first * chunk_rows, "stop": min(stop * chunk_rows, total), "total": total}
@@ -158,8 +158,7 @@ def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, s
 
 def _content(fingerprint):
     """An input's fingerprint without its modification time: shards run on several machines read copies of one
-    input, whose times differ (a finished shard records its input by path and rows alone, and the path may differ
-    between machines too: only the rows are compared)."""
+    input, whose times differ (and their paths: the path is not compared either)."""
     return {k: v for k, v in fingerprint.items() if k != "mtime_ns"} if isinstance(fingerprint, dict) else fingerprint
 
 
