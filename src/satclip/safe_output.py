@@ -726,6 +726,8 @@ def _alive(pid: int) -> bool:
 
 
 def _remove(path: Path) -> None:
+    """Remove ``path``, a directory's tree or a file (satclip's, being replaced); a failure raises (see
+    :func:`_remove_temporary` for a temporary's removal, which may not)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:

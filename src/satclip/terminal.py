@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import IO, Any
 
 #: the size a bar assumes on a terminal that reports none (columns, rows)
@@ -55,22 +56,19 @@ def progress_bar(iterable=None, *, stream: IO | None = None, disable: bool | Non
 
 
 class ProgressLines:
-    """A progress report for where a bar cannot be redrawn (a pipe, a log file, ``TERM=dumb``): a plain line of
-    ``what`` done of ``total`` with the elapsed time and the latest description, at most every ``every`` seconds
+    """A progress report for where a bar cannot be redrawn (a pipe, a log file, ``TERM=dumb``): a plain line of the
+    ``unit`` count done of ``total`` with the elapsed time and the latest description, at most every ``every`` seconds
     and at the end, with tqdm's ``update``/``set_postfix_str``/``close`` (a tqdm bar wrote its redraws into logs,
     carriage returns and block characters)."""
 
     def __init__(self, total: int, unit: str, stream: IO | None = None, every: float = 30.0):
-        import time
-
         self.total, self.unit, self.every, self.done, self.postfix = total, unit, every, 0, ""
         self.stream = sys.stderr if stream is None else stream
-        self._clock = time.monotonic
-        self.start = self.last = self._clock()
+        self.start = self.last = time.monotonic()
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        if self._clock() - self.last >= self.every:
+        if time.monotonic() - self.last >= self.every:
             self._line()
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
@@ -81,7 +79,7 @@ class ProgressLines:
             self._line()
 
     def _line(self) -> None:
-        self.last = self._clock()
+        self.last = time.monotonic()
         share = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
         after = f", {self.postfix}" if self.postfix else ""
         print(f"{self.done:,} of {self.total:,} {self.unit}s{share} in {self.last - self.start:.0f} s{after}",

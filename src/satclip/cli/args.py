@@ -279,9 +279,10 @@ def check_cluster_options(args: argparse.Namespace) -> None:
         )
     from ..machine import usable_cores
 
-    if args.workers and args.workers > usable_cores():  # (64 on 2 cores: 64 processes pausing at their share of memory)
+    cores = usable_cores()
+    if args.workers and args.workers > cores:  # (64 on 2 cores: 64 processes pausing at their share of memory)
         raise BadInputError(
-            f"--workers {args.workers}: this machine has {usable_cores()} usable core(s), and the local cluster runs "
+            f"--workers {args.workers}: this machine has {cores} usable core(s), and the local cluster runs "
             "one single-threaded worker process per core (more share the cores and split the memory, each paused "
-            f"at its small share): give at most {usable_cores()}, or --scheduler for a larger cluster"
+            f"at its small share): give at most {cores}, or --scheduler for a larger cluster"
         )
