@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
 from collections import defaultdict
@@ -919,6 +920,17 @@ def test_evaluate_reports_progress_as_lines_where_no_bar_redraws(tmp_path, capsy
     err = capsys.readouterr().err
     assert "\r" not in err and "█" not in err, repr(err)
     assert re.search(r"^2 of 2 fits \(100 %\) in \d+ s, t · (wrap|direct) · linear$", err, re.MULTILINE), err
+
+
+def test_evaluate_reports_progress_as_lines_without_tqdm(tmp_path, capsys, monkeypatch):
+    """Without tqdm (an extra's) evaluate reported no progress at all, even into a log where it writes lines."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tqdm" else find_spec(name, *a))
+    table = _task_file(tmp_path / "t.csv")
+    argv = ["evaluate", "--encoders", "wrap", "--task-file", str(table), "--seeds", "1", "--probes", "linear",
+            "--no-figures", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    assert re.search(r"^1 of 1 fits \(100 %\) in \d+ s", capsys.readouterr().err, re.MULTILINE)
 
 
 def test_a_precision_no_encoder_takes_is_said(tmp_path, caplog):

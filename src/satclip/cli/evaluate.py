@@ -235,13 +235,11 @@ def _check_preset(args: argparse.Namespace) -> None:
 
 
 def _progress():
-    if importlib.util.find_spec("tqdm") is None:  # (an extra's)
-        return None
     from ..terminal import ProgressLines, progress_bar, redraws
 
-    if redraws(sys.stderr):
+    if redraws(sys.stderr) and importlib.util.find_spec("tqdm") is not None:  # (tqdm: an extra's)
         return lambda total: progress_bar(total=total, unit="fit", disable=False)
-    # into a log or a TERM=dumb terminal too (runs of hours), as lines: a bar wrote its redraws there
+    # into a log, a TERM=dumb terminal or without tqdm too (runs of hours), as lines: a bar wrote its redraws there
     return lambda total: ProgressLines(total, "fit")
 
 

@@ -384,7 +384,8 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             found = read_manifest(out)  # (a damaged one: BadInputError naming it)
             raise OutputExistsError(
                 f"{out} already holds a corpus with different parameters or source files (params "
-                f"{found.get('params')}); choose another --out, or pass --overwrite (overwrite=True) to replace it"
+                f"{found.get('params')}); choose another --out, or pass --overwrite (overwrite=True in Python) to "
+                "replace it"
             )
         with safe_output.atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:  # never a foreign directory
             started = time.perf_counter()
