@@ -968,7 +968,10 @@ def test_a_dask_map_too_large_is_not_told_to_use_pca(tmp_path, capsys):
     assert main([*argv, "--engine", "dask"]) == 2
     err = one_error_line(capsys.readouterr().err)
     assert "use a coarser --resolution, a --bbox, or pass --force" in err and "--pca" not in err
-    assert main(argv) == 2  # (the local engine takes --pca N: it is suggested)
+    assert main(argv) == 2  # (the local engine takes --pca N, but a PCA map of 0.001° would be refused too)
+    assert "--pca" not in capsys.readouterr().err
+    argv[argv.index("0.001")] = "0.05"  # (a PCA map of 0.05° passes: it is suggested)
+    assert main(argv) == 2
     assert "a --bbox, --pca N, or pass --force" in capsys.readouterr().err
 
 

@@ -523,6 +523,40 @@ def test_a_png_too_large_is_told_the_ways_a_png_has(tmp_path, model, capsys):
     assert "--pca" not in line and "GB" not in line
 
 
+def test_a_pca_map_of_a_huge_grid_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """`--resolution 0.01 --pca 3 -o x.tif` (648M cells) passed the size guard, which counted only the 3 bands
+    written, and started ~12 core-hours of embedding (twice: its field is too large to keep) without --force."""
+    from satclip.embed import maps
+
+    monkeypatch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("embedded before the map was refused"))
+    out = tmp_path / "hugepca.tif"
+    argv = ["map", "--model", "bluemarble-l10", "--precision", "float32", "--resolution", "0.01", "--all"]
+    assert main([*argv, "--pca", "3", "-o", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "is 648,000,000 cells: ≈7.8 GB of float32 geotiff and" in line
+    assert "(each cell twice: the PCA's fit, then its projection; the limit is 52,000,000 cells embedded)" in line
+    assert "--pca N" not in line and line.endswith("a --bbox, or pass --force to go ahead")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_size_guard_counts_both_passes_of_a_pca_whose_field_is_not_kept(tmp_path, model, monkeypatch, capsys):
+    """The guard counted cells once, though a PCA whose field is too large to keep embeds each cell twice."""
+    from satclip.embed import maps
+
+    real, embedded = maps.embed_lonlat, []
+    monkeypatch.setattr(maps, "embed_lonlat", lambda encoder, points, **kw: embedded.append(len(points)) or real(
+        encoder, points, **kw))  # fmt: skip
+    monkeypatch.setattr(maps, "MAX_EMBEDDED_CELLS", 60)  # the map has 50 cells, its field 50 × 8 float32
+    argv = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--all", "--pca", "3"]
+    assert main([*argv, "-o", str(tmp_path / "kept.tif")]) == 0 and sum(embedded) == 50  # (the field is kept)
+    monkeypatch.setattr(maps, "MAX_OUTPUT_BYTES", 1000)  # the field (1,600 bytes) is not kept; the output (600) fits
+    embedded.clear()
+    capsys.readouterr()
+    assert main([*argv, "-o", str(tmp_path / "twice.tif")]) == 2 and not embedded
+    assert "each cell twice" in one_error_line(capsys.readouterr().err)
+    assert main([*argv, "--force", "-o", str(tmp_path / "twice.tif")]) == 0 and sum(embedded) == 100
+
+
 def test_a_bbox_across_the_antimeridian_is_one_map_whose_longitudes_run_on(tmp_path, model, caplog):
     """`--bbox 170 -10 -170 10` (Fiji, Samoa) was refused with advice to make two maps. It is one map: its
     longitudes run 170 … 190, each cell embedded at its wrapped centre, as the globe's map holds it."""

@@ -70,7 +70,8 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--force", action="store_true",
-        help="write a map over the size limit (8 GiB of float32; 26M cells for PNG; never over 10^12 cells)",
+        help="write a map over the size limits (8 GiB of float32; 26M cells for PNG; 52M cells embedded, where a PCA "
+        "whose field is over 8 GiB embeds each cell twice; never over 10^12 cells)",
     )  # fmt: skip
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
     parser.add_argument(

@@ -58,8 +58,9 @@ MAX_OUTPUT_BYTES = 8 << 30
 MAX_GRID_CELLS = 10**12
 #: PNG pictures are assembled in memory: at most this many cells without ``force=True`` (0.05° globe)
 MAX_PNG_CELLS = 26_000_000
-#: for the time estimate in the size message: points per second per core of a released L=40 model
-_POINTS_PER_CORE_SECOND = 30_000
+#: the embedding time a map may take without ``force=True``, in cells embedded: a PCA whose field is too large to
+#: keep embeds each cell twice (fit, then projection), so this is a PNG's limit, a 0.05° globe, computed twice
+MAX_EMBEDDED_CELLS = 2 * MAX_PNG_CELLS
 
 
 @dataclass(frozen=True)
@@ -350,28 +351,46 @@ def coastlines(bbox: tuple[float, float, float, float], scale: str = "110m") -> 
     return lines
 
 
-def check_size(grid: Grid, count: int, fmt: str, force: bool = False, *, pca: bool = True) -> None:
-    """Refuse a map whose output would be unreasonably large, with the estimate and the ways out (``pca``: whether
-    ``--pca N`` is one of them; the Dask engine refuses it).
+def core_seconds_per_cell(encoder) -> float:
+    """The time estimate of the size message: core-seconds to embed one cell. Measured in float32 on one core,
+    122,000 points/s at L=10 and 52,000 at L=40 (the SIREN costs most, the L² harmonics the rest); this takes
+    about half the speed, for slower cores: 15 µs + 10 ns · L² (L=40 for an encoding without ``legendre_polys``)."""
+    degree = encoder.config.get("encoding", {}).get("legendre_polys", 40)
+    return 15e-6 + 10e-9 * degree**2
+
+
+def check_size(
+    grid: Grid, encoder, fmt: str, force: bool = False, *, components: int | None = None, pca: bool = True
+) -> None:
+    """Refuse a map whose output would be unreasonably large or whose embedding would take too long, with the
+    estimates and the ways out. ``components``: the principal components it writes (``--pca N``; 3 for PNG),
+    whose field is embedded twice when it is too large to keep (fit, then projection); ``pca``: whether
+    ``--pca N`` is a way out (the Dask engine refuses it).
 
     Raises:
-        BadInputError: the estimate exceeds :data:`MAX_OUTPUT_BYTES` (or :data:`MAX_PNG_CELLS` for PNG)
-            and not ``force``.
+        BadInputError: the output exceeds :data:`MAX_OUTPUT_BYTES` (:data:`MAX_PNG_CELLS` for PNG) or the cells
+            embedded exceed :data:`MAX_EMBEDDED_CELLS`, and not ``force``.
     """
-    cells = grid.width * grid.height
-    size = cells * (3 if fmt == "png" else count) * 4
-    too_big = cells > MAX_PNG_CELLS if fmt == "png" else size > MAX_OUTPUT_BYTES
-    if too_big and not force:
-        hours = cells / _POINTS_PER_CORE_SECOND / 3600
+    cells, dim = grid.width * grid.height, encoder.embedding_dim
+    size = cells * (components or dim) * 4
+    passes = 2 if components and cells * dim * 4 > MAX_OUTPUT_BYTES else 1  # (as render_map computes it)
+    limits = [f"{MAX_PNG_CELLS:,} cells"] if fmt == "png" and cells > MAX_PNG_CELLS else []
+    if fmt != "png" and size > MAX_OUTPUT_BYTES:
+        limits.append(f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB")
+    if cells * passes > MAX_EMBEDDED_CELLS:
+        limits.append(f"{MAX_EMBEDDED_CELLS:,} cells embedded")
+    if limits and not force:
+        hours = cells * passes * core_seconds_per_cell(encoder) / 3600
+        twice = "each cell twice: the PCA's fit, then its projection; " if passes == 2 else ""
         if fmt == "png":  # (--pca N was suggested, which neither shrinks a picture nor is taken for PNG but 3)
-            what, limit, ways = f"a {grid.width:,} × {grid.height:,} pixel picture", f"{MAX_PNG_CELLS:,} cells", ""
-        else:
-            what, limit = f"≈{size / 1e9:,.1f} GB of float32 {fmt}", f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB"
-            ways = ", --pca N" if pca else ""
+            what, ways = f"a {grid.width:,} × {grid.height:,} pixel picture", ""
+        else:  # (--pca N where its map would pass: it embeds a large field twice)
+            what = f"≈{size / 1e9:,.1f} GB of float32 {fmt}"
+            ways = ", --pca N" if pca and not components and cells * 2 <= MAX_EMBEDDED_CELLS else ""
         raise BadInputError(
             f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: {what} and "
-            f"≈{hours:,.1f} core-hours of embedding (the limit is {limit}); use a coarser --resolution, a --bbox"
-            f"{ways}, or pass --force to go ahead"
+            f"≈{hours:,.1f} core-hours of embedding ({twice}the limit is {' and '.join(limits)}); use a coarser "
+            f"--resolution, a --bbox{ways}, or pass --force to go ahead"
         )
 
 
@@ -728,7 +747,8 @@ def render_map(
     is not GSHHG land (with ``blank_unseen=False``: all land, Antarctica included).
     ``progress`` is called with the number of grid rows finished. An existing ``output`` is replaced only
     with ``overwrite`` (and a directory only if satclip wrote it); outputs over :data:`MAX_OUTPUT_BYTES`
-    (:data:`MAX_PNG_CELLS` for PNG) need ``force``. Concurrent runs on the same output are refused.
+    (:data:`MAX_PNG_CELLS` for PNG) and maps embedding over :data:`MAX_EMBEDDED_CELLS` need ``force``. Concurrent
+    runs on the same output are refused.
     The field is kept in ``OUTPUT.partial/`` while it is computed (:mod:`satclip.embed.field_work`; unless it
     is over :data:`MAX_OUTPUT_BYTES`, a large PCA's): a killed run resumes at the first unfinished block of rows
     when run again with the same model, precision, batch size, grid and cells; ``restart`` discards the unfinished run.
@@ -742,7 +762,7 @@ def render_map(
     n_components = 3 if fmt == "png" else pca
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
-    check_size(grid, n_components or dim, fmt, force)  # before anything grid-sized is allocated
+    check_size(grid, encoder, fmt, force, components=n_components)  # before anything grid-sized is allocated
     model_id, described = model_identity(encoder), {"format": fmt, "pca": n_components}
     same = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},

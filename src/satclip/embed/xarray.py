@@ -580,8 +580,7 @@ def write_map_zarr(
     maps.map_format(output, "zarr")  # (a Zarr store named .tif was written)
     grid = maps.make_grid(resolution, bbox)
     maps.warn_about_box(grid, bbox)  # (said by the local engine only)
-    dim = encoder.embedding_dim
-    maps.check_size(grid, dim, "zarr", force, pca=False)  # (--engine dask refuses --pca)
+    maps.check_size(grid, encoder, "zarr", force, pca=False)  # (--engine dask refuses --pca)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
     _local_work_kept(output, restart)
     if blank_unseen:
