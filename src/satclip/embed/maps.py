@@ -45,7 +45,7 @@ from ..optional import require
 from ..safe_output import naming
 from .api import embed_lonlat
 from .field_work import FieldWork, cells_digest, published
-from .job import work_dir
+from .job import resume_precision, work_dir
 from .sinks import LAT_ATTRS, LON_ATTRS, netcdf_attrs
 
 log = logging.getLogger(__name__)
@@ -751,7 +751,8 @@ def render_map(
     runs on the same output are refused.
     The field is kept in ``OUTPUT.partial/`` while it is computed (:mod:`satclip.embed.field_work`; unless it
     is over :data:`MAX_OUTPUT_BYTES`, a large PCA's): a killed run resumes at the first unfinished block of rows
-    when run again with the same model, precision, batch size, grid and cells; ``restart`` discards the unfinished run.
+    when run again with the same model, precision, batch size, grid and cells (an encoder loaded with ``"auto"``
+    resumes in the precision the run started in); ``restart`` discards the unfinished run.
     """
     output = Path(output)
     fmt = map_format(output, fmt)
@@ -763,6 +764,8 @@ def render_map(
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
     check_size(grid, encoder, fmt, force, components=n_components)  # before anything grid-sized is allocated
+    if precision is None:  # ("auto" may choose otherwise now than when a killed run of this map started)
+        resume_precision(encoder, work_dir(output), restart)
     model_id, described = model_identity(encoder), {"format": fmt, "pca": n_components}
     same = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
