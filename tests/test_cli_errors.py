@@ -120,7 +120,7 @@ CASES = [
     (["export", "--format", "onnx", "--model", "nosuch-model", "-o", "{out}.onnx"], 2, ONE_LINE, "no model"),
     (["export", "--format", "pdf", "--model", "bluemarble-l10", "-o", "{out}.onnx"], 2, USAGE, "invalid choice"),
     (["export", "--format", "torchscript", "--model", "bluemarble-l10", "-o", "{points}"], 2, ONE_LINE,
-     "already exists; pass --overwrite"),
+     "a TorchScript export is named .pt, .pth or .ts, not .csv"),  # (it said "pass --overwrite", to replace a CSV)
     # an output named for another format was written under it, exit 0 (an ONNX file as x.ckpt, a checkpoint as x.onnx)
     (["export", "--format", "onnx", "--model", "bluemarble-l10", "-o", "{out}.ckpt"], 2, ONE_LINE,
      "out.ckpt names a model (.ckpt), but an export is an ONNX file for other runtimes: write {out}.onnx"),

@@ -168,6 +168,20 @@ def test_a_suffix_naming_the_other_format_is_refused(tmp_path, capsys):
         assert len(err) == 1 and "--format" in err[0] and not (tmp_path / name).exists(), err
 
 
+@pytest.mark.parametrize(("fmt", "name", "said"), [
+    ("onnx", "foo.txt", "an ONNX export is named .onnx, not .txt: write {tmp}/foo.onnx"),
+    ("onnx", "noext", "an ONNX export is named .onnx, and this name has none: write {tmp}/noext.onnx"),
+    ("torchscript", "foo.txt", "a TorchScript export is named .pt, .pth or .ts, not .txt: write {tmp}/foo.pt"),
+])  # fmt: skip
+def test_a_suffix_that_is_not_the_formats_own_is_refused(tmp_path, capsys, fmt, name, said):
+    """`--format onnx -o foo.txt` (or `-o noext`) wrote an ONNX file under that name: only the suffixes of the other
+    format and of models were refused."""
+    argv = ["export", "--format", fmt, "--model", "bluemarble-l10", "-o", str(tmp_path / name)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"satclip: error: {tmp_path / name}: {said.format(tmp=tmp_path)}"
+    assert list(tmp_path.iterdir()) == []
+
+
 ENCODINGS = [
     {"name": "direct"}, {"name": "wrap"}, {"name": "cartesian3d"}, {"name": "theory"}, {"name": "spherecplus"},
     {"name": "grid", "min_radius": 1, "max_radius": 360, "frequency_num": 16}, {"name": "spherem"},

@@ -283,14 +283,15 @@ def export_onnx(encoder, path: str | Path, opset: int = OPSET, *, overwrite: boo
 
 
 def check_export_path(path: str | Path, fmt: str) -> None:
-    """Refuse an unknown ``fmt``, and a ``path`` whose suffix names another format or a model (``.ckpt``): an
-    ONNX file named ``x.ckpt`` or ``x.pt`` was written without a word.
+    """Refuse an unknown ``fmt``, and a ``path`` whose suffix is not one of ``fmt``'s (:data:`SUFFIX_FORMATS`): an
+    ONNX file named ``x.ckpt``, ``x.pt``, ``x.txt`` or ``x`` was written without a word.
 
     Raises:
         BadInputError: naming the value and the fix.
     """
     if fmt not in FORMATS:
         raise BadInputError(f"export format {fmt!r} is not one of {list(FORMATS)}")
+    safe_output.check_named(path)  # (its message first: "-" or "." has no suffix either)
     path = Path(path)
     suffix = path.suffix.lower()
     named = SUFFIX_FORMATS.get(suffix)
@@ -301,6 +302,11 @@ def check_export_path(path: str | Path, fmt: str) -> None:
     if suffix in MODEL_SUFFIXES:
         raise BadInputError(f"{path} names a model ({suffix}), but an export is {A_FORMAT[fmt]} file for other "
                             f"runtimes: write {fitting} (`satclip convert` writes models)")  # fmt: skip
+    if named != fmt:  # (another suffix, or none)
+        *others, last = [own for own, its in SUFFIX_FORMATS.items() if its == fmt]
+        names = f"{', '.join(others)} or {last}" if others else last
+        said = f"not {path.suffix}" if suffix else "and this name has none"
+        raise BadInputError(f"{path}: {A_FORMAT[fmt]} export is named {names}, {said}: write {fitting}")
 
 
 def export(encoder, path: str | Path, fmt: str, *, overwrite: bool = False) -> Path:
