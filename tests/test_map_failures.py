@@ -47,6 +47,20 @@ def test_a_resolution_coarser_than_the_area_names_the_area_and_the_limit(tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("bbox", "edges"), [("180 0 -180 10", "west 180 and east -180"),
+                                            ("10 10 10 20", "west 10 and east 10")])  # fmt: skip
+def test_a_bbox_0_degrees_wide_says_so_and_what_the_globe_is(tmp_path, capsys, bbox, edges):
+    """`--bbox 180 0 -180 10` said "coarser than the bbox 180 0 180 10 (0° × 10°): use a resolution of at most 0°",
+    and `10 10 10 20` the generic "must be (west, south, east, north) …", neither that the box has no width."""
+    out = tmp_path / "w0.tif"
+    assert main(["map", "--model", "bluemarble-l10", "--resolution", "1", "--bbox", *bbox.split(), "-o", str(out)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("satclip: error: bbox (") and "\n" not in line
+    assert line.endswith(f"{edges} are the same meridian, a box 0° wide; give an east edge east of the west one "
+                         "(the whole globe: west -180, east 180)")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [(["map", "--model", "bluemarble-l10", "--resolution", "1e-30", "--force", "-o", "OUT/m.tif"],

@@ -109,6 +109,9 @@ def box_edges(bbox: tuple[float, float, float, float] | None) -> tuple[float, fl
     across = -180 <= east < west <= 180
     if across:
         east += 360
+    if west == east:  # (180 … -180 too; make_grid said "use a resolution of at most 0°")
+        raise ValueError(f"bbox {bbox}: west {bbox[0]:g} and east {bbox[2]:g} are the same meridian, a box 0° wide; "
+                         "give an east edge east of the west one (the whole globe: west -180, east 180)")  # fmt: skip
     longitudes = across or -180 <= west < east <= 360 and east - west <= 360
     latitudes = -90 <= south < north <= 90
     if longitudes and not latitudes:  # (said alone: it was the message of bad longitudes)
