@@ -102,6 +102,22 @@ def test_an_output_named_for_another_kind_of_file_is_refused(tmp_path, ckpt, cap
     assert list(tmp_path.iterdir()) == [] or all(p.name != name for p in tmp_path.iterdir())
 
 
+def test_a_directory_output_of_a_native_source_says_the_target_defaulted_to_a_file(tmp_path, ckpt, capsys):
+    """`satclip convert NATIVE DIR`, DIR an existing native model, said "DIR is a directory; satclip writes a file
+    there …: choose a file path" without a word that the target defaulted to original, a file."""
+    source, existing = tmp_path / "source", tmp_path / "nat10"
+    convert(ckpt, source, target="native")
+    convert(ckpt, existing, target="native")
+    before = _contents(existing)
+    assert main(["convert", str(source), str(existing)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"satclip: error: {existing} is a directory, and the target defaulted to original (a file, nat10.ckpt) for a "
+        "native source: satclip never replaces a directory with a file; name a file, or pass --target native to "
+        "write a native directory")  # fmt: skip
+    assert _contents(existing) == before
+    assert main(["convert", str(source), str(existing), "--target", "native", "--overwrite"]) == 0
+
+
 def test_satclip_output_is_replaced_only_with_overwrite(tmp_path, ckpt):
     out = convert(ckpt, tmp_path / "model").path
     assert (out / MARKER).is_file() and native.is_native(out)

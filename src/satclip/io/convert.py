@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import pretrained
+from ..errors import OutputExistsError
 from ..safe_output import check_output
 from . import native
 from .read import read_parts
 from .resolve import resolve
-from .targets import SUFFIX_TARGETS, Written, check_write, is_directory_target, write
+from .targets import SUFFIX_TARGETS, Written, check_write, fitting_name, is_directory_target, write
 
 
 def default_target(source_kind: str, output: Path) -> str:
@@ -56,12 +57,19 @@ def convert(
     """
     resolved = resolve(source)
     output = Path(output)
+    by_kind = target is None and output.suffix.lower() not in SUFFIX_TARGETS  # (the source's kind chooses it)
     target = target or default_target(resolved.kind, output)
     inputs = [resolved.path]  # (an output containing one is refused too: replacing it would delete the input)
     if resolved.kind == "native":
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
     check_write(output, target, inputs)  # (then the existing output: all before the reading)
     directory = is_directory_target(target)
+    if by_kind and not directory and output.is_dir():  # (check_output said only "choose a file path")
+        raise OutputExistsError(
+            f"{output} is a directory, and the target defaulted to {target} (a file, {fitting_name(output, target)}) "
+            f"for a {resolved.kind} source: satclip never replaces a directory with a file; name a file, or pass "
+            "--target native to write a native directory"
+        )
     check_output(output, overwrite=overwrite, inputs=inputs, directory=directory, kind="output")  # before the reading
     if directory:
         native.refuse_other_outputs(output)
