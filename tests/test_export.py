@@ -172,6 +172,7 @@ def test_a_suffix_naming_the_other_format_is_refused(tmp_path, capsys):
     ("onnx", "foo.txt", "an ONNX export is named .onnx, not .txt: write {tmp}/foo.onnx"),
     ("onnx", "noext", "an ONNX export is named .onnx, and this name has none: write {tmp}/noext.onnx"),
     ("torchscript", "foo.txt", "a TorchScript export is named .pt, .pth or .ts, not .txt: write {tmp}/foo.pt"),
+    ("onnx", "foo.onnx.bak", "an ONNX export is named .onnx, not .bak: write {tmp}/foo.onnx"),
 ])  # fmt: skip
 def test_a_suffix_that_is_not_the_formats_own_is_refused(tmp_path, capsys, fmt, name, said):
     """`--format onnx -o foo.txt` (or `-o noext`) wrote an ONNX file under that name: only the suffixes of the other

@@ -295,7 +295,9 @@ def check_export_path(path: str | Path, fmt: str) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     named = SUFFIX_FORMATS.get(suffix)
-    fitting = path.with_suffix(".onnx" if fmt == "onnx" else ".pt")
+    fitting = path.with_suffix("")  # (foo.onnx.bak: write foo.onnx, not foo.onnx.onnx)
+    if SUFFIX_FORMATS.get(fitting.suffix.lower()) != fmt:
+        fitting = path.with_suffix(".onnx" if fmt == "onnx" else ".pt")
     if named is not None and named != fmt:
         raise BadInputError(f"{path} names {A_FORMAT[named]} file but the format is {fmt}: write {fitting} or "
                             f"export as {named} (--format {named})")  # fmt: skip
