@@ -278,6 +278,24 @@ def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swap
     assert np.isnan(array[200]).all() and np.isfinite(np.delete(array, 200, 0)).all()
 
 
+def test_skipping_swapped_or_projected_coordinates_says_what_they_look_like(tmp_path, model, points, capsys):
+    """--skip-invalid dropped the swap and projection hints: a swapped CSV was written 45% null and a UTM one all
+    null, the rest at wrong places, exit 0 and no word."""
+    swapped = points.rename(columns={"lon": "lat", "lat": "lon"})
+    swapped.to_csv(tmp_path / "swapped.csv", index=False)
+    assert embed(tmp_path / "swapped.csv", "-o", tmp_path / "s.parquet", "--model", model, "--skip-invalid") == 0
+    err = capsys.readouterr().err
+    invalid = int((swapped["lat"].abs() > 90).sum())
+    assert (f"swapped.csv: {invalid} invalid row(s) will be written as null (--skip-invalid): This looks like "
+            "lat/lon are swapped") in err and err.count("look") == 1  # (said once)
+    utm = pd.DataFrame({"x": [391_000.0, 500_000.0], "y": [5_820_000.0, 5_900_000.0]})
+    utm.to_csv(tmp_path / "utm.csv", index=False)
+    assert embed(tmp_path / "utm.csv", "-o", tmp_path / "u.parquet", "--model", model, "--lon-col", "x", "--lat-col",
+                 "y", "--skip-invalid") == 0  # fmt: skip
+    assert "utm.csv: 2 invalid row(s) will be written as null (--skip-invalid): Coordinates as large as 5,900,000 " \
+           "look projected" in capsys.readouterr().err
+
+
 def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
     source = tmp_path / "points.csv"
     points.to_csv(source, index=False)

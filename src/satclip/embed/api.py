@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError
 from ..io.basis import rebased
 from ..io.safe_pickle import check_trust
@@ -114,6 +114,18 @@ def embed_lonlat(
     return out
 
 
+def _warn_of_misread(lonlat: np.ndarray | torch.Tensor) -> None:
+    """Warn where the invalid points skipped look swapped, projected, … (:func:`range_hints`): the valid rest is then
+    embedded at wrong places (a swapped table came back 45% NaN without a word)."""
+    values = lonlat.detach().to("cpu", torch.float64).numpy() if isinstance(lonlat, torch.Tensor) else lonlat
+    values = np.asarray(values, dtype=np.float64)
+    bad = invalid_rows(values)
+    hints = range_hints(values, bad) if bad.any() else ""
+    if hints:
+        log.warning("%d of %d point(s) are invalid and embedded as NaN (skip_invalid):%s", int(bad.sum()), len(bad),
+                    hints)  # fmt: skip
+
+
 def check_options(batch_size, **flags) -> None:
     """Raise :class:`BadInputError` now, not when a lazy result is computed, unless ``batch_size`` is None or a
     whole number >= 1 and every flag is True or False (``"no"`` is true: invalid rows became NaN, polygons
@@ -192,6 +204,8 @@ def embed(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision,
         trust_checkpoint=trust_checkpoint,
     )  # fmt: skip
+    if skip_invalid:
+        _warn_of_misread(lonlat)
     out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, index=index)
     if isinstance(lonlat, torch.Tensor):
         return out

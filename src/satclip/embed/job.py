@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
@@ -177,10 +177,13 @@ def _recorded_attrs(output: Path) -> dict:
     return recorded if isinstance(recorded, dict) else {}
 
 
-def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int, InvalidPointsError | None]:
+def _scan(
+    source: Source, chunk_rows: int, shard: tuple[int, int]
+) -> tuple[int, int, InvalidPointsError | None, str]:
     """Count rows (if the format does not know) and check the shard's coordinates.
 
-    Returns ``(num_rows, invalid_count, error naming the first invalid rows or None)``.
+    Returns ``(num_rows, invalid_count, error naming the first invalid rows or None, what the invalid rows of the
+    first chunk that has any look like: swapped, projected, … (range_hints; empty if nothing))``.
     """
     columns = [source.lon_col, source.lat_col]
     num_rows = source.num_rows
@@ -203,7 +206,7 @@ def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int,
     first_chunk, stop_chunk = shard_chunks(num_rows, chunk_rows, shard)
     in_shard = {i: n for i, n in bad_chunks.items() if first_chunk <= i < stop_chunk}
     if not in_shard:
-        return num_rows, 0, None
+        return num_rows, 0, None, ""
     total, index = sum(in_shard.values()), min(in_shard)
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
         lonlat = coordinates(table, *columns, source.path)
@@ -215,7 +218,8 @@ def _scan(source: Source, chunk_rows: int, shard: tuple[int, int]) -> tuple[int,
             f"all, {source.numbering(index * chunk_rows + int(np.flatnonzero(bad)[0]))}; pass --skip-invalid to "
             "write nulls for them)"
         )
-        return num_rows, total, InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
+        error = InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
+        return num_rows, total, error, range_hints(lonlat, bad)
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
 
 
@@ -479,9 +483,11 @@ def _new_run(
     source: Source, workdir: Path, identity: dict, chunk_rows: int, shard: tuple[int, int], skip_invalid: bool
 ) -> dict:
     """Check the input, then create an empty work directory; returns the new manifest (not yet written)."""
-    num_rows, invalid, error = _scan(source, chunk_rows, shard)
+    num_rows, invalid, error, hints = _scan(source, chunk_rows, shard)
     if error is not None and not skip_invalid:
         raise error
+    if hints:  # (a swapped or projected file was written part or all null, the rest at wrong places, exit 0)
+        log.warning("%s: %d invalid row(s) will be written as null (--skip-invalid):%s", source.path, invalid, hints)
     if num_rows == 0:
         raise no_points(source)
     first, stop = shard_chunks(num_rows, chunk_rows, shard)

@@ -100,9 +100,17 @@ POLE_ROUNDING = 1e-3
 
 
 def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED) -> str:
-    """What a valid point is; the lat/lon swap (``swapped``) where the invalid rows ``bad`` look like one; and how
-    to wrap longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in (180, 360]."""
+    """What a valid point is, then :func:`range_hints`."""
     advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
+    return advice + range_hints(lonlat, bad, swapped)
+
+
+def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED) -> str:
+    """What the invalid rows ``bad`` look like, each hint after a space; empty where they look like nothing in
+    particular: the lat/lon swap (``swapped``) where swapping would make them valid, rounding past a pole, projected
+    coordinates, and how to wrap longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in
+    (180, 360]."""
+    advice = ""
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
     swapped_valid = (np.abs(lonlat[lat_out, 0]) <= 90) & (np.abs(lonlat[lat_out, 1]) <= 180)
