@@ -116,6 +116,19 @@ def test_column_detection_refuses_guesses():
     assert detect_lonlat_columns(["lon", "longitude", "lat"], lon_col="longitude") == ("longitude", "lat")
 
 
+def test_a_latitude_named_as_the_longitude_is_said_to_be(encoder, caplog):
+    """lon_col naming a latitude-like column (and the other way round) embedded swapped points without a word."""
+    frame = pd.DataFrame({"Lat": [52.5], "Long": [13.4], "plate": [1.0], "y": [2.0]})
+    with caplog.at_level("WARNING", logger="satclip.embed"):
+        satclip.embed(frame, model=encoder, lon_col="Lat", lat_col="Long")
+        satclip.embed(frame, model=encoder, lon_col="Long", lat_col="Lat")
+        satclip.embed(frame, model=encoder, lon_col="plate", lat_col="y")  # ('plate' is no 'lat')
+    assert [r.getMessage() for r in caplog.records] == [
+        "the longitude column (lon_col, --lon-col) 'Lat' is named like a latitude: swapped? satclip uses the columns "
+        "as named"
+    ]
+
+
 def test_dataframe_named_columns_and_missing_values(encoder):
     frame = pd.DataFrame({"x": [10.0, 20.0], "y": [5.0, None]})
     with pytest.raises(ColumnError):

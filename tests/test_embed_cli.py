@@ -296,6 +296,26 @@ def test_skipping_swapped_or_projected_coordinates_says_what_they_look_like(tmp_
            "look projected" in capsys.readouterr().err
 
 
+def test_columns_named_for_the_other_axis_are_said_to_be(tmp_path, model, capsys):
+    """--lon-col decimalLatitude --lat-col decimalLongitude (GBIF's names, swapped) embedded without a word; a file
+    with neither axis detected was refused on longitude alone, and on latitude after --lon-col was added."""
+    gbif = tmp_path / "gbif.csv"
+    gbif.write_text("gbifID,decimalLatitude,decimalLongitude\n1,52.5,13.4\n")
+    assert embed(gbif, "-o", tmp_path / "g.parquet", "--model", model, "--lon-col", "decimalLatitude", "--lat-col",
+                 "decimalLongitude") == 0  # fmt: skip
+    assert ("the longitude column (lon_col, --lon-col) 'decimalLatitude' is named like a latitude and the latitude "
+            "column (lat_col, --lat-col) 'decimalLongitude' is named like a longitude: swapped?"
+            in capsys.readouterr().err)  # fmt: skip
+    assert embed(gbif, "-o", tmp_path / "h.parquet", "--model", model, "--lon-col", "decimalLongitude", "--lat-col",
+                 "decimalLatitude") == 0  # fmt: skip
+    assert "named like" not in capsys.readouterr().err
+    assert embed(gbif, "-o", tmp_path / "i.parquet", "--model", model) == 2
+    assert ("no longitude column and no latitude column: expected one named lon / longitude / lng and one named lat / "
+            "latitude (any case) among ['gbifID', 'decimalLatitude', 'decimalLongitude']. Name them with lon_col=NAME "
+            "(--lon-col NAME on the command line) and lat_col=NAME (--lat-col NAME on the command line)."
+            in capsys.readouterr().err)  # fmt: skip
+
+
 def test_columns_layout_is_for_parquet_only(tmp_path, model, points, capsys):
     source = tmp_path / "points.csv"
     points.to_csv(source, index=False)

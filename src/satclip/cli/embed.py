@@ -191,7 +191,10 @@ def run(args: argparse.Namespace) -> int:
         args.column = "embedding"
     if args.engine == "dask" and args.shard != (0, 1):
         raise BadInputError("--shard splits work by hand; --engine dask splits it into partitions itself: drop --shard")
+    from ..embed.columns import warn_of_swapped_names
     from ..embed.sources import open_source  # (without torch: a bad input is reported before any start-up)
+
+    warn_of_swapped_names(args.lon_col, args.lat_col)
 
     source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids,
                          layer=args.layer)  # fmt: skip

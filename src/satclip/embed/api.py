@@ -16,6 +16,7 @@ from ..io.safe_pickle import check_trust
 from ..machine import check_device
 from ..models import precision as _precision
 from ..models.location_encoder import LocationEncoder, check_batch_size
+from .columns import warn_of_swapped_names
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat, warn_of_shared_columns
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ def embed(
         satclip.embed.columns.ColumnError: the coordinate columns of a table are missing or ambiguous.
     """
     check_options(batch_size, skip_invalid=skip_invalid, centroids=centroids)
+    warn_of_swapped_names(lon_col, lat_col)
     if is_dask_frame(points):
         from .distributed import embed_frame
 

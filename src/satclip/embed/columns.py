@@ -7,7 +7,11 @@ metres); name them explicitly. Two candidates for one axis is an error, not a ch
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
 
 LON_NAMES = ("lon", "longitude", "lng")
 LAT_NAMES = ("lat", "latitude")
@@ -22,6 +26,28 @@ class ColumnError(ValueError):
 def matching_columns(columns: Sequence[str], names: Sequence[str]) -> list[str]:
     wanted = {n.lower() for n in names}
     return [c for c in columns if str(c).strip().lower() in wanted]
+
+
+def _named_like(name: str, names: Sequence[str]) -> bool:
+    """Whether a word of ``name`` (split at non-letters and camelCase: ``decimalLatitude``, ``LAT_DEG``) is one
+    of ``names``, as detection would match it alone."""
+    words = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", str(name))}
+    return bool(words & set(names))
+
+
+def warn_of_swapped_names(lon_col: str | None, lat_col: str | None) -> None:
+    """Warn where the column named as longitude is named like a latitude, or the other way round (GBIF's
+    ``decimalLatitude`` given as ``--lon-col`` was embedded swapped without a word); the names are used as given."""
+    unlike = [
+        f"{role} {given!r} is named like a {other}"
+        for given, role, other, like, unlike in (
+            (lon_col, "the longitude column (lon_col, --lon-col)", "latitude", LAT_NAMES, LON_NAMES),
+            (lat_col, "the latitude column (lat_col, --lat-col)", "longitude", LON_NAMES, LAT_NAMES),
+        )
+        if given is not None and _named_like(given, like) and not _named_like(given, unlike)
+    ]
+    if unlike:
+        log.warning("%s: swapped? satclip uses the columns as named", " and ".join(unlike))
 
 
 def _is_number(name: str) -> bool:
@@ -47,7 +73,7 @@ def detect_lonlat_columns(
     for given, role in ((lon_col, "lon_col (--lon-col)"), (lat_col, "lat_col (--lat-col)")):
         if given is not None and given not in columns:
             raise ColumnError(f"{role} {given!r} is not a column; columns are {columns}")
-    found = {}
+    found, missing = {}, []
     for axis, given, names, flag in (
         ("longitude", lon_col, LON_NAMES, "lon_col=NAME (--lon-col NAME on the command line)"),
         ("latitude", lat_col, LAT_NAMES, "lat_col=NAME (--lat-col NAME on the command line)"),
@@ -64,19 +90,23 @@ def detect_lonlat_columns(
                 "first row read as names? or a table of unnamed columns): add a header line such as lon,lat, or "
                 "name the columns lon and lat"
             )
-        if not candidates:
-            suspects = matching_columns(columns, SUSPECT_NAMES)
-            hint = (
-                f" Columns {suspects} may hold coordinates but are not used unless named (they may be "
-                "projected, not degrees)."
-                if suspects
-                else ""
-            )
-            raise ColumnError(
-                f"no {axis} column: expected one named {' / '.join(names)} (any case) among {columns}."
-                f"{hint} Name it with {flag}."
-            )
-        found[axis] = candidates[0]
+        if candidates:
+            found[axis] = candidates[0]
+        else:
+            missing.append((axis, names, flag))
+    if missing:  # (both axes in one message: naming the longitude was followed by a second run refused on latitude)
+        suspects = matching_columns(columns, SUSPECT_NAMES)
+        hint = (
+            f" Columns {suspects} may hold coordinates but are not used unless named (they may be "
+            "projected, not degrees)."
+            if suspects
+            else ""
+        )
+        raise ColumnError(
+            f"{' and '.join(f'no {axis} column' for axis, _, _ in missing)}: expected "
+            f"{' and '.join('one named ' + ' / '.join(names) for _, names, _ in missing)} (any case) among {columns}."
+            f"{hint} Name {'it' if len(missing) == 1 else 'them'} with {' and '.join(flag for _, _, flag in missing)}."
+        )
     for axis, name in found.items():  # (naming it, as the ambiguity said to, was "unexpected error (KeyError)")
         if columns.count(name) > 1:
             raise ColumnError(f"{columns.count(name)} columns are named {name!r} ({axis}): rename all but one, so "
