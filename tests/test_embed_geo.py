@@ -269,6 +269,21 @@ def test_geojson_properties_of_mixed_types_ids_and_a_byte_order_mark(model, tmp_
     assert table.column("lon").to_pylist() == [13.4, -58.4, 2.0]
 
 
+def test_geopackage_feature_ids_are_kept(model, tmp_path):
+    """A GeoPackage's FIDs (its features' ids, the key to join the embeddings back on) were dropped, while
+    GeoJSON's ids are kept; they come back as a column named as the file names its FID column."""
+    frame = gpd.GeoDataFrame({"fid": [1, 5, 1001], "name": ["a", "b", "c"]},
+                             geometry=gpd.points_from_xy([13.4, 2.3, -74.0], [52.5, 48.9, 40.7]), crs="EPSG:4326")
+    frame.to_file(tmp_path / "fid.gpkg")
+    frame.drop(columns="fid").to_file(tmp_path / "objectid.gpkg", layer_options={"FID": "objectid"})
+    for name, column, ids in (("fid.gpkg", "fid", [1, 5, 1001]), ("objectid.gpkg", "objectid", [1, 2, 3])):
+        out = tmp_path / f"{name}.parquet"
+        assert main(["embed", str(tmp_path / name), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+        table = pq.read_table(out)
+        assert table.column_names == [column, "name", "lon", "lat", "embedding"]
+        assert table.column(column).to_pylist() == ids
+
+
 def test_a_table_without_geometries_read_as_a_geopackage_is_named(model, tmp_path, capsys):
     """A CSV of lon/lat given --input-format gpkg: GDAL reads it as a table without geometries, which ended in
     "unexpected error (AttributeError): 'DataFrame' object has no attribute 'geometry' … please report it"."""

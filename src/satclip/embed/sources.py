@@ -547,6 +547,9 @@ class InMemorySource(Source):
     table and the ``(N, 2)`` lon/lat of the point geometries; those become two more columns, ``lon`` and
     ``lat`` (:func:`geometry_column_names`: others when the attributes already use those names)."""
 
+    #: the column of the features' ids that the format keeps beside their attributes (a GeoPackage's FIDs), if any
+    id_column: str | None = None
+
     def _read(self) -> tuple[object, np.ndarray]:
         raise NotImplementedError
 
@@ -701,21 +704,25 @@ class GeoPackageSource(InMemorySource):
         if self.layer is not None and layers and self.layer not in layers:
             raise BadInputError(f"{self.path} has no layer {self.layer!r} (--layer); its layers are "
                                 f"{', '.join(layers)}")  # fmt: skip
-        return _read_with_geopandas(self, layer=self.layer)
+        self.id_column = _fid_name(self.path, {"layer": self.layer} if self.layer is not None else {})
+        return _read_with_geopandas(self, layer=self.layer, fid=self.id_column)
 
 
 def _read_with_geopandas(
-    source: InMemorySource, layer: str | None = None, *, crs: str | None = None, refused: Exception | None = None
-) -> tuple[object, np.ndarray]:
+    source: InMemorySource, layer: str | None = None, *, crs: str | None = None, refused: Exception | None = None,
+    fid: str | None = None,
+) -> tuple[object, np.ndarray]:  # fmt: skip
     """``source``'s file (its ``layer``, where given) read with geopandas (an optional dependency): its attribute
     table and the lon/lat of its points (EPSG:4326; centroids of other geometries with ``source.centroids``).
     ``crs``: the CRS the file declares, which GDAL must have read (else ``refused`` is raised: it read a CRS it
-    did not understand as lon/lat)."""
+    did not understand as lon/lat). ``fid``: the name of a first column to hold the features' ids (a GeoPackage's
+    FIDs)."""
     pa = _pa()
     geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
     kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
     try:
-        frame = geopandas.read_file(source.path, **({"layer": layer} if layer is not None else {}))
+        frame = geopandas.read_file(source.path, **({"layer": layer} if layer is not None else {}),
+                                    **({"fid_as_index": True} if fid else {}))  # fmt: skip
     except _geo_read_errors() as err:  # (GDAL's errors are RuntimeErrors: "unexpected error" without the file)
         raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): damaged or cut short? "
                             "write it again, or give the points as Parquet or CSV with lon/lat") from err  # fmt: skip
@@ -733,8 +740,21 @@ def _read_with_geopandas(
             same = False
         if not same:
             raise refused or ValueError(f"{source.path}: GDAL read its CRS as {frame.crs}, not the {crs} it declares")
-    attributes = pa.Table.from_pandas(frame.drop(columns=[geometry]), preserve_index=False)
+    table = frame.drop(columns=[geometry])
+    if fid:  # (dropped, while GeoJSON's ids are kept: the key that joins the embeddings back to the features)
+        table.insert(0, fid, frame.index.to_numpy())
+    attributes = pa.Table.from_pandas(table, preserve_index=False)
     return attributes, geo_lonlat(frame, centroids=source.centroids)
+
+
+def _fid_name(path: Path, options: dict) -> str:
+    """The name of the layer's FID column (``fid`` where GDAL does not say; no attribute can share it)."""
+    try:
+        import pyogrio
+
+        return pyogrio.read_info(path, **options).get("fid_column") or "fid"
+    except (ImportError, *_geo_read_errors()):  # (a file GDAL cannot read is named by the read that follows)
+        return "fid"
 
 
 def _geo_read_errors() -> tuple[type[Exception], ...]:

@@ -129,6 +129,8 @@ def _geo_file(path: Path, centroids: bool, layer: str | None):
     rows = source.num_rows
     chunk = next(source.chunks(0, rows, rows), None)  # (the whole table: these formats are read whole)
     frame = chunk[1].to_pandas() if chunk else require("pandas", "eval").DataFrame(columns=source.columns)
+    if getattr(source, "id_column", None) is not None:  # (the features' ids: no target, nor a candidate for one)
+        frame = frame.drop(columns=[source.id_column])
     return _columns_of(frame), source.geometry_columns
 
 
