@@ -121,6 +121,37 @@ def test_centroids_of_lon_lat_polygons_are_taken_on_the_sphere(encoder):
                                rtol=0, atol=1e-5)  # fmt: skip
 
 
+def test_centroids_of_lon_lat_points_and_lines_are_taken_on_the_sphere(encoder):
+    """MultiPoints and lines took planar centroids in EPSG:6933: 179° E and 179° W came out at 0° instead of 180°, a
+    line along 89° N from 0° to 180° at 89° N instead of nearer the pole."""
+    from shapely.geometry import LineString, MultiLineString, MultiPoint
+
+    from satclip.embed.centroids import sphere_centroids
+
+    def mean_direction(lon, lat):  # (an independent reference: many points along the line, equally spaced)
+        lam, phi = np.radians(lon), np.radians(lat)
+        return _direction(np.array([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)]).sum(axis=1))
+
+    along = np.linspace(0, 180, 200_001)
+    polar = mean_direction(along, np.full_like(along, 89.0))
+    assert polar[1] == pytest.approx(89.3633, abs=1e-4)
+    meridian = np.linspace(-10, 30, 200_001)
+    cases = [(MultiPoint([(179, 0), (-179, 0)]), (180.0, 0.0)), (LineString([(0, 89), (180, 89)]), polar),
+             (MultiLineString([[(170, 10), (180, 10)], [(-180, 10), (-170, 10)], [(5, 5), (5, 5)]]),
+              mean_direction(np.linspace(170, 190, 200_001), np.full(200_001, 10.0))),
+             (LineString([(20, -10), (20, 30)]), mean_direction(np.full_like(meridian, 20.0), meridian)),
+             (LineString([(3, 4), (3, 4)]), (3.0, 4.0)), (MultiPoint([(0, 0), (180, 0)]), (np.nan, np.nan)),
+             (LineString(), (np.nan, np.nan))]  # fmt: skip
+    found = sphere_centroids([geometry for geometry, _ in cases])
+    # (a line is integrated in 0.25° pieces taken as great-circle arcs, which bulge from a parallel: 2e-5° off)
+    np.testing.assert_allclose(np.abs(found[:, 0]), np.abs([c[0] for _, c in cases]), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(found[:, 1], [c[1] for _, c in cases], rtol=0, atol=2e-5)
+    frame = gpd.GeoDataFrame({"k": [0, 1]}, geometry=[cases[0][0], cases[1][0]], crs="EPSG:4326")
+    out = satclip.embed(frame, model=encoder, centroids=True)
+    np.testing.assert_allclose(out.to_numpy(), satclip.embed(np.array([(180.0, 0.0), polar]), model=encoder),
+                               rtol=0, atol=1e-5)  # fmt: skip
+
+
 def test_missing_geometries_are_invalid_points(encoder):
     """A missing geometry (geom_type NaN in geopandas 1.x) was taken for a non-point: refused even with
     skip_invalid, as the docstring and the CLI have it (NaN rows)."""

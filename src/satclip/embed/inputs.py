@@ -94,7 +94,8 @@ def geo_lonlat(
 
     Other geometries are refused (naming the first rows, by their index labels with ``index_labels``, else by
     their positions plus ``first_row``: a file's rows), or with ``centroids`` replaced by their centroids,
-    computed in the data's CRS when it is projected and in the equal-area EPSG:6933 when it is lon/lat.
+    computed in the data's CRS when it is projected and on the sphere when it is lon/lat
+    (:mod:`satclip.embed.centroids`).
     Missing and empty geometries give NaN (invalid points). Coordinates satclip reprojected that come back
     a few ulp beyond the antimeridian or a pole are put on it (:func:`onto_bounds`). ``note``: log the
     reprojection (INFO), the centroids and a missing CRS (a file read in batches says them once itself).
@@ -163,8 +164,8 @@ def onto_bounds(lonlat: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return lonlat
 
 
-#: equal-area CRS in which the centroids of lon/lat geometries other than polygons (lines) are computed (WGS 84 /
-#: NSIDC EASE-Grid 2.0 Global); polygons' are taken on the sphere (:mod:`satclip.embed.centroids`)
+#: equal-area CRS in which the centroids of lon/lat geometries that :func:`satclip.embed.centroids.sphere_centroids`
+#: does not take (GeometryCollections) are computed (WGS 84 / NSIDC EASE-Grid 2.0 Global)
 CENTROID_CRS = "EPSG:6933"
 
 
@@ -173,17 +174,17 @@ def _with_centroids(geometry, rows: np.ndarray):
     points keep their exact coordinates."""
     import shapely
 
-    from .centroids import sphere_centroids
+    from .centroids import LINES, POINTS, SURFACES, sphere_centroids
 
     crs = geometry.crs
     part = geometry[rows]
     if crs is not None and crs.is_geographic:
-        polygonal = np.isin(part.geom_type.to_numpy(), ("Polygon", "MultiPolygon"))
+        spherical = np.isin(part.geom_type.to_numpy(), SURFACES + LINES + POINTS)
         centres = np.empty(len(part), dtype=object)
-        # (across the antimeridian, or around a pole, a planar centroid is far off)
-        centres[polygonal] = shapely.points(sphere_centroids(part.values[polygonal]))
-        if not polygonal.all():
-            centres[~polygonal] = part[~polygonal].to_crs(CENTROID_CRS).centroid.to_crs(crs).values
+        # (across the antimeridian, or near a pole, a planar centroid is far off)
+        centres[spherical] = shapely.points(sphere_centroids(part.values[spherical]))
+        if not spherical.all():
+            centres[~spherical] = part[~spherical].to_crs(CENTROID_CRS).centroid.to_crs(crs).values
     else:
         if crs is None:
             log.warning("centroids of geometries without a CRS are computed in their raw coordinates")
