@@ -330,6 +330,29 @@ def test_a_table_without_geometries_read_as_a_geopackage_is_named(model, tmp_pat
     assert not out.exists()
 
 
+def test_a_geopackage_attribute_table_gives_its_lon_lat_columns(model, encoder, tmp_path, capsys):
+    """A GeoPackage table without geometries but with lon/lat columns was refused as "holds no geometries as a
+    GeoPackage: … drop --input-format", which was not given; its columns are found or named as a CSV's."""
+    pyogrio = pytest.importorskip("pyogrio")
+    source = tmp_path / "attr.gpkg"
+    pyogrio.write_dataframe(pd.DataFrame({"name": ["b", "x"], "Longitude": [13.4, 2.0], "LAT": [52.5, 48.9]}), source,
+                            layer="tab")  # fmt: skip
+    out = tmp_path / "o.parquet"
+    assert main(["embed", str(source), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    table = pq.read_table(out)
+    assert table.column_names == ["fid", "name", "Longitude", "LAT", "embedding"]
+    values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    expected = satclip.embed(np.array([[13.4, 52.5], [2.0, 48.9]]), model=encoder)
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
+    named = tmp_path / "named.gpkg"
+    pyogrio.write_dataframe(pd.DataFrame({"a": [13.4, 2.0], "b": [52.5, 48.9]}), named, layer="tab")
+    argv = ["embed", str(named), "-o", str(tmp_path / "n.parquet"), "--model", str(model), "--no-progress"]
+    assert main(argv) == 2 and "no longitude column and no latitude column" in capsys.readouterr().err
+    assert main([*argv, "--lon-col", "a", "--lat-col", "b"]) == 0
+    values = np.stack(pq.read_table(tmp_path / "n.parquet").column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["geometries.gpkg", "geometries.geojson"])
 def test_a_file_of_geometries_without_attributes_is_embedded(model, encoder, tmp_path, name):
     """A GeoPackage or GeoJSON holding geometries and no attribute column was refused as "not a readable gpkg

@@ -545,18 +545,23 @@ def geometry_column_names(names) -> tuple[str, str]:
 class InMemorySource(Source):
     """Points read whole into an Arrow table (the geo formats). :meth:`_read` returns the attribute
     table and the ``(N, 2)`` lon/lat of the point geometries; those become two more columns, ``lon`` and
-    ``lat`` (:func:`geometry_column_names`: others when the attributes already use those names)."""
+    ``lat`` (:func:`geometry_column_names`: others when the attributes already use those names). Without
+    geometries (lon/lat None), the table's own coordinate columns are found or named as a CSV's."""
 
     #: the column of the features' ids that the format keeps beside their attributes (a GeoPackage's FIDs), if any
     id_column: str | None = None
 
-    def _read(self) -> tuple[object, np.ndarray]:
+    def _read(self) -> tuple[object, np.ndarray | None]:
         raise NotImplementedError
 
     def _open(self):
         pa = _pa()
         attributes, lonlat = self._read()
         names = list(attributes.schema.names)
+        if lonlat is None:  # a table without geometries (a GeoPackage attribute table): its columns, as a CSV's
+            self._table, self.columns, self.num_rows = attributes, names, attributes.num_rows
+            self.nan_means = ""  # (its NaN rows are missing values, not geometries)
+            return
         lon_name, lat_name = geometry_column_names(names)
         coordinates = {lon_name: pa.array(lonlat[:, 0]), lat_name: pa.array(lonlat[:, 1])}
         if not names:  # (geometries alone: a table of no columns has no rows to append the coordinates to)
@@ -711,12 +716,13 @@ class GeoPackageSource(InMemorySource):
 def _read_with_geopandas(
     source: InMemorySource, layer: str | None = None, *, crs: str | None = None, refused: Exception | None = None,
     fid: str | None = None,
-) -> tuple[object, np.ndarray]:  # fmt: skip
+) -> tuple[object, np.ndarray | None]:  # fmt: skip
     """``source``'s file (its ``layer``, where given) read with geopandas (an optional dependency): its attribute
     table and the lon/lat of its points (EPSG:4326; centroids of other geometries with ``source.centroids``).
     ``crs``: the CRS the file declares, which GDAL must have read (else ``refused`` is raised: it read a CRS it
     did not understand as lon/lat). ``fid``: the name of a first column to hold the features' ids (a GeoPackage's
-    FIDs)."""
+    FIDs). A GeoPackage table without geometries gives None for lon/lat: its own columns hold them (found as a
+    CSV's)."""
     pa = _pa()
     geopandas = require("geopandas", "geo", f"reading {source.path} (or write it to Parquet/CSV with lon/lat)")
     kind = {"gpkg": "GeoPackage", "geojson": "GeoJSON"}.get(source.format, source.format)
@@ -729,8 +735,10 @@ def _read_with_geopandas(
     try:
         geometry = frame.geometry.name
     except AttributeError:  # (GDAL reads a CSV, say, as a table without geometries)
-        raise BadInputError(f"{source.path} holds no geometries as a {kind}: if it is a table with lon/lat columns, "
-                            "drop --input-format (or name its format: csv, parquet)") from None  # fmt: skip
+        geometry = None
+        if source.format != "gpkg" or not _is_sqlite(source.path):
+            raise BadInputError(f"{source.path} holds no geometries as a {kind}: if it is a table with lon/lat "
+                                "columns, drop --input-format (or name its format: csv, parquet)") from None
     if crs is not None:
         import pyproj
 
@@ -740,11 +748,17 @@ def _read_with_geopandas(
             same = False
         if not same:
             raise refused or ValueError(f"{source.path}: GDAL read its CRS as {frame.crs}, not the {crs} it declares")
-    table = frame.drop(columns=[geometry])
+    table = frame.drop(columns=[geometry]) if geometry is not None else frame
     if fid:  # (dropped, while GeoJSON's ids are kept: the key that joins the embeddings back to the features)
         table.insert(0, fid, frame.index.to_numpy())
     attributes = pa.Table.from_pandas(table, preserve_index=False)
-    return attributes, geo_lonlat(frame, centroids=source.centroids)
+    return attributes, geo_lonlat(frame, centroids=source.centroids) if geometry is not None else None
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite database, as a GeoPackage is (not a CSV read as one with --input-format gpkg)."""
+    with open(path, "rb") as file:
+        return file.read(16) == b"SQLite format 3\x00"
 
 
 def _fid_name(path: Path, options: dict) -> str:
