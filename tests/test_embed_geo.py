@@ -330,6 +330,25 @@ def test_a_table_without_geometries_read_as_a_geopackage_is_named(model, tmp_pat
     assert not out.exists()
 
 
+def test_gdal_warnings_on_reading_a_geopackage_are_debug_lines(model, tmp_path, caplog):
+    """pyogrio's RuntimeWarnings (GDAL's "bad application_id" of a GeoPackage another tool wrote) were printed as
+    raw Python warnings, each with its source line."""
+    import sqlite3
+    import warnings
+
+    source = tmp_path / "appid.gpkg"
+    gpd.GeoDataFrame({"k": [1]}, geometry=gpd.points_from_xy([13.4], [52.5]), crs="EPSG:4326").to_file(source)
+    with sqlite3.connect(source) as database:
+        database.execute("PRAGMA application_id=0")
+    database.close()
+    argv = ["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG, logger="pyogrio"):
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert any("bad application_id" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)
+
+
 def test_a_geopackage_attribute_table_gives_its_lon_lat_columns(model, encoder, tmp_path, capsys):
     """A GeoPackage table without geometries but with lon/lat columns was refused as "holds no geometries as a
     GeoPackage: … drop --input-format", which was not given; its columns are found or named as a CSV's."""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 from .errors import MissingExtraError
@@ -37,3 +42,44 @@ def require(module: str, extra: str, purpose: str | None = None) -> ModuleType:
         raise MissingExtraError(
             f"{what} needs {pip_name}, {state}: pip install 'satclip[{extra}]' (or: pip install {pip_name})"
         ) from err
+
+
+@contextlib.contextmanager
+def gdal_warnings_as_debug() -> Iterator[None]:
+    """GDAL's warnings while a file is opened and read (rasterio logs them on its ``rasterio`` loggers; pyogrio
+    warns them as RuntimeWarnings, four lines with source lines for a GeoPackage's bad application_id), logged at
+    DEBUG level (pyogrio's on its ``pyogrio`` logger): a file that cannot be read gets the one line of its
+    :class:`BadInputError` (five lines of "CPLE_AppDefined … TIFFReadDirectory: Bogus StripByteCounts field" came
+    first, from each time it was opened), and one that is read was read; ``data verify``'s table reports each file's
+    problem. rasterio's are held until the block ends (logged from within, they came back to the holder), and only
+    where DEBUG is logged (a verify of 100,000 files kept them all)."""
+    logger, held = logging.getLogger("rasterio"), []
+    holder = logging.Handler()
+    shown = warnings.showwarning
+    pyogrio = f"{os.sep}pyogrio{os.sep}"
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RuntimeWarning) and pyogrio in filename:
+            logging.getLogger("pyogrio").debug("%s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    def hold(record: logging.LogRecord) -> None:
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            held.append(record)
+
+    holder.emit = hold
+    propagate = logger.propagate
+    logger.addHandler(holder)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():  # (restores showwarning)
+            warnings.showwarning = show
+            yield
+    finally:
+        logger.removeHandler(holder)
+        logger.propagate = propagate
+        for record in held:
+            if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):  # (handle() does not check levels)
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                logging.getLogger(record.name).handle(record)

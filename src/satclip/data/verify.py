@@ -404,7 +404,7 @@ def verify_s2100k(
             fresh[name] = [*stamp, *result]
         return result
 
-    from ..image.preprocess import gdal_warnings_as_debug
+    from ..optional import gdal_warnings_as_debug
 
     rows: Iterable[int] = range(len(index))
     # (once, around the threads: a PNG named .tif printed rasterio's warning, a damaged TIFF GDAL's "CPLE_AppDefined

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
-from ..optional import require
+from ..optional import gdal_warnings_as_debug, require
 from ..registry import Registry
 from .columns import LAT_NAMES, LON_NAMES, detect_lonlat_columns, matching_columns
 from .inputs import geo_lonlat, is_wgs84
@@ -556,7 +556,8 @@ class InMemorySource(Source):
 
     def _open(self):
         pa = _pa()
-        attributes, lonlat = self._read()
+        with gdal_warnings_as_debug():  # (pyogrio's RuntimeWarnings printed four lines with source lines)
+            attributes, lonlat = self._read()
         names = list(attributes.schema.names)
         if lonlat is None:  # a table without geometries (a GeoPackage attribute table): its columns, as a CSV's
             self._table, self.columns, self.num_rows = attributes, names, attributes.num_rows

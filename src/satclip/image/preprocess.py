@@ -10,7 +10,6 @@ This is the deterministic part of the original transform; the random crop/flips/
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
-from ..optional import require
+from ..optional import gdal_warnings_as_debug, require
 
 #: Sentinel-2 L1C bands in the order the 13-band encoders expect them
 S2_BANDS_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -83,36 +82,6 @@ def _misnamed(path: str | Path, kind: str) -> BadInputError:
         f"{path} is a {kind} file named {Path(path).suffix or 'without a suffix'}: rename it to {_SUFFIX[kind]} to "
         f"read it as {read_as}"
     )
-
-
-@contextlib.contextmanager
-def gdal_warnings_as_debug() -> Iterator[None]:
-    """GDAL's warnings while a file is opened and read (rasterio logs them on its ``rasterio`` loggers), logged
-    at DEBUG level: a file that cannot be read gets the one line of its :class:`BadInputError` (five lines of
-    "CPLE_AppDefined … TIFFReadDirectory: Bogus StripByteCounts field" came first, from each time it was
-    opened), and one that is read was read; ``data verify``'s table reports each file's problem. Held until the
-    block ends (logged from within, they came back to the holder), and only where DEBUG is logged (a verify of
-    100,000 files kept them all)."""
-    logger, held = logging.getLogger("rasterio"), []
-    holder = logging.Handler()
-
-    def hold(record: logging.LogRecord) -> None:
-        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
-            held.append(record)
-
-    holder.emit = hold
-    propagate = logger.propagate
-    logger.addHandler(holder)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(holder)
-        logger.propagate = propagate
-        for record in held:
-            if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):  # (handle() does not check levels)
-                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-                logging.getLogger(record.name).handle(record)
 
 
 @contextlib.contextmanager
