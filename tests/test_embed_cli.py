@@ -113,9 +113,10 @@ def write_input(points: pd.DataFrame, path: Path, monkeypatch) -> None:
         y = np.log(np.tan(np.pi / 4 + np.deg2rad(points.lat.to_numpy()) / 2)) * radius
         path.write_bytes(b"fake gpkg")
 
-        def read_file(p):
-            assert Path(p) == path
-            frame = FakeGeoDataFrame({"site": points.site, "value": points.value, "geometry": [None] * N})
+        def read_file(p, fid_as_index=False):
+            assert Path(p) == path and fid_as_index  # (a GeoPackage's FIDs, 1 … N where it was written without)
+            columns = {"site": points.site.to_numpy(), "value": points.value.to_numpy(), "geometry": None}
+            frame = FakeGeoDataFrame(columns, index=pd.RangeIndex(1, N + 1, name="fid"))
             frame._geo = FakeGeoSeries(x, y, FakeCRS(3857))
             frame._geo.name = "geometry"
             return frame
@@ -131,7 +132,7 @@ def test_every_input_format(tmp_path, model, points, suffix, monkeypatch):
     assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
     table = pq.read_table(out)
     expected_columns = {".npy": ["lon", "lat"], ".geojson": ["site", "value", "lon", "lat"]}.get(
-        suffix, list(points.columns) if suffix != ".gpkg" else ["site", "value", "lon", "lat"]
+        suffix, list(points.columns) if suffix != ".gpkg" else ["fid", "site", "value", "lon", "lat"]
     )
     assert table.column_names == expected_columns + ["embedding"]
     assert table.num_rows == N and table.num_rows == pq.ParquetFile(out).metadata.num_rows
