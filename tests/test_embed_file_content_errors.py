@@ -176,3 +176,35 @@ def test_spreadsheet_exports_and_standard_input_are_named_for_what_they_are(mode
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, (name, err)
     assert not (tmp_path / "out.npy").exists()
+
+
+def test_a_spreadsheets_empty_unnamed_columns_are_left_out(model, tmp_path, capsys, caplog, monkeypatch):
+    """A CSV saved from a spreadsheet with empty trailing columns (``lon,lat,,``) was refused: "the header names
+    column(s) [''] more than once". Unnamed columns without a value are left out with a note; one with a value,
+    found in any block of the file, is refused naming it."""
+    import logging
+
+    import pyarrow.parquet as pq
+
+    from satclip.embed.sources import CsvSource
+
+    monkeypatch.setattr(CsvSource, "BLOCK_SIZE", 1 << 10)  # (several blocks: a value after the first is found)
+    source = tmp_path / "sheet.csv"
+    source.write_text("name,lon,,lat,,\n" + "a,13.4,,52.5,,\n" * 200 + "b,1.5,, 2.5,,\n")
+    out = tmp_path / "sheet.parquet"
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        assert main(["embed", str(source), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+    assert f"{source}: left out 3 column(s) without a name or any value (columns 3, 5, 6 of the header line)" in (
+        caplog.text)  # fmt: skip
+    capsys.readouterr()
+    table = pq.read_table(out)
+    assert table.column_names == ["name", "lon", "lat", "embedding"]
+    assert table.column("lat").to_pylist()[-2:] == [52.5, 2.5] and table.num_rows == 201
+    filled = tmp_path / "filled.csv"
+    filled.write_text("name,lon,,lat,,\n" + "a,13.4,,52.5,,\n" * 200 + "b,1.5,,2.5,,note\n")
+    argv = ["embed", str(filled), "-o", str(tmp_path / "f.parquet"), "--model", str(model), "--no-progress"]
+    assert main(argv) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {filled}: column 6 of the header line has no name and holds 'note' in row 200 (rows counted "
+        "from 0, the first after the header line): name it in the header line"
+    )

@@ -257,6 +257,8 @@ class CsvSource(Source):
     format = "csv"
     row_numbers = "rows counted from 0, the first after the header line"
     BLOCK_SIZE = 1 << 24
+    #: the names the reader gives the columns, where the header leaves some unnamed (:meth:`_drop_unnamed_columns`)
+    _read_names: list[str] | None = None
 
     def _open(self):
         pa = _pa()
@@ -280,6 +282,9 @@ class CsvSource(Source):
         self.delimiter = "\t" if tsv and "\t" in header else sniff_delimiter(self.path, "\t" if tsv else ",")
         self._schema = schema = self._reader(None, {}).schema  # (the types inferred from the first block)
         self.columns = list(schema.names)
+        if any(not name.strip() for name in self.columns):
+            self._drop_unnamed_columns()
+            self._schema = schema = self._reader(None, {}).schema
         repeated = sorted({name for name in self.columns if self.columns.count(name) > 1})
         if repeated:
             raise ValueError(f"the header names column(s) {repeated} more than once; give every column its own name")
@@ -290,6 +295,31 @@ class CsvSource(Source):
                 "as UTF-8"
             )
         self._text_columns = self._lossy_numbers(schema)
+
+    def _drop_unnamed_columns(self) -> None:
+        """Leave out the columns the header gives no name (a spreadsheet's empty columns: ``lon,lat,,``, refused as
+        naming '' more than once) where they hold no value in any row (a note in the log); one that holds a value
+        is refused. The reader then names them itself (:attr:`_read_names`) and reads the named ones alone."""
+        import pyarrow.compute as pc
+
+        pa = _pa()
+        header = self.columns
+        unnamed = [i for i, name in enumerate(header) if not name.strip()]
+        self._read_names = [f"\0unnamed {i}" if i in unnamed else name for i, name in enumerate(header)]
+        placeholders = [self._read_names[i] for i in unnamed]
+        start = 0
+        for batch in self._reader(placeholders, dict.fromkeys(placeholders, pa.string())):
+            for i, column in zip(unnamed, batch.columns, strict=True):
+                row = pc.index(pc.not_equal(pc.utf8_trim_whitespace(column), ""), True).as_py()
+                if row >= 0:
+                    raise ValueError(
+                        f"{self.path}: column {i + 1} of the header line has no name and holds "
+                        f"{column[row].as_py()!r} in row {start + row} ({self.row_numbers}): name it in the header line"
+                    )
+            start += batch.num_rows
+        self.columns = [name for i, name in enumerate(header) if i not in unnamed]
+        log.info("%s: left out %d column(s) without a name or any value (columns %s of the header line)", self.path,
+                 len(unnamed), ", ".join(str(i + 1) for i in unnamed))  # fmt: skip
 
     def _lossy_numbers(self, schema, whole_file: bool = False) -> dict:
         """``{column: string}`` for the columns of numbers that inferred types would change: leading zeros
@@ -359,9 +389,10 @@ class CsvSource(Source):
         thread), else ``(None, None)``."""
         failed = re.search(r"column #(\d+): (?:Row #\d+: )?CSV conversion error to [^:]+: invalid value '(.*)'",
                            str(err))  # (types such as timestamp[s] or date32[day] too)
-        if failed is None or int(failed[1]) >= len(self.columns):
+        names = self._read_names or self.columns  # (pyarrow numbers the file's columns, unnamed ones too)
+        if failed is None or int(failed[1]) >= len(names):
             return None, None
-        return self.columns[int(failed[1])], failed[2]
+        return names[int(failed[1])], failed[2]
 
     def _row_holding(self, column: str, value: str) -> int | None:
         """The first row (counted from 0, as invalid points' rows are) whose ``column`` reads as the text
@@ -381,11 +412,12 @@ class CsvSource(Source):
         import pyarrow.csv as pa_csv
 
         try:
+            names = {"column_names": self._read_names, "skip_rows": 1} if self._read_names else {}
             return pa_csv.open_csv(
                 self.path,
-                read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
+                read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE, **names),
                 parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
-                convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns or []),
+                convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns or self.columns),
             )
         except _pa().ArrowInvalid as err:  # (a row in the first block)
             if (field_count := self._field_count_error(err)) is not None:
