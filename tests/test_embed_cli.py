@@ -297,6 +297,17 @@ def test_skipping_swapped_or_projected_coordinates_says_what_they_look_like(tmp_
            "look projected" in capsys.readouterr().err
 
 
+def test_projected_coordinates_in_a_file_get_advice_for_the_command_line(tmp_path, model, capsys):
+    """A CSV of UTM metres was told to use gdf.set_crs(…), which the command line has no place for."""
+    pd.DataFrame({"x": [391_000.0], "y": [5_820_000.0]}).to_csv(tmp_path / "utm.csv", index=False)
+    argv = [tmp_path / "utm.csv", "-o", tmp_path / "u.parquet", "--model", model, "--lon-col", "x", "--lat-col", "y"]
+    assert embed(*argv) == 2
+    err = capsys.readouterr().err
+    assert ("Coordinates as large as 5,820,000 look projected (metres or feet): convert them to lon/lat degrees "
+            "(EPSG:4326), or give a GeoPackage or GeoParquet file whose CRS says what they are: satclip reprojects "
+            "it.") in err and "set_crs" not in err  # fmt: skip
+
+
 def test_columns_named_for_the_other_axis_are_said_to_be(tmp_path, model, capsys):
     """--lon-col decimalLatitude --lat-col decimalLongitude (GBIF's names, swapped) embedded without a word; a file
     with neither axis detected was refused on longitude alone, and on latitude after --lon-col was added."""

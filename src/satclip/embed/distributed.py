@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import safe_output
 from ..digests import file_crc32
-from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows
+from ..encoding.points import PROJECTED_FILE, InvalidPointsError, describe_invalid, invalid_rows
 from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models import precision
@@ -228,7 +228,8 @@ class _Partitions:
         result = {"index": index, "rows": table.num_rows, "invalid": int(bad.sum())}
         if bad.any() and not self.skip_invalid:
             rows_bad = np.flatnonzero(bad)
-            return {**result, "error": describe_invalid(lonlat, bad, start), "bad_rows": (rows_bad + start).tolist()}
+            error = describe_invalid(lonlat, bad, start, projected=PROJECTED_FILE)
+            return {**result, "error": error, "bad_rows": (rows_bad + start).tolist()}
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
             embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)

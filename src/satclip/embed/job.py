@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, range_hints
+from ..encoding.points import PROJECTED_FILE, InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
@@ -213,13 +213,13 @@ def _scan(
         bad = invalid_rows(lonlat)
         missing = source.nan_means and bool(np.isnan(lonlat[bad]).all(axis=1).any())
         message = (
-            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows)}"
+            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows, projected=PROJECTED_FILE)}"
             f"{f' Its (lon=nan, lat=nan) rows are {source.nan_means}.' if missing else ''} ({total} invalid row(s) in "
             f"all, {source.numbering(index * chunk_rows + int(np.flatnonzero(bad)[0]))}; pass --skip-invalid to "
             "write nulls for them)"
         )
         error = InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
-        return num_rows, total, error, range_hints(lonlat, bad)
+        return num_rows, total, error, range_hints(lonlat, bad, projected=PROJECTED_FILE)
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
 
 

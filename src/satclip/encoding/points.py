@@ -59,16 +59,22 @@ def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
 
 #: the hint where invalid points look like (lat, lon) ones, for points given in order
 SWAPPED = "This looks like lat/lon are swapped: satclip takes (lon, lat) order."
+#: what to do with projected coordinates, in Python (:data:`PROJECTED_FILE`: from the command line)
+PROJECTED_ADVICE = ("give (lon, lat) degrees, or a GeoDataFrame whose CRS says what they are (gdf.set_crs(…)): satclip "
+                    "reprojects it.")  # fmt: skip
+#: what to do with projected coordinates in a file given to ``satclip embed``
+PROJECTED_FILE = ("convert them to lon/lat degrees (EPSG:4326), or give a GeoPackage or GeoParquet file whose CRS says "
+                  "what they are: satclip reprojects it.")  # fmt: skip
 
 
 def describe_invalid(
     lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None, *, index_labels: bool = False,
-    swapped: str = SWAPPED,
+    swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE,
 ) -> str:  # fmt: skip
     """A message naming the first bad rows (numbered from ``row_offset``, or by ``labels``: each row's number
     in its file) and, where it fits, the lat/lon swap (``swapped``: the hint, for points whose order is known
-    another). ``index_labels``: ``labels`` are the labels of a pandas index, named as such (``index label
-    'a'``), not as row numbers."""
+    another) or what to do with projected coordinates (``projected``). ``index_labels``: ``labels`` are the
+    labels of a pandas index, named as such (``index label 'a'``), not as row numbers."""
     rows = np.flatnonzero(bad)
     # labels that repeat do not find the row: its position too (a pandas index knows whether they do)
     repeated = index_labels and labels is not None and not (
@@ -79,7 +85,7 @@ def describe_invalid(
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
-    return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad, swapped)}"
+    return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad, swapped, projected)}"
 
 
 def row_name(label, index_label: bool = False) -> str:
@@ -99,17 +105,19 @@ PROJECTED = 1000.0
 POLE_ROUNDING = 1e-3
 
 
-def valid_range_advice(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED) -> str:
+def valid_range_advice(
+    lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE
+) -> str:
     """What a valid point is, then :func:`range_hints`."""
     advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
-    return advice + range_hints(lonlat, bad, swapped)
+    return advice + range_hints(lonlat, bad, swapped, projected)
 
 
-def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED) -> str:
+def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE) -> str:
     """What the invalid rows ``bad`` look like, each hint after a space; empty where they look like nothing in
     particular: the lat/lon swap (``swapped``) where swapping would make them valid, rounding past a pole, projected
-    coordinates, and how to wrap longitudes in [0, 360] where every finite longitude of theirs beyond ±180 lies in
-    (180, 360]."""
+    coordinates (and what to do: ``projected``), and how to wrap longitudes in [0, 360] where every finite longitude
+    of theirs beyond ±180 lies in (180, 360]."""
     advice = ""
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
@@ -122,8 +130,7 @@ def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED) -> 
         advice += f" {swapped}"
     largest = np.abs(lonlat[bad & finite]).max(initial=0)
     if largest > PROJECTED:
-        advice += (f" Coordinates as large as {largest:,.0f} look projected (metres or feet): give (lon, lat) "
-                   "degrees, or a GeoDataFrame whose CRS says what they are (gdf.set_crs(…)): satclip reprojects it.")
+        advice += f" Coordinates as large as {largest:,.0f} look projected (metres or feet): {projected}"
     lon = lonlat[bad, 0]
     with np.errstate(invalid="ignore"):
         lon_out = lon[np.isfinite(lon) & (np.abs(lon) > 180)]
