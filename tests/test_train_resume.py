@@ -966,3 +966,32 @@ def test_a_resume_from_an_earlier_checkpoint_of_the_run_says_it_rolls_back(tmp_p
     assert ("rolling back from epoch 3 to epoch 2 (epoch2.ckpt): checkpoints/last.ckpt and the history row of epoch "
             "3 are replaced as the run trains on") in caplog.text  # fmt: skip
     assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
+
+
+def test_a_copied_or_moved_runs_config_yaml_does_not_resume_the_directory_it_names(tmp_path, short_run, capsys):
+    """`--config COPY/config.yaml --resume` trained on and rewrote the original run (config.yaml records its
+    output_dir absolute), and a moved run's file named its old place, where "start without --resume" began anew."""
+    config = copy_run(short_run, tmp_path)
+    run, copy, moved = tmp_path / "run", tmp_path / "copy", tmp_path / "moved"
+    dump_config(from_dict(config), run / "config.yaml")  # (the run's own file names it)
+    shutil.copytree(run, copy)
+    files = ("config.yaml", "history.jsonl", "checkpoints/last.ckpt")
+    before = {name: (run / name).read_bytes() for name in files}
+    more = ["--resume", "--trainer.max_epochs", "3"]
+    assert main(["train", "--config", str(copy / "config.yaml"), *more]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {copy / 'config.yaml'} names trainer.output_dir {run}, not the run directory it is in (the "
+        f"run was copied from it): continue the run in {copy} with --trainer.output_dir {copy}, or the run in {run} "
+        f"with --trainer.output_dir {run}")  # fmt: skip
+    assert {name: (run / name).read_bytes() for name in files} == before
+    assert main(["train", "--config", str(copy / "config.yaml"), *more, "--trainer.output_dir", str(copy)]) == 0
+    assert {name: (run / name).read_bytes() for name in files} == before
+    assert len((copy / "history.jsonl").read_text().splitlines()) == 3
+    # its config.yaml names it now: it continues as any run does
+    assert main(["train", "--config", str(copy / "config.yaml"), "--resume", "--trainer.max_epochs", "4"]) == 0
+    run.rename(moved)
+    capsys.readouterr()
+    assert main(["train", "--config", str(moved / "config.yaml"), *more]) == 2
+    assert (f"(the run was moved from it ({run} does not exist: a new run would start there)): continue the run in "
+            f"{moved} with --trainer.output_dir {moved}") in one_error_line(capsys.readouterr().err)  # fmt: skip
+    assert not run.exists()

@@ -149,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(config_yaml(config.to_dict()))
         return 0
     from ..train import fit
+    from ..train.fitting import check_config_of_its_run
 
+    if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
+        check_config_of_its_run(args.config.path, config)
     result = fit(config, resume=args.resume)
     if result.history:
         last = result.history[-1]

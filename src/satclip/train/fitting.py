@@ -244,6 +244,34 @@ def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
         )
 
 
+def check_config_of_its_run(path: str | Path, config: TrainConfig) -> None:
+    """Refuse ``config``, read from ``path``, where ``path`` is the ``config.yaml`` of a run directory (marked
+    as a training run, or holding ``checkpoints/``) whose ``trainer.output_dir`` names another directory: a copied
+    run's file names the original, which the run would train on and rewrite, and a moved run's its old place, where
+    a new run would start. Call it unless ``trainer.output_dir`` was given besides the file.
+
+    Raises:
+        BadInputError: naming both directories and the ``--trainer.output_dir`` of each.
+    """
+    path = Path(path)
+    here = path.parent
+    if path.name != "config.yaml" or not (safe_output.owned_kind(here) == "training-run"
+                                          or (here / "checkpoints").is_dir()):  # fmt: skip
+        return  # (a config of the user's, outside any run directory)
+    named = absolute_path(config.trainer.output_dir)
+    if safe_output.same_path(here, named):
+        return
+    fixes = f"continue the run in {here} with --trainer.output_dir {here}"
+    if Path(named).is_dir():
+        what = "copied from it"
+        fixes += f", or the run in {named} with --trainer.output_dir {named}"
+    else:
+        what = f"moved from it ({named} does not exist: a new run would start there)"
+    raise BadInputError(
+        f"{path} names trainer.output_dir {named}, not the run directory it is in (the run was {what}): {fixes}"
+    )
+
+
 def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
     """Refuse a run directory inside what the run reads: the image folder of ``data.root`` (its checkpoints
     joined the user's dataset, and a later archive of it) or the feature cache (as ``cache build`` refuses a
