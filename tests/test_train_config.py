@@ -130,7 +130,8 @@ def test_example_configs_load(name):
         ("model.location_encoder.network.dim_hidden", -5, "an integer, 1 or more"),
         ("model.location_encoder.network.num_layers", -1, "an integer, 0 or more"),  # (an mlp of 0: one hidden)
         ("model.logit_scale_init", math.nan, "in [-88, 88]"),
-        ("data.batch_size", 0, "1 or more"),
+        ("data.batch_size", 0, "2 or more"),
+        ("data.batch_size", 1, "2 or more (pairs per device and step: the contrastive loss"),
         ("data.num_workers", -1, "0 (load in the main process) to"),
         ("data.coord_jitter", math.nan, "0 (off) to 180 degrees"),
         ("data.cache_views", 10**30, "1 to 1024"),  # (an OverflowError in the cache build: "please report it")
@@ -310,3 +311,14 @@ def test_a_negative_number_in_exponent_notation_is_a_value_not_an_option(capsys)
                                                       "number above 0"  # fmt: skip
     assert main(["train", "--model.logit_scale_init", "-1E+1", "--print-config"]) == 0
     assert "logit_scale_init: -10.0" in capsys.readouterr().out
+
+
+def test_a_batch_of_one_pair_is_refused(tmp_path, capsys):
+    """`--data.batch_size 1` trained a contrastive loss without negatives (loss 2e-8, accuracies 1.0) and chose
+    best.ckpt on that meaningless val_loss."""
+    assert main(["train", "--data.batch_size", "1", "--trainer.output_dir", str(tmp_path / "run")]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        "satclip: error: bad config: data.batch_size=1 must be 2 or more (pairs per device and step: the contrastive "
+        "loss contrasts each pair with the others of its batch, and one pair alone has none: a loss of 0 and an "
+        "accuracy of 1)")  # fmt: skip
+    assert not (tmp_path / "run").exists()

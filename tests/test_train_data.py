@@ -49,6 +49,30 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert sorted(sum(epoch2, [])) == list(range(50)) and len(a) == 7
 
 
+
+def test_a_last_batch_of_one_pair_is_dropped():
+    """With data.drop_last false a last batch of one pair was trained and validated on: its loss is 0 (no
+    negative), averaged into the epoch's train_loss and val_loss."""
+    sampler = EpochBatchSampler(np.arange(9), 4, shuffle=True, seed=0)
+    batches = [spec.indices.tolist() for spec in sampler]
+    assert [len(b) for b in batches] == [4, 4] and len(sampler) == 2
+    assert [len(s.indices) for s in EpochBatchSampler(np.arange(10), 4, shuffle=True, seed=0)] == [4, 4, 2]
+    # over two ranks a last global batch of 2 is one pair each, contrasted together (the loss gathers them)
+    ranks = [EpochBatchSampler(np.arange(10), 4, shuffle=True, seed=0, rank=r, world_size=2) for r in range(2)]
+    assert [[len(s.indices) for s in r] for r in ranks] == [[4, 1], [4, 1]] and len(ranks[0]) == 2
+
+
+def test_a_validation_split_of_one_sample_is_no_validation(tmp_path, caplog):
+    """A split holding out one sample validated on a batch of one pair: a val_loss of 0 that chose best.ckpt."""
+    from satclip.train.datamodule import PairDataModule
+
+    cache = synthetic_cache(tmp_path / "cache", n=10)
+    with caplog.at_level("WARNING", logger="satclip"):
+        module = PairDataModule(DataConfig(batch_size=4, val_fraction=0.1), 0, cache=cache)
+    assert len(module.val_indices) == 1 and not module.validates and module.val_dataloader() == []
+    assert "data.val_fraction=0.1 holds out 1 sample(s) of 10, too few for a contrastive batch of 2" in caplog.text
+    assert PairDataModule(DataConfig(batch_size=4, val_fraction=0.2), 0, cache=cache).validates
+
 def test_ranks_share_each_global_batch():
     indices = np.arange(45)
     samplers = [EpochBatchSampler(indices, 4, shuffle=True, seed=0, rank=r, world_size=2) for r in range(2)]

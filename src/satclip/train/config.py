@@ -129,6 +129,10 @@ MAX_LOGIT_SCALE_INIT = 88
 #: at 90 (clamped there)
 MAX_COORD_JITTER = 180
 
+#: the fewest pairs a contrastive batch needs: each pair's negatives are the others (one pair alone: loss 0,
+#: accuracy 1, nothing learned); a smaller last batch of an epoch is dropped (``satclip.train.data.EpochBatchSampler``)
+MIN_BATCH_PAIRS = 2
+
 #: the most views a feature cache holds per image (each costs a backbone pass and its share of the cache)
 MAX_CACHE_VIEWS = 1024
 #: the most views one backbone forward pass of a cache build takes (``satclip cache build --batch-size``): a chunk
@@ -168,7 +172,9 @@ class DataConfig:
             _check(f"data.{key}", getattr(self, key), getattr(self, key) != "", "a directory's path or null, not empty")
             if isinstance(getattr(self, key), str):
                 object.__setattr__(self, key, str(expand_user(getattr(self, key))))
-        _check("data.batch_size", self.batch_size, self.batch_size >= 1, "1 or more (pairs per device and step)")
+        _check("data.batch_size", self.batch_size, self.batch_size >= MIN_BATCH_PAIRS,
+               f"{MIN_BATCH_PAIRS} or more (pairs per device and step: the contrastive loss contrasts each pair with "
+               "the others of its batch, and one pair alone has none: a loss of 0 and an accuracy of 1)")  # fmt: skip
         _check("data.val_fraction", self.val_fraction, 0 <= self.val_fraction < 1, "in [0, 1) (0: no validation)")
         from ..machine import max_workers
 

@@ -22,6 +22,7 @@ import torch
 
 from ..data.bluemarble import offset_lonlat
 from .cache import FeatureCache
+from .config import MIN_BATCH_PAIRS
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ class EpochBatchSampler(torch.utils.data.Sampler):
 
     ``shuffle``: a fresh permutation each epoch from ``(seed, epoch)`` (Lightning calls
     :meth:`set_epoch`). A last, smaller global batch is kept (split evenly; up to world_size − 1
-    samples dropped) unless ``drop_last``. Indices within a rank's batch are sorted (memmap locality; the
+    samples dropped) unless ``drop_last``, or unless it would keep fewer than
+    :data:`~satclip.train.config.MIN_BATCH_PAIRS` pairs: a single pair has no negative, so its step's loss is 0 and
+    its accuracy 1, averaged into the epoch's train_loss and val_loss (which chooses best.ckpt) for nothing learned.
+    Indices within a rank's batch are sorted (memmap locality; the
     loss does not depend on the order of pairs).
     """
 
@@ -123,7 +127,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         batches = [order[i : i + step] for i in range(0, len(order), step)]
         if batches and len(batches[-1]) < step:
             per_rank = len(batches[-1]) // self.world_size
-            if self.drop_last or per_rank == 0:
+            if self.drop_last or per_rank * self.world_size < MIN_BATCH_PAIRS:
                 batches.pop()
             else:
                 batches[-1] = batches[-1][: per_rank * self.world_size]
@@ -138,7 +142,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         n, step = len(self.indices), self.batch_size * self.world_size
         full, rest = divmod(n, step)
-        return full + int(rest // self.world_size > 0 and not self.drop_last)
+        return full + int((rest // self.world_size) * self.world_size >= MIN_BATCH_PAIRS and not self.drop_last)
 
 
 class CachedPairs(torch.utils.data.Dataset):

@@ -4,6 +4,7 @@ mid-epoch."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,9 +12,11 @@ import torch
 
 from ..optional import require
 from .cache import FeatureCache
-from .config import DataConfig
+from .config import MIN_BATCH_PAIRS, DataConfig
 from .data import BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, split_indices
 from .sources import PairSource
+
+log = logging.getLogger(__name__)
 
 pl = require("lightning.pytorch", "train", "training")
 
@@ -79,6 +82,10 @@ class PairDataModule(pl.LightningDataModule):
         self.train_indices, self.val_indices = split_indices(n, config.val_fraction, seed)
         if len(self.train_indices) == 0:
             raise ValueError(f"no training samples: {n} samples with val_fraction={config.val_fraction}")
+        if 0 < len(self.val_indices) < MIN_BATCH_PAIRS:  # (its val_loss, 0, chose best.ckpt)
+            log.warning("data.val_fraction=%g holds out %d sample(s) of %d, too few for a contrastive batch of %d "
+                        "pairs: the run has no validation (best.ckpt is the latest epoch's); raise data.val_fraction, "
+                        "or set it 0", config.val_fraction, len(self.val_indices), n, MIN_BATCH_PAIRS)  # fmt: skip
         self.position = {"epoch": 0, "batch": 0}
 
     def state_dict(self) -> dict:
@@ -121,7 +128,12 @@ class PairDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         return self._loader(self.train_indices, True)
 
+    @property
+    def validates(self) -> bool:
+        """Whether the validation split makes a batch (it holds at least :data:`MIN_BATCH_PAIRS` samples)."""
+        return len(self.val_indices) >= MIN_BATCH_PAIRS
+
     def val_dataloader(self):
-        if len(self.val_indices) == 0:
+        if not self.validates:
             return []
         return self._loader(self.val_indices, False)

@@ -658,7 +658,7 @@ def _fit(
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         _check_training_batches(len(datamodule.train_indices), config)
         with _quiet_lightning():
-            trainer, history = _trainer(config, run_dir, len(datamodule.val_indices) > 0, callbacks, trained)
+            trainer, history = _trainer(config, run_dir, datamodule.validates, callbacks, trained)
         if trainer.is_global_zero:
             dump_config(config, run_dir / "config.yaml")
 
@@ -740,12 +740,24 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
 
 def _check_training_batches(samples: int, config: TrainConfig) -> None:
     """Refuse a run that would train on no batch: ``data.drop_last`` with a batch larger than the training samples
-    (it trained nothing, exit 0, and exported the untrained model as ``export/last``), or a
-    ``trainer.limit_train_batches`` fraction of less than one batch (Lightning's error, once the run had begun)."""
+    (it trained nothing, exit 0, and exported the untrained model as ``export/last``), fewer training samples than
+    a contrastive batch needs, or a ``trainer.limit_train_batches`` fraction of less than one batch (Lightning's
+    error, once the run had begun). The batches are counted as the run's sampler makes them."""
+    import numpy as np
+
+    from .config import MIN_BATCH_PAIRS
+    from .data import EpochBatchSampler
+
     data, trainer = config.data, config.trainer
     devices = max(1, trainer.devices) * trainer.num_nodes  # (-1, all devices: at least one)
-    per_step = data.batch_size * devices
-    batches = samples // per_step if data.drop_last else -(-samples // per_step)
+    batches = len(EpochBatchSampler(np.arange(samples), data.batch_size, shuffle=False, seed=0, world_size=devices,
+                                    drop_last=data.drop_last))  # fmt: skip
+    if batches == 0 and not data.drop_last:
+        raise BadInputError(
+            f"the {samples} training sample(s) (data.val_fraction={data.val_fraction:g} of the samples held out) make "
+            f"no batch of {MIN_BATCH_PAIRS} or more pairs{f' over {devices} devices' if devices > 1 else ''}, which "
+            "the contrastive loss needs: train on more samples, or lower data.val_fraction"
+        )
     if batches == 0:
         size = f"data.batch_size={data.batch_size}" + (f" on {devices} devices" if devices > 1 else "")
         raise BadInputError(
