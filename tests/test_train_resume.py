@@ -995,3 +995,20 @@ def test_a_copied_or_moved_runs_config_yaml_does_not_resume_the_directory_it_nam
     assert (f"(the run was moved from it ({run} does not exist: a new run would start there)): continue the run in "
             f"{moved} with --trainer.output_dir {moved}") in one_error_line(capsys.readouterr().err)  # fmt: skip
     assert not run.exists()
+
+
+def test_a_rollback_past_a_damaged_last_checkpoint_is_said_from_the_history(tmp_path, short_run, caplog):
+    """With checkpoints/last.ckpt damaged (truncated), `--resume checkpoints/best.ckpt` replaced the run's later
+    epochs without the rollback line: it was said only where last.ckpt could be read."""
+    config = copy_run(short_run, tmp_path)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for name in ("last.ckpt", "last.ckpt.sha256"):  # (epoch 2's state, kept)
+        shutil.copyfile(checkpoints / name, checkpoints / name.replace("last", "epoch2"))
+    assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=3), "--resume"]) == 0
+    last = checkpoints / "last.ckpt"
+    os.truncate(last, last.stat().st_size // 2)
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        assert main(["train", "--config", _cli_config(tmp_path, config, max_epochs=4),
+                     "--resume", str(checkpoints / "epoch2.ckpt")]) == 0  # fmt: skip
+    assert ("rolling back from epoch 3 to epoch 2 (epoch2.ckpt; last.ckpt cannot be read, history.jsonl records epoch "
+            "3): checkpoints/last.ckpt and the history row of epoch 3 are replaced as the run trains on") in caplog.text

@@ -386,20 +386,27 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
 
 def _say_rollback(own: Path, path: Path, checkpoint: dict) -> None:
     """Say so where resuming from ``path`` (checked: ``checkpoint``), an earlier state of the run whose latest is
-    ``own`` (its checkpoints/last.ckpt), rolls the run back: it replaced that run's later epochs without a word."""
-    from .callbacks import read_checkpoint
+    ``own`` (its checkpoints/last.ckpt), rolls the run back: it replaced that run's later epochs without a word.
+    Where ``own`` cannot be read (damaged: why another is resumed from), the run's history.jsonl says how far it got."""
+    from .callbacks import read_checkpoint, read_history
 
     if not own.is_file() or own.samefile(path):
         return
+    done, unreadable = epochs_done(checkpoint), ""
     try:
         latest = read_checkpoint(own)
-    except ResumeError:  # (damaged: that is why it is resumed from another)
-        return
-    if int(latest.get("global_step", 0)) > int(checkpoint.get("global_step", 0)):
-        done, later = epochs_done(checkpoint), epochs_done(latest)
+    except ResumeError:
+        rows = read_history(own.parent.parent / "history.jsonl")
+        later = max((row["epoch"] + 1 for row in rows), default=0)
+        unreadable = f"; {own.name} cannot be read, history.jsonl records epoch {later}"
+    else:
+        if int(latest.get("global_step", 0)) <= int(checkpoint.get("global_step", 0)):
+            return
+        later = epochs_done(latest)
+    if later > done or not unreadable:
         rows = f"row of epoch {later}" if later == done + 1 else f"rows of epochs {done + 1} to {later}"
-        log.info("rolling back from epoch %d to epoch %d (%s): checkpoints/last.ckpt and the history %s are replaced "
-                 "as the run trains on", later, done, path.name, rows)  # fmt: skip
+        log.info("rolling back from epoch %d to epoch %d (%s%s): checkpoints/last.ckpt and the history %s are "
+                 "replaced as the run trains on", later, done, path.name, unreadable, rows)  # fmt: skip
 
 
 def _epochs_started(checkpoint: dict) -> int:
