@@ -357,6 +357,21 @@ def test_a_bad_encoder_parameter_is_named_with_its_encoder(tmp_path, capsys, spe
     assert expected in one_error_line(capsys.readouterr().err)
 
 
+
+@pytest.mark.parametrize("name", ["emb.npy", "emb.parquet", "points.csv"])
+def test_a_file_of_embeddings_is_no_encoder(tmp_path, capsys, name):
+    """`--encoders emb.npy` (embeddings `satclip embed` wrote) was tried as a checkpoint: "emb.npy is not a
+    readable checkpoint: … download or export it again"."""
+    embeddings = tmp_path / name
+    np.save(embeddings.with_suffix(".npy"), np.zeros((3, 4), np.float32))
+    embeddings.with_suffix(".npy").rename(embeddings)
+    assert main(["evaluate", "--encoders", str(embeddings), "--tasks", "country", "--out", str(tmp_path / "out")]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: encoder {str(embeddings)!r} is a file of embeddings or a table ({embeddings.suffix}), not an "
+        "encoder: encoders are models (a checkpoint, a native model directory, a model name) and raw encodings, whose "
+        "embeddings the evaluation computes at each task's points; precomputed embeddings cannot be evaluated")
+    assert not (tmp_path / "out").exists()
+
 def test_reference_benchmark_configuration():
     from satclip.eval import reference
 

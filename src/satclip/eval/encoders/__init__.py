@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -522,6 +523,7 @@ def create(spec: str) -> Encoder:
         example = f"{base}+range+({options})" if "=" in options else f"{base}+range+(beta=0.5)"
         raise BadInputError(f"encoder spec {spec!r}: a retrieval spec is MODEL+range or MODEL+range+, its parameters "
                             f"in parentheses, e.g. {example}")  # fmt: skip
+    _refuse_embeddings(spec, name)
     from ...io.load import load
     from ...io.resolve import resolve
 
@@ -541,6 +543,20 @@ def create(spec: str) -> Encoder:
     _check_params(spec, ENCODERS.kind, name, load, params, reserved=("source",))
     model = load(source.path, **params)
     return Encoder(spec, model, f"satclip.load({name!r})", model.feature_dtype)
+
+
+def _refuse_embeddings(spec: str, name: str) -> None:
+    """Refuse a file of embeddings (what ``satclip embed`` writes, or a table) as encoder ``spec``: it was tried
+    as a checkpoint ("not a readable checkpoint: … download or export it again")."""
+    from ...embed.sinks import SUFFIXES
+
+    suffix = Path(name).suffix.lower()
+    if existing_path(name) and suffix in (*SUFFIXES, ".csv", ".tsv"):
+        raise BadInputError(
+            f"encoder {spec!r} is a file of embeddings or a table ({suffix}), not an encoder: encoders are models (a "
+            "checkpoint, a native model directory, a model name) and raw encodings, whose embeddings the evaluation "
+            "computes at each task's points; precomputed embeddings cannot be evaluated"
+        )
 
 
 def names() -> list[str]:
