@@ -192,7 +192,7 @@ def test_figures_of_an_earlier_run_do_not_linger(tmp_path):
     assert ".png" not in (out / "results.md").read_text()
 
 
-def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
+def test_evaluate_holdout_spatial_block_and_paper(tmp_path, capsys):
     data = require(AIR_TEMPERATURE_CSV)
     common = ["--n-points", "500", "--seeds", "1", "--probes", "linear", "--no-figures"]
     assert main(["evaluate", "--encoders", "sh-l10", "--tasks", "era5-temperature", "--protocol",
@@ -217,6 +217,9 @@ def test_evaluate_holdout_spatial_block_and_paper(tmp_path):
 
     assert main(["evaluate", "--preset", "paper", "--encoders", "wrap", "--seeds", "2", "--max-epochs", "40",
                  "--workers", "1", "--data", str(data), "--out", str(tmp_path / "p")]) == 0  # fmt: skip
+    # (it named results.md alone)
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path / 'p' / 'results.md'} and " \
+        f"{tmp_path / 'p' / 'results.csv'}"  # fmt: skip
     rows = _rows(tmp_path / "p" / "results.csv")
     assert [(r["task"], r["probe"], r["n_train"], r["n_val"], r["n_test"]) for r in rows] == [
         ("air-temperature", "paper-mlp", "1538", "0", "1538")] * 2  # fmt: skip

@@ -169,6 +169,16 @@ def test_probes_that_name_no_probe_are_refused(tmp_path, capsys, probes):
     assert f"argument --probes: names no probe, got {probes!r}: give mlp, linear or both" in _refused(argv, capsys)
 
 
+def test_the_probes_help_names_every_probe(capsys, monkeypatch):
+    """`--probes` help said "mlp, linear" while the error for an unknown one listed linear, mlp, paper-mlp."""
+    from satclip.eval.probes import PROBES
+
+    monkeypatch.setenv("COLUMNS", "1000")  # (one line per option: no name broken at its hyphen)
+    assert main(["evaluate", "--help"]) == 0
+    text = capsys.readouterr().out
+    described = text.split("--probes PROBES ")[1].split(" --")[0]
+    assert PROBES.names() and all(name in described.replace(",", " ").split() for name in PROBES.names()), described
+
 def test_too_few_points_are_refused_and_the_fewest_allowed_run(tmp_path, capsys):
     """``--n-points 1`` ran 1 training point and no validation or test point: empty metrics and numpy warnings,
     exit 0. The least allowed, 10, is split 6 / 2 / 2 by the random protocol."""

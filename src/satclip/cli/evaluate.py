@@ -130,7 +130,8 @@ def add_parser(subparsers) -> None:
         "--protocol", default="random", help="random | holdout-continent | spatial-block | paper (default random)"
     )
     parser.add_argument("--probes", type=_probes, default="mlp",
-                        help="comma-separated: mlp, linear (default mlp; --protocol paper fits its own)")  # fmt: skip
+                        help="comma-separated: mlp, linear, paper-mlp (the air-temperature notebook's MLP, "
+                             "regression only) (default mlp; --protocol paper fits its own)")  # fmt: skip
     parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4),
                         help="a count N: seeds 0..N-1 (default 5), or a list of seeds: 0,3,7; one given seed "
                              "takes a comma: 3, (3 alone is a count)")  # fmt: skip
@@ -336,7 +337,7 @@ def _run(args: argparse.Namespace) -> int:
 
         encoders = split_specs(args.encoders) if args.encoders else REFERENCE_ENCODERS
         path = run_paper(args.out, encoders, seeds=args.seeds, epochs=args.max_epochs, command=command, **common)
-        print(f"wrote {path}")
+        print(f"wrote {path} and {path.with_name('results.csv')}")  # (as an evaluation without a preset says)
         return 0
     outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress(),
                              command=command)  # fmt: skip
