@@ -76,7 +76,8 @@ def test_contrastive_chance_is_batches_over_pairs():
 
     assert contrastive_chance(10_000, 8192) == 2 / 10_000  # batches of 8,192 and 1,808
     assert contrastive_chance(8192, 8192) == 1 / 8192
-    assert contrastive_chance(10_000, 8192, drop_last=True) == 1 / 10_000
+    assert contrastive_chance(10_000, 8192, drop_last=True) == 1 / 8192  # (the 1,808 are not trained on)
+    assert contrastive_chance(8193, 8192) == 1 / 8192  # (a last batch of one pair is dropped)
 
 
 def test_demo_end_to_end_tiny(tmp_path):

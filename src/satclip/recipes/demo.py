@@ -588,11 +588,17 @@ MODEL_CARD_EVAL = {"eval_points": 5_000, "eval_seeds": 3}
 
 def contrastive_chance(pairs: int, batch_size: int, drop_last: bool = False) -> float:
     """Chance level of an epoch's contrastive top-1 accuracy over ``pairs`` pairs in batches of
-    ``batch_size``: 1/b in a batch of b, averaged over pairs as Lightning weights batches, = batches / pairs."""
-    if pairs <= 0:
-        return float("nan")
-    batches = pairs // batch_size if drop_last else math.ceil(pairs / batch_size)
-    return max(batches, 1) / pairs
+    ``batch_size``: 1/b in a batch of b, averaged over the pairs trained on as Lightning weights batches, = batches /
+    pairs, where a last, smaller batch is dropped as the sampler drops it (``drop_last``, or fewer than
+    :data:`~satclip.train.config.MIN_BATCH_PAIRS` pairs: its pairs were counted, and 1/10,000 said for 1/8,192)."""
+    from ..train.config import MIN_BATCH_PAIRS
+
+    batches, rest = divmod(pairs, batch_size)
+    if rest and (drop_last or rest < MIN_BATCH_PAIRS):
+        pairs -= rest
+    elif rest:
+        batches += 1
+    return batches / pairs if batches else float("nan")
 
 
 def _last_epoch(result, settings) -> str:
