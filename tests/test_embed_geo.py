@@ -372,6 +372,22 @@ def test_a_geopackage_attribute_table_gives_its_lon_lat_columns(model, encoder, 
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
 
 
+def test_centroids_of_a_table_without_geometries_are_refused(model, tmp_path, capsys):
+    """--centroids with a GeoPackage attribute table (read by its lon/lat columns) or a plain Parquet file was
+    accepted and did nothing, while it is refused for a CSV."""
+    pyogrio = pytest.importorskip("pyogrio")
+    frame = pd.DataFrame({"name": ["b", "x"], "lon": [13.4, 2.0], "lat": [52.5, 48.9]})
+    pyogrio.write_dataframe(frame, tmp_path / "attr.gpkg", layer="tab")
+    frame.to_parquet(tmp_path / "plain.parquet")
+    for name, fmt in (("attr.gpkg", "gpkg"), ("plain.parquet", "parquet")):
+        out = tmp_path / f"{name}.out.parquet"
+        argv = ["embed", str(tmp_path / name), "-o", str(out), "--model", str(model), "--no-progress", "--centroids"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"satclip: error: --centroids embeds the centroids of geometries, and {tmp_path / name} ({fmt}) "
+                       "holds points as lon/lat: drop --centroids"] and not out.exists()
+
+
 @pytest.mark.parametrize("name", ["geometries.gpkg", "geometries.geojson"])
 def test_a_file_of_geometries_without_attributes_is_embedded(model, encoder, tmp_path, name):
     """A GeoPackage or GeoJSON holding geometries and no attribute column was refused as "not a readable gpkg

@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = open_source(args.input, args.input_format, args.lon_col, args.lat_col, centroids=args.centroids,
                          layer=args.layer)  # fmt: skip
-    if args.centroids and source.format in ("csv", "npy"):  # (accepted, and nothing done)
+    if args.centroids and source.geometry_columns is None:  # (accepted, and nothing done; a GeoPackage table too)
         raise BadInputError(f"--centroids embeds the centroids of geometries, and {args.input} ({source.format}) "
                             "holds points as lon/lat: drop --centroids")  # fmt: skip
     with contextlib.ExitStack() as stack:
