@@ -992,6 +992,22 @@ def test_invalid_rows_of_every_failing_partition_are_named(cluster, model, tmp_p
            f"{bad[1] - 20_000} of part.1.parquet). Pass --skip-invalid" in err  # fmt: skip
 
 
+def test_skipping_swapped_rows_on_dask_says_what_they_look_like_once(cluster, model, tmp_path, capsys):
+    """--engine dask --skip-invalid wrote rows that look swapped as nulls without the warning the local engine
+    gives (range_hints); said once for the job, not once per partition."""
+    _, client = cluster
+    frame = points(20_000, seed=5)
+    bad = [5, 8192 + 9, 2 * 8192 + 3]  # in partitions 0, 1 and 2 of 8192 rows
+    frame.loc[bad, ["lon", "lat"]] = [40.0, 120.0]  # (lat, lon) given as (lon, lat)
+    dataset = write_dataset(frame, tmp_path / "in", parts=2)
+    args = ["embed", str(dataset), "-o", str(tmp_path / "emb.parquet"), "--model", str(model), "--engine", "dask",
+            "--no-progress", "--scheduler", client.scheduler.address, "--chunk-rows", "8192", "--skip-invalid"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"{dataset}: 3 invalid row(s) written as null (--skip-invalid): This looks like lat/lon are swapped" in err
+    assert err.count("looks like") == 1
+
+
 def test_a_misspelt_model_is_named_before_a_cluster_starts(model, tmp_path, monkeypatch, capsys):
     """`--model no-such-model --engine dask` started a local cluster (4-5 s of worker processes) before it said that
     the model does not exist."""

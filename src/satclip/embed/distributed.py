@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import safe_output
 from ..digests import file_crc32
-from ..encoding.points import PROJECTED_FILE, InvalidPointsError, describe_invalid, invalid_rows
+from ..encoding.points import PROJECTED_FILE, InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models import precision
@@ -230,6 +230,8 @@ class _Partitions:
             rows_bad = np.flatnonzero(bad)
             error = describe_invalid(lonlat, bad, start, projected=PROJECTED_FILE)
             return {**result, "error": error, "bad_rows": (rows_bad + start).tolist()}
+        if bad.any():  # (what the rows skipped look like: said once for the job by the client, _run)
+            result["hints"] = range_hints(lonlat, bad, projected=PROJECTED_FILE)
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
             embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)
@@ -711,6 +713,7 @@ def _run(
     submitted: dict = {}  # future key → (partition, attempt)
     futures: list = []
     failed: list[dict] = []
+    hints: dict[int, str] = {}  # partition → what its invalid rows skipped look like (range_hints)
     try:
         _register(client, _JobPlugin(name, job), name)  # (refused: unregistered, or workers joining later refuse too)
         futures = client.map(_run_partition, [name] * len(todo), todo, [token] * len(todo), pure=False)
@@ -744,6 +747,8 @@ def _run(
                 raise ClusterError(f"{result['worker']} wrote partition {index} to {result['pending']}, which this "
                                    f"command cannot find: {SHARED_PATHS}")  # fmt: skip
             safe_output.publish(result["pending"], parts / _part_name(index, kind), overwrite=True)
+            if result.get("hints"):
+                hints[index] = result["hints"]
             manifest["done"][str(index)] = result["invalid"]
             if "parts_crc32" in manifest:
                 manifest["parts_crc32"][str(index)] = result["stored"]
@@ -755,4 +760,7 @@ def _run(
         client.cancel([future for future in futures if not future.done()])
         with contextlib.suppress(Exception):  # the cluster may be gone already
             client.unregister_worker_plugin(name)
+    if hints:  # (once, not per partition: the first partition's, as the local engine says its first chunk's)
+        log.warning("%s: %d invalid row(s) written as null (--skip-invalid):%s", job.source.path,
+                    sum(manifest["done"].values()), hints[min(hints)])  # fmt: skip
     return failed
