@@ -297,6 +297,22 @@ def test_skipping_swapped_or_projected_coordinates_says_what_they_look_like(tmp_
            "look projected" in capsys.readouterr().err
 
 
+def test_swapped_columns_of_a_file_are_told_the_flags_that_swap_them(tmp_path, model, points, capsys):
+    """The swap hint for a file said "satclip takes (lon, lat) order", which the command line cannot act on: it names
+    --lon-col/--lat-col swapped for columns of the file, and stays as it was for an NPY array's."""
+    swapped = points.rename(columns={"lon": "Latitude", "lat": "LON"})  # (detected by name)
+    swapped.to_csv(tmp_path / "swapped.csv", index=False)
+    argv = [tmp_path / "swapped.csv", "-o", tmp_path / "s.parquet", "--model", model]
+    assert embed(*argv) == 2
+    fix = "are swapped: satclip takes (lon, lat) order; pass --lon-col Latitude --lat-col LON. ("
+    assert fix in one_error_line(capsys.readouterr().err)
+    assert embed(*argv, "--skip-invalid") == 0 and fix[:-2] in capsys.readouterr().err
+    assert embed(*argv, "--overwrite", "--lon-col", "Latitude", "--lat-col", "LON") == 0
+    np.save(tmp_path / "swapped.npy", points[["lat", "lon"]].to_numpy())
+    assert embed(tmp_path / "swapped.npy", "-o", tmp_path / "n.parquet", "--model", model) == 2
+    assert "are swapped: satclip takes (lon, lat) order. (" in capsys.readouterr().err
+
+
 def test_projected_coordinates_in_a_file_get_advice_for_the_command_line(tmp_path, model, capsys):
     """A CSV of UTM metres was told to use gdf.set_crs(…), which the command line has no place for."""
     pd.DataFrame({"x": [391_000.0], "y": [5_820_000.0]}).to_csv(tmp_path / "utm.csv", index=False)

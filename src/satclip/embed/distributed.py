@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import safe_output
 from ..digests import file_crc32
-from ..encoding.points import PROJECTED_FILE, InvalidPointsError, describe_invalid, invalid_rows, range_hints
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models import precision
@@ -69,6 +69,7 @@ from .job import (
     complete_stopped,
     damaged_manifest,
     discarded_if_nothing_done,
+    file_advice,
     output_attrs,
     publish_work,
     recorded,
@@ -228,10 +229,10 @@ class _Partitions:
         result = {"index": index, "rows": table.num_rows, "invalid": int(bad.sum())}
         if bad.any() and not self.skip_invalid:
             rows_bad = np.flatnonzero(bad)
-            error = describe_invalid(lonlat, bad, start, projected=PROJECTED_FILE)
+            error = describe_invalid(lonlat, bad, start, **file_advice(source))
             return {**result, "error": error, "bad_rows": (rows_bad + start).tolist()}
         if bad.any():  # (what the rows skipped look like: said once for the job by the client, _run)
-            result["hints"] = range_hints(lonlat, bad, projected=PROJECTED_FILE)
+            result["hints"] = range_hints(lonlat, bad, **file_advice(source))
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
             embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import PROJECTED_FILE, InvalidPointsError, describe_invalid, invalid_rows, range_hints
+from ..encoding.points import PROJECTED_FILE, SWAPPED, InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity
@@ -177,6 +178,16 @@ def _recorded_attrs(output: Path) -> dict:
     return recorded if isinstance(recorded, dict) else {}
 
 
+def file_advice(source: Source) -> dict:
+    """The ``swapped`` and ``projected`` advice of :func:`~satclip.encoding.points.describe_invalid` and
+    :func:`~satclip.encoding.points.range_hints` for the points of a file: what to do on the command line, with
+    the flags that swap its coordinate columns (not for a point geometry's or an NPY array's, which are no columns)."""
+    if source.format == "npy" or (source.lon_col, source.lat_col) == source.geometry_columns:
+        return {"swapped": SWAPPED, "projected": PROJECTED_FILE}
+    flags = f"--lon-col {shlex.quote(source.lat_col)} --lat-col {shlex.quote(source.lon_col)}"
+    return {"swapped": f"{SWAPPED.removesuffix('.')}; pass {flags}.", "projected": PROJECTED_FILE}
+
+
 def _scan(
     source: Source, chunk_rows: int, shard: tuple[int, int]
 ) -> tuple[int, int, InvalidPointsError | None, str]:
@@ -213,13 +224,13 @@ def _scan(
         bad = invalid_rows(lonlat)
         missing = source.nan_means and bool(np.isnan(lonlat[bad]).all(axis=1).any())
         message = (
-            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows, projected=PROJECTED_FILE)}"
+            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows, **file_advice(source))}"
             f"{f' Its (lon=nan, lat=nan) rows are {source.nan_means}.' if missing else ''} ({total} invalid row(s) in "
             f"all, {source.numbering(index * chunk_rows + int(np.flatnonzero(bad)[0]))}; pass --skip-invalid to "
             "write nulls for them)"
         )
         error = InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
-        return num_rows, total, error, range_hints(lonlat, bad, projected=PROJECTED_FILE)
+        return num_rows, total, error, range_hints(lonlat, bad, **file_advice(source))
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
 
 
