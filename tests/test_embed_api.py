@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -442,3 +444,14 @@ def test_16_bit_coordinates_are_said_to_be_rounded(encoder, dtype, step):
     assert said[0].filename == __file__  # (the user's line, not satclip's)
     with pytest.warns(UserWarning, match="pass float32 or float64 coordinates"):
         satclip.embed(points.float().numpy().astype(np.float16), model=encoder)
+
+
+def test_16_bit_tensor_coordinates_are_warned_of_once(encoder):
+    """satclip.embed of a float16 tensor warned twice (reading the points, then encoding them), shown twice wherever
+    every warning is shown (Jupyter's and pytest's filters)."""
+    points = torch.tensor([[170.3, -45.7], [13.4, 52.5]], dtype=torch.float16)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        out = satclip.embed(points, model=encoder)
+    assert [str(w.message)[:20] for w in said] == ["points are float16, "]
+    torch.testing.assert_close(out, encoder.encode(points.double()), rtol=0, atol=0)

@@ -339,9 +339,11 @@ def to_lonlat(
                          "columns are (lon, lat): pass the table, or the array without column names")  # fmt: skip
     torch = sys.modules.get("torch")  # (not imported: then points are no tensor; file readers stay torch-free)
     if torch is not None and isinstance(points, torch.Tensor):
-        from ..encoding.points import coordinate_tensor
+        from ..encoding.points import ROUNDING_DTYPES, coordinate_tensor
 
-        return coordinate_tensor(points)
+        tensor = coordinate_tensor(points)  # (which warns of 16-bit floats)
+        # float32 holds 16-bit floats exactly; encoding them as they were warned a second time
+        return tensor.float() if tensor.dtype in ROUNDING_DTYPES else tensor
     if is_geo(points) and lon_col is None and lat_col is None:
         return geo_lonlat(points, centroids=centroids, index_labels=True)
     if is_table(points):
