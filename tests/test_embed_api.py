@@ -446,6 +446,29 @@ def test_16_bit_coordinates_are_said_to_be_rounded(encoder, dtype, step):
         satclip.embed(points.float().numpy().astype(np.float16), model=encoder)
 
 
+def test_float16_columns_are_said_to_be_rounded(encoder):
+    """float16 coordinate columns of a pandas frame, a pyarrow table or an xarray Dataset were read as float64 without
+    a word, as arrays of them are not: 13.4 was taken for 13.3984375."""
+    import pyarrow as pa
+
+    half = pd.DataFrame({"lon": [13.4, 2.0], "lat": [52.5, 48.9]}).astype(np.float16)
+    expected = satclip.embed(half.to_numpy().astype(np.float64), model=encoder)
+    tables = [half, half.astype(pd.ArrowDtype(pa.float16())), pa.Table.from_pandas(half),
+              half.assign(lat=half.lat.astype(np.float64))]  # fmt: skip
+    xr = pytest.importorskip("xarray")
+    tables.append(xr.Dataset.from_dataframe(half))
+    for table, named in zip(tables, ["'lon', 'lat'"] * 3 + ["'lon'", "'lon', 'lat'"], strict=True):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            out = satclip.embed(table, model=encoder)
+        assert [str(w.message) for w in said] == [
+            f"coordinate{'' if isinstance(table, xr.Dataset) else ' column'}(s) {named} are float16, which holds "
+            "coordinates to steps of up to 0.125° (at 128–180°): they were rounded before satclip saw them; pass "
+            "float32 or float64 coordinates"
+        ] and said[0].filename == __file__
+        np.testing.assert_array_equal(out, expected)
+
+
 def test_16_bit_tensor_coordinates_are_warned_of_once(encoder):
     """satclip.embed of a float16 tensor warned twice (reading the points, then encoding them), shown twice wherever
     every warning is shown (Jupyter's and pytest's filters)."""

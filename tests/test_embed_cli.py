@@ -313,6 +313,22 @@ def test_swapped_columns_of_a_file_are_told_the_flags_that_swap_them(tmp_path, m
     assert "are swapped: satclip takes (lon, lat) order. (" in capsys.readouterr().err
 
 
+def test_float16_coordinates_in_a_file_are_said_to_be_rounded(tmp_path, model, points, capsys):
+    """float16 coordinates in an NPY or Parquet file were read as float64 without a word (13.4 embedded as
+    13.3984375), while a float16 array given to satclip.embed is warned of."""
+    half = points[["lon", "lat"]].astype(np.float16)
+    np.save(tmp_path / "half.npy", half.to_numpy())
+    points.assign(lat=half.lat).to_parquet(tmp_path / "half.parquet")
+    for name, columns in (("half.npy", "'lon', 'lat'"), ("half.parquet", "'lat'")):
+        assert embed(tmp_path / name, "-o", tmp_path / f"{name}.emb.parquet", "--model", model) == 0
+        err = capsys.readouterr().err
+        assert f"{tmp_path / name}: its coordinate column(s) {columns} are float16, which holds coordinates to steps " \
+               "of up to 0.125° (at 128–180°): they were rounded when stored; store them as float32 or float64" in err
+        assert err.count("rounded") == 1
+    np.testing.assert_allclose(read_embeddings(tmp_path / "half.npy.emb.parquet"),
+                               reference(model, half.to_numpy().astype(np.float64)), atol=1e-5)  # fmt: skip
+
+
 def test_projected_coordinates_in_a_file_get_advice_for_the_command_line(tmp_path, model, capsys):
     """A CSV of UTM metres was told to use gdf.set_crs(…), which the command line has no place for."""
     pd.DataFrame({"x": [391_000.0], "y": [5_820_000.0]}).to_csv(tmp_path / "utm.csv", index=False)

@@ -503,6 +503,7 @@ def embed_dataset(
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     if source.num_rows == 0:
         raise no_points(source)
+    source.warn_of_half_floats()
     output = Path(output).absolute()  # (workers write its parts: a remote one's directory is not this one's)
     kind = sinks.dask_output_kind(output, out_format)
     workdir = work_dir(output)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..errors import BadInputError, warn_caller
 from .columns import LAT_NAMES, LON_NAMES, ColumnError, detect_lonlat_columns, matching_columns
 
 if TYPE_CHECKING:
@@ -240,6 +240,26 @@ def column_values(table, name: str) -> np.ndarray:
         raise ValueError(f"coordinate column {name!r} is not numeric{' at ' + where if where else ''}: {err}") from err
 
 
+def warn_of_half_floats(what: str, path=None) -> None:
+    """Warn that the coordinates ``what`` come in as float16, rounded when they were stored (13.4 is 13.3984375):
+    for a file ``path`` in the log, else to the user's line, as :func:`~satclip.encoding.points.coordinate_tensor`
+    warns of 16-bit arrays."""
+    rounded = "float16, which holds coordinates to steps of up to 0.125° (at 128–180°): they were rounded"
+    if path is None:
+        warn_caller(f"{what} are {rounded} before satclip saw them; pass float32 or float64 coordinates")
+    else:
+        log.warning("%s: %s are %s when stored; store them as float32 or float64", path, what, rounded)
+
+
+#: how a column of float16 shows its type: NumPy's and pandas', Arrow's, pandas' Arrow-backed one
+_HALF_FLOATS = {"float16", "halffloat", "halffloat[pyarrow]"}
+
+
+def _half_float(column) -> bool:
+    dtype = getattr(column, "dtype", None)
+    return str(getattr(column, "type", "") if dtype is None else dtype) in _HALF_FLOATS
+
+
 def _is_text(value) -> bool:
     return isinstance(value, (str, bytes))
 
@@ -290,6 +310,9 @@ def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) 
                 f"coordinate column {name!r} appears {texts.count(name)} times among the columns {texts}: keep one "
                 "(e.g. frame.loc[:, ~frame.columns.duplicated()]) or rename the others"
             )
+    half = [name for name in (lon_name, lat_name) if _half_float(table[labels[name]])]
+    if half:
+        warn_of_half_floats(f"coordinate column(s) {', '.join(map(repr, half))}")
     return np.column_stack([column_values(table, labels[lon_name]), column_values(table, labels[lat_name])])
 
 
@@ -310,9 +333,11 @@ def _dataset_lonlat(dataset, lon_col: str | None, lat_col: str | None) -> np.nda
 def _number_columns(lon, lat, lon_name: str, lat_name: str) -> np.ndarray:
     from ..encoding.points import number_array
 
-    return np.column_stack([number_array(lon, f"{lon_name} values"), number_array(lat, f"{lat_name} values")]).astype(
-        np.float64
-    )
+    lon, lat = number_array(lon, f"{lon_name} values"), number_array(lat, f"{lat_name} values")
+    half = [name for name, values in ((lon_name, lon), (lat_name, lat)) if values.dtype == np.float16]
+    if half:
+        warn_of_half_floats(f"coordinate(s) {', '.join(map(repr, half))}")
+    return np.column_stack([lon, lat]).astype(np.float64)
 
 
 def to_lonlat(

@@ -611,6 +611,7 @@ def embed_file(
     )
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
+    source.warn_of_half_floats()
     check_sibling_shards(unsharded, shard, identity, source)
     inputs = [source.path, *encoder_files(encoder)]
 

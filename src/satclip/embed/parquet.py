@@ -175,6 +175,7 @@ class ParquetDatasetSource(Source):
         self.file_rows = [sum(groups) for groups in self._group_rows]
         self.num_rows = sum(self.file_rows)
         self.columns = list(schema.names)
+        self._schema = schema
         self._geo = None
         geo = json.loads((schema.metadata or {}).get(b"geo", b"null"))
         if geo:
@@ -200,6 +201,9 @@ class ParquetDatasetSource(Source):
         if self.centroids:
             log.info("%s: geometries of column %r that are not points are embedded as their centroids", self.path,
                      primary)  # fmt: skip
+
+    def stored_type(self, column):
+        return self._schema.field(column).type if column in self._schema.names else None  # (not the geometry's)
 
     def fingerprint(self) -> dict:
         if self.path.is_file():

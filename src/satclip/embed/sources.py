@@ -26,7 +26,7 @@ from ..errors import BadInputError
 from ..optional import gdal_warnings_as_debug, require
 from ..registry import Registry
 from .columns import LAT_NAMES, LON_NAMES, detect_lonlat_columns, matching_columns
-from .inputs import geo_lonlat, is_wgs84
+from .inputs import geo_lonlat, is_wgs84, warn_of_half_floats
 
 log = logging.getLogger(__name__)
 SOURCES: Registry = Registry("input format")
@@ -185,6 +185,18 @@ class Source:
     def fingerprint(self) -> dict:
         return {"format": self.format, **file_fingerprint(self.path)}
 
+    def stored_type(self, column: str):
+        """The Arrow type the file stores ``column`` as, where the format says it without reading data; else None."""
+        return None
+
+    def warn_of_half_floats(self) -> None:
+        """Warn where the file stores the coordinates as float16: they are read as float64 without a word."""
+        pa = _pa()
+        half = [name for name in dict.fromkeys((self.lon_col, self.lat_col))
+                if (stored := self.stored_type(name)) is not None and pa.types.is_float16(stored)]  # fmt: skip
+        if half:
+            warn_of_half_floats(f"its coordinate column(s) {', '.join(map(repr, half))}", self.path)
+
     #: how messages count rows
     row_numbers = "rows counted from 0"
 
@@ -234,6 +246,9 @@ class ParquetSource(Source):
         self._file = pq.ParquetFile(self.path)
         self.columns = list(self._file.schema_arrow.names)
         self.num_rows = self._file.metadata.num_rows
+
+    def stored_type(self, column):
+        return self._file.schema_arrow.field(column).type
 
     def _batches(self, start, columns):
         meta, first, group = self._file.metadata, 0, 0
@@ -532,6 +547,9 @@ class NpySource(Source):
             turned = " (transposed? save points.T)" if len(shape) == 2 and shape[0] == 2 else ""  # (as the API says)
             raise ValueError(f"{self.path}: expected an (N, 2) array of (lon, lat), got shape {shape}{turned}")
         self.num_rows = int(self._array.shape[0])
+
+    def stored_type(self, column):
+        return _pa().from_numpy_dtype(self._array.dtype)
 
     def _batches(self, start, columns):
         pa = _pa()
