@@ -469,6 +469,24 @@ def test_float16_columns_are_said_to_be_rounded(encoder):
         np.testing.assert_array_equal(out, expected)
 
 
+def test_a_dict_of_columns_is_a_table(encoder):
+    """satclip.embed({"lon": [...], "lat": [...]}, m) was refused as "float() argument must be a string or a real
+    number, not 'dict'": its columns are found or named as a DataFrame's."""
+    columns = {"site": ["a", "b"], "Latitude": [52.5, 48.9], "lon": [13.4, 2.0]}
+    expected = satclip.embed(np.array([[13.4, 52.5], [2.0, 48.9]]), model=encoder)
+    np.testing.assert_array_equal(satclip.embed(columns, model=encoder), expected)
+    np.testing.assert_array_equal(satclip.embed({"x": (13.4, 2.0), "y": np.array([52.5, 48.9])}, model=encoder,
+                                                lon_col="x", lat_col="y"), expected)  # fmt: skip
+    with pytest.raises(InvalidPointsError, match=r"^1 invalid point\(s\): row 1: \(lon=nan, lat=48.9\)"):
+        satclip.embed({"lon": [13.4, None], "lat": [52.5, 48.9]}, model=encoder)
+    with pytest.raises(ColumnError, match="no longitude column"):
+        satclip.embed({"x": [1.0], "lat": [2.0]}, model=encoder)
+    with pytest.raises(BadInputError, match=r"^a dict of points .*'lon' has shape \(2,\) and 'lat' \(1,\); give both"):
+        satclip.embed({"lon": [13.4, 2.0], "lat": [52.5]}, model=encoder)
+    with pytest.raises(BadInputError, match="lat values must be numbers"):
+        satclip.embed({"lon": [13.4], "lat": ["52.5"]}, model=encoder)
+
+
 def test_16_bit_tensor_coordinates_are_warned_of_once(encoder):
     """satclip.embed of a float16 tensor warned twice (reading the points, then encoding them), shown twice wherever
     every warning is shown (Jupyter's and pytest's filters)."""

@@ -156,9 +156,10 @@ def embed(
 
     Args:
         points: ``(N, 2)`` (lon, lat) degrees as a numpy array, a torch tensor or anything array-like; a
-            pandas DataFrame or pyarrow Table (columns ``lon``/``longitude``/``lng`` and ``lat``/``latitude``
-            detected, or named by ``lon_col``/``lat_col``; rows come back in order), an xarray Dataset (its
-            variables so named) or a DataArray whose dimension of two is labelled (read by label); a
+            pandas DataFrame, pyarrow Table or dict of equal-length columns (columns ``lon``/``longitude``/``lng``
+            and ``lat``/``latitude`` detected, or named by ``lon_col``/``lat_col``; rows come back in order), an
+            xarray Dataset (its variables so named) or a DataArray whose dimension of two is labelled (read by
+            label); a
             GeoDataFrame/GeoSeries of points (reprojected to EPSG:4326 if its CRS is another); or a Dask DataFrame /
             dask-geopandas GeoDataFrame of either (embedded lazily, partition by partition:
             :func:`satclip.embed.distributed.embed_frame`).

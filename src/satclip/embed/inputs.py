@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -330,6 +331,18 @@ def _dataset_lonlat(dataset, lon_col: str | None, lat_col: str | None) -> np.nda
     return _number_columns(lon.values, lat.values, lon_name, lat_name)
 
 
+def _mapping_lonlat(columns: Mapping, lon_col: str | None, lat_col: str | None) -> np.ndarray:
+    """``(N, 2)`` float64 (lon, lat) of a dict of equal-length columns (``{"lon": [...], "lat": [...]}``, as
+    ``pandas.DataFrame`` takes it), found as a table's columns are."""
+    names = {str(name): name for name in columns}
+    lon_name, lat_name = detect_lonlat_columns(list(names), lon_col, lat_col)
+    lon, lat = np.asarray(columns[names[lon_name]]), np.asarray(columns[names[lat_name]])
+    if lon.ndim != 1 or lon.shape != lat.shape:
+        raise BadInputError(f"a dict of points holds one value per point in each column: {lon_name!r} has shape "
+                            f"{lon.shape} and {lat_name!r} {lat.shape}; give both as lists of one length")  # fmt: skip
+    return _number_columns(lon, lat, lon_name, lat_name)
+
+
 def _number_columns(lon, lat, lon_name: str, lat_name: str) -> np.ndarray:
     from ..encoding.points import number_array
 
@@ -347,11 +360,14 @@ def to_lonlat(
     else becomes a float64 numpy array. What is no (N, 2) array of numbers is refused
     (:func:`satclip.encoding.points.coordinate_tensor`); the range is not checked here. ``centroids``: see
     :func:`geo_lonlat`. An xarray Dataset is read by its coordinate variables, a DataArray with a labelled
-    dimension of two (``coord=["lat", "lon"]``) by its labels, as a table by its column names."""
+    dimension of two (``coord=["lat", "lon"]``) by its labels, as a table by its column names, and so is a dict of
+    columns."""
     from ..encoding.points import is_xarray_dataset, labelled_axis
 
     if is_xarray_dataset(points):
         return _dataset_lonlat(points, lon_col, lat_col)
+    if isinstance(points, Mapping):
+        return _mapping_lonlat(points, lon_col, lat_col)
     labelled = labelled_axis(points)
     if labelled is not None:
         axis, labels = labelled
