@@ -329,6 +329,22 @@ def test_float16_coordinates_in_a_file_are_said_to_be_rounded(tmp_path, model, p
                                reference(model, half.to_numpy().astype(np.float64)), atol=1e-5)  # fmt: skip
 
 
+def test_files_of_a_dataset_directory_that_are_not_read_are_named(tmp_path, model, points, capsys):
+    """A dataset directory of Parquet parts with a CSV beside them was embedded without the CSV's rows and without a
+    word; its hidden and underscore files (_SUCCESS, .crc) are no data and go unnamed."""
+    dataset = tmp_path / "in"
+    (dataset / "sub").mkdir(parents=True)
+    points.iloc[:100].to_parquet(dataset / "a.parquet")
+    points.iloc[100:].to_csv(dataset / "b.csv", index=False)
+    for name in ("notes.txt", "sub/c.json", "sub/d.csv", "_SUCCESS", ".a.parquet.crc"):
+        (dataset / name).write_text("x")
+    assert embed(dataset, "-o", tmp_path / "e.parquet", "--model", model) == 0
+    err = capsys.readouterr().err
+    assert f"{dataset}: 4 file(s) that are no Parquet part files (*.parquet, *.pq) are not read: b.csv, notes.txt, " \
+           "sub/c.json, …" in err and err.count("not read") == 1
+    assert pq.read_table(tmp_path / "e.parquet").num_rows == 100
+
+
 def test_projected_coordinates_in_a_file_get_advice_for_the_command_line(tmp_path, model, capsys):
     """A CSV of UTM metres was told to use gdf.set_crs(…), which the command line has no place for."""
     pd.DataFrame({"x": [391_000.0], "y": [5_820_000.0]}).to_csv(tmp_path / "utm.csv", index=False)

@@ -56,13 +56,12 @@ def part_files(path: Path) -> list[Path]:
         raise FileNotFoundError(f"input {path} does not exist")
     if path.is_file():
         return [path]
-    found = []
+    found, others = [], []
     for file in path.rglob("*"):
         relative = file.relative_to(path)
         if any(part.startswith((".", "_")) for part in relative.parts) or not file.is_file():
             continue
-        if file.suffix.lower() in PART_SUFFIXES:
-            found.append(relative)
+        (found if file.suffix.lower() in PART_SUFFIXES else others).append(relative)
     if not found:
         raise ValueError(f"{path} is a directory without Parquet part files (*.parquet, *.pq)")
     hive = sorted({p for f in found for p in f.parts[:-1] if "=" in p})
@@ -71,6 +70,10 @@ def part_files(path: Path) -> list[Path]:
             f"{path} is Hive-partitioned ({hive[0]}/…): its partition keys are not columns of the files; "
             "write the dataset without partition_cols, or embed each partition directory separately"
         )
+    if others:  # (a CSV beside the parts was left out without a word)
+        names = [f.as_posix() for f in sorted(others, key=Path.as_posix)]
+        log.info("%s: %d file(s) that are no Parquet part files (*.parquet, *.pq) are not read: %s%s", path,
+                 len(names), ", ".join(names[:3]), ", …" if len(names) > 3 else "")  # fmt: skip
     return [path / f for f in sorted(found, key=Path.as_posix)]
 
 
