@@ -854,6 +854,25 @@ def test_csv_columns_pass_through_without_loss_and_bad_headers_are_named(tmp_pat
     assert pq.read_table(tmp_path / "p.parquet").column("place, region").to_pylist() == ["Paris, IDF", "Lyon, ARA"]
 
 
+def test_csv_columns_that_would_not_write_back_as_written_stay_text(tmp_path, model):
+    """A leading + (+4930123 → 4930123.0), an integer with an exponent (1E5 → 100000.0), -0 (→ 0) and timestamps with an
+    offset (read as UTC, +02:00 lost) changed on their way through; numbers written by software (1.5e+03, 1e-05) and
+    timestamps in UTC stay what they were read as."""
+    source = tmp_path / "t.csv"
+    rows = ["lon,lat,phone,code,z,when,utc,sci,n",
+            "13.4,52.5,+4930123,1E5,-0,2024-01-01T10:00:00+02:00,2024-01-01T10:00:00Z,1.5e+03,1",
+            "2.0,48.9,4930124,2E5,5,2024-01-02T10:00:00+02:00,2024-01-01T11:00:00+00:00,1e-05,2"]  # fmt: skip
+    source.write_text("\n".join(rows) + "\n")
+    assert embed(source, "-o", tmp_path / "t.parquet", "--model", model) == 0
+    table = pq.read_table(tmp_path / "t.parquet")
+    assert {name: table.column(name).to_pylist() for name in ("phone", "code", "z", "when")} == {
+        "phone": ["+4930123", "4930124"], "code": ["1E5", "2E5"], "z": ["-0", "5"],
+        "when": ["2024-01-01T10:00:00+02:00", "2024-01-02T10:00:00+02:00"],
+    }  # fmt: skip
+    assert table.column("sci").to_pylist() == [1500.0, 1e-05] and table.column("n").to_pylist() == [1, 2]
+    assert pa.types.is_timestamp(table.schema.field("utc").type)
+
+
 def test_shards_keep_their_rows_of_the_input_index(tmp_path, model, points):
     """Each shard copied the input's pandas RangeIndex metadata whole: pandas then gave every shard a fresh
     0 … n−1 index, so shard 1's rows joined onto the input's first rows."""

@@ -265,9 +265,11 @@ class CsvSource(Source):
     lines (a ``.tsv`` whose header has a tab: tab; undecided: tab for ``.tsv``, else comma). Column types are
     inferred from the first block (16 MiB) and, in a larger file, widened where a later value does not fit
     (integers → float64 → text; anything else → text), so a column keeps one type for the whole file. A column
-    of numbers written with leading zeros (``01234``) or of integers too large for int64 anywhere in the file
-    stays text (inferred, it would lose digits); the coordinate columns are always read as float64 (empty,
-    ``nan`` → NaN). Header names must be unique and the text UTF-8."""
+    of numbers written with leading zeros (``01234``) or a leading ``+`` (``+4930123``), as ``-0`` or as an
+    integer with an exponent (``1E5``: a code, not 100000.0), or of integers too large for int64, anywhere in the
+    file, stays text (inferred, it would not write back as it was written), and so does a column of timestamps
+    with an offset from UTC (``+02:00``: read as UTC, the offset lost); the coordinate columns are always read as
+    float64 (empty, ``nan`` → NaN). Header names must be unique and the text UTF-8."""
 
     format = "csv"
     row_numbers = "rows counted from 0, the first after the header line"
@@ -309,7 +311,7 @@ class CsvSource(Source):
                 f"column(s) {binary[:5]} hold text that is not UTF-8 (e.g. Latin-1 or Windows-1252): save the file "
                 "as UTF-8"
             )
-        self._text_columns = self._lossy_numbers(schema)
+        self._text_columns = self._lossy_columns(schema)
 
     def _drop_unnamed_columns(self) -> None:
         """Leave out the columns the header gives no name (a spreadsheet's empty columns: ``lon,lat,,``, refused as
@@ -336,34 +338,36 @@ class CsvSource(Source):
         log.info("%s: left out %d column(s) without a name or any value (columns %s of the header line)", self.path,
                  len(unnamed), ", ".join(str(i + 1) for i in unnamed))  # fmt: skip
 
-    def _lossy_numbers(self, schema, whole_file: bool = False) -> dict:
-        """``{column: string}`` for the columns of numbers that inferred types would change: leading zeros
-        (``007``), or integers beyond int64 (read as float64, losing digits); in the first block, or with
-        ``whole_file`` in every block (a ``02134`` further on reads as int64 without an error)."""
+    def _lossy_columns(self, schema, whole_file: bool = False) -> dict:
+        """``{column: string}`` for the columns of numbers or of timestamps that inferred types would change
+        (:func:`_reads_otherwise`, :func:`_loses_offset`); in the first block, or with ``whole_file`` in every block
+        (a ``02134`` further on reads as int64 without an error)."""
         import pyarrow.csv as pa_csv
 
         pa = _pa()
-        numeric = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
         coordinates = (getattr(self, "lon_col", None), getattr(self, "lat_col", None))  # (known after _open)
-        numeric = [name for name in numeric if name not in coordinates]  # (read as float64 whatever they hold)
-        if not numeric:
+        checks = {field.name: check for field in schema  # (the coordinates are read as float64 whatever they hold)
+                  if field.name not in coordinates and (check := _text_check(field.type)) is not None}  # fmt: skip
+        names = list(checks)
+        if not names:
             return {}
         reader = pa_csv.open_csv(
             self.path, read_options=pa_csv.ReadOptions(block_size=self.BLOCK_SIZE),
             parse_options=pa_csv.ParseOptions(delimiter=self.delimiter),
-            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(numeric, pa.string()),
-                                                  include_columns=numeric),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                                  include_columns=names),
         )  # fmt: skip
         import pyarrow.compute as pc
 
         lossy = {}
         for batch in reader if whole_file else [reader.read_next_batch()]:
-            for name in numeric:
+            for name in names:
                 if name in lossy:
                     continue
-                column = batch.column(name)  # (the few values that may lose digits, found in C; then exactly)
-                suspects = pc.filter(column, pc.match_substring_regex(column, _MAY_LOSE_DIGITS)).to_pylist()
-                if any(_loses_digits(value.strip()) for value in suspects):
+                column = batch.column(name)  # (the few values that may change, found in C; then exactly)
+                pattern, changes = checks[name]
+                suspects = pc.filter(column, pc.match_substring_regex(column, pattern)).to_pylist()
+                if any(changes(value.strip()) for value in suspects):
                     lossy[name] = pa.string()
         return lossy
 
@@ -378,7 +382,7 @@ class CsvSource(Source):
         settled = dict(self._text_columns)
         # (a gzip file of a few MiB may hold far more than the first block)
         if self.path.stat().st_size > self.BLOCK_SIZE or self.path.suffix.lower() == ".gz":
-            settled.update(self._lossy_numbers(self._schema, whole_file=True))
+            settled.update(self._lossy_columns(self._schema, whole_file=True))
             fixed = (self.lon_col, self.lat_col, *settled)
             typed = [f.name for f in self._schema if f.name not in fixed and not pa.types.is_string(f.type)]
             types = {name: self._schema.field(name).type for name in typed}
@@ -493,8 +497,33 @@ class CsvSource(Source):
         return 0, batches()
 
 
-#: CSV texts that may change read as int64 or float64 (:func:`_loses_digits` decides)
-_MAY_LOSE_DIGITS = r"^\s*[-+]?(0\d+|\d{19,})\s*$"
+#: CSV texts that may change read as int64 or float64 (:func:`_reads_otherwise` decides)
+_MAY_READ_OTHERWISE = r"^\s*([-+]?(0\d+|\d{19,})|\+.*|-0+|[-+]?\d+[eE]\d+)\s*$"
+#: CSV timestamps that end in an offset from UTC (:func:`_loses_offset` decides)
+_UTC_OFFSET = r"[-+]\d\d:?\d\d\s*$"
+
+
+def _text_check(inferred):
+    """``(pattern, check)``: for values of a CSV column of the ``inferred`` type that may not write back as they were
+    written, a regular expression that finds them (in C) and the exact check; None for types that keep them."""
+    pa = _pa()
+    if pa.types.is_integer(inferred) or pa.types.is_floating(inferred):
+        return _MAY_READ_OTHERWISE, _reads_otherwise
+    if pa.types.is_timestamp(inferred) and inferred.tz is not None:
+        return _UTC_OFFSET, _loses_offset
+    return None
+
+
+def _reads_otherwise(value: str) -> bool:
+    """Whether a CSV number would not write back as it was written, read as int64 or float64: :func:`_loses_digits`,
+    a leading + (``+4930123``), ``-0`` (0), an integer with an exponent (``1E5``: a code, not 100000.0; numbers
+    written by software have a point or a signed exponent, ``1.5e+03``, and stay numbers)."""
+    return _loses_digits(value) or bool(re.fullmatch(r"\+.*|-0+|[-+]?\d+[eE]\d+", value))
+
+
+def _loses_offset(value: str) -> bool:
+    """Whether a CSV timestamp has an offset from UTC that reading it as a UTC timestamp drops (``+02:00``)."""
+    return not re.search(r"[-+]00:?00$", value)
 
 
 def _loses_digits(value: str) -> bool:
