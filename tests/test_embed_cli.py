@@ -859,9 +859,9 @@ def test_csv_columns_that_would_not_write_back_as_written_stay_text(tmp_path, mo
     offset (read as UTC, +02:00 lost) changed on their way through; numbers written by software (1.5e+03, 1e-05) and
     timestamps in UTC stay what they were read as."""
     source = tmp_path / "t.csv"
-    rows = ["lon,lat,phone,code,z,when,utc,sci,n",
-            "13.4,52.5,+4930123,1E5,-0,2024-01-01T10:00:00+02:00,2024-01-01T10:00:00Z,1.5e+03,1",
-            "2.0,48.9,4930124,2E5,5,2024-01-02T10:00:00+02:00,2024-01-01T11:00:00+00:00,1e-05,2"]  # fmt: skip
+    rows = ["lon,lat,phone,code,z,when,utc,sci,n,delta",
+            "13.4,52.5,+4930123,1E5,-0,2024-01-01T10:00:00+02:00,2024-01-01T10:00:00Z,1.5e+03,1,+1.5",
+            "2.0,48.9,4930124,2E5,5,2024-01-02T10:00:00+02:00,2024-01-01T11:00:00+00:00,1e-05,2,-2"]  # fmt: skip
     source.write_text("\n".join(rows) + "\n")
     assert embed(source, "-o", tmp_path / "t.parquet", "--model", model) == 0
     table = pq.read_table(tmp_path / "t.parquet")
@@ -870,6 +870,7 @@ def test_csv_columns_that_would_not_write_back_as_written_stay_text(tmp_path, mo
         "when": ["2024-01-01T10:00:00+02:00", "2024-01-02T10:00:00+02:00"],
     }  # fmt: skip
     assert table.column("sci").to_pylist() == [1500.0, 1e-05] and table.column("n").to_pylist() == [1, 2]
+    assert table.column("delta").to_pylist() == [1.5, -2.0]  # (a signed change, not a code)
     assert pa.types.is_timestamp(table.schema.field("utc").type)
 
 

@@ -265,9 +265,9 @@ class CsvSource(Source):
     lines (a ``.tsv`` whose header has a tab: tab; undecided: tab for ``.tsv``, else comma). Column types are
     inferred from the first block (16 MiB) and, in a larger file, widened where a later value does not fit
     (integers → float64 → text; anything else → text), so a column keeps one type for the whole file. A column
-    of numbers written with leading zeros (``01234``) or a leading ``+`` (``+4930123``), as ``-0`` or as an
-    integer with an exponent (``1E5``: a code, not 100000.0), or of integers too large for int64, anywhere in the
-    file, stays text (inferred, it would not write back as it was written), and so does a column of timestamps
+    of numbers written with leading zeros (``01234``), as integers with a leading ``+`` (``+4930123``), as ``-0``
+    or as an integer with an exponent (``1E5``: a code, not 100000.0), or of integers too large for int64, anywhere
+    in the file, stays text (inferred, it would not write back as it was written), and so does a column of timestamps
     with an offset from UTC (``+02:00``: read as UTC, the offset lost); the coordinate columns are always read as
     float64 (empty, ``nan`` → NaN). Header names must be unique and the text UTF-8."""
 
@@ -498,7 +498,7 @@ class CsvSource(Source):
 
 
 #: CSV texts that may change read as int64 or float64 (:func:`_reads_otherwise` decides)
-_MAY_READ_OTHERWISE = r"^\s*([-+]?(0\d+|\d{19,})|\+.*|-0+|[-+]?\d+[eE]\d+)\s*$"
+_MAY_READ_OTHERWISE = r"^\s*([-+]?(0\d+|\d{19,})|\+\d+|-0+|[-+]?\d+[eE]\d+)\s*$"
 #: CSV timestamps that end in an offset from UTC (:func:`_loses_offset` decides)
 _UTC_OFFSET = r"[-+]\d\d:?\d\d\s*$"
 
@@ -516,9 +516,10 @@ def _text_check(inferred):
 
 def _reads_otherwise(value: str) -> bool:
     """Whether a CSV number would not write back as it was written, read as int64 or float64: :func:`_loses_digits`,
-    a leading + (``+4930123``), ``-0`` (0), an integer with an exponent (``1E5``: a code, not 100000.0; numbers
-    written by software have a point or a signed exponent, ``1.5e+03``, and stay numbers)."""
-    return _loses_digits(value) or bool(re.fullmatch(r"\+.*|-0+|[-+]?\d+[eE]\d+", value))
+    an integer with a leading + (``+4930123``, a phone number; ``+1.5`` stays a number), ``-0`` (0), an integer with
+    an exponent (``1E5``: a code, not 100000.0; numbers written by software have a point or a signed exponent,
+    ``1.5e+03``, and stay numbers)."""
+    return _loses_digits(value) or bool(re.fullmatch(r"\+\d+|-0+|[-+]?\d+[eE]\d+", value))
 
 
 def _loses_offset(value: str) -> bool:
