@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import satclip
 from satclip.cli import main
 
 from .conftest import flip_byte
@@ -97,6 +101,33 @@ def test_zarr_metadata_edited_in_the_work_store_is_written_again(tmp_path, model
     assert embedded == 2  # chunks 3 and 4, never done
     assert warnings == [f"{store}, the output of an unfinished run: its metadata file {name} has changed since it "
                         "was written; writing it again"]  # fmt: skip
+
+
+def test_a_resume_killed_while_it_checks_the_zarr_metadata_leaves_no_foreign_file(tmp_path, model, points,  # noqa: F811
+                                                                                  monkeypatch, caplog):  # fmt: skip
+    """A resume killed (SIGKILL) while it compared the store's metadata with a fresh one left that store in a
+    ``tempfile`` folder of the work directory, taken from then on for a file of the user's: every later run said
+    "refusing to delete … which satclip did not write" and left the work directory behind."""
+    source, clean, out, workdir = stopped_after_three_chunks(tmp_path, model, points, monkeypatch, "emb.zarr")
+    killed_there = f"""
+import os, sys
+from satclip.embed import sinks
+from satclip.cli import main
+create = sinks.ZarrSink._create
+def create_then_die(self, path):
+    create(self, path)
+    if path != self._path():  # (the store compared with: killed before it is removed)
+        os._exit(9)
+sinks.ZarrSink._create = create_then_die
+sys.exit(main({["embed", str(source), "-o", str(out), "--model", str(model), *CHUNK, "--no-progress"]!r}))
+"""
+    src = str(Path(satclip.__file__).parents[1])
+    run = subprocess.run([sys.executable, "-c", killed_there], env={**os.environ, "PYTHONPATH": src}, check=False)
+    assert run.returncode == 9
+    with caplog.at_level(logging.WARNING):
+        assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    assert "refusing" not in caplog.text and not workdir.exists(), caplog.text
+    assert checksum(out) == checksum(clean)
 
 
 def test_zarr_records_of_sizes_alone_still_resume(tmp_path, model, points, monkeypatch):  # noqa: F811
