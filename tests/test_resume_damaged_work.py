@@ -88,6 +88,16 @@ def cut(path: Path, size: int) -> None:
         file.truncate(size)
 
 
+def test_a_rerun_with_every_chunk_done_says_so_not_a_rate(tmp_path, model, points, monkeypatch, capsys):  # noqa: F811
+    """A run stopped as it wrote its output, rerun, wrote it from the chunks done and said "0 points/s"."""
+    source, clean, out, _ = stopped_before_finishing(tmp_path, model, points, monkeypatch, "emb.parquet")
+    capsys.readouterr()
+    assert embed(source, "-o", out, "--model", model, *CHUNK) == 0
+    said = capsys.readouterr().out
+    assert "resumed after 5 chunk(s)" in said and "every chunk was embedded before" in said, said
+    assert "points/s" not in said
+
+
 @pytest.mark.parametrize("stop", [stopped_after_three_chunks, stopped_before_finishing])
 def test_npy_cut_short_is_refused_not_filled_with_zeros(tmp_path, model, points, monkeypatch, capsys, stop):  # noqa: F811
     """Resumed from an embeddings.npy cut short, the run said 'resuming … 3 of 5 chunks already done', exit 0,

@@ -232,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
     skipped = f", {result.invalid} invalid written as null" if result.invalid else ""
     resumed = f", resumed after {result.resumed_chunks} chunk(s)" if result.resumed_chunks else ""
     timing = f"{result.seconds:.1f} s ({rate:.0f} points/s, reading and writing included)"
+    if result.resumed_chunks and not result.embedded_rows:  # (it said "0 points/s")
+        timing = f"{result.seconds:.1f} s (every chunk was embedded before: the output was written from them)"
     precision = precision_option.describe(encoder)
     print(f"wrote {result.output}: {result.rows} points{skipped}{resumed} in {timing}, precision {precision}")
     return 0
