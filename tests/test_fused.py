@@ -256,7 +256,12 @@ def test_embeddings_written_into_the_columns_of_a_wider_output(fixture_points, p
     wide = torch.full((len(fixture_points), encoder.location_dim + 3), 7.0, dtype=expected.dtype)
     got = fused.encode_points(encoder, fixture_points, precision, chunk=100, out=wide[:, 1:-2])
     assert got.data_ptr() == wide[:, 1:-2].data_ptr()
-    torch.testing.assert_close(wide[:, 1:-2], expected, rtol=0, atol=1e-6)
+    # chunks of 100 are summed in other blocks than the default's: reassociation, scaled as above
+    if precision == "bf16":
+        assert torch.nn.functional.cosine_similarity(wide[:, 1:-2], expected, dim=1).min() >= BF16_MIN_COSINE
+    else:
+        reassociation = FLOAT32_REASSOCIATION if precision == "float32" else 1e-12  # (float64: test_load_reference)
+        torch.testing.assert_close(wide[:, 1:-2], expected, rtol=0, atol=reassociation * expected.abs().max().item())
     assert (wide[:, 0] == 7).all() and (wide[:, -2:] == 7).all()
     with pytest.raises(ValueError, match="out must be"):
         fused.encode_points(encoder, fixture_points, precision, out=wide)
