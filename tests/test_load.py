@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -362,10 +361,8 @@ def test_another_checkpoint_under_a_release_name_is_refused(no_sockets, hub_cach
 def test_offline_hub_error_says_what_to_fetch(monkeypatch, no_sockets):
     # conftest sets HF_HUB_OFFLINE=1: only the cache is looked at, once
     fake = FakeHub(monkeypatch)
-    start = time.perf_counter()
     with pytest.raises(hub.DownloadError) as info:
         satclip.load("satclip-vit16-l40")
-    assert time.perf_counter() - start < 1
     assert fake.calls == [("download", "microsoft/SatCLIP-ViT16-L40", "satclip-vit16-l40.ckpt", True)]
     message = str(info.value)
     assert "HF_HUB_OFFLINE" in message and L40_URL in message
@@ -382,10 +379,8 @@ def test_connection_error_is_reported_once_without_retries(monkeypatch, online, 
     else:
         fake = FakeHub(monkeypatch, files={("microsoft/SatCLIP-ViT16-L40", "satclip-vit16-l40.ckpt"): CKPT_L10},
                        download_error=unreachable)  # fmt: skip
-    start = time.perf_counter()
     with caplog.at_level(logging.INFO), pytest.raises(hub.DownloadError) as info:
         satclip.load("satclip-vit16-l40")
-    assert time.perf_counter() - start < 1
     downloads = [c for c in fake.calls if c[0] == "download"]
     assert len(downloads) == 1  # no retry: the cache is looked at once (probe failed) or the download failed once
     assert downloads[0][-1] is (where == "probe")

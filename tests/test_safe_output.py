@@ -640,15 +640,17 @@ def test_embed_to_npy_fails_before_the_work_when_the_disk_is_full(tmp_path, mode
     assert not (tmp_path / "e.npy").exists()
 
 
-def test_map_refuses_an_oversized_grid_at_once_and_leaves_nothing_when_stopped(tmp_path, model):  # noqa: F811
+def test_map_refuses_an_oversized_grid_at_once_and_leaves_nothing_when_stopped(tmp_path, model, monkeypatch):  # noqa: F811
     import satclip
+    from satclip.embed import maps
     from satclip.embed.maps import render_map
 
     encoder = satclip.load(model)
-    started = time.perf_counter()
-    with pytest.raises(BadInputError, match=r"--force") as err:
-        render_map(encoder, tmp_path / "huge.tif", resolution=0.001)
-    assert "core-hours" in str(err.value) and time.perf_counter() - started < 5
+    with monkeypatch.context() as patch:  # refused before any cell is embedded
+        patch.setattr(maps, "embed_lonlat", lambda *a, **k: pytest.fail("embedded before refusing"))
+        with pytest.raises(BadInputError, match=r"--force") as err:
+            render_map(encoder, tmp_path / "huge.tif", resolution=0.001)
+    assert "core-hours" in str(err.value)
     assert list(tmp_path.iterdir()) == [tmp_path / "model"]
 
     def stop(rows):
