@@ -345,7 +345,7 @@ def test_an_hf_repository_in_the_hub_cache_loads_offline(no_sockets, hub_cache, 
     assert Path(loaded.provenance["source"]).name == commit  # (the snapshot directory, a native model)
 
 
-def test_another_checkpoint_under_a_release_name_is_refused(no_sockets, hub_cache, capsys):
+def test_another_checkpoint_under_a_release_name_is_refused(no_sockets, hub_cache, capsys, tmp_path):
     """A ResNet18 file in the cache entry of satclip-vit16-l40 (intact, so its sha256 matches its blob) loaded
     and embedded as satclip-vit16-l40."""
     l40 = require(REFERENCE / "satclip-resnet18-l40.ckpt")
@@ -354,8 +354,9 @@ def test_another_checkpoint_under_a_release_name_is_refused(no_sockets, hub_cach
         satclip.load("satclip-vit16-l40")
     assert "is not the released satclip-vit16-l40.ckpt: its hyper_parameters give vision_layers 'moco_resnet18' " \
         "(the release: 'moco_vit16')" in str(info.value)
-    assert main(["convert", "satclip-vit16-l40", "/tmp/never-written"]) == 1
-    assert "is not the released" in capsys.readouterr().err and not os.path.exists("/tmp/never-written")
+    never_written = tmp_path / "never-written"  # (a shared /tmp path: a stale copy failed every later run)
+    assert main(["convert", "satclip-vit16-l40", str(never_written)]) == 1
+    assert "is not the released" in capsys.readouterr().err and not never_written.exists()
 
 
 def test_offline_hub_error_says_what_to_fetch(monkeypatch, no_sockets):
