@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from satclip.cli import main as cli_main
+from satclip.errors import BadInputError
 from satclip.train import dump_config, from_dict
 from satclip.train.cache import build_cache, verify_cache
 
@@ -137,11 +138,8 @@ def test_a_directory_in_place_of_a_cache_file_is_named_not_rebuilt(tmp_path, cap
     (cache.path / "features.npy").unlink()
     (cache.path / "features.npy").mkdir()
     (cache.path / "features.npy" / "mine.txt").write_text("keep me")
-    with caplog.at_level(logging.WARNING), pytest.raises(Exception) as raised:
+    with caplog.at_level(logging.WARNING), pytest.raises(BadInputError, match="is a directory") as raised:
         build_cache(tmp_path / "c", encoder, source, views=2, dtype="float32")
-    from satclip.errors import BadInputError
-
-    assert isinstance(raised.value, BadInputError), raised.value
     message = str(raised.value)
     assert f"{cache.path / 'features.npy'} is a directory" in message and "move it away" in message
     assert "rebuilding" not in caplog.text
@@ -303,7 +301,6 @@ def test_a_cache_of_images_none_of_which_can_be_decoded_is_one_line(tmp_path, mo
     import torch
 
     from satclip import image
-    from satclip.errors import BadInputError
     from satclip.train.sources import create_source
 
     source = create_source("s2100k", str(s2_root_with_undecodable(tmp_path, [0, 1, 2, 3])))
