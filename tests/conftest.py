@@ -102,6 +102,7 @@ def isolated_caches(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("caches")
     monkeypatch.setenv("SATCLIP_CACHE", str(root / "satclip"))
     monkeypatch.setenv("HF_HOME", str(root / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))  # (torchvision/timm weights: ~/.cache/torch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # (huggingface_hub reads the variable once, at import: imported while collecting a test module, before this
     # fixture set it, it stayed online, and a later test of the offline cache tried huggingface.co)
