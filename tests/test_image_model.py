@@ -67,10 +67,8 @@ def test_sentinel2_to_13_bands_layout():
         preprocess.sentinel2_to_13_bands(np.zeros((13, 4, 4)))
 
 
-@pytest.fixture(scope="module", params=[10, 40])
-def released(request, patches, expected):
-    """(L, model, outputs) for each fixture checkpoint; outputs computed once per module."""
-    L = request.param
+def run_released(L: int, patches, expected):
+    """(L, model, outputs) of the fixture checkpoint of degree ``L``."""
     # the original's own float64 evaluation of its "analytic" polynomials: these tests hold logits to 1e-4 of the
     # original's, below its own float64 noise at L = 40 near the poles (docs/conventions.md); the default's agreement
     # with the original is tests/test_analytic_default.py's (load_model took no basis: it was swapped in by hand)
@@ -86,6 +84,23 @@ def released(request, patches, expected):
             "logits_f32coords": model(images, lonlat.float())[0],
         }
     return L, model, outputs
+
+
+@pytest.fixture(scope="module")
+def released_l10(patches, expected):
+    return run_released(10, patches, expected)
+
+
+@pytest.fixture(scope="module")
+def released_l40(patches, expected):
+    return run_released(40, patches, expected)
+
+
+@pytest.fixture(params=[10, 40])
+def released(request):
+    """(L, model, outputs) for each fixture checkpoint, each computed once per module; a test that needs one
+    checkpoint takes ``released_l10`` or ``released_l40``."""
+    return request.getfixturevalue(f"released_l{request.param}")
 
 
 def test_released_checkpoint_matches_original(released, expected):
@@ -107,14 +122,13 @@ def test_released_checkpoint_matches_original(released, expected):
     _assert_close(locations, expected[f"l{L}_patch_location_embeddings"], "location embeddings")
 
 
-def test_float32_coordinates_follow_the_original(released, expected):
+def test_float32_coordinates_follow_the_original(released_l40, expected):
     """Coordinates given as float32 (as the original's training step does) are rounded before the
     float64 harmonics; at L = 40 that moves logits by ~1e-5, far more than our error, and we follow the
-    float32 reference."""
-    L, _, out = released
+    float32 reference (at L = 10 it moves them by < 1e-5, indistinguishable from float noise)."""
+    L, _, out = released_l40
     ref64, ref32 = expected[f"l{L}_logits_per_image"], expected[f"l{L}_logits_per_image_f32coords"]
-    if np.abs(ref64 - ref32).max() < 1e-5:
-        pytest.skip(f"at L = {L} float32 rounding moves logits by < 1e-5: indistinguishable from float noise")
+    assert np.abs(ref64 - ref32).max() >= 1e-5  # the two references are told apart
     ours = out["logits_f32coords"].numpy()
     assert np.abs(ours - ref32).max() < 0.2 * np.abs(ours - ref64).max()
 
@@ -132,10 +146,8 @@ def test_load_model_float64_keeps_checkpoint_weights_exact(expected):
     )
 
 
-def test_native_and_original_round_trips(tmp_path, released, patches, expected):
-    L, model, out = released
-    if L != 10:
-        pytest.skip("one configuration is enough for the format round trip")
+def test_native_and_original_round_trips(tmp_path, released_l10, patches, expected):
+    _, model, _ = released_l10  # (one configuration is enough for the format round trip)
     ckpt_path = require(REFERENCE / "satclip-resnet18-l10.ckpt")
     native_dir = convert(ckpt_path, tmp_path / "native")
     back = convert(native_dir, tmp_path / "back.ckpt")
@@ -172,7 +184,7 @@ def longest_accumulation(module: torch.nn.Module) -> int:
     return max(lengths)
 
 
-def test_image_embeddings_do_not_depend_on_batch_size(released, patches):
+def test_image_embeddings_do_not_depend_on_batch_size(released_l10, patches):
     """Four patches alone give the embeddings they get inside the batch of 20, up to float32 rounding.
 
     Not bitwise: oneDNN picks its convolution kernels (blocking, summation order) by batch shape, and on
@@ -184,9 +196,7 @@ def test_image_embeddings_do_not_depend_on_batch_size(released, patches):
     differences and ~500× below what a genuinely batch-dependent computation gives (batch norm in
     training mode moves these embeddings by 1.2; checked below).
     """
-    L, model, out = released
-    if L != 10:
-        pytest.skip("the image encoder is the same architecture in both checkpoints")
+    _, model, out = released_l10  # (the image encoder is the same architecture in both checkpoints)
     images = torch.from_numpy(patches[:4])
     with torch.no_grad():
         alone = model.encode_image(images)
