@@ -356,13 +356,18 @@ def test_auto_calibrates_without_keeping_in_a_read_only_cache(monkeypatch, caplo
 
 
 def test_auto_on_this_machine(ckpt):
-    """Whatever this CPU is: "auto" resolves to a concrete precision and records why."""
+    """Whatever this CPU is: "auto" resolves to a concrete precision and records why (a CPU whose bf16 is
+    far slower is not asked how close it comes: the test asserted a cosine there too, failing where bf16 ran at
+    0.05x float32)."""
     supported, _ = precision.bf16_support("cpu")
     encoder = satclip.load(ckpt)
     choice = encoder.precision_choice
     assert choice.precision in (("bf16", "float32") if supported else ("float32",))
     if supported:
-        assert choice.min_cosine is not None and choice.speedup is not None
+        assert choice.speedup is not None
+        assert choice.min_cosine is not None or choice.speedup < 0.5  # (the quick look's verdict)
+    if choice.precision == "bf16":
+        assert choice.min_cosine >= precision.MIN_COSINE and choice.speedup >= precision.MIN_SPEEDUP
     assert precision.describe_cpu().startswith(torch.backends.cpu.get_cpu_capability())
 
 
