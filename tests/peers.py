@@ -2,15 +2,17 @@
 
 rangegeo and rshf are installed from PyPI (``--no-deps``, see install.sh) and imported unchanged.
 torchgeo ≥ 0.10 needs Python ≥ 3.12 and cannot be installed here, so its ``torchgeo/models/satclip.py``
-is read from its wheel (``pip download``, or ``$SATCLIP_TORCHGEO_WHEEL``) and executed as a standalone
-module. Its only import that does not resolve is ``torchvision.models._api`` (``Weights``/``WeightsEnum``,
-used by its weights enum, not by the model): that one is stubbed while the file is executed.
+is read from its wheel (``pip download`` of a pinned version, checked by sha256, or ``$SATCLIP_TORCHGEO_WHEEL``)
+and executed as a standalone module. Its only import that does not resolve is ``torchvision.models._api``
+(``Weights``/``WeightsEnum``, used by its weights enum, not by the model): that one is stubbed while the file is
+executed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import os
 import ssl
 import subprocess
@@ -41,14 +43,20 @@ def rshf_satclip():
         ssl._create_default_https_context = context
 
 
+#: the torchgeo wheel read (pinned: a later release may change its SatCLIP module) and its sha256 on PyPI
+TORCHGEO_VERSION = "0.10.1"
+TORCHGEO_SHA256 = "b002fee686a34dcdec019adf28ce7cf912b39c26f92896ce549209490f9ac753"
+
+
 def torchgeo_wheel(directory: Path) -> Path:
-    """A torchgeo ≥ 0.10 wheel: ``$SATCLIP_TORCHGEO_WHEEL``, else downloaded with pip (skip if impossible)."""
+    """The torchgeo :data:`TORCHGEO_VERSION` wheel: ``$SATCLIP_TORCHGEO_WHEEL``, else downloaded with pip (skip if
+    impossible, offline) and checked against :data:`TORCHGEO_SHA256` (a mismatch fails)."""
     given = os.environ.get("SATCLIP_TORCHGEO_WHEEL")
     if given:
         return Path(given)
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--python-version",
-        "3.12", "--dest", str(directory), "torchgeo>=0.10",
+        "3.12", "--dest", str(directory), f"torchgeo=={TORCHGEO_VERSION}",
     ]  # fmt: skip
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
@@ -58,6 +66,8 @@ def torchgeo_wheel(directory: Path) -> Path:
     if not wheels:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"cannot download the torchgeo wheel (pip: {tail}); set SATCLIP_TORCHGEO_WHEEL=PATH")
+    digest = hashlib.sha256(wheels[-1].read_bytes()).hexdigest()
+    assert digest == TORCHGEO_SHA256, f"{wheels[-1].name}: sha256 {digest}, not torchgeo {TORCHGEO_VERSION}'s"
     return wheels[-1]
 
 
