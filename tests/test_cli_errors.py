@@ -577,11 +577,16 @@ def test_a_signal_after_the_command_finished_keeps_its_exit_status(tmp_path, sig
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "native"
-    command = [sys.executable, "-m", "satclip", "convert", str(require(REFERENCE / "satclip-resnet18-l10.ckpt")),
-               str(out)]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = ["satclip", "convert", str(require(REFERENCE / "satclip-resnet18-l10.ckpt")), str(out)]
+    # the program as `satclip` runs it, its shut-down made to last 3 s (torch's takes a few hundred ms), so that
+    # the signal surely lands in it: sent after a sleep, it could land after the exit, and the test pass untested
+    lingering = ("import sys, time; from satclip.cli import main; "
+                 f"sys.argv = {argv!r}; code = main(); time.sleep(3); sys.exit(code)")  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-c", lingering], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     first = process.stdout.readline()  # the report: the command has returned (its last statement prints it)
-    time.sleep(0.05)
+    time.sleep(0.2)  # (past the flush and the status, well within the 3 s)
+    assert process.poll() is None
     process.send_signal(getattr(signal, signum))
     rest, err = process.communicate(timeout=60)
     assert first.startswith(f"wrote {out} (native)") and process.returncode == 0, (process.returncode, err[-2000:])
