@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import yaml
@@ -129,14 +128,22 @@ def test_a_config_from_stdin_and_an_empty_one_from_dev_null(tmp_path):
     assert yaml.safe_load(empty.stdout) == yaml.safe_load(defaults.stdout)
 
 
-def test_a_config_pipe_read_before_its_writer_writes(capsys):
+def test_a_config_pipe_read_before_its_writer_writes(capsys, monkeypatch):
     """A pipe whose writer holds it open and writes later is waited for (read in the process, through
-    /dev/fd/N as a shell passes it), not taken as empty."""
+    /dev/fd/N as a shell passes it), not taken as empty. The writer writes only once the reader has found the
+    pipe empty and waits (a writer that slept 0.3 s might have written first, the wait then untested)."""
     read_end, write_end = os.pipe()
+    waiting, set_blocking = threading.Event(), os.set_blocking
+
+    def reader_waits(fd, blocking):
+        set_blocking(fd, blocking)
+        waiting.set()
+
+    monkeypatch.setattr(os, "set_blocking", reader_waits)
 
     def write_later():
-        time.sleep(0.3)
-        os.write(write_end, CONFIG.encode())
+        if waiting.wait(timeout=60):
+            os.write(write_end, CONFIG.encode())
         os.close(write_end)
 
     writer = threading.Thread(target=write_later)
