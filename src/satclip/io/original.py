@@ -231,7 +231,6 @@ def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, locatio
     consistent with the weights, is preferred over ``hyper_parameters``."""
     location = ckpt.location_state_dict(path)
     entry = _satclip_entry(ckpt, location, path)
-    provenance = {"source": str(path), "format": "original", "hyper_parameters": ckpt.hparams}
     if entry is not None:
         location = {**location, **entry.get("location_tensors", {})}
         config = entry["location_encoder"]
@@ -239,6 +238,8 @@ def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, locatio
     else:
         config = _naming(path, ckpt.location_config)
         metadata = {"hyper_parameters": _json_ready(ckpt.hparams)}
+    # the metadata travels with the loaded model (its training footprint and image input: see models.provenance)
+    provenance = {"source": str(path), "format": "original", "hyper_parameters": ckpt.hparams, "metadata": metadata}
     parts = ModelParts(config, location, metadata=metadata, provenance=provenance)
     if location_only:
         return parts

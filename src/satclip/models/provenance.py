@@ -1,7 +1,8 @@
 """What a model knows about its own training: where on the globe its images came from (the *training
 footprint*) and what images it takes (bands, patch size, ground sampling distance).
 
-Both are read from the ``metadata`` of a native model's ``config.json``:
+Both are read from the ``metadata`` a model carries (a native model's ``config.json``, or the ``satclip`` entry
+of a ``.ckpt`` satclip wrote with ``convert`` or ``train``):
 
 - ``training_footprint``: ``{"surface": "land" | "any", "min_lat": -60.0, "max_lat": 90.0, …}``. ``"land"``
   is the GSHHG land mask (ocean and lakes never seen); ``min_lat``/``max_lat`` bound the training points.
@@ -11,9 +12,9 @@ Both are read from the ``metadata`` of a native model's ``config.json``:
 Models trained by satclip on a Blue Marble corpus (the shipped ``bluemarble-*`` ones, ``satclip demo``'s)
 record both, read from the corpus manifest at export (:func:`recorded_inputs`). One exported before they were
 recorded has them derived from its training config's corpus path and manifest (or the corpus defaults when the
-corpus is gone). Anything else — the released S2-100K checkpoints, converted or
-user models — is taken to know **land anywhere** (S2-100K samples land; nothing is known of its latitude
-band) and to take images of unknown scale.
+corpus is gone). Anything else — the released S2-100K checkpoints, torchgeo ``.pt`` files (tensors only), models
+trained elsewhere — is taken to know **land anywhere** (S2-100K samples land; nothing is known of its latitude band)
+and to take images of unknown scale.
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def _lat(value: float) -> str:
 
 
 def metadata(model) -> dict:
-    """The ``metadata`` of the native ``config.json`` a loaded model (``satclip.load``/``load_model``) came
-    from; ``{}`` for other sources (an original ``.ckpt``) or a model built in memory."""
+    """The ``metadata`` a loaded model (``satclip.load``/``load_model``) came with: its native ``config.json``'s
+    or the ``satclip`` entry's of a ``.ckpt`` satclip wrote; ``{}`` for a file that holds none (a torchgeo ``.pt``)
+    or a model built in memory."""
     provenance = getattr(model, "provenance", None) or {}
     if isinstance(provenance.get("metadata"), dict):
         return provenance["metadata"]
@@ -177,7 +179,7 @@ def _recorded_or_derived(meta: dict, key: str, usable: Callable[[object], bool])
     """The model's metadata entry ``key`` and where it comes from: recorded (where ``usable``), or derived
     (:func:`_derived_inputs`); ``(None, "")`` when neither."""
     if usable(meta.get(key)):
-        return meta[key], "recorded in the model's config.json"
+        return meta[key], "recorded in the model's metadata"
     derived = _derived_inputs(meta)
     return (derived[0][key], derived[1]) if derived is not None else (None, "")
 
