@@ -210,7 +210,7 @@ def test_image_embeddings_do_not_depend_on_batch_size(released_l10, patches):
 def test_location_only_sources_are_refused(tmp_path):
     path = require(REFERENCE / "satclip-resnet18-l10.ckpt")
     location_only = convert(path, tmp_path / "loc", location_only=True)
-    with pytest.raises(ValueError, match=r"only a location encoder.*satclip\.load\(\)"):
+    with pytest.raises(ValueError, match=r"only a location encoder.*satclip\.load_model needs the image encoder too"):
         satclip.load_model(location_only)
 
 

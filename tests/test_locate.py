@@ -17,7 +17,7 @@ from satclip.errors import BadInputError
 from satclip.image import preprocess
 from satclip.models.locate import GRIDS, candidate_points, fibonacci_grid, locate
 
-from .conftest import REFERENCE, S2_EXAMPLES, require
+from .conftest import REFERENCE, S2_EXAMPLES, one_error_line, require
 
 PATCH = "patch_75123.tif"  # index.csv row 0: lat -54.18078401057424, lon -68.2091418648589
 
@@ -746,3 +746,17 @@ def test_candidates_outside_the_training_footprint_are_marked_or_left_out(tmp_pa
         assert (note in lines[-1]) == marked.any()
         shown[within] = marked
     assert shown[False].any() and not shown[True].any()  # (this picture's best matches are at sea)
+
+
+def test_a_location_only_model_is_told_that_locate_needs_the_image_encoder(tmp_path, capsys):
+    """satclip locate of a --location-only .ckpt said "load it with satclip.load(), or convert the full original
+    checkpoint", which a user's own model does not have; it names locate and the files that hold the full model."""
+    location_only = tmp_path / "loc.ckpt"
+    assert main(["convert", "bluemarble-l10", str(location_only), "--location-only"]) == 0
+    capsys.readouterr()
+    image = tmp_path / "patch.png"
+    pytest.importorskip("PIL.Image").fromarray(np.full((32, 32, 3), 100, np.uint8)).save(image)
+    assert main(["locate", str(image), "--model", str(location_only)]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert f"{location_only} holds only a location encoder" in err and "satclip locate needs the image encoder" in err
+    assert "a native directory such as RUN/export/last or a .ckpt written without --location-only" in err

@@ -1209,3 +1209,23 @@ def test_cache_auto_in_capitals_points_to_auto(tmp_path, capsys, monkeypatch):
     assert main(["retrieval", "build", "--model", "bluemarble-l10", "--cache", "AUTO", "-o", str(tmp_path / "db")]) == 2
     assert "no such feature cache: AUTO (build one with `satclip cache build`; for the shipped models' own, --cache " \
            "auto)" in capsys.readouterr().err  # fmt: skip
+
+
+def test_a_location_only_model_is_told_what_needs_the_image_encoder(setup, tmp_path, capsys):
+    """A location-only .ckpt given to build or use a database was told "load it with satclip.load(), or convert
+    the full original checkpoint": in Python satclip.load was what the user called, and a user's own model has no
+    original checkpoint. The error names what needs the image encoder and which files hold the full model."""
+    model_dir, cache, db = setup
+    location_only = tmp_path / "loc.ckpt"
+    assert main(["convert", str(model_dir), str(location_only), "--location-only"]) == 0
+    full_model = "give the full model, a native directory such as RUN/export/last or a .ckpt written without " \
+                 "--location-only"  # fmt: skip
+    argv = ["retrieval", "build", "--model", str(location_only), "--cache", str(cache.path), "-o", str(tmp_path / "d")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{location_only} holds only a location encoder" in err and full_model in err
+    assert "satclip retrieval build needs the image encoder" in err and "satclip.load()" not in err
+    with pytest.raises(BadInputError) as raised:
+        satclip.load(location_only, retrieval=db)
+    message = str(raised.value)
+    assert "satclip.load(retrieval=...) needs the image encoder" in message and full_model in message

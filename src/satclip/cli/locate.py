@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         safe_output.check_not_in_output(args.output)  # (a file in a corpus blocked the corpus's --overwrite)
         safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     model = load_model(args.model, device=args.device, harmonics_calculation=args.harmonics,
-                       trust_checkpoint=args.trust_checkpoint)  # fmt: skip
+                       trust_checkpoint=args.trust_checkpoint, needed_for="satclip locate")  # fmt: skip
     image = load_image(model, args.image, name=Path(str(args.model)).name)
     truth = tuple(args.truth) if args.truth else None
     if truth is None and not is_picture(args.image):

@@ -74,7 +74,7 @@ def run_build(args: argparse.Namespace) -> int:
         except BadInputError:
             raise BadInputError(f"--cache auto is for the shipped models ({', '.join(shipped_models())}), not "
                                 f"{args.model}: give a feature cache built with its image encoder") from None
-    model = load_model(args.model, trust_checkpoint=args.trust_checkpoint)
+    model = load_model(args.model, trust_checkpoint=args.trust_checkpoint, needed_for="satclip retrieval build")
     if auto:
         name = shipped_name(args.model)
         if args.output is not None:  # (refused only after the features were built)

@@ -103,6 +103,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     harmonics_calculation: str | None = None,
     trust_checkpoint: bool = False,
+    needed_for: str = "satclip.load_model",
 ) -> SatCLIP:
     """Load a full SatCLIP model (image encoder, location encoder, ``logit_scale``) in eval mode.
 
@@ -122,10 +123,12 @@ def load_model(
             default ``"analytic"`` (the exact value of the original's printed polynomials) moves logits by up to
             ~2e-4 from the original's near the poles; ``"analytic-original"`` is its own evaluation (slow).
         trust_checkpoint: allow unpickling arbitrary objects from a ``.ckpt`` (only for trusted files).
+        needed_for: what the whole model is loaded for, named in the error when ``source`` holds only a
+            location encoder (``"satclip locate"`` …).
     """
     check_device(device)
     dtype = model_dtype(dtype)
-    parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint))
+    parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint), needed_for)
     source_name = parts.provenance["source"]
     parts.location_config, parts.location_state = rebased(parts.location_config, parts.location_state,
                                                           harmonics_calculation, source)  # fmt: skip

@@ -90,11 +90,13 @@ def read_parts(
     return _file(resolved.path, location_only, trust_checkpoint, resolved.release)
 
 
-def require_image_encoder(parts: ModelParts) -> ModelParts:
-    """``parts`` if they hold an image encoder, else an error saying what to use instead."""
+def require_image_encoder(parts: ModelParts, needed_for: str = "satclip.load_model") -> ModelParts:
+    """``parts`` if they hold an image encoder, else an error naming what needs it (``needed_for``) and what to
+    give instead."""
     if not parts.has_image_encoder:
         raise BadInputError(
             f"{parts.provenance.get('source', 'the model')} holds only a location encoder (no image encoder "
-            "weights); load it with satclip.load(), or convert the full original checkpoint"
+            f"weights), and {needed_for} needs the image encoder too: give the full model, a native directory such "
+            "as RUN/export/last or a .ckpt written without --location-only (a released model: its original .ckpt)"
         )
     return parts

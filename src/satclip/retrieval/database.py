@@ -493,7 +493,7 @@ def build_database(
     if isinstance(model, (str, os.PathLike)):
         from ..io.load import load_model
 
-        model_source, model = model_source or str(model), load_model(model)
+        model_source, model = model_source or str(model), load_model(model, needed_for="build_database")
     if not hasattr(model, "visual"):
         raise BadInputError(
             f"build_database needs a whole SatCLIP model (image and location encoders), got a "

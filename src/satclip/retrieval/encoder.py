@@ -369,7 +369,8 @@ def augment(
         if database.key:
             from ..io.load import load_model
 
-            model = load_model(source, trust_checkpoint=trust_checkpoint)
+            # (its image head is part of what the database was built from)
+            model = load_model(source, trust_checkpoint=trust_checkpoint, needed_for="satclip.load(retrieval=...)")
             check_fresh(database, identity=model_key(model), source=source)
     if k > len(database) and database.location_dim == encoder.embedding_dim:  # (else: that is what is wrong)
         raise BadInputError(  # (a k of millions was a MemoryError in the k-d tree's query)
