@@ -221,6 +221,25 @@ def test_stale_database_is_refused_when_the_model_changed(setup, tmp_path):
     assert f"--model {model_dir}" not in message
 
 
+def test_stale_database_of_a_model_changed_at_the_same_path_says_it_changed(setup, capsys):
+    """New weights saved where the database's model was: it said the database was built "from another model", "it
+    holds the embeddings of MODEL. Build one for MODEL" (the same path twice); it says the model there changed."""
+    model_dir, cache, db = setup
+    retrained = tiny_model(seed=1)
+    retrained.visual.load_state_dict(satclip.load_model(model_dir).visual.state_dict())
+    retrained.save(model_dir, overwrite=True)
+    with pytest.raises(StaleDatabaseError) as err:
+        satclip.load(model_dir, retrieval=db)
+    message = str(err.value)
+    assert "\n" not in message and "another model" not in message and "Build one for" not in message
+    assert f"retrieval database {db} was built from {model_dir}, whose model has changed since (location_sha256 " \
+           "differ): rebuild it from the model there now: " in message  # fmt: skip
+    rebuild = f"satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db} --overwrite"
+    assert message.endswith(rebuild)
+    assert main(rebuild.split()[1:]) == 0  # the command it gives does rebuild it
+    satclip.load(model_dir, retrieval=db)
+
+
 def test_stale_database_of_another_model_says_how_to_build_the_right_one(setup, tmp_path, capsys):
     """Through `satclip evaluate` (exit 2, one line): a shipped model gets `--cache auto`, its own feature
     cache; a database whose cache changed keeps the command that rebuilds it from its own model."""

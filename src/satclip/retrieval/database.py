@@ -379,8 +379,13 @@ def check_fresh(
     if model is not None or identity is not None:
         identity = identity if identity is not None else model_key(model)
         differ = _differences(key.get("model", {}), identity)
+        built = database.manifest.get("built_from", {}).get("model", "a model")
+        if differ and source is not None and _source_name(source) == built:  # ("another model" of the same path)
+            raise StaleDatabaseError(
+                f"retrieval database {where} was built from {built}, whose model has changed since "
+                f"({', '.join(differ)} differ): rebuild it from the model there now: {fix}"
+            )
         if differ:
-            built = database.manifest.get("built_from", {}).get("model", "a model")
             raise StaleDatabaseError(
                 f"retrieval database {where} was built from another model ({', '.join(differ)} differ): it "
                 f"holds the embeddings of {built}. Build one for {source or 'the model you use'}: "
