@@ -131,3 +131,39 @@ def test_files_of_other_formats_are_named_and_never_unpickled(tmp_path, capsys, 
     from satclip.io.safe_pickle import load_checkpoint
 
     assert load_checkpoint(legacy) == {"state_dict": {}}
+
+
+def test_a_training_run_with_no_exports_yet_says_how_it_stands_and_how_to_get_them(tmp_path, capsys):
+    """A run killed (or still training) before it exported: --model RUN was "a directory but not a satclip model"
+    and RUN/checkpoints/last.ckpt "give the run's export instead", which did not exist. Both say it is a run with
+    no exports yet, running (its lock's PID) or stopped after how many epochs, and the command that continues it."""
+    import os
+    import shutil
+
+    from satclip import safe_output
+    from satclip.train import fit, from_dict
+
+    from .test_train_fit import cached_config
+    from .train_helpers import synthetic_cache
+
+    synthetic_cache(tmp_path / "cache", n=600)
+    run = tmp_path / "run"
+    fit(from_dict(cached_config(tmp_path / "cache", run, trainer={"max_epochs": 1})))
+    shutil.rmtree(run / "export")  # (killed before it exported)
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n10,20\n")
+    resume = run / "checkpoints" / "last.ckpt"
+    stopped = f"{run} is a training run with no exports yet (stopped after epoch 1): continue it with `satclip " \
+              f"train --config {run / 'config.yaml'} --resume` (it exports its model when it ends)"  # fmt: skip
+    for model, said in ((run, stopped), (resume, f"{resume}: this is a checkpoint satclip train saves to resume a "
+                                                 f"run (RUN/checkpoints/), not a model: {stopped}")):  # fmt: skip
+        assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(model)]) == 2
+        assert one_error_line(capsys.readouterr().err) == f"satclip: error: {said}"
+    with safe_output.exclusive(run):  # a run still training holds the lock
+        assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(run)]) == 2
+        assert one_error_line(capsys.readouterr().err) == (
+            f"satclip: error: {run} is a training run with no exports yet (running: PID {os.getpid()}): wait for it "
+            "to finish (it exports its model when it ends)"
+        )
+    assert main(["train", "--config", str(run / "config.yaml"), "--resume"]) == 0  # the command it gives
+    assert main(["embed", str(points), "-o", str(tmp_path / "e.parquet"), "--model", str(run / "export" / "last")]) == 0

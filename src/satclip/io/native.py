@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..digests import file_digest
 from ..errors import BadInputError, interruptions_kept
-from ..safe_output import atomic_dir, refuse_other_contents, write_data
+from ..safe_output import atomic_dir, lock_holder, owned_kind, refuse_other_contents, write_data
 from .checks import check_weights
 
 FORMAT = "satclip"
@@ -82,11 +82,49 @@ def not_native(path: str | Path) -> str | None:
             f"{path} is not a complete satclip model: it has {present[0]} but no {missing}; copy or download the "
             f"model again (both {CONFIG_FILE} and {WEIGHTS_FILE})"
         )
+    unexported = run_without_exports(path)
+    if unexported:
+        return unexported
     models = _models_in(path) or [f"export{os.sep}{name}" for name in _models_in(path / "export")]  # (a run's)
     if models:
         choices = " or ".join(str(path / name) for name in models)
         return f"{path} is not a satclip model but holds {len(models)} of them ({', '.join(models)}): pass {choices}"
     return f"{path} is a directory but not a satclip model (no {CONFIG_FILE} + {WEIGHTS_FILE})"
+
+
+def run_without_exports(run: str | Path) -> str | None:
+    """Why the training run directory ``run`` (``satclip train``'s ``trainer.output_dir``) is no model yet, as one
+    line: it exports when it ends, and has not; with its state (running: the PID holding its lock; else how many
+    epochs it finished) and how to get an export. None for another directory, or a run with exports."""
+    run = Path(run)
+    if not (owned_kind(run) == "training-run" or (run / "checkpoints").is_dir()) or _models_in(run / "export"):
+        return None
+    holder = lock_holder(run)
+    if holder is not None:
+        state, fix = f"running: PID {holder.get('pid', '?')}", "wait for it to finish"
+    else:
+        epochs = _epochs_finished(run / "history.jsonl")
+        state = f"stopped after epoch {epochs}" if epochs else "stopped before it finished an epoch"
+        fix = f"continue it with `satclip train --config {run / 'config.yaml'} --resume`"
+    return f"{run} is a training run with no exports yet ({state}): {fix} (it exports its model when it ends)"
+
+
+def _epochs_finished(history: Path) -> int:
+    """How many epochs a run's ``history.jsonl`` records (one row per finished epoch, ``epoch`` counted from 0);
+    0 where it is missing or unreadable (damaged rows are skipped: this only describes the run)."""
+    try:
+        lines = history.read_text(errors="replace").splitlines()
+    except OSError:
+        return 0
+    done = 0
+    for line in lines:
+        try:
+            epoch = json.loads(line).get("epoch")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(epoch, int):
+            done = max(done, epoch + 1)
+    return done
 
 
 def _in_rshf_layout(file: Path) -> bool:

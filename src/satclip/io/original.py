@@ -116,12 +116,6 @@ def location_config_from_hparams(hparams: dict) -> dict:
     """Our ``LocationEncoder`` config for the original hyper-parameters (``le_type`` names the
     positional encoding and ``pe_type`` the network, as in the original code)."""
     missing = [k for k in ("le_type", "pe_type", "embed_dim") if k not in hparams]
-    if missing and isinstance(hparams.get("config"), dict) and "model" in hparams["config"]:
-        # (a run's checkpoints/last.ckpt was asked "is this a SatCLIP checkpoint?")
-        raise BadInputError(
-            "this is a checkpoint satclip train saves to resume a run (RUN/checkpoints/), not a model: give the run's "
-            "export instead, RUN/export/best or RUN/export/last (or the .ckpt beside them)"
-        )
     if missing:
         raise BadInputError(f"checkpoint hyper_parameters lack {missing}; is this a SatCLIP checkpoint?")
 
@@ -236,6 +230,7 @@ def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, locatio
         config = entry["location_encoder"]
         metadata = dict(entry.get("metadata") or {})
     else:
+        _refuse_training_state(ckpt.hparams, Path(path))
         config = _naming(path, ckpt.location_config)
         metadata = {"hyper_parameters": _json_ready(ckpt.hparams)}
     # the metadata travels with the loaded model (its training footprint and image input: see models.provenance)
@@ -251,6 +246,22 @@ def parts_from_checkpoint(ckpt: OriginalCheckpoint, path: str | Path, *, locatio
         parts.image_config, parts.visual_state = image_config, visual
     parts.logit_scale = ckpt.logit_scale
     return parts
+
+
+def _refuse_training_state(hparams: dict, path: Path) -> None:
+    """Refuse a checkpoint ``satclip train`` saves to resume a run (its hyper-parameters are the run's config),
+    given as a model: name the run's exports, or say it has none yet and how to get them."""
+    config = hparams.get("config")
+    if all(k in hparams for k in ("le_type", "pe_type", "embed_dim")) or not isinstance(config, dict) \
+            or "model" not in config:  # fmt: skip
+        return
+    folder = path.resolve().parent
+    run = folder.parent if folder.name == "checkpoints" else None
+    unexported = native.run_without_exports(run) if run is not None else None
+    raise BadInputError(
+        f"{path}: this is a checkpoint satclip train saves to resume a run (RUN/checkpoints/), not a model: "
+        + (unexported or "give the run's export instead, RUN/export/best or RUN/export/last (or the .ckpt beside them)")
+    )
 
 
 def _naming(path: str | Path, build, *args):
