@@ -995,3 +995,28 @@ def test_a_geo_task_file_of_shapes_or_layers_takes_centroids_and_layer(tmp_path,
         out = tmp_path / f"out-{extra[2]}"
         assert main([*base, *extra, "--out", str(out)]) == 0, capsys.readouterr().err
         assert len(pd.read_csv(out / "results.csv")) == 1
+
+
+def test_the_results_record_the_weights_of_each_satclip_model(tmp_path):
+    """results.csv, results.md and rows.jsonl named a model by the spec as typed: new weights at the same path
+    (every run's export is RUN/export/last) gave results no one could tell apart. Each row records the sha256 that
+    embed, map and export record of the model (model_record), results.md's settings line too; none for a raw one."""
+    import satclip
+    from satclip.models.location_encoder import model_identity
+
+    model = tmp_path / "export" / "last"
+    table = _task_file(tmp_path / "t.csv")
+    shas = []
+    for shipped in ("bluemarble-l10", "bluemarble-l40"):  # (new weights at the same path)
+        assert main(["convert", shipped, str(model), "--target", "native", "--overwrite"]) == 0
+        sha = model_identity(satclip.load(model))["sha256"]
+        out = tmp_path / f"eval-{shipped}"
+        assert main(["evaluate", "--encoders", f"{model},wrap", "--task-file", str(table), "--seeds", "1", "--probes",
+                     "linear", "--no-figures", "--out", str(out)]) == 0  # fmt: skip
+        assert {(r["encoder"], r["model_sha256"]) for r in _rows(out / "results.csv")} == {(str(model), sha),
+                                                                                         ("wrap", "")}  # fmt: skip
+        assert f"model weights sha256 `{model}` {sha}" in (out / "results.md").read_text()
+        recorded = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+        assert {r["model_sha256"] for r in recorded if r["encoder"] == str(model)} == {sha}
+        shas.append(sha)
+    assert shas[0] != shas[1]

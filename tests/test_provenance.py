@@ -108,3 +108,33 @@ def test_a_ckpt_satclip_wrote_keeps_the_footprint_and_image_input_it_records(tmp
     assert (footprint.surface, footprint.min_lat, footprint.max_lat) == ("land", -60.0, 90.0)
     assert footprint.origin.startswith("recorded")
     assert image_input(model) == image_input(satclip.load("bluemarble-l10"))
+
+
+def test_every_output_of_a_users_model_records_it_the_same_way(tmp_path, monkeypatch):
+    """A run's export given by its relative path: map recorded its name alone ("last", as every run's export is
+    called) and locate the path as typed with no sha256 or precision. embed, map and locate now record the same
+    absolute source and the same sha256 (model_record)."""
+    import pyarrow.parquet as pq
+
+    from satclip.cli import main
+    from satclip.models.location_encoder import model_identity
+
+    rasterio = pytest.importorskip("rasterio")
+    image = pytest.importorskip("PIL.Image")
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "run1" / "export" / "last"
+    assert main(["convert", "bluemarble-l10", str(model), "--target", "native"]) == 0
+    given = "run1/export/last"
+    expected = {"source": str(model), "sha256": model_identity(satclip.load(model))["sha256"], "precision": "float32"}
+    (tmp_path / "pts.csv").write_text("lon,lat\n10,20\n")
+    assert main(["embed", "pts.csv", "-o", "e.parquet", "--model", given, "--precision", "float32"]) == 0
+    embedded = json.loads(pq.read_schema("e.parquet").metadata[b"satclip"])
+    assert (embedded["model_source"], embedded["model"]["sha256"]) == (expected["source"], expected["sha256"])
+    assert main(["map", "--model", given, "--resolution", "30", "--all", "-o", "m.tif", "--precision", "float32"]) == 0
+    with rasterio.open("m.tif") as src:
+        tags = src.tags()
+    assert (tags["satclip_model_source"], tags["satclip_model_sha256"]) == (expected["source"], expected["sha256"])
+    assert tags["satclip_model"] == "last"
+    image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save("patch.png")
+    assert main(["locate", "patch.png", "--model", given, "--grid-size", "50", "-o", "loc.json"]) == 0
+    assert json.loads((tmp_path / "loc.json").read_text())["model"] == expected

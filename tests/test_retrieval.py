@@ -1248,3 +1248,21 @@ def test_a_location_only_model_is_told_what_needs_the_image_encoder(setup, tmp_p
         satclip.load(location_only, retrieval=db)
     message = str(raised.value)
     assert "satclip.load(retrieval=...) needs the image encoder" in message and full_model in message
+
+
+def test_the_manifest_records_the_models_sha256_beside_its_key(setup):
+    """A database's manifest held only digests of its own (location_sha256, head_sha256), matching no other
+    output's: it records the model's sha256 as embed, map and export do, outside the key, so a database built before
+    is still up to date (reused as it is, not rebuilt)."""
+    from satclip.models.location_encoder import model_identity
+
+    model_dir, cache, db = setup
+    manifest = json.loads((db / "manifest.json").read_text())
+    sha = model_identity(satclip.load(model_dir))["sha256"]
+    assert manifest["built_from"]["model_sha256"] == sha and sha not in json.dumps(manifest["key"])
+    del manifest["built_from"]["model_sha256"]  # as an older satclip wrote it
+    (db / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    before = files(db)
+    build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+    satclip.load(model_dir, retrieval=db)
+    assert files(db) == before

@@ -123,24 +123,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): {higher:,} of the {result.candidates:,} "
               f"candidates score higher ({_percent(higher, result.candidates)}): it would rank {higher + 1:,}")
     if args.output is not None:
-        _write_rows(args, rows, result, truth, inputs)
+        _write_rows(args, rows, result, truth, inputs, model)
         print(f"wrote {args.output}")
     return 0
 
 
-def _write_rows(args: argparse.Namespace, rows: list[dict], result, truth, inputs: list) -> None:
+def _write_rows(args: argparse.Namespace, rows: list[dict], result, truth, inputs: list, model) -> None:
     """The ranked rows to ``args.output``, atomically: CSV (one line per row), or JSON (the rows with the image,
-    model, candidates, footprint and true location they were ranked with)."""
+    model, candidates, footprint and true location they were ranked with; the model as every output records it,
+    :func:`~satclip.models.location_encoder.model_record` of its location encoder)."""
     import csv
     import io
     import json
+    from pathlib import Path
 
     from .. import safe_output
+    from ..models.location_encoder import model_record
 
     if args.output.suffix.lower() == ".json":
         truth_at = None if truth is None else {"lon": truth[0], "lat": truth[1], "rank": rows[0]["truth_rank"],
                                                "from": "--truth" if args.truth else "GeoTIFF centre"}  # fmt: skip
-        document = {"image": str(args.image), "model": str(args.model), "candidates": result.candidates,
+        document = {"image": str(Path(args.image).absolute()),
+                    "model": model_record(model.location, source=args.model), "candidates": result.candidates,
                     "footprint": result.footprint, "truth": truth_at, "rows": rows}  # fmt: skip
         text = json.dumps(document, indent=1) + "\n"
     else:

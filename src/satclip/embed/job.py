@@ -30,7 +30,7 @@ from .. import safe_output
 from ..encoding.points import PROJECTED_FILE, SWAPPED, InvalidPointsError, describe_invalid, invalid_rows, range_hints
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
-from ..models.location_encoder import model_identity
+from ..models.location_encoder import model_identity, model_record
 from ..models.precision import AUTO_CHOICES, Choice, record
 from . import sinks
 from .api import embed_lonlat
@@ -100,21 +100,12 @@ def output_attrs(identity: dict, source, encoder, rows: tuple[int, int], total: 
     satclip version."""
     from .. import __version__
 
-    loaded_from = (getattr(encoder, "provenance", None) or {}).get("source")
     return {"satclip": {
-        "model": identity["model"], "model_source": _absolute_if_local(loaded_from),
+        "model": identity["model"], "model_source": model_record(encoder, identity=identity["model"])["source"],
         "source": str(Path(source.path).absolute()), "input_rows": {"start": rows[0], "stop": rows[1], "total": total},
         "input": _content(identity["input"]), "chunk_rows": identity["options"]["chunk_rows"],
         "precision": precision_record(encoder), "version": __version__,
     }}  # fmt: skip
-
-
-def _absolute_if_local(spec) -> str | None:
-    """A model's name as given (``bluemarble-l10``, ``hf://…``), or its local path made absolute."""
-    if spec is None:
-        return None
-    path = Path(str(spec))
-    return str(path.absolute()) if path.exists() else str(spec)
 
 
 def check_sibling_shards(output: Path, shard: tuple[int, int], identity: dict, source: Source) -> None:

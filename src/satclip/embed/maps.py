@@ -39,7 +39,7 @@ from .. import safe_output
 from ..errors import BadInputError
 from ..io.resolve import encoder_files
 from ..models import precision as _precision
-from ..models.location_encoder import model_identity
+from ..models.location_encoder import model_identity, model_record
 from ..models.provenance import ANY, Footprint, training_footprint
 from ..optional import require
 from ..safe_output import naming
@@ -522,19 +522,21 @@ def _zarr_writes_settled() -> Iterator[None]:
 
 
 def model_attrs(encoder, identity: dict, model=None, precision: str | None = None) -> dict:
-    """What a map or field records about its model: name (``model`` as given, else the encoder's source),
-    sha256 of the weights, basis, dtype, the precision it computes in and satclip version; ``identity``: the
-    encoder's :func:`~satclip.models.location_encoder.model_identity`."""
+    """What a map or field records about its model: name and source (``model`` as given, else the encoder's
+    source; the source as every output records it, :func:`~satclip.models.location_encoder.model_record`), sha256
+    of the weights, basis, dtype, the precision it computes in and satclip version; ``identity``: the encoder's
+    :func:`~satclip.models.location_encoder.model_identity`."""
     from .. import __version__
 
-    source = model if isinstance(model, (str, Path)) else getattr(encoder, "provenance", {}).get("source", "")
+    record = model_record(encoder, model if isinstance(model, (str, Path)) else None, identity)
     encoding = dict(encoder.config.get("encoding", {}))
     basis = encoding.pop("name", "?")
     params = ", ".join(f"{k}={v}" for k, v in sorted(encoding.items()))
     return {
         "long_name": "SatCLIP location embedding",
-        "satclip_model": Path(str(source)).name if source else "unknown",
-        "satclip_model_sha256": identity["sha256"],
+        "satclip_model": Path(record["source"]).name if record["source"] else "unknown",
+        "satclip_model_source": record["source"] or "unknown",
+        "satclip_model_sha256": record["sha256"],
         "satclip_basis": f"{basis} ({params})" if params else basis,
         "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
         "satclip_precision": _precision.for_encoder(encoder, precision),

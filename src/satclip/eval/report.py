@@ -468,8 +468,8 @@ def blind_chance(config: EvalConfig, tasks: Sequence[Task]) -> dict[str, dict[st
 
 def settings_line(config: EvalConfig, command: str | None = None, rows: Sequence[dict] = ()) -> str:
     """What a protocol run's results depend on besides its protocol, seeds and probes (two runs of other
-    ``--n-points`` or ``--block-deg`` had the same header), the precision each encoder of ``rows`` ran in, and
-    the ``command`` that ran it: enough to run it again."""
+    ``--n-points`` or ``--block-deg`` had the same header), the precision each encoder of ``rows`` ran in and the
+    sha256 of each satclip model's weights, and the ``command`` that ran it: enough to run it again."""
     from .. import __version__
 
     options = config.task_options
@@ -479,6 +479,9 @@ def settings_line(config: EvalConfig, command: str | None = None, rows: Sequence
         by_precision = {p: [e for e, q in precisions.items() if q == p] for p in _ordered(precisions.values())}
         parts.append("embeddings in " + ", ".join(f"{p} ({', '.join(f'`{e}`' for e in encs)})"
                                                   for p, encs in by_precision.items()))  # fmt: skip
+    models = {row["encoder"]: row["model_sha256"] for row in rows if row.get("model_sha256")}
+    if models:  # (the spec names a path, whose weights change between runs: every run's export is export/last)
+        parts.append("model weights sha256 " + ", ".join(f"`{e}` {sha}" for e, sha in models.items()))
     used = {name: values for name, values in config.probe_options.items() if name in config.probe_names()}
     for what, values in (("protocol options", config.protocol_options), ("probe options", used)):
         if values:

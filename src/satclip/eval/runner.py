@@ -38,7 +38,7 @@ MAPPED_VARIANTS = ("", "zero-shot")
 COLUMNS = (
     "task", "kind", "encoder", "protocol", "probe", "fold", "seed", "group", "variant",
     "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1", "hparams", "precision",
-    "predictions",
+    "model_sha256", "predictions",
 )  # fmt: skip
 
 
@@ -539,7 +539,7 @@ def evaluate_tasks(
             "protocol": config.protocol, "probe": probe_name, "fold": fold.name,
             "seed": fold.seed, "group": fold.group, "variant": fold.variant,
             "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
-            **scores, "precision": enc.precision, "seconds": round(seconds, 3),
+            **scores, "precision": enc.precision, "model_sha256": enc.model_sha256, "seconds": round(seconds, 3),
             "embedding_dim": int(features.shape[1]),
         }  # fmt: skip
         if out and mapped:  # (before the row: a fold recorded done whose predictions failed to be written was
@@ -627,8 +627,9 @@ def evaluate_tasks(
 
             for future in as_completed(futures):
                 record(*futures[future], future.result())
-        # (the precision of this run's encoder: a reused row of an older satclip has none)
-        rows = [{**row, "precision": enc.precision} for _, enc, slots in groups for row in slots]
+        # (the precision and weights of this run's encoder: a reused row of an older satclip has none)
+        rows = [{**row, "precision": enc.precision, "model_sha256": enc.model_sha256}
+                for _, enc, slots in groups for row in slots]  # fmt: skip
     except BaseException:
         if pool is not None:
             _kill_workers(pool)

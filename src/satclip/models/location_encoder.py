@@ -8,6 +8,7 @@ import inspect
 import numbers
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -366,6 +367,30 @@ def model_identity(encoder) -> dict:
     if retrieval is not None:
         identity["retrieval"] = retrieval()
     return identity
+
+
+def model_record(encoder, source=None, identity: dict | None = None) -> dict:
+    """How an output records the model that made it, the same in every output that records one: ``source`` (the
+    name or path it was loaded from, ``source`` where given, else the encoder's provenance: a name or hub id as it
+    is, a local path made absolute (:func:`absolute_if_local`), since every run's export is called ``export/last``),
+    ``sha256`` (of the weights,
+    :func:`model_identity`'s: the one embed, map and export outputs record, which matches them up) and the
+    ``precision`` it computes in. ``identity``: the encoder's :func:`model_identity`, where already computed."""
+    identity = identity if identity is not None else model_identity(encoder)
+    if source is None:
+        source = (getattr(encoder, "provenance", None) or {}).get("source")
+    return {"source": absolute_if_local(source), "sha256": identity["sha256"], "precision": identity["precision"]}
+
+
+def absolute_if_local(source) -> str | None:
+    """A model's name as given (``bluemarble-l10``, ``hf://…``; a shipped model's directory by its name), or its
+    local path made absolute."""
+    from ..pretrained import shipped_model_name
+
+    if source is None:
+        return None
+    text = str(shipped_model_name(source))
+    return str(Path(text).absolute()) if Path(text).exists() else text
 
 
 def model_token(identity: dict) -> str:

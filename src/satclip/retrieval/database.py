@@ -6,8 +6,9 @@ goes through the model's image head (``visual.head``), each image's location thr
 encoder. Both are computed in float64 on one thread (the same bytes whatever the machine's thread count)
 and stored (location embeddings in float32, image embeddings in ``dtype``). Layout of a database directory::
 
-    manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from,
-                    entries_sha256 (:meth:`RetrievalDatabase.sha256` of the entries, checked when opened)
+    manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from (the
+                    model's source and model_sha256, as other outputs record it, and the cache), entries_sha256
+                    (:meth:`RetrievalDatabase.sha256` of the entries, checked when opened)
     lonlat.npy      (N, 2) float64 (lon, lat) degrees of each image
     location.npy    (N, D) float32 location embeddings (unnormalised)
     image.npy       (N, E) float16|float32 image embeddings (unnormalised)
@@ -38,6 +39,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError
 from ..machine import cpu_threads
+from ..models.location_encoder import model_record
 from ..paths import expand_user
 from ..train.cache import jsonable
 
@@ -566,7 +568,9 @@ def build_database(
             "files": {"lonlat": LONLAT, "location": LOCATION, "image": IMAGE},
             "rounding": {name[:-4]: _rounding(exact, stored[name]) for name, exact in
                          ((LOCATION, location), (IMAGE, image))},
-            "built_from": {"model": _source_name(model_source), "cache": str(Path(cache.path).resolve())},
+            # (beside the key, which stays as it was: the sha256 embed, map and export outputs record of the model)
+            "built_from": {"model": _source_name(model_source), "model_sha256": model_record(model.location)["sha256"],
+                           "cache": str(Path(cache.path).resolve())},
             "entries_sha256": RetrievalDatabase(lonlat, stored[LOCATION], stored[IMAGE]).sha256(),
         }  # fmt: skip
         with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:

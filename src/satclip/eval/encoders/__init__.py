@@ -90,6 +90,18 @@ class Encoder:
         return "float64" if dtype == torch.float64 else "float32"
 
     @cached_property
+    def model_sha256(self) -> str | None:
+        """The sha256 of the weights of the satclip model under test, as every output records it
+        (:func:`~satclip.models.location_encoder.model_record`; of the location encoder under a retrieval one):
+        which model a row scored, where the spec names a path; None for an encoder built here (raw, untrained)."""
+        if not getattr(self.module, "provenance", None):
+            return None
+        from ...models.location_encoder import model_record
+
+        plain = self.module.location_encoder() if hasattr(self.module, "location_encoder") else self.module
+        return model_record(plain)["sha256"]
+
+    @cached_property
     def identity(self) -> str:
         """Cache key: the spec plus a digest of the embeddings of fixed points (changes when weights or
         implementation change) and, with retrieval, of the database's entries and the options (a database that
