@@ -373,9 +373,9 @@ def model_record(encoder, source=None, identity: dict | None = None) -> dict:
     """How an output records the model that made it, the same in every output that records one: ``source`` (the
     name or path it was loaded from, ``source`` where given, else the encoder's provenance: a name or hub id as it
     is, a local path made absolute (:func:`absolute_if_local`), since every run's export is called ``export/last``),
-    ``sha256`` (of the weights,
-    :func:`model_identity`'s: the one embed, map and export outputs record, which matches them up) and the
-    ``precision`` it computes in. ``identity``: the encoder's :func:`model_identity`, where already computed."""
+    ``sha256`` (of the weights, :func:`model_identity`'s: the one embed, map and export outputs record, which
+    matches them up) and the ``precision`` it computes in. ``identity``: the encoder's :func:`model_identity`,
+    where already computed."""
     identity = identity if identity is not None else model_identity(encoder)
     if source is None:
         source = (getattr(encoder, "provenance", None) or {}).get("source")
