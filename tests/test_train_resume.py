@@ -26,7 +26,7 @@ import yaml
 
 from satclip import safe_output
 from satclip.cli import main
-from satclip.errors import LockedError, OutputExistsError, ResumeError
+from satclip.errors import BadInputError, LockedError, OutputExistsError, ResumeError
 from satclip.io.native import read_native
 from satclip.train import dump_config, fit, from_dict, load_config
 from satclip.train.callbacks import AtomicCheckpointIO, checksum_path
@@ -980,9 +980,11 @@ def test_a_copied_or_moved_runs_config_yaml_does_not_resume_the_directory_it_nam
     more = ["--resume", "--trainer.max_epochs", "3"]
     assert main(["train", "--config", str(copy / "config.yaml"), *more]) == 2
     assert one_error_line(capsys.readouterr().err) == (
-        f"satclip: error: {copy / 'config.yaml'} names trainer.output_dir {run}, not the run directory it is in (the "
-        f"run was copied from it): continue the run in {copy} with --trainer.output_dir {copy}, or the run in {run} "
-        f"with --trainer.output_dir {run}")  # fmt: skip
+        f"satclip: error: {copy / 'config.yaml'} names trainer.output_dir {run}, not the run directory it is in; the "
+        f"run was copied from there. To continue the run in {copy}, pass --trainer.output_dir {copy}; to continue "
+        f"the run in {run}, pass --trainer.output_dir {run}")  # fmt: skip
+    with pytest.raises(BadInputError, match="the run was copied from there"):  # (from Python too)
+        fit(copy / "config.yaml", resume=True)
     assert {name: (run / name).read_bytes() for name in files} == before
     assert main(["train", "--config", str(copy / "config.yaml"), *more, "--trainer.output_dir", str(copy)]) == 0
     assert {name: (run / name).read_bytes() for name in files} == before
@@ -992,9 +994,25 @@ def test_a_copied_or_moved_runs_config_yaml_does_not_resume_the_directory_it_nam
     run.rename(moved)
     capsys.readouterr()
     assert main(["train", "--config", str(moved / "config.yaml"), *more]) == 2
-    assert (f"(the run was moved from it ({run} does not exist: a new run would start there)): continue the run in "
-            f"{moved} with --trainer.output_dir {moved}") in one_error_line(capsys.readouterr().err)  # fmt: skip
+    said = one_error_line(capsys.readouterr().err)
+    assert (f"the run was moved from there, which no longer exists: a new run would start there. To continue the "
+            f"run in {moved}, pass --trainer.output_dir {moved}") in said  # fmt: skip
     assert not run.exists()
+
+
+def test_a_users_config_beside_a_checkpoints_folder_is_no_run(tmp_path, short_run, monkeypatch):
+    """A project folder of the user's holding config.yaml (output_dir runs/exp1, relative) and a checkpoints/ of
+    its own was taken for a moved run: refused, and its advice (--trainer.output_dir .) trained into the folder."""
+    config = copy_run(short_run, tmp_path)
+    project = tmp_path / "project"
+    (project / "checkpoints").mkdir(parents=True)
+    (project / "checkpoints" / "downloaded.ckpt").write_bytes(b"the user's")
+    config["trainer"] = {**config["trainer"], "output_dir": "runs/exp1", "max_epochs": 1}
+    (project / "config.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(project)
+    assert main(["train", "--config", "config.yaml"]) == 0
+    assert (project / "runs" / "exp1" / "export" / "last").is_dir()
+    assert sorted(p.name for p in (project / "checkpoints").iterdir()) == ["downloaded.ckpt"]
 
 
 def test_a_rollback_past_a_damaged_last_checkpoint_is_said_from_the_history(tmp_path, short_run, caplog):

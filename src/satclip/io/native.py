@@ -92,12 +92,19 @@ def not_native(path: str | Path) -> str | None:
     return f"{path} is a directory but not a satclip model (no {CONFIG_FILE} + {WEIGHTS_FILE})"
 
 
+def is_training_run(directory: str | Path) -> bool:
+    """Whether ``directory`` is a ``satclip train`` run: marked as one, or (a run of a satclip before the marker)
+    holding ``checkpoints/last.ckpt``. A folder of the user's that merely holds ``checkpoints/`` is not one."""
+    directory = Path(directory)
+    return owned_kind(directory) == "training-run" or (directory / "checkpoints" / "last.ckpt").is_file()
+
+
 def run_without_exports(run: str | Path) -> str | None:
     """Why the training run directory ``run`` (``satclip train``'s ``trainer.output_dir``) is no model yet, as one
     line: it exports when it ends, and has not; with its state (running: the PID holding its lock; else how many
     epochs it finished) and how to get an export. None for another directory, or a run with exports."""
     run = Path(run)
-    if not (owned_kind(run) == "training-run" or (run / "checkpoints").is_dir()) or _models_in(run / "export"):
+    if not is_training_run(run) or _models_in(run / "export"):
         return None
     holder = lock_holder(run)
     if holder is not None:

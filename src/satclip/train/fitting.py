@@ -246,30 +246,34 @@ def _check_same_run(run_dir: Path, path: Path, config: TrainConfig) -> None:
 
 
 def check_config_of_its_run(path: str | Path, config: TrainConfig) -> None:
-    """Refuse ``config``, read from ``path``, where ``path`` is the ``config.yaml`` of a run directory (marked
-    as a training run, or holding ``checkpoints/``) whose ``trainer.output_dir`` names another directory: a copied
-    run's file names the original, which the run would train on and rewrite, and a moved run's its old place, where
-    a new run would start. Call it unless ``trainer.output_dir`` was given besides the file.
+    """Refuse ``config``, read from ``path``, where ``path`` is the ``config.yaml`` that a run wrote into its
+    directory (:func:`satclip.io.native.is_training_run`; it records ``trainer.output_dir`` as an absolute path)
+    and that names another directory: a copied run's file names the original, which the run would train on and
+    rewrite, and a moved run's its old place, where a new run would start. Call it unless ``trainer.output_dir``
+    was given besides the file. A config of the user's (a relative ``output_dir``, or a folder that is no run,
+    even one holding ``checkpoints/``) is left alone.
 
     Raises:
         BadInputError: naming both directories and the ``--trainer.output_dir`` of each.
     """
+    from ..io.native import is_training_run
+
     path = Path(path)
     here = path.parent
-    if path.name != "config.yaml" or not (safe_output.owned_kind(here) == "training-run"
-                                          or (here / "checkpoints").is_dir()):  # fmt: skip
-        return  # (a config of the user's, outside any run directory)
+    written = Path(str(config.trainer.output_dir))
+    if path.name != "config.yaml" or not written.is_absolute() or not is_training_run(here):
+        return  # (a config of the user's; a project folder with a checkpoints/ of its own was refused as a run)
     named = absolute_path(config.trainer.output_dir)
     if safe_output.same_path(here, named):
         return
-    fixes = f"continue the run in {here} with --trainer.output_dir {here}"
+    fixes = f"continue the run in {here}, pass --trainer.output_dir {here}"
     if Path(named).is_dir():
-        what = "copied from it"
-        fixes += f", or the run in {named} with --trainer.output_dir {named}"
+        what = "copied from there"
+        fixes += f"; to continue the run in {named}, pass --trainer.output_dir {named}"
     else:
-        what = f"moved from it ({named} does not exist: a new run would start there)"
+        what = "moved from there, which no longer exists: a new run would start there"
     raise BadInputError(
-        f"{path} names trainer.output_dir {named}, not the run directory it is in (the run was {what}): {fixes}"
+        f"{path} names trainer.output_dir {named}, not the run directory it is in; the run was {what}. To {fixes}"
     )
 
 
@@ -569,6 +573,9 @@ def fit(
         DivergedError: the training loss became non-finite (nothing is exported).
     """
     with safe_output.removed_if_left_empty():  # (a run directory made before the data failed to open stayed)
+        if isinstance(config, (str, os.PathLike)):  # (a copied run's config.yaml trained on the original)
+            config_path, config = config, _as_config(config)
+            check_config_of_its_run(config_path, config)
         return _fit(config, resume=resume, cache=cache, source=source, callbacks=callbacks, rerun=rerun)
 
 
