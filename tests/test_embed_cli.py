@@ -854,24 +854,26 @@ def test_csv_columns_pass_through_without_loss_and_bad_headers_are_named(tmp_pat
     assert pq.read_table(tmp_path / "p.parquet").column("place, region").to_pylist() == ["Paris, IDF", "Lyon, ARA"]
 
 
-def test_csv_columns_that_would_not_write_back_as_written_stay_text(tmp_path, model):
-    """A leading + (+4930123 → 4930123.0), an integer with an exponent (1E5 → 100000.0), -0 (→ 0) and timestamps with an
-    offset (read as UTC, +02:00 lost) changed on their way through; numbers written by software (1.5e+03, 1e-05) and
-    timestamps in UTC stay what they were read as."""
+def test_csv_columns_that_would_not_write_back_as_written_stay_text(tmp_path, model, caplog):
+    """A phone number's + (+4930123 → 4930123.0) and timestamps with an offset (read as UTC, +02:00 lost) changed on
+    their way through; they stay text, and the log says so. Numbers software writes (a signed change +3, a rounded
+    -0, exponents 1e5 and 2e-3) and timestamps in UTC stay what they were read as."""
     source = tmp_path / "t.csv"
-    rows = ["lon,lat,phone,code,z,when,utc,sci,n,delta",
-            "13.4,52.5,+4930123,1E5,-0,2024-01-01T10:00:00+02:00,2024-01-01T10:00:00Z,1.5e+03,1,+1.5",
-            "2.0,48.9,4930124,2E5,5,2024-01-02T10:00:00+02:00,2024-01-01T11:00:00+00:00,1e-05,2,-2"]  # fmt: skip
+    rows = ["lon,lat,phone,when,utc,sci,n,delta,z",
+            "13.4,52.5,+4930123,2024-01-01T10:00:00+02:00,2024-01-01T10:00:00Z,1e5,1,+3,-0",
+            "2.0,48.9,4930124,2024-01-02T10:00:00+02:00,2024-01-01T11:00:00+00:00,2e-3,2,-2,5"]  # fmt: skip
     source.write_text("\n".join(rows) + "\n")
-    assert embed(source, "-o", tmp_path / "t.parquet", "--model", model) == 0
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        assert embed(source, "-o", tmp_path / "t.parquet", "--model", model) == 0
     table = pq.read_table(tmp_path / "t.parquet")
-    assert {name: table.column(name).to_pylist() for name in ("phone", "code", "z", "when")} == {
-        "phone": ["+4930123", "4930124"], "code": ["1E5", "2E5"], "z": ["-0", "5"],
-        "when": ["2024-01-01T10:00:00+02:00", "2024-01-02T10:00:00+02:00"],
+    assert {name: table.column(name).to_pylist() for name in ("phone", "when")} == {
+        "phone": ["+4930123", "4930124"], "when": ["2024-01-01T10:00:00+02:00", "2024-01-02T10:00:00+02:00"],
     }  # fmt: skip
-    assert table.column("sci").to_pylist() == [1500.0, 1e-05] and table.column("n").to_pylist() == [1, 2]
-    assert table.column("delta").to_pylist() == [1.5, -2.0]  # (a signed change, not a code)
+    assert table.column("sci").to_pylist() == [1e5, 2e-3] and table.column("n").to_pylist() == [1, 2]
+    assert table.column("delta").to_pylist() == [3, -2] and table.column("z").to_pylist() == [0, 5]
     assert pa.types.is_timestamp(table.schema.field("utc").type)
+    assert "column 'phone' is kept as text: read as a number, '+4930123' would not be written back" in caplog.text
+    assert "column 'when' is kept as text: read as a UTC timestamp" in caplog.text
 
 
 def test_shards_keep_their_rows_of_the_input_index(tmp_path, model, points):

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -265,11 +265,11 @@ class CsvSource(Source):
     lines (a ``.tsv`` whose header has a tab: tab; undecided: tab for ``.tsv``, else comma). Column types are
     inferred from the first block (16 MiB) and, in a larger file, widened where a later value does not fit
     (integers → float64 → text; anything else → text), so a column keeps one type for the whole file. A column
-    of numbers written with leading zeros (``01234``), as integers with a leading ``+`` (``+4930123``), as ``-0``
-    or as an integer with an exponent (``1E5``: a code, not 100000.0), or of integers too large for int64, anywhere
-    in the file, stays text (inferred, it would not write back as it was written), and so does a column of timestamps
-    with an offset from UTC (``+02:00``: read as UTC, the offset lost); the coordinate columns are always read as
-    float64 (empty, ``nan`` → NaN). Header names must be unique and the text UTF-8."""
+    of numbers written with leading zeros (``01234``), as a phone number's digits after a ``+`` (``+4930123``), or
+    of integers too large for int64, anywhere in the file, stays text (inferred, it would not write back as it was
+    written), and so does a column of timestamps with an offset from UTC (``+02:00``: read as UTC, the offset lost);
+    the log names each. The coordinate columns are always read as float64 (empty, ``nan`` → NaN). Header names must
+    be unique and the text UTF-8."""
 
     format = "csv"
     row_numbers = "rows counted from 0, the first after the header line"
@@ -338,16 +338,18 @@ class CsvSource(Source):
         log.info("%s: left out %d column(s) without a name or any value (columns %s of the header line)", self.path,
                  len(unnamed), ", ".join(str(i + 1) for i in unnamed))  # fmt: skip
 
-    def _lossy_columns(self, schema, whole_file: bool = False) -> dict:
+    def _lossy_columns(self, schema, whole_file: bool = False, known: Iterable[str] = ()) -> dict:
         """``{column: string}`` for the columns of numbers or of timestamps that inferred types would change
         (:func:`_reads_otherwise`, :func:`_loses_offset`); in the first block, or with ``whole_file`` in every block
-        (a ``02134`` further on reads as int64 without an error)."""
+        (a ``02134`` further on reads as int64 without an error), but the ``known`` ones. Each is named in the log,
+        with the value that decided it (a column of numbers read as text was not said)."""
         import pyarrow.csv as pa_csv
 
         pa = _pa()
         coordinates = (getattr(self, "lon_col", None), getattr(self, "lat_col", None))  # (known after _open)
-        checks = {field.name: check for field in schema  # (the coordinates are read as float64 whatever they hold)
-                  if field.name not in coordinates and (check := _text_check(field.type)) is not None}  # fmt: skip
+        skipped = {*coordinates, *known}  # (the coordinates are read as float64 whatever they hold)
+        checks = {field.name: check for field in schema
+                  if field.name not in skipped and (check := _text_check(field.type)) is not None}  # fmt: skip
         names = list(checks)
         if not names:
             return {}
@@ -365,10 +367,13 @@ class CsvSource(Source):
                 if name in lossy:
                     continue
                 column = batch.column(name)  # (the few values that may change, found in C; then exactly)
-                pattern, changes = checks[name]
+                pattern, changes, _ = checks[name]
                 suspects = pc.filter(column, pc.match_substring_regex(column, pattern)).to_pylist()
-                if any(changes(value.strip()) for value in suspects):
+                changed = next((value for value in suspects if changes(value.strip())), None)
+                if changed is not None:
                     lossy[name] = pa.string()
+                    log.info("%s: column %r is kept as text: read as %s, %r would not be written back as it is",
+                             self.path, name, checks[name][2], changed.strip())  # fmt: skip
         return lossy
 
     def _whole_file_types(self) -> dict:
@@ -382,7 +387,7 @@ class CsvSource(Source):
         settled = dict(self._text_columns)
         # (a gzip file of a few MiB may hold far more than the first block)
         if self.path.stat().st_size > self.BLOCK_SIZE or self.path.suffix.lower() == ".gz":
-            settled.update(self._lossy_columns(self._schema, whole_file=True))
+            settled.update(self._lossy_columns(self._schema, whole_file=True, known=settled))
             fixed = (self.lon_col, self.lat_col, *settled)
             typed = [f.name for f in self._schema if f.name not in fixed and not pa.types.is_string(f.type)]
             types = {name: self._schema.field(name).type for name in typed}
@@ -498,28 +503,28 @@ class CsvSource(Source):
 
 
 #: CSV texts that may change read as int64 or float64 (:func:`_reads_otherwise` decides)
-_MAY_READ_OTHERWISE = r"^\s*([-+]?(0\d+|\d{19,})|\+\d+|-0+|[-+]?\d+[eE]\d+)\s*$"
+_MAY_READ_OTHERWISE = r"^\s*([-+]?(0\d+|\d{19,})|\+\d{7,})\s*$"
 #: CSV timestamps that end in an offset from UTC (:func:`_loses_offset` decides)
 _UTC_OFFSET = r"[-+]\d\d:?\d\d\s*$"
 
 
 def _text_check(inferred):
-    """``(pattern, check)``: for values of a CSV column of the ``inferred`` type that may not write back as they were
-    written, a regular expression that finds them (in C) and the exact check; None for types that keep them."""
+    """``(pattern, check, what it is read as)``: for values of a CSV column of the ``inferred`` type that may not
+    write back as they were written, a regular expression that finds them (in C) and the exact check; None for types
+    that keep them."""
     pa = _pa()
     if pa.types.is_integer(inferred) or pa.types.is_floating(inferred):
-        return _MAY_READ_OTHERWISE, _reads_otherwise
+        return _MAY_READ_OTHERWISE, _reads_otherwise, "a number"
     if pa.types.is_timestamp(inferred) and inferred.tz is not None:
-        return _UTC_OFFSET, _loses_offset
+        return _UTC_OFFSET, _loses_offset, "a UTC timestamp"
     return None
 
 
 def _reads_otherwise(value: str) -> bool:
     """Whether a CSV number would not write back as it was written, read as int64 or float64: :func:`_loses_digits`,
-    an integer with a leading + (``+4930123``, a phone number; ``+1.5`` stays a number), ``-0`` (0), an integer with
-    an exponent (``1E5``: a code, not 100000.0; numbers written by software have a point or a signed exponent,
-    ``1.5e+03``, and stay numbers)."""
-    return _loses_digits(value) or bool(re.fullmatch(r"\+\d+|-0+|[-+]?\d+[eE]\d+", value))
+    or an integer of 7 digits or more with a leading + (``+4930123``: a phone number). Signed changes (``+3``,
+    ``+1.5``), a rounded ``-0`` and exponents (``1e5``, ``2e-3``) are numbers software writes, and stay numbers."""
+    return _loses_digits(value) or bool(re.fullmatch(r"\+\d{7,}", value))
 
 
 def _loses_offset(value: str) -> bool:
