@@ -126,8 +126,9 @@ def test_a_latitude_named_as_the_longitude_is_said_to_be(encoder, caplog):
         satclip.embed(frame, model=encoder, lon_col="Long", lat_col="Lat")
         satclip.embed(frame, model=encoder, lon_col="plate", lat_col="y")  # ('plate' is no 'lat')
     assert [r.getMessage() for r in caplog.records] == [
-        "the longitude column (lon_col, --lon-col) 'Lat' is named like a latitude: swapped? satclip uses the columns "
-        "as named"
+        "the longitude column (lon_col, --lon-col) 'Lat' is named like a latitude: swapped? satclip takes the columns "
+        "as given (right where the table names its columns the wrong way round, as satclip's swap advice says; else "
+        "swap the two)"
     ]
 
 

@@ -47,7 +47,8 @@ def warn_of_swapped_names(lon_col: str | None, lat_col: str | None) -> None:
         if given is not None and _named_like(given, like) and not _named_like(given, unlike)
     ]
     if unlike:
-        log.warning("%s: swapped? satclip uses the columns as named", " and ".join(unlike))
+        log.warning("%s: swapped? satclip takes the columns as given (right where the table names its columns the "
+                    "wrong way round, as satclip's swap advice says; else swap the two)", " and ".join(unlike))
 
 
 def _is_number(name: str) -> bool:
