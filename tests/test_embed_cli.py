@@ -319,10 +319,10 @@ def test_float16_coordinates_in_a_file_are_said_to_be_rounded(tmp_path, model, p
     half = points[["lon", "lat"]].astype(np.float16)
     np.save(tmp_path / "half.npy", half.to_numpy())
     points.assign(lat=half.lat).to_parquet(tmp_path / "half.parquet")
-    for name, columns in (("half.npy", "'lon', 'lat'"), ("half.parquet", "'lat'")):
+    for name, what in (("half.npy", "coordinates"), ("half.parquet", "coordinate column(s) 'lat'")):  # (npy: none)
         assert embed(tmp_path / name, "-o", tmp_path / f"{name}.emb.parquet", "--model", model) == 0
         err = capsys.readouterr().err
-        assert f"{tmp_path / name}: its coordinate column(s) {columns} are float16, which holds coordinates to steps " \
+        assert f"{tmp_path / name}: its {what} are float16, which holds coordinates to steps " \
                "of up to 0.125° (at 128–180°): they were rounded when stored; store them as float32 or float64" in err
         assert err.count("rounded") == 1
     np.testing.assert_allclose(read_embeddings(tmp_path / "half.npy.emb.parquet"),

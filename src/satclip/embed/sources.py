@@ -194,8 +194,10 @@ class Source:
         pa = _pa()
         half = [name for name in dict.fromkeys((self.lon_col, self.lat_col))
                 if (stored := self.stored_type(name)) is not None and pa.types.is_float16(stored)]  # fmt: skip
-        if half:
-            warn_of_half_floats(f"its coordinate column(s) {', '.join(map(repr, half))}", self.path)
+        if half:  # (an NPY array has no columns: "its coordinate column(s) 'lon', 'lat'" was said of one)
+            named = f"its coordinate column(s) {', '.join(map(repr, half))}"
+            what = "its coordinates" if self.format == "npy" else named
+            warn_of_half_floats(what, self.path)
 
     #: how messages count rows
     row_numbers = "rows counted from 0"
