@@ -1030,14 +1030,3 @@ def test_a_rollback_past_a_damaged_last_checkpoint_is_said_from_the_history(tmp_
                      "--resume", str(checkpoints / "epoch2.ckpt")]) == 0  # fmt: skip
     assert ("rolling back from epoch 3 to epoch 2 (epoch2.ckpt; last.ckpt cannot be read, history.jsonl records epoch "
             "3): checkpoints/last.ckpt and the history row of epoch 3 are replaced as the run trains on") in caplog.text
-
-
-def test_the_last_epoch_is_said_once_without_a_progress_bar(tmp_path, short_run, capsys, caplog):
-    """Into a file or a pipe the last epoch was said twice: its logged line (`epoch 3 of 3: train_loss …`), then
-    the command's line of all its metrics. A finished run resumed, which trains and logs nothing, still says it."""
-    config = _cli_config(tmp_path, copy_run(short_run, tmp_path), max_epochs=3)
-    with caplog.at_level(logging.INFO, logger="satclip"):
-        assert main(["train", "--config", config, "--resume"]) == 0
-    assert caplog.text.count("epoch 3 of 3: train_loss") == 1 and "epoch 3 of 3" not in capsys.readouterr().out
-    assert main(["train", "--config", config, "--resume"]) == 0
-    assert "epoch 3 of 3: logit_scale" in capsys.readouterr().out

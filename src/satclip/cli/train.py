@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
         check_config_of_its_run(args.config.path, config)
     result = fit(config, resume=args.resume)
-    if result.history and not result.announced:  # (announced: its line is in the log already, twice on a pipe)
+    if result.history:
         last = result.history[-1]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
         print(f"epoch {last['epoch'] + 1} of {result.config.trainer.max_epochs}: {metrics}")

@@ -78,7 +78,6 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     model: torch.nn.Module | None = None  # the trained SatCLIP (for a cached run, its visual is the head only)
     image_config: dict = field(default_factory=dict)
-    announced: bool = False  # each epoch this session trained was logged as it ended (no progress bar showed it)
 
 
 def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
@@ -694,7 +693,6 @@ def _fit(
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
         rows = read_history(history.path) if history.path.is_file() else list(history.rows)
         result = _result(run_dir, config, model, image_config, rows)
-        result.announced = history.announce
         if trainer.is_global_zero:
             _export_or_interrupt(result, cache, trainer, command)
     return result
