@@ -19,6 +19,7 @@ satclip's model, a hand-made one) is read unchecked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from ..digests import file_digest
 from ..errors import BadInputError, interruptions_kept
 from ..safe_output import atomic_dir, lock_holder, owned_kind, refuse_other_contents, write_data
 from .checks import check_weights
+from .history import read_history
 
 FORMAT = "satclip"
 FORMAT_VERSION = 1
@@ -110,28 +112,12 @@ def run_without_exports(run: str | Path) -> str | None:
     if holder is not None:
         state, fix = f"running: PID {holder.get('pid', '?')}", "wait for it to finish"
     else:
-        epochs = _epochs_finished(run / "history.jsonl")
+        epochs = 0
+        with contextlib.suppress(OSError):  # (unreadable: this only describes the run)
+            epochs = max((row["epoch"] + 1 for row in read_history(run / "history.jsonl")), default=0)
         state = f"stopped after epoch {epochs}" if epochs else "stopped before it finished an epoch"
         fix = f"continue it with `satclip train --config {run / 'config.yaml'} --resume`"
     return f"{run} is a training run with no exports yet ({state}): {fix} (it exports its model when it ends)"
-
-
-def _epochs_finished(history: Path) -> int:
-    """How many epochs a run's ``history.jsonl`` records (one row per finished epoch, ``epoch`` counted from 0);
-    0 where it is missing or unreadable (damaged rows are skipped: this only describes the run)."""
-    try:
-        lines = history.read_text(errors="replace").splitlines()
-    except OSError:
-        return 0
-    done = 0
-    for line in lines:
-        try:
-            epoch = json.loads(line).get("epoch")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(epoch, int):
-            done = max(done, epoch + 1)
-    return done
 
 
 def _in_rshf_layout(file: Path) -> bool:

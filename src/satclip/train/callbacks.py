@@ -14,6 +14,7 @@ import torch
 from .. import safe_output
 from ..digests import file_digest
 from ..errors import ResumeError, ResumeMismatchError
+from ..io.history import read_history
 from ..io.safe_pickle import torch_file_kind, zip_problem
 from ..optional import require
 from .module import epoch_metrics
@@ -240,28 +241,6 @@ class BestCheckpoint(ValidatedEpochs, pl.callbacks.ModelCheckpoint):
             state_dict["best_k_models"] = {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}
             state_dict["dirpath"] = new
         super().load_state_dict(state_dict)
-
-
-def read_history(path: Path) -> list[dict]:
-    """The rows of a run's history.jsonl, as :class:`History` writes it ([] where there is none); a line that is
-    not such a row (the file damaged or edited) is skipped with a warning naming it."""
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            row, problem = None, f"not JSON: {err}"
-        else:
-            problem = "" if isinstance(row, dict) and isinstance(row.get("epoch"), int) else "no epoch's row"
-        if problem:
-            log.warning("%s line %d is damaged (%s): skipped", path, number, problem)
-            continue
-        rows.append(row)
-    return rows
 
 
 def write_history(path: Path, rows: list[dict]) -> None:

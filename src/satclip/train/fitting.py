@@ -392,7 +392,8 @@ def _say_rollback(own: Path, path: Path, checkpoint: dict) -> None:
     """Say so where resuming from ``path`` (checked: ``checkpoint``), an earlier state of the run whose latest is
     ``own`` (its checkpoints/last.ckpt), rolls the run back: it replaced that run's later epochs without a word.
     Where ``own`` cannot be read (damaged: why another is resumed from), the run's history.jsonl says how far it got."""
-    from .callbacks import read_checkpoint, read_history
+    from ..io.history import read_history
+    from .callbacks import read_checkpoint
 
     if not own.is_file() or own.samefile(path):
         return
@@ -458,7 +459,7 @@ def _history_before(history: Path, done: int) -> list[dict] | None:
     """The rows of ``history`` (a run's history.jsonl) of epochs 0 … ``done`` − 1, or None where it lacks one."""
     if not history.is_file():
         return None
-    from .callbacks import read_history
+    from ..io.history import read_history
 
     try:
         rows = read_history(history)
@@ -591,9 +592,9 @@ def _fit(
     pl = require("lightning.pytorch", "train", "training")
     from lightning.pytorch.utilities import rank_zero_only
 
+    from ..io.history import read_history
     from ..io.targets import check_target
     from .build import build_model, location_config
-    from .callbacks import read_history
     from .datamodule import PairDataModule
     from .module import SatCLIPTrainingModule
     from .prepare import cache_from_config, fit_from_data, source_from_config
