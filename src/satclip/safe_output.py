@@ -936,6 +936,20 @@ def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[s
 
 
 @contextlib.contextmanager
+def scratch(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary sibling of ``path`` for work that is not published (e.g. a store to compare with),
+    removed on exit; one a killed run left is swept first (:func:`clean_stale`). Nothing is created: the caller
+    makes what it needs there."""
+    path = Path(path)
+    clean_stale(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+    finally:
+        _remove_temporary(tmp)
+
+
+@contextlib.contextmanager
 def atomic_dir(
     path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), kind: str = "output"
 ) -> Iterator[Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import zlib
 from pathlib import Path
 
@@ -516,9 +515,7 @@ class ZarrSink(Sink):
         or ``.zattrs`` was published as it was, its chunks then read otherwise or not at all. The store to compare
         with is a temporary of satclip's name (a ``tempfile`` folder that a kill left was taken for a user's file,
         and the work directory was never removed)."""
-        safe_output.clean_stale(self._path())  # (left by a run killed here)
-        expected = safe_output.temp_path(self._path())
-        try:
+        with safe_output.scratch(self._path()) as expected:  # (one a run killed here left is swept first)
             self._create(expected)
             for file in sorted(expected.rglob(".z*")):
                 name = file.relative_to(expected)
@@ -528,8 +525,6 @@ class ZarrSink(Sink):
                                 self._path(), name, "is missing or damaged" if written is None else
                                 "has changed since it was written")  # fmt: skip
                     safe_output.write_bytes(self._path() / name, file.read_bytes())
-        finally:
-            shutil.rmtree(expected, ignore_errors=True)
 
     def _store(self, index, table, embeddings, valid):
         zarr = _zarr()
