@@ -227,6 +227,22 @@ def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_me
         TaskOptions(n_points=0)
 
 
+
+def test_an_eval_config_defaults_to_the_clis_tasks_and_names_python_arguments_when_it_has_none(tmp_path):
+    """EvalConfig(encoders=...) had no tasks where `satclip evaluate` runs all of them, and its refusal was a plain
+    ValueError telling a Python caller to "give --tasks and/or --task-file"."""
+    from satclip.cli import build_parser
+    from satclip.cli.evaluate import _config
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, TaskFile
+    from satclip.eval.runner import load_tasks
+
+    cli = _config(build_parser().parse_args(["evaluate", "--encoders", "wrap", "--out", str(tmp_path / "o")]))
+    assert EvalConfig(encoders=("wrap",)).tasks == cli.tasks and len(cli.tasks) == 7
+    assert EvalConfig(encoders=("wrap",), task_file=TaskFile(tmp_path / "points.csv")).tasks == ()
+    with pytest.raises(BadInputError, match=r"no tasks to evaluate: give tasks and/or a task_file \(satclip"):
+        load_tasks(EvalConfig(encoders=("wrap",), tasks=()))
+
 def test_holdout_continent_refusal_names_points_of_no_continent_and_more_points():
     """Points of no continent were listed with a blank name (" 23, Africa 13"), and the only advice was another
     protocol "for points of one continent", for points that spanned the globe but were too few."""

@@ -26,6 +26,7 @@ from ..errors import BadInputError, OutputExistsError
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, file_part, load_npz, save_npz
 from .tasks import REGRESSION, TASKS, Task, TaskOptions, load_task, table_task
+from .tasks import names as task_names
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class TaskFile:
 class EvalConfig:
     """What to evaluate.
 
-    encoders: encoder specs (see :mod:`satclip.eval.encoders`). tasks: registered task names.
+    encoders: encoder specs (see :mod:`satclip.eval.encoders`). tasks: registered task names (default: all of
+    them, as ``satclip evaluate``; none when a ``task_file`` is given).
     protocol: a name in :data:`satclip.eval.protocols.PROTOCOLS`. probes: probe names (``paper`` forces
     ``paper-mlp``). seeds: split and probe seeds. protocol_options / probe_options: keyword options
     (``probe_options`` maps probe name → options). threads: torch CPU threads while fitting (1 is fastest
@@ -71,7 +73,7 @@ class EvalConfig:
     """
 
     encoders: tuple[str, ...]
-    tasks: tuple[str, ...] = ()
+    tasks: tuple[str, ...] | None = None
     protocol: str = "random"
     probes: tuple[str, ...] = ("mlp",)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -87,6 +89,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         """One name where a tuple is wanted is taken as a tuple of it (``tasks="koppen"`` was read letter by
         letter); what cannot be meant is refused, naming the field."""
+        if self.tasks is None:  # (the CLI's default; an empty tuple asked for nothing and was refused)
+            object.__setattr__(self, "tasks", () if self.task_file is not None else tuple(task_names()))
         for key, kind in (("encoders", (str, os.PathLike)), ("tasks", str), ("probes", str), ("seeds", int)):
             value = getattr(self, key)
             if isinstance(value, kind) and not isinstance(value, bool):
@@ -147,7 +151,7 @@ def load_tasks(config: EvalConfig) -> list[Task]:
         tasks.append(table_task(tf.path, target_col=tf.target_col, lon_col=tf.lon_col, lat_col=tf.lat_col,
                                 kind=tf.kind, name=tf.name, options=config.task_options, centroids=tf.centroids,
                                 layer=tf.layer))  # fmt: skip
-    why = "give --tasks and/or --task-file"
+    why = "give tasks and/or a task_file (satclip evaluate: --tasks, --task-file)"
     if config.protocol == "paper":
         skipped = [t.name for t in tasks if t.kind != REGRESSION]
         if skipped:
@@ -164,7 +168,7 @@ def load_tasks(config: EvalConfig) -> list[Task]:
             why = "holdout-continent cannot score country (its classes never cross a continent); give other tasks"
         tasks = [t for t in tasks if t.name not in NOT_HELD_OUT]
     if not tasks:
-        raise ValueError(f"no tasks to evaluate: {why}")
+        raise BadInputError(f"no tasks to evaluate: {why}")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         hint = "; name the --task-file's task otherwise with --task-name" if config.task_file else ""
