@@ -77,7 +77,7 @@ def main() -> None:
     print("| reader | points | resident after loading | peak | (peak − loaded) per point |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        encoder = satclip.load(args.model)
+        encoder = satclip.load(args.model, precision="float32")  # (the graphs compute in float32 whatever it is)
         onnx_path, script_path = Path(tmp) / "m.onnx", Path(tmp) / "m.pt"
         export(encoder, onnx_path, "onnx")
         export(encoder, script_path, "torchscript")
