@@ -764,6 +764,22 @@ def test_a_refused_write_in_satclips_cache_says_how_to_move_it(tmp_path, monkeyp
     assert "e.g. --out" not in line and line.count(str(tmp_path / "cache")) == 1, line
 
 
+@pytest.mark.parametrize("number", [errno.EACCES, errno.EROFS])
+def test_a_refused_write_above_satclips_cache_is_not_blamed_on_it(tmp_path, monkeypatch, capsys, number):
+    """`satclip data bluemarble --out /ro/bm` with SATCLIP_CACHE=/ro/sc said "read-only file system: /ro: it is
+    satclip's cache (/ro/sc)": every folder above the cache was taken for it, though the user named /ro/bm."""
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+    _fail_with(monkeypatch, OSError(number, os.strerror(number), str(tmp_path)))
+    assert main(["convert", "a", "b"]) == 1
+    line = check_error(capsys.readouterr().err, ONE_LINE, f": {tmp_path}: ")
+    assert "satclip's cache" not in line and "SATCLIP_CACHE" not in line
+    # a missing folder on the way to the cache is made for it: that one is still the cache's
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "missing" / "cache"))
+    _fail_with(monkeypatch, OSError(number, os.strerror(number), str(tmp_path / "missing")))
+    assert main(["convert", "a", "b"]) == 1
+    check_error(capsys.readouterr().err, ONE_LINE, f"it is satclip's cache ({tmp_path / 'missing' / 'cache'})")
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys, tmp_path):
     """`satclip cache verify C --json | head -1` sometimes ended with "unexpected error (BrokenPipeError) … please
     report it", exit 1: the reader of the output went away, which ends a shell's commands quietly (SIGPIPE)."""

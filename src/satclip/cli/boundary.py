@@ -102,8 +102,8 @@ def _type_names(err: BaseException) -> set[str]:
 
 
 def _in_the_cache(filename) -> str:
-    """What to do where a refused ``filename`` is satclip's cache or on the way to it (a corpus, a calibration
-    kept there by default: the user named no such path), else ""."""
+    """What to do where a refused ``filename`` is satclip's cache, in it, or a missing folder on the way to it
+    (a corpus, a calibration kept there by default: the user named no such path), else ""."""
     from ..paths import cache_dir
 
     if not isinstance(filename, (str, os.PathLike)):
@@ -113,7 +113,8 @@ def _in_the_cache(filename) -> str:
     except SatclipError:  # (no home directory: then it is none of the cache's paths)
         return ""
     path = Path(os.fsdecode(filename)).absolute()
-    if not (path.is_relative_to(cache) or cache.is_relative_to(path)):
+    # (not an existing folder above it, such as ~ or the parent of an output the user named beside the cache)
+    if not (path.is_relative_to(cache) or (cache.is_relative_to(path) and not path.exists())):
         return ""
     # (`satclip demo --out` moves its report, not the corpus it keeps in the cache)
     where = "" if path == cache else f" ({cache})"
