@@ -600,3 +600,23 @@ def test_a_rerun_counts_the_images_it_added(tmp_path):
     (tmp_path / "images" / "patch_0.tif").unlink()
     summary = download_s2100k(tmp_path, hub)
     assert summary.extracted == ("data/shard-000.tar",) and summary.images == 1
+
+
+def test_an_image_that_does_not_fit_is_named(tmp_path, capsys):
+    """`ulimit -f 500; satclip data download ROOT --from COPY` said "file too large …: the output": members were
+    written with a plain open(), whose failed write names no file."""
+    import resource
+
+    copy = _local_copy(tmp_path / "copy", {"index.csv": INDEX, "images.tar": _tar({"patch_0.tif": b"A" * 300_000})})
+    root = tmp_path / "root"
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, before[1]))  # (Python ignores SIGXFSZ: writes fail EFBIG)
+    try:
+        assert main(["data", "download", str(root), "--from", str(copy)]) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+    assert _error_line(capsys.readouterr().err) == (
+        "satclip: error: file too large for this file system or the file-size limit (ulimit -f): "
+        f"{root / 'images' / 'patch_0.tif'}: raise the limit or write elsewhere"
+    )
+    assert not list(root.rglob("*.tif"))

@@ -189,7 +189,9 @@ def extract_images(
                 source = tar.extractfile(member)
                 if source is None:
                     continue
-                with source, (partial / name).open("wb") as out:
+                # a full disk or a file-size limit names the image (it said "while writing the output"), not the
+                # temporary removed below
+                with source, safe_output.naming_as(partial, images), safe_output.writing(partial / name) as out:
                     shutil.copyfileobj(source, out, 1 << 20)
                 names.append(name)
         added = 0
