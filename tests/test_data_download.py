@@ -620,3 +620,14 @@ def test_an_image_that_does_not_fit_is_named(tmp_path, capsys):
         f"{root / 'images' / 'patch_0.tif'}: raise the limit or write elsewhere"
     )
     assert not list(root.rglob("*.tif"))
+
+
+@pytest.mark.parametrize("given", ["file://{copy}", "hf://torchgeo/s2-100k"])
+def test_a_url_given_to_from_is_said_to_be_one(tmp_path, capsys, given):
+    """`--from file:///tmp/repo` said "--from file:/tmp/repo: no such directory", as if the path were wrong."""
+    copy = _local_copy(tmp_path / "copy", _shards())
+    assert main(["data", "download", str(tmp_path / "root"), "--from", given.format(copy=copy)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "is a URL, and --from takes a local directory: give " in line and "no such directory" not in line
+    assert (f"--from {copy}" in line) == given.startswith("file:")  # a file: URL's path is the one to give
+    assert not (tmp_path / "root").exists()

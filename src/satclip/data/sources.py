@@ -8,7 +8,9 @@ does the rest (checksums, extraction, resuming), so tests can pass a fake source
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -182,6 +184,11 @@ class LocalSource:
                 "`git clone` or `huggingface-cli download --local-dir` folder)"
             )
         if not self.directory.is_dir():
+            url = urllib.parse.urlsplit(os.fspath(directory))
+            if len(url.scheme) > 1 and (url.netloc or url.path.startswith("/")):  # (file:///x said "no such directory")
+                hub = "give the path of a local copy, or leave --from out to download from the hub (--repo names one)"
+                fix = f"give its path, --from {url.path}" if url.scheme == "file" else hub
+                raise BadInputError(f"--from {self.directory} is a URL, and --from takes a local directory: {fix}")
             raise BadInputError(f"--from {self.directory}: no such directory")
 
     def _recorded_sha256(self, relative: str) -> str | None:
