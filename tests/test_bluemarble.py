@@ -303,6 +303,21 @@ def test_cli_builds_then_reuses(tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == 0
 
 
+def test_a_corpus_of_other_parameters_names_those_that_differ(tmp_path, capsys):
+    """`data bluemarble --out bm1 --n 300` over a corpus built with --n 200 listed the corpus's parameters, and left
+    the reader to find the one that differed."""
+    from satclip.cli import main
+
+    out = tmp_path / "corpus"
+    assert main(["data", "bluemarble", "--n", "20", "--patch-size", "8", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["data", "bluemarble", "--n", "30", "--patch-size", "8", "--seed", "4", "--out", str(out)]) == 2
+    line = capsys.readouterr().err.strip()
+    differences = "n 20 there, 30 asked, seed 0 there, 4 asked"
+    assert f"{out} already holds a corpus with different parameters or source files ({differences}); choose" in line
+    assert "patch_size" not in line and "gsd_km" not in line
+
+
 def test_another_satclip_output_is_never_replaced_by_a_corpus(tmp_path, capsys):
     """`satclip convert bluemarble-l10 M; satclip data bluemarble --out M --overwrite` replaced the model with a
     corpus: both were marked as a generic satclip "output", and any such directory was taken for a corpus."""

