@@ -1148,6 +1148,24 @@ def test_auto_for_a_model_that_is_not_shipped_is_refused_before_it_loads(monkeyp
     assert "--cache auto is for the shipped models" in capsys.readouterr().err
 
 
+def test_auto_in_an_evaluation_spec_for_a_model_that_is_not_shipped_is_refused_before_it_loads(monkeypatch):
+    """``satclip-resnet18-l10+range+`` downloaded the released checkpoint before refusing ``auto`` (offline: "cannot
+    download…", exit 1), and the refusal said to "pass retrieval=DB", which a spec cannot."""
+    import satclip.io.load
+    from satclip.eval import encoders
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(satclip.io.load, "load", never)
+    monkeypatch.setattr(satclip.io.load, "load_model", never)
+    with pytest.raises(BadInputError) as refused:
+        encoders.create("satclip-resnet18-l10+range+")
+    message = str(refused.value)
+    assert "database='auto' builds the databases of the shipped models (bluemarble-l10, " in message
+    assert message.endswith("and give satclip-resnet18-l10+range+(database='DB')") and "retrieval=" not in message
+
+
 def test_the_feature_caching_bar_is_closed_when_the_work_stops(capsys):
     """A Ctrl-C while `retrieval build --cache auto` cached features wrote "satclip: interrupted" onto the bar's
     line, and the bar was drawn again after it."""

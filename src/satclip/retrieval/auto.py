@@ -44,10 +44,10 @@ def auto_directory(name: str) -> Path:
     return cache_dir("retrieval", name)
 
 
-def check_before_loading(source) -> None:
+def check_before_loading(source, *, argument: str = "retrieval", use: str | None = None) -> None:
     """Refuse ``retrieval='auto'`` for a ``source`` that names a model but no shipped one, before it is loaded (a
     released checkpoint was downloaded first, and refused then); a name of no model at all is left to the loader,
-    whose error says so.
+    whose error says so. ``argument``, ``use``: as :func:`shipped_name`.
 
     Raises:
         BadInputError: as :func:`shipped_name`.
@@ -57,11 +57,12 @@ def check_before_loading(source) -> None:
 
     text = os.fspath(source)
     if text in names() or text.startswith(HUB_SCHEME) or Path(text).expanduser().exists():
-        shipped_name(source)
+        shipped_name(source, argument=argument, use=use)
 
 
-def shipped_name(source) -> str:
-    """The name of the shipped model ``source`` is (a name, or its directory in the package).
+def shipped_name(source, *, argument: str = "retrieval", use: str | None = None) -> str:
+    """The name of the shipped model ``source`` is (a name, or its directory in the package). ``argument``: what
+    ``'auto'`` was given as; ``use``: how a database built instead is given (default ``pass ARGUMENT=DB``).
 
     Raises:
         BadInputError: ``source`` is no shipped Blue Marble model (checked before any model is loaded: a released
@@ -73,8 +74,8 @@ def shipped_name(source) -> str:
     name = shipped_model_name(source)
     if str(name) not in known:
         raise BadInputError(
-            f"retrieval='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
-            "build one with `satclip retrieval build --model M --cache C -o DB` and pass retrieval=DB"
+            f"{argument}='auto' builds the databases of the shipped models ({', '.join(known)}), not of {name}: "
+            f"build one with `satclip retrieval build --model M --cache C -o DB` and {use or f'pass {argument}=DB'}"
         )
     return str(name)
 

@@ -312,10 +312,11 @@ class RetrievalEncoder(LocationEncoder):
         return out
 
 
-def check_arguments(retrieval, options: dict, source=None, argument: str = "retrieval") -> dict:
+def check_arguments(retrieval, options: dict, source=None, argument: str = "retrieval", use: str | None = None) -> dict:
     """Refuse, before anything is loaded, a ``retrieval`` that names no database (or ``'auto'`` for a ``source``
     that is no shipped model) and ``options`` (``k``, ``beta`` …; ``None``: not given) that are out of range;
-    returns the options given. ``argument``: what the database is given as (an evaluation spec's ``database``)."""
+    returns the options given. ``argument``: what the database is given as (an evaluation spec's ``database``);
+    ``use``: how a database built for a model that is not shipped is given (default ``pass ARGUMENT=DB``)."""
     from .auto import AUTO, check_before_loading
     from .database import RetrievalDatabase
 
@@ -335,7 +336,7 @@ def check_arguments(retrieval, options: dict, source=None, argument: str = "retr
         raise BadInputError(f"{argument}={retrieval!r} names no database: pass {argument}={AUTO!r} or a database "
                             "directory (`satclip retrieval build … -o DB`)")  # fmt: skip
     if retrieval == AUTO and isinstance(source, (str, os.PathLike)):
-        check_before_loading(source)
+        check_before_loading(source, argument=argument, use=use)
     return options
 
 

@@ -121,7 +121,8 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
                             f"database), and {match['base']} is an encoder without one: give a model, e.g. "
                             f"{shipped_models()[0]}+{match['mode']}")  # fmt: skip
     try:  # (before the model loads)
-        check_arguments(database, {"mode": match["mode"], **params}, argument="database")
+        check_arguments(database, {"mode": match["mode"], **params}, match["base"], argument="database",
+                        use=f"give {match['base']}+{match['mode']}(database='DB')")
     except BadInputError as err:  # (named the option as Python takes it, not the spec it came in)
         if match["mode"] == "range" and "beta" in params:
             raise BadInputError(f"encoder spec {spec!r}: beta blends semantic and geographic retrieval, which "
