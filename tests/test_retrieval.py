@@ -518,6 +518,33 @@ def test_encoder_matches_a_direct_computation(mode, beta, radius):
     torch.testing.assert_close(encoder(torch.from_numpy(query)), out)  # forward agrees with encode
 
 
+@pytest.mark.parametrize(
+    "options", [{"mode": "range", "temperature": 1e-39}, {"mode": "range", "temperature": 1e-310},
+                {"mode": "range+", "beta": 1.0, "distance_scale_km": 1e-310}],
+)  # fmt: skip
+def test_a_tiny_temperature_or_distance_scale_retrieves_the_best_entry(options):
+    """A positive temperature the check accepts, 1e-39, overflowed ``cosine / temperature`` in float32: inf − inf
+    in the softmax gave all-NaN embeddings with only numpy's RuntimeWarnings (a distance scale of 1e-310: zeros)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    lonlat = sphere_points(60, 4)
+    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    db = RetrievalDatabase.from_arrays(lonlat, location.encode(lonlat).numpy(),
+                                       rng.normal(size=(60, 5)).astype(np.float32))  # fmt: skip
+    encoder = RetrievalEncoder(location, db, k=6, **options)
+    query = hard_points(20, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = encoder.encode(query)[:, DIM:].numpy()
+    plain = location.encode(query).numpy()
+    if options["mode"] == "range":
+        best = np.argmax(plain @ (db.location / np.linalg.norm(db.location, axis=1, keepdims=True)).T, axis=1)
+    else:
+        best = np.argmin(great_circle_km(query[:, None, :], db.lonlat[None, :, :]), axis=1)
+    np.testing.assert_allclose(out, db.image[best], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("mode,beta", [("range", 0.0), ("range+", 0.5)])
 def test_the_semantic_search_is_the_same_with_a_bf16_network(mode, beta):
     """The semantic queries were the network's output in the encoder's precision: with bf16 (what "auto" picks

@@ -234,13 +234,13 @@ class RetrievalEncoder(LocationEncoder):
             if self.beta > 0:
                 index, km = self.geo.nearest(xyz, self.k, self.exclude_radius_km)
                 self._note_nothing_left(index)
-                mixed = weighted_mean(self.values, index, softmax_weights(-km / self.distance_scale_km, index))
+                mixed = weighted_mean(self.values, index, softmax_weights(-km, index, self.distance_scale_km))
                 if self.beta < 1:
                     mixed.mul_(self.beta)
             if self.beta < 1:
                 index, cosine = self.semantic.search(location[torch.from_numpy(rows)], self.k, self._excluded(xyz))
                 self._note_nothing_left(index)
-                semantic = weighted_mean(self.values, index, softmax_weights(cosine / self.temperature, index))
+                semantic = weighted_mean(self.values, index, softmax_weights(cosine, index, self.temperature))
                 mixed = semantic.mul_(1.0 - self.beta) if mixed is None else mixed.add_(semantic, alpha=1.0 - self.beta)
             out.index_copy_(0, torch.from_numpy(rows), mixed.to(out.dtype))
         return out

@@ -65,11 +65,14 @@ class SemanticIndex:
         return index_out, score_out
 
 
-def softmax_weights(logits: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Softmax over each row's valid entries (``index`` ≥ 0); rows without any get all-zero weights."""
-    logits = np.where(index >= 0, logits, -np.inf).astype(np.float64)
-    top = logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits - np.where(np.isfinite(top), top, 0.0))
+def softmax_weights(scores: np.ndarray, index: np.ndarray, scale: float) -> np.ndarray:
+    """Softmax of ``scores / scale`` over each row's valid entries (``index`` ≥ 0); rows without any get all-zero
+    weights. The row's best score is subtracted before dividing, so a tiny positive ``scale`` cannot overflow (a
+    temperature of 1e-39 gave inf − inf = NaN): it gives the best entries all the weight."""
+    scores = np.where(index >= 0, scores, -np.inf).astype(np.float64)
+    top = scores.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):  # (a difference over a tiny scale is -inf: a weight of 0)
+        weights = np.exp((scores - np.where(np.isfinite(top), top, 0.0)) / scale)
     total = weights.sum(axis=1, keepdims=True)
     return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0).astype(np.float32)
 
