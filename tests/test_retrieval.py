@@ -695,9 +695,13 @@ def test_cli_builds_a_database_end_to_end(tmp_path, capsys):
     assert str(db) not in printed.err  # the summary was also logged on stderr
     assert satclip.load(model_dir, retrieval=db).encode(sphere_points(5, 3)).shape == (5, 2 * DIM)
     capsys.readouterr()
-    assert main(argv) == 0  # up to date: kept
+    # up to date: kept, also with --overwrite, and said so (it was reported as a new build)
+    assert main(argv) == 0 and main([*argv, "--overwrite"]) == 0
     printed = capsys.readouterr()  # said once, on stdout (and once per retrieval encoder in an evaluation, on stderr)
-    assert f"{db}: 50 entries" in printed.out and "up to date" not in printed.err
+    assert printed.out.count(f"{db} is up to date, kept as it is: 50 entries") == 2
+    assert "up to date" not in printed.err
+    assert main(["retrieval", "build", "--help"]) == 0  # (it had no description: docs/cli.md's section was empty)
+    assert "embeds every cached image" in capsys.readouterr().out
     assert main([*argv[:-1], str(tmp_path / "db32"), "--dtype", "float32"]) == 0
     assert RetrievalDatabase.open(tmp_path / "db32").image.dtype == np.float32
     foreign = tmp_path / "foreign"

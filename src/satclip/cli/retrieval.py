@@ -25,11 +25,14 @@ def _cache_argument(text: str) -> str:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "retrieval", help="build retrieval databases (retrieval-augmented embeddings)", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "retrieval", help="build retrieval databases (retrieval-augmented embeddings)",
+        description="Retrieval-database commands; satclip retrieval ACTION --help describes each.",
     )  # fmt: skip
     actions = parser.add_subparsers(dest="retrieval_command", metavar="ACTION", required=True)
-    build = actions.add_parser("build", help="build the database of a model over a feature cache")
+    build = actions.add_parser(
+        "build", help="build the database of a model over a feature cache", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     build.add_argument("--model", required=True, help="model name, native model directory, .ckpt or hub id")
     build.add_argument(
         "--cache", required=True, type=_cache_argument,
@@ -100,7 +103,10 @@ def run_build(args: argparse.Namespace) -> int:
         output, overwrite, dtype = args.output, args.overwrite, args.dtype or DEFAULT_DTYPE
     database = build_database(output, model, cache, dtype=dtype, overwrite=overwrite, model_source=args.model)
     n, d, e = database.manifest["shape"]
-    print(f"{output}: {n} entries, {d}-d location (float32) and {e}-d image embeddings ({dtype}) of {args.model}")
+    # (--overwrite too keeps an up-to-date one: a reused database was reported as a new build)
+    kept = " is up to date, kept as it is" if database.kept else ""
+    print(f"{output}{kept}: {n} entries, {d}-d location (float32) and {e}-d image embeddings ({dtype}) of "
+          f"{args.model}")
     return 0
 
 

@@ -113,6 +113,8 @@ class RetrievalDatabase:
     image: np.ndarray
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
+    #: True where :func:`build_database` found it up to date and kept its entries as they were
+    kept: bool = field(default=False, init=False, compare=False)
     _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -520,6 +522,7 @@ def build_database(
         if read_manifest(path).get("key") == key:
             database = RetrievalDatabase.open(path)
             log.debug("retrieval database %s is up to date", path)
+            database.kept = True
             return database
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
         refuse_other_outputs(path, rebuilding=False)
@@ -541,6 +544,7 @@ def build_database(
                     existing, overwrite = None, True
                 else:
                     log.debug("retrieval database %s is up to date", path)
+                    database.kept = True
                     return database
             # its own database, damaged so that its manifest names another key than its arrays hold (another
             # dtype): loading it said to rebuild it, and building asked for --overwrite
