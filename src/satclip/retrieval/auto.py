@@ -114,12 +114,14 @@ def _note_building(name: str, path: Path, model) -> None:
     except (BadInputError, KeyError):
         up_to_date = False
     corpus = default_corpus_dir(BlueMarbleParams()).is_dir()
-    if up_to_date and corpus:
-        return
     level = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
-    corpus_note = "" if corpus else ", 20–45 s more for the Blue Marble corpus"
-    log.log(level, "retrieval='auto': building the retrieval database of %s in %s, once (about a minute%s; reused "
-            "afterwards)", name, path.parent, corpus_note)  # fmt: skip
+    if not up_to_date:
+        corpus_note = "" if corpus else ", 20–45 s more for the Blue Marble corpus"
+        log.log(level, "retrieval='auto': building the retrieval database of %s in %s, once (about a minute%s; "
+                "reused afterwards)", name, path.parent, corpus_note)  # fmt: skip
+    elif not corpus:
+        log.log(level, "retrieval='auto': building the Blue Marble corpus the database of %s is checked against, "
+                "once (20–45 s)", name)  # fmt: skip
 
 
 def kept_dtype(path: Path) -> str:
