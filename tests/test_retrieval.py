@@ -291,6 +291,29 @@ def test_a_database_whose_cache_is_damaged_is_used_as_one_whose_cache_is_gone(se
         satclip.load(model_dir, retrieval=db)
 
 
+def test_a_database_moved_with_its_cache_is_checked_against_the_cache_beside_it(setup, tmp_path):
+    """A database and its cache moved together (a moved or copied SATCLIP_CACHE, where the retrieval='auto' ones
+    live) were checked against the cache at the old path, and refused once that changed; a build reusing the
+    database kept naming the old path."""
+    model_dir, cache, db = setup
+    moved = tmp_path / "moved"
+    shutil.copytree(cache.path, moved / "cache")
+    shutil.copytree(db, moved / "db")
+    tiny_cache(cache.path.with_name("other"), n=30, seed=5)
+    shutil.rmtree(cache.path)
+    shutil.move(cache.path.with_name("other"), cache.path)  # the old path holds another cache now
+    satclip.load(model_dir, retrieval=moved / "db")
+    before = files(moved / "db")
+    build_database(moved / "db", satclip.load_model(model_dir), moved / "cache", model_source=str(model_dir))
+    built_from = json.loads((moved / "db" / "manifest.json").read_text())["built_from"]
+    assert built_from["cache"] == str((moved / "cache").resolve())
+    assert {k: v for k, v in files(moved / "db").items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }  # kept, only its record brought up to date
+    with pytest.raises(StaleDatabaseError, match="built from another feature cache"):
+        satclip.load(model_dir, retrieval=db)  # the one left at the old path is checked against the cache there
+
+
 def test_rebuilding_the_same_cache_keeps_the_database_valid(setup):
     model_dir, cache, db = setup
     manifest = json.loads((cache.path / "manifest.json").read_text())
@@ -898,7 +921,7 @@ def test_an_up_to_date_database_with_a_users_file_in_it_is_kept(setup, tmp_path,
     assert files(db) == before
     monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache_root"))
     own = auto.auto_directory("bluemarble-l10") / "database"
-    build_database(own, satclip.load_model(model_dir), cache)
+    build_database(own, satclip.load_model(model_dir), cache, model_source="bluemarble-l10")  # (as auto records it)
     (own / "mine.txt").write_text("mine")
     before = files(own)
     monkeypatch.setattr(auto, "auto_features", lambda *args, **kwargs: cache)
@@ -1307,7 +1330,8 @@ def test_a_location_only_model_is_told_what_needs_the_image_encoder(setup, tmp_p
 def test_the_manifest_records_the_models_sha256_beside_its_key(setup):
     """A database's manifest held only digests of its own (location_sha256, head_sha256), matching no other
     output's: it records the model's sha256 as embed, map and export do, outside the key, so a database built before
-    is still up to date (reused as it is, not rebuilt)."""
+    is still up to date (its entries reused as they are, not rebuilt). A build that reuses one of an older satclip
+    records the sha256 in it (it never got one)."""
     from satclip.models.location_encoder import model_identity
 
     model_dir, cache, db = setup
@@ -1317,6 +1341,10 @@ def test_the_manifest_records_the_models_sha256_beside_its_key(setup):
     del manifest["built_from"]["model_sha256"]  # as an older satclip wrote it
     (db / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     before = files(db)
-    build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
-    satclip.load(model_dir, retrieval=db)
+    satclip.load(model_dir, retrieval=db)  # (reading writes nothing)
     assert files(db) == before
+    build_database(db, satclip.load_model(model_dir), cache, model_source=str(model_dir))
+    assert json.loads((db / "manifest.json").read_text())["built_from"]["model_sha256"] == sha
+    assert {k: v for k, v in files(db).items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }

@@ -7,7 +7,8 @@ encoder. Both are computed in float64 on one thread (the same bytes whatever the
 and stored (location embeddings in float32, image embeddings in ``dtype``). Layout of a database directory::
 
     manifest.json   format, key (model identity, cache identity, view, dtype), shape, rounding, built_from (the
-                    model's source and model_sha256, as other outputs record it, and the cache), entries_sha256
+                    model's source and model_sha256, as other outputs record it, the cache and where it lies
+                    relative to the database: a database moved with its cache finds it), entries_sha256
                     (:meth:`RetrievalDatabase.sha256` of the entries, checked when opened)
     lonlat.npy      (N, 2) float64 (lon, lat) degrees of each image
     location.npy    (N, D) float32 location embeddings (unnormalised)
@@ -347,8 +348,20 @@ def _build_command(model: object, cache: object, path: str | Path | None) -> str
 
 def rebuild_command(manifest: dict, path: str | Path | None) -> str:
     """The command that builds the database at ``path`` again, from the model and cache it was built from."""
+    model = manifest.get("built_from", {}).get("model", "MODEL")
+    return _build_command(model, recorded_cache(manifest, path) or "CACHE", path)
+
+
+def recorded_cache(manifest: dict, path: str | Path | None) -> str | None:
+    """The feature cache the database at ``path`` was built from: the one where the cache lay relative to the
+    database, if a feature cache is there (a database moved with its cache, as a moved or copied ``SATCLIP_CACHE``
+    moves the ``retrieval="auto"`` ones: the recorded path is then the old one), else the recorded path."""
     built = manifest.get("built_from", {})
-    return _build_command(built.get("model", "MODEL"), built.get("cache", "CACHE"), path)
+    if path is not None and built.get("cache_relative"):
+        moved = Path(os.path.abspath(Path(path) / built["cache_relative"]))
+        if (moved / MANIFEST).is_file():
+            return str(moved)
+    return built.get("cache")
 
 
 def _build_for(source: str | Path | None, path: str | Path | None) -> str:
@@ -396,7 +409,7 @@ def check_fresh(
                 f"{_build_for(source, database.path)}"
             )
     if cache is None:
-        recorded = database.manifest.get("built_from", {}).get("cache")
+        recorded = recorded_cache(database.manifest, database.path)
         if recorded and (Path(recorded) / "manifest.json").is_file():
             from ..train.cache import FeatureCache
 
@@ -471,6 +484,37 @@ def embed_cache(model, cache, *, batch_size: int = 16384) -> tuple[np.ndarray, n
     return lonlat, np.concatenate(locs), np.concatenate(images)
 
 
+def _built_from(path: Path, model, model_source: str | None, cache) -> dict:
+    """The manifest's record of what a database at ``path`` is built from (beside the key, which stays as it was:
+    the sha256 embed, map and export outputs record of the model, and where the cache is)."""
+    record = {"model": _source_name(model_source), "model_sha256": model_record(model.location)["sha256"],
+              "cache": str(Path(cache.path).resolve())}  # fmt: skip
+    with contextlib.suppress(ValueError):  # (none on another drive)
+        record["cache_relative"] = os.path.relpath(record["cache"], Path(path).resolve())
+    return record
+
+
+def _manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _kept(path: Path, database: RetrievalDatabase, built_from: dict) -> RetrievalDatabase:
+    """``database``, up to date at ``path`` (its lock held), kept; its manifest's ``built_from`` brought up to date
+    where it differs (one of an older satclip recorded no model_sha256; one moved with its cache named the old
+    cache), atomically, or left as it was where the directory cannot be written."""
+    database.kept = True
+    if database.manifest.get("built_from") == built_from:
+        return database
+    manifest = {**database.manifest, "built_from": built_from}
+    try:
+        safe_output.write_bytes(path / MANIFEST, _manifest_bytes(manifest))
+    except OSError as err:
+        log.debug("retrieval database %s: its record of what it was built from is left as it was (%s)", path, err)
+        return database
+    database.manifest = manifest
+    return database
+
+
 def build_database(
     path: str | Path,
     model,
@@ -518,12 +562,15 @@ def build_database(
     model = model.cpu().eval()
     dtypes = {"location": LOCATION_DTYPE, "image": dtype}
     key = jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
+    built_from = _built_from(path, model, model_source, cache)
     with contextlib.suppress(BadInputError):  # up to date: read without the lock (read-only caches, readers at once)
         if read_manifest(path).get("key") == key:
             database = RetrievalDatabase.open(path)
-            log.debug("retrieval database %s is up to date", path)
-            database.kept = True
-            return database
+            writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)  # (its lock lies beside it)
+            if database.manifest.get("built_from") == built_from or not writable:
+                log.debug("retrieval database %s is up to date", path)
+                database.kept = True
+                return database
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
         refuse_other_outputs(path, rebuilding=False)
         if (path / MANIFEST).is_file():
@@ -544,8 +591,7 @@ def build_database(
                     existing, overwrite = None, True
                 else:
                     log.debug("retrieval database %s is up to date", path)
-                    database.kept = True
-                    return database
+                    return _kept(path, database, built_from)
             # its own database, damaged so that its manifest names another key than its arrays hold (another
             # dtype): loading it said to rebuild it, and building asked for --overwrite
             problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else ""
@@ -572,14 +618,12 @@ def build_database(
             "files": {"lonlat": LONLAT, "location": LOCATION, "image": IMAGE},
             "rounding": {name[:-4]: _rounding(exact, stored[name]) for name, exact in
                          ((LOCATION, location), (IMAGE, image))},
-            # (beside the key, which stays as it was: the sha256 embed, map and export outputs record of the model)
-            "built_from": {"model": _source_name(model_source), "model_sha256": model_record(model.location)["sha256"],
-                           "cache": str(Path(cache.path).resolve())},
+            "built_from": built_from,
             "entries_sha256": RetrievalDatabase(lonlat, stored[LOCATION], stored[IMAGE]).sha256(),
         }  # fmt: skip
         with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
             for name, values in ((LONLAT, lonlat), (LOCATION, stored[LOCATION]), (IMAGE, stored[IMAGE])):
                 safe_output.save_array(tmp / name, values)
-            safe_output.write_data(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+            safe_output.write_data(tmp / MANIFEST, _manifest_bytes(manifest))
         log.debug("retrieval database %s: %d entries, image embeddings in %s", path, len(lonlat), dtype)
         return RetrievalDatabase.open(path)
