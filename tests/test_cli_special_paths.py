@@ -265,6 +265,22 @@ def test_a_quoted_tilde_is_the_home_directory_in_every_path_option(tmp_path, mon
     assert f"no such feature cache: {tmp_path / 'home' / 'c'}" in capsys.readouterr().err
 
 
+
+def test_a_folder_named_tilde_here_is_not_the_home_directory(tmp_path, points, monkeypatch, capsys):
+    """`-o ./~/res.parquet --overwrite` replaced ~/res.parquet in the home directory (Path drops the ./, then the ~
+    was expanded), and `./~/mine.csv` as the input was "no such file"."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "res.parquet").write_text("precious")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~").mkdir()
+    (tmp_path / "~" / "res.parquet").write_text("local")
+    (tmp_path / "~" / "mine.csv").write_bytes(points.read_bytes())
+    assert main(["embed", "./~/mine.csv", "--model", "bluemarble-l10", "-o", "./~/res.parquet", "--overwrite"]) == 0
+    assert (home / "res.parquet").read_text() == "precious"
+    assert (tmp_path / "~" / "res.parquet").read_bytes().startswith(b"PAR1")
+
 # ------------------------------------------------------------------------------------- an empty path
 @pytest.mark.parametrize(
     "argv",

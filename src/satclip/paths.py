@@ -46,11 +46,15 @@ def in_cache(path: str | os.PathLike) -> bool:
 
 def expand_user(path: str | os.PathLike) -> Path:
     """``path`` with a leading ``~`` or ``~user`` expanded; ``~name`` of no user (or ``~`` without a home) stays a
-    name, as the shell leaves it (``Path.expanduser`` raises)."""
+    name, as the shell leaves it (``Path.expanduser`` raises). Only a ``~`` as given: ``./~/x`` is a folder named
+    ``~`` here, made absolute (``Path`` drops the ``./``, and the home directory's ``x`` was written)."""
+    given = Path(path)
+    if not os.fspath(path).startswith("~"):
+        return given.absolute() if given.parts and given.parts[0].startswith("~") else given
     try:
-        return Path(path).expanduser()
+        return given.expanduser()
     except RuntimeError:
-        return Path(path)
+        return given
 
 
 def user_path(text: str | os.PathLike) -> Path:
