@@ -98,12 +98,66 @@ def test_each_image_is_reported_with_its_own_difference(built):
 
 def test_a_cache_whose_build_stopped_before_its_manifest_is_said_to_be_incomplete(tmp_path, capsys):
     """A directory `cache build` made and was killed in before writing its manifest was "not a feature cache"
-    (exit 2); it is an interrupted build, to be finished by `cache build`."""
+    (exit 2); it is an interrupted build, to be finished by `cache build` (one an older satclip left under the
+    cache's own name is named so too)."""
     directory = tmp_path / "c"
     safe_output.make_owned_dir(directory, kind="feature-cache")
     assert main(["cache", "verify", str(directory)]) == 1
-    out = capsys.readouterr().out
-    assert "incomplete: its build was interrupted before it wrote its manifest (run `satclip cache build`" in out
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: feature cache {directory} is incomplete (its build was interrupted): run `satclip cache "
+        "build` again with the same config to finish it"
+    )
+
+
+def test_verify_and_train_say_the_same_of_an_interrupted_build(tmp_path, capsys):
+    """An interrupted build was "incomplete: interrupted before it wrote its manifest" to `cache verify` (exit 1)
+    and "not a feature cache (no manifest.json)" to `train --data.root null` (exit 2), and `verify --config` named
+    no config in "run `satclip cache build` to finish it". Now both name the build that finishes it."""
+    from satclip.train.prepare import cache_from_config
+
+    from .train_helpers import bluemarble_run
+
+    config = bluemarble_run(tmp_path)
+    root = config["data"]["root"]
+    dump_config(from_dict(config), tmp_path / "c.yaml")
+
+    def stop(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache_from_config(from_dict(config), progress=stop)
+    cache = tmp_path / "cache"
+    assert not cache.exists() and (tmp_path / "cache.partial").is_dir()
+    args = ["--config", str(tmp_path / "c.yaml"), "--data.root", "null"]
+    expected = (f"satclip: error: feature cache {cache} is incomplete (its build was interrupted): run `satclip cache "
+                f"build --config {tmp_path / 'c.yaml'} --data.root {root}` to finish it")  # fmt: skip
+    for argv in (["cache", "verify", *args], ["train", *args]):
+        assert main(argv) == 1, argv
+        assert one_error_line(capsys.readouterr().err) == expected, argv
+    assert main(["cache", "verify", "--config", str(tmp_path / "c.yaml")]) == 1
+    assert f"run `satclip cache build --config {tmp_path / 'c.yaml'}` to finish it" in capsys.readouterr().err
+    assert not cache.exists()
+
+
+def test_a_cache_without_recorded_checksums_is_not_called_plainly_ok(built, capsys):
+    """A cache of an older satclip records no checksums: a changed byte of its features was reported "ok"."""
+    _, _, cache = built
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    for entry in ("format_version", "features_sha256", "lonlat_sha256"):
+        del manifest[entry]
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    changed(cache, lambda f: f.__setitem__((3, 1, 2), f[3, 1, 2] + np.float16(0.001)))
+    report = verify_cache(cache.path)
+    assert report.ok and report.notes == [
+        "no checksum is recorded for features.npy or lonlat.npy (a cache of an older satclip), so their contents were "
+        "not checked: `--recompute K` with its config compares K images with the backbone, and `satclip cache build "
+        "--config CONFIG --rebuild` records the checksums"
+    ]
+    assert main(["cache", "verify", str(cache.path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [f"  note: {report.notes[0]}"]
+    assert main(["cache", "verify", str(cache.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == report.notes
 
 
 @pytest.mark.parametrize("edit", [

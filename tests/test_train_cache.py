@@ -168,7 +168,7 @@ def test_interrupted_threaded_build_resumes_to_the_same_cache(tmp_path):
     with pytest.raises(Stop):
         build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=2, threads=2,
                     progress=stop_after_two_chunks)  # fmt: skip
-    recorded = int(np.load(tmp_path / "c" / "progress.npy").sum())
+    recorded = int(np.load(tmp_path / "c.partial" / "cache" / "progress.npy").sum())  # (its work, beside it)
     assert 2 <= recorded < 5
     source = tiny_source(10)
     cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=2, chunk_size=2, threads=2)
@@ -326,4 +326,104 @@ def test_a_completed_cache_is_not_named_as_work_to_continue(tmp_path):
     is named so while its build is unfinished only."""
     safe_output.forget_created()  # (a command starts)
     build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
-    assert tmp_path / "c" not in safe_output.kept_work()
+    assert safe_output.kept_work() == []  # (nor its work directory, removed)
+
+
+class Stop(BaseException):  # (as a kill: nothing catches it)
+    pass
+
+
+def stop_after(images: int):
+    """A progress callback that stops a build once ``images`` images are done."""
+
+    def stop(done: int, total: int) -> None:
+        if done >= images:
+            raise Stop
+
+    return stop
+
+
+def test_an_interrupted_build_keeps_its_work_beside_the_cache_not_under_its_name(tmp_path):
+    """A build stopped midway left its partial files and a manifest saying "complete": false under the cache's own
+    name (the README promises complete or absent); now they are in CACHE.partial/ until the cache is complete."""
+    with pytest.raises(Stop):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, chunk_size=3, progress=stop_after(6))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.partial"]
+    source = tiny_source(10)
+    cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=2, chunk_size=3)
+    assert source.dataset.reads == 4  # resumed from the work directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"] and verify_cache(cache.path).ok
+
+
+@pytest.mark.parametrize("how", ["another backbone", "--rebuild", "damaged"])
+def test_a_cache_stays_usable_until_the_one_replacing_it_is_complete(tmp_path, how):
+    """A build of another backbone (or --rebuild, or of a damaged cache) deleted the old cache as it started: a
+    Ctrl-C later, the old features were gone. Now the old cache stays as it was until the new one replaces it."""
+    path = tmp_path / "c"
+    old = build_cache(path, tiny_encoder(), tiny_source(10), views=2)
+    features = np.array(old.features)
+    if how == "damaged":
+        (path / "lonlat.npy").write_bytes((path / "lonlat.npy").read_bytes()[:100])
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    encoder = tiny_encoder(seed=1) if how == "another backbone" else tiny_encoder()
+    with pytest.raises(Stop):
+        build_cache(path, encoder, tiny_source(10), views=2, chunk_size=3, rebuild=how == "--rebuild",
+                    progress=stop_after(3))  # fmt: skip
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    if how != "damaged":
+        np.testing.assert_array_equal(FeatureCache.open(path).features, features)
+        assert verify_cache(path).ok
+    source = tiny_source(10)
+    new = build_cache(path, encoder, source, views=2, chunk_size=3)
+    assert source.dataset.reads == 7  # the rebuild finished from where it stopped, and replaced the old cache
+    assert verify_cache(path).ok and not (tmp_path / "c.partial").exists()
+    assert (how == "another backbone") != np.array_equal(new.features, features)
+
+
+def test_a_build_that_fails_before_its_manifest_leaves_nothing(tmp_path, monkeypatch):
+    """A build failing before it wrote its manifest (a full disk) left a directory that `cache verify` called an
+    interrupted build (exit 1) and training "not a feature cache (no manifest.json)" (exit 2)."""
+    import errno
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(safe_output, "reserve", full)
+    with pytest.raises(OSError, match="No space left"):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stopped", ["midway", "before its manifest", "while publishing"])
+def test_a_build_an_older_satclip_stopped_in_place_is_finished(tmp_path, monkeypatch, stopped):
+    """satclip before 2026-12 built a cache under its own name: one it left unfinished there is moved into the
+    work directory and resumed (or started again), never refused or left half."""
+    from satclip.train import cache as cache_module
+
+    reference = build_cache(tmp_path / "ref", tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    path = tmp_path / "c"
+    if stopped == "before its manifest":
+        safe_output.make_owned_dir(path, kind="feature-cache")
+        (path / "backbone.safetensors").write_bytes(b"half")
+    else:
+        publish = safe_output.publish
+
+        def stop_publishing(built, target, **options):
+            if target.name == "lonlat.npy":
+                raise Stop
+            return publish(built, target, **options)
+
+        monkeypatch.setattr(cache_module.safe_output, "publish", stop_publishing)
+        with pytest.raises(Stop):
+            build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3,
+                        progress=stop_after(6) if stopped == "midway" else None)  # fmt: skip
+        monkeypatch.setattr(cache_module.safe_output, "publish", publish)
+        (tmp_path / "c.partial" / "cache").rename(path)  # the layout an older satclip left
+        safe_output.remove_owned(tmp_path / "c.partial")
+    with pytest.raises(ResumeError, match=r"is incomplete \(its build was interrupted\)"):
+        FeatureCache.open(path)
+    source = tiny_source(10)
+    cache = build_cache(path, tiny_encoder(), source, views=2, chunk_size=3)
+    assert source.dataset.reads == {"midway": 4, "before its manifest": 10, "while publishing": 0}[stopped]
+    np.testing.assert_array_equal(cache.features, reference.features)
+    assert verify_cache(path).ok and sorted(p.name for p in tmp_path.iterdir()) == ["c", "ref"]

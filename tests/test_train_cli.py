@@ -65,7 +65,7 @@ def test_cache_build_verify_and_train_from_cache(tmp_path, capsys, fixture_visua
     capsys.readouterr()
     assert main(["cache", "verify", *args, "--json"]) == 0  # matches the config: not stale
     assert json.loads(capsys.readouterr().out) == {
-        "path": str(cache), "ok": True, "shape": [20, 1, 512], "problems": [], "recomputed": 0,
+        "path": str(cache), "ok": True, "shape": [20, 1, 512], "problems": [], "notes": [], "recomputed": 0,
         "max_abs_diff": None,
     }  # fmt: skip
     # a config with another backbone is reported stale

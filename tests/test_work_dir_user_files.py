@@ -97,19 +97,43 @@ def test_a_directory_of_the_users_named_like_the_work_directory_is_named_so(tmp_
 
 def test_a_feature_cache_holding_a_file_of_the_users_is_not_replaced(tmp_path):
     """``write_cache`` over a cache that ``build_cache`` made replaced the whole directory, the user's file with
-    it (a rebuild by ``build_cache`` works in place and deletes only the cache's own files)."""
+    it. A rebuild by ``build_cache`` replaces the cache once the new one is complete: it is refused before it
+    starts, the file and the cache kept."""
     from satclip.train.cache import build_cache, write_cache
 
     encoder, source = tiny_encoder(), tiny_source(6)
     cache = build_cache(tmp_path / "c", encoder, source, views=1, dtype="float16")
     features, lonlat = np.array(cache.features), np.array(cache.lonlat)
     (cache.path / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match=r"satclip's feature-cache directory: it also holds notes\.txt"):
+    with pytest.raises(OutputExistsError, match=r"satclip wrote it, but not notes\.txt in it"):
         write_cache(cache.path, features * 2, lonlat, encoder, fingerprint="elsewhere")
     assert (cache.path / "notes.txt").read_text() == "mine"
     np.testing.assert_array_equal(np.load(cache.path / "features.npy"), features)
-    build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")  # (rebuilt in place: kept)
-    assert (cache.path / "notes.txt").read_text() == "mine"
+    with pytest.raises(OutputExistsError, match=r"satclip wrote it, but not notes\.txt in it"):
+        build_cache(tmp_path / "c", encoder, source, views=2, dtype="float16")
+    assert (cache.path / "notes.txt").read_text() == "mine" and not (tmp_path / "c.partial").exists()
+    np.testing.assert_array_equal(np.load(cache.path / "features.npy"), features)
+
+
+def test_a_users_file_in_an_unfinished_cache_build_is_not_deleted_with_it(tmp_path):
+    """The work directory of a cache's build, ``CACHE.partial/``, holds the cache being built: a build of another
+    cache that starts again there refuses to delete a file of the user's put into it."""
+    from satclip.train.cache import build_cache
+
+    def stop(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(6), views=1, chunk_size=2, progress=stop)
+    building = tmp_path / "c.partial" / "cache"
+    (building / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"feature-cache directory: it also holds notes\.txt"):
+        build_cache(tmp_path / "c", tiny_encoder(seed=1), tiny_source(6), views=1)
+    assert (building / "notes.txt").read_text() == "mine"
+    (building / "notes.txt").unlink()
+    build_cache(tmp_path / "c", tiny_encoder(seed=1), tiny_source(6), views=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
 
 def test_only_what_a_kind_declares_is_satclips_own(tmp_path):

@@ -2,7 +2,8 @@
 
 ``satclip cache build --config CONFIG.yaml`` computes ``data.cache`` for ``model.image_encoder`` on
 ``data.dataset``/``data.root`` (``data.cache_views`` views per image, ``data.cache_dtype``); it resumes an
-interrupted build and rebuilds a stale cache. ``satclip cache verify DIR`` checks a cache's files; with
+interrupted build (kept in ``CACHE.partial/`` until complete) and rebuilds a stale cache (replaced once the new
+one is complete). ``satclip cache verify DIR`` checks a cache's files; with
 ``--config`` it also checks that the cache matches the config, and ``--recompute K`` recomputes K images.
 """
 
@@ -53,8 +54,8 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     build.add_argument("--rebuild", action="store_true",
                        help="recompute even when the cache is up to date (e.g. to include images repaired since); "
-                            "the old features are deleted as it starts, and an interrupted rebuild is finished by "
-                            "the next `cache build`")  # fmt: skip
+                            "the old cache stays usable until the new one replaces it, and an interrupted rebuild is "
+                            "finished by the next `cache build`")  # fmt: skip
     build.set_defaults(func=run_build)
 
     verify = actions.add_parser("verify", help="check a cache (and that it matches a config)")
@@ -100,7 +101,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..train.cache import BUILD_COMMAND, building_now, cache_key, verify_cache
+    from ..train.cache import BUILD_COMMAND, InterruptedCacheError, building_now, cache_key, unfinished, verify_cache
 
     path = args.path
     expected_key = encoder = source = trained = None
@@ -111,7 +112,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
         config = load_cli_config(args)
         path = path or config.data.cache
-        build_command = _build_command(args, config.data.cache, config.data.root)
+        build_command = cache_build_command(args, config.data.cache, config.data.root,
+                                            InterruptedCacheError(path).root if path else None)  # fmt: skip
         if config.data.root is not None:
             source = source_from_config(config)
             encoder = build_image_encoder(
@@ -128,11 +130,13 @@ def run_verify(args: argparse.Namespace) -> int:
         raise BadInputError("give the cache directory, or --config with data.cache")
     if args.recompute and encoder is None:  # (the options first: they are wrong whatever the directory holds)
         raise BadInputError("--recompute needs --config with data.root (the images to recompute from)")
-    if not Path(path).exists():
-        raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
     building = building_now(path)
     if building:  # (it looked interrupted, or was "not a feature cache" before its manifest was written)
         raise LockedError(building)
+    if unfinished(path):  # (said as training says it, with the build that finishes it: the config's, where given)
+        raise InterruptedCacheError(path, None if build_command == BUILD_COMMAND else build_command)
+    if not Path(path).exists():
+        raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
     _check_is_cache(Path(path))
     report = verify_cache(
         path, expected_key=expected_key, encoder=encoder, source=source, recompute=args.recompute, device=args.device,
@@ -148,7 +152,7 @@ def run_verify(args: argparse.Namespace) -> int:
             report.problems.append(f"stale: {err}")
     if args.json:
         print(json.dumps({"path": str(report.path), "ok": report.ok, "shape": list(report.shape),
-                          "problems": report.problems, "recomputed": report.recomputed,
+                          "problems": report.problems, "notes": report.notes, "recomputed": report.recomputed,
                           "max_abs_diff": report.max_abs_diff}, indent=2))  # fmt: skip
     else:
         status = "ok" if report.ok else "FAILED"
@@ -158,14 +162,18 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{report.path}: {status}, shape {report.shape}{extra}")
         for problem in report.problems:
             print(f"  - {problem}")
+        for note in report.notes:
+            print(f"  note: {note}")
     return 0 if report.ok else 1
 
 
-def _build_command(args: argparse.Namespace, config_cache: str | Path | None, root: str | Path | None) -> str:
+def cache_build_command(args: argparse.Namespace, config_cache: str | Path | None, root: str | Path | None,
+                        recorded_root: str | None = None) -> str:  # fmt: skip
     """The ``satclip cache build`` of the config and overrides that ``args`` give (``CONFIG`` for a config read
     from a pipe), with ``--data.cache`` where the cache verified is not the config's ``config_cache``, and
-    ``--data.root ROOT`` in place of whatever gave the config no data ``root`` (a build needs one: ``--data.root
-    null`` was suggested, and the build it named refused to run)."""
+    ``--data.root`` with ``recorded_root`` (the images an unfinished build records), else ``ROOT``, in place of
+    whatever gave the config no data ``root`` (a build needs one: ``--data.root null`` was suggested, and the build
+    it named refused to run)."""
     words = ["satclip", "cache", "build"]
     if args.config is not None:
         words += ["--config", str(args.config.path) if args.config.path.is_file() else "CONFIG"]
@@ -173,12 +181,13 @@ def _build_command(args: argparse.Namespace, config_cache: str | Path | None, ro
                  if name.startswith("override:")}  # fmt: skip
     sets = args.set_overrides
     if root is None:
-        overrides["data.root"] = "ROOT"
+        overrides["data.root"] = recorded_root or "ROOT"
         sets = [item for item in sets if item.partition("=")[0].strip() != "data.root"]
     words += [word for name, value in overrides.items() for word in (f"--{name}", value)]
     words += [word for item in sets for word in ("--set", item)]
-    if args.path is not None and (config_cache is None or Path(config_cache).resolve() != args.path.resolve()):
-        words += ["--data.cache", str(args.path)]
+    verified = getattr(args, "path", None)  # (`satclip train` names no cache of its own)
+    if verified is not None and (config_cache is None or Path(config_cache).resolve() != verified.resolve()):
+        words += ["--data.cache", str(verified)]
     return shlex.join(words)
 
 
@@ -193,9 +202,7 @@ def _check_is_cache(path: Path) -> None:
     if what:
         raise BadInputError(f"{path} is {what}, not a directory: a feature cache is the directory `satclip cache "
                             "build` wrote")  # fmt: skip
-    if not (path / MANIFEST).exists() and not (path / FEATURES).exists() and (
-        safe_output.owned_kind(path) != "feature-cache"  # (a build interrupted early: reported as incomplete)
-    ):
+    if not (path / MANIFEST).exists() and not (path / FEATURES).exists():  # (an interrupted build is said before)
         raise BadInputError(
             f"{path} is not a feature cache (no {MANIFEST}, no {FEATURES}): give the directory `satclip cache build` "
             "wrote (data.cache)"

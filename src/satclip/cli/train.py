@@ -149,11 +149,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(config_yaml(config.to_dict()))
         return 0
     from ..train import fit
+    from ..train.cache import InterruptedCacheError
     from ..train.fitting import check_config_of_its_run
 
     if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
         check_config_of_its_run(args.config.path, config)
-    result = fit(config, resume=args.resume)
+    try:
+        result = fit(config, resume=args.resume)
+    except InterruptedCacheError as err:  # (named with the build that finishes it: this config's, as verify names it)
+        from .cache import cache_build_command
+
+        command = cache_build_command(args, config.data.cache, config.data.root, err.root)
+        raise InterruptedCacheError(err.path, command) from None
     if result.history:
         last = result.history[-1]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))

@@ -16,13 +16,16 @@ Layout of a cache directory::
 
 The manifest's ``key`` — image encoder config, sha256 of the backbone weights, transform config,
 dataset fingerprint and size, V, dtype, seed — decides whether an existing cache can be reused:
-:func:`build_cache` reuses a complete cache with the same key, resumes an incomplete one (chunks are
-written to ``*.partial.npy`` and recorded in ``progress.npy`` only after they are flushed) and rebuilds a
-stale one. Finished files are moved into place atomically; ``manifest.json`` says ``complete`` last.
+:func:`build_cache` reuses a complete cache with the same key, resumes an interrupted build and rebuilds a
+stale one. A build works in ``CACHE.partial/cache/`` (chunks are written to ``*.partial.npy`` and recorded in
+``progress.npy`` only after they are flushed; finished files are moved into place, ``manifest.json`` says
+``complete`` last), which is then published as ``CACHE`` in one rename: ``CACHE`` is a complete cache or absent,
+and the one a rebuild replaces stays usable until then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,6 +57,12 @@ DTYPES = ("float16", "float32")
 safe_output.declare_contents(
     "feature-cache", MANIFEST, FEATURES, LONLAT, BACKBONE, PROGRESS, SKIPPED, "*.partial.npy", "*.compact.npy"
 )
+
+#: the kind of the work directory of a cache's build, ``CACHE.partial/``: it holds the cache being built
+#: (:data:`BUILDING`, a directory of kind ``feature-cache``), published as ``CACHE`` in one rename once complete
+WORK_KIND = "feature-cache-work"
+BUILDING = "cache"
+safe_output.declare_contents(WORK_KIND, BUILDING)
 
 Progress = Callable[[int, int], None]  # (images done, images total)
 
@@ -127,12 +136,11 @@ class FeatureCache:
     @classmethod
     def open(cls, path: str | Path) -> FeatureCache:
         path = Path(path)
+        if unfinished(path):
+            raise InterruptedCacheError(path)
         manifest = read_manifest(path)
         if not manifest.get("complete"):
-            raise ResumeError(
-                f"feature cache {path} is incomplete (its build was interrupted): run `satclip cache build` "
-                "again with the same config to finish it"
-            )
+            raise InterruptedCacheError(path)
         _check_no_foreign_entries(path)
         for name in (FEATURES, LONLAT, BACKBONE):
             if not (path / name).is_file():
@@ -405,8 +413,9 @@ def _older_cache(path: Path) -> bool:
 def check_cache_directory(path: str | Path) -> None:
     """Raise now what :func:`build_cache` would refuse at ``path`` only after the work before it (fitting the
     MOSAIKS filters on the images): a file, a directory of the user's or another satclip output, a cache file name
-    taken by a directory."""
+    taken by a directory, a ``PATH.partial`` of the user's where the build keeps its work."""
     path = Path(path)
+    work_dir(path)
     if path.is_dir():
         _check_no_foreign_entries(path)
         if _older_cache(path):
@@ -481,14 +490,18 @@ def build_cache(
         log.warning("caching features of a backbone that is not frozen: training from this cache keeps it fixed")
     device = torch.device(device)
     key = cache_key(encoder, source, views=views, dtype=dtype, seed=seed)
+    root = getattr(source.dataset, "root", None)
     source = source.skipping_unreadable()  # an unreadable image is left out, not stored twice (as the next one)
     if check_key is not None:
         check_key(key)
     n = len(source)
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")
-    if path.is_dir():  # (before "cannot be used: rebuilding it": a rebuild may not delete it)
-        _check_no_foreign_entries(path)
+    work = work_dir(path)
+    building = work / BUILDING
+    for directory in (path, building):  # (before "cannot be used: rebuilding it": a rebuild may not delete it)
+        if directory.is_dir():
+            _check_no_foreign_entries(directory)
 
     def reused(cache: FeatureCache) -> FeatureCache:
         log.info("feature cache %s is up to date", path, extra=safe_output.RESUMED)
@@ -503,68 +516,95 @@ def build_cache(
             progress(n, n)
         return cache
 
-    if not rebuild:  # up to date: read without the lock (read-only caches, readers at once)
+    if not rebuild and not work.exists():  # up to date: read without the lock (read-only caches, readers at once)
         current, _ = _up_to_date(path, key)
         if current is not None:
             return reused(current)
-    with safe_output.exclusive(path, wait=True):  # one build per cache directory; a concurrent one is waited out
-        manifest = _existing_manifest(path)
-        if manifest is not None and not rebuild:
-            current, problem = _up_to_date(path, key)  # (again: a build just waited out may have made it)
-            if current is not None:
-                return reused(current)
-            differ = key_differences(manifest.get("key", {}), jsonable(key))
-            if problem:
-                log.warning("feature cache %s cannot be used (%s): rebuilding it", path, problem)
-                manifest = None
-            elif differ:
-                log.warning("feature cache %s is stale (%s differ): rebuilding", path, ", ".join(differ))
-                manifest = None
-            elif manifest.get("publishing") and _published_or_built(path, manifest["publishing"]):
-                log.info("feature cache %s: finishing what a build stopped while publishing it had built", path,
-                         extra=safe_output.RESUMED)  # fmt: skip
-                return _publish(path, manifest, manifest.get("build", {}))
-            elif not (_partial(path, FEATURES).is_file() and _partial(path, LONLAT).is_file()):
-                manifest = None  # interrupted before its files were created
-        elif manifest is not None:
-            manifest = None
+    with safe_output.exclusive(path, wait=True):  # one build per cache; a concurrent one is waited out
         if _older_cache(path):
             safe_output.mark_owned(path, kind="feature-cache")
-        safe_output.make_owned_dir(path, kind="feature-cache")
+        _adopt_unfinished(path, work)
+        manifest = _work_manifest(building)
+        differ = None if manifest is None else key_differences(manifest.get("key", {}), jsonable(key))
+        if not rebuild and (manifest is None or differ):  # (an unfinished build of this key is finished instead)
+            current, problem = _up_to_date(path, key)  # (again: a build just waited out may have made it)
+            if current is not None:
+                if manifest is None:
+                    _discard(work)  # what a build stopped after publishing left: nothing to resume
+                return reused(current)  # (an unfinished build of another config stays, for that config to finish)
+            old = _existing_manifest(path)
+            if problem:
+                log.warning("feature cache %s cannot be used (%s): rebuilding it in %s, which replaces it once "
+                            "complete", path, problem, work)  # fmt: skip
+            elif old is not None:
+                log.warning("feature cache %s is stale (%s differ): rebuilding it in %s, which replaces it once "
+                            "complete", path, ", ".join(key_differences(old.get("key", {}), jsonable(key))), work)
+        if differ or (rebuild and manifest is not None):
+            if differ:
+                log.warning("%s holds the unfinished build of another cache (%s differ): starting again", work,
+                            ", ".join(differ))  # fmt: skip
+            manifest = None
+        elif manifest is not None and manifest.get("complete"):
+            log.info("feature cache %s: publishing what a build stopped after completing it had built", path,
+                     extra=safe_output.RESUMED)  # fmt: skip
+            return _publish_work(path, work)
+        elif manifest is not None and manifest.get("publishing") and _published_or_built(building,
+                                                                                             manifest["publishing"]):
+            log.info("feature cache %s: finishing what a build stopped while publishing it had built", path,
+                     extra=safe_output.RESUMED)  # fmt: skip
+            _finish(building, manifest, manifest.get("build", {}))
+            return _publish_work(path, work)
+        elif manifest is not None and not (_partial(building, FEATURES).is_file()
+                                           and _partial(building, LONLAT).is_file()):  # fmt: skip
+            manifest = None  # interrupted before its files were created
+        if path.exists() or path.is_symlink():  # (what the new cache replaces at the end is refused now)
+            safe_output.check_owned_dir(path, kind="feature-cache")
+            safe_output.check_output(path, overwrite=True, directory=True, kind="feature-cache")
 
         encoder = encoder.to(device).eval()
         if manifest is None:
-            _clear(path)
-            feature_dim = _probe_feature_dim(encoder, source, device)
-            manifest = {
-                "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": jsonable(key),
-                "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
-                "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
-            }  # fmt: skip
-            _save_backbone(path / BACKBONE, encoder)
-            np.lib.format.open_memmap(_partial(path, FEATURES), mode="w+", dtype=dtype, shape=(n, views, feature_dim))
-            np.lib.format.open_memmap(_partial(path, LONLAT), mode="w+", dtype=np.float64, shape=(n, 2))
-            for file in (FEATURES, LONLAT):  # a full disk fails now, not with SIGBUS later
-                safe_output.reserve(_partial(path, file))
-            _write_json(path / MANIFEST, manifest)
+            _discard(work)
+            safe_output.make_owned_dir(work, kind=WORK_KIND)
+            try:  # (a full disk left a directory that verify called interrupted and training no cache at all)
+                safe_output.make_owned_dir(building, kind="feature-cache")
+                feature_dim = _probe_feature_dim(encoder, source, device)
+                manifest = {
+                    "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "key": jsonable(key),
+                    "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
+                    "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
+                    "build": {} if root is None else {"root": str(Path(root).absolute())},
+                }  # fmt: skip
+                _save_backbone(building / BACKBONE, encoder)
+                np.lib.format.open_memmap(_partial(building, FEATURES), mode="w+", dtype=dtype,
+                                          shape=(n, views, feature_dim))  # fmt: skip
+                np.lib.format.open_memmap(_partial(building, LONLAT), mode="w+", dtype=np.float64, shape=(n, 2))
+                for file in (FEATURES, LONLAT):  # a full disk fails now, not with SIGBUS later
+                    safe_output.reserve(_partial(building, file))
+                _write_json(building / MANIFEST, manifest)
+            except BaseException:
+                with contextlib.suppress(OSError):  # (what stopped it is the error to report)
+                    _discard(work)
+                raise
+        else:
+            safe_output.make_owned_dir(building, kind="feature-cache")
         chunks = (n + chunk_size - 1) // chunk_size
-        done = _read_progress(path, chunks)
-        skipped = _read_skipped(path, n) if done.any() else np.zeros(n, dtype=bool)
+        done = _read_progress(building, chunks)
+        skipped = _read_skipped(building, n) if done.any() else np.zeros(n, dtype=bool)
         reasons: dict[int, str] = {}
-        maps = {name: np.load(_partial(path, file), mmap_mode="r+") for name, file in
+        maps = {name: np.load(_partial(building, file), mmap_mode="r+") for name, file in
                 (("features", FEATURES), ("lonlat", LONLAT))}  # fmt: skip
         if maps["features"].shape != tuple(manifest["shape"]):
             raise RuntimeError(
-                f"{_partial(path, FEATURES)} has shape {maps['features'].shape}, manifest says {manifest['shape']}"
+                f"{_partial(building, FEATURES)} has shape {maps['features'].shape}, manifest says {manifest['shape']}"
             )
         start = time.perf_counter()
         images_done = int(sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(done)))
         if progress:
             progress(images_done, n)
         if images_done:
-            log.info("resuming feature cache %s: %d of %d images done", path, images_done, n,
+            log.info("resuming feature cache %s from %s: %d of %d images done", path, work, images_done, n,
                      extra=safe_output.RESUMED)  # fmt: skip
-            safe_output.keep_work(path)
+            safe_output.keep_work(work)
         loader_batch = max(1, batch_size // views)
 
         def compute(chunk: int) -> int:
@@ -600,11 +640,11 @@ def build_cache(
             for array in maps.values():
                 array.flush()
             done[chunk] = True
-            with safe_output.atomic_file(path / SKIPPED, overwrite=True) as tmp:  # (before the chunk is done)
+            with safe_output.atomic_file(building / SKIPPED, overwrite=True) as tmp:  # (before the chunk is done)
                 safe_output.save_array(tmp, skipped)
-            with safe_output.atomic_file(path / PROGRESS, overwrite=True) as tmp:
+            with safe_output.atomic_file(building / PROGRESS, overwrite=True) as tmp:
                 safe_output.save_array(tmp, done)
-            safe_output.keep_work(path)
+            safe_output.keep_work(work)
             images_done += images
             if progress:
                 progress(images_done, n)
@@ -626,12 +666,12 @@ def build_cache(
         left_out = np.flatnonzero(skipped)
         if len(left_out) == n:  # (nothing of it is worth resuming: a rerun reads them again, repaired or not)
             maps.clear()
-            _clear(path)
+            _discard(work)
             raise BadInputError(f"none of the {n} images could be read ({next(iter(reasons.values()), 'unreadable')}); "
                                 f"run {source.verify_command()} on the dataset")  # fmt: skip
-        files = {FEATURES: _partial(path, FEATURES), LONLAT: _partial(path, LONLAT)}
+        files = {FEATURES: _partial(building, FEATURES), LONLAT: _partial(building, LONLAT)}
         if len(left_out):
-            files = _without(path, maps, np.flatnonzero(~skipped))
+            files = _without(building, maps, np.flatnonzero(~skipped))
             first = ("; ".join(reasons[i] for i in left_out[:3] if i in reasons)
                      or ", ".join(source.sample_name(int(i)) for i in left_out[:3]))  # fmt: skip
             log.warning(
@@ -642,25 +682,119 @@ def build_cache(
         # recorded first: a build stopped while it publishes is finished by the next (its chunks are all done)
         manifest["publishing"] = {"shape": [n - len(left_out), *manifest["shape"][1:]], "skipped": left_out.tolist(),
                                   "files": {name: file.name for name, file in files.items()}}  # fmt: skip
-        _write_json(path / MANIFEST, manifest)
-        return _publish(path, manifest, {"device": str(device),
-                                         "seconds_last_session": round(time.perf_counter() - start, 3)})
+        _write_json(building / MANIFEST, manifest)
+        _finish(building, manifest, {**manifest.get("build", {}), "device": str(device),
+                                     "seconds_last_session": round(time.perf_counter() - start, 3)})
+        return _publish_work(path, work)
 
 
-def _publish(path: Path, manifest: dict, build: dict) -> FeatureCache:
-    """Move the built files into place (those not moved yet), and record the cache complete."""
+def _finish(building: Path, manifest: dict, build: dict) -> None:
+    """Move the built files into place in the cache being built (those not moved yet), and record it complete."""
     publishing = manifest.pop("publishing")
     for name, built in publishing["files"].items():
-        if (path / built).is_file():
-            safe_output.publish(path / built, path / name, overwrite=True)
-    safe_output.remove_owned_files(path, [_partial(path, FEATURES).name, _partial(path, LONLAT).name])
-    manifest = {**manifest, "complete": True, "shape": publishing["shape"], "skipped": publishing["skipped"],
-                **_digests(path), "build": {**build, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}  # fmt: skip
-    _write_json(path / MANIFEST, manifest)
-    safe_output.remove_owned_files(path, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
-    safe_output.work_finished(path)
-    log.info("feature cache %s: %s %s features", path, manifest["shape"], manifest["key"].get("dtype", ""))
-    return FeatureCache.open(path)
+        if (building / built).is_file():
+            safe_output.publish(building / built, building / name, overwrite=True)
+    safe_output.remove_owned_files(building, [_partial(building, FEATURES).name, _partial(building, LONLAT).name])
+    manifest.update({"complete": True, "shape": publishing["shape"], "skipped": publishing["skipped"],
+                     **_digests(building), "build": {**build, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
+    _write_json(building / MANIFEST, manifest)
+    safe_output.remove_owned_files(building, [PROGRESS, SKIPPED])  # (the chunks' record: the manifest says complete)
+
+
+def _publish_work(path: Path, work: Path) -> FeatureCache:
+    """Publish the complete cache built in ``work`` as ``path`` in one rename (replacing the cache there, which
+    stayed usable until now), and remove ``work``."""
+    safe_output.publish(work / BUILDING, path, overwrite=True)
+    _discard(work)
+    safe_output.work_finished(work)
+    cache = FeatureCache.open(path)
+    log.info("feature cache %s: %s %s features", path, cache.manifest["shape"], cache.key.get("dtype", ""))
+    return cache
+
+
+def work_path(path: str | Path) -> Path:
+    """``CACHE.partial``, where a build of the cache ``path`` keeps its unfinished work."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def work_dir(path: Path) -> Path:
+    """:func:`work_path` of ``path``, refused where something else has that name (a file or directory of the
+    user's, another satclip output)."""
+    safe_output.check_named(path)
+    work = work_path(path)
+    safe_output.check_work_dir(work, (WORK_KIND,))
+    return work
+
+
+def _discard(work: Path) -> None:
+    """Remove the work directory ``work`` (nothing happens where there is none), the cache being built in it first:
+    a file of the user's in that cache is refused as it is in any cache, not deleted with its folder."""
+    safe_output.remove_owned(work / BUILDING)
+    safe_output.remove_owned(work)
+
+
+def _work_manifest(building: Path) -> dict | None:
+    """The manifest of the cache being built in ``building``; None where there is none, or a damaged one (that
+    build starts again)."""
+    return _existing_manifest(building) if building.is_dir() else None
+
+
+def _unfinished_in_place(path: Path) -> bool:
+    """Whether ``path`` holds a build an older satclip stopped (it built a cache under its own name): a cache
+    directory whose manifest says it is not complete, or that holds neither a manifest nor features."""
+    if safe_output.owned_kind(path) != "feature-cache":
+        return False
+    if not (path / MANIFEST).is_file():
+        return not (path / FEATURES).exists()  # (features without a manifest: a damaged cache, no build)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("complete") is False
+
+
+def _adopt_unfinished(path: Path, work: Path) -> None:
+    """Move a build an older satclip stopped in ``path`` itself into the work directory ``work``, where it is
+    resumed (or started again) like a build of this one."""
+    if work.exists() or not _unfinished_in_place(path):
+        return
+    safe_output.make_owned_dir(work, kind=WORK_KIND)
+    safe_output.publish(path, work / BUILDING)
+    log.info("feature cache %s: moved the unfinished build in it to %s", path, work)
+
+
+def unfinished(path: str | Path) -> bool:
+    """Whether ``path`` names a cache whose build was interrupted: only its work directory ``PATH.partial/`` is
+    there, or ``path`` holds a build that an older satclip stopped (it built in place)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return safe_output.owned_kind(work_path(path)) == WORK_KIND
+    return _unfinished_in_place(path)
+
+
+class InterruptedCacheError(ResumeError):
+    """The build of a feature cache was interrupted; the message names the command that finishes it
+    (``build_command``, else `satclip cache build` with the same config). ``root``: the images it was built from,
+    where its work records them."""
+
+    def __init__(self, path: str | Path, build_command: str | None = None):
+        self.path = Path(path)
+        self.root = _recorded_root(self.path)
+        command = f"`{build_command}`" if build_command else "`satclip cache build` again with the same config"
+        super().__init__(f"feature cache {path} is incomplete (its build was interrupted): run {command} to finish it")
+
+
+def _recorded_root(path: Path) -> str | None:
+    """The image folder the unfinished build of the cache ``path`` records, or None."""
+    for directory in (work_path(path) / BUILDING, path):
+        try:
+            root = json.loads((directory / MANIFEST).read_text())["build"]["root"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(root, str):
+            return root
+    return None
 
 
 def write_cache(
@@ -766,14 +900,6 @@ def _partial(path: Path, name: str) -> Path:
 def _compact(path: Path, name: str) -> Path:
     """Where an array without the images left out is written before it is moved into place."""
     return path / name.replace(".npy", ".compact.npy")
-
-
-def _clear(path: Path) -> None:
-    """Remove a previous build's files from the cache directory (one satclip owns: refused otherwise)."""
-    names = (MANIFEST, PROGRESS, SKIPPED, FEATURES, LONLAT, BACKBONE)
-    safe_output.remove_owned_files(
-        path, [*names, *(_partial(path, name).name for name in names), *(_compact(path, name).name for name in names)]
-    )
 
 
 def _without(path: Path, maps: dict[str, np.ndarray], kept: np.ndarray) -> dict[str, Path]:
@@ -920,6 +1046,8 @@ class CacheReport:
     path: Path
     shape: tuple[int, ...] = ()
     problems: list[str] = field(default_factory=list)
+    #: what was not checked (a cache without recorded checksums), said beside "ok"
+    notes: list[str] = field(default_factory=list)
     recomputed: int = 0
     max_abs_diff: float | None = None
 
@@ -959,9 +1087,6 @@ def building_now(path: str | Path) -> str | None:
             "verify it once that build has finished")  # fmt: skip
 
 
-#: what ``verify`` says of a directory satclip made for a cache whose build stopped before it wrote a manifest
-INTERRUPTED_EARLY = ("incomplete: its build was interrupted before it wrote its manifest (run `satclip cache build` "
-                     "to build it)")  # fmt: skip
 #: and of one that holds its features but no manifest (removed since the build finished)
 LOST_MANIFEST = (f"damaged: it holds {FEATURES} but no {MANIFEST}, without which its features cannot be checked or "
                  "used (run `satclip cache build` with its config to build it again)")  # fmt: skip
@@ -992,9 +1117,11 @@ def verify_cache(
     if building:
         report.problems.append(building)
         return report
+    if unfinished(path):  # (as training says it: "incomplete: … interrupted before it wrote its manifest" was
+        report.problems.append(str(InterruptedCacheError(path, build_command)))  # verify's, "not a cache" train's)
+        return report
     if not (path / MANIFEST).exists() and safe_output.owned_kind(path) == "feature-cache":
-        # (a finished cache whose manifest was removed since was called interrupted too)
-        report.problems.append(LOST_MANIFEST if (path / FEATURES).is_file() else INTERRUPTED_EARLY)
+        report.problems.append(LOST_MANIFEST)  # (a finished cache whose manifest was removed since)
         return report
     try:
         manifest = read_manifest(path)
@@ -1002,9 +1129,6 @@ def verify_cache(
         report.problems.append(str(err))
         return report
     report.shape = tuple(manifest["shape"])
-    if not manifest.get("complete"):
-        report.problems.append("incomplete: the build was interrupted (run `satclip cache build` to finish it)")
-        return report
     if expected_key is not None:
         expected = jsonable(expected_key)
         cached = jsonable({k: manifest["key"].get(k) for k in expected})
@@ -1028,6 +1152,13 @@ def verify_cache(
                if not (count and name == FEATURES)]  # fmt: skip
     if changed:  # (the catch-all, where nothing more is said; one fix for both files)
         report.problems.append(f"{'; '.join(changed)}: {rebuild_fix(build_command)}")
+    unrecorded = [name for name, entry in DIGESTS.items() if manifest.get(entry) is None]
+    if unrecorded:  # (a changed byte of an older satclip's cache was called plainly "ok")
+        report.notes.append(
+            f"no checksum is recorded for {' or '.join(unrecorded)} (a cache of an older satclip), so "
+            f"{'its' if len(unrecorded) == 1 else 'their'} contents were not checked: `--recompute K` with its config "
+            f"compares K images with the backbone, and `{build_command} --rebuild` records the checksums"
+        )
     from ..encoding.points import describe_invalid, invalid_rows
 
     try:

@@ -14,7 +14,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError
 from .build import build_image_encoder
-from .cache import FeatureCache, Progress, build_cache, check_cache_directory
+from .cache import FeatureCache, InterruptedCacheError, Progress, build_cache, check_cache_directory, unfinished
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
 from .sources import SOURCES, PairSource, create_source
@@ -122,6 +122,8 @@ def cache_from_config(
         # under DDP, rank 0 builds (Lightning launches the other ranks once it reaches Trainer.fit)
         return FeatureCache.open(data.cache)
     if data.root is None:
+        if unfinished(data.cache):  # (before "does not exist": its build was interrupted)
+            raise InterruptedCacheError(data.cache)
         if not Path(data.cache).exists():
             raise FileNotFoundError(
                 f"feature cache {data.cache} does not exist and data.root is not set: give data.root (the image "
