@@ -358,7 +358,8 @@ def test_an_interrupted_build_keeps_its_work_beside_the_cache_not_under_its_name
 @pytest.mark.parametrize("how", ["another backbone", "--rebuild", "damaged"])
 def test_a_cache_stays_usable_until_the_one_replacing_it_is_complete(tmp_path, how):
     """A build of another backbone (or --rebuild, or of a damaged cache) deleted the old cache as it started: a
-    Ctrl-C later, the old features were gone. Now the old cache stays as it was until the new one replaces it."""
+    Ctrl-C later, the old features were gone. Now the old cache stays as it was until the new one replaces it, and
+    `cache verify` notes the unfinished build beside it."""
     path = tmp_path / "c"
     old = build_cache(path, tiny_encoder(), tiny_source(10), views=2)
     features = np.array(old.features)
@@ -372,7 +373,11 @@ def test_a_cache_stays_usable_until_the_one_replacing_it_is_complete(tmp_path, h
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before
     if how != "damaged":
         np.testing.assert_array_equal(FeatureCache.open(path).features, features)
-        assert verify_cache(path).ok
+        report = verify_cache(path)  # (which said nothing of the rebuild beside it)
+        assert report.ok and report.notes == [
+            f"an unfinished build that replaces this cache once complete is kept in {tmp_path / 'c.partial'}: "
+            "`satclip cache build --config CONFIG` with that build's config finishes it"
+        ]
     source = tiny_source(10)
     new = build_cache(path, encoder, source, views=2, chunk_size=3)
     assert source.dataset.reads == 7  # the rebuild finished from where it stopped, and replaced the old cache

@@ -1129,6 +1129,9 @@ def verify_cache(
         report.problems.append(str(err))
         return report
     report.shape = tuple(manifest["shape"])
+    if safe_output.owned_kind(work_path(path)) == WORK_KIND:  # (said nothing of a rebuild stopped beside it)
+        report.notes.append(f"an unfinished build that replaces this cache once complete is kept in "
+                            f"{work_path(path)}: `{build_command}` with that build's config finishes it")  # fmt: skip
     if expected_key is not None:
         expected = jsonable(expected_key)
         cached = jsonable({k: manifest["key"].get(k) for k in expected})
