@@ -43,11 +43,12 @@ def dead_pid() -> int:
     return process.pid
 
 
-def hold_lock(target: Path, then: str) -> subprocess.Popen:
-    """A real process that takes the lock on ``target``, prints ``locked`` and then runs ``then``."""
+def hold_lock(target: Path, then: str, first: str = "") -> subprocess.Popen:
+    """A real process that runs ``first``, takes the lock on ``target``, prints ``locked`` and then runs ``then``."""
     code = textwrap.dedent(f"""
         import os, signal, sys
         from satclip import safe_output
+        {first}
         with safe_output.exclusive({str(target)!r}):
             print("locked", flush=True)
             {then}
@@ -409,6 +410,60 @@ def test_temporaries_of_dead_processes_are_cleaned_by_the_next_write(tmp_path):
     (dead_dir / "part").write_bytes(b"x")
     safe_output.write_bytes(target, b"ok")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "out.bin"])
+
+
+def test_a_temporary_of_another_host_or_container_is_left_alone(tmp_path, monkeypatch):
+    """A temporary was judged dead from its PID alone: one written in another container sharing the volume (or on
+    another host over NFS), whose PID does not exist here, was deleted while its writer ran. Its name now records
+    whose PIDs it counts (:func:`host_id`); only this host's and container's (and an older satclip's) are judged."""
+    target = tmp_path / "m.onnx"
+    gone = dead_pid()
+    with monkeypatch.context() as patch:
+        patch.setattr(safe_output.os, "getpid", lambda: gone)  # a PID that names no process here
+        ours = safe_output.temp_path(target)
+        patch.setattr(safe_output, "host_id", lambda: "0123abcd", raising=False)  # written in another container
+        theirs = safe_output.temp_path(target)
+    older = target.with_name(f".m.onnx{safe_output._TMP_TAG}{gone}-abcdef")  # an older satclip's name
+    for temporary in (ours, theirs, older):
+        temporary.mkdir()
+        (temporary / "data").write_text("being written")
+    safe_output.write_bytes(target, b"ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([theirs.name, "m.onnx"])
+    assert len(theirs.name) - len(".m.onnx") <= safe_output.WORK_NAME_BYTES - len(".partial")
+
+
+def test_a_live_temporary_is_kept_by_a_run_in_another_pid_namespace(tmp_path):
+    """`unshare --pid --fork --mount-proc satclip export … -o m2.onnx` deleted `.m2.onnx.satclip-tmp-PID-…` of a
+    live process outside it, whose PID did not exist in the new namespace."""
+    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode:
+        pytest.skip("unshare --pid needs privileges this test does not have")
+    target = tmp_path / "m2.onnx"
+    live = safe_output.temp_path(target)  # this live process's
+    live.mkdir()
+    (live / "data").write_text("being written")
+    code = f"from satclip import safe_output; safe_output.write_bytes({str(target)!r}, b'ok')"
+    env = {**os.environ, "PYTHONPATH": str(Path(safe_output.__file__).parents[1])}  # (the sources under test)
+    command = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", code]
+    assert subprocess.run(command, env=env).returncode == 0
+    assert (live / "data").read_text() == "being written" and target.read_bytes() == b"ok"
+
+
+def test_a_lock_held_in_another_container_or_host_says_so(tmp_path, caplog):
+    """"in use by another satclip run (PID 1 on vm …)" named a PID the user could not find or stop here (the holder
+    ran in another container), and a takeover said "from PID 1" without the host it was recorded on."""
+    target = tmp_path / "job"
+    holder = hold_lock(target, "sys.stdin.read()", first="safe_output.host_id = lambda: '0123abcd'")
+    try:
+        with pytest.raises(LockedError, match=f"PID {holder.pid} of another container \\(PID namespace\\) on "):
+            with safe_output.exclusive(target):
+                pass
+    finally:
+        holder.communicate(b"")
+    safe_output.lock_path(target).write_text('{"pid": 1, "host": "elsewhere"}')  # left by a run on another host
+    with caplog.at_level(logging.INFO, logger="satclip.safe_output"):
+        with safe_output.exclusive(target):
+            pass
+    assert "from PID 1 on the other host elsewhere, which stopped" in caplog.text
 
 
 def test_a_second_run_is_refused_naming_the_holder(tmp_path):

@@ -24,6 +24,7 @@ import contextlib
 import errno
 import fnmatch
 import glob
+import hashlib
 import io
 import json
 import logging
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 #: file inside every directory satclip creates; proves that satclip may replace or delete it
 MARKER = ".satclip-output"
 _TMP_TAG = ".satclip-tmp-"
-_TMP_PID = re.compile(re.escape(_TMP_TAG) + r"(\d+)-[0-9a-f]+$")
+#: ``.NAME.satclip-tmp-PID-hHOSTID-xxxxxx`` (``HOSTID``: :func:`host_id`); an older satclip's have no ``-hHOSTID``
+_TMP_PID = re.compile(re.escape(_TMP_TAG) + r"(\d+)(?:-h([0-9a-f]{8}))?-[0-9a-f]+$")
 
 
 #: directories this process created (missing parents of outputs, satclip directories), in order: those left
@@ -579,8 +581,9 @@ def check_named(path: str | Path) -> None:
         )  # (it failed after the work, on every rerun too)
 
 
-#: the most bytes satclip adds to an output's name for its work beside it: ``.NAME.partial.satclip-tmp-PID-xxxxxx``
-WORK_NAME_BYTES = len(".") + len(".partial") + len(_TMP_TAG) + len("4194304") + len("-") + 6
+#: the most bytes satclip adds to an output's name for its work beside it:
+#: ``.NAME.partial.satclip-tmp-PID-hHOSTID-xxxxxx``
+WORK_NAME_BYTES = len(".") + len(".partial") + len(_TMP_TAG) + len("4194304") + len("-h12345678-") + 6
 
 
 def _name_max(path: Path) -> int:
@@ -705,9 +708,21 @@ def _check_parents(path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ temporaries
 def temp_path(path: str | Path) -> Path:
-    """A fresh temporary sibling of ``path`` that :func:`clean_stale` recognises."""
+    """A fresh temporary sibling of ``path`` that :func:`clean_stale` recognises: its name records the writer's
+    PID and :func:`host_id`, whose PIDs those are."""
     path = Path(path)
-    return path.with_name(f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(3)}")
+    return path.with_name(f".{path.name}{_TMP_TAG}{os.getpid()}-h{host_id()}-{secrets.token_hex(3)}")
+
+
+def host_id() -> str:
+    """8 hex digits naming this host and PID namespace (its hostname and the inode of ``/proc/self/ns/pid``,
+    where there is one): a PID means a process only where this is the same. A container sharing a volume, or
+    another host on a network file system, has another; its PID 1234 is not ours."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
 
 
 def _alive(pid: int) -> bool:
@@ -745,15 +760,20 @@ def _remove_temporary(tmp: Path) -> None:
 
 
 def clean_stale(path: str | Path, keep: str | Path | None = None) -> None:
-    """Remove temporaries of ``path`` left by processes that are no longer running (but ``keep``)."""
+    """Remove temporaries of ``path`` left by processes that are no longer running (but ``keep``). Only those
+    written on this host and in this PID namespace (:func:`host_id`, or an older satclip's, which did not record
+    it) are judged by their PID: another container's or host's are left alone, as whether their writer runs
+    cannot be known here (it deleted a live run's temporary, whose PID did not exist in this container)."""
     path = Path(path)
     if not path.parent.is_dir():
         return
-    prefix = f".{path.name}{_TMP_TAG}"
+    prefix, ours = f".{path.name}{_TMP_TAG}", (None, host_id())
     for entry in path.parent.iterdir():
         if entry.name.startswith(prefix) and not (keep is not None and entry == Path(keep)):
             match = _TMP_PID.search(entry.name)
-            if match and not _alive(int(match.group(1))):
+            if match and match.group(2) not in ours:
+                log.debug("leaving %s alone: written on another host or in another container", entry)
+            elif match and not _alive(int(match.group(1))):
                 log.debug("removing %s, left by a run that stopped", entry)
                 _remove(entry)
 
@@ -1086,9 +1106,9 @@ def lock_path(target: str | Path) -> Path:
 
 
 def lock_holder(target: str | Path) -> dict | None:
-    """The record (``pid``, ``host``, ``command``) of the live process that holds the lock on ``target``, or
-    None when none does. Creates nothing: a reader of a read-only directory may ask (e.g. whether a cache is
-    being built while it is checked)."""
+    """The record (``pid``, ``host``, ``ns``: its :func:`host_id`, ``command``) of the live process that holds
+    the lock on ``target``, or None when none does. Creates nothing: a reader of a read-only directory may ask (e.g.
+    whether a cache is being built while it is checked)."""
     if sys.platform == "win32":  # pragma: no cover
         return None
     import fcntl
@@ -1118,13 +1138,24 @@ def check_unlocked(target: str | Path) -> None:
 
 
 def _locked(target: str | Path, holder: dict) -> LockedError:
-    who = f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    who = _process(holder)
     if holder.get("command"):
         who += f": {holder['command']}"
     return LockedError(
         f"{target} is in use by another satclip run ({who}); wait for it to finish or stop it, or write to another "
         "output"
     )
+
+
+def _process(holder: dict, here: bool = True) -> str:
+    """The process a lock's record names, for messages: ``PID N`` (``on HOST`` with ``here``), saying where the PID
+    is not one of this host's or container's (it said "PID 1 on vm", a PID the user could not find or stop here)."""
+    pid, host = holder.get("pid", "?"), holder.get("host", "?")
+    if host not in ("?", socket.gethostname()):
+        return f"PID {pid} on the other host {host}"
+    if holder.get("ns") not in (None, host_id()):
+        return f"PID {pid} of another container (PID namespace) on {host}"
+    return f"PID {pid} on {host}" if here else f"PID {pid}"
 
 
 def _try_lock(fd: int, wait: bool = False) -> bool:
@@ -1154,7 +1185,7 @@ def _holder(fd: int) -> dict:
     return holder if isinstance(holder, dict) else {}
 
 
-_LOCK_KEYS = {"pid", "host", "command"}
+_LOCK_KEYS = {"pid", "host", "ns", "command"}
 
 
 def _is_lock_content(fd: int) -> bool:
@@ -1240,7 +1271,7 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
         if not _try_lock(fd):
             holder = _holder(fd)
             if wait:
-                log.info("waiting for PID %s, which is %s", holder.get("pid", "?"), doing or f"building {target}")
+                log.info("waiting for %s, which is %s", _process(holder, here=False), doing or f"building {target}")
                 _try_lock(fd, wait=True)
             else:
                 os.close(fd)
@@ -1254,9 +1285,9 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
         os.close(fd)  # the holder released and removed it between our open and lock: try again
     previous = _holder(fd)
     if previous.get("pid"):
-        log.info("taking over the lock on %s from PID %s, which stopped without releasing it", target, previous["pid"])
+        log.info("taking over the lock on %s from %s, which stopped without releasing it", target, _process(previous))
         clean_stale(target)  # (its temporaries: an old output it was removing, under --overwrite, stayed for good)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300]}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "ns": host_id(), "command": " ".join(sys.argv)[:300]}
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, json.dumps(me).encode())
