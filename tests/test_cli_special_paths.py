@@ -351,3 +351,78 @@ def test_no_home_directory_is_named_instead_of_a_directory_called_tilde(tmp_path
     monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
     assert cache_dir("bluemarble") == tmp_path / "cache" / "bluemarble"
     assert not (tmp_path / "~").exists()
+
+
+# ------------------------------------------------------------------------ outputs inside other outputs, locks
+def _writers(points, out) -> dict[str, list[str]]:
+    """Every writing command with its output at ``out`` (a path inside another output)."""
+    model = ["--model", "bluemarble-l10"]
+    return {
+        "embed": ["embed", str(points), "-o", f"{out}.parquet", *model, "--no-progress"],
+        "map": ["map", *model, "--resolution", "10", "-o", f"{out}.png"],
+        "export": ["export", "--format", "torchscript", *model, "-o", f"{out}.pt"],
+        "convert": ["convert", "bluemarble-l10", str(out), "--target", "native"],
+        "locate": ["locate", str(points), *model, "-o", f"{out}.csv"],
+        "evaluate": ["evaluate", "--task-file", str(points), "--encoders", "wrap", "--out", str(out)],
+        "train": ["train", "--trainer.output_dir", str(out)],
+        "retrieval build": ["retrieval", "build", *model, "--cache", str(points), "-o", str(out)],
+    }
+
+
+@pytest.mark.parametrize("command", ["embed", "map", "export", "convert", "evaluate", "train", "retrieval build"])
+def test_an_output_inside_another_satclip_output_is_refused_by_every_writer(tmp_path, points, capsys, command):
+    """Only locate, data bluemarble and cache build refused an output inside another satclip output: `export -o
+    CORPUS/x.onnx` or `convert M CORPUS/model` were written, and `data bluemarble --out CORPUS --overwrite` then
+    refused the corpus, saying satclip had not written them."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    safe_output.mark_owned(corpus, kind="bluemarble-corpus")
+    assert main(_writers(points, corpus / "x")[command]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"is inside {corpus}, a satclip Blue Marble corpus: satclip writes no other output into it" in line
+    assert [p.name for p in corpus.iterdir()] == [safe_output.MARKER]
+
+
+def test_an_export_inside_a_training_run_is_still_written(tmp_path):
+    """The layout the docs show, `RUN/export/…`, stays allowed: a training run is never replaced whole."""
+    run = tmp_path / "run"
+    run.mkdir()
+    safe_output.mark_owned(run, kind="training-run")
+    out = run / "export" / "x.pt"
+    assert main(["export", "--format", "torchscript", "--model", "bluemarble-l10", "-o", str(out)]) == 0
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("command", ["convert", "export", "locate"])
+def test_a_writer_is_refused_while_another_run_holds_the_output(tmp_path, points, capsys, command):
+    """While `embed big.csv -o X.zarr` held its lock, `convert bluemarble-l10 X.zarr` wrote a model there and the
+    embedding failed at its very end ("X.zarr already exists"): these writers never looked at the lock."""
+    argv = _writers(points, tmp_path / "x")[command]
+    out = argv[argv.index("-o") + 1] if "-o" in argv else argv[2]
+    with safe_output.exclusive(out):  # (another open of the lock: refused as another process's would be)
+        assert main(argv) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{out} is in use by another satclip run (PID {os.getpid()} on " in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv"]
+
+
+def test_a_symbolic_link_as_a_run_directory_is_named_first(tmp_path, capsys):
+    """`train --trainer.output_dir runl`, runl a link to a run, said "already holds a run … continue it with
+    --resume", and --resume then refused the link; a link loop was told to "give the directory it points to"."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    safe_output.mark_owned(run, kind="training-run")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (tmp_path / "runl").symlink_to(run)
+    (tmp_path / "la").symlink_to("la")
+    for argv in (["train", "--trainer.output_dir", str(tmp_path / "runl")],
+                 ["train", "--trainer.output_dir", str(tmp_path / "runl"), "--resume"]):  # fmt: skip
+        assert main(argv) == 2
+        assert f"{tmp_path / 'runl'} is a symbolic link; give the directory it points to" in one_error_line(
+            capsys.readouterr().err)  # fmt: skip
+    for argv in (["train", "--trainer.output_dir", str(tmp_path / "la")],
+                 ["data", "bluemarble", "--n", "100", "--out", str(tmp_path / "la")]):  # fmt: skip
+        assert main(argv) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert "la is a symbolic link to nothing (its target is missing, or a loop)" in line
+        assert "points to" not in line

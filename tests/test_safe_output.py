@@ -140,6 +140,22 @@ def test_a_symbolic_link_is_named_as_one(tmp_path):
             safe_output.make_dirs(tmp_path / name / "run")
 
 
+def test_another_satclip_output_inside_one_is_named_as_such(tmp_path):
+    """A model converted into a corpus (before convert refused that) blocked `data bluemarble --out CORPUS
+    --overwrite` with an untrue message: "it also holds model/config.json, …, which satclip did not write"."""
+    from satclip.data import bluemarble as bm
+
+    corpus = bm.build_bluemarble(tmp_path / "corpus", bm.BlueMarbleParams(n=5, patch_size=8, seed=1))
+    with safe_output.atomic_dir(corpus / "model") as tmp:  # as convert wrote it there
+        (tmp / "config.json").write_text('{"format": "satclip"}')
+    with pytest.raises(OutputExistsError) as refused:
+        safe_output.check_output(corpus, overwrite=True, directory=True, kind=bm.KIND)
+    assert str(refused.value) == (
+        f"refusing to replace {corpus}: another satclip output was written into it (model: a satclip model), which "
+        "satclip does not delete with it; move it out and run again"
+    )
+
+
 def test_keep_only_written_deletes_only_what_an_earlier_run_recorded(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -400,6 +400,12 @@ def _and_parents(path: str) -> list[str]:
 
 
 def _refuse_foreign(directory: Path, action: str) -> None:
+    nested = _other_outputs(directory, [*_not_written_by_satclip(directory), *undeclared(directory)])
+    if nested:  # (it said "which satclip did not write" of them)
+        raise OutputExistsError(
+            f"refusing to {action} {directory}: another satclip output was written into it ({listed(nested)}), "
+            "which satclip does not delete with it; move it out and run again"
+        )
     foreign = _not_written_by_satclip(directory)
     if foreign:
         raise OutputExistsError(
@@ -412,6 +418,15 @@ def _refuse_foreign(directory: Path, action: str) -> None:
             f"refusing to {action} {directory}, satclip's {owned_kind(directory)} directory: it also holds "
             f"{listed(foreign)}, which satclip did not write; move those out and run again"
         )
+
+
+def _other_outputs(directory: Path, paths: list[str]) -> list[str]:
+    """The satclip directories (a marker of their own) among ``paths`` of ``directory`` and their folders, named
+    with what they are (``model: a satclip model``)."""
+    nested = {part for path in paths for part in _and_parents(path)[1:] if is_owned(directory / part)}
+    outermost = sorted(part for part in nested if not any(other != part and part.startswith(other + "/")
+                                                           for other in nested))  # fmt: skip
+    return [f"{part}: {owned_noun(directory / part)}" for part in outermost]
 
 
 def _refuse_read_only(directory: Path, action: str) -> None:
@@ -539,12 +554,18 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
         raise BadInputError(f"the output {path} {where} {what} {directory}; write it elsewhere")
 
 
+#: kinds of satclip directories that other outputs may be written into, as the docs lay them out (a run's
+#: ``RUN/export/model.onnx``, an evaluation in a demo's directory): satclip never replaces or deletes them whole
+HOLDS_OTHER_OUTPUTS = ("training-run", "demo")
+
+
 def check_not_in_output(path: str | Path) -> None:
     """Raise :class:`OutputExistsError` if the output ``path`` that a user named, not itself a satclip directory
-    already, lies inside one (a parent holds :data:`MARKER`): it joined another command's output (``data bluemarble
-    --out CORPUS/sub``), which satclip then refused to replace for it. For the roots of commands' outputs only:
-    satclip lays out its own outputs inside its directories (a run's exports, a demo's work and feature cache, an
-    evaluation's protocols), and writes into its temporaries, through the other checks."""
+    already, lies inside one that satclip replaces or rebuilds whole (a corpus, a feature cache, a model, a store,
+    an evaluation; the nearest parent holding :data:`MARKER` that is not of :data:`HOLDS_OTHER_OUTPUTS`): it joined
+    another command's output (``export -o CORPUS/x.onnx``), which satclip then refused to replace. For the roots of
+    commands' outputs only: satclip lays out its own outputs inside its directories (a run's exports, a demo's work
+    and feature cache, an evaluation's protocols), and writes into its temporaries, through the other checks."""
     path = expand_user(path)
     if is_owned(path):
         return
@@ -553,9 +574,19 @@ def check_not_in_output(path: str | Path) -> None:
     except (OSError, RuntimeError):  # (a symbolic-link loop: _check_parents names it)
         parents = path.absolute().parents
     for parent in parents:
+        if owned_kind(parent) in HOLDS_OTHER_OUTPUTS:
+            return
         if is_owned(parent):
             raise OutputExistsError(f"{path} is inside {parent}, {owned_noun(parent)}: satclip writes no other output "
                                     "into it; choose a path outside it")  # fmt: skip
+
+
+def check_new_output(path: str | Path) -> None:
+    """The checks of an output's path at the root of a command, before any work: not inside another satclip output
+    (:func:`check_not_in_output`), nor locked by another satclip run writing it (:func:`check_unlocked`: a model
+    converted into the store an embedding held locked made that embedding fail at its very end)."""
+    check_not_in_output(path)
+    check_unlocked(path)
 
 
 def check_named(path: str | Path) -> None:
@@ -682,10 +713,22 @@ def check_work_dir(path: str | Path, kinds: Iterable[str]) -> None:
 def _refuse_non_directory(path: Path) -> None:
     """Raise :class:`OutputExistsError` unless the existing ``path`` is a directory itself (a symbolic link to
     one is named: its target is never written through it)."""
-    if path.is_symlink():
-        raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
+    check_not_link(path)
     if not path.is_dir():
         raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
+
+
+def check_not_link(path: str | Path) -> None:
+    """Raise :class:`OutputExistsError` if the output ``path`` is a symbolic link: satclip never writes through one.
+    A link to nothing (a missing target, or a loop) is said to be one (it was told to give "the directory it points
+    to")."""
+    path = Path(path)
+    if not path.is_symlink():
+        return
+    if not path.exists():
+        raise OutputExistsError(f"{path} is a symbolic link to nothing (its target is missing, or a loop), and satclip "
+                                "never writes through a link: remove or fix it, or choose another path")  # fmt: skip
+    raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
 
 
 def _check_parents(path: Path) -> None:

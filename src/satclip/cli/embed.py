@@ -179,7 +179,7 @@ def _check_output(args: argparse.Namespace, source) -> None:
         )
     # after the checks of its name ('/' was "has an empty name"): a second run on it was refused once the cluster
     # had started (7 s)
-    safe_output.check_unlocked(output)
+    safe_output.check_new_output(output)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = local_model_files(args.model)
     safe_output.check_not_input(args.output, inputs)
     check_export_path(args.output, args.format)
+    safe_output.check_new_output(args.output)
     safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
     export(encoder, args.output, args.format, overwrite=args.overwrite)

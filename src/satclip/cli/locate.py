@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
             raise BadInputError(f"--output {args.output}: name a .csv or .json file (the suffix says which is "
                                 "written)")  # fmt: skip
-        safe_output.check_not_in_output(args.output)  # (a file in a corpus blocked the corpus's --overwrite)
+        safe_output.check_new_output(args.output)  # (a file in a corpus blocked the corpus's --overwrite)
         safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
     model = load_model(args.model, device=args.device, harmonics_calculation=args.harmonics,
                        trust_checkpoint=args.trust_checkpoint, needed_for="satclip locate")  # fmt: skip

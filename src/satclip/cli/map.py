@@ -84,9 +84,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import safe_output
     from ..embed.api import load_encoder
     from ..embed.maps import make_grid, map_format, render_map
     from ..errors import BadInputError
+    from ..io.resolve import local_model_files
     from ..terminal import progress_bar
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     output_format = map_format(args.output, args.format)
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "dask" and args.pca:
         raise BadInputError(f"--pca {args.pca}: --engine dask writes Zarr maps of every dimension: drop --pca")
     check_cluster_options(args)
+    # before the model is loaded: the model itself named as the output is said first
+    safe_output.check_not_input(args.output, local_model_files(args.model))
+    safe_output.check_new_output(args.output)
     encoder = load_encoder(
         args.model, device=args.device, harmonics_calculation=args.harmonics,
         trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),

@@ -59,8 +59,8 @@ def run_build(args: argparse.Namespace) -> int:
     auto = args.cache == "auto"
     if args.output is None and not auto:
         raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
-    if args.output is not None:  # a foreign directory, or the model's own: refuse now
-        check_output_path(args.output, inputs=local_model_files(args.model))
+    if args.output is not None:  # a foreign directory, or the model's or cache's own: refuse now
+        check_output_path(args.output, inputs=[*local_model_files(args.model), *([] if auto else [args.cache])])
     if auto:  # (before the model is loaded: a released checkpoint was downloaded first, and refused then)
         from ..retrieval.auto import (
             auto_directory,

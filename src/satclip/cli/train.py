@@ -148,12 +148,14 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(config_yaml(config.to_dict()))
         return 0
+    from .. import safe_output
     from ..train import fit
     from ..train.cache import InterruptedCacheError
     from ..train.fitting import check_config_of_its_run
 
     if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
         check_config_of_its_run(args.config.path, config)
+    safe_output.check_not_in_output(config.trainer.output_dir)  # (a demo's runs are laid out by the demo: not here)
     try:
         result = fit(config, resume=args.resume)
     except InterruptedCacheError as err:  # (named with the build that finishes it: this config's, as verify names it)

@@ -43,6 +43,7 @@ def run_evaluation(
     # holding a table it reads (a --task-file or --data named results.csv there was replaced by the results)
     tables = [config.task_file.path if config.task_file else None, config.task_options.data]
     safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)] + tables)
+    safe_output.check_not_in_output(out)
     # refuses a directory of someone else's files now; evaluate_tasks makes and marks it once the tasks and
     # encoders are checked (a failed check leaves a user's empty directory as it was, not satclip's)
     safe_output.check_owned_dir(out, kind="evaluation")

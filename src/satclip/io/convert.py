@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import pretrained
 from ..errors import OutputExistsError
-from ..safe_output import check_output
+from ..safe_output import check_new_output, check_output
 from . import native
 from .read import read_parts
 from .resolve import resolve
@@ -63,6 +63,7 @@ def convert(
     if resolved.kind == "native":
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
     check_write(output, target, inputs)  # (then the existing output: all before the reading)
+    check_new_output(output)
     directory = is_directory_target(target)
     if by_kind and not directory and output.is_dir():  # (check_output said only "choose a file path")
         raise OutputExistsError(

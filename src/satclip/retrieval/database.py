@@ -271,6 +271,7 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path]) -> None:
     :func:`build_database`: an up-to-date one is kept as it is (a file of the user's in it, or read-only)."""
     path = Path(path)
     safe_output.check_not_input(path, inputs)
+    safe_output.check_not_in_output(path)
     if safe_output.recorded_format(path / MANIFEST) != FORMAT:
         safe_output.check_output(path, overwrite=True, directory=True, inputs=inputs)
 
@@ -559,6 +560,7 @@ def build_database(
 
     inputs = [cache.path, *encoder_files(model)]  # (never replaced by the database: the model dir included)
     safe_output.check_not_input(path, inputs)
+    safe_output.check_not_in_output(path)
     model = model.cpu().eval()
     dtypes = {"location": LOCATION_DTYPE, "image": dtype}
     key = jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})

@@ -623,6 +623,7 @@ def _fit(
     if config.trainer.export:  # fail now, not after training
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
+    safe_output.check_not_link(run_dir)  # (first: it was told to --resume a run there, then refused the link)
     _check_not_in_inputs(run_dir, config, cache)
     # processes a DDP launcher starts run this function again: the launching one (rank 0) holds the lock,
     # checks the run directory and the checkpoint, and writes
