@@ -178,7 +178,10 @@ def _check_output(args: argparse.Namespace, source) -> None:
             output, overwrite=args.overwrite, inputs=[args.input], directory=directory, kind="output"
         )
     # after the checks of its name ('/' was "has an empty name"): a second run on it was refused once the cluster
-    # had started (7 s)
+    # had started (7 s); the model named as the output is said as such first
+    from ..io.resolve import local_model_files
+
+    safe_output.check_not_input(output, local_model_files(args.model))
     safe_output.check_new_output(output)
 
 

@@ -51,6 +51,7 @@ def add_parser(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from .. import safe_output
     from ..errors import BadInputError
     from ..io.load import load_model
     from ..io.resolve import local_model_files
@@ -60,7 +61,9 @@ def run_build(args: argparse.Namespace) -> int:
     if args.output is None and not auto:
         raise BadInputError("give the database directory with -o DB (only --cache auto has a default)")
     if args.output is not None:  # a foreign directory, or the model's or cache's own: refuse now
-        check_output_path(args.output, inputs=[*local_model_files(args.model), *([] if auto else [args.cache])])
+        # (a directory that is no feature cache is refused as such below)
+        cache_input = [args.cache] if not auto and safe_output.is_owned(args.cache) else []
+        check_output_path(args.output, inputs=[*local_model_files(args.model), *cache_input])
     if auto:  # (before the model is loaded: a released checkpoint was downloaded first, and refused then)
         from ..retrieval.auto import (
             auto_directory,
