@@ -432,3 +432,18 @@ def test_a_build_an_older_satclip_stopped_in_place_is_finished(tmp_path, monkeyp
     assert source.dataset.reads == {"midway": 4, "before its manifest": 10, "while publishing": 0}[stopped]
     np.testing.assert_array_equal(cache.features, reference.features)
     assert verify_cache(path).ok and sorted(p.name for p in tmp_path.iterdir()) == ["c", "ref"]
+
+
+def test_a_link_to_an_older_cache_is_refused_before_any_work(tmp_path):
+    """A symbolic link to a cache of an older satclip (no marker of its kind) passed the early check, so `cache
+    build --rebuild` fitted its MOSAIKS filters on the images before the build refused the link."""
+    from satclip.errors import OutputExistsError
+    from satclip.train.cache import check_cache_directory
+
+    older = tmp_path / "older"
+    build_cache(older, tiny_encoder(), tiny_source(10), views=2)
+    (older / safe_output.MARKER).unlink()  # (as an older satclip left it)
+    (tmp_path / "link").symlink_to(older)
+    with pytest.raises(OutputExistsError, match=f"{tmp_path / 'link'} is a symbolic link; give the directory it"):
+        check_cache_directory(tmp_path / "link")
+    check_cache_directory(older)  # (the cache itself is one to build into)

@@ -413,8 +413,10 @@ def _older_cache(path: Path) -> bool:
 def check_cache_directory(path: str | Path) -> None:
     """Raise now what :func:`build_cache` would refuse at ``path`` only after the work before it (fitting the
     MOSAIKS filters on the images): a file, a directory of the user's or another satclip output, a cache file name
-    taken by a directory, a ``PATH.partial`` of the user's where the build keeps its work."""
+    taken by a directory, a ``PATH.partial`` of the user's where the build keeps its work, a symbolic link (a cache
+    of an older satclip behind one was refused only after the filters were fitted)."""
     path = Path(path)
+    safe_output.check_not_link(path)
     work_dir(path)
     if path.is_dir():
         _check_no_foreign_entries(path)
