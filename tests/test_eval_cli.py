@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import re
+import shutil
 from collections import defaultdict
 
 import numpy as np
@@ -1020,3 +1021,24 @@ def test_the_results_record_the_weights_of_each_satclip_model(tmp_path):
         assert {r["model_sha256"] for r in recorded if r["encoder"] == str(model)} == {sha}
         shas.append(sha)
     assert shas[0] != shas[1]
+
+
+def test_a_predictions_folder_that_is_a_link_is_refused(tmp_path, capsys):
+    """With out/predictions a symbolic link to a user's folder, evaluate wrote its prediction files into that
+    folder, outside --out."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--encoders", "wrap", "--tasks", "elevation", "--n-points", "300", "--seeds", "1",
+            "--probes", "linear", "--no-figures", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    shutil.rmtree(out / "predictions")
+    (out / "predictions").symlink_to(user)
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"satclip: error: {out / 'predictions'} is a symbolic link: satclip writes an evaluation's predictions in its "
+        "own folder, never through a link; remove the link, or choose another --out"
+    )
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]

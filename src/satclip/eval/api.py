@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import safe_output
+from ..errors import OutputExistsError
 from .report import write_reports
-from .runner import EvalConfig, evaluate_tasks
+from .runner import PREDICTIONS_DIR, EvalConfig, evaluate_tasks
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ def run_evaluation(
     # refuses a directory of someone else's files now; evaluate_tasks makes and marks it once the tasks and
     # encoders are checked (a failed check leaves a user's empty directory as it was, not satclip's)
     safe_output.check_owned_dir(out, kind="evaluation")
+    predictions = out / PREDICTIONS_DIR
+    if predictions.is_symlink():  # (the predictions were written into the folder it points to, outside out_dir)
+        raise OutputExistsError(f"{predictions} is a symbolic link: satclip writes an evaluation's predictions in "
+                                "its own folder, never through a link; remove the link, or choose another --out")
     with safe_output.exclusive(out):
         rows, tasks = evaluate_tasks(config, out, progress=progress, maps=figures)
         files: dict[str, Path | list[Path]] = {}
