@@ -97,24 +97,31 @@ def ctrl_c_at_default():
 
 
 @pytest.fixture(autouse=True)
-def isolated_caches(tmp_path_factory, monkeypatch):
-    """Keep tests out of the user's caches and off the network-backed hub cache."""
+def isolated_caches(tmp_path_factory):
+    """Keep tests out of the user's caches and off the network-backed hub cache. Patched apart from the test's
+    ``monkeypatch``: its ``undo()`` undid this too, and the rest of the test read and wrote ``~/.cache/satclip`` (a
+    task sample cached there by a run on another CPU gave an evaluation rerun other points, and other fold keys)."""
     root = tmp_path_factory.mktemp("caches")
-    monkeypatch.setenv("SATCLIP_CACHE", str(root / "satclip"))
-    monkeypatch.setenv("HF_HOME", str(root / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))  # (torchvision/timm weights: ~/.cache/torch)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # (huggingface_hub reads the variable once, at import: imported while collecting a test module, before this
-    # fixture set it, it stayed online, and a later test of the offline cache tried huggingface.co)
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SATCLIP_CACHE", str(root / "satclip"))
+        patch.setenv("HF_HOME", str(root / "hf"))
+        patch.setenv("TORCH_HOME", str(root / "torch"))  # (torchvision/timm weights: ~/.cache/torch)
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        # (huggingface_hub reads the variable once, at import: imported while collecting a test module, before
+        # this fixture set it, it stayed online, and a later test of the offline cache tried huggingface.co)
+        constants = sys.modules.get("huggingface_hub.constants")
+        if constants is not None:
+            patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        patch.setenv("MPLBACKEND", "Agg")
+        yield
 
 
 @pytest.fixture(autouse=True)
-def float32_by_default(monkeypatch):
+def float32_by_default():
     """satclip.load's default precision is "auto", which picks bf16 on CPUs with AMX/AVX512-BF16 and so
     gives machine-dependent results; tests whose tolerances were derived for float32 get float32 unless
-    they ask for a precision (tests of "auto" itself remove the variable)."""
-    monkeypatch.setenv("SATCLIP_PRECISION", "float32")
+    they ask for a precision (tests of "auto" itself remove the variable). Patched apart from the test's
+    ``monkeypatch``, whose ``undo()`` would give the rest of the test "auto"."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SATCLIP_PRECISION", "float32")
+        yield
