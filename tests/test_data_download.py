@@ -622,12 +622,19 @@ def test_an_image_that_does_not_fit_is_named(tmp_path, capsys):
     assert not list(root.rglob("*.tif"))
 
 
-@pytest.mark.parametrize("given", ["file://{copy}", "hf://torchgeo/s2-100k"])
-def test_a_url_given_to_from_is_said_to_be_one(tmp_path, capsys, given):
-    """`--from file:///tmp/repo` said "--from file:/tmp/repo: no such directory", as if the path were wrong."""
+@pytest.mark.parametrize(("given", "fix"), [
+    ("file://{copy}", "give its path, --from {copy}"),
+    ("file://localhost{spaced}", "give its path, --from '{copy} x'"),  # (the URL's %20 decoded, the path quoted)
+    ("file://elsewhere/data/s2", "copy the repository from elsewhere to this machine and give that directory"),
+    ("hf://torchgeo/s2-100k", "give the path of a local copy, or leave --from out to download from the hub"),
+])  # fmt: skip
+def test_a_url_given_to_from_is_said_to_be_one(tmp_path, capsys, given, fix):
+    """`--from file:///tmp/repo` said "--from file:/tmp/repo: no such directory", as if the path were wrong; then
+    "is a URL" with the URL as a path had made it (file:/tmp/repo), a %20 kept and another host taken for a folder."""
     copy = _local_copy(tmp_path / "copy", _shards())
-    assert main(["data", "download", str(tmp_path / "root"), "--from", given.format(copy=copy)]) == 2
-    line = _error_line(capsys.readouterr().err)
-    assert "is a URL, and --from takes a local directory: give " in line and "no such directory" not in line
-    assert (f"--from {copy}" in line) == given.startswith("file:")  # a file: URL's path is the one to give
+    given = given.format(copy=copy, spaced=f"{copy}%20x")
+    assert main(["data", "download", str(tmp_path / "root"), "--from", given]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"satclip data download: error: argument --from: {given} is a URL, and --from takes a "
+                           f"local directory: {fix.format(copy=copy)}"), line  # fmt: skip
     assert not (tmp_path / "root").exists()

@@ -93,6 +93,16 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if report.all_ok else 1
 
 
+def _local_copy(text: str):
+    """``--from``: a local directory; a URL is refused as typed (made a path, ``file:///x`` read ``file:/x``)."""
+    from ..data.sources import url_advice
+
+    advice = url_advice(text)
+    if advice:
+        raise argparse.ArgumentTypeError(advice)
+    return user_path(text)
+
+
 def add_download(subparsers) -> None:
     from ..data.sources import HF_REPO
 
@@ -111,7 +121,7 @@ def add_download(subparsers) -> None:
     parser.add_argument("--revision", type=name_without_spaces,
                         help="hub revision (branch, tag or commit; default main); with --from, the commit the local "
                         "copy was made from (enables known checksums)")  # fmt: skip
-    parser.add_argument("--from", dest="source", type=user_path, metavar="DIR",
+    parser.add_argument("--from", dest="source", type=_local_copy, metavar="DIR",
                         help="use a local copy of the repository instead of the hub")
     parser.add_argument("--keep-archives", action="store_true", help="keep the tar shards after extraction")
     parser.set_defaults(func=run_download)

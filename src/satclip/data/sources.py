@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -164,6 +166,26 @@ class HubSource:
         return Path(path)
 
 
+#: a URL's scheme and ``//`` (``file:///x``, ``https://…``, ``hf://…``); ``C:/x`` is a path
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def url_advice(text: str) -> str | None:
+    """Why the URL ``text`` is no ``--from`` and what to give instead (it takes a local directory), or None where
+    ``text`` is no URL: a ``file:`` URL's path on this machine (decoded), else a local copy or the hub. Checked on
+    the text as typed: ``file:///x`` made a path is ``file:/x``, and was "no such directory"."""
+    if not _URL.match(text):
+        return None
+    url = urllib.parse.urlsplit(text)
+    if url.scheme.lower() == "file" and url.netloc in ("", "localhost"):
+        fix = f"give its path, --from {shlex.quote(urllib.request.url2pathname(url.path))}"
+    elif url.scheme.lower() == "file":
+        fix = f"copy the repository from {url.netloc} to this machine and give that directory"
+    else:
+        fix = "give the path of a local copy, or leave --from out to download from the hub (--repo names one)"
+    return f"{text} is a URL, and --from takes a local directory: {fix}"
+
+
 class LocalSource:
     """A local copy of the repository (a ``git clone`` or ``huggingface-cli download`` folder).
 
@@ -174,6 +196,9 @@ class LocalSource:
     """
 
     def __init__(self, directory: str | Path, revision: str | None = None):
+        advice = url_advice(os.fspath(directory))
+        if advice:
+            raise BadInputError(f"--from {advice}")
         self.directory = Path(directory)
         self.revision = revision
         self.description = str(self.directory)
@@ -184,11 +209,6 @@ class LocalSource:
                 "`git clone` or `huggingface-cli download --local-dir` folder)"
             )
         if not self.directory.is_dir():
-            url = urllib.parse.urlsplit(os.fspath(directory))
-            if len(url.scheme) > 1 and (url.netloc or url.path.startswith("/")):  # (file:///x said "no such directory")
-                hub = "give the path of a local copy, or leave --from out to download from the hub (--repo names one)"
-                fix = f"give its path, --from {url.path}" if url.scheme == "file" else hub
-                raise BadInputError(f"--from {self.directory} is a URL, and --from takes a local directory: {fix}")
             raise BadInputError(f"--from {self.directory}: no such directory")
 
     def _recorded_sha256(self, relative: str) -> str | None:
