@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
             "curve and model with its own (the other setting's training stays in OUT/work). Kept in satclip's "
             "cache, ~/.cache/satclip or $SATCLIP_CACHE: the corpus (about 300 MB; --quick builds a 60 MB one of "
             "its own, so the full demo after it adds 300 MB), the evaluation's data (under 2 MB) and the embeddings it "
-            "evaluated (33 MB after --quick; about 150 MB for the full demo)."
+            "evaluated (20-35 MB after --quick; about 150 MB for the full demo)."
         ),
     )
     parser.add_argument(
