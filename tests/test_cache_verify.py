@@ -341,3 +341,42 @@ def test_a_cache_of_a_newer_satclip_is_refused_alike_by_verify_and_build(tmp_pat
         assert main(command) == 2, command
         assert capsys.readouterr().err.strip().splitlines()[-1] == said  # (after "fitting mosaiks …" with data.root)
     assert json.loads((cache / "manifest.json").read_text())["format_version"] == 99  # (never rebuilt)
+
+
+def stop_after_one_chunk(done: int, total: int) -> None:
+    if done:
+        raise KeyboardInterrupt
+
+
+def test_an_unfinished_build_of_other_settings_is_not_said_to_be_finished_by_the_config(tmp_path, capsys, caplog):
+    """verify and train named `cache build` of the config given as the command that finishes an unfinished build of
+    another backbone (it discarded that build), and beside a complete cache said that build's config finishes it,
+    while the config's own build called the cache up to date and left the other build's disk space taken, silently."""
+    from satclip.train.cache import InterruptedCacheError, cache_key
+
+    path, work = tmp_path / "c", tmp_path / "c.partial"
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(path, tiny_encoder(seed=1), tiny_source(10), views=2, chunk_size=3, progress=stop_after_one_chunk)
+    key = cache_key(tiny_encoder(), tiny_source(10).skipping_unreadable(), views=2, dtype="float16", seed=0)
+    other = f"{work} holds an unfinished build of other settings (backbone_sha256 differ)"
+    assert other in verify_cache(path, expected_key=key).problems[0]
+    message = str(InterruptedCacheError(path, "satclip cache build --config c.yaml", {"views": 3, "dtype": "float16"}))
+    assert message == (f"feature cache {path} is not there: {work} holds an unfinished build of other settings (views "
+                       f"differ): `satclip cache build` with those settings finishes it, or delete {work}")
+    assert "to finish it" in str(InterruptedCacheError(path, "satclip cache build", {"views": 2, "dtype": "float16"}))
+    build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3)  # (of other settings: starts again)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(path, tiny_encoder(seed=1), tiny_source(10), views=2, chunk_size=3, progress=stop_after_one_chunk)
+    assert any(other in note for note in verify_cache(path, expected_key=key).notes)
+    caplog.clear()
+    build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    assert [r.getMessage() for r in caplog.records if other in r.getMessage()] and work.is_dir()
+
+
+def test_a_work_directory_left_holding_only_its_marker_is_no_unfinished_build(built):
+    """A build killed after publishing the cache, before removing CACHE.partial/, left only its marker there: verify
+    noted "an unfinished build … is kept" that does not exist."""
+    _, _, cache = built
+    safe_output.make_owned_dir(cache.path.with_name("c.partial"), kind="feature-cache-work")
+    report = verify_cache(cache.path)
+    assert report.ok and report.notes == []

@@ -1348,3 +1348,19 @@ def test_the_manifest_records_the_models_sha256_beside_its_key(setup):
     assert {k: v for k, v in files(db).items() if k != "manifest.json"} == {
         k: v for k, v in before.items() if k != "manifest.json"
     }
+
+
+def test_a_cache_whose_build_was_interrupted_is_named_so(tmp_path, capsys):
+    """`--cache c` while only c.partial/ (an interrupted build) is there said "no such feature cache", and
+    `--cache c.partial` "is not a feature cache (no manifest.json)", where verify and train name the interrupted
+    build."""
+    from satclip import safe_output
+
+    work = safe_output.make_owned_dir(tmp_path / "c.partial", kind="feature-cache-work")
+    safe_output.make_owned_dir(work / "cache", kind="feature-cache")
+    argv = ["retrieval", "build", "--model", "bluemarble-l10", "-o", str(tmp_path / "db"), "--cache"]
+    assert main([*argv, str(tmp_path / "c")]) == 1
+    assert f"feature cache {tmp_path / 'c'} is incomplete (its build was interrupted)" in capsys.readouterr().err
+    assert main([*argv, str(work)]) == 2
+    assert (f"{work} is where satclip builds the feature cache {tmp_path / 'c'}, not a cache: give {tmp_path / 'c'}"
+            in capsys.readouterr().err)

@@ -447,3 +447,57 @@ def test_a_link_to_an_older_cache_is_refused_before_any_work(tmp_path):
     with pytest.raises(OutputExistsError, match=f"{tmp_path / 'link'} is a symbolic link; give the directory it"):
         check_cache_directory(tmp_path / "link")
     check_cache_directory(older)  # (the cache itself is one to build into)
+
+
+def test_an_interrupted_rebuild_is_finished_by_the_same_command(tmp_path):
+    """After an interrupted `cache build --rebuild`, the message said "rerun the same command to continue where it
+    stopped", but rerunning it with --rebuild threw that work away and started again."""
+    path = tmp_path / "c"
+    build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    safe_output.forget_created()  # (a command starts)
+    with pytest.raises(Stop):
+        build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3, rebuild=True, progress=stop_after(3))
+    assert safe_output.kept_work() == [tmp_path / "c.partial"]
+    source = tiny_source(10)
+    build_cache(path, tiny_encoder(), source, views=2, chunk_size=3, rebuild=True)
+    assert source.dataset.reads == 7 and verify_cache(path).ok and not (tmp_path / "c.partial").exists()
+
+
+def test_a_build_stopped_before_its_first_record_leaves_nothing(tmp_path, monkeypatch):
+    """A Ctrl-C before the first chunk was recorded left CACHE.partial/ (the backbone and full-size reserved files)
+    with nothing to resume, where the docs say such a build leaves nothing."""
+    encoder = tiny_encoder()
+
+    def interrupted(images):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encoder, "encode_features", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(tmp_path / "c", encoder, tiny_source(10), views=2, chunk_size=3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_stopped_before_it_was_published_is_said_to_be_finished(tmp_path, monkeypatch):
+    """Publishing takes two renames (the old cache aside, the new one in): stopped between them, or before, no
+    CACHE is there and its complete build is in CACHE.partial/cache, which was called "incomplete (its build was
+    interrupted)". It is said to be finished but not published, and the next build publishes it."""
+    from satclip.train import cache as cache_module
+
+    path = tmp_path / "c"
+    publish = safe_output.publish
+
+    def stop_at_the_end(built, target, **options):
+        if target == path:
+            raise Stop
+        return publish(built, target, **options)
+
+    monkeypatch.setattr(cache_module.safe_output, "publish", stop_at_the_end)
+    with pytest.raises(Stop):
+        build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
+    monkeypatch.setattr(cache_module.safe_output, "publish", publish)
+    with pytest.raises(ResumeError, match=rf"feature cache {path} is not there yet: its build in {path}\.partial "
+                                          r"finished but was not published: run `satclip cache build`"):
+        FeatureCache.open(path)
+    source = tiny_source(10)
+    build_cache(path, tiny_encoder(), source, views=2, chunk_size=3)
+    assert source.dataset.reads == 0 and verify_cache(path).ok

@@ -6,6 +6,8 @@ naming the file, and the run goes on once the file is moved out."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -128,7 +130,7 @@ def test_a_users_file_in_an_unfinished_cache_build_is_not_deleted_with_it(tmp_pa
         build_cache(tmp_path / "c", tiny_encoder(), tiny_source(6), views=1, chunk_size=2, progress=stop)
     building = tmp_path / "c.partial" / "cache"
     (building / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match=r"feature-cache directory: it also holds notes\.txt"):
+    with pytest.raises(OutputExistsError, match=r"holds notes\.txt, which satclip did not write"):
         build_cache(tmp_path / "c", tiny_encoder(seed=1), tiny_source(6), views=1)
     assert (building / "notes.txt").read_text() == "mine"
     (building / "notes.txt").unlink()
@@ -155,3 +157,68 @@ def test_only_what_a_kind_declares_is_satclips_own(tmp_path):
         path.rmdir() if path.is_dir() else path.unlink()
     safe_output.remove_owned(work)
     assert not work.exists()
+
+
+def stopped_cache_build(tmp_path):
+    """``tmp_path/c.partial``: the work of a build of ``tmp_path/c`` stopped after its first chunk was recorded."""
+    from satclip.train.cache import build_cache
+
+    def stop(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(6), views=1, chunk_size=2, progress=stop)
+    return tmp_path / "c.partial"
+
+
+@pytest.mark.parametrize("where", ["", "cache"])
+def test_a_users_file_in_a_cache_build_is_refused_before_any_work(tmp_path, where):
+    """A file of the user's in ``CACHE.partial/`` was found only after the whole build, which then said "refusing
+    to delete … (the work done so far is kept)" of a cache it had published; one in ``CACHE.partial/cache/`` was
+    published inside the cache. Both are refused before any image is read, naming the file."""
+    from satclip.train.cache import build_cache, check_cache_directory
+
+    work = stopped_cache_build(tmp_path)
+    (work / where / "notes.txt").write_text("mine")
+    source = tiny_source(6)
+    message = f"{work / where}, where satclip builds {tmp_path / 'c'}, holds notes.txt, which satclip did not write"
+    for check in (lambda: check_cache_directory(tmp_path / "c"),
+                  lambda: build_cache(tmp_path / "c", tiny_encoder(), source, views=1, chunk_size=2)):  # fmt: skip
+        with pytest.raises(OutputExistsError, match=re.escape(message)):
+            check()
+    assert source.dataset.reads == 0 and (work / where / "notes.txt").read_text() == "mine"
+    (work / where / "notes.txt").rename(tmp_path / "notes.txt")
+    cache = build_cache(tmp_path / "c", tiny_encoder(), source, views=1, chunk_size=2)
+    assert source.dataset.reads == 4 and "notes.txt" not in {p.name for p in cache.path.iterdir()}
+
+
+def test_a_build_stopped_after_publishing_keeps_no_work_it_names(tmp_path):
+    """A file put into ``CACHE.partial/`` while the build ran made the removal after publishing fail, and the
+    command said "the work done so far is kept in CACHE.partial" of a folder holding nothing but that file."""
+    from satclip.train.cache import build_cache
+
+    def drop_notes(done: int, total: int) -> None:
+        if done == total:
+            (tmp_path / "c.partial" / "notes.txt").write_text("mine")
+
+    safe_output.forget_created()  # (a command starts)
+    with pytest.raises(OutputExistsError, match=r"notes\.txt"):
+        build_cache(tmp_path / "c", tiny_encoder(), tiny_source(6), views=1, chunk_size=2, progress=drop_notes)
+    assert safe_output.kept_work() == [] and (tmp_path / "c" / "manifest.json").is_file()
+
+
+def test_an_empty_folder_of_the_users_named_like_the_work_directory(tmp_path):
+    """An empty folder named ``CACHE.partial`` passed the early check but was then refused ("refusing to delete …:
+    satclip did not create it"), even beside an up-to-date cache. An up-to-date cache is reused, leaving it as it
+    is; a build takes it as its work directory."""
+    from satclip.train.cache import build_cache
+
+    path, work = tmp_path / "c", tmp_path / "c.partial"
+    work.mkdir()
+    build_cache(path, tiny_encoder(), tiny_source(6), views=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    work.mkdir()
+    source = tiny_source(6)
+    build_cache(path, tiny_encoder(), source, views=1)
+    assert source.dataset.reads == 0 and work.is_dir() and not any(work.iterdir())

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     build.add_argument("--rebuild", action="store_true",
                        help="recompute even when the cache is up to date (e.g. to include images repaired since); "
                             "the old cache stays usable until the new one replaces it, and an interrupted rebuild is "
-                            "finished by the next `cache build`")  # fmt: skip
+                            "finished by the next `cache build`, with --rebuild or without")  # fmt: skip
     build.set_defaults(func=run_build)
 
     verify = actions.add_parser("verify", help="check a cache (and that it matches a config)")
@@ -104,11 +104,11 @@ def run_verify(args: argparse.Namespace) -> int:
     from ..train.cache import BUILD_COMMAND, InterruptedCacheError, building_now, cache_key, unfinished, verify_cache
 
     path = args.path
-    expected_key = encoder = source = trained = None
+    expected_key = encoder = source = trained = settings = None
     build_command = BUILD_COMMAND
     if args.config is not None or args.set_overrides or any(k.startswith("override:") for k in vars(args)):
         from ..train.build import build_image_encoder
-        from ..train.prepare import fit_from_data, source_from_config
+        from ..train.prepare import cache_settings, fit_from_data, source_from_config
 
         config = load_cli_config(args)
         path = path or config.data.cache
@@ -120,12 +120,12 @@ def run_verify(args: argparse.Namespace) -> int:
                 config.model.image_encoder, embed_dim=config.model.embed_dim, seed=config.trainer.seed
             )
             fit_from_data(encoder, source, seed=config.trainer.seed)  # as `cache build` does (MOSAIKS)
-            expected_key = cache_key(
+            expected_key = settings = cache_key(
                 encoder, source, views=config.data.cache_views, dtype=config.data.cache_dtype, seed=config.trainer.seed
             )
         else:  # what training from the cache as it is checks (the cache was called ok whatever the config said)
             expected_key = {"views": config.data.cache_views, "dtype": config.data.cache_dtype}
-            trained = config.model
+            settings, trained = cache_settings(config), config.model
     if path is None:
         raise BadInputError("give the cache directory, or --config with data.cache")
     if args.recompute and encoder is None:  # (the options first: they are wrong whatever the directory holds)
@@ -134,7 +134,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if building:  # (it looked interrupted, or was "not a feature cache" before its manifest was written)
         raise LockedError(building)
     if unfinished(path):  # (said as training says it, with the build that finishes it: the config's, where given)
-        raise InterruptedCacheError(path, None if build_command == BUILD_COMMAND else build_command)
+        raise InterruptedCacheError(path, None if build_command == BUILD_COMMAND else build_command, settings)
     if not Path(path).exists():
         raise BadInputError(f"no such feature cache: {path} (build one with `satclip cache build`)")
     _check_is_cache(Path(path))

@@ -91,14 +91,14 @@ def run_build(args: argparse.Namespace) -> int:
         overwrite = args.overwrite or args.output is None  # the default location is satclip's own cache
         dtype = args.dtype or (kept_dtype(output) if args.output is None else DEFAULT_DTYPE)
     else:
-        from ..train.cache import FeatureCache
+        from ..train.cache import FeatureCache, unfinished
 
         cache_dir = Path(args.cache)
         what = not_a_directory(cache_dir)
         if what:  # (it was "no such feature cache")
             raise BadInputError(f"--cache {cache_dir} is {what}, not a feature cache directory: give the directory "
                                 "`satclip cache build` wrote (its data.cache)")  # fmt: skip
-        if not cache_dir.is_dir():
+        if not cache_dir.is_dir() and not unfinished(cache_dir):  # (an interrupted build is said by open)
             auto_hint = "; for the shipped models' own, --cache auto" if str(cache_dir).lower() == "auto" else ""
             raise BadInputError(f"no such feature cache: {cache_dir} (build one with `satclip cache build`"
                                 f"{auto_hint})")  # fmt: skip

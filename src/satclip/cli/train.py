@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         from .cache import cache_build_command
 
         command = cache_build_command(args, config.data.cache, config.data.root, err.root)
-        raise InterruptedCacheError(err.path, command) from None
+        raise InterruptedCacheError(err.path, command, err.expected_key) from None
     if result.history:
         last = result.history[-1]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))

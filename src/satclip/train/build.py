@@ -24,7 +24,7 @@ from .config import ModelConfig, TrainConfig
 log = logging.getLogger(__name__)
 
 #: image-encoder parameters that do not change the backbone's features (may differ from the cache's)
-_HEAD_ONLY_PARAMS = ("embed_dim", "weights")
+HEAD_ONLY_PARAMS = ("embed_dim", "weights")
 
 
 def location_config(model: ModelConfig) -> dict:
@@ -76,7 +76,7 @@ def cached_image_config(model: ModelConfig, cache: FeatureCache) -> dict:
     conflicts = [
         f"{k}: config {given[k]!r} vs cache {cached.get(k)!r}"
         for k in given
-        if k not in _HEAD_ONLY_PARAMS and (k not in cached or cached[k] != given[k])
+        if k not in HEAD_ONLY_PARAMS and (k not in cached or cached[k] != given[k])
     ]
     if conflicts:
         raise ValueError(

@@ -19,8 +19,8 @@ dataset fingerprint and size, V, dtype, seed — decides whether an existing cac
 :func:`build_cache` reuses a complete cache with the same key, resumes an interrupted build and rebuilds a
 stale one. A build works in ``CACHE.partial/cache/`` (chunks are written to ``*.partial.npy`` and recorded in
 ``progress.npy`` only after they are flushed; finished files are moved into place, ``manifest.json`` says
-``complete`` last), which is then published as ``CACHE`` in one rename: ``CACHE`` is a complete cache or absent,
-and the one a rebuild replaces stays usable until then.
+``complete`` last), which is then published as ``CACHE`` (a rename, preceded by one that moves the cache it replaces
+aside): ``CACHE`` is a complete cache or absent, and the one a rebuild replaces stays usable until then.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from torch import nn
 
 from .. import safe_output
 from ..digests import file_digest
-from ..errors import BadInputError, ResumeError, SatclipError
+from ..errors import BadInputError, OutputExistsError, ResumeError, SatclipError
 from .config import MAX_CACHE_BATCH_SIZE, MAX_CACHE_VIEWS
 from .sources import PairSource
 
@@ -59,7 +59,7 @@ safe_output.declare_contents(
 )
 
 #: the kind of the work directory of a cache's build, ``CACHE.partial/``: it holds the cache being built
-#: (:data:`BUILDING`, a directory of kind ``feature-cache``), published as ``CACHE`` in one rename once complete
+#: (:data:`BUILDING`, a directory of kind ``feature-cache``), published as ``CACHE`` once complete
 WORK_KIND = "feature-cache-work"
 BUILDING = "cache"
 safe_output.declare_contents(WORK_KIND, BUILDING)
@@ -138,6 +138,10 @@ class FeatureCache:
         path = Path(path)
         if unfinished(path):
             raise InterruptedCacheError(path)
+        if safe_output.owned_kind(path) == WORK_KIND:  # (it was "not a feature cache (no manifest.json)")
+            cache = path.with_name(path.name.removesuffix(".partial"))
+            raise BadInputError(f"{path} is where satclip builds the feature cache {cache}, not a cache: give "
+                                f"{cache} (`satclip cache build` with its config finishes its build)")  # fmt: skip
         manifest = read_manifest(path)
         if not manifest.get("complete"):
             raise InterruptedCacheError(path)
@@ -533,7 +537,10 @@ def build_cache(
             if current is not None:
                 if manifest is None:
                     _discard(work)  # what a build stopped after publishing left: nothing to resume
-                return reused(current)  # (an unfinished build of another config stays, for that config to finish)
+                else:  # (it stays, for that config to finish: it holds the disk space of a cache, silently)
+                    log.warning("%s holds an unfinished build of other settings (%s differ), kept: `satclip cache "
+                                "build` with those settings finishes it, or delete %s", work, ", ".join(differ), work)
+                return reused(current)
             old = _existing_manifest(path)
             if problem:
                 log.warning("feature cache %s cannot be used (%s): rebuilding it in %s, which replaces it once "
@@ -541,10 +548,9 @@ def build_cache(
             elif old is not None:
                 log.warning("feature cache %s is stale (%s differ): rebuilding it in %s, which replaces it once "
                             "complete", path, ", ".join(key_differences(old.get("key", {}), jsonable(key))), work)
-        if differ or (rebuild and manifest is not None):
-            if differ:
-                log.warning("%s holds the unfinished build of another cache (%s differ): starting again", work,
-                            ", ".join(differ))  # fmt: skip
+        if differ:  # (one of this key is finished, with --rebuild too: it recomputes what it has not done)
+            log.warning("%s holds the unfinished build of another cache (%s differ): starting again", work,
+                        ", ".join(differ))  # fmt: skip
             manifest = None
         elif manifest is not None and manifest.get("complete"):
             log.info("feature cache %s: publishing what a build stopped after completing it had built", path,
@@ -601,8 +607,6 @@ def build_cache(
             )
         start = time.perf_counter()
         images_done = int(sum(min(chunk_size, n - c * chunk_size) for c in np.flatnonzero(done)))
-        if progress:
-            progress(images_done, n)
         if images_done:
             log.info("resuming feature cache %s from %s: %d of %d images done", path, work, images_done, n,
                      extra=safe_output.RESUMED)  # fmt: skip
@@ -652,19 +656,28 @@ def build_cache(
                 progress(images_done, n)
 
         todo = [int(chunk) for chunk in np.flatnonzero(~done)]
-        if threads <= 1 or len(todo) <= 1:
-            for chunk in todo:
-                finished(chunk, compute(chunk))
-        else:
-            from concurrent.futures import ThreadPoolExecutor, as_completed
+        try:
+            if progress:
+                progress(images_done, n)
+            if threads <= 1 or len(todo) <= 1:
+                for chunk in todo:
+                    finished(chunk, compute(chunk))
+            else:
+                from concurrent.futures import ThreadPoolExecutor, as_completed
 
-            pool = ThreadPoolExecutor(threads)
-            try:
-                running = {pool.submit(compute, chunk): chunk for chunk in todo}
-                for future in as_completed(running):
-                    finished(running[future], future.result())
-            finally:  # on an error, chunks not yet started are dropped; running ones end before the maps close
-                pool.shutdown(cancel_futures=True)
+                pool = ThreadPoolExecutor(threads)
+                try:
+                    running = {pool.submit(compute, chunk): chunk for chunk in todo}
+                    for future in as_completed(running):
+                        finished(running[future], future.result())
+                finally:  # on an error, chunks not yet started are dropped; running ones end before the maps close
+                    pool.shutdown(cancel_futures=True)
+        except BaseException:
+            if not done.any():  # (a Ctrl-C left the backbone and full-size reserved files, with nothing to resume)
+                maps.clear()
+                with contextlib.suppress(OSError):  # (what stopped it is the error to report)
+                    _discard(work)
+            raise
         left_out = np.flatnonzero(skipped)
         if len(left_out) == n:  # (nothing of it is worth resuming: a rerun reads them again, repaired or not)
             maps.clear()
@@ -704,11 +717,11 @@ def _finish(building: Path, manifest: dict, build: dict) -> None:
 
 
 def _publish_work(path: Path, work: Path) -> FeatureCache:
-    """Publish the complete cache built in ``work`` as ``path`` in one rename (replacing the cache there, which
-    stayed usable until now), and remove ``work``."""
+    """Publish the complete cache built in ``work`` as ``path`` (:func:`safe_output.publish`: the cache there, which
+    stayed usable until now, is renamed aside, then the new one into place), and remove ``work``."""
     safe_output.publish(work / BUILDING, path, overwrite=True)
+    safe_output.work_finished(work)  # (before the removal: a failure there keeps no work, the cache is published)
     _discard(work)
-    safe_output.work_finished(work)
     cache = FeatureCache.open(path)
     log.info("feature cache %s: %s %s features", path, cache.manifest["shape"], cache.key.get("dtype", ""))
     return cache
@@ -722,16 +735,30 @@ def work_path(path: str | Path) -> Path:
 
 def work_dir(path: Path) -> Path:
     """:func:`work_path` of ``path``, refused where something else has that name (a file or directory of the
-    user's, another satclip output)."""
+    user's, another satclip output), or where it (or the cache being built in it) holds a file satclip did not
+    write: the build refused it only after all its work ("refusing to delete", saying the work was kept), or
+    published it as part of the cache. An empty directory of the user's there is taken as the work directory."""
     safe_output.check_named(path)
     work = work_path(path)
     safe_output.check_work_dir(work, (WORK_KIND,))
+    if safe_output.owned_kind(work) == WORK_KIND:
+        building = work / BUILDING
+        for directory, foreign in ((work, safe_output.undeclared(work)),
+                                   (building, safe_output.undeclared(building, "feature-cache"))):  # fmt: skip
+            if foreign:
+                raise OutputExistsError(
+                    f"{directory}, where satclip builds {path}, holds {safe_output.listed(foreign)}, which satclip "
+                    "did not write and does not publish or delete: move it out and run again"
+                )
     return work
 
 
 def _discard(work: Path) -> None:
     """Remove the work directory ``work`` (nothing happens where there is none), the cache being built in it first:
-    a file of the user's in that cache is refused as it is in any cache, not deleted with its folder."""
+    a file of the user's in that cache is refused as it is in any cache, not deleted with its folder. An empty
+    directory of the user's there (:func:`work_dir` takes it) holds nothing to discard: it stays."""
+    if not safe_output.is_owned(work):
+        return
     safe_output.remove_owned(work / BUILDING)
     safe_output.remove_owned(work)
 
@@ -766,25 +793,67 @@ def _adopt_unfinished(path: Path, work: Path) -> None:
     log.info("feature cache %s: moved the unfinished build in it to %s", path, work)
 
 
+def _kept_build(path: Path) -> bool:
+    """Whether ``PATH.partial/`` holds a cache being built (not only its marker: a build killed after publishing
+    the cache, before it removed its work directory, left that)."""
+    work = work_path(path)
+    return safe_output.owned_kind(work) == WORK_KIND and (work / BUILDING).is_dir()
+
+
 def unfinished(path: str | Path) -> bool:
     """Whether ``path`` names a cache whose build was interrupted: only its work directory ``PATH.partial/`` is
-    there, or ``path`` holds a build that an older satclip stopped (it built in place)."""
+    there, holding the cache being built, or ``path`` holds a build that an older satclip stopped (it built in
+    place)."""
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
-        return safe_output.owned_kind(work_path(path)) == WORK_KIND
+        return _kept_build(path)
     return _unfinished_in_place(path)
+
+
+def _kept_manifest(path: Path) -> dict:
+    """The manifest (read as JSON) of the build kept in ``PATH.partial/``; empty where there is none."""
+    try:
+        manifest = json.loads((work_path(path) / BUILDING / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def other_settings(recorded: Any, expected: dict) -> list[str]:
+    """The entries of the cache key ``expected`` (all of a key, or some: some entries of its image encoder) that
+    the key ``recorded`` does not hold as they are there."""
+
+    def holds(ours: Any, theirs: Any) -> bool:
+        if isinstance(theirs, dict):
+            return isinstance(ours, dict) and all(holds(ours.get(k), v) for k, v in theirs.items())
+        return jsonable(ours) == jsonable(theirs)
+
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return sorted(name for name in expected if not holds(recorded.get(name), expected[name]))
 
 
 class InterruptedCacheError(ResumeError):
     """The build of a feature cache was interrupted; the message names the command that finishes it
-    (``build_command``, else `satclip cache build` with the same config). ``root``: the images it was built from,
-    where its work records them."""
+    (``build_command``, else `satclip cache build` with the same config), or, where ``expected_key`` (the entries
+    of the key the config decides) differs from the one of that build, that another config's build is kept there
+    (the command named discarded it). ``root``: the images it was built from, where its work records them."""
 
-    def __init__(self, path: str | Path, build_command: str | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, build_command: str | None = None, expected_key: dict | None = None):
+        self.path, self.expected_key = Path(path), expected_key
         self.root = _recorded_root(self.path)
         command = f"`{build_command}`" if build_command else "`satclip cache build` again with the same config"
-        super().__init__(f"feature cache {path} is incomplete (its build was interrupted): run {command} to finish it")
+        work, kept = work_path(self.path), _kept_manifest(self.path)
+        differ = other_settings(kept.get("key"), expected_key) if kept and expected_key else []
+        if differ:
+            message = (f"feature cache {path} is not there: {work} holds an unfinished build of other settings "
+                       f"({', '.join(differ)} differ): `satclip cache build` with those settings finishes it, or "
+                       f"delete {work}")  # fmt: skip
+        elif kept.get("complete") is True:  # (stopped between the two renames that publish it)
+            message = (f"feature cache {path} is not there yet: its build in {work} finished but was not published: "
+                       f"run {command} to publish it")  # fmt: skip
+        else:
+            message = f"feature cache {path} is incomplete (its build was interrupted): run {command} to finish it"
+        super().__init__(message)
 
 
 def _recorded_root(path: Path) -> str | None:
@@ -1120,7 +1189,8 @@ def verify_cache(
         report.problems.append(building)
         return report
     if unfinished(path):  # (as training says it: "incomplete: … interrupted before it wrote its manifest" was
-        report.problems.append(str(InterruptedCacheError(path, build_command)))  # verify's, "not a cache" train's)
+        report.problems.append(str(InterruptedCacheError(path, build_command, expected_key)))  # verify's,
+        # "not a cache" train's)
         return report
     if not (path / MANIFEST).exists() and safe_output.owned_kind(path) == "feature-cache":
         report.problems.append(LOST_MANIFEST)  # (a finished cache whose manifest was removed since)
@@ -1131,9 +1201,16 @@ def verify_cache(
         report.problems.append(str(err))
         return report
     report.shape = tuple(manifest["shape"])
-    if safe_output.owned_kind(work_path(path)) == WORK_KIND:  # (said nothing of a rebuild stopped beside it)
-        report.notes.append(f"an unfinished build that replaces this cache once complete is kept in "
-                            f"{work_path(path)}: `{build_command}` with that build's config finishes it")  # fmt: skip
+    if _kept_build(path):  # (said nothing of a rebuild stopped beside it)
+        work = work_path(path)
+        differ = other_settings(_kept_manifest(path).get("key"), expected_key) if expected_key else []
+        if differ:  # (the config's build reports this cache up to date, and leaves that one as it is)
+            report.notes.append(f"{work} holds an unfinished build of other settings ({', '.join(differ)} differ), "
+                                f"which takes disk space: `satclip cache build` with those settings finishes it "
+                                f"(replacing this cache), or delete {work}")  # fmt: skip
+        else:
+            report.notes.append(f"an unfinished build that replaces this cache once complete is kept in {work}: "
+                                f"`{build_command}` with that build's config finishes it")  # fmt: skip
     if expected_key is not None:
         expected = jsonable(expected_key)
         cached = jsonable({k: manifest["key"].get(k) for k in expected})

@@ -13,7 +13,7 @@ import torch
 
 from .. import safe_output
 from ..errors import BadInputError
-from .build import build_image_encoder
+from .build import HEAD_ONLY_PARAMS, build_image_encoder
 from .cache import FeatureCache, InterruptedCacheError, Progress, build_cache, check_cache_directory, unfinished
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
@@ -92,6 +92,15 @@ def default_device(accelerator: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def cache_settings(config: TrainConfig) -> dict:
+    """The entries of a feature cache's key that ``config`` decides without its images (``data.root``): views,
+    dtype, and the image encoder's settings it names that change the features (what training from the cache as
+    it is checks)."""
+    given = {k: v for k, v in dict(config.model.image_encoder or {}).items() if k not in HEAD_ONLY_PARAMS}
+    return {"views": config.data.cache_views, "dtype": config.data.cache_dtype,
+            **({"image_encoder": given} if given else {})}  # fmt: skip
+
+
 def cache_from_config(
     config: TrainConfig,
     *,
@@ -123,7 +132,7 @@ def cache_from_config(
         return FeatureCache.open(data.cache)
     if data.root is None:
         if unfinished(data.cache):  # (before "does not exist": its build was interrupted)
-            raise InterruptedCacheError(data.cache)
+            raise InterruptedCacheError(data.cache, expected_key=cache_settings(config))
         if not Path(data.cache).exists():
             raise FileNotFoundError(
                 f"feature cache {data.cache} does not exist and data.root is not set: give data.root (the image "
