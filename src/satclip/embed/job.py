@@ -32,8 +32,10 @@ from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismat
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity, model_record
 from ..models.precision import AUTO_CHOICES, Choice, record
+from ..models.provenance import Footprint, recorded_footprint
 from . import sinks
 from .api import embed_lonlat
+from .footprint import outside_count
 from .shards import check_no_unpadded, shard_chunks, shard_path
 from .sources import Source, coordinates, no_points
 
@@ -77,6 +79,11 @@ class EmbedResult:
     embedded_rows: int = 0
     #: the precision the embeddings were computed in (see :func:`precision_record`)
     precision: str = ""
+    #: valid points outside the model's training footprint (:mod:`satclip.embed.footprint`); None when the model
+    #: records none (or they could not be counted)
+    outside_footprint: int | None = None
+    #: that footprint, described (:meth:`satclip.models.provenance.Footprint.describe`)
+    footprint: str = ""
 
 
 def precision_record(encoder) -> dict:
@@ -179,13 +186,23 @@ def file_advice(source: Source) -> dict:
     return {"swapped": f"{SWAPPED.removesuffix('.')}; pass {flags}.", "projected": PROJECTED_FILE}
 
 
+def _say_geometry_left_out(source: Source, output: Path) -> None:
+    """Say that the Parquet output of a GeoJSON or GeoPackage input is no GeoParquet (a GeoParquet input's is):
+    ``geopandas.read_parquet`` of it failed with "Missing geo metadata", and only docs/scale.md said why."""
+    key = getattr(source, "id_column", None) or next((c for c in ("feature_id", "id") if c in source.columns), None)
+    join = f"on its {key} column" if key else "by row number (the output keeps the input's order)"
+    log.info("%s holds the attributes of %s and its points' %s/%s in degrees, not its geometry or CRS (plain Parquet): "
+             "join the embeddings back to its features %s", output, source.path, *source.geometry_columns, join)
+
+
 def _scan(
-    source: Source, chunk_rows: int, shard: tuple[int, int]
-) -> tuple[int, int, InvalidPointsError | None, str]:
+    source: Source, chunk_rows: int, shard: tuple[int, int], footprint: Footprint | None = None
+) -> tuple[int, int, InvalidPointsError | None, str, int | None]:
     """Count rows (if the format does not know) and check the shard's coordinates.
 
     Returns ``(num_rows, invalid_count, error naming the first invalid rows or None, what the invalid rows of the
-    first chunk that has any look like: swapped, projected, … (range_hints; empty if nothing))``.
+    first chunk that has any look like: swapped, projected, … (range_hints; empty if nothing), the shard's valid
+    points outside ``footprint`` or None (:func:`~satclip.embed.footprint.outside_count`))``.
     """
     columns = [source.lon_col, source.lat_col]
     num_rows = source.num_rows
@@ -196,6 +213,7 @@ def _scan(
     else:
         stop_row = sys.maxsize
     bad_chunks: dict[int, int] = {}  # chunk → invalid rows in it
+    outside_chunks: dict[int, int | None] = {}  # chunk → valid points in it outside the footprint
     counted = first_chunk * chunk_rows
     for index, table in source.chunks(first_chunk, stop_row, chunk_rows, columns):
         lonlat = coordinates(table, *columns, source.path)
@@ -203,12 +221,16 @@ def _scan(
         bad = invalid_rows(lonlat)
         if bad.any():
             bad_chunks[index] = int(bad.sum())
+        if footprint is not None:  # (here, where every chunk's coordinates are read anyway; a resumed run: manifest)
+            outside_chunks[index] = outside_count(footprint, lonlat)
     if num_rows is None:
         num_rows = counted
     first_chunk, stop_chunk = shard_chunks(num_rows, chunk_rows, shard)
     in_shard = {i: n for i, n in bad_chunks.items() if first_chunk <= i < stop_chunk}
+    counts = [n for i, n in outside_chunks.items() if first_chunk <= i < stop_chunk]
+    outside = sum(counts) if footprint is not None and None not in counts else None
     if not in_shard:
-        return num_rows, 0, None, ""
+        return num_rows, 0, None, "", outside
     total, index = sum(in_shard.values()), min(in_shard)
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
         lonlat = coordinates(table, *columns, source.path)
@@ -221,7 +243,7 @@ def _scan(
             "write nulls for them)"
         )
         error = InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
-        return num_rows, total, error, range_hints(lonlat, bad, **file_advice(source))
+        return num_rows, total, error, range_hints(lonlat, bad, **file_advice(source)), outside
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
 
 
@@ -482,10 +504,11 @@ def complete_stopped(workdir: Path, manifest: dict, output: Path, *, overwrite: 
 
 
 def _new_run(
-    source: Source, workdir: Path, identity: dict, chunk_rows: int, shard: tuple[int, int], skip_invalid: bool
+    source: Source, workdir: Path, identity: dict, chunk_rows: int, shard: tuple[int, int], skip_invalid: bool,
+    footprint: Footprint | None,
 ) -> dict:
     """Check the input, then create an empty work directory; returns the new manifest (not yet written)."""
-    num_rows, invalid, error, hints = _scan(source, chunk_rows, shard)
+    num_rows, invalid, error, hints, outside = _scan(source, chunk_rows, shard, footprint)
     if error is not None and not skip_invalid:
         raise error
     if hints:  # (a swapped or projected file was written part or all null, the rest at wrong places, exit 0)
@@ -504,6 +527,7 @@ def _new_run(
         "num_input_rows": num_rows, "chunks": [first, stop],
         "rows": [first * chunk_rows, min(stop * chunk_rows, num_rows)], "invalid_rows": invalid, "done": [],
         "chunk_records": 1,  # (the sink records each chunk it stores: sinks.Sink)
+        "outside_footprint": outside,
     }  # fmt: skip
 
 
@@ -527,6 +551,9 @@ def _check_manifest(path: Path, manifest: dict, chunk_rows: int, shard: tuple[in
         problem = f"rows {_clipped(manifest.get('rows'))} are not those of chunks {chunks}"
     elif type(manifest.get("invalid_rows")) is not int or not 0 <= manifest["invalid_rows"] <= num_rows:
         problem = f"invalid_rows {_clipped(manifest.get('invalid_rows'))} is not a number of rows"
+    elif manifest.get("outside_footprint") is not None and not (type(manifest["outside_footprint"]) is int
+                                                                 and 0 <= manifest["outside_footprint"] <= num_rows):
+        problem = f"outside_footprint {_clipped(manifest['outside_footprint'])} is not a number of rows"
     elif not integers(done) or len(set(done)) != len(done) or not all(chunks[0] <= k < chunks[1] for k in done):
         problem = f"done {_clipped(done)} is not a list of chunk numbers from {chunks[0]} to {chunks[1] - 1}"
     elif finished is not None and (not isinstance(finished, str) or finished != Path(finished).name
@@ -589,6 +616,8 @@ def embed_file(
     workdir = work_dir(output)
     manifest_path = workdir / MANIFEST
     resume_precision(encoder, workdir, restart)
+    footprint = recorded_footprint(encoder)
+    described = footprint.describe() if footprint is not None else ""
     dim = encoder.embedding_dim
     batch_size = encoder.batch_size(batch_size)
     precision = precision_record(encoder)
@@ -631,10 +660,11 @@ def embed_file(
             first, stop = manifest["chunks"]
             rows = manifest["rows"][1] - manifest["rows"][0]
             return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, stop - first,
-                               time.perf_counter() - began, 0, precision["precision"])  # fmt: skip
+                               time.perf_counter() - began, 0, precision["precision"],
+                               manifest.get("outside_footprint"), described)  # fmt: skip
         new_run = manifest is None
         if new_run:
-            manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid)
+            manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid, footprint)
         sink_options["attrs"] = output_attrs(identity, source, encoder, manifest["rows"], manifest["num_input_rows"])
         if new_run:
             rows = manifest["rows"][1] - manifest["rows"][0]
@@ -686,8 +716,11 @@ def embed_file(
         else:
             finished = sink.finalize(stop - first)
         publish_work(workdir, manifest, finished, output, overwrite=overwrite, inputs=inputs)
+    if sink_type.HOLDS is None and source.format in ("geojson", "gpkg") and source.geometry_columns is not None:
+        _say_geometry_left_out(source, output)  # (once it is written: not before a refusal of the input)
     seconds = time.perf_counter() - began
     rows = row1 - row0
     return EmbedResult(
-        output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows, precision["precision"]
-    )
+        output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows,
+        precision["precision"], manifest.get("outside_footprint"), described,
+    )  # fmt: skip

@@ -31,6 +31,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LAND, ANY = "land", "any"
+#: the ``origin`` of the footprint of a model that records none (:func:`training_footprint`)
+ASSUMED = "assumed: no training_footprint recorded"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Footprint:
     surface: str = LAND
     min_lat: float = -90.0
     max_lat: float = 90.0
-    origin: str = "assumed: no training_footprint recorded"
+    origin: str = ASSUMED
 
     def __post_init__(self) -> None:
         if self.surface not in (LAND, ANY):
@@ -193,6 +195,15 @@ def training_footprint(model) -> Footprint:
             max_lat=float(recorded.get("max_lat", 90.0)), origin=origin,
         )  # fmt: skip
     return Footprint()
+
+
+def recorded_footprint(model) -> Footprint | None:
+    """The model's :class:`Footprint` where it records one (or its training config gives it); None where it is only
+    assumed (:func:`training_footprint`) or takes in the whole globe."""
+    footprint = training_footprint(model)
+    if footprint.origin == ASSUMED or (footprint.surface == ANY and footprint.global_band):
+        return None
+    return footprint
 
 
 def image_input(model) -> ImageInput | None:
