@@ -151,11 +151,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..train import fit
     from ..train.cache import InterruptedCacheError
-    from ..train.fitting import check_config_of_its_run
+    from ..train.fitting import check_config_of_its_run, check_not_in_inputs
 
     if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
         check_config_of_its_run(args.config.path, config)
-    safe_output.check_not_in_output(config.trainer.output_dir)  # (a demo's runs are laid out by the demo: not here)
+    # (inside what it reads is said as such first; a demo's runs are laid out by the demo: not checked here)
+    check_not_in_inputs(Path(str(config.trainer.output_dir)), config, None)
+    safe_output.check_not_in_output(config.trainer.output_dir)
     try:
         result = fit(config, resume=args.resume)
     except InterruptedCacheError as err:  # (named with the build that finishes it: this config's, as verify names it)

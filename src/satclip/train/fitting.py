@@ -276,7 +276,7 @@ def check_config_of_its_run(path: str | Path, config: TrainConfig) -> None:
     )
 
 
-def _check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
+def check_not_in_inputs(run_dir: Path, config: TrainConfig, cache) -> None:
     """Refuse a run directory inside what the run reads: the image folder of ``data.root`` (its checkpoints
     joined the user's dataset, and a later archive of it) or the feature cache (as ``cache build`` refuses a
     cache inside the image folder)."""
@@ -624,7 +624,7 @@ def _fit(
         check_target(location_config(config.model), config.trainer.export_target)
     run_dir = Path(config.trainer.output_dir)
     safe_output.check_not_link(run_dir)  # (first: it was told to --resume a run there, then refused the link)
-    _check_not_in_inputs(run_dir, config, cache)
+    check_not_in_inputs(run_dir, config, cache)
     # processes a DDP launcher starts run this function again: the launching one (rank 0) holds the lock,
     # checks the run directory and the checkpoint, and writes
     primary = rank_zero_only.rank == 0
