@@ -4,7 +4,6 @@ run ends bit-identical to an uninterrupted one."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ from satclip.io.native import read_native
 from satclip.train import dump_config, fit, from_dict, load_config
 
 from .conftest import one_error_line
-from .train_helpers import SMALL_LOCATION, synthetic_cache
+from .train_helpers import SMALL_LOCATION, run_in_subprocess_env, synthetic_cache
 
 
 def cached_config(cache_dir, output_dir, **sections) -> dict:
@@ -111,7 +110,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     dump_config(from_dict(base), config_file)
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = run_in_subprocess_env()
     done = subprocess.run([sys.executable, str(script), str(config_file), "2"], env=env, capture_output=True)
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     partial = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)

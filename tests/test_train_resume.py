@@ -34,7 +34,7 @@ from satclip.train.data import split_indices
 
 from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require
 from .test_train_fit import cached_config
-from .train_helpers import cached_run, synthetic_cache
+from .train_helpers import cached_run, run_in_subprocess_env, synthetic_cache
 
 EPOCHS = 6
 #: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch
@@ -142,7 +142,7 @@ def run_killed(tmp_path, config: dict, when: str, at: int, spike: bool = False) 
     dump_config(from_dict(config), config_file)
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = run_in_subprocess_env()
     spike_epoch = str(SPIKE_EPOCH if spike else -1)
     done = subprocess.run([sys.executable, str(script), str(config_file), when, str(at), spike_epoch], env=env,
                           capture_output=True)  # fmt: skip

@@ -3,6 +3,9 @@ them smoothly (so a contrastive model can learn the pairing), plus a tiny image 
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import torch
 
@@ -15,6 +18,13 @@ SMALL_LOCATION = {
     "encoding": {"name": "sphericalharmonics", "legendre_polys": 10, "harmonics_calculation": "analytic-stable"},
     "network": {"name": "siren", "dim_hidden": 64, "num_layers": 2},
 }
+
+
+def run_in_subprocess_env() -> dict:
+    """The environment of a training run in a subprocess that is compared bit for bit with one in this process: this
+    process's import path, and its number of torch threads (MKL's AVX2 kernels round otherwise with another: a
+    killed-and-resumed run differed from the uninterrupted one where an earlier test had left 1 thread here)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
 def sphere_points(n: int, seed: int) -> np.ndarray:
