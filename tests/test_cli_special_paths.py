@@ -393,6 +393,22 @@ def test_an_export_inside_a_training_run_is_still_written(tmp_path):
     assert out.is_file()
 
 
+
+def test_a_reference_evaluation_holds_its_protocols_evaluations(tmp_path):
+    """`satclip evaluate --preset reference` writes an evaluation per protocol inside its own directory; the root
+    check refused the first ("… is inside …, a satclip directory of kind 'reference-evaluation'")."""
+    from satclip.eval.reference import REFERENCE_KIND
+
+    out = tmp_path / "reference"
+    out.mkdir()
+    safe_output.mark_owned(out, kind=REFERENCE_KIND)
+    safe_output.check_not_in_output(out / "random")  # (raised OutputExistsError)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    safe_output.mark_owned(corpus, kind="bluemarble-corpus")
+    with pytest.raises(OutputExistsError, match="is inside"):
+        safe_output.check_not_in_output(corpus / "random")
+
 @pytest.mark.parametrize("command", ["convert", "export", "locate"])
 def test_a_writer_is_refused_while_another_run_holds_the_output(tmp_path, points, capsys, command):
     """While `embed big.csv -o X.zarr` held its lock, `convert bluemarble-l10 X.zarr` wrote a model there and the

@@ -555,8 +555,9 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
 
 
 #: kinds of satclip directories that other outputs may be written into, as the docs lay them out (a run's
-#: ``RUN/export/model.onnx``, an evaluation in a demo's directory): satclip never replaces or deletes them whole
-HOLDS_OTHER_OUTPUTS = ("training-run", "demo")
+#: ``RUN/export/model.onnx``, an evaluation in a demo's directory, a reference evaluation's protocols): satclip
+#: never replaces or deletes them whole
+HOLDS_OTHER_OUTPUTS = ("training-run", "demo", "reference-evaluation")
 
 
 def check_not_in_output(path: str | Path) -> None:
