@@ -776,11 +776,8 @@ def _unfinished_in_place(path: Path) -> bool:
         return False
     if not (path / MANIFEST).is_file():
         return not (path / FEATURES).exists()  # (features without a manifest: a damaged cache, no build)
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("complete") is False
+    manifest = _manifest_json(path)
+    return manifest.get("format") == FORMAT and manifest.get("complete") is False
 
 
 def _adopt_unfinished(path: Path, work: Path) -> None:
@@ -810,13 +807,19 @@ def unfinished(path: str | Path) -> bool:
     return _unfinished_in_place(path)
 
 
-def _kept_manifest(path: Path) -> dict:
-    """The manifest (read as JSON) of the build kept in ``PATH.partial/``; empty where there is none."""
+def _manifest_json(directory: Path) -> dict:
+    """The manifest in ``directory`` read as JSON and not checked (an unfinished or an older satclip's build); empty
+    where there is none, or it is no JSON object."""
     try:
-        manifest = json.loads((work_path(path) / BUILDING / MANIFEST).read_text())
+        manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
+
+
+def _kept_manifest(path: Path) -> dict:
+    """The manifest (read as JSON) of the build kept in ``PATH.partial/``; empty where there is none."""
+    return _manifest_json(work_path(path) / BUILDING)
 
 
 def other_settings(recorded: Any, expected: dict) -> list[str]:
@@ -840,9 +843,9 @@ class InterruptedCacheError(ResumeError):
 
     def __init__(self, path: str | Path, build_command: str | None = None, expected_key: dict | None = None):
         self.path, self.expected_key = Path(path), expected_key
-        self.root = _recorded_root(self.path)
-        command = f"`{build_command}`" if build_command else "`satclip cache build` again with the same config"
         work, kept = work_path(self.path), _kept_manifest(self.path)
+        self.root = _recorded_root(self.path, kept)
+        command = f"`{build_command}`" if build_command else "`satclip cache build` again with the same config"
         differ = other_settings(kept.get("key"), expected_key) if kept and expected_key else []
         if differ:
             message = (f"feature cache {path} is not there: {work} holds an unfinished build of other settings "
@@ -856,16 +859,17 @@ class InterruptedCacheError(ResumeError):
         super().__init__(message)
 
 
-def _recorded_root(path: Path) -> str | None:
-    """The image folder the unfinished build of the cache ``path`` records, or None."""
-    for directory in (work_path(path) / BUILDING, path):
-        try:
-            root = json.loads((directory / MANIFEST).read_text())["build"]["root"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if isinstance(root, str):
-            return root
-    return None
+def _recorded_root(path: Path, kept: dict) -> str | None:
+    """The image folder the unfinished build of the cache ``path`` records (``kept``: the manifest of the build
+    kept beside it, :func:`_kept_manifest`; else the one an older satclip left in ``path``), or None."""
+
+    def root(manifest: dict) -> str | None:
+        build = manifest.get("build")
+        recorded = build.get("root") if isinstance(build, dict) else None
+        return recorded if isinstance(recorded, str) else None
+
+    recorded = root(kept)
+    return recorded if recorded is not None else root(_manifest_json(path))
 
 
 def write_cache(
