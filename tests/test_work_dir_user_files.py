@@ -222,3 +222,36 @@ def test_an_empty_folder_of_the_users_named_like_the_work_directory(tmp_path):
     source = tiny_source(6)
     build_cache(path, tiny_encoder(), source, views=1)
     assert source.dataset.reads == 0 and work.is_dir() and not any(work.iterdir())
+
+
+@pytest.mark.parametrize("whose", ["satclip", "user"])
+def test_a_users_file_in_the_work_directory_does_not_block_an_up_to_date_cache(tmp_path, whose, caplog):
+    """A file of the user's in ``CACHE.partial/`` (satclip's work directory of a stopped ``--rebuild``, or a folder of
+    the user's with that name) blocked an up-to-date cache beside it with "move it out and run again", though no
+    build, and so nothing in ``CACHE.partial/``, is needed. The cache is used as it is, with the file named; a
+    rebuild, which needs the work directory, is still refused, and the file stays."""
+    from satclip.train.cache import build_cache, check_cache_directory
+
+    path, work = tmp_path / "c", tmp_path / "c.partial"
+    build_cache(path, tiny_encoder(), tiny_source(6), views=1, chunk_size=2)
+    if whose == "satclip":
+
+        def stop(done: int, total: int) -> None:
+            if done:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            build_cache(path, tiny_encoder(), tiny_source(6), views=1, chunk_size=2, rebuild=True, progress=stop)
+        assert safe_output.is_owned(work)
+    else:
+        work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    check_cache_directory(path)
+    source = tiny_source(6)
+    with caplog.at_level("WARNING"):
+        cache = build_cache(path, tiny_encoder(), source, views=1, chunk_size=2)
+    assert source.dataset.reads == 0 and cache.path == path
+    assert str(work) in caplog.text and "the feature cache itself is up to date and used as it is" in caplog.text
+    with pytest.raises(OutputExistsError, match=re.escape(str(work))):
+        build_cache(path, tiny_encoder(), tiny_source(6), views=1, chunk_size=2, rebuild=True)
+    assert (work / "notes.txt").read_text() == "mine"

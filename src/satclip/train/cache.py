@@ -421,7 +421,11 @@ def check_cache_directory(path: str | Path) -> None:
     of an older satclip behind one was refused only after the filters were fitted)."""
     path = Path(path)
     safe_output.check_not_link(path)
-    work_dir(path)
+    try:
+        work_dir(path)
+    except (OutputExistsError, BadInputError):
+        if _manifest_json(path).get("complete") is not True:  # (a complete one may be up to date: see build_cache)
+            raise
     if path.is_dir():
         _check_no_foreign_entries(path)
         if _older_cache(path):
@@ -503,11 +507,6 @@ def build_cache(
     n = len(source)
     if n == 0:
         raise ValueError("cannot cache features of an empty dataset")
-    work = work_dir(path)
-    building = work / BUILDING
-    for directory in (path, building):  # (before "cannot be used: rebuilding it": a rebuild may not delete it)
-        if directory.is_dir():
-            _check_no_foreign_entries(directory)
 
     def reused(cache: FeatureCache) -> FeatureCache:
         log.info("feature cache %s is up to date", path, extra=safe_output.RESUMED)
@@ -522,6 +521,18 @@ def build_cache(
             progress(n, n)
         return cache
 
+    try:
+        work = work_dir(path)
+        building = work / BUILDING
+        for directory in (path, building):  # (before "cannot be used: rebuilding it": a rebuild may not delete it)
+            if directory.is_dir():
+                _check_no_foreign_entries(directory)
+    except (OutputExistsError, BadInputError) as refused:  # (what a build would need is taken: no build is needed)
+        current = None if rebuild else _up_to_date(path, key)[0]
+        if current is None:
+            raise
+        log.warning("%s; the feature cache itself is up to date and used as it is", refused)
+        return reused(current)
     if not rebuild and not work.exists():  # up to date: read without the lock (read-only caches, readers at once)
         current, _ = _up_to_date(path, key)
         if current is not None:
