@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import decimal
 import os
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -101,7 +102,8 @@ def test_a_long_task_name_is_a_short_file_name_inside_out(tmp_path, capsys):
     out = tmp_path / "ev"
     assert main(["evaluate", *FAST, "--task-file", str(table), "--task-name", name, "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    assert printed.out.startswith("1 result; wrote ")  # ("1 results")
+    assert printed.out.splitlines()[-1].startswith("1 result; wrote ")  # ("1 results")
+    assert printed.out.splitlines()[1] == "encoder  " + name[:27] + "…"  # (not a 300-character column)
     assert "wrote" not in printed.err  # (the API's "wrote …" was logged too)
     from satclip.eval.cache import file_part
 
@@ -607,3 +609,27 @@ def test_a_column_named_nearly_so_is_suggested(tmp_path, capsys):
         capsys.readouterr().err  # fmt: skip
     assert main(["evaluate", *FAST, "--task-file", str(table), "--lon-col", "LON", "--out", str(tmp_path / "b")]) == 2
     assert "no column 'LON', given as --lon-col (lon_col= in Python); did you mean 'lon'?" in capsys.readouterr().err
+
+
+def test_the_headline_numbers_are_printed(tmp_path, capsys):
+    """``satclip evaluate`` printed only where it wrote its results: a user opened results.md to see any number.
+    It prints the first probe's primary metric per encoder, mean ± std over the seeds as results.csv holds them."""
+    table = _task_file(tmp_path / "task.csv")
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--encoders", "wrap,direct", "--no-cache", "--seeds", "2", "--probes", "linear",
+            "--task-file", str(table), "--task-name", "lat", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("probe linear, primary metric: MSE ↓") and "mean ± std" in lines[0]
+    assert lines[1].split() == ["encoder", "lat"]
+    with open(out / "results.csv") as f:
+        mse = defaultdict(list)
+        for row in csv.DictReader(f):
+            mse[row["encoder"]].append(float(row["mse"]))
+    assert sorted(mse) == ["direct", "wrap"] and all(len(v) == 2 for v in mse.values())
+    for line, encoder in zip(lines[2:4], ("wrap", "direct"), strict=True):
+        name, mean, plus_minus, std = line.rstrip("*").split()
+        assert (name, plus_minus) == (encoder, "±")
+        assert float(mean) == round(float(np.mean(mse[encoder])), 3)
+        assert float(std) == round(float(np.std(mse[encoder], ddof=1)), 3)
+    assert lines[-1].startswith("4 results; wrote ")

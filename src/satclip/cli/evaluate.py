@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import shlex
+import shutil
 import sys
 
 from ..errors import BadInputError
@@ -342,6 +343,10 @@ def _run(args: argparse.Namespace) -> int:
     outputs = run_evaluation(_config(args), args.out, figures=not args.no_figures, progress=_progress(),
                              command=command)  # fmt: skip
     count = len(outputs.rows)
+    if count:  # (the headline numbers: results.md holds every probe, metric and note)
+        from ..eval.report import terminal_table
+
+        print(terminal_table(outputs.rows, width=shutil.get_terminal_size((100, 24)).columns))
     print(f"{count} result{'s' * (count != 1)}; wrote {outputs.files['md']} and {outputs.files['csv']}")
     _note_precision_unused(args.precision, outputs.rows)
     return 0

@@ -369,6 +369,52 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
     return "; ".join(parts)
 
 
+def terminal_table(rows: Sequence[dict], width: int = 100) -> str:
+    """The headline numbers of an evaluation as plain text for a terminal: the first probe's (and first variant's)
+    primary metric per encoder and task, ``mean ± std`` (means alone where that is wider than ``width``
+    characters), ``*`` on a clear best as in :func:`metric_table`; the title line says what is shown. Names longer
+    than a column should be are cut (``…``); results.md has them whole."""
+    probe = rows[0]["probe"]
+    variant = next(r.get("variant", "") for r in rows if r["probe"] == probe)
+    summary = summarise(rows)
+    tasks = _ordered(r["task"] for r in rows)
+    encoders = _ordered(r["encoder"] for r in rows)
+    names = display_names(encoders)
+    kinds = {r["task"]: r["kind"] for r in rows}
+    best = {}
+    for t in tasks:
+        metric = PRIMARY[kinds[t]][0]
+        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
+                       HIGHER_IS_BETTER[metric])  # fmt: skip
+        if ranking.verdict == "clear":
+            best[t] = ranking.best
+
+    def clipped(name: str, most: int = 28) -> str:  # (a 300-character task name was a 300-character column)
+        return name if len(name) <= most else name[: most - 1] + "…"
+
+    def table(with_std: bool) -> list[str]:
+        cells = [["encoder", *map(clipped, tasks)]]
+        for e in encoders:
+            line = [clipped(names[e])]
+            for t in tasks:
+                stat = summary.get((probe, variant, t, e), {}).get(PRIMARY[kinds[t]][0])
+                text = "–" if stat is None else _shown(stat[0])
+                if stat is not None and with_std and not math.isnan(stat[1]):
+                    text += f" ± {_shown(stat[1])}"
+                line.append(text + ("*" if best.get(t) == e else ""))
+            cells.append(line)
+        widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+        return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+
+    with_std = any(not math.isnan(st[1]) for by in summary.values() for st in by.values())
+    lines = table(with_std)
+    if with_std and max(map(len, lines)) > width:
+        with_std, lines = False, table(with_std=False)
+    shown = ["mean ± std" if with_std else "mean"] + ["*: best by more than the spreads"] * bool(best)
+    label = f"probe {probe}" + (f", {variant}" if variant else "")
+    return "\n".join([f"{label}, {METRIC_TITLES_SHORT}; {'; '.join(shown)}:", *lines])
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
