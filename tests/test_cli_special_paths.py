@@ -5,6 +5,7 @@ FIFO as an input file, on which the command hung; a name too long for the file s
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import pytest
 import yaml
 
+import satclip
 from satclip import safe_output
 from satclip.cli import main
 from satclip.errors import OutputExistsError
@@ -382,6 +384,32 @@ def test_an_output_inside_another_satclip_output_is_refused_by_every_writer(tmp_
     assert f"is inside {corpus}, a satclip Blue Marble corpus: satclip writes no other output into it" in line
     assert [p.name for p in corpus.iterdir()] == [safe_output.MARKER]
 
+
+
+@pytest.mark.parametrize("writer", ["fit", "export", "embed_file"])
+def test_the_python_writers_refuse_an_output_inside_another_satclip_output(tmp_path, points, writer):
+    """The root check was the CLI's alone: `satclip.train.fit`, `satclip.io.onnx.export` and `embed_file` wrote a
+    training run, an export or an embedding into a Blue Marble corpus, which then refused its --overwrite."""
+    from satclip.embed import embed_file, open_source
+    from satclip.io.onnx import export
+    from satclip.train import fit, from_dict
+
+    from .test_train_fit import cached_config
+    from .train_helpers import synthetic_cache
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    safe_output.mark_owned(corpus, kind="bluemarble-corpus")
+    if writer == "fit":
+        synthetic_cache(tmp_path / "cache", n=200)
+        write = lambda: fit(from_dict(cached_config(tmp_path / "cache", corpus / "run")))  # noqa: E731
+    elif writer == "export":
+        write = lambda: export(satclip.load("bluemarble-l10"), corpus / "x.onnx", "onnx")  # noqa: E731
+    else:
+        write = lambda: embed_file(open_source(points), corpus / "x.parquet", satclip.load("bluemarble-l10"))  # noqa: E731
+    with pytest.raises(OutputExistsError, match=f"is inside {re.escape(str(corpus))}, a satclip Blue Marble corpus"):
+        write()
+    assert [p.name for p in corpus.iterdir()] == [safe_output.MARKER]
 
 def test_an_export_inside_a_training_run_is_still_written(tmp_path):
     """The layout the docs show, `RUN/export/…`, stays allowed: a training run is never replaced whole."""

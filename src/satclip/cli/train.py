@@ -148,16 +148,12 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(config_yaml(config.to_dict()))
         return 0
-    from .. import safe_output
     from ..train import fit
     from ..train.cache import InterruptedCacheError
-    from ..train.fitting import check_config_of_its_run, check_not_in_inputs
+    from ..train.fitting import check_config_of_its_run
 
     if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
         check_config_of_its_run(args.config.path, config)
-    # (inside what it reads is said as such first; a demo's runs are laid out by the demo: not checked here)
-    check_not_in_inputs(Path(str(config.trainer.output_dir)), config, None)
-    safe_output.check_not_in_output(config.trainer.output_dir)
     try:
         result = fit(config, resume=args.resume)
     except InterruptedCacheError as err:  # (named with the build that finishes it: this config's, as verify names it)

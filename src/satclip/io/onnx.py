@@ -316,5 +316,6 @@ def export(encoder, path: str | Path, fmt: str, *, overwrite: bool = False) -> P
     is replaced only with ``overwrite``. A suffix of another format is refused (:func:`check_export_path`)."""
     safe_output.check_not_input(path, encoder_files(encoder))  # (said first: the model itself named as the output)
     check_export_path(path, fmt)
+    safe_output.check_new_output(path)  # (said by the CLI before the model is loaded; here for Python's callers)
     exporters = {"onnx": export_onnx, "torchscript": export_torchscript}
     return exporters[fmt](encoder, path, overwrite=overwrite)

@@ -625,6 +625,7 @@ def _fit(
     run_dir = Path(config.trainer.output_dir)
     safe_output.check_not_link(run_dir)  # (first: it was told to --resume a run there, then refused the link)
     check_not_in_inputs(run_dir, config, cache)
+    safe_output.check_not_in_output(run_dir)  # (a demo's or a reference evaluation's runs are laid out by them)
     # processes a DDP launcher starts run this function again: the launching one (rank 0) holds the lock,
     # checks the run directory and the checkpoint, and writes
     primary = rank_zero_only.rank == 0
