@@ -4,9 +4,6 @@ run ends bit-identical to an uninterrupted one."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from satclip.io.native import read_native
 from satclip.train import dump_config, fit, from_dict, load_config
 
 from .conftest import one_error_line
-from .train_helpers import SMALL_LOCATION, run_in_subprocess_env, synthetic_cache
+from .train_helpers import SMALL_LOCATION, synthetic_cache, train_in_subprocess
 
 
 def cached_config(cache_dir, output_dir, **sections) -> dict:
@@ -83,45 +80,24 @@ def test_epochs_without_validation_record_no_validation_metrics(tmp_path):
     assert config_best["metadata"]["metrics"]["val_loss"] == pytest.approx(best[0], rel=1e-6)
 
 
-KILLED_RUN = textwrap.dedent(
-    """
-    import os, signal, sys
-    import lightning.pytorch as pl
-    from satclip.train import fit, load_config
-
-    class KillAt(pl.Callback):
-        def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == int(sys.argv[2]):
-                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, as a crash or a pre-emption
-
-    fit(load_config(sys.argv[1]), callbacks=[KillAt()])
-    """
-)
-
-
 def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     synthetic_cache(tmp_path / "cache", n=200)
     base = cached_config(tmp_path / "cache", tmp_path / "straight", data={"batch_size": 64},
                          trainer={"max_epochs": 3})  # fmt: skip
-    straight = fit(from_dict(base))
+    straight = train_in_subprocess(base, tmp_path / "straight-run")
 
     base["trainer"]["output_dir"] = str(tmp_path / "killed")
-    config_file = tmp_path / "killed.yaml"
-    dump_config(from_dict(base), config_file)
-    script = tmp_path / "killed_run.py"
-    script.write_text(KILLED_RUN)
-    env = run_in_subprocess_env()
-    done = subprocess.run([sys.executable, str(script), str(config_file), "2"], env=env, capture_output=True)
-    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    train_in_subprocess(base, tmp_path / "killed-run", kill=("epoch", 2))
     partial = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert partial["epoch"] == 1  # epochs 0 and 1 finished before the kill
 
     with pytest.raises(FileExistsError, match="--resume"):
-        fit(load_config(config_file))
-    assert cli_main(["train", "--config", str(config_file), "--resume", "--trainer.enable_progress_bar", "false"]) == 0
+        fit(load_config(tmp_path / "killed-run" / "config.yaml"))
+    session = train_in_subprocess(base, tmp_path / "resumed-run", resume=True)  # satclip train --resume
+    assert [epoch for epoch, _ in session["batches"]] == [2] * 3  # the last epoch only (3 batches of 64)
 
-    resumed = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
-    reference = torch.load(straight.checkpoints["last"], weights_only=True)
+    resumed = torch.load(session["checkpoints"]["last"], weights_only=True)
+    reference = torch.load(straight["checkpoints"]["last"], weights_only=True)
     assert resumed["epoch"] == reference["epoch"] == 2
     assert resumed["state_dict"].keys() == reference["state_dict"].keys()
     for key, value in reference["state_dict"].items():

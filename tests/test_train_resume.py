@@ -34,7 +34,7 @@ from satclip.train.data import split_indices
 
 from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require
 from .test_train_fit import cached_config
-from .train_helpers import cached_run, run_in_subprocess_env, synthetic_cache
+from .train_helpers import cached_run, synthetic_cache, train_in_subprocess
 
 EPOCHS = 6
 #: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch
@@ -47,50 +47,18 @@ def config_for(cache_dir, output_dir, **trainer) -> dict:
     return config
 
 
-class Snapshots(pl.Callback):
-    """The trained model's weights at the end of every training epoch."""
-
-    def __init__(self):
-        self.weights: list[dict[str, torch.Tensor]] = []
-
-    def on_train_epoch_end(self, trainer, module):
-        self.weights.append({k: v.detach().clone() for k, v in module.model.state_dict().items()})
-
-
-class Batches(pl.Callback):
-    """``(epoch, batch_idx)`` of every training batch this session runs."""
-
-    def __init__(self):
-        self.seen: list[tuple[int, int]] = []
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.seen.append((trainer.current_epoch, batch_idx))
-
-
-#: the epoch whose start multiplies the logits by e³ (``logit_scale`` + 3): a val_loss far above the epochs
-#: before it and the one after it, on any CPU (whether this small run's val_loss ever rises by itself
-#: depends on the last bits of its arithmetic)
+#: the epoch whose start multiplies the logits by e³ (``logit_scale`` + 3, ``train_in_subprocess``'s spike): a
+#: val_loss far above the epochs before it and the one after it, on any CPU (whether this small run's val_loss
+#: ever rises by itself depends on the last bits of its arithmetic)
 SPIKE_EPOCH = EPOCHS - 2
 
 
-class Spike(pl.Callback):
-    """``logit_scale`` += 3 at the start of ``SPIKE_EPOCH``: a worse epoch by construction (deterministic, so
-    a run with it killed and resumed is still the same run)."""
-
-    def on_train_epoch_start(self, trainer, module):
-        if trainer.current_epoch == SPIKE_EPOCH:
-            with torch.no_grad():
-                module.model.logit_scale.add_(3.0)
-
-
-def _straight_run(root, *callbacks: pl.Callback) -> dict:
-    """An uninterrupted run, its per-epoch weights and its validation losses."""
+def _straight_run(root, spike: int | None = None) -> dict:
+    """An uninterrupted run (``train_in_subprocess``'s record), with its cache and validation losses."""
     synthetic_cache(root / "cache", n=200)
-    snapshots = Snapshots()
-    result = fit(from_dict(config_for(root / "cache", root / "run")), callbacks=[snapshots, *callbacks])
-    val = [row["val_loss"] for row in result.history]
-    assert [row["epoch"] for row in result.history] == list(range(EPOCHS))
-    return {"root": root, "result": result, "weights": snapshots.weights, "val": val}
+    run = train_in_subprocess(config_for(root / "cache", root / "run"), root / "files", spike=spike)
+    assert [row["epoch"] for row in run["history"]] == list(range(EPOCHS))
+    return {**run, "root": root, "val": [row["val_loss"] for row in run["history"]]}
 
 
 @pytest.fixture(scope="module")
@@ -100,53 +68,8 @@ def straight(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spiked(tmp_path_factory):
-    """As ``straight``, with the worse epoch :class:`Spike` makes."""
-    return _straight_run(tmp_path_factory.mktemp("spiked"), Spike())
-
-
-KILLED_RUN = textwrap.dedent(
-    """
-    import os, signal, sys
-    import lightning.pytorch as pl
-    import torch
-    from satclip.train import fit, load_config
-
-    when, at, spike = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-
-    class Kill(pl.Callback):  # no clean-up: as a crash, an OOM kill or a pre-emption
-        def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == spike:  # as tests/test_train_resume.py's Spike
-                with torch.no_grad():
-                    module.model.logit_scale.add_(3.0)
-            if when == "epoch" and trainer.current_epoch == at:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if when == "step" and trainer.global_step == at:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def on_save_checkpoint(self, trainer, module, checkpoint):  # (before the file is written)
-            if when == "save" and trainer.global_step == at:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    fit(load_config(sys.argv[1]), callbacks=[Kill()])
-    """
-)
-
-
-def run_killed(tmp_path, config: dict, when: str, at: int, spike: bool = False) -> None:
-    """Run ``config`` in a subprocess that SIGKILLs itself at the start of epoch ``at`` (``when="epoch"``),
-    before the batch after optimizer step ``at`` (``when="step"``) or as it saves the checkpoint of step ``at``
-    (``when="save"``); with ``spike``, as :class:`Spike` does."""
-    config_file = tmp_path / "killed.yaml"
-    dump_config(from_dict(config), config_file)
-    script = tmp_path / "killed_run.py"
-    script.write_text(KILLED_RUN)
-    env = run_in_subprocess_env()
-    spike_epoch = str(SPIKE_EPOCH if spike else -1)
-    done = subprocess.run([sys.executable, str(script), str(config_file), when, str(at), spike_epoch], env=env,
-                          capture_output=True)  # fmt: skip
-    assert done.returncode == -9, done.stderr.decode()[-3000:]
+    """As ``straight``, with a worse epoch by construction (``SPIKE_EPOCH``)."""
+    return _straight_run(tmp_path_factory.mktemp("spiked"), SPIKE_EPOCH)
 
 
 def load(path) -> dict:
@@ -182,7 +105,7 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
     assert best != EPOCHS - 1, f"the last epoch is the best, the test needs them to differ: {val}"
 
     config = config_for(straight["root"] / "cache", tmp_path / "run")
-    run_killed(tmp_path, config, "epoch", k + 1, spike=True)
+    train_in_subprocess(config, tmp_path / "killed", kill=("epoch", k + 1), spike=SPIKE_EPOCH)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert load(checkpoints / "last.ckpt")["epoch"] == k  # the latest state, whatever its val_loss
     assert load(checkpoints / "best.ckpt")["epoch"] == int(np.argmin(val[: k + 1])) < k
@@ -190,26 +113,25 @@ def test_killed_after_a_worse_epoch_resumes_after_it_and_ends_like_an_uninterrup
 
     with pytest.raises(OutputExistsError, match="--resume"):
         fit(from_dict(config))
-    batches = Batches()
     # with a loader worker (a resumable change): workers draw batches before Lightning sets the epoch
     workers = {**config, "data": {**config["data"], "num_workers": 1}}
-    resumed = fit(from_dict(workers), resume=True, callbacks=[batches, Spike()])
-    assert batches.seen[0] == (k + 1, 0)  # continues at epoch k + 1, not at 0 nor at an older best epoch
-    assert sorted({epoch for epoch, _ in batches.seen}) == list(range(k + 1, EPOCHS))
-    assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
+    resumed = train_in_subprocess(workers, tmp_path / "resumed", resume=True, spike=SPIKE_EPOCH)
+    assert resumed["batches"][0] == (k + 1, 0)  # continues at epoch k + 1, not at 0 nor at an older best epoch
+    assert sorted({epoch for epoch, _ in resumed["batches"]}) == list(range(k + 1, EPOCHS))
+    assert [row["epoch"] for row in resumed["history"]] == list(range(EPOCHS))
 
-    final = load(resumed.checkpoints["last"])
+    final = load(resumed["checkpoints"]["last"])
     assert final["epoch"] == EPOCHS - 1
-    assert_same(model_weights(final), model_weights(load(straight["result"].checkpoints["last"])))
+    assert_same(model_weights(final), model_weights(load(straight["checkpoints"]["last"])))
     assert_same(model_weights(final), straight["weights"][-1])
 
     # export/last is the final state, export/best the lowest-val_loss epoch's; here they differ
-    assert_same(exported_trained(resumed.exports["last"].native), straight["weights"][-1])
-    assert_same(exported_trained(resumed.exports["best"].native), straight["weights"][best])
+    assert_same(exported_trained(resumed["exports"]["last"]), straight["weights"][-1])
+    assert_same(exported_trained(resumed["exports"]["best"]), straight["weights"][best])
     assert not torch.equal(straight["weights"][best]["logit_scale"], straight["weights"][-1]["logit_scale"])
-    metadata = read_native(resumed.exports["best"].native)[0]["metadata"]
+    metadata = read_native(resumed["exports"]["best"])[0]["metadata"]
     assert metadata["epoch"] == best and metadata["metrics"]["val_loss"] == pytest.approx(val[best], rel=1e-6)
-    assert read_native(resumed.exports["last"].native)[0]["metadata"]["epoch"] == EPOCHS - 1
+    assert read_native(resumed["exports"]["last"])[0]["metadata"]["epoch"] == EPOCHS - 1
 
 
 def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, straight, monkeypatch):
@@ -241,19 +163,18 @@ def test_every_n_steps_checkpoints_are_written_and_resume_mid_epoch(tmp_path, st
     # killed after a step checkpoint in the middle of epoch 1: resumes at its next batch
     step = per_epoch + 1
     config = config_for(straight["root"] / "cache", tmp_path / "killed", checkpoint_every_n_steps=1)
-    run_killed(tmp_path, config, "step", step)
+    train_in_subprocess(config, tmp_path / "killed-run", kill=("step", step))
     last = load(tmp_path / "killed" / "checkpoints" / "last.ckpt")
     assert (last["epoch"], last["global_step"]) == (1, step)
-    batches = Batches()
-    resumed = fit(from_dict(config), resume=True, callbacks=[batches])
-    assert batches.seen[0] == (1, 1)
-    assert len(batches.seen) == EPOCHS * per_epoch - step
-    assert_same(model_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
-    assert [row["epoch"] for row in resumed.history] == list(range(EPOCHS))
+    resumed = train_in_subprocess(config, tmp_path / "resumed-run", resume=True)
+    assert resumed["batches"][0] == (1, 1)
+    assert len(resumed["batches"]) == EPOCHS * per_epoch - step
+    assert_same(model_weights(load(resumed["checkpoints"]["last"])), straight["weights"][-1])
+    assert [row["epoch"] for row in resumed["history"]] == list(range(EPOCHS))
     # the row of the epoch resumed in its middle says whose batches its training metrics cover (it read as a
     # whole epoch's, in the demo's report and plot too); the others are the uninterrupted run's
-    assert [row.get("resumed_at_batch") for row in resumed.history] == [None, 1] + [None] * (EPOCHS - 2)
-    for row, whole in zip(resumed.history, straight["result"].history, strict=True):
+    assert [row.get("resumed_at_batch") for row in resumed["history"]] == [None, 1] + [None] * (EPOCHS - 2)
+    for row, whole in zip(resumed["history"], straight["history"], strict=True):
         assert row["epoch"] == 1 or row == whole
 
 
@@ -262,15 +183,15 @@ def test_an_epochs_row_is_written_once_its_checkpoint_is_on_disk(tmp_path, strai
     that checkpoint, the run had said epoch 2 was done, and resumed from the checkpoint of the batch before.
     The row now follows the checkpoint: none was written, and the resumed run's row of that epoch says where it
     resumed; its weights are the uninterrupted run's."""
-    per_epoch = straight["result"].history[0]["step"]
+    per_epoch = straight["history"][0]["step"]
     config = config_for(straight["root"] / "cache", tmp_path / "killed", checkpoint_every_n_steps=1)
-    run_killed(tmp_path, config, "save", 2 * per_epoch)
+    train_in_subprocess(config, tmp_path / "killed-run", kill=("save", 2 * per_epoch))
     assert load(tmp_path / "killed" / "checkpoints" / "last.ckpt")["global_step"] == 2 * per_epoch - 1
     written = [json.loads(line) for line in (tmp_path / "killed" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in written] == [0]
-    resumed = fit(from_dict(config), resume=True)
-    assert [row.get("resumed_at_batch") for row in resumed.history] == [None, per_epoch - 1] + [None] * (EPOCHS - 2)
-    assert_same(model_weights(load(resumed.checkpoints["last"])), straight["weights"][-1])
+    resumed = train_in_subprocess(config, tmp_path / "resumed-run", resume=True)
+    assert [row.get("resumed_at_batch") for row in resumed["history"]] == [None, per_epoch - 1] + [None] * (EPOCHS - 2)
+    assert_same(model_weights(load(resumed["checkpoints"]["last"])), straight["weights"][-1])
 
 
 def test_a_run_interrupted_after_an_epochs_checkpoint_names_the_epoch_it_resumes_at(tmp_path, caplog, monkeypatch):

@@ -3,13 +3,18 @@ them smoothly (so a contrastive model can learn the pairing), plus a tiny image 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from satclip import image
+from satclip.train import dump_config, from_dict
 from satclip.train.cache import write_cache
 from satclip.train.sources import PairSource
 
@@ -21,10 +26,90 @@ SMALL_LOCATION = {
 
 
 def run_in_subprocess_env() -> dict:
-    """The environment of a training run in a subprocess that is compared bit for bit with one in this process: this
-    process's import path, and its number of torch threads (MKL's AVX2 kernels round otherwise with another: a
-    killed-and-resumed run differed from the uninterrupted one where an earlier test had left 1 thread here)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    """The environment of a satclip command run by a test in a fresh Python: this process's, with its import path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+TRAIN_RUN = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import lightning.pytorch as pl
+    import torch
+
+    import satclip.train
+    from satclip.cli import main
+
+    args = json.loads(sys.argv[1])
+
+
+    class Test(pl.Callback):
+        weights, batches = [], []
+
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == args["spike"]:
+                with torch.no_grad():
+                    module.model.logit_scale.add_(3.0)
+            self.kill_at("epoch", trainer.current_epoch)
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.batches.append((trainer.current_epoch, batch_idx))
+            self.kill_at("step", trainer.global_step)
+
+        def on_save_checkpoint(self, trainer, module, checkpoint):  # (before the file is written)
+            self.kill_at("save", trainer.global_step)
+
+        def on_train_epoch_end(self, trainer, module):
+            self.weights.append({k: v.detach().clone() for k, v in module.model.state_dict().items()})
+
+        def kill_at(self, when, at):
+            if args["kill"] == [when, at]:
+                os.kill(os.getpid(), signal.SIGKILL)  # no clean-up: as a crash, an OOM kill or a pre-emption
+
+
+    real_fit = satclip.train.fit  # the command's fit, with the callback
+
+
+    def fit(config, **kwargs):
+        result = real_fit(config, callbacks=[Test()], **kwargs)
+        torch.save({"weights": Test.weights, "batches": Test.batches, "history": result.history,
+                    "checkpoints": {name: str(path) for name, path in result.checkpoints.items()},
+                    "exports": {name: str(exported.native) for name, exported in result.exports.items()}},
+                   args["record"])
+        return result
+
+
+    satclip.train.fit = fit
+    sys.exit(main(["train", "--config", args["config"]] + (["--resume"] if args["resume"] else [])))
+    """
+)
+
+
+def train_in_subprocess(config: dict, files: Path, *, resume: bool = False, kill: tuple[str, int] | None = None,
+                        spike: int | None = None) -> dict | None:  # fmt: skip
+    """``satclip train --config files/config.yaml`` (``--resume``) of ``config`` in a fresh Python, as a user runs
+    it: a run whose weights a test compares bit for bit with another's runs so, never in the test process, whose
+    state (left by earlier tests: its thread count …) changes the last bits of MKL's arithmetic on some CPUs.
+
+    ``kill``: SIGKILLed at the start of epoch ``at`` (``("epoch", at)``), before the batch after optimizer step
+    ``at`` (``"step"``) or as it saves the checkpoint of step ``at`` (``"save"``); returns ``None``. ``spike``:
+    ``logit_scale`` += 3 at the start of that epoch (a worse epoch by construction, the same in every run).
+    Otherwise returns what the run did: ``weights`` (the model's state dict at each epoch end of this session),
+    ``batches`` (``(epoch, batch_idx)`` of each training batch it ran), ``history``, ``checkpoints`` and
+    ``exports`` (their native directories) as :func:`satclip.train.fit` returns them."""
+    files.mkdir()
+    dump_config(from_dict(config), files / "config.yaml")
+    (files / "train.py").write_text(TRAIN_RUN)
+    args = {"config": str(files / "config.yaml"), "resume": resume, "kill": kill, "spike": spike,
+            "record": str(files / "record.pt")}  # fmt: skip
+    done = subprocess.run([sys.executable, str(files / "train.py"), json.dumps(args)], env=run_in_subprocess_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == (-9 if kill else 0), done.stderr[-3000:]
+    if kill:
+        return None
+    record = torch.load(files / "record.pt", weights_only=True)
+    for name in ("checkpoints", "exports"):
+        record[name] = {key: Path(path) for key, path in record[name].items()}
+    return record
 
 
 def sphere_points(n: int, seed: int) -> np.ndarray:
