@@ -34,7 +34,7 @@ from satclip.train.data import split_indices
 
 from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require
 from .test_train_fit import cached_config
-from .train_helpers import cached_run, synthetic_cache, train_in_subprocess
+from .train_helpers import cached_run, run_in_subprocess_env, synthetic_cache, train_in_subprocess
 
 EPOCHS = 6
 #: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch
@@ -381,7 +381,7 @@ def test_a_signalled_run_says_so_and_how_to_continue(tmp_path, signal_name):
     dump_config(from_dict(config_for(tmp_path / "cache", tmp_path / "run", enable_progress_bar=False)), config_file)
     script = tmp_path / "signalled_run.py"
     script.write_text(SIGNALLED_RUN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = run_in_subprocess_env()
     with ctrl_c_at_default():  # (whatever this pytest ignores)
         done = subprocess.run([sys.executable, str(script), str(config_file), signal_name, "1"], env=env,
                               capture_output=True, text=True)  # fmt: skip
@@ -403,7 +403,7 @@ def test_a_run_interrupted_before_its_first_checkpoint_is_told_to_start_again(tm
                                      max_epochs=1)), config_file)  # fmt: skip
     script = tmp_path / "signalled_run.py"
     script.write_text(SIGNALLED_RUN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = run_in_subprocess_env()
     with ctrl_c_at_default():  # (whatever this pytest ignores)
         done = subprocess.run([sys.executable, str(script), str(config_file), "SIGINT", "0"], env=env,
                               capture_output=True, text=True)  # fmt: skip
