@@ -90,10 +90,15 @@ def test_cache_build_verify_and_train_from_cache(tmp_path, capsys, fixture_visua
     np.testing.assert_allclose(fresh[0], cached, rtol=2e-3, atol=2e-3)  # float16 storage
 
 
-def test_train_from_images_fast_dev_run(tmp_path, fixture_visual_shapes):
+def test_train_from_images_fast_dev_run(tmp_path, fixture_visual_shapes, capsys, caplog):
+    """The result line said "epoch 1 of 3" (the config's max_epochs) where the log had said "epoch 1 of 1" (the one
+    epoch fast_dev_run runs)."""
     args = _fixture_architecture(tmp_path, "--data.source", "images", "--data.batch_size", "4",
-                                 "--trainer.fast_dev_run", "1")  # fmt: skip
-    assert main(["train", *args]) == 0
+                                 "--trainer.fast_dev_run", "1", "--trainer.max_epochs", "3")  # fmt: skip
+    with caplog.at_level("INFO"):
+        assert main(["train", *args]) == 0
+    assert "epoch 1 of 1: " in caplog.text
+    assert capsys.readouterr().out.startswith("epoch 1 of 1: ")
     _check_export(tmp_path / "run" / "export" / "last", fixture_visual_shapes)
 
 

@@ -322,3 +322,12 @@ def test_a_batch_of_one_pair_is_refused(tmp_path, capsys):
         "loss contrasts each pair with the others of its batch, and one pair alone has none: a loss of 0 and an "
         "accuracy of 1)")  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_config_file_is_named_in_python_too(tmp_path):
+    """`load_config("nope.yaml")` raised Python's own "[Errno 2] No such file or directory: 'nope.yaml'", the CLI a
+    line of its own: the API names what the file is."""
+    with pytest.raises(FileNotFoundError, match=r"^training config .*nope\.yaml does not exist: give the"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(IsADirectoryError, match=r"is a directory: give the path of a YAML file"):
+        load_config(tmp_path)

@@ -4,6 +4,7 @@ run ends bit-identical to an uninterrupted one."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -203,3 +204,19 @@ def test_fit_names_a_cache_or_source_of_the_wrong_kind(tmp_path):
     with pytest.raises(TypeError, match="source must be a PairSource"):
         fit(config, source=[1, 2])
     assert not (tmp_path / "run").exists()
+
+
+def test_the_python_api_is_told_the_python_form_of_the_fix(tmp_path):
+    """fit()'s refusals advised `--resume` and `--trainer.max_epochs 2`, flags a Python caller has none of: each also
+    says the Python form (``resume=True`` …), as the output-exists errors say ``overwrite=True``."""
+    synthetic_cache(tmp_path / "cache", n=200)
+    base = cached_config(tmp_path / "cache", tmp_path / "run", data={"batch_size": 64}, trainer={"max_epochs": 2})
+    fit(from_dict(base))
+    with pytest.raises(FileExistsError, match=re.escape("continue it with --resume (resume=True in Python)")):
+        fit(from_dict(base))
+    fewer = {**base, "trainer": {**base["trainer"], "max_epochs": 1}}
+    with pytest.raises(ValueError, match=re.escape("--trainer.max_epochs 2 or more ({'trainer.max_epochs': 2} in")):
+        fit(from_dict(fewer), resume=True)
+    elsewhere = {**base, "trainer": {**base["trainer"], "output_dir": str(tmp_path / "new")}}
+    with pytest.raises(FileNotFoundError, match=re.escape("(start without --resume (resume=False in Python))")):
+        fit(from_dict(elsewhere), resume=True)

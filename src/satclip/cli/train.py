@@ -164,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     if result.history:
         last = result.history[-1]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
-        print(f"epoch {last['epoch'] + 1} of {result.config.trainer.max_epochs}: {metrics}")
+        epochs = 1 if result.config.trainer.fast_dev_run else result.config.trainer.max_epochs  # (as Lightning runs it)
+        print(f"epoch {last['epoch'] + 1} of {epochs}: {metrics}")
     for name, exported in result.exports.items():  # (the readers of each: the same, said once)
         target = exported.target
         extra = f", {target.path} ({target.target})" if Path(target.path) != Path(exported.native) else ""

@@ -1,7 +1,7 @@
 """Contrastive pretraining of SatCLIP models (the ``[train]`` extra: Lightning, PyYAML, tqdm).
 
 >>> from satclip.train import fit, load_config
->>> result = fit(load_config("configs/s2100k-resnet18-cached.yaml", {"trainer.max_epochs": 5}))  # doctest: +SKIP
+>>> result = fit(load_config("configs/s2100k-resnet18-l10.yaml", {"trainer.max_epochs": 5}))  # doctest: +SKIP
 >>> result.exports["best"].native                                                               # doctest: +SKIP
 
 Two data paths, one objective: from a feature cache of a frozen backbone (:mod:`satclip.train.cache`;

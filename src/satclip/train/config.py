@@ -364,6 +364,10 @@ def load_config(
         import yaml
 
         if data is None:
+            if not Path(path).is_file():  # (Python's own "[Errno 2] No such file or directory: 'x.yaml'")
+                error = IsADirectoryError if Path(path).is_dir() else FileNotFoundError
+                what = "is a directory" if Path(path).is_dir() else "does not exist"
+                raise error(f"training config {path} {what}: give the path of a YAML file")
             data = Path(path).read_bytes()
         try:
             text = data.decode()

@@ -342,8 +342,8 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
     if not resume:
         if check and any((ckpt_dir / name).exists() for name in ("last.ckpt", "best.ckpt")):
             raise OutputExistsError(
-                f"{run_dir} already holds a run (checkpoints/last.ckpt): continue it with --resume, or choose "
-                "another trainer.output_dir"
+                f"{run_dir} already holds a run (checkpoints/last.ckpt): continue it with --resume (resume=True in "
+                "Python), or choose another trainer.output_dir"
             )
         return None, None
     path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
@@ -359,8 +359,9 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
             f"value to continue from {ckpt_dir / 'last.ckpt'}"
         )
     if not path.is_file():
-        hint = (f"continue from {ckpt_dir / 'last.ckpt'} with --resume alone" if (ckpt_dir / "last.ckpt").is_file()
-                else "start without --resume")  # fmt: skip
+        hint = (f"continue from {ckpt_dir / 'last.ckpt'} with --resume alone (resume=True in Python)"
+                if (ckpt_dir / "last.ckpt").is_file()
+                else "start without --resume (resume=False in Python)")  # fmt: skip
         raise FileNotFoundError(f"cannot resume: {path} does not exist ({hint})")
     if not check:
         return path, None
@@ -369,7 +370,7 @@ def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path,
     if epochs < done:
         raise BadInputError(
             f"trainer.max_epochs={epochs} is below the {done} epochs {path} has done: resume with "
-            f"--trainer.max_epochs {done} or more"
+            f"--trainer.max_epochs {done} or more ({{'trainer.max_epochs': {done}}} in Python)"
         )
     own = ckpt_dir / "last.ckpt"
     if epochs == done and _epochs_started(checkpoint) > done:  # (its part of an epoch was exported as epoch done's)
