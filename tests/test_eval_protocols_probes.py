@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from satclip.encoding.points import places
 from satclip.eval import metrics, probes, protocols
 from satclip.eval.tasks import Task
 
@@ -197,6 +199,27 @@ def test_a_pole_is_one_block_whatever_its_longitude():
         poles = {split: set(points[index][np.abs(points[index, 1]) == 90, 1]) for split, index in
                  (("train", fold.train), ("test", fold.test))}  # fmt: skip
         assert not poles["train"] & poles["test"]
+
+
+def test_the_antimeridian_is_one_meridian_in_blocks_and_in_the_repeated_locations_note(tmp_path, caplog):
+    """lon 180 had a block of its own, apart from lon −180's: a global grid with both edges put the same location in
+    training and test folds of spatial-block, and the note on repeated locations did not count them."""
+    from satclip.eval.tasks.table import table_task
+
+    blocks = protocols.block_ids(np.array([[180.0, 10.0], [-180.0, 10.0], [179.99, 10.0], [-179.99, 10.0]]), 10.0)
+    assert blocks[0] == blocks[1] == blocks[3] != blocks[2]
+    lat = np.arange(-60.0, 61.0, 10.0)
+    grid = np.array([(x, y) for x in np.arange(-180.0, 181.0, 10.0) for y in lat])
+    task = Task(name="grid", kind="regression", points=grid, targets=np.arange(len(grid), dtype=float),
+                continents=np.array(["Asia"] * len(grid)), target="y", source="test")  # fmt: skip
+    edge = places(grid)
+    for fold in protocols.make_folds("spatial-block", task, [0], block_deg=10, k=3):
+        at = {split: {tuple(p) for p in edge[index] if p[0] == -180} for split, index in
+              (("train", np.concatenate([fold.train, fold.val])), ("test", fold.test))}  # fmt: skip
+        assert at["test"] and not at["train"] & at["test"]
+    with caplog.at_level("WARNING"):
+        table_task(pd.DataFrame({"lon": grid[:, 0], "lat": grid[:, 1], "y": np.arange(len(grid), dtype=float)}))
+    assert f"{len(lat)} row(s) repeat another row's location" in caplog.text
 
 
 def test_too_few_blocks_for_the_folds_names_both_ways_out():

@@ -49,6 +49,14 @@ def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
+def places(lonlat: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` valid (lon, lat) degrees with one pair per place on Earth: lon 180 is −180 (one meridian), and so is
+    a pole's longitude (a pole is one point whatever its longitude)."""
+    lonlat = np.array(lonlat, dtype=np.float64)
+    lonlat[(lonlat[:, 0] == 180) | (np.abs(lonlat[:, 1]) == 90), 0] = -180.0
+    return lonlat
+
+
 def invalid_rows(lonlat: np.ndarray) -> np.ndarray:
     """Boolean mask of rows that are non-finite or outside lon ∈ [-180, 180], lat ∈ [-90, 90]."""
     lon, lat = lonlat[:, 0], lonlat[:, 1]

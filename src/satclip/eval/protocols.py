@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..encoding.points import places
 from ..registry import Registry
 from .naturalearth import MAIN_CONTINENTS
 from .tasks import REGRESSION, Task
@@ -109,13 +110,14 @@ def holdout_continent(
 
 
 def block_ids(points: np.ndarray, block_deg: float) -> np.ndarray:
-    """Id of the ``block_deg`` × ``block_deg`` lon/lat block holding each ``(N, 2)`` point. A pole is one
-    point whatever its longitude: its points share one block, in the band next to it (lat ±90 on its own
-    row, or split by longitude, would put the same location in training and test folds)."""
+    """Id of the ``block_deg`` × ``block_deg`` lon/lat block holding each ``(N, 2)`` point. One place is in one
+    block (:func:`~satclip.encoding.points.places`): lon ±180 in the first column, a pole's points in the band next to
+    it (lat ±90 on its own row, lon 180 in a column of its own, or a pole split by longitude, put the same location
+    in training and test folds)."""
+    points = places(points)
     n_lon, n_lat = int(np.ceil(360 / block_deg)), int(np.ceil(180 / block_deg))
     col = np.minimum(np.floor((points[:, 0] + 180) / block_deg), n_lon - 1).astype(np.int64)
     row = np.minimum(np.floor((points[:, 1] + 90) / block_deg), n_lat - 1).astype(np.int64)
-    col = np.where(np.abs(points[:, 1]) == 90, 0, col)
     return row * n_lon + col
 
 

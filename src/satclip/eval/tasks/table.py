@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows
+from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows, places
 from ...optional import require
 from ...paths import expand_user
 from ..cache import digest
@@ -430,7 +430,7 @@ def table_task(
         of_geometry = geometry is not None and (lon, lat) == tuple(geometry)
         what = "geometry (null or empty)" if of_geometry else f"{lon!r} or {lat!r} (empty or NaN)"
         notes.append(f"{with_target - len(frame)} of {given} row(s) have no {what}: left out")
-    repeated = len(points) - len(np.unique(points, axis=0))
+    repeated = len(points) - len(np.unique(places(points), axis=0))  # ((180, y) is (−180, y))
     if repeated:
         notes.append(f"{repeated} row(s) repeat another row's location: a random split can put one location in both "
                      "training and test points (--protocol spatial-block cannot)")  # fmt: skip
