@@ -228,6 +228,23 @@ def test_too_few_blocks_for_the_folds_names_both_ways_out():
         protocols.make_folds("spatial-block", _task(), [0], block_deg=60, k=30)
 
 
+
+def test_a_task_object_in_an_eval_config_is_told_where_a_table_goes():
+    """``EvalConfig(tasks=(table_task(df),))`` was "TypeError: unhashable type: 'numpy.ndarray'" from the registry;
+    a DataFrame goes in ``task_file=TaskFile(df)``, which evaluates it."""
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, TaskFile, evaluate
+    from satclip.eval.tasks.table import table_task
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 300), "lat": rng.uniform(-60, 60, 300)})
+    frame["y"] = np.sin(np.radians(frame["lat"]))
+    with pytest.raises(BadInputError, match=r"tasks takes task names \(e\.g\. 'koppen'\), got a Task; a table of "
+                                            r"your own is task_file=TaskFile\(path, target_col=\.\.\.\)"):  # fmt: skip
+        EvalConfig(encoders="wrap", tasks=(table_task(frame, name="mine"),))
+    rows = evaluate(EvalConfig(encoders="wrap", task_file=TaskFile(frame), probes="linear", seeds=0, use_cache=False))
+    assert {row["task"] for row in rows} == {"table"} and np.isfinite([row["mse"] for row in rows]).all()
+
 def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_meant(tmp_path):
     """tasks="koppen" was read letter by letter ('unknown task k'), an empty encoder list gave an empty
     result as if evaluated, n_points=0 a row of NaN scores, probe_options not keyed by probe were ignored, a path

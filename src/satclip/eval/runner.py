@@ -45,7 +45,8 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class TaskFile:
-    """A ``--task-file`` table (see :func:`satclip.eval.tasks.table_task`)."""
+    """A ``--task-file`` table (see :func:`satclip.eval.tasks.table_task`): ``path`` is its file, or a pandas
+    DataFrame (or GeoDataFrame) of it."""
 
     path: Path
     target_col: str | None = None
@@ -96,6 +97,12 @@ class EvalConfig:
             if isinstance(value, kind) and not isinstance(value, bool):
                 value = (value,)
             object.__setattr__(self, key, tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value))
+        others = [t for t in self.tasks if not isinstance(t, str)]
+        if others:  # (a Task of table_task's was "TypeError: unhashable type: 'numpy.ndarray'" from the registry)
+            raise BadInputError(
+                f"EvalConfig: tasks takes task names (e.g. 'koppen'), got a {type(others[0]).__name__}; a table of "
+                "your own is task_file=TaskFile(path, target_col=...), its path a file or a pandas DataFrame"
+            )
         if not self.encoders:
             raise BadInputError("EvalConfig: encoders is empty; give at least one encoder spec (e.g. 'wrap')")
         encoders.check_distinct(self.encoders)  # one encoder spelt twice ran twice, a false tie in every table
