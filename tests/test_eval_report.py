@@ -293,3 +293,24 @@ def test_standing_in_brief_says_many_groups_of_ties_in_one_phrase():
         rows += _rows(task, "classification", "accuracy", "macro_f1", {runs: (0.80, 0.01), **others})
     assert standing(rows, runs, most=2) == "tied for best on a, b, c and d (with 1 to 4 others each)"
     assert standing(rows, runs).count("tied for best with") == 4  # (the report keeps every group)
+
+
+def test_the_terminal_tables_show_every_probe_and_variant():
+    """The printed headline table showed the first probe's (and holdout-continent's first variant's) numbers
+    alone: `--probes linear,mlp` hid the MLP's, which may rank the encoders the other way."""
+    from satclip.eval.report import terminal_tables
+
+    rows = [{"probe": probe, "variant": variant, "task": "t", "kind": "regression", "encoder": encoder,
+             "mse": value + seed / 100}
+            for probe, variant, encoder, value in [("linear", "zero-shot", "a", 0.1), ("linear", "zero-shot", "b", 0.5),
+                                                   ("linear", "few-shot", "a", 0.5), ("linear", "few-shot", "b", 0.1),
+                                                   ("mlp", "zero-shot", "a", 0.9), ("mlp", "zero-shot", "b", 0.2),
+                                                   ("mlp", "few-shot", "a", 0.3), ("mlp", "few-shot", "b", 0.3)]
+            for seed in (0, 1)]  # fmt: skip
+    blocks = [block.splitlines() for block in terminal_tables(rows).split("\n\n")]
+    titles = [block[0].split(",")[:2] for block in blocks]
+    assert titles == [["probe linear", " zero-shot"], ["probe linear", " few-shot"], ["probe mlp", " zero-shot"],
+                      ["probe mlp", " few-shot"]]  # fmt: skip
+    best = [[line.split()[0] for line in block[2:] if line.endswith("*")] for block in blocks]
+    assert best == [["a"], ["b"], ["b"], []]  # (a tie: none marked)
+    assert blocks[0][2].split() == ["a", "0.105", "±", "0.007*"]

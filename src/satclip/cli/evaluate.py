@@ -344,9 +344,9 @@ def _run(args: argparse.Namespace) -> int:
                              command=command)  # fmt: skip
     count = len(outputs.rows)
     if count:  # (the headline numbers: results.md holds every probe, metric and note)
-        from ..eval.report import terminal_table
+        from ..eval.report import terminal_tables
 
-        print(terminal_table(outputs.rows, width=shutil.get_terminal_size((100, 24)).columns))
+        print(terminal_tables(outputs.rows, width=shutil.get_terminal_size((100, 24)).columns))
     print(f"{count} result{'s' * (count != 1)}; wrote {outputs.files['md']} and {outputs.files['csv']}")
     _note_precision_unused(args.precision, outputs.rows)
     return 0

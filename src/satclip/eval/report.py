@@ -369,14 +369,18 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> 
     return "; ".join(parts)
 
 
-def terminal_table(rows: Sequence[dict], width: int = 100) -> str:
-    """The headline numbers of an evaluation as plain text for a terminal: the first probe's (and first variant's)
-    primary metric per encoder and task, ``mean ± std`` (means alone where that is wider than ``width``
-    characters), ``*`` on a clear best as in :func:`metric_table`; the title line says what is shown. Names longer
-    than a column should be are cut (``…``); results.md has them whole."""
-    probe = rows[0]["probe"]
-    variant = next(r.get("variant", "") for r in rows if r["probe"] == probe)
+def terminal_tables(rows: Sequence[dict], width: int = 100) -> str:
+    """The headline numbers of an evaluation as plain text for a terminal: per probe (and variant, e.g.
+    holdout-continent's zero-shot and few-shot) the primary metric per encoder and task, ``mean ± std`` (means alone
+    where that is wider than ``width`` characters), ``*`` on a clear best as in :func:`metric_table`; each title
+    line says what is shown. Names longer than a column should be are cut (``…``); results.md has them whole."""
     summary = summarise(rows)
+    blocks = [_terminal_table(rows, summary, probe, variant, width) for probe in _ordered(r["probe"] for r in rows)
+              for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe)]  # fmt: skip
+    return "\n\n".join(blocks)
+
+
+def _terminal_table(rows: Sequence[dict], summary, probe: str, variant: str, width: int) -> str:
     tasks = _ordered(r["task"] for r in rows)
     encoders = _ordered(r["encoder"] for r in rows)
     names = display_names(encoders)
@@ -406,7 +410,8 @@ def terminal_table(rows: Sequence[dict], width: int = 100) -> str:
         widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
         return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells]
 
-    with_std = any(not math.isnan(st[1]) for by in summary.values() for st in by.values())
+    stats = [st for (p, v, _, _), by in summary.items() if (p, v) == (probe, variant) for st in by.values()]
+    with_std = any(not math.isnan(std) for _, std, _ in stats)
     lines = table(with_std)
     if with_std and max(map(len, lines)) > width:
         with_std, lines = False, table(with_std=False)
