@@ -539,6 +539,34 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path, capsys):
     assert main([*base, "-o", str(tmp_path / "x.png"), "--engine", "dask"]) == 2
 
 
+
+def test_a_zarr_map_holds_every_dimension_of_a_cell_in_one_chunk(encoder, tmp_path):
+    """A Zarr map was chunked one dimension at a time over whole rows: reading one cell's embedding read a chunk of
+    every dimension (256 of them, about 1 GB of a global 0.1° map). Both engines now write chunks of every dimension
+    of a square of cells (zarr_chunks), the Dask engine's tasks covering whole chunks of them, with the same
+    values."""
+    distributed = pytest.importorskip("distributed")
+    zarr = pytest.importorskip("zarr")
+    from satclip.embed.maps import ZARR_CHUNK_VALUES, zarr_chunks
+    from satclip.embed.xarray import write_map_zarr
+
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    model = write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
+    box = ["--bbox", "-100", "-60", "140", "80"]  # 0.5°: 280 × 480 cells, more than one Dask task of 256 × 256
+    local = ["map", "--model", str(model), "--resolution", "0.5", *box, "--all", "-o", str(tmp_path / "l.zarr")]
+    assert main(local) == 0
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        write_map_zarr(encoder, tmp_path / "d.zarr", resolution=0.5, bbox=(-100, -60, 140, 80), blank_unseen=False,
+                       client=client)  # fmt: skip
+    dim = encoder.embedding_dim
+    side = int(np.sqrt(ZARR_CHUNK_VALUES // dim))
+    assert zarr_chunks(dim, 280, 480) == (dim, min(280, side), min(480, side))
+    for name in ("l.zarr", "d.zarr"):
+        array = zarr.open_group(tmp_path / name, mode="r")["embedding"]
+        assert array.shape == (dim, 280, 480) and array.chunks == zarr_chunks(dim, 280, 480)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "l.zarr").embedding.values,
+                                  xr.open_zarr(tmp_path / "d.zarr").embedding.values)  # fmt: skip
+
 def test_a_map_of_no_cells_is_named_by_both_engines(encoder, tmp_path, caplog):
     """An ocean --bbox gave an all-NaN Zarr store with a warning from the local engine and without a word from
     --engine dask."""

@@ -565,6 +565,18 @@ DIM = "dim"
 DIM_ATTRS = {"long_name": "embedding dimension"}
 
 
+#: values per chunk of a Zarr map: 4 MiB of float32
+ZARR_CHUNK_VALUES = 1 << 20
+
+
+def zarr_chunks(count: int, height: int, width: int) -> tuple[int, int, int]:
+    """The chunks of a Zarr map of ``count`` bands over ``height`` × ``width`` cells: every band of a square of cells
+    (64 × 64 at 256 dimensions), :data:`ZARR_CHUNK_VALUES` values. Reading a point's embedding reads one chunk; with a
+    chunk per band over whole rows it read 256, about 1 GB of a global 0.1° map."""
+    side = max(1, math.isqrt(ZARR_CHUNK_VALUES // max(1, count)))
+    return count, min(height, side), min(width, side)
+
+
 def write_zarr(
     path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict, *, overwrite: bool = False,
     variable_attrs: dict | None = None,
@@ -577,9 +589,9 @@ def write_zarr(
     with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled(), naming(path):
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         group.attrs.update(attrs)
-        rows = max(1, min(grid.height, (1 << 20) // grid.width))
         data = group.create_array(
-            variable, shape=(count, grid.height, grid.width), chunks=(1, rows, grid.width), dtype="float32",
+            variable, shape=(count, grid.height, grid.width), chunks=zarr_chunks(count, grid.height, grid.width),
+            dtype="float32",
             fill_value=np.nan, attributes={**(variable_attrs or {}), "_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"],
                                            "grid_mapping": GRID_MAPPING, "coordinates": GRID_MAPPING},
         )  # fmt: skip

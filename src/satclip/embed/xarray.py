@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import numbers
 import types
 from collections.abc import Callable, Iterator
@@ -593,7 +594,11 @@ def write_map_zarr(
         cells(grid.wrapped_lon[None, :], grid.lat[r : r + rows, None]).any() for r in range(0, grid.height, rows)
     ):  # (stops at the first chunk with a cell to compute)
         maps.warn_no_cells(grid.height * grid.width)
-    field = embedding_field(encoder, grid.wrapped_lon, grid.lat, chunks=(rows, grid.width), where=cells,
+    chunks = maps.zarr_chunks(encoder.embedding_dim, grid.height, grid.width)
+    # (Dask's chunks are whole Zarr chunks, of DEFAULT_CHUNK_CELLS cells: 256 × 256 at 256 dimensions)
+    side = math.isqrt(DEFAULT_CHUNK_CELLS)
+    tile = tuple(min(n, max(z, side // z * z)) for n, z in zip((grid.height, grid.width), chunks[1:], strict=True))
+    field = embedding_field(encoder, grid.wrapped_lon, grid.lat, chunks=tile, where=cells,
                             batch_size=batch_size)  # fmt: skip
     field = field.assign_coords(lon=field.lon.copy(data=grid.lon))  # the map's (170 … 190 across the antimeridian)
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
@@ -604,10 +609,10 @@ def write_map_zarr(
     dataset = xr.Dataset({"embedding": embedding, **bounds}, attrs=maps.zarr_group_attrs(attrs, field.attrs))
     for name in ("lat", "lon"):  # (the Dataset's own copies: the field's coordinates keep their attributes)
         dataset[name].attrs = {**dataset[name].attrs, "bounds": f"{name}_bnds"}
-    encoding = {"embedding": {"chunks": (1, rows, grid.width)}}
+    encoding = {"embedding": {"chunks": chunks}}
     with safe_output.exclusive(output):
         log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
-                 -(-grid.height // rows))  # fmt: skip
+                 -(-grid.height // tile[0]) * -(-grid.width // tile[1]))  # fmt: skip
         with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output):
             if client is not None:
                 dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
