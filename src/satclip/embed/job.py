@@ -631,10 +631,11 @@ def embed_file(
     )
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
-    safe_output.check_new_output(output)  # (said by the CLI before the model is loaded; here for Python's callers)
     source.warn_of_half_floats()
     check_sibling_shards(unsharded, shard, identity, source)
     inputs = [source.path, *encoder_files(encoder)]
+    safe_output.check_not_input(output, inputs)  # (said first: the model itself named as the output)
+    safe_output.check_new_output(output)  # (said by the CLI before the model is loaded; here for Python's callers)
 
     def check_output() -> None:  # (of the kind publish gives it: another kind is refused now, not at the end)
         if not stopped_after_publishing(workdir, output, **identity):
