@@ -510,6 +510,7 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path, capsys):
     work = tmp_path / "dask.zarr.partial"
     safe_output.make_owned_dir(work, kind="map-work")
     (work / "field.npy").write_bytes(b"work of hours")
+    (work / "manifest.json").write_text('{"satclip_map_manifest": 1, "done": [0]}')  # (work of nothing: discarded)
     dask_map = [*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--workers", "1"]
     assert main(dask_map) == 2
     err = capsys.readouterr().err

@@ -66,7 +66,6 @@ from .job import (
     MANIFEST,
     EmbedResult,
     Progress,
-    ResumeMismatchError,
     _NoProgress,
     complete_stopped,
     damaged_manifest,
@@ -556,16 +555,9 @@ def embed_dataset(
             json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
         )
         num_parts = -(-source.num_rows // chunk_rows)
-        try:
-            manifest = resume_manifest(workdir, identity, restart, source.path)
-        except ResumeMismatchError:
-            if not _nothing_done(workdir, parts):
-                raise
-            # (the manifest is written before any partition runs: a run refused by its partitions, for a polygon
-            # without --centroids say, asked for --restart when rerun with the option its message named)
-            log.info("discarding %s: an unfinished run with other options that had embedded nothing", workdir)
-            safe_output.remove_owned(workdir)
-            manifest = None
+        # (one with other options that embedded nothing, refused by its partitions, for a polygon without
+        # --centroids say, is discarded: it asked for --restart when rerun with the option its message named)
+        manifest = resume_manifest(workdir, identity, restart, source.path)
         if manifest is not None:
             _check_manifest(manifest_path, manifest, num_parts, chunk_rows, source.num_rows)
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
@@ -631,17 +623,6 @@ def _outside(manifest: dict, num_parts: int) -> int | None:
     if not isinstance(counts, dict) or len(counts) != num_parts:
         return None
     return sum(counts.values())
-
-
-def _nothing_done(workdir: Path, parts: Path) -> bool:
-    """Whether the unfinished run in ``workdir`` (its manifest read as JSON) recorded no partition done and left
-    no part file."""
-    try:
-        manifest = json.loads((workdir / MANIFEST).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    left = parts.is_dir() and any(entry.name != safe_output.MARKER for entry in parts.iterdir())
-    return isinstance(manifest, dict) and manifest.get("done") == {} and not left
 
 
 def _redo_changed_parts(manifest: dict, manifest_path: Path, parts: Path, kind: str, assembled: int) -> None:

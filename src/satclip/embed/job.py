@@ -355,6 +355,12 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool, input_path: Pa
     if not isinstance(manifest, dict):
         raise damaged_manifest(path, "not the JSON object satclip writes")
     recorded_identity = manifest.get("identity")
+    if recorded_identity != identity and nothing_done(manifest):
+        # (a run killed before its first chunk, partition or block, where no clean-up runs: its work was refused as
+        # an unfinished run, and a map's left its whole field reserved on disk)
+        log.info("discarding %s: the work of an unfinished run with other arguments that had done nothing", workdir)
+        safe_output.remove_owned(workdir)
+        return None
     if not isinstance(recorded_identity, dict) or set(recorded_identity) != set(identity):
         # (another command's record, e.g. satclip map's for an output of the same name, or no record at all:
         # comparing it entry by entry listed whole dictionaries, ~900 characters, and called it other options)
@@ -385,6 +391,12 @@ def resume_manifest(workdir: Path, identity: dict, restart: bool, input_path: Pa
             f"{advice}{_touched(recorded_identity) if touched else ''}"
         )
     return manifest
+
+
+def nothing_done(manifest: dict) -> bool:
+    """Whether the unfinished run a work directory's ``manifest`` records had recorded no work done (no chunk, Dask
+    partition or block of a map's field) nor finished: there is nothing in it to resume."""
+    return manifest.get("done") in ([], {}) and manifest.get("finished") is None
 
 
 def _engine(identity: dict) -> str:

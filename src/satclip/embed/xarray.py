@@ -583,7 +583,6 @@ def write_map_zarr(
     maps.warn_about_box(grid, bbox)  # (said by the local engine only)
     maps.check_size(grid, encoder, "zarr", force, pca=False)  # (--engine dask refuses --pca)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output")
-    _local_work_kept(output, restart)
     if blank_unseen:
         footprint = footprint or training_footprint(encoder)
         log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",
@@ -611,6 +610,7 @@ def write_map_zarr(
         dataset[name].attrs = {**dataset[name].attrs, "bounds": f"{name}_bnds"}
     encoding = {"embedding": {"chunks": chunks}}
     with safe_output.exclusive(output):
+        _local_work_kept(output, restart)  # (under the lock: not the work of a local run writing it now)
         log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
                  -(-grid.height // tile[0]) * -(-grid.width // tile[1]))  # fmt: skip
         with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output):
@@ -625,8 +625,9 @@ def write_map_zarr(
 def _local_work_kept(output: Path, restart: bool) -> None:
     """Refuse to start while ``OUTPUT.partial/`` holds the work of an unfinished local ``satclip map`` into
     ``output`` (it was removed once the Dask map was written, whatever grid it was for), unless ``restart``
-    discards it."""
-    from .job import ResumeMismatchError, work_dir
+    discards it; work with nothing done (:func:`~satclip.embed.job.nothing_done`: a run killed before its first
+    block; or no record at all, killed as it began) is discarded, as a local run of another map discards it."""
+    from .job import MANIFEST, ResumeMismatchError, nothing_done, work_dir, work_manifest
 
     workdir = work_dir(output)
     if not workdir.exists():
@@ -636,10 +637,12 @@ def _local_work_kept(output: Path, restart: bool) -> None:
             f"{workdir}, where satclip map keeps its unfinished work, is a directory satclip did not create: move or "
             "remove it, or choose another output path"
         )
-    if not restart:
+    recorded = (workdir / MANIFEST).is_file()
+    if not restart and recorded and not nothing_done(work_manifest(workdir)):
         raise ResumeMismatchError(
             f"{workdir} holds the work of an unfinished local run of {output}: rerun it without --engine dask to "
             "resume it, or pass --restart to discard it"
         )
-    log.info("removing %s, the work of an unfinished local run of %s (--restart)", workdir, output)
+    why = "--restart" if restart else "it had done nothing"
+    log.info("removing %s, the work of an unfinished local run of %s (%s)", workdir, output, why)
     safe_output.remove_owned(workdir)
