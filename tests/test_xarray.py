@@ -462,17 +462,26 @@ def test_invalid_coordinates(encoder):
         embedding_field(encoder, LON, LAT, where="sea")
 
 
-def test_longitudes_in_0_360_are_refused_saying_how_to_wrap_them(encoder):
+def test_longitudes_in_0_360_are_embedded_wrapped_or_refused_saying_how_to_wrap_them(encoder):
     """An ERA5-style longitude axis in [0, 360) was refused with 'lon axis: ... not finite degrees in [-180, 180]'
-    and no word of how to fix it (and its value shown as np.float64(210.0)); the message now says how to wrap
-    it, for an array and for a Dataset, and what it says works."""
+    and no word of how to fix it (and its value shown as np.float64(210.0)). An increasing one is embedded at its
+    wrapped longitudes, keeping its coordinates; one that is not (a wrapped axis would repeat a longitude, or
+    not ascend) is refused, the message saying how to wrap it, for an array and for a Dataset, and what it says
+    works."""
     import re
 
     from satclip.errors import BadInputError
 
     era5 = xr.Dataset(coords={"longitude": np.arange(0.0, 360.0, 30.0), "latitude": [45.0, -45.0]})
+    field = embedding_field(encoder, era5.longitude, era5.latitude)
+    np.testing.assert_array_equal(field.longitude.values, era5.longitude.values)
+    lon = (era5.longitude.values + 180) % 360 - 180
+    expected = encoder.encode(grid_points(lon, era5.latitude.values)).numpy().reshape(2, 12, 8)
+    np.testing.assert_allclose(field.compute(scheduler="sync").values, expected, rtol=0, atol=1e-5)
+
+    era5 = era5.roll(longitude=-6, roll_coords=True)  # 180 … 330, 0 … 150
     wrap = r"; the longitudes over 180 look like \[0, 360\] ones: wrap them with lon = \(\(lon \+ 180\) % 360\) - 180"
-    with pytest.raises(BadInputError, match=r"lon axis: 5 value\(s\) .*, first at index 7: 210\.0" + wrap) as raised:
+    with pytest.raises(BadInputError, match=r"lon axis: 5 value\(s\) .*, first at index 1: 210\.0" + wrap) as raised:
         embedding_field(encoder, era5.longitude, era5.latitude)
     fix = re.fullmatch(r".*, on a Dataset (ds\.assign_coords\(longitude=.*\.sortby\('longitude'\))", str(raised.value))
     wrapped = eval(fix.group(1), {"ds": era5})  # the fix the message names, as written
@@ -482,7 +491,7 @@ def test_longitudes_in_0_360_are_refused_saying_how_to_wrap_them(encoder):
     expected = encoder.encode(grid_points(lon, era5.latitude.values)).numpy().reshape(2, 12, 8)
     np.testing.assert_allclose(field.compute(scheduler="sync").values, expected, rtol=0, atol=1e-5)
 
-    with pytest.raises(BadInputError, match=r"first at index 7: 210\.0" + wrap + "$"):  # an array: no Dataset
+    with pytest.raises(BadInputError, match=r"first at index 1: 210\.0" + wrap + "$"):  # an array: no Dataset
         embedding_field(encoder, era5.longitude.values, era5.latitude.values)
     with pytest.raises(BadInputError, match=r"first at index 1: 400\.0$"):  # not a longitude in [0, 360]: no advice
         embedding_field(encoder, np.array([0.0, 400.0]), LAT)
@@ -600,6 +609,23 @@ def test_a_dask_map_across_the_antimeridian_is_the_local_one(encoder, tmp_path):
     assert dask.lon.values.tolist() == local.lon.values.tolist() == [172.5, 177.5, 182.5, 187.5]
     values = local.embedding.values
     np.testing.assert_allclose(dask.embedding.values, values, rtol=0, atol=FLOAT32_REASSOCIATION * np.abs(values).max())
+
+
+@pytest.mark.parametrize("bbox", [(170.0, -25.0, -170.0, -10.0), (-10.0, -25.0, -20.0, -10.0)])
+def test_a_maps_longitudes_across_the_antimeridian_give_the_maps_field(encoder, tmp_path, bbox):
+    """A map across the antimeridian has the longitudes 170 … 190 (or -10 … 340, all but one degree of the
+    globe); embedding_field of them refused them (not in [-180, 180], "wrap them … .sortby('lon')", which split
+    the grid in two halves). It embeds them wrapped, as the map does: the map's values, bit for bit."""
+    from satclip.embed.maps import render_map
+
+    render_map(encoder, tmp_path / "map.zarr", resolution=5, bbox=bbox, blank_unseen=False)
+    stored = xr.open_zarr(tmp_path / "map.zarr")
+    assert stored.lon.values.max() > 180
+    field = embedding_field(encoder, stored.lon, stored.lat).compute(scheduler="sync")
+    np.testing.assert_array_equal(field.lon.values, stored.lon.values)
+    np.testing.assert_array_equal(field.transpose("dim", "lat", "lon").values, stored.embedding.values)
+    with pytest.raises(BadInputError, match="lon axis: "):  # (beyond one turn: two cells at one longitude)
+        embedding_field(encoder, np.arange(170.0, 540.0, 10.0), LAT)
 
 
 def test_invalid_coordinates_are_named_under_a_land_mask(encoder):

@@ -82,9 +82,8 @@ class Grid:
 
     @property
     def wrapped_lon(self) -> np.ndarray:
-        """:attr:`lon` in [-180, 180): the longitudes of the points each column embeds."""
-        lon = self.lon
-        return np.where((lon >= -180) & (lon < 180), lon, (lon + 180) % 360 - 180)
+        """:attr:`lon` in [-180, 180) (:func:`wrap_lon`): the longitudes of the points each column embeds."""
+        return wrap_lon(self.lon)
 
     @property
     def lat(self) -> np.ndarray:
@@ -95,6 +94,12 @@ class Grid:
         """``(west, south, east, north)`` of the cell edges."""
         res = self.resolution
         return self.west, self.north - self.height * res, self.west + self.width * res, self.north
+
+
+def wrap_lon(lon: np.ndarray) -> np.ndarray:
+    """Longitudes ``lon`` (degrees) in [-180, 180): those outside (a map's 170 … 190 across the antimeridian, or
+    0 … 360) wrapped; those inside unchanged, bit for bit."""
+    return np.where((lon >= -180) & (lon < 180), lon, (lon + 180) % 360 - 180)
 
 
 def box_edges(bbox: tuple[float, float, float, float] | None) -> tuple[float, float, float, float]:

@@ -32,7 +32,7 @@ from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_row
 from ..errors import BadInputError, OutputExistsError
 from ..io.resolve import encoder_files
 from ..optional import require
-from .maps import DIM, DIM_ATTRS, GRID_MAPPING, LAT_ATTRS, LON_ATTRS, WGS84_GRID_MAPPING, model_attrs
+from .maps import DIM, DIM_ATTRS, GRID_MAPPING, LAT_ATTRS, LON_ATTRS, WGS84_GRID_MAPPING, model_attrs, wrap_lon
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,16 @@ def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_
         values = embed_lonlat(encoder, points[~bad], batch_size=batch_size).cpu().numpy()
         out[good[:, 0], good[:, 1]] = values
     return out
+
+
+def _runs_across_180(lon: np.ndarray) -> bool:
+    """Whether the 1-D lon axis ``lon`` runs east past 180° (170 … 190, as ``satclip map`` writes a map across the
+    antimeridian, or 0 … 360): finite, strictly increasing, in [-180, 540) and less than 360° across, so that each
+    longitude wrapped into [-180, 180) is another point."""
+    return bool(
+        lon.size and np.isfinite(lon).all() and (np.diff(lon) > 0).all() and lon[0] >= -180 and lon[-1] < 540
+        and lon[-1] > 180 and lon[-1] - lon[0] < 360
+    )
 
 
 def _wrap_advice(lon: np.ndarray, axis: str | None = None) -> str:
@@ -309,7 +319,10 @@ def embedding_field(
         lon, lat: degrees, either the 1-D axes of a regular grid (``(W,)`` and ``(H,)``: the field is
             ``(lat, lon, dim)``), or 2-D coordinate arrays of one shape ``(H, W)``, e.g. a reprojected
             raster's (the field is ``(y, x, dim)`` with ``lon``/``lat`` as auxiliary coordinates). numpy,
-            Dask or xarray arrays; an xarray input lends its dimension names (and other coordinates).
+            Dask or xarray arrays; an xarray input lends its dimension names (and other coordinates). A 1-D
+            ``lon`` axis may run east past 180° (strictly increasing, less than 360° across, in [-180, 540)):
+            170 … 190 as ``satclip map`` writes a map across the antimeridian, or ERA5's 0 … 360; its cells are
+            embedded at their longitudes wrapped into [-180, 180) (the map's values) and keep its coordinates.
         chunks: cells per chunk, ``(rows, columns)``, one int for both, or ``{dim: size}`` (a dimension
             not named is one chunk); ``-1`` or ``None`` in place of a size is the whole axis, and
             ``chunks=-1`` the whole grid in one chunk (Dask's convention; ``chunks=None`` itself is the
@@ -376,7 +389,9 @@ def embedding_field(
             )
         lat_axis, lon_axis = (number_array(data, f"{axis} axis").astype(np.float64)
                               for data, axis in ((lat_data, "lat"), (lon_data, "lon")))  # fmt: skip
-        for axis, values, limit in (("lon", lon_axis, 180), ("lat", lat_axis, 90)):
+        # the points embedded: an axis across the antimeridian (a map's) at its longitudes wrapped, as the map's
+        lon_points = wrap_lon(lon_axis) if _runs_across_180(lon_axis) else lon_axis
+        for axis, values, limit in (("lon", lon_points, 180), ("lat", lat_axis, 90)):
             bad = ~np.isfinite(values) | (np.abs(values) > limit)
             if bad.any():
                 name = getattr(lon, "name", None)
@@ -388,7 +403,7 @@ def embedding_field(
         shape = (len(lat_axis), len(lon_axis))
         cy, cx = _chunk_sizes(shape, chunks, dims, embedding_dim, out_dtype)
         lat_d = darray.from_array(lat_axis[:, None], chunks=(cy, 1))
-        lon_d = darray.from_array(lon_axis[None, :], chunks=(1, cx))
+        lon_d = darray.from_array(lon_points[None, :], chunks=(1, cx))
         # an axis that is its dimension's own coordinate (lat along lat, ERA5's latitude along latitude) indexes
         # the grid under that name; along other dimensions (a projected raster's y/x) lat/lon are auxiliary
         # coordinates and the input's own coordinates of those dimensions are kept
@@ -597,9 +612,8 @@ def write_map_zarr(
     # (Dask's chunks are whole Zarr chunks, of DEFAULT_CHUNK_CELLS cells: 256 × 256 at 256 dimensions)
     side = math.isqrt(DEFAULT_CHUNK_CELLS)
     tile = tuple(min(n, max(z, side // z * z)) for n, z in zip((grid.height, grid.width), chunks[1:], strict=True))
-    field = embedding_field(encoder, grid.wrapped_lon, grid.lat, chunks=tile, where=cells,
-                            batch_size=batch_size)  # fmt: skip
-    field = field.assign_coords(lon=field.lon.copy(data=grid.lon))  # the map's (170 … 190 across the antimeridian)
+    # (the map's longitudes: 170 … 190 across the antimeridian, embedded wrapped)
+    field = embedding_field(encoder, grid.lon, grid.lat, chunks=tile, where=cells, batch_size=batch_size)
     embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
     embedding.attrs = field.attrs
     attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
