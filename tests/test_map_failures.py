@@ -249,3 +249,65 @@ def test_a_pca_of_values_that_do_not_vary_explains_nothing():
     varying = make_grid(10, (0, 0, 20, 20))
     many = np.random.default_rng(1).normal(size=(2, 2, 16)).astype(np.float32)
     assert 0 < fit_pca(iter([(0, many)]), varying, 3).explained_variance_ratio.sum() <= 1
+
+
+#: ``satclip map`` (``sys.argv[2:]``) in a fresh Python whose model load waits for the file ``sys.argv[1]`` to exist,
+#: having said it began (``… .loading`` beside it)
+MAP_LOADING_SLOWLY = textwrap.dedent(
+    """
+    import importlib, pathlib, sys, time
+    from satclip.cli import main
+
+    api = importlib.import_module("satclip.embed.api")
+
+    release, real = pathlib.Path(sys.argv[1]), api.load_encoder
+
+    def slow(*args, **kwargs):
+        release.with_suffix(".loading").touch()
+        for _ in range(600):
+            if release.exists():
+                break
+            time.sleep(0.1)
+        return real(*args, **kwargs)
+
+    api.load_encoder = slow
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_second_map_of_one_output_is_refused_before_it_loads_its_model(tmp_path, model, monkeypatch, capsys, engine):
+    """A second ``satclip map`` of the OUT a first was making passed the lock check before its model load (the
+    first took the lock only after loading its own), was refused ~10 s later, once loaded, or wrote OUT itself
+    where it got there first. The first run holds the lock from before it loads its model: the second is refused
+    before loading anything, exit 1 (a lock held by another run, as for every command)."""
+    import os
+    import time
+
+    from satclip.embed import api
+
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    out, release = tmp_path / "m.zarr", tmp_path / "release"
+    argv = ["map", "--model", str(model), "--resolution", "30", "--all", "-o", str(out), "--engine", engine]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen([sys.executable, "-c", MAP_LOADING_SLOWLY, str(release), *argv], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(600):
+            if release.with_suffix(".loading").exists():
+                break
+            assert first.poll() is None, first.communicate()[1][-2000:]
+            time.sleep(0.1)
+        loaded = []
+        monkeypatch.setattr(api, "load_encoder", lambda *args, **kwargs: loaded.append(1))
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"satclip: error: {out} is in use by another satclip run (PID {first.pid}" in err, err
+        assert loaded == [] and not out.exists()
+    finally:
+        release.touch()
+        _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err[-2000:]
+    assert out.is_dir()

@@ -496,6 +496,32 @@ def test_a_second_run_is_refused_naming_the_holder(tmp_path):
     assert not safe_output.lock_path(target).exists()
 
 
+def test_a_reentrant_lock_lets_its_block_lock_the_target_again(tmp_path):
+    """A command locks its output from before it loads its model (``reentrant``), and the library function it
+    calls locks it again: that runs under the command's lock; any other lock of it in this process, or another
+    process's, is still refused, and the lock ends with the outer block."""
+    target = tmp_path / "job"
+    with safe_output.exclusive(target, reentrant=True):
+        safe_output.check_unlocked(target)
+        with safe_output.exclusive(target):
+            pass
+        assert safe_output.lock_path(target).exists()  # (still held: not released by the inner block)
+        assert refused_elsewhere(target)
+    assert not safe_output.lock_path(target).exists()
+    with safe_output.exclusive(target):  # not lent: refused as another run's, as ever
+        with pytest.raises(LockedError):
+            with safe_output.exclusive(target):
+                pass
+
+
+def refused_elsewhere(target) -> bool:
+    """Whether another process is refused the lock on ``target``."""
+    code = f"from satclip import safe_output\nwith safe_output.exclusive({str(target)!r}):\n    pass"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    return run.returncode != 0 and "LockedError" in run.stderr
+
+
 def test_a_waiting_lock_waits_for_the_holder(tmp_path):
     """Shared caches' builders wait for a concurrent build (then reuse it) instead of failing."""
     target = tmp_path / "cache"

@@ -583,9 +583,11 @@ def check_not_in_output(path: str | Path) -> None:
 
 
 def check_new_output(path: str | Path) -> None:
-    """The checks of an output's path at the root of a command, before any work: not inside another satclip output
+    """The checks of an output's path at the root of a command, before any work: its parent can be made (not under a
+    file: said naming the output, before the command locks it), not inside another satclip output
     (:func:`check_not_in_output`), nor locked by another satclip run writing it (:func:`check_unlocked`: a model
     converted into the store an embedding held locked made that embedding fail at its very end)."""
+    _check_parents(Path(path))
     check_not_in_output(path)
     check_unlocked(path)
 
@@ -1176,6 +1178,8 @@ def check_unlocked(target: str | Path) -> None:
     """Raise :class:`LockedError` now if another live process holds the lock on ``target``: a command that starts
     something slow first (a Dask cluster) is refused before it, not after (:func:`exclusive` still takes the lock,
     and refuses a run that took it in between)."""
+    if os.path.abspath(lock_path(target)) in _LENT:  # (this process's: the command's own lock)
+        return
     holder = lock_holder(target)
     if holder is not None:
         raise _locked(target, holder)
@@ -1279,6 +1283,8 @@ def _foreign_lock(path: Path) -> str:
 #: the descriptors of the locks this process holds: a forked child (a data-loader worker) closes its copies, so
 #: that the lock ends with the process that took it, not with the last of its children
 _HELD: set[int] = set()
+#: the lock files of the locks this process holds with ``exclusive(…, reentrant=True)``
+_LENT: set[str] = set()
 
 
 def _close_inherited_locks() -> None:
@@ -1292,16 +1298,25 @@ os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 @contextlib.contextmanager
-def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = None) -> Iterator[Path]:
+def exclusive(
+    target: str | Path, *, wait: bool = False, doing: str | None = None, reentrant: bool = False
+) -> Iterator[Path]:
     """Hold an exclusive lock on ``target`` (a file or directory, existing or not) for the block; with
     ``wait``, wait for another process holding it (a shared cache that process is building: it is then there
     to reuse) instead of raising, logging once what it waits for (``doing``, default ``"building TARGET"``).
+    With ``reentrant``, the block's own ``exclusive(target)`` (and :func:`check_unlocked`) run under this lock:
+    a command locks its output before it loads a model, and the library function it calls then locks it again
+    (otherwise a lock this process holds is refused as another run's).
 
     Raises:
         LockedError: another live process holds it (not ``wait``); the message names its PID and command.
     """
     target = Path(target)
     path = lock_path(target)
+    key = os.path.abspath(path)
+    if key in _LENT:
+        yield path
+        return
     make_dirs(path.parent)
     while True:
         try:
@@ -1336,9 +1351,13 @@ def exclusive(target: str | Path, *, wait: bool = False, doing: str | None = Non
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, json.dumps(me).encode())
     _HELD.add(fd)
+    if reentrant:
+        _LENT.add(key)
     try:
         yield path
     finally:
+        if reentrant:
+            _LENT.discard(key)
         if _same_file(fd, path):  # (not whatever may have been put in its place meanwhile)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

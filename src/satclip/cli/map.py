@@ -108,30 +108,31 @@ def run(args: argparse.Namespace) -> int:
     # before the model is loaded: the model itself named as the output is said first
     safe_output.check_not_input(args.output, local_model_files(args.model))
     safe_output.check_new_output(args.output)
-    encoder = load_encoder(
-        args.model, device=args.device, harmonics_calculation=args.harmonics,
-        trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
-    )  # fmt: skip
-    if args.engine == "dask":
-        from ..embed.xarray import write_map_zarr
+    # one run per output, from before the model is loaded: a second map of OUT was refused only once it had loaded
+    # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
+    with safe_output.exclusive(args.output, reentrant=True):
+        encoder = load_encoder(
+            args.model, device=args.device, harmonics_calculation=args.harmonics,
+            trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
+        )  # fmt: skip
+        if args.engine == "dask":
+            from ..embed.xarray import write_map_zarr
 
-        write_map_zarr(
-            encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
-            land_only=args.land_only, blank_unseen=not args.all_cells, batch_size=args.batch_size,
-            overwrite=args.overwrite, force=args.force, scheduler=args.scheduler, workers=args.workers,
-            restart=args.restart,
-        )  # fmt: skip
-        print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
-              f"precision {precision_option.describe(encoder)})")  # fmt: skip
-        return 0
-    with progress_bar(unit="row", desc="map") as bar:
-        render_map(
-            encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
-            land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,
-            batch_size=args.batch_size,
-            draw_coastlines=not args.no_coastlines, title=f"{Path(str(args.model)).name} — embedding PCA (RGB)",
-            progress=bar.update, overwrite=args.overwrite, force=args.force, restart=args.restart,
-        )  # fmt: skip
+            write_map_zarr(
+                encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
+                land_only=args.land_only, blank_unseen=not args.all_cells, batch_size=args.batch_size,
+                overwrite=args.overwrite, force=args.force, scheduler=args.scheduler, workers=args.workers,
+                restart=args.restart,
+            )  # fmt: skip
+        else:
+            with progress_bar(unit="row", desc="map") as bar:
+                render_map(
+                    encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
+                    land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,
+                    batch_size=args.batch_size, draw_coastlines=not args.no_coastlines,
+                    title=f"{Path(str(args.model)).name} — embedding PCA (RGB)", progress=bar.update,
+                    overwrite=args.overwrite, force=args.force, restart=args.restart,
+                )  # fmt: skip
     print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
           f"precision {precision_option.describe(encoder)})")  # fmt: skip
     return 0
