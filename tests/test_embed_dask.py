@@ -816,6 +816,22 @@ def test_the_cli_refuses_a_locked_output_before_starting_a_cluster(model, tmp_pa
     assert "starting a local Dask cluster" not in caplog.text
 
 
+def test_the_cli_refuses_an_input_of_no_points_before_starting_a_cluster(model, tmp_path, monkeypatch, capsys):
+    """An input of no points was refused ("has no points") once a local cluster had started (seconds, and "starting
+    a local Dask cluster…" before the refusal); the local engine refuses it at once."""
+    from satclip.embed import cluster as cluster_module
+
+    points(0).to_parquet(tmp_path / "empty.parquet", index=False)
+    started = []
+    monkeypatch.setattr(cluster_module, "starting_client", lambda *args: started.append(args))
+    argv = ["embed", str(tmp_path / "empty.parquet"), "-o", str(tmp_path / "x.parquet"), "--model", str(model),
+            "--engine", "dask", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("empty.parquet has no points (no rows): give a file with points in it"), err
+    assert not started and not (tmp_path / "x.parquet").exists()
+
+
 def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):
     """Refused before a cluster is started: a locked output, a foreign directory (even with --overwrite),
     a foreign work directory."""

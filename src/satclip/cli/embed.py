@@ -126,17 +126,21 @@ class _TqdmProgress:
 
 
 def _dask_source(args: argparse.Namespace, source):
-    """``source`` as the Dask engine reads it (a plain Parquet file too), or a one-line error."""
+    """``source`` as the Dask engine reads it (a plain Parquet file too), or a one-line error (before a cluster
+    starts: an input of no points was refused once it had)."""
     from ..embed.parquet import ParquetDatasetSource
+    from ..embed.sources import no_points
 
-    if isinstance(source, ParquetDatasetSource):
-        return source
-    if source.format == "parquet":
-        return ParquetDatasetSource(source.path, source.lon_col, source.lat_col, centroids=args.centroids)
-    raise BadInputError(
-        f"--engine dask reads Parquet files and datasets, not {source.format}: convert {args.input} to Parquet "
-        "or use the local engine"
-    )
+    if not isinstance(source, ParquetDatasetSource):
+        if source.format != "parquet":
+            raise BadInputError(
+                f"--engine dask reads Parquet files and datasets, not {source.format}: convert {args.input} to "
+                "Parquet or use the local engine"
+            )
+        source = ParquetDatasetSource(source.path, source.lon_col, source.lat_col, centroids=args.centroids)
+    if source.num_rows == 0:
+        raise no_points(source)
+    return source
 
 
 def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
