@@ -171,18 +171,21 @@ def test_auto_picks_bf16_only_when_measured_faster(monkeypatch, ckpt):
     assert faster.min_cosine >= precision.MIN_COSINE
 
 
-def test_auto_is_measured_once_per_machine_and_kept(monkeypatch, ckpt):
+def test_auto_is_measured_once_per_machine_and_kept(monkeypatch, ckpt, caplog):
     """A later run (a new process: the in-memory calibrations gone) makes the same choice from the kept
-    calibration without measuring, even when the machine would now measure otherwise; a corrupt kept file,
-    or another thread count, is measured again."""
+    calibration without measuring, even when the machine would now measure otherwise, and says so (at INFO, as a
+    fresh calibration: it was a debug line), naming the file; a corrupt kept file, or another thread count, is
+    measured again."""
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
     first = satclip.load(ckpt, precision="auto").precision_choice
     assert first.precision == "bf16"
     precision._CALIBRATED.clear()  # as in a new process
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})  # busy now: bf16 would measure slower
-    assert satclip.load(ckpt, precision="auto").precision_choice == first
+    with caplog.at_level(logging.INFO, logger="satclip.models.precision"):
+        assert satclip.load(ckpt, precision="auto").precision_choice == first
     files = list(precision.calibration_file(torch.device("cpu"), ("cpu", 1, "x")).parent.glob("*.json"))
     assert len(files) == 1
+    assert f"precision auto -> bf16 ({first.reason}; calibrated before on this machine, {files[0]}" in caplog.text
     files[0].write_text("{not json")
     precision._CALIBRATED.clear()
     assert satclip.load(ckpt, precision="auto").precision == "float32"  # measured again

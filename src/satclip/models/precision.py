@@ -291,9 +291,9 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
             choice = _read_calibration(file)
             if choice is None:
                 choice = _calibrate_once(file, encoder, device, evidence)
-            else:
-                log.debug("precision auto -> %s (%s; calibrated before on this machine, %s)", choice.precision,
-                          choice.reason, file)  # fmt: skip
+            else:  # (said as a fresh calibration is: it was a debug line, and Python's callers saw nothing)
+                log.info("precision auto -> %s (%s; calibrated before on this machine, %s: delete it to measure "
+                         "again)", choice.precision, choice.reason, file)  # fmt: skip
             _CALIBRATED[key] = choice
         return _CALIBRATED[key]
 
