@@ -317,6 +317,7 @@ def test_task_tables_that_would_score_nonsense_are_refused(tmp_path, capsys):
         [*run, table, "--target-col", "lat"], capsys)  # fmt: skip
     dashed = {**base, "y": [f"{v:.1f}" for v in base["y"]]}
     dashed["y"][7] = "-"
+    dashed["y"][3], dashed["y"][5] = "NA", "n/a"  # (missing values on their own: they were listed as "no number" too)
     line = _error([*run, _table(tmp_path / "dash.csv", dashed)], capsys)
     assert "target 'y' holds 1 value(s) that are no number (data rows from 0): row 7: '-'; fix or remove" in line
     assert "or pass --task-kind classification if the column holds class labels" in line

@@ -238,11 +238,13 @@ def _column(columns: list[str], given: str | None, names: tuple[str, ...], what:
 
 
 def _numbers(frame, column: str):
-    """Column ``column`` of ``frame`` as numbers (empty cells NaN), and a description of its cells that are text
-    but no number, naming the first such rows (numbered as the table's data rows, from 0), or None."""
+    """Column ``column`` of ``frame`` as numbers (empty cells and :data:`MISSING_TEXT` ones, such as ``NA``, NaN), and a
+    description of its cells that are text but no number, naming the first such rows (numbered as the table's data
+    rows, from 0), or None."""
     pd = require("pandas", "eval")
     values = pd.to_numeric(frame[column], errors="coerce")
-    text = values.isna() & frame[column].notna()
+    # (NA and n/a, read as missing on their own, were listed as "no number" beside a real one, a '--')
+    text = values.isna() & frame[column].notna() & ~frame[column].isin(MISSING_TEXT)
     if not text.any():
         return values, None
     rows = frame.index[text.to_numpy()]
