@@ -976,6 +976,49 @@ def test_a_shard_made_otherwise_than_its_siblings_is_refused(tmp_path, model, po
     assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", "2/3") == 0
 
 
+def test_an_output_split_another_number_of_ways_beside_it_is_refused(tmp_path, model, points, monkeypatch, capsys):
+    """Only shards of the same N were looked at: --shard 0/4 beside three shards of 3 wrote e.shard-0-of-4.parquet
+    next to them, and pandas.read_parquet of the folder returned rows twice (58,192 of a 50,000-row input). Shards of
+    another N, finished or unfinished, the whole output beside shards and shards beside it are refused before any
+    work, naming them and the fix."""
+    from satclip.embed import embed_file, open_source
+
+    source = tmp_path / "points.csv"
+    points.to_csv(source, index=False)
+    folder = tmp_path / "sh"
+    out = folder / "e.parquet"
+    for i in range(3):
+        assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", f"{i}/3") == 0
+    capsys.readouterr()
+    names = ", ".join(f"e.shard-{i}-of-3.parquet" for i in range(3))
+    for shard, this in [(["--shard", "0/4"], "shard 0/4"), ([], "the whole output (no --shard)")]:
+        assert embed(source, "-o", out, "--model", model, *CHUNK, *shard) == 2
+        assert one_error_line(capsys.readouterr().err) == (
+            f"satclip: error: {folder} already holds e.parquet in other parts ({names}): {this} beside them would put "
+            "rows twice into the folder read back as one dataset; split it as they are (--shard I/3), or write another "
+            "output name, or remove them"
+        )
+    assert sorted(p.name for p in folder.iterdir()) == [f"e.shard-{i}-of-3.parquet" for i in range(3)]
+    assert len(pd.read_parquet(folder)) == N
+    with pytest.raises(satclip.errors.BadInputError, match="already holds e.parquet in other parts"):  # (Python too)
+        embed_file(open_source(source), out, satclip.load(model), shard=(1, 2))
+    # the whole output (finished, or its unfinished work) beside a shard of it
+    assert embed(source, "-o", tmp_path / "w.parquet", "--model", model, *CHUNK) == 0
+    with monkeypatch.context() as patch:
+        crash_after(patch, 1)
+        assert embed(source, "-o", tmp_path / "u.parquet", "--model", model, *CHUNK) == 1
+    capsys.readouterr()
+    for name, found in [("w", "w.parquet"), ("u", "u.parquet.partial")]:
+        assert embed(source, "-o", tmp_path / f"{name}.parquet", "--model", model, *CHUNK, "--shard", "1/2") == 2
+        err = capsys.readouterr().err
+        assert (f"already holds {name}.parquet in other parts ({found}): shard 1/2 beside them would put rows twice "
+                "into the folder read back as one dataset; split it as they are (no --shard)") in err  # fmt: skip
+        assert not (tmp_path / f"{name}.shard-1-of-2.parquet").exists()
+    # shards of the same N, and other outputs' shards, are no concern
+    assert embed(source, "-o", out, "--model", model, *CHUNK, "--shard", "1/3", "--overwrite") == 0
+    assert embed(source, "-o", folder / "f.parquet", "--model", model, *CHUNK) == 0
+
+
 def test_a_zarr_output_converts_to_netcdf_with_lon_lat_coordinates(tmp_path, model, points):
     """``xr.open_zarr(out).load().to_netcdf(…)`` of an embed Zarr output failed on its group attribute ``satclip``,
     a dict ("Invalid value for attr 'satclip'"), as a map's did on its footprint. It holds JSON text now, and lon

@@ -78,8 +78,9 @@ def add_parser(subparsers) -> None:
         help="process the I-th of N parts of the input (0-based; contiguous runs of whole chunks) into OUTPUT "
         "with .shard-I-of-N before its suffix, I zero-padded so that the names sort in order (emb.parquet -> "
         "emb.shard-0-of-4.parquet, emb.shard-03-of-12.parquet); every shard needs the same model, precision, "
-        "--chunk-rows and input: a shard made otherwise than a sibling there (finished, or unfinished) is refused "
-        "(a Parquet or Zarr output records its rows: satclip.input_rows); "
+        "--chunk-rows, input and N: a shard made otherwise than a sibling there (finished, or unfinished) is refused "
+        "(a Parquet or Zarr output records its rows: satclip.input_rows), as are shards of another N or the whole "
+        "OUTPUT beside them; "
         "a shard left without a chunk (more shards than chunks) writes an output of no rows",
     )  # fmt: skip
     parser.add_argument(
@@ -167,7 +168,10 @@ def _published_by_a_stopped_run(output: Path, source) -> bool:
 def _check_output(args: argparse.Namespace, source) -> None:
     """Refuse now what the job would refuse at its start anyway: an output another run is writing, an existing
     output without --overwrite, a directory of the user's files, a satclip directory of another kind (a training
-    run)."""
+    run), an output split otherwise beside it."""
+    from ..embed.shards import check_no_other_split
+
+    check_no_other_split(Path(args.output), args.shard)  # (--engine dask: the whole output, beside shards)
     if args.engine == "dask":
         from ..embed.sinks import dask_output_kind
 

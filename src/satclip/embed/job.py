@@ -36,7 +36,7 @@ from ..models.provenance import Footprint, recorded_footprint
 from . import sinks
 from .api import embed_lonlat
 from .footprint import outside_count
-from .shards import check_no_unpadded, shard_chunks, shard_path
+from .shards import check_no_other_split, check_no_unpadded, shard_chunks, shard_path
 from .sources import Source, coordinates, no_points
 
 log = logging.getLogger(__name__)
@@ -609,6 +609,7 @@ def embed_file(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     check_no_unpadded(Path(output), shard)
+    check_no_other_split(Path(output), shard)
     unsharded, output = Path(output), shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
     if not column.strip() or column != column.strip() or not column.isprintable():

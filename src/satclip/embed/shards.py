@@ -3,9 +3,11 @@ its chunk range. Pure functions, without torch (the command line parses ``--shar
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import BadInputError, OutputExistsError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -45,6 +47,33 @@ def check_no_unpadded(output: Path, shard: tuple[int, int]) -> None:
                 f"{old} is this shard's {what} under the name it had before shard numbers were zero-padded (so that "
                 f"they sort in order): rename it to {padded.name + suffix} (or remove it) and rerun"
             )
+
+
+def check_no_other_split(output: Path, shard: tuple[int, int]) -> None:
+    """Refuse where ``output`` (the path before ``.shard-I-of-N``) is there split another number of ways, finished or
+    unfinished (``….partial``): shards of another N for a shard, the whole output for a shard, shards for the whole
+    output. Written beside them, a folder of them read as one dataset (``pandas.read_parquet(folder)``) held rows
+    twice (58,192 rows of a 50,000-row input for shards of 3 and a shard 0/4)."""
+    index, count = shard
+    shards = re.compile(rf"{re.escape(output.stem)}\.shard-\d+-of-(\d+){re.escape(output.suffix)}(?:\.partial)?")
+    try:
+        names = os.listdir(output.parent)
+    except OSError:  # (a parent that is not there or cannot be read: said by the output's own checks)
+        return
+    whole = {output.name, output.name + ".partial"}
+    found = sorted(name for name in names if (name in whole and count > 1) or (
+        (match := shards.fullmatch(name)) is not None and int(match.group(1)) != count))  # fmt: skip
+    if not found:
+        return
+    splits = sorted({int(match.group(1)) for name in found if (match := shards.fullmatch(name)) is not None})
+    this = f"shard {index}/{count}" if count > 1 else "the whole output (no --shard)"
+    like = [f"--shard I/{n}" for n in splits] + (["no --shard"] if whole & set(found) else [])
+    raise BadInputError(
+        f"{output.parent} already holds {output.name} in other parts ({', '.join(found[:4])}"
+        f"{f', … {len(found)} in all' if len(found) > 4 else ''}): {this} beside them would put rows twice into the "
+        f"folder read back as one dataset; split it as they are ({' or '.join(like)}), or write another output name, "
+        "or remove them"
+    )
 
 
 def shard_chunks(num_rows: int, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int]:
