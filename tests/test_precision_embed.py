@@ -87,6 +87,27 @@ def test_embed_cli_dtype_still_works_and_conflicts_are_refused(tmp_path, model, 
     assert "contradicts" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_dtype_given_with_auto_is_that_dtype(tmp_path, model, points, capsys, monkeypatch):  # noqa: F811
+    """--dtype float32 --precision auto (satclip.load(…, dtype=torch.float32, precision="auto")) wrote bf16 embeddings
+    where auto chose bf16, though --dtype float32 alone, auto the default, runs in float32 (--dtype is the older
+    spelling of --precision float32); dtype float64 with auto was refused as a contradiction. "auto" given with a
+    dtype is that dtype, as when it is the default."""
+    path, _ = points
+    monkeypatch.setattr(precision, "bf16_support", lambda device="cpu": (True, "CPU with amx_bf16 (faked)"))
+    monkeypatch.setattr(precision, "_calibrate", lambda *args: precision.Choice("bf16", "auto", "calibrated (test)"))
+    assert satclip.load(model, precision="auto").precision == "bf16"  # (auto chooses bf16 here)
+    for dtype, name in [(torch.float32, "float32"), (torch.float64, "float64")]:
+        encoder = satclip.load(model, dtype=dtype, precision="auto")
+        assert encoder.precision == name and encoder.precision_choice.requested == name
+        assert encoder.encode([[0.0, 0.0]]).dtype == dtype
+    for options, name in [([], "bf16"), (["--dtype", "float32"], "float32")]:
+        out = tmp_path / f"{name}.parquet"
+        argv = ["embed", str(path), "-o", str(out), "--model", str(model), "--precision", "auto", *options]
+        assert main([*argv, "--no-progress"]) == 0
+        assert json.loads(pq.read_schema(out).metadata[b"satclip"])["precision"]["precision"] == name
+    assert "precision float32\n" in capsys.readouterr().out
+
+
 def test_map_records_and_uses_the_precision(tmp_path, model, capsys):  # noqa: F811
     pytest.importorskip("zarr")
     import zarr

@@ -116,7 +116,8 @@ def evaluation_precision() -> str:
 
 def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = None) -> str:
     """The precision a call asks for: ``precision`` if given, else the one ``dtype`` implies (float32,
-    float64, bfloat16), else :func:`default`.
+    float64, bfloat16), else :func:`default`. ``"auto"`` with a ``dtype`` is that dtype's, as when ``"auto"`` is
+    the default (``--precision auto``, the default written out, turned ``--dtype float32`` into bf16).
 
     Raises:
         BadInputError: ``precision`` and ``dtype`` contradict each other, or either is unknown.
@@ -125,7 +126,9 @@ def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = N
     if precision is None:
         return by_dtype or default()
     name = check(precision)
-    if by_dtype is not None and by_dtype != name and not (name in ("auto", "bf16") and by_dtype == "float32"):
+    if name == "auto" and by_dtype is not None:
+        return by_dtype
+    if by_dtype is not None and by_dtype != name and not (name == "bf16" and by_dtype == "float32"):
         raise BadInputError(
             f"dtype {by_dtype} (--dtype) contradicts precision {name} (--precision); pass one of them (precision: "
             f"one of {', '.join(PRECISIONS)})"
