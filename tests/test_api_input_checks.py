@@ -209,7 +209,8 @@ WRAP = r"The longitudes over 180 look like \[0, 360\] ones: wrap them with lon =
     ("points", "hint", "swap"),
     [([[350.0, 10.0], [10.0, 10.0]], True, False), ([[180.5, 10.0], [360.0, -5.0]], True, False),
      ([[200.0, np.nan]], True, False), ([[350.0, 10.0], [-190.0, 10.0]], False, False),
-     ([[361.0, 10.0]], False, False), ([[10.0, 95.0], [200.0, 10.0]], True, True), ([[10.0, 95.0]], False, True)],
+     ([[361.0, 10.0]], False, False), ([[10.0, 95.0], [200.0, np.nan]], True, True), ([[10.0, 95.0]], False, True),
+     ([[10.0, 95.0], [200.0, 10.0]], True, False)],  # (swapped, (200, 10) would be invalid: no swap hint)
 )  # fmt: skip
 def test_longitudes_in_0_360_get_the_fix(encoder, points, hint, swap):
     """Longitudes in 0..360 were refused with "lon in [-180, 180]" and no word of how to fix them; the hint comes

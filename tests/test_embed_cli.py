@@ -270,7 +270,8 @@ def test_column_rules(tmp_path, model, points, capsys):
 
 @pytest.mark.parametrize(
     ("lon", "lat", "swapped"),
-    [(np.nan, 10.0, False), (10.0, np.inf, False), (45.0, 120.0, True), (-190.0, 10.0, False), (None, 1.0, False)],
+    # ((45, 120) among valid points with |lon| > 90: swapping the columns would invalidate those, no swap hint)
+    [(np.nan, 10.0, False), (10.0, np.inf, False), (45.0, 120.0, False), (-190.0, 10.0, False), (None, 1.0, False)],
 )
 def test_bad_input_fails_cleanly(tmp_path, model, points, capsys, lon, lat, swapped):
     bad = points.copy()
@@ -331,6 +332,24 @@ def test_swapped_columns_of_a_file_are_told_the_flags_that_swap_them(tmp_path, m
     np.save(tmp_path / "swapped.npy", points[["lat", "lon"]].to_numpy())
     assert embed(tmp_path / "swapped.npy", "-o", tmp_path / "n.parquet", "--model", model) == 2
     assert "are swapped: satclip takes (lon, lat) order. (" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rows", "swap"),
+    [([(10.0, 91.0), (181.0, 10.0), (180.0, 5.0), (-180.0, -5.0)], False),  # (the lon of 181 stays invalid swapped)
+     ([(10.0, 91.0), (180.0, 5.0), (-180.0, -5.0)], False),  # (the valid lons of ±180 would become invalid lats)
+     ([(10.0, 91.0), (20.0, 30.0), (-45.0, 60.0)], True)],  # (swapped, every row is valid)
+)  # fmt: skip
+def test_the_swap_hint_is_given_only_where_swapping_the_columns_fixes_the_file(tmp_path, model, capsys, rows, swap):
+    """A lat of 91 beside a lon of 181 and valid lons of ±180 was told "pass --lon-col lat --lat-col lon", which
+    made the lon of 181 and every valid row with |lon| > 90 invalid: the hint looked at the rows with a lat beyond
+    ±90 alone. It is given only where swapping makes every finite invalid row valid and keeps the valid ones so."""
+    source = tmp_path / "points.csv"
+    pd.DataFrame(rows, columns=["lon", "lat"]).to_csv(source, index=False)
+    assert embed(source, "-o", tmp_path / "e.parquet", "--model", model) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert ("This looks like lat/lon are swapped" in err) == swap, err
+    assert ("pass --lon-col lat --lat-col lon" in err) == swap, err
 
 
 def test_float16_coordinates_in_a_file_are_said_to_be_rounded(tmp_path, model, points, capsys):

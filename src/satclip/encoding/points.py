@@ -123,18 +123,20 @@ def valid_range_advice(
 
 def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE) -> str:
     """What the invalid rows ``bad`` look like, each hint after a space; empty where they look like nothing in
-    particular: the lat/lon swap (``swapped``) where swapping would make them valid, rounding past a pole, projected
+    particular: the lat/lon swap (``swapped``) where swapping every row would make the finite invalid ones valid and
+    keep the valid ones so (an invalid row among others would only move: "pass --lon-col lat --lat-col lon" for a lat
+    of 91 beside a lon of 181, or beside valid lons beyond ±90, made those invalid), rounding past a pole, projected
     coordinates (and what to do: ``projected``), and how to wrap longitudes in [0, 360] where every finite longitude
     of theirs beyond ±180 lies in (180, 360]."""
     advice = ""
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
-    swapped_valid = (np.abs(lonlat[lat_out, 0]) <= 90) & (np.abs(lonlat[lat_out, 1]) <= 180)
+    swap_fixes = not (invalid_rows(lonlat[:, ::-1]) & finite).any()  # (a valid row is finite)
     past_pole = np.abs(lonlat[lat_out, 1]) - 90
     if lat_out.any() and (past_pole <= POLE_ROUNDING).all():  # (rounding, not a swap: -90.0001 swapped is no point)
         advice += (f" The latitudes beyond ±90 are past a pole by at most {POLE_ROUNDING:g}° (rounding?): clip them "
                    "to [-90, 90].")  # fmt: skip
-    elif lat_out.any() and swapped_valid.all():  # (only where swapping would make them valid)
+    elif lat_out.any() and swap_fixes:
         advice += f" {swapped}"
     largest = np.abs(lonlat[bad & finite]).max(initial=0)
     if largest > PROJECTED:
