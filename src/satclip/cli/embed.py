@@ -169,9 +169,6 @@ def _check_output(args: argparse.Namespace, source) -> None:
     """Refuse now what the job would refuse at its start anyway: an output another run is writing, an existing
     output without --overwrite, a directory of the user's files, a satclip directory of another kind (a training
     run), an output split otherwise beside it."""
-    from ..embed.shards import check_no_other_split
-
-    check_no_other_split(Path(args.output), args.shard)  # (--engine dask: the whole output, beside shards)
     if args.engine == "dask":
         from ..embed.sinks import dask_output_kind
 
@@ -191,10 +188,12 @@ def _check_output(args: argparse.Namespace, source) -> None:
         )
     # after the checks of its name ('/' was "has an empty name"): a second run on it was refused once the cluster
     # had started (7 s); the model named as the output is said as such first
+    from ..embed.shards import check_no_other_split
     from ..io.resolve import local_model_files
 
     safe_output.check_not_input(output, local_model_files(args.model))
     safe_output.check_new_output(output)
+    check_no_other_split(Path(args.output), args.shard)  # (--engine dask: the whole output, beside shards)
 
 
 def run(args: argparse.Namespace) -> int:

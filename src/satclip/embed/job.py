@@ -609,7 +609,6 @@ def embed_file(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     check_no_unpadded(Path(output), shard)
-    check_no_other_split(Path(output), shard)
     unsharded, output = Path(output), shard_path(Path(output), shard)
     fmt = sinks.format_of(output, out_format)
     if not column.strip() or column != column.strip() or not column.isprintable():
@@ -646,6 +645,7 @@ def embed_file(
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     source.warn_of_half_floats()
     check_sibling_shards(unsharded, shard, identity, source)
+    check_no_other_split(unsharded, shard)
     inputs = [source.path, *encoder_files(encoder)]
     safe_output.check_not_input(output, inputs)  # (said first: the model itself named as the output)
     safe_output.check_new_output(output)  # (said by the CLI before the model is loaded; here for Python's callers)
