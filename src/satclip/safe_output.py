@@ -556,8 +556,7 @@ def check_not_inside(path: str | Path, directory: str | Path, what: str = "the i
 
 #: kinds of satclip directories that other outputs may be written into, as the docs lay them out (a run's
 #: ``RUN/export/model.onnx``, an evaluation in a demo's directory, the training runs in its ``work/``, a reference
-#: evaluation's protocols): satclip
-#: never replaces or deletes them whole
+#: evaluation's protocols): satclip never replaces or deletes them whole
 HOLDS_OTHER_OUTPUTS = ("training-run", "demo", "demo-work", "reference-evaluation")
 
 
