@@ -311,3 +311,42 @@ def test_a_second_map_of_one_output_is_refused_before_it_loads_its_model(tmp_pat
         _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err[-2000:]
     assert out.is_dir()
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_second_embed_of_one_output_is_refused_before_it_loads_its_model(tmp_path, model, monkeypatch, capsys,
+                                                                           engine):  # fmt: skip
+    """As a second map: a second ``satclip embed`` of the OUT a first was writing was refused only once it had loaded
+    its model (the first took the lock in the job, after its own load). The first holds it from before."""
+    import os
+    import time
+
+    import pandas as pd
+
+    from satclip.embed import api
+
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    points, out, release = tmp_path / "p.parquet", tmp_path / "e.parquet", tmp_path / "release"
+    pd.DataFrame({"lon": [13.4, -58.4, 151.2], "lat": [52.5, -34.6, -33.9]}).to_parquet(points)
+    argv = ["embed", str(points), "-o", str(out), "--model", str(model), "--engine", engine, "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen([sys.executable, "-c", MAP_LOADING_SLOWLY, str(release), *argv], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(600):
+            if release.with_suffix(".loading").exists():
+                break
+            assert first.poll() is None, first.communicate()[1][-2000:]
+            time.sleep(0.1)
+        loaded = []
+        monkeypatch.setattr(api, "load_encoder", lambda *args, **kwargs: loaded.append(1))
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"satclip: error: {out} is in use by another satclip run (PID {first.pid}" in err, err
+        assert loaded == [] and not out.exists()
+    finally:
+        release.touch()
+        _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err[-2000:]
+    assert len(pd.read_parquet(out)) == 3

@@ -165,10 +165,10 @@ def _published_by_a_stopped_run(output: Path, source) -> bool:
     return stopped_after_publishing(work_dir(output), output, input=source.fingerprint())
 
 
-def _check_output(args: argparse.Namespace, source) -> None:
+def _check_output(args: argparse.Namespace, source) -> Path:
     """Refuse now what the job would refuse at its start anyway: an output another run is writing, an existing
     output without --overwrite, a directory of the user's files, a satclip directory of another kind (a training
-    run), an output split otherwise beside it."""
+    run), an output split otherwise beside it. Returns the output the job writes (a shard's own name)."""
     if args.engine == "dask":
         from ..embed.sinks import dask_output_kind
 
@@ -194,6 +194,7 @@ def _check_output(args: argparse.Namespace, source) -> None:
     safe_output.check_not_input(output, local_model_files(args.model))
     safe_output.check_new_output(output)
     check_no_other_split(Path(args.output), args.shard)  # (--engine dask: the whole output, beside shards)
+    return output
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,11 +222,15 @@ def run(args: argparse.Namespace) -> int:
             from ..io.resolve import resolve
 
             source = _dask_source(args, source)
-            _check_output(args, source)  # (before a cluster is started for nothing)
+            output = _check_output(args, source)  # (before a cluster is started for nothing)
             resolve(args.model)  # (a misspelt model was named once the cluster had started: 4-5 s)
+            # one run per output, from here on (the job's own lock of it runs under this one): a second embed of
+            # OUT was refused only once it had loaded its model, when the first took the lock
+            stack.enter_context(safe_output.exclusive(output, reentrant=True))
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         else:
-            _check_output(args, source)  # (before the model is loaded for nothing)
+            output = _check_output(args, source)  # (before the model is loaded for nothing)
+            stack.enter_context(safe_output.exclusive(output, reentrant=True))  # (as above)
         from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
         progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
