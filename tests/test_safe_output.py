@@ -1057,3 +1057,23 @@ def test_a_read_only_destination_is_named_not_the_temporary(tmp_path, monkeypatc
         err = capsys.readouterr().err
         assert str(out) in err and "satclip-tmp" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_work_directory_a_run_killed_after_publishing_was_removing_is_swept_by_the_next_check(tmp_path,
+                                                                                                monkeypatch):
+    """A run killed just after publishing OUT, while removing OUT.partial (renamed to a temporary first), left that
+    temporary (a map's whole field); the next run of the command stopped at "OUT already exists" and never removed
+    it. The check of OUT sweeps it (a dead writer's, of this host), whatever it then says."""
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"published")
+    gone = dead_pid()
+    with monkeypatch.context() as patch:
+        patch.setattr(safe_output.os, "getpid", lambda: gone)  # a PID that names no process here
+        left = safe_output.temp_path(tmp_path / "out.parquet.partial")
+    live = safe_output.temp_path(tmp_path / "out.parquet.partial")  # this live process's: kept
+    for temporary in (left, live):
+        temporary.mkdir()
+        (temporary / "field.npy").write_bytes(b"x" * 1000)
+    with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
+        safe_output.check_output(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.parquet"])

@@ -654,6 +654,9 @@ def check_output(
     if not (path.exists() or path.is_symlink()):
         _check_parents(path)
         return
+    # a run killed just after publishing ``path`` may have left its work directory half removed, under a temporary
+    # name (a map's whole field, gigabytes): the next run stopped at "already exists" and it stayed for good
+    clean_stale(path.with_name(path.name + ".partial"))
     special = special_kind(path)
     if special:  # (replaced by a rename, /dev/null would be a regular file for every program on the machine)
         raise OutputExistsError(
