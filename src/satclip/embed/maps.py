@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
+from ..encoding.points import wrap_lon
 from ..errors import BadInputError
 from ..io.resolve import encoder_files
 from ..models import precision as _precision
@@ -94,12 +95,6 @@ class Grid:
         """``(west, south, east, north)`` of the cell edges."""
         res = self.resolution
         return self.west, self.north - self.height * res, self.west + self.width * res, self.north
-
-
-def wrap_lon(lon: np.ndarray) -> np.ndarray:
-    """Longitudes ``lon`` (degrees) in [-180, 180): those outside (a map's 170 … 190 across the antimeridian, or
-    0 … 360) wrapped; those inside unchanged, bit for bit."""
-    return np.where((lon >= -180) & (lon < 180), lon, (lon + 180) % 360 - 180)
 
 
 def box_edges(bbox: tuple[float, float, float, float] | None) -> tuple[float, float, float, float]:

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows, number_array
+from ..encoding.points import MAX_REPORTED_ROWS, InvalidPointsError, invalid_rows, number_array, wrap_lon
 from ..errors import BadInputError, OutputExistsError
 from ..io.resolve import encoder_files
 from ..optional import require
-from .maps import DIM, DIM_ATTRS, GRID_MAPPING, LAT_ATTRS, LON_ATTRS, WGS84_GRID_MAPPING, model_attrs, wrap_lon
+from .maps import DIM, DIM_ATTRS, GRID_MAPPING, LAT_ATTRS, LON_ATTRS, WGS84_GRID_MAPPING, model_attrs
 
 log = logging.getLogger(__name__)
 

@@ -49,11 +49,18 @@ def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
+def wrap_lon(lon: np.ndarray) -> np.ndarray:
+    """Longitudes ``lon`` (degrees) in [-180, 180): those outside (180, a map's 170 … 190 across the antimeridian, or
+    0 … 360) wrapped; those inside unchanged, bit for bit."""
+    return np.where((lon >= -180) & (lon < 180), lon, (lon + 180) % 360 - 180)
+
+
 def places(lonlat: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` valid (lon, lat) degrees with one pair per place on Earth: lon 180 is −180 (one meridian), and so is
-    a pole's longitude (a pole is one point whatever its longitude)."""
+    """``(N, 2)`` valid (lon, lat) degrees with one pair per place on Earth: lon 180 is −180 (one meridian,
+    :func:`wrap_lon`), and so is a pole's longitude (a pole is one point whatever its longitude)."""
     lonlat = np.array(lonlat, dtype=np.float64)
-    lonlat[(lonlat[:, 0] == 180) | (np.abs(lonlat[:, 1]) == 90), 0] = -180.0
+    lonlat[:, 0] = wrap_lon(lonlat[:, 0])
+    lonlat[np.abs(lonlat[:, 1]) == 90, 0] = -180.0
     return lonlat
 
 
