@@ -251,9 +251,9 @@ def test_a_pca_of_values_that_do_not_vary_explains_nothing():
     assert 0 < fit_pca(iter([(0, many)]), varying, 3).explained_variance_ratio.sum() <= 1
 
 
-#: ``satclip map`` (``sys.argv[2:]``) in a fresh Python whose model load waits for the file ``sys.argv[1]`` to exist,
-#: having said it began (``… .loading`` beside it)
-MAP_LOADING_SLOWLY = textwrap.dedent(
+#: a satclip command (``sys.argv[2:]``) in a fresh Python whose model load waits for the file ``sys.argv[1]`` to
+#: exist, having said it began (``… .loading`` beside it)
+LOADING_SLOWLY = textwrap.dedent(
     """
     import importlib, pathlib, sys, time
     from satclip.cli import main
@@ -276,23 +276,18 @@ MAP_LOADING_SLOWLY = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("engine", ["local", "dask"])
-def test_a_second_map_of_one_output_is_refused_before_it_loads_its_model(tmp_path, model, monkeypatch, capsys, engine):
-    """A second ``satclip map`` of the OUT a first was making passed the lock check before its model load (the
-    first took the lock only after loading its own), was refused ~10 s later, once loaded, or wrote OUT itself
-    where it got there first. The first run holds the lock from before it loads its model: the second is refused
-    before loading anything, exit 1 (a lock held by another run, as for every command)."""
-    import os
+def refused_while_the_first_loads(argv: list[str], out, tmp_path, monkeypatch, capsys) -> None:
+    """Run ``satclip ARGV`` writing ``out`` in a fresh Python whose model load waits (:data:`LOADING_SLOWLY`), and
+    again here once it is loading: the second is refused, exit 1, naming the first's PID, having loaded no model
+    and written nothing; then the first finishes, exit 0."""
     import time
 
     from satclip.embed import api
 
-    if engine == "dask":
-        pytest.importorskip("distributed")
-    out, release = tmp_path / "m.zarr", tmp_path / "release"
-    argv = ["map", "--model", str(model), "--resolution", "30", "--all", "-o", str(out), "--engine", engine]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    first = subprocess.Popen([sys.executable, "-c", MAP_LOADING_SLOWLY, str(release), *argv], env=env,
+    from .train_helpers import run_in_subprocess_env
+
+    release = tmp_path / "release"
+    first = subprocess.Popen([sys.executable, "-c", LOADING_SLOWLY, str(release), *argv], env=run_in_subprocess_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         for _ in range(600):
@@ -310,6 +305,19 @@ def test_a_second_map_of_one_output_is_refused_before_it_loads_its_model(tmp_pat
         release.touch()
         _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err[-2000:]
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_second_map_of_one_output_is_refused_before_it_loads_its_model(tmp_path, model, monkeypatch, capsys, engine):
+    """A second ``satclip map`` of the OUT a first was making passed the lock check before its model load (the
+    first took the lock only after loading its own), was refused ~10 s later, once loaded, or wrote OUT itself
+    where it got there first. The first run holds the lock from before it loads its model: the second is refused
+    before loading anything, exit 1 (a lock held by another run, as for every command)."""
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    out = tmp_path / "m.zarr"
+    argv = ["map", "--model", str(model), "--resolution", "30", "--all", "-o", str(out), "--engine", engine]
+    refused_while_the_first_loads(argv, out, tmp_path, monkeypatch, capsys)
     assert out.is_dir()
 
 
@@ -318,35 +326,12 @@ def test_a_second_embed_of_one_output_is_refused_before_it_loads_its_model(tmp_p
                                                                            engine):  # fmt: skip
     """As a second map: a second ``satclip embed`` of the OUT a first was writing was refused only once it had loaded
     its model (the first took the lock in the job, after its own load). The first holds it from before."""
-    import os
-    import time
-
     import pandas as pd
-
-    from satclip.embed import api
 
     if engine == "dask":
         pytest.importorskip("distributed")
-    points, out, release = tmp_path / "p.parquet", tmp_path / "e.parquet", tmp_path / "release"
+    points, out = tmp_path / "p.parquet", tmp_path / "e.parquet"
     pd.DataFrame({"lon": [13.4, -58.4, 151.2], "lat": [52.5, -34.6, -33.9]}).to_parquet(points)
     argv = ["embed", str(points), "-o", str(out), "--model", str(model), "--engine", engine, "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    first = subprocess.Popen([sys.executable, "-c", MAP_LOADING_SLOWLY, str(release), *argv], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        for _ in range(600):
-            if release.with_suffix(".loading").exists():
-                break
-            assert first.poll() is None, first.communicate()[1][-2000:]
-            time.sleep(0.1)
-        loaded = []
-        monkeypatch.setattr(api, "load_encoder", lambda *args, **kwargs: loaded.append(1))
-        assert main(argv) == 1
-        err = capsys.readouterr().err
-        assert f"satclip: error: {out} is in use by another satclip run (PID {first.pid}" in err, err
-        assert loaded == [] and not out.exists()
-    finally:
-        release.touch()
-        _, first_err = first.communicate(timeout=300)
-    assert first.returncode == 0, first_err[-2000:]
+    refused_while_the_first_loads(argv, out, tmp_path, monkeypatch, capsys)
     assert len(pd.read_parquet(out)) == 3
