@@ -74,6 +74,11 @@ def users_output(path: Path, as_file: bool) -> Path:
     return path / "notes.txt"
 
 
+def run_in_subprocess_env() -> dict:
+    """The environment of a satclip command run by a test in a fresh Python: this process's, with its import path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
 def one_error_line(err: str) -> str:
     """stderr of a failed command as its one line ``satclip: error: …`` (never "unexpected error")."""
     lines = err.strip().splitlines()

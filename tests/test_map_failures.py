@@ -284,7 +284,7 @@ def refused_while_the_first_loads(argv: list[str], out, tmp_path, monkeypatch, c
 
     from satclip.embed import api
 
-    from .train_helpers import run_in_subprocess_env
+    from .conftest import run_in_subprocess_env
 
     release = tmp_path / "release"
     first = subprocess.Popen([sys.executable, "-c", LOADING_SLOWLY, str(release), *argv], env=run_in_subprocess_env(),

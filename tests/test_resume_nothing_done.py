@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import pytest
 
 from satclip.cli import main
 
+from .conftest import run_in_subprocess_env
 from .test_embed_cli import CHUNK, embed, model, points  # noqa: F401
 
 #: a satclip command (``sys.argv[2:]``) in a fresh Python, killed by SIGKILL as it embeds its first points (in the
@@ -35,8 +35,7 @@ KILLED_AT_FIRST_EMBEDDING = textwrap.dedent(
 
 
 def killed_before_first_block(module: str, argv: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    run = subprocess.run([sys.executable, "-c", KILLED_AT_FIRST_EMBEDDING, module, *argv], env=env,
+    run = subprocess.run([sys.executable, "-c", KILLED_AT_FIRST_EMBEDDING, module, *argv], env=run_in_subprocess_env(),
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == -9, run.stderr[-2000:]
 

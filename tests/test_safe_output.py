@@ -19,7 +19,7 @@ import pytest
 from satclip import safe_output
 from satclip.errors import BadInputError, LockedError, OutputExistsError, SatclipError
 
-from .conftest import one_error_line
+from .conftest import one_error_line, run_in_subprocess_env
 from .test_embed_cli import checksum, embed, model, points  # noqa: F401 - fixtures
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -517,8 +517,7 @@ def test_a_reentrant_lock_lets_its_block_lock_the_target_again(tmp_path):
 def refused_elsewhere(target) -> bool:
     """Whether another process is refused the lock on ``target``."""
     code = f"from satclip import safe_output\nwith safe_output.exclusive({str(target)!r}):\n    pass"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_in_subprocess_env())
     return run.returncode != 0 and "LockedError" in run.stderr
 
 

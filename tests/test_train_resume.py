@@ -32,9 +32,9 @@ from satclip.train import dump_config, fit, from_dict, load_config
 from satclip.train.callbacks import AtomicCheckpointIO, checksum_path
 from satclip.train.data import split_indices
 
-from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require
+from .conftest import S2_EXAMPLES, ctrl_c_at_default, one_error_line, require, run_in_subprocess_env
 from .test_train_fit import cached_config
-from .train_helpers import cached_run, run_in_subprocess_env, synthetic_cache, train_in_subprocess
+from .train_helpers import cached_run, synthetic_cache, train_in_subprocess
 
 EPOCHS = 6
 #: 200 samples, 10 % validation, batches of 64: 3 training steps per epoch

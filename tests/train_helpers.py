@@ -4,7 +4,6 @@ them smoothly (so a contrastive model can learn the pairing), plus a tiny image 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,16 +17,13 @@ from satclip.train import dump_config, from_dict
 from satclip.train.cache import write_cache
 from satclip.train.sources import PairSource
 
+from .conftest import run_in_subprocess_env
+
 #: a small location encoder, so CPU tests stay fast
 SMALL_LOCATION = {
     "encoding": {"name": "sphericalharmonics", "legendre_polys": 10, "harmonics_calculation": "analytic-stable"},
     "network": {"name": "siren", "dim_hidden": 64, "num_layers": 2},
 }
-
-
-def run_in_subprocess_env() -> dict:
-    """The environment of a satclip command run by a test in a fresh Python: this process's, with its import path."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
 TRAIN_RUN = textwrap.dedent(
