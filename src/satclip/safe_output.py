@@ -654,9 +654,6 @@ def check_output(
     if not (path.exists() or path.is_symlink()):
         _check_parents(path)
         return
-    # a run killed just after publishing ``path`` may have left its work directory half removed, under a temporary
-    # name (a map's whole field, gigabytes): the next run stopped at "already exists" and it stayed for good
-    clean_stale(path.with_name(path.name + ".partial"))
     special = special_kind(path)
     if special:  # (replaced by a rename, /dev/null would be a regular file for every program on the machine)
         raise OutputExistsError(
@@ -682,6 +679,11 @@ def check_output(
             f"{path} is a directory; satclip writes a file there and never replaces a directory: choose a file path"
         )
     if not overwrite:
+        # a run killed just after publishing ``path`` may have left its work directory half removed, under a
+        # temporary name (a map's whole field, gigabytes), and its rerun stops here: it stayed for good. (With
+        # overwrite the run makes its work directory, which make_owned_dir sweeps; internal rewrites pass overwrite,
+        # and list no directory for it.)
+        clean_stale(path.with_name(path.name + ".partial"))
         raise OutputExistsError(f"{path} already exists; pass --overwrite (overwrite=True in Python) to replace it")
 
 
