@@ -254,6 +254,38 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads processes from /proc")
+def _handles(pid: int, mask: str, signum: int) -> bool:
+    """Whether ``signum`` is in the ``mask`` ("SigCgt": caught, "SigIgn": ignored) of process ``pid``."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(mask))
+    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+
+
+class _BrokenHandOver(torch.utils.data.Dataset):
+    """In the worker, a batch hand-over that the reading process breaks off (as a stopping command does)."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> int:
+        from multiprocessing import connection, current_process, resource_sharer
+
+        resource_sharer.DupFd(os.open(os.devnull, os.O_RDONLY))  # the worker's sharing thread starts serving it
+        address = resource_sharer._resource_sharer._address
+        connection.Client(address, authkey=current_process().authkey).close()  # connected, left without asking
+        time.sleep(0.5)  # (the thread meets the closed end)
+        return index
+
+
+def test_a_batch_hand_over_broken_off_by_the_stopping_command_prints_no_traceback(capfd):
+    """The loader worker's sharing thread printed "Traceback … EOFError" (or BrokenPipeError) above
+    "satclip: interrupted" when the command stopped reading mid hand-over."""
+    from satclip.train.loader_workers import start_worker
+
+    loader = torch.utils.data.DataLoader(_BrokenHandOver(), batch_size=None, num_workers=1, worker_init_fn=start_worker)
+    assert list(loader) == [0]
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_sigterm_to_the_process_group_of_a_run_with_loader_workers_is_an_interruption(tmp_path):
     """`timeout` (or a scheduler) sends SIGTERM to the whole process group: the loader workers died of it and the
     run ended in "unexpected error (RuntimeError): DataLoader worker (pid N) is killed by signal: Terminated …
@@ -276,6 +308,10 @@ def test_sigterm_to_the_process_group_of_a_run_with_loader_workers_is_an_interru
             time.sleep(0.1)
         workers = _children(proc.pid)
         assert workers, "no loader worker"
+        # each dies of the SIGTERM at once (it ran the command's handler and left through Python, where a thread
+        # handing a batch over printed its traceback) and leaves Ctrl-C to the command
+        assert not any(_handles(pid, "SigCgt", signal.SIGTERM) for pid in workers)
+        assert all(_handles(pid, "SigIgn", signal.SIGINT) for pid in workers)
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 130
         err = proc.stderr.read().decode()
@@ -290,6 +326,45 @@ def test_sigterm_to_the_process_group_of_a_run_with_loader_workers_is_an_interru
             proc.kill()
             proc.wait()
         for pid in workers:  # (only those this test started)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_sigterm_to_the_process_group_of_a_cache_build_with_loader_workers_is_an_interruption(tmp_path):
+    """The loader workers died of the SIGTERM too, and torch's child-death handler raised "DataLoader worker (pid N)
+    is killed by signal: Terminated" while the build unwound: "Exception ignored in … __del__" and a traceback
+    were printed around "satclip: interrupted"."""
+    import shutil
+
+    from .conftest import S2_EXAMPLES, require
+
+    shutil.copytree(require(S2_EXAMPLES), tmp_path / "s2")
+    argv = [sys.executable, "-m", "satclip", "cache", "build", "--data.root", str(tmp_path / "s2"),
+            "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks", "--set",
+            "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=64",
+            "--data.cache", str(tmp_path / "cache"), "--data.cache_views", "256", "--data.batch_size", "256",
+            "--data.num_workers", "2"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(proc.pid)) < 2:  # the loader's workers are reading images
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no loader workers within 120 s"
+            time.sleep(0.05)
+        time.sleep(3)  # (their first batches read)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        err = proc.stderr.read().decode()
+        assert err.strip().splitlines()[-1] == "satclip: interrupted", err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -126,6 +126,10 @@ def _accept_debug_anywhere(parser: argparse.ArgumentParser) -> None:
 _CONTROL_CHARACTERS = {c: f"\\x{c:02x}" for c in (*range(32), 127) if chr(c) not in "\n\t"}
 
 
+def _no_news(signum, frame) -> None:
+    """The SIGCHLD handler of an interrupted command: its children's ends are expected."""
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts():
     """SIGTERM (a scheduler or ``kill`` stopping the run) is an interruption like Ctrl-C for the block: the
@@ -143,6 +147,12 @@ def _sigterm_interrupts():
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        # the DataLoader workers the same SIGTERM ended (sent to the process group) are no news: torch's child-death
+        # handler raised "DataLoader worker … is killed by signal" wherever the unwinding had got to, printed as
+        # "Exception ignored in … __del__" with its traceback. (A handler, not the default action: Python reports
+        # a signal that arrived under a handler it no longer has.)
+        if getattr(signal.getsignal(signal.SIGCHLD), "__module__", "").startswith("torch.utils.data"):
+            signal.signal(signal.SIGCHLD, _no_news)
         raise KeyboardInterrupt("SIGTERM")
 
     signal.signal(signal.SIGTERM, interrupt)

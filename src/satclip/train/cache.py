@@ -43,6 +43,7 @@ from .. import safe_output
 from ..digests import file_digest
 from ..errors import BadInputError, OutputExistsError, ResumeError, SatclipError
 from .config import MAX_CACHE_BATCH_SIZE, MAX_CACHE_VIEWS
+from .loader_workers import start_worker
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -630,6 +631,7 @@ def build_cache(
             loader = torch.utils.data.DataLoader(
                 _ImageViews(source, indices, views, seed), batch_size=loader_batch, num_workers=num_workers,
                 shuffle=False, pin_memory=device.type == "cuda", collate_fn=_collate_views,
+                worker_init_fn=start_worker,
             )  # fmt: skip
             for stacked, points, index, unreadable in loader:
                 for row, why in unreadable:

@@ -14,6 +14,7 @@ from ..optional import require
 from .cache import FeatureCache
 from .config import MIN_BATCH_PAIRS, DataConfig
 from .data import BatchSpec, CachedPairs, EpochBatchSampler, ImagePairs, split_indices
+from .loader_workers import start_worker
 from .sources import PairSource
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class PairDataModule(pl.LightningDataModule):
         workers = self.config.num_workers
         options = {
             "batch_size": None, "num_workers": workers, "persistent_workers": workers > 0,
-            "pin_memory": torch.cuda.is_available(),
+            "pin_memory": torch.cuda.is_available(), "worker_init_fn": start_worker,
         }  # fmt: skip
         if not train:
             return torch.utils.data.DataLoader(self._dataset(train), sampler=sampler, **options)
