@@ -413,6 +413,34 @@ def test_a_map_killed_after_writing_its_output_is_completed_by_the_next_run(tmp_
                        if out.is_dir() else out.read_bytes())  # fmt: skip
 
 
+@pytest.mark.parametrize("name", ["field.tif", "field.png"])
+def test_a_map_killed_while_deleting_its_work_is_completed_by_the_next_run(tmp_path, model, monkeypatch, name):
+    """The work directory of a published map was renamed away, then deleted: its field (6.6 GB at 0.1°) took
+    seconds, and a run killed meanwhile had lost the record of its finished work, so the rerun of the same job
+    stopped at "already exists; pass --overwrite" (exit 2) though the map was complete. The field now goes first
+    and the manifest last: the rerun finds the record and only removes what is left."""
+    import os
+
+    from satclip.embed.field_work import FIELD
+
+    out = tmp_path / name
+    workdir = tmp_path / f"{name}.partial"
+    argv = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--all", "-o", str(out)]
+    real = os.unlink
+
+    def killed(path, *args, **kwargs):  # deleting the published map's field (a tree's deletion unlinks it too)
+        if out.exists() and Path(path).name == FIELD:
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", killed)
+        assert main(argv) == EXIT_INTERRUPTED
+    written = out.read_bytes()
+    assert main(argv) == 0
+    assert not workdir.exists() and out.read_bytes() == written
+
+
 @pytest.mark.parametrize("name", ["field.tif", "field.zarr", "field.png"])
 @pytest.mark.parametrize("stop", ["recording", "published"])
 def test_a_map_killed_while_publishing_its_output_is_completed_by_the_next_run(tmp_path, model, monkeypatch,

@@ -252,10 +252,15 @@ def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
     return path
 
 
-def remove_owned(path: str | Path) -> None:
+def remove_owned(path: str | Path, *, last: str | None = None) -> None:
     """Delete a directory satclip created; nothing happens if it does not exist. The directory is renamed to a
     temporary first, so a process killed while deleting leaves no half-deleted ``path`` (whose marker may be
     gone already) but a temporary that the next write of ``path`` removes (:func:`clean_stale`).
+
+    ``last``, a file of the directory that tells the next run what a process killed meanwhile had done (a work
+    directory's manifest recording that its output was published): the rest of the directory is deleted first, in
+    place, then the directory with that file and its marker. (Renamed away at once, the record was gone for the
+    whole deletion: gigabytes, seconds.)
 
     Raises:
         OutputExistsError: ``path`` exists but satclip did not create it (it is left as it is).
@@ -269,6 +274,10 @@ def remove_owned(path: str | Path) -> None:
         )
     _refuse_foreign(path, "delete")
     _refuse_read_only(path, "delete")
+    if last is not None:
+        for entry in path.iterdir():
+            if entry.name not in (last, MARKER):
+                _remove(entry)
     doomed = temp_path(path)
     path.rename(doomed)
     shutil.rmtree(doomed)

@@ -451,10 +451,12 @@ def publish_work(workdir: Path, manifest: dict, finished: Path, output: Path, *,
 
 
 def _remove_work(workdir: Path, output: Path) -> None:
-    """Remove the work directory of the published ``output``; where it holds a file of the user's, keep it with
-    a warning: the output is written all the same (the run exited 2, as if it were not)."""
+    """Remove the work directory of the published ``output``, its manifest last: a run killed meanwhile leaves the
+    record of its finished work, which the next run of the job completes (:func:`complete_stopped`), not "OUTPUT
+    already exists". Where it holds a file of the user's, keep it with a warning: the output is written all the
+    same (the run exited 2, as if it were not)."""
     try:
-        safe_output.remove_owned(workdir)
+        safe_output.remove_owned(workdir, last=MANIFEST)
     except OutputExistsError as err:
         log.warning("wrote %s, and left its work directory: %s", output, err)
 
