@@ -582,6 +582,25 @@ def test_a_lock_name_satclip_did_not_write_is_never_written_through(tmp_path, mo
     assert (tmp_path / "e.parquet").is_file() and not empty.exists()
 
 
+def test_an_output_at_a_symbolic_link_never_writes_through_it(tmp_path, model, points, capsys):  # noqa: F811
+    """As the README says: with --overwrite a link where a file output goes is replaced by the file, its target left
+    as it is; a link where a directory output goes is refused, --overwrite or not."""
+    source = tmp_path / "p.csv"
+    points.to_csv(source, index=False)
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "out.npy").symlink_to("notes.txt")
+    assert embed(source, "-o", tmp_path / "out.npy", "--model", model) == 2
+    assert embed(source, "-o", tmp_path / "out.npy", "--model", model, "--overwrite") == 0
+    assert not (tmp_path / "out.npy").is_symlink() and np.load(tmp_path / "out.npy").shape[0] == len(points)
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "out.zarr").symlink_to("mine", target_is_directory=True)
+    capsys.readouterr()
+    assert embed(source, "-o", tmp_path / "out.zarr", "--model", model, "--overwrite") == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert list((tmp_path / "mine").iterdir()) == [] and (tmp_path / "out.zarr").is_symlink()
+
+
 def test_reserve_allocates_the_blocks_of_a_sparse_file(tmp_path):
     path = tmp_path / "sparse.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(1 << 20, 4))
