@@ -380,3 +380,56 @@ def test_a_work_directory_left_holding_only_its_marker_is_no_unfinished_build(bu
     safe_output.make_owned_dir(cache.path.with_name("c.partial"), kind="feature-cache-work")
     report = verify_cache(cache.path)
     assert report.ok and report.notes == []
+
+
+def test_images_rewritten_to_other_sizes_make_the_cache_stale_and_a_copied_dataset_does_not(tmp_path, caplog):
+    """`cache build` said "up to date" after the images' pixels were rewritten in place, and `cache verify
+    --recompute` then failed: the key knew the images by name and place only. It records their files' sizes (which
+    a copy keeps, where it changes their times); a cache of an older satclip, which records none, stays valid."""
+    rasterio = pytest.importorskip("rasterio")
+    import logging
+    import os
+
+    import torch
+
+    from satclip import image
+    from satclip.train.cache import cache_key
+    from satclip.train.sources import create_source
+
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    encoder = image.create("mosaiks", in_chans=13, num_filters=4, kernel_size=3, embed_dim=8)
+    encoder.fit(torch.rand(4, 13, 32, 32, generator=torch.Generator().manual_seed(0)), seed=0)  # (not on the images)
+
+    def build(where=root):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            return build_cache(tmp_path / "cache", encoder, create_source("s2100k", str(where)), views=1)
+
+    build()
+    copy = tmp_path / "copy"  # (a plain copy: other modification times, the same sizes)
+    shutil.copytree(root, copy, copy_function=shutil.copyfile)
+    build(copy)
+    assert "is up to date" in caplog.text and "stale" not in caplog.text
+    first = create_source("s2100k", str(root)).dataset.path(0)
+    size = first.stat().st_size
+    os.chmod(first, 0o644)
+    with rasterio.open(first, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dataset:  # noise: its blocks compress less
+        pixels = dataset.read()
+        dataset.write(pixels + np.random.default_rng(0).integers(0, 64, pixels.shape, dtype=pixels.dtype))
+    assert first.stat().st_size != size
+    rebuilt = build()
+    assert "is up to date" not in caplog.text
+    said = f"feature cache {tmp_path / 'cache'} is stale (dataset.file_sizes_sha256 differ): rebuilding it"
+    assert said in caplog.text
+    assert verify_cache(rebuilt.path, encoder=encoder, source=create_source("s2100k", str(root)), recompute=20).ok
+    expected = cache_key(encoder, create_source("s2100k", str(copy)), views=1, dtype="float16", seed=0)
+    report = verify_cache(rebuilt.path, expected_key=expected)  # (the copy holds the images as they were)
+    assert [p.split(" (")[0] for p in report.problems] == ["stale: dataset.file_sizes_sha256 differs from the config"]
+    manifest = json.loads((rebuilt.path / "manifest.json").read_text())  # as an older satclip wrote it
+    del manifest["key"]["dataset"]["file_sizes_sha256"]
+    (rebuilt.path / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_cache(rebuilt.path, expected_key=expected).ok
+    build(copy)
+    assert "is up to date" in caplog.text
+

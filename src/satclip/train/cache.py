@@ -15,7 +15,7 @@ Layout of a cache directory::
     backbone.safetensors  the image encoder's state without its head (to export a full model later)
 
 The manifest's ``key`` — image encoder config, sha256 of the backbone weights, transform config,
-dataset fingerprint and size, V, dtype, seed — decides whether an existing cache can be reused:
+dataset fingerprint, size and image files' sizes, V, dtype, seed — decides whether an existing cache can be reused:
 :func:`build_cache` reuses a complete cache with the same key, resumes an interrupted build and rebuilds a
 stale one. A build works in ``CACHE.partial/cache/`` (chunks are written to ``*.partial.npy`` and recorded in
 ``progress.npy`` only after they are flushed; finished files are moved into place, ``manifest.json`` says
@@ -102,6 +102,7 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 
 def cache_key(encoder: nn.Module, source: PairSource, *, views: int, dtype: str, seed: int) -> dict:
     """What a cache's contents depend on; two caches with equal keys hold the same features."""
+    sizes = source.file_sizes_sha256()
     return {
         # the head (and so embed_dim) does not change the features
         "image_encoder": {
@@ -109,16 +110,34 @@ def cache_key(encoder: nn.Module, source: PairSource, *, views: int, dtype: str,
         },
         "backbone_sha256": state_sha256(backbone_state(encoder)),
         "transform": dict(source.transform_config),
-        "dataset": {"fingerprint": source.fingerprint, "size": len(source)},
+        "dataset": {"fingerprint": source.fingerprint, "size": len(source),
+                    **({} if sizes is None else {FILE_SIZES: sizes})},
         "views": int(views),
         "dtype": dtype,
         "seed": int(seed),
     }
 
 
+#: the entry of a key's ``dataset`` that holds :meth:`~satclip.train.sources.PairSource.file_sizes_sha256` (a cache
+#: whose images' pixels were rewritten was called up to date: the fingerprint holds their names and coordinates)
+FILE_SIZES = "file_sizes_sha256"
+
+
+def comparable(recorded: Any, key: dict) -> tuple[Any, dict]:
+    """``(recorded, key)`` as JSON, without the dataset's :data:`FILE_SIZES` unless both hold it: a cache of an older
+    satclip (or of features computed elsewhere, or of a dataset that names no files) records none, and stays valid."""
+    recorded, key = jsonable(recorded), jsonable(key)
+    ours, theirs = (k.get("dataset") if isinstance(k, dict) else None for k in (recorded, key))
+    if isinstance(ours, dict) and isinstance(theirs, dict) and (FILE_SIZES in ours) != (FILE_SIZES in theirs):
+        recorded = {**recorded, "dataset": {k: v for k, v in ours.items() if k != FILE_SIZES}}
+        key = {**key, "dataset": {k: v for k, v in theirs.items() if k != FILE_SIZES}}
+    return recorded, key
+
+
 def key_differences(old: dict, new: dict) -> list[str]:
     """Names of the top-level key entries that differ (for the stale-cache message)."""
-    return sorted(k for k in set(old) | set(new) if jsonable(old.get(k)) != jsonable(new.get(k)))
+    old, new = comparable(old, new)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -558,8 +577,9 @@ def build_cache(
                 log.warning("feature cache %s cannot be used (%s): rebuilding it in %s, which replaces it once "
                             "complete", path, problem, work)  # fmt: skip
             elif old is not None:
+                differing = _differing_values(*comparable(old.get("key", {}), key))  # (by name: dataset.file_sizes…)
                 log.warning("feature cache %s is stale (%s differ): rebuilding it in %s, which replaces it once "
-                            "complete", path, ", ".join(key_differences(old.get("key", {}), jsonable(key))), work)
+                            "complete", path, ", ".join(name for name, _, _ in differing), work)
         if differ:  # (one of this key is finished, with --rebuild too: it recomputes what it has not done)
             log.warning("%s holds the unfinished build of another cache (%s differ): starting again", work,
                         ", ".join(differ))  # fmt: skip
@@ -844,7 +864,7 @@ def other_settings(recorded: Any, expected: dict) -> list[str]:
             return isinstance(ours, dict) and all(holds(ours.get(k), v) for k, v in theirs.items())
         return jsonable(ours) == jsonable(theirs)
 
-    recorded = recorded if isinstance(recorded, dict) else {}
+    recorded, expected = comparable(recorded if isinstance(recorded, dict) else {}, expected)
     return sorted(name for name in expected if not holds(recorded.get(name), expected[name]))
 
 
@@ -1229,8 +1249,7 @@ def verify_cache(
             report.notes.append(f"an unfinished build that replaces this cache once complete is kept in {work}: "
                                 f"`{build_command}` with that build's config finishes it")  # fmt: skip
     if expected_key is not None:
-        expected = jsonable(expected_key)
-        cached = jsonable({k: manifest["key"].get(k) for k in expected})
+        cached, expected = comparable({k: manifest["key"].get(k) for k in expected_key}, expected_key)
         if cached != expected:
             report.problems.append(_stale(cached, expected, build_command))
     try:

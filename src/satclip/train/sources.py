@@ -12,6 +12,7 @@ Sources are registered by name (``SOURCES``); ``data.dataset`` in the training c
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,8 @@ class PairSource:
     """A dataset of raw ``{"image": (C, H, W), "point": (2,) lon/lat degrees}`` samples and its views.
 
     ``fingerprint`` identifies the samples (files and coordinates, in order) and ``transform_config``
-    the views; both go into feature-cache manifests so that a stale cache is detected.
+    the views; both go into feature-cache manifests so that a stale cache is detected, with
+    :meth:`file_sizes_sha256` where the dataset names its files.
     """
 
     dataset: Any
@@ -60,6 +62,23 @@ class PairSource:
         """The file of sample ``index`` where its dataset names it (``path(index)``), else ``image {index}``."""
         path = getattr(self.dataset, "path", None)
         return Path(path(index)).name if callable(path) else f"image {index}"
+
+    def file_sizes_sha256(self) -> str | None:
+        """sha256 of the sizes in bytes of the samples' files, in order (-1 for one that cannot be stat'ed), where
+        the dataset names them (``path(index)``), else None. A file's size survives a copy or a move of the dataset,
+        where its modification time does not; an image rewritten to the same size is not told from the one it
+        replaces. One stat per file, no read."""
+        path = getattr(self.dataset, "path", None)
+        if not callable(path):
+            return None
+        digest = hashlib.sha256()
+        for index in range(len(self.dataset)):
+            try:
+                size = os.stat(path(index)).st_size
+            except OSError:  # (gone since the dataset was read: reading it fails, and says so)
+                size = -1
+            digest.update(f"{size}\0".encode())
+        return digest.hexdigest()
 
     def verify_command(self) -> str:
         """The command that lists the samples whose files cannot be read: ``satclip data verify ROOT --full`` with
