@@ -433,3 +433,31 @@ def test_images_rewritten_to_other_sizes_make_the_cache_stale_and_a_copied_datas
     build(copy)
     assert "is up to date" in caplog.text
 
+
+def test_a_recomputed_image_that_differs_is_named_by_its_file_with_the_rebuild(tmp_path, capsys):
+    """`cache verify --recompute` said "image 0: recomputed features differ (…)": a row of the cache, neither the
+    image's file nor what to do (its checksums hold: the images or the backbone changed since, and a plain `cache
+    build` calls it up to date)."""
+    from satclip.digests import file_digest
+    from satclip.train.sources import create_source
+
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    cache = tmp_path / "cache"
+    options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
+               "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
+               "--data.cache", str(cache), "--data.cache_views", "1"]  # fmt: skip
+    assert main(["cache", "build", *options]) == 0
+    features = np.load(cache / "features.npy")
+    features[3] = -features[3]  # (as if its image had changed since: the checksum recorded is the features')
+    np.save(cache / "features.npy", features)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["features_sha256"] = file_digest(cache / "features.npy")
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["cache", "verify", *options, "--recompute", "20"]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  - ")]
+    name = create_source("s2100k", str(root)).sample_name(3)
+    assert len(problems) == 1 and problems[0].startswith(f"  - image 3 ({name}): recomputed features differ (view 0")
+    build = ["satclip", "cache", "build", *options[:6], *options[10:], *options[6:10], "--rebuild"]  # (--set last)
+    assert problems[0].endswith(f"): rebuild it with `{' '.join(build)}`"), problems[0]

@@ -1296,15 +1296,16 @@ def verify_cache(
     except BadInputError as err:
         report.problems.append(str(err))
     if recompute and encoder is not None and source is not None:
-        _recompute(report, cache, encoder, source, recompute, device)
+        _recompute(report, cache, encoder, source, recompute, device, build_command)
     return report
 
 
 def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, source: PairSource, count: int,
-               device: str | torch.device) -> None:  # fmt: skip
+               device: str | torch.device, build_command: str) -> None:  # fmt: skip
     """Recompute ``count`` random images of ``cache`` into ``report``: a problem for each whose features differ by
-    more than :func:`recompute_tolerance` allows (or whose point differs), and the largest absolute difference
-    (NaN where a stored feature is NaN)."""
+    more than :func:`recompute_tolerance` allows (or whose point differs), naming its file where the source does
+    and the rebuild (``build_command --rebuild``: the cache's checksums may hold, its images or backbone changed),
+    and the largest absolute difference (NaN where a stored feature is NaN)."""
     manifest = cache.manifest
     rtol, atol, scale_tol = recompute_tolerance(manifest, device)
     rng = np.random.default_rng()
@@ -1314,7 +1315,10 @@ def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, sou
     views_ds = _ImageViews(source, images[picks], cache.views, manifest["key"]["seed"])
     encoder = encoder.to(device).eval()
     worst = 0.0
+    fix = f"rebuild it with `{build_command} --rebuild`"
     for j, index in enumerate(picks):
+        name = source.sample_name(int(images[index]))  # (its file, where the dataset names it)
+        image = f"image {index}" + ("" if name == f"image {images[index]}" else f" ({name})")
         stacked, point, _, unreadable = views_ds[j]
         if stacked is None:
             report.problems.append(f"image {index}: {unreadable}")
@@ -1329,11 +1333,11 @@ def _recompute(report: CacheReport, cache: FeatureCache, encoder: nn.Module, sou
         if not (diff <= allowed).all():
             at = np.unravel_index(np.argmax(np.where(diff <= allowed, -np.inf, diff - allowed)), diff.shape)
             report.problems.append(
-                f"image {index}: recomputed features differ (view {at[0]}, feature {at[1]}: |diff| "
-                f"{float(diff[at]):.3g}, more than the {float(allowed[at]):.3g} the storage and backbone explain there)"
+                f"{image}: recomputed features differ (view {at[0]}, feature {at[1]}: |diff| {float(diff[at]):.3g}, "
+                f"more than the {float(allowed[at]):.3g} the storage and backbone explain there): {fix}"
             )  # fmt: skip
         if not np.array_equal(point.numpy(), cache.lonlat[index]):
             report.problems.append(
-                f"image {index}: stored (lon, lat) {cache.lonlat[index]} != dataset {point.numpy()}"
+                f"{image}: stored (lon, lat) {cache.lonlat[index]} != dataset {point.numpy()}: {fix}"
             )
     report.recomputed, report.max_abs_diff = len(picks), worst
