@@ -844,3 +844,20 @@ def test_an_image_georeferenced_elsewhere_than_its_index_row_is_named(tmp_path, 
     rows.loc[rows.fn == name, ["lon", "lat"]] = [100.0128, 9.9872]
     rows.to_csv(root / "index.csv", index=False)
     assert main(["data", "verify", str(root)]) == 0
+
+
+def test_verify_workers_are_capped_as_data_num_workers_is(tmp_path, capsys):
+    """`satclip data verify ROOT --workers 100000` was accepted, and started a thread per row."""
+    from satclip.machine import max_workers
+
+    root = require(S2_EXAMPLES)
+    most = max_workers()
+    assert main(["data", "verify", str(root), "--workers", str(most + 1)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"satclip data verify: error: argument --workers: must be at most {most} (4 per core of this machine, at least "
+        f"64), got {most + 1} (see satclip data verify --help)"
+    )
+    for workers in (most + 1, 0):
+        with pytest.raises(ValueError, match=rf"^workers={workers} must be an integer from 1 to {most} \(4 per core"):
+            verify_s2100k(root, workers=workers)
+    assert main(["data", "verify", str(root), "--workers", str(most)]) == 0

@@ -356,11 +356,17 @@ def verify_s2100k(
         root: directory holding ``index.csv`` and ``images/``.
         spec: what a good patch looks like (bands, size, dtype, minimum bytes, full read or header only).
         index: an already parsed index (default: read ``root/index.csv``, reporting its malformed lines).
-        workers: threads for the file checks (GDAL releases the GIL while reading).
+        workers: threads for the file checks (GDAL releases the GIL while reading), 1 to
+            :func:`satclip.machine.max_workers`.
         use_cache: reuse earlier results for files whose size and modification time are unchanged.
         write_cache: store the results for later ``use_cache`` runs (best effort, never fails).
         progress: optional wrapper ``progress(iterable, total)`` for a progress bar (the CLI passes tqdm).
     """
+    from ..machine import max_workers
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= max_workers():
+        raise ValueError(f"workers={workers!r} must be an integer from 1 to {max_workers()} (4 per core of this "
+                         "machine, at least 64)")  # fmt: skip
     root = Path(root)
     malformed: list[tuple[int, str]] = []
     index = read_index(root / "index.csv", malformed=malformed) if index is None else index
