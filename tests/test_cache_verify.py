@@ -461,3 +461,18 @@ def test_a_recomputed_image_that_differs_is_named_by_its_file_with_the_rebuild(t
     assert len(problems) == 1 and problems[0].startswith(f"  - image 3 ({name}): recomputed features differ (view 0")
     build = ["satclip", "cache", "build", *options[:6], *options[10:], *options[6:10], "--rebuild"]  # (--set last)
     assert problems[0].endswith(f"): rebuild it with `{' '.join(build)}`"), problems[0]
+
+
+def test_a_cache_build_says_what_it_built_once(tmp_path, capsys):
+    """A build printed its result twice, as a log line on stderr ("feature cache C: [20, 1, 8] float16 features")
+    and as the command's line on stdout: read as two caches."""
+    root = tmp_path / "s2"
+    shutil.copytree(require(S2_EXAMPLES), root)
+    cache = tmp_path / "cache"
+    options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
+               "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
+               "--data.cache", str(cache), "--data.cache_views", "1"]  # fmt: skip
+    assert main(["cache", "build", *options]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{cache}: 20 images × 1 views × 8 features (float16) of mosaiks"]
+    assert str(cache) not in err, err

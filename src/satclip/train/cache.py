@@ -755,8 +755,8 @@ def _publish_work(path: Path, work: Path) -> FeatureCache:
     safe_output.publish(work / BUILDING, path, overwrite=True)
     safe_output.work_finished(work)  # (before the removal: a failure there keeps no work, the cache is published)
     _discard(work)
-    cache = FeatureCache.open(path)
-    log.info("feature cache %s: %s %s features", path, cache.manifest["shape"], cache.key.get("dtype", ""))
+    cache = FeatureCache.open(path)  # (debug: `cache build` prints what it built, and once)
+    log.debug("feature cache %s: %s %s features", path, cache.manifest["shape"], cache.key.get("dtype", ""))
     return cache
 
 
