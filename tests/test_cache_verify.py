@@ -476,3 +476,15 @@ def test_a_cache_build_says_what_it_built_once(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.splitlines() == [f"{cache}: 20 images × 1 views × 8 features (float16) of mosaiks"]
     assert str(cache) not in err, err
+
+
+def test_a_stale_digest_is_shown_cut_inside_its_quotes(built):
+    """`backbone_sha256: the cache's "f20d3cc0…, the config's "76ce24…`: a digest cut to 40 characters lost its
+    closing quote."""
+    _, _, cache = built
+    ours = cache.key["backbone_sha256"]
+    report = verify_cache(cache.path, expected_key={"backbone_sha256": "0" * 64})
+    assert report.problems == [
+        f'stale: backbone_sha256 differs from the config (the cache\'s "{ours[:37]}…", the config\'s "{"0" * 37}…"): '
+        "rebuild it with `satclip cache build --config CONFIG`"
+    ]

@@ -1142,9 +1142,12 @@ def _differing_values(cached: Any, expected: Any, name: str = "") -> list[tuple[
 
 
 def _short(value: Any) -> str:
-    """``value`` as JSON, cut to 40 characters (a fingerprint, a config)."""
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:39] + "…"
+    """``value`` as JSON, cut to 40 characters (a fingerprint, a config); a string is cut inside its quotes (they
+    were left unbalanced: ``the cache's "f20d3cc0…, the config's "76ce24…``)."""
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) <= 40:
+        return text
+    return json.dumps(value[:37] + "…", ensure_ascii=False) if isinstance(value, str) else text[:39] + "…"
 
 
 @dataclass
