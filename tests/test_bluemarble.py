@@ -368,3 +368,25 @@ def test_an_output_inside_another_satclip_output_is_refused(tmp_path, capsys):
     )
     assert sorted(p.name for p in corpus.iterdir()) == [".satclip-output", "images.npy", "index.csv", "manifest.json"]
     bm.build_bluemarble(corpus, bm.BlueMarbleParams(n=5, patch_size=8, seed=2), overwrite=True)
+
+
+def test_the_corpus_size_is_said_in_a_unit_that_fits_and_an_empty_band_says_to_widen_it(tmp_path, capsys):
+    """`satclip data bluemarble --n 50` said "(50 patches, 32×32 px, 0 MB)" (and 614 KB was "1 MB"); `--min-lat 89.99
+    --max-lat 90` said "no land found between 89.99° and 90.0° after 4194304 candidates", without what to do."""
+    from satclip.cli import main
+
+    from .conftest import one_error_line
+
+    assert main(["data", "bluemarble", "--n", "50", "--out", str(tmp_path / "corpus")]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'corpus'}  (50 patches, 32×32 px, 154 KB)"  # 153,600 B
+    from satclip.cli.data_bluemarble import _bytes
+
+    assert [_bytes(n) for n in (0, 999, 1000, 614_400, 1_234_567, 9_960_000, 3.3e9)] == [
+        "0 B", "999 B", "1.0 KB", "614 KB", "1.2 MB", "10 MB", "3.3 GB"]  # fmt: skip
+    assert main(["data", "bluemarble", "--n", "5", "--min-lat", "89.99", "--max-lat", "90",
+                 "--out", str(tmp_path / "pole")]) == 2  # fmt: skip
+    assert one_error_line(capsys.readouterr().err) == (
+        "satclip: error: no land found between 89.99° and 90.0° after 4194304 candidates: widen the latitude range "
+        "(--min-lat, --max-lat)"
+    )
+    assert not (tmp_path / "pole").exists()

@@ -46,21 +46,24 @@ def add_subparser(data_subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..data import bluemarble as bm
+    from ..data.land import LandNotFoundError
     from ..terminal import progress_bar
 
     try:
         params = bm.BlueMarbleParams(n=args.n, patch_size=args.patch_size, gsd_km=args.gsd_km,
                                      projection=args.projection, seed=args.seed, min_lat=args.min_lat,
                                      max_lat=args.max_lat)  # fmt: skip
-    except ValueError as err:  # named as the options given ("min_lat", "gsd_km" are the Python API's names)
-        raise BadInputError(re.sub(r"\b(min_lat|max_lat|gsd_km|patch_size)\b",
-                                   lambda m: "--" + m[1].replace("_", "-"), str(err))) from None  # fmt: skip
+    except ValueError as err:
+        raise BadInputError(_as_options(err)) from None
     if args.preview is not None:  # before the build, not after it
         _check_preview(args.preview, args.out if args.out is not None else bm.default_corpus_dir(params))
         safe_output.check_output(args.preview, overwrite=args.force)
     bar = progress_bar(total=params.n, unit="patch", desc="bluemarble", leave=False)
     with bar:
-        out = bm.build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
+        try:
+            out = bm.build_bluemarble(args.out, params, overwrite=args.force, progress=bar.update)
+        except LandNotFoundError as err:
+            raise BadInputError(_as_options(err)) from None
     images, points = bm.load_bluemarble_arrays(out)
     if args.preview is not None:
         from PIL import Image
@@ -69,8 +72,24 @@ def run(args: argparse.Namespace) -> int:
             Image.fromarray(bm.contact_sheet(images[:48])).save(tmp, format="PNG")
         log.info("wrote contact sheet %s", args.preview)
     size = f"{images.shape[1]}×{images.shape[2]} px"
-    print(f"{out}  ({len(points)} patches, {size}, {images.nbytes / 1e6:.0f} MB)")
+    print(f"{out}  ({len(points)} patches, {size}, {_bytes(images.nbytes)})")
     return 0
+
+
+def _as_options(err: Exception) -> str:
+    """The message of ``err`` naming the options given ("min_lat", "gsd_km" are the Python API's names)."""
+    return re.sub(r"\b(min_lat|max_lat|gsd_km|patch_size)\b", lambda m: "--" + m[1].replace("_", "-"), str(err))
+
+
+def _bytes(count: int) -> str:
+    """``count`` bytes in decimal units, to 2 significant digits or more (``153 KB``, ``1.2 MB``): a corpus of 50
+    patches was "0 MB", one of 614 KB "1 MB"."""
+    value, unit = float(count), "B"
+    for larger in ("KB", "MB", "GB", "TB"):
+        if value < 999.5:
+            break
+        value, unit = value / 1000, larger
+    return f"{value:.1f} {unit}" if unit != "B" and value < 9.95 else f"{value:.0f} {unit}"
 
 
 def _check_preview(preview: Path, corpus: Path) -> None:

@@ -101,6 +101,10 @@ def is_land(points: np.ndarray) -> np.ndarray:
     return mask_values(points) == LAND
 
 
+class LandNotFoundError(ValueError):
+    """No land in the latitude band :func:`sample_land_points` draws from (the fix: a wider band)."""
+
+
 def sample_land_points(n: int, seed: int, min_lat: float = -60.0, max_lat: float = 90.0) -> np.ndarray:
     """Draw ``n`` points uniformly by area over land between ``min_lat`` and ``max_lat``.
 
@@ -128,7 +132,8 @@ def sample_land_points(n: int, seed: int, min_lat: float = -60.0, max_lat: float
         found.append(keep)
         count += len(keep)
         if drawn >= 64 * _CANDIDATES_PER_ROUND and count == 0:
-            raise ValueError(f"no land found between {min_lat}° and {max_lat}° after {drawn} candidates")
+            raise LandNotFoundError(f"no land found between {min_lat}° and {max_lat}° after {drawn} candidates: "
+                                    "widen the latitude range (min_lat, max_lat)")  # fmt: skip
     points = np.concatenate(found)[:n] if found else np.empty((0, 2))
     log.debug("sampled %d land points from %d candidates (acceptance %.3f)", n, drawn, count / max(drawn, 1))
     return np.ascontiguousarray(points, dtype=np.float64)
