@@ -861,3 +861,17 @@ def test_verify_workers_are_capped_as_data_num_workers_is(tmp_path, capsys):
         with pytest.raises(ValueError, match=rf"^workers={workers} must be an integer from 1 to {most} \(4 per core"):
             verify_s2100k(root, workers=workers)
     assert main(["data", "verify", str(root), "--workers", str(most)]) == 0
+
+
+def test_an_index_without_a_header_is_told_to_add_one(tmp_path, capsys):
+    """An index.csv whose first line is a row (`patch_75123.tif,-68.2,-54.1`) "has columns [...] which match no known
+    index layout": it was told to rename columns it does not have."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "index.csv").write_text("patch_75123.tif,-68.2,-54.1\npatch_70975.tif,9.5,36.0\n")
+    assert main(["data", "verify", str(tmp_path)]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {tmp_path / 'index.csv'} has no header row: its first line 'patch_75123.tif,-68.2,-54.1' "
+        "holds values, not column names; add a first line naming the columns in their order, the file name 'fn' and "
+        "the coordinates 'lon' and 'lat' in degrees (e.g. fn,lon,lat; known layouts: s2-100k: fn,lon,lat; "
+        "satclip-examples: lat,lon,url,fn)"
+    )

@@ -68,8 +68,15 @@ def detect_layout(columns: list[str] | tuple[str, ...], *, path: str | Path = "i
         if delimiter in columns[0]:
             raise IndexFormatError(f"{path} reads as one column {columns[0]!r}: its values look separated by "
                                    f"{OTHER_DELIMITERS[delimiter]}; save it with ',' between values")  # fmt: skip
+    known = "; ".join(f"{name}: {','.join(cols)}" for name, cols in INDEX_LAYOUTS.items())
+    if not matches and any(_to_float(c.strip()) is not None for c in columns):  # (a number is no column name)
+        line = ",".join(columns)
+        raise IndexFormatError(
+            f"{path} has no header row: its first line {line if len(line) <= 80 else line[:80] + ' …'!r} holds values, "
+            "not column names; add a first line naming the columns in their order, the file name 'fn' and the "
+            f"coordinates 'lon' and 'lat' in degrees (e.g. fn,lon,lat; known layouts: {known})"
+        )
     if not matches:
-        known = "; ".join(f"{name}: {','.join(cols)}" for name, cols in INDEX_LAYOUTS.items())
         raise IndexFormatError(
             f"{path} has columns {list(columns)}, which match no known index layout ({known}). Rename the "
             "columns so that the file name is in 'fn' and the coordinates in 'lon' and 'lat' (degrees)."
