@@ -149,7 +149,7 @@ def test_a_local_copy_without_checksums_is_not_said_to_be_size_checked(tmp_path,
     for name, data in _shards().items():
         (tmp_path / "copy" / name).write_bytes(data)
     download_s2100k(tmp_path / "root", LocalSource(tmp_path / "copy"))
-    assert "only its size was checked" not in caplog.text and "no checksum to check it against" in caplog.text
+    assert "sizes are checked" not in caplog.text and "publishes no checksum to check 4 of the 4 file(s)" in caplog.text
 
 
 def test_bad_checksum_is_rejected(tmp_path):
@@ -638,3 +638,21 @@ def test_a_url_given_to_from_is_said_to_be_one(tmp_path, capsys, given, fix):
     assert line.startswith(f"satclip data download: error: argument --from: {given} is a URL, and --from takes a "
                            f"local directory: {fix.format(copy=copy)}"), line  # fmt: skip
     assert not (tmp_path / "root").exists()
+
+
+def test_a_copy_without_checksums_is_said_so_once_and_renamed_members_are_reported(tmp_path, capsys):
+    """`data download --from DIR` said "no checksum to check it against (…)" once per file, and a member named
+    ../../escape.tif, extracted as images/escape.tif, was counted among the images extracted without a word."""
+    copy = tmp_path / "copy"
+    (copy / "data").mkdir(parents=True)
+    for name, data in {**_shards(), "data/shard-003.tar": _tar({"../../escape.tif": b"E" * 10})}.items():
+        (copy / name).write_bytes(data)
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 0
+    out, err = capsys.readouterr()
+    assert "5 file(s) read from the local copy, 0 already done, 4 images extracted" in out
+    assert err.count("no checksum") == 1, err
+    assert (f"{copy} publishes no checksum to check 5 of the 5 file(s) to read against (first: index.csv): pass the "
+            "copy's --revision if it is a known one") in err  # fmt: skip
+    assert ("1 image member(s) of the archives were not extracted as named (first: '../../escape.tif' of "
+            "shard-003.tar extracted as images/escape.tif: '..' in the path leads outside images/)") in err
+    assert (tmp_path / "root" / "images" / "escape.tif").is_file() and not (tmp_path / "escape.tif").exists()

@@ -38,7 +38,7 @@ from .. import safe_output
 from ..digests import file_digest
 from ..errors import BadInputError, OutputExistsError
 from ..io.hub import DownloadError
-from .index import read_index
+from .index import name_problem, read_index
 from .sources import HubSource, LocalSource, RemoteFile, Source, offline_instructions
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ def _record(marker: Path) -> dict | None:
 
 
 def verify_checksum(path: Path, file: RemoteFile) -> str:
-    """Raise :class:`ChecksumError` unless ``path`` matches ``file``'s checksum; return what was checked."""
+    """Raise :class:`ChecksumError` unless ``path`` matches ``file``'s checksum; return what was checked:
+    ``"size only"`` or ``"unchecked"`` where the source publishes no checksum (:func:`_warn_of_unchecked` says so,
+    once a run)."""
     size = path.stat().st_size
     if file.size is not None and size != file.size:
         raise ChecksumError(f"{file.path}: {size} bytes, expected {file.size} (incomplete or wrong file)")
@@ -107,11 +109,18 @@ def verify_checksum(path: Path, file: RemoteFile) -> str:
         if actual != file.git_sha1.lower():
             raise ChecksumError(f"{file.path}: git blob id {actual}, expected {file.git_sha1}")
         return f"git blob {file.git_sha1}"
-    if file.size is not None:
-        log.warning("%s: the source publishes no checksum; only its size was checked", file.path)
-        return "size only"
-    log.warning("%s: no checksum to check it against (pass the copy's --revision if it is a known one)", file.path)
-    return "unchecked"
+    return "size only" if file.size is not None else "unchecked"
+
+
+def _warn_of_unchecked(files: list[RemoteFile], source: Source) -> None:
+    """Say once, before they are fetched, which of ``files`` the source publishes no checksum for (it was said once
+    per file: a line per shard, a hundred of them)."""
+    for sized, said in ((True, "only their sizes are checked"),
+                        (False, "pass the copy's --revision if it is a known one")):  # fmt: skip
+        unchecked = [f.path for f in files if not _listed_checksum(f) and (f.size is not None) == sized]
+        if unchecked:
+            log.warning("%s publishes no checksum to check %d of the %d file(s) to read against (first: %s): %s",
+                        source.description, len(unchecked), len(files), unchecked[0], said)  # fmt: skip
 
 
 def is_archive(path: str) -> bool:
@@ -152,10 +161,12 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
 
 def extract_images(
     archive: Path, images: Path, label: str, extracted_by: dict[str, str] | None = None
-) -> tuple[list[str], int]:
+) -> tuple[list[str], int, list[str]]:
     """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored); returns
-    their names, and how many of them were not in ``images/`` already (a rerun after one image was deleted
-    extracts its shard again, and said all of its images were extracted).
+    their names, how many of them were not in ``images/`` already (a rerun after one image was deleted
+    extracts its shard again, and said all of its images were extracted), and what was done to the image members
+    not extracted as named: one whose path leads outside the archive (absolute, or with ``..``) extracted under
+    its base name, one that is no regular file (a link) skipped (they were counted, or left out, silently).
 
     Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
     are moved into ``images/``; an image already there is kept if it holds the member's bytes (moves are
@@ -174,13 +185,20 @@ def extract_images(
     partial = safe_output.temp_path(images / label)
     partial.mkdir(parents=True)
     safe_output.mark_owned(partial, kind="download")
-    names, members = [], {}
+    names, members, unusual = [], {}, []
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar:
                 name = PurePosixPath(member.name).name
-                if not member.isfile() or not name.lower().endswith(IMAGE_SUFFIXES) or name.startswith("."):
+                if not name.lower().endswith(IMAGE_SUFFIXES) or name.startswith("."):
                     continue
+                if not member.isfile():
+                    kind = "a link" if member.issym() or member.islnk() else "not a regular file"
+                    unusual.append(f"{member.name!r} of {archive.name} skipped: {kind}")
+                    continue
+                if name_problem(member.name):
+                    unusual.append(f"{member.name!r} of {archive.name} extracted as images/{name}: "
+                                   f"{name_problem(member.name)}")  # fmt: skip
                 if name in members:  # (the second replaced the first, and the image published was another's)
                     raise ArchiveError(f"cannot extract {archive}: it holds two images named {name} "
                                        f"({members[name]} and {member.name}), which would be one file in images/; "
@@ -218,7 +236,7 @@ def extract_images(
         raise ArchiveError(f"cannot extract {archive}: not a readable tar archive ({reason})") from err
     finally:
         safe_output.remove_owned(partial)
-    return names, added
+    return names, added, unusual
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -323,9 +341,13 @@ def download_s2100k(
     with safe_output.exclusive(root):  # one download per dataset root
         staging = root / STATE_DIR / "files"
         images = root / "images"
-        extracted, skipped, added = [], [], 0
+        extracted, skipped, added, unusual = [], [], 0, []
+        index_done = _index_done(root, index, source)
+        done = {shard.path for shard in shards if _shard_done(root, images, shard)}
+        todo = [shard for shard in shards if shard.path not in done]
+        _warn_of_unchecked(([] if index_done else [index]) + todo, source)
 
-        if _index_done(root, index, source):
+        if index_done:
             skipped.append(index.path)
         else:
             path = _fetch_checked(source, index, staging)
@@ -344,9 +366,6 @@ def download_s2100k(
             extracted.append(index.path)
 
         safe_output.make_dirs(images)
-
-        done = {shard.path for shard in shards if _shard_done(root, images, shard)}
-        todo = [shard for shard in shards if shard.path not in done]
         skipped += [shard.path for shard in shards if shard.path in done]
         if skipped:
             log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
@@ -355,7 +374,7 @@ def download_s2100k(
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
             try:
-                names, new_images = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
+                names, new_images, odd = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
             except ArchiveError as err:
                 if not _fetched(source, path, staging):
                     raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
@@ -370,6 +389,10 @@ def download_s2100k(
             log.info("%s: %d images", shard.path, count)
             extracted.append(shard.path)
             added += new_images
+            unusual += odd
+        if unusual:  # (once a run, as the rest of its report)
+            log.warning("%d image member(s) of the archives were not extracted as named (first: %s)", len(unusual),
+                        unusual[0])  # fmt: skip
         _warn_of_unextracted(root, images, source)
     return DownloadSummary(root, tuple(extracted), tuple(skipped), added)
 
