@@ -1364,3 +1364,35 @@ def test_a_cache_whose_build_was_interrupted_is_named_so(tmp_path, capsys):
     assert main([*argv, str(work)]) == 2
     assert (f"{work} is where satclip builds the feature cache {tmp_path / 'c'}, not a cache: give {tmp_path / 'c'}"
             in capsys.readouterr().err)
+
+
+def test_a_build_that_rebuilds_its_damaged_database_says_so_once(setup, tmp_path, monkeypatch, capsys, caplog):
+    """A build finding its own database damaged printed the loading error and "; rebuilding it": "…; rebuild it with
+    `satclip retrieval build`; rebuilding it", telling the user to run what was running (and retrieval="auto" said it
+    to a user who never ran a build). One line says what is damaged and that it is rebuilt, at warning level."""
+    import logging
+
+    from satclip.retrieval import auto
+
+    model_dir, cache, db = setup
+    before = files(db)
+    with open(db / "image.npy", "r+b") as f:
+        f.truncate(200)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main(argv) == 0 and files(db) == before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"retrieval database {db}: image.npy is damaged ("), err
+    assert err[0].endswith("; rebuilding it") and "rebuild it" not in err[0], err
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache_root"))
+    own = auto.auto_directory("bluemarble-l10") / "database"
+    build_database(own, satclip.load_model(model_dir), cache, model_source="bluemarble-l10")
+    (own / "manifest.json").write_text("{cut")
+    monkeypatch.setattr(auto, "auto_features", lambda *args, **kwargs: cache)
+    monkeypatch.setattr("satclip.io.load.load_model", lambda *args, **kwargs: satclip.load_model(model_dir))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        auto.auto_database("bluemarble-l10")
+    said = [r for r in caplog.records if "rebuilding it" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert said[0].getMessage().startswith(f"retrieval database {own}: manifest.json is damaged (not JSON: ")
+    assert "rebuild it" not in said[0].getMessage()

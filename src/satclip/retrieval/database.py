@@ -65,6 +65,19 @@ class StaleDatabaseError(BadInputError):
     """A database built from another model or another feature cache than the one it is used with."""
 
 
+class DamagedDatabaseError(BadInputError):
+    """A database whose files were damaged (or edited) since it was built: ``problem`` says what, without the fix,
+    for a build that rebuilds it to say so (it repeated "rebuild it with `satclip retrieval build`" of itself)."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str = "rebuild it with `satclip retrieval build`"):
+        super().__init__(f"retrieval database {path}: {problem}; {fix}")
+        self.path, self.problem = path, problem
+
+    def rebuilding(self) -> str:
+        """What a build that rebuilds the database says of it."""
+        return f"retrieval database {self.path}: {self.problem}; rebuilding it"
+
+
 # --- identities -----------------------------------------------------------------------------------
 
 
@@ -195,51 +208,43 @@ class RetrievalDatabase:
         for name in (LONLAT, LOCATION, IMAGE):
             file = path / name
             if not file.is_file():
-                raise BadInputError(
-                    f"retrieval database {path} lacks {name}: rebuild it with `satclip retrieval build`"
-                )
+                raise DamagedDatabaseError(path, f"{name} is missing")
             try:
                 arrays[name] = np.load(file, allow_pickle=False)
             except (OSError, ValueError, EOFError) as err:
-                raise BadInputError(
-                    f"retrieval database {path}: {name} is damaged ({err}); rebuild it with `satclip retrieval build`"
-                ) from err
+                raise DamagedDatabaseError(path, f"{name} is damaged ({err})") from err
         n, d, e = manifest["shape"]
         for name, shape in ((LONLAT, (n, 2)), (LOCATION, (n, d)), (IMAGE, (n, e))):
             if arrays[name].shape != shape:
-                raise BadInputError(
-                    f"retrieval database {path}: {name} has shape {arrays[name].shape}, the manifest's {shape}; "
-                    "rebuild it with `satclip retrieval build`"
-                )
+                raise DamagedDatabaseError(path, f"{name} has shape {arrays[name].shape}, the manifest's {shape}")
             if arrays[name].dtype.kind != "f" or not np.isfinite(arrays[name]).all():  # (a build never writes them)
-                raise BadInputError(
-                    f"retrieval database {path}: {name} holds {arrays[name].dtype} values that are not all finite "
-                    "numbers; it is damaged: rebuild it with `satclip retrieval build`"
-                )
+                raise DamagedDatabaseError(path, f"{name} holds {arrays[name].dtype} values that are not all finite "
+                                                 "numbers; it is damaged")  # fmt: skip
         dtypes = manifest.get("key", {}).get("dtype", {})
         for name, kind in ((LOCATION, "location"), (IMAGE, "image")):
             if dtypes.get(kind) not in (None, arrays[name].dtype.name):
-                raise BadInputError(
-                    f"retrieval database {path}: {name} holds {arrays[name].dtype} values, not the {dtypes[kind]} "
-                    "of its manifest; it is damaged: rebuild it with `satclip retrieval build`"
-                )
+                raise DamagedDatabaseError(path, f"{name} holds {arrays[name].dtype} values, not the {dtypes[kind]} "
+                                                 "of its manifest; it is damaged")  # fmt: skip
         database = cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
         recorded = manifest.get("entries_sha256")  # (databases of a satclip before 2026-12-04 record none)
         if recorded is not None and database.sha256() != recorded:
-            raise BadInputError(
-                f"retrieval database {path}: its entries ({LONLAT}, {LOCATION}, {IMAGE}) are damaged: their sha256 "
-                f"differs from the one recorded in {MANIFEST}; rebuild it with `satclip retrieval build`"
-            )
+            raise DamagedDatabaseError(path, f"its entries ({LONLAT}, {LOCATION}, {IMAGE}) are damaged: their sha256 "
+                                             f"differs from the one recorded in {MANIFEST}")  # fmt: skip
         return database
 
 
-def _damaged(path: Path) -> str:
-    """Why the database at ``path`` cannot be opened ("" where it can)."""
+def _damaged(path: Path) -> BadInputError | None:
+    """Why the database at ``path`` cannot be opened (None where it can)."""
     try:
         RetrievalDatabase.open(path)
     except BadInputError as err:
-        return str(err)
-    return ""
+        return err
+    return None
+
+
+def _rebuilding(err: BadInputError) -> None:
+    """Say that a build rebuilds its own database, which ``err`` refused (not to rebuild it, as loading it says)."""
+    log.warning("%s", err.rebuilding() if isinstance(err, DamagedDatabaseError) else f"{err}; rebuilding it")
 
 
 def _another_database(path: Path, differ: list[str]) -> OutputExistsError:
@@ -261,7 +266,7 @@ def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
         existing = read_manifest(path)
     except BadInputError:
         return  # (a broken one: build_database rebuilds it if it is satclip's, else refuses it)
-    if _differences(existing.get("key", {}).get("model", {}), model_key(model)) and not _damaged(path):
+    if _differences(existing.get("key", {}).get("model", {}), model_key(model)) and _damaged(path) is None:
         raise _another_database(path, ["model"])
 
 
@@ -312,13 +317,13 @@ def read_manifest(path: str | Path) -> dict:
     try:
         manifest = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadInputError(f"{file} is damaged (not JSON: {err}); rebuild it with `satclip retrieval build`") from err
+        raise DamagedDatabaseError(path, f"{MANIFEST} is damaged (not JSON: {err})") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise BadInputError(f"{file} is not a satclip retrieval database (format={found!r})")
     problem = _manifest_problem(manifest)
     if problem:
-        raise BadInputError(f"{file} is damaged ({problem}); rebuild it with `satclip retrieval build`")
+        raise DamagedDatabaseError(path, f"{MANIFEST} is damaged ({problem})")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BadInputError(
             f"{path} has retrieval database format_version {manifest['format_version']}; upgrade satclip"
@@ -581,7 +586,7 @@ def build_database(
             except BadInputError as err:
                 existing = None
                 if safe_output.is_owned(path):  # our own database, broken: rebuilding it loses nothing
-                    log.warning("%s; rebuilding it", err)
+                    _rebuilding(err)
                     overwrite = True
             if existing is not None and existing.get("key") == key:
                 try:
@@ -589,16 +594,16 @@ def build_database(
                 except BadInputError as err:
                     if not safe_output.is_owned(path):
                         raise
-                    log.warning("%s; rebuilding it", err)
+                    _rebuilding(err)
                     existing, overwrite = None, True
                 else:
                     log.debug("retrieval database %s is up to date", path)
                     return _kept(path, database, built_from)
             # its own database, damaged so that its manifest names another key than its arrays hold (another
             # dtype): loading it said to rebuild it, and building asked for --overwrite
-            problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else ""
-            if problem:
-                log.warning("%s; rebuilding it", problem)
+            problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else None
+            if problem is not None:
+                _rebuilding(problem)
                 overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, _differences(existing.get("key", {}), key))
