@@ -941,7 +941,7 @@ def test_database_paths_and_damage_are_named_as_they_are(setup, tmp_path, caplog
     manifest = json.loads((db / "manifest.json").read_text())
     manifest["key"]["dtype"]["image"] = "float32"
     (db / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BadInputError, match="rebuild it with `satclip retrieval build"):
+    with pytest.raises(BadInputError, match="; rebuild it: satclip retrieval build --model"):
         satclip.load(model_dir, retrieval=db)
     build_database(db, satclip.load_model(model_dir), cache)  # rebuilt: its own database, damaged
     assert "; rebuilding it" in caplog.text
@@ -1396,3 +1396,24 @@ def test_a_build_that_rebuilds_its_damaged_database_says_so_once(setup, tmp_path
     assert len(said) == 1 and said[0].levelno == logging.WARNING
     assert said[0].getMessage().startswith(f"retrieval database {own}: manifest.json is damaged (not JSON: ")
     assert "rebuild it" not in said[0].getMessage()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_damaged_database_names_the_command_that_rebuilds_it(setup, capsys, dtype):
+    """A damaged database said "rebuild it with `satclip retrieval build`" though its manifest names the model and
+    cache it was built from (and its dtype), as a stale database's error does: the whole command, which works."""
+    model_dir, cache, db = setup
+    if dtype == "float32":
+        build_database(db, satclip.load_model(model_dir), cache, dtype=dtype, overwrite=True,
+                       model_source=str(model_dir))  # fmt: skip
+    before = files(db)
+    values = np.load(db / "location.npy")
+    values[3, 1] = -2 * values[3, 1] + 1
+    np.save(db / "location.npy", values)
+    with pytest.raises(BadInputError) as err:
+        satclip.load(model_dir, retrieval=db)
+    rebuild = f"satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db} --overwrite"
+    rebuild += " --dtype float32" if dtype == "float32" else ""
+    assert str(err.value).startswith(f"retrieval database {db}: its entries (") and "\n" not in str(err.value)
+    assert str(err.value).endswith(f"; rebuild it: {rebuild}")
+    assert main(rebuild.split()[1:]) == 0 and files(db) == before

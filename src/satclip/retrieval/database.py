@@ -69,7 +69,8 @@ class DamagedDatabaseError(BadInputError):
     """A database whose files were damaged (or edited) since it was built: ``problem`` says what, without the fix,
     for a build that rebuilds it to say so (it repeated "rebuild it with `satclip retrieval build`" of itself)."""
 
-    def __init__(self, path: str | Path, problem: str, fix: str = "rebuild it with `satclip retrieval build`"):
+    def __init__(self, path: str | Path, problem: str, fix: str | None = None):
+        fix = fix or f"rebuild it with `satclip retrieval build --model M --cache C -o {path}`"
         super().__init__(f"retrieval database {path}: {problem}; {fix}")
         self.path, self.problem = path, problem
 
@@ -204,32 +205,33 @@ class RetrievalDatabase:
         checked by :func:`check_fresh`."""
         path = expand_user(path)
         manifest = read_manifest(path)
+        fix = f"rebuild it: {rebuild_command(manifest, path)}"  # (the manifest says what from)
         arrays = {}
         for name in (LONLAT, LOCATION, IMAGE):
             file = path / name
             if not file.is_file():
-                raise DamagedDatabaseError(path, f"{name} is missing")
+                raise DamagedDatabaseError(path, f"{name} is missing", fix)
             try:
                 arrays[name] = np.load(file, allow_pickle=False)
             except (OSError, ValueError, EOFError) as err:
-                raise DamagedDatabaseError(path, f"{name} is damaged ({err})") from err
+                raise DamagedDatabaseError(path, f"{name} is damaged ({err})", fix) from err
         n, d, e = manifest["shape"]
         for name, shape in ((LONLAT, (n, 2)), (LOCATION, (n, d)), (IMAGE, (n, e))):
             if arrays[name].shape != shape:
-                raise DamagedDatabaseError(path, f"{name} has shape {arrays[name].shape}, the manifest's {shape}")
+                raise DamagedDatabaseError(path, f"{name} has shape {arrays[name].shape}, the manifest's {shape}", fix)
             if arrays[name].dtype.kind != "f" or not np.isfinite(arrays[name]).all():  # (a build never writes them)
                 raise DamagedDatabaseError(path, f"{name} holds {arrays[name].dtype} values that are not all finite "
-                                                 "numbers; it is damaged")  # fmt: skip
+                                                 "numbers; it is damaged", fix)  # fmt: skip
         dtypes = manifest.get("key", {}).get("dtype", {})
         for name, kind in ((LOCATION, "location"), (IMAGE, "image")):
             if dtypes.get(kind) not in (None, arrays[name].dtype.name):
                 raise DamagedDatabaseError(path, f"{name} holds {arrays[name].dtype} values, not the {dtypes[kind]} "
-                                                 "of its manifest; it is damaged")  # fmt: skip
+                                                 "of its manifest; it is damaged", fix)  # fmt: skip
         database = cls(arrays[LONLAT], arrays[LOCATION], arrays[IMAGE], manifest, path)
         recorded = manifest.get("entries_sha256")  # (databases of a satclip before 2026-12-04 record none)
         if recorded is not None and database.sha256() != recorded:
             raise DamagedDatabaseError(path, f"its entries ({LONLAT}, {LOCATION}, {IMAGE}) are damaged: their sha256 "
-                                             f"differs from the one recorded in {MANIFEST}")  # fmt: skip
+                                             f"differs from the one recorded in {MANIFEST}", fix)  # fmt: skip
         return database
 
 
@@ -353,9 +355,12 @@ def _build_command(model: object, cache: object, path: str | Path | None) -> str
 
 
 def rebuild_command(manifest: dict, path: str | Path | None) -> str:
-    """The command that builds the database at ``path`` again, from the model and cache it was built from."""
+    """The command that builds the database at ``path`` again, from the model and cache it was built from, in the
+    dtype it was built in."""
     model = manifest.get("built_from", {}).get("model", "MODEL")
-    return _build_command(model, recorded_cache(manifest, path) or "CACHE", path)
+    dtype = manifest.get("key", {}).get("dtype", {}).get("image", DEFAULT_DTYPE)
+    keep = f" --dtype {dtype}" if dtype in DTYPES and dtype != DEFAULT_DTYPE else ""  # (else rebuilt in float16)
+    return _build_command(model, recorded_cache(manifest, path) or "CACHE", path) + keep
 
 
 def recorded_cache(manifest: dict, path: str | Path | None) -> str | None:
