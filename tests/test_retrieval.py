@@ -253,14 +253,15 @@ def test_stale_database_of_another_model_says_how_to_build_the_right_one(setup, 
     tiny_cache(cache.path, seed=5)  # the same model, its cache rewritten
     assert main([*argv, f"{model_dir}+range(database={db})"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "another feature cache" in err[0], err
-    assert f"rebuild it: satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db}" in err[0]
+    assert len(err) == 1 and f"feature cache {cache.path}, which has changed since" in err[0], err
+    rebuild = f"satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db}"
+    assert f"rebuild it from the cache as it is now: {rebuild}" in err[0]
 
 
 def test_stale_database_is_refused_when_the_cache_changed(setup, tmp_path):
     model_dir, cache, db = setup
     tiny_cache(cache.path, seed=5)  # rewritten in place: other images
-    with pytest.raises(StaleDatabaseError, match=r"another feature cache .*\(dataset, sha256 differ\); rebuild it"):
+    with pytest.raises(StaleDatabaseError, match=r"which has changed since \(dataset, sha256 differ\): rebuild it"):
         satclip.load(model_dir, retrieval=db)
     with pytest.raises(StaleDatabaseError):
         check_fresh(RetrievalDatabase.open(db))
@@ -310,7 +311,7 @@ def test_a_database_moved_with_its_cache_is_checked_against_the_cache_beside_it(
     assert {k: v for k, v in files(moved / "db").items() if k != "manifest.json"} == {
         k: v for k, v in before.items() if k != "manifest.json"
     }  # kept, only its record brought up to date
-    with pytest.raises(StaleDatabaseError, match="built from another feature cache"):
+    with pytest.raises(StaleDatabaseError, match=f"feature cache {cache.path}, which has changed since"):
         satclip.load(model_dir, retrieval=db)  # the one left at the old path is checked against the cache there
 
 
@@ -1417,3 +1418,28 @@ def test_a_damaged_database_names_the_command_that_rebuilds_it(setup, capsys, dt
     assert str(err.value).startswith(f"retrieval database {db}: its entries (") and "\n" not in str(err.value)
     assert str(err.value).endswith(f"; rebuild it: {rebuild}")
     assert main(rebuild.split()[1:]) == 0 and files(db) == before
+
+
+def test_a_cache_changed_in_place_is_named_changed_and_its_database_rebuilt_without_overwrite(setup, tmp_path, capsys):
+    """A feature cache rebuilt in place with other features was "another feature cache than CACHE (sha256 differ)"
+    when loading, and a build of the database from it asked for --overwrite ("a retrieval database of another
+    cache"), though the database is satclip's own, stale; docs/retrieval.md names a changed cache as changed."""
+    model_dir, cache, db = setup
+    write_cache(cache.path, location_features(cache.lonlat, 2 * FILTERS, 2, 99), cache.lonlat, tiny_model().visual,
+                fingerprint="tiny-200-0")  # the same images, other features: the manifest's sha256 changed  # fmt: skip
+    with pytest.raises(StaleDatabaseError) as err:
+        satclip.load(model_dir, retrieval=db)
+    rebuild = f"satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db} --overwrite"
+    assert str(err.value) == (f"retrieval database {db} was built from the feature cache {cache.path.resolve()}, "
+                              f"which has changed since (sha256 differ): rebuild it from the cache as it is now: "
+                              f"{rebuild}")  # fmt: skip
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert printed.err.strip() == (f"retrieval database {db}: its feature cache {cache.path} has changed since it "
+                                   "was built (sha256 differ); rebuilding it")  # fmt: skip
+    satclip.load(model_dir, retrieval=db)
+    # a database of another cache still needs --overwrite, and is named so
+    other = tiny_cache(tmp_path / "other", seed=5)
+    assert main([*argv[:5], str(other.path), *argv[6:]]) == 2
+    assert "holds a retrieval database of another cache; pass --overwrite" in capsys.readouterr().err

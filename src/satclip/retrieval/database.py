@@ -436,11 +436,23 @@ def check_fresh(
             log.debug("feature cache %s of %s is gone; using the database as built", recorded, where)
     if cache is not None:
         differ = _differences(key.get("cache", {}), cache_identity(cache))
+        if differ and _same_cache(database.manifest, database.path, cache):  # (it said "another feature cache")
+            raise StaleDatabaseError(
+                f"retrieval database {where} was built from the feature cache {cache.path}, which has changed since "
+                f"({', '.join(differ)} differ): rebuild it from the cache as it is now: {fix}"
+            )
         if differ:
             raise StaleDatabaseError(
                 f"retrieval database {where} was built from another feature cache than {cache.path} "
                 f"({', '.join(differ)} differ); rebuild it: {fix}"
             )
+
+
+def _same_cache(manifest: dict, path: str | Path | None, cache) -> bool:
+    """Whether ``cache`` lies where the database at ``path`` (of ``manifest``) was built from (a cache rebuilt in
+    place since is the same cache, changed)."""
+    recorded = recorded_cache(manifest, path)
+    return recorded is not None and safe_output.same_path(recorded, cache.path)
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -609,6 +621,13 @@ def build_database(
             problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else None
             if problem is not None:
                 _rebuilding(problem)
+                overwrite = True
+            stale = _differences(existing.get("key", {}).get("cache", {}), key["cache"]) if existing else []
+            if (stale and not overwrite and _differences(existing["key"], key) == ["cache"]
+                    and _same_cache(existing, path, cache) and safe_output.is_owned(path)):  # fmt: skip
+                # its own database of this model, from this cache changed since: it asked for --overwrite
+                log.warning("retrieval database %s: its feature cache %s has changed since it was built (%s differ); "
+                            "rebuilding it", path, cache.path, ", ".join(stale))  # fmt: skip
                 overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, _differences(existing.get("key", {}), key))
