@@ -31,7 +31,7 @@ from satclip.retrieval.geo import GeoIndex, unit_vectors
 from satclip.retrieval.search import SemanticIndex
 from satclip.train.cache import write_cache
 
-from .conftest import FLOAT32_REASSOCIATION
+from .conftest import FLOAT32_REASSOCIATION, one_error_line
 from .train_helpers import location_features, sphere_points
 
 pytest.importorskip("scipy.spatial")
@@ -1443,3 +1443,30 @@ def test_a_cache_changed_in_place_is_named_changed_and_its_database_rebuilt_with
     other = tiny_cache(tmp_path / "other", seed=5)
     assert main([*argv[:5], str(other.path), *argv[6:]]) == 2
     assert "holds a retrieval database of another cache; pass --overwrite" in capsys.readouterr().err
+
+
+def test_a_database_that_lost_only_its_manifest_is_rebuilt_where_loading_says(setup, tmp_path, capsys):
+    """`rm DB/manifest.json`: loading said to build one with `satclip retrieval build --model M --cache C -o DB`,
+    which then failed "already exists; pass --overwrite", while every other damage was rebuilt without it. satclip's
+    own directory holding only a database's arrays is rebuilt; one with a file of the user's, or not satclip's, is
+    not."""
+    model_dir, cache, db = setup
+    before = files(db)
+    (db / "manifest.json").unlink()
+    with pytest.raises(BadInputError, match=r"no manifest.json\); build one with `satclip retrieval build --model M"):
+        satclip.load(model_dir, retrieval=db)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main(argv) == 0 and files(db) == before
+    assert capsys.readouterr().err.strip() == f"retrieval database {db}: manifest.json is missing; rebuilding it"
+    (db / "manifest.json").unlink()
+    (db / "notes.txt").write_text("mine")
+    assert main(argv) == 2
+    assert "satclip wrote it, but not notes.txt in it" in one_error_line(capsys.readouterr().err)
+    assert (db / "notes.txt").read_text() == "mine"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for name in ("lonlat.npy", "location.npy", "image.npy"):
+        shutil.copy(db / name, foreign / name)
+    assert main([*argv[:-1], str(foreign)]) == 2
+    assert "is a directory satclip did not create" in one_error_line(capsys.readouterr().err)
+    assert sorted(p.name for p in foreign.iterdir()) == ["image.npy", "location.npy", "lonlat.npy"]

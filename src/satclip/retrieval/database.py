@@ -244,6 +244,19 @@ def _damaged(path: Path) -> BadInputError | None:
     return None
 
 
+def _without_manifest(path: Path) -> bool:
+    """Whether ``path`` is what is left of a retrieval database of satclip's that lost its manifest: a satclip output
+    directory holding some of a database's arrays and nothing else, where satclip published a database (its marker
+    records a manifest.json, or, from an older satclip, records nothing). Files of the user's or of another output
+    there are refused by the checks that replace it."""
+    if (path / MANIFEST).exists() or safe_output.owned_kind(path) != "output":
+        return False
+    published = safe_output.recorded_files(path, "published")
+    arrays = [name for name in (LONLAT, LOCATION, IMAGE) if (path / name).is_file()]
+    return bool(arrays) and (published is None or MANIFEST in published) and not safe_output.other_contents(
+        path, (LONLAT, LOCATION, IMAGE))
+
+
 def _rebuilding(err: BadInputError) -> None:
     """Say that a build rebuilds its own database, which ``err`` refused (not to rebuild it, as loading it says)."""
     log.warning("%s", err.rebuilding() if isinstance(err, DamagedDatabaseError) else f"{err}; rebuilding it")
@@ -631,6 +644,9 @@ def build_database(
                 overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, _differences(existing.get("key", {}), key))
+        if not overwrite and _without_manifest(path):  # (loading said to build one there: --overwrite was asked)
+            log.warning("retrieval database %s: %s is missing; rebuilding it", path, MANIFEST)
+            overwrite = True
         refuse_other_outputs(path)
         safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
         lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
