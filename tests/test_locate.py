@@ -760,3 +760,18 @@ def test_a_location_only_model_is_told_that_locate_needs_the_image_encoder(tmp_p
     err = one_error_line(capsys.readouterr().err)
     assert f"{location_only} holds only a location encoder" in err and "satclip locate needs the image encoder" in err
     assert "a native directory such as RUN/export/last or a .ckpt written without --location-only" in err
+
+
+def test_a_true_location_outside_the_footprint_is_noted_with_within_footprint(tmp_path, capsys):
+    """--within-footprint --truth 0 0 (open ocean) printed the truth's rank among the candidates inside the footprint
+    without a word that the truth itself lies outside it, where the model saw no images."""
+    Image = pytest.importorskip("PIL.Image")
+    pixels = (240 + np.random.default_rng(0).integers(0, 15, (32, 32, 3))).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "bright.png")
+    argv = ["locate", str(tmp_path / "bright.png"), "--model", "bluemarble-l10", "--k", "3", "--grid-size", "2000"]
+    note = "the true location is outside the model's training footprint (land north of 60°S), where it saw no images"
+    for truth, within, noted in ((["0", "0"], True, True), (["10", "50"], True, False), (["0", "0"], False, False)):
+        assert main([*argv, "--truth", *truth, *["--within-footprint"] * within]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert lines[-1 - noted].startswith("true location (lon ")
+        assert (note in lines[-1]) == noted, lines

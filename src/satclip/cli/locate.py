@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.load import load_model
     from ..io.resolve import local_model_files
     from ..models.locate import GRIDS, check_grid_size, load_image, locate
+    from ..models.provenance import training_footprint
 
     try:  # before loading the model and image
         GRIDS.get(args.grid)
@@ -122,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     if higher is not None:  # the true location is not a candidate: its rank among them
         print(f"true location (lon {truth[0]:.4f}, lat {truth[1]:.4f}): {higher:,} of the {result.candidates:,} "
               f"candidates score higher ({_percent(higher, result.candidates)}): it would rank {higher + 1:,}")
+        if args.within_footprint and not training_footprint(model).contains(np.asarray([truth]))[0]:
+            print(f"note: the true location is outside the model's training footprint ({result.footprint}), where it "
+                  "saw no images: it is ranked against the candidates inside it (without --within-footprint, all)")
     if args.output is not None:
         _write_rows(args, rows, result, truth, inputs, model)
         print(f"wrote {args.output}")
