@@ -1470,3 +1470,12 @@ def test_a_database_that_lost_only_its_manifest_is_rebuilt_where_loading_says(se
     assert main([*argv[:-1], str(foreign)]) == 2
     assert "is a directory satclip did not create" in one_error_line(capsys.readouterr().err)
     assert sorted(p.name for p in foreign.iterdir()) == ["image.npy", "location.npy", "lonlat.npy"]
+
+
+def test_a_retrieval_database_given_as_the_model_is_named_so(setup, capsys):
+    """`satclip retrieval build --model DB …` said "DB is a directory but not a satclip model"."""
+    model_dir, cache, db = setup
+    argv = ["retrieval", "build", "--model", str(db), "--cache", str(cache.path), "-o", str(db.with_name("db2"))]
+    assert main(argv) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert f"{db} is a satclip retrieval database, not a model: give a model there (a model name" in err, err

@@ -91,6 +91,12 @@ def not_native(path: str | Path) -> str | None:
     if models:
         choices = " or ".join(str(path / name) for name in models)
         return f"{path} is not a satclip model but holds {len(models)} of them ({', '.join(models)}): pass {choices}"
+    from ..safe_output import FORMAT_NOUNS, format_noun, recorded_format
+
+    found = recorded_format(path / "manifest.json")
+    if found in FORMAT_NOUNS:  # (a retrieval database given as --model was "a directory but not a satclip model")
+        return (f"{path} is {format_noun(found)}, not a model: give a model there (a model name, a native model "
+                "directory, a .ckpt or a hub id)")  # fmt: skip
     return f"{path} is a directory but not a satclip model (no {CONFIG_FILE} + {WEIGHTS_FILE})"
 
 
