@@ -470,3 +470,29 @@ def test_a_symbolic_link_as_a_run_directory_is_named_first(tmp_path, capsys):
         line = one_error_line(capsys.readouterr().err)
         assert "la is a symbolic link to nothing (its target is missing, or a loop)" in line
         assert "points to" not in line
+
+
+@pytest.mark.parametrize("command", [
+    ["locate", "IMAGE", "--model", "bluemarble-l10", "-o", "rows.csv/"], ["export", "--model", "bluemarble-l10", "-o",
+    "m.onnx/"], ["embed", "POINTS", "--model", "bluemarble-l10", "-o", "emb.parquet/"], ["map", "--model",
+    "bluemarble-l10", "--resolution", "10", "-o", "field.tif/"],
+])  # fmt: skip
+def test_a_file_output_ending_in_a_separator_is_refused(tmp_path, monkeypatch, capsys, command):
+    """`satclip locate … -o rows.csv/` wrote a file named rows.csv (Path drops the trailing '/'), as embed, map and
+    export did: a path ending in a separator names a folder; a file output there is refused, naming the fix."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "IMAGE").write_bytes(b"x")
+    (tmp_path / "POINTS").write_text("lon,lat\n0,0\n")
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    named = command[-1].rstrip("/")
+    assert "\n" not in err and err.startswith(f"satclip {command[0]}: error: argument -o/--output: "), err
+    assert f"{command[-1]} ends in '/', which names a folder, and a file is written there: give {named}" in err, err
+    assert not (tmp_path / named).exists()
+
+
+def test_a_directory_output_ending_in_a_separator_is_taken():
+    from satclip.cli import build_parser
+
+    args = build_parser().parse_args(["embed", "README.md", "--model", "m", "-o", "emb.zarr/"])
+    assert args.output.name == "emb.zarr"

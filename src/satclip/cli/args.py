@@ -85,6 +85,23 @@ def _existing(text: str, give: str) -> Path:
     return path
 
 
+def file_output(*suffixes: str):
+    """The argparse type of an output path (:func:`user_path`) that is a file: with ``suffixes``, where it ends in one
+    of them (other outputs of the option are directories, ``.zarr``). A path ending in a separator names a folder
+    and is refused (``-o rows.csv/`` wrote the file ``rows.csv``: ``Path`` drops the separator)."""
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+    def parse(text: str) -> Path:
+        path = user_path(text)
+        named = text.rstrip("".join(separators))
+        if text.endswith(separators) and named and (not suffixes or Path(named).suffix.lower() in suffixes):
+            raise argparse.ArgumentTypeError(f"{text} ends in {text[-1]!r}, which names a folder, and a file is "
+                                             f"written there: give {named} (without the {text[-1]!r})")  # fmt: skip
+        return path
+
+    return parse
+
+
 def existing_file(text: str) -> Path:
     """A path to an existing regular file (a symbolic link to one): not a directory, FIFO, socket or device."""
     path = _existing(text, "a file")

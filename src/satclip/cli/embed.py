@@ -16,9 +16,9 @@ from .args import (
     check_cluster_options,
     device,
     existing_file_or_dataset,
+    file_output,
     positive_int,
     shard,
-    user_path,
 )
 
 DTYPES = ("float32", "float64")
@@ -47,7 +47,8 @@ def add_parser(subparsers) -> None:
         help="points file: .csv/.tsv, .parquet (also GeoParquet), .geojson, .gpkg or .npy (N×2); or a directory "
         "of Parquet part files (a dataset, read in the order of the files' names, as pandas.read_parquet reads it)",
     )  # fmt: skip
-    parser.add_argument("-o", "--output", type=user_path, required=True, help="output .parquet, .npy or .zarr")
+    parser.add_argument("-o", "--output", type=file_output(".parquet", ".pq", ".npy"), required=True,
+                        help="output .parquet, .npy or .zarr")
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--lon-col", help="longitude column (required for names like x or long)")
     parser.add_argument("--lat-col", help="latitude column")

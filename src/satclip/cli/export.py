@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import user_path
+from .args import file_output
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
         help="onnx (needs pip install 'satclip[export]') or torchscript (a .pt file for torch.jit.load)",
     )  # fmt: skip
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
-    parser.add_argument("-o", "--output", type=user_path, required=True, help="output file (.onnx or .pt)")
+    parser.add_argument("-o", "--output", type=file_output(), required=True, help="output file (.onnx or .pt)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="network precision")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_harmonics_option, device, existing_file, positive_int, user_path
+from .args import add_harmonics_option, device, existing_file, file_output, positive_int
 
 #: what --output writes, by the file's suffix
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
         help="rank only the grid points inside the model's training footprint (where it saw images)",
     )  # fmt: skip
     parser.add_argument(
-        "-o", "--output", type=user_path, metavar="FILE",
+        "-o", "--output", type=file_output(), metavar="FILE",
         help="also write the ranked rows to FILE, CSV or JSON by its suffix (.csv, .json): rank, lon, lat, score, "
         "inside_footprint, and km_to_truth and truth_rank when the true location is known",
     )  # fmt: skip

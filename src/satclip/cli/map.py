@@ -12,9 +12,9 @@ from .args import (
     add_overwrite_option,
     check_cluster_options,
     device,
+    file_output,
     positive_float,
     positive_int,
-    user_path,
 )
 
 
@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
     parser.add_argument("--resolution", type=positive_float, required=True, help="cell size in degrees, e.g. 1 or 0.25")
-    parser.add_argument("-o", "--output", type=user_path, required=True, help="output .tif, .zarr or .png")
+    parser.add_argument("-o", "--output", type=file_output(".tif", ".tiff", ".png"), required=True,
+                        help="output .tif, .zarr or .png")
     parser.add_argument("--format", choices=["geotiff", "zarr", "png"],
                         help="the map's format, for an OUT whose suffix does not say it (one that says another is "
                              "refused)")  # fmt: skip
