@@ -775,3 +775,22 @@ def test_a_true_location_outside_the_footprint_is_noted_with_within_footprint(tm
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[-1 - noted].startswith("true location (lon ")
         assert (note in lines[-1]) == noted, lines
+
+
+def test_a_sentinel2_patch_smaller_than_the_training_patches_is_said(tmp_path, capsys):
+    """A 64×64 px Sentinel-2 patch was taken silently by a ResNet18 checkpoint trained on 256×256 px patches (its
+    image_resolution), while bluemarble announces its centre crop: one warning says so."""
+    rasterio = pytest.importorskip("rasterio")
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    tif = require(S2_EXAMPLES / "images" / PATCH)
+    with rasterio.open(tif) as src:
+        profile, data = src.profile, src.read()
+    profile.update(height=64, width=64)
+    with rasterio.open(tmp_path / "small.tif", "w", **profile) as dst:
+        dst.write(data[:, :64, :64])
+    said = "small.tif is 64×64 px, smaller than the 256×256 px patches satclip-resnet18-l10.ckpt was trained on: its " \
+           "results may be off"  # fmt: skip
+    assert main(["locate", str(tmp_path / "small.tif"), "--model", str(ckpt), "--grid-size", "50"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [said]
+    assert main(["locate", str(tif), "--model", str(ckpt), "--grid-size", "50"]) == 0
+    assert "smaller than" not in capsys.readouterr().err

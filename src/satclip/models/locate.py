@@ -375,4 +375,20 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
     if file_shape != (height, width):
         log.info("read the central %d×%d px of %s's %d×%d for %s (the size of its training patches)", height, width,
                  path.name, *file_shape, name)  # fmt: skip
+    trained_px = _training_patch_px(model) if size is None else None  # (a fixed size was checked above)
+    if trained_px and min(height, width) < trained_px:  # (a 64 px patch was taken by a model of 256 px ones, silently)
+        log.warning("%s is %d×%d px, smaller than the %d×%d px patches %s was trained on: its results may be off",
+                    path.name, height, width, trained_px, trained_px, name)  # fmt: skip
     return image.contiguous()
+
+
+def _training_patch_px(model: SatCLIP) -> int | None:
+    """The side of the patches the model was trained on, as recorded: its image input's patch size, or the original's
+    ``image_resolution`` hyper-parameter (256 for the released models, S2-100K's patches); None where not recorded."""
+    from .provenance import image_input, metadata
+
+    expected = image_input(model)
+    if expected is not None and expected.patch_size:
+        return expected.patch_size
+    recorded = (metadata(model).get("hyper_parameters") or {}).get("image_resolution")
+    return recorded if type(recorded) is int and recorded > 0 else None
