@@ -285,7 +285,8 @@ def test_cli_builds_then_reuses(tmp_path, capsys):
     argv = ["data", "bluemarble", "--n", "30", "--patch-size", "8", "--seed", "4", "--out", str(out),
             "--preview", str(tmp_path / "sheet.png")]
     assert main(argv) == 0
-    assert "30 patches" in capsys.readouterr().out
+    printed = capsys.readouterr()  # (once: the library's "wrote Blue Marble corpus OUT" too was read as a second one)
+    assert "30 patches" in printed.out and str(out) not in printed.err
     manifest = bm.read_manifest(out)
     assert manifest["params"] == {"n": 30, "patch_size": 8, "gsd_km": 7.5, "projection": "aeqd", "seed": 4,
                                   "min_lat": -60.0, "max_lat": 90.0}

@@ -391,7 +391,8 @@ def build_bluemarble(out: str | os.PathLike | None = None, params: BlueMarblePar
             manifest = _write_corpus(tmp, params, key, block_size, progress)
             manifest["build_seconds"] = round(time.perf_counter() - started, 2)
             _write_json(tmp / MANIFEST_FILE, manifest)
-    log.info("wrote Blue Marble corpus %s (%d patches of %d px)", out, params.n, params.patch_size)
+    # (debug: `satclip data bluemarble` prints what it built, once; the demo and the recipes say it their way)
+    log.debug("wrote Blue Marble corpus %s (%d patches of %d px)", out, params.n, params.patch_size)
     return out
 
 

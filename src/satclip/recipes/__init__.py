@@ -66,6 +66,8 @@ def prepare_recipe(
     with cpu_threads(1 if on_cpu else torch.get_num_threads()):  # on a CPU: one chunk per core instead
         cache = cache_from_config(config, device=device, batch_size=1024, progress=progress,
                                   threads=usable_cores() if on_cpu else 1)  # fmt: skip
+    log.info("recipe %s: feature cache %s, %s %s features", name, cache.path, cache.manifest["shape"],
+             cache.key.get("dtype", ""))  # fmt: skip
     return config, cache
 
 
