@@ -16,14 +16,16 @@ def add_parser(subparsers) -> None:
             "Builds a Blue Marble corpus, caches MOSAIKS features, pretrains an L=10 SatCLIP location encoder "
             "with 8,192-pair batches, evaluates it against baselines, writes OUT/report.md and ends with a line "
             "saying where the trained model stands, task by task. About 7 minutes on an idle 2-core CPU; --quick "
-            "about 1. Shows one progress line, and notes of the earlier work a rerun reuses; everything logged goes "
+            "about 1. Shows one progress line on a terminal (off one, a line per stage and every 30 s), and notes of "
+            "the earlier work a rerun reuses; everything logged goes "
             "to OUT/demo.log. OUT/work keeps the image features and the training of each setting a rerun reuses "
             "(about 110 MB for the full setting, 30 MB with --quick; delete it to reclaim the space). A run into "
             "the same OUT with other settings (the full demo after --quick) replaces OUT's report, map, training "
             "curve and model with its own (the other setting's training stays in OUT/work). Kept in satclip's "
             "cache, ~/.cache/satclip or $SATCLIP_CACHE: the corpus (about 300 MB; --quick builds a 60 MB one of "
-            "its own, so the full demo after it adds 300 MB), the evaluation's data (under 2 MB) and the embeddings it "
-            "evaluated (20-35 MB after --quick; about 150 MB for the full demo)."
+            "its own, so the full demo after it adds 300 MB), the evaluation's data (under 2 MB after --quick, "
+            "about 4 MB for the full demo) and the embeddings it evaluated (19-35 MB after --quick; about 150 MB for "
+            "the full demo)."
         ),
     )
     parser.add_argument(
