@@ -490,6 +490,8 @@ def test_messages_name_the_input_as_it_is(encoder, tmp_path, monkeypatch, caplog
     shipped model hid it without a word; an encoder moved to 'meta' failed inside torch; "k configure retrieval"."""
     with pytest.raises(ValueError, match=r"^points is a pandas Series \('lon'\), one column: pass both"):
         encoder.encode(pd.Series([13.4, 52.5], name="lon"))
+    with pytest.raises(ValueError, match=r"^points is a pandas Series, one column: pass both"):  # (it said "(None)")
+        encoder.encode(pd.Series([13.4, 52.5]))
     with pytest.raises(InvalidPointsError, match=r"past a pole by at most 0\.001° \(rounding\?\): clip them") as err:
         encoder.encode([[10.0, -90.0001]])
     assert "swapped" not in str(err.value)

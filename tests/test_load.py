@@ -488,6 +488,32 @@ def test_a_location_encoder_saves_as_it_is_and_loads_back_the_same(tmp_path):
     assert encoder.save(tmp_path / "tuned", overwrite=True).path == tmp_path / "tuned"
 
 
+def test_overwrite_that_is_not_true_or_false_replaces_nothing(tmp_path):
+    """encoder.save(path, overwrite="no") replaced the model there ("no" is true); every writer checks its
+    overwrite where it checks its output (safe_output.check_output)."""
+    from satclip.errors import BadInputError
+
+    encoder = satclip.load("bluemarble-l10")
+    encoder.save(tmp_path / "kept")
+    before = (tmp_path / "kept" / "model.safetensors").stat().st_mtime_ns
+    for value in ("no", None, 1):
+        with pytest.raises(BadInputError, match=f"^overwrite must be True or False, got {re.escape(repr(value))}$"):
+            encoder.save(tmp_path / "kept", overwrite=value)
+    assert (tmp_path / "kept" / "model.safetensors").stat().st_mtime_ns == before
+    assert encoder.save(tmp_path / "kept", overwrite=np.True_).path == tmp_path / "kept"
+
+
+def test_device_none_is_the_default_and_python_errors_name_the_keywords():
+    """satclip.load(device=None) was "None is not a torch device", where satclip.embed's default is None; a
+    precision contradicting dtype named only --dtype and --precision to a Python caller."""
+    from satclip.errors import BadInputError
+
+    assert next(satclip.load("bluemarble-l10", device=None).parameters()).device.type == "cpu"
+    with pytest.raises(BadInputError, match=r"^dtype float64 \(dtype=, --dtype\) contradicts precision float32 "
+                                            r"\(precision=, --precision\)"):  # fmt: skip
+        satclip.load("bluemarble-l10", precision="float32", dtype=torch.float64)
+
+
 @pytest.mark.parametrize("target", ["native", "original"])
 def test_metadata_json_cannot_store_is_refused_before_anything_is_written(tmp_path, target):
     """save(metadata={"a": object()}) failed with json's TypeError 13 frames deep in the writer."""
@@ -520,7 +546,7 @@ def test_the_gradient_path_says_what_it_takes_and_encode_says_it_has_none():
                                             r"torch\.as_tensor\(points\), or use \.encode\(points\)"):  # fmt: skip
         encoder(np.array([[13.4, 52.5]]))
     points = torch.tensor([[13.4, 52.5]], requires_grad=True)
-    with pytest.warns(UserWarning, match=r"encode computes no gradients .* call the encoder itself") as said:
+    with pytest.warns(UserWarning, match=r"compute no gradients .* call the encoder itself") as said:
         assert not encoder.encode(points).requires_grad
     assert said[0].filename == __file__  # (the caller's line: it named torch/utils/_contextlib.py)
     encoder(points).sum().backward()  # (the path for gradients)

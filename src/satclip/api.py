@@ -16,7 +16,7 @@ from .models.location_encoder import LocationEncoder
 def load(
     source: str | Path,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
     dtype: torch.dtype | None = None,
     harmonics_calculation: str | None = None,
     trust_checkpoint: bool = False,
@@ -33,7 +33,8 @@ def load(
 
     ``source``, ``device``, ``dtype``, ``harmonics_calculation``, ``trust_checkpoint`` and ``precision`` are
     those of :func:`satclip.io.load.load` (a ``.ckpt``, a native directory, a known name, a hub id or
-    ``hf://owner/name``; precision ``"float32" | "bf16" | "float64" | "auto"``).
+    ``hf://owner/name``; precision ``"float32" | "bf16" | "float64" | "auto"``); ``device=None`` is the default, the
+    CPU, as in :func:`satclip.embed`.
 
     ``retrieval``: ``None`` (the plain location encoder), or a retrieval database — ``"auto"`` for the shipped
     models (built from their corpus on first use) or a directory from ``satclip retrieval build`` — to get a
@@ -51,7 +52,7 @@ def load(
 
         check_arguments(retrieval, options, source)
     encoder = load_location_encoder(
-        source, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation,
+        source, device="cpu" if device is None else device, dtype=dtype, harmonics_calculation=harmonics_calculation,
         trust_checkpoint=trust_checkpoint, precision=precision,
     )  # fmt: skip
     if plain:

@@ -656,7 +656,14 @@ def check_output(
     path equal to one of ``inputs``, a directory in place of a file, a directory of files satclip did not
     create, a satclip directory of another kind (an evaluation, a training run, a feature cache: the user's
     files may have joined satclip's there), a FIFO, socket or device (or a link to one), whatever the flags.
+
+    Raises:
+        BadInputError: ``overwrite`` is not True or False (``encoder.save(path, overwrite="no")`` replaced the model
+            there: ``"no"`` is true).
     """
+    numpy_bool = type(overwrite).__module__ == "numpy" and type(overwrite).__name__ in ("bool", "bool_")
+    if not isinstance(overwrite, bool) and not numpy_bool:
+        raise BadInputError(f"overwrite must be True or False, got {overwrite!r}")
     path = Path(path)
     check_named(path)
     check_not_input(path, inputs)

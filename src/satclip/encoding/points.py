@@ -168,7 +168,8 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
         )
     if hasattr(points, "to_frame") and hasattr(points, "iloc"):  # a Series: one column (it was "one point?")
         raise BadInputError(
-            f"points is a pandas Series ({getattr(points, 'name', None)!r}), one column: pass both coordinate columns, "
+            f"points is a pandas Series{'' if points.name is None else f' ({points.name!r})'}, one column: pass both "
+            "coordinate columns, "
             "frame[['lon', 'lat']].to_numpy() (longitude first), or the frame to satclip.embed"
         )
     if is_xarray_dataset(points):  # (xarray's own error advised to_dataarray(): (variable, point), transposed)

@@ -258,8 +258,10 @@ class LocationEncoder(nn.Module):
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         """Embed ``(N, 2)`` (lon, lat) degrees, the path for gradients (:meth:`encode` is inference). Features are
-        computed in the input's dtype and cast to the network's. Another shape is refused, and in eval mode points
-        out of range, as :meth:`encode` refuses them (training checks its data instead)."""
+        computed in the input's dtype and cast to the network's, which runs in its weights' dtype: not in the
+        encoder's ``precision`` (bf16, where "auto" chose it, differs from float32 by bf16's rounding, up to
+        ~0.04–0.06 at an entry). Another shape is refused, and in eval mode points out of range, as :meth:`encode`
+        refuses them (training checks its data instead)."""
         if not isinstance(lonlat, torch.Tensor):  # ("'numpy.ndarray' object has no attribute 'is_floating_point'")
             raise BadInputError(
                 f"{type(self).__name__}(lonlat) takes a torch tensor (N, 2) of lon, lat degrees (the path for "
@@ -302,8 +304,8 @@ class LocationEncoder(nn.Module):
 
         check_batch_size(batch_size)
         if isinstance(points, torch.Tensor) and points.requires_grad:  # (the result had none, without a word)
-            warn_caller("encode computes no gradients (its result does not require grad): call the encoder itself, "
-                        "encoder(lonlat), for gradients with respect to the points or the weights")
+            warn_caller("encode and satclip.embed compute no gradients (their result does not require grad): call "
+                        "the encoder itself, encoder(lonlat), for gradients with respect to the points or the weights")
         lonlat = as_lonlat(points, dtype=torch.float64, device=weights_device(self))
         return fused.encode_points(in_eval_mode(self), lonlat, _precision.for_encoder(self, precision), batch_size)
 

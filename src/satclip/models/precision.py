@@ -130,8 +130,8 @@ def requested(precision: str | torch.dtype | None, dtype: torch.dtype | None = N
         return by_dtype
     if by_dtype is not None and by_dtype != name and not (name == "bf16" and by_dtype == "float32"):
         raise BadInputError(
-            f"dtype {by_dtype} (--dtype) contradicts precision {name} (--precision); pass one of them (precision: "
-            f"one of {', '.join(PRECISIONS)})"
+            f"dtype {by_dtype} (dtype=, --dtype) contradicts precision {name} (precision=, --precision); pass one of "
+            f"them (precision: one of {', '.join(PRECISIONS)})"
         )
     return name
 
