@@ -529,3 +529,16 @@ def test_a_coordinate_in_the_frames_index_is_named(encoder):
                                           r"frame\.reset_index\(\)$"):  # fmt: skip
         satclip.embed(frame, model=encoder)
     assert satclip.embed(frame.reset_index(), model=encoder).shape == (1, encoder.embedding_dim)
+
+
+@pytest.mark.parametrize("points, options", [
+    (pd.DataFrame({"lon": ["13.4", "x"], "lat": [52.5, 1.0]}), {}),  # text in a coordinate column
+    (pd.DataFrame({"lon": [True, False], "lat": [52.0, 0.0]}), {}),  # booleans
+    (np.zeros((2, 2)), {"lon_col": "a", "lat_col": "b"}),  # column names for an array
+    (pd.DataFrame({"x": [1.0], "y": [2.0]}), {}),  # no coordinate columns (ColumnError)
+])  # fmt: skip
+def test_bad_coordinate_columns_are_satclips_bad_input(encoder, points, options):
+    """They were plain ValueErrors (and ColumnError a ValueError): a notebook catching satclip's BadInputError, as
+    every other bad argument raises, missed them."""
+    with pytest.raises(BadInputError):
+        satclip.embed(points, encoder, **options)

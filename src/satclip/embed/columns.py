@@ -11,6 +11,8 @@ import logging
 import re
 from collections.abc import Sequence
 
+from ..errors import BadInputError
+
 log = logging.getLogger(__name__)
 
 LON_NAMES = ("lon", "longitude", "lng")
@@ -19,7 +21,7 @@ LAT_NAMES = ("lat", "latitude")
 SUSPECT_NAMES = ("x", "y", "long", "lon_deg", "lat_deg", "easting", "northing", "coord_x", "coord_y")
 
 
-class ColumnError(ValueError):
+class ColumnError(BadInputError):
     """The coordinate columns could not be determined; the message lists the candidates."""
 
 

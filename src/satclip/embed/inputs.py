@@ -223,13 +223,13 @@ def column_values(table, name: str) -> np.ndarray:
         if text:  # ("12.5" was read as 12.5 degrees, while encode refuses an array of text)
             unreadable = _first(column, labels, _is_no_number)
             fix = f"frame[{name!r}] = pandas.to_numeric(frame[{name!r}])"
-            raise ValueError(
+            raise BadInputError(
                 f"coordinate column {name!r} holds text, not numbers, and{unreadable} is no number either: fix "
                 f"or drop that row, then convert the column, e.g. {fix}" if unreadable else
                 f"coordinate column {name!r} holds text, not numbers ({text.strip()}): convert it first, e.g. {fix}"
             )  # fmt: skip
     if kind in _NOT_DEGREES:  # (also pandas' nullable "boolean" and pyarrow-backed dtypes: they have a kind)
-        raise ValueError(
+        raise BadInputError(
             f"coordinate column {name!r} must be numbers (lon, lat) in degrees, got {dtype} ({_NOT_DEGREES[kind]})"
         )
     try:
@@ -238,7 +238,8 @@ def column_values(table, name: str) -> np.ndarray:
         return np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError) as err:
         where = _first(column, labels, _is_no_number).split(" at ", 1)[-1]
-        raise ValueError(f"coordinate column {name!r} is not numeric{' at ' + where if where else ''}: {err}") from err
+        at = f" at {where}" if where else ""
+        raise BadInputError(f"coordinate column {name!r} is not numeric{at}: {err}") from err
 
 
 def warn_of_half_floats(what: str, path=None) -> None:
@@ -376,7 +377,7 @@ def to_lonlat(
         return _number_columns(values[:, labels.index(lon_name)], values[:, labels.index(lat_name)], lon_name, lat_name)
     if (lon_col is not None or lat_col is not None) and not is_table(points):  # (an array's names were ignored)
         named = ", ".join(f"{k}={v!r}" for k, v in (("lon_col", lon_col), ("lat_col", lat_col)) if v is not None)
-        raise ValueError(f"{named} names columns of a table, but points is a {type(points).__name__}, whose "
+        raise BadInputError(f"{named} names columns of a table, but points is a {type(points).__name__}, whose "
                          "columns are (lon, lat): pass the table, or the array without column names")  # fmt: skip
     torch = sys.modules.get("torch")  # (not imported: then points are no tensor; file readers stay torch-free)
     if torch is not None and isinstance(points, torch.Tensor):
