@@ -542,3 +542,17 @@ def test_bad_coordinate_columns_are_satclips_bad_input(encoder, points, options)
     every other bad argument raises, missed them."""
     with pytest.raises(BadInputError):
         satclip.embed(points, encoder, **options)
+
+
+def test_coordinates_in_radians_are_named_in_the_footprint_note(caplog):
+    """Radians are valid degrees: satclip.embed embedded them at the wrong places, and said only that every point lay
+    outside the footprint. The note now says they look like radians, and nothing of it for degrees."""
+    encoder = satclip.load("bluemarble-l10")
+    rng = np.random.default_rng(0)
+    degrees = np.column_stack([rng.uniform(-180, 180, 200), rng.uniform(-60, 80, 200)])
+    with caplog.at_level("WARNING", logger="satclip"):
+        satclip.embed(np.radians(degrees), encoder)
+        assert "as coordinates in radians do: if they are, pass numpy.degrees(points)" in caplog.text
+        caplog.clear()
+        satclip.embed(degrees, encoder)
+    assert "outside the model's training footprint" in caplog.text and "radians" not in caplog.text

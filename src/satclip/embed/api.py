@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, range_hints
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, radians_hint, range_hints
 from ..errors import BadInputError
 from ..io.basis import rebased
 from ..io.safe_pickle import check_trust
@@ -144,7 +144,7 @@ def _warn_of_footprint(encoder: LocationEncoder, lonlat: np.ndarray | torch.Tens
     if outside:
         name = str(model) if isinstance(model, (str, Path)) else "the model"
         valid = len(values) - int(invalid_rows(values).sum())
-        log.warning("%s", outside_note(outside, valid, name, footprint.describe()))
+        log.warning("%s%s", outside_note(outside, valid, name, footprint.describe()), radians_hint(values))
 
 
 def check_options(batch_size, **flags) -> None:

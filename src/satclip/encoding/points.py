@@ -128,6 +128,17 @@ def valid_range_advice(
     return advice + range_hints(lonlat, bad, swapped, projected)
 
 
+def radians_hint(lonlat: np.ndarray) -> str:
+    """A hint, after a space, where every one of at least two valid (lon, lat) rows of ``lonlat`` lies within ±π of
+    longitude and ±π/2 of latitude, as coordinates in radians do (in degrees that box is open sea off West Africa);
+    else empty. Radians are valid degrees, embedded at the wrong places without a word but the footprint's."""
+    valid = lonlat[~invalid_rows(lonlat)]
+    if len(valid) < 2 or not ((np.abs(valid[:, 0]) <= np.pi).all() and (np.abs(valid[:, 1]) <= np.pi / 2).all()):
+        return ""
+    return (" Every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians do: if "
+            "they are, pass numpy.degrees(points).")  # fmt: skip
+
+
 def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE) -> str:
     """What the invalid rows ``bad`` look like, each hint after a space; empty where they look like nothing in
     particular: the lat/lon swap (``swapped``) where swapping every row would make the finite invalid ones valid and
