@@ -323,15 +323,22 @@ def test_a_cache_is_never_built_inside_another_satclip_output(built, tmp_path, c
     assert not nested.exists() and verify_cache(cache.path).ok
 
 
-def test_a_cache_of_a_newer_satclip_is_refused_alike_by_verify_and_build(tmp_path, capsys):
-    """A manifest of format_version 99 exited 1 from `cache verify` (reported as a failed cache, which a script
-    would rebuild) and 2 from `cache build`: both refuse it as a file this satclip cannot use, exit 2."""
+def _small_mosaiks_cache_options(tmp_path):
+    """``(root, cache, options)``: a copy of the S2 examples at ``root`` and the `cache build`/`cache verify` options
+    of a one-view MOSAIKS (4 filters) cache of them at ``cache``."""
     root = tmp_path / "s2"
     shutil.copytree(require(S2_EXAMPLES), root)
     cache = tmp_path / "cache"
     options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
                "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
                "--data.cache", str(cache), "--data.cache_views", "1"]  # fmt: skip
+    return root, cache, options
+
+
+def test_a_cache_of_a_newer_satclip_is_refused_alike_by_verify_and_build(tmp_path, capsys):
+    """A manifest of format_version 99 exited 1 from `cache verify` (reported as a failed cache, which a script
+    would rebuild) and 2 from `cache build`: both refuse it as a file this satclip cannot use, exit 2."""
+    root, cache, options = _small_mosaiks_cache_options(tmp_path)
     assert main(["cache", "build", *options]) == 0
     manifest = json.loads((cache / "manifest.json").read_text())
     (cache / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
@@ -441,12 +448,7 @@ def test_a_recomputed_image_that_differs_is_named_by_its_file_with_the_rebuild(t
     from satclip.digests import file_digest
     from satclip.train.sources import create_source
 
-    root = tmp_path / "s2"
-    shutil.copytree(require(S2_EXAMPLES), root)
-    cache = tmp_path / "cache"
-    options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
-               "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
-               "--data.cache", str(cache), "--data.cache_views", "1"]  # fmt: skip
+    root, cache, options = _small_mosaiks_cache_options(tmp_path)
     assert main(["cache", "build", *options]) == 0
     features = np.load(cache / "features.npy")
     features[3] = -features[3]  # (as if its image had changed since: the checksum recorded is the features')
@@ -466,12 +468,7 @@ def test_a_recomputed_image_that_differs_is_named_by_its_file_with_the_rebuild(t
 def test_a_cache_build_says_what_it_built_once(tmp_path, capsys):
     """A build printed its result twice, as a log line on stderr ("feature cache C: [20, 1, 8] float16 features")
     and as the command's line on stdout: read as two caches."""
-    root = tmp_path / "s2"
-    shutil.copytree(require(S2_EXAMPLES), root)
-    cache = tmp_path / "cache"
-    options = ["--data.root", str(root), "--data.dataset", "s2100k", "--model.image_encoder.name", "mosaiks",
-               "--set", "model.image_encoder.in_chans=13", "--set", "model.image_encoder.num_filters=4",
-               "--data.cache", str(cache), "--data.cache_views", "1"]  # fmt: skip
+    root, cache, options = _small_mosaiks_cache_options(tmp_path)
     assert main(["cache", "build", *options]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [f"{cache}: 20 images × 1 views × 8 features (float16) of mosaiks"]
