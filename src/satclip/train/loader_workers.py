@@ -1,10 +1,10 @@
 """How a DataLoader worker of satclip's (training batches, the feature cache's images) takes the end of its run.
 
-Workers are forked from the command and inherited its signal handlers: a SIGTERM to the process group (``timeout``,
-a scheduler) ran the command's handler in every worker, and each then left through Python while the command
-stopped reading its batches. A worker's thread that hands a batch's shared memory to the command
-(``multiprocessing.resource_sharer``) then found the command's end of the hand-over closed and printed its traceback
-above "satclip: interrupted". Give :func:`start_worker` to ``DataLoader(worker_init_fn=…)``."""
+Workers are forked from the command and inherited its Python signal handlers, which run only once a worker's main
+thread is back in Python: after a SIGTERM to the process group (``timeout``, a scheduler) a worker lived on for that
+while, and the command had stopped reading its batches. The worker's thread that hands a batch's shared memory to
+the command (``multiprocessing.resource_sharer``) then found the command's end of the hand-over closed and printed
+its traceback above "satclip: interrupted". Give :func:`start_worker` to ``DataLoader(worker_init_fn=…)``."""
 
 from __future__ import annotations
 
