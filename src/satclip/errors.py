@@ -25,6 +25,13 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+def is_flag(value) -> bool:
+    """Whether ``value`` is True or False (a numpy bool too), as an option that is a flag must be: anything else
+    (``"no"``, 0, None) is refused where it is checked, not tested for truthiness (``"no"`` is true)."""
+    kind = type(value)
+    return isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
+
+
 class SatclipError(Exception):
     """Base of satclip's own errors; ``exit_code`` is what the CLI exits with."""
 

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import BadInputError, LockedError, OutputExistsError, SatclipError
+from .errors import BadInputError, LockedError, OutputExistsError, SatclipError, is_flag
 from .paths import cache_dir, expand_user, in_cache, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
@@ -661,8 +661,7 @@ def check_output(
         BadInputError: ``overwrite`` is not True or False (``encoder.save(path, overwrite="no")`` replaced the model
             there: ``"no"`` is true).
     """
-    numpy_bool = type(overwrite).__module__ == "numpy" and type(overwrite).__name__ in ("bool", "bool_")
-    if not isinstance(overwrite, bool) and not numpy_bool:
+    if not is_flag(overwrite):
         raise BadInputError(f"overwrite must be True or False, got {overwrite!r}")
     path = Path(path)
     check_named(path)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, radians_hint, range_hints
-from ..errors import BadInputError
+from ..errors import BadInputError, is_flag
 from ..io.basis import rebased
 from ..io.safe_pickle import check_trust
 from ..machine import check_device
@@ -153,7 +153,7 @@ def check_options(batch_size, **flags) -> None:
     centroids)."""
     check_batch_size(batch_size)
     for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
+        if not is_flag(value):
             raise BadInputError(f"{name} must be True or False, got {value!r}")
 
 

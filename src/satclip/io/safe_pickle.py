@@ -10,10 +10,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..errors import BadInputError, SatclipError
+from ..errors import BadInputError, SatclipError, is_flag
 from ..paths import special_kind
 
 
@@ -73,7 +72,7 @@ def check_trust(trust_checkpoint) -> bool:
     Raises:
         BadInputError: naming the value.
     """
-    if isinstance(trust_checkpoint, (bool, np.bool_)):
+    if is_flag(trust_checkpoint):
         return bool(trust_checkpoint)
     raise BadInputError(
         f"trust_checkpoint={trust_checkpoint!r} must be True or False (True unpickles a .ckpt fully, which runs any "
