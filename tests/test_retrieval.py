@@ -432,33 +432,27 @@ def test_semantic_neighbours_are_exact_and_outside_the_radius(radius):
 # --- the augmented encoder ------------------------------------------------------------------------
 
 
-def one_hot_database(n: int = 40, seed: int = 0) -> RetrievalDatabase:
+def one_hot_database(model_dir, n: int = 40, seed: int = 0) -> RetrievalDatabase:
     """Entries whose image embedding i is the unit vector e_i: a retrieved embedding shows which entries
     contributed (component i > 0)."""
     lonlat = sphere_points(n, seed)
     lonlat[:3] = [[0, 89.9], [179.99, 10], [-179.99, 10]]  # near a pole, both sides of the antimeridian
-    location = satclip.load(tiny_model_dir_cached(), precision="float32").encode(lonlat).numpy()
+    location = satclip.load(model_dir, precision="float32").encode(lonlat).numpy()
     return RetrievalDatabase.from_arrays(lonlat, location, np.eye(n, dtype=np.float16))
 
 
-_MODEL_DIRS: dict = {}
-
-
-def tiny_model_dir_cached():
-    import tempfile
-    from pathlib import Path
-
-    if "dir" not in _MODEL_DIRS:
-        directory = Path(tempfile.mkdtemp()) / "model"
-        tiny_model().save(directory)
-        _MODEL_DIRS["dir"] = directory
-    return _MODEL_DIRS["dir"]
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny_model(), written once for the module's tests (in pytest's temporary directory)."""
+    directory = tmp_path_factory.mktemp("tiny") / "model"
+    tiny_model().save(directory)
+    return directory
 
 
 @pytest.mark.parametrize("mode,beta", [("range", 0.0), ("range+", 1.0), ("range+", 0.5)])
-def test_an_entry_never_contributes_to_its_own_location_with_the_exclusion(mode, beta):
-    db = one_hot_database()
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+def test_an_entry_never_contributes_to_its_own_location_with_the_exclusion(mode, beta, tiny_model_dir):
+    db = one_hot_database(tiny_model_dir)
+    location = satclip.load(tiny_model_dir, precision="float32")
     options = {"mode": mode, "beta": beta, "k": 4}
     excluded = RetrievalEncoder(location, db, exclude_radius_km=10, **options).encode(db.lonlat)[:, DIM:]
     included = RetrievalEncoder(location, db, **options).encode(db.lonlat)[:, DIM:]
@@ -476,7 +470,7 @@ class _StopAfterFirstChunk:
         raise KeyboardInterrupt
 
 
-def test_a_job_resumes_only_with_the_retrieval_it_started_with(tmp_path):
+def test_a_job_resumes_only_with_the_retrieval_it_started_with(tmp_path, tiny_model_dir):
     """The identity of a job covers retrieval (options and the database's entries): resuming with other
     options or another database is refused, instead of mixing two encoders' embeddings in one output, and the
     output records the retrieval it was made with."""
@@ -485,8 +479,8 @@ def test_a_job_resumes_only_with_the_retrieval_it_started_with(tmp_path):
 
     from satclip.embed import ResumeMismatchError, embed_file, open_source
 
-    db = one_hot_database()
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    db = one_hot_database(tiny_model_dir)
+    location = satclip.load(tiny_model_dir, precision="float32")
     lonlat = sphere_points(300, 5)
     path, out = tmp_path / "points.parquet", tmp_path / "e.parquet"
     pq.write_table(pa.table({"lon": lonlat[:, 0], "lat": lonlat[:, 1]}), path)
@@ -523,10 +517,10 @@ def reference_retrieval(query, location, db, mode, k, temperature, beta, scale, 
 
 
 @pytest.mark.parametrize("mode,beta,radius", [("range", 0.0, 0.0), ("range+", 0.3, 500.0), ("range+", 1.0, 50.0)])
-def test_encoder_matches_a_direct_computation(mode, beta, radius):
+def test_encoder_matches_a_direct_computation(mode, beta, radius, tiny_model_dir):
     rng = np.random.default_rng(1)
     lonlat = sphere_points(120, 2)
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    location = satclip.load(tiny_model_dir, precision="float32")
     db = RetrievalDatabase.from_arrays(
         lonlat, location.encode(lonlat).numpy(), rng.normal(size=(120, 5)).astype(np.float32)
     )
@@ -546,14 +540,14 @@ def test_encoder_matches_a_direct_computation(mode, beta, radius):
     "options", [{"mode": "range", "temperature": 1e-39}, {"mode": "range", "temperature": 1e-310},
                 {"mode": "range+", "beta": 1.0, "distance_scale_km": 1e-310}],
 )  # fmt: skip
-def test_a_tiny_temperature_or_distance_scale_retrieves_the_best_entry(options):
+def test_a_tiny_temperature_or_distance_scale_retrieves_the_best_entry(options, tiny_model_dir):
     """A positive temperature the check accepts, 1e-39, overflowed ``cosine / temperature`` in float32: inf − inf
     in the softmax gave all-NaN embeddings with only numpy's RuntimeWarnings (a distance scale of 1e-310: zeros)."""
     import warnings
 
     rng = np.random.default_rng(3)
     lonlat = sphere_points(60, 4)
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    location = satclip.load(tiny_model_dir, precision="float32")
     db = RetrievalDatabase.from_arrays(lonlat, location.encode(lonlat).numpy(),
                                        rng.normal(size=(60, 5)).astype(np.float32))  # fmt: skip
     encoder = RetrievalEncoder(location, db, k=6, **options)
@@ -570,14 +564,14 @@ def test_a_tiny_temperature_or_distance_scale_retrieves_the_best_entry(options):
 
 
 @pytest.mark.parametrize("mode,beta", [("range", 0.0), ("range+", 0.5)])
-def test_the_semantic_search_is_the_same_with_a_bf16_network(mode, beta):
+def test_the_semantic_search_is_the_same_with_a_bf16_network(mode, beta, tiny_model_dir):
     """The semantic queries were the network's output in the encoder's precision: with bf16 (what "auto" picks
     on CPUs with bf16) the retrieved half moved by up to 77 % (bluemarble-l10, range) against float32, so that
     the same call gave other embeddings on other CPUs. The queries are float32 now; the location half stays
     the network's."""
     rng = np.random.default_rng(3)
     lonlat = sphere_points(400, 4)
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    location = satclip.load(tiny_model_dir, precision="float32")
     db = RetrievalDatabase.from_arrays(
         lonlat, location.encode(lonlat).numpy(), rng.normal(size=(400, 5)).astype(np.float32)
     )
@@ -588,13 +582,13 @@ def test_the_semantic_search_is_the_same_with_a_bf16_network(mode, beta):
     torch.testing.assert_close(in_bf16[:, DIM:], in_float32[:, DIM:], rtol=0, atol=0)
 
 
-def test_points_retrieved_in_chunks_along_a_curve_land_in_their_own_rows(monkeypatch):
+def test_points_retrieved_in_chunks_along_a_curve_land_in_their_own_rows(monkeypatch, tiny_model_dir):
     """Retrieval visits a call's points chunk by chunk in space-filling-curve order and writes each row back
     where its point was: many small chunks give the output of one, in every precision's output dtype."""
     from satclip.retrieval import encoder as encoder_module
 
     rng = np.random.default_rng(3)
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    location = satclip.load(tiny_model_dir, precision="float32")
     lonlat = sphere_points(200, 4)
     image = rng.normal(size=(200, 5)).astype(np.float32)
     db = RetrievalDatabase.from_arrays(lonlat, location.encode(lonlat).numpy(), image)
@@ -613,7 +607,7 @@ def test_points_retrieved_in_chunks_along_a_curve_land_in_their_own_rows(monkeyp
         np.testing.assert_allclose(pieces[:, DIM:].numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_a_k_of_every_entry_asks_for_a_bounded_number_of_neighbours_at_once(monkeypatch):
+def test_a_k_of_every_entry_asks_for_a_bounded_number_of_neighbours_at_once(monkeypatch, tiny_model_dir):
     """k = the database's size (allowed) asked the k-d tree for k neighbours of a whole 16,384-point chunk at once:
     with the 100,000 entries of the shipped models' database, 12 GiB and a MemoryError. The chunks shrink with k
     to NEIGHBOURS_AT_ONCE neighbours; the result is the same."""
@@ -621,7 +615,7 @@ def test_a_k_of_every_entry_asks_for_a_bounded_number_of_neighbours_at_once(monk
     from satclip.retrieval.geo import GeoIndex
 
     rng = np.random.default_rng(4)
-    location = satclip.load(tiny_model_dir_cached(), precision="float32")
+    location = satclip.load(tiny_model_dir, precision="float32")
     lonlat = sphere_points(300, 5)
     db = RetrievalDatabase.from_arrays(lonlat, location.encode(lonlat).numpy(), rng.normal(size=(300, 5)))
     query = hard_points(500, rng)
