@@ -240,3 +240,21 @@ def test_save_refuses_the_names_convert_refuses(tmp_path, ckpt, name, target, sa
     with pytest.raises(BadInputError, match=re.escape(said)):
         convert(ckpt, tmp_path / name, target=target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ckpt"]
+
+
+@pytest.mark.parametrize("name,kind", [("x.ckpt", "original"), ("x.pt", "torchgeo"), ("x", "native")])
+def test_save_without_a_target_writes_what_the_name_asks_for(tmp_path, ckpt, name, kind):
+    """`encoder.save('x.ckpt')` was refused ("its suffix .ckpt means original, but the target is native"): save's
+    target defaulted to native where `satclip convert` takes it from the output's suffix."""
+    points = torch.tensor([[13.4, 52.5], [-58.4, -34.6]])
+    encoder = satclip.load(ckpt)
+    written = encoder.save(tmp_path / name)
+    assert (written.path, written.target) == (tmp_path / name, kind)
+    assert (tmp_path / name).is_dir() == (kind == "native")
+    torch.testing.assert_close(satclip.load(tmp_path / name).encode(points), encoder.encode(points))
+    model = satclip.load_model("bluemarble-l10")
+    if kind == "original":  # (the original holds no MOSAIKS image encoder: said, as with the target given)
+        with pytest.raises(BadInputError, match=r"location_only=True"):
+            model.save(tmp_path / "whole.ckpt")
+    else:  # (torchgeo's file holds the location encoder alone in any case)
+        assert model.save(tmp_path / f"whole{name[1:]}").target == kind

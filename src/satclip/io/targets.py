@@ -19,6 +19,12 @@ from .parts import ModelParts, check_metadata, pack
 
 #: the target an output's suffix names
 SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
+
+
+def target_of(output: str | Path) -> str:
+    """The target an output's name asks for: ``original`` for ``.ckpt``, ``torchgeo`` for ``.pt``/``.pth``, else
+    ``native`` (a directory): what ``save(path)`` writes without a ``target``."""
+    return SUFFIX_TARGETS.get(Path(output).suffix.lower(), "native")
 #: suffixes of files, which a directory target's output may not carry (``out.json`` was a directory)
 FILE_SUFFIXES = (".safetensors", ".json", ".yaml", ".yml", ".zip", ".tar", ".gz", ".bin", ".pkl", ".pickle", ".h5",
                  ".npy", ".npz", ".txt")  # fmt: skip

@@ -126,11 +126,12 @@ class SatCLIP(nn.Module):
         )  # fmt: skip
 
     def save(
-        self, path: str | Path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False,
+        self, path: str | Path, metadata: dict | None = None, *, target: str | None = None, overwrite: bool = False,
         location_only: bool = False,
     ):  # fmt: skip
         """Write the model for ``target`` (``"native"``: ``config.json`` + ``model.safetensors``; or
-        ``"original"``, ``"torchgeo"``, ``"rshf"``, see :func:`satclip.io.convert.convert`) atomically;
+        ``"original"``, ``"torchgeo"``, ``"rshf"``, see :func:`satclip.io.convert.convert`; None: the one ``path``'s
+        suffix names, ``.ckpt`` original, ``.pt`` torchgeo, else native) atomically;
         ``location_only``: without the image encoder (``"torchgeo"`` and ``"rshf"`` hold the location encoder
         alone in any case).
 
@@ -138,8 +139,9 @@ class SatCLIP(nn.Module):
         holding other files never is; see :mod:`satclip.safe_output`), and never the file or directory this
         model was loaded from. Returns the :class:`~satclip.io.targets.Written` file."""
         from ..io.resolve import encoder_files
-        from ..io.targets import write
+        from ..io.targets import target_of, write
 
+        target = target or target_of(path)
         parts = self.to_parts(metadata)
         whole = target in ("native", "original") and not location_only
         parts = parts if whole else parts.location_only()

@@ -167,13 +167,14 @@ class LocationEncoder(nn.Module):
             raise BadInputError(f"{source}: the location weights do not match the config: {err}") from err
         return encoder
 
-    def save(self, path, metadata: dict | None = None, *, target: str = "native", overwrite: bool = False):
+    def save(self, path, metadata: dict | None = None, *, target: str | None = None, overwrite: bool = False):
         """Write this location encoder (its weights as they are now: fine-tuned ones too) for ``target``
         (``"native"``: ``config.json`` + ``model.safetensors``; ``"original"``, ``"torchgeo"``, ``"rshf"``: see
-        :func:`satclip.io.convert.convert`) atomically; it loads back with :func:`satclip.load` and gives the same
-        embeddings. ``torch.save(encoder.state_dict())`` does not: the file holds no config, and is read as a
-        torchgeo one on the exact basis (0.047 off a released L = 40 model near the poles). A retrieval
-        encoder is refused: save its ``location_encoder()`` (its database is built from a cache: ``satclip
+        :func:`satclip.io.convert.convert`; None: the one ``path``'s suffix names, ``.ckpt`` original, ``.pt``
+        torchgeo, else native, as ``satclip convert`` chooses) atomically; it loads back with :func:`satclip.load`
+        and gives the same embeddings. ``torch.save(encoder.state_dict())`` does not: the file holds no config,
+        and is read as a torchgeo one on the exact basis (0.047 off a released L = 40 model near the poles). A
+        retrieval encoder is refused: save its ``location_encoder()`` (its database is built from a cache: ``satclip
         retrieval build``).
 
         An existing ``path`` is replaced only with ``overwrite=True``: a file, or a directory satclip wrote (one
@@ -181,12 +182,12 @@ class LocationEncoder(nn.Module):
         encoder was loaded from. Returns the :class:`~satclip.io.targets.Written` file."""
         from ..io.parts import ModelParts
         from ..io.resolve import encoder_files
-        from ..io.targets import write
+        from ..io.targets import target_of, write
 
         config = {key: copy.deepcopy(self.config[key]) for key in ("encoding", "network")}
         state = {k: v.detach().cpu() for k, v in LocationEncoder.state_dict(self).items()}
         parts = ModelParts(config, state, metadata=dict(metadata or {}))
-        return write(parts, path, target, overwrite=overwrite, inputs=encoder_files(self))
+        return write(parts, path, target or target_of(path), overwrite=overwrite, inputs=encoder_files(self))
 
     def extra_repr(self) -> str:  # (what it embeds into, in what precision, from where: the repr said none of it)
         source = getattr(self, "provenance", {}).get("source")
