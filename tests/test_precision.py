@@ -179,20 +179,21 @@ def test_auto_is_measured_once_per_machine_and_kept(monkeypatch, ckpt, caplog):
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
     first = satclip.load(ckpt, precision="auto").precision_choice
     assert first.precision == "bf16"
-    precision._CALIBRATED.clear()  # as in a new process
+    as_in_a_new_process()
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})  # busy now: bf16 would measure slower
     with caplog.at_level(logging.INFO, logger="satclip.models.precision"):
         assert satclip.load(ckpt, precision="auto").precision_choice == first
     files = list(precision.calibration_file(torch.device("cpu"), ("cpu", 1, "x")).parent.glob("*.json"))
     assert len(files) == 1
-    assert f"precision auto -> bf16 ({first.reason}; calibrated before on this machine, {files[0]}" in caplog.text
+    said = f"{first.reason}; min cosine to float32 {first.min_cosine:.6f}; timed before on this machine, {files[0]}"
+    assert f"precision auto -> bf16 ({said}" in caplog.text
     files[0].write_text("{not json")
-    precision._CALIBRATED.clear()
+    as_in_a_new_process()
     assert satclip.load(ckpt, precision="auto").precision == "float32"  # measured again
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads + 1)
-        precision._CALIBRATED.clear()
+        as_in_a_new_process()
         fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
         assert satclip.load(ckpt, precision="auto").precision == "bf16"  # another key: measured
     finally:
@@ -206,7 +207,15 @@ def test_auto_picks_bf16_only_within_the_cosine_bound(monkeypatch, ckpt):
     assert choice.precision == "float32" and "cosine" in choice.reason
 
 
-def test_calibration_runs_once_per_model_and_device(monkeypatch, ckpt):
+def as_in_a_new_process():
+    """Forget what this process timed and chose (the kept files stay)."""
+    precision._CALIBRATED.clear()
+    precision._TIMED.clear()
+
+
+def test_timing_runs_once_per_architecture_and_device_and_the_cosine_per_model(monkeypatch, ckpt):
+    """The best and last exports of one training run, loaded on a busy machine, were timed either side of
+    MIN_SPEEDUP and ran in different precisions: the timing is the architecture's, the cosine the weights'."""
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.5})
     calls = []
     real = precision._calibrate
@@ -215,9 +224,21 @@ def test_calibration_runs_once_per_model_and_device(monkeypatch, ckpt):
     again = satclip.load(ckpt, precision="auto")
     first.encode([[1.0, 2.0]], precision="auto")
     assert len(calls) == 1 and first.precision_choice == again.precision_choice
+    assert first.precision == "bf16"
+    fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})  # busy now: bf16 would be timed slower
     with torch.no_grad():
-        again.nnet.last_layer.bias.add_(1.0)  # other weights: another model
-    precision.resolve("auto", again)
+        again.nnet.last_layer.bias.add_(1.0)  # other weights: another model of the same architecture
+    other = precision.resolve("auto", again)
+    assert len(calls) == 1 and other.precision == "bf16" and other.speedup == first.precision_choice.speedup
+    assert other.min_cosine != first.precision_choice.min_cosine  # (its own weights' cosine)
+    as_in_a_new_process()  # … and in a later process, from the kept timing
+    assert precision.resolve("auto", again) == other and len(calls) == 1
+    monkeypatch.setattr(precision, "MIN_COSINE", 1.0)  # no bf16 result is that close: the cosine decides
+    as_in_a_new_process()
+    assert precision.resolve("auto", again).precision == "float32" and len(calls) == 1
+    monkeypatch.setattr(precision, "MIN_COSINE", 0.9999)
+    wider = satclip.load("bluemarble-l10", precision="float32")  # another architecture: timed
+    precision.resolve("auto", wider)
     assert len(calls) == 2
 
 
@@ -245,7 +266,7 @@ def shipped_encoder():
 
 
 def calibration_of(encoder) -> Path:
-    key = ("cpu", torch.get_num_threads(), precision._fingerprint(encoder))
+    key = ("cpu", torch.get_num_threads(), precision._fingerprint(encoder, weights=False))
     return precision.calibration_file(torch.device("cpu"), key)
 
 
@@ -290,7 +311,7 @@ def test_auto_waits_for_the_calibration_another_process_is_making(monkeypatch, c
     assert choice == theirs  # (this process would have measured bf16 4x as fast)
     waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for PID")]
     assert waits == [f"waiting for PID {process.pid}, which is calibrating precision ({file})"]
-    assert "calibrated by another process" in caplog.text
+    assert f"timed by another process, {file})" in caplog.text
     assert process.returncode == 0
     assert sorted(p.name for p in file.parent.iterdir()) == sorted([safe_output.MARKER, file.name])  # no lock left
     assert precision.resolve("auto", encoder) == theirs  # kept in this process too
@@ -340,7 +361,7 @@ def test_auto_calibrates_without_keeping_in_a_cache_not_satclips(monkeypatch, ca
             assert precision.resolve("auto", encoder).precision == "bf16"
         assert "precision auto measures again on every run" in caplog.text
         assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
-        precision._CALIBRATED.clear()  # as in a new process: measured again
+        as_in_a_new_process()  # measured again
         fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})
         assert precision.resolve("auto", encoder).precision == "float32"
     finally:

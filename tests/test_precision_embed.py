@@ -95,6 +95,7 @@ def test_a_dtype_given_with_auto_is_that_dtype(tmp_path, model, points, capsys, 
     path, _ = points
     monkeypatch.setattr(precision, "bf16_support", lambda device="cpu": (True, "CPU with amx_bf16 (faked)"))
     monkeypatch.setattr(precision, "_calibrate", lambda *args: precision.Choice("bf16", "auto", "calibrated (test)"))
+    monkeypatch.setattr(precision, "MIN_COSINE", -1.0)  # (this random model's bf16 is further from float32's)
     assert satclip.load(model, precision="auto").precision == "bf16"  # (auto chooses bf16 here)
     for dtype, name in [(torch.float32, "float32"), (torch.float64, "float64")]:
         encoder = satclip.load(model, dtype=dtype, precision="auto")

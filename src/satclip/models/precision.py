@@ -13,12 +13,15 @@
 * ``"auto"`` (the default of :func:`satclip.load`) — bf16 where :func:`bf16_support` finds native bf16
   matrix multiplication *and* a one-time calibration on a fixed probe set (:func:`probe_points`) measures
   bf16 at least :data:`MIN_SPEEDUP` times as fast as float32 for this model and within a cosine of
-  :data:`MIN_COSINE` of it; float32 otherwise. The calibration runs once per machine, model, device,
-  thread count and torch version (0.2 s at L = 10, 1.5 s at L = 40 on one core) and is kept in
-  ``$SATCLIP_CACHE/precision/`` (:func:`calibration_file`): later runs make the same choice, so the same
-  command gives the same embeddings and output bytes, whatever else the machine is doing then (delete the
-  file to measure again); processes starting at once (shards of one job) wait for the first one's
-  calibration and take its choice. What it chose and why is logged at INFO and kept as ``encoder.precision_choice``.
+  :data:`MIN_COSINE` of it; float32 otherwise. The timing runs once per machine, architecture (the config and
+  the weights' shapes, not their values: two checkpoints of one run run equally fast, and on a busy machine
+  were timed either side of the bound and loaded in different precisions), device, thread count and torch
+  version (0.2 s at L = 10, 1.5 s at L = 40 on one core) and is kept in ``$SATCLIP_CACHE/precision/``
+  (:func:`calibration_file`); the cosine, which depends on the weights, is computed for each model (a few
+  milliseconds, the same on every run). Later runs make the same choice, so the same command gives the same
+  embeddings and output bytes, whatever else the machine is doing then (delete the file to measure again);
+  processes starting at once (shards of one job) wait for the first one's timing and take it. What it chose
+  and why is logged at INFO and kept as ``encoder.precision_choice``.
 
 ``$SATCLIP_PRECISION`` sets the default for :func:`satclip.load` and the CLI (e.g. ``float32`` to make
 results independent of the machine). Evaluations default to float32 (:func:`evaluation_precision`).
@@ -52,8 +55,9 @@ MIN_COSINE = 0.9999
 #: pick emulated bf16: where it is native, it is 2-4x)
 MIN_SPEEDUP = 1.2
 #: the calibration's way of measuring, in its files' names: a calibration measured another way (before the
-#: timings were interleaved, :func:`_speedup`; before the median of :data:`MEASUREMENTS`) is made again
-CALIBRATION_METHOD = 3
+#: timings were interleaved, :func:`_speedup`; before the median of :data:`MEASUREMENTS`; per model rather than
+#: per architecture, with the cosine in it) is made again
+CALIBRATION_METHOD = 4
 #: the full calibration's speedup is the median of this many measurements (:func:`_speedup`): on a 2-core AVX512-BF16
 #: CPU under a load of 4-5, single measurements of a model bf16 runs 1.9x as fast as float32 ranged 0.8-2.2x, and
 #: "auto" kept whichever side of MIN_SPEEDUP the first one fell on
@@ -239,19 +243,26 @@ def probe_points(n: int = 2048) -> torch.Tensor:
     return torch.cat([torch.stack([lon, lat], 1), special])
 
 
-def _fingerprint(module: torch.nn.Module) -> str:
-    """A hash of the model's config and weights: the same for the same model however it was loaded (the config
-    in canonical JSON: its repr followed the key order, and a model saved (config.json has sorted keys) and
-    loaded again was calibrated anew, and could run in the other precision)."""
+def _fingerprint(module: torch.nn.Module, weights: bool = True) -> str:
+    """A hash of the model's config and weights (``weights`` False: their names, shapes and dtypes only, what its
+    speed depends on): the same for the same model however it was loaded (the config in canonical JSON: its repr
+    followed the key order, and a model saved (config.json has sorted keys) and loaded again was calibrated anew,
+    and could run in the other precision)."""
     digest = hashlib.blake2b(digest_size=16)
     config = getattr(module, "config", type(module).__name__)
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        if weights:
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        else:
+            digest.update(f"{tuple(tensor.shape)} {tensor.dtype}".encode())
     return digest.hexdigest()
 
 
+#: the timing of each (device, threads, architecture) in this process (:func:`_calibrate`: its choice, no cosine)
+_TIMED: dict[tuple, Choice] = {}
+#: the choice for each (device, threads, model), the timing's with the model's cosine (:func:`_within_cosine`)
 _CALIBRATED: dict[tuple, Choice] = {}
 #: held while this process calibrates (threads of one process embedding at once calibrate once, not each)
 _CALIBRATING = threading.Lock()
@@ -276,8 +287,9 @@ def _speedup(run, rounds: int = 5) -> float:
 
 def resolve(precision: str, encoder, device: str | torch.device | None = None) -> Choice:
     """Resolve ``precision`` for ``encoder`` (a :class:`~satclip.LocationEncoder`) on ``device`` (default:
-    the encoder's). Anything but ``"auto"`` is returned as asked; ``"auto"`` is calibrated once per machine,
-    model, device, thread count and torch version, and the calibration kept (:func:`calibration_file`)."""
+    the encoder's). Anything but ``"auto"`` is returned as asked; ``"auto"`` is timed once per machine,
+    architecture, device, thread count and torch version, the timing kept (:func:`calibration_file`), and the
+    model's own cosine to float32 checked (:func:`_within_cosine`)."""
     requested = check(precision)
     if requested != "auto":
         return Choice(requested, requested, "requested")
@@ -287,22 +299,29 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
         choice = Choice("float32", "auto", f"{evidence}: bf16 would be emulated")
         log.info("precision auto -> float32 (%s)", choice.reason)
         return choice
-    key = (str(device), torch.get_num_threads(), _fingerprint(encoder))
+    key = (str(device), torch.get_num_threads(), _fingerprint(encoder, weights=False))
     with _CALIBRATING:
-        if key not in _CALIBRATED:
-            file = calibration_file(device, key)
-            choice = _read_calibration(file)
-            if choice is None:
-                choice = _calibrate_once(file, encoder, device, evidence)
-            else:  # (said as a fresh calibration is: it was a debug line, and Python's callers saw nothing)
-                log.info("precision auto -> %s (%s; calibrated before on this machine, %s: delete it to measure "
-                         "again)", choice.precision, choice.reason, file)  # fmt: skip
-            _CALIBRATED[key] = choice
-        return _CALIBRATED[key]
+        model = (*key, _fingerprint(encoder))
+        if model not in _CALIBRATED:
+            if key not in _TIMED:
+                file = calibration_file(device, key)
+                timed = _read_calibration(file)
+                if timed is None:
+                    timed, where = _calibrate_once(file, encoder, device, evidence)
+                else:
+                    where = f"timed before on this machine, {file}: delete it to time again"
+                _TIMED[key] = timed
+            else:
+                where = "timed before in this process for the same architecture"
+            choice = _within_cosine(_TIMED[key], encoder, device)
+            _CALIBRATED[model] = choice
+            cosine = "" if choice.min_cosine is None else f"; min cosine to float32 {choice.min_cosine:.6f}"
+            log.info("precision auto -> %s (%s%s; %s)", choice.precision, choice.reason, cosine, where)
+        return _CALIBRATED[model]
 
 
 def calibration_file(device: torch.device, key: tuple):
-    """Where the calibration of ``key`` (device, threads, model fingerprint) on this machine is kept: a file
+    """Where the calibration of ``key`` (device, threads, architecture fingerprint) on this machine is kept: a file
     under ``$SATCLIP_CACHE/precision/`` named by a hash of the key, the machine (CPU or GPU model, the
     instruction set torch dispatches to) and the torch version."""
     import json
@@ -337,11 +356,12 @@ def _read_calibration(file) -> Choice | None:
     return choice if choice.precision in AUTO_CHOICES and choice.requested == "auto" else None
 
 
-def _calibrate_once(file, encoder, device: torch.device, evidence: str) -> Choice:
-    """Calibrate and keep the choice in ``file``, holding its lock (:func:`safe_output.exclusive`): processes
-    starting at once on a fresh cache (shards of one job) wait for the first one's calibration and take its
-    choice, rather than each measuring while the others load the machine (and choosing differently). In a
-    cache that cannot be written (read-only, or a directory not satclip's) calibrate without keeping it."""
+def _calibrate_once(file, encoder, device: torch.device, evidence: str) -> tuple[Choice, str]:
+    """Time bf16 (:func:`_calibrate`) and keep the choice in ``file``, holding its lock
+    (:func:`safe_output.exclusive`): processes starting at once on a fresh cache (shards of one job) wait for the
+    first one's timing and take its choice, rather than each measuring while the others load the machine (and
+    choosing differently). In a cache that cannot be written (read-only, or a directory not satclip's) time
+    without keeping it. Returns the choice and who timed it, in words."""
     from .. import safe_output
     from ..errors import SatclipError
 
@@ -351,15 +371,13 @@ def _calibrate_once(file, encoder, device: torch.device, evidence: str) -> Choic
             locked.enter_context(safe_output.exclusive(file, wait=True, doing=f"calibrating precision ({file})"))
         except (OSError, SatclipError) as err:  # measure next time again
             _not_kept(file, err)
-            return _calibrate(encoder, device, evidence)
+            return _calibrate(encoder, device, evidence), "timed now"
         choice = _read_calibration(file)  # made by the process waited for
         if choice is not None:
-            log.info("precision auto -> %s (%s; calibrated by another process, %s)", choice.precision, choice.reason,
-                     file)  # fmt: skip
-            return choice
+            return choice, f"timed by another process, {file}"
         choice = _calibrate(encoder, device, evidence)
         _keep_calibration(file, choice)
-        return choice
+        return choice, "timed now"
 
 
 def _keep_calibration(file, choice: Choice) -> None:
@@ -405,23 +423,29 @@ def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
     if quick < 0.5:  # a second look: one timing on a busy machine can come out many times too slow
         quick = max(quick, quick_look())
     if quick < 0.5:
-        choice = Choice("float32", "auto", f"{evidence}, but bf16 measured {quick:.2f}x float32", quick)
-        log.info("precision auto -> float32 (%s, on %d probe points)", choice.reason, PRESCREEN)
-        return choice
-    reference, fast = run("float32").double(), run("bf16").double()
-    cosine = torch.nn.functional.cosine_similarity(reference, fast, dim=1).min().item()
+        return Choice("float32", "auto", f"{evidence}, but bf16 measured {quick:.2f}x float32 on {PRESCREEN} probe "
+                      "points", quick)  # fmt: skip
     speedup = statistics.median(_speedup(run) for _ in range(MEASUREMENTS))
+    if speedup < MIN_SPEEDUP:
+        return Choice("float32", "auto", f"{evidence}, but bf16 measured {speedup:.2f}x float32", speedup)
+    return Choice("bf16", "auto", f"{evidence}; bf16 measured {speedup:.1f}x float32", speedup)
+
+
+def _within_cosine(timed: Choice, encoder, device: torch.device) -> Choice:
+    """The timing's choice for this model: float32 where bf16 embeds a probe point at a cosine below
+    :data:`MIN_COSINE` to float32 (which depends on the weights; the timing does not)."""
+    if timed.precision != "bf16":
+        return timed
+    from .fused import encode_points
+    from .location_encoder import in_eval_mode
+
+    evaluated, points = in_eval_mode(encoder), probe_points().to(device)
+    reference, fast = (encode_points(evaluated, points, name).double() for name in ("float32", "bf16"))
+    cosine = torch.nn.functional.cosine_similarity(reference, fast, dim=1).min().item()
     if cosine < MIN_COSINE:
-        choice = Choice("float32", "auto", f"{evidence}, but bf16 cosine {cosine:.6f} < {MIN_COSINE}", speedup, cosine)
-    elif speedup < MIN_SPEEDUP:
-        choice = Choice("float32", "auto", f"{evidence}, but bf16 measured {speedup:.2f}x float32", speedup, cosine)
-    else:
-        choice = Choice("bf16", "auto", f"{evidence}; bf16 measured {speedup:.1f}x float32", speedup, cosine)
-    log.info(
-        "precision auto -> %s (%s; min cosine to float32 %.6f on %d probe points)",
-        choice.precision, choice.reason, cosine, len(points),
-    )  # fmt: skip
-    return choice
+        reason = f"{timed.reason.split(';')[0]}, but bf16 cosine {cosine:.6f} < {MIN_COSINE}"
+        return Choice("float32", "auto", reason, timed.speedup, cosine)
+    return Choice("bf16", "auto", timed.reason, timed.speedup, cosine)
 
 
 def configure(encoder, precision: str | torch.dtype | None = None, dtype: torch.dtype | None = None):
@@ -491,4 +515,5 @@ def clear_calibrations() -> None:
     from ..paths import cache_dir
 
     _CALIBRATED.clear()
+    _TIMED.clear()
     safe_output.remove_owned(cache_dir("precision"))
