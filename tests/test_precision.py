@@ -174,20 +174,28 @@ def test_auto_picks_bf16_only_when_measured_faster(monkeypatch, ckpt):
 def test_auto_is_measured_once_per_machine_and_kept(monkeypatch, ckpt, caplog):
     """A later run (a new process: the in-memory calibrations gone) makes the same choice from the kept
     calibration without measuring, even when the machine would now measure otherwise, and says so (at INFO, as a
-    fresh calibration: it was a debug line), naming the file; a corrupt kept file, or another thread count, is
-    measured again."""
+    fresh calibration: it was a debug line), naming the file; a corrupt kept choice is made again from the kept
+    timing, a corrupt timing, or another thread count, is measured again."""
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 0.25})
-    first = satclip.load(ckpt, precision="auto").precision_choice
+    encoder = satclip.load(ckpt, precision="auto")
+    first = encoder.precision_choice
     assert first.precision == "bf16"
+    timing, choice = calibration_of(encoder), choice_of(encoder)
+    assert sorted(timing.parent.glob("*.json")) == sorted([timing, choice])
     as_in_a_new_process()
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})  # busy now: bf16 would measure slower
     with caplog.at_level(logging.INFO, logger="satclip.models.precision"):
         assert satclip.load(ckpt, precision="auto").precision_choice == first
-    files = list(precision.calibration_file(torch.device("cpu"), ("cpu", 1, "x")).parent.glob("*.json"))
-    assert len(files) == 1
-    said = f"{first.reason}; min cosine to float32 {first.min_cosine:.6f}; timed before on this machine, {files[0]}"
-    assert f"precision auto -> bf16 ({said}" in caplog.text
-    files[0].write_text("{not json")
+    assert f"precision auto -> bf16 ({first.reason}; chosen before on this machine, {choice}" in caplog.text
+    choice.write_text("{not json")
+    as_in_a_new_process()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="satclip.models.precision"):
+        assert satclip.load(ckpt, precision="auto").precision_choice == first  # from the kept timing
+    said = f"{first.reason}; min cosine to float32 {first.min_cosine:.6f}; timed before on this machine for the same"
+    assert f"precision auto -> bf16 ({said} architecture, {timing})" in caplog.text
+    timing.write_text("{not json")
+    choice.unlink()
     as_in_a_new_process()
     assert satclip.load(ckpt, precision="auto").precision == "float32"  # measured again
     threads = torch.get_num_threads()
@@ -233,7 +241,8 @@ def test_timing_runs_once_per_architecture_and_device_and_the_cosine_per_model(m
     assert other.min_cosine != first.precision_choice.min_cosine  # (its own weights' cosine)
     as_in_a_new_process()  # … and in a later process, from the kept timing
     assert precision.resolve("auto", again) == other and len(calls) == 1
-    monkeypatch.setattr(precision, "MIN_COSINE", 1.0)  # no bf16 result is that close: the cosine decides
+    monkeypatch.setattr(precision, "MIN_COSINE", 1.0)  # no bf16 result is that close: the cosine decides …
+    choice_of(again).unlink()  # (… where the choice is made again: from the kept timing, not timed)
     as_in_a_new_process()
     assert precision.resolve("auto", again).precision == "float32" and len(calls) == 1
     monkeypatch.setattr(precision, "MIN_COSINE", 0.9999)
@@ -266,7 +275,15 @@ def shipped_encoder():
 
 
 def calibration_of(encoder) -> Path:
+    """The file of the timing of ``encoder``'s architecture."""
     key = ("cpu", torch.get_num_threads(), precision._fingerprint(encoder, weights=False))
+    return precision.calibration_file(torch.device("cpu"), key)
+
+
+def choice_of(encoder) -> Path:
+    """The file of the choice for ``encoder`` (its architecture's timing and its own cosine)."""
+    architecture = precision._fingerprint(encoder, weights=False)
+    key = ("cpu", torch.get_num_threads(), architecture, precision._fingerprint(encoder))
     return precision.calibration_file(torch.device("cpu"), key)
 
 
@@ -313,7 +330,8 @@ def test_auto_waits_for_the_calibration_another_process_is_making(monkeypatch, c
     assert waits == [f"waiting for PID {process.pid}, which is calibrating precision ({file})"]
     assert f"timed by another process, {file})" in caplog.text
     assert process.returncode == 0
-    assert sorted(p.name for p in file.parent.iterdir()) == sorted([safe_output.MARKER, file.name])  # no lock left
+    kept = [safe_output.MARKER, file.name, choice_of(encoder).name]  # (the timing and the choice: no lock left)
+    assert sorted(p.name for p in file.parent.iterdir()) == sorted(kept)
     assert precision.resolve("auto", encoder) == theirs  # kept in this process too
 
 
@@ -372,7 +390,9 @@ def test_auto_calibrates_without_keeping_in_a_read_only_cache(monkeypatch, caplo
     """A read-only cache (one shared by an administrator): the lock file cannot be created either; calibrated
     without keeping, no error. Creating a file there fails as the kernel fails it for a user (a chmod 555 would
     not stop root, and CI runs as root)."""
+    import builtins
     import errno
+    import io
 
     from satclip import safe_output
 
@@ -387,7 +407,16 @@ def test_auto_calibrates_without_keeping_in_a_read_only_cache(monkeypatch, caplo
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
         return real_open(path, flags, *args, **kwargs)
 
+    real_io_open = io.open
+
+    def read_only_io_open(file, mode="r", *args, **kwargs):
+        if set(mode) & set("wxa") and os.path.dirname(os.path.abspath(file)) == str(directory):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
+        return real_io_open(file, mode, *args, **kwargs)
+
     monkeypatch.setattr(os, "open", read_only_open)
+    monkeypatch.setattr(io, "open", read_only_io_open)
+    monkeypatch.setattr(builtins, "open", read_only_io_open)
     with caplog.at_level(logging.WARNING, logger="satclip"):
         assert precision.resolve("auto", encoder).precision == "bf16"
     assert "could not keep the precision calibration" in caplog.text and "Permission denied" in caplog.text

@@ -17,9 +17,9 @@
   the weights' shapes, not their values: two checkpoints of one run run equally fast, and on a busy machine
   were timed either side of the bound and loaded in different precisions), device, thread count and torch
   version (0.2 s at L = 10, 1.5 s at L = 40 on one core) and is kept in ``$SATCLIP_CACHE/precision/``
-  (:func:`calibration_file`); the cosine, which depends on the weights, is computed for each model (a few
-  milliseconds, the same on every run). Later runs make the same choice, so the same command gives the same
-  embeddings and output bytes, whatever else the machine is doing then (delete the file to measure again);
+  (:func:`calibration_file`); the cosine, which depends on the weights, is computed for each model and the
+  choice kept beside the timing. Later runs make the same choice, so the same command gives the same
+  embeddings and output bytes, whatever else the machine is doing then (delete the files to measure again);
   processes starting at once (shards of one job) wait for the first one's timing and take it. What it chose
   and why is logged at INFO and kept as ``encoder.precision_choice``.
 
@@ -300,28 +300,49 @@ def resolve(precision: str, encoder, device: str | torch.device | None = None) -
         log.info("precision auto -> float32 (%s)", choice.reason)
         return choice
     key = (str(device), torch.get_num_threads(), _fingerprint(encoder, weights=False))
+    model = (*key, _fingerprint(encoder))
     with _CALIBRATING:
-        model = (*key, _fingerprint(encoder))
         if model not in _CALIBRATED:
-            if key not in _TIMED:
-                file = calibration_file(device, key)
-                timed = _read_calibration(file)
-                if timed is None:
-                    timed, where = _calibrate_once(file, encoder, device, evidence)
-                else:
-                    where = f"timed before on this machine, {file}: delete it to time again"
-                _TIMED[key] = timed
-            else:
-                where = "timed before in this process for the same architecture"
-            choice = _within_cosine(_TIMED[key], encoder, device)
-            _CALIBRATED[model] = choice
-            cosine = "" if choice.min_cosine is None else f"; min cosine to float32 {choice.min_cosine:.6f}"
-            log.info("precision auto -> %s (%s%s; %s)", choice.precision, choice.reason, cosine, where)
+            _CALIBRATED[model] = _choose(key, model, encoder, device, evidence)
         return _CALIBRATED[model]
 
 
+def _choose(key: tuple, model: tuple, encoder, device: torch.device, evidence: str) -> Choice:
+    """The choice for ``model`` (``key`` and the weights' fingerprint): kept from an earlier run, else the timing of
+    ``key``'s architecture (:func:`_timing`) with this model's cosine (:func:`_within_cosine`), then kept (the cosine
+    takes 0.3 s at L = 40 on a busy core: not paid on every load)."""
+    file = calibration_file(device, model)
+    kept = _read_calibration(file)
+    if kept is not None:  # (said as a fresh choice is: it was a debug line, and Python's callers saw nothing)
+        log.info("precision auto -> %s (%s; chosen before on this machine, %s: delete it to choose again)",
+                 kept.precision, kept.reason, file)  # fmt: skip
+        return kept
+    timed, where = _timing(key, encoder, device, evidence)
+    choice = _within_cosine(timed, encoder, device)
+    cosine = "" if choice.min_cosine is None else f"; min cosine to float32 {choice.min_cosine:.6f}"
+    log.info("precision auto -> %s (%s%s; %s)", choice.precision, choice.reason, cosine, where)
+    _keep_calibration(file, choice, warn=False)  # (a cache that keeps no timing was said to)
+    return choice
+
+
+def _timing(key: tuple, encoder, device: torch.device, evidence: str) -> tuple[Choice, str]:
+    """The timing of ``key``'s architecture (:func:`_calibrate`: a choice before the cosine) and where it came from,
+    in words: this process, a kept file, or timed now (:func:`_calibrate_once`)."""
+    if key in _TIMED:
+        return _TIMED[key], "timed before in this process for the same architecture"
+    file = calibration_file(device, key)
+    timed = _read_calibration(file)
+    if timed is None:
+        timed, where = _calibrate_once(file, encoder, device, evidence)
+    else:
+        where = f"timed before on this machine for the same architecture, {file}"
+    _TIMED[key] = timed
+    return timed, where
+
+
 def calibration_file(device: torch.device, key: tuple):
-    """Where the calibration of ``key`` (device, threads, architecture fingerprint) on this machine is kept: a file
+    """Where the calibration of ``key`` (device, threads, architecture fingerprint: the timing; and the weights'
+    fingerprint: the choice) on this machine is kept: a file
     under ``$SATCLIP_CACHE/precision/`` named by a hash of the key, the machine (CPU or GPU model, the
     instruction set torch dispatches to) and the torch version."""
     import json
@@ -380,7 +401,7 @@ def _calibrate_once(file, encoder, device: torch.device, evidence: str) -> tuple
         return choice, "timed now"
 
 
-def _keep_calibration(file, choice: Choice) -> None:
+def _keep_calibration(file, choice: Choice, warn: bool = True) -> None:
     from .. import safe_output
     from ..errors import SatclipError
 
@@ -388,7 +409,10 @@ def _keep_calibration(file, choice: Choice) -> None:
         safe_output.make_owned_dir(file.parent, kind="precision-calibrations")
         safe_output.write_json(file, choice.as_dict())
     except (OSError, SatclipError) as err:  # a read-only cache, or a directory not ours: measure next time again
-        _not_kept(file, err)
+        if warn:
+            _not_kept(file, err)
+        else:
+            log.debug("the precision choice is not kept in %s: %s", file, err)
 
 
 def _not_kept(file, err: BaseException) -> None:
