@@ -345,7 +345,7 @@ def test_cheap_checks_come_before_any_download(tmp_path, capsys, no_network, enc
          "(its default is 10)"),
         ("untrained-satclip(seed=1.5)",
          "encoder 'untrained-satclip(seed=1.5)': parameter seed=1.5 must be an integer (its default is 0)"),
-        ("theory(min_radius=abc)", "parameter min_radius='abc' must be a number (its default is 1000.0)"),
+        ("theory(min_radius=abc)", "parameter min_radius='abc' must be a number (its default is 1.0)"),
         ("bluemarble-l10(trust_checkpoint=yes)",
          "parameter trust_checkpoint='yes' must be True or False (its default is False)"),
         # "unexpected error (TypeError)" when the database was opened
@@ -604,7 +604,7 @@ def test_an_encoder_spelt_another_way_is_refused(tmp_path, capsys, monkeypatch):
         ("sh-l40", "sphericalharmonics(harmonics_calculation='analytic-stable',legendre_polys=40)"),
         ("untrained-satclip", "untrained-satclip(seed=0)"), ("untrained-satclip", "untrained-satclip-l10"),
         ("untrained-satclip-l40", "untrained-satclip(legendre_polys=40,seed=0)"),
-        ("theory", "theory(min_radius=1e3,max_radius=10000,frequency_num=16)"), ("direct", "direct()"),
+        ("theory", "theory(min_radius=1,max_radius=3.6e2,frequency_num=16)"), ("direct", "direct()"),
         ("bluemarble-l10+range(database=db)", "bluemarble-l10+range(database=./db/)"),
         ("bluemarble-l10+range(database=db)", f"bluemarble-l10+range(database={tmp_path / 'db'})"),
         ("bluemarble-l10+range", "bluemarble-l10+range(beta=0)"),

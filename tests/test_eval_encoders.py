@@ -181,3 +181,55 @@ def test_every_built_in_encoder_says_what_it_is():
     vague = [name for name in names if encoders.about(name) == "a model (see its spec)"]
     assert not vague, vague
     assert "spherec" in ENCODINGS.names() and "Sphere2Vec" in encoders.about("spherec(min_radius=1)")
+
+
+@pytest.mark.parametrize("name", ["theory", "grid", "spherec", "spherecplus", "spherem", "spheremplus"])
+def test_a_bare_multiscale_encoding_runs_at_the_released_scales(name):
+    """A bare ``spherec``, ``grid``, ``spherem`` … took satclip.encoding's defaults (the original classes':
+    min_radius=1e-5, max_radius=0.01, scales for metres), at which features of points in degrees are noise: MSE
+    1.05 on era5-temperature, chance, against 0.05 at SatCLIP's released scales. satclip.encoding keeps them."""
+    from satclip.encoding import create as create_encoding
+    from satclip.encoding.multiscale import GRID_DEFAULTS, THEORY_DEFAULTS
+
+    points = np.array([[13.4, 52.5], [-58.4, -34.6], [151.2, -33.9], [0.0, 0.0]])
+    released = f"{name}(min_radius=1,max_radius=360,frequency_num=16)"
+    bare = encoders.create(name)
+    np.testing.assert_array_equal(bare.embed(points), encoders.create(released).embed(points))
+    assert encoders.spec_key(name) == encoders.spec_key(released)  # (one encoder, given twice, is refused)
+    assert "min_radius=1.0, max_radius=360.0, frequency_num=16" in bare.description
+    assert encoders.about(name).endswith("(min_radius=1°, max_radius=360°, frequency_num=16: SatCLIP's released "
+                                         "scales)")  # fmt: skip
+    assert encoders.about(f"{name}(min_radius=2)").endswith("(min_radius=2°, max_radius=360°, frequency_num=16: "
+                                                            "set by the spec)")  # fmt: skip
+    # the library's own encoding keeps the original's defaults (exactness), and evaluation takes another spec's
+    original = THEORY_DEFAULTS if name == "theory" else GRID_DEFAULTS
+    module = create_encoding(name)
+    assert (module.min_radius, module.max_radius, module.frequency_num) == tuple(original.values())
+    assert encoders.spec_key(name) != encoders.spec_key(f"{name}({','.join(f'{k}={v}' for k, v in original.items())})")
+
+
+def test_a_bare_multiscale_encoding_misses_what_its_old_defaults_cached(tmp_path, monkeypatch):
+    """The cache key of a bare ``spherec`` (its identity) is not what it was with the original's defaults: the
+    chance-level embeddings cached under that spec are never read again, nor its rows in an --out reused."""
+    from satclip.encoding import create as create_encoding
+
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path))
+    old = encoders.Encoder("spherec", create_encoding("spherec").eval(), "as an older satclip built it")
+    points = np.array([[13.4, 52.5], [-58.4, -34.6]])
+    stale = embeddings.embed(old, points)
+    new = encoders.create("spherec")
+    assert new.identity != old.identity and new.identity.split("|")[0] == old.identity.split("|")[0]
+    fresh = embeddings.embed(new, points)
+    np.testing.assert_array_equal(fresh, new.embed(points))
+    assert not np.allclose(fresh, stale)
+
+
+def test_the_terminal_tables_say_which_encoder_a_short_name_is():
+    """The console printed ``spherec#2`` where results.csv names ``spherec(min_radius=1,…)``, never saying which."""
+    from satclip.eval.report import terminal_tables
+
+    specs = ["spherec", "spherec(min_radius=2)", "wrap"]
+    rows = [{"probe": "mlp", "variant": "", "task": "t", "kind": "regression", "encoder": spec, "mse": 0.1 * i + s}
+            for i, spec in enumerate(specs) for s in (0.0, 0.01)]  # fmt: skip
+    text = terminal_tables(rows)
+    assert "spherec#2" in text and text.splitlines()[-1] == "encoders: spherec#2 = spherec(min_radius=2)"

@@ -165,7 +165,8 @@ def test_chance_levels_and_class_filtering_are_stated(report):
 
 
 def test_short_names_and_their_legend(report):
-    assert f"| `theory` | `{THEORY}` | Space2Vec's multi-scale sines (Mai et al. 2020): nothing learned |" in report
+    assert (f"| `theory` | `{THEORY}` | Space2Vec's multi-scale sines (Mai et al. 2020): nothing learned "
+            "(min_radius=1°, max_radius=360°, frequency_num=16: SatCLIP's released scales) |") in report
     assert report.count(THEORY) == 1  # only in the legend, never in a table row
     # every encoder says what it is (a reader met `sh-l10` in the tables with no word on it)
     assert ("| `sh-l10` |  | spherical harmonics, SatCLIP's input basis, without its network: nothing learned (L = "

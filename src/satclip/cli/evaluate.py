@@ -120,7 +120,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--encoders", default=None,
                         help="comma-separated encoder specs: raw encodings (direct, wrap, cartesian3d, sh-l10, "
-                             "sh-l40, theory, grid, spherec, …, NAME(key=value)), untrained-satclip, geoclip, "
+                             "sh-l40, theory, grid, spherec, …, NAME(key=value); the multi-scale ones theory, grid, "
+                             "spherec, spherecplus, spherem, spheremplus at SatCLIP's released scales min_radius=1, "
+                             "max_radius=360 (degrees), frequency_num=16 unless the spec sets them), "
+                             "untrained-satclip, geoclip, "
                              "or anything satclip.load takes (model dir, .ckpt, model name); a file or "
                              "directory that exists is one spec as it stands, commas and parentheses in its "
                              "name included (the longest such piece of the list)")  # fmt: skip

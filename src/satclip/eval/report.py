@@ -373,10 +373,15 @@ def terminal_tables(rows: Sequence[dict], width: int = 100) -> str:
     """The headline numbers of an evaluation as plain text for a terminal: per probe (and variant, e.g.
     holdout-continent's zero-shot and few-shot) the primary metric per encoder and task, ``mean ± std`` (means alone
     where that is wider than ``width`` characters), ``*`` on a clear best as in :func:`metric_table`; each title
-    line says what is shown. Names longer than a column should be are cut (``…``); results.md has them whole."""
+    line says what is shown. Names longer than a column should be are cut (``…``); results.md has them whole. A
+    last line says which encoder a short name is (``spherec#2`` beside results.csv's ``spherec(min_radius=1,…)``)."""
     summary = summarise(rows)
     blocks = [_terminal_table(rows, summary, probe, variant, width) for probe in _ordered(r["probe"] for r in rows)
               for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe)]  # fmt: skip
+    renamed = [f"{short} = {spec}" for spec, short in display_names(_ordered(r["encoder"] for r in rows)).items()
+               if short != spec]  # fmt: skip
+    if renamed:
+        blocks.append("encoders: " + "; ".join(renamed))
     return "\n\n".join(blocks)
 
 

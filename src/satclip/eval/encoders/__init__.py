@@ -6,7 +6,8 @@ A spec is a name with optional parameters in parentheses, e.g. ``sh-l10``, ``wra
 
 1. the names in :data:`ENCODERS` (``geoclip``, ``untrained-satclip``, and the :data:`ALIASES` ``sh-l10``,
    ``sh-l40``, ``untrained-satclip-l10``, ``untrained-satclip-l40``);
-2. any positional encoding registered in :mod:`satclip.encoding` (raw features, no network);
+2. any positional encoding registered in :mod:`satclip.encoding` (raw features, no network); the multi-scale
+   ones (``theory``, ``grid``, ``spherec`` …) at :data:`RELEASED_SCALES` unless the spec sets them;
 3. ``MODEL+range`` / ``MODEL+range+(beta=…)``: MODEL with retrieval (:mod:`.retrieval`);
 4. anything :func:`satclip.load` accepts (a model directory, a ``.ckpt``, a known model name, a hub id).
 """
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ... import encoding as _encoding
+from ...encoding.multiscale import SPHERE_VARIANTS
 from ...errors import BadInputError
 from ...paths import user_path
 from ...registry import Registry, check_parameters, did_you_mean
@@ -115,6 +117,14 @@ class Encoder:
 
 ENCODERS: Registry = Registry("location encoder")
 
+#: the released SatCLIP hyper-parameters of the multi-scale encodings (min_radius and max_radius in degrees, the
+#: unit evaluation gives points in), which a bare ``theory``, ``grid`` or ``spherec`` … takes here. satclip.encoding
+#: keeps the original classes' defaults (1e-5 to 0.01; theory's 1000 to 10000), at whose scales features of points
+#: in degrees are noise: a bare ``spherec`` scored at chance
+RELEASED_SCALES = {"min_radius": 1.0, "max_radius": 360.0, "frequency_num": 16}
+#: the parameters of raw encodings that evaluation sets otherwise than satclip.encoding, where a spec leaves them out
+RAW_DEFAULTS = {name: RELEASED_SCALES for name in ("theory", "grid", *SPHERE_VARIANTS)}
+
 
 def _untrained_satclip(name: str, legendre_polys: int = 10, seed: int = 0) -> Encoder:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:  # (as every other seed of satclip)
@@ -177,6 +187,7 @@ def _build_geoclip(name: str = "geoclip") -> Encoder:
 
 
 def _raw(name: str, encoding: str, **params) -> Encoder:
+    params = {**RAW_DEFAULTS.get(encoding, {}), **params}
     module = _encoding.create(encoding, **params).eval()
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     return Encoder(name, module, f"raw {encoding} features ({shown or 'defaults'})", torch.float64)
@@ -357,7 +368,8 @@ def _canonical(spec: str) -> tuple[str, dict, bool, str] | None:
             return None
         target, fixed = ALIASES.get(name, (name, {}))
         registry, reserved = (ENCODERS, ("name",)) if target in ENCODERS else (_encoding.ENCODINGS, ())
-        return target, {**_defaults(registry.get(target), reserved), **fixed, **params}, False, target
+        defaults = {**_defaults(registry.get(target), reserved), **RAW_DEFAULTS.get(target, {})}
+        return target, {**defaults, **fixed, **params}, False, target
     from .retrieval import SPEC as RETRIEVAL
     from .retrieval import _spec_parameters
 
@@ -441,15 +453,16 @@ def _expected_kind(value: object, default: object) -> str | None:
 MAX_SIZE_PARAMS = {"legendre_polys": 100, "frequency_num": 512}
 
 
-def _check_params(spec: str, kind: str, name: str, builder, params: dict, reserved: tuple[str, ...] = ()) -> None:
+def _check_params(spec: str, kind: str, name: str, builder, params: dict, reserved: tuple[str, ...] = (),
+                  defaults: dict | None = None) -> None:  # fmt: skip
     """Refuse, before anything is built, a parameter of ``spec`` that ``builder`` does not take (the
     registries' check: it names the parameter, the encoder and the accepted ones), a value that does not
     fit its numeric or boolean default, or a size above :data:`MAX_SIZE_PARAMS`. ``reserved``: parameters of
-    ``builder`` that a spec does not set."""
+    ``builder`` that a spec does not set; ``defaults``: those evaluation gives otherwise (:data:`RAW_DEFAULTS`)."""
     signature = inspect.signature(builder).parameters
     check_parameters(kind, name, [key for key in signature if key not in reserved], params)
     for key, value in params.items():
-        default = signature[key].default
+        default = (defaults or {}).get(key, signature[key].default)
         expected = _expected_kind(value, default)
         if expected:
             raise BadInputError(
@@ -492,6 +505,8 @@ def about(spec: str) -> str:
         degree = {**fixed, **params}.get("legendre_polys")
         if target == "sphericalharmonics" and isinstance(degree, int):
             return f"{ABOUT[target]} (L = {degree}: {degree * degree} features)"
+        if target in RAW_DEFAULTS:
+            return f"{ABOUT[target]} ({_scales(target, params)})"
         return ABOUT[target]
     from ...pretrained import RELEASED, bundled_models, released_for_hub_id
 
@@ -500,6 +515,17 @@ def about(spec: str) -> str:
     if name in RELEASED or released_for_hub_id(name) is not None:
         return "a released SatCLIP checkpoint (Klemmer et al. 2025), pretrained on S2-100K"
     return "a model from the Hugging Face hub" if name.startswith("hf://") else "a model (see its spec)"
+
+
+def _scales(encoding: str, params: dict) -> str:
+    """The scales a multi-scale ``encoding`` ran at, for :func:`about`: ``min_radius=1°, max_radius=360°,
+    frequency_num=16: SatCLIP's released scales``, or where the spec sets others, ``…: set by the spec``."""
+    used = {**RAW_DEFAULTS[encoding], **params}
+    released = all(_value_key(used[key]) == _value_key(value) for key, value in RELEASED_SCALES.items())
+    radii = ", ".join(f"{key}={used[key]:g}°" if isinstance(used[key], float) else f"{key}={used[key]}°"
+                      for key in ("min_radius", "max_radius"))  # fmt: skip
+    source = "SatCLIP's released scales" if released else "set by the spec"
+    return f"{radii}, frequency_num={used['frequency_num']}: {source}"
 
 
 def _retrieval_spec(name: str):
@@ -517,7 +543,8 @@ def create(spec: str) -> Encoder:
         _check_params(spec, ENCODERS.kind, name, builder, params, reserved=("name",))
         return builder(name=spec, **params)
     if name in _encoding.names():
-        _check_params(spec, _encoding.ENCODINGS.kind, name, _encoding.ENCODINGS.get(name), params)
+        _check_params(spec, _encoding.ENCODINGS.kind, name, _encoding.ENCODINGS.get(name), params,
+                      defaults=RAW_DEFAULTS.get(name))  # fmt: skip
         try:
             return _raw(spec, name, **params)
         except BadInputError:
@@ -577,6 +604,7 @@ def names() -> list[str]:
 
 
 __all__ = [
-    "ALIASES", "ENCODERS", "Encoder", "check_distinct", "create", "existing_path", "names", "parse_spec", "spec_key",
+    "ALIASES", "ENCODERS", "Encoder", "RELEASED_SCALES", "check_distinct", "create", "existing_path", "names",
+    "parse_spec", "spec_key",
     "split_specs",
 ]  # fmt: skip
