@@ -1018,7 +1018,7 @@ def test_the_results_record_the_weights_of_each_satclip_model(tmp_path):
                      "linear", "--no-figures", "--out", str(out)]) == 0  # fmt: skip
         assert {(r["encoder"], r["model_sha256"]) for r in _rows(out / "results.csv")} == {(str(model), sha),
                                                                                          ("wrap", "")}  # fmt: skip
-        assert f"model weights sha256 `{model}` {sha}" in (out / "results.md").read_text()
+        assert f"not the sha256 of its model.safetensors file) `{model}` {sha}" in (out / "results.md").read_text()
         recorded = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
         assert {r["model_sha256"] for r in recorded if r["encoder"] == str(model)} == {sha}
         shas.append(sha)

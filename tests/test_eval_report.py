@@ -5,11 +5,12 @@ one small real evaluation)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from satclip.eval.report import display_names, markdown, rank, relink, standing
+from satclip.eval.report import display_names, markdown, rank, relink, settings_line, standing
 from satclip.eval.runner import EvalConfig
 from satclip.eval.tasks.base import ClassFilter, Task
 
@@ -315,3 +316,27 @@ def test_the_terminal_tables_show_every_probe_and_variant():
     best = [[line.split()[0] for line in block[2:] if line.endswith("*")] for block in blocks]
     assert best == [["a"], ["b"], ["b"], []]  # (a tie: none marked)
     assert blocks[0][2].split() == ["a", "0.105", "±", "0.007*"]
+
+
+def test_the_settings_line_says_what_model_sha256_is(tmp_path):
+    """results.md said "model weights sha256" of model_identity's hash, which hashes the tensors in the dtype the
+    model ran in: it moves with --precision float64 and is not `sha256sum model.safetensors`. The hash stays (embed,
+    map and export record it, and resume against it); the label says what it is."""
+    import hashlib
+
+    from satclip.eval import encoders
+    from satclip.pretrained import bundled_models
+
+    shas = {}
+    for precision in ("float32", "float64"):
+        enc = encoders.create(f"bluemarble-l10(precision='{precision}')")
+        shas[precision] = enc.model_sha256
+    weights = Path(bundled_models()["bluemarble-l10"]) / "model.safetensors"
+    assert shas["float32"] != shas["float64"] and hashlib.sha256(weights.read_bytes()).hexdigest() not in shas.values()
+    config = EvalConfig(encoders=("bluemarble-l10",), tasks=("elevation",), seeds=(0,))
+    rows = [{"encoder": "bluemarble-l10", "precision": "float64", "model_sha256": shas["float64"]}]
+    line = settings_line(config, rows=rows)
+    assert "weights sha256" not in line
+    assert ("model_sha256 (a sha256 of the model's tensor names and bytes in the dtype it computed in, the value "
+            "satclip embed, map and export record; not the sha256 of its model.safetensors file) `bluemarble-l10` "
+            f"{shas['float64']}") in line

@@ -522,10 +522,16 @@ def blind_chance(config: EvalConfig, tasks: Sequence[Task]) -> dict[str, dict[st
             for variant, by_task in scores.items()}  # fmt: skip
 
 
+#: what a row's ``model_sha256`` is (:func:`satclip.models.location_encoder.model_identity`'s hash): it moves with
+#: --precision float64 and is not a ``sha256sum`` of the file; "model weights sha256" said it was
+MODEL_SHA256 = ("a sha256 of the model's tensor names and bytes in the dtype it computed in, the value satclip embed, "
+                "map and export record; not the sha256 of its model.safetensors file")
+
+
 def settings_line(config: EvalConfig, command: str | None = None, rows: Sequence[dict] = ()) -> str:
     """What a protocol run's results depend on besides its protocol, seeds and probes (two runs of other
-    ``--n-points`` or ``--block-deg`` had the same header), the precision each encoder of ``rows`` ran in and the
-    sha256 of each satclip model's weights, and the ``command`` that ran it: enough to run it again."""
+    ``--n-points`` or ``--block-deg`` had the same header), the precision each encoder of ``rows`` ran in and each
+    satclip model's ``model_sha256`` (:data:`MODEL_SHA256`), and the ``command`` that ran it: enough to run it again."""
     from .. import __version__
 
     options = config.task_options
@@ -537,7 +543,7 @@ def settings_line(config: EvalConfig, command: str | None = None, rows: Sequence
                                                   for p, encs in by_precision.items()))  # fmt: skip
     models = {row["encoder"]: row["model_sha256"] for row in rows if row.get("model_sha256")}
     if models:  # (the spec names a path, whose weights change between runs: every run's export is export/last)
-        parts.append("model weights sha256 " + ", ".join(f"`{e}` {sha}" for e, sha in models.items()))
+        parts.append(f"model_sha256 ({MODEL_SHA256}) " + ", ".join(f"`{e}` {sha}" for e, sha in models.items()))
     used = {name: values for name, values in config.probe_options.items() if name in config.probe_names()}
     for what, values in (("protocol options", config.protocol_options), ("probe options", used)):
         if values:

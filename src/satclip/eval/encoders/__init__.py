@@ -93,9 +93,11 @@ class Encoder:
 
     @cached_property
     def model_sha256(self) -> str | None:
-        """The sha256 of the weights of the satclip model under test, as every output records it
-        (:func:`~satclip.models.location_encoder.model_record`; of the location encoder under a retrieval one):
-        which model a row scored, where the spec names a path; None for an encoder built here (raw, untrained)."""
+        """The sha256 of the satclip model under test as every output records it
+        (:func:`~satclip.models.location_encoder.model_record`; of the location encoder under a retrieval one): of
+        its tensors' names and bytes in the dtype it computes in (float64 ones under ``--precision float64``), not
+        of its ``model.safetensors`` file. Which model a row scored, where the spec names a path; None for an
+        encoder built here (raw, untrained)."""
         if not getattr(self.module, "provenance", None):
             return None
         from ...models.location_encoder import model_record
