@@ -165,5 +165,5 @@ def test_records_of_another_model_under_the_same_name_are_replaced(tmp_path, cap
     assert [r for r in after if r["encoder"] == "wrap"] == [r for r in before if r["encoder"] == "wrap"]
     mine = [r for r in after if r["encoder"] != "wrap"]
     assert len(mine) == 3 and not {r["key"] for r in mine} & {r["key"] for r in before}
-    assert "3 record(s) of folds this run evaluates under other settings or another model of the same name are " \
-           "replaced" in caplog.text  # fmt: skip
+    assert "3 record(s) of folds this run evaluates anew are replaced, evaluated before with other model weights " \
+           f"(model_sha256) for 3 (encoder {model})" in caplog.text  # fmt: skip

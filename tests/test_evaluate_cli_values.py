@@ -508,8 +508,10 @@ def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, cap
     caplog.clear()
     with caplog.at_level("WARNING", logger="satclip"):  # (other points were replaced without a word)
         assert main([*run, "--encoders", "wrap", "--n-points", "150"]) == 0
-    assert "held results of an earlier run: 1 of folds of other sizes (other --n-points, data or protocol options), " \
-           f"replaced by this run's in {rows} too; results.csv and results.md now hold this run's only" in caplog.text
+    assert f"{rows}: 1 record(s) of folds this run evaluates anew are replaced, evaluated before with other task " \
+           "data for 1 (task t); folds of other sizes (n_train, n_test: other --n-points, data or protocol options) " \
+           "for 1 (task t)" in caplog.text  # fmt: skip
+    assert "held results of an earlier run" not in caplog.text  # (said once, by the run that replaces them)
     assert "stay in" not in caplog.text and len(rows.read_text().splitlines()) == 2  # (it said they stayed)
     caplog.clear()
     other_task = ["evaluate", "--no-cache", "--seeds", "1", "--no-figures", "--probes", "linear", "--tasks",

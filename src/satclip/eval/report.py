@@ -653,10 +653,10 @@ _ROW_KEY = ("task", "encoder", "protocol", "probe", "fold")
 
 def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
     """Warn where ``path``, an earlier run's results.csv, holds results this run's report leaves out (another
-    run's encoders, tasks, seeds: its report was replaced without a word; its folds stay and are reused) or
-    replaces with results of other settings (folds of other sizes: other points or protocol options; those were
-    replaced without a word, and dropped tasks were counted as encoders; the run has replaced them in rows.jsonl
-    too, :func:`satclip.eval.runner._rewrite_rows`)."""
+    run's encoders, tasks, seeds: its report was replaced without a word; its folds stay and are reused; dropped
+    tasks were counted as encoders). Results of the same folds under other settings (sizes, precision, model
+    weights, data) the run has replaced in rows.jsonl, saying what changed
+    (:func:`satclip.eval.runner._rewrite_rows`)."""
     try:
         with path.open(newline="") as handle:
             earlier = list(csv.DictReader(handle))
@@ -664,28 +664,16 @@ def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
         return
     rows_file = path.parent / ROWS_FILE
     now = {tuple(str(row.get(k, "")) for k in _ROW_KEY): row for row in rows}
-    gone, changed = [], 0
-    for row in earlier:
-        key = tuple(row.get(k, "") for k in _ROW_KEY)
-        if key not in now:
-            gone.append(key)
-        elif (row.get("n_train"), row.get("n_test")) != (str(now[key].get("n_train")), str(now[key].get("n_test"))):
-            changed += 1
-    said = []
+    gone = [key for key in (tuple(row.get(k, "") for k in _ROW_KEY) for row in earlier) if key not in now]
     if gone:
         missing = []
         for position, what in enumerate(("tasks", "encoders", "protocols", "probes", "folds")):
             values = sorted({key[position] for key in gone} - {key[position] for key in now})
             if values:
                 missing.append(f"{what} {', '.join(values[:5])}{', …' if len(values) > 5 else ''}")
-        said.append(f"{len(gone)} this report leaves out ({'; '.join(missing) or 'folds of this run'}), which stay in "
-                    f"{rows_file} for a run with their settings to reuse")  # fmt: skip
-    if changed:  # (said to stay in rows.jsonl too, which the run had just replaced them in)
-        said.append(f"{changed} of folds of other sizes (other --n-points, data or protocol options), replaced by "
-                    f"this run's in {rows_file} too")  # fmt: skip
-    if said:
-        log.warning("%s held results of an earlier run: %s; results.csv and results.md now hold this run's only",
-                    path.parent, "; ".join(said))  # fmt: skip
+        log.warning("%s held results of an earlier run: %d this report leaves out (%s), which stay in %s for a run "
+                    "with their settings to reuse; results.csv and results.md now hold this run's only", path.parent,
+                    len(gone), "; ".join(missing) or "folds of this run", rows_file)  # fmt: skip
 
 
 def write_reports(

@@ -265,7 +265,7 @@ def _open_rows(path: Path):
 
 #: the entries of a fold's row (see ``record`` in :func:`evaluate_tasks`) that are text, and those that are numbers
 _ROW_TEXT = ("key", "task", "kind", "encoder", "protocol", "probe", "fold", "group", "variant", "hparams",
-             "precision")  # fmt: skip
+             "precision", "data")  # fmt: skip
 _ROW_NUMBERS = ("seed", "n_train", "n_val", "n_test", "mse", "r2", "mse_max_scaled", "accuracy", "macro_f1",
                 "seconds", "embedding_dim")  # fmt: skip
 
@@ -330,11 +330,13 @@ def _read_rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def _rewrite_rows(out: Path, current: dict[tuple, str]) -> None:
+def _rewrite_rows(out: Path, current: dict[tuple, dict]) -> None:
     """Rewrite ``out/rows.jsonl`` without its lines that are no fold record (damaged, or cut short by an
     interruption: skipped and warned about once, :func:`_read_rows`) and without the records this run supersedes:
     of a fold ``current`` names by ``(task, encoder, protocol, probe, fold)``, under another key (an encoder of that
-    name that is another model now, other options), which stayed beside the new ones under the same names. The
+    name that is another model now, other options), which stayed beside the new ones under the same names. What
+    ``current`` gives of each fold (its ``key`` and what :data:`_COMPARED` compares) names what changed, in one
+    warning (a rerun in another precision or on other data replaced the earlier results without a word). The
     records kept keep their order and bytes; the file is replaced atomically, keeping its permissions (a stop here
     leaves the old file or the new one). Only in satclip's own evaluation directory ``out``, by a run that holds
     its lock (:func:`safe_output.exclusive`): another run appending meanwhile would write into the file replaced."""
@@ -346,17 +348,52 @@ def _rewrite_rows(out: Path, current: dict[tuple, str]) -> None:
         return
     data = path.read_bytes()  # (read again: the file as it is under the lock, not as it was read before it)
     _, good, _ = _scan_rows(data)
-    kept = []
+    kept, replaced = [], []
     for line in good:
         row = _row(line)
-        if current.get(_fold_name(row), row["key"]) == row["key"]:
+        now = current.get(_fold_name(row))
+        if now is None or now["key"] == row["key"]:
             kept.append(line)
+        else:
+            replaced.append((row, now))
     if len(kept) == sum(1 for line in data.split(b"\n") if line.strip()):  # (nothing to drop)
         return
-    if len(kept) < len(good):
-        log.info("%s: %d record(s) of folds this run evaluates under other settings or another model of the same "
-                 "name are replaced", path, len(good) - len(kept))  # fmt: skip
+    if replaced:
+        log.warning("%s: %d record(s) of folds this run evaluates anew are replaced, evaluated before with %s",
+                    path, len(replaced), _what_changed(replaced))  # fmt: skip
     safe_output.write_bytes(path, b"".join(line + b"\n" for line in kept))
+
+
+#: what a fold's record is compared by where a run replaces it (:func:`_what_changed`), and how a change is named
+_COMPARED = {
+    "precision": "another precision",
+    "model_sha256": "other model weights (model_sha256)",
+    "data": "other task data",
+    "sizes": "folds of other sizes (n_train, n_test: other --n-points, data or protocol options)",
+}
+
+
+def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
+    """What the records ``replaced`` (each with what this run evaluates its fold with) were evaluated with
+    otherwise, as ``another precision (float32, now float64) for 3 (encoder m); other task data for 2 (task t)``;
+    where none of :data:`_COMPARED` differs (or an older satclip recorded none), other settings."""
+    changes: dict[str, list[tuple[dict, str]]] = {}
+    for row, now in replaced:
+        earlier = {**row, "sizes": [row.get("n_train"), row.get("n_test")]}
+        differ = [what for what in _COMPARED if what in earlier and earlier[what] != now[what]]
+        if "precision" in differ and "model_sha256" in differ:  # (it hashes the weights in the dtype they ran in)
+            differ.remove("model_sha256")
+        for what in differ or ["other"]:
+            changes.setdefault(what, []).append((row, f"{earlier.get(what)}, now {now.get(what)}"))
+    said = []
+    for what, rows in changes.items():
+        name = _COMPARED.get(what, "other settings (options of the probe or protocol, the encoder's code)")
+        values = sorted({value for _, value in rows})
+        shown = f" ({values[0]})" if what == "precision" and len(values) == 1 else ""
+        whose = "task" if what in ("data", "sizes") else "encoder"
+        named = sorted({row[whose] for row, _ in rows})
+        said.append(f"{name}{shown} for {len(rows)} ({whose} {', '.join(named[:3])}{', …' if len(named) > 3 else ''})")
+    return "; ".join(said)
 
 
 def _fold_name(row: dict) -> tuple:
@@ -546,7 +583,7 @@ def evaluate_tasks(
         task, enc, slots = groups[group]
         scores, predictions, seconds = result
         row = {
-            "key": key, "task": task.name, "kind": task.kind, "encoder": enc.name,
+            "key": key, "task": task.name, "kind": task.kind, "encoder": enc.name, "data": task_keys[task.name],
             "protocol": config.protocol, "probe": probe_name, "fold": fold.name,
             "seed": fold.seed, "group": fold.group, "variant": fold.variant,
             "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
@@ -577,8 +614,11 @@ def evaluate_tasks(
 
         if out:
             safe_output.make_owned_dir(out, kind="evaluation")
-            current = {(t.name, e.name, config.protocol, p, f.name): fold_key(t, e, p, f) for t in tasks for e in encs
-                       for p in probe_names for f in folds[t.name]}  # fmt: skip
+            # (what each fold is evaluated with: a record of it under another key is replaced, naming what changed)
+            current = {(t.name, e.name, config.protocol, p, f.name): {
+                "key": fold_key(t, e, p, f), "precision": e.precision, "model_sha256": e.model_sha256,
+                "data": task_keys[t.name], "sizes": [len(f.train), len(f.test)]}
+                for t in tasks for e in encs for p in probe_names for f in folds[t.name]}  # fmt: skip
             _rewrite_rows(out, current)  # (before appending: the rows of this run go into the file rewritten)
             sink = _open_rows(out / ROWS_FILE)
         # every fold is queued as soon as its embeddings exist, so the workers never wait for a (task,

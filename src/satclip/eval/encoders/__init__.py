@@ -108,9 +108,14 @@ class Encoder:
     @cached_property
     def identity(self) -> str:
         """Cache key: the spec plus a digest of the embeddings of fixed points (changes when weights or
-        implementation change) and, with retrieval, of the database's entries and the options (a database that
-        changed away from the fixed points kept the key, and evaluations reused stale embeddings)."""
+        implementation change), of a loaded model's precision (float32 and float64 embeddings of a small model
+        agree to the 5 decimals compared: a rerun with --precision float64 reused the float32 folds and
+        embeddings, and reported them as float64's) and, with retrieval, of the database's entries and the
+        options (a database that changed away from the fixed points kept the key, and evaluations reused stale
+        embeddings)."""
         parts = [self.embed(_FINGERPRINT_POINTS).round(5)]
+        if hasattr(self.module, "precision_choice"):
+            parts.append(self.precision)
         retrieval = getattr(self.module, "retrieval_identity", None)
         if retrieval is not None:
             parts.append(retrieval())

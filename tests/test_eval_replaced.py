@@ -1,0 +1,63 @@
+"""A rerun of ``satclip evaluate`` into the same --out that evaluates a fold anew (another precision, new weights
+at the same path, other task data of the same size) says what changed, as it said other sizes: it replaced the
+earlier results without a word."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import numpy as np
+import torch
+
+import satclip
+from satclip.cli import main
+
+from .test_embed_api import CONFIG
+
+
+def _stations(path, targets: np.ndarray):
+    """A stations table for ``--data`` (Lon, Lat, meanT), the air-temperature task's, of 200 stations."""
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(-180, 180, len(targets)), rng.uniform(-60, 70, len(targets))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Lon", "Lat", "meanT"])
+        writer.writerows(zip(lon, lat, targets, strict=True))
+    return path
+
+
+def _replaced(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "are replaced" in r.getMessage()]
+
+
+def test_a_rerun_says_what_it_replaces(tmp_path, caplog):
+    model, out = tmp_path / "mine", tmp_path / "ev"
+    torch.manual_seed(0)
+    satclip.LocationEncoder.from_config(CONFIG).save(model)
+    targets = np.linspace(-20.0, 30.0, 200)
+    data = _stations(tmp_path / "stations.csv", targets)
+    argv = ["evaluate", "--encoders", f"wrap,{model}", "--tasks", "air-temperature", "--data", str(data),
+            "--seeds", "0,1", "--probes", "linear", "--no-figures", "--no-cache", "--out", str(out)]  # fmt: skip
+    rows = out / "rows.jsonl"
+
+    def rerun(*extra: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="satclip"):
+            assert main([*argv, *extra]) == 0
+        assert len(rows.read_text().splitlines()) == 4
+        return _replaced(caplog)
+
+    assert rerun() == []
+    assert rerun() == []  # (the same settings: every fold reused, nothing replaced)
+    [said] = rerun("--precision", "float64")
+    assert f"{rows}: 2 record(s) of folds this run evaluates anew are replaced, evaluated before with another " \
+           f"precision (float32, now float64) for 2 (encoder {model})" == said  # fmt: skip
+    torch.manual_seed(1)  # retrained: new weights at the same path
+    satclip.LocationEncoder.from_config(CONFIG).save(model, overwrite=True)
+    [said] = rerun("--precision", "float64")
+    assert said.endswith(f"evaluated before with other model weights (model_sha256) for 2 (encoder {model})")
+    _stations(data, np.random.default_rng(5).permutation(targets))  # the same stations, their targets shuffled
+    [said] = rerun("--precision", "float64")
+    assert said == f"{rows}: 4 record(s) of folds this run evaluates anew are replaced, evaluated before with other " \
+                   "task data for 4 (task air-temperature)"  # fmt: skip
