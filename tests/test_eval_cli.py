@@ -88,7 +88,8 @@ def test_maps_of_a_rerun_show_only_its_own_predictions(tmp_path):
     assert main(common) == 0
     assert main([*common, "--protocol", "spatial-block", "--folds", "3"]) == 0
     assert main([*common, "--protocol", "spatial-block", "--folds", "2"]) == 0
-    assert len(list((out / "predictions").iterdir())) == 1 + 3 + 2  # all three runs' test predictions are kept
+    # the runs' test predictions are kept, but those of the 3-fold run's folds 0 and 1, which the last run replaced
+    assert len(list((out / "predictions").iterdir())) == 1 + 1 + 2
     last = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()][-2:]  # the last run's
     assert [(r["protocol"], r["fold"]) for r in last] == [("spatial-block", f"seed=0/fold={i}") for i in (0, 1)]
     shown = load_predictions(out, last)

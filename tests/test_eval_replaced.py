@@ -1,6 +1,7 @@
 """A rerun of ``satclip evaluate`` into the same --out that evaluates a fold anew (another precision, new weights
 at the same path, other task data of the same size) says what changed, as it said other sizes: it replaced the
-earlier results without a word."""
+earlier results without a word. And the predictions kept of a fold replaced go with it: they piled up in
+OUT/predictions/ (30 files for 18 rows)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _replaced(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "are replaced" in r.getMessage()]
 
 
-def test_a_rerun_says_what_it_replaces(tmp_path, caplog):
+def test_a_rerun_says_what_it_replaces_and_drops_the_old_predictions(tmp_path, caplog):
     model, out = tmp_path / "mine", tmp_path / "ev"
     torch.manual_seed(0)
     satclip.LocationEncoder.from_config(CONFIG).save(model)
@@ -40,12 +41,14 @@ def test_a_rerun_says_what_it_replaces(tmp_path, caplog):
     argv = ["evaluate", "--encoders", f"wrap,{model}", "--tasks", "air-temperature", "--data", str(data),
             "--seeds", "0,1", "--probes", "linear", "--no-figures", "--no-cache", "--out", str(out)]  # fmt: skip
     rows = out / "rows.jsonl"
+    predictions = out / "predictions"
 
     def rerun(*extra: str) -> list[str]:
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="satclip"):
             assert main([*argv, *extra]) == 0
-        assert len(rows.read_text().splitlines()) == 4
+        # one record and one file of predictions per fold: those of the folds replaced are gone
+        assert len(rows.read_text().splitlines()) == len(list(predictions.iterdir())) == 4
         return _replaced(caplog)
 
     assert rerun() == []
@@ -61,3 +64,12 @@ def test_a_rerun_says_what_it_replaces(tmp_path, caplog):
     [said] = rerun("--precision", "float64")
     assert said == f"{rows}: 4 record(s) of folds this run evaluates anew are replaced, evaluated before with other " \
                    "task data for 4 (task air-temperature)"  # fmt: skip
+    kept = {path.name for path in predictions.iterdir()}
+    mine = predictions / "notes.txt"  # a file satclip did not write stays, whatever a rerun replaces
+    mine.write_text("mine")
+    _stations(data, targets)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        assert main([*argv, "--precision", "float64"]) == 0
+    assert mine.read_text() == "mine" and len(list(predictions.iterdir())) == 5
+    assert not kept & {path.name for path in predictions.iterdir()}

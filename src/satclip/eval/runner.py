@@ -4,7 +4,8 @@ Each finished fold is appended to ``OUT/rows.jsonl`` (with a key naming everythi
 interrupted run resumes where it stopped. Test predictions of every seed's folds (zero-shot ones for
 ``holdout-continent``; together a seed's folds test every point once for the hold-out and block protocols) are
 kept in ``OUT/predictions/``, by row key, for the residual maps, which show the run's first seed: a rerun
-that lists its seeds in another order, or adds encoders, maps what a fresh run of it would.
+that lists its seeds in another order, or adds encoders, maps what a fresh run of it would. A fold's file goes
+with its record when a rerun evaluates the fold anew.
 """
 
 from __future__ import annotations
@@ -336,10 +337,11 @@ def _rewrite_rows(out: Path, current: dict[tuple, dict]) -> None:
     of a fold ``current`` names by ``(task, encoder, protocol, probe, fold)``, under another key (an encoder of that
     name that is another model now, other options), which stayed beside the new ones under the same names. What
     ``current`` gives of each fold (its ``key`` and what :data:`_COMPARED` compares) names what changed, in one
-    warning (a rerun in another precision or on other data replaced the earlier results without a word). The
-    records kept keep their order and bytes; the file is replaced atomically, keeping its permissions (a stop here
-    leaves the old file or the new one). Only in satclip's own evaluation directory ``out``, by a run that holds
-    its lock (:func:`safe_output.exclusive`): another run appending meanwhile would write into the file replaced."""
+    warning (a rerun in another precision or on other data replaced the earlier results without a word); the
+    predictions kept of a record replaced go with it (:func:`_forget_predictions`). The records kept keep their
+    order and bytes; the file is replaced atomically, keeping its permissions (a stop here leaves the old file or
+    the new one). Only in satclip's own evaluation directory ``out``, by a run that holds its lock
+    (:func:`safe_output.exclusive`): another run appending meanwhile would write into the file replaced."""
     path = out / ROWS_FILE
     if not safe_output.is_owned(out):  # (evaluate_tasks has made it satclip's: never a file of someone else's)
         return
@@ -362,6 +364,7 @@ def _rewrite_rows(out: Path, current: dict[tuple, dict]) -> None:
         log.warning("%s: %d record(s) of folds this run evaluates anew are replaced, evaluated before with %s",
                     path, len(replaced), _what_changed(replaced))  # fmt: skip
     safe_output.write_bytes(path, b"".join(line + b"\n" for line in kept))
+    _forget_predictions(out, [row for row, _ in replaced])
 
 
 #: what a fold's record is compared by where a run replaces it (:func:`_what_changed`), and how a change is named
@@ -394,6 +397,17 @@ def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
         named = sorted({row[whose] for row, _ in rows})
         said.append(f"{name}{shown} for {len(rows)} ({whose} {', '.join(named[:3])}{', …' if len(named) > 3 else ''})")
     return "; ".join(said)
+
+
+def _forget_predictions(out: Path, rows: list[dict]) -> None:
+    """Delete the test predictions kept of the fold records ``rows`` that a run replaces (:func:`_rewrite_rows`):
+    a rerun in another precision or on other data left them beside the new ones (30 files for 18 rows). Only the
+    files satclip named after those records (:func:`_prediction_path`), in its own evaluation directory ``out``,
+    never through a link."""
+    if (out / PREDICTIONS_DIR).is_symlink():  # (the files it points at are not satclip's: run_evaluation refuses it)
+        return
+    paths = [_prediction_path(out, r["task"], r["encoder"], r["probe"], r["fold"], r["key"]) for r in rows]
+    safe_output.remove_owned_files(out, [path.relative_to(out).as_posix() for path in paths if path.is_file()])
 
 
 def _fold_name(row: dict) -> tuple:
