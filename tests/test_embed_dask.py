@@ -1018,6 +1018,23 @@ def test_invalid_rows_of_every_failing_partition_are_named(cluster, model, tmp_p
            f"{bad[1] - 20_000} of part.1.parquet). Pass --skip-invalid" in err  # fmt: skip
 
 
+def test_text_that_is_no_number_is_named_by_its_row_on_dask(cluster, model, tmp_path, capsys):
+    """An unparseable text coordinate said "Failed to parse string: 'abc' as a scalar of type double": no row, no
+    fix, where an invalid number is named by its row in the whole input and in its part file."""
+    _, client = cluster
+    frame = points(20_000, seed=5)
+    frame["lon"] = frame["lon"].astype(str)
+    frame.loc[17_000, "lon"] = "abc"
+    dataset = write_dataset(frame, tmp_path / "in", parts=2)
+    args = ["embed", str(dataset), "-o", str(tmp_path / "emb.parquet"), "--model", str(model), "--engine", "dask",
+            "--no-progress", "--scheduler", client.scheduler.address, "--chunk-rows", "8192"]  # fmt: skip
+    assert main(args) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert err.endswith(" is not numeric: row 17000 holds 'abc' (rows counted from 0; row 17000 is row 7000 of "
+                        "part.1.parquet): fix or remove that row, or store the column as numbers (decimal degrees, "
+                        "13.4)"), err  # fmt: skip
+
+
 def test_skipping_swapped_rows_on_dask_says_what_they_look_like_once(cluster, model, tmp_path, capsys):
     """--engine dask --skip-invalid wrote rows that look swapped as nulls without the warning the local engine
     gives (range_hints); said once for the job, not once per partition."""

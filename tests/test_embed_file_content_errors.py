@@ -208,3 +208,30 @@ def test_a_spreadsheets_empty_unnamed_columns_are_left_out(model, tmp_path, caps
         f"satclip: error: {filled}: column 6 of the header line has no name and holds 'note' in row 200 (rows counted "
         "from 0, the first after the header line): name it in the header line"
     )
+
+
+def test_text_that_is_no_number_in_a_coordinate_column_is_named_by_its_row(model, tmp_path, capsys):
+    """Text coordinates of which one does not parse said "Failed to parse string: 'abc' as a scalar of type double",
+    naming neither the row nor a fix, where an invalid number is named by its row (in a dataset, by its part file's
+    too); the row is found in a later chunk, and past a part file's start."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lon = np.linspace(-10, 10, 3_000).astype(str).astype(object)
+    lon[2_345] = "abc"
+    pq.write_table(pa.table({"lon": lon, "lat": np.linspace(0, 10, 3_000)}), tmp_path / "text.parquet")
+    (tmp_path / "ds").mkdir()
+    for part in range(2):
+        pq.write_table(pa.table({"lon": lon[part * 1_500 : (part + 1) * 1_500],
+                                 "lat": np.zeros(1_500)}), tmp_path / "ds" / f"part.{part}.parquet")  # fmt: skip
+    fix = "fix or remove that row, or store the column as numbers (decimal degrees, 13.4)"
+    for name, where in (("text.parquet", "rows counted from 0"),
+                        ("ds", "rows counted from 0; row 2345 is row 845 of part.1.parquet")):  # fmt: skip
+        argv = ["embed", str(tmp_path / name), "-o", str(tmp_path / f"{name}.out.parquet"), "--model", str(model),
+                "--no-progress", "--chunk-rows", "1024"]  # fmt: skip
+        assert main(argv) == 2, name
+        assert one_error_line(capsys.readouterr().err) == (
+            f"satclip: error: {tmp_path / name}: coordinate column 'lon' (string) is not numeric: row 2345 holds "
+            f"'abc' ({where}): {fix}"
+        )

@@ -227,7 +227,7 @@ class _Partitions:
             table = next((chunk for _, chunk in source.chunks(index, stop, rows)), None)
         if table is None or table.num_rows != stop - start:
             raise RuntimeError(f"{source.path} has fewer rows than when the job started: did it change?")
-        lonlat = coordinates(table, source.lon_col, source.lat_col, source.path)
+        lonlat = coordinates(table, source.lon_col, source.lat_col, source, start)
         bad = invalid_rows(lonlat)
         result = {"index": index, "rows": table.num_rows, "invalid": int(bad.sum())}
         if bad.any() and not self.skip_invalid:

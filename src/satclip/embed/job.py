@@ -37,7 +37,7 @@ from . import sinks
 from .api import embed_lonlat
 from .footprint import outside_count
 from .shards import check_no_other_split, check_no_unpadded, shard_chunks, shard_path
-from .sources import Source, coordinates, no_points
+from .sources import Source, clipped, coordinates, no_points
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def _scan(
     outside_chunks: dict[int, int | None] = {}  # chunk → valid points in it outside the footprint
     counted = first_chunk * chunk_rows
     for index, table in source.chunks(first_chunk, stop_row, chunk_rows, columns):
-        lonlat = coordinates(table, *columns, source.path)
+        lonlat = coordinates(table, *columns, source, index * chunk_rows)
         counted = index * chunk_rows + len(lonlat)
         bad = invalid_rows(lonlat)
         if bad.any():
@@ -233,7 +233,7 @@ def _scan(
         return num_rows, 0, None, "", outside
     total, index = sum(in_shard.values()), min(in_shard)
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
-        lonlat = coordinates(table, *columns, source.path)
+        lonlat = coordinates(table, *columns, source, index * chunk_rows)
         bad = invalid_rows(lonlat)
         missing = source.nan_means and bool(np.isnan(lonlat[bad]).all(axis=1).any())
         message = (
@@ -255,14 +255,8 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key}: {_clipped(a)} → {_clipped(b)}")
+            out.append(f"{prefix}{key}: {clipped(a)} → {clipped(b)}")
     return out
-
-
-def _clipped(value, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters (a whole recorded dictionary made a line of ~900)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def work_manifest(workdir: Path) -> dict:
@@ -557,22 +551,22 @@ def _check_manifest(path: Path, manifest: dict, chunk_rows: int, shard: tuple[in
     finished = manifest.get("finished")
     problem = None
     if type(num_rows) is not int or num_rows < 1:
-        problem = f"num_input_rows {_clipped(num_rows)} is not a number of rows"
+        problem = f"num_input_rows {clipped(num_rows)} is not a number of rows"
     elif chunks != list(shard_chunks(num_rows, chunk_rows, shard)) or not integers(chunks, 2):
-        problem = f"chunks {_clipped(chunks)} are not the {num_rows} rows' chunks of {chunk_rows} in this shard"
+        problem = f"chunks {clipped(chunks)} are not the {num_rows} rows' chunks of {chunk_rows} in this shard"
     elif (manifest.get("rows") != [chunks[0] * chunk_rows, min(chunks[1] * chunk_rows, num_rows)]
           or not integers(manifest.get("rows"), 2)):  # fmt: skip
-        problem = f"rows {_clipped(manifest.get('rows'))} are not those of chunks {chunks}"
+        problem = f"rows {clipped(manifest.get('rows'))} are not those of chunks {chunks}"
     elif type(manifest.get("invalid_rows")) is not int or not 0 <= manifest["invalid_rows"] <= num_rows:
-        problem = f"invalid_rows {_clipped(manifest.get('invalid_rows'))} is not a number of rows"
+        problem = f"invalid_rows {clipped(manifest.get('invalid_rows'))} is not a number of rows"
     elif manifest.get("outside_footprint") is not None and not (type(manifest["outside_footprint"]) is int
                                                                  and 0 <= manifest["outside_footprint"] <= num_rows):
-        problem = f"outside_footprint {_clipped(manifest['outside_footprint'])} is not a number of rows"
+        problem = f"outside_footprint {clipped(manifest['outside_footprint'])} is not a number of rows"
     elif not integers(done) or len(set(done)) != len(done) or not all(chunks[0] <= k < chunks[1] for k in done):
-        problem = f"done {_clipped(done)} is not a list of chunk numbers from {chunks[0]} to {chunks[1] - 1}"
+        problem = f"done {clipped(done)} is not a list of chunk numbers from {chunks[0]} to {chunks[1] - 1}"
     elif finished is not None and (not isinstance(finished, str) or finished != Path(finished).name
                                    or finished in ("", ".", "..")):  # fmt: skip
-        problem = f"finished {_clipped(finished)} is not the name of a file in the work directory"
+        problem = f"finished {clipped(finished)} is not the name of a file in the work directory"
     if problem is not None:
         raise damaged_manifest(path, problem)
 
@@ -714,7 +708,7 @@ def embed_file(
                 for index, table in source.chunks(todo[0], row1, chunk_rows):
                     if index in done:
                         continue
-                    lonlat = coordinates(table, source.lon_col, source.lat_col, source.path)
+                    lonlat = coordinates(table, source.lon_col, source.lat_col, source, index * chunk_rows)
                     embeddings = embed_lonlat(
                         encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, row_offset=index * chunk_rows
                     )

@@ -85,23 +85,60 @@ def sniff_delimiter(path: Path, default: str = ",") -> str:
         return default
 
 
-def coordinates(table, lon_col: str, lat_col: str, path: Path | None = None) -> np.ndarray:
-    """``(n, 2)`` float64 (lon, lat) of an Arrow table (read from ``path``, named in errors); nulls become NaN."""
+def coordinates(table, lon_col: str, lat_col: str, source: Source | None = None, first_row: int = 0) -> np.ndarray:
+    """``(n, 2)`` float64 (lon, lat) of an Arrow table, rows ``first_row, …`` of ``source`` (its path and rows named
+    in errors); nulls become NaN."""
     pa = _pa()
+    path = None if source is None else source.path
     out = np.empty((table.num_rows, 2), dtype=np.float64)
     for j, name in enumerate((lon_col, lat_col)):
         column = table.column(name)
         if pa.types.is_boolean(column.type):  # Arrow casts true/false to 1.0/0.0: embedded as degrees
             raise ValueError(f"{_of(path)}coordinate column {name!r} holds true/false values, not degrees")
         try:
-            column = column.cast(pa.float64())
+            cast = column.cast(pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             comma = " (decimal commas? write 52.5, not 52,5)" if "," in str(err) else ""
+            row = _first_unparsed(column) if isinstance(err, pa.ArrowInvalid) else None
+            if row is None:
+                reason = str(err)
+            else:  # (text that is no number: named by its row, as an invalid number is)
+                value = clipped(column[row].as_py())
+                row += first_row
+                numbering = source.numbering(row) if source is not None else "rows counted from 0"
+                reason = (f"row {row} holds {value} ({numbering}): fix or remove that row, or store the column as "
+                          "numbers (decimal degrees, 13.4)")  # fmt: skip
             raise ValueError(
-                f"{_of(path)}coordinate column {name!r} ({column.type}) is not numeric{comma}: {err}"
+                f"{_of(path)}coordinate column {name!r} ({column.type}) is not numeric{comma}: {reason}"
             ) from err
-        out[:, j] = column.to_numpy(zero_copy_only=False)  # nulls → NaN for float columns
+        out[:, j] = cast.to_numpy(zero_copy_only=False)  # nulls → NaN for float columns
     return out
+
+
+def _first_unparsed(column) -> int | None:
+    """The first row of the Arrow ``column`` that does not cast to float64, or None: a halving search, which casts
+    about twice the column, only once casting it whole failed."""
+    pa = _pa()
+    low, high = 0, len(column)  # rows before low cast; [low, high) holds one that does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            column.slice(low, middle - low).cast(pa.float64())
+        except pa.ArrowInvalid:
+            high = middle
+        else:
+            low = middle
+    try:
+        column.slice(low, 1).cast(pa.float64())
+    except pa.ArrowInvalid:
+        return low
+    return None
+
+
+def clipped(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a whole recorded dictionary made a line of ~900)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _coordinate(value, path: Path, feature: int) -> float:
