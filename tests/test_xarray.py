@@ -462,6 +462,27 @@ def test_invalid_coordinates(encoder):
         embedding_field(encoder, LON, LAT, where="sea")
 
 
+def test_a_lon_axis_past_180_of_360_degrees_or_more_is_refused_for_its_span(encoder):
+    """np.arange(100, 500, 10.0) was refused as "31 value(s) not finite degrees in [-180, 180], first at index 9:
+    190.0", while docs/scale.md accepts an increasing axis in [-180, 540) less than 360° across (100 … 440 is
+    embedded): its span is why, said for an array and a DataArray, with the wrap advice where it applies."""
+    from satclip.errors import BadInputError
+
+    embedding_field(encoder, np.arange(100, 450, 10.0), LAT)  # 340° across: accepted
+    span = (r"lon axis: 31 value\(s\) past 180°, first at index 9: 190\.0, on an axis 100\.0 … 490\.0, 390\.0° "
+            r"across: an axis runs east past 180° only less than 360° across \(its longitudes wrapped would repeat\): "
+            r"cut it to less than 360°")  # fmt: skip
+    with pytest.raises(BadInputError, match=span + "$"):  # (over 360: no wrap into [-180, 180] helps)
+        embedding_field(encoder, np.arange(100, 500, 10.0), LAT)
+    wrap = r"; the longitudes over 180 look like \[0, 360\] ones: wrap them with lon = \(\(lon \+ 180\) % 360\) - 180"
+    lon = np.arange(-90, 310, 10.0)
+    with pytest.raises(BadInputError, match=r"-90\.0 … 300\.0, 390\.0° across: .* less than 360°" + wrap + "$"):
+        embedding_field(encoder, lon, LAT)
+    longitude = xr.DataArray(lon, dims="longitude", name="longitude")
+    with pytest.raises(BadInputError, match=wrap + r", on a Dataset ds\.assign_coords\(longitude="):
+        embedding_field(encoder, longitude, LAT)
+
+
 def test_longitudes_in_0_360_are_embedded_wrapped_or_refused_saying_how_to_wrap_them(encoder):
     """An ERA5-style longitude axis in [0, 360) was refused with 'lon axis: ... not finite degrees in [-180, 180]'
     and no word of how to fix it (and its value shown as np.float64(210.0)). An increasing one is embedded at its
@@ -493,8 +514,8 @@ def test_longitudes_in_0_360_are_embedded_wrapped_or_refused_saying_how_to_wrap_
 
     with pytest.raises(BadInputError, match=r"first at index 1: 210\.0" + wrap + "$"):  # an array: no Dataset
         embedding_field(encoder, era5.longitude.values, era5.latitude.values)
-    with pytest.raises(BadInputError, match=r"first at index 1: 400\.0$"):  # not a longitude in [0, 360]: no advice
-        embedding_field(encoder, np.array([0.0, 400.0]), LAT)
+    with pytest.raises(BadInputError, match=r"first at index 1: 400\.0, .* less than 360°$"):  # not in [0, 360]:
+        embedding_field(encoder, np.array([0.0, 400.0]), LAT)  # no wrap advice (its span is named)
     lon2, lat2 = np.meshgrid([150.0, 170.0, 190.0, 210.0], [10.0, 20.0])  # 2-D coordinates: when computed
     with pytest.raises(ValueError, match=r"4 cell\(s\) with invalid coordinates: .*\)" + wrap + "; pass skip_invalid"):
         embedding_field(encoder, lon2, lat2).compute(scheduler="sync")

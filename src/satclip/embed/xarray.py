@@ -156,9 +156,14 @@ def _runs_across_180(lon: np.ndarray) -> bool:
     """Whether the 1-D lon axis ``lon`` runs east past 180° (170 … 190, as ``satclip map`` writes a map across the
     antimeridian, or 0 … 360): finite, strictly increasing, in [-180, 540) and less than 360° across, so that each
     longitude wrapped into [-180, 180) is another point."""
+    return _east_past_180(lon) and lon[-1] - lon[0] < 360
+
+
+def _east_past_180(lon: np.ndarray) -> bool:
+    """Whether the 1-D lon axis ``lon`` is finite, strictly increasing, in [-180, 540) and past 180° at its end."""
     return bool(
         lon.size and np.isfinite(lon).all() and (np.diff(lon) > 0).all() and lon[0] >= -180 and lon[-1] < 540
-        and lon[-1] > 180 and lon[-1] - lon[0] < 360
+        and lon[-1] > 180
     )
 
 
@@ -396,9 +401,17 @@ def embedding_field(
             if bad.any():
                 name = getattr(lon, "name", None)
                 wrap = _wrap_advice(values[bad], name if isinstance(name, str) and name.isidentifier() else None)
+                first = f"first at index {int(np.flatnonzero(bad)[0])}: {float(values[bad][0])!r}"
+                if axis == "lon" and _east_past_180(values):  # refused for its span alone: said so
+                    raise BadInputError(
+                        f"lon axis: {int(bad.sum())} value(s) past 180°, {first}, on an axis {float(values[0])!r} … "
+                        f"{float(values[-1])!r}, {float(values[-1] - values[0])!r}° across: an axis runs east past "
+                        "180° only less than 360° across (its longitudes wrapped would repeat): cut it to less "
+                        f"than 360°{wrap}"
+                    )
                 raise BadInputError(
-                    f"{axis} axis: {int(bad.sum())} value(s) not finite degrees in [-{limit}, {limit}], first at "
-                    f"index {int(np.flatnonzero(bad)[0])}: {float(values[bad][0])!r}{wrap if axis == 'lon' else ''}"
+                    f"{axis} axis: {int(bad.sum())} value(s) not finite degrees in [-{limit}, {limit}], {first}"
+                    f"{wrap if axis == 'lon' else ''}"
                 )
         shape = (len(lat_axis), len(lon_axis))
         cy, cx = _chunk_sizes(shape, chunks, dims, embedding_dim, out_dtype)
