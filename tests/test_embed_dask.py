@@ -410,6 +410,35 @@ def test_a_run_stopped_at_its_end_is_completed_by_the_next(cluster, dataset, exp
     assert_same(out, expected)
 
 
+def test_auto_precision_resumes_only_the_same_job_on_dask(cluster, dataset, model, tmp_path, caplog):
+    """A rerun of a killed bf16 job with another model, where "auto" chose float32, said "resuming in bf16, the
+    precision this run started with" before it was refused as another model."""
+    from satclip.embed import ResumeMismatchError
+    from satclip.models import precision
+
+    def auto(encoder, chosen):
+        encoder.precision, encoder.precision_choice = chosen, precision.Choice(chosen, "auto", "calibrated (test)")
+        return encoder
+
+    _, client = cluster
+    out = tmp_path / "emb"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out, auto(satclip.load(model), "bf16"), client=client, chunk_rows=16384,
+                      progress=_Interrupt(1))  # fmt: skip
+    other = satclip.load(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    for encoder, chunk_rows in ((auto(other, "float32"), 16384), (auto(satclip.load(model), "float32"), 8192)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO), pytest.raises(ResumeMismatchError, match="different input, model or"):
+            embed_dataset(dataset, out, encoder, client=client, chunk_rows=chunk_rows)
+        assert "resuming in" not in caplog.text and encoder.precision == "float32"
+    resumed = auto(satclip.load(model), "float32")
+    with caplog.at_level(logging.INFO):
+        assert embed_dataset(dataset, out, resumed, client=client).resumed_chunks >= 1
+    assert "resuming in bf16, the precision this run started with" in caplog.text and resumed.precision == "bf16"
+
+
 def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
     _, client = cluster
     frame = points(40_000, seed=1)

@@ -179,3 +179,31 @@ def test_auto_precision_resumes_in_the_precision_it_started_with(tmp_path, model
                    progress=_StopAfterFirstChunk())  # fmt: skip
     with pytest.raises(ResumeMismatchError, match="precision"):
         embed_file(open_source(path), again, satclip.load(model, precision="float32"), chunk_rows=64)
+
+
+def test_auto_precision_resumes_only_the_same_job_in_its_precision(tmp_path, model, points, caplog):  # noqa: F811
+    """After a killed bf16 run, a rerun with another model or other options, where "auto" chose float32, said
+    "resuming in bf16, the precision this run started with" (in another model's precision) and was then refused:
+    the refusal comes alone, the encoder keeps the precision chosen now; the same job still resumes in bf16."""
+    import logging
+
+    from satclip.embed import ResumeMismatchError, embed_file, open_source
+
+    path, _ = points
+    out = tmp_path / "e.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(open_source(path), out, _auto(satclip.load(model), "bf16"), chunk_rows=64,
+                   progress=_StopAfterFirstChunk())  # fmt: skip
+    other = satclip.load(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    for encoder, chunk_rows in ((_auto(other, "float32"), 64), (_auto(satclip.load(model), "float32"), 32)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO), pytest.raises(ResumeMismatchError, match="different input, model or"):
+            embed_file(open_source(path), out, encoder, chunk_rows=chunk_rows)
+        assert "resuming in" not in caplog.text and encoder.precision == "float32"
+    resumed = _auto(satclip.load(model), "float32")
+    with caplog.at_level(logging.INFO):
+        assert embed_file(open_source(path), out, resumed, chunk_rows=64).resumed_chunks == 1
+    assert 'resuming in bf16, the precision this run started with ("auto" chose float32 now)' in caplog.text
+    assert resumed.precision == "bf16"

@@ -522,7 +522,6 @@ def embed_dataset(
                                      kind="output")  # fmt: skip
 
     check_output()
-    resume_precision(encoder, workdir, restart)
     footprint = recorded_footprint(encoder)
     described = footprint.describe() if footprint is not None else ""
     dim = encoder.embedding_dim
@@ -554,6 +553,7 @@ def embed_dataset(
         identity = json.loads(
             json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
         )
+        identity = resume_precision(encoder, workdir, restart, identity)
         num_parts = -(-source.num_rows // chunk_rows)
         # (one with other options that embedded nothing, refused by its partitions, for a polygon without
         # --centroids say, is discarded: it asked for --restart when rerun with the option its message named)

@@ -287,19 +287,28 @@ def recorded(workdir: Path, *keys: str):
     return value
 
 
-def resume_precision(encoder, workdir: Path, restart: bool) -> None:
-    """Let a run whose precision is ``"auto"`` resume in the precision its unfinished run in ``workdir``
-    started with. ``"auto"`` is decided by timing bf16 against float32, which can come out the other way
-    the next time on a busy machine, and one output's chunks must all be computed alike; without this, the
-    rerun with the same arguments would be refused as a different model."""
+def resume_precision(encoder, workdir: Path, restart: bool, identity: dict) -> dict:
+    """Let a run whose precision is ``"auto"`` resume in the precision its unfinished run in ``workdir`` started
+    with, where that run is this one but for the precision: its identity has the entries of ``identity`` (this run's,
+    in the precision chosen now), in the precision it records. ``"auto"`` is decided by timing bf16 against float32,
+    which can come out the other way the next time on a busy machine, and one output's chunks must all be computed
+    alike; without this, the rerun with the same arguments would be refused as a different model. Another job's run
+    (another model, input or options) is left to be refused as such, in the precision chosen now: resuming in its
+    precision was announced, and then refused. Returns ``identity``, in the precision this run computes in."""
     choice = getattr(encoder, "precision_choice", None)
     if restart or choice is None or choice.requested != "auto":
-        return
+        return identity
     started = recorded(workdir, "model", "precision")
     if started == choice.precision or started not in AUTO_CHOICES:
-        return
+        return identity
+    resumed = {**identity, "model": {**identity["model"], "precision": started}}
+    if "precision" in identity:  # (a map's identity records it beside the model's too)
+        resumed["precision"] = started
+    if not identity_has(work_manifest(workdir), **resumed):
+        return identity
     log.info("resuming in %s, the precision this run started with (\"auto\" chose %s now)", started, choice.precision)
     record(encoder, Choice(started, "auto", f"the precision the unfinished run started with ({started})"))
+    return resumed
 
 
 #: the kinds of satclip's work directories, ``OUTPUT.partial/`` (``satclip embed``'s, ``satclip map``'s)
@@ -623,13 +632,10 @@ def embed_file(
         )
     workdir = work_dir(output)
     manifest_path = workdir / MANIFEST
-    resume_precision(encoder, workdir, restart)
     footprint = recorded_footprint(encoder)
     described = footprint.describe() if footprint is not None else ""
     dim = encoder.embedding_dim
     batch_size = encoder.batch_size(batch_size)
-    precision = precision_record(encoder)
-    dtype = np.dtype("float64" if precision["precision"] == "float64" else "float32")
     options = {
         "format": fmt, "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
         "chunk_rows": chunk_rows, "batch_size": batch_size, "skip_invalid": skip_invalid, "shard": list(shard),
@@ -637,6 +643,9 @@ def embed_file(
     identity = json.loads(
         json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
     )
+    identity = resume_precision(encoder, workdir, restart, identity)
+    precision = precision_record(encoder)
+    dtype = np.dtype("float64" if precision["precision"] == "float64" else "float32")
 
     safe_output.check_not_inside(output, source.path, "the input dataset")  # it would become one of its parts
     source.warn_of_half_floats()

@@ -781,12 +781,12 @@ def render_map(
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
     check_size(grid, encoder, fmt, force, components=n_components)  # before anything grid-sized is allocated
-    if precision is None:  # ("auto" may choose otherwise now than when a killed run of this map started)
-        resume_precision(encoder, work_dir(output), restart)
-    model_id, described = model_identity(encoder), {"format": fmt, "pca": n_components}
-    same = {"model": model_id, "precision": _precision.for_encoder(encoder, precision),
+    described = {"format": fmt, "pca": n_components}
+    same = {"model": model_identity(encoder), "precision": _precision.for_encoder(encoder, precision),
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
             "batch_size": encoder.batch_size(batch_size)}  # (other batches, other float rounding)  # fmt: skip
+    if precision is None:  # ("auto" may choose otherwise now than when a killed run of this map started)
+        same = resume_precision(encoder, work_dir(output), restart, same)
     # a run of this job killed after writing the output, before removing its work: the output is its own (known
     # once the cells are, below); otherwise an existing output is refused before the masks are computed
     inputs = encoder_files(encoder)
@@ -867,14 +867,14 @@ def render_map(
                 count = n_components or dim
                 pcs = model_pca is not None
                 names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-                tags = {**model_attrs(encoder, model_id, precision=precision), **attrs}
+                tags = {**model_attrs(encoder, same["model"], precision=precision), **attrs}
                 write_geotiff(target, grid, source, count, names, tags=tags, overwrite=replace)
             else:
                 variable, band = ("pca", "component") if model_pca is not None else ("embedding", DIM)
                 from .xarray import MapCells  # (the cells a lazy field of the same map describes)
 
                 cells = MapCells(footprint if blank_unseen else None, land_only).description
-                variable_attrs = {**model_attrs(encoder, model_id, precision=precision), "satclip_cells": cells}
+                variable_attrs = {**model_attrs(encoder, same["model"], precision=precision), "satclip_cells": cells}
                 if model_pca is not None:  # (it was named "SatCLIP location embedding")
                     variable_attrs["long_name"] = "principal components of the SatCLIP location embedding"
                 write_zarr(target, grid, source, n_components or dim, variable, band,
