@@ -819,6 +819,43 @@ def test_frames_of_the_same_weights_in_other_precisions_stay_apart(cluster, mode
     assert np.abs(apart[0].to_numpy() - apart[1].to_numpy()).max() > 1e-4  # (bf16 does differ)
 
 
+def test_the_cli_refuses_an_unfinished_run_of_other_arguments_before_starting_a_cluster(
+    cluster, model, tmp_path, monkeypatch, capsys
+):
+    """A rerun with other options, or on a changed input, started a local cluster (seconds, and its workers) before
+    the manifest refused it; the same arguments still go on to start one (the model is compared once loaded)."""
+    from satclip.embed import cluster as cluster_module
+
+    _, client = cluster
+    dataset = write_dataset(points(3_000), tmp_path / "in", parts=2)
+    out = tmp_path / "emb"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=1024, progress=_Interrupt(1))
+    started = []
+
+    def starting_client(*args):
+        started.append(args)
+        raise RuntimeError("a cluster was started")
+
+    monkeypatch.setattr(cluster_module, "starting_client", starting_client)
+    argv = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
+    work = tmp_path / "emb.partial"
+    for options, change in ((["--layout", "columns"], "options.layout: 'list' → 'columns'"),
+                            (["--chunk-rows", "512"], "options.chunk_rows: 1024 → 512")):  # fmt: skip
+        assert main([*argv, *options]) == 2
+        assert one_error_line(capsys.readouterr().err).startswith(
+            f"satclip: error: {work} holds an unfinished run with a different input, model or options ({change})"
+        )
+    assert not started
+    assert main(argv) == 1 and started  # the same arguments: on to the cluster
+    assert "a cluster was started" in capsys.readouterr().err
+    started.clear()
+    frame = points(3_000, seed=9)
+    frame.iloc[:1500].to_parquet(dataset / "part.0.parquet", row_group_size=7_000, index=False)
+    assert main(argv) == 2 and not started
+    assert "Its input has changed since that run began" in one_error_line(capsys.readouterr().err)
+
+
 def test_the_cli_refuses_an_existing_output_before_starting_a_cluster(model, tmp_path, caplog, capsys):
     """A refused run started (and closed) a local cluster first: seconds for one line."""
     import logging

@@ -220,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
             from ..embed.cluster import starting_client
+            from ..embed.job import MANIFEST, work_dir
             from ..io.resolve import resolve
 
             source = _dask_source(args, source)
@@ -228,6 +229,11 @@ def run(args: argparse.Namespace) -> int:
             # one run per output, from here on (the job's own lock of it runs under this one): a second embed of
             # OUT was refused only once it had loaded its model, when the first took the lock
             stack.enter_context(safe_output.exclusive(output, reentrant=True))
+            if not args.restart and (work_dir(output) / MANIFEST).is_file():  # (refused once a cluster had started)
+                from ..embed.distributed import check_unfinished_run  # (imports distributed: only where needed)
+
+                check_unfinished_run(source, output, out_format=args.format, layout=args.layout, column=args.column,
+                                     chunk_rows=args.chunk_rows, batch_size=args.batch_size)  # fmt: skip
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         else:
             output = _check_output(args, source)  # (before the model is loaded for nothing)

@@ -78,6 +78,7 @@ from .job import (
     resume_precision,
     stopped_after_publishing,
     work_dir,
+    work_manifest,
 )
 from .sources import coordinates, no_points
 
@@ -545,11 +546,7 @@ def embed_dataset(
             else:  # (a foreign work directory is refused before any cluster starts)
                 safe_output.check_output(workdir, overwrite=True, directory=True)
                 chunk_rows = partition_rows(source.num_rows, _cluster_threads(connected()), batch_size)
-        options = {
-            "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col,
-            "lat_col": source.lat_col, "chunk_rows": chunk_rows, "batch_size": batch_size,
-            "centroids": source.centroids, "output": kind,
-        }  # fmt: skip
+        options = _options(source, kind, layout, column, chunk_rows, batch_size)
         identity = json.loads(
             json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
         )
@@ -614,6 +611,41 @@ def embed_dataset(
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
                        precision.for_encoder(encoder), _outside(manifest, num_parts), described)  # fmt: skip
+
+
+def _options(source, kind: str, layout: str, column: str, chunk_rows, batch_size) -> dict:
+    """The options a job records in its identity (``kind``: :func:`satclip.embed.sinks.dask_output_kind`)."""
+    return {
+        "engine": "dask", "layout": layout, "column": column, "lon_col": source.lon_col, "lat_col": source.lat_col,
+        "chunk_rows": chunk_rows, "batch_size": batch_size, "centroids": source.centroids, "output": kind,
+    }  # fmt: skip
+
+
+def check_unfinished_run(
+    source, output: str | Path, *, out_format: str | None = None, layout: str = "list", column: str = "embedding",
+    chunk_rows: int | None = None, batch_size: int | None = None,
+) -> None:
+    """Refuse the unfinished run in ``OUTPUT.partial/`` before a cluster starts and the model loads, where what it
+    records of its input, engine and options already differs from what :func:`embed_dataset` of ``source`` with
+    these arguments would record (it refused it once a cluster had started). What only the model says (its identity,
+    its default batch size) and, for ``chunk_rows`` None, the partitions are taken as recorded:
+    :func:`embed_dataset` compares them. Call it holding the output's lock (a run of other arguments that did
+    nothing is discarded, as :func:`satclip.embed.job.resume_manifest` discards it).
+
+    Raises:
+        ResumeMismatchError, ResumeError, OutputExistsError: as :func:`satclip.embed.job.resume_manifest`.
+    """
+    output = Path(output).absolute()
+    workdir = work_dir(output)
+    recorded_identity = work_manifest(workdir).get("identity")
+    options = recorded_identity.get("options") if isinstance(recorded_identity, dict) else None
+    if not isinstance(options, dict):  # no run there, or a record that embed_dataset reports
+        return
+    kind = sinks.dask_output_kind(output, out_format)
+    chunk_rows, batch_size = chunk_rows or options.get("chunk_rows"), batch_size or options.get("batch_size")
+    identity = {"input": source.fingerprint(), "model": recorded_identity.get("model"),
+                "options": _options(source, kind, layout, column, chunk_rows, batch_size)}  # fmt: skip
+    resume_manifest(workdir, json.loads(json.dumps(identity)), False, source.path)
 
 
 def _outside(manifest: dict, num_parts: int) -> int | None:
