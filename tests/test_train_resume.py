@@ -317,6 +317,21 @@ def test_a_checkpoint_of_another_config_or_not_of_satclip_is_refused(tmp_path, s
     assert [row["epoch"] for row in result.history] == [0, 1, 2]
 
 
+def test_a_refused_resume_lists_what_may_change_and_not_the_caches_options(tmp_path, short_run):
+    """A refused resume listed data.cache_views and data.cache_dtype among the keys that "may change when
+    resuming", and a resume that changed them was refused (they are the feature cache's: another cache). The list
+    names the keys that change freely; the cache's options must be that cache's."""
+    config = copy_run(short_run, tmp_path)
+    with pytest.raises(ResumeError) as refused:
+        fit(from_dict({**config, "optim": {"lr": 0.01}}), resume=True)
+    assert str(refused.value).split("; only ")[1] == (
+        "trainer.max_epochs, trainer.enable_progress_bar, trainer.log_every_n_steps, trainer.export, "
+        "trainer.checkpoint_every_n_steps, trainer.output_dir, data.num_workers, trainer.limit_val_batches, "
+        "trainer.export_target may change when resuming (and data.cache and data.root, where the checkpoint records "
+        "its feature cache's key: data.cache_views and data.cache_dtype must then be that cache's)"
+    )
+
+
 def test_resuming_from_a_missing_file_points_to_the_runs_own_checkpoint(tmp_path, short_run):
     config = copy_run(short_run, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"nope\.ckpt does not exist \(continue from .*last\.ckpt with"):

@@ -53,9 +53,12 @@ RESUMABLE_CHANGES = (
     "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.export",
     "trainer.checkpoint_every_n_steps", "trainer.output_dir", "data.num_workers", "trainer.limit_val_batches",
     "trainer.export_target",
-    # what the feature cache's key holds (checked on resume; runs of an older satclip recorded the defaults)
-    "data.cache_views", "data.cache_dtype",
 )  # fmt: skip
+
+#: the entries of a feature cache's key that a config option sets: compared on resume with the key of the cache the
+#: run trained on (:func:`_check_same_cache`), not with its recorded config (runs of an older satclip recorded the
+#: defaults, whatever their cache held); changing them is training on another cache, refused
+CACHE_OPTIONS = {"views": "data.cache_views", "dtype": "data.cache_dtype"}
 
 #: what a run writes in its directory (and an older satclip left there: accepted, and marked as satclip's, without
 #: the marker)
@@ -124,8 +127,9 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
         raise ResumeMismatchError(
             f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
-            f"{', '.join(RESUMABLE_CHANGES)} (and {', '.join(CACHE_PATHS)}, where the checkpoint records its cache's "
-            "key) may change when resuming"
+            f"{', '.join(RESUMABLE_CHANGES)} may change when resuming (and {' and '.join(CACHE_PATHS)}, where the "
+            f"checkpoint records its feature cache's key: {' and '.join(CACHE_OPTIONS.values())} must then be that "
+            "cache's)"
         )
     return checkpoint
 
@@ -137,18 +141,14 @@ CACHE_PATHS = ("data.cache", "data.root")
 
 
 def _config_changes(saved: TrainConfig, config: TrainConfig, where: str, *, cache_keyed: bool = False) -> str:
-    """The keys other than :data:`RESUMABLE_CHANGES` (and :data:`CACHE_PATHS` if ``cache_keyed``) whose values
-    differ, with both values ("" if none)."""
+    """The keys other than :data:`RESUMABLE_CHANGES` and :data:`CACHE_OPTIONS` (and :data:`CACHE_PATHS` if
+    ``cache_keyed``) whose values differ, with both values ("" if none)."""
     old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
     for key in RUN_PATHS:  # (an older satclip recorded them as typed: taken in the current directory)
         old[key], new[key] = absolute_path(old.get(key)), absolute_path(new.get(key))
-    allowed = (*RESUMABLE_CHANGES, *CACHE_PATHS) if cache_keyed else RESUMABLE_CHANGES
+    allowed = (*RESUMABLE_CHANGES, *CACHE_OPTIONS.values(), *(CACHE_PATHS if cache_keyed else ()))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in allowed)
     return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
-
-
-#: the entries of a feature cache's key that a config option sets (changing it on resume is no other cache to use)
-CACHE_OPTIONS = {"views": "data.cache_views", "dtype": "data.cache_dtype"}
 
 
 def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: dict) -> None:
