@@ -109,16 +109,14 @@ def test_a_cache_whose_build_stopped_before_its_manifest_is_said_to_be_incomplet
     )
 
 
-def test_verify_and_train_say_the_same_of_an_interrupted_build(tmp_path, capsys):
-    """An interrupted build was "incomplete: interrupted before it wrote its manifest" to `cache verify` (exit 1)
-    and "not a feature cache (no manifest.json)" to `train --data.root null` (exit 2), and `verify --config` named
-    no config in "run `satclip cache build` to finish it". Now both name the build that finishes it."""
+def _interrupted_build(tmp_path):
+    """``(cache, root)``: the build of a small Blue Marble cache at ``cache`` (config ``tmp_path/c.yaml``) stopped
+    after its first chunk."""
     from satclip.train.prepare import cache_from_config
 
     from .train_helpers import bluemarble_run
 
     config = bluemarble_run(tmp_path)
-    root = config["data"]["root"]
     dump_config(from_dict(config), tmp_path / "c.yaml")
 
     def stop(done: int, total: int) -> None:
@@ -129,6 +127,14 @@ def test_verify_and_train_say_the_same_of_an_interrupted_build(tmp_path, capsys)
         cache_from_config(from_dict(config), progress=stop)
     cache = tmp_path / "cache"
     assert not cache.exists() and (tmp_path / "cache.partial").is_dir()
+    return cache, config["data"]["root"]
+
+
+def test_verify_and_train_say_the_same_of_an_interrupted_build(tmp_path, capsys):
+    """An interrupted build was "incomplete: interrupted before it wrote its manifest" to `cache verify` (exit 1)
+    and "not a feature cache (no manifest.json)" to `train --data.root null` (exit 2), and `verify --config` named
+    no config in "run `satclip cache build` to finish it". Now both name the build that finishes it."""
+    cache, root = _interrupted_build(tmp_path)
     args = ["--config", str(tmp_path / "c.yaml"), "--data.root", "null"]
     expected = (f"satclip: error: feature cache {cache} is incomplete (its build was interrupted): run `satclip cache "
                 f"build --config {tmp_path / 'c.yaml'} --data.root {root}` to finish it")  # fmt: skip
@@ -138,6 +144,27 @@ def test_verify_and_train_say_the_same_of_an_interrupted_build(tmp_path, capsys)
     assert main(["cache", "verify", "--config", str(tmp_path / "c.yaml")]) == 1
     assert f"run `satclip cache build --config {tmp_path / 'c.yaml'}` to finish it" in capsys.readouterr().err
     assert not cache.exists()
+
+
+def test_an_interrupted_build_is_named_with_the_build_command_of_its_settings(tmp_path, capsys):
+    """`cache verify CACHE` of an interrupted build said "run `satclip cache build` again with the same config",
+    naming no command though the build records its key and images; `train` named one carrying its own options
+    (`--trainer.output_dir`, `--optim.lr`), which mean nothing to `cache build`."""
+    cache, root = _interrupted_build(tmp_path)
+    assert main(["cache", "verify", str(cache)]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: feature cache {cache} is incomplete (its build was interrupted): run `satclip cache build "
+        f"--config CONFIG --data.cache {cache} --data.root {root} --data.cache_views 2 --data.cache_dtype float16 "
+        "--model.image_encoder.name mosaiks` (CONFIG: the config it was started with) to finish it"
+    )
+    config = str(tmp_path / "c.yaml")
+    train = ["train", "--config", config, "--data.root", "null", "--trainer.output_dir", str(tmp_path / "x1"),
+             "--optim.lr", "0.01", "--set", "trainer.max_epochs=3", "--set", "model.image_encoder.num_filters=4"]
+    assert main(train) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: feature cache {cache} is incomplete (its build was interrupted): run `satclip cache build "
+        f"--config {config} --data.root {root} --set model.image_encoder.num_filters=4` to finish it"
+    )
 
 
 def test_a_cache_without_recorded_checksums_is_not_called_plainly_ok(built, capsys):

@@ -496,7 +496,8 @@ def test_a_build_stopped_before_it_was_published_is_said_to_be_finished(tmp_path
         build_cache(path, tiny_encoder(), tiny_source(10), views=2, chunk_size=3)
     monkeypatch.setattr(cache_module.safe_output, "publish", publish)
     with pytest.raises(ResumeError, match=rf"feature cache {path} is not there yet: its build in {path}\.partial "
-                                          r"finished but was not published: run `satclip cache build`"):
+                                          r"finished but was not published: run `satclip cache build --config CONFIG "
+                                          rf"--data.cache {path} --data.cache_views 2"):
         FeatureCache.open(path)
     source = tiny_source(10)
     build_cache(path, tiny_encoder(), source, views=2, chunk_size=3)

@@ -167,10 +167,20 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+#: the config keys (and sections of keys) that ``cache build`` reads: the build of a cache, and its key
+BUILD_KEYS = ("data.cache", "data.root", "data.dataset", "data.cache_views", "data.cache_dtype", "data.num_workers",
+              "model.image_encoder", "model.embed_dim", "trainer.seed", "trainer.accelerator", "trainer.precision")
+
+
+def _read_by_build(key: str) -> bool:
+    return any(key == read or key.startswith(read + ".") for read in BUILD_KEYS)
+
+
 def cache_build_command(args: argparse.Namespace, config_cache: str | Path | None, root: str | Path | None,
                         recorded_root: str | None = None) -> str:  # fmt: skip
-    """The ``satclip cache build`` of the config and overrides that ``args`` give (``CONFIG`` for a config read
-    from a pipe), with ``--data.cache`` where the cache verified is not the config's ``config_cache``, and
+    """The ``satclip cache build`` of the config and the overrides of :data:`BUILD_KEYS` that ``args`` give
+    (``CONFIG`` for a config read from a pipe; ``train``'s ``--trainer.output_dir``, which means nothing to a build,
+    was carried into it), with ``--data.cache`` where the cache verified is not the config's ``config_cache``, and
     ``--data.root`` with ``recorded_root`` (the images an unfinished build records), else ``ROOT``, in place of
     whatever gave the config no data ``root`` (a build needs one: ``--data.root null`` was suggested, and the build
     it named refused to run)."""
@@ -178,8 +188,8 @@ def cache_build_command(args: argparse.Namespace, config_cache: str | Path | Non
     if args.config is not None:
         words += ["--config", str(args.config.path) if args.config.path.is_file() else "CONFIG"]
     overrides = {name.removeprefix("override:"): value for name, value in vars(args).items()
-                 if name.startswith("override:")}  # fmt: skip
-    sets = args.set_overrides
+                 if name.startswith("override:") and _read_by_build(name.removeprefix("override:"))}  # fmt: skip
+    sets = [item for item in args.set_overrides if _read_by_build(item.partition("=")[0].strip())]
     if root is None:
         overrides["data.root"] = recorded_root or "ROOT"
         sets = [item for item in sets if item.partition("=")[0].strip() != "data.root"]

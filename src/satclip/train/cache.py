@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -285,6 +286,8 @@ def _digests(path: Path) -> dict[str, str]:
 
 #: the command that builds a cache, as messages name it where its config is not known
 BUILD_COMMAND = "satclip cache build --config CONFIG"
+#: the entries of a cache's key that a config option sets
+KEY_OPTIONS = {"views": "data.cache_views", "dtype": "data.cache_dtype"}
 
 
 def rebuild_fix(build_command: str = BUILD_COMMAND) -> str:
@@ -870,15 +873,19 @@ def other_settings(recorded: Any, expected: dict) -> list[str]:
 
 class InterruptedCacheError(ResumeError):
     """The build of a feature cache was interrupted; the message names the command that finishes it
-    (``build_command``, else `satclip cache build` with the same config), or, where ``expected_key`` (the entries
-    of the key the config decides) differs from the one of that build, that another config's build is kept there
-    (the command named discarded it). ``root``: the images it was built from, where its work records them."""
+    (``build_command``, else the one its work records, else `satclip cache build` with the same config), or, where
+    ``expected_key`` (the entries of the key the config decides) differs from the one of that build, that another
+    config's build is kept there (the command named discarded it). ``root``: the images it was built from, where
+    its work records them."""
 
     def __init__(self, path: str | Path, build_command: str | None = None, expected_key: dict | None = None):
         self.path, self.expected_key = Path(path), expected_key
         work, kept = work_path(self.path), _kept_manifest(self.path)
         self.root = _recorded_root(self.path, kept)
-        command = f"`{build_command}`" if build_command else "`satclip cache build` again with the same config"
+        recorded = None if build_command else _recorded_build_command(self.path, self.root, kept)
+        command = (f"`{build_command}`" if build_command else
+                   f"`{recorded}` (CONFIG: the config it was started with)" if recorded else
+                   "`satclip cache build` again with the same config")  # fmt: skip
         differ = other_settings(kept.get("key"), expected_key) if kept and expected_key else []
         if differ:
             message = (f"feature cache {path} is not there: {work} holds an unfinished build of other settings "
@@ -890,6 +897,26 @@ class InterruptedCacheError(ResumeError):
         else:
             message = f"feature cache {path} is incomplete (its build was interrupted): run {command} to finish it"
         super().__init__(message)
+
+
+def _recorded_build_command(path: Path, root: str | None, kept: dict) -> str | None:
+    """The ``satclip cache build`` that finishes the unfinished build of the cache ``path`` as its work records it
+    (``kept``: the manifest in ``PATH.partial/``; ``root``: its images): the config it was started with
+    (``CONFIG``), with the cache, the images and the entries of its key that an option sets (views, dtype,
+    backbone); None where it records no key ("again with the same config" named no command, though the build
+    recorded them)."""
+    key = kept.get("key")
+    if not isinstance(key, dict):
+        return None
+    words = ["satclip", "cache", "build", "--config", "CONFIG", "--data.cache", str(path)]
+    words += ["--data.root", root] if root else []
+    for entry, option in KEY_OPTIONS.items():
+        if isinstance(key.get(entry), (int, str)) and not isinstance(key[entry], bool):
+            words += [f"--{option}", str(key[entry])]
+    encoder = key.get("image_encoder")
+    if isinstance(encoder, dict) and isinstance(encoder.get("name"), str):
+        words += ["--model.image_encoder.name", encoder["name"]]
+    return shlex.join(words)
 
 
 def _recorded_root(path: Path, kept: dict) -> str | None:

@@ -43,6 +43,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..optional import require
+from .cache import KEY_OPTIONS
 from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
 from .export import Exported, check_exports, export_model, lightning_state_to_model, other_targets
 
@@ -54,11 +55,6 @@ RESUMABLE_CHANGES = (
     "trainer.checkpoint_every_n_steps", "trainer.output_dir", "data.num_workers", "trainer.limit_val_batches",
     "trainer.export_target",
 )  # fmt: skip
-
-#: the entries of a feature cache's key that a config option sets: compared on resume with the key of the cache the
-#: run trained on (:func:`_check_same_cache`), not with its recorded config (runs of an older satclip recorded the
-#: defaults, whatever their cache held); changing them is training on another cache, refused
-CACHE_OPTIONS = {"views": "data.cache_views", "dtype": "data.cache_dtype"}
 
 #: what a run writes in its directory (and an older satclip left there: accepted, and marked as satclip's, without
 #: the marker)
@@ -128,7 +124,7 @@ def check_resume(path: str | Path, config: TrainConfig) -> dict:
             f"cannot resume from {path}: it was written by a run with another config ({changed}). Resume with "
             f"the run's own config (its config.yaml), or start a new run in another trainer.output_dir; only "
             f"{', '.join(RESUMABLE_CHANGES)} may change when resuming (and {' and '.join(CACHE_PATHS)}, where the "
-            f"checkpoint records its feature cache's key: {' and '.join(CACHE_OPTIONS.values())} must then be that "
+            f"checkpoint records its feature cache's key: {' and '.join(KEY_OPTIONS.values())} must then be that "
             "cache's)"
         )
     return checkpoint
@@ -141,12 +137,14 @@ CACHE_PATHS = ("data.cache", "data.root")
 
 
 def _config_changes(saved: TrainConfig, config: TrainConfig, where: str, *, cache_keyed: bool = False) -> str:
-    """The keys other than :data:`RESUMABLE_CHANGES` and :data:`CACHE_OPTIONS` (and :data:`CACHE_PATHS` if
-    ``cache_keyed``) whose values differ, with both values ("" if none)."""
+    """The keys other than :data:`RESUMABLE_CHANGES` (and :data:`CACHE_PATHS` if ``cache_keyed``) whose values
+    differ, with both values ("" if none). The config keys of a feature cache's key
+    (:data:`~satclip.train.cache.KEY_OPTIONS`) are compared with the key of the cache the run trained on
+    (:func:`_check_same_cache`), not here: runs of an older satclip recorded the defaults, whatever their cache held."""
     old, new = _flatten(saved.to_dict()), _flatten(config.to_dict())
     for key in RUN_PATHS:  # (an older satclip recorded them as typed: taken in the current directory)
         old[key], new[key] = absolute_path(old.get(key)), absolute_path(new.get(key))
-    allowed = (*RESUMABLE_CHANGES, *CACHE_OPTIONS.values(), *(CACHE_PATHS if cache_keyed else ()))
+    allowed = (*RESUMABLE_CHANGES, *KEY_OPTIONS.values(), *(CACHE_PATHS if cache_keyed else ()))
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in allowed)
     return "; ".join(f"{k}: {old.get(k)!r} {where}, {new.get(k)!r} now" for k in changed)
 
@@ -162,15 +160,15 @@ def _check_same_cache(path: Path, checkpoint: dict, cache_dir: str | Path, key: 
     differ = key_differences(saved, key)
     if not differ:
         return
-    options, others = [k for k in differ if k in CACHE_OPTIONS], [k for k in differ if k not in CACHE_OPTIONS]
+    options, others = [k for k in differ if k in KEY_OPTIONS], [k for k in differ if k not in KEY_OPTIONS]
     problems, fixes = [], []
     if options:  # (it blamed the cache: "point data.cache at the run's cache", which it was)
-        problems.append("it trained with " + ", ".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
-                        + ", the config says " + ", ".join(f"{CACHE_OPTIONS[k]} {key[k]}" for k in options))
+        problems.append("it trained with " + ", ".join(f"{KEY_OPTIONS[k]} {saved.get(k)}" for k in options)
+                        + ", the config says " + ", ".join(f"{KEY_OPTIONS[k]} {key[k]}" for k in options))
         # (named as options to set, wherever the config's value came from: "drop --data.cache_views 3" was said of
         # a value the YAML gave)
-        fixes.append("resume with " + ", ".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
-                     + " (in the config, or --" + " --".join(f"{CACHE_OPTIONS[k]} {saved.get(k)}" for k in options)
+        fixes.append("resume with " + ", ".join(f"{KEY_OPTIONS[k]} {saved.get(k)}" for k in options)
+                     + " (in the config, or --" + " --".join(f"{KEY_OPTIONS[k]} {saved.get(k)}" for k in options)
                      + ")")  # fmt: skip
     if others:
         images = "the images of data.root differ" if "dataset" in others else ""  # (not a cache to point at)
