@@ -130,6 +130,26 @@ def test_training_refuses_a_prebuilt_cache_with_bad_points_dtype_or_values(tmp_p
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_damaged_cache_is_verify_s_verdict_and_train_s_bad_input(tmp_path, capsys):
+    """The same damaged cache (a flipped byte in features.npy) exited 1 from `cache verify` and 2 from `train`,
+    the difference unexplained. The rule (docs/training.md, "Exit codes"): verify's 1 is its verdict, the report
+    on stdout as `sha256sum -c` gives it; a command that uses the cache refuses it as bad input, exit 2, one line
+    on stderr; nothing to verify is bad input to verify too."""
+    synthetic_cache(tmp_path / "cache", n=200, views=8)
+    features = tmp_path / "cache" / "features.npy"
+    data = bytearray(features.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    features.write_bytes(bytes(data))
+    assert cli_main(["cache", "verify", str(tmp_path / "cache")]) == 1
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.startswith(f"{tmp_path / 'cache'}: FAILED, shape (200, 8, ")
+    assert "features.npy: its bytes are not the ones it was built with" in out.out
+    assert _train_cli(tmp_path, cached_config(tmp_path / "cache", tmp_path / "run")) == 2
+    assert f"{features} is damaged" in one_error_line(capsys.readouterr().err)
+    assert cli_main(["cache", "verify", str(tmp_path / "nothing")]) == 2
+    assert "no such feature cache" in one_error_line(capsys.readouterr().err)
+
+
 def test_a_directory_in_place_of_a_cache_file_is_named_not_rebuilt(tmp_path, caplog):
     """features.npy a directory: build said 'rebuilding it', then failed with 'Is a directory: …/features.npy'.
     satclip did not make the directory and may not delete it: one line names it and the fix."""
