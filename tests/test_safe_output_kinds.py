@@ -128,3 +128,28 @@ def test_a_directory_with_a_damaged_marker_is_of_the_kind_that_works_in_it_next(
     assert convert(evaluation, "--overwrite") == 2
     assert "is a satclip directory of kind 'evaluation', not 'output'" in capsys.readouterr().err
     assert (evaluation / "results.csv").is_file()
+
+
+def test_a_directory_without_a_marker_holding_satclip_outputs_is_named_for_what_it_is(tmp_path):
+    """A run's export/ and the folder a feature cache was made in, given as a run's output, were refused as holding
+    "files satclip did not create", though all their files were satclip's: refused still, named for what they are."""
+    run = safe_output.make_owned_dir(tmp_path / "run", kind="training-run")
+    safe_output.make_owned_dir(run / "export" / "last")
+    (run / "export" / "last.ckpt").write_bytes(b"a model")
+    cache = safe_output.make_owned_dir(tmp_path / "caches" / "c1", kind="feature-cache")
+    mine = tmp_path / "mine"
+    safe_output.make_owned_dir(mine / "c2", kind="feature-cache")
+    (mine / "notes.txt").write_text("mine")
+    refused = {}
+    for path in (run / "export", cache.parent, mine):
+        with pytest.raises(OutputExistsError) as error:
+            safe_output.make_owned_dir(path, kind="training-run")
+        refused[path] = str(error.value).split("; satclip never writes")[0]
+    assert refused == {
+        run / "export": f"{run / 'export'} is part of {run}, a satclip training run, not a satclip directory of its "
+                        "own (no .satclip-output marker)",
+        cache.parent: f"{cache.parent} holds other satclip outputs (c1: a satclip feature cache) but is not a satclip "
+                      "directory itself (no .satclip-output marker)",
+        mine: f"{mine} holds files satclip did not create (no .satclip-output marker)",
+    }
+    assert not safe_output.is_owned(run / "export") and not safe_output.is_owned(cache.parent)

@@ -214,9 +214,23 @@ def check_owned_dir(path: str | Path, kind: str = "output") -> None:
         _refuse_non_directory(path)
         if any(path.iterdir()):
             raise OutputExistsError(
-                f"{path} holds files satclip did not create (no {MARKER} marker); satclip never writes its work "
-                "into such a directory: choose a new or empty directory"
+                f"{path} {_unmarked(path)}; satclip never writes its work into such a directory: choose a new or "
+                "empty directory"
             )
+
+
+def _unmarked(path: Path) -> str:
+    """What the non-empty directory ``path`` without :data:`MARKER` is, for a refusal: a part of the satclip
+    directory it lies in (a run's ``export/``), a folder of satclip outputs only (the one a feature cache was made
+    in), else a directory holding files satclip did not create (said of both, though their files were satclip's)."""
+    if is_owned(path.parent):
+        return (f"is part of {path.parent}, {owned_noun(path.parent)}, not a satclip directory of its own (no "
+                f"{MARKER} marker)")
+    entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
+    if entries and all(is_owned(entry) for entry in entries):
+        return (f"holds other satclip outputs ({listed([f'{e.name}: {owned_noun(e)}' for e in entries])}) but is not "
+                f"a satclip directory itself (no {MARKER} marker)")
+    return f"holds files satclip did not create (no {MARKER} marker)"
 
 
 def make_owned_dir(path: str | Path, kind: str = "output") -> Path:
