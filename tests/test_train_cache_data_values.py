@@ -443,6 +443,26 @@ def test_a_run_of_no_training_batch_is_refused(tmp_path, capsys, overrides, expe
     assert not (tmp_path / "run").exists()  # (refused before anything is written)
 
 
+def test_a_batch_larger_than_the_training_samples_is_said(tmp_path, capsys):
+    """`--data.batch_size 64` on 18 training samples trained without a word at an 18-way softmax (with
+    data.drop_last it is refused): one warning names both numbers and what it means, once the run's checks pass."""
+    synthetic_cache(tmp_path / "cache", n=20)
+    config = cached_config(tmp_path / "cache", tmp_path / "run", data={"val_fraction": 0.1, "batch_size": 64},
+                           trainer={"max_epochs": 1})  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "data.batch_size" in line]
+    assert said == [
+        "data.batch_size=64 is more than the 18 training samples: each epoch is one batch of all 18, whose "
+        "contrastive softmax is 18-way instead of 64-way, so its losses (validation's too) are not comparable to "
+        "those of runs at that batch size"
+    ]
+    assert main(["train", "--config", str(path), "--data.batch_size", "18", "--trainer.output_dir",
+                 str(tmp_path / "run18")]) == 0  # fmt: skip
+    assert "data.batch_size" not in capsys.readouterr().err
+
+
 def test_a_run_into_a_file_says_its_epochs_and_no_lightning_chatter(tmp_path):
     """Every run printed Lightning's GPU/TPU lines, an advert for a cloud logger, "limit_train_batches=1.0 was
     configured …", a deprecation warning from inside Lightning and "fit stopped", and drew its progress bar's

@@ -758,7 +758,8 @@ def _check_training_batches(samples: int, config: TrainConfig) -> None:
     """Refuse a run that would train on no batch: ``data.drop_last`` with a batch larger than the training samples
     (it trained nothing, exit 0, and exported the untrained model as ``export/last``), fewer training samples than
     a contrastive batch needs, or a ``trainer.limit_train_batches`` fraction of less than one batch (Lightning's
-    error, once the run had begun). The batches are counted as the run's sampler makes them."""
+    error, once the run had begun). The batches are counted as the run's sampler makes them. A batch larger than the
+    training samples is said: the run trains at a smaller softmax than the configured batch."""
     import numpy as np
 
     from .config import MIN_BATCH_PAIRS
@@ -788,6 +789,13 @@ def _check_training_batches(samples: int, config: TrainConfig) -> None:
             f"trainer.limit_train_batches={limit:g} of the {batches} training batches per epoch is less than one "
             f"batch: use at least {least:g}"
         )
+    if samples < data.batch_size * devices:  # (it trained at a smaller softmax without a word; after every check)
+        size = f"data.batch_size={data.batch_size}" + (f" on {devices} devices" if devices > 1 else "")
+        batch = samples // devices
+        log.warning("%s is more than the %d training samples: each epoch is one batch of %s, whose contrastive "
+                    "softmax is %d-way instead of %d-way, so its losses (validation's too) are not comparable to those "
+                    "of runs at that batch size", size, samples,
+                    f"all {batch}" if devices == 1 else f"{batch} per device", batch, data.batch_size)  # fmt: skip
 
 
 def _check_accelerator(accelerator: str, devices: int = 1) -> None:
