@@ -216,6 +216,36 @@ def test_a_run_interrupted_after_an_epochs_checkpoint_names_the_epoch_it_resumes
     assert load(tmp_path / "run" / "checkpoints" / "last.ckpt")["epoch"] == 1
 
 
+def test_a_resume_says_which_checkpoint_and_epoch_it_continues_at(tmp_path, short_run, caplog):
+    """A resume from an epoch's end said nothing of where it went on (one in the middle of an epoch said "resuming
+    epoch 2 after its batch 1 of 3", not from what): one line names the checkpoint and the epoch."""
+    config = copy_run(short_run, tmp_path)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("resuming from")]
+
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        fit(from_dict({**config, "trainer": {**config["trainer"], "max_epochs": 3}}), resume=True)
+    assert said() == [f"resuming from {last} at epoch 3 of 3"]
+
+    class StopAtStep4(pl.Callback):  # (3 steps an epoch: after batch 1 of epoch 2, whose checkpoint is saved)
+        def on_train_batch_start(self, trainer, *_):
+            if trainer.global_step == 4:
+                raise KeyboardInterrupt
+
+    stopped = {**config, "trainer": {**config["trainer"], "output_dir": str(tmp_path / "mid"),
+                                     "checkpoint_every_n_steps": 1}}  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        fit(from_dict(stopped), callbacks=[StopAtStep4()])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        fit(from_dict(stopped), resume=True)
+    assert said() == [f"resuming from {tmp_path / 'mid' / 'checkpoints' / 'last.ckpt'} in epoch 2 of 2, after its "
+                      "batch 1 of 3: its training metrics in history.jsonl cover the batches from there on (its row "
+                      "says resumed_at_batch)"]  # fmt: skip
+
+
 def test_a_damaged_history_is_named_and_resumed_past(tmp_path, short_run, caplog):
     """A history.jsonl cut short (or a line of junk) failed the resume with json's "Unterminated string starting
     at: line 1 column 207", naming no file; one deleted was resumed past without a word."""

@@ -302,11 +302,14 @@ class History(ValidatedEpochs, pl.callbacks.Checkpoint):
             log.warning("%s holds no row of epoch(s) %s (deleted or damaged): the history of this run lacks them",
                         self.path, ", ".join(str(epoch + 1) for epoch in missing))  # fmt: skip
         position = getattr(getattr(trainer, "datamodule", None), "position", None) or {}  # (restored with it)
+        checkpoint = getattr(trainer, "ckpt_path", None)  # (what the run resumes from; None for a new run)
         if position.get("epoch") == start and position.get("batch", 0) > 0:
             self.resumed = (start, int(position["batch"]))
-            log.info("resuming epoch %d after its batch %d of %d: its training metrics in %s cover the batches from "
-                     "there on (its row says resumed_at_batch)", start + 1, self.resumed[1],
-                     trainer.num_training_batches, self.path.name)  # fmt: skip
+            log.info("resuming from %s in epoch %d of %d, after its batch %d of %d: its training metrics in %s cover "
+                     "the batches from there on (its row says resumed_at_batch)", checkpoint, start + 1,
+                     trainer.max_epochs, self.resumed[1], trainer.num_training_batches, self.path.name)  # fmt: skip
+        elif checkpoint is not None:  # (from an epoch's end it said nothing of where it went on)
+            log.info("resuming from %s at epoch %d of %d", checkpoint, start + 1, trainer.max_epochs)
         if trainer.is_global_zero:
             self._write()
 
