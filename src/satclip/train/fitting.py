@@ -791,11 +791,12 @@ def _check_training_batches(samples: int, config: TrainConfig) -> None:
         )
     if samples < data.batch_size * devices:  # (it trained at a smaller softmax without a word; after every check)
         size = f"data.batch_size={data.batch_size}" + (f" on {devices} devices" if devices > 1 else "")
-        batch = samples // devices
+        batch = samples // devices * devices  # (the loss gathers the devices' batches: one softmax over them all)
+        what = (f"all {samples}" if batch == samples else f"{batch} of them") + (
+            f" ({batch // devices} per device)" if devices > 1 else "")  # fmt: skip
         log.warning("%s is more than the %d training samples: each epoch is one batch of %s, whose contrastive "
                     "softmax is %d-way instead of %d-way, so its losses (validation's too) are not comparable to those "
-                    "of runs at that batch size", size, samples,
-                    f"all {batch}" if devices == 1 else f"{batch} per device", batch, data.batch_size)  # fmt: skip
+                    "of runs at that batch size", size, samples, what, batch, data.batch_size * devices)  # fmt: skip
 
 
 def _check_accelerator(accelerator: str, devices: int = 1) -> None:
