@@ -523,3 +523,22 @@ def test_the_results_of_a_run_list_its_readers_once(tmp_path, capsys):
     assert f"last: {export / 'last'} (native), {export / 'last.ckpt'} (original)" in out
     assert out.count(f"readers of {export / 'last.ckpt'} and the others:") == 1
     assert sum("satclip: reproduces it exactly" in line for line in out) == 1
+
+
+def test_the_batch_warning_counts_the_devices_batches_as_one_softmax(tmp_path, caplog):
+    """The loss gathers the devices' batches into one softmax: 19 samples on 2 devices at data.batch_size 64 train
+    one batch of 18 (9 per device), an 18-way softmax instead of a 128-way one."""
+    import logging
+
+    from satclip.train.config import from_dict
+    from satclip.train.fitting import _check_training_batches
+
+    config = from_dict(cached_config(tmp_path / "cache", tmp_path / "run", data={"batch_size": 64},
+                                     trainer={"devices": 2}))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        _check_training_batches(19, config)
+    assert [r.getMessage() for r in caplog.records] == [
+        "data.batch_size=64 on 2 devices is more than the 19 training samples: each epoch is one batch of 18 of them "
+        "(9 per device), whose contrastive softmax is 18-way instead of 128-way, so its losses (validation's too) are "
+        "not comparable to those of runs at that batch size"
+    ]
