@@ -118,6 +118,12 @@ def isolated_caches(tmp_path_factory):
         if constants is not None:
             patch.setattr(constants, "HF_HUB_OFFLINE", True)
         patch.setenv("MPLBACKEND", "Agg")
+        # (a fresh cache holds no precision calibration: what this process timed and chose for a model in an earlier
+        # test's cache was taken, and a test of "auto" passed or failed by the tests before it)
+        precision = sys.modules.get("satclip.models.precision")
+        if precision is not None:
+            precision._CALIBRATED.clear()
+            precision._TIMED.clear()
         yield
 
 
