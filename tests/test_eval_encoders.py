@@ -233,3 +233,18 @@ def test_the_terminal_tables_say_which_encoder_a_short_name_is():
             for i, spec in enumerate(specs) for s in (0.0, 0.01)]  # fmt: skip
     text = terminal_tables(rows)
     assert "spherec#2" in text and text.splitlines()[-1] == "encoders: spherec#2 = spherec(min_radius=2)"
+
+
+def test_a_loaded_models_key_names_its_precision_only_where_it_is_not_float32(monkeypatch):
+    """The precision joined the key (a float64 rerun reused float32 folds, which agree to the 5 decimals compared);
+    in float32, evaluation's default, the key stays what an older satclip recorded, whose folds are reused (every
+    fold of a loaded model was evaluated again after the upgrade, "with other settings")."""
+    from satclip.eval.cache import digest
+    from satclip.eval.encoders import _FINGERPRINT_POINTS
+
+    single = encoders.create("bluemarble-l10")
+    assert single.precision == "float32"
+    assert single.identity == f"bluemarble-l10|{digest(single.embed(_FINGERPRINT_POINTS).round(5))}"
+    monkeypatch.setenv("SATCLIP_PRECISION", "float64")
+    double = encoders.create("bluemarble-l10")
+    assert double.precision == "float64" and double.identity != single.identity

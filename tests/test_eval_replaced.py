@@ -63,7 +63,10 @@ def test_a_rerun_says_what_it_replaces_and_drops_the_old_predictions(tmp_path, c
     _stations(data, np.random.default_rng(5).permutation(targets))  # the same stations, their targets shuffled
     [said] = rerun("--precision", "float64")
     assert said == f"{rows}: 4 record(s) of folds this run evaluates anew are replaced, evaluated before with other " \
-                   "task data for 4 (task air-temperature)"  # fmt: skip
+                   "task points or values (the task's data, or --point-seed) for 4 (task air-temperature)"  # fmt: skip
+    [said] = rerun("--precision", "float64", "--n-points", "150")  # (other sizes: no "other data" for the sample)
+    assert said.endswith("evaluated before with folds of other sizes (n_train, n_test: other --n-points, data or "
+                         "protocol options) for 4 (task air-temperature)")  # fmt: skip
     kept = {path.name for path in predictions.iterdir()}
     mine = predictions / "notes.txt"  # a file satclip did not write stays, whatever a rerun replaces
     mine.write_text("mine")

@@ -186,7 +186,8 @@ def test_auto_is_measured_once_per_machine_and_kept(monkeypatch, ckpt, caplog):
     fake_timings(monkeypatch, {"float32": 1.0, "bf16": 1.25})  # busy now: bf16 would measure slower
     with caplog.at_level(logging.INFO, logger="satclip.models.precision"):
         assert satclip.load(ckpt, precision="auto").precision_choice == first
-    assert f"precision auto -> bf16 ({first.reason}; chosen before on this machine, {choice}" in caplog.text
+    said = f"{first.reason}; chosen before on this machine, {choice}: delete {choice.parent} to measure again"
+    assert f"precision auto -> bf16 ({said})" in caplog.text
     choice.write_text("{not json")
     as_in_a_new_process()
     caplog.clear()

@@ -407,8 +407,8 @@ def embedding_field(
                         f"lon axis: {int(bad.sum())} value(s) past 180°, {first}, on an axis {float(values[0])!r} … "
                         f"{float(values[-1])!r}, {float(values[-1] - values[0])!r}° across: an axis runs east past "
                         "180° only less than 360° across (its longitudes wrapped would repeat): cut it to less "
-                        f"than 360°{wrap}"
-                    )
+                        "than 360°"
+                    )  # (no wrap advice: wrapped, such an axis repeats longitudes, which is why it is refused)
                 raise BadInputError(
                     f"{axis} axis: {int(bad.sum())} value(s) not finite degrees in [-{limit}, {limit}], {first}"
                     f"{wrap if axis == 'lon' else ''}"

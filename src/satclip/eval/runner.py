@@ -371,7 +371,7 @@ def _rewrite_rows(out: Path, current: dict[tuple, dict]) -> None:
 _COMPARED = {
     "precision": "another precision",
     "model_sha256": "other model weights (model_sha256)",
-    "data": "other task data",
+    "data": "other task points or values (the task's data, or --point-seed)",
     "sizes": "folds of other sizes (n_train, n_test: other --n-points, data or protocol options)",
 }
 
@@ -386,11 +386,14 @@ def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
         differ = [what for what in _COMPARED if what in earlier and earlier[what] != now[what]]
         if "precision" in differ and "model_sha256" in differ:  # (it hashes the weights in the dtype they ran in)
             differ.remove("model_sha256")
+        if "sizes" in differ and "data" in differ:  # (the digest is of the sample: another --n-points draws another)
+            differ.remove("data")
         for what in differ or ["other"]:
             changes.setdefault(what, []).append((row, f"{earlier.get(what)}, now {now.get(what)}"))
     said = []
     for what, rows in changes.items():
-        name = _COMPARED.get(what, "other settings (options of the probe or protocol, the encoder's code)")
+        name = _COMPARED.get(what, "other settings (options of the probe or protocol, the encoder's code, or a "
+                                   "record of an older satclip)")  # fmt: skip
         values = sorted({value for _, value in rows})
         shown = f" ({values[0]})" if what == "precision" and len(values) == 1 else ""
         whose = "task" if what in ("data", "sizes") else "encoder"

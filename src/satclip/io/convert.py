@@ -11,14 +11,13 @@ from ..safe_output import check_new_output, check_output
 from . import native
 from .read import read_parts
 from .resolve import resolve
-from .targets import SUFFIX_TARGETS, Written, check_write, fitting_name, is_directory_target, write
+from .targets import SUFFIX_TARGETS, Written, check_write, fitting_name, is_directory_target, target_of, write
 
 
 def default_target(source_kind: str, output: Path) -> str:
     """The target an output name asks for (``.ckpt``: original, ``.pt``/``.pth``: torchgeo), else
     ``native`` for a file source and ``original`` for a native directory."""
-    by_suffix = SUFFIX_TARGETS.get(output.suffix.lower())
-    return by_suffix or ("native" if source_kind != "native" else "original")
+    return target_of(output, "native" if source_kind != "native" else "original")
 
 
 def convert(

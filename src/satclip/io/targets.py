@@ -21,10 +21,10 @@ from .parts import ModelParts, check_metadata, pack
 SUFFIX_TARGETS = {".ckpt": "original", ".pt": "torchgeo", ".pth": "torchgeo"}
 
 
-def target_of(output: str | Path) -> str:
+def target_of(output: str | Path, otherwise: str = "native") -> str:
     """The target an output's name asks for: ``original`` for ``.ckpt``, ``torchgeo`` for ``.pt``/``.pth``, else
-    ``native`` (a directory): what ``save(path)`` writes without a ``target``."""
-    return SUFFIX_TARGETS.get(Path(output).suffix.lower(), "native")
+    ``otherwise`` (``save(path)``'s native directory; convert's depends on its source)."""
+    return SUFFIX_TARGETS.get(Path(output).suffix.lower(), otherwise)
 #: suffixes of files, which a directory target's output may not carry (``out.json`` was a directory)
 FILE_SUFFIXES = (".safetensors", ".json", ".yaml", ".yml", ".zip", ".tar", ".gz", ".bin", ".pkl", ".pickle", ".h5",
                  ".npy", ".npz", ".txt")  # fmt: skip

@@ -171,7 +171,7 @@ class LocationEncoder(nn.Module):
         """Write this location encoder (its weights as they are now: fine-tuned ones too) for ``target``
         (``"native"``: ``config.json`` + ``model.safetensors``; ``"original"``, ``"torchgeo"``, ``"rshf"``: see
         :func:`satclip.io.convert.convert`; None: the one ``path``'s suffix names, ``.ckpt`` original, ``.pt``
-        torchgeo, else native, as ``satclip convert`` chooses) atomically; it loads back with :func:`satclip.load`
+        torchgeo, else native) atomically; it loads back with :func:`satclip.load`
         and gives the same embeddings. ``torch.save(encoder.state_dict())`` does not: the file holds no config,
         and is read as a torchgeo one on the exact basis (0.047 off a released L = 40 model near the poles). A
         retrieval encoder is refused: save its ``location_encoder()`` (its database is built from a cache: ``satclip

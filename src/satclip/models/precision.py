@@ -314,8 +314,8 @@ def _choose(key: tuple, model: tuple, encoder, device: torch.device, evidence: s
     file = calibration_file(device, model)
     kept = _read_calibration(file)
     if kept is not None:  # (said as a fresh choice is: it was a debug line, and Python's callers saw nothing)
-        log.info("precision auto -> %s (%s; chosen before on this machine, %s: delete it to choose again)",
-                 kept.precision, kept.reason, file)  # fmt: skip
+        log.info("precision auto -> %s (%s; chosen before on this machine, %s: delete %s to measure again)",
+                 kept.precision, kept.reason, file, file.parent)  # fmt: skip
         return kept
     timed, where = _timing(key, encoder, device, evidence)
     choice = _within_cosine(timed, encoder, device)

@@ -114,8 +114,8 @@ class Encoder:
         options (a database that changed away from the fixed points kept the key, and evaluations reused stale
         embeddings)."""
         parts = [self.embed(_FINGERPRINT_POINTS).round(5)]
-        if hasattr(self.module, "precision_choice"):
-            parts.append(self.precision)
+        if hasattr(self.module, "precision_choice") and self.precision != "float32":  # (float32, evaluation's
+            parts.append(self.precision)  # default, keeps the keys of the folds an older satclip recorded)
         retrieval = getattr(self.module, "retrieval_identity", None)
         if retrieval is not None:
             parts.append(retrieval())
