@@ -391,3 +391,16 @@ def test_the_corpus_size_is_said_in_a_unit_that_fits_and_an_empty_band_says_to_w
         "(--min-lat, --max-lat)"
     )
     assert not (tmp_path / "pole").exists()
+
+
+def test_a_corpus_read_as_s2_100k_is_named_with_the_dataset_to_set(tmp_path):
+    """A corpus given as data.root with data.dataset left at s2100k was told to rename its index.csv columns,
+    which would damage the corpus (its sha256 is recorded): it is named, with data.dataset bluemarble."""
+    from satclip.data.index import IndexFormatError, read_index
+
+    root = bm.build_bluemarble(tmp_path / "corpus", bm.BlueMarbleParams(**SMALL))
+    before = (root / bm.INDEX_FILE).read_bytes()
+    said = r"index\.csv is the index of a Blue Marble corpus \(images\.npy beside it\), .*: set data\.dataset: bluem"
+    with pytest.raises(IndexFormatError, match=said):
+        read_index(root / bm.INDEX_FILE)
+    assert (root / bm.INDEX_FILE).read_bytes() == before

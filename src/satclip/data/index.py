@@ -76,6 +76,11 @@ def detect_layout(columns: list[str] | tuple[str, ...], *, path: str | Path = "i
             "not column names; add a first line naming the columns in their order, the file name 'fn' and the "
             f"coordinates 'lon' and 'lat' in degrees (e.g. fn,lon,lat; known layouts: {known})"
         )
+    if not matches and Path(path).with_name("images.npy").is_file():  # (renaming its columns would damage it)
+        raise IndexFormatError(
+            f"{path} is the index of a Blue Marble corpus (images.npy beside it), which an S2-100K dataset is read "
+            "as: set data.dataset: bluemarble (--data.dataset bluemarble), and leave the corpus's files as they are"
+        )
     if not matches:
         raise IndexFormatError(
             f"{path} has columns {list(columns)}, which match no known index layout ({known}). Rename the "
