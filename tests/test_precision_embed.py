@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -202,6 +203,12 @@ def test_auto_precision_resumes_only_the_same_job_in_its_precision(tmp_path, mod
         with caplog.at_level(logging.INFO), pytest.raises(ResumeMismatchError, match="different input, model or"):
             embed_file(open_source(path), out, encoder, chunk_rows=chunk_rows)
         assert "resuming in" not in caplog.text and encoder.precision == "float32"
+    stat = path.stat()  # the input touched since: this job, told how to give the input back its time …
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    touched = _auto(satclip.load(model), "float32")
+    with pytest.raises(ResumeMismatchError, match=r"\(input\.mtime_ns: [0-9]+ → [0-9]+\)\. Rerun .*touch -d @"):
+        embed_file(open_source(path), out, touched, chunk_rows=64)  # (… the precision only said: model.precision too)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     resumed = _auto(satclip.load(model), "float32")
     with caplog.at_level(logging.INFO):
         assert embed_file(open_source(path), out, resumed, chunk_rows=64).resumed_chunks == 1

@@ -304,7 +304,12 @@ def resume_precision(encoder, workdir: Path, restart: bool, identity: dict) -> d
     resumed = {**identity, "model": {**identity["model"], "precision": started}}
     if "precision" in identity:  # (a map's identity records it beside the model's too)
         resumed["precision"] = started
-    if not identity_has(work_manifest(workdir), **resumed):
+    manifest = work_manifest(workdir)
+    before = manifest.get("identity", {}).get("input") if isinstance(manifest.get("identity"), dict) else None
+    compared = resumed  # (an input only touched since is this job's, refused with the advice to give back its time)
+    if isinstance(before, dict) and isinstance(resumed.get("input"), dict) and "mtime_ns" in before:
+        compared = {**resumed, "input": {**resumed["input"], "mtime_ns": before["mtime_ns"]}}
+    if not identity_has(manifest, **compared):
         return identity
     log.info("resuming in %s, the precision this run started with (\"auto\" chose %s now)", started, choice.precision)
     record(encoder, Choice(started, "auto", f"the precision the unfinished run started with ({started})"))
