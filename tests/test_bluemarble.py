@@ -404,3 +404,60 @@ def test_a_corpus_read_as_s2_100k_is_named_with_the_dataset_to_set(tmp_path):
     with pytest.raises(IndexFormatError, match=said):
         read_index(root / bm.INDEX_FILE)
     assert (root / bm.INDEX_FILE).read_bytes() == before
+
+
+def test_a_damaged_corpus_advises_the_command_that_rebuilds_it_with_its_own_parameters(tmp_path, capsys):
+    """A corpus with index.csv cut by a line said "rebuild it with: satclip data bluemarble --out C --overwrite",
+    which replaced its 30 patches with a default corpus of 100,000; a truncated images.npy said only numpy's "mmap
+    length is greater than file size". Both name the command with the corpus's parameters, which rebuilds it."""
+    import shlex
+
+    from satclip.cli import main
+    from satclip.errors import BadInputError
+
+    out = tmp_path / "corpus"
+    argv = ["data", "bluemarble", "--n", "30", "--patch-size", "8", "--gsd-km", "5", "--seed", "4",
+            "--min-lat", "-90", "--out", str(out)]
+    assert main(argv) == 0
+    good = (out / "images.npy").read_bytes()
+    lines = (out / "index.csv").read_text().splitlines(keepends=True)
+    command = ("satclip data bluemarble --n 30 --patch-size 8 --gsd-km 5.0 --seed 4 --min-lat -90.0 "
+               f"--out {shlex.quote(str(out))}")
+    for damage in ("index cut", "images truncated"):
+        if damage == "index cut":
+            (out / "index.csv").write_text("".join(lines[:-1]))
+        else:
+            with open(out / "images.npy", "r+b") as f:
+                f.truncate(1000)
+        with pytest.raises(BadInputError) as raised:
+            bm.load_bluemarble_arrays(out)
+        message = str(raised.value)
+        assert message.endswith(f"rebuild it with: {command}") and "\n" not in message, message
+        if damage == "images truncated":
+            assert message.startswith(f"{out / 'images.npy'} is damaged ("), message
+        capsys.readouterr()
+        assert main(shlex.split(command)[1:]) == 0, capsys.readouterr().err
+        assert (out / "images.npy").read_bytes() == good
+        assert bm.load_bluemarble_arrays(out)[1].shape == (30, 2)
+
+
+def test_a_directory_that_is_no_corpus_advises_a_build_that_satclip_runs(tmp_path, capsys):
+    """A directory of the user's files without a manifest said "build one with: satclip data bluemarble --out DIR",
+    which satclip then refused (it never replaces a directory it did not create): it advises a new directory."""
+    import shlex
+
+    from satclip.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (tmp_path / "empty").mkdir()
+    for root, advised in ((mine, tmp_path / "mine-bluemarble"), (tmp_path / "empty", tmp_path / "empty"),
+                          (tmp_path / "new", tmp_path / "new")):  # fmt: skip
+        with pytest.raises(FileNotFoundError) as raised:
+            bm.load_bluemarble_arrays(root)
+        command = f"satclip data bluemarble --out {shlex.quote(str(advised))}"
+        assert str(raised.value).endswith(command), str(raised.value)
+        assert main([*shlex.split(command)[1:], "--n", "5", "--patch-size", "8"]) == 0, capsys.readouterr().err
+        assert bm.load_bluemarble_arrays(advised)[1].shape == (5, 2)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -312,8 +313,7 @@ def read_manifest(root: str | os.PathLike) -> dict:
     """The manifest of a corpus directory (raises FileNotFoundError with advice if there is none)."""
     path = Path(root) / MANIFEST_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{root} is not a Blue Marble corpus (no {MANIFEST_FILE}); build one with: "
-                                f"satclip data bluemarble --out {root}")
+        raise FileNotFoundError(f"{root} is not a Blue Marble corpus (no {MANIFEST_FILE}); {_build_advice(Path(root))}")
     try:
         manifest = json.loads(path.read_text())
     except ValueError as err:  # cut short, overwritten: json's message alone named no file
@@ -323,6 +323,30 @@ def read_manifest(root: str | os.PathLike) -> dict:
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
+
+
+def _build_advice(root: Path) -> str:
+    """How to build a corpus for a directory without a manifest: there, if it is new or empty; with --overwrite, in
+    a corpus of satclip's cut short; elsewhere, if it holds other files (satclip refused the ``--out ROOT`` it
+    advised: it never replaces a directory it did not create)."""
+    if not root.exists() or root.is_dir() and not any(root.iterdir()):
+        return f"build one with: {build_command(root)}"
+    if root.is_dir() and safe_output.owned_kind(root) == KIND:  # (its parameters went with the manifest)
+        return f"build it again with: {build_command(root)} --overwrite, and the options it was built with"
+    new = Path(f"{root if root.name else root.resolve()}-bluemarble")  # (a sibling: root may be satclip's output)
+    return f"satclip builds one only in a new or empty directory, e.g. with: {build_command(new)}"
+
+
+def build_command(root: str | os.PathLike, params: object = None) -> str:
+    """The ``satclip data bluemarble`` command that builds the corpus of ``params`` (a manifest's, as a dict) in
+    ``root``: with each parameter that is not the default, as run again a damaged corpus is rebuilt only with its own
+    parameters (advised with the defaults and --overwrite, it replaced a corpus of 3,000 patches with 100,000)."""
+    given = params if isinstance(params, dict) else {}
+    words = ["satclip", "data", "bluemarble"]
+    for name, default in asdict(BlueMarbleParams()).items():  # (in the options' order, not the manifest's)
+        if given.get(name, default) != default:
+            words += [f"--{name.replace('_', '-')}", str(given[name])]
+    return shlex.join([*words, "--out", str(root)])
 
 
 def _damaged_manifest(root: str | os.PathLike, what: str) -> BadInputError:
@@ -514,12 +538,17 @@ def load_bluemarble_arrays(root: str | os.PathLike) -> tuple[np.memmap, np.ndarr
     """A corpus's images (read-only uint8 memmap ``(N, P, P, 3)``) and points (float64 ``(N, 2)``)."""
     root = Path(root)
     manifest = read_manifest(root)
-    images = np.load(root / manifest["files"]["images"], mmap_mode="r")
+    # run with the corpus's own parameters, the build finds the damage and rebuilds it (no --overwrite needed)
+    rebuild = f"rebuild it with: {build_command(root, manifest.get('params'))}"
+    path = root / manifest["files"]["images"]
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as err:  # (numpy's "mmap length is greater than file size" named no file)
+        raise BadInputError(f"{path} is damaged ({err}), so the corpus {root} is; {rebuild}") from err
     points = read_points_csv(root / manifest["files"]["index"])
     if list(images.shape) != manifest["shape"] or len(points) != len(images):
-        raise ValueError(f"{root} is inconsistent: images {images.shape}, {len(points)} points, manifest "
-                         f"shape {manifest['shape']}; rebuild it with: "
-                         f"satclip data bluemarble --out {root} --overwrite")
+        raise BadInputError(f"{root} is inconsistent: images {images.shape}, {len(points)} points, manifest "
+                            f"shape {manifest['shape']}; {rebuild}")
     return images, points
 
 
