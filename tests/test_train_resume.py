@@ -996,3 +996,19 @@ def test_a_rollback_past_a_damaged_last_checkpoint_is_said_from_the_history(tmp_
                      "--resume", str(checkpoints / "epoch2.ckpt")]) == 0  # fmt: skip
     assert ("rolling back from epoch 3 to epoch 2 (epoch2.ckpt; last.ckpt cannot be read, history.jsonl records epoch "
             "3): checkpoints/last.ckpt and the history row of epoch 3 are replaced as the run trains on") in caplog.text
+
+
+def test_a_run_given_its_cache_in_python_resumes_from_its_config_yaml(tmp_path, capsys):
+    """`fit(config, cache="runs/cache/bm")` recorded data.cache null in the run's config.yaml: the resume it
+    printed, `satclip train --config RUN/config.yaml --resume`, failed ("data.cache must name the feature-cache
+    directory"). config.yaml names the cache, with the views and dtype it holds (4 views, the config's default 8)."""
+    synthetic_cache(tmp_path / "cache", n=200, views=4)
+    config = config_for(None, tmp_path / "run", max_epochs=1)
+    fit(from_dict(config), cache=tmp_path / "cache")
+    recorded = load_config(tmp_path / "run" / "config.yaml").data
+    assert (recorded.cache, recorded.cache_views, recorded.cache_dtype) == (str(tmp_path / "cache"), 4, "float16")
+    capsys.readouterr()
+    command = ["train", "--config", str(tmp_path / "run" / "config.yaml"), "--resume", "--trainer.max_epochs", "2"]
+    assert main(command) == 0, capsys.readouterr().err
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [0, 1]

@@ -551,7 +551,8 @@ def fit(
         resume: ``True`` continues from ``<output_dir>/checkpoints/last.ckpt``; a path continues from that
             checkpoint. Without it, an output directory that already holds checkpoints is refused.
         cache: a :class:`~satclip.train.cache.FeatureCache` (or its directory) to train from (instead of
-            ``data.cache``).
+            ``data.cache``); the run's config.yaml records it as ``data.cache``, with its views and dtype as
+            ``data.cache_views`` and ``data.cache_dtype``, so that ``satclip train --config`` resumes the run.
         source: a :class:`~satclip.train.sources.PairSource` to train from images (instead of
             ``data.dataset``/``data.root``).
         callbacks: extra Lightning callbacks.
@@ -606,6 +607,11 @@ def _fit(
         if not isinstance(cache, (str, os.PathLike)):
             raise TypeError(f"cache must be a FeatureCache or its directory, got {type(cache).__name__}")
         cache = FeatureCache.open(cache)
+    if cache is not None and config.data.source == "cache":
+        # the run's config.yaml names the cache it trains on, with its views and dtype: it recorded data.cache null,
+        # and the printed `satclip train --config RUN/config.yaml --resume` failed ("data.cache must name …")
+        config = with_absolute_paths(config.replace(**{"data.cache": str(cache.path), "data.cache_views": cache.views,
+                                                       "data.cache_dtype": cache.key["dtype"]}))  # fmt: skip
     if source is not None and not isinstance(source, PairSource):
         raise TypeError(f"source must be a PairSource (satclip.train.sources: images with their locations and "
                         f"transforms), got {type(source).__name__}")  # fmt: skip
