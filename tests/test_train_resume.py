@@ -1003,7 +1003,8 @@ def test_a_run_given_its_cache_in_python_resumes_from_its_config_yaml(tmp_path, 
     printed, `satclip train --config RUN/config.yaml --resume`, failed ("data.cache must name the feature-cache
     directory"). config.yaml names the cache, with the views and dtype it holds (4 views, the config's default 8)."""
     synthetic_cache(tmp_path / "cache", n=200, views=4)
-    config = config_for(None, tmp_path / "run", max_epochs=1)
+    config = config_for(tmp_path / "cache", tmp_path / "run", max_epochs=1)
+    config["data"] = {**config["data"], "cache": None}
     fit(from_dict(config), cache=tmp_path / "cache")
     recorded = load_config(tmp_path / "run" / "config.yaml").data
     assert (recorded.cache, recorded.cache_views, recorded.cache_dtype) == (str(tmp_path / "cache"), 4, "float16")
