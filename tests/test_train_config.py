@@ -9,6 +9,7 @@ import re
 import pytest
 
 from satclip.cli import main
+from satclip.errors import BadInputError, UnknownNameError
 from satclip.train.config import TrainConfig, dump_config, from_dict, load_config
 
 from .conftest import one_error_line
@@ -206,7 +207,7 @@ def test_numbers_in_exponent_notation_in_a_yaml_file_are_numbers(tmp_path, capsy
     assert load_config(path) == load_config(None, {"optim.lr": "3e-4", "optim.eps": "1E-8",
                                                    "optim.weight_decay": "1.5e+1"})  # fmt: skip
     path.write_text("data:\n  batch_size: 1e3\ntrainer:\n  precision: 1e3x\n")  # (an integer stays refused so)
-    with pytest.raises(TypeError, match=re.escape("data.batch_size=1000.0 must be an integer")):
+    with pytest.raises(BadInputError, match=re.escape("data.batch_size=1000.0 must be an integer")):
         load_config(path)
 
 
@@ -331,3 +332,30 @@ def test_a_missing_config_file_is_named_in_python_too(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(IsADirectoryError, match=r"is a directory: give the path of a YAML file"):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("data", {"batch_size": 1}, "data.batch_size=1 must be"),
+        ("data", {"batch_size": "big"}, "data.batch_size='big' must be an integer"),
+        ("optim", {"lr": -1}, "optim.lr=-1.0 must be a finite number above 0"),
+        ("trainer", {"max_epochs": 0}, "trainer.max_epochs=0 must be a number of epochs, 1 or more"),
+        ("trainer", {"precision": "half"}, "trainer.precision='half' is not one of"),
+    ],
+)
+def test_a_bad_config_value_in_python_is_a_bad_input(section, values, message):
+    """from_dict({"data": {"batch_size": 1}}) raised a plain ValueError, and {"batch_size": "big"} a TypeError: a
+    caller told satclip's input errors apart (SatclipError) by their class, as the CLI does. Both are BadInputError,
+    a ValueError, so that `except ValueError` still catches them."""
+    with pytest.raises(BadInputError, match=re.escape(message)) as raised:
+        from_dict({section: values})
+    assert isinstance(raised.value, ValueError)
+
+
+def test_an_unknown_recipe_is_an_unknown_name():
+    """recipe_path("nope") raised a plain KeyError; the registries raise UnknownNameError (a KeyError too)."""
+    from satclip.recipes import recipe_path
+
+    with pytest.raises(UnknownNameError, match="unknown recipe 'nope'; known: bluemarble-l10"):
+        recipe_path("nope")

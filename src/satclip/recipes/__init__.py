@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data.bluemarble import BlueMarbleParams, build_bluemarble
+from ..errors import UnknownNameError
 from ..machine import cpu_threads
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def recipe_names() -> list[str]:
 def recipe_path(name: str) -> Path:
     path = Path(str(resources.files(__package__).joinpath(f"{name}.yaml")))
     if not path.is_file():
-        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(recipe_names())}")
+        raise UnknownNameError(f"unknown recipe {name!r}; known: {', '.join(recipe_names())}")
     return path
 
 

@@ -298,7 +298,7 @@ def _check_harmonics_fit(model: ModelConfig, data: DataConfig) -> None:
     if memory is None or degree**2 * per_column <= memory:
         return
     key = "model.location_encoder.encoding.legendre_polys"
-    raise ValueError(
+    raise BadInputError(
         f"{key}={degree} is too large for this machine: its L² = {degree**2:,} basis functions need at least "
         f"{degree**2 * per_column / 1e9:,.0f} GB (the first layer, L² × dim_hidden {hidden} float32, and one batch "
         f"of features, data.batch_size {data.batch_size} × L² float64) and this machine has {memory / 1e9:,.0f} GB of "
@@ -312,9 +312,10 @@ def _exactly(value: Any) -> str:
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
-    """Raise :class:`ValueError` naming the dotted ``key``, its ``value`` and what is ``allowed`` unless ``ok``."""
+    """Raise :class:`BadInputError` (a ValueError) naming the dotted ``key``, its ``value`` and what is ``allowed``
+    unless ``ok``."""
     if not ok:
-        raise ValueError(f"{key}={value!r} must be {allowed}")
+        raise BadInputError(f"{key}={value!r} must be {allowed}")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}
@@ -346,7 +347,7 @@ def from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
     for name, cls in SECTIONS.items():
         values = raw.get(name) or {}
         if not isinstance(values, Mapping):
-            raise TypeError(f"config section {name!r} must be a mapping, got {type(values).__name__}: {values!r}")
+            raise BadInputError(f"config section {name!r} must be a mapping, got {type(values).__name__}: {values!r}")
         sections[name] = _build_section(name, cls, values)
     return TrainConfig(**sections)
 
@@ -537,7 +538,7 @@ def _build_section(section: str, cls: type, values: Mapping[str, Any]):
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
         choices = _CHOICES.get((section, key))
         if choices is not None and kwargs[key] not in choices:
-            raise ValueError(f"{section}.{key}={kwargs[key]!r} is not one of {list(choices)}")
+            raise BadInputError(f"{section}.{key}={kwargs[key]!r} is not one of {list(choices)}")
     return cls(**kwargs)
 
 
@@ -546,7 +547,8 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the annotation ``hint`` (int → float is allowed; str → Path is not)."""
+    """Check ``value`` against the annotation ``hint`` (int → float is allowed; str → Path is not); a value of another
+    type raises :class:`BadInputError` (a ValueError; it was a TypeError, which ``except ValueError`` missed)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -557,35 +559,35 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                 continue
             try:
                 return _coerce(key, value, option)
-            except (TypeError, ValueError):
+            except BadInputError:
                 continue
-        raise TypeError(f"{key}={value!r} must be {' or '.join(_TYPE_WORDS.get(o, o.__name__) for o in options)}")
+        raise BadInputError(f"{key}={value!r} must be {' or '.join(_TYPE_WORDS.get(o, o.__name__) for o in options)}")
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"{key}={value!r} must be a number")
+            raise BadInputError(f"{key}={value!r} must be a number")
         return float(value)
     if hint is int:  # (a float never: 1e308 was taken as a 309-digit batch size while 2.5 was refused)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{key}={value!r} must be an integer (written without a decimal point or exponent)")
+            raise BadInputError(f"{key}={value!r} must be an integer (written without a decimal point or exponent)")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise TypeError(f"{key}={value!r} must be true or false")
+            raise BadInputError(f"{key}={value!r} must be true or false")
         return value
     if hint is str:
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)  # e.g. trainer.precision: 32
         if not isinstance(value, str):
-            raise TypeError(f"{key}={value!r} must be a string")
+            raise BadInputError(f"{key}={value!r} must be a string")
         return value
     if hint is dict or origin is dict:
         if not isinstance(value, Mapping):
-            raise TypeError(f"{key}={value!r} must be a mapping")
+            raise BadInputError(f"{key}={value!r} must be a mapping")
         return copy.deepcopy(dict(value))
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise TypeError(f"{key}={value!r} must be a list of {len(args)} values")
+            raise BadInputError(f"{key}={value!r} must be a list of {len(args)} values")
         return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args, strict=True)))
     return value
 
