@@ -330,14 +330,14 @@ def _build_advice(root: Path) -> str:
     a corpus of satclip's cut short; elsewhere, if it holds other files (satclip refused the ``--out ROOT`` it
     advised: it never replaces a directory it did not create)."""
     if not root.exists() or root.is_dir() and not any(root.iterdir()):
-        return f"build one with: {build_command(root)}"
+        return f"build one with: {_build_command(root)}"
     if root.is_dir() and safe_output.owned_kind(root) == KIND:  # (its parameters went with the manifest)
-        return f"build it again with: {build_command(root)} --overwrite, and the options it was built with"
+        return f"build it again with: {_build_command(root)} --overwrite, and the options it was built with"
     new = Path(f"{root if root.name else root.resolve()}-bluemarble")  # (a sibling: root may be satclip's output)
-    return f"satclip builds one only in a new or empty directory, e.g. with: {build_command(new)}"
+    return f"satclip builds one only in a new or empty directory, e.g. with: {_build_command(new)}"
 
 
-def build_command(root: str | os.PathLike, params: object = None) -> str:
+def _build_command(root: str | os.PathLike, params: object = None) -> str:
     """The ``satclip data bluemarble`` command that builds the corpus of ``params`` (a manifest's, as a dict) in
     ``root``: with each parameter that is not the default, as run again a damaged corpus is rebuilt only with its own
     parameters (advised with the defaults and --overwrite, it replaced a corpus of 3,000 patches with 100,000)."""
@@ -539,7 +539,7 @@ def load_bluemarble_arrays(root: str | os.PathLike) -> tuple[np.memmap, np.ndarr
     root = Path(root)
     manifest = read_manifest(root)
     # run with the corpus's own parameters, the build finds the damage and rebuilds it (no --overwrite needed)
-    rebuild = f"rebuild it with: {build_command(root, manifest.get('params'))}"
+    rebuild = f"rebuild it with: {_build_command(root, manifest.get('params'))}"
     path = root / manifest["files"]["images"]
     try:
         images = np.load(path, mmap_mode="r")
