@@ -414,11 +414,8 @@ def test_auto_precision_resumes_only_the_same_job_on_dask(cluster, dataset, mode
     """A rerun of a killed bf16 job with another model, where "auto" chose float32, said "resuming in bf16, the
     precision this run started with" before it was refused as another model."""
     from satclip.embed import ResumeMismatchError
-    from satclip.models import precision
 
-    def auto(encoder, chosen):
-        encoder.precision, encoder.precision_choice = chosen, precision.Choice(chosen, "auto", "calibrated (test)")
-        return encoder
+    from .test_precision_embed import _auto as auto
 
     _, client = cluster
     out = tmp_path / "emb"
