@@ -318,7 +318,7 @@ def _choose(key: tuple, model: tuple, encoder, device: torch.device, evidence: s
                  kept.precision, kept.reason, file, file.parent)  # fmt: skip
         return kept
     timed, where = _timing(key, encoder, device, evidence)
-    choice = _within_cosine(timed, encoder, device)
+    choice = _within_cosine(timed, encoder, device, evidence)
     cosine = "" if choice.min_cosine is None else f"; min cosine to float32 {choice.min_cosine:.6f}"
     log.info("precision auto -> %s (%s%s; %s)", choice.precision, choice.reason, cosine, where)
     _keep_calibration(file, choice, warn=False)  # (a cache that keeps no timing was said to)
@@ -455,9 +455,10 @@ def _calibrate(encoder, device: torch.device, evidence: str) -> Choice:
     return Choice("bf16", "auto", f"{evidence}; bf16 measured {speedup:.1f}x float32", speedup)
 
 
-def _within_cosine(timed: Choice, encoder, device: torch.device) -> Choice:
+def _within_cosine(timed: Choice, encoder, device: torch.device, evidence: str) -> Choice:
     """The timing's choice for this model: float32 where bf16 embeds a probe point at a cosine below
-    :data:`MIN_COSINE` to float32 (which depends on the weights; the timing does not)."""
+    :data:`MIN_COSINE` to float32 (which depends on the weights; the timing does not). ``evidence``: why bf16 is
+    native here (:func:`bf16_support`), which a refusal's reason starts with."""
     if timed.precision != "bf16":
         return timed
     from .fused import encode_points
@@ -467,7 +468,7 @@ def _within_cosine(timed: Choice, encoder, device: torch.device) -> Choice:
     reference, fast = (encode_points(evaluated, points, name).double() for name in ("float32", "bf16"))
     cosine = torch.nn.functional.cosine_similarity(reference, fast, dim=1).min().item()
     if cosine < MIN_COSINE:
-        reason = f"{timed.reason.split(';')[0]}, but bf16 cosine {cosine:.6f} < {MIN_COSINE}"
+        reason = f"{evidence}, but bf16 cosine {cosine:.6f} < {MIN_COSINE}"
         return Choice("float32", "auto", reason, timed.speedup, cosine)
     return Choice("bf16", "auto", timed.reason, timed.speedup, cosine)
 
