@@ -556,3 +556,18 @@ def test_coordinates_in_radians_are_named_in_the_footprint_note(caplog):
         caplog.clear()
         satclip.embed(degrees, encoder)
     assert "outside the model's training footprint" in caplog.text and "radians" not in caplog.text
+
+
+def test_coordinates_in_radians_are_named_for_a_model_without_a_footprint(caplog):
+    """The hint came only beside a footprint note: a model that records no footprint (the released checkpoints)
+    embedded radians without a word."""
+    encoder = satclip.LocationEncoder.from_config(CONFIG)
+    rng = np.random.default_rng(0)
+    degrees = np.column_stack([rng.uniform(-180, 180, 200), rng.uniform(-90, 90, 200)])
+    with caplog.at_level("WARNING", logger="satclip"):
+        satclip.embed(np.radians(degrees), encoder)
+        assert caplog.messages == ["Every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates "
+                                   "in radians do: if they are, pass numpy.degrees(points)."]  # fmt: skip
+        caplog.clear()
+        satclip.embed(degrees, encoder)
+    assert not caplog.messages

@@ -1330,6 +1330,35 @@ def test_points_outside_the_training_footprint_are_counted_after_the_run(tmp_pat
     assert "footprint" not in capsys.readouterr().out
 
 
+RADIANS_NOTE = ("note: every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians "
+                "do: if they are, convert them to degrees (× 180/π) and embed again")
+
+
+def test_coordinates_that_look_like_radians_are_noted_after_the_run(tmp_path, model, points, capsys, monkeypatch):
+    """Radians are valid degrees, all in a box of open sea off West Africa: ``satclip embed`` wrote them at the wrong
+    places without a word (only ``satclip.embed`` said so, and only beside a footprint note). A line says it now,
+    for a model that records no footprint too, also when resumed, and nothing for degrees."""
+    radians = points.assign(lon=np.radians(points["lon"]), lat=np.radians(points["lat"]))
+    radians.to_csv(tmp_path / "radians.csv", index=False)
+    assert embed(tmp_path / "radians.csv", "-o", tmp_path / "a.parquet", "--model", model) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [RADIANS_NOTE]
+
+    killed = tmp_path / "b.parquet"
+    with monkeypatch.context() as patch:
+        crash_after(patch, 2)
+        assert embed(tmp_path / "radians.csv", "-o", killed, "--model", model, *CHUNK) == 1
+    assert embed(tmp_path / "radians.csv", "-o", killed, "--model", model, *CHUNK) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "resumed after 2 chunk(s)" in out[0] and out[1:] == [RADIANS_NOTE]
+
+    # one point in degrees beyond the box, in the last chunk: the points are not all radians-like
+    points.assign(lon=radians["lon"].where(points.index < N - 1, 100.0), lat=radians["lat"]).to_csv(
+        tmp_path / "degrees.csv", index=False
+    )
+    assert embed(tmp_path / "degrees.csv", "-o", tmp_path / "c.parquet", "--model", model, *CHUNK) == 0
+    assert "radians" not in capsys.readouterr().out
+
+
 def test_a_geojson_or_geopackage_input_says_its_geometry_is_not_written(tmp_path, model, capsys):
     """The Parquet output of a GeoJSON or GeoPackage file holds no geometry (geopandas.read_parquet: "Missing geo
     metadata"), and only docs/scale.md said so: a line says it now, with the column to join the features back on."""

@@ -31,7 +31,7 @@ from satclip.io.native import write_native
 
 from .conftest import FLOAT32_REASSOCIATION, flip_byte, one_error_line
 from .test_embed_api import CONFIG
-from .test_embed_cli import OCEAN_LAND, assert_embeddings_stored_plain, footprint_note, land_model
+from .test_embed_cli import OCEAN_LAND, RADIANS_NOTE, assert_embeddings_stored_plain, footprint_note, land_model
 
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -1256,6 +1256,20 @@ def test_more_local_workers_than_cores_are_refused(model, tmp_path, monkeypatch,
     assert err.startswith("satclip: error: --workers 3: this machine has 2 usable core(s), and the local cluster runs "
                           "one single-threaded worker process per core"), err  # fmt: skip
     assert err.endswith("give at most 2, or --scheduler for a larger cluster"), err
+
+
+def test_coordinates_that_look_like_radians_are_noted_by_the_partitions(cluster, tmp_path, capsys, model):
+    """As the local engine: each partition counts its points beyond the box of radians, and a line after the run
+    says when none was, for a model that records no footprint too."""
+    _, client = cluster
+    rng = np.random.default_rng(0)
+    degrees = pd.DataFrame({"lon": rng.uniform(-180, 180, 3000), "lat": rng.uniform(-90, 90, 3000)})
+    for name, frame, noted in (("radians", np.radians(degrees), True), ("degrees", degrees, False)):
+        dataset = write_dataset(frame, tmp_path / name, parts=2)
+        output = tmp_path / f"{name}.parquet"
+        assert main(["embed", str(dataset), "-o", str(output), "--model", str(model), "--engine", "dask", "--scheduler",
+                     client.scheduler.address, "--chunk-rows", "1024", "--no-progress"]) == 0  # fmt: skip
+        assert (capsys.readouterr().out.splitlines()[1:] == [RADIANS_NOTE]) is noted, name
 
 
 def test_points_outside_the_training_footprint_are_counted_by_the_partitions(cluster, tmp_path, capsys):

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
             "A GeoJSON or GeoPackage input's geometry and CRS are not written (a GeoParquet input's are): the Parquet "
             "output holds its attributes, feature ids (id, a GeoPackage's fid) and lon/lat, to join back on. "
             "Points outside the model's recorded training footprint (land north of 60°S for the bluemarble models) "
-            "are embedded all the same, and counted in a note after the run. "
+            "are embedded all the same, and counted in a note after the run; so are coordinates that look like "
+            "radians (every point within ±3.14° of longitude and ±1.57° of latitude). "
             "Exit code 2: invalid input (bad or missing coordinates, ambiguous columns)."
         ),
     )
@@ -268,4 +269,8 @@ def run(args: argparse.Namespace) -> int:
         from ..embed.footprint import outside_note
 
         print(outside_note(result.outside_footprint, result.rows - result.invalid, args.model, result.footprint))
+    from ..encoding.points import RADIANS_NOTE, looks_like_radians
+
+    if looks_like_radians(result.rows - result.invalid, result.outside_radians_box):
+        print(f"note: {RADIANS_NOTE}: if they are, convert them to degrees (× 180/π) and embed again")
     return 0

@@ -133,18 +133,20 @@ def _warn_of_misread(lonlat: np.ndarray | torch.Tensor) -> None:
                     hints)  # fmt: skip
 
 
-def _warn_of_footprint(encoder: LocationEncoder, lonlat: np.ndarray | torch.Tensor, model) -> None:
+def _warn_of_placement(encoder: LocationEncoder, lonlat: np.ndarray | torch.Tensor, model) -> None:
     """Warn where points lie outside the training footprint the model records (:mod:`satclip.embed.footprint`):
-    their embeddings extrapolate, as ``satclip embed`` says after its run."""
-    footprint = recorded_footprint(encoder)
-    if footprint is None:
-        return
+    their embeddings extrapolate, as ``satclip embed`` says after its run; and where they look like radians
+    (:func:`~satclip.encoding.points.radians_hint`), with a footprint or without."""
     values = _float64(lonlat)
+    hint = radians_hint(values)
+    footprint = recorded_footprint(encoder)
     outside = outside_count(footprint, values)
     if outside:
         name = str(model) if isinstance(model, (str, Path)) else "the model"
         valid = len(values) - int(invalid_rows(values).sum())
-        log.warning("%s%s", outside_note(outside, valid, name, footprint.describe()), radians_hint(values))
+        log.warning("%s%s", outside_note(outside, valid, name, footprint.describe()), hint)
+    elif hint:
+        log.warning("%s", hint.lstrip())
 
 
 def check_options(batch_size, **flags) -> None:
@@ -232,7 +234,7 @@ def embed(
     if skip_invalid:
         _warn_of_misread(lonlat)
     out = embed_lonlat(encoder, lonlat, batch_size=batch_size, skip_invalid=skip_invalid, index=index)
-    _warn_of_footprint(encoder, lonlat, model)
+    _warn_of_placement(encoder, lonlat, model)
     if isinstance(lonlat, torch.Tensor):
         return out
     values = out.cpu().numpy()

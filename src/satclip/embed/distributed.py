@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import safe_output
 from ..digests import file_crc32
-from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, range_hints
+from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, outside_radians_box, range_hints
 from ..errors import BadInputError, ResumeError
 from ..io.resolve import encoder_files
 from ..models import precision
@@ -238,6 +238,7 @@ class _Partitions:
         if bad.any():  # (what the rows skipped look like: said once for the job by the client, _run)
             result["hints"] = range_hints(lonlat, bad, **file_advice(source))
         result["outside"] = outside_count(self.footprint, lonlat)
+        result["outside_radians_box"] = outside_radians_box(lonlat)
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
         with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
             embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)
@@ -561,7 +562,8 @@ def embed_dataset(
             invalid = sum(manifest["done"].values())
             seconds = time.perf_counter() - began
             return EmbedResult(output, source.num_rows, invalid, num_parts, num_parts, seconds, 0,
-                               precision.for_encoder(encoder), _outside(manifest, num_parts), described)  # fmt: skip
+                               precision.for_encoder(encoder), _counted(manifest, "outside_footprint", num_parts),
+                               described, _counted(manifest, "outside_radians_box", num_parts))  # fmt: skip
         if manifest is None:
             if safe_output.is_owned(workdir):
                 safe_output.remove_owned(workdir)  # our leftovers without a manifest: nothing to resume
@@ -570,7 +572,7 @@ def embed_dataset(
             manifest = {
                 "satclip_embed_manifest": 1, "engine": "dask", "input_path": os.path.abspath(source.path),
                 "identity": identity, "num_input_rows": source.num_rows, "partitions": num_parts, "done": {},
-                "parts_crc32": {}, "outside_footprint": {},
+                "parts_crc32": {}, "outside_footprint": {}, "outside_radians_box": {},
             }  # fmt: skip
             safe_output.write_json(manifest_path, manifest)
         if safe_output.is_owned(pending):
@@ -610,7 +612,8 @@ def embed_dataset(
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
     return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
-                       precision.for_encoder(encoder), _outside(manifest, num_parts), described)  # fmt: skip
+                       precision.for_encoder(encoder), _counted(manifest, "outside_footprint", num_parts), described,
+                       _counted(manifest, "outside_radians_box", num_parts))  # fmt: skip
 
 
 def _options(source, kind: str, layout: str, column: str, chunk_rows, batch_size) -> dict:
@@ -648,10 +651,11 @@ def check_unfinished_run(
     resume_manifest(workdir, json.loads(json.dumps(identity)), False, source.path)
 
 
-def _outside(manifest: dict, num_parts: int) -> int | None:
-    """The points outside the training footprint that every partition counted; None where one did not (a model
-    without a footprint, a worker without the land mask, a run started by an older satclip)."""
-    counts = manifest.get("outside_footprint")
+def _counted(manifest: dict, key: str, num_parts: int) -> int | None:
+    """The sum of the points every partition counted in the manifest's ``key`` (``outside_footprint``,
+    ``outside_radians_box``); None where one did not (a model without a footprint, a worker without the land mask,
+    a run started by an older satclip)."""
+    counts = manifest.get(key)
     if not isinstance(counts, dict) or len(counts) != num_parts:
         return None
     return sum(counts.values())
@@ -697,10 +701,11 @@ def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int,
     records = manifest.get("parts_crc32", {})
     if not isinstance(records, dict) or not all(k in done and _crc_record(v) for k, v in records.items()):
         raise damaged_manifest(path, f"parts_crc32 {records!r:.60} does not map partitions done to [size, CRC-32]")
-    outside = manifest.get("outside_footprint", {})
-    if not isinstance(outside, dict) or not all(k.isdigit() and int(k) < num_parts and type(v) is int and v >= 0
-                                                for k, v in outside.items()):  # fmt: skip
-        raise damaged_manifest(path, f"outside_footprint {outside!r:.60} does not map partitions to numbers of points")
+    for key in ("outside_footprint", "outside_radians_box"):
+        counts = manifest.get(key, {})
+        if not isinstance(counts, dict) or not all(k.isdigit() and int(k) < num_parts and type(v) is int and v >= 0
+                                                   for k, v in counts.items()):  # fmt: skip
+            raise damaged_manifest(path, f"{key} {counts!r:.60} does not map partitions to numbers of points")
     assembled = manifest.get("assembled", {})
     if not isinstance(assembled, dict) or not all(_crc_record(v) for v in assembled.get("crc32", [])):
         raise damaged_manifest(path, f"assembled {assembled!r:.60} is not the assembly's state")
@@ -785,8 +790,10 @@ def _run(
             if result.get("hints"):
                 hints[index] = result["hints"]
             manifest["done"][str(index)] = result["invalid"]
-            if result.get("outside") is not None and isinstance(manifest.get("outside_footprint"), dict):
-                manifest["outside_footprint"][str(index)] = result["outside"]
+            for key, count in (("outside_footprint", result.get("outside")),
+                               ("outside_radians_box", result.get("outside_radians_box"))):  # fmt: skip
+                if count is not None and isinstance(manifest.get(key), dict):  # (not in a run of an older satclip)
+                    manifest[key][str(index)] = count
             if "parts_crc32" in manifest:
                 manifest["parts_crc32"][str(index)] = result["stored"]
             safe_output.write_json(manifest_path, manifest)

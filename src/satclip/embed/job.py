@@ -27,7 +27,15 @@ from typing import Protocol
 import numpy as np
 
 from .. import safe_output
-from ..encoding.points import PROJECTED_FILE, SWAPPED, InvalidPointsError, describe_invalid, invalid_rows, range_hints
+from ..encoding.points import (
+    PROJECTED_FILE,
+    SWAPPED,
+    InvalidPointsError,
+    describe_invalid,
+    invalid_rows,
+    outside_radians_box,
+    range_hints,
+)
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
 from ..models.location_encoder import model_identity, model_record
@@ -84,6 +92,9 @@ class EmbedResult:
     outside_footprint: int | None = None
     #: that footprint, described (:meth:`satclip.models.provenance.Footprint.describe`)
     footprint: str = ""
+    #: valid points outside the box where coordinates in radians lie
+    #: (:func:`~satclip.encoding.points.outside_radians_box`); None for a run started by an older satclip
+    outside_radians_box: int | None = None
 
 
 def precision_record(encoder) -> dict:
@@ -197,12 +208,13 @@ def _say_geometry_left_out(source: Source, output: Path) -> None:
 
 def _scan(
     source: Source, chunk_rows: int, shard: tuple[int, int], footprint: Footprint | None = None
-) -> tuple[int, int, InvalidPointsError | None, str, int | None]:
+) -> tuple[int, int, InvalidPointsError | None, str, int | None, int]:
     """Count rows (if the format does not know) and check the shard's coordinates.
 
     Returns ``(num_rows, invalid_count, error naming the first invalid rows or None, what the invalid rows of the
     first chunk that has any look like: swapped, projected, … (range_hints; empty if nothing), the shard's valid
-    points outside ``footprint`` or None (:func:`~satclip.embed.footprint.outside_count`))``.
+    points outside ``footprint`` or None (:func:`~satclip.embed.footprint.outside_count`), the shard's valid points
+    outside the radians box (:func:`~satclip.encoding.points.outside_radians_box`))``.
     """
     columns = [source.lon_col, source.lat_col]
     num_rows = source.num_rows
@@ -214,6 +226,7 @@ def _scan(
         stop_row = sys.maxsize
     bad_chunks: dict[int, int] = {}  # chunk → invalid rows in it
     outside_chunks: dict[int, int | None] = {}  # chunk → valid points in it outside the footprint
+    beyond_radians: dict[int, int] = {}  # chunk → valid points in it outside the radians box
     counted = first_chunk * chunk_rows
     for index, table in source.chunks(first_chunk, stop_row, chunk_rows, columns):
         lonlat = coordinates(table, *columns, source, index * chunk_rows)
@@ -223,14 +236,16 @@ def _scan(
             bad_chunks[index] = int(bad.sum())
         if footprint is not None:  # (here, where every chunk's coordinates are read anyway; a resumed run: manifest)
             outside_chunks[index] = outside_count(footprint, lonlat)
+        beyond_radians[index] = outside_radians_box(lonlat)
     if num_rows is None:
         num_rows = counted
     first_chunk, stop_chunk = shard_chunks(num_rows, chunk_rows, shard)
     in_shard = {i: n for i, n in bad_chunks.items() if first_chunk <= i < stop_chunk}
     counts = [n for i, n in outside_chunks.items() if first_chunk <= i < stop_chunk]
     outside = sum(counts) if footprint is not None and None not in counts else None
+    radians_box = sum(n for i, n in beyond_radians.items() if first_chunk <= i < stop_chunk)
     if not in_shard:
-        return num_rows, 0, None, "", outside
+        return num_rows, 0, None, "", outside, radians_box
     total, index = sum(in_shard.values()), min(in_shard)
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
         lonlat = coordinates(table, *columns, source, index * chunk_rows)
@@ -243,7 +258,7 @@ def _scan(
             "write nulls for them)"
         )
         error = InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
-        return num_rows, total, error, range_hints(lonlat, bad, **file_advice(source)), outside
+        return num_rows, total, error, range_hints(lonlat, bad, **file_advice(source)), outside, radians_box
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
 
 
@@ -530,7 +545,7 @@ def _new_run(
     footprint: Footprint | None,
 ) -> dict:
     """Check the input, then create an empty work directory; returns the new manifest (not yet written)."""
-    num_rows, invalid, error, hints, outside = _scan(source, chunk_rows, shard, footprint)
+    num_rows, invalid, error, hints, outside, radians_box = _scan(source, chunk_rows, shard, footprint)
     if error is not None and not skip_invalid:
         raise error
     if hints:  # (a swapped or projected file was written part or all null, the rest at wrong places, exit 0)
@@ -549,7 +564,7 @@ def _new_run(
         "num_input_rows": num_rows, "chunks": [first, stop],
         "rows": [first * chunk_rows, min(stop * chunk_rows, num_rows)], "invalid_rows": invalid, "done": [],
         "chunk_records": 1,  # (the sink records each chunk it stores: sinks.Sink)
-        "outside_footprint": outside,
+        "outside_footprint": outside, "outside_radians_box": radians_box,
     }  # fmt: skip
 
 
@@ -562,6 +577,10 @@ def _check_manifest(path: Path, manifest: dict, chunk_rows: int, shard: tuple[in
         return isinstance(value, list) and count in (None, len(value)) and all(type(v) is int for v in value)
 
     num_rows, chunks, done = manifest.get("num_input_rows"), manifest.get("chunks"), manifest.get("done")
+
+    def number_of_rows(value) -> bool:  # (or None: not counted)
+        return value is None or (type(value) is int and 0 <= value <= num_rows)
+
     finished = manifest.get("finished")
     problem = None
     if type(num_rows) is not int or num_rows < 1:
@@ -573,9 +592,10 @@ def _check_manifest(path: Path, manifest: dict, chunk_rows: int, shard: tuple[in
         problem = f"rows {clipped(manifest.get('rows'))} are not those of chunks {chunks}"
     elif type(manifest.get("invalid_rows")) is not int or not 0 <= manifest["invalid_rows"] <= num_rows:
         problem = f"invalid_rows {clipped(manifest.get('invalid_rows'))} is not a number of rows"
-    elif manifest.get("outside_footprint") is not None and not (type(manifest["outside_footprint"]) is int
-                                                                 and 0 <= manifest["outside_footprint"] <= num_rows):
+    elif not number_of_rows(manifest.get("outside_footprint")):
         problem = f"outside_footprint {clipped(manifest['outside_footprint'])} is not a number of rows"
+    elif not number_of_rows(manifest.get("outside_radians_box")):
+        problem = f"outside_radians_box {clipped(manifest['outside_radians_box'])} is not a number of rows"
     elif not integers(done) or len(set(done)) != len(done) or not all(chunks[0] <= k < chunks[1] for k in done):
         problem = f"done {clipped(done)} is not a list of chunk numbers from {chunks[0]} to {chunks[1] - 1}"
     elif finished is not None and (not isinstance(finished, str) or finished != Path(finished).name
@@ -686,7 +706,8 @@ def embed_file(
             rows = manifest["rows"][1] - manifest["rows"][0]
             return EmbedResult(output, rows, manifest["invalid_rows"], stop - first, stop - first,
                                time.perf_counter() - began, 0, precision["precision"],
-                               manifest.get("outside_footprint"), described)  # fmt: skip
+                               manifest.get("outside_footprint"), described,
+                               manifest.get("outside_radians_box"))  # fmt: skip
         new_run = manifest is None
         if new_run:
             manifest = _new_run(source, workdir, identity, chunk_rows, shard, skip_invalid, footprint)
@@ -747,5 +768,5 @@ def embed_file(
     rows = row1 - row0
     return EmbedResult(
         output, rows, manifest["invalid_rows"], stop - first, resumed, seconds, rows - done_rows,
-        precision["precision"], manifest.get("outside_footprint"), described,
+        precision["precision"], manifest.get("outside_footprint"), described, manifest.get("outside_radians_box"),
     )  # fmt: skip

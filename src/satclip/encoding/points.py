@@ -128,15 +128,31 @@ def valid_range_advice(
     return advice + range_hints(lonlat, bad, swapped, projected)
 
 
-def radians_hint(lonlat: np.ndarray) -> str:
-    """A hint, after a space, where every one of at least two valid (lon, lat) rows of ``lonlat`` lies within ±π of
-    longitude and ±π/2 of latitude, as coordinates in radians do (in degrees that box is open sea off West Africa);
-    else empty. Radians are valid degrees, embedded at the wrong places without a word but the footprint's."""
+def outside_radians_box(lonlat: np.ndarray) -> int:
+    """How many valid (lon, lat) rows of ``lonlat`` lie beyond ±π of longitude or ±π/2 of latitude, the box that
+    holds every coordinate in radians (in degrees it is open sea off West Africa): none, of at least two valid
+    points, is what :func:`radians_hint` and ``satclip embed``'s note say."""
     valid = lonlat[~invalid_rows(lonlat)]
-    if len(valid) < 2 or not ((np.abs(valid[:, 0]) <= np.pi).all() and (np.abs(valid[:, 1]) <= np.pi / 2).all()):
+    return int(np.count_nonzero((np.abs(valid[:, 0]) > np.pi) | (np.abs(valid[:, 1]) > np.pi / 2)))
+
+
+def looks_like_radians(valid: int, outside_box: int | None) -> bool:
+    """Whether ``valid`` points of which ``outside_box`` lie outside the radians box (:func:`outside_radians_box`;
+    None: not counted) look like coordinates in radians. Radians are valid degrees, embedded at the wrong places
+    without a word."""
+    return outside_box == 0 and valid >= 2
+
+
+RADIANS_NOTE = "every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians do"
+
+
+def radians_hint(lonlat: np.ndarray) -> str:
+    """A hint, after a space, where the valid rows of ``lonlat`` look like radians (:func:`looks_like_radians`);
+    else empty."""
+    valid = len(lonlat) - int(invalid_rows(lonlat).sum())
+    if not looks_like_radians(valid, outside_radians_box(lonlat)):
         return ""
-    return (" Every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians do: if "
-            "they are, pass numpy.degrees(points).")  # fmt: skip
+    return f" {RADIANS_NOTE.capitalize()}: if they are, pass numpy.degrees(points)."
 
 
 def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE) -> str:
