@@ -75,6 +75,7 @@ def test_cache_build_verify_and_train_from_cache(tmp_path, capsys, fixture_visua
     assert main(["train", *args]) == 0
     out = capsys.readouterr().out
     assert "best:" in out and "last:" in out
+    assert f"feature cache: {cache}" in out.splitlines()  # (a cache built from data.root was named at debug only)
     for name in ("best", "last"):
         _check_export(tmp_path / "run" / "export" / name, fixture_visual_shapes)
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]

@@ -175,5 +175,7 @@ def run(args: argparse.Namespace) -> int:
         others = " and the others" if len(result.exports) > 1 else ""
         print(f"readers of {shown.path}{others}:")
         print("\n".join(f"  {reader.describe()}" for reader in shown.readers))
+    if result.config.data.source == "cache":  # (built from data.root or reused: logged at debug only)
+        print(f"feature cache: {result.config.data.cache}")
     print(f"run directory: {result.run_dir}")
     return 0
