@@ -794,3 +794,32 @@ def test_a_sentinel2_patch_smaller_than_the_training_patches_is_said(tmp_path, c
     assert capsys.readouterr().err.strip().splitlines() == [said]
     assert main(["locate", str(tif), "--model", str(ckpt), "--grid-size", "50"]) == 0
     assert "smaller than" not in capsys.readouterr().err
+
+
+def test_an_output_in_a_read_only_folder_is_refused_before_the_work(tmp_path, monkeypatch, capsys):
+    """`satclip locate … -o ro/out.csv` printed the ranked table, then failed writing it ("read-only file system:
+    ro/out.csv: write elsewhere", exit 1). (The test runs as any user, root included, whom no permission stops: a
+    user's refusal is faked from the mode bits, as in test_safe_output.)"""
+    import os
+
+    from satclip.io import load
+
+    picture = _png(tmp_path / "rgb.png", np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: real_access(path, mode, **kwargs) and not (
+        mode & os.W_OK and not os.stat(path).st_mode & 0o200))  # fmt: skip
+    monkeypatch.setattr(load, "load_model", lambda *args, **kwargs: pytest.fail("the model was loaded"))
+    try:
+        for output in (read_only / "out.csv", read_only / "new" / "out.json"):
+            assert main(["locate", str(picture), "--model", "bluemarble-l10", "-o", str(output)]) == 1
+            captured = capsys.readouterr()
+            assert captured.out == ""
+            assert one_error_line(captured.err) == (
+                f"satclip: error: refusing to write {output}: {read_only} is read-only; make it writable "
+                f"(chmod u+w {read_only}) or choose another output path")  # fmt: skip
+        assert list(read_only.iterdir()) == []
+    finally:
+        read_only.chmod(0o755)

@@ -287,7 +287,7 @@ def remove_owned(path: str | Path, *, last: str | None = None) -> None:
             f"refusing to delete {path}: satclip did not create it (no {MARKER} marker); move or remove it yourself"
         )
     _refuse_foreign(path, "delete")
-    _refuse_read_only(path, "delete")
+    _refuse_read_only(path, f"delete {path}")
     if last is not None:
         for entry in path.iterdir():
             if entry.name not in (last, MARKER):
@@ -452,14 +452,31 @@ def _other_outputs(directory: Path, paths: list[str]) -> list[str]:
     return [f"{part}: {owned_noun(directory / part)}" for part in outermost]
 
 
-def _refuse_read_only(directory: Path, action: str) -> None:
-    """Refuse a directory whose files cannot be deleted: replacing it swapped the new one in, then failed deleting
-    the old one ("permission denied", exit 1), which was left beside it as a hidden temporary."""
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise SatclipError(
-            f"refusing to {action} {directory}: it is read-only, so satclip cannot delete its files; make it "
-            f"writable (chmod u+w {directory}) or choose another output path"
-        )
+def _refuse_read_only(directory: Path, action: str, what: str = "it",
+                      why: str = ", so satclip cannot delete its files") -> None:
+    """Refuse to ``action`` where this user cannot create, rename or delete files in ``directory`` (a read-only file
+    system, or its permissions): replacing a directory swapped the new one in, then failed deleting the old one
+    ("permission denied", exit 1), which was left beside it as a hidden temporary. ``what`` names ``directory`` in
+    the message, ``why`` says what fails there."""
+    if os.access(directory, os.W_OK | os.X_OK):
+        return
+    if hasattr(os, "statvfs") and os.statvfs(directory).f_flag & os.ST_RDONLY:  # (no chmod makes it writable)
+        raise SatclipError(f"refusing to {action}: {what} is on a read-only file system{why}; choose another output "
+                           "path")  # fmt: skip
+    raise SatclipError(
+        f"refusing to {action}: {what} is read-only{why}; make it writable (chmod u+w {directory}) or choose another "
+        "output path"
+    )
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`SatclipError` if this user cannot create the output ``path``: the folder it is written in (the
+    nearest existing one, where its missing folders would be made) is read-only. Said before any work: the write
+    failed after it (`satclip locate -o ro/out.csv` printed its table, then "read-only file system")."""
+    for parent in expand_user(path).absolute().parents:
+        if parent.is_dir():
+            _refuse_read_only(parent, f"write {path}", what=str(parent), why="")
+            return
 
 
 #: what each format of satclip's manifests is, for messages ("a satclip satclip.bluemarble" was said)
@@ -702,7 +719,7 @@ def check_output(
             _refuse_other_kind(path, kind)
         if overwrite:
             _refuse_foreign(path, "replace")
-            _refuse_read_only(path, "replace")
+            _refuse_read_only(path, f"replace {path}")
     elif path.is_dir():
         raise OutputExistsError(
             f"{path} is a directory; satclip writes a file there and never replaces a directory: choose a file path"

@@ -83,12 +83,14 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"--truth {args.truth[0]:g} {args.truth[1]:g} is not a location. "
                                 f"{valid_range_advice(given, bad)}")  # fmt: skip
     inputs = [args.image, *local_model_files(args.model)]
-    if args.output is not None:  # before loading the model: a name of another format, an existing file
+    if args.output is not None:  # before loading the model: a name of another format, an existing file, a read-only
+        # folder (each failed only after the work, the last after the table was printed)
         if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
             raise BadInputError(f"--output {args.output}: name a .csv or .json file (the suffix says which is "
                                 "written)")  # fmt: skip
         safe_output.check_new_output(args.output)  # (a file in a corpus blocked the corpus's --overwrite)
         safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
+        safe_output.check_writable(args.output)
     model = load_model(args.model, device=args.device, harmonics_calculation=args.harmonics,
                        trust_checkpoint=args.trust_checkpoint, needed_for="satclip locate")  # fmt: skip
     image = load_image(model, args.image, name=Path(str(args.model)).name)
