@@ -823,3 +823,20 @@ def test_an_output_in_a_read_only_folder_is_refused_before_the_work(tmp_path, mo
         assert list(read_only.iterdir()) == []
     finally:
         read_only.chmod(0o755)
+
+
+def test_a_geotiff_of_other_bands_is_told_which_a_sentinel2_model_takes(tmp_path, capsys):
+    """A 5-band GeoTIFF given to a Sentinel-2 model was told "…12 (B10 missing) or 13 bands…; b5.tif has 5 band(s)",
+    with no word of what to do (the RGB models' refusal has one)."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    with rasterio.open(tmp_path / "b5.tif", "w", driver="GTiff", height=32, width=32, count=5, dtype="uint16",
+                       crs="EPSG:32633", transform=from_origin(500_000, 5_000_000, 10, 10)) as dst:  # fmt: skip
+        dst.write(np.random.default_rng(0).integers(1, 5000, (5, 32, 32), dtype=np.uint16))
+    assert main(["locate", str(tmp_path / "b5.tif"), "--model", str(ckpt)]) == 2
+    assert one_error_line(capsys.readouterr().err).endswith(
+        "b5.tif has 5 band(s): export all 13 L1C bands in the order B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09, "
+        "B10, B11, B12 (or those 12 without B10); for an RGB picture, locate RGB images with --model bluemarble-l10 "
+        "(32×32 px at 7.5 km/px)")  # fmt: skip

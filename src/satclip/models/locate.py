@@ -332,7 +332,9 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         trained = expected.gsd_km if expected else None
     elif in_chans == 13:
         if bands not in (12, 13):
-            hint = f": {_RGB_MODEL_HINT}" if bands == 3 else ""
+            hint = f": {_RGB_MODEL_HINT}" if bands == 3 else (  # (5 bands were said, with no word of a fix)
+                f": export all 13 L1C bands in the order {', '.join(S2_BANDS_13)} (or those 12 without B10); for an "
+                f"RGB picture, {_RGB_MODEL_HINT}")  # fmt: skip
             raise BadInputError(
                 f"{name} takes Sentinel-2 L1C GeoTIFFs with 12 (B10 missing) or 13 bands at 10 m/px, as in S2-100K; "
                 f"{path.name} has {bands} band(s){hint}"
