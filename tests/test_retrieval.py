@@ -868,14 +868,14 @@ def test_retrieval_build_refuses_its_output_before_building_features(setup, tmp_
     from satclip.pretrained import bundled_models
     from satclip.retrieval import auto
 
-    _, _, db = setup
+    model_dir, _, db = setup
     monkeypatch.setattr(auto, "auto_features", lambda *a, **k: pytest.fail("features built before the refusal"))
     before = files(db)
     for model in ("bluemarble-l10", str(bundled_models()["bluemarble-l10"])):
         assert main(["retrieval", "build", "--model", model, "--cache", "auto", "-o", str(db)]) == 2
         err = capsys.readouterr().err.strip()
-        assert err == f"satclip: error: {db} holds a retrieval database of another model; pass --overwrite " \
-                      "(overwrite=True in Python) to replace it", err  # fmt: skip
+        assert err == f"satclip: error: {db} holds a retrieval database of another model (built from {model_dir}, " \
+                      f"not {model}); pass --overwrite (overwrite=True in Python) to replace it", err  # fmt: skip
     assert files(db) == before
 
 
@@ -1473,3 +1473,22 @@ def test_a_retrieval_database_given_as_the_model_is_named_so(setup, capsys):
     assert main(argv) == 2
     err = one_error_line(capsys.readouterr().err)
     assert f"{db} is a satclip retrieval database, not a model: give a model there (a model name" in err, err
+
+
+def test_a_database_of_another_dtype_or_model_is_refused_naming_both(setup, tmp_path, capsys):
+    """`retrieval build … --dtype float32` over a float16 database said "of another dtype; pass --overwrite", and over
+    one of another model "of another model", naming neither value, though the manifest records both."""
+    model_dir, cache, db = setup
+    before = files(db)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    assert main([*argv, "--dtype", "float32"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {db} holds a retrieval database of another dtype (image embeddings in float16, not float32); "
+        "pass --overwrite (overwrite=True in Python) to replace it")  # fmt: skip
+    tiny_model(seed=3).save(tmp_path / "other")
+    argv[3] = str(tmp_path / "other")
+    assert main(argv) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"satclip: error: {db} holds a retrieval database of another model (built from {model_dir}, not "
+        f"{tmp_path / 'other'}); pass --overwrite (overwrite=True in Python) to replace it")  # fmt: skip
+    assert files(db) == before

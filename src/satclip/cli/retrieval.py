@@ -84,7 +84,7 @@ def run_build(args: argparse.Namespace) -> int:
     if auto:
         name = shipped_name(args.model)
         if args.output is not None:  # (refused only after the features were built)
-            check_replaceable(args.output, model, overwrite=args.overwrite)
+            check_replaceable(args.output, model, overwrite=args.overwrite, model_source=args.model)
         with contextlib.closing(_ProgressBar()) as progress:
             cache = auto_features(name, model, progress=progress)
         output = args.output or auto_directory(name) / "database"

@@ -262,15 +262,32 @@ def _rebuilding(err: BadInputError) -> None:
     log.warning("%s", err.rebuilding() if isinstance(err, DamagedDatabaseError) else f"{err}; rebuilding it")
 
 
-def _another_database(path: Path, differ: list[str]) -> OutputExistsError:
-    return OutputExistsError(f"{path} holds a retrieval database of another {', '.join(differ)}; pass --overwrite "
+def _another_database(path: Path, existing: dict, key: dict, model_source: str | None) -> OutputExistsError:
+    """The refusal of the database ``existing`` (its manifest) at ``path``, which another ``key`` would replace; each
+    difference named with its values where the manifest records them (it said "of another dtype", not which)."""
+    old, built_from = existing.get("key", {}), existing.get("built_from", {})
+    was_model = built_from.get("model") if built_from.get("model") != _source_name(None) else None
+    now_model = _source_name(model_source) if model_source is not None else None
+    said = []
+    for name in _differences(old, key):
+        if name == "dtype" and old.get("dtype", {}).get("image"):
+            said.append(f"dtype (image embeddings in {old['dtype']['image']}, not {key['dtype']['image']})")
+        elif name == "model" and was_model:
+            said.append(f"model (built from {was_model}"
+                        + (")" if now_model is None else f", not {now_model})" if now_model != was_model else
+                           " as it was then: its weights or config have changed)"))  # fmt: skip
+        elif name == "cache" and built_from.get("cache"):
+            said.append(f"cache (built from {built_from['cache']})")
+        else:
+            said.append(name)
+    return OutputExistsError(f"{path} holds a retrieval database of another {', '.join(said)}; pass --overwrite "
                              "(overwrite=True in Python) to replace it")  # fmt: skip
 
 
-def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
+def check_replaceable(path: str | Path, model, *, overwrite: bool, model_source: str | None = None) -> None:
     """Refuse, before any work (a feature cache built for it), an output ``path`` that
     :func:`build_database` would refuse: something other than a retrieval database, or (without ``overwrite``)
-    a database of another model."""
+    a database of another model (``model_source`` names ``model`` in the message)."""
     path = Path(path)
     if not path.is_dir():
         return
@@ -282,7 +299,8 @@ def check_replaceable(path: str | Path, model, *, overwrite: bool) -> None:
     except BadInputError:
         return  # (a broken one: build_database rebuilds it if it is satclip's, else refuses it)
     if _differences(existing.get("key", {}).get("model", {}), model_key(model)) and _damaged(path) is None:
-        raise _another_database(path, ["model"])
+        raise _another_database(path, {**existing, "key": {"model": existing.get("key", {}).get("model")}},
+                                {"model": model_key(model)}, model_source)  # fmt: skip
 
 
 def check_output_path(path: str | Path, inputs: Iterable[str | Path]) -> None:
@@ -643,7 +661,7 @@ def build_database(
                             "rebuilding it", path, cache.path, ", ".join(stale))  # fmt: skip
                 overwrite = True
             if existing is not None and not overwrite:
-                raise _another_database(path, _differences(existing.get("key", {}), key))
+                raise _another_database(path, existing, key, model_source)
         if not overwrite and _without_manifest(path):  # (loading said to build one there: --overwrite was asked)
             log.warning("retrieval database %s: %s is missing; rebuilding it", path, MANIFEST)
             overwrite = True
