@@ -1492,3 +1492,21 @@ def test_a_database_of_another_dtype_or_model_is_refused_naming_both(setup, tmp_
         f"satclip: error: {db} holds a retrieval database of another model (built from {model_dir}, not "
         f"{tmp_path / 'other'}); pass --overwrite (overwrite=True in Python) to replace it")  # fmt: skip
     assert files(db) == before
+
+
+@pytest.mark.parametrize("content", ["other bytes", "Python objects"])
+def test_a_database_array_that_is_no_npy_array_is_named_so_never_with_advice_to_unpickle(setup, content, capsys):
+    """An image.npy of other bytes was "damaged (This file contains pickled (object) data. If you trust the file you
+    can load it unsafely using the `allow_pickle=` keyword argument or `pickle.load()`.)": advice to unpickle it."""
+    model_dir, cache, db = setup
+    if content == "other bytes":
+        (db / "image.npy").write_bytes(b"not an array at all, nor a pickle")
+        said = "image.npy is damaged (it is not a valid .npy array file: no NumPy header)"
+    else:
+        np.save(db / "image.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        said = "image.npy is damaged (it holds Python objects, which satclip never unpickles)"
+    with pytest.raises(BadInputError) as err:
+        RetrievalDatabase.open(db)
+    message = str(err.value)
+    assert message.startswith(f"retrieval database {db}: {said}; rebuild it: satclip retrieval build "), message
+    assert "pickle" not in message.replace("never unpickles", "")

@@ -502,3 +502,14 @@ def test_a_build_stopped_before_it_was_published_is_said_to_be_finished(tmp_path
     source = tiny_source(10)
     build_cache(path, tiny_encoder(), source, views=2, chunk_size=3)
     assert source.dataset.reads == 0 and verify_cache(path).ok
+
+
+def test_a_cache_array_of_other_bytes_is_not_a_npy_file_never_one_to_unpickle(tmp_path):
+    """lonlat.npy of other bytes was "damaged (This file contains pickled (object) data. If you trust the file you
+    can load it unsafely using the `allow_pickle=` keyword…)": advice to unpickle a damaged file."""
+    cache = build_cache(tmp_path / "c", tiny_encoder(), tiny_source(10), views=2, dtype="float32")
+    (cache.path / "lonlat.npy").write_bytes(b"not an array at all, nor a pickle")
+    report = verify_cache(cache.path)
+    said = f"{cache.path / 'lonlat.npy'} is damaged (it is not a valid .npy array file: no NumPy header)"
+    assert any(said in p for p in report.problems), report.problems
+    assert not any("allow_pickle" in p for p in report.problems), report.problems

@@ -1164,6 +1164,39 @@ def save_array(path: str | Path, array) -> Path:
     return Path(path)
 
 
+def load_array(path: str | Path, **kwargs):
+    """``np.load`` the ``.npy`` file ``path`` (``kwargs``: ``mmap_mode``), never unpickling. Raises ValueError
+    saying what the file is where it holds no array: numpy's own text for a file of other bytes ("This file
+    contains pickled (object) data. If you trust the file you can load it unsafely using the allow_pickle=
+    keyword…") invited the user to unpickle a damaged file. The message names no file: the caller says whose it
+    is and how to make it again."""
+    import numpy as np
+
+    with open(path, "rb") as file:
+        if file.read(6) != b"\x93NUMPY":  # (numpy takes any other bytes for a pickle, or a zip for an .npz)
+            raise ValueError("it is not a valid .npy array file: no NumPy header")
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except ValueError as err:
+        if npy_holds_objects(path):
+            raise ValueError("it holds Python objects, which satclip never unpickles") from err
+        raise
+
+
+def npy_holds_objects(path: str | Path) -> bool:
+    """Whether the header of the ``.npy`` file ``path`` declares Python objects (read without loading them)."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                      np.lib.format.read_array_header_2_0)(file)  # fmt: skip
+    except (ValueError, OSError):
+        return False
+    return header[2].hasobject
+
+
 def write_serialised(path: str | Path, serialise: Callable[[io.BytesIO], object]) -> Path:
     """``serialise(buffer)`` (``torch.save(obj, buffer)``, ``torch.jit.save(module, buffer)``) into memory, then
     write the bytes to ``path`` with :func:`write_data`: torch's own file writer reports a full disk as a

@@ -542,7 +542,7 @@ def load_bluemarble_arrays(root: str | os.PathLike) -> tuple[np.memmap, np.ndarr
     rebuild = f"rebuild it with: {_build_command(root, manifest.get('params'))}"
     path = root / manifest["files"]["images"]
     try:
-        images = np.load(path, mmap_mode="r")
+        images = safe_output.load_array(path, mmap_mode="r")
     except (OSError, ValueError) as err:  # (numpy's "mmap length is greater than file size" named no file)
         raise BadInputError(f"{path} is damaged ({err}), so the corpus {root} is; {rebuild}") from err
     points = read_points_csv(root / manifest["files"]["index"])

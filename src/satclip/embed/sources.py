@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safe_output
 from ..errors import BadInputError
 from ..optional import gdal_warnings_as_debug, require
 from ..registry import Registry
@@ -609,7 +610,7 @@ class NpySource(Source):
         try:
             self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except ValueError as err:
-            if _npy_holds_objects(self.path):  # loading them would unpickle
+            if safe_output.npy_holds_objects(self.path):  # loading them would unpickle
                 raise ValueError(f"{self.path} holds Python objects, which satclip never unpickles; expected an "
                                  "(N, 2) float array of (lon, lat)") from err  # fmt: skip
             raise ValueError(f"{self.path} is damaged or cut short ({err}): save the array again") from err
@@ -634,18 +635,6 @@ class NpySource(Source):
                 yield pa.RecordBatch.from_arrays([pa.array(block[:, 0]), pa.array(block[:, 1])], names=self.columns)
 
         return start, batches()
-
-
-def _npy_holds_objects(path: Path) -> bool:
-    """Whether the header of the ``.npy`` file ``path`` declares Python objects (read without loading them)."""
-    try:
-        with open(path, "rb") as file:
-            version = np.lib.format.read_magic(file)
-            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-                      np.lib.format.read_array_header_2_0)(file)  # fmt: skip
-    except (ValueError, OSError):
-        return False
-    return header[2].hasobject
 
 
 def log_geometry_wins(path: Path, columns, geometry_columns: tuple[str, str]) -> None:

@@ -212,7 +212,7 @@ class RetrievalDatabase:
             if not file.is_file():
                 raise DamagedDatabaseError(path, f"{name} is missing", fix)
             try:
-                arrays[name] = np.load(file, allow_pickle=False)
+                arrays[name] = safe_output.load_array(file)
             except (OSError, ValueError, EOFError) as err:
                 raise DamagedDatabaseError(path, f"{name} is damaged ({err})", fix) from err
         n, d, e = manifest["shape"]

@@ -320,7 +320,7 @@ def _check_no_foreign_entries(path: Path) -> None:
 
 def _load_cache_array(file: Path, **kwargs) -> np.ndarray:
     try:
-        return np.load(file, allow_pickle=False, **kwargs)
+        return safe_output.load_array(file, **kwargs)
     except (ValueError, EOFError, OSError) as err:  # a truncated header or data, or another file in its place
         raise DamagedCacheError(file, str(err) or type(err).__name__) from err
 
