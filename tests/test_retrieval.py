@@ -1510,3 +1510,21 @@ def test_a_database_array_that_is_no_npy_array_is_named_so_never_with_advice_to_
     message = str(err.value)
     assert message.startswith(f"retrieval database {db}: {said}; rebuild it: satclip retrieval build "), message
     assert "pickle" not in message.replace("never unpickles", "")
+
+
+def test_an_up_to_date_database_in_a_directory_satclip_does_not_own_is_kept_as_it_is(setup, tmp_path, capsys):
+    """A user's copy of a database (no .satclip-output marker) had its manifest.json rewritten by `retrieval build`
+    (what it was built from, relative to the copy) while it printed "is up to date, kept as it is", though the same
+    directory with --overwrite is refused as one satclip did not create."""
+    from satclip import safe_output
+
+    model_dir, cache, db = setup
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(db, copy)
+    (copy / safe_output.MARKER).unlink()
+    before = files(copy)
+    assert main(["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(copy)]) == 0
+    assert capsys.readouterr().out.startswith(f"{copy} is up to date, kept as it is: ")
+    assert files(copy) == before
+    build_database(copy, satclip.load_model(model_dir), cache, model_source="elsewhere")  # (Python too)
+    assert files(copy) == before

@@ -555,9 +555,10 @@ def _manifest_bytes(manifest: dict) -> bytes:
 def _kept(path: Path, database: RetrievalDatabase, built_from: dict) -> RetrievalDatabase:
     """``database``, up to date at ``path`` (its lock held), kept; its manifest's ``built_from`` brought up to date
     where it differs (one of an older satclip recorded no model_sha256; one moved with its cache named the old
-    cache), atomically, or left as it was where the directory cannot be written."""
+    cache), atomically, or left as it was where the directory cannot be written or is not satclip's (a user's copy
+    without its marker: kept as it is, as the build says)."""
     database.kept = True
-    if database.manifest.get("built_from") == built_from:
+    if database.manifest.get("built_from") == built_from or not safe_output.is_owned(path):
         return database
     manifest = {**database.manifest, "built_from": built_from}
     try:
@@ -622,7 +623,7 @@ def build_database(
         if read_manifest(path).get("key") == key:
             database = RetrievalDatabase.open(path)
             writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)  # (its lock lies beside it)
-            if database.manifest.get("built_from") == built_from or not writable:
+            if database.manifest.get("built_from") == built_from or not writable or not safe_output.is_owned(path):
                 log.debug("retrieval database %s is up to date", path)
                 database.kept = True
                 return database
