@@ -840,3 +840,19 @@ def test_a_geotiff_of_other_bands_is_told_which_a_sentinel2_model_takes(tmp_path
         "b5.tif has 5 band(s): export all 13 L1C bands in the order B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09, "
         "B10, B11, B12 (or those 12 without B10); for an RGB picture, locate RGB images with --model bluemarble-l10 "
         "(32×32 px at 7.5 km/px)")  # fmt: skip
+
+
+def test_a_grid_array_of_another_shape_or_off_the_globe_is_refused_before_any_warning(caplog):
+    """grid=np.zeros((5, 3)) raised a plain ValueError (every other misuse is a BadInputError), and grid=[[nan, 0]]
+    logged "k=5 is more than the 1 candidates" before the InvalidPointsError."""
+    from satclip.encoding.points import InvalidPointsError
+
+    model = satclip.load_model("bluemarble-l10")
+    image = torch.rand(3, 32, 32)
+    with pytest.raises(BadInputError, match=r"candidate points must be a non-empty \(N, 2\) \(lon, lat\) array, got "
+                                            r"shape \(5, 3\)"):  # fmt: skip
+        locate(model, image, grid=np.zeros((5, 3)))
+    caplog.clear()
+    with pytest.raises(InvalidPointsError, match="row 0"):
+        locate(model, image, grid=np.array([[np.nan, 0.0]]))
+    assert not [r for r in caplog.records if r.levelno >= 30], caplog.text

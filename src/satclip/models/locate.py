@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..encoding.points import check_in_range
 from ..errors import BadInputError
 from ..image.base import float_images, refuse_non_finite
 from ..image.preprocess import B10_INDEX, S2_BANDS_13
@@ -100,7 +101,8 @@ def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_
 
     Raises:
         BadInputError: a ``grid_size`` that is no whole number from 1 to :data:`MAX_GRID_SIZE` for a grid made here
-            (:func:`check_grid_size`).
+            (:func:`check_grid_size`), or points that are no ``(N, 2)`` array.
+        InvalidPointsError: points of an array or callable that are not finite (lon, lat) degrees in range.
     """
     if not isinstance(grid, np.ndarray):
         check_grid_size(grid_size)
@@ -112,9 +114,11 @@ def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_
         points = grid
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-        raise ValueError(
+        raise BadInputError(
             f"candidate points must be a non-empty (N, 2) (lon, lat) array, got shape {points.shape}"
         )
+    if not isinstance(grid, str):  # (a NaN row was refused only after "k=5 is more than the 1 candidates")
+        check_in_range(torch.from_numpy(points))
     return points
 
 
