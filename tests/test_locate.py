@@ -856,3 +856,13 @@ def test_a_grid_array_of_another_shape_or_off_the_globe_is_refused_before_any_wa
     with pytest.raises(InvalidPointsError, match="row 0"):
         locate(model, image, grid=np.array([[np.nan, 0.0]]))
     assert not [r for r in caplog.records if r.levelno >= 30], caplog.text
+
+
+def test_the_python_locate_holds_a_tensor_to_the_size_rule_of_the_cli():
+    """locate(bluemarble-l10, torch.rand(3, 8, 8)) ranked candidates, while `satclip locate` refuses an 8×8 px
+    picture for that model: the size rule was applied to files only."""
+    model = satclip.load_model("bluemarble-l10")
+    with pytest.raises(BadInputError, match=r"^an image of shape \(3, 8, 8\) is 8×8 px; bluemarble-l10 takes 32×32 px "
+                                            r"\(240 km across\): use a larger image$"):  # fmt: skip
+        locate(model, torch.rand(3, 8, 8))
+    assert locate(model, torch.rand(2, 3, 32, 32), k=1, grid_size=10).candidates == 10

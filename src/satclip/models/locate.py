@@ -225,6 +225,8 @@ def locate(
             f"{in_chans}-band images as (B, C, H, W) or (C, H, W): move the bands first, e.g. "
             "np.moveaxis(array, -1, -3) (array.transpose(2, 0, 1) for one image)"
         )
+    check_image_size(model, *images.shape[-2:], what=f"an image of shape {given}", shown=tuple(images.shape[-2:]),
+                     name=_model_name(model, None))  # fmt: skip
     check_images(images)
     if truth is not None:  # (before the images are embedded: (1, 3) failed as "cannot reshape array of size 3")
         truth = np.asarray(truth, dtype=np.float64)
@@ -330,8 +332,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
             elif mode is None and bands > 3 and bands not in (12, 13):  # (RGB + near-infrared was "4 band(s)", no fix)
                 hint = f": {preprocess.keep_rgb_advice(path)}"
             raise BadInputError(f"{name} takes {wants}; {path.name} has {bands} band(s){kind}{hint}")
-        size = expected.patch_size if expected is not None and expected.patch_size else None
-        size = size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
+        size = _input_size(model)
         image = torch.from_numpy(preprocess.read_rgb(path, size=size))  # (only that window is converted)
         trained = expected.gsd_km if expected else None
     elif in_chans == 13:
@@ -343,14 +344,8 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
                 f"{name} takes Sentinel-2 L1C GeoTIFFs with 12 (B10 missing) or 13 bands at 10 m/px, as in S2-100K; "
                 f"{path.name} has {bands} band(s){hint}"
             )
-        size = model.visual.image_size[0] if model.visual.image_size is not None else None  # (a ViT's fixed input)
+        size = _input_size(model)  # (a ViT's fixed input)
         image = torch.from_numpy(preprocess.load_sentinel2(path, size=size or S2_100K_PATCH_PX))
-        if size is None and min(image.shape[-2:]) < MIN_S2_PX:  # (1×1 px was embedded and ranked)
-            raise BadInputError(
-                f"{path.name} is {image.shape[-2]}×{image.shape[-1]} px; {name} takes Sentinel-2 patches of at "
-                f"least {MIN_S2_PX}×{MIN_S2_PX} px (its ResNet reduces {MIN_S2_PX} px to one; S2-100K patches are "
-                f"{S2_100K_PATCH_PX} px): use a larger image"
-            )
         expected, trained = None, SENTINEL2_GSD_KM
     else:
         raise BadInputError(
@@ -368,12 +363,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         )
     height, width = image.shape[-2:]
     file_shape = preprocess.image_shape(path)  # (an image larger than size is read as its central window)
-    if size is not None and (height < size or width < size):
-        extent = f" ({expected.extent_km:g} km across)" if expected is not None and expected.extent_km else ""
-        raise BadInputError(
-            f"{path.name} is {file_shape[0]}×{file_shape[1]} px; {name} takes {size}×{size} px{extent}: use a larger "
-            "image"
-        )
+    check_image_size(model, height, width, what=path.name, shown=file_shape, name=name)
     check_images(image[None], names=[path.name])  # (named by its file, the bands as read: no inserted B10 counts)
     if trained and scale is None:  # a picture, or a GeoTIFF without CRS or geotransform
         log.info("%s carries no georeference; assuming %g km/px, the scale %s was trained at", path.name, trained, name)
@@ -386,6 +376,38 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
         log.warning("%s is %d×%d px, smaller than the %d×%d px patches %s was trained on: its results may be off",
                     path.name, height, width, trained_px, trained_px, name)  # fmt: skip
     return image.contiguous()
+
+
+def _input_size(model: SatCLIP) -> int | None:
+    """The side of the square images ``model``'s image encoder takes (an RGB model's recorded patch size, a ViT's
+    fixed input); None where it takes any size."""
+    from .provenance import image_input
+
+    expected = image_input(model) if model.visual.in_chans == 3 else None
+    size = expected.patch_size if expected is not None and expected.patch_size else None
+    return size or (model.visual.image_size[0] if model.visual.image_size is not None else None)
+
+
+def check_image_size(model: SatCLIP, height: int, width: int, *, what: str, shown: tuple[int, int],
+                     name: str) -> None:  # fmt: skip
+    """Raise :class:`BadInputError` for images of ``height`` × ``width`` px too small for ``model`` (``name``): smaller
+    than the size its encoder takes (:func:`_input_size`), or a Sentinel-2 ResNet's :data:`MIN_S2_PX` (1×1 px was
+    embedded and ranked). ``what`` names the image, ``shown`` its size as given (a file larger one way is read as its
+    central window). The CLI's files and Python's tensors are held to the same rule (an 8×8 px tensor was taken)."""
+    from .provenance import image_input
+
+    size = _input_size(model)
+    if size is not None and (height < size or width < size):
+        expected = image_input(model)
+        extent = f" ({expected.extent_km:g} km across)" if expected is not None and expected.extent_km else ""
+        raise BadInputError(f"{what} is {shown[0]}×{shown[1]} px; {name} takes {size}×{size} px{extent}: use a larger "
+                            "image")  # fmt: skip
+    if size is None and model.visual.in_chans == len(S2_BANDS_13) and min(height, width) < MIN_S2_PX:
+        raise BadInputError(
+            f"{what} is {shown[0]}×{shown[1]} px; {name} takes Sentinel-2 patches of at least {MIN_S2_PX}×{MIN_S2_PX} "
+            f"px (its ResNet reduces {MIN_S2_PX} px to one; S2-100K patches are {S2_100K_PATCH_PX} px): use a larger "
+            "image"
+        )
 
 
 def _training_patch_px(model: SatCLIP) -> int | None:
