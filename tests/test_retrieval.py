@@ -735,7 +735,8 @@ def test_cli_builds_a_database_end_to_end(tmp_path, capsys):
         main(["retrieval", "build", "--model", str(tmp_path / "other"), "--cache", str(cache.path), "-o", str(db)]) == 2
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds a retrieval database of another model; pass --overwrite" in err[0]
+    assert len(err) == 1 and f"holds a retrieval database of another model (built from {model_dir}, not " \
+                             f"{tmp_path / 'other'}); pass --overwrite" in err[0], err  # fmt: skip
 
 
 def test_a_cache_unfinished_or_with_bad_points_is_named_as_the_cache(setup, tmp_path, capsys):
@@ -1436,7 +1437,8 @@ def test_a_cache_changed_in_place_is_named_changed_and_its_database_rebuilt_with
     # a database of another cache still needs --overwrite, and is named so
     other = tiny_cache(tmp_path / "other", seed=5)
     assert main([*argv[:5], str(other.path), *argv[6:]]) == 2
-    assert "holds a retrieval database of another cache; pass --overwrite" in capsys.readouterr().err
+    assert f"holds a retrieval database of another cache (built from {cache.path.resolve()}); pass --overwrite" in (
+        capsys.readouterr().err)  # fmt: skip
 
 
 def test_a_database_that_lost_only_its_manifest_is_rebuilt_where_loading_says(setup, tmp_path, capsys):
