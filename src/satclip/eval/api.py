@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,10 @@ def run_evaluation(
     from ..io.resolve import local_model_files
 
     # never inside a model directory it evaluates (convert --overwrite of that model would refuse it then), nor
-    # holding a table it reads (a --task-file or --data named results.csv there was replaced by the results)
+    # holding a table it reads (a --task-file or --data named results.csv there was replaced by the results); a
+    # task_file given as a DataFrame is no file
     tables = [config.task_file.path if config.task_file else None, config.task_options.data]
+    tables = [table for table in tables if isinstance(table, (str, os.PathLike))]
     safe_output.check_not_input(out, [file for spec in config.encoders for file in local_model_files(spec)] + tables)
     safe_output.check_not_in_output(out)
     # refuses a directory of someone else's files now; evaluate_tasks makes and marks it once the tasks and
