@@ -19,3 +19,42 @@ def test_run_evaluation_takes_a_dataframe_task_file(tmp_path):
     out = run_evaluation(config, tmp_path / "out", figures=False)
     assert [(row["task"], row["encoder"]) for row in out.rows] == [("table", "wrap")]
     assert out.files["csv"].is_file()
+
+
+def tiny_clip():
+    """A SatCLIP of a fitted MOSAIKS image encoder and a small location encoder (embed_dim 16)."""
+    import torch
+
+    import satclip
+    from satclip.models.clip import SatCLIP
+
+    images = torch.rand(4, 13, 16, 16, generator=torch.Generator().manual_seed(0))
+    visual = satclip.image.create("mosaiks", in_chans=13, num_filters=8, embed_dim=16).fit(images, seed=0)
+    location = satclip.LocationEncoder.from_config(
+        {"encoding": {"name": "sphericalharmonics", "legendre_polys": 4},
+         "network": {"name": "siren", "num_classes": 16, "dim_hidden": 8, "num_layers": 1}}
+    )  # fmt: skip
+    return SatCLIP(visual, location).eval()
+
+
+def test_save_expands_a_home_directory_as_load_does(tmp_path, monkeypatch):
+    """`encoder.save("~/m")` wrote ./~/m (a folder named "~") while `satclip.load("~/m")` read the home's m."""
+    import torch
+
+    import satclip
+
+    from .test_embed_api import CONFIG
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    encoder = satclip.LocationEncoder.from_config(CONFIG).eval()
+    assert encoder.save("~/m").path == home / "m"
+    model = tiny_clip()
+    assert model.save("~/clip").path == home / "clip"
+    assert sorted(p.name for p in work.iterdir()) == []  # (no folder named "~")
+    points = torch.tensor([[13.4, 52.5], [-70.0, -33.0]])
+    torch.testing.assert_close(satclip.load("~/m").encode(points), encoder.encode(points), rtol=0, atol=0)
+    assert (home / "clip" / "config.json").is_file()

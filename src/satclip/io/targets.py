@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInputError
+from ..paths import expand_user
 from ..safe_output import check_not_input
 from . import TARGETS, basis, native, original, peers
 from .onnx import A_FORMAT, SUFFIX_FORMATS
@@ -184,7 +185,7 @@ def write(
             target's reader cannot express (the message says what would work).
         OutputExistsError: ``output`` exists and may not be replaced.
     """
-    output, inputs = Path(output), list(inputs)
+    output, inputs = expand_user(output), list(inputs)  # ("~/m" as satclip.load reads it: ./~/m was written)
     check_write(output, target, inputs)
     check_metadata(parts.metadata)
     if target == "native":
