@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def test_run_evaluation_takes_a_dataframe_task_file(tmp_path):
@@ -58,3 +59,20 @@ def test_save_expands_a_home_directory_as_load_does(tmp_path, monkeypatch):
     points = torch.tensor([[13.4, 52.5], [-70.0, -33.0]])
     torch.testing.assert_close(satclip.load("~/m").encode(points), encoder.encode(points), rtol=0, atol=0)
     assert (home / "clip" / "config.json").is_file()
+
+
+def test_encode_location_takes_arrays_and_lists_as_encode_image_does():
+    """`SatCLIP.encode_location(numpy array)` was "AttributeError: 'str' object has no attribute 'type'", and a
+    list an AttributeError, while encode_image beside it takes numpy arrays."""
+    import torch
+
+    from satclip.encoding.points import InvalidPointsError
+
+    model = tiny_clip()
+    points = [[13.4, 52.5], [-70.0, -33.0], [151.2, -33.9]]
+    with torch.no_grad():
+        expected = model.encode_location(torch.tensor(points, dtype=torch.float64))
+        for given in (np.array(points), points):
+            torch.testing.assert_close(model.encode_location(given), expected, rtol=0, atol=0)
+    with pytest.raises(InvalidPointsError, match="row 1"):
+        model.encode_location(np.array([[13.4, 52.5], [13.4, 95.0]]))

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from .. import image as _image
+from ..encoding.points import as_lonlat
 from ..image.base import float_images, refuse_non_finite
 from ..io.parts import ModelParts
 from . import LOGIT_SCALE_INIT
-from .location_encoder import LocationEncoder
+from .location_encoder import LocationEncoder, weights_device
 
 __all__ = ["LOGIT_SCALE_INIT", "SatCLIP"]
 
@@ -92,15 +93,19 @@ class SatCLIP(nn.Module):
         refuse_non_finite(images)
         return self.visual(images.to(self.visual.dtype))
 
-    def encode_location(self, lonlat: torch.Tensor) -> torch.Tensor:
-        """``(N, 2)`` (lon, lat) degrees → ``(N, embed_dim)`` unnormalised embeddings in the location
-        network's dtype (no validation; use ``model.location.encode`` for checked, batched input).
+    def encode_location(self, lonlat: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``(N, 2)`` (lon, lat) degrees (a tensor, the path for gradients; or a numpy array or list) → ``(N,
+        embed_dim)`` unnormalised embeddings in the location network's dtype. Checked as ``model.location(lonlat)``
+        checks it (the shape; in eval mode the range), an array or list as ``model.location.encode`` checks it
+        (which also embeds in batches, without gradients).
 
         One rule in training and inference: coordinates are promoted to float64 (as the original's
         ``coords.double()``; never rounded to a narrower dtype), the features are cast to the network's dtype,
         and autocast is off, because a SIREN's first layer multiplies its pre-activation by w0 = 30: under
         bfloat16 autocast the default encoder's embeddings move by up to 0.024 (median |embedding| 0.56),
         against 5e-7 relative for float32 vs float64."""
+        if not isinstance(lonlat, torch.Tensor):  # (a numpy array was "'str' object has no attribute 'type'")
+            lonlat = as_lonlat(lonlat, dtype=torch.float64, device=weights_device(self.location))
         with torch.autocast(device_type=lonlat.device.type, enabled=False):
             return self.location(lonlat.to(torch.float64))
 
