@@ -220,7 +220,8 @@ def test_the_chance_row_of_held_out_continents_is_their_own():
             rows += [{"task": "temperature", "kind": "regression", "encoder": e, "probe": "mlp", "variant": variant,
                       "fold": f"f{seed}", "seed": 0, "group": "Asia", "mse": value + i, "r2": 0.0}
                      for i, e in enumerate(("a", "b"))]
-    config = EvalConfig(encoders=("a", "b"), tasks=("temperature",), protocol="holdout-continent", seeds=(0,))
+    config = EvalConfig(encoders=("wrap", "direct"), tasks=("era5-temperature",), protocol="holdout-continent",
+                        seeds=(0,), names={"wrap": "a", "direct": "b"})  # fmt: skip
     report = markdown(rows, config, [task])
     expected = _blind(task, "holdout-continent", (0,))
     assert expected["zero-shot"] > 1.5  # far above the whole sample's 1: the training mean misses each continent
@@ -266,8 +267,8 @@ def test_a_mean_above_chance_by_less_than_its_spread_is_not_called_well_above_it
              "fold": f"f{fold}", "seed": 0, "group": "Asia", "mse": value, "r2": 0.0}
             for e, values in (("steady", (0.30, 0.32)), ("shaky", (0.05, chance + 0.4)))
             for fold, value in enumerate(values)]  # fmt: skip
-    config = EvalConfig(encoders=("steady", "shaky"), tasks=("temperature",), protocol="holdout-continent",
-                        seeds=(0,))  # fmt: skip
+    config = EvalConfig(encoders=("wrap", "direct"), tasks=("era5-temperature",), protocol="holdout-continent",
+                        seeds=(0,), names={"wrap": "steady", "direct": "shaky"})  # fmt: skip
     report = markdown(rows, config, [task])
     assert ("Above chance by less than the spread over folds (± std), so not surely above it: `shaky` on "
             "temperature") in report

@@ -76,3 +76,35 @@ def test_encode_location_takes_arrays_and_lists_as_encode_image_does():
             torch.testing.assert_close(model.encode_location(given), expected, rtol=0, atol=0)
     with pytest.raises(InvalidPointsError, match="row 1"):
         model.encode_location(np.array([[13.4, 52.5], [13.4, 95.0]]))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"encoders": ("nonsense",)}, "unknown encoder 'nonsense': Encoders are the names of"),
+        ({"encoders": ("sh-l11",)}, "unknown encoder 'sh-l11': did you mean 'sh-l10' or 'sh-l40'?"),
+        ({"protocol": "rand"}, "unknown evaluation protocol 'rand'; did you mean 'random'?"),
+        ({"probes": ("svm",)}, "unknown probe 'svm'; known: linear, mlp, paper-mlp"),
+        ({"tasks": ("kopen",)}, "unknown evaluation task 'kopen'; did you mean 'koppen'?"),
+        ({"seeds": "0"}, "EvalConfig: seeds='0' is text; give integers >= 0"),
+        ({"seeds": (0, -1)}, "EvalConfig: seeds must be integers >= 0, at least one, got [0, -1]"),
+        ({"seeds": (0, "1")}, "EvalConfig: seeds must be integers >= 0, at least one, got [0, '1']"),
+        ({"seeds": (1, 1)}, "seeds must be unique, got [1, 1]"),
+        ({"probes": ("linear", "linear")}, "probes must be unique, got ['linear', 'linear']"),
+    ],
+)  # fmt: skip
+def test_eval_config_refuses_what_cannot_be_meant_as_it_is_made(options, expected, monkeypatch):
+    """EvalConfig took seeds="0" (as ('0',)), unknown encoder, protocol, probe and task names; evaluate refused
+    them later, some as plain ValueErrors (the unknown encoder's in 700 characters). Nothing is loaded: the
+    models' names are checked by name."""
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig
+    from satclip.io import load
+
+    monkeypatch.setattr(load, "load", lambda *a, **k: pytest.fail("EvalConfig loaded a model"))
+    with pytest.raises(BadInputError) as refused:
+        EvalConfig(**{"encoders": ("wrap",), "tasks": ("koppen",), **options})
+    assert expected in str(refused.value) and len(str(refused.value)) < 200
+    config = EvalConfig(encoders=("wrap", "satclip-resnet18-l10", "bluemarble-l10+range", "./m.ckpt", "hf://a/b"),
+                        tasks=("koppen",), seeds=[np.int64(1), 0])  # fmt: skip
+    assert config.seeds == (1, 0) and all(type(seed) is int for seed in config.seeds)

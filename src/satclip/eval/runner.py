@@ -93,6 +93,8 @@ class EvalConfig:
         letter); what cannot be meant is refused, naming the field."""
         if self.tasks is None:  # (the CLI's default; an empty tuple asked for nothing and was refused)
             object.__setattr__(self, "tasks", () if self.task_file is not None else tuple(task_names()))
+        if isinstance(self.seeds, (str, bytes)):  # ("0" was read as ('0',), "0,1" as ('0', ',', '1'))
+            raise BadInputError(f"EvalConfig: seeds={self.seeds!r} is text; give integers >= 0, e.g. seeds=(0, 1)")
         for key, kind in (("encoders", (str, os.PathLike)), ("tasks", str), ("probes", str), ("seeds", int)):
             value = getattr(self, key)
             if isinstance(value, kind) and not isinstance(value, bool):
@@ -106,6 +108,8 @@ class EvalConfig:
             )
         if not self.encoders:
             raise BadInputError("EvalConfig: encoders is empty; give at least one encoder spec (e.g. 'wrap')")
+        for spec in self.encoders:  # (by name only: nothing is loaded or downloaded here)
+            encoders.check_known(spec)
         encoders.check_distinct(self.encoders)  # one encoder spelt twice ran twice, a false tie in every table
         if self.protocol != "holdout-continent":  # (it ran, the plain retrieval encoder's twin, "tied for best")
             for spec in self.encoders:
@@ -126,6 +130,23 @@ class EvalConfig:
                                 f"), got {unknown}: e.g. probe_options={{'linear': {{'alpha': 1.0}}}}")  # fmt: skip
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise BadInputError(f"EvalConfig: threads={self.threads!r} must be a number of threads, 1 or more, or None")
+        self._check_names_and_seeds()
+
+    def _check_names_and_seeds(self) -> None:
+        """Refuse an unknown protocol, task or probe name (listing the known ones), probes the protocol does not
+        take, and seeds that are not different integers >= 0: they were accepted here and refused by
+        :func:`evaluate`, after the encoders were built."""
+        protocols.PROTOCOLS.get(self.protocol)
+        for name in self.tasks:
+            TASKS.get(name)
+        self.check_probes()
+        seeds = self.seeds
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
+            raise BadInputError(f"EvalConfig: seeds must be integers >= 0, at least one, got {list(seeds)}")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
+        for what, values in (("probes", self.probe_names()), ("seeds", self.seeds)):
+            if len(set(values)) != len(values):  # repeats fit the same folds again: a spread of 0 and a false winner
+                raise BadInputError(f"{what} must be unique, got {list(values)}")
 
     def probe_names(self) -> tuple[str, ...]:
         fixed = protocols.FIXED_PROBE.get(self.protocol)
@@ -555,9 +576,7 @@ def evaluate_tasks(
     earlier run did not keep is fitted again (without maps it is reused as it is)."""
     out = Path(out_dir) if out_dir is not None else None
     done = _read_rows(out / ROWS_FILE) if out else {}
-    # the cheap checks and the encoders first: task data may have to be downloaded
-    for name in config.tasks:
-        TASKS.get(name)  # an unknown task name raises, listing the known ones
+    # the cheap checks and the encoders first: task data may have to be downloaded (EvalConfig checked the names)
     protocols.check_options(config.protocol, **config.protocol_options)
     from ..models.precision import default_as, evaluation_precision
 
@@ -568,13 +587,7 @@ def evaluate_tasks(
     names = [e.name for e in encs]
     if len(set(names)) != len(names):
         raise ValueError(f"encoder specs must be unique, got {names}")
-    config.check_probes()
     probe_names = config.probe_names()
-    for what, values in (("probes", probe_names), ("seeds", config.seeds)):
-        if len(set(values)) != len(values):  # repeats fit the same folds again: a spread of 0 and a false winner
-            raise ValueError(f"{what} must be unique, got {list(values)}")
-    if not config.seeds or any(not isinstance(s, int) or s < 0 for s in config.seeds):
-        raise ValueError(f"seeds must be integers >= 0, at least one, got {list(config.seeds)}")
     probe_objs = [probes.create(n, **config.probe_options.get(n, {})) for n in probe_names]
     tasks = load_tasks(config)
     folds = {t.name: protocols.make_folds(config.protocol, t, config.seeds, **config.protocol_options) for t in tasks}

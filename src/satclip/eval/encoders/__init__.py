@@ -29,7 +29,7 @@ from torch import nn
 
 from ... import encoding as _encoding
 from ...encoding.multiscale import SPHERE_VARIANTS
-from ...errors import BadInputError
+from ...errors import BadInputError, UnknownNameError
 from ...paths import user_path
 from ...registry import Registry, check_parameters, did_you_mean
 from ..cache import digest
@@ -541,6 +541,26 @@ def _retrieval_spec(name: str):
     return SPEC.match(name)
 
 
+def check_known(spec: str) -> None:
+    """Raise :class:`~satclip.errors.UnknownNameError` where ``spec`` names no encoder by its name alone: a plain
+    name (no path, hub repository or retrieval spec) that is no encoding or baseline (:func:`names`) and no model
+    (:func:`satclip.list_pretrained`). Nothing is loaded or downloaded (``EvalConfig`` checks its encoders so)."""
+    from ...pretrained import names as model_names
+
+    name = parse_spec(spec)[0]
+    if name in ENCODERS or name in _encoding.names() or name in model_names() or "+range" in name:
+        return
+    if "/" in name or os.sep in name or name.startswith((".", "~")) or Path(name).suffix or existing_path(name):
+        return  # (a path or a hub repository: satclip.load says what is wrong with it)
+    from .retrieval import retrieval_names
+
+    hint = did_you_mean(name, names() + model_names() + retrieval_names())
+    raise UnknownNameError(
+        f"unknown encoder {spec!r}: {hint + ' ' if hint else ''}Encoders are the names of "
+        "satclip.eval.encoders.names() and satclip.list_pretrained(), a model's path, or hf://owner/name"
+    )
+
+
 def create(spec: str) -> Encoder:
     """Build the encoder a spec names (see the module docstring for the lookup order). A parameter the
     encoder does not take, or a value of the wrong type, is refused naming both before anything is built."""
@@ -569,6 +589,7 @@ def create(spec: str) -> Encoder:
         example = f"{base}+range+({options})" if "=" in options else f"{base}+range+(beta=0.5)"
         raise BadInputError(f"encoder spec {spec!r}: a retrieval spec is MODEL+range or MODEL+range+, its parameters "
                             f"in parentheses, e.g. {example}")  # fmt: skip
+    check_known(spec)
     _refuse_embeddings(spec, name)
     from ...io.load import load
     from ...io.resolve import resolve
@@ -611,7 +632,7 @@ def names() -> list[str]:
 
 
 __all__ = [
-    "ALIASES", "ENCODERS", "Encoder", "RELEASED_SCALES", "check_distinct", "create", "existing_path", "names",
-    "parse_spec", "spec_key",
+    "ALIASES", "ENCODERS", "Encoder", "RELEASED_SCALES", "check_distinct", "check_known", "create", "existing_path",
+    "names", "parse_spec", "spec_key",
     "split_specs",
 ]  # fmt: skip
