@@ -108,3 +108,57 @@ def test_eval_config_refuses_what_cannot_be_meant_as_it_is_made(options, expecte
     config = EvalConfig(encoders=("wrap", "satclip-resnet18-l10", "bluemarble-l10+range", "./m.ckpt", "hf://a/b"),
                         tasks=("koppen",), seeds=[np.int64(1), 0])  # fmt: skip
     assert config.seeds == (1, 0) and all(type(seed) is int for seed in config.seeds)
+
+
+def test_encode_warns_once_of_points_that_look_like_radians_and_embed_once_too(caplog):
+    """`encoder.encode(np.radians(points))` embedded them off West Africa without a word, while satclip.embed warned.
+    encode warns once a call (not once a batch); satclip.embed and embed_lonlat (satclip embed's chunks, Dask
+    partitions) leave it to their own note, said once."""
+    import warnings
+
+    import satclip
+    from satclip.embed.api import embed_lonlat
+
+    from .test_embed_api import CONFIG
+
+    encoder = satclip.LocationEncoder.from_config(CONFIG).eval()
+    degrees = np.array([[13.4, 52.5], [-70.0, -33.0], [151.2, -33.9], [2.35, 48.85]])
+    radians = np.radians(degrees)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder.encode(radians, batch_size=1)
+    assert [str(w.message) for w in caught] == [
+        "Every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians do: if they "
+        "are, pass numpy.degrees(points)."
+    ]
+    assert caught[0].filename == __file__  # (the user's line)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder.encode(degrees)
+        encoder.encode(radians[:1])  # (one point says nothing)
+        encoder.encode(radians, warn_radians=False)
+        embed_lonlat(encoder, radians, batch_size=1)
+        caplog.clear()
+        satclip.embed(radians, model=encoder, batch_size=1)
+    assert caught == []
+    said = [r.getMessage() for r in caplog.records if "radians" in r.getMessage()]
+    assert len(said) == 1 and "numpy.degrees(points)" in said[0]
+
+
+def test_encode_points_a_dict_of_columns_to_satclip_embed():
+    """`encode({"lon": ..., "lat": ...})` said "(float() argument must be a string or a real number, not
+    'dict')"; satclip.embed takes the dict, and a DataFrame, which encode keeps refusing (its column order)."""
+    import satclip
+    from satclip.errors import BadInputError
+
+    from .test_embed_api import CONFIG
+
+    encoder = satclip.LocationEncoder.from_config(CONFIG).eval()
+    columns = {"lon": [13.4, -70.0], "lat": [52.5, -33.0]}
+    with pytest.raises(BadInputError, match=r"points is a dict of columns \('lon', 'lat'\): pass it to "
+                                            r"satclip.embed\(points, model=…\)"):  # fmt: skip
+        encoder.encode(columns)
+    with pytest.raises(BadInputError, match=r"points is a DataFrame: .* satclip.embed\(frame, model=…\)"):
+        encoder.encode(pd.DataFrame(columns))
+    expected = encoder.encode(np.column_stack([columns["lon"], columns["lat"]])).numpy()
+    np.testing.assert_array_equal(satclip.embed(columns, model=encoder), expected)

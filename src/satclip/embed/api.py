@@ -93,7 +93,8 @@ def embed_lonlat(
     Invalid rows (non-finite, |lon| > 180, |lat| > 90) raise :class:`~satclip.encoding.points.InvalidPointsError`
     naming them (row numbers shifted by ``row_offset``, or the labels of ``index``, the points' pandas index), or
     with ``skip_invalid`` come back as NaN rows.
-    ``batch_size`` None: the encoder's ``default_batch_size``.
+    ``batch_size`` None: the encoder's ``default_batch_size``. Points that look like radians are not warned of
+    here: its callers, which embed in chunks, say it once (satclip.embed, ``satclip embed``'s note after the run).
     """
     batch_size = encoder.batch_size(batch_size)
     precision = _precision.for_encoder(encoder, precision)
@@ -103,7 +104,7 @@ def embed_lonlat(
         lonlat = values if values.flags.writeable else values.copy()  # torch warns on read-only arrays
     bad = invalid_rows(values)
     if not bad.any():
-        return encoder.encode(lonlat, batch_size=batch_size, precision=precision)
+        return encoder.encode(lonlat, batch_size=batch_size, precision=precision, warn_radians=False)
     if not skip_invalid:
         message = describe_invalid(values, bad, row_offset, labels=index, index_labels=index is not None)
         raise InvalidPointsError(message, np.flatnonzero(bad) + row_offset)
@@ -112,7 +113,7 @@ def embed_lonlat(
     out = torch.full((len(values), encoder.embedding_dim), float("nan"), dtype=dtype, device=param.device)
     good = torch.from_numpy(~bad).to(param.device)
     if bool(good.any()):
-        out[good] = encoder.encode(values[~bad], batch_size=batch_size, precision=precision)
+        out[good] = encoder.encode(values[~bad], batch_size=batch_size, precision=precision, warn_radians=False)
     log.debug("%d invalid point(s) embedded as NaN", int(bad.sum()))
     return out
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -152,7 +154,18 @@ def radians_hint(lonlat: np.ndarray) -> str:
     valid = len(lonlat) - int(invalid_rows(lonlat).sum())
     if not looks_like_radians(valid, outside_radians_box(lonlat)):
         return ""
-    return f" {RADIANS_NOTE.capitalize()}: if they are, pass numpy.degrees(points)."
+    return f" {RADIANS_ADVICE}"
+
+
+RADIANS_ADVICE = f"{RADIANS_NOTE.capitalize()}: if they are, pass numpy.degrees(points)."
+
+
+def warn_if_radians(lonlat: torch.Tensor) -> None:
+    """Warn (:func:`warn_caller`) where the points of an ``(N, 2)`` tensor of valid (lon, lat) degrees (checked by
+    :func:`as_lonlat`) look like radians (:func:`looks_like_radians`): one vectorised pass."""
+    beyond = (lonlat[:, 0].abs() > math.pi) | (lonlat[:, 1].abs() > math.pi / 2)
+    if looks_like_radians(len(lonlat), int(beyond.sum())):
+        warn_caller(RADIANS_ADVICE)
 
 
 def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE) -> str:
@@ -211,6 +224,12 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
             f"points is an xarray DataArray whose dimension {dim!r} is labelled {labelled[1]}, and encode reads "
             f"columns by place: pass satclip.embed(points, model=…), which reads them by label, or "
             f"points.sel({dim}=[LON, LAT]) with your labels, longitude first"
+        )
+    if isinstance(points, Mapping):  # ("float() argument must be a string or a real number, not 'dict'")
+        raise BadInputError(
+            f"points is a {type(points).__name__} of columns ({', '.join(map(repr, list(points)[:4]))}): pass it to "
+            "satclip.embed(points, model=…), which finds the coordinate columns, or "
+            "np.column_stack([points['lon'], points['lat']]) (longitude first)"
         )
     if points is None:
         raise BadInputError("points is None: pass an (N, 2) array of (lon, lat) in degrees")

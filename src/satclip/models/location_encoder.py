@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import encoding as _encoding
 from .. import networks as _nn
-from ..encoding.points import as_lonlat, check_in_range, check_pairs
+from ..encoding.points import as_lonlat, check_in_range, check_pairs, warn_if_radians
 from ..errors import BadInputError, warn_caller
 from ..networks.registry import WEIGHTS_FIX
 
@@ -289,11 +289,15 @@ class LocationEncoder(nn.Module):
         return batch_size or self.default_batch_size
 
     @torch.no_grad()
-    def encode(self, points, batch_size: int | None = None, precision: str | None = None) -> torch.Tensor:
+    def encode(
+        self, points, batch_size: int | None = None, precision: str | None = None, *, warn_radians: bool = True
+    ) -> torch.Tensor:
         """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees), at most ``batch_size`` at a
         time, in ``precision`` (``"float32" | "bf16" | "float64" | "auto"``; default: what
         :func:`satclip.load` chose, else the weights' dtype). See :mod:`satclip.models.precision` and
-        :func:`satclip.models.fused.encode_points` (the basis fused with the first layer).
+        :func:`satclip.models.fused.encode_points` (the basis fused with the first layer). Points that all lie
+        within ±π of longitude and ±π/2 of latitude, as radians do, are embedded with a warning, unless
+        ``warn_radians=False`` (an area off West Africa is meant; satclip.embed and ``satclip embed`` say it once).
 
         Returns an ``(N, embedding_dim)`` tensor on the model's device: float64 for ``"float64"``, else
         float32. Embeddings are those of the trained function (eval mode: no dropout) even while the module
@@ -308,6 +312,8 @@ class LocationEncoder(nn.Module):
             warn_caller("encode and satclip.embed compute no gradients (their result does not require grad): call "
                         "the encoder itself, encoder(lonlat), for gradients with respect to the points or the weights")
         lonlat = as_lonlat(points, dtype=torch.float64, device=weights_device(self))
+        if warn_radians:
+            warn_if_radians(lonlat)
         return fused.encode_points(in_eval_mode(self), lonlat, _precision.for_encoder(self, precision), batch_size)
 
 

@@ -281,14 +281,17 @@ class RetrievalEncoder(LocationEncoder):
         return torch.cat([location, retrieved.to(device=location.device, dtype=location.dtype)], dim=1)
 
     @torch.no_grad()
-    def encode(self, points, batch_size: int | None = None, precision: str | None = None) -> torch.Tensor:
+    def encode(
+        self, points, batch_size: int | None = None, precision: str | None = None, *, warn_radians: bool = True
+    ) -> torch.Tensor:
         """Validate and embed points (array-like ``(N, 2)`` of lon, lat degrees) → ``(N, D + E)``: the location
-        embedding as :meth:`satclip.LocationEncoder.encode` computes it (``precision``, ``batch_size``), then
+        embedding as :meth:`satclip.LocationEncoder.encode` computes it (``precision``, ``batch_size``,
+        ``warn_radians``), then
         the retrieved image embedding (float32), in the location embedding's dtype; both written into one
         output. The semantic modes search with location embeddings in float32 whatever ``precision`` (bf16
         ones reorder near-tied neighbours: retrieved embeddings moved by up to 77 %, differently on CPUs with
         and without bf16)."""
-        from ..encoding.points import as_lonlat
+        from ..encoding.points import as_lonlat, warn_if_radians
         from ..models import fused
         from ..models import precision as _precision
         from ..models.location_encoder import check_batch_size, in_eval_mode, weights_device
@@ -296,6 +299,8 @@ class RetrievalEncoder(LocationEncoder):
         check_batch_size(batch_size)
         device = weights_device(self)
         lonlat = as_lonlat(points, dtype=torch.float64, device="cpu")
+        if warn_radians:
+            warn_if_radians(lonlat)
         precision = _precision.for_encoder(self, precision)
         dtype = torch.float64 if precision == "float64" else torch.float32
         out = torch.empty(len(lonlat), self.embedding_dim, dtype=dtype, device=device)
