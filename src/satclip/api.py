@@ -33,8 +33,8 @@ def load(
 
     ``source``, ``device``, ``dtype``, ``harmonics_calculation``, ``trust_checkpoint`` and ``precision`` are
     those of :func:`satclip.io.load.load` (a ``.ckpt``, a native directory, a known name, a hub id or
-    ``hf://owner/name``; precision ``"float32" | "bf16" | "float64" | "auto"``); ``device=None`` is the default, the
-    CPU, as in :func:`satclip.embed`.
+    ``hf://owner/name``; precision ``"float32" | "bf16" | "float64" | "auto"``); ``device`` is the CPU by default
+    (``None`` is the CPU too, as in :func:`satclip.embed`).
 
     ``retrieval``: ``None`` (the plain location encoder), or a retrieval database — ``"auto"`` for the shipped
     models (built from their corpus on first use) or a directory from ``satclip retrieval build`` — to get a
