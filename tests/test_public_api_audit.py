@@ -162,3 +162,28 @@ def test_encode_points_a_dict_of_columns_to_satclip_embed():
         encoder.encode(pd.DataFrame(columns))
     expected = encoder.encode(np.column_stack([columns["lon"], columns["lat"]])).numpy()
     np.testing.assert_array_equal(satclip.embed(columns, model=encoder), expected)
+
+
+def test_a_builder_parameter_it_does_not_take_is_a_bad_input_naming_the_accepted_ones():
+    """`satclip.image.create("moco_resnet18", embed_dm=8)` was a plain TypeError (the location encoders' registry
+    refuses the same mistake as a BadInputError); it is both now, so that `except TypeError` keeps working."""
+    import satclip
+    from satclip.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"image encoder 'moco_resnet18' got unexpected parameter\(s\) "
+                                            r"\['embed_dm'\]; it accepts \[.*'embed_dim'") as refused:  # fmt: skip
+        satclip.image.create("moco_resnet18", embed_dm=8)
+    assert isinstance(refused.value, TypeError)
+    with pytest.raises(BadInputError, match=r"got unexpected parameter\(s\) \['bogus'\]"):
+        satclip.encoding.ENCODINGS.create("sphericalharmonics", bogus=1)
+
+
+def test_load_config_takes_a_dict_as_fit_does():
+    """`satclip.train.load_config({...})` was "TypeError: expected str, bytes or os.PathLike object, not dict"
+    while fit takes the dict; the overrides apply to it as to a file's."""
+    train = pytest.importorskip("satclip.train")
+
+    sections = {"optim": {"lr": 0.001}, "trainer": {"max_epochs": 3}}
+    config = train.load_config(sections, {"trainer.max_epochs": "5"})
+    assert config == train.from_dict({"optim": {"lr": 0.001}, "trainer": {"max_epochs": 5}})
+    assert sections == {"optim": {"lr": 0.001}, "trainer": {"max_epochs": 3}}  # (the caller's dict is left as it is)

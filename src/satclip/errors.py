@@ -52,6 +52,11 @@ class UnknownNameError(BadInputError, KeyError):
     __str__ = BadInputError.__str__
 
 
+class UnknownParameterError(BadInputError, TypeError):
+    """A keyword parameter that a registered builder does not take: the message names it and those it takes. A
+    :class:`TypeError` too, as Python's own for such a call (``except TypeError`` keeps working)."""
+
+
 class OutputExistsError(BadInputError, FileExistsError):
     """The output path exists and satclip may not replace it (not created by satclip, or no --overwrite)."""
 

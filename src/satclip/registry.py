@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from .errors import UnknownNameError
+from .errors import UnknownNameError, UnknownParameterError
 
 T = TypeVar("T")
 
@@ -28,11 +28,14 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 def check_parameters(kind: str, name: str, accepted: Iterable[str], params: Iterable[str]) -> None:
-    """Raise a TypeError naming the ``params`` that the ``kind`` ``name`` does not take, and those it does."""
+    """Raise :class:`~satclip.errors.UnknownParameterError` (a BadInputError and a TypeError) naming the ``params``
+    that the ``kind`` ``name`` does not take, and those it does."""
     accepted = sorted(accepted)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise TypeError(f"{kind} {name!r} got unexpected parameter(s) {unknown}; it accepts {accepted or 'none'}")
+        raise UnknownParameterError(
+            f"{kind} {name!r} got unexpected parameter(s) {unknown}; it accepts {accepted or 'none'}"
+        )
 
 
 class Registry(Generic[T]):
@@ -76,7 +79,8 @@ class Registry(Generic[T]):
         return {**defaults, **part}
 
     def create(self, name: str, **params) -> T:
-        """Build ``name``; a parameter its builder does not take raises a TypeError listing the valid ones."""
+        """Build ``name``; a parameter its builder does not take raises :class:`~satclip.errors.UnknownParameterError`
+        listing the valid ones."""
         check_parameters(self.kind, name, self.accepted(name), params)
         return self.get(name)(**params)
 

@@ -48,7 +48,8 @@ def create(name: str, **params) -> ImageEncoder:
 
     Raises:
         KeyError: an unknown name (the message lists the known ones).
-        TypeError: a parameter the encoder does not take (the message lists those it does).
+        UnknownParameterError: a parameter the encoder does not take (the message lists those it does; a
+            BadInputError and a TypeError).
         BadInputError: a size (:data:`SIZE_LIMITS`) that is not a whole number from 1 to its limit, or sizes
             that make a model over :data:`MAX_MODEL_BYTES`; refused before anything is built.
     """

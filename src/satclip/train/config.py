@@ -353,15 +353,21 @@ def from_dict(raw: Mapping[str, Any] | None) -> TrainConfig:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, data: bytes | None = None
+    path: str | Path | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    data: bytes | None = None,
 ) -> TrainConfig:
-    """Read a training YAML (or start from the defaults when ``path`` is None) and apply dotted
-    ``overrides`` whose string values are parsed as YAML scalars (``"3e-4"`` → 3e-4, ``"true"`` → True).
+    """Read a training YAML (or take its sections as a dict, as :func:`fit` does; or start from the defaults when
+    ``path`` is None) and apply dotted ``overrides`` whose string values are parsed as YAML scalars (``"3e-4"`` →
+    3e-4, ``"true"`` → True).
 
     ``data``: the YAML's bytes when they were already read from ``path`` (a pipe can be read only once);
     ``path`` then only names them in errors."""
     raw: dict = {}
-    if path is not None:
+    if isinstance(path, Mapping):  # (it was "expected str, bytes or os.PathLike object, not dict")
+        raw = dict(path)
+    elif path is not None:
         import yaml
 
         if data is None:
