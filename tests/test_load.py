@@ -404,6 +404,20 @@ def test_unknown_source_lists_known_names(tmp_path):
         satclip.load(tmp_path / "empty")
 
 
+def test_a_missing_file_named_as_a_known_model_names_it(tmp_path, monkeypatch):
+    """``satclip-resnet18-l10.ckpt``, missing, said "no such model file" alone, though the name without its ending
+    loads that release."""
+    monkeypatch.chdir(tmp_path)
+    for source in ("satclip-resnet18-l10.ckpt", "runs/bluemarble-l10.PT", "runs/satclip-vit16-l40"):
+        name = source.rsplit("/", 1)[-1].partition(".")[0]
+        with pytest.raises(FileNotFoundError, match="no such model file") as err:
+            satclip.load(source)
+        assert f"{name} is the name of a known model: give '{name}'" in str(err.value)
+    with pytest.raises(FileNotFoundError) as err:
+        satclip.load("my-model.ckpt")
+    assert "known model" not in str(err.value)
+
+
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "x.ckpt"
     torch.save({"weights": torch.zeros(2)}, path)

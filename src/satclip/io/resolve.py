@@ -74,6 +74,15 @@ def _hub_repository(repo_id: str) -> ResolvedSource:
     )
 
 
+def _known_name_hint(path: Path) -> str:
+    """What a missing file's message adds where its name without a model file's ending is a known model's
+    (``satclip-resnet18-l10.ckpt`` was "no such model file" alone, though the name loads that release)."""
+    name = path.stem if path.suffix.lower() in _FILE_SUFFIXES else path.name
+    if name not in pretrained.names():
+        return ""
+    return f"; {name} is the name of a known model: give {name!r} (no path or ending) to load it by name"
+
+
 def resolve(source: str | Path) -> ResolvedSource:
     """Turn a path, a model name, a released hub id or ``hf://owner/name`` into a local file or directory
     (downloading if needed). Only names and ids are looked up on the hub; a path that does not exist is
@@ -128,7 +137,9 @@ def resolve(source: str | Path) -> ResolvedSource:
             return ResolvedSource("original", pretrained.fetch(model), model)
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if hub.REPO_ID.match(text) else ""
-        raise FileNotFoundError(f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}")
+        raise FileNotFoundError(
+            f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}{_known_name_hint(path)}"
+        )
     base, plus, mode = text.partition("+")
     if plus and mode.startswith("range"):  # (its did-you-mean named the plain model: half the embedding, unsaid)
         raise BadInputError(
