@@ -335,9 +335,9 @@ def test_offline_download_fetches_the_revision_asked_for(tmp_path, capsys):
     assert main(["data", "download", str(root), "--repo", "me/mine", "--revision", "v1"]) == 1
     err = capsys.readouterr().err
     assert ("`git clone --no-checkout https://huggingface.co/datasets/me/mine DIR && git -C DIR checkout v1` "
-            "(git-lfs installed) or `huggingface-cli download me/mine --repo-type dataset --revision v1 --local-dir "
-            f"DIR`. Copy that folder to this machine and run `satclip data download '{root}' --from DIR --revision "
-            "v1`") in err, err  # fmt: skip
+            "(git-lfs installed) or `hf download me/mine --repo-type dataset --revision v1 --local-dir DIR` "
+            "(huggingface_hub older than 0.34: `huggingface-cli download`, the same arguments). Copy that folder to "
+            f"this machine and run `satclip data download '{root}' --from DIR --revision v1`") in err, err  # fmt: skip
     assert main(["data", "download", str(tmp_path / "s2")]) == 1  # (no revision: the default branch)
     err = capsys.readouterr().err
     assert "`git clone https://huggingface.co/datasets/torchgeo/s2-100k DIR`" in err and "--revision" not in err

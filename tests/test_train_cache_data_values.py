@@ -216,6 +216,7 @@ def test_download_from_a_file_says_it_is_a_file(tmp_path, capsys, kind):
     what = non_directory(tmp_path / "afile", kind)
     line = _refused(capsys, ["data", "download", str(tmp_path / "dl"), "--from", str(tmp_path / "afile")])
     assert f"--from {tmp_path / 'afile'} is {what}: give the directory of a local copy" in line, line
+    assert "(a `git clone` or `hf download --local-dir` folder)" in line  # (huggingface-cli: gone from the hub client)
 
 
 @pytest.mark.parametrize("kind", ["file", "fifo"])

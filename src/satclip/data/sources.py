@@ -51,8 +51,9 @@ def offline_instructions(root: Path | str, repo_id: str = HF_REPO, revision: str
     return (
         f"To download S2-100K elsewhere, fetch the dataset repository {hub_url(repo_id, revision)} — "
         f"index.csv and the image archives (*.tar / *.tar.xz, e.g. data/shard-*.tar or satclip.tar), about "
-        f"100 GB — e.g. with `{clone}` (git-lfs installed) or `huggingface-cli download {shlex.quote(repo_id)} "
-        f"--repo-type dataset{as_revision} --local-dir DIR`. Copy that folder to this machine and run "
+        f"100 GB — e.g. with `{clone}` (git-lfs installed) or `hf download {shlex.quote(repo_id)} --repo-type "
+        f"dataset{as_revision} --local-dir DIR` (huggingface_hub older than 0.34: `huggingface-cli download`, the same "
+        f"arguments). Copy that folder to this machine and run "
         f"`satclip data download {shlex.quote(str(root))} --from DIR{as_revision}`: it checks and extracts the "
         f"archives into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
     )
@@ -187,10 +188,10 @@ def url_advice(text: str) -> str | None:
 
 
 class LocalSource:
-    """A local copy of the repository (a ``git clone`` or ``huggingface-cli download`` folder).
+    """A local copy of the repository (a ``git clone`` or ``hf download`` folder).
 
-    Files are used in place (never moved or deleted). Checksums: the SHA-256 that ``huggingface-cli
-    download --local-dir`` records in ``.cache/huggingface/download/*.metadata``, else
+    Files are used in place (never moved or deleted). Checksums: the SHA-256 that ``hf download
+    --local-dir`` (``huggingface-cli download`` before huggingface_hub 0.34) records in ``.cache/huggingface/download/*.metadata``, else
     :data:`KNOWN_SHA256` when ``revision`` names a known commit, else none (and no size: a local file's
     size is its own, nothing to check it against).
     """
@@ -206,7 +207,7 @@ class LocalSource:
         if what:  # (it was "no such directory")
             raise BadInputError(
                 f"--from {self.directory} is {what}: give the directory of a local copy of the repository (a "
-                "`git clone` or `huggingface-cli download --local-dir` folder)"
+                "`git clone` or `hf download --local-dir` folder)"
             )
         if not self.directory.is_dir():
             raise BadInputError(f"--from {self.directory}: no such directory")
