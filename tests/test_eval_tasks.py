@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import time
 import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -159,6 +161,63 @@ def test_air_temperature_download_checks_sha256_and_caches(monkeypatch):
         load_task("air-temperature", TaskOptions(n_points=100))
     assert air.cached_path().read_bytes() == data[: len(data) // 2]
     assert len(load_task("air-temperature", TaskOptions(n_points=100, data=air.cached_path()))) == 100
+
+
+@pytest.fixture
+def station_server(monkeypatch):
+    """A local HTTP server whose response announces 1,000 bytes and sends ``body`` (a list: the bytes to send,
+    and the seconds to wait before each), then closes the connection; the station table's download is sent there."""
+    import http.server
+    import threading
+    import time
+
+    body: list[tuple[bytes, float]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for chunk, wait in body:
+                time.sleep(wait)
+                self.wfile.write(chunk)
+                self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    local = f"http://127.0.0.1:{server.server_address[1]}/stationDataAll.csv"
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(air, "urlopen", lambda url, timeout: urllib.request.urlopen(local, timeout=timeout))
+    yield body
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_station_download_cut_short_says_what_to_fetch(station_server):
+    """A response shorter than its Content-Length (http.client.IncompleteRead) was an "unexpected error …
+    please report it"; it is a download that failed, whose message says what to fetch and where."""
+    station_server.append((b"Lon,Lat,meanT\n", 0.0))
+    with pytest.raises(DownloadError) as err:
+        load_task("air-temperature", TaskOptions())
+    message = str(err.value)
+    assert "could not get it: downloading" in message and "IncompleteRead" in message
+    assert air.SHA256 in message and "--data" in message and not air.cached_path().exists()
+
+
+def test_a_station_download_that_trickles_ends_at_the_deadline(station_server, monkeypatch):
+    """A server sending a byte at a time held the run for ever: urlopen's timeout bounds each read, not the
+    transfer."""
+    monkeypatch.setattr(air, "DOWNLOAD_DEADLINE", 0.3, raising=False)
+    station_server.extend([(b"x", 0.02)] * 200)  # (4 s in all, each byte well within urlopen's timeout)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        load_task("air-temperature", TaskOptions())
+    assert time.monotonic() - start < 2.0
+    assert "the transfer took more than 0.3 s" in str(err.value) and "--data" in str(err.value)
 
 
 def test_air_temperature_offline_error_says_what_to_fetch(monkeypatch):

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import io
 import logging
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -43,6 +45,11 @@ SOURCE = "Hooker et al. 2018 (Sci. Data 5:180246) station data, via the SatCLIP 
 
 #: how the download is opened (tests replace it with a fake transport)
 urlopen = urllib.request.urlopen
+#: seconds the whole download may take (the table is ~300 kB): urlopen's timeout bounds each read of the socket
+#: only, and a server sending a byte at a time held a run for ever
+DOWNLOAD_DEADLINE = 300.0
+#: bytes asked for per read (a read returns what has arrived, so the deadline is looked at as the bytes come)
+_CHUNK = 1 << 16
 
 
 def cached_path() -> Path:
@@ -78,8 +85,9 @@ def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> byt
     serve this run all the same."""
     try:
         with urlopen(url, timeout=timeout) as response:
-            data = response.read()
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+            data = _read(response)
+    # (HTTPException: a response cut short, IncompleteRead, was an "unexpected error … please report it")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as err:
         raise DownloadError(_offline_message(f"downloading {url} failed ({err})")) from err
     actual = _sha256(data)
     if actual != sha256:
@@ -96,6 +104,26 @@ def download(url: str = URL, sha256: str = SHA256, timeout: float = 60.0) -> byt
                     why_not_written(err, path))  # fmt: skip
     else:
         log.info("downloaded %s to %s", url, path)
+    return data
+
+
+def _read(response) -> bytes:
+    """The body of ``response``, read within :data:`DOWNLOAD_DEADLINE` seconds.
+
+    Raises:
+        TimeoutError: the transfer ran past the deadline.
+        http.client.IncompleteRead: the server closed the connection before the length it announced.
+    """
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE
+    parts = []
+    while chunk := response.read1(_CHUNK):
+        parts.append(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the transfer took more than {DOWNLOAD_DEADLINE:g} s")
+    data = b"".join(parts)
+    missing = getattr(response, "length", None)  # (an HTTP response's bytes still to come of its Content-Length)
+    if missing:  # (read1, unlike read, returns what came without a word)
+        raise http.client.IncompleteRead(data, missing)
     return data
 
 
