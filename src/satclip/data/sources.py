@@ -191,9 +191,9 @@ class LocalSource:
     """A local copy of the repository (a ``git clone`` or ``hf download`` folder).
 
     Files are used in place (never moved or deleted). Checksums: the SHA-256 that ``hf download
-    --local-dir`` (``huggingface-cli download`` before huggingface_hub 0.34) records in ``.cache/huggingface/download/*.metadata``, else
-    :data:`KNOWN_SHA256` when ``revision`` names a known commit, else none (and no size: a local file's
-    size is its own, nothing to check it against).
+    --local-dir`` (``huggingface-cli download`` before huggingface_hub 0.34) records in
+    ``.cache/huggingface/download/*.metadata``, else :data:`KNOWN_SHA256` when ``revision`` names a known commit,
+    else none (and no size: a local file's size is its own, nothing to check it against).
     """
 
     def __init__(self, directory: str | Path, revision: str | None = None):
