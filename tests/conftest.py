@@ -120,6 +120,9 @@ def isolated_caches(tmp_path_factory):
         patch.setenv("MPLBACKEND", "Agg")
         # (a fresh cache holds no precision calibration: what this process timed and chose for a model in an earlier
         # test's cache was taken, and a test of "auto" passed or failed by the tests before it)
+        hub = sys.modules.get("satclip.io.hub")
+        if hub is not None:  # (a hub an earlier test's fake left unanswered sent this one's fetches to the cache)
+            hub._UNANSWERED.clear()
         precision = sys.modules.get("satclip.models.precision")
         if precision is not None:
             precision._CALIBRATED.clear()

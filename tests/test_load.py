@@ -396,6 +396,119 @@ def test_unreachable_hub_uses_the_cache(monkeypatch, online, no_sockets, points)
     assert torch.equal(encoder.encode(points), satclip.load(CKPT_L10).encode(points))
 
 
+def test_a_hub_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch, online, no_sockets, caplog):
+    """Where the network drops packets, every load of a cached model waited for the check's 10 s: the next load in
+    the process goes straight to the cache, until hub.UNANSWERED_FOR has passed. Using the cache is a debug line
+    (at INFO it was a second line before a cached file's checksum error)."""
+    fake = FakeHub(monkeypatch, cached={RELEASED_L10: require(CKPT_L10)}, probe_error=ConnectionError("timed out"))
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            satclip.load("satclip-resnet18-l10")
+    assert [c[0] for c in fake.calls] == ["metadata", "download", "download", "download"]
+    assert all(c[-1] is True for c in fake.calls if c[0] == "download")  # (the cache, each time)
+    assert not [r for r in caplog.records if r.name == hub.__name__]
+    monkeypatch.setattr(hub, "UNANSWERED_FOR", 0.0)  # (later, the hub is asked again)
+    fake.calls.clear()
+    satclip.load("satclip-resnet18-l10")
+    assert fake.calls[0][0] == "metadata"
+    with pytest.raises(hub.DownloadError, match=r"\(ConnectionError: timed out; not asked again for 300 s\) and "
+                                                "it is not in the hub cache"):  # fmt: skip
+        monkeypatch.setattr(hub, "UNANSWERED_FOR", 300.0)
+        satclip.load("satclip-vit16-l40")
+
+
+def test_an_answer_of_the_hub_is_not_taken_for_a_hub_away(monkeypatch, online, no_sockets):
+    """An HTTP error (here a server error) is an answer: the next fetch asks the hub again."""
+    errors = pytest.importorskip("huggingface_hub.errors")
+    answer = SimpleNamespace(status_code=500, headers={}, request=None)
+    failure = errors.HfHubHTTPError("500 Server Error", response=answer)
+    fake = FakeHub(monkeypatch, cached={RELEASED_L10: require(CKPT_L10)}, probe_error=failure)
+    satclip.load("satclip-resnet18-l10")
+    satclip.load("satclip-resnet18-l10")
+    assert [c[0] for c in fake.calls].count("metadata") == 2
+
+
+def test_a_cached_file_of_a_pinned_commit_is_used_without_asking_the_hub(monkeypatch, online, no_sockets, hub_cache):
+    """A released file at a pinned commit, in the hub cache, is read without the check (it cannot change there); it
+    is checked against the sha256 its blob is named by all the same."""
+    fake = FakeHub(monkeypatch, probe_error=ConnectionError("timed out"))
+    repo_id, filename = "microsoft/SatCLIP-ViT16-L40", "satclip-vit16-l40.ckpt"
+    commit = L40_URL.split("/resolve/")[1].split("/")[0]
+    content = require(CKPT_L10)
+    entry = _hub_cache_entry(hub_cache, repo_id, filename, content, _sha256(content))
+    assert hub.fetch(repo_id, filename, revision=commit) == entry
+    assert fake.calls == []
+    _hub_cache_entry(hub_cache, repo_id, filename, content, "0" * 64)
+    with pytest.raises(hub.DownloadError, match="its hub cache entry is named by"):
+        hub.fetch(repo_id, filename, revision=commit)
+    assert fake.calls == []
+    fake.calls.clear()  # (a branch can move: the hub is asked)
+    with pytest.raises(hub.DownloadError, match="not in the hub cache"):
+        hub.fetch(repo_id, filename, revision="main")
+    assert fake.calls[0][0] == "metadata"
+
+
+def test_the_hub_clients_retries_are_not_logged(monkeypatch, online, no_sockets, caplog):
+    """A stalled download printed huggingface_hub's own line per retry ("Trying to resume download…") before
+    satclip's one-line error."""
+    fake = FakeHub(monkeypatch, files={RELEASED_L10: require(CKPT_L10)}, download_error=TimeoutError("stalled"))
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    real = fake.download
+
+    def download(*args, **kwargs):
+        logging.getLogger("huggingface_hub.file_download").warning(
+            "Error while downloading from %s: stalled\nTrying to resume download...", L40_URL
+        )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pytest.importorskip("huggingface_hub"), "hf_hub_download", download)
+    with caplog.at_level(logging.INFO), pytest.raises(hub.DownloadError, match="stalled"):
+        satclip.load("satclip-resnet18-l10")
+    assert not [r for r in caplog.records if r.name.startswith("huggingface_hub")]
+    assert hub_logger.level == level  # (restored)
+
+
+def _not_found(status: int, gated: bool = False):
+    errors = pytest.importorskip("huggingface_hub.errors")
+    kind = errors.GatedRepoError if gated else errors.RepositoryNotFoundError
+    answer = SimpleNamespace(status_code=status, headers={}, request=None)
+    return kind(f"{status} Client Error. Repository Not Found", response=answer)
+
+
+@pytest.mark.parametrize(("status", "gated", "said"), [
+    (404, False, "no such Hugging Face repository someone/SatCLIP-typo: check the name"),
+    (401, False, "no such Hugging Face repository someone/SatCLIP-typo, or it is private: check the name, or log in "
+                 "with `hf auth login` or set HF_TOKEN"),
+    (401, True, "the Hugging Face repository someone/SatCLIP-typo is gated: request access at "
+                "https://huggingface.co/someone/SatCLIP-typo and log in"),
+])  # fmt: skip
+def test_a_repository_the_hub_does_not_have_is_bad_input(monkeypatch, online, no_sockets, tmp_path, capsys, status,
+                                                         gated, said):  # fmt: skip
+    """hf://someone/SatCLIP-typo (a 404 from the hub) exited 1 with advice to download the model elsewhere."""
+    refusal = _not_found(status, gated)
+    FakeHub(monkeypatch, probe_error=refusal)
+
+    def list_repo_files(repo_id, **kwargs):
+        raise refusal
+
+    monkeypatch.setattr(pytest.importorskip("huggingface_hub"), "list_repo_files", list_repo_files)
+    with pytest.raises(BadInputError, match=re.escape(said)):
+        satclip.load("hf://someone/SatCLIP-typo")
+    with pytest.raises(BadInputError, match="someone/SatCLIP-typo"):  # (fetch: the check's answer)
+        hub.fetch("someone/SatCLIP-typo", "model.ckpt")
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n1,2\n")
+    assert main(["embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", "hf://someone/SatCLIP-typo"]) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_a_refused_repository_in_the_hub_cache_still_loads(monkeypatch, online, no_sockets, points):
+    """A 404 is bad input only where the cache cannot serve the file (a released model cached before it moved)."""
+    FakeHub(monkeypatch, cached={RELEASED_L10: require(CKPT_L10)}, probe_error=_not_found(404))
+    assert torch.equal(satclip.load("satclip-resnet18-l10").encode(points), satclip.load(CKPT_L10).encode(points))
+
+
 def test_unknown_source_lists_known_names(tmp_path):
     with pytest.raises(FileNotFoundError, match="satclip-resnet18-l10"):
         satclip.load("no-such-model")

@@ -7,24 +7,33 @@ is reported at once: with ``HF_HUB_OFFLINE=1`` only the cache is looked at; onli
 retries first checks that the hub answers (``huggingface_hub`` itself retries a failed connection for ~25 s
 before looking in its cache), and when it does not, the cache is used or one :class:`DownloadError` names
 the URL to fetch by hand and how to pass the file instead. Once the hub has answered, a transfer that stalls
-is resumed by ``huggingface_hub`` (a few times, logging each retry) before it fails.
+is resumed by ``huggingface_hub`` (a few times; its log of each retry is silenced) before it fails, in one line.
+A hub that did not answer is remembered for :data:`UNANSWERED_FOR` seconds: the next fetch in the process goes
+straight to the cache (a network that drops packets cost each load the probe's 10 s). A file of a pinned commit
+that the cache holds, with a sha256 to check it against, is used without asking the hub. A repository the hub
+says does not exist (or is gated) is bad input, :class:`~satclip.errors.BadInputError`, where the cache does not
+hold the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 from ..digests import file_digest
-from ..errors import MissingExtraError, SatclipError
+from ..errors import BadInputError, MissingExtraError, SatclipError
 from ..optional import require
 
 log = logging.getLogger(__name__)
 
 #: seconds the reachability check waits for the hub
 PROBE_TIMEOUT = 10.0
+#: seconds a hub that did not answer the check is taken to be away: fetches meanwhile use the cache at once
+UNANSWERED_FOR = 300.0
 #: a hub repository id: ``owner/name``
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -61,6 +70,74 @@ def _by_hand(repo_id: str, filename: str, revision: str | None = None) -> str:
         f"path wherever the model's name goes, e.g. satclip.load('/path/to/{filename}'), `satclip embed … --model "
         f"/path/to/{filename}` or `satclip evaluate --encoders /path/to/{filename}`"
     )
+
+
+#: hub endpoint → (when, why) it last did not answer the check, in this process (:func:`_unanswered`)
+_UNANSWERED: dict[str, tuple[float, str]] = {}
+
+
+def _endpoint() -> str:
+    return require("huggingface_hub.constants", "hub").ENDPOINT
+
+
+def _unanswered() -> str | None:
+    """Why the hub did not answer a check less than :data:`UNANSWERED_FOR` seconds ago, or None."""
+    when, reason = _UNANSWERED.get(_endpoint(), (None, None))
+    if when is None or time.monotonic() - when > UNANSWERED_FOR:
+        return None
+    return f"{reason}; not asked again for {UNANSWERED_FOR:g} s"
+
+
+def _probe_failed(err: Exception) -> str:
+    """Why a check of the hub failed (``"ConnectError: …"``), remembered where the hub gave no answer at all (an
+    HTTP error is an answer)."""
+    errors = require("huggingface_hub.errors", "hub")
+    reason = f"{type(err).__name__}: {err}"
+    if not isinstance(err, errors.HfHubHTTPError):
+        _UNANSWERED[_endpoint()] = (time.monotonic(), reason)
+    return reason
+
+
+def _refusal(err: Exception, repo_id: str) -> BadInputError | None:
+    """The bad-input error for a hub's answer that ``repo_id`` does not exist or may not be read (404, 401,
+    gated); None for any other failure (offline, unreachable, a server error: those say what to fetch)."""
+    errors = require("huggingface_hub.errors", "hub")
+    login = "log in with `hf auth login` or set HF_TOKEN"
+    if isinstance(err, errors.GatedRepoError):
+        return BadInputError(f"the Hugging Face repository {repo_id} is gated: request access at "
+                             f"https://huggingface.co/{repo_id} and {login}")  # fmt: skip
+    if not isinstance(err, errors.RepositoryNotFoundError):
+        return None
+    if getattr(getattr(err, "response", None), "status_code", None) == 401:  # (the hub's answer for private ones)
+        return BadInputError(f"no such Hugging Face repository {repo_id}, or it is private: check the name, or "
+                             f"{login} with access to it")  # fmt: skip
+    return BadInputError(f"no such Hugging Face repository {repo_id}: check the name")
+
+
+@contextlib.contextmanager
+def _hub_log_quiet():
+    """Silence ``huggingface_hub``'s own log (a line per retry of a stalled transfer, before satclip's one-line
+    error), restoring its level after."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _cached_at_commit(hf, repo_id: str, filename: str, revision: str | None, sha256: str | None) -> Path | None:
+    """The hub cache's ``filename`` of ``repo_id`` at ``revision`` where that is a commit (whose files never change)
+    and the file can be checked without the hub: against ``sha256``, or the sha256 its blob is named by. None
+    otherwise (the hub is asked: a branch moves, and only the hub publishes another file's sha256)."""
+    if not re.fullmatch(r"[0-9a-f]{40}", revision or ""):
+        return None
+    cached = hf.try_to_load_from_cache(repo_id, filename, revision=revision)
+    if not isinstance(cached, str):  # (None, or a marker that the hub said the file does not exist)
+        return None
+    path = Path(cached)
+    return path if sha256 or _blob_sha256(path) is not None else None
 
 
 #: files this process found to have their sha256, as (path, size, mtime, sha256): not hashed again per load
@@ -101,19 +178,23 @@ def fetch(
     hf = _hub(f"downloading {filename} from the Hugging Face repository {repo_id}", by_hand)
     pin = {"revision": revision} if revision else {}
     what = f"{filename} of {repo_id}" + (f" at {revision}" if revision else "")
-    reason = "HF_HUB_OFFLINE is set" if offline() else None
-    published = None
-    if reason is None:
+    reason = "HF_HUB_OFFLINE is set" if offline() else _unanswered()
+    published, refused = None, None
+    path = _cached_at_commit(hf, repo_id, filename, revision, sha256) if reason is None else None
+    if reason is None and path is None:
         try:  # one request, no retries: is the hub there at all?
             metadata = hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, **pin), timeout=PROBE_TIMEOUT)
             published = _sha256_or_none(getattr(metadata, "etag", None))  # (an LFS file's etag is its sha256)
         except Exception as err:  # noqa: BLE001 - unreachable, refused, not found: all end in the cache
-            reason = f"{type(err).__name__}: {err}"
-    if reason is None:
+            reason, refused = _probe_failed(err), _refusal(err, repo_id)
+    if path is not None:
+        log.debug("using the cached %s of %s at commit %s", filename, repo_id, revision)
+    elif reason is None:
         try:
-            path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, **pin))
+            with _hub_log_quiet():
+                path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, **pin))
         except Exception as err:  # noqa: BLE001 - network, auth and hub errors all end the same way
-            raise DownloadError(
+            raise _refusal(err, repo_id) or DownloadError(
                 f"could not download {filename} from the Hugging Face repository {repo_id} "
                 f"({type(err).__name__}: {err}). To get it anyway, {by_hand}."
             ) from err
@@ -121,11 +202,11 @@ def fetch(
         try:
             path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True, **pin))
         except Exception as err:  # noqa: BLE001 - not in the cache (or a broken cache entry)
-            raise DownloadError(
+            raise refused or DownloadError(
                 f"cannot download {filename} from the Hugging Face repository {repo_id} ({reason}) and it is "
                 f"not in the hub cache. To get it, {by_hand}."
             ) from err
-        log.info("using the cached %s of %s (%s)", filename, repo_id, reason)
+        log.debug("using the cached %s of %s (%s)", filename, repo_id, reason)
     if sha256:
         check_sha256(path, sha256, what)
     elif published:
@@ -162,12 +243,15 @@ def unreachable(repo_id: str, *, repo_type: str | None = None, revision: str | N
     hf = require("huggingface_hub", "hub")
     errors = require("huggingface_hub.errors", "hub")
     url = hf.hf_hub_url(repo_id, ".gitattributes", repo_type=repo_type, revision=revision)
+    reason = _unanswered()
+    if reason is not None:
+        return reason
     try:
         hf.get_hf_file_metadata(url, timeout=PROBE_TIMEOUT)
     except errors.HfHubHTTPError:
         return None  # it answered (a repository without that file, or none at all)
     except Exception as err:  # noqa: BLE001 - unreachable
-        return f"{type(err).__name__}: {err}"
+        return _probe_failed(err)
     return None
 
 
@@ -182,14 +266,14 @@ def list_files(repo_id: str) -> list[str]:
     if reason is not None:  # the files of its snapshot in the hub cache, where there is one
         cached = _cached_files(repo_id)
         if cached:
-            log.info("listing the cached snapshot of %s (%s)", repo_id, reason)
+            log.debug("listing the cached snapshot of %s (%s)", repo_id, reason)
             return cached
         raise DownloadError(f"cannot list the Hugging Face repository {repo_id} ({reason}) and the hub cache has no "
                             f"snapshot of it; {manual}")  # fmt: skip
     try:
         return list(hf.list_repo_files(repo_id))
     except Exception as err:  # noqa: BLE001
-        raise DownloadError(
+        raise _refusal(err, repo_id) or DownloadError(
             f"could not list the Hugging Face repository {repo_id} ({type(err).__name__}: {err}); {manual}"
         ) from err
 
