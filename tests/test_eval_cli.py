@@ -176,6 +176,24 @@ def test_model_paths_with_parentheses_or_commas_are_evaluated(tmp_path, capsys):
     assert "parameter '2' is not key=value; a model path with parentheses" in one_error_line(capsys.readouterr().err)
 
 
+def test_evaluate_takes_trust_checkpoint_for_the_checkpoints_of_its_encoders(tmp_path, capsys):
+    """An untrusted .ckpt in --encoders was refused with "pass --trust-checkpoint", which evaluate did not take
+    ("unrecognized arguments"); the option reaches the encoders it loads, and the presets' configurations."""
+    from satclip.eval.reference import paper_config, reference_configs
+    from tests.test_load import _malicious_checkpoint
+
+    path, marker = _malicious_checkpoint(tmp_path, legacy=False)
+    argv = ["evaluate", "--encoders", f"wrap,{path}", "--tasks", "elevation", "--n-points", "300", "--probes",
+            "linear", "--seeds", "1", "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert main(argv) == 1
+    assert "--trust-checkpoint" in one_error_line(capsys.readouterr().err) and not marker.exists()
+    assert main([*argv, "--trust-checkpoint"]) == 0
+    assert marker.exists()  # (the file's code ran: trusted, as asked)
+    assert [r["encoder"] for r in _rows(tmp_path / "ev" / "results.csv")] == ["wrap", str(path)]
+    assert all(c.trust_checkpoint for c in reference_configs(trust_checkpoint=True).values())
+    assert paper_config(trust_checkpoint=True).trust_checkpoint and not paper_config().trust_checkpoint
+
+
 def test_figures_of_an_earlier_run_do_not_linger(tmp_path):
     """A rerun into the same folder drawing other figures (or none: --no-figures) left the earlier run's PNGs
     beside a report they did not describe; files satclip did not write there stay."""

@@ -255,6 +255,14 @@ def add_harmonics_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_trust_option(parser: argparse.ArgumentParser, of: str = "") -> None:
+    """``--trust-checkpoint``: unpickle a ``.ckpt`` fully (every command that loads a model; ``of``: which files,
+    where not the one model), as :func:`satclip.load`'s ``trust_checkpoint`` and
+    :data:`satclip.io.safe_pickle.IF_TRUSTED` say."""
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help=f"allow unpickling arbitrary objects{of}")  # fmt: skip
+
+
 def add_overwrite_option(parser: argparse.ArgumentParser, output: str = "OUTPUT") -> None:
     """``--overwrite``: replace an existing ``output`` (convert, embed, map), as
     :func:`satclip.safe_output.check_output` allows."""

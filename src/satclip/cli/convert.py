@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..io import TARGETS
-from .args import add_overwrite_option, user_path
+from .args import add_overwrite_option, add_trust_option, user_path
 
 
 def add_parser(subparsers) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
         help="write the location encoder alone (always so for torchgeo and rshf)",
     )  # fmt: skip
     add_overwrite_option(parser)
-    parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    add_trust_option(parser)
     parser.set_defaults(func=run)
 
 

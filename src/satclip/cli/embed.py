@@ -13,6 +13,7 @@ from .args import (
     add_cluster_options,
     add_harmonics_option,
     add_overwrite_option,
+    add_trust_option,
     check_cluster_options,
     device,
     existing_file_or_dataset,
@@ -93,7 +94,7 @@ def add_parser(subparsers) -> None:
     add_overwrite_option(parser)
     parser.add_argument("--restart", action="store_true", help="discard an unfinished run instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    add_trust_option(parser)
     parser.add_argument(
         "--centroids", action="store_true",
         help="GeoParquet/GeoJSON/GeoPackage: embed non-point geometries at their centroids",

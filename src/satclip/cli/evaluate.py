@@ -20,6 +20,7 @@ import sys
 from ..errors import BadInputError
 from . import precision_option
 from .args import (
+    add_trust_option,
     existing_file,
     integer,
     non_negative_int,
@@ -177,6 +178,7 @@ def add_parser(subparsers) -> None:
                              "5,000 points per task, MLP probe, random (5 seeds) and holdout-continent "
                              "(docs/data.md; docs/results.md's tables come from the commands shown there); "
                              "paper: air-temperature under the notebook's protocol")  # fmt: skip
+    add_trust_option(parser, " from the .ckpt files of --encoders (only for files you trust)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the eval cache")
     parser.add_argument(
         "--no-figures", action="store_true", help="draw no PNG figures (those an earlier run drew into OUT are removed)"
@@ -290,7 +292,7 @@ def _config(args: argparse.Namespace):
         probes=tuple(p.strip() for p in args.probes.split(",") if p.strip()), seeds=tuple(args.seeds),
         task_options=options, task_file=task_file, protocol_options=protocol_options,
         probe_options=probe_options, threads=args.threads or None, workers=args.workers or 1,
-        use_cache=not args.no_cache,
+        use_cache=not args.no_cache, trust_checkpoint=args.trust_checkpoint,
     )  # fmt: skip
 
 
@@ -326,7 +328,8 @@ def _run(args: argparse.Namespace) -> int:
         _check_protocol_options(args)
     command = "satclip " + shlex.join(args.argv)
     common = {"data": args.data, "threads": args.threads, "workers": args.workers or 2,
-              "allow_download": not args.offline, "use_cache": not args.no_cache, "figures": not args.no_figures}
+              "allow_download": not args.offline, "use_cache": not args.no_cache, "figures": not args.no_figures,
+              "trust_checkpoint": args.trust_checkpoint}
     if args.preset == "reference":
         from ..eval.encoders import split_specs
         from ..eval.reference import run_reference

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import file_output
+from .args import add_trust_option, file_output
 
 
 def add_parser(subparsers) -> None:
@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", type=file_output(), required=True, help="output file (.onnx or .pt)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="network precision")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    add_trust_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ from .args import (
     add_cluster_options,
     add_harmonics_option,
     add_overwrite_option,
+    add_trust_option,
     check_cluster_options,
     device,
     file_output,
@@ -74,7 +75,7 @@ def add_parser(subparsers) -> None:
         help="write a map over the size limits (8 GiB of float32; 26M cells for PNG; 52M cells embedded, where a PCA "
         "whose field is over 8 GiB embeds each cell twice; never over 10^12 cells)",
     )  # fmt: skip
-    parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    add_trust_option(parser)
     parser.add_argument(
         "--engine", choices=["local", "dask"], default="local",
         help="local: this process (default); dask: Zarr only, chunk by chunk on a Dask cluster (the same cells, "

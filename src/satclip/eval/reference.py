@@ -40,7 +40,7 @@ def reference_configs(
     extra_encoders: Sequence[str] = (), *, data: Path | None = None, n_points: int = REFERENCE_POINTS,
     seeds: Sequence[int] = REFERENCE_SEEDS, holdout_seeds: Sequence[int] = REFERENCE_HOLDOUT_SEEDS,
     probes: Sequence[str] = ("mlp",), tasks: Sequence[str] | None = None, threads: int | None = 1,
-    workers: int = 2, allow_download: bool = True, use_cache: bool = True,
+    workers: int = 2, allow_download: bool = True, use_cache: bool = True, trust_checkpoint: bool = False,
 ) -> dict[str, EvalConfig]:  # fmt: skip
     """The ``random`` and ``holdout-continent`` configurations of the reference benchmark."""
     encoders = tuple(REFERENCE_ENCODERS) + tuple(e for e in extra_encoders if e not in REFERENCE_ENCODERS)
@@ -48,6 +48,7 @@ def reference_configs(
     base = EvalConfig(
         encoders=encoders, tasks=tuple(tasks or names()), probes=tuple(probes), seeds=tuple(seeds),
         task_options=options, threads=threads, workers=workers, use_cache=use_cache,
+        trust_checkpoint=trust_checkpoint,
     )  # fmt: skip
     holdout_tasks = tuple(t for t in base.tasks if t not in NOT_HELD_OUT)
     return {
@@ -101,13 +102,14 @@ def run_reference(
 def paper_config(
     encoders: Sequence[str] = REFERENCE_ENCODERS, *, data: Path | None = None, seeds: Sequence[int] = REFERENCE_SEEDS,
     epochs: int | None = None, threads: int | None = 1, workers: int = 1, allow_download: bool = True,
-    use_cache: bool = True,
+    use_cache: bool = True, trust_checkpoint: bool = False,
 ) -> EvalConfig:  # fmt: skip
     """``air-temperature`` under the ``paper`` protocol (notebook probe, 50/50 split, target / max)."""
     return EvalConfig(
         encoders=tuple(encoders), tasks=("air-temperature",), protocol="paper", seeds=tuple(seeds),
         task_options=TaskOptions(data=data, allow_download=allow_download, use_cache=use_cache), threads=threads,
         workers=workers, probe_options={"paper-mlp": {"epochs": epochs}} if epochs else {}, use_cache=use_cache,
+        trust_checkpoint=trust_checkpoint,
     )  # fmt: skip
 
 

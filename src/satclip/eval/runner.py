@@ -24,6 +24,7 @@ import torch
 
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError
+from ..io.safe_pickle import check_trust
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, file_part, load_npz, save_npz
 from .tasks import REGRESSION, TASKS, Task, TaskOptions, load_task, table_task
@@ -71,7 +72,9 @@ class EvalConfig:
     on a shared 2-core machine; None leaves torch's setting). workers: processes fitting folds in parallel
     (2 on an idle 2-core machine nearly halves the time; results are identical). names: the name the results give
     an encoder, by its spec (default: the spec; the demo names its model by its place in the demo's folder, so that
-    a moved folder reuses its folds: they are keyed by name and the model's outputs).
+    a moved folder reuses its folds: they are keyed by name and the model's outputs). trust_checkpoint: unpickle
+    the ``.ckpt`` files of model encoders fully (as :func:`satclip.load`'s; only for files you trust), unless a
+    spec sets its own ``trust_checkpoint=``.
     """
 
     encoders: tuple[str, ...]
@@ -87,10 +90,12 @@ class EvalConfig:
     workers: int = 1
     use_cache: bool = True
     names: dict = field(default_factory=dict)
+    trust_checkpoint: bool = False
 
     def __post_init__(self) -> None:
         """One name where a tuple is wanted is taken as a tuple of it (``tasks="koppen"`` was read letter by
         letter); what cannot be meant is refused, naming the field."""
+        check_trust(self.trust_checkpoint)
         if self.tasks is None:  # (the CLI's default; an empty tuple asked for nothing and was refused)
             object.__setattr__(self, "tasks", () if self.task_file is not None else tuple(task_names()))
         if isinstance(self.seeds, (str, bytes)):  # ("0" was read as ('0',), "0,1" as ('0', ',', '1'))
@@ -581,7 +586,7 @@ def evaluate_tasks(
     from ..models.precision import default_as, evaluation_precision
 
     with default_as(evaluation_precision()):  # (not "auto": a timing calibration chose, and moved the scores)
-        encs = [encoders.create(spec) for spec in config.encoders]
+        encs = [encoders.create(spec, trust_checkpoint=config.trust_checkpoint) for spec in config.encoders]
     for enc, spec in zip(encs, config.encoders, strict=True):  # (before its identity, which holds the name)
         enc.name = config.names.get(spec, spec)
     names = [e.name for e in encs]

@@ -561,9 +561,10 @@ def check_known(spec: str) -> None:
     )
 
 
-def create(spec: str) -> Encoder:
+def create(spec: str, *, trust_checkpoint: bool = False) -> Encoder:
     """Build the encoder a spec names (see the module docstring for the lookup order). A parameter the
-    encoder does not take, or a value of the wrong type, is refused naming both before anything is built."""
+    encoder does not take, or a value of the wrong type, is refused naming both before anything is built.
+    ``trust_checkpoint``: a model's, as :func:`satclip.load` takes it, where the spec does not set its own."""
     name, params = parse_spec(spec)
     if name in ENCODERS:
         builder = ENCODERS.get(name)
@@ -582,7 +583,7 @@ def create(spec: str) -> Encoder:
 
     # MODEL+range, MODEL+range+(beta=…): retrieval-augmented (docs/retrieval.md); a directory so named is a model
     if is_retrieval_spec(name) and not (not params and existing_path(name)):
-        return create_retrieval(spec, name, params)
+        return create_retrieval(spec, name, params, trust_checkpoint=trust_checkpoint)
     base, plus, rest = name.partition("+range")
     if plus and base and not existing_path(name):  # ("unknown encoder …", 700 characters, for beta=2 not in (…))
         options = rest.lstrip("+")
@@ -608,7 +609,7 @@ def create(spec: str) -> Encoder:
             f"satclip.load failed: {err}"
         ) from err
     _check_params(spec, ENCODERS.kind, name, load, params, reserved=("source",))
-    model = load(source.path, **params)
+    model = load(source.path, **{"trust_checkpoint": trust_checkpoint, **params})
     return Encoder(spec, model, f"satclip.load({name!r})", model.feature_dtype)
 
 

@@ -91,9 +91,10 @@ def _spec_parameters(
     spec's values against (a number where the default is one, ``True``/``False`` for ``exclude_heldout``)."""
 
 
-def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
+def create_retrieval(spec: str, name: str, params: dict, *, trust_checkpoint: bool = False) -> Encoder:
     """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses). A parameter
-    it does not take, or a value of the wrong kind, is refused naming both, before anything is loaded."""
+    it does not take, or a value of the wrong kind, is refused naming both, before anything is loaded.
+    ``trust_checkpoint``: MODEL's, as :func:`satclip.load` takes it."""
     from ...io.load import load
     from ...retrieval.auto import shipped_models
     from ...retrieval.encoder import augment, check_arguments
@@ -129,7 +130,8 @@ def create_retrieval(spec: str, name: str, params: dict) -> Encoder:
                                 f"{match['base']}+range+ does; +range is semantic only") from None  # fmt: skip
         raise BadInputError(f"encoder spec {spec!r}: {err}") from None
     try:
-        module = augment(load(match["base"]), match["base"], database, mode=match["mode"], **params)
+        model = load(match["base"], trust_checkpoint=trust_checkpoint)
+        module = augment(model, match["base"], database, mode=match["mode"], **params)
     except (BadInputError, FileNotFoundError) as err:  # (a model or database that is not there named no spec)
         raise BadInputError(f"encoder spec {spec!r}: {err}") from err
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
