@@ -411,10 +411,10 @@ def test_a_hub_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch, o
     fake.calls.clear()
     satclip.load("satclip-resnet18-l10")
     assert fake.calls[0][0] == "metadata"
-    with pytest.raises(hub.DownloadError, match=r"\(ConnectionError: timed out; not asked again for 300 s\) and "
-                                                "it is not in the hub cache"):  # fmt: skip
-        monkeypatch.setattr(hub, "UNANSWERED_FOR", 300.0)
-        satclip.load("satclip-vit16-l40")
+    monkeypatch.setattr(hub, "UNANSWERED_FOR", 300.0)
+    with pytest.raises(hub.DownloadError, match=r"\(ConnectionError: the hub did not answer \d+ s ago, and is not "
+                                                r"asked again for 300 s\) and it is not in the hub cache"):  # fmt: skip
+        satclip.load("satclip-vit16-l40")  # (the reason names no earlier file: another repository's, maybe)
 
 
 def test_an_answer_of_the_hub_is_not_taken_for_a_hub_away(monkeypatch, online, no_sockets):

@@ -72,7 +72,7 @@ def _by_hand(repo_id: str, filename: str, revision: str | None = None) -> str:
     )
 
 
-#: hub endpoint → (when, why) it last did not answer the check, in this process (:func:`_unanswered`)
+#: hub endpoint → (when, the error's type) it last did not answer the check, in this process (:func:`_unanswered`)
 _UNANSWERED: dict[str, tuple[float, str]] = {}
 
 
@@ -82,20 +82,21 @@ def _endpoint() -> str:
 
 def _unanswered() -> str | None:
     """Why the hub did not answer a check less than :data:`UNANSWERED_FOR` seconds ago, or None."""
-    when, reason = _UNANSWERED.get(_endpoint(), (None, None))
+    when, error = _UNANSWERED.get(_endpoint(), (None, None))
     if when is None or time.monotonic() - when > UNANSWERED_FOR:
         return None
-    return f"{reason}; not asked again for {UNANSWERED_FOR:g} s"
+    # (the error's message names the file that was asked for: another one, maybe of another repository)
+    return (f"{error}: the hub did not answer {time.monotonic() - when:.0f} s ago, and is not asked again for "
+            f"{UNANSWERED_FOR:g} s")  # fmt: skip
 
 
 def _probe_failed(err: Exception) -> str:
     """Why a check of the hub failed (``"ConnectError: …"``), remembered where the hub gave no answer at all (an
-    HTTP error is an answer)."""
+    HTTP error is an answer; huggingface_hub's offline mode is none of the network's)."""
     errors = require("huggingface_hub.errors", "hub")
-    reason = f"{type(err).__name__}: {err}"
-    if not isinstance(err, errors.HfHubHTTPError):
-        _UNANSWERED[_endpoint()] = (time.monotonic(), reason)
-    return reason
+    if not isinstance(err, (errors.HfHubHTTPError, errors.OfflineModeIsEnabled)):
+        _UNANSWERED[_endpoint()] = (time.monotonic(), type(err).__name__)
+    return f"{type(err).__name__}: {err}"
 
 
 def _refusal(err: Exception, repo_id: str) -> BadInputError | None:
