@@ -173,6 +173,8 @@ def fetch(
     Raises:
         DownloadError: offline or unreachable and not cached, refused by the hub (no retries), or the file
             does not have the expected sha256.
+        BadInputError: the hub answered that ``repo_id`` does not exist, is private or gated, and the cache does
+            not hold the file.
         MissingExtraError: ``huggingface_hub`` is not installed.
     """
     by_hand = manual or _by_hand(repo_id, filename, revision)
