@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_harmonics_option, device, existing_file, file_output, positive_int
+from .args import add_harmonics_option, add_trust_option, device, existing_file, file_output, positive_int
 
 #: what --output writes, by the file's suffix
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -53,7 +53,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    add_trust_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -15,7 +15,7 @@ import contextlib
 from pathlib import Path
 
 from ..paths import not_a_directory
-from .args import user_path
+from .args import add_trust_option, user_path
 
 
 def _cache_argument(text: str) -> str:
@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
              "location embeddings are float32; --cache auto without -o keeps the dtype of the database there)",
     )  # fmt: skip
     build.add_argument("--overwrite", action="store_true", help="replace an existing database satclip built")
-    build.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling arbitrary objects")
+    add_trust_option(build)
     build.set_defaults(func=run_build)
 
 
