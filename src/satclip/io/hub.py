@@ -8,8 +8,9 @@ retries first checks that the hub answers (``huggingface_hub`` itself retries a 
 before looking in its cache), and when it does not, the cache is used or one :class:`DownloadError` names
 the URL to fetch by hand and how to pass the file instead. Once the hub has answered, a transfer that stalls
 is resumed by ``huggingface_hub`` (a few times; its log of each retry is silenced) before it fails, in one line.
-A hub that did not answer is remembered for :data:`UNANSWERED_FOR` seconds: the next fetch in the process goes
-straight to the cache (a network that drops packets cost each load the probe's 10 s). A file of a pinned commit
+A hub that did not answer is remembered for :data:`UNANSWERED_FOR` seconds: meanwhile what the hub cache holds is
+used without asking it (a network that drops packets cost each load the probe's 10 s); a file it does not hold asks
+the hub again. A file of a pinned commit
 that the cache holds, with a sha256 to check it against, is used without asking the hub. A repository the hub
 says does not exist (or is gated) is bad input, :class:`~satclip.errors.BadInputError`, where the cache does not
 hold the file.
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: seconds the reachability check waits for the hub
 PROBE_TIMEOUT = 10.0
-#: seconds a hub that did not answer the check is taken to be away: fetches meanwhile use the cache at once
+#: seconds a hub that did not answer the check is taken to be away: fetches meanwhile use what the cache holds at once
 UNANSWERED_FOR = 300.0
 #: a hub repository id: ``owner/name``
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -81,29 +83,37 @@ def _endpoint() -> str:
 
 
 def _unanswered() -> str | None:
-    """Why the hub did not answer a check less than :data:`UNANSWERED_FOR` seconds ago, or None."""
+    """Why the hub did not answer a check less than :data:`UNANSWERED_FOR` seconds ago, or None: what the hub cache
+    holds is then used without asking it (a miss asks it again: the network may be back)."""
     when, error = _UNANSWERED.get(_endpoint(), (None, None))
     if when is None or time.monotonic() - when > UNANSWERED_FOR:
         return None
     # (the error's message names the file that was asked for: another one, maybe of another repository)
-    return (f"{error}: the hub did not answer {time.monotonic() - when:.0f} s ago, and is not asked again for "
-            f"{UNANSWERED_FOR:g} s")  # fmt: skip
+    return f"{error}: the hub did not answer {time.monotonic() - when:.0f} s ago"
 
 
-def _probe_failed(err: Exception) -> str:
-    """Why a check of the hub failed (``"ConnectError: …"``), remembered where the hub gave no answer at all (an
-    HTTP error is an answer; huggingface_hub's offline mode is none of the network's)."""
+def _probe(hf, url: str) -> None:
+    """One request for the metadata of ``url``, no retries (is the hub there at all?), remembered
+    (:func:`_unanswered`) where it gets no answer at all and forgotten where it gets one (an HTTP error is an
+    answer; huggingface_hub's offline mode is none of the network's). Raises what the request raised."""
     errors = require("huggingface_hub.errors", "hub")
-    if not isinstance(err, (errors.HfHubHTTPError, errors.OfflineModeIsEnabled)):
-        _UNANSWERED[_endpoint()] = (time.monotonic(), type(err).__name__)
-    return f"{type(err).__name__}: {err}"
+    try:
+        metadata = hf.get_hf_file_metadata(url, timeout=PROBE_TIMEOUT)
+    except Exception as err:
+        if not isinstance(err, (errors.HfHubHTTPError, errors.OfflineModeIsEnabled)):
+            _UNANSWERED[_endpoint()] = (time.monotonic(), type(err).__name__)
+        else:
+            _UNANSWERED.pop(_endpoint(), None)
+        raise
+    _UNANSWERED.pop(_endpoint(), None)
+    return metadata
 
 
 def _refusal(err: Exception, repo_id: str) -> BadInputError | None:
     """The bad-input error for a hub's answer that ``repo_id`` does not exist or may not be read (404, 401,
     gated); None for any other failure (offline, unreachable, a server error: those say what to fetch)."""
     errors = require("huggingface_hub.errors", "hub")
-    login = "log in with `hf auth login` or set HF_TOKEN"
+    login = "log in with `hf auth login` (`huggingface-cli login` before huggingface_hub 0.34) or set HF_TOKEN"
     if isinstance(err, errors.GatedRepoError):
         return BadInputError(f"the Hugging Face repository {repo_id} is gated: request access at "
                              f"https://huggingface.co/{repo_id} and {login}")  # fmt: skip
@@ -115,17 +125,29 @@ def _refusal(err: Exception, repo_id: str) -> BadInputError | None:
     return BadInputError(f"no such Hugging Face repository {repo_id}: check the name")
 
 
+#: downloads running in this process with huggingface_hub's log silenced, and the level it had before the first
+_QUIET = {"downloads": 0, "level": logging.NOTSET}
+_QUIET_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _hub_log_quiet():
     """Silence ``huggingface_hub``'s own log (a line per retry of a stalled transfer, before satclip's one-line
-    error), restoring its level after."""
+    error) while this process downloads, restoring its level after the last download (counted: two threads'
+    downloads that overlapped left it silenced for good)."""
     logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    with _QUIET_LOCK:
+        if _QUIET["downloads"] == 0:
+            _QUIET["level"] = logger.level
+            logger.setLevel(logging.CRITICAL)
+        _QUIET["downloads"] += 1
     try:
         yield
     finally:
-        logger.setLevel(level)
+        with _QUIET_LOCK:
+            _QUIET["downloads"] -= 1
+            if _QUIET["downloads"] == 0:
+                logger.setLevel(_QUIET["level"])
 
 
 def _cached_at_commit(hf, repo_id: str, filename: str, revision: str | None, sha256: str | None) -> Path | None:
@@ -181,17 +203,22 @@ def fetch(
     hf = _hub(f"downloading {filename} from the Hugging Face repository {repo_id}", by_hand)
     pin = {"revision": revision} if revision else {}
     what = f"{filename} of {repo_id}" + (f" at {revision}" if revision else "")
-    reason = "HF_HUB_OFFLINE is set" if offline() else _unanswered()
+    reason = "HF_HUB_OFFLINE is set" if offline() else None
     published, refused = None, None
     path = _cached_at_commit(hf, repo_id, filename, revision, sha256) if reason is None else None
+    looked = path is None and reason is None and (unanswered := _unanswered()) is not None
+    if looked:  # (not in the cache: the hub is asked again, the network may be back)
+        path = _in_cache(hf, repo_id, filename, pin)
+        if path is not None:
+            log.debug("using the cached %s of %s (%s)", filename, repo_id, unanswered)
     if reason is None and path is None:
-        try:  # one request, no retries: is the hub there at all?
-            metadata = hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, **pin), timeout=PROBE_TIMEOUT)
+        try:
+            metadata = _probe(hf, hf.hf_hub_url(repo_id, filename, **pin))
             published = _sha256_or_none(getattr(metadata, "etag", None))  # (an LFS file's etag is its sha256)
         except Exception as err:  # noqa: BLE001 - unreachable, refused, not found: all end in the cache
-            reason, refused = _probe_failed(err), _refusal(err, repo_id)
+            reason, refused = f"{type(err).__name__}: {err}", _refusal(err, repo_id)
     if path is not None:
-        log.debug("using the cached %s of %s at commit %s", filename, repo_id, revision)
+        log.debug("using the cached %s of %s", filename, repo_id)
     elif reason is None:
         try:
             with _hub_log_quiet():
@@ -202,13 +229,12 @@ def fetch(
                 f"({type(err).__name__}: {err}). To get it anyway, {by_hand}."
             ) from err
     else:
-        try:
-            path = Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True, **pin))
-        except Exception as err:  # noqa: BLE001 - not in the cache (or a broken cache entry)
+        path = None if looked else _in_cache(hf, repo_id, filename, pin)
+        if path is None:
             raise refused or DownloadError(
                 f"cannot download {filename} from the Hugging Face repository {repo_id} ({reason}) and it is "
                 f"not in the hub cache. To get it, {by_hand}."
-            ) from err
+            )
         log.debug("using the cached %s of %s (%s)", filename, repo_id, reason)
     if sha256:
         check_sha256(path, sha256, what)
@@ -217,6 +243,15 @@ def fetch(
     elif (recorded := _blob_sha256(path)) is not None:
         check_sha256(path, recorded, f"{what}; the sha256 its hub cache entry is named by")
     return path
+
+
+def _in_cache(hf, repo_id: str, filename: str, pin: dict) -> Path | None:
+    """``filename`` of ``repo_id`` (at ``pin``'s revision) in the hub cache, or None where it is not there (or its
+    entry is broken)."""
+    try:
+        return Path(hf.hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True, **pin))
+    except Exception:  # noqa: BLE001 - not in the cache, whatever the error says
+        return None
 
 
 def snapshot_commit(path: Path) -> str | None:
@@ -246,15 +281,12 @@ def unreachable(repo_id: str, *, repo_type: str | None = None, revision: str | N
     hf = require("huggingface_hub", "hub")
     errors = require("huggingface_hub.errors", "hub")
     url = hf.hf_hub_url(repo_id, ".gitattributes", repo_type=repo_type, revision=revision)
-    reason = _unanswered()
-    if reason is not None:
-        return reason
     try:
-        hf.get_hf_file_metadata(url, timeout=PROBE_TIMEOUT)
+        _probe(hf, url)
     except errors.HfHubHTTPError:
         return None  # it answered (a repository without that file, or none at all)
     except Exception as err:  # noqa: BLE001 - unreachable
-        return _probe_failed(err)
+        return f"{type(err).__name__}: {err}"
     return None
 
 
@@ -265,7 +297,12 @@ def list_files(repo_id: str) -> list[str]:
         "or its .ckpt) elsewhere and pass the local path"
     )
     hf = _hub(f"resolving hf://{repo_id}", manual)
-    reason = "HF_HUB_OFFLINE is set" if offline() else unreachable(repo_id)
+    if offline():
+        reason = "HF_HUB_OFFLINE is set"
+    elif _cached_files(repo_id) and (unanswered := _unanswered()) is not None:
+        reason = unanswered  # (a hub that did not answer lately is not asked for what the cache holds)
+    else:
+        reason = unreachable(repo_id)
     if reason is not None:  # the files of its snapshot in the hub cache, where there is one
         cached = _cached_files(repo_id)
         if cached:
