@@ -858,6 +858,17 @@ def test_a_grid_array_of_another_shape_or_off_the_globe_is_refused_before_any_wa
     assert not [r for r in caplog.records if r.levelno >= 30], caplog.text
 
 
+def test_a_grid_of_reversed_columns_near_null_island_is_ranked_without_a_word(recwarn):
+    """latlon[:, ::-1] (a negative stride) failed as torch's "At least one stride … is negative" once the grid's
+    range was checked; a regional grid around 0°N 0°E warned that the points look like radians."""
+    model = satclip.load_model("bluemarble-l10")
+    lat, lon = np.meshgrid(np.linspace(-1.5, 1.5, 4), np.linspace(-3.0, 3.0, 4), indexing="ij")
+    latlon = np.column_stack([lat.ravel(), lon.ravel()])
+    result = locate(model, torch.rand(3, 32, 32), grid=latlon[:, ::-1], k=3)
+    assert result.candidates == 16
+    assert not [w for w in recwarn if "radians" in str(w.message)]
+
+
 def test_the_python_locate_holds_a_tensor_to_the_size_rule_of_the_cli():
     """locate(bluemarble-l10, torch.rand(3, 8, 8)) ranked candidates, while `satclip locate` refuses an 8×8 px
     picture for that model: the size rule was applied to files only."""

@@ -118,7 +118,7 @@ def candidate_points(grid: str | Callable[[int], np.ndarray] | np.ndarray, grid_
             f"candidate points must be a non-empty (N, 2) (lon, lat) array, got shape {points.shape}"
         )
     if not isinstance(grid, str):  # (a NaN row was refused only after "k=5 is more than the 1 candidates")
-        check_in_range(torch.from_numpy(points))
+        check_in_range(torch.from_numpy(np.ascontiguousarray(points)))  # (latlon[:, ::-1] has a negative stride)
     return points
 
 
@@ -148,7 +148,7 @@ class Located:
 @torch.no_grad()
 def embed_candidates(model: SatCLIP, points: np.ndarray, batch_size: int | None = None) -> torch.Tensor:
     """L2-normalised location embeddings ``(N, embed_dim)`` of candidate points (validated)."""
-    embeddings = model.location.encode(points, batch_size=batch_size)
+    embeddings = model.location.encode(points, batch_size=batch_size, warn_radians=False)  # (a grid, maybe a region's)
     return torch.nn.functional.normalize(embeddings, dim=1)
 
 

@@ -66,7 +66,8 @@ class Encoder:
         :class:`~satclip.LocationEncoder` runs through its ``encode`` (in the precision it was loaded with)."""
         points = np.ascontiguousarray(points, dtype=np.float64)
         if hasattr(self.module, "precision_choice"):  # from satclip.load: a precision was chosen for it
-            return self.module.encode(points, batch_size=self.batch_size).to(torch.float32).cpu().numpy()
+            embeddings = self.module.encode(points, batch_size=self.batch_size, warn_radians=False)  # (a task's points)
+            return embeddings.to(torch.float32).cpu().numpy()
         parts = []
         for start in range(0, len(points), self.batch_size):
             chunk = torch.from_numpy(points[start : start + self.batch_size]).to(self.input_dtype)
