@@ -647,12 +647,11 @@ def test_encode_location_takes_arrays_and_lists_as_encode_image_does():
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({"encoders": ("nonsense",)}, "unknown encoder 'nonsense': Encoders are the names of"),
-        ({"encoders": ("sh-l11",)}, "unknown encoder 'sh-l11': did you mean 'sh-l10' or 'sh-l40'?"),
         ({"protocol": "rand"}, "unknown evaluation protocol 'rand'; did you mean 'random'?"),
         ({"probes": ("svm",)}, "unknown probe 'svm'; known: linear, mlp, paper-mlp"),
         ({"tasks": ("kopen",)}, "unknown evaluation task 'kopen'; did you mean 'koppen'?"),
         ({"seeds": "0"}, "EvalConfig: seeds='0' is text; give integers >= 0"),
+        ({"seeds": None}, "EvalConfig: seeds=None; give integers >= 0"),
         ({"seeds": (0, -1)}, "EvalConfig: seeds must be integers >= 0, at least one, got [0, -1]"),
         ({"seeds": (0, "1")}, "EvalConfig: seeds must be integers >= 0, at least one, got [0, '1']"),
         ({"seeds": (1, 1)}, "seeds must be unique, got [1, 1]"),
@@ -660,9 +659,8 @@ def test_encode_location_takes_arrays_and_lists_as_encode_image_does():
     ],
 )  # fmt: skip
 def test_eval_config_refuses_what_cannot_be_meant_as_it_is_made(options, expected, monkeypatch):
-    """EvalConfig took seeds="0" (as ('0',)), unknown encoder, protocol, probe and task names; evaluate refused
-    them later, some as plain ValueErrors (the unknown encoder's in 700 characters). Nothing is loaded: the
-    models' names are checked by name."""
+    """EvalConfig took seeds="0" (as ('0',)), unknown protocol, probe and task names; evaluate refused them later,
+    some as plain ValueErrors. Nothing is loaded."""
     from satclip.errors import BadInputError
     from satclip.eval import EvalConfig
     from satclip.io import load
@@ -674,6 +672,26 @@ def test_eval_config_refuses_what_cannot_be_meant_as_it_is_made(options, expecte
     config = EvalConfig(encoders=("wrap", "satclip-resnet18-l10", "bluemarble-l10+range", "./m.ckpt", "hf://a/b"),
                         tasks=("koppen",), seeds=[np.int64(1), 0])  # fmt: skip
     assert config.seeds == (1, 0) and all(type(seed) is int for seed in config.seeds)
+    assert EvalConfig(encoders=("wrap",), tasks=("koppen",), seeds=np.int64(2)).seeds == (2,)
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("nonsense", "unknown encoder 'nonsense': Encoders are the names of"),
+    ("sh-l11", "unknown encoder 'sh-l11': did you mean 'sh-l10' or 'sh-l40'?"),
+])  # fmt: skip
+def test_an_unknown_encoder_name_is_refused_by_name_before_anything_is_loaded(spec, expected, monkeypatch):
+    """An unknown encoder was refused in 700 characters, as a plain ValueError. It is refused by its name now, when
+    the evaluation starts, in one short line; the config is made (a bare name may be a model directory written
+    after it, and a config only describes results for eval.report)."""
+    from satclip.errors import UnknownNameError
+    from satclip.eval import EvalConfig, evaluate
+    from satclip.io import load
+
+    monkeypatch.setattr(load, "load", lambda *a, **k: pytest.fail("a model was loaded"))
+    config = EvalConfig(encoders=(spec,), tasks=("koppen",))
+    with pytest.raises(UnknownNameError) as refused:
+        evaluate(config)
+    assert expected in str(refused.value) and len(str(refused.value)) < 200
 
 
 def test_encode_warns_once_of_points_that_look_like_radians_and_embed_once_too(caplog):

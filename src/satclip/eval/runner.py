@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +100,10 @@ class EvalConfig:
             object.__setattr__(self, "tasks", () if self.task_file is not None else tuple(task_names()))
         if isinstance(self.seeds, (str, bytes)):  # ("0" was read as ('0',), "0,1" as ('0', ',', '1'))
             raise BadInputError(f"EvalConfig: seeds={self.seeds!r} is text; give integers >= 0, e.g. seeds=(0, 1)")
-        for key, kind in (("encoders", (str, os.PathLike)), ("tasks", str), ("probes", str), ("seeds", int)):
+        if self.seeds is None or not isinstance(self.seeds, (int, np.integer, Iterable)):
+            raise BadInputError(f"EvalConfig: seeds={self.seeds!r}; give integers >= 0, e.g. seeds=(0, 1)")
+        single = {"encoders": (str, os.PathLike), "tasks": str, "probes": str, "seeds": (int, np.integer)}
+        for key, kind in single.items():
             value = getattr(self, key)
             if isinstance(value, kind) and not isinstance(value, bool):
                 value = (value,)
@@ -113,8 +116,6 @@ class EvalConfig:
             )
         if not self.encoders:
             raise BadInputError("EvalConfig: encoders is empty; give at least one encoder spec (e.g. 'wrap')")
-        for spec in self.encoders:  # (by name only: nothing is loaded or downloaded here)
-            encoders.check_known(spec)
         encoders.check_distinct(self.encoders)  # one encoder spelt twice ran twice, a false tie in every table
         if self.protocol != "holdout-continent":  # (it ran, the plain retrieval encoder's twin, "tied for best")
             for spec in self.encoders:

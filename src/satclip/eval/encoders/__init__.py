@@ -542,13 +542,13 @@ def _retrieval_spec(name: str):
     return SPEC.match(name)
 
 
-def check_known(spec: str) -> None:
+def check_known(spec: str | os.PathLike) -> None:
     """Raise :class:`~satclip.errors.UnknownNameError` where ``spec`` names no encoder by its name alone: a plain
     name (no path, hub repository or retrieval spec) that is no encoding or baseline (:func:`names`) and no model
-    (:func:`satclip.list_pretrained`). Nothing is loaded or downloaded (``EvalConfig`` checks its encoders so)."""
+    (:func:`satclip.list_pretrained`). Nothing is loaded or downloaded (:func:`create` checks its spec so first)."""
     from ...pretrained import names as model_names
 
-    name = parse_spec(spec)[0]
+    name = parse_spec(os.fspath(spec))[0]
     if name in ENCODERS or name in _encoding.names() or name in model_names() or "+range" in name:
         return
     if "/" in name or os.sep in name or name.startswith((".", "~")) or Path(name).suffix or existing_path(name):
