@@ -1144,7 +1144,7 @@ def test_npy_files_that_are_not_numeric_arrays_are_named(tmp_path, model, capsys
     (tmp_path / "text.npy").write_text("lon,lat\n1,2\n")
     np.save(tmp_path / "strings.npy", np.array([["a", "b"]]))
     np.save(tmp_path / "objects.npy", np.array([[1.0, None]], dtype=object), allow_pickle=True)
-    expected = {"text": "is not a .npy file", "strings": "holds <U1 values, not numbers",
+    expected = {"text": "is not a valid .npy array file", "strings": "holds <U1 values, not numbers",
                 "objects": "holds Python objects, which satclip never unpickles"}  # fmt: skip
     for name, text in expected.items():
         assert embed(tmp_path / f"{name}.npy", "-o", tmp_path / f"{name}.out.npy", "--model", model) == 2

@@ -1164,22 +1164,26 @@ def save_array(path: str | Path, array) -> Path:
     return Path(path)
 
 
+class NoArrayError(ValueError):
+    """A ``.npy`` file that holds no array satclip reads: no NumPy header, or Python objects (:func:`load_array`)."""
+
+
 def load_array(path: str | Path, **kwargs):
-    """``np.load`` the ``.npy`` file ``path`` (``kwargs``: ``mmap_mode``), never unpickling. Raises ValueError
-    saying what the file is where it holds no array: numpy's own text for a file of other bytes ("This file
-    contains pickled (object) data. If you trust the file you can load it unsafely using the allow_pickle=
-    keyword…") invited the user to unpickle a damaged file. The message names no file: the caller says whose it
-    is and how to make it again."""
+    """``np.load`` the ``.npy`` file ``path`` (``kwargs``: ``mmap_mode``), never unpickling. Raises
+    :class:`NoArrayError` saying what the file is where it holds no array (numpy's own text for a file of other
+    bytes, "This file contains pickled (object) data. If you trust the file you can load it unsafely using the
+    allow_pickle= keyword…", invited the user to unpickle a damaged file), numpy's ValueError for a damaged or cut
+    one. The message names no file: the caller says whose it is and how to make it again."""
     import numpy as np
 
     with open(path, "rb") as file:
         if file.read(6) != b"\x93NUMPY":  # (numpy takes any other bytes for a pickle, or a zip for an .npz)
-            raise ValueError("it is not a valid .npy array file: no NumPy header")
+            raise NoArrayError("it is not a valid .npy array file: no NumPy header")
     try:
         return np.load(path, allow_pickle=False, **kwargs)
     except ValueError as err:
         if npy_holds_objects(path):
-            raise ValueError("it holds Python objects, which satclip never unpickles") from err
+            raise NoArrayError("it holds Python objects, which satclip never unpickles") from err
         raise
 
 

@@ -603,16 +603,12 @@ class NpySource(Source):
     columns = ["lon", "lat"]
 
     def _open(self):
-        with open(self.path, "rb") as file:
-            if file.read(6) != b"\x93NUMPY":
-                raise ValueError(f"{self.path} is not a .npy file (no NumPy header); expected an (N, 2) array of "
-                                 "(lon, lat) saved with numpy.save, or give a CSV/Parquet file")  # fmt: skip
+        expected = "expected an (N, 2) float array of (lon, lat) saved with numpy.save, or give a CSV/Parquet file"
         try:
-            self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            self._array = safe_output.load_array(self.path, mmap_mode="r")
+        except safe_output.NoArrayError as err:
+            raise ValueError(f"{self.path}: {err}; {expected}") from err
         except ValueError as err:
-            if safe_output.npy_holds_objects(self.path):  # loading them would unpickle
-                raise ValueError(f"{self.path} holds Python objects, which satclip never unpickles; expected an "
-                                 "(N, 2) float array of (lon, lat)") from err  # fmt: skip
             raise ValueError(f"{self.path} is damaged or cut short ({err}): save the array again") from err
         if self._array.dtype.kind not in "fiu":
             raise ValueError(f"{self.path} holds {self._array.dtype} values, not numbers; expected an (N, 2) float "
