@@ -120,7 +120,8 @@ def test_demo_end_to_end_tiny(tmp_path):
     # where the model stands, in one line on the console and atop the report (the run ended with "wrote
     # report.md"), naming every task once
     result = [line for line in lines if line.startswith("result: ")]
-    assert len(result) == 1 and result[0].startswith("result: the demo model (`model`) is "), lines
+    # (one fold: that said first, before the model's place)
+    assert len(result) == 1 and re.match(r"result: one fold, so [^:]*: the demo model \(`model`\) is ", result[0])
     said = f" (primary metric: MSE ↓ for regression, accuracy ↑ for classification, MLP probe; the tables: {report})"
     assert result[0].endswith(said)
     outcome = result[0].removeprefix("result: ").removesuffix(said)
@@ -307,7 +308,8 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
-    assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: the demo model (`model`) is "), out
+    assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: one fold, so "), out
+    assert ": the demo model (`model`) is " in lines[-1], out
     assert "result: " not in err
     outcome = lines[-1].removeprefix("result: ").split(" (primary metric")[0]
     report = (tmp_path / "demo" / "report.md").read_text()
@@ -393,5 +395,5 @@ def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, mon
     assert json.loads((out / "timings.json").read_text())["evaluation"] == first
     assert f"evaluation {first:.0f} s (an earlier run's: reused)" in report
     assert len((out / "eval" / "rows.jsonl").read_text().splitlines()) == 12
-    assert "result: the demo model (`model`) is " in shown.getvalue()
+    assert ": the demo model (`model`) is " in shown.getvalue()
     assert f"| `model` | `{out / 'model'}` | a model loaded from this path |" in report  # (its spec: the path)

@@ -87,18 +87,41 @@ def test_standing_says_where_one_encoder_stands_task_by_task():
     assert standing(rows, "direct") == ("tied for best with `model` on era5-temperature; tied for best with "
                                         "`geoclip` on country; behind `model` on elevation (2nd of 2) and koppen "
                                         "(2nd of 2)")  # fmt: skip
-    # one fold per task (the quick demo): means only, said so; equal means are level. Lower MSE is the better
-    # mean (era5-temperature: `direct`'s 0.042 beats 0.050)
-    one = [row for row in rows if row["seed"] == 1]
+    # one fold per task (the quick demo): no spread, said first; accuracies (100 test points) within one test point
+    # of each other are level, MSEs not judged (they have no such unit)
+    one = [{**row, "n_test": 100} for row in rows if row["seed"] == 1]
     one += [{**row, "task": "landcover"} for row in one if row["task"] == "koppen" and row["encoder"] == runs]
     one += [{**row, "task": "landcover", "encoder": "direct"} for row in one if row["task"] == "landcover"]
-    # ("level with `direct`" did not say the two share the best mean)
-    assert standing(one, runs) == ("the best mean on elevation and koppen; level for the best mean with `direct` on "
-                                   "landcover; behind "
-                                   "`direct` on era5-temperature (2nd of 2) and country (3rd of 3); one fold per "
-                                   "task, so no spread to judge ties by")  # fmt: skip
+    assert standing(one, runs) == ("one fold, so accuracies within one test point are level and MSE differences are "
+                                   "not judged (elevation and era5-temperature): best on koppen; level for best with "
+                                   "`direct` on landcover; behind `direct` and `geoclip` on country (3rd of 3)")
     assert standing([{**row, "accuracy": float("nan")} for row in one if row["task"] == "country"], runs) \
         == "not scored on any task"
+    assert standing([row for row in one if row["kind"] == "regression"], runs, subject="it") \
+        == "one fold, so MSE differences are not judged (elevation and era5-temperature): it is not ranked on any task"
+
+
+def test_standing_on_one_fold_calls_one_test_point_level():
+    """The quick demo's line (one fold) said "behind `direct` and `geoclip` on country (tied 3rd of 5)" for 0.970
+    against 0.980 on 99 test points, one point of difference, and "one fold per task, so no spread to judge ties by"
+    came last in a 500-character line."""
+    runs = "runs/demo/model"
+
+    def country(correct: dict[str, int]) -> list[dict]:
+        return [{"task": "country", "kind": "classification", "encoder": e, "probe": "mlp", "variant": "",
+                 "fold": "seed=0", "seed": 0, "n_test": 99, "accuracy": k / 99, "macro_f1": 0.5}
+                for e, k in correct.items()]  # fmt: skip
+
+    rows = country({"direct": 97, "geoclip": 97, runs: 96, "sh-l10": 96, "bluemarble-l10": 96})
+    assert standing(rows, runs, most=2, subject="the demo model (`model`)") == (
+        "one fold, so accuracies within one test point are level: the demo model (`model`) is level for best with "
+        "`direct`, `geoclip` and 2 more on country")  # fmt: skip
+    # two test points behind is behind, its place shared with those within one point of it
+    rows = country({"direct": 97, "geoclip": 97, runs: 95, "sh-l10": 96, "bluemarble-l10": 94})
+    assert standing(rows, runs) == ("one fold, so accuracies within one test point are level: behind `direct`, "
+                                    "`geoclip` and `sh-l10` on country (tied 3rd of 5)")  # fmt: skip
+    assert standing(rows, "direct") == ("one fold, so accuracies within one test point are level: level for best "
+                                        "with `geoclip` and `sh-l10` on country")  # fmt: skip
 
 
 def test_standing_says_a_shared_place_is_shared():

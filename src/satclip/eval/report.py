@@ -318,55 +318,82 @@ def reading(
     return ". ".join(sentences) + "." if sentences else ""
 
 
-def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None) -> str:
+def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, subject: str | None = None) -> str:
     """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
     primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a and b; tied for best
     with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind the best and those tied with it, its rank by
-    mean in brackets; with one fold per task: the best mean, level for it with an equal one). The display names are
-    those of the tables (:func:`display_names`). ``most``: name at most that many encoders in a group, then how
-    many more, and with more than ``most`` groups of ties, one phrase for them all (a terminal's line: with many ties
-    it ran to 480 characters)."""
+    mean in brackets). With one fold per task there is no spread to judge ties by, and the line says so first
+    (``"one fold, so …: best on a; …"``): accuracies that differ by at most one test point (1 / ``n_test``) are
+    level, and differences of MSEs, which have no such unit, are not judged (0.970 against 0.980 on 99 test
+    points was "behind `direct` and `geoclip`"). The display names are those of the tables
+    (:func:`display_names`). ``most``: name at most that many encoders in a group, then how many more, and with
+    more than ``most`` groups of ties, one phrase for them all (a terminal's line: with many ties it ran to 480
+    characters). ``subject``: the line is ``"<subject> is …"`` (after the one-fold caveat)."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
     summary = summarise(rows)
     encoders = _ordered(r["encoder"] for r in rows)
     names = display_names(encoders)
     kinds = {r["task"]: r["kind"] for r in rows}
-    best, tied, behind, spread = [], defaultdict(list), defaultdict(list), True
+    tests = defaultdict(set)  # (one fold: a task's test points, the unit an accuracy moves by)
+    for r in rows:
+        if r["probe"] == probe and r.get("variant", "") == variant and r.get("n_test"):
+            tests[r["task"]].add(int(r["n_test"]))
+    best, tied, behind, level_unit, unjudged = [], defaultdict(list), defaultdict(list), [], {}
     for t in kinds:
         metric = PRIMARY[kinds[t]][0]
         means = {e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders}
         ranking = rank(means, HIGHER_IS_BETTER[metric])
         if ranking.best is None or means[encoder] is None:
             continue
-        spread = spread and ranking.verdict != "no-spread"
-        others = tuple(f"`{names[e]}`" for e in ranking.tied if e != encoder)
-        if ranking.best == encoder and not others:
+        sign, own = (1 if HIGHER_IS_BETTER[metric] else -1), means[encoder][0]
+        scored = {e: stat[0] for e, stat in means.items() if stat is not None and not math.isnan(stat[0])}
+        if ranking.verdict == "no-spread":
+            if metric != "accuracy" or not tests[t]:  # (no unit one test point moves it by: not judged)
+                unjudged[_METRIC_WORD[metric]] = [*unjudged.get(_METRIC_WORD[metric], []), t]
+                continue
+            level_unit.append(t)
+            unit = 1 / min(tests[t]) + 1e-9  # (accuracies are counts over n_test: one point is 1 / n_test)
+            top = scored[ranking.best]
+            leaders = [e for e in scored if abs(scored[e] - top) <= unit]
+            level = sum(abs(mean - own) <= unit for mean in scored.values()) - 1
+            ahead = sum(sign * (mean - own) > unit for mean in scored.values())
+        else:
+            leaders = list(ranking.tied or (ranking.best,))
+            # a place shared with an equal mean (as the tables show it) is said so: "3rd of 5" hid a three-way tie
+            level = sum(_shown(mean) == _shown(own) for mean in scored.values()) - 1
+            ahead = sum(sign * mean > sign * own and _shown(mean) != _shown(own) for mean in scored.values())
+        others = tuple(f"`{names[e]}`" for e in leaders if e != encoder)
+        if encoder in leaders and not others:
             best.append(t)
-        elif encoder in ranking.tied:
+        elif encoder in leaders:
             tied[others].append(t)
         else:
-            sign, own = (1 if HIGHER_IS_BETTER[metric] else -1), means[encoder][0]
-            scored = [stat[0] for stat in means.values() if stat is not None]
-            # a place shared with an equal mean (as the tables show it) is said so: "3rd of 5" hid a three-way tie
-            level = sum(_shown(mean) == _shown(own) for mean in scored) - 1
-            ahead = sum(sign * mean > sign * own and _shown(mean) != _shown(own) for mean in scored)
-            leaders = tuple(f"`{names[e]}`" for e in ranking.tied or (ranking.best,))
-            behind[leaders].append(f"{t} ({'tied ' * (level > 0)}{_ordinal(ahead + 1)} of {len(scored)})")
+            named = tuple(f"`{names[e]}`" for e in leaders)
+            behind[named].append(f"{t} ({'tied ' * (level > 0)}{_ordinal(ahead + 1)} of {len(scored)})")
+    said = ["accuracies within one test point are level"] if level_unit else []
+    if unjudged:
+        said.append(f"{_join(list(unjudged))} differences are not judged "
+                    f"({_join([t for ts in unjudged.values() for t in ts])})")  # fmt: skip
+    caveat = f"one fold, so {' and '.join(said)}" if said else ""
     if not (best or tied or behind):
-        return "not scored on any task"
-    top = "best" if spread else "the best mean"  # one fold: means alone, no spread to judge ties by
-    parts = [f"{top} on {_join(best)}"] if best else []
-    level = "tied for best" if spread else "level for the best mean"
-    if most is not None and len(tied) > most:  # (one phrase a group: six groups ran to 560 characters)
-        counts = sorted({len(e) for e in tied})
-        others = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-        parts.append(f"{level} on {_join([t for ts in tied.values() for t in ts])} (with {others} others each)")
+        where = "not ranked on any task" if caveat else "not scored on any task"
     else:
-        parts += [f"{level} with {_join(e, most)} on {_join(ts)}" for e, ts in tied.items()]
-    parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
-    if not spread:
-        parts.append("one fold per task, so no spread to judge ties by")
-    return "; ".join(parts)
+        parts = [f"best on {_join(best)}"] if best else []
+        level = "tied for best" if not level_unit else "level for best"
+        if most is not None and len(tied) > most:  # (one phrase a group: six groups ran to 560 characters)
+            counts = sorted({len(e) for e in tied})
+            others = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+            parts.append(f"{level} on {_join([t for ts in tied.values() for t in ts])} (with {others} others each)")
+        else:
+            parts += [f"{level} with {_join(e, most)} on {_join(ts)}" for e, ts in tied.items()]
+        parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
+        where = "; ".join(parts)
+    where = where if subject is None else f"{subject} is {where}"
+    return f"{caveat}: {where}" if caveat else where
+
+
+#: what :func:`standing` calls a metric in its one-fold caveat
+_METRIC_WORD = {"mse": "MSE", "accuracy": "accuracy"}
 
 
 def terminal_tables(rows: Sequence[dict], width: int = 100) -> str:

@@ -436,8 +436,7 @@ def _outcome(evaluation, most: int | None = None) -> str:
     as :func:`satclip.eval.report.standing`)."""
     from ..eval.report import standing
 
-    where = standing(evaluation.rows, MODEL_NAME, most=most)
-    return f"the demo model (`{_short_name(evaluation)}`) is {where}"
+    return standing(evaluation.rows, MODEL_NAME, most=most, subject=f"the demo model (`{_short_name(evaluation)}`)")
 
 
 def _short_name(evaluation) -> str:
