@@ -55,18 +55,19 @@ def test_a_rerun_says_what_it_replaces_and_drops_the_old_predictions(tmp_path, c
     assert rerun() == []  # (the same settings: every fold reused, nothing replaced)
     [said] = rerun("--precision", "float64")
     assert f"{rows}: 2 record(s) of folds this run evaluates anew are replaced, evaluated before with another " \
-           f"precision (float32, now float64) for 2 (encoder {model})" == said  # fmt: skip
+           f"precision (float32, now float64) for encoder {model} (2 folds)" == said  # fmt: skip
     torch.manual_seed(1)  # retrained: new weights at the same path
     satclip.LocationEncoder.from_config(CONFIG).save(model, overwrite=True)
     [said] = rerun("--precision", "float64")
-    assert said.endswith(f"evaluated before with other model weights (model_sha256) for 2 (encoder {model})")
+    assert said.endswith(f"evaluated before with other model weights (model_sha256) for encoder {model} (2 folds)")
     _stations(data, np.random.default_rng(5).permutation(targets))  # the same stations, their targets shuffled
     [said] = rerun("--precision", "float64")
     assert said == f"{rows}: 4 record(s) of folds this run evaluates anew are replaced, evaluated before with other " \
-                   "task points or values (the task's data, or --point-seed) for 4 (task air-temperature)"  # fmt: skip
+                   "task points or values (the task's data, or --point-seed) for task air-temperature " \
+                   "(4 folds)"  # fmt: skip
     [said] = rerun("--precision", "float64", "--n-points", "150")  # (other sizes: no "other data" for the sample)
     assert said.endswith("evaluated before with folds of other sizes (n_train, n_test: other --n-points, data or "
-                         "protocol options) for 4 (task air-temperature)")  # fmt: skip
+                         "protocol options) for task air-temperature (4 folds)")  # fmt: skip
     kept = {path.name for path in predictions.iterdir()}
     mine = predictions / "notes.txt"  # a file satclip did not write stays, whatever a rerun replaces
     mine.write_text("mine")

@@ -166,4 +166,4 @@ def test_records_of_another_model_under_the_same_name_are_replaced(tmp_path, cap
     mine = [r for r in after if r["encoder"] != "wrap"]
     assert len(mine) == 3 and not {r["key"] for r in mine} & {r["key"] for r in before}
     assert "3 record(s) of folds this run evaluates anew are replaced, evaluated before with other model weights " \
-           f"(model_sha256) for 3 (encoder {model})" in caplog.text  # fmt: skip
+           f"(model_sha256) for encoder {model} (3 folds)" in caplog.text  # fmt: skip

@@ -510,7 +510,8 @@ def test_a_rerun_with_other_settings_says_whose_report_it_replaces(tmp_path, cap
     with caplog.at_level("WARNING", logger="satclip"):  # (other points were replaced without a word)
         assert main([*run, "--encoders", "wrap", "--n-points", "150"]) == 0
     assert f"{rows}: 1 record(s) of folds this run evaluates anew are replaced, evaluated before with folds of " \
-           "other sizes (n_train, n_test: other --n-points, data or protocol options) for 1 (task t)\n" in caplog.text
+           "other sizes (n_train, n_test: other --n-points, data or protocol options) for task t " \
+           "(1 fold)\n" in caplog.text
     # (not also "other task data": the data's digest is of the sample, which another --n-points draws anew)
     assert "held results of an earlier run" not in caplog.text  # (said once, by the run that replaces them)
     assert "stay in" not in caplog.text and len(rows.read_text().splitlines()) == 2  # (it said they stayed)

@@ -405,8 +405,8 @@ _COMPARED = {
 
 def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
     """What the records ``replaced`` (each with what this run evaluates its fold with) were evaluated with
-    otherwise, as ``another precision (float32, now float64) for 3 (encoder m); other task data for 2 (task t)``;
-    where none of :data:`_COMPARED` differs (or an older satclip recorded none), other settings."""
+    otherwise, as ``another precision (float32, now float64) for encoder m (3 folds); other task data for task t
+    (2 folds)``; where none of :data:`_COMPARED` differs (or an older satclip recorded none), other settings."""
     changes: dict[str, list[tuple[dict, str]]] = {}
     for row, now in replaced:
         earlier = {**row, "sizes": [row.get("n_train"), row.get("n_test")]}
@@ -425,7 +425,9 @@ def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
         shown = f" ({values[0]})" if what == "precision" and len(values) == 1 else ""
         whose = "task" if what in ("data", "sizes") else "encoder"
         named = sorted({row[whose] for row, _ in rows})
-        said.append(f"{name}{shown} for {len(rows)} ({whose} {', '.join(named[:3])}{', …' if len(named) > 3 else ''})")
+        listed = ", ".join(named[:3]) + (", …" if len(named) > 3 else "")  # ("for 6 (encoder model)" was garbled)
+        folds = f"{len(rows)} fold{'s' * (len(rows) != 1)}"
+        said.append(f"{name}{shown} for {whose}{'s' * (len(named) > 1)} {listed} ({folds})")
     return "; ".join(said)
 
 
