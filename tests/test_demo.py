@@ -302,10 +302,10 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     from satclip.cli import main
     from satclip.recipes import demo
 
-    tiny = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
+    tiny = replace(QUICK, patches=2000, epochs=2, batch_size=512, eval_points=300, baselines=("direct",),
                    map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
     monkeypatch.setattr(demo, "QUICK", tiny)
-    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    assert main(["demo", "--quick", "--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: one fold, so "), out
@@ -318,7 +318,9 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     # judge a difference by (n_test was in eval/results.csv only)
     assert "A probe is a small model trained on each encoder's frozen embeddings" in report
     assert "60 % to train the probe, 20 % to validate it and 20 % to test it" in report
-    assert "- this was `satclip demo --quick`: the full demo trains on 100,000 patches" in report
+    # (with --epochs: it said "this was `satclip demo --quick`" and "trains 1 epochs")
+    assert "- this was `satclip demo --quick --epochs 1`: the full demo trains on 100,000 patches" in report
+    assert "the demo model trains 1 epoch at lr" in report
     sizes = re.search(r"Test points per fold \(.*?\): (.*)\.\n", report)[1]
     assert sizes.startswith("era5-temperature 60, ") and len(sizes.split(", ")) == 6, sizes
 

@@ -638,11 +638,11 @@ def _card_differences(settings, result) -> list[str]:
     recipe = (100_000, card.data.cache_views, card.trainer.max_epochs, card.optim.lr)
     if trained != recipe:
         lines.append(
-            f"pretraining: the demo model trains {settings.epochs} epochs at lr {ours.optim.lr:g} on "
-            f"{settings.patches:,} patches with {ours.data.cache_views} cached view(s); `bluemarble-l10` trained "
-            f"{card.trainer.max_epochs} epochs (exported at its best validation loss) at lr {card.optim.lr:g} on "
-            f"100,000 patches with {card.data.cache_views} views: the two are different models, and the card's "
-            "numbers are no target for the demo model"
+            f"pretraining: the demo model trains {settings.epochs} epoch{'s' * (settings.epochs != 1)} at lr "
+            f"{ours.optim.lr:g} on {settings.patches:,} patches with {ours.data.cache_views} cached view(s); "
+            f"`bluemarble-l10` trained {card.trainer.max_epochs} epochs (exported at its best validation loss) at lr "
+            f"{card.optim.lr:g} on 100,000 patches with {card.data.cache_views} views: the two are different models, "
+            "and the card's numbers are no target for the demo model"
         )
     return lines
 
@@ -712,8 +712,9 @@ def _report(
         "",
     ]
     if is_quick(settings):  # (a newcomer read the quick run as the demo)
+        epochs = f" --epochs {settings.epochs}" if settings.epochs != QUICK.epochs else ""  # (it said --quick alone)
         lines[-1:-1] = [
-            f"- this was `satclip demo --quick`: the full demo trains on {FULL.patches:,} patches with "
+            f"- this was `satclip demo --quick{epochs}`: the full demo trains on {FULL.patches:,} patches with "
             f"{FULL.views} views for {FULL.epochs} epochs and evaluates {FULL.eval_points:,} points per sampled task "
             f"over {len(FULL.eval_seeds)} seeds against {len(FULL.baselines)} baselines (a spread to judge ties by)"
         ]
