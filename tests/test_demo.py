@@ -399,3 +399,38 @@ def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, mon
     assert len((out / "eval" / "rows.jsonl").read_text().splitlines()) == 12
     assert ": the demo model (`model`) is " in shown.getvalue()
     assert f"| `model` | `{out / 'model'}` | a model loaded from this path |" in report  # (its spec: the path)
+
+
+def test_a_demo_stopped_in_its_evaluation_gives_its_advice_once(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the demo's evaluation said "demo interrupted in its evaluation stage; rerun the same satclip demo
+    command: …" and then the CLI's "the work done is kept in …/eval: rerun the same command to continue where it
+    stopped": the same advice twice (as the training's was, train/fitting.py)."""
+    from satclip.cli import main
+    from satclip.eval import api
+    from satclip.recipes import demo
+
+    tiny = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
+                   map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
+    monkeypatch.setattr(demo, "QUICK", tiny)
+    evaluate = api.run_evaluation
+
+    class CtrlC:  # (after the first fold is recorded: there is work kept to continue from)
+        def update(self, n):
+            raise KeyboardInterrupt
+
+        def set_postfix_str(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    def stopped(config, out_dir, **kwargs):
+        return evaluate(config, out_dir, **{**kwargs, "progress": lambda total: CtrlC()})
+
+    monkeypatch.setattr(api, "run_evaluation", stopped)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) != 0
+    err = capsys.readouterr().err
+    assert (tmp_path / "demo" / "eval" / "rows.jsonl").read_text().count("\n") == 1  # (the work kept)
+    assert err.count("demo interrupted in its evaluation stage; rerun the same satclip demo command: the probes "
+                     "already fitted") == 1, err  # fmt: skip
+    assert "the work done is kept" not in err and "continue where it stopped" not in err, err

@@ -157,6 +157,13 @@ def work_finished(path: str | Path) -> None:
         _KEPT.remove(Path(path))
 
 
+def work_advised() -> None:
+    """The command has said itself how a rerun continues its work (the demo's advice at an interruption): an
+    interruption names no kept work (the CLI's "the work done is kept in …/eval: rerun the same command …" repeated
+    the demo's "rerun the same satclip demo command" on the next line)."""
+    _KEPT.clear()
+
+
 def kept_work() -> list[Path]:
     """What :func:`keep_work` recorded since the command started."""
     return list(_KEPT)

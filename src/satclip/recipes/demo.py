@@ -303,6 +303,7 @@ def _run(
                 if name in RERUN_KEEPS:
                     log.warning("demo interrupted in its %s stage; rerun the same satclip demo command: %s", name,
                                 RERUN_KEEPS[name])  # fmt: skip
+                    safe_output.work_advised()  # (said once: as the pretraining's, train/fitting.py)
                 raise
         timings[name] = time.perf_counter() - begin
         log.info("demo stage %s: %.0f s", name, timings[name])
