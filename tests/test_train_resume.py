@@ -498,7 +498,7 @@ def test_a_workflow_interrupted_before_its_first_checkpoint_says_it_starts_again
     assert tmp_path / "run" / "checkpoints" not in safe_output.kept_work()
     said = {0: "no epoch was saved yet, so there is nothing to resume: rerun the same `satclip demo` command to "
                "start the training again",
-            1: "rerun the same `satclip demo` command: training continues where it stopped"}[epoch]  # fmt: skip
+            1: "rerun the same `satclip demo` command: training continues from its last finished epoch"}[epoch]
     assert f"training interrupted in epoch {epoch + 1} of 2; {said}" in caplog.text
 
 

@@ -689,7 +689,8 @@ def _fit(
             # a workflow's checkpoints are not recorded as kept work (safe_output.keep_work): the CLI's "the work
             # done is kept in …/checkpoints: rerun the same command …" repeated this hint's advice on the next line
             if rerun:  # (it promised "training continues where it stopped" before any epoch was saved)
-                return (f"rerun {rerun}: training continues where it stopped" if saved else
+                # (nor "where it stopped": the epoch it stopped in is trained again)
+                return (f"rerun {rerun}: training continues from its last finished epoch" if saved else
                         f"no epoch was saved yet, so there is nothing to resume: rerun {rerun} to start the training "
                         "again")  # fmt: skip
             if saved:
