@@ -122,3 +122,36 @@ def test_a_preview_inside_the_corpus_is_refused(tmp_path, capsys):
     # beside the corpus: written
     assert main([*argv, "--preview", str(tmp_path / "sheet.png")]) == 0
     assert (tmp_path / "sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_first_demo_run_logs_its_command_and_where_its_corpus_went(tmp_path, monkeypatch):
+    """A first run's demo.log had no header (only a rerun's "--- satclip demo run again, <date> ---"), and where
+    it built the corpus was logged at debug only: a first run never said where its cache went."""
+    import satclip
+    from satclip import recipes
+    from satclip.cli import main
+
+    class Stopped(Exception):
+        pass
+
+    def built(params, progress):
+        progress(params.n)
+        return tmp_path / "corpus"
+
+    def stopped(*args, **kwargs):
+        raise Stopped
+
+    monkeypatch.setattr(bm, "build_bluemarble", built)
+    monkeypatch.setattr(recipes, "prepare_recipe", stopped)  # (the next stage: the log is written by then)
+    out = tmp_path / "d"
+    assert main(["demo", "--quick", "--out", str(out)]) != 0
+    logged = (out / "demo.log").read_text()
+    header = logged.splitlines()[0]
+    assert header.startswith("--- satclip demo run, 20"), logged
+    assert f": satclip demo --quick --out {out} (satclip {satclip.__version__}) ---" in header, header
+    assert f"INFO satclip.recipes.demo: built Blue Marble corpus {tmp_path / 'corpus'} (" in logged, logged
+    # a rerun's header names its command too
+    assert main(["demo", "--quick", "--workers", "1", "--out", str(out)]) != 0
+    again = (out / "demo.log").read_text().removeprefix(logged).splitlines()
+    assert again[0] == "" and again[1].startswith("--- satclip demo run again, 20"), again
+    assert again[1].endswith(f": satclip demo --quick --workers 1 --out {out} (satclip {satclip.__version__}) ---")

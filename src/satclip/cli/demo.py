@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
     from dataclasses import replace
 
     from ..recipes.demo import FULL, QUICK, run_demo
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers:
         settings = replace(settings, workers=args.workers)
     said: list[str] = []
-    path = run_demo(args.out, settings, air_temperature=args.air_temperature, on_result=said.append)
+    path = run_demo(args.out, settings, air_temperature=args.air_temperature, on_result=said.append,
+                    command="satclip " + shlex.join(args.argv))  # fmt: skip
     print(f"wrote {path} (everything logged: {path.parent / 'demo.log'})")
     print(*said, sep="\n")  # last: where the trained model stands (it came before the line above, on stderr)
     return 0

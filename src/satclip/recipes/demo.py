@@ -116,6 +116,7 @@ def run_demo(
     air_temperature: Path | None = None,
     progress: StageProgress | None = None,
     on_result: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> Path:
     """Run every stage into ``out`` and return the path of ``report.md``.
 
@@ -126,7 +127,8 @@ def run_demo(
     air-temperature task (it is not shipped in any package). ``progress``: the display the stages report to
     (default: one on stderr). The console shows only it, warnings, and notes of the earlier work a rerun
     reuses; everything logged (satclip's INFO lines, Lightning's, Python warnings from libraries) goes to
-    ``out/demo.log``.
+    ``out/demo.log``, each run's after a line naming the date, ``command`` (the command line that ran it; default:
+    ``run_demo``, a call from Python) and satclip's version.
     """
     if air_temperature is not None:  # checked before the work (it was read only at the evaluation, minutes in)
         from ..eval.tasks.air_temperature import read_stations
@@ -139,7 +141,7 @@ def run_demo(
     out = safe_output.make_owned_dir(out, kind="demo")
     progress = progress or StageProgress(stage_seconds(settings))
     # a lock taken over is logged (into the log once it is open), not shown
-    with _quiet(out / "demo.log", progress) as log_file, safe_output.exclusive(out):
+    with _quiet(out / "demo.log", progress, command or "run_demo") as log_file, safe_output.exclusive(out):
         try:
             # checked before the log is opened (truncated): a run refused here, as one refused for the lock
             # above, leaves the previous run's log as it was
@@ -167,12 +169,12 @@ def _error_line(err: Exception) -> str:
 
 
 @contextmanager
-def _quiet(log_file: Path, progress: StageProgress) -> Iterator[_LogFile]:
+def _quiet(log_file: Path, progress: StageProgress, command: str) -> Iterator[_LogFile]:
     """Send log records and Python warnings to ``log_file`` (from the yielded handler's ``open()`` on, the
     records before it held until then); only satclip's warnings and errors, and its notes of what this run takes
     over from an earlier one (records with ``extra=safe_output.RESUMED``), reach the console, printed above the
-    progress display. Restores every logger it touched."""
-    handler = _LogFile(log_file)
+    progress display. Restores every logger it touched. ``command``: what ran, for the log's header."""
+    handler = _LogFile(log_file, command)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console = _ProgressHandler(progress)
     console.setLevel(logging.INFO)
@@ -201,17 +203,21 @@ class _LogFile(logging.Handler):
     """The log file, opened only by :meth:`open`; records before it are held in memory and written then, and
     dropped if it is never opened (a refused run leaves the previous run's log). A run appends to the log of
     earlier runs into the same directory, after a line that says so: a rerun replaced it, and the log of the
-    run that trained the model it reuses was lost."""
+    run that trained the model it reuses was lost. Each run's line names its date, ``command`` and satclip's
+    version (a first run's log had none)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, command: str):
         super().__init__()
-        self.path, self.file, self.held = path, None, []
+        self.path, self.command, self.file, self.held = path, command, None, []
 
     def open(self) -> None:
+        from .. import __version__
+
         earlier = self.path.is_file() and self.path.stat().st_size > 0
         self.file = logging.FileHandler(self.path, mode="a", encoding="utf-8")
-        if earlier:
-            self.file.stream.write(f"\n--- satclip demo run again, {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+        run = "\n--- satclip demo run again" if earlier else "--- satclip demo run"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.file.stream.write(f"{run}, {stamp}: {self.command} (satclip {__version__}) ---\n")
         self.file.setFormatter(self.formatter)
         for record in self.held:
             self.file.emit(record)
@@ -328,6 +334,8 @@ def _run(
 
         root = build_bluemarble(params=corpus, progress=patches_done)
         building["reused"] = built[0] == 0  # (a corpus in satclip's cache: no patch was built)
+        if not building["reused"]:  # (where a first run's cache went: bluemarble's own line is debug)
+            log.info("built Blue Marble corpus %s (%d patches)", root, settings.patches)
     with stage("image features"):
         config, cache = prepare_recipe(
             "bluemarble-l10",
