@@ -305,6 +305,15 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     tiny = replace(QUICK, patches=2000, epochs=2, batch_size=512, eval_points=300, baselines=("direct",),
                    map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
     monkeypatch.setattr(demo, "QUICK", tiny)
+    from satclip.embed import maps
+
+    drawn, render = [], maps.render_map
+
+    def render_map(*args, **kwargs):
+        drawn.append(kwargs.get("precision"))
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "render_map", render_map)
     assert main(["demo", "--quick", "--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
@@ -321,6 +330,11 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     # (with --epochs: it said "this was `satclip demo --quick`" and "trains 1 epochs")
     assert "- this was `satclip demo --quick --epochs 1`: the full demo trains on 100,000 patches" in report
     assert "the demo model trains 1 epoch at lr" in report
+    # the precisions as the Settings line gives them (it said "embeddings in float32 (the same on every machine and
+    # run…)" above "float64 (`direct`)"), and the map's, which "auto" chose (bf16 on one machine)
+    assert "embeddings in float32, float64 for the raw encodings (`direct`) (the same on every machine" in report
+    assert "float32 (`model`), float64 (`direct`)" in report
+    assert drawn == ["float32"] and "*map.png: the demo model's embeddings (float32, as evaluated) on a " in report
     sizes = re.search(r"Test points per fold \(.*?\): (.*)\.\n", report)[1]
     assert sizes.startswith("era5-temperature 60, ") and len(sizes.split(", ")) == 6, sizes
 

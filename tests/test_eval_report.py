@@ -364,3 +364,18 @@ def test_the_settings_line_says_what_model_sha256_is(tmp_path):
     assert ("model_sha256 (a sha256 of the model's tensor names and bytes in the dtype it computed in, the value "
             "satclip embed, map and export record; not the sha256 of its model.safetensors file) `bluemarble-l10` "
             f"{shas['float64']}") in line
+
+
+def test_the_legend_of_one_fold_says_there_is_no_spread():
+    """The quick demo's tables (one seed) had the legend "± = std over seeds (one random split each). **Bold**: the
+    best mean, when its mean ± std range does not overlap the runner-up's", of a ± and a bold they never show."""
+    koppen = _task("koppen", "classification", np.repeat(np.arange(4), [40, 30, 20, 10]),
+                   classes=np.array(["BWh", "Dfc", "Af", "ET"]))  # fmt: skip
+    rows = _rows("koppen", "classification", "accuracy", "macro_f1", {"sh-l10": (0.70, 0.01), "direct": (0.90, 0.01)})
+    one = [row for row in rows if row["seed"] == 1]
+    text = markdown(one, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(1,)), [koppen])
+    assert "One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: the best score " \
+           "and those equal to it as shown. Row *chance*" in text  # fmt: skip
+    assert "± = std" not in text and "**Bold**" not in text
+    three = markdown(rows, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(0, 1, 2)), [koppen])
+    assert "± = std over seeds (one random split each). **Bold**: the best mean" in three and "One fold" not in three

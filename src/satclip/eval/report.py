@@ -598,10 +598,14 @@ def markdown(
     primary = lambda t: PRIMARY[kinds[t]][0]  # noqa: E731
     secondary = lambda t: "r2" if kinds[t] == "regression" else "macro_f1"  # noqa: E731
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
+    one_fold = all(stat[2] == 1 for stats in summary.values() for stat in stats.values())
+    marks = ("One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: the best score "
+             "and those equal to it as shown" if one_fold else
+             f"± = {SPREAD.get(config.protocol, 'std over folds')}. **Bold**: the best mean, when its mean ± std "
+             "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap)")  # fmt: skip
     out.append(
         f"Protocol `{config.protocol}`, seeds {list(config.seeds)}, probes {list(config.probe_names())}. "
-        f"± = {SPREAD.get(config.protocol, 'std over folds')}. **Bold**: the best mean, when its mean ± std "
-        "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap). Row *chance*: a "
+        f"{marks}. Row *chance*: a "
         "probe that ignores location (predicting the training split's mean; its most frequent class), scored on "
         "the test splits as the encoders are; the task table's chance is the same prediction made and scored on "
         "all of a task's points, so the two differ by what the splits sample. MSE is of the standardised target "

@@ -285,6 +285,7 @@ def _run(
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
+    from ..models.precision import evaluation_precision
     from ..pretrained import bundled_models
     from ..train.fitting import fit
     from . import CORPUS, prepare_recipe
@@ -402,9 +403,9 @@ def _run(
 
     with stage("map and report"):
         begin = time.perf_counter()
-        render_map(
+        render_map(  # (in the evaluation's precision: "auto" chose bf16 on one machine, float32 on another)
             load(model_dir), out / "map.png", resolution=settings.map_resolution,
-            title="satclip demo: PCA of embeddings", overwrite=True,
+            title="satclip demo: PCA of embeddings", overwrite=True, precision=evaluation_precision(),
         )  # fmt: skip
         _training_curve(result.history, out / "training.png")
         path = out / "report.md"
@@ -656,6 +657,20 @@ def _card_differences(settings, result) -> list[str]:
     return lines
 
 
+def _raw_precision(evaluation) -> str:
+    """``", float64 for the raw encodings (`direct`, `sh-l10`)"``: the encoders of ``evaluation`` embedded in
+    another precision than the models' (the report said "embeddings in float32" above a Settings line saying
+    float64 of two)."""
+    from ..eval.report import display_names
+    from ..models.precision import evaluation_precision
+
+    names = display_names(list(dict.fromkeys(row["encoder"] for row in evaluation.rows)))
+    other = {row["encoder"]: row["precision"] for row in evaluation.rows
+             if row.get("precision") and row["precision"] != evaluation_precision()}  # fmt: skip
+    by = {p: [f"`{names[e]}`" for e, q in other.items() if q == p] for p in dict.fromkeys(other.values())}
+    return "".join(f", {p} for the raw encodings ({', '.join(encs)})" for p, encs in by.items())
+
+
 def _test_sizes(evaluation) -> str:
     """``"country 99, elevation 300"``: each task's test points per fold (a range where the folds differ)."""
     sizes: dict[str, set[int]] = {}
@@ -710,7 +725,7 @@ def _report(
         f"- model: `{model_dir.relative_to(out)}/` (load with `satclip.load({str(model_dir)!r})`), called `{short}` in "
         "the tables below",
         f"- evaluation: MLP probe, `random` protocol, {settings.eval_points:,} points per sampled task, seeds "
-        f"{list(settings.eval_seeds)}, embeddings in {evaluation_precision()}"
+        f"{list(settings.eval_seeds)}, embeddings in {evaluation_precision()}{_raw_precision(evaluation)}"
         + (" (the same on every machine and run; `$SATCLIP_PRECISION` sets another)"
            if evaluation_precision() == EVAL_PRECISION else " (`$SATCLIP_PRECISION`)")
         + ". A probe is a small model trained on each encoder's frozen embeddings to predict a task's target (a "
@@ -732,9 +747,9 @@ def _report(
                   "The README's model card (docs/results.md) reports other settings; here:", ""]  # fmt: skip
         lines += [f"- {line}" for line in differences] + [""]
     map_caption = (
-        f"the demo model's embeddings on a {settings.map_resolution:g}° grid, the first three principal components "
-        "as RGB (their share of the variance is written under the map); blank where the model never saw training "
-        "data: ocean and lakes white, land south of 60°S grey"
+        f"the demo model's embeddings ({evaluation_precision()}, as evaluated) on a {settings.map_resolution:g}° "
+        "grid, the first three principal components as RGB (their share of the variance is written under the map); "
+        "blank where the model never saw training data: ocean and lakes white, land south of 60°S grey"
     )
     curve_caption = "contrastive loss per epoch, training and validation"
     lines += [
