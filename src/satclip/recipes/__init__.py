@@ -61,7 +61,8 @@ def prepare_recipe(
         **(overrides or {}),
     }
     config = load_config(recipe_path(name), settings)
-    log.info("recipe %s: corpus %s, %d epochs of batch %d", name, root, config.trainer.max_epochs,
+    epochs = config.trainer.max_epochs
+    log.info("recipe %s: corpus %s, %d epoch%s of batch %d", name, root, epochs, "" if epochs == 1 else "s",
              config.data.batch_size)  # fmt: skip
     on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     with cpu_threads(1 if on_cpu else torch.get_num_threads()):  # on a CPU: one chunk per core instead
