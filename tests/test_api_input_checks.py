@@ -688,10 +688,10 @@ def test_an_unknown_encoder_name_is_refused_by_name_before_anything_is_loaded(sp
     from satclip.io import load
 
     monkeypatch.setattr(load, "load", lambda *a, **k: pytest.fail("a model was loaded"))
-    config = EvalConfig(encoders=(spec,), tasks=("koppen",))
-    with pytest.raises(UnknownNameError) as refused:
-        evaluate(config)
-    assert expected in str(refused.value) and len(str(refused.value)) < 200
+    for encoders in ((spec,), ("satclip-resnet18-l10", spec)):  # (the second's typo: before the first is loaded)
+        with pytest.raises(UnknownNameError) as refused:
+            evaluate(EvalConfig(encoders=encoders, tasks=("koppen",)))
+        assert expected in str(refused.value) and len(str(refused.value)) < 200
 
 
 def test_encode_warns_once_of_points_that_look_like_radians_and_embed_once_too(caplog):

@@ -332,7 +332,7 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     assert "the demo model trains 1 epoch at lr" in report
     # the precisions as the Settings line gives them (it said "embeddings in float32 (the same on every machine and
     # run…)" above "float64 (`direct`)"), and the map's, which "auto" chose (bf16 on one machine)
-    assert "embeddings in float32, float64 for the raw encodings (`direct`) (the same on every machine" in report
+    assert "embeddings in float32, float64 for `direct` (the same on every machine" in report
     assert "float32 (`model`), float64 (`direct`)" in report
     assert drawn == ["float32"] and "*map.png: the demo model's embeddings (float32, as evaluated) on a " in report
     sizes = re.search(r"Test points per fold \(.*?\): (.*)\.\n", report)[1]

@@ -116,10 +116,11 @@ def test_standing_on_one_fold_calls_one_test_point_level():
     assert standing(rows, runs, most=2, subject="the demo model (`model`)") == (
         "one fold, so accuracies within one test point are level: the demo model (`model`) is level for best with "
         "`direct`, `geoclip` and 2 more on country")  # fmt: skip
-    # two test points behind is behind, its place shared with those within one point of it
+    # two test points behind is behind, in the place its score holds: "tied 3rd" with sh-l10, which it was called
+    # behind in the same phrase (within one point is not transitive)
     rows = country({"direct": 97, "geoclip": 97, runs: 95, "sh-l10": 96, "bluemarble-l10": 94})
     assert standing(rows, runs) == ("one fold, so accuracies within one test point are level: behind `direct`, "
-                                    "`geoclip` and `sh-l10` on country (tied 3rd of 5)")  # fmt: skip
+                                    "`geoclip` and `sh-l10` on country (4th of 5)")  # fmt: skip
     assert standing(rows, "direct") == ("one fold, so accuracies within one test point are level: level for best "
                                         "with `geoclip` and `sh-l10` on country")  # fmt: skip
 
@@ -374,8 +375,9 @@ def test_the_legend_of_one_fold_says_there_is_no_spread():
     rows = _rows("koppen", "classification", "accuracy", "macro_f1", {"sh-l10": (0.70, 0.01), "direct": (0.90, 0.01)})
     one = [row for row in rows if row["seed"] == 1]
     text = markdown(one, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(1,)), [koppen])
-    assert "One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: the best score " \
-           "and those equal to it as shown. Row *chance*" in text  # fmt: skip
+    assert "One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: best scores equal " \
+           "as shown (none where one is best; the result line also calls accuracies within one test point level). " \
+           "Row *chance*" in text  # fmt: skip
     assert "± = std" not in text and "**Bold**" not in text
     three = markdown(rows, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(0, 1, 2)), [koppen])
     assert "± = std over seeds (one random split each). **Bold**: the best mean" in three and "One fold" not in three

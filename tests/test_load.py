@@ -396,7 +396,7 @@ def test_unreachable_hub_uses_the_cache(monkeypatch, online, no_sockets, points)
     assert torch.equal(encoder.encode(points), satclip.load(CKPT_L10).encode(points))
 
 
-def test_a_hub_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch, online, no_sockets, caplog):
+def test_a_hub_that_did_not_answer_is_not_asked_for_what_the_cache_holds(monkeypatch, online, no_sockets, caplog):
     """Where the network drops packets, every load of a cached model waited for the check's 10 s: the next load in
     the process goes straight to the cache, until hub.UNANSWERED_FOR has passed. Using the cache is a debug line
     (at INFO it was a second line before a cached file's checksum error)."""

@@ -157,11 +157,14 @@ def work_finished(path: str | Path) -> None:
         _KEPT.remove(Path(path))
 
 
-def work_advised() -> None:
-    """The command has said itself how a rerun continues its work (the demo's advice at an interruption): an
-    interruption names no kept work (the CLI's "the work done is kept in …/eval: rerun the same command …" repeated
-    the demo's "rerun the same satclip demo command" on the next line)."""
-    _KEPT.clear()
+def work_advised(path: str | Path) -> None:
+    """The command has said itself how a rerun continues the work it keeps under ``path`` (the demo's advice at an
+    interruption): an interruption names none of it (the CLI's "the work done is kept in …/eval: rerun the same
+    command …" repeated the demo's "rerun the same satclip demo command" on the next line). Work kept elsewhere,
+    by other work of the same process, is still named."""
+    inside = [kept for kept in _KEPT if kept == Path(path) or Path(path) in kept.parents]
+    for kept in inside:
+        _KEPT.remove(kept)
 
 
 def kept_work() -> list[Path]:

@@ -347,26 +347,27 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
             continue
         sign, own = (1 if HIGHER_IS_BETTER[metric] else -1), means[encoder][0]
         scored = {e: stat[0] for e, stat in means.items() if stat is not None and not math.isnan(stat[0])}
-        if ranking.verdict == "no-spread":
+        one_fold = all(stat[2] == 1 for stat in means.values() if stat is not None)  # (every encoder's, this task)
+        if ranking.verdict == "no-spread" and one_fold:
             if metric != "accuracy" or not tests[t]:  # (no unit one test point moves it by: not judged)
                 unjudged[_METRIC_WORD[metric]] = [*unjudged.get(_METRIC_WORD[metric], []), t]
                 continue
             level_unit.append(t)
             unit = 1 / min(tests[t]) + 1e-9  # (accuracies are counts over n_test: one point is 1 / n_test)
             top = scored[ranking.best]
-            leaders = [e for e in scored if abs(scored[e] - top) <= unit]
-            level = sum(abs(mean - own) <= unit for mean in scored.values()) - 1
-            ahead = sum(sign * (mean - own) > unit for mean in scored.values())
+            leaders, word = [e for e in scored if abs(scored[e] - top) <= unit], "level for best"
         else:
-            leaders = list(ranking.tied or (ranking.best,))
-            # a place shared with an equal mean (as the tables show it) is said so: "3rd of 5" hid a three-way tie
-            level = sum(_shown(mean) == _shown(own) for mean in scored.values()) - 1
-            ahead = sum(sign * mean > sign * own and _shown(mean) != _shown(own) for mean in scored.values())
+            leaders, word = list(ranking.tied or (ranking.best,)), "tied for best"
+        # a place shared with an equal mean (as the tables show it) is said so: "3rd of 5" hid a three-way tie; a
+        # place is by the means as shown, one fold or not (within one test point is not transitive: A level with B,
+        # B with C, A two points behind C)
+        level = sum(_shown(mean) == _shown(own) for mean in scored.values()) - 1
+        ahead = sum(sign * mean > sign * own and _shown(mean) != _shown(own) for mean in scored.values())
         others = tuple(f"`{names[e]}`" for e in leaders if e != encoder)
         if encoder in leaders and not others:
             best.append(t)
         elif encoder in leaders:
-            tied[others].append(t)
+            tied[others, word].append(t)
         else:
             named = tuple(f"`{names[e]}`" for e in leaders)
             behind[named].append(f"{t} ({'tied ' * (level > 0)}{_ordinal(ahead + 1)} of {len(scored)})")
@@ -379,13 +380,13 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
         where = "not ranked on any task" if caveat else "not scored on any task"
     else:
         parts = [f"best on {_join(best)}"] if best else []
-        level = "tied for best" if not level_unit else "level for best"
         if most is not None and len(tied) > most:  # (one phrase a group: six groups ran to 560 characters)
-            counts = sorted({len(e) for e in tied})
+            counts = sorted({len(e) for e, _ in tied})
             others = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+            level = _join(sorted({word for _, word in tied}))
             parts.append(f"{level} on {_join([t for ts in tied.values() for t in ts])} (with {others} others each)")
         else:
-            parts += [f"{level} with {_join(e, most)} on {_join(ts)}" for e, ts in tied.items()]
+            parts += [f"{word} with {_join(e, most)} on {_join(ts)}" for (e, word), ts in tied.items()]
         parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
         where = "; ".join(parts)
     where = where if subject is None else f"{subject} is {where}"
@@ -599,8 +600,9 @@ def markdown(
     secondary = lambda t: "r2" if kinds[t] == "regression" else "macro_f1"  # noqa: E731
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
     one_fold = all(stat[2] == 1 for stats in summary.values() for stat in stats.values())
-    marks = ("One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: the best score "
-             "and those equal to it as shown" if one_fold else
+    marks = ("One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: best scores "
+             "equal as shown (none where one is best; the result line also calls accuracies within one test point "
+             "level)" if one_fold else
              f"± = {SPREAD.get(config.protocol, 'std over folds')}. **Bold**: the best mean, when its mean ± std "
              "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap)")  # fmt: skip
     out.append(

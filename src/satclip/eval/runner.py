@@ -584,8 +584,11 @@ def evaluate_tasks(
     earlier run did not keep is fitted again (without maps it is reused as it is)."""
     out = Path(out_dir) if out_dir is not None else None
     done = _read_rows(out / ROWS_FILE) if out else {}
-    # the cheap checks and the encoders first: task data may have to be downloaded (EvalConfig checked the names)
+    # the cheap checks and the encoders first: task data may have to be downloaded; every encoder's name before the
+    # first is built (a typo in the second was named once the first had been downloaded)
     protocols.check_options(config.protocol, **config.protocol_options)
+    for spec in config.encoders:
+        encoders.check_known(spec)
     from ..models.precision import default_as, evaluation_precision
 
     with default_as(evaluation_precision()):  # (not "auto": a timing calibration chose, and moved the scores)

@@ -92,18 +92,19 @@ def _unanswered() -> str | None:
     return f"{error}: the hub did not answer {time.monotonic() - when:.0f} s ago"
 
 
-def _probe(hf, url: str) -> None:
+def _probe(hf, url: str):
     """One request for the metadata of ``url``, no retries (is the hub there at all?), remembered
     (:func:`_unanswered`) where it gets no answer at all and forgotten where it gets one (an HTTP error is an
-    answer; huggingface_hub's offline mode is none of the network's). Raises what the request raised."""
+    answer; huggingface_hub's offline mode says nothing of the network). Returns the metadata; raises what the
+    request raised."""
     errors = require("huggingface_hub.errors", "hub")
     try:
         metadata = hf.get_hf_file_metadata(url, timeout=PROBE_TIMEOUT)
     except Exception as err:
-        if not isinstance(err, (errors.HfHubHTTPError, errors.OfflineModeIsEnabled)):
-            _UNANSWERED[_endpoint()] = (time.monotonic(), type(err).__name__)
-        else:
+        if isinstance(err, errors.HfHubHTTPError):
             _UNANSWERED.pop(_endpoint(), None)
+        elif not isinstance(err, errors.OfflineModeIsEnabled):
+            _UNANSWERED[_endpoint()] = (time.monotonic(), type(err).__name__)
         raise
     _UNANSWERED.pop(_endpoint(), None)
     return metadata
@@ -209,8 +210,6 @@ def fetch(
     looked = path is None and reason is None and (unanswered := _unanswered()) is not None
     if looked:  # (not in the cache: the hub is asked again, the network may be back)
         path = _in_cache(hf, repo_id, filename, pin)
-        if path is not None:
-            log.debug("using the cached %s of %s (%s)", filename, repo_id, unanswered)
     if reason is None and path is None:
         try:
             metadata = _probe(hf, hf.hf_hub_url(repo_id, filename, **pin))
@@ -218,7 +217,7 @@ def fetch(
         except Exception as err:  # noqa: BLE001 - unreachable, refused, not found: all end in the cache
             reason, refused = f"{type(err).__name__}: {err}", _refusal(err, repo_id)
     if path is not None:
-        log.debug("using the cached %s of %s", filename, repo_id)
+        log.debug("using the cached %s of %s%s", filename, repo_id, f" ({unanswered})" if looked else "")
     elif reason is None:
         try:
             with _hub_log_quiet():

@@ -310,7 +310,7 @@ def _run(
                 if name in RERUN_KEEPS:
                     log.warning("demo interrupted in its %s stage; rerun the same satclip demo command: %s", name,
                                 RERUN_KEEPS[name])  # fmt: skip
-                    safe_output.work_advised()  # (said once: as the pretraining's, train/fitting.py)
+                    safe_output.work_advised(out)  # (said once: as the pretraining's, train/fitting.py)
                 raise
         timings[name] = time.perf_counter() - begin
         log.info("demo stage %s: %.0f s", name, timings[name])
@@ -658,9 +658,8 @@ def _card_differences(settings, result) -> list[str]:
 
 
 def _raw_precision(evaluation) -> str:
-    """``", float64 for the raw encodings (`direct`, `sh-l10`)"``: the encoders of ``evaluation`` embedded in
-    another precision than the models' (the report said "embeddings in float32" above a Settings line saying
-    float64 of two)."""
+    """``", float64 for `direct` and `sh-l10`"``: the encoders of ``evaluation`` embedded in another precision than
+    the evaluation's (the report said "embeddings in float32" above a Settings line saying float64 of two)."""
     from ..eval.report import display_names
     from ..models.precision import evaluation_precision
 
@@ -668,7 +667,7 @@ def _raw_precision(evaluation) -> str:
     other = {row["encoder"]: row["precision"] for row in evaluation.rows
              if row.get("precision") and row["precision"] != evaluation_precision()}  # fmt: skip
     by = {p: [f"`{names[e]}`" for e, q in other.items() if q == p] for p in dict.fromkeys(other.values())}
-    return "".join(f", {p} for the raw encodings ({', '.join(encs)})" for p, encs in by.items())
+    return "".join(f", {p} for {', '.join(encs)}" for p, encs in by.items())
 
 
 def _test_sizes(evaluation) -> str:
