@@ -16,16 +16,17 @@ change the cost), else random weights with the released architecture (SIREN 512 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from hardware import FIXTURES, print_hardware
 
 import satclip
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
+
+def checkpoint(degree: int):
+    return FIXTURES / "satclip-reference" / f"satclip-resnet18-l{degree}.ckpt"
 
 
 def encoder_for(
@@ -33,7 +34,7 @@ def encoder_for(
 ) -> satclip.LocationEncoder:
     """The fixture checkpoint of degree L (a random SIREN of the released shape without it); ``precision`` "auto"
     is what `satclip.load` gives a user by default (bf16 on a CPU that multiplies it fast)."""
-    ckpt = FIXTURES / f"satclip-resnet18-l{degree}.ckpt"
+    ckpt = checkpoint(degree)
     if ckpt.exists():
         encoder = satclip.load(ckpt, dtype=dtype, harmonics_calculation=harmonics)
     else:
@@ -67,9 +68,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     lat = np.rad2deg(np.arcsin(rng.uniform(-1, 1, args.points)))  # uniform on the sphere
     lonlat = np.column_stack([rng.uniform(-180, 180, args.points), lat])
-    print(f"# satclip.embed throughput — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"cpu capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), "
-          f"best of {args.repeats}")  # fmt: skip
+    print(f"# satclip.embed throughput, best of {args.repeats}")
+    print_hardware()
+    for degree in (10, 40):
+        ckpt = checkpoint(degree)
+        print(f"# L={degree} weights: {ckpt if ckpt.exists() else f'random (released architecture; {ckpt} not found)'}")
     print("| L | path | points | points/s | × original |")
     print("|---|---|---|---|---|")
     for degree in (10, 40):
