@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from hardware import FIXTURES, print_hardware
 
 import satclip
 from satclip.io.native import write_native
@@ -58,11 +59,10 @@ ADDRESS = "{address}"
 PRELOAD = "satclip.embed.distributed"
 WORKER_CONFIG = "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
 RUNNING_1, RUNNING_2 = (f"dask, running cluster of {n} worker{'s' * (n > 1)} (--scheduler) → dataset" for n in (1, 2))
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "satclip-reference"
 
 
 def make_model(work: Path, legendre: int) -> str:
-    fixture = FIXTURES / f"satclip-resnet18-l{legendre}.ckpt"
+    fixture = FIXTURES / "satclip-reference" / f"satclip-resnet18-l{legendre}.ckpt"
     if fixture.exists():
         return str(fixture)
     config = {
@@ -203,8 +203,8 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()
     print(f"# satclip embed: one process vs --engine dask — {args.points:,} points, model {Path(model).name}")
-    print(f"# {platform.processor() or platform.machine()}, {cpus} usable CPU(s), torch {torch.__version__}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, Python {platform.python_version()}, "
+    print_hardware()
+    print(f"# {cpus} usable CPU(s), Python {platform.python_version()}, "
           f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     print("| run | wall s | points/s (wall) | points/s (as reported) | CPU s | points per CPU-second |")
     print("|---|---|---|---|---|---|")

@@ -15,15 +15,15 @@ code (a plain PyTorch loop: the Lightning loop adds a few ms per step to both).
 4. **cached at scale**: a ``--cache-images`` × views × 512 float16 cache and batches of 8,192 (one
    softmax), as ``satclip train`` runs it; seconds per epoch scale linearly with the images.
 
-Images are the 20 real patches of ``../shared/fixtures/s2-examples`` cycled to ``--images`` (random
-uint16 images when the fixtures are absent). Projections for 500 epochs on S2-100K (100,000 images)
-scale the measured seconds per image linearly; the cached projection includes building the cache.
+Images are the 20 real patches of ``s2-examples`` in the fixtures (``$SATCLIP_FIXTURES``, else
+``../shared/fixtures``) cycled to ``--images`` (random uint16 images when the fixtures are absent).
+Projections for 500 epochs on S2-100K (100,000 images) scale the measured seconds per image linearly; the
+cached projection includes building the cache.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import tempfile
 import time
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hardware import FIXTURES, print_hardware
 
 from satclip.image.cached import CachedFeatures
 from satclip.models.clip import SatCLIP
@@ -42,7 +43,7 @@ from satclip.train.data import CachedPairs, EpochBatchSampler, ImagePairs
 from satclip.train.optim import adamw
 from satclip.train.sources import PairSource
 
-S2_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "s2-examples"
+S2_EXAMPLES = FIXTURES / "s2-examples"
 S2_100K, EPOCHS = 100_000, 500
 
 
@@ -203,9 +204,8 @@ def main() -> None:
     model = ModelConfig()
     backbone = build_image_encoder(model.image_encoder, embed_dim=model.embed_dim, seed=0)  # frozen ResNet18
     source, what = make_source(args.images)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    print(f"# pretraining benchmark — {name}, torch {torch.__version__}, {args.threads} CPU thread(s), "
-          f"precision {args.precision}; data: {what}")  # fmt: skip
+    print(f"# pretraining benchmark on {device}, precision {args.precision}; data: {what}")
+    print_hardware()
     tmp = Path(tempfile.mkdtemp(prefix="satclip-bench-"))
     try:
         # 1. original-style: backbone on every step
