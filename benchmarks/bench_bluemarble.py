@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import numpy as np
+from hardware import print_hardware
 
 from satclip.data import bluemarble as bm
 from satclip.data import land
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=32)
     args = parser.parse_args()
     size, gsd = args.patch_size, 7.5
+    print_hardware()
 
     timed("decode bmng.jpg + load land mask", lambda: (bm._packed_image(), land.land_mask()))
     points, _ = timed(f"sample {args.n} land points", lambda: land.sample_land_points(args.n, seed=0))
@@ -56,8 +58,8 @@ def main() -> None:
         timed("build_bluemarble (all, to disk)", lambda: bm.build_bluemarble(f"{tmp}/c", params))
 
     subset = points[:2000]
-    fast, fast_s = timed("  2000 patches, satclip", lambda: bm.build_patches(subset, size, gsd))
-    slow, slow_s = timed("  2000 patches, scipy map_coordinates", lambda: scipy_patches(subset, size, gsd))
+    fast, fast_s = timed(f"  {len(subset)} patches, satclip", lambda: bm.build_patches(subset, size, gsd))
+    slow, slow_s = timed(f"  {len(subset)} patches, scipy map_coordinates", lambda: scipy_patches(subset, size, gsd))
     diff = np.abs(fast.astype(int) - slow).max()
     print(f"speed-up over scipy {slow_s / fast_s:.1f}x; max pixel difference {diff}")
 

@@ -13,6 +13,7 @@ import argparse
 
 import numpy as np
 import torch
+from hardware import print_hardware
 
 import satclip
 from satclip.data.bluemarble import BlueMarble, BlueMarbleParams, default_corpus_dir
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=200)
     parser.add_argument("--grid", type=int, default=10_000)
     args = parser.parse_args()
+    print_hardware()
     model = satclip.load_model("bluemarble-l10").eval()
     dataset = BlueMarble(default_corpus_dir(BlueMarbleParams()))
     picks = np.random.default_rng(0).choice(len(dataset), args.patches, replace=False)
