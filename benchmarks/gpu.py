@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import torch
+from hardware import print_hardware
 
 from satclip import LocationEncoder
 from satclip.encoding import create
@@ -47,7 +48,7 @@ def main() -> None:
         sys.exit(f"benchmarks/gpu.py measures a CUDA GPU and {cpu_only}: run it on a GPU machine with a CUDA torch "
                  "(./install.sh with SATCLIP_TORCH=skip keeps one you installed)")  # fmt: skip
     device = torch.device("cuda")
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    print_hardware("")
     for L in (10, 40):
         sh = create("sphericalharmonics", legendre_polys=L)
         ref = sh(points(10_000, "cpu"))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from hardware import print_hardware
 
 CHILD = r"""
 import json, resource, sys
@@ -67,13 +68,12 @@ def main() -> None:
     parser.add_argument("--encode-points", type=int, default=300_000, help="points per call of satclip's .encode")
     args = parser.parse_args()
 
-    import torch
 
     import satclip
     from satclip.io.onnx import export
 
-    print(f"{platform.machine()}, torch {torch.__version__}, cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, one thread per reader")  # fmt: skip
+    print_hardware("")
+    print("one thread per reader")
     print("| reader | points | resident after loading | peak | (peak − loaded) per point |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,6 @@ in the same run, interleaved.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
+from hardware import print_hardware
 
 import satclip
 from satclip.embed import sinks
@@ -49,8 +48,7 @@ def main() -> None:
                 writer.write_table(table, row_group_size=table.num_rows)
                 writer.close()
                 best[name] = min(best[name], time.perf_counter() - start)
-    cpu = platform.processor() or platform.machine()
-    print(f"{cpu}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print_hardware("")
     for name, seconds in best.items():
         print(f"{name}: {seconds * 1e6 / table.num_rows:.2f} µs per point")
     ratio = best["satclip (page checksums)"] / best["without page checksums"]

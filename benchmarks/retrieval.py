@@ -15,11 +15,11 @@ plain points/s; the target of issue 15 is ≥ 0.5 on 1M points, one thread. Sema
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
+from hardware import print_hardware
 
 import satclip
 
@@ -51,9 +51,8 @@ def main() -> None:
     land = sample_land_points(args.points, seed=12345)
     rows = [("default (range+, beta=1, k=16)", {}), ("default, exclude_radius_km=10", {"exclude_radius_km": 10.0})]
     semantic = [("range (semantic, exact)", {"mode": "range"}), ("range+, beta=0.5", {"mode": "range+", "beta": 0.5})]
-    print(f"# retrieval-augmented vs plain {args.model} — {platform.processor() or platform.machine()}, torch "
-          f"{torch.__version__}, cpu capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), "
-          f"best of {args.repeats}")  # fmt: skip
+    print(f"# retrieval-augmented vs plain {args.model}, best of {args.repeats}")
+    print_hardware()
     print("| points | location network | retrieval | n | plain points/s | augmented points/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for precision in ("auto", "float32"):
