@@ -6,16 +6,22 @@
 #   bash benchmarks/embed_10m.sh            # N=10000000 WORK=/tmp/satclip-embed-10m by default
 #   N=1000000 bash benchmarks/embed_10m.sh  # a quicker rehearsal
 #
+# PY: the python with satclip (default .venv/bin/python if it exists, else python3 on PATH); MODEL: the
+# checkpoint (default the fixtures' L = 10 one, from $SATCLIP_FIXTURES or ../shared/fixtures).
+#
 # Needs ~11 GB free in $WORK (the 10 GB Parquet output, written once, chunk by chunk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000000}
 WORK=${WORK:-/tmp/satclip-embed-10m}
-PY=${PY:-.venv/bin/python}
-MODEL=${MODEL:-../shared/fixtures/satclip-reference/satclip-resnet18-l10.ckpt}
+if [ -z "${PY:-}" ]; then  # the project's venv if there is one, else the python on PATH
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=$(command -v python3 || command -v python); fi
+fi
+MODEL=${MODEL:-${SATCLIP_FIXTURES:-../shared/fixtures}/satclip-reference/satclip-resnet18-l10.ckpt}
 # at L = 10 "analytic-stable" equals the released "analytic" basis to 1e-12 and is the fast path
 ARGS=(--model "$MODEL" --harmonics analytic-stable --dtype float32 --no-progress)
 mkdir -p "$WORK"
+"$PY" benchmarks/hardware.py
 
 if [ ! -f "$WORK/points.parquet" ]; then
   "$PY" - "$N" "$WORK/points.parquet" <<'PYEOF'
@@ -51,6 +57,10 @@ PID=$!
 CHUNKS=$(( (N + 65535) / 65536 ))
 MANIFEST="$WORK/killed.parquet.partial/manifest.json"
 until [ -f "$MANIFEST" ] && [ "$("$PY" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['done']))" "$MANIFEST" 2>/dev/null || echo 0)" -ge $((CHUNKS / 2)) ]; do
+  if ! kill -0 "$PID" 2>/dev/null; then
+    wait "$PID" && status=0 || status=$?
+    echo "the embed to be killed ended (exit status $status) before half of its $CHUNKS chunks were recorded"; exit 1
+  fi
   sleep 1
 done
 kill -9 "$PID"; wait "$PID" || true

@@ -34,3 +34,7 @@ def describe() -> str:
 def print_hardware(prefix: str = "# ") -> None:
     """Print :func:`describe` (call it after setting the thread count)."""
     print(f"{prefix}{describe()}", flush=True)
+
+
+if __name__ == "__main__":  # for the shell benchmarks: python benchmarks/hardware.py
+    print_hardware()
