@@ -9,7 +9,8 @@ For every source (the two shipped models, exact basis; the two fixture checkpoin
 ``models/satclip.py`` from its wheel, built under float64 default dtype) and compared with
 ``satclip.load(source, dtype=float64)`` on the 2,000 fixture points: largest difference / largest
 embedding value, overall and for |lat| ≤ 30°, 30–60°, > 60° (torchgeo: inside its ±89.95° clamp). Needs
-rangegeo, rshf (install.sh dev) and the fixtures.
+rangegeo, rshf, einops, pytest (install.sh dev) and the fixtures ($SATCLIP_FIXTURES, else ../shared/fixtures).
+Downloads the pinned torchgeo wheel with pip unless given one (--torchgeo-wheel or $SATCLIP_TORCHGEO_WHEEL).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hardware import FIXTURES as ALL_FIXTURES  # noqa: E402
+from hardware import print_hardware  # noqa: E402
 from tests import peers  # noqa: E402
 
 import satclip  # noqa: E402
@@ -33,7 +37,7 @@ from satclip.io.convert import convert  # noqa: E402
 from satclip.io.peers import TORCHGEO_LAT_CLAMP, torchgeo_arguments  # noqa: E402
 from satclip.io.read import read_parts  # noqa: E402
 
-FIXTURES = REPO.parent / "shared" / "fixtures" / "satclip-reference"
+FIXTURES = ALL_FIXTURES / "satclip-reference"
 BANDS = {"|lat| ≤ 30°": (0, 30), "30–60°": (30, 60), "> 60°": (60, 90.0001)}
 
 
@@ -88,16 +92,24 @@ def run(tmp: Path, points: np.ndarray, torchgeo) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--torchgeo-wheel", help="a torchgeo >= 0.10 wheel (default: pip download)")
+    parser.add_argument("--torchgeo-wheel", help="a local torchgeo >= 0.10 wheel (default: pip download of the "
+                        "pinned version, or $SATCLIP_TORCHGEO_WHEEL)")  # fmt: skip
     args = parser.parse_args()
     if args.torchgeo_wheel:
         os.environ["SATCLIP_TORCHGEO_WHEEL"] = args.torchgeo_wheel
-    points = np.load(FIXTURES / "sh_reference.npz")["lonlat"]
+    reference = FIXTURES / "sh_reference.npz"
+    if not reference.exists():
+        sys.exit(f"peer_exports: {reference} not found: set SATCLIP_FIXTURES=PATH (README.md, 'Tests and benchmarks')")
+    points = np.load(reference)["lonlat"]
     with tempfile.TemporaryDirectory(prefix="satclip-peers-") as tmp:
-        torchgeo = peers.torchgeo_satclip(Path(tmp))
-        print(f"# satclip exports read by their peers — torch {torch.__version__}, float64, {len(points)} fixture "
-              f"points; torchgeo from {torchgeo.wheel}")  # fmt: skip
-        run(Path(tmp), points, torchgeo)
+        try:
+            torchgeo = peers.torchgeo_satclip(Path(tmp))
+            print(f"# satclip exports read by their peers, float64, {len(points)} fixture points; torchgeo from "
+                  f"{torchgeo.wheel}")  # fmt: skip
+            print_hardware()
+            run(Path(tmp), points, torchgeo)
+        except pytest.skip.Exception as missing:  # tests/peers.py's reason names what to install
+            sys.exit(f"peer_exports: {missing.msg}")
 
 
 if __name__ == "__main__":
