@@ -134,8 +134,12 @@ def outside_radians_box(lonlat: np.ndarray) -> int:
     """How many valid (lon, lat) rows of ``lonlat`` lie beyond ±π of longitude or ±π/2 of latitude, the box that
     holds every coordinate in radians (in degrees it is open sea off West Africa): none, of at least two valid
     points, is what :func:`radians_hint` and ``satclip embed``'s note say."""
-    valid = lonlat[~invalid_rows(lonlat)]
-    return int(np.count_nonzero((np.abs(valid[:, 0]) > np.pi) | (np.abs(valid[:, 1]) > np.pi / 2)))
+    return _outside_box(lonlat[~invalid_rows(lonlat)])
+
+
+def _outside_box(valid) -> int:
+    """How many rows of ``valid`` (lon, lat) degrees (a numpy array or a tensor) lie outside the radians box."""
+    return int(((abs(valid[:, 0]) > math.pi) | (abs(valid[:, 1]) > math.pi / 2)).sum())
 
 
 def looks_like_radians(valid: int, outside_box: int | None) -> bool:
@@ -151,8 +155,8 @@ RADIANS_NOTE = "every point lies within ±3.14° of longitude and ±1.57° of la
 def radians_hint(lonlat: np.ndarray) -> str:
     """A hint, after a space, where the valid rows of ``lonlat`` look like radians (:func:`looks_like_radians`);
     else empty."""
-    valid = len(lonlat) - int(invalid_rows(lonlat).sum())
-    if not looks_like_radians(valid, outside_radians_box(lonlat)):
+    valid = lonlat[~invalid_rows(lonlat)]
+    if not looks_like_radians(len(valid), _outside_box(valid)):
         return ""
     return f" {RADIANS_ADVICE}"
 
@@ -163,8 +167,7 @@ RADIANS_ADVICE = f"{RADIANS_NOTE.capitalize()}: if they are, pass numpy.degrees(
 def warn_if_radians(lonlat: torch.Tensor) -> None:
     """Warn (:func:`warn_caller`) where the points of an ``(N, 2)`` tensor of valid (lon, lat) degrees (checked by
     :func:`as_lonlat`) look like radians (:func:`looks_like_radians`): one vectorised pass."""
-    beyond = (lonlat[:, 0].abs() > math.pi) | (lonlat[:, 1].abs() > math.pi / 2)
-    if looks_like_radians(len(lonlat), int(beyond.sum())):
+    if looks_like_radians(len(lonlat), _outside_box(lonlat)):
         warn_caller(RADIANS_ADVICE)
 
 
