@@ -20,13 +20,13 @@ FIXTURES = (Path(os.environ["SATCLIP_FIXTURES"]) if os.environ.get("SATCLIP_FIXT
 
 def has_amx_bf16() -> bool:
     """Whether this CPU has AMX-BF16 (torch's cpuinfo flags)."""
-    return bool(precision._cpu_capabilities().get("amx_bf16"))
+    return bool(precision.cpu_capabilities().get("amx_bf16"))
 
 
 def describe() -> str:
     """One line: CPU model, torch's dispatch level and bf16 matrix features, threads, torch, GPU if any."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{precision._cpu_model() or 'unknown CPU'}, cpu capability {precision.describe_cpu()}, "
+    return (f"{precision.cpu_model() or 'unknown CPU'}, cpu capability {precision.describe_cpu()}, "
             f"{torch.get_num_threads()} torch thread(s) of {os.cpu_count()} CPU(s), torch {torch.__version__}, "
             f"{gpu}")  # fmt: skip
 

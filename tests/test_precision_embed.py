@@ -65,7 +65,7 @@ def test_embed_cli_records_the_precision(tmp_path, model, points, capsys, fmt): 
 
 def test_embed_cli_auto_says_what_it_chose(tmp_path, model, points, capsys, monkeypatch):  # noqa: F811
     monkeypatch.delenv(precision.ENV)
-    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"avx512_f": True})  # no bf16 unit
+    monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"avx512_f": True})  # no bf16 unit
     path, _ = points
     out = tmp_path / "e.parquet"
     assert main(["embed", str(path), "-o", str(out), "--model", str(model), "--no-progress"]) == 0

@@ -164,7 +164,8 @@ def compute_dtype(precision: str) -> torch.dtype:
     return {"float32": torch.float32, "bf16": torch.bfloat16, "float64": torch.float64}[check(precision)]
 
 
-def _cpu_capabilities() -> dict:
+def cpu_capabilities() -> dict:
+    """torch's cpuinfo flags for this CPU (``{"avx512_bf16": True, "amx_bf16": False, ...}``)."""
     get = getattr(torch.cpu, "get_capabilities", None)
     if get is not None:
         return dict(get())
@@ -194,7 +195,7 @@ def bf16_support(device: str | torch.device = "cpu") -> tuple[bool, str]:
         name = torch.cuda.get_device_name(device)
         return supported, f"{name}: {'native' if supported else 'no native'} bf16"
     if device.type == "cpu":
-        caps = _cpu_capabilities()
+        caps = cpu_capabilities()
         found = [f for f in BF16_CPU_FEATURES if caps.get(f)]
         if found:
             return True, "CPU with " + ", ".join(found)
@@ -204,7 +205,7 @@ def bf16_support(device: str | torch.device = "cpu") -> tuple[bool, str]:
 
 def describe_cpu() -> str:
     """``"AVX512 (amx_bf16, avx512_bf16)"``: torch's dispatch level and its bf16 matrix features."""
-    caps = _cpu_capabilities()
+    caps = cpu_capabilities()
     found = [f for f in BF16_CPU_FEATURES if caps.get(f)]
     return f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(found) if found else 'no bf16 matrix unit'})"
 
@@ -350,14 +351,15 @@ def calibration_file(device: torch.device, key: tuple):
 
     from ..paths import cache_dir
 
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     identity = [*map(str, key), hardware, torch.backends.cpu.get_cpu_capability(), platform.machine(),
                 torch.__version__, CALIBRATION_METHOD]  # fmt: skip
     name = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
     return cache_dir("precision", f"{name}.json")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else :func:`platform.processor`; ``""`` when unknown)."""
     try:
         with open("/proc/cpuinfo") as info:
             return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
