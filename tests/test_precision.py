@@ -34,7 +34,7 @@ def ckpt():
 def no_bf16_cpu(monkeypatch):
     """A CPU like the AMD EPYC dev box or a pre-Sapphire-Rapids Xeon: AVX-512 without BF16, no AMX."""
     caps = {"avx2": True, "avx512_f": True, "avx512_bf16": False, "amx_bf16": False, "amx_tile": False}
-    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: caps)
+    monkeypatch.setattr(precision, "cpu_capabilities", lambda: caps)
 
 
 def test_names_aliases_and_errors():
@@ -67,9 +67,9 @@ def test_capability_check_reads_the_bf16_features(monkeypatch):
     no_bf16_cpu(monkeypatch)
     supported, why = precision.bf16_support("cpu")
     assert not supported and "avx512_bf16" in why
-    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"avx512_f": True, "amx_bf16": True})
+    monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"avx512_f": True, "amx_bf16": True})
     assert precision.bf16_support("cpu") == (True, "CPU with amx_bf16")
-    monkeypatch.setattr(precision, "_cpu_capabilities", lambda: {"avx512_bf16": True})  # AMD Zen 4
+    monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"avx512_bf16": True})  # AMD Zen 4
     assert precision.bf16_support("cpu")[0]
 
 
@@ -426,15 +426,17 @@ def test_auto_calibrates_without_keeping_in_a_read_only_cache(monkeypatch, caplo
 
 def test_auto_on_this_machine(ckpt):
     """Whatever this CPU is: "auto" resolves to a concrete precision and records why (a CPU whose bf16 is
-    far slower is not asked how close it comes: the test asserted a cosine there too, failing where bf16 ran at
-    0.05x float32)."""
+    slower is not asked how close it comes: the test asserted a cosine there too, failing where bf16 ran at
+    0.05x float32, and later where a busy machine measured it at 1.05x)."""
     supported, _ = precision.bf16_support("cpu")
     encoder = satclip.load(ckpt)
     choice = encoder.precision_choice
     assert choice.precision in (("bf16", "float32") if supported else ("float32",))
     if supported:
         assert choice.speedup is not None
-        assert choice.min_cosine is not None or choice.speedup < 0.5  # (the quick look's verdict)
+        # no cosine only where the timing already said float32 (the quick look's or the full measurement's
+        # verdict; a busy machine can measure bf16 below MIN_SPEEDUP)
+        assert choice.min_cosine is not None or choice.speedup < precision.MIN_SPEEDUP
     if choice.precision == "bf16":
         assert choice.min_cosine >= precision.MIN_COSINE and choice.speedup >= precision.MIN_SPEEDUP
     assert precision.describe_cpu().startswith(torch.backends.cpu.get_cpu_capability())
