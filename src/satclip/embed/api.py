@@ -177,7 +177,9 @@ def embed(
 ):
     """Location embeddings of ``points``. Valid points outside the training footprint the model records (the
     shipped ``bluemarble-*`` models: land north of 60°S) are embedded all the same, with a logged warning saying
-    how many: their embeddings extrapolate.
+    how many: their embeddings extrapolate; points that look like radians are warned of too. A Dask frame's
+    points are not read until it is computed, so it gets neither warning: ``satclip embed --engine dask`` counts
+    both into its manifest and says so after its run.
 
     Args:
         points: ``(N, 2)`` (lon, lat) degrees as a numpy array, a torch tensor or anything array-like; a
