@@ -96,6 +96,9 @@ def main() -> None:
                         "pinned version, or $SATCLIP_TORCHGEO_WHEEL)")  # fmt: skip
     args = parser.parse_args()
     if args.torchgeo_wheel:
+        if not Path(args.torchgeo_wheel).is_file():
+            sys.exit(f"peer_exports: --torchgeo-wheel {args.torchgeo_wheel}: no such file (give a torchgeo >= 0.10 "
+                     "wheel, or leave the option out to download the pinned one)")  # fmt: skip
         os.environ["SATCLIP_TORCHGEO_WHEEL"] = args.torchgeo_wheel
     reference = FIXTURES / "sh_reference.npz"
     if not reference.exists():
