@@ -195,12 +195,12 @@ def test_invalid_points(encoder, lonlat, bad, row, swapped):
 def test_skipping_points_that_look_swapped_says_so(encoder, caplog):
     """skip_invalid=True dropped the swap hint: swapped points came back part NaN, the rest embedded at wrong places,
     without a word."""
-    points = np.array([[24.9, 91.88], [52.5, 13.4]])  # (lat, lon) of Dhaka and Berlin
+    points = np.array([[24.9, 91.88], [35.7, 139.7], [52.5, 13.4]])  # (lat, lon) of Dhaka, Tokyo and Berlin
     with caplog.at_level("WARNING", logger="satclip.embed"):
         out = satclip.embed(points, model=encoder, skip_invalid=True)
-    assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+    assert np.isnan(out[:2]).all() and np.isfinite(out[2]).all()
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert said == ["1 of 2 point(s) are invalid and embedded as NaN (skip_invalid): This looks like lat/lon are "
+    assert said == ["2 of 3 point(s) are invalid and embedded as NaN (skip_invalid): This looks like lat/lon are "
                     "swapped: satclip takes (lon, lat) order."]  # fmt: skip
     caplog.clear()
     with caplog.at_level("WARNING", logger="satclip.embed"):  # (a missing point alone looks like nothing)

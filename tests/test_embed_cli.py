@@ -338,12 +338,16 @@ def test_swapped_columns_of_a_file_are_told_the_flags_that_swap_them(tmp_path, m
     ("rows", "swap"),
     [([(10.0, 91.0), (181.0, 10.0), (180.0, 5.0), (-180.0, -5.0)], False),  # (the lon of 181 stays invalid swapped)
      ([(10.0, 91.0), (180.0, 5.0), (-180.0, -5.0)], False),  # (the valid lons of ±180 would become invalid lats)
-     ([(10.0, 91.0), (20.0, 30.0), (-45.0, 60.0)], True)],  # (swapped, every row is valid)
+     ([(10.0, 91.0), (20.0, 30.0), (-45.0, 160.0)], True),  # (swapped, every row is valid)
+     ([(10.0, 20.0), (1.0, 2.0), (5.0, 95.0)], False),  # (one lat beyond ±90 among valid rows: a typo, likelier)
+     ([(20.0, 120.0)], True)],  # (a table of one point, every row beyond ±90)
 )  # fmt: skip
 def test_the_swap_hint_is_given_only_where_swapping_the_columns_fixes_the_file(tmp_path, model, capsys, rows, swap):
     """A lat of 91 beside a lon of 181 and valid lons of ±180 was told "pass --lon-col lat --lat-col lon", which
     made the lon of 181 and every valid row with |lon| > 90 invalid: the hint looked at the rows with a lat beyond
-    ±90 alone. It is given only where swapping makes every finite invalid row valid and keeps the valid ones so."""
+    ±90 alone. It is given only where swapping makes every finite invalid row valid and keeps the valid ones so. A
+    single lat of 95 among valid rows (a typo) was told to swap the columns, which would move every valid point: one
+    such row is no evidence of a swap unless it is the only point."""
     source = tmp_path / "points.csv"
     pd.DataFrame(rows, columns=["lon", "lat"]).to_csv(source, index=False)
     assert embed(source, "-o", tmp_path / "e.parquet", "--model", model) == 2

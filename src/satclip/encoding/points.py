@@ -118,6 +118,8 @@ def row_name(label, index_label: bool = False) -> str:
 
 #: a coordinate larger than this is taken for a projected one (metres or feet), not for degrees typed wrong
 PROJECTED = 1000.0
+#: the least share of the finite rows, beside at least two rows, whose latitude beyond ±90 says a table is swapped
+SWAP_SHARE = 0.1
 #: how far past a pole a latitude is taken for rounding (a projection's, a float32's) rather than another error
 POLE_ROUNDING = 1e-3
 
@@ -175,13 +177,18 @@ def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, pro
     """What the invalid rows ``bad`` look like, each hint after a space; empty where they look like nothing in
     particular: the lat/lon swap (``swapped``) where swapping every row would make the finite invalid ones valid and
     keep the valid ones so (an invalid row among others would only move: "pass --lon-col lat --lat-col lon" for a lat
-    of 91 beside a lon of 181, or beside valid lons beyond ±90, made those invalid), rounding past a pole, projected
-    coordinates (and what to do: ``projected``), and how to wrap longitudes in [0, 360] where every finite longitude
-    of theirs beyond ±180 lies in (180, 360]."""
+    of 91 beside a lon of 181, or beside valid lons beyond ±90, made those invalid) and enough rows have a latitude
+    beyond ±90 to tell a swap from a typo (every finite row, or two or more and :data:`SWAP_SHARE` of them), rounding
+    past a pole, projected coordinates (and what to do: ``projected``), and how to wrap longitudes in [0, 360] where
+    every finite longitude of theirs beyond ±180 lies in (180, 360]."""
     advice = ""
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
-    swap_fixes = not (invalid_rows(lonlat[:, ::-1]) & finite).any()  # (a valid row is finite)
+    # (a swapped table's invalid rows are those whose true longitude lies beyond ±90°: two or more, a tenth of the
+    # rows or more, wherever its places spread over the Americas, East Asia or Oceania, or every row of a table of one
+    # point. One latitude beyond ±90 among valid rows is likelier a typo, and swapping would move every valid point)
+    evidence = lat_out.sum() == finite.sum() or (lat_out.sum() >= 2 and lat_out.sum() >= SWAP_SHARE * finite.sum())
+    swap_fixes = evidence and not (invalid_rows(lonlat[:, ::-1]) & finite).any()  # (a valid row is finite)
     past_pole = np.abs(lonlat[lat_out, 1]) - 90
     if lat_out.any() and (past_pole <= POLE_ROUNDING).all():  # (rounding, not a swap: -90.0001 swapped is no point)
         advice += (f" The latitudes beyond ±90 are past a pole by at most {POLE_ROUNDING:g}° (rounding?): clip them "
