@@ -447,7 +447,8 @@ def test_text_in_a_coordinate_column_is_named(tmp_path, model, capsys, arrow_thr
     finally:
         pa.set_cpu_count(threads)
     assert code == 2
-    said = "the coordinate column 'lon' holds 'abc' in row 300 (rows counted from 0, the first after the header line)"
+    said = ("the coordinate column 'lon' holds 'abc' in row 300 (rows counted from 0, the first after the header "
+            "line, blank lines not counted)")
     assert (f"{said}, not a number: coordinates are decimal degrees (13.4); fix or remove that row (--skip-invalid "
             "writes nulls for missing or out-of-range coordinates, not for text)") in capsys.readouterr().err
 
@@ -666,7 +667,22 @@ def test_rows_of_a_csv_are_said_to_be_counted_from_the_first_after_its_header(tm
     assert embed(source, "-o", tmp_path / "e.npy", "--model", model) == 2
     err = capsys.readouterr().err
     assert "row 2: (lon=nan, lat=5.0)" in err
-    assert "(1 invalid row(s) in all, rows counted from 0, the first after the header line; pass" in err
+    assert ("(1 invalid row(s) in all, rows counted from 0, the first after the header line, blank lines not "
+            "counted; pass") in err
+
+
+def test_blank_lines_of_a_csv_are_said_to_be_left_out_of_its_row_numbers(tmp_path, model, capsys):
+    """Blank lines are skipped (no output row), but "row 2 … rows counted from 0, the first after the header line"
+    named the 5th line after the header of a file with two blank lines: the message says they are not counted."""
+    source = tmp_path / "blank.csv"
+    source.write_text("lon,lat\n10,20\n\n\n1,2\n5,-95\n")
+    assert embed(source, "-o", tmp_path / "e.parquet", "--model", model) == 2
+    err = capsys.readouterr().err
+    assert "row 2: (lon=5.0, lat=-95.0)" in err
+    assert "rows counted from 0, the first after the header line, blank lines not counted;" in err
+    source.write_text("lon,lat\n10,20\n\n\n1,2\n5,5\n")
+    assert embed(source, "-o", tmp_path / "e.parquet", "--model", model) == 0
+    assert pq.read_table(tmp_path / "e.parquet").num_rows == 3
 
 
 class Crash(RuntimeError):

@@ -206,7 +206,7 @@ def test_a_spreadsheets_empty_unnamed_columns_are_left_out(model, tmp_path, caps
     assert main(argv) == 2
     assert one_error_line(capsys.readouterr().err) == (
         f"satclip: error: {filled}: column 6 of the header line has no name and holds 'note' in row 200 (rows counted "
-        "from 0, the first after the header line): name it in the header line"
+        "from 0, the first after the header line, blank lines not counted): name it in the header line"
     )
 
 

@@ -47,7 +47,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "input", type=existing_file_or_dataset,
         help="points file: .csv/.tsv, .parquet (also GeoParquet), .geojson, .gpkg or .npy (N×2); or a directory "
-        "of Parquet part files (a dataset, read in the order of the files' names, as pandas.read_parquet reads it)",
+        "of Parquet part files (a dataset, read in the order of the files' names, as pandas.read_parquet reads it). "
+        "A CSV's blank lines are no rows: skipped, not written and not counted in the row numbers of messages",
     )  # fmt: skip
     parser.add_argument("-o", "--output", type=file_output(".parquet", ".pq", ".npy"), required=True,
                         help="output .parquet, .npy or .zarr")

@@ -309,10 +309,11 @@ class CsvSource(Source):
     of integers too large for int64, anywhere in the file, stays text (inferred, it would not write back as it was
     written), and so does a column of timestamps with an offset from UTC (``+02:00``: read as UTC, the offset lost);
     the log names each. The coordinate columns are always read as float64 (empty, ``nan`` → NaN). Header names must
-    be unique and the text UTF-8."""
+    be unique and the text UTF-8. Blank lines are no rows: they are skipped, not written, and not counted in the row
+    numbers messages give."""
 
     format = "csv"
-    row_numbers = "rows counted from 0, the first after the header line"
+    row_numbers = "rows counted from 0, the first after the header line, blank lines not counted"
     BLOCK_SIZE = 1 << 24
     #: the names the reader gives the columns, where the header leaves some unnamed (:meth:`_drop_unnamed_columns`)
     _read_names: list[str] | None = None
