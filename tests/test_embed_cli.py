@@ -1326,6 +1326,20 @@ def test_a_run_of_under_a_second_gives_no_rate(tmp_path, model, points, capsys):
     assert re.fullmatch(rf"wrote {re.escape(str(tmp_path / 'o.parquet'))}: {N} points in 0\.\d s, precision .+", said)
 
 
+def test_a_run_of_one_point_says_point(tmp_path, model, capsys, monkeypatch):
+    """"wrote …: 1 points in 1.0 s (1 points/s, …)": the count and the rate of a single point were plural."""
+    import dataclasses
+
+    from satclip.embed import job
+
+    (tmp_path / "one.csv").write_text("lon,lat\n13.4,52.5\n")
+    real = job.embed_file
+    monkeypatch.setattr(job, "embed_file", lambda *a, **k: dataclasses.replace(real(*a, **k), seconds=1.0))
+    assert main(["embed", str(tmp_path / "one.csv"), "--model", str(model), "-o", str(tmp_path / "o.parquet")]) == 0
+    said = capsys.readouterr().out.strip()
+    assert ": 1 point in 1.0 s (1 point/s, reading and writing included)" in said, said
+
+
 def test_points_outside_the_training_footprint_are_counted_after_the_run(tmp_path, model, capsys, monkeypatch):
     """Open ocean and Antarctica were embedded without a word by a model trained on land north of 60°S (the
     footprint its metadata records; ``satclip map`` blanks such cells, ``locate`` marks them): a line after the run
@@ -1336,18 +1350,20 @@ def test_points_outside_the_training_footprint_are_counted_after_the_run(tmp_pat
                                                                                                     index=False)
     land = land_model(tmp_path)
     assert embed(source, "-o", tmp_path / "a.parquet", "--model", land, "--skip-invalid") == 0
-    assert capsys.readouterr().out.splitlines()[1:] == [footprint_note(2, 3, land)]  # (the invalid row not counted)
+    said = capsys.readouterr()
+    assert len(said.out.splitlines()) == 1  # (stdout holds the result alone, for scripts)
+    assert footprint_note(2, 3, land) in said.err.splitlines()  # (the invalid row not counted)
 
     killed = tmp_path / "b.parquet"
     with monkeypatch.context() as patch:
         crash_after(patch, 1)
         assert embed(source, "-o", killed, "--model", land, "--skip-invalid", "--chunk-rows", "2") == 1
     assert embed(source, "-o", killed, "--model", land, "--skip-invalid", "--chunk-rows", "2") == 0
-    out = capsys.readouterr().out.splitlines()
-    assert "resumed after 1 chunk(s)" in out[0] and out[1:] == [footprint_note(2, 3, land)]
+    said = capsys.readouterr()
+    assert "resumed after 1 chunk(s)" in said.out and footprint_note(2, 3, land) in said.err.splitlines()
 
     assert embed(source, "-o", tmp_path / "c.parquet", "--model", model, "--skip-invalid") == 0
-    assert "footprint" not in capsys.readouterr().out
+    assert "footprint" not in capsys.readouterr().err
 
 
 RADIANS_NOTE = ("note: every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians "
@@ -1361,7 +1377,8 @@ def test_coordinates_that_look_like_radians_are_noted_after_the_run(tmp_path, mo
     radians = points.assign(lon=np.radians(points["lon"]), lat=np.radians(points["lat"]))
     radians.to_csv(tmp_path / "radians.csv", index=False)
     assert embed(tmp_path / "radians.csv", "-o", tmp_path / "a.parquet", "--model", model) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == [RADIANS_NOTE]
+    said = capsys.readouterr()
+    assert len(said.out.splitlines()) == 1 and said.err.splitlines().count(RADIANS_NOTE) == 1
 
     killed = tmp_path / "b.parquet"
     with monkeypatch.context() as patch:
@@ -1369,16 +1386,16 @@ def test_coordinates_that_look_like_radians_are_noted_after_the_run(tmp_path, mo
         assert embed(tmp_path / "radians.csv", "-o", killed, "--model", model, *CHUNK) == 1
     assert embed(tmp_path / "radians.csv", "-o", killed, "--model", model, *CHUNK) == 0
     captured = capsys.readouterr()
-    out = captured.out.splitlines()
-    assert "resumed after 2 chunk(s)" in out[0] and out[1:] == [RADIANS_NOTE]
-    assert "radians" not in captured.err  # (no chunk warns of them: encode's own warning is for its callers)
+    assert "resumed after 2 chunk(s)" in captured.out and "radians" not in captured.out
+    # (the note alone: no chunk warns of them, encode's own warning is for its callers)
+    assert [line for line in captured.err.splitlines() if "radians" in line] == [RADIANS_NOTE]
 
     # one point in degrees beyond the box, in the last chunk: the points are not all radians-like
     points.assign(lon=radians["lon"].where(points.index < N - 1, 100.0), lat=radians["lat"]).to_csv(
         tmp_path / "degrees.csv", index=False
     )
     assert embed(tmp_path / "degrees.csv", "-o", tmp_path / "c.parquet", "--model", model, *CHUNK) == 0
-    assert "radians" not in capsys.readouterr().out
+    assert "radians" not in capsys.readouterr().err
 
 
 def test_a_geojson_or_geopackage_input_says_its_geometry_is_not_written(tmp_path, model, capsys):

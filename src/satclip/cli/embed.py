@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 from pathlib import Path
 
 from .. import safe_output
@@ -23,6 +24,8 @@ from .args import (
 )
 
 DTYPES = ("float32", "float64")
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> None:
@@ -262,17 +265,21 @@ def run(args: argparse.Namespace) -> int:
     resumed = f", resumed after {result.resumed_chunks} chunk(s)" if result.resumed_chunks else ""
     timing = f"{result.seconds:.1f} s"
     if result.seconds >= 1.0:  # (over less than a second the fixed costs set it: 50 points said "309 points/s")
-        timing += f" ({rate:.0f} points/s, reading and writing included)"
+        timing += f" ({rate:.0f} point{'s' * (round(rate) != 1)}/s, reading and writing included)"
     if result.resumed_chunks and not result.embedded_rows:  # (it said "0 points/s")
         timing = f"{result.seconds:.1f} s (every chunk was embedded before: the output was written from them)"
     precision = precision_option.describe(encoder)
-    print(f"wrote {result.output}: {result.rows} points{skipped}{resumed} in {timing}, precision {precision}")
+    points = f"{result.rows} point{'s' * (result.rows != 1)}"
+    print(f"wrote {result.output}: {points}{skipped}{resumed} in {timing}, precision {precision}")
+    # (stdout holds the result, the line above, for scripts to read; notes on the points go to stderr, as every
+    # other advisory of the run does)
     if result.outside_footprint:
         from ..embed.footprint import outside_note
 
-        print(outside_note(result.outside_footprint, result.rows - result.invalid, args.model, result.footprint))
+        log.warning("%s", outside_note(result.outside_footprint, result.rows - result.invalid, args.model,
+                                       result.footprint))
     from ..encoding.points import RADIANS_NOTE, looks_like_radians
 
     if looks_like_radians(result.rows - result.invalid, result.outside_radians_box):
-        print(f"note: {RADIANS_NOTE}: if they are, convert them to degrees (× 180/π) and embed again")
+        log.warning("note: %s: if they are, convert them to degrees (× 180/π) and embed again", RADIANS_NOTE)
     return 0
