@@ -300,6 +300,26 @@ def test_geojson_properties_of_mixed_types_ids_and_a_byte_order_mark(model, tmp_
     assert table.column("lon").to_pylist() == [13.4, -58.4, 2.0]
 
 
+def test_a_geojson_feature_or_point_alone_is_a_table_of_one_row(model, tmp_path, capsys):
+    """Valid RFC 7946 GeoJSON, a top-level Feature or a bare Point geometry, was refused: "expected a GeoJSON
+    FeatureCollection, got 'Feature'". Each is read as one row; other JSON names what is read."""
+    point = {"type": "Point", "coordinates": [13.4, 52.5]}
+    for name, data in (("feature", {"type": "Feature", "id": 7, "properties": {"name": "Berlin"}, "geometry": point}),
+                       ("point", point)):  # fmt: skip
+        source, out = tmp_path / f"{name}.geojson", tmp_path / f"{name}.parquet"
+        source.write_text(json.dumps(data))
+        assert main(["embed", str(source), "-o", str(out), "--model", str(model), "--no-progress"]) == 0
+        table = pq.read_table(out)
+        assert table.num_rows == 1 and table.column("lon").to_pylist() == [13.4]
+        assert table.column("lat").to_pylist() == [52.5]
+    assert pq.read_table(tmp_path / "feature.parquet").column("name").to_pylist() == ["Berlin"]
+    (tmp_path / "other.geojson").write_text(json.dumps({"type": "Topology"}))
+    assert main(["embed", str(tmp_path / "other.geojson"), "-o", str(tmp_path / "o.parquet"), "--model", str(model),
+                 "--no-progress"]) == 2  # fmt: skip
+    assert ("expected GeoJSON (a FeatureCollection, a Feature or a Point geometry), got 'Topology'"
+            in capsys.readouterr().err)  # fmt: skip
+
+
 def test_geopackage_feature_ids_are_kept(model, tmp_path):
     """A GeoPackage's FIDs (its features' ids, the key to join the embeddings back on) were dropped, while
     GeoJSON's ids are kept; they come back as a column named as the file names its FID column."""

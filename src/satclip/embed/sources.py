@@ -690,12 +690,18 @@ class InMemorySource(Source):
         return start, iter(table.slice(start).to_batches(max_chunksize=_READ_BATCH))
 
 
+#: the types of a GeoJSON geometry object (RFC 7946, 3.1)
+_GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                   "GeometryCollection")  # fmt: skip
+
+
 @SOURCES.register("geojson")
 class GeoJsonSource(InMemorySource):
-    """A GeoJSON FeatureCollection of Points (RFC 7946: always lon/lat on WGS 84); feature properties
-    become columns (a property whose values have different JSON types across features: a column of their
-    JSON text), features' ``id`` a column ``id`` (``feature_id`` if a property is called so). Features without
-    geometry get NaN coordinates (invalid points). A UTF-8 byte-order mark is skipped."""
+    """A GeoJSON FeatureCollection of Points (RFC 7946: always lon/lat on WGS 84), or a single Feature or Point
+    geometry (a table of one row); feature properties become columns (a property whose values have different JSON
+    types across features: a column of their JSON text), features' ``id`` a column ``id`` (``feature_id`` if a
+    property is called so). Features without geometry get NaN coordinates (invalid points). A UTF-8 byte-order mark
+    is skipped."""
 
     format = "geojson"
     nan_means = "features without a point (a null or empty geometry, or fewer than two coordinates)"
@@ -703,9 +709,17 @@ class GeoJsonSource(InMemorySource):
     def _read(self):
         pa = _pa()
         data = json.loads(self.path.read_text(encoding="utf-8-sig"))
+        # (RFC 7946 GeoJSON text may be one Feature or one geometry: a table of one row, read as a collection of it)
+        kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+        if kind in _GEOMETRY_TYPES:
+            geometry = {k: v for k, v in data.items() if k != "crs"}
+            data = {"type": "Feature", "geometry": geometry, "crs": data.get("crs")}
+        if isinstance(data, dict) and data.get("type") == "Feature":
+            data = {"type": "FeatureCollection", "features": [{k: v for k, v in data.items() if k != "crs"}],
+                    "crs": data.get("crs")}  # fmt: skip
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-            kind = data.get("type") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{self.path}: expected a GeoJSON FeatureCollection, got {kind!r}")
+            raise ValueError(f"{self.path}: expected GeoJSON (a FeatureCollection, a Feature or a Point geometry), got "
+                             f"{kind!r}")  # fmt: skip
         crs = data.get("crs")
         if not self._lonlat_crs(crs):  # a GeoJSON 2008 file in another CRS: reprojected, as a GeoPackage is
             declared = self._declared_crs(crs)
