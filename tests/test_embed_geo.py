@@ -320,6 +320,26 @@ def test_a_geojson_feature_or_point_alone_is_a_table_of_one_row(model, tmp_path,
             in capsys.readouterr().err)  # fmt: skip
 
 
+def test_a_wkb_column_without_geoparquet_metadata_is_named_with_the_fix(model, tmp_path, capsys):
+    """A plain Parquet file whose geometry column holds WKB bytes (no GeoParquet 'geo' key) was told "no longitude
+    column … Name them with lon_col=NAME", which naming the geometry cannot satisfy; the error names the column as
+    WKB without GeoParquet metadata and how to write it, and bytes named otherwise are not."""
+    import pyarrow as pa
+
+    wkb = [shapely.to_wkb(shapely.Point(13.4, 52.5)), shapely.to_wkb(shapely.Point(2.0, 3.0))]
+    for name, named in (("geometry", True), ("the_geom", True), ("payload", False)):
+        source = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"id": [1, 2], name: wkb}), source)
+        assert main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model),
+                     "--no-progress"]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert (f"Column(s) [{name!r}] hold bytes, as WKB geometries without GeoParquet metadata do: write the file "
+                "with geopandas (GeoDataFrame.to_parquet records its geometry column), or add lon and lat columns."
+                in err) is named, err  # fmt: skip
+    gpd.GeoDataFrame({"id": [1, 2]}, geometry=gpd.GeoSeries.from_wkb(wkb), crs="EPSG:4326").to_parquet(source)
+    assert main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]) == 0
+
+
 def test_geopackage_feature_ids_are_kept(model, tmp_path):
     """A GeoPackage's FIDs (its features' ids, the key to join the embeddings back on) were dropped, while
     GeoJSON's ids are kept; they come back as a column named as the file names its FID column."""

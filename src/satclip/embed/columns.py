@@ -19,6 +19,9 @@ LON_NAMES = ("lon", "longitude", "lng")
 LAT_NAMES = ("lat", "latitude")
 #: names that look like coordinates but are not detected automatically (mentioned in errors)
 SUSPECT_NAMES = ("x", "y", "long", "lon_deg", "lat_deg", "easting", "northing", "coord_x", "coord_y")
+#: words of the names of geometry columns (``geometry``, ``geom``, ``the_geom``, ``wkb_geometry``): one stored as
+#: bytes without GeoParquet metadata is WKB that satclip cannot tell from other bytes (:func:`detect_lonlat_columns`)
+GEOMETRY_WORDS = ("geometry", "geom", "wkb")
 
 
 class ColumnError(BadInputError):
@@ -30,7 +33,7 @@ def matching_columns(columns: Sequence[str], names: Sequence[str]) -> list[str]:
     return [c for c in columns if str(c).strip().lower() in wanted]
 
 
-def _named_like(name: str, names: Sequence[str]) -> bool:
+def named_like(name: str, names: Sequence[str]) -> bool:
     """Whether a word of ``name`` (split at non-letters and camelCase: ``decimalLatitude``, ``LAT_DEG``) is one
     of ``names``, as detection would match it alone."""
     words = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", str(name))}
@@ -46,7 +49,7 @@ def warn_of_swapped_names(lon_col: str | None, lat_col: str | None) -> None:
             (lon_col, "the longitude column (lon_col, --lon-col)", "latitude", LAT_NAMES, LON_NAMES),
             (lat_col, "the latitude column (lat_col, --lat-col)", "longitude", LON_NAMES, LAT_NAMES),
         )
-        if given is not None and _named_like(given, like) and not _named_like(given, unlike)
+        if given is not None and named_like(given, like) and not named_like(given, unlike)
     ]
     if unlike:
         log.warning("%s: swapped? satclip takes the columns as given (right where the table names its columns the "
@@ -62,12 +65,13 @@ def _is_number(name: str) -> bool:
 
 
 def detect_lonlat_columns(
-    columns: Sequence[str], lon_col: str | None = None, lat_col: str | None = None
+    columns: Sequence[str], lon_col: str | None = None, lat_col: str | None = None, wkb: Sequence[str] = ()
 ) -> tuple[str, str]:
     """Return the ``(lon, lat)`` column names of a table with ``columns``.
 
     Explicit ``lon_col``/``lat_col`` win (and must exist). Otherwise each axis needs exactly one column
-    named as in :data:`LON_NAMES` / :data:`LAT_NAMES`.
+    named as in :data:`LON_NAMES` / :data:`LAT_NAMES`; where none is, the columns ``wkb`` (bytes named like a
+    geometry: :meth:`~satclip.embed.sources.Source.wkb_columns`) are named as WKB without GeoParquet metadata.
 
     Raises:
         ColumnError: a named column is missing, an axis has no or several candidates.
@@ -105,6 +109,10 @@ def detect_lonlat_columns(
             if suspects
             else ""
         )
+        if wkb:  # (named lon_col, a geometry's bytes were "not a number")
+            hint += (f" Column(s) {list(wkb)} hold bytes, as WKB geometries without GeoParquet metadata do: write the "
+                     "file with geopandas (GeoDataFrame.to_parquet records its geometry column), or add lon and lat "
+                     "columns.")  # fmt: skip
         raise ColumnError(
             f"{' and '.join(f'no {axis} column' for axis, _, _ in missing)}: expected "
             f"{' and '.join('one named ' + ' / '.join(names) for _, names, _ in missing)} (any case) among {columns}."

@@ -137,7 +137,7 @@ class ParquetDatasetSource(Source):
             self._log_geometry()
             log_geometry_wins(self.path, self.columns, self.geometry_columns)
         else:
-            chosen = detect_lonlat_columns(self.columns, lon_col, lat_col)
+            chosen = detect_lonlat_columns(self.columns, lon_col, lat_col, self.wkb_columns())
             virtual = set(self.geometry_columns or ()) if self._geo is not None else set()
             if virtual and chosen == tuple(self.geometry_columns):  # the geometry's, named
                 self.lon_col, self.lat_col = chosen

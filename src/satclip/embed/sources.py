@@ -26,7 +26,7 @@ from .. import safe_output
 from ..errors import BadInputError
 from ..optional import gdal_warnings_as_debug, require
 from ..registry import Registry
-from .columns import LAT_NAMES, LON_NAMES, detect_lonlat_columns, matching_columns
+from .columns import GEOMETRY_WORDS, LAT_NAMES, LON_NAMES, detect_lonlat_columns, matching_columns, named_like
 from .inputs import geo_lonlat, is_wgs84, warn_of_half_floats
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class Source:
             self.lon_col, self.lat_col = self.geometry_columns
             log_geometry_wins(self.path, self.columns, self.geometry_columns)
         else:
-            self.lon_col, self.lat_col = detect_lonlat_columns(self.columns, lon_col, lat_col)
+            self.lon_col, self.lat_col = detect_lonlat_columns(self.columns, lon_col, lat_col, self.wkb_columns())
 
     def _open(self) -> None:
         raise NotImplementedError
@@ -226,6 +226,14 @@ class Source:
     def stored_type(self, column: str):
         """The Arrow type the file stores ``column`` as, where the format says it without reading data; else None."""
         return None
+
+    def wkb_columns(self) -> list[str]:
+        """The columns named like a geometry (:data:`~satclip.embed.columns.GEOMETRY_WORDS`) that the file stores as
+        bytes: WKB, where no GeoParquet metadata says so."""
+        pa = _pa()
+        return [name for name in self.columns if named_like(name, GEOMETRY_WORDS)
+                and (stored := self.stored_type(name)) is not None
+                and (pa.types.is_binary(stored) or pa.types.is_large_binary(stored))]  # fmt: skip
 
     def warn_of_half_floats(self) -> None:
         """Warn where the file stores the coordinates as float16: they are read as float64 without a word."""
