@@ -214,3 +214,32 @@ def test_auto_precision_resumes_only_the_same_job_in_its_precision(tmp_path, mod
         assert embed_file(open_source(path), out, resumed, chunk_rows=64).resumed_chunks == 1
     assert 'resuming in bf16, the precision this run started with ("auto" chose float32 now)' in caplog.text
     assert resumed.precision == "bf16"
+
+
+@pytest.mark.parametrize(("first", "then"), [("auto", "bf16"), ("bf16", "auto")])
+def test_a_zarr_run_resumed_with_its_precision_spelled_otherwise_says_no_file_changed(tmp_path, model,  # noqa: F811
+                                                                                     points, monkeypatch, caplog,
+                                                                                     first, then):  # fmt: skip
+    """A Zarr run started with --precision auto (bf16 here) and resumed with --precision bf16 is accepted as the same
+    run, yet warned "its metadata file .zattrs has changed since it was written; writing it again": the attributes
+    record how the precision was asked, and the options check accepts either spelling. Nothing is said of the file,
+    and the output records the run that finished it."""
+    import logging
+
+    from .test_embed_cli import crash_after
+
+    path, _ = points
+    monkeypatch.setattr(precision, "bf16_support", lambda device="cpu": (True, "CPU with amx_bf16 (faked)"))
+    monkeypatch.setattr(precision, "_calibrate", lambda *args: precision.Choice("bf16", "auto", "calibrated (test)"))
+    monkeypatch.setattr(precision, "MIN_COSINE", -1.0)  # (this random model's bf16 is further from float32's)
+    out = tmp_path / "emb.zarr"
+    argv = ["embed", str(path), "-o", str(out), "--model", str(model), "--chunk-rows", "50", "--no-progress"]
+    with monkeypatch.context() as patch:
+        crash_after(patch, 2)
+        assert main([*argv, "--precision", first]) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        assert main([*argv, "--precision", then]) == 0
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    recorded = json.loads(json.loads((out / ".zattrs").read_text())["satclip"])["precision"]
+    assert recorded["precision"] == "bf16" and recorded["requested"] == then

@@ -512,19 +512,25 @@ class ZarrSink(Sink):
     def _restore_metadata(self) -> None:
         """Write again, with a warning, each metadata file of the store that differs from what :meth:`create`
         wrote (the chunks were encoded by it): an edited ``.zarray`` (another fill value, compressor, chunk shape)
-        or ``.zattrs`` was published as it was, its chunks then read otherwise or not at all. The store to compare
+        or ``.zattrs`` was published as it was, its chunks then read otherwise or not at all. The group's ``.zattrs``
+        that differs only in how the run was asked for (:data:`_ASKED`) takes this run's without a warning: the
+        options check accepted the resume, and the file was not edited. The store to compare
         with is a temporary of satclip's name (a ``tempfile`` folder that a kill left was taken for a user's file,
         and the work directory was never removed)."""
         with safe_output.scratch(self._path()) as expected:  # (one a run killed here left is swept first)
             self._create(expected)
             for file in sorted(expected.rglob(".z*")):
                 name = file.relative_to(expected)
-                written = _json_or_none(self._path() / name)
-                if written != json.loads(file.read_bytes()):
+                written, wanted = _json_or_none(self._path() / name), json.loads(file.read_bytes())
+                if written == wanted:
+                    continue
+                if name == Path(".zattrs") and written is not None and _same_run(written) == _same_run(wanted):
+                    log.debug("%s: its attributes now describe this run (%s)", self._path(), name)
+                else:
                     log.warning("%s, the output of an unfinished run: its metadata file %s %s; writing it again",
                                 self._path(), name, "is missing or damaged" if written is None else
                                 "has changed since it was written")  # fmt: skip
-                    safe_output.write_bytes(self._path() / name, file.read_bytes())
+                safe_output.write_bytes(self._path() / name, file.read_bytes())
 
     def _store(self, index, table, embeddings, valid):
         zarr = _zarr()
@@ -546,6 +552,28 @@ class ZarrSink(Sink):
         with naming(self._path()):
             zarr.consolidate_metadata(str(self._path()))
         return self._path()
+
+
+#: the entries of a Zarr store's ``satclip`` attribute (:func:`~satclip.embed.job.output_attrs`) that say how the
+#: run was asked for, not what it computes: the model's name or path, the input's path, the satclip version, and
+#: beside the precision how it was asked (``requested``, ``reason``, …). A resume the options check accepts may say
+#: them otherwise (``--precision bf16`` for a run that ``auto`` started in bf16), and the store then records the run
+#: that finishes it without a word
+_ASKED = ("model_source", "source", "version")
+
+
+def _same_run(attrs):
+    """A Zarr group's attributes ``attrs`` without what a resume may say otherwise (:data:`_ASKED`), to compare."""
+    try:
+        record = json.loads(attrs["satclip"])  # (JSON text: netcdf_attrs)
+    except (TypeError, KeyError, ValueError):
+        return attrs
+    if not isinstance(record, dict):
+        return attrs
+    record = {key: value for key, value in record.items() if key not in _ASKED}
+    if isinstance(record.get("precision"), dict):
+        record["precision"] = record["precision"].get("precision")
+    return {**attrs, "satclip": record}
 
 
 def _zarr():
