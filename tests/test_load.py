@@ -564,7 +564,10 @@ def test_not_a_checkpoint(tmp_path):
 def test_invalid_points_are_named():
     encoder = satclip.load(require(CKPT_L10))
     with pytest.raises(ValueError, match=r"row 1: \(lon=10.0, lat=95.0\).*swapped"):
+        encoder.encode([[0.0, 0.0], [10.0, 95.0], [20.0, 120.0]])
+    with pytest.raises(ValueError, match=r"row 1: \(lon=10.0, lat=95.0\)") as err:  # one typo: no swap advice
         encoder.encode([[0.0, 0.0], [10.0, 95.0]])
+    assert "swapped" not in str(err.value)
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         encoder.encode([[0.0, 0.0, 1.0]])
 
