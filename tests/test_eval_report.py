@@ -137,6 +137,21 @@ def test_standing_says_a_shared_place_is_shared():
     assert standing(rows[:9], runs) == "behind `direct` and `geoclip` on country (3rd of 3)"  # (alone: no tie)
 
 
+def test_standing_is_behind_only_those_that_score_better():
+    """The full demo's line said "behind `bluemarble-l10`, `spherecplus` and 2 more on era5-precipitation (tied 3rd
+    of 12)": the 2 more were `theory` (its mean as shown, 0.073) and `sh-l10` (0.076, worse), tied with the best
+    only by their wide spreads."""
+    runs = "runs/demo/model"
+    rows = _rows("era5-precipitation", "regression", "mse", "r2", {
+        "bluemarble-l10": (0.063, 0.004), "spherecplus": (0.072, 0.012), runs: (0.073, 0.005), THEORY: (0.073, 0.006),
+        "sh-l10": (0.076, 0.010),
+    })  # fmt: skip
+    assert standing(rows, runs) == "behind `bluemarble-l10` and `spherecplus` on era5-precipitation (tied 3rd of 5)"
+    # the best's mean as shown, their spreads too small to overlap: level as shown, not behind no one
+    rows = _rows("elevation", "regression", "mse", "r2", {"direct": (0.0701, 0.0001), runs: (0.0704, 0.0001)})
+    assert standing(rows, runs) == "level as shown for best with `direct` on elevation"
+
+
 def test_rank_rule():
     assert rank({"a": (0.9, 0.01, 3), "b": (0.7, 0.01, 3)}, True).verdict == "clear"
     tie = rank({"a": (0.042, 0.002, 3), "b": (0.042, 0.009, 3), "c": (0.2, 0.01, 3)}, False)

@@ -321,11 +321,11 @@ def reading(
 def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, subject: str | None = None) -> str:
     """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
     primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a and b; tied for best
-    with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind the best and those tied with it, its rank by
-    mean in brackets). With one fold per task there is no spread to judge ties by, and the line says so first
-    (``"one fold, so …: best on a; …"``): accuracies that differ by at most one test point (1 / ``n_test``) are
-    level, and differences of MSEs, which have no such unit, are not judged (0.970 against 0.980 on 99 test
-    points was "behind `direct` and `geoclip`"). The display names are those of the tables
+    with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind those of the best and tied with it whose score
+    as shown beats its own, its rank by mean in brackets). With one fold per task there is no spread to judge ties
+    by, and the line says so first (``"one fold, so …: best on a; …"``): accuracies that differ by at most one test
+    point (1 / ``n_test``) are level, and differences of MSEs, which have no such unit, are not judged (0.970
+    against 0.980 on 99 test points was "behind `direct` and `geoclip`"). The display names are those of the tables
     (:func:`display_names`). ``most``: name at most that many encoders in a group, then how many more, and with
     more than ``most`` groups of ties, one phrase for them all (a terminal's line: with many ties it ran to 480
     characters). ``subject``: the line is ``"<subject> is …"`` (after the one-fold caveat)."""
@@ -368,8 +368,13 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
             best.append(t)
         elif encoder in leaders:
             tied[others, word].append(t)
-        else:
-            named = tuple(f"`{names[e]}`" for e in leaders)
+        else:  # behind the leaders whose score as shown beats its own: an encoder tied with the best by a wide
+            # spread can score worse than it (0.076 ± 0.010 beside its 0.073 was one it was "behind")
+            named = tuple(f"`{names[e]}`" for e in leaders if sign * scored[e] > sign * own
+                          and _shown(scored[e]) != _shown(own))  # fmt: skip
+            if not named:  # (the best's mean as shown is its own, their spreads too small to overlap)
+                tied[others, "level as shown for best"].append(t)
+                continue
             behind[named].append(f"{t} ({'tied ' * (level > 0)}{_ordinal(ahead + 1)} of {len(scored)})")
     said = ["accuracies within one test point are level"] if level_unit else []
     if unjudged:
