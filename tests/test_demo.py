@@ -134,7 +134,10 @@ def test_demo_end_to_end_tiny(tmp_path):
     timings = tmp_path / "demo" / "timings.json"
     first = json.loads(timings.read_text())
     assert list(first) == list(STAGES) and all(v > 0 for v in first.values())
-    timings.write_text(json.dumps({**first, "pretraining": 999.0}))  # (as if it had taken that long)
+    recorded = tmp_path / "demo" / "work" / "timings.json"  # (this setting's times, that a rerun of it reads)
+    assert list(json.loads(recorded.read_text()).values()) == [first]
+    recorded.write_text(json.dumps({k: {**v, "pretraining": 999.0} for k, v in json.loads(recorded.read_text()).items()
+                                    }))  # (as if it had taken that long)  # fmt: skip
     shown = io.StringIO()
     from satclip.recipes import demo as demo_module
 
@@ -413,6 +416,27 @@ def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, mon
     assert len((out / "eval" / "rows.jsonl").read_text().splitlines()) == 12
     assert ": the demo model (`model`) is " in shown.getvalue()
     assert f"| `model` | `{out / 'model'}` | a model loaded from this path |" in report  # (its spec: the path)
+
+
+def test_a_rerun_after_other_settings_reports_its_own_settings_times(tmp_path, monkeypatch):
+    """The full demo, then --quick, then the full one again into one --out: the last report's "image features 11 s
+    (an earlier run's: reused)" was the quick run's time (the full one's took 115 s), and its "pretraining 1 s"
+    (all epochs trained earlier) had no word that it was reused."""
+    from satclip.recipes import demo
+
+    monkeypatch.setattr(demo, "REUSED_SPEEDUP", 0.0)  # (any stage is fast enough to be a reused one)
+    settings = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
+                       tasks=("elevation",), map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
+    other = replace(settings, lr=2e-3, views=1)  # (its own features and training)
+    out = tmp_path / "demo"
+    run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    first = json.loads((out / "timings.json").read_text())
+    run_demo(out, other, progress=StageProgress(STAGES, io.StringIO()))
+    report = run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    said = f"image features {first['image features']:.0f} s (an earlier run's: reused), pretraining " \
+           f"{first['pretraining']:.0f} s (an earlier run's: reused), evaluation "  # fmt: skip
+    assert said in report, re.search(r"- stage times: .*", report)[0]
+    assert len(json.loads((out / "work" / "timings.json").read_text())) == 2  # (each setting's own)
 
 
 def test_a_demo_stopped_in_its_evaluation_gives_its_advice_once(tmp_path, monkeypatch, capsys):

@@ -17,6 +17,7 @@ of the earlier settings is kept (a rerun of those reuses it).
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import logging
 import math
@@ -294,8 +295,10 @@ def _run(
     # a stage that reuses an earlier run's work keeps that run's time (a rerun's report and timings.json said
     # "0 s" for the corpus, the features and the training: how long they take was lost); each stage's time is
     # written as it ends, so that a run interrupted later keeps it for its rerun; reused: stage -> what the
-    # report says of it
-    earlier_timings, expected = _earlier_timings(out / "timings.json"), stage_seconds(settings)
+    # report says of it. The times are kept per setting in work/ (a full run after a --quick one reported the
+    # quick run's 11 s for the full run's reused features, which took 115 s)
+    recorded, key = run_dir / "timings.json", _settings_key(settings)
+    earlier_timings, expected = _earlier_timings(recorded).get(key, {}), stage_seconds(settings)
     reused: dict[str, str] = {}
 
     @contextmanager
@@ -322,7 +325,9 @@ def _run(
         elif said["reused"]:  # ("corpus 0 s": the corpus another --out had built, in satclip's cache)
             reused[name] = "reused from satclip's cache" if name == "corpus" else "reused: its time was not recorded"
         known = {**earlier_timings, **timings}  # (the earlier run's of the stages not run yet)
-        safe_output.write_json(out / "timings.json", {k: known[k] for k in STAGES if k in known}, indent=2)
+        known = {k: known[k] for k in STAGES if k in known}
+        safe_output.write_json(out / "timings.json", known, indent=2)
+        safe_output.write_json(recorded, {**_earlier_timings(recorded), key: known}, indent=2)
 
     corpus = replace(CORPUS, n=settings.patches, seed=settings.seed)
 
@@ -357,8 +362,9 @@ def _run(
             },
             progress=lambda done, total: progress.update(done / max(total, 1)),
         )
-    with stage("pretraining"):
+    with stage("pretraining") as training:
         earlier = _continues(config)
+        training["reused"] = (earlier or 0) >= settings.epochs  # (all epochs trained before: "pretraining 1 s")
         again = "the same `satclip demo` command"
         try:  # fit checks the checkpoint (its sha256) once, as it resumes from it
             result = fit(config, cache=cache, resume=earlier is not None, callbacks=[_training_progress(progress)],
@@ -376,7 +382,8 @@ def _run(
             # the previous run's report, map and curve describe the model about to be replaced: a run stopped from
             # here on leaves no report rather than one of another model
             safe_output.remove_owned_files(out, REPORT_FILES)
-            earlier_timings.clear()  # (those of the model replaced)
+            for name in ("evaluation", "map and report"):  # (those of the model replaced; its training's stand)
+                earlier_timings.pop(name, None)
             with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
                 shutil.copytree(best, tmp, dirs_exist_ok=True)
 
@@ -678,15 +685,22 @@ def _test_sizes(evaluation) -> str:
     return ", ".join(f"{task} {min(n)}" + (f"–{max(n)}" if len(n) > 1 else "") for task, n in sizes.items())
 
 
-def _earlier_timings(path: Path) -> dict[str, float]:
-    """The stage times an earlier run wrote to ``path`` (``timings.json``); none where it is missing or damaged."""
+def _settings_key(settings: DemoSettings) -> str:
+    """The name of ``settings``' stage times in ``work/timings.json``."""
+    return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _earlier_timings(path: Path) -> dict[str, dict[str, float]]:
+    """The stage times earlier runs wrote to ``path`` (``work/timings.json``), by their settings
+    (:func:`_settings_key`); none where it is missing or damaged."""
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(earlier, dict):
         return {}
-    return {k: float(v) for k, v in earlier.items() if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0}
+    return {key: {k: float(v) for k, v in times.items() if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0}
+            for key, times in earlier.items() if isinstance(times, dict)}  # fmt: skip
 
 
 def _report(
