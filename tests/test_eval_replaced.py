@@ -77,3 +77,23 @@ def test_a_rerun_says_what_it_replaces_and_drops_the_old_predictions(tmp_path, c
         assert main([*argv, "--precision", "float64"]) == 0
     assert mine.read_text() == "mine" and len(list(predictions.iterdir())) == 5
     assert not kept & {path.name for path in predictions.iterdir()}
+
+
+def test_what_changed_counts_each_fold_once():
+    """The demo's full run after --quick warned "30 record(s) … replaced, evaluated before with other model
+    weights (model_sha256) for encoder model (6 folds); folds of other sizes … (30 folds)": 36 of 30, a fold named
+    under each of its changes."""
+    from satclip.eval.runner import _what_changed
+
+    def fold(encoder: str, task: str, sha: str, n: int) -> dict:
+        return {"encoder": encoder, "task": task, "precision": "float32", "model_sha256": sha, "data": "d",
+                "n_train": 3 * n, "n_test": n, "sizes": [3 * n, n]}  # fmt: skip
+
+    tasks = ("country", "elevation", "koppen")
+    replaced = [(fold(e, t, "old" if e == "model" else None, 200), fold(e, t, "new" if e == "model" else None, 600))
+                for e in ("model", "direct", "wrap") for t in tasks for _ in range(2)]  # fmt: skip
+    assert _what_changed(replaced) == (
+        "other model weights (model_sha256) and folds of other sizes (n_train, n_test: other --n-points, data or "
+        "protocol options) for encoder model and tasks country, elevation, koppen (6 folds); folds of other sizes "
+        "(n_train, n_test: other --n-points, data or protocol options) for tasks country, elevation, koppen (12 folds)"
+    )  # fmt: skip

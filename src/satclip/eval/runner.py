@@ -405,9 +405,11 @@ _COMPARED = {
 
 def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
     """What the records ``replaced`` (each with what this run evaluates its fold with) were evaluated with
-    otherwise, as ``another precision (float32, now float64) for encoder m (3 folds); other task data for task t
-    (2 folds)``; where none of :data:`_COMPARED` differs (or an older satclip recorded none), other settings."""
-    changes: dict[str, list[tuple[dict, str]]] = {}
+    otherwise, each fold counted once, under all that changed for it, as ``another precision (float32, now
+    float64) for encoder m (3 folds); other model weights (model_sha256) and folds of other sizes (…) for encoder m
+    and task t (2 folds)`` (a fold named under each of its changes read as 6 + 30 of 30 folds); where none of
+    :data:`_COMPARED` differs (or an older satclip recorded none), other settings."""
+    groups: dict[tuple[str, ...], list[tuple[dict, dict]]] = {}
     for row, now in replaced:
         earlier = {**row, "sizes": [row.get("n_train"), row.get("n_test")]}
         differ = [what for what in _COMPARED if what in earlier and earlier[what] != now[what]]
@@ -415,19 +417,22 @@ def _what_changed(replaced: list[tuple[dict, dict]]) -> str:
             differ.remove("model_sha256")
         if "sizes" in differ and "data" in differ:  # (the digest is of the sample: another --n-points draws another)
             differ.remove("data")
-        for what in differ or ["other"]:
-            changes.setdefault(what, []).append((row, f"{earlier.get(what)}, now {now.get(what)}"))
+        groups.setdefault(tuple(differ or ["other"]), []).append((row, now))
     said = []
-    for what, rows in changes.items():
-        name = _COMPARED.get(what, "other settings (options of the probe or protocol, the encoder's code, or a "
-                                   "record of an older satclip)")  # fmt: skip
-        values = sorted({value for _, value in rows})
-        shown = f" ({values[0]})" if what == "precision" and len(values) == 1 else ""
-        whose = "task" if what in ("data", "sizes") else "encoder"
-        named = sorted({row[whose] for row, _ in rows})
-        listed = ", ".join(named[:3]) + (", …" if len(named) > 3 else "")  # ("for 6 (encoder model)" was garbled)
-        folds = f"{len(rows)} fold{'s' * (len(rows) != 1)}"
-        said.append(f"{name}{shown} for {whose}{'s' * (len(named) > 1)} {listed} ({folds})")
+    for whats, rows in groups.items():
+        names = []
+        for what in whats:
+            name = _COMPARED.get(what, "other settings (options of the probe or protocol, the encoder's code, or a "
+                                       "record of an older satclip)")  # fmt: skip
+            values = sorted({f"{row.get(what)}, now {now.get(what)}" for row, now in rows})
+            names.append(name + (f" ({values[0]})" if what == "precision" and len(values) == 1 else ""))
+        whom = []
+        for whose in ("encoder", "task"):
+            if any((what in ("data", "sizes")) == (whose == "task") for what in whats):
+                named = sorted({row[whose] for row, _ in rows})  # ("for 6 (encoder model)" was garbled)
+                listed = ", ".join(named[:3]) + (", …" if len(named) > 3 else "")
+                whom.append(f"{whose}{'s' * (len(named) > 1)} {listed}")
+        said.append(f"{' and '.join(names)} for {' and '.join(whom)} ({len(rows)} fold{'s' * (len(rows) != 1)})")
     return "; ".join(said)
 
 
