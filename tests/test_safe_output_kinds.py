@@ -153,3 +153,37 @@ def test_a_directory_without_a_marker_holding_satclip_outputs_is_named_for_what_
         mine: f"{mine} holds files satclip did not create (no .satclip-output marker)",
     }
     assert not safe_output.is_owned(run / "export") and not safe_output.is_owned(cache.parent)
+
+
+def test_overwrite_never_replaces_one_sort_of_output_by_another(tmp_path, capsys):
+    """`satclip convert bluemarble-l10 victim --target native; satclip map ... -o victim --format zarr --overwrite`
+    deleted the model and wrote a Zarr map there: both directories' markers say kind 'output'. What each holds (its
+    config.json's format, a Zarr group) now decides; a map still replaces a map."""
+    pytest.importorskip("zarr")
+    model = tmp_path / "model"
+    assert convert(model) == 0
+    before = snapshot(model)
+    map_argv = ["map", "--model", "bluemarble-l10", "--resolution", "60", "--format", "zarr", "--overwrite", "-o"]
+    assert main([*map_argv, str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"satclip: error: {model} is a satclip model, not a Zarr dataset (a map or an embedding store); "
+                   "satclip never replaces it with one, even with --overwrite: choose another output path or remove "
+                   "it yourself"), err  # fmt: skip
+    assert snapshot(model) == before
+    zarr_map = tmp_path / "map.zarr"
+    assert main([*map_argv, str(zarr_map)]) == 0
+    assert main([*map_argv, str(zarr_map)]) == 0  # a map by a map
+    assert safe_output.held_format(zarr_map) == safe_output.ZARR
+    maps = snapshot(zarr_map)
+    for writes in ("satclip", "satclip.retrieval-db"):  # (convert refuses it before, by its contents)
+        with pytest.raises(OutputExistsError, match=f"{zarr_map} is a satclip Zarr dataset .*, not a "):
+            with safe_output.atomic_dir(zarr_map, overwrite=True, writes=writes):
+                pass
+    finished = safe_output.make_owned_dir(tmp_path / "finished")
+    (finished / "config.json").write_text(json.dumps({"format": "satclip"}))
+    with pytest.raises(OutputExistsError, match="is a satclip Zarr dataset"):  # publishing says it, after the work
+        safe_output.publish(finished, zarr_map, overwrite=True)
+    assert snapshot(zarr_map) == maps
+    older = safe_output.make_owned_dir(tmp_path / "older")  # an output whose contents say nothing: as before
+    (older / "part-0.parquet").write_bytes(b"rows")
+    safe_output.check_output(older, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR)

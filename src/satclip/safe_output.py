@@ -504,19 +504,37 @@ KIND_NOUNS = {"bluemarble-corpus": "Blue Marble corpus", "feature-cache": "featu
               "training-run": "training run", "evaluation": "evaluation"}  # fmt: skip
 
 
+#: what :func:`held_format` calls a Zarr dataset (a map, an embedding store), which records no satclip manifest
+ZARR = "zarr"
+#: what the outputs :func:`held_format` tells apart are, for messages
+HELD_NOUNS = {**FORMAT_NOUNS, ZARR: "Zarr dataset (a map or an embedding store)"}
+
+
+def held_format(directory: str | Path) -> str | None:
+    """What the directory ``directory`` holds, by the files that say so: the format its ``manifest.json`` or
+    ``config.json`` records (``"satclip"``: a model; a key of :data:`FORMAT_NOUNS`), :data:`ZARR` for a Zarr
+    dataset (a map, an embedding store), else None (nothing says: a Parquet dataset, an empty or older output)."""
+    directory = Path(directory)
+    for name in ("manifest.json", "config.json"):
+        found = recorded_format(directory / name)
+        if found in FORMAT_NOUNS:
+            return found
+    if any((directory / name).is_file() for name in (".zgroup", "zarr.json")):
+        return ZARR
+    return None
+
+
 def owned_noun(directory: str | Path) -> str:
     """What the satclip directory ``directory`` is, for messages: ``"a satclip Blue Marble corpus"`` by its kind,
     or, for the generic kind ``"output"`` (models, converted models, stores, corpora written before they had a kind
-    of their own), by the format its ``manifest.json`` or ``config.json`` records; else ``"a satclip directory of
-    kind 'K'"``."""
+    of their own), by what it holds (:func:`held_format`); else ``"a satclip directory of kind 'K'"``."""
     kind = owned_kind(directory)
     if kind in KIND_NOUNS:
         return f"a satclip {KIND_NOUNS[kind]}"
     if kind == "output":
-        for name in ("manifest.json", "config.json"):
-            found = recorded_format(Path(directory) / name)
-            if found in FORMAT_NOUNS:
-                return format_noun(found)
+        found = held_format(directory)
+        if found is not None:
+            return f"a satclip {HELD_NOUNS[found]}"
     return f"a satclip directory of kind {kind!r}"
 
 
@@ -688,6 +706,7 @@ def check_output(
     inputs: Iterable[str | Path] = (),
     directory: bool = False,
     kind: str | None = None,
+    writes: str | None = None,
 ) -> None:
     """Raise unless satclip may write ``path`` (a file, or a directory with ``directory=True``).
 
@@ -696,7 +715,10 @@ def check_output(
     (``directory=True``) of ``kind`` (the kind of directory about to be written there; None: any). Never: a
     path equal to one of ``inputs``, a directory in place of a file, a directory of files satclip did not
     create, a satclip directory of another kind (an evaluation, a training run, a feature cache: the user's
-    files may have joined satclip's there), a FIFO, socket or device (or a link to one), whatever the flags.
+    files may have joined satclip's there), a satclip output holding another sort of output than ``writes`` (what
+    the writer puts there, as :func:`held_format` names it: a model is no map's to replace; None: not compared; an
+    output whose contents say nothing is not refused), a FIFO, socket or device (or a link to one), whatever the
+    flags.
 
     Raises:
         BadInputError: ``overwrite`` is not True or False (``encoder.save(path, overwrite="no")`` replaced the model
@@ -727,6 +749,8 @@ def check_output(
             )
         if kind is not None:
             _refuse_other_kind(path, kind)
+        if writes is not None:
+            _refuse_other_output(path, writes)
         if overwrite:
             _refuse_foreign(path, "replace")
             _refuse_read_only(path, f"replace {path}")
@@ -751,6 +775,19 @@ def _refuse_other_kind(path: Path, kind: str) -> None:
         raise OutputExistsError(
             f"{path} is a satclip directory of kind {found!r}, not {kind!r}; satclip never replaces it with another "
             "kind of output, even with --overwrite: choose another output path or remove it yourself"
+        )
+
+
+def _refuse_other_output(path: Path, writes: str) -> None:
+    """Raise :class:`OutputExistsError` if the satclip output ``path`` holds another sort of output than ``writes``
+    (:func:`held_format`): `satclip map -o MODEL_DIR --format zarr --overwrite` deleted the model. Directories of
+    other kinds are :func:`_refuse_other_kind`'s; an output whose contents say nothing (older, or a Parquet
+    dataset) is not refused."""
+    found = held_format(path) if owned_kind(path) == "output" else None
+    if found is not None and found != writes:
+        raise OutputExistsError(
+            f"{path} is {owned_noun(path)}, not a {HELD_NOUNS.get(writes, writes)}; satclip never replaces it with "
+            "one, even with --overwrite: choose another output path or remove it yourself"
         )
 
 
@@ -965,14 +1002,16 @@ def publish(
         _move_entries(finished, path)
         _fsync_dir(path.parent)
         return path
-    kind = (owned_kind(finished) or "output") if directory else None  # (an old ``path`` of another kind is refused)
-    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)
+    kind = (owned_kind(finished) or "output") if directory else None  # (an old ``path`` of another kind is refused,
+    writes = held_format(finished) if directory else None  # and an output holding another sort: a model by a map)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind, writes=writes)
     if directory:
         if not is_owned(finished):
             mark_owned(finished)
         _record_files(finished, "published", _published_paths(finished))
     _fsync(finished)
-    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind)  # nothing appeared meanwhile
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind,
+                 writes=writes)  # nothing appeared meanwhile  # fmt: skip
     if directory and path.exists() and (not is_owned(path) or os.path.ismount(path)):
         _fill(path, finished)
     elif directory and path.exists():
@@ -1078,13 +1117,20 @@ def scratch(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(
-    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), kind: str = "output"
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    kind: str = "output",
+    writes: str | None = None,
 ) -> Iterator[Path]:
     """Like :func:`atomic_file` for a directory: yield an empty temporary directory (already marked as
-    satclip's, of ``kind``) that replaces ``path`` when the block succeeds."""
+    satclip's, of ``kind``) that replaces ``path`` when the block succeeds. ``writes``: what the block writes
+    there (:func:`check_output`), for an existing output of another sort to be refused before the work (publishing
+    refuses it after)."""
     path = Path(path)
     inputs = list(inputs)
-    check_output(path, overwrite=overwrite, inputs=inputs, directory=True, kind=kind)
+    check_output(path, overwrite=overwrite, inputs=inputs, directory=True, kind=kind, writes=writes)
     make_dirs(path.parent)
     clean_stale(path)
     tmp = temp_path(path)

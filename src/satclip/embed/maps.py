@@ -791,7 +791,7 @@ def render_map(
     # once the cells are, below); otherwise an existing output is refused before the masks are computed
     inputs = encoder_files(encoder)
     check_output = functools.partial(safe_output.check_output, output, overwrite=overwrite, inputs=inputs,
-                                     directory=fmt == "zarr")  # fmt: skip
+                                     directory=fmt == "zarr", kind="output", writes=safe_output.ZARR)  # fmt: skip
     stopped = published(output, described, **same)
     if not stopped:
         check_output()

@@ -276,7 +276,7 @@ def write_native(
     path = Path(path)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
     refuse_other_outputs(path)
-    with atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
+    with atomic_dir(path, overwrite=overwrite, inputs=inputs, writes=FORMAT) as tmp:
         sha256 = save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS_FILE)
         write_config(tmp, {**config, SHA256_KEY: sha256})
     return path

@@ -667,7 +667,7 @@ def build_database(
             log.warning("retrieval database %s: %s is missing; rebuilding it", path, MANIFEST)
             overwrite = True
         refuse_other_outputs(path)
-        safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True)
+        safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True, writes=FORMAT)
         lonlat, location, image = embed_cache(model, cache, batch_size=batch_size)
         stored = {}
         for name, values in ((LOCATION, location), (IMAGE, image)):
@@ -687,7 +687,7 @@ def build_database(
             "built_from": built_from,
             "entries_sha256": RetrievalDatabase(lonlat, stored[LOCATION], stored[IMAGE]).sha256(),
         }  # fmt: skip
-        with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs) as tmp:
+        with safe_output.atomic_dir(path, overwrite=overwrite, inputs=inputs, writes=FORMAT) as tmp:
             for name, values in ((LONLAT, lonlat), (LOCATION, stored[LOCATION]), (IMAGE, stored[IMAGE])):
                 safe_output.save_array(tmp / name, values)
             safe_output.write_data(tmp / MANIFEST, _manifest_bytes(manifest))
