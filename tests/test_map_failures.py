@@ -335,3 +335,26 @@ def test_a_second_embed_of_one_output_is_refused_before_it_loads_its_model(tmp_p
     argv = ["embed", str(points), "-o", str(out), "--model", str(model), "--engine", engine, "--no-progress"]
     refused_while_the_first_loads(argv, out, tmp_path, monkeypatch, capsys)
     assert len(pd.read_parquet(out)) == 3
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_an_existing_output_is_refused_before_the_model_is_loaded(tmp_path, model, monkeypatch, capsys, engine):
+    """`satclip map --model bluemarble-l10 -o user.tif` (user.tif there) loaded the model and chose its precision
+    ("precision auto -> …", or a hub download) before saying user.tif exists; and a Zarr map --overwrite onto a model
+    directory was refused only once loaded. Both are said now before anything is loaded."""
+    from satclip.embed import api
+
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    loaded = []
+    monkeypatch.setattr(api, "load_encoder", lambda *args, **kwargs: loaded.append(1))
+    user = safe_output.make_owned_dir(tmp_path / "user.zarr")  # an earlier map
+    (user / ".zgroup").write_text("mine")
+    other = write_native(tmp_path / "other", {"location_encoder": CONFIG}, {})
+    cases = [(user, [], "already exists; pass --overwrite"), (other, ["--overwrite"], "is a satclip model, not a Zarr")]
+    for out, flags, said in cases:
+        argv = ["map", "--model", str(model), "--resolution", "30", "-o", str(out), "--format", "zarr", "--engine",
+                engine, *flags]  # fmt: skip
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err
+    assert loaded == [] and (user / ".zgroup").read_text() == "mine"

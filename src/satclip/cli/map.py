@@ -88,7 +88,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import safe_output
     from ..embed.api import load_encoder
-    from ..embed.maps import make_grid, map_format, render_map
+    from ..embed.maps import check_map_output_early, make_grid, map_format, render_map
     from ..errors import BadInputError
     from ..io.resolve import local_model_files
     from ..terminal import progress_bar
@@ -108,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--pca {args.pca}: --engine dask writes Zarr maps of every dimension: drop --pca")
     check_cluster_options(args)
     # before the model is loaded: the model itself named as the output is said first
-    safe_output.check_not_input(args.output, local_model_files(args.model))
+    inputs = local_model_files(args.model)
+    safe_output.check_not_input(args.output, inputs)
     safe_output.check_new_output(args.output)
+    check_map_output_early(args.output, output_format, overwrite=args.overwrite, inputs=inputs)
     # one run per output, from before the model is loaded: a second map of OUT was refused only once it had loaded
     # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
     with safe_output.exclusive(args.output, reentrant=True):

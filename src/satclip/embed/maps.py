@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,7 +46,7 @@ from ..optional import require
 from ..safe_output import naming
 from .api import embed_lonlat
 from .field_work import FieldWork, cells_digest, published
-from .job import resume_precision, work_dir
+from .job import resume_precision, work_dir, work_manifest
 from .sinks import LAT_ATTRS, LON_ATTRS, netcdf_attrs
 
 log = logging.getLogger(__name__)
@@ -731,6 +731,21 @@ def map_format(output: Path, fmt: str | None = None) -> str:
     return fmt
 
 
+def check_map_output(output: str | Path, fmt: str, *, overwrite: bool, inputs: Iterable[str | Path]) -> None:
+    """Raise unless a map of ``fmt`` may be written to ``output`` (:func:`satclip.safe_output.check_output`; a Zarr
+    map replaces only a satclip Zarr dataset)."""
+    safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output",
+                             writes=safe_output.ZARR)  # fmt: skip
+
+
+def check_map_output_early(output: str | Path, fmt: str, *, overwrite: bool, inputs: Iterable[str | Path]) -> None:
+    """:func:`check_map_output` before the model is loaded (`satclip map -o user.tif` chose a precision, or
+    downloaded the model, then said user.tif exists). An output a stopped run of a map job recorded publishing is
+    left to :func:`render_map`, which tells by the model whether it is that run's own."""
+    if work_manifest(work_dir(Path(output))).get("published") is None:
+        check_map_output(output, fmt, overwrite=overwrite, inputs=inputs)
+
+
 def render_map(
     encoder,
     output: str | Path,
@@ -790,8 +805,7 @@ def render_map(
     # a run of this job killed after writing the output, before removing its work: the output is its own (known
     # once the cells are, below); otherwise an existing output is refused before the masks are computed
     inputs = encoder_files(encoder)
-    check_output = functools.partial(safe_output.check_output, output, overwrite=overwrite, inputs=inputs,
-                                     directory=fmt == "zarr", kind="output", writes=safe_output.ZARR)  # fmt: skip
+    check_output = functools.partial(check_map_output, output, fmt, overwrite=overwrite, inputs=inputs)
     stopped = published(output, described, **same)
     if not stopped:
         check_output()
