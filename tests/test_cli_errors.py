@@ -634,8 +634,9 @@ def test_satclip_debug_set_to_a_no_keeps_the_one_line_errors(monkeypatch, capsys
      "{tmp}/o.npy: its suffix .npy means npy, but --format says parquet: name it with the suffix of parquet, or "
      "drop --format"),
     (["map", "--model", "bluemarble-l10", "--resolution", "30", "-o", "{tmp}/m.tif", "--format", "png"],
-     "{tmp}/m.tif: its suffix .tif means geotiff, but --format says png: name it with the suffix of png, or drop "
-     "--format"),
+     "{tmp}/m.tif: its suffix .tif means geotiff, but --format says png: name it m.png, or drop --format"),
+    (["map", "--model", "bluemarble-l10", "--resolution", "30", "-o", "{tmp}/t4.tif", "--format", "zarr"],
+     "{tmp}/t4.tif: its suffix .tif means geotiff, but --format says zarr: name it t4.zarr, or drop --format"),
     (["convert", "bluemarble-l10", "{tmp}/c.ckpt", "--target", "native"],
      "{tmp}/c.ckpt: its suffix .ckpt means original, but the target is native: name it c, or write original (drop "
      "--target; target='original' in Python)"),

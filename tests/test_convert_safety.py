@@ -258,3 +258,17 @@ def test_save_without_a_target_writes_what_the_name_asks_for(tmp_path, ckpt, nam
             model.save(tmp_path / "whole.ckpt")
     else:  # (torchgeo's file holds the location encoder alone in any case)
         assert model.save(tmp_path / f"whole{name[1:]}").target == kind
+
+
+def test_a_pickle_that_is_no_lightning_checkpoint_is_told_what_to_give(tmp_path, capsys):
+    """`satclip convert dict.ckpt out` (torch.save({'a': 1})) said it "is not a Lightning checkpoint with
+    'state_dict' and 'hyper_parameters'" and named no way on: it now says what it holds and what to give."""
+    path = tmp_path / "dict.ckpt"
+    torch.save({"a": 1}, path)
+    assert main(["convert", str(path), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"satclip: error: {path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters' (it holds "
+        "keys 'a'): give a released SatCLIP .ckpt (or one satclip train wrote), a native model directory or a model "
+        "name such as bluemarble-l10"
+    )
+    assert not (tmp_path / "out").exists()

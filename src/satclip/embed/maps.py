@@ -723,8 +723,9 @@ def map_format(output: Path, fmt: str | None = None) -> str:
                          "xarray.open_zarr(…).to_netcdf(…) makes netCDF of it) or .png")  # fmt: skip
     named = FORMATS.get(suffix)
     if fmt and named not in (None, fmt):
+        suffix = next(key for key, value in FORMATS.items() if value == fmt)  # (".tif" for geotiff)
         raise ValueError(f"{output}: its suffix {Path(output).suffix} means {named}, but --format says {fmt}: name "
-                         f"it with the suffix of {fmt}, or drop --format")  # fmt: skip
+                         f"it {Path(output).with_suffix(suffix).name}, or drop --format")  # fmt: skip
     fmt = fmt or named
     if fmt not in FORMATS.values():
         raise ValueError(f"cannot tell the map format of {output}: use a suffix in {sorted(FORMATS)} or --format")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadInputError
-from ..safe_output import atomic_file, write_serialised
+from ..safe_output import atomic_file, listed, write_serialised
 from . import basis, native
 from .checks import check_weights
 from .parts import ModelParts
@@ -185,7 +185,10 @@ def read_original(path: str | Path, *, trust_checkpoint: bool = False) -> Origin
 def checked_checkpoint(ckpt: object, path: str | Path) -> OriginalCheckpoint:
     """An unpickled ``.ckpt`` checked for the Lightning layout and for finite weights."""
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise BadInputError(f"{path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters'")
+        found = f"keys {listed(sorted(repr(key) for key in ckpt))}" if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise BadInputError(f"{path} is not a Lightning checkpoint with 'state_dict' and 'hyper_parameters' (it holds "
+                            f"{found}): give a released SatCLIP .ckpt (or one satclip train wrote), a native model "
+                            "directory or a model name such as bluemarble-l10")  # fmt: skip
     if isinstance(ckpt["hyper_parameters"], argparse.Namespace):  # (older Lightning's: a trusted file may hold one)
         ckpt = {**ckpt, "hyper_parameters": vars(ckpt["hyper_parameters"])}
     for key in ("state_dict", "hyper_parameters"):
