@@ -16,6 +16,7 @@ from satclip.cli import main
 from satclip.io.onnx import ExportableSphericalHarmonics
 
 from .conftest import REFERENCE, require
+from .test_embed_api import CONFIG
 
 RUN_WITHOUT_SATCLIP = """
 import sys, json, numpy as np
@@ -393,3 +394,17 @@ def test_an_export_says_how_closely_it_reproduces_the_model_as_measured(tmp_path
     difference = np.abs(got.astype(np.float64) - expected).max()
     assert said.group(1) == f"{difference:.1e}"
     assert float(said.group(1)) < (1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_a_torchscript_export_refuses_an_input_of_another_shape(tmp_path):
+    """The traced TorchScript file embedded an (N, 3) input without a word (ONNX refuses it by its declared
+    input): the trace records no shape check. The file now raises, naming the shape expected and the one given."""
+    satclip.LocationEncoder.from_config(CONFIG).save(tmp_path / "model")
+    out = tmp_path / "m.pt"
+    assert main(["export", "--format", "torchscript", "--model", str(tmp_path / "model"), "-o", str(out)]) == 0
+    module = torch.jit.load(str(out))
+    assert module(torch.zeros(3, 2, dtype=torch.float64)).shape == (3, CONFIG["network"]["num_classes"])
+    assert module(torch.zeros(0, 2, dtype=torch.float64)).shape[0] == 0
+    for shape in ((2, 3), (2,), (1, 2, 2)):
+        with pytest.raises(torch.jit.Error, match=r"ValueError: lonlat must be \(N, 2\).*got shape"):
+            module(torch.zeros(shape, dtype=torch.float64))

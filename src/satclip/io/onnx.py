@@ -104,6 +104,21 @@ class ExportableEncoder(nn.Module):
         return self.nnet(self.posenc(lonlat.to(torch.float64)).to(self.dtype))
 
 
+class CheckedInput(nn.Module):
+    """A traced ``encoder`` (:class:`ExportableEncoder`) that refuses an input of another shape than ``(N, 2)``,
+    scripted around it: the trace records no Python check (an ``(N, 3)`` input gave ``(N, D)`` embeddings)."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
+        if lonlat.dim() != 2 or lonlat.size(1) != 2:
+            raise ValueError("lonlat must be (N, 2): (longitude, latitude) in degrees, float64; got shape "
+                             + str(lonlat.shape))  # fmt: skip
+        return self.encoder(lonlat)
+
+
 def location_side(encoder):
     """The location encoder to export: ``encoder``, or a whole SatCLIP model's; a source (a path, a name) is
     refused with what to pass instead.
@@ -264,7 +279,7 @@ def export_torchscript(encoder, path: str | Path, *, overwrite: bool = False) ->
     safe_output.check_output(path, overwrite=overwrite, inputs=encoder_files(encoder))
     module = exportable(encoder)
     with torch.no_grad():
-        traced = torch.jit.trace(module, TRACE_POINTS, check_trace=False)
+        traced = torch.jit.script(CheckedInput(torch.jit.trace(module, TRACE_POINTS, check_trace=False)))
     with safe_output.atomic_file(path, overwrite=overwrite) as tmp:
         extra = {"satclip.json": json.dumps(metadata(encoder, module))}
         # (torch.jit.save to a file aborts on a full disk)
