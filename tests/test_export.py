@@ -408,3 +408,19 @@ def test_a_torchscript_export_refuses_an_input_of_another_shape(tmp_path):
     for shape in ((2, 3), (2,), (1, 2, 2)):
         with pytest.raises(torch.jit.Error, match=r"ValueError: lonlat must be \(N, 2\).*got shape"):
             module(torch.zeros(shape, dtype=torch.float64))
+
+
+def test_an_export_into_a_folder_that_takes_no_files_names_the_folder(tmp_path, capsys):
+    """`satclip export … -o /proc/y.pt` said "No such file or directory: /proc/y.pt", as if the output were
+    missing: it names the folder now, and the fix."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc is Linux's")
+    satclip.LocationEncoder.from_config(CONFIG).save(tmp_path / "model")
+    assert main(["export", "--format", "torchscript", "--model", str(tmp_path / "model"), "-o",
+                 "/proc/satclip-test-export.pt"]) != 0  # fmt: skip
+    assert capsys.readouterr().err.strip() == (
+        "satclip: error: No such file or directory (satclip cannot create satclip-test-export.pt there: choose "
+        "another folder): /proc"
+    )

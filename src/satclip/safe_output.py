@@ -1159,6 +1159,11 @@ def naming_as(tmp: Path, path: Path) -> Iterator[None]:
             or not Path(os.fsdecode(name)).is_relative_to(tmp)
         ):
             raise
+        if Path(os.fsdecode(name)) == tmp and err.errno == errno.ENOENT and tmp.parent.is_dir():
+            # (a folder that takes no new files, /proc: "No such file or directory: /proc/y.onnx" read as if the
+            # output were missing); said as the lock's folder is (:func:`exclusive`)
+            raise OSError(err.errno, f"{err.strerror} (satclip cannot create {path.name} there: choose another "
+                                     "folder)", str(path.parent)) from err  # fmt: skip
         raise OSError(err.errno, err.strerror, str(path / Path(os.fsdecode(name)).relative_to(tmp))) from err
 
 
