@@ -631,7 +631,7 @@ def test_satclip_debug_set_to_a_no_keeps_the_one_line_errors(monkeypatch, capsys
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["embed", "{points}", "-o", "{tmp}/o.npy", "--format", "parquet", "--model", "bluemarble-l10"],
-     "{tmp}/o.npy: its suffix .npy means npy, but --format says parquet: name it with the suffix of parquet, or "
+     "{tmp}/o.npy: its suffix .npy means npy, but --format says parquet: name it o.parquet, or "
      "drop --format"),
     (["map", "--model", "bluemarble-l10", "--resolution", "30", "-o", "{tmp}/m.tif", "--format", "png"],
      "{tmp}/m.tif: its suffix .tif means geotiff, but --format says png: name it m.png, or drop --format"),

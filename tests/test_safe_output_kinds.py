@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from satclip import safe_output
@@ -185,5 +186,32 @@ def test_overwrite_never_replaces_one_sort_of_output_by_another(tmp_path, capsys
         safe_output.publish(finished, zarr_map, overwrite=True)
     assert snapshot(zarr_map) == maps
     older = safe_output.make_owned_dir(tmp_path / "older")  # an output whose contents say nothing: as before
-    (older / "part-0.parquet").write_bytes(b"rows")
+    (older / "data.bin").write_bytes(b"rows")
     safe_output.check_output(older, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR)
+    dataset = safe_output.make_owned_dir(tmp_path / "dataset")  # the Dask engine's embeddings: no map's to replace
+    (dataset / "part-0.parquet").write_bytes(b"rows")
+    with pytest.raises(OutputExistsError, match="is a satclip Parquet dataset"):
+        safe_output.check_output(dataset, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR)
+
+
+def test_embed_overwrite_never_replaces_a_model(tmp_path, capsys):
+    """`satclip embed -o MODEL_DIR --overwrite` (a Zarr store, or with the Dask engine a Parquet dataset) is refused
+    before the model loads, by what the directory holds; the model stays as it was."""
+    pytest.importorskip("zarr")
+    model = tmp_path / "model.zarr"
+    assert convert(model) == 0
+    before = snapshot(model)
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n10,20\n")
+    assert main(["embed", str(points), "-o", str(model), "--overwrite", "--model", "bluemarble-l10"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"satclip: error: {model} is a satclip model, not a Zarr dataset")
+    dataset = tmp_path / "model.parquet"
+    assert convert(dataset) == 0
+    parquet = tmp_path / "points.parquet"
+    pd.DataFrame({"lon": [10.0], "lat": [20.0]}).to_parquet(parquet)
+    argv = ["embed", str(parquet), "-o", str(dataset), "--overwrite", "--model", "bluemarble-l10", "--engine", "dask"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"satclip: error: {dataset} is a satclip model, not a Parquet dataset")
+    assert snapshot(model) == before

@@ -506,14 +506,18 @@ KIND_NOUNS = {"bluemarble-corpus": "Blue Marble corpus", "feature-cache": "featu
 
 #: what :func:`held_format` calls a Zarr dataset (a map, an embedding store), which records no satclip manifest
 ZARR = "zarr"
+#: what :func:`held_format` calls a Parquet dataset (the Dask engine's embeddings), which records none either
+PARQUET_DATASET = "parquet-dataset"
 #: what the outputs :func:`held_format` tells apart are, for messages
-HELD_NOUNS = {**FORMAT_NOUNS, ZARR: "Zarr dataset (a map or an embedding store)"}
+HELD_NOUNS = {**FORMAT_NOUNS, ZARR: "Zarr dataset (a map or an embedding store)",
+              PARQUET_DATASET: "Parquet dataset (embeddings)"}  # fmt: skip
 
 
 def held_format(directory: str | Path) -> str | None:
     """What the directory ``directory`` holds, by the files that say so: the format its ``manifest.json`` or
     ``config.json`` records (``"satclip"``: a model; a key of :data:`FORMAT_NOUNS`), :data:`ZARR` for a Zarr
-    dataset (a map, an embedding store), else None (nothing says: a Parquet dataset, an empty or older output)."""
+    dataset (a map, an embedding store), :data:`PARQUET_DATASET` for Parquet part files, else None (nothing says:
+    an empty or older output)."""
     directory = Path(directory)
     for name in ("manifest.json", "config.json"):
         found = recorded_format(directory / name)
@@ -521,6 +525,8 @@ def held_format(directory: str | Path) -> str | None:
             return found
     if any((directory / name).is_file() for name in (".zgroup", "zarr.json")):
         return ZARR
+    if any(entry.is_file() for entry in directory.glob("*.parquet")):
+        return PARQUET_DATASET
     return None
 
 

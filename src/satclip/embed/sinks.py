@@ -589,6 +589,11 @@ def _json_or_none(path: Path):
         return None
 
 
+def _suffix_of(fmt: str) -> str:
+    """The first suffix :data:`SUFFIXES` gives format ``fmt`` (``.parquet`` for ``"parquet"``)."""
+    return next(suffix for suffix, name in SUFFIXES.items() if name == fmt)
+
+
 def format_of(path: str | Path, fmt: str | None = None) -> str:
     """The output format for ``path`` (from ``fmt`` or the suffix; a ``fmt`` that contradicts a suffix of another
     format is refused: ``-o x.npy --format parquet`` wrote Parquet that np.load could not read)."""
@@ -597,7 +602,7 @@ def format_of(path: str | Path, fmt: str | None = None) -> str:
         SINKS.get(fmt)
         if SUFFIXES.get(suffix, fmt) != fmt:
             raise ValueError(f"{path}: its suffix {suffix} means {SUFFIXES[suffix]}, but --format says {fmt}: "
-                             f"name it with the suffix of {fmt}, or drop --format")  # fmt: skip
+                             f"name it {Path(path).with_suffix(_suffix_of(fmt)).name}, or drop --format")  # fmt: skip
         return fmt
     if suffix not in SUFFIXES:
         raise ValueError(
