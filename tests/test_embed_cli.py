@@ -268,6 +268,18 @@ def test_column_rules(tmp_path, model, points, capsys):
     assert pq.read_schema(tmp_path / "t.parquet").names[-2:] == ["embedding", "satclip"]
 
 
+def test_a_typo_alone_in_the_last_chunk_is_not_told_to_swap_the_columns(tmp_path, model, capsys):
+    """The swap hint weighed the chunk holding the first invalid row: a lat of 95 alone in the last chunk was
+    'every finite row' of it, and the table of valid European points was told to swap its columns."""
+    source = tmp_path / "typo.csv"
+    rows = [f"{lon},{lat}" for lon, lat in zip(range(20), range(40, 60), strict=True)] + ["10,95"]
+    source.write_text("lon,lat\n" + "\n".join(rows) + "\n")
+    for chunk in ("10", "65536"):
+        assert embed(source, "-o", tmp_path / "t.parquet", "--model", model, "--chunk-rows", chunk) == 2
+        err = capsys.readouterr().err
+        assert "row 20: (lon=10.0, lat=95.0)" in err and "swapped" not in err, err
+
+
 @pytest.mark.parametrize(
     ("lon", "lat", "swapped"),
     # ((45, 120) among valid points with |lon| > 90: swapping the columns would invalidate those, no swap hint)

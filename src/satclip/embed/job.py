@@ -35,6 +35,7 @@ from ..encoding.points import (
     invalid_rows,
     outside_radians_box,
     range_hints,
+    swap_evidence,
 )
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..io.resolve import encoder_files
@@ -227,6 +228,7 @@ def _scan(
     bad_chunks: dict[int, int] = {}  # chunk → invalid rows in it
     outside_chunks: dict[int, int | None] = {}  # chunk → valid points in it outside the footprint
     beyond_radians: dict[int, int] = {}  # chunk → valid points in it outside the radians box
+    swaps: dict[int, tuple[int, int]] = {}  # chunk → its swap_evidence (range_hints weighs the shard's)
     counted = first_chunk * chunk_rows
     for index, table in source.chunks(first_chunk, stop_row, chunk_rows, columns):
         lonlat = coordinates(table, *columns, source, index * chunk_rows)
@@ -237,6 +239,7 @@ def _scan(
         if footprint is not None:  # (here, where every chunk's coordinates are read anyway; a resumed run: manifest)
             outside_chunks[index] = outside_count(footprint, lonlat)
         beyond_radians[index] = outside_radians_box(lonlat)
+        swaps[index] = swap_evidence(lonlat)
     if num_rows is None:
         num_rows = counted
     first_chunk, stop_chunk = shard_chunks(num_rows, chunk_rows, shard)
@@ -247,18 +250,22 @@ def _scan(
     if not in_shard:
         return num_rows, 0, None, "", outside, radians_box
     total, index = sum(in_shard.values()), min(in_shard)
+    shard_swaps = [n for i, n in swaps.items() if first_chunk <= i < stop_chunk]
+    evidence = (sum(beyond for beyond, _ in shard_swaps), sum(rows for _, rows in shard_swaps))
     for _, table in source.chunks(index, min((index + 1) * chunk_rows, num_rows), chunk_rows, columns):
         lonlat = coordinates(table, *columns, source, index * chunk_rows)
         bad = invalid_rows(lonlat)
         missing = source.nan_means and bool(np.isnan(lonlat[bad]).all(axis=1).any())
+        said = describe_invalid(lonlat, bad, index * chunk_rows, **file_advice(source), evidence=evidence)
         message = (
-            f"{source.path}: {describe_invalid(lonlat, bad, index * chunk_rows, **file_advice(source))}"
+            f"{source.path}: {said}"
             f"{f' Its (lon=nan, lat=nan) rows are {source.nan_means}.' if missing else ''} ({total} invalid row(s) in "
             f"all, {source.numbering(index * chunk_rows + int(np.flatnonzero(bad)[0]))}; pass --skip-invalid to "
             "write nulls for them)"
         )
         error = InvalidPointsError(message, np.flatnonzero(bad) + index * chunk_rows)
-        return num_rows, total, error, range_hints(lonlat, bad, **file_advice(source)), outside, radians_box
+        hints = range_hints(lonlat, bad, **file_advice(source), evidence=evidence)
+        return num_rows, total, error, hints, outside, radians_box
     raise RuntimeError(f"{source.path} changed while it was being read")  # pragma: no cover
 
 

@@ -86,12 +86,13 @@ PROJECTED_FILE = ("convert them to lon/lat degrees (EPSG:4326), or give a GeoPac
 
 def describe_invalid(
     lonlat: np.ndarray, bad: np.ndarray, row_offset: int = 0, labels=None, *, index_labels: bool = False,
-    swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE,
+    swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE, evidence: tuple[int, int] | None = None,
 ) -> str:  # fmt: skip
     """A message naming the first bad rows (numbered from ``row_offset``, or by ``labels``: each row's number
     in its file) and, where it fits, the lat/lon swap (``swapped``: the hint, for points whose order is known
     another) or what to do with projected coordinates (``projected``). ``index_labels``: ``labels`` are the
-    labels of a pandas index, named as such (``index label 'a'``), not as row numbers."""
+    labels of a pandas index, named as such (``index label 'a'``), not as row numbers. ``evidence``: the whole
+    table's where ``lonlat`` is a chunk of it (:func:`range_hints`)."""
     rows = np.flatnonzero(bad)
     # labels that repeat do not find the row: its position too (a pandas index knows whether they do)
     repeated = index_labels and labels is not None and not (
@@ -102,7 +103,8 @@ def describe_invalid(
         for r in rows[:MAX_REPORTED_ROWS]
     )
     more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
-    return f"{len(rows)} invalid point(s): {shown}{more}. {valid_range_advice(lonlat, bad, swapped, projected)}"
+    advice = valid_range_advice(lonlat, bad, swapped, projected, evidence)
+    return f"{len(rows)} invalid point(s): {shown}{more}. {advice}"
 
 
 def row_name(label, index_label: bool = False) -> str:
@@ -125,11 +127,12 @@ POLE_ROUNDING = 1e-3
 
 
 def valid_range_advice(
-    lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE
-) -> str:
+    lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE,
+    evidence: tuple[int, int] | None = None,
+) -> str:  # fmt: skip
     """What a valid point is, then :func:`range_hints`."""
     advice = "Expected finite (lon, lat) in degrees with lon in [-180, 180] and lat in [-90, 90]."
-    return advice + range_hints(lonlat, bad, swapped, projected)
+    return advice + range_hints(lonlat, bad, swapped, projected, evidence)
 
 
 def outside_radians_box(lonlat: np.ndarray) -> int:
@@ -173,22 +176,32 @@ def warn_if_radians(lonlat: torch.Tensor) -> None:
         warn_caller(RADIANS_ADVICE)
 
 
-def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE) -> str:
+def swap_evidence(lonlat: np.ndarray) -> tuple[int, int]:
+    """``(rows with a finite latitude beyond ±90, finite rows)`` of ``lonlat``: what :func:`range_hints` weighs a
+    swap by; summed over the chunks of a table, its evidence is the table's."""
+    finite = np.isfinite(lonlat).all(axis=1)
+    return int((finite & (np.abs(lonlat[:, 1]) > 90)).sum()), int(finite.sum())
+
+
+def range_hints(lonlat: np.ndarray, bad: np.ndarray, swapped: str = SWAPPED, projected: str = PROJECTED_ADVICE,
+                evidence: tuple[int, int] | None = None) -> str:  # fmt: skip
     """What the invalid rows ``bad`` look like, each hint after a space; empty where they look like nothing in
     particular: the lat/lon swap (``swapped``) where swapping every row would make the finite invalid ones valid and
     keep the valid ones so (an invalid row among others would only move: "pass --lon-col lat --lat-col lon" for a lat
     of 91 beside a lon of 181, or beside valid lons beyond ±90, made those invalid) and enough rows have a latitude
     beyond ±90 to tell a swap from a typo (every finite row, or two or more and :data:`SWAP_SHARE` of them), rounding
     past a pole, projected coordinates (and what to do: ``projected``), and how to wrap longitudes in [0, 360] where
-    every finite longitude of theirs beyond ±180 lies in (180, 360]."""
+    every finite longitude of theirs beyond ±180 lies in (180, 360]. ``evidence``: :func:`swap_evidence` of the
+    whole table where ``lonlat`` is one chunk of it (the last chunk holding only a typo was "every finite row")."""
     advice = ""
     finite = np.isfinite(lonlat).all(axis=1)
     lat_out = bad & finite & (np.abs(lonlat[:, 1]) > 90)
     # (a swapped table's invalid rows are those whose true longitude lies beyond ±90°: two or more, a tenth of the
     # rows or more, wherever its places spread over the Americas, East Asia or Oceania, or every row of a table of one
     # point. One latitude beyond ±90 among valid rows is likelier a typo, and swapping would move every valid point)
-    evidence = lat_out.sum() == finite.sum() or (lat_out.sum() >= 2 and lat_out.sum() >= SWAP_SHARE * finite.sum())
-    swap_fixes = evidence and not (invalid_rows(lonlat[:, ::-1]) & finite).any()  # (a valid row is finite)
+    beyond, rows = evidence or swap_evidence(lonlat)
+    telling = beyond == rows or (beyond >= 2 and beyond >= SWAP_SHARE * rows)
+    swap_fixes = telling and not (invalid_rows(lonlat[:, ::-1]) & finite).any()  # (a valid row is finite)
     past_pole = np.abs(lonlat[lat_out, 1]) - 90
     if lat_out.any() and (past_pole <= POLE_ROUNDING).all():  # (rounding, not a swap: -90.0001 swapped is no point)
         advice += (f" The latitudes beyond ±90 are past a pole by at most {POLE_ROUNDING:g}° (rounding?): clip them "
