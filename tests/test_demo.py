@@ -135,9 +135,10 @@ def test_demo_end_to_end_tiny(tmp_path):
     first = json.loads(timings.read_text())
     assert list(first) == list(STAGES) and all(v > 0 for v in first.values())
     recorded = tmp_path / "demo" / "work" / "timings.json"  # (this setting's times, that a rerun of it reads)
-    assert list(json.loads(recorded.read_text()).values()) == [first]
-    recorded.write_text(json.dumps({k: {**v, "pretraining": 999.0} for k, v in json.loads(recorded.read_text()).items()
-                                    }))  # (as if it had taken that long)  # fmt: skip
+    kept = json.loads(recorded.read_text())  # (stage → what its work depended on → seconds)
+    assert {stage: list(times.values()) for stage, times in kept.items()} == {k: [v] for k, v in first.items()}
+    kept["pretraining"] = dict.fromkeys(kept["pretraining"], 999.0)  # (as if it had taken that long)
+    recorded.write_text(json.dumps(kept))
     shown = io.StringIO()
     from satclip.recipes import demo as demo_module
 
@@ -432,11 +433,32 @@ def test_a_rerun_after_other_settings_reports_its_own_settings_times(tmp_path, m
     run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
     first = json.loads((out / "timings.json").read_text())
     run_demo(out, other, progress=StageProgress(STAGES, io.StringIO()))
-    report = run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
     said = f"image features {first['image features']:.0f} s (an earlier run's: reused), pretraining " \
            f"{first['pretraining']:.0f} s (an earlier run's: reused), evaluation "  # fmt: skip
-    assert said in report, re.search(r"- stage times: .*", report)[0]
-    assert len(json.loads((out / "work" / "timings.json").read_text())) == 2  # (each setting's own)
+    # and with other --workers, which change no stage's work (keyed by every setting, the times were lost: "image
+    # features 0 s", and the reused stages' few seconds were kept as their times for later reruns)
+    for rerun in (settings, replace(settings, workers=2), settings):
+        report = run_demo(out, rerun, progress=StageProgress(STAGES, io.StringIO())).read_text()
+        assert said in report, re.search(r"- stage times: .*", report)[0]
+    assert len(json.loads((out / "work" / "timings.json").read_text())["pretraining"]) == 2  # (each training's own)
+
+
+def test_a_training_begun_again_after_a_damaged_checkpoint_is_not_reported_as_reused(tmp_path, monkeypatch):
+    """A rerun whose checkpoint failed its sha256 trained afresh ("training starts again" in demo.log), yet its
+    report said "pretraining 3 s (an earlier run's: reused)": the stage was marked reused before the check."""
+    from satclip.recipes import demo
+
+    monkeypatch.setattr(demo, "REUSED_SPEEDUP", 0.0)  # (any stage is fast enough to be a reused one)
+    settings = replace(QUICK, patches=2000, epochs=1, batch_size=512, eval_points=300, baselines=("direct",),
+                       tasks=("elevation",), map_resolution=10.0, workers=1, extra_encoders=())  # fmt: skip
+    out = tmp_path / "demo"
+    run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO()))
+    digest = next((out / "work").glob("run-*/checkpoints/last.ckpt.sha256"))
+    digest.write_text("0" * 8 + digest.read_text()[8:])
+    report = run_demo(out, settings, progress=StageProgress(STAGES, io.StringIO())).read_text()
+    assert "training starts again" in (out / "demo.log").read_text()
+    times = re.search(r"- stage times: .*", report)[0]
+    assert re.search(r"pretraining \d+ s, evaluation", times), times
 
 
 def test_a_demo_stopped_in_its_evaluation_gives_its_advice_once(tmp_path, monkeypatch, capsys):

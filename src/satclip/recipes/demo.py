@@ -295,17 +295,20 @@ def _run(
     # a stage that reuses an earlier run's work keeps that run's time (a rerun's report and timings.json said
     # "0 s" for the corpus, the features and the training: how long they take was lost); each stage's time is
     # written as it ends, so that a run interrupted later keeps it for its rerun; reused: stage -> what the
-    # report says of it. The times are kept per setting in work/ (a full run after a --quick one reported the
-    # quick run's 11 s for the full run's reused features, which took 115 s)
-    recorded, key = run_dir / "timings.json", _settings_key(settings)
-    earlier_timings, expected = _earlier_timings(recorded).get(key, {}), stage_seconds(settings)
+    # report says of it. The times are kept in work/ by what each stage's work depends on (a full run after a
+    # --quick one reported the quick run's 11 s for the full run's reused features, which took 115 s; keyed by the
+    # whole settings, a rerun with other --workers lost them all)
+    recorded, keys = run_dir / "timings.json", _stage_keys(settings)
+    earlier_timings = {name: times[keys[name]] for name, times in _earlier_timings(recorded).items()
+                       if name in keys and keys[name] in times}  # fmt: skip
+    expected = stage_seconds(settings)
     reused: dict[str, str] = {}
 
     @contextmanager
     def stage(name: str) -> Iterator[dict]:
         """The stage ``name``, timed; what it yields takes ``reused=True`` from a stage that knows it did nothing
         (a reused evaluation still takes seconds: it was reported as a fresh one of 3 s, its time lost)."""
-        begin, said = time.perf_counter(), {"reused": False}
+        begin, said = time.perf_counter(), {"reused": None}  # (None: the stage cannot tell; judged by its time)
         with progress.stage(name):
             try:
                 yield said
@@ -317,7 +320,7 @@ def _run(
                 raise
         timings[name] = time.perf_counter() - begin
         log.info("demo stage %s: %.0f s", name, timings[name])
-        quick = said["reused"] or timings[name] * REUSED_SPEEDUP < expected[name]
+        quick = said["reused"] if said["reused"] is not None else timings[name] * REUSED_SPEEDUP < expected[name]
         earlier = earlier_timings.get(name, 0.0)
         if quick and earlier > timings[name]:
             timings[name] = earlier
@@ -325,9 +328,12 @@ def _run(
         elif said["reused"]:  # ("corpus 0 s": the corpus another --out had built, in satclip's cache)
             reused[name] = "reused from satclip's cache" if name == "corpus" else "reused: its time was not recorded"
         known = {**earlier_timings, **timings}  # (the earlier run's of the stages not run yet)
-        known = {k: known[k] for k in STAGES if k in known}
-        safe_output.write_json(out / "timings.json", known, indent=2)
-        safe_output.write_json(recorded, {**_earlier_timings(recorded), key: known}, indent=2)
+        safe_output.write_json(out / "timings.json", {k: known[k] for k in STAGES if k in known}, indent=2)
+        if not said["reused"] and name not in reused:  # (a reused stage's seconds are no time of its work: later
+            # reruns reported them as the stage's)
+            kept = _earlier_timings(recorded)
+            kept[name] = {**kept.get(name, {}), keys[name]: timings[name]}
+            safe_output.write_json(recorded, kept, indent=2)
 
     corpus = replace(CORPUS, n=settings.patches, seed=settings.seed)
 
@@ -375,7 +381,7 @@ def _run(
             # a damaged checkpoint: discarded, as an unreadable one
             log.info("training starts again: %s", err, extra=safe_output.RESUMED)
             safe_output.remove_owned(config.trainer.output_dir)  # (refused if it holds what a run does not write)
-            earlier = None
+            earlier, training["reused"] = None, False  # (trained afresh: its time is this run's)
             result = fit(config, cache=cache, callbacks=[_training_progress(progress)], rerun=again)
         best = result.exports["best"].native
         if not _same_model(best, model_dir):  # (a rerun that trained nothing keeps the report of its model)
@@ -685,14 +691,20 @@ def _test_sizes(evaluation) -> str:
     return ", ".join(f"{task} {min(n)}" + (f"–{max(n)}" if len(n) > 1 else "") for task, n in sizes.items())
 
 
-def _settings_key(settings: DemoSettings) -> str:
-    """The name of ``settings``' stage times in ``work/timings.json``."""
-    return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:16]
+def _stage_keys(settings: DemoSettings) -> dict[str, str]:
+    """What each stage's work depends on, the name of its time in ``work/timings.json``: the corpus's size and seed,
+    the features' views too, the training's settings (:func:`training_dir_name`), and for the evaluation, map and
+    report every setting but the number of processes (``--workers`` changes no result)."""
+    rest = hashlib.sha256(json.dumps({**asdict(settings), "workers": None}, sort_keys=True).encode()).hexdigest()
+    corpus = f"corpus-{settings.patches}-s{settings.seed}"
+    return {"corpus": corpus, "image features": f"{corpus}-v{settings.views}",
+            "pretraining": training_dir_name(settings), "evaluation": rest[:16],
+            "map and report": rest[:16]}  # fmt: skip
 
 
 def _earlier_timings(path: Path) -> dict[str, dict[str, float]]:
-    """The stage times earlier runs wrote to ``path`` (``work/timings.json``), by their settings
-    (:func:`_settings_key`); none where it is missing or damaged."""
+    """The stage times earlier runs wrote to ``path`` (``work/timings.json``): stage → what its work depended on
+    (:func:`_stage_keys`) → seconds; none where it is missing or damaged."""
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError):
