@@ -461,6 +461,21 @@ def test_a_training_begun_again_after_a_damaged_checkpoint_is_not_reported_as_re
     assert re.search(r"pretraining \d+ s, evaluation", times), times
 
 
+def test_a_demo_never_replaces_another_sort_of_output_in_its_model_folder(tmp_path):
+    """OUT/model holding a satclip Zarr store (not a model) was refused only when the trained model was published,
+    after the whole pretraining; now before any work, and it stays as it was."""
+    from satclip import safe_output
+    from satclip.errors import OutputExistsError
+
+    out = safe_output.make_owned_dir(tmp_path / "demo", kind="demo")
+    store = safe_output.make_owned_dir(out / "model")
+    (store / ".zgroup").write_text('{"zarr_format": 2}')
+    with pytest.raises(OutputExistsError, match=r"is a satclip Zarr dataset .*, not a model;"):
+        run_demo(out, QUICK, progress=StageProgress(STAGES, io.StringIO()))
+    assert sorted(p.name for p in store.iterdir()) == sorted([".zgroup", safe_output.MARKER])
+    assert not (out / "work").exists()
+
+
 def test_a_demo_stopped_in_its_evaluation_gives_its_advice_once(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the demo's evaluation said "demo interrupted in its evaluation stage; rerun the same satclip demo
     command: …" and then the CLI's "the work done is kept in …/eval: rerun the same command to continue where it

@@ -316,7 +316,7 @@ def test_a_geojson_feature_or_point_alone_is_a_table_of_one_row(model, tmp_path,
     (tmp_path / "other.geojson").write_text(json.dumps({"type": "Topology"}))
     assert main(["embed", str(tmp_path / "other.geojson"), "-o", str(tmp_path / "o.parquet"), "--model", str(model),
                  "--no-progress"]) == 2  # fmt: skip
-    assert ("expected GeoJSON (a FeatureCollection, a Feature or a Point geometry), got 'Topology'"
+    assert ("expected GeoJSON (a FeatureCollection, a Feature or a geometry), got 'Topology'"
             in capsys.readouterr().err)  # fmt: skip
 
 

@@ -726,7 +726,7 @@ class GeoJsonSource(InMemorySource):
             data = {"type": "FeatureCollection", "features": [{k: v for k, v in data.items() if k != "crs"}],
                     "crs": data.get("crs")}  # fmt: skip
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-            raise ValueError(f"{self.path}: expected GeoJSON (a FeatureCollection, a Feature or a Point geometry), got "
+            raise ValueError(f"{self.path}: expected GeoJSON (a FeatureCollection, a Feature or a geometry), got "
                              f"{kind!r}")  # fmt: skip
         crs = data.get("crs")
         if not self._lonlat_crs(crs):  # a GeoJSON 2008 file in another CRS: reprojected, as a GeoPackage is

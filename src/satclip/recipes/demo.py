@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .. import safe_output
 from ..errors import ResumeError
+from ..io.native import FORMAT as MODEL_FORMAT
 from ..paths import user_path
 from .progress import REUSED_SPEEDUP, StageProgress
 
@@ -147,7 +148,8 @@ def run_demo(
             # checked before the log is opened (truncated): a run refused here, as one refused for the lock
             # above, leaves the previous run's log as it was
             model_dir = out / "model"
-            safe_output.check_output(model_dir, overwrite=True, directory=True)  # before the work, not after it
+            # before the work, not after it (a model replaces only a model: safe_output.held_format)
+            safe_output.check_output(model_dir, overwrite=True, directory=True, writes=MODEL_FORMAT)
             run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
             log_file.open()
             return _run(out, model_dir, run_dir, settings, air_temperature, progress, on_result)
@@ -390,7 +392,8 @@ def _run(
             safe_output.remove_owned_files(out, REPORT_FILES)
             for name in ("evaluation", "map and report"):  # (those of the model replaced; its training's stand)
                 earlier_timings.pop(name, None)
-            with safe_output.atomic_dir(model_dir, overwrite=True) as tmp:  # replaces only the previous demo's model
+            # (replaces only the previous demo's model)
+            with safe_output.atomic_dir(model_dir, overwrite=True, writes=MODEL_FORMAT) as tmp:
                 shutil.copytree(best, tmp, dirs_exist_ok=True)
 
     extra = tuple(name for name in settings.extra_encoders if name in bundled_models())

@@ -311,7 +311,7 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path]) -> None:
     safe_output.check_not_input(path, inputs)
     safe_output.check_not_in_output(path)
     if safe_output.recorded_format(path / MANIFEST) != FORMAT:
-        safe_output.check_output(path, overwrite=True, directory=True, inputs=inputs)
+        safe_output.check_output(path, overwrite=True, directory=True, inputs=inputs, writes=FORMAT)
 
 
 def refuse_other_outputs(path: Path, fix: str = "choose another output directory", *, rebuilding: bool = True) -> None:
