@@ -167,31 +167,31 @@ def test_overwrite_never_replaces_one_sort_of_output_by_another(tmp_path, capsys
     map_argv = ["map", "--model", "bluemarble-l10", "--resolution", "60", "--format", "zarr", "--overwrite", "-o"]
     assert main([*map_argv, str(model)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == (f"satclip: error: {model} is a satclip model, not a Zarr dataset (a map or an embedding store); "
+    assert err == (f"satclip: error: {model} is a satclip model, not a Zarr map; "
                    "satclip never replaces it with one, even with --overwrite: choose another output path or remove "
                    "it yourself"), err  # fmt: skip
     assert snapshot(model) == before
     zarr_map = tmp_path / "map.zarr"
     assert main([*map_argv, str(zarr_map)]) == 0
     assert main([*map_argv, str(zarr_map)]) == 0  # a map by a map
-    assert safe_output.held_format(zarr_map) == safe_output.ZARR
+    assert safe_output.held_format(zarr_map) == safe_output.ZARR_MAP
     maps = snapshot(zarr_map)
     for writes in ("satclip", "satclip.retrieval-db"):  # (convert refuses it before, by its contents)
-        with pytest.raises(OutputExistsError, match=f"{zarr_map} is a satclip Zarr dataset .*, not a "):
+        with pytest.raises(OutputExistsError, match=f"{zarr_map} is a satclip Zarr map, not a "):
             with safe_output.atomic_dir(zarr_map, overwrite=True, writes=writes):
                 pass
     finished = safe_output.make_owned_dir(tmp_path / "finished")
     (finished / "config.json").write_text(json.dumps({"format": "satclip"}))
-    with pytest.raises(OutputExistsError, match="is a satclip Zarr dataset"):  # publishing says it, after the work
+    with pytest.raises(OutputExistsError, match="is a satclip Zarr map"):  # publishing says it, after the work
         safe_output.publish(finished, zarr_map, overwrite=True)
     assert snapshot(zarr_map) == maps
     older = safe_output.make_owned_dir(tmp_path / "older")  # an output whose contents say nothing: as before
     (older / "data.bin").write_bytes(b"rows")
-    safe_output.check_output(older, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR)
+    safe_output.check_output(older, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR_MAP)
     dataset = safe_output.make_owned_dir(tmp_path / "dataset")  # the Dask engine's embeddings: no map's to replace
     (dataset / "part-0.parquet").write_bytes(b"rows")
     with pytest.raises(OutputExistsError, match="is a satclip Parquet dataset"):
-        safe_output.check_output(dataset, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR)
+        safe_output.check_output(dataset, overwrite=True, directory=True, kind="output", writes=safe_output.ZARR_MAP)
 
 
 def test_embed_overwrite_never_replaces_a_model(tmp_path, capsys):
@@ -205,7 +205,7 @@ def test_embed_overwrite_never_replaces_a_model(tmp_path, capsys):
     points.write_text("lon,lat\n10,20\n")
     assert main(["embed", str(points), "-o", str(model), "--overwrite", "--model", "bluemarble-l10"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-        f"satclip: error: {model} is a satclip model, not a Zarr dataset")
+        f"satclip: error: {model} is a satclip model, not a Zarr embedding store")
     dataset = tmp_path / "model.parquet"
     assert convert(dataset) == 0
     parquet = tmp_path / "points.parquet"
@@ -215,3 +215,26 @@ def test_embed_overwrite_never_replaces_a_model(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         f"satclip: error: {dataset} is a satclip model, not a Parquet dataset")
     assert snapshot(model) == before
+
+
+def test_a_map_and_an_embedding_store_never_replace_each_other(tmp_path, capsys):
+    """Both are Zarr groups: `satclip map -o STORE.zarr --format zarr --overwrite` replaced the embeddings of a
+    `satclip embed` run (hours of work on a national grid), and an embed the map. Their attributes tell them apart."""
+    pytest.importorskip("zarr")
+    points = tmp_path / "points.csv"
+    points.write_text("lon,lat\n10,20\n")
+    store, zarr_map = tmp_path / "store.zarr", tmp_path / "map.zarr"
+    model = ["--model", "bluemarble-l10", "--precision", "float32"]
+    assert main(["embed", str(points), "-o", str(store), *model]) == 0
+    assert main(["map", "--resolution", "60", "-o", str(zarr_map), *model]) == 0
+    held = [safe_output.held_format(p) for p in (store, zarr_map)]
+    assert held == [safe_output.ZARR_EMBEDDINGS, safe_output.ZARR_MAP]
+    kept = snapshot(store), snapshot(zarr_map)
+    capsys.readouterr()
+    assert main(["map", "--resolution", "60", "-o", str(store), "--overwrite", *model]) == 2
+    assert f"{store} is a satclip Zarr embedding store, not a Zarr map" in capsys.readouterr().err
+    assert main(["embed", str(points), "-o", str(zarr_map), "--overwrite", *model]) == 2
+    assert f"{zarr_map} is a satclip Zarr map, not a Zarr embedding store" in capsys.readouterr().err
+    assert (snapshot(store), snapshot(zarr_map)) == kept
+    assert main(["embed", str(points), "-o", str(store), "--overwrite", *model]) == 0  # each replaces its own sort
+    assert main(["map", "--resolution", "60", "-o", str(zarr_map), "--overwrite", *model]) == 0

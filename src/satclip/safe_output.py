@@ -504,12 +504,13 @@ KIND_NOUNS = {"bluemarble-corpus": "Blue Marble corpus", "feature-cache": "featu
               "training-run": "training run", "evaluation": "evaluation"}  # fmt: skip
 
 
-#: what :func:`held_format` calls a Zarr dataset (a map, an embedding store), which records no satclip manifest
-ZARR = "zarr"
+#: what :func:`held_format` calls satclip's Zarr outputs, which record no manifest: a map (``satclip map``), an
+#: embedding store (``satclip embed``), and a Zarr group whose attributes say neither (taken for either)
+ZARR_MAP, ZARR_EMBEDDINGS, ZARR = "zarr-map", "zarr-embeddings", "zarr"
 #: what :func:`held_format` calls a Parquet dataset (the Dask engine's embeddings), which records none either
 PARQUET_DATASET = "parquet-dataset"
 #: what the outputs :func:`held_format` tells apart are, for messages
-HELD_NOUNS = {**FORMAT_NOUNS, ZARR: "Zarr dataset (a map or an embedding store)",
+HELD_NOUNS = {**FORMAT_NOUNS, ZARR_MAP: "Zarr map", ZARR_EMBEDDINGS: "Zarr embedding store", ZARR: "Zarr dataset",
               PARQUET_DATASET: "Parquet dataset (embeddings)"}  # fmt: skip
 
 
@@ -524,10 +525,24 @@ def held_format(directory: str | Path) -> str | None:
         if found in FORMAT_NOUNS:
             return found
     if any((directory / name).is_file() for name in (".zgroup", "zarr.json")):
-        return ZARR
+        attrs = _zarr_attributes(directory)
+        return ZARR_EMBEDDINGS if "satclip" in attrs else ZARR_MAP if "resolution_deg" in attrs else ZARR
     if any(entry.is_file() for entry in directory.glob("*.parquet")):
         return PARQUET_DATASET
     return None
+
+
+def _zarr_attributes(directory: Path) -> dict:
+    """The attributes of the Zarr group ``directory`` (``.zattrs``, Zarr 2; ``zarr.json``, Zarr 3), or none."""
+    for name, key in ((".zattrs", None), ("zarr.json", "attributes")):
+        try:
+            found = json.loads((directory / name).read_text())
+        except (OSError, ValueError):
+            continue
+        found = found.get(key) if key and isinstance(found, dict) else found
+        if isinstance(found, dict):
+            return found
+    return {}
 
 
 def owned_noun(directory: str | Path) -> str:
@@ -790,6 +805,8 @@ def _refuse_other_output(path: Path, writes: str) -> None:
     other kinds are :func:`_refuse_other_kind`'s; an output whose contents say nothing (older, or a Parquet
     dataset) is not refused."""
     found = held_format(path) if owned_kind(path) == "output" else None
+    if found == ZARR and writes in (ZARR_MAP, ZARR_EMBEDDINGS):  # (a Zarr group that says neither: either's)
+        return
     if found is not None and found != writes:
         raise OutputExistsError(
             f"{path} is {owned_noun(path)}, not a {HELD_NOUNS.get(writes, writes)}; satclip never replaces it with "

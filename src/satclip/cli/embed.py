@@ -190,10 +190,9 @@ def _check_output(args: argparse.Namespace, source) -> Path:
         directory = format_of(output, args.format) == "zarr"
     safe_output.check_not_inside(output, source.path, "the input dataset")
     if not _published_by_a_stopped_run(output, source):  # (the run the job then completes)
-        safe_output.check_output(
-            output, overwrite=args.overwrite, inputs=[args.input], directory=directory, kind="output",
-            writes=(safe_output.PARQUET_DATASET if args.engine == "dask" else safe_output.ZARR) if directory else None,
-        )  # fmt: skip
+        writes = safe_output.PARQUET_DATASET if args.engine == "dask" else safe_output.ZARR_EMBEDDINGS
+        safe_output.check_output(output, overwrite=args.overwrite, inputs=[args.input], directory=directory,
+                                 kind="output", writes=writes if directory else None)  # fmt: skip
     # after the checks of its name ('/' was "has an empty name"): a second run on it was refused once the cluster
     # had started (7 s); the model named as the output is said as such first
     from ..embed.shards import check_no_other_split

@@ -690,7 +690,7 @@ def embed_file(
     def check_output() -> None:  # (of the kind publish gives it: another kind is refused now, not at the end)
         if not stopped_after_publishing(workdir, output, **identity):
             safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output",
-                                     writes=safe_output.ZARR)  # fmt: skip
+                                     writes=safe_output.ZARR_EMBEDDINGS)  # fmt: skip
 
     check_output()
     sink_type = sinks.SINKS.get(fmt)

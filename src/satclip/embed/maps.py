@@ -734,9 +734,9 @@ def map_format(output: Path, fmt: str | None = None) -> str:
 
 def check_map_output(output: str | Path, fmt: str, *, overwrite: bool, inputs: Iterable[str | Path]) -> None:
     """Raise unless a map of ``fmt`` may be written to ``output`` (:func:`satclip.safe_output.check_output`; a Zarr
-    map replaces only a satclip Zarr dataset)."""
+    map replaces only a satclip Zarr map, or a Zarr group whose attributes say neither map nor embedding store)."""
     safe_output.check_output(output, overwrite=overwrite, inputs=inputs, directory=fmt == "zarr", kind="output",
-                             writes=safe_output.ZARR)  # fmt: skip
+                             writes=safe_output.ZARR_MAP)  # fmt: skip
 
 
 def check_map_output_early(output: str | Path, fmt: str, *, overwrite: bool, inputs: Iterable[str | Path]) -> None:

@@ -611,7 +611,7 @@ def write_map_zarr(
     maps.warn_about_box(grid, bbox)  # (said by the local engine only)
     maps.check_size(grid, encoder, "zarr", force, pca=False)  # (--engine dask refuses --pca)
     safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output",
-                             writes=safe_output.ZARR)  # fmt: skip
+                             writes=safe_output.ZARR_MAP)  # fmt: skip
     if blank_unseen:
         footprint = footprint or training_footprint(encoder)
         log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",
