@@ -805,7 +805,8 @@ def _refuse_other_output(path: Path, writes: str) -> None:
     other kinds are :func:`_refuse_other_kind`'s; an output whose contents say nothing (older, or a Parquet
     dataset) is not refused."""
     found = held_format(path) if owned_kind(path) == "output" else None
-    if found == ZARR and writes in (ZARR_MAP, ZARR_EMBEDDINGS):  # (a Zarr group that says neither: either's)
+    zarr = (ZARR, ZARR_MAP, ZARR_EMBEDDINGS)
+    if ZARR in (found, writes) and found in zarr and writes in zarr:  # (a Zarr group that says neither: either's)
         return
     if found is not None and found != writes:
         raise OutputExistsError(
