@@ -516,9 +516,10 @@ HELD_NOUNS = {**FORMAT_NOUNS, ZARR_MAP: "Zarr map", ZARR_EMBEDDINGS: "Zarr embed
 
 def held_format(directory: str | Path) -> str | None:
     """What the directory ``directory`` holds, by the files that say so: the format its ``manifest.json`` or
-    ``config.json`` records (``"satclip"``: a model; a key of :data:`FORMAT_NOUNS`), :data:`ZARR` for a Zarr
-    dataset (a map, an embedding store), :data:`PARQUET_DATASET` for Parquet part files, else None (nothing says:
-    an empty or older output)."""
+    ``config.json`` records (``"satclip"``: a model; a key of :data:`FORMAT_NOUNS`); for a Zarr group
+    :data:`ZARR_EMBEDDINGS` where its attributes hold ``satclip embed``'s record (``satclip``), :data:`ZARR_MAP`
+    where they hold a map's resolution (``resolution_deg``, :func:`satclip.embed.maps.map_attrs`), else :data:`ZARR`;
+    :data:`PARQUET_DATASET` for Parquet part files; else None (nothing says: an empty or older output)."""
     directory = Path(directory)
     for name in ("manifest.json", "config.json"):
         found = recorded_format(directory / name)
@@ -802,8 +803,8 @@ def _refuse_other_kind(path: Path, kind: str) -> None:
 def _refuse_other_output(path: Path, writes: str) -> None:
     """Raise :class:`OutputExistsError` if the satclip output ``path`` holds another sort of output than ``writes``
     (:func:`held_format`): `satclip map -o MODEL_DIR --format zarr --overwrite` deleted the model. Directories of
-    other kinds are :func:`_refuse_other_kind`'s; an output whose contents say nothing (older, or a Parquet
-    dataset) is not refused."""
+    other kinds are :func:`_refuse_other_kind`'s; an output whose contents say nothing (an empty or older one) is
+    not refused, nor a Zarr group that says neither map nor embedding store, by a writer of either."""
     found = held_format(path) if owned_kind(path) == "output" else None
     zarr = (ZARR, ZARR_MAP, ZARR_EMBEDDINGS)
     if ZARR in (found, writes) and found in zarr and writes in zarr:  # (a Zarr group that says neither: either's)

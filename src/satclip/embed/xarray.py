@@ -610,8 +610,7 @@ def write_map_zarr(
     grid = maps.make_grid(resolution, bbox)
     maps.warn_about_box(grid, bbox)  # (said by the local engine only)
     maps.check_size(grid, encoder, "zarr", force, pca=False)  # (--engine dask refuses --pca)
-    safe_output.check_output(output, overwrite=overwrite, inputs=encoder_files(encoder), directory=True, kind="output",
-                             writes=safe_output.ZARR_MAP)  # fmt: skip
+    maps.check_map_output(output, "zarr", overwrite=overwrite, inputs=encoder_files(encoder))
     if blank_unseen:
         footprint = footprint or training_footprint(encoder)
         log.info("cells outside the training footprint (%s; %s) are left blank; --all computes them",

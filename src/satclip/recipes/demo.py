@@ -301,7 +301,8 @@ def _run(
     # --quick one reported the quick run's 11 s for the full run's reused features, which took 115 s; keyed by the
     # whole settings, a rerun with other --workers lost them all)
     recorded, keys = run_dir / "timings.json", _stage_keys(settings)
-    earlier_timings = {name: times[keys[name]] for name, times in _earlier_timings(recorded).items()
+    kept = _earlier_timings(recorded)  # (this run's out/ is locked: nothing else writes work/timings.json meanwhile)
+    earlier_timings = {name: times[keys[name]] for name, times in kept.items()
                        if name in keys and keys[name] in times}  # fmt: skip
     expected = stage_seconds(settings)
     reused: dict[str, str] = {}
@@ -333,7 +334,6 @@ def _run(
         safe_output.write_json(out / "timings.json", {k: known[k] for k in STAGES if k in known}, indent=2)
         if not said["reused"] and name not in reused:  # (a reused stage's seconds are no time of its work: later
             # reruns reported them as the stage's)
-            kept = _earlier_timings(recorded)
             kept[name] = {**kept.get(name, {}), keys[name]: timings[name]}
             safe_output.write_json(recorded, kept, indent=2)
 
