@@ -296,14 +296,14 @@ def list_files(repo_id: str) -> list[str]:
         "or its .ckpt) elsewhere and pass the local path"
     )
     hf = _hub(f"resolving hf://{repo_id}", manual)
+    cached = _cached_files(repo_id)  # (its snapshot in the hub cache, where there is one)
     if offline():
         reason = "HF_HUB_OFFLINE is set"
-    elif _cached_files(repo_id) and (unanswered := _unanswered()) is not None:
+    elif cached and (unanswered := _unanswered()) is not None:
         reason = unanswered  # (a hub that did not answer lately is not asked for what the cache holds)
     else:
         reason = unreachable(repo_id)
-    if reason is not None:  # the files of its snapshot in the hub cache, where there is one
-        cached = _cached_files(repo_id)
+    if reason is not None:
         if cached:
             log.debug("listing the cached snapshot of %s (%s)", repo_id, reason)
             return cached
