@@ -507,6 +507,9 @@ KIND_NOUNS = {"bluemarble-corpus": "Blue Marble corpus", "feature-cache": "featu
 #: what :func:`held_format` calls satclip's Zarr outputs, which record no manifest: a map (``satclip map``), an
 #: embedding store (``satclip embed``), and a Zarr group whose attributes say neither (taken for either)
 ZARR_MAP, ZARR_EMBEDDINGS, ZARR = "zarr-map", "zarr-embeddings", "zarr"
+#: the attribute of a Zarr group that makes it a map (:func:`satclip.embed.maps.map_attrs`), and the one that makes it
+#: an embedding store (``satclip embed``'s record, :func:`satclip.embed.job.output_attrs`)
+MAP_ATTR, EMBEDDINGS_ATTR = "resolution_deg", "satclip"
 #: what :func:`held_format` calls a Parquet dataset (the Dask engine's embeddings), which records none either
 PARQUET_DATASET = "parquet-dataset"
 #: what the outputs :func:`held_format` tells apart are, for messages
@@ -517,8 +520,8 @@ HELD_NOUNS = {**FORMAT_NOUNS, ZARR_MAP: "Zarr map", ZARR_EMBEDDINGS: "Zarr embed
 def held_format(directory: str | Path) -> str | None:
     """What the directory ``directory`` holds, by the files that say so: the format its ``manifest.json`` or
     ``config.json`` records (``"satclip"``: a model; a key of :data:`FORMAT_NOUNS`); for a Zarr group
-    :data:`ZARR_EMBEDDINGS` where its attributes hold ``satclip embed``'s record (``satclip``), :data:`ZARR_MAP`
-    where they hold a map's resolution (``resolution_deg``, :func:`satclip.embed.maps.map_attrs`), else :data:`ZARR`;
+    :data:`ZARR_EMBEDDINGS` where its attributes hold ``satclip embed``'s record (:data:`EMBEDDINGS_ATTR`),
+    :data:`ZARR_MAP` where they hold a map's resolution (:data:`MAP_ATTR`), else :data:`ZARR`;
     :data:`PARQUET_DATASET` for Parquet part files; else None (nothing says: an empty or older output)."""
     directory = Path(directory)
     for name in ("manifest.json", "config.json"):
@@ -527,7 +530,7 @@ def held_format(directory: str | Path) -> str | None:
             return found
     if any((directory / name).is_file() for name in (".zgroup", "zarr.json")):
         attrs = _zarr_attributes(directory)
-        return ZARR_EMBEDDINGS if "satclip" in attrs else ZARR_MAP if "resolution_deg" in attrs else ZARR
+        return ZARR_EMBEDDINGS if EMBEDDINGS_ATTR in attrs else ZARR_MAP if MAP_ATTR in attrs else ZARR
     if any(entry.is_file() for entry in directory.glob("*.parquet")):
         return PARQUET_DATASET
     return None

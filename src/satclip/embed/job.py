@@ -119,7 +119,7 @@ def output_attrs(identity: dict, source, encoder, rows: tuple[int, int], total: 
     satclip version."""
     from .. import __version__
 
-    return {"satclip": {
+    return {safe_output.EMBEDDINGS_ATTR: {
         "model": identity["model"], "model_source": model_record(encoder, identity=identity["model"])["source"],
         "source": str(Path(source.path).absolute()), "input_rows": {"start": rows[0], "stop": rows[1], "total": total},
         "input": _content(identity["input"]), "chunk_rows": identity["options"]["chunk_rows"],
@@ -177,11 +177,11 @@ def _recorded_attrs(output: Path) -> dict:
     """What a finished Parquet or Zarr output records of the job that wrote it (:func:`output_attrs`), or ``{}``."""
     try:
         if output.is_dir():  # a Zarr store's group attributes (JSON text: sinks.netcdf_attrs)
-            recorded = json.loads((output / ".zattrs").read_text()).get("satclip")
+            recorded = json.loads((output / ".zattrs").read_text()).get(safe_output.EMBEDDINGS_ATTR)
         else:
             import pyarrow.parquet as pq
 
-            recorded = (pq.read_schema(output).metadata or {}).get(b"satclip")
+            recorded = (pq.read_schema(output).metadata or {}).get(safe_output.EMBEDDINGS_ATTR.encode())
         recorded = json.loads(recorded) if isinstance(recorded, (str, bytes)) else recorded
     except (OSError, ValueError, AttributeError):  # (not one of satclip's outputs: nothing recorded to compare)
         return {}

@@ -200,7 +200,7 @@ def map_attrs(resolution: float, grid: Grid, land_only: bool, footprint: Footpri
     """The attributes of a GeoTIFF or Zarr map (tags; group attributes), in the types netCDF holds
     (:func:`~satclip.embed.sinks.netcdf_attrs`): ``land_only`` 0 or 1, the training footprint of the blank cells,
     ``training_footprint``, as JSON."""
-    attrs = {"resolution_deg": resolution, "bounds": list(grid.bounds), "land_only": land_only,
+    attrs = {safe_output.MAP_ATTR: resolution, "bounds": list(grid.bounds), "land_only": land_only,
              "cells": _cells_note(footprint, land_only), "precision": precision}  # fmt: skip
     if footprint is not None:
         attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,

@@ -565,7 +565,7 @@ _ASKED = ("model_source", "source", "version")
 def _same_run(attrs):
     """A Zarr group's attributes ``attrs`` without what a resume may say otherwise (:data:`_ASKED`), to compare."""
     try:
-        record = json.loads(attrs["satclip"])  # (JSON text: netcdf_attrs)
+        record = json.loads(attrs[safe_output.EMBEDDINGS_ATTR])  # (JSON text: netcdf_attrs)
     except (TypeError, KeyError, ValueError):
         return attrs
     if not isinstance(record, dict):
@@ -573,7 +573,7 @@ def _same_run(attrs):
     record = {key: value for key, value in record.items() if key not in _ASKED}
     if isinstance(record.get("precision"), dict):
         record["precision"] = record["precision"].get("precision")
-    return {**attrs, "satclip": record}
+    return {**attrs, safe_output.EMBEDDINGS_ATTR: record}
 
 
 def _zarr():
