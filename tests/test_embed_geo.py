@@ -15,6 +15,7 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.embed.columns import ColumnError
 from satclip.errors import EXIT_RUNTIME
 from satclip.io.native import write_native
 
@@ -338,6 +339,24 @@ def test_a_wkb_column_without_geoparquet_metadata_is_named_with_the_fix(model, t
                 in err) is named, err  # fmt: skip
     gpd.GeoDataFrame({"id": [1, 2]}, geometry=gpd.GeoSeries.from_wkb(wkb), crs="EPSG:4326").to_parquet(source)
     assert main(["embed", str(source), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]) == 0
+
+
+def test_a_frame_with_a_wkb_column_is_told_how_to_make_it_a_geodataframe(encoder):
+    """A GeoParquet file read with pandas holds its geometry as WKB bytes; satclip.embed(frame) was told "no
+    longitude column … Name them with lon_col=NAME", which no column satisfies. The error names the column and the
+    GeoDataFrame that embeds it (pandas and pyarrow tables alike); bytes named otherwise are not named."""
+    import pyarrow as pa
+
+    wkb = [shapely.to_wkb(shapely.Point(13.4, 52.5)), shapely.to_wkb(shapely.Point(2.0, 3.0))]
+    for name, named in (("geometry", True), ("wkb_geometry", True), ("payload", False)):
+        frame = pd.DataFrame({"id": [1, 2], name: wkb})
+        for table in (frame, pa.Table.from_pandas(frame)):
+            with pytest.raises(ColumnError) as err:
+                satclip.embed(table, model=encoder)
+            hint = f"geopandas.GeoDataFrame(frame, geometry=geopandas.GeoSeries.from_wkb(frame[{name!r}], crs=...))"
+            assert (hint in str(err.value)) is named, str(err.value)
+    frame = gpd.GeoDataFrame({"id": [1, 2]}, geometry=gpd.GeoSeries.from_wkb(wkb), crs="EPSG:4326")
+    assert satclip.embed(frame, model=encoder).shape[0] == 2
 
 
 def test_geopackage_feature_ids_are_kept(model, tmp_path):

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import BadInputError, warn_caller
-from .columns import LAT_NAMES, LON_NAMES, ColumnError, detect_lonlat_columns, matching_columns
+from .columns import (
+    GEOMETRY_WORDS,
+    LAT_NAMES,
+    LON_NAMES,
+    ColumnError,
+    detect_lonlat_columns,
+    matching_columns,
+    named_like,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -289,6 +297,20 @@ def _first(column, labels, wanted) -> str:
     return ""
 
 
+def _wkb_columns(table, labels: dict) -> list[str]:
+    """The columns of ``table`` named like a geometry (:data:`~satclip.embed.columns.GEOMETRY_WORDS`) whose first
+    value is bytes: WKB, as a geometry column read without geopandas holds it (``pandas.read_parquet``)."""
+    found = []
+    for text, label in labels.items():
+        if not named_like(text, GEOMETRY_WORDS):
+            continue
+        column = table[label] if getattr(table, "column_names", None) is None else table.column(label).to_pandas()
+        values = column.dropna() if hasattr(column, "dropna") else column
+        if len(values) and isinstance(values.iloc[0] if hasattr(values, "iloc") else values[0], (bytes, bytearray)):
+            found.append(text)
+    return found
+
+
 def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) from a DataFrame's coordinate columns (detected or named; a column labelled
     by another type than str, e.g. ``DataFrame(array)``'s 0 and 1, is named by its label or its text). A coordinate
@@ -305,6 +327,12 @@ def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) 
         if index and matching_columns(index, LON_NAMES + LAT_NAMES):
             raise ColumnError(f"{err} The frame's index holds {index}: make it a column with "
                               "frame.reset_index()") from None  # fmt: skip
+        wkb = _wkb_columns(table, labels) if lon_col is None or lat_col is None else []
+        if wkb:  # (a GeoParquet file read with pandas: its geometry is WKB bytes, and lon/lat were looked for)
+            geometry = f"geopandas.GeoSeries.from_wkb(frame[{wkb[0]!r}], crs=...)"
+            raise ColumnError(f"{err} Column {wkb[0]!r} holds bytes, as WKB geometries do: embed "
+                              f"geopandas.GeoDataFrame(frame, geometry={geometry}), or read the file with "
+                              "geopandas.read_parquet") from None  # fmt: skip
         raise
     for name in (lon_name, lat_name):  # (one label would select several columns: a frame, not a column)
         if texts.count(name) > 1:
