@@ -396,3 +396,22 @@ def test_the_legend_of_one_fold_says_there_is_no_spread():
     assert "± = std" not in text and "**Bold**" not in text
     three = markdown(rows, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(0, 1, 2)), [koppen])
     assert "± = std over seeds (one random split each). **Bold**: the best mean" in three and "One fold" not in three
+
+
+def test_results_md_says_what_holdout_continent_never_holds_out_and_the_few_shot_counts():
+    """results.md did not say which continents were never held out (too few points) nor how many points lie on no
+    continent and are always trained on (stderr alone warned), and called a 1-of-26-points few-shot fold "1%"."""
+    counts = {"Asia": 26, "Europe": 60, "North America": 200, "Africa": 13, "": 30}
+    continents = np.repeat(list(counts), list(counts.values()))
+    task = _task("yield", "regression", np.random.default_rng(0).normal(size=len(continents)))
+    task = Task(**{**task.__dict__, "continents": continents})
+    config = EvalConfig(encoders=("wrap",), tasks=("era5-temperature",), protocol="holdout-continent", seeds=(0,))
+    rows = [{"task": "yield", "kind": "regression", "encoder": "wrap", "probe": "mlp", "variant": variant,
+             "fold": f"seed=0/Asia/{variant}", "seed": 0, "group": "Asia", "mse": 0.5, "r2": 0.5}
+            for variant in ("zero-shot", "1%")]  # fmt: skip
+    notes = next(line for line in markdown(rows, config, [task]).splitlines() if line.startswith("Notes on the data"))
+    assert "yield: Africa (13 points) has fewer than the 20 points a held-out continent needs: never held out" in notes
+    assert "yield: 30 of 329 points lie on none of the continents held out ((no continent) 30); they are never " \
+           "held out (always among the training and validation points)" in notes
+    assert ("yield: the 1% variant adds 1% of a held-out continent's points, rounded, but at least one point: Asia 1 "
+            "of 26 (3.8%).") in notes  # (Europe's 1 of 60 and North America's 2 of 200 are 1% rounded)

@@ -3,8 +3,8 @@
 * ``random`` — per seed, a random 60 / 20 / 20 split; the ± in reports is the std over seeds.
 * ``holdout-continent`` — per seed and held-out continent (Natural Earth, six continents): train and
   validate on the other continents, test on the held-out one, both zero-shot and with 1% of the held-out
-  continent's points added to training (the SatCLIP paper's geographic-generalisation setting). Both
-  variants are tested on the same points (the 1% sample is removed from the zero-shot test set too).
+  continent's points (rounded, at least one) added to training (the SatCLIP paper's geographic-generalisation
+  setting). Both variants are tested on the same points (the 1% sample is removed from the zero-shot test set too).
 * ``spatial-block`` — per seed, the globe is cut into D° × D° blocks that are dealt at random into k
   folds; each fold is tested once, validation blocks are drawn from the training blocks.
 * ``paper`` — the SatCLIP air-temperature notebook: per seed a 50 / 50 train / test split, no
@@ -76,6 +76,19 @@ def random_split(task: Task, seeds: list[int], train: float = 0.6, val: float = 
     return folds
 
 
+def _shot_count(n: int, fewshot: float) -> int:
+    """The points of a held-out continent of ``n`` points the few-shot variant adds to training: ``fewshot`` of
+    them, rounded, at least one."""
+    return max(1, int(round(fewshot * n)))
+
+
+def _fewshot_label(fewshot: float) -> str:
+    """The few-shot variant's name, ``"1%"``: the share asked for (a small continent's folds add more, at least one
+    point; results.md says how many, :func:`notes`). Kept whatever the share a continent got: it keys the folds of
+    rows.jsonl, results.csv's ``variant`` and the figures' names."""
+    return f"{fewshot:.0%}" if fewshot * 100 == int(fewshot * 100) else f"{fewshot:.1%}"
+
+
 @PROTOCOLS.register("holdout-continent")
 def holdout_continent(
     task: Task, seeds: list[int], val: float = 0.2, fewshot: float = 0.01, min_test: int = 20,
@@ -90,11 +103,11 @@ def holdout_continent(
                 continue
             rng = _rng(seed, task, continent)
             tr, va = _split(outside, (1 - val, val), rng)
-            n_shot = max(1, int(round(fewshot * len(inside))))
+            n_shot = _shot_count(len(inside), fewshot)
             shot, test = _split(inside, (n_shot / len(inside), 1 - n_shot / len(inside)), rng)
             base = f"seed={seed}/{continent}"
             folds.append(Fold(f"{base}/zero-shot", seed, tr, va, test, continent, "zero-shot"))
-            label = f"{fewshot:.0%}" if fewshot * 100 == int(fewshot * 100) else f"{fewshot:.1%}"
+            label = _fewshot_label(fewshot)
             folds.append(Fold(f"{base}/{label}", seed, np.sort(np.concatenate([tr, shot])), va, test, continent, label))
     if not folds:
         names, counts = np.unique(task.continents, return_counts=True)
@@ -133,32 +146,57 @@ def _check_spatial_block(block_deg: float = 10.0, k: int = 5, val: float = 0.2) 
 _OPTION_CHECKS = {"spatial-block": _check_spatial_block}
 
 
-def _never_held_out(task: Task, continents: tuple[str, ...] = MAIN_CONTINENTS, min_test: int = 20, **_) -> None:
+def _never_held_out(task: Task, continents: tuple[str, ...] = MAIN_CONTINENTS, min_test: int = 20, **_) -> list[str]:
+    """What holdout-continent never holds out of ``task``: continents of too few points, points on none of them."""
+    notes = []
     few = [(name, int((task.continents == name).sum())) for name in continents]
     few = [(name, count) for name, count in few if 0 < count < min_test]
     if few and len(few) < sum(1 for name in continents if (task.continents == name).any()):
         # (its column was missing from the report, and the spread was over the other continents, without a word)
-        log.warning("task %s: %s ha%s fewer than the %d points a held-out continent needs: never held out, and no "
-                    "column of the report; %s to hold it out", task.name,
-                    ", ".join(f"{name} ({count} points)" for name, count in few), "s" if len(few) == 1 else "ve",
-                    min_test, task.more_points)  # fmt: skip
+        notes.append(f"{', '.join(f'{name} ({count} points)' for name, count in few)} "
+                     f"ha{'s' if len(few) == 1 else 've'} fewer than the {min_test} points a held-out continent "
+                     f"needs: never held out, and no column of the report; {task.more_points} to hold it out")
     elsewhere = ~np.isin(task.continents, continents)
     if elsewhere.any():  # (ocean points were never held out, without a word)
         names, counts = np.unique(task.continents[elsewhere], return_counts=True)
         where = ", ".join(f"{name or '(no continent)'} {count}" for name, count in zip(names, counts, strict=True))
-        log.warning("task %s: %d of %d points lie on none of the continents held out (%s); they are never held out "
-                    "(always among the training and validation points)", task.name, int(elsewhere.sum()), len(task),
-                    where)  # fmt: skip
+        notes.append(f"{int(elsewhere.sum())} of {len(task)} points lie on none of the continents held out ({where}); "
+                     "they are never held out (always among the training and validation points)")
+    return notes
+
+
+def _fewshot_counts(
+    task: Task, fewshot: float = 0.01, min_test: int = 20, continents: tuple[str, ...] = MAIN_CONTINENTS, **_
+) -> list[str]:  # fmt: skip
+    """The held-out continents whose few-shot variant adds more than its share (at least one point: 1 of 26 was
+    called "1%")."""
+    counts = [(name, int((task.continents == name).sum())) for name in continents]
+    more = [(name, n) for name, n in counts
+            if n >= min_test and len(task) - n >= min_test and round(fewshot * n) < 1]  # fmt: skip
+    if not more:
+        return []
+    listed = ", ".join(f"{name} {_shot_count(n, fewshot)} of {n} ({_shot_count(n, fewshot) / n:.1%})"
+                       for name, n in more)  # fmt: skip
+    return [f"the {_fewshot_label(fewshot)} variant adds {_fewshot_label(fewshot)} of a held-out continent's points, "
+            f"rounded, but at least one point: {listed}"]
 
 
 #: protocol → what it warns of in a task's points, once per evaluation (make_folds runs again for the reports)
-_WARNINGS = {"holdout-continent": _never_held_out}
+_WARNINGS = {"holdout-continent": (_never_held_out,)}
+#: protocol → what results.md says of a task's points: the warnings, and what its fold names do not say
+_NOTES = {"holdout-continent": (_never_held_out, _fewshot_counts)}
 
 
 def warn_about(name: str, task: Task, **options) -> None:
     """Log what protocol ``name`` does with ``task`` that its results do not show (points it never holds out)."""
-    if name in _WARNINGS:
-        _WARNINGS[name](task, **options)
+    for note in (note for describe in _WARNINGS.get(name, ()) for note in describe(task, **options)):
+        log.warning("task %s: %s", task.name, note)
+
+
+def notes(name: str, task: Task, **options) -> list[str]:
+    """What protocol ``name`` does with ``task`` that its tables do not show, for results.md's notes on the data:
+    points it never holds out, a few-shot share a small continent's folds exceed."""
+    return [note for describe in _NOTES.get(name, ()) for note in describe(task, **options)]
 
 
 def check_options(name: str, **options) -> None:

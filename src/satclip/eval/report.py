@@ -481,9 +481,14 @@ def _task_rows(tasks: Sequence[Task], task_names: Sequence[str]) -> list[str]:
     return out
 
 
-def _task_notes(tasks: Sequence[Task], task_names: Sequence[str]) -> str:
-    """The tasks' notes on their data (a user table's rows left out or sampled, repeated locations), or ""."""
-    notes = [f"{t.name}: {note}" for t in tasks if t.name in task_names for note in t.notes]
+def _task_notes(tasks: Sequence[Task], task_names: Sequence[str], config: EvalConfig) -> str:
+    """The tasks' notes on their data (a user table's rows left out or sampled, repeated locations) and the
+    protocol's on their points (:func:`satclip.eval.protocols.notes`: what holdout-continent never holds out, said
+    on stderr alone), or ""."""
+    from . import protocols
+
+    notes = [f"{t.name}: {note}" for t in tasks if t.name in task_names
+             for note in (*t.notes, *protocols.notes(config.protocol, t, **config.protocol_options))]  # fmt: skip
     return "Notes on the data: " + "; ".join(_text(note) for note in notes) + "." if notes else ""
 
 
@@ -621,7 +626,8 @@ def markdown(
     )
     out += ["", settings_line(config, command, rows)]
     out += ["", *_task_rows(tasks, task_names)]
-    for note in (_class_filter_note(tasks, task_names), _task_notes(tasks, task_names), _few_test_points_note(rows)):
+    notes = (_class_filter_note(tasks, task_names), _task_notes(tasks, task_names, config), _few_test_points_note(rows))
+    for note in notes:
         if note:
             out += ["", note]
     out += ["", "The encoders:", "", legend(names, {config.names.get(s, s): s for s in config.encoders})]
