@@ -415,3 +415,4 @@ def test_results_md_says_what_holdout_continent_never_holds_out_and_the_few_shot
            "held out (always among the training and validation points)" in notes
     assert ("yield: the 1% variant adds 1% of a held-out continent's points, rounded, but at least one point: Asia 1 "
             "of 26 (3.8%).") in notes  # (Europe's 1 of 60 and North America's 2 of 200 are 1% rounded)
+

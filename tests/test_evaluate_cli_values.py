@@ -638,3 +638,15 @@ def test_the_headline_numbers_are_printed(tmp_path, capsys):
         assert float(mean) == round(float(np.mean(mse[encoder])), 3)
         assert float(std) == round(float(np.std(mse[encoder], ddof=1)), 3)
     assert lines[-1].startswith("4 results; wrote ")
+
+
+def test_a_map_of_a_task_whose_name_is_no_file_name_keeps_its_caption(tmp_path):
+    """`--task-name "yield 2024"` (check_task_name's own example) drew map_yield_2024-<digest>_mlp.png, whose
+    caption was looked for as map_yield 2024_: results.md captioned it with its bare file name."""
+    table = tmp_path / "points.csv"
+    _task_file(table)
+    out = tmp_path / "ev"
+    assert main(["evaluate", *FAST, "--task-file", str(table), "--task-name", "yield 2024", "--out", str(out)]) == 0
+    (figure,) = [path.name for path in out.glob("map_*.png")]
+    text = (out / "results.md").read_text()
+    assert f"*{figure}: yield 2024: the test points of the first seed's folds" in text, text.split("## Figures")[1]

@@ -12,7 +12,7 @@ from .. import safe_output
 from ..optional import require
 from .cache import file_part
 from .metrics import PRIMARY
-from .report import METRIC_TITLES, _ordered, display_names, summarise
+from .report import METRIC_TITLES, _ordered, display_names, map_name, summarise
 from .runner import load_predictions
 from .tasks import Task
 
@@ -128,7 +128,7 @@ def residual_maps(rows: Sequence[dict], tasks: Sequence[Task], out: Path, seed: 
             shown = str(folds[0]) if len(folds) == 1 else f"{len(folds)} folds of {str(folds[0]).split('/')[0]}"
             what = "test residuals" if task.kind == "regression" else "test predictions, correct or wrong"
             fig.suptitle(f"{task_name}: {what}, probe {probe}, {shown}", fontsize=10)
-            target = out / f"map_{file_part(task_name, unique=True)}_{file_part(probe, unique=True)}.png"
+            target = out / map_name(task_name, probe)
             with safe_output.atomic_file(target, overwrite=True) as tmp:
                 fig.savefig(tmp, dpi=100, format="png")
             plt.close(fig)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import safe_output
+from .cache import file_part
 from .encoders import existing_path
 from .metrics import PRIMARY
 from .runner import COLUMNS, FEW_TEST_POINTS, ROWS_FILE, EvalConfig, prediction_file
@@ -521,6 +522,18 @@ def _class_filter_note(tasks: Sequence[Task], task_names: Sequence[str]) -> str:
     )
 
 
+def _map_prefix(task: str) -> str:
+    """How the name of a residual map of ``task`` begins: a task name holding a space or ``|`` is made a file part
+    (:func:`~satclip.eval.cache.file_part`; "yield 2024" lost its caption, looked for as written)."""
+    return f"map_{file_part(task, unique=True)}_"
+
+
+def map_name(task: str, probe: str) -> str:
+    """The file name of the residual map of ``task`` and ``probe`` (:func:`satclip.eval.plots.residual_maps`), which
+    :func:`figure_caption` reads back."""
+    return f"{_map_prefix(task)}{file_part(probe, unique=True)}.png"
+
+
 def figure_caption(path: Path, kinds: dict[str, str] | None = None) -> str:
     """The caption of a figure :mod:`satclip.eval.plots` writes, from its file name; ``kinds``: task name →
     ``"regression"``/``"classification"``."""
@@ -529,9 +542,9 @@ def figure_caption(path: Path, kinds: dict[str, str] | None = None) -> str:
         probe, _, variant = stem[len("bars_") :].partition("_")
         variant = f", {re.sub(r'(?<=[0-9])pct', '%', variant)} variant" if variant else ""
         return f"mean ± std of each task's primary metric, one bar per encoder (probe {probe}{variant})"
-    for task in sorted(kinds, key=len, reverse=True):
-        if stem.startswith(f"map_{task}_"):
-            probe = stem[len(f"map_{task}_") :]
+    for task in sorted(kinds, key=len, reverse=True):  # (the longest first: "a_b" before "a")
+        if stem.startswith(_map_prefix(task)):
+            probe = stem[len(_map_prefix(task)) :]
             colour = ("correct and wrong predictions" if kinds[task] == "classification"
                       else "the residual (prediction − truth)")  # fmt: skip
             return (f"{task}: the test points of the first seed's folds (as the map's title says), one panel per "
