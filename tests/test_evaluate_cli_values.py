@@ -650,3 +650,21 @@ def test_a_map_of_a_task_whose_name_is_no_file_name_keeps_its_caption(tmp_path):
     (figure,) = [path.name for path in out.glob("map_*.png")]
     text = (out / "results.md").read_text()
     assert f"*{figure}: yield 2024: the test points of the first seed's folds" in text, text.split("## Figures")[1]
+
+
+def test_a_point_seed_that_drew_no_points_is_said_unused(tmp_path, capsys):
+    """`--point-seed 5` on a table of no more rows than --n-points changed nothing (the table is used whole), exit 0
+    without a word, and results.md's Settings claimed "point seed 5". It warns, as --precision that set no encoder's
+    precision, and the Settings line says no point seed was used; a sampled table still names it."""
+    table = _task_file(tmp_path / "points.csv")
+    argv = ["evaluate", *FAST, "--no-figures", "--task-file", str(table), "--point-seed", "5"]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    assert ("--point-seed 5 drew the points of no task: points has no more rows than --n-points (10000) and is used "
+            "whole, so the seed changes nothing; drop --point-seed") in capsys.readouterr().err
+    settings = (tmp_path / "whole" / "results.md").read_text().split("Settings: ")[1].split(";")[0]
+    assert settings == "at most 10,000 points per task (no task had more: each was used whole, so no point seed)"
+    assert main([*argv, "--n-points", "100", "--out", str(tmp_path / "drawn")]) == 0
+    assert "drew the points of no task" not in capsys.readouterr().err
+    settings = (tmp_path / "drawn" / "results.md").read_text().split("Settings: ")[1].split(";")[0]
+    assert settings == "at most 100 points per task (point seed 5)"

@@ -163,7 +163,9 @@ def add_parser(subparsers) -> None:
                     help="name in reports: one line without '/' or '\\' (default: the file's stem)")  # fmt: skip
     size = parser.add_argument_group("sizes and probe settings")
     size.add_argument("--n-points", type=_n_points, default=10_000, help="points per task (at least 10; default 10000)")
-    size.add_argument("--point-seed", type=_point_seed, default=None, help="seed of the task point sample (0 or more)")
+    size.add_argument("--point-seed", type=_point_seed, default=None,
+                      help="seed of the task point sample (0 or more; a table of no more rows than --n-points is "
+                           "used whole)")  # fmt: skip
     size.add_argument("--min-class-points", type=positive_int, default=20, help="drop rarer classes (default 20)")
     size.add_argument("--max-epochs", type=positive_int, default=None, help="MLP probe epoch cap (paper-mlp: epochs)")
     size.add_argument("--block-deg", type=positive_float, default=10.0, help="spatial-block: block size in degrees")
@@ -355,7 +357,19 @@ def _run(args: argparse.Namespace) -> int:
         print(terminal_tables(outputs.rows, width=shutil.get_terminal_size((100, 24)).columns))
     print(f"{count} result{'s' * (count != 1)}; wrote {outputs.files['md']} and {outputs.files['csv']}")
     _note_precision_unused(args.precision, outputs.rows)
+    _note_point_seed_unused(args, outputs.tasks)
     return 0
+
+
+def _note_point_seed_unused(args: argparse.Namespace, tasks) -> None:
+    """Warn when ``--point-seed`` drew the points of none of the tasks (tables of no more rows than --n-points are
+    used whole): it was ignored without a word, while results.md claimed it. Known once the tasks are read, as
+    :func:`_note_precision_unused`'s precisions; results.md's Settings line says so too."""
+    if args.point_seed is not None and tasks and not any(task.sampled for task in tasks):
+        one = len(tasks) == 1
+        log.warning("--point-seed %d drew the points of no task: %s ha%s no more rows than --n-points (%d) and %s used "
+                    "whole, so the seed changes nothing; drop --point-seed", args.point_seed,
+                    ", ".join(t.name for t in tasks), "s" if one else "ve", args.n_points, "is" if one else "are")
 
 
 def _note_precision_unused(precision: str | None, rows: list[dict]) -> None:

@@ -5,23 +5,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import safe_output
 from ..errors import OutputExistsError
 from .report import write_reports
 from .runner import PREDICTIONS_DIR, EvalConfig, evaluate_tasks
+from .tasks import Task
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class EvalOutputs:
-    """Rows of the run and the files written (``csv``, ``timings``, ``md``, ``bars``, ``maps``)."""
+    """Rows of the run, the files written (``csv``, ``timings``, ``md``, ``bars``, ``maps``) and the tasks it ran."""
 
     rows: list[dict]
     files: dict[str, Path | list[Path]]
+    tasks: list[Task] = field(default_factory=list)
 
 
 def run_evaluation(
@@ -67,4 +69,4 @@ def run_evaluation(
         files.update(write_reports(rows, config, tasks, out, figures=pictures, command=command))
         safe_output.keep_only_written(out, "figures", pictures)  # an earlier run's other figures go
     log.debug("wrote %s", ", ".join(str(p) for p in files.values() if isinstance(p, Path)))
-    return EvalOutputs(rows, files)
+    return EvalOutputs(rows, files, tasks)

@@ -579,14 +579,20 @@ MODEL_SHA256 = ("a sha256 of the model's tensor names and bytes in the dtype it 
                 "map and export record; not the sha256 of its model.safetensors file")
 
 
-def settings_line(config: EvalConfig, command: str | None = None, rows: Sequence[dict] = ()) -> str:
+def settings_line(
+    config: EvalConfig, command: str | None = None, rows: Sequence[dict] = (), tasks: Sequence[Task] = ()
+) -> str:  # fmt: skip
     """What a protocol run's results depend on besides its protocol, seeds and probes (two runs of other
     ``--n-points`` or ``--block-deg`` had the same header), the precision each encoder of ``rows`` ran in and each
-    satclip model's ``model_sha256`` (:data:`MODEL_SHA256`), and the ``command`` that ran it: enough to run it again."""
+    satclip model's ``model_sha256`` (:data:`MODEL_SHA256`), and the ``command`` that ran it: enough to run it again.
+    The point seed is named where one of ``tasks`` is a draw of it (:attr:`Task.sampled`)."""
     from .. import __version__
 
     options = config.task_options
-    parts = [f"at most {options.n_points:,} points per task (point seed {options.seed})"]  # (a smaller task: all)
+    # (a table of no more rows is used whole: "point seed 5" was claimed of a run it did not change)
+    seed = (f"point seed {options.seed}" if not tasks or any(t.sampled for t in tasks) else
+            "no task had more: each was used whole, so no point seed")  # fmt: skip
+    parts = [f"at most {options.n_points:,} points per task ({seed})"]
     precisions = {row["encoder"]: row["precision"] for row in rows if row.get("precision")}
     if precisions:  # (bf16 and float32 score differently: it was recorded nowhere)
         by_precision = {p: [e for e, q in precisions.items() if q == p] for p in _ordered(precisions.values())}
@@ -637,7 +643,7 @@ def markdown(
         "(the target ÷ its training std: in units of the target's variance, so 1 is what predicting the mean "
         "scores and 0.1 leaves a tenth of the variance unexplained)."
     )
-    out += ["", settings_line(config, command, rows)]
+    out += ["", settings_line(config, command, rows, tasks)]
     out += ["", *_task_rows(tasks, task_names)]
     notes = (_class_filter_note(tasks, task_names), _task_notes(tasks, task_names, config), _few_test_points_note(rows))
     for note in notes:

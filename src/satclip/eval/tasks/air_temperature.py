@@ -187,10 +187,11 @@ def parse_stations(data: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
 @TASKS.register("air-temperature")
 def air_temperature(options: TaskOptions) -> Task:
     points, target = parse_stations(*station_table(options))
+    sampled = len(points) > options.n_points
     index = subsample(len(points), options.n_points, options.seed)
     points, target = points[index], target[index]
     return Task(
         name="air-temperature", kind=REGRESSION, points=points, targets=target,
         continents=continent_labels(points, options.use_cache), target="annual mean air temperature (°C)",
-        source=SOURCE,
+        source=SOURCE, sampled=sampled,
     )  # fmt: skip

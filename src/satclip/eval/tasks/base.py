@@ -94,6 +94,8 @@ class Task:
     split_salt: what the folds' random draws depend on besides the seed; ``""``: the task's name. A user
         table's is a digest of its points: the same points split alike whatever the file is called.
     more_points: how to give the task more points, as advice ends (``--n-points`` only caps a user table's rows).
+    sampled: whether its points are a draw of :class:`TaskOptions` ``seed`` (the point seed); False for a table of
+        no more rows than ``n_points``, used whole.
     """
 
     name: str
@@ -108,6 +110,7 @@ class Task:
     class_filter: ClassFilter | None = None
     split_salt: str = ""
     more_points: str = "give more points (--n-points)"
+    sampled: bool = True
 
     def __post_init__(self):
         n = len(self.points)

@@ -448,6 +448,7 @@ def table_task(
     # (a sampled table was told to add rows, --n-points "only capping" them)
     more = TABLE_MORE_POINTS if len(points) <= options.n_points else SAMPLED_MORE_POINTS.format(
         rows=len(points), taken=options.n_points)  # fmt: skip
+    sampled = len(points) > options.n_points
     index = subsample(len(points), options.n_points, options.seed)
     points = points[index]
     raw = frame[target_col].to_numpy()[index]
@@ -485,7 +486,7 @@ def table_task(
         # (salted with the file's name, a renamed copy split otherwise; by the points alone, the same points with a
         # target in other units, or another target, split alike)
         # (rounded to 1e-9°, 0.1 mm: points read back from a projected CRS differ in their last bits)
-        split_salt=digest(np.round(points, SALT_DECIMALS)), more_points=more,
+        split_salt=digest(np.round(points, SALT_DECIMALS)), more_points=more, sampled=sampled,
     )  # fmt: skip
 
 
