@@ -556,9 +556,11 @@ def check_known(spec: str | os.PathLike) -> None:
     from .retrieval import retrieval_names
 
     hint = did_you_mean(name, names() + model_names() + retrieval_names())
+    # (the names themselves, as an unknown task lists the tasks: the CLI's users were sent to Python functions)
     raise UnknownNameError(
-        f"unknown encoder {spec!r}: {hint + ' ' if hint else ''}Encoders are the names of "
-        "satclip.eval.encoders.names() and satclip.list_pretrained(), a model's path, or hf://owner/name"
+        f"unknown encoder {spec!r}: {hint + ' ' if hint else ''}known: {', '.join(names())} (encodings and "
+        f"baselines); {', '.join(model_names())} (models, each also as MODEL+range for retrieval); or a model's path, "
+        "or hf://owner/name"
     )
 
 
