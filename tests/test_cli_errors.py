@@ -74,6 +74,9 @@ CASES = [
     (["evaluate", "--encoders", "wrap", "--tasks", "koppen", "--protocol", "nosuch", "--out", "{out}"], 2, ONE_LINE,
      "unknown --protocol 'nosuch'; known:"),
     (["evaluate", "--tasks", "koppen", "--out", "{out}"], 2, ONE_LINE, "--encoders is required"),
+    # (" , " was refused in the Python API's words: "EvalConfig: encoders is empty")
+    (["evaluate", "--encoders", " , ", "--tasks", "koppen", "--out", "{out}"], 2, ONE_LINE,
+     "--encoders is required (e.g. --encoders wrap,sh-l10,geoclip): ' , ' names none"),
     # (it was blamed on --max-epochs: "--probes ridge has no mlp")
     (["evaluate", "--encoders", "wrap", "--probes", "ridge", "--max-epochs", "2", "--out", "{out}"], 2, ONE_LINE,
      "unknown probe 'ridge'; known: linear, mlp, paper-mlp"),

@@ -258,8 +258,10 @@ def _config(args: argparse.Namespace):
     from ..eval.probes import PROBES
     from ..eval.tasks import names
 
-    if not args.encoders:
-        raise BadInputError("--encoders is required (e.g. --encoders wrap,sh-l10,geoclip)")
+    specs = split_specs(args.encoders or "")
+    if not specs:  # (" , " was refused in the Python API's words: "EvalConfig: encoders is empty")
+        blank = f": {args.encoders!r} names none" if args.encoders else ""
+        raise BadInputError(f"--encoders is required (e.g. --encoders wrap,sh-l10,geoclip){blank}")
     if args.tasks is None:
         tasks = () if args.task_file else tuple(names())
     elif args.tasks.strip() == "all":
@@ -290,7 +292,7 @@ def _config(args: argparse.Namespace):
     if args.max_epochs:
         probe_options = {"mlp": {"max_epochs": args.max_epochs}, "paper-mlp": {"epochs": args.max_epochs}}
     return EvalConfig(
-        encoders=tuple(split_specs(args.encoders)), tasks=tasks, protocol=args.protocol,
+        encoders=tuple(specs), tasks=tasks, protocol=args.protocol,
         probes=tuple(p.strip() for p in args.probes.split(",") if p.strip()), seeds=tuple(args.seeds),
         task_options=options, task_file=task_file, protocol_options=protocol_options,
         probe_options=probe_options, threads=args.threads or None, workers=args.workers or 1,
@@ -344,7 +346,7 @@ def _run(args: argparse.Namespace) -> int:
         from ..eval.encoders import split_specs
         from ..eval.reference import REFERENCE_ENCODERS, run_paper
 
-        encoders = split_specs(args.encoders) if args.encoders else REFERENCE_ENCODERS
+        encoders = split_specs(args.encoders or "") or REFERENCE_ENCODERS  # (" , ": none given, as "")
         path = run_paper(args.out, encoders, seeds=args.seeds, epochs=args.max_epochs, command=command, **common)
         print(f"wrote {path} and {path.with_name('results.csv')}")  # (as an evaluation without a preset says)
         return 0
