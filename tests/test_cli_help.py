@@ -70,6 +70,13 @@ def test_help_is_plain_text_and_explains_every_option():
     assert data_line.split(None, 1)[1] == "datasets: verify, download, bluemarble"  # (it ended "download, …")
 
 
+def test_evaluate_help_names_the_retrieval_specs():
+    """--encoders' help (and docs/cli.md) listed every kind of spec but MODEL+range, documented in
+    docs/retrieval.md alone."""
+    text = " ".join(dict(_parsers(build_parser()))["satclip evaluate"].format_help().split())
+    assert "MODEL+range or MODEL+range+(beta=…): MODEL retrieval-augmented (docs/retrieval.md)" in text
+
+
 @pytest.mark.parametrize(
     "argv, suggestion",
     [

@@ -125,7 +125,8 @@ def add_parser(subparsers) -> None:
                              "spherec, spherecplus, spherem, spheremplus at SatCLIP's released scales min_radius=1, "
                              "max_radius=360 (degrees), frequency_num=16 unless the spec sets them), "
                              "untrained-satclip, geoclip, "
-                             "or anything satclip.load takes (model dir, .ckpt, model name); a file or "
+                             "or anything satclip.load takes (model dir, .ckpt, model name); MODEL+range or "
+                             "MODEL+range+(beta=…): MODEL retrieval-augmented (docs/retrieval.md); a file or "
                              "directory that exists is one spec as it stands, commas and parentheses in its "
                              "name included (the longest such piece of the list)")  # fmt: skip
     parser.add_argument(
