@@ -61,7 +61,7 @@ def test_evaluate_runs_all_tasks_and_a_task_file_reproducibly(tmp_path):
     assert all(len(v) == 2 and v[0] != v[1] for v in by_cell.values())
     assert all(v[0][0] != v[1][0] for k, v in by_cell.items() if k[0] in TASKS[:4] + ("user",))
     text = (out / "results.md").read_text()
-    assert "**" in text and "± = std over seeds" in text and "| user | regression | 240 |" in text
+    assert "**" in text and "± = sample std (n − 1) over seeds" in text and "| user | regression | 240 |" in text
     assert (out / "bars_mlp.png").stat().st_size > 10_000
     for task in (*TASKS, "user"):
         assert (out / f"map_{task}_mlp.png").stat().st_size > 10_000

@@ -393,9 +393,10 @@ def test_the_legend_of_one_fold_says_there_is_no_spread():
     assert "One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: best scores equal " \
            "as shown (none where one is best; the result line also calls accuracies within one test point level). " \
            "Row *chance*" in text  # fmt: skip
-    assert "± = std" not in text and "**Bold**" not in text
+    assert "± = sample std" not in text and "**Bold**" not in text
     three = markdown(rows, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(0, 1, 2)), [koppen])
-    assert "± = std over seeds (one random split each). **Bold**: the best mean" in three and "One fold" not in three
+    assert "± = sample std (n − 1) over seeds (one random split each). **Bold**: the best mean" in three
+    assert "One fold" not in three
 
 
 def test_results_md_says_what_holdout_continent_never_holds_out_and_the_few_shot_counts():
@@ -416,3 +417,16 @@ def test_results_md_says_what_holdout_continent_never_holds_out_and_the_few_shot
     assert ("yield: the 1% variant adds 1% of a held-out continent's points, rounded, but at least one point: Asia 1 "
             "of 26 (3.8%).") in notes  # (Europe's 1 of 60 and North America's 2 of 200 are 1% rounded)
 
+
+
+def test_the_terminal_tables_name_the_protocol_seeds_and_what_the_spread_is(report):
+    """The printed tables named no protocol and no seeds, and results.md said "± = std over seeds" of what is the
+    sample std (n − 1, summarise's ddof=1)."""
+    from satclip.eval.report import terminal_tables
+
+    rows = [{"protocol": "spatial-block", "probe": "mlp", "variant": "", "task": "t", "kind": "regression",
+             "encoder": "a", "fold": f"seed={seed}/fold={fold}", "seed": seed, "mse": 0.1 * fold + seed}
+            for seed in (3, 7) for fold in range(3)]  # fmt: skip
+    assert terminal_tables(rows).split("\n\n")[0] == ("protocol spatial-block, 2 seeds (3, 7); ± = sample std (n − 1) "
+                                                      "over block folds × seeds")  # fmt: skip
+    assert "± = sample std (n − 1) over seeds (one random split each)." in report

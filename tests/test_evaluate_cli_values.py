@@ -624,7 +624,8 @@ def test_the_headline_numbers_are_printed(tmp_path, capsys):
     argv = ["evaluate", "--encoders", "wrap,direct", "--no-cache", "--seeds", "2", "--probes", "linear",
             "--task-file", str(table), "--task-name", "lat", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, _, *lines = capsys.readouterr().out.splitlines()  # (the protocol and seeds were named nowhere)
+    assert header == "protocol random, 2 seeds (0, 1); ± = sample std (n − 1) over seeds (one random split each)"
     assert lines[0].startswith("probe linear, primary metric: MSE ↓") and "mean ± std" in lines[0]
     assert lines[1].split() == ["encoder", "lat"]
     with open(out / "results.csv") as f:

@@ -1,6 +1,6 @@
 """Evaluation protocols: how a task's points are split into train / validation / test folds, by name.
 
-* ``random`` — per seed, a random 60 / 20 / 20 split; the ± in reports is the std over seeds.
+* ``random`` — per seed, a random 60 / 20 / 20 split; the ± in reports is the sample std over seeds.
 * ``holdout-continent`` — per seed and held-out continent (Natural Earth, six continents): train and
   validate on the other continents, test on the held-out one, both zero-shot and with 1% of the held-out
   continent's points (rounded, at least one) added to training (the SatCLIP paper's geographic-generalisation

@@ -31,13 +31,15 @@ from .tasks import Task
 
 log = logging.getLogger(__name__)
 
-#: what "±" means, per protocol
+#: what "±" means, per protocol: the sample std (n − 1, :func:`summarise`), which was not said
 SPREAD = {
-    "random": "std over seeds (one random split each)",
-    "holdout-continent": "std over held-out continents × seeds",
-    "spatial-block": "std over block folds × seeds",
-    "paper": "std over seeds (one 50/50 split each)",
+    "random": "sample std (n − 1) over seeds (one random split each)",
+    "holdout-continent": "sample std (n − 1) over held-out continents × seeds",
+    "spatial-block": "sample std (n − 1) over block folds × seeds",
+    "paper": "sample std (n − 1) over seeds (one 50/50 split each)",
 }
+#: what "±" means under a protocol :data:`SPREAD` does not name
+SPREAD_OTHER = "sample std (n − 1) over folds"
 METRIC_TITLES = {
     "mse": "MSE (standardised target) ↓", "r2": "R² ↑", "accuracy": "accuracy ↑", "macro_f1": "macro-F1 ↑",
     "mse_max_scaled": "MSE (target / max, the notebook's scale) ↓",
@@ -404,7 +406,8 @@ _METRIC_WORD = {"mse": "MSE", "accuracy": "accuracy"}
 
 
 def terminal_tables(rows: Sequence[dict], width: int = 100) -> str:
-    """The headline numbers of an evaluation as plain text for a terminal: per probe (and variant, e.g.
+    """The headline numbers of an evaluation as plain text for a terminal: a line naming the protocol, the seeds
+    and what ± spans (where the rows name their protocol), then per probe (and variant, e.g.
     holdout-continent's zero-shot and few-shot) the primary metric per encoder and task, ``mean ± std`` (means alone
     where that is wider than ``width`` characters), ``*`` on a clear best as in :func:`metric_table`; each title
     line says what is shown. Names longer than a column should be are cut (``…``); results.md has them whole. A
@@ -412,6 +415,12 @@ def terminal_tables(rows: Sequence[dict], width: int = 100) -> str:
     summary = summarise(rows)
     blocks = [_terminal_table(rows, summary, probe, variant, width) for probe in _ordered(r["probe"] for r in rows)
               for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe)]  # fmt: skip
+    protocols = _ordered(r["protocol"] for r in rows if r.get("protocol"))
+    if protocols:  # (the tables named no protocol and no seeds: what the ± spans was results.md's to say)
+        seeds = _ordered(r["seed"] for r in rows if r.get("seed") is not None)
+        spread = SPREAD.get(protocols[0], SPREAD_OTHER) if len(protocols) == 1 else SPREAD_OTHER
+        blocks.insert(0, f"protocol {', '.join(protocols)}, {len(seeds)} seed{'s' * (len(seeds) != 1)} "
+                         f"({', '.join(map(str, seeds))}); ± = {spread}")  # fmt: skip
     renamed = [f"{short} = {spec}" for spec, short in display_names(_ordered(r["encoder"] for r in rows)).items()
                if short != spec]  # fmt: skip
     if renamed:
@@ -632,7 +641,7 @@ def markdown(
     marks = ("One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: best scores "
              "equal as shown (none where one is best; the result line also calls accuracies within one test point "
              "level)" if one_fold else
-             f"± = {SPREAD.get(config.protocol, 'std over folds')}. **Bold**: the best mean, when its mean ± std "
+             f"± = {SPREAD.get(config.protocol, SPREAD_OTHER)}. **Bold**: the best mean, when its mean ± std "
              "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap)")  # fmt: skip
     out.append(
         f"Protocol `{config.protocol}`, seeds {list(config.seeds)}, probes {list(config.probe_names())}. "
