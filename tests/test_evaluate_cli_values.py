@@ -103,7 +103,7 @@ def test_a_long_task_name_is_a_short_file_name_inside_out(tmp_path, capsys):
     assert main(["evaluate", *FAST, "--task-file", str(table), "--task-name", name, "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert printed.out.splitlines()[-1].startswith("1 result; wrote ")  # ("1 results")
-    assert printed.out.splitlines()[1] == "encoder  " + name[:27] + "…"  # (not a 300-character column)
+    assert printed.out.splitlines()[3] == "encoder  " + name[:27] + "…"  # (not a 300-character column)
     assert "wrote" not in printed.err  # (the API's "wrote …" was logged too)
     from satclip.eval.cache import file_part
 

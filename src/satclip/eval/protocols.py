@@ -33,7 +33,8 @@ class Fold:
 
     name: unique within a protocol run, e.g. ``"seed=0"``, ``"seed=0/Africa/1%"``, ``"seed=0/fold=3"``.
     group: what the fold tests on beyond the seed (a continent, a block fold), ``""`` for ``random``.
-    variant: ``"zero-shot"`` or ``"1%"`` for ``holdout-continent``, else ``""``.
+    variant: ``"zero-shot"`` or ``"1%"`` for ``holdout-continent`` (the share asked for: a continent of at most 50
+    points adds one point, more than 1%, which results.md's notes say), else ``""``.
     """
 
     name: str
