@@ -1286,3 +1286,45 @@ def test_points_outside_the_training_footprint_are_counted_by_the_partitions(clu
                  "--scheduler", client.scheduler.address, "--chunk-rows", "1024", "--no-progress"]) == 0  # fmt: skip
     said = capsys.readouterr()
     assert len(said.out.splitlines()) == 1 and footprint_note(2000, 3000, land) in said.err.splitlines()
+
+
+def _run_partition_late(name, index, token):
+    """A task that starts its partition after the command was interrupted (with nothing recorded) and its work
+    directory discarded: the task runs on, as a cancelled Dask task does. It says when it has ended in a file
+    beside the input."""
+    job = distributed_embed._JOBS[name]
+    try:
+        time.sleep(2.0)
+        return job.run(index, token)
+    finally:
+        Path(f"{job.source.path}.task-{index}-ended").touch()
+
+
+def test_an_interrupt_before_any_partition_is_recorded_leaves_nothing_behind(cluster, model, tmp_path, monkeypatch,
+                                                                             capsys):  # fmt: skip
+    """Ctrl-C before the first partition was recorded removed OUT.partial/, and the tasks still running then made
+    OUT.partial/pending/ again, without satclip's marker, to write their parts into: the same command was then
+    refused ("OUT.partial is not satclip's")."""
+    _, client = cluster
+    source = tmp_path / "pts.parquet"
+    points(2_000).to_parquet(source, index=False)
+    out, work = tmp_path / "emb.parquet", tmp_path / "emb.parquet.partial"
+
+    def interrupted(futures):
+        time.sleep(0.5)  # (both workers are in their tasks)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(distributed_embed, "_run_partition", _run_partition_late)
+        patch.setattr(distributed, "as_completed", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            embed_dataset(source, out, satclip.load(model), client=client, chunk_rows=1024)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("pts.parquet.task-*-ended"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(list(tmp_path.glob("pts.parquet.task-*-ended"))) == 2
+    assert not work.exists(), sorted(p.relative_to(tmp_path) for p in work.rglob("*"))
+    args = ["embed", str(source), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress",
+            "--scheduler", client.scheduler.address, "--chunk-rows", "1024"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert pq.read_table(out).num_rows == 2_000

@@ -1107,16 +1107,21 @@ def interrupted_fill(finished: str | Path, path: str | Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
+def atomic_file(
+    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = (), parents: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; on success it replaces ``path`` atomically.
 
     ``path`` is checked before anything is written (so a refused output costs nothing) and again before
-    the rename. On any error the temporary is removed and ``path`` is left as it was.
+    the rename. On any error the temporary is removed and ``path`` is left as it was. ``parents=False``: the
+    folder ``path`` is written into is not made (writing fails with FileNotFoundError where it is gone): a task
+    writing into a job's work directory must not make it again after the job removed it.
     """
     path = Path(path)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs)
-    make_dirs(path.parent)
+    if parents:
+        make_dirs(path.parent)
     clean_stale(path)
     tmp = temp_path(path)
     try:

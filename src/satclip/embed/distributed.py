@@ -240,7 +240,11 @@ class _Partitions:
         result["outside"] = outside_count(self.footprint, lonlat)
         result["outside_radians_box"] = outside_radians_box(lonlat)
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
-        with safe_output.atomic_file(pending, overwrite=True) as tmp:  # a rerun of a task whose worker died
+        if not pending.parent.is_dir():  # (removed by a run stopped with nothing done, or not on this worker's disks)
+            return {**result, "unseen": str(pending.parent), "worker": _worker_address()}
+        # never made here: a task still running after its job stopped (Ctrl-C cancels no running task) made the
+        # work directory that job had discarded again, unmarked, and the same command was then refused over it
+        with safe_output.atomic_file(pending, overwrite=True, parents=False) as tmp:  # (overwrite: a task rerun)
             embedding = sinks.output_columns(self.layout, self.column, self.encoder.embedding_dim)
             with _PartWriter(tmp, self.part_format, embedding, self.dictionary) as writer:
                 for offset, piece in self._pieces(table):
@@ -780,6 +784,9 @@ def _run(
                 futures.append(retry)
                 queue.add(retry)
                 continue
+            if "unseen" in result:
+                raise ClusterError(f"{result['worker']} cannot find {result['unseen']}, which this command made: "
+                                   f"{SHARED_PATHS}")  # fmt: skip
             if "error" in result:
                 failed.append(result)
                 continue
