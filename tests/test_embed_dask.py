@@ -819,8 +819,8 @@ def test_frames_of_the_same_weights_in_other_precisions_stay_apart(cluster, mode
 def test_the_cli_refuses_an_unfinished_run_of_other_arguments_before_starting_a_cluster(
     cluster, model, tmp_path, monkeypatch, capsys
 ):
-    """A rerun with other options, or on a changed input, started a local cluster (seconds, and its workers) before
-    the manifest refused it; the same arguments still go on to start one (the model is compared once loaded)."""
+    """A rerun with other options, another model or on a changed input, started a local cluster (seconds, and its
+    workers) before the manifest refused it; the same arguments still go on to start one."""
     from satclip.embed import cluster as cluster_module
 
     _, client = cluster
@@ -843,6 +843,15 @@ def test_the_cli_refuses_an_unfinished_run_of_other_arguments_before_starting_a_
         assert one_error_line(capsys.readouterr().err).startswith(
             f"satclip: error: {work} holds an unfinished run with a different input, model or options ({change})"
         )
+    # another model (its weights: known once loaded) is refused before a cluster starts too; it was refused after
+    torch.manual_seed(1)
+    other = satclip.LocationEncoder.from_config(CONFIG)
+    tensors = {f"location.{k}": v for k, v in other.state_dict().items()}
+    other_model = write_native(tmp_path / "other-model", {"location_encoder": CONFIG}, tensors)
+    assert main([*argv[:5], str(other_model), *argv[6:]]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith(
+        f"satclip: error: {work} holds an unfinished run with a different input, model or options (model.sha256: "
+    )
     assert not started
     assert main(argv) == 1 and started  # the same arguments: on to the cluster
     assert "a cluster was started" in capsys.readouterr().err

@@ -151,6 +151,15 @@ def _dask_source(args: argparse.Namespace, source):
     return source
 
 
+def _load_encoder(args: argparse.Namespace):
+    from ..embed.api import load_encoder
+
+    return load_encoder(
+        args.model, device=args.device, harmonics_calculation=args.harmonics,
+        trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
+    )  # fmt: skip
+
+
 def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
     from ..embed.distributed import embed_dataset
 
@@ -223,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.centroids and source.geometry_columns is None:  # (accepted, and nothing done; a GeoPackage table too)
         raise BadInputError(f"--centroids embeds the centroids of geometries, and {args.input} ({source.format}) "
                             "holds points as lon/lat: drop --centroids")  # fmt: skip
+    encoder = None
     with contextlib.ExitStack() as stack:
         if args.engine == "dask":  # the cluster starts (its workers import torch) while this process does
             from ..embed.cluster import starting_client
@@ -238,19 +248,18 @@ def run(args: argparse.Namespace) -> int:
             if not args.restart and (work_dir(output) / MANIFEST).is_file():  # (refused once a cluster had started)
                 from ..embed.distributed import check_unfinished_run  # (imports distributed: only where needed)
 
-                check_unfinished_run(source, output, out_format=args.format, layout=args.layout, column=args.column,
-                                     chunk_rows=args.chunk_rows, batch_size=args.batch_size)  # fmt: skip
+                encoder = _load_encoder(args)  # (its model compared too: before the cluster starts, not beside it)
+                check_unfinished_run(source, output, encoder, out_format=args.format, layout=args.layout,
+                                     column=args.column, chunk_rows=args.chunk_rows,
+                                     batch_size=args.batch_size)  # fmt: skip
             client = stack.enter_context(starting_client(args.scheduler, args.workers))
         else:
             output = _check_output(args, source)  # (before the model is loaded for nothing)
             stack.enter_context(safe_output.exclusive(output, reentrant=True))  # (as above)
-        from ..embed.api import load_encoder
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
         progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
-        encoder = load_encoder(
-            args.model, device=args.device, harmonics_calculation=args.harmonics,
-            trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
-        )  # fmt: skip
+        if encoder is None:
+            encoder = _load_encoder(args)
         if args.engine == "dask":
             result = _run_dask(args, source, encoder, progress, client())
         else:

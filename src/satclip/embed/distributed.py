@@ -629,15 +629,14 @@ def _options(source, kind: str, layout: str, column: str, chunk_rows, batch_size
 
 
 def check_unfinished_run(
-    source, output: str | Path, *, out_format: str | None = None, layout: str = "list", column: str = "embedding",
-    chunk_rows: int | None = None, batch_size: int | None = None,
+    source, output: str | Path, encoder, *, out_format: str | None = None, layout: str = "list",
+    column: str = "embedding", chunk_rows: int | None = None, batch_size: int | None = None,
 ) -> None:
-    """Refuse the unfinished run in ``OUTPUT.partial/`` before a cluster starts and the model loads, where what it
-    records of its input, engine and options already differs from what :func:`embed_dataset` of ``source`` with
-    these arguments would record (it refused it once a cluster had started). What only the model says (its identity,
-    its default batch size) and, for ``chunk_rows`` None, the partitions are taken as recorded:
-    :func:`embed_dataset` compares them. Call it holding the output's lock (a run of other arguments that did
-    nothing is discarded, as :func:`satclip.embed.job.resume_manifest` discards it).
+    """Refuse the unfinished run in ``OUTPUT.partial/`` before a cluster starts, where what it records of its input,
+    model, engine and options already differs from what :func:`embed_dataset` of ``source`` with ``encoder`` and
+    these arguments would record (it refused it once a cluster had started). For ``chunk_rows`` None the partitions
+    are taken as recorded: :func:`embed_dataset` compares them. Call it holding the output's lock (a run of other
+    arguments that did nothing is discarded, as :func:`satclip.embed.job.resume_manifest` discards it).
 
     Raises:
         ResumeMismatchError, ResumeError, OutputExistsError: as :func:`satclip.embed.job.resume_manifest`.
@@ -649,10 +648,11 @@ def check_unfinished_run(
     if not isinstance(options, dict):  # no run there, or a record that embed_dataset reports
         return
     kind = sinks.dask_output_kind(output, out_format)
-    chunk_rows, batch_size = chunk_rows or options.get("chunk_rows"), batch_size or options.get("batch_size")
-    identity = {"input": source.fingerprint(), "model": recorded_identity.get("model"),
+    chunk_rows, batch_size = chunk_rows or options.get("chunk_rows"), encoder.batch_size(batch_size)
+    identity = {"input": source.fingerprint(), "model": model_identity(encoder),
                 "options": _options(source, kind, layout, column, chunk_rows, batch_size)}  # fmt: skip
-    resume_manifest(workdir, json.loads(json.dumps(identity)), False, source.path)
+    identity = resume_precision(encoder, workdir, False, json.loads(json.dumps(identity)))
+    resume_manifest(workdir, identity, False, source.path)
 
 
 def _counted(manifest: dict, key: str, num_parts: int) -> int | None:
