@@ -1024,7 +1024,7 @@ def test_ctrl_c_while_map_starts_its_cluster_is_one_line(tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "satclip: interrupted", err
 
 
-def test_relative_paths_reach_workers_that_run_elsewhere(cluster, model, tmp_path, monkeypatch):
+def test_relative_paths_reach_workers_that_run_elsewhere(cluster, model, tmp_path, monkeypatch, capsys):
     """Relative input and output paths went to the workers as typed: a remote scheduler's workers, in a directory of
     their own, read another file of that name (or none: pyarrow's raw error) and wrote the parts into their
     directory, where the command did not find them. The workers of this cluster run in the directory the tests
@@ -1035,6 +1035,8 @@ def test_relative_paths_reach_workers_that_run_elsewhere(cluster, model, tmp_pat
     monkeypatch.chdir(here)
     assert main(["embed", "in", "-o", "out.parquet", "--model", str(model), "--engine", "dask", "--scheduler",
                  client.scheduler.address, "--no-progress"]) == 0  # fmt: skip
+    # the result names the output as given, as the local engine's does (it was made absolute)
+    assert capsys.readouterr().out.startswith("wrote out.parquet: 3000 points in ")
     np.testing.assert_allclose(
         np.stack(pd.read_parquet(here / "out.parquet")["embedding"]),
         satclip.load(model).encode(points(3000)[["lon", "lat"]].to_numpy()).numpy(), atol=1e-6,

@@ -514,7 +514,8 @@ def embed_dataset(
     if source.num_rows == 0:
         raise no_points(source)
     source.warn_of_half_floats()
-    output = Path(output).absolute()  # (workers write its parts: a remote one's directory is not this one's)
+    given = Path(output)  # (the result names it as given, as the local engine's does)
+    output = given.absolute()  # (workers write its parts: a remote one's directory is not this one's)
     kind = sinks.dask_output_kind(output, out_format)
     workdir = work_dir(output)
     for path in (output, workdir):
@@ -565,7 +566,7 @@ def embed_dataset(
         if manifest is not None and complete_stopped(workdir, manifest, output, overwrite=overwrite, inputs=inputs):
             invalid = sum(manifest["done"].values())
             seconds = time.perf_counter() - began
-            return EmbedResult(output, source.num_rows, invalid, num_parts, num_parts, seconds, 0,
+            return EmbedResult(given, source.num_rows, invalid, num_parts, num_parts, seconds, 0,
                                precision.for_encoder(encoder), _counted(manifest, "outside_footprint", num_parts),
                                described, _counted(manifest, "outside_radians_box", num_parts))  # fmt: skip
         if manifest is None:
@@ -615,7 +616,7 @@ def embed_dataset(
         publish_work(workdir, manifest, finished, output, overwrite=overwrite, inputs=inputs)
     seconds = time.perf_counter() - began
     invalid = sum(manifest["done"].values())
-    return EmbedResult(output, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
+    return EmbedResult(given, source.num_rows, invalid, num_parts, resumed, seconds, source.num_rows - done_rows,
                        precision.for_encoder(encoder), _counted(manifest, "outside_footprint", num_parts), described,
                        _counted(manifest, "outside_radians_box", num_parts))  # fmt: skip
 
