@@ -309,7 +309,8 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
     assert (workdir / "output.parquet").is_file() == (manifest["assembled"]["parts"] > 0)
     args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
     assert main([*args, "--scheduler", client.scheduler.address, *PARTITION]) == 0
-    assert "resumed after" in capsys.readouterr().out
+    # in the unit the log said it resumed in ("resuming …: 4 of 13 partitions already done"): it said "chunk(s)"
+    assert f", resumed after {len(manifest['done'])} partition(s) in " in capsys.readouterr().out
     assert_same(out, expected)
     assert not workdir.exists()
     # other options are refused, not mixed in
@@ -462,7 +463,7 @@ def test_invalid_rows_in_one_partition(cluster, model, tmp_path, capsys):
     assert not list((tmp_path / "emb.parquet.partial" / "pending").glob("part-*"))
 
     assert main([*args, "--skip-invalid"]) == 0  # the finished partitions are kept
-    assert "resumed after 4 chunk(s)" in capsys.readouterr().out
+    assert "resumed after 4 partition(s)" in capsys.readouterr().out
     table = pq.read_table(out)
     nulls = np.flatnonzero(table.column("embedding").is_null().to_numpy(zero_copy_only=False))
     assert nulls.tolist() == bad and table.column("id").to_pylist() == list(range(40_000))

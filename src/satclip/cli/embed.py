@@ -271,12 +271,13 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
     rate = result.embedded_rows / max(result.seconds, 1e-9)
     skipped = f", {result.invalid} invalid written as null" if result.invalid else ""
-    resumed = f", resumed after {result.resumed_chunks} chunk(s)" if result.resumed_chunks else ""
+    unit = "partition" if args.engine == "dask" else "chunk"  # (what the run's log said it resumed after)
+    resumed = f", resumed after {result.resumed_chunks} {unit}(s)" if result.resumed_chunks else ""
     timing = f"{result.seconds:.1f} s"
     if result.seconds >= 1.0:  # (over less than a second the fixed costs set it: 50 points said "309 points/s")
         timing += f" ({rate:.0f} point{'s' * (round(rate) != 1)}/s, reading and writing included)"
     if result.resumed_chunks and not result.embedded_rows:  # (it said "0 points/s")
-        timing = f"{result.seconds:.1f} s (every chunk was embedded before: the output was written from them)"
+        timing = f"{result.seconds:.1f} s (every {unit} was embedded before: the output was written from them)"
     precision = precision_option.describe(encoder)
     points = f"{result.rows} point{'s' * (result.rows != 1)}"
     print(f"wrote {result.output}: {points}{skipped}{resumed} in {timing}, precision {precision}")
