@@ -111,7 +111,8 @@ def assert_same(result: Path, expected: Path) -> None:
     assert a.schema.names == b.schema.names
     # what the output records about the job: the same model, input and precision as the local engine's
     recorded = [json.loads(table.schema.metadata[b"satclip"]) for table in (a, b)]
-    for key in ("model", "source", "input_rows"):  # (the Dask engine recorded no input rows)
+    for key in ("model", "source", "input_rows", "input"):  # (the Dask engine recorded no input rows; one Parquet
+        # file as a "parquet-dataset")
         assert recorded[0][key] == recorded[1][key], key
     # float32 (auto: this model's bf16 cosine is 0.9992), the precision whose rounding assert_same_embeddings allows
     assert recorded[0]["precision"]["precision"] == recorded[1]["precision"]["precision"] == "float32"
@@ -557,6 +558,25 @@ def test_cli_dask_reads_one_parquet_file(cluster, model, tmp_path):
     assert main(["embed", str(single), "-o", str(dask), *options, "--engine", "dask", "--scheduler",
                  client.scheduler.address, *PARTITION]) == 0  # fmt: skip
     assert_same(dask, local)
+
+
+def test_an_unfinished_run_on_one_parquet_file_recorded_as_a_dataset_resumes(cluster, model, tmp_path, capsys):
+    """One Parquet file's input is recorded as "parquet", as the local engine records it (it was "parquet-dataset");
+    an unfinished run that a satclip before that recorded still resumes, its input not called changed."""
+    _, client = cluster
+    single, out = tmp_path / "points.parquet", tmp_path / "emb.parquet"
+    points(3_000).to_parquet(single, index=False)
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(single, out, satclip.load(model), client=client, chunk_rows=1024, progress=_Interrupt(1))
+    manifest_path = tmp_path / "emb.parquet.partial" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["identity"]["input"]["format"] == "parquet"
+    manifest["identity"]["input"]["format"] = "parquet-dataset"  # (as the satclip before recorded it)
+    manifest_path.write_text(json.dumps(manifest))
+    assert main(["embed", str(single), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress",
+                 "--scheduler", client.scheduler.address]) == 0, capsys.readouterr().err  # fmt: skip
+    assert ", resumed after 1 partition(s) in " in capsys.readouterr().out
+    assert pq.read_table(out).column("id").to_pylist() == list(range(3_000))
 
 
 def test_workers_started_as_docs_say_embed_with_satclip_preloaded(model, tmp_path, monkeypatch):

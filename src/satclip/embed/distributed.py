@@ -556,7 +556,7 @@ def embed_dataset(
         identity = json.loads(
             json.dumps({"input": source.fingerprint(), "model": model_identity(encoder), "options": options})
         )
-        identity = resume_precision(encoder, workdir, restart, identity)
+        identity = resume_precision(encoder, workdir, restart, _as_started(workdir, identity, restart))
         num_parts = -(-source.num_rows // chunk_rows)
         # (one with other options that embedded nothing, refused by its partitions, for a polygon without
         # --centroids say, is discarded: it asked for --restart when rerun with the option its message named)
@@ -652,8 +652,18 @@ def check_unfinished_run(
     chunk_rows, batch_size = chunk_rows or options.get("chunk_rows"), encoder.batch_size(batch_size)
     identity = {"input": source.fingerprint(), "model": model_identity(encoder),
                 "options": _options(source, kind, layout, column, chunk_rows, batch_size)}  # fmt: skip
-    identity = resume_precision(encoder, workdir, False, json.loads(json.dumps(identity)))
+    identity = resume_precision(encoder, workdir, False, _as_started(workdir, json.loads(json.dumps(identity)), False))
     resume_manifest(workdir, identity, False, source.path)
+
+
+def _as_started(workdir: Path, identity: dict, restart: bool) -> dict:
+    """``identity``, its input's format as an unfinished run in ``workdir`` of a satclip before 2026-12-07 recorded
+    one Parquet file (``"parquet-dataset"``, now ``"parquet"`` as the local engine records it): that run resumes
+    (its parts record its identity), where the new name alone called its input changed."""
+    before = recorded(workdir, "input", "format") if not restart else None
+    if before == "parquet-dataset" and identity["input"].get("format") == "parquet":
+        return {**identity, "input": {**identity["input"], "format": before}}
+    return identity
 
 
 def _counted(manifest: dict, key: str, num_parts: int) -> int | None:

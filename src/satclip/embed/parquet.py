@@ -209,8 +209,8 @@ class ParquetDatasetSource(Source):
         return self._schema.field(column).type if column in self._schema.names else None  # (not the geometry's)
 
     def fingerprint(self) -> dict:
-        if self.path.is_file():
-            return {"format": self.format, **file_fingerprint(self.path)}
+        if self.path.is_file():  # (one file: as the local engine reads it, so its outputs record the same input)
+            return {"format": "parquet", **file_fingerprint(self.path)}
         digest = hashlib.sha256()
         for file in self.files:
             stat = file.stat()
