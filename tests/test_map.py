@@ -78,6 +78,17 @@ def test_geotiff_holds_the_field(tmp_path, model):
     np.testing.assert_allclose(np.moveaxis(bands, 0, -1), expected, atol=1e-6)
 
 
+def test_no_progress_hides_the_maps_bar_as_embeds(tmp_path, model, monkeypatch, capsys):
+    """`satclip map` drew its bar on a terminal with no way to turn it off, where `satclip embed` takes
+    --no-progress."""
+    monkeypatch.setattr("satclip.terminal.redraws", lambda stream: True)  # (stderr as a terminal)
+    argv = ["map", "--model", str(model), "--resolution", "6", "--bbox", *BBOX, "--format", "zarr"]
+    assert main([*argv, "-o", str(tmp_path / "a.zarr")]) == 0
+    assert "map: 5row" in capsys.readouterr().err  # (its 5 rows of cells)
+    assert main([*argv, "-o", str(tmp_path / "b.zarr"), "--no-progress"]) == 0
+    assert "map:" not in capsys.readouterr().err
+
+
 def test_geotiff_pca_matches_numpy(tmp_path, model):
     rasterio = pytest.importorskip("rasterio")
     out = tmp_path / "pca.tif"

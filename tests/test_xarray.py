@@ -546,6 +546,7 @@ def test_map_engine_dask_writes_the_same_zarr(encoder, tmp_path, capsys):
     assert "holds the work of an unfinished local run" in err and "pass --restart to discard it" in err
     assert (work / "field.npy").read_bytes() == b"work of hours" and not (tmp_path / "dask.zarr").exists()
     assert main([*dask_map, "--restart"]) == 0
+    assert " on Dask (1 chunk)\n" in capsys.readouterr().err  # (it said "1 chunks")
     assert not work.exists()
     local, dask = xr.open_zarr(tmp_path / "local.zarr"), xr.open_zarr(tmp_path / "dask.zarr")
     assert local.attrs == dask.attrs and local.embedding.dims == dask.embedding.dims == ("dim", "lat", "lon")

@@ -70,6 +70,7 @@ def add_parser(subparsers) -> None:
         "first unfinished block of rows when rerun with the same model, precision, batch size, grid and cells; "
         "--engine dask refuses to start beside one, and starts a stopped Dask map again)",
     )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--force", action="store_true",
         help="write a map over the size limits (8 GiB of float32; 26M cells for PNG; 52M cells embedded, where a PCA "
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 restart=args.restart,
             )  # fmt: skip
         else:
-            with progress_bar(unit="row", desc="map") as bar:
+            with progress_bar(unit="row", desc="map", disable=True if args.no_progress else None) as bar:
                 render_map(
                     encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
                     land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,

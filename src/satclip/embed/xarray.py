@@ -638,8 +638,9 @@ def write_map_zarr(
     encoding = {"embedding": {"chunks": chunks}}
     with safe_output.exclusive(output):
         _local_work_kept(output, restart)  # (under the lock: not the work of a local run writing it now)
-        log.info("embedding %d × %d grid cells at %g° on Dask (%d chunks)", grid.height, grid.width, resolution,
-                 -(-grid.height // tile[0]) * -(-grid.width // tile[1]))  # fmt: skip
+        tasks = -(-grid.height // tile[0]) * -(-grid.width // tile[1])
+        log.info("embedding %d × %d grid cells at %g° on Dask (%d chunk%s)", grid.height, grid.width, resolution,
+                 tasks, "s" * (tasks != 1))  # fmt: skip
         with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output):
             if client is not None:
                 dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
