@@ -306,13 +306,20 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
     manifest = json.loads((workdir / "manifest.json").read_text())
     appended_before = list(manifest["done"])[:-1]
     prefix = next(k for k in range(len(appended_before) + 1) if str(k) not in appended_before)
-    assert manifest["assembled"]["parts"] == prefix
-    assert (workdir / "output.parquet").is_file() == (manifest["assembled"]["parts"] > 0)
+    # (in row groups of 65,536 rows, the local engine's, each appended once the 4 partitions it takes are done)
+    assert manifest["assembled"]["rows"] == prefix * 16384 // 65_536 * 65_536
+    assert manifest["assembled"]["parts"] == prefix // 4 * 4
+    assert (workdir / "output.parquet").is_file() == (manifest["assembled"]["rows"] > 0)
+    del manifest["assembled"]["rows"]  # (as a satclip that appended whole partitions recorded it: resumed alike)
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
     args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
     assert main([*args, "--scheduler", client.scheduler.address, *PARTITION]) == 0
     # in the unit the log said it resumed in ("resuming …: 4 of 13 partitions already done"): it said "chunk(s)"
     assert f", resumed after {len(manifest['done'])} partition(s) in " in capsys.readouterr().out
     assert_same(out, expected)
+    # the local engine's row groups, of 65,536 rows (they were the partitions': 16,384 rows each)
+    assert [group["num_rows"] for group in pq.ParquetFile(out).metadata.to_dict()["row_groups"]] == \
+        [pq.ParquetFile(expected).metadata.row_group(i).num_rows for i in range(4)] == [65_536] * 3 + [3_392]
     assert not workdir.exists()
     # other options are refused, not mixed in
     out2 = tmp_path / "other.parquet"
@@ -330,7 +337,7 @@ def test_work_changed_since_written_is_done_again(cluster, dataset, expected, mo
     _, client = cluster
     out = tmp_path / ("emb" if damaged.endswith("dataset") else "emb.parquet")
     with pytest.raises(KeyboardInterrupt):
-        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(5))
+        embed_dataset(dataset, out, satclip.load(model), client=client, chunk_rows=16384, progress=_Interrupt(8))
     workdir = tmp_path / f"{out.name}.partial"
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert set(manifest["parts_crc32"]) == set(manifest["done"])
@@ -558,6 +565,9 @@ def test_cli_dask_reads_one_parquet_file(cluster, model, tmp_path):
     assert main(["embed", str(single), "-o", str(dask), *options, "--engine", "dask", "--scheduler",
                  client.scheduler.address, *PARTITION]) == 0  # fmt: skip
     assert_same(dask, local)
+    # in the local engine's row groups of 65,536 rows (it wrote the partitions': 16,384 and 13,616)
+    groups = [pq.ParquetFile(path).metadata for path in (dask, local)]
+    assert [[m.row_group(i).num_rows for i in range(m.num_row_groups)] for m in groups] == [[30_000]] * 2
 
 
 def test_an_unfinished_run_on_one_parquet_file_recorded_as_a_dataset_resumes(cluster, model, tmp_path, capsys):

@@ -12,10 +12,11 @@ rows, validates them (invalid rows are reported with their row number in the who
 written for that partition), embeds them and writes a part under a name of its own (Parquet for a dataset
 output, Arrow IPC for one Parquet file); the client, which alone holds the lock on the output, moves each
 finished part to its final name and records it in ``manifest.json`` in the work directory ``OUTPUT.partial/``
-and, for one Parquet file, appends the finished parts to it in order as soon as each one's turn has come
-(:class:`_Assembly`). A rerun continues with the partitions not recorded; its output equals that of an
+and, for one Parquet file, appends their rows to it in order, a row group as soon as the partitions it takes rows
+from are done (:class:`_Assembly`). A rerun continues with the partitions not recorded; its output equals that of an
 uninterrupted run, and its columns and values those of the local engine (partitions are whole batches, so every
-point is embedded in the same batch; the row groups differ).
+point is embedded in the same batch; one output file has its row groups of 65,536 rows too, a dataset's parts their
+own).
 
 Paths must be the same for the client and every worker (a shared file system), and workers need satclip
 installed. Invalid rows written as nulls by an earlier ``--skip-invalid`` run are reported again by a run
@@ -92,7 +93,7 @@ log = logging.getLogger(__name__)
 #: at most this many rows per partition of ``satclip embed --engine dask`` by default (see
 #: :func:`partition_rows`)
 DEFAULT_PARTITION_ROWS = 1 << 18
-#: rows per Parquet row group in the parts (the local engine's chunk)
+#: rows per Parquet row group in the parts and in one Parquet file out (the local engine's chunk)
 ROW_GROUP_ROWS = 1 << 16
 #: how often a partition is resubmitted after its task was cancelled (a cluster restart)
 RESUBMITS = 3
@@ -411,10 +412,14 @@ def _part_name(index: int, kind: str) -> str:
 
 
 class _Assembly:
-    """One Parquet file out: each finished partition's Arrow part is appended to ``OUTPUT.partial/output.parquet``
-    by the client as soon as every partition before it is done (its record batches as row groups,
-    :class:`~satclip.embed.parquet_append.RowGroupFile`), the progress recorded in the manifest (``assembled``):
-    little is left to do after the last partition, and a rerun continues where the assembly stopped."""
+    """One Parquet file out: the rows of the finished partitions' Arrow parts are appended to
+    ``OUTPUT.partial/output.parquet`` by the client in row groups of :data:`ROW_GROUP_ROWS` rows, the local engine's
+    (the last shorter), each as soon as every partition it takes rows from is done
+    (:class:`~satclip.embed.parquet_append.RowGroupFile`), the progress recorded in the manifest (``assembled``: the
+    input ``rows`` appended, the ``parts`` wholly appended, the ``row_groups``): little is left to do after the last
+    partition, and a rerun continues where the assembly stopped. A row group is read from the parts memory-mapped,
+    without a copy. (Each partition's record batches were its row groups: partitions of 40,960 rows made row groups
+    of 40,960, not 65,536.)"""
 
     def __init__(self, workdir: Path, parts: Path, manifest: dict, manifest_path: Path, job: _Partitions):
         embedding = sinks.output_columns(job.layout, job.column, job.encoder.embedding_dim)
@@ -424,7 +429,10 @@ class _Assembly:
 
         self.file = parquet_append.RowGroupFile(workdir / "output.parquet", workdir, writer_for)
         self.parts, self.manifest, self.manifest_path = parts, manifest, manifest_path
-        self.state = manifest.setdefault("assembled", {"parts": 0, "row_groups": 0, "crc32": []})
+        self.chunk_rows, self.num_rows = job.chunk_rows, job.source.num_rows
+        self.state = manifest.setdefault("assembled", {"parts": 0, "row_groups": 0, "crc32": [], "rows": 0})
+        # (a run of a satclip before 2026-12-07 appended whole partitions: it continues after the last one)
+        self.state.setdefault("rows", min(self.state["parts"] * self.chunk_rows, self.num_rows))
 
     def _stored(self, group: int) -> list[int] | None:
         """``[size, CRC-32]`` of row group ``group`` of the output file as it is now."""
@@ -439,26 +447,32 @@ class _Assembly:
             if problem:
                 log.warning("%s: its row group %d %s; assembling it again from the first part", self.file.path,
                             group, problem)  # fmt: skip
-                self.state.update(parts=0, row_groups=0, crc32=[])
+                self.state.update(parts=0, row_groups=0, crc32=[], rows=0)
                 safe_output.write_json(self.manifest_path, self.manifest)
                 return
 
     def advance(self) -> None:
-        """Append the done partitions that follow the assembled ones without a gap."""
+        """Append the row groups whose partitions are all done."""
         pa = require("pyarrow", "embed", "writing Parquet")
-        while True:
-            index, group = self.state["parts"], self.state["row_groups"]
-            part = self.parts / _part_name(index, "file")
-            if str(index) not in self.manifest["done"] or not part.is_file():
+        rows = self.chunk_rows
+        while self.state["rows"] < self.num_rows:
+            start, group = self.state["rows"], self.state["row_groups"]
+            stop = min(start + ROW_GROUP_ROWS, self.num_rows)
+            indices = range(start // rows, (stop - 1) // rows + 1)
+            files = [self.parts / _part_name(index, "file") for index in indices]
+            if not all(str(k) in self.manifest["done"] and f.is_file() for k, f in zip(indices, files, strict=True)):
                 return
-            with pa.memory_map(str(part)) as source:
-                reader = pa.ipc.open_file(source)
-                for batch in range(reader.num_record_batches):
-                    self.file.append(group, pa.Table.from_batches([reader.get_batch(batch)]))
-                    if "crc32" in self.state:
-                        self.state["crc32"][group:] = [self._stored(group)]
-                    group += 1
-            self.state.update(parts=index + 1, row_groups=group)
+            with contextlib.ExitStack() as maps:  # (the slices point into the maps until the row group is written)
+                pieces = []
+                for index, file in zip(indices, files, strict=True):
+                    part = pa.ipc.open_file(maps.enter_context(pa.memory_map(str(file)))).read_all()
+                    first = max(start, index * rows) - index * rows
+                    pieces.append(part.slice(first, min(stop, (index + 1) * rows) - index * rows - first))
+                self.file.append(group, pa.concat_tables(pieces))
+            if "crc32" in self.state:
+                self.state["crc32"][group:] = [self._stored(group)]
+            done = stop // rows if stop < self.num_rows else -(-self.num_rows // rows)
+            self.state.update(rows=stop, parts=done, row_groups=group + 1)
             safe_output.write_json(self.manifest_path, self.manifest)
 
     def finish(self, num_parts: int) -> Path:
@@ -722,7 +736,8 @@ def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int,
                                                    for k, v in counts.items()):  # fmt: skip
             raise damaged_manifest(path, f"{key} {counts!r:.60} does not map partitions to numbers of points")
     assembled = manifest.get("assembled", {})
-    if not isinstance(assembled, dict) or not all(_crc_record(v) for v in assembled.get("crc32", [])):
+    if not isinstance(assembled, dict) or not all(_crc_record(v) for v in assembled.get("crc32", [])) \
+            or not (type(rows := assembled.get("rows", 0)) is int and 0 <= rows <= num_rows):  # fmt: skip
         raise damaged_manifest(path, f"assembled {assembled!r:.60} is not the assembly's state")
 
 
@@ -761,7 +776,7 @@ def _run(
     assembly: _Assembly | None,
 ):  # fmt: skip
     """Run the partitions ``todo`` on ``client``; record each finished one (and append it to ``assembly``'s
-    file when its turn has come); return the failed ones' results."""
+    file as far as the partitions done allow); return the failed ones' results."""
     distributed = require("distributed", "dask", "embedding with --engine dask")
     token = secrets.token_hex(4)
     name = f"satclip-embed-{token}"
