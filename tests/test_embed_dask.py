@@ -4,6 +4,7 @@ the model shipped once; ``satclip.embed`` on Dask DataFrames."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -1225,7 +1226,13 @@ def _run_partition_elsewhere(*args):
     return result
 
 
-@pytest.mark.parametrize("missing", ["input", "output"])
+def _run_partition_without_the_work_directory(name, index, token):
+    """A task of a worker on another file system, where the job's work directory is not."""
+    job = distributed_embed._JOBS[name]
+    return dataclasses.replace(job, workdir=f"{job.workdir}.elsewhere").run(index, token)
+
+
+@pytest.mark.parametrize("missing", ["input", "output", "work directory"])
 def test_a_worker_that_cannot_see_the_paths_is_named(cluster, model, tmp_path, monkeypatch, missing):
     """A worker that could not read the input or write the output where the command does (another machine or mount
     namespace) failed with the raw "[Errno 2] Failed to open local file …" (exit 2, as if the input were bad, though
@@ -1235,8 +1242,10 @@ def test_a_worker_that_cannot_see_the_paths_is_named(cluster, model, tmp_path, m
     source = ParquetDatasetSource(tmp_path / "pts.parquet")
     if missing == "input":
         source = _ElsewhereSource(tmp_path / "pts.parquet")
-    else:
+    elif missing == "output":
         monkeypatch.setattr(distributed_embed, "_run_partition", _run_partition_elsewhere)
+    else:  # (it made the work directory there, unmarked, to write its part into)
+        monkeypatch.setattr(distributed_embed, "_run_partition", _run_partition_without_the_work_directory)
     with pytest.raises(ClusterError) as refused:
         embed_dataset(source, tmp_path / "emb.parquet", satclip.load(model), client=client, chunk_rows=1024)
     message = str(refused.value)
@@ -1244,9 +1253,13 @@ def test_a_worker_that_cannot_see_the_paths_is_named(cluster, model, tmp_path, m
     assert message.startswith("the Dask worker at tcp://"), message
     if missing == "input":
         assert f"cannot read {tmp_path / 'pts.parquet'} ([Errno 2] Failed to open local file" in message, message
-    else:
+    elif missing == "output":
         assert f"to {tmp_path / 'emb.parquet.partial' / 'pending'}/part-00000" in message, message
         assert "which this command cannot find" in message, message
+    else:
+        assert f"cannot find {tmp_path / 'emb.parquet.partial.elsewhere' / 'pending'}, which this command made: " \
+            in message, message  # fmt: skip
+        assert not (tmp_path / "emb.parquet.partial.elsewhere").exists()
     assert "every worker need the input and output paths on one shared file system" in message
 
 
