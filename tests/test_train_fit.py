@@ -220,3 +220,30 @@ def test_the_python_api_is_told_the_python_form_of_the_fix(tmp_path):
     elsewhere = {**base, "trainer": {**base["trainer"], "output_dir": str(tmp_path / "new")}}
     with pytest.raises(FileNotFoundError, match=re.escape("(start without --resume (resume=False in Python))")):
         fit(from_dict(elsewhere), resume=True)
+
+
+def test_a_cache_replaced_while_the_run_trains_is_not_exported_with_its_new_backbone(tmp_path):
+    """`satclip cache build` with other settings (another seed) replaced the cache during training: the export read
+    the new backbone.safetensors by path and paired it with the head trained on the old features, while its metadata
+    recorded the old backbone_sha256; exit 0, no word. It is refused, naming the fix, and nothing is exported."""
+    import lightning.pytorch as pl
+
+    from satclip import image
+    from satclip.errors import BadInputError
+    from satclip.train.cache import write_cache
+
+    from .train_helpers import TinyImages
+
+    cache = synthetic_cache(tmp_path / "cache", n=200)
+    other = image.create("mosaiks", in_chans=3, num_filters=16, kernel_size=3).fit(TinyImages(10, 1).images, seed=1)
+
+    class Rebuild(pl.Callback):  # (the other build finishes as this run's last epoch ends)
+        def on_train_end(self, trainer, module):
+            write_cache(cache.path, np.asarray(cache.features), cache.lonlat, other, fingerprint="synthetic-200-0")
+
+    config = from_dict(cached_config(cache.path, tmp_path / "run", trainer={"max_epochs": 1}))
+    with pytest.raises(BadInputError, match=re.escape(
+            f"{cache.path / 'backbone.safetensors'} is not the backbone whose features this run trained on")) as err:
+        fit(config, callbacks=[Rebuild()])
+    assert f"`satclip train --config {tmp_path / 'run' / 'config.yaml'} --resume` writes its exports" in str(err.value)
+    assert not (tmp_path / "run" / "export" / "last").exists() and not (tmp_path / "run" / "export" / "best").exists()

@@ -18,7 +18,7 @@ from ..image.cached import CachedFeatures
 from ..models.clip import SatCLIP
 from ..models.location_encoder import LocationEncoder
 from ..networks import NETWORKS
-from .cache import FeatureCache
+from .cache import FeatureCache, ReplacedCacheError, state_sha256
 from .config import ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,19 @@ def build_model(config: TrainConfig, cache: FeatureCache | None, *, warm: bool =
 
 def full_image_encoder(model: SatCLIP, image_config: dict, cache: FeatureCache | None) -> nn.Module:
     """The complete image encoder of a trained model: from a cached run, the cache's backbone with the
-    trained head (loaded strictly, so a mismatch between cache and architecture fails loudly)."""
+    trained head (loaded strictly, so a mismatch between cache and architecture fails loudly).
+
+    Raises:
+        ReplacedCacheError: the cache's backbone is not the one of the key ``cache`` was opened with."""
     if cache is None:
         return model.visual
     params = {k: v for k, v in image_config.items() if k != "weights"}
     encoder = build_image_encoder(params, embed_dim=int(image_config["embed_dim"]), seed=0)
     state = cache.backbone_state()
+    # (read again by path: a build that replaced the cache while the run trained paired its backbone with a head
+    # trained on the features of the one before, and the export recorded the old key)
+    if state_sha256(state) != cache.key["backbone_sha256"]:
+        raise ReplacedCacheError(cache.path)
     prefix = cache.head_prefix
     state.update({f"{prefix}.{k}": v for k, v in model.visual.head.state_dict().items()})
     encoder.load_state_dict(state, strict=True)

@@ -303,6 +303,18 @@ class DamagedCacheError(BadInputError):
         super().__init__(f"{self.problem}: {rebuild_fix()}")
 
 
+class ReplacedCacheError(BadInputError):
+    """The backbone of a feature cache is not the one whose features a run trained on: the cache was rebuilt (another
+    ``satclip cache build`` replaced it) or changed while the run trained. ``resume``: the command that writes the
+    run's exports."""
+
+    def __init__(self, path: Path, resume: str = "satclip train --config RUN/config.yaml --resume"):
+        self.path = Path(path)
+        super().__init__(f"{self.path / BACKBONE} is not the backbone whose features this run trained on (the feature "
+                         "cache was replaced or changed while it trained): nothing was exported; the run is kept: "
+                         f"`{resume}` writes its exports from the cache it trained on (rebuilt from data.root)")
+
+
 def _check_no_foreign_entries(path: Path) -> None:
     """Raise :class:`~satclip.errors.BadInputError` where one of a cache's file names in ``path`` is taken by
     something else (a directory): satclip did not make it, so a rebuild may not delete it (it said "rebuilding

@@ -43,7 +43,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismatchError
 from ..optional import require
-from .cache import KEY_OPTIONS
+from .cache import KEY_OPTIONS, ReplacedCacheError
 from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
 from .export import Exported, check_exports, export_model, lightning_state_to_model, other_targets
 
@@ -747,6 +747,8 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
         return
     try:
         result.exports = _export_all(result, cache, trainer, result.run_dir / "export")
+    except ReplacedCacheError as err:  # (named with the command that writes them)
+        raise ReplacedCacheError(err.path, f"{command} --resume") from None
     except KeyboardInterrupt:
         log.warning("export interrupted; the run is trained: write its exports with `%s --resume`", command)
         raise
