@@ -117,6 +117,21 @@ def test_a_feature_cache_holding_a_file_of_the_users_is_not_replaced(tmp_path):
     np.testing.assert_array_equal(np.load(cache.path / "features.npy"), features)
 
 
+def test_a_refused_rebuild_of_a_cache_holding_a_file_of_the_users_is_not_announced(tmp_path, caplog):
+    """A stale cache holding a file of the user's: the build said "is stale (…): rebuilding it in c.partial" and then
+    refused to replace it. The refusal comes first, and no rebuild is announced."""
+    import logging
+
+    from satclip.train.cache import build_cache
+
+    encoder, source = tiny_encoder(), tiny_source(6)
+    cache = build_cache(tmp_path / "c", encoder, source, views=1, dtype="float16")
+    (cache.path / "notes.txt").write_text("mine")
+    with caplog.at_level(logging.INFO, logger="satclip"), pytest.raises(OutputExistsError, match=r"but not notes"):
+        build_cache(tmp_path / "c", encoder, source, views=1, dtype="float16", seed=1)
+    assert "rebuilding" not in caplog.text and "stale" not in caplog.text
+    assert not (tmp_path / "c.partial").exists()
+
 def test_a_users_file_in_an_unfinished_cache_build_is_not_deleted_with_it(tmp_path):
     """The work directory of a cache's build, ``CACHE.partial/``, holds the cache being built: a build of another
     cache that starts again there refuses to delete a file of the user's put into it."""

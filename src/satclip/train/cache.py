@@ -578,15 +578,22 @@ def build_cache(
         _adopt_unfinished(path, work)
         manifest = _work_manifest(building)
         differ = None if manifest is None else key_differences(manifest.get("key", {}), jsonable(key))
-        if not rebuild and (manifest is None or differ):  # (an unfinished build of this key is finished instead)
-            current, problem = _up_to_date(path, key)  # (again: a build just waited out may have made it)
-            if current is not None:
-                if manifest is None:
-                    _discard(work)  # what a build stopped after publishing left: nothing to resume
-                else:  # (it stays, for that config to finish: it holds the disk space of a cache, silently)
-                    log.warning("%s holds an unfinished build of other settings (%s differ), kept: `satclip cache "
-                                "build` with those settings finishes it, or delete %s", work, ", ".join(differ), work)
-                return reused(current)
+        stale = not rebuild and (manifest is None or differ)  # (an unfinished build of this key is finished instead)
+        # (again: a build just waited out may have made it)
+        current, problem = _up_to_date(path, key) if stale else (None, None)
+        if current is not None:
+            if manifest is None:
+                _discard(work)  # what a build stopped after publishing left: nothing to resume
+            else:  # (it stays, for that config to finish: it holds the disk space of a cache, silently)
+                log.warning("%s holds an unfinished build of other settings (%s differ), kept: `satclip cache "
+                            "build` with those settings finishes it, or delete %s", work, ", ".join(differ), work)
+            return reused(current)
+        # what the new cache replaces at the end is refused now, before a rebuild is announced ("rebuilding it" was
+        # said, then it was refused)
+        if path.exists() or path.is_symlink():
+            safe_output.check_owned_dir(path, kind="feature-cache")
+            safe_output.check_output(path, overwrite=True, directory=True, kind="feature-cache")
+        if stale:
             old = _existing_manifest(path)
             if problem:
                 log.warning("feature cache %s cannot be used (%s): rebuilding it in %s, which replaces it once "
@@ -612,9 +619,6 @@ def build_cache(
         elif manifest is not None and not (_partial(building, FEATURES).is_file()
                                            and _partial(building, LONLAT).is_file()):  # fmt: skip
             manifest = None  # interrupted before its files were created
-        if path.exists() or path.is_symlink():  # (what the new cache replaces at the end is refused now)
-            safe_output.check_owned_dir(path, kind="feature-cache")
-            safe_output.check_output(path, overwrite=True, directory=True, kind="feature-cache")
 
         encoder = encoder.to(device).eval()
         if manifest is None:
