@@ -854,11 +854,12 @@ def test_verify_workers_are_capped_as_data_num_workers_is(tmp_path, capsys):
     most = max_workers()
     assert main(["data", "verify", str(root), "--workers", str(most + 1)]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"satclip data verify: error: argument --workers: must be at most {most} (4 per core of this machine, at least "
-        f"64), got {most + 1} (see satclip data verify --help)"
+        f"satclip data verify: error: argument --workers: must be at most {most} (4 per core of this machine or 64, "
+        f"whichever is more), got {most + 1} (see satclip data verify --help)"
     )
     for workers in (most + 1, 0):
-        with pytest.raises(ValueError, match=rf"^workers={workers} must be an integer from 1 to {most} \(4 per core"):
+        with pytest.raises(ValueError, match=rf"^workers={workers} must be an integer from 1 to {most} \(4 per core "
+                                             r"of this machine or 64, whichever is more\)$"):
             verify_s2100k(root, workers=workers)
     assert main(["data", "verify", str(root), "--workers", str(most)]) == 0
 

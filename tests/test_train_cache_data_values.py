@@ -56,7 +56,8 @@ def _refused(capsys, argv: list[str]) -> str:
         # forked ~900 loader processes (all the machine's memory) for 10**20
         (("data.num_workers", "100000000000000000000"),
          f"data.num_workers=100000000000000000000 must be 0 (load in the main process) to {MOST_WORKERS}"),
-        (("data.num_workers", str(MOST_WORKERS + 1)), f"to {MOST_WORKERS} (4 per core"),
+        (("data.num_workers", str(MOST_WORKERS + 1)),
+         f"to {MOST_WORKERS} (4 per core of this machine or 64, whichever is more)"),
         # "unexpected error (RuntimeError): … tried to allocate 1280000000000 bytes"
         (("model.location_encoder.encoding.legendre_polys", "100000"),
          "model.location_encoder.encoding.legendre_polys=100000 is too large for this machine: its L² = "

@@ -27,9 +27,13 @@ def physical_memory() -> int | None:
         return None
 
 
+#: :func:`max_workers` as messages say it ("4 per core, at least 64" read as a contradiction)
+MAX_WORKERS_RULE = "4 per core of this machine or 64, whichever is more"
+
+
 def max_workers() -> int:
     """The most processes or threads a satclip command starts for one job (``--workers``, ``--num-workers``,
-    ``--threads``, ``data.num_workers``): 4 per usable core, at least 64. More only multiplies memory (each
+    ``--threads``, ``data.num_workers``): 4 per usable core or 64, whichever is more. More only multiplies memory (each
     worker holds the model or a loader's buffers), and a count typed wrong (``10**20``) started processes
     without end."""
     return max(64, 4 * usable_cores())

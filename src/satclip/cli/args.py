@@ -50,12 +50,10 @@ def worker_count_or_zero(text: str) -> int:
 
 
 def _at_most_max_workers(value: int, text: str) -> int:
-    from ..machine import max_workers
+    from ..machine import MAX_WORKERS_RULE, max_workers
 
     if value > max_workers():
-        raise argparse.ArgumentTypeError(
-            f"must be at most {max_workers()} (4 per core of this machine, at least 64), got {text}"
-        )
+        raise argparse.ArgumentTypeError(f"must be at most {max_workers()} ({MAX_WORKERS_RULE}), got {text}")
     return value
 
 

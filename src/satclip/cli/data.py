@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 
+from ..machine import MAX_WORKERS_RULE
 from .args import name_without_spaces, non_negative_int, positive_int, user_path, worker_count
 
 
@@ -58,7 +59,7 @@ def add_verify(subparsers) -> None:
                         help="expected NumPy dtype (uint16, int16, float32, …); 'any': no check (default uint16)")
     parser.add_argument("--min-size", type=non_negative_int, default=10_000, help="smaller = no-data (default 10000)")
     parser.add_argument("--workers", type=worker_count, default=1,
-                        help="threads reading headers (default 1; at most 4 per core of this machine, at least 64)")
+                        help=f"threads reading headers (default 1; at most {MAX_WORKERS_RULE})")
     parser.add_argument("--show", type=non_negative_int, default=3, help="bad file names shown per problem (default 3)")
     parser.add_argument("--list", type=user_path, metavar="CSV",
                         help="write every problem, and the files in images/ the index does not list, to CSV")

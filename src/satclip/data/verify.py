@@ -362,11 +362,11 @@ def verify_s2100k(
         write_cache: store the results for later ``use_cache`` runs (best effort, never fails).
         progress: optional wrapper ``progress(iterable, total)`` for a progress bar (the CLI passes tqdm).
     """
-    from ..machine import max_workers
+    from ..machine import MAX_WORKERS_RULE, max_workers
 
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= max_workers():
-        raise ValueError(f"workers={workers!r} must be an integer from 1 to {max_workers()} (4 per core of this "
-                         "machine, at least 64)")  # fmt: skip
+        raise ValueError(f"workers={workers!r} must be an integer from 1 to {max_workers()} "
+                         f"({MAX_WORKERS_RULE})")  # fmt: skip
     root = Path(root)
     malformed: list[tuple[int, str]] = []
     index = read_index(root / "index.csv", malformed=malformed) if index is None else index

@@ -176,11 +176,11 @@ class DataConfig:
                f"{MIN_BATCH_PAIRS} or more (pairs per device and step: the contrastive loss contrasts each pair with "
                "the others of its batch, and one pair alone has none: a loss of 0 and an accuracy of 1)")  # fmt: skip
         _check("data.val_fraction", self.val_fraction, 0 <= self.val_fraction < 1, "in [0, 1) (0: no validation)")
-        from ..machine import max_workers
+        from ..machine import MAX_WORKERS_RULE, max_workers
 
         most = max_workers()
         _check("data.num_workers", self.num_workers, 0 <= self.num_workers <= most,
-               f"0 (load in the main process) to {most} (4 per core of this machine, at least 64)")  # fmt: skip
+               f"0 (load in the main process) to {most} ({MAX_WORKERS_RULE})")  # fmt: skip
         _check("data.coord_jitter", self.coord_jitter, 0 <= self.coord_jitter <= MAX_COORD_JITTER,
                f"0 (off) to {MAX_COORD_JITTER} degrees (the span of latitudes: a one-sided jitter of more moves every "
                "point past the north pole)")  # fmt: skip
