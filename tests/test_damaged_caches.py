@@ -312,6 +312,29 @@ def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplica
            "are repaired, `satclip cache build --rebuild` includes them" in caplog.text  # fmt: skip
 
 
+def test_the_summaries_of_cache_build_and_train_count_the_images_skipped(tmp_path, capsys):
+    """A build or a run that skipped images whose files could not be used (one missing, left out when the dataset was
+    opened; one undecodable, left out by the build) exited 0 with two warnings, scrolled away, and a summary that
+    said nothing of them. The manifest records the images the dataset lists, and both summaries count those skipped;
+    the exit stays 0."""
+    pytest.importorskip("rasterio")
+    from satclip.data import read_index
+
+    from .train_helpers import cached_run
+
+    root = s2_root_with_undecodable(tmp_path, [1])
+    (root / "images" / read_index(root / "index.csv").filenames[3]).unlink()
+    config = cached_run(tmp_path, root, "s2100k", in_chans=13, batch_size=2)
+    config["data"]["val_fraction"] = 0.0
+    dump_config(from_dict(config), tmp_path / "config.yaml")
+    assert cli_main(["cache", "build", "--config", str(tmp_path / "config.yaml")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"{tmp_path / 'cache'}: 2 images × 2 views") and line.endswith(
+        "; 2 of 4 images skipped (unreadable)"), line
+    assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["listed"] == 4
+    assert cli_main(["train", "--config", str(tmp_path / "config.yaml")]) == 0
+    assert f"feature cache: {tmp_path / 'cache'}; 2 of 4 images skipped (unreadable)\n" in capsys.readouterr().out
+
 @pytest.mark.parametrize("feature_dim", [True, False])
 def test_a_cache_of_images_none_of_which_can_be_decoded_is_one_line(tmp_path, monkeypatch, feature_dim):
     """Every image undecodable ended in 'unexpected error (RuntimeError): none of the 4 images could be read …

@@ -95,8 +95,9 @@ def run_build(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    skipped = cache.skipped_summary()  # (said in warnings only, before the bar's last lines)
     print(f"{cache.path}: {len(cache)} images × {cache.views} views × {cache.feature_dim} features "
-          f"({cache.key['dtype']}) of {cache.image_encoder_config['name']}")
+          f"({cache.key['dtype']}) of {cache.image_encoder_config['name']}" + (f"; {skipped}" if skipped else ""))
     return 0
 
 

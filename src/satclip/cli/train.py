@@ -175,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
         others = " and the others" if len(result.exports) > 1 else ""
         print(f"readers of {shown.path}{others}:")
         print("\n".join(f"  {reader.describe()}" for reader in shown.readers))
+    skipped = f"; {result.skipped}" if result.skipped else ""  # (said in warnings, scrolled away by the epochs')
     if result.config.data.source == "cache":  # (built from data.root or reused: logged at debug only)
-        print(f"feature cache: {result.config.data.cache}")
+        print(f"feature cache: {result.config.data.cache}{skipped}")
+    elif skipped:
+        print(f"images: {result.config.data.root}{skipped}")
     print(f"run directory: {result.run_dir}")
     return 0

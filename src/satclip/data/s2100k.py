@@ -163,6 +163,12 @@ class S2100K(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def listed(self) -> int:
+        """The rows of ``index.csv``, those left out as unusable when the dataset was opened (files missing,
+        unreadable, of other bands or size; invalid coordinates) included."""
+        return len(self.index.filenames)
+
     def skipping_unreadable(self) -> S2100K:
         """This dataset reading with ``on_error="skip"`` (unless it raises): a sample whose file cannot be read
         raises :class:`UnreadableSampleError` instead of being replaced by the next one."""

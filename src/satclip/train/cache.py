@@ -141,6 +141,12 @@ def key_differences(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def skipped_summary(skipped: int, listed: int) -> str:
+    """``"N of M images skipped (unreadable)"``, for a command's summary ("" where none were): the images whose files
+    could not be used are left out, said in warnings as they are found, and counted in the summary."""
+    return f"{skipped} of {listed} images skipped (unreadable)" if skipped else ""
+
+
 # --- reading --------------------------------------------------------------------------------------
 
 
@@ -228,6 +234,16 @@ class FeatureCache:
 
     def __len__(self) -> int:
         return int(self.manifest["shape"][0])
+
+    @property
+    def listed(self) -> int:
+        """The images its dataset listed: those in it, and those left out, their files unusable (when the dataset
+        was opened, or when the build read them); a cache of an older satclip knows the latter only."""
+        return int(self.manifest.get("listed", self.key["dataset"]["size"]))
+
+    def skipped_summary(self) -> str:
+        """:func:`skipped_summary` of the images left out of it."""
+        return skipped_summary(self.listed - len(self), self.listed)
 
     @property
     def views(self) -> int:
@@ -394,6 +410,8 @@ def _manifest_problem(manifest: dict) -> str | None:
     skipped = manifest.get("skipped", [])
     if not (isinstance(skipped, list) and all(count(i) and i < dataset["size"] for i in skipped)):
         return f"skipped {skipped!r:.40} is not a list of images of the dataset"
+    if not (count(manifest.get("listed", shape[0])) and manifest.get("listed", shape[0]) >= shape[0]):
+        return f"listed {manifest.get('listed')!r:.40} is not a number of images of at least shape[0]"
     return None
 
 
@@ -632,6 +650,7 @@ def build_cache(
                     "shape": [n, views, feature_dim], "head_prefix": head_prefix(encoder),
                     "files": {"features": FEATURES, "lonlat": LONLAT, "backbone": BACKBONE},
                     "build": {} if root is None else {"root": str(Path(root).absolute())},
+                    "listed": source.listed(),  # (the images the dataset lists, the unusable ones included)
                 }  # fmt: skip
                 _save_backbone(building / BACKBONE, encoder)
                 np.lib.format.open_memmap(_partial(building, FEATURES), mode="w+", dtype=dtype,

@@ -77,6 +77,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     model: torch.nn.Module | None = None  # the trained SatCLIP (for a cached run, its visual is the head only)
     image_config: dict = field(default_factory=dict)
+    #: "N of M images skipped (unreadable)": the images of the dataset it did not train on ("" where none)
+    skipped: str = ""
 
 
 def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
@@ -671,6 +673,7 @@ def _fit(
             model.load_state_dict(lightning_state_to_model(weights, cached=cache is not None))
             dump_config(config, run_dir / "config.yaml")
             result = _result(run_dir, config, model, image_config, read_history(run_dir / "history.jsonl"))
+            result.skipped = _skipped(cache, source)
             _export_or_interrupt(result, cache, None, command)
             return result
         if source is not None and ckpt_path is None:  # (a resume restores what the run fitted)
@@ -702,6 +705,7 @@ def _fit(
         # read back from disk: under spawn-based strategies the callbacks' state stays in the workers
         rows = read_history(history.path) if history.path.is_file() else list(history.rows)
         result = _result(run_dir, config, model, image_config, rows)
+        result.skipped = _skipped(cache, source)
         if trainer.is_global_zero:
             _export_or_interrupt(result, cache, trainer, command)
     return result
@@ -738,6 +742,16 @@ def _result(run_dir: Path, config: TrainConfig, model, image_config: dict, histo
         if path.is_file() and not config.trainer.fast_dev_run:
             result.checkpoints[name] = path
     return result
+
+
+def _skipped(cache, source) -> str:
+    """:attr:`FitResult.skipped` of a run on ``cache`` or ``source``: the images the cache left out, or those the
+    dataset left out when it was opened (a file that fails while the run reads it is replaced, and said then)."""
+    from .cache import skipped_summary
+
+    if cache is not None:
+        return cache.skipped_summary()
+    return skipped_summary(source.listed() - len(source), source.listed())
 
 
 def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> None:

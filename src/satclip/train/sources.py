@@ -86,6 +86,11 @@ class PairSource:
         root = getattr(self.dataset, "root", None)
         return f"`satclip data verify {shlex.quote(str(root)) if root is not None else 'ROOT'} --full`"
 
+    def listed(self) -> int:
+        """The samples the dataset lists (``listed``: those it left out when it was opened, its files unusable,
+        included), else ``len(self)``."""
+        return int(getattr(self.dataset, "listed", len(self)))
+
     def skipping_unreadable(self) -> PairSource:
         """This source, reading a sample whose file cannot be read as
         :class:`~satclip.data.s2100k.UnreadableSampleError` rather than as the next readable sample (which was
