@@ -3,6 +3,8 @@ run as the feature cache runs it, and fixed-size backbones (ViT) get their input
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -198,4 +200,55 @@ def test_an_unreadable_image_is_replaced_by_one_of_its_own_split(tmp_path, caplo
     points = source.dataset.points.numpy()
     assert not any((trained == points[i]).all(axis=1).any() for i in [*val, bad])
     assert len(trained) == len(train)
-    assert f"cannot read {path} (" in caplog.text and "the next readable training sample is used" in caplog.text
+    assert f"cannot read {path} (" in caplog.text
+    assert "the next readable training sample not in its batch is used" in caplog.text
+
+
+class _OneUnreadable(torch.utils.data.Dataset):
+    """``n`` tiny images with points, the file of sample ``bad`` unreadable (as S2-100K's reading with
+    ``skipping_unreadable()``)."""
+
+    def __init__(self, n: int, bad: int):
+        from .train_helpers import TinyImages
+
+        self.images, self.bad = TinyImages(n), bad
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def skipping_unreadable(self):
+        return self
+
+    def __getitem__(self, index: int) -> dict:
+        from satclip.data.s2100k import UnreadableSampleError
+
+        if index == self.bad:
+            raise UnreadableSampleError(Path(f"{index}.tif"), f"cannot read {index}.tif (damaged)")
+        return self.images[index]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_an_unreadable_image_is_not_replaced_by_a_pair_of_its_own_batch(train, caplog):
+    """The next readable sample of the split replaced an unreadable one even where it was in the batch already: that
+    pair was twice in the batch, its own negative in the contrastive loss (a feature cache leaves such an image out).
+    The substitute is one not in the batch; where every other sample of the split is in it, the batch is one smaller.
+    """
+    import logging
+
+    import numpy as np
+
+    from satclip.train.data import BatchSpec, ImagePairs
+    from satclip.train.sources import PairSource
+
+    dataset = _OneUnreadable(10, bad=3)
+    pairs = ImagePairs(PairSource(dataset=dataset, fingerprint="one-unreadable"), train=train, seed=0)
+    points = dataset.images.points.numpy()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        batch = pairs[BatchSpec(0, 0, 0, np.arange(6))]  # (4, the next one, is in it)
+    assert len(batch["image"]) == 6
+    np.testing.assert_array_equal(batch["lonlat"].numpy(), points[[0, 1, 2, 6, 4, 5]])  # (no jitter)
+    assert "cannot read 3.tif (damaged): the next readable" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        whole = pairs[BatchSpec(0, 1, 0, np.arange(10))]  # (every other sample is in it)
+    np.testing.assert_array_equal(whole["lonlat"].numpy(), np.delete(points, 3, axis=0))
+    assert "it is left out of the batch" in caplog.text

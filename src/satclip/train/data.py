@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..data.bluemarble import offset_lonlat
+from ..errors import BadInputError
 from .cache import FeatureCache
 from .config import MIN_BATCH_PAIRS
 from .sources import PairSource
@@ -178,8 +179,11 @@ class ImagePairs(torch.utils.data.Dataset):
 
     ``split``: the sample indices of this split (default: all). A sample whose file cannot be read (it changed
     after the dataset was verified) is replaced, with a warning naming it, by the next readable sample of the
-    split, so that batches keep their size (ranks gather equal batches): the dataset's own substitute, the next
-    sample of the whole dataset, could be one of the other split (a validation pair trained on)."""
+    split that is not in the batch, so that batches keep their size (ranks gather equal batches): the dataset's
+    own substitute, the next sample of the whole dataset, could be one of the other split (a validation pair
+    trained on), and the next one of the split could be in the batch already (the pair twice: its own negative in
+    the contrastive loss). Where every other readable sample of the split is in the batch, the sample is left out of
+    it (a smaller batch), as a feature cache leaves it out."""
 
     def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0, jitter_km: float = 0.0,
                  split: np.ndarray | None = None):  # fmt: skip
@@ -191,29 +195,41 @@ class ImagePairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def _raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(image, point)`` of sample ``index``, or of the next readable sample of the split after it."""
+    def _raw(self, index: int, taken: set[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(image, point)`` of sample ``index``, or of the next readable sample of the split after it that is not
+        ``taken`` (the samples of the batch, which the one used is added to); None where there is none."""
         from ..data.s2100k import MAX_SUBSTITUTES, UnreadableSampleError
-        from ..errors import BadInputError
 
-        start = int(np.searchsorted(self.split, index))
-        for step in range(min(len(self.split), MAX_SUBSTITUTES + 1)):
+        start, failed = int(np.searchsorted(self.split, index)), 0
+        for step in range(len(self.split)):
             candidate = int(self.split[(start + step) % len(self.split)])
-            if candidate in self.unreadable:
+            if candidate in self.unreadable or (candidate != index and candidate in taken):
                 continue
             try:
-                return self.reader.raw(candidate)
+                read = self.reader.raw(candidate)
             except UnreadableSampleError as err:
                 self.unreadable.add(candidate)
-                log.warning("%s: the next readable %s sample is used in its place", err,
+                log.warning("%s: the next readable %s sample not in its batch is used in its place", err,
                             "training" if self.train else "validation")  # fmt: skip
-        raise BadInputError(f"the image files of {MAX_SUBSTITUTES + 1} samples in a row from sample {index} on cannot "
-                            f"be read: run {self.source.verify_command()} to list them")  # fmt: skip
+                failed += 1
+                if failed > MAX_SUBSTITUTES:
+                    raise BadInputError(f"the image files of {failed} samples from sample {index} on cannot be read: "
+                                        f"run {self.source.verify_command()} to list them") from None  # fmt: skip
+                continue
+            taken.add(candidate)
+            return read
+        return None
 
     def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
         images, points = [], []
+        taken = {int(index) for index in spec.indices}
         for index in spec.indices:
-            image, point = self._raw(int(index))
+            read = self._raw(int(index), taken)
+            if read is None:  # (every other readable sample of the split is in this batch)
+                log.warning("sample %d cannot be read and every other readable sample of its split is in its batch: "
+                            "it is left out of the batch", index)  # fmt: skip
+                continue
+            image, point = read
             if self.train:
                 generator = torch.Generator().manual_seed(derived_seed("view", self.seed, spec.epoch, int(index)))
                 image = self.source.train_view(image, generator)
@@ -221,6 +237,9 @@ class ImagePairs(torch.utils.data.Dataset):
                 image = self.source.eval_view(image)
             images.append(torch.as_tensor(image, dtype=torch.float32))
             points.append(point)
+        if not points:
+            raise BadInputError(f"none of the image files of the samples of its split can be read: run "
+                                f"{self.source.verify_command()} to list them")  # fmt: skip
         lonlat = torch.stack(points).to(torch.float64)
         if self.train:
             lonlat = jitter_batch(lonlat, self.seed, spec, self.jitter, self.jitter_km)
