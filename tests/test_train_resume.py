@@ -377,6 +377,26 @@ def test_a_second_run_on_the_same_output_dir_fails_fast(tmp_path, short_run):
     assert fit(from_dict(config)).history  # the lock went with its holder
 
 
+
+def test_a_second_train_command_on_a_run_in_use_is_refused_before_lightning_is_imported(tmp_path):
+    """`satclip train … --resume` on a run directory another run uses was refused, but only after Lightning was
+    imported and the config checked against its run (26 s on a busy machine; the docs say "fails at once")."""
+    import subprocess
+    import sys
+
+    from satclip.train import dump_config
+
+    from .conftest import run_in_subprocess_env
+
+    dump_config(from_dict(config_for(tmp_path / "cache", tmp_path / "run", max_epochs=1)), tmp_path / "config.yaml")
+    script = ("import sys; from satclip.cli import main; code = main(['train', '--config', sys.argv[1], '--resume']); "
+              "print(code, 'lightning' in sys.modules)")  # fmt: skip
+    with safe_output.exclusive(tmp_path / "run"):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "config.yaml")], capture_output=True,
+                              text=True, env=run_in_subprocess_env())  # fmt: skip
+    assert done.stdout.split() == ["1", "False"], (done.stdout, done.stderr[-2000:])  # (exit 1: in use)
+    assert f"in use by another satclip run (PID {os.getpid()} " in done.stderr
+
 def test_run_directory_ownership(tmp_path, short_run):
     foreign = tmp_path / "mine"
     foreign.mkdir()

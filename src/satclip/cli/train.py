@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -141,6 +142,18 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+#: the environment variables a launcher sets to the rank of each process it starts, in the order Lightning reads
+#: them (``lightning.fabric.utilities.rank_zero._get_rank``)
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def _started_for_another_rank() -> bool:
+    """Whether a distributed launcher started this process for a rank other than 0 (Lightning's DDP launcher runs
+    the command again for each)."""
+    rank = next((os.environ[name] for name in RANK_VARIABLES if name in os.environ), "0")
+    return rank.strip() != "0"
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_cli_config(args)
     if args.print_config:
@@ -148,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(config_yaml(config.to_dict()))
         return 0
+    if not _started_for_another_rank():  # (that rank's first process holds the lock)
+        from .. import safe_output
+
+        # a run using the directory refuses this one before Lightning is imported and the config checked against
+        # its run (~10 s, 26 s on a busy machine, before "in use by another satclip run"); fit() takes the lock
+        safe_output.check_unlocked(config.trainer.output_dir)
     from ..train import fit
     from ..train.cache import InterruptedCacheError
     from ..train.fitting import check_config_of_its_run
