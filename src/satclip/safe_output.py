@@ -38,6 +38,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from . import interrupts
 from .errors import BadInputError, LockedError, OutputExistsError, SatclipError, is_flag
 from .paths import cache_dir, expand_user, in_cache, not_a_directory, special_kind
 
@@ -1021,12 +1022,14 @@ def publish(
     :func:`check_output`. A file lands in one atomic rename; a directory replacing an older satclip
     directory is swapped in two renames, the old one deleted after. A user's empty directory (or a mount
     point) is kept and filled instead. What replaces an existing ``path`` takes its permissions and group:
-    a private file or directory stays private."""
+    a private file or directory stays private. A CLI command's final output is renamed into place with Ctrl-C
+    and SIGTERM held (:mod:`satclip.interrupts`)."""
     finished, path = Path(finished), Path(path)
     directory = finished.is_dir()
     inputs = list(inputs)
     if directory and interrupted_fill(finished, path):  # (its marker and some entries are in path already)
         check_not_input(path, inputs)
+        interrupts.hold_for(path)
         _move_entries(finished, path)
         _fsync_dir(path.parent)
         return path
@@ -1040,6 +1043,7 @@ def publish(
     _fsync(finished)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind,
                  writes=writes)  # nothing appeared meanwhile  # fmt: skip
+    interrupts.hold_for(path)
     if directory and path.exists() and (not is_owned(path) or os.path.ismount(path)):
         _fill(path, finished)
     elif directory and path.exists():

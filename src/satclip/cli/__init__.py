@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from .. import safe_output
+from .. import interrupts, safe_output
 from ..errors import EXIT_INTERRUPTED, EXIT_RUNTIME
 from .boundary import cli_logging, describe
 
@@ -267,12 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # (reports name the command that wrote them)
     debug = args.debug or os.environ.get("SATCLIP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
     safe_output.forget_created()
-    with cli_logging(args.verbose), _sigterm_interrupts(), _named_stdout():
+    with cli_logging(args.verbose), _sigterm_interrupts(), _named_stdout(), interrupts.enabled():
         try:
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # (here, where a failure is named: it was at exit, a traceback)
             for folder in safe_output.created_folders():  # (a typo in an output path made folders without a word)
                 logging.getLogger(__name__).info("created %s, which did not exist", folder)
+            if interrupts.held() is not None:  # (a Ctrl-C as its output was published: 130 made scripts rerun it)
+                print(f"satclip: the interrupt came after {interrupts.held()} was complete: nothing to rerun",
+                      file=sys.stderr)  # fmt: skip
         except KeyboardInterrupt:
             safe_output.remove_created_if_empty()
             if debug:

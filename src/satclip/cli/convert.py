@@ -45,12 +45,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import interrupts
     from ..errors import BadInputError
     from ..io.convert import convert
 
     if (args.output is None) == (args.output_option is None):
         given = "" if args.output is None else f": {args.output} and -o {args.output_option}"
         raise BadInputError(f"give one OUTPUT, after SOURCE or as -o OUTPUT{given}")
+    interrupts.final_output(args.output or args.output_option)
     written = convert(
         args.source, args.output or args.output_option, target=args.target, location_only=args.location_only,
         trust_checkpoint=args.trust_checkpoint, overwrite=args.overwrite,

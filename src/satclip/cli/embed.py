@@ -7,7 +7,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from .. import safe_output
+from .. import interrupts, safe_output
 from ..errors import BadInputError
 from . import precision_option
 from .args import (
@@ -210,6 +210,7 @@ def _check_output(args: argparse.Namespace, source) -> Path:
     safe_output.check_not_input(output, local_model_files(args.model))
     safe_output.check_new_output(output)
     check_no_other_split(Path(args.output), args.shard)  # (--engine dask: the whole output, beside shards)
+    interrupts.final_output(output)
     return output
 
 

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import safe_output
+    from .. import interrupts, safe_output
     from ..embed.api import load_encoder
     from ..io.onnx import check_export_path, export
     from ..io.resolve import local_model_files
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     check_export_path(args.output, args.format)
     safe_output.check_new_output(args.output)
     safe_output.check_output(args.output, overwrite=args.overwrite, inputs=inputs)
+    interrupts.final_output(args.output)
     encoder = load_encoder(args.model, dtype=getattr(torch, args.dtype), trust_checkpoint=args.trust_checkpoint)
     export(encoder, args.output, args.format, overwrite=args.overwrite)
     print(f"wrote {args.output} ({args.format}, embedding dim {encoder.embedding_dim}, {args.dtype})")

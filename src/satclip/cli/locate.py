@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .. import safe_output
+    from .. import interrupts, safe_output
     from ..encoding.points import great_circle_km, invalid_rows, valid_range_advice
     from ..errors import BadInputError
     from ..image.preprocess import geotiff_center_lonlat, is_picture
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: the true location is outside the model's training footprint ({result.footprint}), where it "
                   "saw no images: it is ranked against the candidates inside it (without --within-footprint, all)")
     if args.output is not None:
+        interrupts.final_output(args.output)
         _write_rows(args, rows, result, truth, inputs, model)
         print(f"wrote {args.output}")
     return 0

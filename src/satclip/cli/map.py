@@ -87,7 +87,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import safe_output
+    from .. import interrupts, safe_output
     from ..embed.api import load_encoder
     from ..embed.maps import check_map_output_early, make_grid, map_format, render_map
     from ..errors import BadInputError
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     check_map_output_early(args.output, output_format, overwrite=args.overwrite, inputs=inputs)
     # one run per output, from before the model is loaded: a second map of OUT was refused only once it had loaded
     # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
+    interrupts.final_output(args.output)
     with safe_output.exclusive(args.output, reentrant=True):
         encoder = load_encoder(
             args.model, device=args.device, harmonics_calculation=args.harmonics,

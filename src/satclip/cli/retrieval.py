@@ -51,7 +51,7 @@ def add_parser(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .. import safe_output
+    from .. import interrupts, safe_output
     from ..errors import BadInputError
     from ..io.load import load_model
     from ..io.resolve import local_model_files
@@ -104,6 +104,7 @@ def run_build(args: argparse.Namespace) -> int:
                                 f"{auto_hint})")  # fmt: skip
         cache = FeatureCache.open(cache_dir)
         output, overwrite, dtype = args.output, args.overwrite, args.dtype or DEFAULT_DTYPE
+    interrupts.final_output(output)
     database = build_database(output, model, cache, dtype=dtype, overwrite=overwrite, model_source=args.model)
     n, d, e = database.manifest["shape"]
     # (--overwrite too keeps an up-to-date one: a reused database was reported as a new build)
