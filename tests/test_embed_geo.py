@@ -353,8 +353,9 @@ def test_a_frame_with_a_wkb_column_is_told_how_to_make_it_a_geodataframe(encoder
         for table in (frame, pa.Table.from_pandas(frame)):
             with pytest.raises(ColumnError) as err:
                 satclip.embed(table, model=encoder)
-            hint = f"geopandas.GeoDataFrame(frame, geometry=geopandas.GeoSeries.from_wkb(frame[{name!r}], crs=...))"
+            hint = f"geopandas.GeoDataFrame(frame, geometry=geopandas.GeoSeries.from_wkb(frame[{name!r}], crs=CRS))"
             assert (hint in str(err.value)) is named, str(err.value)
+            assert ("lon_col=NAME" in str(err.value)) is not named, str(err.value)  # (no column to name)
     frame = gpd.GeoDataFrame({"id": [1, 2]}, geometry=gpd.GeoSeries.from_wkb(wkb), crs="EPSG:4326")
     assert satclip.embed(frame, model=encoder).shape[0] == 2
 

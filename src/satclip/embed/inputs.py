@@ -327,11 +327,13 @@ def table_lonlat(table, lon_col: str | None = None, lat_col: str | None = None) 
         if index and matching_columns(index, LON_NAMES + LAT_NAMES):
             raise ColumnError(f"{err} The frame's index holds {index}: make it a column with "
                               "frame.reset_index()") from None  # fmt: skip
-        wkb = _wkb_columns(table, labels) if lon_col is None or lat_col is None else []
-        if wkb:  # (a GeoParquet file read with pandas: its geometry is WKB bytes, and lon/lat were looked for)
-            geometry = f"geopandas.GeoSeries.from_wkb(frame[{wkb[0]!r}], crs=...)"
-            raise ColumnError(f"{err} Column {wkb[0]!r} holds bytes, as WKB geometries do: embed "
-                              f"geopandas.GeoDataFrame(frame, geometry={geometry}), or read the file with "
+        named = lon_col is not None or lat_col is not None or matching_columns(list(labels), LON_NAMES + LAT_NAMES)
+        wkb = [] if named else _wkb_columns(table, labels)
+        if wkb:  # (a GeoParquet file read with pandas: its geometry is WKB bytes; naming lon/lat columns was advised)
+            geometry = f"geopandas.GeoSeries.from_wkb(frame[{wkb[0]!r}], crs=CRS)"
+            raise ColumnError(f"no longitude and latitude columns among {list(labels)}, and column {wkb[0]!r} holds "
+                              f"bytes, as WKB geometries do: embed geopandas.GeoDataFrame(frame, geometry={geometry}), "
+                              "CRS the geometries' (e.g. 'EPSG:4326'), or read the file with "
                               "geopandas.read_parquet") from None  # fmt: skip
         raise
     for name in (lon_name, lat_name):  # (one label would select several columns: a frame, not a column)
