@@ -11,25 +11,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
-import satclip
 from satclip import safe_output
 from satclip.cli import main
 from satclip.errors import EXIT_INTERRUPTED
-from satclip.io.native import write_native
 
-from .test_embed_api import CONFIG
+from .test_embed_cli import model  # noqa: F401 - fixture
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@pytest.fixture
-def model(tmp_path) -> Path:
-    torch.manual_seed(0)
-    encoder = satclip.LocationEncoder.from_config(CONFIG)
-    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
-    return write_native(tmp_path / "model", {"location_encoder": CONFIG}, tensors)
 
 
 @pytest.fixture
@@ -66,16 +55,16 @@ def interrupt_before_publishing(monkeypatch, output: Path) -> None:
 
 
 COMMANDS = {
-    "export": lambda model, points, out: ["export", "--format", "torchscript", "--model", str(model), "-o", str(out)],
-    "embed": lambda model, points, out: ["embed", str(points), "--model", str(model), "-o", str(out)],
-    "map": lambda model, points, out: ["map", "--model", str(model), "--resolution", "6", "--bbox", "-20", "30",
-                                       "40", "60", "--all", "-o", str(out)],  # fmt: skip
+    "export": lambda m, points, out: ["export", "--format", "torchscript", "--model", str(m), "-o", str(out)],
+    "embed": lambda m, points, out: ["embed", str(points), "--model", str(m), "-o", str(out)],
+    "map": lambda m, points, out: ["map", "--model", str(m), "--resolution", "6", "--bbox", "-20", "30", "40", "60",
+                                   "--all", "-o", str(out)],  # fmt: skip
 }
 OUTPUTS = {"export": "m.pt", "embed": "e.parquet", "map": "m.zarr"}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_an_interrupt_after_the_output_is_in_place_lets_the_command_finish(tmp_path, model, points, command,
+def test_an_interrupt_after_the_output_is_in_place_lets_the_command_finish(tmp_path, model, points, command,  # noqa: F811
                                                                           monkeypatch, capsys):  # fmt: skip
     out = tmp_path / OUTPUTS[command]
     handlers = {signum: signal.getsignal(signum) for signum in SIGNALS}
@@ -93,7 +82,7 @@ def test_an_interrupt_after_the_output_is_in_place_lets_the_command_finish(tmp_p
 
 
 @pytest.mark.parametrize("command", ["export", "embed"])
-def test_an_interrupt_before_the_output_is_published_still_interrupts(tmp_path, model, points, command,
+def test_an_interrupt_before_the_output_is_published_still_interrupts(tmp_path, model, points, command,  # noqa: F811
                                                                       monkeypatch, capsys):  # fmt: skip
     out = tmp_path / OUTPUTS[command]
     interrupt_before_publishing(monkeypatch, out)
