@@ -201,17 +201,17 @@ def test_an_unreadable_image_is_replaced_by_one_of_its_own_split(tmp_path, caplo
     assert not any((trained == points[i]).all(axis=1).any() for i in [*val, bad])
     assert len(trained) == len(train)
     assert f"cannot read {path} (" in caplog.text
-    assert "the next readable training sample not in its batch is used" in caplog.text
+    assert "the next readable training sample in no rank's share of its batch is used" in caplog.text
 
 
 class _OneUnreadable(torch.utils.data.Dataset):
-    """``n`` tiny images with points, the file of sample ``bad`` unreadable (as S2-100K's reading with
-    ``skipping_unreadable()``)."""
+    """``n`` tiny images with points, the file of sample ``bad`` (or of each of them) unreadable (as S2-100K's
+    reading with ``skipping_unreadable()``)."""
 
-    def __init__(self, n: int, bad: int):
+    def __init__(self, n: int, bad: int | tuple[int, ...]):
         from .train_helpers import TinyImages
 
-        self.images, self.bad = TinyImages(n), bad
+        self.images, self.bad = TinyImages(n), {bad} if isinstance(bad, int) else set(bad)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -222,7 +222,7 @@ class _OneUnreadable(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         from satclip.data.s2100k import UnreadableSampleError
 
-        if index == self.bad:
+        if index in self.bad:
             raise UnreadableSampleError(Path(f"{index}.tif"), f"cannot read {index}.tif (damaged)")
         return self.images[index]
 
@@ -231,7 +231,8 @@ class _OneUnreadable(torch.utils.data.Dataset):
 def test_an_unreadable_image_is_not_replaced_by_a_pair_of_its_own_batch(train, caplog):
     """The next readable sample of the split replaced an unreadable one even where it was in the batch already: that
     pair was twice in the batch, its own negative in the contrastive loss (a feature cache leaves such an image out).
-    The substitute is one not in the batch; where every other sample of the split is in it, the batch is one smaller.
+    The substitute is one not in the batch; where every other sample of the split is in it, one of the batch is used
+    twice (saying so): the batch keeps its size, which the loss's gather over DDP ranks needs (it left the image out).
     """
     import logging
 
@@ -250,5 +251,26 @@ def test_an_unreadable_image_is_not_replaced_by_a_pair_of_its_own_batch(train, c
     assert "cannot read 3.tif (damaged): the next readable" in caplog.text
     with caplog.at_level(logging.WARNING, logger="satclip"):
         whole = pairs[BatchSpec(0, 1, 0, np.arange(10))]  # (every other sample is in it)
-    np.testing.assert_array_equal(whole["lonlat"].numpy(), np.delete(points, 3, axis=0))
-    assert "it is left out of the batch" in caplog.text
+    np.testing.assert_array_equal(whole["lonlat"].numpy(), points[[0, 1, 2, 4, 4, 5, 6, 7, 8, 9]])
+    assert "sample 3 cannot be read" in caplog.text and "sample 4 of the batch is used twice" in caplog.text
+
+
+def test_an_unreadable_image_is_not_replaced_by_a_pair_another_rank_holds():
+    """Under DDP the loss gathers every rank's pairs; a substitute avoided only this rank's share of the global batch,
+    so it could be a pair another rank holds (rank 0 replaced 3 by 4, rank 1's): the gathered batch held it twice.
+    Substitutes avoid the whole global batch, and two ranks replacing one each never take the same sample."""
+    import numpy as np
+
+    from satclip.train.data import EpochBatchSampler, ImagePairs
+    from satclip.train.sources import PairSource
+
+    dataset = _OneUnreadable(16, bad=(3, 5))
+    pairs = ImagePairs(PairSource(dataset=dataset, fingerprint="two-unreadable"), train=False, seed=0)
+    points = dataset.images.points.numpy()
+    ranks = [EpochBatchSampler(np.arange(16), 4, shuffle=False, seed=0, rank=r, world_size=2) for r in range(2)]
+    for specs in zip(*ranks, strict=True):
+        batches = [pairs[spec]["lonlat"].numpy() for spec in specs]
+        assert [len(b) for b in batches] == [4, 4]  # (the gather needs equal batches)
+        gathered = np.concatenate(batches)
+        assert len(np.unique(gathered, axis=0)) == len(gathered)
+        assert not any((gathered == points[i]).all(axis=1).any() for i in (3, 5))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,12 +86,16 @@ def jitter_batch(lonlat: torch.Tensor, seed: int, spec: BatchSpec, jitter: float
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """One step's work: this rank's ``indices`` (into the dataset) of global batch ``batch`` in ``epoch``."""
+    """One step's work: this rank's ``indices`` (into the dataset) of global batch ``batch`` in ``epoch``;
+    ``batch_indices``: every rank's indices of that global batch (None: ``indices``, a single rank), which the
+    loss gathers, and ``world_size`` the number of ranks it is split over."""
 
     epoch: int
     batch: int
     rank: int
     indices: np.ndarray
+    batch_indices: np.ndarray | None = None
+    world_size: int = 1
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):
@@ -138,7 +142,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         for number, batch in enumerate(self._global_batches()):
             per_rank = len(batch) // self.world_size
             mine = np.sort(batch[self.rank * per_rank : (self.rank + 1) * per_rank])
-            yield BatchSpec(self.epoch, number, self.rank, mine)
+            yield BatchSpec(self.epoch, number, self.rank, mine, batch[: per_rank * self.world_size], self.world_size)
 
     def __len__(self) -> int:
         n, step = len(self.indices), self.batch_size * self.world_size
@@ -179,11 +183,13 @@ class ImagePairs(torch.utils.data.Dataset):
 
     ``split``: the sample indices of this split (default: all). A sample whose file cannot be read (it changed
     after the dataset was verified) is replaced, with a warning naming it, by the next readable sample of the
-    split that is not in the batch, so that batches keep their size (ranks gather equal batches): the dataset's
-    own substitute, the next sample of the whole dataset, could be one of the other split (a validation pair
-    trained on), and the next one of the split could be in the batch already (the pair twice: its own negative in
-    the contrastive loss). Where every other readable sample of the split is in the batch, the sample is left out of
-    it (a smaller batch), as a feature cache leaves it out."""
+    split that is in no rank's share of the global batch, so that batches keep their size (ranks gather equal
+    batches) and hold no pair twice (a pair twice is its own negative in the contrastive loss): the dataset's own
+    substitute, the next sample of the whole dataset, could be one of the other split (a validation pair trained
+    on), and the next one of the split could be in the batch already. Under DDP rank *r* takes only samples whose
+    place in the split is *r* modulo the number of ranks, so that two ranks never take the same one. Where no such
+    sample is left (a split hardly larger than the global batch), the next readable sample of this rank's batch is
+    used, which the warning says: that pair is then twice in the batch."""
 
     def __init__(self, source: PairSource, *, train: bool, seed: int, jitter: float = 0.0, jitter_km: float = 0.0,
                  split: np.ndarray | None = None):  # fmt: skip
@@ -195,41 +201,54 @@ class ImagePairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def _raw(self, index: int, taken: set[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(image, point)`` of sample ``index``, or of the next readable sample of the split after it that is not
-        ``taken`` (the samples of the batch, which the one used is added to); None where there is none."""
+    def _raw(
+        self, index: int, allowed: Callable[[int, int], bool]
+    ) -> tuple[int, tuple[torch.Tensor, torch.Tensor]] | None:
+        """``(sample, (image, point))`` of sample ``index``, or of the next readable sample of the split after it
+        for which ``allowed(sample, its place in the split)``; None where there is none."""
         from ..data.s2100k import MAX_SUBSTITUTES, UnreadableSampleError
 
         start, failed = int(np.searchsorted(self.split, index)), 0
         for step in range(len(self.split)):
-            candidate = int(self.split[(start + step) % len(self.split)])
-            if candidate in self.unreadable or (candidate != index and candidate in taken):
+            position = (start + step) % len(self.split)
+            candidate = int(self.split[position])
+            if candidate in self.unreadable or (candidate != index and not allowed(candidate, position)):
                 continue
             try:
-                read = self.reader.raw(candidate)
+                return candidate, self.reader.raw(candidate)
             except UnreadableSampleError as err:
                 self.unreadable.add(candidate)
-                log.warning("%s: the next readable %s sample not in its batch is used in its place", err,
-                            "training" if self.train else "validation")  # fmt: skip
+                log.warning("%s: the next readable %s sample in no rank's share of its batch is used in its place",
+                            err, "training" if self.train else "validation")  # fmt: skip
                 failed += 1
                 if failed > MAX_SUBSTITUTES:
                     raise BadInputError(f"the image files of {failed} samples from sample {index} on cannot be read: "
                                         f"run {self.source.verify_command()} to list them") from None  # fmt: skip
-                continue
-            taken.add(candidate)
-            return read
         return None
+
+    def _read(self, index: int, spec: BatchSpec, taken: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, point)`` of sample ``index`` or of its substitute (class docstring), which joins ``taken``."""
+        mine = {int(i) for i in spec.indices}
+
+        def outside(candidate: int, position: int) -> bool:
+            return candidate not in taken and position % spec.world_size == spec.rank
+
+        found = self._raw(index, outside)
+        if found is None:
+            found = self._raw(index, lambda candidate, position: candidate in mine and candidate != index)
+            if found is None:
+                raise BadInputError(f"none of the image files of the samples of its batch can be read: run "
+                                    f"{self.source.verify_command()} to list them")  # fmt: skip
+            log.warning("sample %d cannot be read and every other readable sample of its split that this rank may "
+                        "take is in its batch: sample %d of the batch is used twice", index, found[0])  # fmt: skip
+        taken.add(found[0])
+        return found[1]
 
     def __getitem__(self, spec: BatchSpec) -> dict[str, torch.Tensor]:
         images, points = [], []
-        taken = {int(index) for index in spec.indices}
+        taken = {int(i) for i in (spec.indices if spec.batch_indices is None else spec.batch_indices)}
         for index in spec.indices:
-            read = self._raw(int(index), taken)
-            if read is None:  # (every other readable sample of the split is in this batch)
-                log.warning("sample %d cannot be read and every other readable sample of its split is in its batch: "
-                            "it is left out of the batch", index)  # fmt: skip
-                continue
-            image, point = read
+            image, point = self._read(int(index), spec, taken)
             if self.train:
                 generator = torch.Generator().manual_seed(derived_seed("view", self.seed, spec.epoch, int(index)))
                 image = self.source.train_view(image, generator)
@@ -237,9 +256,6 @@ class ImagePairs(torch.utils.data.Dataset):
                 image = self.source.eval_view(image)
             images.append(torch.as_tensor(image, dtype=torch.float32))
             points.append(point)
-        if not points:
-            raise BadInputError(f"none of the image files of the samples of its split can be read: run "
-                                f"{self.source.verify_command()} to list them")  # fmt: skip
         lonlat = torch.stack(points).to(torch.float64)
         if self.train:
             lonlat = jitter_batch(lonlat, self.seed, spec, self.jitter, self.jitter_km)
