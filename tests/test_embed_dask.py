@@ -293,6 +293,67 @@ class _Interrupt:
             raise KeyboardInterrupt
 
 
+def _assembly_of_parts(tmp_path: Path, num_rows: int, chunk_rows: int, done: list[int], manifest: dict):
+    """An :class:`~satclip.embed.distributed._Assembly` of ``num_rows`` ids in Arrow parts of ``chunk_rows``, those of
+    the partitions ``done`` written."""
+    import types
+
+    import pyarrow as pa
+
+    parts = tmp_path / "parts"
+    parts.mkdir(exist_ok=True)
+    for k in done:
+        ids = np.arange(k * chunk_rows, min((k + 1) * chunk_rows, num_rows))
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(ids.repeat(4), pa.float32()), 4)
+        table = pa.table({"id": ids, "embedding": embedding})
+        with pa.ipc.new_file(str(parts / distributed_embed._part_name(k, "file")), table.schema) as writer:
+            writer.write_table(table)
+        manifest["done"][str(k)] = 0
+    job = types.SimpleNamespace(layout="list", column="embedding", encoder=types.SimpleNamespace(embedding_dim=4),
+                                dictionary=False, chunk_rows=chunk_rows,
+                                source=types.SimpleNamespace(num_rows=num_rows))  # fmt: skip
+    return distributed_embed._Assembly(tmp_path, parts, manifest, tmp_path / "manifest.json", job)
+
+
+def test_an_assembly_of_whole_partitions_resumes_after_the_last_one(tmp_path):
+    """A satclip before 2026-12-07 appended whole partitions as row groups and recorded no ``rows``: its assembly
+    resumes after the last partition appended (rows = parts × partition rows), in row groups of 65,536 from there,
+    each row once. (Partitions of 40,960 rows, which do not divide 65,536: a resume of 16,384-row partitions, whose
+    whole partitions end where row groups of 65,536 do, could not tell a wrong row count from the right one.)"""
+    n, rows = 200_000, 40_960
+    manifest = {"done": {}}
+    old = _assembly_of_parts(tmp_path, n, rows, [0, 1, 2, 3, 4], manifest)
+    for group, k in enumerate([0, 1]):  # (as that satclip appended them: partition k, row group k)
+        old.file.append(group, pa_read(tmp_path / "parts" / distributed_embed._part_name(k, "file")))
+    manifest.pop("assembly")
+    manifest["assembled"] = {"parts": 2, "row_groups": 2, "crc32": [old._stored(0), old._stored(1)]}
+    manifest = json.loads(json.dumps(manifest))
+    out = _assembly_of_parts(tmp_path, n, rows, [], manifest).finish(5)
+    stored = pq.ParquetFile(out)
+    assert [stored.metadata.row_group(i).num_rows for i in range(stored.num_row_groups)] == [rows, rows, 65_536, 52_544]
+    np.testing.assert_array_equal(stored.read(columns=["id"])["id"].to_numpy(), np.arange(n))
+    assert manifest["assembly"]["rows"] == n and manifest["assembled"] == distributed_embed._ASSEMBLED_BY_ROWS
+
+
+def test_an_assembly_short_of_a_partition_names_it(tmp_path):
+    """The assembly short of partition 3 named partition 2 (the number of partitions appended whole) and advised
+    --restart, which discards the partitions done: a rerun embeds only the missing one."""
+    from satclip.errors import ResumeError
+
+    assembly = _assembly_of_parts(tmp_path, 200_000, 40_960, [0, 1, 2, 4], {"done": {}})
+    with pytest.raises(ResumeError) as err:
+        assembly.finish(5)
+    assert "partition(s) 3 is missing; rerun the same command: it embeds only those" in str(err.value)
+    assert "--restart" not in str(err.value)
+
+
+def pa_read(path: Path):
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
 def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, tmp_path, capsys):
     _, client = cluster
     out = tmp_path / "emb.parquet"
@@ -308,11 +369,12 @@ def test_interrupted_run_resumes_identically(cluster, dataset, expected, model, 
     appended_before = list(manifest["done"])[:-1]
     prefix = next(k for k in range(len(appended_before) + 1) if str(k) not in appended_before)
     # (in row groups of 65,536 rows, the local engine's, each appended once the 4 partitions it takes are done)
-    assert manifest["assembled"]["rows"] == prefix * 16384 // 65_536 * 65_536
-    assert manifest["assembled"]["parts"] == prefix // 4 * 4
-    assert (workdir / "output.parquet").is_file() == (manifest["assembled"]["rows"] > 0)
-    del manifest["assembled"]["rows"]  # (as a satclip that appended whole partitions recorded it: resumed alike)
-    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    assert manifest["assembly"]["rows"] == prefix * 16384 // 65_536 * 65_536
+    assert manifest["assembly"]["parts"] == prefix // 4 * 4
+    assert (workdir / "output.parquet").is_file() == (manifest["assembly"]["rows"] > 0)
+    # what a satclip before 2026-12-07 records as its assembly, which it reads without a manifest version: no dict,
+    # so that it refuses the manifest (it appended whole partitions after a row group ending mid-partition, rows twice)
+    assert manifest["assembled"] == distributed_embed._ASSEMBLED_BY_ROWS
     args = ["embed", str(dataset), "-o", str(out), "--model", str(model), "--engine", "dask", "--no-progress"]
     assert main([*args, "--scheduler", client.scheduler.address, *PARTITION]) == 0
     # in the unit the log said it resumed in ("resuming …: 4 of 13 partitions already done"): it said "chunk(s)"
@@ -343,12 +405,12 @@ def test_work_changed_since_written_is_done_again(cluster, dataset, expected, mo
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert set(manifest["parts_crc32"]) == set(manifest["done"])
     if damaged == "a row group assembled":
-        assert manifest["assembled"]["parts"] >= 1 and len(manifest["assembled"]["crc32"]) >= 1
+        assert manifest["assembly"]["parts"] >= 1 and len(manifest["assembly"]["crc32"]) >= 1
         end = int.from_bytes((workdir / "row-group-000000.footer").read_bytes()[:8], "little")
         flip_byte(workdir / "output.parquet", end // 2)
         named = f"{workdir / 'output.parquet'}: its row group 0 has changed since it was written"
     else:
-        assembled = manifest.get("assembled", {}).get("parts", 0)
+        assembled = manifest.get("assembly", {}).get("parts", 0)
         index = max(int(k) for k in manifest["done"])
         assert index >= assembled
         part = workdir / "parts" / f"part-{index:06d}.{'parquet' if damaged.endswith('dataset') else 'arrow'}"

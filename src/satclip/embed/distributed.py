@@ -411,6 +411,10 @@ def _part_name(index: int, kind: str) -> str:
     return f"part-{index:06d}.{'parquet' if kind == 'dataset' else 'arrow'}"
 
 
+#: the manifest's ``assembled``, where a satclip before 2026-12-07 recorded its assembly (:class:`_Assembly`)
+_ASSEMBLED_BY_ROWS = "in row groups, by a newer satclip: resume with it"
+
+
 class _Assembly:
     """One Parquet file out: the rows of the finished partitions' Arrow parts are appended to
     ``OUTPUT.partial/output.parquet`` by the client in row groups of :data:`ROW_GROUP_ROWS` rows, the local engine's
@@ -419,7 +423,12 @@ class _Assembly:
     input ``rows`` appended, the ``parts`` wholly appended, the ``row_groups``): little is left to do after the last
     partition, and a rerun continues where the assembly stopped. A row group is read from the parts memory-mapped,
     without a copy. (Each partition's record batches were its row groups: partitions of 40,960 rows made row groups
-    of 40,960, not 65,536.)"""
+    of 40,960, not 65,536.)
+
+    The state is recorded as ``assembly``; ``assembled``, where a satclip before 2026-12-07 recorded its state of
+    whole partitions appended, holds :data:`_ASSEMBLED_BY_ROWS`, which such a satclip refuses as a damaged manifest
+    (it reads no manifest version: it appended whole partitions after the row group ending mid-partition, rows
+    twice). Its own state, of whole partitions, is taken over."""
 
     def __init__(self, workdir: Path, parts: Path, manifest: dict, manifest_path: Path, job: _Partitions):
         embedding = sinks.output_columns(job.layout, job.column, job.encoder.embedding_dim)
@@ -430,7 +439,10 @@ class _Assembly:
         self.file = parquet_append.RowGroupFile(workdir / "output.parquet", workdir, writer_for)
         self.parts, self.manifest, self.manifest_path = parts, manifest, manifest_path
         self.chunk_rows, self.num_rows = job.chunk_rows, job.source.num_rows
-        self.state = manifest.setdefault("assembled", {"parts": 0, "row_groups": 0, "crc32": [], "rows": 0})
+        if isinstance(manifest.get("assembled"), dict):  # (a run of a satclip before 2026-12-07, whole partitions)
+            manifest.setdefault("assembly", manifest["assembled"])
+        manifest["assembled"] = _ASSEMBLED_BY_ROWS
+        self.state = manifest.setdefault("assembly", {"parts": 0, "row_groups": 0, "crc32": [], "rows": 0})
         # (a run of a satclip before 2026-12-07 appended whole partitions: it continues after the last one)
         self.state.setdefault("rows", min(self.state["parts"] * self.chunk_rows, self.num_rows))
 
@@ -478,7 +490,12 @@ class _Assembly:
     def finish(self, num_parts: int) -> Path:
         self.advance()
         if self.state["parts"] != num_parts:
-            raise ResumeError(f"{self.parts}: partition {self.state['parts']} is missing; rerun with --restart")
+            done = self.manifest["done"]
+            missing = [k for k in range(self.state["parts"], num_parts)
+                       if str(k) not in done or not (self.parts / _part_name(k, "file")).is_file()]  # fmt: skip
+            listed = ", ".join(map(str, missing[:5])) + (f" … ({len(missing)} in all)" if len(missing) > 5 else "")
+            raise ResumeError(f"{self.parts}: the part of partition(s) {listed} is missing; rerun the same command: "
+                              "it embeds only those, and keeps the partitions done")  # fmt: skip
         return self.file.finish(self.state["row_groups"])
 
 
@@ -735,7 +752,7 @@ def _check_manifest(path: Path, manifest: dict, num_parts: int, chunk_rows: int,
         if not isinstance(counts, dict) or not all(k.isdigit() and int(k) < num_parts and type(v) is int and v >= 0
                                                    for k, v in counts.items()):  # fmt: skip
             raise damaged_manifest(path, f"{key} {counts!r:.60} does not map partitions to numbers of points")
-    assembled = manifest.get("assembled", {})
+    assembled = manifest.get("assembly", manifest.get("assembled", {}))  # (_Assembly)
     if not isinstance(assembled, dict) or not all(_crc_record(v) for v in assembled.get("crc32", [])) \
             or not (type(rows := assembled.get("rows", 0)) is int and 0 <= rows <= num_rows):  # fmt: skip
         raise damaged_manifest(path, f"assembled {assembled!r:.60} is not the assembly's state")
