@@ -15,8 +15,8 @@ finished part to its final name and records it in ``manifest.json`` in the work 
 and, for one Parquet file, appends their rows to it in order, a row group as soon as the partitions it takes rows
 from are done (:class:`_Assembly`). A rerun continues with the partitions not recorded; its output equals that of an
 uninterrupted run, and its columns and values those of the local engine (partitions are whole batches, so every
-point is embedded in the same batch; one output file has its row groups of 65,536 rows too, a dataset's parts their
-own).
+point is embedded in the same batch; one output file has row groups of 65,536 rows, as the local engine's at its
+default chunk rows, a dataset's parts their own).
 
 Paths must be the same for the client and every worker (a shared file system), and workers need satclip
 installed. Invalid rows written as nulls by an earlier ``--skip-invalid`` run are reported again by a run
@@ -261,9 +261,10 @@ class _Partitions:
         return {**result, "pending": str(pending), "stored": file_crc32(pending), "worker": _worker_address()}
 
     def _pieces(self, table) -> Iterator[tuple[int, object]]:
-        """``(offset, rows)`` slices of the partition: at most :data:`ROW_GROUP_ROWS` rows (a worker holds one
-        slice's embeddings at a time, not the partition's) and whole batches, so that the batches, and so the
-        embeddings, are those of the partition embedded at once, and of the local engine's chunks."""
+        """``(offset, rows)`` slices of the partition: at most :data:`ROW_GROUP_ROWS` rows, or one batch where
+        ``batch_size`` is larger (a worker holds one slice's embeddings at a time, not the partition's), and whole
+        batches, so that the batches, and so the embeddings, are those of the partition embedded at once, and of the
+        local engine's chunks."""
         step = max(self.batch_size, ROW_GROUP_ROWS // self.batch_size * self.batch_size)
         for offset in range(0, table.num_rows, step):
             yield offset, table.slice(offset, step)
@@ -417,9 +418,9 @@ _ASSEMBLED_BY_ROWS = "in row groups, by a newer satclip: resume with it"
 
 class _Assembly:
     """One Parquet file out: the rows of the finished partitions' Arrow parts are appended to
-    ``OUTPUT.partial/output.parquet`` by the client in row groups of :data:`ROW_GROUP_ROWS` rows, the local engine's
-    (the last shorter), each as soon as every partition it takes rows from is done
-    (:class:`~satclip.embed.parquet_append.RowGroupFile`), the progress recorded in the manifest (``assembled``: the
+    ``OUTPUT.partial/output.parquet`` by the client in row groups of :data:`ROW_GROUP_ROWS` rows (the last
+    shorter), the local engine's at its default chunk rows, each as soon as every partition it takes rows from is done
+    (:class:`~satclip.embed.parquet_append.RowGroupFile`), the progress recorded in the manifest (``assembly``: the
     input ``rows`` appended, the ``parts`` wholly appended, the ``row_groups``): little is left to do after the last
     partition, and a rerun continues where the assembly stopped. A row group is read from the parts memory-mapped,
     without a copy. (Each partition's record batches were its row groups: partitions of 40,960 rows made row groups
