@@ -1294,6 +1294,34 @@ def _run_partition_without_the_work_directory(name, index, token):
     return dataclasses.replace(job, workdir=f"{job.workdir}.elsewhere").run(index, token)
 
 
+def _run_partition_with_a_stale_lookup(name, index, token):
+    """A task of a worker on NFS whose cached lookup says the pending directory made a moment ago is not there, until
+    its parent is listed."""
+    from unittest import mock
+
+    pending = Path(distributed_embed._JOBS[name].workdir) / "pending"
+    hidden, listdir = pending.rename(pending.with_name("pending.stale")), os.listdir
+
+    def refreshed(path="."):
+        if Path(path) == pending.parent and hidden.exists():
+            hidden.rename(pending)
+        return listdir(path)
+
+    with mock.patch.object(distributed_embed.os, "listdir", refreshed):
+        return distributed_embed._run_partition(name, index, token)
+
+
+def test_a_pending_directory_a_stale_lookup_hides_is_looked_up_again(cluster, model, tmp_path, monkeypatch):
+    """A worker that found pending/ absent refused the job at once (ClusterError), where on NFS a lookup cached before
+    the command made it can hide a directory for a while: the directory is looked up again after listing its parent."""
+    _, client = cluster
+    points(1_000).to_parquet(tmp_path / "pts.parquet", index=False)
+    monkeypatch.setattr(distributed_embed, "_run_partition", _run_partition_with_a_stale_lookup)
+    source = ParquetDatasetSource(tmp_path / "pts.parquet")  # (one partition: nothing else uses pending/ meanwhile)
+    embed_dataset(source, tmp_path / "emb.parquet", satclip.load(model), client=client, chunk_rows=1024)
+    assert pq.ParquetFile(tmp_path / "emb.parquet").metadata.num_rows == 1_000
+
+
 @pytest.mark.parametrize("missing", ["input", "output", "work directory"])
 def test_a_worker_that_cannot_see_the_paths_is_named(cluster, model, tmp_path, monkeypatch, missing):
     """A worker that could not read the input or write the output where the command does (another machine or mount

@@ -241,7 +241,7 @@ class _Partitions:
         result["outside"] = outside_count(self.footprint, lonlat)
         result["outside_radians_box"] = outside_radians_box(lonlat)
         pending = Path(self.workdir) / "pending" / f"part-{index:06d}-{token}.{self.part_format}"
-        if not pending.parent.is_dir():  # (removed by a run stopped with nothing done, or not on this worker's disks)
+        if not _seen_dir(pending.parent):  # (removed by a run stopped with nothing done, or not on this worker's disks)
             return {**result, "unseen": str(pending.parent), "worker": _worker_address()}
         # never made here: a task still running after its job stopped (Ctrl-C cancels no running task) made the
         # work directory that job had discarded again, unmarked, and the same command was then refused over it
@@ -268,6 +268,17 @@ class _Partitions:
         step = max(self.batch_size, ROW_GROUP_ROWS // self.batch_size * self.batch_size)
         for offset in range(0, table.num_rows, step):
             yield offset, table.slice(offset, step)
+
+
+def _seen_dir(path: Path) -> bool:
+    """Whether the directory ``path`` is there, asked again after listing its parents where it looked absent: on NFS
+    a lookup cached before another machine made it can say it is absent for a while, which listing refreshes."""
+    if path.is_dir():
+        return True
+    for directory in (path.parent.parent, path.parent):
+        with contextlib.suppress(OSError):
+            os.listdir(directory)
+    return path.is_dir()
 
 
 def _worker_address() -> str:
