@@ -12,7 +12,8 @@ ROOT = Path(satclip.__file__).parent
 
 #: the layers of docs/architecture.md, lowest first; a unit may import only from its own layer or below
 LAYERS = {
-    "base": {"digests", "errors", "machine", "optional", "paths", "registry", "safe_output", "terminal", "__init__"},
+    "base": {"digests", "errors", "interrupts", "machine", "optional", "paths", "registry", "safe_output", "terminal",
+             "__init__"},
     "core": {"encoding", "networks", "image", "models", "io", "pretrained", "data"},
     "applications": {"train", "eval", "embed", "retrieval"},
     "public API": {"api"},
