@@ -229,7 +229,7 @@ def test_a_cache_replaced_while_the_run_trains_is_not_exported_with_its_new_back
     import lightning.pytorch as pl
 
     from satclip import image
-    from satclip.errors import BadInputError
+    from satclip.errors import EXIT_RUNTIME, ResumeError
     from satclip.train.cache import write_cache
 
     from .train_helpers import TinyImages
@@ -242,8 +242,9 @@ def test_a_cache_replaced_while_the_run_trains_is_not_exported_with_its_new_back
             write_cache(cache.path, np.asarray(cache.features), cache.lonlat, other, fingerprint="synthetic-200-0")
 
     config = from_dict(cached_config(cache.path, tmp_path / "run", trainer={"max_epochs": 1}))
-    with pytest.raises(BadInputError, match=re.escape(
+    with pytest.raises(ResumeError, match=re.escape(
             f"{cache.path / 'backbone.safetensors'} is not the backbone whose features this run trained on")) as err:
         fit(config, callbacks=[Rebuild()])
     assert f"`satclip train --config {tmp_path / 'run' / 'config.yaml'} --resume` writes its exports" in str(err.value)
+    assert err.value.exit_code == EXIT_RUNTIME
     assert not (tmp_path / "run" / "export" / "last").exists() and not (tmp_path / "run" / "export" / "best").exists()

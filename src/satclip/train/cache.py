@@ -319,10 +319,10 @@ class DamagedCacheError(BadInputError):
         super().__init__(f"{self.problem}: {rebuild_fix()}")
 
 
-class ReplacedCacheError(BadInputError):
+class ReplacedCacheError(ResumeError):
     """The backbone of a feature cache is not the one whose features a run trained on: the cache was rebuilt (another
-    ``satclip cache build`` replaced it) or changed while the run trained. ``resume``: the command that writes the
-    run's exports."""
+    ``satclip cache build`` replaced it) or changed while the run trained (a runtime failure, exit 1: no input given
+    was wrong). ``resume``: the command that writes the run's exports."""
 
     def __init__(self, path: Path, resume: str = "satclip train --config RUN/config.yaml --resume"):
         self.path = Path(path)
