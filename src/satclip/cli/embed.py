@@ -151,15 +151,6 @@ def _dask_source(args: argparse.Namespace, source):
     return source
 
 
-def _load_encoder(args: argparse.Namespace):
-    from ..embed.api import load_encoder
-
-    return load_encoder(
-        args.model, device=args.device, harmonics_calculation=args.harmonics,
-        trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
-    )  # fmt: skip
-
-
 def _run_dask(args: argparse.Namespace, source, encoder, progress, client):
     from ..embed.distributed import embed_dataset
 
@@ -249,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.restart and (work_dir(output) / MANIFEST).is_file():  # (refused once a cluster had started)
                 from ..embed.distributed import check_unfinished_run  # (imports distributed: only where needed)
 
-                encoder = _load_encoder(args)  # (its model compared too: before the cluster starts, not beside it)
+                # (its model compared too: before the cluster starts, not beside it)
+                encoder = precision_option.load_encoder(args)
                 check_unfinished_run(source, output, encoder, out_format=args.format, layout=args.layout,
                                      column=args.column, chunk_rows=args.chunk_rows,
                                      batch_size=args.batch_size)  # fmt: skip
@@ -260,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         from ..embed.job import DEFAULT_CHUNK_ROWS, embed_file
         progress = stack.enter_context(contextlib.closing(_TqdmProgress(enabled=not args.no_progress)))
         if encoder is None:
-            encoder = _load_encoder(args)
+            encoder = precision_option.load_encoder(args)
         if args.engine == "dask":
             result = _run_dask(args, source, encoder, progress, client())
         else:

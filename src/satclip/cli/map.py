@@ -88,7 +88,6 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import interrupts, safe_output
-    from ..embed.api import load_encoder
     from ..embed.maps import check_map_output_early, make_grid, map_format, render_map
     from ..errors import BadInputError
     from ..io.resolve import local_model_files
@@ -117,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
     # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
     interrupts.final_output(args.output)
     with safe_output.exclusive(args.output, reentrant=True):
-        encoder = load_encoder(
-            args.model, device=args.device, harmonics_calculation=args.harmonics,
-            trust_checkpoint=args.trust_checkpoint, **precision_option.load_arguments(args),
-        )  # fmt: skip
+        encoder = precision_option.load_encoder(args)
         if args.engine == "dask":
             from ..embed.xarray import write_map_zarr
 

@@ -25,6 +25,17 @@ def load_arguments(args: argparse.Namespace) -> dict:
     return {"precision": args.precision, "dtype": getattr(torch, args.dtype) if args.dtype else None}
 
 
+def load_encoder(args: argparse.Namespace):
+    """The location encoder of ``args.model`` as ``satclip embed``'s and ``satclip map``'s options say (``--device``,
+    ``--harmonics``, ``--trust-checkpoint``, ``--precision``/``--dtype``)."""
+    from ..embed.api import load_encoder
+
+    return load_encoder(
+        args.model, device=args.device, harmonics_calculation=args.harmonics,
+        trust_checkpoint=args.trust_checkpoint, **load_arguments(args),
+    )  # fmt: skip
+
+
 def describe(encoder) -> str:
     """``"bf16 (auto: CPU with amx_bf16; bf16 measured 3.9x float32)"`` or ``"float32"``."""
     from ..models.precision import for_encoder
