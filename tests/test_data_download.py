@@ -149,7 +149,7 @@ def test_a_local_copy_without_checksums_is_not_said_to_be_size_checked(tmp_path,
     for name, data in _shards().items():
         (tmp_path / "copy" / name).write_bytes(data)
     download_s2100k(tmp_path / "root", LocalSource(tmp_path / "copy"))
-    assert "sizes are checked" not in caplog.text and "publishes no checksum to check 4 of the 4 file(s)" in caplog.text
+    assert "sizes are checked" not in caplog.text and "publishes no checksum for 4 of the 4 file(s)" in caplog.text
 
 
 def test_bad_checksum_is_rejected(tmp_path):
@@ -216,7 +216,8 @@ def test_broken_archive_leaves_no_partial_images(tmp_path):
 
 
 def test_members_cannot_escape_the_images_folder(tmp_path):
-    files = {"index.csv": INDEX, "evil.tar": _tar({"../../evil.tif": b"E" * 10, "/abs/patch_0.tif": b"A"})}
+    index = b"fn,lon,lat\nevil.tif,1.0,2.0\npatch_0.tif,3.0,4.0\n"
+    files = {"index.csv": index, "evil.tar": _tar({"../../evil.tif": b"E" * 10, "/abs/patch_0.tif": b"A"})}
     download_s2100k(tmp_path / "root", FakeHub(files))
     assert sorted(p.name for p in (tmp_path / "root" / "images").iterdir()) == ["evil.tif", "patch_0.tif"]
     assert not (tmp_path / "evil.tif").exists()
@@ -444,14 +445,45 @@ def test_a_resume_checks_the_index_against_its_source_and_checksum(tmp_path):
         download_s2100k(tmp_path, mirror)
     assert (tmp_path / "index.csv").read_bytes() == INDEX + b"patch_3.tif,1.0,2.0\n"  # never replaced
 
-    (tmp_path / "index.csv").write_bytes(INDEX)
+    (tmp_path / "index.csv").write_bytes(INDEX)  # back to the bytes satclip wrote: its own copy again
     new = INDEX.replace(b"10.5", b"10.6")  # the source now publishes another index
     mirror.files["index.csv"] = mirror.served["index.csv"] = new
     mirror.published["index.csv"] = _sha256(new)
     mirror.calls.clear()
-    with pytest.raises(OutputExistsError, match="differs"):
-        download_s2100k(tmp_path, mirror)
-    assert mirror.calls == ["index.csv"] and (tmp_path / "index.csv").read_bytes() == INDEX
+    download_s2100k(tmp_path, mirror)
+    assert mirror.calls == ["index.csv"] and (tmp_path / "index.csv").read_bytes() == new
+
+
+def test_satclips_own_index_is_replaced_by_the_sources_new_revision(tmp_path, caplog):
+    """An index.csv satclip wrote itself, untouched since, was refused as the user's ("exists and differs … satclip
+    does not replace it: move it away") when the source published a new revision; a user's file, or satclip's
+    edited since, still is."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path / "root", hub)
+    new = INDEX.replace(b"10.5", b"10.6")
+    hub.files["index.csv"] = hub.served["index.csv"] = new
+    hub.published["index.csv"] = _sha256(new)
+    with caplog.at_level("INFO", logger="satclip"):
+        download_s2100k(tmp_path / "root", hub)
+    assert (tmp_path / "root" / "index.csv").read_bytes() == new
+    assert f"replacing {tmp_path / 'root' / 'index.csv'}, which satclip wrote, with the index.csv of fake://s2-100k" \
+        in caplog.text
+    # edited since: refused, kept
+    (tmp_path / "root" / "index.csv").write_bytes(new + b"patch_9.tif,1.0,2.0\n")
+    newer = INDEX.replace(b"10.5", b"10.7")
+    hub.files["index.csv"] = hub.served["index.csv"] = newer
+    hub.published["index.csv"] = _sha256(newer)
+    with pytest.raises(OutputExistsError, match="not written by satclip, or changed since"):
+        download_s2100k(tmp_path / "root", hub)
+    # a user's own file of the same bytes, kept as it was, is not satclip's to replace later
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "index.csv").write_bytes(newer)
+    download_s2100k(tmp_path / "user", hub)
+    hub.files["index.csv"] = hub.served["index.csv"] = new
+    hub.published["index.csv"] = _sha256(new)
+    with pytest.raises(OutputExistsError, match="not written by satclip"):
+        download_s2100k(tmp_path / "user", hub)
+    assert (tmp_path / "user" / "index.csv").read_bytes() == newer
 
 
 def test_a_damaged_archive_of_a_local_copy_is_bad_input(tmp_path, capsys):
@@ -547,13 +579,26 @@ def test_two_images_of_one_name_in_an_archive_are_refused(tmp_path, capsys):
         assert not (tmp_path / "root" / "images" / "patch_0.tif").exists()
 
 
-def test_archives_that_hold_none_of_the_indexed_images_are_said_to(tmp_path, caplog):
-    """A copy whose archive holds no image said "0 images extracted", exit 0, with images/ empty."""
+def test_archives_that_hold_none_of_the_indexed_images_are_said_to(tmp_path, capsys):
+    """A copy whose archive holds no image said "0 images extracted", exit 0, with images/ empty; then a warning,
+    still exit 0, where `satclip data verify` on the same root exits 1. It fails now, keeping what it extracted."""
     files = {"index.csv": INDEX, "data/shard-000.tar": _tar({"readme.txt": b"hi", "patch_1.tif": b"B" * 10})}
-    with caplog.at_level("WARNING", logger="satclip"):
+    with pytest.raises(dl.IncompleteDownloadError, match=re.escape(
+            f"2 of the 3 images {tmp_path / 'root' / 'index.csv'} lists are in none of the archives of "
+            "fake://s2-100k (first: patch_0.tif, patch_2.tif); the images extracted are kept")):  # fmt: skip
         download_s2100k(tmp_path / "root", FakeHub(files))
-    assert (f"2 of the 3 images {tmp_path / 'root' / 'index.csv'} lists are in none of the archives of "
-            "fake://s2-100k (first: patch_0.tif, patch_2.tif)") in caplog.text  # fmt: skip
+    assert (tmp_path / "root" / "images" / "patch_1.tif").is_file()
+    copy = _local_copy(tmp_path / "copy", files)
+    root = tmp_path / "root2"
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 1
+    out, err = capsys.readouterr()
+    assert _error_line(err) == (
+        f"satclip: error: 2 of the 3 images {root / 'index.csv'} lists are in none of the archives of {copy} (first: "
+        "patch_0.tif, patch_2.tif); the images extracted are kept: put the missing archives (or intact copies of "
+        f"truncated ones) in the source and rerun, or delete {root / '.download'} to extract every archive again; "
+        f"`satclip data verify {root}` lists them (the work done so far is kept in {root})"
+    )
+    assert (root / "images" / "patch_1.tif").is_file()
 
 
 def test_an_unusable_file_of_a_local_copy_is_bad_input(tmp_path, capsys):
@@ -582,10 +627,11 @@ def test_an_image_two_shards_hold_with_other_bytes_is_the_archives_clash(tmp_pat
              "data/shard-001.tar": _tar({"patch_1.tif": b"Z" * 100, "patch_2.tif": b"C" * 100})}  # fmt: skip
     copy = _local_copy(tmp_path / "copy", files)
     assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 2
-    assert _error_line(capsys.readouterr().err) == (
-        f"satclip: error: cannot extract {copy / 'data' / 'shard-001.tar'}: its image patch_1.tif is in "
-        "data/shard-000.tar too, with other bytes; the archives clash; replace it with an intact copy of "
-        "data/shard-001.tar and rerun"
+    assert _error_line(capsys.readouterr().err) == (  # (it said "replace it with an intact copy": both are)
+        f"satclip: error: cannot extract {copy / 'data' / 'shard-001.tar'}: another archive holds 1 of its images "
+        "with other bytes (patch_1.tif in data/shard-000.tar); the archives clash, and both may be intact (the source "
+        "mixes two versions of S2-100K): download one --revision, or keep one version's archives in the local copy, "
+        f"and rerun (the work done so far is kept in {tmp_path / 'root'})"
     )
     assert (tmp_path / "root" / "images" / "patch_1.tif").read_bytes() == b"B" * 100
 
@@ -651,8 +697,93 @@ def test_a_copy_without_checksums_is_said_so_once_and_renamed_members_are_report
     out, err = capsys.readouterr()
     assert "5 file(s) read from the local copy, 0 already done, 4 images extracted" in out
     assert err.count("no checksum") == 1, err
-    assert (f"{copy} publishes no checksum to check 5 of the 5 file(s) to read against (first: index.csv): pass the "
-            "copy's --revision if it is a known one") in err  # fmt: skip
+    assert (f"{copy} publishes no checksum for 5 of the 5 file(s) to read (first: index.csv): they are not checked: "
+            f"for a git clone pass --revision \"$(git -C {copy} rev-parse HEAD)\" (satclip knows the checksums of "
+            "commit fbdbb78ba57d22d5b6be203913f1e6020c2b4e0a)") in err  # fmt: skip
     assert ("1 image member(s) of the archives were not extracted as named (first: '../../escape.tif' of "
             "shard-003.tar extracted as images/escape.tif: '..' in the path leads outside images/)") in err
     assert (tmp_path / "root" / "images" / "escape.tif").is_file() and not (tmp_path / "escape.tif").exists()
+
+
+def test_a_shard_read_truncated_is_extracted_again_once_whole(tmp_path, capsys):
+    """A shard of a local copy cut at a member boundary extracted 5 of its 10 images (exit 0); put back whole, the
+    rerun said "3 already done, 0 images extracted": the marker's names were all there, and the file was never
+    compared with the one extracted."""
+    members = {f"patch_{i}.tif": bytes([65 + i]) * 600 for i in range(10)}
+    index = "fn,lon,lat\n" + "".join(f"patch_{i}.tif,{i}.0,{i}.0\n" for i in range(10))
+    whole = _tar(members)
+    cut = whole[: 5 * 1536]  # five members of 512 + 1024 bytes: a tar ending at a member boundary
+    copy = _local_copy(tmp_path / "copy", {"index.csv": index.encode(), "data/shard-000.tar": cut})
+    root = tmp_path / "root"
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 1  # incomplete: 5 of 10
+    assert len(list((root / "images").iterdir())) == 5
+    (copy / "data" / "shard-000.tar").write_bytes(whole)
+    capsys.readouterr()
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 0
+    out, err = capsys.readouterr()
+    assert "data/shard-000.tar is not the file extracted before" in err
+    assert "1 file(s) read from the local copy, 1 already done, 5 images extracted" in out
+    assert sorted(p.name for p in (root / "images").iterdir()) == sorted(members)
+
+
+def test_a_hub_shard_of_a_new_checksum_is_extracted_again(tmp_path):
+    """The marker recorded the shard's sha256 and never compared it with the one the source lists now."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path, hub)
+    new = _tar({"patch_1.tif": b"B" * 100, "extra.tif": b"X" * 10})
+    hub.files["data/shard-001.tar"] = hub.served["data/shard-001.tar"] = new
+    hub.published["data/shard-001.tar"] = _sha256(new)
+    hub.calls.clear()
+    summary = download_s2100k(tmp_path, hub)
+    assert hub.calls == ["data/shard-001.tar"] and summary.images == 1
+    assert (tmp_path / "images" / "extra.tif").is_file()
+
+
+def test_a_changed_index_of_a_copy_without_checksums_is_read_again(tmp_path):
+    """`record["listed"] == _listed_checksum(index)` was None == None for a local copy: its index.csv, changed, was
+    never read again."""
+    copy = _local_copy(tmp_path / "copy", _shards())
+    download_s2100k(tmp_path / "root", LocalSource(copy))
+    new = INDEX.replace(b"10.5", b"10.6")
+    (copy / "index.csv").write_bytes(new)
+    summary = download_s2100k(tmp_path / "root", LocalSource(copy))
+    assert summary.extracted == ("index.csv",) and (tmp_path / "root" / "index.csv").read_bytes() == new
+
+
+def test_every_file_in_a_shards_way_is_named_at_once(tmp_path):
+    """Files of the user's named as a shard's images were named one a run (a rerun for each), and the shard's
+    other images were published before."""
+    hub = FakeHub({"index.csv": INDEX, "data/shard-000.tar": _tar({n: b"I" * 10 for n in ALL_IMAGES})})
+    (tmp_path / "images").mkdir()
+    for name in ALL_IMAGES[1:]:
+        (tmp_path / "images" / name).write_bytes(b"mine")
+    with pytest.raises(OutputExistsError) as raised:
+        download_s2100k(tmp_path, hub)
+    assert str(raised.value).startswith(f"2 files of {tmp_path / 'images'} are not the images of their names in "
+                                        "shard-000.tar: patch_1.tif, patch_2.tif (other bytes")  # fmt: skip
+    assert not (tmp_path / "images" / "patch_0.tif").exists()  # nothing of the shard published
+
+
+def test_an_unknown_revision_of_a_copy_is_said_to_be_unknown(tmp_path, caplog):
+    """`--revision v1.0` (no commit satclip knows) still said "pass the copy's --revision if it is a known one"."""
+    copy = _local_copy(tmp_path / "copy", _shards())
+    with caplog.at_level("WARNING", logger="satclip"):
+        download_s2100k(tmp_path / "root", LocalSource(copy, "v1.0"))
+    assert ("--revision v1.0 is no commit satclip knows checksums of (known: fbdbb78ba57d22d5b6be203913f1e6020c2b4e0a)"
+            ", so they are not checked") in caplog.text  # fmt: skip
+
+
+def test_an_interrupted_download_says_a_rerun_continues(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C during the second shard printed only "satclip: interrupted"."""
+    copy = _local_copy(tmp_path / "copy", _shards())
+    extract = dl.extract_images
+
+    def interrupted(archive, *args, **kwargs):
+        if archive.name == "shard-001.tar":
+            raise KeyboardInterrupt
+        return extract(archive, *args, **kwargs)
+
+    monkeypatch.setattr(dl, "extract_images", interrupted)
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 130
+    assert (f"satclip: the work done is kept in {tmp_path / 'root'}: rerun the same command to continue"
+            in capsys.readouterr().err)  # fmt: skip

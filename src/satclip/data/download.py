@@ -8,13 +8,17 @@ Per shard: fetch into ``ROOT/.download/`` (``huggingface_hub`` resumes a partial
 SHA-256 (or git blob id) when the source publishes one, extract its ``.tif`` members into a private
 temporary folder beside ``images/``, move them into ``images/`` one by one (each move atomic), then write the
 shard's marker ``ROOT/.download/done/<shard>.json`` and delete the archive. A rerun skips shards with a
-marker whose images are all still in ``images/`` and redoes any other shard from scratch, so an interruption at
-any point loses at most one shard's work and never leaves a half-written image in ``images/``.
+marker whose images are all still in ``images/`` and whose source file is still the one extracted (the checksum
+the source lists, else a local copy's size and modification time, :func:`_identity`), and redoes any other shard
+from scratch, so an interruption at any point loses at most one shard's work and never leaves a half-written image
+in ``images/``. Deleting ``ROOT/.download`` makes the next run check and extract every archive again.
 
 ``index.csv`` is parsed before it is published (a file that is not an S2-100K index never reaches ``ROOT``);
-its marker records the source and the SHA-256 of what was written, and a rerun fetches it again unless both
-still hold (and the source still publishes the same checksum). An existing ``ROOT/index.csv`` that differs
-from the source's is never replaced, nor is an image that differs from the member of its name. A local copy's
+its marker records the source, the SHA-256 of what was written and the source file's identity, and a rerun
+fetches it again unless all still hold. An existing ``ROOT/index.csv`` that differs from the source's is replaced
+only where satclip wrote it and it is unchanged since; an image that differs from the member of its name never is.
+A run that leaves images ``index.csv`` lists in none of the archives fails (:class:`IncompleteDownloadError`),
+keeping what it extracted. A local copy's
 archive that cannot be read is bad input, named; a downloaded one is deleted, so that the next run fetches it
 again.
 """
@@ -39,7 +43,7 @@ from ..digests import file_digest
 from ..errors import BadInputError, OutputExistsError
 from ..io.hub import DownloadError
 from .index import name_problem, read_index
-from .sources import HubSource, LocalSource, RemoteFile, Source, offline_instructions
+from .sources import KNOWN_SHA256, HubSource, LocalSource, RemoteFile, Source, offline_instructions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,16 @@ class ArchiveError(DownloadError):
 class DamagedCopyError(ChecksumError, BadInputError):
     """A file of a local copy (``--from``) fails its checksum: bad input (exit 2, as a damaged archive of it is);
     the copy is never changed."""
+
+
+class ArchiveClashError(ArchiveError):
+    """Two archives of the source hold an image of one name with other bytes: both may be intact, so the fix is
+    the source's (one revision, or one of the two archives), not an intact copy of either."""
+
+
+class IncompleteDownloadError(DownloadError):
+    """Every archive was extracted, yet images ``index.csv`` lists are in none of them: the dataset is incomplete
+    (exit 1, as ``satclip data verify`` on it); the images extracted are kept."""
 
 
 class UnusableCopyError(DownloadError, BadInputError):
@@ -115,11 +129,20 @@ def verify_checksum(path: Path, file: RemoteFile) -> str:
 def _warn_of_unchecked(files: list[RemoteFile], source: Source) -> None:
     """Say once, before they are fetched, which of ``files`` the source publishes no checksum for (it was said once
     per file: a line per shard, a hundred of them)."""
-    for sized, said in ((True, "only their sizes are checked"),
-                        (False, "pass the copy's --revision if it is a known one")):  # fmt: skip
+    revision = getattr(source, "revision", None)
+    if not isinstance(source, LocalSource):
+        unknown = "they are not checked"
+    elif revision:  # (it said "pass the copy's --revision if it is a known one" to a run given --revision v1.0)
+        unknown = (f"--revision {revision} is no commit satclip knows checksums of (known: {', '.join(KNOWN_SHA256)}), "
+                   "so they are not checked")  # fmt: skip
+    else:
+        commit = f"$(git -C {shlex.quote(str(source.directory))} rev-parse HEAD)"
+        unknown = (f"they are not checked: for a git clone pass --revision \"{commit}\" (satclip knows the checksums "
+                   f"of commit {', '.join(KNOWN_SHA256)})")  # fmt: skip
+    for sized, said in ((True, "only their sizes are checked"), (False, unknown)):
         unchecked = [f.path for f in files if not _listed_checksum(f) and (f.size is not None) == sized]
         if unchecked:
-            log.warning("%s publishes no checksum to check %d of the %d file(s) to read against (first: %s): %s",
+            log.warning("%s publishes no checksum for %d of the %d file(s) to read (first: %s): %s",
                         source.description, len(unchecked), len(files), unchecked[0], said)  # fmt: skip
 
 
@@ -177,9 +200,13 @@ def extract_images(
     ``extracted_by``: image name → the archive an earlier shard extracted it from; an image of that name with
     other bytes here is the archives' clash, not a file of the user's.
 
+    Every image of ``images/`` in the way is named at once, before any member is moved into ``images/``.
+
     Raises:
-        ArchiveError: ``archive`` cannot be read, or it holds an image another shard holds with other bytes
-            (nothing is moved into ``images/`` then).
+        ArchiveError: ``archive`` cannot be read (nothing is moved into ``images/`` then).
+        ArchiveClashError: it holds images another shard holds with other bytes (nothing is moved then).
+        OutputExistsError: files of ``images/`` not extracted by an earlier shard have the names of its images and
+            other bytes (nothing is moved then).
     """
     safe_output.clean_stale(images / label)
     partial = safe_output.temp_path(images / label)
@@ -212,20 +239,27 @@ def extract_images(
                 with source, safe_output.naming_as(partial, images), safe_output.writing(partial / name) as out:
                     shutil.copyfileobj(source, out, 1 << 20)
                 names.append(name)
+        # all of them named at once, before anything is moved (it named one a run, and published the images before)
+        other = [name for name in names if (images / name).exists() and not _same_file(images / name, partial / name)]
+        clashes = [f"{name} in {extracted_by[name]}" for name in other if name in (extracted_by or {})]
+        if clashes:  # (it blamed a file of the user's, and moving it away made the other shard clash in turn)
+            raise ArchiveClashError(
+                f"cannot extract {archive}: another archive holds {len(clashes)} of its images with other bytes "
+                f"({', '.join(clashes)}); the archives clash, and both may be intact (the source mixes two versions "
+                "of S2-100K): download one --revision, or keep one version's archives in the local copy, and rerun"
+            )
+        if other:
+            yours = f"{images / other[0]} is not the image {other[0]} of {archive.name}" if len(other) == 1 else (
+                f"{len(other)} files of {images} are not the images of their names in {archive.name}: "
+                f"{', '.join(other)}")  # fmt: skip
+            raise OutputExistsError(f"{yours} (other bytes: a file of yours, or one changed since it was extracted); "
+                                    f"satclip never replaces {'it' if len(other) == 1 else 'them'}: move "
+                                    f"{'it' if len(other) == 1 else 'them'} away and rerun")  # fmt: skip
         added = 0
         for name in names:
             if not (images / name).exists():
                 safe_output.publish(partial / name, images / name)
                 added += 1
-            elif not _same_file(images / name, partial / name) and name in (extracted_by or {}):
-                # (it blamed a file of the user's, and moving it away made the other shard clash in turn)
-                raise ArchiveError(f"cannot extract {archive}: its image {name} is in {extracted_by[name]} too, with "
-                                   "other bytes; the archives clash")  # fmt: skip
-            elif not _same_file(images / name, partial / name):
-                raise OutputExistsError(
-                    f"{images / name} is not the image {name} of {archive.name} (other bytes: a file of yours, or "
-                    "one changed since it was extracted); satclip never replaces it: move it away and rerun"
-                )
     except (OutputExistsError, ArchiveError):
         raise
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
@@ -244,11 +278,34 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.is_file() and filecmp.cmp(a, b, shallow=False)
 
 
-def _shard_done(root: Path, images: Path, shard: RemoteFile) -> bool:
-    """Whether ``shard`` was extracted and its images are still in ``images/`` (a shard whose images were
-    removed since is fetched again; markers written before they listed the names are trusted)."""
+def _identity(source: Source, file: RemoteFile) -> str | None:
+    """What tells ``file`` of the source from another version of it: the checksum the source lists, else a local
+    copy's size and modification time (a shard truncated, then put back whole, was never read again), else the
+    size the source lists."""
+    listed = _listed_checksum(file)
+    if listed:
+        return listed
+    if isinstance(source, LocalSource):
+        try:
+            stat = (source.directory / file.path).stat()
+        except OSError:
+            return None
+        return f"{stat.st_size} bytes, modified {stat.st_mtime_ns} ns"
+    return None if file.size is None else f"{file.size} bytes"
+
+
+def _shard_done(root: Path, images: Path, shard: RemoteFile, source: Source) -> bool:
+    """Whether ``shard`` was extracted from the file the source now lists (:func:`_identity`) and its images are
+    still in ``images/`` (a shard whose images were removed since is fetched again; markers written before they
+    recorded an identity are trusted where the source lists the SHA-256 they recorded)."""
     record = _record(_marker(root, shard))
     if record is None:
+        return False
+    identity = _identity(source, shard)
+    recorded = record["identity"] if "identity" in record else (record.get("sha256") or False)
+    if recorded != identity:
+        log.warning("%s is not the file extracted before (%s now, %s then); extracting it again", shard.path,
+                    identity or "no checksum", recorded or "no checksum")  # fmt: skip
         return False
     names = record.get("names")
     missing = sum(not (images / name).is_file() for name in names or ())
@@ -264,9 +321,8 @@ def _listed_checksum(file: RemoteFile) -> str | None:
 
 
 def _index_done(root: Path, index: RemoteFile, source: Source) -> bool:
-    """Whether ``ROOT/index.csv`` was fetched from ``source``, is unchanged since, and the source still publishes
-    the same checksum for it (markers of older versions, which recorded neither source nor checksum, are not
-    trusted)."""
+    """Whether ``ROOT/index.csv`` was fetched from ``source``, is unchanged since, and the source's file is still the
+    one fetched (:func:`_identity`; markers of older versions, which recorded none, are not trusted)."""
     record = _record(_marker(root, index))
     published = root / "index.csv"
     if record is None or record.get("source") != source.description or not published.is_file():
@@ -274,7 +330,7 @@ def _index_done(root: Path, index: RemoteFile, source: Source) -> bool:
     if record.get("sha256") != file_digest(published, "sha256"):
         log.warning("%s changed since it was downloaded; checking it against %s", published, source.description)
         return False
-    return record.get("listed") == _listed_checksum(index)
+    return record.get("identity") == _identity(source, index)
 
 
 def download_s2100k(
@@ -296,11 +352,13 @@ def download_s2100k(
     Raises:
         DownloadError: the source cannot be reached (with instructions for fetching the files by hand),
             has no ``index.csv`` or no archives, a file fails its checksum (:class:`ChecksumError`), or a
-            downloaded archive cannot be read (it is deleted, to be fetched again).
+            downloaded archive cannot be read (it is deleted, to be fetched again), two archives hold an image
+            with other bytes (:class:`ArchiveClashError`), or images ``index.csv`` lists are in none of the
+            archives (:class:`IncompleteDownloadError`; the images extracted are kept).
         BadInputError: ``root`` lies in the local copy read, ``index.csv`` is no S2-100K index
             (:class:`~satclip.data.index.IndexFormatError`), or an archive of a local copy cannot be read.
-        OutputExistsError: ``ROOT/index.csv`` exists and differs from the source's, or ``root`` is another
-            satclip command's output directory.
+        OutputExistsError: ``ROOT/index.csv`` exists, differs from the source's and is not satclip's own
+            untouched copy, or ``root`` is another satclip command's output directory.
     """
     root = Path(root)
     source = source or HubSource()
@@ -343,7 +401,7 @@ def download_s2100k(
         images = root / "images"
         extracted, skipped, added, unusual = [], [], 0, []
         index_done = _index_done(root, index, source)
-        done = {shard.path for shard in shards if _shard_done(root, images, shard)}
+        done = {shard.path for shard in shards if _shard_done(root, images, shard, source)}
         todo = [shard for shard in shards if shard.path not in done]
         _warn_of_unchecked(([] if index_done else [index]) + todo, source)
 
@@ -353,15 +411,25 @@ def download_s2100k(
             path = _fetch_checked(source, index, staging)
             read_index(path)  # not UTF-8 CSV, or not the columns of an index: refused before it reaches ROOT
             data = path.read_bytes()
-            if (root / "index.csv").is_file() and (root / "index.csv").read_bytes() != data:
-                raise OutputExistsError(
-                    f"{root / 'index.csv'} exists and differs from the index.csv of {source.description}; satclip "
-                    "does not replace it: move it away or download into another root"
-                )
-            if not (root / "index.csv").is_file():  # (one of the same bytes is kept: a link of the user's stays)
-                safe_output.write_bytes(root / "index.csv", data, overwrite=False)
+            published, written = root / "index.csv", False
+            if published.is_file() and published.read_bytes() != data:
+                if not _written_by_satclip(root, index):
+                    raise OutputExistsError(
+                        f"{published} exists and differs from the index.csv of {source.description}; satclip "
+                        "does not replace it (not written by satclip, or changed since): move it away or download "
+                        "into another root"
+                    )
+                # (its own copy, untouched, of an earlier revision: refused as if it were the user's)
+                log.info("replacing %s, which satclip wrote, with the index.csv of %s", published, source.description)
+                safe_output.write_bytes(published, data, overwrite=True)
+                written = True
+            elif not published.is_file():  # (one of the same bytes is kept: a link of the user's stays)
+                safe_output.write_bytes(published, data, overwrite=False)
+                written = True
+            else:  # the same bytes: satclip's own still, where it wrote them before
+                written = _written_by_satclip(root, index)
             record = {"path": index.path, "source": source.description, "sha256": hashlib.sha256(data).hexdigest(),
-                      "listed": _listed_checksum(index)}  # fmt: skip
+                      "identity": _identity(source, index), "written": written}  # fmt: skip
             safe_output.write_bytes(_marker(root, index), json.dumps(record).encode())
             extracted.append(index.path)
 
@@ -369,12 +437,18 @@ def download_s2100k(
         skipped += [shard.path for shard in shards if shard.path in done]
         if skipped:
             log.info("resuming: %d of %d files already done", len(skipped), len(shards) + 1)
+        if done:  # (an interruption said only "interrupted", not that a rerun continues)
+            safe_output.keep_work(root)
         extracted_by = {name: shard.path for shard in shards if shard.path in done
                         for name in (_record(_marker(root, shard)) or {}).get("names") or ()}  # fmt: skip
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
             try:
                 names, new_images, odd = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
+            except ArchiveClashError as err:  # (both intact: "replace it with an intact copy" misled)
+                if isinstance(source, LocalSource):
+                    raise BadInputError(str(err)) from err
+                raise
             except ArchiveError as err:
                 if not _fetched(source, path, staging):
                     raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
@@ -382,8 +456,10 @@ def download_s2100k(
                 raise ArchiveError(f"{err}; deleted it: rerun the same command to fetch it again") from err
             extracted_by.update(dict.fromkeys(names, shard.path))
             count = len(names)
-            record = {"path": shard.path, "sha256": shard.sha256, "images": count, "names": names}
+            record = {"path": shard.path, "sha256": shard.sha256, "identity": _identity(source, shard), "images": count,
+                      "names": names}  # fmt: skip
             safe_output.write_bytes(_marker(root, shard), json.dumps(record).encode())
+            safe_output.keep_work(root)
             if not keep_archives and _fetched(source, path, staging):
                 path.unlink(missing_ok=True)
             log.info("%s: %d images", shard.path, count)
@@ -393,19 +469,30 @@ def download_s2100k(
         if unusual:  # (once a run, as the rest of its report)
             log.warning("%d image member(s) of the archives were not extracted as named (first: %s)", len(unusual),
                         unusual[0])  # fmt: skip
-        _warn_of_unextracted(root, images, source)
+        _check_complete(root, images, source)
     return DownloadSummary(root, tuple(extracted), tuple(skipped), added)
 
 
-def _warn_of_unextracted(root: Path, images: Path, source: Source) -> None:
-    """Warn of images ``index.csv`` lists that no archive held (a copy whose archives are not the index's said
-    "0 images extracted", exit 0, with images/ empty)."""
+def _written_by_satclip(root: Path, index: RemoteFile) -> bool:
+    """Whether ``ROOT/index.csv`` is the file satclip wrote there, unchanged since (its marker says it wrote it)."""
+    record = _record(_marker(root, index)) or {}
+    published = root / "index.csv"
+    return record.get("written") is True and record.get("sha256") == file_digest(published, "sha256")
+
+
+def _check_complete(root: Path, images: Path, source: Source) -> None:
+    """Raise :class:`IncompleteDownloadError` where images ``index.csv`` lists are in no archive (a copy whose
+    archives are not the index's said "0 images extracted", exit 0, where `satclip data verify` exits 1)."""
     try:
         listed = read_index(root / "index.csv").filenames
     except (ValueError, OSError):  # (refused when it was fetched; reported by verify)
         return
     missing = [name for name in listed if not (images / name).is_file()]
     if missing:
-        log.warning("%d of the %d images %s lists are in none of the archives of %s (first: %s); `satclip data "
-                    "verify %s` lists them", len(missing), len(listed), root / "index.csv", source.description,
-                    ", ".join(missing[:3]), root)  # fmt: skip
+        quoted = shlex.quote(str(root))
+        raise IncompleteDownloadError(
+            f"{len(missing)} of the {len(listed)} images {root / 'index.csv'} lists are in none of the archives of "
+            f"{source.description} (first: {', '.join(missing[:3])}); the images extracted are kept: "
+            f"put the missing archives (or intact copies of truncated ones) in the source and rerun, or delete "
+            f"{root / STATE_DIR} to extract every archive again; `satclip data verify {quoted}` lists them"
+        )
