@@ -322,6 +322,7 @@ def test_offline_download_says_what_to_fetch(tmp_path, capsys):
     assert "https://huggingface.co/datasets/torchgeo/s2-100k" in err
     assert f"satclip data download {tmp_path / 's2'} --from DIR" in err
     assert "; To download" not in err and "). To download S2-100K elsewhere" in err  # (a newline read "; To")
+    assert ".)." not in err, err  # (the hub client's full stop inside the parenthesis: "…variable.). To download")
     # what to fetch is the repository and revision asked for (it said torchgeo/s2-100k at main)
     assert main(["data", "download", str(tmp_path / "s2"), "--repo", "me/mine", "--revision", "v1"]) == 1
     err = capsys.readouterr().err
@@ -338,10 +339,14 @@ def test_offline_download_fetches_the_revision_asked_for(tmp_path, capsys):
     assert ("`git clone --no-checkout https://huggingface.co/datasets/me/mine DIR && git -C DIR checkout v1` "
             "(git-lfs installed) or `hf download me/mine --repo-type dataset --revision v1 --local-dir DIR` "
             "(huggingface_hub older than 0.34: `huggingface-cli download`, the same arguments). Copy that folder to "
-            f"this machine and run `satclip data download '{root}' --from DIR --revision v1`") in err, err  # fmt: skip
+            f"this machine and run `satclip data download '{root}' --from DIR` (a git clone: `satclip data download "
+            f"'{root}' --from DIR --revision \"$(git -C DIR rev-parse HEAD)\"`, so that the checksums satclip knows of "
+            "that commit are checked)") in err, err  # fmt: skip
     assert main(["data", "download", str(tmp_path / "s2")]) == 1  # (no revision: the default branch)
     err = capsys.readouterr().err
-    assert "`git clone https://huggingface.co/datasets/torchgeo/s2-100k DIR`" in err and "--revision" not in err
+    assert "`git clone https://huggingface.co/datasets/torchgeo/s2-100k DIR`" in err and "checkout" not in err
+    # (a git clone's --from run was never told to pass its commit, which enables the checksums satclip knows)
+    assert "--from DIR --revision \"$(git -C DIR rev-parse HEAD)\"`" in err
 
 
 def test_cli_download_from_local_copy_then_verify(tmp_path, capsys):
@@ -787,3 +792,17 @@ def test_an_interrupted_download_says_a_rerun_continues(tmp_path, capsys, monkey
     assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 130
     assert (f"satclip: the work done is kept in {tmp_path / 'root'}: rerun the same command to continue"
             in capsys.readouterr().err)  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--repo", "other/thing"], "--repo other/thing names a hub repository, and --from {copy} reads a local copy "
+                                "instead: drop --repo, or --from to download from the hub"),
+    (["--keep-archives"], "--keep-archives keeps the archives fetched from the hub, and those of --from {copy} are "
+                          "read in place and never deleted: drop --keep-archives"),
+])  # fmt: skip
+def test_options_a_local_copy_ignores_are_refused(tmp_path, capsys, extra, said):
+    """`data download ROOT --from DIR --repo other/thing --keep-archives` exited 0, both options ignored."""
+    copy = _local_copy(tmp_path / "copy", _shards())
+    assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy), *extra]) == 2
+    assert _error_line(capsys.readouterr().err) == "satclip: error: " + said.format(copy=copy)
+    assert not (tmp_path / "root").exists()

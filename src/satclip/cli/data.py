@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 
+from ..errors import BadInputError
 from ..machine import MAX_WORKERS_RULE
 from .args import name_without_spaces, non_negative_int, positive_int, user_path, worker_count
 
@@ -119,21 +120,32 @@ def add_download(subparsers) -> None:
         ),
     )
     parser.add_argument("root", type=user_path, help="dataset root to create or complete")
-    parser.add_argument("--repo", default=HF_REPO, help=f"hub dataset repository (default {HF_REPO})")
+    parser.add_argument("--repo", help=f"hub dataset repository (default {HF_REPO}); not with --from")
     parser.add_argument("--revision", type=name_without_spaces,
                         help="hub revision (branch, tag or commit; default main); with --from, the commit the local "
                         "copy was made from (enables known checksums)")  # fmt: skip
     parser.add_argument("--from", dest="source", type=_local_copy, metavar="DIR",
                         help="use a local copy of the repository instead of the hub")
-    parser.add_argument("--keep-archives", action="store_true", help="keep the tar shards after extraction")
+    parser.add_argument("--keep-archives", action="store_true",
+                        help="keep the tar shards fetched from the hub after extraction (a --from copy's are never "
+                        "deleted)")  # fmt: skip
     parser.set_defaults(func=run_download)
 
 
 def run_download(args: argparse.Namespace) -> int:
     from ..data.download import download_s2100k
-    from ..data.sources import HubSource, LocalSource
+    from ..data.sources import HF_REPO, HubSource, LocalSource
 
-    source = LocalSource(args.source, args.revision) if args.source else HubSource(args.repo, args.revision)
+    if args.source and args.repo:  # (accepted and ignored, exit 0)
+        raise BadInputError(f"--repo {args.repo} names a hub repository, and --from {args.source} reads a local copy "
+                            "instead: drop --repo, or --from to download from the hub")  # fmt: skip
+    if args.source and args.keep_archives:  # (accepted and ignored, exit 0)
+        raise BadInputError(f"--keep-archives keeps the archives fetched from the hub, and those of --from "
+                            f"{args.source} are read in place and never deleted: drop --keep-archives")  # fmt: skip
+    if args.source:
+        source = LocalSource(args.source, args.revision)
+    else:
+        source = HubSource(args.repo or HF_REPO, args.revision)
     summary = download_s2100k(args.root, source, keep_archives=args.keep_archives, progress=_tqdm_progress("shards"))
     done = "read from the local copy" if args.source else "fetched"  # (a local copy's were said to be fetched)
     print(

@@ -41,21 +41,23 @@ def hub_url(repo_id: str = HF_REPO, revision: str | None = None) -> str:
 
 def offline_instructions(root: Path | str, repo_id: str = HF_REPO, revision: str | None = None) -> str:
     """What to fetch by hand, and where to put it, when the hub cannot be reached (the commands fetch
-    ``revision``, and the ``--from`` run passes it on for :data:`KNOWN_SHA256`)."""
+    ``revision``; the ``--from`` run of a git clone passes its commit on, for :data:`KNOWN_SHA256`: an ``hf
+    download`` folder records the checksums itself)."""
     url = shlex.quote(f"https://huggingface.co/datasets/{repo_id}")
     clone = f"git clone {url} DIR"
     as_revision = ""
     if revision:  # (--no-checkout: the default branch's 100 GB of LFS files are not fetched first; any revision)
         clone = f"git clone --no-checkout {url} DIR && git -C DIR checkout {shlex.quote(revision)}"
         as_revision = f" --revision {shlex.quote(revision)}"
+    command = f"satclip data download {shlex.quote(str(root))} --from DIR"
     return (
         f"To download S2-100K elsewhere, fetch the dataset repository {hub_url(repo_id, revision)} — "
         f"index.csv and the image archives (*.tar / *.tar.xz, e.g. data/shard-*.tar or satclip.tar), about "
         f"100 GB — e.g. with `{clone}` (git-lfs installed) or `hf download {shlex.quote(repo_id)} --repo-type "
         f"dataset{as_revision} --local-dir DIR` (huggingface_hub older than 0.34: `huggingface-cli download`, the same "
-        f"arguments). Copy that folder to this machine and run "
-        f"`satclip data download {shlex.quote(str(root))} --from DIR{as_revision}`: it checks and extracts the "
-        f"archives into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
+        f"arguments). Copy that folder to this machine and run `{command}` (a git clone: `{command} --revision "
+        f"\"$(git -C DIR rev-parse HEAD)\"`, so that the checksums satclip knows of that commit are checked): it "
+        f"checks and extracts the archives into {Path(root) / 'images'} and writes {Path(root) / 'index.csv'}."
     )
 
 
@@ -128,7 +130,8 @@ class HubSource:
         hub = _huggingface_hub()
         reason = unreachable(self.repo_id, repo_type="dataset", revision=self.revision)
         if reason is not None:  # at once, not after the hub client's retries
-            raise DownloadError(f"cannot list {self.description} ({reason}).")
+            # (the hub client's own ends in a full stop: "…environment variable.). To download")
+            raise DownloadError(f"cannot list {self.description} ({reason.rstrip('.')}).")
         try:
             tree = hub.HfApi().list_repo_tree(
                 self.repo_id, recursive=True, revision=self.revision, repo_type="dataset", token=self.token
