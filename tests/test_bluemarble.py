@@ -380,7 +380,7 @@ def test_the_corpus_size_is_said_in_a_unit_that_fits_and_an_empty_band_says_to_w
 
     assert main(["data", "bluemarble", "--n", "50", "--out", str(tmp_path / "corpus")]) == 0
     assert capsys.readouterr().out.strip() == f"{tmp_path / 'corpus'}  (50 patches, 32×32 px, 154 KB)"  # 153,600 B
-    from satclip.cli.data_bluemarble import _bytes
+    from satclip.data.bluemarble import size_text as _bytes
 
     assert [_bytes(n) for n in (0, 999, 1000, 614_400, 1_234_567, 9_960_000, 3.3e9)] == [
         "0 B", "999 B", "1.0 KB", "614 KB", "1.2 MB", "10 MB", "3.3 GB"]  # fmt: skip
@@ -461,3 +461,28 @@ def test_a_directory_that_is_no_corpus_advises_a_build_that_satclip_runs(tmp_pat
         assert main([*shlex.split(command)[1:], "--n", "5", "--patch-size", "8"]) == 0, capsys.readouterr().err
         assert bm.load_bluemarble_arrays(advised)[1].shape == (5, 2)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_disk_too_small_is_said_before_the_work_with_the_size_needed(tmp_path, capsys, monkeypatch):
+    """`satclip data bluemarble` on a disk too small said "disk full" only after sampling the land points (16 s for
+    the default corpus), and neither the size needed nor where else to build it."""
+    import shutil
+    from collections import namedtuple
+
+    from satclip.cli import main
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 50_000, 50_000))
+
+    def never(*args, **kwargs):
+        raise AssertionError("sampled before the free space was checked")
+
+    monkeypatch.setattr(bm, "sample_land_points", never)
+    out = tmp_path / "corpus"
+    assert main(["data", "bluemarble", "--n", "1000", "--patch-size", "8", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"satclip: error: a Blue Marble corpus of 1000 patches of 8 px needs about 240 KB, and {tmp_path} has 50 KB "
+        "free: free space, or build it elsewhere with --out DIR (or SATCLIP_CACHE=DIR, the cache the corpus goes into "
+        "by default)"
+    )
+    assert not out.exists()

@@ -25,7 +25,8 @@ def add_subparser(data_subparsers) -> None:
             "with the same parameters reuses the existing corpus."
         ),
     )
-    parser.add_argument("--n", type=positive_int, default=100_000, help="number of patches (default 100000)")
+    parser.add_argument("--n", type=positive_int, default=100_000,
+                        help="number of patches (default 100000: about 312 MB on disk at the default --patch-size)")
     parser.add_argument("--patch-size", type=positive_int, default=32, help="pixels a side (default 32)")
     parser.add_argument("--gsd-km", type=positive_float, default=7.5, help="km between pixel centres (default 7.5)")
     parser.add_argument("--projection", default="aeqd", choices=["aeqd", "laea"],
@@ -72,24 +73,13 @@ def run(args: argparse.Namespace) -> int:
             Image.fromarray(bm.contact_sheet(images[:48])).save(tmp, format="PNG")
         log.info("wrote contact sheet %s", args.preview)
     size = f"{images.shape[1]}×{images.shape[2]} px"
-    print(f"{out}  ({len(points)} patches, {size}, {_bytes(images.nbytes)})")
+    print(f"{out}  ({len(points)} patches, {size}, {bm.size_text(images.nbytes)})")
     return 0
 
 
 def _as_options(err: Exception) -> str:
     """The message of ``err`` naming the options given ("min_lat", "gsd_km" are the Python API's names)."""
     return re.sub(r"\b(min_lat|max_lat|gsd_km|patch_size)\b", lambda m: "--" + m[1].replace("_", "-"), str(err))
-
-
-def _bytes(count: int) -> str:
-    """``count`` bytes in decimal units, to 2 significant digits or more (``153 KB``, ``1.2 MB``): a corpus of 50
-    patches was "0 MB", one of 614 KB "1 MB"."""
-    value, unit = float(count), "B"
-    for larger in ("KB", "MB", "GB", "TB"):
-        if value < 999.5:
-            break
-        value, unit = value / 1000, larger
-    return f"{value:.1f} {unit}" if unit != "B" and value < 9.95 else f"{value:.0f} {unit}"
 
 
 def _check_preview(preview: Path, corpus: Path) -> None:

