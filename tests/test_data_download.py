@@ -806,3 +806,13 @@ def test_options_a_local_copy_ignores_are_refused(tmp_path, capsys, extra, said)
     assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy), *extra]) == 2
     assert _error_line(capsys.readouterr().err) == "satclip: error: " + said.format(copy=copy)
     assert not (tmp_path / "root").exists()
+
+
+def test_a_new_root_is_said_to_be_created_not_the_folders_in_it(tmp_path, capsys):
+    """`data download d1` said "created d1/.download/done, which did not exist" and "created d1/images, …", and
+    never d1, the path the user typed."""
+    copy = _local_copy(tmp_path / "copy", _shards())
+    root = tmp_path / "new" / "d1"
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "which did not exist" in line]
+    assert said == [f"created {root}, which did not exist"], said

@@ -128,10 +128,15 @@ def removed_if_left_empty() -> Iterator[None]:
 
 
 def created_folders() -> list[Path]:
-    """The missing folders of output paths this command created (that still exist), deepest ones only: a typo in
-    an output path made them without a word. Not those within satclip's outputs or its cache, which it lays out."""
+    """The missing folders of output paths this command created (that still exist): a typo in an output path made
+    them without a word. One for each outermost folder made: the deepest folder that holds all those made in it (a
+    chain ``results/typo`` is ``results/typo``; a dataset root ``d1`` with ``images/`` and ``.download/done`` made
+    in it is ``d1``, the path the user typed, not the folders laid out in it, which it said instead). Not those
+    within satclip's outputs or its cache, which it lays out."""
     made = [d for d in _CREATED if d.is_dir() and not any(is_owned(a) for a in (d, *d.parents)) and not in_cache(d)]
-    return [d for d in made if not any(other != d and d in other.parents for other in made)]
+    deepest = [d for d in made if not any(d in other.parents for other in made)]
+    outermost = [d for d in made if not any(other in d.parents for other in made)]
+    return [Path(os.path.commonpath([d for d in deepest if d == top or top in d.parents])) for top in outermost]
 
 
 def forget_created() -> None:
