@@ -115,8 +115,10 @@ def add_download(subparsers) -> None:
         description=(
             f"Fetches the dataset repository {HF_REPO} (index.csv and the image tar shards), checks each "
             "file against the checksum the hub publishes, and extracts the GeoTIFFs into ROOT/images/. "
-            "Rerunning resumes after the last completed shard. Offline, fetch the repository elsewhere "
-            "and pass it with --from."
+            "Rerunning resumes after the last completed shard; a shard whose file changed since (another "
+            "checksum, or a local copy's other size or time) is extracted again, and deleting ROOT/.download makes "
+            "the next run extract every one again. Exit status 1 when images index.csv lists are in none of the "
+            "archives (those extracted are kept). Offline, fetch the repository elsewhere and pass it with --from."
         ),
     )
     parser.add_argument("root", type=user_path, help="dataset root to create or complete")
