@@ -406,8 +406,11 @@ def test_a_torchscript_export_refuses_an_input_of_another_shape(tmp_path):
     assert module(torch.zeros(3, 2, dtype=torch.float64)).shape == (3, CONFIG["network"]["num_classes"])
     assert module(torch.zeros(0, 2, dtype=torch.float64)).shape[0] == 0
     for shape in ((2, 3), (2,), (1, 2, 2)):
-        with pytest.raises(torch.jit.Error, match=r"ValueError: lonlat must be \(N, 2\).*got shape"):
+        with pytest.raises(torch.jit.Error, match=r"ValueError: lonlat must be \(N, 2\).*got shape") as raised:
             module(torch.zeros(shape, dtype=torch.float64))
+        # as docs/export.md says: not a RuntimeError, and the message ends with the ValueError's line
+        assert not isinstance(raised.value, RuntimeError)
+        assert str(raised.value).rstrip().splitlines()[-1].startswith("builtins.ValueError: lonlat must be (N, 2)")
 
 
 def test_an_export_into_a_folder_that_takes_no_files_names_the_folder(tmp_path, capsys):
