@@ -823,3 +823,15 @@ def test_the_gradient_path_refuses_other_shapes_as_encode_does(shape):
     encoder.train()  # (in training mode too: a shape check reads no values)
     with pytest.raises(BadInputError, match=r"must have shape \(N, 2\)"):
         encoder(points)
+
+
+@pytest.mark.parametrize("source", ["bluemarble-l10", "ckpt"])
+def test_loading_leaves_the_random_state_as_it_was(source):
+    """Loading built random weights first and overwrote them: the caller's seeded draws changed."""
+    if source == "ckpt":
+        require(CKPT_L10)
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    encoder = satclip.load(str(CKPT_L10) if source == "ckpt" else source, precision="float32")
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.isfinite(p).all() for p in encoder.parameters())

@@ -143,12 +143,21 @@ class LocationEncoder(nn.Module):
         self.config = dict(config or {})
 
     @classmethod
-    def from_config(cls, config: dict) -> LocationEncoder:
-        """Build from ``{"encoding": {"name": …, **params}, "network": {"name": …, **params}}``."""
+    def from_config(cls, config: dict, *, initialise: bool = True) -> LocationEncoder:
+        """Build from ``{"encoding": {"name": …, **params}, "network": {"name": …, **params}}``.
+
+        ``initialise=False`` leaves the network's weights undrawn (built on torch's meta device, then given
+        uninitialised memory on the default device), for weights loaded next: torch's random state (CPU and
+        CUDA) is left as it was, and no time goes into a random initialisation."""
         enc_cfg = dict(config["encoding"])
         net_cfg = dict(config["network"])
         posenc = _encoding.create(enc_cfg.pop("name"), **enc_cfg)
-        nnet = _nn.create(net_cfg.pop("name"), input_dim=posenc.embedding_dim, **net_cfg)
+        if initialise:
+            nnet = _nn.create(net_cfg.pop("name"), input_dim=posenc.embedding_dim, **net_cfg)
+        else:
+            with torch.device("meta"):
+                nnet = _nn.create(net_cfg.pop("name"), input_dim=posenc.embedding_dim, **net_cfg)
+            nnet = nnet.to_empty(device=torch.get_default_device())
         return cls(posenc, nnet, config)
 
     @classmethod
@@ -156,11 +165,13 @@ class LocationEncoder(nn.Module):
         """Build from ``config`` and load ``state_dict`` (strictly), after :func:`check_config` has
         compared the config with the weights' shapes.
 
+        The weights are not drawn at random first: loading leaves torch's random state as it was.
+
         Raises:
             BadInputError: the config does not fit the weights (nothing is built then).
         """
         check_config(config, {k: tuple(v.shape) for k, v in state_dict.items()}, source)
-        encoder = cls.from_config(config)
+        encoder = cls.from_config(config, initialise=False)
         try:
             encoder.load_state_dict(dict(state_dict))
         except RuntimeError as err:
