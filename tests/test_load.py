@@ -17,7 +17,7 @@ import torch
 
 import satclip
 from satclip.cli import main
-from satclip.errors import BadInputError, OutputExistsError, SatclipError
+from satclip.errors import BadInputError, OutputExistsError, SatclipError, UnknownNameError
 from satclip.io import hub, native, original
 from satclip.io.convert import convert
 from satclip.io.safe_pickle import UntrustedCheckpointError
@@ -532,12 +532,20 @@ def test_a_refused_repository_in_the_hub_cache_still_loads(monkeypatch, online, 
     assert torch.equal(satclip.load("satclip-resnet18-l10").encode(points), satclip.load(CKPT_L10).encode(points))
 
 
-def test_unknown_source_lists_known_names(tmp_path):
-    with pytest.raises(FileNotFoundError, match="satclip-resnet18-l10"):
+def test_unknown_source_lists_known_names(tmp_path, capsys):
+    """An unknown name and a directory that holds no model were builtins' FileNotFoundError alone: ``except
+    SatclipError`` missed them. They are satclip's bad input now (exit 2), and FileNotFoundErrors as before."""
+    with pytest.raises(FileNotFoundError, match="satclip-resnet18-l10") as err:
         satclip.load("no-such-model")
+    assert isinstance(err.value, UnknownNameError) and isinstance(err.value, KeyError)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="not a satclip model"):
-        satclip.load(tmp_path / "empty")
+    for source in (tmp_path / "empty", str(tmp_path / "empty"), str(tmp_path / "missing.ckpt")):
+        with pytest.raises(FileNotFoundError, match="not a satclip model|no such model file") as err:
+            satclip.load(source)
+        assert isinstance(err.value, BadInputError)
+    (tmp_path / "p.csv").write_text("lon,lat\n0,0\n")
+    assert main(["embed", str(tmp_path / "p.csv"), "-o", str(tmp_path / "e.npy"), "--model", "bluemarbl-l10"]) == 2
+    assert "no model 'bluemarbl-l10' (did you mean 'bluemarble-l10'" in capsys.readouterr().err
 
 
 def test_a_missing_file_named_as_a_known_model_names_it(tmp_path, monkeypatch):

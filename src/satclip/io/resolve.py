@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pretrained
-from ..errors import BadInputError
+from ..errors import BadInputError, UnknownNameError
 from ..paths import expand_user
 from ..registry import did_you_mean
 from . import hub, native
@@ -23,6 +23,16 @@ HUB_SCHEME = "hf://"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: endings of model files: a source ending so names a local file, never a hub repository
 _FILE_SUFFIXES = (".ckpt", ".safetensors", ".json", ".pt", ".pth")
+
+
+class ModelNotFoundError(BadInputError, FileNotFoundError):
+    """A model source that is no model: a missing path, a directory that holds none, a hub repository that holds
+    none. A satclip error (``except SatclipError``; the CLI exits 2) and a FileNotFoundError as before."""
+
+
+class UnknownModelError(UnknownNameError, FileNotFoundError):
+    """A name that is no known model's (the message lists them): a satclip error (``except SatclipError``, an
+    :class:`~satclip.errors.UnknownNameError`; the CLI exits 2) and a FileNotFoundError as before."""
 
 
 @dataclass
@@ -48,7 +58,7 @@ def _local(path: Path) -> ResolvedSource:
     if native.is_native(path):
         return ResolvedSource("native", path)
     if path.is_dir():
-        raise FileNotFoundError(native.not_native(path))
+        raise ModelNotFoundError(native.not_native(path))
     if path.name in (native.CONFIG_FILE, native.WEIGHTS_FILE) and native.is_native(path.parent):
         return ResolvedSource("native", path.parent)
     return ResolvedSource("original", path)
@@ -69,7 +79,7 @@ def _hub_repository(repo_id: str) -> ResolvedSource:
     ckpts = [f for f in files if f.endswith(".ckpt")]
     if len(ckpts) == 1:
         return ResolvedSource("original", hub.fetch(repo_id, ckpts[0]))
-    raise FileNotFoundError(
+    raise ModelNotFoundError(
         f"hub repository {repo_id} holds neither a native model nor exactly one .ckpt (found {ckpts})"
     )
 
@@ -89,7 +99,8 @@ def resolve(source: str | Path) -> ResolvedSource:
     an error naming it, never a hub request.
 
     Raises:
-        FileNotFoundError: no such file or directory, or an unknown name (the message lists the known ones).
+        ModelNotFoundError: no such file or directory, or none that holds a model (a FileNotFoundError too).
+        UnknownModelError: an unknown name, the message lists the known ones (a FileNotFoundError too).
         BadInputError: ``source`` is not a string or path (e.g. a state dict or a tensor).
     """
     if not isinstance(source, (str, os.PathLike)):
@@ -117,10 +128,10 @@ def resolve(source: str | Path) -> ResolvedSource:
         hides = not isinstance(source, os.PathLike) and text in pretrained.names()
         try:
             resolved = _local(path)
-        except FileNotFoundError as err:  # (a folder of that name hides the model: say so)
+        except ModelNotFoundError as err:  # (a folder of that name hides the model: say so)
             if not hides:
                 raise
-            raise FileNotFoundError(
+            raise ModelNotFoundError(
                 f"{err}; it hides the model {text!r}: rename that folder, or run from another directory"
             ) from None
         if hides:  # (an L = 40 file named satclip-resnet18-l10 was loaded as that model without a word)
@@ -137,7 +148,7 @@ def resolve(source: str | Path) -> ResolvedSource:
             return ResolvedSource("original", pretrained.fetch(model), model)
     if isinstance(source, os.PathLike) or _looks_like_path(text):
         hint = f"; for a Hugging Face repository write {HUB_SCHEME}{text}" if hub.REPO_ID.match(text) else ""
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"no such model file or directory: {path} (absolute: {path.absolute()}){hint}{_known_name_hint(path)}"
         )
     base, plus, mode = text.partition("+")
@@ -148,7 +159,7 @@ def resolve(source: str | Path) -> ResolvedSource:
             f"mode={mode.partition('(')[0]!r}) embeds with retrieval"
         )
     suggestion = did_you_mean(text, pretrained.names())
-    raise FileNotFoundError(
+    raise UnknownModelError(
         f"no model {text!r}{f' ({suggestion})' if suggestion else ''}: not a file, a model directory or a known "
         f"name ({', '.join(pretrained.names())}); a Hugging Face repository is written {HUB_SCHEME}owner/name"
     )
