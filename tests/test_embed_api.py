@@ -327,6 +327,18 @@ def test_load_names_what_a_model_is(tmp_path):
             satclip.load(source)
 
 
+def test_embed_names_what_a_model_is(lonlat):
+    """satclip.embed(points, a SatCLIP) said "a model is a name, a .ckpt file, …": neither that it takes a
+    LocationEncoder nor which part of the SatCLIP to pass."""
+    model = satclip.load_model("bluemarble-l10")
+    with pytest.raises(BadInputError, match=r"a model is a LocationEncoder, a name, .* not a SatCLIP \(a SatCLIP: "
+                                            r"pass model\.location, its location encoder\)$"):
+        satclip.embed(lonlat, model=model)
+    with pytest.raises(BadInputError, match=r"a model is a LocationEncoder, a name, .* not a dict \(a state dict"):
+        satclip.embed(lonlat, model={"nnet.weight": torch.zeros(1)})
+    np.testing.assert_array_equal(satclip.embed(lonlat, model=model.location), model.location.encode(lonlat).numpy())
+
+
 def test_a_compiled_encoder_is_the_encoder_it_wraps(encoder, lonlat):
     """satclip.embed(points, torch.compile(encoder)) was refused: "a model is a name, a .ckpt file, … not a
     OptimizedModule"."""

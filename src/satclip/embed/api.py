@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,12 @@ def load_encoder(
     trust_checkpoint = check_trust(trust_checkpoint)
     if isinstance(getattr(model, "_orig_mod", None), LocationEncoder):  # torch.compile(encoder): was refused as "not
         model = model._orig_mod  # a OptimizedModule"; encode runs the fused path, never the compiled forward
+    if not isinstance(model, (LocationEncoder, str, os.PathLike)):
+        from ..io.resolve import not_a_source
+
+        hint = "a SatCLIP: pass model.location, its location encoder" if isinstance(
+            getattr(model, "location", None), LocationEncoder) else ""  # fmt: skip
+        raise not_a_source(model, "a LocationEncoder", hint)
     if not isinstance(model, LocationEncoder):
         from ..io.load import load
 
@@ -57,7 +64,7 @@ def load_encoder(
     current = getattr(model.posenc, "harmonics_calculation", None)
     if harmonics_calculation is not None and harmonics_calculation != current:
         config, state = rebased(copy.deepcopy(model.config), model.state_dict(), harmonics_calculation, "this encoder")
-        rebuilt = LocationEncoder.from_config(config)
+        rebuilt = LocationEncoder.from_config(config, initialise=False)
         rebuilt.load_state_dict(state)
         rebuilt.provenance = getattr(model, "provenance", {})
         rebuilt = rebuilt.to(device=param.device, dtype=param.dtype).eval()

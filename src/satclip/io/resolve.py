@@ -93,6 +93,18 @@ def _known_name_hint(path: Path) -> str:
     return f"; {name} is the name of a known model: give {name!r} (no path or ending) to load it by name"
 
 
+def not_a_source(source, also: str = "", hint: str = "") -> BadInputError:
+    """The error for a model ``source`` that is no string or path: what a model is (``also``: what else the caller
+    takes, e.g. ``"a LocationEncoder"``), and ``hint`` (or, for a dict, how to load a state dict)."""
+    kind = type(source).__name__
+    message = f"a model is {also + ', ' if also else ''}a name, a .ckpt file, a model directory or hf://owner/name, " \
+        f"not a {kind}"
+    if isinstance(source, dict):
+        hint = hint or ("a state dict: build the encoder with satclip.LocationEncoder.from_config(config) and load it "
+                        "with load_state_dict")  # fmt: skip
+    return BadInputError(message + (f" ({hint})" if hint else ""))
+
+
 def resolve(source: str | Path) -> ResolvedSource:
     """Turn a path, a model name, a released hub id or ``hf://owner/name`` into a local file or directory
     (downloading if needed). Only names and ids are looked up on the hub; a path that does not exist is
@@ -104,12 +116,7 @@ def resolve(source: str | Path) -> ResolvedSource:
         BadInputError: ``source`` is not a string or path (e.g. a state dict or a tensor).
     """
     if not isinstance(source, (str, os.PathLike)):
-        kind = type(source).__name__
-        message = f"a model is a name, a .ckpt file, a model directory or hf://owner/name, not a {kind}"
-        if isinstance(source, dict):
-            message += " (a state dict: build the encoder with satclip.LocationEncoder.from_config(config) and load it "
-            message += "with load_state_dict)"
-        raise BadInputError(message)
+        raise not_a_source(source)
     text = os.fspath(source)
     if not text.strip():  # (Path("") is the current directory: an unset variable would load whatever is there)
         raise BadInputError(
