@@ -1430,3 +1430,14 @@ def test_a_geojson_or_geopackage_input_says_its_geometry_is_not_written(tmp_path
     assert embed(tmp_path / "points.gpkg", "-o", tmp_path / "gpkg.parquet", "--model", model) == 0
     assert "not its geometry or CRS (plain Parquet): join the embeddings back to its features on its fid column" in (
         capsys.readouterr().err)
+
+
+def test_embed_file_takes_a_path_and_a_model_source(model, points, tmp_path):
+    """embed_file("points.parquet", …) failed with "'str' object has no attribute 'lon_col'", and a model name
+    with "… no attribute 'embedding_dim'": a path is opened, a model source loaded, as satclip.embed does."""
+    from satclip.embed import embed_file
+
+    points.to_parquet(tmp_path / "p.parquet")
+    embed_file(tmp_path / "p.parquet", tmp_path / "e.npy", str(model))
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), reference(model, points[["lon", "lat"]].to_numpy()),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip

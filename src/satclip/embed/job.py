@@ -43,10 +43,10 @@ from ..models.location_encoder import model_identity, model_record
 from ..models.precision import AUTO_CHOICES, Choice, record
 from ..models.provenance import Footprint, recorded_footprint
 from . import sinks
-from .api import embed_lonlat
+from .api import embed_lonlat, load_encoder
 from .footprint import outside_count
 from .shards import check_no_other_split, check_no_unpadded, shard_chunks, shard_path
-from .sources import Source, clipped, coordinates, no_points
+from .sources import Source, clipped, coordinates, no_points, open_source
 
 log = logging.getLogger(__name__)
 
@@ -613,7 +613,7 @@ def _check_manifest(path: Path, manifest: dict, chunk_rows: int, shard: tuple[in
 
 
 def embed_file(
-    source: Source,
+    source: Source | str | Path,
     output: str | Path,
     encoder,
     *,
@@ -630,6 +630,10 @@ def embed_file(
 ) -> EmbedResult:
     """Embed every point of ``source`` into ``output`` (Parquet, NPY or Zarr), resumably.
 
+    ``source``: a :class:`Source` (:func:`~satclip.embed.open_source` of a file, for its columns or format), or a
+    file's path, opened so. ``encoder``: a :class:`~satclip.LocationEncoder`, or any source :func:`satclip.load`
+    takes (loaded on the CPU in its default precision).
+
     Raises:
         InvalidPointsError: invalid coordinates and not ``skip_invalid`` (checked before anything is
             written; the message names the first bad rows by their row number in the file).
@@ -641,6 +645,10 @@ def embed_file(
     """
     began = time.perf_counter()
     progress = progress or _NoProgress()
+    if isinstance(source, (str, os.PathLike)):  # ("'str' object has no attribute 'lon_col'")
+        source = open_source(source)
+    if isinstance(encoder, (str, os.PathLike)):  # ("'str' object has no attribute 'embedding_dim'")
+        encoder = load_encoder(encoder)
     if layout not in sinks.LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {list(sinks.LAYOUTS)}")
     if chunk_rows < 1:
