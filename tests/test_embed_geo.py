@@ -226,6 +226,22 @@ def test_a_geometry_used_over_lon_lat_columns_is_said(model, tmp_path, caplog):
                                atol=1e-6)  # fmt: skip
 
 
+def test_a_geometry_used_over_lon_lat_columns_is_said_in_python_too(model, caplog):
+    """satclip.embed(GeoDataFrame) with a point geometry and lat/lon columns embedded the geometry without the
+    word a file of the same frame gets; lon_col=/lat_col= embed the columns."""
+    frame = gpd.GeoDataFrame({"lat": [1.0], "lon": [2.0]}, geometry=gpd.points_from_xy([13.4], [52.5]), crs=4326)
+    encoder = satclip.load(model)
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        np.testing.assert_array_equal(satclip.embed(frame, encoder), encoder.encode([[13.4, 52.5]]).numpy())
+    assert ("the GeoDataFrame: the coordinates are its point geometry's; its column(s) 'lat', 'lon' are not used "
+            "(lon_col=/lat_col= use them instead)") in caplog.text  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        np.testing.assert_array_equal(satclip.embed(frame, encoder, lon_col="lon", lat_col="lat"),
+                                      encoder.encode([[2.0, 1.0]]).numpy())  # fmt: skip
+    assert "are not used" not in caplog.text
+
+
 def test_missing_extras_are_one_line_naming_them(model, tmp_path, capsys, monkeypatch):
     """A GeoPackage without geopandas, and --engine dask without distributed: one line naming the extra."""
     frame = mercator_frame(lonlat(20, seed=3)).reset_index()

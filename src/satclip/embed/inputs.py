@@ -96,6 +96,15 @@ def crs_name(crs) -> str:
     return crs.to_string() if hasattr(crs, "to_string") else str(crs)
 
 
+def log_geometry_wins(where, columns, geometry_columns=(), options: str = "--lon-col/--lat-col") -> None:
+    """Say that the point geometry gives the coordinates where ``where`` (a file, a GeoDataFrame) has lon/lat
+    columns too (they were left unused without a word), and that ``options`` use them instead."""
+    named = matching_columns([c for c in columns if c not in geometry_columns], LON_NAMES + LAT_NAMES)
+    if named:
+        log.info("%s: the coordinates are its point geometry's; its column(s) %s are not used (%s use them instead)",
+                 where, ", ".join(map(repr, named)), options)  # fmt: skip
+
+
 def geo_lonlat(
     obj, *, centroids: bool = False, note: bool = True, index_labels: bool = False, first_row: int = 0
 ) -> np.ndarray:
@@ -417,6 +426,8 @@ def to_lonlat(
         # float32 holds 16-bit floats exactly; encoding them as they were warned a second time
         return tensor.float() if tensor.dtype in ROUNDING_DTYPES else tensor
     if is_geo(points) and lon_col is None and lat_col is None:
+        if hasattr(points, "columns"):  # (a GeoDataFrame: its lon/lat columns were left unused without a word)
+            log_geometry_wins(f"the {type(points).__name__}", points.columns, options="lon_col=/lat_col=")
         return geo_lonlat(points, centroids=centroids, index_labels=True)
     if is_table(points):
         return table_lonlat(points, lon_col, lat_col)

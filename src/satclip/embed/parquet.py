@@ -29,13 +29,12 @@ import numpy as np
 from ..errors import BadInputError
 from ..optional import require
 from .columns import detect_lonlat_columns
-from .inputs import crs_name, geo_lonlat, is_wgs84
+from .inputs import crs_name, geo_lonlat, is_wgs84, log_geometry_wins
 from .sources import (
     _READ_BATCH,
     Source,
     file_fingerprint,
     geometry_column_names,
-    log_geometry_wins,
     naming_the_file,
 )
 

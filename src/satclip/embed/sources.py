@@ -26,8 +26,8 @@ from .. import safe_output
 from ..errors import BadInputError
 from ..optional import gdal_warnings_as_debug, require
 from ..registry import Registry
-from .columns import GEOMETRY_WORDS, LAT_NAMES, LON_NAMES, detect_lonlat_columns, matching_columns, named_like
-from .inputs import geo_lonlat, is_wgs84, warn_of_half_floats
+from .columns import GEOMETRY_WORDS, detect_lonlat_columns, named_like
+from .inputs import geo_lonlat, is_wgs84, log_geometry_wins, warn_of_half_floats
 
 log = logging.getLogger(__name__)
 SOURCES: Registry = Registry("input format")
@@ -640,15 +640,6 @@ class NpySource(Source):
                 yield pa.RecordBatch.from_arrays([pa.array(block[:, 0]), pa.array(block[:, 1])], names=self.columns)
 
         return start, batches()
-
-
-def log_geometry_wins(path: Path, columns, geometry_columns: tuple[str, str]) -> None:
-    """Say that the point geometry gives the coordinates where the file has lon/lat columns too (they were left
-    unused without a word)."""
-    named = matching_columns([c for c in columns if c not in geometry_columns], LON_NAMES + LAT_NAMES)
-    if named:
-        log.info("%s: the coordinates are its point geometry's; its column(s) %s are not used (--lon-col/--lat-col "
-                 "use them instead)", path, ", ".join(map(repr, named)))  # fmt: skip
 
 
 def geometry_column_names(names) -> tuple[str, str]:
