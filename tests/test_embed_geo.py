@@ -16,6 +16,7 @@ import torch
 import satclip
 from satclip.cli import main
 from satclip.embed.columns import ColumnError
+from satclip.encoding.points import InvalidPointsError
 from satclip.errors import EXIT_RUNTIME
 from satclip.io.native import write_native
 
@@ -162,7 +163,6 @@ def test_missing_geometries_are_invalid_points(encoder):
     out = satclip.embed(frame, model=encoder, skip_invalid=True)
     assert np.isnan(out.to_numpy()[1:3]).all()
     np.testing.assert_allclose(out.to_numpy()[[0, 3]], satclip.embed(points[[0, 3]], model=encoder), rtol=0, atol=1e-5)
-    from satclip.encoding.points import InvalidPointsError
 
     with pytest.raises(InvalidPointsError, match="index label 1: .*index label 2: "):
         satclip.embed(frame, model=encoder)
@@ -240,6 +240,23 @@ def test_a_geometry_used_over_lon_lat_columns_is_said_in_python_too(model, caplo
         np.testing.assert_array_equal(satclip.embed(frame, encoder, lon_col="lon", lat_col="lat"),
                                       encoder.encode([[2.0, 1.0]]).numpy())  # fmt: skip
     assert "are not used" not in caplog.text
+
+
+def test_points_outside_their_crs_area_are_named_so(model, caplog):
+    """A point that reprojecting to EPSG:4326 made infinite was refused as "(lon=inf, lat=inf) … Expected finite", as
+    if the user's data were; a CRS from a proj string was logged as reprojected "from unknown"."""
+    encoder = satclip.load(model)
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e8, 0.0], [1e8, 0.0]), crs="ESRI:54009", index=["far", "ok"])
+    with pytest.raises(InvalidPointsError) as err:
+        satclip.embed(frame, encoder)
+    assert str(err.value) == ("index label 'far': outside the valid area of ESRI:54009 (reprojecting to EPSG:4326 gave "
+                              "inf/NaN): check the points and their CRS, or drop those rows (skip_invalid=True embeds "
+                              "them as NaN)")  # fmt: skip
+    embedded = satclip.embed(frame, encoder, skip_invalid=True)
+    assert np.isnan(embedded.loc["far"]).all() and np.isfinite(embedded.loc["ok"]).all()
+    with caplog.at_level(logging.INFO, logger="satclip"):
+        satclip.embed(gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e5], [1e5]), crs="+proj=moll +lon_0=10"), encoder)
+    assert "reprojecting 1 geometries from +proj=moll +lon_0=10" in caplog.text
 
 
 def test_missing_extras_are_one_line_naming_them(model, tmp_path, capsys, monkeypatch):
@@ -482,7 +499,6 @@ def test_geometries_without_a_crs_are_said_once_and_metres_among_them_named(enco
     """A GeoDataFrame without a CRS logged its warning on every call (100 in a loop of 100), and one holding metres
     (EPSG:3857 without its CRS) was refused as invalid points without a word of projections."""
     from satclip.embed import inputs
-    from satclip.encoding.points import InvalidPointsError
 
     monkeypatch.setattr(inputs, "_said", set(), raising=False)
     degrees = gpd.GeoDataFrame(geometry=gpd.points_from_xy([13.4, -58.4], [52.5, -34.6]))

@@ -235,7 +235,7 @@ def embed(
             points, encoder, batch_size=batch_size, lon_col=lon_col, lat_col=lat_col, skip_invalid=skip_invalid,
             centroids=centroids,
         )  # fmt: skip
-    lonlat = to_lonlat(points, lon_col, lat_col, centroids=centroids)
+    lonlat = to_lonlat(points, lon_col, lat_col, centroids=centroids, skip_invalid=skip_invalid)
     index = points.index if hasattr(points, "iloc") else None  # pandas and geopandas: errors name index labels
     encoder = load_encoder(
         model, device=device, dtype=dtype, harmonics_calculation=harmonics_calculation, precision=precision,

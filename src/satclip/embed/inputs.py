@@ -91,7 +91,7 @@ def crs_name(crs) -> str:
     authority = to_authority() if to_authority is not None else None
     if authority:
         return ":".join(authority)
-    if getattr(crs, "name", None):
+    if getattr(crs, "name", None) and crs.name != "unknown":  # (a proj string's CRS: "from unknown" said nothing)
         return crs.name
     return crs.to_string() if hasattr(crs, "to_string") else str(crs)
 
@@ -106,7 +106,8 @@ def log_geometry_wins(where, columns, geometry_columns=(), options: str = "--lon
 
 
 def geo_lonlat(
-    obj, *, centroids: bool = False, note: bool = True, index_labels: bool = False, first_row: int = 0
+    obj, *, centroids: bool = False, note: bool = True, index_labels: bool = False, first_row: int = 0,
+    refuse_lost: bool = False,
 ) -> np.ndarray:
     """``(N, 2)`` float64 (lon, lat) of a GeoDataFrame or GeoSeries of points, in EPSG:4326.
 
@@ -117,6 +118,9 @@ def geo_lonlat(
     Missing and empty geometries give NaN (invalid points). Coordinates satclip reprojected that come back
     a few ulp beyond the antimeridian or a pole are put on it (:func:`onto_bounds`). ``note``: log the
     reprojection (INFO), the centroids and a missing CRS (a file read in batches says them once itself).
+    ``refuse_lost``: raise :class:`~satclip.encoding.points.InvalidPointsError` for finite points that reprojecting
+    made non-finite (outside the valid area of their CRS), naming them so; else they are left to be refused (or
+    skipped) as invalid points.
     """
     geometry = obj.geometry
     kinds = np.asarray(geometry.geom_type, dtype=object)
@@ -126,15 +130,8 @@ def geo_lonlat(
     if other.any():
         found = sorted({str(k) for k in kinds[other]})
         if not centroids:
-            positions = np.flatnonzero(other)[:5]
-            if index_labels and hasattr(obj, "index"):  # (text quoted, as encoding.points.row_name does)
-                named = "index labels " + ", ".join(
-                    repr(label) if isinstance(label, str) else str(label) for label in obj.index[positions]
-                )
-            else:  # (``first_row``: a batch's rows are numbered as the whole input's)
-                named = "rows " + ", ".join(str(first_row + r) for r in positions)
             raise GeometryError(
-                f"geometries must be points, found {found} ({named}{' …' if other.sum() > 5 else ''}); pass "
+                f"geometries must be points, found {found} ({_named_rows(obj, other, index_labels, first_row)}); pass "
                 "centroids=True (satclip embed --centroids) to embed their centroids, or reduce them yourself first "
                 "(.centroid, .representative_point())"
             )
@@ -152,10 +149,38 @@ def geo_lonlat(
         (log.info if note else log.debug)(
             "reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs_name(crs)
         )  # fmt: skip
+        finite = _finite_xy(geometry)
         geometry = geometry.to_crs("EPSG:4326")
         reprojected = np.ones(len(geometry), dtype=bool)
+        lost = finite & ~_finite_xy(geometry)
+        if refuse_lost and lost.any():  # (named "(lon=inf, lat=inf) … Expected finite", as if the data were)
+            from ..encoding.points import InvalidPointsError
+
+            raise InvalidPointsError(
+                f"{_named_rows(obj, lost, index_labels, first_row)}: outside the valid area of {crs_name(crs)} "
+                "(reprojecting to EPSG:4326 gave inf/NaN): check the points and their CRS, or drop those rows "
+                "(skip_invalid=True embeds them as NaN)", np.flatnonzero(lost) + first_row)  # fmt: skip
     lonlat = np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
     return onto_bounds(lonlat, reprojected)
+
+
+def _finite_xy(geometry) -> np.ndarray:
+    """Rows of the GeoSeries ``geometry`` whose x and y are finite."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(np.asarray(geometry.x, dtype=np.float64)) & np.isfinite(np.asarray(geometry.y,
+                                                                                              dtype=np.float64))
+
+
+def _named_rows(obj, rows: np.ndarray, index_labels: bool, first_row: int) -> str:
+    """The first five of ``rows`` (bool) of ``obj``: by their index labels with ``index_labels``, else by their
+    positions plus ``first_row`` (a batch's rows are numbered as the whole input's)."""
+    positions = np.flatnonzero(rows)[:5]
+    more = " …" if rows.sum() > 5 else ""
+    if index_labels and hasattr(obj, "index"):  # (text quoted, as encoding.points.row_name does)
+        labels = obj.index[positions]
+        return "index label" + ("s " if len(positions) > 1 else " ") + ", ".join(
+            repr(label) if isinstance(label, str) else str(label) for label in labels) + more  # fmt: skip
+    return "row" + ("s " if len(positions) > 1 else " ") + ", ".join(str(first_row + r) for r in positions) + more
 
 
 #: what is said of geometries without a CRS, once a process (:data:`_said`)
@@ -394,14 +419,16 @@ def _number_columns(lon, lat, lon_name: str, lat_name: str) -> np.ndarray:
 
 
 def to_lonlat(
-    points, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False
+    points, lon_col: str | None = None, lat_col: str | None = None, *, centroids: bool = False,
+    skip_invalid: bool = False,
 ) -> np.ndarray | torch.Tensor:
     """Coordinates of ``points`` as ``(N, 2)`` (lon, lat): a tensor stays a tensor (same device), anything
     else becomes a float64 numpy array. What is no (N, 2) array of numbers is refused
     (:func:`satclip.encoding.points.coordinate_tensor`); the range is not checked here. ``centroids``: see
     :func:`geo_lonlat`. An xarray Dataset is read by its coordinate variables, a DataArray with a labelled
     dimension of two (``coord=["lat", "lon"]``) by its labels, as a table by its column names, and so is a dict of
-    columns."""
+    columns. Points of a GeoDataFrame that lie outside the valid area of its CRS are refused as such, unless
+    ``skip_invalid`` (then they are invalid points)."""
     from ..encoding.points import is_xarray_dataset, labelled_axis
 
     if is_xarray_dataset(points):
@@ -428,7 +455,7 @@ def to_lonlat(
     if is_geo(points) and lon_col is None and lat_col is None:
         if hasattr(points, "columns"):  # (a GeoDataFrame: its lon/lat columns were left unused without a word)
             log_geometry_wins(f"the {type(points).__name__}", points.columns, options="lon_col=/lat_col=")
-        return geo_lonlat(points, centroids=centroids, index_labels=True)
+        return geo_lonlat(points, centroids=centroids, index_labels=True, refuse_lost=not skip_invalid)
     if is_table(points):
         return table_lonlat(points, lon_col, lat_col)
     from ..encoding.points import coordinate_tensor  # (points to embed: torch is loaded)
