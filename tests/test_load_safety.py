@@ -284,6 +284,27 @@ def test_a_malformed_rshf_padding_is_named(tmp_path, padding):
         satclip.load(model)
 
 
+def test_an_unknown_config_key_is_refused(tmp_path):
+    """A misspelt top-level key ("metdata") was read as no metadata without a word, where misspelt encoding and
+    network keys are refused; every key a satclip writes still loads (an rshf export's padding too)."""
+    model = _native(tmp_path / "n")
+    config = json.loads((model / native.CONFIG_FILE).read_text())
+    config["metdata"] = config.pop("metadata", {})
+    (model / native.CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BadInputError) as info:
+        satclip.load(model)
+    assert str(info.value) == (
+        f"{model / native.CONFIG_FILE}: unknown key(s) ['metdata'] (did you mean 'metadata'?); a satclip config holds "
+        "format, format_version, location_encoder, image_encoder, metadata, weights_sha256, rshf_padding"
+    )
+    satclip.load(_native(tmp_path / "m"))
+    satclip.load("bluemarble-l10")
+    rshf = convert(require(REFERENCE / "satclip-resnet18-l10.ckpt"), tmp_path / "rshf", target="rshf",
+                   location_only=True)  # fmt: skip
+    assert "rshf_padding" in json.loads((tmp_path / "rshf" / native.CONFIG_FILE).read_text()) and rshf
+    satclip.load(tmp_path / "rshf")
+
+
 def test_non_finite_image_weights_are_refused_by_load_model(tmp_path):
     ckpt = torch.load(require(REFERENCE / "satclip-resnet18-l10.ckpt"), weights_only=True)
     ckpt["state_dict"]["model.visual.fc.weight"][0, 0] = float("nan")

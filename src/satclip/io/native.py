@@ -33,6 +33,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..digests import file_digest
 from ..errors import BadInputError, interruptions_kept
+from ..registry import did_you_mean
 from ..safe_output import atomic_dir, lock_holder, owned_kind, refuse_other_contents, write_data
 from .checks import check_weights
 from .history import read_history
@@ -46,6 +47,9 @@ MAX_CONFIG_BYTES = 16 * 2**20
 #: config.json's key for the sha256 (64 lowercase hex digits) of model.safetensors' bytes
 SHA256_KEY = "weights_sha256"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: every key a config.json of any satclip version holds (``rshf_padding``: an rshf export's, peers.PADDING_KEY)
+CONFIG_KEYS = ("format", "format_version", "location_encoder", "image_encoder", "metadata", SHA256_KEY,
+               "rshf_padding")  # fmt: skip
 
 
 def is_native(path: str | Path) -> bool:
@@ -187,6 +191,13 @@ def read_config(path: str | Path) -> dict:
     if version > FORMAT_VERSION:
         raise BadInputError(
             f"{path} has format_version {version}; this satclip reads up to {FORMAT_VERSION}: upgrade satclip"
+        )
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:  # ("metdata" was read as no metadata without a word)
+        hint = did_you_mean(unknown[0], CONFIG_KEYS)
+        raise BadInputError(
+            f"{file}: unknown key(s) {unknown}{f' ({hint})' if hint else ''}; a satclip config holds "
+            f"{', '.join(CONFIG_KEYS)}"
         )
     for key in ("location_encoder", "image_encoder", "metadata"):
         value = config.get(key)
