@@ -548,6 +548,13 @@ def test_unknown_source_lists_known_names(tmp_path, capsys):
     assert "no model 'bluemarbl-l10' (did you mean 'bluemarble-l10'" in capsys.readouterr().err
 
 
+def test_a_model_name_is_read_without_case_or_surrounding_spaces(points):
+    """"BlueMarble-L10" and "bluemarble-l10 " were "no model …" though they name a known model."""
+    expected = satclip.load("bluemarble-l10").encode(points)
+    for name in ("BlueMarble-L10", "bluemarble-l10 ", " BLUEMARBLE-L10"):
+        assert torch.equal(satclip.load(name).encode(points), expected)
+
+
 def test_a_missing_file_named_as_a_known_model_names_it(tmp_path, monkeypatch):
     """``satclip-resnet18-l10.ckpt``, missing, said "no such model file" alone, though the name without its ending
     loads that release."""

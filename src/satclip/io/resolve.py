@@ -147,10 +147,12 @@ def resolve(source: str | Path) -> ResolvedSource:
                         path.absolute(), "directory" if path.is_dir() else "file", text, text)  # fmt: skip
         return resolved
     if not isinstance(source, os.PathLike):
+        # a known name in another case or with surrounding spaces ("BlueMarble-L10", "bluemarble-l10 ") is that name
+        name = {known.lower(): known for known in pretrained.names()}.get(text.strip().lower(), text)
         bundled = pretrained.bundled_models()
-        if text in bundled:
-            return ResolvedSource("native", bundled[text])
-        model = pretrained.RELEASED.get(text) or pretrained.released_for_hub_id(text)
+        if name in bundled:
+            return ResolvedSource("native", bundled[name])
+        model = pretrained.RELEASED.get(name) or pretrained.released_for_hub_id(text)
         if model is not None:
             return ResolvedSource("original", pretrained.fetch(model), model)
     if isinstance(source, os.PathLike) or _looks_like_path(text):
