@@ -249,9 +249,9 @@ def test_points_outside_their_crs_area_are_named_so(model, caplog):
     frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e8, 0.0], [1e8, 0.0]), crs="ESRI:54009", index=["far", "ok"])
     with pytest.raises(InvalidPointsError) as err:
         satclip.embed(frame, encoder)
-    assert str(err.value) == ("index label 'far': outside the valid area of ESRI:54009 (reprojecting to EPSG:4326 gave "
-                              "inf/NaN): check the points and their CRS, or drop those rows (skip_invalid=True embeds "
-                              "them as NaN)")  # fmt: skip
+    assert str(err.value) == ("index labels 'far': outside the valid area of ESRI:54009 (reprojecting to EPSG:4326 "
+                              "gave inf/NaN): check the points and their CRS, or drop those rows (skip_invalid=True "
+                              "embeds them as NaN)")  # fmt: skip
     embedded = satclip.embed(frame, encoder, skip_invalid=True)
     assert np.isnan(embedded.loc["far"]).all() and np.isfinite(embedded.loc["ok"]).all()
     with caplog.at_level(logging.INFO, logger="satclip"):

@@ -177,10 +177,9 @@ def _named_rows(obj, rows: np.ndarray, index_labels: bool, first_row: int) -> st
     positions = np.flatnonzero(rows)[:5]
     more = " …" if rows.sum() > 5 else ""
     if index_labels and hasattr(obj, "index"):  # (text quoted, as encoding.points.row_name does)
-        labels = obj.index[positions]
-        return "index label" + ("s " if len(positions) > 1 else " ") + ", ".join(
-            repr(label) if isinstance(label, str) else str(label) for label in labels) + more  # fmt: skip
-    return "row" + ("s " if len(positions) > 1 else " ") + ", ".join(str(first_row + r) for r in positions) + more
+        return "index labels " + ", ".join(
+            repr(label) if isinstance(label, str) else str(label) for label in obj.index[positions]) + more  # fmt: skip
+    return "rows " + ", ".join(str(first_row + r) for r in positions) + more
 
 
 #: what is said of geometries without a CRS, once a process (:data:`_said`)
