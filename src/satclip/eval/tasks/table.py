@@ -139,8 +139,8 @@ def _geo_frame(frame, where, centroids: bool):
     (geometry columns dropped), and the lon/lat of its points as ``satclip embed`` reads them
     (:func:`satclip.embed.inputs.geo_lonlat`: in EPSG:4326, non-point geometries refused) as two more columns,
     whose names it returns too; ``centroids``: those of non-point geometries instead of refusing them."""
-    from ...embed.inputs import GeometryError, geo_lonlat
-    from ...embed.sources import geometry_column_names, log_geometry_wins
+    from ...embed.inputs import GeometryError, geo_lonlat, log_geometry_wins
+    from ...embed.sources import geometry_column_names
 
     try:
         lonlat = geo_lonlat(frame, centroids=centroids)
