@@ -551,8 +551,16 @@ def test_unknown_source_lists_known_names(tmp_path, capsys):
 def test_a_model_name_is_read_without_case_or_surrounding_spaces(points):
     """"BlueMarble-L10" and "bluemarble-l10 " were "no model …" though they name a known model."""
     expected = satclip.load("bluemarble-l10").encode(points)
+    from satclip.models.location_encoder import absolute_if_local
+    from satclip.pretrained import recorded_name
+
     for name in ("BlueMarble-L10", "bluemarble-l10 ", " BLUEMARBLE-L10"):
         assert torch.equal(satclip.load(name).encode(points), expected)
+        # recorded, and its retrieval database found, under the model's own name, not as typed
+        assert recorded_name(name) == absolute_if_local(name) == "bluemarble-l10"
+    from satclip.retrieval.auto import shipped_name
+
+    assert shipped_name("BlueMarble-L40") == "bluemarble-l40"
 
 
 def test_a_missing_file_named_as_a_known_model_names_it(tmp_path, monkeypatch):

@@ -148,7 +148,7 @@ def resolve(source: str | Path) -> ResolvedSource:
         return resolved
     if not isinstance(source, os.PathLike):
         # a known name in another case or with surrounding spaces ("BlueMarble-L10", "bluemarble-l10 ") is that name
-        name = {known.lower(): known for known in pretrained.names()}.get(text.strip().lower(), text)
+        name = pretrained.known_name(text) or text
         bundled = pretrained.bundled_models()
         if name in bundled:
             return ResolvedSource("native", bundled[name])

@@ -85,6 +85,8 @@ def shipped_model_name(source) -> str:
     which was refused as "not the shipped models", and recorded in exports instead of the name); else
     ``source``."""
     path = Path(source)
+    if isinstance(source, str) and not path.exists():  # ("BlueMarble-L10" loaded the model, and was recorded so)
+        source = known_name(source) or source
     for name, directory in bundled_models().items():
         if str(source) == name or (path.is_dir() and path.resolve() == Path(directory).resolve()):
             return name
@@ -101,6 +103,12 @@ def recorded_name(source) -> str:
     if text in names() or text.startswith(HUB_SCHEME) or released_for_hub_id(text) is not None:
         return text
     return Path(text).name or text
+
+
+def known_name(text: str) -> str | None:
+    """The known model name ``text`` is, in any case and with spaces around it (``"BlueMarble-L10 "`` is
+    ``bluemarble-l10``), or None."""
+    return {name.lower(): name for name in names()}.get(text.strip().lower())
 
 
 def names() -> list[str]:
