@@ -173,7 +173,7 @@ def test_a_manifest_with_an_entry_of_the_wrong_type_is_damaged(setup, capsys, ed
     else:
         manifest[name] = value
     (db / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BadInputError, match=f"manifest.json is damaged \\({name} .*rebuild it with"):
+    with pytest.raises(BadInputError, match=f"manifest.json is damaged \\({name} .*rebuild it"):
         satclip.load(model_dir, retrieval=db)
     argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
     assert main(argv) == 0
@@ -261,7 +261,7 @@ def test_stale_database_of_another_model_says_how_to_build_the_right_one(setup, 
 def test_stale_database_is_refused_when_the_cache_changed(setup, tmp_path):
     model_dir, cache, db = setup
     tiny_cache(cache.path, seed=5)  # rewritten in place: other images
-    with pytest.raises(StaleDatabaseError, match=r"which has changed since \(dataset, sha256 differ\): rebuild it"):
+    with pytest.raises(StaleDatabaseError, match=r"since \(its dataset, its features, its points differ\): rebuild"):
         satclip.load(model_dir, retrieval=db)
     with pytest.raises(StaleDatabaseError):
         check_fresh(RetrievalDatabase.open(db))
@@ -1426,13 +1426,13 @@ def test_a_cache_changed_in_place_is_named_changed_and_its_database_rebuilt_with
         satclip.load(model_dir, retrieval=db)
     rebuild = f"satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db} --overwrite"
     assert str(err.value) == (f"retrieval database {db} was built from the feature cache {cache.path.resolve()}, "
-                              f"which has changed since (sha256 differ): rebuild it from the cache as it is now: "
+                              f"which has changed since (its features differ): rebuild it from the cache as it is now: "
                               f"{rebuild}")  # fmt: skip
     argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert printed.err.strip() == (f"retrieval database {db}: its feature cache {cache.path} has changed since it "
-                                   "was built (sha256 differ); rebuilding it")  # fmt: skip
+                                   "was built (its features differ); rebuilding it")  # fmt: skip
     satclip.load(model_dir, retrieval=db)
     # a database of another cache still needs --overwrite, and is named so
     other = tiny_cache(tmp_path / "other", seed=5)
@@ -1530,3 +1530,87 @@ def test_an_up_to_date_database_in_a_directory_satclip_does_not_own_is_kept_as_i
     assert files(copy) == before
     build_database(copy, satclip.load_model(model_dir), cache, model_source="elsewhere")  # (Python too)
     assert files(copy) == before
+
+
+def test_a_database_on_disk_whose_manifest_lost_its_key_is_damaged(setup, tmp_path):
+    """A database whose manifest.json lost its `key` was used with any model, unchecked: one of another model gave
+    embeddings of another size without a word. Only an in-memory database has no key."""
+    model_dir, cache, db = setup
+    manifest = json.loads((db / "manifest.json").read_text())
+    del manifest["key"]
+    (db / "manifest.json").write_text(json.dumps(manifest))
+    other = tmp_path / "other"
+    tiny_model(seed=1).save(other)
+    for model in (model_dir, other):
+        with pytest.raises(BadInputError) as err:
+            satclip.load(model, retrieval=db)
+        message = str(err.value)
+        assert "\n" not in message and f"database {db}: manifest.json is damaged (it records no key" in message
+        assert f"rebuild it: satclip retrieval build --model {model_dir} --cache {cache.path.resolve()} -o {db}" \
+               in message  # fmt: skip
+    opened = RetrievalDatabase.from_arrays(*(np.load(db / name) for name in ("lonlat.npy", "location.npy",
+                                                                             "image.npy")))  # fmt: skip
+    assert satclip.load(model_dir, retrieval=opened).encode([[10.0, 20.0]]).shape == (1, 2 * DIM)
+
+
+def rebuilt_with_bookkeeping(cache_path, **entries) -> None:
+    """The cache's manifest as a rebuild of the same features writes it: another build record, and ``entries``
+    (bookkeeping a newer satclip records, such as ``listed``)."""
+    manifest = json.loads((cache_path / "manifest.json").read_text())
+    manifest["build"] = {"device": "cpu", "created": "another time"}
+    (cache_path / "manifest.json").write_text(json.dumps({**manifest, **entries}))
+
+
+def test_a_cache_rebuilt_with_the_same_features_and_more_bookkeeping_keeps_its_database(setup):
+    """A rebuilt cache gained a bookkeeping entry ("listed") and every database built from it was stale, the same
+    features though; a database records the cache's content, and says what changed where it did."""
+    model_dir, cache, db = setup
+    rebuilt_with_bookkeeping(cache.path, listed=len(cache) + 3)
+    database = satclip.load(model_dir, retrieval=db)
+    assert database.encode([[10.0, 20.0]]).shape == (1, 2 * DIM)
+    assert build_database(db, satclip.load_model(model_dir), cache.path, model_source=str(model_dir)).kept
+    tiny_cache(cache.path, seed=5)  # other images
+    with pytest.raises(StaleDatabaseError) as err:
+        satclip.load(model_dir, retrieval=db)
+    assert "which has changed since (its dataset, its features, its points differ): rebuild it" in str(err.value)
+
+
+def test_a_database_of_an_older_satclip_is_accepted_while_its_cache_is_unchanged(setup):
+    """A database of a satclip before 2026-12-07 records the sha256 of its cache's whole manifest (but the build
+    record): it stays valid while that is unchanged, is kept by a build (its key brought up to date), and is stale
+    once the cache's manifest changes (it records no more to tell a bookkeeping change by)."""
+    from satclip.retrieval.database import _legacy_cache_identity
+
+    model_dir, cache, db = setup
+    manifest = json.loads((db / "manifest.json").read_text())
+    manifest["key"]["cache"] = _legacy_cache_identity(cache)
+    (db / "manifest.json").write_text(json.dumps(manifest))
+    rebuilt_with_bookkeeping(cache.path)  # the build record alone changed
+    assert satclip.load(model_dir, retrieval=db).encode([[10.0, 20.0]]).shape == (1, 2 * DIM)
+    before = files(db)
+    database = build_database(db, satclip.load_model(model_dir), cache.path, model_source=str(model_dir))
+    assert database.kept and "content_sha256" in database.key["cache"]
+    assert {k: v for k, v in files(db).items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"}  # fmt: skip
+    (db / "manifest.json").write_bytes(before["manifest.json"])
+    rebuilt_with_bookkeeping(cache.path, listed=len(cache) + 3)
+    with pytest.raises(StaleDatabaseError, match=r"changed since \(its manifest \(the database, of an older satclip"):
+        satclip.load(model_dir, retrieval=db)
+
+
+def test_the_rebuild_command_names_auto_for_a_shipped_models_cache_and_says_a_cache_is_gone(setup, tmp_path):
+    """The rebuild command named the recorded cache path though it was gone, and a shipped model's auto cache by its
+    path in $SATCLIP_CACHE rather than `--cache auto`."""
+    from satclip.retrieval.database import rebuild_command
+
+    model_dir, cache, db = setup
+    manifest = json.loads((db / "manifest.json").read_text())
+    auto = tmp_path / "satclip-cache" / "retrieval" / "bluemarble-l10" / "features"
+    shipped = {**manifest, "built_from": {"model": "bluemarble-l10", "cache": str(auto)}}
+    assert rebuild_command(shipped, db) == f"satclip retrieval build --model bluemarble-l10 --cache auto -o {db} " \
+                                           "--overwrite"  # fmt: skip
+    shutil.rmtree(cache.path)
+    command = rebuild_command(manifest, db)
+    assert command.startswith(f"satclip retrieval build --model {model_dir} --cache CACHE -o {db} --overwrite (")
+    assert f"the feature cache it was built from, {cache.path.resolve()}, is gone: CACHE being a feature cache of " \
+           "the model's image encoder, `satclip cache build`)" in command  # fmt: skip

@@ -22,6 +22,8 @@ from ..errors import BadInputError
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+#: the feature cache of a shipped model's ``retrieval="auto"`` database, in :func:`auto_directory`
+AUTO_FEATURES = "features"
 
 
 def shipped_models() -> list[str]:
@@ -154,6 +156,6 @@ def auto_features(name: str, model, *, progress: Callable[[int, int], None] | No
     log.debug("the retrieval features of %s on %s", name, root)
     with cpu_threads(1):  # MOSAIKS' small products are fastest single-threaded
         return build_cache(
-            auto_directory(name) / "features", model.visual, source, views=1, dtype="float16", seed=0,
+            auto_directory(name) / AUTO_FEATURES, model.visual, source, views=1, dtype="float16", seed=0,
             batch_size=1024, device="cpu", progress=progress,
         )  # fmt: skip

@@ -16,9 +16,11 @@ and stored (location embeddings in float32, image embeddings in ``dtype``). Layo
 
 The manifest's ``key`` names what the contents depend on: the model's identity (configs and sha256 of the
 location encoder's and the image head's weights, as :func:`satclip.load_model` reads them) and the cache's
-(sha256 of its manifest without the build record: backbone, transform, dataset, views, dtype, shape). A
-database whose model or cache changed is refused (:class:`StaleDatabaseError`, naming the command that
-rebuilds it). Nothing is unpickled; a database holds imagery embeddings only, never labels.
+(:func:`cache_identity`: the sha256 of what decides its features — its key: backbone, transform, dataset, views,
+dtype, seed — its shape and the sha256 of its features and of its points; not its bookkeeping). A database whose
+model or cache changed is refused (:class:`StaleDatabaseError`, naming what changed and the command that rebuilds
+it); one whose manifest lost its key is refused as damaged. Nothing is unpickled; a database holds imagery
+embeddings only, never labels.
 """
 
 from __future__ import annotations
@@ -103,12 +105,60 @@ def model_key(model) -> dict:
     })  # fmt: skip
 
 
+#: the entries of a feature cache's manifest that decide its features (its key: backbone, transform, dataset, views,
+#: dtype, seed; its shape; the sha256 of its files): the rest is bookkeeping (the build record, the images listed),
+#: which a rebuild of the same features may change
+CACHE_CONTENT = ("key", "shape", "features_sha256", "lonlat_sha256")
+
+
 def cache_identity(cache) -> dict:
-    """A feature cache's identity: sha256 of its manifest without the build record (which holds times and
-    devices), so rebuilding the same cache keeps a database valid and any change of content does not."""
+    """A feature cache's identity: ``content_sha256`` over :data:`CACHE_CONTENT`, with the parts a changed cache is
+    told by (the sha256 of its features and points, its size, backbone and dataset), so rebuilding the same features
+    keeps a database valid and any change of content does not."""
+    manifest = cache.manifest
+    return {"content_sha256": _sha256_json({k: manifest.get(k) for k in CACHE_CONTENT}),
+            "features_sha256": manifest.get("features_sha256"), "lonlat_sha256": manifest.get("lonlat_sha256"),
+            "size": len(cache), "backbone_sha256": cache.key["backbone_sha256"],
+            "dataset": cache.key["dataset"]}  # fmt: skip
+
+
+def _legacy_cache_identity(cache) -> dict:
+    """The identity a satclip before 2026-12-07 recorded of a cache: the sha256 of its whole manifest but the build
+    record (its bookkeeping included)."""
     manifest = {k: v for k, v in cache.manifest.items() if k != "build"}
     return {"sha256": _sha256_json(manifest), "size": len(cache), "backbone_sha256": cache.key["backbone_sha256"],
             "dataset": cache.key["dataset"]}  # fmt: skip
+
+
+def cache_differences(recorded: dict, cache) -> list[str]:
+    """What differs between the cache identity a database ``recorded`` and ``cache`` (none: the database is of it):
+    compared with :func:`cache_identity`, or, for a database of an older satclip (which recorded the sha256 of the
+    whole manifest), with that identity."""
+    if "sha256" in recorded and "content_sha256" not in recorded:
+        return _differences(recorded, _legacy_cache_identity(cache))
+    return _differences(recorded, cache_identity(cache))
+
+
+#: how a stale database's message names a difference of its cache's identity
+_CACHE_CHANGES = {
+    "features_sha256": "its features", "lonlat_sha256": "its points", "size": "its number of images",
+    "backbone_sha256": "its backbone", "dataset": "its dataset",
+    "content_sha256": "its settings (views, dtype, transform, seed or shape)",
+    "sha256": "its manifest (the database, of an older satclip, records no more of it than its sha256)",
+}  # fmt: skip
+
+
+def _cache_changes(differ: list[str], recorded: dict, cache) -> str:
+    """``differ`` (names of :func:`cache_differences`) in words: the size with both values, and the settings only
+    where nothing more telling differs."""
+    telling = [name for name in differ if name != "content_sha256"] or differ
+    said = []
+    for name in telling:
+        words = _CACHE_CHANGES.get(name, name)
+        if name == "size":
+            words += f" ({recorded.get('size')}, now {len(cache)})"
+        said.append(words)
+    return ", ".join(said)
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -356,7 +406,10 @@ def read_manifest(path: str | Path) -> dict:
         raise BadInputError(f"{file} is not a satclip retrieval database (format={found!r})")
     problem = _manifest_problem(manifest)
     if problem:
-        raise DamagedDatabaseError(path, f"{MANIFEST} is damaged ({problem})")
+        built = manifest.get("built_from")
+        fix = f"rebuild it: {rebuild_command({'built_from': built}, path)}" if isinstance(built, dict) and all(
+            isinstance(v, str) for v in built.values()) else None  # fmt: skip
+        raise DamagedDatabaseError(path, f"{MANIFEST} is damaged ({problem})", fix)
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BadInputError(
             f"{path} has retrieval database format_version {manifest['format_version']}; upgrade satclip"
@@ -372,7 +425,10 @@ def _manifest_problem(manifest: dict) -> str | None:
         return f"format_version {manifest.get('format_version')!r:.40} is not a number"
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(n) is int and n >= 0 for n in shape)):
         return f"shape {shape!r:.40} is not [entries, location size, image size]"
-    if not isinstance(key, dict) or not all(isinstance(key.get(k, {}), dict) for k in ("model", "cache", "dtype")):
+    if "key" not in manifest:  # (it was used with any model, unchecked)
+        return "it records no key: which model and feature cache the database holds the embeddings of"
+    if not isinstance(key, dict) or not all(isinstance(key.get(k), dict) and key[k] for k in ("model", "cache")) \
+            or not isinstance(key.get("dtype", {}), dict):  # fmt: skip
         return f"key {key!r:.40} is not the record of a model and a cache"
     if not isinstance(built, dict) or not all(isinstance(v, str) for v in built.values()):
         return f"built_from {built!r:.40} does not name a model and a cache"
@@ -386,12 +442,28 @@ def _build_command(model: object, cache: object, path: str | Path | None) -> str
 
 
 def rebuild_command(manifest: dict, path: str | Path | None) -> str:
-    """The command that builds the database at ``path`` again, from the model and cache it was built from, in the
-    dtype it was built in."""
+    """The command that builds the database at ``path`` again, from the model and cache it was built from (``--cache
+    auto`` for a shipped model's ``retrieval="auto"`` cache), in the dtype it was built in; where the cache it was
+    built from is gone, the command names CACHE and says so."""
     model = manifest.get("built_from", {}).get("model", "MODEL")
     dtype = manifest.get("key", {}).get("dtype", {}).get("image", DEFAULT_DTYPE)
     keep = f" --dtype {dtype}" if dtype in DTYPES and dtype != DEFAULT_DTYPE else ""  # (else rebuilt in float16)
-    return _build_command(model, recorded_cache(manifest, path) or "CACHE", path) + keep
+    cache = recorded_cache(manifest, path)
+    if cache is not None and _auto_cache(model, cache):
+        return _build_command(model, "auto", path) + keep
+    if cache is not None and (Path(cache) / MANIFEST).is_file():
+        return _build_command(model, cache, path) + keep
+    gone = f"the feature cache it was built from, {cache}, is gone: " if cache else ""
+    return (f"{_build_command(model, 'CACHE', path)}{keep} ({gone}CACHE being a feature cache of the model's image "
+            "encoder, `satclip cache build`)")  # fmt: skip
+
+
+def _auto_cache(model: str, cache: str) -> bool:
+    """Whether ``cache`` is the ``retrieval="auto"`` feature cache of the shipped model ``model`` (in this
+    ``$SATCLIP_CACHE`` or another: `--cache auto` builds it where it belongs)."""
+    from .auto import AUTO_FEATURES, shipped_models
+
+    return model in shipped_models() and Path(cache).parts[-3:] == ("retrieval", model, AUTO_FEATURES)
 
 
 def recorded_cache(manifest: dict, path: str | Path | None) -> str | None:
@@ -466,16 +538,17 @@ def check_fresh(
         elif recorded:
             log.debug("feature cache %s of %s is gone; using the database as built", recorded, where)
     if cache is not None:
-        differ = _differences(key.get("cache", {}), cache_identity(cache))
+        differ = cache_differences(key.get("cache", {}), cache)
+        changes = _cache_changes(differ, key.get("cache", {}), cache)
         if differ and _same_cache(database.manifest, database.path, cache):  # (it said "another feature cache")
             raise StaleDatabaseError(
                 f"retrieval database {where} was built from the feature cache {cache.path}, which has changed since "
-                f"({', '.join(differ)} differ): rebuild it from the cache as it is now: {fix}"
+                f"({changes} differ): rebuild it from the cache as it is now: {fix}"
             )
         if differ:
             raise StaleDatabaseError(
                 f"retrieval database {where} was built from another feature cache than {cache.path} "
-                f"({', '.join(differ)} differ); rebuild it: {fix}"
+                f"({changes} differ); rebuild it: {fix}"
             )
 
 
@@ -552,15 +625,25 @@ def _manifest_bytes(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _kept(path: Path, database: RetrievalDatabase, built_from: dict) -> RetrievalDatabase:
-    """``database``, up to date at ``path`` (its lock held), kept; its manifest's ``built_from`` brought up to date
-    where it differs (one of an older satclip recorded no model_sha256; one moved with its cache named the old
-    cache), atomically, or left as it was where the directory cannot be written or is not satclip's (a user's copy
-    without its marker: kept as it is, as the build says)."""
+def _up_to_date(existing: dict, key: dict, cache) -> bool:
+    """Whether a database whose manifest records ``existing`` as its key is the one ``key`` (of ``cache``) builds:
+    the same key, or one of an older satclip that identified the same cache otherwise."""
+    if existing == key:
+        return True
+    rest = {k: v for k, v in existing.items() if k != "cache"}
+    return (isinstance(existing.get("cache"), dict) and rest == {k: v for k, v in key.items() if k != "cache"}
+            and not cache_differences(existing["cache"], cache))  # fmt: skip
+
+
+def _kept(path: Path, database: RetrievalDatabase, key: dict, built_from: dict) -> RetrievalDatabase:
+    """``database``, up to date at ``path`` (its lock held), kept; its manifest's ``key`` and ``built_from`` brought
+    up to date where they differ (one of an older satclip recorded no model_sha256, or its cache's identity the older
+    way; one moved with its cache named the old cache), atomically, or left as they were where the directory cannot
+    be written or is not satclip's (a user's copy without its marker: kept as it is, as the build says)."""
     database.kept = True
-    if database.manifest.get("built_from") == built_from or not safe_output.is_owned(path):
+    if database.manifest.get("built_from") == built_from and database.key == key or not safe_output.is_owned(path):
         return database
-    manifest = {**database.manifest, "built_from": built_from}
+    manifest = {**database.manifest, "key": key, "built_from": built_from}
     try:
         safe_output.write_bytes(path / MANIFEST, _manifest_bytes(manifest))
     except OSError as err:
@@ -620,10 +703,11 @@ def build_database(
     key = jsonable({"model": model_key(model), "cache": cache_identity(cache), "view": VIEW, "dtype": dtypes})
     built_from = _built_from(path, model, model_source, cache)
     with contextlib.suppress(BadInputError):  # up to date: read without the lock (read-only caches, readers at once)
-        if read_manifest(path).get("key") == key:
+        if _up_to_date(read_manifest(path)["key"], key, cache):
             database = RetrievalDatabase.open(path)
             writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)  # (its lock lies beside it)
-            if database.manifest.get("built_from") == built_from or not writable or not safe_output.is_owned(path):
+            if database.manifest.get("built_from") == built_from and database.key == key or not writable \
+                    or not safe_output.is_owned(path):  # fmt: skip
                 log.debug("retrieval database %s is up to date", path)
                 database.kept = True
                 return database
@@ -637,7 +721,7 @@ def build_database(
                 if safe_output.is_owned(path):  # our own database, broken: rebuilding it loses nothing
                     _rebuilding(err)
                     overwrite = True
-            if existing is not None and existing.get("key") == key:
+            if existing is not None and _up_to_date(existing["key"], key, cache):
                 try:
                     database = RetrievalDatabase.open(path)
                 except BadInputError as err:
@@ -647,19 +731,20 @@ def build_database(
                     existing, overwrite = None, True
                 else:
                     log.debug("retrieval database %s is up to date", path)
-                    return _kept(path, database, built_from)
+                    return _kept(path, database, key, built_from)
             # its own database, damaged so that its manifest names another key than its arrays hold (another
             # dtype): loading it said to rebuild it, and building asked for --overwrite
             problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else None
             if problem is not None:
                 _rebuilding(problem)
                 overwrite = True
-            stale = _differences(existing.get("key", {}).get("cache", {}), key["cache"]) if existing else []
+            stale = cache_differences(existing["key"]["cache"], cache) if existing else []
             if (stale and not overwrite and _differences(existing["key"], key) == ["cache"]
                     and _same_cache(existing, path, cache) and safe_output.is_owned(path)):  # fmt: skip
                 # its own database of this model, from this cache changed since: it asked for --overwrite
+                changes = _cache_changes(stale, existing["key"]["cache"], cache)
                 log.warning("retrieval database %s: its feature cache %s has changed since it was built (%s differ); "
-                            "rebuilding it", path, cache.path, ", ".join(stale))  # fmt: skip
+                            "rebuilding it", path, cache.path, changes)  # fmt: skip
                 overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, existing, key, model_source)

@@ -372,7 +372,7 @@ def augment(
         database = auto_database(str(source))  # built from this very model and checked there
     else:
         database = retrieval if isinstance(retrieval, RetrievalDatabase) else RetrievalDatabase.open(retrieval)
-        if database.key:
+        if database.path is not None or database.key:  # (one opened from disk has a key: read_manifest says so)
             from ..io.load import load_model
 
             # (its image head is part of what the database was built from)
