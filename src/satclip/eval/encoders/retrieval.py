@@ -10,7 +10,7 @@
   unprotected numbers (``None`` is refused: it is no distance).
 * ``exclude_heldout=True`` — under ``holdout-continent``, each fold's points (train and test alike) are
   embedded with a database without the held-out continent (Natural Earth), so the probe never sees imagery
-  of the continent it is tested on. Other protocols ignore it.
+  of the continent it is tested on. Other protocols refuse it (it would change nothing there).
 
 Values are checked as the plain encoders' are (numbers where the default is one, ``True``/``False`` for
 ``exclude_heldout``), before anything is loaded. The database holds imagery embeddings only; no downstream
