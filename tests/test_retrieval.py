@@ -1284,15 +1284,76 @@ def test_a_database_path_under_home_is_expanded(setup, monkeypatch):
     assert encoder.database.path == db
 
 
-def test_a_retrieval_spec_given_as_a_model_says_where_it_is_taken(tmp_path, capsys):
-    """`satclip embed … --model "bluemarble-l10+range+"` answered "no model … (did you mean 'bluemarble-l10'?)":
-    taking the suggestion dropped the retrieved half of the embeddings without a word."""
-    (tmp_path / "points.csv").write_text("lon,lat\n13.4,52.5\n")
-    argv = ["embed", str(tmp_path / "points.csv"), "-o", str(tmp_path / "out.npy"), "--model"]
-    assert main([*argv, "bluemarble-l10+range+(beta=0.5)"]) == 2
-    err = capsys.readouterr().err
-    assert "is a retrieval encoder spec, which satclip evaluate takes" in err and "did you mean" not in err
-    assert "satclip.load('bluemarble-l10', retrieval='auto' or DATABASE, mode='range+')" in err
+def test_embed_takes_a_retrieval_spec_as_the_python_api_gives_it(setup, tmp_path, monkeypatch, capsys):
+    """`satclip embed --model "bluemarble-l10+range+"` was refused, pointing to Python: the retrieval-augmented encoder
+    is usable wherever an encoder is. The spec is evaluate's (its parser), its options satclip.load's (no 10 km
+    exclusion); the output equals satclip.load(…, retrieval=…).encode, its columns those of satclip.embed, and a
+    Parquet output records the spec in full, its database an absolute path."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    model_dir, cache, db = setup
+    monkeypatch.chdir(tmp_path)
+    lonlat = sphere_points(300, 7)
+    pd.DataFrame({"lon": lonlat[:, 0], "lat": lonlat[:, 1]}).to_csv("points.csv", index=False)
+    argv = ["embed", "points.csv", "--precision", "float32", "--no-progress", "--model"]
+    spec = "model+range+(beta=0.5,database='db',k=4)"
+    assert main([*argv, spec, "-o", "out.npy"]) == 0
+    expected = satclip.load(model_dir, retrieval=db, beta=0.5, k=4, precision="float32")
+    embedded = np.load(tmp_path / "out.npy")
+    assert embedded.shape == (300, 2 * DIM)
+    np.testing.assert_array_equal(embedded, expected.encode(lonlat).numpy())
+    assert main([*argv, spec, "-o", "out.parquet", "--layout", "columns"]) == 0
+    table = pq.read_table(tmp_path / "out.parquet")
+    dd = pytest.importorskip("dask.dataframe")  # (the API's frames of emb_000 … emb_031: a Dask or GeoDataFrame's)
+    frame = satclip.embed(dd.from_pandas(pd.read_csv("points.csv"), npartitions=1), expected).compute()
+    assert [name for name in table.column_names if name.startswith("emb_")] == list(frame.columns)
+    np.testing.assert_array_equal(table.select(list(frame.columns)).to_pandas().to_numpy(), frame.to_numpy())
+    recorded = json.loads(table.schema.metadata[b"satclip"])
+    assert recorded["model_spec"] == f"model+range+(beta=0.5,database={str(db)!r},exclude_radius_km=0.0,k=4)"
+    assert recorded["model_source"] == str(model_dir) and recorded["model"]["retrieval"]["k"] == 4
+    # the recorded spec is one evaluate and embed take again
+    assert main([*argv, recorded["model_spec"], "-o", "again.npy"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "again.npy"), embedded)
+    capsys.readouterr()
+    for bad, said in (("model+range+(database='db',exclude_heldout=True)", "embedding points has no folds: drop it"),
+                      ("model+range+(database='db',beta=2)", "retrieval beta must be a number in [0, 1]"),
+                      ("model+range+(betta=0.5)", "unknown retrieval parameter(s) ['betta']"),
+                      ("model+range+", "database='auto' builds the databases of the shipped models")):  # fmt: skip
+        assert main([*argv, bad, "-o", "bad.npy"]) == 2
+        assert said in one_error_line(capsys.readouterr().err)
+        assert not (tmp_path / "bad.npy").exists()
+
+
+def test_embed_with_the_dask_engine_takes_a_retrieval_spec(setup, tmp_path):
+    """The Dask engine's workers receive the encoder, its database included: the same embeddings as the local
+    engine's, the spec recorded."""
+    pytest.importorskip("distributed")
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    model_dir, cache, db = setup
+    lonlat = sphere_points(500, 3)
+    pd.DataFrame({"lon": lonlat[:, 0], "lat": lonlat[:, 1]}).to_parquet(tmp_path / "points.parquet")
+    argv = ["embed", str(tmp_path / "points.parquet"), "--precision", "float32", "--no-progress", "--model",
+            f"{model_dir}+range(database={str(db)!r})", "--chunk-rows", "128"]  # fmt: skip
+    assert main([*argv, "-o", str(tmp_path / "dask.parquet"), "--engine", "dask", "--workers", "1"]) == 0
+    assert main([*argv, "-o", str(tmp_path / "local.parquet")]) == 0
+    dask, local = (pq.read_table(tmp_path / name) for name in ("dask.parquet", "local.parquet"))
+    assert dask.column("embedding").equals(local.column("embedding"))
+    expected = satclip.load(model_dir, retrieval=db, mode="range", precision="float32").encode(lonlat).numpy()
+    np.testing.assert_allclose(np.stack(local.column("embedding").to_numpy(zero_copy_only=False)), expected,
+                               rtol=0, atol=FLOAT32_REASSOCIATION * np.abs(expected).max())  # (in chunks of 128)
+    assert json.loads(dask.schema.metadata[b"satclip"])["model_spec"].startswith(f"{model_dir}+range(database=")
+
+
+def test_map_takes_a_retrieval_spec(setup, tmp_path):
+    model_dir, cache, db = setup
+    out = tmp_path / "map.zarr"
+    argv = ["map", "--model", f"{model_dir}+range+(database={str(db)!r})", "--resolution", "30", "--all",
+            "--format", "zarr", "--no-progress", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert out.is_dir()
 
 
 def test_cache_auto_in_capitals_points_to_auto(tmp_path, capsys, monkeypatch):

@@ -55,7 +55,14 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("-o", "--output", type=file_output(".parquet", ".pq", ".npy"), required=True,
                         help="output .parquet, .npy or .zarr")
-    parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
+    parser.add_argument(
+        "--model", required=True,
+        help="model name, .ckpt file, native model directory or hub id; or a retrieval spec, as satclip evaluate "
+        "--encoders takes it: MODEL+range+ (geographic) or MODEL+range (semantic), options in parentheses, e.g. "
+        "'bluemarble-l10+range+(beta=0.5,database=DB)' (database: auto, the default, or a directory of `satclip "
+        "retrieval build`; exclude_radius_km defaults to 0, as in satclip.load); a Parquet or Zarr output records "
+        "the spec in full as model_spec; docs/retrieval.md",
+    )  # fmt: skip
     parser.add_argument("--lon-col", help="longitude column (required for names like x or long)")
     parser.add_argument("--lat-col", help="latitude column")
     parser.add_argument("--input-format", choices=["csv", "parquet", "npy", "geojson", "gpkg"], help="override suffix")
@@ -198,7 +205,7 @@ def _check_output(args: argparse.Namespace, source) -> Path:
     from ..embed.shards import check_no_other_split
     from ..io.resolve import local_model_files
 
-    safe_output.check_not_input(output, local_model_files(args.model))
+    safe_output.check_not_input(output, local_model_files(precision_option.model_source(args.model)))
     safe_output.check_new_output(output)
     check_no_other_split(Path(args.output), args.shard)  # (--engine dask: the whole output, beside shards)
     interrupts.final_output(output)
@@ -233,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
             source = _dask_source(args, source)
             output = _check_output(args, source)  # (before a cluster is started for nothing)
-            resolve(args.model)  # (a misspelt model was named once the cluster had started: 4-5 s)
+            resolve(precision_option.model_source(args.model))  # (a misspelt model was named once the cluster
+            # had started: 4-5 s)
             # one run per output, from here on (the job's own lock of it runs under this one): a second embed of
             # OUT was refused only once it had loaded its model, when the first took the lock
             stack.enter_context(safe_output.exclusive(output, reentrant=True))

@@ -33,7 +33,13 @@ def add_parser(subparsers) -> None:
             "because the model never saw them. --all computes every cell."
         ),
     )
-    parser.add_argument("--model", required=True, help="model name, .ckpt file, native model directory or hub id")
+    parser.add_argument(
+        "--model", required=True,
+        help="model name, .ckpt file, native model directory or hub id; or a retrieval spec, as satclip evaluate "
+        "--encoders takes it: MODEL+range+ (geographic) or MODEL+range (semantic), options in parentheses, e.g. "
+        "'bluemarble-l10+range+(beta=0.5,database=DB)' (database: auto, the default, or a directory of `satclip "
+        "retrieval build`; exclude_radius_km defaults to 0, as in satclip.load); docs/retrieval.md",
+    )  # fmt: skip
     parser.add_argument("--resolution", type=positive_float, required=True, help="cell size in degrees, e.g. 1 or 0.25")
     parser.add_argument("-o", "--output", type=file_output(".tif", ".tiff", ".png"), required=True,
                         help="output .tif, .zarr or .png")
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--pca {args.pca}: --engine dask writes Zarr maps of every dimension: drop --pca")
     check_cluster_options(args)
     # before the model is loaded: the model itself named as the output is said first
-    inputs = local_model_files(args.model)
+    inputs = local_model_files(precision_option.model_source(args.model))
     safe_output.check_not_input(args.output, inputs)
     safe_output.check_new_output(args.output)
     check_map_output_early(args.output, output_format, overwrite=args.overwrite, inputs=inputs)
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
                     encoder, args.output, resolution=args.resolution, bbox=tuple(args.bbox) if args.bbox else None,
                     land_only=args.land_only, blank_unseen=not args.all_cells, pca=args.pca, fmt=args.format,
                     batch_size=args.batch_size, draw_coastlines=not args.no_coastlines,
-                    title=f"{Path(str(args.model)).name} — embedding PCA (RGB)", progress=bar.update,
+                    title=f"{getattr(encoder, 'spec', None) or Path(str(args.model)).name} — embedding PCA (RGB)",
+                    progress=bar.update,
                     overwrite=args.overwrite, force=args.force, restart=args.restart,
                 )  # fmt: skip
     print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "

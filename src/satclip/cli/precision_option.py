@@ -25,9 +25,37 @@ def load_arguments(args: argparse.Namespace) -> dict:
     return {"precision": args.precision, "dtype": getattr(torch, args.dtype) if args.dtype else None}
 
 
+def retrieval_spec(model: str) -> tuple[str, dict, str] | None:
+    """``(model, satclip.load's retrieval arguments, the spec in full)`` where ``--model`` is a retrieval spec
+    (``bluemarble-l10+range+``, ``MODEL+range+(beta=0.5,database=DB)``: ``satclip evaluate --encoders``' own, read by
+    its parser), else None."""
+    if "+range" not in model:  # (the evaluation's encoders are imported only for a spec)
+        return None
+    from ..eval.encoders.retrieval import model_spec
+
+    return model_spec(model)
+
+
+def model_source(model: str) -> str:
+    """The model a ``--model`` loads: the model of a retrieval spec, else itself (for the checks of its files)."""
+    spec = retrieval_spec(model)
+    return model if spec is None else spec[0]
+
+
 def load_encoder(args: argparse.Namespace):
     """The location encoder of ``args.model`` as ``satclip embed``'s and ``satclip map``'s options say (``--device``,
-    ``--harmonics``, ``--trust-checkpoint``, ``--precision``/``--dtype``)."""
+    ``--harmonics``, ``--trust-checkpoint``, ``--precision``/``--dtype``); with retrieval (a
+    :class:`~satclip.retrieval.encoder.RetrievalEncoder`, its ``spec`` the spec in full) where ``--model`` is a
+    retrieval spec, as :func:`satclip.load` gives it."""
+    spec = retrieval_spec(args.model)
+    if spec is not None:
+        from ..api import load
+
+        model, retrieval, full = spec
+        encoder = load(model, device=args.device, harmonics_calculation=args.harmonics,
+                       trust_checkpoint=args.trust_checkpoint, **load_arguments(args), **retrieval)  # fmt: skip
+        encoder.spec = full
+        return encoder
     from ..embed.api import load_encoder
 
     return load_encoder(

@@ -116,11 +116,12 @@ def output_attrs(identity: dict, source, encoder, rows: tuple[int, int], total: 
     path as typed named nothing once the output moved), the input ``rows`` it holds (``[start, stop)`` of the
     ``total``: shards tile the input only when they were cut with the same ``--chunk-rows``, recorded too), the
     input's content fingerprint (:func:`_content`: a sibling shard is compared by it), the precision and the
-    satclip version."""
+    satclip version; for a retrieval encoder loaded from a spec, ``model_spec``, the spec."""
     from .. import __version__
 
+    spec = {"model_spec": encoder.spec} if getattr(encoder, "spec", None) else {}
     return {safe_output.EMBEDDINGS_ATTR: {
-        "model": identity["model"], "model_source": model_record(encoder, identity=identity["model"])["source"],
+        **spec, "model": identity["model"], "model_source": model_record(encoder, identity=identity["model"])["source"],
         "source": str(Path(source.path).absolute()), "input_rows": {"start": rows[0], "stop": rows[1], "total": total},
         "input": _content(identity["input"]), "chunk_rows": identity["options"]["chunk_rows"],
         "precision": precision_record(encoder), "version": __version__,

@@ -147,6 +147,8 @@ class RetrievalEncoder(LocationEncoder):
         self._geo: GeoIndex | None = None
         self._semantic: SemanticIndex | None = None
         self._warned_empty = False
+        #: the retrieval spec it was loaded from (``satclip embed --model MODEL+range+(…)``), which outputs record
+        self.spec: str | None = None
 
     # --- description -----------------------------------------------------------------------------
 
@@ -177,7 +179,9 @@ class RetrievalEncoder(LocationEncoder):
     def with_location(self, location: LocationEncoder) -> RetrievalEncoder:
         """The same retrieval (database, options) over another location encoder of the same model, e.g. one
         computing the harmonics another way (its precision choice is kept)."""
-        return RetrievalEncoder(location, self.database, **self.options)
+        encoder = RetrievalEncoder(location, self.database, **self.options)
+        encoder.spec = self.spec
+        return encoder
 
     def location_encoder(self) -> LocationEncoder:
         """The plain location encoder under this one (sharing its weights, its precision and provenance): the first

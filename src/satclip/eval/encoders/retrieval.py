@@ -91,13 +91,15 @@ def _spec_parameters(
     spec's values against (a number where the default is one, ``True``/``False`` for ``exclude_heldout``)."""
 
 
-def create_retrieval(spec: str, name: str, params: dict, *, trust_checkpoint: bool = False) -> Encoder:
-    """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses). A parameter
-    it does not take, or a value of the wrong kind, is refused naming both, before anything is loaded.
-    ``trust_checkpoint``: MODEL's, as :func:`satclip.load` takes it."""
-    from ...io.load import load
+def spec_arguments(
+    spec: str, name: str, params: dict, *, exclude_radius_km: float = EVAL_EXCLUDE_RADIUS_KM
+) -> tuple[str, object, bool, dict]:
+    """``(model, database, exclude_heldout, options)`` of a ``MODEL+range[+](…)`` spec (``name`` is the part before
+    the parentheses), ``options`` those :func:`satclip.load` takes besides ``retrieval=database`` (``mode``, ``k``
+    …), ``exclude_radius_km`` defaulting to the one given. A parameter it does not take, or a value of the wrong
+    kind, is refused naming both, before anything is loaded."""
     from ...retrieval.auto import shipped_models
-    from ...retrieval.encoder import augment, check_arguments
+    from ...retrieval.encoder import check_arguments
     from . import ENCODERS, _check_params, _encoding
 
     match = SPEC.match(name)
@@ -110,13 +112,13 @@ def create_retrieval(spec: str, name: str, params: dict, *, trust_checkpoint: bo
     if "exclude_radius_km" in params and params["exclude_radius_km"] is None:  # (it dropped the 10 km default)
         raise BadInputError(
             f"encoder spec {spec!r}: exclude_radius_km=None is no distance; give a radius in km (default "
-            f"{EVAL_EXCLUDE_RADIUS_KM:g}), or exclude_radius_km=0 to turn the exclusion off"
+            f"{exclude_radius_km:g}), or exclude_radius_km=0 to turn the exclusion off"
         )
     _check_params(spec, "retrieval encoder", name, _spec_parameters, params)
     params = dict(params)
     database = params.pop("database", "auto")
     exclude_heldout = params.pop("exclude_heldout", False)
-    params.setdefault("exclude_radius_km", EVAL_EXCLUDE_RADIUS_KM)
+    params.setdefault("exclude_radius_km", exclude_radius_km)
     if match["base"] in ENCODERS or match["base"] in _encoding.names():  # ("no model 'geoclip': not a file, …")
         raise BadInputError(f"encoder spec {spec!r}: retrieval needs a satclip model (its image side embeds the "
                             f"database), and {match['base']} is an encoder without one: give a model, e.g. "
@@ -129,13 +131,56 @@ def create_retrieval(spec: str, name: str, params: dict, *, trust_checkpoint: bo
             raise BadInputError(f"encoder spec {spec!r}: beta blends semantic and geographic retrieval, which "
                                 f"{match['base']}+range+ does; +range is semantic only") from None  # fmt: skip
         raise BadInputError(f"encoder spec {spec!r}: {err}") from None
+    return match["base"], database, exclude_heldout, {"mode": match["mode"], **params}
+
+
+def model_spec(text: str) -> tuple[str, dict, str] | None:
+    """``(model, satclip.load keyword arguments, the spec in full)`` of a retrieval spec given where a model is
+    (``satclip embed --model bluemarble-l10+range+``), or None where ``text`` is no retrieval spec (a directory so
+    named is a model). Its options default as :func:`satclip.load`'s (``exclude_radius_km`` 0: the evaluation's
+    10 km protects test points), ``exclude_heldout`` (the folds of an evaluation) is refused, and a database
+    directory is made absolute; the spec in full names it so, with the exclusion radius (what outputs record).
+
+    Raises:
+        BadInputError: a retrieval spec that cannot be parsed, or with a bad parameter.
+    """
+    from ...paths import user_path
+    from ...retrieval.auto import AUTO
+    from . import existing_path, parse_spec
+
+    if "+range" not in text or existing_path(text):
+        return None
     try:
-        model = load(match["base"], trust_checkpoint=trust_checkpoint)
-        module = augment(model, match["base"], database, mode=match["mode"], **params)
+        name, params = parse_spec(text)
+    except ValueError as err:
+        raise BadInputError(str(err)) from None
+    if not is_retrieval_spec(name):
+        return None
+    model, database, exclude_heldout, options = spec_arguments(
+        text, name, params, exclude_radius_km=DEFAULTS["exclude_radius_km"])  # fmt: skip
+    if exclude_heldout:
+        raise BadInputError(f"encoder spec {text!r}: exclude_heldout=True leaves each held-out continent out of the "
+                            "database in satclip evaluate --protocol holdout-continent; embedding points has no "
+                            "folds: drop it")  # fmt: skip
+    if database != AUTO and isinstance(database, str):
+        database = str(user_path(database).absolute())
+    given = {"database": database, **{k: v for k, v in options.items() if k != "mode"}}
+    full = f"{model}+{options['mode']}({','.join(f'{k}={v!r}' for k, v in sorted(given.items()))})"
+    return model, {"retrieval": database, **options}, full
+
+
+def create_retrieval(spec: str, name: str, params: dict, *, trust_checkpoint: bool = False) -> Encoder:
+    """The encoder of a ``MODEL+range[+](…)`` spec (``name`` is the part before the parentheses): see
+    :func:`spec_arguments`. ``trust_checkpoint``: MODEL's, as :func:`satclip.load` takes it."""
+    from ...io.load import load
+    from ...retrieval.encoder import augment
+
+    base, database, exclude_heldout, options = spec_arguments(spec, name, params)
+    try:
+        model = load(base, trust_checkpoint=trust_checkpoint)
+        module = augment(model, base, database, **options)
     except (BadInputError, FileNotFoundError) as err:  # (a model or database that is not there named no spec)
         raise BadInputError(f"encoder spec {spec!r}: {err}") from err
     shown = ", ".join(f"{k}={v}" for k, v in module.options.items() if k != "beta" or module.mode == "range+")
-    description = (
-        f"satclip.load({match['base']!r}) + retrieval ({shown}; database {database}, {len(module.database)} entries)"
-    )
+    description = f"satclip.load({base!r}) + retrieval ({shown}; database {database}, {len(module.database)} entries)"
     return RetrievalEvalEncoder(spec, module, description, module.feature_dtype, exclude_heldout=exclude_heldout)
