@@ -1323,6 +1323,10 @@ def test_embed_takes_a_retrieval_spec_as_the_python_api_gives_it(setup, tmp_path
         assert main([*argv, bad, "-o", "bad.npy"]) == 2
         assert said in one_error_line(capsys.readouterr().err)
         assert not (tmp_path / "bad.npy").exists()
+    # a model directory whose name holds "+range" is that model, not a spec
+    shutil.copytree(model_dir, tmp_path / "model+range+")
+    assert main([*argv, "model+range+", "-o", "plain.npy"]) == 0
+    np.testing.assert_array_equal(np.load("plain.npy"), satclip.load(model_dir, precision="float32").encode(lonlat))
 
 
 def test_embed_with_the_dask_engine_takes_a_retrieval_spec(setup, tmp_path):

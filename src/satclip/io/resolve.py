@@ -163,8 +163,8 @@ def resolve(source: str | Path) -> ResolvedSource:
     base, plus, mode = text.partition("+")
     if plus and mode.startswith("range"):  # (its did-you-mean named the plain model: half the embedding, unsaid)
         raise BadInputError(
-            f"{text!r} is a retrieval encoder spec, which satclip evaluate takes; a model here is a file, a directory "
-            f"or a name: from Python, satclip.load({base!r}, retrieval='auto' or DATABASE, "
+            f"{text!r} is a retrieval encoder spec, which satclip evaluate, embed and map take; a model here is a "
+            f"file, a directory or a name: from Python, satclip.load({base!r}, retrieval='auto' or DATABASE, "
             f"mode={mode.partition('(')[0]!r}) embeds with retrieval"
         )
     suggestion = did_you_mean(text, pretrained.names())
