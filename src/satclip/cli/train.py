@@ -1,4 +1,5 @@
-"""``satclip train --config CONFIG.yaml [--resume [CKPT]] [--SECTION.KEY VALUE …]``: contrastive pretraining.
+"""``satclip train --config CONFIG.yaml [--resume [CKPT] | --restart] [--SECTION.KEY VALUE …]``: contrastive
+pretraining.
 
 Every config key can be overridden on the command line: ``--optim.lr 3e-4``, ``--trainer.max_epochs 5``,
 ``--model.location_encoder.encoding.legendre_polys 40``; keys not listed in ``--help`` with
@@ -129,9 +130,15 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_override_options(parser)
-    parser.add_argument(
+    rerun = parser.add_mutually_exclusive_group()
+    rerun.add_argument(
         "--resume", nargs="?", const=True, default=False, metavar="CKPT", type=user_path,  # ('~/run/…' quoted)
         help="continue the run in trainer.output_dir from checkpoints/last.ckpt (or from CKPT)",
+    )  # fmt: skip
+    rerun.add_argument(
+        "--restart", action="store_true",
+        help="discard the run in trainer.output_dir (its checkpoints, history, logs and exports) and train from "
+        "scratch there; refused, deleting nothing, where it holds files a run does not write",
     )  # fmt: skip
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     parser.add_argument(
@@ -174,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None and "trainer.output_dir" not in collect_overrides(args):
         check_config_of_its_run(args.config.path, config)
     try:
-        result = fit(config, resume=args.resume)
+        result = fit(config, resume=args.resume, restart=args.restart)
     except InterruptedCacheError as err:  # (named with the build that finishes it: this config's, as verify names it)
         from .cache import cache_build_command
 

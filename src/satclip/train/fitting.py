@@ -21,7 +21,8 @@ A run holds a lock on its directory (``.NAME.lock`` beside it) while it runs: a 
 :data:`RESUMABLE_CHANGES` may differ) from the same feature cache or images. The data order, augmentation, jitter
 and dropout of every step depend only on the seed, the epoch and the step, and the checkpoint restores
 weights, optimizer state, loop counters and the position in the epoch, so an interrupted and resumed run
-ends with the same weights as an uninterrupted one.
+ends with the same weights as an uninterrupted one. ``restart=True`` instead discards the run the directory holds
+and trains from scratch there, once every check of the new run has passed.
 """
 
 from __future__ import annotations
@@ -335,15 +336,45 @@ def _claim_run_dir(run_dir: Path) -> None:
     safe_output.make_owned_dir(run_dir, kind="training-run")
 
 
-def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path, check: bool):
-    """``(checkpoint path, checked checkpoint)`` to resume from, ``(None, None)`` for a new run; the
-    checkpoint (and that ``run_dir`` holds no other run) is checked, and it is returned, only with ``check``."""
+def _check_restart(run_dir: Path) -> None:
+    """Refuse to discard the run in ``run_dir`` (claimed: :func:`_claim_run_dir`) where that would delete what
+    satclip did not write there: a ``config.yaml`` not in the form satclip writes (the user's ``--config``, with its
+    comments), or files a run does not write (named). Deletes nothing."""
+    recorded = run_dir / "config.yaml"
+    if recorded.is_file() and not _written_by_satclip(recorded):
+        raise OutputExistsError(
+            f"{recorded} is not a config satclip wrote (comments or a form of its own), and --restart would delete it "
+            "with the run: move it out of the run directory (and give --config its new place), or choose another "
+            "trainer.output_dir"
+        )
+    safe_output.check_output(run_dir, overwrite=True, directory=True, kind="training-run")
+
+
+def _discard_run(run_dir: Path) -> None:
+    """``--restart``: delete the run in ``run_dir`` (checked by :func:`_check_restart`), saying so, and claim the
+    directory again, empty; a new or empty directory is left as it is."""
+    from ..io.history import read_history
+
+    if not safe_output.other_contents(run_dir, ()):
+        return
+    epochs = max((row["epoch"] + 1 for row in read_history(run_dir / "history.jsonl")), default=0)
+    log.warning("discarding the run in %s (%s): --restart", run_dir,
+                f"{epochs} epoch(s) trained" if epochs else "no epoch finished")  # fmt: skip
+    safe_output.remove_owned(run_dir)
+    _claim_run_dir(run_dir)
+
+
+def _resume_point(run_dir: Path, config: TrainConfig, resume: bool | str | Path, check: bool, restart: bool = False):
+    """``(checkpoint path, checked checkpoint)`` to resume from, ``(None, None)`` for a new run (or one that
+    ``restart``s, discarding the run ``run_dir`` holds); the checkpoint (and that ``run_dir`` holds no other run) is
+    checked, and it is returned, only with ``check``."""
     ckpt_dir = run_dir / "checkpoints"
     if not resume:
-        if check and any((ckpt_dir / name).exists() for name in ("last.ckpt", "best.ckpt")):
+        if check and not restart and any((ckpt_dir / name).exists() for name in ("last.ckpt", "best.ckpt")):
             raise OutputExistsError(
                 f"{run_dir} already holds a run (checkpoints/last.ckpt): continue it with --resume (resume=True in "
-                "Python), or choose another trainer.output_dir"
+                "Python), start it again from scratch with --restart (restart=True), or choose another "
+                "trainer.output_dir"
             )
         return None, None
     path = Path(resume) if not isinstance(resume, bool) else ckpt_dir / "last.ckpt"
@@ -542,6 +573,7 @@ def fit(
     config: TrainConfig | dict | str | Path,
     *,
     resume: bool | str | Path = False,
+    restart: bool = False,
     cache=None,
     source=None,
     callbacks: Sequence = (),
@@ -552,6 +584,9 @@ def fit(
     Args:
         resume: ``True`` continues from ``<output_dir>/checkpoints/last.ckpt``; a path continues from that
             checkpoint. Without it, an output directory that already holds checkpoints is refused.
+        restart: discard the run ``output_dir`` holds (its checkpoints, history, logs and exports) and train from
+            scratch there, once every check of the run has passed (under its lock). Refused, deleting nothing, where
+            the directory holds files a run does not write, or a ``config.yaml`` satclip did not write.
         cache: a :class:`~satclip.train.cache.FeatureCache` (or its directory) to train from (instead of
             ``data.cache``); the run's config.yaml records it as ``data.cache``, with its views and dtype as
             ``data.cache_views`` and ``data.cache_dtype``, so that ``satclip train --config`` resumes the run.
@@ -564,27 +599,34 @@ def fit(
 
     Raises:
         LockedError: another run is using ``output_dir``.
-        OutputExistsError: ``output_dir`` holds a run and ``resume`` is not set, or ``resume`` names a
-            checkpoint of another run than the one ``output_dir`` holds, or it holds files satclip did not create.
+        OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``restart`` is set, or ``resume``
+            names a checkpoint of another run than the one ``output_dir`` holds, or it holds files satclip did not
+            create.
         FileNotFoundError: ``resume`` is set and there is no checkpoint to resume from.
-        BadInputError: ``resume`` names a directory, ``trainer.max_epochs`` is below the epochs done, or the
-            feature cache is damaged or holds other views or another dtype than the config says.
+        BadInputError: ``resume`` and ``restart`` are both set, ``resume`` names a directory,
+            ``trainer.max_epochs`` is below the epochs done, or the feature cache is damaged or holds other views or
+            another dtype than the config says.
         ResumeError: the checkpoint is damaged.
         ResumeMismatchError: the checkpoint is from a run with another config or feature cache (refused before a
             stale cache is rebuilt).
         DivergedError: the training loss became non-finite (nothing is exported).
     """
+    if restart and resume:
+        raise BadInputError("--restart (restart=True) discards the run in trainer.output_dir and --resume "
+                            "(resume=…) continues it: give one of them")  # fmt: skip
     with safe_output.removed_if_left_empty():  # (a run directory made before the data failed to open stayed)
         if isinstance(config, (str, os.PathLike)):  # (a copied run's config.yaml trained on the original)
             config_path, config = config, _as_config(config)
             check_config_of_its_run(config_path, config)
-        return _fit(config, resume=resume, cache=cache, source=source, callbacks=callbacks, rerun=rerun)
+        return _fit(config, resume=resume, restart=bool(restart), cache=cache, source=source, callbacks=callbacks,
+                    rerun=rerun)  # fmt: skip
 
 
 def _fit(
     config: TrainConfig | dict | str | Path,
     *,
     resume: bool | str | Path,
+    restart: bool,
     cache,
     source,
     callbacks: Sequence,
@@ -637,11 +679,13 @@ def _fit(
     # checks the run directory and the checkpoint, and writes
     primary = rank_zero_only.rank == 0
     with safe_output.exclusive(run_dir) if primary else contextlib.nullcontext():
-        ckpt_path, checkpoint = _resume_point(run_dir, config, resume, check=primary)
+        ckpt_path, checkpoint = _resume_point(run_dir, config, resume, check=primary, restart=restart)
         finished = (checkpoint is not None and epochs_done(checkpoint) == config.trainer.max_epochs
                     and not config.trainer.fast_dev_run)
         if primary:
             _claim_run_dir(run_dir)
+            if restart:  # (refused now, not after its inputs were opened; discarded once they all passed)
+                _check_restart(run_dir)
             if checkpoint is not None:
                 _carry_over(ckpt_path, checkpoint, run_dir)
             if config.trainer.export:  # (after the claim: it marks an older satclip's exports as satclip's)
@@ -682,6 +726,8 @@ def _fit(
                                        trained_precision=trained, dataset_key=_dataset_key(source))  # fmt: skip
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
         _check_training_batches(len(datamodule.train_indices), config)
+        if primary and restart:  # (after every check that can refuse the run: nothing is deleted for a refused one)
+            _discard_run(run_dir)
         with _quiet_lightning():
             trainer, history = _trainer(config, run_dir, datamodule.validates, callbacks, trained)
         if trainer.is_global_zero:
