@@ -47,14 +47,19 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("stopped", [False, True])
-def test_restart_discards_the_run_and_trains_it_from_scratch(tmp_path, finished, caplog, capsys, stopped):
-    """A finished run (or one stopped before its exports) in the directory: `--restart` trains again from epoch 0,
-    its checkpoints, history, logs and exports those of the new run only."""
+@pytest.mark.parametrize("state", ["finished", "stopped", "older"])
+def test_restart_discards_the_run_and_trains_it_from_scratch(tmp_path, finished, caplog, capsys, state):
+    """A finished run in the directory (or one stopped before its exports, or one of an older satclip, without
+    markers): `--restart` trains again from epoch 0, its checkpoints, history, logs and exports the new run's only."""
     _, path = copy_run(finished, tmp_path)
     run = tmp_path / "run"
-    if stopped:
+    if state == "stopped":
         shutil.rmtree(run / "export")
+    if state == "older":
+        for directory in (run, run / "export" / "best", run / "export" / "last"):
+            (directory / safe_output.MARKER).unlink()
+        for sidecar in (run / "checkpoints").glob("*.sha256"):  # (nor checksums)
+            sidecar.unlink()
     before = snapshot(run)
     assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0"]
     with caplog.at_level(logging.INFO, logger="satclip"):
