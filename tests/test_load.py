@@ -858,3 +858,16 @@ def test_loading_leaves_the_random_state_as_it_was(source):
     encoder = satclip.load(str(CKPT_L10) if source == "ckpt" else source, precision="float32")
     assert torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.isfinite(p).all() for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("source", ["bluemarble-l10", "ckpt"])
+def test_loading_a_whole_model_leaves_the_random_state_as_it_was(source):
+    """satclip.load_model built the image encoder with random initial weights, then overwrote them: the caller's
+    seeded draws changed (satclip.load no longer did)."""
+    if source == "ckpt":
+        require(CKPT_L10)
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    model = satclip.load_model(str(CKPT_L10) if source == "ckpt" else source)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

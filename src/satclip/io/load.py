@@ -134,7 +134,8 @@ def load_model(
                                                           harmonics_calculation, source)  # fmt: skip
     # cast before loading, so float64 weights (the location network) reach a float64 model unrounded; 16 bits
     # only for the image encoder (a bf16 location network failed in model.location.encode and locate)
-    model = SatCLIP.from_config(parts.native_config())
+    with torch.random.fork_rng(devices=[]):  # (built on the CPU: its random initial weights, replaced below, left
+        model = SatCLIP.from_config(parts.native_config())  # the caller's random stream advanced)
     model.to(device=device, dtype=torch.float32 if dtype.itemsize < 4 else dtype).visual.to(dtype=dtype)
     if parts.logit_scale is None:
         log.warning("%s has no logit_scale; using the initial value log(1/0.07)", source_name)
