@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import numpy as np
+from _args import needs, positive_int
 from hardware import print_hardware
 
 from satclip.data import bluemarble as bm
@@ -44,9 +45,10 @@ def scipy_patches(points: np.ndarray, size: int, gsd: float) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--patch-size", type=int, default=32)
+    parser.add_argument("--n", type=positive_int, default=100_000)
+    parser.add_argument("--patch-size", type=positive_int, default=32)
     args = parser.parse_args()
+    needs(("scipy", "bench"))
     size, gsd = args.patch_size, 7.5
     print_hardware()
 

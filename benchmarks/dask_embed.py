@@ -45,9 +45,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
+from _args import needs, positive_int
 from hardware import FIXTURES, print_hardware
 
 import satclip
@@ -83,6 +82,9 @@ def make_model(work: Path, legendre: int) -> str:
 
 
 def make_points(path: Path, n: int, parts: int = 8) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if path.exists():
         return
     path.mkdir(parents=True)
@@ -174,6 +176,7 @@ def print_row(row: dict, n: int, prefix: str = "") -> None:
 
 
 def embeddings(paths: list[Path], rows: range) -> np.ndarray:
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     source = [str(p) for p in paths] if len(paths) > 1 else paths[0]
@@ -187,9 +190,12 @@ def main() -> None:
                         help="points to embed (default 2M; more than two chunks of satclip embed's default size, "
                              "which the two-shard row needs)")  # fmt: skip
     parser.add_argument("--legendre", type=int, choices=(10, 40), default=10, help="the model's L (default 10)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each row's best is compared")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="interleaved rounds; each row's best is compared"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/satclip-dask-bench"))
     args = parser.parse_args()
+    needs(("pyarrow", "embed"), ("dask.dataframe", "dask"), ("distributed", "dask"))
     from satclip.embed.job import DEFAULT_CHUNK_ROWS
 
     if args.points <= 2 * DEFAULT_CHUNK_ROWS:  # (each --shard of two needs a chunk of its own)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from _args import positive_int
 from hardware import FIXTURES, print_hardware
 
 import satclip
@@ -60,9 +61,11 @@ def points_per_second(encoder, lonlat: np.ndarray, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--points", type=int, default=100_000, help="points per timed call (baseline: /5 at L=40)")
-    parser.add_argument("--repeats", type=int, default=3, help="best of N")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument(
+        "--points", type=positive_int, default=100_000, help="points per timed call (baseline: /5 at L=40)"
+    )
+    parser.add_argument("--repeats", type=positive_int, default=3, help="best of N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

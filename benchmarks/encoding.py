@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _args import positive_int
 from hardware import FIXTURES, has_amx_bf16, print_hardware
 
 import satclip
@@ -267,8 +268,8 @@ def encoder_rows(L: int, args, fused) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--quick", action="store_true", help="N up to 1e5 only, fewer baselines")
     parser.add_argument("--only-precision", action="store_true", help="only the issue-14 rows")
     parser.add_argument("--points", type=int, default=50_000, help="points per issue-14 row (L=40 today: 1/5)")

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _args import needs, positive_int
 from hardware import print_hardware
 
 CHILD = r"""
@@ -64,11 +65,12 @@ def measure(reader: str, path: str, n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="bluemarble-l40")
-    parser.add_argument("--points", type=int, default=100_000, help="points per call of an exported graph")
-    parser.add_argument("--encode-points", type=int, default=300_000, help="points per call of satclip's .encode")
+    parser.add_argument("--points", type=positive_int, default=100_000, help="points per call of an exported graph")
+    parser.add_argument(
+        "--encode-points", type=positive_int, default=300_000, help="points per call of satclip's .encode"
+    )
     args = parser.parse_args()
-
-
+    needs(("onnx", "export"), ("onnxruntime", "export"))
     import satclip
     from satclip.io.onnx import export
 
@@ -86,8 +88,10 @@ def main() -> None:
         for reader, path, n in runs:
             got = measure(reader.split()[0] if reader.startswith("satclip") else reader, path, n)
             per_point = (got["peak_kb"] - got["before_kb"]) / n
-            print(f"| {reader} | {n:,} | {got['before_kb'] / 1e6:.2f} GB | {got['peak_kb'] / 1e6:.2f} GB | "
-                  f"{per_point:.1f} KB |")
+            print(
+                f"| {reader} | {n:,} | {got['before_kb'] / 1e6:.2f} GB | {got['peak_kb'] / 1e6:.2f} GB | "
+                f"{per_point:.1f} KB |"
+            )
 
 
 if __name__ == "__main__":

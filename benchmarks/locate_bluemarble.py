@@ -13,6 +13,7 @@ import argparse
 
 import numpy as np
 import torch
+from _args import positive_int
 from hardware import print_hardware
 
 import satclip
@@ -22,8 +23,8 @@ from satclip.models.locate import fibonacci_grid
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patches", type=int, default=200)
-    parser.add_argument("--grid", type=int, default=10_000)
+    parser.add_argument("--patches", type=positive_int, default=200)
+    parser.add_argument("--grid", type=positive_int, default=10_000)
     args = parser.parse_args()
     print_hardware()
     model = satclip.load_model("bluemarble-l10").eval()

@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _args import positive_int
 from hardware import print_hardware
 
 import satclip.image
@@ -50,17 +51,17 @@ def baseline(encoder, images: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="patches (default 1000)")
-    parser.add_argument("--size", type=int, default=32, help="patch size in pixels (default 32)")
-    parser.add_argument("--num-filters", type=int, default=None, help="K (default: the encoder's default)")
+    parser.add_argument("--n", type=positive_int, default=1000, help="patches (default 1000)")
+    parser.add_argument("--size", type=positive_int, default=32, help="patch size in pixels (default 32)")
+    parser.add_argument("--num-filters", type=positive_int, default=None, help="K (default: the encoder's default)")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=None,
         help="torch thread counts (default: 1 and torch's own)",
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     args = parser.parse_args()
     threads = args.threads or sorted({1, torch.get_num_threads()})
     print_hardware()

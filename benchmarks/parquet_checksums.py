@@ -14,18 +14,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from _args import needs, positive_int
 from hardware import print_hardware
 
 import satclip
-from satclip.embed import sinks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=15, help="best of N (default 15)")
+    parser.add_argument("--repeats", type=positive_int, default=15, help="best of N (default 15)")
     args = parser.parse_args()
+    needs(("pyarrow", "embed"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from satclip.embed import sinks
+
     rng = np.random.default_rng(0)
     lonlat = np.c_[rng.uniform(-180, 180, 65_536), rng.uniform(-60, 80, 65_536)]
     embeddings = satclip.load("bluemarble-l10").encode(lonlat).numpy()

@@ -22,15 +22,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _args import needs  # noqa: E402
 from hardware import FIXTURES as ALL_FIXTURES  # noqa: E402
 from hardware import print_hardware  # noqa: E402
-from tests import peers  # noqa: E402
 
 import satclip  # noqa: E402
 from satclip.io.convert import convert  # noqa: E402
@@ -47,14 +46,13 @@ def relative(peer: np.ndarray, ours: np.ndarray, rows) -> str:
     return f"{np.abs(peer[rows] - ours[rows]).max() / np.abs(ours).max():.1e}"
 
 
-def run(tmp: Path, points: np.ndarray, torchgeo) -> None:
+def run(tmp: Path, points: np.ndarray, rangegeo, rshf, torchgeo) -> None:
     sources = {
         "bluemarble-l10": "bluemarble-l10", "bluemarble-l40": "bluemarble-l40",
         "satclip-resnet18-l10 (fixture)": FIXTURES / "satclip-resnet18-l10.ckpt",
         "satclip-resnet18-l40 (fixture)": FIXTURES / "satclip-resnet18-l40.ckpt",
     }  # fmt: skip
     lat = np.abs(points[:, 1])
-    rangegeo, rshf = peers.rangegeo(), peers.rshf_satclip()
     print("| source | basis | reader | reported | all points | " + " | ".join(BANDS) + " |")
     print("|---|---|---|---|---|" + "---|" * len(BANDS))
     for name, source in sources.items():
@@ -95,6 +93,10 @@ def main() -> None:
     parser.add_argument("--torchgeo-wheel", help="a local torchgeo >= 0.10 wheel (default: pip download of the "
                         "pinned version, or $SATCLIP_TORCHGEO_WHEEL)")  # fmt: skip
     args = parser.parse_args()
+    needs(("pytest", "dev"))  # tests/peers.py's loaders skip, naming what to install, where a reader is missing
+    import pytest
+    from tests import peers
+
     if args.torchgeo_wheel:
         if not Path(args.torchgeo_wheel).is_file():
             sys.exit(f"peer_exports: --torchgeo-wheel {args.torchgeo_wheel}: no such file (give a torchgeo >= 0.10 "
@@ -106,11 +108,11 @@ def main() -> None:
     points = np.load(reference)["lonlat"]
     with tempfile.TemporaryDirectory(prefix="satclip-peers-") as tmp:
         try:
-            torchgeo = peers.torchgeo_satclip(Path(tmp))
+            rangegeo, rshf, torchgeo = peers.rangegeo(), peers.rshf_satclip(), peers.torchgeo_satclip(Path(tmp))
             print(f"# satclip exports read by their peers, float64, {len(points)} fixture points; torchgeo from "
                   f"{torchgeo.wheel}")  # fmt: skip
             print_hardware()
-            run(Path(tmp), points, torchgeo)
+            run(Path(tmp), points, rangegeo, rshf, torchgeo)
         except pytest.skip.Exception as missing:  # tests/peers.py's reason names what to install
             sys.exit(f"peer_exports: {missing.msg}")
 

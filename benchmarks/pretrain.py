@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _args import non_negative_int, positive_int, torch_device
 from hardware import FIXTURES, print_hardware
 
 from satclip.image.cached import CachedFeatures
@@ -184,16 +185,22 @@ def fmt_duration(seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=64, help="images of the original-style epoch")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch of the original-style path (and of 3.)")
-    parser.add_argument("--views", type=int, default=8, help="cached views per image")
-    parser.add_argument("--cache-images", type=int, default=20_000, help="images of the at-scale cache (4.)")
-    parser.add_argument("--cache-batch", type=int, default=8192)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--images", type=positive_int, default=64, help="images of the original-style epoch")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="batch of the original-style path (and of 3.)"
+    )
+    parser.add_argument("--views", type=positive_int, default=8, help="cached views per image")
+    parser.add_argument("--cache-images", type=positive_int, default=20_000, help="images of the at-scale cache (4.)")
+    parser.add_argument("--cache-batch", type=positive_int, default=8192)
+    parser.add_argument("--device", type=torch_device, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="bf16: backbone under autocast")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the original-style path")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--fit-epochs", type=int, default=0, help="5.: epochs of satclip.train.fit on the big cache")
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers of the original-style path"
+    )
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--fit-epochs", type=non_negative_int, default=0, help="5.: epochs of satclip.train.fit on the big cache"
+    )
     parser.add_argument("--fit-precision", default="32-true", help="5.: trainer precision (e.g. bf16-mixed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -264,19 +271,27 @@ def main() -> None:
     print(f"| cache build ({args.views} views) | {args.images} | – | {t_build:.2f} (once) | "
           f"{per_view_build:.2e} per view |")  # fmt: skip
     ratio_epoch = epoch_orig_100k / epoch_cached_100k
-    print(f"\nper-epoch speed-up of the cache on S2-100K (both paths as they train: measured seconds per image "
-          f"× 100,000): **{ratio_epoch:,.0f}×**; on the same {args.images} images at batch {args.batch_size}: "
-          f"{ratio_same:,.0f}× (fixed per-step costs weigh more in small batches)")
+    print(
+        f"\nper-epoch speed-up of the cache on S2-100K (both paths as they train: measured seconds per image "
+        f"× 100,000): **{ratio_epoch:,.0f}×**; on the same {args.images} images at batch {args.batch_size}: "
+        f"{ratio_same:,.0f}× (fixed per-step costs weigh more in small batches)"
+    )
     print(f"projected, {EPOCHS} epochs on S2-100K ({S2_100K:,} images):")
     print(f"- original-style: {fmt_duration(EPOCHS * epoch_orig_100k)} ({fmt_duration(epoch_orig_100k)} per epoch)")
-    print(f"- cached: {fmt_duration(build_100k + EPOCHS * epoch_cached_100k)} = cache build "
-          f"{fmt_duration(build_100k)} + {EPOCHS} × {fmt_duration(epoch_cached_100k)}")
+    print(
+        f"- cached: {fmt_duration(build_100k + EPOCHS * epoch_cached_100k)} = cache build "
+        f"{fmt_duration(build_100k)} + {EPOCHS} × {fmt_duration(epoch_cached_100k)}"
+    )
     if fit_rows:
-        print(f"\nsatclip.train.fit (Lightning) on the {m:,}-image cache, batch {args.cache_batch:,}, "
-              f"precision {args.fit_precision} (training seconds per epoch, validation excluded):")
+        print(
+            f"\nsatclip.train.fit (Lightning) on the {m:,}-image cache, batch {args.cache_batch:,}, "
+            f"precision {args.fit_precision} (training seconds per epoch, validation excluded):"
+        )
         for row in fit_rows:
-            print(f"- epoch {row['epoch']}: {row['seconds']:.2f} s, train_loss {row['train_loss']:.3f}, "
-                  f"val_loss {row['val_loss']:.3f}, val_acc_i2l {row['val_acc_i2l']:.3f}")
+            print(
+                f"- epoch {row['epoch']}: {row['seconds']:.2f} s, train_loss {row['train_loss']:.3f}, "
+                f"val_loss {row['val_loss']:.3f}, val_acc_i2l {row['val_acc_i2l']:.3f}"
+            )
     if ratio_epoch < 50:
         raise SystemExit(f"cached epochs are only {ratio_epoch:.1f}× faster (expected ≥ 50×)")
 

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from _args import needs, positive_int
 from hardware import print_hardware
 
 import satclip
@@ -37,11 +38,12 @@ def rate(encoder, points: np.ndarray, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="bluemarble-l10", help="a shipped model (default bluemarble-l10)")
-    parser.add_argument("--points", type=int, default=1_000_000, help="points per timed call (default 1M)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=2, help="best of N (default 2)")
-    parser.add_argument("--semantic-points", type=int, default=5000, help="points for the semantic rows")
+    parser.add_argument("--points", type=positive_int, default=1_000_000, help="points per timed call (default 1M)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--repeats", type=positive_int, default=2, help="best of N (default 2)")
+    parser.add_argument("--semantic-points", type=positive_int, default=5000, help="points for the semantic rows")
     args = parser.parse_args()
+    needs(("scipy", "retrieval"))
     torch.set_num_threads(args.threads)
     from satclip.data.land import sample_land_points
 
