@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,6 +179,24 @@ def round_robin(rows: dict, repeats: int) -> dict:
     return best
 
 
+@contextlib.contextmanager
+def own_cache():
+    """``$SATCLIP_CACHE`` pointed at an empty temporary directory, and this process's calibrations forgotten, so that
+    precision "auto" is measured afresh: the user's cache (its saved calibrations of every model) is neither read
+    nor touched."""
+    saved = os.environ.get("SATCLIP_CACHE")
+    with tempfile.TemporaryDirectory(prefix="satclip-bench-cache-") as tmp:
+        os.environ["SATCLIP_CACHE"] = tmp
+        try:
+            precision.clear_calibrations()  # (this process's, and the empty temporary cache's)
+            yield
+        finally:
+            if saved is None:
+                del os.environ["SATCLIP_CACHE"]
+            else:
+                os.environ["SATCLIP_CACHE"] = saved
+
+
 #: points per block of the scaled float32 basis (basis_rows times whole blocks only)
 BASIS_BLOCK = 2048
 
@@ -239,10 +258,10 @@ def encoder_rows(L: int, args, fused) -> list[float]:
     names = ROWS
     base = released_weights(L, Path(args.reference))
     original, stable, default = (with_basis(base, c) for c in ("analytic-original", "analytic-stable", "analytic"))
-    precision.clear_calibrations()
-    start = time.perf_counter()
-    precision.configure(default, "auto")
-    calibration = time.perf_counter() - start
+    with own_cache():
+        start = time.perf_counter()
+        precision.configure(default, "auto")
+        calibration = time.perf_counter() - start
     choice = default.precision_choice
     where = Path(args.reference) / f"satclip-resnet18-l{L}.ckpt"
     print(f"L={L}: weights {where.name if where.exists() else 'random, released architecture'}; auto -> "

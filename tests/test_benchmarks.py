@@ -1,13 +1,15 @@
 """benchmarks/' scripts as a user meets them: a bad option is one argparse line (exit 2), a missing optional package
-one line naming the extra before any work (exit 1). Each script runs in this process (runpy), stopped where its
-measuring would begin."""
+one line naming the extra before any work (exit 1), and a benchmark leaves the user's cache alone. Each script runs
+in this process (runpy), stopped where its measuring would begin."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import runpy
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -107,3 +109,25 @@ def test_a_missing_package_is_named_before_any_work(script, monkeypatch, tmp_pat
                    f"(or: pip install {module})"  # fmt: skip
     assert err == ""  # (sys.exit prints the message; nothing else was said)
     assert list(tmp_path.iterdir()) == []  # dask_embed made no points before the check
+
+
+def test_encoding_measures_calibration_afresh_without_touching_the_cache(monkeypatch, tmp_path, capsys):
+    """encoding.py times precision "auto"'s calibration from scratch; the user's saved calibrations (of every model)
+    stay where they are, and none is added."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import encoding
+
+    from satclip import safe_output
+    from satclip.models import fused, precision
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SATCLIP_CACHE", str(cache))
+    kept = precision.calibration_file(torch.device("cpu"), ("another model",))
+    safe_output.make_owned_dir(kept.parent, kind="precision-calibrations")  # as satclip keeps them
+    kept.write_text("{}")
+    before = sorted(p.name for p in kept.parent.iterdir())
+    args = SimpleNamespace(points=encoding.BASIS_BLOCK, repeats=1, reference=str(tmp_path / "no-checkpoints"))
+    encoding.encoder_rows(10, args, fused)
+    assert "measured afresh" in capsys.readouterr().out
+    assert sorted(p.name for p in kept.parent.iterdir()) == before
+    assert os.environ["SATCLIP_CACHE"] == str(cache)  # (restored)
