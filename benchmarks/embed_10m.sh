@@ -10,6 +10,9 @@
 # checkpoint (default the fixtures' L = 10 one, from $SATCLIP_FIXTURES or ../shared/fixtures).
 #
 # Needs ~11 GB free in $WORK (the 10 GB Parquet output, written once, chunk by chunk).
+#
+# No same-run baseline ratio: what this checks is absolute (the 10M-point run completes with a peak RSS that does
+# not grow with N, and a run killed halfway resumes to a byte-identical file); the wall times are for the record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000000}

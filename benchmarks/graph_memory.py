@@ -4,7 +4,8 @@ satclip's own batched ``.encode`` (the numbers in docs/export.md, "Feed many poi
     python benchmarks/graph_memory.py [--model bluemarble-l40] [--points 100000] [--encode-points 300000]
 
 Each reader runs in a fresh process, one call on all the points; the process's peak resident memory
-(``ru_maxrss``) is printed with its resident memory after loading, before the call, and the difference per point.
+(``ru_maxrss``) is printed with its resident memory after loading, before the call, and the difference per point,
+and that per-point memory as a multiple of satclip's ``.encode``, the baseline, measured in the same run.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def main() -> None:
 
     print_hardware("")
     print("one thread per reader")
-    print("| reader | points | resident after loading | peak | (peak − loaded) per point |")
-    print("|---|---|---|---|---|")
+    print("| reader | points | resident after loading | peak | (peak − loaded) per point | × .encode's per point |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         encoder = satclip.load(args.model, precision="float32")  # (the graphs compute in float32 whatever it is)
         onnx_path, script_path = Path(tmp) / "m.onnx", Path(tmp) / "m.pt"
@@ -85,13 +86,14 @@ def main() -> None:
         export(encoder, script_path, "torchscript")
         runs = [("onnxruntime", str(onnx_path), args.points), ("torchscript", str(script_path), args.points),
                 ("satclip .encode (float32)", args.model, args.encode_points)]  # fmt: skip
-        for reader, path, n in runs:
-            got = measure(reader.split()[0] if reader.startswith("satclip") else reader, path, n)
-            per_point = (got["peak_kb"] - got["before_kb"]) / n
-            print(
-                f"| {reader} | {n:,} | {got['before_kb'] / 1e6:.2f} GB | {got['peak_kb'] / 1e6:.2f} GB | "
-                f"{per_point:.1f} KB |"
-            )
+        got = {reader: measure(reader.split()[0] if reader.startswith("satclip") else reader, path, n)
+               for reader, path, n in runs}  # fmt: skip
+    per_point = {reader: (got[reader]["peak_kb"] - got[reader]["before_kb"]) / n for reader, _, n in runs}
+    baseline = per_point[runs[-1][0]]  # (0 where the call stayed within the memory loading took: too few points)
+    for reader, _, n in runs:
+        ratio = f"{per_point[reader] / baseline:.1f}" if baseline > 0 else "– (no growth over loading)"
+        print(f"| {reader} | {n:,} | {got[reader]['before_kb'] / 1e6:.2f} GB | {got[reader]['peak_kb'] / 1e6:.2f} GB | "
+              f"{per_point[reader]:.1f} KB | {ratio} |")  # fmt: skip
 
 
 if __name__ == "__main__":
