@@ -1,6 +1,9 @@
 """Throughput of ``satclip embed`` on one process vs ``--engine dask`` on a LocalCluster of 1 and 2 workers.
 
-    python benchmarks/dask_embed.py [--points 2000000] [--repeats 3] [--work /tmp/satclip-dask-bench]
+    python benchmarks/dask_embed.py [--points 2000000] [--repeats 3] [--work DIR]
+
+``--work DIR`` keeps the input points (``points-N/``), the model, and the clusters' Dask configuration
+(``dask-config/``) there for the next run; without it they go into a temporary folder removed at the end.
 
 Input: a Parquet dataset of ``--points`` points uniform on the sphere (seed 0) in 8 part files (``id``,
 ``lon``, ``lat``). Model: the released architecture at ``--legendre`` 10 (default) or 40 (the fixture checkpoint
@@ -26,8 +29,9 @@ processes: run it with nothing else running). Rows:
 The rows run in ``--repeats`` interleaved rounds and each row's fastest round is the one compared: on a
 shared virtual machine the same command varies by tens of percent from one minute to the next, and
 interleaving keeps a slow minute from falling on one row only. Targets (issue 13): 2 workers ≥ 1.7 × 1
-worker, and ≥ 0.9 × one process with 2 threads, printed for both kinds of cluster. The outputs of all rows
-are checked to hold the same embeddings.
+worker, and ≥ 0.9 × one process with 2 threads, printed for both kinds of cluster and judged at the size they
+are stated for (2,000,000 points: at fewer, start-up weighs more; the ratios are printed, not judged). The
+outputs of all rows are checked to hold the same embeddings.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +62,8 @@ ADDRESS = "{address}"
 #: what docs/scale.md tells users to preload on their own workers, and the Dask configuration it gives them
 PRELOAD = "satclip.embed.distributed"
 WORKER_CONFIG = "distributed:\n  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
+#: the size issue 13's targets are stated for (the default)
+TARGET_POINTS = 2_000_000
 RUNNING_1, RUNNING_2 = (f"dask, running cluster of {n} worker{'s' * (n > 1)} (--scheduler) → dataset" for n in (1, 2))
 
 
@@ -186,14 +193,17 @@ def embeddings(paths: list[Path], rows: range) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--points", type=int, default=2_000_000,
+    parser.add_argument("--points", type=int, default=TARGET_POINTS,
                         help="points to embed (default 2M; more than two chunks of satclip embed's default size, "
                              "which the two-shard row needs)")  # fmt: skip
     parser.add_argument("--legendre", type=int, choices=(10, 40), default=10, help="the model's L (default 10)")
     parser.add_argument(
         "--repeats", type=positive_int, default=3, help="interleaved rounds; each row's best is compared"
     )
-    parser.add_argument("--work", type=Path, default=Path("/tmp/satclip-dask-bench"))
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the input points, the model, the outputs and the clusters' Dask "
+                             "configuration, kept after the run and reused by the next (default: a temporary folder, "
+                             "removed at the end)")  # fmt: skip
     args = parser.parse_args()
     needs(("pyarrow", "embed"), ("dask.dataframe", "dask"), ("distributed", "dask"))
     from satclip.embed.job import DEFAULT_CHUNK_ROWS
@@ -201,10 +211,19 @@ def main() -> None:
     if args.points <= 2 * DEFAULT_CHUNK_ROWS:  # (each --shard of two needs a chunk of its own)
         parser.error(f"--points must be over {2 * DEFAULT_CHUNK_ROWS:,} (two chunks of {DEFAULT_CHUNK_ROWS:,} rows, "
                      f"one per shard of the hand-split row); got {args.points:,}")  # fmt: skip
-    args.work.mkdir(parents=True, exist_ok=True)
-    data = args.work / f"points-{args.points}"
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        benchmark(args, args.work)
+        return
+    with tempfile.TemporaryDirectory(prefix="satclip-dask-bench-") as work:
+        benchmark(args, Path(work))
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> None:
+    """The rows of the module docstring, in ``work``."""
+    data = work / f"points-{args.points}"
     make_points(data, args.points)
-    model = make_model(args.work, args.legendre)
+    model = make_model(work, args.legendre)
     common = ["--model", model, "--harmonics", "analytic-stable", "--dtype", "float32", "--no-progress"]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()
@@ -216,7 +235,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
 
     def embed(name: str, *extra: str) -> list[str]:
-        return ["embed", str(data), "-o", str(args.work / name), *common, *extra]
+        return ["embed", str(data), "-o", str(work / name), *common, *extra]
 
     # (label, commands run at once, torch threads, outputs, workers of a running cluster the commands use)
     plan = [
@@ -245,12 +264,12 @@ def main() -> None:
     runs: dict[str, list[dict]] = {label: [] for label, *_ in plan}
     for round_ in range(1, args.repeats + 1):
         for label, argvs, threads, names, cluster in plan:
-            outs = [args.work / name for name in names]
+            outs = [work / name for name in names]
             for out in outs:
                 if out.is_dir():
                     shutil.rmtree(out)
                 out.unlink(missing_ok=True)
-            with running_cluster(args.work, cluster) if cluster else contextlib.nullcontext(None) as address:
+            with running_cluster(work, cluster) if cluster else contextlib.nullcontext(None) as address:
                 commands = [[address if arg == ADDRESS else arg for arg in argv] for argv in argvs]
                 row = run(label, commands, threads, args.points)
             runs[label].append(row)
@@ -285,13 +304,18 @@ def main() -> None:
         ("cluster started by the command", by["dask, 2 workers → dataset"], by["dask, 1 worker → dataset"]),
         ("running cluster", by[RUNNING_2], by[RUNNING_1]),
     )
+
+    def judged(ratio: float, target: float) -> str:
+        if args.points != TARGET_POINTS:
+            return f"target ≥ {target} (at {TARGET_POINTS:,} points) not judged at this size"
+        return f"target ≥ {target}: {'met' if ratio >= target else 'MISSED'}"
+
     for cluster, workers2, workers1 in clusters:
         for key, name in (("wall_rate", "wall"), ("reported_rate", "as reported")):
             scaling = workers2[key] / workers1[key]
             versus = workers2[key] / local2[key]
-            print(f"{cluster}, {name}: 2 workers / 1 worker = {scaling:.3f} (target ≥ 1.7: "
-                  f"{'met' if scaling >= 1.7 else 'MISSED'}); 2 workers / one process with 2 threads = {versus:.3f} "
-                  f"(target ≥ 0.9: {'met' if versus >= 0.9 else 'MISSED'})")  # fmt: skip
+            print(f"{cluster}, {name}: 2 workers / 1 worker = {scaling:.3f} ({judged(scaling, 1.7)}); 2 workers / "
+                  f"one process with 2 threads = {versus:.3f} ({judged(versus, 0.9)})")  # fmt: skip
         efficiency = workers2["cpu_rate"] / workers1["cpu_rate"]
         print(f"{cluster}: points per CPU-second, 2 workers / 1 worker = {efficiency:.2f} (1.0: no parallel "
               f"overhead; on two idle cores the wall-clock ratio would be about {2 * efficiency:.2f} if the "
