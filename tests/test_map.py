@@ -738,3 +738,17 @@ def test_a_model_converted_to_a_ckpt_maps_the_footprint_it_records(tmp_path):
     assert "land north of 60°S" in tags[1] and tags[0] == tags[1]
     np.testing.assert_array_equal(cells[1], cells[0])
     assert not cells[1][-3:].any()  # the rows south of 60°S
+
+
+def test_a_grid_too_large_for_any_model_is_refused_before_a_hub_model_is_downloaded(tmp_path, monkeypatch, capsys):
+    """`satclip map --model satclip-vit16-l40 --resolution 0.001` downloaded the released checkpoint (hundreds of
+    MB) before refusing the grid, whose size (in cells) no model could pass: it is refused before the download."""
+    from satclip.io import hub
+
+    monkeypatch.setattr(hub, "fetch", lambda *a, **k: pytest.fail("the model was fetched before the grid was refused"))
+    assert main(["map", "--model", "satclip-vit16-l40", "--resolution", "0.01", "-o", str(tmp_path / "m.tif")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "is 648,000,000 cells: a geotiff map of 648,000,000 embeddings and ≈" in line
+    assert "core-hours of embedding at L = 40 (the limit is 52,000,000 cells embedded)" in line
+    assert line.endswith("use a coarser --resolution, a --bbox, or pass --force to go ahead")
+    assert list(tmp_path.iterdir()) == []

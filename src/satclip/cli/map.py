@@ -92,9 +92,16 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _bundled(model: str) -> bool:
+    """Whether ``--model`` names a model shipped in the package (loaded in a moment, with no download)."""
+    from ..pretrained import bundled_models, known_name
+
+    return known_name(precision_option.model_source(model)) in bundled_models()
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import interrupts, safe_output
-    from ..embed.maps import check_map_output_early, make_grid, map_format, render_map
+    from ..embed.maps import check_map_output_early, check_size, make_grid, map_format, render_map
     from ..errors import BadInputError
     from ..io.resolve import local_model_files
     from ..terminal import progress_bar
@@ -118,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     safe_output.check_not_input(args.output, inputs)
     safe_output.check_new_output(args.output)
     check_map_output_early(args.output, output_format, overwrite=args.overwrite, inputs=inputs)
+    if not inputs and not _bundled(args.model):  # a grid too large for any model, refused before it is downloaded
+        check_size(grid, None, output_format, args.force, components=3 if output_format == "png" else args.pca,
+                   pca=args.engine != "dask")  # fmt: skip
     # one run per output, from before the model is loaded: a second map of OUT was refused only once it had loaded
     # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
     interrupts.final_output(args.output)
