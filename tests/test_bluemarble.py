@@ -463,26 +463,24 @@ def test_a_directory_that_is_no_corpus_advises_a_build_that_satclip_runs(tmp_pat
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
-def test_a_disk_too_small_is_said_before_the_work_with_the_size_needed(tmp_path, capsys, monkeypatch):
+def test_a_disk_too_small_is_said_before_the_land_points_are_sampled(tmp_path, capsys, monkeypatch):
     """`satclip data bluemarble` on a disk too small said "disk full" only after sampling the land points (16 s for
-    the default corpus), and neither the size needed nor where else to build it."""
-    import shutil
-    from collections import namedtuple
+    the default corpus): the corpus's images are reserved on disk first."""
+    import errno
 
+    from satclip import safe_output
     from satclip.cli import main
 
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 50_000, 50_000))
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     def never(*args, **kwargs):
-        raise AssertionError("sampled before the free space was checked")
+        raise AssertionError("sampled before the images' space was reserved")
 
+    monkeypatch.setattr(safe_output, "reserve", full)
     monkeypatch.setattr(bm, "sample_land_points", never)
     out = tmp_path / "corpus"
     assert main(["data", "bluemarble", "--n", "1000", "--patch-size", "8", "--out", str(out)]) == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"satclip: error: a Blue Marble corpus of 1000 patches of 8 px needs about 240 KB, and {tmp_path} has 50 KB "
-        "free: free space, or build it elsewhere with --out DIR (or SATCLIP_CACHE=DIR, the cache the corpus goes into "
-        "by default)"
-    )
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("satclip: error: disk full while writing ") and "images.npy" in line, line
     assert not out.exists()

