@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -742,6 +743,50 @@ def test_a_hub_shard_of_a_new_checksum_is_extracted_again(tmp_path):
     summary = download_s2100k(tmp_path, hub)
     assert hub.calls == ["data/shard-001.tar"] and summary.images == 1
     assert (tmp_path / "images" / "extra.tif").is_file()
+
+
+def _as_an_older_satclip_wrote(root: Path) -> None:
+    """Rewrite the shards' markers as satclip before the shard identities wrote them: no "identity"."""
+    for marker in (root / dl.STATE_DIR / "done").glob("data__*.json"):
+        record = json.loads(marker.read_text())
+        del record["identity"]
+        marker.write_text(json.dumps(record))
+
+
+class _BareHub(FakeHub):
+    """A source that lists a git blob id of each file (``blob``) or nothing at all, not even a size."""
+
+    def __init__(self, files, blob: bool):
+        super().__init__(files, published={})
+        self.blob = blob
+
+    def list_files(self):
+        return [RemoteFile(p, None, None, subprocess_free_git_blob_id(d) if self.blob else None)
+                for p, d in self.files.items()]  # fmt: skip
+
+
+@pytest.mark.parametrize("listed", ["local copy", "git blob id", "nothing"])
+def test_shards_an_older_satclip_extracted_without_a_sha256_are_not_extracted_again(tmp_path, caplog, listed):
+    """Markers an older satclip wrote record no identity, and a sha256 of None where the source lists none: every
+    shard was extracted again ("not the file extracted before (… now, no checksum then)"), and where the source
+    lists nothing at all (identity None) on every run, False != None."""
+    root = tmp_path / "root"
+    if listed == "local copy":
+        source = LocalSource(_local_copy(tmp_path / "copy", _shards()))
+    else:
+        source = _BareHub(_shards(), blob=listed == "git blob id")
+    download_s2100k(root, source)
+    _as_an_older_satclip_wrote(root)
+    for _ in range(2):  # trusted as before, then by the identity its marker records now
+        with caplog.at_level("WARNING", logger="satclip"):
+            summary = download_s2100k(root, source)
+        assert summary.extracted == () and len(summary.skipped) == 4, summary
+        assert "not the file extracted before" not in caplog.text
+    if listed == "local copy":  # the marker rewritten records the identity: a change since is seen
+        new = _tar({"patch_1.tif": b"B" * 100, "extra.tif": b"X" * 10})
+        (tmp_path / "copy" / "data" / "shard-001.tar").write_bytes(new)
+        assert download_s2100k(root, source).extracted == ("data/shard-001.tar",)
+        assert (root / "images" / "extra.tif").is_file()
 
 
 def test_a_changed_index_of_a_copy_without_checksums_is_read_again(tmp_path):

@@ -296,14 +296,18 @@ def _identity(source: Source, file: RemoteFile) -> str | None:
 
 def _shard_done(root: Path, images: Path, shard: RemoteFile, source: Source) -> bool:
     """Whether ``shard`` was extracted from the file the source now lists (:func:`_identity`) and its images are
-    still in ``images/`` (a shard whose images were removed since is fetched again; markers written before they
-    recorded an identity are trusted where the source lists the SHA-256 they recorded)."""
-    record = _record(_marker(root, shard))
+    still in ``images/`` (a shard whose images were removed since is fetched again). A marker an older satclip
+    wrote records no identity: it is compared by the SHA-256 it recorded, and where it recorded none (a source
+    listing none) it is trusted as it was then, and its marker gets the identity of now, so that a later change is
+    seen (every such shard was extracted again, and where the identity is ``None``, on every run)."""
+    marker = _marker(root, shard)
+    record = _record(marker)
     if record is None:
         return False
     identity = _identity(source, shard)
-    recorded = record["identity"] if "identity" in record else (record.get("sha256") or False)
-    if recorded != identity:
+    older = "identity" not in record
+    recorded = record.get("sha256") if older else record["identity"]
+    if (recorded or not older) and recorded != identity:
         log.warning("%s is not the file extracted before (%s now, %s then); extracting it again", shard.path,
                     identity or "no checksum", recorded or "no checksum")  # fmt: skip
         return False
@@ -312,7 +316,10 @@ def _shard_done(root: Path, images: Path, shard: RemoteFile, source: Source) -> 
     if missing:
         log.warning("%s: %d of its %d images are missing from %s; fetching it again", shard.path, missing,
                     len(names), images)  # fmt: skip
-    return not missing
+        return False
+    if older:
+        safe_output.write_bytes(marker, json.dumps({**record, "identity": identity}).encode())
+    return True
 
 
 def _listed_checksum(file: RemoteFile) -> str | None:
