@@ -745,6 +745,56 @@ def test_a_hub_shard_of_a_new_checksum_is_extracted_again(tmp_path):
     assert (tmp_path / "images" / "extra.tif").is_file()
 
 
+def _new_version_of_shard_001(hub: FakeHub) -> None:
+    new = _tar({"patch_1.tif": b"Z" * 100})
+    hub.files["data/shard-001.tar"] = hub.served["data/shard-001.tar"] = new
+    hub.published["data/shard-001.tar"] = _sha256(new)
+
+
+def test_a_new_version_of_a_shard_replaces_the_images_satclip_extracted_from_the_previous_one(tmp_path):
+    """A shard redone because its source changed was refused where the new version changes an image's bytes: "not
+    the image patch_1.tif of shard-001.tar (other bytes: a file of yours…)", though satclip extracted it itself
+    from the previous version (only the shards done were taken for satclip's)."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path, hub)
+    _new_version_of_shard_001(hub)
+    summary = download_s2100k(tmp_path, hub)
+    assert summary.extracted == ("data/shard-001.tar",) and summary.images == 1
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"Z" * 100
+
+
+def test_an_image_changed_since_it_was_extracted_is_kept_from_a_new_version_of_its_shard(tmp_path):
+    """An image edited since satclip extracted it is the user's: never replaced, even by its shard's new version."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path, hub)
+    (tmp_path / "images" / "patch_1.tif").write_bytes(b"edited")
+    _new_version_of_shard_001(hub)
+    with pytest.raises(OutputExistsError, match=r"patch_1.tif of shard-001.tar \(other bytes: a file of yours, or "
+                                                "one changed since it was extracted"):  # fmt: skip
+        download_s2100k(tmp_path, hub)
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"edited"
+
+
+def test_an_image_an_older_satclip_extracted_is_not_said_to_be_the_users(tmp_path):
+    """A marker an older satclip wrote records no checksum of the images: one unchanged since cannot be told from
+    one edited, so it is refused, and said to be satclip's own, not "a file of yours"."""
+    hub = FakeHub(_shards())
+    download_s2100k(tmp_path, hub)
+    marker = tmp_path / dl.STATE_DIR / "done" / "data__shard-001.tar.json"
+    record = json.loads(marker.read_text())
+    record.pop("image_sha256", None)  # as an older satclip wrote it
+    marker.write_text(json.dumps(record))
+    _new_version_of_shard_001(hub)
+    with pytest.raises(OutputExistsError) as raised:
+        download_s2100k(tmp_path, hub)
+    assert str(raised.value) == (
+        f"{tmp_path / 'images' / 'patch_1.tif'} was extracted by an earlier run from the previous version of "
+        "shard-001.tar, with no checksum recorded to tell whether it changed since: delete it to take the new one, "
+        "and rerun"
+    )
+    assert (tmp_path / "images" / "patch_1.tif").read_bytes() == b"B" * 100
+
+
 def _as_an_older_satclip_wrote(root: Path) -> None:
     """Rewrite the shards' markers as satclip before the shard identities wrote them: no "identity"."""
     for marker in (root / dl.STATE_DIR / "done").glob("data__*.json"):

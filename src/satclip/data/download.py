@@ -16,7 +16,9 @@ in ``images/``. Deleting ``ROOT/.download`` makes the next run check and extract
 ``index.csv`` is parsed before it is published (a file that is not an S2-100K index never reaches ``ROOT``);
 its marker records the source, the SHA-256 of what was written and the source file's identity, and a rerun
 fetches it again unless all still hold. An existing ``ROOT/index.csv`` that differs from the source's is replaced
-only where satclip wrote it and it is unchanged since; an image that differs from the member of its name never is.
+only where satclip wrote it and it is unchanged since; an image that differs from the member of its name never is,
+but for one satclip extracted from the previous version of the same shard, unchanged since (the shard's marker records
+each image's SHA-256).
 A run that leaves images ``index.csv`` lists in none of the archives fails (:class:`IncompleteDownloadError`),
 keeping what it extracted. A local copy's
 archive that cannot be read is bad input, named; a downloaded one is deleted, so that the next run fetches it
@@ -183,13 +185,18 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
 
 
 def extract_images(
-    archive: Path, images: Path, label: str, extracted_by: dict[str, str] | None = None
-) -> tuple[list[str], int, list[str]]:
+    archive: Path,
+    images: Path,
+    label: str,
+    extracted_by: dict[str, str] | None = None,
+    previous: dict[str, str | None] | None = None,
+) -> tuple[dict[str, str], int, list[str]]:
     """Move the ``.tif`` members of ``archive`` into ``images/`` (flattened; other members ignored); returns
-    their names, how many of them were not in ``images/`` already (a rerun after one image was deleted
-    extracts its shard again, and said all of its images were extracted), and what was done to the image members
-    not extracted as named: one whose path leads outside the archive (absolute, or with ``..``) extracted under
-    its base name, one that is no regular file (a link) skipped (they were counted, or left out, silently).
+    their names with the SHA-256 of each, how many of them were not in ``images/`` already or replaced (a rerun
+    after one image was deleted extracts its shard again, and said all of its images were extracted), and what
+    was done to the image members not extracted as named: one whose path leads outside the archive (absolute, or
+    with ``..``) extracted under its base name, one that is no regular file (a link) skipped (they were counted,
+    or left out, silently).
 
     Members are streamed into a temporary directory beside ``images/<label>`` first; only complete files
     are moved into ``images/``; an image already there is kept if it holds the member's bytes (moves are
@@ -200,19 +207,24 @@ def extract_images(
     ``extracted_by``: image name → the archive an earlier shard extracted it from; an image of that name with
     other bytes here is the archives' clash, not a file of the user's.
 
+    ``previous``: image name → the SHA-256 recorded of the image satclip extracted from the previous version of
+    this archive (``None`` where an older satclip recorded none): one still of those bytes is replaced by the
+    member of its name (it was refused as a file of the user's); one changed since is refused as the user's, and
+    one without a recorded SHA-256 is refused as satclip's own, whose changes cannot be told.
+
     Every image of ``images/`` in the way is named at once, before any member is moved into ``images/``.
 
     Raises:
         ArchiveError: ``archive`` cannot be read (nothing is moved into ``images/`` then).
         ArchiveClashError: it holds images another shard holds with other bytes (nothing is moved then).
-        OutputExistsError: files of ``images/`` not extracted by an earlier shard have the names of its images and
-            other bytes (nothing is moved then).
+        OutputExistsError: files of ``images/`` not extracted by an earlier shard, nor unchanged since this
+            archive's previous version was, have the names of its images and other bytes (nothing is moved then).
     """
     safe_output.clean_stale(images / label)
     partial = safe_output.temp_path(images / label)
     partial.mkdir(parents=True)
     safe_output.mark_owned(partial, kind="download")
-    names, members, unusual = [], {}, []
+    digests, members, unusual = {}, {}, []
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar:
@@ -238,9 +250,10 @@ def extract_images(
                 # temporary removed below
                 with source, safe_output.naming_as(partial, images), safe_output.writing(partial / name) as out:
                     shutil.copyfileobj(source, out, 1 << 20)
-                names.append(name)
+                digests[name] = file_digest(partial / name, "sha256")
         # all of them named at once, before anything is moved (it named one a run, and published the images before)
-        other = [name for name in names if (images / name).exists() and not _same_file(images / name, partial / name)]
+        other = [name for name in digests
+                 if (images / name).exists() and not _same_file(images / name, partial / name)]  # fmt: skip
         clashes = [f"{name} in {extracted_by[name]}" for name in other if name in (extracted_by or {})]
         if clashes:  # (it blamed a file of the user's, and moving it away made the other shard clash in turn)
             raise ArchiveClashError(
@@ -248,17 +261,32 @@ def extract_images(
                 f"({', '.join(clashes)}); the archives clash, and both may be intact (the source mixes two versions "
                 "of S2-100K): download one --revision, or keep one version's archives in the local copy, and rerun"
             )
+        own = {name: previous[name] for name in other if name in (previous or {})}
+        unrecorded = [name for name, digest in own.items() if digest is None]
+        replaced = {name for name, digest in own.items()
+                    if digest is not None and file_digest(images / name, "sha256") == digest}  # fmt: skip
+        other = [name for name in other if name not in replaced and name not in unrecorded]
+        refused = []
         if other:
             yours = f"{images / other[0]} is not the image {other[0]} of {archive.name}" if len(other) == 1 else (
                 f"{len(other)} files of {images} are not the images of their names in {archive.name}: "
                 f"{', '.join(other)}")  # fmt: skip
-            raise OutputExistsError(f"{yours} (other bytes: a file of yours, or one changed since it was extracted); "
-                                    f"satclip never replaces {'it' if len(other) == 1 else 'them'}: move "
-                                    f"{'it' if len(other) == 1 else 'them'} away and rerun")  # fmt: skip
+            refused.append(f"{yours} (other bytes: a file of yours, or one changed since it was extracted); satclip "
+                           f"never replaces {'it' if len(other) == 1 else 'them'}: move "
+                           f"{'it' if len(other) == 1 else 'them'} away and rerun")  # fmt: skip
+        if unrecorded:  # (said to be "a file of yours")
+            ours = f"{images / unrecorded[0]} was" if len(unrecorded) == 1 else (
+                f"{len(unrecorded)} files of {images} ({', '.join(unrecorded)}) were")  # fmt: skip
+            refused.append(f"{ours} extracted by an earlier run from the previous version of {archive.name}, with no "
+                           f"checksum recorded to tell whether {'it' if len(unrecorded) == 1 else 'they'} changed "
+                           f"since: delete {'it' if len(unrecorded) == 1 else 'them'} to take the new one, and "
+                           "rerun")  # fmt: skip
+        if refused:
+            raise OutputExistsError("; ".join(refused))
         added = 0
-        for name in names:
-            if not (images / name).exists():
-                safe_output.publish(partial / name, images / name)
+        for name in digests:
+            if not (images / name).exists() or name in replaced:
+                safe_output.publish(partial / name, images / name, overwrite=name in replaced)
                 added += 1
     except (OutputExistsError, ArchiveError):
         raise
@@ -270,7 +298,7 @@ def extract_images(
         raise ArchiveError(f"cannot extract {archive}: not a readable tar archive ({reason})") from err
     finally:
         safe_output.remove_owned(partial)
-    return names, added, unusual
+    return digests, added, unusual
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -450,8 +478,11 @@ def download_s2100k(
                         for name in (_record(_marker(root, shard)) or {}).get("names") or ()}  # fmt: skip
         for shard in progress(todo, len(todo)) if progress else todo:
             path = _fetch_checked(source, shard, staging)
+            before = _record(_marker(root, shard)) or {}  # the images satclip extracted from its previous version
+            previous = before.get("image_sha256") or dict.fromkeys(before.get("names") or ())
             try:
-                names, new_images, odd = extract_images(path, images, shard.path.replace("/", "__"), extracted_by)
+                digests, new_images, odd = extract_images(path, images, shard.path.replace("/", "__"), extracted_by,
+                                                          previous)  # fmt: skip
             except ArchiveClashError as err:  # (both intact: "replace it with an intact copy" misled)
                 if isinstance(source, LocalSource):
                     raise BadInputError(str(err)) from err
@@ -461,10 +492,10 @@ def download_s2100k(
                     raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
                 path.unlink(missing_ok=True)
                 raise ArchiveError(f"{err}; deleted it: rerun the same command to fetch it again") from err
-            extracted_by.update(dict.fromkeys(names, shard.path))
-            count = len(names)
+            extracted_by.update(dict.fromkeys(digests, shard.path))
+            count = len(digests)
             record = {"path": shard.path, "sha256": shard.sha256, "identity": _identity(source, shard), "images": count,
-                      "names": names}  # fmt: skip
+                      "names": list(digests), "image_sha256": digests}  # fmt: skip
             safe_output.write_bytes(_marker(root, shard), json.dumps(record).encode())
             safe_output.keep_work(root)
             if not keep_archives and _fetched(source, path, staging):
