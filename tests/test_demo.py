@@ -318,7 +318,14 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
         return render(*args, **kwargs)
 
     monkeypatch.setattr(maps, "render_map", render_map)
+    from satclip.models import precision
+
+    monkeypatch.delenv("SATCLIP_PRECISION")  # (the demo's own choices, not the tests' float32)
+    asked, resolve = [], precision.resolve
+    monkeypatch.setattr(precision, "resolve", lambda wanted, *a, **k: asked.append(wanted) or resolve(wanted, *a, **k))
     assert main(["demo", "--quick", "--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
+    # the map's model was loaded in "auto", calibrated (bf16 timed: 6 s), then drawn in float32
+    assert "auto" not in asked and "float32" in asked, asked
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: one fold, so "), out

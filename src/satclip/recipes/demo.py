@@ -420,7 +420,7 @@ def _run(
     with stage("map and report"):
         begin = time.perf_counter()
         render_map(  # (in the evaluation's precision: "auto" chose bf16 on one machine, float32 on another)
-            load(model_dir), out / "map.png", resolution=settings.map_resolution,
+            load(model_dir, precision=evaluation_precision()), out / "map.png", resolution=settings.map_resolution,
             title="satclip demo: PCA of embeddings", overwrite=True, precision=evaluation_precision(),
         )  # fmt: skip
         _training_curve(result.history, out / "training.png")
