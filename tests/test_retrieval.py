@@ -1679,3 +1679,21 @@ def test_the_rebuild_command_names_auto_for_a_shipped_models_cache_and_says_a_ca
     assert command.startswith(f"satclip retrieval build --model {model_dir} --cache CACHE -o {db} --overwrite (")
     assert f"the feature cache it was built from, {cache.path.resolve()}, is gone: CACHE being a feature cache of " \
            "the model's image encoder, `satclip cache build`)" in command  # fmt: skip
+
+
+def test_a_pickled_retrieval_encoder_leaves_out_what_its_database_rebuilds(setup):
+    """The Dask engine pickles the encoder for every worker: its float32 copy of the image embeddings and its
+    neighbour indexes went too (110 MB of 260 MB for a shipped model's database). They are rebuilt on first use,
+    and the unpickled encoder embeds as the original."""
+    import pickle
+
+    model_dir, _, db = setup
+    encoder = satclip.load(model_dir, retrieval=db, mode="range+", beta=0.5, precision="float32")
+    points = sphere_points(50, 3)
+    expected = encoder.encode(points)  # (builds the float32 values and both indexes)
+    state = encoder.__getstate__()
+    assert state["_values"] is None and state["_geo"] is None and state["_semantic"] is None
+    again = pickle.loads(pickle.dumps(encoder))
+    assert torch.equal(again.encode(points), expected)
+    assert again.values.dtype == torch.float32 and again.values.shape == encoder.values.shape
+    assert encoder._geo is not None  # (the original keeps what it built)

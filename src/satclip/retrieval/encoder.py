@@ -143,7 +143,7 @@ class RetrievalEncoder(LocationEncoder):
         self.mode, self.k, self.temperature = mode, int(k), float(temperature)
         self.beta = 0.0 if mode == "range" else float(DEFAULTS["beta"] if beta is None else beta)
         self.distance_scale_km, self.exclude_radius_km = float(distance_scale_km), float(exclude_radius_km)
-        self.values = torch.from_numpy(np.ascontiguousarray(database.image, dtype=np.float32))
+        self._values: torch.Tensor | None = None
         self._geo: GeoIndex | None = None
         self._semantic: SemanticIndex | None = None
         self._warned_empty = False
@@ -201,6 +201,19 @@ class RetrievalEncoder(LocationEncoder):
         )
 
     # --- indices ---------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """What pickling keeps (the Dask engine sends the encoder to every worker): not what the database rebuilds
+        (its image embeddings in float32, the neighbour indexes), which were 110 MB of the 260 MB sent for a shipped
+        model's database."""
+        return {**self.__dict__, "_values": None, "_geo": None, "_semantic": None}
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The database's image embeddings in float32 ``(entries, E)``, what is averaged (made on first use)."""
+        if self._values is None:
+            self._values = torch.from_numpy(np.ascontiguousarray(self.database.image, dtype=np.float32))
+        return self._values
 
     @property
     def geo(self) -> GeoIndex:
