@@ -561,6 +561,9 @@ def test_a_model_name_is_read_without_case_or_surrounding_spaces(points):
     from satclip.retrieval.auto import shipped_name
 
     assert shipped_name("BlueMarble-L40") == "bluemarble-l40"
+    from satclip.eval.encoders.retrieval import model_spec
+
+    assert model_spec("BlueMarble-L10+range+(beta=0.5)")[2].startswith("bluemarble-l10+range+(beta=0.5,")
 
 
 def test_a_missing_file_named_as_a_known_model_names_it(tmp_path, monkeypatch):

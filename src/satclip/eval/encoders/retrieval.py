@@ -145,6 +145,7 @@ def model_spec(text: str) -> tuple[str, dict, str] | None:
         BadInputError: a retrieval spec that cannot be parsed, or with a bad parameter.
     """
     from ...paths import user_path
+    from ...pretrained import known_name
     from ...retrieval.auto import AUTO
     from . import existing_path, parse_spec
 
@@ -164,6 +165,8 @@ def model_spec(text: str) -> tuple[str, dict, str] | None:
                             "folds: drop it")  # fmt: skip
     if database != AUTO and isinstance(database, str):
         database = str(user_path(database).absolute())
+    if not existing_path(model):  # (a known name as typed, "BlueMarble-L10", recorded as the model's own)
+        model = known_name(model) or model
     given = {"database": database, **{k: v for k, v in options.items() if k != "mode"}}
     full = f"{model}+{options['mode']}({','.join(f'{k}={v!r}' for k, v in sorted(given.items()))})"
     return model, {"retrieval": database, **options}, full
