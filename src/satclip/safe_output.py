@@ -196,10 +196,10 @@ def owned_kind(path: str | Path) -> str | None:
 def declare_contents(kind: str, *patterns: str) -> None:
     """Declare what satclip writes in its directories of ``kind`` (work directories, whose files are written
     one by one and never recorded): :func:`fnmatch.fnmatch` patterns of paths relative to the directory, a
-    matching folder covering everything in it; ``{output}`` stands for the directory's name without its
-    ``.partial`` suffix (the output the work is for). Deleting such a directory (:func:`remove_owned`) is
-    refused while it holds anything else (a user's notes put there were deleted with it); satclip's own
-    temporaries, locks and markers in it are always its own."""
+    matching folder covering everything in it, an empty folder on the way to a pattern declared too; ``{output}``
+    stands for the directory's name without its ``.partial`` suffix (the output the work is for). Deleting such a
+    directory (:func:`remove_owned`) is refused while it holds anything else (a user's notes put there were deleted
+    with it); satclip's own temporaries, locks and markers in it are always its own."""
     _CONTENTS[kind] = patterns
 
 
@@ -416,9 +416,12 @@ def undeclared(directory: Path, kind: str | None = None) -> list[str]:
         return []
     output = directory.name.removesuffix(".partial")
     patterns = tuple(pattern.replace("{output}", glob.escape(output)) for pattern in patterns)
+    # an empty folder on the way to a declared file is declared (a run's checkpoints/ before its first checkpoint)
+    on_the_way = tuple(folder for pattern in patterns for folder in _and_parents(pattern)[1:])
     return [
         path for path in _published_paths(directory)
         if not any(fnmatch.fnmatchcase(_own_name(part), pattern) for part in _and_parents(path) for pattern in patterns)
+        and not ((directory / path).is_dir() and any(fnmatch.fnmatchcase(path, folder) for folder in on_the_way))
         and path.rsplit("/", 1)[-1] != MARKER
     ]  # fmt: skip
 

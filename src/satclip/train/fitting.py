@@ -46,7 +46,7 @@ from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismat
 from ..optional import require
 from .cache import KEY_OPTIONS, ReplacedCacheError
 from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
-from .export import Exported, check_exports, export_model, lightning_state_to_model, other_targets
+from .export import TARGET_NAMES, Exported, check_exports, export_model, lightning_state_to_model, other_targets
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,17 @@ RESUMABLE_CHANGES = (
 RUN_ENTRIES = frozenset({"config.yaml", "checkpoints", "history.jsonl", "logs", "tensorboard", "export"})
 _LEGACY_CHECKPOINTS = {"last.ckpt", "best.ckpt"}
 _LEGACY_EXPORT = {"config.json", "model.safetensors"}
-safe_output.declare_contents("training-run", *RUN_ENTRIES)
+#: the files a run writes under those entries, which deleting the run (``--restart``, the demo) deletes; anything
+#: else there (a user's checkpoint or notes, a `satclip export -o RUN/export/m.onnx`) is refused, not deleted (the
+#: whole folders were declared: `--restart` deleted a user's checkpoints/mine.ckpt and logs/notes.txt)
+RUN_FILES = (
+    "config.yaml", "history.jsonl",
+    *(f"checkpoints/{name}.ckpt{tail}" for name in ("last", "best") for tail in ("", ".sha256")),
+    "logs/version_*/hparams.yaml", "logs/version_*/metrics.csv", "tensorboard/version_*/hparams.yaml",
+    "tensorboard/version_*/events.out.tfevents.*", "export/best", "export/last",
+    *(f"export/{target.format(name=name)}" for target in TARGET_NAMES.values() for name in ("best", "last")),
+)  # fmt: skip
+safe_output.declare_contents("training-run", *RUN_FILES)
 
 
 @dataclass
