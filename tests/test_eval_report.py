@@ -116,13 +116,57 @@ def test_standing_on_one_fold_calls_one_test_point_level():
     assert standing(rows, runs, most=2, subject="the demo model (`model`)") == (
         "one fold, so accuracies within one test point are level: the demo model (`model`) is level for best with "
         "`direct`, `geoclip` and 2 more on country")  # fmt: skip
-    # two test points behind is behind, in the place its score holds: "tied 3rd" with sh-l10, which it was called
-    # behind in the same phrase (within one point is not transitive)
+    # two test points behind is behind, in the place the level rule gives it: behind only those more than one
+    # point above, level with those within one (it was "behind `direct`, `geoclip` and `sh-l10` (4th of 5)", behind
+    # sh-l10, one point above, in a line that calls one point level)
     rows = country({"direct": 97, "geoclip": 97, runs: 95, "sh-l10": 96, "bluemarble-l10": 94})
-    assert standing(rows, runs) == ("one fold, so accuracies within one test point are level: behind `direct`, "
-                                    "`geoclip` and `sh-l10` on country (4th of 5)")  # fmt: skip
+    assert standing(rows, runs) == ("one fold, so accuracies within one test point are level: behind `direct` and "
+                                    "`geoclip` on country (joint 3rd of 5, level with `sh-l10` and `bluemarble-l10`)")
     assert standing(rows, "direct") == ("one fold, so accuracies within one test point are level: level for best "
                                         "with `geoclip` and `sh-l10` on country")  # fmt: skip
+
+
+def _quick_demo() -> tuple[list[dict], EvalConfig, list[Task]]:
+    """The audited ``satclip demo --quick`` run: one fold per task, its scores (accuracies as counts of its test
+    points)."""
+    mse = {"model": 0.02848, "bluemarble-l10": 0.03440, "direct": 0.08792, "sh-l10": 0.02885, "geoclip": 0.054}
+    correct = {"koppen": (178, {"model": 122, "bluemarble-l10": 127, "direct": 98, "sh-l10": 123, "geoclip": 130}),
+               "country": (99, {"model": 96, "bluemarble-l10": 96, "direct": 97, "sh-l10": 96, "geoclip": 97})}
+    base = {"probe": "mlp", "variant": "", "fold": "seed=0", "seed": 0, "protocol": "random"}
+    rows = [{**base, "task": "era5-temperature", "kind": "regression", "encoder": e, "n_test": 200, "mse": m,
+             "r2": 1 - m} for e, m in mse.items()]
+    rows += [{**base, "task": task, "kind": "classification", "encoder": e, "n_test": n, "accuracy": k / n,
+              "macro_f1": 0.5} for task, (n, counts) in correct.items() for e, k in counts.items()]  # fmt: skip
+    classes = np.repeat(np.arange(4), [40, 30, 20, 10])
+    tasks = [_task("era5-temperature", "regression", np.linspace(-1, 1, 50)),
+             *(_task(t, "classification", classes, classes=np.array(list("abcd"))) for t in correct)]
+    config = EvalConfig(encoders=tuple(mse), tasks=tuple(t.name for t in tasks), seeds=(0,))
+    return rows, config, tasks
+
+
+def test_one_fold_is_judged_by_one_rule_in_the_reading_the_tables_and_the_result_line():
+    """The quick demo's result line called accuracies within one test point level and did not judge MSEs, while its
+    reading named "best means" on MSEs 0.028 against 0.029 and on country only the 97 of 99, not the 96s its result
+    line called level, and the table marked the same."""
+    rows, config, tasks = _quick_demo()
+    text = markdown(rows, config, tasks)
+    reading = next(line for line in text.splitlines() if line.startswith("**Reading it**"))
+    assert "best means" not in reading
+    assert ("`geoclip` is best on koppen, ahead of every other encoder by more than one test point (one fold: no "
+            "spread to judge by)") in reading
+    assert ("Level for best (one fold: accuracies within one test point of the best): country (`direct`, `geoclip`, "
+            "`model`, `bluemarble-l10` and `sh-l10`)") in reading
+    assert ("With one fold per task there is no spread to judge MSE differences by, so no best is named on "
+            "era5-temperature") in reading
+    cells = {e: _row(text, e) for e in ("model", "bluemarble-l10", "direct", "sh-l10", "geoclip")}
+    assert [cells[e][0] for e in cells] == ["0.028", "0.034", "0.088", "0.029", "0.054"]  # MSE: not judged
+    assert cells["geoclip"][1] == "**0.730**" and [cells[e][1] for e in cells][:4] == ["0.685", "0.713", "0.551",
+                                                                                        "0.691"]  # fmt: skip
+    assert [cells[e][2] for e in cells] == ["*0.970*", "*0.970*", "*0.980*", "*0.970*", "*0.980*"]
+    assert standing(rows, "model") == (
+        "one fold, so accuracies within one test point are level and MSE differences are not judged "
+        "(era5-temperature): level for best with `direct`, `geoclip`, `bluemarble-l10` and `sh-l10` on country; "
+        "behind `geoclip` on koppen (joint 3rd of 5, level with `sh-l10`)")  # fmt: skip
 
 
 def test_standing_says_a_shared_place_is_shared():
@@ -158,16 +202,19 @@ def test_rank_rule():
     assert tie.verdict == "tie" and set(tie.tied) == {"a", "b"}
     assert rank({"a": (0.9, float("nan"), 1), "b": (0.1, float("nan"), 1)}, True).verdict == "no-spread"
     assert rank({"a": (0.5, 0.1, 3)}, True).verdict == "alone"
-    # one fold: no spread to judge by, but two of exactly the best score are both named (the demo's report called
-    # `direct` best on country where `geoclip` scored the same 0.979798)
-    equal = rank({"direct": (0.979798, float("nan"), 1), "geoclip": (0.979798, float("nan"), 1),
-                  "wrap": (0.5, float("nan"), 1)}, True)  # fmt: skip
-    assert equal.verdict == "no-spread" and equal.tied == ("direct", "geoclip")
-    # and two that the table shows as the same number (the demo's result line called the model "the best mean on
-    # era5-temperature" at 0.02867 against sh-l10's 0.02885, both shown 0.029)
-    shown = rank({"sh-l10": (0.02885, float("nan"), 1), "model": (0.02867, float("nan"), 1),
-                  "wrap": (0.031, float("nan"), 1)}, False)  # fmt: skip
-    assert shown.verdict == "no-spread" and shown.tied == ("model", "sh-l10")
+    # one fold, with a unit (one test point of 99): those within it of the best are level, named together (the
+    # demo's report called `direct` best on country where `geoclip` scored the same 0.979798, and 96 of 99 level)
+    nan = float("nan")
+    country = {"direct": (97 / 99, nan, 1), "geoclip": (97 / 99, nan, 1), "model": (96 / 99, nan, 1),
+               "wrap": (95 / 99, nan, 1)}  # fmt: skip
+    level = rank(country, True, unit=1 / 99 + 1e-9)
+    assert level.verdict == "level" and level.tied == ("direct", "geoclip", "model")
+    ahead = rank({"direct": (97 / 99, nan, 1), "wrap": (95 / 99, nan, 1)}, True, unit=1 / 99 + 1e-9)
+    assert ahead.verdict == "level" and ahead.best == "direct" and ahead.tied == ()
+    # without a unit (an MSE) one fold is not judged, however close (the demo's reading named the model "best
+    # mean" on era5-temperature at 0.02867 against sh-l10's 0.02885, a difference its result line did not judge)
+    shown = rank({"sh-l10": (0.02885, nan, 1), "model": (0.02867, nan, 1), "wrap": (0.031, nan, 1)}, False)
+    assert shown.verdict == "no-spread" and shown.tied == ()
 
 
 def _blind(task: Task, protocol: str = "random", seeds=(0, 1, 2)) -> dict[str, list[float]]:
@@ -390,10 +437,10 @@ def test_the_legend_of_one_fold_says_there_is_no_spread():
     rows = _rows("koppen", "classification", "accuracy", "macro_f1", {"sh-l10": (0.70, 0.01), "direct": (0.90, 0.01)})
     one = [row for row in rows if row["seed"] == 1]
     text = markdown(one, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(1,)), [koppen])
-    assert "One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: best scores equal " \
-           "as shown (none where one is best; the result line also calls accuracies within one test point level). " \
-           "Row *chance*" in text  # fmt: skip
-    assert "± = sample std" not in text and "**Bold**" not in text
+    assert "One fold per task, so no ± and no spread to judge differences by: accuracies within one test point of " \
+           "the best are level for best (*italic*), one ahead of all others by more than one test point is **bold**, " \
+           "and differences of the other scores (MSE, R², macro-F1) are not judged (none marked). Row *chance*" in text
+    assert "± = sample std" not in text and "**Bold**: the best mean" not in text
     three = markdown(rows, EvalConfig(encoders=("sh-l10", "direct"), tasks=("koppen",), seeds=(0, 1, 2)), [koppen])
     assert "± = sample std (n − 1) over seeds (one random split each). **Bold**: the best mean" in three
     assert "One fold" not in three

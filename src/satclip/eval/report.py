@@ -175,18 +175,23 @@ def legend(names: dict[str, str], specs: dict[str, str] | None = None) -> str:
 @dataclass(frozen=True)
 class Ranking:
     """Who is best on one task and metric: ``best`` (None when nothing was measured), ``tied`` (the
-    encoders tied with it, best first, empty when the best is clear) and ``verdict``: ``"clear"``,
-    ``"tie"``, ``"no-spread"`` (fewer than 2 folds: no std to judge by; ``tied`` holds those of exactly the best
-    mean) or ``"alone"`` (one encoder)."""
+    encoders tied with it, best first, empty when the best is clear) and ``verdict``: ``"clear"``, ``"tie"``,
+    ``"level"`` (fewer than 2 folds, a score of test points: ``tied`` holds those within one test point of the best,
+    empty when the best is ahead of every other by more), ``"no-spread"`` (fewer than 2 folds and no such unit, an
+    MSE: not judged, ``tied`` empty, ``best`` the best mean only) or ``"alone"`` (one encoder)."""
 
     best: str | None
     tied: tuple[str, ...]
     verdict: str
 
 
-def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bool) -> Ranking:
+def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bool,
+         unit: float | None = None) -> Ranking:  # fmt: skip
     """Rank encoders by mean: the best is clear when no other mean lies within ``TIE_STDS`` × (its std +
-    the best's std) of it, i.e. their mean ± std ranges do not overlap; the others within are tied."""
+    the best's std) of it, i.e. their mean ± std ranges do not overlap; the others within are tied. Without a std
+    (one fold) the one rule of every report is ``unit``'s: scores within one test point (``unit``, an accuracy's
+    1 / n_test) of the best are level with it, and without a unit differences are not judged (``"no-spread"``:
+    0.028 against 0.029 named a best MSE the result line refused to judge)."""
     items = [(e, st) for e, st in stats.items() if st is not None and not math.isnan(st[0])]
     if not items:
         return Ranking(None, (), "alone")
@@ -194,12 +199,31 @@ def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bo
     best, (mean, std, _) = items[0]
     if len(items) == 1:
         return Ranking(best, (), "alone")
-    if any(math.isnan(st[1]) for _, st in items):  # (the encoders of the best mean as shown are level all the same:
-        # 0.02867 and 0.02885, both shown 0.029, made one "the best mean" in the result line, unmarked in the table)
-        equal = tuple(e for e, st in items[1:] if _shown(st[0]) == _shown(mean))
-        return Ranking(best, (best,) + equal if equal else (), "no-spread")
+    if any(math.isnan(st[1]) for _, st in items):
+        if unit is None:
+            return Ranking(best, (), "no-spread")
+        level = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= unit)
+        return Ranking(best, (best,) + level if level else (), "level")
     tied = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= TIE_STDS * (std + st[1]))
     return Ranking(best, (best,) + tied if tied else (), "tie" if tied else "clear")
+
+
+def accuracy_units(rows: Sequence[dict]) -> dict[tuple[str, str, str], float]:
+    """(probe, variant, task) → one test point of an accuracy there, 1 / the fewest test points of its folds (the
+    unit within which :func:`rank` calls one-fold accuracies level), where the rows say ``n_test``."""
+    tests: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for row in rows:
+        if row.get("n_test"):
+            tests[(row["probe"], row.get("variant", ""), row["task"])].append(int(row["n_test"]))
+    return {key: 1 / min(counts) + 1e-9 for key, counts in tests.items()}
+
+
+def _rank_task(summary, probe: str, variant: str, task: str, encoders: Sequence[str], metric: str,
+               units: dict[tuple[str, str, str], float] | None) -> Ranking:  # fmt: skip
+    """:func:`rank` of ``encoders`` on ``task``'s ``metric``, an accuracy with its unit of :func:`accuracy_units`."""
+    unit = (units or {}).get((probe, variant, task)) if metric == "accuracy" else None
+    return rank({e: summary.get((probe, variant, task, e), {}).get(metric) for e in encoders},
+                HIGHER_IS_BETTER[metric], unit)  # fmt: skip
 
 
 def _shown(value: float) -> str:
@@ -218,19 +242,18 @@ def _cell(stat: tuple[float, float, int] | None, mark: str = "") -> str:
 def metric_table(
     summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
     names: dict[str, str] | None = None, chance: dict[str, dict[str, float]] | None = None,
+    units: dict[tuple[str, str, str], float] | None = None,
 ) -> str:  # fmt: skip
     """A markdown table: rows = encoders (``names``: their display names), columns = tasks, the metric
-    ``metric_of(task)``; a clear best bold, encoders tied for best italic; a last row ``chance`` from
-    ``chance[task][metric]`` when given."""
+    ``metric_of(task)``; a clear best bold, encoders tied (one fold: level) for best italic, as :func:`rank` judges
+    with ``units`` (:func:`accuracy_units`); a last row ``chance`` from ``chance[task][metric]`` when given."""
     names = names or {e: e for e in encoders}
     header = "| encoder | " + " | ".join(f"{_text(t)}<br>{METRIC_TITLES[metric_of(t)]}" for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
     marks: dict[tuple[str, str], str] = {}
     for t in tasks:
-        metric = metric_of(t)
-        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
-                       HIGHER_IS_BETTER[metric])  # fmt: skip
-        if ranking.verdict == "clear":
+        ranking = _rank_task(summary, probe, variant, t, encoders, metric_of(t), units)
+        if ranking.verdict in ("clear", "level") and not ranking.tied:
             marks[(t, ranking.best)] = "bold"
         for e in ranking.tied:
             marks[(t, e)] = "tie"
@@ -261,22 +284,27 @@ def _join(items: Sequence[str], most: int | None = None) -> str:
 
 def reading(
     summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
-    names: dict[str, str], chance: dict[str, dict[str, float]],
+    names: dict[str, str], chance: dict[str, dict[str, float]], units: dict[tuple[str, str, str], float] | None = None,
 ) -> str:  # fmt: skip
     """A paragraph saying, from the numbers, which encoder is best on which task, where the best is tied,
-    what a tie means, and which results are near chance."""
+    what a tie means, and which results are near chance; with one fold, by :func:`rank`'s one rule (``units``:
+    :func:`accuracy_units`), as :func:`standing` and the tables say it."""
     wins: dict[str, list[str]] = defaultdict(list)
-    ties, unjudged = [], []
+    ahead: dict[str, list[str]] = defaultdict(list)
+    ties, level, unjudged = [], [], defaultdict(list)
     for t in tasks:
-        metric = metric_of(t)
-        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
-                       HIGHER_IS_BETTER[metric])  # fmt: skip
+        ranking = _rank_task(summary, probe, variant, t, encoders, metric_of(t), units)
         if ranking.best is None or ranking.verdict == "alone":  # nothing to rank it against
             continue
+        group = f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied])})" if ranking.tied else t
         if ranking.verdict == "tie":
-            ties.append(f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied])})")
-        elif ranking.verdict == "no-spread":  # (two encoders of the same score were one "best")
-            unjudged.append(f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied or (ranking.best,)])})")
+            ties.append(group)
+        elif ranking.verdict == "level" and ranking.tied:
+            level.append(group)
+        elif ranking.verdict == "level":
+            ahead[ranking.best].append(t)
+        elif ranking.verdict == "no-spread":  # (0.028 against 0.029 was a "best mean" the result line did not judge)
+            unjudged[_METRIC_WORD.get(metric_of(t), metric_of(t))].append(t)
         else:
             wins[ranking.best].append(t)
     sentences = []
@@ -288,8 +316,15 @@ def reading(
             f"Tied for best: {_join(ties)}. There the spread over folds (± std) is as large as the differences, "
             "so this run cannot rank those encoders; more seeds (--seeds) or points (--n-points) might"
         )
+    for e, won in sorted(ahead.items(), key=lambda item: -len(item[1])):
+        sentences.append(f"`{names[e]}` is best on {_join(won)}, ahead of every other encoder by more than one test "
+                         "point (one fold: no spread to judge by)")  # fmt: skip
+    if level:
+        sentences.append(f"Level for best (one fold: accuracies within one test point of the best): {_join(level)}")
     if unjudged:
-        sentences.append(f"With one fold per task there is no spread to judge by; best means: {_join(unjudged)}")
+        tasks_unjudged = _join([t for ts in unjudged.values() for t in ts])
+        sentences.append(f"With one fold per task there is no spread to judge {_join(list(unjudged))} differences "
+                         f"by, so no best is named on {tasks_unjudged}")  # fmt: skip
     near, below, unsure, compared = [], [], [], 0
     for t in tasks:
         metric = metric_of(t)
@@ -328,7 +363,9 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     as shown beats its own, its rank by mean in brackets). With one fold per task there is no spread to judge ties
     by, and the line says so first (``"one fold, so …: best on a; …"``): accuracies that differ by at most one test
     point (1 / ``n_test``) are level, and differences of MSEs, which have no such unit, are not judged (0.970
-    against 0.980 on 99 test points was "behind `direct` and `geoclip`"). The display names are those of the tables
+    against 0.980 on 99 test points was "behind `direct` and `geoclip`"), the rule of :func:`rank`; the place
+    follows it too: behind those more than one test point above, level with those within one (``"behind `x` on d
+    (joint 3rd of 5, level with `z`)"``). The display names are those of the tables
     (:func:`display_names`). ``most``: name at most that many encoders in a group, then how many more, and with
     more than ``most`` groups of ties, one phrase for them all (a terminal's line: with many ties it ran to 480
     characters). ``subject``: the line is ``"<subject> is …"`` (after the one-fold caveat)."""
@@ -337,48 +374,47 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     encoders = _ordered(r["encoder"] for r in rows)
     names = display_names(encoders)
     kinds = {r["task"]: r["kind"] for r in rows}
-    tests = defaultdict(set)  # (one fold: a task's test points, the unit an accuracy moves by)
-    for r in rows:
-        if r["probe"] == probe and r.get("variant", "") == variant and r.get("n_test"):
-            tests[r["task"]].add(int(r["n_test"]))
+    units = accuracy_units(rows)
     best, tied, behind, level_unit, unjudged = [], defaultdict(list), defaultdict(list), [], {}
     for t in kinds:
         metric = PRIMARY[kinds[t]][0]
         means = {e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders}
-        ranking = rank(means, HIGHER_IS_BETTER[metric])
+        ranking = _rank_task(summary, probe, variant, t, encoders, metric, units)
         if ranking.best is None or means[encoder] is None:
+            continue
+        if ranking.verdict == "no-spread":  # (no unit one test point moves it by: not judged)
+            unjudged[_METRIC_WORD[metric]] = [*unjudged.get(_METRIC_WORD[metric], []), t]
             continue
         sign, own = (1 if HIGHER_IS_BETTER[metric] else -1), means[encoder][0]
         scored = {e: stat[0] for e, stat in means.items() if stat is not None and not math.isnan(stat[0])}
-        one_fold = all(stat[2] == 1 for stat in means.values() if stat is not None)  # (every encoder's, this task)
-        if ranking.verdict == "no-spread" and one_fold:
-            if metric != "accuracy" or not tests[t]:  # (no unit one test point moves it by: not judged)
-                unjudged[_METRIC_WORD[metric]] = [*unjudged.get(_METRIC_WORD[metric], []), t]
-                continue
+        leaders = list(ranking.tied or (ranking.best,))
+        if ranking.verdict == "level":  # one fold: a place is by the level rule (122 of 178 against 123 was "4th of
+            # 5" behind a 3rd it was level with); ahead of it, those more than one test point above
             level_unit.append(t)
-            unit = 1 / min(tests[t]) + 1e-9  # (accuracies are counts over n_test: one point is 1 / n_test)
-            top = scored[ranking.best]
-            leaders, word = [e for e in scored if abs(scored[e] - top) <= unit], "level for best"
-        else:
-            leaders, word = list(ranking.tied or (ranking.best,)), "tied for best"
-        # a place shared with an equal mean (as the tables show it) is said so: "3rd of 5" hid a three-way tie; a
-        # place is by the means as shown, one fold or not (within one test point is not transitive: A level with B,
-        # B with C, A two points behind C)
-        level = sum(_shown(mean) == _shown(own) for mean in scored.values()) - 1
-        ahead = sum(sign * mean > sign * own and _shown(mean) != _shown(own) for mean in scored.values())
+            word, unit = "level for best", units[(probe, variant, t)]
+            beats = {e: sign * (scored[e] - own) > unit for e in scored}
+            peers = [e for e in scored if e != encoder and abs(scored[e] - own) <= unit]
+        else:  # a place shared with an equal mean as the tables show it is said so: "3rd of 5" hid a three-way tie
+            word = "tied for best"
+            beats = {e: sign * scored[e] > sign * own and _shown(scored[e]) != _shown(own) for e in scored}
+            peers = [e for e in scored if e != encoder and _shown(scored[e]) == _shown(own)]
         others = tuple(f"`{names[e]}`" for e in leaders if e != encoder)
         if encoder in leaders and not others:
             best.append(t)
         elif encoder in leaders:
             tied[others, word].append(t)
-        else:  # behind the leaders whose score as shown beats its own: an encoder tied with the best by a wide
-            # spread can score worse than it (0.076 ± 0.010 beside its 0.073 was one it was "behind")
-            named = tuple(f"`{names[e]}`" for e in leaders if sign * scored[e] > sign * own
-                          and _shown(scored[e]) != _shown(own))  # fmt: skip
+        else:  # behind the leaders that beat it: an encoder tied with the best by a wide spread can score worse
+            # than it (0.076 ± 0.010 beside its 0.073 was one it was "behind")
+            named = tuple(f"`{names[e]}`" for e in leaders if beats[e])
             if not named:  # (the best's mean as shown is its own, their spreads too small to overlap)
                 tied[others, "level as shown for best"].append(t)
                 continue
-            behind[named].append(f"{t} ({'tied ' * (level > 0)}{_ordinal(ahead + 1)} of {len(scored)})")
+            place = f"{_ordinal(sum(beats.values()) + 1)} of {len(scored)}"
+            if peers and ranking.verdict == "level":
+                place = f"joint {place}, level with {_join([f'`{names[e]}`' for e in peers], most)}"
+            elif peers:
+                place = f"tied {place}"
+            behind[named].append(f"{t} ({place})")
     said = ["accuracies within one test point are level"] if level_unit else []
     if unjudged:
         said.append(f"{_join(list(unjudged))} differences are not judged "
@@ -638,9 +674,11 @@ def markdown(
     secondary = lambda t: "r2" if kinds[t] == "regression" else "macro_f1"  # noqa: E731
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
     one_fold = all(stat[2] == 1 for stats in summary.values() for stat in stats.values())
-    marks = ("One fold per task, so no ± (no spread to judge differences by) and no bold; *italic*: best scores "
-             "equal as shown (none where one is best; the result line also calls accuracies within one test point "
-             "level)" if one_fold else
+    units = accuracy_units(rows)
+    marks = ("One fold per task, so no ± and no spread to judge differences by: accuracies within one test point "
+             "of the best are level for best (*italic*), one ahead of all others by more than one test point is "
+             "**bold**, and differences of the other scores (MSE, R², macro-F1) are not judged (none marked)"
+             if one_fold else
              f"± = {SPREAD.get(config.protocol, SPREAD_OTHER)}. **Bold**: the best mean, when its mean ± std "
              "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap)")  # fmt: skip
     out.append(
@@ -665,13 +703,13 @@ def markdown(
             args = (summary, probe, variant, task_names, encoder_names)
             out += ["", f"## {label}", ""]
             floor = chance.get(variant, {})
-            text = reading(*args, primary, names, floor)
+            text = reading(*args, primary, names, floor, units)
             if text:
                 out += [f"**Reading it** ({METRIC_TITLES_SHORT}): {text}", ""]
-            out += [metric_table(*args, primary, names, floor)]
-            out += ["", metric_table(*args, secondary, names, floor)]
+            out += [metric_table(*args, primary, names, floor, units)]
+            out += ["", metric_table(*args, secondary, names, floor, units)]
             if config.protocol == "paper":
-                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names, floor)]
+                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names, floor, units)]
     if config.protocol == "holdout-continent":
         out += ["", "## Per held-out continent", ""]
         out.append(_continent_tables(rows, kinds, names))
