@@ -477,3 +477,33 @@ def test_the_terminal_tables_name_the_protocol_seeds_and_what_the_spread_is(repo
     assert terminal_tables(rows).split("\n\n")[0] == ("protocol spatial-block, 2 seeds (3, 7); ± = sample std (n − 1) "
                                                       "over block folds × seeds")  # fmt: skip
     assert "± = sample std (n − 1) over seeds (one random split each)." in report
+
+
+def test_one_seed_is_said_to_have_no_spread_and_shows_no_plus_minus(tmp_path, monkeypatch):
+    """`satclip evaluate --seeds 1` printed "± = sample std (n − 1) over seeds" and "mean" of one score, and the
+    quick demo's report captioned its bar chart "mean ± std", drawn with zero-width error marks."""
+    import matplotlib.axes
+
+    from satclip.eval.plots import bar_chart
+    from satclip.eval.report import figure_caption, terminal_tables
+
+    rows, config, tasks = _quick_demo()
+    header, table = terminal_tables(rows).split("\n\n")[:2]
+    assert header == "protocol random, 1 seed (0); one seed: no spread, so no ±"
+    title, *lines = table.splitlines()
+    assert title.endswith("; one seed: no spread, so no ±:") and "±" not in "".join(lines)
+    assert "sample std" not in terminal_tables(rows) and "mean" not in terminal_tables(rows)
+    assert figure_caption(Path("bars_mlp.png"), spread=False) == ("each task's primary metric (one seed: no spread, "
+                                                                  "so no ±), one bar per encoder (probe mlp)")
+    (tmp_path / "bars_mlp.png").write_bytes(b"")
+    text = markdown(rows, config, tasks, figures=[tmp_path / "bars_mlp.png"])
+    assert "*bars_mlp.png: each task's primary metric (one seed: no spread, so no ±), one bar per encoder" in text
+    assert "mean ± std" not in text
+    drawn = []
+    barh = matplotlib.axes.Axes.barh
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", lambda ax, *a, **k: drawn.append(k["xerr"]) or barh(ax, *a, **k))
+    bar_chart(rows, tasks, tmp_path / "bars.png", "one seed")
+    assert drawn == [None, None, None]  # (no error bars of width 0)
+    bar_chart(_rows("koppen", "classification", "accuracy", "macro_f1", {"a": (0.7, 0.01)}), tasks, tmp_path / "b.png",
+              "three seeds")  # fmt: skip
+    assert drawn[-1] == pytest.approx([0.01])

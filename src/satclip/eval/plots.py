@@ -34,7 +34,8 @@ def _land_background(step: int = 24) -> np.ndarray | None:
 
 
 def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: str) -> list[Path]:
-    """One PNG per (probe, variant): a panel per task, a bar per encoder (mean ± std of the primary metric)."""
+    """One PNG per (probe, variant): a panel per task, a bar per encoder (mean ± std of the primary metric; no
+    error bar in a panel of one fold per encoder, which has no std)."""
     plt = _pyplot()
     summary = summarise(rows)
     kinds = {t.name: t.kind for t in tasks}
@@ -53,8 +54,9 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
                 stats = [summary.get((probe, variant, task, e), {}).get(metric) for e in encoder_names]
                 means = [s[0] if s else np.nan for s in stats]
                 errs = [s[1] if s and not math.isnan(s[1]) else 0.0 for s in stats]
+                spread = any(s and not math.isnan(s[1]) for s in stats)  # (one seed drew zero-width error marks)
                 y = np.arange(len(encoder_names))
-                ax.barh(y, means, xerr=errs, color="#4c72b0", ecolor="#333333", capsize=2)
+                ax.barh(y, means, xerr=errs if spread else None, color="#4c72b0", ecolor="#333333", capsize=2)
                 ax.set_yticks(y, labels, fontsize=8)
                 ax.invert_yaxis()
                 ax.set_title(f"{task}\n{METRIC_TITLES[metric]}", fontsize=9)

@@ -455,8 +455,9 @@ def terminal_tables(rows: Sequence[dict], width: int = 100) -> str:
     if protocols:  # (the tables named no protocol and no seeds: what the ± spans was results.md's to say)
         seeds = _ordered(r["seed"] for r in rows if r.get("seed") is not None)
         spread = SPREAD.get(protocols[0], SPREAD_OTHER) if len(protocols) == 1 else SPREAD_OTHER
+        spread = NO_SPREAD if _one_fold(summary) else f"± = {spread}"  # (one seed said "± = sample std … over seeds")
         blocks.insert(0, f"protocol {', '.join(protocols)}, {len(seeds)} seed{'s' * (len(seeds) != 1)} "
-                         f"({', '.join(map(str, seeds))}); ± = {spread}")  # fmt: skip
+                         f"({', '.join(map(str, seeds))}); {spread}")  # fmt: skip
     renamed = [f"{short} = {spec}" for spec, short in display_names(_ordered(r["encoder"] for r in rows)).items()
                if short != spec]  # fmt: skip
     if renamed:
@@ -499,9 +500,19 @@ def _terminal_table(rows: Sequence[dict], summary, probe: str, variant: str, wid
     lines = table(with_std)
     if with_std and max(map(len, lines)) > width:
         with_std, lines = False, table(with_std=False)
-    shown = ["mean ± std" if with_std else "mean"] + ["*: best by more than the spreads"] * bool(best)
+    shown = [NO_SPREAD if _one_fold(summary) else "mean ± std" if with_std else "mean"]
+    shown += ["*: best by more than the spreads"] * bool(best)
     label = f"probe {probe}" + (f", {variant}" if variant else "")
     return "\n".join([f"{label}, {METRIC_TITLES_SHORT}; {'; '.join(shown)}:", *lines])
+
+
+#: what the reports say of a run of one fold per task (one seed of a protocol of one fold a seed): no ± to show
+NO_SPREAD = "one seed: no spread, so no ±"
+
+
+def _one_fold(summary) -> bool:
+    """Whether every score of a :func:`summarise` summary is of one fold: no std, no ± (a mean of one, no mean)."""
+    return all(stat[2] == 1 for stats in summary.values() for stat in stats.values())
 
 
 def _ordinal(n: int) -> str:
@@ -579,14 +590,15 @@ def map_name(task: str, probe: str) -> str:
     return f"{_map_prefix(task)}{file_part(probe, unique=True)}.png"
 
 
-def figure_caption(path: Path, kinds: dict[str, str] | None = None) -> str:
+def figure_caption(path: Path, kinds: dict[str, str] | None = None, spread: bool = True) -> str:
     """The caption of a figure :mod:`satclip.eval.plots` writes, from its file name; ``kinds``: task name →
-    ``"regression"``/``"classification"``."""
+    ``"regression"``/``"classification"``; ``spread``: False where every score is of one fold (no ± to show)."""
     stem, kinds = Path(path).stem, kinds or {}
     if stem.startswith("bars_"):  # bars_PROBE[_VARIANT], a variant's % written pct (plots.bar_chart)
         probe, _, variant = stem[len("bars_") :].partition("_")
         variant = f", {re.sub(r'(?<=[0-9])pct', '%', variant)} variant" if variant else ""
-        return f"mean ± std of each task's primary metric, one bar per encoder (probe {probe}{variant})"
+        what = "mean ± std of each task's primary metric" if spread else f"each task's primary metric ({NO_SPREAD})"
+        return f"{what}, one bar per encoder (probe {probe}{variant})"
     for task in sorted(kinds, key=len, reverse=True):  # (the longest first: "a_b" before "a")
         if stem.startswith(_map_prefix(task)):
             probe = stem[len(_map_prefix(task)) :]
@@ -673,7 +685,7 @@ def markdown(
     primary = lambda t: PRIMARY[kinds[t]][0]  # noqa: E731
     secondary = lambda t: "r2" if kinds[t] == "regression" else "macro_f1"  # noqa: E731
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
-    one_fold = all(stat[2] == 1 for stats in summary.values() for stat in stats.values())
+    one_fold = _one_fold(summary)
     units = accuracy_units(rows)
     marks = ("One fold per task, so no ± and no spread to judge differences by: accuracies within one test point "
              "of the best are level for best (*italic*), one ahead of all others by more than one test point is "
@@ -727,7 +739,7 @@ def markdown(
     if figures:
         out += ["", "## Figures", ""]
         for path in figures:
-            caption = figure_caption(path, kinds)
+            caption = figure_caption(path, kinds, spread=not one_fold)
             out += [f"![{caption}]({Path(path).name})", "", f"*{Path(path).name}: {caption}.*", ""]
     return "\n".join(out).rstrip() + "\n"
 
