@@ -655,7 +655,8 @@ def _card_differences(settings, result) -> list[str]:
     lines = []
     if (settings.eval_points, len(settings.eval_seeds)) != tuple(MODEL_CARD_EVAL.values()):
         lines.append(
-            f"evaluation: {settings.eval_points:,} points per sampled task and {len(settings.eval_seeds)} seed(s) "
+            f"evaluation: {settings.eval_points:,} points per sampled task and {len(settings.eval_seeds)} "
+            f"seed{'s' * (len(settings.eval_seeds) != 1)} "
             f"(model card: {MODEL_CARD_EVAL['eval_points']:,} points, {MODEL_CARD_EVAL['eval_seeds']} seeds): "
             "the `bluemarble-l10` row here is the shipped model on a different sample, so expect its numbers to "
             "differ from the card's by about their ± std"
@@ -665,7 +666,8 @@ def _card_differences(settings, result) -> list[str]:
     if trained != recipe:
         lines.append(
             f"pretraining: the demo model trains {settings.epochs} epoch{'s' * (settings.epochs != 1)} at lr "
-            f"{ours.optim.lr:g} on {settings.patches:,} patches with {ours.data.cache_views} cached view(s); "
+            f"{ours.optim.lr:g} on {settings.patches:,} patches with {ours.data.cache_views} cached "
+            f"view{'s' * (ours.data.cache_views != 1)}; "
             f"`bluemarble-l10` trained {card.trainer.max_epochs} epochs (exported at its best validation loss) at lr "
             f"{card.optim.lr:g} on 100,000 patches with {card.data.cache_views} views: the two are different models, "
             "and the card's numbers are no target for the demo model"
@@ -741,7 +743,7 @@ def _report(
         "## What ran",
         "",
         f"- corpus: {settings.patches:,} Blue Marble patches (32 px, 7.5 km/px, land north of 60°S, seed "
-        f"{settings.seed}); {settings.views} cached MOSAIKS view(s) per patch",
+        f"{settings.seed}); {settings.views} cached MOSAIKS view{'s' * (settings.views != 1)} per patch",
         f"- pretraining: {settings.epochs} epoch{'s' * (settings.epochs != 1)}"
         f"{_continued(earlier_epochs, settings.epochs)}, {steps} steps of up to {settings.batch_size:,} pairs per "
         f"contrastive softmax (an epoch's last batch is what remains), AdamW lr {settings.lr:g}; last epoch: "
