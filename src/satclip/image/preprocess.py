@@ -10,6 +10,7 @@ This is the deterministic part of the original transform; the random crop/flips/
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -20,12 +21,29 @@ import numpy as np
 from ..errors import BadInputError
 from ..optional import gdal_warnings_as_debug, require
 
+log = logging.getLogger(__name__)
+
 #: Sentinel-2 L1C bands in the order the 13-band encoders expect them
 S2_BANDS_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 #: index at which the missing B10 band is inserted into 12-band patches
 B10_INDEX = 10
 #: digital number → reflectance
 REFLECTANCE_SCALE = 10_000.0
+#: :func:`value_level` of Sentinel-2 reflectance lies below this, of digital numbers far above it (the fixture
+#: patches: 0.08 over water to 1.0 under cloud as reflectance, so 840 or more as digital numbers)
+DIGITAL_NUMBERS_LEVEL = 10.0
+#: values :func:`value_level` looks at, evenly strided over an image (a 256 px 13-band patch has 852k)
+_LEVEL_SAMPLE = 65_536
+
+
+def value_level(values: np.ndarray) -> float:
+    """The scale of an image's values: the 99th percentile of the magnitudes of its finite non-zero ``values`` (of
+    up to 65,536 of them, evenly strided), 0.0 where there are none. One outlier pixel does not move it (the maximum
+    read a reflectance file with one pixel of 3.0 as digital numbers), nor do no-data zeros or an inserted B10."""
+    flat = np.asarray(values).reshape(-1)
+    flat = np.abs(flat[:: max(1, flat.size // _LEVEL_SAMPLE)].astype(np.float64))
+    flat = flat[np.isfinite(flat) & (flat != 0)]
+    return float(np.percentile(flat, 99)) if flat.size else 0.0
 
 
 def sentinel2_to_13_bands(array: np.ndarray) -> np.ndarray:
@@ -69,9 +87,11 @@ _SUFFIX = {"TIFF": ".tif", "PNG": ".png", "JPEG": ".jpg"}
 
 
 def _file_format(path: str | Path) -> str | None:
-    """"TIFF", "PNG" or "JPEG" by the file's first bytes, None for anything else."""
+    """"TIFF", "PNG", "JPEG" or "WebP" by the file's first bytes, None for anything else."""
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(12)
+    if head.startswith(b"RIFF") and head[8:] == b"WEBP":
+        return "WebP"
     return next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
 
 
@@ -82,6 +102,16 @@ def _misnamed(path: str | Path, kind: str) -> BadInputError:
         f"{path} is a {kind} file named {Path(path).suffix or 'without a suffix'}: rename it to {_SUFFIX[kind]} to "
         f"read it as {read_as}"
     )
+
+
+def _not_an_image(path: str | Path, expected: str) -> BadInputError:
+    """The error for a file that is not the ``expected`` image its reader takes it for: an empty one, a WebP
+    picture (each was "not a GeoTIFF"), or anything else."""
+    if Path(path).stat().st_size == 0:
+        return BadInputError(f"{path} is empty (0 bytes): give the image file itself (a download or copy cut short?)")
+    if _file_format(path) == "WebP":
+        return BadInputError(f"{path} is a WebP picture, which satclip does not read: convert it to PNG")
+    return BadInputError(f"{path} is not {expected}; satclip locate reads {IMAGE_KINDS}")
 
 
 @contextlib.contextmanager
@@ -111,9 +141,7 @@ def open_geotiff(path: str | Path) -> Iterator:
                 raise BadInputError(
                     f"{path} is a TIFF file GDAL cannot open ({reason}): is the GeoTIFF truncated or damaged?"
                 ) from err
-            raise BadInputError(
-                f"{path} is not a GeoTIFF (GDAL cannot open it as one); satclip locate reads {IMAGE_KINDS}"
-            ) from err
+            raise _not_an_image(path, "a GeoTIFF (GDAL cannot open it as one)") from err
         try:
             with src:
                 yield src
@@ -292,9 +320,7 @@ def _open_picture(path: str | Path) -> Iterator:
             warnings.simplefilter("error", pil_image.DecompressionBombWarning)
             picture = pil_image.open(path)
     except pil_image.UnidentifiedImageError as err:
-        raise BadInputError(
-            f"{path} is not a PNG or JPEG picture (Pillow cannot identify it); satclip locate reads {IMAGE_KINDS}"
-        ) from err
+        raise _not_an_image(path, "a PNG or JPEG picture (Pillow cannot identify it)") from err
     except (pil_image.DecompressionBombError, pil_image.DecompressionBombWarning) as err:
         pixels = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
@@ -439,7 +465,8 @@ def pixel_size_km(path: str | Path) -> tuple[float, float] | None:
 
 def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
     """Read a 12- or 13-band Sentinel-2 GeoTIFF → ``(13, H, W)`` float32 reflectance; with ``size``, only its
-    central ``size × size`` px (a whole scene is not read).
+    central ``size × size`` px (a whole scene is not read). B10 is 0 (logged where a 13-band file's is not), as in
+    the S2-100K patches the models were trained on, which have none.
 
     Raises:
         BadInputError: another band count; pixels of the file's declared nodata value, or 0 in every band (L1C's
@@ -467,18 +494,24 @@ def load_sentinel2(path: str | Path, size: int | None = None) -> np.ndarray:
             "(gdal_edit.py -a_nodata VALUE) or rescale the file to L1C digital numbers"
         )
     if np.issubdtype(array.dtype, np.floating):
-        top = float(np.nanmax(array)) if np.isfinite(array).any() else 0.0
-        if 0 < top <= 2.0:
+        level = value_level(array)  # (the maximum: one pixel of 3.0 made reflectance "digital numbers")
+        if 0 < level <= DIGITAL_NUMBERS_LEVEL:
             raise BadInputError(
-                f"{path}: values up to {top:.3g} look like reflectance already; SatCLIP's Sentinel-2 encoders take "
-                f"L1C digital numbers (reflectance × {REFLECTANCE_SCALE:g}, as S2-100K stores them): multiply it by "
-                f"{REFLECTANCE_SCALE:g}, or give the L1C file"
+                f"{path}: 99 % of its values up to {level:.3g} look like reflectance already; SatCLIP's Sentinel-2 "
+                f"encoders take L1C digital numbers (reflectance × {REFLECTANCE_SCALE:g}, as S2-100K stores them): "
+                f"multiply it by {REFLECTANCE_SCALE:g}, or give the L1C file"
             )
     # (a patch's edge of L1C no-data zeros was located when the file declared no nodata)
     _refuse_gaps(path, ~array.any(axis=0), size, held="are 0 in every band, Sentinel-2 L1C's no-data value",
                  fix="crop the patch to its valid pixels (gdal_translate -srcwin) and declare 0 nodata (gdal_edit.py "
                  "-a_nodata 0)")  # fmt: skip
-    return sentinel2_reflectance(array)
+    reflectance = sentinel2_reflectance(array)
+    if array.shape[0] == len(S2_BANDS_13) and reflectance[B10_INDEX].any():
+        # (the models saw B10 = 0 only, S2-100K having none: a real B10 moved where a patch's truth ranked)
+        reflectance[B10_INDEX] = 0
+        log.info("set %s's B10 (cirrus) band to 0, as in the S2-100K patches the Sentinel-2 models were trained on",
+                 Path(path).name)  # fmt: skip
+    return reflectance
 
 
 def center_crop(images, size: int):
