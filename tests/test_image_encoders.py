@@ -96,8 +96,10 @@ def test_encoder_interface_and_frozen_backbone(arch, encoders):
     # satclip's bad-input error (exit 2, one line), as the size and pixel checks give (they were plain ValueErrors)
     with pytest.raises(BadInputError, match="13-band images, got 12 bands"):
         encoder(torch.zeros(1, 12, 224, 224))
-    with pytest.raises(BadInputError, match=r"images must have shape \(B, C, H, W\), got \(13, 224, 224\)"):
+    with pytest.raises(BadInputError, match=r"images of shape \(13, 224, 224\) are one image; .*images\[None\]"):
         encoder(torch.zeros(13, 224, 224))
+    with pytest.raises(BadInputError, match=r"images must have shape \(B, C, H, W\), got \(224, 224\)"):
+        encoder(torch.zeros(224, 224))
 
 
 def test_unfrozen_backbone_trains():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import BadInputError
-from .preprocess import B10_INDEX, S2_BANDS_13
+from .preprocess import B10_INDEX, S2_BANDS_13, scale_advice, value_level
+
+log = logging.getLogger(__name__)
 
 
 class ImageEncoder(nn.Module):
@@ -59,15 +63,9 @@ class ImageEncoder(nn.Module):
         self.frozen_backbone = True
 
     def check_input(self, images: torch.Tensor) -> None:
-        """Raise a clear error for input of the wrong rank, band count or size (fixed-size encoders: another
-        size; others: smaller than :attr:`min_size`)."""
-        if images.ndim != 4:
-            raise BadInputError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-        if images.shape[1] != self.in_chans:
-            raise BadInputError(
-                f"{self.config['name']} takes {self.in_chans}-band images, got {images.shape[1]} bands "
-                f"(shape {tuple(images.shape)})"
-            )
+        """Raise a clear error for input of the wrong rank or band count (:func:`check_bands`) or size (fixed-size
+        encoders: another size; others: smaller than :attr:`min_size`)."""
+        check_bands(images, self.in_chans, self.config["name"])
         if self.image_size is not None and tuple(images.shape[-2:]) != tuple(self.image_size):
             (h, w), (got_h, got_w) = self.image_size, images.shape[-2:]
             raise BadInputError(
@@ -79,6 +77,46 @@ class ImageEncoder(nn.Module):
                 f"{self.config['name']} takes images of at least {self.min_size}×{self.min_size} px, got "
                 f"{images.shape[-2]}×{images.shape[-1]}: use larger images"
             )
+
+
+def check_bands(images: torch.Tensor, in_chans: int, name: str, *, one: bool = False) -> None:
+    """Raise :class:`BadInputError` unless ``images`` are ``(B, in_chans, H, W)`` (with ``one``, also one ``(in_chans,
+    H, W)`` image, as ``locate`` takes), saying what would fit: a batch axis for one image, the bands first for
+    channels-last arrays, B10 inserted into 12 Sentinel-2 bands. ``name`` names the model."""
+    shape, wanted = tuple(images.shape), "(B, C, H, W)" + (" or (C, H, W)" if one else "")
+    if images.ndim in (3, 4) and images.shape[-3] != in_chans and images.shape[-1] == in_chans:
+        raise BadInputError(f"images of shape {shape} look channels-last (…, H, W, {in_chans}); {name} takes "
+                            f"{in_chans}-band images as {wanted}: move the bands first, e.g. "
+                            "np.moveaxis(array, -1, -3) (images.movedim(-1, -3) for a tensor)")  # fmt: skip
+    if images.ndim == 3 and not one and images.shape[0] == in_chans:
+        raise BadInputError(f"images of shape {shape} are one image; {name} takes {wanted}: add a batch axis, "
+                            "images[None]")  # fmt: skip
+    bands = images.shape[0] if one and images.ndim == 3 else images.shape[1] if images.ndim == 4 else None
+    if bands is None:
+        raise BadInputError(f"images must have shape {wanted}, got {shape}")
+    if in_chans == len(S2_BANDS_13) and bands == len(S2_BANDS_13) - 1:  # (no word of the fix)
+        raise BadInputError(
+            f"{name} takes 13-band images, got 12 bands (shape {shape}): insert B10, all zero, at index {B10_INDEX} "
+            "as the models were trained (satclip.image.preprocess.sentinel2_reflectance(digital_numbers) does it and "
+            f"scales; for reflectance, e.g. np.insert(array, {B10_INDEX}, 0, axis=-3))"
+        )
+    if bands != in_chans:
+        raise BadInputError(f"{name} takes {in_chans}-band images, got {bands} bands (shape {shape})")
+
+
+def warn_misscaled(images: torch.Tensor, in_chans: int) -> None:
+    """Log one warning where any of ``(B, in_chans, H, W)`` images looks scaled other than the model takes them
+    (:func:`satclip.image.preprocess.scale_advice`: Sentinel-2 digital numbers or reflectance divided twice for 13
+    bands, 0-255 colour for 3); integers are refused outright (:func:`float_images`), floats only judged by their
+    values, so warned of. Each image is judged on a strided sample of its values (cheap on a training batch)."""
+    step = max(1, images[0].numel() // 65_536) if len(images) else 1
+    for row, image in enumerate(images):
+        sample = image.detach().reshape(-1)[::step].float().cpu().numpy()
+        advice = scale_advice(value_level(sample), in_chans)
+        if advice is not None:
+            which = f"image {row}" if len(images) == 1 else f"image {row} of {len(images)}"
+            log.warning("%s: its values %s", which, advice)
+            return
 
 
 def float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -115,4 +153,7 @@ def refuse_non_finite(images: torch.Tensor, names: list[str] | None = None) -> N
     bad, size = int((~torch.isfinite(values)).sum()), values.numel()
     what = "only NaN or infinite values" if bad == size else f"{bad:,} NaN or infinite values of {size:,}"
     label = names[row] if names is not None else f"image {row}"
-    raise BadInputError(f"{label} has {what}; embedding it needs finite pixel values (a no-data patch or a bad read?)")
+    raise BadInputError(
+        f"{label} has {what}; embedding it needs finite pixel values (a no-data patch or a bad read?): crop the patch "
+        "to its valid pixels (gdal_translate -srcwin for a GeoTIFF)"
+    )

@@ -32,6 +32,11 @@ REFLECTANCE_SCALE = 10_000.0
 #: :func:`value_level` of Sentinel-2 reflectance lies below this, of digital numbers far above it (the fixture
 #: patches: 0.08 over water to 1.0 under cloud as reflectance, so 840 or more as digital numbers)
 DIGITAL_NUMBERS_LEVEL = 10.0
+#: :func:`value_level` of reflectance divided by 10,000 once more lies below this (a real patch's: 0.08 or more)
+SCALED_TWICE_LEVEL = 1e-3
+#: :func:`value_level` of RGB colour in [0, 1] lies at most at 1 (the Blue Marble image's patches: 0.07 to 1), of
+#: 0-255 colour far above this
+RGB_255_LEVEL = 1.5
 #: values :func:`value_level` looks at, evenly strided over an image (a 256 px 13-band patch has 852k)
 _LEVEL_SAMPLE = 65_536
 
@@ -44,6 +49,22 @@ def value_level(values: np.ndarray) -> float:
     flat = np.abs(flat[:: max(1, flat.size // _LEVEL_SAMPLE)].astype(np.float64))
     flat = flat[np.isfinite(flat) & (flat != 0)]
     return float(np.percentile(flat, 99)) if flat.size else 0.0
+
+
+def scale_advice(level: float, in_chans: int) -> str | None:
+    """What is wrong with the scale of images whose :func:`value_level` is ``level`` for an encoder of ``in_chans``
+    bands (13: Sentinel-2 reflectance, 3: RGB in [0, 1]), or None where it looks right."""
+    if in_chans == len(S2_BANDS_13) and level > DIGITAL_NUMBERS_LEVEL:
+        return (f"look like Sentinel-2 digital numbers (99 % of values up to {level:,.4g}), not the reflectance the "
+                f"model takes: divide them by {REFLECTANCE_SCALE:,.0f}")  # fmt: skip
+    if in_chans == len(S2_BANDS_13) and 0 < level < SCALED_TWICE_LEVEL:
+        return (f"are nearly zero everywhere (99 % of values up to {level:.3g}; a real patch's reach 0.08 and more): "
+                f"divided by {REFLECTANCE_SCALE:,.0f} twice? Reflectance is digital numbers / "
+                f"{REFLECTANCE_SCALE:,.0f}, once")  # fmt: skip
+    if in_chans == 3 and level > RGB_255_LEVEL:
+        return (f"look like 0-255 colour (99 % of values up to {level:,.4g}), not the [0, 1] the model takes: divide "
+                "them by 255")  # fmt: skip
+    return None
 
 
 def sentinel2_to_13_bands(array: np.ndarray) -> np.ndarray:

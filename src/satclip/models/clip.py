@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import image as _image
 from ..encoding.points import as_lonlat
-from ..image.base import float_images, refuse_non_finite
+from ..image.base import float_images, refuse_non_finite, warn_misscaled
 from ..io.parts import ModelParts
 from . import LOGIT_SCALE_INIT
 from .location_encoder import LocationEncoder, weights_device
@@ -85,11 +85,19 @@ class SatCLIP(nn.Module):
         """``(B, C, H, W)`` images (floats: a tensor or numpy array) → ``(B, embed_dim)`` unnormalised embeddings
         in the encoder's dtype.
 
+        Floats that look scaled other than the encoder takes them (Sentinel-2 digital numbers, reflectance divided
+        twice, 0-255 colour: :func:`satclip.image.base.warn_misscaled`) are embedded with one warning logged.
+
         Raises:
             BadInputError: integer pixels (scale them first: reflectance = digital numbers / 10,000, colour / 255),
-                a NaN or infinite value; images smaller than the encoder's ``min_size`` (its ``check_input``).
+                a NaN or infinite value; images of another shape or band count (the message says what would fit: a
+                batch axis, the bands first, B10 inserted) or smaller than the encoder's ``min_size`` (its
+                ``check_input``).
         """
         images = float_images(images)
+        if images.ndim != 2:  # (a feature cache's encoder takes (B, feature_dim) features)
+            self.visual.check_input(images)
+            warn_misscaled(images, self.visual.in_chans)
         refuse_non_finite(images)
         return self.visual(images.to(self.visual.dtype))
 

@@ -23,7 +23,7 @@ import torch
 
 from ..encoding.points import check_in_range
 from ..errors import BadInputError
-from ..image.base import float_images, refuse_non_finite
+from ..image.base import check_bands, float_images, refuse_non_finite
 from ..image.preprocess import B10_INDEX, S2_BANDS_13
 from ..registry import Registry
 from .clip import SatCLIP
@@ -210,24 +210,27 @@ def locate(
             (:func:`satclip.models.provenance.training_footprint`; not applied to an array ``grid``, which is ranked
             as given). Either way ``Located.outside`` marks the candidates outside it.
 
+    Images larger than the model's training patches (:func:`_training_patch_px`: 32 px for ``bluemarble-*``, 256
+    px for the released Sentinel-2 models) are embedded whole, with a warning (``satclip locate`` embeds the
+    central patch); mis-scaled ones are embedded with a warning too (:meth:`SatCLIP.encode_image`).
+
     Raises:
-        BadInputError: an image is not finite or constant (:func:`check_images`), channels-last, or a bad
-            argument.
+        BadInputError: an image is not finite or constant (:func:`check_images`), of another shape or band count
+            (:func:`satclip.image.base.check_bands`), too small, or a bad argument.
     """
     images = float_images(images)
-    given = tuple(images.shape)
+    given, name = tuple(images.shape), _model_name(model, None)
+    check_bands(images, model.visual.in_chans, name, one=True)  # (the checks and messages of encode_image)
     if images.ndim == 3:
         images = images[None]
-    in_chans = model.visual.in_chans
-    if images.ndim == 4 and images.shape[1] != in_chans and images.shape[-1] == in_chans:
-        raise BadInputError(
-            f"images of shape {given} look channels-last (…, H, W, {in_chans}); the model takes "
-            f"{in_chans}-band images as (B, C, H, W) or (C, H, W): move the bands first, e.g. "
-            "np.moveaxis(array, -1, -3) (array.transpose(2, 0, 1) for one image)"
-        )
     check_image_size(model, *images.shape[-2:], what=f"an image of shape {given}", shown=tuple(images.shape[-2:]),
-                     name=_model_name(model, None))  # fmt: skip
+                     name=name)  # fmt: skip
     check_images(images)
+    trained_px = _training_patch_px(model)
+    if trained_px and max(images.shape[-2:]) > trained_px:  # (a 600×800 px picture was embedded whole, 4,500 km)
+        log.warning("images of shape %s are larger than the %d×%d px patches %s was trained on, and are embedded "
+                    "whole: satclip locate embeds their central patch, satclip.image.center_crop(images, %d)", given,
+                    trained_px, trained_px, name, trained_px)  # fmt: skip
     if truth is not None:  # (before the images are embedded: (1, 3) failed as "cannot reshape array of size 3")
         truth = np.asarray(truth, dtype=np.float64)
         if truth.shape != (2,) and (truth.ndim != 2 or truth.shape[1] != 2):
@@ -301,8 +304,8 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
       (:func:`satclip.models.provenance.image_input`) → centre-cropped to it; a GeoTIFF's pixel size must be
       within a factor 1.25 of the recorded scale.
     - Sentinel-2 models (13 input bands, the released ones): a 12- or 13-band L1C GeoTIFF at ≈10 m,
-      :func:`~satclip.image.preprocess.load_sentinel2`; centre-cropped to the encoder's fixed size (ViT) or,
-      larger than the 256 px S2-100K patches, to those (only that window is read).
+      :func:`~satclip.image.preprocess.load_sentinel2` (B10 set to 0, as in training); centre-cropped to the
+      encoder's fixed size (ViT) or, larger than the 256 px S2-100K patches, to those (only that window is read).
 
     An image without georeference (a picture, a GeoTIFF without CRS) is taken to be at the training scale,
     which is logged. ``name`` names the model in messages (default: its source's file name).
