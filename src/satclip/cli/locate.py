@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
         description=(
             "Embed IMAGE with a full SatCLIP model and print the K most similar of N candidate points (a "
             "Fibonacci grid over the globe). The released models (satclip-resnet18-l10 …) take Sentinel-2 L1C "
-            "GeoTIFFs with 12 or 13 bands at 10 m/px, as in S2-100K; the shipped bluemarble-l10/-l40 take RGB "
+            "GeoTIFFs with 12 or 13 bands at 10 m/px, as in S2-100K (a 13-band file's B10 is set to 0, as the "
+            "models saw it: S2-100K has none); the shipped bluemarble-l10/-l40 take RGB "
             "images (PNG, JPEG or a 3-band GeoTIFF) of 32×32 px at 7.5 km/px (larger ones are centre-cropped). "
             "The score is the cosine similarity of the image's and the location's embeddings (-1 to 1). A "
             "candidate outside the model's training footprint (land north of 60°S for the bluemarble models; land "
