@@ -108,10 +108,12 @@ def warn_misscaled(images: torch.Tensor, in_chans: int) -> None:
     """Log one warning where any of ``(B, in_chans, H, W)`` images looks scaled other than the model takes them
     (:func:`satclip.image.preprocess.scale_advice`: Sentinel-2 digital numbers or reflectance divided twice for 13
     bands, 0-255 colour for 3); integers are refused outright (:func:`float_images`), floats only judged by their
-    values, so warned of. Each image is judged on a strided sample of its values (cheap on a training batch)."""
-    step = max(1, images[0].numel() // 65_536) if len(images) else 1
-    for row, image in enumerate(images):
-        sample = image.detach().reshape(-1)[::step].float().cpu().numpy()
+    values, so warned of. Each image is judged on ~4,096 of its values, evenly strided (cheap on a training batch)."""
+    if not len(images):
+        return
+    flat = images.detach().reshape(len(images), -1)
+    samples = flat[:, :: max(1, flat.shape[1] // 4096)].float().cpu().numpy()  # (one transfer a batch)
+    for row, sample in enumerate(samples):
         advice = scale_advice(value_level(sample), in_chans)
         if advice is not None:
             which = f"image {row}" if len(images) == 1 else f"image {row} of {len(images)}"
