@@ -20,23 +20,13 @@ from satclip.train import dump_config, fit, from_dict
 from satclip.train.fitting import epochs_done
 
 from .conftest import one_error_line
-from .test_train_resume import config_for
-from .train_helpers import synthetic_cache
+from .test_train_resume import short_run  # noqa: F401 - fixture
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished 2-epoch run on a 200-sample feature cache (copied per test), and its config."""
-    root = tmp_path_factory.mktemp("finished")
-    synthetic_cache(root / "cache", n=200)
-    config = config_for(root / "cache", root / "run", max_epochs=2)
-    fit(from_dict(config))
-    return root, config
-
-
-def copy_run(finished, tmp_path) -> tuple[dict, Path]:
-    """The finished run copied to ``tmp_path/run``: its config, and that config as a file outside the run."""
-    root, config = finished
+def copy_run(run, tmp_path) -> tuple[dict, Path]:
+    """The finished 2-epoch run (test_train_resume's) copied to ``tmp_path/run``: its config, and that config as a
+    file outside the run."""
+    root, config = run
     shutil.copytree(root / "run", tmp_path / "run")
     config = {**config, "trainer": {**config["trainer"], "output_dir": str(tmp_path / "run")}}
     dump_config(from_dict(config), tmp_path / "config.yaml")
@@ -48,10 +38,10 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("state", ["finished", "stopped", "older"])
-def test_restart_discards_the_run_and_trains_it_from_scratch(tmp_path, finished, caplog, capsys, state):
+def test_restart_discards_the_run_and_trains_it_from_scratch(tmp_path, short_run, caplog, capsys, state):  # noqa: F811
     """A finished run in the directory (or one stopped before its exports, or one of an older satclip, without
     markers): `--restart` trains again from epoch 0, its checkpoints, history, logs and exports the new run's only."""
-    _, path = copy_run(finished, tmp_path)
+    _, path = copy_run(short_run, tmp_path)
     run = tmp_path / "run"
     if state == "stopped":
         shutil.rmtree(run / "export")
@@ -77,8 +67,8 @@ def test_restart_discards_the_run_and_trains_it_from_scratch(tmp_path, finished,
     assert f"run directory: {run}" in capsys.readouterr().out
 
 
-def test_restart_and_resume_exclude_each_other(tmp_path, finished, capsys):
-    config, path = copy_run(finished, tmp_path)
+def test_restart_and_resume_exclude_each_other(tmp_path, short_run, capsys):  # noqa: F811
+    config, path = copy_run(short_run, tmp_path)
     before = snapshot(tmp_path / "run")
     assert main(["train", "--config", str(path), "--restart", "--resume"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # (argparse's usage error, one line)
@@ -88,10 +78,10 @@ def test_restart_and_resume_exclude_each_other(tmp_path, finished, capsys):
     assert snapshot(tmp_path / "run") == before
 
 
-def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, finished, capsys):
+def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, short_run, capsys):  # noqa: F811
     """A file of the user's in the run directory, or their config (with comments) as its config.yaml: refused,
     naming it, and nothing deleted."""
-    _, path = copy_run(finished, tmp_path)
+    _, path = copy_run(short_run, tmp_path)
     run = tmp_path / "run"
     (run / "notes.txt").write_text("keep me")
     before = snapshot(run)
@@ -123,10 +113,10 @@ def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, finished
     assert snapshot(run) == before
 
 
-def test_restart_of_a_run_in_use_or_refused_deletes_nothing(tmp_path, finished, capsys):
+def test_restart_of_a_run_in_use_or_refused_deletes_nothing(tmp_path, short_run, capsys):  # noqa: F811
     """Another process holds the run's lock: its error comes first and nothing is touched; a run refused by a
     check that needs its inputs (no training batch) deletes nothing either."""
-    config, path = copy_run(finished, tmp_path)
+    config, path = copy_run(short_run, tmp_path)
     run = tmp_path / "run"
     before = snapshot(run)
     with safe_output.exclusive(run):
@@ -142,8 +132,8 @@ def test_restart_of_a_run_in_use_or_refused_deletes_nothing(tmp_path, finished, 
     assert snapshot(run) == before
 
 
-def test_a_rerun_without_restart_is_told_of_it(tmp_path, finished, capsys):
-    _, path = copy_run(finished, tmp_path)
+def test_a_rerun_without_restart_is_told_of_it(tmp_path, short_run, capsys):  # noqa: F811
+    _, path = copy_run(short_run, tmp_path)
     before = snapshot(tmp_path / "run")
     assert main(["train", "--config", str(path)]) == 2
     line = one_error_line(capsys.readouterr().err)
