@@ -484,3 +484,23 @@ def test_a_disk_too_small_is_said_before_the_land_points_are_sampled(tmp_path, c
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("satclip: error: disk full while writing ") and "images.npy" in line, line
     assert not out.exists()
+
+
+def test_a_disk_too_small_is_said_where_blocks_cannot_be_allocated_ahead(tmp_path, capsys, monkeypatch):
+    """Without posix_fallocate (macOS, Windows, some filesystems) reserving the corpus's images did nothing, and a
+    full disk killed the build with SIGBUS in the memory map, without a word: the free space is compared there."""
+    import os
+    import shutil
+    from collections import namedtuple
+
+    from satclip.cli import main
+
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 50_000, 50_000))
+    monkeypatch.setattr(bm, "sample_land_points", lambda *a, **k: pytest.fail("sampled before the space was checked"))
+    out = tmp_path / "corpus"
+    assert main(["data", "bluemarble", "--n", "1000", "--patch-size", "8", "--out", str(out)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("satclip: error: disk full while writing ") and "images.npy" in line, line
+    assert not out.exists()

@@ -1008,16 +1008,23 @@ def usual_permissions(path: str | Path) -> None:
 
 def reserve(path: str | Path) -> None:
     """Allocate the disk blocks of a (sparse) file now, e.g. one about to be filled through a memory map:
-    a full disk then fails here with ENOSPC instead of killing the process with SIGBUS mid-write."""
-    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
-        return
+    a full disk then fails here with ENOSPC instead of killing the process with SIGBUS mid-write. Where blocks
+    cannot be allocated ahead (no ``posix_fallocate``: macOS, Windows; a filesystem without it), the free space is
+    compared with the file's size instead (a corpus on a full disk died with SIGBUS there, without a word)."""
     fd = os.open(path, os.O_RDWR)
     try:
         with naming(path):
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-    except OSError as err:
-        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: no worse than before
-            raise
+            size = os.fstat(fd).st_size
+            try:
+                os.posix_fallocate(fd, 0, size)
+                return
+            except AttributeError:  # (no posix_fallocate on this system)
+                pass
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            if shutil.disk_usage(Path(path).parent).free < size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     finally:
         os.close(fd)
 
