@@ -1014,7 +1014,8 @@ def reserve(path: str | Path) -> None:
     fd = os.open(path, os.O_RDWR)
     try:
         with naming(path):
-            size = os.fstat(fd).st_size
+            stat = os.fstat(fd)
+            size = stat.st_size
             try:
                 os.posix_fallocate(fd, 0, size)
                 return
@@ -1023,7 +1024,8 @@ def reserve(path: str | Path) -> None:
             except OSError as err:
                 if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
-            if shutil.disk_usage(Path(path).parent).free < size:
+            allocated = getattr(stat, "st_blocks", 0) * 512  # (a file resumed holds blocks already)
+            if shutil.disk_usage(Path(path).parent).free < size - allocated:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     finally:
         os.close(fd)
