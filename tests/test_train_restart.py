@@ -92,7 +92,8 @@ def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, short_ru
 
     (run / "notes.txt").unlink()
     # inside the folders a run writes too (they were declared whole: --restart deleted these without a word)
-    for mine in ("checkpoints/my_best_epoch.ckpt", "logs/notes.txt", "logs/mine/analysis.ipynb", "export/model.pt"):
+    for mine in ("checkpoints/my_best_epoch.ckpt", "logs/notes.txt", "logs/mine/analysis.ipynb", "export/model.pt",
+                 "logs/version_0_before_restart/metrics.csv", "logs/version_0/mine/hparams.yaml"):  # (a copy aside)
         (run / mine).parent.mkdir(exist_ok=True)
         (run / mine).write_text("keep me")
         before = snapshot(run)
@@ -101,8 +102,8 @@ def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, short_ru
         assert f"refusing to replace {run}" in line and f"{mine}, which satclip did not write" in line
         assert snapshot(run) == before
         (run / mine).unlink()
-        if mine.startswith("logs/mine/"):
-            (run / "logs" / "mine").rmdir()
+        if (run / mine).parent.name in ("mine", "version_0_before_restart"):
+            (run / mine).parent.rmdir()
     (run / "logs" / "version_7").mkdir()  # (an empty folder on the way to a run's files is the run's)
     mine = "# my run: see the wiki\n" + path.read_text()
     (run / "config.yaml").write_text(mine)  # (the user's --config, kept in the run directory)

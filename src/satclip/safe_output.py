@@ -420,10 +420,17 @@ def undeclared(directory: Path, kind: str | None = None) -> list[str]:
     on_the_way = tuple(folder for pattern in patterns for folder in _and_parents(pattern)[1:])
     return [
         path for path in _published_paths(directory)
-        if not any(fnmatch.fnmatchcase(_own_name(part), pattern) for part in _and_parents(path) for pattern in patterns)
-        and not ((directory / path).is_dir() and any(fnmatch.fnmatchcase(path, folder) for folder in on_the_way))
+        if not any(_matches(_own_name(part), pattern) for part in _and_parents(path) for pattern in patterns)
+        and not ((directory / path).is_dir() and any(_matches(path, folder) for folder in on_the_way))
         and path.rsplit("/", 1)[-1] != MARKER
     ]  # fmt: skip
+
+
+def _matches(path: str, pattern: str) -> bool:
+    """Whether ``path`` matches ``pattern`` component by component (:func:`fnmatch.fnmatchcase`'s ``*`` crosses
+    ``/``: ``logs/version_*/metrics.csv`` declared a user's ``logs/version_0/mine/metrics.csv``)."""
+    parts, wanted = path.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(map(fnmatch.fnmatchcase, parts, wanted))
 
 
 def _own_name(path: str) -> str:

@@ -65,11 +65,13 @@ _LEGACY_EXPORT = {"config.json", "model.safetensors"}
 #: the files a run writes under those entries, which deleting the run (``--restart``, the demo) deletes; anything
 #: else there (a user's checkpoint or notes, a `satclip export -o RUN/export/m.onnx`) is refused, not deleted (the
 #: whole folders were declared: `--restart` deleted a user's checkpoints/mine.ckpt and logs/notes.txt)
+_VERSIONS = tuple(f"version_{'[0-9]' * digits}" for digits in range(1, 5))  # (Lightning's version_0 …; no copy of it)
 RUN_FILES = (
     "config.yaml", "history.jsonl",
     *(f"checkpoints/{name}.ckpt{tail}" for name in ("last", "best") for tail in ("", ".sha256")),
-    "logs/version_*/hparams.yaml", "logs/version_*/metrics.csv", "tensorboard/version_*/hparams.yaml",
-    "tensorboard/version_*/events.out.tfevents.*", "export/best", "export/last",
+    *(f"logs/{version}/{name}" for version in _VERSIONS for name in ("hparams.yaml", "metrics.csv")),
+    *(f"tensorboard/{version}/{name}" for version in _VERSIONS for name in ("hparams.yaml", "events.out.tfevents.*")),
+    "export/best", "export/last",
     *(f"export/{target.format(name=name)}" for target in TARGET_NAMES.values() for name in ("best", "last")),
 )  # fmt: skip
 safe_output.declare_contents("training-run", *RUN_FILES)
