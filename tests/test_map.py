@@ -748,7 +748,16 @@ def test_a_grid_too_large_for_any_model_is_refused_before_a_hub_model_is_downloa
     monkeypatch.setattr(hub, "fetch", lambda *a, **k: pytest.fail("the model was fetched before the grid was refused"))
     assert main(["map", "--model", "satclip-vit16-l40", "--resolution", "0.01", "-o", str(tmp_path / "m.tif")]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert "is 648,000,000 cells: a geotiff map of 648,000,000 embeddings and ≈" in line
-    assert "core-hours of embedding at L = 40 (the limit is 52,000,000 cells embedded)" in line
+    assert "is 648,000,000 cells: a geotiff map of 648,000,000 embeddings (the limit is 52,000,000 cells" in line
+    assert "core-hours" not in line  # (the model's size and degree unknown: an L = 40 one was said to take less)
+    # a PNG (its PCA's cells embedded twice where the field is too large to keep) and a --pca N map, whose bytes
+    # are known before the model is
+    argv = ["map", "--model", "satclip-vit16-l40", "--resolution", "0.01"]
+    assert main([*argv, "-o", str(tmp_path / "m.png")]) == 2
+    assert "a 36,000 × 18,000 pixel picture (the limit is 26,000,000 cells and 52,000,000 cells embedded)" in (
+        one_error_line(capsys.readouterr().err))  # fmt: skip
+    assert main([*argv, "--resolution", "0.02", "--pca", "8", "-o", str(tmp_path / "m.tif")]) == 2
+    assert "162,000,000 cells: ≈5.2 GB of float32 geotiff (the limit is 52,000,000 cells embedded)" in (
+        one_error_line(capsys.readouterr().err))  # fmt: skip
     assert line.endswith("use a coarser --resolution, a --bbox, or pass --force to go ahead")
     assert list(tmp_path.iterdir()) == []

@@ -358,7 +358,7 @@ def core_seconds_per_cell(encoder) -> float:
     """The time estimate of the size message: core-seconds to embed one cell. Measured in float32 on one core,
     122,000 points/s at L=10 and 52,000 at L=40 (the SIREN costs most, the L² harmonics the rest); this takes
     about half the speed, for slower cores: 15 µs + 10 ns · L² (L=40 for an encoding without ``legendre_polys``)."""
-    degree = encoder.config.get("encoding", {}).get("legendre_polys", 40) if encoder is not None else 40
+    degree = encoder.config.get("encoding", {}).get("legendre_polys", 40)
     return 15e-6 + 10e-9 * degree**2
 
 
@@ -370,14 +370,14 @@ def check_size(
     whose field is embedded twice when it is too large to keep (fit, then projection); ``pca``: whether
     ``--pca N`` is a way out (the Dask engine refuses it). ``encoder`` None: before the model is loaded (a hub
     model downloaded, a precision calibrated, for a grid refused then), only the limits on cells, which hold for any
-    model (the output's bytes depend on its embedding size).
+    model (the output's bytes depend on its embedding size, unless ``components`` says them; the time is not said).
 
     Raises:
         BadInputError: the output exceeds :data:`MAX_OUTPUT_BYTES` (:data:`MAX_PNG_CELLS` for PNG) or the cells
             embedded exceed :data:`MAX_EMBEDDED_CELLS`, and not ``force``.
     """
     cells, dim = grid.width * grid.height, encoder.embedding_dim if encoder is not None else 0
-    size = cells * (components or dim) * 4 if dim else 0
+    size = cells * (components or dim) * 4
     passes = 2 if components and cells * dim * 4 > MAX_OUTPUT_BYTES else 1  # (as render_map computes it)
     limits = [f"{MAX_PNG_CELLS:,} cells"] if fmt == "png" and cells > MAX_PNG_CELLS else []
     if fmt != "png" and size > MAX_OUTPUT_BYTES:
@@ -385,19 +385,21 @@ def check_size(
     if cells * passes > MAX_EMBEDDED_CELLS:
         limits.append(f"{MAX_EMBEDDED_CELLS:,} cells embedded")
     if limits and not force:
-        hours = cells * passes * core_seconds_per_cell(encoder) / 3600
         twice = "each cell twice: the PCA's fit, then its projection; " if passes == 2 else ""
-        at = " at L = 40" if encoder is None else ""  # (the model not loaded yet: the released models' largest L)
+        # (before the model is loaded, its size and degree unknown: no time, which depends on both (twice a PCA's
+        # cells where the field is too large to keep); an L = 40 model was said to take less than an L = 10 one)
+        hours = cells * passes * core_seconds_per_cell(encoder) / 3600 if dim else None
+        hours = f"≈{hours:,.1f} core-hours of embedding " if hours is not None else ""
         if fmt == "png":  # (--pca N was suggested, which neither shrinks a picture nor is taken for PNG but 3)
             what, ways = f"a {grid.width:,} × {grid.height:,} pixel picture", ""
-        elif not dim:  # (before the model is loaded: its embedding size, and so the output's bytes, unknown)
+        elif not size:  # (before the model is loaded: its embedding size, and so the output's bytes, unknown)
             what, ways = f"a {fmt} map of {cells:,} embeddings", ""
         else:  # (--pca N where its map would pass: it embeds a large field twice)
             what = f"≈{size / 1e9:,.1f} GB of float32 {fmt}"
             ways = ", --pca N" if pca and not components and cells * 2 <= MAX_EMBEDDED_CELLS else ""
         raise BadInputError(
-            f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: {what} and "
-            f"≈{hours:,.1f} core-hours of embedding{at} ({twice}the limit is {' and '.join(limits)}); use a coarser "
+            f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: {what}"
+            f"{' and ' + hours if hours else ' '}({twice}the limit is {' and '.join(limits)}); use a coarser "
             f"--resolution, a --bbox{ways}, or pass --force to go ahead"
         )
 
