@@ -199,8 +199,8 @@ def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bo
     best, (mean, std, _) = items[0]
     if len(items) == 1:
         return Ranking(best, (), "alone")
-    if any(math.isnan(st[1]) for _, st in items):
-        if unit is None:
+    if any(math.isnan(st[1]) for _, st in items):  # (one fold of all, by the unit; one of some: not judged, as
+        if unit is None or not all(math.isnan(st[1]) for _, st in items):  # the rule of one fold is no rule of many)
             return Ranking(best, (), "no-spread")
         level = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= unit)
         return Ranking(best, (best,) + level if level else (), "level")
@@ -471,11 +471,10 @@ def _terminal_table(rows: Sequence[dict], summary, probe: str, variant: str, wid
     names = display_names(encoders)
     kinds = {r["task"]: r["kind"] for r in rows}
     best = {}
-    for t in tasks:
-        metric = PRIMARY[kinds[t]][0]
-        ranking = rank({e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders},
-                       HIGHER_IS_BETTER[metric])  # fmt: skip
-        if ranking.verdict == "clear":
+    units = accuracy_units(rows)
+    for t in tasks:  # (as results.md marks them: one fold's best, ahead by more than a test point, was unmarked)
+        ranking = _rank_task(summary, probe, variant, t, encoders, PRIMARY[kinds[t]][0], units)
+        if ranking.verdict in ("clear", "level") and not ranking.tied:
             best[t] = ranking.best
 
     def clipped(name: str, most: int = 28) -> str:  # (a 300-character task name was a 300-character column)
@@ -500,8 +499,9 @@ def _terminal_table(rows: Sequence[dict], summary, probe: str, variant: str, wid
     lines = table(with_std)
     if with_std and max(map(len, lines)) > width:
         with_std, lines = False, table(with_std=False)
-    shown = [NO_SPREAD if _one_fold(summary) else "mean ± std" if with_std else "mean"]
-    shown += ["*: best by more than the spreads"] * bool(best)
+    one_fold = _one_fold(summary)
+    shown = [NO_SPREAD if one_fold else "mean ± std" if with_std else "mean"]
+    shown += [f"*: best by more than {'one test point' if one_fold else 'the spreads'}"] * bool(best)
     label = f"probe {probe}" + (f", {variant}" if variant else "")
     return "\n".join([f"{label}, {METRIC_TITLES_SHORT}; {'; '.join(shown)}:", *lines])
 
