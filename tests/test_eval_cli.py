@@ -247,6 +247,11 @@ def test_evaluate_holdout_spatial_block_and_paper(tmp_path, capsys):
     assert json.loads(rows[0]["hparams"])["shared_hidden"] is True
     text = (tmp_path / "p" / "results.md").read_text()
     assert "MSE 0.25 ± 0.02" in text and "Protocol differences" in text and "target / max" in text
+    assert "one seeded 50/50 split per seed, mean ± std." in text
+    assert main(["evaluate", "--preset", "paper", "--encoders", "wrap", "--seeds", "1", "--max-epochs", "40",
+                 "--workers", "1", "--data", str(data), "--out", str(tmp_path / "p1")]) == 0  # fmt: skip
+    # (one seed said "mean ± std")
+    assert "one seeded 50/50 split per seed, one seed: no spread." in (tmp_path / "p1" / "results.md").read_text()
     # the command that ran it, as other runs record it; only the options of the probe it ran (mlp's was listed)
     assert "Command: `satclip evaluate --preset paper --encoders wrap" in text
     assert "probe options paper-mlp={'epochs': 40}" in text and "mlp={'max_epochs'" not in text

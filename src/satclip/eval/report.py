@@ -53,7 +53,7 @@ PAPER_REFERENCE = (
     "with the `MSE (target / max)` column.",
 )
 PAPER_DIFFERENCES = (
-    "Split: the notebook's single unseeded 50/50 split → here one seeded 50/50 split per seed, mean ± std.",
+    "Split: the notebook's single unseeded 50/50 split → here one seeded 50/50 split per seed, {spread}.",
     "Probe: the notebook's MLP as written (64 hidden units, its two hidden blocks share one Linear, "
     "full-batch Adam lr 1e-3, {epochs} epochs, no validation, no early stopping, raw embeddings).",
     "Target: divided by its maximum, as in the notebook; the `MSE` column re-expresses the same predictions "
@@ -729,7 +729,8 @@ def markdown(
         from .probes.paper import EPOCHS
 
         epochs = config.probe_options.get("paper-mlp", {}).get("epochs") or EPOCHS
-        differences = [line.format(epochs=epochs, data=_paper_data(tasks)) for line in PAPER_DIFFERENCES]
+        spread = "one seed: no spread" if one_fold else "mean ± std"  # (one seed said "mean ± std")
+        differences = [line.format(epochs=epochs, data=_paper_data(tasks), spread=spread) for line in PAPER_DIFFERENCES]
         if any(_is_stations(t) for t in tasks):
             out += ["", "## Compared with the paper", ""] + [f"- {line}" for line in PAPER_REFERENCE]
             out += ["", "Protocol differences:", ""] + [f"- {line}" for line in [*differences, PAPER_TABLE]]
