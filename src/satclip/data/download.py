@@ -33,7 +33,6 @@ import json
 import logging
 import lzma
 import shlex
-import shutil
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -248,9 +247,12 @@ def extract_images(
                     continue
                 # a full disk or a file-size limit names the image (it said "while writing the output"), not the
                 # temporary removed below
+                digest = hashlib.sha256()  # (as it is copied: each image was read back whole to hash it)
                 with source, safe_output.naming_as(partial, images), safe_output.writing(partial / name) as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                digests[name] = file_digest(partial / name, "sha256")
+                    while chunk := source.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                digests[name] = digest.hexdigest()
         # all of them named at once, before anything is moved (it named one a run, and published the images before)
         other = [name for name in digests
                  if (images / name).exists() and not _same_file(images / name, partial / name)]  # fmt: skip
