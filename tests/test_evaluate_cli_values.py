@@ -669,3 +669,22 @@ def test_a_point_seed_that_drew_no_points_is_said_unused(tmp_path, capsys):
     assert "drew the points of no task" not in capsys.readouterr().err
     settings = (tmp_path / "drawn" / "results.md").read_text().split("Settings: ")[1].split(";")[0]
     assert settings == "at most 100 points per task (point seed 5)"
+
+
+def test_a_task_table_in_radians_is_noted_once_per_task_and_in_results_md(tmp_path, capsys):
+    """A table of points in radians (valid degrees, off West Africa) was scored with exit 0 and no word, while
+    satclip embed notes such points: --task-file is read as embed reads it."""
+    columns = _task_columns()
+    table = _table(tmp_path / "rad.csv", {**columns, "lon": np.radians(columns["lon"]),
+                                          "lat": np.radians(columns["lat"])})  # fmt: skip
+    out = tmp_path / "ev"
+    capsys.readouterr()
+    assert main(["evaluate", "--encoders", "wrap,sh-l10", "--no-cache", "--seeds", "1", "--probes", "linear",
+                 "--no-figures", "--task-file", table, "--out", str(out)]) == 0  # fmt: skip
+    note = ("every point lies within ±3.14° of longitude and ±1.57° of latitude, as coordinates in radians do: if "
+            "they are, convert 'lon' and 'lat' to degrees (× 180/π)")  # fmt: skip
+    assert capsys.readouterr().err.count(note) == 1  # (once for the task, not once per encoder)
+    assert f"rad: {note}" in (out / "results.md").read_text()
+    plain = _table(tmp_path / "deg.csv", columns)  # (degrees: no note)
+    assert main(["evaluate", *FAST, "--no-figures", "--task-file", plain, "--out", str(tmp_path / "deg")]) == 0
+    assert "radians" not in capsys.readouterr().err

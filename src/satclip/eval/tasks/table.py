@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ...encoding.points import MAX_REPORTED_ROWS, describe_invalid, invalid_rows, places
+from ...encoding.points import (
+    MAX_REPORTED_ROWS,
+    RADIANS_NOTE,
+    describe_invalid,
+    invalid_rows,
+    looks_like_radians,
+    outside_radians_box,
+    places,
+)
 from ...optional import require
 from ...paths import expand_user
 from ..cache import digest
@@ -432,6 +440,9 @@ def table_task(
         of_geometry = geometry is not None and (lon, lat) == tuple(geometry)
         what = "geometry (null or empty)" if of_geometry else f"{lon!r} or {lat!r} (empty or NaN)"
         notes.append(f"{with_target - len(frame)} of {given} row(s) have no {what}: left out")
+    # (a table in radians was scored at the wrong places without a word, which satclip embed notes)
+    if looks_like_radians(len(points), outside_radians_box(points)):
+        notes.append(f"{RADIANS_NOTE}: if they are, convert {lon!r} and {lat!r} to degrees (× 180/π)")
     repeated = len(points) - len(np.unique(places(points), axis=0))  # ((180, y) is (−180, y))
     if repeated:
         notes.append(f"{repeated} row(s) repeat another row's location: a random split can put one location in both "
