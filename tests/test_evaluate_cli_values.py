@@ -688,3 +688,19 @@ def test_a_task_table_in_radians_is_noted_once_per_task_and_in_results_md(tmp_pa
     plain = _table(tmp_path / "deg.csv", columns)  # (degrees: no note)
     assert main(["evaluate", *FAST, "--no-figures", "--task-file", plain, "--out", str(tmp_path / "deg")]) == 0
     assert "radians" not in capsys.readouterr().err
+
+
+def test_saved_classification_predictions_name_their_classes(tmp_path):
+    """predictions/*.npz held y_true and y_pred as class codes, and no output named the classes they stand for."""
+    columns = _task_columns()
+    zones = np.where(columns["lat"] > 30, "north", np.where(columns["lat"] < -10, "south", "mid"))
+    table = _table(tmp_path / "zones.csv", {**columns, "y": zones})
+    out = tmp_path / "ev"
+    assert main(["evaluate", *FAST, "--no-figures", "--task-file", table, "--out", str(out)]) == 0
+    with open(out / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    with np.load(out / row["predictions"], allow_pickle=False) as saved:
+        classes, y_true, points = saved["classes"], saved["y_true"], saved["points"]
+    assert list(classes) == ["mid", "north", "south"]
+    by_point = dict(zip(map(tuple, np.stack([columns["lon"], columns["lat"]], axis=1)), zones, strict=True))
+    assert [by_point[tuple(p)] for p in points] == list(classes[y_true])  # (the codes map back to the labels)

@@ -3,9 +3,10 @@
 Each finished fold is appended to ``OUT/rows.jsonl`` (with a key naming everything it depends on), so an
 interrupted run resumes where it stopped. Test predictions of every seed's folds (zero-shot ones for
 ``holdout-continent``; together a seed's folds test every point once for the hold-out and block protocols) are
-kept in ``OUT/predictions/``, by row key, for the residual maps, which show the run's first seed: a rerun
-that lists its seeds in another order, or adds encoders, maps what a fresh run of it would. A fold's file goes
-with its record when a rerun evaluates the fold anew.
+kept in ``OUT/predictions/``, by row key (what a file holds: :func:`_save_predictions`; results.csv names each
+row's), for the residual maps, which show the run's first seed: a rerun that lists its seeds in another order, or
+adds encoders, maps what a fresh run of it would. A fold's file goes with its record when a rerun evaluates the
+fold anew.
 """
 
 from __future__ import annotations
@@ -750,10 +751,15 @@ def _prediction_path(out: Path, task: str, encoder: str, probe: str, fold: str, 
 
 
 def _save_predictions(out: Path, task: Task, encoder: str, probe: str, fold: protocols.Fold, pred, key: str) -> None:
-    save_npz(_prediction_path(out, task.name, encoder, probe, fold.name, key), {
-        "points": task.points[fold.test], "y_true": task.targets[fold.test], "y_pred": pred,
-        "fold": np.array(fold.name),
-    })  # fmt: skip
+    """One fold's ``.npz`` (read with ``allow_pickle=False``): ``points`` ``(n, 2)`` (lon, lat) degrees of its test
+    points, ``y_true`` and ``y_pred`` ``(n,)`` (regression: the target in its unit; classification: int64 indices
+    into ``classes``), ``fold`` its name and, for a classification, ``classes`` ``(K,)`` the class labels as text
+    (the codes named no class: 'mid', 'north' and 'south' were 0, 1 and 2 in no file)."""
+    arrays = {"points": task.points[fold.test], "y_true": task.targets[fold.test], "y_pred": pred,
+              "fold": np.array(fold.name)}  # fmt: skip
+    if task.classes is not None:
+        arrays["classes"] = np.asarray(task.classes).astype(str)  # (text, never objects: no pickle to read them)
+    save_npz(_prediction_path(out, task.name, encoder, probe, fold.name, key), arrays)
 
 
 def prediction_file(out: Path, row: dict) -> str:
