@@ -516,4 +516,39 @@ def test_one_seed_is_said_to_have_no_spread_and_shows_no_plus_minus(tmp_path, mo
     assert drawn == [None, None, None]  # (no error bars of width 0)
     bar_chart(_rows("koppen", "classification", "accuracy", "macro_f1", {"a": (0.7, 0.01)}), tasks, tmp_path / "b.png",
               "three seeds")  # fmt: skip
-    assert drawn[-1] == pytest.approx([0.01])
+    np.testing.assert_allclose(drawn[-1], [[0.01], [0.01]])  # (lower, upper)
+
+
+def test_a_bar_chart_keeps_its_title_inside_and_its_error_bars_within_the_metric(tmp_path, monkeypatch):
+    """A one-panel hold-out chart cut its title at both ends ("p evaluate: holdout-continent — …"), and an MSE of
+    485 ± 1180 drew its error bar down to −695."""
+    import matplotlib.axes
+    import matplotlib.pyplot as plt
+
+    from satclip.eval.plots import bar_chart
+
+    temperature = _task("temps", "regression", np.linspace(-1, 1, 50))
+    rows = [{**row, "variant": "zero-shot"} for row in _rows("temps", "regression", "mse", "r2",
+                                                              {"sh-l10": (485.0, 1180.0), "wrap": (0.5, 0.2)})]
+    koppen = _task("koppen", "classification", np.repeat(np.arange(2), 25), classes=np.array(["A", "B"]))
+    rows += [{**row, "variant": "zero-shot"} for row in _rows("koppen", "classification", "accuracy", "macro_f1",
+                                                               {"sh-l10": (0.9, 0.2), "wrap": (0.6, 0.1)})]
+    drawn, figures, close = [], [], plt.close
+    barh = matplotlib.axes.Axes.barh
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", lambda ax, *a, **k: drawn.append(k["xerr"]) or barh(ax, *a, **k))
+    monkeypatch.setattr(plt, "close", figures.append)  # (kept open, to measure)
+    for only in (["temps"], ["temps", "koppen"]):
+        bar_chart([r for r in rows if r["task"] in only], [temperature, koppen], tmp_path / "bars.png",
+                  "satclip evaluate: holdout-continent")  # fmt: skip
+    np.testing.assert_allclose(drawn[0], [[485.0, 0.2], [1180.0, 0.2]])  # (lower, upper): down to 0, not −695
+    np.testing.assert_allclose(drawn[2], [[0.2, 0.1], [0.1, 0.1]])  # an accuracy stops at 1
+    for fig in figures:
+        renderer = fig.canvas.get_renderer()
+        title = fig.get_suptitle()
+        assert title.replace("\n", " ") == "satclip evaluate: holdout-continent — probe mlp — zero-shot"
+        inside = fig.bbox.padded(1)  # (in pixels)
+        extent = fig._suptitle.get_window_extent(renderer)
+        assert inside.x0 <= extent.x0 and extent.x1 <= inside.x1 and extent.y1 <= inside.y1, (title, extent)
+        tight = fig.get_tightbbox(renderer)  # (in inches: everything drawn lies within the figure)
+        assert tight.x0 >= -0.01 and tight.x1 <= fig.get_figwidth() + 0.01 and tight.y1 <= fig.get_figheight() + 0.01
+        close(fig)

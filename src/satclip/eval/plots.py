@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,9 +34,27 @@ def _land_background(step: int = 24) -> np.ndarray | None:
         return None
 
 
+#: the values a primary metric can take: an error bar of mean ± std stops at their ends (485 ± 1180 reached below 0
+#: for an MSE)
+METRIC_RANGE = {"mse": (0.0, math.inf), "accuracy": (0.0, 1.0)}
+#: the font size of a bar chart's title, and the share of it one character is wide at most (a title is wrapped to
+#: the figure's width: one panel's cut "satclip evaluate: holdout-continent — …" at both ends)
+TITLE_SIZE, CHAR_WIDTH = 10, 0.6
+
+
+def _error_bars(means: Sequence[float], stds: Sequence[float], metric: str) -> np.ndarray:
+    """``(2, N)`` lower and upper lengths of the error bars of ``means`` ± ``stds`` within :data:`METRIC_RANGE`."""
+    low, high = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+    means, stds = np.asarray(means, dtype=np.float64), np.asarray(stds, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # (a missing mean: no bar, no error bar)
+        bars = np.stack([np.minimum(stds, means - low), np.minimum(stds, high - means)])
+    return np.nan_to_num(np.clip(bars, 0.0, None))
+
+
 def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: str) -> list[Path]:
-    """One PNG per (probe, variant): a panel per task, a bar per encoder (mean ± std of the primary metric; no
-    error bar in a panel of one fold per encoder, which has no std)."""
+    """One PNG per (probe, variant): a panel per task, a bar per encoder (mean ± std of the primary metric, the error
+    bar cut at the ends of the metric's range, :data:`METRIC_RANGE`; no error bar in a panel of one fold per encoder,
+    which has no std); the title wrapped to the figure's width."""
     plt = _pyplot()
     summary = summarise(rows)
     kinds = {t.name: t.kind for t in tasks}
@@ -47,8 +66,11 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
         for variant in _ordered(r.get("variant", "") for r in rows if r["probe"] == probe):
             cols = min(4, len(task_names))
             nrows = math.ceil(len(task_names) / cols)
-            fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, (0.22 * len(encoder_names) + 1.2) * nrows + 0.4),
-                                     squeeze=False, layout="constrained")  # fmt: skip
+            suffix = f" — {variant}" if variant else ""
+            width = 3.6 * cols
+            heading = textwrap.wrap(f"{title} — probe {probe}{suffix}", int(width * 72 / (CHAR_WIDTH * TITLE_SIZE)))
+            height = (0.22 * len(encoder_names) + 1.2) * nrows + 0.2 * (len(heading) + 1)
+            fig, axes = plt.subplots(nrows, cols, figsize=(width, height), squeeze=False, layout="constrained")
             for ax, task in zip(axes.flat, task_names, strict=False):
                 metric = PRIMARY[kinds[task]][0]
                 stats = [summary.get((probe, variant, task, e), {}).get(metric) for e in encoder_names]
@@ -56,15 +78,15 @@ def bar_chart(rows: Sequence[dict], tasks: Sequence[Task], path: Path, title: st
                 errs = [s[1] if s and not math.isnan(s[1]) else 0.0 for s in stats]
                 spread = any(s and not math.isnan(s[1]) for s in stats)  # (one seed drew zero-width error marks)
                 y = np.arange(len(encoder_names))
-                ax.barh(y, means, xerr=errs if spread else None, color="#4c72b0", ecolor="#333333", capsize=2)
+                xerr = _error_bars(means, errs, metric) if spread else None
+                ax.barh(y, means, xerr=xerr, color="#4c72b0", ecolor="#333333", capsize=2)
                 ax.set_yticks(y, labels, fontsize=8)
                 ax.invert_yaxis()
                 ax.set_title(f"{task}\n{METRIC_TITLES[metric]}", fontsize=9)
                 ax.tick_params(axis="x", labelsize=8)
             for ax in list(axes.flat)[len(task_names) :]:
                 ax.set_visible(False)
-            suffix = f" — {variant}" if variant else ""
-            fig.suptitle(f"{title} — probe {probe}{suffix}", fontsize=10)
+            fig.suptitle("\n".join(heading), fontsize=TITLE_SIZE)
             variant_part = f"_{file_part(variant.replace('%', 'pct'), unique=True)}" if variant else ""
             name = f"{path.stem}_{file_part(probe, unique=True)}{variant_part}.png"
             target = path.with_name(name)
