@@ -704,3 +704,23 @@ def test_saved_classification_predictions_name_their_classes(tmp_path):
     assert list(classes) == ["mid", "north", "south"]
     by_point = dict(zip(map(tuple, np.stack([columns["lon"], columns["lat"]], axis=1)), zones, strict=True))
     assert [by_point[tuple(p)] for p in points] == list(classes[y_true])  # (the codes map back to the labels)
+
+
+def test_the_classes_a_task_drops_are_named_in_results_md(tmp_path, capsys):
+    """Rare classes dropped were named on stderr alone, as "dropped 2 classes with < 20 points (4 points)" (and
+    "dropped 1 classes"); results.md gave their count only."""
+    columns = _task_columns()
+    zones = np.where(columns["lat"] > 20, "north", "south").astype(object)
+    zones[:4] = ["ice", "ice", "ice", "sand"]
+    table = _table(tmp_path / "zones.csv", {**columns, "y": zones})
+    out = tmp_path / "ev"
+    capsys.readouterr()
+    assert main(["evaluate", *FAST, "--no-figures", "--task-file", table, "--out", str(out)]) == 0
+    assert "zones: dropped 2 classes with < 20 points (ice: 3 points, sand: 1 point); 2 classes remain" in \
+        capsys.readouterr().err  # fmt: skip
+    assert "zones keeps 2 of 4 classes (196 of 200 points; drops ice: 3 points, sand: 1 point)." in \
+        (out / "results.md").read_text()  # fmt: skip
+    zones[:4] = ["ice", "north", "north", "north"]
+    table = _table(tmp_path / "one.csv", {**columns, "y": zones})
+    assert main(["evaluate", *FAST, "--no-figures", "--task-file", table, "--out", str(tmp_path / "one")]) == 0
+    assert "one: dropped 1 class with < 20 points (ice: 1 point); 2 classes remain" in capsys.readouterr().err

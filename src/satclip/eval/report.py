@@ -570,7 +570,7 @@ def _class_filter_note(tasks: Sequence[Task], task_names: Sequence[str]) -> str:
     if not kept:
         return ""
     minimum = kept[0].class_filter.min_points
-    parts = [f"{t.name} {t.class_filter.describe().split(':')[0]}" for t in kept]
+    parts = [f"{t.name} {t.class_filter.describe()}" for t in kept]
     return (
         f"Classification tasks keep only the classes with at least {minimum} points (--min-class-points): a rarer "
         "class cannot be split into training, validation and test points and leaves too little to learn from, "

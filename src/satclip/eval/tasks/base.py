@@ -63,22 +63,30 @@ class TaskOptions:
 @dataclass(frozen=True)
 class ClassFilter:
     """What a classification task kept: the ``classes_kept`` of ``classes_before`` classes (``points_kept``
-    of ``points_before`` points) that have at least ``min_points`` points."""
+    of ``points_before`` points) that have at least ``min_points`` points; ``dropped``: the others as (label, points),
+    the most frequent first."""
 
     min_points: int
     classes_before: int
     classes_kept: int
     points_before: int
     points_kept: int
+    dropped: tuple[tuple[str, int], ...] = ()
+
+    def dropped_text(self) -> str:
+        """The dropped classes with their points, at most :data:`LISTED_CLASSES` of them (``"ice: 3 points, sand: 1
+        point"``), or ``""``."""
+        listed = ", ".join(f"{label}: {count:,} point{'s' * (count != 1)}" for label, count in
+                           self.dropped[:LISTED_CLASSES])  # fmt: skip
+        more = len(self.dropped) - LISTED_CLASSES
+        return listed + (f" and {more} more" if more > 0 else "")
 
     def describe(self) -> str:
-        """E.g. ``"keeps 34 of 141 classes (4,374 of 4,688 points): classes with fewer than 20 points are
-        dropped"``."""
-        text = (f"keeps {self.classes_kept} of {self.classes_before} classes ({self.points_kept:,} of "
-                f"{self.points_before:,} points)")  # fmt: skip
-        if self.classes_kept < self.classes_before:
-            text += f": classes with fewer than {self.min_points} points are dropped"
-        return text
+        """E.g. ``"keeps 3 of 4 classes (3,073 of 3,076 points; drops rare: 3 points)"``: results.md names the
+        dropped classes (they were named on stderr alone)."""
+        dropped = f"; drops {self.dropped_text()}" if self.dropped else ""
+        return (f"keeps {self.classes_kept} of {self.classes_before} classes ({self.points_kept:,} of "
+                f"{self.points_before:,} points{dropped})")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -195,11 +203,10 @@ def encode_classes(
             f"task {task}: fewer than 2 classes have >= {min_points} points ({len(labels)} points; by class: "
             f"{by_class}{more}); {advice}"
         )
-    dropped = len(values) - len(keep_classes)
-    if dropped:
-        log.info(
-            "%s: dropped %d classes with < %d points (%d points); %d classes remain",
-            task, dropped, min_points, len(labels) - len(rows), len(keep_classes),
-        )  # fmt: skip
-    kept = ClassFilter(int(min_points), len(values), len(keep_classes), len(labels), len(rows))
+    order = np.argsort(-counts, kind="stable")
+    dropped = tuple((str(values[i]), int(counts[i])) for i in order if counts[i] < min_points)
+    kept = ClassFilter(int(min_points), len(values), len(keep_classes), len(labels), len(rows), dropped)
+    if dropped:  # ("dropped 1 classes" named none of them)
+        log.info("%s: dropped %d class%s with < %d points (%s); %d classes remain", task, len(dropped),
+                 "es" * (len(dropped) != 1), min_points, kept.dropped_text(), len(keep_classes))  # fmt: skip
     return rows, np.searchsorted(keep_classes, labels[rows]).astype(np.int64), keep_classes, kept
