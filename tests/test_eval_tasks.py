@@ -251,7 +251,7 @@ def test_a_table_task_with_a_constant_target_or_rows_without_one_is_said_so(tmp_
         ValueError, match="target 'y' is 5 at every point of the task: there is nothing to predict"
     ):
         table_task(tmp_path / "const.csv")
-    assert "--task-kind classification if they are classes" not in caplog.text  # (before "nothing to predict")
+    assert "regressed as numbers" not in caplog.text  # (before "nothing to predict")
     frame.assign(y=np.where(np.arange(50) % 7 == 0, np.nan, np.arange(50.0))).to_csv(tmp_path / "gaps.csv",
                                                                                      index=False)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="satclip.eval.tasks.table"):
@@ -292,7 +292,8 @@ def test_a_class_target_of_one_class_or_a_class_per_point_says_what_is_wrong(tmp
     with pytest.raises(ValueError, match="the target is 'forest' at every point \\(40 points\\): there is nothing"):
         table_task(tmp_path / "one.csv", options=TaskOptions(min_class_points=1))
     frame.assign(y=[f"{v:.2f}m" for v in rng.uniform(0, 100, 40)]).to_csv(tmp_path / "text.csv", index=False)
-    with pytest.raises(ValueError, match="each of its 40 points has a class of its own: .*--task-kind regression"):
+    with pytest.raises(ValueError, match="each of its 40 points has a class of its own: .*--task-kind regression "
+                                         r"\(kind='regression' in Python\)"):  # fmt: skip
         table_task(tmp_path / "text.csv", options=TaskOptions(min_class_points=1))
 
 
@@ -476,3 +477,22 @@ def test_a_table_task_from_a_dataframe_reads_as_its_file_does(tmp_path, caplog):
     assert "DataFrame 'gaps': 1 of 40 row(s) have no target 'y' (empty or NaN): left out" in caplog.text
     with pytest.raises(ValueError, match="DataFrame 'table': cannot tell which column holds longitudes"):
         table_task(frame.rename(columns={"lon": "x"}))
+
+
+def test_table_task_messages_give_the_python_word_for_the_kind_and_a_json_list_its_fix(tmp_path):
+    """From Python, TaskFile(df, kind="regression") of a text target was told "pass --task-kind classification"
+    beside messages that say "(target_col= in Python)"; a JSON list of records was told "expected GeoJSON …, got
+    'list'" and not what to write instead."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lon": rng.uniform(-180, 180, 40), "lat": rng.uniform(-60, 60, 40), "y": ["a", "b"] * 20})
+    with pytest.raises(ValueError, match=r"or pass --task-kind classification \(kind='classification' in Python\) "
+                                         "if the column holds class labels"):  # fmt: skip
+        table_task(frame, kind="regression")
+    frame.to_json(tmp_path / "records.json", orient="records")
+    with pytest.raises(ValueError) as caught:
+        table_task(tmp_path / "records.json")
+    assert str(caught.value).endswith(
+        "got 'list'; a list of records is no GeoJSON: write it as a CSV with lon and lat columns (pandas.read_json("
+        f"{str(tmp_path / 'records.json')!r}).to_csv(...)) or as a FeatureCollection of Point features"
+    )

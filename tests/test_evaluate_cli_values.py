@@ -320,7 +320,8 @@ def test_task_tables_that_would_score_nonsense_are_refused(tmp_path, capsys):
     dashed["y"][3], dashed["y"][5] = "NA", "n/a"  # (missing values on their own: they were listed as "no number" too)
     line = _error([*run, _table(tmp_path / "dash.csv", dashed)], capsys)
     assert "target 'y' holds 1 value(s) that are no number (data rows from 0): row 7: '-'; fix or remove" in line
-    assert "or pass --task-kind classification if the column holds class labels" in line
+    assert "or pass --task-kind classification (kind='classification' in Python) if the column holds class " \
+           "labels" in line  # fmt: skip
     huge = _table(tmp_path / "huge.csv", {**base, "y": base["y"] * 1e200})
     assert "target 'y' reaches 3.1e+201, too large to score (its spread overflows)" in _error([*run, huge], capsys)
     assert not (tmp_path / "ev" / "results.csv").exists()
@@ -356,10 +357,11 @@ def test_task_tables_that_may_be_misread_are_scored_with_a_warning(tmp_path, cap
     assert main([*run, codes, "--out", str(out), "--n-points", "150"]) == 0
     err = capsys.readouterr().err
     assert "target 'y' holds only 5 distinct whole numbers (0, 1, 2, 3, 4): regressed as numbers; pass " \
-           "--task-kind classification if they are classes" in err  # fmt: skip
+           "--task-kind classification (kind='classification' in Python) if they are classes" in err  # fmt: skip
     assert "codes.csv: 200 rows: the task uses a sample of 150 of them (--n-points to change)" in err
     assert "codes: target 'y' holds only 5 distinct whole numbers (0, 1, 2, 3, 4): regressed as numbers; pass " \
-           "--task-kind classification if they are classes" in (out / "results.md").read_text()  # (stderr alone)
+           "--task-kind classification (kind='classification' in Python) if they are classes" in \
+           (out / "results.md").read_text()  # fmt: skip  (it was on stderr alone)
     scores = {}
     for name, factor in (("plain", 1.0), ("tiny", 1e-14)):  # (the splits are seeded by the points)
         (tmp_path / name).mkdir()

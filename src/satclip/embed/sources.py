@@ -716,9 +716,13 @@ class GeoJsonSource(InMemorySource):
         if isinstance(data, dict) and data.get("type") == "Feature":
             data = {"type": "FeatureCollection", "features": [{k: v for k, v in data.items() if k != "crs"}],
                     "crs": data.get("crs")}  # fmt: skip
-        if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        if not isinstance(data, dict) or data.get("type") != "FeatureCollection":  # (what to do was not said)
+            fix = "write it as a FeatureCollection of Point features, or as a CSV with lon and lat columns"
+            if isinstance(data, list):
+                fix = (f"a list of records is no GeoJSON: write it as a CSV with lon and lat columns (pandas.read_json("
+                       f"{str(self.path)!r}).to_csv(...)) or as a FeatureCollection of Point features")  # fmt: skip
             raise ValueError(f"{self.path}: expected GeoJSON (a FeatureCollection, a Feature or a geometry), got "
-                             f"{kind!r}")  # fmt: skip
+                             f"{kind!r}; {fix}")  # fmt: skip
         crs = data.get("crs")
         if not self._lonlat_crs(crs):  # a GeoJSON 2008 file in another CRS: reprojected, as a GeoPackage is
             declared = self._declared_crs(crs)

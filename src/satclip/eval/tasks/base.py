@@ -175,6 +175,12 @@ def subsample(n_available: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_available, size=n, replace=False))
 
 
+def kind_option(kind: str) -> str:
+    """``"--task-kind regression (kind='regression' in Python)"``: a table task's messages are read from the CLI and
+    from Python (``TaskFile(..., kind=...)``, ``table_task(..., kind=...)``), whose word is ``kind``."""
+    return f"--task-kind {kind} (kind={kind!r} in Python)"
+
+
 #: classes a refusal lists with their counts at most (the most frequent first)
 LISTED_CLASSES = 10
 
@@ -194,7 +200,8 @@ def encode_classes(
                          "is nothing to classify; give a target with at least 2 classes")  # fmt: skip
     if len(values) and counts.max() == 1:  # (no class in both training and test points: accuracy 0)
         raise ValueError(f"task {task}: each of its {len(labels)} points has a class of its own: if the target is a "
-                         "measurement, pass --task-kind regression (a text column of numbers: clean it)")  # fmt: skip
+                         f"measurement, pass {kind_option(REGRESSION)} (a text column of numbers: clean "
+                         "it)")  # fmt: skip
     if len(keep_classes) < 2:  # (which classes, and how far short, were not said)
         order = np.argsort(-counts, kind="stable")
         by_class = ", ".join(f"{values[i]} {counts[i]}" for i in order[:LISTED_CLASSES])

@@ -36,6 +36,7 @@ from .base import (
     TaskOptions,
     continent_labels,
     encode_classes,
+    kind_option,
     subsample,
 )
 
@@ -301,13 +302,13 @@ def _target_kind(frame, column: str, kind: str | None, where, short: str) -> tup
             raise ValueError(
                 f"{where}: target {column!r} holds numbers written with commas ({cells[first]!r} in data row {first}, "
                 "counted from 0: a decimal comma or a thousands separator); write them without (11.2, 1010), or pass "
-                "--task-kind classification if the column holds class labels"
+                f"{kind_option(CLASSIFICATION)} if the column holds class labels"
             )
         values, text = _numbers(frame, column)
         if text and (kind == REGRESSION or values.notna().mean() >= MOSTLY_NUMBERS):
             raise ValueError(
                 f"{where}: target {column!r} holds {text}; fix or remove those rows (empty cells are left out), "
-                "or pass --task-kind classification if the column holds class labels"
+                f"or pass {kind_option(CLASSIFICATION)} if the column holds class labels"
             )
     if kind is None:
         kind = REGRESSION if numeric else CLASSIFICATION
@@ -317,7 +318,7 @@ def _target_kind(frame, column: str, kind: str | None, where, short: str) -> tup
         if numeric and 1 < len(codes) <= FEW_CODES and np.all(np.mod(codes, 1) == 0):  # (one: refused below)
             shown = ", ".join(f"{c:g}" for c in codes[:5]) + (", …" if len(codes) > 5 else "")
             notes.append(f"target {column!r} holds only {len(codes)} distinct whole numbers ({shown}): regressed as "
-                         "numbers; pass --task-kind classification if they are classes")  # fmt: skip
+                         f"numbers; pass {kind_option(CLASSIFICATION)} if they are classes")  # fmt: skip
     if not numeric:  # (pandas read them as missing values: their rows were left out)
         for label, count in series[series.isin(MISSING_TEXT)].value_counts().items():
             notes.append(f"target {column!r} has the class label {label!r} ({count} rows), kept as a class; leave "
@@ -466,7 +467,7 @@ def table_task(
     if kind == REGRESSION:
         if not numeric:
             raise ValueError(f"{path}: target {target_col!r} is not numeric, so it cannot be regressed; pass "
-                             "--task-kind classification if the column holds class labels")  # fmt: skip
+                             f"{kind_option(CLASSIFICATION)} if the column holds class labels")  # fmt: skip
         targets, classes, kept = raw.astype(np.float64), None, None
         infinite = np.flatnonzero(~np.isfinite(targets))
         if len(infinite):
