@@ -552,3 +552,33 @@ def test_a_bar_chart_keeps_its_title_inside_and_its_error_bars_within_the_metric
         tight = fig.get_tightbbox(renderer)  # (in inches: everything drawn lies within the figure)
         assert tight.x0 >= -0.01 and tight.x1 <= fig.get_figwidth() + 0.01 and tight.y1 <= fig.get_figheight() + 0.01
         close(fig)
+
+
+def test_close_to_chance_is_judged_free_of_the_scale():
+    """"Close to chance" was a fixed gap: an accuracy of 0.067 on 1,538 classes of 2 points each (67 × chance's
+    0.001, 100 × 1/K) was close to chance's 0.000, MSE 0.05 against chance's 0.12 (R² ≈ 0.6) was close, and 590
+    against 600 was not."""
+    from satclip.eval.report import reading
+
+    task = _task("pairs", "classification", np.repeat(np.arange(1538), 2), classes=np.arange(1538).astype(str))
+    rows = [{"task": "pairs", "kind": "classification", "encoder": "sh-l10", "probe": "linear", "variant": "",
+             "fold": "seed=0", "seed": 0, "accuracy": 0.067, "macro_f1": 0.05}]  # fmt: skip
+    report = markdown(rows, EvalConfig(encoders=("sh-l10",), tasks=("koppen",), seeds=(0,)), [task])
+    assert float(_row(report, "*chance*")[0]) < 0.002
+    assert "Close to chance" not in report and "Every encoder is well above chance" in report
+
+    def close(mse: float, chance: float) -> bool:
+        summary = {("mlp", "", "t", "a"): {"mse": (mse, 0.001, 3)}}
+        text = reading(summary, "mlp", "", ["t"], ["a"], lambda t: "mse", {"a": "a"}, {"t": {"mse": chance}})
+        return "Close to chance" in text
+
+    assert not close(0.05, 0.12) and close(590, 600) and close(0.115, 0.12) and not close(0.85, 1.0)
+    text = reading({("mlp", "", "t", "a"): {"mse": (0.95, 0.001, 3)}}, "mlp", "", ["t"], ["a"], lambda t: "mse",
+                   {"a": "a"}, {"t": {"mse": 1.0}})  # fmt: skip
+    assert "close: an MSE above 90% of chance's): `a` on t" in text
+
+    from satclip.eval.report import near_chance
+
+    assert near_chance("accuracy", 0.001, 0.0, 1538) and not near_chance("accuracy", 0.067, 0.0, 1538)
+    assert near_chance("accuracy", 0.54, 0.5, 2) and not near_chance("accuracy", 0.56, 0.5, 2)
+    assert near_chance("r2", 0.05, 0.0) and not near_chance("r2", 0.2, 0.0)

@@ -285,10 +285,12 @@ def _join(items: Sequence[str], most: int | None = None) -> str:
 def reading(
     summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
     names: dict[str, str], chance: dict[str, dict[str, float]], units: dict[tuple[str, str, str], float] | None = None,
+    classes: dict[str, int] | None = None,
 ) -> str:  # fmt: skip
     """A paragraph saying, from the numbers, which encoder is best on which task, where the best is tied,
-    what a tie means, and which results are near chance; with one fold, by :func:`rank`'s one rule (``units``:
-    :func:`accuracy_units`), as :func:`standing` and the tables say it."""
+    what a tie means, and which results are near chance (:func:`near_chance`; ``classes``: a classification task's
+    number of classes, by name); with one fold, by :func:`rank`'s one rule (``units``: :func:`accuracy_units`), as
+    :func:`standing` and the tables say it."""
     wins: dict[str, list[str]] = defaultdict(list)
     ahead: dict[str, list[str]] = defaultdict(list)
     ties, level, unjudged = [], [], defaultdict(list)
@@ -325,7 +327,7 @@ def reading(
         tasks_unjudged = _join([t for ts in unjudged.values() for t in ts])
         sentences.append(f"With one fold per task there is no spread to judge {_join(list(unjudged))} differences "
                          f"by, so no best is named on {tasks_unjudged}")  # fmt: skip
-    near, below, unsure, compared = [], [], [], 0
+    near, below, unsure, compared, near_metrics = [], [], [], 0, set()
     for t in tasks:
         metric = metric_of(t)
         floor = chance.get(t, {}).get(metric)
@@ -339,14 +341,16 @@ def reading(
             gap = stat[0] - floor if HIGHER_IS_BETTER[metric] else floor - stat[0]
             if gap < 0:
                 below.append(f"`{names[e]}` on {t}")
-            elif gap < 0.1 * (1 if metric == "mse" else max(1 - floor, 0.1)):
+            elif near_chance(metric, stat[0], floor, (classes or {}).get(t)):
                 near.append(f"`{names[e]}` on {t}")
+                near_metrics.add(HIGHER_IS_BETTER[metric])
             elif not math.isnan(stat[1]) and gap <= TIE_STDS * stat[1]:  # (0.882 ± 1.065 against 1.337 was "well
                 unsure.append(f"`{names[e]}` on {t}")  # above chance", its R² worse than chance's)
     if below:
         sentences.append(f"Worse than chance (a probe that ignores location, row *chance*): {_join(below)}")
     if near:
-        sentences.append(f"Close to chance (a probe that ignores location, row *chance*): {_join(near)}")
+        close = _join([_NEAR_WORDS[higher] for higher in sorted(near_metrics)])
+        sentences.append(f"Close to chance (row *chance*, a probe that ignores location; close: {close}): {_join(near)}")
     if unsure:
         sentences.append(f"Above chance by less than the spread over folds (± std), so not surely above it: "
                          f"{_join(unsure)}")  # fmt: skip
@@ -354,6 +358,31 @@ def reading(
         sentences.append("Every encoder is well above chance (row *chance*: a probe that ignores location) "
                          "on every task")  # fmt: skip
     return ". ".join(sentences) + "." if sentences else ""
+
+
+#: how close to chance :func:`near_chance` calls close: a fraction of chance's error (an MSE) or of the room above
+#: chance (an accuracy), and for an accuracy a multiple of chance it stays under
+NEAR_CHANCE, TIMES_CHANCE = 0.1, 2
+#: what :func:`reading` says "close" is, of lower-is-better (False) and higher-is-better (True) scores
+_NEAR_WORDS = {
+    False: f"an MSE above {1 - NEAR_CHANCE:.0%} of chance's",
+    True: f"a score less than {NEAR_CHANCE:.0%} of the way from chance to 1 and under {TIMES_CHANCE}× chance's (an "
+          "accuracy: or 1/K, where larger)",
+}  # fmt: skip
+
+
+def near_chance(metric: str, score: float, floor: float, classes: int | None = None) -> bool:
+    """Whether ``score`` (``metric``, at or above chance's ``floor``) is close to chance, by rules free of the metric's
+    scale: a lower-is-better score (an MSE) removes less than :data:`NEAR_CHANCE` of chance's error (it is above
+    0.9 × chance's: a fixed gap of 0.1 called MSE 0.05 against chance's 0.12, R² ≈ 0.6, close, and 485 against 600
+    not); a higher-is-better one (an accuracy) covers less than :data:`NEAR_CHANCE` of the room from chance to 1 and
+    is under :data:`TIMES_CHANCE` × chance's, or for an accuracy of ``classes`` classes × 1/K where that is larger
+    (0.067 on 1,538 classes against chance's 0.000 was close, 100 × 1/K; chance's R², about 0, has no multiple)."""
+    if not HIGHER_IS_BETTER[metric]:
+        return floor - score < NEAR_CHANCE * floor
+    reference = max(floor, 1 / classes) if classes and metric == "accuracy" else floor
+    few_times = score < TIMES_CHANCE * reference if metric in ("accuracy", "macro_f1") and reference > 0 else True
+    return score - floor < NEAR_CHANCE * (1 - floor) and few_times
 
 
 def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, subject: str | None = None) -> str:
@@ -687,6 +716,7 @@ def markdown(
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
     one_fold = _one_fold(summary)
     units = accuracy_units(rows)
+    classes = {t.name: t.num_classes for t in tasks if t.kind == "classification"}
     marks = ("One fold per task, so no ± and no spread to judge differences by: accuracies within one test point "
              "of the best are level for best (*italic*), one ahead of all others by more than one test point is "
              "**bold**, and differences of the other scores (MSE, R², macro-F1) are not judged (none marked)"
@@ -715,7 +745,7 @@ def markdown(
             args = (summary, probe, variant, task_names, encoder_names)
             out += ["", f"## {label}", ""]
             floor = chance.get(variant, {})
-            text = reading(*args, primary, names, floor, units)
+            text = reading(*args, primary, names, floor, units, classes)
             if text:
                 out += [f"**Reading it** ({METRIC_TITLES_SHORT}): {text}", ""]
             out += [metric_table(*args, primary, names, floor, units)]
