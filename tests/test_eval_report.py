@@ -26,10 +26,13 @@ def _task(name: str, kind: str, targets: np.ndarray, **extra) -> Task:
 
 
 def _rows(task: str, kind: str, metric: str, other: str, results: dict[str, tuple[float, float]]) -> list[dict]:
-    """Three seeds per encoder whose mean and std (ddof=1) are exactly ``results[encoder]``: m − s, m, m + s."""
+    """Three seeds per encoder whose mean and std (ddof=1) are exactly ``results[encoder]``: m − s, m, m + s, every
+    other encoder in reverse order (m + s, m, m − s), so that next to each other two encoders' spreads are their
+    own, not the folds' (fold by fold they differ by m ± (s + s'), and :func:`rank`'s paired rule ties them as the
+    overlap of their mean ± std ranges would); the middle seed scores the mean."""
     rows = []
-    for encoder, (mean, std) in results.items():
-        for seed, value in enumerate((mean - std, mean, mean + std)):
+    for place, (encoder, (mean, std)) in enumerate(results.items()):
+        for seed, value in enumerate((mean - std, mean, mean + std)[:: -1 if place % 2 else 1]):
             rows.append({"task": task, "kind": kind, "encoder": encoder, "probe": "mlp", "variant": "",
                          "fold": f"seed={seed}", "seed": seed, metric: value, other: 0.5})  # fmt: skip
     return rows
@@ -74,7 +77,7 @@ def test_a_tie_is_marked_as_a_tie_and_only_a_clear_best_is_bold(report):
 
 def test_standing_says_where_one_encoder_stands_task_by_task():
     """The demo ended with "wrote report.md": where its model stood was a table to find. The line says it, ranked
-    as the tables rank (ties when the mean ± std ranges overlap; the secondary metric, 0.5 everywhere, unused),
+    as the tables rank (:func:`rank`'s ties; the secondary metric, 0.5 everywhere, unused),
     naming the best and all tied with it, and the encoder's rank by mean where it is behind."""
     runs = "runs/demo/model"
     rows = _rows("elevation", "regression", "mse", "r2", {runs: (0.10, 0.01), "direct": (0.30, 0.01)})
@@ -582,3 +585,35 @@ def test_close_to_chance_is_judged_free_of_the_scale():
     assert near_chance("accuracy", 0.001, 0.0, 1538) and not near_chance("accuracy", 0.067, 0.0, 1538)
     assert near_chance("accuracy", 0.54, 0.5, 2) and not near_chance("accuracy", 0.56, 0.5, 2)
     assert near_chance("r2", 0.05, 0.0) and not near_chance("r2", 0.2, 0.0)
+
+
+def test_encoders_scored_on_the_same_folds_are_ranked_fold_by_fold():
+    """The MLP's MSE of `sh-l10`, lowest on every seed (0.0429/0.0490/0.0575 against `wrap`'s 0.0486/0.0726/0.0697),
+    was "tied for best" with it (the mean ± std ranges overlap: how hard each split is moves both) while the R² table
+    beside it bolded `sh-l10`: paired by fold it is clearly ahead, in every report that ranks."""
+    from satclip.eval.report import summarise, terminal_tables
+
+    scores = {"sh-l10": (0.0429, 0.0490, 0.0575), "wrap": (0.0486, 0.0726, 0.0697)}
+    rows = [{"task": "meanT", "kind": "regression", "encoder": e, "probe": "mlp", "variant": "", "fold": f"seed={seed}",
+             "seed": seed, "protocol": "random", "mse": value, "r2": 1 - value}
+            for e, values in scores.items() for seed, value in enumerate(values)]  # fmt: skip
+    task = _task("meanT", "regression", np.linspace(-1, 1, 60))
+    report = markdown(rows, EvalConfig(encoders=("sh-l10", "wrap"), tasks=("koppen",), seeds=(0, 1, 2)), [task])
+    assert _row(report, "sh-l10")[0].startswith("**") and _row(report, "sh-l10", 1)[0].startswith("**")
+    assert "`sh-l10` is best on meanT" in report and "Tied for best" not in report
+    assert standing(rows, "wrap") == "behind `sh-l10` on meanT (2nd of 2)"
+    assert "sh-l10   0.050 ± 0.007*" in terminal_tables(rows)
+    from satclip.eval.report import fold_scores
+
+    summary, folds = summarise(rows), fold_scores(rows)
+    stats = {e: summary[("mlp", "", "meanT", e)]["mse"] for e in scores}
+    by_fold = {e: folds[("mlp", "", "meanT", e)]["mse"] for e in scores}
+    assert rank(stats, False, folds=by_fold).verdict == "clear"
+    # where the folds differ (rows put together from two runs) the ranges are all there is to judge by: they overlap
+    by_fold["wrap"] = {f"other {fold}": value for fold, value in by_fold["wrap"].items()}
+    assert rank(stats, False, folds=by_fold) == rank(stats, False) and rank(stats, False).verdict == "tie"
+    # paired differences that swing in sign are a tie (the std of a difference is at most the sum of the two
+    # stds: pairing never ties what the ranges keep apart)
+    swing = {"a": {"s0": 0.10, "s1": 0.30, "s2": 0.20}, "b": {"s0": 0.25, "s1": 0.20, "s2": 0.27}}
+    swung = {e: (float(np.mean([*v.values()])), float(np.std([*v.values()], ddof=1)), 3) for e, v in swing.items()}
+    assert rank(swung, False, folds=swing).verdict == "tie"

@@ -1,10 +1,10 @@
 """Reports of an evaluation: ``results.csv``, ``timings.csv`` and ``results.md``.
 
 ``results.md`` reads on its own: a paragraph generated from the numbers (who is best where, where results
-tie, what that means), mean ± std tables in which **bold** marks only a best whose ± std range does not
-overlap the runner-up's (*italic*: tied for best), a chance row (a probe that ignores location), the
-class-filtering rule and count per task, short encoder names with the full specs in a legend, and every
-figure linked with a caption.
+tie, what that means), mean ± std tables in which **bold** marks only a best ahead of every other encoder by
+more than their difference varies over the folds (:func:`rank`; *italic*: tied for best), a chance row (a probe
+that ignores location), the class-filtering rule and count per task, short encoder names with the full specs in a
+legend, and every figure linked with a caption.
 """
 
 from __future__ import annotations
@@ -124,7 +124,23 @@ def summarise(rows: Sequence[dict]) -> dict[tuple, dict[str, tuple[float, float,
     return out
 
 
-#: table cells within this many ± std of each other are tied (1: the mean ± std ranges overlap)
+def fold_scores(rows: Sequence[dict]) -> dict[tuple, dict[str, dict[str, float]]]:
+    """(probe, variant, task, encoder) → metric → fold → score: the scores :func:`summarise` averages, by the fold
+    (results.csv's ``fold``: seed and split) that :func:`rank` pairs encoders on."""
+    out: dict[tuple, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        key = (row["probe"], row.get("variant", ""), row["task"], row["encoder"])
+        for metric in HIGHER_IS_BETTER:
+            value = row.get(metric)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out[key][metric][row.get("fold")] = float(value)
+    return out
+
+
+#: a best is clear of another when its mean difference from it over the folds both scored exceeds this many sample
+#: stds of that difference (paired: every encoder meets the same splits, and how hard a split is moves all of them);
+#: where their folds differ, when the means differ by more than this many × the sum of their stds (1: the mean ± std
+#: ranges do not overlap)
 TIE_STDS = 1.0
 
 
@@ -175,7 +191,8 @@ def legend(names: dict[str, str], specs: dict[str, str] | None = None) -> str:
 @dataclass(frozen=True)
 class Ranking:
     """Who is best on one task and metric: ``best`` (None when nothing was measured), ``tied`` (the
-    encoders tied with it, best first, empty when the best is clear) and ``verdict``: ``"clear"``, ``"tie"``,
+    encoders tied with it, best first, empty when the best is clear) and ``verdict``: ``"clear"`` and ``"tie"``
+    (:data:`TIE_STDS`),
     ``"level"`` (fewer than 2 folds, a score of test points: ``tied`` holds those within one test point of the best,
     empty when the best is ahead of every other by more), ``"no-spread"`` (fewer than 2 folds and no such unit, an
     MSE: not judged, ``tied`` empty, ``best`` the best mean only) or ``"alone"`` (one encoder)."""
@@ -186,17 +203,21 @@ class Ranking:
 
 
 def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bool,
-         unit: float | None = None) -> Ranking:  # fmt: skip
-    """Rank encoders by mean: the best is clear when no other mean lies within ``TIE_STDS`` × (its std +
-    the best's std) of it, i.e. their mean ± std ranges do not overlap; the others within are tied. Without a std
-    (one fold) the one rule of every report is ``unit``'s: scores within one test point (``unit``, an accuracy's
-    1 / n_test) of the best are level with it, and without a unit differences are not judged (``"no-spread"``:
-    0.028 against 0.029 named a best MSE the result line refused to judge)."""
+         unit: float | None = None, folds: dict[str, dict[str, float] | None] | None = None) -> Ranking:  # fmt: skip
+    """Rank encoders by mean: the best is clear of another when, over the folds both were scored on (``folds``:
+    encoder → fold → score, :func:`fold_scores`), its mean difference from it exceeds ``TIE_STDS`` × the sample std
+    of that difference: paired, as the encoders meet the same splits (the MLP's MSE of `sh-l10`, lowest on every
+    seed, was "tied" with `wrap` by the unpaired ranges, split-to-split spread they share). Where the two were not
+    scored on the same folds, it is clear when the means differ by more than ``TIE_STDS`` × (its std + the other's),
+    i.e. their mean ± std ranges do not overlap. The others are tied. Without a std (one fold) the one rule of every
+    report is ``unit``'s: scores within one test point (``unit``, an accuracy's 1 / n_test) of the best are level
+    with it, and without a unit differences are not judged (``"no-spread"``: 0.028 against 0.029 named a best MSE
+    the result line refused to judge)."""
     items = [(e, st) for e, st in stats.items() if st is not None and not math.isnan(st[0])]
     if not items:
         return Ranking(None, (), "alone")
     items.sort(key=lambda item: -item[1][0] if higher_is_better else item[1][0])
-    best, (mean, std, _) = items[0]
+    best, (mean, std, n) = items[0]
     if len(items) == 1:
         return Ranking(best, (), "alone")
     if any(math.isnan(st[1]) for _, st in items):  # (one fold of all, by the unit; one of some: not judged, as
@@ -204,7 +225,16 @@ def rank(stats: dict[str, tuple[float, float, int] | None], higher_is_better: bo
             return Ranking(best, (), "no-spread")
         level = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= unit)
         return Ranking(best, (best,) + level if level else (), "level")
-    tied = tuple(e for e, st in items[1:] if abs(mean - st[0]) <= TIE_STDS * (std + st[1]))
+    sign, ours = (1 if higher_is_better else -1), (folds or {}).get(best)
+
+    def clear_of(other: str, stat: tuple[float, float, int]) -> bool:
+        theirs = (folds or {}).get(other)
+        if ours and theirs and ours.keys() == theirs.keys() and len(ours) == n == stat[2]:  # (the folds averaged)
+            differences = [sign * (ours[fold] - theirs[fold]) for fold in ours]
+            return float(np.mean(differences)) > TIE_STDS * float(np.std(differences, ddof=1))
+        return abs(mean - stat[0]) > TIE_STDS * (std + stat[1])
+
+    tied = tuple(e for e, st in items[1:] if not clear_of(e, st))
     return Ranking(best, (best,) + tied if tied else (), "tie" if tied else "clear")
 
 
@@ -219,11 +249,13 @@ def accuracy_units(rows: Sequence[dict]) -> dict[tuple[str, str, str], float]:
 
 
 def _rank_task(summary, probe: str, variant: str, task: str, encoders: Sequence[str], metric: str,
-               units: dict[tuple[str, str, str], float] | None) -> Ranking:  # fmt: skip
-    """:func:`rank` of ``encoders`` on ``task``'s ``metric``, an accuracy with its unit of :func:`accuracy_units`."""
+               units: dict[tuple[str, str, str], float] | None, folds=None) -> Ranking:  # fmt: skip
+    """:func:`rank` of ``encoders`` on ``task``'s ``metric``, an accuracy with its unit of :func:`accuracy_units`,
+    paired by the scores of each fold of ``folds`` (:func:`fold_scores`) where given."""
     unit = (units or {}).get((probe, variant, task)) if metric == "accuracy" else None
+    by_fold = {e: (folds or {}).get((probe, variant, task, e), {}).get(metric) for e in encoders}
     return rank({e: summary.get((probe, variant, task, e), {}).get(metric) for e in encoders},
-                HIGHER_IS_BETTER[metric], unit)  # fmt: skip
+                HIGHER_IS_BETTER[metric], unit, by_fold)  # fmt: skip
 
 
 def _shown(value: float) -> str:
@@ -242,17 +274,18 @@ def _cell(stat: tuple[float, float, int] | None, mark: str = "") -> str:
 def metric_table(
     summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
     names: dict[str, str] | None = None, chance: dict[str, dict[str, float]] | None = None,
-    units: dict[tuple[str, str, str], float] | None = None,
+    units: dict[tuple[str, str, str], float] | None = None, folds=None,
 ) -> str:  # fmt: skip
     """A markdown table: rows = encoders (``names``: their display names), columns = tasks, the metric
     ``metric_of(task)``; a clear best bold, encoders tied (one fold: level) for best italic, as :func:`rank` judges
-    with ``units`` (:func:`accuracy_units`); a last row ``chance`` from ``chance[task][metric]`` when given."""
+    with ``units`` (:func:`accuracy_units`) and ``folds`` (:func:`fold_scores`); a last row ``chance`` from
+    ``chance[task][metric]`` when given."""
     names = names or {e: e for e in encoders}
     header = "| encoder | " + " | ".join(f"{_text(t)}<br>{METRIC_TITLES[metric_of(t)]}" for t in tasks) + " |"
     lines = [header, "|---" * (len(tasks) + 1) + "|"]
     marks: dict[tuple[str, str], str] = {}
     for t in tasks:
-        ranking = _rank_task(summary, probe, variant, t, encoders, metric_of(t), units)
+        ranking = _rank_task(summary, probe, variant, t, encoders, metric_of(t), units, folds)
         if ranking.verdict in ("clear", "level") and not ranking.tied:
             marks[(t, ranking.best)] = "bold"
         for e in ranking.tied:
@@ -285,17 +318,17 @@ def _join(items: Sequence[str], most: int | None = None) -> str:
 def reading(
     summary, probe: str, variant: str, tasks: Sequence[str], encoders: Sequence[str], metric_of,
     names: dict[str, str], chance: dict[str, dict[str, float]], units: dict[tuple[str, str, str], float] | None = None,
-    classes: dict[str, int] | None = None,
+    classes: dict[str, int] | None = None, folds=None,
 ) -> str:  # fmt: skip
     """A paragraph saying, from the numbers, which encoder is best on which task, where the best is tied,
     what a tie means, and which results are near chance (:func:`near_chance`; ``classes``: a classification task's
-    number of classes, by name); with one fold, by :func:`rank`'s one rule (``units``: :func:`accuracy_units`), as
-    :func:`standing` and the tables say it."""
+    number of classes, by name); ranked by :func:`rank` (``folds``: :func:`fold_scores`; with one fold by its one rule,
+    ``units``: :func:`accuracy_units`), as :func:`standing` and the tables say it."""
     wins: dict[str, list[str]] = defaultdict(list)
     ahead: dict[str, list[str]] = defaultdict(list)
     ties, level, unjudged = [], [], defaultdict(list)
     for t in tasks:
-        ranking = _rank_task(summary, probe, variant, t, encoders, metric_of(t), units)
+        ranking = _rank_task(summary, probe, variant, t, encoders, metric_of(t), units, folds)
         if ranking.best is None or ranking.verdict == "alone":  # nothing to rank it against
             continue
         group = f"{t} ({_join([f'`{names[e]}`' for e in ranking.tied])})" if ranking.tied else t
@@ -311,12 +344,13 @@ def reading(
             wins[ranking.best].append(t)
     sentences = []
     for e, won in sorted(wins.items(), key=lambda item: -len(item[1])):
-        sentences.append(f"`{names[e]}` is best on {_join(won)}, ahead of every other encoder by more than "
-                         "their spreads")  # fmt: skip
+        sentences.append(f"`{names[e]}` is best on {_join(won)}, ahead of every other encoder by more than their "
+                         "difference varies over the folds (± std)")  # fmt: skip
     if ties:
         sentences.append(
-            f"Tied for best: {_join(ties)}. There the spread over folds (± std) is as large as the differences, "
-            "so this run cannot rank those encoders; more seeds (--seeds) or points (--n-points) might"
+            f"Tied for best: {_join(ties)}. There the difference from the best varies over the folds (± std) as "
+            "much as it averages, so this run cannot rank those encoders; more seeds (--seeds) or points (--n-points) "
+            "might"
         )
     for e, won in sorted(ahead.items(), key=lambda item: -len(item[1])):
         sentences.append(f"`{names[e]}` is best on {_join(won)}, ahead of every other encoder by more than one test "
@@ -350,7 +384,8 @@ def reading(
         sentences.append(f"Worse than chance (a probe that ignores location, row *chance*): {_join(below)}")
     if near:
         close = _join([_NEAR_WORDS[higher] for higher in sorted(near_metrics)])
-        sentences.append(f"Close to chance (row *chance*, a probe that ignores location; close: {close}): {_join(near)}")
+        sentences.append(f"Close to chance (row *chance*, a probe that ignores location; close: {close}): "
+                         f"{_join(near)}")  # fmt: skip
     if unsure:
         sentences.append(f"Above chance by less than the spread over folds (± std), so not surely above it: "
                          f"{_join(unsure)}")  # fmt: skip
@@ -403,12 +438,12 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     encoders = _ordered(r["encoder"] for r in rows)
     names = display_names(encoders)
     kinds = {r["task"]: r["kind"] for r in rows}
-    units = accuracy_units(rows)
+    units, folds = accuracy_units(rows), fold_scores(rows)
     best, tied, behind, level_unit, unjudged = [], defaultdict(list), defaultdict(list), [], {}
     for t in kinds:
         metric = PRIMARY[kinds[t]][0]
         means = {e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders}
-        ranking = _rank_task(summary, probe, variant, t, encoders, metric, units)
+        ranking = _rank_task(summary, probe, variant, t, encoders, metric, units, folds)
         if ranking.best is None or means[encoder] is None:
             continue
         if ranking.verdict == "no-spread":  # (no unit one test point moves it by: not judged)
@@ -500,9 +535,9 @@ def _terminal_table(rows: Sequence[dict], summary, probe: str, variant: str, wid
     names = display_names(encoders)
     kinds = {r["task"]: r["kind"] for r in rows}
     best = {}
-    units = accuracy_units(rows)
+    units, folds = accuracy_units(rows), fold_scores(rows)
     for t in tasks:  # (as results.md marks them: one fold's best, ahead by more than a test point, was unmarked)
-        ranking = _rank_task(summary, probe, variant, t, encoders, PRIMARY[kinds[t]][0], units)
+        ranking = _rank_task(summary, probe, variant, t, encoders, PRIMARY[kinds[t]][0], units, folds)
         if ranking.verdict in ("clear", "level") and not ranking.tied:
             best[t] = ranking.best
 
@@ -530,7 +565,8 @@ def _terminal_table(rows: Sequence[dict], summary, probe: str, variant: str, wid
         with_std, lines = False, table(with_std=False)
     one_fold = _one_fold(summary)
     shown = [NO_SPREAD if one_fold else "mean ± std" if with_std else "mean"]
-    shown += [f"*: best by more than {'one test point' if one_fold else 'the spreads'}"] * bool(best)
+    by = "one test point" if one_fold else "their difference varies over the folds"
+    shown += [f"*: best by more than {by}"] * bool(best)
     label = f"probe {probe}" + (f", {variant}" if variant else "")
     return "\n".join([f"{label}, {METRIC_TITLES_SHORT}; {'; '.join(shown)}:", *lines])
 
@@ -716,13 +752,15 @@ def markdown(
     out = [f"# {title or 'satclip evaluate: ' + config.protocol}", ""]
     one_fold = _one_fold(summary)
     units = accuracy_units(rows)
-    classes = {t.name: t.num_classes for t in tasks if t.kind == "classification"}
+    classes, folds = {t.name: t.num_classes for t in tasks if t.kind == "classification"}, fold_scores(rows)
     marks = ("One fold per task, so no ± and no spread to judge differences by: accuracies within one test point "
              "of the best are level for best (*italic*), one ahead of all others by more than one test point is "
              "**bold**, and differences of the other scores (MSE, R², macro-F1) are not judged (none marked)"
              if one_fold else
-             f"± = {SPREAD.get(config.protocol, SPREAD_OTHER)}. **Bold**: the best mean, when its mean ± std "
-             "range does not overlap the runner-up's; *italic*: tied for best (the ranges overlap)")  # fmt: skip
+             f"± = {SPREAD.get(config.protocol, SPREAD_OTHER)}. **Bold**: the best mean, when it is ahead of every "
+             "other encoder by more than their difference varies over the folds (its mean over the folds both were "
+             "scored on exceeds its std; where their folds differ, when the mean ± std ranges do not overlap); "
+             "*italic*: tied for best (not so far ahead)")  # fmt: skip
     out.append(
         f"Protocol `{config.protocol}`, seeds {list(config.seeds)}, probes {list(config.probe_names())}. "
         f"{marks}. Row *chance*: a "
@@ -745,13 +783,13 @@ def markdown(
             args = (summary, probe, variant, task_names, encoder_names)
             out += ["", f"## {label}", ""]
             floor = chance.get(variant, {})
-            text = reading(*args, primary, names, floor, units, classes)
+            text = reading(*args, primary, names, floor, units, classes, folds)
             if text:
                 out += [f"**Reading it** ({METRIC_TITLES_SHORT}): {text}", ""]
-            out += [metric_table(*args, primary, names, floor, units)]
-            out += ["", metric_table(*args, secondary, names, floor, units)]
+            out += [metric_table(*args, primary, names, floor, units, folds)]
+            out += ["", metric_table(*args, secondary, names, floor, units, folds)]
             if config.protocol == "paper":
-                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names, floor, units)]
+                out += ["", metric_table(*args, lambda t: "mse_max_scaled", names, floor, units, folds)]
     if config.protocol == "holdout-continent":
         out += ["", "## Per held-out continent", ""]
         out.append(_continent_tables(rows, kinds, names))
