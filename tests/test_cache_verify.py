@@ -146,6 +146,23 @@ def test_verify_and_train_say_the_same_of_an_interrupted_build(tmp_path, capsys)
     assert not cache.exists()
 
 
+def test_train_and_retrieval_build_say_a_build_still_running_is_being_built(tmp_path, capsys):
+    """`satclip train` (and `retrieval build --cache`) of a cache whose build is still running said it "was
+    interrupted", where `cache verify` said it is being built now: a user told so might delete its work under it."""
+    cache, _ = _interrupted_build(tmp_path)
+    train = ["train", "--config", str(tmp_path / "c.yaml"), "--data.root", "null"]
+    retrieval = ["retrieval", "build", "--model", "bluemarble-l10", "-o", str(tmp_path / "db"), "--cache", str(cache)]
+    with safe_output.exclusive(cache):  # (the build holds the cache's lock while it runs)
+        for argv in (["cache", "verify", str(cache)], train, retrieval):
+            assert main(argv) == 1, argv
+            assert one_error_line(capsys.readouterr().err).startswith(
+                f"satclip: error: feature cache {cache} is being built now (PID "
+            ), argv
+    assert main(train) == 1  # (once it has stopped: interrupted, as ever)
+    assert "is incomplete (its build was interrupted)" in capsys.readouterr().err
+    assert (tmp_path / "cache.partial").is_dir() and not (tmp_path / "db").exists()
+
+
 def test_an_interrupted_build_is_named_with_the_build_command_of_its_settings(tmp_path, capsys):
     """`cache verify CACHE` of an interrupted build said "run `satclip cache build` again with the same config",
     naming no command though the build records its key and images; `train` named one carrying its own options

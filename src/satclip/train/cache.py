@@ -42,7 +42,7 @@ from torch import nn
 
 from .. import safe_output
 from ..digests import file_digest
-from ..errors import BadInputError, OutputExistsError, ResumeError, SatclipError
+from ..errors import BadInputError, LockedError, OutputExistsError, ResumeError, SatclipError
 from .config import MAX_CACHE_BATCH_SIZE, MAX_CACHE_VIEWS
 from .loader_workers import start_worker
 from .sources import PairSource
@@ -164,14 +164,14 @@ class FeatureCache:
     def open(cls, path: str | Path) -> FeatureCache:
         path = Path(path)
         if unfinished(path):
-            raise InterruptedCacheError(path)
+            raise interrupted(path)
         if safe_output.owned_kind(path) == WORK_KIND:  # (it was "not a feature cache (no manifest.json)")
             cache = path.with_name(path.name.removesuffix(".partial"))
             raise BadInputError(f"{path} is where satclip builds the feature cache {cache}, not a cache: give "
                                 f"{cache} (`satclip cache build` with its config finishes its build)")  # fmt: skip
         manifest = read_manifest(path)
         if not manifest.get("complete"):
-            raise InterruptedCacheError(path)
+            raise interrupted(path)
         _check_no_foreign_entries(path)
         for name in (FEATURES, LONLAT, BACKBONE):
             if not (path / name).is_file():
@@ -934,6 +934,14 @@ class InterruptedCacheError(ResumeError):
         super().__init__(message)
 
 
+def interrupted(path: str | Path, build_command: str | None = None, expected_key: dict | None = None) -> SatclipError:
+    """What a reader of the unfinished cache ``path`` raises: :class:`~satclip.errors.LockedError` saying
+    :func:`building_now` where a build writes it now (a build still running was said to be "interrupted", and
+    a user told so may delete its work under it), else :class:`InterruptedCacheError` (its arguments)."""
+    building = building_now(path)
+    return LockedError(building) if building else InterruptedCacheError(path, build_command, expected_key)
+
+
 def _recorded_build_command(path: Path, root: str | None, kept: dict) -> str | None:
     """The ``satclip cache build`` that finishes the unfinished build of the cache ``path`` as its work records it
     (``kept``: the manifest in ``PATH.partial/``; ``root``: its images): the config it was started with
@@ -1257,7 +1265,7 @@ def building_now(path: str | Path) -> str | None:
     if holder is None:
         return None
     return (f"feature cache {path} is being built now (PID {holder.get('pid', '?')}: {holder.get('command', '?')}); "
-            "verify it once that build has finished")  # fmt: skip
+            "use or verify it once that build has finished")  # fmt: skip
 
 
 #: and of one that holds its features but no manifest (removed since the build finished)

@@ -14,7 +14,7 @@ import torch
 from .. import safe_output
 from ..errors import BadInputError
 from .build import HEAD_ONLY_PARAMS, build_image_encoder
-from .cache import FeatureCache, InterruptedCacheError, Progress, build_cache, check_cache_directory, unfinished
+from .cache import FeatureCache, Progress, build_cache, check_cache_directory, interrupted, unfinished
 from .config import TrainConfig
 from .precision import resolve as resolve_precision
 from .sources import SOURCES, PairSource, create_source
@@ -132,7 +132,7 @@ def cache_from_config(
         return FeatureCache.open(data.cache)
     if data.root is None:
         if unfinished(data.cache):  # (before "does not exist": its build was interrupted)
-            raise InterruptedCacheError(data.cache, expected_key=cache_settings(config))
+            raise interrupted(data.cache, expected_key=cache_settings(config))
         if not Path(data.cache).exists():
             raise FileNotFoundError(
                 f"feature cache {data.cache} does not exist and data.root is not set: give data.root (the image "
