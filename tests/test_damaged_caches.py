@@ -308,15 +308,15 @@ def test_an_s2_image_that_cannot_be_decoded_is_left_out_of_the_cache_not_duplica
         reused = build_cache(tmp_path / "cache", encoder, create_source("s2100k", str(root)), views=1, dtype="float32")
     assert len(reused) == 3 and np.array_equal(reused.lonlat, cache.lonlat)  # the built cache, up to date
     # which still leaves the image out once its file is repaired: said, with how to include it
-    assert f"leaves out 1 image(s) whose files could not be read when it was built (first: {broken}); once they " \
+    assert f"leaves out 1 image(s) whose files could not be used when it was built (first: {broken}); once they " \
            "are repaired, `satclip cache build --rebuild` includes them" in caplog.text  # fmt: skip
 
 
 def test_the_summaries_of_cache_build_and_train_count_the_images_skipped(tmp_path, capsys):
     """A build or a run that skipped images whose files could not be used (one missing, left out when the dataset was
     opened; one undecodable, left out by the build) exited 0 with two warnings, scrolled away, and a summary that
-    said nothing of them. The manifest records the images the dataset lists, and both summaries count those skipped;
-    the exit stays 0."""
+    said nothing of them. The manifest records the images the dataset lists, and both summaries count those skipped,
+    as unusable (they said "unreadable" of a missing file, or of one georeferenced elsewhere); the exit stays 0."""
     pytest.importorskip("rasterio")
     from satclip.data import read_index
 
@@ -330,10 +330,10 @@ def test_the_summaries_of_cache_build_and_train_count_the_images_skipped(tmp_pat
     assert cli_main(["cache", "build", "--config", str(tmp_path / "config.yaml")]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"{tmp_path / 'cache'}: 2 images × 2 views") and line.endswith(
-        "; 2 of 4 images skipped (unreadable)"), line
+        "; 2 of 4 images skipped (unusable)"), line
     assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["listed"] == 4
     assert cli_main(["train", "--config", str(tmp_path / "config.yaml")]) == 0
-    assert f"feature cache: {tmp_path / 'cache'}; 2 of 4 images skipped (unreadable)\n" in capsys.readouterr().out
+    assert f"feature cache: {tmp_path / 'cache'}; 2 of 4 images skipped (unusable)\n" in capsys.readouterr().out
 
 @pytest.mark.parametrize("feature_dim", [True, False])
 def test_a_cache_of_images_none_of_which_can_be_decoded_is_one_line(tmp_path, monkeypatch, feature_dim):

@@ -142,9 +142,10 @@ def key_differences(old: dict, new: dict) -> list[str]:
 
 
 def skipped_summary(skipped: int, listed: int) -> str:
-    """``"N of M images skipped (unreadable)"``, for a command's summary ("" where none were): the images whose files
-    could not be used are left out, said in warnings as they are found, and counted in the summary."""
-    return f"{skipped} of {listed} images skipped (unreadable)" if skipped else ""
+    """``"N of M images skipped (unusable)"``, for a command's summary ("" where none were): the images whose files
+    could not be used (missing, undecodable, georeferenced elsewhere than their index row: "unreadable" named one
+    reason for all) are left out, said in warnings as they are found, and counted in the summary."""
+    return f"{skipped} of {listed} images skipped (unusable)" if skipped else ""
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -566,7 +567,7 @@ def build_cache(
         skipped = cache.manifest.get("skipped", [])
         if skipped:  # (files repaired since stay left out: the key knows the images by name and place)
             log.warning(
-                "feature cache %s leaves out %d image(s) whose files could not be read when it was built (first: "
+                "feature cache %s leaves out %d image(s) whose files could not be used when it was built (first: "
                 "%s); once they are repaired, `satclip cache build --rebuild` includes them", path, len(skipped),
                 ", ".join(source.sample_name(i) for i in skipped[:3]),
             )  # fmt: skip

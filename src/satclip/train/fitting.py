@@ -90,7 +90,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     model: torch.nn.Module | None = None  # the trained SatCLIP (for a cached run, its visual is the head only)
     image_config: dict = field(default_factory=dict)
-    #: "N of M images skipped (unreadable)": the images of the dataset it did not train on ("" where none)
+    #: "N of M images skipped (unusable)": the images of the dataset it did not train on ("" where none)
     skipped: str = ""
 
 
