@@ -1459,6 +1459,24 @@ def test_a_build_that_rebuilds_its_damaged_database_says_so_once(setup, tmp_path
     assert "rebuild it" not in said[0].getMessage()
 
 
+@pytest.mark.parametrize("damage", ["image.npy", "manifest.json"])
+def test_a_damaged_database_holding_a_users_file_is_refused_without_announcing_a_rebuild(setup, capsys, damage):
+    """A damaged database of satclip's holding a file of the user's warned "… is damaged …; rebuilding it", then
+    refused the rebuild for that file (exit 2): the file is checked before the rebuild is announced."""
+    model_dir, cache, db = setup
+    with open(db / damage, "r+b") as f:
+        f.truncate(20)
+    (db / "notes.txt").write_text("mine")
+    before = files(db)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(db)]
+    for extra in ([], ["--overwrite"]):
+        capsys.readouterr()
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "rebuilding it" not in err and "notes.txt" in one_error_line(err) and str(db) in err, err
+        assert files(db) == before
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_a_damaged_database_names_the_command_that_rebuilds_it(setup, capsys, dtype):
     """A damaged database said "rebuild it with `satclip retrieval build`" though its manifest names the model and

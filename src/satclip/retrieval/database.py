@@ -307,9 +307,15 @@ def _without_manifest(path: Path) -> bool:
         path, (LONLAT, LOCATION, IMAGE))
 
 
-def _rebuilding(err: BadInputError) -> None:
-    """Say that a build rebuilds its own database, which ``err`` refused (not to rebuild it, as loading it says)."""
-    log.warning("%s", err.rebuilding() if isinstance(err, DamagedDatabaseError) else f"{err}; rebuilding it")
+def _rebuilding(path: Path, why: BadInputError | str) -> None:
+    """Say that a build rebuilds its own database at ``path``, which ``why`` refused (an error, not to rebuild it,
+    as loading it says; or what is wrong with it), once no file of the user's there refuses the rebuild (it said
+    "rebuilding it", then refused it for that file)."""
+    refuse_other_outputs(path)
+    if isinstance(why, str):
+        log.warning("retrieval database %s: %s; rebuilding it", path, why)
+    else:
+        log.warning("%s", why.rebuilding() if isinstance(why, DamagedDatabaseError) else f"{why}; rebuilding it")
 
 
 def _another_database(path: Path, existing: dict, key: dict, model_source: str | None) -> OutputExistsError:
@@ -719,7 +725,7 @@ def build_database(
             except BadInputError as err:
                 existing = None
                 if safe_output.is_owned(path):  # our own database, broken: rebuilding it loses nothing
-                    _rebuilding(err)
+                    _rebuilding(path, err)
                     overwrite = True
             if existing is not None and _up_to_date(existing["key"], key, cache):
                 try:
@@ -727,7 +733,7 @@ def build_database(
                 except BadInputError as err:
                     if not safe_output.is_owned(path):
                         raise
-                    _rebuilding(err)
+                    _rebuilding(path, err)
                     existing, overwrite = None, True
                 else:
                     log.debug("retrieval database %s is up to date", path)
@@ -736,20 +742,19 @@ def build_database(
             # dtype): loading it said to rebuild it, and building asked for --overwrite
             problem = _damaged(path) if existing is not None and not overwrite and safe_output.is_owned(path) else None
             if problem is not None:
-                _rebuilding(problem)
+                _rebuilding(path, problem)
                 overwrite = True
             stale = cache_differences(existing["key"]["cache"], cache) if existing else []
             if (stale and not overwrite and _differences(existing["key"], key) == ["cache"]
                     and _same_cache(existing, path, cache) and safe_output.is_owned(path)):  # fmt: skip
                 # its own database of this model, from this cache changed since: it asked for --overwrite
                 changes = _cache_changes(stale, existing["key"]["cache"], cache)
-                log.warning("retrieval database %s: its feature cache %s has changed since it was built (%s differ); "
-                            "rebuilding it", path, cache.path, changes)  # fmt: skip
+                _rebuilding(path, f"its feature cache {cache.path} has changed since it was built ({changes} differ)")
                 overwrite = True
             if existing is not None and not overwrite:
                 raise _another_database(path, existing, key, model_source)
         if not overwrite and _without_manifest(path):  # (loading said to build one there: --overwrite was asked)
-            log.warning("retrieval database %s: %s is missing; rebuilding it", path, MANIFEST)
+            _rebuilding(path, f"{MANIFEST} is missing")
             overwrite = True
         refuse_other_outputs(path)
         safe_output.check_output(path, overwrite=overwrite, inputs=inputs, directory=True, writes=FORMAT)
