@@ -449,6 +449,21 @@ def test_a_link_to_an_older_cache_is_refused_before_any_work(tmp_path):
     check_cache_directory(older)  # (the cache itself is one to build into)
 
 
+def test_a_users_folder_named_like_the_work_directory_is_refused_naming_its_files(tmp_path):
+    """`cup.partial` of the user's holding a file: "cup.partial is not satclip's, … move or rename it" named none of
+    its files, though docs/training.md says the build refuses it naming them."""
+    from satclip.errors import OutputExistsError
+
+    mine = tmp_path / "cup.partial"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (mine / "a.csv").write_text("mine")
+    said = f"{mine} is not satclip's (it holds a.csv, notes.txt), and cup.partial is where satclip keeps the unfinished"
+    with pytest.raises(OutputExistsError, match=re.escape(said)):
+        build_cache(tmp_path / "cup", tiny_encoder(), tiny_source(6), views=1)
+    assert sorted(p.name for p in mine.iterdir()) == ["a.csv", "notes.txt"] and not (tmp_path / "cup").exists()
+
+
 def test_an_interrupted_rebuild_is_finished_by_the_same_command(tmp_path):
     """After an interrupted `cache build --rebuild`, the message said "rerun the same command to continue where it
     stopped", but rerunning it with --rebuild threw that work away and started again."""

@@ -91,8 +91,8 @@ def test_a_directory_of_the_users_named_like_the_work_directory_is_named_so(tmp_
     (mine / "notes.txt").write_text("mine")
     assert embed(source, "-o", tmp_path / "emb.parquet", "--model", model) == 2
     assert error_line(capsys.readouterr().err) == (
-        f"satclip: error: {mine} is not satclip's, and emb.parquet.partial is where satclip keeps the unfinished work "
-        "of emb.parquet: move or rename it, or choose another output path"
+        f"satclip: error: {mine} is not satclip's (it holds notes.txt), and emb.parquet.partial is where satclip "
+        "keeps the unfinished work of emb.parquet: move or rename it, or choose another output path"
     )
     assert (mine / "notes.txt").read_text() == "mine" and not (tmp_path / "emb.parquet").exists()
 

@@ -848,9 +848,11 @@ def check_work_dir(path: str | Path, kinds: Iterable[str]) -> None:
             "it, or choose another output path"
         )
     if not is_owned(path) and (path.is_symlink() or path.exists() and not (path.is_dir() and not any(path.iterdir()))):
-        # (it was told "choose a new or empty directory", of a name the user had not chosen)
+        # (it was told "choose a new or empty directory", of a name the user had not chosen; and what it holds)
+        mine = path.is_dir() and not path.is_symlink()
+        held = f" (it holds {listed(sorted(p.name for p in path.iterdir()))})" if mine else ""
         raise OutputExistsError(
-            f"{path} is not satclip's, and {path.name} is where satclip keeps the unfinished work of "
+            f"{path} is not satclip's{held}, and {path.name} is where satclip keeps the unfinished work of "
             f"{path.name.removesuffix('.partial')}: move or rename it, or choose another output path"
         )
 
