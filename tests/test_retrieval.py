@@ -1459,6 +1459,29 @@ def test_a_build_that_rebuilds_its_damaged_database_says_so_once(setup, tmp_path
     assert "rebuild it" not in said[0].getMessage()
 
 
+def test_a_link_to_an_up_to_date_database_is_kept_and_nothing_is_written_through_one(setup, tmp_path, capsys):
+    """`-o dblnk` (→ an up-to-date database) was kept, but refused as "a symbolic link" with --overwrite, and one
+    of another model was told to "pass --overwrite", then refused the link. The rule of `cache build`: a link to an
+    up-to-date output is kept (its record not rewritten through it); a rebuild is refused, naming the link."""
+    model_dir, cache, db = setup
+    link = tmp_path / "dblnk"
+    link.symlink_to(db)
+    build_database(db, satclip.load_model(model_dir), cache, model_source="elsewhere")  # (its record differs)
+    before = files(db)
+    argv = ["retrieval", "build", "--model", str(model_dir), "--cache", str(cache.path), "-o", str(link)]
+    for extra in ([], ["--overwrite"]):
+        capsys.readouterr()
+        assert main([*argv, *extra]) == 0, extra
+        assert capsys.readouterr().out.startswith(f"{link} is up to date, kept as it is: 200 entries")
+    tiny_model(seed=3).save(tmp_path / "other")
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv[:3], str(tmp_path / "other"), *argv[4:], *extra]) == 2, extra
+        assert one_error_line(capsys.readouterr().err) == (
+            f"satclip: error: {link} is a symbolic link; give the directory it points to, or another path"
+        ), extra
+    assert files(db) == before and link.is_symlink()
+
+
 @pytest.mark.parametrize("damage", ["image.npy", "manifest.json"])
 def test_a_damaged_database_holding_a_users_file_is_refused_without_announcing_a_rebuild(setup, capsys, damage):
     """A damaged database of satclip's holding a file of the user's warned "… is damaged …; rebuilding it", then

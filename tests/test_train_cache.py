@@ -445,7 +445,8 @@ def test_a_link_to_an_older_cache_is_refused_before_any_work(tmp_path):
     (older / safe_output.MARKER).unlink()  # (as an older satclip left it)
     (tmp_path / "link").symlink_to(older)
     with pytest.raises(OutputExistsError, match=f"{tmp_path / 'link'} is a symbolic link; give the directory it"):
-        check_cache_directory(tmp_path / "link")
+        check_cache_directory(tmp_path / "link", rebuild=True)
+    check_cache_directory(tmp_path / "link")  # (without --rebuild it may be up to date: used through the link)
     check_cache_directory(older)  # (the cache itself is one to build into)
 
 
@@ -462,6 +463,31 @@ def test_a_users_folder_named_like_the_work_directory_is_refused_naming_its_file
     with pytest.raises(OutputExistsError, match=re.escape(said)):
         build_cache(tmp_path / "cup", tiny_encoder(), tiny_source(6), views=1)
     assert sorted(p.name for p in mine.iterdir()) == ["a.csv", "notes.txt"] and not (tmp_path / "cup").exists()
+
+
+def test_a_link_to_an_up_to_date_cache_is_used_and_nothing_is_written_through_one(tmp_path, capsys):
+    """`cache build --data.cache lnk` (lnk → an up-to-date cache) was refused as "a symbolic link" where `cache
+    verify lnk` and `train` read it: it is used as it is; a build that would write (--rebuild, before any work; other
+    settings, once the key is known) is refused in one line naming the link, the cache behind it untouched."""
+    from satclip.train import dump_config, from_dict
+
+    from .train_helpers import bluemarble_run
+
+    dump_config(from_dict(bluemarble_run(tmp_path)), tmp_path / "c.yaml")
+    build = ["cache", "build", "--config", str(tmp_path / "c.yaml")]
+    assert main(build) == 0
+    (tmp_path / "lnk").symlink_to(tmp_path / "cache")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main([*build, "--data.cache", str(tmp_path / "lnk")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'lnk'}: 40 images × 2 views")
+    for extra in (["--rebuild"], ["--data.cache_views", "3"]):
+        assert main([*build, "--data.cache", str(tmp_path / "lnk"), *extra]) == 2, extra
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"satclip: error: {tmp_path / 'lnk'} is a symbolic link; give the directory it points to, or another path"
+        ), extra
+    assert {p.name: p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if "lnk" in p.name) == ["lnk"]
 
 
 def test_an_interrupted_rebuild_is_finished_by_the_same_command(tmp_path):

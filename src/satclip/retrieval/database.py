@@ -713,10 +713,11 @@ def build_database(
             database = RetrievalDatabase.open(path)
             writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)  # (its lock lies beside it)
             if database.manifest.get("built_from") == built_from and database.key == key or not writable \
-                    or not safe_output.is_owned(path):  # fmt: skip
+                    or not safe_output.is_owned(path) or path.is_symlink():  # (its record is not written through it)
                 log.debug("retrieval database %s is up to date", path)
                 database.kept = True
                 return database
+    safe_output.check_not_link(path)  # a rebuild would write through it (it was told to pass --overwrite, then this)
     with safe_output.exclusive(path, wait=True):  # a concurrent build of the same database is waited out
         refuse_other_outputs(path, rebuilding=False)
         if (path / MANIFEST).is_file():

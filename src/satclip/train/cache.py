@@ -468,13 +468,15 @@ def _older_cache(path: Path) -> bool:
             and not safe_output.undeclared(path, "feature-cache"))  # fmt: skip
 
 
-def check_cache_directory(path: str | Path) -> None:
+def check_cache_directory(path: str | Path, *, rebuild: bool = False) -> None:
     """Raise now what :func:`build_cache` would refuse at ``path`` only after the work before it (fitting the
     MOSAIKS filters on the images): a file, a directory of the user's or another satclip output, a cache file name
     taken by a directory, a ``PATH.partial`` of the user's where the build keeps its work, a symbolic link (a cache
-    of an older satclip behind one was refused only after the filters were fitted)."""
+    of an older satclip behind one was refused only after the filters were fitted), unless it links to a complete
+    cache and not to ``rebuild`` it: one up to date is used as it is, as `cache verify` and `train` read it."""
     path = Path(path)
-    safe_output.check_not_link(path)
+    if rebuild or _manifest_json(path).get("complete") is not True:
+        safe_output.check_not_link(path)
     try:
         work_dir(path)
     except (OutputExistsError, BadInputError):
@@ -591,6 +593,7 @@ def build_cache(
         current, _ = _up_to_date(path, key)
         if current is not None:
             return reused(current)
+    safe_output.check_not_link(path)  # (a link to an up-to-date cache is used; nothing is written through one)
     with safe_output.exclusive(path, wait=True):  # one build per cache; a concurrent one is waited out
         if _older_cache(path):
             safe_output.mark_owned(path, kind="feature-cache")

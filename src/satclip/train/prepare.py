@@ -150,7 +150,7 @@ def cache_from_config(
             check_key(data.cache, cache.key)
         return cache
     safe_output.check_not_inside(data.cache, *image_folder(config))
-    check_cache_directory(data.cache)  # (before the filters are fitted on the images)
+    check_cache_directory(data.cache, rebuild=rebuild)  # (before the filters are fitted on the images)
     source = source_from_config(config)
     device = torch.device(device) if device is not None else default_device(config.trainer.accelerator)
     encoder = build_image_encoder(
