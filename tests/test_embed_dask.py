@@ -1017,7 +1017,7 @@ def test_output_guarantees_of_the_local_path(model, tmp_path, capsys):
     work = tmp_path / "other.partial"
     work.mkdir()
     (work / "notes.txt").write_text("keep me too")
-    with pytest.raises(OutputExistsError, match="is not satclip's, and other.partial is where satclip keeps"):
+    with pytest.raises(OutputExistsError, match=r"is not satclip's \(it holds notes.txt\), and other.partial is where"):
         embed_dataset(dataset, tmp_path / "other", encoder, scheduler="tcp://127.0.0.1:1")
     assert (work / "notes.txt").read_text() == "keep me too"
 
