@@ -824,9 +824,10 @@ def _run(
                 result = future.result()
             except distributed.KilledWorker as err:  # (it was "unexpected error (KilledWorker) … please report it")
                 raise ClusterError(
-                    f"partition {index} ended every Dask worker that ran it (out of memory?): give the workers more "
-                    "memory (`dask worker --memory-limit`, or fewer --workers on this machine), then rerun the same "
-                    "command: it resumes with the partitions done (smaller partitions, --chunk-rows, need --restart)"
+                    f"partition {index} ended every Dask worker that ran it (out of memory, or killed from outside?): "
+                    "give the workers more memory (`dask worker --memory-limit`, or fewer --workers on this machine), "
+                    "then rerun the same command: it resumes with the partitions done (smaller partitions, "
+                    "--chunk-rows, need --restart)"
                 ) from err
             except CancelledError as err:
                 if attempt >= RESUBMITS:

@@ -571,8 +571,8 @@ def _workers_died(output: Path) -> Iterator[None]:
         yield
     except distributed.KilledWorker as err:
         raise ClusterError(
-            f"a chunk of {output} ended every Dask worker that ran it (out of memory?): give the workers more memory "
-            "(`dask worker --memory-limit`, or fewer --workers on this machine) and run again"
+            f"a chunk of {output} ended every Dask worker that ran it (out of memory, or killed from outside?): give "
+            "the workers more memory (`dask worker --memory-limit`, or fewer --workers on this machine) and run again"
         ) from err
 
 
