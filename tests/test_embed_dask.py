@@ -1172,11 +1172,13 @@ def test_a_dask_map_too_large_is_not_told_to_use_pca(tmp_path, capsys):
 
 def test_invalid_rows_of_every_failing_partition_are_named(cluster, model, tmp_path, capsys):
     """Bad rows in two partitions: the error counted both and named the first partition's rows alone, so the other
-    partition's came to light only after a fix and a rerun."""
+    partition's came to light only after a fix and a rerun. And the other partition's row is named with its values
+    and what it looks like (a longitude in [0, 360] there went unsaid: only the first partition's hints were)."""
     _, client = cluster
     frame = points(40_000, seed=2)
     bad = [1 * 8192 + 7, 3 * 8192 + 11]  # partitions 1 and 3 of 8192-row partitions
-    frame.loc[bad, "lat"] = 95.0
+    frame.loc[bad[0], "lat"] = 95.0
+    frame.loc[bad[1], "lon"] = 200.0
     dataset = write_dataset(frame, tmp_path / "in", parts=2)
     args = ["embed", str(dataset), "-o", str(tmp_path / "emb.parquet"), "--model", str(model), "--engine", "dask",
             "--no-progress", "--scheduler", client.scheduler.address, "--chunk-rows", "8192"]  # fmt: skip
@@ -1184,7 +1186,9 @@ def test_invalid_rows_of_every_failing_partition_are_named(cluster, model, tmp_p
     err = one_error_line(capsys.readouterr().err)
     assert "2 invalid row(s) in 2 partition(s)" in err and f"partition 1: 1 invalid point(s): row {bad[0]}" in err
     assert f"of part.0.parquet; the first invalid row of each other partition: partition 3: row {bad[1]} (row " \
-           f"{bad[1] - 20_000} of part.1.parquet). Pass --skip-invalid" in err  # fmt: skip
+           f"{bad[1] - 20_000} of part.1.parquet): (lon=200.0, lat={float(frame.loc[bad[1], 'lat'])!r}). In the " \
+           "other partitions: The longitudes over 180 look like [0, 360] ones: wrap them with lon = ((lon + 180) " \
+           "% 360) - 180. Pass --skip-invalid" in err  # fmt: skip
 
 
 def test_text_that_is_no_number_is_named_by_its_row_on_dask(cluster, model, tmp_path, capsys):

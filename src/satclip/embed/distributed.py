@@ -235,7 +235,10 @@ class _Partitions:
         if bad.any() and not self.skip_invalid:
             rows_bad = np.flatnonzero(bad)
             error = describe_invalid(lonlat, bad, start, **file_advice(source))
-            return {**result, "error": error, "bad_rows": (rows_bad + start).tolist()}
+            lon, lat = lonlat[rows_bad[0]]  # (another partition's first row is named with its values and hints)
+            return {**result, "error": error, "bad_rows": (rows_bad + start).tolist(),
+                    "first": f"(lon={float(lon)!r}, lat={float(lat)!r})",
+                    "hints": range_hints(lonlat, bad, **file_advice(source))}  # fmt: skip
         if bad.any():  # (what the rows skipped look like: said once for the job by the client, _run)
             result["hints"] = range_hints(lonlat, bad, **file_advice(source))
         result["outside"] = outside_count(self.footprint, lonlat)
@@ -401,6 +404,11 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
             shown = "; ".join(_first_row(source, r) for r in others[:3])
             parts.append(f"the first invalid row of each other partition: {shown}"
                          + (f" (and {len(others) - 3} more partitions)" if len(others) > 3 else ""))  # fmt: skip
+            # what the other partitions' rows look like, each hint once (a [0, 360] longitude in partition 2 alone
+            # went unsaid): a few kinds of hint at most, so the line stays bounded
+            hints = dict.fromkeys(h for r in others if (h := r.get("hints", "").strip()) and h not in first["error"])
+            if hints:
+                parts[-1] = f"{parts[-1]}. In the other partitions: {' '.join(hints)}".rstrip(".")
     if written:
         listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])
         parts.append(f"written with nulls for invalid rows by an earlier --skip-invalid run: {listed}")
@@ -413,10 +421,11 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
 
 
 def _first_row(source, failed: dict) -> str:
-    """``partition 3: row 24587 (row 4587 of part.1.parquet)`` of a failed partition's record."""
+    """``partition 3: row 24587 (row 4587 of part.1.parquet): (lon=400.0, lat=10.0)`` of a failed partition's
+    record."""
     row = int(failed["bad_rows"][0])
     place = source.place(row)
-    return f"partition {failed['index']}: row {row}" + (f" ({place})" if place else "")
+    return f"partition {failed['index']}: row {row}" + (f" ({place})" if place else "") + f": {failed['first']}"
 
 
 def _part_name(index: int, kind: str) -> str:
