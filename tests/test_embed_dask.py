@@ -172,7 +172,8 @@ def test_partitions_are_embedded_a_row_group_at_a_time(cluster, dataset, expecte
 def test_partition_rows_balance_the_workers():
     assert partition_rows(2_000_000, 2, 4096) == 253_952  # 8 partitions, 4 per worker (262,144 left one short)
     assert partition_rows(2_000_000, 1, 4096) == 253_952
-    assert partition_rows(200_000, 2, 4096) == 102_400  # one partition would leave a worker idle
+    assert partition_rows(200_000, 2, 4096) == 36_864  # 6 partitions of at least 32,768 rows, 3 per worker
+    assert partition_rows(50_000, 2, 4096) == 28_672  # one partition would leave a worker idle
     assert partition_rows(10, 2, 4096) == 4096
     cases = [(2_000_000, 2, 4096), (10**8, 48, 4096), (200_001, 3, 5000), (10**7, 5, 65536), (1, 7, 1)]
     for rows, threads, batch in cases:
@@ -181,28 +182,40 @@ def test_partition_rows_balance_the_workers():
         assert size % batch == 0 and size < DEFAULT_PARTITION_ROWS + batch
         # partitions handed out in turn: the busiest worker's rows exceed an even share by under a batch per
         # partition it runs
-        rounds = -(-rows // (DEFAULT_PARTITION_ROWS * threads))
-        assert -(-parts // threads) * size < rows / threads + rounds * batch + size * (parts < threads)
+        rounds = -(-parts // threads)
+        assert rounds * size < rows / threads + rounds * batch + size * (parts < threads)
+
+
+def test_partition_rows_several_per_worker():
+    """300,000 rows on 2 workers were 2 partitions of 151,552 rows: a worker killed early lost its whole share, and
+    docs/scale.md asks for several partitions per worker. Now about 4 per thread (fewer where rounding up to whole
+    batches makes them larger), none of fewer than 32,768 rows."""
+    for rows, threads in [(300_000, 2), (4_000_000, 16), (10**6, 1)]:
+        size = partition_rows(rows, threads, 4096)
+        assert -(-rows // size) > 3 * threads and size >= 32_768, (rows, threads, size)
+    assert -(-300_000 // partition_rows(300_000, 2, 4096)) == 8
+    assert partition_rows(40_000, 2, 4096) == 20_480  # (2 partitions: 8 would be of 5,000 rows)
 
 
 def test_default_partitions_fit_the_cluster_and_resume_on_another(
     cluster, dataset, expected, model, tmp_path, monkeypatch
 ):
-    """Without chunk_rows, a 2-thread cluster gets 2 equal partitions; an interrupted run resumes with the
-    partitions it recorded on a cluster of another size."""
+    """Without chunk_rows, a 2-thread cluster gets 6 equal partitions (3 per worker); an interrupted run resumes
+    with the partitions it recorded on a cluster of another size (and so one recorded by an older satclip's
+    default)."""
     _, client = cluster
     out = tmp_path / "emb"
     with pytest.raises(KeyboardInterrupt):
         embed_dataset(dataset, out, satclip.load(model), client=client, progress=_Interrupt(1))
     manifest = json.loads((tmp_path / "emb.partial" / "manifest.json").read_text())
-    assert manifest["partitions"] == 2 and manifest["identity"]["options"]["chunk_rows"] == 102_400
-    monkeypatch.setattr(distributed_embed, "_cluster_threads", lambda client: 3)  # 3 partitions, were it new
+    assert manifest["partitions"] == 6 and manifest["identity"]["options"]["chunk_rows"] == 36_864
+    monkeypatch.setattr(distributed_embed, "_cluster_threads", lambda client: 1)  # 4 partitions, were it new
     result = embed_dataset(dataset, out, satclip.load(model), client=client)
-    assert result.chunks == 2 and result.resumed_chunks == 1
-    assert sorted(p.name for p in out.glob("*.parquet")) == ["part-000000.parquet", "part-000001.parquet"]
+    assert result.chunks == 6 and result.resumed_chunks >= 1
+    assert sorted(p.name for p in out.glob("*.parquet")) == [f"part-{k:06d}.parquet" for k in range(6)]
     assert_same(out, expected)
     restarted = embed_dataset(dataset, tmp_path / "new", satclip.load(model), client=client)
-    assert restarted.chunks == 3
+    assert restarted.chunks == 4
 
 
 def test_model_shipped_once(cluster, dataset, model, tmp_path, monkeypatch):

@@ -4,10 +4,11 @@
 :func:`embed_dataset` splits the input (a Parquet file or dataset directory, see :mod:`satclip.embed.parquet`)
 into partitions of ``C`` rows (partition ``k`` = rows ``[k·C, (k+1)·C)``) and runs one task per partition. By
 default ``C`` is chosen for the cluster (:func:`partition_rows`: partitions of at most
-:data:`DEFAULT_PARTITION_ROWS` rows, as many as a multiple of the cluster's threads, so that every worker ends
-at about the same time) and recorded in the work directory: a rerun resumes with the recorded size on a
-cluster of any size. The model, the input's description and the options reach every worker once, in a worker
-plugin (also on workers that join or restart later); tasks carry only a partition number. A task reads its
+:data:`DEFAULT_PARTITION_ROWS` rows, several per thread of the cluster and as many as a multiple of its threads,
+so that every worker ends at about the same time and a worker lost early loses a part of its share) and recorded
+in the work directory: a rerun resumes with the recorded size on a cluster of any size. The model, the input's
+description and the options reach every worker once, in a worker plugin (also on workers that join or restart
+later); tasks carry only a partition number. A task reads its
 rows, validates them (invalid rows are reported with their row number in the whole input, and nothing is
 written for that partition), embeds them and writes a part under a name of its own (Parquet for a dataset
 output, Arrow IPC for one Parquet file); the client, which alone holds the lock on the output, moves each
@@ -93,6 +94,12 @@ log = logging.getLogger(__name__)
 #: at most this many rows per partition of ``satclip embed --engine dask`` by default (see
 #: :func:`partition_rows`)
 DEFAULT_PARTITION_ROWS = 1 << 18
+#: partitions per worker thread by default, where the input has enough rows: a worker killed or slow early loses
+#: or holds up a quarter of its share, not all of it (2 partitions of 150,000 rows on 2 workers lost everything)
+PARTITIONS_PER_THREAD = 4
+#: at least this many rows per partition by default (where the input has them), so that a small input is not
+#: shattered into tasks of milliseconds
+MIN_PARTITION_ROWS = 1 << 15
 #: rows per Parquet row group in the parts and in one Parquet file out (the local engine's chunk)
 ROW_GROUP_ROWS = 1 << 16
 #: how often a partition is resubmitted after its task was cancelled (a cluster restart)
@@ -100,13 +107,14 @@ RESUBMITS = 3
 
 
 def partition_rows(num_rows: int, threads: int, batch_size: int) -> int:
-    """Rows per partition for ``num_rows`` rows on a cluster of ``threads`` worker threads: the fewest
-    partitions of at most :data:`DEFAULT_PARTITION_ROWS` rows whose number is a multiple of ``threads``, of equal
-    size rounded up to whole batches (the last one shorter). With 2M rows on 2 workers: 8 partitions of
-    253,952 rows, each worker embedding 4 of about the same size, where partitions of 262,144 rows left the
-    last, of 164,992, to one worker while the other waited."""
+    """Rows per partition for ``num_rows`` rows on a cluster of ``threads`` worker threads: partitions of at most
+    :data:`DEFAULT_PARTITION_ROWS` rows, :data:`PARTITIONS_PER_THREAD` per thread where each then has at least
+    :data:`MIN_PARTITION_ROWS` rows (else as many as have), their number a multiple of ``threads``, of equal size
+    rounded up to whole batches (the last one shorter). With 300,000 rows on 2 workers: 8 partitions of 40,960
+    rows (there were 2 of 151,552, and a worker killed early lost its whole share); with 2M rows: 8 of 253,952."""
     threads = max(1, threads)
-    parts = -(-num_rows // DEFAULT_PARTITION_ROWS)
+    several = min(PARTITIONS_PER_THREAD * threads, max(1, num_rows // MIN_PARTITION_ROWS))
+    parts = max(-(-num_rows // DEFAULT_PARTITION_ROWS), several)
     parts = -(-parts // threads) * threads
     rows = -(-num_rows // parts)
     return max(batch_size, -(-rows // batch_size) * batch_size)
