@@ -9,11 +9,13 @@ import importlib
 import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +236,50 @@ def test_model_shipped_once(cluster, dataset, model, tmp_path, monkeypatch):
     result = embed_dataset(source, tmp_path / "out.parquet", satclip.load(model), client=client, chunk_rows=16384)
     assert result.chunks == 13 and result.embedded_rows == N
     assert pickled == ["LocationEncoder"]
+
+
+#: a model whose pickle is over distributed's large-graph warning threshold (10 MB), as a retrieval model's (157 MB)
+LARGE = {**CONFIG, "network": {**CONFIG["network"], "dim_hidden": 1024, "num_layers": 4}}
+
+
+def _large_graph_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if "large graph" in str(w.message)]
+
+
+def test_a_large_model_reaches_each_worker_once(cluster, tmp_path, capsys):
+    """A model in the graph of a Dask frame's embeddings and of `satclip map --engine dask` (157 MB for a retrieval
+    model) was sent with every compute, with distributed's raw "Sending large graph of size …" warning, and workers
+    fetched it from the one worker holding its key (killing that one dumped a traceback). Now it reaches each worker
+    once, in a worker plugin: no warning, and the same values as on the threaded scheduler and the local engine."""
+    xr = pytest.importorskip("xarray")
+    _, client = cluster
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config(LARGE).eval()
+    assert len(pickle.dumps(encoder)) > 10 * 2**20
+    lazy = satclip.embed(dd.from_pandas(points(3_000)[["lon", "lat"]], npartitions=3), model=encoder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = lazy.compute(), lazy.compute()  # (the second reuses the plugin: nothing sent again)
+    assert _large_graph_warnings(caught) == []
+    local = lazy.compute(scheduler="threads")
+    np.testing.assert_array_equal(first.to_numpy(), local.to_numpy())
+    np.testing.assert_array_equal(second.to_numpy(), local.to_numpy())
+
+    tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
+    model = write_native(tmp_path / "model", {"location_encoder": LARGE}, tensors)
+    base = ["map", "--model", str(model), "--resolution", "5", "--bbox", "-30", "-30", "60", "60", "--all"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*base, "-o", str(tmp_path / "dask.zarr"), "--engine", "dask", "--scheduler",
+                     client.scheduler.address]) == 0  # fmt: skip
+    assert _large_graph_warnings(caught) == [] and "large graph" not in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "local.zarr")]) == 0
+    dask_map, local_map = xr.open_zarr(tmp_path / "dask.zarr"), xr.open_zarr(tmp_path / "local.zarr")
+    np.testing.assert_array_equal(dask_map.embedding.values, local_map.embedding.values)
+    # the map's plugin is removed from the scheduler's workers once the map is written; the frame's is kept
+    plugins = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.worker_plugins))
+    assert len([name for name in plugins if name.startswith("satclip-model-")]) == 1, plugins
+    np.testing.assert_array_equal(lazy.compute().to_numpy(), local.to_numpy())
 
 
 class _KillWorker:
@@ -1308,7 +1354,7 @@ def _run_partition_elsewhere(*args):
 
 def _run_partition_without_the_work_directory(name, index, token):
     """A task of a worker on another file system, where the job's work directory is not."""
-    job = distributed_embed._JOBS[name]
+    job = distributed_embed._SHIPPED[name]
     return dataclasses.replace(job, workdir=f"{job.workdir}.elsewhere").run(index, token)
 
 
@@ -1317,7 +1363,7 @@ def _run_partition_with_a_stale_lookup(name, index, token):
     its parent is listed."""
     from unittest import mock
 
-    pending = Path(distributed_embed._JOBS[name].workdir) / "pending"
+    pending = Path(distributed_embed._SHIPPED[name].workdir) / "pending"
     hidden, listdir = pending.rename(pending.with_name("pending.stale")), os.listdir
 
     def refreshed(path="."):
@@ -1455,7 +1501,7 @@ def _run_partition_late(name, index, token):
     """A task that starts its partition after the command was interrupted (with nothing recorded) and its work
     directory discarded: the task runs on, as a cancelled Dask task does. It says when it has ended in a file
     beside the input."""
-    job = distributed_embed._JOBS[name]
+    job = distributed_embed._SHIPPED[name]
     try:
         time.sleep(2.0)
         return job.run(index, token)

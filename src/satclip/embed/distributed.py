@@ -134,6 +134,7 @@ def _frame_partition(part, encoder, batch_size, lon_col, lat_col, skip_invalid, 
     """Embeddings of one partition (a pandas DataFrame or GeoDataFrame) as a DataFrame on its index. Errors
     name the partition and the rows by their index labels, as :func:`satclip.embed` names a pandas frame's."""
     number = (partition_info or {}).get("number", "?")
+    encoder = model_of(encoder)
     if is_geo(part) and lon_col is None and lat_col is None:
         try:
             lonlat = geo_lonlat(part, centroids=centroids, note=False, index_labels=True)
@@ -169,13 +170,14 @@ def embed_frame(
     GeoDataFrame of points, as a lazy Dask DataFrame with the same partitions and index and columns
     ``emb_000`` … in the encoder's dtype.
 
-    The encoder enters the graph once, as one key every partition's task depends on (with a distributed
-    scheduler it is sent to each worker once). Invalid points, and geometries that are not points, raise when
-    computed, naming the partition and the rows' index labels; invalid points are NaN rows with ``skip_invalid``.
+    The encoder enters the graph as :func:`model_in_graph` puts it there: with a ``distributed`` client active, sent
+    to each worker once in a worker plugin, for every compute of this frame; else as one key. Invalid points, and
+    geometries that are not points, raise when computed, naming the partition and the rows' index labels; invalid
+    points are NaN rows with ``skip_invalid``.
     """
     from .api import check_options
 
-    dask = require("dask", "dask", "embedding a Dask DataFrame")
+    require("dask", "dask", "embedding a Dask DataFrame")
     pd = require("pandas", "dask", "embedding a Dask DataFrame")
     check_options(batch_size, skip_invalid=skip_invalid, centroids=centroids)
     if not is_geo(frame._meta) and not hasattr(frame._meta, "columns"):  # (a Series failed on .columns)
@@ -192,7 +194,7 @@ def embed_frame(
     dtype = _dtype(encoder)
     names = sinks.embedding_column_names(encoder.embedding_dim)
     meta = pd.DataFrame({name: np.empty(0, dtype) for name in names}, index=frame._meta.index)
-    model = dask.delayed(encoder, name=f"satclip-model-{model_token(model_identity(encoder))}", traverse=False)
+    model = model_in_graph(encoder)
     return frame.map_partitions(
         _frame_partition, model, batch_size, lon_col, lat_col, skip_invalid, centroids, meta=meta,
         enforce_metadata=False,
@@ -208,7 +210,7 @@ def _satclip_version() -> str:
 
 @dataclass
 class _Partitions:
-    """What a worker needs to embed any partition of one job; sent once per worker in :class:`_JobPlugin`."""
+    """What a worker needs to embed any partition of one job; sent once per worker in a :class:`_Shipment`."""
 
     encoder: object
     source: object  # a ParquetDatasetSource
@@ -224,8 +226,6 @@ class _Partitions:
     dictionary: bool = False
     #: the job's attributes, written into every part's schema metadata (:func:`satclip.embed.job.output_attrs`)
     attrs: dict = field(default_factory=dict)
-    #: the client's satclip version, which every worker must run (:meth:`_JobPlugin.setup`)
-    version: str = field(default_factory=_satclip_version)
     #: the model's training footprint, whose outside points each partition counts (None: it records none)
     footprint: object = None
 
@@ -355,40 +355,127 @@ class _PartWriter:
                 self.sink.close()
 
 
-#: worker process → the jobs its plugins set up (or why this worker refused one), by plugin name
-_JOBS: dict[str, _Partitions | ClusterError] = {}
+#: worker process → what the plugins of satclip's jobs and models carried (or why this worker refused one), by
+#: plugin name
+_SHIPPED: dict[str, object] = {}
 
 
-class _JobPlugin(WorkerPlugin):
-    """Carries one job to every worker (pickled once, on the client, when registered)."""
+class _Shipment(WorkerPlugin):
+    """Carries one object (a job's :class:`_Partitions`, a model) to every worker, also to workers that join or
+    restart later: pickled once, on the client, when registered (:func:`_register`), where a task that carried it
+    was pickled with every task, and a graph key holding it was fetched from the one worker holding it."""
 
-    def __init__(self, name: str, job: _Partitions):
-        self.name, self.job = name, job
+    def __init__(self, name: str, payload):
+        self.name, self.payload = name, payload
+        #: the client's satclip version, which every worker must run (:meth:`setup`)
+        self.version = _satclip_version()
 
     def setup(self, worker) -> None:
         """Refuse a worker of another satclip version than the client's (whose version the output records): its
         partitions came out otherwise, mixed into the output without a word."""
         version = _satclip_version()
-        if version != self.job.version:  # (a worker joining later refuses each task: _run_partition)
-            _JOBS[self.name] = ClusterError(
+        if version != self.version:  # (a worker joining later refuses each task: _shipped)
+            _SHIPPED[self.name] = ClusterError(
                 f"the Dask worker at {worker.address} runs satclip {version}, and this command satclip "
-                f"{self.job.version}: install the same satclip version (satclip[dask]=={self.job.version}) on every "
-                "worker"
+                f"{self.version}: install the same satclip version (satclip[dask]=={self.version}) on every worker"
             )
-            raise _JOBS[self.name]
-        _JOBS[self.name] = self.job
+            raise _SHIPPED[self.name]
+        _SHIPPED[self.name] = self.payload
 
     def teardown(self, worker) -> None:
-        _JOBS.pop(self.name, None)
+        _SHIPPED.pop(self.name, None)
+
+
+def _shipped(name: str):
+    """What the :class:`_Shipment` ``name`` carried to this worker."""
+    payload = _SHIPPED.get(name)
+    if payload is None:
+        raise RuntimeError(f"this worker has no satclip job or model {name!r}: its plugin was not set up")
+    if isinstance(payload, ClusterError):
+        raise payload
+    return payload
 
 
 def _run_partition(name: str, index: int, token: str) -> dict:
-    job = _JOBS.get(name)
-    if job is None:
-        raise RuntimeError(f"this worker has no satclip job {name!r}: its plugin was not set up")
-    if isinstance(job, ClusterError):
-        raise job
-    return job.run(index, token)
+    return _shipped(name).run(index, token)
+
+
+class ShippedModel:
+    """A model in a Dask graph that reaches each worker once, in a worker plugin (:func:`model_in_graph`): pickled,
+    it is its name, looked up when a task first asks for :attr:`encoder` on the worker, or in the client's process
+    (a local scheduler; a local cluster's scheduler unpickles the graph there, and Dask takes its expressions for
+    the client's own, the same by name)."""
+
+    def __init__(self, name: str, encoder=None):
+        self.name, self._encoder = name, encoder
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            sent = [model for (_, name), model in _MODELS_SENT.items() if name == self.name]
+            self._encoder = sent[0] if sent else _shipped(self.name)
+        return self._encoder
+
+    def __reduce__(self):
+        return ShippedModel, (self.name,)
+
+
+    def __dask_tokenize__(self) -> str:
+        return self.name
+
+
+#: (client id, plugin name) → model, of the models registered on a client by :func:`model_in_graph`
+_MODELS_SENT: dict[tuple[str, str], object] = {}
+
+
+def model_in_graph(encoder):
+    """What the tasks of a Dask graph that embed with ``encoder`` take as the model. With a ``distributed`` client
+    active, a :class:`ShippedModel`: the model reaches each worker once, in a worker plugin registered on the client
+    now and kept while it lives, so that every compute of any graph with this model reuses it (a graph holding the
+    model itself, 157 MB for a retrieval model, was sent with each compute, with distributed's "Sending large graph"
+    warning, and workers fetched it from the one worker holding its key). Else one graph key holding the model (a
+    local scheduler pickles nothing); :func:`model_of` gives the model in a task either way."""
+    dask = require("dask", "dask", "embedding on Dask")
+    client = _active_client()
+    if client is None:
+        return dask.delayed(encoder, name=f"satclip-model-{model_token(model_identity(encoder))}", traverse=False)
+    name = _plugin_name(client, encoder)
+    if (client.id, name) not in _MODELS_SENT:
+        _register(client, _Shipment(name, encoder), name)
+        _MODELS_SENT[client.id, name] = encoder
+    return ShippedModel(name, encoder)
+
+
+def release_model(client, encoder) -> None:
+    """Remove the worker plugin of :func:`model_in_graph` for ``encoder`` from ``client``'s workers (a command's
+    cluster outlives it: a scheduler's workers, and those joining later, held the model on)."""
+    name = _plugin_name(client, encoder)
+    if _MODELS_SENT.pop((client.id, name), None) is not None:
+        with contextlib.suppress(Exception):  # the cluster may be gone already
+            client.unregister_worker_plugin(name)
+
+
+def _plugin_name(client, encoder) -> str:
+    """The name of ``encoder``'s plugin from ``client``: each client's own, so that a command releasing its own
+    (:func:`release_model`) leaves the plugin of another client of the same scheduler, of the same model, in place."""
+    return f"satclip-model-{model_token(model_identity(encoder))}-{client.id}"
+
+
+def _active_client():
+    """The ``distributed`` client that computes graphs now, or None (distributed not imported: none)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        return sys.modules["distributed"].Client.current()
+    except ValueError:
+        return None
+
+
+def model_of(model):
+    """The model a task of :func:`model_in_graph`'s graph was given."""
+    return model.encoder if isinstance(model, ShippedModel) else model
 
 
 def _sentence(text: str) -> str:
@@ -791,7 +878,7 @@ def _crc_record(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(type(x) is int and x >= 0 for x in value)
 
 
-def _register(client, plugin: _JobPlugin, name: str) -> None:
+def _register(client, plugin: _Shipment, name: str) -> None:
     """Send the job to the workers, or say which of them cannot take it: a worker without satclip (unpickling the
     plugin) failed with "unexpected error (Exception): ModuleNotFoundError … please report it"."""
     try:
@@ -801,7 +888,7 @@ def _register(client, plugin: _JobPlugin, name: str) -> None:
             raise
         raise ClusterError(
             f"the Dask workers {_without_satclip(client)} cannot import satclip ({err}): install "
-            f"satclip[dask]=={plugin.job.version} (this command's version) on every worker"
+            f"satclip[dask]=={plugin.version} (this command's version) on every worker"
         ) from None
 
 
@@ -831,7 +918,7 @@ def _run(
     failed: list[dict] = []
     hints: dict[int, str] = {}  # partition → what its invalid rows skipped look like (range_hints)
     try:
-        _register(client, _JobPlugin(name, job), name)  # (refused: unregistered, or workers joining later refuse too)
+        _register(client, _Shipment(name, job), name)  # (refused: unregistered, or workers joining later refuse too)
         futures = client.map(_run_partition, [name] * len(todo), todo, [token] * len(todo), pure=False)
         submitted = {future.key: (index, 0) for future, index in zip(futures, todo, strict=True)}
         queue = distributed.as_completed(futures)

@@ -10,7 +10,8 @@
 
 :func:`embedding_field` returns a Dask-backed ``xarray.DataArray`` ``(…, dim)``: each chunk of cells is
 embedded when (and only when) it is computed, on the threaded scheduler or a ``distributed`` cluster (the
-model enters the graph once, as one key). Coordinates and attributes follow CF: ``lat``/``lon`` in
+model reaches each worker once, in a worker plugin, where a ``distributed`` client is active as the field is made:
+:func:`satclip.embed.distributed.model_in_graph`). Coordinates and attributes follow CF: ``lat``/``lon`` in
 degrees_north/degrees_east; the model, its basis, dtype and the satclip version in the attributes.
 ``satclip map --engine dask`` writes the same field as ``satclip map`` does (:func:`write_map_zarr`).
 """
@@ -120,7 +121,9 @@ def _where_mask(where: Callable, lon, lat, shape: tuple[int, ...]) -> np.ndarray
 def _embed_block(lat, lon, encoder, *mask, where, batch_size, skip_invalid, out_dtype, block_info=None):
     """``(h, w, D)`` embeddings of one chunk; cells outside the mask are NaN and not computed."""
     from .api import embed_lonlat
+    from .distributed import model_of
 
+    encoder = model_of(encoder)
     lat_b, lon_b = np.broadcast_arrays(np.asarray(lat, np.float64), np.asarray(lon, np.float64))
     shape = lat_b.shape
     keep = np.ones(shape, bool)
@@ -360,12 +363,13 @@ def embedding_field(
             other dimensions or labels than the grid's; ``chunks`` of another form.
         MissingExtraError: xarray or dask is not installed (``pip install 'satclip[dask]'``).
     """
-    from ..models.location_encoder import model_identity, model_token
+    from ..models.location_encoder import model_identity
 
     xr = require("xarray", "dask", "lazy embedding fields")
-    dask = require("dask", "dask", "lazy embedding fields")
+    require("dask", "dask", "lazy embedding fields")
     darray = require("dask.array", "dask", "lazy embedding fields")
     from .api import check_options, load_encoder
+    from .distributed import model_in_graph
 
     check_options(batch_size, skip_invalid=skip_invalid)
     encoder = load_encoder(
@@ -490,7 +494,7 @@ def embedding_field(
 
     identity = model_identity(encoder)
     model_description = model_attrs(encoder, identity, model)
-    encoder_key = dask.delayed(encoder, name=f"satclip-model-{model_token(identity)}", traverse=False)
+    encoder_key = model_in_graph(encoder)
     out_chunks = darray.core.broadcast_chunks(lat_d.chunks, lon_d.chunks) + ((embedding_dim,),)
     data = darray.map_blocks(
         _embed_block, arrays[0], arrays[1], encoder_key, *arrays[2:], where=where_fn, batch_size=batch_size,
@@ -603,6 +607,7 @@ def write_map_zarr(
     from ..models.provenance import training_footprint
     from . import maps
     from .cluster import dask_client
+    from .distributed import release_model
 
     xr = require("xarray", "dask", "satclip map --engine dask")
     output = Path(output).absolute()  # (workers write its chunks: a remote one's directory is not this one's)
@@ -625,28 +630,35 @@ def write_map_zarr(
     # (Dask's chunks are whole Zarr chunks, of DEFAULT_CHUNK_CELLS cells: 256 × 256 at 256 dimensions)
     side = math.isqrt(DEFAULT_CHUNK_CELLS)
     tile = tuple(min(n, max(z, side // z * z)) for n, z in zip((grid.height, grid.width), chunks[1:], strict=True))
-    # (the map's longitudes: 170 … 190 across the antimeridian, embedded wrapped)
-    field = embedding_field(encoder, grid.lon, grid.lat, chunks=tile, where=cells, batch_size=batch_size)
-    embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
-    embedding.attrs = field.attrs
-    attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
-    bounds = {name: ((name.removesuffix("_bnds"), maps.BOUNDS_DIM), edges)
-              for name, edges in maps.cell_bounds(grid).items()}  # fmt: skip
-    dataset = xr.Dataset({"embedding": embedding, **bounds}, attrs=maps.zarr_group_attrs(attrs, field.attrs))
-    for name in ("lat", "lon"):  # (the Dataset's own copies: the field's coordinates keep their attributes)
-        dataset[name].attrs = {**dataset[name].attrs, "bounds": f"{name}_bnds"}
+
+    def mapped():
+        """The map as a lazy Dataset, made with the cluster's client current (the model reaches each worker once,
+        in a worker plugin: model_in_graph)."""
+        # (the map's longitudes: 170 … 190 across the antimeridian, embedded wrapped)
+        field = embedding_field(encoder, grid.lon, grid.lat, chunks=tile, where=cells, batch_size=batch_size)
+        embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
+        embedding.attrs = field.attrs
+        attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
+        bounds = {name: ((name.removesuffix("_bnds"), maps.BOUNDS_DIM), edges)
+                  for name, edges in maps.cell_bounds(grid).items()}  # fmt: skip
+        dataset = xr.Dataset({"embedding": embedding, **bounds}, attrs=maps.zarr_group_attrs(attrs, field.attrs))
+        for name in ("lat", "lon"):  # (the Dataset's own copies: the field's coordinates keep their attributes)
+            dataset[name].attrs = {**dataset[name].attrs, "bounds": f"{name}_bnds"}
+        return dataset
+
     encoding = {"embedding": {"chunks": chunks}}
     with safe_output.exclusive(output):
         _local_work_kept(output, restart)  # (under the lock: not the work of a local run writing it now)
         tasks = -(-grid.height // tile[0]) * -(-grid.width // tile[1])
         log.info("embedding %d × %d grid cells at %g° on Dask (%d chunk%s)", grid.height, grid.width, resolution,
                  tasks, "s" * (tasks != 1))  # fmt: skip
-        with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output):
-            if client is not None:
-                dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
-            else:
-                with dask_client(scheduler, workers):
-                    dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+        with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output), \
+                contextlib.nullcontext(client) if client is not None else dask_client(scheduler, workers) as active, \
+                active.as_current():  # fmt: skip
+            try:
+                mapped().to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+            finally:
+                release_model(active, encoder)
     return output
 
 
