@@ -634,6 +634,29 @@ def test_a_closing_worker_logs_no_heartbeat_traceback():
         assert list(client.run(_closing_filter_on).values()) == [True]
 
 
+def test_a_worker_that_lost_a_peer_says_so_in_one_line():
+    """Killing a worker mid `satclip map --engine dask` printed another worker's "Worker stream died during
+    communication" with some 40 lines of traceback (CommClosedError), though the scheduler recomputed what was lost
+    and the map came out right. The local cluster's workers log that record in its one line."""
+    from satclip.embed.cluster import _lost_peer_in_one_line, dask_client
+
+    try:
+        raise OSError("in <TCP (closed) Ephemeral Worker->Worker for gather>: Stream is closed")
+    except OSError:
+        lost = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1,
+                                 "Worker stream died during communication: %s", ("tcp://127.0.0.1:1",), sys.exc_info())
+    assert _lost_peer_in_one_line(lost) and lost.exc_info is None
+    assert logging.Formatter().format(lost) == "Worker stream died during communication: tcp://127.0.0.1:1"
+    other = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, "Compute Failed", None, (1, 2, 3))
+    assert _lost_peer_in_one_line(other) and other.exc_info == (1, 2, 3)  # (other records keep theirs)
+
+    def filtered(dask_worker) -> bool:
+        return _lost_peer_in_one_line in logging.getLogger("distributed.worker").filters
+
+    with dask_client(workers=1) as client:  # the filter is on the workers of the cluster satclip starts
+        assert list(client.run(filtered).values()) == [True]
+
+
 def test_cli_starts_its_own_cluster(model, tmp_path, capsys, monkeypatch):
     dataset = write_dataset(points(3000), tmp_path / "in", parts=2)
     out = tmp_path / "emb"

@@ -56,6 +56,7 @@ def dask_setup(worker) -> None:
     for name in ("distributed.worker", "distributed.worker.state_machine"):
         logging.getLogger(name).addFilter(_reported_by_the_client)
     logging.getLogger("distributed.worker").addFilter(functools.partial(_not_closing_noise, worker))
+    logging.getLogger("distributed.worker").addFilter(_lost_peer_in_one_line)
 
 
 def _reported_by_the_client(record: logging.LogRecord) -> bool:
@@ -64,6 +65,18 @@ def _reported_by_the_client(record: logging.LogRecord) -> bool:
     message = str(record.msg)
     stopping = message.startswith("Worker plugin") and "teardown" in message  # (its client gone mid-run)
     return not (message.startswith("Compute Failed") or message.startswith("Async instruction") or stopping)
+
+
+#: what a worker logs, with a traceback of some 40 lines ending in CommClosedError, when the worker it was fetching a
+#: task's input from died (killed, out of memory): the scheduler recomputes what was lost, and the map still finishes
+LOST_PEER = "Worker stream died during communication"
+
+
+def _lost_peer_in_one_line(record: logging.LogRecord) -> bool:
+    """A worker's :data:`LOST_PEER` record in its one line (which worker), without the traceback."""
+    if str(record.msg).startswith(LOST_PEER):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 #: what a worker logs, with a traceback, when a heartbeat it sent as it began closing meets the connection its
