@@ -280,6 +280,13 @@ def test_a_large_model_reaches_each_worker_once(cluster, tmp_path, capsys):
     plugins = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.worker_plugins))
     assert len([name for name in plugins if name.startswith("satclip-model-")]) == 1, plugins
     np.testing.assert_array_equal(lazy.compute().to_numpy(), local.to_numpy())
+    # a map written with the frame's own client leaves the plugin the frame uses (its removal failed the frame's
+    # next compute: "this worker has no satclip job or model")
+    from satclip.embed.xarray import write_map_zarr
+
+    write_map_zarr(encoder, tmp_path / "same-client.zarr", resolution=5, bbox=(-30, -30, 60, 60), blank_unseen=False,
+                   client=client)  # fmt: skip
+    np.testing.assert_array_equal(lazy.compute().to_numpy(), local.to_numpy())
 
 
 class _KillWorker:

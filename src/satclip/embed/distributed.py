@@ -32,6 +32,7 @@ import logging
 import os
 import secrets
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
@@ -419,13 +420,14 @@ class ShippedModel:
     def __reduce__(self):
         return ShippedModel, (self.name,)
 
-
     def __dask_tokenize__(self) -> str:
         return self.name
 
 
-#: (client id, plugin name) → model, of the models registered on a client by :func:`model_in_graph`
-_MODELS_SENT: dict[tuple[str, str], object] = {}
+#: (client id, plugin name) → model, of the models registered on a client by :func:`model_in_graph`, held weakly:
+#: a graph that uses one holds it (:class:`ShippedModel`), and one no graph uses is not kept in the client's memory
+#: for the process's life (a 157 MB retrieval model per model embedded)
+_MODELS_SENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def model_in_graph(encoder):
@@ -453,6 +455,19 @@ def release_model(client, encoder) -> None:
     if _MODELS_SENT.pop((client.id, name), None) is not None:
         with contextlib.suppress(Exception):  # the cluster may be gone already
             client.unregister_worker_plugin(name)
+
+
+@contextlib.contextmanager
+def model_shipped(client, encoder) -> Iterator[None]:
+    """Within: graphs made with ``client`` current ship ``encoder`` in a worker plugin (:func:`model_in_graph`);
+    after, the plugin is removed where this registered it (a plugin a Python user's own frames of the same model on
+    the same client use is left: its release failed their next compute)."""
+    fresh = (client.id, _plugin_name(client, encoder)) not in _MODELS_SENT
+    try:
+        yield
+    finally:
+        if fresh:
+            release_model(client, encoder)
 
 
 def _plugin_name(client, encoder) -> str:

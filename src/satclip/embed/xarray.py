@@ -607,7 +607,7 @@ def write_map_zarr(
     from ..models.provenance import training_footprint
     from . import maps
     from .cluster import dask_client
-    from .distributed import release_model
+    from .distributed import model_shipped
 
     xr = require("xarray", "dask", "satclip map --engine dask")
     output = Path(output).absolute()  # (workers write its chunks: a remote one's directory is not this one's)
@@ -654,11 +654,8 @@ def write_map_zarr(
                  tasks, "s" * (tasks != 1))  # fmt: skip
         with safe_output.atomic_dir(output, overwrite=overwrite) as tmp, _workers_died(output), \
                 contextlib.nullcontext(client) if client is not None else dask_client(scheduler, workers) as active, \
-                active.as_current():  # fmt: skip
-            try:
-                mapped().to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
-            finally:
-                release_model(active, encoder)
+                active.as_current(), model_shipped(active, encoder):  # fmt: skip
+            mapped().to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
     return output
 
 
