@@ -247,23 +247,19 @@ def _large_graph_warnings(caught) -> list[str]:
 
 
 def test_a_large_model_reaches_each_worker_once(cluster, tmp_path, capsys):
-    """A model in the graph of a Dask frame's embeddings and of `satclip map --engine dask` (157 MB for a retrieval
-    model) was sent with every compute, with distributed's raw "Sending large graph of size …" warning, and workers
-    fetched it from the one worker holding its key (killing that one dumped a traceback). Now it reaches each worker
-    once, in a worker plugin: no warning, and the same values as on the threaded scheduler and the local engine."""
+    """`satclip map --engine dask` sent its model in the graph (157 MB for a retrieval model), with distributed's raw
+    "Sending large graph of size …" warning, and workers fetched it from the one worker holding its key (killing
+    that one dumped a traceback). Now it reaches each worker once, in a worker plugin of the command's own, removed
+    at its end: no warning, the local engine's values. A Python user's frame keeps the model as one graph key, and
+    runs on any scheduler (a frame tied to its client's plugin failed elsewhere), before and after a map with its
+    client."""
     xr = pytest.importorskip("xarray")
     _, client = cluster
     torch.manual_seed(0)
     encoder = satclip.LocationEncoder.from_config(LARGE).eval()
     assert len(pickle.dumps(encoder)) > 10 * 2**20
     lazy = satclip.embed(dd.from_pandas(points(3_000)[["lon", "lat"]], npartitions=3), model=encoder)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first, second = lazy.compute(), lazy.compute()  # (the second reuses the plugin: nothing sent again)
-    assert _large_graph_warnings(caught) == []
     local = lazy.compute(scheduler="threads")
-    np.testing.assert_array_equal(first.to_numpy(), local.to_numpy())
-    np.testing.assert_array_equal(second.to_numpy(), local.to_numpy())
 
     tensors = {f"location.{k}": v for k, v in encoder.state_dict().items()}
     model = write_native(tmp_path / "model", {"location_encoder": LARGE}, tensors)
@@ -276,17 +272,24 @@ def test_a_large_model_reaches_each_worker_once(cluster, tmp_path, capsys):
     assert main([*base, "-o", str(tmp_path / "local.zarr")]) == 0
     dask_map, local_map = xr.open_zarr(tmp_path / "dask.zarr"), xr.open_zarr(tmp_path / "local.zarr")
     np.testing.assert_array_equal(dask_map.embedding.values, local_map.embedding.values)
-    # the map's plugin is removed from the scheduler's workers once the map is written; the frame's is kept
-    plugins = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.worker_plugins))
-    assert len([name for name in plugins if name.startswith("satclip-model-")]) == 1, plugins
-    np.testing.assert_array_equal(lazy.compute().to_numpy(), local.to_numpy())
-    # a map written with the frame's own client leaves the plugin the frame uses (its removal failed the frame's
-    # next compute: "this worker has no satclip job or model")
+
+    def plugins() -> list[str]:
+        names = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.worker_plugins))
+        return [name for name in names if name.startswith("satclip-model-")]
+
+    assert plugins() == []  # (removed once the map is written)
     from satclip.embed.xarray import write_map_zarr
 
-    write_map_zarr(encoder, tmp_path / "same-client.zarr", resolution=5, bbox=(-30, -30, 60, 60), blank_unseen=False,
-                   client=client)  # fmt: skip
-    np.testing.assert_array_equal(lazy.compute().to_numpy(), local.to_numpy())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_map_zarr(encoder, tmp_path / "same-client.zarr", resolution=5, bbox=(-30, -30, 60, 60),
+                       blank_unseen=False, client=client)  # fmt: skip
+    assert _large_graph_warnings(caught) == [] and plugins() == []
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "same-client.zarr").embedding.values,
+                                  dask_map.embedding.values)  # fmt: skip
+    np.testing.assert_array_equal(lazy.compute().to_numpy(), local.to_numpy())  # (on the cluster)
+    with distributed.Client(client.scheduler.address, set_as_default=False) as other:
+        np.testing.assert_array_equal(other.compute(lazy).result().to_numpy(), local.to_numpy())
 
 
 class _KillWorker:
@@ -930,9 +933,9 @@ def test_dask_dataframe_api(cluster, model, monkeypatch):
     monkeypatch.setattr(satclip.LocationEncoder, "__getstate__", counting, raising=False)
     lazy = satclip.embed(dd.from_pandas(frame, npartitions=8), model=encoder)
     assert isinstance(lazy, dd.DataFrame) and list(lazy.columns) == [f"emb_{j:03d}" for j in range(8)]
-    assert len(pickled) == 1  # sent to the workers once, in a worker plugin, as the frame is made
+    assert not pickled  # nothing computed or sent yet
     result = lazy.compute()  # on the cluster (the client is the default scheduler)
-    assert len(pickled) == 1  # not with the graph (a copy per partition, 8, before it was one key)
+    assert 1 <= len(pickled) <= 2  # one graph key, not a copy per partition (8)
     monkeypatch.undo()
     assert result.index.equals(frame.index) and (result.dtypes == np.float32).all()
     np.testing.assert_allclose(result.to_numpy(), encoder.encode(frame[["lon", "lat"]].to_numpy()).numpy(), atol=1e-5)
@@ -1567,3 +1570,21 @@ def test_an_interrupt_before_any_partition_is_recorded_leaves_nothing_behind(clu
             "--scheduler", client.scheduler.address, "--chunk-rows", "1024"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
     assert pq.read_table(out).num_rows == 2_000
+
+
+def test_the_hints_of_other_partitions_are_said_once_each_kind_and_bounded():
+    """Each other partition's projected rows added "Coordinates as large as N look projected …" again, with its own
+    N: the line grew with the partitions. A kind of hint is said once, whatever its numbers, and at most
+    OTHER_HINTS kinds."""
+    from types import SimpleNamespace
+
+    source = SimpleNamespace(path="in.parquet", numbering=lambda row: "", place=lambda row: "")
+    projected = " Coordinates as large as {:,} look projected (metres or feet): reproject them to EPSG:4326."
+    failed = [{"index": 0, "invalid": 1, "error": "1 invalid point(s): row 5 (lon=nan, lat=1.0).", "bad_rows": [5]}]
+    failed += [{"index": k, "invalid": 1, "error": "…", "bad_rows": [k * 100], "first": f"(lon={k}e6, lat=1.0)",
+                "hints": projected.format(k * 1_000_000)} for k in range(1, 9)]  # fmt: skip
+    failed += [{"index": 9 + k, "invalid": 1, "error": "…", "bad_rows": [900 + k], "first": "(lon=1.0, lat=95.0)",
+                "hints": f" Hint number {k}: kind {chr(65 + k)}."} for k in range(4)]  # fmt: skip
+    message = str(distributed_embed._invalid_error(source, failed, []))
+    assert message.count("look projected") == 1 and "as large as 1,000,000" in message
+    assert message.count("Hint number") == distributed_embed.OTHER_HINTS - 1 and "(and 9 more partitions)" in message

@@ -4,7 +4,7 @@
 :func:`embed_dataset` splits the input (a Parquet file or dataset directory, see :mod:`satclip.embed.parquet`)
 into partitions of ``C`` rows (partition ``k`` = rows ``[k·C, (k+1)·C)``) and runs one task per partition. By
 default ``C`` is chosen for the cluster (:func:`partition_rows`: partitions of at most
-:data:`DEFAULT_PARTITION_ROWS` rows, several per thread of the cluster and as many as a multiple of its threads,
+:data:`DEFAULT_PARTITION_ROWS` rows, several per thread of the cluster and about as many as a multiple of its threads,
 so that every worker ends at about the same time and a worker lost early loses a part of its share) and recorded
 in the work directory: a rerun resumes with the recorded size on a cluster of any size. The model, the input's
 description and the options reach every worker once, in a worker plugin (also on workers that join or restart
@@ -27,12 +27,13 @@ without it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
+import re
 import secrets
 import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ PARTITIONS_PER_THREAD = 4
 MIN_PARTITION_ROWS = 1 << 15
 #: rows per Parquet row group in the parts and in one Parquet file out (the local engine's chunk)
 ROW_GROUP_ROWS = 1 << 16
+#: kinds of hint about the invalid rows of other partitions than the first that an error says at most
+OTHER_HINTS = 3
 #: how often a partition is resubmitted after its task was cancelled (a cluster restart)
 RESUBMITS = 3
 
@@ -111,8 +114,9 @@ def partition_rows(num_rows: int, threads: int, batch_size: int) -> int:
     """Rows per partition for ``num_rows`` rows on a cluster of ``threads`` worker threads: partitions of at most
     :data:`DEFAULT_PARTITION_ROWS` rows, :data:`PARTITIONS_PER_THREAD` per thread where each then has at least
     :data:`MIN_PARTITION_ROWS` rows (else as many as have), their number a multiple of ``threads``, of equal size
-    rounded up to whole batches (the last one shorter). With 300,000 rows on 2 workers: 8 partitions of 40,960
-    rows (there were 2 of 151,552, and a worker killed early lost its whole share); with 2M rows: 8 of 253,952."""
+    rounded up to whole batches (the last one shorter; the rounding may leave one fewer: 1M rows on 16 threads are 31
+    partitions). With 300,000 rows on 2 workers: 8 partitions of 40,960 rows (there were 2 of 151,552, and a worker
+    killed early lost its whole share); with 2M rows: 8 of 253,952."""
     threads = max(1, threads)
     several = min(PARTITIONS_PER_THREAD * threads, max(1, num_rows // MIN_PARTITION_ROWS))
     parts = max(-(-num_rows // DEFAULT_PARTITION_ROWS), several)
@@ -171,8 +175,8 @@ def embed_frame(
     GeoDataFrame of points, as a lazy Dask DataFrame with the same partitions and index and columns
     ``emb_000`` … in the encoder's dtype.
 
-    The encoder enters the graph as :func:`model_in_graph` puts it there: with a ``distributed`` client active, sent
-    to each worker once in a worker plugin, for every compute of this frame; else as one key. Invalid points, and
+    The encoder enters the graph once, as one key every partition's task depends on (:func:`model_in_graph`; with a
+    distributed scheduler it is sent with each compute, and each worker fetches it once). Invalid points, and
     geometries that are not points, raise when computed, naming the partition and the rows' index labels; invalid
     points are NaN rows with ``skip_invalid``.
     """
@@ -402,10 +406,9 @@ def _run_partition(name: str, index: int, token: str) -> dict:
 
 
 class ShippedModel:
-    """A model in a Dask graph that reaches each worker once, in a worker plugin (:func:`model_in_graph`): pickled,
-    it is its name, looked up when a task first asks for :attr:`encoder` on the worker, or in the client's process
-    (a local scheduler; a local cluster's scheduler unpickles the graph there, and Dask takes its expressions for
-    the client's own, the same by name)."""
+    """A model in the graph of a command that ships it in a worker plugin (:func:`model_shipped`): pickled, it is its
+    name, looked up when a task first asks for :attr:`encoder` on a worker (or in the command's process, where a
+    local cluster's scheduler unpickles the graph)."""
 
     def __init__(self, name: str, encoder=None):
         self.name, self._encoder = name, encoder
@@ -413,8 +416,8 @@ class ShippedModel:
     @property
     def encoder(self):
         if self._encoder is None:
-            sent = [model for (_, name), model in _MODELS_SENT.items() if name == self.name]
-            self._encoder = sent[0] if sent else _shipped(self.name)
+            local = _SHIPPING_HERE.get(self.name)
+            self._encoder = local if local is not None else _shipped(self.name)
         return self._encoder
 
     def __reduce__(self):
@@ -424,68 +427,44 @@ class ShippedModel:
         return self.name
 
 
-#: (client id, plugin name) → model, of the models registered on a client by :func:`model_in_graph`, held weakly:
-#: a graph that uses one holds it (:class:`ShippedModel`), and one no graph uses is not kept in the client's memory
-#: for the process's life (a 157 MB retrieval model per model embedded)
-_MODELS_SENT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+#: model token → plugin name, of the models :func:`model_shipped` ships in the current context
+_SHIPPING: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar("satclip_shipping", default=())
+#: plugin name → model, of :func:`model_shipped`'s models, for the command's own process
+_SHIPPING_HERE: dict[str, object] = {}
 
 
 def model_in_graph(encoder):
-    """What the tasks of a Dask graph that embed with ``encoder`` take as the model. With a ``distributed`` client
-    active, a :class:`ShippedModel`: the model reaches each worker once, in a worker plugin registered on the client
-    now and kept while it lives, so that every compute of any graph with this model reuses it (a graph holding the
-    model itself, 157 MB for a retrieval model, was sent with each compute, with distributed's "Sending large graph"
-    warning, and workers fetched it from the one worker holding its key). Else one graph key holding the model (a
-    local scheduler pickles nothing); :func:`model_of` gives the model in a task either way."""
+    """What the tasks of a Dask graph that embed with ``encoder`` take as the model: within :func:`model_shipped`
+    (a command's own cluster or scheduler), a :class:`ShippedModel`, its name; else one graph key holding the model,
+    which runs on any scheduler (a Python user's frame or field: a graph tied to one client's plugin failed on
+    another client or scheduler, and the plugin outlived the frame on every worker). :func:`model_of` gives the
+    model in a task either way."""
     dask = require("dask", "dask", "embedding on Dask")
-    client = _active_client()
-    if client is None:
-        return dask.delayed(encoder, name=f"satclip-model-{model_token(model_identity(encoder))}", traverse=False)
-    name = _plugin_name(client, encoder)
-    if (client.id, name) not in _MODELS_SENT:
-        _register(client, _Shipment(name, encoder), name)
-        _MODELS_SENT[client.id, name] = encoder
-    return ShippedModel(name, encoder)
-
-
-def release_model(client, encoder) -> None:
-    """Remove the worker plugin of :func:`model_in_graph` for ``encoder`` from ``client``'s workers (a command's
-    cluster outlives it: a scheduler's workers, and those joining later, held the model on)."""
-    name = _plugin_name(client, encoder)
-    if _MODELS_SENT.pop((client.id, name), None) is not None:
-        with contextlib.suppress(Exception):  # the cluster may be gone already
-            client.unregister_worker_plugin(name)
+    token = model_token(model_identity(encoder))
+    name = dict(_SHIPPING.get()).get(token)
+    if name is not None:
+        return ShippedModel(name, encoder)
+    return dask.delayed(encoder, name=f"satclip-model-{token}", traverse=False)
 
 
 @contextlib.contextmanager
 def model_shipped(client, encoder) -> Iterator[None]:
-    """Within: graphs made with ``client`` current ship ``encoder`` in a worker plugin (:func:`model_in_graph`);
-    after, the plugin is removed where this registered it (a plugin a Python user's own frames of the same model on
-    the same client use is left: its release failed their next compute)."""
-    fresh = (client.id, _plugin_name(client, encoder)) not in _MODELS_SENT
+    """Within: graphs made here (:func:`model_in_graph`) carry ``encoder`` by name, and it reaches each of
+    ``client``'s workers once, in a worker plugin of this command's own (a graph holding the model, 157 MB for a
+    retrieval model, was sent with the compute, with distributed's "Sending large graph" warning, and workers
+    fetched it from the one worker holding its key); after, the plugin is removed."""
+    token = model_token(model_identity(encoder))
+    name = f"satclip-model-{token}-{secrets.token_hex(4)}"  # (this command's: never a plugin of the user's)
+    _register(client, _Shipment(name, encoder), name)
+    _SHIPPING_HERE[name] = encoder
+    reset = _SHIPPING.set((*_SHIPPING.get(), (token, name)))
     try:
         yield
     finally:
-        if fresh:
-            release_model(client, encoder)
-
-
-def _plugin_name(client, encoder) -> str:
-    """The name of ``encoder``'s plugin from ``client``: each client's own, so that a command releasing its own
-    (:func:`release_model`) leaves the plugin of another client of the same scheduler, of the same model, in place."""
-    return f"satclip-model-{model_token(model_identity(encoder))}-{client.id}"
-
-
-def _active_client():
-    """The ``distributed`` client that computes graphs now, or None (distributed not imported: none)."""
-    import sys
-
-    if "distributed" not in sys.modules:
-        return None
-    try:
-        return sys.modules["distributed"].Client.current()
-    except ValueError:
-        return None
+        _SHIPPING.reset(reset)
+        _SHIPPING_HERE.pop(name, None)
+        with contextlib.suppress(Exception):  # the cluster may be gone already
+            client.unregister_worker_plugin(name)
 
 
 def model_of(model):
@@ -514,11 +493,17 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
             shown = "; ".join(_first_row(source, r) for r in others[:3])
             parts.append(f"the first invalid row of each other partition: {shown}"
                          + (f" (and {len(others) - 3} more partitions)" if len(others) > 3 else ""))  # fmt: skip
-            # what the other partitions' rows look like, each hint once (a [0, 360] longitude in partition 2 alone
-            # went unsaid): a few kinds of hint at most, so the line stays bounded
-            hints = dict.fromkeys(h for r in others if (h := r.get("hints", "").strip()) and h not in first["error"])
+            # what the other partitions' rows look like, each kind of hint once (a [0, 360] longitude in partition 2
+            # alone went unsaid), whatever its numbers (each partition's "as large as 5,000,000" was said again), and
+            # at most OTHER_HINTS of them, so that the line stays bounded
+            hints: dict[str, str] = {}
+            for r in others:
+                hint = r.get("hints", "").strip()
+                if hint and hint not in first["error"]:
+                    hints.setdefault(re.sub(r"[-\d][\d,.]*", "#", hint), hint)
             if hints:
-                parts[-1] = f"{parts[-1]}. In the other partitions: {' '.join(hints)}".rstrip(".")
+                said = " ".join(list(hints.values())[:OTHER_HINTS])
+                parts[-1] = f"{parts[-1]}. In the other partitions: {said}".rstrip(".")
     if written:
         listed = ", ".join(f"partition {k} ({n} null row(s))" for k, n in written[:5])
         parts.append(f"written with nulls for invalid rows by an earlier --skip-invalid run: {listed}")

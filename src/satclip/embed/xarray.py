@@ -10,8 +10,8 @@
 
 :func:`embedding_field` returns a Dask-backed ``xarray.DataArray`` ``(…, dim)``: each chunk of cells is
 embedded when (and only when) it is computed, on the threaded scheduler or a ``distributed`` cluster (the
-model reaches each worker once, in a worker plugin, where a ``distributed`` client is active as the field is made:
-:func:`satclip.embed.distributed.model_in_graph`). Coordinates and attributes follow CF: ``lat``/``lon`` in
+model enters the graph once, as one key; ``satclip map --engine dask`` ships it to each worker once, in a worker
+plugin: :func:`satclip.embed.distributed.model_shipped`). Coordinates and attributes follow CF: ``lat``/``lon`` in
 degrees_north/degrees_east; the model, its basis, dtype and the satclip version in the attributes.
 ``satclip map --engine dask`` writes the same field as ``satclip map`` does (:func:`write_map_zarr`).
 """
@@ -632,8 +632,8 @@ def write_map_zarr(
     tile = tuple(min(n, max(z, side // z * z)) for n, z in zip((grid.height, grid.width), chunks[1:], strict=True))
 
     def mapped():
-        """The map as a lazy Dataset, made with the cluster's client current (the model reaches each worker once,
-        in a worker plugin: model_in_graph)."""
+        """The map as a lazy Dataset, made within :func:`~satclip.embed.distributed.model_shipped` (its graph
+        carries the model by name)."""
         # (the map's longitudes: 170 … 190 across the antimeridian, embedded wrapped)
         field = embedding_field(encoder, grid.lon, grid.lat, chunks=tile, where=cells, batch_size=batch_size)
         embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
