@@ -670,25 +670,53 @@ HOLDS_OTHER_OUTPUTS = ("training-run", "demo", "demo-work", "reference-evaluatio
 
 
 def check_not_in_output(path: str | Path) -> None:
-    """Raise :class:`OutputExistsError` if the output ``path`` that a user named, not itself a satclip directory
-    already, lies inside one that satclip replaces or rebuilds whole (a corpus, a feature cache, a model, a store,
-    an evaluation; the nearest parent holding :data:`MARKER` that is not of :data:`HOLDS_OTHER_OUTPUTS`): it joined
-    another command's output (``export -o CORPUS/x.onnx``), which satclip then refused to replace. For the roots of
-    commands' outputs only: satclip lays out its own outputs inside its directories (a run's exports, a demo's work
-    and feature cache, an evaluation's protocols), and writes into its temporaries, through the other checks."""
+    """Raise :class:`OutputExistsError` if the output ``path`` that a user named lies inside a satclip directory
+    that satclip replaces or rebuilds whole (a corpus, a feature cache, a model, a store, an evaluation; the nearest
+    parent holding :data:`MARKER` that is not of :data:`HOLDS_OTHER_OUTPUTS`; not asked of a ``path`` that is itself
+    a satclip directory already): it joined another command's output (``export -o CORPUS/x.onnx``), which satclip
+    then refused to replace. Other outputs may be written beside the files a directory of
+    :data:`HOLDS_OTHER_OUTPUTS` keeps for itself, never over them (:func:`declare_contents`, also with
+    ``--overwrite``: `convert … RUN/checkpoints/last.ckpt --overwrite` replaced a run's resume state, and
+    `convert … RUN/export/last` the model it exported). For the roots of commands' outputs only: satclip lays out
+    its own outputs inside its directories (a run's exports, a demo's work and feature cache, an evaluation's
+    protocols), and writes into its temporaries, through the other checks."""
     path = expand_user(path)
-    if is_owned(path):
-        return
+    inside = not is_owned(path)
     try:
         parents = path.resolve().parents
+        resolved = path.resolve()
     except (OSError, RuntimeError):  # (a symbolic-link loop: _check_parents names it)
-        parents = path.absolute().parents
+        parents, resolved = path.absolute().parents, path.absolute()
     for parent in parents:
-        if owned_kind(parent) in HOLDS_OTHER_OUTPUTS:
+        kind = owned_kind(parent)
+        if kind in HOLDS_OTHER_OUTPUTS:
+            _refuse_kept(path, parent, resolved.relative_to(parent).as_posix())
             return
-        if is_owned(parent):
+        if kind is not None and inside:
             raise OutputExistsError(f"{path} is inside {parent}, {owned_noun(parent)}: satclip writes no other output "
                                     "into it; choose a path outside it")  # fmt: skip
+
+
+#: how a directory of :data:`HOLDS_OTHER_OUTPUTS` that keeps files of its own is made again, for messages
+_REDONE_BY = {"training-run": "satclip train --restart redoes the run"}
+
+
+def _refuse_kept(path: Path, directory: Path, relative: str) -> None:
+    """Raise :class:`OutputExistsError` if ``relative``, the output ``path`` inside ``directory``, is a file that
+    directory keeps for itself (:func:`declare_contents` of its kind), lies in one, or is a folder on the way to
+    them (``RUN/checkpoints``)."""
+    patterns = _CONTENTS.get(owned_kind(directory) or "", ())
+    on_the_way = {folder for pattern in patterns for folder in _and_parents(pattern)[1:]}
+    relative = _own_name(relative)
+    if not any(_matches(part, pattern) for part in _and_parents(relative) for pattern in patterns) and not any(
+        _matches(relative, folder) for folder in on_the_way
+    ):
+        return
+    redo = _REDONE_BY.get(owned_kind(directory) or "")
+    raise OutputExistsError(
+        f"{path} is {relative} of {directory}, {owned_noun(directory)}, which keeps it for itself: no other command "
+        f"writes it, even with --overwrite; choose another name{f' ({redo})' if redo else ''}"
+    )
 
 
 def check_new_output(path: str | Path) -> None:
