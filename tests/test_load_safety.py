@@ -330,3 +330,11 @@ def test_untrusted_checkpoint_is_a_satclip_error_saying_how_to_proceed(tmp_path)
     assert info.value.exit_code == 1
     message = str(info.value)
     assert "trust_checkpoint=True" in message and "--trust-checkpoint" in message and "print" in message
+
+
+@pytest.mark.parametrize("polys", [0, -3, "ten", 10.5, 5, 20, 41])
+def test_a_wrong_legendre_polys_names_the_one_the_weights_imply(tmp_path, polys):
+    """The weights' first layer takes 16 features: L = 4 (it said only "an integer from 1 to 16", or "gives 400
+    features")."""
+    with pytest.raises(BadInputError, match=r"first layer takes 16.*; the weights imply legendre_polys: 4$"):
+        satclip.load(_native(tmp_path / "m", edit={"encoding": {"legendre_polys": polys}}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -22,6 +23,13 @@ from ..networks.registry import WEIGHTS_FIX
 CPU_BATCH, LARGE_BATCH = 4096, 65536
 #: encoding parameters that set its output width (which is at least their value)
 ENCODING_SIZE_PARAMS = ("legendre_polys", "frequency_num")
+
+
+def _implied(key: str, width: int) -> str:
+    """``"; the weights imply legendre_polys: 10"`` where the first layer's ``width`` features are the L² that
+    spherical harmonics of L Legendre polynomials give (a square), else nothing (the weights imply no L)."""
+    degree = math.isqrt(width)
+    return f"; the weights imply {key}: {degree}" if key == "legendre_polys" and degree * degree == width else ""
 
 
 def _part(config: Mapping, key: str, registry, source: str) -> tuple[str, dict]:
@@ -105,6 +113,7 @@ def check_config(config: Mapping, shapes: Mapping[str, tuple[int, ...]], source:
             raise BadInputError(
                 f"{source}: location_encoder.encoding.{key} is {value!r} in the config, but the network's first "
                 f"layer takes {width} features ({evidence}), so it must be an integer from 1 to {width}"
+                f"{_implied(key, width)}"
             )
     try:  # its size parameters are bounded by the weights now: building it is cheap
         posenc = _encoding.create(enc_name, **enc_params)
@@ -114,6 +123,7 @@ def check_config(config: Mapping, shapes: Mapping[str, tuple[int, ...]], source:
         raise BadInputError(
             f"{source}: location_encoder.encoding {dict(config['encoding'])} gives {posenc.embedding_dim} "
             f"features, but the weights' first layer takes {width} ({evidence})"
+            f"{''.join(_implied(key, width) for key in ENCODING_SIZE_PARAMS if key in enc_params)}"
         )
     with torch.device("meta"):  # every tensor the network holds, by name and shape (no memory: sizes are bounded)
         needed = {f"nnet.{k}": tuple(v.shape) for k, v in _nn.create(net_name, input_dim=width, **net_params)
