@@ -151,8 +151,8 @@ def test_another_satclip_output_inside_one_is_named_as_such(tmp_path):
     with pytest.raises(OutputExistsError) as refused:
         safe_output.check_output(corpus, overwrite=True, directory=True, kind=bm.KIND)
     assert str(refused.value) == (
-        f"refusing to replace {corpus}: another satclip output was written into it (model: a satclip model), which "
-        "satclip does not delete with it; move it out and run again"
+        f"refusing to replace {corpus}, satclip's {bm.KIND} directory: it also holds model (a satclip model), which "
+        "the Blue Marble corpus did not write; move those out and run again"
     )
 
 

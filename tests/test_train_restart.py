@@ -87,7 +87,7 @@ def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, short_ru
     before = snapshot(run)
     assert main(["train", "--config", str(path), "--restart"]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert f"refusing to replace {run}" in line and "notes.txt, which satclip did not write" in line
+    assert f"refusing to replace {run}" in line and "notes.txt, which the training run did not write" in line
     assert snapshot(run) == before
 
     (run / "notes.txt").unlink()
@@ -99,7 +99,7 @@ def test_restart_refuses_a_run_directory_holding_a_users_file(tmp_path, short_ru
         before = snapshot(run)
         assert main(["train", "--config", str(path), "--restart"]) == 2
         line = one_error_line(capsys.readouterr().err)
-        assert f"refusing to replace {run}" in line and f"{mine}, which satclip did not write" in line
+        assert f"refusing to replace {run}" in line and f"{mine}, which the training run did not write" in line
         assert snapshot(run) == before
         (run / mine).unlink()
         if (run / mine).parent.name in ("mine", "version_0_before_restart"):
@@ -140,3 +140,20 @@ def test_a_rerun_without_restart_is_told_of_it(tmp_path, short_run, capsys):  # 
     line = one_error_line(capsys.readouterr().err)
     assert "already holds a run" in line and "start it again from scratch with --restart (restart=True)" in line
     assert snapshot(tmp_path / "run") == before
+
+
+def test_restart_names_everything_it_did_not_write_in_one_message(tmp_path, short_run, capsys):  # noqa: F811
+    """A model converted into the run, an export beside its own and a user's file: all named at once (it named the
+    model first, then, once that was moved, "export/model.onnx, mine.pt, which satclip did not write" — satclip's
+    export wrote that file), as what the run did not write."""
+    _, path = copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(run / "export" / "best", run / "native-copy")
+    (run / "export" / "model.onnx").write_bytes(b"onnx")
+    (run / "mine.pt").write_bytes(b"mine")
+    before = snapshot(run)
+    assert main(["train", "--config", str(path), "--restart"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert (f"refusing to replace {run}, satclip's training-run directory: it also holds native-copy (a satclip "
+            "model), export/model.onnx, mine.pt, which the training run did not write; move those out") in line, line
+    assert snapshot(run) == before

@@ -449,33 +449,38 @@ def _and_parents(path: str) -> list[str]:
 
 
 def _refuse_foreign(directory: Path, action: str) -> None:
-    nested = _other_outputs(directory, [*_not_written_by_satclip(directory), *undeclared(directory)])
-    if nested:  # (it said "which satclip did not write" of them)
-        raise OutputExistsError(
-            f"refusing to {action} {directory}: another satclip output was written into it ({listed(nested)}), "
-            "which satclip does not delete with it; move it out and run again"
-        )
+    """Refuse to ``action`` ``directory`` while it holds anything satclip did not write as part of it, all named in
+    one message: the files it said one kind at a time (first the other satclip outputs in it, then, once those were
+    moved, the rest), and it said "satclip did not write" of a model `satclip convert` had written into a run."""
     foreign = _not_written_by_satclip(directory)
-    if foreign:
+    extra = undeclared(directory)
+    nested = _other_outputs(directory, [*foreign, *extra])
+    if not nested and foreign:
         raise OutputExistsError(
             f"refusing to {action} {directory}: satclip wrote it, but not {listed(foreign)} in it; move those out "
             "first or choose another output path"
         )
-    foreign = undeclared(directory)
-    if foreign:
-        raise OutputExistsError(
-            f"refusing to {action} {directory}, satclip's {owned_kind(directory)} directory: it also holds "
-            f"{listed(foreign)}, which satclip did not write; move those out and run again"
-        )
+    if not nested and not extra:
+        return
+    inside = tuple(f"{name}/" for name, _ in nested)
+    held = [f"{name} ({noun})" for name, noun in nested]
+    held += [path for path in dict.fromkeys([*foreign, *extra]) if not path.startswith(inside) and path not in
+             {name for name, _ in nested}]  # fmt: skip
+    kind = owned_kind(directory)
+    writer = f"the {KIND_NOUNS[kind]}" if kind in KIND_NOUNS else "it" if nested else "satclip"
+    raise OutputExistsError(
+        f"refusing to {action} {directory}, satclip's {kind} directory: it also holds {listed(held)}, which "
+        f"{writer} did not write; move those out and run again"
+    )
 
 
-def _other_outputs(directory: Path, paths: list[str]) -> list[str]:
-    """The satclip directories (a marker of their own) among ``paths`` of ``directory`` and their folders, named
-    with what they are (``model: a satclip model``)."""
+def _other_outputs(directory: Path, paths: list[str]) -> list[tuple[str, str]]:
+    """The satclip directories (a marker of their own) among ``paths`` of ``directory`` and their folders, each with
+    what it is (``("model", "a satclip model")``)."""
     nested = {part for path in paths for part in _and_parents(path)[1:] if is_owned(directory / part)}
     outermost = sorted(part for part in nested if not any(other != part and part.startswith(other + "/")
                                                            for other in nested))  # fmt: skip
-    return [f"{part}: {owned_noun(directory / part)}" for part in outermost]
+    return [(part, owned_noun(directory / part)) for part in outermost]
 
 
 def _refuse_read_only(directory: Path, action: str, what: str = "it",
