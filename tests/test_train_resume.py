@@ -1033,3 +1033,16 @@ def test_a_run_given_its_cache_in_python_resumes_from_its_config_yaml(tmp_path, 
     assert main(command) == 0, capsys.readouterr().err
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [0, 1]
+
+
+@pytest.mark.parametrize("exported", [True, False])
+def test_a_finished_run_resumed_says_whether_its_exports_are_written_again(tmp_path, short_run, caplog, exported):
+    """Interrupted during its final export (none written yet), `--resume` said its exports "are written again"."""
+    config = copy_run(short_run, tmp_path)
+    if not exported:
+        shutil.rmtree(tmp_path / "run" / "export")
+    with caplog.at_level(logging.INFO, logger="satclip.train.fitting"):
+        fit(from_dict(config), resume=True)
+    said = "its exports are written again from" if exported else "its exports are written from"
+    assert f"nothing to train; {said} its checkpoints" in caplog.text
+    assert (tmp_path / "run" / "export" / "last" / "model.safetensors").is_file()

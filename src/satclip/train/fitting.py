@@ -46,7 +46,15 @@ from ..errors import BadInputError, OutputExistsError, ResumeError, ResumeMismat
 from ..optional import require
 from .cache import KEY_OPTIONS, ReplacedCacheError
 from .config import RUN_PATHS, TrainConfig, absolute_path, dump_config, from_dict, load_config, with_absolute_paths
-from .export import TARGET_NAMES, Exported, check_exports, export_model, lightning_state_to_model, other_targets
+from .export import (
+    EXPORT_NAMES,
+    TARGET_NAMES,
+    Exported,
+    check_exports,
+    export_model,
+    lightning_state_to_model,
+    other_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -724,8 +732,9 @@ def _fit(
         model, image_config = build_model(config, cache, warm=ckpt_path is None)
         command = f"satclip train --config {run_dir / 'config.yaml'}"
         if finished:  # no trainer: it would train nothing and start an empty logs/version_N
-            log.info("%s has trained all %d epoch(s) of trainer.max_epochs: nothing to train; its exports are written "
-                     "again from its checkpoints", run_dir, config.trainer.max_epochs)  # (once its cache is checked)
+            again = " again" if any((run_dir / "export" / name).exists() for name in EXPORT_NAMES) else ""
+            log.info("%s has trained all %d epoch(s) of trainer.max_epochs: nothing to train; its exports are written"
+                     "%s from its checkpoints", run_dir, config.trainer.max_epochs, again)  # (its cache checked first)
             model.load_state_dict(lightning_state_to_model(weights, cached=cache is not None))
             dump_config(config, run_dir / "config.yaml")
             result = _result(run_dir, config, model, image_config, read_history(run_dir / "history.jsonl"))
