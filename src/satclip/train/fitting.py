@@ -746,9 +746,11 @@ def _fit(
         module = SatCLIPTrainingModule(config.to_dict(), model, image_config, cache.key if cache is not None else None,
                                        trained_precision=trained, dataset_key=_dataset_key(source))  # fmt: skip
         datamodule = PairDataModule(config.data, config.trainer.seed, cache=cache, source=source)
-        _check_training_batches(len(datamodule.train_indices), config)
+        batches = _check_training_batches(len(datamodule.train_indices), config)
         if primary and restart:  # (after every check that can refuse the run: nothing is deleted for a refused one)
             _discard_run(run_dir)
+        if primary:  # (the first word from a run whose stderr is no terminal was its first epoch's, minutes later)
+            _say_start(config, len(datamodule.train_indices), len(datamodule.val_indices), batches)
         with _quiet_lightning():
             trainer, history = _trainer(config, run_dir, datamodule.validates, callbacks, trained)
         if trainer.is_global_zero:
@@ -844,12 +846,24 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
                     ", ".join(str(p) for p in paths), other, target, command, other)  # fmt: skip
 
 
-def _check_training_batches(samples: int, config: TrainConfig) -> None:
+def _say_start(config: TrainConfig, train: int, val: int, batches: int) -> None:
+    """Log what a run trains on, as it starts: its images (a data.root's or a feature cache's), their split, and
+    its batches per epoch (``batches``: the sampler's, ``trainer.limit_train_batches`` of them trained)."""
+    data = config.data
+    where = f"the feature cache {data.cache}" if data.source == "cache" else str(data.root)
+    limit = config.trainer.limit_train_batches
+    trained = f"{int(batches * limit)} of {batches}" if limit < 1 else f"{batches}"
+    log.info("training on %d images of %s: %d for training, %d for validation (data.val_fraction %g); %s batch(es) "
+             "of %d per epoch", train + val, where, train, val, data.val_fraction, trained, data.batch_size)
+
+
+def _check_training_batches(samples: int, config: TrainConfig) -> int:
     """Refuse a run that would train on no batch: ``data.drop_last`` with a batch larger than the training samples
     (it trained nothing, exit 0, and exported the untrained model as ``export/last``), fewer training samples than
     a contrastive batch needs, or a ``trainer.limit_train_batches`` fraction of less than one batch (Lightning's
     error, once the run had begun). The batches are counted as the run's sampler makes them. A batch larger than the
-    training samples is said: the run trains at a smaller softmax than the configured batch."""
+    training samples is said: the run trains at a smaller softmax than the configured batch. Returns the batches per
+    epoch."""
     import numpy as np
 
     from .config import MIN_BATCH_PAIRS
@@ -887,6 +901,7 @@ def _check_training_batches(samples: int, config: TrainConfig) -> None:
         log.warning("%s is more than the %d training samples: each epoch is one batch of %s, whose contrastive "
                     "softmax is %d-way instead of %d-way, so its losses (validation's too) are not comparable to those "
                     "of runs at that batch size", size, samples, what, batch, data.batch_size * devices)  # fmt: skip
+    return batches
 
 
 def _check_accelerator(accelerator: str, devices: int = 1) -> None:
