@@ -160,7 +160,9 @@ def test_a_run_whose_loss_becomes_nan_stops_naming_the_epoch_and_exports_nothing
     synthetic_cache(tmp_path / "cache", n=200)
     config = cached_config(tmp_path / "cache", tmp_path / "run", data={"batch_size": 64}, optim={"lr": 1000.0})
     assert _train_cli(tmp_path, config) == 1
-    line = one_error_line(capsys.readouterr().err)
+    started, line = capsys.readouterr().err.strip().splitlines()  # (what the run trains on, then the error)
+    assert started.startswith("training on 200 images of the feature cache ")
+    line = one_error_line(line)
     assert "training diverged: the training loss is nan in epoch 0" in line and "lower optim.lr (now 1000)" in line
     assert not (tmp_path / "run" / "export").exists()
 
