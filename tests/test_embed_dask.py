@@ -1588,3 +1588,21 @@ def test_the_hints_of_other_partitions_are_said_once_each_kind_and_bounded():
     message = str(distributed_embed._invalid_error(source, failed, []))
     assert message.count("look projected") == 1 and "as large as 1,000,000" in message
     assert message.count("Hint number") == distributed_embed.OTHER_HINTS - 1 and "(and 9 more partitions)" in message
+    # a kind the first partition's error said is not said again, nor one joined to another hint in a partition's
+    failed[0]["error"] = "1 invalid point(s): row 5 (lon=9e6, lat=1.0)." + projected.format(9_000_000)
+    failed[1]["hints"] += " The latitudes beyond ±90 are past a pole by at most 0.001° (rounding?): clip them."
+    message = str(distributed_embed._invalid_error(source, failed, []))
+    assert message.count("look projected") == 1 and "as large as 9,000,000" in message and "past a pole" in message
+
+
+def test_a_model_plugin_the_workers_refuse_is_not_left_on_the_scheduler(cluster, model, monkeypatch):
+    """Workers of another satclip version refuse a command's model plugin: the plugin (and the model in it, 157 MB
+    for a retrieval model) stayed registered on the scheduler, set up again by every worker joining later."""
+    _, client = cluster
+    encoder = satclip.load(model)
+    monkeypatch.setattr(distributed_embed, "_satclip_version", lambda: "0.0.0-client")  # (the client's alone)
+    with pytest.raises(ClusterError, match="runs satclip"):
+        with distributed_embed.model_shipped(client, encoder):
+            pass
+    names = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.worker_plugins))
+    assert not [name for name in names if name.startswith("satclip-model-")], names

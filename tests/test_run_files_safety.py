@@ -45,3 +45,17 @@ def test_outputs_beside_a_runs_files_are_allowed_and_its_own_paths_refused(tmp_p
                  "logs/version_3", "export", "export/last.ckpt", "logs"):
         with pytest.raises(OutputExistsError, match="which keeps it for itself"):
             safe_output.check_not_in_output(run / kept)
+
+
+def test_a_runs_files_behind_a_linked_folder_of_it_are_refused_too(tmp_path, short_run):  # noqa: F811
+    """With RUN/checkpoints a link to another disk, the resolved path of RUN/checkpoints/last.ckpt lies outside the
+    run, and its writing was allowed."""
+    copy_run(short_run, tmp_path)
+    run = tmp_path / "run"
+    (tmp_path / "disk").mkdir()
+    elsewhere = shutil.move(run / "checkpoints", tmp_path / "disk" / "checkpoints")
+    (run / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
+    for kept in ("checkpoints/last.ckpt", "checkpoints/best.ckpt.sha256"):
+        with pytest.raises(OutputExistsError, match="which keeps it for itself"):
+            safe_output.check_not_in_output(run / kept)
+    safe_output.check_not_in_output(run / "checkpoints" / "mine.ckpt")

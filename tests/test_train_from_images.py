@@ -276,8 +276,9 @@ def test_an_unreadable_image_is_not_replaced_by_a_pair_another_rank_holds():
         assert not any((gathered == points[i]).all(axis=1).any() for i in (3, 5))
 
 
-@pytest.mark.parametrize("limit", [1.0, 0.5])
-def test_a_run_from_images_says_what_it_trains_on_as_it_starts(tmp_path, capsys, limit):
+@pytest.mark.parametrize("limit, quick, batches", [(1.0, 0, "4"), (0.5, 0, "2 of 4"),
+                                                   (1.0, 1, "1 of 4 (trainer.fast_dev_run)")])  # fmt: skip
+def test_a_run_from_images_says_what_it_trains_on_as_it_starts(tmp_path, capsys, limit, quick, batches):
     """Its stderr no terminal, a run from images said nothing until its first epoch ended: now its first line names
     the images, their split and the batches per epoch (as a run from a feature cache says it of the cache's)."""
     import yaml
@@ -285,11 +286,10 @@ def test_a_run_from_images_says_what_it_trains_on_as_it_starts(tmp_path, capsys,
     from satclip.cli import main
 
     config = _config(tmp_path, {"name": "moco_resnet18"})
-    config["trainer"].update(max_epochs=1, limit_train_batches=limit)
+    config["trainer"].update(max_epochs=1, limit_train_batches=limit, fast_dev_run=quick)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", "--config", str(tmp_path / "config.yaml")]) == 0
     lines = capsys.readouterr().err.splitlines()
-    batches = "2 of 4" if limit < 1 else "4"
     assert lines[0] == (f"training on 20 images of {S2_EXAMPLES}: 16 for training, 4 for validation (data.val_fraction "
                         f"0.2); {batches} batch(es) of 4 per epoch"), lines
     assert lines[1].startswith("epoch 1 of 1: ")

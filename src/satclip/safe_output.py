@@ -687,6 +687,11 @@ def check_not_in_output(path: str | Path) -> None:
     protocols), and writes into its temporaries, through the other checks."""
     path = expand_user(path)
     inside = not is_owned(path)
+    written = Path(os.path.abspath(path))  # (as named, '..' resolved: RUN/checkpoints a link to another disk)
+    for parent in written.parents:
+        if owned_kind(parent) in HOLDS_OTHER_OUTPUTS:
+            _refuse_kept(path, parent, written.relative_to(parent).as_posix())
+            break
     try:
         parents = path.resolve().parents
         resolved = path.resolve()

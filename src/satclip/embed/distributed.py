@@ -455,10 +455,10 @@ def model_shipped(client, encoder) -> Iterator[None]:
     fetched it from the one worker holding its key); after, the plugin is removed."""
     token = model_token(model_identity(encoder))
     name = f"satclip-model-{token}-{secrets.token_hex(4)}"  # (this command's: never a plugin of the user's)
-    _register(client, _Shipment(name, encoder), name)
     _SHIPPING_HERE[name] = encoder
     reset = _SHIPPING.set((*_SHIPPING.get(), (token, name)))
-    try:
+    try:  # (registering within: a plugin the workers refused stayed on the scheduler, the model with it)
+        _register(client, _Shipment(name, encoder), name)
         yield
     finally:
         _SHIPPING.reset(reset)
@@ -496,11 +496,12 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
             # what the other partitions' rows look like, each kind of hint once (a [0, 360] longitude in partition 2
             # alone went unsaid), whatever its numbers (each partition's "as large as 5,000,000" was said again), and
             # at most OTHER_HINTS of them, so that the line stays bounded
+            said_first = {_hint_kind(sentence) for sentence in _sentences(first["error"])}
             hints: dict[str, str] = {}
             for r in others:
-                hint = r.get("hints", "").strip()
-                if hint and hint not in first["error"]:
-                    hints.setdefault(re.sub(r"[-\d][\d,.]*", "#", hint), hint)
+                for sentence in _sentences(r.get("hints", "")):
+                    if _hint_kind(sentence) not in said_first:
+                        hints.setdefault(_hint_kind(sentence), sentence)
             if hints:
                 said = " ".join(list(hints.values())[:OTHER_HINTS])
                 parts[-1] = f"{parts[-1]}. In the other partitions: {said}".rstrip(".")
@@ -513,6 +514,16 @@ def _invalid_error(source, failed: list[dict], written: list[tuple[int, int]]) -
         "or fix the input and rerun with --restart",
         bad,
     )
+
+
+def _sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (hints: each a sentence of its own, after a space)."""
+    return [part for part in re.split(r"(?<=\.)\s+(?=[A-Z])", text.strip()) if part]
+
+
+def _hint_kind(sentence: str) -> str:
+    """A hint's sentence without its numbers: each partition's "as large as 5,000,000 look projected" is one kind."""
+    return re.sub(r"[-\d][\d,.]*", "#", sentence)
 
 
 def _first_row(source, failed: dict) -> str:

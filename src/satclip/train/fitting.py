@@ -848,11 +848,14 @@ def _export_or_interrupt(result: FitResult, cache, trainer, command: str) -> Non
 
 def _say_start(config: TrainConfig, train: int, val: int, batches: int) -> None:
     """Log what a run trains on, as it starts: its images (a data.root's or a feature cache's), their split, and
-    its batches per epoch (``batches``: the sampler's, ``trainer.limit_train_batches`` of them trained)."""
+    its batches per epoch (``batches``: the sampler's, ``trainer.limit_train_batches`` of them trained, or
+    ``trainer.fast_dev_run``)."""
     data = config.data
     where = f"the feature cache {data.cache}" if data.source == "cache" else str(data.root)
-    limit = config.trainer.limit_train_batches
+    limit, quick = config.trainer.limit_train_batches, config.trainer.fast_dev_run
     trained = f"{int(batches * limit)} of {batches}" if limit < 1 else f"{batches}"
+    if quick:  # (Lightning's fast_dev_run trains that many batches, one epoch: "3 batch(es)" of a run of 1)
+        trained = f"{min(quick, batches)} of {batches} (trainer.fast_dev_run)"
     log.info("training on %d images of %s: %d for training, %d for validation (data.val_fraction %g); %s batch(es) "
              "of %d per epoch", train + val, where, train, val, data.val_fraction, trained, data.batch_size)
 
