@@ -17,6 +17,7 @@ import torch
 
 import satclip
 from satclip.cli import main
+from satclip.errors import BadInputError
 
 USAGE = "usage"  # argparse's rejection: one line "satclip COMMAND: error: … (see satclip COMMAND --help)"
 ONE_LINE = "one line"  # the boundary's: stderr is exactly "satclip: error: …"
@@ -375,16 +376,46 @@ def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("where", ["before", "after", "env"])
-def test_debug_lets_the_exception_through(monkeypatch, capsys, where):
+def test_debug_shows_the_traceback_with_the_same_exit_status(monkeypatch, capsys, where):
     _fail_with(monkeypatch, RuntimeError("boom"))
     argv = {"before": ["--debug", "convert", "a", "b"], "after": ["convert", "a", "b", "--debug"]}.get(where)
     if where == "env":
         monkeypatch.setenv("SATCLIP_DEBUG", "1")
         argv = ["convert", "a", "b"]
-    with pytest.raises(RuntimeError, match="boom"):
-        main(argv)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err
     monkeypatch.setenv("SATCLIP_DEBUG", "0")
     assert main(["convert", "a", "b"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("err", "code"), [(BadInputError("bad value"), 2), (KeyboardInterrupt(), 130)])
+def test_debug_keeps_the_exit_status_of_a_bad_input_and_of_an_interrupt(monkeypatch, capsys, err, code):
+    """--debug re-raised: a bad input (2 without it) exited 1 with the traceback."""
+    _fail_with(monkeypatch, err)
+    assert main(["--debug", "convert", "a", "b"]) == code
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_debug_with_a_bad_input_of_the_command_exits_2(capsys, tmp_path):
+    points = tmp_path / "n3.npy"
+    np.save(points, np.zeros((4, 3)))
+    assert main(["--debug", "embed", str(points), "-o", str(tmp_path / "x.parquet"), "--model", "bluemarble-l10"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "on"), [("TRUE", True), ("yes", True), ("On", True), ("garbage", False)])
+def test_satclip_debug_takes_yes_and_no_words_and_names_any_other_value(monkeypatch, capsys, value, on):
+    """SATCLIP_DEBUG=garbage turned debug on, without a word."""
+    _fail_with(monkeypatch, RuntimeError("boom"))
+    monkeypatch.setenv("SATCLIP_DEBUG", value)
+    assert main(["convert", "a", "b"]) == 1
+    err = capsys.readouterr().err
+    assert ("Traceback" in err) == on
+    if not on:
+        assert err.startswith("satclip: warning: SATCLIP_DEBUG='garbage' is neither on (1, true, yes, on) nor off")
+        assert err.count("SATCLIP_DEBUG") == 1 and err.splitlines()[-1].startswith("satclip: error: unexpected error")
 
 
 def test_help_lists_the_exit_codes(capsys):

@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 
 from .. import interrupts, safe_output
 from ..errors import EXIT_INTERRUPTED, EXIT_RUNTIME
@@ -40,7 +41,7 @@ EPILOG = """\
 exit status: 0 success; 1 runtime failure (download, missing extra, untrusted checkpoint, disk full,
 permission, lock held by another run, bad resume state, unexpected error); 2 bad input (an argument,
 file or value; the message says what would work); 130 interrupted (Ctrl-C, SIGTERM). Errors are one
-line on stderr; --debug (or SATCLIP_DEBUG=1) shows the traceback instead."""
+line on stderr; --debug (or SATCLIP_DEBUG=1) shows the traceback instead, with the same exit status."""
 
 
 #: reStructuredText markup in module docstrings used as descriptions: ``literal`` and :role:`target`
@@ -236,12 +237,29 @@ def _named_stdout():
         sys.stdout = stream
 
 
+#: the values of $SATCLIP_DEBUG that turn debug on, and off (empty too); any case
+_DEBUG_ON = ("1", "true", "yes", "on")
+_DEBUG_OFF = ("0", "false", "no", "off")
+
+
+def _debug_from_environment() -> bool:
+    """Whether $SATCLIP_DEBUG turns debug on; a value neither on nor off is named on stderr and is off
+    (``SATCLIP_DEBUG=garbage`` turned it on)."""
+    value = os.environ.get("SATCLIP_DEBUG", "")
+    if value.strip().lower() in _DEBUG_ON:
+        return True
+    if value.strip() and value.strip().lower() not in _DEBUG_OFF:
+        print(f"satclip: warning: SATCLIP_DEBUG={value!r} is neither on ({', '.join(_DEBUG_ON)}) nor off "
+              f"({', '.join(_DEBUG_OFF)}, empty), any case: debug stays off", file=sys.stderr)  # fmt: skip
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``satclip ARGV`` and return its exit status (never raises, except with ``--debug``).
+    """Run ``satclip ARGV`` and return its exit status (never raises).
 
     Every exception a command raises ends here as one ``satclip: error: …`` line on stderr and the exit
-    status of :func:`satclip.cli.boundary.describe`, unless ``--debug`` or ``SATCLIP_DEBUG=1`` asks for the
-    exception itself.
+    status of :func:`satclip.cli.boundary.describe`; ``--debug`` or ``SATCLIP_DEBUG=1`` prints its traceback
+    instead of the line, with the same exit status.
     """
     _replace_unencodable_output()
     try:
@@ -265,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args.argv = list(sys.argv[1:] if argv is None else argv)  # (reports name the command that wrote them)
-    debug = args.debug or os.environ.get("SATCLIP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+    debug = _debug_from_environment() or args.debug
     safe_output.forget_created()
     with cli_logging(args.verbose), _sigterm_interrupts(), _named_stdout(), interrupts.enabled():
         try:
@@ -279,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             safe_output.remove_created_if_empty()
             if debug:
-                raise
+                traceback.print_exc()
             kept = ", ".join(str(path) for path in safe_output.kept_work())
             if kept:  # (a command whose rerun continues its work, and did some)
                 print(f"satclip: the work done is kept in {kept}: rerun the same command to continue where it stopped",
@@ -291,13 +309,14 @@ def main(argv: list[str] | None = None) -> int:
             code = EXIT_BROKEN_PIPE
         except Exception as err:
             safe_output.remove_created_if_empty()  # the directories made for outputs that never came
-            if debug:
-                raise
             code, message = describe(err)
             kept = ", ".join(str(path) for path in safe_output.kept_work())
             if kept:  # (a run that failed at its last step left its finished work unnamed: 279 MB of it)
                 message += f" (the work done so far is kept in {kept})"
-            print(f"satclip: error: {message.translate(_CONTROL_CHARACTERS)}", file=sys.stderr)
+            if debug:  # the traceback instead of the line, the exit status the same (a bad input's 2 was 1)
+                traceback.print_exc()
+            else:
+                print(f"satclip: error: {message.translate(_CONTROL_CHARACTERS)}", file=sys.stderr)
         if argv is None:  # the satclip program, its work done and said: exiting takes a while (torch)
             _ignore_late_signals()
     return code
