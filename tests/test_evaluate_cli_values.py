@@ -134,6 +134,16 @@ def test_seed_counts_and_seeds_out_of_range_are_refused(tmp_path, capsys, seeds,
     assert expected in _refused(argv, capsys)
 
 
+@pytest.mark.parametrize("seeds", ["-1,", "-1,3", "-2,-1"])
+def test_a_list_of_seeds_starting_negative_gets_the_seeds_message(tmp_path, capsys, seeds):
+    """``--seeds -1,`` was read as an option: "argument --seeds: expected one argument", naming neither value nor
+    fix (``--seeds=-1,`` named both)."""
+    argv = ["evaluate", "--encoders", "wrap", "--seeds", seeds, "--task-file", str(tmp_path / "missing.csv"),
+            "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert f"argument --seeds: --seeds takes a count (5) or a list of different seeds >= 0 (0,3,7), got {seeds!r}" in \
+        _refused(argv, capsys)
+
+
 def test_the_largest_seed_runs_and_the_next_is_refused(tmp_path, capsys):
     """The bound is numpy's: 2**32 - 1 is a seed a run takes (it was accepted before too), 2**32 is refused (it
     ran as well)."""

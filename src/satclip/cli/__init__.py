@@ -58,9 +58,9 @@ class Parser(argparse.ArgumentParser):
         # no prefixes of options: `--over` was taken for --overwrite and `--out` for --output, without a word
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
-        # a value like "-1/2" (--shard) is read as the option's value, as "-1" is, and refused by its type with
-        # the range it needs, not as an unknown option ("expected one argument")
-        self._negative_number_matcher = re.compile(r"^-\d+(/\d+)?$|^-\d*\.\d+$")
+        # a value like "-1/2" (--shard) or "-1," / "-1,3" (--seeds) is read as the option's value, as "-1" is, and
+        # refused by its type with the range it needs, not as an unknown option ("expected one argument")
+        self._negative_number_matcher = re.compile(r"^-\d+(/\d+)?$|^-\d*\.\d+$|^-\d+(,[-\d]*)+$")
 
     def format_help(self) -> str:
         return _RST.sub(lambda m: m[1] or m[2], super().format_help())
