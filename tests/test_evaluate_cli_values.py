@@ -144,6 +144,28 @@ def test_a_list_of_seeds_starting_negative_gets_the_seeds_message(tmp_path, caps
         _refused(argv, capsys)
 
 
+@pytest.mark.parametrize(("option", "value"), [("--seeds", "0,,1"), ("--seeds", ",3"), ("--encoders", "wrap,,direct"),
+                                               ("--encoders", ",wrap"), ("--tasks", "koppen,,elevation"),
+                                               ("--probes", "mlp,,linear")])  # fmt: skip
+def test_an_empty_item_in_a_list_is_refused(tmp_path, capsys, option, value):
+    """``--seeds 0,,1`` ran seeds 0 and 1 and ``--encoders wrap,,direct`` exited 0: the empty item was dropped."""
+    argv = ["evaluate", "--encoders", "wrap", "--seeds", "1", option, value, "--task-file",
+            str(_task_file(tmp_path / "task.csv")), "--out", str(tmp_path / "ev")]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"an empty item between commas in {value!r}: remove the extra comma" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_a_trailing_comma_is_still_one_seed_and_one_encoder():
+    from satclip.cli.evaluate import _seeds
+    from satclip.eval.encoders import split_specs
+
+    assert _seeds("3,") == (3,) and split_specs("wrap,") == ["wrap"] and split_specs(" , ") == []
+
+
 def test_the_largest_seed_runs_and_the_next_is_refused(tmp_path, capsys):
     """The bound is numpy's: 2**32 - 1 is a seed a run takes (it was accepted before too), 2**32 is refused (it
     ran as well)."""

@@ -21,6 +21,7 @@ from ..errors import BadInputError
 from . import precision_option
 from .args import (
     add_trust_option,
+    comma_items,
     existing_file,
     integer,
     non_negative_int,
@@ -53,7 +54,7 @@ def _seeds(text: str) -> tuple[int, ...]:
     usage = f"--seeds takes a count (5) or a list of different seeds >= 0 (0,3,7), got {text!r}"
     try:
         if "," in text:
-            seeds = tuple(int(s) for s in text.split(",") if s.strip())
+            seeds = tuple(int(s) for s in comma_items(text))
             if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
                 raise ValueError
         else:
@@ -81,8 +82,14 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def _probes(text: str) -> str:
     """A comma-separated list naming at least one probe (the names are checked with the configuration)."""
-    if not any(p.strip() for p in text.split(",")):
+    if not comma_items(text):
         raise argparse.ArgumentTypeError(f"names no probe, got {text!r}: give mlp, linear or both (mlp,linear)")
+    return text
+
+
+def _tasks(text: str) -> str:
+    """A comma-separated list of task names, or 'all' (the names are checked with the configuration)."""
+    comma_items(text)
     return text
 
 
@@ -130,8 +137,9 @@ def add_parser(subparsers) -> None:
                              "directory that exists is one spec as it stands, commas and parentheses in its "
                              "name included (the longest such piece of the list)")  # fmt: skip
     parser.add_argument(
-        "--tasks", default=None, help="comma-separated task names or 'all' (default: all, or none with --task-file)"
-    )
+        "--tasks", type=_tasks, default=None,
+        help="comma-separated task names or 'all' (default: all, or none with --task-file)",
+    )  # fmt: skip
     parser.add_argument(
         "--protocol", default="random", help="random | holdout-continent | spatial-block | paper (default random)"
     )
@@ -268,7 +276,7 @@ def _config(args: argparse.Namespace):
     elif args.tasks.strip() == "all":
         tasks = tuple(names())
     else:
-        tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+        tasks = tuple(comma_items(args.tasks))
     if args.data is not None and "air-temperature" not in tasks:  # (it was never read, without a word)
         raise BadInputError(f"--data {args.data} is the air-temperature task's stations table, and the tasks "
                             f"({', '.join(tasks) or 'the --task-file alone'}) do not include air-temperature: add it "
@@ -284,7 +292,7 @@ def _config(args: argparse.Namespace):
                              args.task_name, args.centroids, args.layer)  # fmt: skip
     protocol_options = {"block_deg": args.block_deg, "k": args.folds} if args.protocol == "spatial-block" else {}
     probe_options = {}
-    probes = [p.strip() for p in args.probes.split(",") if p.strip()]
+    probes = comma_items(args.probes)
     for name in probes:  # (an unknown name was blamed on --max-epochs: "--probes ridge has no mlp")
         PROBES.get(name)
     if args.max_epochs and args.protocol != "paper" and "mlp" not in probes:  # (it was ignored without a word)
@@ -294,7 +302,7 @@ def _config(args: argparse.Namespace):
         probe_options = {"mlp": {"max_epochs": args.max_epochs}, "paper-mlp": {"epochs": args.max_epochs}}
     return EvalConfig(
         encoders=tuple(specs), tasks=tasks, protocol=args.protocol,
-        probes=tuple(p.strip() for p in args.probes.split(",") if p.strip()), seeds=tuple(args.seeds),
+        probes=tuple(probes), seeds=tuple(args.seeds),
         task_options=options, task_file=task_file, protocol_options=protocol_options,
         probe_options=probe_options, threads=args.threads or None, workers=args.workers or 1,
         use_cache=not args.no_cache, trust_checkpoint=args.trust_checkpoint,

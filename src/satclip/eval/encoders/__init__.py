@@ -263,7 +263,8 @@ def split_specs(text: str) -> list[str]:
     """Split a comma-separated list of specs, keeping commas inside parentheses: ``"a,b(x=1,y=2)"`` →
     ``["a", "b(x=1,y=2)"]``. Where the text from a spec's start up to a later comma (or the end) names an
     existing file or directory, the longest such piece is one spec as it stands: ``"wrap,runs/v1,v2 (1)"`` →
-    ``["wrap", "runs/v1,v2 (1)"]`` when that directory exists."""
+    ``["wrap", "runs/v1,v2 (1)"]`` when that directory exists. An empty item before the last is refused
+    (``"wrap,,direct"``, ValueError); a trailing comma is not (``"wrap,"``)."""
     specs, start = [], 0
     while start <= len(text):
         ends = [i for i in range(start, len(text)) if text[i] == ","] + [len(text)]
@@ -272,6 +273,8 @@ def split_specs(text: str) -> list[str]:
             end = _spec_end(text, start)
         specs.append(text[start:end].strip())
         start = end + 1
+    if any(specs) and not all(specs[:-1]):  # (dropped: "wrap,,direct" ran as "wrap,direct"; "wrap," is one spec)
+        raise ValueError(f"an empty item between commas in {text!r}: remove the extra comma")
     return [s for s in specs if s]
 
 
