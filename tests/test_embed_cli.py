@@ -561,6 +561,26 @@ def test_unreadable_files_are_named_in_one_line(tmp_path, model, capsys):
         assert not out.exists()
 
 
+@pytest.mark.parametrize(("name", "content", "options", "fix"), [
+    ("empty.csv", b"", [], "it is empty: write the points, a header row with lon,lat and one row per point"),
+    ("points.parquet", b"lon,lat\n1,2\n", [], "it looks like CSV: rename it to .csv or pass --input-format csv"),
+    ("points.csv", b"lon,lat\n1,2\n", ["--input-format", "parquet"],
+     "it looks like CSV, as its name says: drop --input-format parquet, or pass --input-format csv"),
+    ("points.txt2", b"lon\tlat\n1\t2\n", ["--input-format", "parquet"], "it looks like CSV: pass --input-format csv"),
+    ("points.geojson", b"PAR1" + b"\0" * 20, [], "it looks like Parquet: rename it to .parquet or pass "
+                                                  "--input-format parquet"),
+    ("broken.geojson", b'{"type": "FeatureCollection", "features": [', [], "damaged or cut short? write it again"),
+])  # fmt: skip
+def test_an_unreadable_file_is_told_what_to_do(tmp_path, model, capsys, name, content, options, fix):
+    """"not a readable csv file: Empty CSV file", a CSV named .parquet ("Parquet magic bytes not found in footer…")
+    and a broken GeoJSON ("Expecting value: line 1 column 41 (char 40)") named no fix."""
+    (tmp_path / name).write_bytes(content)
+    argv = ["embed", str(tmp_path / name), "-o", str(tmp_path / "o.parquet"), "--model", str(model), "--no-progress"]
+    assert main([*argv, *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a readable" in err and err.endswith(fix), err
+
+
 def test_output_inside_an_input_dataset_is_refused(tmp_path, model, points, capsys):
     """An output (and its work directory) inside a dataset directory would become one of its part files."""
     dataset = tmp_path / "points"

@@ -157,13 +157,67 @@ def _of(path: Path | None) -> str:
     return f"{path}: " if path is not None else ""
 
 
+#: the formats' names, as the fix for a file of another one says them, and the suffix it would have
+_FORMAT_NAMES = {"csv": ("CSV", ".csv"), "parquet": ("Parquet", ".parquet"), "npy": ("NumPy", ".npy"),
+                 "geojson": ("GeoJSON", ".geojson"), "gpkg": ("GeoPackage", ".gpkg")}  # fmt: skip
+
+
+def _looks_like(path: Path) -> str | None:
+    """The format the first bytes of ``path`` look like ("empty" for an empty file), or None (unknown, or not
+    readable)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head:
+        return "empty"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"SQLite format 3\x00"):
+        return "gpkg"
+    if text[:1] in (b"{", b"["):
+        return "geojson"
+    try:
+        decoded = head.decode("utf-8", errors="strict" if len(head) < 4096 else "ignore")
+    except UnicodeDecodeError:
+        return None
+    if decoded.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in decoded):
+        return "csv" if any(c in decoded for c in ",\t") else None
+    return None
+
+
+def unreadable_fix(path: Path, fmt: str) -> str:
+    """What to do about ``path``, which the reader of ``fmt`` could not read: its first bytes say another format
+    (rename it, or pass --input-format; or drop an --input-format that its name contradicts), or that it is empty;
+    else it is damaged or cut short."""
+    fmt = fmt.lower()
+    looks = _looks_like(path)
+    if looks == "empty":
+        if fmt == "csv":
+            return "it is empty: write the points, a header row with lon,lat and one row per point"
+        return "it is empty: write the points to it again"
+    if looks is None or looks == fmt:
+        return "damaged or cut short? write it again"
+    name, suffix = _FORMAT_NAMES[looks]
+    named = SUFFIXES.get(path.suffix.lower())
+    if named == looks:  # (its name says what it is: --input-format said another)
+        return f"it looks like {name}, as its name says: drop --input-format {fmt}, or pass --input-format {looks}"
+    if named is None:  # (a name that says no format: the format was given)
+        return f"it looks like {name}: pass --input-format {looks}"
+    return f"it looks like {name}: rename it to {suffix} or pass --input-format {looks}"
+
+
 @contextlib.contextmanager
 def naming_the_file(path: Path, fmt: str) -> Iterator[None]:
     """Turn a reader's ValueError (JSON, Arrow, NumPy: their messages do not say which file) or Arrow's
     OSError of damaged data (no errno: not the file system's) into a :class:`BadInputError` naming ``path``
-    as not a readable ``fmt`` file. satclip's own refusals of what it read (a :class:`BadInputError`: points
-    that are not points) are named ``path: message``, the file being readable; messages that already start
-    with ``path`` pass unchanged."""
+    as not a readable ``fmt`` file, with what to do (:func:`unreadable_fix`). satclip's own refusals of what it
+    read (a :class:`BadInputError`: points that are not points) are named ``path: message``, the file being
+    readable; messages that already start with ``path`` pass unchanged."""
     try:
         yield
     except (ValueError, OSError) as err:
@@ -171,7 +225,8 @@ def naming_the_file(path: Path, fmt: str) -> Iterator[None]:
             raise
         if isinstance(err, BadInputError):  # satclip's own refusal of what it read
             raise BadInputError(f"{path}: {err}") from err
-        raise BadInputError(f"{path}: not a readable {fmt} file: {err}") from err
+        reason = str(err).rstrip(". ")
+        raise BadInputError(f"{path}: not a readable {fmt} file: {reason}; {unreadable_fix(path, fmt)}") from err
 
 
 def _read_naming(batches: Iterator, path: Path, fmt: str) -> Iterator:
@@ -858,8 +913,10 @@ def _read_with_geopandas(
         frame = geopandas.read_file(source.path, **({"layer": layer} if layer is not None else {}),
                                     **({"fid_as_index": True} if fid else {}))  # fmt: skip
     except _geo_read_errors() as err:  # (GDAL's errors are RuntimeErrors: "unexpected error" without the file)
-        raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): damaged or cut short? "
-                            "write it again, or give the points as Parquet or CSV with lon/lat") from err  # fmt: skip
+        fix = unreadable_fix(source.path, source.format)
+        if fix.startswith("damaged"):
+            fix += ", or give the points as Parquet or CSV with lon/lat"
+        raise BadInputError(f"{source.path}: not a readable {kind} file ({_gdal_reason(err)}): {fix}") from err
     try:
         geometry = frame.geometry.name
     except AttributeError:  # (GDAL reads a CSV, say, as a table without geometries)
