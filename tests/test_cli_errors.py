@@ -110,7 +110,7 @@ CASES = [
      "the output . names a directory, not a new output in it: add the output's name"),
     # map
     (["map", "--model", "bluemarble-l10", "--resolution", "-1", "-o", "{out}.tif"], 2, USAGE,
-     "--resolution: must be a number greater than 0, got -1"),
+     "--resolution: must be a finite number greater than 0, got -1"),
     (["map", "--model", "bluemarble-l10", "--resolution", "10", "-o", "{out}.tif", "--pca", "0"], 2, USAGE, "--pca"),
     (["map", "--model", "bluemarble-l10", "--resolution", "0.01", "-o", "{out}.tif"], 2, ONE_LINE,
      "pass --force to go ahead"),
@@ -152,7 +152,13 @@ CASES = [
     (["data", "download", "{out}", "--revision", ""], 2, USAGE, "argument --revision: '' is not a name"),
     (["data", "download", "{yaml}"], 2, ONE_LINE, "{yaml} is a file, not a dataset root"),  # (before the hub)
     (["data", "bluemarble", "--n", "-5"], 2, USAGE, "--n: must be a positive integer (1 or more), got -5"),
-    (["data", "bluemarble", "--gsd-km", "nan"], 2, USAGE, "--gsd-km: must be a number greater than 0"),
+    (["data", "bluemarble", "--gsd-km", "nan"], 2, USAGE, "--gsd-km: must be a finite number greater than 0"),
+    # (inf said "must be a number greater than 0, got inf")
+    (["data", "bluemarble", "--gsd-km", "inf"], 2, USAGE, "--gsd-km: must be a finite number greater than 0, got inf"),
+    (["map", "--model", "bluemarble-l10", "--resolution", "1e309", "-o", "{out}.tif"], 2, USAGE,
+     "--resolution: must be a finite number greater than 0, got 1e309"),
+    (["evaluate", "--encoders", "wrap", "--block-deg", "1e309", "--out", "{out}"], 2, USAGE,
+     "--block-deg: must be a finite number greater than 0, got 1e309"),
     # cache
     (["cache", "build", "--batch-size", "-5"], 2, USAGE, "--batch-size: must be a positive integer"),
     (["cache", "build", "--device", "cuda:99"], 2, USAGE, "--device: 'cuda:99'"),
