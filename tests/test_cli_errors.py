@@ -821,6 +821,22 @@ def test_a_refused_write_above_satclips_cache_is_not_blamed_on_it(tmp_path, monk
     check_error(capsys.readouterr().err, ONE_LINE, f"it is satclip's cache ({tmp_path / 'missing' / 'cache'})")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_cache_or_output_folder_that_cannot_be_created_says_where_it_came_from(monkeypatch, capsys):
+    """SATCLIP_CACHE=/proc/x said "No such file or directory: /proc/x" (not that it was the cache, nor what to do);
+    --out /proc/y "No such file or directory (satclip writes the lock of y there): /proc", of a /proc that exists."""
+    monkeypatch.setenv("SATCLIP_CACHE", "/proc/satclip-test-cache")
+    assert main(["data", "bluemarble", "--n", "10"]) == 2
+    check_error(capsys.readouterr().err, ONE_LINE, "cannot create /proc/satclip-test-cache (No such file or "
+                "directory): it is satclip's cache, from $SATCLIP_CACHE: set SATCLIP_CACHE to a directory you can "
+                "write")  # fmt: skip
+    monkeypatch.delenv("SATCLIP_CACHE")
+    assert main(["data", "bluemarble", "--n", "10", "--out", "/proc/satclip-test-out"]) == 2
+    check_error(capsys.readouterr().err, ONE_LINE, "/proc/satclip-test-out: cannot create a file in /proc (No such "
+                "file or directory), where satclip writes the output's lock: give an output in another folder "
+                "(another --out or -o)")  # fmt: skip
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys, tmp_path):
     """`satclip cache verify C --json | head -1` sometimes ended with "unexpected error (BrokenPipeError) … please
     report it", exit 1: the reader of the output went away, which ends a shell's commands quietly (SIGPIPE)."""

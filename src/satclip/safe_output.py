@@ -1575,8 +1575,13 @@ def exclusive(
             if err.filename != str(path) or not err.strerror or os.path.lexists(path):
                 raise  # (a lock file left there that this user cannot open: the file to remove, not the output)
             # (the folder it cannot write: the output's name was given, a folder inside that could be written)
-            raise type(err)(err.errno, f"{err.strerror} (satclip writes the lock of {target.name} there)",
-                            str(path.parent)) from err  # fmt: skip
+            if isinstance(err, PermissionError) or err.errno == errno.EROFS:  # (the CLI says what to do of these)
+                raise type(err)(err.errno, f"{err.strerror} (satclip writes the lock of {target.name} there)",
+                                str(path.parent)) from err  # fmt: skip
+            # ("No such file or directory (…): /proc" of /proc/y, as if /proc were missing)
+            raise BadInputError(f"{target}: cannot create a file in {path.parent} ({err.strerror}), where satclip "
+                                "writes the output's lock: give an output in another folder (another --out or -o)"
+                                ) from err  # fmt: skip
         if not _try_lock(fd):
             holder = _holder(fd)
             if wait:

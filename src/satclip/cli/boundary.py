@@ -118,6 +118,8 @@ def _in_the_cache(filename) -> str:
         return ""
     # (`satclip demo --out` moves its report, not the corpus it keeps in the cache)
     where = "" if path == cache else f" ({cache})"
+    if os.environ.get("SATCLIP_CACHE"):  # (the user set it: say that this is where the path came from)
+        where += ", from $SATCLIP_CACHE"
     return (f"it is satclip's cache{where}: set SATCLIP_CACHE to a directory you can write (`satclip data "
             "bluemarble` also takes --out)")  # fmt: skip
 
@@ -145,6 +147,8 @@ def describe(err: BaseException) -> tuple[int, str]:
         if err.errno == errno.EROFS:
             return EXIT_RUNTIME, f"read-only file system: {where}: {cache or 'write elsewhere'}"
         return EXIT_RUNTIME, f"permission denied: {where}: {cache or 'fix its permissions or use another location'}"
+    if isinstance(err, FileNotFoundError) and (cache := _in_the_cache(err.filename)):  # ($SATCLIP_CACHE=/proc/x)
+        return EXIT_BAD_INPUT, f"cannot create {err.filename} ({err.strerror}): {cache}"
     if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, ValueError)):
         return EXIT_BAD_INPUT, message_of(err)
     if isinstance(err, ImportError):
