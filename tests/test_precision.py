@@ -54,6 +54,24 @@ def test_names_aliases_and_errors():
         precision.requested("bf16", torch.float64)
 
 
+def test_the_command_line_takes_the_aliases_the_api_takes(tmp_path, capsys):
+    """``--precision fp32`` was an "invalid choice" without a suggestion, while ``precision="fp32"`` and
+    SATCLIP_PRECISION=fp32 were taken."""
+    from satclip.cli import build_parser, main, precision_option
+
+    assert precision_option.PRECISIONS == precision.PRECISIONS and precision_option.ALIASES == precision._ALIASES
+    parser = build_parser()
+    for given, name in [("fp32", "float32"), ("FP64", "float64"), ("bfloat16", "bf16"), ("32", "float32")]:
+        args = parser.parse_args(["map", "--model", "m", "--resolution", "10", "-o", str(tmp_path / "m.tif"),
+                                  "--precision", given])  # fmt: skip
+        assert args.precision == name == precision.check(given)
+        assert parser.parse_args(["evaluate", "--out", "ev", "--precision", given]).precision == name
+    assert main(["map", "--model", "m", "--resolution", "10", "-o", str(tmp_path / "m.tif"), "--precision",
+                 "fp33"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "invalid choice: 'fp33'" in err and "did you mean 'fp32'?" in err, err
+
+
 def test_default_is_auto_unless_the_environment_says(monkeypatch):
     assert precision.default() == "auto"
     monkeypatch.setenv(precision.ENV, "fp64")

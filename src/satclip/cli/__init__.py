@@ -79,8 +79,12 @@ class Parser(argparse.ArgumentParser):
             super()._check_value(action, value)
         except argparse.ArgumentError as err:
             from ..registry import did_you_mean
+            from .precision_option import ALIASES, canonical
 
-            hint = did_you_mean(str(value), [str(c) for c in action.choices or ()])
+            known = [str(c) for c in action.choices or ()]
+            if action.type is canonical:  # (--precision fp33: "did you mean 'fp32'?", which it takes too)
+                known += list(ALIASES)
+            hint = did_you_mean(str(value), known)
             if not hint:
                 raise
             raise argparse.ArgumentError(action, f"{err.message}; {hint}") from None

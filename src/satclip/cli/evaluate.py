@@ -195,7 +195,7 @@ def add_parser(subparsers) -> None:
         "--no-figures", action="store_true", help="draw no PNG figures (those an earlier run drew into OUT are removed)"
     )
     parser.add_argument(
-        "--precision", choices=precision_option.PRECISIONS,
+        "--precision", type=precision_option.canonical, choices=precision_option.PRECISIONS,
         help="precision of the models satclip.load builds (a spec's own precision=... wins): float32 | bf16 | "
              "float64 | auto (default: $SATCLIP_PRECISION, else float32, so that scores are the same on every machine "
              "and run; auto = bf16 where a one-time timing calibration finds it faster). results.md and results.csv "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-#: satclip.models.precision.PRECISIONS, spelled out: `satclip --help` must not import torch (tests check both)
+#: satclip.models.precision.PRECISIONS and its aliases, spelled out: `satclip --help` must not import torch (tests
+#: check both)
 PRECISIONS = ("auto", "float32", "bf16", "float64")
+ALIASES = {"fp32": "float32", "fp64": "float64", "bfloat16": "bf16", "32": "float32", "64": "float64"}
 HELP = (
     "float32 | bf16 | float64 | auto (default: $SATCLIP_PRECISION, else auto = bf16 where the CPU/GPU multiplies "
     "bf16 natively and a one-time calibration measures it faster and within cosine 0.9999 of float32, else "
@@ -13,8 +15,15 @@ HELP = (
 )
 
 
+def canonical(text: str) -> str:
+    """``--precision``'s value by its canonical name: ``fp32`` → ``float32``, as the Python API and
+    $SATCLIP_PRECISION take it (``--precision fp32`` was an "invalid choice"); any other text as it is, for the
+    choices to refuse."""
+    return ALIASES.get(text.strip().lower(), text.strip().lower())
+
+
 def add_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, help=HELP)
+    parser.add_argument("--precision", type=canonical, choices=PRECISIONS, help=HELP)
     parser.add_argument("--dtype", choices=dtypes, help="older spelling of --precision float32 / float64")
 
 
