@@ -476,7 +476,7 @@ def test_real_entry_point_exit_codes_and_one_line(tmp_path):
     check_error(missing.stderr, ONE_LINE, "missing.ckpt")
 
     debug = satclip_process("--debug", "convert", "missing.ckpt", "out", cwd=tmp_path)
-    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr  # (its exit status kept)
     assert "missing.ckpt" in debug.stderr.splitlines()[-1] and "satclip: error:" not in debug.stderr
 
 

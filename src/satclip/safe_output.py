@@ -1575,7 +1575,7 @@ def exclusive(
             if err.filename != str(path) or not err.strerror or os.path.lexists(path):
                 raise  # (a lock file left there that this user cannot open: the file to remove, not the output)
             # (the folder it cannot write: the output's name was given, a folder inside that could be written)
-            if isinstance(err, PermissionError) or err.errno == errno.EROFS:  # (the CLI says what to do of these)
+            if err.errno not in (errno.ENOENT, errno.ENOTDIR):  # (permission, read-only, full: the CLI says those)
                 raise type(err)(err.errno, f"{err.strerror} (satclip writes the lock of {target.name} there)",
                                 str(path.parent)) from err  # fmt: skip
             # ("No such file or directory (…): /proc" of /proc/y, as if /proc were missing)
