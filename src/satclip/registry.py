@@ -27,6 +27,15 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return "did you mean " + " or ".join(repr(by_lower[c]) for c in close) + "?"
 
 
+def empty_item(items: list[str], text: str) -> str:
+    """What is wrong with the comma list ``text`` split into the stripped ``items`` where an empty item stands
+    before the last (``0,,1``, ``wrap,,direct``: it was dropped without a word), else ``""``; a trailing comma
+    (``3,``) and a list of no items (``,``, for its option to say what it needs) are no such item."""
+    if any(items) and not all(items[:-1]):
+        return f"an empty item between commas in {text!r}: remove the extra comma"
+    return ""
+
+
 def check_parameters(kind: str, name: str, accepted: Iterable[str], params: Iterable[str]) -> None:
     """Raise :class:`~satclip.errors.UnknownParameterError` (a BadInputError and a TypeError) naming the ``params``
     that the ``kind`` ``name`` does not take, and those it does."""

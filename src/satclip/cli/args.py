@@ -61,9 +61,11 @@ def comma_items(text: str) -> list[str]:
     """The items of a comma-separated list (``--seeds``, ``--tasks``, ``--probes``), stripped; a trailing comma adds
     none (``3,``: the one seed 3), an empty item before the last is refused (``0,,1`` ran seeds 0 and 1); a list of
     no items (``,``) is empty, for the option to say what it needs."""
+    from ..registry import empty_item
+
     items = [item.strip() for item in text.split(",")]
-    if any(items) and not all(items[:-1]):
-        raise argparse.ArgumentTypeError(f"an empty item between commas in {text!r}: remove the extra comma")
+    if problem := empty_item(items, text):
+        raise argparse.ArgumentTypeError(problem)
     return [item for item in items if item]
 
 

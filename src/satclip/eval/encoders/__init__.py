@@ -31,7 +31,7 @@ from ... import encoding as _encoding
 from ...encoding.multiscale import SPHERE_VARIANTS
 from ...errors import BadInputError, UnknownNameError
 from ...paths import user_path
-from ...registry import Registry, check_parameters, did_you_mean
+from ...registry import Registry, check_parameters, did_you_mean, empty_item
 from ..cache import digest
 
 log = logging.getLogger(__name__)
@@ -273,8 +273,8 @@ def split_specs(text: str) -> list[str]:
             end = _spec_end(text, start)
         specs.append(text[start:end].strip())
         start = end + 1
-    if any(specs) and not all(specs[:-1]):  # (dropped: "wrap,,direct" ran as "wrap,direct"; "wrap," is one spec)
-        raise ValueError(f"an empty item between commas in {text!r}: remove the extra comma")
+    if problem := empty_item(specs, text):  # (dropped: "wrap,,direct" ran as "wrap,direct"; "wrap," is one spec)
+        raise ValueError(problem)
     return [s for s in specs if s]
 
 
