@@ -687,24 +687,20 @@ def check_not_in_output(path: str | Path) -> None:
     protocols), and writes into its temporaries, through the other checks."""
     path = expand_user(path)
     inside = not is_owned(path)
-    written = Path(os.path.abspath(path))  # (as named, '..' resolved: RUN/checkpoints a link to another disk)
-    for parent in written.parents:
-        if owned_kind(parent) in HOLDS_OTHER_OUTPUTS:
-            _refuse_kept(path, parent, written.relative_to(parent).as_posix())
-            break
     try:
-        parents = path.resolve().parents
         resolved = path.resolve()
     except (OSError, RuntimeError):  # (a symbolic-link loop: _check_parents names it)
-        parents, resolved = path.absolute().parents, path.absolute()
-    for parent in parents:
-        kind = owned_kind(parent)
-        if kind in HOLDS_OTHER_OUTPUTS:
-            _refuse_kept(path, parent, resolved.relative_to(parent).as_posix())
-            return
-        if kind is not None and inside:
-            raise OutputExistsError(f"{path} is inside {parent}, {owned_noun(parent)}: satclip writes no other output "
-                                    "into it; choose a path outside it")  # fmt: skip
+        resolved = path.absolute()
+    # a run's files are looked for as the path is named ('..' resolved) too: RUN/checkpoints a link to another disk
+    for view in dict.fromkeys((Path(os.path.abspath(path)), resolved)):
+        for parent in view.parents:
+            kind = owned_kind(parent)
+            if kind in HOLDS_OTHER_OUTPUTS:
+                _refuse_kept(path, parent, view.relative_to(parent).as_posix())
+                break
+            if kind is not None and inside and view == resolved:
+                raise OutputExistsError(f"{path} is inside {parent}, {owned_noun(parent)}: satclip writes no other "
+                                        "output into it; choose a path outside it")  # fmt: skip
 
 
 #: how a directory of :data:`HOLDS_OTHER_OUTPUTS` that keeps files of its own is made again, for messages
