@@ -66,7 +66,8 @@ def _option_rows(parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]
 
 def reference() -> str:
     parts = [HEADER]
-    for name, parser in _commands(build_parser(), "satclip"):
+    top = build_parser()
+    for name, parser in [("satclip", top), *_commands(top, "satclip")]:  # (the options before any command first)
         parts.append(f"\n## `{name}`\n\n")
         if parser.description:
             parts.append(parser.description.strip() + "\n")

@@ -41,7 +41,8 @@ EPILOG = """\
 exit status: 0 success; 1 runtime failure (download, missing extra, untrusted checkpoint, disk full,
 permission, lock held by another run, bad resume state, unexpected error); 2 bad input (an argument,
 file or value; the message says what would work); 130 interrupted (Ctrl-C, SIGTERM). Errors are one
-line on stderr; --debug (or SATCLIP_DEBUG=1) shows the traceback instead, with the same exit status."""
+line on stderr; --debug (or SATCLIP_DEBUG=1) shows the traceback instead, with the same exit status
+(a mistake in the arguments themselves stays one line: its traceback would be argparse's)."""
 
 
 #: reStructuredText markup in module docstrings used as descriptions: ``literal`` and :role:`target`
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"satclip {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
+    debug_help = "on an error past the arguments, show the full traceback (as SATCLIP_DEBUG=1 does)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         importlib.import_module(module, __package__).add_parser(subparsers)

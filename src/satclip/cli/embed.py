@@ -84,8 +84,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--chunk-rows", type=positive_int,
         help="rows per chunk, the unit of resumption (default 65536); with --engine dask rows per partition, one "
-        "task and one output part (default: at most 262144, about 4 partitions per cluster thread, of at least 32768 "
-        "rows where the input has them, about a multiple of the threads; a rerun keeps those it started with)",
+        "task and one output part (default: at most 262144, about 4 partitions per cluster thread, of about 32768 "
+        "rows or more, their number a multiple of the threads, so smaller where that balances the workers; a rerun "
+        "keeps those it started with)",
     )  # fmt: skip
     parser.add_argument(
         "--shard", type=shard, default="0/1", metavar="I/N",

@@ -9,7 +9,8 @@ import argparse
 PRECISIONS = ("auto", "float32", "bf16", "float64")
 ALIASES = {"fp32": "float32", "fp64": "float64", "bfloat16": "bf16", "32": "float32", "64": "float64"}
 HELP = (
-    "float32 | bf16 | float64 | auto (default: $SATCLIP_PRECISION, else auto = bf16 where the CPU/GPU multiplies "
+    "float32 | bf16 | float64 | auto, or fp32, bfloat16, fp64, 32, 64 for the same (default: $SATCLIP_PRECISION, "
+    "else auto = bf16 where the CPU/GPU multiplies "
     "bf16 natively and a one-time calibration measures it faster and within cosine 0.9999 of float32, else "
     "float32)"
 )
