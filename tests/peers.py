@@ -119,3 +119,22 @@ def torchgeo_satclip(directory: Path) -> types.ModuleType:
     with _weights_api_stub():
         exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the peer's own file
     return module
+
+
+def torchgeo_from_ckpt(module: types.ModuleType, path: Path, **arguments):
+    """What torchgeo's ``satclip(weights)`` does with a released ``.ckpt`` (its hyper-parameters ignored: the
+    architecture comes from ``arguments``), on ``path``: ``SatCLIP(**arguments)`` built in float64, loaded strictly
+    with the ``model.location.nnet.*`` tensors, in eval mode."""
+    import torch
+
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # (its basis coefficients take the default dtype)
+    try:
+        model = module.SatCLIP(**arguments)
+    finally:
+        torch.set_default_dtype(default)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    prefix = "model.location."  # torchgeo/models/satclip.py, satclip()
+    state_dict = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix + "nnet.")}
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()

@@ -38,6 +38,20 @@ EXACT_BASES = 1e-9
 ANALYTIC_LOW_DEGREE = 1e-6
 #: |latitude| up to which an L = 40 model reproduces to 1e-6 under the other basis (analytic vs exact)
 HIGH_DEGREE_SAFE_LAT = 30.0
+#: where the original code's loaders live: not in this package, whose name is the same
+ORIGINAL_REPOSITORY = "the original repository (github.com/microsoft/satclip), not this package"
+#: torchgeo's latitude clamp, said so that the tolerance is not read as holding at the poles
+TORCHGEO_CLAMP = (f"for |lat| ≤ {peers.TORCHGEO_LAT_CLAMP}° only: it embeds latitudes beyond as "
+                  f"±{peers.TORCHGEO_LAT_CLAMP}°, at the poles up to 3e-2 off for the shipped bluemarble "
+                  "models")  # fmt: skip
+#: its basis coefficients take torch's default dtype when built: .double() later leaves them rounded to float32
+#: (embeddings off by ~2e-7)
+TORCHGEO_DTYPE = "in float64: build it under torch.set_default_dtype(torch.float64), not with .double() afterwards"
+
+
+def _torchgeo_note(note: str) -> str:
+    """A torchgeo reader's note: its latitude clamp and dtype, then ``note`` (from :func:`across`)."""
+    return "; ".join(x for x in (TORCHGEO_CLAMP, TORCHGEO_DTYPE, note) if x)
 
 
 @dataclass(frozen=True)
@@ -125,12 +139,34 @@ def _original_readers(parts: ModelParts, path: Path, full: bool) -> list[Reader]
         Reader("rangegeo", f"rangegeo.load_satclip_location_encoder({str(path)!r})", tolerance, note),
         Reader(
             "original (location only)",
-            f"satclip.load_lightweight.get_satclip_loc_encoder({str(path)!r}, device)", tolerance, note,
+            f"get_satclip_loc_encoder({str(path)!r}, device) of satclip/load_lightweight.py in {ORIGINAL_REPOSITORY}",
+            tolerance, note,
         ),  # fmt: skip
     ]
     if full:
-        readers.append(Reader("original (full model)", f"satclip.load.get_satclip({str(path)!r})", tolerance, note))
+        call = f"get_satclip({str(path)!r}) of satclip/load.py in {ORIGINAL_REPOSITORY}"
+        readers.append(Reader("original (full model)", call, tolerance, note))
+    if found is not None and parts.location_config["network"]["name"] == "siren":
+        readers.append(_torchgeo_ckpt_reader(parts, path, label))
     return readers
+
+
+def _torchgeo_ckpt_reader(parts: ModelParts, path: Path, label: str) -> Reader:
+    """torchgeo's own ``.ckpt`` loading (``torchgeo.models.satclip.satclip(weights)``): the file's
+    ``model.location.nnet.*`` weights, its hyper-parameters ignored, on the exact basis torchgeo computes."""
+    legendre, own = _basis_of(parts)
+    args = ", ".join(f"{k}={v}" for k, v in peers.torchgeo_arguments(parts).items())
+    call = (f"torchgeo.models.satclip.SatCLIP({args}) given the file's model.location.nnet.* weights (as "
+            "torchgeo reads a released .ckpt)")  # fmt: skip
+    name = "torchgeo (its .ckpt loading)"
+    if label == "closed-form":  # the first layer is rescaled for the original's closed-form basis
+        return Reader(name, call, None, (
+            f"its weights are for the original's 'closed-form' basis (L = {legendre} > {basis.ANALYTIC_EXACT_BELOW}), "
+            f"which torchgeo does not compute: it loads them without error and embeds another function; for torchgeo "
+            f"write {path.with_suffix('.pt').name} with --target torchgeo (target='torchgeo' in Python)"
+        ))  # fmt: skip
+    tolerance, note = across(legendre, own, basis.EXACT)
+    return Reader(name, call, tolerance, _torchgeo_note(note))
 
 
 def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
@@ -138,16 +174,12 @@ def _torchgeo_readers(parts: ModelParts, path: Path) -> list[Reader]:
     tolerance, note = across(legendre, own, basis.EXACT)
     back = 0.0 if own == basis.EXACT else tolerance
     args = ", ".join(f"{k}={v}" for k, v in peers.torchgeo_arguments(parts).items())
-    clamp = f"latitudes beyond ±{peers.TORCHGEO_LAT_CLAMP}° are embedded as ±{peers.TORCHGEO_LAT_CLAMP}°"
-    # its basis coefficients take torch's default dtype when built: .double() later leaves them rounded to
-    # float32 (embeddings off by ~2e-7)
-    dtype = "in float64: build it under torch.set_default_dtype(torch.float64), not with .double() afterwards"
     return [
         Reader("satclip", f"satclip.load({str(path)!r})", back, note if back is None else ""),
         Reader(
             "torchgeo ≥ 0.10",
             f"torchgeo.models.satclip.SatCLIP({args}).load_state_dict(torch.load({str(path)!r}, weights_only=True))",
-            tolerance, "; ".join(x for x in (clamp, dtype, note) if x),
+            tolerance, _torchgeo_note(note),
         ),  # fmt: skip
     ]
 
