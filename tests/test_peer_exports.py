@@ -10,6 +10,7 @@ equal the source exactly.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -417,3 +418,57 @@ def test_an_original_checkpoint_records_what_it_was_converted_from(tmp_path):
     assert json.loads((again / "config.json").read_text())["metadata"]["converted_from"] == "bluemarble-l10"
     rshf = convert("bluemarble-l10", tmp_path / "rshf", target="rshf").path
     assert json.loads((rshf / "config.json").read_text())["metadata"]["converted_from"] == "bluemarble-l10"
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_bare_state_dict_of_the_original_code_is_said_to_be_read_on_the_exact_basis(tmp_path, points, caplog):
+    """A state dict saved from rangegeo's (the original's) L = 40 encoder was read as torchgeo's exact basis without a
+    word, 4.7e-2 off above 60°; the warning names the harmonics_calculation that loads it as it was."""
+    rangegeo = peers.rangegeo()
+    encoder = rangegeo.load_satclip_location_encoder(str(require(REFERENCE / "satclip-resnet18-l40.ckpt")))
+    path = tmp_path / "rangegeo-l40.pt"
+    torch.save(encoder.state_dict(), path)
+    with torch.no_grad():
+        peer = encoder.double().eval()(torch.from_numpy(points)).numpy()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        read = ours(path, points)
+    (warning,) = _warnings(caplog)
+    assert f"{path} holds no config" in warning and "L = 40 on the exact basis" in warning, warning
+    assert "satclip.load(path, harmonics_calculation='analytic-original')" in warning, warning
+    assert relative(read, peer) > 1e-3
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        as_said = satclip.load(path, harmonics_calculation="analytic-original", precision="float64")
+    assert not _warnings(caplog)  # (the basis is the caller's choice)
+    np.testing.assert_allclose(as_said.encode(points).numpy(), peer, rtol=0, atol=1e-12)
+
+
+def test_a_bare_state_dict_of_another_encoding_is_said_what_it_is_read_as(tmp_path, points, caplog):
+    """A wrap SIREN's state dict (4 inputs, a square) was read as spherical harmonics L = 2, 4.7 off, without a word;
+    the warning says so and how to load it as what it is."""
+    config = {"encoding": {"name": "wrap"}, "network": {"name": "siren", "num_classes": 16, "dim_hidden": 32}}
+    torch.manual_seed(0)
+    model = satclip.LocationEncoder.from_config(config).double().eval()
+    path = tmp_path / "wrap.pt"
+    torch.save(model.state_dict(), path)
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        read = ours(path, points)
+    (warning,) = _warnings(caplog)
+    assert "spherical harmonics L = 2" in warning and "wrap also gives 4 features" in warning, warning
+    assert "satclip.LocationEncoder.from_weights(config, torch.load(path, weights_only=True))" in warning, warning
+    with torch.no_grad():
+        expected = model(torch.from_numpy(points)).numpy()
+    assert relative(read, expected) > 1e-1
+    as_said = satclip.LocationEncoder.from_weights(config, torch.load(path, weights_only=True)).double().eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(as_said(torch.from_numpy(points)).numpy(), expected)
+
+
+def test_a_torchgeo_file_of_low_degree_loads_without_a_warning(tmp_path, caplog):
+    written = convert("bluemarble-l10", tmp_path / "x.pt")
+    with caplog.at_level(logging.WARNING, logger="satclip"):
+        satclip.load(written)
+    assert not _warnings(caplog)

@@ -59,7 +59,8 @@ def load(
             you trust). Not needed for the released checkpoints.
     """
     check_device(device)
-    parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint)
+    parts = read_parts(source, location_only=True, trust_checkpoint=trust_checkpoint,
+                       basis_given=harmonics_calculation is not None)  # fmt: skip
     source_name = parts.provenance["source"]
     config, state = rebased(parts.location_config, parts.location_state, harmonics_calculation, source)
     encoder = LocationEncoder.from_weights(config, state, source_name)
@@ -128,7 +129,8 @@ def load_model(
     """
     check_device(device)
     dtype = model_dtype(dtype)
-    parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint), needed_for)
+    parts = require_image_encoder(read_parts(source, trust_checkpoint=trust_checkpoint,
+                                             basis_given=harmonics_calculation is not None), needed_for)  # fmt: skip
     source_name = parts.provenance["source"]
     parts.location_config, parts.location_state = rebased(parts.location_config, parts.location_state,
                                                           harmonics_calculation, source)  # fmt: skip

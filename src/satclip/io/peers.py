@@ -14,6 +14,7 @@ original ``.ckpt``, :mod:`satclip.io.original`).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,8 @@ from ..safe_output import atomic_file, write_serialised
 from . import basis, native
 from .checks import check_weights
 from .parts import ModelParts, pack
+
+log = logging.getLogger(__name__)
 
 TORCHGEO_LAT_CLAMP = 89.95
 #: rshf's fixed architecture
@@ -94,8 +97,10 @@ def is_torchgeo_state_dict(obj: object) -> bool:
     )  # fmt: skip
 
 
-def parts_from_torchgeo(state: dict[str, torch.Tensor], path: str | Path) -> ModelParts:
-    """The model of a torchgeo state dict: the exact basis, sizes read from the weights."""
+def parts_from_torchgeo(state: dict[str, torch.Tensor], path: str | Path, basis_given: bool = False) -> ModelParts:
+    """The model of a torchgeo state dict: the exact basis, sizes read from the weights. Where another model may
+    hold such tensors, a warning says what it is read as and how to load it otherwise (``basis_given``: the
+    caller computes a basis of its choice, so none about the basis)."""
     from ..networks import sizes_from_shapes
 
     check_weights(state, path)
@@ -112,7 +117,29 @@ def parts_from_torchgeo(state: dict[str, torch.Tensor], path: str | Path) -> Mod
         "encoding": {"name": "sphericalharmonics", "legendre_polys": legendre, "harmonics_calculation": basis.EXACT},
         "network": {"name": "siren", **{k: sizes[k][0] for k in ("num_classes", "dim_hidden", "num_layers")}},
     }
+    _say_what_it_is_read_as(path, legendre, basis_given)
     return ModelParts(config, dict(state), provenance={"source": str(path), "format": "torchgeo"})
+
+
+def _say_what_it_is_read_as(path: str | Path, legendre: int, basis_given: bool) -> None:
+    """Log what a bare state dict is taken for where that may be wrong: at L > 20 a state dict of the original
+    code's or rangegeo's encoder (the original's float64 'analytic' polynomials, 4.7e-2 off the exact basis above
+    60° at L = 40), unless the caller chose the basis (``basis_given``); and a width that another encoding gives
+    at its defaults (a ``wrap`` SIREN's 4 inputs read as L = 2)."""
+    from ..encoding import create, names
+
+    read_as = (f"{path} holds no config (a bare nnet.* state dict): read as torchgeo's, spherical harmonics "
+               f"L = {legendre} on the exact basis (harmonics_calculation='analytic-stable')")  # fmt: skip
+    if legendre > basis.ANALYTIC_EXACT_BELOW and not basis_given:
+        log.warning("%s; one saved from the original code or rangegeo (their 'analytic' polynomials differ from it "
+                    "near the poles at L > %d) loads as it was with satclip.load(path, "
+                    "harmonics_calculation='analytic-original')", read_as, basis.ANALYTIC_EXACT_BELOW)  # fmt: skip
+    width = legendre * legendre
+    others = [name for name in names() if name != "sphericalharmonics" and create(name).embedding_dim == width]
+    if others:
+        log.warning("%s; %s also gives %d features at its defaults: a state dict of such a model loads with "
+                    "satclip.LocationEncoder.from_weights(config, torch.load(path, weights_only=True)), config "
+                    "naming its encoding and network", read_as, " and ".join(others), width)  # fmt: skip
 
 
 def rshf_parts(parts: ModelParts) -> tuple[ModelParts, int]:

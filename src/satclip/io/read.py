@@ -38,12 +38,12 @@ def _native(path: Path, location_only: bool) -> ModelParts:
     return parts
 
 
-def _file(path: Path, location_only: bool, trust_checkpoint: bool, release=None) -> ModelParts:
+def _file(path: Path, location_only: bool, trust_checkpoint: bool, release=None, basis_given=False) -> ModelParts:
     loaded = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
     if release is not None:
         _check_release(loaded, path, release)
     if peers.is_torchgeo_state_dict(loaded):
-        parts = peers.parts_from_torchgeo(loaded, path)
+        parts = peers.parts_from_torchgeo(loaded, path, basis_given)
     else:
         parts = original.parts_from_checkpoint(
             original.checked_checkpoint(loaded, path), path, location_only=location_only
@@ -73,13 +73,15 @@ def _check_release(loaded: object, path: Path, release) -> None:
 
 
 def read_parts(
-    source: str | Path | ResolvedSource, *, location_only: bool = False, trust_checkpoint: bool = False
+    source: str | Path | ResolvedSource, *, location_only: bool = False, trust_checkpoint: bool = False,
+    basis_given: bool = False,
 ) -> ModelParts:
     """The model of ``source`` (anything :func:`~satclip.io.resolve.resolve` takes, or its result).
 
     ``location_only`` skips the image encoder (for a native directory its tensors are not even read).
     The location config is checked against the weights' shapes (:func:`~satclip.models.location_encoder.check_config`)
-    and weights with NaN or inf are refused.
+    and weights with NaN or inf are refused. ``basis_given``: the caller computes the basis it chose
+    (``harmonics_calculation=``), so a bare state dict's is not warned about.
 
     Raises:
         BadInputError: the file is inconsistent or not a model; FileNotFoundError: no such source.
@@ -87,7 +89,7 @@ def read_parts(
     resolved = source if isinstance(source, ResolvedSource) else resolve(source)
     if resolved.kind == "native":
         return _native(resolved.path, location_only)
-    return _file(resolved.path, location_only, trust_checkpoint, resolved.release)
+    return _file(resolved.path, location_only, trust_checkpoint, resolved.release, basis_given)
 
 
 def require_image_encoder(parts: ModelParts, needed_for: str = "satclip.load_model") -> ModelParts:
