@@ -347,11 +347,12 @@ def test_convert_takes_its_output_as_the_other_commands_do(tmp_path, capsys):
          "(same convention; the file's metadata says so) and does NOT reproduce the model; at L = 40 the original's "
          "float64 'analytic' polynomials differ from the exact basis near the poles: within 1e-6 only for |lat| ≤ "
          "30° (docs/export.md: Accuracy)"),
-    (10, "the TorchScript file reproduces the model's float32 embeddings (encode) to "),
+    (10, "the TorchScript file differs from the model's float32 embeddings (encode) by at most "),
 ])  # fmt: skip
 def test_an_export_says_whether_it_reproduces_the_model(tmp_path, capsys, legendre, said):
     """An L = 40 'analytic' model's export differs from it by up to 4.7e-2 near the poles, but export printed only
-    an info line, where `satclip convert --target torchgeo` of the same model says it "does NOT reproduce" it."""
+    an info line, where `satclip convert --target torchgeo` of the same model says it "does NOT reproduce" it. The
+    measured line then said the file "reproduces the model's … embeddings … to 4.6e-02": it says "differs … by"."""
     encoding = {"name": "sphericalharmonics", "legendre_polys": legendre, "harmonics_calculation": "analytic"}
     config = {"encoding": encoding, "network": {"name": "siren", "num_classes": 4, "dim_hidden": 8, "num_layers": 1}}
     satclip.LocationEncoder.from_config(config).save(tmp_path / "model")
@@ -360,6 +361,7 @@ def test_an_export_says_whether_it_reproduces_the_model(tmp_path, capsys, legend
     err = capsys.readouterr().err
     assert said in err, err
     assert ("NOT" in err) == (legendre == 40)
+    assert "reproduces" not in err.replace("does NOT reproduce", ""), err
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
@@ -378,7 +380,7 @@ def test_an_export_says_how_closely_it_reproduces_the_model_as_measured(tmp_path
     assert main(["export", "--format", fmt, "--model", str(tmp_path / "model"), "-o", str(out), "--dtype",
                  dtype]) == 0  # fmt: skip
     err = capsys.readouterr().err
-    said = re.search(rf"file reproduces the model's {dtype} embeddings \(encode\) to (\S+) absolute", err)
+    said = re.search(rf"file differs from the model's {dtype} embeddings \(encode\) by at most (\S+) absolute", err)
     assert said, err
     from satclip.io.onnx import AGREEMENT_POINTS
 
@@ -427,3 +429,12 @@ def test_an_export_into_a_folder_that_takes_no_files_names_the_folder(tmp_path, 
         "satclip: error: No such file or directory (satclip cannot create satclip-test-export.pt there: choose "
         "another folder): /proc"
     )
+
+
+def test_an_offline_export_of_a_released_model_says_how_to_give_its_file(tmp_path, capsys):
+    """Offline, `satclip export --model satclip-resnet50-l40` said to pass the fetched file as `satclip embed …
+    --model` or `satclip evaluate --encoders`, naming neither export nor Python's load as the general case."""
+    assert main(["export", "--format", "onnx", "--model", "satclip-resnet50-l40", "-o", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err  # (conftest: HF_HUB_OFFLINE=1, an empty hub cache)
+    assert "satclip embed" not in err and "(--model /path/to/satclip-resnet50-l40.ckpt;" in err, err
+    assert not (tmp_path / "m.onnx").exists()

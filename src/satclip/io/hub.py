@@ -69,8 +69,8 @@ def _by_hand(repo_id: str, filename: str, revision: str | None = None) -> str:
     url = file_url(repo_id, filename, revision)
     return (
         f"fetch {url} on a machine with internet access, copy it to this one (any directory) and pass its "
-        f"path wherever the model's name goes, e.g. satclip.load('/path/to/{filename}'), `satclip embed … --model "
-        f"/path/to/{filename}` or `satclip evaluate --encoders /path/to/{filename}`"
+        f"path wherever the model's name goes: satclip.load('/path/to/{filename}') in Python, the command's model "
+        f"option on the command line (--model /path/to/{filename}; satclip evaluate: --encoders)"
     )
 
 

@@ -248,8 +248,8 @@ def say_agreement(run, encoder, fmt: str) -> None:
     precision = str(encoder.dtype).removeprefix("torch.")
     expected = encoder.encode(AGREEMENT_POINTS, precision=precision).double().cpu().numpy()
     difference = float(np.abs(np.asarray(run(AGREEMENT_POINTS.numpy()), dtype=np.float64) - expected).max())
-    log.info("the %s file reproduces the model's %s embeddings (encode) to %.1e absolute, %.1e of their largest "
-             "entry, at %d points (a 10° grid, poles and antimeridian)", fmt, precision, difference,
+    log.info("the %s file differs from the model's %s embeddings (encode) by at most %.1e absolute, %.1e of their "
+             "largest entry, at %d points (a 10° grid, poles and antimeridian)", fmt, precision, difference,
              difference / max(float(np.abs(expected).max()), np.finfo(np.float64).tiny),
              len(AGREEMENT_POINTS))  # fmt: skip
 
