@@ -472,3 +472,30 @@ def test_a_torchgeo_file_of_low_degree_loads_without_a_warning(tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="satclip"):
         satclip.load(written)
     assert not _warnings(caplog)
+
+
+def test_a_directory_rshf_saved_loads_as_rshf_computes_it(tmp_path, points):
+    """rshf's SatClip().save_pretrained(dir) writes model.safetensors (and a README.md) but no config.json, which
+    satclip refused; its architecture is fixed (L = 40 on the original's polynomials, SIREN 1600 → 512 → 512 → 256),
+    so satclip reads it as that, and embeds as rshf's own forward does (float64, poles included)."""
+    rshf = peers.rshf_satclip()
+    torch.manual_seed(0)
+    rshf.SatClip().save_pretrained(str(tmp_path / "saved"))
+    assert not (tmp_path / "saved" / "config.json").exists()
+    model = rshf.SatClip.from_pretrained(str(tmp_path / "saved")).double().eval()
+    with torch.no_grad():
+        peer = model(torch.from_numpy(points)).numpy()
+    assert (np.abs(points[:, 1]) == 90).any()
+    np.testing.assert_allclose(ours(tmp_path / "saved", points), peer, rtol=0, atol=1e-9)
+    assert satclip.load(tmp_path / "saved").posenc.harmonics_calculation == "analytic-original"
+    written = convert(tmp_path / "saved", tmp_path / "native")  # (and converts, as any source)
+    assert satclip.load(written).config == satclip.load(tmp_path / "saved").config
+
+
+def test_a_safetensors_directory_of_other_shapes_is_still_refused(tmp_path):
+    """Only rshf's fixed shapes are read without a config.json: other weights are no model satclip can build."""
+    from safetensors.torch import save_file
+
+    save_file({"location.nnet.layers.0.weight": torch.zeros(512, 100)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(FileNotFoundError, match="not a complete satclip model: it has model.safetensors but no"):
+        satclip.load(tmp_path)

@@ -59,7 +59,7 @@ def convert(
     by_kind = target is None and output.suffix.lower() not in SUFFIX_TARGETS  # (the source's kind chooses it)
     target = target or default_target(resolved.kind, output)
     inputs = [resolved.path]  # (an output containing one is refused too: replacing it would delete the input)
-    if resolved.kind == "native":
+    if resolved.path.is_dir():  # (a native directory, or rshf's)
         inputs += [resolved.path / native.CONFIG_FILE, resolved.path / native.WEIGHTS_FILE]
     check_write(output, target, inputs)  # (then the existing output: all before the reading)
     check_new_output(output)

@@ -75,13 +75,6 @@ def not_native(path: str | Path) -> str | None:
                 f"{file.name} there (copy or download the model again)"
             )
     present = [file.name for file in files if file.is_file()]
-    if present == [WEIGHTS_FILE] and _in_rshf_layout(path / WEIGHTS_FILE):
-        return (
-            f"{path} is not a satclip model: it has {WEIGHTS_FILE} in rshf's layout but no {CONFIG_FILE} (rshf's "
-            "SatClip saves none that satclip reads; `satclip convert --target rshf` writes one beside the weights): "
-            "load it with rshf.satclip.SatClip.from_pretrained, give satclip the model it was made from, or copy or "
-            f"download the model again with its {CONFIG_FILE}"
-        )
     if present:
         (missing,) = [file.name for file in files if file.name not in present]
         return (
@@ -130,7 +123,7 @@ def run_without_exports(run: str | Path) -> str | None:
     return f"{run} is a training run with no exports yet ({state}): {fix} (it exports its model when it ends)"
 
 
-def _in_rshf_layout(file: Path) -> bool:
+def in_rshf_layout(file: Path) -> bool:
     """Whether the safetensors ``file`` holds the tensors of rshf's SatClip, by its header (False if unreadable)."""
     from .peers import RSHF_SHAPES  # (peers builds on this module)
 

@@ -9,7 +9,8 @@ original ``.ckpt``, :mod:`satclip.io.original`).
   architecture (L = 40 ``"analytic"`` harmonics, SIREN 1600 → 512 → 512 → 256) and reads
   ``model.safetensors`` with ``location.nnet.*`` keys. A model with fewer degrees is written with its
   first layer's missing input columns set to zero, which computes the same function. The directory's
-  ``config.json`` is satclip's native config (rshf ignores it), so satclip reads the directory back.
+  ``config.json`` is satclip's native config (rshf ignores it), so satclip reads the directory back. A directory
+  rshf's own ``save_pretrained`` wrote (no ``config.json``) is read as that fixed architecture, its shapes checked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
 from ..errors import BadInputError
 from ..safe_output import atomic_file, write_serialised
@@ -140,6 +143,34 @@ def _say_what_it_is_read_as(path: str | Path, legendre: int, basis_given: bool) 
         log.warning("%s; %s also gives %d features at its defaults: a state dict of such a model loads with "
                     "satclip.LocationEncoder.from_weights(config, torch.load(path, weights_only=True)), config "
                     "naming its encoding and network", read_as, " and ".join(others), width)  # fmt: skip
+
+
+def is_rshf_save(path: str | Path) -> bool:
+    """Whether ``path`` is a directory rshf's ``SatClip().save_pretrained`` wrote: ``model.safetensors`` holding
+    its fixed architecture's tensors (:data:`RSHF_SHAPES`, read from the header) and no ``config.json``."""
+    path = Path(path)
+    weights = path / native.WEIGHTS_FILE
+    return (path.is_dir() and not (path / native.CONFIG_FILE).exists() and weights.is_file()
+            and native.in_rshf_layout(weights))  # fmt: skip
+
+
+def parts_from_rshf(path: str | Path) -> ModelParts:
+    """The model of a directory :func:`is_rshf_save` accepts: rshf's fixed architecture, on the original's
+    'analytic' polynomials evaluated as rshf (and the original code) evaluate them, ``"analytic-original"``
+    (the same embeddings as rshf's own forward, float64)."""
+    file = Path(path) / native.WEIGHTS_FILE
+    try:
+        tensors = safetensors.torch.load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BadInputError(f"{file} is not a readable safetensors file: {err}") from err
+    check_weights(tensors, file)
+    config = {
+        "encoding": {"name": "sphericalharmonics", "legendre_polys": RSHF_LEGENDRE_POLYS,
+                     "harmonics_calculation": "analytic-original"},
+        "network": dict(RSHF_NETWORK),
+    }  # fmt: skip
+    state = {key.removeprefix("location."): value for key, value in tensors.items()}
+    return ModelParts(config, state, provenance={"source": str(path), "format": "rshf"})
 
 
 def rshf_parts(parts: ModelParts) -> tuple[ModelParts, int]:

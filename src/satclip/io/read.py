@@ -1,5 +1,6 @@
 """Reading any model file into :class:`~satclip.io.parts.ModelParts` (native directory, original ``.ckpt``
-with or without satclip's entry, torchgeo state dict, rshf directory), checked before anything is built."""
+with or without satclip's entry, torchgeo state dict, rshf directory, with or without satclip's config), checked
+before anything is built."""
 
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def read_parts(
     resolved = source if isinstance(source, ResolvedSource) else resolve(source)
     if resolved.kind == "native":
         return _native(resolved.path, location_only)
+    if resolved.kind == "rshf":
+        return peers.parts_from_rshf(resolved.path)
     return _file(resolved.path, location_only, trust_checkpoint, resolved.release, basis_given)
 
 

@@ -13,7 +13,7 @@ from .. import pretrained
 from ..errors import BadInputError, UnknownNameError
 from ..paths import expand_user
 from ..registry import did_you_mean
-from . import hub, native
+from . import hub, native, peers
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,10 @@ class UnknownModelError(UnknownNameError, FileNotFoundError):
 
 @dataclass
 class ResolvedSource:
-    """Where a model comes from: a native directory or an original checkpoint file."""
+    """Where a model comes from: a native directory, a directory rshf's SatClip saved, or an original checkpoint
+    file (or a torchgeo state dict)."""
 
-    kind: str  # "native" | "original"
+    kind: str  # "native" | "rshf" | "original"
     path: Path
     #: the released checkpoint the source names (its file is checked to be that release)
     release: pretrained.HubModel | None = None
@@ -57,6 +58,8 @@ def _looks_like_path(text: str) -> bool:
 def _local(path: Path) -> ResolvedSource:
     if native.is_native(path):
         return ResolvedSource("native", path)
+    if peers.is_rshf_save(path):
+        return ResolvedSource("rshf", path)
     if path.is_dir():
         raise ModelNotFoundError(native.not_native(path))
     if path.name in (native.CONFIG_FILE, native.WEIGHTS_FILE) and native.is_native(path.parent):
