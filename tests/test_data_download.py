@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -310,6 +311,39 @@ def test_a_local_path_given_as_repo_is_never_sent_to_the_hub(tmp_path, monkeypat
         assert main(["data", "download", "dlR", "--repo", repo]) == 2
         assert _error_line(capsys.readouterr().err).startswith(f"satclip: error: {said}"), repo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["myrepos", "notes"]
+
+
+def test_a_local_path_given_as_revision_is_never_sent_to_the_hub(tmp_path, monkeypatch, capsys):
+    """`--revision /tmp/x/localrepo` (or `./localrepo`), given for --from, was asked of the hub as a branch
+    (https://huggingface.co/datasets/torchgeo/s2-100k/tree//tmp/x/localrepo); names git takes stay revisions, also
+    where a folder of that name is here."""
+    import socket
+
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a request was made")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "localrepo").mkdir()
+    (tmp_path / "main").mkdir()  # a folder named as a branch: `--revision main` is still the branch
+    (tmp_path / "notes" / "v1").mkdir(parents=True)
+    (tmp_path / "notes" / "v2").write_text("mine")
+    for revision, kind in [(str(tmp_path / "localrepo"), "a local directory"), ("./localrepo", "a local directory"),
+                           ("../elsewhere", "a local path"), ("~/copy", "a local path"),
+                           ("notes/v1", "a local directory"), ("notes/v2", "a local file")]:  # fmt: skip
+        assert main(["data", "download", "dlR", "--revision", revision]) == 2, revision
+        assert _error_line(capsys.readouterr().err) == (
+            f"satclip: error: --revision {revision} is {kind}, not a revision (branch, tag or commit) of the Hugging "
+            f"Face repository; satclip sends no local path to the hub: for a local copy of the repository use --from "
+            f"{shlex.quote(revision)}"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["localrepo", "main", "notes"]
+    for revision in ["main", "refs/pr/1", "v1.0", "fbdbb78ba57d22d5b6be203913f1e6020c2b4e0a"]:
+        assert HubSource(revision=revision).description.endswith(f"/tree/{revision}")
 
 
 def subprocess_free_git_blob_id(data: bytes) -> str:

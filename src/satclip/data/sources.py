@@ -114,11 +114,33 @@ def _check_repo_id(repo_id: str) -> None:
                             "digits, '.', '_' and '-'); for a local copy of the repository use --from DIR")  # fmt: skip
 
 
+#: how a path begins, and no git revision can (git check-ref-format: no component starts with '.', no '~')
+_PATH_START = ("/", "./", "../", "~", ".\\", "..\\")
+
+
+def _check_revision(revision: str | None) -> None:
+    """Raise :class:`BadInputError` where ``revision`` is a local path, not a branch, tag or commit: one written as a
+    path (absolute, ``./``, ``../``, ``~``), or one with a separator that exists here. A local path is never sent to
+    the hub (``--revision ./copy``, given for ``--from``, was asked of huggingface.co as a branch). A name such as
+    ``refs/pr/1`` or ``v1.0`` stays a revision, also where a folder of that name is here."""
+    if revision is None:
+        return
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    path = expand_user(revision)
+    written_as_path = revision in (".", "..") or revision.startswith(_PATH_START)
+    if written_as_path or (any(sep in revision for sep in separators) and path.exists()):
+        kind = "a local directory" if path.is_dir() else ("a local file" if path.exists() else "a local path")
+        raise BadInputError(f"--revision {revision} is {kind}, not a revision (branch, tag or commit) of the Hugging "
+                            f"Face repository; satclip sends no local path to the hub: for a local copy of the "
+                            f"repository use --from {shlex.quote(revision)}")  # fmt: skip
+
+
 class HubSource:
     """The dataset repository on the Hugging Face hub (``huggingface_hub``; resumes partial downloads)."""
 
     def __init__(self, repo_id: str = HF_REPO, revision: str | None = None, token: str | None = None):
         _check_repo_id(repo_id)
+        _check_revision(revision)
         self.repo_id = repo_id
         self.revision = revision
         self.token = token
