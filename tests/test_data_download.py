@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -16,7 +17,7 @@ import pytest
 
 from satclip.cli import main
 from satclip.data import download as dl
-from satclip.data.download import ChecksumError, download_s2100k
+from satclip.data.download import ChecksumError, DamagedCopyError, DamagedFileError, download_s2100k
 from satclip.data.sources import HubSource, LocalSource, RemoteFile
 from satclip.errors import BadInputError, OutputExistsError
 from satclip.io.hub import DownloadError
@@ -157,7 +158,7 @@ def test_a_local_copy_without_checksums_is_not_said_to_be_size_checked(tmp_path,
 def test_bad_checksum_is_rejected(tmp_path):
     hub = FakeHub(_shards())
     hub.served["data/shard-001.tar"] = _tar({"patch_1.tif": b"X" * 100})  # same size, other content
-    with pytest.raises(ChecksumError, match="shard-001.tar: sha256 .*: the download was damaged and is deleted; "
+    with pytest.raises(DamagedFileError, match="shard-001.tar: sha256 .*: the download was damaged and is deleted; "
                                             "rerun the same command"):  # (it said neither)  # fmt: skip
         download_s2100k(tmp_path, hub)
     assert not (tmp_path / "images" / "patch_1.tif").exists()
@@ -180,8 +181,8 @@ def test_a_damaged_file_of_a_local_copy_is_named_and_kept(tmp_path):
     source.list_files = lambda: listed
     damaged = tmp_path / "copy" / "data" / "shard-001.tar"
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"?")
-    with pytest.raises(ChecksumError, match=rf"in {re.escape(str(damaged))}: the copy is damaged or another version; "
-                                            "replace it with an intact copy"):  # fmt: skip
+    with pytest.raises(DamagedCopyError, match=rf"in {re.escape(str(damaged))}: the copy is damaged or another "
+                                               "version; replace it with an intact copy"):  # fmt: skip
         download_s2100k(tmp_path / "root", source)
     assert damaged.exists()
 
@@ -209,12 +210,79 @@ def test_broken_archive_leaves_no_partial_images(tmp_path):
     hub = FakeHub(files, published={})  # no checksums published: the damage shows only when extracting
     with pytest.raises(DownloadError, match="cannot extract.*rerun the same command to fetch it again"):
         download_s2100k(tmp_path, hub)
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif"]  # no hidden leftovers
+    # no hidden leftovers, and the intact shard after it is extracted
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif", "patch_2.tif"]
     # the damaged download is deleted: kept, the hub client found it complete and the rerun failed the same way
     assert not (tmp_path / dl.STATE_DIR / "files" / "data" / "shard-001.tar").exists()
     hub.files["data/shard-001.tar"] = hub.served["data/shard-001.tar"] = whole  # the mirror is fixed
     download_s2100k(tmp_path, hub)
     assert (tmp_path / "images" / "patch_9.tif").read_bytes() == b"D" * 5000
+
+
+def _four_shards(damage: dict[str, str]) -> dict[str, bytes]:
+    """index.csv and data/shard-00..03 (one image each; .tar, or .tar.gz where ``damage`` says "gz"), those named in
+    ``damage`` cut short, as a copy interrupted or a disk error leaves them."""
+    index = b"fn,lon,lat\n" + b"".join(b"patch_%d.tif,%d.0,1.0\n" % (i, i) for i in range(4))
+    files = {"index.csv": index}
+    for i in range(4):
+        name = f"data/shard-0{i}.tar"
+        tar = _tar({f"patch_{i}.tif": bytes([65 + i]) * 5000})
+        if damage.get(name) == "gz":
+            name, tar = name + ".gz", gzip.compress(tar)
+        files[name] = tar[: len(tar) // 2] if name.removesuffix(".gz") in damage else tar
+    return files
+
+
+def test_damaged_shards_of_a_local_copy_are_named_and_the_others_extracted(tmp_path, capsys):
+    """`data download dt --from copy2` with copy2/data/shard-02.tar truncated stopped there (exit 2): the intact
+    shard-03 was never extracted, and a second damaged shard was found only by the next run. Every damaged shard
+    is named now, once, after the others are extracted, and the rerun with intact copies extracts only those."""
+    copy = _local_copy(tmp_path / "copy2", _four_shards({"data/shard-01.tar": "gz", "data/shard-02.tar": "tar"}))
+    root = tmp_path / "dt"
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 2
+    err = capsys.readouterr().err
+    line = _error_line(err)
+    assert line.startswith(f"satclip: error: cannot extract {copy / 'data' / 'shard-01.tar.gz'}: not a readable tar "
+                           "archive (")  # fmt: skip
+    assert f"; cannot extract {copy / 'data' / 'shard-02.tar'}: not a readable tar archive (" in line
+    assert line.endswith(
+        "; replace them with intact copies of data/shard-01.tar.gz, data/shard-02.tar and rerun the same command "
+        f"(the other 2 archives are done: the rerun redoes only them) (the work done so far is kept in {root})"
+    )
+    assert "data/shard-01.tar.gz is damaged and is not extracted" in err and "data/shard-02.tar is damaged" in err
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["patch_0.tif", "patch_3.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy2", "dt"]  # the copy is never changed
+
+    whole = _four_shards({})  # intact copies put in place of the damaged ones, the others left as they are
+    (copy / "data" / "shard-01.tar.gz").write_bytes(gzip.compress(whole["data/shard-01.tar"]))
+    (copy / "data" / "shard-02.tar").write_bytes(whole["data/shard-02.tar"])
+    assert main(["data", "download", str(root), "--from", str(copy)]) == 0
+    assert "2 file(s) read from the local copy, 3 already done, 2 images extracted" in capsys.readouterr().out
+    assert sorted(p.name for p in (root / "images").iterdir()) == [f"patch_{i}.tif" for i in range(4)]
+
+
+def test_damaged_downloads_are_named_deleted_and_fetched_again_alone(tmp_path):
+    """The hub's shards, the same rule: a shard that fails its checksum and one that is no readable tar are
+    deleted and named at the end, the intact ones extracted; the rerun fetches only those two."""
+    files = _four_shards({})
+    hub = FakeHub(files, published={"data/shard-01.tar": _sha256(files["data/shard-01.tar"])})
+    hub.served["data/shard-01.tar"] = files["data/shard-01.tar"][:-1] + b"?"  # fails its checksum
+    hub.files["data/shard-02.tar"] = hub.served["data/shard-02.tar"] = files["data/shard-02.tar"][:3000]
+    with pytest.raises(DamagedFileError) as raised:
+        download_s2100k(tmp_path, hub)
+    said = str(raised.value)
+    assert said.startswith(f"data/shard-01.tar: sha256 {_sha256(hub.served['data/shard-01.tar'])}, expected "
+                           f"{_sha256(files['data/shard-01.tar'])}; cannot extract "
+                           f"{tmp_path / dl.STATE_DIR / 'files' / 'data' / 'shard-02.tar'}: not a readable tar archive")
+    assert said.endswith(": the downloads were damaged and are deleted; rerun the same command to fetch them again "
+                         "(the other 2 archives are done: the rerun redoes only them)")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif", "patch_3.tif"]
+    assert not list((tmp_path / dl.STATE_DIR / "files").rglob("*.tar"))
+    hub.files, hub.served = dict(files), dict(files)  # the hub serves them whole again
+    hub.calls.clear()
+    summary = download_s2100k(tmp_path, hub)
+    assert hub.calls == ["data/shard-01.tar", "data/shard-02.tar"] and summary.images == 2
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"patch_{i}.tif" for i in range(4)]
 
 
 def test_members_cannot_escape_the_images_folder(tmp_path):
@@ -264,7 +332,7 @@ def test_hub_source_reads_lfs_checksums(tmp_path, monkeypatch):
     assert set(listed) == set(files)
     assert listed["data/shard-000.tar"].sha256 == _sha256(files["data/shard-000.tar"])
     assert listed["index.csv"].git_sha1 and listed["index.csv"].sha256 is None
-    with pytest.raises(ChecksumError, match="shard-002"):
+    with pytest.raises(DamagedFileError, match="shard-002"):
         download_s2100k(tmp_path, HubSource())
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["patch_0.tif", "patch_1.tif"]
 
@@ -614,7 +682,8 @@ def test_two_images_of_one_name_in_an_archive_are_refused(tmp_path, capsys):
         assert _error_line(capsys.readouterr().err) == (
             f"satclip: error: cannot extract {copy / 'data' / 'shard-000.tar'}: it holds two images named "
             "patch_0.tif (a/patch_0.tif and b/patch_0.tif), which would be one file in images/; it is no S2-100K "
-            "shard; replace it with an intact copy of data/shard-000.tar and rerun"
+            "shard; replace it with an intact copy of data/shard-000.tar and rerun the same command (the other 2 "
+            f"archives are done: the rerun redoes only it) (the work done so far is kept in {tmp_path / 'root'})"
         )
         assert not (tmp_path / "root" / "images" / "patch_0.tif").exists()
 
@@ -921,6 +990,7 @@ def test_an_interrupted_download_says_a_rerun_continues(tmp_path, capsys, monkey
     assert main(["data", "download", str(tmp_path / "root"), "--from", str(copy)]) == 130
     assert (f"satclip: the work done is kept in {tmp_path / 'root'}: rerun the same command to continue"
             in capsys.readouterr().err)  # fmt: skip
+    assert not (tmp_path / "root" / "images" / "patch_2.tif").exists()  # stopped at once, as no damaged shard does
 
 
 @pytest.mark.parametrize(("extra", "said"), [

@@ -117,8 +117,11 @@ def add_download(subparsers) -> None:
             "file against the checksum the hub publishes, and extracts the GeoTIFFs into ROOT/images/. "
             "Rerunning resumes after the last completed shard; a shard whose file changed since (another "
             "checksum, or a local copy's other size or time) is extracted again, and deleting ROOT/.download makes "
-            "the next run extract every one again. Exit status 1 when images index.csv lists are in none of the "
-            "archives (those extracted are kept). Offline, fetch the repository elsewhere and pass it with --from."
+            "the next run extract every one again. A damaged archive (failing its checksum, or no readable tar) "
+            "is skipped and the others extracted; the run then names every damaged one and exits 2 (a --from "
+            "copy's: replace them) or 1 (downloads: deleted, fetched again by the rerun). Exit status 1 when images "
+            "index.csv lists are in none of the archives (those extracted are kept). Offline, fetch the repository "
+            "elsewhere and pass it with --from."
         ),
     )
     parser.add_argument("root", type=user_path, help="dataset root to create or complete")

@@ -20,9 +20,10 @@ only where satclip wrote it and it is unchanged since; an image that differs fro
 but for one satclip extracted from the previous version of the same shard, unchanged since (the shard's marker records
 each image's SHA-256).
 A run that leaves images ``index.csv`` lists in none of the archives fails (:class:`IncompleteDownloadError`),
-keeping what it extracted. A local copy's
-archive that cannot be read is bad input, named; a downloaded one is deleted, so that the next run fetches it
-again.
+keeping what it extracted. An archive that fails its checksum or cannot be read is
+skipped, the others extracted, and the run then fails naming every one (:func:`_damaged`): a local copy's is bad input,
+to be replaced; a downloaded one is deleted, so that the next run fetches it again. Either way the rerun redoes only
+them.
 """
 
 from __future__ import annotations
@@ -55,17 +56,22 @@ STATE_DIR = ".download"
 Progress = Callable[[Iterable, int], Iterable]
 
 
-class ChecksumError(DownloadError):
+class DamagedFileError(DownloadError):
+    """Files of the source are damaged (:class:`ChecksumError`, :class:`ArchiveError`), each named; those
+    downloaded are deleted, so that a rerun fetches them again."""
+
+
+class ChecksumError(DamagedFileError):
     """A fetched file does not match the checksum its source publishes."""
 
 
-class ArchiveError(DownloadError):
+class ArchiveError(DamagedFileError):
     """An archive cannot be read: damaged, truncated, or no tar file."""
 
 
-class DamagedCopyError(ChecksumError, BadInputError):
-    """A file of a local copy (``--from``) fails its checksum: bad input (exit 2, as a damaged archive of it is);
-    the copy is never changed."""
+class DamagedCopyError(DamagedFileError, BadInputError):
+    """Files of a local copy (``--from``) fail their checksum or are no readable archive: bad input (exit 2); the copy
+    is never changed."""
 
 
 class ArchiveClashError(ArchiveError):
@@ -160,7 +166,8 @@ def _fetched(source: Source, path: Path, staging: Path) -> bool:
 
 
 def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
-    """Fetch ``file`` and check it; a file that fails the check is deleted (if it is ours) and re-raised."""
+    """Fetch ``file`` and check it; a file that fails the check is deleted (if it is ours) and re-raised, the file
+    named (:func:`_damaged` adds what to do)."""
     try:
         path = source.fetch(file, staging)
     except DownloadError as err:
@@ -176,11 +183,27 @@ def _fetch_checked(source: Source, file: RemoteFile, staging: Path) -> Path:
     except ChecksumError as err:  # (it named neither the file read nor what to do)
         if _fetched(source, path, staging):
             path.unlink(missing_ok=True)
-            raise ChecksumError(f"{err}: the download was damaged and is deleted; rerun the same command to fetch "
-                                "it again") from None  # fmt: skip
-        raise DamagedCopyError(f"{err}, in {path}: the copy is damaged or another version; replace it with an intact "
-                               "copy (or fetch it again) and rerun the same command") from None  # fmt: skip
+            raise
+        raise ChecksumError(f"{err}, in {path}: the copy is damaged or another version") from None
     return path
+
+
+def _damaged(source: Source, problems: dict[str, str], done: int = 0) -> DamagedFileError:
+    """The error naming every damaged file of the source (path → what is wrong) and what to do, once for all of
+    them (it stopped at the first damaged archive, and the intact ones after it were never extracted): a local
+    copy's are replaced by the user (bad input), downloads were deleted and a rerun fetches them again. ``done``:
+    how many archives are extracted, which the rerun leaves as they are."""
+    one = len(problems) == 1
+    it, paths = ("it" if one else "them"), ", ".join(problems)
+    archives = "archive is" if done == 1 else f"{done} archives are"
+    others = f" (the other {archives} done: the rerun redoes only {it})" if done else ""
+    if isinstance(source, LocalSource):
+        fix = (f"replace {it} with {'an intact copy' if one else 'intact copies'} of {paths} and rerun the same "
+               f"command{others}")  # fmt: skip
+        return DamagedCopyError(f"{'; '.join(problems.values())}; {fix}")
+    fix = (f"{'the download was' if one else 'the downloads were'} damaged and {'is' if one else 'are'} deleted; rerun "
+           f"the same command to fetch {it} again{others}")  # fmt: skip
+    return DamagedFileError(f"{'; '.join(problems.values())}: {fix}")
 
 
 def extract_images(
@@ -388,12 +411,14 @@ def download_s2100k(
 
     Raises:
         DownloadError: the source cannot be reached (with instructions for fetching the files by hand),
-            has no ``index.csv`` or no archives, a file fails its checksum (:class:`ChecksumError`), or a
-            downloaded archive cannot be read (it is deleted, to be fetched again), two archives hold an image
+            has no ``index.csv`` or no archives, downloaded files fail their checksum or cannot be read
+            (:class:`DamagedFileError`, after the other archives are extracted; they are deleted, to be fetched
+            again), two archives hold an image
             with other bytes (:class:`ArchiveClashError`), or images ``index.csv`` lists are in none of the
             archives (:class:`IncompleteDownloadError`; the images extracted are kept).
         BadInputError: ``root`` lies in the local copy read, ``index.csv`` is no S2-100K index
-            (:class:`~satclip.data.index.IndexFormatError`), or an archive of a local copy cannot be read.
+            (:class:`~satclip.data.index.IndexFormatError`), or files of a local copy fail their checksum or
+            cannot be read (:class:`DamagedCopyError`, after the other archives are extracted).
         OutputExistsError: ``ROOT/index.csv`` exists, differs from the source's and is not satclip's own
             untouched copy, or ``root`` is another satclip command's output directory.
     """
@@ -445,7 +470,10 @@ def download_s2100k(
         if index_done:
             skipped.append(index.path)
         else:
-            path = _fetch_checked(source, index, staging)
+            try:
+                path = _fetch_checked(source, index, staging)
+            except ChecksumError as err:
+                raise _damaged(source, {index.path: str(err)}) from err
             read_index(path)  # not UTF-8 CSV, or not the columns of an index: refused before it reaches ROOT
             data = path.read_bytes()
             published, written = root / "index.csv", False
@@ -478,22 +506,25 @@ def download_s2100k(
             safe_output.keep_work(root)
         extracted_by = {name: shard.path for shard in shards if shard.path in done
                         for name in (_record(_marker(root, shard)) or {}).get("names") or ()}  # fmt: skip
+        damaged: dict[str, str] = {}  # shard → what is wrong: named at the end, the other shards extracted first
         for shard in progress(todo, len(todo)) if progress else todo:
-            path = _fetch_checked(source, shard, staging)
             before = _record(_marker(root, shard)) or {}  # the images satclip extracted from its previous version
             previous = before.get("image_sha256") or dict.fromkeys(before.get("names") or ())
             try:
+                path = _fetch_checked(source, shard, staging)
                 digests, new_images, odd = extract_images(path, images, shard.path.replace("/", "__"), extracted_by,
                                                           previous)  # fmt: skip
             except ArchiveClashError as err:  # (both intact: "replace it with an intact copy" misled)
                 if isinstance(source, LocalSource):
                     raise BadInputError(str(err)) from err
                 raise
-            except ArchiveError as err:
-                if not _fetched(source, path, staging):
-                    raise BadInputError(f"{err}; replace it with an intact copy of {shard.path} and rerun") from err
-                path.unlink(missing_ok=True)
-                raise ArchiveError(f"{err}; deleted it: rerun the same command to fetch it again") from err
+            except DamagedFileError as err:  # no marker is written: the rerun redoes this shard, and only it
+                if isinstance(err, ArchiveError) and _fetched(source, path, staging):
+                    path.unlink(missing_ok=True)
+                log.warning("%s is damaged and is not extracted (%s); going on with the other archives", shard.path,
+                            err)  # fmt: skip
+                damaged[shard.path] = str(err)
+                continue
             extracted_by.update(dict.fromkeys(digests, shard.path))
             count = len(digests)
             record = {"path": shard.path, "sha256": shard.sha256, "identity": _identity(source, shard), "images": count,
@@ -509,6 +540,8 @@ def download_s2100k(
         if unusual:  # (once a run, as the rest of its report)
             log.warning("%d image member(s) of the archives were not extracted as named (first: %s)", len(unusual),
                         unusual[0])  # fmt: skip
+        if damaged:  # (before the images they hold are said to be in none of the archives)
+            raise _damaged(source, damaged, len(shards) - len(damaged))
         _check_complete(root, images, source)
     return DownloadSummary(root, tuple(extracted), tuple(skipped), added)
 
