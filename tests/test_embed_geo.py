@@ -16,7 +16,8 @@ import torch
 import satclip
 from satclip.cli import main
 from satclip.embed.columns import ColumnError
-from satclip.encoding.points import InvalidPointsError
+from satclip.embed.inputs import geo_lonlat
+from satclip.encoding.points import InvalidPointsError, great_circle_km
 from satclip.errors import EXIT_RUNTIME
 from satclip.io.native import write_native
 
@@ -249,14 +250,66 @@ def test_points_outside_their_crs_area_are_named_so(model, caplog):
     frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e8, 0.0], [1e8, 0.0]), crs="ESRI:54009", index=["far", "ok"])
     with pytest.raises(InvalidPointsError) as err:
         satclip.embed(frame, encoder)
-    assert str(err.value) == ("index labels 'far': outside the valid area of ESRI:54009 (reprojecting to EPSG:4326 "
-                              "gave inf/NaN): check the points and their CRS, or drop those rows (skip_invalid=True "
-                              "embeds them as NaN)")  # fmt: skip
+    assert str(err.value) == (
+        "index labels 'far': outside the valid area of ESRI:54009 (reprojected to EPSG:4326 they come out inf/NaN, or "
+        "wrapped onto other places): check the points and their CRS, or drop those rows (skip_invalid=True embeds them "
+        "as NaN)")  # fmt: skip
     embedded = satclip.embed(frame, encoder, skip_invalid=True)
     assert np.isnan(embedded.loc["far"]).all() and np.isfinite(embedded.loc["ok"]).all()
     with caplog.at_level(logging.INFO, logger="satclip"):
         satclip.embed(gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e5], [1e5]), crs="+proj=moll +lon_0=10"), encoder)
     assert "reprojecting 1 geometries from +proj=moll +lon_0=10" in caplog.text
+
+
+def test_points_that_proj_wraps_or_clamps_are_outside_their_crs_area(encoder):
+    """Projected points outside their CRS's valid area that PROJ returned finite were embedded at other places without
+    a word: Web Mercator's y = 1e8 m at 89.99998°N, x = 5e7 m (449°E) at 89.16°E, UTM 33N's (-1e7, 1e9) at
+    (-53.0, 0.67). They are refused as points that PROJ makes inf are, by index label; skip_invalid makes them NaN."""
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([0.0, 5e7, 1e6], [1e8, 0.0, 1e6]), crs="EPSG:3857",
+                             index=["far", "wide", "ok"])  # fmt: skip
+    with pytest.raises(InvalidPointsError, match=r"^index labels 'far', 'wide': outside the valid area of EPSG:3857 "):
+        satclip.embed(frame, encoder)
+    embedded = satclip.embed(frame, encoder, skip_invalid=True)
+    assert np.isnan(embedded.loc[["far", "wide"]]).all(axis=None) and np.isfinite(embedded.loc["ok"]).all()
+    utm = gpd.GeoDataFrame(geometry=[shapely.Point(-1e7, 1e9), shapely.Point(5e5, 5e6)], crs="EPSG:32633")
+    with pytest.raises(InvalidPointsError, match=r"^index labels 0: outside the valid area of EPSG:32633 ") as err:
+        satclip.embed(utm, encoder)
+    assert list(err.value.bad_rows) == [0]
+
+
+@pytest.mark.parametrize(
+    ("crs", "lon", "lat"),
+    [
+        ("EPSG:3857", (-180.0, 180.0), (-85.06, 85.06)),  # its area of use, edges included
+        ("EPSG:3395", (-180.0, 180.0), (-80.0, 84.0)),
+        ("EPSG:32633", (-15.0, 45.0), (-80.0, 84.0)),  # UTM 33N up to 30° either side of its 6° zone, south too
+        ("EPSG:32733", (-15.0, 45.0), (-80.0, 84.0)),
+        ("EPSG:3413", (-180.0, 180.0), (30.0, 90.0)),  # polar stereographic, 30° beyond its area of use
+        ("EPSG:6933", (-179.9, 179.9), (-86.0, 86.0)),
+        ("EPSG:8857", (-179.9, 179.9), (-90.0, 90.0)),  # Equal Earth: an iterative inverse (2 mm)
+        ("EPSG:27700", (-12.0, 5.0), (48.0, 62.0)),  # a datum shift, beyond its area of use
+        ("EPSG:2263", (-80.0, -68.0), (38.0, 45.0)),  # US survey feet
+    ],
+)  # fmt: skip
+def test_valid_projected_points_near_the_edges_are_embedded(encoder, crs, lon, lat):
+    """The valid-area check refuses none of a grid of points over and beyond the areas of use of common CRSs (points
+    projected from lon/lat), and they come back where they were (180°E as 180°W, a pole at any longitude)."""
+    grid = np.column_stack([a.ravel() for a in np.meshgrid(np.linspace(*lon, 61), np.linspace(*lat, 41))])
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy(grid[:, 0], grid[:, 1]), crs="EPSG:4326").to_crs(crs)
+    back = geo_lonlat(frame, refuse_lost=True, note=False)
+    assert great_circle_km(back, grid).max() < 0.5  # (OSGB36's datum shift beyond its area: 200 m off)
+    assert np.isfinite(satclip.embed(frame, encoder)).all(axis=None)
+
+
+def test_dask_geopandas_points_outside_their_crs_area_are_named_so(encoder):
+    """dask-geopandas partitions refuse such points as satclip.embed does (they were embedded at PROJ's places)."""
+    dask_geopandas = pytest.importorskip("dask_geopandas")
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e6, 0.0], [1e6, 1e8]), crs="EPSG:3857", index=["ok", "far"])
+    lazy = dask_geopandas.from_geopandas(frame, npartitions=1)
+    with pytest.raises(InvalidPointsError, match=r"^partition 0: index labels 'far': outside the valid area of EPSG"):
+        satclip.embed(lazy, model=encoder).compute(scheduler="sync")
+    embedded = satclip.embed(lazy, model=encoder, skip_invalid=True).compute(scheduler="sync")
+    assert np.isnan(embedded.loc["far"]).all() and np.isfinite(embedded.loc["ok"]).all()
 
 
 def test_missing_extras_are_one_line_naming_them(model, tmp_path, capsys, monkeypatch):

@@ -142,7 +142,9 @@ def _frame_partition(part, encoder, batch_size, lon_col, lat_col, skip_invalid, 
     encoder = model_of(encoder)
     if is_geo(part) and lon_col is None and lat_col is None:
         try:
-            lonlat = geo_lonlat(part, centroids=centroids, note=False, index_labels=True)
+            lonlat = geo_lonlat(part, centroids=centroids, note=False, index_labels=True, refuse_lost=not skip_invalid)
+        except InvalidPointsError as err:  # (outside the valid area of their CRS, as satclip.embed names them)
+            raise InvalidPointsError(f"partition {number}: {err}", err.bad_rows) from None
         except GeometryError as err:
             raise GeometryError(f"partition {number}: {err}") from None
     else:

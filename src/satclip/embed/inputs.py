@@ -141,6 +141,7 @@ def geo_lonlat(
         if note:
             log.info("embedding the centroids of %d non-point geometries (%s)", int(other.sum()), ", ".join(found))
     crs = geometry.crs
+    lonlat = _xy(geometry)
     if crs is None:
         if note and NO_CRS not in _said:  # (once a process: a notebook embedding frames in a loop got one a call)
             _said.add(NO_CRS)
@@ -149,26 +150,75 @@ def geo_lonlat(
         (log.info if note else log.debug)(
             "reprojecting %d geometries from %s to EPSG:4326", len(geometry), crs_name(crs)
         )  # fmt: skip
-        finite = _finite_xy(geometry)
-        geometry = geometry.to_crs("EPSG:4326")
+        xy = lonlat
+        finite = np.isfinite(xy).all(axis=1)
+        lonlat = _xy(geometry.to_crs("EPSG:4326"))
         reprojected = np.ones(len(geometry), dtype=bool)
-        lost = finite & ~_finite_xy(geometry)
+        lost = finite & ~np.isfinite(lonlat).all(axis=1)
+        lost[finite & ~lost] = outside_crs_area(crs, xy[finite & ~lost])
         if refuse_lost and lost.any():  # (named "(lon=inf, lat=inf) … Expected finite", as if the data were)
             from ..encoding.points import InvalidPointsError
 
             raise InvalidPointsError(
                 f"{_named_rows(obj, lost, index_labels, first_row)}: outside the valid area of {crs_name(crs)} "
-                "(reprojecting to EPSG:4326 gave inf/NaN): check the points and their CRS, or drop those rows "
-                "(skip_invalid=True embeds them as NaN)", np.flatnonzero(lost) + first_row)  # fmt: skip
-    lonlat = np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
+                "(reprojected to EPSG:4326 they come out inf/NaN, or wrapped onto other places): check the points and "
+                "their CRS, or drop those rows (skip_invalid=True embeds them as NaN)",
+                np.flatnonzero(lost) + first_row)  # fmt: skip
+        lonlat[lost] = np.nan  # (invalid points: refused or skipped as such, never embedded where PROJ put them)
     return onto_bounds(lonlat, reprojected)
 
 
-def _finite_xy(geometry) -> np.ndarray:
-    """Rows of the GeoSeries ``geometry`` whose x and y are finite."""
+def _xy(geometry) -> np.ndarray:
+    """``(N, 2)`` float64 x and y of the GeoSeries of points ``geometry`` (NaN for missing and empty ones)."""
+    return np.column_stack([np.asarray(geometry.x, dtype=np.float64), np.asarray(geometry.y, dtype=np.float64)])
+
+
+#: metres by which a point's round trip through its CRS's projection (x, y → lon, lat → x, y) may miss it and the
+#: point still lie in the projection's valid area: valid points come back within micrometres (a transverse Mercator
+#: (UTM) to 0.3 m at 75° from its central meridian), points PROJ wrapped (a longitude beyond ±180°) or took past the
+#: far side of a transverse Mercator by kilometres or more
+ROUND_TRIP_METRES = 1.0
+#: metres between the projected 89° and 89.999999° beyond which a projection sends that pole to infinity (Mercator:
+#: 88,000 km; other projections put the whole Earth within 40,000 km)
+POLE_AT_INFINITY = 1e7
+#: the latitudes of EPSG:3857's area of use: the bounds of a Mercator CRS that records no area of use
+MERCATOR_LATITUDES = (-85.06, 85.06)
+
+
+def outside_crs_area(crs, xy: np.ndarray) -> np.ndarray:
+    """Rows of ``xy`` (``(N, 2)`` finite x, y in the CRS ``crs``) outside the valid area of its projection, which
+    PROJ wraps or clamps onto other places instead of refusing them: rows whose round trip through the projection
+    (to its own geographic CRS and back: no datum shift) misses them by more than :data:`ROUND_TRIP_METRES`, and,
+    in a projection that sends both poles to infinity (Mercator), rows beyond the latitudes of its area of use
+    (EPSG:3857's ±85.06°: y = 1e8 m is 89.99998°N, and comes back exactly). None for a geographic CRS."""
+    bad = np.zeros(len(xy), dtype=bool)
+    if not crs.is_projected or not len(xy):
+        return bad
+    from pyproj import Transformer
+
+    to_lonlat = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+    lon, lat = to_lonlat.transform(xy[:, 0], xy[:, 1])
+    x, y = to_lonlat.transform(lon, lat, direction="INVERSE")
     with np.errstate(invalid="ignore"):
-        return np.isfinite(np.asarray(geometry.x, dtype=np.float64)) & np.isfinite(np.asarray(geometry.y,
-                                                                                              dtype=np.float64))
+        bad = ~(np.hypot(x - xy[:, 0], y - xy[:, 1]) * crs.axis_info[0].unit_conversion_factor <= ROUND_TRIP_METRES)
+        limits = _mercator_latitudes(crs, to_lonlat)
+        if limits is not None:
+            bad |= (lat < limits[0]) | (lat > limits[1])
+    return bad
+
+
+def _mercator_latitudes(crs, to_lonlat) -> tuple[float, float] | None:
+    """``(south, north)``, the latitudes of the area of use of ``crs`` (:data:`MERCATOR_LATITUDES` where it records
+    none), if its projection (``to_lonlat``: to its geographic CRS) sends both poles to infinity; else None."""
+    lat = [89.0, 90 - 1e-6, -89.0, -90 + 1e-6]
+    area = crs.area_of_use
+    width = 360.0 if area is None else (area.east - area.west) % 360 or 360.0  # (an area across the antimeridian)
+    lon = 0.0 if area is None else (area.west + width / 2 + 180) % 360 - 180  # (its middle)
+    _, y = to_lonlat.transform([lon] * 4, lat, direction="INVERSE")
+    metres = np.abs(np.diff(y)[::2]) * crs.axis_info[0].unit_conversion_factor
+    if not (~(metres <= POLE_AT_INFINITY)).all():  # (inf and NaN: at infinity)
+        return None
+    return MERCATOR_LATITUDES if area is None else (area.south, area.north)
 
 
 def _named_rows(obj, rows: np.ndarray, index_labels: bool, first_row: int) -> str:
