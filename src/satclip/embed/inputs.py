@@ -475,15 +475,17 @@ def to_lonlat(
     else becomes a float64 numpy array. What is no (N, 2) array of numbers is refused
     (:func:`satclip.encoding.points.coordinate_tensor`); the range is not checked here. ``centroids``: see
     :func:`geo_lonlat`. An xarray Dataset is read by its coordinate variables, a DataArray with a labelled
-    dimension of two (``coord=["lat", "lon"]``) by its labels, as a table by its column names, and so is a dict of
-    columns. Points of a GeoDataFrame that lie outside the valid area of its CRS are refused as such, unless
-    ``skip_invalid`` (then they are invalid points)."""
+    dimension of two (``coord=["lat", "lon"]``) by its labels, as a table by its column names, and so are a dict of
+    columns and a numpy structured array (or recarray) by its field names. Points of a GeoDataFrame that lie
+    outside the valid area of its CRS are refused as such, unless ``skip_invalid`` (then they are invalid points)."""
     from ..encoding.points import is_xarray_dataset, labelled_axis
 
     if is_xarray_dataset(points):
         return _dataset_lonlat(points, lon_col, lat_col)
     if isinstance(points, Mapping):
         return _mapping_lonlat(points, lon_col, lat_col)
+    if isinstance(points, np.ndarray) and points.dtype.names:  # a structured array (or recarray): named fields
+        return _mapping_lonlat({name: points[name] for name in points.dtype.names}, lon_col, lat_col)
     labelled = labelled_axis(points)
     if labelled is not None:
         axis, labels = labelled

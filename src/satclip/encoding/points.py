@@ -254,6 +254,19 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
             "satclip.embed(points, model=…), which finds the coordinate columns, or "
             "np.column_stack([points['lon'], points['lat']]) (longitude first)"
         )
+    names = getattr(getattr(points, "dtype", None), "names", None)
+    if isinstance(points, np.ndarray) and names:  # (a structured array or recarray: "got [('lon', '<f8'), …]")
+        raise BadInputError(
+            f"points is a structured array of fields {', '.join(map(repr, names[:4]))}: pass it to "
+            "satclip.embed(points, model=…), which finds the coordinate fields, or "
+            f"np.column_stack([points[{names[0]!r}], points[{names[-1]!r}]]) with lon first"
+        )
+    if type(points).__module__.startswith("shapely"):  # (a MultiPoint: shapely's NotImplementedError)
+        raise BadInputError(
+            f"points is a shapely {type(points).__name__}: pass shapely.get_coordinates(points), its (x, y) as (N, 2) "
+            "(lon, lat) if they are degrees, or geopandas.GeoSeries(shapely.get_parts(points), crs=CRS) to "
+            "satclip.embed, which reprojects them"
+        )
     if points is None:
         raise BadInputError("points is None: pass an (N, 2) array of (lon, lat) in degrees")
     if isinstance(points, (str, bytes, os.PathLike)):
@@ -289,8 +302,11 @@ def is_xarray_dataset(points) -> bool:
 def labelled_axis(points) -> tuple[int, list[str]] | None:
     """``(axis, labels)`` of a 2-D xarray DataArray's dimension of size 2 labelled with text (``coord=["lat",
     "lon"]``): which coordinate each column holds is its label's to say, not its place; else None."""
-    dims, coords = getattr(points, "dims", None), getattr(points, "coords", None)
-    if dims is None or coords is None or is_xarray_dataset(points) or len(dims) != 2:
+    dims = getattr(points, "dims", None)
+    if dims is None or is_xarray_dataset(points) or len(dims) != 2:  # (a MultiPoint's .coords raises)
+        return None
+    coords = getattr(points, "coords", None)
+    if coords is None:
         return None
     for axis, dim in enumerate(dims):
         if points.shape[axis] == 2 and dim in coords:

@@ -1,0 +1,50 @@
+"""Point collections that satclip.embed and encode could not read or refused without the fix: a shapely MultiPoint
+(shapely's NotImplementedError from the xarray check) and numpy structured arrays (read by their field names, as a
+dict of columns is). Each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from satclip.embed.columns import ColumnError
+from satclip.errors import BadInputError
+
+from .test_embed_api import CONFIG
+
+shapely = pytest.importorskip("shapely")
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return satclip.LocationEncoder.from_config(CONFIG).eval()
+
+
+@pytest.mark.parametrize("geometry", [shapely.MultiPoint([(13.4, 52.5), (2.3, 48.8)]), shapely.Point(13.4, 52.5)])
+def test_a_shapely_geometry_is_one_line_with_the_fix(encoder, geometry):
+    kind = type(geometry).__name__
+    for call in (lambda: satclip.embed(geometry, model=encoder), lambda: encoder.encode(geometry)):
+        with pytest.raises(BadInputError, match=rf"^points is a shapely {kind}: pass shapely.get_coordinates\("):
+            call()
+    fixed = satclip.embed(shapely.get_coordinates(geometry), model=encoder)
+    np.testing.assert_array_equal(fixed, encoder.encode(np.array(geometry.coords if kind == "Point" else
+                                                                 [(13.4, 52.5), (2.3, 48.8)])).numpy())  # fmt: skip
+
+
+def test_a_structured_array_is_read_by_its_field_names(encoder):
+    """Read as a dict of its fields (lat first here: found by name, not place); a recarray too; lon_col/lat_col name
+    fields; fields named neither way are refused as a table's columns are. encode says how to pass one."""
+    expected = encoder.encode([[13.4, 52.5], [2.3, 48.8]]).numpy()
+    points = np.array([(52.5, 13.4, 1), (48.8, 2.3, 2)], dtype=[("latitude", "f8"), ("lng", "f4"), ("id", "i8")])
+    np.testing.assert_allclose(satclip.embed(points, model=encoder), expected, atol=1e-6)  # (lng is float32)
+    np.testing.assert_allclose(satclip.embed(points.view(np.recarray), model=encoder), expected, atol=1e-6)
+    renamed = points.astype([("y", "f8"), ("x", "f8"), ("id", "i8")])
+    np.testing.assert_array_equal(satclip.embed(renamed, model=encoder, lon_col="x", lat_col="y"), expected)
+    with pytest.raises(ColumnError):
+        satclip.embed(renamed, model=encoder)
+    with pytest.raises(BadInputError, match=r"^points is a structured array of fields 'latitude', 'lng', 'id': pass it "
+                                            r"to satclip.embed\(points, model=…\)"):  # fmt: skip
+        encoder.encode(points)
