@@ -32,6 +32,14 @@ def is_flag(value) -> bool:
     return isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
 
 
+def check_flags(**flags) -> None:
+    """Raise :class:`BadInputError` naming the first of ``flags`` (name=value) that is not True or False
+    (:func:`is_flag`)."""
+    for name, value in flags.items():
+        if not is_flag(value):
+            raise BadInputError(f"{name} must be True or False, got {value!r}")
+
+
 class SatclipError(Exception):
     """Base of satclip's own errors; ``exit_code`` is what the CLI exits with."""
 

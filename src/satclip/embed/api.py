@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..encoding.points import InvalidPointsError, describe_invalid, invalid_rows, radians_hint, range_hints
-from ..errors import BadInputError, is_flag
+from ..errors import check_flags
 from ..io.basis import rebased
 from ..io.safe_pickle import check_trust
 from ..machine import check_device
@@ -162,9 +162,7 @@ def check_options(batch_size, **flags) -> None:
     whole number >= 1 and every flag is True or False (``"no"`` is true: invalid rows became NaN, polygons
     centroids)."""
     check_batch_size(batch_size)
-    for name, value in flags.items():
-        if not is_flag(value):
-            raise BadInputError(f"{name} must be True or False, got {value!r}")
+    check_flags(**flags)
 
 
 def embed(
