@@ -17,7 +17,7 @@ from torch import nn
 from .. import encoding as _encoding
 from .. import networks as _nn
 from ..encoding.points import as_lonlat, check_in_range, check_pairs, warn_if_radians
-from ..errors import BadInputError, warn_caller
+from ..errors import BadInputError, check_flags, warn_caller
 from ..networks.registry import WEIGHTS_FIX
 
 CPU_BATCH, LARGE_BATCH = 4096, 65536
@@ -205,6 +205,8 @@ class LocationEncoder(nn.Module):
         from ..io.resolve import encoder_files
         from ..io.targets import target_of, write
 
+        if not isinstance(path, (str, os.PathLike)):  # (None: pathlib's "expected str, bytes or os.PathLike object")
+            raise BadInputError(f"path must be where to write the model, a str or os.PathLike, got {path!r}")
         config = {key: copy.deepcopy(self.config[key]) for key in ("encoding", "network")}
         state = {k: v.detach().cpu() for k, v in LocationEncoder.state_dict(self).items()}
         parts = ModelParts(config, state, metadata=dict(metadata or {}))
@@ -232,7 +234,12 @@ class LocationEncoder(nn.Module):
     def precision(self, value: str | torch.dtype) -> None:
         """Switch precision as ``satclip.load(..., precision=value)`` would load it: the weights converted to the
         dtype it runs in, ``"auto"`` calibrated, a name it does not know refused (it was stored as given: a
-        different one came back, ``"fast"`` failed every later call)."""
+        different one came back, ``"fast"`` failed every later call).
+
+        Not while another thread embeds with this encoder: the switch converts its weights in place, under that call
+        (which fails, "mat1 and mat2 must have the same dtype", or mixes precisions). Switch before sharing the
+        encoder, or give each call its own: ``encode(points, precision=…)`` and ``satclip.embed(…, precision=…)``
+        leave the encoder as it is and are safe from several threads at once."""
         from . import precision as _precision
 
         _precision.configure(self, value)
@@ -329,6 +336,7 @@ class LocationEncoder(nn.Module):
         from . import precision as _precision
 
         check_batch_size(batch_size)
+        check_flags(warn_radians=warn_radians)  # ("no" is true: it warned)
         if isinstance(points, torch.Tensor) and points.requires_grad:  # (the result had none, without a word)
             warn_caller("encode and satclip.embed compute no gradients (their result does not require grad): call "
                         "the encoder itself, encoder(lonlat), for gradients with respect to the points or the weights")
