@@ -190,9 +190,10 @@ def outside_crs_area(crs, xy: np.ndarray) -> np.ndarray:
     PROJ wraps or clamps onto other places instead of refusing them: rows whose round trip through the projection
     (to its own geographic CRS and back: no datum shift) misses them by more than :data:`ROUND_TRIP_METRES`, and,
     in a projection that sends both poles to infinity (Mercator), rows beyond the latitudes of its area of use
-    (EPSG:3857's ±85.06°: y = 1e8 m is 89.99998°N, and comes back exactly). None for a geographic CRS."""
+    (EPSG:3857's ±85.06°: y = 1e8 m is 89.99998°N, and comes back exactly). None for a geographic CRS, or one
+    that is not pyproj's (duck-typed: no ``is_projected``)."""
     bad = np.zeros(len(xy), dtype=bool)
-    if not crs.is_projected or not len(xy):
+    if not getattr(crs, "is_projected", False) or not len(xy):  # (a CRS that is no pyproj CRS says nothing)
         return bad
     from pyproj import Transformer
 
