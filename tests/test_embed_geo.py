@@ -263,14 +263,16 @@ def test_points_outside_their_crs_area_are_named_so(model, caplog):
 
 def test_points_that_proj_wraps_or_clamps_are_outside_their_crs_area(encoder):
     """Projected points outside their CRS's valid area that PROJ returned finite were embedded at other places without
-    a word: Web Mercator's y = 1e8 m at 89.99998°N, x = 5e7 m (449°E) at 89.16°E, UTM 33N's (-1e7, 1e9) at
-    (-53.0, 0.67). They are refused as points that PROJ makes inf are, by index label; skip_invalid makes them NaN."""
-    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([0.0, 5e7, 1e6], [1e8, 0.0, 1e6]), crs="EPSG:3857",
-                             index=["far", "wide", "ok"])  # fmt: skip
-    with pytest.raises(InvalidPointsError, match=r"^index labels 'far', 'wide': outside the valid area of EPSG:3857 "):
+    a word: Web Mercator's x = 5e7 m (449°E) at 89.16°E, UTM 33N's (-1e7, 1e9) at (-53.0, 0.67). They are refused as
+    points that PROJ makes inf are, by index label; skip_invalid makes them NaN. Web Mercator's y = 1e8 m is a
+    Mercator point (89.99998°N, there and back exactly), embedded."""
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([5e7, -6e7, 1e6, 0.0], [0.0, 0.0, 1e6, 1e8]),
+                             crs="EPSG:3857", index=["wide", "west", "ok", "polar"])  # fmt: skip
+    with pytest.raises(InvalidPointsError, match=r"^index labels 'wide', 'west': outside the valid area of EPSG:3857 "):
         satclip.embed(frame, encoder)
     embedded = satclip.embed(frame, encoder, skip_invalid=True)
-    assert np.isnan(embedded.loc[["far", "wide"]]).all(axis=None) and np.isfinite(embedded.loc["ok"]).all()
+    assert np.isnan(embedded.loc[["wide", "west"]]).all(axis=None)
+    assert np.isfinite(embedded.loc[["ok", "polar"]]).all(axis=None)
     utm = gpd.GeoDataFrame(geometry=[shapely.Point(-1e7, 1e9), shapely.Point(5e5, 5e6)], crs="EPSG:32633")
     with pytest.raises(InvalidPointsError, match=r"^index labels 0: outside the valid area of EPSG:32633 ") as err:
         satclip.embed(utm, encoder)
@@ -280,8 +282,8 @@ def test_points_that_proj_wraps_or_clamps_are_outside_their_crs_area(encoder):
 @pytest.mark.parametrize(
     ("crs", "lon", "lat"),
     [
-        ("EPSG:3857", (-180.0, 180.0), (-85.06, 85.06)),  # its area of use, edges included
-        ("EPSG:3395", (-180.0, 180.0), (-80.0, 84.0)),
+        ("EPSG:3857", (-180.0, 180.0), (-89.0, 89.0)),  # beyond its area of use (±85.06°): Mercator points still
+        ("EPSG:3395", (-180.0, 180.0), (-89.0, 89.0)),  # (area of use 80°S-84°N)
         ("EPSG:32633", (-15.0, 45.0), (-80.0, 84.0)),  # UTM 33N up to 30° either side of its 6° zone, south too
         ("EPSG:32733", (-15.0, 45.0), (-80.0, 84.0)),
         ("EPSG:3413", (-180.0, 180.0), (30.0, 90.0)),  # polar stereographic, 30° beyond its area of use
@@ -304,7 +306,7 @@ def test_valid_projected_points_near_the_edges_are_embedded(encoder, crs, lon, l
 def test_dask_geopandas_points_outside_their_crs_area_are_named_so(encoder):
     """dask-geopandas partitions refuse such points as satclip.embed does (they were embedded at PROJ's places)."""
     dask_geopandas = pytest.importorskip("dask_geopandas")
-    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e6, 0.0], [1e6, 1e8]), crs="EPSG:3857", index=["ok", "far"])
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e6, 5e7], [1e6, 0.0]), crs="EPSG:3857", index=["ok", "far"])
     lazy = dask_geopandas.from_geopandas(frame, npartitions=1)
     with pytest.raises(InvalidPointsError, match=r"^partition 0: index labels 'far': outside the valid area of EPSG"):
         satclip.embed(lazy, model=encoder).compute(scheduler="sync")

@@ -178,19 +178,12 @@ def _xy(geometry) -> np.ndarray:
 #: (UTM) to 0.3 m at 75° from its central meridian), points PROJ wrapped (a longitude beyond ±180°) or took past the
 #: far side of a transverse Mercator by kilometres or more
 ROUND_TRIP_METRES = 1.0
-#: metres between the projected 89° and 89.999999° beyond which a projection sends that pole to infinity (Mercator:
-#: 88,000 km; other projections put the whole Earth within 40,000 km)
-POLE_AT_INFINITY = 1e7
-#: the latitudes of EPSG:3857's area of use: the bounds of a Mercator CRS that records no area of use
-MERCATOR_LATITUDES = (-85.06, 85.06)
-
-
 def outside_crs_area(crs, xy: np.ndarray) -> np.ndarray:
     """Rows of ``xy`` (``(N, 2)`` finite x, y in the CRS ``crs``) outside the valid area of its projection, which
     PROJ wraps or clamps onto other places instead of refusing them: rows whose round trip through the projection
-    (to its own geographic CRS and back: no datum shift) misses them by more than :data:`ROUND_TRIP_METRES`, and,
-    in a projection that sends both poles to infinity (Mercator), rows beyond the latitudes of its area of use
-    (EPSG:3857's ±85.06°: y = 1e8 m is 89.99998°N, and comes back exactly). None for a geographic CRS, or one
+    (to its own geographic CRS and back: no datum shift) misses them by more than :data:`ROUND_TRIP_METRES`. A point
+    the projection maps there and back exactly is valid, also beyond its CRS's area of use (Web Mercator's
+    y = 1e8 m is 89.99998°N: a Mercator point near the pole, not an error). None for a geographic CRS, or one
     that is not pyproj's (duck-typed: no ``is_projected``)."""
     bad = np.zeros(len(xy), dtype=bool)
     if not getattr(crs, "is_projected", False) or not len(xy):  # (a CRS that is no pyproj CRS says nothing)
@@ -201,25 +194,7 @@ def outside_crs_area(crs, xy: np.ndarray) -> np.ndarray:
     lon, lat = to_lonlat.transform(xy[:, 0], xy[:, 1])
     x, y = to_lonlat.transform(lon, lat, direction="INVERSE")
     with np.errstate(invalid="ignore"):
-        bad = ~(np.hypot(x - xy[:, 0], y - xy[:, 1]) * crs.axis_info[0].unit_conversion_factor <= ROUND_TRIP_METRES)
-        limits = _mercator_latitudes(crs, to_lonlat)
-        if limits is not None:
-            bad |= (lat < limits[0]) | (lat > limits[1])
-    return bad
-
-
-def _mercator_latitudes(crs, to_lonlat) -> tuple[float, float] | None:
-    """``(south, north)``, the latitudes of the area of use of ``crs`` (:data:`MERCATOR_LATITUDES` where it records
-    none), if its projection (``to_lonlat``: to its geographic CRS) sends both poles to infinity; else None."""
-    lat = [89.0, 90 - 1e-6, -89.0, -90 + 1e-6]
-    area = crs.area_of_use
-    width = 360.0 if area is None else (area.east - area.west) % 360 or 360.0  # (an area across the antimeridian)
-    lon = 0.0 if area is None else (area.west + width / 2 + 180) % 360 - 180  # (its middle)
-    _, y = to_lonlat.transform([lon] * 4, lat, direction="INVERSE")
-    metres = np.abs(np.diff(y)[::2]) * crs.axis_info[0].unit_conversion_factor
-    if not (~(metres <= POLE_AT_INFINITY)).all():  # (inf and NaN: at infinity)
-        return None
-    return MERCATOR_LATITUDES if area is None else (area.south, area.north)
+        return ~(np.hypot(x - xy[:, 0], y - xy[:, 1]) * crs.axis_info[0].unit_conversion_factor <= ROUND_TRIP_METRES)
 
 
 def _named_rows(obj, rows: np.ndarray, index_labels: bool, first_row: int) -> str:
