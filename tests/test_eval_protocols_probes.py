@@ -267,6 +267,34 @@ def test_an_eval_config_takes_one_name_for_a_tuple_and_refuses_what_cannot_be_me
         TaskOptions(n_points=0)
 
 
+def test_an_eval_config_takes_encoder_specs_one_string_as_the_clis_list_and_checks_workers(monkeypatch):
+    """A loaded encoder failed as "'LocationEncoder' object has no attribute 'strip'" (in a tuple) or "not iterable"
+    (alone), "wrap,direct" was one spec where --encoders reads two; workers="two" was a TypeError once the encoders
+    were built and workers=0 ran sequentially; TaskOptions(n_points=-5) was a plain ValueError."""
+    import satclip
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, TaskOptions
+    from satclip.io import load
+
+    encoder = satclip.load("bluemarble-l10")
+    monkeypatch.setattr(load, "load", lambda *a, **k: pytest.fail("EvalConfig loaded a model"))
+    assert EvalConfig(encoders="wrap,theory(min_radius=1,max_radius=360)", tasks="koppen").encoders == (
+        "wrap", "theory(min_radius=1,max_radius=360)")  # fmt: skip
+    for encoders in (encoder, (encoder,), ("wrap", encoder), None):
+        with pytest.raises(BadInputError, match=r"^EvalConfig: encoders are spec strings \(e\.g\. 'bluemarble-l10', "
+                                                r"'bluemarble-l10\+range\+', a model's path\), got a value of type "
+                                                r"(LocationEncoder|NoneType): give the spec or path"):  # fmt: skip
+            EvalConfig(encoders=encoders, tasks="koppen")
+    for workers in ("two", 0, -1, True, 2.0):
+        with pytest.raises(BadInputError, match=rf"^EvalConfig: workers={workers!r} must be a number of processes, "
+                                                r"1 or more$"):  # fmt: skip
+            EvalConfig(encoders="wrap", tasks="koppen", workers=workers)
+    assert EvalConfig(encoders="wrap", tasks="koppen", workers=2).workers == 2
+    for options in ({"n_points": -5}, {"n_points": 2_000_000}, {"seed": 2**32}, {"min_class_points": 0}):
+        with pytest.raises(BadInputError, match=r"^TaskOptions: "):
+            TaskOptions(**options)
+
+
 
 def test_an_eval_config_defaults_to_the_clis_tasks_and_names_python_arguments_when_it_has_none(tmp_path):
     """EvalConfig(encoders=...) had no tasks where `satclip evaluate` runs all of them, and its refusal was a plain

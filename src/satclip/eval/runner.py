@@ -65,8 +65,8 @@ class TaskFile:
 class EvalConfig:
     """What to evaluate.
 
-    encoders: encoder specs (see :mod:`satclip.eval.encoders`). tasks: registered task names (default: all of
-    them, as ``satclip evaluate``; none when a ``task_file`` is given).
+    encoders: encoder specs (see :mod:`satclip.eval.encoders`; one string is a list, as ``--encoders`` reads it).
+    tasks: registered task names (default: all of them, as ``satclip evaluate``; none when a ``task_file`` is given).
     protocol: a name in :data:`satclip.eval.protocols.PROTOCOLS`. probes: probe names (``paper`` forces
     ``paper-mlp``). seeds: split and probe seeds. protocol_options / probe_options: keyword options
     (``probe_options`` maps probe name → options). threads: torch CPU threads while fitting (1 is fastest
@@ -103,7 +103,8 @@ class EvalConfig:
             raise BadInputError(f"EvalConfig: seeds={self.seeds!r} is text; give integers >= 0, e.g. seeds=(0, 1)")
         if self.seeds is None or not isinstance(self.seeds, (int, np.integer, Iterable)):
             raise BadInputError(f"EvalConfig: seeds={self.seeds!r}; give integers >= 0, e.g. seeds=(0, 1)")
-        single = {"encoders": (str, os.PathLike), "tasks": str, "probes": str, "seeds": (int, np.integer)}
+        self._check_encoders()
+        single = {"tasks": str, "probes": str, "seeds": (int, np.integer)}
         for key, kind in single.items():
             value = getattr(self, key)
             if isinstance(value, kind) and not isinstance(value, bool):
@@ -137,7 +138,29 @@ class EvalConfig:
                                 f"), got {unknown}: e.g. probe_options={{'linear': {{'alpha': 1.0}}}}")  # fmt: skip
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise BadInputError(f"EvalConfig: threads={self.threads!r} must be a number of threads, 1 or more, or None")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            # ("two" failed as a TypeError when the pool was made, after the encoders were built; 0 ran sequentially)
+            raise BadInputError(f"EvalConfig: workers={self.workers!r} must be a number of processes, 1 or more")
         self._check_names_and_seeds()
+
+    def _check_encoders(self) -> None:
+        """Take one spec string as ``satclip evaluate --encoders`` takes its list (``"wrap,sh-l10"`` is two
+        specs, a path with commas one: :func:`~satclip.eval.encoders.split_specs`) and one path as a tuple of it;
+        refuse anything but specs: results name an encoder, record its ``model_sha256`` and cache its embeddings by
+        its spec (a loaded encoder failed as "'LocationEncoder' object has no attribute 'strip'")."""
+        specs = self.encoders
+        if isinstance(specs, str):
+            specs = encoders.split_specs(specs)
+        elif isinstance(specs, (os.PathLike, torch.nn.Module)) or not isinstance(specs, Iterable):
+            specs = (specs,)
+        specs = tuple(os.fspath(s) if isinstance(s, os.PathLike) else s for s in specs)
+        others = [s for s in specs if not isinstance(s, str)]
+        if others:
+            raise BadInputError(
+                f"EvalConfig: encoders are spec strings (e.g. 'bluemarble-l10', 'bluemarble-l10+range+', a model's "
+                f"path), got a value of type {type(others[0]).__name__}: give the spec or path you loaded it from"
+            )
+        object.__setattr__(self, "encoders", specs)
 
     def _check_names_and_seeds(self) -> None:
         """Refuse an unknown protocol, task or probe name (listing the known ones), probes the protocol does not

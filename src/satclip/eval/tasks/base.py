@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import BadInputError
 from ...registry import Registry
 from .. import naturalearth
 
@@ -53,11 +54,11 @@ class TaskOptions:
         for key, least in (("n_points", MIN_POINTS), ("min_class_points", 1), ("seed", 0)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"TaskOptions: {key}={value!r} must be an integer, {least} or more")
+                raise BadInputError(f"TaskOptions: {key}={value!r} must be an integer, {least} or more")
         if self.n_points > MAX_POINTS:
-            raise ValueError(f"TaskOptions: n_points={self.n_points!r} must be at most {MAX_POINTS:,}")
+            raise BadInputError(f"TaskOptions: n_points={self.n_points!r} must be at most {MAX_POINTS:,}")
         if self.seed >= 2**32:  # (numpy's seeds are 32-bit; -1 said "expected non-negative integer", naming nothing)
-            raise ValueError(f"TaskOptions: seed={self.seed!r} must be at most {2**32 - 1}")
+            raise BadInputError(f"TaskOptions: seed={self.seed!r} must be at most {2**32 - 1}")
 
 
 @dataclass(frozen=True)
