@@ -877,3 +877,30 @@ def test_the_python_locate_holds_a_tensor_to_the_size_rule_of_the_cli():
                                             r"\(240 km across\): use a larger image$"):  # fmt: skip
         locate(model, torch.rand(3, 8, 8))
     assert locate(model, torch.rand(2, 3, 32, 32), k=1, grid_size=10).candidates == 10
+
+
+def test_locate_names_its_model_and_image_arguments_and_takes_true_or_false_for_within_footprint(tmp_path):
+    """locate(satclip.load(ck), patch) failed as "'LocationEncoder' object has no attribute 'visual'", locate(model,
+    "x.tif") as torch's "new(): invalid data type 'str'"; within_footprint="no" (true) ranked the footprint alone."""
+    from satclip.models.locate import load_image
+
+    ckpt = require(REFERENCE / "satclip-resnet18-l10.ckpt")
+    model = satclip.load_model("bluemarble-l10")
+    for call, what in ((lambda: locate(satclip.load(ckpt), torch.rand(13, 256, 256)), "locate"),
+                       (lambda: load_image(satclip.load("bluemarble-l10"), tmp_path / "x.png"), "load_image")):
+        with pytest.raises(BadInputError, match=rf"^{what} takes a SatCLIP model from satclip\.load_model\(\.\.\.\), "
+                                                r"got a value of type LocationEncoder \(satclip\.load gives the "
+                                                r"location encoder alone\)$"):  # fmt: skip
+            call()
+    for path in ("x.tif", tmp_path / "x.tif"):
+        for embed in (locate, lambda model, images: model.encode_image(images)):
+            with pytest.raises(BadInputError, match=r"^images are pixel values, got the path '.*x\.tif': read it "
+                                                    r"with satclip\.models\.locate\.load_image\(model, path\)$"):
+                embed(model, path)
+    image = torch.rand(3, 32, 32)
+    for value in ("no", 0, None):
+        expected = rf"^within_footprint must be True or False, got {re.escape(repr(value))}$"
+        with pytest.raises(BadInputError, match=expected):
+            locate(model, image, within_footprint=value, grid_size=100)
+    inside = locate(model, image, within_footprint=np.bool_(True), grid_size=100).candidates
+    assert inside < locate(model, image, within_footprint=False, grid_size=100).candidates == 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import torch
@@ -125,8 +126,12 @@ def float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """``images`` (a tensor or numpy array; a read-only array is copied, as torch warns of those) as a tensor.
 
     Raises:
-        BadInputError: integer pixels, which the models would embed unscaled (digital numbers, 0-255 colour).
+        BadInputError: integer pixels, which the models would embed unscaled (digital numbers, 0-255 colour); a
+            path ("new(): invalid data type 'str'"): the message names the function that reads image files.
     """
+    if isinstance(images, (str, os.PathLike)):
+        raise BadInputError(f"images are pixel values, got the path {os.fspath(images)!r}: read it with "
+                            "satclip.models.locate.load_image(model, path)")  # fmt: skip
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()
     images = torch.as_tensor(images)

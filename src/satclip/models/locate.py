@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..encoding.points import check_in_range
-from ..errors import BadInputError
+from ..errors import BadInputError, is_flag
 from ..image.base import check_bands, float_images, refuse_non_finite
 from ..image.preprocess import B10_INDEX, S2_BANDS_13
 from ..registry import Registry
@@ -215,9 +215,13 @@ def locate(
     central patch); mis-scaled ones are embedded with a warning too (:meth:`SatCLIP.encode_image`).
 
     Raises:
-        BadInputError: an image is not finite or constant (:func:`check_images`), of another shape or band count
-            (:func:`satclip.image.base.check_bands`), too small, or a bad argument.
+        BadInputError: ``model`` is no SatCLIP model (:func:`check_model`), ``images`` a path (read it with
+            :func:`load_image`), an image is not finite or constant (:func:`check_images`), of another shape or band
+            count (:func:`satclip.image.base.check_bands`), too small, or a bad argument.
     """
+    check_model(model)
+    if not is_flag(within_footprint):  # ("no" is true: only the footprint's candidates were ranked)
+        raise BadInputError(f"within_footprint must be True or False, got {within_footprint!r}")
     images = float_images(images)
     given, name = tuple(images.shape), _model_name(model, None)
     check_bands(images, model.visual.in_chans, name, one=True)  # (the checks and messages of encode_image)
@@ -289,6 +293,15 @@ def locate(
                    outside=outside, footprint=footprint.describe())  # fmt: skip
 
 
+def check_model(model, what: str = "locate") -> None:
+    """Raise :class:`BadInputError` unless ``model`` is a :class:`~satclip.SatCLIP` (image and location encoder):
+    the location encoder alone, what :func:`satclip.load` gives, failed as "'LocationEncoder' object has no
+    attribute 'visual'". ``what``: the function the message names."""
+    if not isinstance(model, SatCLIP):
+        raise BadInputError(f"{what} takes a SatCLIP model from satclip.load_model(...), got a value of type "
+                            f"{type(model).__name__} (satclip.load gives the location encoder alone)")  # fmt: skip
+
+
 def _model_name(model, name: str | None) -> str:
     if name:
         return name
@@ -317,6 +330,7 @@ def load_image(model: SatCLIP, path: str | Path, *, name: str | None = None) -> 
     from ..image import preprocess
     from .provenance import image_input
 
+    check_model(model, "load_image")
     path = Path(path)
     name = _model_name(model, name)
     in_chans = model.visual.in_chans
