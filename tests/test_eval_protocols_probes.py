@@ -295,6 +295,22 @@ def test_an_eval_config_takes_encoder_specs_one_string_as_the_clis_list_and_chec
             TaskOptions(**options)
 
 
+def test_eval_options_that_are_true_or_false_refuse_other_values():
+    """threads=True ran on one thread, and use_cache/allow_download="no" were true: the cache was used, the task's
+    data downloaded."""
+    from satclip.errors import BadInputError
+    from satclip.eval import EvalConfig, TaskOptions
+
+    with pytest.raises(BadInputError, match=r"^EvalConfig: threads=True must be a number of threads"):
+        EvalConfig(encoders="wrap", tasks="koppen", threads=True)
+    with pytest.raises(BadInputError, match=r"^use_cache must be True or False, got 'no'$"):
+        EvalConfig(encoders="wrap", tasks="koppen", use_cache="no")
+    for key in ("allow_download", "use_cache"):
+        with pytest.raises(BadInputError, match=rf"^{key} must be True or False, got 0$"):
+            TaskOptions(**{key: 0})
+    assert not EvalConfig(encoders="wrap", tasks="koppen", use_cache=False).use_cache
+
+
 
 def test_an_eval_config_defaults_to_the_clis_tasks_and_names_python_arguments_when_it_has_none(tmp_path):
     """EvalConfig(encoders=...) had no tasks where `satclip evaluate` runs all of them, and its refusal was a plain

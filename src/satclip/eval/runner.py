@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import safe_output
-from ..errors import BadInputError, OutputExistsError
+from ..errors import BadInputError, OutputExistsError, check_flags
 from ..io.safe_pickle import check_trust
 from . import embeddings, encoders, metrics, probes, protocols
 from .cache import digest, file_part, load_npz, save_npz
@@ -136,11 +136,13 @@ class EvalConfig:
         if unknown:
             raise BadInputError(f"EvalConfig: probe_options are keyed by probe name ({', '.join(probes.PROBES.names())}"
                                 f"), got {unknown}: e.g. probe_options={{'linear': {{'alpha': 1.0}}}}")  # fmt: skip
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):  # fmt: skip
             raise BadInputError(f"EvalConfig: threads={self.threads!r} must be a number of threads, 1 or more, or None")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             # ("two" failed as a TypeError when the pool was made, after the encoders were built; 0 ran sequentially)
             raise BadInputError(f"EvalConfig: workers={self.workers!r} must be a number of processes, 1 or more")
+        check_flags(use_cache=self.use_cache)  # ("no" is true: the cache was used)
         self._check_names_and_seeds()
 
     def _check_encoders(self) -> None:

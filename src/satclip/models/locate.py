@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..encoding.points import check_in_range
-from ..errors import BadInputError, is_flag
+from ..errors import BadInputError, check_flags
 from ..image.base import check_bands, float_images, refuse_non_finite
 from ..image.preprocess import B10_INDEX, S2_BANDS_13
 from ..registry import Registry
@@ -220,8 +220,7 @@ def locate(
             count (:func:`satclip.image.base.check_bands`), too small, or a bad argument.
     """
     check_model(model)
-    if not is_flag(within_footprint):  # ("no" is true: only the footprint's candidates were ranked)
-        raise BadInputError(f"within_footprint must be True or False, got {within_footprint!r}")
+    check_flags(within_footprint=within_footprint)  # ("no" is true: only the footprint's candidates were ranked)
     images = float_images(images)
     given, name = tuple(images.shape), _model_name(model, None)
     check_bands(images, model.visual.in_chans, name, one=True)  # (the checks and messages of encode_image)

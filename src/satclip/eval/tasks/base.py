@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import BadInputError
+from ...errors import BadInputError, check_flags
 from ...registry import Registry
 from .. import naturalearth
 
@@ -55,6 +55,7 @@ class TaskOptions:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise BadInputError(f"TaskOptions: {key}={value!r} must be an integer, {least} or more")
+        check_flags(allow_download=self.allow_download, use_cache=self.use_cache)
         if self.n_points > MAX_POINTS:
             raise BadInputError(f"TaskOptions: n_points={self.n_points!r} must be at most {MAX_POINTS:,}")
         if self.seed >= 2**32:  # (numpy's seeds are 32-bit; -1 said "expected non-negative integer", naming nothing)
