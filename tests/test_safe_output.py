@@ -1097,3 +1097,66 @@ def test_a_work_directory_a_run_killed_after_publishing_was_removing_is_swept_by
     with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
         safe_output.check_output(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.parquet"])
+
+
+def mount_namespace_or_skip() -> None:
+    """Skip unless this user may mount file systems in a mount namespace of its own (``unshare -m``: root)."""
+    probe = ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"]
+    if subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs in a mount namespace (unshare -m) needs privileges this test does not have")
+
+
+def test_an_empty_mount_point_is_filled_on_its_own_file_system(tmp_path):
+    """`satclip data bluemarble --out MP`, MP an empty mount point, built the corpus beside it on the parent's file
+    system, then failed moving it in: "unexpected error (OSError): Invalid cross-device link". The work is now built
+    in MP (on its disk) and lands there; a read-only mount point is refused before any work."""
+    mount_namespace_or_skip()
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    build = ["-m", "satclip", "data", "bluemarble", "--n", "20", "--patch-size", "8", "--out", str(mp)]
+    script = (f"mount -t tmpfs tmpfs {mp} && {sys.executable} {' '.join(build)}; code=$?; "
+              f"ls -A {mp}; stat -c %d {mp} {mp}/images.npy; exit $code")  # fmt: skip
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=run_in_subprocess_env(), capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    *listing, device, corpus = done.stdout.split()
+    assert "manifest.json" in listing and not [name for name in listing if "satclip-tmp" in name], listing
+    assert device == corpus  # (on the mount's file system)
+    assert list(mp.iterdir()) == []  # (all of it on the tmpfs, gone with the namespace; nothing on the parent's)
+    script = f"mount -t tmpfs -o ro tmpfs {mp} && {sys.executable} {' '.join(build)}"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=run_in_subprocess_env(), capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 1 and one_error_line(done.stderr) == (
+        f"satclip: error: refusing to write {mp}: it is on a read-only file system, so satclip cannot write its "
+        "files into it; choose another output path"), done.stderr  # fmt: skip
+    assert list(tmp_path.iterdir()) == [mp]
+
+
+def test_atomic_dir_builds_in_a_directory_it_fills(tmp_path, monkeypatch):
+    """A directory that is kept and filled (an empty one of the user's, a mount point) may lie on another file system
+    than its parent, which no rename crosses: the work is built in it (simulated here, where nothing can be mounted,
+    by a rename that refuses to cross into ``out`` from outside it). A temporary a killed build left there is no
+    content of it: the next build takes the directory, and sweeps it."""
+    out, rename, replace = tmp_path / "out", os.rename, os.replace
+
+    def one_device(move):
+        def moved(src, dst, *args, **kwargs):
+            if Path(dst).is_relative_to(out) != Path(src).is_relative_to(out):
+                raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), str(dst))
+            return move(src, dst, *args, **kwargs)
+
+        return moved
+
+    monkeypatch.setattr(os, "rename", one_device(rename))
+    monkeypatch.setattr(os, "replace", one_device(replace))
+    monkeypatch.setattr(Path, "rename", lambda self, target: one_device(rename)(self, target) or Path(target))
+    out.mkdir()
+    left = out / f".out{safe_output._TMP_TAG}{dead_pid()}-h{safe_output.host_id()}-abcdef"
+    left.mkdir()
+    (left / "half").write_text("a killed build's")
+    safe_output.check_output(out, directory=True)
+    with safe_output.atomic_dir(out, kind="k") as tmp:
+        assert tmp.parent == out
+        (tmp / "a").write_text("one")
+    assert sorted(p.name for p in out.iterdir()) == [safe_output.MARKER, "a"] and safe_output.owned_kind(out) == "k"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

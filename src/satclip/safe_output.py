@@ -390,6 +390,7 @@ def _published_paths(directory: Path) -> list[str]:
         for path in directory.rglob("*")
         if (path.is_symlink() or not path.is_dir() or not any(path.iterdir()))
         and path.relative_to(directory).as_posix() != MARKER
+        and not _own_temporary(directory, directory / path.relative_to(directory).parts[0])
     )
 
 
@@ -815,7 +816,8 @@ def check_output(
         )
     if directory:
         _refuse_non_directory(path)
-        if not any(path.iterdir()):
+        if not _entries(path):  # (a mount point on a read-only file system was refused only after all the work)
+            _refuse_read_only(path, f"write {path}", why=", so satclip cannot write its files into it")
             return
         if not is_owned(path):
             raise OutputExistsError(
@@ -984,7 +986,8 @@ def _remove_temporary(tmp: Path) -> None:
 
 
 def clean_stale(path: str | Path, keep: str | Path | None = None) -> None:
-    """Remove temporaries of ``path`` left by processes that are no longer running (but ``keep``). Only those
+    """Remove temporaries of ``path`` (beside it, or in it: :func:`atomic_dir`'s in a directory it fills) left by
+    processes that are no longer running (but ``keep``). Only those
     written on this host and in this PID namespace (:func:`host_id`, or an older satclip's, which did not record
     it) are judged by their PID: another container's or host's are left alone, as whether their writer runs
     cannot be known here (it deleted a live run's temporary, whose PID did not exist in this container)."""
@@ -992,7 +995,8 @@ def clean_stale(path: str | Path, keep: str | Path | None = None) -> None:
     if not path.parent.is_dir():
         return
     prefix, ours = f".{path.name}{_TMP_TAG}", (None, host_id())
-    for entry in path.parent.iterdir():
+    inside = path.iterdir() if path.is_dir() and not path.is_symlink() else ()  # (:func:`atomic_dir` into a kept one)
+    for entry in (*path.parent.iterdir(), *inside):
         if entry.name.startswith(prefix) and not (keep is not None and entry == Path(keep)):
             match = _TMP_PID.search(entry.name)
             if match and match.group(2) not in ours:
@@ -1078,7 +1082,7 @@ def reserve(path: str | Path) -> None:
 def publish(
     finished: str | Path, path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
 ) -> Path:
-    """Move the finished file or directory ``finished`` (on the same filesystem) to ``path``, checked by
+    """Move the finished file or directory ``finished`` (on ``path``'s file system) to ``path``, checked by
     :func:`check_output`. A file lands in one atomic rename; a directory replacing an older satclip
     directory is swapped in two renames, the old one deleted after. A user's empty directory (or a mount
     point) is kept and filled instead. What replaces an existing ``path`` takes its permissions and group:
@@ -1104,7 +1108,7 @@ def publish(
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind,
                  writes=writes)  # nothing appeared meanwhile  # fmt: skip
     interrupts.hold_for(path)
-    if directory and path.exists() and (not is_owned(path) or os.path.ismount(path)):
+    if directory and _filled_in_place(path):
         _fill(path, finished)
     elif directory and path.exists():
         _take_permissions(path, finished)
@@ -1131,17 +1135,36 @@ def _take_permissions(old: Path, new: Path) -> None:
             os.chown(new, -1, status.st_gid)
 
 
+def _filled_in_place(path: Path) -> bool:
+    """Whether publishing a directory at the existing ``path`` keeps ``path`` and fills it (:func:`_fill`): a
+    user's empty directory (its owner, permissions and links to it stay) or a mount point (which cannot be
+    renamed)."""
+    return path.is_dir() and not path.is_symlink() and (not is_owned(path) or os.path.ismount(path))
+
+
+def _own_temporary(directory: Path, entry: Path) -> bool:
+    """Whether ``entry`` of ``directory`` is a temporary of ``directory`` itself: :func:`atomic_dir` builds one in a
+    directory it fills (:func:`_filled_in_place`), to be on its file system (a mount point's), not its parent's."""
+    return entry.name.startswith(f".{directory.name}{_TMP_TAG}")
+
+
+def _entries(directory: Path) -> list[Path]:
+    """What ``directory`` holds but its own temporaries (which, as a temporary beside it, are no content of it)."""
+    return [entry for entry in directory.iterdir() if not _own_temporary(directory, entry)]
+
+
 def _fill(path: Path, finished: Path) -> None:
-    """Publish the directory ``finished`` into the existing directory ``path``, which is kept: a user's empty
-    directory (its owner, permissions and links to it stay) or a mount point (which cannot be renamed).
-    :func:`check_output` has accepted ``path``: it is empty, or satclip's with only satclip's files, which are
-    deleted first. The marker moves in before the rest, so a stop midway leaves a satclip directory that a
-    rerun with --overwrite replaces, never unmarked files."""
+    """Publish the directory ``finished`` into the existing directory ``path``, which is kept
+    (:func:`_filled_in_place`). :func:`check_output` has accepted ``path``: it is empty, or satclip's with only
+    satclip's files, which are deleted first. The marker moves in before the rest, so a stop midway leaves a
+    satclip directory that a rerun with --overwrite replaces, never unmarked files. Each entry moves in one
+    rename, so ``finished`` must be on ``path``'s file system (:func:`atomic_dir` builds it in ``path``: beside a
+    mount point, it was not)."""
     if is_owned(path):
-        for entry in path.iterdir():
+        for entry in _entries(path):
             if entry.name != MARKER:
                 _remove(entry)
-    elif any(path.iterdir()):  # a file of the user's appeared since the check: it stays, and nothing is published
+    elif _entries(path):  # a file of the user's appeared since the check: it stays, and nothing is published
         raise OutputExistsError(f"{path} is no longer empty; satclip did not write into it: choose another path")
     os.replace(finished / MARKER, path / MARKER)
     _move_entries(finished, path)
@@ -1224,13 +1247,15 @@ def atomic_dir(
     """Like :func:`atomic_file` for a directory: yield an empty temporary directory (already marked as
     satclip's, of ``kind``) that replaces ``path`` when the block succeeds. ``writes``: what the block writes
     there (:func:`check_output`), for an existing output of another sort to be refused before the work (publishing
-    refuses it after)."""
+    refuses it after). Where ``path`` is a directory that is kept and filled (a user's empty directory, a mount
+    point: :func:`_filled_in_place`), the temporary is made in it, on its file system: beside a mount point, the
+    work went to the parent's disk and then could not be renamed into it ("Invalid cross-device link")."""
     path = Path(path)
     inputs = list(inputs)
     check_output(path, overwrite=overwrite, inputs=inputs, directory=True, kind=kind, writes=writes)
     make_dirs(path.parent)
     clean_stale(path)
-    tmp = temp_path(path)
+    tmp = path / temp_path(path).name if _filled_in_place(path) else temp_path(path)
     try:
         with naming_as(tmp, path):  # (creating it too: an unwritable parent named the temporary)
             tmp.mkdir()
