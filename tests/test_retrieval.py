@@ -5,6 +5,7 @@ against an independent numpy computation, the CLI and the evaluation specs, on t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import unittest.mock
@@ -891,8 +892,9 @@ def test_a_users_file_in_the_auto_database_directory_is_named_with_a_fix_that_ex
     notes = auto.auto_directory("bluemarble-l10") / "database" / "notes.txt"
     notes.parent.mkdir(parents=True)
     notes.write_text("mine")
-    with pytest.raises(OutputExistsError, match=r"holds notes\.txt, not a retrieval database; .*: move them out of "
-                                                r"it \(satclip keeps the retrieval='auto' database of bluemarble-l10"):
+    with pytest.raises(OutputExistsError, match=r"holds notes\.txt, not a retrieval database; .*: move it away, or "
+                                                r"pass retrieval=DB \(a database of your own\): satclip keeps the "
+                                                r"database of bluemarble-l10 there"):
         satclip.load("bluemarble-l10", retrieval="auto")
     assert notes.read_text() == "mine"
 
@@ -1738,3 +1740,64 @@ def test_a_pickled_retrieval_encoder_leaves_out_what_its_database_rebuilds(setup
     assert torch.equal(again.encode(points), expected)
     assert again.values.dtype == torch.float32 and again.values.shape == encoder.values.shape
     assert encoder._geo is not None  # (the original keeps what it built)
+
+
+@pytest.mark.parametrize("what", ["file", "link", "lock"])
+def test_what_stands_in_the_way_of_the_auto_database_is_refused_with_a_fix_that_exists(tmp_path, monkeypatch, what):
+    """A file where `retrieval="auto"` keeps its database ("exists and is not a directory; choose another output
+    path"), a link there to an empty folder ("give the directory it points to, or another path"), a file of the
+    user's named as its lock ("move it away or choose another output path"): auto has no output path to choose. Each
+    is refused before any work, saying to move it away or to pass a database of one's own."""
+    from satclip.errors import OutputExistsError
+    from satclip.retrieval import auto
+
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(auto, "auto_features", lambda *a, **k: pytest.fail("features built before the refusal"))
+    path = auto.auto_directory("bluemarble-l10") / "database"
+    path.parent.mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    {"file": lambda: path.write_text("mine"), "link": lambda: path.symlink_to(tmp_path / "empty"),
+     "lock": lambda: (path.parent / ".database.lock").write_text("mine")}[what]()  # fmt: skip
+    with pytest.raises(OutputExistsError) as caught:
+        satclip.load("bluemarble-l10", retrieval="auto")
+    assert re.search(r"[:;] move it away, or pass retrieval=DB \(a database of your own\): satclip keeps the "
+                     r"database of bluemarble-l10 there$", str(caught.value)), caught.value  # fmt: skip
+    assert "output path" not in str(caught.value)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".database.lock" if what == "lock" else "database"]
+
+
+def test_a_read_only_cache_is_said_by_auto_naming_satclip_cache_and_a_database_of_ones_own(tmp_path, monkeypatch,
+                                                                                            caplog):  # fmt: skip
+    """`satclip.load("bluemarble-l10", retrieval="auto")` with a read-only SATCLIP_CACHE said it was building the
+    database, then raised a bare "OSError: [Errno 30] Read-only file system: '…/retrieval'". It is refused before
+    any work, naming SATCLIP_CACHE and retrieval=DB. (Simulated: root ignores permissions, and mounting needs
+    privileges.)"""
+    import errno
+    import os
+    from pathlib import Path
+
+    from satclip.errors import SatclipError
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("SATCLIP_CACHE", str(cache))
+    access, mkdir = os.access, Path.mkdir
+
+    def read_only(path, mode, *args, **kwargs):
+        return False if mode & os.W_OK and Path(path).is_relative_to(cache) else access(path, mode, *args, **kwargs)
+
+    def refused(self, *args, **kwargs):
+        if self.absolute().is_relative_to(cache):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", read_only)
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with caplog.at_level(logging.WARNING, logger="satclip"), pytest.raises(SatclipError) as caught:
+        satclip.load("bluemarble-l10", retrieval="auto")
+    assert str(caught.value) == (
+        f"retrieval='auto' builds the database of bluemarble-l10 once in satclip's cache ({cache}; $SATCLIP_CACHE "
+        f"chooses it), but {cache} cannot be written: set SATCLIP_CACHE to a directory you can write, or pass "
+        "retrieval=DB, a database built elsewhere with `satclip retrieval build`"
+    )
+    assert "building" not in caplog.text and list(cache.iterdir()) == []

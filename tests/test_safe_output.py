@@ -1160,3 +1160,19 @@ def test_atomic_dir_builds_in_a_directory_it_fills(tmp_path, monkeypatch):
         (tmp / "a").write_text("one")
     assert sorted(p.name for p in out.iterdir()) == [safe_output.MARKER, "a"] and safe_output.owned_kind(out) == "k"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("shown", [logging.WARNING, logging.INFO])
+def test_a_wait_for_another_process_is_said_in_python_too(tmp_path, caplog, shown):
+    """Two Python processes building the same `retrieval="auto"` database: the second waited about 90 s without a
+    word, its "waiting for PID N, which is building …" an INFO line that Python does not show. It is a warning there,
+    and stays one INFO line where satclip's INFO lines are shown (the CLI)."""
+    target = tmp_path / "db"
+    holder = hold_lock(target, "time.sleep(1)", first="import time")
+    try:
+        with caplog.at_level(shown, logger="satclip"), safe_output.exclusive(target, wait=True):
+            pass
+    finally:
+        holder.communicate(b"")
+    waits = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("waiting for")]
+    assert waits == [(shown, f"waiting for PID {holder.pid}, which is building {target}")]

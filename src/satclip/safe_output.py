@@ -893,25 +893,51 @@ def check_work_dir(path: str | Path, kinds: Iterable[str]) -> None:
         )
 
 
-def _refuse_non_directory(path: Path) -> None:
+def _refuse_non_directory(path: Path, fix: str | None = None) -> None:
     """Raise :class:`OutputExistsError` unless the existing ``path`` is a directory itself (a symbolic link to
-    one is named: its target is never written through it)."""
-    check_not_link(path)
+    one is named: its target is never written through it); ``fix``: as :func:`check_not_link`."""
+    check_not_link(path, fix)
     if not path.is_dir():
-        raise OutputExistsError(f"{path} exists and is not a directory; choose another output path")
+        raise OutputExistsError(f"{path} exists and is not a directory; {fix or 'choose another output path'}")
 
 
-def check_not_link(path: str | Path) -> None:
+def check_not_link(path: str | Path, fix: str | None = None) -> None:
     """Raise :class:`OutputExistsError` if the output ``path`` is a symbolic link: satclip never writes through one.
     A link to nothing (a missing target, or a loop) is said to be one (it was told to give "the directory it points
-    to")."""
+    to"). ``fix``: what to do, for an output whose path the user did not choose (default: fix the link, or choose
+    another path)."""
     path = Path(path)
     if not path.is_symlink():
         return
     if not path.exists():
         raise OutputExistsError(f"{path} is a symbolic link to nothing (its target is missing, or a loop), and satclip "
-                                "never writes through a link: remove or fix it, or choose another path")  # fmt: skip
+                                f"never writes through a link: {fix or 'remove or fix it, or choose another path'}")
+    if fix:
+        raise OutputExistsError(f"{path} is a symbolic link, and satclip never writes through a link: {fix}")
     raise OutputExistsError(f"{path} is a symbolic link; give the directory it points to, or another path")
+
+
+def check_place(path: str | Path, fix: str) -> None:
+    """Raise :class:`OutputExistsError`, its message ending in ``fix``, where nothing but a directory output stands at
+    ``path`` or its lock (:func:`lock_path`): a symbolic link, a file, a lock file satclip did not write. For an
+    output whose path the user did not choose (``retrieval="auto"``'s database in the cache), checked before any
+    work: the checks as it is written say "choose another output path"."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        _refuse_non_directory(path, fix)
+    lock = lock_path(path)
+    if lock.is_symlink():
+        raise OutputExistsError(_linked_lock(lock, fix))
+    if not lock.exists():
+        return
+    if stat.S_ISREG(lock.stat().st_mode):
+        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            if _is_lock_content(fd):
+                return
+        finally:
+            os.close(fd)
+    raise OutputExistsError(_foreign_lock(lock, fix))
 
 
 def _check_parents(path: Path) -> None:
@@ -1413,6 +1439,13 @@ def write_json(path: str | Path, data, *, overwrite: bool = True, indent: int | 
 
 
 # ------------------------------------------------------------------------------------------------- locks
+def notice_level(logger: logging.Logger) -> int:
+    """The level of a line saying why a call is about to take long (a build, a wait for another process's): INFO
+    where ``logger``'s INFO lines are shown (the CLI shows satclip's), else WARNING, which Python shows without any
+    logging set up (``satclip.load`` was silent for a minute or more)."""
+    return logging.INFO if logger.isEnabledFor(logging.INFO) else logging.WARNING
+
+
 def lock_path(target: str | Path) -> Path:
     """The lock file guarding ``target``: a hidden sibling, removed when the lock is released (of the absolute
     path where ``target`` names no entry of its own: ``.``, ``..``)."""
@@ -1537,18 +1570,19 @@ def _open_lock(path: Path) -> int:
                        0o644)  # fmt: skip
     except OSError as err:
         if path.is_symlink():
-            raise OutputExistsError(
-                f"{path}, where satclip keeps its lock, is a symbolic link; satclip never writes through it: "
-                "remove the link yourself or choose another output path"
-            ) from err
+            raise OutputExistsError(_linked_lock(path)) from err
         if err.errno in (errno.EISDIR, errno.ENXIO):
             raise OutputExistsError(_foreign_lock(path)) from err
         raise
 
 
-def _foreign_lock(path: Path) -> str:
+def _linked_lock(path: Path, fix: str = "remove the link yourself or choose another output path") -> str:
+    return f"{path}, where satclip keeps its lock, is a symbolic link; satclip never writes through it: {fix}"
+
+
+def _foreign_lock(path: Path, fix: str = "move it away or choose another output path") -> str:
     return (f"{path}, where satclip keeps its lock, holds something satclip did not write there; satclip never "
-            "replaces or deletes it: move it away or choose another output path")  # fmt: skip
+            f"replaces or deletes it: {fix}")  # fmt: skip
 
 
 #: the descriptors of the locks this process holds: a forked child (a data-loader worker) closes its copies, so
@@ -1605,8 +1639,9 @@ def exclusive(
                                 ) from err  # fmt: skip
         if not _try_lock(fd):
             holder = _holder(fd)
-            if wait:
-                log.info("waiting for %s, which is %s", _process(holder, here=False), doing or f"building {target}")
+            if wait:  # (seconds to minutes: said in Python too, as a warning)
+                log.log(notice_level(log), "waiting for %s, which is %s", _process(holder, here=False),
+                        doing or f"building {target}")  # fmt: skip
                 _try_lock(fd, wait=True)
             else:
                 os.close(fd)

@@ -17,7 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import BadInputError
+from .. import safe_output
+from ..errors import BadInputError, SatclipError
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +95,23 @@ def auto_database(name: str, *, progress: Callable[[int, int], None] | None = No
     from .database import build_database, refuse_other_outputs
 
     path = auto_directory(name) / "database"
-    # (there is no output to choose: it said "choose another output directory")
-    refuse_other_outputs(path, fix=f"move them out of it (satclip keeps the retrieval='auto' database of {name} there)",
-                         rebuilding=False)
+    # (there is no output to choose: it said "choose another output directory", or "path")
+    fix = f"move it away, or pass retrieval=DB (a database of your own): satclip keeps the database of {name} there"
+    safe_output.check_place(path, fix)
+    refuse_other_outputs(path, fix=fix, rebuilding=False)
     model = load_model(name)
-    _note_building(name, path, model)
+    note = _building(name, path, model)
+    if note:
+        _check_writable(name)
+        log.log(safe_output.notice_level(log), note)
     cache = auto_features(name, model, progress=progress)
     # the directory is satclip's own: a stale database there is replaced, as a stale cache is rebuilt
     return build_database(path, model, cache, dtype=kept_dtype(path), overwrite=True, model_source=name)
 
 
-def _note_building(name: str, path: Path, model) -> None:
-    """Say that the database of ``name`` at ``path`` is about to be built (``satclip.load`` was silent for 27–90 s):
-    a warning, which Python shows without any logging set up, or an INFO line where satclip's INFO lines are shown
-    (the CLI)."""
+def _building(name: str, path: Path, model) -> str | None:
+    """What of the database of ``name`` at ``path`` is about to be built, to be said (``satclip.load`` was silent
+    for 27–90 s: :func:`satclip.safe_output.notice_level`), or None where nothing is."""
     from ..data.bluemarble import BlueMarbleParams, default_corpus_dir
     from .database import model_key, read_manifest
 
@@ -116,15 +120,29 @@ def _note_building(name: str, path: Path, model) -> None:
     except (BadInputError, KeyError):
         up_to_date = False
     corpus = default_corpus_dir(BlueMarbleParams()).is_dir()
-    level = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
     if not up_to_date:
         corpus_note = "" if corpus else ", 20–45 s more for the Blue Marble corpus"
-        log.log(level, "retrieval='auto': building the retrieval database of %s in %s, once (about a minute%s; "
-                "reused afterwards)", name, path.parent, corpus_note)  # fmt: skip
-    elif not corpus:
-        log.log(level, "retrieval='auto': building the Blue Marble corpus the database of %s is checked against, "
-                "once (20–45 s)", name)  # fmt: skip
+        return (f"retrieval='auto': building the retrieval database of {name} in {path.parent}, once (about a "
+                f"minute{corpus_note}; reused afterwards)")  # fmt: skip
+    if not corpus:
+        return (f"retrieval='auto': building the Blue Marble corpus the database of {name} is checked against, once "
+                "(20–45 s)")  # fmt: skip
+    return None
 
+
+def _check_writable(name: str) -> None:
+    """Raise :class:`SatclipError` before building ``name``'s database where satclip's cache cannot be written (a
+    read-only ``$SATCLIP_CACHE``, shared by an administrator): Python got a bare "Read-only file system" from the
+    lock of its folder, after saying it was building."""
+    from ..paths import cache_dir
+
+    folder = next(folder for folder in (auto_directory(name), *auto_directory(name).parents) if folder.is_dir())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SatclipError(
+            f"retrieval='auto' builds the database of {name} once in satclip's cache ({cache_dir()}; $SATCLIP_CACHE "
+            f"chooses it), but {folder} cannot be written: set SATCLIP_CACHE to a directory you can write, or "
+            "pass retrieval=DB, a database built elsewhere with `satclip retrieval build`"
+        )
 
 def kept_dtype(path: Path) -> str:
     """The image dtype of the database at ``path``, else the default: one `satclip retrieval build --cache auto
