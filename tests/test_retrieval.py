@@ -259,6 +259,29 @@ def test_stale_database_of_another_model_says_how_to_build_the_right_one(setup, 
     assert f"rebuild it from the cache as it is now: {rebuild}" in err[0]
 
 
+def test_another_shipped_models_auto_database_is_never_offered_as_the_output(setup, tmp_path, capsys, monkeypatch):
+    """bluemarble-l10 given bluemarble-l40's retrieval="auto" database was told to rebuild it for l10 (`-o` that
+    database `--overwrite`), replacing l40's; it is told of retrieval='auto', a model of its own of a DB of choice."""
+    import shutil
+
+    model_dir, _, db = setup
+    monkeypatch.setenv("SATCLIP_CACHE", str(tmp_path / "cache"))
+    theirs = tmp_path / "cache" / "retrieval" / "bluemarble-l40" / "database"
+    shutil.copytree(db, theirs)
+    argv = ["evaluate", "--tasks", "country", "--out", str(tmp_path / "eval"), "--encoders"]
+    assert main([*argv, f"bluemarble-l10+range(database={theirs})"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Build one for bluemarble-l10: retrieval='auto' (`bluemarble-l10+range+` for --model) builds and keeps " \
+           "that of bluemarble-l10" in err and f"-o {theirs}" not in err, err  # fmt: skip
+    other = tiny_model(seed=1)
+    other.visual.load_state_dict(satclip.load_model(model_dir).visual.state_dict())
+    other.save(tmp_path / "other")
+    with pytest.raises(StaleDatabaseError) as err:
+        satclip.load(tmp_path / "other", retrieval=theirs)
+    assert f"-o {theirs}" not in str(err.value)
+    assert "--cache CACHE -o DB --overwrite (DB: a directory of your choice)" in str(err.value)
+
+
 def test_stale_database_is_refused_when_the_cache_changed(setup, tmp_path):
     model_dir, cache, db = setup
     tiny_cache(cache.path, seed=5)  # rewritten in place: other images

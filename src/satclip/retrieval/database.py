@@ -487,10 +487,17 @@ def recorded_cache(manifest: dict, path: str | Path | None) -> str | None:
 def _build_for(source: str | Path | None, path: str | Path | None) -> str:
     """How to build a database of the model ``source`` (None: not known) at ``path`` or elsewhere; its
     ``--cache`` is ``auto`` for a shipped model, else a feature cache of the model's image encoder."""
-    from .auto import shipped_models
+    from .auto import auto_directory, shipped_models
 
-    keep = "(or -o another directory, to keep this one)"
-    if source is not None and str(source) in shipped_models():
+    shipped = shipped_models()
+    if path is not None and any(Path(path).resolve() == (auto_directory(name) / "database").resolve()
+                                for name in shipped):  # fmt: skip
+        # (another shipped model's retrieval="auto" database: building over it replaced that model's)
+        if source is not None and str(source) in shipped:
+            return f"retrieval='auto' (`{source}+range+` for --model) builds and keeps that of {source}"
+        path = None
+    keep = "(or -o another directory, to keep this one)" if path is not None else "(DB: a directory of your choice)"
+    if source is not None and str(source) in shipped:
         return f"{_build_command(source, 'auto', path)} {keep}"
     return (f"{_build_command(source or 'MODEL', 'CACHE', path)} {keep}, CACHE being a feature cache of its image "
             "encoder (`satclip cache build`)")  # fmt: skip
