@@ -57,3 +57,15 @@ def test_encode_with_its_own_precision_from_several_threads(encoder):
     for precision, result in zip(calls, results, strict=True):
         assert torch.equal(result, expected[precision])
     assert encoder.dtype == torch.float32 and encoder.precision == "float32"
+
+
+def test_save_where_no_folder_can_be_made_names_the_folder_and_the_fix(encoder, tmp_path):
+    """save("/proc/nope/m") was a FileNotFoundError naming '/proc/nope', with nothing to do; a file where a folder
+    would go is named as such (as before)."""
+    with pytest.raises(BadInputError, match=r"^cannot create the folder /proc/nope \(No such file or directory\): "
+                                            r"give an output in another folder$"):  # fmt: skip
+        encoder.save("/proc/nope/m")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BadInputError, match=r"is a file, not a directory"):
+        encoder.save(tmp_path / "notes.txt" / "m")
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from . import interrupts
-from .errors import BadInputError, LockedError, OutputExistsError, SatclipError, is_flag
+from .errors import BadInputError, LockedError, OutputExistsError, SatclipError, check_flags
 from .paths import cache_dir, expand_user, in_cache, not_a_directory, special_kind
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,15 @@ def make_dirs(path: str | Path) -> Path:
             break
         missing.append(directory)
     for directory in reversed(missing):
-        directory.mkdir(exist_ok=True)
+        try:
+            directory.mkdir(exist_ok=True)
+        except OSError as err:
+            if isinstance(err, PermissionError) or err.errno == errno.EROFS:  # (the CLI says what to do of these)
+                raise
+            # (/proc/nope/m: "No such file or directory: '/proc/nope'", naming no output and no fix)
+            within = "" if directory == path else f", for {path},"
+            raise BadInputError(f"cannot create the folder {directory}{within} ({err.strerror}): give an output in "
+                                "another folder") from err  # fmt: skip
         _CREATED.append(directory)
     return path
 
@@ -800,8 +808,7 @@ def check_output(
         BadInputError: ``overwrite`` is not True or False (``encoder.save(path, overwrite="no")`` replaced the model
             there: ``"no"`` is true).
     """
-    if not is_flag(overwrite):
-        raise BadInputError(f"overwrite must be True or False, got {overwrite!r}")
+    check_flags(overwrite=overwrite)
     path = Path(path)
     check_named(path)
     check_not_input(path, inputs)
