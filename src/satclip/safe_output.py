@@ -89,8 +89,8 @@ def make_dirs(path: str | Path) -> Path:
         try:
             directory.mkdir(exist_ok=True)
         except OSError as err:
-            if isinstance(err, PermissionError) or err.errno == errno.EROFS:  # (the CLI says what to do of these)
-                raise
+            if isinstance(err, PermissionError) or err.errno == errno.EROFS or _contains(cache_dir(), directory):
+                raise  # (the CLI says what to do of these, and of a $SATCLIP_CACHE that cannot be made)
             # (/proc/nope/m: "No such file or directory: '/proc/nope'", naming no output and no fix)
             within = "" if directory == path else f", for {path},"
             raise BadInputError(f"cannot create the folder {directory}{within} ({err.strerror}): give an output in "
