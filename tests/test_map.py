@@ -204,7 +204,9 @@ def test_a_killed_map_resumes_in_the_precision_auto_chose_when_it_started(tmp_pa
     assert "precision bf16 (auto: the precision the unfinished run started with (bf16))" in capsys.readouterr().out
     with rasterio.open(tmp_path / "m.tif") as resumed, rasterio.open(tmp_path / "whole" / "m.tif") as whole:
         np.testing.assert_array_equal(resumed.read(), whole.read())
-        assert resumed.tags()["precision"] == whole.tags()["precision"] == "bf16"
+        recorded = [json.loads(tif.tags()["precision"]) for tif in (resumed, whole)]
+    assert [r["precision"] for r in recorded] == ["bf16", "bf16"] and recorded[0]["requested"] == "auto"
+    assert recorded[0]["reason"] == "the precision the unfinished run started with (bf16)"
     assert main([*argv[:-1], "float32", "-o", str(tmp_path / "other.tif")]) == 2
     assert "precision" in capsys.readouterr().err and (tmp_path / "other.tif.partial").is_dir()
 

@@ -119,7 +119,8 @@ def test_map_records_and_uses_the_precision(tmp_path, model, capsys):  # noqa: F
     assert main(args) == 0
     assert "precision bf16" in capsys.readouterr().out
     group = zarr.open_group(str(out), mode="r")
-    assert dict(group.attrs)["precision"] == "bf16"
+    recorded = json.loads(dict(group.attrs)["precision"])
+    assert recorded == {"precision": "bf16", "requested": "bf16", "reason": "requested"}
     from satclip.embed.maps import field_blocks, make_grid
 
     grid = make_grid(30)

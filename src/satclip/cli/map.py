@@ -18,13 +18,21 @@ from .args import (
     positive_int,
 )
 
+PRECISION_HELP = (
+    "float32 | bf16 | float64 | auto, or fp32, bfloat16, fp64, 32, 64 for the same (default: $SATCLIP_PRECISION, else "
+    "float32, as satclip evaluate: bf16's rounding, ~4e-3, is more than the field varies between the cells of a fine "
+    "map; auto = bf16 where the CPU/GPU multiplies bf16 natively and a one-time calibration measures it faster and "
+    "within cosine 0.9999 of float32). GeoTIFF and Zarr maps hold float64 values in float64, else float32"
+)
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "map",
         help="embed a lon/lat grid: GeoTIFF, Zarr or a PCA→RGB picture with coastlines",
         description=(
-            "Embeds the centre of every RESOLUTION-degree cell. OUT.tif: float32 GeoTIFF (EPSG:4326), one band "
+            "Embeds the centre of every RESOLUTION-degree cell. OUT.tif: float32 GeoTIFF (float64 with --precision "
+            "float64; EPSG:4326), one band "
             "per embedding dimension (or per principal component with --pca N). OUT.zarr: the same as an "
             "xarray-readable Zarr store. OUT.png: the first three area-weighted principal components as RGB "
             "with Natural Earth coastlines, the variance they explain written under the map. Only cells in the "
@@ -62,10 +70,13 @@ def add_parser(subparsers) -> None:
              "default for a model trained on land only, as the shipped bluemarble models: their footprint is land)",
     )  # fmt: skip
     parser.add_argument(
-        "--pca", type=positive_int, metavar="N", help="GeoTIFF/Zarr: N principal components, not all dims"
-    )
+        "--pca", type=positive_int, metavar="N",
+        help="GeoTIFF/Zarr: N principal components, not all dims; the map keeps the PCA's pca_mean (D) and "
+             "pca_components (N, D) (Zarr variables; GeoTIFF tags, JSON), to project other embeddings x onto the same "
+             "components: (x - pca_mean) @ pca_components.T",
+    )  # fmt: skip
     parser.add_argument("--no-coastlines", action="store_true", help="PNG without coastlines")
-    precision_option.add_arguments(parser)
+    precision_option.add_arguments(parser, help=PRECISION_HELP)
     add_harmonics_option(parser)
     parser.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="points per forward pass (default: as satclip embed)")
@@ -79,7 +90,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--force", action="store_true",
-        help="write a map over the size limits (8 GiB of float32; 26M cells for PNG; 52M cells embedded, where a PCA "
+        help="write a map over the size limits (8 GiB of values; 26M cells for PNG; 52M cells embedded, where a PCA "
         "whose field is over 8 GiB embeds each cell twice; never over 10^12 cells)",
     )  # fmt: skip
     add_trust_option(parser)
@@ -104,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from ..embed.maps import check_map_output_early, check_size, make_grid, map_format, render_map
     from ..errors import BadInputError
     from ..io.resolve import local_model_files
+    from ..models.precision import default_as, evaluation_precision
     from ..terminal import progress_bar
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     output_format = map_format(args.output, args.format)
@@ -132,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
     # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
     interrupts.final_output(args.output)
     with safe_output.exclusive(args.output, reentrant=True):
-        encoder = precision_option.load_encoder(args)
+        # float32 unless --precision or $SATCLIP_PRECISION says otherwise, as satclip evaluate: "auto" chose bf16,
+        # whose rounding (~4e-3) washed out the variation between the neighbouring cells of a fine map
+        with default_as(evaluation_precision()):
+            encoder = precision_option.load_encoder(args)
         if args.engine == "dask":
             from ..embed.xarray import write_map_zarr
 

@@ -23,8 +23,10 @@ def canonical(text: str) -> str:
     return ALIASES.get(text.strip().lower(), text.strip().lower())
 
 
-def add_arguments(parser: argparse.ArgumentParser, dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
-    parser.add_argument("--precision", type=canonical, choices=PRECISIONS, help=HELP)
+def add_arguments(
+    parser: argparse.ArgumentParser, dtypes: tuple[str, ...] = ("float32", "float64"), help: str = HELP
+) -> None:
+    parser.add_argument("--precision", type=canonical, choices=PRECISIONS, help=help)
     parser.add_argument("--dtype", choices=dtypes, help="older spelling of --precision float32 / float64")
 
 

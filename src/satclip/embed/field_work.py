@@ -1,13 +1,13 @@
 """The embedding field of a ``satclip map`` job, kept in ``OUT.partial/`` while it is computed.
 
-The field's computed cells (all, or those of the map's mask, in grid order) are a memory-mapped
-``field.npy`` ``(cells, D)`` float32, filled block of rows by block, each block flushed before
-``manifest.json`` records it with the CRC-32 of its bytes: a killed run resumes at the first block not recorded
-(after checking the blocks recorded: a field cut short is refused, and a block changed since it was written is
-computed again), and the output (GeoTIFF,
-Zarr, PNG, principal components) is then written from the field, which also spares the PCA's second pass from
-computing the field again. The job's identity (model, precision, grid, cells) must match to resume; the
-output's PCA and format (``--pca``, ``--format``; the output path is the work's name) may change between runs.
+The field's computed cells (all, or those of the map's mask, in grid order) are a memory-mapped ``field.npy``
+``(cells, D)`` float32 (float64 for a map in precision float64), filled block of rows by block, each block flushed
+before ``manifest.json`` records it with the CRC-32 of its bytes: a killed run resumes at the first block not
+recorded (after checking the blocks recorded: a field cut short is refused, and a block changed since it was
+written is computed again), and the output (GeoTIFF, Zarr, PNG, principal components) is then written from the
+field, which also spares the PCA's second pass from computing the field again. The job's identity (model,
+precision, grid, cells) must match to resume; the output's PCA and format (``--pca``, ``--format``; the output path
+is the work's name) may change between runs.
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ class FieldWork:
 
     @classmethod
     def open(cls, output: Path, identity: dict, shape: tuple[int, int, int], block_rows: int,
-             cells: np.ndarray | None = None, restart: bool = False) -> FieldWork:  # fmt: skip
-        """The work of ``output``'s job, whose field of ``shape`` ``(H, W, D)`` holds values where the boolean
+             cells: np.ndarray | None = None, restart: bool = False,
+             dtype="float32") -> FieldWork:  # fmt: skip
+        """The work of ``output``'s job, whose field of ``shape`` ``(H, W, D)`` and ``dtype`` (the identity's
+        precision says it) holds values where the boolean
         ``(H, W)`` ``cells`` (None: everywhere): an unfinished run of the same ``identity`` is resumed
         (``restart``: discarded), another job's refused (:class:`~satclip.embed.job.ResumeMismatchError`), and
         one whose ``field.npy`` is not all there (cut short, replaced) refused (:class:`~satclip.errors.ResumeError`).
@@ -74,7 +76,7 @@ class FieldWork:
         stored = (shape[0] * shape[1] if cells is None else int(cells.sum()), shape[2])
         if manifest is not None:  # (NumPy's memory map would extend a field cut short with zeros)
             _check_manifest(workdir / MANIFEST, manifest, shape)
-            check_work_array(workdir / FIELD, stored, np.float32, "the embedding field")
+            check_work_array(workdir / FIELD, stored, np.dtype(dtype), "the embedding field")
             work = cls(workdir, manifest, cells)
             work._check_blocks()
             return work
@@ -84,7 +86,7 @@ class FieldWork:
             safe_output.make_owned_dir(workdir, kind="map-work")
             try:
                 with naming(workdir / FIELD):
-                    field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=np.float32, shape=stored)
+                    field = np.lib.format.open_memmap(workdir / FIELD, mode="w+", dtype=dtype, shape=stored)
                     del field
                     safe_output.reserve(workdir / FIELD)  # a full disk fails now, not with SIGBUS in the memory map
             except BaseException:  # (a full disk, a Ctrl-C while the field is reserved: nothing computed yet)
@@ -166,7 +168,7 @@ class FieldWork:
             if self.cells is None:
                 yield row0, np.array(stored).reshape(-1, width, dim)
                 continue
-            values = np.full((rows.stop - rows.start, width, dim), np.nan, dtype=np.float32)
+            values = np.full((rows.stop - rows.start, width, dim), np.nan, dtype=field.dtype)
             values[self.cells[rows]] = stored
             yield row0, values
 

@@ -46,14 +46,14 @@ from ..optional import require
 from ..safe_output import naming
 from .api import embed_lonlat
 from .field_work import FieldWork, cells_digest, published
-from .job import resume_precision, work_dir, work_manifest
+from .job import precision_record, resume_precision, work_dir, work_manifest
 from .sinks import LAT_ATTRS, LON_ATTRS, netcdf_attrs
 
 log = logging.getLogger(__name__)
 
 GLOBE = (-180.0, -90.0, 180.0, 90.0)
-#: outputs larger than this (uncompressed float32 estimate) need ``force=True``; the field of a map is kept on
-#: disk while it is computed (resumable, and read twice for a PCA) when it is not larger either
+#: outputs larger than this (uncompressed, in the map's dtype: :func:`map_dtype`) need ``force=True``; the field of a
+#: map is kept on disk while it is computed (resumable, and read twice for a PCA) when it is not larger either
 MAX_OUTPUT_BYTES = 8 << 30
 #: no grid has more cells than this, whatever ``force`` says (a 0.0002° globe)
 MAX_GRID_CELLS = 10**12
@@ -196,16 +196,36 @@ def warn_no_cells(cells: int) -> None:
                 "every value is NaN; choose another --bbox, or pass --all to compute every cell", cells)  # fmt: skip
 
 
-def map_attrs(resolution: float, grid: Grid, land_only: bool, footprint: Footprint | None, precision: str) -> dict:
-    """The attributes of a GeoTIFF or Zarr map (tags; group attributes), in the types netCDF holds
-    (:func:`~satclip.embed.sinks.netcdf_attrs`): ``land_only`` 0 or 1, the training footprint of the blank cells,
-    ``training_footprint``, as JSON."""
+def map_attrs(resolution: float, grid: Grid, land_only: bool, footprint: Footprint | None, precision: dict) -> dict:
+    """The attributes of a map (GeoTIFF tags, Zarr group attributes, PNG text), in the types netCDF holds
+    (:func:`~satclip.embed.sinks.netcdf_attrs`): ``land_only`` 0 or 1; ``precision`` (:func:`map_precision`) and the
+    training footprint of the blank cells, ``training_footprint``, as JSON; ``lon_range`` where the longitudes run
+    past 180° (a map across the antimeridian, or in 0 … 360)."""
     attrs = {safe_output.MAP_ATTR: resolution, "bounds": list(grid.bounds), "land_only": land_only,
              "cells": _cells_note(footprint, land_only), "precision": precision}  # fmt: skip
+    west, _, east, _ = grid.bounds
+    if east > 180:
+        attrs["lon_range"] = (f"{west:g} to {east:g}: a longitude past 180 is that longitude minus 360 "
+                              f"({east:g} is {east - 360:g})")  # fmt: skip
     if footprint is not None:
         attrs["training_footprint"] = {"surface": footprint.surface, "min_lat": footprint.min_lat,
                                        "max_lat": footprint.max_lat, "origin": footprint.origin}  # fmt: skip
     return netcdf_attrs(attrs)
+
+
+def map_precision(encoder, precision: str | None = None) -> dict:
+    """What a map records of the precision it was computed in: as ``satclip embed`` outputs record it
+    (:func:`~satclip.embed.job.precision_record`: ``precision``, and ``requested``, ``reason``, ``speedup``,
+    ``min_cosine`` of the choice), for ``precision`` if given, else for the encoder's."""
+    if precision is None:
+        return precision_record(encoder)
+    return _precision.resolve(precision, encoder).as_dict()
+
+
+def map_dtype(precision: str) -> np.dtype:
+    """The dtype a map computed in ``precision`` stores (GeoTIFF, Zarr, its field in ``OUT.partial/``): float64 for
+    ``"float64"`` (as ``satclip embed`` keeps it), else float32."""
+    return np.dtype(np.float64 if precision == "float64" else np.float32)
 
 
 def _count(value: float) -> str:
@@ -242,11 +262,13 @@ def field_blocks(
     encoder, grid: Grid, *, mask: np.ndarray | None = None, batch_size: int | None = None,
     block_rows: int | None = None, precision: str | None = None, skip: Container[int] = (),
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` float32 embeddings of grid rows
+    """Yield ``(row0, values)`` with ``values`` ``(h, W, D)`` embeddings (:func:`map_dtype`: float64 in precision
+    ``"float64"``, else float32) of grid rows
     ``row0 … row0 + h`` (blocks of ``block_rows``, those whose ``row0`` is in ``skip`` left out); cells outside
     ``mask`` are NaN (and not computed). ``precision``: see :mod:`satclip.models.precision` (default: the
     encoder's)."""
     dim = encoder.embedding_dim
+    dtype = map_dtype(_precision.for_encoder(encoder, precision))
     block_rows = block_rows or default_block_rows(grid)
     lon, lat = grid.wrapped_lon, grid.lat
     for row0 in range(0, grid.height, block_rows):
@@ -255,12 +277,11 @@ def field_blocks(
         rows = lat[row0 : row0 + block_rows]
         points = np.column_stack([np.tile(lon, len(rows)), np.repeat(rows, grid.width)])
         keep = np.ones(len(points), bool) if mask is None else mask[row0 : row0 + len(rows)].reshape(-1)
-        values = np.full((len(points), dim), np.nan, dtype=np.float32)
+        values = np.full((len(points), dim), np.nan, dtype=dtype)
         if keep.any():
             with torch.no_grad():
-                values[keep] = embed_lonlat(
-                    encoder, points[keep], batch_size=batch_size, precision=precision
-                ).float().cpu().numpy()
+                embedded = embed_lonlat(encoder, points[keep], batch_size=batch_size, precision=precision)
+                values[keep] = embedded.cpu().numpy()
         yield row0, values.reshape(len(rows), grid.width, dim)
 
 
@@ -273,8 +294,8 @@ class PCA:
     explained_variance_ratio: np.ndarray  # (n,)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """``(..., D)`` → ``(..., n)`` float32 (NaN stays NaN)."""
-        return ((values.astype(np.float64) - self.mean) @ self.components.T).astype(np.float32)
+        """``(..., D)`` → ``(..., n)`` in the dtype of ``values`` (NaN stays NaN)."""
+        return ((values.astype(np.float64) - self.mean) @ self.components.T).astype(values.dtype)
 
 
 NO_PCA_CELLS = ("no cells to fit a PCA on: none of the grid lies in the model's training footprint (or on land with "
@@ -363,7 +384,8 @@ def core_seconds_per_cell(encoder) -> float:
 
 
 def check_size(
-    grid: Grid, encoder, fmt: str, force: bool = False, *, components: int | None = None, pca: bool = True
+    grid: Grid, encoder, fmt: str, force: bool = False, *, components: int | None = None, pca: bool = True,
+    precision: str | None = None,
 ) -> None:
     """Refuse a map whose output would be unreasonably large or whose embedding would take too long, with the
     estimates and the ways out. ``components``: the principal components it writes (``--pca N``; 3 for PNG),
@@ -371,14 +393,17 @@ def check_size(
     ``--pca N`` is a way out (the Dask engine refuses it). ``encoder`` None: before the model is loaded (a hub
     model downloaded, a precision calibrated, for a grid refused then), only the limits on cells, which hold for any
     model (the output's bytes depend on its embedding size, unless ``components`` says them; the time is not said).
+    The bytes are those of the map's dtype (:func:`map_dtype` of ``precision``, default the encoder's; float32 before
+    the model is loaded).
 
     Raises:
         BadInputError: the output exceeds :data:`MAX_OUTPUT_BYTES` (:data:`MAX_PNG_CELLS` for PNG) or the cells
             embedded exceed :data:`MAX_EMBEDDED_CELLS`, and not ``force``.
     """
     cells, dim = grid.width * grid.height, encoder.embedding_dim if encoder is not None else 0
-    size = cells * (components or dim) * 4
-    passes = 2 if components and cells * dim * 4 > MAX_OUTPUT_BYTES else 1  # (as render_map computes it)
+    dtype = map_dtype(_precision.for_encoder(encoder, precision) if encoder is not None else "float32")
+    size = cells * (components or dim) * dtype.itemsize
+    passes = 2 if components and cells * dim * dtype.itemsize > MAX_OUTPUT_BYTES else 1  # (as render_map computes it)
     limits = [f"{MAX_PNG_CELLS:,} cells"] if fmt == "png" and cells > MAX_PNG_CELLS else []
     if fmt != "png" and size > MAX_OUTPUT_BYTES:
         limits.append(f"{MAX_OUTPUT_BYTES / 2**30:.0f} GiB")
@@ -395,7 +420,7 @@ def check_size(
         elif not size:  # (before the model is loaded: its embedding size, and so the output's bytes, unknown)
             what, ways = f"a {fmt} map of {cells:,} embeddings", ""
         else:  # (--pca N where its map would pass: it embeds a large field twice)
-            what = f"≈{size / 1e9:,.1f} GB of float32 {fmt}"
+            what = f"≈{size / 1e9:,.1f} GB of {dtype} {fmt}"
             ways = ", --pca N" if pca and not components and cells * 2 <= MAX_EMBEDDED_CELLS else ""
         raise BadInputError(
             f"a {grid.height:,} × {grid.width:,} grid at {grid.resolution:g}° is {cells:,} cells: {what}"
@@ -471,15 +496,17 @@ def write_geotiff(
     *,
     tags: dict | None = None,
     overwrite: bool = False,
+    dtype: str | np.dtype = "float32",
 ) -> None:
-    """Float32 GeoTIFF in EPSG:4326, one band per dimension/component, NaN nodata, ``tags`` as dataset
-    metadata (values JSON-encoded); written atomically."""
+    """GeoTIFF of ``dtype`` (float32 or float64) in EPSG:4326, one band per dimension/component, NaN nodata, ``tags``
+    as dataset metadata (:func:`as_text`); written atomically."""
     rasterio = require(*WRITERS["geotiff"])
+    dtype = np.dtype(dtype)
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     profile = dict(
-        driver="GTiff", width=grid.width, height=grid.height, count=count, dtype="float32", crs="EPSG:4326",
+        driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype.name, crs="EPSG:4326",
         transform=from_origin(grid.west, grid.north, grid.resolution, grid.resolution), nodata=float("nan"),
         compress="deflate", interleave="band", BIGTIFF="IF_SAFER",  # (IF_NEEDED never is, compressed: > 4 GB failed)
     )  # fmt: skip
@@ -489,11 +516,11 @@ def write_geotiff(
         try:
             with quiet():
                 if tags:
-                    dst.update_tags(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()})
+                    dst.update_tags(**as_text(tags))
                 for i, name in enumerate(band_names, start=1):
                     dst.set_band_description(i, name)
             for row0, values in blocks:  # computed outside quiet(): the progress bar shows as it goes
-                bands = np.moveaxis(values, -1, 0).astype(np.float32)
+                bands = np.moveaxis(values, -1, 0).astype(dtype)
                 with quiet():
                     dst.write(bands, window=Window(0, row0, grid.width, values.shape[0]))
         except BaseException:
@@ -528,10 +555,16 @@ def _zarr_writes_settled() -> Iterator[None]:
         raise
 
 
-def model_attrs(encoder, identity: dict, model=None, precision: str | None = None) -> dict:
+def as_text(attrs: dict) -> dict[str, str]:
+    """``attrs`` as text, for GeoTIFF tags and PNG text chunks: text as it is, other values as JSON."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in attrs.items()}
+
+
+def model_attrs(encoder, identity: dict, model=None, precision: str | None = None, dtype=None) -> dict:
     """What a map or field records about its model: name and source (``model`` as given, else the encoder's
     source; the source as every output records it, :func:`~satclip.models.location_encoder.model_record`), sha256
-    of the weights, basis, dtype, the precision it computes in and satclip version; ``identity``: the encoder's
+    of the weights, basis, dtype (``dtype``, that of the values written, default the encoder's), the precision it
+    computes in and satclip version; ``identity``: the encoder's
     :func:`~satclip.models.location_encoder.model_identity`."""
     from .. import __version__
 
@@ -545,7 +578,7 @@ def model_attrs(encoder, identity: dict, model=None, precision: str | None = Non
         "satclip_model_source": record["source"] or "unknown",
         "satclip_model_sha256": record["sha256"],
         "satclip_basis": f"{basis} ({params})" if params else basis,
-        "satclip_dtype": str(encoder.dtype).removeprefix("torch."),
+        "satclip_dtype": np.dtype(dtype).name if dtype is not None else str(encoder.dtype).removeprefix("torch."),
         "satclip_precision": _precision.for_encoder(encoder, precision),
         "satclip_version": __version__,
     }
@@ -586,19 +619,21 @@ def zarr_chunks(count: int, height: int, width: int) -> tuple[int, int, int]:
 
 def write_zarr(
     path: Path, grid: Grid, blocks, count: int, variable: str, band_dim: str, attrs: dict, *, overwrite: bool = False,
-    variable_attrs: dict | None = None,
+    variable_attrs: dict | None = None, dtype: str | np.dtype = "float32", extra: dict | None = None,
 ) -> None:
-    """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` float32 (with
-    ``variable_attrs``) and coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``; ``attrs`` on
-    the group; written atomically."""
+    """Zarr v2 group readable by ``xarray.open_zarr``: ``variable`` ``(band_dim, lat, lon)`` of ``dtype`` (float32 or
+    float64; with ``variable_attrs``) and coordinates ``lat``, ``lon`` (degrees, cell centres) and ``band_dim``;
+    ``extra`` variables ``{name: (dims, values)}`` (float64; a :data:`DIM` among their dims gets its coordinate);
+    ``attrs`` on the group; written atomically."""
     zarr = require(*WRITERS["zarr"])
+    dtype = np.dtype(dtype)
 
     with safe_output.atomic_dir(path, overwrite=overwrite) as tmp, _zarr_writes_settled(), naming(path):
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         group.attrs.update(attrs)
         data = group.create_array(
             variable, shape=(count, grid.height, grid.width), chunks=zarr_chunks(count, grid.height, grid.width),
-            dtype="float32",
+            dtype=dtype.name,
             fill_value=np.nan, attributes={**(variable_attrs or {}), "_ARRAY_DIMENSIONS": [band_dim, "lat", "lon"],
                                            "grid_mapping": GRID_MAPPING, "coordinates": GRID_MAPPING},
         )  # fmt: skip
@@ -623,6 +658,14 @@ def write_zarr(
             attributes={"_ARRAY_DIMENSIONS": [band_dim], **(DIM_ATTRS if band_dim == DIM else {})},
         )  # fmt: skip
         band[:] = np.arange(count, dtype=np.int32) + (band_dim != DIM)  # components from 1, as the GeoTIFF's pc1 …
+        for name, (dims, values) in (extra or {}).items():
+            if DIM in dims and DIM != band_dim and DIM not in group:
+                axis = group.create_array(DIM, shape=(values.shape[dims.index(DIM)],), dtype="int32", fill_value=None,
+                                          attributes={"_ARRAY_DIMENSIONS": [DIM], **DIM_ATTRS})  # fmt: skip
+                axis[:] = np.arange(axis.shape[0], dtype=np.int32)
+            array = group.create_array(name, shape=values.shape, dtype="float64", fill_value=None,
+                                       attributes={"_ARRAY_DIMENSIONS": list(dims)})  # fmt: skip
+            array[...] = values
         for row0, values in blocks:
             data[:, row0 : row0 + values.shape[0], :] = np.moveaxis(values, -1, 0)
         zarr.consolidate_metadata(str(tmp))
@@ -638,9 +681,10 @@ def write_png(
     draw_coastlines: bool = True,
     dpi: int = 150,
     overwrite: bool = False,
+    metadata: dict | None = None,
 ) -> None:
     """A map picture: ``rgb`` ``(H, W, 3)`` in [0, 1] on lon/lat axes with coastlines, ``caption`` (lines of
-    text) under it; written atomically."""
+    text) under it, ``metadata`` in its text chunks (:func:`as_text`); written atomically."""
     matplotlib = require(*WRITERS["png"])
 
     matplotlib.use("Agg")
@@ -671,7 +715,7 @@ def write_png(
         fig.supxlabel(caption, fontsize=8, x=0.01, ha="left", multialignment="left")
     try:
         with safe_output.atomic_file(path, overwrite=overwrite) as tmp, naming(path):
-            fig.savefig(tmp, dpi=dpi, format="png")
+            fig.savefig(tmp, dpi=dpi, format="png", metadata=as_text(metadata or {}))
     finally:
         plt.close(fig)
 
@@ -803,7 +847,7 @@ def render_map(
     n_components = 3 if fmt == "png" else pca
     if n_components is not None and not 1 <= n_components <= dim:
         raise ValueError(f"--pca {n_components} must be between 1 and the embedding dimension {dim}")
-    check_size(grid, encoder, fmt, force, components=n_components)  # before anything grid-sized is allocated
+    check_size(grid, encoder, fmt, force, components=n_components, precision=precision)  # before anything grid-sized
     described = {"format": fmt, "pca": n_components}
     same = {"model": model_identity(encoder), "precision": _precision.for_encoder(encoder, precision),
             "grid": {"bounds": list(grid.bounds), "shape": [grid.height, grid.width]},
@@ -843,10 +887,12 @@ def render_map(
         log.info("embedding %d × %d grid cells at %g°", grid.height, grid.width, resolution)
 
         compute = functools.partial(field_blocks, encoder, grid, mask=mask, batch_size=batch_size, precision=precision)
+        dtype = map_dtype(same["precision"])
         work = None
-        if grid.height * grid.width * dim * 4 <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: a killed run resumes
+        if grid.height * grid.width * dim * dtype.itemsize <= MAX_OUTPUT_BYTES:  # kept in OUT.partial/: resumable
             shape = (grid.height, grid.width, dim)
-            work = FieldWork.open(output, same, shape, default_block_rows(grid), cells=mask, restart=restart)
+            work = FieldWork.open(output, same, shape, default_block_rows(grid), cells=mask, restart=restart,
+                                  dtype=dtype)  # fmt: skip
             if work.done_rows:
                 log.info("resuming %s: %d of %d grid rows already done", output, work.done_rows, grid.height)
                 if progress:
@@ -855,7 +901,7 @@ def render_map(
             blocks = work.blocks
         else:  # only a PCA's field can be this large: computed twice, for the fit and for the projection
             log.info("the field (%.1f GB) is too large to keep in %s.partial/: a killed run starts again",
-                     grid.height * grid.width * dim * 4 / 1e9, output.name)  # fmt: skip
+                     grid.height * grid.width * dim * dtype.itemsize / 1e9, output.name)  # fmt: skip
 
             def blocks(report: bool = True):  # progress: the pass that writes the output
                 for row0, values in compute():
@@ -869,9 +915,13 @@ def render_map(
             log.info("PCA explained variance: %s", np.round(model_pca.explained_variance_ratio, 3).tolist())
         source = blocks() if model_pca is None else ((r, model_pca.transform(v)) for r, v in blocks())
         attrs = map_attrs(resolution, grid, land_only, footprint if blank_unseen else None,
-                          _precision.for_encoder(encoder, precision))  # fmt: skip
-        if model_pca is not None:
+                          map_precision(encoder, precision))  # fmt: skip
+        model = model_attrs(encoder, same["model"], precision=precision, dtype=dtype)
+        if model_pca is not None:  # (a GeoTIFF's was named "SatCLIP location embedding")
+            model["long_name"] = "principal components of the SatCLIP location embedding"
             attrs["pca_explained_variance_ratio"] = model_pca.explained_variance_ratio.tolist()
+            if fmt != "zarr":  # what projects other embeddings onto the components (a Zarr map's variables)
+                attrs.update(pca_mean=model_pca.mean.tolist(), pca_components=model_pca.components.tolist())
         # the output is written in the work directory and then published (FieldWork.publish): a run stopped in
         # between is completed by the next
         target, replace = (output, overwrite) if work is None else (work.output_path(output), True)
@@ -884,24 +934,24 @@ def render_map(
                 caption = _pca_caption(model_pca) + "\n" + _cells_note(footprint if blank_unseen else None, land_only,
                                                                       picture=True)  # fmt: skip
                 write_png(target, grid, to_rgb(image, shade=shade), title=title, caption=caption,
-                          draw_coastlines=draw_coastlines, overwrite=replace)  # fmt: skip
+                          draw_coastlines=draw_coastlines, overwrite=replace, metadata={**model, **attrs})  # fmt: skip
             elif fmt == "geotiff":
                 count = n_components or dim
                 pcs = model_pca is not None
                 names = [f"pc{i + 1}" for i in range(count)] if pcs else [f"emb_{i:03d}" for i in range(dim)]
-                tags = {**model_attrs(encoder, same["model"], precision=precision), **attrs}
-                write_geotiff(target, grid, source, count, names, tags=tags, overwrite=replace)
+                write_geotiff(target, grid, source, count, names, tags={**model, **attrs}, overwrite=replace,
+                              dtype=dtype)  # fmt: skip
             else:
                 variable, band = ("pca", "component") if model_pca is not None else ("embedding", DIM)
                 from .xarray import MapCells  # (the cells a lazy field of the same map describes)
 
                 cells = MapCells(footprint if blank_unseen else None, land_only).description
-                variable_attrs = {**model_attrs(encoder, same["model"], precision=precision), "satclip_cells": cells}
-                if model_pca is not None:  # (it was named "SatCLIP location embedding")
-                    variable_attrs["long_name"] = "principal components of the SatCLIP location embedding"
+                variable_attrs = {**model, "satclip_cells": cells}
+                extra = {} if model_pca is None else {
+                    "pca_mean": ((DIM,), model_pca.mean), "pca_components": (("component", DIM), model_pca.components)}
                 write_zarr(target, grid, source, n_components or dim, variable, band,
                            zarr_group_attrs(attrs, variable_attrs), overwrite=replace,
-                           variable_attrs=variable_attrs)  # fmt: skip
+                           variable_attrs=variable_attrs, dtype=dtype, extra=extra)  # fmt: skip
         if work is not None:
             work.publish(target, output, described, overwrite=overwrite, inputs=inputs)
     return output

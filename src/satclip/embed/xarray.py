@@ -598,7 +598,8 @@ def write_map_zarr(
     restart: bool = False,
 ) -> Path:
     """``satclip map --engine dask``: the Zarr map of :func:`satclip.embed.maps.render_map` (the same cells,
-    values, coordinates and attributes: ``embedding`` ``(dim, lat, lon)`` float32), computed chunk by chunk
+    values, coordinates and attributes: ``embedding`` ``(dim, lat, lon)`` float32, float64 in precision float64),
+    computed chunk by chunk
     on a Dask cluster (``client``, the scheduler at ``scheduler``, or a ``LocalCluster`` of ``workers``
     processes started here) and written atomically. Chunks: rows of about 65,536 cells. The unfinished work of
     a local ``satclip map`` into ``output`` (``OUTPUT.partial/``) is kept, and the map refused, unless ``restart``
@@ -636,9 +637,10 @@ def write_map_zarr(
         carries the model by name)."""
         # (the map's longitudes: 170 … 190 across the antimeridian, embedded wrapped)
         field = embedding_field(encoder, grid.lon, grid.lat, chunks=tile, where=cells, batch_size=batch_size)
-        embedding = field.astype(np.float32).transpose(DIM, "lat", "lon")
+        embedding = field.astype(maps.map_dtype(precision_of(encoder))).transpose(DIM, "lat", "lon")
         embedding.attrs = field.attrs
-        attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None, precision_of(encoder))
+        attrs = maps.map_attrs(resolution, grid, land_only, footprint if blank_unseen else None,
+                               maps.map_precision(encoder))  # fmt: skip
         bounds = {name: ((name.removesuffix("_bnds"), maps.BOUNDS_DIM), edges)
                   for name, edges in maps.cell_bounds(grid).items()}  # fmt: skip
         dataset = xr.Dataset({"embedding": embedding, **bounds}, attrs=maps.zarr_group_attrs(attrs, field.attrs))

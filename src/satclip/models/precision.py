@@ -24,7 +24,7 @@
   and why is logged at INFO and kept as ``encoder.precision_choice``.
 
 ``$SATCLIP_PRECISION`` sets the default for :func:`satclip.load` and the CLI (e.g. ``float32`` to make
-results independent of the machine). Evaluations default to float32 (:func:`evaluation_precision`).
+results independent of the machine). Evaluations and ``satclip map`` default to float32 (:func:`evaluation_precision`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def default() -> str:
 
 #: the precision evaluations embed in where ``$SATCLIP_PRECISION`` names none (``satclip evaluate``,
 #: :func:`satclip.eval.evaluate`, the demo's evaluation): "auto" times bf16 against float32 once per cache, and a busy
-#: machine or a fresh cache chose otherwise, moving scores between runs (MSE 0.050882 in float32, 0.051062 in bf16)
+#: machine or a fresh cache chose otherwise, moving scores between runs (MSE 0.050882 in float32, 0.051062 in bf16);
+#: and ``satclip map``'s, where bf16's rounding (~4e-3) washed out the differences between neighbouring cells
 EVAL_PRECISION = "float32"
 
 
