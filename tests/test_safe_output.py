@@ -1176,3 +1176,18 @@ def test_a_wait_for_another_process_is_said_in_python_too(tmp_path, caplog, show
         holder.communicate(b"")
     waits = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("waiting for")]
     assert waits == [(shown, f"waiting for PID {holder.pid}, which is building {target}")]
+
+
+def test_a_users_empty_directory_filled_by_another_writer_meanwhile_keeps_the_last_output(tmp_path):
+    """atomic_dir builds in a user's empty directory it fills; when another writer (overwrite=True, no lock: two
+    encoder.save calls) filled it meanwhile, publishing renamed the directory away with the temporary inside it, lost
+    the other's output and failed with FileNotFoundError. The directory stays, holding the last writer's output."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with safe_output.atomic_dir(out, overwrite=True) as outer:
+        (outer / "outer.txt").write_text("outer")
+        with safe_output.atomic_dir(out, overwrite=True) as inner:
+            (inner / "inner.txt").write_text("inner")
+        assert (out / "inner.txt").read_text() == "inner"
+    assert sorted(p.name for p in out.iterdir()) == [safe_output.MARKER, "outer.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -92,9 +92,8 @@ def make_dirs(path: str | Path) -> Path:
             if isinstance(err, PermissionError) or err.errno == errno.EROFS or _contains(cache_dir(), directory):
                 raise  # (the CLI says what to do of these, and of a $SATCLIP_CACHE that cannot be made)
             # (/proc/nope/m: "No such file or directory: '/proc/nope'", naming no output and no fix)
-            within = "" if directory == path else f", for {path},"
-            raise BadInputError(f"cannot create the folder {directory}{within} ({err.strerror}): give an output in "
-                                "another folder") from err  # fmt: skip
+            raise BadInputError(f"cannot create the folder {directory} ({err.strerror}): give an output in another "
+                                "folder") from err  # fmt: skip
         _CREATED.append(directory)
     return path
 
@@ -1141,8 +1140,8 @@ def publish(
     check_output(path, overwrite=overwrite, inputs=inputs, directory=directory, kind=kind,
                  writes=writes)  # nothing appeared meanwhile  # fmt: skip
     interrupts.hold_for(path)
-    if directory and _filled_in_place(path):
-        _fill(path, finished)
+    if directory and (_filled_in_place(path) or finished.parent == path):  # (built in it: :func:`atomic_dir`,
+        _fill(path, finished)  # whose user's empty directory another writer filled meanwhile: renaming it lost both)
     elif directory and path.exists():
         _take_permissions(path, finished)
         clean_stale(path, keep=finished)  # (an old directory a run killed here left, whole: gigabytes of it)
