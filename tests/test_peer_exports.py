@@ -21,6 +21,7 @@ from satclip.cli import main
 from satclip.errors import BadInputError
 from satclip.io import original, targets
 from satclip.io.convert import convert
+from satclip.io.peers import RSHF_NETWORK
 
 from . import peers
 from .conftest import REFERENCE, require
@@ -490,6 +491,20 @@ def test_a_directory_rshf_saved_loads_as_rshf_computes_it(tmp_path, points):
     assert satclip.load(tmp_path / "saved").posenc.harmonics_calculation == "analytic-original"
     written = convert(tmp_path / "saved", tmp_path / "native")  # (and converts, as any source)
     assert satclip.load(written).config == satclip.load(tmp_path / "saved").config
+
+
+def test_a_satclip_directory_in_rshfs_shapes_that_lost_its_config_is_not_read_as_rshfs(tmp_path):
+    """A native model in rshf's tensor layout (L = 40 'analytic') whose config.json a partial copy lost was read as an
+    rshf save ('analytic-original', 2e-3 off near the poles) without a word; satclip's marker says it is its own, so it
+    is refused as an incomplete satclip model, as before rshf's folders were read."""
+    torch.manual_seed(0)
+    encoder = satclip.LocationEncoder.from_config({"encoding": {"name": "sphericalharmonics", "legendre_polys": 40,
+                                                                "harmonics_calculation": "analytic"},
+                                                   "network": dict(RSHF_NETWORK)})  # fmt: skip
+    encoder.save(tmp_path / "native")
+    (tmp_path / "native" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="not a complete satclip model: it has model.safetensors but no"):
+        satclip.load(tmp_path / "native")
 
 
 def test_a_safetensors_directory_of_other_shapes_is_still_refused(tmp_path):

@@ -136,7 +136,8 @@ def _say_what_it_is_read_as(path: str | Path, legendre: int, basis_given: bool) 
     if legendre > basis.ANALYTIC_EXACT_BELOW and not basis_given:
         log.warning("%s; one saved from the original code or rangegeo (their 'analytic' polynomials differ from it "
                     "near the poles at L > %d) loads as it was with satclip.load(path, "
-                    "harmonics_calculation='analytic-original')", read_as, basis.ANALYTIC_EXACT_BELOW)  # fmt: skip
+                    "harmonics_calculation='analytic-original') (--harmonics analytic-original on the command line)",
+                    read_as, basis.ANALYTIC_EXACT_BELOW)  # fmt: skip
     width = legendre * legendre
     others = [name for name in names() if name != "sphericalharmonics" and create(name).embedding_dim == width]
     if others:
@@ -147,11 +148,14 @@ def _say_what_it_is_read_as(path: str | Path, legendre: int, basis_given: bool) 
 
 def is_rshf_save(path: str | Path) -> bool:
     """Whether ``path`` is a directory rshf's ``SatClip().save_pretrained`` wrote: ``model.safetensors`` holding
-    its fixed architecture's tensors (:data:`RSHF_SHAPES`, read from the header) and no ``config.json``."""
+    its fixed architecture's tensors (:data:`RSHF_SHAPES`, read from the header) and no ``config.json``; never one
+    satclip wrote (its marker: a native model that lost its config, whose basis rshf's is not, is refused as such)."""
+    from ..safe_output import MARKER
+
     path = Path(path)
     weights = path / native.WEIGHTS_FILE
-    return (path.is_dir() and not (path / native.CONFIG_FILE).exists() and weights.is_file()
-            and native.in_rshf_layout(weights))  # fmt: skip
+    return (path.is_dir() and not (path / native.CONFIG_FILE).exists() and not (path / MARKER).exists()
+            and weights.is_file() and native.in_rshf_layout(weights))  # fmt: skip
 
 
 def parts_from_rshf(path: str | Path) -> ModelParts:
