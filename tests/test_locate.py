@@ -904,3 +904,5 @@ def test_locate_names_its_model_and_image_arguments_and_takes_true_or_false_for_
             locate(model, image, within_footprint=value, grid_size=100)
     inside = locate(model, image, within_footprint=np.bool_(True), grid_size=100).candidates
     assert inside < locate(model, image, within_footprint=False, grid_size=100).candidates == 100
+    compiled = torch.compile(model)  # (a SatCLIP behind torch.compile's wrapper, which the check refused)
+    assert locate(compiled, image, within_footprint=True, grid_size=100).candidates == inside

@@ -296,7 +296,7 @@ def check_model(model, what: str = "locate") -> None:
     """Raise :class:`BadInputError` unless ``model`` is a :class:`~satclip.SatCLIP` (image and location encoder):
     the location encoder alone, what :func:`satclip.load` gives, failed as "'LocationEncoder' object has no
     attribute 'visual'". ``what``: the function the message names."""
-    if not isinstance(model, SatCLIP):
+    if not isinstance(getattr(model, "_orig_mod", model), SatCLIP):  # (torch.compile's wrapper: its _orig_mod)
         raise BadInputError(f"{what} takes a SatCLIP model from satclip.load_model(...), got a value of type "
                             f"{type(model).__name__} (satclip.load gives the location encoder alone)")  # fmt: skip
 
