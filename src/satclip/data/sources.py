@@ -122,7 +122,8 @@ def _check_revision(revision: str | None) -> None:
     """Raise :class:`BadInputError` where ``revision`` is a local path, not a branch, tag or commit: one written as a
     path (absolute, ``./``, ``../``, ``~``), or one with a separator that exists here. A local path is never sent to
     the hub (``--revision ./copy``, given for ``--from``, was asked of huggingface.co as a branch). A name such as
-    ``refs/pr/1`` or ``v1.0`` stays a revision, also where a folder of that name is here."""
+    ``refs/pr/1`` or ``v1.0`` stays a revision where no such path exists here, and one without a separator
+    (``main``) also where it does."""
     if revision is None:
         return
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())

@@ -139,7 +139,7 @@ class EvalConfig:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):  # fmt: skip
             raise BadInputError(f"EvalConfig: threads={self.threads!r} must be a number of threads, 1 or more, or None")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
             # ("two" failed as a TypeError when the pool was made, after the encoders were built; 0 ran sequentially)
             raise BadInputError(f"EvalConfig: workers={self.workers!r} must be a number of processes, 1 or more")
         check_flags(use_cache=self.use_cache)  # ("no" is true: the cache was used)
