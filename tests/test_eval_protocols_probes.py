@@ -309,6 +309,7 @@ def test_eval_options_that_are_true_or_false_refuse_other_values():
         with pytest.raises(BadInputError, match=rf"^{key} must be True or False, got 0$"):
             TaskOptions(**{key: 0})
     assert not EvalConfig(encoders="wrap", tasks="koppen", use_cache=False).use_cache
+    assert EvalConfig(encoders="wrap", tasks="koppen", workers=np.int64(2)).workers == 2  # (as seeds take them)
 
 
 
