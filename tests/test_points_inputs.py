@@ -48,3 +48,35 @@ def test_a_structured_array_is_read_by_its_field_names(encoder):
     with pytest.raises(BadInputError, match=r"^points is a structured array of fields 'latitude', 'lng', 'id': pass it "
                                             r"to satclip.embed\(points, model=…\)"):  # fmt: skip
         encoder.encode(points)
+
+
+#: values of the fields of the structured arrays below, by name
+FIELDS = {"lon": [13.4, 2.3], "lat": [52.5, 48.8], "id": [7, 8], "Latitude": [52.5, 48.8], "x": [0.0, 1.0],
+          "LONGITUDE": [13.4, 2.3], "t": [5.0, 6.0]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "lon", "lat"),
+    [(("id", "lon", "lat"), "lon", "lat"), (("lat", "lon"), "lon", "lat"),
+     (("Latitude", "x", "LONGITUDE", "id", "t"), "LONGITUDE", "Latitude")],
+)  # fmt: skip
+def test_encode_names_a_structured_arrays_own_lon_and_lat_fields(encoder, fields, lon, lat):
+    """encode's refusal said np.column_stack([points[FIRST], points[LAST]]) with lon first: the id field for ('id',
+    'lon', 'lat'), the latitude first for ('lat', 'lon'). It names the fields satclip.embed reads, by name, and
+    stacked so they are the points satclip.embed embeds."""
+    points = np.array(list(zip(*(FIELDS[name] for name in fields), strict=True)),
+                      dtype=[(name, "i8" if name == "id" else "f8") for name in fields])  # fmt: skip
+    with pytest.raises(BadInputError) as err:
+        encoder.encode(points)
+    assert str(err.value).endswith(f" or np.column_stack([points[{lon!r}], points[{lat!r}]]) (longitude first)")
+    stacked = np.column_stack([points[lon], points[lat]])
+    np.testing.assert_array_equal(stacked, [[13.4, 52.5], [2.3, 48.8]])
+    np.testing.assert_array_equal(encoder.encode(stacked).numpy(), satclip.embed(points, model=encoder))
+
+
+def test_encode_gives_field_placeholders_where_no_field_is_named_lon_or_lat(encoder):
+    points = np.array([(52.5, 13.4)], dtype=[("northing", "f8"), ("easting", "f8")])
+    with pytest.raises(BadInputError, match=r"^points is a structured array of fields 'northing', 'easting': .* or "
+                                            r"np.column_stack\(\[points\[LON_FIELD\], points\[LAT_FIELD\]\]\) with its "
+                                            r"longitude and latitude fields$"):  # fmt: skip
+        encoder.encode(points)

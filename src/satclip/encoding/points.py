@@ -257,9 +257,9 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
     names = getattr(getattr(points, "dtype", None), "names", None)
     if isinstance(points, np.ndarray) and names:  # (a structured array or recarray: "got [('lon', '<f8'), …]")
         raise BadInputError(
-            f"points is a structured array of fields {', '.join(map(repr, names[:4]))}: pass it to "
-            "satclip.embed(points, model=…), which finds the coordinate fields, or "
-            f"np.column_stack([points[{names[0]!r}], points[{names[-1]!r}]]) with lon first"
+            f"points is a structured array of fields {', '.join(map(repr, names[:4]))}"
+            f"{' …' if len(names) > 4 else ''}: pass it to satclip.embed(points, model=…), which finds the "
+            f"coordinate fields, or {_fields_stacked(names)}"
         )
     if type(points).__module__.startswith("shapely"):  # (a MultiPoint: shapely's NotImplementedError)
         raise BadInputError(
@@ -297,6 +297,18 @@ ROUNDING_DTYPES = {torch.float16: 0.125, torch.bfloat16: 1.0}
 
 def is_xarray_dataset(points) -> bool:
     return hasattr(points, "data_vars") and hasattr(points, "coords")
+
+
+def _fields_stacked(names) -> str:
+    """How to stack the longitude and latitude fields of a structured array with field ``names`` into (N, 2): the
+    fields satclip.embed would read (by name, as a table's columns), else placeholders for the user's."""
+    from ..embed.columns import ColumnError, detect_lonlat_columns  # (columns imports nothing of satclip's but errors)
+
+    try:
+        lon, lat = detect_lonlat_columns(list(names))
+    except ColumnError:
+        return "np.column_stack([points[LON_FIELD], points[LAT_FIELD]]) with its longitude and latitude fields"
+    return f"np.column_stack([points[{lon!r}], points[{lat!r}]]) (longitude first)"
 
 
 def labelled_axis(points) -> tuple[int, list[str]] | None:
