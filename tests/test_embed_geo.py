@@ -261,22 +261,52 @@ def test_points_outside_their_crs_area_are_named_so(model, caplog):
     assert "reprojecting 1 geometries from +proj=moll +lon_0=10" in caplog.text
 
 
-def test_points_that_proj_wraps_or_clamps_are_outside_their_crs_area(encoder):
+def test_points_that_proj_clamps_are_outside_their_crs_area_and_wrapped_ones_are_not(encoder):
     """Projected points outside their CRS's valid area that PROJ returned finite were embedded at other places without
-    a word: Web Mercator's x = 5e7 m (449°E) at 89.16°E, UTM 33N's (-1e7, 1e9) at (-53.0, 0.67). They are refused as
-    points that PROJ makes inf are, by index label; skip_invalid makes them NaN. Web Mercator's y = 1e8 m is a
-    Mercator point (89.99998°N, there and back exactly), embedded."""
-    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([5e7, -6e7, 1e6, 0.0], [0.0, 0.0, 1e6, 1e8]),
-                             crs="EPSG:3857", index=["wide", "west", "ok", "polar"])  # fmt: skip
-    with pytest.raises(InvalidPointsError, match=r"^index labels 'wide', 'west': outside the valid area of EPSG:3857 "):
+    a word: UTM 33N's (-1e7, 1e9) at (-53.0, 0.67), Web Mercator's y = 1e9 m at the pole (y = 2.4e8 m back), its
+    x = 1e20 m (floats 16 km apart) at 121°E. They are refused as points that PROJ makes inf are, by index label;
+    skip_invalid makes them NaN. Web Mercator's y = 1e8 m is a Mercator point (89.99998°N, there and back exactly),
+    embedded; so are x = 5e7 m and -6e7 m, whole turns around the cylinder (449°E is 89.16°E, 538.99°W 178.99°W:
+    they were refused as outside it)."""
+    turn = 2 * np.pi * 6378137.0  # (Web Mercator's x-period, metres)
+    xy = ([5e7, -6e7, 1e6, 0.0, 0.0, 1e20], [0.0, 0.0, 1e6, 1e8, 1e9, 0.0])
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy(*xy), crs="EPSG:3857",
+                             index=["wide", "west", "ok", "polar", "clamped", "huge"])  # fmt: skip
+    with pytest.raises(InvalidPointsError, match=r"^index labels 'clamped', 'huge': outside the valid area of EPSG"):
         satclip.embed(frame, encoder)
     embedded = satclip.embed(frame, encoder, skip_invalid=True)
-    assert np.isnan(embedded.loc[["wide", "west"]]).all(axis=None)
+    assert np.isnan(embedded.loc[["clamped", "huge"]]).all(axis=None)
     assert np.isfinite(embedded.loc[["ok", "polar"]]).all(axis=None)
+    wrapped = np.array([[(5e7 / turn * 360 + 180) % 360 - 180, 0.0], [(-6e7 / turn * 360 + 180) % 360 - 180, 0.0]])
+    np.testing.assert_allclose(wrapped, [[89.15764, 0.0], [-178.98917, 0.0]], atol=1e-5)
+    np.testing.assert_allclose(geo_lonlat(frame.loc[["wide", "west"]], note=False), wrapped, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(embedded.loc[["wide", "west"]], satclip.embed(wrapped, encoder), rtol=0, atol=1e-5)
     utm = gpd.GeoDataFrame(geometry=[shapely.Point(-1e7, 1e9), shapely.Point(5e5, 5e6)], crs="EPSG:32633")
     with pytest.raises(InvalidPointsError, match=r"^index labels 0: outside the valid area of EPSG:32633 ") as err:
         satclip.embed(utm, encoder)
     assert list(err.value.bad_rows) == [0]
+
+
+@pytest.mark.parametrize(
+    ("crs", "past"), [("EPSG:3857", 1.0), ("EPSG:3857", 5e4), ("EPSG:4087", 2e4), ("EPSG:6933", 1e3)]
+)
+def test_points_just_past_the_antimeridian_of_a_cylindrical_projection_are_embedded_wrapped(encoder, crs, past):
+    """Data crossing the dateline in a cylindrical projection has x a little past its edge (x of 180°): PROJ reads
+    them at the other edge, one turn (the x-period) round, and they were refused as outside the CRS's valid area (their
+    round trip misses by ~40,000 km). They are embedded at their wrapped longitudes, either side, at any latitude."""
+    from pyproj import Transformer
+
+    forward = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    edge, _ = forward.transform(180.0, 0.0)
+    lat = np.array([0.0, 40.0, -60.0, 80.0])
+    _, y = forward.transform(np.zeros_like(lat), lat)
+    x = np.repeat([edge + past, -edge - past], len(lat))
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, np.tile(y, 2)), crs=crs)
+    degrees = past / (2 * edge) * 360  # (x is linear in longitude)
+    wrapped = np.column_stack([np.repeat([-180 + degrees, 180 - degrees], len(lat)), np.tile(lat, 2)])
+    back = geo_lonlat(frame, refuse_lost=True, note=False)  # (6933's inverse iterates: lat to 1e-8°, 1 mm)
+    np.testing.assert_allclose(back, wrapped, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(satclip.embed(frame, encoder), satclip.embed(wrapped, encoder), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -306,7 +336,7 @@ def test_valid_projected_points_near_the_edges_are_embedded(encoder, crs, lon, l
 def test_dask_geopandas_points_outside_their_crs_area_are_named_so(encoder):
     """dask-geopandas partitions refuse such points as satclip.embed does (they were embedded at PROJ's places)."""
     dask_geopandas = pytest.importorskip("dask_geopandas")
-    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e6, 5e7], [1e6, 0.0]), crs="EPSG:3857", index=["ok", "far"])
+    frame = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1e6, 0.0], [1e6, 1e9]), crs="EPSG:3857", index=["ok", "far"])
     lazy = dask_geopandas.from_geopandas(frame, npartitions=1)
     with pytest.raises(InvalidPointsError, match=r"^partition 0: index labels 'far': outside the valid area of EPSG"):
         satclip.embed(lazy, model=encoder).compute(scheduler="sync")

@@ -175,15 +175,23 @@ def _xy(geometry) -> np.ndarray:
 
 #: metres by which a point's round trip through its CRS's projection (x, y → lon, lat → x, y) may miss it and the
 #: point still lie in the projection's valid area: valid points come back within micrometres (a transverse Mercator
-#: (UTM) to 0.3 m at 75° from its central meridian), points PROJ wrapped (a longitude beyond ±180°) or took past the
-#: far side of a transverse Mercator by kilometres or more
+#: (UTM) to 0.3 m at 75° from its central meridian), points PROJ clamped or took past the far side of a transverse
+#: Mercator by kilometres or more. A miss of whole turns of a cylindrical projection's x-period is no miss
+#: (:func:`outside_crs_area`).
 ROUND_TRIP_METRES = 1.0
+
+
 def outside_crs_area(crs, xy: np.ndarray) -> np.ndarray:
     """Rows of ``xy`` (``(N, 2)`` finite x, y in the CRS ``crs``) outside the valid area of its projection, which
-    PROJ wraps or clamps onto other places instead of refusing them: rows whose round trip through the projection
+    PROJ clamps or moves onto other places instead of refusing them: rows whose round trip through the projection
     (to its own geographic CRS and back: no datum shift) misses them by more than :data:`ROUND_TRIP_METRES`. A point
     the projection maps there and back exactly is valid, also beyond its CRS's area of use (Web Mercator's
-    y = 1e8 m is 89.99998°N: a Mercator point near the pole, not an error). None for a geographic CRS, or one
+    y = 1e8 m is 89.99998°N: a Mercator point near the pole, not an error). So is one that comes back whole turns of
+    the projection's x-period away (:func:`_x_period`) and otherwise within the tolerance: a point past the
+    antimeridian of a cylindrical projection (Web Mercator's x = 20037508.34 m + 1 m, data crossing the dateline),
+    which PROJ reads as its longitude wrapped into [-180°, 180°] (the other edge), as it does several turns out
+    (x = 5e7 m is 449°E, 89.16°E), as far as x holds a point to the tolerance (below about 9e15 m: x = 1e20 m,
+    whose neighbouring floats are 16 km apart, names no place and is refused). None for a geographic CRS, or one
     that is not pyproj's (duck-typed: no ``is_projected``)."""
     bad = np.zeros(len(xy), dtype=bool)
     if not getattr(crs, "is_projected", False) or not len(xy):  # (a CRS that is no pyproj CRS says nothing)
@@ -193,8 +201,30 @@ def outside_crs_area(crs, xy: np.ndarray) -> np.ndarray:
     to_lonlat = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
     lon, lat = to_lonlat.transform(xy[:, 0], xy[:, 1])
     x, y = to_lonlat.transform(lon, lat, direction="INVERSE")
-    with np.errstate(invalid="ignore"):
-        return ~(np.hypot(x - xy[:, 0], y - xy[:, 1]) * crs.axis_info[0].unit_conversion_factor <= ROUND_TRIP_METRES)
+    dx, dy, metres = x - xy[:, 0], y - xy[:, 1], crs.axis_info[0].unit_conversion_factor
+    with np.errstate(all="ignore"):  # (NaN misses, a zero or NaN period: refused)
+        bad = ~(np.hypot(dx, dy) * metres <= ROUND_TRIP_METRES)
+        if bad.any():
+            period = _x_period(crs, to_lonlat)
+            turns = np.round(dx[bad] / period)
+            wrapped = (turns != 0) & (np.hypot(dx[bad] - turns * period, dy[bad]) * metres <= ROUND_TRIP_METRES)
+            wrapped &= np.spacing(np.abs(xy[bad, 0])) * metres <= ROUND_TRIP_METRES  # (x = 1e20 m: no place)
+            bad[np.flatnonzero(bad)[wrapped]] = False
+    return bad
+
+
+def _x_period(crs, to_lonlat) -> float:
+    """The distance in x (the CRS's units) of one turn (360°) around the equator of the projection ``to_lonlat``
+    (x, y → lon, lat) of ``crs``, from the x of 179.9° either side of its central meridian: exact for a cylindrical
+    projection, whose x is linear in longitude. (For another projection a miss of whole turns of it is no more
+    than chance: a transverse Mercator's far side is still refused.)"""
+    import warnings
+
+    with warnings.catch_warnings():  # (pyproj: "You will likely lose important projection information …")
+        warnings.simplefilter("ignore", UserWarning)
+        lon0 = float(crs.to_dict().get("lon_0", 0.0))
+    (west, east), _ = to_lonlat.transform([lon0 - 179.9, lon0 + 179.9], [0.0, 0.0], direction="INVERSE")
+    return abs(east - west) * 360 / 359.8
 
 
 def _named_rows(obj, rows: np.ndarray, index_labels: bool, first_row: int) -> str:
