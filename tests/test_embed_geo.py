@@ -251,9 +251,9 @@ def test_points_outside_their_crs_area_are_named_so(model, caplog):
     with pytest.raises(InvalidPointsError) as err:
         satclip.embed(frame, encoder)
     assert str(err.value) == (
-        "index labels 'far': outside the valid area of ESRI:54009 (reprojected to EPSG:4326 they come out inf/NaN, or "
-        "wrapped onto other places): check the points and their CRS, or drop those rows (skip_invalid=True embeds them "
-        "as NaN)")  # fmt: skip
+        "index labels 'far': outside the valid area of ESRI:54009 (reprojecting to EPSG:4326 gives inf/NaN, or a place "
+        "that does not project back to them): check the points and their CRS, or drop those rows (skip_invalid=True "
+        "embeds them as NaN)")  # fmt: skip
     embedded = satclip.embed(frame, encoder, skip_invalid=True)
     assert np.isnan(embedded.loc["far"]).all() and np.isfinite(embedded.loc["ok"]).all()
     with caplog.at_level(logging.INFO, logger="satclip"):

@@ -161,8 +161,8 @@ def geo_lonlat(
 
             raise InvalidPointsError(
                 f"{_named_rows(obj, lost, index_labels, first_row)}: outside the valid area of {crs_name(crs)} "
-                "(reprojected to EPSG:4326 they come out inf/NaN, or wrapped onto other places): check the points and "
-                "their CRS, or drop those rows (skip_invalid=True embeds them as NaN)",
+                "(reprojecting to EPSG:4326 gives inf/NaN, or a place that does not project back to them): check the "
+                "points and their CRS, or drop those rows (skip_invalid=True embeds them as NaN)",
                 np.flatnonzero(lost) + first_row)  # fmt: skip
         lonlat[lost] = np.nan  # (invalid points: refused or skipped as such, never embedded where PROJ put them)
     return onto_bounds(lonlat, reprojected)
