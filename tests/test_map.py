@@ -14,7 +14,7 @@ import torch
 import satclip
 from satclip.cli import main
 from satclip.embed.maps import make_grid
-from satclip.errors import EXIT_INTERRUPTED
+from satclip.errors import EXIT_INTERRUPTED, EXIT_RUNTIME
 from satclip.io.native import write_native
 
 from .conftest import FLOAT32_REASSOCIATION, REFERENCE, one_error_line, require
@@ -209,6 +209,45 @@ def test_a_killed_map_resumes_in_the_precision_auto_chose_when_it_started(tmp_pa
     assert recorded[0]["reason"] == "the precision the unfinished run started with (bf16)"
     assert main([*argv[:-1], "float32", "-o", str(tmp_path / "other.tif")]) == 2
     assert "precision" in capsys.readouterr().err and (tmp_path / "other.tif.partial").is_dir()
+
+
+def test_a_killed_map_resumes_in_its_precision_without_naming_it_and_an_older_float32_field_is_named(
+    tmp_path, model, monkeypatch, capsys
+):
+    """The rerun with the same arguments of a map started in another precision than the default (an older satclip's
+    default "auto", or --precision float64 left out on the rerun) was refused as another job's once maps defaulted to
+    float32: it resumes in the precision it started with. A float64 map's field an older satclip kept in float32 was
+    called "damaged"; it is named as an older satclip's, with --restart."""
+    xr = pytest.importorskip("xarray")
+    from satclip.embed import maps
+
+    monkeypatch.delenv("SATCLIP_PRECISION", raising=False)
+    monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)
+    real_embed, calls = maps.embed_lonlat, []
+
+    def killed_after_two_blocks(encoder, points, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_embed(encoder, points, **kwargs)
+
+    argv = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX, "--all", "-o"]
+    monkeypatch.setattr(maps, "embed_lonlat", killed_after_two_blocks)
+    for name in ("m.zarr", "old.zarr"):
+        calls.clear()
+        assert main([*argv, str(tmp_path / name), "--precision", "float64"]) == EXIT_INTERRUPTED
+    monkeypatch.setattr(maps, "embed_lonlat", real_embed)
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "m.zarr")]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert xr.open_zarr(tmp_path / "m.zarr")["embedding"].dtype == np.float64
+    field = tmp_path / "old.zarr.partial" / "field.npy"
+    older = np.load(field, mmap_mode="r").astype(np.float32)  # (as an older satclip kept a float64 map's field)
+    np.save(field, older)
+    assert main([*argv, str(tmp_path / "old.zarr"), "--precision", "float64"]) == EXIT_RUNTIME
+    err = capsys.readouterr().err
+    assert "holds float32 values: an older satclip started it, which kept a float64 map's values in float32" in err
+    assert "pass --restart" in err and "damaged" not in err
 
 
 def test_zarr_is_xarray_shaped_and_land_only(tmp_path, model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from . import precision_option
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from ..embed.maps import check_map_output_early, check_size, make_grid, map_format, render_map
     from ..errors import BadInputError
     from ..io.resolve import local_model_files
-    from ..models.precision import default_as, evaluation_precision
+    from ..models.precision import default_as
     from ..terminal import progress_bar
     grid = make_grid(args.resolution, tuple(args.bbox) if args.bbox else None)
     output_format = map_format(args.output, args.format)
@@ -144,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
     # its model (the first took the lock then), or wrote OUT after the first if the two loaded alike
     interrupts.final_output(args.output)
     with safe_output.exclusive(args.output, reentrant=True):
-        # float32 unless --precision or $SATCLIP_PRECISION says otherwise, as satclip evaluate: "auto" chose bf16,
-        # whose rounding (~4e-3) washed out the variation between the neighbouring cells of a fine map
-        with default_as(evaluation_precision()):
+        with default_as(_default_precision(args)):
             encoder = precision_option.load_encoder(args)
         if args.engine == "dask":
             from ..embed.xarray import write_map_zarr
@@ -170,3 +169,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({grid.height} × {grid.width} cells at {args.resolution}°, "
           f"precision {precision_option.describe(encoder)})")  # fmt: skip
     return 0
+
+
+def _default_precision(args: argparse.Namespace) -> str:
+    """The precision a map computes in where --precision and --dtype name none: float32 unless $SATCLIP_PRECISION says
+    otherwise, as for satclip evaluate ("auto" chose bf16, whose rounding, ~4e-3, washed out the variation between the
+    neighbouring cells of a fine map); an unfinished run of this map (not --restart) resumes in the precision it
+    started with (one an older satclip started under its default, "auto", was refused as another job's)."""
+    from ..embed.job import recorded, work_dir
+    from ..models.precision import ENV, PRECISIONS, evaluation_precision
+
+    resuming = not args.restart and not os.environ.get(ENV)
+    started = recorded(work_dir(Path(args.output)), "model", "precision") if resuming else None
+    return started if started in PRECISIONS else evaluation_precision()

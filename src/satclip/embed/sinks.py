@@ -151,6 +151,9 @@ def check_work_array(path: Path, shape: tuple[int, ...], dtype, what: str) -> No
         raise unusable_work(path, what, "is missing") from None
     except (OSError, ValueError) as err:  # a directory, no .npy header
         raise unusable_work(path, what, f"is damaged (not the .npy file satclip writes: {err})") from None
+    if (tuple(stored), stored_dtype, fortran) == (tuple(shape), np.dtype("float32"), False) and dtype == np.float64:
+        raise unusable_work(path, what, "holds float32 values: an older satclip started it, which kept a float64 "
+                                        "map's values in float32, and it cannot be finished in float64")  # fmt: skip
     if tuple(stored) != tuple(shape) or stored_dtype != dtype or fortran:
         raise unusable_work(path, what, f"is damaged (it holds a {tuple(stored)} {stored_dtype} array, not the "
                                         f"job's {tuple(shape)} {dtype})")  # fmt: skip
