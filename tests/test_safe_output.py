@@ -1191,3 +1191,17 @@ def test_a_users_empty_directory_filled_by_another_writer_meanwhile_keeps_the_la
         assert (out / "inner.txt").read_text() == "inner"
     assert sorted(p.name for p in out.iterdir()) == [safe_output.MARKER, "outer.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_output_folder_that_cannot_be_made_is_named_also_without_a_home_directory(monkeypatch):
+    """Where no cache can be named (no $HOME, no $SATCLIP_CACHE), make_dirs' check whether the folder is the cache's
+    raised that SatclipError instead of naming the folder it could not make."""
+    from satclip import paths
+
+    def no_home(*parts):
+        raise SatclipError("satclip keeps its cache in ~/.cache/satclip, but ~ names no home directory here")
+
+    monkeypatch.setattr(paths, "cache_dir", no_home)
+    monkeypatch.setattr(safe_output, "cache_dir", no_home)
+    with pytest.raises(BadInputError, match=r"^cannot create the folder /proc/nope \(No such file or directory\)"):
+        safe_output.make_dirs("/proc/nope/m")

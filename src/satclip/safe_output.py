@@ -89,7 +89,7 @@ def make_dirs(path: str | Path) -> Path:
         try:
             directory.mkdir(exist_ok=True)
         except OSError as err:
-            if isinstance(err, PermissionError) or err.errno == errno.EROFS or _contains(cache_dir(), directory):
+            if isinstance(err, PermissionError) or err.errno == errno.EROFS or in_cache(directory):
                 raise  # (the CLI says what to do of these, and of a $SATCLIP_CACHE that cannot be made)
             # (/proc/nope/m: "No such file or directory: '/proc/nope'", naming no output and no fix)
             raise BadInputError(f"cannot create the folder {directory} ({err.strerror}): give an output in another "
