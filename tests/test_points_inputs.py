@@ -60,15 +60,16 @@ FIELDS = {"lon": [13.4, 2.3], "lat": [52.5, 48.8], "id": [7, 8], "Latitude": [52
     [(("id", "lon", "lat"), "lon", "lat"), (("lat", "lon"), "lon", "lat"),
      (("Latitude", "x", "LONGITUDE", "id", "t"), "LONGITUDE", "Latitude")],
 )  # fmt: skip
-def test_encode_names_a_structured_arrays_own_lon_and_lat_fields(encoder, fields, lon, lat):
+def test_encode_never_names_the_wrong_fields_of_a_structured_array(encoder, fields, lon, lat):
     """encode's refusal said np.column_stack([points[FIRST], points[LAST]]) with lon first: the id field for ('id',
-    'lon', 'lat'), the latitude first for ('lat', 'lon'). It names the fields satclip.embed reads, by name, and
-    stacked so they are the points satclip.embed embeds."""
+    'lon', 'lat'), the latitude first for ('lat', 'lon'). It points to satclip.embed, which reads the fields by name,
+    and stacks placeholders, which the user's longitude and latitude fields fill."""
     points = np.array(list(zip(*(FIELDS[name] for name in fields), strict=True)),
                       dtype=[(name, "i8" if name == "id" else "f8") for name in fields])  # fmt: skip
     with pytest.raises(BadInputError) as err:
         encoder.encode(points)
-    assert str(err.value).endswith(f" or np.column_stack([points[{lon!r}], points[{lat!r}]]) (longitude first)")
+    assert str(err.value).endswith(" or np.column_stack([points[LON_FIELD], points[LAT_FIELD]]) with its longitude "
+                                   "and latitude fields")  # fmt: skip
     stacked = np.column_stack([points[lon], points[lat]])
     np.testing.assert_array_equal(stacked, [[13.4, 52.5], [2.3, 48.8]])
     np.testing.assert_array_equal(encoder.encode(stacked).numpy(), satclip.embed(points, model=encoder))

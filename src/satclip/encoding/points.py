@@ -259,7 +259,8 @@ def coordinate_tensor(points, *, device=None) -> torch.Tensor:
         raise BadInputError(
             f"points is a structured array of fields {', '.join(map(repr, names[:4]))}"
             f"{' …' if len(names) > 4 else ''}: pass it to satclip.embed(points, model=…), which finds the "
-            f"coordinate fields, or {_fields_stacked(names)}"
+            "coordinate fields by name, or np.column_stack([points[LON_FIELD], points[LAT_FIELD]]) with its longitude "
+            "and latitude fields"
         )
     if type(points).__module__.startswith("shapely"):  # (a MultiPoint: shapely's NotImplementedError)
         raise BadInputError(
@@ -297,18 +298,6 @@ ROUNDING_DTYPES = {torch.float16: 0.125, torch.bfloat16: 1.0}
 
 def is_xarray_dataset(points) -> bool:
     return hasattr(points, "data_vars") and hasattr(points, "coords")
-
-
-def _fields_stacked(names) -> str:
-    """How to stack the longitude and latitude fields of a structured array with field ``names`` into (N, 2): the
-    fields satclip.embed would read (by name, as a table's columns), else placeholders for the user's."""
-    from ..embed.columns import ColumnError, detect_lonlat_columns  # (columns imports nothing of satclip's but errors)
-
-    try:
-        lon, lat = detect_lonlat_columns(list(names))
-    except ColumnError:
-        return "np.column_stack([points[LON_FIELD], points[LAT_FIELD]]) with its longitude and latitude fields"
-    return f"np.column_stack([points[{lon!r}], points[{lat!r}]]) (longitude first)"
 
 
 def labelled_axis(points) -> tuple[int, list[str]] | None:

@@ -28,7 +28,7 @@ from ..errors import BadInputError
 from ..safe_output import atomic_file, write_serialised
 from . import basis, native
 from .checks import check_weights
-from .parts import ModelParts, pack
+from .parts import ModelParts, pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def parts_from_rshf(path: str | Path) -> ModelParts:
                      "harmonics_calculation": "analytic-original"},
         "network": dict(RSHF_NETWORK),
     }  # fmt: skip
-    state = {key.removeprefix("location."): value for key, value in tensors.items()}
+    state, _, _ = unpack(tensors)  # (rshf's keys are the native layout's location.*)
     return ModelParts(config, state, provenance={"source": str(path), "format": "rshf"})
 
 
