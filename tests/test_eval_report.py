@@ -90,24 +90,26 @@ def test_standing_says_where_one_encoder_stands_task_by_task():
     assert standing(rows, "direct") == ("tied for best with `model` on era5-temperature; tied for best with "
                                         "`geoclip` on country; behind `model` on elevation (2nd of 2) and koppen "
                                         "(2nd of 2)")  # fmt: skip
-    # one fold per task (the quick demo): no spread, said first; accuracies (100 test points) within one test point
-    # of each other are level, MSEs not judged (they have no such unit)
+    # one fold per task (the quick demo): no spread, said after where the model stands (it came first, before it);
+    # accuracies (100 test points) within one test point of each other are tied, MSEs not judged (no such unit)
     one = [{**row, "n_test": 100} for row in rows if row["seed"] == 1]
     one += [{**row, "task": "landcover"} for row in one if row["task"] == "koppen" and row["encoder"] == runs]
     one += [{**row, "task": "landcover", "encoder": "direct"} for row in one if row["task"] == "landcover"]
-    assert standing(one, runs) == ("one fold, so accuracies within one test point are level and MSE differences are "
-                                   "not judged (elevation and era5-temperature): best on koppen; level for best with "
-                                   "`direct` on landcover; behind `direct` and `geoclip` on country (3rd of 3)")
+    assert standing(one, runs) == ("best on koppen; tied for best with `direct` on landcover; behind `direct` and "
+                                   "`geoclip` on country (3rd of 3) — one fold, so accuracies within one test point "
+                                   "count as tied and MSE differences are not judged (elevation and era5-temperature)")
     assert standing([{**row, "accuracy": float("nan")} for row in one if row["task"] == "country"], runs) \
         == "not scored on any task"
     assert standing([row for row in one if row["kind"] == "regression"], runs, subject="it") \
-        == "one fold, so MSE differences are not judged (elevation and era5-temperature): it is not ranked on any task"
+        == "it is not ranked on any task — one fold, so MSE differences are not judged (elevation and era5-temperature)"
 
 
 def test_standing_on_one_fold_calls_one_test_point_level():
     """The quick demo's line (one fold) said "behind `direct` and `geoclip` on country (tied 3rd of 5)" for 0.970
     against 0.980 on 99 test points, one point of difference, and "one fold per task, so no spread to judge ties by"
-    came last in a 500-character line."""
+    came last in a 500-character line. Where every encoder is tied for best, raw lon/lat among them, the line says
+    so (it was "level for best with `direct`, `geoclip` and 2 more on country", read as a win); and the quick demo's
+    words are the full demo's ("tied", not "level" and "joint 3rd")."""
     runs = "runs/demo/model"
 
     def country(correct: dict[str, int]) -> list[dict]:
@@ -117,16 +119,21 @@ def test_standing_on_one_fold_calls_one_test_point_level():
 
     rows = country({"direct": 97, "geoclip": 97, runs: 96, "sh-l10": 96, "bluemarble-l10": 96})
     assert standing(rows, runs, most=2, subject="the demo model (`model`)") == (
-        "one fold, so accuracies within one test point are level: the demo model (`model`) is level for best with "
-        "`direct`, `geoclip` and 2 more on country")  # fmt: skip
+        "the demo model (`model`) is tied for best with all 4 others on country (raw lon/lat `direct` included) — one "
+        "fold, so accuracies within one test point count as tied")  # fmt: skip
+    # without raw lon/lat, all the same: it is no win; two encoders alone are named
+    assert standing([r for r in rows if r["encoder"] != "direct"], runs) == (
+        "tied for best with all 3 others on country — one fold, so accuracies within one test point count as tied")
+    assert standing([r for r in rows if r["encoder"] in (runs, "direct")], runs) == (
+        "tied for best with `direct` on country — one fold, so accuracies within one test point count as tied")
     # two test points behind is behind, in the place the level rule gives it: behind only those more than one
     # point above, level with those within one (it was "behind `direct`, `geoclip` and `sh-l10` (4th of 5)", behind
     # sh-l10, one point above, in a line that calls one point level)
     rows = country({"direct": 97, "geoclip": 97, runs: 95, "sh-l10": 96, "bluemarble-l10": 94})
-    assert standing(rows, runs) == ("one fold, so accuracies within one test point are level: behind `direct` and "
-                                    "`geoclip` on country (joint 3rd of 5, level with `sh-l10` and `bluemarble-l10`)")
-    assert standing(rows, "direct") == ("one fold, so accuracies within one test point are level: level for best "
-                                        "with `geoclip` and `sh-l10` on country")  # fmt: skip
+    assert standing(rows, runs) == ("behind `direct` and `geoclip` on country (tied 3rd of 5 with `sh-l10` and "
+                                    "`bluemarble-l10`) — one fold, so accuracies within one test point count as tied")
+    assert standing(rows, "direct") == ("tied for best with `geoclip` and `sh-l10` on country — one fold, so "
+                                        "accuracies within one test point count as tied")  # fmt: skip
 
 
 def _quick_demo() -> tuple[list[dict], EvalConfig, list[Task]]:
@@ -167,9 +174,9 @@ def test_one_fold_is_judged_by_one_rule_in_the_reading_the_tables_and_the_result
                                                                                         "0.691"]  # fmt: skip
     assert [cells[e][2] for e in cells] == ["*0.970*", "*0.970*", "*0.980*", "*0.970*", "*0.980*"]
     assert standing(rows, "model") == (
-        "one fold, so accuracies within one test point are level and MSE differences are not judged "
-        "(era5-temperature): level for best with `direct`, `geoclip`, `bluemarble-l10` and `sh-l10` on country; "
-        "behind `geoclip` on koppen (joint 3rd of 5, level with `sh-l10`)")  # fmt: skip
+        "tied for best with all 4 others on country (raw lon/lat `direct` included); behind `geoclip` on koppen "
+        "(tied 3rd of 5 with `sh-l10`) — one fold, so accuracies within one test point count as tied and MSE "
+        "differences are not judged (era5-temperature)")  # fmt: skip
     # the printed tables star what results.md bolds (koppen's geoclip; they starred nothing on one fold)
     from satclip.eval.report import terminal_tables
 
@@ -186,7 +193,8 @@ def test_standing_says_a_shared_place_is_shared():
         "direct": (0.99, 0.0), "geoclip": (0.99, 0.0), runs: (0.9697, 0.0), "sh-l10": (0.9697, 0.0),
         "bluemarble-l10": (0.9697, 0.0),
     })  # fmt: skip
-    assert standing(rows, runs) == "behind `direct` and `geoclip` on country (tied 3rd of 5)"
+    assert standing(rows, runs) == "behind `direct` and `geoclip` on country (tied 3rd of 5 with `sh-l10` and " \
+        "`bluemarble-l10`)"
     assert standing(rows[:9], runs) == "behind `direct` and `geoclip` on country (3rd of 3)"  # (alone: no tie)
 
 
@@ -199,10 +207,11 @@ def test_standing_is_behind_only_those_that_score_better():
         "bluemarble-l10": (0.063, 0.004), "spherecplus": (0.072, 0.012), runs: (0.073, 0.005), THEORY: (0.073, 0.006),
         "sh-l10": (0.076, 0.010),
     })  # fmt: skip
-    assert standing(rows, runs) == "behind `bluemarble-l10` and `spherecplus` on era5-precipitation (tied 3rd of 5)"
+    assert standing(rows, runs) == ("behind `bluemarble-l10` and `spherecplus` on era5-precipitation (tied 3rd of 5 "
+                                    "with `theory`)")
     # the best's mean as shown, their spreads too small to overlap: level as shown, not behind no one
     rows = _rows("elevation", "regression", "mse", "r2", {"direct": (0.0701, 0.0001), runs: (0.0704, 0.0001)})
-    assert standing(rows, runs) == "level as shown for best with `direct` on elevation"
+    assert standing(rows, runs) == "tied as shown for best with `direct` on elevation"
 
 
 def test_rank_rule():
@@ -379,7 +388,8 @@ def test_standing_in_brief_names_at_most_two_encoders_a_group():
     many ties); in brief it names two of a group and how many more (the report keeps them all)."""
     runs = "runs/demo/model"
     others = {name: (0.80, 0.01) for name in ("direct", "wrap", "geoclip", "sh-l10")}
-    rows = _rows("country", "classification", "accuracy", "macro_f1", {runs: (0.80, 0.01), **others})
+    rows = _rows("country", "classification", "accuracy", "macro_f1",
+                 {runs: (0.80, 0.01), **others, "cartesian3d": (0.50, 0.01)})  # (not all tied: no "all 4 others")
     assert standing(rows, runs) == "tied for best with `direct`, `wrap`, `geoclip` and `sh-l10` on country"
     assert standing(rows, runs, most=2) == "tied for best with `direct`, `wrap` and 2 more on country"
     assert standing(rows, runs, most=3) == "tied for best with `direct`, `wrap`, `geoclip` and `sh-l10` on country"
@@ -392,7 +402,8 @@ def test_standing_in_brief_says_many_groups_of_ties_in_one_phrase():
     rows = []
     for i, task in enumerate(("a", "b", "c", "d")):
         others = {name: (0.80, 0.01) for name in ("direct", "wrap", "geoclip", "sh-l10")[: i + 1]}
-        rows += _rows(task, "classification", "accuracy", "macro_f1", {runs: (0.80, 0.01), **others})
+        rows += _rows(task, "classification", "accuracy", "macro_f1",
+                      {runs: (0.80, 0.01), **others, "cartesian3d": (0.50, 0.01)})  # fmt: skip
     assert standing(rows, runs, most=2) == "tied for best on a, b, c and d (with 1 to 4 others each)"
     assert standing(rows, runs).count("tied for best with") == 4  # (the report keeps every group)
 

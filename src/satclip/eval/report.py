@@ -424,15 +424,20 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     """One line on where ``encoder`` stands against the other encoders in ``rows``, task by task, on each task's
     primary metric under the first probe (as :func:`metric_table` ranks them): ``"best on a and b; tied for best
     with `x` on c; behind `y` and `z` on d (3rd of 5)"`` (behind those of the best and tied with it whose score
-    as shown beats its own, its rank by mean in brackets). With one fold per task there is no spread to judge ties
-    by, and the line says so first (``"one fold, so …: best on a; …"``): accuracies that differ by at most one test
-    point (1 / ``n_test``) are level, and differences of MSEs, which have no such unit, are not judged (0.970
-    against 0.980 on 99 test points was "behind `direct` and `geoclip`"), the rule of :func:`rank`; the place
-    follows it too: behind those more than one test point above, level with those within one (``"behind `x` on d
-    (joint 3rd of 5, level with `z`)"``). The display names are those of the tables
-    (:func:`display_names`). ``most``: name at most that many encoders in a group, then how many more, and with
-    more than ``most`` groups of ties, one phrase for them all (a terminal's line: with many ties it ran to 480
-    characters). ``subject``: the line is ``"<subject> is …"`` (after the one-fold caveat)."""
+    as shown beats its own, its rank by mean in brackets).
+
+    One vocabulary, whatever the number of folds: "tied" is :func:`rank`'s rule. With several folds that is ranges
+    that overlap (a place: means equal as shown, ``"tied 3rd of 5 with `z`"``); with one fold per task there is no
+    spread, so accuracies that differ by at most one test point (1 / ``n_test``) are tied, the place too (behind
+    those more than one test point above, tied with those within one), and differences of MSEs, which have no such
+    unit, are not judged (0.970 against 0.980 on 99 test points was "behind `direct` and `geoclip`"). The quick
+    demo said "level" and "joint 3rd" where the full one said "tied", and put that caveat first, before the model's
+    standing (a 480-character line); it now comes last: ``"… — one fold, so accuracies within one test point
+    count as tied and MSE differences are not judged (e)"``. Where every encoder, three or more, is tied for best
+    on a task, the line says so (``"tied for best with all 4 others on country (raw lon/lat `direct` included)"``):
+    it is no win. The display names are those of the tables (:func:`display_names`). ``most``: name at most that
+    many encoders or MSE tasks in a group, then how many more, and with more than ``most`` groups of ties, one
+    phrase for them all (a terminal's line). ``subject``: the line is ``"<subject> is …"``."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
     summary = summarise(rows)
     encoders = _ordered(r["encoder"] for r in rows)
@@ -440,6 +445,7 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     kinds = {r["task"]: r["kind"] for r in rows}
     units, folds = accuracy_units(rows), fold_scores(rows)
     best, tied, behind, level_unit, unjudged = [], defaultdict(list), defaultdict(list), [], {}
+    everyone = defaultdict(list)  # (others, raw lon/lat among them) -> tasks where every encoder is tied for best
     for t in kinds:
         metric = PRIMARY[kinds[t]][0]
         means = {e: summary.get((probe, variant, t, e), {}).get(metric) for e in encoders}
@@ -452,39 +458,38 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
         sign, own = (1 if HIGHER_IS_BETTER[metric] else -1), means[encoder][0]
         scored = {e: stat[0] for e, stat in means.items() if stat is not None and not math.isnan(stat[0])}
         leaders = list(ranking.tied or (ranking.best,))
-        if ranking.verdict == "level":  # one fold: a place is by the level rule (122 of 178 against 123 was "4th of
-            # 5" behind a 3rd it was level with); ahead of it, those more than one test point above
+        if ranking.verdict == "level":  # one fold: a place is by the one-test-point rule (122 of 178 against 123 was
+            # "4th of 5" behind a 3rd it was within one point of); ahead of it, those more than one test point above
             level_unit.append(t)
-            word, unit = "level for best", units[(probe, variant, t)]
+            unit = units[(probe, variant, t)]
             beats = {e: sign * (scored[e] - own) > unit for e in scored}
             peers = [e for e in scored if e != encoder and abs(scored[e] - own) <= unit]
         else:  # a place shared with an equal mean as the tables show it is said so: "3rd of 5" hid a three-way tie
-            word = "tied for best"
             beats = {e: sign * scored[e] > sign * own and _shown(scored[e]) != _shown(own) for e in scored}
             peers = [e for e in scored if e != encoder and _shown(scored[e]) == _shown(own)]
         others = tuple(f"`{names[e]}`" for e in leaders if e != encoder)
         if encoder in leaders and not others:
             best.append(t)
+        elif encoder in leaders and len(scored) > 2 and set(scored) <= set(leaders):  # (even raw lon/lat: no win)
+            everyone[len(scored) - 1, "direct" in scored].append(t)
         elif encoder in leaders:
-            tied[others, word].append(t)
+            tied[others, "tied for best"].append(t)
         else:  # behind the leaders that beat it: an encoder tied with the best by a wide spread can score worse
             # than it (0.076 ± 0.010 beside its 0.073 was one it was "behind")
             named = tuple(f"`{names[e]}`" for e in leaders if beats[e])
             if not named:  # (the best's mean as shown is its own, their spreads too small to overlap)
-                tied[others, "level as shown for best"].append(t)
+                tied[others, "tied as shown for best"].append(t)
                 continue
             place = f"{_ordinal(sum(beats.values()) + 1)} of {len(scored)}"
-            if peers and ranking.verdict == "level":
-                place = f"joint {place}, level with {_join([f'`{names[e]}`' for e in peers], most)}"
-            elif peers:
-                place = f"tied {place}"
+            if peers:
+                place = f"tied {place} with {_join([f'`{names[e]}`' for e in peers], most)}"
             behind[named].append(f"{t} ({place})")
-    said = ["accuracies within one test point are level"] if level_unit else []
+    said = ["accuracies within one test point count as tied"] if level_unit else []
     if unjudged:
-        said.append(f"{_join(list(unjudged))} differences are not judged "
-                    f"({_join([t for ts in unjudged.values() for t in ts])})")  # fmt: skip
+        mse = [t for ts in unjudged.values() for t in ts]
+        said.append(f"{_join(list(unjudged))} differences are not judged ({_join(mse, most)})")
     caveat = f"one fold, so {' and '.join(said)}" if said else ""
-    if not (best or tied or behind):
+    if not (best or tied or behind or everyone):
         where = "not ranked on any task" if caveat else "not scored on any task"
     else:
         parts = [f"best on {_join(best)}"] if best else []
@@ -495,10 +500,12 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
             parts.append(f"{level} on {_join([t for ts in tied.values() for t in ts])} (with {others} others each)")
         else:
             parts += [f"{word} with {_join(e, most)} on {_join(ts)}" for (e, word), ts in tied.items()]
+        parts += [f"tied for best with all {n} others on {_join(ts)}" + (" (raw lon/lat `direct` included)" if raw
+                  else "") for (n, raw), ts in everyone.items()]  # fmt: skip
         parts += [f"behind {_join(e, most)} on {_join(ts)}" for e, ts in behind.items()]
         where = "; ".join(parts)
     where = where if subject is None else f"{subject} is {where}"
-    return f"{caveat}: {where}" if caveat else where
+    return f"{where} — {caveat}" if caveat else where
 
 
 #: what :func:`standing` calls a metric in its one-fold caveat
