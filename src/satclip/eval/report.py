@@ -26,7 +26,7 @@ from .. import safe_output
 from .cache import file_part
 from .encoders import existing_path
 from .metrics import PRIMARY
-from .runner import COLUMNS, FEW_TEST_POINTS, ROWS_FILE, EvalConfig, prediction_file
+from .runner import COLUMNS, EARLIER_RESULTS, FEW_TEST_POINTS, ROWS_FILE, EvalConfig, prediction_file
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -871,7 +871,7 @@ def _say_what_is_replaced(path: Path, rows: Sequence[dict]) -> None:
                 missing.append(f"{what} {', '.join(values[:5])}{', …' if len(values) > 5 else ''}")
         log.warning("%s held results of an earlier run: %d this report leaves out (%s), which stay in %s for a run "
                     "with their settings to reuse; results.csv and results.md now hold this run's only", path.parent,
-                    len(gone), "; ".join(missing) or "folds of this run", rows_file)  # fmt: skip
+                    len(gone), "; ".join(missing) or "folds of this run", rows_file, extra=EARLIER_RESULTS)  # fmt: skip
 
 
 def write_reports(

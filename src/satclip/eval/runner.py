@@ -33,6 +33,11 @@ from .tasks import names as task_names
 
 log = logging.getLogger(__name__)
 
+#: the ``extra`` of the warnings that an evaluation replaces, or leaves out of its report, an earlier run's results in
+#: its output folder: ``satclip evaluate`` shows them; ``satclip demo``, which does so whenever a run of other settings
+#: goes into the same folder, keeps them to its log (it says once, before its work, what it replaces)
+EARLIER_RESULTS = {"earlier_results": True}
+
 ROWS_FILE = "rows.jsonl"
 PREDICTIONS_DIR = "predictions"
 #: folds whose test predictions are kept for the residual maps: together, a seed's folds of these variants test
@@ -415,7 +420,7 @@ def _rewrite_rows(out: Path, current: dict[tuple, dict]) -> None:
         return
     if replaced:
         log.warning("%s: %d record(s) of folds this run evaluates anew are replaced, evaluated before with %s",
-                    path, len(replaced), _what_changed(replaced))  # fmt: skip
+                    path, len(replaced), _what_changed(replaced), extra=EARLIER_RESULTS)  # fmt: skip
     safe_output.write_bytes(path, b"".join(line + b"\n" for line in kept))
     _forget_predictions(out, [row for row, _ in replaced])
 

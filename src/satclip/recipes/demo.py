@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -150,6 +151,9 @@ def run_demo(
             model_dir = out / "model"
             # before the work, not after it (a model replaces only a model: safe_output.held_format)
             safe_output.check_output(model_dir, overwrite=True, directory=True, writes=MODEL_FORMAT)
+            note = _replaced_note(out, settings)
+            if note:
+                log.info("%s", note, extra=safe_output.RESUMED)
             run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
             log_file.open()
             return _run(out, model_dir, run_dir, settings, air_temperature, progress, on_result)
@@ -176,12 +180,15 @@ def _quiet(log_file: Path, progress: StageProgress, command: str) -> Iterator[_L
     """Send log records and Python warnings to ``log_file`` (from the yielded handler's ``open()`` on, the
     records before it held until then); only satclip's warnings and errors, and its notes of what this run takes
     over from an earlier one (records with ``extra=safe_output.RESUMED``), reach the console, printed above the
-    progress display. Restores every logger it touched. ``command``: what ran, for the log's header."""
+    progress display; an evaluation's warnings that it replaces an earlier run's results
+    (:data:`satclip.eval.runner.EARLIER_RESULTS`) go to the log only. Restores every logger it touched.
+    ``command``: what ran, for the log's header."""
     handler = _LogFile(log_file, command)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console = _ProgressHandler(progress)
     console.setLevel(logging.INFO)
-    console.addFilter(lambda record: record.levelno >= logging.WARNING or getattr(record, "resumed", False))
+    console.addFilter(lambda record: (record.levelno >= logging.WARNING or getattr(record, "resumed", False))
+                      and not getattr(record, "earlier_results", False))  # (the note of _replaced_note says it)
     ours = logging.getLogger("satclip")
     touched = [ours, logging.getLogger("py.warnings"), *(logging.getLogger(n) for n in _LIBRARY_LOGGERS)]
     saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in touched]
@@ -444,6 +451,31 @@ def training_dir_name(settings: DemoSettings) -> str:
     (a run of other settings, say ``--quick`` after the full demo, used to delete the earlier training)."""
     return (f"run-{settings.patches}-{settings.views}-e{settings.epochs}-b{settings.batch_size}-lr{settings.lr:g}"
             f"-s{settings.seed}")
+
+
+def _replaced_note(out: Path, settings: DemoSettings) -> str | None:
+    """The note, before the work, where ``out`` holds the model of a demo of other settings, which this run replaces
+    with its report (``--quick`` into the full demo's folder replaced them without a word, and its console ended with
+    two warnings on replaced evaluation records); None where it holds none or this setting's. The earlier setting is
+    read from the training its model records (``work/run-…``, :func:`training_dir_name`)."""
+    try:
+        config = json.loads((out / "model" / "config.json").read_text(encoding="utf-8"))
+        trained = Path(config["metadata"]["train_config"]["trainer"]["output_dir"]).name
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):  # (no model, or not one a demo wrote)
+        return None
+    epochs = re.fullmatch(r"run-\d+-\d+-e(\d+)-.*", trained)
+    if epochs is None or trained == training_dir_name(settings):
+        return None
+    epochs = int(epochs[1])
+    this = "this --quick run's" if is_quick(settings) else "this run's"
+    for kind, base, flag in (("the full demo", FULL, ""), ("the --quick demo", QUICK, " --quick")):
+        if trained == training_dir_name(replace(base, epochs=epochs)):
+            again = f"rerun with{flag}" if flag else "rerun without --quick"
+            again += (f" {'--epochs' if flag else 'and with --epochs'} {epochs}" if epochs != base.epochs else "")
+            return (f"replacing {kind}'s report and model in {out} with {this} (its training stays in "
+                    f"{out / 'work' / trained}: {again} to get them back)")  # fmt: skip
+    return (f"replacing the report and model of an earlier demo run with other settings in {out} with {this} (its "
+            f"training stays in {out / 'work' / trained}: a rerun with its settings gets them back)")  # fmt: skip
 
 
 def _check_not_in_cache(out: Path) -> None:
