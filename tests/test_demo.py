@@ -117,15 +117,18 @@ def test_demo_end_to_end_tiny(tmp_path):
     snippet = re.search(r"load with `satclip\.load\((.*?)\)`", text)[1]  # (a Python literal, quotes escaped)
     assert ast.literal_eval(snippet) == str(tmp_path / "demo" / "model")
     assert "trained by an earlier run" not in text
+    # what to do next, with this run's model (the report had no such section); "tied" said once for both demos
+    assert "## What next" in text and f"--model {tmp_path / 'demo' / 'model'}`" in text
+    assert text.count("*Tied* (in the result line above, for the full demo and `--quick` alike)") == 1
     # where the model stands, in one line on the console and atop the report (the run ended with "wrote
     # report.md"), naming every task once
     result = [line for line in lines if line.startswith("result: ")]
-    # (one fold: that said first, before the model's place)
-    assert len(result) == 1 and re.match(r"result: one fold, so [^:]*: the demo model \(`model`\) is ", result[0])
-    said = f" (primary metric: MSE ↓ for regression, accuracy ↑ for classification, MLP probe; the tables: {report})"
-    assert result[0].endswith(said)
-    outcome = result[0].removeprefix("result: ").removesuffix(said)
-    assert f"**Result**: {outcome} (primary metric: MSE" in text
+    # (the model's place first, the one-fold caveat after it: it came first, in a 480-character line); on the
+    # console the gist and where the details are, the report naming every task once
+    assert len(result) == 1 and result[0].startswith("result: the demo model is "), result
+    assert " — one fold, so " in result[0] and result[0].endswith(f". Details: {report}")
+    outcome = re.search(r"\*\*Result\*\*: (the demo model \(`model`\) is .*) \(primary metric: MSE", text)[1]
+    assert outcome.endswith(")") and " — one fold, so " in outcome  # (its MSE tasks named: not judged)
     assert all(len(re.findall(rf"(?<![\w-]){task}(?![\w-])", outcome)) == 1 for task in settings.tasks), outcome
 
     # the same command again: nothing is trained again, and the report says whose epochs those are (its stage
@@ -328,12 +331,11 @@ def test_the_command_ends_with_the_result_line_on_stdout(tmp_path, monkeypatch, 
     assert "auto" not in asked and "float32" in asked, asked
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
-    assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: one fold, so "), out
-    assert ": the demo model (`model`) is " in lines[-1], out
+    assert lines[-2].startswith("wrote ") and lines[-1].startswith("result: the demo model is "), out
+    assert lines[-1].endswith(f". Details: {tmp_path / 'demo' / 'report.md'}"), out
     assert "result: " not in err
-    outcome = lines[-1].removeprefix("result: ").split(" (primary metric")[0]
     report = (tmp_path / "demo" / "report.md").read_text()
-    assert f"**Result**: {outcome} (" in report
+    assert "**Result**: the demo model (`model`) is " in report
     # for a newcomer: what a probe and the protocol are, that this was the quick demo, and the test-set sizes to
     # judge a difference by (n_test was in eval/results.csv only)
     assert "A probe is a small model trained on each encoder's frozen embeddings" in report
@@ -422,7 +424,7 @@ def test_a_rerun_that_reuses_every_fold_keeps_the_evaluations_time(tmp_path, mon
     assert json.loads((out / "timings.json").read_text())["evaluation"] == first
     assert f"evaluation {first:.0f} s (an earlier run's: reused)" in report
     assert len((out / "eval" / "rows.jsonl").read_text().splitlines()) == 12
-    assert ": the demo model (`model`) is " in shown.getvalue()
+    assert "result: the demo model is " in shown.getvalue()
     assert f"| `model` | `{out / 'model'}` | a model loaded from this path |" in report  # (its spec: the path)
 
 

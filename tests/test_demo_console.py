@@ -86,3 +86,39 @@ def test_the_evaluations_notes_of_earlier_results_go_to_the_demo_log_only(tmp_pa
     logged = (tmp_path / "demo.log").read_text()
     assert "30 record(s) of folds this run evaluates anew are replaced" in logged and "17 points" in logged
 
+
+def test_the_report_says_what_next(tmp_path):
+    """The report ended with its tables and settings: nothing on what to do with the trained model."""
+    model, out = tmp_path / "my demo" / "model", tmp_path / "my demo"
+    quick = "\n".join(demo._what_next(QUICK, model, out))
+    assert quick.startswith("## What next\n")
+    assert f"`satclip embed points.csv -o embeddings.parquet --model '{model}'`" in quick
+    assert f"`satclip evaluate --encoders '{model}',sh-l10 --tasks koppen,landcover --protocol " in quick
+    assert f"`satclip demo --out '{out}'` replaces this report and model" in quick
+    assert "explained under *What ran* (pretraining)" in quick
+    assert "satclip demo --out" not in "\n".join(demo._what_next(FULL, model, out))  # (the full one ran)
+
+
+def test_the_command_shows_a_line_before_its_imports(tmp_path, monkeypatch, capsys):
+    """Nothing appeared for the first 3-5 s of `satclip demo` (importing torch and the demo's libraries) on a
+    terminal; elsewhere (captured, a log) a refused run's stderr stays its one error line."""
+    import inspect
+    import sys
+
+    from satclip import terminal
+    from satclip.cli import demo as command
+    from satclip.cli import main
+
+    seen = []
+
+    def run_demo(*args, **kwargs):
+        seen.append(capsys.readouterr().err)
+        return tmp_path / "report.md"
+
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+    for tty in (True, False):
+        monkeypatch.setattr(terminal, "redraws", lambda stream, tty=tty: tty and stream is sys.stderr)
+        assert main(["demo", "--quick", "--out", str(tmp_path / "unused")]) == 0
+    assert seen == ["satclip demo: starting …\n", ""]
+    source = inspect.getsource(command.run)  # (before the demo's module is imported: that took the seconds)
+    assert source.index('print("satclip demo: starting …"') < source.index("from ..recipes.demo import")

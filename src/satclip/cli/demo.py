@@ -42,8 +42,15 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import shlex
+    import sys
     from dataclasses import replace
 
+    from ..terminal import redraws
+
+    # first, before the imports (torch, the demo's libraries) that took 3-5 s with nothing shown; on a terminal,
+    # where someone waits for it (elsewhere a refused run's stderr stays its one error line)
+    if redraws(sys.stderr):
+        print("satclip demo: starting …", file=sys.stderr, flush=True)
     from ..recipes.demo import FULL, QUICK, run_demo
 
     settings = QUICK if args.quick else FULL

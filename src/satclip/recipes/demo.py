@@ -291,7 +291,7 @@ def _run(
     from ..data.bluemarble import build_bluemarble
     from ..embed.maps import render_map
     from ..eval.api import run_evaluation
-    from ..eval.report import METRIC_TITLES_SHORT
+    from ..eval.report import standing
     from ..eval.runner import EvalConfig
     from ..eval.tasks import TaskOptions
     from ..io.load import load
@@ -437,8 +437,9 @@ def _run(
         safe_output.write_text(path, _report(settings, result, evaluation, so_far, model_dir, out, earlier or 0,
                                              outcome, reused))  # fmt: skip
         log.info("result: %s", outcome)
-        brief = _outcome(evaluation, most=2)  # (the report names every encoder; a terminal line, two)
-        result_line = f"result: {brief} ({METRIC_TITLES_SHORT}, MLP probe; the tables: {path})"
+        # the gist (it was 480 characters): two encoders a group, no metric names; the report says it all
+        brief = standing(evaluation.rows, MODEL_NAME, most=2, subject="the demo model")
+        result_line = f"result: {brief}. Details: {path}"
         if on_result is None:
             progress.write(result_line)
     if on_result is not None:
@@ -489,12 +490,11 @@ def _check_not_in_cache(out: Path) -> None:
                             "to reuse and may be deleted to reclaim space: choose a folder of your own")  # fmt: skip
 
 
-def _outcome(evaluation, most: int | None = None) -> str:
-    """The demo's result in one line: where its model stands against the other encoders, task by task (``most``:
-    as :func:`satclip.eval.report.standing`)."""
+def _outcome(evaluation) -> str:
+    """The demo's result in one line: where its model stands against the other encoders, task by task."""
     from ..eval.report import standing
 
-    return standing(evaluation.rows, MODEL_NAME, most=most, subject=f"the demo model (`{_short_name(evaluation)}`)")
+    return standing(evaluation.rows, MODEL_NAME, subject=f"the demo model (`{_short_name(evaluation)}`)")
 
 
 def _short_name(evaluation) -> str:
@@ -752,6 +752,30 @@ def _earlier_timings(path: Path) -> dict[str, dict[str, float]]:
             for key, times in earlier.items() if isinstance(times, dict)}  # fmt: skip
 
 
+def _what_next(settings: DemoSettings, model_dir: Path, out: Path) -> list[str]:
+    """The report's *What next* section (it had none): the commands that use the trained model, each tried on a
+    ``--quick`` run's output, and the full demo after ``--quick``."""
+    import shlex
+
+    model, here = shlex.quote(str(model_dir)), shlex.quote(str(out))
+    lines = [
+        "## What next", "",
+        "- embed points of your own with the trained model (a CSV with `lon` and `lat` columns, in degrees): "
+        f"`satclip embed points.csv -o embeddings.parquet --model {model}`",
+        "- evaluate it further: against other encoders, under another protocol (here `random`), or on a task of "
+        f"your own: `satclip evaluate --encoders {model},sh-l10 --tasks koppen,landcover --protocol "
+        "holdout-continent --offline --out more-eval`, or `satclip evaluate --encoders "
+        f"{model} --task-file points.csv --target-col yield --out my-eval` (`satclip evaluate --help`)",
+    ]  # fmt: skip
+    if is_quick(settings):
+        lines.append(f"- run the full demo (about 7 minutes on 2 cores; 3 seeds, so ties are judged by their spread): "
+                     f"`satclip demo --out {here}` replaces this report and model with its own (this run's training "
+                     "stays in `work/`)")  # fmt: skip
+    lines.append("- the training curve (`training.png`) and its contrastive accuracies are explained under *What "
+                 "ran* (pretraining)")
+    return [*lines, ""]
+
+
 def _report(
     settings, result, evaluation, timings, model_dir: Path, out: Path, earlier_epochs: int, outcome: str,
     reused: dict[str, str] | None = None,
@@ -771,6 +795,11 @@ def _report(
         "contrastive pretraining of an L = 10 spherical-harmonics SIREN location encoder → downstream probes.",
         "",
         f"**Result**: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables under *Results* below).",
+        "",
+        "*Tied* (in the result line above, for the full demo and `--quick` alike) means the scores cannot be told "
+        "apart: with several seeds, mean ± std ranges that overlap (a place: the same mean as shown); with one seed "
+        "(`--quick`), accuracies within one test point of each other, which the tables below call *level*, while MSE "
+        "differences, which have no such unit, are not judged.",
         "",
         "## What ran",
         "",
@@ -829,6 +858,7 @@ def _report(
         "",
         ("\n" + results_md).replace("\n# ", "\n### ").replace("\n## ", "\n### ").strip(),
         "",
+        *_what_next(settings, model_dir, out),
         "## Settings",
         "",
         "```json",
