@@ -98,6 +98,7 @@ def test_standing_says_where_one_encoder_stands_task_by_task():
     assert standing(one, runs) == ("best on koppen; tied for best with `direct` on landcover; behind `direct` and "
                                    "`geoclip` on country (3rd of 3) — one fold, so accuracies within one test point "
                                    "count as tied and MSE differences are not judged (elevation and era5-temperature)")
+    assert standing(one, runs, most=1).endswith("MSE differences are not judged (on 2 tasks)")  # (brief: a count)
     assert standing([{**row, "accuracy": float("nan")} for row in one if row["task"] == "country"], runs) \
         == "not scored on any task"
     assert standing([row for row in one if row["kind"] == "regression"], runs, subject="it") \

@@ -436,8 +436,9 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     count as tied and MSE differences are not judged (e)"``. Where every encoder, three or more, is tied for best
     on a task, the line says so (``"tied for best with all 4 others on country (raw lon/lat `direct` included)"``):
     it is no win. The display names are those of the tables (:func:`display_names`). ``most``: name at most that
-    many encoders or MSE tasks in a group, then how many more, and with more than ``most`` groups of ties, one
-    phrase for them all (a terminal's line). ``subject``: the line is ``"<subject> is …"``."""
+    many encoders in a group, then how many more, more than ``most`` MSE tasks as a count, and with more than
+    ``most`` groups of ties, one phrase for them all (a terminal's line). ``subject``: the line is
+    ``"<subject> is …"``."""
     probe, variant = rows[0]["probe"], rows[0].get("variant", "")
     summary = summarise(rows)
     encoders = _ordered(r["encoder"] for r in rows)
@@ -487,7 +488,8 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
     said = ["accuracies within one test point count as tied"] if level_unit else []
     if unjudged:
         mse = [t for ts in unjudged.values() for t in ts]
-        said.append(f"{_join(list(unjudged))} differences are not judged ({_join(mse, most)})")
+        which = f"on {len(mse)} tasks" if most is not None and len(mse) > most else _join(mse)  # (brief: a count)
+        said.append(f"{_join(list(unjudged))} differences are not judged ({which})")
     caveat = f"one fold, so {' and '.join(said)}" if said else ""
     if not (best or tied or behind or everyone):
         where = "not ranked on any task" if caveat else "not scored on any task"

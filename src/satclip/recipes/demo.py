@@ -763,7 +763,8 @@ def _what_next(settings: DemoSettings, model_dir: Path, out: Path) -> list[str]:
         "- embed points of your own with the trained model (a CSV with `lon` and `lat` columns, in degrees): "
         f"`satclip embed points.csv -o embeddings.parquet --model {model}`",
         "- evaluate it further: against other encoders, under another protocol (here `random`), or on a task of "
-        f"your own: `satclip evaluate --encoders {model},sh-l10 --tasks koppen,landcover --protocol "
+        "your own (a CSV of `lon`, `lat` and the target, here `yield`): "
+        f"`satclip evaluate --encoders {model},sh-l10 --tasks koppen,landcover --protocol "
         "holdout-continent --offline --out more-eval`, or `satclip evaluate --encoders "
         f"{model} --task-file points.csv --target-col yield --out my-eval` (`satclip evaluate --help`)",
     ]  # fmt: skip
