@@ -765,7 +765,8 @@ def _what_next(settings: DemoSettings, model_dir: Path, out: Path) -> list[str]:
         "- evaluate it further: against other encoders, under another protocol (here `random`), or on a task of "
         "your own (a CSV of `lon`, `lat` and the target, here `yield`): "
         f"`satclip evaluate --encoders {model},sh-l10 --tasks koppen,landcover --protocol "
-        "holdout-continent --offline --out more-eval`, or `satclip evaluate --encoders "
+        "holdout-continent --seeds 1 --offline --out more-eval` (a few minutes on 2 cores; each seed more adds as "
+        "much), or `satclip evaluate --encoders "
         f"{model} --task-file points.csv --target-col yield --out my-eval` (`satclip evaluate --help`)",
     ]  # fmt: skip
     if is_quick(settings):
