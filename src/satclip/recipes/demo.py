@@ -799,7 +799,8 @@ def _report(
         f"**Result**: {outcome} ({METRIC_TITLES_SHORT}, MLP probe; the tables under *Results* below).",
         "",
         "*Tied* (in the result line above, for the full demo and `--quick` alike) means the scores cannot be told "
-        "apart: with several seeds, mean ± std ranges that overlap (a place: the same mean as shown); with one seed "
+        "apart: with several seeds, their difference, paired seed by seed, is within its spread (std) over the seeds "
+        "(a place: the same mean as shown); with one seed "
         "(`--quick`), accuracies within one test point of each other, which the tables below call *level*, while MSE "
         "differences, which have no such unit, are not judged.",
         "",
