@@ -353,9 +353,8 @@ def test_an_unreachable_hub_fails_at_once_without_the_clients_retries(monkeypatc
         HubSource().list_files()
 
 
-def test_a_local_path_given_as_repo_is_never_sent_to_the_hub(tmp_path, monkeypatch, capsys):
-    """`--repo myrepos/s2`, an existing directory, was asked of the hub ("cannot list https://huggingface.co/
-    datasets/myrepos/s2"), and `--repo ./repo` met the hub client's own error, naming neither --repo nor --from."""
+def _no_network(monkeypatch) -> None:
+    """Any request to the hub, or any connection, fails the test."""
     import socket
 
     import huggingface_hub
@@ -366,6 +365,12 @@ def test_a_local_path_given_as_repo_is_never_sent_to_the_hub(tmp_path, monkeypat
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
+
+
+def test_a_local_path_given_as_repo_is_never_sent_to_the_hub(tmp_path, monkeypatch, capsys):
+    """`--repo myrepos/s2`, an existing directory, was asked of the hub ("cannot list https://huggingface.co/
+    datasets/myrepos/s2"), and `--repo ./repo` met the hub client's own error, naming neither --repo nor --from."""
+    _no_network(monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "myrepos" / "s2").mkdir(parents=True)
     (tmp_path / "notes").write_text("mine")
@@ -385,16 +390,7 @@ def test_a_local_path_given_as_revision_is_never_sent_to_the_hub(tmp_path, monke
     """`--revision /tmp/x/localrepo` (or `./localrepo`), given for --from, was asked of the hub as a branch
     (https://huggingface.co/datasets/torchgeo/s2-100k/tree//tmp/x/localrepo); names git takes stay revisions, also
     where a folder of that name is here."""
-    import socket
-
-    import huggingface_hub
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("a request was made")
-
-    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_tree", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
+    _no_network(monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "localrepo").mkdir()
     (tmp_path / "main").mkdir()  # a folder named as a branch: `--revision main` is still the branch

@@ -170,6 +170,19 @@ def test_a_killed_map_resumes_where_it_stopped(tmp_path, model, monkeypatch, cap
     assert main([*other, str(tmp_path / "other.tif"), "--restart"]) == 0
 
 
+def _killed_after(blocks: int, real_embed, calls: list):
+    """maps.embed_lonlat interrupted (KeyboardInterrupt) at its call after ``blocks`` calls; ``calls`` counts them
+    (cleared, it counts again)."""
+
+    def embed(encoder, points, **kwargs):
+        calls.append(1)
+        if len(calls) == blocks + 1:
+            raise KeyboardInterrupt
+        return real_embed(encoder, points, **kwargs)
+
+    return embed
+
+
 def test_a_killed_map_resumes_in_the_precision_auto_chose_when_it_started(tmp_path, model, monkeypatch, capsys):
     """"auto" times bf16 against float32 and can choose the other on the rerun of a killed map: the rerun was
     refused as "different model.precision … pass --restart", losing the work. It resumes in the recorded precision,
@@ -183,12 +196,7 @@ def test_a_killed_map_resumes_in_the_precision_auto_chose_when_it_started(tmp_pa
         calibrated[0], "auto", "calibrated (test)") if asked == "auto" else real_resolve(asked, encoder, device))
     monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)  # 30 grid rows: 8 blocks
     real_embed, calls = maps.embed_lonlat, []
-
-    def killed_after_two_blocks(encoder, points, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_embed(encoder, points, **kwargs)
+    killed_after_two_blocks = _killed_after(2, real_embed, calls)
 
     argv = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX, "--all", "--precision", "auto"]
     monkeypatch.setattr(maps, "embed_lonlat", killed_after_two_blocks)
@@ -224,12 +232,7 @@ def test_a_killed_map_resumes_in_its_precision_without_naming_it_and_an_older_fl
     monkeypatch.delenv("SATCLIP_PRECISION", raising=False)
     monkeypatch.setattr(maps, "default_block_rows", lambda grid: 4)
     real_embed, calls = maps.embed_lonlat, []
-
-    def killed_after_two_blocks(encoder, points, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_embed(encoder, points, **kwargs)
+    killed_after_two_blocks = _killed_after(2, real_embed, calls)
 
     argv = ["map", "--model", str(model), "--resolution", "1", "--bbox", *BBOX, "--all", "-o"]
     monkeypatch.setattr(maps, "embed_lonlat", killed_after_two_blocks)
