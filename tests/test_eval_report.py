@@ -127,6 +127,9 @@ def test_standing_on_one_fold_calls_one_test_point_level():
         "tied for best with all 3 others on country — one fold, so accuracies within one test point count as tied")
     assert standing([r for r in rows if r["encoder"] in (runs, "direct")], runs) == (
         "tied for best with `direct` on country — one fold, so accuracies within one test point count as tied")
+    # raw lon/lat itself as the subject is not among "the others"
+    assert standing(rows, "direct") == (
+        "tied for best with all 4 others on country — one fold, so accuracies within one test point count as tied")
     # two test points behind is behind, in the place the level rule gives it: behind only those more than one
     # point above, level with those within one (it was "behind `direct`, `geoclip` and `sh-l10` (4th of 5)", behind
     # sh-l10, one point above, in a line that calls one point level)

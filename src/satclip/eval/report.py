@@ -472,7 +472,7 @@ def standing(rows: Sequence[dict], encoder: str, *, most: int | None = None, sub
         if encoder in leaders and not others:
             best.append(t)
         elif encoder in leaders and len(scored) > 2 and set(scored) <= set(leaders):  # (even raw lon/lat: no win)
-            everyone[len(scored) - 1, "direct" in scored].append(t)
+            everyone[len(scored) - 1, "direct" in scored and encoder != "direct"].append(t)
         elif encoder in leaders:
             tied[others, "tied for best"].append(t)
         else:  # behind the leaders that beat it: an encoder tied with the best by a wide spread can score worse
