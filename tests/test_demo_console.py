@@ -40,16 +40,20 @@ def test_a_run_of_other_settings_says_first_what_it_replaces(tmp_path):
     work = out / "work" / training_dir_name(FULL)
     assert demo._replaced_note(out, QUICK) == (
         f"replacing the full demo's report and model in {out} with this --quick run's (its training stays in "
-        f"{work}: rerun without --quick to get them back)")  # fmt: skip
-    assert demo._replaced_note(out, replace(QUICK, epochs=2)) == (
-        f"replacing the full demo's report and model in {out} with this --quick run's (its training stays in "
-        f"{work}: rerun without --quick to get them back)")  # fmt: skip
+        f"{work}: `satclip demo --out {out}` gets them back)")  # fmt: skip
+    assert demo._replaced_note(out, replace(QUICK, epochs=2)) == demo._replaced_note(out, QUICK)
+    # only --epochs differs: the command that made it ("rerun without --quick" repeated this run as it was)
     earlier_demo(out, replace(FULL, epochs=3))
-    assert demo._replaced_note(out, FULL).endswith(": rerun without --quick and with --epochs 3 to get them back)")
+    assert demo._replaced_note(out, FULL) == (
+        f"replacing the 3-epoch full demo's report and model in {out} with this run's (its training stays in "
+        f"{out / 'work' / training_dir_name(replace(FULL, epochs=3))}: `satclip demo --epochs 3 --out {out}` gets "
+        "them back)")  # fmt: skip
     earlier_demo(out, QUICK)
     assert demo._replaced_note(out, FULL) == (
         f"replacing the --quick demo's report and model in {out} with this run's (its training stays in "
-        f"{out / 'work' / training_dir_name(QUICK)}: rerun with --quick to get them back)")  # fmt: skip
+        f"{out / 'work' / training_dir_name(QUICK)}: `satclip demo --quick --out {out}` gets them back)")  # fmt: skip
+    assert demo._replaced_note(out, replace(QUICK, epochs=2)).endswith(f"`satclip demo --quick --out {out}` gets "
+                                                                       "them back)")  # fmt: skip
     earlier_demo(out, replace(QUICK, lr=2e-3))
     assert demo._replaced_note(out, QUICK).startswith("replacing the report and model of an earlier demo run with "
                                                       "other settings in ")  # fmt: skip
@@ -79,10 +83,14 @@ def test_the_evaluations_notes_of_earlier_results_go_to_the_demo_log_only(tmp_pa
     evaluation = logging.getLogger("satclip.eval.runner")
     with demo._quiet(tmp_path / "demo.log", StageProgress(STAGES, shown), "test") as log_file:
         log_file.open()
+        evaluation.warning("results.csv: 4 rows of air-temperature left out", extra=EARLIER_RESULTS)
+        log_file.replaced_said = True  # (the note said whose report and model this run replaces)
         evaluation.warning("rows.jsonl: 30 record(s) of folds this run evaluates anew are replaced",
                            extra=EARLIER_RESULTS)  # fmt: skip
         evaluation.warning("a test split holds only 17 points")
-    assert shown.getvalue() == "warning: a test split holds only 17 points\n"
+    # (with no note, --air-temperature left out of a rerun of the same settings: the warning is the console's word)
+    assert shown.getvalue() == ("warning: results.csv: 4 rows of air-temperature left out\n"
+                                "warning: a test split holds only 17 points\n")  # fmt: skip
     logged = (tmp_path / "demo.log").read_text()
     assert "30 record(s) of folds this run evaluates anew are replaced" in logged and "17 points" in logged
 

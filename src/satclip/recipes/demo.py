@@ -152,8 +152,10 @@ def run_demo(
             # before the work, not after it (a model replaces only a model: safe_output.held_format)
             safe_output.check_output(model_dir, overwrite=True, directory=True, writes=MODEL_FORMAT)
             note = _replaced_note(out, settings)
-            if note:
+            if note:  # (then the evaluation's warnings on the earlier results it replaces go to the log only; where
+                # only the tasks changed, --air-temperature left out, they are the console's word of it)
                 log.info("%s", note, extra=safe_output.RESUMED)
+                log_file.replaced_said = True
             run_dir = safe_output.make_owned_dir(out / "work", kind="demo-work")
             log_file.open()
             return _run(out, model_dir, run_dir, settings, air_temperature, progress, on_result)
@@ -188,7 +190,7 @@ def _quiet(log_file: Path, progress: StageProgress, command: str) -> Iterator[_L
     console = _ProgressHandler(progress)
     console.setLevel(logging.INFO)
     console.addFilter(lambda record: (record.levelno >= logging.WARNING or getattr(record, "resumed", False))
-                      and not getattr(record, "earlier_results", False))  # (the note of _replaced_note says it)
+                      and not (getattr(record, "earlier_results", False) and handler.replaced_said))
     ours = logging.getLogger("satclip")
     touched = [ours, logging.getLogger("py.warnings"), *(logging.getLogger(n) for n in _LIBRARY_LOGGERS)]
     saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in touched]
@@ -214,11 +216,13 @@ class _LogFile(logging.Handler):
     dropped if it is never opened (a refused run leaves the previous run's log). A run appends to the log of
     earlier runs into the same directory, after a line that says so: a rerun replaced it, and the log of the
     run that trained the model it reuses was lost. Each run's line names its date, ``command`` and satclip's
-    version (a first run's log had none)."""
+    version (a first run's log had none). ``replaced_said``: the console has said whose report and model this run
+    replaces (:func:`_replaced_note`), so the evaluation's warnings on the results it replaces go here only."""
 
     def __init__(self, path: Path, command: str):
         super().__init__()
         self.path, self.command, self.file, self.held = path, command, None, []
+        self.replaced_said = False
 
     def open(self) -> None:
         from .. import __version__
@@ -462,19 +466,20 @@ def _replaced_note(out: Path, settings: DemoSettings) -> str | None:
     try:
         config = json.loads((out / "model" / "config.json").read_text(encoding="utf-8"))
         trained = Path(config["metadata"]["train_config"]["trainer"]["output_dir"]).name
+        epochs = re.fullmatch(r"run-\d+-\d+-e(\d{1,6})-.*", trained)
+        epochs = int(epochs[1]) if epochs else None
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):  # (no model, or not one a demo wrote)
         return None
-    epochs = re.fullmatch(r"run-\d+-\d+-e(\d+)-.*", trained)
     if epochs is None or trained == training_dir_name(settings):
         return None
-    epochs = int(epochs[1])
     this = "this --quick run's" if is_quick(settings) else "this run's"
-    for kind, base, flag in (("the full demo", FULL, ""), ("the --quick demo", QUICK, " --quick")):
+    for kind, base, flag in (("full demo", FULL, ""), ("--quick demo", QUICK, " --quick")):
         if trained == training_dir_name(replace(base, epochs=epochs)):
-            again = f"rerun with{flag}" if flag else "rerun without --quick"
-            again += (f" {'--epochs' if flag else 'and with --epochs'} {epochs}" if epochs != base.epochs else "")
+            # (the command that made it: "rerun without --quick" repeated a run with --epochs N as it was)
+            again = f"satclip demo{flag}{f' --epochs {epochs}' if epochs != base.epochs else ''} --out {out}"
+            kind = f"the {epochs}-epoch {kind}" if epochs != base.epochs else f"the {kind}"
             return (f"replacing {kind}'s report and model in {out} with {this} (its training stays in "
-                    f"{out / 'work' / trained}: {again} to get them back)")  # fmt: skip
+                    f"{out / 'work' / trained}: `{again}` gets them back)")  # fmt: skip
     return (f"replacing the report and model of an earlier demo run with other settings in {out} with {this} (its "
             f"training stays in {out / 'work' / trained}: a rerun with its settings gets them back)")  # fmt: skip
 
