@@ -67,6 +67,11 @@ RESUMED = {"resumed": True}
 
 
 # --------------------------------------------------------------------------------------------- ownership
+#: the errors of creating something where no folder can hold it (/proc/nope: "No such file or directory", naming
+#: the folder and no output): bad input, said naming the output; the others (permission, read-only, full) the CLI says
+NO_PLACE = (errno.ENOENT, errno.ENOTDIR)
+
+
 def make_dirs(path: str | Path) -> Path:
     """``mkdir -p path``, remembering each directory created (plain directories, no marker: satclip never
     replaces or deletes them, except to remove them again, empty, when the command that made them fails)."""
@@ -89,7 +94,7 @@ def make_dirs(path: str | Path) -> Path:
         try:
             directory.mkdir(exist_ok=True)
         except OSError as err:
-            if isinstance(err, PermissionError) or err.errno == errno.EROFS or in_cache(directory):
+            if err.errno not in NO_PLACE or in_cache(directory):
                 raise  # (the CLI says what to do of these, and of a $SATCLIP_CACHE that cannot be made)
             # (/proc/nope/m: "No such file or directory: '/proc/nope'", naming no output and no fix)
             raise BadInputError(f"cannot create the folder {directory} ({err.strerror}): give an output in another "
@@ -1636,7 +1641,7 @@ def exclusive(
             if err.filename != str(path) or not err.strerror or os.path.lexists(path):
                 raise  # (a lock file left there that this user cannot open: the file to remove, not the output)
             # (the folder it cannot write: the output's name was given, a folder inside that could be written)
-            if err.errno not in (errno.ENOENT, errno.ENOTDIR):  # (permission, read-only, full: the CLI says those)
+            if err.errno not in NO_PLACE:  # (permission, read-only, full: the CLI says those)
                 raise type(err)(err.errno, f"{err.strerror} (satclip writes the lock of {target.name} there)",
                                 str(path.parent)) from err  # fmt: skip
             # ("No such file or directory (…): /proc" of /proc/y, as if /proc were missing)
